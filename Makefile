@@ -1,0 +1,41 @@
+# eegfm: `make demo` runs the whole system on built-in simulated data; `make test` runs the tests.
+# Both set up .venv from nothing on first use; a second run of the set-up is a no-op.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= outputs/demo
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-all bench lock clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+install: $(STAMP)  ## create .venv with the pinned stack (torch CPU first, then the lock, then horovod)
+
+$(STAMP): requirements/lock.txt setup.py scripts/install.sh scripts/install_horovod.sh
+	@bash scripts/install.sh "$(PYTHON)" "$(VENV)"
+	@touch $(STAMP)
+
+demo: $(STAMP)  ## simulate a multi-site corpus and run every stage that exists on it
+	@bash scripts/demo.sh "$(PY)" "$(DEMO_DIR)"
+
+test: $(STAMP)  ## the default test suite (slow end-to-end tests excluded)
+	@bash scripts/run_tests.sh "$(PY)" -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(STAMP)  ## every test, slow ones included
+	@bash scripts/run_tests.sh "$(PY)" $(PYTEST_ARGS)
+
+bench: $(STAMP)  ## run the benchmarks; each prints one JSON object
+	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+lock:  ## re-pin requirements/lock.txt from the current .venv
+	@$(VENV)/bin/pip freeze --exclude-editable | grep -v '^horovod==' \
+	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements/lock.new
+	@{ head -2 requirements/lock.txt; cat requirements/lock.new; } > requirements/lock.tmp
+	@mv requirements/lock.tmp requirements/lock.txt && rm requirements/lock.new
+
+clean:  ## remove the virtual environment and demo outputs
+	rm -rf $(VENV) outputs .pytest_cache

@@ -1,0 +1,1 @@
+"""eegfm evaluation package (see the README's roadmap for what lands here)."""

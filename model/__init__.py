@@ -1,0 +1,1 @@
+"""eegfm model package (see the README's roadmap for what lands here)."""

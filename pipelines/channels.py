@@ -1,0 +1,168 @@
+"""The canonical 10-20 channel table, its aliases and electrode positions.
+
+Every stage of eegfm speaks one channel vocabulary: the 19 channels of the HMS set, in the HMS
+order, with the old 10-20 names (T3/T4/T5/T6) as canonical and the 10-10 names (T7/T8/P7/P8) as
+aliases. Positions are on an idealized unit sphere (x right, y front, z up) computed from the
+10-10 layout rules, so they are reproducible without downloading or vendoring a montage file.
+
+MNE's own alias table maps T5 to T9, which is wrong for our purpose; this module is the single
+source of truth and `tests/pipelines/test_channels.py` pins the mapping.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import numpy as np
+
+CANONICAL_CHANNELS: tuple[str, ...] = (
+    "Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz",
+    "Pz", "Fp2", "F4", "C4", "P4", "F8", "T4", "T6", "O2",
+)
+N_CANONICAL = len(CANONICAL_CHANNELS)
+
+# 10-10 name -> canonical 10-20 name (T7/T8/P7/P8 were renamed in the 10-10 system).
+TEN_TEN_TO_CANONICAL: dict[str, str] = {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}
+CANONICAL_TO_TEN_TEN: dict[str, str] = {v: k for k, v in TEN_TEN_TO_CANONICAL.items()}
+
+LEFT_CHANNELS = tuple(c for c in CANONICAL_CHANNELS if c[-1] in "1357")
+RIGHT_CHANNELS = tuple(c for c in CANONICAL_CHANNELS if c[-1] in "2468")
+MIDLINE_CHANNELS = tuple(c for c in CANONICAL_CHANNELS if c.endswith("z"))
+
+# Non-EEG channel kinds recognised by name; the value is the kind reported to later stages.
+_AUX_PATTERNS: tuple[tuple[str, str], ...] = (
+    (r"^(ECG|EKG)", "ecg"),
+    (r"^(EOG|LOC|ROC|VEOG|HEOG)", "eog"),
+    (r"^(EMG|CHIN)", "emg"),
+    (r"^(PHOTIC|PHO|STIM|TRIG|STATUS|EVENT)", "stim"),
+    (r"^(RESP|SPO2|SAO2|PULSE|PLETH|DC\d*|BURSTS|SUPPR|IBI)", "misc"),
+)
+
+# Prefixes and suffixes clinical systems wrap around electrode names.
+_PREFIX = re.compile(r"^(EEG|EOG|ECG|EKG|EMG|POL)[\s_:-]+", re.IGNORECASE)
+_REF_SUFFIX = re.compile(
+    r"[\s_]*-[\s_]*(REF|LE|AR|AVG|AV|A1|A2|M1|M2|CZ|LINKED|A1A2|A2A1)$", re.IGNORECASE
+)
+
+# 10-10 electrode rows between the Fp and O rings: (row prefix, polar angle of the midline
+# electrode from the vertex, positive toward the nose). The ring through Fpz-T7-Oz-T8 is the
+# equator (the "10 % line"); a row's columns 1..8 run from the midline to that ring in four equal
+# steps (odd numbers left), and columns 9/10 sit one step below it.
+_ROWS: tuple[tuple[str, float], ...] = (
+    ("AF", 67.5), ("F", 45.0), ("FC", 22.5), ("C", 0.0), ("CP", -22.5), ("P", -45.0), ("PO", -67.5),
+)
+# Azimuth (degrees, 0 = right ear, 90 = nose) where each row meets the equator on the right.
+_ROW_RING_AZIMUTH = {"AF": 54.0, "F": 36.0, "FC": 18.0, "C": 0.0, "CP": -18.0, "P": -36.0, "PO": -54.0}
+# Ring electrodes with names of their own in the 10-10 system.
+_RING_NAMES = {"FC": "FT", "C": "T", "CP": "TP"}
+
+
+def _unit(polar_deg: float, azimuth_deg: float) -> np.ndarray:
+    theta, phi = np.deg2rad(polar_deg), np.deg2rad(azimuth_deg)
+    return np.array([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi), np.cos(theta)])
+
+
+def _slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
+    omega = np.arccos(np.clip(a @ b, -1.0, 1.0))
+    if omega < 1e-9:
+        return a.copy()
+    return (np.sin((1 - t) * omega) * a + np.sin(t * omega) * b) / np.sin(omega)
+
+
+@lru_cache(maxsize=1)
+def _ten_ten_positions() -> dict[str, np.ndarray]:
+    positions: dict[str, np.ndarray] = {}
+    for row, polar in _ROWS:
+        mid = _unit(abs(polar), 90.0 if polar >= 0 else -90.0)
+        right_az = _ROW_RING_AZIMUTH[row]
+        ring = {"right": _unit(90.0, right_az), "left": _unit(90.0, 180.0 - right_az)}
+        below = {"right": _unit(112.5, right_az), "left": _unit(112.5, 180.0 - right_az)}
+        positions[f"{row}z"] = mid
+        ring_prefix = _RING_NAMES.get(row, row)
+        for col in range(1, 11):
+            side = "left" if col % 2 == 1 else "right"
+            prefix = ring_prefix if col in (7, 8, 9, 10) else row
+            if col >= 9:
+                positions[f"{prefix}{col}"] = below[side]
+            else:
+                positions[f"{prefix}{col}"] = _slerp(mid, ring[side], ((col + 1) // 2) / 4.0)
+    # The Fp and O rows lie on the ring itself.
+    positions.update({
+        "Fpz": _unit(90.0, 90.0), "Fp1": _unit(90.0, 108.0), "Fp2": _unit(90.0, 72.0),
+        "Oz": _unit(90.0, -90.0), "O1": _unit(90.0, -108.0), "O2": _unit(90.0, -72.0),
+        "Nz": _unit(112.5, 90.0), "Iz": _unit(112.5, -90.0),
+        "A1": _unit(120.0, 180.0), "A2": _unit(120.0, 0.0),
+        "M1": _unit(125.0, 200.0), "M2": _unit(125.0, -20.0),
+    })
+    return positions
+
+
+def _case_map() -> dict[str, str]:
+    return {name.upper(): name for name in _ten_ten_positions()}
+
+
+_ALL_UPPER: dict[str, str] | None = None
+
+
+def clean_channel_name(raw: str) -> str:
+    """Strip system prefixes/reference suffixes: 'EEG FP1-REF' -> 'FP1', 'Fp1.' -> 'Fp1'."""
+    name = raw.strip().strip(".").strip()
+    name = _PREFIX.sub("", name)
+    name = _REF_SUFFIX.sub("", name)
+    return name.strip().strip(".").strip()
+
+
+def standard_name(raw: str) -> str | None:
+    """The 10-10 spelling of an electrode name ('EEG FP1-REF' -> 'Fp1', 'T7.' -> 'T7'), or None."""
+    global _ALL_UPPER
+    if _ALL_UPPER is None:
+        _ALL_UPPER = _case_map()
+    cleaned = clean_channel_name(raw).replace(" ", "")
+    upper = cleaned.upper()
+    # 10-20 temporal names are valid electrode names too; map them to their 10-10 positions.
+    old = {k.upper(): v for k, v in CANONICAL_TO_TEN_TEN.items()}
+    if upper in old:
+        return old[upper]
+    return _ALL_UPPER.get(upper)
+
+
+def canonical_name(raw: str) -> str | None:
+    """The canonical 10-20 name of a recorded channel, or None if it is not one of the 19.
+
+    >>> canonical_name("EEG T7-REF"), canonical_name("Fp1."), canonical_name("EEG Fp1-Ref")
+    ('T3', 'Fp1', 'Fp1')
+    """
+    name = standard_name(raw)
+    if name is None:
+        return None
+    name = TEN_TEN_TO_CANONICAL.get(name, name)
+    return name if name in CANONICAL_CHANNELS else None
+
+
+def auxiliary_kind(raw: str) -> str | None:
+    """'ecg', 'eog', 'emg', 'stim' or 'misc' for a recognised non-EEG channel, else None."""
+    name = raw.strip().upper()
+    name = re.sub(r"^(POL|EEG)[\s_:-]+", "", name)
+    for pattern, kind in _AUX_PATTERNS:
+        if re.match(pattern, name):
+            return kind
+    return None
+
+
+def electrode_position(name: str) -> np.ndarray:
+    """Unit-sphere position (x right, y front, z up) of a 10-10 electrode or canonical name."""
+    std = standard_name(name)
+    if std is None:
+        raise KeyError(f"electrode {name!r}: not a 10-20/10-10 electrode name")
+    return _ten_ten_positions()[std].copy()
+
+
+def canonical_positions() -> np.ndarray:
+    """Positions of the 19 canonical channels, shape (19, 3), in canonical order."""
+    return np.stack([electrode_position(c) for c in CANONICAL_CHANNELS])
+
+
+def known_electrodes() -> tuple[str, ...]:
+    """All 10-10 electrode names with a position."""
+    return tuple(sorted(_ten_ten_positions()))

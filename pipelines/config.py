@@ -1,0 +1,126 @@
+"""The configuration pattern shared by every eegfm stage.
+
+Configs are small dataclasses that validate themselves in ``__post_init__`` and load from YAML or a
+dict. Errors name the parameter, what is allowed and what was received, so a typo in a YAML file
+reads like a typo and not like a stack trace.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed; the message names the field and the allowed values."""
+
+
+def check_option(name: str, value: Any, allowed: Iterable[Any]) -> Any:
+    allowed = tuple(allowed)
+    if value not in allowed:
+        raise ConfigError(
+            f"{name}: expected one of {', '.join(repr(a) for a in allowed)}; got {value!r}"
+        )
+    return value
+
+
+def check_range(
+    name: str,
+    value: float,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_inclusive: bool = True,
+    high_inclusive: bool = True,
+) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name}: expected a number; got {value!r}")
+    too_low = low is not None and (value < low if low_inclusive else value <= low)
+    too_high = high is not None and (value > high if high_inclusive else value >= high)
+    if too_low or too_high:
+        lo = "-inf" if low is None else f"{low}"
+        hi = "inf" if high is None else f"{high}"
+        lb, hb = ("[" if low_inclusive else "("), ("]" if high_inclusive else ")")
+        raise ConfigError(f"{name}: expected a value in {lb}{lo}, {hi}{hb}; got {value!r}")
+    return value
+
+
+T = TypeVar("T", bound="Config")
+
+
+@dataclasses.dataclass
+class Config:
+    """Base class: subclasses are dataclasses that validate in ``validate``."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ConfigError for any value that is not allowed."""
+
+    @classmethod
+    def from_dict(cls: type[T], data: Mapping[str, Any]) -> T:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{cls.__name__}: expected a mapping of fields; got {type(data).__name__}")
+        fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+        unknown = sorted(set(data) - set(fields))
+        if unknown:
+            raise ConfigError(
+                f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; "
+                f"allowed: {', '.join(sorted(fields))}"
+            )
+        hints = typing.get_type_hints(cls)
+        kwargs = {}
+        for key, value in data.items():
+            hint = hints.get(key)
+            if isinstance(hint, type) and issubclass(hint, Config) and isinstance(value, Mapping):
+                value = hint.from_dict(value)
+            elif isinstance(value, list) and typing.get_origin(hint) is tuple:
+                value = tuple(value)
+            kwargs[key] = value
+        return cls(**kwargs)
+
+    @classmethod
+    def from_yaml(cls: type[T], path: str | Path) -> T:
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from err
+        except yaml.YAMLError as err:
+            raise ConfigError(f"{path}: not valid YAML ({err})") from err
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err}") from err
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def replace(self: T, **changes: Any) -> T:
+        return dataclasses.replace(self, **changes)
+
+    def config_hash(self) -> str:
+        """A stable short hash of the configuration, for provenance fields."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value

@@ -1,0 +1,100 @@
+"""De-identification: keyed pseudonyms and the few clinical fields allowed out of a reader.
+
+Readers see patient names, birth dates, hospital codes and free-text recording fields; none of it
+may reach an output, a log or a metric. The rule is a whitelist, not a blacklist: a reader returns
+a `ClinicalInfo` (age in whole years, capped at 90 as HIPAA's safe harbour requires, and sex), and
+identifiers are replaced by HMAC-SHA256 pseudonyms under a secret key, so they are stable across
+runs and machines that share the key but cannot be reversed or recomputed by anyone without it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+MIN_KEY_BYTES = 16
+AGE_CAP_YEARS = 90.0
+PSEUDONYM_KINDS = ("site", "subject", "session", "recording")
+
+
+class PseudonymKeyError(ValueError):
+    """The pseudonym key file is missing, unreadable or too short."""
+
+
+def load_key(path: str | os.PathLike) -> bytes:
+    """Read a pseudonym key (raw bytes; surrounding whitespace ignored)."""
+    path = Path(path)
+    try:
+        key = path.read_bytes().strip()
+    except OSError as err:
+        raise PseudonymKeyError(f"--pseudonym_key_file {path}: cannot read ({err.strerror})") from err
+    if len(key) < MIN_KEY_BYTES:
+        raise PseudonymKeyError(
+            f"--pseudonym_key_file {path}: expected at least {MIN_KEY_BYTES} bytes of secret; "
+            f"got {len(key)}"
+        )
+    return key
+
+
+def create_key(path: str | os.PathLike) -> bytes:
+    """Write a new random 32-byte key (hex) readable only by its owner; refuse to overwrite."""
+    path = Path(path)
+    key = secrets.token_hex(32).encode()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key + b"\n")
+    return key
+
+
+def pseudonym(key: bytes, kind: str, value: str, *, length: int = 16) -> str:
+    """`<kind-prefix>-<hex>`: HMAC-SHA256 of the identifier, domain-separated by its kind."""
+    if kind not in PSEUDONYM_KINDS:
+        raise ValueError(f"kind: expected one of {', '.join(PSEUDONYM_KINDS)}; got {kind!r}")
+    digest = hmac.new(key, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()
+    prefix = {"site": "site", "subject": "sub", "session": "ses", "recording": "rec"}[kind]
+    return f"{prefix}-{digest[:length]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class ClinicalInfo:
+    """The only patient facts that leave a reader."""
+
+    age: float | None = None  # whole years, capped at 90
+    sex: str = ""  # 'F', 'M' or '' when unknown
+
+    def __post_init__(self) -> None:
+        if self.sex not in ("F", "M", ""):
+            raise ValueError(f"sex: expected 'F', 'M' or ''; got {self.sex!r}")
+        if self.age is not None and not 0 <= self.age <= AGE_CAP_YEARS:
+            raise ValueError(f"age: expected 0..{AGE_CAP_YEARS:g} years or None; got {self.age!r}")
+
+
+def safe_age(age_years: float | None) -> float | None:
+    """Whole years, capped at 90; None for missing or impossible values."""
+    if age_years is None or not (0 <= age_years < 150):
+        return None
+    return float(min(int(age_years), AGE_CAP_YEARS))
+
+
+def age_from_dates(birth: dt.date | None, recorded: dt.date | None) -> float | None:
+    """Age in whole years at recording time (the dates themselves are identifiers and stay here)."""
+    if birth is None or recorded is None:
+        return None
+    years = recorded.year - birth.year - ((recorded.month, recorded.day) < (birth.month, birth.day))
+    return safe_age(years)
+
+
+def normalize_sex(value: object) -> str:
+    """'F'/'M'/'' from the spellings headers and sidecars use (F, female, 2, M, male, 1 ...)."""
+    text = str(value).strip().lower() if value is not None else ""
+    if text in ("f", "female", "w", "woman", "2"):
+        return "F"
+    if text in ("m", "male", "man", "1"):
+        return "M"
+    return ""

@@ -1,0 +1,211 @@
+"""Channel harmonization: any montage -> the 19 canonical 10-20 channels in microvolts.
+
+Three pure steps, each testable alone:
+
+1. `map_channels(ch_names)` decides what every recorded channel is: one of the 19 canonical
+   electrodes, another 10-10 electrode (useful as an interpolation source), an auxiliary signal
+   (ECG/EOG/EMG/stim/misc), or unknown. Duplicates and unmappable montages raise
+   `HarmonizeError` with the channels found, so the pipeline can quarantine with a reason.
+2. `interpolation_matrix(sources, targets)` computes MNE's spherical-spline interpolation
+   (Perrin et al. 1989) from the available electrodes to the missing canonical ones. The spline
+   is linear in the data, so the matrix is computed once per montage by interpolating an identity
+   matrix and is then applied to every chunk of a long recording with one matmul.
+3. `harmonize(data, ch_names, ...)` applies both and returns the canonical array plus
+   `channel_mask` (1 measured, 0 interpolated) and the auxiliary channels kept for fusion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from functools import lru_cache
+
+import numpy as np
+
+from pipelines.channels import (
+    CANONICAL_CHANNELS,
+    N_CANONICAL,
+    auxiliary_kind,
+    canonical_name,
+    electrode_position,
+    standard_name,
+)
+from pipelines.config import check_option
+
+# Scale from a declared physical unit to microvolts. Keys are lower-cased, 'µ' folded to 'u'.
+_UNIT_TO_UV = {"uv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3, "microvolts": 1.0, "millivolts": 1e3}
+# Reference and ground electrodes carry no scalp signal of their own in a referential montage.
+_REFERENCE_ELECTRODES = frozenset({"A1", "A2", "M1", "M2", "Nz", "Iz"})
+# Adult head radius in metres; MNE's spline works on positions in head coordinates.
+_HEAD_RADIUS_M = 0.095
+
+
+class HarmonizeError(ValueError):
+    """A recording's channels cannot be harmonized; the message says why and what was found."""
+
+
+def microvolt_scale(unit: str, *, channel: str = "") -> float:
+    """Factor that converts values in `unit` (EDF physical dimension) to microvolts."""
+    key = unit.strip().lower().replace("µ", "u").replace("μ", "u")
+    if key not in _UNIT_TO_UV:
+        where = f"channel {channel!r}: " if channel else ""
+        raise HarmonizeError(
+            f"{where}physical unit: expected one of uV, mV, V, nV; got {unit!r}"
+        )
+    return _UNIT_TO_UV[key]
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelMap:
+    """What each recorded channel is, by index into the recording's channel list."""
+
+    canonical: dict[str, int]  # canonical name -> index
+    extra_eeg: dict[str, int]  # other 10-10 electrodes (interpolation sources) -> index
+    auxiliary: dict[str, list[int]]  # 'ecg' | 'eog' | 'emg' | 'stim' | 'misc' -> indices
+    unknown: tuple[str, ...]  # names that are none of the above
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        return tuple(c for c in CANONICAL_CHANNELS if c not in self.canonical)
+
+
+_BIOSEMI_ABC = re.compile(r"^[A-H]([1-9]|[12][0-9]|3[0-2])$")
+
+
+def is_biosemi_abc_layout(ch_names) -> bool:
+    """True for BioSemi's A1..H32 cap labels, where 'C3' or 'F7' are NOT 10-20 positions."""
+    hits = sum(bool(_BIOSEMI_ABC.match(n.strip())) for n in ch_names)
+    return hits >= 32 and {"A1", "A2", "B1", "B2"} <= {n.strip() for n in ch_names}
+
+
+def map_channels(ch_names: list[str] | tuple[str, ...]) -> ChannelMap:
+    """Classify recorded channel names; raise HarmonizeError on duplicate electrodes."""
+    if is_biosemi_abc_layout(ch_names):
+        # ABC labels only name positions on a BioSemi cap; without its layout file they are not
+        # electrodes we can place. Auxiliary channels are still recognised.
+        aux_only: dict[str, list[int]] = {}
+        for idx, raw in enumerate(ch_names):
+            kind = auxiliary_kind(raw)
+            if kind is not None:
+                aux_only.setdefault(kind, []).append(idx)
+        unknown = tuple(n for i, n in enumerate(ch_names) if auxiliary_kind(n) is None)
+        return ChannelMap({}, {}, aux_only, unknown)
+    canonical: dict[str, int] = {}
+    extra: dict[str, int] = {}
+    aux: dict[str, list[int]] = {}
+    unknown: list[str] = []
+    seen: dict[str, str] = {}
+    for idx, raw in enumerate(ch_names):
+        kind = auxiliary_kind(raw)
+        if kind is not None:
+            aux.setdefault(kind, []).append(idx)
+            continue
+        std = standard_name(raw)
+        if std is None:
+            unknown.append(raw)
+            continue
+        if std in seen:
+            raise HarmonizeError(
+                f"duplicate channel: {raw!r} and {seen[std]!r} are both electrode {std}"
+            )
+        seen[std] = raw
+        canon = canonical_name(raw)
+        if canon is not None:
+            canonical[canon] = idx
+        elif std not in _REFERENCE_ELECTRODES:
+            extra[std] = idx
+    return ChannelMap(canonical, extra, aux, tuple(unknown))
+
+
+@lru_cache(maxsize=256)
+def interpolation_matrix(sources: tuple[str, ...], targets: tuple[str, ...]) -> np.ndarray:
+    """Spherical-spline weights, shape (len(targets), len(sources)), from MNE.
+
+    Cached by montage: a corpus has few distinct montages and the spline solve is the only
+    non-trivial cost of interpolation.
+    """
+    import mne
+
+    names = list(sources) + list(targets)
+    positions = {n: electrode_position(n) * _HEAD_RADIUS_M for n in names}
+    info = mne.create_info(names, sfreq=256.0, ch_types="eeg")
+    montage = mne.channels.make_dig_montage(ch_pos=positions, coord_frame="head")
+    identity = np.zeros((len(names), len(sources)))
+    identity[: len(sources)] = np.eye(len(sources))
+    raw = mne.io.RawArray(identity, info, verbose="error")
+    raw.set_montage(montage, verbose="error")
+    raw.info["bads"] = list(targets)
+    raw.interpolate_bads(reset_bads=True, mode="accurate", origin=(0.0, 0.0, 0.0), verbose="error")
+    return raw.get_data(picks=list(targets)).astype(np.float64)
+
+
+@dataclasses.dataclass
+class Harmonized:
+    data: np.ndarray  # (19, n_times) float32 microvolts, canonical order
+    channel_mask: np.ndarray  # (19,) int64, 1 measured, 0 interpolated
+    auxiliary: dict[str, np.ndarray]  # kind -> (n_times,) first channel of that kind, microvolts
+    interpolated: tuple[str, ...]
+
+
+def plan_harmonization(ch_names, *, min_channels: int = 10) -> tuple[ChannelMap, np.ndarray | None]:
+    """Map channels and, when some canonical ones are missing, the matrix that fills them in.
+
+    Raises HarmonizeError when fewer than `min_channels` canonical electrodes are present.
+    """
+    if not 1 <= min_channels <= N_CANONICAL:
+        raise ValueError(f"min_channels: expected 1..{N_CANONICAL}; got {min_channels}")
+    cmap = map_channels(list(ch_names))
+    if len(cmap.canonical) < min_channels:
+        found = ", ".join(repr(n) for n in ch_names[:30]) or "none"
+        more = f" (+{len(ch_names) - 30} more)" if len(ch_names) > 30 else ""
+        raise HarmonizeError(
+            f"only {len(cmap.canonical)} of the 19 10-20 channels are present "
+            f"({', '.join(cmap.canonical) or 'none'}); need at least {min_channels} "
+            f"(--min_channels). Channels found: {found}{more}"
+        )
+    if not cmap.missing:
+        return cmap, None
+    sources = tuple(sorted(cmap.canonical, key=CANONICAL_CHANNELS.index)) + tuple(
+        sorted(cmap.extra_eeg)
+    )
+    return cmap, interpolation_matrix(sources, cmap.missing)
+
+
+def harmonize(
+    data: np.ndarray,
+    ch_names: list[str] | tuple[str, ...],
+    *,
+    min_channels: int = 10,
+    reference: str = "keep",
+    plan: tuple[ChannelMap, np.ndarray | None] | None = None,
+) -> Harmonized:
+    """Canonical 19-channel array (microvolts) from a recording's channels.
+
+    `data` is (n_chans, n_times) in microvolts, rows matching `ch_names`. `reference='average'`
+    re-references the 19 canonical channels to their mean after interpolation; 'keep' leaves the
+    recording's reference alone. Pass `plan` (from `plan_harmonization`) to reuse the channel map
+    and interpolation matrix across the chunks of one recording.
+    """
+    check_option("reference", reference, ("keep", "average"))
+    data = np.asarray(data)
+    if data.ndim != 2 or data.shape[0] != len(ch_names):
+        raise ValueError(
+            f"data: expected shape (len(ch_names)={len(ch_names)}, n_times); got {data.shape}"
+        )
+    cmap, matrix = plan if plan is not None else plan_harmonization(ch_names, min_channels=min_channels)
+    out = np.empty((N_CANONICAL, data.shape[1]), dtype=np.float32)
+    mask = np.zeros(N_CANONICAL, dtype=np.int64)
+    for row, name in enumerate(CANONICAL_CHANNELS):
+        if name in cmap.canonical:
+            out[row] = data[cmap.canonical[name]]
+            mask[row] = 1
+    if matrix is not None:
+        sources = [cmap.canonical[n] for n in CANONICAL_CHANNELS if n in cmap.canonical]
+        sources += [cmap.extra_eeg[n] for n in sorted(cmap.extra_eeg)]
+        filled = matrix @ data[sources].astype(np.float64)
+        for k, name in enumerate(cmap.missing):
+            out[CANONICAL_CHANNELS.index(name)] = filled[k]
+    if reference == "average":
+        out -= out.mean(axis=0, keepdims=True)
+    aux = {kind: data[idx[0]].astype(np.float32) for kind, idx in cmap.auxiliary.items()}
+    return Harmonized(out, mask, aux, cmap.missing)

@@ -1,0 +1,56 @@
+"""One logging set-up for every eegfm entry point.
+
+Logs go to stderr in a compact, greppable format. Third-party libraries that are chatty at INFO
+(MNE, TensorFlow, Beam's runner internals) are kept at WARNING unless ``--verbose`` is given.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+_NOISY = ("mne", "tensorflow", "absl", "apache_beam", "urllib3", "matplotlib", "h5py", "numexpr")
+_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at emit time (tests and notebooks swap it)."""
+
+    _eegfm = True
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property  # type: ignore[override]
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
+
+
+def setup_logging(level: str | int = "INFO", *, verbose: bool = False) -> logging.Logger:
+    """Configure the root logger once; safe to call from every entry point."""
+    if isinstance(level, str):
+        numeric = logging.getLevelName(level.upper())
+        if not isinstance(numeric, int):
+            raise ValueError(
+                f"log level: expected one of DEBUG, INFO, WARNING, ERROR; got {level!r}"
+            )
+        level = numeric
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    root = logging.getLogger()
+    if not any(getattr(h, "_eegfm", False) for h in root.handlers):
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter(_FORMAT, datefmt="%H:%M:%S"))
+        root.addHandler(handler)
+    root.setLevel(level)
+    for name in _NOISY:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    return logging.getLogger("eegfm")
+
+
+def get_logger(name: str) -> logging.Logger:
+    return logging.getLogger(f"eegfm.{name}")

@@ -1,0 +1,225 @@
+"""Recording readers: one interface over EDF/BDF/FIF/BrainVision/EEGLAB and HMS parquet files.
+
+A reader opens a recording lazily, exposes its channel names, sampling rate and length, and
+returns any sample range in microvolts as float32, so a 24-hour recording is processed in bounded
+chunks and never loaded whole. Patient identifiers stay inside the reader: the only patient facts
+it hands out are `ClinicalInfo` (whole-year age, sex) and `identity_key`, an opaque string that
+the caller must pass straight to `deid.pseudonym` and never log.
+
+Readers fail with `ReaderError`, whose message names the file, the field and what was expected,
+so a corrupt recording becomes one quarantine line and never stops a pipeline run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from pipelines.channels import CANONICAL_CHANNELS
+from pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
+
+HMS_SFREQ = 200.0
+HMS_EEG_COLUMNS = CANONICAL_CHANNELS
+HMS_AUX_COLUMNS = ("EKG",)
+
+# Extension -> format name; `.edf` goes through MNE here (a memory-mapped reader may replace it).
+FORMATS = {
+    ".edf": "edf", ".bdf": "bdf", ".fif": "fif", ".fif.gz": "fif", ".vhdr": "brainvision",
+    ".set": "eeglab", ".parquet": "hms_parquet",
+}
+
+
+class ReaderError(ValueError):
+    """A recording cannot be read; the message names the file, the field and the expectation."""
+
+    def __init__(self, path: str | os.PathLike, message: str):
+        self.path = str(path)
+        super().__init__(f"{Path(path).name}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingInfo:
+    ch_names: tuple[str, ...]
+    sfreq: float
+    n_times: int
+    clinical: ClinicalInfo = ClinicalInfo()
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_times / self.sfreq
+
+
+class Reader:
+    """Base class: subclasses fill `info` and implement `_read(start, stop)`."""
+
+    info: RecordingInfo
+    identity_key: str = ""  # opaque; only for deid.pseudonym
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Samples [start, stop) of every channel, microvolts, float32, shape (n_chans, n)."""
+        stop = self.info.n_times if stop is None else stop
+        if not 0 <= start <= stop <= self.info.n_times:
+            raise ReaderError(
+                self.path, f"sample range: expected 0 <= start <= stop <= {self.info.n_times}; "
+                f"got [{start}, {stop})"
+            )
+        data = self._read(start, stop)
+        if not np.all(np.isfinite(data)):
+            bad = [self.info.ch_names[i] for i in np.flatnonzero(~np.isfinite(data).all(axis=1))]
+            raise ReaderError(
+                self.path, f"samples: expected finite values; channels {', '.join(bad[:8])} "
+                f"contain NaN or infinity in samples [{start}, {stop})"
+            )
+        return data
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        raise NotImplementedError  # abstract: every concrete reader implements it
+
+    def close(self) -> None:
+        """Release file handles (nothing to do for most readers)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def _check_info(path, ch_names, sfreq, n_times) -> None:
+    if not np.isfinite(sfreq) or sfreq <= 0:
+        raise ReaderError(path, f"sampling rate: expected a positive number; got {sfreq!r}")
+    if n_times <= 0:
+        raise ReaderError(path, f"length: expected at least one sample; got {n_times}")
+    if len(ch_names) == 0:
+        raise ReaderError(path, "channels: expected at least one signal; got none")
+    seen: dict[str, int] = {}
+    for name in ch_names:
+        seen[name] = seen.get(name, 0) + 1
+    dupes = [n for n, k in seen.items() if k > 1]
+    if dupes:
+        raise ReaderError(path, f"channel names: expected unique names; duplicated {dupes}")
+
+
+class MneReader(Reader):
+    """FIF, BrainVision, EEGLAB, BDF and EDF through MNE's lazy readers."""
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__(path)
+        import mne
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._raw = mne.io.read_raw(self.path, preload=False, verbose="error")
+        except Exception as err:  # MNE raises many types for malformed files; all mean "unreadable"
+            raise ReaderError(path, f"not a readable {_format_of(path)} file ({_one_line(err)})") from err
+        raw = self._raw
+        _check_info(path, raw.ch_names, float(raw.info["sfreq"]), int(raw.n_times))
+        # MNE returns volts for every channel it knows the unit of; stim/misc stay as stored.
+        types = raw.get_channel_types()
+        self._scale = np.array(
+            [1e6 if t in ("eeg", "eog", "ecg", "emg", "seeg", "ecog", "dbs") else 1.0 for t in types],
+            dtype=np.float64,
+        )[:, None]
+        self.info = RecordingInfo(
+            tuple(raw.ch_names), float(raw.info["sfreq"]), int(raw.n_times), _mne_clinical(raw)
+        )
+        self.identity_key = _mne_identity(raw)
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        try:
+            data = self._raw.get_data(start=start, stop=stop)
+        except Exception as err:
+            raise ReaderError(self.path, f"data records: unreadable in samples [{start}, {stop}) "
+                              f"({_one_line(err)})") from err
+        return (data * self._scale).astype(np.float32)
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def _mne_clinical(raw) -> ClinicalInfo:
+    subject = raw.info.get("subject_info") or {}
+    birthday = subject.get("birthday")
+    meas = raw.info.get("meas_date")
+    birth = birthday if isinstance(birthday, dt.date) else None
+    recorded = meas.date() if isinstance(meas, dt.datetime) else None
+    sex_code = subject.get("sex")
+    sex = normalize_sex({1: "M", 2: "F"}.get(sex_code, "")) if sex_code is not None else ""
+    return ClinicalInfo(age=age_from_dates(birth, recorded), sex=sex)
+
+
+def _mne_identity(raw) -> str:
+    subject = raw.info.get("subject_info") or {}
+    parts = [str(subject.get(k, "")) for k in ("his_id", "last_name", "first_name", "birthday")]
+    joined = "|".join(parts)
+    return "" if joined.strip("|X0 ") == "" else joined
+
+
+class HmsParquetReader(Reader):
+    """One Kaggle HMS EEG parquet: 19 canonical columns + EKG, 200 Hz, microvolts."""
+
+    def __init__(self, path: str | os.PathLike):
+        super().__init__(path)
+        import pyarrow.parquet as pq
+
+        try:
+            self._file = pq.ParquetFile(self.path)
+        except Exception as err:  # pyarrow raises ArrowInvalid/OSError for non-parquet bytes
+            raise ReaderError(path, f"not a parquet file ({_one_line(err)})") from err
+        columns = tuple(self._file.schema_arrow.names)
+        missing = [c for c in HMS_EEG_COLUMNS if c not in columns]
+        if missing:
+            raise ReaderError(
+                path, f"columns: expected the 19 HMS EEG columns {' '.join(HMS_EEG_COLUMNS)}; "
+                f"missing {', '.join(missing)} (found {', '.join(columns[:25]) or 'none'})"
+            )
+        self._columns = list(HMS_EEG_COLUMNS) + [c for c in HMS_AUX_COLUMNS if c in columns]
+        n_times = int(self._file.metadata.num_rows)
+        _check_info(path, self._columns, HMS_SFREQ, n_times)
+        self.info = RecordingInfo(tuple(self._columns), HMS_SFREQ, n_times)
+        self.identity_key = self.path.stem
+        self._table = None
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        # HMS files are at most tens of MB; the table is read once and sliced per window.
+        if self._table is None:
+            self._table = self._file.read(columns=self._columns)
+        cols = [self._table.column(c).slice(start, stop - start).to_numpy(zero_copy_only=False)
+                for c in self._columns]
+        return np.stack(cols).astype(np.float32)
+
+
+def _format_of(path) -> str:
+    name = str(path).lower()
+    for ext, fmt in FORMATS.items():
+        if name.endswith(ext):
+            return fmt
+    return "recording"
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:200]}"
+
+
+def open_recording(path: str | os.PathLike) -> Reader:
+    """The reader for a file, chosen by extension."""
+    fmt = _format_of(path)
+    if fmt == "recording":
+        raise ReaderError(
+            path, f"file type: expected one of {', '.join(sorted(FORMATS))}; got {Path(path).suffix!r}"
+        )
+    if os.path.getsize(path) == 0:
+        raise ReaderError(path, "file size: expected a recording; got an empty (0-byte) file")
+    if fmt == "hms_parquet":
+        return HmsParquetReader(path)
+    return MneReader(path)

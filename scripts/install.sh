@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Create the virtual environment and install the pinned eegfm stack.
+# Order matters: torch==2.13.0 first (local CPU wheel), so nothing later resolves a CUDA torch.
+set -euo pipefail
+PYTHON=${1:-python3}
+VENV=${2:-.venv}
+start=$(date +%s)
+"$PYTHON" -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else 1)' \
+  || { echo "install: eegfm needs Python 3.11; $PYTHON is $("$PYTHON" --version 2>&1)" >&2; exit 1; }
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+echo "install: [1/4] pip and torch==2.13.0 (CPU)"
+"${PIP[@]}" install --quiet pip==25.3
+"${PIP[@]}" install --quiet torch==2.13.0
+echo "install: [2/4] the locked stack (requirements/lock.txt)"
+"${PIP[@]}" install --quiet -r requirements/lock.txt
+echo "install: [3/4] eegfm itself (editable)"
+"${PIP[@]}" install --quiet --no-deps --no-build-isolation -e .
+echo "install: [4/4] horovod (built from source, about 3 minutes the first time)"
+if ! bash scripts/install_horovod.sh "$VENV/bin/python" > "$VENV/horovod-build.log" 2>&1; then
+  echo "install: WARNING: horovod failed to build (log: $VENV/horovod-build.log)." >&2
+  echo "install: everything else is installed and works; horovod tests will be skipped." >&2
+fi
+"${PIP[@]}" check >/dev/null || { "${PIP[@]}" check >&2; exit 1; }
+echo "install: done in $(( $(date +%s) - start )) s; $(du -sh "$VENV" | cut -f1) in $VENV"

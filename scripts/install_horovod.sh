@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Build Horovod 0.28.1 (its last release) from the sdist against the pinned CPU torch.
+#
+# Why a script: Horovod 0.28.1 forces C++14, and torch 2.13's headers need C++17. We patch the
+# two CMakeLists that set the standard, and build with --no-build-isolation so pip never pulls
+# an unpinned torch (several GB of CUDA wheels) into a build environment.
+#
+# Usage: scripts/install_horovod.sh PYTHON    (exit 0 on success; non-zero with a clear message)
+set -euo pipefail
+PY=${1:?usage: install_horovod.sh PATH/TO/python}
+VERSION=0.28.1
+if "$PY" -c "import horovod.torch" >/dev/null 2>&1; then
+  echo "horovod $VERSION already installed"; exit 0
+fi
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+"$PY" -m pip download --quiet --no-deps --no-binary :all: "horovod==$VERSION" -d "$work"
+tar -xzf "$work/horovod-$VERSION.tar.gz" -C "$work"
+src="$work/horovod-$VERSION"
+sed -i 's/set(CMAKE_CXX_STANDARD 14)/set(CMAKE_CXX_STANDARD 17)/' \
+  "$src/CMakeLists.txt" "$src/horovod/torch/CMakeLists.txt"
+grep -q 'CMAKE_CXX_STANDARD 17' "$src/horovod/torch/CMakeLists.txt" \
+  || { echo "horovod: could not apply the C++17 patch to horovod/torch/CMakeLists.txt" >&2; exit 1; }
+export HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
+       HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1
+export MAKEFLAGS=${MAKEFLAGS:--j$(nproc)}
+"$PY" -m pip install --quiet --no-build-isolation --no-deps "$src"
+# Horovod's runtime dependencies, pinned in requirements/lock.txt, are installed by the caller.
+"$PY" -c "import horovod.torch as hvd; hvd.init(); print('horovod', hvd.__version__ if hasattr(hvd,'__version__') else '$VERSION', 'built with gloo:', hvd.gloo_built())"

@@ -1,0 +1,122 @@
+import mne
+import numpy as np
+import pytest
+
+from pipelines.channels import CANONICAL_CHANNELS, canonical_name, electrode_position
+from pipelines.harmonize import (
+    HarmonizeError,
+    harmonize,
+    interpolation_matrix,
+    map_channels,
+    microvolt_scale,
+    plan_harmonization,
+)
+
+
+def _read(path, l_freq=0.5, h_freq=40.0):
+    raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+    raw.filter(l_freq, h_freq, verbose="error")
+    return raw.ch_names, raw.get_data() * 1e6, raw.info["sfreq"]
+
+
+def test_map_channels_sorts_eeg_aux_and_unknown(shared_data):
+    names, _, _ = _read(shared_data / "eegmat" / "Subject00_1.edf")
+    cmap = map_channels(names)
+    assert set(cmap.canonical) == set(CANONICAL_CHANNELS) and not cmap.missing
+    assert [names[i] for i in cmap.auxiliary["ecg"]] == ["ECG ECG"]
+    assert cmap.unknown == ()  # 'EEG A2-A1' is a reference derivation, not scalp EEG
+
+
+def test_duplicate_electrodes_are_an_error():
+    with pytest.raises(HarmonizeError, match=r"duplicate channel: 'EEG T7-REF' and 'T3' are both electrode T7"):
+        map_channels(["T3", "Fp1", "EEG T7-REF"])
+
+
+def test_numbered_and_single_channel_recordings_are_refused_with_what_was_found(shared_data):
+    bv = mne.io.read_raw_brainvision(
+        shared_data / "formats" / "brainvision" / "test_NO.vhdr", verbose="error"
+    )
+    with pytest.raises(HarmonizeError) as err:
+        plan_harmonization(bv.ch_names)
+    assert "only 0 of the 19 10-20 channels are present" in str(err.value)
+    assert "'1', '2', '3'" in str(err.value) and "(+35 more)" in str(err.value)
+
+    fif = mne.io.read_raw_fif(
+        shared_data / "formats" / "fif" / "data_resting_EO_200Hz_raw.fif", verbose="error"
+    )
+    with pytest.raises(HarmonizeError, match=r"only 2 of the 19 .* \(F4, Cz\); need at least 10"):
+        plan_harmonization(fif.ch_names)
+
+
+def test_complete_recordings_pass_through_unchanged(shared_data):
+    names, data, _ = _read(shared_data / "eegmat" / "Subject00_1.edf")
+    out = harmonize(data[:, :5000], names)
+    assert out.data.shape == (19, 5000) and out.data.dtype == np.float32
+    assert out.channel_mask.tolist() == [1] * 19 and out.interpolated == ()
+    for row, name in enumerate(CANONICAL_CHANNELS):
+        np.testing.assert_allclose(out.data[row], data[names.index(f"EEG {name}"), :5000], rtol=1e-6)
+    np.testing.assert_allclose(out.auxiliary["ecg"], data[names.index("ECG ECG"), :5000], rtol=1e-6)
+
+
+def test_missing_channels_are_interpolated_and_masked(shared_data):
+    names, data, _ = _read(shared_data / "eegmat" / "Subject00_1.edf")
+    keep = [i for i, n in enumerate(names) if n not in ("EEG Fz", "EEG Pz")]
+    out = harmonize(data[keep, :5000], [names[i] for i in keep])
+    assert out.interpolated == ("Fz", "Pz")
+    assert out.channel_mask[CANONICAL_CHANNELS.index("Fz")] == 0
+    assert out.channel_mask.sum() == 17
+    true_fz = data[names.index("EEG Fz"), :5000]
+    assert np.corrcoef(out.data[CANONICAL_CHANNELS.index("Fz")], true_fz)[0, 1] > 0.8
+
+
+def test_spline_beats_neighbour_average_on_a_dense_cap(shared_data):
+    # Hold out each canonical electrode of the 64-channel PhysioNet cap in turn and rebuild it
+    # from the other 63 (10-10 electrodes serve as sources) vs the mean of its 4 nearest
+    # neighbours. On a dense cap the spline should win on most channels and on average.
+    names, data, sfreq = _read(shared_data / "eegmmi" / "S001R03.edf")
+    data = data[:, int(5 * sfreq): int(65 * sfreq)]
+    positions = np.stack([electrode_position(n) for n in names])
+    wins, gains = 0, []
+    for target in CANONICAL_CHANNELS:
+        t = next(i for i, n in enumerate(names) if canonical_name(n) == target)
+        rest = [i for i in range(len(names)) if i != t]
+        out = harmonize(data[rest], [names[i] for i in rest])
+        spline = out.data[CANONICAL_CHANNELS.index(target)]
+        dist = np.linalg.norm(positions - positions[t], axis=1)
+        dist[t] = np.inf
+        neighbours = data[np.argsort(dist)[:4]].mean(axis=0)
+        r_spline = np.corrcoef(data[t], spline)[0, 1]
+        r_neigh = np.corrcoef(data[t], neighbours)[0, 1]
+        wins += r_spline > r_neigh
+        gains.append(r_spline - r_neigh)
+    assert wins >= 10, (wins, gains)
+    assert np.mean(gains) > 0
+
+
+def test_interpolation_matrix_is_a_weighted_average():
+    matrix = interpolation_matrix(tuple(c for c in CANONICAL_CHANNELS if c != "C3"), ("C3",))
+    assert matrix.shape == (1, 18)
+    # A constant field (a pure reference offset) must interpolate to the same constant.
+    assert matrix.sum() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_average_reference_and_units():
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(19, 256)) + 50.0
+    out = harmonize(data, list(CANONICAL_CHANNELS), reference="average")
+    np.testing.assert_allclose(out.data.mean(axis=0), 0, atol=1e-4)
+    with pytest.raises(ValueError, match=r"reference: expected one of 'keep', 'average'; got 'cz'"):
+        harmonize(data, list(CANONICAL_CHANNELS), reference="cz")
+    assert microvolt_scale("mV") == 1e3 and microvolt_scale("µV") == 1.0 and microvolt_scale("V") == 1e6
+    with pytest.raises(HarmonizeError, match=r"channel 'TEMP': physical unit: expected one of uV, mV, V, nV; got 'degC'"):
+        microvolt_scale("degC", channel="TEMP")
+
+
+def test_biosemi_abc_labels_are_not_mistaken_for_ten_twenty(shared_data):
+    raw = mne.io.read_raw_edf(shared_data / "formats" / "edf" / "test_reduced.edf", verbose="error")
+    # 'C3', 'F7' ... exist in this cap's A1..I8 labels, but they are BioSemi positions.
+    assert {"C3", "F7", "F8"} <= set(raw.ch_names)
+    cmap = map_channels(raw.ch_names)
+    assert cmap.canonical == {} and cmap.auxiliary["stim"] == [raw.ch_names.index("Status")]
+    with pytest.raises(HarmonizeError, match="only 0 of the 19"):
+        plan_harmonization(raw.ch_names)

@@ -1,0 +1,89 @@
+"""One shared reader test over every real recording format in ../shared/data."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.readers import HmsParquetReader, ReaderError, open_recording
+
+# (relative path, sfreq, n_chans, n_times) from ../shared/data/README.md and the files' headers.
+REAL_FILES = [
+    ("eegmat/Subject00_1.edf", 500.0, 21, 91000),
+    ("eegmat/Subject31_2.edf", 500.0, 21, 31000),
+    ("eegmmi/S001R03.edf", 160.0, 64, 20000),
+    ("hms/train_eegs/1000913311.parquet", 200.0, 20, 10000),
+    ("formats/edf/chtypes_edf.edf", 200.0, 42, 1000),
+    ("formats/nihonkohden/MB0400FU.EDF", 200.0, 25, 5800),
+    ("formats/brainvision/test_NO.vhdr", 5000.0, 65, 2238),
+    ("formats/fif/data_resting_EO_200Hz_raw.fif", 200.0, 2, 72000),
+    ("formats/fif/sample_invalid_birthday_raw.fif", pytest.approx(300.307, abs=1e-3), 1, 31),
+]
+
+
+@pytest.mark.parametrize("rel, sfreq, n_chans, n_times", REAL_FILES, ids=[r[0] for r in REAL_FILES])
+def test_reader_contract_on_real_files(shared_data, rel, sfreq, n_chans, n_times):
+    with open_recording(shared_data / rel) as reader:
+        info = reader.info
+        assert (info.sfreq, len(info.ch_names), info.n_times) == (sfreq, n_chans, n_times)
+        stop = min(n_times, 2000)
+        chunk = reader.read(0, stop)
+        assert chunk.dtype == np.float32 and chunk.shape == (n_chans, stop)
+        # Reading in two pieces gives the same samples as one read: chunked processing is exact.
+        half = stop // 2
+        np.testing.assert_array_equal(
+            np.concatenate([reader.read(0, half), reader.read(half, stop)], axis=1), chunk
+        )
+        with pytest.raises(ReaderError, match="sample range"):
+            reader.read(0, n_times + 1)
+
+
+@pytest.mark.parametrize(
+    "rel", ["eegmat/Subject00_1.edf", "eegmmi/S001R03.edf", "hms/train_eegs/1000913311.parquet"]
+)
+def test_eeg_comes_out_in_microvolts(shared_data, rel):
+    with open_recording(shared_data / rel) as reader:
+        data = reader.read(0, int(10 * reader.info.sfreq))
+    eeg = data[:19]
+    std = np.median(eeg.std(axis=1))
+    assert 2.0 < std < 200.0, f"median channel std {std} is not a microvolt-scale EEG"
+
+
+def test_clinical_info_is_whole_years_and_sex_only(shared_data):
+    with open_recording(shared_data / "eegmat" / "Subject00_1.edf") as reader:
+        assert reader.info.clinical.age == 21.0  # born 1990-01-01, recorded 2011-01-01
+        assert reader.info.clinical.sex == "M"
+        assert "Subject0" in reader.identity_key  # opaque key for the pseudonymizer only
+    assert not hasattr(reader.info, "subject_info")
+
+
+def test_bad_files_fail_with_the_file_and_the_problem(tmp_path, shared_data):
+    empty = tmp_path / "empty.edf"
+    empty.write_bytes(b"")
+    with pytest.raises(ReaderError, match=r"empty.edf: file size: expected a recording; got an empty"):
+        open_recording(empty)
+
+    csv = tmp_path / "fake.parquet"
+    csv.write_text("a,b\n1,2\n")
+    with pytest.raises(ReaderError, match=r"fake.parquet: not a parquet file"):
+        open_recording(csv)
+
+    partial = tmp_path / "partial.parquet"
+    real = pd.read_parquet(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
+    real.drop(columns=["Cz", "O2"]).head(400).to_parquet(partial)
+    with pytest.raises(ReaderError, match=r"partial.parquet: columns: expected the 19 HMS EEG columns .* missing Cz, O2"):
+        HmsParquetReader(partial)
+
+    nan = tmp_path / "nan.parquet"
+    bad = real.head(400).copy()
+    bad.loc[100:120, "C3"] = np.nan
+    bad.to_parquet(nan)
+    with pytest.raises(ReaderError, match=r"nan.parquet: samples: expected finite values; channels C3"):
+        open_recording(nan).read()
+
+    with pytest.raises(ReaderError, match=r"notes.txt: file type: expected one of"):
+        open_recording(tmp_path / "notes.txt")
+
+    truncated = tmp_path / "truncated.edf"
+    truncated.write_bytes((shared_data / "eegmat" / "Subject00_1.edf").read_bytes()[:700])
+    with pytest.raises(ReaderError, match=r"truncated.edf: "):
+        open_recording(truncated)

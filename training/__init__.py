@@ -1,0 +1,1 @@
+"""eegfm training package (see the README's roadmap for what lands here)."""
