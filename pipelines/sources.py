@@ -1,0 +1,332 @@
+"""Input discovery and dataset adapters: `--input` patterns -> one `SourceItem` per input file.
+
+Discovery runs on the launcher (as Beam's own file-pattern sources do), through Beam's
+FileSystems, so local paths, globs (`**` recurses), folders, `gs://` and `s3://` all work. Each
+dataset adapter knows how its layout names subjects, sessions, sites and labels:
+
+- `hms`: Kaggle's `train.csv` (or `test.csv`) + `train_eegs/<eeg_id>.parquet`; one item per
+  parquet with every labeled 50 s sub-window and its six vote counts. Parquets without csv rows
+  are processed unlabeled; csv rows whose parquet is absent are reported, never dropped silently.
+- `bids`: `sub-<label>[/ses-<label>]/eeg/*_eeg.<ext>`; `participants.tsv` supplies age and sex.
+- `eegmat`: PhysioNet mental arithmetic, `SubjectNN_1.edf` rest / `SubjectNN_2.edf` task.
+- `edf`: any folder of EDF/BDF/FIF/BrainVision/EEGLAB files; an optional `labels.csv` (the
+  simulator's layout: HMS vote columns + `path`) attaches labeled windows.
+- `auto`: picks one of the above from what it finds.
+
+Every file the patterns match is either an item or an `Ignored` entry with the reason (sidecars
+such as `.vmrk`/`.eeg` that belong to a `.vhdr`, READMEs ...), so the manifest can account for it.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import posixpath
+import re
+
+from apache_beam.io.filesystems import FileSystems
+
+from pipelines.config import check_option
+from pipelines.deid import safe_age, normalize_sex
+
+HMS_CLASSES = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
+HMS_VOTE_COLUMNS = ("seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote")
+HMS_WINDOW_S = 50.0
+DATASETS = ("auto", "edf", "hms", "bids", "eegmat")
+RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set", ".parquet")
+# Files that belong to another recording file and are read through it.
+COMPANION_EXTENSIONS = (".vmrk", ".eeg", ".fdt", ".json", ".tsv", ".csv", ".md", ".txt")
+
+_EEGMAT = re.compile(r"^Subject(\d+)_([12])\.edf$", re.IGNORECASE)
+_BIDS_ENTITY = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class LabeledWindow:
+    """A window with a label: offset and length in seconds, and HMS votes or a class index."""
+
+    offset_s: float
+    duration_s: float
+    label: int = -1
+    votes: tuple[float, ...] = ()
+    task: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceItem:
+    """One input file and everything the adapters know about it (no patient identifiers)."""
+
+    path: str
+    dataset: str
+    site: str
+    subject_key: str = ""  # raw subject key; only ever passed to deid.pseudonym
+    session_key: str = ""
+    task: str = ""
+    windows: tuple[LabeledWindow, ...] = ()  # empty: slide windows over the whole recording
+    recording_label: int = -1  # a label for every window of the recording (eegmat rest/task)
+    age: float | None = None
+    sex: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Ignored:
+    path: str
+    reason: str
+
+
+def _join(base: str, *parts: str) -> str:
+    return FileSystems.join(base, *parts) if "://" in base else posixpath.join(base, *parts)
+
+
+def _read_text(path: str) -> str:
+    with FileSystems.open(path) as fh:
+        return fh.read().decode("utf-8-sig")
+
+
+def _exists(path: str) -> bool:
+    return FileSystems.exists(path)
+
+
+def _is_dir(path: str) -> bool:
+    if "://" in path:
+        return not _exists(path) and bool(FileSystems.match([_join(path, "*")])[0].metadata_list)
+    import os
+
+    return os.path.isdir(path)
+
+
+def expand_inputs(patterns: list[str]) -> list[str]:
+    """Every file the patterns name (a folder means all files below it), sorted, de-duplicated."""
+    files: set[str] = set()
+    for pattern in patterns:
+        glob = _join(pattern.rstrip("/"), "**") if _is_dir(pattern) else pattern
+        matched = FileSystems.match([glob])[0].metadata_list
+        if not matched:
+            raise FileNotFoundError(f"--input {pattern}: matched no files")
+        files.update(m.path for m in matched)
+    return sorted(files)
+
+
+def _lower_ext(path: str) -> str:
+    name = posixpath.basename(path).lower()
+    return ".fif.gz" if name.endswith(".fif.gz") else posixpath.splitext(name)[1]
+
+
+def site_from_path(path: str, roots: list[str]) -> str:
+    """The first folder below the input root, e.g. `<root>/site-a/x.edf` -> 'site-a'."""
+    for root in sorted(roots, key=len, reverse=True):
+        root = root.rstrip("/")
+        if path.startswith(root + "/"):
+            rel = path[len(root) + 1:]
+            head = rel.split("/", 1)
+            if len(head) == 2:
+                return head[0]
+            return posixpath.basename(root) or "default"
+    return posixpath.basename(posixpath.dirname(path)) or "default"
+
+
+def detect_dataset(files: list[str]) -> str:
+    names = {posixpath.basename(f) for f in files}
+    if {"train.csv", "test.csv"} & names and any(f.lower().endswith(".parquet") for f in files):
+        return "hms"
+    if any(f.lower().endswith(".parquet") for f in files) and all(
+        _lower_ext(f) in (".parquet",) + COMPANION_EXTENSIONS for f in files
+    ):
+        return "hms"
+    if "dataset_description.json" in names or "participants.tsv" in names:
+        return "bids"
+    recs = [n for n in names if _lower_ext(n) in RECORDING_EXTENSIONS]
+    if recs and all(_EEGMAT.match(n) for n in recs):
+        return "eegmat"
+    return "edf"
+
+
+def discover(
+    patterns: list[str], *, dataset: str = "auto", site: str | None = None
+) -> tuple[list[SourceItem], list[Ignored], dict[str, str]]:
+    """Items to process, files deliberately not processed (with reasons), and the dataset used
+    per site. With `auto`, each top-level folder below an input folder is detected on its own,
+    so one run can cover a mixed tree such as an HMS export beside a folder of EDF files."""
+    check_option("--dataset", dataset, DATASETS)
+    files = expand_inputs(patterns)
+    roots = [p.rstrip("/") for p in patterns if _is_dir(p)] or [
+        posixpath.dirname(p.split("*", 1)[0].rstrip("/")) for p in patterns
+    ]
+    groups = _group_by_layout(files, roots)
+    items: list[SourceItem] = []
+    ignored: list[Ignored] = []
+    used: dict[str, str] = {}
+    for group, group_files in sorted(groups.items()):
+        kind = detect_dataset(group_files) if dataset == "auto" else dataset
+        adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "edf": _generic}[kind]
+        got, skipped = adapter(group_files, roots, site)
+        items += got
+        ignored += skipped
+        used[group] = kind
+    return items, ignored, used
+
+
+# Files whose presence directly in a folder makes that folder one data set root.
+_LAYOUT_MARKERS = ("train.csv", "test.csv", "dataset_description.json", "participants.tsv")
+
+
+def _group_by_layout(files: list[str], roots: list[str]) -> dict[str, list[str]]:
+    """Files grouped by data set: a root holding a layout marker is one group, otherwise each
+    first-level folder below the root is one (a site, in the usual multi-site layout)."""
+    marked = {r for r in roots if any(f == _join(r, m) for f in files for m in _LAYOUT_MARKERS)}
+    groups: dict[str, list[str]] = {}
+    for f in files:
+        root = next((r for r in sorted(marked, key=len, reverse=True) if f.startswith(r + "/")), None)
+        key = posixpath.basename(root) if root else site_from_path(f, roots)
+        groups.setdefault(key, []).append(f)
+    return groups
+
+
+def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
+    recordings, ignored = [], []
+    for f in files:
+        ext = _lower_ext(f)
+        if ext in RECORDING_EXTENSIONS:
+            recordings.append(f)
+        elif ext in (".md", ".txt"):
+            ignored.append(Ignored(f, f"documentation ({ext}), not a recording"))
+        elif ext in (".csv", ".tsv", ".json"):
+            ignored.append(Ignored(f, f"metadata sidecar ({ext}), read by the {ext[1:]} adapter step"))
+        elif ext in COMPANION_EXTENSIONS:
+            ignored.append(Ignored(f, f"data part of another recording ({ext}), read through its header file"))
+        else:
+            recordings.append(f)  # unknown type: the reader quarantines it with a clear reason
+    return recordings, ignored
+
+
+def _site(path: str, roots: list[str], site: str | None) -> str:
+    return site or site_from_path(path, roots)
+
+
+def _votes_window(row: dict, path_hint: str, task: str = "hms6") -> LabeledWindow:
+    try:
+        votes = tuple(float(row[c]) for c in HMS_VOTE_COLUMNS)
+        offset = float(row.get("eeg_label_offset_seconds") or 0.0)
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"{path_hint}: vote columns: expected numbers in {', '.join(HMS_VOTE_COLUMNS)} "
+                         f"and eeg_label_offset_seconds; got {err}") from err
+    label = max(range(6), key=lambda k: votes[k]) if sum(votes) > 0 else -1
+    return LabeledWindow(offset, HMS_WINDOW_S, label, votes, task)
+
+
+def _hms(files, roots, site):
+    recordings, ignored = _split_recordings(files)
+    parquets = {posixpath.splitext(posixpath.basename(f))[0]: f for f in recordings
+                if f.lower().endswith(".parquet") and "/train_spectrograms/" not in f
+                and "/test_spectrograms/" not in f}
+    spectrograms = [f for f in recordings if f.lower().endswith(".parquet") and f not in parquets.values()]
+    ignored += [Ignored(f, "HMS spectrogram (auxiliary modality, not a recording)") for f in spectrograms]
+    csv_files = [f for f in files if posixpath.basename(f) in ("train.csv", "test.csv")]
+    rows_by_eeg: dict[str, list[dict]] = {}
+    patient_of: dict[str, str] = {}
+    site_of: dict[str, str] = {}
+    for csv_path in csv_files:
+        for row in csv.DictReader(io.StringIO(_read_text(csv_path))):
+            eeg_id = str(row.get("eeg_id", "")).strip()
+            if not eeg_id:
+                continue
+            patient_of[eeg_id] = str(row.get("patient_id", "")).strip()
+            if row.get("site"):
+                site_of[eeg_id] = row["site"].strip()
+            if posixpath.basename(csv_path) == "train.csv":
+                rows_by_eeg.setdefault(eeg_id, []).append(row)
+    items = []
+    for eeg_id, path in sorted(parquets.items()):
+        windows = tuple(_votes_window(r, f"train.csv eeg_id {eeg_id}") for r in rows_by_eeg.get(eeg_id, []))
+        items.append(SourceItem(
+            path=path, dataset="hms", site=site or site_of.get(eeg_id) or _hms_root_name(path),
+            subject_key=patient_of.get(eeg_id, eeg_id), session_key=eeg_id,
+            task="hms6" if windows else "", windows=windows,
+        ))
+    for eeg_id in sorted(set(rows_by_eeg) - set(parquets)):
+        ignored.append(Ignored(f"train.csv#eeg_id={eeg_id}",
+                               f"train.csv rows name eeg_id {eeg_id} but train_eegs/{eeg_id}.parquet is not among the inputs"))
+    return items, ignored
+
+
+def _hms_root_name(path: str) -> str:
+    parent = posixpath.dirname(path)
+    if posixpath.basename(parent) in ("train_eegs", "test_eegs"):
+        parent = posixpath.dirname(parent)
+    return posixpath.basename(parent) or "hms"
+
+
+def _bids(files, roots, site):
+    recordings, ignored = _split_recordings(files)
+    participants: dict[str, dict] = {}
+    for f in files:
+        if posixpath.basename(f) == "participants.tsv":
+            for row in csv.DictReader(io.StringIO(_read_text(f)), delimiter="\t"):
+                participants[row.get("participant_id", "").strip()] = row
+    items = []
+    for path in recordings:
+        entities = dict(_BIDS_ENTITY.findall(posixpath.basename(path)))
+        sub = entities.get("sub", "")
+        row = participants.get(f"sub-{sub}", {})
+        age = None
+        try:
+            age = safe_age(float(row["age"])) if row.get("age") not in (None, "", "n/a") else None
+        except ValueError:
+            age = None
+        items.append(SourceItem(
+            path=path, dataset="bids", site=_site(path, roots, site) if site else (site or "bids"),
+            subject_key=sub or path, session_key=entities.get("ses", ""), task=entities.get("task", ""),
+            age=age, sex=normalize_sex(row.get("sex")),
+        ))
+    return items, ignored
+
+
+def _eegmat(files, roots, site):
+    recordings, ignored = _split_recordings(files)
+    # subject-info.csv (Subject, Age, Gender, ...) is the data set's own record of age and sex;
+    # it wins over the EDF headers, which disagree with it for some subjects.
+    info: dict[str, dict] = {}
+    for f in files:
+        if posixpath.basename(f) == "subject-info.csv":
+            for row in csv.DictReader(io.StringIO(_read_text(f))):
+                info[row.get("Subject", "").strip()] = row
+    items = []
+    for path in recordings:
+        m = _EEGMAT.match(posixpath.basename(path))
+        if not m:
+            items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
+            continue
+        subject, state = m.group(1), int(m.group(2))
+        row = info.get(f"Subject{subject}", {})
+        try:
+            age = safe_age(float(row["Age"])) if row.get("Age") else None
+        except ValueError:
+            age = None
+        # File 1 is the resting baseline, file 2 serial subtraction: label 0 rest, 1 task.
+        items.append(SourceItem(
+            path=path, dataset="eegmat", site=site or _site(path, roots, None),
+            subject_key=f"eegmat-{subject}", session_key=str(state), task="eegmat_rest_task",
+            recording_label=state - 1, age=age, sex=normalize_sex(row.get("Gender")),
+        ))
+    return items, ignored
+
+
+def _generic(files, roots, site):
+    recordings, ignored = _split_recordings(files)
+    labels: dict[str, list[LabeledWindow]] = {}
+    for f in files:
+        if posixpath.basename(f) == "labels.csv":
+            base = posixpath.dirname(f)
+            for row in csv.DictReader(io.StringIO(_read_text(f))):
+                if row.get("path"):
+                    target = _join(base, row["path"])
+                    labels.setdefault(target, []).append(_votes_window(row, f"labels.csv {row['path']}"))
+    items = []
+    for path in recordings:
+        windows = tuple(labels.get(path, ()))
+        items.append(SourceItem(
+            path=path, dataset="edf", site=_site(path, roots, site),
+            task="hms6" if windows else "", windows=windows,
+        ))
+    return items, ignored

@@ -1,0 +1,70 @@
+import shutil
+
+import pandas as pd
+import pytest
+
+from pipelines.sources import HMS_VOTE_COLUMNS, discover, expand_inputs, site_from_path
+
+
+def test_the_whole_shared_tree_is_accounted_for(shared_data):
+    items, ignored, datasets = discover([str(shared_data)])
+    every_file = expand_inputs([str(shared_data)])
+    assert sorted([i.path for i in items] + [g.path for g in ignored]) == every_file
+    assert datasets == {"data": "edf", "eegmat": "eegmat", "eegmmi": "edf", "formats": "edf", "hms": "hms"}
+    by_name = {i.path.rsplit("/", 1)[1]: i for i in items}
+    # Upper-case extensions are recordings too.
+    assert "MB0400FU.EDF" in by_name
+    reasons = {g.path.rsplit("/", 1)[1]: g.reason for g in ignored}
+    assert "read through its header file" in reasons["test_NO.eeg"]
+    assert "spectrogram" in reasons["1000189855.parquet"]
+
+
+def test_eegmat_adapter_labels_rest_and_task_and_reads_the_subject_sidecar(shared_data):
+    items, _, datasets = discover([str(shared_data / "eegmat")])
+    assert datasets == {"eegmat": "eegmat"} and len(items) == 64
+    rest = next(i for i in items if i.path.endswith("Subject00_1.edf"))
+    task = next(i for i in items if i.path.endswith("Subject00_2.edf"))
+    assert (rest.recording_label, task.recording_label) == (0, 1)
+    assert rest.subject_key == task.subject_key == "eegmat-00"
+    assert rest.task == "eegmat_rest_task"
+    # subject-info.csv: Subject00,21,F  (the EDF header claims 'M'; the sidecar wins)
+    assert (rest.age, rest.sex) == (21.0, "F")
+
+
+def test_hms_adapter_attaches_votes_and_reports_rows_without_parquet(tmp_path, shared_data):
+    root = tmp_path / "hms"
+    (root / "train_eegs").mkdir(parents=True)
+    shutil.copy(shared_data / "hms" / "train_eegs" / "1000913311.parquet", root / "train_eegs")
+    rows = [
+        dict(eeg_id=1000913311, eeg_sub_id=0, eeg_label_offset_seconds=0, spectrogram_id=1,
+             spectrogram_sub_id=0, spectrogram_label_offset_seconds=0, label_id=11, patient_id=42,
+             expert_consensus="LPD", seizure_vote=0, lpd_vote=3, gpd_vote=1, lrda_vote=0,
+             grda_vote=0, other_vote=0),
+        dict(eeg_id=999, eeg_sub_id=0, eeg_label_offset_seconds=0, spectrogram_id=2,
+             spectrogram_sub_id=0, spectrogram_label_offset_seconds=0, label_id=12, patient_id=43,
+             expert_consensus="Other", seizure_vote=0, lpd_vote=0, gpd_vote=0, lrda_vote=0,
+             grda_vote=0, other_vote=1),
+    ]
+    pd.DataFrame(rows).to_csv(root / "train.csv", index=False)
+    items, ignored, datasets = discover([str(root)])
+    assert datasets == {"hms": "hms"}
+    (item,) = items
+    assert item.subject_key == "42" and item.site == "hms" and item.task == "hms6"
+    (window,) = item.windows
+    assert window.votes == (0, 3, 1, 0, 0, 0) and window.label == 1 and window.duration_s == 50.0
+    assert any("eeg_id 999" in g.reason for g in ignored)
+    assert list(HMS_VOTE_COLUMNS) == [c for c in rows[0] if c.endswith("_vote")]
+
+
+def test_site_comes_from_the_first_folder_or_the_flag(shared_data):
+    root = str(shared_data)
+    assert site_from_path(f"{root}/eegmmi/S001R03.edf", [root]) == "eegmmi"
+    items, _, _ = discover([str(shared_data / "eegmmi")], dataset="edf", site="boston")
+    assert {i.site for i in items} == {"boston"}
+
+
+def test_bad_arguments_are_named(shared_data, tmp_path):
+    with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat'; got 'tuh'"):
+        discover([str(shared_data)], dataset="tuh")
+    with pytest.raises(FileNotFoundError, match=r"--input .*nothing\*.edf: matched no files"):
+        discover([str(tmp_path / "nothing*.edf")])
