@@ -12,6 +12,18 @@ VERSION=0.28.1
 if "$PY" -c "import horovod.torch" >/dev/null 2>&1; then
   echo "horovod $VERSION already installed"; exit 0
 fi
+# The compiled wheel is cached per (horovod, torch, python) so a re-install or a fresh clone on the
+# same machine skips the ~5-minute compile; a new machine builds it once.
+torch_version=$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')
+py_tag=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+cache=${EEGFM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/eegfm/wheels}/horovod-$VERSION-torch$torch_version-$py_tag
+wheel=$(ls "$cache"/horovod-*.whl 2>/dev/null | head -n 1 || true)
+if [ -n "$wheel" ]; then
+  echo "horovod: installing the cached build $wheel"
+  "$PY" -m pip install --quiet --no-deps "$wheel"
+  "$PY" -c "import horovod.torch as hvd; hvd.init(); print('horovod $VERSION built with gloo:', hvd.gloo_built())"
+  exit 0
+fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 "$PY" -m pip download --quiet --no-deps --no-binary :all: "horovod==$VERSION" -d "$work"
@@ -24,6 +36,9 @@ grep -q 'CMAKE_CXX_STANDARD 17' "$src/horovod/torch/CMakeLists.txt" \
 export HOROVOD_WITH_PYTORCH=1 HOROVOD_WITH_GLOO=1 HOROVOD_WITHOUT_MPI=1 \
        HOROVOD_WITHOUT_TENSORFLOW=1 HOROVOD_WITHOUT_MXNET=1
 export MAKEFLAGS=${MAKEFLAGS:--j$(nproc)}
-"$PY" -m pip install --quiet --no-build-isolation --no-deps "$src"
+mkdir -p "$cache"
+"$PY" -m pip wheel --quiet --no-build-isolation --no-deps "$src" -w "$work/wheel"
+"$PY" -m pip install --quiet --no-deps "$work"/wheel/horovod-*.whl
+cp "$work"/wheel/horovod-*.whl "$cache"/
 # Horovod's runtime dependencies, pinned in requirements/lock.txt, are installed by the caller.
-"$PY" -c "import horovod.torch as hvd; hvd.init(); print('horovod', hvd.__version__ if hasattr(hvd,'__version__') else '$VERSION', 'built with gloo:', hvd.gloo_built())"
+"$PY" -c "import horovod.torch as hvd; hvd.init(); print('horovod $VERSION built with gloo:', hvd.gloo_built())"

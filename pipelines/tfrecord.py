@@ -1,0 +1,320 @@
+"""TFRecord files, plain or SNAPPY-compressed the way TensorFlow reads them, without TensorFlow.
+
+Framing (TensorFlow's ``core/lib/io/record_writer.cc``), all integers little-endian::
+
+    uint64 length | uint32 masked_crc32c(length) | data | uint32 masked_crc32c(data)
+
+SNAPPY compression (``core/lib/io/snappy/snappy_{output,input}stream``): the framed record stream
+is cut into blocks, each written as a 4-byte *big-endian* compressed length followed by one raw
+snappy block (no stream identifier, no per-chunk CRC; framed snappy is not readable by TF). Block
+boundaries need not align with records: the reader concatenates the decompressed blocks into one
+stream.
+
+Checked against TensorFlow 2.21 (``tests/pipelines/test_tfrecord.py`` pins these):
+
+- ``tf.data.TFRecordDataset(path, compression_type="SNAPPY")`` rejects any block whose
+  *decompressed* size exceeds 262144 bytes ("Output buffer(size: 262144 bytes) too small"),
+  whatever its ``buffer_size``; smaller blocks of any size, and records split across blocks, read.
+- TensorFlow's own writer (``tf.data.experimental.TFRecordWriter(path, "SNAPPY")``; the Python
+  ``tf.io.TFRecordOptions`` refuses "SNAPPY" both positionally and as ``compression_type=``)
+  buffers whole header/data/footer writes and compresses a write that does not fit its 256 KiB
+  buffer as a block of its own, so it writes records over 256 KiB that TensorFlow then cannot
+  read. Its ``flush`` ends a block early, as ours does.
+- An empty file is a valid stream with no records; TF writes one for zero records.
+
+So this writer cuts the stream into blocks of exactly ``SNAPPY_BLOCK_BYTES`` (256 KiB) of
+uncompressed input, the last one shorter: records of any size are readable by TensorFlow, and
+full blocks compress best. The bytes differ from TF's (other block boundaries, and cramjam's
+snappy encoder makes other, equally valid choices than Google's), but the format is the same.
+The reader accepts larger blocks too (up to ``MAX_BLOCK_BYTES``), so TF-written files with big
+records are readable here although TF cannot read them.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
+
+import cramjam
+import google_crc32c
+
+from pipelines.config import check_option, check_range
+
+SNAPPY_BLOCK_BYTES = 256 * 1024  # TF's snappy input/output buffer size; its reader's hard limit
+MAX_BLOCK_BYTES = 64 * 1024 * 1024  # reader's bound, so a corrupt length cannot allocate GiBs
+COMPRESSIONS = ("SNAPPY", None)
+HEADER_BYTES = 12  # uint64 length + uint32 masked crc of it
+FOOTER_BYTES = 4  # uint32 masked crc of the data
+
+# snappy::MaxCompressedLength: the worst case for incompressible input.
+_MAX_COMPRESSED_BLOCK = 32 + MAX_BLOCK_BYTES + MAX_BLOCK_BYTES // 6
+_MASK_DELTA = 0xA282EAD8
+_READ_CHUNK = 1 << 20
+
+
+class CorruptTFRecordError(OSError):
+    """A TFRecord file is truncated or corrupt; the message names the file and the byte offset."""
+
+    def __init__(self, path: str, offset: int, reason: str, *, block_offset: int | None = None):
+        self.path, self.offset, self.reason, self.block_offset = path, offset, reason, block_offset
+        where = f"byte offset {offset}"
+        if block_offset is not None:
+            where += (f" of the decompressed record stream (in the snappy block at file byte "
+                      f"offset {block_offset})")
+        super().__init__(f"{path}: corrupt TFRecord at {where}: {reason}")
+
+
+def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
+    """TFRecord's masked CRC-32C: rotate right by 15 bits, add a constant (mod 2**32).
+
+    TensorFlow masks CRCs because CRCs of data that itself contains CRCs are weak.
+    """
+    crc = google_crc32c.value(data if isinstance(data, bytes) else bytes(data))
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def record_header(length: int) -> bytes:
+    """The 12 bytes that precede a record of ``length`` bytes."""
+    length_bytes = struct.pack("<Q", length)
+    return length_bytes + struct.pack("<I", masked_crc32c(length_bytes))
+
+
+def frame_record(data: bytes) -> bytes:
+    """One record in TFRecord framing (what an uncompressed TFRecord file is a concatenation of)."""
+    return record_header(len(data)) + data + struct.pack("<I", masked_crc32c(data))
+
+
+class SnappyTFRecordWriter:
+    """Writes TFRecords to a binary file object as TensorFlow-readable SNAPPY blocks.
+
+    ``write`` takes one record (already serialized, e.g. a ``tf.train.Example``); the framed stream
+    is buffered and written as full ``block_bytes`` blocks. ``flush`` ends the current block early
+    (the file stays valid, compression gets slightly worse) and flushes ``fileobj``. ``close``
+    writes the last block; it also closes ``fileobj`` only if ``close_fileobj`` (like
+    ``gzip.GzipFile(fileobj=...)``, the caller owns the file by default).
+    """
+
+    def __init__(self, fileobj: IO[bytes], *, block_bytes: int = SNAPPY_BLOCK_BYTES,
+                 close_fileobj: bool = False):
+        check_range("block_bytes", block_bytes, 1, SNAPPY_BLOCK_BYTES)
+        self.fileobj = fileobj
+        self.block_bytes = int(block_bytes)
+        self.close_fileobj = close_fileobj
+        self.records_written = 0
+        self.bytes_written = 0  # compressed bytes handed to fileobj
+        self.closed = False
+        self._pending = bytearray()
+
+    def write(self, record: bytes | bytearray | memoryview) -> None:
+        if self.closed:
+            raise ValueError("SnappyTFRecordWriter.write: the writer is closed")
+        data = record if isinstance(record, bytes) else bytes(record)
+        self._feed(memoryview(record_header(len(data))))
+        self._feed(memoryview(data))
+        self._feed(memoryview(struct.pack("<I", masked_crc32c(data))))
+        self.records_written += 1
+
+    def _feed(self, data: memoryview) -> None:
+        """Append to the pending block, writing out every block that fills up."""
+        if self._pending:
+            take = min(self.block_bytes - len(self._pending), len(data))
+            self._pending += data[:take]
+            data = data[take:]
+            if len(self._pending) < self.block_bytes:
+                return
+            self._write_block(self._pending)
+            self._pending = bytearray()
+        while len(data) >= self.block_bytes:  # big records go straight from the caller's buffer
+            self._write_block(data[:self.block_bytes])
+            data = data[self.block_bytes:]
+        self._pending += data
+
+    def _write_block(self, block: bytes | bytearray | memoryview) -> None:
+        compressed = bytes(cramjam.snappy.compress_raw(block))
+        self.fileobj.write(struct.pack(">I", len(compressed)) + compressed)
+        self.bytes_written += 4 + len(compressed)
+
+    def flush(self) -> None:
+        if self.closed:
+            raise ValueError("SnappyTFRecordWriter.flush: the writer is closed")
+        if self._pending:
+            self._write_block(self._pending)
+            self._pending = bytearray()
+        if hasattr(self.fileobj, "flush"):
+            self.fileobj.flush()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.flush()
+        self.closed = True
+        if self.close_fileobj:
+            self.fileobj.close()
+
+    def __enter__(self) -> SnappyTFRecordWriter:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+def write_records(target: str | os.PathLike[str] | IO[bytes], records: Iterable[bytes], *,
+                  compression: str | None = "SNAPPY") -> int:
+    """Write ``records`` to a local path or a binary file object; return how many were written.
+
+    For object stores pass a file object, e.g. ``apache_beam.io.filesystems.FileSystems.create``.
+    """
+    check_option("compression", compression, COMPRESSIONS)
+    if isinstance(target, (str, os.PathLike)):
+        with open(target, "wb") as fileobj:
+            return write_records(fileobj, records, compression=compression)
+    if compression is None:
+        count = 0
+        for record in records:
+            target.write(frame_record(bytes(record)))
+            count += 1
+        return count
+    with SnappyTFRecordWriter(target) as writer:
+        for record in records:
+            writer.write(record)
+    return writer.records_written
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading
+# ------------------------------------------------------------------------------------------------
+
+
+def _read_exactly(fileobj: IO[bytes], size: int) -> bytes:
+    """Read ``size`` bytes, fewer only at end of file (raw streams may return short reads)."""
+    parts, remaining = [], size
+    while remaining:
+        part = fileobj.read(remaining)
+        if not part:
+            break
+        parts.append(part)
+        remaining -= len(part)
+    return b"".join(parts)
+
+
+def _plain_chunks(fileobj: IO[bytes]) -> Iterator[tuple[int | None, bytes]]:
+    while chunk := fileobj.read(_READ_CHUNK):
+        yield None, chunk
+
+
+def _snappy_chunks(fileobj: IO[bytes], path: str) -> Iterator[tuple[int | None, bytes]]:
+    """Yield ``(file_offset, decompressed_block)`` for each snappy block of the file."""
+    offset = 0
+    while prefix := _read_exactly(fileobj, 4):
+        if len(prefix) < 4:
+            raise CorruptTFRecordError(
+                path, offset, f"truncated block length: expected 4 bytes; got {len(prefix)}")
+        (size,) = struct.unpack(">I", prefix)
+        if size > _MAX_COMPRESSED_BLOCK:
+            raise CorruptTFRecordError(
+                path, offset,
+                f"snappy block length {size} exceeds the limit for {MAX_BLOCK_BYTES}-byte blocks")
+        block = _read_exactly(fileobj, size)
+        if len(block) < size:
+            raise CorruptTFRecordError(
+                path, offset, f"truncated snappy block: expected {size} bytes; got {len(block)}")
+        yield offset, _decompress_block(block, path, offset)
+        offset += 4 + size
+
+
+def _decompress_block(block: bytes, path: str, offset: int) -> bytes:
+    try:
+        size = cramjam.snappy.decompress_raw_len(block)
+        if size > MAX_BLOCK_BYTES:
+            raise CorruptTFRecordError(
+                path, offset, f"snappy block claims {size} decompressed bytes, over the "
+                f"{MAX_BLOCK_BYTES}-byte limit")
+        return bytes(cramjam.snappy.decompress_raw(block))
+    except cramjam.DecompressionError as err:
+        raise CorruptTFRecordError(path, offset, f"invalid snappy block ({err})") from err
+
+
+class _Stream:
+    """Exact-size reads across a sequence of chunks, remembering where each byte came from."""
+
+    def __init__(self, chunks: Iterator[tuple[int | None, bytes]]):
+        self._chunks = chunks
+        self._chunk = b""
+        self._pos = 0
+        self.offset = 0  # offset of the next byte in the (decompressed) stream
+        self.block_offset: int | None = None  # file offset of the snappy block holding it
+
+    def at_end(self) -> bool:
+        while self._pos == len(self._chunk):
+            nxt = next(self._chunks, None)
+            if nxt is None:
+                return True
+            self.block_offset, self._chunk = nxt
+            self._pos = 0
+        return False
+
+    def read(self, size: int) -> bytes:
+        """Up to ``size`` bytes; fewer only where the stream ends."""
+        parts, remaining = [], size
+        while remaining and not self.at_end():
+            part = self._chunk[self._pos:self._pos + remaining]
+            self._pos += len(part)
+            self.offset += len(part)
+            remaining -= len(part)
+            parts.append(part)
+        return parts[0] if len(parts) == 1 else b"".join(parts)  # no copy in the common case
+
+
+class _BadRecord(Exception):
+    """Why a record cannot be read; ``_records`` adds the file and offset."""
+
+
+def _read_record(stream: _Stream, verify_crc: bool) -> bytes:
+    header = stream.read(HEADER_BYTES)
+    if len(header) < HEADER_BYTES:
+        raise _BadRecord(f"truncated header: expected {HEADER_BYTES} bytes; got {len(header)}")
+    length, length_crc = struct.unpack("<QI", header)
+    if verify_crc and masked_crc32c(header[:8]) != length_crc:
+        raise _BadRecord(f"length crc32c mismatch (length field reads {length})")
+    data = stream.read(length)
+    footer = stream.read(FOOTER_BYTES)
+    if len(data) < length or len(footer) < FOOTER_BYTES:
+        raise _BadRecord(f"truncated record: header announces {length} data bytes; "
+                         f"the stream ends after {len(data)}")
+    if verify_crc and masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+        raise _BadRecord(f"data crc32c mismatch over {length} bytes")
+    return data
+
+
+def _records(stream: _Stream, path: str, verify_crc: bool) -> Iterator[bytes]:
+    index = 0
+    while not stream.at_end():
+        start, block = stream.offset, stream.block_offset
+        try:
+            data = _read_record(stream, verify_crc)
+        except _BadRecord as err:
+            raise CorruptTFRecordError(
+                path, start, f"record {index}: {err}", block_offset=block) from None
+        yield data
+        index += 1
+
+
+def read_records(source: str | os.PathLike[str] | IO[bytes], compression: str | None = "SNAPPY",
+                 verify_crc: bool = True) -> Iterator[bytes]:
+    """Yield the records of a TFRecord file, plain (``compression=None``) or ``"SNAPPY"``.
+
+    ``source`` is a local path or a binary file object (for object stores pass
+    ``FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)``). Raises
+    ``CorruptTFRecordError`` naming the file and byte offset on truncation, invalid snappy data or,
+    with ``verify_crc``, a CRC mismatch. Records of an earlier, intact part are yielded first.
+    """
+    check_option("compression", compression, COMPRESSIONS)
+    if isinstance(source, (str, os.PathLike)):
+        with open(source, "rb") as fileobj:
+            yield from read_records(fileobj, compression, verify_crc)
+        return
+    path = str(getattr(source, "name", None) or repr(source))
+    chunks = _snappy_chunks(source, path) if compression else _plain_chunks(source)
+    yield from _records(_Stream(chunks), path, verify_crc)
