@@ -1,0 +1,348 @@
+"""Resampling any EEG rate to the 256 Hz of the data contract, one-shot or chunk by chunk.
+
+Why polyphase (``scipy.signal.resample_poly``) and not FFT resampling: a polyphase FIR works on
+bounded chunks with bounded look-ahead, costs O(taps / up) per output sample, needs no power-of-two
+padding, and does not wrap the end of a recording onto its start. Its anti-aliasing filter is
+scipy's default: a Kaiser-windowed (beta 5) sinc of ``20 * max(up, down) + 1`` taps with the cutoff
+at the lower of the two Nyquist frequencies. When downsampling to 256 Hz that filter is flat
+(within 0.1 dB) to 110 Hz, -1 dB at 117 Hz, -6 dB at 128 Hz and at least 50 dB down beyond
+148 Hz, so content between 110 and 128 Hz is partly attenuated and the band from 128 to 148 Hz
+folds back into 108-128 Hz at -6 to -50 dB. That is harmless because the band-pass of
+:mod:`pipelines.filters` removes everything above its upper edge (70 Hz by default) afterwards; it
+is also why that edge must stay well below 128 Hz.
+
+The rate ratio ``256 / sfreq`` is turned into integers ``up / down`` with
+:class:`fractions.Fraction`. Integer rates (160, 200, 250, 500, 512, 5000 Hz ...) give exact ratios.
+A non-integer rate such as the Bonn data set's 173.61 Hz is approximated with
+``Fraction.limit_denominator``, taking the smallest denominator whose relative ratio error is at
+most ``max_ratio_error`` (default 1e-6). The output is then labelled 256 Hz although its true
+rate is ``256 * (1 + ratio_error)``: with the default bound, the time axis drifts by at most 3.6 ms
+per hour of recording, less than one output sample (3.9 ms). The error is reported in
+:class:`ResamplePlan`, and :meth:`ResamplePlan.window_start_s` maps output sample indices back to
+the *input* clock exactly, so window offsets stay true even for approximated ratios. 173.61 Hz
+becomes ``up / down = 3682 / 2497`` (ratio error 3.1e-8).
+
+Edges: ``resample_poly`` pads with zeros, which turns a channel's DC offset (common in DC-coupled
+amplifiers, often hundreds of microvolts) into a step at the first sample and rings for a few
+samples. Both the one-shot function and :class:`Resampler` therefore subtract each channel's first
+sample before filtering and add it back afterwards. That offset is known as soon as the first chunk
+arrives, so the streaming and one-shot results stay identical.
+
+Everything is float32: input is cast once, the FIR taps are float32 (scipy casts its own design to
+the input dtype as well), and outputs are float32. Float32 keeps 24 bits of mantissa, far finer than
+the 16-bit integers EDF stores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable, Iterator
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+from scipy.signal import firwin, resample_poly, upfirdn
+
+TARGET_SFREQ = 256.0
+# Relative ratio error allowed when a rate has no small exact fraction: under one output sample of
+# drift per hour at 256 Hz (3600 s * 1e-6 = 3.6 ms < 1 / 256 s).
+DEFAULT_MAX_RATIO_ERROR = 1e-6
+# scipy.signal.resample_poly's default window; named here so the streaming path designs the same
+# filter the one-shot path gets.
+_WINDOW = ("kaiser", 5.0)
+_MAX_DENOMINATOR = 2**24
+
+
+@dataclasses.dataclass(frozen=True)
+class ResamplePlan:
+    """How one input rate maps onto the output rate.
+
+    ``up / down`` (coprime) is the rational factor actually applied; ``ratio_error`` is
+    ``(up / down) / (sfreq_out / sfreq_in) - 1``, zero for exact ratios.
+    """
+
+    sfreq_in: float
+    sfreq_out: float
+    up: int
+    down: int
+    ratio_error: float
+
+    @property
+    def is_identity(self) -> bool:
+        return self.up == 1 and self.down == 1
+
+    @property
+    def half_len(self) -> int:
+        """Half length of the anti-aliasing FIR in upsampled samples (scipy's rule)."""
+        return 10 * max(self.up, self.down)
+
+    def output_length(self, n_times: int) -> int:
+        """Number of output samples for ``n_times`` input samples: ``ceil(n_times * up / down)``."""
+        return -(-int(n_times) * self.up // self.down)
+
+    def window_start_s(self, index: int) -> float:
+        """Time in seconds, on the input recording's clock, of output sample ``index``.
+
+        Output sample ``m`` sits at input position ``m * down / up`` (the polyphase filter is
+        centred, so there is no group delay). The product is formed with integers and divided once,
+        so for exact ratios this equals ``index / sfreq_out`` to the last bit: 256 is a power of two,
+        and ``index / 256`` is exact in binary floating point for any realistic index.
+        """
+        index = _check_index("index", index)
+        if self.ratio_error == 0.0:
+            return index / self.sfreq_out
+        return float(Fraction(index * self.down, self.up) / Fraction(self.sfreq_in))
+
+    def index_at(self, seconds: float) -> int:
+        """The output sample nearest to ``seconds`` on the input clock (inverse of window_start_s)."""
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.floating)):
+            raise TypeError(f"seconds: expected a number; got {seconds!r}")
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"seconds: expected a finite value >= 0; got {seconds!r}")
+        if self.ratio_error == 0.0:
+            return round(float(seconds) * self.sfreq_out)
+        return round(Fraction(float(seconds)) * Fraction(self.sfreq_in) * self.up / self.down)
+
+
+def _check_sfreq(name: str, sfreq: float) -> float:
+    if isinstance(sfreq, bool) or not isinstance(sfreq, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name}: expected a sampling rate in Hz; got {sfreq!r}")
+    sfreq = float(sfreq)
+    if not math.isfinite(sfreq) or sfreq <= 0:
+        raise ValueError(f"{name}: expected a finite rate > 0 Hz; got {sfreq!r}")
+    return sfreq
+
+
+def _check_index(name: str, index: int) -> int:
+    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+        raise TypeError(f"{name}: expected an integer sample index; got {index!r}")
+    if index < 0:
+        raise ValueError(f"{name}: expected an index >= 0; got {index}")
+    return int(index)
+
+
+@lru_cache(maxsize=64)
+def plan_resample(
+    sfreq_in: float,
+    sfreq_out: float = TARGET_SFREQ,
+    max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR,
+) -> ResamplePlan:
+    """The smallest ``up / down`` within ``max_ratio_error`` of ``sfreq_out / sfreq_in``.
+
+    Denominator limits are tried in powers of two, so exact small fractions (500 Hz -> 64/125)
+    are found exactly and awkward rates get the shortest filter that meets the error bound.
+    """
+    sfreq_in = _check_sfreq("sfreq_in", sfreq_in)
+    sfreq_out = _check_sfreq("sfreq_out", sfreq_out)
+    if not 0.0 <= max_ratio_error < 0.01:
+        raise ValueError(f"max_ratio_error: expected a value in [0, 0.01); got {max_ratio_error!r}")
+    target = Fraction(sfreq_out) / Fraction(sfreq_in)
+    limit = 1
+    while True:
+        ratio = target.limit_denominator(limit)
+        # limit_denominator can return 0 for extreme ratios; a rate needs a positive numerator.
+        if ratio.numerator > 0:
+            error = float(ratio / target) - 1.0
+            if abs(error) <= max_ratio_error:
+                break
+        if limit >= _MAX_DENOMINATOR:
+            raise ValueError(
+                f"sfreq_in: no ratio up/down with down <= {_MAX_DENOMINATOR} approximates "
+                f"{sfreq_out}/{sfreq_in} within max_ratio_error={max_ratio_error}"
+            )
+        limit *= 2
+    return ResamplePlan(sfreq_in, sfreq_out, ratio.numerator, ratio.denominator, error)
+
+
+@lru_cache(maxsize=16)
+def _fir_taps(up: int, down: int) -> np.ndarray:
+    """scipy's resample_poly anti-aliasing filter for up/down, float32, before the gain of ``up``."""
+    max_rate = max(up, down)
+    taps = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=_WINDOW).astype(np.float32)
+    taps.setflags(write=False)
+    return taps
+
+
+def _as_2d_float32(data: np.ndarray, name: str = "data") -> np.ndarray:
+    data = np.asarray(data)
+    if data.ndim != 2:
+        raise ValueError(f"{name}: expected shape (n_chans, n_times); got shape {data.shape}")
+    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
+        raise TypeError(f"{name}: expected real numbers; got dtype {data.dtype}")
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+def resample(
+    data: np.ndarray,
+    sfreq: float,
+    sfreq_out: float = TARGET_SFREQ,
+    *,
+    max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR,
+) -> np.ndarray:
+    """Resample ``data`` (n_chans, n_times) from ``sfreq`` to ``sfreq_out`` Hz, float32.
+
+    Returns ``plan.output_length(n_times)`` samples per channel. The first sample of each channel
+    is removed before filtering and restored after, so DC offsets do not ring at the start.
+    """
+    data = _as_2d_float32(data)
+    plan = plan_resample(sfreq, sfreq_out, max_ratio_error)
+    if plan.is_identity or data.shape[1] == 0:
+        return data.copy()
+    offset = data[:, :1].copy()
+    taps = _fir_taps(plan.up, plan.down)
+    out = resample_poly(data - offset, plan.up, plan.down, axis=1, window=taps)
+    out += offset
+    return out.astype(np.float32, copy=False)
+
+
+class Resampler:
+    """Streaming resampler: push chunks, get output; equals :func:`resample` of the concatenation.
+
+    Output sample ``m`` is ``sum_n x[n] h[m * down + half_len - n * up]``; it needs input up to
+    ``(m * down + half_len) // up``, so each :meth:`push` returns every output whose inputs have all
+    arrived, and :meth:`flush` returns the tail (zero-padded past the end, as scipy does). Only the
+    inputs still needed are buffered: about ``half_len / up`` input samples (10 input samples per
+    output-rate sample when downsampling), independent of recording length.
+
+    >>> r = Resampler(500.0, n_chans=19)
+    >>> parts = [r.push(chunk) for chunk in chunks]  # doctest: +SKIP
+    >>> parts.append(r.flush())                      # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        sfreq: float,
+        n_chans: int,
+        sfreq_out: float = TARGET_SFREQ,
+        *,
+        max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR,
+    ) -> None:
+        if isinstance(n_chans, bool) or not isinstance(n_chans, (int, np.integer)) or n_chans < 1:
+            raise ValueError(f"n_chans: expected an integer >= 1; got {n_chans!r}")
+        self.plan = plan_resample(sfreq, sfreq_out, max_ratio_error)
+        self.n_chans = int(n_chans)
+        self._taps = (
+            None
+            if self.plan.is_identity
+            else _fir_taps(self.plan.up, self.plan.down) * np.float32(self.plan.up)
+        )
+        self._buffer = np.zeros((self.n_chans, 0), dtype=np.float32)
+        self._buffer_start = 0  # global input index of the buffer's first sample
+        self._n_in = 0  # input samples received
+        self._n_out = 0  # output samples returned
+        self._offset: np.ndarray | None = None
+        self._closed = False
+
+    @property
+    def n_times_in(self) -> int:
+        return self._n_in
+
+    @property
+    def n_times_out(self) -> int:
+        return self._n_out
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        """Add ``chunk`` (n_chans, n_times); return the outputs now complete (possibly none)."""
+        if self._closed:
+            raise RuntimeError("Resampler: push() after flush(); create a new Resampler")
+        chunk = _as_2d_float32(chunk, "chunk")
+        if chunk.shape[0] != self.n_chans:
+            raise ValueError(
+                f"chunk: expected {self.n_chans} channels (n_chans); got {chunk.shape[0]}"
+            )
+        if chunk.shape[1] == 0:
+            return np.zeros((self.n_chans, 0), dtype=np.float32)
+        if self._offset is None:
+            self._offset = chunk[:, :1].copy()
+        if self.plan.is_identity:
+            self._n_in += chunk.shape[1]
+            self._n_out += chunk.shape[1]
+            return chunk.copy()
+        self._buffer = np.concatenate([self._buffer, chunk - self._offset], axis=1)
+        self._n_in += chunk.shape[1]
+        up, down, half = self.plan.up, self.plan.down, self.plan.half_len
+        # Outputs m with (m * down + half) // up < n_in have all their inputs.
+        stop = max(self._n_out, (self._n_in * up - 1 - half) // down + 1)
+        return self._emit(stop)
+
+    def flush(self) -> np.ndarray:
+        """Return the remaining outputs (inputs past the end count as zero) and close the stream."""
+        if self._closed:
+            raise RuntimeError("Resampler: flush() called twice")
+        self._closed = True
+        if self.plan.is_identity or self._offset is None:
+            return np.zeros((self.n_chans, 0), dtype=np.float32)
+        return self._emit(self.plan.output_length(self._n_in))
+
+    def _emit(self, stop: int) -> np.ndarray:
+        start = self._n_out
+        if stop <= start:
+            return np.zeros((self.n_chans, 0), dtype=np.float32)
+        up, down, half = self.plan.up, self.plan.down, self.plan.half_len
+        # First input that output `start` touches; everything before it is no longer needed.
+        seg_start = max(self._buffer_start, -(-(start * down - half) // up))
+        segment = self._buffer[:, seg_start - self._buffer_start:]
+        # Shift the taps by `pre` zeros so that upfirdn's output j lands on global output
+        # j - lag: upfirdn computes sum_n' seg[n'] h'[j * down - n' * up].
+        pre = (seg_start * up - half) % down
+        lag = (half + pre - seg_start * up) // down
+        taps = np.concatenate([np.zeros(pre, dtype=np.float32), self._taps])
+        out = upfirdn(taps, segment, up, down, axis=1)[:, start + lag: stop + lag]
+        if out.shape[1] != stop - start:
+            raise AssertionError(
+                f"Resampler: produced {out.shape[1]} samples, expected {stop - start}"
+            )
+        out = out.astype(np.float32, copy=False) + self._offset
+        self._n_out = stop
+        # Keep only inputs that the next output still needs.
+        keep_from = max(self._buffer_start, -(-(stop * down - half) // up))
+        self._buffer = self._buffer[:, keep_from - self._buffer_start:]
+        self._buffer_start = keep_from
+        return out
+
+
+def resample_chunked(
+    chunks: Iterable[np.ndarray],
+    sfreq: float,
+    sfreq_out: float = TARGET_SFREQ,
+    *,
+    max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR,
+) -> Iterator[np.ndarray]:
+    """Yield resampled pieces of an iterable of (n_chans, n_times) chunks; see :class:`Resampler`.
+
+    Concatenating the yielded pieces equals :func:`resample` of the concatenated chunks, up to
+    float32 rounding. Empty pieces are not yielded.
+    """
+    resampler: Resampler | None = None
+    for chunk in chunks:
+        chunk = _as_2d_float32(chunk, "chunk")
+        if resampler is None:
+            resampler = Resampler(sfreq, chunk.shape[0], sfreq_out, max_ratio_error=max_ratio_error)
+        out = resampler.push(chunk)
+        if out.shape[1]:
+            yield out
+    if resampler is not None:
+        out = resampler.flush()
+        if out.shape[1]:
+            yield out
+
+
+def sample_to_seconds(index: int, sfreq: float = TARGET_SFREQ) -> float:
+    """Seconds of sample ``index`` at ``sfreq``; exact for 256 Hz (a power of two)."""
+    index = _check_index("index", index)
+    return index / _check_sfreq("sfreq", sfreq)
+
+
+def seconds_to_sample(seconds: float, sfreq: float = TARGET_SFREQ) -> int:
+    """The sample index nearest to ``seconds`` at ``sfreq``; inverse of :func:`sample_to_seconds`."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.floating)):
+        raise TypeError(f"seconds: expected a number; got {seconds!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"seconds: expected a finite value >= 0; got {seconds!r}")
+    return round(float(seconds) * _check_sfreq("sfreq", sfreq))
+
+
+def window_start_s(index: int, sfreq_in: float, sfreq_out: float = TARGET_SFREQ) -> float:
+    """Offset in seconds (input clock) of output sample ``index`` when resampling sfreq_in -> out."""
+    return plan_resample(sfreq_in, sfreq_out).window_start_s(index)

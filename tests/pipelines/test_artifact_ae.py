@@ -1,0 +1,143 @@
+"""The autoencoder artifact detector: separation on real EEG, calibration, determinism, save/load."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from scipy.signal import butter, sosfiltfilt
+
+from pipelines.artifact_ae import AE_BANDS, ArtifactAutoencoder, band_features
+from pipelines.channels import CANONICAL_CHANNELS
+from pipelines.filters import filter_data
+from pipelines.resample import resample
+
+SFREQ = 256.0
+N_TIMES = 1280
+FIT_SUBJECTS = range(0, 8)  # eegmat training split (00-27); both files of each subject
+TEST_SUBJECTS = range(24, 28)  # other training-split subjects, never seen by the fit
+EPOCHS = 60
+
+
+def _windows(shared_data, subjects, files=("1", "2")) -> tuple[np.ndarray, np.ndarray]:
+    mne = pytest.importorskip("mne")
+    windows, groups = [], []
+    for subject in subjects:
+        for part in files:
+            path = shared_data / "eegmat" / f"Subject{subject:02d}_{part}.edf"
+            raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+            x = raw.get_data(picks=[f"EEG {name}" for name in CANONICAL_CHANNELS]) * 1e6
+            y, _ = filter_data(resample(x, raw.info["sfreq"]), SFREQ)
+            n = y.shape[1] // N_TIMES
+            windows.append(y[:, : n * N_TIMES].reshape(19, n, N_TIMES).transpose(1, 0, 2))
+            groups += [subject] * n
+    return np.concatenate(windows), np.array(groups)
+
+
+@pytest.fixture(scope="module")
+def data(shared_data):
+    fit_windows, groups = _windows(shared_data, FIT_SUBJECTS)
+    test_windows, _ = _windows(shared_data, TEST_SUBJECTS, files=("1",))
+    model = ArtifactAutoencoder(epochs=EPOCHS, seed=0).fit(fit_windows, groups=groups)
+    return model, fit_windows, test_windows
+
+
+def _inject(windows: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    out = windows.astype(np.float64).copy()
+    t = np.arange(N_TIMES) / SFREQ
+    emg_sos = butter(4, [20, 70], "bandpass", fs=SFREQ, output="sos")
+    for w in out:
+        channels = rng.choice(19, 3, replace=False)
+        if kind == "muscle":  # a 2 s EMG burst on three channels, 30 uV RMS
+            burst = sosfiltfilt(emg_sos, rng.standard_normal((3, N_TIMES)), axis=1)
+            burst *= 30 / burst.std(axis=1, keepdims=True)
+            w[channels, 400:912] += burst[:, 400:912]
+        elif kind == "pop":  # 300 uV step with 0.5 s decay on one channel
+            t0 = int(rng.integers(300, 900))
+            w[channels[0], t0:] += 300 * np.exp(-(t[t0:] - t[t0]) / 0.5)
+        elif kind == "flat":  # three dead channels
+            w[channels] = 0.0
+        elif kind == "drift":  # slow 150 uV sway across the head
+            w += 150 * np.sin(2 * np.pi * 0.3 * t + rng.uniform(0, 2 * np.pi)) * rng.uniform(0.5, 1, (19, 1))
+        else:
+            raise ValueError(kind)
+    return out
+
+
+def test_clean_held_out_subjects_score_low(data):
+    model, _, test_windows = data
+    clean = model.score(test_windows)
+    assert clean.shape == (len(test_windows),)
+    assert np.all((clean >= 0) & (clean <= 1))
+    assert np.median(clean) < 0.15
+    assert np.percentile(clean, 90) < 0.4
+
+
+@pytest.mark.parametrize("kind", ["muscle", "pop", "flat", "drift"])
+def test_injected_artifacts_score_clearly_higher(data, kind):
+    model, _, test_windows = data
+    rng = np.random.default_rng(["muscle", "pop", "flat", "drift"].index(kind))
+    clean = model.score(test_windows)
+    dirty = model.score(_inject(test_windows, kind, rng))
+    auc = (dirty[:, None] > clean[None, :]).mean()
+    print(f"{kind}: clean median {np.median(clean):.3f} p95 {np.percentile(clean, 95):.3f}; "
+          f"artifact median {np.median(dirty):.3f} p5 {np.percentile(dirty, 5):.3f}; AUC {auc:.4f}")
+    assert auc > 0.95
+    assert np.median(dirty) > np.percentile(clean, 95)
+    # Every window got worse, not just most: same window, artifact added.
+    assert np.mean(dirty > clean) > 0.95
+
+
+def test_save_load_round_trip_is_exact(data, tmp_path):
+    model, _, test_windows = data
+    path = model.save(tmp_path / "artifact_ae.npz")
+    with np.load(path, allow_pickle=False) as stored:  # plain arrays and a JSON header only
+        header = json.loads(str(stored["header"]))
+        assert stored["weight_0"].shape == (19 * len(AE_BANDS), 64)
+    assert header["format"] == "eegfm-artifact-ae" and header["n_chans"] == 19
+    loaded = ArtifactAutoencoder.load(path)
+    np.testing.assert_array_equal(loaded.score(test_windows[:20]), model.score(test_windows[:20]))
+    for a, b in zip(loaded.weights + loaded.biases, model.weights + model.biases):
+        np.testing.assert_array_equal(a, b)
+    assert (loaded.error_center, loaded.error_scale) == (model.error_center, model.error_scale)
+
+
+def test_load_refuses_other_files(tmp_path):
+    path = tmp_path / "other.npz"
+    np.savez(path, weights=np.zeros(3))
+    with pytest.raises(ValueError, match="not an eegfm-artifact-ae file"):
+        ArtifactAutoencoder.load(path)
+
+
+def test_fit_is_deterministic_under_a_seed(data):
+    _, fit_windows, _ = data
+    features = band_features(fit_windows[:120])
+    a = ArtifactAutoencoder(epochs=5, seed=3).fit_features(features)
+    b = ArtifactAutoencoder(epochs=5, seed=3).fit_features(features)
+    c = ArtifactAutoencoder(epochs=5, seed=4).fit_features(features)
+    np.testing.assert_array_equal(a.weights[0], b.weights[0])
+    np.testing.assert_array_equal(a.score_features(features), b.score_features(features))
+    assert not np.array_equal(a.weights[0], c.weights[0])
+
+
+def test_errors_are_clear(data):
+    model, fit_windows, _ = data
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ArtifactAutoencoder().score(fit_windows[:2])
+    with pytest.raises(ValueError, match="windows: expected 19 channels"):
+        model.score(fit_windows[:2, :18])
+    with pytest.raises(ValueError, match="windows: expected enough windows"):
+        ArtifactAutoencoder().fit(fit_windows[:10])
+    with pytest.raises(ValueError, match="groups: expected at least 2 distinct groups"):
+        ArtifactAutoencoder().fit_features(band_features(fit_windows[:60]), groups=[0] * 60)
+    with pytest.raises(ValueError, match=r"hidden: expected two positive layer sizes"):
+        ArtifactAutoencoder(hidden=(64,))
+
+
+def test_band_features_floor_dead_channels():
+    x = np.zeros((2, 19, N_TIMES))
+    x[1, 0] = np.nan  # non-finite samples read as zero, never NaN features
+    features = band_features(x)
+    assert features.shape == (2, 19 * len(AE_BANDS))
+    np.testing.assert_allclose(features, -3.0)
