@@ -63,8 +63,12 @@ class Reader:
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
 
-    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Samples [start, stop) of every channel, microvolts, float32, shape (n_chans, n)."""
+    def read(self, start: int = 0, stop: int | None = None, *, check_finite: bool = True) -> np.ndarray:
+        """Samples [start, stop) of every channel, microvolts, float32, shape (n_chans, n).
+
+        With `check_finite=False` NaN/inf samples are returned as they are, for callers that
+        reject the affected windows instead of the whole recording.
+        """
         stop = self.info.n_times if stop is None else stop
         if not 0 <= start <= stop <= self.info.n_times:
             raise ReaderError(
@@ -72,7 +76,7 @@ class Reader:
                 f"got [{start}, {stop})"
             )
         data = self._read(start, stop)
-        if not np.all(np.isfinite(data)):
+        if check_finite and not np.all(np.isfinite(data)):
             bad = [self.info.ch_names[i] for i in np.flatnonzero(~np.isfinite(data).all(axis=1))]
             raise ReaderError(
                 self.path, f"samples: expected finite values; channels {', '.join(bad[:8])} "

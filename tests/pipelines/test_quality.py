@@ -208,11 +208,11 @@ def test_rule_score_reaches_half_exactly_when_a_rule_fires(clean_windows):
 
 
 def test_high_amplitude_reason_names_metric_threshold_and_value(window):
-    report = compute_quality(window * 10)
+    report = compute_quality(window * 20)
     keep, reasons = validate_window(report)
     assert not keep
     reason = next(r for r in reasons if r.startswith("high_amplitude"))
-    assert f"ptp_uv={report.ptp_uv:.4g}" in reason and "max_ptp_uv=500" in reason
+    assert f"ptp_uv={report.ptp_uv:.4g}" in reason and "max_ptp_uv=1000" in reason
 
 
 def test_learned_score_combines_by_maximum(window):

@@ -1,0 +1,485 @@
+"""The eegfm preprocessing job: raw EEG recordings -> de-identified, harmonized, 256 Hz, artifact-
+scored windows in snappy TFRecords, with a manifest that accounts for every input.
+
+    python -m pipelines.preprocess --input DIR_OR_GLOB [...] --output OUT [beam options]
+
+Stages, each one composite PTransform:
+
+1. `ProcessRecordings`: a thin DoFn around `pipelines.process.process_recording` (read in bounded
+   chunks, de-identify, harmonize to the 19 10-20 channels, resample to 256 Hz, notch + band-pass,
+   cut windows, score quality rules). Bad inputs become tagged dead-letter outcomes, never crashes.
+2. `ScoreArtifacts`: fits the unsupervised artifact autoencoder on a deterministic sample of
+   windows from the training sites (or loads `--artifact_model`), saves it with the output, and
+   adds its score to every window.
+3. `WriteWindows`: encodes `tf.train.Example`s and writes `OUTPUT/<site>/part-*.tfrecord` (snappy).
+4. `WriteReports`: `manifest.json` (config, channel order, quality names, counts, every input with
+   its outcome, shards) and `quarantine.jsonl` (one line per rejected input or window).
+
+Runs unchanged on the DirectRunner (in_memory or multi_processing) and on Dataflow
+(`--runner DataflowRunner --setup_file ./setup.py ...`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+from pipelines import schema
+from pipelines.artifact_ae import ArtifactAutoencoder, band_features
+from pipelines.config import ConfigError
+from pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym
+from pipelines.features import FEATURE_NAMES
+from pipelines.logging_setup import get_logger, setup_logging
+from pipelines.process import (
+    AE_NOT_SCORED,
+    RECORD_QUALITY_NAMES,
+    Outcome,
+    PreprocessConfig,
+    RejectedWindow,
+    Window,
+    process_recording,
+)
+from pipelines.quality import QualityConfig
+from pipelines.sinks import WriteSnappyTFRecordsBySite
+from pipelines.sources import DATASETS, Ignored, SourceItem, discover
+
+log = get_logger("preprocess")
+DEFAULT_KEY_FILE = os.path.join(os.path.expanduser("~"), ".config", "eegfm", "pseudonym.key")
+AE_MODEL_NAME = "artifact_ae.npz"
+
+
+# --------------------------------------------------------------------------- stage 1: process
+class ProcessRecordingFn(beam.DoFn):
+    """Thin wrapper: windows to the main output, rejected windows and outcomes to tagged outputs."""
+
+    REJECTED, OUTCOME = "rejected", "outcome"
+
+    def __init__(self, key_file: str, config: PreprocessConfig):
+        self._key_file, self._config = key_file, config
+        self._config_hash = config.config_hash()
+        self._windows = Metrics.counter("eegfm", "windows")
+        self._rejected = Metrics.counter("eegfm", "rejected_windows")
+        self._quarantined = Metrics.counter("eegfm", "quarantined_inputs")
+
+    def setup(self):
+        # Read on the worker, so a gs:// key never travels inside the pipeline graph.
+        self._key = load_key_any(self._key_file)
+
+    def process(self, item: SourceItem):
+        for event in process_recording(item, self._key, self._config, self._config_hash):
+            if isinstance(event, Window):
+                self._windows.inc()
+                yield event
+            elif isinstance(event, RejectedWindow):
+                self._rejected.inc()
+                yield beam.pvalue.TaggedOutput(self.REJECTED, event)
+            else:
+                if event.status != "processed":
+                    self._quarantined.inc()
+                    log.warning("quarantined %s at %s: %s", item.path, event.stage, event.reason)
+                yield beam.pvalue.TaggedOutput(self.OUTCOME, event)
+
+
+class ProcessRecordings(beam.PTransform):
+    def __init__(self, key_file: str, config: PreprocessConfig):
+        super().__init__()
+        self._key_file, self._config = key_file, config
+
+    def expand(self, items):
+        return (
+            items
+            | "Reshuffle" >> beam.Reshuffle()  # spread recordings over workers
+            | "Process" >> beam.ParDo(ProcessRecordingFn(self._key_file, self._config)).with_outputs(
+                ProcessRecordingFn.REJECTED, ProcessRecordingFn.OUTCOME, main="windows")
+        )
+
+
+def load_key_any(path: str) -> bytes:
+    """`deid.load_key` for local paths and Beam filesystems (gs://, s3://)."""
+    if "://" not in path:
+        return load_key(path)
+    with FileSystems.open(path) as fh:
+        key = fh.read().strip()
+    if len(key) < 16:
+        raise PseudonymKeyError(f"--pseudonym_key_file {path}: expected at least 16 bytes; got {len(key)}")
+    return key
+
+
+# --------------------------------------------------------------------------- stage 2: artifacts
+def _sample_key(window: Window) -> str:
+    rec = window.record
+    return hashlib.sha256(rec.recording_id + b"|" + str(float(rec.window_start_s)).encode()).hexdigest()
+
+
+def _fit_autoencoder(sample: list[tuple[str, np.ndarray]], min_windows: int, seed: int):
+    if len(sample) < min_windows:
+        log.warning("artifact autoencoder not fitted: %d training windows < %d", len(sample), min_windows)
+        return None
+    features = np.stack([f for _, f in sorted(sample, key=lambda kv: kv[0])])
+    return ArtifactAutoencoder(seed=seed).fit_features(features, n_chans=schema.N_CHANS)
+
+
+def _save_model(model, path: str) -> str:
+    if model is None:
+        return ""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = model.save(os.path.join(tmp, AE_MODEL_NAME))
+        for produced in sorted(os.listdir(tmp)):
+            with open(os.path.join(tmp, produced), "rb") as src, FileSystems.create(
+                FileSystems.join(os.path.dirname(path), produced)
+            ) as dst:
+                dst.write(src.read())
+    return path if local else ""
+
+
+def _load_model(path: str) -> ArtifactAutoencoder:
+    if "://" not in path:
+        return ArtifactAutoencoder.load(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = os.path.splitext(path)[0]
+        for suffix in (".npz", ".json"):
+            if FileSystems.exists(base + suffix):
+                with FileSystems.open(base + suffix) as src, open(os.path.join(tmp, "m" + suffix), "wb") as dst:
+                    dst.write(src.read())
+        return ArtifactAutoencoder.load(os.path.join(tmp, "m.npz"))
+
+
+class ScoreWithAutoencoderFn(beam.DoFn):
+    REJECTED = "rejected"
+
+    def __init__(self, quality: QualityConfig):
+        self._max_score = quality.max_artifact_score
+
+    def process(self, window: Window, model):
+        if model is None:
+            yield window
+            return
+        score = float(model.score_features(band_features(window.record.eeg[None].astype(np.float32)))[0])
+        rec = window.record
+        quality = rec.quality.copy()
+        quality[RECORD_QUALITY_NAMES.index("ae_score")] = score
+        rec.quality = quality
+        rec.artifact_score = np.float32(max(float(rec.artifact_score), score))
+        if float(rec.artifact_score) > self._max_score:
+            yield beam.pvalue.TaggedOutput(self.REJECTED, RejectedWindow(
+                window.source, rec.site_id.decode(), float(rec.window_start_s),
+                [f"artifact_score={float(rec.artifact_score):.4g} > max_artifact_score={self._max_score:.4g}"]))
+            return
+        yield window
+
+
+class ScoreArtifacts(beam.PTransform):
+    """Fit (or load) the artifact autoencoder on training-site windows, then score every window."""
+
+    def __init__(self, output: str, config: PreprocessConfig, *, model_path: str | None,
+                 enabled: bool, train_sites: tuple[str, ...], sample_size: int, seed: int = 0):
+        super().__init__()
+        self._output, self._config = output, config
+        self._model_path, self._enabled = model_path, enabled
+        self._train_sites, self._sample_size, self._seed = train_sites, sample_size, seed
+
+    def expand(self, windows):
+        pipeline = windows.pipeline
+        if not self._enabled:
+            model = pipeline | "NoModel" >> beam.Create([None])
+        elif self._model_path:
+            path = self._model_path
+            model = pipeline | "ModelPath" >> beam.Create([path]) | "LoadModel" >> beam.Map(_load_model)
+        else:
+            train = set(self._train_sites)
+            sample = (
+                windows
+                | "TrainSites" >> beam.Filter(lambda w: not train or w.record.site_id.decode() in train)
+                | "Features" >> beam.Map(lambda w: (_sample_key(w), band_features(w.record.eeg[None].astype(np.float32))[0]))
+                # Deterministic sample: the windows with the smallest keyed hash, so every runner
+                # and worker count fits the same model.
+                | "Sample" >> beam.combiners.Top.Of(self._sample_size, key=lambda kv: kv[0], reverse=True)
+            )
+            seed, min_windows = self._seed, 32
+            model = sample | "Fit" >> beam.Map(_fit_autoencoder, min_windows, seed)
+            target = FileSystems.join(self._output, AE_MODEL_NAME)
+            _ = model | "SaveModel" >> beam.Map(_save_model, target)
+        return windows | "Score" >> beam.ParDo(
+            ScoreWithAutoencoderFn(self._config.quality), beam.pvalue.AsSingleton(model)
+        ).with_outputs(ScoreWithAutoencoderFn.REJECTED, main="windows")
+
+
+# --------------------------------------------------------------------------- stage 3: write
+class WriteWindows(beam.PTransform):
+    def __init__(self, output: str, sites: tuple[str, ...], num_shards: int):
+        super().__init__()
+        self._output, self._sites, self._num_shards = output, sites, num_shards
+
+    def expand(self, windows):
+        return (
+            windows
+            | "Encode" >> beam.Map(lambda w: (w.record.site_id.decode(), schema.encode_example(w.record)))
+            | "WriteBySite" >> WriteSnappyTFRecordsBySite(self._output, self._sites, self._num_shards)
+        )
+
+
+# --------------------------------------------------------------------------- stage 4: reports
+def _window_counts(w: Window) -> list[tuple[str, int]]:
+    rec = w.record
+    label = f"{rec.task.decode() or 'unlabeled'}:{int(rec.label)}"
+    return [("site/" + rec.site_id.decode(), 1), ("subject/" + rec.subject_id.decode(), 1),
+            ("label/" + label, 1), ("total", 1),
+            ("seconds", rec.n_times / schema.SFREQ)]
+
+
+def _quarantine_line(event) -> str:
+    if isinstance(event, Outcome):
+        return json.dumps({"path": event.source, "stage": event.stage, "reason": event.reason,
+                           "kind": "input"}, sort_keys=True)
+    if isinstance(event, Ignored):
+        return json.dumps({"path": event.path, "stage": "discover", "reason": event.reason,
+                           "kind": "ignored"}, sort_keys=True)
+    return json.dumps({"path": event.source, "stage": "quality", "reason": "; ".join(event.reasons),
+                       "window_start_s": round(float(event.window_start_s), 6), "site": event.site,
+                       "kind": "window"}, sort_keys=True)
+
+
+def _write_manifest(_, path, header, outcomes, counts, shards, ae_saved):
+    inputs = sorted((o.as_dict() for o in outcomes), key=lambda d: d["source"])
+    manifest = dict(header)
+    manifest["inputs"] = header["ignored"] + [
+        {k: v for k, v in d.items() if k != "interpolated"} | {"interpolated": list(d["interpolated"])}
+        for d in inputs
+    ]
+    manifest.pop("ignored")
+    manifest["counts"] = {
+        "inputs": len(manifest["inputs"]),
+        "processed": sum(d["status"] == "processed" for d in inputs),
+        "quarantined": sum(d["status"] == "quarantined" for d in inputs),
+        "ignored": len(header["ignored"]),
+        "windows": int(counts.get("total", 0)),
+        "rejected_windows": sum(int(d["rejected_windows"]) for d in inputs),
+        "window_eeg_hours": round(float(counts.get("seconds", 0.0)) / 3600.0, 6),
+        "input_eeg_hours": round(sum(float(d["eeg_seconds"]) for d in inputs) / 3600.0, 6),
+        "per_site": {k[5:]: int(v) for k, v in sorted(counts.items()) if k.startswith("site/")},
+        "per_subject": {k[8:]: int(v) for k, v in sorted(counts.items()) if k.startswith("subject/")},
+        "per_label": {k[6:]: int(v) for k, v in sorted(counts.items()) if k.startswith("label/")},
+    }
+    manifest["shards"] = sorted(os.path.relpath(s, header["output"]) if "://" not in s else s for s in shards)
+    manifest["artifact_model"] = AE_MODEL_NAME if any(ae_saved) else None
+    with FileSystems.create(path) as fh:
+        fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
+    return path
+
+
+class WriteReports(beam.PTransform):
+    def __init__(self, output: str, header: dict, ignored: list[Ignored]):
+        super().__init__()
+        self._output, self._header, self._ignored = output, header, ignored
+
+    def expand(self, pcolls):
+        outcomes, rejected, windows, shards, ae_saved = pcolls
+        p = outcomes.pipeline
+        ignored = p | "Ignored" >> beam.Create(self._ignored)
+        quarantined = outcomes | "Quarantined" >> beam.Filter(lambda o: o.status != "processed")
+        lines = ((quarantined, rejected, ignored) | "AllQuarantine" >> beam.Flatten()
+                 | "ToJson" >> beam.Map(_quarantine_line))
+        _ = lines | "WriteQuarantine" >> beam.io.WriteToText(
+            FileSystems.join(self._output, "quarantine"), file_name_suffix=".jsonl",
+            num_shards=1, shard_name_template="")
+        counts = (windows | "Counts" >> beam.FlatMap(_window_counts)
+                  | "Sum" >> beam.CombinePerKey(sum))
+        header = dict(self._header)
+        header["ignored"] = [{"source": g.path, "status": "ignored", "reason": g.reason} for g in self._ignored]
+        path = FileSystems.join(self._output, "manifest.json")
+        return (
+            p | "Once" >> beam.Create([None])
+            | "Manifest" >> beam.Map(
+                _write_manifest, path, header,
+                beam.pvalue.AsList(outcomes), beam.pvalue.AsDict(counts),
+                beam.pvalue.AsList(shards), beam.pvalue.AsList(ae_saved))
+        )
+
+
+# --------------------------------------------------------------------------- the job
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eegfm-preprocess",
+        description=__doc__.split("\n\n")[0],
+        epilog="Any other flag is a Beam pipeline option, e.g. --runner DataflowRunner --project P "
+        "--region R --temp_location gs://B/tmp --setup_file ./setup.py, or --direct_running_mode "
+        "multi_processing --direct_num_workers 2 for local parallelism.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    io_ = parser.add_argument_group("inputs and outputs")
+    io_.add_argument("--input", action="append", required=True, metavar="PATH",
+                     help="a file, glob (** recurses) or folder; local, gs:// or s3://. Repeatable.")
+    io_.add_argument("--output", required=True, help="output folder (local, gs:// or s3://)")
+    io_.add_argument("--dataset", default="auto", choices=DATASETS,
+                     help="layout adapter: hms = Kaggle train.csv + train_eegs/; bids = BIDS with "
+                     "participants.tsv; eegmat = PhysioNet mental arithmetic; edf = any folder of "
+                     "EDF/BDF/FIF/BrainVision/EEGLAB files (+ optional labels.csv); auto detects it "
+                     "per top-level folder")
+    io_.add_argument("--site", default=None,
+                     help="site name for every input; default: the first folder below each input folder")
+    io_.add_argument("--pseudonym_key_file", default=DEFAULT_KEY_FILE,
+                     help="secret key for the HMAC-SHA256 pseudonyms of site/subject/session/recording "
+                     "(created with a random key on first use if it is the default path). Keep it to get "
+                     "the same pseudonyms in later runs; use a gs:// path on Dataflow")
+    io_.add_argument("--num_shards", type=int, default=0,
+                     help="TFRecord shards per site; 0 lets the runner decide")
+    sig = parser.add_argument_group("signal processing")
+    sig.add_argument("--window_seconds", type=float, default=10.0,
+                     help="window length for unlabeled recordings (HMS labeled sub-windows are always 50 s)")
+    sig.add_argument("--stride_seconds", type=float, default=10.0,
+                     help="step between window starts; smaller than --window_seconds overlaps windows")
+    sig.add_argument("--line_freq", default="auto", choices=["auto", "50", "60", "none"],
+                     help="mains frequency to notch (with its harmonics); auto detects 50/60 Hz from the "
+                     "first --line_detect_seconds of each recording and notches nothing if neither stands out")
+    sig.add_argument("--l_freq", type=float, default=0.5, help="band-pass lower edge in Hz (passband edge)")
+    sig.add_argument("--h_freq", type=float, default=70.0,
+                     help="band-pass upper edge in Hz; must stay well below 128 Hz, the Nyquist frequency "
+                     "of the 256 Hz output, because the resampler's anti-aliasing filter already rolls off "
+                     "from about 105 Hz and content near Nyquist is partly aliased")
+    sig.add_argument("--min_channels", type=int, default=10,
+                     help="fewest of the 19 10-20 channels a recording must have; the rest are "
+                     "interpolated by spherical splines and marked 0 in channel_mask")
+    sig.add_argument("--reference", default="keep", choices=["keep", "average"],
+                     help="keep the recording's reference, or re-reference to the average of the 19 channels")
+    sig.add_argument("--chunk_seconds", type=float, default=60.0,
+                     help="how much of a recording is in memory at once (peak memory is bounded by it)")
+    sig.add_argument("--features", action="store_true",
+                     help=f"store {len(FEATURE_NAMES)} extra features per window (time statistics, "
+                     "relative band powers, spectral entropy) in the 'extra' field")
+    art = parser.add_argument_group("artifacts and quality")
+    art.add_argument("--artifact_model", default=None,
+                     help="reuse a saved artifact autoencoder (artifact_ae.npz of an earlier run) "
+                     "instead of fitting one")
+    art.add_argument("--no_artifact_model", action="store_true",
+                     help="score artifacts with the rules only (ae_score stays -1)")
+    art.add_argument("--ae_train_sites", default="",
+                     help="comma-separated site names whose windows train the autoencoder (default all); "
+                     "for leave-one-site-out studies give only the training sites")
+    art.add_argument("--ae_sample_size", type=int, default=2000,
+                     help="at most this many windows (a deterministic sample) fit the autoencoder")
+    art.add_argument("--max_artifact_score", type=float, default=1.0,
+                     help="quarantine windows whose combined artifact score exceeds this (1.0 keeps all)")
+    art.add_argument("--config", default=None,
+                     help="YAML file with PreprocessConfig fields; command-line flags override it")
+    parser.add_argument("--verbose", action="store_true", help="debug logging, including Beam's")
+    return parser
+
+
+def config_from_args(args) -> PreprocessConfig:
+    base = PreprocessConfig.from_yaml(args.config) if args.config else PreprocessConfig()
+    line = {"auto": "auto", "50": 50, "60": 60, "none": None}[args.line_freq]
+    return base.replace(
+        window_seconds=args.window_seconds, stride_seconds=args.stride_seconds, line_freq=line,
+        l_freq=args.l_freq, h_freq=args.h_freq, min_channels=args.min_channels,
+        reference=args.reference, chunk_seconds=args.chunk_seconds, features=args.features,
+        quality=base.quality.replace(max_artifact_score=args.max_artifact_score),
+    )
+
+
+def _ensure_key(path: str) -> str:
+    if "://" in path or os.path.exists(path):
+        load_key_any(path)  # fail now, on the launcher, with a clear message
+        return path
+    if path != DEFAULT_KEY_FILE:
+        raise PseudonymKeyError(f"--pseudonym_key_file {path}: no such file")
+    create_key(path)
+    log.info("created a new pseudonym key at %s (keep it for stable pseudonyms)", path)
+    return path
+
+
+def build_pipeline(p, args, config, items, ignored, key: bytes, site_names):
+    sites = tuple(sorted({pseudonym(key, "site", s) for s in site_names}))
+    train_sites = tuple(sorted({pseudonym(key, "site", s.strip()) for s in args.ae_train_sites.split(",") if s.strip()}))
+    header = {
+        "pipeline_version": schema.PIPELINE_VERSION,
+        "config": config.to_dict(),
+        "config_hash": config.config_hash(),
+        "channels": list(schema.CHANNELS),
+        "sfreq": schema.SFREQ,
+        "quality_names": list(RECORD_QUALITY_NAMES),
+        "feature_names": list(FEATURE_NAMES) if config.features else [],
+        "classes": {"hms6": list(schema.HMS_CLASSES), "eegmat_rest_task": ["rest", "task"]},
+        "sites": list(sites),
+        "output": args.output,
+    }
+    items_pc = p | "Inputs" >> beam.Create(items)
+    processed = items_pc | "ProcessRecordings" >> ProcessRecordings(args.pseudonym_key_file, config)
+    scored = processed.windows | "ScoreArtifacts" >> ScoreArtifacts(
+        args.output, config, model_path=args.artifact_model, enabled=not args.no_artifact_model,
+        train_sites=train_sites, sample_size=args.ae_sample_size)
+    shards = scored.windows | "WriteWindows" >> WriteWindows(args.output, sites, args.num_shards)
+    ae_saved = (p | "AeFlag" >> beam.Create([bool(not args.no_artifact_model and not args.artifact_model)]))
+    rejected = (processed.rejected, scored.rejected) | "AllRejected" >> beam.Flatten()
+    (processed.outcome, rejected, scored.windows, shards, ae_saved) | "WriteReports" >> WriteReports(
+        args.output, header, ignored)
+
+
+def summarize(manifest: dict, seconds: float) -> str:
+    c = manifest["counts"]
+    rate = c["input_eeg_hours"] / seconds if seconds > 0 else float("nan")
+    rows = [
+        ("input files", c["inputs"]), ("processed", c["processed"]), ("quarantined", c["quarantined"]),
+        ("ignored (sidecars, docs)", c["ignored"]), ("windows written", c["windows"]),
+        ("windows rejected", c["rejected_windows"]), ("EEG hours read", f"{c['input_eeg_hours']:.3f}"),
+        ("EEG hours in windows", f"{c['window_eeg_hours']:.3f}"), ("sites", len(c["per_site"])),
+        ("wall time", f"{seconds:.1f} s"), ("throughput", f"{rate:.3f} EEG-hours/s"),
+    ]
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)
+
+
+def run(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    setup_logging("DEBUG" if args.verbose else "INFO", verbose=args.verbose)
+    try:
+        config = config_from_args(args)
+        args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file)
+        key = load_key_any(args.pseudonym_key_file)
+        items, ignored, datasets = discover(args.input, dataset=args.dataset, site=args.site)
+    except (ConfigError, PseudonymKeyError, FileNotFoundError, ValueError) as err:
+        parser.error(str(err))
+    if not items:
+        parser.error(f"--input {' '.join(args.input)}: no recordings found (only {len(ignored)} sidecar/doc files)")
+    options = PipelineOptions(beam_args)
+    if options.view_as(StandardOptions).runner in (None, "DirectRunner") and \
+            options.view_as(DirectOptions).direct_running_mode == "in_memory" and "--direct_running_mode" not in " ".join(beam_args):
+        # Name the in-process runner: the DirectRunner would otherwise try to download Prism.
+        options.view_as(StandardOptions).runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    log.info("%d recordings (%s), %d other files; writing to %s", len(items),
+             ", ".join(f"{k}={v}" for k, v in sorted(datasets.items())), len(ignored), args.output)
+    FileSystems.mkdirs(args.output) if "://" not in args.output and not os.path.exists(args.output) else None
+    start = time.time()
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(p, args, config, items, ignored, key, {i.site for i in items})
+    seconds = time.time() - start
+    if options.view_as(StandardOptions).runner == "DataflowRunner":
+        return {}
+    with FileSystems.open(FileSystems.join(args.output, "manifest.json")) as fh:
+        manifest = json.loads(fh.read())
+    print(f"eegfm-preprocess: wrote {args.output}\n" + summarize(manifest, seconds))
+    return manifest
+
+
+def main(argv: list[str] | None = None) -> int:
+    run(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

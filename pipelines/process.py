@@ -1,0 +1,385 @@
+"""Per-recording processing: the pure core that the Beam job's DoFn wraps.
+
+`process_recording(item, key, config)` reads one recording in bounded chunks and streams it
+through harmonize -> resample to 256 Hz -> notch + band-pass -> windows -> quality rules, yielding
+three kinds of events:
+
+- `Window`: a kept window as a `WindowRecord` (artifact score from the rules so far; the Beam job
+  adds the learned autoencoder score in a later stage);
+- `RejectedWindow`: a window the quality rules refused, with reasons (one quarantine line);
+- `Outcome`: exactly one per input, last: processed (with counts) or quarantined (with a reason).
+
+Memory is bounded by the chunk length plus one window plus the filters' margins, whatever the
+recording's length. Nothing here knows about Beam; everything is unit-testable directly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+
+import numpy as np
+
+from pipelines import schema
+from pipelines.config import Config, check_option, check_range
+from pipelines.deid import pseudonym
+from pipelines.features import compute_features
+from pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
+from pipelines.harmonize import HarmonizeError, harmonize, plan_harmonization
+from pipelines.quality import QUALITY_NAMES, QualityConfig, compute_quality, validate_window
+from pipelines.readers import Reader, ReaderError, open_recording
+from pipelines.resample import TARGET_SFREQ, Resampler
+from pipelines.sources import SourceItem
+
+# The TFRecord `quality` vector: the rule metrics, then the learned autoencoder score (-1 until
+# the artifact stage fills it in, and in runs with the autoencoder switched off).
+AE_NOT_SCORED = -1.0
+RECORD_QUALITY_NAMES = QUALITY_NAMES + ("ae_score",)
+
+
+@dataclasses.dataclass
+class PreprocessConfig(Config):
+    """Everything that changes what the pipeline writes; its hash is stored in every record."""
+
+    window_seconds: float = 10.0
+    stride_seconds: float = 10.0
+    line_freq: str | int | None = "auto"
+    l_freq: float = 0.5
+    h_freq: float = 70.0
+    min_channels: int = 10
+    reference: str = "keep"
+    chunk_seconds: float = 60.0
+    line_detect_seconds: float = 120.0
+    features: bool = False
+    quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
+
+    def validate(self) -> None:
+        check_range("window_seconds", self.window_seconds, 0.5, 3600)
+        check_range("stride_seconds", self.stride_seconds, 0.5, 3600)
+        check_option("line_freq", self.line_freq, ("auto", 50, 60, None))
+        check_range("min_channels", self.min_channels, 1, schema.N_CHANS)
+        check_option("reference", self.reference, ("keep", "average"))
+        check_range("chunk_seconds", self.chunk_seconds, 1.0, 3600)
+        check_range("line_detect_seconds", self.line_detect_seconds, 5.0, 3600)
+        self.filter_config()  # validates l_freq / h_freq against the 256 Hz Nyquist
+
+    def filter_config(self) -> FilterConfig:
+        return FilterConfig(line_freq=self.line_freq, l_freq=self.l_freq, h_freq=self.h_freq)
+
+
+@dataclasses.dataclass
+class Window:
+    record: schema.WindowRecord
+    source: str
+
+
+@dataclasses.dataclass
+class RejectedWindow:
+    source: str
+    site: str
+    window_start_s: float
+    reasons: list[str]
+
+
+@dataclasses.dataclass
+class Outcome:
+    """How one input file ended; the manifest has one of these per input."""
+
+    source: str
+    status: str  # 'processed' | 'quarantined'
+    site: str = ""
+    stage: str = ""
+    reason: str = ""
+    windows: int = 0
+    rejected_windows: int = 0
+    eeg_seconds: float = 0.0
+    sfreq_in: float = 0.0
+    n_chans_in: int = 0
+    interpolated: tuple[str, ...] = ()
+    line_freq: int | None = None
+    dataset: str = ""
+    source_sha256: str = ""
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+class StageError(Exception):
+    """Ends a recording with a quarantine outcome at a named stage."""
+
+    def __init__(self, stage: str, reason: str):
+        super().__init__(reason)
+        self.stage, self.reason = stage, reason
+
+
+@contextlib.contextmanager
+def localized(path: str) -> Iterator[tuple[str, str]]:
+    """A local path for `path` (remote files are streamed to a temp file) and its SHA-256."""
+    from apache_beam.io.filesystems import FileSystems
+
+    digest = hashlib.sha256()
+    if "://" not in path:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+        yield path, digest.hexdigest()
+        return
+    suffix = "".join(os.path.basename(path).partition(".")[1:]) or ".bin"
+    with tempfile.TemporaryDirectory(prefix="eegfm-") as tmp:
+        local = os.path.join(tmp, "recording." + suffix.lstrip("."))
+        with FileSystems.open(path) as src, open(local, "wb") as dst:
+            for block in iter(lambda: src.read(1 << 20), b""):
+                digest.update(block)
+                dst.write(block)
+        # BrainVision/EEGLAB headers name companion files next to them; fetch those too.
+        for companion in _companions(path):
+            if FileSystems.exists(companion):
+                target = os.path.join(tmp, os.path.basename(companion))
+                with FileSystems.open(companion) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+        yield local, digest.hexdigest()
+
+
+def _companions(path: str) -> list[str]:
+    base, ext = os.path.splitext(path)
+    return {".vhdr": [base + ".vmrk", base + ".eeg"], ".set": [base + ".fdt"]}.get(ext.lower(), [])
+
+
+@dataclasses.dataclass(frozen=True)
+class _Request:
+    start: int  # output sample index at 256 Hz
+    n_times: int
+    label: int
+    votes: tuple[float, ...]
+    task: str
+
+
+def _window_requests(item: SourceItem, n_out: int, config: PreprocessConfig) -> list[_Request]:
+    if item.windows:
+        reqs = [
+            _Request(int(round(w.offset_s * TARGET_SFREQ)), int(round(w.duration_s * TARGET_SFREQ)),
+                     w.label, tuple(w.votes), w.task or item.task)
+            for w in item.windows
+        ]
+        return sorted(reqs, key=lambda r: (r.start, r.n_times))
+    size = int(round(config.window_seconds * TARGET_SFREQ))
+    stride = int(round(config.stride_seconds * TARGET_SFREQ))
+    task = item.task if item.recording_label >= 0 else ""
+    return [_Request(s, size, item.recording_label, (), task) for s in range(0, n_out - size + 1, stride)]
+
+
+def _ids(item: SourceItem, reader: Reader, key: bytes, sha: str) -> dict[str, str]:
+    subject_raw = item.subject_key or reader.identity_key or f"file:{sha}"
+    return {
+        "site_id": pseudonym(key, "site", item.site),
+        "subject_id": pseudonym(key, "subject", subject_raw),
+        "session_id": pseudonym(key, "session", f"{subject_raw}\x00{item.session_key}")
+        if item.session_key else "",
+        "recording_id": pseudonym(key, "recording", sha),
+    }
+
+
+def process_recording(
+    item: SourceItem, key: bytes, config: PreprocessConfig, config_hash: str
+) -> Iterator[Window | RejectedWindow | Outcome]:
+    """Stream one input file to windows; always ends with exactly one `Outcome`."""
+    outcome = Outcome(source=item.path, status="quarantined", dataset=item.dataset)
+    try:
+        with localized(item.path) as (local, sha):
+            outcome.source_sha256 = sha
+            with _open(local, item.path) as reader:
+                yield from _stream(item, reader, key, config, config_hash, sha, outcome)
+        outcome.status = "processed" if outcome.windows else "quarantined"
+        if not outcome.windows and not outcome.reason:
+            outcome.stage = "windows"
+            outcome.reason = (
+                f"no usable windows: {outcome.rejected_windows} rejected by the quality rules"
+                if outcome.rejected_windows
+                else f"recording shorter than one window ({outcome.eeg_seconds:.1f} s of EEG)"
+            )
+    except StageError as err:
+        outcome.stage, outcome.reason = err.stage, f"{os.path.basename(item.path)}: {err.reason}"
+    except OSError as err:
+        outcome.stage, outcome.reason = "read", f"{os.path.basename(item.path)}: cannot read file ({err})"
+    yield outcome
+
+
+@contextlib.contextmanager
+def _open(local: str, original: str) -> Iterator[Reader]:
+    try:
+        reader = open_recording(local)
+    except ReaderError as err:
+        raise StageError("read", str(err).split(": ", 1)[-1]) from err
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def _read(reader: Reader, start: int, stop: int) -> np.ndarray:
+    try:
+        return reader.read(start, stop, check_finite=False)
+    except ReaderError as err:
+        raise StageError("read", str(err).split(": ", 1)[-1]) from err
+
+
+def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Window | RejectedWindow]:
+    info = reader.info
+    outcome.sfreq_in, outcome.n_chans_in = info.sfreq, len(info.ch_names)
+    try:
+        plan = plan_harmonization(info.ch_names, min_channels=config.min_channels)
+    except HarmonizeError as err:
+        raise StageError("harmonize", str(err)) from err
+    cmap = plan[0]
+    outcome.interpolated = cmap.missing
+    ids = _ids(item, reader, key, sha)
+    outcome.site = ids["site_id"]
+    # The data set's own sidecar (participants.tsv, subject-info.csv) wins over file headers.
+    clinical = {
+        "age": item.age if item.age is not None else info.clinical.age,
+        "sex": item.sex or info.clinical.sex,
+    }
+    has_ecg = "ecg" in cmap.auxiliary
+    n_rows = schema.N_CHANS + int(has_ecg)
+
+    def harmonized(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        raw = _read(reader, start, stop)
+        finite = np.isfinite(raw)
+        bad_samples = ~finite.all(axis=0)
+        if bad_samples.any():
+            raw = np.where(finite, raw, 0.0).astype(np.float32)
+        out = harmonize(raw, info.ch_names, reference=config.reference, plan=plan)
+        rows = [out.data] + ([out.auxiliary["ecg"][None]] if has_ecg else [])
+        return np.concatenate(rows, axis=0), bad_samples
+
+    line_freq = config.line_freq
+    if line_freq == "auto":
+        n_detect = min(info.n_times, int(config.line_detect_seconds * info.sfreq))
+        line_freq = detect_line_frequency(harmonized(0, n_detect)[0][: schema.N_CHANS], info.sfreq)
+    outcome.line_freq = line_freq
+    design = design_filters(TARGET_SFREQ, config.filter_config(), line_freq)
+    resampler = Resampler(info.sfreq, n_rows)
+    n_out = resampler.plan.output_length(info.n_times)
+    requests = _window_requests(item, n_out, config)
+    outcome.eeg_seconds = info.duration_s
+    for req in requests:
+        if req.start < 0 or req.start + req.n_times > n_out:
+            outcome.rejected_windows += 1
+            yield RejectedWindow(item.path, ids["site_id"], req.start / TARGET_SFREQ, [
+                f"window [{req.start / TARGET_SFREQ:.2f} s, {(req.start + req.n_times) / TARGET_SFREQ:.2f} s) "
+                f"lies outside the recording (0 s, {n_out / TARGET_SFREQ:.2f} s)"])
+    requests = [r for r in requests if 0 <= r.start and r.start + r.n_times <= n_out]
+    if not requests:
+        return
+
+    filt = StreamingFilter(design, n_rows)
+    raw_buf = _Rolling(n_rows)  # resampled, before filtering (for clipping/flat checks)
+    bad_buf = _Rolling(1)  # 1 where an input sample was non-finite
+    out_buf = _Rolling(n_rows)
+    chunk = max(1, int(config.chunk_seconds * info.sfreq))
+    next_req = 0
+    for start in range(0, info.n_times, chunk):
+        stop = min(info.n_times, start + chunk)
+        data, bad = harmonized(start, stop)
+        resampled = resampler.push(data)
+        bad_rs = _resample_mask(bad, start, stop, info.sfreq, bad_buf.end, resampled.shape[1])
+        tail = [] if stop < info.n_times else [resampler.flush()]
+        for block in [resampled] + tail:
+            raw_buf.append(block)
+            out_buf.append(filt.push(block))
+        bad_buf.append(bad_rs[None] if not tail else
+                       np.concatenate([bad_rs, np.zeros(tail[0].shape[1], bool)])[None])
+        if tail:
+            out_buf.append(filt.flush())
+        while next_req < len(requests) and requests[next_req].start + requests[next_req].n_times <= out_buf.end:
+            req = requests[next_req]
+            next_req += 1
+            yield _make_window(item, req, raw_buf, out_buf, bad_buf, ids, clinical, config,
+                               config_hash, sha, has_ecg, outcome)
+        keep_from = requests[next_req].start if next_req < len(requests) else out_buf.end
+        for buf in (raw_buf, out_buf, bad_buf):
+            buf.drop_before(keep_from)
+
+
+def _resample_mask(bad: np.ndarray, start: int, stop: int, sfreq: float, out_start: int, n: int) -> np.ndarray:
+    """Mark output samples whose time falls on a non-finite input sample (nearest in time)."""
+    if n == 0 or not bad.any():
+        return np.zeros(n, dtype=bool)
+    t_out = (out_start + np.arange(n)) / TARGET_SFREQ
+    idx = np.clip(np.round(t_out * sfreq).astype(np.int64) - start, 0, stop - start - 1)
+    return bad[idx]
+
+
+class _Rolling:
+    """A growing 2-D buffer addressed by global sample index, trimmed from the left."""
+
+    def __init__(self, n_rows: int):
+        self.base = 0
+        self.data = np.zeros((n_rows, 0), dtype=np.float32)
+
+    @property
+    def end(self) -> int:
+        return self.base + self.data.shape[1]
+
+    def append(self, block: np.ndarray) -> None:
+        if block.shape[1]:
+            self.data = np.concatenate([self.data, block.astype(self.data.dtype, copy=False)], axis=1)
+
+    def take(self, start: int, n: int) -> np.ndarray:
+        return self.data[:, start - self.base: start - self.base + n]
+
+    def drop_before(self, index: int) -> None:
+        cut = max(0, min(index, self.end) - self.base)
+        if cut:
+            self.data = self.data[:, cut:]
+            self.base += cut
+
+
+def _make_window(item, req, raw_buf, out_buf, bad_buf, ids, clinical, config, config_hash, sha,
+                 has_ecg, outcome):
+    filtered = out_buf.take(req.start, req.n_times)
+    unfiltered = raw_buf.take(req.start, req.n_times)
+    eeg = filtered[: schema.N_CHANS]
+    mask = _channel_mask(item, outcome)
+    window_start_s = req.start / TARGET_SFREQ
+    n_bad = int(bad_buf.take(req.start, req.n_times).sum())
+    report = compute_quality(eeg, TARGET_SFREQ, config.quality, channel_mask=mask,
+                             unfiltered=unfiltered[: schema.N_CHANS])
+    keep, reasons = validate_window(report, config.quality)
+    if n_bad:
+        keep = False
+        reasons = [f"non_finite: {n_bad} samples were NaN or infinite in the source"] + reasons
+    if keep and float(np.abs(eeg).max()) >= 65504:
+        keep, reasons = False, [f"amplitude: {float(np.abs(eeg).max()):.4g} uV exceeds the float16 range"]
+    if not keep:
+        outcome.rejected_windows += 1
+        return RejectedWindow(item.path, ids["site_id"], window_start_s, reasons)
+    outcome.windows += 1
+    return Window(schema.WindowRecord(
+        eeg=eeg,
+        channel_mask=mask,
+        site_id=ids["site_id"], subject_id=ids["subject_id"], session_id=ids["session_id"],
+        recording_id=ids["recording_id"],
+        window_start_s=window_start_s,
+        quality=np.append(report.vector(), np.float32(AE_NOT_SCORED)),
+        artifact_score=float(report.artifact_score),
+        label=req.label,
+        votes=np.asarray(req.votes, dtype=np.float32),
+        task=req.task,
+        age=math.nan if clinical["age"] is None else clinical["age"],
+        sex=clinical["sex"],
+        extra=compute_features(eeg, TARGET_SFREQ) if config.features else np.zeros(0, np.float32),
+        ecg=filtered[schema.N_CHANS] if has_ecg else None,
+        source_sha256=sha,
+        config_hash=config_hash,
+    ), item.path)
+
+
+def _channel_mask(item: SourceItem, outcome: Outcome) -> np.ndarray:
+    return np.array([0 if c in outcome.interpolated else 1 for c in schema.CHANNELS], dtype=np.int64)
