@@ -198,7 +198,7 @@ def process_recording(
         outcome.status = "processed" if outcome.windows else "quarantined"
         if not outcome.windows and not outcome.reason:
             outcome.stage = "windows"
-            outcome.reason = (
+            outcome.reason = f"{os.path.basename(item.path)}: " + (
                 f"no usable windows: {outcome.rejected_windows} rejected by the quality rules"
                 if outcome.rejected_windows
                 else f"recording shorter than one window ({outcome.eeg_seconds:.1f} s of EEG)"

@@ -1,0 +1,132 @@
+"""The per-recording core on real recordings: fidelity, chunking, labels, bad data."""
+
+import dataclasses
+
+import mne
+import numpy as np
+import pandas as pd
+import pytest
+
+from pipelines.channels import CANONICAL_CHANNELS
+from pipelines.process import (
+    Outcome,
+    PreprocessConfig,
+    RejectedWindow,
+    Window,
+    process_recording,
+)
+from pipelines.sources import LabeledWindow, SourceItem, discover
+
+KEY = b"a-test-key-of-32-bytes-for-hmac!"
+
+
+def _run(item, config=PreprocessConfig()):
+    events = list(process_recording(item, KEY, config, config.config_hash()))
+    outcome = events[-1]
+    assert isinstance(outcome, Outcome) and not any(isinstance(e, Outcome) for e in events[:-1])
+    windows = [e.record for e in events if isinstance(e, Window)]
+    rejected = [e for e in events if isinstance(e, RejectedWindow)]
+    return windows, rejected, outcome
+
+
+@pytest.fixture(scope="module")
+def eegmat_item(shared_data):
+    # The folder, not the file: subject-info.csv beside the recordings supplies age and sex.
+    items, _, _ = discover([str(shared_data / "eegmat")], dataset="eegmat")
+    return next(i for i in items if i.path.endswith("Subject00_1.edf"))
+
+
+def test_pipeline_window_matches_an_independent_mne_computation(eegmat_item, shared_data):
+    windows, _, outcome = _run(eegmat_item)
+    assert outcome.status == "processed" and outcome.windows == len(windows) == 18
+    record = next(w for w in windows if float(w.window_start_s) == 90.0)
+
+    raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_1.edf", preload=True, verbose="error")
+    raw.pick([f"EEG {c}" for c in CANONICAL_CHANNELS])
+    raw.notch_filter([50.0], verbose="error")  # a no-op here: eegmat was notched at recording time
+    raw.filter(0.5, 70.0, verbose="error")
+    # npad=0: MNE's default FFT padding shifts the signal by ~2 ms mid-recording (see
+    # tests/pipelines/test_filters.py), which is MNE's artefact, not a property of resampling.
+    raw.resample(256.0, npad=0, verbose="error")
+    reference = raw.get_data()[:, 90 * 256: 100 * 256] * 1e6
+    ours = record.eeg.astype(np.float64)
+    corr = [np.corrcoef(ours[i], reference[i])[0, 1] for i in range(19)]
+    assert min(corr) >= 0.99, dict(zip(CANONICAL_CHANNELS, np.round(corr, 4)))
+    assert np.allclose(ours.std(axis=1), reference.std(axis=1), rtol=0.05)
+
+
+def test_chunk_length_does_not_change_the_output(eegmat_item):
+    # Bounded-memory streaming must give the same windows as processing in one go.
+    big, _, _ = _run(eegmat_item, PreprocessConfig(chunk_seconds=600.0))
+    small, _, _ = _run(eegmat_item, PreprocessConfig(chunk_seconds=7.0))
+    assert len(big) == len(small)
+    for a, b in zip(big, small):
+        assert float(a.window_start_s) == float(b.window_start_s)
+        # Equal up to one float16 step (the streaming filter agrees with the one-shot one to
+        # float32 rounding, which can flip the last bit of the stored float16).
+        np.testing.assert_allclose(a.eeg.astype(np.float32), b.eeg.astype(np.float32),
+                                   rtol=2 ** -10, atol=0.05)
+
+
+def test_records_carry_labels_pseudonyms_and_clinical_whitelist(eegmat_item):
+    windows, _, _ = _run(dataclasses.replace(eegmat_item, recording_label=0))
+    rec = windows[0]
+    assert rec.task == b"eegmat_rest_task" and int(rec.label) == 0
+    assert rec.subject_id.startswith(b"sub-") and b"Subject" not in rec.subject_id
+    assert (float(rec.age), rec.sex) == (21.0, b"F")
+    assert rec.channel_mask.tolist() == [1] * 19
+    assert rec.eeg.shape == (19, 2560) and rec.eeg.dtype == np.float16
+    assert [float(w.window_start_s) for w in windows[:3]] == [0.0, 10.0, 20.0]
+    assert rec.ecg is not None and rec.ecg.shape == (2560,)
+
+
+def test_hms_labeled_windows_keep_votes_and_refuse_windows_past_the_end(shared_data):
+    path = str(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
+    votes = (0.0, 3.0, 1.0, 0.0, 0.0, 0.0)
+    item = SourceItem(path=path, dataset="hms", site="hms", subject_key="42", task="hms6",
+                      windows=(LabeledWindow(0.0, 50.0, 1, votes, "hms6"),
+                               LabeledWindow(20.0, 50.0, 1, votes, "hms6")))
+    windows, rejected, outcome = _run(item)
+    assert len(windows) == 1 and windows[0].eeg.shape == (19, 50 * 256)
+    assert windows[0].votes.tolist() == list(votes) and int(windows[0].label) == 1
+    (late,) = rejected
+    assert "window [20.00 s, 70.00 s) lies outside the recording (0 s, 50.00 s)" in late.reasons[0]
+    assert outcome.status == "processed" and outcome.rejected_windows == 1
+
+
+def test_missing_channels_are_interpolated_and_marked(tmp_path, shared_data):
+    frame = pd.read_parquet(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
+    frame[["Fz", "Pz"]] = np.nan  # a parquet must keep its columns; NaN is how they go missing
+    path = tmp_path / "missing.parquet"
+    frame.to_parquet(path)
+    _, rejected, outcome = _run(SourceItem(path=str(path), dataset="hms", site="hms"))
+    # NaN columns are not silently interpolated: every window touching them is refused.
+    assert outcome.status == "quarantined" and outcome.windows == 0
+    assert all(r.reasons[0].startswith("non_finite") for r in rejected)
+
+
+def test_nan_stretch_rejects_only_the_windows_it_touches(tmp_path, shared_data):
+    frame = pd.read_parquet(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
+    frame.loc[2200:2400, "C3"] = np.nan  # 11.0-12.0 s at 200 Hz: inside the second window
+    path = tmp_path / "gap.parquet"
+    frame.to_parquet(path)
+    windows, rejected, outcome = _run(SourceItem(path=str(path), dataset="hms", site="hms"))
+    assert [float(w.window_start_s) for w in windows] == [0.0, 20.0, 30.0, 40.0]
+    assert [r.window_start_s for r in rejected] == [10.0]
+    assert "non_finite: " in rejected[0].reasons[0]
+    assert outcome.status == "processed"
+
+
+@pytest.mark.parametrize(
+    "rel, stage, text",
+    [
+        ("formats/brainvision/test_NO.vhdr", "harmonize", "only 0 of the 19 10-20 channels"),
+        ("formats/fif/sample_invalid_birthday_raw.fif", "harmonize", "Channels found: 'EEG 001'"),
+        ("formats/edf/chtypes_edf.edf", "windows", "shorter than one window (5.0 s of EEG)"),
+    ],
+)
+def test_unusable_recordings_end_quarantined_with_the_file_and_reason(shared_data, rel, stage, text):
+    item = SourceItem(path=str(shared_data / rel), dataset="edf", site="formats")
+    windows, _, outcome = _run(item)
+    assert not windows and outcome.status == "quarantined" and outcome.stage == stage
+    assert text in outcome.reason and rel.rsplit("/", 1)[1] in outcome.reason
