@@ -105,6 +105,7 @@ class Outcome:
     line_freq: int | None = None
     dataset: str = ""
     source_sha256: str = ""
+    rejection_rules: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -198,8 +199,9 @@ def process_recording(
         outcome.status = "processed" if outcome.windows else "quarantined"
         if not outcome.windows and not outcome.reason:
             outcome.stage = "windows"
+            rules = ", ".join(f"{k} x{v}" for k, v in sorted(outcome.rejection_rules.items()))
             outcome.reason = f"{os.path.basename(item.path)}: " + (
-                f"no usable windows: {outcome.rejected_windows} rejected by the quality rules"
+                f"no usable windows: all {outcome.rejected_windows} windows rejected ({rules})"
                 if outcome.rejected_windows
                 else f"recording shorter than one window ({outcome.eeg_seconds:.1f} s of EEG)"
             )
@@ -271,6 +273,7 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     for req in requests:
         if req.start < 0 or req.start + req.n_times > n_out:
             outcome.rejected_windows += 1
+            outcome.rejection_rules["outside_recording"] = outcome.rejection_rules.get("outside_recording", 0) + 1
             yield RejectedWindow(item.path, ids["site_id"], req.start / TARGET_SFREQ, [
                 f"window [{req.start / TARGET_SFREQ:.2f} s, {(req.start + req.n_times) / TARGET_SFREQ:.2f} s) "
                 f"lies outside the recording (0 s, {n_out / TARGET_SFREQ:.2f} s)"])
@@ -359,6 +362,9 @@ def _make_window(item, req, raw_buf, out_buf, bad_buf, ids, clinical, config, co
         keep, reasons = False, [f"amplitude: {float(np.abs(eeg).max()):.4g} uV exceeds the float16 range"]
     if not keep:
         outcome.rejected_windows += 1
+        for reason in reasons:
+            rule = reason.split(":", 1)[0]
+            outcome.rejection_rules[rule] = outcome.rejection_rules.get(rule, 0) + 1
         return RejectedWindow(item.path, ids["site_id"], window_start_s, reasons)
     outcome.windows += 1
     return Window(schema.WindowRecord(

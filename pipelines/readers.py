@@ -27,7 +27,7 @@ HMS_SFREQ = 200.0
 HMS_EEG_COLUMNS = CANONICAL_CHANNELS
 HMS_AUX_COLUMNS = ("EKG",)
 
-# Extension -> format name; `.edf` goes through MNE here (a memory-mapped reader may replace it).
+# Extension -> format name. EDF/BDF use the memory-mapped `edf_reader.EdfReader` (EDF+D via MNE).
 FORMATS = {
     ".edf": "edf", ".bdf": "bdf", ".fif": "fif", ".fif.gz": "fif", ".vhdr": "brainvision",
     ".set": "eeglab", ".parquet": "hms_parquet",
@@ -226,4 +226,12 @@ def open_recording(path: str | os.PathLike) -> Reader:
         raise ReaderError(path, "file size: expected a recording; got an empty (0-byte) file")
     if fmt == "hms_parquet":
         return HmsParquetReader(path)
+    if fmt in ("edf", "bdf"):
+        from pipelines.edf_reader import EdfReader  # imports this module; resolved at call time
+
+        reader = EdfReader(path)
+        if not reader.header.discontinuous:
+            return reader
+        # EDF+D: records are not back to back in time; MNE lays them out on the true time axis.
+        reader.close()
     return MneReader(path)
