@@ -62,6 +62,7 @@ EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
 CONSOLE_SCRIPTS = [
     "eegfm-simulate = pipelines.simulate.cli:main",
+    "eegfm-preprocess = pipelines.preprocess:main",
 ]
 
 setup(

@@ -373,6 +373,7 @@ def _make_window(item, req, raw_buf, out_buf, bad_buf, ids, clinical, config, co
         site_id=ids["site_id"], subject_id=ids["subject_id"], session_id=ids["session_id"],
         recording_id=ids["recording_id"],
         window_start_s=window_start_s,
+        window_start_index=req.start,
         quality=np.append(report.vector(), np.float32(AE_NOT_SCORED)),
         artifact_score=float(report.artifact_score),
         label=req.label,

@@ -19,8 +19,10 @@ sfreq                float      256.0
 site_id, subject_id  bytes      pseudonyms (keyed hash), never raw identifiers; ``site_id``
 session_id,                     also names the output folder, so it is path-safe; ``session_id``
 recording_id                    is empty when the source has no sessions
-window_start_s       float      offset of the window in the recording (float32: about 8 ms
-                                resolution after 18 h)
+window_start_s       float      offset of the window in the recording (float32: exact for
+                                whole samples at 256 Hz up to 18.2 h, then ~8 ms steps)
+window_start_index   int64     the same offset as a sample index at 256 Hz: exact at any
+                                length (-1 in records from writers that predate it)
 quality              float[k]   quality metrics; names and order are recorded in the manifest
 artifact_score       float      0 clean ... 1 artifact
 label                int64      class index in ``task``'s label space, or -1
@@ -105,6 +107,7 @@ FEATURES: dict[str, FeatureSpec] = {
     "session_id": FeatureSpec("bytes"),
     "recording_id": FeatureSpec("bytes"),
     "window_start_s": FeatureSpec("float"),
+    "window_start_index": FeatureSpec("int64", 1, -1),
     "quality": FeatureSpec("float", None),
     "artifact_score": FeatureSpec("float"),
     "label": FeatureSpec("int64"),
@@ -178,6 +181,7 @@ class WindowRecord:
     sex: bytes = b""
     extra: np.ndarray = dataclasses.field(default_factory=_empty_f32)
     ecg: np.ndarray | None = None
+    window_start_index: int = -1
     sfreq: float = SFREQ
     pipeline_version: bytes = PIPELINE_VERSION.encode()
 
@@ -197,6 +201,7 @@ class WindowRecord:
             _fail("sfreq", f"{SFREQ} (every stored window is resampled to it)", f"{self.sfreq}")
         self._normalize_ids()
         self.window_start_s = _float32("window_start_s", self.window_start_s, low=0.0)
+        self.window_start_index = _int("window_start_index", self.window_start_index, low=-1)
         self.quality = _float_list("quality", self.quality)
         self.artifact_score = _float32("artifact_score", self.artifact_score, low=0.0, high=1.0)
         self._normalize_labels()
@@ -621,4 +626,5 @@ def decode_example(data: bytes | memoryview) -> WindowRecord:
         float(values[k]) for k in ("sfreq", "window_start_s", "artifact_score", "age")
     )
     values["label"] = int(values["label"])
+    values["window_start_index"] = int(values["window_start_index"])
     return WindowRecord(**values)

@@ -77,6 +77,7 @@ def test_records_carry_labels_pseudonyms_and_clinical_whitelist(eegmat_item):
     assert rec.channel_mask.tolist() == [1] * 19
     assert rec.eeg.shape == (19, 2560) and rec.eeg.dtype == np.float16
     assert [float(w.window_start_s) for w in windows[:3]] == [0.0, 10.0, 20.0]
+    assert [w.window_start_index for w in windows[:3]] == [0, 2560, 5120]
     assert rec.ecg is not None and rec.ecg.shape == (2560,)
 
 
