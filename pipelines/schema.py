@@ -21,7 +21,7 @@ session_id,                     also names the output folder, so it is path-safe
 recording_id                    is empty when the source has no sessions
 window_start_s       float      offset of the window in the recording (float32: exact for
                                 whole samples at 256 Hz up to 18.2 h, then ~8 ms steps)
-window_start_index   int64     the same offset as a sample index at 256 Hz: exact at any
+window_start_index   int64      the same offset as a sample index at 256 Hz: exact at any
                                 length (-1 in records from writers that predate it)
 quality              float[k]   quality metrics; names and order are recorded in the manifest
 artifact_score       float      0 clean ... 1 artifact

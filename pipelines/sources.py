@@ -257,6 +257,12 @@ def _hms_root_name(path: str) -> str:
     return posixpath.basename(parent) or "hms"
 
 
+def _bids_root_name(path: str) -> str:
+    """The data set folder: the part of the path before its `sub-<label>/` component."""
+    head = path.split("/sub-", 1)[0]
+    return posixpath.basename(head) or "bids"
+
+
 def _bids(files, roots, site):
     recordings, ignored = _split_recordings(files)
     participants: dict[str, dict] = {}
@@ -275,7 +281,7 @@ def _bids(files, roots, site):
         except ValueError:
             age = None
         items.append(SourceItem(
-            path=path, dataset="bids", site=_site(path, roots, site) if site else (site or "bids"),
+            path=path, dataset="bids", site=site or _bids_root_name(path),
             subject_key=sub or path, session_key=entities.get("ses", ""), task=entities.get("task", ""),
             age=age, sex=normalize_sex(row.get("sex")),
         ))

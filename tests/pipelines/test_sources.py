@@ -68,3 +68,25 @@ def test_bad_arguments_are_named(shared_data, tmp_path):
         discover([str(shared_data)], dataset="tuh")
     with pytest.raises(FileNotFoundError, match=r"--input .*nothing\*.edf: matched no files"):
         discover([str(tmp_path / "nothing*.edf")])
+
+
+def test_bids_layout_takes_subjects_sessions_and_participants_tsv(tmp_path, shared_data):
+    root = tmp_path / "ds"
+    for sub, ses, src in [("01", "a", "Subject00_1.edf"), ("01", "b", "Subject00_2.edf"),
+                          ("02", "a", "Subject01_1.edf")]:
+        eeg = root / f"sub-{sub}" / f"ses-{ses}" / "eeg"
+        eeg.mkdir(parents=True, exist_ok=True)
+        (eeg / f"sub-{sub}_ses-{ses}_task-rest_eeg.edf").symlink_to(shared_data / "eegmat" / src)
+        (eeg / f"sub-{sub}_ses-{ses}_task-rest_eeg.json").write_text("{}")
+    (root / "dataset_description.json").write_text('{"Name": "test", "BIDSVersion": "1.8.0"}')
+    (root / "participants.tsv").write_text("participant_id\tage\tsex\nsub-01\t34\tF\nsub-02\t97\tmale\n")
+    items, ignored, datasets = discover([str(root)], site="hospital-x")
+    assert datasets == {"ds": "bids"} and len(items) == 3
+    by_path = {i.path.rsplit("/", 1)[1]: i for i in items}
+    first = by_path["sub-01_ses-a_task-rest_eeg.edf"]
+    assert (first.subject_key, first.session_key, first.task) == ("01", "a", "rest")
+    assert (first.age, first.sex, first.site) == (34.0, "F", "hospital-x")
+    assert (by_path["sub-02_ses-a_task-rest_eeg.edf"].age, by_path["sub-02_ses-a_task-rest_eeg.edf"].sex) == (90.0, "M")
+    assert len([g for g in ignored if g.path.endswith("_eeg.json")]) == 3
+    unnamed, _, _ = discover([str(root)])
+    assert {i.site for i in unnamed} == {"ds"}
