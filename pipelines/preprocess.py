@@ -361,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     sig.add_argument("--features", action="store_true",
                      help=f"store {len(FEATURE_NAMES)} extra features per window (time statistics, "
                      "relative band powers, spectral entropy) in the 'extra' field")
+    sig.add_argument("--ica", action="store_true",
+                     help="remove eye-blink and muscle components with ICA (extended Infomax fitted on "
+                     "the first --ica_fit_seconds of each recording; eye components found by correlation "
+                     "with Fp1/Fp2). Off by default: it costs ~10 s per recording and alters the signal")
+    sig.add_argument("--ica_fit_seconds", type=float, default=120.0,
+                     help="seconds at the start of each recording used to fit the ICA")
     art = parser.add_argument_group("artifacts and quality")
     art.add_argument("--artifact_model", default=None,
                      help="reuse a saved artifact autoencoder (artifact_ae.npz of an earlier run) "
@@ -387,6 +393,7 @@ def config_from_args(args) -> PreprocessConfig:
         window_seconds=args.window_seconds, stride_seconds=args.stride_seconds, line_freq=line,
         l_freq=args.l_freq, h_freq=args.h_freq, min_channels=args.min_channels,
         reference=args.reference, chunk_seconds=args.chunk_seconds, features=args.features,
+        ica=args.ica, ica_fit_seconds=args.ica_fit_seconds,
         quality=base.quality.replace(max_artifact_score=args.max_artifact_score),
     )
 

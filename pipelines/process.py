@@ -32,6 +32,7 @@ from pipelines.deid import pseudonym
 from pipelines.features import compute_features
 from pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
 from pipelines.harmonize import HarmonizeError, harmonize, plan_harmonization
+from pipelines.ica import fit_ica_cleaner
 from pipelines.quality import QUALITY_NAMES, QualityConfig, compute_quality, validate_window
 from pipelines.readers import Reader, ReaderError, open_recording
 from pipelines.resample import TARGET_SFREQ, Resampler
@@ -57,6 +58,8 @@ class PreprocessConfig(Config):
     chunk_seconds: float = 60.0
     line_detect_seconds: float = 120.0
     features: bool = False
+    ica: bool = False
+    ica_fit_seconds: float = 120.0
     quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
 
     def validate(self) -> None:
@@ -67,6 +70,7 @@ class PreprocessConfig(Config):
         check_option("reference", self.reference, ("keep", "average"))
         check_range("chunk_seconds", self.chunk_seconds, 1.0, 3600)
         check_range("line_detect_seconds", self.line_detect_seconds, 5.0, 3600)
+        check_range("ica_fit_seconds", self.ica_fit_seconds, 10.0, 3600)
         self.filter_config()  # validates l_freq / h_freq against the 256 Hz Nyquist
 
     def filter_config(self) -> FilterConfig:
@@ -250,15 +254,28 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     has_ecg = "ecg" in cmap.auxiliary
     n_rows = schema.N_CHANS + int(has_ecg)
 
+    cleaner = None
+
     def harmonized(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         raw = _read(reader, start, stop)
         finite = np.isfinite(raw)
         bad_samples = ~finite.all(axis=0)
         if bad_samples.any():
             raw = np.where(finite, raw, 0.0).astype(np.float32)
-        out = harmonize(raw, info.ch_names, reference=config.reference, plan=plan)
-        rows = [out.data] + ([out.auxiliary["ecg"][None]] if has_ecg else [])
+        out = harmonize(raw, info.ch_names, reference="keep", plan=plan)
+        eeg = out.data if cleaner is None else _clean(cleaner, out.data, plan)
+        if config.reference == "average":
+            eeg = eeg - eeg.mean(axis=0, keepdims=True)
+        rows = [eeg] + ([out.auxiliary["ecg"][None]] if has_ecg else [])
         return np.concatenate(rows, axis=0), bad_samples
+
+    if config.ica:
+        n_fit = min(info.n_times, int(config.ica_fit_seconds * info.sfreq))
+        try:
+            cleaner = fit_ica_cleaner(harmonized(0, n_fit)[0][: schema.N_CHANS], info.sfreq,
+                                      _channel_mask(item, outcome))
+        except ValueError as err:
+            raise StageError("ica", str(err)) from err
 
     line_freq = config.line_freq
     if line_freq == "auto":
@@ -308,6 +325,20 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
         keep_from = requests[next_req].start if next_req < len(requests) else out_buf.end
         for buf in (raw_buf, out_buf, bad_buf):
             buf.drop_before(keep_from)
+
+
+def _clean(cleaner, eeg: np.ndarray, plan) -> np.ndarray:
+    """ICA-clean measured channels and carry the removed artifact into interpolated ones."""
+    cleaned = cleaner.apply(eeg)
+    cmap, matrix = plan
+    if matrix is not None and cmap.missing:
+        rows = list(cleaner.measured)
+        removed = (eeg[rows] - cleaned[rows]).astype(np.float64)
+        # The spline's first columns weight the measured canonical channels, in canonical order.
+        weights = matrix[:, : len(rows)]
+        for k, name in enumerate(cmap.missing):
+            cleaned[schema.CHANNELS.index(name)] -= (weights[k] @ removed).astype(np.float32)
+    return cleaned
 
 
 def _resample_mask(bad: np.ndarray, start: int, stop: int, sfreq: float, out_start: int, n: int) -> np.ndarray:

@@ -1,0 +1,87 @@
+"""Optional ICA-based removal of eye (EOG) and muscle (EMG) artifacts (`--ica`).
+
+Fit once per recording on its first minutes, then apply the same linear cleaning to every chunk,
+so long recordings stay bounded in memory and chunk boundaries stay seamless (the cleaning is a
+fixed matrix). Uses MNE's extended Infomax, which needs no extra dependency, on a 1 Hz high-passed
+copy of the data (slow drifts make ICA unstable), as is standard practice.
+
+Clinical recordings rarely have EOG electrodes, so eye components are found by their correlation
+with the frontopolar channels Fp1/Fp2 (where blinks are largest); muscle components by MNE's
+spectral-slope criterion (`find_bads_muscle`). The cleaning is read off MNE's own `ICA.apply`
+(it is affine in the data) and applied to measured channels only; the caller propagates the removed
+artifact to interpolated channels through the spline weights (`pipelines.process`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from pipelines.channels import CANONICAL_CHANNELS
+
+
+@dataclasses.dataclass(frozen=True)
+class IcaCleaner:
+    """The fixed affine cleaning y = M x + c of the measured canonical channels of one recording."""
+
+    matrix: np.ndarray  # (n_measured, n_measured)
+    offset: np.ndarray  # (n_measured, 1) microvolts; ~0 since ICA was fitted on high-passed data
+    measured: tuple[int, ...]  # rows of the canonical array it applies to
+    excluded_eog: tuple[int, ...]
+    excluded_emg: tuple[int, ...]
+
+    def apply(self, data: np.ndarray) -> np.ndarray:
+        """Clean a canonical (19, n_times) chunk; returns a new float32 array."""
+        out = np.array(data, dtype=np.float32, copy=True)
+        rows = list(self.measured)
+        out[rows] = (self.matrix @ out[rows].astype(np.float64) + self.offset).astype(np.float32)
+        return out
+
+
+def fit_ica_cleaner(
+    data: np.ndarray,
+    sfreq: float,
+    channel_mask: np.ndarray,
+    *,
+    n_components: int = 15,
+    eog_threshold: float = 0.6,
+    muscle_threshold: float = 0.9,
+    seed: int = 0,
+) -> IcaCleaner:
+    """Fit ICA on canonical (19, n_times) microvolt data and build the cleaning map."""
+    import mne
+
+    measured = tuple(int(i) for i in np.flatnonzero(np.asarray(channel_mask) == 1))
+    names = [CANONICAL_CHANNELS[i] for i in measured]
+    n_comp = int(min(n_components, len(measured) - 1))
+    if n_comp < 2:
+        raise ValueError(f"ICA: expected at least 3 measured channels; got {len(measured)}")
+    info = mne.create_info(names, sfreq, ch_types="eeg")
+    raw = mne.io.RawArray(np.asarray(data)[list(measured)].astype(np.float64) * 1e-6, info, verbose="error")
+    fit_raw = raw.copy().filter(1.0, None, verbose="error")
+    ica = mne.preprocessing.ICA(n_components=n_comp, method="infomax", fit_params={"extended": True},
+                                random_state=seed, max_iter=500, verbose="error")
+    ica.fit(fit_raw, decim=max(1, int(sfreq // 128)), verbose="error")
+    frontal = [n for n in ("Fp1", "Fp2") if n in names]
+    eog: list[int] = []
+    if frontal:
+        eog, _ = ica.find_bads_eog(fit_raw, ch_name=frontal, threshold=eog_threshold,
+                                   measure="correlation", verbose="error")
+    emg: list[int] = []
+    if sfreq >= 140:  # the muscle criterion fits the 7-45 Hz slope; needs headroom above 45 Hz
+        emg, _ = ica.find_bads_muscle(fit_raw, threshold=muscle_threshold, verbose="error")
+    excluded = sorted(set(eog) | set(emg))
+    n = len(measured)
+
+    def cleaned(probe_volts: np.ndarray) -> np.ndarray:
+        probe = mne.io.RawArray(probe_volts, info, verbose="error")
+        return ica.apply(probe, exclude=excluded, verbose="error").get_data()
+
+    # MNE's apply() is affine in the data: probing with zeros gives c, with the identity M + c.
+    zero = cleaned(np.zeros((n, 1)))
+    unit = 1e-6  # probe at microvolt scale, like the data, so the whitening sees sane values
+    matrix = (cleaned(np.eye(n) * unit) - zero) / unit
+    return IcaCleaner(matrix=matrix, offset=zero * 1e6, measured=measured,
+                      excluded_eog=tuple(sorted(eog)),
+                      excluded_emg=tuple(sorted(set(emg) - set(eog))))
