@@ -141,3 +141,24 @@ def test_bad_arguments_fail_before_any_work(shared_data, key_file, tmp_path, arg
     )
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_corpus_is_quarantined_file_by_file_and_good_files_still_run(shared_data, key_file, tmp_path):
+    from tests.pipelines.bad_corpus import make_bad_corpus
+
+    expected = make_bad_corpus(tmp_path / "bad", shared_data)
+    good = shared_data / "eegmat" / "Subject07_2.edf"
+    manifest = run(["--input", str(tmp_path / "bad"), "--input", str(good), "--dataset", "edf",
+                    "--output", str(tmp_path / "out"), "--pseudonym_key_file", key_file,
+                    "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    by_name = {os.path.basename(e["source"]): e for e in manifest["inputs"]}
+    assert set(by_name) == set(expected) | {"Subject07_2.edf"}
+    assert by_name["Subject07_2.edf"]["status"] == "processed"
+    assert manifest["counts"]["windows"] == by_name["Subject07_2.edf"]["windows"] == 6
+    for name, text in expected.items():
+        entry = by_name[name]
+        assert entry["status"] == "quarantined", (name, entry)
+        assert entry["reason"].startswith(f"{name}: "), (name, entry["reason"])
+        assert text in entry["reason"], (name, entry["reason"])
+    lines = [json.loads(line) for line in open(tmp_path / "out" / "quarantine.jsonl")]
+    assert {os.path.basename(q["path"]) for q in lines if q["kind"] == "input"} == set(expected)

@@ -1,0 +1,138 @@
+"""Fake patient and staff identities planted in EDF headers, to test de-identification.
+
+Clinical EDF files carry protected health information in the patient and recording fields and in
+free-text annotations, written differently by every vendor. The simulator plants *generated*
+identities there (drawn deterministically from the small built-in name lists below, never from
+real records) and lists every planted string in ``identifiers.json``, so a de-identification test
+can byte-search the pipeline's outputs for them. Names are at least five letters and not English
+words, so a search does not match by accident.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import date, datetime, timedelta
+
+import numpy as np
+
+from pipelines.edf import Annotation, edf_date, edf_plus_patient, edf_plus_recording
+
+FIRST_NAMES_F = (
+    "Annika", "Beatriz", "Cordelia", "Dorotea", "Evangelina", "Fenella", "Giedre", "Halina",
+    "Ingeborg", "Jolanta", "Katarzyna", "Leontyne", "Marisol", "Nadezhda", "Ottilie", "Perpetua",
+)
+FIRST_NAMES_M = (
+    "Anselm", "Bartholomeus", "Casimir", "Desmond", "Eberhard", "Florian", "Gunnar", "Horatio",
+    "Ignatius", "Jaroslav", "Konstantin", "Leopold", "Maximilian", "Nikodem", "Osvaldo", "Radomir",
+)
+LAST_NAMES = (
+    "Abernathy", "Bergstrom", "Castellano", "Dabrowski", "Eriksdottir", "Fitzgerald", "Gallardo",
+    "Hakkinen", "Iwaszkiewicz", "Jankowska", "Kowalczyk", "Lindqvist", "Marchetti", "Nakashima",
+    "Oyelaran", "Papadakis", "Quintanilla", "Rasmussen", "Szczepanski", "Tokarczuk", "Underhill",
+    "Vasquezmora", "Wisniewska", "Yamaguchi", "Zielinski",
+)
+EDF_PLUS_TECH_NOTES = (
+    "Tech {tech_first} {tech_last}: pt {first} {last} drowsy",
+    "{first} {last} repositioned by tech {tech_last}",
+    "Pt {last}, {first} (MRN {mrn}) awake, eyes closed",
+    "Nurse at bedside, {first} {last} DOB {dob_dots}",
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity:
+    """A fake person: what a hospital system would write about a patient."""
+
+    first: str
+    last: str
+    sex: str  # 'F' or 'M'
+    birthdate: date
+    mrn: str  # medical record number (digits)
+
+    @property
+    def edf_name(self) -> str:
+        return f"{self.last}_{self.first}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Staff:
+    first: str
+    last: str
+
+
+@dataclasses.dataclass(frozen=True)
+class PlantedHeader:
+    """Header fields and annotations carrying identifiers, plus the list of planted strings."""
+
+    patient: str
+    recording: str
+    annotations: tuple[Annotation, ...]
+    search_strings: tuple[str, ...]
+
+
+def draw_identity(rng: np.random.Generator, recording_date: date) -> Identity:
+    sex = "F" if rng.random() < 0.5 else "M"
+    first = str(rng.choice(FIRST_NAMES_F if sex == "F" else FIRST_NAMES_M))
+    age_days = int(rng.integers(18 * 365, 90 * 365))
+    return Identity(
+        first=first, last=str(rng.choice(LAST_NAMES)), sex=sex,
+        birthdate=recording_date - timedelta(days=age_days),
+        mrn=str(int(rng.integers(1_000_000, 9_999_999))),
+    )
+
+
+def draw_staff(rng: np.random.Generator) -> Staff:
+    names = FIRST_NAMES_F + FIRST_NAMES_M
+    return Staff(first=str(rng.choice(names)), last=str(rng.choice(LAST_NAMES)))
+
+
+def draw_start(rng: np.random.Generator) -> datetime:
+    """A recording start between 2012 and 2023, derived from the seed (never from the clock)."""
+    day = date(2012, 1, 1) + timedelta(days=int(rng.integers(0, 12 * 365)))
+    seconds = int(rng.integers(6 * 3600, 22 * 3600))
+    return datetime(day.year, day.month, day.day) + timedelta(seconds=seconds)
+
+
+def plant(
+    rng: np.random.Generator,
+    identity: Identity,
+    technician: Staff,
+    start: datetime,
+    *,
+    edf_plus: bool,
+    equipment: str,
+    duration_s: float,
+) -> PlantedHeader:
+    """Patient/recording fields (EDF+ structured or free text) and technician annotations."""
+    iso = identity.birthdate.isoformat()
+    dots = identity.birthdate.strftime("%d.%m.%Y")
+    admin = f"EEG{int(rng.integers(10_000, 99_999))}"
+    if edf_plus:
+        patient = edf_plus_patient(identity.mrn, identity.sex, identity.birthdate,
+                                   f"{identity.last} {identity.first}")
+        recording = edf_plus_recording(start.date(), admin, f"{technician.last} {technician.first}",
+                                       equipment)
+        values = {"first": identity.first, "last": identity.last, "mrn": identity.mrn,
+                  "dob_dots": dots, "tech_first": technician.first, "tech_last": technician.last}
+        n_notes = 2
+        onsets = np.sort(rng.uniform(1.0, max(duration_s - 2.0, 1.5), n_notes))
+        picks = rng.choice(len(EDF_PLUS_TECH_NOTES), n_notes, replace=False)
+        notes = tuple(
+            Annotation(onset=round(float(o), 2), text=EDF_PLUS_TECH_NOTES[int(k)].format(**values))
+            for o, k in zip(onsets, picks)
+        )
+        strings = (
+            identity.edf_name, f"{technician.last}_{technician.first}", edf_date(identity.birthdate),
+            identity.mrn, f"{identity.first} {identity.last}", dots,
+        )
+    else:
+        patient = f"{identity.last}, {identity.first} DOB {iso} MRN {identity.mrn}"
+        recording = f"EEG {start:%Y-%m-%d} {admin} tech {technician.first} {technician.last}"
+        notes = ()
+        strings = (f"{identity.last}, {identity.first}", iso, identity.mrn,
+                   f"{technician.first} {technician.last}")
+    texts = (patient, recording, *(n.text for n in notes))
+    candidates = (identity.last, identity.first, technician.last, *strings)
+    used = [s for s in dict.fromkeys(candidates) if any(s in text for text in texts)]
+    return PlantedHeader(patient=patient, recording=recording, annotations=notes,
+                         search_strings=tuple(used))

@@ -1,0 +1,61 @@
+"""Where the corpus goes: checked before anything is written, staged, then moved into place.
+
+Kept free of numerical imports so the command line can refuse a bad ``--output`` instantly.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+from pipelines.config import ConfigError
+
+
+def nearest_existing_ancestor(path: Path) -> Path:
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path(path.anchor or ".")
+
+
+def check_output(output: Path, overwrite: bool) -> Path:
+    """Raise ConfigError unless ``output`` can be (re)created; returns where to stage files.
+
+    Checks everything before any file is written: the path is not a file, an existing directory
+    is empty unless ``overwrite``, and the nearest existing ancestor is a writable directory.
+    """
+    output = Path(output)
+    if output.exists() and not output.is_dir():
+        raise ConfigError(f"output: expected a directory path; {output} is an existing file")
+    if output.is_dir() and any(output.iterdir()) and not overwrite:
+        raise ConfigError(f"output: {output} exists and is not empty (use --overwrite to replace it)")
+    ancestor = nearest_existing_ancestor(output.parent)
+    if not ancestor.is_dir():
+        raise ConfigError(f"output: cannot create {output}: {ancestor} is a file, not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ConfigError(f"output: cannot create {output}: {ancestor} is not writable")
+    return ancestor
+
+
+def stage_directory(ancestor: Path, output: Path) -> Path:
+    """A hidden temporary directory beside the output; ConfigError if it cannot be created."""
+    staging = ancestor / f".{output.name}.partial-{os.getpid()}-{secrets.token_hex(4)}"
+    try:
+        staging.mkdir()  # honours the umask, unlike tempfile.mkdtemp's 0700
+        return staging
+    except OSError as err:
+        raise ConfigError(f"output: cannot create {output}: {err.strerror} ({ancestor})") from err
+
+
+def publish(staging: Path, output: Path) -> None:
+    """Move the finished corpus into place, replacing an old one only after success."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    previous = None
+    if output.exists():
+        previous = output.with_name(f".{output.name}.previous-{os.getpid()}")
+        os.rename(output, previous)
+    os.rename(staging, output)
+    if previous is not None:
+        shutil.rmtree(previous)

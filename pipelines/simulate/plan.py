@@ -1,0 +1,280 @@
+"""Planning a recording: every random choice made up front, before any sample is rendered.
+
+A :class:`RecordingPlan` fixes a recording's timeline (episodes of the six classes, each at least
+one labeled window long), its labeled windows with expert votes, its background and artifact
+events, its identifiers and its file names. Rendering is then a deterministic function of the
+plan, so signals, labels and ground truth can never disagree, and a corpus can be planned (cheap)
+and checked as a whole before it is rendered (expensive).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from pipelines.channels import CANONICAL_CHANNELS
+from pipelines.simulate.artifacts import ArtifactPlan, plan_artifacts
+from pipelines.simulate.background import BackgroundParams
+from pipelines.simulate.identities import (
+    Identity, PlantedHeader, Staff, draw_identity, draw_staff, draw_start, plant,
+)
+from pipelines.simulate.patterns import Episode, draw_episode
+from pipelines.simulate.rng import rng_for
+from pipelines.simulate.sites import CLASSES, SiteProfile
+from pipelines.simulate.votes import consensus, draw_rater_count, draw_votes
+
+WINDOW_S = 50.0  # an HMS labeled EEG sub-window
+CENTRE_S = 10.0  # the part experts labeled, centred in the window
+SPECTROGRAM_WINDOW_S = 600.0
+MIN_SEGMENT_S = 60.0
+MAX_SEGMENT_S = 240.0
+MAX_WINDOWS_PER_SEGMENT = 4
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelWindow:
+    """One train.csv row: a 50 s window, its expert votes and where it sits."""
+
+    eeg_sub_id: int
+    offset_s: float
+    spectrogram_offset_s: float
+    episode_index: int
+    label_id: int
+    votes: tuple[int, ...]
+
+    @property
+    def consensus(self) -> str:
+        return consensus(np.array(self.votes))
+
+
+@dataclasses.dataclass(frozen=True)
+class Patient:
+    """A simulated person at one site (one per subject)."""
+
+    site_index: int
+    subject_index: int
+    patient_id: int
+    subject_code: str
+    identity: Identity
+    first_visit: datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingPlan:
+    """Everything needed to render one recording and to describe it truthfully."""
+
+    seed: int
+    site_index: int
+    site: SiteProfile
+    patient: Patient
+    session_index: int
+    eeg_id: int
+    spectrogram_id: int
+    duration_s: int
+    episodes: tuple[Episode, ...]
+    windows: tuple[LabelWindow, ...]
+    background: BackgroundParams
+    artifacts: ArtifactPlan
+    channel_gains: tuple[float, ...]
+    start: datetime
+    technician: Staff
+    planted: PlantedHeader
+
+    @property
+    def key(self) -> tuple[int, int, int]:
+        return (self.site_index, self.patient.subject_index, self.session_index)
+
+    @property
+    def edf_relpath(self) -> str:
+        """``<site>/<subject code>_s<session>_t000.edf`` (TUH-like; no identifiers)."""
+        return f"{self.site.name}/{self.patient.subject_code}_s{self.session_index + 1:03d}_t000.edf"
+
+    @property
+    def n_times(self) -> int:
+        return int(self.duration_s * self.site.sfreq)
+
+
+# ---------------------------------------------------------------------------------------------
+# Timeline
+# ---------------------------------------------------------------------------------------------
+
+def plan_segments(rng: np.random.Generator, duration_s: int) -> list[tuple[int, int]]:
+    """Cut ``[0, duration_s)`` into whole-second segments of 60-240 s (the last may be longer)."""
+    if duration_s < MIN_SEGMENT_S:
+        raise ValueError(f"duration_s: expected >= {MIN_SEGMENT_S:.0f} s; got {duration_s}")
+    segments, start = [], 0
+    while start < duration_s:
+        length = int(rng.integers(MIN_SEGMENT_S, MAX_SEGMENT_S + 1))
+        if duration_s - (start + length) < MIN_SEGMENT_S:
+            length = duration_s - start
+        segments.append((start, start + length))
+        start += length
+    return segments
+
+
+def draw_classes(rng: np.random.Generator, site: SiteProfile, n: int) -> list[str]:
+    return [CLASSES[i] for i in rng.choice(len(CLASSES), size=n, p=site.prevalence())]
+
+
+def ensure_class_coverage(
+    assignments: list[tuple[SiteProfile, str]],
+) -> list[str]:
+    """Reassign a few segments so that every class occurs when there are >= 6 segments.
+
+    Small corpora (tests, smoke runs) would otherwise often miss a class entirely and leave a
+    classifier head untested. For each missing class, the segment taken is one whose class is
+    the most common in the corpus, at the site where the missing class is most prevalent; ties
+    go to the earliest segment, so the result is deterministic.
+    """
+    classes = [cls for _, cls in assignments]
+    if len(classes) < len(CLASSES):
+        return classes
+    for missing in CLASSES:
+        if missing in classes:
+            continue
+        counts = {c: classes.count(c) for c in CLASSES}
+        candidates = [i for i, c in enumerate(classes) if counts[c] > 1]
+        best = max(
+            candidates,
+            key=lambda i: (counts[classes[i]],
+                           assignments[i][0].prevalence()[CLASSES.index(missing)], -i),
+        )
+        classes[best] = missing
+    return classes
+
+
+def seizure_lead_s(rng: np.random.Generator, segment: tuple[int, int]) -> float:
+    """Seconds of ongoing background before a seizure starts within its segment (5-15 s).
+
+    Seizures arise from a background, and the onset (where and when it starts) is part of what
+    is being simulated, so it should be visible. The lead leaves >= 50 s of seizure for a window.
+    """
+    room = segment[1] - segment[0] - WINDOW_S - 4.0
+    return round(float(min(rng.uniform(5.0, 15.0), room)), 1)
+
+
+def plan_windows(
+    rng: np.random.Generator, segment: tuple[int, int], duration_s: int
+) -> list[tuple[float, float]]:
+    """(EEG offset, spectrogram offset) of the labeled windows inside one segment.
+
+    EEG offsets are even seconds (as in HMS) with the whole 50 s window inside the segment. The
+    10-minute spectrogram window shares its centre with the EEG window, clipped to the recording
+    (recordings shorter than 10 minutes use offset 0).
+    """
+    start, end = segment
+    first = int(np.ceil(start / 2.0)) * 2
+    candidates = np.arange(first, end - WINDOW_S + 1, 2)
+    n = min(MAX_WINDOWS_PER_SEGMENT, 1 + int((end - start - WINDOW_S) // 30), len(candidates))
+    offsets = np.sort(rng.choice(candidates, size=n, replace=False))
+    latest_spec = max(0.0, duration_s - SPECTROGRAM_WINDOW_S)
+    return [
+        (float(o), float(np.clip(o + WINDOW_S / 2 - SPECTROGRAM_WINDOW_S / 2, 0.0, latest_spec)))
+        for o in offsets
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Patients and recordings
+# ---------------------------------------------------------------------------------------------
+
+def letters_code(value: int, length: int = 8) -> str:
+    """``value`` in base 26 as lower-case letters: a TUH-style pseudonymous subject code."""
+    letters = []
+    for _ in range(length):
+        value, digit = divmod(value, 26)
+        letters.append(chr(ord("a") + digit))
+    return "".join(reversed(letters))
+
+
+def plan_patient(
+    seed: int, site_index: int, subject_index: int, patient_id: int, subject_code: str
+) -> Patient:
+    rng = rng_for(seed, "patient", site_index, subject_index)
+    first_visit = draw_start(rng)
+    return Patient(
+        site_index=site_index, subject_index=subject_index, patient_id=patient_id,
+        subject_code=subject_code, identity=draw_identity(rng, first_visit.date()),
+        first_visit=first_visit,
+    )
+
+
+def plan_background(rng: np.random.Generator, site: SiteProfile, duration_s: int) -> BackgroundParams:
+    sleep: tuple[tuple[float, float], ...] = ()
+    if rng.random() < site.sleep_probability:
+        length = float(rng.uniform(0.25, 0.5)) * duration_s
+        begin = float(rng.uniform(0.0, duration_s - length))
+        sleep = ((round(begin, 2), round(begin + length, 2)),)
+    return BackgroundParams(
+        broadband_uv=site.background_uv * float(rng.uniform(0.8, 1.25)),
+        exponent=float(rng.uniform(1.4, 1.9)),
+        alpha_freq=float(rng.uniform(8.5, 11.5)),
+        alpha_uv=site.alpha_uv * float(rng.uniform(0.5, 1.4)),
+        alpha_wax_period_s=float(rng.uniform(8.0, 20.0)),
+        alpha_phase=float(rng.uniform(0, 2 * np.pi)),
+        sleep_delta_uv=float(rng.uniform(25.0, 45.0)),
+        sleep_intervals=sleep,
+        channel_scale=tuple(float(x) for x in rng.lognormal(0.0, 0.1, len(CANONICAL_CHANNELS))),
+    )
+
+
+def plan_recording(
+    *,
+    seed: int,
+    site_index: int,
+    site: SiteProfile,
+    patient: Patient,
+    session_index: int,
+    duration_s: int,
+    classes: list[str],
+    segments: list[tuple[int, int]],
+    eeg_id: int,
+    spectrogram_id: int,
+) -> RecordingPlan:
+    """Fill in everything for one recording once its segments and their classes are fixed.
+
+    Windows get ``label_id`` 0 here; the corpus assigns unique label ids once all are planned.
+    """
+    key = (site_index, patient.subject_index, session_index)
+    episodes, windows = [], []
+    for index, (segment, cls) in enumerate(zip(segments, classes)):
+        rng = rng_for(seed, "episode", *key, index)
+        strength = float(rng.uniform(*site.strength_range))
+        start = float(segment[0]) + (seizure_lead_s(rng, segment) if cls == "Seizure" else 0.0)
+        episode = draw_episode(rng, cls, start, float(segment[1]), strength,
+                               recorded=site.recorded_channels())
+        episodes.append(episode)
+        span = (int(np.ceil(episode.start_s)), int(episode.end_s))
+        for offset, spec_offset in plan_windows(rng_for(seed, "windows", *key, index), span, duration_s):
+            vote_rng = rng_for(seed, "votes", *key, len(windows))
+            votes = draw_votes(vote_rng, cls, strength, draw_rater_count(vote_rng))
+            windows.append(LabelWindow(
+                eeg_sub_id=len(windows), offset_s=offset, spectrogram_offset_s=spec_offset,
+                episode_index=index, label_id=0, votes=tuple(int(v) for v in votes),
+            ))
+    background = plan_background(rng_for(seed, "background", *key), site, duration_s)
+    recorded = tuple(i for i, c in enumerate(CANONICAL_CHANNELS) if c not in site.missing_channels)
+    artifacts = plan_artifacts(
+        rng_for(seed, "artifacts", *key), duration_s,
+        blink_rate_per_min=site.blink_rate_per_min, muscle_rate_per_min=site.muscle_rate_per_min,
+        pop_rate_per_min=site.pop_rate_per_min, drift_uv=site.drift_uv, line_freq=site.line_freq,
+        line_noise_uv=site.line_noise_uv, sleep_intervals=background.sleep_intervals,
+        photic="photic" in site.aux_channels, recorded=recorded,
+    )
+    rng = rng_for(seed, "recording", *key)
+    start = patient.first_visit + timedelta(days=session_index * int(rng.integers(1, 30)),
+                                            seconds=int(rng.integers(0, 6 * 3600)))
+    gains = site.gain * rng.uniform(0.95, 1.05, len(CANONICAL_CHANNELS))  # per-channel gain error
+    technician = draw_staff(rng)
+    planted = plant(rng, patient.identity, technician, start, edf_plus=site.edf_plus,
+                    equipment=site.equipment, duration_s=duration_s)
+    return RecordingPlan(
+        seed=seed, site_index=site_index, site=site, patient=patient,
+        session_index=session_index, eeg_id=eeg_id, spectrogram_id=spectrogram_id,
+        duration_s=duration_s, episodes=tuple(episodes), windows=tuple(windows),
+        background=background, artifacts=artifacts,
+        channel_gains=tuple(float(g) for g in gains),
+        start=start, technician=technician, planted=planted,
+    )

@@ -1,0 +1,151 @@
+"""Rendering a planned recording chunk by chunk: brain, body, electrodes, amplifier.
+
+The signal path mirrors how a real recording is made, so that what differs between sites differs
+for the right physical reason:
+
+1. scalp potentials: background + pattern episodes + blinks + muscle + photic driving, plus a
+   small ECG field (all in microvolts, reference-free);
+2. referencing: a common (linked-ears-like) reference that itself picks up nearby brain activity
+   and ECG, or an average over the channels the site records;
+3. electrode and environment: pops, slow drift and mains interference, per channel;
+4. amplifier: the site's gain and a small per-channel gain error.
+
+Channels a site does not record are NaN. :class:`RecordingRenderer` is sequential: every call
+continues where the last stopped (filter states and the noise stream are carried), and starts
+``warmup_s`` before time 0 so that filters are in steady state when the recording begins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+from scipy import signal
+
+from pipelines.channels import CANONICAL_CHANNELS, canonical_positions, electrode_position
+from pipelines.simulate.artifacts import (
+    blink_signal, render_blinks, render_drift, render_ecg, render_line_noise, render_muscle,
+    render_photic, render_pops,
+)
+from pipelines.simulate.background import N_NOISE, BackgroundGenerator, topography
+from pipelines.simulate.patterns import render_episodes
+from pipelines.simulate.plan import RecordingPlan
+from pipelines.simulate.rng import seed_sequence
+
+N_CHANS = len(CANONICAL_CHANNELS)
+WARMUP_S = 4
+# ECG reaches the scalp mostly near the left ear/mastoid (the heart's axis points left).
+ECG_LEAK = {c: 0.004 if c in ("T3", "T5") else 0.002 if c in ("F7", "O1", "C3") else 0.001
+            for c in CANONICAL_CHANNELS}
+REFERENCE_ECG_LEAK = 0.003
+EMG_TONIC_UV = 4.0
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderedChunk:
+    """Samples ``[start_sample, start_sample + n)`` at the site's rate.
+
+    ``eeg`` is (19, n) in canonical order, microvolts as measured (NaN rows for channels the
+    site does not record); ``aux`` maps 'ecg'/'eog'/'emg' to microvolts and 'photic' to the
+    stimulator marker (0 or 1).
+    """
+
+    start_sample: int
+    eeg: np.ndarray
+    aux: dict[str, np.ndarray]
+
+    @property
+    def n_times(self) -> int:
+        return self.eeg.shape[1]
+
+
+def linked_ears_weights(width: float = 0.6, pickup: float = 0.5) -> np.ndarray:
+    """(19,) weights approximating the potential at linked ear electrodes from scalp channels.
+
+    An ear reference is not silent: it sees the brain activity near it (temporal lobes), which
+    then appears inverted in every referential channel. ``pickup`` scales how much it sees.
+    """
+    pos = canonical_positions()
+    weights = np.zeros(N_CHANS)
+    for ear in ("A1", "A2"):
+        dist = np.linalg.norm(pos - electrode_position(ear), axis=1)
+        w = np.exp(-0.5 * (dist / width) ** 2)
+        weights += 0.5 * pickup * w / w.sum()
+    return weights
+
+
+class RecordingRenderer:
+    """Sequential renderer of one :class:`RecordingPlan` at the site's sampling rate."""
+
+    def __init__(self, plan: RecordingPlan, warmup_s: int = WARMUP_S) -> None:
+        self.plan = plan
+        self.sfreq = float(plan.site.sfreq)
+        self.position = -int(warmup_s * plan.site.sfreq)
+        self._noise = np.random.default_rng(seed_sequence(plan.seed, "noise", *plan.key))
+        self._background = BackgroundGenerator(plan.background, self.sfreq)
+        self._emg_sos = signal.butter(2, min(25.0, 0.4 * self.sfreq), btype="highpass",
+                                      fs=self.sfreq, output="sos")
+        self._emg_zi = np.zeros((self._emg_sos.shape[0], 2))
+        self._recorded = np.array([c not in plan.site.missing_channels for c in CANONICAL_CHANNELS])
+        self._reference = linked_ears_weights()
+        self._ecg_leak = topography(ECG_LEAK)
+        self._gains = np.asarray(plan.channel_gains)[:, None]
+
+    def render(self, n_times: int) -> RenderedChunk:
+        """The next ``n_times`` samples (continuing from the previous call)."""
+        if n_times < 0:
+            raise ValueError(f"n_times: expected >= 0; got {n_times}")
+        start = self.position
+        t = (start + np.arange(n_times)) / self.sfreq
+        # Draw (n, k) then transpose: the stream is consumed in time order, so any chunking
+        # of the recording consumes the same numbers for the same samples.
+        # float32 draws are ~3x faster and indistinguishable once filtered in float64.
+        draws = self._noise.standard_normal((n_times, N_NOISE + 2), dtype=np.float32)
+        noise = np.ascontiguousarray(draws.T, dtype=np.float64)
+        scalp, emg_bursts, photic = self._scalp(noise[:N_NOISE], t)
+        ecg = render_ecg(t, self.plan.artifacts)
+        line = render_line_noise(t, self.plan.artifacts, self.sfreq)
+        eeg = self._measure(scalp, ecg, line, t)
+        aux = self._aux(noise[N_NOISE:], t, ecg, line[:2].mean(axis=0), emg_bursts, photic)
+        self.position += n_times
+        return RenderedChunk(start_sample=start, eeg=eeg, aux=aux)
+
+    def _scalp(self, noise: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        artifacts = self.plan.artifacts
+        scalp = self._background.step(noise, t)
+        render_episodes(self.plan.episodes, t, out=scalp)
+        scalp += render_blinks(t, artifacts)
+        emg_bursts = render_muscle(t, artifacts, self.sfreq, out=scalp)
+        photic = render_photic(t, artifacts, out=scalp)
+        return scalp, emg_bursts, photic
+
+    def _measure(
+        self, scalp: np.ndarray, ecg: np.ndarray, line: np.ndarray, t: np.ndarray
+    ) -> np.ndarray:
+        artifacts = self.plan.artifacts
+        eeg = scalp  # modified in place from here on
+        eeg += self._ecg_leak[:, None] * ecg[None, :]
+        if self.plan.site.reference == "common":
+            reference = self._reference @ eeg + REFERENCE_ECG_LEAK * ecg
+        else:
+            reference = eeg[self._recorded].mean(axis=0)
+        eeg -= reference[None, :]
+        render_pops(t, artifacts, out=eeg)
+        eeg += render_drift(t, artifacts)
+        eeg += line
+        eeg *= self._gains
+        eeg[~self._recorded] = np.nan
+        return eeg
+
+    def _aux(self, noise: np.ndarray, t: np.ndarray, ecg: np.ndarray, line: np.ndarray,
+             emg_bursts: np.ndarray, photic: np.ndarray) -> dict[str, np.ndarray]:
+        """Auxiliary channels; ``line`` is the mains pick-up their leads share with Fp1/F3."""
+        gain = self.plan.site.gain
+        tonic, self._emg_zi = signal.sosfilt(self._emg_sos, noise[0], zi=self._emg_zi)
+        awake = 1.0 - 0.7 * self._background.sleep_weight(t)
+        return {
+            "ecg": gain * (ecg + line),
+            "eog": gain * (1.6 * blink_signal(t, self.plan.artifacts) + line + 3.0 * noise[1]),
+            "emg": gain * (EMG_TONIC_UV * awake * tonic + emg_bursts + line),
+            "photic": photic,
+        }

@@ -1,0 +1,99 @@
+import glob
+from datetime import date, datetime
+
+import mne
+import numpy as np
+import pytest
+
+from pipelines.edf import EDFHeader, EDFSignal, edf_plus_patient, edf_plus_recording, write_edf
+from pipelines.edf_reader import EdfReader
+from pipelines.readers import MneReader, ReaderError, open_recording
+
+
+def _edf_files(shared_data):
+    return sorted(f for f in glob.glob(str(shared_data / "**" / "*"), recursive=True)
+                  if f.lower().endswith(".edf"))
+
+
+def test_samples_equal_mne_on_every_real_continuous_edf(shared_data):
+    checked = 0
+    for path in _edf_files(shared_data):
+        reader = open_recording(path)
+        if not isinstance(reader, EdfReader):
+            assert "MB0400FU" in path  # EDF+D: handed to MNE
+            continue
+        mne_reader = MneReader(path)
+        rows = [mne_reader.info.ch_names.index(n) for n in reader.info.ch_names]
+        stop = min(reader.info.n_times, 20000)
+        ours, theirs = reader.read(123, stop), mne_reader.read(123, stop)[rows]
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
+        assert reader.info.sfreq == mne_reader.info.sfreq
+        checked += 1
+    assert checked >= 68
+
+
+def _write_bdf(path, data_uv: np.ndarray, sfreq: int, labels: list[str]) -> None:
+    """A minimal BDF (24-bit) file, written by hand so the test does not trust our EDF writer."""
+    ns, n_rec = len(labels), data_uv.shape[1] // sfreq
+    pmin, pmax, dmin, dmax = -262144.0, 262143.0, -8388608, 8388607
+    digital = np.round((data_uv - pmin) / (pmax - pmin) * (dmax - dmin) + dmin).astype(np.int32)
+
+    def f(v, w):
+        return str(v).ljust(w).encode("ascii")
+
+    head = b"\xffBIOSEMI" + f("X X X X", 80) + f("Startdate X X X X", 80) + f("01.02.24", 8)
+    head += f("10.00.00", 8) + f(256 * (ns + 1), 8) + f("24BIT", 44) + f(n_rec, 8) + f(1, 8) + f(ns, 4)
+    for width, values in [(16, labels), (80, [""] * ns), (8, ["uV"] * ns), (8, [pmin] * ns),
+                          (8, [pmax] * ns), (8, [dmin] * ns), (8, [dmax] * ns), (80, [""] * ns),
+                          (8, [sfreq] * ns), (32, [""] * ns)]:
+        head += b"".join(f(v if not isinstance(v, float) else f"{v:g}", width) for v in values)
+    body = bytearray()
+    for r in range(n_rec):
+        for ch in range(ns):
+            block = digital[ch, r * sfreq:(r + 1) * sfreq].astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]
+            body += block.tobytes()
+    path.write_bytes(head + bytes(body))
+
+
+def test_bdf_24_bit_samples_match_mne(tmp_path):
+    rng = np.random.default_rng(1)
+    data = rng.normal(0, 50, size=(3, 512 * 4))
+    data[0, :10] = -262144.0  # the most negative 24-bit value
+    path = tmp_path / "cap.bdf"
+    _write_bdf(path, data, 512, ["Fp1", "Cz", "Status"])
+    reader = open_recording(path)
+    assert isinstance(reader, EdfReader) and reader.info.sfreq == 512.0
+    ours = reader.read()
+    theirs = mne.io.read_raw_bdf(path, preload=True, verbose="error").get_data() * 1e6
+    np.testing.assert_allclose(ours[:2], theirs[:2], rtol=1e-6, atol=1e-3)
+    np.testing.assert_allclose(ours[:2], data[:2], atol=0.05)  # 24-bit resolution is ~0.03 uV
+
+
+def test_edf_plus_fields_give_age_and_sex_only(tmp_path):
+    header = EDFHeader(
+        signals=(EDFSignal("EEG Fp1-REF", -500, 500, 256), EDFSignal("EEG Cz-REF", -500, 500, 256)),
+        start=datetime(2024, 3, 13, 9, 0, 0),
+        patient=edf_plus_patient("MRN-4482913", "F", date(1957, 3, 14), "Kowalski Anna"),
+        recording=edf_plus_recording(date(2024, 3, 13), "EEG-2024-0342", "T.Nguyen", "Nihon_Kohden"),
+        edf_plus=True,
+    )
+    path = tmp_path / "plus.edf"
+    write_edf(path, header, np.zeros((2, 256 * 3)))
+    reader = open_recording(path)
+    assert reader.info.clinical.age == 66.0 and reader.info.clinical.sex == "F"
+    assert reader.info.ch_names == ("EEG Fp1-REF", "EEG Cz-REF")  # annotations are not a channel
+    assert "Kowalski" in reader.identity_key  # only for the pseudonymizer
+    assert "Kowalski" not in repr(reader.info)
+
+
+def test_header_errors_name_the_field(tmp_path, shared_data):
+    good = (shared_data / "eegmat" / "Subject05_2.edf").read_bytes()
+    bad = good[:8] + b"Y" * 80 + good[88:184] + b"1000    " + good[192:]
+    path = tmp_path / "hdr.edf"
+    path.write_bytes(bad)
+    with pytest.raises(ReaderError, match=r"hdr.edf: header field header bytes: expected 256 \* \(1 \+ 22 signals\) = 5888; got 1000"):
+        EdfReader(path)
+    short = tmp_path / "short.edf"
+    short.write_bytes(good[:100])
+    with pytest.raises(ReaderError, match=r"short.edf: header: expected at least 256 bytes; the file has 100"):
+        EdfReader(short)
