@@ -1,1 +1,45 @@
-"""eegfm model package (see the README's roadmap for what lands here)."""
+"""eegfm model: an electrode-aware EEG encoder with pluggable heads, in Hugging Face format.
+
+    from model import create_model, positions_for
+    model = create_model("base", head="hms6")
+    out = model(eeg, positions=positions_for(ch_names), channel_mask=mask)   # out.logits, out.pooled
+
+Modules: ``config`` (EEGFMConfig, presets), ``inputs`` (names/metadata -> tensors), ``embedding``
+(channel tokens), ``temporal`` (rotary self-attention), ``spatial`` (electrode-graph GNN),
+``fusion`` (spectrogram / ECG / clinical cross-attention), ``encoder``, ``heads`` (registry),
+``pretraining`` (masked reconstruction, contrastive channel prediction), ``adapters`` (LoRA,
+bottleneck, freezing), ``modeling`` (Hugging Face models, ``create_model``), ``export`` (ONNX).
+"""
+
+from model.adapters import add_adapters, count_parameters, count_trainable, freeze_encoder, unfreeze_encoder
+from model.config import (
+    HMS_CLASSES,
+    MODALITIES,
+    ConfigError,
+    EEGFMConfig,
+    get_preset,
+    list_presets,
+    register_preset,
+)
+from model.encoder import EncoderOutput
+from model.heads import TaskHead, create_head, list_heads, register_head
+from model.inputs import canonical_positions, encode_age, encode_sex, positions_for
+from model.modeling import (
+    EEGFMForPretraining,
+    EEGFMModel,
+    EEGFMOutput,
+    EEGFMPreTrainedModel,
+    PretrainingOutput,
+    create_model,
+    create_pretraining_model,
+    register_auto_classes,
+)
+
+__all__ = [
+    "HMS_CLASSES", "MODALITIES", "ConfigError", "EEGFMConfig", "EEGFMForPretraining", "EEGFMModel",
+    "EEGFMOutput", "EEGFMPreTrainedModel", "EncoderOutput", "PretrainingOutput", "TaskHead",
+    "add_adapters", "canonical_positions", "count_parameters", "count_trainable", "create_head",
+    "create_model", "create_pretraining_model", "encode_age", "encode_sex", "freeze_encoder",
+    "get_preset", "list_heads", "list_presets", "positions_for", "register_auto_classes",
+    "register_head", "register_preset", "unfreeze_encoder",
+]

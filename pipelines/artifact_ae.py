@@ -40,11 +40,12 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
-from pipelines.features import band_power, welch_psd
+from pipelines.features import band_mask, window_spectrum
 
 FORMAT = "eegfm-artifact-ae"
 FORMAT_VERSION = 1
@@ -69,16 +70,52 @@ def _as_windows(windows: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     return arr
 
 
+# Windows per PSD batch in band_features: large enough to amortize per-call overhead, small enough
+# that the float64 segment buffer (windows x 19 x 9 x 512 x 8 bytes) stays near 20 MB.
+_BATCH_WINDOWS = 32
+
+
 def band_features(windows: np.ndarray | Sequence[np.ndarray], sfreq: float = 256.0) -> np.ndarray:
-    """(n_windows, n_chans * len(AE_BANDS)) log10 band powers, channel-major; NaN/inf read as 0."""
+    """(n_windows, n_chans * len(AE_BANDS)) log10 band powers, channel-major; NaN/inf read as 0.
+
+    Computed from the float64 Welch PSD (:func:`pipelines.features.welch_psd`). When the window's
+    PSD is already at hand (``QualityReport.spectrum``), :func:`band_features_from_psd` gives the
+    same row without recomputing it.
+    """
     arr = _as_windows(windows)
     out = np.empty((arr.shape[0], arr.shape[1] * len(AE_BANDS)))
-    for i, window in enumerate(arr):
-        window = np.where(np.isfinite(window), window, 0.0)
-        freqs, psd = welch_psd(window, sfreq)
-        powers = np.stack([band_power(freqs, psd, lo, hi) for lo, hi in AE_BANDS], axis=1)
-        out[i] = np.log10(powers + POWER_FLOOR_UV2).reshape(-1)
+    for start in range(0, arr.shape[0], _BATCH_WINDOWS):
+        spectrum = window_spectrum(arr[start:start + _BATCH_WINDOWS], sfreq, dtype=np.float64)
+        out[start:start + _BATCH_WINDOWS] = band_features_from_psd(spectrum.freqs, spectrum.psd)
     return out
+
+
+def band_features_from_psd(freqs: np.ndarray, psd: np.ndarray) -> np.ndarray:
+    """:func:`band_features` from a Welch PSD: ``psd`` (n_chans, n_freqs) gives (n_chans * 8,),
+    a batch (n_windows, n_chans, n_freqs) gives (n_windows, n_chans * 8).
+
+    Pass ``report.spectrum.freqs, report.spectrum.psd`` of a :class:`pipelines.quality.QualityReport`
+    (or a :func:`pipelines.features.window_spectrum`) to score a window without a second PSD.
+    """
+    freqs = np.asarray(freqs, dtype=np.float64)
+    psd = np.asarray(psd)
+    if freqs.ndim != 1 or freqs.size < 2 or psd.ndim not in (2, 3) or psd.shape[-1] != freqs.size:
+        raise ValueError(
+            f"psd: expected shape (n_chans, n_freqs) or (n_windows, n_chans, n_freqs) with "
+            f"n_freqs = len(freqs) = {freqs.size} >= 2; got {psd.shape}"
+        )
+    powers = psd.astype(np.float64, copy=False) @ _band_weights(freqs.tobytes())
+    return np.log10(powers + POWER_FLOOR_UV2).reshape(*psd.shape[:-2], -1)
+
+
+@lru_cache(maxsize=16)
+def _band_weights(freqs_bytes: bytes) -> np.ndarray:
+    """(n_freqs, n_bands): the bin width on each band's bins, so ``psd @ w`` are band powers."""
+    freqs = np.frombuffer(freqs_bytes, dtype=np.float64)
+    weights = np.stack([band_mask(freqs, lo, hi) for lo, hi in AE_BANDS], axis=1)
+    weights = weights * (freqs[1] - freqs[0])
+    weights.setflags(write=False)
+    return weights
 
 
 class ArtifactAutoencoder:

@@ -76,13 +76,14 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from pipelines.config import Config, ConfigError, check_range
-from pipelines.features import band_mask, welch_psd
-from pipelines.filters import LINE_FREQUENCIES, line_ratio_db
+from pipelines.features import DEFAULT_SEGMENT_S, WindowSpectrum, _welch, band_mask
+from pipelines.filters import LINE_FREQUENCIES
 
 QUALITY_NAMES: tuple[str, ...] = (
     "nonfinite_fraction",
@@ -241,6 +242,8 @@ class QualityReport:
     channel_pops: np.ndarray
     channel_score: np.ndarray
     ae_score: float | None = None
+    # The window's Welch PSD, for the autoencoder features (artifact_ae.band_features_from_psd).
+    spectrum: WindowSpectrum | None = dataclasses.field(default=None, repr=False, compare=False)
 
     def vector(self) -> np.ndarray:
         """The window metrics as float32 in :data:`QUALITY_NAMES` order (the TFRecord ``quality``)."""
@@ -265,12 +268,72 @@ class QualityReport:
 # --------------------------------------------------------------------------------------------
 # Sample-level detectors
 # --------------------------------------------------------------------------------------------
+# The detectors run on float32 windows as they come (no float64 copy): thresholds given in float64
+# are turned into the nearest float32 on the safe side, so every comparison decides exactly as it
+# would on the float64 values. The rare expensive parts (run bookkeeping, pop candidates) run only
+# after a cheap test shows they can find something.
+
+
+def _ge_threshold(threshold: np.ndarray | float, dtype: np.dtype) -> np.ndarray:
+    """``t`` such that ``x >= t`` equals ``x >= threshold`` for every ``x`` of ``dtype``."""
+    threshold = np.asarray(threshold, dtype=np.float64)
+    if dtype != np.float32:
+        return threshold
+    t = threshold.astype(np.float32)
+    return np.where(t < threshold, np.nextafter(t, np.float32(np.inf)), t)
+
+
+def _le_threshold(threshold: np.ndarray | float, dtype: np.dtype) -> np.ndarray:
+    """``t`` such that ``x <= t`` equals ``x <= threshold`` for every ``x`` of ``dtype``."""
+    threshold = np.asarray(threshold, dtype=np.float64)
+    if dtype != np.float32:
+        return threshold
+    t = threshold.astype(np.float32)
+    return np.where(t > threshold, np.nextafter(t, np.float32(-np.inf)), t)
+
+
+def _as_work(x: np.ndarray) -> np.ndarray:
+    """float32 and float64 as they are, float16 exactly as float32, anything else as float64."""
+    if x.dtype == np.float32 or x.dtype == np.float64:
+        return x
+    return x.astype(np.float32 if x.dtype == np.float16 else np.float64)
+
+
+def _has_run(mask: np.ndarray, min_len: int) -> bool:
+    """Whether ``mask`` holds ``min_len`` consecutive True along its last axis (a few ANDs)."""
+    if min_len > mask.shape[-1]:
+        return False
+    span = 1  # window[..., t]: mask[..., t : t + span] all True
+    window = mask
+    while 2 * span <= min_len:
+        window = window[..., :-span] & window[..., span:]
+        span *= 2
+        if not window.any():
+            return False
+    if span < min_len:
+        shift = min_len - span
+        window = window[..., : window.shape[-1] - shift] & window[..., shift:]
+    return bool(window.any())
+
+
+def _lagged_abs_diff(x: np.ndarray, lag: int, fill: float) -> np.ndarray:
+    """(n_rows, n) C-contiguous: ``|x[:, t + lag] - x[:, t]|`` in columns ``t < n - lag``, ``fill``
+    in the last ``lag`` columns. One subtraction over the flattened array: several times faster
+    than numpy's 2-D loop over shifted rows, and the fill separates the rows."""
+    flat = x.reshape(-1)
+    out = np.empty(flat.size, dtype=x.dtype)
+    np.subtract(flat[lag:], flat[:-lag], out=out[:-lag])
+    out[-lag:] = 0
+    np.abs(out, out=out)
+    out = out.reshape(x.shape)
+    out[:, -lag:] = fill
+    return out
 
 
 def _runs(mask: np.ndarray, min_len: int) -> np.ndarray:
     """Per row, True where ``mask`` is inside a run of at least ``min_len`` consecutive True."""
     n_rows, n = mask.shape
-    if mask.sum(axis=1).max(initial=0) < min_len:  # the common, clean case: no run can qualify
+    if not _has_run(mask, min_len):  # the common, clean case: no run can qualify
         return np.zeros(mask.shape, dtype=bool)
     padded = np.zeros((n_rows, n + 2), dtype=np.int8)
     padded[:, 1:-1] = mask
@@ -287,16 +350,60 @@ def _runs(mask: np.ndarray, min_len: int) -> np.ndarray:
     return np.cumsum(marks, axis=1)[:, :n] > 0
 
 
-def flat_mask(x: np.ndarray, sfreq: float, tol_uv: float, min_duration_s: float) -> np.ndarray:
-    """Samples inside runs of >= min_duration_s where every sample-to-sample change is <= tol_uv."""
-    small = np.abs(np.diff(x, axis=1)) <= tol_uv  # small[t]: change from t to t+1
+def _flat(x: np.ndarray, sfreq: float, tol_uv: float, min_duration_s: float) -> np.ndarray | None:
+    """:func:`flat_mask` of a C-contiguous window, or None when no sample is flat."""
+    # small[:, t]: the change from t to t+1 is small; the last column (no next sample) is False,
+    # so runs cannot continue from one row into the next and the flattened mask can be searched.
+    small = _lagged_abs_diff(x, 1, np.inf) <= _le_threshold(tol_uv, x.dtype)
     min_steps = max(1, int(round(min_duration_s * sfreq)) - 1)
-    step_runs = _runs(small, min_steps)
+    if not _has_run(small.reshape(-1), min_steps):
+        return None
+    step_runs = _runs(small[:, :-1], min_steps)
     # A run of k small steps covers k + 1 samples.
     mask = np.zeros(x.shape, dtype=bool)
     mask[:, :-1] |= step_runs
     mask[:, 1:] |= step_runs
     return mask
+
+
+def flat_mask(x: np.ndarray, sfreq: float, tol_uv: float, min_duration_s: float) -> np.ndarray:
+    """Samples inside runs of >= min_duration_s where every sample-to-sample change is <= tol_uv."""
+    mask = _flat(np.ascontiguousarray(_as_work(np.asarray(x))), sfreq, tol_uv, min_duration_s)
+    return np.zeros(np.shape(x), dtype=bool) if mask is None else mask
+
+
+def _clip(
+    x: np.ndarray,
+    sfreq: float,
+    tol_rel: float,
+    min_duration_s: float,
+    physical_min: np.ndarray | None = None,
+    physical_max: np.ndarray | None = None,
+    high: np.ndarray | None = None,
+    low: np.ndarray | None = None,
+) -> np.ndarray | None:
+    """:func:`clip_mask`, or None when no sample is clipped; ``high``/``low``: row max/min of x."""
+    if physical_min is not None and physical_max is not None:
+        tol = tol_rel * (physical_max - physical_min)
+        mask = x >= _ge_threshold(physical_max - tol, x.dtype)[:, None]
+        mask |= x <= _le_threshold(physical_min + tol, x.dtype)[:, None]
+        return mask if mask.any() else None
+    high = (x.max(axis=1) if high is None else high).astype(np.float64)
+    low = (x.min(axis=1) if low is None else low).astype(np.float64)
+    tol = tol_rel * (high - low)
+    n = x.shape[1]
+    # Row thresholds repeated along the row: a flat comparison is faster than a broadcast one.
+    flat = x.reshape(-1)
+    at_extreme = flat >= np.repeat(_ge_threshold(high - tol, x.dtype), n)
+    at_extreme |= flat <= np.repeat(_le_threshold(low + tol, x.dtype), n)
+    min_len = max(2, int(round(min_duration_s * sfreq)))
+    if not _has_run(at_extreme, min_len):  # a screen: a run may cross into the next row
+        return None
+    at_extreme = at_extreme.reshape(x.shape)
+    if not (high > low).all():
+        at_extreme &= (high > low)[:, None]
+    mask = _runs(at_extreme, min_len)
+    return mask if mask.any() else None
 
 
 def clip_mask(
@@ -308,57 +415,70 @@ def clip_mask(
     physical_max: np.ndarray | None = None,
 ) -> np.ndarray:
     """Clipped samples: at the declared physical range if given, else plateaus at the extremes."""
-    if physical_min is not None and physical_max is not None:
-        span = (physical_max - physical_min)[:, None]
-        tol = tol_rel * span
-        return (x >= physical_max[:, None] - tol) | (x <= physical_min[:, None] + tol)
-    high = x.max(axis=1, keepdims=True)
-    low = x.min(axis=1, keepdims=True)
-    tol = tol_rel * (high - low)
-    at_extreme = ((x >= high - tol) | (x <= low + tol)) & (high > low)
-    return _runs(at_extreme, max(2, int(round(min_duration_s * sfreq))))
+    x = np.ascontiguousarray(_as_work(np.asarray(x)))
+    mask = _clip(x, sfreq, tol_rel, min_duration_s, physical_min, physical_max)
+    return np.zeros(np.shape(x), dtype=bool) if mask is None else mask
 
 
-def detect_pops(
+def _robust_scale(abs_step: np.ndarray) -> np.ndarray:
+    """``max(1.4826 * median, 1e-6)`` per row, as ``np.median`` computes it (one partition)."""
+    n = abs_step.shape[1]
+    half = n // 2
+    if n % 2:
+        median = np.partition(abs_step, half, axis=1)[:, half]
+    else:
+        part = np.partition(abs_step, (half - 1, half), axis=1)
+        median = (part[:, half - 1] + part[:, half]) / 2.0
+    return np.maximum(1.4826 * median, 1e-6)
+
+
+def _pops(
     x: np.ndarray, sfreq: float, config: QualityConfig
-) -> tuple[np.ndarray, np.ndarray]:
-    """Electrode pops per channel: (counts (n_chans,), span mask (n_chans, n_times)).
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`detect_pops`, with None for an empty span mask.
 
-    See the module docstring for the criteria (step, single channel, persistence, relaxation).
+    A pop needs a step of at least ``pop_min_uv``, which most windows do not have: one pass finds
+    the channels that do, and only if one of them also has a step of ``pop_z`` robust SDs are the
+    other channels' step statistics computed. Decisions use float64 steps, as if ``x`` were float64.
     """
     n_chans, n = x.shape
     counts = np.zeros(n_chans, dtype=np.int64)
-    spans = np.zeros(x.shape, dtype=bool)
     k = max(1, int(round(config.pop_step_s * sfreq)))
     pre_len = max(1, int(round(0.1 * sfreq)))
     early_len = int(round(0.2 * sfreq))
     late_len = int(round(0.3 * sfreq))
     if n <= k + pre_len + early_len:
-        return counts, spans
-    step = x[:, k:] - x[:, :-k]
+        return counts, None
+    step = _lagged_abs_diff(x, k, 0.0)
+    # float32 steps are within a relative 2**-24 of the float64 ones: screen with a margin.
+    margin = 1.0 - 1e-6 if x.dtype == np.float32 else 1.0
+    maybe = np.flatnonzero(step.max(axis=1) >= config.pop_min_uv * margin)
+    if maybe.size == 0:
+        return counts, None
+    x = x.astype(np.float64, copy=False)
+    if maybe.size < n_chans:
+        abs_rows = _lagged_abs_diff(x[maybe], k, 0.0)[:, :-k]
+        z_rows = abs_rows / _robust_scale(abs_rows)[:, None]
+        if not ((z_rows >= config.pop_z) & (abs_rows >= config.pop_min_uv)).any():
+            return counts, None
+    abs_step = _lagged_abs_diff(x, k, 0.0)[:, :-k]
     # Robust SD of the steps (they are centred on zero: 1.4826 * median |step|).
-    scale = np.maximum(1.4826 * np.median(np.abs(step), axis=1, keepdims=True), 1e-6)
-    z = np.abs(step) / scale
-    # Largest and second-largest z across channels at each time, to ask whether any *other*
-    # channel stepped at the same moment.
-    cols = np.arange(z.shape[1])
-    top_idx = z.argmax(axis=0)
-    top = z[top_idx, cols]
-    rest = z.copy()
-    rest[top_idx, cols] = 0.0
-    second = rest.max(axis=0)
-    candidates = (z >= config.pop_z) & (np.abs(step) >= config.pop_min_uv)
-    for ch in range(n_chans):
+    z = abs_step / _robust_scale(abs_step)[:, None]
+    candidates = (z >= config.pop_z) & (abs_step >= config.pop_min_uv)
+    if not candidates.any():
+        return counts, None
+    spans = np.zeros(x.shape, dtype=bool)
+    for ch in np.flatnonzero(candidates.any(axis=1)):
         times = np.flatnonzero(candidates[ch])
-        if times.size == 0:
-            continue
+        others = np.arange(n_chans) != ch
         # one event per cluster of consecutive candidate samples: its largest step
         clusters = np.split(times, np.flatnonzero(np.diff(times) > k) + 1)
         for cluster in clusters:
             t0 = int(cluster[np.argmax(z[ch, cluster])])
             lo, hi = max(0, t0 - k), min(z.shape[1], t0 + k + 1)
-            other = np.where(z[ch, lo:hi] >= top[lo:hi], second[lo:hi], top[lo:hi])
-            if other.max() >= config.pop_z / 2.0:
+            # the largest z of any *other* channel around the step
+            other = z[others, lo:hi].max() if n_chans > 1 else 0.0
+            if other >= config.pop_z / 2.0:
                 continue  # several channels step together: movement or reference, not a pop
             if t0 < pre_len or t0 + k + early_len > n:
                 continue  # cannot see the baseline or the decay inside this window
@@ -373,7 +493,18 @@ def detect_pops(
             if early >= config.pop_persist and late <= early:
                 counts[ch] += 1
                 spans[ch, t0: min(n, t0 + k + int(round(0.5 * sfreq)))] = True
-    return counts, spans
+    return counts, (spans if counts.any() else None)
+
+
+def detect_pops(
+    x: np.ndarray, sfreq: float, config: QualityConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Electrode pops per channel: (counts (n_chans,), span mask (n_chans, n_times)).
+
+    See the module docstring for the criteria (step, single channel, persistence, relaxation).
+    """
+    counts, spans = _pops(np.ascontiguousarray(_as_work(np.asarray(x))), sfreq, config)
+    return counts, (np.zeros(np.shape(x), dtype=bool) if spans is None else spans)
 
 
 # --------------------------------------------------------------------------------------------
@@ -390,10 +521,106 @@ def _line_bins(freqs: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _mean_density(psd: np.ndarray, sel: np.ndarray) -> np.ndarray:
-    if not sel.any():
-        return np.full(psd.shape[0], np.nan)
-    return psd[:, sel].mean(axis=1)
+def _line_windows(freqs: np.ndarray, freq: float) -> np.ndarray | None:
+    """Bin indices of the peak window and the reference windows of :func:`line_ratio_db` at
+    ``freq``, one row each (peak first, rows padded by repeating an index: maxima are unchanged),
+    or None where that function returns NaN."""
+    if freq + 0.5 > freqs[-1] or freq - 0.5 < freqs[0]:
+        return None
+    centers = [freq] + [
+        freq + side * step
+        for step in (2.0, 3.0, 4.0, 5.0)
+        for side in (-1.0, 1.0)
+        if freqs[0] <= freq + side * step - 0.5 and freq + side * step + 0.5 <= freqs[-1]
+    ]
+    rows = [np.flatnonzero(np.abs(freqs - center) <= 0.5) for center in centers]
+    if rows[0].size == 0:
+        return None
+    rows = [rows[0]] + [r for r in rows[1:] if r.size]
+    if len(rows) < 2:
+        return None
+    width = max(r.size for r in rows)
+    return np.stack([np.concatenate([r, np.full(width - r.size, r[0])]) for r in rows])
+
+
+@dataclasses.dataclass(frozen=True)
+class _SpectralPlan:
+    weights: np.ndarray  # (n_freqs, 4): signal mean, noise mean, muscle sum, total sum
+    empty: np.ndarray  # (4,) bool: bands without bins (their metric is NaN)
+    # per group of LINE_FREQUENCIES with the same window layout: (their positions, bin indices
+    # (n_freqs_in_group, 1 + n_refs, width)); frequencies left out read NaN
+    line_groups: tuple[tuple[list[int], np.ndarray], ...]
+
+
+@lru_cache(maxsize=32)
+def _spectral_plan(
+    freqs_bytes: bytes, sfreq: float, signal_band: tuple, noise_band: tuple, muscle_band: tuple,
+    total_band: tuple,
+) -> _SpectralPlan:
+    freqs = np.frombuffer(freqs_bytes, dtype=np.float64)
+    nyquist = sfreq / 2.0
+    line = _line_bins(freqs)
+    sels = [
+        band_mask(freqs, *signal_band) & ~line,
+        band_mask(freqs, *noise_band) & ~line,
+        band_mask(freqs, muscle_band[0], min(muscle_band[1], nyquist + 1e-9)) & ~line,
+        band_mask(freqs, total_band[0], min(total_band[1], nyquist + 1e-9)) & ~line,
+    ]
+    weights = np.stack(sels, axis=1).astype(np.float64)
+    for col in (0, 1):  # mean densities
+        weights[:, col] /= max(1, sels[col].sum())
+    weights.setflags(write=False)
+    empty = np.array([not sel.any() for sel in sels])
+    groups: dict[tuple[int, ...], tuple[list[int], list[np.ndarray]]] = {}
+    for i, freq in enumerate(LINE_FREQUENCIES):
+        windows = _line_windows(freqs, freq)
+        if windows is not None:
+            positions, stack = groups.setdefault(windows.shape, ([], []))
+            positions.append(i)
+            stack.append(windows)
+    line_groups = tuple((positions, np.stack(stack)) for positions, stack in groups.values())
+    return _SpectralPlan(weights, empty, line_groups)
+
+
+def _line_db(psd: np.ndarray, windows: np.ndarray) -> np.ndarray:
+    """:func:`pipelines.filters.line_ratio_db` (n_chans, n_freqs) at several mains frequencies
+    whose bin windows are ``windows`` (n_freqs, 1 + n_refs, width); see :func:`_line_windows`."""
+    maxima = psd[:, windows].max(axis=3)  # (n_chans, n_freqs, 1 + n_refs)
+    refs = np.sort(maxima[:, :, 1:], axis=2)
+    n_refs = refs.shape[2]
+    if n_refs % 2:
+        ref = refs[:, :, n_refs // 2]
+    else:
+        ref = (refs[:, :, n_refs // 2 - 1] + refs[:, :, n_refs // 2]) / 2.0
+    tiny = np.finfo(np.float64).tiny
+    return 10.0 * np.log10(np.maximum(maxima[:, :, 0], tiny) / np.maximum(ref, tiny))
+
+
+def _spectral_metrics(
+    spectrum: WindowSpectrum, config: QualityConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-channel SNR (dB), muscle ratio and worst mains ratio (dB) from a window's PSD."""
+    freqs = spectrum.freqs
+    plan = _spectral_plan(
+        freqs.tobytes(), spectrum.sfreq, tuple(config.signal_band), tuple(config.noise_band),
+        tuple(config.muscle_band), tuple(config.total_band),
+    )
+    psd = spectrum.psd.astype(np.float64)
+    sums = psd @ plan.weights  # (n_chans, 4)
+    if plan.empty.any():
+        sums[:, plan.empty[:2].tolist() + [False, False]] = np.nan
+    signal, noise, muscle_power, total_power = sums.T
+    tiny = np.finfo(np.float64).tiny
+    # Callers silence floating-point warnings (empty bands, zero power).
+    snr = 10.0 * np.log10(np.maximum(signal, tiny) / np.maximum(noise, tiny))
+    muscle = np.divide(muscle_power, total_power, out=np.zeros(len(psd)), where=total_power > 0)
+    # Worst mains ratio: NaN ratios (frequency outside the spectrum) and infinite ones are NaN.
+    line_db = np.full(len(psd), -np.inf)
+    for _, windows in plan.line_groups:
+        ratios = _line_db(psd, windows)
+        np.fmax(line_db, np.where(np.isnan(ratios), -np.inf, ratios).max(axis=1), out=line_db)
+    line_db[~np.isfinite(line_db)] = np.nan
+    return snr, muscle, line_db
 
 
 # --------------------------------------------------------------------------------------------
@@ -415,6 +642,58 @@ def _severity(value: np.ndarray | float, threshold: float, direction: str, kind:
     return np.where(np.isnan(value), 0.0, out)
 
 
+def _severities(
+    values: np.ndarray, thresholds: np.ndarray, is_max: np.ndarray, is_db: np.ndarray
+) -> np.ndarray:
+    """:func:`_severity` elementwise, with threshold, direction and kind per column (callers
+    silence floating-point warnings)."""
+    excess = np.where(is_max, values - thresholds, thresholds - values)
+    db = 10.0 ** (np.clip(excess, -300.0, 300.0) / 10.0)
+    ratio = np.where(is_max, values / thresholds, np.where(values > 0, thresholds / values, np.inf))
+    out = np.where(is_db, db, ratio)
+    return np.where(np.isnan(values), 0.0, out)
+
+
+# Channel metrics scored by channel_score (pops are added as their count), as
+# (threshold field, direction, kind); _rule_arrays turns RULES into the same form.
+_CHANNEL_RULES: tuple[tuple[str, str, str], ...] = (
+    ("min_snr_db", "min", "db"),
+    ("max_flat_fraction", "max", "ratio"),
+    ("max_clip_fraction", "max", "ratio"),
+    ("max_ptp_uv", "max", "ratio"),
+    ("min_ptp_uv", "min", "ratio"),
+    ("max_muscle_ratio", "max", "ratio"),
+    ("max_line_noise_db", "max", "db"),
+)
+
+
+def _rule_arrays(
+    config: QualityConfig, rules: tuple[tuple[str, str, str], ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(thresholds, is_max, is_db) of ``rules`` under ``config``."""
+    return _rule_arrays_cached(tuple(getattr(config, field) for field, _, _ in rules), rules)
+
+
+@lru_cache(maxsize=64)
+def _rule_arrays_cached(
+    thresholds: tuple[float, ...], rules: tuple[tuple[str, str, str], ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    arrays = (
+        np.array(thresholds, dtype=np.float64),
+        np.array([direction == "max" for _, direction, _ in rules]),
+        np.array([kind == "db" for _, _, kind in rules]),
+    )
+    for arr in arrays:
+        arr.setflags(write=False)
+    return arrays
+
+
+_WINDOW_RULES: tuple[tuple[str, str, str], ...] = tuple(
+    (field, direction, kind) for _, field, direction, kind in RULES.values()
+)
+_WINDOW_METRICS: tuple[str, ...] = tuple(metric for metric, _, _, _ in RULES.values())
+
+
 def _penalty(severity: np.ndarray | float) -> np.ndarray | float:
     return np.minimum(1.0, np.asarray(severity, dtype=np.float64) / 2.0)
 
@@ -428,6 +707,41 @@ def _per_physical(name: str, value: Any, n_chans: int) -> np.ndarray | None:
     return arr
 
 
+@lru_cache(maxsize=1)
+def _default_config() -> QualityConfig:
+    return QualityConfig()
+
+
+def _window_stats(values: np.ndarray, measured: np.ndarray | None) -> tuple[float, float]:
+    """(max, median) over measured channels, ignoring NaN (NaN when nothing is left)."""
+    vals = values if measured is None else values[measured]
+    nan = np.isnan(vals)
+    if nan.any():
+        vals = vals[~nan]
+    if vals.size == 0:
+        return math.nan, math.nan
+    ordered = np.sort(vals)
+    half = ordered.size // 2
+    median = ordered[half] if ordered.size % 2 else (ordered[half - 1] + ordered[half]) / 2.0
+    return float(ordered[-1]), float(median)
+
+
+def _check_spectrum(spectrum: Any, n_chans: int, n_times: int, sfreq: float) -> None:
+    if not isinstance(spectrum, WindowSpectrum):
+        raise TypeError(
+            f"spectrum: expected a pipelines.features.WindowSpectrum; got {type(spectrum).__name__}"
+        )
+    expected = (n_chans, spectrum.freqs.size)
+    if (spectrum.psd.shape != expected or spectrum.n_times != n_times or spectrum.sfreq != sfreq
+            or spectrum.segment_s != DEFAULT_SEGMENT_S):
+        raise ValueError(
+            f"spectrum: expected the spectrum of this window (psd shape {expected}, n_times "
+            f"{n_times}, sfreq {sfreq}, segment_s {DEFAULT_SEGMENT_S}); got psd shape "
+            f"{spectrum.psd.shape}, n_times {spectrum.n_times}, sfreq {spectrum.sfreq}, "
+            f"segment_s {spectrum.segment_s}"
+        )
+
+
 def compute_quality(
     data: np.ndarray,
     sfreq: float = 256.0,
@@ -437,6 +751,7 @@ def compute_quality(
     unfiltered: np.ndarray | None = None,
     physical_min: float | Sequence[float] | None = None,
     physical_max: float | Sequence[float] | None = None,
+    spectrum: WindowSpectrum | None = None,
 ) -> QualityReport:
     """Quality metrics of one window; see the module docstring for every definition.
 
@@ -445,8 +760,14 @@ def compute_quality(
     unfiltered: the same window before notch/band-pass, for the flat and clipping detectors.
     physical_min, physical_max: the recording's declared physical range (scalar or per channel,
         in uV), for exact clipping detection; both or neither.
+    spectrum: the window's :func:`pipelines.features.window_spectrum`, if already computed;
+        otherwise it is computed here. Either way it is returned as ``report.spectrum``, for
+        :func:`pipelines.artifact_ae.band_features_from_psd`.
+
+    float32 (and float16) windows are processed without a float64 copy; every metric equals the
+    float64 computation up to float32 rounding of the power spectrum (relative 1e-6).
     """
-    config = QualityConfig() if config is None else config
+    config = _default_config() if config is None else config
     data = np.asarray(data)
     if data.ndim != 2 or data.shape[1] < 2:
         raise ValueError(
@@ -472,101 +793,116 @@ def compute_quality(
     pmax = _per_physical("physical_max", physical_max, n_chans)
     if pmin is not None and np.any(pmax <= pmin):
         raise ValueError(f"physical_max: expected values above physical_min; got {physical_max!r}")
-
-    finite = np.isfinite(data)
-    nonfinite_fraction = float(1.0 - finite[measured].mean())
-    x = np.where(finite, data, 0.0).astype(np.float64)
+    if spectrum is not None:
+        _check_spectrum(spectrum, n_chans, n_times, sfreq)
+    # Non-finite samples are zeroed; a row max/min is NaN or infinite exactly when the row has one.
+    x = np.ascontiguousarray(_as_work(data))
+    high, low = x.max(axis=1), x.min(axis=1)
+    nonfinite = None
+    if not (np.isfinite(high).all() and np.isfinite(low).all()):
+        finite = np.isfinite(x)
+        nonfinite = ~finite
+        x = np.where(finite, x, 0.0).astype(x.dtype, copy=False)
+        high, low = x.max(axis=1), x.min(axis=1)
+    nonfinite_fraction = 0.0 if nonfinite is None else float(1.0 - finite[measured].mean())
     if unfiltered is not None:
         raw = np.asarray(unfiltered)
         if raw.shape != data.shape:
             raise ValueError(f"unfiltered: expected shape {data.shape} like data; got {raw.shape}")
-        raw = np.where(np.isfinite(raw), raw, 0.0).astype(np.float64)
+        raw = np.ascontiguousarray(_as_work(raw))
+        raw_high, raw_low = raw.max(axis=1), raw.min(axis=1)
+        if not (np.isfinite(raw_high).all() and np.isfinite(raw_low).all()):
+            raw = np.where(np.isfinite(raw), raw, 0.0).astype(raw.dtype, copy=False)
+            raw_high, raw_low = raw.max(axis=1), raw.min(axis=1)
     else:
-        raw = x
+        raw, raw_high, raw_low = x, high, low
+    high, low = high.astype(np.float64), low.astype(np.float64)
 
-    # Sample-level detectors.
-    flat = flat_mask(raw, sfreq, config.flat_tol_uv, config.flat_min_duration_s)
-    clipped = clip_mask(raw, sfreq, config.clip_tol_rel, config.clip_min_duration_s, pmin, pmax)
-    pops, pop_spans = detect_pops(x, sfreq, config)
-    excursion = np.abs(x - x.mean(axis=1, keepdims=True)) > config.max_abs_uv
-    artifact_mask = flat | clipped | pop_spans | excursion | ~finite
+    # Sample-level detectors (None: nothing detected).
+    flat = _flat(raw, sfreq, config.flat_tol_uv, config.flat_min_duration_s)
+    clipped = _clip(raw, sfreq, config.clip_tol_rel, config.clip_min_duration_s, pmin, pmax,
+                    raw_high, raw_low)
+    pops, pop_spans = _pops(x, sfreq, config)
+    ptp = high - low
+    excursion = None
+    wide = np.flatnonzero(ptp > config.max_abs_uv)  # |x - mean| <= ptp: only these can exceed
+    if wide.size:
+        rows = x[wide].astype(np.float64)
+        beyond = np.abs(rows - rows.mean(axis=1, keepdims=True)) > config.max_abs_uv
+        if beyond.any():
+            excursion = np.zeros(x.shape, dtype=bool)
+            excursion[wide] = beyond
+    masks = [m for m in (flat, clipped, pop_spans, excursion, nonfinite) if m is not None]
+    if masks:
+        artifact_mask = masks[0].copy() if len(masks) > 1 else masks[0]
+        for m in masks[1:]:
+            artifact_mask |= m
+        artifact_ratio = float(artifact_mask[measured].mean())
+    else:
+        artifact_ratio = 0.0
 
     # Spectral metrics.
-    nyquist = sfreq / 2.0
-    freqs, psd = welch_psd(x, sfreq)
-    line = _line_bins(freqs)
-    signal = _mean_density(psd, band_mask(freqs, *config.signal_band) & ~line)
-    noise = _mean_density(psd, band_mask(freqs, *config.noise_band) & ~line)
-    tiny = np.finfo(np.float64).tiny
-    with np.errstate(invalid="ignore"):
-        snr = 10.0 * np.log10(np.maximum(signal, tiny) / np.maximum(noise, tiny))
-    muscle_sel = band_mask(freqs, config.muscle_band[0], min(config.muscle_band[1], nyquist + 1e-9))
-    total_sel = band_mask(freqs, config.total_band[0], min(config.total_band[1], nyquist + 1e-9))
-    muscle_power = psd[:, muscle_sel & ~line].sum(axis=1)
-    total_power = psd[:, total_sel & ~line].sum(axis=1)
-    muscle = np.divide(muscle_power, total_power, out=np.zeros(n_chans), where=total_power > 0)
-    line_db = np.stack([line_ratio_db(freqs, psd, f) for f in LINE_FREQUENCIES], axis=1)
-    line_db = np.where(np.isnan(line_db), -np.inf, line_db).max(axis=1)
-    line_db = np.where(np.isfinite(line_db), line_db, np.nan)
+    if spectrum is None:
+        freqs, psd = _welch(x, sfreq, DEFAULT_SEGMENT_S, None)
+        spectrum = WindowSpectrum(freqs, psd, sfreq, n_times, DEFAULT_SEGMENT_S)
+    with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+        return _report(
+            spectrum, config, measured, nonfinite_fraction, artifact_ratio, flat, clipped, ptp,
+            pops,
+        )
 
-    ptp = x.max(axis=1) - x.min(axis=1)
-    flat_frac = flat.mean(axis=1)
-    clip_frac = clipped.mean(axis=1)
+
+def _report(
+    spectrum: WindowSpectrum,
+    config: QualityConfig,
+    measured: np.ndarray,
+    nonfinite_fraction: float,
+    artifact_ratio: float,
+    flat: np.ndarray | None,
+    clipped: np.ndarray | None,
+    ptp: np.ndarray,
+    pops: np.ndarray,
+) -> QualityReport:
+    """Spectral metrics, channel scores, window metrics and rules (under a silenced errstate)."""
+    n_chans = len(ptp)
+    subset = None if measured.all() else measured
+    snr, muscle, line_db = _spectral_metrics(spectrum, config)
+
+    flat_frac = np.zeros(n_chans) if flat is None else flat.mean(axis=1)
+    clip_frac = np.zeros(n_chans) if clipped is None else clipped.mean(axis=1)
 
     # Channel scores.
-    def sev(values: np.ndarray, field: str, direction: str, kind: str) -> np.ndarray:
-        return _severity(values, getattr(config, field), direction, kind)
-
-    channel_severity = np.stack([
-        sev(snr, "min_snr_db", "min", "db"),
-        sev(flat_frac, "max_flat_fraction", "max", "ratio"),
-        sev(clip_frac, "max_clip_fraction", "max", "ratio"),
-        sev(ptp, "max_ptp_uv", "max", "ratio"),
-        sev(ptp, "min_ptp_uv", "min", "ratio"),
-        sev(muscle, "max_muscle_ratio", "max", "ratio"),
-        sev(line_db, "max_line_noise_db", "max", "db"),
-        pops.astype(np.float64),  # one pop reaches the threshold
-    ], axis=1)
+    values = np.stack([snr, flat_frac, clip_frac, ptp, ptp, muscle, line_db], axis=1)
+    channel_severity = _severities(values, *_rule_arrays(config, _CHANNEL_RULES))
+    channel_severity = np.concatenate([channel_severity, pops[:, None]], axis=1)
     channel_score = 1.0 - _penalty(channel_severity).max(axis=1)
     bad = channel_score <= 0.5
 
-    def worst(values: np.ndarray) -> float:
-        vals = values[measured]
-        vals = vals[~np.isnan(vals)]
-        return float(vals.max()) if vals.size else math.nan
-
-    def median(values: np.ndarray) -> float:
-        vals = values[measured]
-        vals = vals[~np.isnan(vals)]
-        return float(np.median(vals)) if vals.size else math.nan
-
+    snr_worst, snr_median = _window_stats(snr, subset)
+    ptp_worst, ptp_median = _window_stats(ptp, subset)
     metrics: dict[str, float] = {
         "nonfinite_fraction": nonfinite_fraction,
-        "snr_db": median(snr),
-        "flat_fraction": worst(flat_frac),
-        "clip_fraction": worst(clip_frac),
-        "ptp_uv": worst(ptp),
-        "ptp_uv_median": median(ptp),
-        "muscle_ratio": worst(muscle),
-        "line_noise_db": worst(line_db),
-        "pop_channels": float((pops[measured] > 0).sum()),
+        "snr_db": snr_median,
+        "flat_fraction": _window_stats(flat_frac, subset)[0],
+        "clip_fraction": _window_stats(clip_frac, subset)[0],
+        "ptp_uv": ptp_worst,
+        "ptp_uv_median": ptp_median,
+        "muscle_ratio": _window_stats(muscle, subset)[0],
+        "line_noise_db": _window_stats(line_db, subset)[0],
+        "pop_channels": float(np.count_nonzero(pops[measured])),
         "bad_channel_fraction": float(bad[measured].mean()),
         "channel_quality": float(channel_score[measured].mean()),
-        "artifact_ratio": float(artifact_mask[measured].mean()),
+        "artifact_ratio": artifact_ratio,
     }
-    flags = []
-    penalties = []
-    for rule, (metric, field, direction, kind) in RULES.items():
-        severity = float(_severity(metrics[metric], getattr(config, field), direction, kind))
-        penalties.append(float(_penalty(severity)))
-        if severity >= 1.0:
-            flags.append(rule)
-    rule_score = max(penalties)
+    window_values = np.array([metrics[m] for m in _WINDOW_METRICS], dtype=np.float64)
+    severity = _severities(window_values, *_rule_arrays(config, _WINDOW_RULES))
+    flags = tuple(rule for rule, s in zip(RULES, severity) if s >= 1.0)
+    rule_score = float(_penalty(severity).max())
     return QualityReport(
         **metrics,
         rule_score=rule_score,
         artifact_score=rule_score,
-        flags=tuple(flags),
+        flags=flags,
         channel_measured=measured,
         channel_snr_db=snr,
         channel_flat_fraction=flat_frac,
@@ -576,6 +912,7 @@ def compute_quality(
         channel_line_noise_db=line_db,
         channel_pops=pops,
         channel_score=channel_score,
+        spectrum=spectrum,
     )
 
 
