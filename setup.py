@@ -41,12 +41,12 @@ def pinned(*names: str) -> list[str]:
 
 CORE = pinned(
     "apache-beam[gcp]", "numpy", "scipy", "pandas", "pyarrow", "mne", "pyedflib", "cramjam",
-    "google-crc32c", "protobuf", "pyyaml", "tqdm",
+    "google-crc32c", "protobuf", "pyyaml", "tqdm", "python-picard", "scikit-learn",
 )
 MODEL = pinned(
     "torch", "torch-geometric", "transformers", "safetensors", "onnx", "onnxruntime", "onnxscript"
 )
-TRAIN = pinned("wandb", "scikit-learn", "matplotlib")
+TRAIN = pinned("wandb", "matplotlib")
 TF = pinned("tensorflow-cpu")
 DEV = pinned("pytest", "pytest-timeout", "kubernetes-validate")
 

@@ -2,8 +2,9 @@
 
 Fit once per recording on its first minutes, then apply the same linear cleaning to every chunk,
 so long recordings stay bounded in memory and chunk boundaries stay seamless (the cleaning is a
-fixed matrix). Uses MNE's extended Infomax, which needs no extra dependency, on a 1 Hz high-passed
-copy of the data (slow drifts make ICA unstable), as is standard practice.
+fixed matrix). Solves the extended-Infomax model with Picard (MNE's recommended solver: MNE's own
+Infomax loop needed ~300 s for one minute of ordinary eegmat EEG, Picard ~4 s) on a 1 Hz
+high-passed copy of the data (slow drifts make ICA unstable), as is standard practice.
 
 Clinical recordings rarely have EOG electrodes, so eye components are found by their correlation
 with the frontopolar channels Fp1/Fp2 (where blinks are largest); muscle components by MNE's
@@ -60,7 +61,8 @@ def fit_ica_cleaner(
     info = mne.create_info(names, sfreq, ch_types="eeg")
     raw = mne.io.RawArray(np.asarray(data)[list(measured)].astype(np.float64) * 1e-6, info, verbose="error")
     fit_raw = raw.copy().filter(1.0, None, verbose="error")
-    ica = mne.preprocessing.ICA(n_components=n_comp, method="infomax", fit_params={"extended": True},
+    ica = mne.preprocessing.ICA(n_components=n_comp, method="picard",
+                                fit_params={"extended": True, "ortho": False},
                                 random_state=seed, max_iter=500, verbose="error")
     ica.fit(fit_raw, decim=max(1, int(sfreq // 128)), verbose="error")
     frontal = [n for n in ("Fp1", "Fp2") if n in names]

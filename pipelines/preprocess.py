@@ -362,9 +362,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help=f"store {len(FEATURE_NAMES)} extra features per window (time statistics, "
                      "relative band powers, spectral entropy) in the 'extra' field")
     sig.add_argument("--ica", action="store_true",
-                     help="remove eye-blink and muscle components with ICA (extended Infomax fitted on "
-                     "the first --ica_fit_seconds of each recording; eye components found by correlation "
-                     "with Fp1/Fp2). Off by default: it costs ~10 s per recording and alters the signal")
+                     help="remove eye-blink and muscle components with ICA (extended Infomax solved by Picard, "
+                     "fitted on the first --ica_fit_seconds of each recording; eye components found by "
+                     "correlation with Fp1/Fp2). Off by default: it costs a few seconds per recording and "
+                     "alters the signal")
     sig.add_argument("--ica_fit_seconds", type=float, default=120.0,
                      help="seconds at the start of each recording used to fit the ICA")
     art = parser.add_argument_group("artifacts and quality")
