@@ -22,6 +22,7 @@ Runs unchanged on the DirectRunner (in_memory or multi_processing) and on Datafl
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import io
 import json
@@ -170,7 +171,9 @@ class ScoreWithAutoencoderFn(beam.DoFn):
             yield window
             return
         score = float(model.score_features(band_features(window.record.eeg[None].astype(np.float32)))[0])
-        rec = window.record
+        # Beam elements are immutable: other branches may hold the same object. A shallow copy
+        # shares the (read-only) samples and skips re-validating them.
+        rec = copy.copy(window.record)
         quality = rec.quality.copy()
         quality[RECORD_QUALITY_NAMES.index("ae_score")] = score
         rec.quality = quality
@@ -180,7 +183,7 @@ class ScoreWithAutoencoderFn(beam.DoFn):
                 window.source, rec.site_id.decode(), float(rec.window_start_s),
                 [f"artifact_score={float(rec.artifact_score):.4g} > max_artifact_score={self._max_score:.4g}"]))
             return
-        yield window
+        yield Window(rec, window.source)
 
 
 class ScoreArtifacts(beam.PTransform):

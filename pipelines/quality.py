@@ -69,6 +69,14 @@ training weight or filter windows later without re-running the pipeline.
 Flat and clipping look for plateaus, which a high-pass filter bends into decays, so pass the same
 window before notch/band-pass as ``unfiltered`` when plateaus at amplifier rails matter; those two
 metrics (and the physical-range check) then use it.
+
+Cost: about 1 ms per 10 s window of 19 channels on one core (``benchmarks/quality.py``), a quarter
+of the direct computation. The spectral metrics share one Welch PSD, float32 for float32 windows
+(:func:`pipelines.features.window_spectrum`), returned as ``report.spectrum`` for the autoencoder
+features; the sample-level detectors compare float32 samples against float64 thresholds rounded
+to the safe side, and search for runs and pop candidates only after a cheap screen shows there can
+be one. Every metric equals the float64 computation of its definition up to float32 rounding of the
+PSD (tests/pipelines/test_quality.py keeps that reference).
 """
 
 from __future__ import annotations
@@ -214,7 +222,9 @@ class QualityReport:
     Per-channel arrays (length n_chans, channel order of the input) start with ``channel_``;
     ``channel_measured`` is the mask the window metrics were computed over. ``flags`` lists the
     window rules that fired, ``artifact_score`` is ``rule_score`` unless combined with a learned
-    score by :meth:`with_ae_score`.
+    score by :meth:`with_ae_score`. ``spectrum`` is the window's Welch PSD
+    (:class:`pipelines.features.WindowSpectrum`), for
+    :func:`pipelines.artifact_ae.band_features_from_psd`.
     """
 
     nonfinite_fraction: float
@@ -439,7 +449,8 @@ def _pops(
 
     A pop needs a step of at least ``pop_min_uv``, which most windows do not have: one pass finds
     the channels that do, and only if one of them also has a step of ``pop_z`` robust SDs are the
-    other channels' step statistics computed. Decisions use float64 steps, as if ``x`` were float64.
+    other channels' step statistics computed, and their z only around the candidate steps.
+    Decisions use float64 steps, as if ``x`` were float64.
     """
     n_chans, n = x.shape
     counts = np.zeros(n_chans, dtype=np.int64)
@@ -455,40 +466,45 @@ def _pops(
     maybe = np.flatnonzero(step.max(axis=1) >= config.pop_min_uv * margin)
     if maybe.size == 0:
         return counts, None
-    x = x.astype(np.float64, copy=False)
-    if maybe.size < n_chans:
-        abs_rows = _lagged_abs_diff(x[maybe], k, 0.0)[:, :-k]
-        z_rows = abs_rows / _robust_scale(abs_rows)[:, None]
-        if not ((z_rows >= config.pop_z) & (abs_rows >= config.pop_min_uv)).any():
-            return counts, None
-    abs_step = _lagged_abs_diff(x, k, 0.0)[:, :-k]
+    # From here on float64 steps, exactly as if x were float64.
+    abs_maybe = _lagged_abs_diff(x[maybe].astype(np.float64), k, 0.0)[:, :-k]
     # Robust SD of the steps (they are centred on zero: 1.4826 * median |step|).
-    z = abs_step / _robust_scale(abs_step)[:, None]
-    candidates = (z >= config.pop_z) & (abs_step >= config.pop_min_uv)
+    scale_maybe = _robust_scale(abs_maybe)
+    z_maybe = abs_maybe / scale_maybe[:, None]
+    candidates = (z_maybe >= config.pop_z) & (abs_maybe >= config.pop_min_uv)
     if not candidates.any():
         return counts, None
+    # Every channel's steps, to ask whether any *other* channel stepped at the same moment.
+    abs_step = np.empty((n_chans, n - k))
+    scale = np.empty(n_chans)
+    abs_step[maybe], scale[maybe] = abs_maybe, scale_maybe
+    rest = np.setdiff1d(np.arange(n_chans), maybe, assume_unique=True)
+    if rest.size:
+        abs_step[rest] = _lagged_abs_diff(x[rest].astype(np.float64), k, 0.0)[:, :-k]
+        scale[rest] = _robust_scale(abs_step[rest])
     spans = np.zeros(x.shape, dtype=bool)
-    for ch in np.flatnonzero(candidates.any(axis=1)):
-        times = np.flatnonzero(candidates[ch])
+    for row in np.flatnonzero(candidates.any(axis=1)):
+        ch = int(maybe[row])
+        signal = x[ch].astype(np.float64)
         others = np.arange(n_chans) != ch
+        times = np.flatnonzero(candidates[row])
         # one event per cluster of consecutive candidate samples: its largest step
         clusters = np.split(times, np.flatnonzero(np.diff(times) > k) + 1)
         for cluster in clusters:
-            t0 = int(cluster[np.argmax(z[ch, cluster])])
-            lo, hi = max(0, t0 - k), min(z.shape[1], t0 + k + 1)
-            # the largest z of any *other* channel around the step
-            other = z[others, lo:hi].max() if n_chans > 1 else 0.0
+            t0 = int(cluster[np.argmax(z_maybe[row, cluster])])
+            lo, hi = max(0, t0 - k), min(n - k, t0 + k + 1)
+            # the largest z of any other channel around the step
+            other = (abs_step[others, lo:hi] / scale[others, None]).max() if n_chans > 1 else 0.0
             if other >= config.pop_z / 2.0:
                 continue  # several channels step together: movement or reference, not a pop
             if t0 < pre_len or t0 + k + early_len > n:
                 continue  # cannot see the baseline or the decay inside this window
-            baseline = np.median(x[ch, t0 - pre_len: t0])
-            amplitude = x[ch, t0 + k] - baseline
+            baseline = np.median(signal[t0 - pre_len: t0])
+            amplitude = signal[t0 + k] - baseline
             if abs(amplitude) < config.pop_min_uv / 2.0:
                 continue  # the "step" only returned towards baseline (end of a ramp or a spike)
-            after = x[ch, t0 + k: t0 + k + early_len] - baseline
-            early = after.mean() / amplitude
-            late_seg = x[ch, t0 + k + early_len: t0 + k + early_len + late_len] - baseline
+            early = (signal[t0 + k: t0 + k + early_len] - baseline).mean() / amplitude
+            late_seg = signal[t0 + k + early_len: t0 + k + early_len + late_len] - baseline
             late = late_seg.mean() / amplitude if late_seg.size else early
             if early >= config.pop_persist and late <= early:
                 counts[ch] += 1
@@ -642,56 +658,38 @@ def _severity(value: np.ndarray | float, threshold: float, direction: str, kind:
     return np.where(np.isnan(value), 0.0, out)
 
 
-def _severities(
-    values: np.ndarray, thresholds: np.ndarray, is_max: np.ndarray, is_db: np.ndarray
+def _channel_severity(
+    config: QualityConfig, snr: np.ndarray, flat_frac: np.ndarray, clip_frac: np.ndarray,
+    ptp: np.ndarray, muscle: np.ndarray, line_db: np.ndarray, pops: np.ndarray,
 ) -> np.ndarray:
-    """:func:`_severity` elementwise, with threshold, direction and kind per column (callers
-    silence floating-point warnings)."""
-    excess = np.where(is_max, values - thresholds, thresholds - values)
-    db = 10.0 ** (np.clip(excess, -300.0, 300.0) / 10.0)
-    ratio = np.where(is_max, values / thresholds, np.where(values > 0, thresholds / values, np.inf))
-    out = np.where(is_db, db, ratio)
-    return np.where(np.isnan(values), 0.0, out)
+    """(n_chans, 8) :func:`_severity` of the channel metrics (SNR, flat, clip, high and low
+    amplitude, muscle, mains) and the pop count; callers silence floating-point warnings."""
+    severity = np.empty((len(ptp), 8))
+    db = np.stack([config.min_snr_db - snr, line_db - config.max_line_noise_db])
+    db = 10.0 ** (np.clip(db, -300.0, 300.0) / 10.0)
+    severity[:, 0] = db[0]
+    severity[:, 1] = flat_frac / config.max_flat_fraction
+    severity[:, 2] = clip_frac / config.max_clip_fraction
+    severity[:, 3] = ptp / config.max_ptp_uv
+    severity[:, 4] = np.where(ptp > 0, config.min_ptp_uv / ptp, np.inf)
+    severity[:, 5] = muscle / config.max_muscle_ratio
+    severity[:, 6] = db[1]
+    severity[:, 7] = pops  # one pop reaches the threshold
+    # NaN only comes from a NaN metric (no SNR or mains ratio), which counts as 0.
+    severity[np.isnan(severity)] = 0.0
+    return severity
 
 
-# Channel metrics scored by channel_score (pops are added as their count), as
-# (threshold field, direction, kind); _rule_arrays turns RULES into the same form.
-_CHANNEL_RULES: tuple[tuple[str, str, str], ...] = (
-    ("min_snr_db", "min", "db"),
-    ("max_flat_fraction", "max", "ratio"),
-    ("max_clip_fraction", "max", "ratio"),
-    ("max_ptp_uv", "max", "ratio"),
-    ("min_ptp_uv", "min", "ratio"),
-    ("max_muscle_ratio", "max", "ratio"),
-    ("max_line_noise_db", "max", "db"),
-)
-
-
-def _rule_arrays(
-    config: QualityConfig, rules: tuple[tuple[str, str, str], ...]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(thresholds, is_max, is_db) of ``rules`` under ``config``."""
-    return _rule_arrays_cached(tuple(getattr(config, field) for field, _, _ in rules), rules)
-
-
-@lru_cache(maxsize=64)
-def _rule_arrays_cached(
-    thresholds: tuple[float, ...], rules: tuple[tuple[str, str, str], ...]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    arrays = (
-        np.array(thresholds, dtype=np.float64),
-        np.array([direction == "max" for _, direction, _ in rules]),
-        np.array([kind == "db" for _, _, kind in rules]),
-    )
-    for arr in arrays:
-        arr.setflags(write=False)
-    return arrays
-
-
-_WINDOW_RULES: tuple[tuple[str, str, str], ...] = tuple(
-    (field, direction, kind) for _, field, direction, kind in RULES.values()
-)
-_WINDOW_METRICS: tuple[str, ...] = tuple(metric for metric, _, _, _ in RULES.values())
+def _scalar_severity(value: float, threshold: float, direction: str, kind: str) -> float:
+    """:func:`_severity` of one float, in plain Python (the 11 window rules of every window)."""
+    if math.isnan(value):
+        return 0.0
+    if kind == "db":
+        excess = value - threshold if direction == "max" else threshold - value
+        return 10.0 ** (min(max(excess, -300.0), 300.0) / 10.0)
+    if direction == "max":
+        return value / threshold
+    return threshold / value if value > 0 else math.inf
 
 
 def _penalty(severity: np.ndarray | float) -> np.ndarray | float:
@@ -712,18 +710,22 @@ def _default_config() -> QualityConfig:
     return QualityConfig()
 
 
-def _window_stats(values: np.ndarray, measured: np.ndarray | None) -> tuple[float, float]:
-    """(max, median) over measured channels, ignoring NaN (NaN when nothing is left)."""
-    vals = values if measured is None else values[measured]
-    nan = np.isnan(vals)
-    if nan.any():
-        vals = vals[~nan]
-    if vals.size == 0:
-        return math.nan, math.nan
-    ordered = np.sort(vals)
+def _max_median(values: np.ndarray) -> tuple[float, float]:
+    """(max, median) of a non-empty array without NaN, as ``np.max`` and ``np.median``."""
+    ordered = np.sort(values)
     half = ordered.size // 2
     median = ordered[half] if ordered.size % 2 else (ordered[half - 1] + ordered[half]) / 2.0
     return float(ordered[-1]), float(median)
+
+
+def _nan_max_median(values: np.ndarray) -> tuple[float, float]:
+    """:func:`_max_median` ignoring NaN (NaN, NaN when nothing is left)."""
+    nan = np.isnan(values)
+    if nan.any():
+        values = values[~nan]
+        if values.size == 0:
+            return math.nan, math.nan
+    return _max_median(values)
 
 
 def _check_spectrum(spectrum: Any, n_chans: int, n_times: int, sfreq: float) -> None:
@@ -872,37 +874,42 @@ def _report(
     clip_frac = np.zeros(n_chans) if clipped is None else clipped.mean(axis=1)
 
     # Channel scores.
-    values = np.stack([snr, flat_frac, clip_frac, ptp, ptp, muscle, line_db], axis=1)
-    channel_severity = _severities(values, *_rule_arrays(config, _CHANNEL_RULES))
-    channel_severity = np.concatenate([channel_severity, pops[:, None]], axis=1)
+    channel_severity = _channel_severity(
+        config, snr, flat_frac, clip_frac, ptp, muscle, line_db, pops
+    )
     channel_score = 1.0 - _penalty(channel_severity).max(axis=1)
     bad = channel_score <= 0.5
 
-    snr_worst, snr_median = _window_stats(snr, subset)
-    ptp_worst, ptp_median = _window_stats(ptp, subset)
+    def measured_only(values: np.ndarray) -> np.ndarray:
+        return values if subset is None else values[subset]
+
+    ptp_worst, ptp_median = _max_median(measured_only(ptp))
     metrics: dict[str, float] = {
         "nonfinite_fraction": nonfinite_fraction,
-        "snr_db": snr_median,
-        "flat_fraction": _window_stats(flat_frac, subset)[0],
-        "clip_fraction": _window_stats(clip_frac, subset)[0],
+        "snr_db": _nan_max_median(measured_only(snr))[1],
+        "flat_fraction": float(measured_only(flat_frac).max()),
+        "clip_fraction": float(measured_only(clip_frac).max()),
         "ptp_uv": ptp_worst,
         "ptp_uv_median": ptp_median,
-        "muscle_ratio": _window_stats(muscle, subset)[0],
-        "line_noise_db": _window_stats(line_db, subset)[0],
-        "pop_channels": float(np.count_nonzero(pops[measured])),
-        "bad_channel_fraction": float(bad[measured].mean()),
-        "channel_quality": float(channel_score[measured].mean()),
+        "muscle_ratio": _nan_max_median(measured_only(muscle))[0],
+        "line_noise_db": _nan_max_median(measured_only(line_db))[0],
+        "pop_channels": float(np.count_nonzero(measured_only(pops))),
+        "bad_channel_fraction": float(measured_only(bad).mean()),
+        "channel_quality": float(measured_only(channel_score).mean()),
         "artifact_ratio": artifact_ratio,
     }
-    window_values = np.array([metrics[m] for m in _WINDOW_METRICS], dtype=np.float64)
-    severity = _severities(window_values, *_rule_arrays(config, _WINDOW_RULES))
-    flags = tuple(rule for rule, s in zip(RULES, severity) if s >= 1.0)
-    rule_score = float(_penalty(severity).max())
+    flags = []
+    rule_score = 0.0
+    for rule, (metric, field, direction, kind) in RULES.items():
+        severity = _scalar_severity(metrics[metric], getattr(config, field), direction, kind)
+        rule_score = max(rule_score, min(1.0, severity / 2.0))
+        if severity >= 1.0:
+            flags.append(rule)
     return QualityReport(
         **metrics,
         rule_score=rule_score,
         artifact_score=rule_score,
-        flags=flags,
+        flags=tuple(flags),
         channel_measured=measured,
         channel_snr_db=snr,
         channel_flat_fraction=flat_frac,

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt
 
-from pipelines.artifact_ae import AE_BANDS, ArtifactAutoencoder, band_features
+from pipelines.artifact_ae import (
+    AE_BANDS,
+    ArtifactAutoencoder,
+    band_features,
+    band_features_from_psd,
+)
 from pipelines.channels import CANONICAL_CHANNELS
 from pipelines.filters import filter_data
 from pipelines.resample import resample
@@ -141,3 +146,47 @@ def test_band_features_floor_dead_channels():
     features = band_features(x)
     assert features.shape == (2, 19 * len(AE_BANDS))
     np.testing.assert_allclose(features, -3.0)
+
+
+def _reference_band_features(windows: np.ndarray) -> np.ndarray:
+    """The definition: scipy's Welch per window, band power = PSD sum x bin width, log10 + floor."""
+    from scipy.signal import welch
+
+    rows = []
+    for window in windows:
+        freqs, psd = welch(np.where(np.isfinite(window), window, 0.0).astype(np.float64), SFREQ,
+                           nperseg=512)
+        powers = [psd[:, (freqs >= lo) & (freqs < hi)].sum(axis=1) * (freqs[1] - freqs[0])
+                  for lo, hi in AE_BANDS]
+        rows.append(np.log10(np.stack(powers, axis=1) + 1e-3).reshape(-1))
+    return np.array(rows)
+
+
+def test_band_features_equal_the_reference_computation():
+    rng = np.random.default_rng(6)
+    windows = (30 * rng.standard_normal((19, 19, N_TIMES))).cumsum(axis=2) / 10
+    windows = windows.astype(np.float32)  # as preprocess.py passes them
+    windows[4, 3, :50] = np.nan
+    np.testing.assert_allclose(band_features(windows), _reference_band_features(windows),
+                               rtol=1e-12, atol=1e-12)
+
+
+def test_band_features_from_a_shared_psd():
+    from pipelines.features import welch_psd
+    from pipelines.quality import compute_quality
+
+    rng = np.random.default_rng(7)
+    windows = ((20 * rng.standard_normal((3, 19, N_TIMES))).cumsum(axis=2) / 8).astype(np.float32)
+    expected = band_features(windows)
+    # The same float64 PSD gives the same row.
+    freqs, psd = welch_psd(windows[0], SFREQ)
+    np.testing.assert_allclose(band_features_from_psd(freqs, psd), expected[0], rtol=1e-12)
+    # The float32 PSD that compute_quality attaches to its report: equal within float32 rounding.
+    reports = [compute_quality(w, SFREQ) for w in windows]
+    shared = np.stack([band_features_from_psd(r.spectrum.freqs, r.spectrum.psd) for r in reports])
+    np.testing.assert_allclose(shared, expected, atol=1e-5)
+    # A batch of PSDs gives one row per window.
+    batch = np.stack([r.spectrum.psd for r in reports])
+    np.testing.assert_array_equal(band_features_from_psd(reports[0].spectrum.freqs, batch), shared)
+    with pytest.raises(ValueError, match=r"psd: expected shape \(n_chans, n_freqs\)"):
+        band_features_from_psd(freqs, psd[:, :-1])

@@ -16,6 +16,7 @@ from pipelines.features import (
     spectral_features,
     time_domain_features,
     welch_psd,
+    window_spectrum,
 )
 
 SFREQ = 256.0
@@ -118,3 +119,54 @@ def test_errors_name_the_parameter():
         compute_features(np.zeros(100))
     with pytest.raises(ValueError, match="sfreq: expected a finite rate > 0 Hz; got -1"):
         compute_features(np.zeros((2, 100)), -1)
+
+
+def _eeg_like(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """1/f noise plus a 10 Hz rhythm: a steep spectrum, like filtered EEG."""
+    spectrum = rng.standard_normal(shape[:-1] + (shape[-1] // 2 + 1,)) * 1j
+    spectrum += rng.standard_normal(spectrum.shape)
+    freqs = np.fft.rfftfreq(shape[-1], 1 / SFREQ)
+    spectrum /= np.maximum(freqs, 0.5)
+    x = np.fft.irfft(spectrum, n=shape[-1]) * 200
+    return x + 10 * np.sin(2 * np.pi * 10 * np.arange(shape[-1]) / SFREQ)
+
+
+def test_window_spectrum_float32_matches_float64_welch():
+    rng = np.random.default_rng(4)
+    x = _eeg_like(rng, (19, N_TIMES)).astype(np.float32)
+    x[3] += 40.0  # a DC offset of a few times the signal
+    spectrum = window_spectrum(x, SFREQ)
+    assert spectrum.psd.dtype == np.float32 and spectrum.n_times == N_TIMES
+    freqs, reference = welch_psd(x, SFREQ)  # float64
+    np.testing.assert_array_equal(spectrum.freqs, freqs)
+    # float32 rounding: relative 1e-6 of each channel's total power, in every bin
+    total = reference.sum(axis=1, keepdims=True)
+    assert np.all(np.abs(spectrum.psd - reference) <= 1e-6 * total)
+    np.testing.assert_allclose(spectrum.psd[:, 1:140], reference[:, 1:140], rtol=1e-4)
+    # float64 input (or dtype=float64) is the float64 estimate
+    np.testing.assert_allclose(window_spectrum(x, SFREQ, dtype=np.float64).psd, reference,
+                               rtol=1e-12)
+
+
+def test_window_spectrum_large_offsets_flat_channels_and_batches():
+    rng = np.random.default_rng(5)
+    x = _eeg_like(rng, (3, 19, N_TIMES)).astype(np.float32)
+    x[0, 2] += 1e5  # mean far above the signal: the means are removed before the transform
+    x[1, 4] = 7.0  # constant: exactly zero power
+    x[2, 5, 100:200] = np.nan  # read as zero
+    batch = window_spectrum(x, SFREQ)
+    assert batch.psd.shape == (3, 19, 257)
+    for i in range(3):  # equal within float32 rounding (relative to each channel's power)
+        single = window_spectrum(x[i], SFREQ).psd
+        error = np.abs(batch.psd[i] - single).max(axis=1)
+        assert np.all(error <= 1e-6 * single.sum(axis=1))
+    assert np.all(batch.psd[1, 4] == 0)
+    _, reference = welch_psd(x[0], SFREQ)
+    np.testing.assert_allclose(batch.psd[0, 2, 1:140], reference[2, 1:140], rtol=1e-3)
+    zeroed = np.where(np.isfinite(x[2]), x[2], 0.0).astype(np.float32)
+    np.testing.assert_array_equal(window_spectrum(x[2], SFREQ).psd,
+                                  window_spectrum(zeroed, SFREQ).psd)
+    with pytest.raises(ValueError, match=r"data: expected shape \(n_chans, n_times\) or"):
+        window_spectrum(np.zeros(10), SFREQ)
+    with pytest.raises(ValueError, match="dtype: expected numpy.float32, numpy.float64 or None"):
+        window_spectrum(x[0], SFREQ, dtype=np.float16)
