@@ -28,6 +28,7 @@ import numpy as np
 
 from pipelines import schema
 from pipelines.config import Config, check_option, check_range
+from pipelines.logging_setup import get_logger
 from pipelines.deid import pseudonym
 from pipelines.features import compute_features
 from pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
@@ -41,6 +42,7 @@ from pipelines.sources import SourceItem
 # The TFRecord `quality` vector: the rule metrics, then the learned autoencoder score (-1 until
 # the artifact stage fills it in, and in runs with the autoencoder switched off).
 AE_NOT_SCORED = -1.0
+log = get_logger("process")
 RECORD_QUALITY_NAMES = QUALITY_NAMES + ("ae_score",)
 
 
@@ -213,6 +215,11 @@ def process_recording(
         outcome.stage, outcome.reason = err.stage, f"{os.path.basename(item.path)}: {err.reason}"
     except OSError as err:
         outcome.stage, outcome.reason = "read", f"{os.path.basename(item.path)}: cannot read file ({err})"
+    except Exception as err:  # dead letter: one recording that breaks a library must not stop the run
+        log.exception("unexpected failure on %s", item.path)
+        outcome.status, outcome.stage = "quarantined", "unexpected"
+        outcome.reason = (f"{os.path.basename(item.path)}: unexpected {type(err).__name__} "
+                          f"({' '.join(str(err).split())[:300]}); see the job log for the traceback")
     yield outcome
 
 

@@ -186,20 +186,27 @@ class HmsParquetReader(Reader):
                 path, f"columns: expected the 19 HMS EEG columns {' '.join(HMS_EEG_COLUMNS)}; "
                 f"missing {', '.join(missing)} (found {', '.join(columns[:25]) or 'none'})"
             )
-        self._columns = list(HMS_EEG_COLUMNS) + [c for c in HMS_AUX_COLUMNS if c in columns]
+        wanted = list(HMS_EEG_COLUMNS) + [c for c in HMS_AUX_COLUMNS if c in columns]
+        # HMS files are at most tens of MB: read once, then slice per window.
+        table = self._file.read(columns=wanted)
+        # A column that is NaN from start to end is an electrode that was not recorded: leave it
+        # out so the harmonizer interpolates it (and marks it in channel_mask). NaN stretches
+        # inside a recorded column stay, and reject only the windows they touch.
+        self.empty_columns = tuple(
+            c for c in wanted
+            if table.num_rows and not np.isfinite(table.column(c).to_numpy(zero_copy_only=False)).any()
+        )
+        self._columns = [c for c in wanted if c not in self.empty_columns]
         n_times = int(self._file.metadata.num_rows)
         _check_info(path, self._columns, HMS_SFREQ, n_times)
         self.info = RecordingInfo(tuple(self._columns), HMS_SFREQ, n_times)
         self.identity_key = self.path.stem
-        self._table = None
+        self._data = np.stack([
+            table.column(c).to_numpy(zero_copy_only=False).astype(np.float32) for c in self._columns
+        ])
 
     def _read(self, start: int, stop: int) -> np.ndarray:
-        # HMS files are at most tens of MB; the table is read once and sliced per window.
-        if self._table is None:
-            self._table = self._file.read(columns=self._columns)
-        cols = [self._table.column(c).slice(start, stop - start).to_numpy(zero_copy_only=False)
-                for c in self._columns]
-        return np.stack(cols).astype(np.float32)
+        return self._data[:, start:stop].copy()
 
 
 def _format_of(path) -> str:

@@ -160,7 +160,10 @@ def discover(
     for group, group_files in sorted(groups.items()):
         kind = detect_dataset(group_files) if dataset == "auto" else dataset
         adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "edf": _generic}[kind]
-        got, skipped = adapter(group_files, roots, site)
+        # Label sidecars may sit above the site folders they describe (simulator: edf/labels.csv).
+        label_files = [f for f in files if posixpath.basename(f) == "labels.csv"]
+        got, skipped = (adapter(group_files, roots, site, label_files) if kind == "edf"
+                        else adapter(group_files, roots, site))
         items += got
         ignored += skipped
         used[group] = kind
@@ -192,7 +195,7 @@ def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
         elif ext in (".md", ".txt"):
             ignored.append(Ignored(f, f"documentation ({ext}), not a recording"))
         elif ext in (".csv", ".tsv", ".json"):
-            ignored.append(Ignored(f, f"metadata sidecar ({ext}), read by the {ext[1:]} adapter step"))
+            ignored.append(Ignored(f, f"metadata sidecar ({ext}), read by the data set adapter"))
         elif ext in COMPANION_EXTENSIONS:
             ignored.append(Ignored(f, f"data part of another recording ({ext}), read through its header file"))
         else:
@@ -318,21 +321,23 @@ def _eegmat(files, roots, site):
     return items, ignored
 
 
-def _generic(files, roots, site):
+def _generic(files, roots, site, label_files=()):
     recordings, ignored = _split_recordings(files)
     labels: dict[str, list[LabeledWindow]] = {}
-    for f in files:
-        if posixpath.basename(f) == "labels.csv":
-            base = posixpath.dirname(f)
-            for row in csv.DictReader(io.StringIO(_read_text(f))):
-                if row.get("path"):
-                    target = _join(base, row["path"])
-                    labels.setdefault(target, []).append(_votes_window(row, f"labels.csv {row['path']}"))
+    patients: dict[str, str] = {}
+    for f in label_files or [f for f in files if posixpath.basename(f) == "labels.csv"]:
+        base = posixpath.dirname(f)
+        for row in csv.DictReader(io.StringIO(_read_text(f))):
+            if row.get("path"):
+                target = _join(base, row["path"])
+                labels.setdefault(target, []).append(_votes_window(row, f"labels.csv {row['path']}"))
+                if row.get("patient_id"):
+                    patients[target] = str(row["patient_id"]).strip()
     items = []
     for path in recordings:
         windows = tuple(labels.get(path, ()))
         items.append(SourceItem(
             path=path, dataset="edf", site=_site(path, roots, site),
-            task="hms6" if windows else "", windows=windows,
+            subject_key=patients.get(path, ""), task="hms6" if windows else "", windows=windows,
         ))
     return items, ignored

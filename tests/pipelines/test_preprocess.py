@@ -162,3 +162,62 @@ def test_bad_input_corpus_is_quarantined_file_by_file_and_good_files_still_run(s
         assert text in entry["reason"], (name, entry["reason"])
     lines = [json.loads(line) for line in open(tmp_path / "out" / "quarantine.jsonl")]
     assert {os.path.basename(q["path"]) for q in lines if q["kind"] == "input"} == set(expected)
+
+
+@pytest.fixture(scope="module")
+def simulated_run(key_file, tmp_path_factory):
+    """simulate -> preprocess, the way a user runs eegfm on the built-in corpus."""
+    from pipelines.simulate.cli import main as simulate
+
+    root = tmp_path_factory.mktemp("sim")
+    corpus = root / "corpus"
+    assert simulate(["--output", str(corpus), "--sites", "4", "--subjects-per-site", "1",
+                     "--recordings-per-subject", "1", "--minutes", "3", "--seed", "3", "--quiet"]) == 0
+    out = root / "tfr"
+    result = subprocess.run(
+        [sys.executable, "-m", "pipelines.preprocess", "--input", str(corpus / "edf"),
+         "--input", str(corpus / "hms"), "--output", str(out), "--pseudonym_key_file", key_file,
+         "--runner", "DirectRunner", "--direct_running_mode", "in_memory", "--verbose"],
+        capture_output=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return corpus, out, result.stdout + result.stderr
+
+
+def test_simulated_corpus_runs_end_to_end_with_labels_and_sites(simulated_run):
+    corpus, out, _ = simulated_run
+    manifest = json.loads((out / "manifest.json").read_text())
+    recordings = [e for e in manifest["inputs"] if e["status"] != "ignored"]
+    assert len(recordings) == 8 and all(e["status"] == "processed" for e in recordings), [
+        (e["source"], e.get("reason")) for e in recordings if e["status"] != "processed"]
+    assert len(manifest["sites"]) == 4 and len(manifest["counts"]["per_site"]) == 4
+    labels = {k for k in manifest["counts"]["per_label"] if k.startswith("hms6:")}
+    assert len(labels) >= 3
+    truth = [json.loads(line) for line in open(corpus / "truth.jsonl")]
+    missing = {m for t in truth for m in t.get("missing_channels", [])}
+    interpolated = {c for e in recordings for c in e["interpolated"]}
+    assert missing and missing <= interpolated
+    records = _records_by_tensorflow(out)
+    assert len(records) == manifest["counts"]["windows"]
+    hms = [ex for _, ex in records if ex["task"].numpy() == b"hms6"]
+    assert hms and all(ex["votes"].numpy().shape == (6,) for ex in hms)
+    assert all(int(ex["shape"].numpy()[1]) == 50 * 256 for ex in hms)
+
+
+def test_planted_identifiers_reach_no_output_and_no_log(simulated_run):
+    corpus, out, logs = simulated_run
+    planted = json.loads((corpus / "identifiers.json").read_text())["recordings"]
+    needles = sorted({s.encode() for rec in planted for s in rec["search_strings"] if len(s) >= 4})
+    assert len(needles) >= 20
+    # Control: the identifiers really are in the inputs, so finding none below means something.
+    headers = b"".join(p.read_bytes()[:4096] for p in (corpus / "edf").rglob("*.edf"))
+    assert sum(n in headers for n in needles) >= len(needles) // 2
+    haystacks = {"logs": logs}
+    for path in out.rglob("*"):
+        if path.is_file():
+            haystacks[str(path)] = path.read_bytes()
+            if path.suffix == ".tfrecord":
+                haystacks[f"{path} (decompressed)"] = b"".join(read_records(path))
+    assert any(k.endswith("(decompressed)") for k in haystacks)
+    leaks = [(name, n.decode()) for name, blob in haystacks.items() for n in needles if n in blob]
+    assert not leaks, leaks[:10]

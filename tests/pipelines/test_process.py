@@ -100,10 +100,12 @@ def test_missing_channels_are_interpolated_and_marked(tmp_path, shared_data):
     frame[["Fz", "Pz"]] = np.nan  # a parquet must keep its columns; NaN is how they go missing
     path = tmp_path / "missing.parquet"
     frame.to_parquet(path)
-    _, rejected, outcome = _run(SourceItem(path=str(path), dataset="hms", site="hms"))
-    # NaN columns are not silently interpolated: every window touching them is refused.
-    assert outcome.status == "quarantined" and outcome.windows == 0
-    assert all(r.reasons[0].startswith("non_finite") for r in rejected)
+    windows, rejected, outcome = _run(SourceItem(path=str(path), dataset="hms", site="hms"))
+    # An all-NaN column is an electrode that was never recorded: interpolated and masked.
+    assert outcome.status == "processed" and not rejected and outcome.interpolated == ("Fz", "Pz")
+    mask = windows[0].channel_mask.tolist()
+    assert [CANONICAL_CHANNELS[i] for i, m in enumerate(mask) if m == 0] == ["Fz", "Pz"]
+    assert np.isfinite(windows[0].eeg.astype(np.float32)).all()
 
 
 def test_nan_stretch_rejects_only_the_windows_it_touches(tmp_path, shared_data):

@@ -1,0 +1,147 @@
+"""Benchmark: the eegfm Beam job vs a plain-MNE script on the 64 eegmat recordings.
+
+Prints one JSON object. Both sides do the same work: read -> pick the 19 10-20 channels -> notch
+50 Hz -> band-pass 0.5-100 Hz -> resample to 256 Hz -> 10 s windows -> float16 on disk. eegfm also
+de-identifies, scores quality and artifacts, and writes snappy TFRecords with a manifest, so the
+comparison is conservative. Each side runs in its own process so peak RSS is measured per run.
+
+    python benchmarks/preprocess.py [--data ../shared/data/eegmat] [--long-minutes 120]
+
+`--long-minutes` also simulates one long EDF recording and runs the job on it and on a recording a
+quarter as long: peak RSS must not grow with recording length (chunked reading).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "eegmat"
+
+MNE_REFERENCE = r'''
+import glob, os, sys, numpy as np, mne
+mne.set_log_level("ERROR")
+files, out = sorted(glob.glob(os.path.join(sys.argv[1], "*.edf"))), sys.argv[2]
+chans = ["Fp1","F3","C3","P3","F7","T3","T5","O1","Fz","Cz","Pz","Fp2","F4","C4","P4","F8","T4","T6","O2"]
+for k, path in enumerate(files):
+    raw = mne.io.read_raw_edf(path, preload=True)
+    raw.pick(["EEG " + c for c in chans])
+    raw.notch_filter([50.0])
+    raw.filter(0.5, 100.0)
+    raw.resample(256.0)
+    data = raw.get_data().astype(np.float32) * 1e6
+    n = data.shape[1] // 2560
+    windows = np.stack([data[:, i * 2560:(i + 1) * 2560] for i in range(n)]).astype(np.float16)
+    np.save(os.path.join(out, f"{k:03d}.npy"), windows)
+'''
+
+
+# Runs one command and prints the peak RSS (kB) of its largest descendant. A fresh wrapper per
+# measurement, because RUSAGE_CHILDREN is a running maximum over every child a process ever had.
+_RSS_WRAPPER = (
+    "import resource, subprocess, sys\n"
+    "rc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL).returncode\n"
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
+    "sys.exit(rc)\n"
+)
+
+
+def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of the largest process the command ran."""
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _RSS_WRAPPER, *cmd], env=env, cwd=REPO,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"benchmark step failed: {' '.join(cmd[:4])} ...\n{done.stderr[-2000:]}")
+    return seconds, int(done.stdout.strip().splitlines()[-1]) / 1024.0
+
+
+def _eeg_hours(data: Path) -> float:
+    sys.path.insert(0, str(REPO))
+    from pipelines.readers import open_recording
+
+    total = 0.0
+    for path in sorted(data.glob("*.edf")):
+        with open_recording(path) as reader:
+            total += reader.info.duration_s
+    return total / 3600.0
+
+
+def _eegfm(inputs: list[str], out: Path, key: Path, extra: list[str]) -> list[str]:
+    args = [sys.executable, "-m", "pipelines.preprocess", "--output", str(out),
+            "--pseudonym_key_file", str(key), "--window_seconds", "10", "--stride_seconds", "10",
+            "--line_freq", "50", "--h_freq", "100", "--runner", "DirectRunner", *extra]
+    for item in inputs:
+        args += ["--input", item]
+    return args
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of eegmat EDF files")
+    parser.add_argument("--long-minutes", type=float, default=120.0,
+                        help="length of the simulated long recording for the memory check (0: skip)")
+    args = parser.parse_args()
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    hours = _eeg_hours(args.data)
+    result: dict = {"benchmark": "preprocess", "data": str(args.data), "eeg_hours": round(hours, 4),
+                    "cpu_count": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        key = tmp / "key"
+        key.write_bytes(os.urandom(32).hex().encode())
+        (tmp / "mne").mkdir()
+        mne_s, mne_rss = _timed([sys.executable, "-c", MNE_REFERENCE, str(args.data), str(tmp / "mne")], env)
+        runs = {
+            "eegfm_1_worker": ["--direct_running_mode", "in_memory"],
+            "eegfm_mp_1_worker": ["--direct_running_mode", "multi_processing", "--direct_num_workers", "1"],
+            "eegfm_mp_2_workers": ["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
+        }
+        timings = {}
+        for name, extra in runs.items():
+            seconds, rss = _timed(_eegfm([str(args.data)], tmp / name, key, extra), env)
+            timings[name] = (seconds, rss)
+        result["mne_reference"] = {"seconds": round(mne_s, 2), "eeg_hours_per_s": round(hours / mne_s, 4),
+                                   "peak_rss_mb": round(mne_rss)}
+        for name, (seconds, rss) in timings.items():
+            result[name] = {"seconds": round(seconds, 2), "eeg_hours_per_s": round(hours / seconds, 4),
+                            "peak_rss_mb_largest_process": round(rss)}
+        one = timings["eegfm_1_worker"][0]
+        result["speedup_vs_mne_1_worker"] = round(mne_s / one, 2)
+        result["speedup_1_to_2_workers"] = round(
+            timings["eegfm_mp_1_worker"][0] / timings["eegfm_mp_2_workers"][0], 2)
+        result["targets"] = {"speedup_vs_mne_1_worker": ">= 3.0", "speedup_1_to_2_workers": ">= 1.6",
+                             "peak_rss_per_worker_mb": "<= 2048"}
+        if args.long_minutes > 0:
+            result["long_recording"] = _long_recording(tmp, key, args.long_minutes, env)
+    print(json.dumps(result, indent=2))
+
+
+def _long_recording(tmp: Path, key: Path, minutes: float, env: dict) -> dict:
+    """Peak RSS on a long and a 4x shorter simulated recording: bounded memory means ~equal."""
+    out = {}
+    for label, length in (("short", minutes / 4), ("long", minutes)):
+        corpus = tmp / f"sim-{label}"
+        subprocess.run([sys.executable, "-m", "pipelines.simulate", "--output", str(corpus), "--sites", "1",
+                        "--subjects-per-site", "1", "--recordings-per-subject", "1",
+                        "--minutes", str(length), "--format", "edf", "--quiet"], check=True, env=env,
+                       stdout=subprocess.DEVNULL)
+        edf = next((corpus / "edf").rglob("*.edf"))
+        seconds, rss = _timed(_eegfm([str(edf)], tmp / f"out-{label}", key,
+                                     ["--direct_running_mode", "in_memory", "--no_artifact_model"]), env)
+        out[label] = {"minutes": length, "file_mb": round(edf.stat().st_size / 2**20, 1),
+                      "seconds": round(seconds, 2), "peak_rss_mb": round(rss)}
+    out["rss_growth_long_vs_short"] = round(out["long"]["peak_rss_mb"] / out["short"]["peak_rss_mb"], 3)
+    return out
+
+
+if __name__ == "__main__":
+    main()
