@@ -97,8 +97,9 @@ def band_features_from_psd(freqs: np.ndarray, psd: np.ndarray) -> np.ndarray:
     """:func:`band_features` from a Welch PSD: ``psd`` (n_chans, n_freqs) gives (n_chans * 8,),
     a batch (n_windows, n_chans, n_freqs) gives (n_windows, n_chans * 8).
 
-    Pass ``report.spectrum.freqs, report.spectrum.psd`` of a :class:`pipelines.quality.QualityReport`
-    (or a :func:`pipelines.features.window_spectrum`) to score a window without a second PSD.
+    Pass ``report.spectrum.freqs, report.spectrum.psd`` of a
+    :class:`pipelines.quality.QualityReport` (or of a :func:`pipelines.features.window_spectrum`)
+    to score a window without a second PSD.
     """
     freqs = np.asarray(freqs, dtype=np.float64)
     psd = np.asarray(psd)

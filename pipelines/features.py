@@ -103,7 +103,7 @@ def welch_psd(
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class WindowSpectrum:
-    """The Welch PSD of one window (or a batch), computed once and shared by the stages that need it.
+    """The Welch PSD of one window (or a batch), computed once and shared by the stages using it.
 
     ``psd`` has shape (n_chans, n_freqs), or (n_windows, n_chans, n_freqs) for a batch, in uV^2/Hz
     (float32 for float16/float32 input, else float64); ``freqs`` (n_freqs,) in Hz. Made by
@@ -203,23 +203,31 @@ def _welch(
             for i in range(0, n_rows, rows)
         ])
         return freqs, psd.reshape(*x.shape[:-1], -1)
-    # (..., n_segments, nperseg) view of the overlapping segments; no copy yet.
-    segments = as_strided(
-        x, shape=(*x.shape[:-1], n_segments, nperseg),
-        strides=(*x.strides[:-1], step * x.strides[-1], x.strides[-1]), writeable=False,
-    )
+    # (..., n_segments, nperseg) read-only view of the overlapping segments; no copy yet.
+    shape = (*x.shape[:-1], n_segments, nperseg)
+    strides = (*x.strides[:-1], step * x.strides[-1], x.strides[-1])
+    if x.flags.c_contiguous:  # the same view as as_strided, without its Python overhead
+        segments = np.ndarray(shape, x.dtype, x, 0, strides)
+        segments.flags.writeable = False
+    else:
+        segments = as_strided(x, shape=shape, strides=strides, writeable=False)
     # (nperseg >= 4: below, bin 1 of a Hann window's transform is not -nperseg / 4.)
     if x.dtype == np.float32 and nperseg == 2 * step and nperseg >= 4 and (
         max_segments is None or n_segments <= max_segments
     ):
-        psd = _welch_float32(x, segments, window, scale, freqs[1] - freqs[0])
-        if psd is not None:
-            return freqs, psd
+        return freqs, _welch_float32(x, segments, window, scale, freqs[1] - freqs[0])
     if max_segments is not None and n_segments > max_segments:
-        segments = segments[..., np.linspace(0, n_segments - 1, max_segments).round().astype(int), :]
+        chosen = np.linspace(0, n_segments - 1, max_segments).round().astype(int)
+        segments = segments[..., chosen, :]
+    return freqs, _welch_centred(segments, window, scale)
+
+
+def _welch_centred(segments: np.ndarray, window: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Welch PSD from segments (..., n_segments, nperseg): each segment's mean removed, Hann
+    weighted, transformed."""
     buf = segments - segments.mean(axis=-1, keepdims=True)
     buf *= window
-    return freqs, _density(sp_fft.rfft(buf, axis=-1, overwrite_x=True, workers=1), scale)
+    return _density(sp_fft.rfft(buf, axis=-1, overwrite_x=True, workers=1), scale)
 
 
 def _density(spectrum: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -236,13 +244,15 @@ def _density(spectrum: np.ndarray, scale: np.ndarray) -> np.ndarray:
 
 def _welch_float32(
     x: np.ndarray, segments: np.ndarray, window: np.ndarray, scale: np.ndarray, df: float
-) -> np.ndarray | None:
+) -> np.ndarray:
     """Welch PSD of float32 ``x`` whose segments are two half-segment blocks (the default).
 
     A segment's mean is removed after the transform rather than before, which saves a pass: for
     the periodic Hann window ``w``, ``rfft(w * (s - m))`` is ``rfft(w * s)`` minus ``m * N / 2`` in
     bin 0 and plus ``m * N / 4`` in bin 1. The means come from sums over the half-segment blocks.
-    None when a segment's mean is large next to the signal (see ``_MAX_DC_TO_RMS``).
+    Rows (channels) whose mean is large next to their signal (see ``_MAX_DC_TO_RMS``) are redone
+    with the means removed first. Each row's result depends on that row alone, so a batch gives
+    the same PSDs as its windows one at a time.
     """
     n_segments, nperseg = segments.shape[-2:]
     step = nperseg // 2
@@ -254,8 +264,10 @@ def _welch_float32(
     spectrum[..., 1] += (means * (nperseg / 4.0)).astype(np.float32)
     psd = _density(spectrum, scale)
     mean_sq = (means * means).max(axis=-1)
-    if np.any(mean_sq > _MAX_DC_TO_RMS**2 * psd.sum(axis=-1, dtype=np.float64) * df):
-        return None
+    redo = mean_sq > _MAX_DC_TO_RMS**2 * psd.sum(axis=-1, dtype=np.float64) * df
+    if redo.any():
+        rows = np.nonzero(redo)
+        psd[rows] = _welch_centred(segments[rows], window, scale)
     return psd
 
 
@@ -328,14 +340,25 @@ def spectral_features(
     return np.concatenate([relative, entropy[:, None]], axis=1)
 
 
-def compute_features(data: np.ndarray, sfreq: float = 256.0) -> np.ndarray:
+def compute_features(
+    data: np.ndarray, sfreq: float = 256.0, *, spectrum: WindowSpectrum | None = None
+) -> np.ndarray:
     """All :data:`CHANNEL_FEATURES` for every channel, flattened channel-major, float32.
 
     For a (19, n_times) window in canonical order the entries line up with :data:`FEATURE_NAMES`;
-    for other channel sets use :func:`feature_names` with the same channel list.
+    for other channel sets use :func:`feature_names` with the same channel list. ``spectrum``:
+    the window's :func:`window_spectrum` (e.g. ``QualityReport.spectrum``) to reuse its PSD.
     """
     data, sfreq = _check_window(data, sfreq)
+    psd = None
+    if spectrum is not None:
+        if spectrum.psd.shape != (data.shape[0], spectrum.freqs.size) or spectrum.sfreq != sfreq:
+            raise ValueError(
+                f"spectrum: expected the PSD of this window (shape ({data.shape[0]}, n_freqs) at "
+                f"{sfreq} Hz); got shape {spectrum.psd.shape} at {spectrum.sfreq} Hz"
+            )
+        psd = (spectrum.freqs, spectrum.psd.astype(np.float64))
     per_channel = np.concatenate(
-        [time_domain_features(data, sfreq), spectral_features(data, sfreq)], axis=1
+        [time_domain_features(data, sfreq), spectral_features(data, sfreq, psd=psd)], axis=1
     )
     return per_channel.astype(np.float32).reshape(-1)

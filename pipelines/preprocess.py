@@ -127,6 +127,13 @@ def _sample_key(window: Window) -> str:
     return hashlib.sha256(rec.recording_id + b"|" + str(float(rec.window_start_s)).encode()).hexdigest()
 
 
+def _ae_features(window: Window) -> np.ndarray:
+    """The window's autoencoder features: shared with quality scoring when the processor kept them."""
+    if window.ae_features is not None:
+        return window.ae_features
+    return band_features(window.record.eeg[None].astype(np.float32))[0]
+
+
 def _fit_autoencoder(sample: list[tuple[str, np.ndarray]], min_windows: int, seed: int):
     if len(sample) < min_windows:
         log.warning("artifact autoencoder not fitted: %d training windows < %d", len(sample), min_windows)
@@ -170,7 +177,7 @@ class ScoreWithAutoencoderFn(beam.DoFn):
         if model is None:
             yield window
             return
-        score = float(model.score_features(band_features(window.record.eeg[None].astype(np.float32)))[0])
+        score = float(model.score_features(_ae_features(window)[None])[0])
         # Beam elements are immutable: other branches may hold the same object. A shallow copy
         # shares the (read-only) samples and skips re-validating them.
         rec = copy.copy(window.record)
@@ -183,7 +190,7 @@ class ScoreWithAutoencoderFn(beam.DoFn):
                 window.source, rec.site_id.decode(), float(rec.window_start_s),
                 [f"artifact_score={float(rec.artifact_score):.4g} > max_artifact_score={self._max_score:.4g}"]))
             return
-        yield Window(rec, window.source)
+        yield Window(rec, window.source, window.ae_features)
 
 
 class ScoreArtifacts(beam.PTransform):
@@ -208,7 +215,7 @@ class ScoreArtifacts(beam.PTransform):
             sample = (
                 windows
                 | "TrainSites" >> beam.Filter(lambda w: not train or w.record.site_id.decode() in train)
-                | "Features" >> beam.Map(lambda w: (_sample_key(w), band_features(w.record.eeg[None].astype(np.float32))[0]))
+                | "Features" >> beam.Map(lambda w: (_sample_key(w), _ae_features(w)))
                 # Deterministic sample: the windows with the smallest keyed hash, so every runner
                 # and worker count fits the same model.
                 | "Sample" >> beam.combiners.Top.Of(self._sample_size, key=lambda kv: kv[0], reverse=True)

@@ -30,6 +30,7 @@ from pipelines import schema
 from pipelines.config import Config, check_option, check_range
 from pipelines.logging_setup import get_logger
 from pipelines.deid import pseudonym
+from pipelines.artifact_ae import band_features_from_psd
 from pipelines.features import compute_features
 from pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
 from pipelines.harmonize import HarmonizeError, harmonize, plan_harmonization
@@ -83,6 +84,9 @@ class PreprocessConfig(Config):
 class Window:
     record: schema.WindowRecord
     source: str
+    # Log band powers of the float32 window for the artifact autoencoder, from the same spectrum
+    # the quality metrics used (not stored in the TFRecord).
+    ae_features: np.ndarray | None = None
 
 
 @dataclasses.dataclass
@@ -248,7 +252,9 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     try:
         plan = plan_harmonization(info.ch_names, min_channels=config.min_channels)
     except HarmonizeError as err:
-        raise StageError("harmonize", str(err)) from err
+        empty = getattr(reader, "empty_columns", ())
+        note = f"; columns entirely NaN (not recorded): {', '.join(empty)}" if empty else ""
+        raise StageError("harmonize", f"{err}{note}") from err
     cmap = plan[0]
     outcome.interpolated = cmap.missing
     ids = _ids(item, reader, key, sha)
@@ -419,11 +425,12 @@ def _make_window(item, req, raw_buf, out_buf, bad_buf, ids, clinical, config, co
         task=req.task,
         age=math.nan if clinical["age"] is None else clinical["age"],
         sex=clinical["sex"],
-        extra=compute_features(eeg, TARGET_SFREQ) if config.features else np.zeros(0, np.float32),
+        extra=(compute_features(eeg, TARGET_SFREQ, spectrum=report.spectrum) if config.features
+               else np.zeros(0, np.float32)),
         ecg=filtered[schema.N_CHANS] if has_ecg else None,
         source_sha256=sha,
         config_hash=config_hash,
-    ), item.path)
+    ), item.path, band_features_from_psd(report.spectrum.freqs, report.spectrum.psd).astype(np.float32))
 
 
 def _channel_mask(item: SourceItem, outcome: Outcome) -> np.ndarray:

@@ -302,6 +302,12 @@ def _le_threshold(threshold: np.ndarray | float, dtype: np.dtype) -> np.ndarray:
     return np.where(t > threshold, np.nextafter(t, np.float32(-np.inf)), t)
 
 
+@lru_cache(maxsize=64)
+def _scalar_le_threshold(threshold: float, dtype_char: str) -> np.ndarray:
+    """:func:`_le_threshold` of one threshold, cached (the flat tolerance of every window)."""
+    return _le_threshold(threshold, np.dtype(dtype_char))
+
+
 def _as_work(x: np.ndarray) -> np.ndarray:
     """float32 and float64 as they are, float16 exactly as float32, anything else as float64."""
     if x.dtype == np.float32 or x.dtype == np.float64:
@@ -318,8 +324,6 @@ def _has_run(mask: np.ndarray, min_len: int) -> bool:
     while 2 * span <= min_len:
         window = window[..., :-span] & window[..., span:]
         span *= 2
-        if not window.any():
-            return False
     if span < min_len:
         shift = min_len - span
         window = window[..., : window.shape[-1] - shift] & window[..., shift:]
@@ -364,7 +368,7 @@ def _flat(x: np.ndarray, sfreq: float, tol_uv: float, min_duration_s: float) -> 
     """:func:`flat_mask` of a C-contiguous window, or None when no sample is flat."""
     # small[:, t]: the change from t to t+1 is small; the last column (no next sample) is False,
     # so runs cannot continue from one row into the next and the flattened mask can be searched.
-    small = _lagged_abs_diff(x, 1, np.inf) <= _le_threshold(tol_uv, x.dtype)
+    small = _lagged_abs_diff(x, 1, np.inf) <= _scalar_le_threshold(float(tol_uv), x.dtype.char)
     min_steps = max(1, int(round(min_duration_s * sfreq)) - 1)
     if not _has_run(small.reshape(-1), min_steps):
         return None
@@ -442,10 +446,30 @@ def _robust_scale(abs_step: np.ndarray) -> np.ndarray:
     return np.maximum(1.4826 * median, 1e-6)
 
 
+def _pop_lengths(sfreq: float, config: QualityConfig) -> tuple[int, int, int, int]:
+    """Samples in a step, the baseline before it, and the early and late spans after it."""
+    return (
+        max(1, int(round(config.pop_step_s * sfreq))), max(1, int(round(0.1 * sfreq))),
+        int(round(0.2 * sfreq)), int(round(0.3 * sfreq)),
+    )
+
+
+def _pop_screen(rows: np.ndarray, sfreq: float, config: QualityConfig) -> np.ndarray | None:
+    """Per row (C-contiguous (n_rows, n_times)), whether it has a step of ``pop_min_uv`` and so
+    may hold a pop; None when windows are too short for any."""
+    k, pre_len, early_len, _ = _pop_lengths(sfreq, config)
+    if rows.shape[1] <= k + pre_len + early_len:
+        return None
+    # float32 steps are within a relative 2**-24 of the float64 ones: screen with a margin.
+    margin = 1.0 - 1e-6 if rows.dtype == np.float32 else 1.0
+    return _lagged_abs_diff(rows, k, 0.0).max(axis=1) >= config.pop_min_uv * margin
+
+
 def _pops(
-    x: np.ndarray, sfreq: float, config: QualityConfig
+    x: np.ndarray, sfreq: float, config: QualityConfig, screen: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`detect_pops`, with None for an empty span mask.
+    """:func:`detect_pops`, with None for an empty span mask; ``screen``: :func:`_pop_screen`
+    of the rows of ``x`` if already computed.
 
     A pop needs a step of at least ``pop_min_uv``, which most windows do not have: one pass finds
     the channels that do, and only if one of them also has a step of ``pop_z`` robust SDs are the
@@ -454,18 +478,12 @@ def _pops(
     """
     n_chans, n = x.shape
     counts = np.zeros(n_chans, dtype=np.int64)
-    k = max(1, int(round(config.pop_step_s * sfreq)))
-    pre_len = max(1, int(round(0.1 * sfreq)))
-    early_len = int(round(0.2 * sfreq))
-    late_len = int(round(0.3 * sfreq))
-    if n <= k + pre_len + early_len:
+    k, pre_len, early_len, late_len = _pop_lengths(sfreq, config)
+    if screen is None:
+        screen = _pop_screen(x, sfreq, config)
+    if screen is None or not screen.any():
         return counts, None
-    step = _lagged_abs_diff(x, k, 0.0)
-    # float32 steps are within a relative 2**-24 of the float64 ones: screen with a margin.
-    margin = 1.0 - 1e-6 if x.dtype == np.float32 else 1.0
-    maybe = np.flatnonzero(step.max(axis=1) >= config.pop_min_uv * margin)
-    if maybe.size == 0:
-        return counts, None
+    maybe = np.flatnonzero(screen)
     # From here on float64 steps, exactly as if x were float64.
     abs_maybe = _lagged_abs_diff(x[maybe].astype(np.float64), k, 0.0)[:, :-k]
     # Robust SD of the steps (they are centred on zero: 1.4826 * median |step|).
@@ -562,10 +580,10 @@ def _line_windows(freqs: np.ndarray, freq: float) -> np.ndarray | None:
 @dataclasses.dataclass(frozen=True)
 class _SpectralPlan:
     weights: np.ndarray  # (n_freqs, 4): signal mean, noise mean, muscle sum, total sum
-    empty: np.ndarray  # (4,) bool: bands without bins (their metric is NaN)
-    # per group of LINE_FREQUENCIES with the same window layout: (their positions, bin indices
-    # (n_freqs_in_group, 1 + n_refs, width)); frequencies left out read NaN
-    line_groups: tuple[tuple[list[int], np.ndarray], ...]
+    nan_columns: tuple[int, ...]  # signal or noise band without bins: the SNR is NaN
+    # bin indices of the peak and reference windows of the mains frequencies inside the
+    # spectrum, (n_lines, 1 + n_refs, width), grouped by layout; the others read NaN
+    line_groups: tuple[np.ndarray, ...]
 
 
 @lru_cache(maxsize=32)
@@ -586,56 +604,52 @@ def _spectral_plan(
     for col in (0, 1):  # mean densities
         weights[:, col] /= max(1, sels[col].sum())
     weights.setflags(write=False)
-    empty = np.array([not sel.any() for sel in sels])
-    groups: dict[tuple[int, ...], tuple[list[int], list[np.ndarray]]] = {}
-    for i, freq in enumerate(LINE_FREQUENCIES):
+    nan_columns = tuple(col for col in (0, 1) if not sels[col].any())
+    groups: dict[tuple[int, ...], list[np.ndarray]] = {}
+    for freq in LINE_FREQUENCIES:
         windows = _line_windows(freqs, freq)
         if windows is not None:
-            positions, stack = groups.setdefault(windows.shape, ([], []))
-            positions.append(i)
-            stack.append(windows)
-    line_groups = tuple((positions, np.stack(stack)) for positions, stack in groups.values())
-    return _SpectralPlan(weights, empty, line_groups)
-
-
-def _line_db(psd: np.ndarray, windows: np.ndarray) -> np.ndarray:
-    """:func:`pipelines.filters.line_ratio_db` (n_chans, n_freqs) at several mains frequencies
-    whose bin windows are ``windows`` (n_freqs, 1 + n_refs, width); see :func:`_line_windows`."""
-    maxima = psd[:, windows].max(axis=3)  # (n_chans, n_freqs, 1 + n_refs)
-    refs = np.sort(maxima[:, :, 1:], axis=2)
-    n_refs = refs.shape[2]
-    if n_refs % 2:
-        ref = refs[:, :, n_refs // 2]
-    else:
-        ref = (refs[:, :, n_refs // 2 - 1] + refs[:, :, n_refs // 2]) / 2.0
-    tiny = np.finfo(np.float64).tiny
-    return 10.0 * np.log10(np.maximum(maxima[:, :, 0], tiny) / np.maximum(ref, tiny))
+            groups.setdefault(windows.shape, []).append(windows)
+    return _SpectralPlan(weights, nan_columns, tuple(np.stack(g) for g in groups.values()))
 
 
 def _spectral_metrics(
-    spectrum: WindowSpectrum, config: QualityConfig
+    freqs: np.ndarray, psd: np.ndarray, sfreq: float, config: QualityConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-channel SNR (dB), muscle ratio and worst mains ratio (dB) from a window's PSD."""
-    freqs = spectrum.freqs
+    """Per-channel SNR (dB), muscle ratio and worst mains ratio (dB) from PSDs (..., n_freqs).
+
+    The mains ratios are :func:`pipelines.filters.line_ratio_db` (peak over the median of the
+    reference windows' maxima) from precomputed bin windows; callers silence floating-point
+    warnings (empty bands, zero power)."""
     plan = _spectral_plan(
-        freqs.tobytes(), spectrum.sfreq, tuple(config.signal_band), tuple(config.noise_band),
+        freqs.tobytes(), sfreq, tuple(config.signal_band), tuple(config.noise_band),
         tuple(config.muscle_band), tuple(config.total_band),
     )
-    psd = spectrum.psd.astype(np.float64)
-    sums = psd @ plan.weights  # (n_chans, 4)
-    if plan.empty.any():
-        sums[:, plan.empty[:2].tolist() + [False, False]] = np.nan
-    signal, noise, muscle_power, total_power = sums.T
+    psd = psd.astype(np.float64)
+    sums = psd @ plan.weights  # (..., 4)
+    for col in plan.nan_columns:
+        sums[..., col] = np.nan
+    # Every ratio reported in dB: signal over noise, then each mains peak over its reference.
+    numerators, denominators = [sums[..., :1]], [sums[..., 1:2]]
+    for windows in plan.line_groups:
+        maxima = psd[..., windows].max(axis=-1)  # (..., n_lines, 1 + n_refs)
+        refs = np.sort(maxima[..., 1:], axis=-1)
+        numerators.append(maxima[..., 0])
+        denominators.append(_median_of_sorted(refs))
     tiny = np.finfo(np.float64).tiny
-    # Callers silence floating-point warnings (empty bands, zero power).
-    snr = 10.0 * np.log10(np.maximum(signal, tiny) / np.maximum(noise, tiny))
-    muscle = np.divide(muscle_power, total_power, out=np.zeros(len(psd)), where=total_power > 0)
+    numerators = np.concatenate(numerators, axis=-1)
+    denominators = np.concatenate(denominators, axis=-1)
+    db = 10.0 * np.log10(np.maximum(numerators, tiny) / np.maximum(denominators, tiny))
+    snr = db[..., 0]
+    muscle_power, total_power = sums[..., 2], sums[..., 3]
+    muscle = np.divide(muscle_power, total_power, out=np.zeros(total_power.shape),
+                       where=total_power > 0)
     # Worst mains ratio: NaN ratios (frequency outside the spectrum) and infinite ones are NaN.
-    line_db = np.full(len(psd), -np.inf)
-    for _, windows in plan.line_groups:
-        ratios = _line_db(psd, windows)
-        np.fmax(line_db, np.where(np.isnan(ratios), -np.inf, ratios).max(axis=1), out=line_db)
-    line_db[~np.isfinite(line_db)] = np.nan
+    if db.shape[-1] > 1:
+        line_db = np.where(np.isnan(db[..., 1:]), -np.inf, db[..., 1:]).max(axis=-1)
+        line_db[~np.isfinite(line_db)] = np.nan
+    else:
+        line_db = np.full(snr.shape, np.nan)
     return snr, muscle, line_db
 
 
@@ -662,21 +676,20 @@ def _channel_severity(
     config: QualityConfig, snr: np.ndarray, flat_frac: np.ndarray, clip_frac: np.ndarray,
     ptp: np.ndarray, muscle: np.ndarray, line_db: np.ndarray, pops: np.ndarray,
 ) -> np.ndarray:
-    """(n_chans, 8) :func:`_severity` of the channel metrics (SNR, flat, clip, high and low
+    """(..., n_chans, 8) :func:`_severity` of the channel metrics (SNR, flat, clip, high and low
     amplitude, muscle, mains) and the pop count; callers silence floating-point warnings."""
-    severity = np.empty((len(ptp), 8))
-    db = np.stack([config.min_snr_db - snr, line_db - config.max_line_noise_db])
+    severity = np.empty(ptp.shape + (8,))
+    db = np.stack([config.min_snr_db - snr, line_db - config.max_line_noise_db], axis=-1)
     db = 10.0 ** (np.clip(db, -300.0, 300.0) / 10.0)
-    severity[:, 0] = db[0]
-    severity[:, 1] = flat_frac / config.max_flat_fraction
-    severity[:, 2] = clip_frac / config.max_clip_fraction
-    severity[:, 3] = ptp / config.max_ptp_uv
-    severity[:, 4] = np.where(ptp > 0, config.min_ptp_uv / ptp, np.inf)
-    severity[:, 5] = muscle / config.max_muscle_ratio
-    severity[:, 6] = db[1]
-    severity[:, 7] = pops  # one pop reaches the threshold
-    # NaN only comes from a NaN metric (no SNR or mains ratio), which counts as 0.
-    severity[np.isnan(severity)] = 0.0
+    db[np.isnan(db)] = 0.0  # a NaN metric (no SNR or mains ratio) counts as 0
+    severity[..., ::6] = db
+    ratios = np.stack([flat_frac, clip_frac, ptp, muscle], axis=-1)
+    ratios /= (config.max_flat_fraction, config.max_clip_fraction, config.max_ptp_uv,
+               config.max_muscle_ratio)
+    severity[..., 1:4] = ratios[..., :3]
+    severity[..., 4] = np.where(ptp > 0, config.min_ptp_uv / ptp, np.inf)
+    severity[..., 5] = ratios[..., 3]
+    severity[..., 7] = pops  # one pop reaches the threshold
     return severity
 
 
@@ -710,38 +723,81 @@ def _default_config() -> QualityConfig:
     return QualityConfig()
 
 
-def _max_median(values: np.ndarray) -> tuple[float, float]:
-    """(max, median) of a non-empty array without NaN, as ``np.max`` and ``np.median``."""
-    ordered = np.sort(values)
-    half = ordered.size // 2
-    median = ordered[half] if ordered.size % 2 else (ordered[half - 1] + ordered[half]) / 2.0
-    return float(ordered[-1]), float(median)
+def _median_of_sorted(ordered: np.ndarray) -> np.ndarray:
+    """Median along the last axis of sorted values, as ``np.median`` computes it."""
+    half = ordered.shape[-1] // 2
+    if ordered.shape[-1] % 2:
+        return ordered[..., half]
+    return (ordered[..., half - 1] + ordered[..., half]) / 2.0
 
 
-def _nan_max_median(values: np.ndarray) -> tuple[float, float]:
-    """:func:`_max_median` ignoring NaN (NaN, NaN when nothing is left)."""
-    nan = np.isnan(values)
-    if nan.any():
-        values = values[~nan]
-        if values.size == 0:
-            return math.nan, math.nan
-    return _max_median(values)
+def _worst(values: np.ndarray, measured: np.ndarray, all_measured: bool) -> np.ndarray:
+    """Max over the measured channels (last axis) of ``values`` (..., n_windows, n_chans) that
+    are never NaN; ``measured`` (n_windows, n_chans)."""
+    return (values if all_measured else np.where(measured, values, -np.inf)).max(axis=-1)
 
 
-def _check_spectrum(spectrum: Any, n_chans: int, n_times: int, sfreq: float) -> None:
+def _max_median(
+    values: np.ndarray, measured: np.ndarray, all_measured: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Max and median over the measured channels (last axis) of ``values``
+    (..., n_windows, n_chans), ignoring NaN, as ``np.max`` and ``np.median`` compute them (NaN
+    when none is left); ``measured`` (n_windows, n_chans)."""
+    if all_measured and not np.isnan(values).any():
+        ordered = np.sort(values, axis=-1)
+        return ordered[..., -1], _median_of_sorted(ordered)
+    worst, median = np.full(values.shape[:-1], np.nan), np.full(values.shape[:-1], np.nan)
+    for index in np.ndindex(*values.shape[:-1]):
+        row = values[index]
+        row = row[measured[index[-1]] & ~np.isnan(row)]
+        if row.size:
+            ordered = np.sort(row)
+            worst[index], median[index] = ordered[-1], _median_of_sorted(ordered)
+    return worst, median
+
+
+def _check_spectrum(spectrum: Any, shape: tuple[int, ...], sfreq: float) -> None:
+    """``spectrum`` must be the :class:`WindowSpectrum` of windows of ``shape`` (..., n_times)."""
     if not isinstance(spectrum, WindowSpectrum):
         raise TypeError(
             f"spectrum: expected a pipelines.features.WindowSpectrum; got {type(spectrum).__name__}"
         )
-    expected = (n_chans, spectrum.freqs.size)
-    if (spectrum.psd.shape != expected or spectrum.n_times != n_times or spectrum.sfreq != sfreq
+    expected = shape[:-1] + (spectrum.freqs.size,)
+    if (spectrum.psd.shape != expected or spectrum.n_times != shape[-1] or spectrum.sfreq != sfreq
             or spectrum.segment_s != DEFAULT_SEGMENT_S):
         raise ValueError(
             f"spectrum: expected the spectrum of this window (psd shape {expected}, n_times "
-            f"{n_times}, sfreq {sfreq}, segment_s {DEFAULT_SEGMENT_S}); got psd shape "
+            f"{shape[-1]}, sfreq {sfreq}, segment_s {DEFAULT_SEGMENT_S}); got psd shape "
             f"{spectrum.psd.shape}, n_times {spectrum.n_times}, sfreq {spectrum.sfreq}, "
             f"segment_s {spectrum.segment_s}"
         )
+
+
+def _check_sfreq(sfreq: Any) -> float:
+    if isinstance(sfreq, bool) or not isinstance(sfreq, (int, float, np.integer, np.floating)):
+        raise TypeError(f"sfreq: expected a sampling rate in Hz; got {sfreq!r}")
+    if not np.isfinite(sfreq) or sfreq <= 0:
+        raise ValueError(f"sfreq: expected a finite rate > 0 Hz; got {sfreq!r}")
+    return float(sfreq)
+
+
+def _check_measured(channel_mask: Any, shape: tuple[int, int]) -> np.ndarray:
+    """(n_windows, n_chans) bool from a (n_chans,) or (n_windows, n_chans) channel mask."""
+    n_windows, n_chans = shape
+    if channel_mask is None:
+        return np.ones(shape, dtype=bool)
+    measured = np.asarray(channel_mask).astype(bool)
+    if measured.shape != shape:
+        if measured.size != n_chans:
+            raise ValueError(
+                f"channel_mask: expected {n_chans} entries; got {measured.shape[-1]}"
+            )
+        measured = measured.reshape(1, n_chans)
+        if n_windows > 1:
+            measured = measured.repeat(n_windows, axis=0)
+    if not measured.any(axis=1).all():
+        raise ValueError("channel_mask: expected at least one measured channel (1); got all 0")
+    return measured
 
 
 def compute_quality(
@@ -767,28 +823,64 @@ def compute_quality(
         :func:`pipelines.artifact_ae.band_features_from_psd`.
 
     float32 (and float16) windows are processed without a float64 copy; every metric equals the
-    float64 computation up to float32 rounding of the power spectrum (relative 1e-6).
+    float64 computation up to float32 rounding of the power spectrum (relative 1e-6). Several
+    windows at once: :func:`compute_quality_batch`.
     """
-    config = _default_config() if config is None else config
     data = np.asarray(data)
     if data.ndim != 2 or data.shape[1] < 2:
         raise ValueError(
             f"data: expected shape (n_chans, n_times) with n_times >= 2; got {data.shape}"
         )
-    if isinstance(sfreq, bool) or not isinstance(sfreq, (int, float, np.integer, np.floating)):
-        raise TypeError(f"sfreq: expected a sampling rate in Hz; got {sfreq!r}")
-    if not np.isfinite(sfreq) or sfreq <= 0:
-        raise ValueError(f"sfreq: expected a finite rate > 0 Hz; got {sfreq!r}")
-    sfreq = float(sfreq)
-    n_chans, n_times = data.shape
-    if channel_mask is None:
-        measured = np.ones(n_chans, dtype=bool)
-    else:
-        measured = np.asarray(channel_mask).astype(bool).reshape(-1)
-        if measured.shape != (n_chans,):
-            raise ValueError(f"channel_mask: expected {n_chans} entries; got {measured.shape[0]}")
-        if not measured.any():
-            raise ValueError("channel_mask: expected at least one measured channel (1); got all 0")
+    if channel_mask is not None:
+        channel_mask = np.asarray(channel_mask).reshape(-1)
+    if unfiltered is not None:
+        unfiltered = np.asarray(unfiltered)
+        if unfiltered.shape != data.shape:
+            raise ValueError(
+                f"unfiltered: expected shape {data.shape} like data; got {unfiltered.shape}"
+            )
+        unfiltered = unfiltered[None]
+    if spectrum is not None:
+        _check_spectrum(spectrum, data.shape, _check_sfreq(sfreq))
+        spectrum = WindowSpectrum(spectrum.freqs, spectrum.psd[None], spectrum.sfreq,
+                                  spectrum.n_times, spectrum.segment_s)
+    return compute_quality_batch(
+        data[None], sfreq, config, channel_mask=channel_mask, unfiltered=unfiltered,
+        physical_min=physical_min, physical_max=physical_max, spectrum=spectrum,
+    )[0]
+
+
+def compute_quality_batch(
+    windows: np.ndarray,
+    sfreq: float = 256.0,
+    config: QualityConfig | None = None,
+    *,
+    channel_mask: Sequence[int] | np.ndarray | None = None,
+    unfiltered: np.ndarray | None = None,
+    physical_min: float | Sequence[float] | None = None,
+    physical_max: float | Sequence[float] | None = None,
+    spectrum: WindowSpectrum | None = None,
+) -> list[QualityReport]:
+    """:func:`compute_quality` of each of ``windows`` (n_windows, n_chans, n_times), one report
+    per window, identical to computing them one at a time.
+
+    For batches of about 8 windows this costs a fifth to a quarter less per window than separate
+    calls (the per-call overhead is shared; larger batches gain nothing more). ``channel_mask``
+    is (n_chans,) for every window or (n_windows, n_chans); ``unfiltered`` has the shape of
+    ``windows``; the physical range is one for the recording (scalar or per channel);
+    ``spectrum`` is a batch :func:`pipelines.features.window_spectrum` (psd (n_windows, n_chans,
+    n_freqs)).
+    """
+    config = _default_config() if config is None else config
+    data = np.asarray(windows)
+    if data.ndim != 3 or data.shape[0] < 1 or data.shape[2] < 2:
+        raise ValueError(
+            f"windows: expected shape (n_windows, n_chans, n_times) with n_windows >= 1 and "
+            f"n_times >= 2; got {data.shape}"
+        )
+    sfreq = _check_sfreq(sfreq)
+    n_windows, n_chans, n_times = data.shape
+    measured = _check_measured(channel_mask, (n_windows, n_chans))
     if (physical_min is None) != (physical_max is None):
         raise ValueError("physical_min, physical_max: expected both or neither")
     pmin = _per_physical("physical_min", physical_min, n_chans)
@@ -796,131 +888,142 @@ def compute_quality(
     if pmin is not None and np.any(pmax <= pmin):
         raise ValueError(f"physical_max: expected values above physical_min; got {physical_max!r}")
     if spectrum is not None:
-        _check_spectrum(spectrum, n_chans, n_times, sfreq)
+        _check_spectrum(spectrum, data.shape, sfreq)
+
     # Non-finite samples are zeroed; a row max/min is NaN or infinite exactly when the row has one.
     x = np.ascontiguousarray(_as_work(data))
-    high, low = x.max(axis=1), x.min(axis=1)
-    nonfinite = None
-    if not (np.isfinite(high).all() and np.isfinite(low).all()):
+    high, low = x.max(axis=2), x.min(axis=2)
+    finite = None
+    if not math.isfinite(float(high.sum()) + float(low.sum())):
         finite = np.isfinite(x)
-        nonfinite = ~finite
         x = np.where(finite, x, 0.0).astype(x.dtype, copy=False)
-        high, low = x.max(axis=1), x.min(axis=1)
-    nonfinite_fraction = 0.0 if nonfinite is None else float(1.0 - finite[measured].mean())
+        high, low = x.max(axis=2), x.min(axis=2)
     if unfiltered is not None:
         raw = np.asarray(unfiltered)
         if raw.shape != data.shape:
             raise ValueError(f"unfiltered: expected shape {data.shape} like data; got {raw.shape}")
         raw = np.ascontiguousarray(_as_work(raw))
-        raw_high, raw_low = raw.max(axis=1), raw.min(axis=1)
-        if not (np.isfinite(raw_high).all() and np.isfinite(raw_low).all()):
+        raw_high, raw_low = raw.max(axis=2), raw.min(axis=2)
+        if not math.isfinite(float(raw_high.sum()) + float(raw_low.sum())):
             raw = np.where(np.isfinite(raw), raw, 0.0).astype(raw.dtype, copy=False)
-            raw_high, raw_low = raw.max(axis=1), raw.min(axis=1)
+            raw_high, raw_low = raw.max(axis=2), raw.min(axis=2)
     else:
         raw, raw_high, raw_low = x, high, low
-    high, low = high.astype(np.float64), low.astype(np.float64)
+    ptp = high.astype(np.float64) - low  # float32 values are exact in float64
 
-    # Sample-level detectors (None: nothing detected).
-    flat = _flat(raw, sfreq, config.flat_tol_uv, config.flat_min_duration_s)
-    clipped = _clip(raw, sfreq, config.clip_tol_rel, config.clip_min_duration_s, pmin, pmax,
-                    raw_high, raw_low)
-    pops, pop_spans = _pops(x, sfreq, config)
-    ptp = high - low
+    # Sample-level detectors on all rows (channels of all windows) at once; None: nothing found.
+    n_rows = n_windows * n_chans
+    rows, raw_rows = x.reshape(n_rows, n_times), raw.reshape(n_rows, n_times)
+    flat = _flat(raw_rows, sfreq, config.flat_tol_uv, config.flat_min_duration_s)
+    clipped = _clip(
+        raw_rows, sfreq, config.clip_tol_rel, config.clip_min_duration_s,
+        None if pmin is None else np.tile(pmin, n_windows),
+        None if pmax is None else np.tile(pmax, n_windows),
+        raw_high.reshape(-1), raw_low.reshape(-1),
+    )
+    pops = np.zeros((n_windows, n_chans), dtype=np.int64)
+    pop_spans = None
+    screen = _pop_screen(rows, sfreq, config)
+    if screen is not None and screen.any():
+        screen = screen.reshape(n_windows, n_chans)
+        for w in np.flatnonzero(screen.any(axis=1)):
+            pops[w], spans = _pops(x[w], sfreq, config, screen[w])
+            if spans is not None:
+                pop_spans = np.zeros(x.shape, dtype=bool) if pop_spans is None else pop_spans
+                pop_spans[w] = spans
     excursion = None
-    wide = np.flatnonzero(ptp > config.max_abs_uv)  # |x - mean| <= ptp: only these can exceed
+    wide = np.flatnonzero(ptp.reshape(-1) > config.max_abs_uv)  # |x - mean| <= ptp
     if wide.size:
-        rows = x[wide].astype(np.float64)
-        beyond = np.abs(rows - rows.mean(axis=1, keepdims=True)) > config.max_abs_uv
+        wide_rows = rows[wide].astype(np.float64)
+        beyond = np.abs(wide_rows - wide_rows.mean(axis=1, keepdims=True)) > config.max_abs_uv
         if beyond.any():
-            excursion = np.zeros(x.shape, dtype=bool)
+            excursion = np.zeros((n_rows, n_times), dtype=bool)
             excursion[wide] = beyond
-    masks = [m for m in (flat, clipped, pop_spans, excursion, nonfinite) if m is not None]
+    masks = [m.reshape(x.shape) for m in (flat, clipped, pop_spans, excursion) if m is not None]
+    if finite is not None:
+        masks.append(~finite)
+    all_measured = bool(measured.all())
+    n_measured = np.full(n_windows, n_chans) if all_measured else measured.sum(axis=1)
+    artifact_ratio = np.zeros(n_windows)
     if masks:
-        artifact_mask = masks[0].copy() if len(masks) > 1 else masks[0]
+        artifact = masks[0].copy() if len(masks) > 1 else masks[0]
         for m in masks[1:]:
-            artifact_mask |= m
-        artifact_ratio = float(artifact_mask[measured].mean())
-    else:
-        artifact_ratio = 0.0
+            artifact |= m
+        artifact_ratio = (artifact & measured[:, :, None]).sum(axis=(1, 2)) / (n_measured * n_times)
+    nonfinite_fraction = np.zeros(n_windows)
+    if finite is not None:
+        measured_finite = (finite & measured[:, :, None]).sum(axis=(1, 2))
+        nonfinite_fraction = 1.0 - measured_finite / (n_measured * n_times)
+    flat_frac = np.zeros((n_windows, n_chans)) if flat is None else (
+        flat.reshape(x.shape).mean(axis=2))
+    clip_frac = np.zeros((n_windows, n_chans)) if clipped is None else (
+        clipped.reshape(x.shape).mean(axis=2))
 
-    # Spectral metrics.
     if spectrum is None:
         freqs, psd = _welch(x, sfreq, DEFAULT_SEGMENT_S, None)
-        spectrum = WindowSpectrum(freqs, psd, sfreq, n_times, DEFAULT_SEGMENT_S)
+    else:
+        freqs, psd = spectrum.freqs, spectrum.psd
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
-        return _report(
-            spectrum, config, measured, nonfinite_fraction, artifact_ratio, flat, clipped, ptp,
-            pops,
+        snr, muscle, line_db = _spectral_metrics(freqs, psd, sfreq, config)
+        channel_severity = _channel_severity(
+            config, snr, flat_frac, clip_frac, ptp, muscle, line_db, pops
         )
-
-
-def _report(
-    spectrum: WindowSpectrum,
-    config: QualityConfig,
-    measured: np.ndarray,
-    nonfinite_fraction: float,
-    artifact_ratio: float,
-    flat: np.ndarray | None,
-    clipped: np.ndarray | None,
-    ptp: np.ndarray,
-    pops: np.ndarray,
-) -> QualityReport:
-    """Spectral metrics, channel scores, window metrics and rules (under a silenced errstate)."""
-    n_chans = len(ptp)
-    subset = None if measured.all() else measured
-    snr, muscle, line_db = _spectral_metrics(spectrum, config)
-
-    flat_frac = np.zeros(n_chans) if flat is None else flat.mean(axis=1)
-    clip_frac = np.zeros(n_chans) if clipped is None else clipped.mean(axis=1)
-
-    # Channel scores.
-    channel_severity = _channel_severity(
-        config, snr, flat_frac, clip_frac, ptp, muscle, line_db, pops
-    )
-    channel_score = 1.0 - _penalty(channel_severity).max(axis=1)
+    channel_score = 1.0 - _penalty(channel_severity).max(axis=2)
     bad = channel_score <= 0.5
 
-    def measured_only(values: np.ndarray) -> np.ndarray:
-        return values if subset is None else values[subset]
-
-    ptp_worst, ptp_median = _max_median(measured_only(ptp))
-    metrics: dict[str, float] = {
+    # Worst and median over measured channels: (3, n_windows) each, for SNR, ptp and mains.
+    worst, median = _max_median(np.stack([snr, ptp, line_db]), measured, all_measured)
+    never_nan = _worst(np.stack([flat_frac, clip_frac, muscle]), measured, all_measured)
+    metrics: dict[str, np.ndarray] = {
         "nonfinite_fraction": nonfinite_fraction,
-        "snr_db": _nan_max_median(measured_only(snr))[1],
-        "flat_fraction": float(measured_only(flat_frac).max()),
-        "clip_fraction": float(measured_only(clip_frac).max()),
-        "ptp_uv": ptp_worst,
-        "ptp_uv_median": ptp_median,
-        "muscle_ratio": _nan_max_median(measured_only(muscle))[0],
-        "line_noise_db": _nan_max_median(measured_only(line_db))[0],
-        "pop_channels": float(np.count_nonzero(measured_only(pops))),
-        "bad_channel_fraction": float(measured_only(bad).mean()),
-        "channel_quality": float(measured_only(channel_score).mean()),
+        "snr_db": median[0],
+        "flat_fraction": never_nan[0],
+        "clip_fraction": never_nan[1],
+        "ptp_uv": worst[1],
+        "ptp_uv_median": median[1],
+        "muscle_ratio": never_nan[2],
+        "line_noise_db": worst[2],
+        "pop_channels": np.count_nonzero(pops if all_measured else pops & measured, axis=1),
+        "bad_channel_fraction": np.count_nonzero(bad if all_measured else bad & measured, axis=1)
+        / n_measured,
+        "channel_quality": (
+            channel_score.mean(axis=1) if all_measured
+            else np.array([channel_score[w][measured[w]].mean() for w in range(n_windows)])
+        ),
         "artifact_ratio": artifact_ratio,
     }
-    flags = []
-    rule_score = 0.0
-    for rule, (metric, field, direction, kind) in RULES.items():
-        severity = _scalar_severity(metrics[metric], getattr(config, field), direction, kind)
-        rule_score = max(rule_score, min(1.0, severity / 2.0))
-        if severity >= 1.0:
-            flags.append(rule)
-    return QualityReport(
-        **metrics,
-        rule_score=rule_score,
-        artifact_score=rule_score,
-        flags=tuple(flags),
-        channel_measured=measured,
-        channel_snr_db=snr,
-        channel_flat_fraction=flat_frac,
-        channel_clip_fraction=clip_frac,
-        channel_ptp_uv=ptp,
-        channel_muscle_ratio=muscle,
-        channel_line_noise_db=line_db,
-        channel_pops=pops,
-        channel_score=channel_score,
-        spectrum=spectrum,
-    )
+
+    columns = {name: np.asarray(values, dtype=np.float64).tolist()
+               for name, values in metrics.items()}
+    rules = [(rule, metric, getattr(config, field), direction, kind)
+             for rule, (metric, field, direction, kind) in RULES.items()]
+    reports = []
+    for w in range(n_windows):
+        window_metrics = {name: values[w] for name, values in columns.items()}
+        flags = []
+        rule_score = 0.0
+        for rule, metric, threshold, direction, kind in rules:
+            severity = _scalar_severity(window_metrics[metric], threshold, direction, kind)
+            rule_score = max(rule_score, min(1.0, severity / 2.0))
+            if severity >= 1.0:
+                flags.append(rule)
+        reports.append(QualityReport(
+            **window_metrics,
+            rule_score=rule_score,
+            artifact_score=rule_score,
+            flags=tuple(flags),
+            channel_measured=measured[w],
+            channel_snr_db=snr[w],
+            channel_flat_fraction=flat_frac[w],
+            channel_clip_fraction=clip_frac[w],
+            channel_ptp_uv=ptp[w],
+            channel_muscle_ratio=muscle[w],
+            channel_line_noise_db=line_db[w],
+            channel_pops=pops[w],
+            channel_score=channel_score[w],
+            spectrum=WindowSpectrum(freqs, psd[w], sfreq, n_times, DEFAULT_SEGMENT_S),
+        ))
+    return reports
 
 
 def _format(value: float) -> str:

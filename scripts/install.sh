@@ -9,13 +9,16 @@ start=$(date +%s)
   || { echo "install: eegfm needs Python 3.11; $PYTHON is $("$PYTHON" --version 2>&1)" >&2; exit 1; }
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 PIP=("$VENV/bin/python" -m pip --disable-pip-version-check)
+# This machine's pip.conf names local index folders that may not exist; pip warns once per
+# package about them. Drop exactly that line so real errors stay visible.
+pip_() { "${PIP[@]}" "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2); }
 echo "install: [1/4] pip and torch==2.13.0 (CPU)"
-"${PIP[@]}" install --quiet pip==25.3
-"${PIP[@]}" install --quiet torch==2.13.0
+pip_ install --quiet pip==25.3
+pip_ install --quiet torch==2.13.0
 echo "install: [2/4] the locked stack (requirements/lock.txt)"
-"${PIP[@]}" install --quiet -r requirements/lock.txt
+pip_ install --quiet -r requirements/lock.txt
 echo "install: [3/4] eegfm itself (editable)"
-"${PIP[@]}" install --quiet --no-deps --no-build-isolation -e .
+pip_ install --quiet --no-deps --no-build-isolation -e .
 echo "install: [4/4] horovod (built from source, about 3 minutes the first time)"
 if ! bash scripts/install_horovod.sh "$VENV/bin/python" > "$VENV/horovod-build.log" 2>&1; then
   echo "install: WARNING: horovod failed to build (log: $VENV/horovod-build.log)." >&2

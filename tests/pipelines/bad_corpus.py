@@ -84,5 +84,11 @@ def make_bad_corpus(root: Path, shared_data: Path) -> dict[str, str]:
     nan = hms.copy()
     nan[list(CANONICAL_CHANNELS)] = np.nan
     nan.to_parquet(root / "nan_signals.parquet")
-    expected["nan_signals.parquet"] = "non_finite x5"
+    expected["nan_signals.parquet"] = "columns entirely NaN (not recorded): Fp1, F3"
+    gap = hms.copy()
+    burst = (np.arange(len(gap)) % 1000) <= 20  # 0.1 s of NaN every 5 s: every window is hit
+    for col in list(CANONICAL_CHANNELS)[:12]:
+        gap.loc[burst, col] = np.nan
+    gap.to_parquet(root / "nan_bursts.parquet")
+    expected["nan_bursts.parquet"] = "no usable windows: all 5 windows rejected ("
     return expected

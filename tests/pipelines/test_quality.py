@@ -523,7 +523,7 @@ def test_the_spectrum_is_shared_and_can_be_passed_in(window):
     np.testing.assert_array_equal(report.spectrum.psd, spectrum.psd)
     np.testing.assert_array_equal(report.spectrum.freqs, spectrum.freqs)
     again = compute_quality(w32, spectrum=spectrum)
-    assert again.spectrum is spectrum
+    assert np.shares_memory(again.spectrum.psd, spectrum.psd)  # used, not recomputed
     np.testing.assert_array_equal(again.vector(), report.vector())
     assert report.with_ae_score(0.2).spectrum is report.spectrum
     with pytest.raises(ValueError, match=r"spectrum: expected the spectrum of this window"):
@@ -552,3 +552,37 @@ def test_public_detectors_agree_with_the_report(window):
         np.testing.assert_array_equal(counts, report.channel_pops)
     assert report.channel_pops[11] == 1
     np.testing.assert_array_equal(spans.any(axis=1), counts > 0)
+
+
+def test_batch_equals_one_window_at_a_time(clean_windows):
+    from pipelines.features import window_spectrum
+    from pipelines.quality import compute_quality_batch
+
+    cases = _dirty_windows(clean_windows)
+    windows = np.stack([w for _, w, _ in cases])
+    masks = np.ones((len(cases), 19), dtype=int)
+    masks[3, 4] = masks[5, 9] = 0
+    raw = windows.copy()
+    raw[1, 4, 200:700] = 3000.0  # a rail plateau in one window's unfiltered data
+    kwargs = dict(unfiltered=raw, physical_min=-5000.0, physical_max=5000.0)
+    batch = compute_quality_batch(windows, SFREQ, channel_mask=masks, **kwargs)
+    given = compute_quality_batch(windows, SFREQ, channel_mask=masks,
+                                  spectrum=window_spectrum(windows, SFREQ), **kwargs)
+    assert len(batch) == len(given) == len(windows)
+    for i, (a, b) in enumerate(zip(batch, given)):
+        one = compute_quality(windows[i], SFREQ, channel_mask=masks[i], unfiltered=raw[i],
+                              physical_min=-5000.0, physical_max=5000.0)
+        assert a.flags == one.flags, cases[i][0]
+        np.testing.assert_array_equal(a.vector(), one.vector(), err_msg=cases[i][0])
+        for name in ("channel_measured", "channel_flat_fraction", "channel_clip_fraction",
+                     "channel_pops", "channel_score", "channel_snr_db"):
+            np.testing.assert_array_equal(getattr(a, name), getattr(one, name))
+        np.testing.assert_array_equal(a.spectrum.psd, one.spectrum.psd)
+        np.testing.assert_allclose(b.vector(), one.vector(), rtol=1e-4, atol=1e-4)
+    # One channel mask for every window; errors name the argument.
+    same = compute_quality_batch(windows[:2], SFREQ, channel_mask=masks[3])
+    assert all(not r.channel_measured[4] for r in same)
+    with pytest.raises(ValueError, match=r"windows: expected shape \(n_windows, n_chans,"):
+        compute_quality_batch(windows[0], SFREQ)
+    with pytest.raises(ValueError, match="channel_mask: expected at least one measured channel"):
+        compute_quality_batch(windows[:2], SFREQ, channel_mask=np.zeros((2, 19)))
