@@ -11,6 +11,9 @@ import os
 import sys
 
 _NOISY = ("mne", "tensorflow", "absl", "apache_beam", "urllib3", "matplotlib", "h5py", "numexpr")
+# Relays every worker-process warning of the DirectRunner's multi_processing mode (missing
+# semi-persistent directories, options it does not parse): noise for users, kept with --verbose.
+_RELAYS = ("apache_beam.runners.portability.local_job_service",)
 _FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -49,6 +52,8 @@ def setup_logging(level: str | int = "INFO", *, verbose: bool = False) -> loggin
     root.setLevel(level)
     for name in _NOISY:
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.WARNING)
+    for name in _RELAYS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.ERROR)
     return logging.getLogger("eegfm")
 
 
