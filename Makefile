@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= outputs/demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all bench lock clean help
+.PHONY: install demo test test-all bench bench-deps lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -28,7 +28,10 @@ test: $(STAMP)  ## the default test suite (slow end-to-end tests excluded)
 test-all: $(STAMP)  ## every test, slow ones included
 	@bash scripts/run_tests.sh "$(PY)" $(PYTEST_ARGS)
 
-bench: $(STAMP)  ## run the benchmarks; each prints one JSON object
+bench-deps: $(STAMP)  ## install the benchmark-only peers (braindecode ...) without touching torch
+	@$(PY) -m pip install --quiet --no-deps -r requirements/bench.txt
+
+bench: bench-deps  ## run the benchmarks; each prints one JSON object
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lock:  ## re-pin requirements/lock.txt from the current .venv

@@ -1,0 +1,298 @@
+"""``EEGFMConfig``: the one configuration of the eegfm encoder, its heads and its pretraining losses.
+
+It is a Hugging Face ``PreTrainedConfig`` (a dataclass in transformers 5), so ``save_pretrained``
+writes it as ``config.json`` next to ``model.safetensors`` and ``AutoConfig`` reads it back. Every
+field is validated in ``__post_init__``; errors name the field, the allowed values and what was
+received, like the rest of eegfm (``pipelines.config``).
+
+Named presets are small functions registered with :func:`register_preset` (the torchtitan
+``config_registry`` pattern): ``EEGFMConfig.from_preset("base", head="binary")``.
+
+=====  ======  =======  ==============  ===========  =========================================
+name   width   blocks   patch layers    parameters   use
+=====  ======  =======  ==============  ===========  =========================================
+tiny   64      2        1               0.30 M       tests, CPU demo
+base   192     4        4               5.01 M       comparable to CBraMod (5.15 M) / LaBraM-base
+                                                     (5.82 M); 8.8 ms batch-1 in ONNX Runtime
+large  512     8        4               48.9 M       scaling runs
+=====  ======  =======  ==============  ===========  =========================================
+
+(Counts for ``EEGFMModel`` with the ``hms6`` head; pretraining heads add 0.05 / 0.36 / 2.2 M.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from transformers import PreTrainedConfig
+
+# The six HMS classes, in the order of the data contract's ``votes`` (pipelines/schema.py). Kept
+# literally here so that importing the model never imports the preprocessing stack.
+HMS_CLASSES: tuple[str, ...] = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
+SLEEP_STAGES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")
+MODALITIES: tuple[str, ...] = ("spectrogram", "ecg", "clinical")
+GNN_IMPLS: tuple[str, ...] = ("pyg", "dense")
+ADAPTER_KINDS: tuple[str, ...] = ("lora", "bottleneck")
+KAGGLE_SPECTROGRAM_BINS = 400  # 4 chains (LL, RL, LP, RP) x 100 frequencies
+
+
+class ConfigError(ValueError):
+    """A configuration value is not allowed; the message names the field and the allowed values."""
+
+
+def _fail(name: str, expected: str, got: Any) -> None:
+    raise ConfigError(f"EEGFMConfig.{name}: expected {expected}; got {got!r}")
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        _fail(name, "an integer", value)
+    if value < low or (high is not None and value > high):
+        _fail(name, f"an integer in [{low}, {'inf' if high is None else high}]", value)
+
+
+def _check_float(name: str, value: Any, low: float, high: float, *, high_open: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        _fail(name, "a number", value)
+    if value < low or value > high or (high_open and value == high):
+        _fail(name, f"a number in [{low}, {high}{')' if high_open else ']'}", value)
+
+
+def _check_option(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
+    if value not in allowed:
+        _fail(name, f"one of {', '.join(repr(a) for a in allowed)}", value)
+
+
+class EEGFMConfig(PreTrainedConfig):
+    r"""Configuration of :class:`model.modeling.EEGFMModel` and ``EEGFMForPretraining``.
+
+    Signal and tokens:
+        sfreq: sampling rate the model expects (Hz); the data contract resamples everything to 256.
+        patch_size: samples per patch (256 = 1 s). Inputs are cut to a whole number of patches.
+        input_scale_uv: microvolts are divided by this inside the model (100 µV -> 1.0).
+        spectral_patch_features: also embed each patch's log-magnitude spectrum.
+    Encoder:
+        hidden_size: token width. num_attention_heads: heads in every attention layer.
+        num_hidden_layers: spatio-temporal blocks over (channel, patch) tokens; each block is
+            temporal self-attention, one electrode-graph GNN layer and an MLP.
+        num_patch_layers: transformer layers over patch tokens (channels pooled), after fusion.
+        mlp_ratio: MLP hidden width / hidden_size.
+        graph_neighbours: k of the electrode k-nearest-neighbour graph (self-loop added).
+        gnn_impl: ``"pyg"`` (torch_geometric message passing over the disjoint union of all
+            batch x patch graphs) or ``"dense"`` (the same sums as a batched matmul; numerically
+            equal, used where scatter kernels are slow). Switchable on a built model.
+        causal: causal temporal attention (patch t sees patches <= t).
+        gradient_checkpointing: recompute blocks in backward to save memory.
+        dropout, attention_dropout: dropout rates.
+    Fusion:
+        modalities: optional inputs the model can fuse (any subset of ``MODALITIES``); each one
+            may still be absent in any batch.
+        spectrogram_bins: rows of the spectrogram (400 in the Kaggle HMS layout).
+        spectrogram_pool: spectrogram frames averaged into one token.
+    Heads:
+        head: task head name in the head registry (``model.heads.list_heads()``).
+        id2label / label2id: class names of the head (set from the head's defaults if absent).
+        head_dropout: dropout before the head's linear layer.
+        adapter_kind / adapter_rank: adapters added by ``add_adapters`` (recorded so that
+            ``from_pretrained`` rebuilds them).
+    Pretraining:
+        mask_min_ms / mask_max_ms: span lengths of masked segments; mask_ratio: masked fraction.
+        contrastive_dim, contrastive_temperature: InfoNCE projection width and temperature.
+        reconstruction_weight / contrastive_weight / auxiliary_weight: loss weights. The
+            reconstruction loss is a normalised MSE (1.0 = predicting zero) and InfoNCE starts at
+            log(number of keys) ~ 6-7; at contrastive_weight 0.5 the contrastive gradients held
+            reconstruction back (tiny preset, real EEG), 0.1 lets both fall together.
+        auxiliary_head: optional registered head trained alongside (e.g. ``"sleep_stage"``).
+    """
+
+    model_type = "eegfm"
+
+    preset: str = "custom"
+    sfreq: float = 256.0
+    patch_size: int = 256
+    input_scale_uv: float = 100.0
+    spectral_patch_features: bool = True
+    hidden_size: int = 256
+    num_attention_heads: int = 8
+    num_hidden_layers: int = 4
+    num_patch_layers: int = 2
+    mlp_ratio: float = 4.0
+    graph_neighbours: int = 6
+    gnn_impl: str = "pyg"
+    causal: bool = False
+    gradient_checkpointing: bool = False
+    dropout: float = 0.1
+    attention_dropout: float = 0.0
+    modalities: list[str] | None = None
+    spectrogram_bins: int = KAGGLE_SPECTROGRAM_BINS
+    spectrogram_pool: int = 4
+    head: str = "hms6"
+    head_dropout: float = 0.1
+    adapter_kind: str | None = None
+    adapter_rank: int = 8
+    mask_min_ms: float = 15.0
+    mask_max_ms: float = 500.0
+    mask_ratio: float = 0.3
+    contrastive_dim: int = 128
+    contrastive_temperature: float = 0.1
+    reconstruction_weight: float = 1.0
+    contrastive_weight: float = 0.1
+    auxiliary_weight: float = 0.2
+    auxiliary_head: str | None = None
+    initializer_range: float = 0.02
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        if self.modalities is None:
+            self.modalities = list(MODALITIES)
+        # A head's default label names, unless the caller (or config.json) gives its own.
+        if self.id2label is None and "num_labels" not in kwargs:
+            labels = _default_labels(self.head)
+            if labels is not None:
+                self.id2label = dict(enumerate(labels))
+        super().__post_init__(**kwargs)
+        if self.id2label is not None:
+            self.label2id = {name: index for index, name in self.id2label.items()}
+        self.validate_eegfm()
+
+    def validate_eegfm(self) -> None:
+        """Raise :class:`ConfigError` for any value that is not allowed."""
+        _check_float("sfreq", self.sfreq, 1.0, 100_000.0)
+        _check_int("patch_size", self.patch_size, 8, 100_000)
+        _check_float("input_scale_uv", self.input_scale_uv, 1e-6, 1e9)
+        _check_int("hidden_size", self.hidden_size, 8, 16384)
+        _check_int("num_attention_heads", self.num_attention_heads, 1, 1024)
+        if self.hidden_size % self.num_attention_heads:
+            _fail("num_attention_heads", f"a divisor of hidden_size={self.hidden_size}",
+                  self.num_attention_heads)
+        if (self.hidden_size // self.num_attention_heads) % 2:
+            _fail("num_attention_heads", "a head width (hidden_size / heads) that is even, "
+                  "for rotary position encoding", self.num_attention_heads)
+        _check_int("num_hidden_layers", self.num_hidden_layers, 1, 256)
+        _check_int("num_patch_layers", self.num_patch_layers, 0, 256)
+        _check_float("mlp_ratio", self.mlp_ratio, 0.25, 64.0)
+        _check_int("graph_neighbours", self.graph_neighbours, 1, 64)
+        _check_option("gnn_impl", self.gnn_impl, GNN_IMPLS)
+        for name in ("causal", "gradient_checkpointing", "spectral_patch_features"):
+            if not isinstance(getattr(self, name), bool):
+                _fail(name, "True or False", getattr(self, name))
+        for name in ("dropout", "attention_dropout", "head_dropout"):
+            _check_float(name, getattr(self, name), 0.0, 1.0, high_open=True)
+        if not isinstance(self.modalities, (list, tuple)):
+            _fail("modalities", f"a list drawn from {MODALITIES}", self.modalities)
+        for modality in self.modalities:
+            _check_option("modalities", modality, MODALITIES)
+        self.modalities = [m for m in MODALITIES if m in self.modalities]  # canonical order
+        _check_int("spectrogram_bins", self.spectrogram_bins, 1, 100_000)
+        _check_int("spectrogram_pool", self.spectrogram_pool, 1, 10_000)
+        _check_head("head", self.head)
+        if self.auxiliary_head is not None:
+            _check_head("auxiliary_head", self.auxiliary_head)
+        if self.adapter_kind is not None:
+            _check_option("adapter_kind", self.adapter_kind, ADAPTER_KINDS)
+        _check_int("adapter_rank", self.adapter_rank, 1, 4096)
+        patch_ms = 1000.0 * self.patch_size / self.sfreq
+        _check_float("mask_min_ms", self.mask_min_ms, 1000.0 / self.sfreq, patch_ms)
+        _check_float("mask_max_ms", self.mask_max_ms, self.mask_min_ms, 60_000.0)
+        _check_float("mask_ratio", self.mask_ratio, 0.0, 0.95)
+        _check_int("contrastive_dim", self.contrastive_dim, 2, 16384)
+        _check_float("contrastive_temperature", self.contrastive_temperature, 1e-3, 10.0)
+        for name in ("reconstruction_weight", "contrastive_weight", "auxiliary_weight"):
+            _check_float(name, getattr(self, name), 0.0, 1e6)
+        _check_float("initializer_range", self.initializer_range, 0.0, 1.0)
+        _check_float("layer_norm_eps", self.layer_norm_eps, 0.0, 1.0)
+        n_outputs_for(self)  # a head with an impossible label set fails here, not at build time
+        if self.auxiliary_head is not None:
+            n_outputs_for(self, self.auxiliary_head)
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+    @property
+    def patch_seconds(self) -> float:
+        return self.patch_size / self.sfreq
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> EEGFMConfig:
+        """A validated config from a named preset, with any fields overridden."""
+        values = get_preset(name)
+        values.update(overrides)
+        return cls(preset=name, **values)
+
+
+def _check_head(field: str, name: Any) -> None:
+    from model.heads import HEAD_REGISTRY  # heads import this module; resolve at call time
+
+    if name not in HEAD_REGISTRY:
+        _fail(field, f"a registered head ({', '.join(sorted(HEAD_REGISTRY))})", name)
+
+
+def _default_labels(head: Any) -> tuple[str, ...] | None:
+    from model.heads import HEAD_REGISTRY
+
+    head_class = HEAD_REGISTRY.get(head) if isinstance(head, str) else None
+    return None if head_class is None else head_class.default_labels
+
+
+def n_outputs_for(config: EEGFMConfig, head: str | None = None) -> int:
+    """Width of the head's output layer (validates the head's label set)."""
+    from model.heads import HEAD_REGISTRY
+
+    name = config.head if head is None else head
+    return HEAD_REGISTRY[name].n_outputs(config, name == config.head)
+
+
+# --------------------------------------------------------------------------------------------
+# Preset registry
+# --------------------------------------------------------------------------------------------
+
+_PRESETS: dict[str, Callable[[], dict[str, Any]]] = {}
+
+
+def register_preset(name: str) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
+    """Register a function returning the field values of a named preset."""
+
+    def decorator(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
+        if name in _PRESETS:
+            raise ConfigError(f"register_preset: preset {name!r} is already registered")
+        _PRESETS[name] = fn
+        return fn
+
+    return decorator
+
+
+def list_presets() -> list[str]:
+    return sorted(_PRESETS)
+
+
+def get_preset(name: str) -> dict[str, Any]:
+    if name not in _PRESETS:
+        raise ConfigError(f"preset: expected one of {', '.join(map(repr, list_presets()))}; got {name!r}")
+    return dict(_PRESETS[name]())
+
+
+@register_preset("tiny")
+def tiny() -> dict[str, Any]:
+    """Fast enough for unit tests and a CPU demo."""
+    return dict(hidden_size=64, num_attention_heads=4, num_hidden_layers=2, num_patch_layers=1,
+                mlp_ratio=2.0, graph_neighbours=4, contrastive_dim=32, dropout=0.0)
+
+
+@register_preset("base")
+def base() -> dict[str, Any]:
+    """About 5.0 M parameters, the size class of CBraMod (5.2 M) and LaBraM-base (5.8 M).
+
+    Width 192 keeps the (channel x patch) blocks, where the compute is, at about 0.8 GFLOP per
+    10 s of 19-channel EEG; four patch layers (1/19 of the tokens) add capacity almost for free.
+    """
+    return dict(hidden_size=192, num_attention_heads=6, num_hidden_layers=4, num_patch_layers=4,
+                mlp_ratio=4.0, graph_neighbours=6, contrastive_dim=128, dropout=0.1)
+
+
+@register_preset("large")
+def large() -> dict[str, Any]:
+    return dict(hidden_size=512, num_attention_heads=8, num_hidden_layers=8, num_patch_layers=4,
+                mlp_ratio=4.0, graph_neighbours=8, contrastive_dim=256, dropout=0.1)

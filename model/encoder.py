@@ -1,0 +1,156 @@
+"""The eegfm encoder: channel tokens -> spatio-temporal blocks -> patch tokens -> fusion -> embedding.
+
+Shapes (B batch, C channels, T samples, P = T // patch_size patches, D hidden_size):
+
+1. ``ChannelTokenizer``: EEG (B, C, T) -> (B, C, P, D) tokens, one per channel and second.
+2. ``num_hidden_layers`` x ``SpatioTemporalBlock``: temporal self-attention along P for every
+   channel, one message-passing step on the electrode graph for every patch, an MLP.
+3. Channel pooling: attention weights over C -> per-patch tokens (B, P, D).
+4. ``CrossModalFusion`` (when the config names modalities): spectrogram, ECG, age/sex.
+5. ``num_patch_layers`` transformer layers over the P patch tokens (cheap: 1/C of the tokens),
+   a final LayerNorm, and the mean over patches as the recording embedding (B, D).
+
+The expensive part runs on C x P tokens and the fusion and summary layers on P tokens, which is
+how the ``base`` preset stays fast on CPUs at a parameter count like CBraMod's.
+
+``config.causal`` makes both temporal stacks causal; the fusion's modality gates read the mean of
+all patches and the spectrogram is context for every patch, so with optional modalities present
+a patch can depend on later EEG through the gate (without them the whole encoder is causal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+from transformers.utils import ModelOutput
+
+from model.config import EEGFMConfig
+from model.embedding import ChannelTokenizer
+from model.fusion import CrossModalFusion
+from model.spatial import ElectrodeGraph, SpatialGNNLayer, build_electrode_graph
+from model.temporal import MLP, SelfAttention, TransformerLayer, rotary_tables
+
+
+@dataclass
+class EncoderOutput(ModelOutput):
+    """What ``forward_features`` returns.
+
+    channel_tokens: (B, C, P, D) per channel and patch, after the spatio-temporal blocks.
+    patch_tokens: (B, P, D) per patch, after channel pooling, fusion and the patch layers.
+    pooled: (B, D) recording embedding (mean of ``patch_tokens``).
+    modality_gates: (B, n_modalities) gate applied to each configured modality (0 if absent), in
+        ``config.modalities`` order; None when the config has no modalities.
+    """
+
+    channel_tokens: torch.Tensor | None = None
+    patch_tokens: torch.Tensor | None = None
+    pooled: torch.Tensor | None = None
+    modality_gates: torch.Tensor | None = None
+
+
+class SpatioTemporalBlock(nn.Module):
+    def __init__(self, config: EEGFMConfig) -> None:
+        super().__init__()
+        width = config.hidden_size
+        self.temporal_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.temporal = SelfAttention(config)
+        self.spatial_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.spatial = SpatialGNNLayer(config)
+        self.mlp_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.mlp = MLP(config)
+        self.dropout = nn.Dropout(config.dropout)
+        self.adapter: nn.Module | None = None  # set by model.adapters.add_adapters
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        graph: ElectrodeGraph,
+        rotary: tuple[torch.Tensor, torch.Tensor],
+        causal: bool,
+    ) -> torch.Tensor:
+        batch, n_chans, n_patches, width = x.shape
+        sequences = self.temporal_norm(x).reshape(batch * n_chans, n_patches, width)
+        x = x + self.dropout(self.temporal(sequences, rotary, causal).view_as(x))
+        x = x + self.dropout(self.spatial(self.spatial_norm(x), graph))
+        x = x + self.mlp(self.mlp_norm(x))
+        if self.adapter is not None:
+            x = self.adapter(x)
+        return x
+
+
+class ChannelPool(nn.Module):
+    """(B, C, P, D) -> (B, P, D): a learned softmax weighting of the channels of each patch."""
+
+    def __init__(self, config: EEGFMConfig) -> None:
+        super().__init__()
+        self.score = nn.Linear(config.hidden_size, 1)
+        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        weights = self.score(tokens).softmax(dim=1)
+        return self.proj((weights * tokens).sum(dim=1))
+
+
+class EEGFMEncoder(nn.Module):
+    def __init__(self, config: EEGFMConfig) -> None:
+        super().__init__()
+        self.config = config
+        width = config.hidden_size
+        self.tokenizer = ChannelTokenizer(config)
+        self.blocks = nn.ModuleList(SpatioTemporalBlock(config) for _ in range(config.num_hidden_layers))
+        self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.channel_pool = ChannelPool(config)
+        self.fusion = CrossModalFusion(config) if config.modalities else None
+        self.patch_layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_patch_layers))
+        self.final_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        # Hugging Face's activation_checkpointing_enable() flips this flag (and may set the function).
+        self.gradient_checkpointing = config.gradient_checkpointing
+        self._gradient_checkpointing_func = None
+
+    def set_gnn_impl(self, impl: str) -> None:
+        for block in self.blocks:
+            block.spatial.impl = impl
+
+    def _run(self, layer: nn.Module, *args: object) -> torch.Tensor:
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            if self._gradient_checkpointing_func is not None:
+                return self._gradient_checkpointing_func(layer.__call__, *args)
+            return checkpoint(layer, *args, use_reentrant=False)
+        return layer(*args)
+
+    def forward(
+        self,
+        eeg: torch.Tensor,
+        positions: torch.Tensor,
+        channel_mask: torch.Tensor,
+        spectrogram: torch.Tensor | None = None,
+        ecg: torch.Tensor | None = None,
+        age: torch.Tensor | None = None,
+        sex: torch.Tensor | None = None,
+        sample_mask: torch.Tensor | None = None,
+    ) -> EncoderOutput:
+        causal = self.config.causal
+        tokens = self.tokenizer(eeg, positions, channel_mask, sample_mask)
+        n_patches = tokens.shape[2]
+        graph = build_electrode_graph(positions, channel_mask, self.config.graph_neighbours)
+        rotary = rotary_tables(n_patches, self.config.head_dim, device=tokens.device, dtype=tokens.dtype)
+        for block in self.blocks:
+            tokens = self._run(block, tokens, graph, rotary, causal)
+        channel_tokens = self.norm(tokens)
+        patch_tokens = self.channel_pool(channel_tokens)
+        gates = None
+        if self.fusion is not None:
+            patch_tokens, gates = self.fusion(patch_tokens, spectrogram, ecg, age, sex)
+        for layer in self.patch_layers:
+            patch_tokens = self._run(layer, patch_tokens, rotary, causal)
+        patch_tokens = self.final_norm(patch_tokens)
+        return EncoderOutput(
+            channel_tokens=channel_tokens,
+            patch_tokens=patch_tokens,
+            pooled=patch_tokens.mean(dim=1),
+            modality_gates=gates,
+        )
+

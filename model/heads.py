@@ -1,0 +1,205 @@
+"""Task heads, registered by name (the timm ``register_model`` / ``create_model`` pattern).
+
+A head maps the encoder's features to outputs and owns its loss::
+
+    head = create_head("hms6", config)
+    logits = head(features)              # features: EncoderOutput (or a (B, D) embedding)
+    loss = head.loss(logits, target)
+    probabilities = head.predict(logits)
+
+=============  =========  ===========================================  ==========================
+name           outputs    target given to ``loss``                     loss
+=============  =========  ===========================================  ==========================
+hms6           6          (B, 6) HMS vote counts (or a distribution)    KL(target || prediction)
+binary         1          (B,) 0/1; NaN or -1 ignored                   BCE with logits
+multiclass     n labels   (B,) class index; -1 ignored                  cross-entropy
+regression     n targets  (B,) or (B, n) values; NaN ignored            mean squared error
+sleep_stage    5          (B,) W/N1/N2/N3/REM index; -1 ignored         cross-entropy (auxiliary)
+=============  =========  ===========================================  ==========================
+
+Add a head with ``@register_head("name")`` on a :class:`TaskHead` subclass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import HMS_CLASSES, SLEEP_STAGES, ConfigError
+
+if TYPE_CHECKING:
+    from model.config import EEGFMConfig
+    from model.encoder import EncoderOutput
+
+HEAD_REGISTRY: dict[str, type[TaskHead]] = {}
+
+
+def register_head(name: str) -> Callable[[type[TaskHead]], type[TaskHead]]:
+    def decorator(cls: type[TaskHead]) -> type[TaskHead]:
+        if name in HEAD_REGISTRY:
+            raise ConfigError(f"register_head: head {name!r} is already registered")
+        cls.name = name
+        HEAD_REGISTRY[name] = cls
+        return cls
+
+    return decorator
+
+
+def list_heads() -> list[str]:
+    return sorted(HEAD_REGISTRY)
+
+
+def create_head(name: str, config: EEGFMConfig) -> TaskHead:
+    """Build a registered head for ``config``; the main head (``config.head``) uses its labels."""
+    if name not in HEAD_REGISTRY:
+        raise ConfigError(f"head: expected one of {', '.join(map(repr, list_heads()))}; got {name!r}")
+    head_class = HEAD_REGISTRY[name]
+    return head_class(config, head_class.n_outputs(config, name == config.head))
+
+
+class TaskHead(nn.Module):
+    """LayerNorm -> dropout -> linear on the pooled embedding. Subclasses define the loss."""
+
+    name: str = ""
+    default_labels: tuple[str, ...] | None = None
+
+    def __init__(self, config: EEGFMConfig, n_outputs: int) -> None:
+        super().__init__()
+        self.n_outputs = n_outputs
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.head_dropout)
+        self.fc = nn.Linear(config.hidden_size, n_outputs)
+
+    @classmethod
+    def n_outputs(cls, config: EEGFMConfig, use_config_labels: bool) -> int:  # noqa: D401
+        """Output width; ``use_config_labels`` when this is the config's main head."""
+        if cls.default_labels is None:
+            raise NotImplementedError
+        if use_config_labels and config.id2label is not None and len(config.id2label) != len(cls.default_labels):
+            raise ConfigError(
+                f"EEGFMConfig.id2label: head {cls.name!r} expects {len(cls.default_labels)} labels "
+                f"({', '.join(cls.default_labels)}); got {len(config.id2label)}: {config.id2label}"
+            )
+        return len(cls.default_labels)
+
+    def pre_logits(self, features: EncoderOutput | torch.Tensor) -> torch.Tensor:
+        pooled = features if isinstance(features, torch.Tensor) else features.pooled
+        return self.dropout(self.norm(pooled))
+
+    def forward(self, features: EncoderOutput | torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.pre_logits(features)
+        return x if pre_logits else self.fc(x)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits.softmax(dim=-1)
+
+
+def _masked_mean(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` where ``keep``; 0 (with a gradient path) when nothing is kept."""
+    keep = keep.to(values.dtype)
+    return (values * keep).sum() / keep.sum().clamp(min=1.0)
+
+
+@register_head("hms6")
+class HMSHead(TaskHead):
+    """Six HMS classes trained on expert-vote distributions (Kaggle metric: KL divergence)."""
+
+    default_labels = HMS_CLASSES
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if target.shape != logits.shape:
+            raise ValueError(f"hms6 target: expected votes of shape {tuple(logits.shape)}; got {tuple(target.shape)}")
+        target = target.to(logits.dtype)
+        total = target.sum(dim=-1, keepdim=True)
+        distribution = target / total.clamp(min=1e-12)
+        log_p = F.log_softmax(logits, dim=-1)
+        kl = (torch.xlogy(distribution, distribution) - distribution * log_p).sum(dim=-1)
+        return _masked_mean(kl, total.squeeze(-1) > 0)  # windows without votes do not count
+
+
+@register_head("binary")
+class BinaryHead(TaskHead):
+    default_labels = ("negative", "positive")
+
+    @classmethod
+    def n_outputs(cls, config: EEGFMConfig, use_config_labels: bool) -> int:
+        super().n_outputs(config, use_config_labels)
+        return 1
+
+    def forward(self, features: EncoderOutput | torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = super().forward(features, pre_logits)
+        return x if pre_logits else x.squeeze(-1)
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.to(logits.dtype).reshape(logits.shape)
+        keep = (target == 0) | (target == 1)
+        safe = torch.where(keep, target, torch.zeros_like(target))
+        loss = F.binary_cross_entropy_with_logits(logits, safe, reduction="none")
+        return _masked_mean(loss, keep)
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(logits)
+
+
+@register_head("multiclass")
+class MultiClassHead(TaskHead):
+    """Single-label classification over ``config.id2label`` (at least two classes)."""
+
+    @classmethod
+    def n_outputs(cls, config: EEGFMConfig, use_config_labels: bool) -> int:
+        if cls.default_labels is not None:  # a subclass with a fixed label set
+            return super().n_outputs(config, use_config_labels)
+        if not use_config_labels:
+            raise ConfigError(
+                f"EEGFMConfig.auxiliary_head: head {cls.name!r} takes its classes from id2label, "
+                "so it can only be the main head"
+            )
+        n = len(config.id2label or {})
+        if n < 2:
+            raise ConfigError(
+                f"EEGFMConfig.id2label: head {cls.name!r} needs at least 2 classes; got {config.id2label}"
+            )
+        return n
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.reshape(-1).long()
+        keep = target >= 0
+        if not bool(keep.any()):
+            return logits.sum() * 0.0
+        return F.cross_entropy(logits[keep], target[keep])
+
+
+@register_head("regression")
+class RegressionHead(TaskHead):
+    """Real-valued targets, one per ``config.id2label`` entry (default: one, named "target")."""
+
+    default_labels = ("target",)
+
+    @classmethod
+    def n_outputs(cls, config: EEGFMConfig, use_config_labels: bool) -> int:
+        if use_config_labels and config.id2label:
+            return len(config.id2label)
+        return 1
+
+    def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        target = target.to(logits.dtype).reshape(logits.shape)
+        keep = ~torch.isnan(target)
+        error = (logits - torch.where(keep, target, torch.zeros_like(target))).square()
+        return _masked_mean(error, keep)
+
+    def predict(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits
+
+
+@register_head("sleep_stage")
+class SleepStageHead(MultiClassHead):
+    """Five sleep stages (AASM); the default auxiliary pretraining head."""
+
+    default_labels = SLEEP_STAGES

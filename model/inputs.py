@@ -1,0 +1,73 @@
+"""Turning channel names and clinical metadata into the tensors the model (and ONNX) consumes.
+
+The encoder never sees strings: a channel is identified by its electrode's 3-D position on the
+unit sphere (``pipelines.channels``: x right, y front, z up), so any subset of 10-20/10-10
+electrodes, in any order, is a valid input. ``positions_for(ch_names)`` does the name lookup once,
+outside the model, which keeps the exported graph free of string handling.
+
+Conventions shared by PyTorch and ONNX inputs (NaN always means "absent"):
+
+- ``age``: years, float, NaN when unknown.
+- ``sex``: float, 0 = female, 1 = male, NaN when unknown (:func:`encode_sex`).
+- ``ecg`` (B, n_times) and ``spectrogram`` (B, 400, n_frames): a row that is entirely NaN marks the
+  modality absent for that sample; isolated NaN values (Kaggle spectrograms have them) read as 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from pipelines.channels import CANONICAL_CHANNELS, electrode_position
+
+SEX_CODES: dict[str, float] = {"F": 0.0, "M": 1.0}
+
+
+def positions_for(ch_names: Sequence[str], *, batch_size: int | None = None) -> torch.Tensor:
+    """Electrode positions (1, n_chans, 3) for channel names (10-20, 10-10 or clinical spellings).
+
+    With ``batch_size`` the result is repeated to (batch_size, n_chans, 3), the shape the exported
+    ONNX model takes. Unknown names raise ``KeyError`` naming the channel.
+    """
+    if isinstance(ch_names, str) or not len(ch_names):
+        raise ValueError(f"ch_names: expected a non-empty sequence of channel names; got {ch_names!r}")
+    seen: dict[str, str] = {}
+    rows = []
+    for name in ch_names:
+        position = electrode_position(name)  # raises KeyError naming the channel
+        key = position.round(6).tobytes().hex()
+        if key in seen:
+            raise ValueError(
+                f"ch_names: every channel must be a distinct electrode; {name!r} and {seen[key]!r} "
+                "are the same position"
+            )
+        seen[key] = name
+        rows.append(position)
+    positions = torch.from_numpy(np.stack(rows).astype(np.float32)).unsqueeze(0)
+    if batch_size is not None:
+        positions = positions.expand(batch_size, -1, -1).contiguous()
+    return positions
+
+
+def canonical_positions(batch_size: int | None = None) -> torch.Tensor:
+    """Positions of the 19 canonical channels of the data contract, in contract order."""
+    return positions_for(CANONICAL_CHANNELS, batch_size=batch_size)
+
+
+def encode_sex(values: Iterable[str | bytes | None]) -> torch.Tensor:
+    """``["F", "M", "", None]`` -> ``tensor([0., 1., nan, nan])`` (the data contract's ``sex``)."""
+    codes = []
+    for value in values:
+        text = value.decode() if isinstance(value, bytes) else (value or "")
+        text = text.strip().upper()
+        if text and text not in SEX_CODES:
+            raise ValueError(f"sex: expected one of 'F', 'M' or '' (unknown); got {value!r}")
+        codes.append(SEX_CODES.get(text, float("nan")))
+    return torch.tensor(codes, dtype=torch.float32)
+
+
+def encode_age(values: Iterable[float | None]) -> torch.Tensor:
+    """Ages in years with None/NaN for unknown -> float tensor with NaN for unknown."""
+    return torch.tensor([float("nan") if v is None else float(v) for v in values], dtype=torch.float32)

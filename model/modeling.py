@@ -1,0 +1,420 @@
+"""Hugging Face models: ``EEGFMModel`` (encoder + task head) and ``EEGFMForPretraining``.
+
+Both share the encoder under the attribute ``encoder``, so a pretraining checkpoint loads into a
+task model directly (``EEGFMModel.from_pretrained(pretrain_dir, head="hms6")``: the encoder
+weights are reused, the head is initialised, the pretraining heads are ignored).
+
+Inputs (all tensors; see ``model.inputs`` for building them from names and metadata):
+
+==============  ==================  =========================================================
+eeg             (B, C, T)           microvolts at 256 Hz, any C >= 2 electrodes, T >= 1 patch;
+                                    divided by ``config.input_scale_uv`` (100) inside
+positions       (B or 1, C, 3)      electrode positions (``positions_for(ch_names)``); may be
+                                    omitted when C == 19 (the canonical contract order)
+channel_mask    (B, C) or (C,)      1 measured, 0 interpolated/missing; default all 1
+spectrogram     (B, 400, frames)    optional, Kaggle HMS layout; all-NaN row = absent
+ecg             (B, T)              optional, microvolts; all-NaN row = absent
+age, sex        (B,)                optional; years, 0 F / 1 M; NaN = unknown
+==============  ==================  =========================================================
+
+``T`` need not be a multiple of the 1 s patch: the trailing remainder (< 1 s) is ignored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedModel
+from transformers import initialization as init
+from transformers.utils import ModelOutput
+
+from model import adapters as adapters_lib
+from model.config import EEGFMConfig
+from model.encoder import EEGFMEncoder, EncoderOutput
+from model.heads import HEAD_REGISTRY, TaskHead, create_head
+from model.inputs import canonical_positions
+from model.pretraining import (
+    ChannelContrastiveHead,
+    MaskedReconstructionHead,
+    choose_held_out,
+    span_mask,
+)
+
+N_CANONICAL = 19
+
+
+@dataclass
+class EEGFMOutput(ModelOutput):
+    """``loss`` (when ``labels`` are given), head ``logits`` and the encoder's features."""
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    pooled: torch.Tensor | None = None
+    patch_tokens: torch.Tensor | None = None
+    channel_tokens: torch.Tensor | None = None
+    modality_gates: torch.Tensor | None = None
+
+
+@dataclass
+class PretrainingOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    reconstruction_loss: torch.Tensor | None = None
+    contrastive_loss: torch.Tensor | None = None
+    auxiliary_loss: torch.Tensor | None = None
+    reconstruction: torch.Tensor | None = None
+    sample_mask: torch.Tensor | None = None
+    held_out: torch.Tensor | None = None
+
+
+class EEGFMPreTrainedModel(PreTrainedModel):
+    config_class = EEGFMConfig
+    config: EEGFMConfig
+    base_model_prefix = "eegfm"
+    main_input_name = "eeg"
+    input_modalities = "eeg"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        std = self.config.initializer_range
+        if isinstance(module, nn.Linear):
+            # Output layers flagged ``zero_init`` start at zero (adapter up-projections: the
+            # adapted model starts equal to the frozen one; reconstruction: predict zero first).
+            # Flags sit on the Linear itself: Hugging Face skips parameter-less parent modules.
+            if getattr(module, "zero_init", False):
+                init.zeros_(module.weight)
+            else:
+                init.normal_(module.weight, std=std)  # torch's trunc_normal_ resamples: 100x slower
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        # Modules owning raw parameters; children were initialised first, so these rules win.
+        for name, parameter in module.named_parameters(recurse=False):
+            if name in ("interpolated", "null", "sex", "kind"):
+                init.normal_(parameter, std=std)
+            elif name == "interpolated_logit":
+                init.zeros_(parameter)
+            elif name == "lora_a":
+                init.normal_(parameter, std=1.0 / module.rank)
+            elif name == "lora_b":
+                init.zeros_(parameter)
+
+    # ---------------------------------------------------------------------------------------
+    # Inputs
+    # ---------------------------------------------------------------------------------------
+
+    def prepare_inputs(
+        self,
+        eeg: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        channel_mask: torch.Tensor | None = None,
+        spectrogram: torch.Tensor | None = None,
+        ecg: torch.Tensor | None = None,
+        age: torch.Tensor | None = None,
+        sex: torch.Tensor | None = None,
+    ) -> dict[str, torch.Tensor | None]:
+        """Validate shapes, fill defaults and cast to the model's dtype. Errors name the argument."""
+        dtype = self.dtype
+        if not isinstance(eeg, torch.Tensor) or eeg.dim() != 3:
+            raise ValueError(f"eeg: expected a tensor (batch, n_chans, n_times); got {_describe(eeg)}")
+        batch, n_chans, n_times = eeg.shape
+        if n_times < self.config.patch_size:
+            raise ValueError(
+                f"eeg: expected at least one patch of {self.config.patch_size} samples "
+                f"({self.config.patch_seconds:g} s at {self.config.sfreq:g} Hz); got n_times={n_times}"
+            )
+        if n_chans < 2:
+            raise ValueError(f"eeg: expected at least 2 channels (the electrode graph needs neighbours); got {n_chans}")
+        eeg = eeg.to(dtype)
+        if positions is None:
+            if n_chans != N_CANONICAL:
+                raise ValueError(
+                    f"positions: required for {n_chans} channels (only the 19 canonical channels have "
+                    "default positions); build it with model.inputs.positions_for(ch_names)"
+                )
+            positions = canonical_positions().to(eeg.device)
+        if positions.dim() == 2:
+            positions = positions.unsqueeze(0)
+        if positions.dim() != 3 or positions.shape[1:] != (n_chans, 3) or positions.shape[0] not in (1, batch):
+            raise ValueError(
+                f"positions: expected shape (1 or {batch}, {n_chans}, 3) to match eeg; got {tuple(positions.shape)}"
+            )
+        positions = positions.to(device=eeg.device, dtype=dtype)
+        if channel_mask is None:
+            channel_mask = eeg.new_ones(batch, n_chans)
+        if channel_mask.dim() == 1:
+            channel_mask = channel_mask.unsqueeze(0)
+        if channel_mask.shape[-1] != n_chans or channel_mask.dim() != 2 or channel_mask.shape[0] not in (1, batch):
+            raise ValueError(
+                f"channel_mask: expected shape ({batch}, {n_chans}) (1 measured, 0 interpolated); "
+                f"got {tuple(channel_mask.shape)}"
+            )
+        channel_mask = channel_mask.to(device=eeg.device, dtype=dtype).expand(batch, n_chans)
+        modalities = self.config.modalities
+        checks = {
+            "spectrogram": (spectrogram, "spectrogram", (batch, self.config.spectrogram_bins, None)),
+            "ecg": (ecg, "ecg", (batch, n_times)),
+            "age": (age, "clinical", (batch,)),
+            "sex": (sex, "clinical", (batch,)),
+        }
+        prepared: dict[str, torch.Tensor | None] = {}
+        for name, (value, modality, shape) in checks.items():
+            if value is not None:
+                if modality not in modalities:
+                    raise ValueError(
+                        f"{name}: this model was configured without the {modality!r} modality "
+                        f"(config.modalities={modalities}); pass None"
+                    )
+                if value.dim() != len(shape) or any(s is not None and v != s for v, s in zip(value.shape, shape)):
+                    expected = tuple("n_frames" if s is None else s for s in shape)
+                    raise ValueError(f"{name}: expected shape {expected}; got {tuple(value.shape)}")
+                if name == "spectrogram" and value.shape[-1] < self.config.spectrogram_pool:
+                    raise ValueError(
+                        f"spectrogram: expected at least spectrogram_pool={self.config.spectrogram_pool} frames; "
+                        f"got {value.shape[-1]}"
+                    )
+                value = value.to(device=eeg.device, dtype=dtype)
+            prepared[name] = value
+        return dict(eeg=eeg, positions=positions, channel_mask=channel_mask, **prepared)
+
+    def set_gnn_impl(self, impl: str) -> None:
+        """Switch the GNN between ``"pyg"`` message passing and the equal ``"dense"`` matmul."""
+        from model.config import GNN_IMPLS
+
+        if impl not in GNN_IMPLS:
+            raise ValueError(f"gnn_impl: expected one of {', '.join(map(repr, GNN_IMPLS))}; got {impl!r}")
+        self.config.gnn_impl = impl
+        self.encoder.set_gnn_impl(impl)
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)}"
+    return f"{type(value).__name__}"
+
+
+class EEGFMModel(EEGFMPreTrainedModel):
+    """The eegfm encoder with one task head (``config.head``), in timm's encoder/head split."""
+
+    def __init__(self, config: EEGFMConfig) -> None:
+        super().__init__(config)
+        self.encoder = EEGFMEncoder(config)
+        self.head: TaskHead = create_head(config.head, config)
+        if config.adapter_kind is not None:
+            adapters_lib.build_adapters(self.encoder, config.adapter_kind, config.adapter_rank, config.layer_norm_eps)
+        self.post_init()
+
+    def forward_features(
+        self,
+        eeg: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        channel_mask: torch.Tensor | None = None,
+        spectrogram: torch.Tensor | None = None,
+        ecg: torch.Tensor | None = None,
+        age: torch.Tensor | None = None,
+        sex: torch.Tensor | None = None,
+        sample_mask: torch.Tensor | None = None,
+    ) -> EncoderOutput:
+        inputs = self.prepare_inputs(eeg, positions, channel_mask, spectrogram, ecg, age, sex)
+        return self.encoder(**inputs, sample_mask=sample_mask)
+
+    def forward_head(self, features: EncoderOutput | torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head(features, pre_logits=pre_logits)
+
+    def forward(
+        self,
+        eeg: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        channel_mask: torch.Tensor | None = None,
+        spectrogram: torch.Tensor | None = None,
+        ecg: torch.Tensor | None = None,
+        age: torch.Tensor | None = None,
+        sex: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> EEGFMOutput | tuple[torch.Tensor, ...]:
+        """Head logits and features; ``loss`` too when ``labels`` are given (see ``model.heads``)."""
+        features = self.forward_features(eeg, positions, channel_mask, spectrogram, ecg, age, sex)
+        logits = self.forward_head(features)
+        loss = None if labels is None else self.head.loss(logits, labels.to(logits.device))
+        output = EEGFMOutput(
+            loss=loss,
+            logits=logits,
+            pooled=features.pooled,
+            patch_tokens=features.patch_tokens,
+            channel_tokens=features.channel_tokens,
+            modality_gates=features.modality_gates,
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
+    def predict(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """Head probabilities (or values, for regression) in eval mode without gradients."""
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return self.head.predict(self(*args, **kwargs).logits)
+        finally:
+            self.train(was_training)
+
+    # ---------------------------------------------------------------------------------------
+    # Heads, freezing, adapters (timm-style API)
+    # ---------------------------------------------------------------------------------------
+
+    def get_classifier(self) -> TaskHead:
+        return self.head
+
+    def reset_head(
+        self,
+        head: str | None = None,
+        id2label: dict[int, str] | list[str] | None = None,
+    ) -> TaskHead:
+        """Replace the task head (a fresh, initialised one); config.head / id2label follow."""
+        name = self.config.head if head is None else head
+        if name not in HEAD_REGISTRY:
+            raise ValueError(f"head: expected one of {', '.join(sorted(HEAD_REGISTRY))}; got {name!r}")
+        if isinstance(id2label, (list, tuple)):
+            id2label = dict(enumerate(id2label))
+        if id2label is None:
+            labels = HEAD_REGISTRY[name].default_labels
+            id2label = dict(enumerate(labels)) if labels is not None else dict(self.config.id2label or {})
+        old = (self.config.head, self.config.id2label, self.config.label2id)
+        self.config.head, self.config.id2label = name, {int(k): v for k, v in id2label.items()}
+        self.config.label2id = {v: k for k, v in self.config.id2label.items()}
+        try:
+            new_head = create_head(name, self.config)
+        except ValueError:
+            self.config.head, self.config.id2label, self.config.label2id = old
+            raise
+        std = self.config.initializer_range
+        for module in new_head.modules():
+            if isinstance(module, nn.Linear):
+                nn.init.normal_(module.weight, std=std)
+                nn.init.zeros_(module.bias)
+        device = next(self.encoder.parameters()).device
+        self.head = new_head.to(device=device, dtype=self.dtype)
+        return self.head
+
+    def freeze_encoder(self) -> None:
+        adapters_lib.freeze_encoder(self)
+
+    def unfreeze_encoder(self, last_n_layers: int | None = None) -> None:
+        adapters_lib.unfreeze_encoder(self, last_n_layers)
+
+    def add_adapters(self, kind: str = "lora", rank: int = 8) -> int:
+        return adapters_lib.add_adapters(self, kind, rank)
+
+
+class EEGFMForPretraining(EEGFMPreTrainedModel):
+    """Encoder + masked-segment reconstruction + contrastive channel prediction (+ auxiliary)."""
+
+    def __init__(self, config: EEGFMConfig) -> None:
+        super().__init__(config)
+        self.encoder = EEGFMEncoder(config)
+        self.reconstruction = MaskedReconstructionHead(config)
+        self.contrastive = ChannelContrastiveHead(config)
+        self.auxiliary = None if config.auxiliary_head is None else create_head(config.auxiliary_head, config)
+        self.post_init()
+
+    def make_views(
+        self, eeg: torch.Tensor, channel_mask: torch.Tensor, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Masked input, its sample mask, the held-out channel per sample and the context mask."""
+        batch, n_chans, n_times = eeg.shape
+        ms = self.config.sfreq / 1000.0
+        mask = span_mask(
+            batch, n_chans, n_times,
+            min_len=max(1, round(self.config.mask_min_ms * ms)),
+            max_len=max(1, round(self.config.mask_max_ms * ms)),
+            ratio=self.config.mask_ratio, generator=generator, device="cpu",
+        ).to(eeg.device)
+        held_out = choose_held_out(channel_mask.cpu(), generator).to(eeg.device)
+        rows = torch.arange(batch, device=eeg.device)
+        mask[rows, held_out] = True
+        context_mask = channel_mask.clone()
+        context_mask[rows, held_out] = 0.0
+        return eeg.masked_fill(mask, 0.0), mask, held_out, context_mask
+
+    def forward(
+        self,
+        eeg: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        channel_mask: torch.Tensor | None = None,
+        spectrogram: torch.Tensor | None = None,
+        ecg: torch.Tensor | None = None,
+        age: torch.Tensor | None = None,
+        sex: torch.Tensor | None = None,
+        auxiliary_labels: torch.Tensor | None = None,
+        generator: torch.Generator | None = None,
+        return_dict: bool | None = None,
+    ) -> PretrainingOutput | tuple[torch.Tensor, ...]:
+        """Losses of one pretraining step; ``generator`` makes the masking reproducible."""
+        inputs = self.prepare_inputs(eeg, positions, channel_mask, spectrogram, ecg, age, sex)
+        eeg, channel_mask = inputs["eeg"], inputs["channel_mask"]
+        masked, mask, held_out, context_mask = self.make_views(eeg, channel_mask, generator)
+        features = self.encoder(**{**inputs, "eeg": masked, "channel_mask": context_mask}, sample_mask=mask)
+        tokenizer = self.encoder.tokenizer
+        target = tokenizer.to_patches(eeg * tokenizer.scale).flatten(2)
+        reconstruction = self.reconstruction(features.channel_tokens)
+        loss_mask = mask & (channel_mask > 0.5).unsqueeze(-1)
+        reconstruction_loss = self.reconstruction.loss(reconstruction, target, loss_mask)
+        content = tokenizer.patches(tokenizer.to_patches(eeg * tokenizer.scale))
+        queries, keys = self.contrastive(features.channel_tokens, content, held_out, inputs["positions"])
+        contrastive_loss = self.contrastive.loss(queries, keys, held_out, channel_mask)
+        loss = self.config.reconstruction_weight * reconstruction_loss + self.config.contrastive_weight * contrastive_loss
+        auxiliary_loss = None
+        if self.auxiliary is not None and auxiliary_labels is not None:
+            auxiliary_loss = self.auxiliary.loss(self.auxiliary(features), auxiliary_labels.to(eeg.device))
+            loss = loss + self.config.auxiliary_weight * auxiliary_loss
+        output = PretrainingOutput(
+            loss=loss,
+            reconstruction_loss=reconstruction_loss,
+            contrastive_loss=contrastive_loss,
+            auxiliary_loss=auxiliary_loss,
+            reconstruction=reconstruction,
+            sample_mask=mask,
+            held_out=held_out,
+        )
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
+
+def create_model(
+    preset: str = "base",
+    head: str | None = None,
+    pretrained: str | None = None,
+    **overrides: Any,
+) -> EEGFMModel:
+    """timm-style factory: a task model from a preset (or a saved directory) with overrides.
+
+    ``create_model("base", head="binary")``; ``create_model(pretrained="runs/x", head="hms6")``
+    loads the saved encoder and, when the head differs, initialises a fresh one.
+    """
+    if pretrained is not None:
+        model = EEGFMModel.from_pretrained(pretrained, **overrides)
+        if head is not None and head != model.config.head:
+            model.reset_head(head)
+        return model
+    if head is not None:
+        overrides["head"] = head
+    return EEGFMModel(EEGFMConfig.from_preset(preset, **overrides))
+
+
+def create_pretraining_model(preset: str = "base", **overrides: Any) -> EEGFMForPretraining:
+    return EEGFMForPretraining(EEGFMConfig.from_preset(preset, **overrides))
+
+
+def register_auto_classes() -> None:
+    """Make ``AutoConfig`` / ``AutoModel`` resolve ``model_type == "eegfm"`` (idempotent)."""
+    AutoConfig.register(EEGFMConfig.model_type, EEGFMConfig, exist_ok=True)
+    AutoModel.register(EEGFMConfig, EEGFMModel, exist_ok=True)
+
+
+register_auto_classes()

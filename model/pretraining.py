@@ -1,0 +1,200 @@
+"""Self-supervised pretraining objectives. Each head owns its loss.
+
+Masked segment reconstruction
+    Random spans of ``mask_min_ms``..``mask_max_ms`` (15-500 ms by default) are hidden in every
+    channel until about ``mask_ratio`` of the samples are covered. Hidden samples are set to zero
+    and flagged to the tokenizer (``sample_mask``); the head predicts every sample of every patch
+    from the channel tokens, and the loss is the squared error over hidden samples of measured
+    channels only (interpolated channels carry no signal of their own to recover), normalised by
+    the targets' power there (1.0 = predicting zero). Targets are in model units (microvolts /
+    ``input_scale_uv``).
+
+Contrastive channel prediction
+    One measured channel per sample is held out: its samples are hidden entirely and it is marked
+    interpolated, as a missing electrode would be. From the context token at the held-out
+    electrode, patch by patch, the model must pick that channel's true content (the patch
+    embedding of the unmasked signal, as a key) among negatives: the other channels and patches of
+    the same sample and all channels and patches of the other samples in the batch (InfoNCE).
+
+Auxiliary head
+    Optionally any registered task head (``config.auxiliary_head``, e.g. ``"sleep_stage"``) on the
+    pooled embedding, for corpora with such labels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.config import EEGFMConfig
+from model.embedding import ElectrodeEmbedding
+
+
+def span_mask(
+    batch: int,
+    n_chans: int,
+    n_times: int,
+    *,
+    min_len: int,
+    max_len: int,
+    ratio: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """(batch, n_chans, n_times) bool mask of random spans, vectorised (no loops over rows).
+
+    Each row gets ``ceil(ratio * n_times / mean span)`` spans with uniform lengths in
+    ``[min_len, max_len]`` and uniform starts; overlaps make the covered fraction a little
+    below ``ratio`` on average. Built from +1/-1 marks at span starts/ends and a cumulative sum.
+    """
+    max_len = max(min(max_len, n_times), 1)
+    min_len = max(min(min_len, max_len), 1)
+    if ratio <= 0:
+        return torch.zeros(batch, n_chans, n_times, dtype=torch.bool, device=device)
+    mean_len = 0.5 * (min_len + max_len)
+    n_spans = max(1, int(torch.ceil(torch.tensor(ratio * n_times / mean_len)).item()))
+    shape = (batch, n_chans, n_spans)
+    lengths = torch.randint(min_len, max_len + 1, shape, generator=generator, device=device)
+    starts = (torch.rand(shape, generator=generator, device=device) * (n_times - lengths + 1)).long()
+    marks = torch.zeros(batch, n_chans, n_times + 1, device=device)
+    marks.scatter_add_(2, starts, torch.ones(shape, device=device))
+    marks.scatter_add_(2, starts + lengths, -torch.ones(shape, device=device))
+    return marks.cumsum(dim=2)[..., :n_times] > 0.5
+
+
+def choose_held_out(channel_mask: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B,) index of one measured channel per sample (any channel if none is measured)."""
+    scores = torch.rand(channel_mask.shape, generator=generator, device=channel_mask.device)
+    return (scores + 2.0 * (channel_mask > 0.5)).argmax(dim=1)
+
+
+def info_nce(
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    positive: torch.Tensor,
+    temperature: float,
+    key_valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """InfoNCE of (B, E) queries against (N, E) keys; ``positive`` (B,) indexes each query's key.
+
+    Queries and keys are L2-normalised (cosine similarity / temperature). Invalid keys never act
+    as negatives; a query's own positive is always kept.
+    """
+    queries = F.normalize(queries, dim=-1)
+    keys = F.normalize(keys, dim=-1)
+    logits = queries @ keys.T / temperature
+    if key_valid is not None:
+        keep = key_valid.unsqueeze(0).expand_as(logits).clone()
+        keep[torch.arange(len(positive), device=logits.device), positive] = True
+        logits = logits.masked_fill(~keep, torch.finfo(logits.dtype).min)
+    return F.cross_entropy(logits, positive)
+
+
+class MaskedReconstructionHead(nn.Module):
+    """Channel tokens (B, C, P, D) -> reconstructed samples (B, C, P * patch_size)."""
+
+    def __init__(self, config: EEGFMConfig) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.proj = nn.Linear(config.hidden_size, config.patch_size)
+        self.proj.zero_init = True  # predict zero at first: the loss starts at 1.0
+
+    def forward(self, channel_tokens: torch.Tensor) -> torch.Tensor:
+        out = self.proj(self.norm(channel_tokens))  # (B, C, P, patch_size)
+        return out.flatten(2)
+
+    @staticmethod
+    def loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Normalised MSE over the samples where ``mask`` is set; other samples have no influence.
+
+        Squared error divided by the target's power over the same masked samples: predicting
+        zero scores 1.0 whatever the amplitudes, and the loss stays O(1) next to InfoNCE (a raw
+        MSE in model units is ~0.01 on typical EEG, and its gradients drowned in the
+        contrastive ones, so reconstruction stopped learning).
+        """
+        n_times = prediction.shape[-1]
+        target, mask = target[..., :n_times], mask[..., :n_times] > 0
+        zero = torch.zeros_like(prediction)
+        error = torch.where(mask, prediction - target, zero).square().sum()
+        power = torch.where(mask, target, zero).square().sum()
+        return error / power.clamp(min=1e-8)
+
+
+class ChannelContrastiveHead(nn.Module):
+    """Predicts the held-out channel's content per patch (queries) and embeds contents (keys).
+
+    The prediction is a cross-attention from the held-out electrode (its token plus an embedding
+    of its position) to the other channels' tokens of the same patch: at initialisation the
+    held-out token barely differs between samples (its input is zero), so reading the
+    neighbours' content through attention is what makes the task learnable from the start.
+    """
+
+    def __init__(self, config: EEGFMConfig) -> None:
+        super().__init__()
+        width, dim = config.hidden_size, config.contrastive_dim
+        self.temperature = config.contrastive_temperature
+        self.n_heads, self.head_dim = config.num_attention_heads, config.head_dim
+        self.position = ElectrodeEmbedding(config)
+        self.norm_q = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.norm_kv = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.q = nn.Linear(width, width)
+        self.kv = nn.Linear(width, 2 * width)
+        self.out = nn.Linear(width, width)
+
+        def projector() -> nn.Sequential:
+            return nn.Sequential(nn.LayerNorm(width, eps=config.layer_norm_eps), nn.Linear(width, width),
+                                 nn.GELU(), nn.Linear(width, dim))
+
+        self.query = projector()
+        self.key = projector()
+
+    def predict(self, channel_tokens: torch.Tensor, positions: torch.Tensor, held_out: torch.Tensor) -> torch.Tensor:
+        """(B, P, D) prediction of the held-out channel's tokens from the other channels."""
+        batch, n_chans, n_patches, width = channel_tokens.shape
+        rows = torch.arange(batch, device=channel_tokens.device)
+        where = positions.expand(batch, -1, -1)[rows, held_out]  # (B, 3)
+        query = self.norm_q(channel_tokens[rows, held_out] + self.position(where).unsqueeze(1))  # (B, P, D)
+        context = self.norm_kv(channel_tokens.transpose(1, 2))  # (B, P, C, D)
+        q = self.q(query).view(batch * n_patches, 1, self.n_heads, self.head_dim).transpose(1, 2)
+        k, v = self.kv(context).view(batch * n_patches, n_chans, 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        others = torch.ones(batch, n_chans, dtype=torch.bool, device=channel_tokens.device)
+        others[rows, held_out] = False
+        allowed = others.repeat_interleave(n_patches, dim=0)[:, None, None, :]
+        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
+        # No residual from the query: its varying part is tiny at first (the held-out input is
+        # zero), and adding it would hide the neighbours' content under a near-constant vector.
+        return self.out(attended.reshape(batch, n_patches, width))
+
+    def forward(
+        self,
+        channel_tokens: torch.Tensor,
+        content: torch.Tensor,
+        held_out: torch.Tensor,
+        positions: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Queries (B * P, E) for the held-out electrodes; keys (B * C * P, E) of every channel.
+
+        ``content`` is (B, C, P, D): each patch's embedding of the unmasked signal. Matching is
+        per patch, so a key carries that second's waveform, which tells samples (and channels)
+        apart far better than a window average would.
+        """
+        batch, n_chans, n_patches, width = content.shape
+        prediction = self.predict(channel_tokens, positions, held_out)
+        return self.query(prediction).reshape(batch * n_patches, -1), self.key(content).reshape(batch * n_chans * n_patches, -1)
+
+    def loss(
+        self,
+        queries: torch.Tensor,
+        keys: torch.Tensor,
+        held_out: torch.Tensor,
+        channel_mask: torch.Tensor,
+    ) -> torch.Tensor:
+        """InfoNCE; negatives: every other (channel, patch) of this and the other samples."""
+        batch, n_chans = channel_mask.shape
+        n_patches = queries.shape[0] // batch
+        sample = torch.arange(batch, device=keys.device).repeat_interleave(n_patches)
+        patch = torch.arange(n_patches, device=keys.device).repeat(batch)
+        positive = (sample * n_chans + held_out[sample]) * n_patches + patch
+        key_valid = (channel_mask > 0.5).unsqueeze(-1).expand(-1, -1, n_patches).reshape(-1)
+        return info_nce(queries, keys, positive, self.temperature, key_valid=key_valid)

@@ -1,0 +1,132 @@
+"""The electrode graph and the GNN layer: construction, locality, learnable weights, both paths."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from torch_geometric.nn import MessagePassing
+
+from model import EEGFMConfig, canonical_positions, positions_for
+from model.spatial import (
+    ElectrodeGraphConv,
+    SpatialGNNLayer,
+    build_electrode_graph,
+    disjoint_union_edges,
+)
+from tests.model.conftest import make_batch, make_model
+
+
+def test_neighbours_are_the_nearest_electrodes_self_first():
+    positions = canonical_positions()
+    graph = build_electrode_graph(positions, torch.ones(1, 19), k=4)
+    assert graph.neighbours.shape == (1, 19, 5)
+    distances = torch.cdist(positions[0].double(), positions[0].double())
+    for i in range(19):
+        chosen = graph.neighbours[0, i]
+        assert chosen[0] == i
+        # every chosen neighbour is at least as close as every electrode left out
+        left_out = sorted(set(range(19)) - set(chosen.tolist()))
+        assert distances[i, chosen].max() <= distances[i, left_out].min() + 1e-6
+    # Cz's four nearest electrodes in the 10-20 layout
+    cz = 9
+    names = {c: i for i, c in enumerate(["Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz",
+                                         "Pz", "Fp2", "F4", "C4", "P4", "F8", "T4", "T6", "O2"])}
+    assert set(graph.neighbours[0, cz, 1:].tolist()) == {names[n] for n in ("Fz", "Pz", "C3", "C4")}
+    assert torch.allclose(graph.geometry[0, :, 0, 0], torch.zeros(19), atol=1e-5)  # self: distance 0
+
+
+def test_small_montages_get_fewer_neighbours():
+    graph = build_electrode_graph(positions_for(["Cz", "O1", "Fp2"]), torch.ones(2, 3), k=6)
+    assert graph.neighbours.shape == (2, 3, 3)
+
+
+def test_disjoint_union_edges_match_a_loop_reference():
+    batch, n_chans, k, n_patches = 2, 4, 3, 3
+    neighbours = torch.stack([torch.randperm(n_chans)[:k] for _ in range(batch * n_chans)]).view(batch, n_chans, k)
+    edges = disjoint_union_edges(neighbours, n_patches)
+    expected = []
+    for b, c, j, p in itertools.product(range(batch), range(n_chans), range(k), range(n_patches)):
+        source = (b * n_chans + int(neighbours[b, c, j])) * n_patches + p
+        target = (b * n_chans + c) * n_patches + p
+        expected.append([source, target])
+    assert edges.T.tolist() == expected
+    # one disjoint graph per (sample, patch): edges never cross samples or patches
+    graph_of = lambda node: (node // (n_chans * n_patches), node % n_patches)  # noqa: E731
+    assert all(graph_of(s) == graph_of(t) for s, t in edges.T.tolist())
+
+
+def _layer(impl: str) -> SpatialGNNLayer:
+    config = EEGFMConfig.from_preset("tiny", gnn_impl=impl)
+    torch.manual_seed(0)
+    layer = SpatialGNNLayer(config)
+    with torch.no_grad():
+        layer.interpolated_logit.copy_(torch.tensor([-2.0, 0.5, 1.0, -0.5]))
+    return layer
+
+
+def test_message_passing_is_a_torch_geometric_layer_and_equals_the_dense_path():
+    assert isinstance(ElectrodeGraphConv(), MessagePassing)
+    pyg, dense = _layer("pyg"), _layer("dense")
+    dense.load_state_dict(pyg.state_dict())
+    x = torch.randn(3, 19, 6, 64, requires_grad=True)
+    mask = torch.ones(3, 19)
+    mask[1, [3, 9]] = 0
+    graph = build_electrode_graph(canonical_positions(), mask, k=4)
+    out_pyg, out_dense = pyg(x, graph), dense(x, graph)
+    torch.testing.assert_close(out_pyg, out_dense, atol=1e-5, rtol=1e-5)
+    grad_pyg = torch.autograd.grad(out_pyg.square().sum(), [x, *pyg.parameters()])
+    grad_dense = torch.autograd.grad(out_dense.square().sum(), [x, *dense.parameters()])
+    for a, b in zip(grad_pyg, grad_dense):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_whole_model_agrees_across_gnn_paths():
+    model = make_model("tiny")
+    inputs = make_batch(2, 5, modalities=("ecg",))
+    with torch.no_grad():
+        pyg = model(**inputs).pooled
+        model.set_gnn_impl("dense")
+        dense = model(**inputs).pooled
+    assert model.config.gnn_impl == "dense"
+    torch.testing.assert_close(pyg, dense, atol=1e-5, rtol=1e-5)
+
+
+def test_messages_only_flow_along_graph_edges():
+    layer = _layer("pyg")
+    positions = canonical_positions()
+    graph = build_electrode_graph(positions, torch.ones(1, 19), k=4)
+    x = torch.randn(1, 19, 2, 64)
+    target = 0  # Fp1
+    outside = sorted(set(range(19)) - set(graph.neighbours[0, target].tolist()))
+    changed = x.clone()
+    changed[:, outside] += 5.0
+    with torch.no_grad():
+        before, after = layer(x, graph), layer(changed, graph)
+    torch.testing.assert_close(after[:, target], before[:, target])
+    assert not torch.allclose(after[:, outside], before[:, outside])
+    # patches are separate graphs
+    changed = x.clone()
+    changed[:, :, 1] += 5.0
+    with torch.no_grad():
+        torch.testing.assert_close(layer(changed, graph)[:, :, 0], before[:, :, 0])
+
+
+def test_edge_weights_are_learned_from_geometry_and_interpolation():
+    layer = _layer("pyg")
+    mask = torch.ones(1, 19)
+    mask[0, 9] = 0  # Cz interpolated
+    graph = build_electrode_graph(canonical_positions(), mask, k=4)
+    weights = layer.edge_weights(graph)
+    torch.testing.assert_close(weights.sum(dim=2), torch.ones(1, 19, 4))
+    out = layer(torch.randn(1, 19, 3, 64), graph)
+    out.square().sum().backward()
+    assert layer.edge_logits[0].weight.grad.abs().sum() > 0
+    assert layer.interpolated_logit.grad.abs().sum() > 0
+    # the interpolated-neighbour logit lowers (here: head 0, logit -2) the weight of Cz's edges
+    edges_to_cz = graph.neighbours[0] == 9
+    clean_graph = build_electrode_graph(canonical_positions(), torch.ones(1, 19), k=4)
+    clean = layer.edge_weights(clean_graph)
+    non_self = edges_to_cz.clone()
+    non_self[9] = False
+    assert (weights[0, ..., 0][non_self] < clean[0, ..., 0][non_self]).all()
