@@ -24,21 +24,17 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import io
 import json
-import logging
-import math
 import os
 import sys
 import tempfile
 import time
-from collections import Counter
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
-from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines import schema
 from pipelines.artifact_ae import ArtifactAutoencoder, band_features
@@ -47,7 +43,6 @@ from pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym
 from pipelines.features import FEATURE_NAMES
 from pipelines.logging_setup import get_logger, setup_logging
 from pipelines.process import (
-    AE_NOT_SCORED,
     RECORD_QUALITY_NAMES,
     Outcome,
     PreprocessConfig,
@@ -143,16 +138,17 @@ def _fit_autoencoder(sample: list[tuple[str, np.ndarray]], min_windows: int, see
 
 
 def _save_model(model, path: str) -> str:
+    """Write the fitted model next to the records; '' when none was fitted (too few windows)."""
     if model is None:
         return ""
     with tempfile.TemporaryDirectory() as tmp:
-        local = model.save(os.path.join(tmp, AE_MODEL_NAME))
+        model.save(os.path.join(tmp, AE_MODEL_NAME))
         for produced in sorted(os.listdir(tmp)):
             with open(os.path.join(tmp, produced), "rb") as src, FileSystems.create(
                 FileSystems.join(os.path.dirname(path), produced)
             ) as dst:
                 dst.write(src.read())
-    return path if local else ""
+    return os.path.basename(path)
 
 
 def _load_model(path: str) -> ArtifactAutoencoder:
@@ -205,11 +201,15 @@ class ScoreArtifacts(beam.PTransform):
 
     def expand(self, windows):
         pipeline = windows.pipeline
+        # `self.model_used`: what the manifest records: the saved file's name, the reused
+        # model's path, or '' when no autoencoder scored the windows.
         if not self._enabled:
             model = pipeline | "NoModel" >> beam.Create([None])
+            self.model_used = pipeline | "NoModelUsed" >> beam.Create([""])
         elif self._model_path:
             path = self._model_path
             model = pipeline | "ModelPath" >> beam.Create([path]) | "LoadModel" >> beam.Map(_load_model)
+            self.model_used = pipeline | "ModelReused" >> beam.Create([path])
         else:
             train = set(self._train_sites)
             sample = (
@@ -223,7 +223,7 @@ class ScoreArtifacts(beam.PTransform):
             seed, min_windows = self._seed, 32
             model = sample | "Fit" >> beam.Map(_fit_autoencoder, min_windows, seed)
             target = FileSystems.join(self._output, AE_MODEL_NAME)
-            _ = model | "SaveModel" >> beam.Map(_save_model, target)
+            self.model_used = model | "SaveModel" >> beam.Map(_save_model, target)
         return windows | "Score" >> beam.ParDo(
             ScoreWithAutoencoderFn(self._config.quality), beam.pvalue.AsSingleton(model)
         ).with_outputs(ScoreWithAutoencoderFn.REJECTED, main="windows")
@@ -264,7 +264,7 @@ def _quarantine_line(event) -> str:
                        "kind": "window"}, sort_keys=True)
 
 
-def _write_manifest(_, path, header, outcomes, counts, shards, ae_saved):
+def _write_manifest(_, path, header, outcomes, counts, shards, model_used):
     inputs = sorted((o.as_dict() for o in outcomes), key=lambda d: d["source"])
     manifest = dict(header)
     manifest["inputs"] = header["ignored"] + [
@@ -286,7 +286,7 @@ def _write_manifest(_, path, header, outcomes, counts, shards, ae_saved):
         "per_label": {k[6:]: int(v) for k, v in sorted(counts.items()) if k.startswith("label/")},
     }
     manifest["shards"] = sorted(os.path.relpath(s, header["output"]) if "://" not in s else s for s in shards)
-    manifest["artifact_model"] = AE_MODEL_NAME if any(ae_saved) else None
+    manifest["artifact_model"] = next((m for m in model_used if m), None)
     with FileSystems.create(path) as fh:
         fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
     return path
@@ -298,7 +298,7 @@ class WriteReports(beam.PTransform):
         self._output, self._header, self._ignored = output, header, ignored
 
     def expand(self, pcolls):
-        outcomes, rejected, windows, shards, ae_saved = pcolls
+        outcomes, rejected, windows, shards, model_used = pcolls
         p = outcomes.pipeline
         ignored = p | "Ignored" >> beam.Create(self._ignored)
         quarantined = outcomes | "Quarantined" >> beam.Filter(lambda o: o.status != "processed")
@@ -317,7 +317,7 @@ class WriteReports(beam.PTransform):
             | "Manifest" >> beam.Map(
                 _write_manifest, path, header,
                 beam.pvalue.AsList(outcomes), beam.pvalue.AsDict(counts),
-                beam.pvalue.AsList(shards), beam.pvalue.AsList(ae_saved))
+                beam.pvalue.AsList(shards), beam.pvalue.AsList(model_used))
         )
 
 
@@ -437,13 +437,13 @@ def build_pipeline(p, args, config, items, ignored, key: bytes, site_names):
     }
     items_pc = p | "Inputs" >> beam.Create(items)
     processed = items_pc | "ProcessRecordings" >> ProcessRecordings(args.pseudonym_key_file, config)
-    scored = processed.windows | "ScoreArtifacts" >> ScoreArtifacts(
+    scoring = ScoreArtifacts(
         args.output, config, model_path=args.artifact_model, enabled=not args.no_artifact_model,
         train_sites=train_sites, sample_size=args.ae_sample_size)
+    scored = processed.windows | "ScoreArtifacts" >> scoring
     shards = scored.windows | "WriteWindows" >> WriteWindows(args.output, sites, args.num_shards)
-    ae_saved = (p | "AeFlag" >> beam.Create([bool(not args.no_artifact_model and not args.artifact_model)]))
     rejected = (processed.rejected, scored.rejected) | "AllRejected" >> beam.Flatten()
-    (processed.outcome, rejected, scored.windows, shards, ae_saved) | "WriteReports" >> WriteReports(
+    (processed.outcome, rejected, scored.windows, shards, scoring.model_used) | "WriteReports" >> WriteReports(
         args.output, header, ignored)
 
 
@@ -475,13 +475,14 @@ def run(argv: list[str] | None = None) -> dict:
     if not items:
         parser.error(f"--input {' '.join(args.input)}: no recordings found (only {len(ignored)} sidecar/doc files)")
     options = PipelineOptions(beam_args)
-    if options.view_as(StandardOptions).runner in (None, "DirectRunner") and \
-            options.view_as(DirectOptions).direct_running_mode == "in_memory" and "--direct_running_mode" not in " ".join(beam_args):
-        # Name the in-process runner: the DirectRunner would otherwise try to download Prism.
-        options.view_as(StandardOptions).runner = options.view_as(StandardOptions).runner or "DirectRunner"
+    if options.view_as(StandardOptions).runner is None:
+        # Name the runner explicitly (Beam otherwise logs that it is guessing one); its
+        # --direct_running_mode defaults to in_memory, one process.
+        options.view_as(StandardOptions).runner = "DirectRunner"
     log.info("%d recordings (%s), %d other files; writing to %s", len(items),
              ", ".join(f"{k}={v}" for k, v in sorted(datasets.items())), len(ignored), args.output)
-    FileSystems.mkdirs(args.output) if "://" not in args.output and not os.path.exists(args.output) else None
+    if "://" not in args.output:  # object stores have no folders to create
+        os.makedirs(args.output, exist_ok=True)
     start = time.time()
     with beam.Pipeline(options=options) as p:
         build_pipeline(p, args, config, items, ignored, key, {i.site for i in items})

@@ -191,6 +191,8 @@ def test_simulated_corpus_runs_end_to_end_with_labels_and_sites(simulated_run):
     assert len(recordings) == 8 and all(e["status"] == "processed" for e in recordings), [
         (e["source"], e.get("reason")) for e in recordings if e["status"] != "processed"]
     assert len(manifest["sites"]) == 4 and len(manifest["counts"]["per_site"]) == 4
+    # The manifest names the artifact model only if one was fitted and written.
+    assert (manifest["artifact_model"] == "artifact_ae.npz") == (out / "artifact_ae.npz").exists()
     labels = {k for k in manifest["counts"]["per_label"] if k.startswith("hms6:")}
     assert len(labels) >= 3
     truth = [json.loads(line) for line in open(corpus / "truth.jsonl")]
