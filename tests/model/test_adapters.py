@@ -20,7 +20,9 @@ def test_adapters_train_under_five_percent(preset, kind):
     assert trainable == count_trainable(model)
     assert trainable / count_parameters(model) < 0.05
     with torch.no_grad():  # zero-initialised up-projections: the adapted model starts identical
-        torch.testing.assert_close(model(**inputs).logits, before, atol=1e-6, rtol=1e-6)
+        # Identical up to float32 rounding (torch's float32 defaults): the adapted layers take a
+        # different matmul order, and BLAS threading varies between runs (seen: 1.4e-6 off).
+        torch.testing.assert_close(model(**inputs).logits, before)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     assert any(n.startswith("head.") for n in names)
     assert all(n.startswith("head.") or ".lora_" in n or ".adapter." in n for n in names)
