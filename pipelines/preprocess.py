@@ -366,8 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "interpolated by spherical splines and marked 0 in channel_mask")
     sig.add_argument("--reference", default="keep", choices=["keep", "average"],
                      help="keep the recording's reference, or re-reference to the average of the 19 channels")
-    sig.add_argument("--chunk_seconds", type=float, default=60.0,
-                     help="how much of a recording is in memory at once (peak memory is bounded by it)")
+    sig.add_argument("--chunk_seconds", type=float, default=300.0,
+                     help="how much of a recording is read at once (at most 2^21 samples per channel): "
+                     "peak memory is bounded by it; recordings shorter than it are filtered in one pass")
     sig.add_argument("--features", action="store_true",
                      help=f"store {len(FEATURE_NAMES)} extra features per window (time statistics, "
                      "relative band powers, spectral entropy) in the 'extra' field")

@@ -45,6 +45,9 @@ from pipelines.sources import SourceItem
 AE_NOT_SCORED = -1.0
 log = get_logger("process")
 RECORD_QUALITY_NAMES = QUALITY_NAMES + ("ae_score",)
+# Input samples per channel read at once, whatever chunk_seconds asks: about 7 min at 5 kHz, so
+# a high-rate recording's chunk (float64 read, float32 copies) stays a few hundred MB.
+MAX_CHUNK_SAMPLES = 2**21
 
 
 @dataclasses.dataclass
@@ -58,7 +61,8 @@ class PreprocessConfig(Config):
     h_freq: float = 70.0
     min_channels: int = 10
     reference: str = "keep"
-    chunk_seconds: float = 60.0
+    # Recordings up to this long are read and filtered in one piece (no overlap re-filtering).
+    chunk_seconds: float = 300.0
     line_detect_seconds: float = 120.0
     features: bool = False
     ica: bool = False
@@ -315,7 +319,7 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     raw_buf = _Rolling(n_rows)  # resampled, before filtering (for clipping/flat checks)
     bad_buf = _Rolling(1)  # 1 where an input sample was non-finite
     out_buf = _Rolling(n_rows)
-    chunk = max(1, int(config.chunk_seconds * info.sfreq))
+    chunk = max(1, min(int(config.chunk_seconds * info.sfreq), MAX_CHUNK_SAMPLES))
     next_req = 0
     for start in range(0, info.n_times, chunk):
         stop = min(info.n_times, start + chunk)
@@ -323,13 +327,11 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
         resampled = resampler.push(data)
         bad_rs = _resample_mask(bad, start, stop, info.sfreq, bad_buf.end, resampled.shape[1])
         tail = [] if stop < info.n_times else [resampler.flush()]
-        for block in [resampled] + tail:
-            raw_buf.append(block)
-            out_buf.append(filt.push(block))
+        block = resampled if not tail else np.concatenate([resampled, tail[0]], axis=1)
+        raw_buf.append(block)
+        out_buf.append(filt.push(block) if not tail else filt.finish(block))
         bad_buf.append(bad_rs[None] if not tail else
                        np.concatenate([bad_rs, np.zeros(tail[0].shape[1], bool)])[None])
-        if tail:
-            out_buf.append(filt.flush())
         while next_req < len(requests) and requests[next_req].start + requests[next_req].n_times <= out_buf.end:
             req = requests[next_req]
             next_req += 1

@@ -262,6 +262,31 @@ def test_streaming_filter_equals_one_shot_on_real_eeg(shared_data):
     assert parts[0].shape[1] == 0 and stream._buffer.shape[1] <= design.margin + step
 
 
+def test_finish_filters_the_last_chunk_once_and_equals_push_then_flush(shared_data):
+    x, sfreq, _ = _read(shared_data / "eegmat" / "Subject00_2.edf")
+    x = resample(x, sfreq)
+    design = design_filters(SFREQ, FilterConfig(), 50)
+    # The whole recording in one call is the one-shot filter, bit for bit.
+    np.testing.assert_array_equal(StreamingFilter(design, x.shape[0]).finish(x), apply_filters(x, design))
+    half = x.shape[1] // 2
+    pushed = StreamingFilter(design, x.shape[0])
+    first = pushed.push(x[:, :half])
+    a = np.concatenate([first, pushed.push(x[:, half:]), pushed.flush()], axis=1)
+    finished = StreamingFilter(design, x.shape[0])
+    b = np.concatenate([finished.push(x[:, :half]), finished.finish(x[:, half:])], axis=1)
+    assert a.shape == b.shape == x.shape
+    assert np.abs(a - b).max() < 1e-3 * x.std()
+    with pytest.raises(RuntimeError, match="finish"):
+        finished.finish(x[:, :10])
+
+
+def test_designs_are_computed_once_per_configuration():
+    a = design_filters(SFREQ, FilterConfig(h_freq=60.0), 50)
+    assert design_filters(SFREQ, FilterConfig(h_freq=60.0), 50) is a
+    assert design_filters(SFREQ, FilterConfig(h_freq=61.0), 50) is not a
+    assert design_filters(SFREQ, FilterConfig(h_freq=60.0), 60) is not a
+
+
 def test_streaming_single_chunk_and_short_recording_equal_one_shot():
     rng = np.random.default_rng(11)
     design = design_filters(SFREQ, FilterConfig(), 60)
