@@ -8,7 +8,8 @@ Modules: ``config`` (EEGFMConfig, presets), ``inputs`` (names/metadata -> tensor
 (channel tokens), ``temporal`` (rotary self-attention), ``spatial`` (electrode-graph GNN),
 ``fusion`` (spectrogram / ECG / clinical cross-attention), ``encoder``, ``heads`` (registry),
 ``pretraining`` (masked reconstruction, contrastive channel prediction), ``adapters`` (LoRA,
-bottleneck, freezing), ``modeling`` (Hugging Face models, ``create_model``), ``export`` (ONNX).
+bottleneck, freezing), ``modeling`` (Hugging Face models, ``create_model``), ``optim`` (parameter
+groups, layer-wise lr decay), ``numerics`` (autocast-safe regions, DDP tie-ins), ``export`` (ONNX).
 """
 
 from model.adapters import add_adapters, count_parameters, count_trainable, freeze_encoder, unfreeze_encoder
@@ -34,12 +35,13 @@ from model.modeling import (
     create_pretraining_model,
     register_auto_classes,
 )
+from model.optim import param_groups_lrd
 
 __all__ = [
     "HMS_CLASSES", "MODALITIES", "ConfigError", "EEGFMConfig", "EEGFMForPretraining", "EEGFMModel",
     "EEGFMOutput", "EEGFMPreTrainedModel", "EncoderOutput", "PretrainingOutput", "TaskHead",
     "add_adapters", "canonical_positions", "count_parameters", "count_trainable", "create_head",
     "create_model", "create_pretraining_model", "encode_age", "encode_sex", "freeze_encoder",
-    "get_preset", "list_heads", "list_presets", "positions_for", "register_auto_classes",
-    "register_head", "register_preset", "unfreeze_encoder",
+    "get_preset", "list_heads", "list_presets", "param_groups_lrd", "positions_for",
+    "register_auto_classes", "register_head", "register_preset", "unfreeze_encoder",
 ]

@@ -113,9 +113,11 @@ def add_adapters(model: EEGFMPreTrainedModel, kind: str = "lora", rank: int = 8)
         )
     if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
         raise ConfigError(f"add_adapters rank: expected a positive integer; got {rank!r}")
-    device = next(model.parameters()).device
+    reference = next(model.parameters())
     build_adapters(model.encoder, kind, rank, model.config.layer_norm_eps)
-    model.encoder.to(device)
+    # New modules are float32 on the CPU: move them to the model's device and dtype (a bfloat16
+    # model would otherwise fail with a dtype mismatch in its first adapted matmul).
+    model.encoder.to(device=reference.device, dtype=reference.dtype)
     model.config.adapter_kind, model.config.adapter_rank = kind, rank
     for name, parameter in model.named_parameters():
         parameter.requires_grad = is_adapter_parameter(name) or name.startswith("head.")

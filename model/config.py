@@ -97,6 +97,8 @@ class EEGFMConfig(PreTrainedConfig):
         head_dropout: dropout before the head's linear layer.
         adapter_kind / adapter_rank: adapters added by ``add_adapters`` (recorded so that
             ``from_pretrained`` rebuilds them).
+        temperature: softmax (sigmoid) temperature that ``predict`` divides the logits by; set by
+            fine-tuning's temperature scaling on the validation split (1.0 = uncalibrated).
     Pretraining:
         mask_min_ms / mask_max_ms: span lengths of masked segments; mask_ratio: masked fraction.
         contrastive_dim, contrastive_temperature: InfoNCE projection width and temperature.
@@ -132,6 +134,7 @@ class EEGFMConfig(PreTrainedConfig):
     head_dropout: float = 0.1
     adapter_kind: str | None = None
     adapter_rank: int = 8
+    temperature: float = 1.0
     mask_min_ms: float = 15.0
     mask_max_ms: float = 500.0
     mask_ratio: float = 0.3
@@ -193,6 +196,7 @@ class EEGFMConfig(PreTrainedConfig):
         if self.adapter_kind is not None:
             _check_option("adapter_kind", self.adapter_kind, ADAPTER_KINDS)
         _check_int("adapter_rank", self.adapter_rank, 1, 4096)
+        _check_float("temperature", self.temperature, 1e-3, 1e3)
         patch_ms = 1000.0 * self.patch_size / self.sfreq
         _check_float("mask_min_ms", self.mask_min_ms, 1000.0 / self.sfreq, patch_ms)
         _check_float("mask_max_ms", self.mask_max_ms, self.mask_min_ms, 60_000.0)

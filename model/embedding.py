@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from model.config import EEGFMConfig
+from model.numerics import float32_region, tie_unused
 
 
 def real_dft_basis(n: int, *, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -52,16 +53,27 @@ class PatchEmbedding(nn.Module):
         self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
 
     def log_spectrum(self, patches: torch.Tensor) -> torch.Tensor:
-        cos, sin = real_dft_basis(self.patch_size, device=patches.device, dtype=patches.dtype)
-        power = (patches @ cos).square() + (patches @ sin).square()
-        return torch.log1p(torch.sqrt(power + 1e-12))
+        """log(1 + |rfft(patch)|), always in float32.
+
+        Under float16 autocast the DFT sums and their squares overflow (a 20 (x100 µV) patch has
+        a DC term of 5120, squared 2.6e7 > 65504: inf, then NaN after the LayerNorm), and
+        bfloat16 keeps about 3 significant digits of a 256-term sum; the matmuls are small.
+        """
+        with float32_region(patches.device):
+            patches = patches.float()
+            cos, sin = real_dft_basis(self.patch_size, device=patches.device, dtype=torch.float32)
+            power = (patches @ cos).square() + (patches @ sin).square()
+            return torch.log1p(torch.sqrt(power + 1e-12))
 
     def forward(self, patches: torch.Tensor, sample_mask: torch.Tensor | None = None) -> torch.Tensor:
         tokens = self.raw(patches)
         if self.spectrum is not None:
-            tokens = tokens + self.spectrum(self.log_spectrum(patches))
-        if sample_mask is not None and self.masked is not None:
-            tokens = tokens + self.masked(sample_mask)
+            tokens = tokens + self.spectrum(self.log_spectrum(patches).to(patches.dtype))
+        if self.masked is not None:
+            if sample_mask is not None:
+                tokens = tokens + self.masked(sample_mask)
+            else:  # only masked pretraining feeds it; a zero tie-in keeps DDP's gradients complete
+                tokens = tie_unused(tokens, self.masked)
         return self.norm(tokens)
 
 

@@ -1,15 +1,23 @@
-"""ONNX export (dynamo exporter, dynamic batch and time) and an ONNX Runtime runner.
+"""ONNX export (dynamo exporter, dynamic batch, channels and time) and an ONNX Runtime runner.
 
 The exported graph takes every input as a tensor, with NaN for "absent" (``model.inputs``)::
 
     eeg (B, C, T) float32 µV        positions (B, C, 3)        channel_mask (B, C)
     spectrogram (B, 400, F)  ecg (B, T)  age (B,)  sex (B,)     -- only the configured modalities
 
-and returns ``logits`` (B, n_outputs) and ``embedding`` (B, D). ``B``, ``T`` and ``F`` are dynamic
-(``torch.export.Dim``); ``C`` is fixed at export time (19 by default). In the graph ``T`` is a
-whole number of patches and ``F`` of spectrogram tokens (derived dimensions: no floor divisions in
-the traced shape arithmetic); ``OnnxEEGFM.feed`` drops a remainder exactly as the PyTorch model
-ignores it. Label names, patch size and modalities travel in the ONNX ``metadata_props``.
+and returns ``logits`` (B, n_outputs) and ``embedding`` (B, D). ``B``, ``C``, ``T`` and ``F`` are
+dynamic (``torch.export.Dim``): one graph serves the 19 contract channels and any other montage of
+2 to ``MAX_CHANNELS`` electrodes (``export_onnx(..., n_chans=8)`` fixes the count instead). In the
+graph ``T`` is a whole number of patches and ``F`` of spectrogram tokens (derived dimensions: no
+floor divisions in the traced shape arithmetic); ``OnnxEEGFM.feed`` drops a remainder exactly as the
+PyTorch model ignores it. Label names, patch size and modalities travel in the ONNX
+``metadata_props``.
+
+Why the channel axis can be dynamic: the electrode graph always has ``graph_neighbours + 1``
+neighbour slots per electrode (montages with fewer electrodes pad them with zero-weight slots,
+``model.spatial``), so no shape depends on ``C`` through a ``min``; channel pooling, the GNN's
+dense (B, heads, C, C) adjacency and the per-channel attention take ``C`` symbolically. Tests pin
+ONNX Runtime parity at 3, 12 and 19 channels on one exported graph.
 
 ``OnnxEEGFM(path)(eeg, positions=..., ...)`` fills the NaN placeholders for omitted modalities
 and tiles ``positions`` over the batch, so calling it mirrors calling the PyTorch model.
@@ -38,11 +46,16 @@ from model.modeling import EEGFMModel
 
 DEFAULT_OPSET = 20  # opset 20 has a native Gelu, which ONNX Runtime runs as one kernel
 MAX_BATCH = 4096
+MAX_CHANNELS = 512  # the channel dimension's upper bound (high-density nets have 256)
 MAX_SECONDS = 3600  # the time dimension's upper bound, one hour at the model's rate
 
 
 class ExportableEEGFM(nn.Module):
-    """A forward with a fixed, all-tensor signature: (logits, embedding)."""
+    """A forward with a fixed, all-tensor signature: (logits, embedding).
+
+    Subclasses may return more outputs (after these two), named by :meth:`output_names`; they
+    export with :func:`export_wrapper`.
+    """
 
     def __init__(self, model: EEGFMModel) -> None:
         super().__init__()
@@ -58,6 +71,9 @@ class ExportableEEGFM(nn.Module):
         if "clinical" in self.modalities:
             names += ["age", "sex"]
         return names
+
+    def output_names(self) -> list[str]:
+        return ["logits", "embedding"]
 
     def forward(self, eeg: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor, *optional: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         extra = dict(zip(self.input_names()[3:], optional))
@@ -88,11 +104,13 @@ def example_inputs(
     return tuple(tensors[name] for name in wrapper.input_names())
 
 
-def dynamic_shapes(model: EEGFMModel) -> dict[str, object]:
+def dynamic_shapes(model: EEGFMModel, *, dynamic_channels: bool = True) -> dict[str, object]:
     """``torch.export`` dynamic shapes for :class:`ExportableEEGFM`'s inputs."""
     wrapper = ExportableEEGFM(model)
     patch = model.config.patch_size
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    # At least 2 electrodes, as the PyTorch model requires (EEGFMPreTrainedModel.prepare_inputs).
+    chans = torch.export.Dim("n_chans", min=2, max=MAX_CHANNELS) if dynamic_channels else None
     # Time and frames are whole multiples of the patch / pooling size: derived dimensions keep the
     # exported shape arithmetic free of floor divisions (which make export slow and guard-laden);
     # OnnxEEGFM.feed trims a remainder exactly as the PyTorch model ignores it.
@@ -101,9 +119,9 @@ def dynamic_shapes(model: EEGFMModel) -> dict[str, object]:
     n_tokens = torch.export.Dim("spectrogram_tokens", min=1, max=100_000)
     frames = model.config.spectrogram_pool * n_tokens
     shapes = {
-        "eeg": {0: batch, 2: time},
-        "positions": {0: batch},
-        "channel_mask": {0: batch},
+        "eeg": {0: batch, 1: chans, 2: time},
+        "positions": {0: batch, 1: chans},
+        "channel_mask": {0: batch, 1: chans},
         "spectrogram": {0: batch, 2: frames},
         "ecg": {0: batch, 1: time},
         "age": {0: batch},
@@ -120,34 +138,54 @@ def export_onnx(
     model: EEGFMModel,
     path: str | os.PathLike[str],
     *,
-    n_chans: int = 19,
+    n_chans: int | None = None,
     gnn_impl: str | None = "dense",
     opset: int = DEFAULT_OPSET,
     verbose: bool = False,
 ) -> Path:
-    """Export ``model`` (eval mode) to ``path`` with dynamic batch, time and spectrogram frames.
+    """Export ``model`` (eval mode) to ``path`` with dynamic batch, channels, time and frames.
 
+    ``n_chans``: None (the default) keeps the channel count dynamic (2 to ``MAX_CHANNELS``
+    electrodes, identified by their ``positions``); an integer fixes it to that count.
     ``gnn_impl`` selects the GNN formulation for the exported graph (``"dense"`` by default: the
     same sums as torch_geometric's message passing, without scatter kernels, which ONNX Runtime
     runs faster on CPU); ``None`` keeps the model's own setting. The model is restored after.
     """
+    return export_wrapper(ExportableEEGFM(model), path, n_chans=n_chans, gnn_impl=gnn_impl, opset=opset,
+                          verbose=verbose)
+
+
+def export_wrapper(
+    wrapper: ExportableEEGFM,
+    path: str | os.PathLike[str],
+    *,
+    n_chans: int | None = None,
+    gnn_impl: str | None = "dense",
+    opset: int = DEFAULT_OPSET,
+    verbose: bool = False,
+) -> Path:
+    """:func:`export_onnx` for an :class:`ExportableEEGFM` (or a subclass with more outputs)."""
+    model = wrapper.model
+    if n_chans is not None and (isinstance(n_chans, bool) or not isinstance(n_chans, int)
+                                or not 2 <= n_chans <= MAX_CHANNELS):
+        raise ValueError(f"n_chans: expected None (dynamic) or an integer in [2, {MAX_CHANNELS}]; got {n_chans!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    previous_impl, was_training = model.config.gnn_impl, model.training
+    previous_impl = model.config.gnn_impl
+    training = {module: module.training for module in wrapper.modules()}
     if gnn_impl is not None:
         model.set_gnn_impl(gnn_impl)
-    model.eval()
-    wrapper = ExportableEEGFM(model)
+    wrapper.eval()
     try:
         with warnings.catch_warnings(), _quiet_exporter(verbose):
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 wrapper,
-                example_inputs(model, n_chans=n_chans),
+                example_inputs(model, n_chans=19 if n_chans is None else n_chans),
                 dynamo=True,
-                dynamic_shapes=dynamic_shapes(model),
+                dynamic_shapes=dynamic_shapes(model, dynamic_channels=n_chans is None),
                 input_names=wrapper.input_names(),
-                output_names=["logits", "embedding"],
+                output_names=wrapper.output_names(),
                 opset_version=opset,
                 verbose=verbose,
                 external_data=False,
@@ -156,7 +194,8 @@ def export_onnx(
             program.save(str(path))
     finally:
         model.set_gnn_impl(previous_impl)
-        model.train(was_training)
+        for module, mode in training.items():
+            module.training = mode
     return path
 
 
@@ -200,7 +239,8 @@ class OnnxEEGFM:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(str(path), options, providers=list(providers or ["CPUExecutionProvider"]))
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.n_chans = self.session.get_inputs()[0].shape[1]
+        chans = self.session.get_inputs()[0].shape[1]
+        self.n_chans: int | None = chans if isinstance(chans, int) else None  # None: any count
         meta = self.session.get_modelmeta().custom_metadata_map
         self.patch_size = int(meta["eegfm.patch_size"])
         self.spectrogram_pool = int(meta["eegfm.spectrogram_pool"])
@@ -223,13 +263,31 @@ class OnnxEEGFM:
         dropped here, as the PyTorch model ignores them (the graph takes whole patches only).
         """
         eeg = _numpy(eeg)
+        if eeg.ndim != 3:
+            raise ValueError(f"eeg: expected an array (batch, n_chans, n_times); got shape {eeg.shape}")
         batch, n_chans, n_times = eeg.shape
+        if n_times < self.patch_size:
+            raise ValueError(f"eeg: expected at least one patch of {self.patch_size} samples; got n_times={n_times}")
+        if self.n_chans is not None and n_chans != self.n_chans:
+            raise ValueError(f"eeg: this graph was exported for {self.n_chans} channels; got {n_chans} "
+                             "(export with n_chans=None for a dynamic channel count)")
+        if n_chans < 2:
+            raise ValueError(f"eeg: expected at least 2 channels; got {n_chans}")
+        if ecg is not None:
+            ecg = _numpy(ecg)
+            if ecg.shape != (batch, n_times):
+                raise ValueError(f"ecg: expected shape {(batch, n_times)} to match eeg; got {ecg.shape}")
+        if spectrogram is not None:
+            spectrogram = _numpy(spectrogram)
+            if spectrogram.ndim != 3 or spectrogram.shape[:2] != (batch, self.spectrogram_bins) \
+                    or spectrogram.shape[2] < self.spectrogram_pool:
+                raise ValueError(f"spectrogram: expected shape ({batch}, {self.spectrogram_bins}, n_frames >= "
+                                 f"{self.spectrogram_pool}); got {spectrogram.shape}")
         n_times -= n_times % self.patch_size
         eeg = eeg[..., :n_times]
         if ecg is not None:
-            ecg = _numpy(ecg)[..., :n_times]
+            ecg = ecg[..., :n_times]
         if spectrogram is not None:
-            spectrogram = _numpy(spectrogram)
             n_frames = spectrogram.shape[-1] - spectrogram.shape[-1] % self.spectrogram_pool
             spectrogram = spectrogram[..., :n_frames]
         if positions is None:

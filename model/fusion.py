@@ -29,13 +29,14 @@ from torch import nn
 
 from model.config import EEGFMConfig
 from model.embedding import PatchEmbedding
+from model.numerics import tie_unused
 from model.temporal import MLP
 
 N_TIME_FREQUENCIES = 8
 
 
 def sinusoidal_time(t: torch.Tensor, n_frequencies: int = N_TIME_FREQUENCIES) -> torch.Tensor:
-    """sin/cos codes (..., 2 n) of times t with periods from 2 to 2^(n+1) time units."""
+    """sin/cos codes (..., 2 n) of times t with periods 2, 4, ..., 2^n time units."""
     freqs = math.pi * 2.0 ** -torch.arange(n_frequencies, device=t.device, dtype=t.dtype)
     angles = t.unsqueeze(-1) * freqs
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
@@ -122,7 +123,8 @@ class ModalityAttention(nn.Module):
         tokens = torch.cat([self.null.expand(batch, -1, -1).to(tokens.dtype), self.norm_kv(tokens)], dim=1)
         valid = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)
         q = self.q(queries).view(batch, n_queries, self.n_heads, self.head_dim).transpose(1, 2)
-        k, v = self.kv(tokens).view(batch, -1, 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        n_keys = tokens.shape[1]
+        k, v = self.kv(tokens).view(batch, n_keys, 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=valid[:, None, None, :],
             dropout_p=self.attention_dropout if self.training else 0.0,
@@ -180,6 +182,16 @@ class CrossModalFusion(nn.Module):
                 q = queries
             else:
                 applied.append(patch_tokens.new_zeros(batch))
+                # Absent from the whole batch: the branch (tokenizer, attention, gate column, and
+                # the ECG's query-time code) is tied in with a zero weight, so that every trainable
+                # parameter still gets a gradient (DDP without find_unused_parameters; see
+                # model.numerics.tie_unused). The values of ``fused`` are unchanged.
+                branch = [self.tokenizers[modality], self.attention[modality]]
+                if modality == "ecg":
+                    branch.append(self.query_time)
+                fused = tie_unused(fused, *branch)
+                if self.training and torch.is_grad_enabled():
+                    fused = fused + 0.0 * gates[:, index].sum()
                 continue
             gate = gates[:, index] * present
             applied.append(gate)

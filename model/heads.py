@@ -95,10 +95,18 @@ class TaskHead(nn.Module):
         return x if pre_logits else self.fc(x)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Scalar loss of ``logits`` against ``target``; computed in float32 whatever the
+        logits' dtype (autocast), and 0 with a gradient path when no target counts."""
         raise NotImplementedError
 
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
         return logits.softmax(dim=-1)
+
+
+def _check_target_size(head: str, logits: torch.Tensor, target: torch.Tensor, per_sample: str) -> None:
+    if target.numel() != logits.numel():
+        raise ValueError(f"{head} target: expected {per_sample} per sample, {logits.numel()} values for "
+                         f"logits of shape {tuple(logits.shape)}; got shape {tuple(target.shape)}")
 
 
 def _masked_mean(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
@@ -116,7 +124,7 @@ class HMSHead(TaskHead):
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if target.shape != logits.shape:
             raise ValueError(f"hms6 target: expected votes of shape {tuple(logits.shape)}; got {tuple(target.shape)}")
-        target = target.to(logits.dtype)
+        logits, target = logits.float(), target.float()
         total = target.sum(dim=-1, keepdim=True)
         distribution = target / total.clamp(min=1e-12)
         log_p = F.log_softmax(logits, dim=-1)
@@ -138,7 +146,9 @@ class BinaryHead(TaskHead):
         return x if pre_logits else x.squeeze(-1)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        target = target.to(logits.dtype).reshape(logits.shape)
+        _check_target_size(self.name, logits, target, "one 0/1 label")
+        logits = logits.float()
+        target = target.float().reshape(logits.shape)
         keep = (target == 0) | (target == 1)
         safe = torch.where(keep, target, torch.zeros_like(target))
         loss = F.binary_cross_entropy_with_logits(logits, safe, reduction="none")
@@ -169,11 +179,13 @@ class MultiClassHead(TaskHead):
         return n
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        # Masked mean rather than logits[keep]: no host sync, no data-dependent shapes (DDP,
+        # torch.compile), and 0 rather than NaN for a batch without labels.
+        _check_target_size(self.name, logits[..., 0], target, "one class index")
         target = target.reshape(-1).long()
         keep = target >= 0
-        if not bool(keep.any()):
-            return logits.sum() * 0.0
-        return F.cross_entropy(logits[keep], target[keep])
+        loss = F.cross_entropy(logits.float(), target.clamp(min=0), reduction="none")
+        return _masked_mean(loss, keep)
 
 
 @register_head("regression")
@@ -189,7 +201,9 @@ class RegressionHead(TaskHead):
         return 1
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        target = target.to(logits.dtype).reshape(logits.shape)
+        _check_target_size(self.name, logits, target, f"{logits.shape[-1]} value(s)")
+        logits = logits.float()
+        target = target.float().reshape(logits.shape)
         keep = ~torch.isnan(target)
         error = (logits - torch.where(keep, target, torch.zeros_like(target))).square()
         return _masked_mean(error, keep)

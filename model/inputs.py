@@ -15,6 +15,7 @@ Conventions shared by PyTorch and ONNX inputs (NaN always means "absent"):
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -56,11 +57,19 @@ def canonical_positions(batch_size: int | None = None) -> torch.Tensor:
     return positions_for(CANONICAL_CHANNELS, batch_size=batch_size)
 
 
-def encode_sex(values: Iterable[str | bytes | None]) -> torch.Tensor:
-    """``["F", "M", "", None]`` -> ``tensor([0., 1., nan, nan])`` (the data contract's ``sex``)."""
+def encode_sex(values: Iterable[str | bytes | float | None]) -> torch.Tensor:
+    """``["F", "M", "", None]`` -> ``tensor([0., 1., nan, nan])`` (the data contract's ``sex``).
+
+    A float NaN (a missing value from pandas) is unknown too; other non-strings are an error.
+    """
     codes = []
     for value in values:
-        text = value.decode() if isinstance(value, bytes) else (value or "")
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            text = ""
+        elif isinstance(value, (str, bytes)):
+            text = value.decode(errors="replace") if isinstance(value, bytes) else value
+        else:
+            raise ValueError(f"sex: expected one of 'F', 'M' or '' (unknown); got {value!r}")
         text = text.strip().upper()
         if text and text not in SEX_CODES:
             raise ValueError(f"sex: expected one of 'F', 'M' or '' (unknown); got {value!r}")

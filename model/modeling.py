@@ -44,6 +44,10 @@ from model.pretraining import (
 )
 
 N_CANONICAL = 19
+# Computed once: building it per call walks the channel table in numpy, and under torch.compile
+# that code was traced on every step and recompiled until dynamo's limit (positions=None is what
+# the training loop passes for the 19 contract channels). Read-only: never modified in place.
+_CANONICAL_POSITIONS = canonical_positions()
 
 
 @dataclass
@@ -138,7 +142,7 @@ class EEGFMPreTrainedModel(PreTrainedModel):
                     f"positions: required for {n_chans} channels (only the 19 canonical channels have "
                     "default positions); build it with model.inputs.positions_for(ch_names)"
                 )
-            positions = canonical_positions().to(eeg.device)
+            positions = _CANONICAL_POSITIONS.to(eeg.device)
         if positions.dim() == 2:
             positions = positions.unsqueeze(0)
         if positions.dim() != 3 or positions.shape[1:] != (n_chans, 3) or positions.shape[0] not in (1, batch):
@@ -222,6 +226,9 @@ class EEGFMModel(EEGFMPreTrainedModel):
         sample_mask: torch.Tensor | None = None,
     ) -> EncoderOutput:
         inputs = self.prepare_inputs(eeg, positions, channel_mask, spectrogram, ecg, age, sex)
+        if sample_mask is not None and tuple(sample_mask.shape) != tuple(eeg.shape):
+            raise ValueError(f"sample_mask: expected the shape of eeg {tuple(eeg.shape)} (1 where a sample "
+                             f"is hidden); got {tuple(sample_mask.shape)}")
         return self.encoder(**inputs, sample_mask=sample_mask)
 
     def forward_head(self, features: EncoderOutput | torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -255,12 +262,16 @@ class EEGFMModel(EEGFMPreTrainedModel):
         return output if return_dict else output.to_tuple()
 
     def predict(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """Head probabilities (or values, for regression) in eval mode without gradients."""
+        """Head probabilities (or values, for regression) in eval mode without gradients; the
+        logits of classification heads are divided by ``config.temperature`` (calibration)."""
         was_training = self.training
         self.eval()
         try:
             with torch.no_grad():
-                return self.head.predict(self(*args, **kwargs).logits)
+                logits = self(*args, **kwargs).logits
+                if self.config.head != "regression":
+                    logits = logits / self.config.temperature
+                return self.head.predict(logits)
         finally:
             self.train(was_training)
 
@@ -373,6 +384,16 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
         if self.auxiliary is not None and auxiliary_labels is not None:
             auxiliary_loss = self.auxiliary.loss(self.auxiliary(features), auxiliary_labels.to(eeg.device))
             loss = loss + self.config.auxiliary_weight * auxiliary_loss
+        if self.training and torch.is_grad_enabled():
+            # Both losses read the channel tokens only, so the encoder's top (channel pooling,
+            # fusion, patch layers, final norm) and, in a step without auxiliary labels, the
+            # auxiliary head would get no gradient, which plain DDP (no find_unused_parameters)
+            # and Horovod cannot handle. A zero-weighted term ties them in; the loss value is
+            # unchanged (model.numerics.tie_unused explains the trade-off).
+            unused = features.pooled.float().sum()
+            if self.auxiliary is not None and auxiliary_loss is None:
+                unused = unused + self.auxiliary(features).float().sum()
+            loss = loss + 0.0 * unused
         output = PretrainingOutput(
             loss=loss,
             reconstruction_loss=reconstruction_loss,

@@ -23,12 +23,15 @@ Auxiliary head
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from model.config import EEGFMConfig
 from model.embedding import ElectrodeEmbedding
+from model.numerics import float32_region
 
 
 def span_mask(
@@ -53,7 +56,7 @@ def span_mask(
     if ratio <= 0:
         return torch.zeros(batch, n_chans, n_times, dtype=torch.bool, device=device)
     mean_len = 0.5 * (min_len + max_len)
-    n_spans = max(1, int(torch.ceil(torch.tensor(ratio * n_times / mean_len)).item()))
+    n_spans = max(1, math.ceil(ratio * n_times / mean_len))
     shape = (batch, n_chans, n_spans)
     lengths = torch.randint(min_len, max_len + 1, shape, generator=generator, device=device)
     starts = (torch.rand(shape, generator=generator, device=device) * (n_times - lengths + 1)).long()
@@ -79,16 +82,19 @@ def info_nce(
     """InfoNCE of (B, E) queries against (N, E) keys; ``positive`` (B,) indexes each query's key.
 
     Queries and keys are L2-normalised (cosine similarity / temperature). Invalid keys never act
-    as negatives; a query's own positive is always kept.
+    as negatives; a query's own positive is always kept, so no row is entirely masked. Computed
+    in float32, also under autocast (a bfloat16 cosine is off by up to ~0.004, 0.04 in a logit at
+    temperature 0.1).
     """
-    queries = F.normalize(queries, dim=-1)
-    keys = F.normalize(keys, dim=-1)
-    logits = queries @ keys.T / temperature
-    if key_valid is not None:
-        keep = key_valid.unsqueeze(0).expand_as(logits).clone()
-        keep[torch.arange(len(positive), device=logits.device), positive] = True
-        logits = logits.masked_fill(~keep, torch.finfo(logits.dtype).min)
-    return F.cross_entropy(logits, positive)
+    with float32_region(queries.device):
+        queries = F.normalize(queries.float(), dim=-1)
+        keys = F.normalize(keys.float(), dim=-1)
+        logits = queries @ keys.T / temperature
+        if key_valid is not None:
+            keep = key_valid.unsqueeze(0).expand_as(logits).clone()
+            keep[torch.arange(len(positive), device=logits.device), positive] = True
+            logits = logits.masked_fill(~keep, torch.finfo(logits.dtype).min)
+        return F.cross_entropy(logits, positive)
 
 
 class MaskedReconstructionHead(nn.Module):
@@ -114,7 +120,8 @@ class MaskedReconstructionHead(nn.Module):
         contrastive ones, so reconstruction stopped learning).
         """
         n_times = prediction.shape[-1]
-        target, mask = target[..., :n_times], mask[..., :n_times] > 0
+        prediction = prediction.float()  # squared errors summed in float32, also under autocast
+        target, mask = target[..., :n_times].float(), mask[..., :n_times] > 0
         zero = torch.zeros_like(prediction)
         error = torch.where(mask, prediction - target, zero).square().sum()
         power = torch.where(mask, target, zero).square().sum()

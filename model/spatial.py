@@ -21,7 +21,7 @@ Two implementations of the same sums, selected by ``EEGFMConfig.gnn_impl``:
   batched matmul. With C = 19 this avoids scatter kernels entirely, which is faster on CPUs and
   in ONNX Runtime; tests check that both agree to float32 rounding.
 
-Both export with the dynamo ONNX exporter (dynamic batch and time).
+Both export with the dynamo ONNX exporter (dynamic batch, channels and time).
 """
 
 from __future__ import annotations
@@ -37,16 +37,24 @@ from model.config import EEGFMConfig
 
 @dataclasses.dataclass
 class ElectrodeGraph:
-    """k-NN electrode graph of a batch: per-electrode neighbour lists, shared by every patch."""
+    """k-NN electrode graph of a batch: per-electrode neighbour lists, shared by every patch.
 
-    neighbours: torch.Tensor  # (B, C, K) int64, neighbour indices, the electrode itself first
+    Every electrode has ``K = k + 1`` neighbour slots (itself included), whatever the montage: a
+    montage with fewer than ``k + 1`` electrodes fills the slots it cannot use with the electrode
+    itself and marks them absent (``neighbour_present`` False, weight exactly 0). A fixed ``K``
+    keeps every shape independent of the channel count, which is what lets the ONNX export take a
+    dynamic number of channels (``model.export``).
+    """
+
+    neighbours: torch.Tensor  # (B, C, K) int64, neighbour indices, nearest first (self included)
     geometry: torch.Tensor  # (B or 1, C, K, 4): distance and direction (neighbour - electrode)
     neighbour_interpolated: torch.Tensor  # (B, C, K): 1 where the neighbour's channel_mask is 0
+    neighbour_present: torch.Tensor  # (B or 1, C, K) bool: False for the padding slots
     _edges: tuple[object, torch.Tensor] | None = None
 
     @property
-    def n_neighbours(self) -> int:
-        return int(self.neighbours.shape[-1])
+    def n_neighbours(self) -> int | torch.SymInt:
+        return self.neighbours.shape[-1]  # no int(): it would specialise a traced shape
 
     def edge_index(self, n_patches: int | torch.SymInt) -> torch.Tensor:
         """(2, B*C*K*P) edges (source, target) of the disjoint union of all B x P graphs.
@@ -55,21 +63,36 @@ class ElectrodeGraph:
         :meth:`SpatialGNNLayer._message_passing`. Built once and reused by the layers of a forward
         pass (all of which see the same number of patches).
         """
-        if self._edges is None or self._edges[0] is not n_patches:
+        cached = None if self._edges is None else self._edges[0]
+        # Identity for traced SymInts (comparing them would add a guard), equality for ints.
+        same = cached is n_patches or (isinstance(n_patches, int) and isinstance(cached, int) and cached == n_patches)
+        if not same:
             self._edges = (n_patches, disjoint_union_edges(self.neighbours, n_patches))
         return self._edges[1]
+
+
+# Squared distance given to padding slots: unit-sphere electrodes are at most 4 apart (squared).
+_FAR = 1.0e4
 
 
 def build_electrode_graph(positions: torch.Tensor, channel_mask: torch.Tensor, k: int) -> ElectrodeGraph:
     """The k-nearest-neighbour graph (plus self-loops) of (B or 1, C, 3) electrode positions."""
     batch, n_chans = channel_mask.shape
-    k_eff = min(k, n_chans - 1) + 1  # a 3-channel montage has only 2 neighbours per electrode
     offsets = positions.unsqueeze(-3) - positions.unsqueeze(-2)  # [.., i, j] = pos_j - pos_i
     sq_dist = offsets.square().sum(-1)
     # Symmetric montages have equidistant electrodes, and topk breaks ties differently in PyTorch
     # and ONNX Runtime; a tiny index-dependent offset makes the choice unique and identical.
     tie_break = torch.arange(n_chans, device=positions.device, dtype=positions.dtype) * (1e-4 / n_chans)
-    neighbours = (sq_dist + tie_break).topk(k_eff, dim=-1, largest=False).indices  # (B or 1, C, K)
+    scores = sq_dist + tie_break
+    # k padding columns, farther than any electrode: topk(k + 1) is valid for any C >= 1 and a
+    # montage with C <= k electrodes gets C real neighbours and k + 1 - C absent ones. (Taking
+    # topk(min(k, C - 1) + 1) instead makes the neighbour count, and every shape after it, depend
+    # on C: torch.export cannot keep C dynamic through that min.)
+    padding = torch.full_like(scores[..., :1], _FAR).expand(*scores.shape[:-1], k)
+    order = torch.cat([scores, padding], dim=-1).topk(k + 1, dim=-1, largest=False).indices
+    present = order < n_chans  # (B or 1, C, K)
+    itself = torch.arange(n_chans, device=order.device).view(1, -1, 1).expand_as(order)
+    neighbours = torch.where(present, order, itself)
     direction = torch.gather(offsets, 2, neighbours.unsqueeze(-1).expand(-1, -1, -1, 3))
     distance = torch.sqrt(torch.gather(sq_dist, 2, neighbours) + 1e-12).unsqueeze(-1)
     geometry = torch.cat([distance, direction], dim=-1)
@@ -78,7 +101,7 @@ def build_electrode_graph(positions: torch.Tensor, channel_mask: torch.Tensor, k
     neighbour_interpolated = torch.gather(
         interpolated.unsqueeze(1).expand(-1, n_chans, -1), 2, neighbours
     )
-    return ElectrodeGraph(neighbours, geometry, neighbour_interpolated)
+    return ElectrodeGraph(neighbours, geometry, neighbour_interpolated, present)
 
 
 def disjoint_union_edges(neighbours: torch.Tensor, n_patches: int | torch.SymInt) -> torch.Tensor:
@@ -124,9 +147,15 @@ class SpatialGNNLayer(nn.Module):
         self.conv = ElectrodeGraphConv()
 
     def edge_weights(self, graph: ElectrodeGraph) -> torch.Tensor:
-        """(B, C, K, heads) weights, each electrode's K incoming weights summing to 1 per head."""
-        logits = self.edge_logits(graph.geometry)
-        logits = logits + graph.neighbour_interpolated.unsqueeze(-1) * self.interpolated_logit
+        """(B, C, K, heads) weights, each electrode's K incoming weights summing to 1 per head.
+
+        The softmax runs in float32, also under autocast (the tensor is tiny); padding slots of
+        small montages get exactly 0, and every row keeps its real neighbours (the electrode itself
+        at least), so no row is all-masked.
+        """
+        logits = self.edge_logits(graph.geometry).float()
+        logits = logits + graph.neighbour_interpolated.unsqueeze(-1).float() * self.interpolated_logit.float()
+        logits = logits.masked_fill(~graph.neighbour_present.unsqueeze(-1), torch.finfo(torch.float32).min)
         return logits.softmax(dim=2)
 
     def forward(self, x: torch.Tensor, graph: ElectrodeGraph) -> torch.Tensor:

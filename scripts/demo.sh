@@ -1,23 +1,33 @@
 #!/usr/bin/env bash
 # `make demo`: run every eegfm stage that exists, end to end, on the built-in simulated corpus.
-# Stages today: simulate -> preprocess. Later stages (pretrain, fine-tune, evaluate, export)
+# Stages today: simulate -> preprocess -> pretrain -> fine-tune. Later stages (evaluate, export)
 # append themselves here and read the previous stage's output.
 set -euo pipefail
 PY=${1:-.venv/bin/python}
 OUT=${2:-outputs/demo}
 start=$(date +%s)
 mkdir -p "$OUT"
-echo "demo: [1/2] simulate a 4-site corpus (EDF + Kaggle HMS layout) -> $OUT/corpus"
+echo "demo: [1/4] simulate a 4-site corpus (EDF + Kaggle HMS layout) -> $OUT/corpus"
 "$PY" -m pipelines.simulate --output "$OUT/corpus" --sites 4 --subjects-per-site 2 \
   --recordings-per-subject 1 --minutes 4 --seed 0 --format both --overwrite --quiet
 # The demo keeps its own pseudonym key next to its outputs; real runs keep theirs private.
 [ -f "$OUT/pseudonym.key" ] || "$PY" -c "from pipelines.deid import create_key; create_key('$OUT/pseudonym.key')"
-echo "demo: [2/2] preprocess both layouts with Beam (DirectRunner, 2 worker processes) -> $OUT/tfrecords"
+echo "demo: [2/4] preprocess both layouts with Beam (DirectRunner, 2 worker processes) -> $OUT/tfrecords"
 rm -rf "$OUT/tfrecords"
 "$PY" -m pipelines.preprocess --input "$OUT/corpus/edf" --input "$OUT/corpus/hms" \
   --output "$OUT/tfrecords" --pseudonym_key_file "$OUT/pseudonym.key" \
   --runner DirectRunner --direct_running_mode multi_processing --direct_num_workers 2
+echo "demo: [3/4] pretrain the tiny encoder (masked reconstruction + contrastive channels) -> $OUT/pretrain"
+rm -rf "$OUT/pretrain"
+"$PY" -m training.pretrain --data "$OUT/tfrecords" --output "$OUT/pretrain" --config cpu-tiny \
+  --max_steps "${DEMO_PRETRAIN_STEPS:-60}" --set optim.warmup_steps=5 --set log_every=10
+echo "demo: [4/4] fine-tune on the six-class expert votes, held-out subjects for validation -> $OUT/finetune"
+rm -rf "$OUT/finetune"
+"$PY" -m training.finetune --pretrained "$OUT/pretrain/model" --data "$OUT/tfrecords" --task hms6 \
+  --output "$OUT/finetune" --config cpu-tiny
 echo
 echo "demo: finished in $(( $(date +%s) - start )) s. Outputs:"
 echo "  simulated corpus   $OUT/corpus      (corpus.json: sites; edf/ and hms/: recordings; truth.jsonl: ground truth)"
 echo "  TFRecords          $OUT/tfrecords   (site-*/part-*.tfrecord, manifest.json, quarantine.jsonl, artifact_ae.npz)"
+echo "  pretrained encoder $OUT/pretrain     (model/: Hugging Face format; checkpoints/, metrics.jsonl, wandb/ offline run)"
+echo "  fine-tuned model   $OUT/finetune     (model/, eval.json: held-out KL vs the class-prior baseline)"

@@ -1,21 +1,27 @@
 """Shared set-up for the model tests: seeded models, input batches, real EEG windows, ONNX exports.
 
-ONNX export is the slow step (tens of seconds per preset), so each preset is exported at most
-once per session (``onnx_export``) and reused by every test that needs it.
+ONNX export is the slow step (15-25 s for tiny/base on one core, about a minute for large: the
+dynamo exporter traces the model twice with symbolic shapes), so each export is made at most once
+per session (``onnx_export``) and every check runs on that one graph. The default run exports two
+graphs: ``tiny`` carrying all five heads at once (``AllHeadsExportable``: one encoder, one output
+per head) and ``base`` with ``hms6``; the slow run adds one real ``export_onnx`` per preset x head.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from transformers.utils import logging as hf_logging
 
 from model import EEGFMModel, create_model, positions_for
 from model.config import HMS_CLASSES
+from model.export import ExportableEEGFM
 from pipelines.channels import CANONICAL_CHANNELS, canonical_name
 
 PRESETS = ("tiny", "base", "large")
@@ -28,20 +34,30 @@ hf_logging.set_verbosity_error()
 
 @pytest.fixture(autouse=True)
 def _deterministic() -> Iterator[None]:
-    """Seeded, deterministic kernels for every model test; global flags restored afterwards."""
-    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled())
+    """Seeded, deterministic kernels for every model test, on one intra-op thread; global flags
+    restored afterwards.
+
+    One thread: the models here are small, and on a 2-core machine shared with other jobs two
+    OpenMP threads wait on each other at every op (a tiny forward pass took 10x longer under
+    load); one thread keeps the default run near a minute either way.
+    """
+    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+                torch.get_num_threads())
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.set_num_threads(1)
     yield
     torch.use_deterministic_algorithms(previous[0], warn_only=previous[1])
+    torch.set_num_threads(previous[2])
+
+
+HEAD_LABELS = {"multiclass": {0: "rest", 1: "task", 2: "other"}, "regression": {0: "age", 1: "score"}}
 
 
 def head_overrides(head: str) -> dict:
     """Config overrides that give each head a valid label set."""
-    if head == "multiclass":
-        return {"head": head, "id2label": {0: "rest", 1: "task", 2: "other"}}
-    if head == "regression":
-        return {"head": head, "id2label": {0: "age", 1: "score"}}
+    if head in HEAD_LABELS:
+        return {"head": head, "id2label": HEAD_LABELS[head]}
     return {"head": head}
 
 
@@ -91,19 +107,60 @@ def make_targets(head: str, batch: int) -> torch.Tensor:
     return torch.arange(batch) % 5
 
 
+class AllHeadsExportable(ExportableEEGFM):
+    """(logits, embedding) of the first model, then ``logits_<head>`` of every other model's head
+    applied to the same features: one export checks every head (the models share one encoder)."""
+
+    def __init__(self, models: dict[str, EEGFMModel]) -> None:
+        first, *others = models
+        super().__init__(models[first])
+        self.extra = nn.ModuleDict({name: models[name].head for name in others})
+
+    def output_names(self) -> list[str]:
+        return super().output_names() + [f"logits_{name}" for name in self.extra]
+
+    def forward(self, eeg: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor,
+                *optional: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        extra = dict(zip(self.input_names()[3:], optional))
+        features = self.model.forward_features(eeg, positions, channel_mask, **extra)
+        return (self.model.forward_head(features), features.pooled,
+                *(head(features) for head in self.extra.values()))
+
+
+def models_for_every_head(preset: str, seed: int = 3) -> dict[str, EEGFMModel]:
+    """One model per head, hms6 first, all with the same encoder weights (fresh heads)."""
+    main = make_model(preset, "hms6", seed=seed)
+    models = {"hms6": main}
+    for head in HEADS[1:]:
+        other = copy.deepcopy(main)
+        other.reset_head(head, HEAD_LABELS.get(head))
+        models[head] = other.eval()
+    return models
+
+
 @pytest.fixture(scope="session")
-def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[EEGFMModel, Path]]:
-    """``onnx_export(preset)`` -> (model, path of its ONNX export); each preset exported once."""
-    from model.export import export_onnx
+def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str], tuple[dict[str, EEGFMModel], Path]]:
+    """``onnx_export(preset, head)`` -> ({head: model}, path of the ONNX export), made once.
 
-    cache: dict[str, tuple[EEGFMModel, Path]] = {}
+    ``head="all"``: one graph with every head (``AllHeadsExportable``), output ``logits`` for
+    hms6 and ``logits_<head>`` for the others; any other value: ``export_onnx`` of that model.
+    Exports keep the channel count dynamic (``export_onnx``'s default).
+    """
+    from model.export import export_onnx, export_wrapper
 
-    def get(preset: str) -> tuple[EEGFMModel, Path]:
-        if preset not in cache:
-            model = make_model(preset, seed=3)
-            path = export_onnx(model, tmp_path_factory.mktemp("onnx") / f"{preset}.onnx")
-            cache[preset] = (model, path)
-        return cache[preset]
+    cache: dict[tuple[str, str], tuple[dict[str, EEGFMModel], Path]] = {}
+
+    def get(preset: str, head: str) -> tuple[dict[str, EEGFMModel], Path]:
+        if (preset, head) not in cache:
+            path = tmp_path_factory.mktemp("onnx") / f"{preset}-{head}.onnx"
+            if head == "all":
+                models = models_for_every_head(preset)
+                export_wrapper(AllHeadsExportable(models), path)
+            else:
+                models = {head: make_model(preset, head, seed=3)}
+                export_onnx(models[head], path)
+            cache[(preset, head)] = (models, path)
+        return cache[(preset, head)]
 
     return get
 
@@ -134,5 +191,5 @@ def eegmat_windows(shared_data: Path) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([_read_eegmat(f, seconds=5) for f in files]))
 
 
-__all__ = ["HEADS", "PRESETS", "expected_logits_shape", "make_batch", "make_model", "make_targets",
-           "head_overrides", "positions_for"]
+__all__ = ["HEADS", "HEAD_LABELS", "PRESETS", "AllHeadsExportable", "expected_logits_shape", "make_batch",
+           "make_model", "make_targets", "head_overrides", "models_for_every_head", "positions_for"]

@@ -72,3 +72,13 @@ def test_freeze_and_partial_unfreeze():
     assert count_trainable(model) == count_parameters(model)
     with pytest.raises(ConfigError, match=r"last_n_layers: expected an integer in \[0, 3\] or None; got 9"):
         model.unfreeze_encoder(last_n_layers=9)
+
+
+def test_lora_merged_weight_is_the_effective_linear_map():
+    from model.adapters import LoRALinear
+
+    torch.manual_seed(0)
+    layer = LoRALinear(torch.nn.Linear(6, 4), rank=2)
+    torch.nn.init.normal_(layer.lora_b)
+    x = torch.randn(3, 6)
+    torch.testing.assert_close(layer(x), torch.nn.functional.linear(x, layer.merged_weight, layer.base.bias))

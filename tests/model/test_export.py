@@ -12,32 +12,46 @@ from model.export import OnnxEEGFM, export_onnx
 from tests.model.conftest import make_batch, make_model
 
 
-def test_exported_graph_has_dynamic_batch_and_time_and_metadata(onnx_export):
-    model, path = onnx_export("tiny")
+def test_exported_graph_has_dynamic_batch_channels_and_time_and_metadata(onnx_export):
+    models, path = onnx_export("tiny", "all")
+    model = models["hms6"]
     graph = onnx.load(str(path), load_external_data=False).graph
     shapes = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
     assert list(shapes) == ["eeg", "positions", "channel_mask", "spectrogram", "ecg", "age", "sex"]
     batch, chans, time = shapes["eeg"]
-    assert isinstance(batch, str) and chans == 19 and isinstance(time, str)
-    assert shapes["ecg"] == [batch, time] and shapes["positions"] == [batch, 19, 3]
+    assert all(isinstance(d, str) for d in (batch, chans, time)) and len({batch, chans, time}) == 3
+    assert shapes["ecg"] == [batch, time] and shapes["positions"] == [batch, chans, 3]
+    assert shapes["channel_mask"] == [batch, chans]
     assert isinstance(shapes["spectrogram"][2], str)
-    assert [o.name for o in graph.output] == ["logits", "embedding"]
+    assert [o.name for o in graph.output][:2] == ["logits", "embedding"]
     runner = OnnxEEGFM(path)
-    assert runner.id2label == model.config.id2label and runner.patch_size == 256
-    # the model is handed back as it was found
-    assert model.config.gnn_impl == "pyg" and not model.training
+    assert runner.id2label == model.config.id2label and runner.patch_size == 256 and runner.n_chans is None
+    # the models are handed back as they were found
+    assert all(m.config.gnn_impl == "pyg" and not m.training for m in models.values())
 
 
-def test_runner_accepts_channel_subsets_of_the_exported_size(onnx_export):
-    model, path = onnx_export("tiny")
+def test_runner_fills_defaults_and_names_bad_inputs(onnx_export):
+    models, path = onnx_export("tiny", "all")
+    model = models["hms6"]
     runner = OnnxEEGFM(path)
     inputs = make_batch(2, 5)
-    mask = torch.ones(2, 19)
-    mask[1, :4] = 0
+    mask = torch.ones(19)  # one mask for the whole batch, tiled like positions
+    mask[:4] = 0
     with torch.no_grad():
         reference = model(inputs["eeg"], channel_mask=mask)
     logits, embedding = runner(inputs["eeg"], channel_mask=mask)
     np.testing.assert_allclose(logits, reference.logits.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(embedding, reference.pooled.numpy(), atol=1e-4, rtol=0)
+    with pytest.raises(ValueError, match="eeg: expected at least one patch of 256 samples; got n_times=200"):
+        runner(np.zeros((1, 19, 200), np.float32))
+    with pytest.raises(ValueError, match="eeg: expected an array"):
+        runner(np.zeros((19, 2560), np.float32))
+    with pytest.raises(ValueError, match="positions: required for 8 channels"):
+        runner(np.zeros((1, 8, 2560), np.float32))
+    with pytest.raises(ValueError, match=r"ecg: expected shape \(2, 1280\) to match eeg; got \(2, 1000\)"):
+        runner(inputs["eeg"], ecg=np.zeros((2, 1000), np.float32))
+    with pytest.raises(ValueError, match=r"spectrogram: expected shape \(2, 400, n_frames >= 4\); got \(2, 400, 3\)"):
+        runner(inputs["eeg"], spectrogram=np.zeros((2, 400, 3), np.float32))
 
 
 @pytest.mark.slow
@@ -68,12 +82,18 @@ def test_adapted_and_causal_models_export(tmp_path):
     np.testing.assert_allclose(embedding, reference.pooled.numpy(), atol=1e-4, rtol=0)
 
 
+def test_export_rejects_a_bad_channel_count(tmp_path):
+    model = make_model("tiny")
+    with pytest.raises(ValueError, match=r"n_chans: expected None \(dynamic\) or an integer in \[2, 512\]; got 1"):
+        export_onnx(model, tmp_path / "x.onnx", n_chans=1)
+
+
 @pytest.mark.slow
-def test_montage_subset_export_without_modalities(tmp_path):
+def test_fixed_channel_export_without_modalities(tmp_path):
     model = make_model("tiny", seed=6, modalities=[])
     path = export_onnx(model, tmp_path / "eight.onnx", n_chans=8)
     runner = OnnxEEGFM(path)
-    assert runner.input_names == ["eeg", "positions", "channel_mask"]
+    assert runner.input_names == ["eeg", "positions", "channel_mask"] and runner.n_chans == 8
     positions = positions_for(["Fc5", "C3", "Cp1", "Fz", "Pz", "O2", "T8", "Af4"])
     inputs = make_batch(3, 7, n_chans=8, seed=6)
     with torch.no_grad():
@@ -82,3 +102,5 @@ def test_montage_subset_export_without_modalities(tmp_path):
     np.testing.assert_allclose(logits, reference.logits.numpy(), atol=1e-4, rtol=0)
     with pytest.raises(ValueError, match="positions: required for 8 channels"):
         runner(inputs["eeg"])
+    with pytest.raises(ValueError, match="eeg: this graph was exported for 8 channels; got 19"):
+        runner(make_batch(1, 5)["eeg"])

@@ -81,3 +81,14 @@ def test_reset_head_changes_the_task_and_the_labels(tmp_path):
     from model import EEGFMModel
 
     assert EEGFMModel.from_pretrained(tmp_path).config.id2label == model.config.id2label
+
+
+def test_losses_name_a_target_of_the_wrong_size():
+    for head, logits, target, message in [
+        ("binary", torch.zeros(4), torch.zeros(4, 2), r"binary target: expected one 0/1 label per sample, 4 values"),
+        ("multiclass", torch.zeros(4, 3), torch.zeros(3), r"multiclass target: expected one class index per sample"),
+        ("regression", torch.zeros(4, 2), torch.zeros(4), r"regression target: expected 2 value\(s\) per sample"),
+    ]:
+        model = make_model("tiny", head)  # multiclass: 3 classes, regression: 2 targets (conftest)
+        with pytest.raises(ValueError, match=message):
+            model.head.loss(logits, target)

@@ -36,9 +36,25 @@ def test_neighbours_are_the_nearest_electrodes_self_first():
     assert torch.allclose(graph.geometry[0, :, 0, 0], torch.zeros(19), atol=1e-5)  # self: distance 0
 
 
-def test_small_montages_get_fewer_neighbours():
+def test_small_montages_pad_the_neighbour_slots_with_zero_weights():
+    """Every electrode has k + 1 slots whatever the montage (fixed shapes: dynamic ONNX channels);
+    a 3-electrode montage uses 3 of them and the padding slots get exactly zero weight."""
     graph = build_electrode_graph(positions_for(["Cz", "O1", "Fp2"]), torch.ones(2, 3), k=6)
-    assert graph.neighbours.shape == (2, 3, 3)
+    assert graph.neighbours.shape == (2, 3, 7)
+    assert graph.neighbour_present.sum(-1).tolist() == [[3, 3, 3]]
+    for i in range(3):  # the three real slots hold the three electrodes, padding points to itself
+        assert set(graph.neighbours[0, i][graph.neighbour_present[0, i]].tolist()) == {0, 1, 2}
+        assert (graph.neighbours[0, i][~graph.neighbour_present[0, i]] == i).all()
+    weights = _layer("pyg").edge_weights(graph)
+    assert (weights[:, ~graph.neighbour_present[0]] == 0).all()
+    torch.testing.assert_close(weights.sum(dim=2), torch.ones(2, 3, 4))
+    # padding slots change nothing: the same as the graph a 3-neighbour k builds
+    x = torch.randn(2, 3, 4, 64)
+    exact = build_electrode_graph(positions_for(["Cz", "O1", "Fp2"]), torch.ones(2, 3), k=2)
+    assert exact.neighbour_present.all()
+    for impl in ("pyg", "dense"):
+        layer = _layer(impl)
+        torch.testing.assert_close(layer(x, graph), layer(x, exact), atol=1e-6, rtol=1e-5)
 
 
 def test_disjoint_union_edges_match_a_loop_reference():

@@ -1,0 +1,147 @@
+"""Benchmark: the training input pipeline and the training loop's scaling; prints one JSON object.
+
+1. Loader: windows/s of ``training.data.EEGLoader`` (0 and 2 workers) against the raw
+   read + snappy-decompress bound of the same files (``pipelines.tfrecord.read_records``), and
+   against what a training step consumes (target: >= 50 % of the bound and >= 10x the step).
+2. Scaling: ``torchrun`` pretraining samples/s with 1 and 2 CPU ranks (gloo, one thread per
+   rank, the same per-rank batch): efficiency = samples/s(2) / (2 x samples/s(1)), target >= 0.8.
+3. GPU (only when CUDA is available): ``base`` preset forward+backward in bf16, tokens/s and
+   model-FLOPs utilisation (FLOPs counted by ``torch.utils.flop_counter`` for one step, divided
+   by the device's dense bf16 peak), target >= 35 %.
+
+    python benchmarks/train.py [--data OUTPUT_OF_PREPROCESS] [--steps 30] [--skip-scaling]
+
+Without ``--data`` a small multi-site corpus is simulated and preprocessed first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+# Dense bf16 tensor-core peaks (FLOP/s) of the accelerators eegfm is run on.
+BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
+
+
+def _simulate_and_preprocess(root: Path) -> Path:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    corpus, out, key = root / "corpus", root / "tfrecords", root / "key"
+    subprocess.run([sys.executable, "-m", "pipelines.simulate", "--output", str(corpus), "--sites", "3",
+                    "--subjects-per-site", "2", "--recordings-per-subject", "1", "--minutes", "6",
+                    "--format", "edf", "--seed", "0", "--quiet"], check=True, cwd=REPO, env=env)
+    key.write_text(os.urandom(32).hex())
+    # No labels.csv: pretraining data are unlabeled 10 s windows.
+    (corpus / "edf" / "labels.csv").unlink(missing_ok=True)
+    subprocess.run([sys.executable, "-m", "pipelines.preprocess", "--input", str(corpus / "edf"),
+                    "--output", str(out), "--pseudonym_key_file", str(key), "--runner", "DirectRunner",
+                    "--direct_running_mode", "in_memory"], check=True, cwd=REPO, env=env,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return out
+
+
+def _pretrain_throughput(data: Path, out: Path, ranks: int, steps: int, batch: int) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="disabled")
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}", "--master_port",
+           str(29500 + ranks), "-m", "training.pretrain", "--data", str(data), "--output", str(out),
+           "--config", "cpu-tiny", "--max_steps", str(steps), "--set", f"loader.batch_size={batch}",
+           "--set", "optim.warmup_steps=1", "--set", "log_every=1", "--set", f"save_every={steps * 10}",
+           "--set", "wandb.mode=disabled", "--set", "backend=gloo", "--set", "deterministic=false"]
+    start = time.perf_counter()
+    done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"pretraining with {ranks} ranks failed:\n{done.stderr[-3000:]}")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steady = rows[len(rows) // 3:]  # skip start-up (allocator warm-up, first batches)
+    sps = sum(r["samples_per_s"] for r in steady) / len(steady)
+    return {"ranks": ranks, "steps": steps, "per_rank_batch": batch, "samples_per_s": round(sps, 2),
+            "wall_s": round(wall, 1), "peak_rss_mb": round(max(r["memory/peak_rss_mb"] for r in rows))}
+
+
+def _gpu(steps: int) -> dict | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from model.modeling import create_pretraining_model
+
+    device = torch.device("cuda")
+    name = torch.cuda.get_device_name(device)
+    peak = next((v for k, v in BF16_PEAK.items() if k in name), None)
+    model = create_pretraining_model("base").to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    batch, n_times = 64, 2560
+    eeg = torch.randn(batch, 19, n_times, device=device) * 30.0
+    mask = torch.ones(batch, 19, device=device)
+
+    def step():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(eeg, channel_mask=mask).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(3):
+        step()
+    with FlopCounterMode(display=False) as counter:
+        step()
+    flops = counter.get_total_flops()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize()
+    seconds = (time.perf_counter() - start) / steps
+    tokens = batch * 19 * (n_times // model.config.patch_size)
+    return {
+        "device": name, "preset": "base", "batch": batch, "window_s": n_times / 256,
+        "tokens_per_step": tokens, "tokens_per_s": round(tokens / seconds),
+        "samples_per_s": round(batch / seconds, 1), "flops_per_step": flops,
+        "achieved_tflops": round(flops / seconds / 1e12, 2),
+        "mfu": None if peak is None else round(flops / seconds / peak, 4),
+        "max_allocated_mb": round(torch.cuda.max_memory_allocated() / 2**20),
+        "target_mfu": ">= 0.35",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=None, help="a preprocessing output folder (default: simulate one)")
+    parser.add_argument("--steps", type=int, default=30, help="optimizer steps per scaling run")
+    parser.add_argument("--batch", type=int, default=8, help="windows per rank per step in the scaling runs")
+    parser.add_argument("--skip-scaling", action="store_true", help="only the loader (and GPU) parts")
+    args = parser.parse_args()
+    from benchmarks.train_loader import loader_benchmark
+
+    result: dict = {"benchmark": "train", "cpu_count": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        data = args.data or _simulate_and_preprocess(tmp)
+        result["data"] = str(args.data) if args.data else "simulated: 3 sites x 2 subjects x 6 min, 10 s windows"
+        if not args.skip_scaling:
+            one = _pretrain_throughput(data, tmp / "one", 1, args.steps, args.batch)
+            two = _pretrain_throughput(data, tmp / "two", 2, args.steps, args.batch)
+            efficiency = two["samples_per_s"] / (2 * one["samples_per_s"])
+            result["scaling"] = {"one_rank": one, "two_ranks": two, "efficiency": round(efficiency, 3),
+                                 "target_efficiency": ">= 0.8"}
+            step_demand = one["samples_per_s"]
+        else:
+            step_demand = None
+        result["loader"] = loader_benchmark(data, consumed_per_s=step_demand)
+    result["gpu"] = _gpu(steps=20)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

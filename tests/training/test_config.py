@@ -1,0 +1,162 @@
+import math
+
+import pytest
+import torch
+
+from pipelines.config import ConfigError
+from training.config import (
+    FinetuneConfig,
+    OptimConfig,
+    PretrainConfig,
+    list_config_presets,
+    load_config,
+    parse_overrides,
+    resolve_backend,
+    resolve_precision,
+)
+
+
+@pytest.mark.parametrize("preset", ["cpu-tiny", "base", "large-gpu"])
+@pytest.mark.parametrize("kind", ["pretrain", "finetune"])
+def test_presets_load_validate_and_round_trip(preset, kind):
+    config = load_config(preset, kind)
+    assert isinstance(config, PretrainConfig if kind == "pretrain" else FinetuneConfig)
+    assert type(config).from_dict(config.to_dict()) == config
+    model = config.model_config()
+    assert model.preset == {"cpu-tiny": "tiny", "base": "base", "large-gpu": "large"}[preset]
+    assert model.gradient_checkpointing == config.activation_checkpointing
+
+
+def test_preset_contents_match_their_purpose():
+    assert {"base", "cpu-tiny", "large-gpu"} <= set(list_config_presets())
+    tiny = load_config("cpu-tiny")
+    assert (tiny.loader.batch_size, tiny.backend, tiny.precision, tiny.wandb.mode) == (8, "gloo", "fp32", "offline")
+    assert tiny.optim.max_steps <= 1000 and tiny.loader.num_workers <= 1
+    base = load_config("base")
+    assert (base.optim.lr, base.optim.warmup_steps, base.optim.max_steps, base.precision) == (5e-4, 2000, 100_000, "bf16")
+    large = load_config("large-gpu")
+    assert (large.backend, large.precision, large.activation_checkpointing, large.compile) == ("nccl", "bf16", True, True)
+    adapter = load_config("large-gpu", "finetune").model_config()
+    assert (adapter.adapter_kind, adapter.adapter_rank, adapter.head) == ("lora", 16, "hms6")
+
+
+def test_overrides_from_the_command_line_and_from_dicts():
+    config = load_config("cpu-tiny", "pretrain", [
+        "optim.lr=3e-4", "loader.batch_size=16", "optim.max_steps=1e3", "model_overrides.dropout=0.2",
+        "loader.augment.noise_std=0.1", "wandb.mode=disabled", "eval_every=null", "optim.betas=[0.9, 0.99]",
+    ])
+    assert config.optim.lr == 3e-4 and config.optim.max_steps == 1000 and isinstance(config.optim.max_steps, int)
+    assert config.loader.batch_size == 16 and config.loader.augment == {"noise_std": 0.1}
+    assert config.model_config().dropout == 0.2 and config.wandb.mode == "disabled"
+    assert config.eval_every is None and config.optim.betas == (0.9, 0.99)
+    nested = load_config("cpu-tiny", "finetune", {"optim": {"lr": 1e-5}, "task": "eegmat", "loss": "ce"})
+    assert nested.optim.lr == 1e-5 and nested.head == "binary"
+    assert nested.model_config().id2label == {0: "rest", 1: "task"}
+    assert parse_overrides({"optim.lr": 1, "loader": {"seed": 2}}) == {"optim.lr": 1, "loader.seed": 2}
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["optim.lr=-1"], r"optim.lr: expected a value in \(0, 10\]; got -1"),
+    (["precision=fp8"], r"precision: expected one of 'fp32', 'bf16', 'fp16'; got 'fp8'"),
+    (["loader.batch_size=0"], r"loader.batch_size: expected an integer in \[1, 1048576\]; got 0"),
+    (["loader.batch_size=2.5"], r"loader.batch_size: expected an integer; got 2.5"),
+    (["backend=mpi"], r"backend: expected one of 'auto', 'gloo', 'nccl', 'horovod'; got 'mpi'"),
+    (["model=huge"], r"model: expected one of 'base', 'large', 'tiny'; got 'huge'"),
+    (["compile=1"], r"compile: expected true or false; got 1"),
+    (["optim.max_steps=null"], r"optim.max_steps: expected an integer >= 1 for pretraining; got None"),
+    (["optim.warmup_steps=500"], r"optim.warmup_steps: expected fewer than max_steps=300; got 500"),
+    (["model_overrides.num_attention_heads=5"], r"model_overrides: EEGFMConfig.num_attention_heads: "
+                                                r"expected a divisor of hidden_size=64; got 5"),
+    (["model_overrides.hiden_size=32"], r"model_overrides: unknown field 'hiden_size'; allowed: .*hidden_size"),
+    (["model_overrides.gradient_checkpointing=true"], r"model_overrides.gradient_checkpointing: cannot be "
+                                                      r"overridden here; set 'activation_checkpointing'"),
+    (["wandb.mode=cloud"], r"wandb.mode: expected one of 'offline', 'online', 'disabled'; got 'cloud'"),
+])
+def test_bad_pretrain_values_name_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("cpu-tiny", "pretrain", overrides)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'binary', 'multiclass', 'regression'; got 'sleep'"),
+    (["task=eegmat", "loss=kl"], r"loss: 'kl' needs vote distributions \(task 'hms6'\); got task 'eegmat'"),
+    (["mode=frozen"], r"mode: expected one of 'linear', 'adapter', 'full'; got 'frozen'"),
+    (["class_weights=[1, 2]"], r"class_weights: expected 6 weights \(one per class of task 'hms6'\); got 2"),
+    (["class_weights=inverse"], r"class_weights: expected one of 'none', 'balanced'; got 'inverse'"),
+    (["mode=linear", "unfreeze_schedule=[1, 2]"], r"unfreeze_schedule: gradual unfreezing needs mode 'full'"),
+    (["unfreeze_schedule=[2, 1]"], r"unfreeze_schedule: expected strictly increasing numbers; got \[2, 1\]"),
+    (["task=regression", "loss=null", "two_stage_min_votes=3"], r"two_stage_min_votes: only task 'hms6'"),
+    (["task=regression", "loss=null", "temperature_scaling=false", "label_smoothing=0.1"],
+     r"label_smoothing: task 'regression' has no classes"),
+    (["val_fraction=1.0"], r"val_fraction: expected a value in \(0, 1\); got 1.0"),
+    (["split_group=recording"], r"split_group: expected one of 'subject', 'site'; got 'recording'"),
+    (["adapter_kind=prefix"], r"adapter_kind: expected one of 'lora', 'bottleneck'; got 'prefix'"),
+])
+def test_bad_finetune_values_name_the_field(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config("cpu-tiny", "finetune", overrides)
+
+
+def test_finetune_class_weights_and_multiclass_labels():
+    config = load_config("cpu-tiny", "finetune", ["class_weights=[1, 2, 2, 1, 1, 0.5]"])
+    assert config.class_weights == [1.0, 2.0, 2.0, 1.0, 1.0, 0.5]
+    multi = load_config("cpu-tiny", "finetune", ["task=multiclass", "loss=focal", "focal_gamma=1.5",
+                                                  "model_overrides.id2label=[a, b, c]", "class_weights=[1, 1, 2]"])
+    assert multi.model_config().id2label == {0: "a", 1: "b", 2: "c"} and multi.head == "multiclass"
+
+
+def test_unknown_keys_are_rejected_with_the_valid_ones(tmp_path):
+    with pytest.raises(ConfigError, match=r"override 'optim.lrr': unknown key 'lrr' in optim; "
+                                          r"allowed: betas, eps, grad_accum_steps, grad_clip, layer_decay, lr,"):
+        load_config("cpu-tiny", "pretrain", ["optim.lrr=1"])
+    with pytest.raises(ConfigError, match=r"override 'batchsize': unknown key 'batchsize' in PretrainConfig; "
+                                          r"allowed: activation_checkpointing, backend, compile,"):
+        load_config("cpu-tiny", "pretrain", {"batchsize": 3})
+    with pytest.raises(ConfigError, match=r"override 'optim.lr.x': optim.lr is a value, not a section"):
+        load_config("cpu-tiny", "pretrain", ["optim.lr.x=1"])
+    with pytest.raises(ConfigError, match=r"override: expected 'key.sub=value'; got 'optim.lr'"):
+        load_config("cpu-tiny", "pretrain", ["optim.lr"])
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("model: tiny\noptim: {max_steps: 10, lr: 1e-3, warmup: 2}\n")
+    with pytest.raises(ConfigError, match=r"mine.yaml \[pretrain\]: OptimConfig: unknown field\(s\) warmup; allowed:"):
+        load_config(bad)
+    sections = tmp_path / "sections.yaml"
+    sections.write_text("pretrain: {optim: {max_steps: 10}}\nevaluate: {}\n")
+    with pytest.raises(ConfigError, match=r"sections.yaml: unknown section\(s\) evaluate; allowed: pretrain, finetune"):
+        load_config(sections)
+    with pytest.raises(ConfigError, match=r"config: expected a preset \('base', 'cpu-tiny', 'large-gpu'\) "
+                                          r"or the path of a YAML file; got 'tiny-cpu'"):
+        load_config("tiny-cpu")
+
+
+def test_a_single_section_file_and_yaml_floats(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("model: tiny\noptim: {max_steps: 1e4, lr: 1e-3, warmup_steps: 1_000}\n")
+    config = load_config(path)
+    assert config.optim.lr == 1e-3 and config.optim.max_steps == 10_000 and config.optim.warmup_steps == 1000
+    with pytest.raises(ConfigError, match=r"mine.yaml: has no 'finetune' section"):
+        (tmp_path / "mine.yaml").write_text("pretrain: {}\n")
+        load_config(path, "finetune")
+
+
+def test_cosine_schedule_with_warmup():
+    optim = OptimConfig(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert optim.lr_factor(0) == pytest.approx(0.1) and optim.lr_factor(9) == pytest.approx(1.0)
+    assert optim.lr_factor(10) == pytest.approx(1.0)
+    assert optim.lr_factor(60) == pytest.approx(0.55)  # half-way: (1 + 0.1) / 2
+    assert optim.lr_factor(110) == pytest.approx(0.1) and optim.lr_factor(500) == pytest.approx(0.1)
+    assert OptimConfig(max_steps=None).lr_factor(5, total_steps=10) <= 1.0
+    with pytest.raises(ConfigError, match=r"optim.max_steps: the cosine schedule needs a length"):
+        OptimConfig(max_steps=None).lr_factor(5)
+    assert all(math.isfinite(optim.lr_factor(s)) for s in range(0, 200, 7))
+
+
+def test_runtime_checks_for_precision_and_backend():
+    assert resolve_precision("bf16", "cpu") is torch.bfloat16
+    assert resolve_precision("fp16", "cuda:0") is torch.float16
+    with pytest.raises(ConfigError, match=r"precision: 'fp16' needs a CUDA device; got device 'cpu'"):
+        resolve_precision("fp16", "cpu")
+    assert resolve_backend("auto", "cpu") == "gloo" and resolve_backend("auto", "cuda") == "nccl"
+    assert resolve_backend("horovod", "cpu") == "horovod"
+    with pytest.raises(ConfigError, match=r"backend: 'nccl' needs CUDA devices; got device 'cpu'"):
+        resolve_backend("nccl", "cpu")

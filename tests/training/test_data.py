@@ -1,0 +1,452 @@
+"""training.data and training.augment against real pipeline output (``pipeline_output``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.config import ConfigError
+from pipelines.schema import SchemaError, decode_example, encode_example
+from pipelines.tfrecord import CorruptTFRecordError, read_records, write_records
+from training import augment as aug
+from training import data
+from training.augment import AugmentConfig
+from training.data import EEGLoader, LoaderConfig, RecordFilter, list_files, model_inputs
+
+
+def _records(out: Path) -> list:
+    return [decode_example(raw) for path in list_files(out) for raw in read_records(path)]
+
+
+def _key(recording_id: str, start: int, label: int) -> tuple[str, int, int]:
+    return recording_id, start, label
+
+
+def _keys(batch: dict) -> list[tuple[str, int, int]]:
+    return [_key(*k) for k in zip(batch["recording_id"], batch["window_start"].tolist(), batch["label"].tolist())]
+
+
+def _record_keys(records) -> Counter:
+    return Counter(_key(r.recording_id.decode(), r.window_start_index, r.label) for r in records)
+
+
+def _epoch(out, config: LoaderConfig, **kwargs) -> list[dict]:
+    return list(EEGLoader(out, config, infinite=False, **{"rank": 0, "world_size": 1, **kwargs}))
+
+
+@pytest.fixture(scope="module")
+def records(pipeline_output):
+    return _records(pipeline_output)
+
+
+# ------------------------------------------------------------------------------------------------
+# Files, manifest, decoding
+# ------------------------------------------------------------------------------------------------
+
+
+def test_list_files_describe_and_clear_errors(pipeline_output, tmp_path):
+    files = list_files(pipeline_output)
+    info = data.describe(pipeline_output)
+    assert len(files) == 4 and len(info.sites) == 2 and len(info.channels) == 19 and info.sfreq == 256.0
+    assert {Path(f).parent.name for f in files} == set(info.sites)
+    assert list_files(pipeline_output, sites=[info.sites[0]]) == [f for f in files if info.sites[0] in f]
+    assert list_files(pipeline_output, exclude_sites=[info.sites[0]]) == [f for f in files if info.sites[0] not in f]
+    with pytest.raises(FileNotFoundError, match=rf"{tmp_path}.*expected <site>/part-\*-of-\*\.tfrecord"):
+        list_files(tmp_path)
+    with pytest.raises(FileNotFoundError, match="nowhere.*not a directory"):
+        EEGLoader(tmp_path / "nowhere", rank=0, world_size=1)
+    with pytest.raises(FileNotFoundError, match="no manifest"):
+        data.describe(tmp_path)
+
+
+def test_fast_decoder_equals_decode_example(pipeline_output):
+    compared = 0
+    for path in list_files(pipeline_output):
+        for index, raw in enumerate(read_records(path)):
+            expected, fields = decode_example(raw), data._Window(raw, path, index).decode()
+            for name, value in fields.items():
+                want = getattr(expected, name)
+                if isinstance(want, np.ndarray):
+                    assert value.dtype == want.dtype and np.array_equal(value, want), name
+                elif isinstance(want, float) and math.isnan(want):
+                    assert math.isnan(value), name
+                else:
+                    assert value == want, name
+            compared += 1
+    assert compared == 30
+
+
+def test_corrupt_file_is_named(pipeline_output, tmp_path):
+    bad = tmp_path / "site-x" / "part-00000-of-00001.tfrecord"
+    bad.parent.mkdir()
+    blob = bytearray(Path(list_files(pipeline_output)[0]).read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    bad.write_bytes(bytes(blob))
+    with pytest.raises(CorruptTFRecordError, match=str(bad)):
+        _epoch(tmp_path, LoaderConfig(num_workers=0))
+
+
+def test_malformed_example_names_file_and_record(pipeline_output, tmp_path):
+    bad = tmp_path / "site-x" / "part-00000-of-00001.tfrecord"
+    bad.parent.mkdir()
+    good = next(read_records(list_files(pipeline_output)[0]))
+    write_records(str(bad), [good, good[:-1000]])  # intact framing around a cut Example
+    with pytest.raises(SchemaError, match=f"{bad}: record 1: .*needs .* bytes"):
+        _epoch(tmp_path, LoaderConfig(num_workers=0))
+
+
+def test_object_store_paths_go_through_beam_filesystems(pipeline_output, tmp_path, monkeypatch):
+    # gs:// and other schemes use apache_beam's FileSystems; it serves local paths the same way.
+    local = list_files(pipeline_output)
+    expected = sum(len(b["label"]) for b in _epoch(pipeline_output, LoaderConfig(num_workers=0)))
+    monkeypatch.setattr(data, "_is_remote", lambda path: True)
+    assert list_files(pipeline_output) == local and data.describe(pipeline_output).sites
+    assert sum(len(b["label"]) for b in _epoch(pipeline_output, LoaderConfig(num_workers=0))) == expected == 30
+    bad = tmp_path / "site-x" / "part-00000-of-00001.tfrecord"
+    bad.parent.mkdir()
+    bad.write_bytes(Path(local[0]).read_bytes()[:-100])
+    with pytest.raises(CorruptTFRecordError, match=f"^{bad}: corrupt TFRecord"):
+        _epoch(tmp_path, LoaderConfig(num_workers=0))
+
+
+# ------------------------------------------------------------------------------------------------
+# Sharding, shuffling, epochs, resume
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n_files", [0, 1, 2, 3, 5, 8, 13])
+@pytest.mark.parametrize("n_shards", [1, 2, 3, 4, 8])
+def test_shard_files_covers_every_record_once(n_files, n_shards):
+    sizes = [7 + 3 * j for j in range(n_files)]
+    seen = Counter()
+    for shard in range(n_shards):
+        plan = data.shard_files(n_files, n_shards, shard)
+        assert plan or n_files == 0  # every shard reads something
+        seen.update((j, r) for j, stride, offset in plan for r in range(sizes[j]) if r % stride == offset)
+    assert seen == Counter((j, r) for j in range(n_files) for r in range(sizes[j]))
+    reads = Counter(j for shard in range(n_shards) for j, _, _ in data.shard_files(n_files, n_shards, shard))
+    if n_files >= n_shards:  # the normal case: every file is read whole, by one shard
+        assert set(reads.values()) <= {1}
+    elif n_files:  # few files: each is read by at most ceil(n_shards / n_files) shards
+        assert max(reads.values()) == math.ceil(n_shards / n_files)
+
+
+@pytest.mark.parametrize("sites, world_size, workers", [(None, 2, 2), (1, 4, 0)])
+def test_each_record_once_per_epoch_across_ranks_and_workers(pipeline_output, records, sites, world_size, workers):
+    # 4 files over 2 ranks x 2 workers: whole files; one site's 2 files over 4 ranks: striped.
+    info = data.describe(pipeline_output)
+    keep = () if sites is None else info.sites[:sites]
+    expected = _record_keys(r for r in records if not keep or r.site_id.decode() in keep)
+    config = LoaderConfig(batch_size=3, num_workers=workers, filters=RecordFilter(sites=keep))
+    seen = Counter()
+    for rank in range(world_size):
+        for batch in _epoch(pipeline_output, config, rank=rank, world_size=world_size):
+            seen.update(_keys(batch))
+    assert seen == expected and max(seen.values()) == 1
+
+
+def test_shuffle_is_seeded_by_seed_and_epoch(pipeline_output):
+    config = LoaderConfig(batch_size=4, num_workers=0, shuffle_buffer=8, seed=3)
+    loader = EEGLoader(pipeline_output, config, rank=0, world_size=1, infinite=False)
+    first = [k for b in loader for k in _keys(b)]
+    second = [k for b in loader for k in _keys(b)]
+    assert loader.epoch == 2 and Counter(first) == Counter(second) and first != second
+    again = [k for b in _epoch(pipeline_output, config) for k in _keys(b)]
+    other_seed = [k for b in _epoch(pipeline_output, dataclasses.replace(config, seed=4)) for k in _keys(b)]
+    assert again == first and other_seed != first
+    in_order = [k for b in _epoch(pipeline_output, dataclasses.replace(config, shuffle=False)) for k in _keys(b)]
+    assert in_order == [k for b in _epoch(pipeline_output, dataclasses.replace(config, shuffle=False)) for k in _keys(b)]
+
+
+def test_infinite_stream_counts_epochs(pipeline_output, records):
+    loader = EEGLoader(pipeline_output, LoaderConfig(batch_size=8, num_workers=0), rank=0, world_size=1)
+    seen = Counter()
+    for batch in loader:
+        seen.update(_keys(batch))
+        if loader.epoch == 2:
+            break
+    assert seen == Counter({k: 2 for k in _record_keys(records)})  # two whole epochs, no more
+
+
+def _same_batch(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(
+        torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) and not a[k].is_floating_point()
+        else torch.equal(a[k].nan_to_num(-1e9), b[k].nan_to_num(-1e9)) if isinstance(a[k], torch.Tensor)
+        else a[k] == b[k]
+        for k in a)
+
+
+def test_resume_repeats_the_uninterrupted_batches_bitwise(pipeline_output):
+    workers = 2
+    config = LoaderConfig(batch_size=4, num_workers=workers, prefetch_factor=2, shuffle_buffer=6, seed=7,
+                          augment=AugmentConfig(channel_dropout=0.2, time_shift=64, noise_std=1.0,
+                                                amplitude_scale=(0.9, 1.1), mixup_alpha=0.4, cutmix_alpha=1.0))
+    total, cut = 14, 5  # crosses epoch boundaries (about 5 batches per worker and epoch)
+
+    def take(loader, n):
+        out = []
+        for batch in loader:
+            out.append(batch)
+            if len(out) == n:
+                return out
+
+    reference = take(EEGLoader(pipeline_output, config, rank=0, world_size=1), total)
+    interrupted = EEGLoader(pipeline_output, config, rank=0, world_size=1)
+    head = take(interrupted, cut)
+    state = json.loads(json.dumps(interrupted.state_dict()))
+    assert state["batches"] == cut
+    resumed = EEGLoader(pipeline_output, config, rank=0, world_size=1)
+    resumed.load_state_dict(state)
+    tail = take(resumed, total - cut)
+    assert all(_same_batch(a, b) for a, b in zip(reference, head + tail))
+    assert resumed.state_dict()["batches"] == total and resumed.epoch >= 1
+    with pytest.raises(ValueError, match="num_workers"):
+        EEGLoader(pipeline_output, dataclasses.replace(config, num_workers=workers + 1),
+                  rank=0, world_size=1).load_state_dict(state)
+
+
+def test_evaluation_pass_resumes_after_a_worker_finished(pipeline_output):
+    # With seed 6 one worker gets both small files (2 batches), the other 6 batches: after 5
+    # batches the first is done and DataLoader's round-robin skips it; so must the resumed pass.
+    config = LoaderConfig(batch_size=4, num_workers=2, shuffle_buffer=6, seed=6)
+    reference = [_keys(b) for b in _epoch(pipeline_output, config)]
+    interrupted = EEGLoader(pipeline_output, config, rank=0, world_size=1, infinite=False)
+    head = []
+    for batch in interrupted:
+        head.append(_keys(batch))
+        if len(head) == 5:
+            break
+    resumed = EEGLoader(pipeline_output, config, rank=0, world_size=1, infinite=False)
+    resumed.load_state_dict(interrupted.state_dict())
+    assert head + [_keys(b) for b in resumed] == reference and resumed.epoch == 1
+    assert len(reference) == 8 and sorted(e for e, _ in interrupted.state_dict()["workers"]) == [0, 1]
+
+
+def test_fast_forward_decodes_only_what_it_yields(pipeline_output, monkeypatch):
+    config = LoaderConfig(batch_size=4, num_workers=0, shuffle_buffer=6)
+    loader = EEGLoader(pipeline_output, config, rank=0, world_size=1)
+    iterator = iter(loader)
+    for _ in range(6):
+        next(iterator)
+    state = loader.state_dict()
+    decoded = []
+    original = data._Window.decode
+    monkeypatch.setattr(data._Window, "decode", lambda self: decoded.append(1) or original(self))
+    resumed = EEGLoader(pipeline_output, config, rank=0, world_size=1)
+    resumed.load_state_dict(state)
+    batch = next(iter(resumed))
+    assert len(decoded) == len(batch["label"])
+
+
+# ------------------------------------------------------------------------------------------------
+# Filters, bucketing, batch format
+# ------------------------------------------------------------------------------------------------
+
+
+def test_filters(pipeline_output, records):
+    def kept(**filters):
+        config = LoaderConfig(batch_size=5, num_workers=0, filters=RecordFilter(**filters))
+        return Counter(k for b in _epoch(pipeline_output, config) for k in _keys(b))
+
+    def expect(predicate):
+        return _record_keys(r for r in records if predicate(r))
+
+    site = records[0].site_id.decode()
+    assert kept(tasks=("hms6",)) == expect(lambda r: r.task == b"hms6") and 0 < len(kept(tasks=("hms6",))) < 30
+    assert kept(tasks=("",)) == expect(lambda r: r.label == -1)
+    assert kept(min_votes=3) == expect(lambda r: r.votes.sum() >= 3) and len(kept(min_votes=3)) > 0
+    assert kept(max_artifact_score=0.3) == expect(lambda r: r.artifact_score <= 0.3)
+    assert len(kept(max_artifact_score=0.3)) < 30  # the fixture has an artifactual window
+    assert kept(sites=(site,)) == expect(lambda r: r.site_id.decode() == site)
+    assert kept(exclude_sites=(site,)) == expect(lambda r: r.site_id.decode() != site)
+
+
+def test_token_budget_buckets_by_length_within_budget(pipeline_output):
+    budget = 2 * 12800
+    config = LoaderConfig(batch_size=None, token_budget=budget, max_batch_size=6, num_workers=0)
+    batches = _epoch(pipeline_output, config)
+    sizes = Counter((b["eeg"].shape[-1], b["eeg"].shape[0]) for b in batches)
+    assert all(n * t <= budget for t, n in sizes)
+    assert {n for (t, n) in sizes if t == 12800} <= {1, 2} and (2560, 6) in sizes  # capped: 10 -> 6
+    assert sum(t * n for (t, n), count in sizes.items() for _ in range(count)) == 6 * 12800 + 24 * 2560
+    assert [b["eeg"].shape for b in batches] == [b["eeg"].shape for b in _epoch(pipeline_output, config)]
+    patches = LoaderConfig(batch_size=None, token_budget=20, patch_size=256, max_batch_size=64, num_workers=0)
+    assert patches.batch_size_for(2560) == 2 and patches.batch_size_for(12800) == 1
+    fixed = _epoch(pipeline_output, LoaderConfig(batch_size=4, num_workers=0, filters=RecordFilter(tasks=("",))))
+    assert [len(b["label"]) for b in fixed] == [4] * 6  # uniform lengths: a fixed batch size
+
+
+def test_batch_format_feeds_the_model(pipeline_output):
+    batches = _epoch(pipeline_output, LoaderConfig(batch_size=6, num_workers=0, shuffle=False))
+    batch = next(b for b in batches if b["has_votes"].any())
+    n, t = batch["eeg"].shape[0], batch["eeg"].shape[-1]
+    assert batch["eeg"].dtype == torch.float32 and batch["eeg"].shape == (n, 19, t)
+    assert batch["channel_mask"].dtype == torch.float32 and set(batch["channel_mask"].unique().tolist()) <= {0.0, 1.0}
+    assert batch["ecg"].shape == (n, t) and batch["votes"].shape == batch["targets"].shape == (n, 6)
+    voted = batch["has_votes"]
+    assert voted.dtype == torch.bool and torch.allclose(batch["targets"][voted].sum(1), torch.ones(int(voted.sum())))
+    assert torch.equal(batch["n_votes"], batch["votes"].sum(1)) and batch["label"].dtype == torch.int64
+    assert all(torch.isnan(s) or s in (0.0, 1.0) for s in batch["sex"])
+    assert all(isinstance(batch[k][0], str) for k in ("site_id", "subject_id", "recording_id", "task"))
+    inputs = model_inputs(batch)
+    assert set(inputs) == {"eeg", "channel_mask", "ecg", "age", "sex"}
+    from model import create_model
+
+    model = create_model("tiny", head="hms6").eval()
+    short = next(b for b in batches if b["eeg"].shape[-1] == 2560)  # 10 s windows: a quick forward
+    small = model_inputs({k: v[:2] for k, v in short.items()})
+    with torch.no_grad():
+        assert model(**small).logits.shape == (2, 6)
+    config = LoaderConfig(batch_size=6, num_workers=1, shuffle=False, eeg_dtype="float16")
+    half = next(b for b in _epoch(pipeline_output, config) if b["has_votes"].any())  # via a worker
+    assert half["eeg"].dtype == half["ecg"].dtype == torch.float16
+    assert _same_batch({**half, "eeg": half["eeg"].float(), "ecg": half["ecg"].float()}, batch)
+
+
+def test_ecg_is_nan_where_a_window_has_none(pipeline_output, records):
+    with_ecg = records[0]
+    without = dataclasses.replace(with_ecg, ecg=None)
+    windows = [data._Window(encode_example(r), "mem", i) for i, r in enumerate([with_ecg, without])]
+    batch = data._collate(windows)
+    assert torch.isnan(batch["ecg"][1]).all() and not torch.isnan(batch["ecg"][0]).any()
+    assert "ecg" not in data._collate(windows[1:])
+
+
+def test_single_file_paths_and_empty_shards(pipeline_output, tmp_path):
+    empty = tmp_path / "site-empty" / "part-00000-of-00001.tfrecord"
+    empty.parent.mkdir()
+    write_records(str(empty), [])
+    with pytest.raises(FileNotFoundError, match="no non-empty TFRecord shards"):
+        EEGLoader(tmp_path, rank=0, world_size=1)
+    one = list_files(pipeline_output)[0]
+    assert len(list_files([one])) == 1
+    assert sum(len(b["label"]) for b in _epoch([one], LoaderConfig(num_workers=0))) == len(list(read_records(one)))
+
+
+# ------------------------------------------------------------------------------------------------
+# Configuration
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"batch_size": None}, "batch_size, LoaderConfig.token_budget: expected exactly one"),
+    ({"num_workers": -1}, "LoaderConfig.num_workers: expected an integer >= 0"),
+    ({"eeg_dtype": "bfloat16"}, "LoaderConfig.eeg_dtype: expected one of 'float32', 'float16'"),
+    ({"shuffle": "yes"}, "LoaderConfig.shuffle: expected True or False"),
+    ({"filters": RecordFilter(), "augment": {"noise_std": 1}}, "LoaderConfig.augment: expected a AugmentConfig"),
+])
+def test_loader_config_errors_name_the_field(kwargs, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+        LoaderConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"time_shift_mode": "wrap"}, "AugmentConfig.time_shift_mode: expected one of 'circular', 'crop'; got 'wrap'"),
+    ({"channel_dropout": 1.0}, r"AugmentConfig.channel_dropout: expected a value in \[0.0, 1.0\)"),
+    ({"amplitude_scale": (2.0, 1.0)}, "AugmentConfig.amplitude_scale: expected \\(low, high\\)"),
+    ({"time_shift": 1.5}, "AugmentConfig.time_shift: expected an integer >= 0"),
+])
+def test_augment_config_errors_name_the_field(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        AugmentConfig(**kwargs)
+
+
+def test_presets_and_filter_validation():
+    assert data.finetune_config(min_votes=10).filters.min_votes == 10
+    assert data.pretrain_config().batch_size_for(12800) == 32 and not data.eval_config().shuffle
+    with pytest.raises(ConfigError, match="RecordFilter.sites: expected a list of strings"):
+        RecordFilter(sites="site-a")
+    with pytest.raises(ConfigError, match=r"RecordFilter.max_artifact_score: expected a value in \[0.0, 1.0\]"):
+        RecordFilter(max_artifact_score=2)
+
+
+# ------------------------------------------------------------------------------------------------
+# Augmentations (pure functions)
+# ------------------------------------------------------------------------------------------------
+
+
+def _gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture(scope="module")
+def signals(records):
+    eeg = torch.stack([torch.from_numpy(r.eeg.astype(np.float32)[:, :512]) for r in records[:8]])
+    return eeg, torch.from_numpy(np.stack([r.channel_mask for r in records[:8]])).float()
+
+
+def test_channel_dropout_zeroes_signal_and_mask(signals):
+    eeg, mask = signals
+    out, out_mask = aug.channel_dropout(eeg, mask, 0.5, _gen())
+    dropped = (mask == 1) & (out_mask == 0)
+    assert dropped.any() and (out[dropped] == 0).all()
+    assert torch.equal(out[out_mask == 1], eeg[out_mask == 1]) and (out_mask <= mask).all()
+    _, all_gone = aug.channel_dropout(eeg, mask, 0.999999, _gen())
+    assert (all_gone.sum(1) == 1).all()  # one measured channel always survives
+
+
+def test_time_shift_circular_and_crop(signals):
+    eeg, _ = signals
+    ecg = eeg[:, 0].clone()
+    out, out_ecg = aug.time_shift(eeg, 50, _gen(), ecg=ecg)
+    for i in range(len(eeg)):
+        shifts = [s for s in range(-50, 51) if torch.equal(torch.roll(eeg[i], s, -1), out[i])]
+        assert shifts and torch.equal(torch.roll(ecg[i], shifts[0], -1), out_ecg[i])
+    cropped, _ = aug.time_shift(eeg, 100, _gen(), mode="crop")
+    assert cropped.shape[-1] == eeg.shape[-1] - 100
+    starts = [next(s for s in range(101) if torch.equal(eeg[i, :, s:s + 412], cropped[i])) for i in range(len(eeg))]
+    assert len(set(starts)) > 1
+
+
+def test_amplitude_scale_and_noise(signals):
+    eeg, _ = signals
+    scaled = aug.amplitude_scale(eeg, 0.5, 2.0, _gen())
+    gains = (scaled.flatten(1) / eeg.flatten(1)).nanmedian(1).values
+    assert ((gains >= 0.5) & (gains <= 2.0)).all() and gains.std() > 0
+    noisy = aug.gaussian_noise(eeg, 3.0, _gen())
+    assert abs(float((noisy - eeg).std()) - 3.0) < 0.1
+    assert torch.equal(aug.gaussian_noise(eeg, 3.0, _gen(1)), aug.gaussian_noise(eeg, 3.0, _gen(1)))
+
+
+def _voted_batch(signals):
+    eeg, mask = signals
+    votes = torch.rand(len(eeg), 6, generator=_gen(5)) * 5
+    has = torch.tensor([True] * 6 + [False] * 2)
+    votes[~has] = 0
+    targets = torch.where(has[:, None], votes / votes.sum(1, keepdim=True).clamp_min(1e-9), 0.0)
+    return eeg, mask, targets, has
+
+
+@pytest.mark.parametrize("mix", [aug.mixup, aug.cutmix])
+def test_mixing_keeps_distributions_and_spares_unvoted(signals, mix):
+    eeg, mask, targets, has = _voted_batch(signals)
+    ecg = eeg[:, 1].clone()
+    ecg[0] = float("nan")
+    out = mix(eeg, targets, has, 0.4, _gen(), channel_mask=mask, ecg=ecg)
+    assert torch.allclose(out.targets[has].sum(1), torch.ones(int(has.sum())))
+    assert torch.equal(out.eeg[~has], eeg[~has]) and torch.equal(out.targets[~has], targets[~has])
+    mixed = out.partner != torch.arange(len(eeg))
+    assert mixed.any() and has[out.partner[has]].all()
+    for i in torch.nonzero(mixed).flatten().tolist():
+        p, w = int(out.partner[i]), float(out.weight[i])
+        assert torch.allclose(out.targets[i], w * targets[i] + (1 - w) * targets[p], atol=1e-6)
+        assert torch.equal(out.channel_mask[i], torch.minimum(mask[i], mask[p]))
+        if mix is aug.cutmix:  # every sample comes from the window itself or its partner
+            own = (out.eeg[i] == eeg[i]).all(0)
+            assert ((own | (out.eeg[i] == eeg[p]).all(0)).all() and abs(own.float().mean() - w) < 0.02)
+        assert torch.isnan(out.ecg[i]).all() == bool(torch.isnan(ecg[i]).all() or torch.isnan(ecg[p]).all())
+
+
+def test_augment_batch_is_reproducible_from_its_generator(pipeline_output):
+    batch = _epoch(pipeline_output, LoaderConfig(batch_size=6, num_workers=0, filters=RecordFilter(tasks=("hms6",))))[0]
+    config = aug.finetune_augment()
+    a, b = aug.augment_batch(batch, config, _gen(9)), aug.augment_batch(batch, config, _gen(9))
+    assert _same_batch(a, b) and not torch.equal(a["eeg"], batch["eeg"])
+    assert torch.allclose(a["targets"].sum(1), torch.ones(len(a["targets"])))

@@ -1,0 +1,102 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from pipelines.config import ConfigError
+from training.tracking import (
+    RUN_ID_FILE,
+    Tracker,
+    TrackingError,
+    memory_stats,
+    read_offline_run,
+    reconstruction_metrics,
+)
+
+
+def test_offline_run_records_metrics_and_a_resumed_job_continues_the_same_run(tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no netrc: no credentials
+    with Tracker("eegfm-test", tmp_path / "run", {"lr": 1e-3, "preset": "tiny"}, run_name="t") as tracker:
+        for step in range(3):
+            tracker.log({"train/loss": 1.0 / (step + 1), "train/tokens": np.int64(100 * step),
+                         "recon/mse/site/s01": torch.tensor(0.25)}, step=step)
+        tracker.summary({"best/val_loss": 0.5})
+        run_id = tracker.run_id
+    runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert [r.name.endswith(f"-{run_id}") for r in runs] == [True]
+    recorded = read_offline_run(runs[0])
+    history = [(row["_step"], row["train/loss"], row["train/tokens"]) for row in recorded["history"]]
+    assert history == [(0, 1.0, 0), (1, 0.5, 100), (2, pytest.approx(1 / 3), 200)]
+    assert recorded["summary"]["best/val_loss"] == 0.5
+    assert recorded["summary"]["recon/mse/site/s01"] == 0.25
+    assert recorded["config"]["lr"] == 1e-3 and recorded["config"]["preset"] == "tiny"
+    assert (tmp_path / "run" / RUN_ID_FILE).read_text().strip() == run_id
+
+    # A resumed job (same run_dir) continues the same run; "online" without credentials stays offline.
+    with Tracker("eegfm-test", tmp_path / "run", {"lr": 1e-3}, mode="online") as resumed:
+        assert resumed.mode == "offline" and resumed.run_id == run_id
+        resumed.log({"train/loss": 0.1}, step=3)
+    runs = sorted((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}"))
+    assert len(runs) == 2 and read_offline_run(runs[-1])["history"][0]["train/loss"] == 0.1
+
+
+def test_only_numbers_under_safe_names_are_accepted_on_every_rank(tmp_path):
+    for tracker in (Tracker("p", tmp_path / "a", {}, mode="disabled"),
+                    Tracker("p", tmp_path / "b", {}, rank=1)):
+        assert not tracker.active and tracker.run_id is None
+        with pytest.raises(TrackingError) as err:
+            tracker.log({"patient": "Jane Doe 1962-03-04"}, step=0)
+        assert "expected a number; got a str of length 19" in str(err.value)
+        assert "Jane" not in str(err.value)  # never echoed into logs
+        with pytest.raises(TrackingError, match=r"metric name 'loss of Jane' is not allowed"):
+            tracker.log({"loss of Jane": 1.0}, step=0)
+        with pytest.raises(TrackingError, match=r"expected a scalar; got a tensor of shape \(2,\)"):
+            tracker.summary({"x": torch.zeros(2)})
+        with pytest.raises(TrackingError, match=r"step: expected a non-negative integer; got -1"):
+            tracker.log({"x": 1.0}, step=-1)
+        tracker.log({"x": 1.0, "nan_is_fine": math.nan, "flag": True}, step=0)
+        tracker.finish()
+    assert not (tmp_path / "b").exists()  # rank 1 writes nothing
+    with pytest.raises(ConfigError, match=r"mode: expected one of 'offline', 'online', 'disabled'; got 'cloud'"):
+        Tracker("p", tmp_path, {}, mode="cloud")
+
+
+def test_reconstruction_metrics_known_values():
+    # Two rows (sites A and B), two channels, four samples.
+    target = torch.tensor([[[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]],
+                           [[0.0, 1.0, 0.0, 1.0], [2.0, 4.0, 6.0, 8.0]]])
+    pred = torch.tensor([[[2.0, 4.0, 6.0, 8.0], [0.0, 0.0, 0.0, 0.0]],
+                         [[0.0, 1.0, 0.0, 1.0], [8.0, 6.0, 4.0, 2.0]]])
+    mask = torch.tensor([[[1, 1, 1, 1], [1, 1, 0, 0]],
+                         [[0, 0, 0, 0], [1, 1, 1, 1]]], dtype=torch.bool)
+    out = reconstruction_metrics(pred, target, mask, ["Fp1", "Cz"], ["A", "B"])
+    # Fp1: only row A counts: errors 1, 4, 9, 16 -> mse 7.5; pred = 2 * target -> corr 1.
+    assert out["recon/mse/ch/Fp1"] == pytest.approx(7.5)
+    assert out["recon/corr/ch/Fp1"] == pytest.approx(1.0)
+    # Cz: row A samples 0-1 (error 1 each) and row B (errors 36, 4, 4, 36) -> 82 / 6.
+    assert out["recon/mse/ch/Cz"] == pytest.approx(82 / 6)
+    # Site B: only Cz, a reversed ramp -> corr -1; site A: target 1,2,3,4,1,1 vs 2,4,6,8,0,0.
+    assert out["recon/corr/site/B"] == pytest.approx(-1.0)
+    assert out["recon/mse/site/B"] == pytest.approx(20.0)
+    expected_a = np.corrcoef([1, 2, 3, 4, 1, 1], [2, 4, 6, 8, 0, 0])[0, 1]
+    assert out["recon/corr/site/A"] == pytest.approx(expected_a)
+    assert out["recon/mse/all"] == pytest.approx((30 + 2 + 80) / 10)
+    # A shorter prediction (whole patches) is compared on its own length.
+    short = reconstruction_metrics(pred[..., :2], target, mask, ["Fp1", "Cz"], ["A", "B"])
+    assert short["recon/mse/ch/Fp1"] == pytest.approx(2.5)
+
+
+def test_reconstruction_metrics_leave_out_empty_and_constant_groups():
+    target = torch.ones(2, 1, 4)
+    mask = torch.tensor([[[1, 1, 1, 1]], [[0, 0, 0, 0]]], dtype=torch.bool)
+    out = reconstruction_metrics(torch.zeros(2, 1, 4), target, mask, ["O1"], ["s1", "s2"])
+    assert out == {"recon/mse/all": 1.0, "recon/mse/ch/O1": 1.0, "recon/mse/site/s1": 1.0}
+    with pytest.raises(ValueError, match=r"site_ids: expected one site per batch row \(2\); got 1"):
+        reconstruction_metrics(torch.zeros(2, 1, 4), target, mask, ["O1"], ["s1"])
+
+
+def test_memory_stats_reports_peak_rss():
+    stats = memory_stats("cpu")
+    assert set(stats) == {"memory/peak_rss_mb"} and 10 < stats["memory/peak_rss_mb"] < 1e6

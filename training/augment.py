@@ -1,0 +1,267 @@
+"""EEG batch augmentations: pure functions on torch tensors, driven by an explicit generator.
+
+Every random draw comes from the ``torch.Generator`` passed in, never from a global RNG: the
+loader (:mod:`training.data`) derives one generator per batch from (seed, epoch, shard, batch
+index), so a run resumed from a checkpoint augments each batch exactly as the uninterrupted run
+did, and ``num_workers`` processes never share or race on RNG state.
+
+Tensor conventions (those of :mod:`model.inputs` and the loader's batches):
+
+- ``eeg``: (B, n_chans, n_times) float, µV.
+- ``channel_mask``: (B, n_chans) float, 1 measured, 0 interpolated or missing.
+- ``ecg``: (B, n_times) float; an all-NaN row means "no ECG" for that window.
+- ``targets``: (B, n_classes) vote distributions (rows sum to 1 where ``has_votes``).
+
+The generator lives on the CPU (the loader augments in its worker processes); draws are moved to
+the data's device, so the functions also work on GPU tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+
+from pipelines.config import ConfigError, check_option, check_range
+
+TIME_SHIFT_MODES = ("circular", "crop")
+
+
+@dataclasses.dataclass(frozen=True)
+class AugmentConfig:
+    """Which augmentations a batch gets, in the order they are applied; defaults: none.
+
+    channel_dropout: probability that each measured channel is zeroed and marked missing.
+    time_shift: largest shift in samples. ``"circular"`` rolls each window by a random amount in
+        [-time_shift, time_shift] (length unchanged); ``"crop"`` keeps a random
+        ``n_times - time_shift`` sample crop of each window (the batch gets shorter).
+    amplitude_scale: (low, high) range of a random gain per window; (1, 1) is off.
+    noise_std: standard deviation of additive gaussian noise in µV (applied before dropout, so
+        dropped channels stay exactly zero).
+    mixup_alpha / cutmix_alpha: Beta(alpha, alpha) mixing between windows that have expert votes
+        (fine-tuning); when both are set each batch uses one of them, chosen at random.
+    """
+
+    channel_dropout: float = 0.0
+    time_shift: int = 0
+    time_shift_mode: str = "circular"
+    amplitude_scale: tuple[float, float] = (1.0, 1.0)
+    noise_std: float = 0.0
+    mixup_alpha: float = 0.0
+    cutmix_alpha: float = 0.0
+
+    def __post_init__(self) -> None:
+        check_range("AugmentConfig.channel_dropout", self.channel_dropout, 0.0, 1.0, high_inclusive=False)
+        _check_int("AugmentConfig.time_shift", self.time_shift, 0)
+        check_option("AugmentConfig.time_shift_mode", self.time_shift_mode, TIME_SHIFT_MODES)
+        scale = self.amplitude_scale
+        if (not isinstance(scale, (tuple, list)) or len(scale) != 2
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale)
+                or not 0 < scale[0] <= scale[1]):
+            raise ConfigError(
+                f"AugmentConfig.amplitude_scale: expected (low, high) with 0 < low <= high; got {scale!r}")
+        object.__setattr__(self, "amplitude_scale", (float(scale[0]), float(scale[1])))
+        check_range("AugmentConfig.noise_std", self.noise_std, 0.0)
+        check_range("AugmentConfig.mixup_alpha", self.mixup_alpha, 0.0)
+        check_range("AugmentConfig.cutmix_alpha", self.cutmix_alpha, 0.0)
+
+    @property
+    def enabled(self) -> bool:
+        return self != AugmentConfig()
+
+
+def pretrain_augment() -> AugmentConfig:
+    """Self-supervised pretraining: robustness to missing electrodes, gain, noise and phase."""
+    return AugmentConfig(channel_dropout=0.1, time_shift=256, amplitude_scale=(0.8, 1.25), noise_std=1.0)
+
+
+def finetune_augment() -> AugmentConfig:
+    """Fine-tuning on expert votes: light signal augmentation plus mixup/cutmix of vote targets."""
+    return AugmentConfig(channel_dropout=0.05, time_shift=128, amplitude_scale=(0.9, 1.1),
+                         mixup_alpha=0.4, cutmix_alpha=1.0)
+
+
+def _check_int(name: str, value: Any, low: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"{name}: expected an integer >= {low}; got {value!r}")
+
+
+def _uniform(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    return torch.rand(shape, generator=generator, device=generator.device).to(device)
+
+
+def channel_dropout(eeg: torch.Tensor, channel_mask: torch.Tensor, p: float,
+                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero each measured channel with probability ``p`` and set its mask to 0.
+
+    Teaches the encoder the montages of sites that lack electrodes. One measured channel per
+    window always survives (a window with nothing measured carries no information).
+    """
+    measured = channel_mask > 0
+    draw = _uniform(tuple(channel_mask.shape), generator, channel_mask.device)
+    drop = (draw < p) & measured
+    emptied = measured.any(1) & ~(measured & ~drop).any(1)
+    if emptied.any():  # keep the measured channel with the largest draw
+        keep = torch.where(measured, draw, torch.full_like(draw, -1.0)).argmax(1)
+        drop[emptied, keep[emptied]] = False
+    keep_mask = (~drop).to(eeg.dtype)
+    return eeg * keep_mask.unsqueeze(-1), channel_mask * keep_mask.to(channel_mask.dtype)
+
+
+def _take_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[b, ..., index[b, t]]``: per-window gather along the last (time) axis."""
+    index = index.to(x.device).view(index.shape[0], *([1] * (x.dim() - 2)), index.shape[1])
+    return torch.gather(x, -1, index.expand(*x.shape[:-1], index.shape[-1]))
+
+
+def time_shift(eeg: torch.Tensor, max_shift: int, generator: torch.Generator, *,
+               mode: str = "circular", ecg: torch.Tensor | None = None,
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Shift each window in time by a random amount; ECG moves with its window.
+
+    ``circular`` rolls by s in [-max_shift, max_shift] samples (same length); ``crop`` takes a
+    random crop of ``n_times - max_shift`` samples (no wrap-around seam, shorter batch).
+    """
+    check_option("mode", mode, TIME_SHIFT_MODES)
+    batch, n_times = eeg.shape[0], eeg.shape[-1]
+    if max_shift == 0:
+        return eeg, ecg
+    if mode == "crop" and max_shift >= n_times:
+        raise ValueError(f"max_shift: expected fewer than n_times={n_times} samples for crop; got {max_shift}")
+    if mode == "circular":
+        shifts = torch.randint(-max_shift, max_shift + 1, (batch, 1), generator=generator, device=generator.device)
+        index = (torch.arange(n_times, device=generator.device) - shifts) % n_times
+    else:
+        starts = torch.randint(0, max_shift + 1, (batch, 1), generator=generator, device=generator.device)
+        index = torch.arange(n_times - max_shift, device=generator.device) + starts
+    return _take_time(eeg, index), None if ecg is None else _take_time(ecg, index)
+
+
+def amplitude_scale(eeg: torch.Tensor, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
+    """Multiply each window by a gain drawn uniformly from [low, high]: sites differ in gain."""
+    gain = low + (high - low) * _uniform((eeg.shape[0],), generator, eeg.device)
+    return eeg * gain.to(eeg.dtype).view(-1, *([1] * (eeg.dim() - 1)))
+
+
+def gaussian_noise(eeg: torch.Tensor, std: float, generator: torch.Generator) -> torch.Tensor:
+    """Add white gaussian noise of ``std`` µV (amplifier and electrode noise)."""
+    noise = torch.randn(eeg.shape, generator=generator, device=generator.device, dtype=eeg.dtype)
+    return eeg + std * noise.to(eeg.device)
+
+
+class Mixed(NamedTuple):
+    """The result of :func:`mixup` / :func:`cutmix`: mixed tensors and who was mixed with whom."""
+
+    eeg: torch.Tensor
+    targets: torch.Tensor
+    channel_mask: torch.Tensor | None
+    ecg: torch.Tensor | None
+    partner: torch.Tensor  # (B,) index of the other window; a row's own index where unmixed
+    weight: torch.Tensor  # (B,) fraction of the window (and its target) that is its own
+
+
+def _partners(has_votes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """A random permutation among the windows with votes; windows without votes keep themselves.
+
+    Mixing a window without votes would blend a zero target into a distribution.
+    """
+    partner = torch.arange(has_votes.shape[0])
+    voted = torch.nonzero(has_votes.cpu(), as_tuple=True)[0]
+    partner[voted] = voted[torch.randperm(len(voted), generator=generator, device=generator.device).cpu()]
+    return partner
+
+
+def _beta(alpha: float, size: int, generator: torch.Generator) -> torch.Tensor:
+    """Beta(alpha, alpha) draws; torch's Beta takes no generator, so seed numpy from ours."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
+    return torch.from_numpy(np.random.default_rng(seed).beta(alpha, alpha, size)).float()
+
+
+def _mix_aux(channel_mask: torch.Tensor | None, ecg: torch.Tensor | None, partner: torch.Tensor,
+             mixed_ecg: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A mixed window is measured where both sources are; it has ECG only if both have one."""
+    if channel_mask is not None:
+        channel_mask = torch.minimum(channel_mask, channel_mask[partner.to(channel_mask.device)])
+    if ecg is not None and mixed_ecg is not None:
+        absent = torch.isnan(ecg).all(1)
+        absent = absent | absent[partner.to(ecg.device)]
+        mixed_ecg = torch.where(absent.unsqueeze(1), torch.full_like(mixed_ecg, float("nan")), mixed_ecg)
+    return channel_mask, mixed_ecg
+
+
+def mixup(eeg: torch.Tensor, targets: torch.Tensor, has_votes: torch.Tensor, alpha: float,
+          generator: torch.Generator, *, channel_mask: torch.Tensor | None = None,
+          ecg: torch.Tensor | None = None) -> Mixed:
+    """Convex combinations ``w x_i + (1 - w) x_j`` of windows and of their vote distributions.
+
+    ``w ~ Beta(alpha, alpha)`` per window; only windows with votes are mixed (with each other).
+    """
+    partner = _partners(has_votes, generator)
+    weight = _beta(alpha, eeg.shape[0], generator)
+    weight = torch.where(partner == torch.arange(len(partner)), torch.ones_like(weight), weight)
+    w = weight.to(device=eeg.device, dtype=eeg.dtype)
+    p = partner.to(eeg.device)
+    mixed_eeg = w.view(-1, 1, 1) * eeg + (1 - w.view(-1, 1, 1)) * eeg[p]
+    wt = weight.to(device=targets.device, dtype=targets.dtype).view(-1, 1)
+    mixed_targets = wt * targets + (1 - wt) * targets[partner.to(targets.device)]
+    mixed_ecg = None if ecg is None else w.view(-1, 1) * ecg + (1 - w.view(-1, 1)) * ecg[p]
+    channel_mask, mixed_ecg = _mix_aux(channel_mask, ecg, partner, mixed_ecg)
+    return Mixed(mixed_eeg, mixed_targets, channel_mask, mixed_ecg, partner, weight)
+
+
+def cutmix(eeg: torch.Tensor, targets: torch.Tensor, has_votes: torch.Tensor, alpha: float,
+           generator: torch.Generator, *, channel_mask: torch.Tensor | None = None,
+           ecg: torch.Tensor | None = None) -> Mixed:
+    """Replace a random time segment of each window by the same segment of another window.
+
+    The segment covers ``1 - w`` of the window with ``w ~ Beta(alpha, alpha)``, rounded to whole
+    samples; targets mix with the exact fraction kept, so they still sum to 1.
+    """
+    batch, n_times = eeg.shape[0], eeg.shape[-1]
+    partner = _partners(has_votes, generator)
+    lengths = torch.round((1 - _beta(alpha, batch, generator)) * n_times).long()
+    lengths = torch.where(partner == torch.arange(batch), torch.zeros_like(lengths), lengths)
+    starts = (_uniform((batch,), generator, torch.device("cpu")) * (n_times - lengths + 1)).long()
+    starts = torch.minimum(starts, n_times - lengths)
+    t = torch.arange(n_times)
+    cut = (t >= starts.unsqueeze(1)) & (t < (starts + lengths).unsqueeze(1))  # (B, n_times)
+    weight = 1 - lengths.float() / n_times
+    p, cut_dev = partner.to(eeg.device), cut.to(eeg.device)
+    mixed_eeg = torch.where(cut_dev.unsqueeze(1), eeg[p], eeg)
+    wt = weight.to(device=targets.device, dtype=targets.dtype).view(-1, 1)
+    mixed_targets = wt * targets + (1 - wt) * targets[partner.to(targets.device)]
+    mixed_ecg = None if ecg is None else torch.where(cut.to(ecg.device), ecg[partner.to(ecg.device)], ecg)
+    channel_mask, mixed_ecg = _mix_aux(channel_mask, ecg, partner, mixed_ecg)
+    return Mixed(mixed_eeg, mixed_targets, channel_mask, mixed_ecg, partner, weight)
+
+
+def augment_batch(batch: dict[str, Any], config: AugmentConfig, generator: torch.Generator) -> dict[str, Any]:
+    """Apply ``config`` to a loader batch (see :mod:`training.data`); returns a new dict.
+
+    Order: time shift, amplitude, noise, channel dropout, then mixup/cutmix. Mixing replaces
+    ``targets`` by mixed distributions; ``votes``, ``label`` and the ids keep describing the
+    window's own (dominant) source.
+    """
+    out = dict(batch)
+    eeg, ecg = out["eeg"], out.get("ecg")
+    if config.time_shift:
+        eeg, ecg = time_shift(eeg, config.time_shift, generator, mode=config.time_shift_mode, ecg=ecg)
+    if config.amplitude_scale != (1.0, 1.0):
+        eeg = amplitude_scale(eeg, *config.amplitude_scale, generator)
+    if config.noise_std:
+        eeg = gaussian_noise(eeg, config.noise_std, generator)
+    mask = out["channel_mask"]
+    if config.channel_dropout:
+        eeg, mask = channel_dropout(eeg, mask, config.channel_dropout, generator)
+    mixers = [(f, a) for f, a in ((mixup, config.mixup_alpha), (cutmix, config.cutmix_alpha)) if a > 0]
+    if mixers:
+        choice = int(torch.randint(len(mixers), (1,), generator=generator, device=generator.device))
+        mix, alpha = mixers[choice]
+        mixed = mix(eeg, out["targets"], out["has_votes"], alpha, generator, channel_mask=mask, ecg=ecg)
+        eeg, mask, ecg, out["targets"] = mixed.eeg, mixed.channel_mask, mixed.ecg, mixed.targets
+    out["eeg"], out["channel_mask"] = eeg, mask
+    if ecg is not None:
+        out["ecg"] = ecg
+    return out

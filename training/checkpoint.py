@@ -1,0 +1,671 @@
+"""Preemption-safe training checkpoints that never run pickled code when they are read.
+
+A checkpoint is one directory per step::
+
+    <directory>/
+        step-00001200/
+            model.safetensors       the model's state_dict
+            optimizer.safetensors   every other tensor: optimizer, scheduler and scaler states,
+                                    torch RNG states (flattened, keys are paths like
+                                    ``optimizer/state/0/exp_avg``)
+            state.json              everything that is not a tensor (step, epoch, loader position,
+                                    scheduler/scaler scalars, python and numpy RNG states, config,
+                                    metrics), the structure needed to rebuild the nested state,
+                                    a format version and the sha256 of both safetensors files
+        step-00001400/ ...
+        latest                      name of the newest checkpoint (for shells and other tools)
+        best                        name of the best checkpoint by metric (kept out of rotation)
+
+Why this format: ``torch.save`` files are pickles, and unpickling runs arbitrary code, so a
+checkpoint copied from a shared bucket could execute anything on the training cluster.
+safetensors files only hold tensors and JSON holds only data, so reading a checkpoint can never
+execute code; anything else found in a checkpoint (``.pt``/``.pth``/``.bin`` pickles, a safetensors
+file that does not parse or whose hash does not match) is refused with :class:`CheckpointError`.
+
+Why the write order: a job killed at any moment (SIGKILL on preemption, a node dying) must leave
+the previous checkpoint loadable and must not leave something that looks complete but is not.
+Files are written into ``.tmp-step-...`` next to the target, each fsynced, the temporary directory
+fsynced, renamed to its final name in one ``os.rename``, and the parent fsynced. Only then are the
+pointers updated (atomically, with ``os.replace``) and old checkpoints rotated out.
+:func:`latest_checkpoint` never trusts a directory it has not verified: it takes the checkpoint the
+``latest`` pointer names if its hashes verify, else the highest ``step-*`` that does, so a stale
+pointer or a half-written or corrupted directory cannot break ``--resume auto``.
+
+Typical use in a loop::
+
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
+             "scheduler": sched.state_dict(), "epoch": epoch, "loader": loader.state_dict()}
+    save_checkpoint(run_dir / "checkpoints", step, state, metric=val_loss)
+    ...
+    path = resolve_resume(args.resume, run_dir / "checkpoints")   # "auto" | "none" | a path
+    if path is not None:
+        state = load_checkpoint(path)
+        model.load_state_dict(state["model"]); opt.load_state_dict(state["optimizer"])
+        restore_rng_state(state["rng"])
+
+``save_checkpoint`` records the process's RNG states under ``"rng"`` unless the state already has
+an ``"rng"`` entry. Only one process (rank 0) should save into a directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import random
+import re
+import shutil
+import signal
+import threading
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from pipelines.logging_setup import get_logger
+
+log = get_logger("training.checkpoint")
+
+FORMAT_NAME = "eegfm-checkpoint"
+FORMAT_VERSION = 1
+MODEL_FILE = "model.safetensors"
+TENSORS_FILE = "optimizer.safetensors"
+STATE_FILE = "state.json"
+LATEST_POINTER = "latest"
+BEST_POINTER = "best"
+RESUME_KEYWORDS = ("auto", "none")
+
+_STEP_DIR = re.compile(r"^step-(\d{8,})$")
+_TMP_PREFIX = ".tmp-"
+_OLD_PREFIX = ".old-"
+# Suffixes of pickle-based formats (torch.save, pickle.dump, Lightning .ckpt): never read.
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be written or is not one we will read; the message names the file."""
+
+
+# --------------------------------------------------------------------------------------------
+# Nested state <-> (flat tensors, JSON skeleton)
+# --------------------------------------------------------------------------------------------
+# The skeleton is plain JSON. Containers and special values are tagged objects ({"t": ...}), so a
+# JSON object in the skeleton is always a tag and never user data; dict keys keep their type
+# (``optimizer.state_dict()["state"]`` is keyed by int parameter index).
+
+
+def flatten_state(obj: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:
+    """Split a nested state into ``{path: tensor}`` and a JSON-able skeleton that references them.
+
+    Handles dicts (str/int/float/bool/None keys), lists, tuples, str, int, float (including
+    inf/nan), bool, None, tensors, numpy scalars and small numpy arrays (stored as lists).
+    Anything else raises :class:`CheckpointError` naming its path.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = _flatten(obj, prefix.strip("/"), tensors)
+    return tensors, skeleton
+
+
+def unflatten_state(tensors: Mapping[str, torch.Tensor], skeleton: Any) -> Any:
+    """Rebuild what :func:`flatten_state` split, with the same container and key types."""
+    if skeleton is None or isinstance(skeleton, (bool, int, float, str)):
+        return skeleton
+    if not isinstance(skeleton, dict) or "t" not in skeleton:
+        raise CheckpointError(f"state skeleton: unexpected entry {skeleton!r}")
+    tag = skeleton["t"]
+    if tag == "tensor":
+        key = skeleton["key"]
+        if key not in tensors:
+            raise CheckpointError(f"state skeleton: tensor {key!r} is missing from the tensor file")
+        return tensors[key]
+    if tag == "dict":
+        # JSON keeps str/int/float/bool/None keys apart inside the items list.
+        return {key: unflatten_state(tensors, v) for key, v in skeleton["items"]}
+    if tag == "list":
+        return [unflatten_state(tensors, v) for v in skeleton["items"]]
+    if tag == "tuple":
+        return tuple(unflatten_state(tensors, v) for v in skeleton["items"])
+    if tag == "float":
+        return float(skeleton["v"])
+    if tag == "ndarray":
+        return np.asarray(skeleton["data"], dtype=np.dtype(skeleton["dtype"])).reshape(skeleton["shape"])
+    raise CheckpointError(f"state skeleton: unknown tag {tag!r}")
+
+
+def _flatten(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
+    if isinstance(obj, torch.Tensor):
+        key = path or "tensor"
+        while key in tensors:  # a "/" inside a dict key could make two paths collide
+            key += "'"
+        tensors[key] = obj
+        return {"t": "tensor", "key": key}
+    if isinstance(obj, np.ndarray):
+        return {"t": "ndarray", "dtype": obj.dtype.str, "shape": list(obj.shape),
+                "data": obj.reshape(-1).tolist()}
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if obj is None or isinstance(obj, (bool, int, str)):
+        return obj
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else {"t": "float", "v": repr(obj)}
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, Mapping):
+        items = []
+        for key, value in obj.items():
+            items.append([_key_to_json(key, path), _flatten(value, _join(path, key), tensors)])
+        return {"t": "dict", "items": items}
+    if isinstance(obj, (list, tuple)):
+        items = [_flatten(v, _join(path, i), tensors) for i, v in enumerate(obj)]
+        return {"t": "list" if isinstance(obj, list) else "tuple", "items": items}
+    raise CheckpointError(
+        f"state {path or '<root>'!s}: cannot store a {type(obj).__name__} in a checkpoint "
+        "(allowed: tensors, numbers, str, bool, None, numpy arrays and dicts/lists/tuples of them)"
+    )
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}/{key}" if path else str(key)
+
+
+def _key_to_json(key: Any, path: str) -> Any:
+    if isinstance(key, np.generic):
+        key = key.item()
+    if key is None or isinstance(key, (bool, int, str)):
+        return key
+    if isinstance(key, float) and math.isfinite(key):
+        return key
+    raise CheckpointError(
+        f"state {path or '<root>'}: dict key {key!r} of type {type(key).__name__} cannot be stored "
+        "(allowed key types: str, int, finite float, bool, None)"
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# RNG state
+# --------------------------------------------------------------------------------------------
+
+
+def capture_rng_state() -> dict[str, Any]:
+    """The python, numpy and torch (CPU and every CUDA device) RNG states of this process."""
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore what :func:`capture_rng_state` returned (after a checkpoint round trip)."""
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in state:
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    if "torch" in state:
+        torch.set_rng_state(state["torch"].cpu())
+    if state.get("cuda") is not None and torch.cuda.is_available():
+        cuda_states = [s.cpu() for s in state["cuda"]]
+        if len(cuda_states) != torch.cuda.device_count():
+            log.warning("checkpoint has CUDA RNG states for %d devices, this process sees %d; "
+                        "restoring the common ones", len(cuda_states), torch.cuda.device_count())
+        for index, cuda_state in enumerate(cuda_states[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
+
+
+# --------------------------------------------------------------------------------------------
+# Durable file-system primitives
+# --------------------------------------------------------------------------------------------
+
+
+def _fsync_path(path: Path) -> None:
+    """fsync a file or a directory (a directory's fsync makes its entries durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` so that readers see either the old or the new content."""
+    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    _fsync_path(path.parent)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _storable(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """CPU, contiguous, detached tensors with no two sharing storage (safetensors' conditions)."""
+    out: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, tensor in tensors.items():
+        tensor = tensor.detach().cpu()
+        pointer = tensor.untyped_storage().data_ptr() if tensor.numel() else 0
+        if not tensor.is_contiguous() or (pointer and pointer in seen):
+            tensor = tensor.contiguous().clone()  # tied weights / views: store an own copy
+            pointer = tensor.untyped_storage().data_ptr()
+        seen.add(pointer)
+        out[key] = tensor
+    return out
+
+
+def _write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> str:
+    save_file(_storable(tensors), str(path), metadata={"format": "pt"})
+    _fsync_path(path)
+    return _sha256(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Checkpoint directory layout
+# --------------------------------------------------------------------------------------------
+
+
+def step_dir_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def _list_steps(directory: Path) -> list[tuple[int, Path]]:
+    """Complete-looking ``step-*`` directories, oldest first (temporary ones never match)."""
+    if not directory.is_dir():
+        return []
+    found = []
+    for entry in directory.iterdir():
+        match = _STEP_DIR.match(entry.name)
+        if match and entry.is_dir():
+            found.append((int(match.group(1)), entry))
+    return sorted(found)
+
+
+def _read_pointer(directory: Path, name: str) -> Path | None:
+    try:
+        target = (directory / name).read_text(encoding="utf-8").strip()
+    except OSError:
+        return None
+    return directory / target if _STEP_DIR.match(target) else None
+
+
+def save_checkpoint(
+    directory: str | os.PathLike[str],
+    step: int,
+    state: Mapping[str, Any],
+    *,
+    keep_last: int | None = 3,
+    metric: float | None = None,
+    is_best: bool | None = None,
+    higher_is_better: bool = False,
+) -> Path:
+    """Write ``state`` as the checkpoint of ``step`` durably; returns its directory.
+
+    ``state["model"]`` (a flat ``{name: tensor}`` state_dict) goes to ``model.safetensors``; every
+    other entry is split by :func:`flatten_state` into ``optimizer.safetensors`` and
+    ``state.json``. ``keep_last`` newest checkpoints are kept (None keeps all) plus the best one:
+    ``is_best`` decides explicitly, otherwise ``metric`` is compared with the current best's
+    (lower is better unless ``higher_is_better``). Saving a step that exists replaces it.
+    """
+    directory = Path(directory)
+    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+        raise CheckpointError(f"step: expected a non-negative integer; got {step!r}")
+    if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int)
+                                  or keep_last < 1):
+        raise CheckpointError(f"keep_last: expected an integer >= 1 or None (keep all); got {keep_last!r}")
+    if metric is not None and (isinstance(metric, bool) or not isinstance(metric, (int, float))):
+        raise CheckpointError(f"metric: expected a number or None; got {metric!r}")
+    if not isinstance(state, Mapping) or "model" not in state:
+        raise CheckpointError("state: expected a mapping with a 'model' state_dict entry")
+    model_state = state["model"]
+    if not isinstance(model_state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model_state.items()
+    ):
+        raise CheckpointError("state['model']: expected a flat mapping of str -> tensor (a state_dict)")
+
+    rest = {key: value for key, value in state.items() if key != "model"}
+    rest.setdefault("rng", capture_rng_state())
+    tensors, skeleton = flatten_state(rest)
+
+    directory.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(directory)
+    final = directory / step_dir_name(step)
+    tmp = directory / f"{_TMP_PREFIX}{final.name}.{os.getpid()}"
+    tmp.mkdir()
+    try:
+        hashes = {
+            MODEL_FILE: _write_safetensors(tmp / MODEL_FILE, model_state),
+            TENSORS_FILE: _write_safetensors(tmp / TENSORS_FILE, tensors),
+        }
+        document = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "step": step,
+            "metric": _flatten(float(metric), "metric", {}) if metric is not None else None,
+            "sha256": hashes,
+            "state": skeleton,
+        }
+        with open(tmp / STATE_FILE, "w", encoding="utf-8") as handle:
+            json.dump(document, handle, allow_nan=False)
+            handle.flush()
+            os.fsync(handle.fileno())
+        _fsync_path(tmp)
+        if final.exists():  # re-saving a step (e.g. after resuming from it): move the old aside
+            old = directory / f"{_OLD_PREFIX}{final.name}.{os.getpid()}"
+            os.rename(final, old)
+            os.rename(tmp, final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, final)
+        _fsync_path(directory)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+    _write_text_atomic(directory / LATEST_POINTER, final.name + "\n")
+    if _decide_best(directory, final, metric, is_best, higher_is_better):
+        _write_text_atomic(directory / BEST_POINTER, final.name + "\n")
+    if keep_last is not None:
+        _rotate(directory, keep_last, protect=final)
+    log.info("saved checkpoint %s", final)
+    return final
+
+
+def _decide_best(directory: Path, candidate: Path, metric: float | None, is_best: bool | None,
+                 higher_is_better: bool) -> bool:
+    if is_best is not None:
+        return bool(is_best)
+    if metric is None:
+        return False
+    current = _read_pointer(directory, BEST_POINTER)
+    if current is None or current == candidate or not current.is_dir():
+        return True
+    try:
+        best = json.loads((current / STATE_FILE).read_text(encoding="utf-8")).get("metric")
+    except (OSError, ValueError):
+        return True
+    if best is None:
+        return True
+    best = float(unflatten_state({}, best))
+    return metric > best if higher_is_better else metric < best
+
+
+def _rotate(directory: Path, keep_last: int, protect: Path) -> None:
+    """Delete all but the newest ``keep_last`` checkpoints, the best one and ``protect``.
+
+    ``protect`` is the checkpoint just written: after resuming from an older step in a directory
+    that holds newer ones, it is not among the newest but must survive.
+    """
+    steps = _list_steps(directory)
+    keep = {protect.name}
+    best = _read_pointer(directory, BEST_POINTER)
+    if best is not None:
+        keep.add(best.name)
+    for _, path in steps[:-keep_last]:
+        if path.name in keep:
+            continue
+        # Rename first so that a crash mid-delete leaves a temporary, never a partial step-*.
+        doomed = directory / f"{_OLD_PREFIX}{path.name}.{os.getpid()}"
+        os.rename(path, doomed)
+        shutil.rmtree(doomed, ignore_errors=True)
+    _fsync_path(directory)
+
+
+def _remove_stale_temporaries(directory: Path) -> None:
+    """Leftovers of killed writers (``.tmp-*``/``.old-*``); only rank 0 writes here."""
+    for entry in directory.iterdir():
+        if entry.name.startswith((_TMP_PREFIX, _OLD_PREFIX)):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------
+
+
+def _refuse_pickles(paths: Iterable[Path]) -> None:
+    for path in paths:
+        if path.suffix.lower() in _PICKLE_SUFFIXES:
+            raise CheckpointError(
+                f"{path}: pickled checkpoints are refused (loading a pickle can execute arbitrary "
+                "code). eegfm reads only its own format: a step-* directory with model.safetensors, "
+                "optimizer.safetensors and state.json. To use trusted weights, load them yourself "
+                "with torch.load(..., weights_only=True) and save them with save_checkpoint."
+            )
+
+
+def _looks_like_pickle(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        head = handle.read(9)
+    # safetensors: a little-endian u64 header length, then the JSON header's "{". Its first byte
+    # can be 0x80 (a header of 128 + 256k bytes), so that is checked first; nothing here is ever
+    # unpickled either way, a wrong guess only changes the error message.
+    if len(head) == 9 and head[8:9] == b"{":
+        return False
+    # pickle protocol >= 2 starts with PROTO (0x80); torch.save writes a zip (PK\x03\x04).
+    return head[:1] == b"\x80" or head[:4] == b"PK\x03\x04"
+
+
+def _read_document(path: Path) -> dict[str, Any]:
+    try:
+        document = json.loads((path / STATE_FILE).read_text(encoding="utf-8"))
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{path / STATE_FILE}: missing; {path} is not a complete checkpoint") from err
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path / STATE_FILE}: not a readable JSON document ({err})") from err
+    if not isinstance(document, dict) or document.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path / STATE_FILE}: not an {FORMAT_NAME} state file")
+    if document.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path / STATE_FILE}: format_version {document.get('format_version')!r} is not supported "
+            f"(this eegfm reads version {FORMAT_VERSION})"
+        )
+    return document
+
+
+def verify_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Check a checkpoint directory without loading tensors; returns its ``state.json``.
+
+    Raises :class:`CheckpointError` for pickle files, missing files and hash mismatches.
+    """
+    path = Path(path)
+    if not path.is_dir():
+        _refuse_pickles([path])
+        raise CheckpointError(f"{path}: expected a checkpoint directory (step-*) or a directory of them")
+    _refuse_pickles(path.iterdir())
+    document = _read_document(path)
+    for name in (MODEL_FILE, TENSORS_FILE):
+        file = path / name
+        if not file.is_file():
+            raise CheckpointError(f"{file}: missing; {path} is not a complete checkpoint")
+        if _looks_like_pickle(file):
+            raise CheckpointError(
+                f"{file}: holds a pickle, not safetensors; pickled checkpoints are refused "
+                "(loading a pickle can execute arbitrary code)"
+            )
+        expected = document.get("sha256", {}).get(name)
+        if expected != _sha256(file):
+            raise CheckpointError(
+                f"{file}: sha256 does not match state.json (truncated, corrupted or replaced); "
+                "refusing to load it"
+            )
+    return document
+
+
+def _load_tensors(file: Path, device: str) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(file), device=device)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{file}: not a valid safetensors file ({err})") from err
+
+
+def load_checkpoint(
+    path_or_dir: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
+) -> dict[str, Any]:
+    """Load a checkpoint directory (or the newest valid one in a directory of checkpoints).
+
+    Returns the saved state: ``"model"`` (a state_dict), every other saved entry rebuilt with its
+    original types, ``"rng"`` and ``"step"``. Never unpickles anything.
+    """
+    path = Path(path_or_dir)
+    if path.is_dir() and not (path / STATE_FILE).exists() and _list_steps(path):
+        newest = latest_checkpoint(path)
+        if newest is None:
+            raise CheckpointError(f"{path}: holds step-* directories but none is a valid checkpoint")
+        path = newest
+    document = verify_checkpoint(path)
+    device = str(torch.device(map_location))
+    model_state = _load_tensors(path / MODEL_FILE, device)
+    tensors = _load_tensors(path / TENSORS_FILE, device)
+    state = unflatten_state(tensors, document["state"])
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path / STATE_FILE}: the saved state is not a mapping")
+    state["model"] = model_state
+    state["step"] = document["step"]
+    return state
+
+
+def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
+    """The newest complete checkpoint in ``directory`` whose hashes verify, or None.
+
+    "Newest" is the one the ``latest`` pointer names (the last one saved, so a run rewound to an
+    earlier step continues from its own timeline), else the highest step. Temporary directories
+    of interrupted writes are never candidates; a ``step-*`` directory that fails verification is
+    skipped with a warning naming it.
+    """
+    directory = Path(directory)
+    candidates = [path for _, path in reversed(_list_steps(directory))]
+    pointed = _read_pointer(directory, LATEST_POINTER)
+    if pointed is not None and pointed in candidates:
+        candidates.remove(pointed)
+        candidates.insert(0, pointed)
+    for path in candidates:
+        try:
+            verify_checkpoint(path)
+        except CheckpointError as err:
+            log.warning("skipping invalid checkpoint %s: %s", path, err)
+            continue
+        return path
+    return None
+
+
+def best_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
+    """The checkpoint the ``best`` pointer names, if it still exists."""
+    path = _read_pointer(Path(directory), BEST_POINTER)
+    return path if path is not None and path.is_dir() else None
+
+
+def resolve_resume(value: str | os.PathLike[str] | None, directory: str | os.PathLike[str]) -> Path | None:
+    """Interpret a ``--resume`` value: ``"auto"``, ``"none"`` or a checkpoint path.
+
+    ``"auto"``: the newest valid checkpoint in ``directory``, or None to start fresh.
+    ``"none"`` (or None): start fresh. A path: that checkpoint directory (or the newest valid one
+    inside a directory of checkpoints), which must exist and verify.
+    """
+    allowed = "'auto', 'none' or the path of a checkpoint directory"
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        found = latest_checkpoint(directory)
+        log.info("resume auto: %s", found if found is not None else f"no checkpoint in {directory}, starting fresh")
+        return found
+    if not isinstance(value, (str, os.PathLike)):
+        raise CheckpointError(f"resume: expected {allowed}; got {value!r}")
+    path = Path(value)
+    if not path.exists():
+        raise CheckpointError(f"resume: expected {allowed}; got {os.fspath(value)!r} (no such file or directory)")
+    if path.is_dir() and not (path / STATE_FILE).exists():
+        found = latest_checkpoint(path)
+        if found is None:
+            raise CheckpointError(f"resume: {os.fspath(value)!r} holds no valid checkpoint; expected {allowed}")
+        return found
+    try:
+        verify_checkpoint(path)
+    except CheckpointError as err:
+        raise CheckpointError(f"resume: {err}") from err
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Preemption
+# --------------------------------------------------------------------------------------------
+
+
+class PreemptionHandler:
+    """Turns SIGTERM (and SIGINT) into a flag the training loop checks at step boundaries.
+
+    Schedulers (Kubernetes, Slurm, spot instances) send SIGTERM and then SIGKILL after a grace
+    period; dying inside ``optimizer.step()`` or a checkpoint write wastes the work since the last
+    save. With the handler installed the loop finishes its step, saves and exits::
+
+        with PreemptionHandler() as preemption:
+            for step in ...:
+                train_step(...)
+                if preemption.requested:   # in DDP: all-reduce the flag so every rank stops
+                    save_checkpoint(...); break
+
+    A second signal of the same kind restores the previous handler and re-delivers the signal, so
+    pressing Ctrl-C twice still interrupts immediately. ``close`` (or leaving the ``with``)
+    restores the previous handlers. Must be installed from the main thread.
+    """
+
+    def __init__(self, signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT)) -> None:
+        self.signals = tuple(signals)
+        self.requested = False
+        self.received: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+
+    def install(self) -> PreemptionHandler:
+        if threading.current_thread() is not threading.main_thread():
+            raise CheckpointError("PreemptionHandler: signal handlers can only be installed from the main thread")
+        for signum in self.signals:
+            if signum not in self._previous:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        received = signal.Signals(signum)
+        if self.requested and self.received == received:
+            self._restore(received)
+            signal.raise_signal(received)
+            return
+        self.requested = True
+        self.received = received
+        log.warning("received %s: will save a checkpoint and stop at the next step boundary", received.name)
+
+    def _restore(self, signum: signal.Signals) -> None:
+        previous = self._previous.pop(signum, None)
+        if previous is not None:
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signum, previous)
+
+    def close(self) -> None:
+        for signum in list(self._previous):
+            self._restore(signum)
+
+    def __enter__(self) -> PreemptionHandler:
+        return self.install()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

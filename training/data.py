@@ -1,0 +1,898 @@
+"""The preprocessing pipeline's snappy TFRecords as torch batches, for step-based DDP training.
+
+Each shard (one DataLoader worker of one DDP rank) runs, every epoch::
+
+    files (order shuffled by (seed, epoch)) -> this shard's records -> index each Example
+    (zero-copy views into the raw bytes; the samples stay float16 bytes) -> filters
+    -> seeded shuffle buffer -> length buckets cut by batch size or token budget
+    -> decode + collate + augment, only for batches handed to the caller
+
+so fast-forwarding on resume replays the same pipeline and drops batches before a single sample
+is converted.
+
+Sharding: exactly once per epoch overall. There are ``S = world_size * W`` shards with
+``W = max(1, num_workers)``; shard ``s = rank * W + worker``. All shards draw the same file
+permutation for an epoch. With ``F`` files and ``m = min(F, S)``, file ``j`` of that order is
+read by the shards ``s`` with ``s % m == j % m``, and its record ``r`` belongs to the
+``(r % c)``-th of those ``c`` readers. With ``F >= S`` (the normal case) every file goes whole to
+one shard and nothing is read twice; only data sets with fewer files than shards read a file on
+several shards, each keeping every c-th record. Shards differ in size by up to a file, which is
+why training iterates forever (``infinite=True``): ranks never run out at different steps, and
+each shard counts its own epochs. ``infinite=False`` gives one epoch per ``iter()`` (evaluation).
+
+Order and resume: DataLoader hands out worker batches strictly round-robin, skipping workers
+that finished. Every batch carries its shard position (worker, epoch, index in epoch, last of
+epoch) to the main process, where :class:`EEGLoader` records it as the batch is handed out.
+``state_dict()`` holds those positions, the epoch and the number of batches consumed. On resume
+each worker restarts its epoch and skips the batches it had delivered without decoding them, and
+worker slots are rotated so that the worker after the last one to deliver goes first: the same
+round-robin then repeats the uninterrupted sequence bit for bit. Augmentation draws come from a
+generator seeded by (seed, epoch, shard, batch index), so they repeat too. Resuming needs the
+same files, seed, world_size and num_workers (checked); each DDP rank saves its own state.
+
+Throughput (``benchmarks/train_loader.py``): workers write ``eeg``/``ecg`` straight into shared
+memory and send the small fields pickled, so a batch crosses to the main process with two file
+descriptors and no copy. Per window the loader still writes what the read wrote again (float32
+samples are twice the stored bytes); ``eeg_dtype="float16"`` halves that and every later copy,
+and leaves the exact conversion to the model on the GPU.
+
+Batches are dicts (``model_inputs`` picks the model's keyword arguments):
+
+=================  ================  ======================================================
+key                type              meaning
+=================  ================  ======================================================
+eeg                float32 [B,19,T]  µV, canonical channel order (float16 with eeg_dtype)
+channel_mask       float32 [B,19]    1 measured, 0 interpolated (or dropped by augmentation)
+age, sex           float32 [B]       years; 0 female, 1 male (``model.inputs``); NaN unknown
+ecg                float32 [B,T]     only if some window has ECG; all-NaN rows where absent
+votes              float32 [B,6]     expert votes; zeros without votes
+targets            float32 [B,6]     votes as a distribution (mixed by mixup/cutmix); zeros
+                                     without votes
+has_votes          bool [B]          the window has at least one vote
+n_votes            float32 [B]       total votes (before mixing)
+label              int64 [B]         class index or -1
+artifact_score     float32 [B]       0 clean ... 1 artifact
+window_start       int64 [B]         ``window_start_index`` (samples at 256 Hz)
+site_id, task,     list[str]         pseudonyms; ``task`` is the label space (``""``:
+subject_id,                          unlabeled)
+recording_id
+=================  ================  ======================================================
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+from model.inputs import encode_age, encode_sex
+from pipelines.config import ConfigError, check_option, check_range
+from pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError
+from pipelines.tfrecord import CorruptTFRecordError, read_records
+from training.augment import AugmentConfig, augment_batch, finetune_augment, pretrain_augment
+
+SHARD_PATTERN = "part-*-of-*.tfrecord"
+MODEL_KEYS = ("eeg", "channel_mask", "ecg", "age", "sex")
+SHARED_KEYS = ("eeg", "ecg")  # from workers via shared memory; small fields pickle by value
+EEG_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+N_CLASSES = len(HMS_CLASSES)
+STATE_VERSION = 1
+
+
+# ------------------------------------------------------------------------------------------------
+# Files and manifest (local paths, or anything apache_beam's FileSystems knows, e.g. gs://)
+# ------------------------------------------------------------------------------------------------
+
+
+def _is_remote(path: str) -> bool:
+    return "://" in path
+
+
+def _join(directory: str, *parts: str) -> str:
+    return "/".join([directory.rstrip("/"), *parts]) if _is_remote(directory) else os.path.join(directory, *parts)
+
+
+def _open(path: str) -> IO[bytes]:
+    if not _is_remote(path):
+        return open(path, "rb")
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+def _match(pattern: str) -> list[tuple[str, int]]:
+    """``(path, size in bytes)`` of the files matching a glob, sorted by path."""
+    if _is_remote(pattern):
+        from apache_beam.io.filesystems import FileSystems
+
+        found = [(m.path, m.size_in_bytes) for r in FileSystems.match([pattern]) for m in r.metadata_list]
+    else:
+        import glob
+
+        found = [(p, os.path.getsize(p)) for p in glob.glob(pattern)]
+    return sorted(found)
+
+
+def _site_of(path: str) -> str:
+    """The site folder of a shard (``OUTPUT/<site>/part-...``): by contract the ``site_id``."""
+    return path.rstrip("/").split("/")[-2] if _is_remote(path) else os.path.basename(os.path.dirname(path))
+
+
+def list_files(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
+               sites: Iterable[str] = (), exclude_sites: Iterable[str] = ()) -> list[str]:
+    """Sorted non-empty TFRecord shards under pipeline output folder(s) or named ``.tfrecord`` files.
+
+    A folder contributes ``<folder>/<site>/part-SSSSS-of-NNNNN.tfrecord``; ``sites`` /
+    ``exclude_sites`` prune by the site folder, which the data contract makes the ``site_id``.
+    Zero-byte shards (a site without windows) hold no records and are left out. Raises
+    ``FileNotFoundError`` naming the folder and the expected layout when nothing is found.
+    """
+    entries = [data_dir] if isinstance(data_dir, (str, os.PathLike)) else list(data_dir)
+    if not entries:
+        raise ValueError("data_dir: expected a pipeline output folder or .tfrecord files; got an empty list")
+    keep, drop = set(sites), set(exclude_sites)
+    files: list[str] = []
+    for entry in map(os.fspath, entries):
+        if entry.endswith(".tfrecord"):
+            if not _is_remote(entry) and not os.path.isfile(entry):
+                raise FileNotFoundError(f"data_dir: {entry} does not exist")
+            files.append(entry)
+            continue
+        if not _is_remote(entry) and not os.path.isdir(entry):
+            raise FileNotFoundError(f"data_dir: {entry} is not a directory (expected the output folder "
+                                    "of pipelines.preprocess, or .tfrecord files)")
+        found = _match(_join(entry, "*", SHARD_PATTERN))
+        if not found:
+            raise FileNotFoundError(
+                f"data_dir: no TFRecord shards in {entry}; expected <site>/{SHARD_PATTERN} files "
+                "written by pipelines.preprocess (with manifest.json beside the site folders)")
+        files += [path for path, size in found if size > 0 and (not keep or _site_of(path) in keep)
+                  and _site_of(path) not in drop]
+    return sorted(set(files))
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What ``manifest.json`` says about a pipeline output (see ``pipelines.preprocess``)."""
+
+    sites: tuple[str, ...]
+    channels: tuple[str, ...]
+    sfreq: float
+    quality_names: tuple[str, ...]
+    classes: dict[str, list[str]]
+    counts: dict[str, Any]
+    config_hash: str
+    pipeline_version: str
+
+
+def describe(data_dir: str | os.PathLike[str]) -> DatasetInfo:
+    """Read ``data_dir/manifest.json``: sites, channel order, quality metric names, counts."""
+    path = _join(os.fspath(data_dir), "manifest.json")
+    try:
+        with _open(path) as fileobj:
+            manifest = json.loads(fileobj.read())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no manifest; expected the output folder of pipelines.preprocess") from None
+    return DatasetInfo(
+        sites=tuple(manifest.get("sites", ())), channels=tuple(manifest["channels"]),
+        sfreq=float(manifest["sfreq"]), quality_names=tuple(manifest.get("quality_names", ())),
+        classes=dict(manifest.get("classes", {})), counts=dict(manifest.get("counts", {})),
+        config_hash=str(manifest.get("config_hash", "")),
+        pipeline_version=str(manifest.get("pipeline_version", "")),
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Zero-copy Example indexing (protobuf wire format, see pipelines/schema.py). decode_example
+# copies the samples and validates every field; the loader needs neither for records that a
+# filter or a resume skips, and only a few fields of those it yields.
+# ------------------------------------------------------------------------------------------------
+
+_VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
+_KIND_FIELD = {"bytes": 1, "float": 2, "int64": 3}
+
+
+def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        if pos >= len(buf) or shift >= 70:
+            raise SchemaError(f"truncated or overlong varint at byte {pos}")
+        byte = buf[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return result, pos
+        shift += 7
+
+
+def _scan(buf: memoryview) -> list[tuple[int, int, Any]]:
+    """``(field, wire type, value)`` of one message; LEN and fixed values are memoryviews.
+
+    Tags and lengths below 128, nearly all of them in an Example, skip the varint loop: this
+    runs a few hundred times per record on the loader's hot path.
+    """
+    out, pos, end = [], 0, len(buf)
+    while pos < end:
+        tag = buf[pos]
+        if tag < 0x80:
+            pos += 1
+        else:
+            tag, pos = _varint(buf, pos)
+        field, wire = tag >> 3, tag & 7
+        if wire == _LEN:
+            size = buf[pos] if pos < end else 0x80
+            if size < 0x80:
+                pos += 1
+            else:
+                size, pos = _varint(buf, pos)
+        elif wire == _VARINT:
+            value, pos = _varint(buf, pos)
+            out.append((field, wire, value))
+            continue
+        elif wire in (_FIXED32, _FIXED64):
+            size = 4 if wire == _FIXED32 else 8
+        else:
+            raise SchemaError(f"unsupported wire type {wire} for field {field}")
+        if pos + size > end:
+            raise SchemaError(f"field {field} needs {size} bytes at byte {pos}; only {end - pos} remain")
+        out.append((field, wire, buf[pos:pos + size]))
+        pos += size
+    return out
+
+
+def _index_example(raw: bytes) -> dict[str, memoryview]:
+    """``{feature name: serialized Feature}`` of a ``tf.train.Example``, without copying."""
+    views: dict[str, memoryview] = {}
+    for field, wire, features in _scan(memoryview(raw)):
+        if field != 1 or wire != _LEN:
+            continue
+        for entry_field, entry_wire, entry in _scan(features):
+            if entry_field != 1 or entry_wire != _LEN:
+                continue
+            key, value = b"", memoryview(b"")
+            for part, part_wire, body in _scan(entry):
+                if part == 1 and part_wire == _LEN:
+                    key = bytes(body)
+                elif part == 2 and part_wire == _LEN:
+                    value = body
+            views[key.decode("utf-8", "replace")] = value
+    return views
+
+
+def _items(views: dict[str, memoryview], name: str) -> list[tuple[int, Any]]:
+    """The ``(wire, value)`` list entries of feature ``name``; [] when absent or empty."""
+    feature = views.get(name)
+    if feature is None:
+        return []
+    kind = FEATURES[name].kind
+    items: list[tuple[int, Any]] = []
+    for field, wire, body in _scan(feature):
+        if wire != _LEN or field not in (1, 2, 3):
+            continue
+        if field != _KIND_FIELD[kind]:
+            raise SchemaError(f"feature {name!r}: expected {kind} values")
+        items = [(w, v) for f, w, v in _scan(body) if f == 1]
+    return items
+
+
+def _bytes(views: dict[str, memoryview], name: str) -> memoryview | bytes:
+    items = _items(views, name)
+    return items[0][1] if items else FEATURES[name].default or b""
+
+
+def _floats(views: dict[str, memoryview], name: str) -> np.ndarray:
+    chunks = [v for w, v in _items(views, name) if w in (_LEN, _FIXED32)]
+    if any(len(c) % 4 for c in chunks):
+        raise SchemaError(f"feature {name!r}: packed float list length is not a multiple of 4 bytes")
+    return np.concatenate([np.frombuffer(c, "<f4") for c in chunks]).astype(np.float32) if chunks else \
+        np.zeros(0, np.float32)
+
+
+def _ints(views: dict[str, memoryview], name: str) -> list[int]:
+    values: list[int] = []
+    for wire, value in _items(views, name):
+        if wire == _VARINT:
+            values.append(value)
+            continue
+        small = np.frombuffer(value, dtype=np.uint8)
+        if not (small & 0x80).any():  # one-byte varints (masks, shapes' 19): no Python loop
+            values += small.tolist()
+            continue
+        pos = 0
+        while pos < len(value):
+            number, pos = _varint(value, pos)
+            values.append(number)
+    return [v - (1 << 64) if v >= 1 << 63 else v for v in values]
+
+
+def _scalar(views: dict[str, memoryview], name: str, kind: type) -> Any:
+    values = _floats(views, name) if kind is float else _ints(views, name)
+    if len(values) == 0:
+        if FEATURES[name].default is None:
+            raise SchemaError(f"feature {name!r}: missing from the Example (it is required)")
+        return FEATURES[name].default
+    return kind(values[0])
+
+
+class _Window:
+    """One record as read: its raw bytes, indexed; fields decode on demand, samples at collate."""
+
+    __slots__ = ("path", "index", "views", "n_times")
+
+    def __init__(self, raw: bytes, path: str, index: int):
+        self.path, self.index = path, index
+        try:
+            self.views = _index_example(raw)
+            shape = _ints(self.views, "shape")
+        except SchemaError as err:
+            raise SchemaError(f"{path}: record {index}: {err}") from None
+        if len(shape) != 2 or shape[0] != N_CHANS or shape[1] <= 0:
+            raise SchemaError(f"{path}: record {index}: feature 'shape': expected [{N_CHANS}, n_times > 0]; "
+                              f"got {shape}")
+        self.n_times = shape[1]
+
+    def text(self, name: str) -> str:
+        return bytes(_bytes(self.views, name)).decode("utf-8")
+
+    def decode(self) -> dict[str, Any]:
+        """The fields the batches carry, named like ``WindowRecord``'s; ``eeg``/``ecg`` are read-only
+        float16 views of the raw bytes."""
+        try:
+            views = self.views
+            fields = {name: bytes(_bytes(views, name)) for name in
+                      ("site_id", "subject_id", "recording_id", "task", "sex")}
+            fields["eeg"] = self._signal("eeg", (N_CHANS, self.n_times))
+            ecg = _bytes(views, "ecg")
+            fields["ecg"] = self._signal("ecg", (self.n_times,)) if len(ecg) else None
+            fields["channel_mask"] = np.array(_ints(views, "channel_mask"), dtype=np.int64)
+            if fields["channel_mask"].shape != (N_CHANS,):
+                raise SchemaError(f"feature 'channel_mask': expected {N_CHANS} values")
+            fields["votes"] = _floats(views, "votes")
+            for name in ("label", "window_start_index"):
+                fields[name] = _scalar(views, name, int)
+            for name in ("age", "artifact_score"):
+                fields[name] = _scalar(views, name, float)
+        except SchemaError as err:
+            raise SchemaError(f"{self.path}: record {self.index}: {err}") from None
+        return fields
+
+    def _signal(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        raw = _bytes(self.views, name)
+        if len(raw) != 2 * int(np.prod(shape)):
+            raise SchemaError(f"feature {name!r}: expected {2 * int(np.prod(shape))} bytes of float16 "
+                              f"for shape {list(shape)}; got {len(raw)}")
+        return np.frombuffer(raw, dtype="<f2").reshape(shape)
+
+
+# ------------------------------------------------------------------------------------------------
+# Configuration
+# ------------------------------------------------------------------------------------------------
+
+
+def _check_int(name: str, value: Any, low: int, *, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ConfigError(f"{name}: expected an integer >= {low}{' or None' if optional else ''}; got {value!r}")
+
+
+def _names(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{name}: expected a list of strings; got {value!r}")
+    return tuple(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordFilter:
+    """Which windows an epoch contains; defaults keep everything.
+
+    sites / exclude_sites: ``site_id`` pseudonyms (the site folders) to keep / drop; leave-one-
+        site-out evaluation uses one of each.
+    subjects / exclude_subjects: ``subject_id`` pseudonyms to keep / drop (subject-grouped
+        train/validation splits in fine-tuning).
+    tasks: label spaces to keep, e.g. ``("hms6",)``; ``""`` is the task of unlabeled windows.
+    min_votes: keep windows with at least this many expert votes in total (fine-tuning's second
+        stage trains on the windows many experts agreed on).
+    max_artifact_score: drop windows scored more artifactual than this.
+    """
+
+    sites: tuple[str, ...] = ()
+    exclude_sites: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    min_votes: float = 0.0
+    max_artifact_score: float = 1.0
+    subjects: tuple[str, ...] = ()
+    exclude_subjects: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("sites", "exclude_sites", "tasks", "subjects", "exclude_subjects"):
+            object.__setattr__(self, name, _names(f"RecordFilter.{name}", getattr(self, name)))
+        check_range("RecordFilter.min_votes", self.min_votes, 0.0)
+        check_range("RecordFilter.max_artifact_score", self.max_artifact_score, 0.0, 1.0)
+
+    def accepts(self, window: _Window) -> bool:
+        views = window.views
+        if self.sites or self.exclude_sites:
+            site = window.text("site_id")
+            if (self.sites and site not in self.sites) or site in self.exclude_sites:
+                return False
+        if self.tasks and window.text("task") not in self.tasks:
+            return False
+        if self.subjects or self.exclude_subjects:
+            subject = window.text("subject_id")
+            if (self.subjects and subject not in self.subjects) or subject in self.exclude_subjects:
+                return False
+        if self.min_votes > 0 and float(_floats(views, "votes").sum()) < self.min_votes:
+            return False
+        return self.max_artifact_score >= 1.0 or _scalar(views, "artifact_score", float) <= self.max_artifact_score
+
+
+@dataclasses.dataclass(frozen=True)
+class LoaderConfig:
+    """How windows become batches. Give exactly one of ``batch_size`` and ``token_budget``.
+
+    batch_size: windows per batch (windows of one length; see below).
+    token_budget: dynamic batches of ``max(1, min(max_batch_size, token_budget // tokens))``
+        windows, where a window of ``n_times`` samples has ``ceil(n_times / patch_size)`` tokens
+        (``patch_size=1`` counts samples; the model's patch size counts patches). Windows are
+        bucketed by exact length (a batch is one tensor), so uniform lengths give a fixed size.
+    drop_last: drop each epoch's incomplete batch per length bucket.
+    num_workers / prefetch_factor: DataLoader worker processes and the batches each keeps ready.
+    pin_memory: page-locked batches for fast host-to-GPU copies; None means "if CUDA is there".
+    shuffle: shuffle files per epoch and windows through a ``shuffle_buffer``-window buffer
+        (each buffered window holds its raw Example, ~0.5 MB for 50 s); off gives the file order.
+    seed: seeds file order, shuffle buffer and augmentation together with the epoch.
+    verify_crc: check TFRecord CRCs (detects corrupt files; costs about half the read time).
+    eeg_dtype: ``"float32"``, or ``"float16"`` (the stored precision, exact) to halve the bytes
+        that workers hand over, that get pinned and that cross to the GPU; the model casts
+        ``eeg``/``ecg`` to its own dtype on the device (``prepare_inputs``).
+    """
+
+    batch_size: int | None = 32
+    token_budget: int | None = None
+    max_batch_size: int = 256
+    patch_size: int = 1
+    drop_last: bool = False
+    num_workers: int = 2
+    prefetch_factor: int = 4
+    pin_memory: bool | None = None
+    shuffle: bool = True
+    shuffle_buffer: int = 256
+    seed: int = 0
+    verify_crc: bool = True
+    eeg_dtype: str = "float32"
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    filters: RecordFilter = dataclasses.field(default_factory=RecordFilter)
+
+    def __post_init__(self) -> None:
+        if (self.batch_size is None) == (self.token_budget is None):
+            raise ConfigError("LoaderConfig.batch_size, LoaderConfig.token_budget: expected exactly one "
+                              f"of them; got batch_size={self.batch_size!r}, token_budget={self.token_budget!r}")
+        _check_int("LoaderConfig.batch_size", self.batch_size, 1, optional=True)
+        _check_int("LoaderConfig.token_budget", self.token_budget, 1, optional=True)
+        _check_int("LoaderConfig.max_batch_size", self.max_batch_size, 1)
+        _check_int("LoaderConfig.patch_size", self.patch_size, 1)
+        _check_int("LoaderConfig.num_workers", self.num_workers, 0)
+        _check_int("LoaderConfig.prefetch_factor", self.prefetch_factor, 1)
+        _check_int("LoaderConfig.shuffle_buffer", self.shuffle_buffer, 0)
+        _check_int("LoaderConfig.seed", self.seed, 0)
+        for name in ("drop_last", "shuffle", "verify_crc"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"LoaderConfig.{name}: expected True or False; got {getattr(self, name)!r}")
+        check_option("LoaderConfig.eeg_dtype", self.eeg_dtype, EEG_DTYPES)
+        if self.pin_memory not in (None, True, False):
+            raise ConfigError(f"LoaderConfig.pin_memory: expected True, False or None; got {self.pin_memory!r}")
+        for name, kind in (("augment", AugmentConfig), ("filters", RecordFilter)):
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(f"LoaderConfig.{name}: expected a {kind.__name__}; got {getattr(self, name)!r}")
+
+    def batch_size_for(self, n_times: int) -> int:
+        """Windows per batch for windows of ``n_times`` samples."""
+        if self.batch_size is not None:
+            return self.batch_size
+        tokens = -(-n_times // self.patch_size)
+        return max(1, min(self.max_batch_size, self.token_budget // tokens))
+
+
+def pretrain_config(**overrides: Any) -> LoaderConfig:
+    """Self-supervised pretraining: every window, token-budget batches of 1 s patches, augmented."""
+    return dataclasses.replace(LoaderConfig(batch_size=None, token_budget=32 * 50, patch_size=256,
+                                            augment=pretrain_augment()), **overrides)
+
+
+def finetune_config(min_votes: float = 0.0, **overrides: Any) -> LoaderConfig:
+    """Fine-tuning on HMS expert votes; raise ``min_votes`` for the second stage."""
+    filters = RecordFilter(tasks=("hms6",), min_votes=max(min_votes, 1.0))
+    return dataclasses.replace(LoaderConfig(batch_size=32, augment=finetune_augment(), filters=filters),
+                               **overrides)
+
+
+def eval_config(**overrides: Any) -> LoaderConfig:
+    """Evaluation: file order, no shuffle, no augmentation (use with ``infinite=False``)."""
+    return dataclasses.replace(LoaderConfig(batch_size=64, shuffle=False), **overrides)
+
+
+def scan_windows(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                 filters: RecordFilter | None = None, *, verify_crc: bool = True) -> list[dict[str, Any]]:
+    """Metadata of every window that passes ``filters``, in file order, without decoding samples:
+    ``site_id``, ``subject_id``, ``task`` (str), ``label`` (int) and ``votes`` (float32 array,
+    empty without votes). One pass over the files (fine-tuning plans its splits with it)."""
+    filters = RecordFilter() if filters is None else filters
+    found = []
+    for path in list_files(data_dir, sites=filters.sites, exclude_sites=filters.exclude_sites):
+        with contextlib.nullcontext(path) if not _is_remote(path) else _open(path) as source:
+            for index, raw in enumerate(read_records(source, "SNAPPY", verify_crc)):
+                window = _Window(raw, path, index)
+                if filters.accepts(window):
+                    found.append({"site_id": window.text("site_id"), "subject_id": window.text("subject_id"),
+                                  "task": window.text("task"), "label": _scalar(window.views, "label", int),
+                                  "votes": _floats(window.views, "votes")})
+    return found
+
+
+# ------------------------------------------------------------------------------------------------
+# Sharding and the per-shard batch stream
+# ------------------------------------------------------------------------------------------------
+
+
+def shard_files(n_files: int, n_shards: int, shard: int) -> list[tuple[int, int, int]]:
+    """``(file position, stride, offset)`` for each file ``shard`` reads: it keeps the records
+    ``r`` with ``r % stride == offset`` of the file at that position (see the module docstring)."""
+    if not 0 <= shard < n_shards:
+        raise ValueError(f"shard: expected 0 <= shard < {n_shards}; got {shard}")
+    m = min(n_files, n_shards)
+    if m == 0:
+        return []
+    readers = [s for s in range(n_shards) if s % m == shard % m]
+    stride, offset = len(readers), readers.index(shard)
+    return [(j, stride, offset) for j in range(n_files) if j % m == shard % m]
+
+
+def _seed_sequence(seed: int, epoch: int, purpose: int, *more: int) -> np.random.SeedSequence:
+    """Independent streams per purpose (0 files, 1 shuffle buffer, 2 augmentation)."""
+    return np.random.SeedSequence([seed, epoch, purpose, *more])
+
+
+def _shuffled(items: Iterable[_Window], size: int, rng: np.random.Generator) -> Iterator[_Window]:
+    """A shuffle buffer: fill to ``size``, then emit a random buffered item for each new one."""
+    buffer: list[_Window] = []
+    for item in items:
+        if len(buffer) < size:
+            buffer.append(item)
+            continue
+        j = int(rng.integers(size))
+        yield buffer[j]
+        buffer[j] = item
+    for j in rng.permutation(len(buffer)):
+        yield buffer[j]
+
+
+def _bucketed(windows: Iterable[_Window], config: LoaderConfig) -> Iterator[list[_Window]]:
+    """Batches of equal-length windows; a bucket is emitted when it reaches its batch size, the
+    rest at the end of the epoch in order of length (so the stream is deterministic)."""
+    buckets: dict[int, list[_Window]] = {}
+    for window in windows:
+        bucket = buckets.setdefault(window.n_times, [])
+        bucket.append(window)
+        if len(bucket) == config.batch_size_for(window.n_times):
+            yield bucket
+            del buckets[window.n_times]
+    if not config.drop_last:
+        for n_times in sorted(buckets):
+            yield buckets[n_times]
+
+
+def _flag_last(batches: Iterable[list[_Window]]) -> Iterator[tuple[list[_Window], bool]]:
+    """Pair each batch with "is the epoch's last", so a resume never replays a finished epoch."""
+    iterator = iter(batches)
+    previous = next(iterator, None)
+    for batch in iterator:
+        yield previous, False
+        previous = batch
+    if previous is not None:
+        yield previous, True
+
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A new tensor; in a DataLoader worker it lives in shared memory from the start (as
+    ``default_collate`` allocates), so handing it to the main process copies nothing."""
+    if get_worker_info() is None:
+        return torch.empty(shape, dtype=dtype)
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
+    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
+
+
+def _stack(signals: Sequence[np.ndarray | None], shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """Stack float16 signals (None: an all-NaN row) into a new ``dtype`` tensor.
+
+    Single-threaded (DataLoader workers), each window converts straight into the batch. With
+    more intra-op threads, windows are gathered with numpy and converted in one call: torch's
+    conversion is a parallel region, and entering one per window costs far more than the copy
+    when the training process's threads compete for the cores.
+    """
+    out = _empty((len(signals), *shape), dtype)
+    if dtype != torch.float16 and torch.get_num_threads() == 1:
+        with warnings.catch_warnings():  # the float16 views are read-only; copy_ only reads them
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            for row, signal in zip(out, signals):
+                if signal is None:
+                    row.fill_(float("nan"))
+                else:
+                    row.copy_(torch.from_numpy(signal))
+        return out
+    stage = out.numpy() if dtype == torch.float16 else np.empty(out.shape, dtype=np.float16)
+    for row, signal in zip(stage, signals):
+        row[...] = np.nan if signal is None else signal
+    if dtype != torch.float16:
+        out.copy_(torch.from_numpy(stage))
+    return out
+
+
+def _collate(windows: Sequence[_Window], dtype: torch.dtype = torch.float32) -> dict[str, Any]:
+    """Decode and stack equal-length windows into a batch (the module docstring's table)."""
+    fields = [w.decode() for w in windows]
+    batch_size, n_times = len(windows), windows[0].n_times
+    eeg = _stack([f["eeg"] for f in fields], (N_CHANS, n_times), dtype)
+    ecg = None
+    if any(f["ecg"] is not None for f in fields):
+        ecg = _stack([f["ecg"] for f in fields], (n_times,), dtype)
+    votes = torch.zeros((batch_size, N_CLASSES), dtype=torch.float32)
+    for i, f in enumerate(fields):
+        if f["votes"].size:
+            votes[i] = torch.from_numpy(f["votes"])
+    n_votes = votes.sum(1)
+    has_votes = n_votes > 0
+    batch: dict[str, Any] = {
+        "eeg": eeg,
+        "channel_mask": torch.from_numpy(np.stack([f["channel_mask"] for f in fields])).float(),
+        "age": encode_age(f["age"] for f in fields),
+        "sex": encode_sex(f["sex"] for f in fields),
+        "votes": votes,
+        "targets": torch.where(has_votes.unsqueeze(1), votes / n_votes.clamp_min(1e-12).unsqueeze(1), 0.0),
+        "has_votes": has_votes,
+        "n_votes": n_votes,
+        "label": torch.tensor([f["label"] for f in fields], dtype=torch.int64),
+        "artifact_score": torch.tensor([f["artifact_score"] for f in fields], dtype=torch.float32),
+        "window_start": torch.tensor([f["window_start_index"] for f in fields], dtype=torch.int64),
+    }
+    if ecg is not None:
+        batch["ecg"] = ecg
+    for name in ("site_id", "subject_id", "recording_id", "task"):
+        batch[name] = [f[name].decode("utf-8") for f in fields]
+    return batch
+
+
+class _ShardStream:
+    """The deterministic batch stream of one shard: everything but the DataLoader plumbing."""
+
+    def __init__(self, files: Sequence[str], config: LoaderConfig, shard: int, n_shards: int):
+        self.files, self.config, self.shard, self.n_shards = list(files), config, shard, n_shards
+
+    def file_order(self, epoch: int) -> list[str]:
+        if not self.config.shuffle:
+            return self.files
+        order = np.random.default_rng(_seed_sequence(self.config.seed, epoch, 0)).permutation(len(self.files))
+        return [self.files[i] for i in order]
+
+    def windows(self, epoch: int) -> Iterator[_Window]:
+        files, keep = self.file_order(epoch), self.config.filters.accepts
+        for position, stride, offset in shard_files(len(files), self.n_shards, self.shard):
+            path = files[position]
+            with contextlib.nullcontext(path) if not _is_remote(path) else _open(path) as source:
+                try:
+                    for index, raw in enumerate(read_records(source, "SNAPPY", self.config.verify_crc)):
+                        if index % stride == offset:
+                            window = _Window(raw, path, index)
+                            if keep(window):
+                                yield window
+                except CorruptTFRecordError as err:
+                    if err.path == path:
+                        raise
+                    # A remote file object may not know its name: put the path in the message.
+                    raise CorruptTFRecordError(path, err.offset, err.reason, block_offset=err.block_offset) from None
+
+    def raw_batches(self, epoch: int) -> Iterator[tuple[list[_Window], bool]]:
+        windows = self.windows(epoch)
+        if self.config.shuffle and self.config.shuffle_buffer > 1:
+            rng = np.random.default_rng(_seed_sequence(self.config.seed, epoch, 1, self.shard))
+            windows = _shuffled(windows, self.config.shuffle_buffer, rng)
+        return _flag_last(_bucketed(windows, self.config))
+
+    def finish(self, windows: list[_Window], epoch: int, index: int) -> dict[str, Any]:
+        batch = _collate(windows, EEG_DTYPES[self.config.eeg_dtype])
+        if self.config.augment.enabled:
+            state = _seed_sequence(self.config.seed, epoch, 2, self.shard, index).generate_state(1, np.uint64)
+            generator = torch.Generator().manual_seed(int(state[0]))
+            batch = augment_batch(batch, self.config.augment, generator)
+        return _to_wire(batch) if get_worker_info() is not None else batch
+
+
+def _to_wire(batch: dict[str, Any]) -> dict[str, Any]:
+    """Small tensors as numpy arrays for the trip from a worker: every tensor crosses as its own
+    shared-memory segment and file descriptor (~0.1 ms each), a small array pickles in bytes."""
+    return {k: v.numpy() if isinstance(v, torch.Tensor) and k not in SHARED_KEYS else v
+            for k, v in batch.items()}
+
+
+def _as_is(batch: Any) -> Any:
+    """DataLoader's collate_fn: batches are made by the dataset (the default would turn the wire
+    format's numpy arrays back into tensors in the worker)."""
+    return batch
+
+
+def _from_wire(batch: dict[str, Any]) -> dict[str, Any]:
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+
+
+class _ShardDataset(IterableDataset):
+    """What each DataLoader worker runs: its shard's batches from a start position, with positions.
+
+    ``starts[w]`` is logical worker ``w``'s (epoch, batches already delivered in it); DataLoader
+    slot ``k`` plays logical worker ``(k + first) % n_workers``. ``pass_epoch`` is None for the
+    infinite stream, else the one epoch to run.
+    """
+
+    def __init__(self, files: Sequence[str], config: LoaderConfig, rank: int, world_size: int,
+                 starts: Sequence[tuple[int, int]], first: int, pass_epoch: int | None):
+        self.files, self.config, self.rank, self.world_size = files, config, rank, world_size
+        self.starts, self.first, self.pass_epoch = list(starts), first, pass_epoch
+
+    def __iter__(self) -> Iterator[tuple[tuple[int, int, int, bool], dict[str, Any]]]:
+        n_workers = len(self.starts)
+        info = get_worker_info()
+        worker = ((0 if info is None else info.id) + self.first) % n_workers
+        shard = self.rank * n_workers + worker
+        stream = _ShardStream(self.files, self.config, shard, self.world_size * n_workers)
+        epoch, skip = self.starts[worker]
+        if self.pass_epoch is not None:
+            if epoch > self.pass_epoch:
+                return
+            epoch, skip = (epoch, skip) if epoch == self.pass_epoch else (self.pass_epoch, 0)
+        epochs = itertools.count(epoch) if self.pass_epoch is None else [epoch]
+        empty = 0
+        for current in epochs:
+            delivered = False
+            for index, (windows, last) in enumerate(stream.raw_batches(current)):
+                delivered = True
+                if current == epoch and index < skip:
+                    continue  # fast-forward: never decoded
+                yield (worker, current, index, last), stream.finish(windows, current, index)
+            empty = 0 if delivered else empty + 1
+            if empty > max(2, len(self.files)):
+                raise RuntimeError(
+                    f"shard {shard} of {stream.n_shards} (rank {self.rank}, worker {worker}) got no windows "
+                    f"in {empty} epochs in a row: too few windows after filters for world_size "
+                    f"{self.world_size} x {n_workers} workers ({len(self.files)} files)")
+
+
+# ------------------------------------------------------------------------------------------------
+# The loader
+# ------------------------------------------------------------------------------------------------
+
+
+def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    """Explicit values, else torch.distributed's, else torchrun's RANK/WORLD_SIZE, else (0, 1)."""
+    if rank is None or world_size is None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            found = torch.distributed.get_rank(), torch.distributed.get_world_size()
+        else:
+            found = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+        rank = found[0] if rank is None else rank
+        world_size = found[1] if world_size is None else world_size
+    _check_int("world_size", world_size, 1)
+    if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
+        raise ValueError(f"rank: expected an integer in [0, {world_size}); got {rank!r}")
+    return rank, world_size
+
+
+class EEGLoader:
+    """Batches of pipeline windows for one DDP rank; iterate it, checkpoint it with ``state_dict``.
+
+    ``infinite=True`` (training): one ``iter()`` runs forever, epoch after epoch.
+    ``infinite=False`` (evaluation): each ``iter()`` runs the current epoch, then advances it; an
+    ``iter()`` abandoned part-way leaves the position there, and the next one continues it.
+    The position counts batches as they are handed out (not those prefetched), so
+    ``state_dict()`` taken after a training step resumes with the next batch.
+    ``rank`` / ``world_size`` default to torch.distributed's (or torchrun's environment).
+    Horovod users pass ``hvd.rank()`` and ``hvd.size()``.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+                 config: LoaderConfig | None = None, *, rank: int | None = None,
+                 world_size: int | None = None, infinite: bool = True):
+        self.config = LoaderConfig() if config is None else config
+        if not isinstance(self.config, LoaderConfig):
+            raise TypeError(f"config: expected a LoaderConfig; got {type(self.config).__name__}")
+        self.rank, self.world_size = _distributed(rank, world_size)
+        filters = self.config.filters
+        self.files = list_files(data_dir, sites=filters.sites, exclude_sites=filters.exclude_sites)
+        if not self.files:
+            raise FileNotFoundError(f"data_dir: no non-empty TFRecord shards in {data_dir} for sites "
+                                    f"{filters.sites or 'all'} (excluding {filters.exclude_sites or 'none'})")
+        self.infinite = infinite
+        self.n_workers = max(1, self.config.num_workers)
+        self.set_epoch(0)
+        self.batches = 0  # handed out since the start of training
+
+    @property
+    def epoch(self) -> int:
+        """The pass being run (finite), or the epoch every worker has at least reached (infinite)."""
+        return self._epoch if not self.infinite else min(epoch for epoch, _ in self._positions)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its beginning on the next ``iter()``."""
+        _check_int("epoch", epoch, 0)
+        self._epoch = epoch
+        self._positions = [(epoch, 0)] * self.n_workers
+        self._next_worker = 0
+
+    def _data_loader(self) -> DataLoader:
+        config = self.config
+        dataset = _ShardDataset(self.files, config, self.rank, self.world_size, self._positions,
+                                self._next_worker, None if self.infinite else self._epoch)
+        pin = torch.cuda.is_available() if config.pin_memory is None else config.pin_memory
+        workers = config.num_workers
+        return DataLoader(dataset, batch_size=None, collate_fn=_as_is, num_workers=workers, pin_memory=pin,
+                          prefetch_factor=config.prefetch_factor if workers else None)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for (worker, epoch, index, last), batch in self._data_loader():
+            self._positions[worker] = (epoch + 1, 0) if last else (epoch, index + 1)
+            self._next_worker = (worker + 1) % self.n_workers
+            self.batches += 1
+            yield _from_wire(batch)
+        if not self.infinite:  # the pass is complete
+            self.set_epoch(self._epoch + 1)
+
+    def _fingerprint(self) -> str:
+        names = "\n".join("/".join(path.replace("\\", "/").split("/")[-2:]) for path in self.files)
+        return hashlib.sha256(names.encode()).hexdigest()[:16]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The data position after the batches handed out so far (per rank; save every rank's)."""
+        return {
+            "version": STATE_VERSION, "epoch": self.epoch, "batches": self.batches,
+            "workers": [list(p) for p in self._positions], "next_worker": self._next_worker,
+            "pass_epoch": self._epoch, "seed": self.config.seed, "rank": self.rank,
+            "world_size": self.world_size, "num_workers": self.n_workers, "infinite": self.infinite,
+            "files": self._fingerprint(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue exactly where ``state`` was taken; the next ``iter()`` resumes there."""
+        expected = {"version": STATE_VERSION, "seed": self.config.seed, "rank": self.rank,
+                    "world_size": self.world_size, "num_workers": self.n_workers,
+                    "infinite": self.infinite, "files": self._fingerprint()}
+        for key, value in expected.items():
+            if state.get(key) != value:
+                raise ValueError(f"load_state_dict: state[{key!r}] is {state.get(key)!r} but this loader has "
+                                 f"{value!r}; resuming needs the same files, seed, rank, world_size and num_workers")
+        positions = [tuple(int(v) for v in p) for p in state["workers"]]
+        if len(positions) != self.n_workers or not 0 <= int(state["next_worker"]) < self.n_workers:
+            raise ValueError(f"load_state_dict: state['workers'] must hold {self.n_workers} positions; "
+                             f"got {state['workers']!r}")
+        self._positions, self._next_worker = positions, int(state["next_worker"])
+        self._epoch, self.batches = int(state["pass_epoch"]), int(state["batches"])
+
+
+def model_inputs(batch: dict[str, Any], device: torch.device | str | None = None, *,
+                 non_blocking: bool = False) -> dict[str, torch.Tensor]:
+    """The keyword arguments of ``EEGFMModel.forward`` / ``EEGFMForPretraining.forward`` in a batch
+    (``eeg``, ``channel_mask``, ``age``, ``sex`` and ``ecg`` when present), optionally moved to
+    ``device``. Positions default to the 19 canonical channels, which is what the batches hold."""
+    inputs = {key: batch[key] for key in MODEL_KEYS if key in batch}
+    if device is not None:
+        inputs = {key: value.to(device, non_blocking=non_blocking) for key, value in inputs.items()}
+    return inputs

@@ -1,0 +1,241 @@
+"""One process group for every launcher: torchrun (DDP over gloo or NCCL), horovodrun, or none.
+
+The training loops never ask which launcher started them. :func:`init_distributed` reads the
+environment (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` from torchrun, or Horovod's own), picks the
+device and returns a :class:`Dist` whose few collectives (mean, max, gather of small Python
+objects, barrier) work the same way on all of them.
+
+Gradient synchronisation differs and stays visible where it happens:
+
+- DDP wraps the model (:meth:`Dist.wrap_model`) and all-reduces gradients during ``backward``;
+  the loop skips that on non-final accumulation micro-steps with ``model.no_sync()``.
+- Horovod wraps the optimizer (:meth:`Dist.wrap_optimizer`): gradients are all-reduced once per
+  ``backward_passes_per_step`` micro-steps and before ``optimizer.step()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.distributed as torch_dist
+from torch import nn
+
+BACKENDS = ("auto", "none", "gloo", "nccl", "horovod")
+
+
+class DistributedError(RuntimeError):
+    """The launcher's environment and the requested backend do not fit together."""
+
+
+@dataclasses.dataclass
+class Dist:
+    backend: str  # 'none' | 'gloo' | 'nccl' | 'horovod'
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = dataclasses.field(default_factory=lambda: torch.device("cpu"))
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def uses_ddp(self) -> bool:
+        return self.backend in ("gloo", "nccl") and self.is_distributed
+
+    # ------------------------------------------------------------------ model and optimizer
+    def wrap_model(self, model: nn.Module) -> nn.Module:
+        """DDP for torchrun runs; the bare model otherwise (Horovod syncs in the optimizer)."""
+        if self.backend == "horovod":
+            import horovod.torch as hvd
+
+            hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+            return model
+        if not self.uses_ddp:
+            return model
+        device_ids = [self.device.index] if self.device.type == "cuda" else None
+        # Every parameter gets a gradient each step (tests/model pin this), so DDP needs no
+        # unused-parameter search, which would cost an extra graph traversal per step.
+        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+
+    def wrap_optimizer(self, optimizer: torch.optim.Optimizer, model: nn.Module,
+                       accumulation_steps: int) -> torch.optim.Optimizer:
+        if self.backend != "horovod":
+            return optimizer
+        import horovod.torch as hvd
+
+        wrapped = hvd.DistributedOptimizer(
+            optimizer, named_parameters=unwrap(model).named_parameters(),
+            backward_passes_per_step=accumulation_steps, op=hvd.Average,
+        )
+        hvd.broadcast_optimizer_state(wrapped, root_rank=0)
+        return wrapped
+
+    @contextlib.contextmanager
+    def no_sync(self, model: nn.Module, skip: bool) -> Iterator[None]:
+        """Skip DDP's gradient all-reduce for this backward when ``skip`` (accumulation)."""
+        if skip and isinstance(model, nn.parallel.DistributedDataParallel):
+            with model.no_sync():
+                yield
+        else:
+            yield
+
+    # ------------------------------------------------------------------ collectives
+    def mean(self, values: dict[str, float]) -> dict[str, float]:
+        """Average scalars over ranks (one all-reduce for all of them)."""
+        return self._reduce(values, "mean")
+
+    def max(self, values: dict[str, float]) -> dict[str, float]:
+        return self._reduce(values, "max")
+
+    def _reduce(self, values: dict[str, float], op: str) -> dict[str, float]:
+        if not self.is_distributed or not values:
+            return dict(values)
+        keys = sorted(values)
+        tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
+        if self.backend == "horovod":
+            import horovod.torch as hvd
+
+            if op == "mean":
+                tensor = hvd.allreduce(tensor, op=hvd.Average, name=f"reduce.{op}.{','.join(keys)}")
+            else:
+                tensor = hvd.allgather(tensor[None], name=f"reduce.{op}.{','.join(keys)}").max(dim=0).values
+        else:
+            tensor = tensor.to(self.device)
+            torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.SUM if op == "mean" else torch_dist.ReduceOp.MAX)
+            if op == "mean":
+                tensor = tensor / self.world_size
+        return {k: float(v) for k, v in zip(keys, tensor.cpu().tolist())}
+
+    def any(self, flag: bool) -> bool:
+        """True on every rank when any rank's ``flag`` is set (e.g. one rank got SIGTERM)."""
+        return self.max({"flag": float(flag)})["flag"] > 0.5
+
+    def gather_objects(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj`` (small, picklable, trusted: our own loader positions), in rank order."""
+        if not self.is_distributed:
+            return [obj]
+        if self.backend == "horovod":
+            import horovod.torch as hvd
+
+            return list(hvd.allgather_object(obj))
+        out: list[Any] = [None] * self.world_size
+        torch_dist.all_gather_object(out, obj)
+        return out
+
+    def broadcast_object(self, obj: Any) -> Any:
+        """Rank 0's ``obj`` on every rank."""
+        if not self.is_distributed:
+            return obj
+        if self.backend == "horovod":
+            import horovod.torch as hvd
+
+            return hvd.broadcast_object(obj, root_rank=0)
+        box = [obj]
+        torch_dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def barrier(self) -> None:
+        if not self.is_distributed:
+            return
+        if self.backend == "horovod":
+            import horovod.torch as hvd
+
+            hvd.barrier()
+        else:
+            torch_dist.barrier()
+
+    def shutdown(self) -> None:
+        if self.uses_ddp and torch_dist.is_initialized():
+            torch_dist.destroy_process_group()
+        elif self.backend == "horovod":
+            import horovod.torch as hvd
+
+            hvd.shutdown()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The user's model inside DDP / torch.compile wrappers."""
+    while True:
+        if isinstance(model, nn.parallel.DistributedDataParallel):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise DistributedError(f"environment variable {name}: expected an integer; got {value!r}") from None
+
+
+def init_distributed(backend: str = "auto", *, device: str = "auto", timeout_s: float = 1800.0) -> Dist:
+    """Join the process group the launcher set up; a single process when there is none.
+
+    backend: ``auto`` (NCCL on GPU, gloo on CPU when launched by torchrun; none otherwise),
+        ``none``, ``gloo``, ``nccl`` or ``horovod`` (launched by ``horovodrun``).
+    device: ``auto`` (this rank's GPU when CUDA is available, else CPU), ``cpu`` or ``cuda``.
+    """
+    if backend not in BACKENDS:
+        raise DistributedError(f"backend: expected one of {', '.join(BACKENDS)}; got {backend!r}")
+    if device not in ("auto", "cpu", "cuda"):
+        raise DistributedError(f"device: expected one of auto, cpu, cuda; got {device!r}")
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if use_cuda and not torch.cuda.is_available():
+        raise DistributedError("device: 'cuda' requested but torch.cuda.is_available() is False")
+
+    if backend == "horovod":
+        try:
+            import horovod.torch as hvd
+        except ImportError as err:
+            raise DistributedError(
+                "backend 'horovod': horovod.torch cannot be imported (scripts/install_horovod.sh builds it)"
+            ) from err
+        hvd.init()
+        local_rank = hvd.local_rank()
+        dev = _device(use_cuda, local_rank)
+        return Dist("horovod", hvd.rank(), hvd.size(), local_rank, dev)
+
+    world_size = _env_int("WORLD_SIZE", 1)
+    local_rank = _env_int("LOCAL_RANK", 0)
+    # Without a launcher (no RANK in the environment) gloo/nccl/auto mean "one process".
+    if backend == "none" or "RANK" not in os.environ:
+        if world_size > 1:
+            raise DistributedError(
+                f"backend {backend!r}: WORLD_SIZE={world_size} says this is one of several processes; "
+                "use backend auto, gloo or nccl under torchrun"
+            )
+        return Dist("none", 0, 1, 0, _device(use_cuda, 0))
+    if backend == "auto":
+        backend = "nccl" if use_cuda else "gloo"
+    if backend == "nccl" and not use_cuda:
+        raise DistributedError("backend 'nccl': needs CUDA GPUs; use 'gloo' on CPU")
+    dev = _device(use_cuda, local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if not torch_dist.is_initialized():
+        torch_dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s),
+                                      device_id=dev if dev.type == "cuda" else None)
+    return Dist(backend, torch_dist.get_rank(), torch_dist.get_world_size(), local_rank, dev)
+
+
+def _device(use_cuda: bool, local_rank: int) -> torch.device:
+    if not use_cuda:
+        return torch.device("cpu")
+    return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))

@@ -1,0 +1,138 @@
+"""What pretraining and fine-tuning share: seeding, the optimizer step, the resumable core state,
+and the command-line options every training command has.
+
+Kept small on purpose: each loop (``training.pretrain``, ``training.finetune``) stays readable
+top to bottom and calls these for the parts that must behave identically in both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import math
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+
+from training.checkpoint import CheckpointError
+from training.config import ConfigError
+from training.distributed import BACKENDS, Dist, init_distributed, unwrap
+
+PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "stopped by a signal", so schedulers restart the job
+
+
+def step_seed(*parts: int) -> int:
+    """A 63-bit seed from integers (seed, rank, step, micro-step, ...): independent streams."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def autocast(dist: Dist, dtype: torch.dtype):
+    """bf16/fp16 autocast on the run's device; a no-op context for fp32."""
+    return torch.autocast(dist.device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+def backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+
+
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler | None,
+                   dist: Dist, grad_clip: float) -> float:
+    """Synchronise (Horovod), unscale (fp16), clip, step, zero; returns the pre-clip gradient norm."""
+    if dist.backend == "horovod":
+        optimizer.synchronize()  # all-reduce now, so clipping sees the averaged gradients
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    params = [p for p in unwrap(model).parameters() if p.grad is not None]
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, grad_clip if grad_clip > 0 else math.inf)
+    skip_sync = optimizer.skip_synchronize() if dist.backend == "horovod" else contextlib.nullcontext()
+    with skip_sync:
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+    optimizer.zero_grad()  # set_to_none by default (Horovod's wrapper takes no arguments)
+    scheduler.step()
+    return float(grad_norm)
+
+
+def core_state(run: Any) -> dict[str, Any]:
+    """Model, optimizer, scheduler, scaler, every rank's loader position and the world size.
+
+    Collective: every rank must call it (loader positions are gathered to all ranks).
+    """
+    return {
+        "model": unwrap(run.model).state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": None if run.scaler is None else run.scaler.state_dict(),
+        "loader": run.dist.gather_objects(run.loader.state_dict()),
+        "samples": run.samples,
+        "best_metric": None if math.isinf(run.best_metric) else run.best_metric,
+        "world_size": run.dist.world_size,
+        "config": run.cfg.to_dict(),
+    }
+
+
+def load_core_state(run: Any, state: dict[str, Any]) -> None:
+    """Restore what :func:`core_state` saved (this rank's loader position)."""
+    if state["world_size"] != run.dist.world_size:
+        raise ConfigError(
+            f"resume: the checkpoint was written by {state['world_size']} ranks, this run has "
+            f"{run.dist.world_size}; the data position is per rank, so resume with the same world size"
+        )
+    unwrap(run.model).load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    run.loader.load_state_dict(state["loader"][run.dist.rank])
+    run.samples = int(state["samples"])
+    run.best_metric = math.inf if state.get("best_metric") is None else float(state["best_metric"])
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def add_run_arguments(parser: argparse.ArgumentParser, *, kind: str) -> None:
+    """The options of every training command (``kind``: pretrain or finetune)."""
+    parser.add_argument("--data", required=True,
+                        help="the pipeline's output folder (OUTPUT/<site>/part-*.tfrecord), local or gs://")
+    parser.add_argument("--config", default="cpu-tiny",
+                        help=f"a preset in training/configs (cpu-tiny, base, large-gpu) or a YAML file; its "
+                        f"{kind}: section is used")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config field (repeatable), e.g. --set optim.lr=3e-4 "
+                        "--set loader.batch_size=16 --set model_overrides.dropout=0.2")
+    parser.add_argument("--resume", default="auto",
+                        help="'auto' (newest valid checkpoint in OUTPUT/checkpoints, if any), 'none', or a "
+                        "checkpoint directory")
+    parser.add_argument("--backend", default=None, choices=list(BACKENDS),
+                        help="process group (default: the config's backend); auto = NCCL on GPU, gloo on CPU, "
+                        "horovod under horovodrun; without a launcher every choice but horovod runs one process")
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="auto picks this rank's GPU when CUDA is available")
+    parser.add_argument("--stop_after", type=int, default=None,
+                        help=f"checkpoint and exit (status {PREEMPTED_EXIT_CODE}) after this many steps of this "
+                        "invocation, as on preemption")
+    parser.add_argument("--wandb", default=None, choices=["offline", "online", "disabled"],
+                        help="override wandb.mode (offline needs no account; upload later with `wandb sync`)")
+
+
+def run_overrides(args: argparse.Namespace) -> list[str]:
+    """Config overrides from the common options (``--set`` first, flags after, so flags win)."""
+    return list(args.set) + ([f"wandb.mode={args.wandb}"] if args.wandb else [])
+
+
+def launch(prog: str, backend: str, device: str, train: Callable[[Dist], int]) -> int:
+    """Join the process group, run ``train``, leave the group; bad input exits 2 with one line."""
+    dist = init_distributed(backend, device=device)
+    try:
+        return train(dist)
+    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
+    finally:
+        dist.shutdown()

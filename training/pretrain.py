@@ -1,0 +1,365 @@
+"""Self-supervised pretraining of the eegfm encoder on the pipeline's TFRecords.
+
+One process per device, launched by any of::
+
+    python -m training.pretrain --data D --output O --config cpu-tiny             # one process
+    torchrun --nproc_per_node=2 -m training.pretrain --data D --output O ...      # DDP (gloo/NCCL)
+    torchrun --nnodes=4 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29400 \\
+        --max-restarts=3 -m training.pretrain ...                                  # multi-node
+    horovodrun -np 2 -H localhost:2 python -m training.pretrain --backend horovod ...
+
+The loop (``train``) is step-based: ``optim.max_steps`` optimizer steps, each of
+``optim.grad_accum_steps`` micro-batches; DDP's all-reduce runs only on the last micro-step. Every
+source of randomness is a function of (seed, rank, step): dropout and the masking draw from
+generators re-seeded at every step, and the loader's order and augmentations from (seed, epoch,
+shard, batch). So a run stopped at any step and resumed from its checkpoint continues bit for
+bit as if it had never stopped (on CPU with ``deterministic: true``).
+
+Preemption: SIGTERM (spot reclaim, ``kubectl delete``) makes every rank finish the current step,
+rank 0 save a checkpoint, and the job exit with status 143 so that the scheduler (a Kubernetes
+Job, torchrun ``--max-restarts``) starts it again; ``--resume auto`` (the default) continues.
+
+Outputs in ``--output``: ``checkpoints/step-*`` (full training state, see training.checkpoint),
+``model/`` (the pretrained encoder in Hugging Face format, for ``training.finetune``),
+``metrics.jsonl`` (every logged step), ``run.json`` (config and environment), ``wandb/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from model.modeling import EEGFMForPretraining
+from pipelines.logging_setup import get_logger
+from pipelines.schema import CHANNELS
+from training import checkpoint as ckpt
+from training.config import ConfigError, PretrainConfig, load_config, resolve_precision
+from training.data import EEGLoader, LoaderConfig, model_inputs
+from training.distributed import Dist, unwrap
+from training.loop import (PREEMPTED_EXIT_CODE, add_run_arguments, autocast, backward, core_state,
+                           launch, load_core_state, optimizer_step, run_overrides, step_seed)
+from training.tracking import Tracker, memory_stats, reconstruction_metrics
+
+log = get_logger("training.pretrain")
+
+
+# ------------------------------------------------------------------------------------------ set-up
+
+def loader_config(cfg: PretrainConfig, patch_size: int) -> LoaderConfig:
+    """The data loader's settings from the run config's ``loader`` section."""
+    section = cfg.loader
+    from training.augment import AugmentConfig
+
+    return LoaderConfig(
+        batch_size=None if section.token_budget else section.batch_size,
+        token_budget=section.token_budget,
+        max_batch_size=section.batch_size,
+        patch_size=patch_size,
+        num_workers=section.num_workers,
+        shuffle_buffer=section.shuffle_buffer,
+        seed=section.seed,
+        augment=AugmentConfig(**section.augment),
+    )
+
+
+def untrained_by_pretraining(model: EEGFMForPretraining) -> set[str]:
+    """Names of the parameters that the pretraining losses give no gradient (probe: one step).
+
+    Both objectives read the per-channel tokens, so the encoder's top (channel pooling, fusion,
+    the patch layers, the final norm) is only trained by fine-tuning. The model ties those
+    parameters in with a zero weight (plain DDP needs a gradient for every parameter), and AdamW
+    would still decay them toward zero; they go to an lr-0 group and keep their initial values.
+    """
+    probe = torch.randn(2, 19, 4 * model.config.patch_size, generator=torch.Generator().manual_seed(0))
+    was_training = model.training
+    model.train()
+    rng = torch.get_rng_state()
+    try:
+        out = model(probe.to(model.device) * 20.0, generator=torch.Generator().manual_seed(0))
+        objective = out.reconstruction_loss + out.contrastive_loss
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        grads = torch.autograd.grad(objective, [p for _, p in named], allow_unused=True)
+    finally:
+        torch.set_rng_state(rng)  # the probe must not shift the run's random streams
+        model.train(was_training)
+    return {n for (n, _), g in zip(named, grads) if g is None}
+
+
+def configure_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms and embeddings (1-D tensors); lr 0 for the
+    parameters pretraining does not train (see :func:`untrained_by_pretraining`)."""
+    frozen = untrained_by_pretraining(unwrap(model)) if unwrap(model).auxiliary is None else set()
+    decay, no_decay, fixed = [], [], []
+    for name, param in sorted(unwrap(model).named_parameters()):
+        if not param.requires_grad:
+            continue
+        if name in frozen:
+            fixed.append(param)
+        else:
+            (decay if param.dim() >= 2 else no_decay).append(param)
+    if fixed:
+        log.info("%d of %d parameters are trained only by fine-tuning (encoder top: pooling, fusion, patch "
+                 "layers); pretraining keeps them at their initial values",
+                 sum(p.numel() for p in fixed), sum(p.numel() for p in unwrap(model).parameters()))
+    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0},
+              {"params": fixed, "weight_decay": 0.0, "lr": 0.0}]
+    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything a step touches, and what a checkpoint must hold to continue it."""
+
+    cfg: PretrainConfig
+    dist: Dist
+    model: torch.nn.Module  # DDP-wrapped when distributed
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    loader: EEGLoader
+    amp_dtype: torch.dtype
+    step: int = 0
+    samples: int = 0  # windows seen by all ranks
+    best_metric: float = math.inf
+
+    def state_dict(self) -> dict[str, Any]:
+        """Full training state. Collective: every rank must call it (loader positions are gathered)."""
+        return core_state(self)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        load_core_state(self, state)
+        self.step = int(state["step"])
+
+
+def build_run(cfg: PretrainConfig, dist: Dist, data: str) -> Run:
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=dist.device.type == "cuda")
+        if dist.device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.benchmark = False
+    amp_dtype = resolve_precision(cfg.precision, dist.device)
+    torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts)
+    model = EEGFMForPretraining(cfg.model_config()).to(dist.device)
+    optimizer = configure_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.optim.lr_factor)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    loader = EEGLoader(data, loader_config(cfg, model.config.patch_size), rank=dist.rank,
+                       world_size=dist.world_size, infinite=True)
+    wrapped = dist.wrap_model(model)
+    if cfg.compile:
+        wrapped = torch.compile(wrapped)
+    optimizer = dist.wrap_optimizer(optimizer, wrapped, cfg.optim.grad_accum_steps)
+    return Run(cfg, dist, wrapped, optimizer, scheduler, scaler, loader, amp_dtype)
+
+
+# ------------------------------------------------------------------------------------------ step
+def train_step(run: Run, batches) -> dict[str, Any]:
+    """One optimizer step over ``grad_accum_steps`` micro-batches; returns the step's metrics."""
+    cfg, dist, model = run.cfg, run.dist, run.model
+    accum = cfg.optim.grad_accum_steps
+    model.train()
+    totals = {"loss": 0.0, "reconstruction_loss": 0.0, "contrastive_loss": 0.0}
+    n_samples = n_tokens = 0
+    last = None
+    for micro in range(accum):
+        batch = next(batches)
+        # Dropout and masking draw from streams fixed by (seed, rank, step, micro-step), seeded
+        # after the fetch: a DataLoader iterator draws its base seed from the global generator
+        # when it starts, which happens at a different step in a resumed run.
+        torch.manual_seed(step_seed(cfg.seed, dist.rank, run.step, 0, micro))
+        inputs = model_inputs(batch, dist.device, non_blocking=True)
+        generator = torch.Generator().manual_seed(step_seed(cfg.seed, dist.rank, run.step, micro + 1))
+        with dist.no_sync(model, skip=micro < accum - 1):
+            with autocast(dist, run.amp_dtype):
+                out = model(**inputs, generator=generator)
+            backward(out.loss / accum, run.scaler)
+        for key in totals:
+            totals[key] += float(getattr(out, key).detach()) / accum
+        n_samples += inputs["eeg"].shape[0]
+        n_tokens += inputs["eeg"].shape[0] * inputs["eeg"].shape[2] // unwrap(model).config.patch_size
+        last = (batch, inputs, out)
+
+    grad_norm = optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
+    run.step += 1
+    totals.update(grad_norm=grad_norm, lr=run.scheduler.get_last_lr()[0])
+    return {"metrics": totals, "samples": n_samples, "tokens": n_tokens, "last": last}
+
+
+def reconstruction_report(run: Run, last) -> dict[str, float]:
+    """Reconstruction MSE / correlation per channel and site on the step's last micro-batch."""
+    batch, inputs, out = last
+    tokenizer = unwrap(run.model).encoder.tokenizer
+    with torch.no_grad():
+        target = tokenizer.to_patches(inputs["eeg"].float() * tokenizer.scale).flatten(2)
+    mask = out.sample_mask & (inputs["channel_mask"] > 0.5).unsqueeze(-1)
+    return reconstruction_metrics(out.reconstruction.float(), target, mask, list(CHANNELS), batch["site_id"])
+
+
+# ------------------------------------------------------------------------------------------ loop
+def parameter_digest(model: torch.nn.Module) -> str:
+    """SHA-256 of every parameter and buffer, in name order: equal digests = identical replicas."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name, tensor in sorted(unwrap(model).state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def check_replicas(run: Run, output: Path) -> list[str]:
+    """Gather each rank's parameter digest; rank 0 records them and fails loudly if they differ.
+
+    Data parallelism is only correct while every replica holds the same weights; a rank that
+    silently diverged (a missed all-reduce, non-deterministic kernels in a broadcast) would
+    otherwise go unnoticed until evaluation.
+    """
+    digests = run.dist.gather_objects(parameter_digest(run.model))
+    if run.dist.is_main:
+        (output / "replicas.json").write_text(json.dumps(
+            {"step": run.step, "backend": run.dist.backend, "digests": digests}, indent=2))
+    if len(set(digests)) != 1:
+        raise RuntimeError(f"replicas diverged at step {run.step}: parameter digests per rank {digests}")
+    return digests
+
+
+def save(run: Run, output: Path, metric: float | None) -> Path | None:
+    """Collective checkpoint: every rank contributes its loader position, rank 0 writes."""
+    state = run.state_dict()
+    path = None
+    if run.dist.is_main:
+        is_best = metric is not None and metric < run.best_metric
+        if is_best:
+            run.best_metric = metric
+            state["best_metric"] = metric
+        path = ckpt.save_checkpoint(output / "checkpoints", run.step, state, keep_last=run.cfg.keep_last,
+                                    is_best=is_best)
+        log.info("saved %s", path)
+    run.dist.barrier()
+    return path
+
+
+def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str = "auto",
+          max_steps: int | None = None, stop_after: int | None = None) -> int:
+    """Pretrain; returns the process exit status (0 done, 143 preempted and checkpointed).
+
+    ``stop_after`` ends the process after that many steps of *this* invocation, as a preemption
+    would (for tests and for chopping long jobs into scheduler-sized pieces).
+    """
+    if max_steps is not None:
+        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, max_steps=max_steps))
+    total = cfg.optim.max_steps
+    run = build_run(cfg, dist, data)
+    start = ckpt.resolve_resume(resume, output / "checkpoints") if dist.is_main else None
+    start = dist.broadcast_object(None if start is None else str(start))
+    if start is not None:
+        run.load_state_dict(ckpt.load_checkpoint(start, map_location="cpu"))
+        log.info("resumed from %s at step %d", start, run.step)
+    if dist.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "run.json").write_text(json.dumps({
+            "config": cfg.to_dict(), "world_size": dist.world_size, "backend": dist.backend,
+            "device": str(dist.device), "torch": torch.__version__,
+            "parameters": sum(p.numel() for p in unwrap(run.model).parameters()),
+        }, indent=2, sort_keys=True, default=str))
+    tracker = Tracker(cfg.wandb.project, output, cfg.to_dict(), mode=cfg.wandb.mode, rank=dist.rank,
+                      run_name=cfg.wandb.run_name)
+    metrics_file = open(output / "metrics.jsonl", "a", encoding="utf-8") if dist.is_main else None
+    batches = iter(run.loader)
+    progress = tqdm(total=total, initial=run.step, desc="pretrain", unit="step", disable=not dist.is_main,
+                    dynamic_ncols=True, file=sys.stderr)
+    window = {"loss": 0.0, "n": 0}
+    steps_here, status = 0, 0
+    tic = time.perf_counter()
+    interval = {"samples": 0, "tokens": 0}
+    with ckpt.PreemptionHandler() as preemption, tracker:
+        while run.step < total:
+            result = train_step(run, batches)
+            steps_here += 1
+            interval["samples"] += result["samples"]
+            interval["tokens"] += result["tokens"]
+            window["loss"] += result["metrics"]["loss"]
+            window["n"] += 1
+            progress.update(1)
+            if run.step % cfg.log_every == 0 or run.step == total:
+                elapsed = time.perf_counter() - tic
+                metrics = dist.mean(result["metrics"])
+                counts = dist.mean({k: float(v) for k, v in interval.items()})
+                metrics.update({
+                    "samples_per_s": counts["samples"] * dist.world_size / elapsed,
+                    "tokens_per_s": counts["tokens"] * dist.world_size / elapsed,
+                    "epoch": float(run.loader.epoch),
+                    **dist.max(memory_stats(dist.device)),
+                })
+                if dist.is_main:
+                    metrics.update(reconstruction_report(run, result["last"]))
+                    tracker.log(metrics, step=run.step)
+                    metrics_file.write(json.dumps({"step": run.step, **metrics}, sort_keys=True) + "\n")
+                    metrics_file.flush()
+                    progress.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
+                interval = {"samples": 0, "tokens": 0}
+                tic = time.perf_counter()
+            stop = dist.any(preemption.requested or (stop_after is not None and steps_here >= stop_after))
+            if run.step % cfg.save_every == 0 or run.step == total or stop:
+                mean_loss = dist.mean({"loss": window["loss"] / max(1, window["n"])})["loss"]
+                window = {"loss": 0.0, "n": 0}
+                save(run, output, mean_loss)
+            if stop and run.step < total:
+                log.warning("stopping at step %d (%s); resume with --resume auto", run.step,
+                            "signal" if preemption.requested else "stop_after")
+                status = PREEMPTED_EXIT_CODE
+                break
+        progress.close()
+        check_replicas(run, output)
+        if status == 0 and dist.is_main:
+            final = output / "model"
+            unwrap(run.model).save_pretrained(final)
+            tracker.summary({"final_step": run.step})
+            log.info("pretrained encoder saved to %s", final)
+    if metrics_file is not None:
+        metrics_file.close()
+    dist.barrier()
+    return status
+
+
+# ------------------------------------------------------------------------------------------ CLI
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m training.pretrain",
+        description="Self-supervised pretraining (masked reconstruction + contrastive channel "
+        "prediction) of the eegfm encoder on the preprocessing pipeline's TFRecords. Run it under "
+        "torchrun for DDP or horovodrun (--backend horovod) for Horovod.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_run_arguments(parser, kind="pretrain")
+    parser.add_argument("--output", required=True, type=Path,
+                        help="run folder: checkpoints/, model/ (Hugging Face), metrics.jsonl, run.json, wandb/")
+    parser.add_argument("--max_steps", type=int, default=None, help="override optim.max_steps")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides = run_overrides(args) + ([f"optim.max_steps={args.max_steps}"] if args.max_steps is not None else [])
+    try:
+        cfg = load_config(args.config, "pretrain", overrides)
+    except ConfigError as err:
+        print(f"pretrain: {err}", file=sys.stderr)
+        return 2
+    return launch("pretrain", args.backend or cfg.backend, args.device,
+                  lambda dist: train(cfg, dist, args.data, args.output, args.resume, stop_after=args.stop_after))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

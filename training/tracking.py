@@ -1,0 +1,366 @@
+"""Experiment tracking with Weights & Biases, from rank 0 only, offline unless asked otherwise.
+
+Why offline by default: training must run on air-gapped hospital machines and in CI without an
+API key, and nothing should leave the machine unless someone chose so. An offline run writes
+``<run_dir>/wandb/offline-run-<time>-<id>/run-<id>.wandb``; ``wandb sync`` uploads it later, and
+:func:`read_offline_run` reads it back here (wandb 0.31 no longer ships a Python reader).
+``mode="online"`` needs credentials (``WANDB_API_KEY`` or a ``wandb login`` netrc entry); without
+them the tracker falls back to offline with a warning rather than killing a long job at start.
+
+Why only numbers: EEG metadata carries patient identifiers, and a string logged by mistake would be
+uploaded for good. :class:`Tracker` accepts numeric scalars only, under names made of
+``[A-Za-z0-9_.:/+-]`` (pseudonymous site ids can be name suffixes, e.g. ``recon/mse/site/s3f2a``);
+a string value is rejected without echoing it.
+
+The run id is kept in ``<run_dir>/wandb-run-id`` so a job resumed from a checkpoint continues the
+same W&B run (``resume="allow"``). Ranks other than 0 get a tracker that validates and drops.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import netrc
+import numbers
+import os
+import re
+import resource
+import secrets
+import string
+import struct
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import torch
+
+from pipelines.config import ConfigError, check_option
+from pipelines.logging_setup import get_logger
+
+log = get_logger("training.tracking")
+
+MODES = ("offline", "online", "disabled")
+RUN_ID_FILE = "wandb-run-id"
+_METRIC_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:/+\-]{0,199}$")
+_RUN_ID = re.compile(r"^[a-z0-9]{1,64}$")
+
+
+class TrackingError(ValueError):
+    """A metric (name or value) that may not be logged; the message names it."""
+
+
+def _check_metrics(metrics: Mapping[str, Any], where: str) -> dict[str, float | int]:
+    """Numbers only, under safe names; strings are refused without repeating their content."""
+    if not isinstance(metrics, Mapping):
+        raise TrackingError(f"{where}: expected a mapping of metric name -> number; got {type(metrics).__name__}")
+    clean: dict[str, float | int] = {}
+    for name, value in metrics.items():
+        if not isinstance(name, str) or not _METRIC_NAME.match(name):
+            raise TrackingError(
+                f"{where}: metric name {name!r} is not allowed; names use letters, digits and _ . : / + - "
+                "(at most 200 characters)"
+            )
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise TrackingError(f"{where}: metric {name!r}: expected a scalar; got a tensor of shape {tuple(value.shape)}")
+            value = value.item()
+        if hasattr(value, "dtype") and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+            value = value.item()  # numpy scalars, including numpy bools
+        if isinstance(value, (str, bytes)):
+            raise TrackingError(
+                f"{where}: metric {name!r}: expected a number; got a {type(value).__name__} of length "
+                f"{len(value)} (text is never logged, so that no patient identifier can reach W&B)"
+            )
+        if not isinstance(value, numbers.Real):
+            raise TrackingError(f"{where}: metric {name!r}: expected a number; got a {type(value).__name__}")
+        clean[name] = int(value) if isinstance(value, (bool, numbers.Integral)) else float(value)
+    return clean
+
+
+def _has_credentials() -> bool:
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
+    try:
+        return netrc.netrc().authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def _new_run_id() -> str:
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(8))
+
+
+class Tracker:
+    """A W&B run for one training job (a context manager); a no-op on ranks other than 0.
+
+    ``log`` and ``summary`` validate on every rank, so a bad metric fails in a single-process test
+    as well as on the cluster.
+    """
+
+    def __init__(
+        self,
+        project: str,
+        run_dir: str | os.PathLike[str],
+        config: Mapping[str, Any],
+        *,
+        mode: str = "offline",
+        rank: int = 0,
+        run_name: str | None = None,
+        resume_id: str | None = None,
+    ) -> None:
+        check_option("mode", mode, MODES)
+        if not isinstance(project, str) or not project:
+            raise ConfigError(f"project: expected a non-empty string; got {project!r}")
+        if not isinstance(config, Mapping):
+            raise ConfigError(f"config: expected a mapping; got {type(config).__name__}")
+        if resume_id is not None and not (isinstance(resume_id, str) and _RUN_ID.match(resume_id)):
+            raise ConfigError(f"resume_id: expected lowercase letters and digits (a W&B run id); got {resume_id!r}")
+        self.run_dir = Path(run_dir)
+        self.rank = rank
+        self.mode = mode
+        self.run_id: str | None = None
+        self._run: Any = None
+        if rank != 0 or mode == "disabled":
+            return
+        if mode == "online" and not _has_credentials():
+            log.warning("wandb mode 'online' needs WANDB_API_KEY (or `wandb login`); logging offline "
+                        "instead, upload later with `wandb sync %s/wandb/offline-run-*`", self.run_dir)
+            self.mode = "offline"
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_id = resume_id or self._stored_run_id() or _new_run_id()
+        (self.run_dir / RUN_ID_FILE).write_text(self.run_id + "\n", encoding="utf-8")
+        self._run = self._start(project, dict(config), run_name)
+
+    def _stored_run_id(self) -> str | None:
+        try:
+            stored = (self.run_dir / RUN_ID_FILE).read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        return stored if _RUN_ID.match(stored) else None
+
+    def _start(self, project: str, config: dict[str, Any], run_name: str | None) -> Any:
+        import wandb  # imported here: 1 s, and ranks other than 0 never need it
+
+        settings = wandb.Settings(
+            mode=self.mode,
+            silent=True,
+            quiet=True,
+            console="off",           # do not capture stdout/stderr into the run
+            show_info=False,
+            show_warnings=False,
+            x_disable_stats=True,    # no system-metrics sampler process
+            x_disable_meta=True,     # no host/git/program metadata
+            x_disable_machine_info=True,
+            disable_git=True,
+            save_code=False,
+            disable_job_creation=True,
+        )
+        return wandb.init(
+            project=project, dir=str(self.run_dir), config=config, id=self.run_id, resume="allow",
+            name=run_name, mode=self.mode, settings=settings,
+        )
+
+    @property
+    def active(self) -> bool:
+        return self._run is not None
+
+    @property
+    def offline_dir(self) -> Path | None:
+        """The run's local directory (``.../wandb/offline-run-*`` when offline)."""
+        return None if self._run is None else Path(self._run.dir).parent
+
+    def log(self, metrics: Mapping[str, Any], step: int) -> None:
+        if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+            raise TrackingError(f"step: expected a non-negative integer; got {step!r}")
+        clean = _check_metrics(metrics, "log")
+        if self._run is not None:
+            self._run.log(clean, step=step)
+
+    def summary(self, metrics: Mapping[str, Any]) -> None:
+        clean = _check_metrics(metrics, "summary")
+        if self._run is not None:
+            self._run.summary.update(clean)
+
+    def finish(self, exit_code: int = 0) -> None:
+        """End the run; on return its data is on disk (offline) or uploaded (online).
+
+        ``run.finish`` alone returns before wandb's service process has flushed the offline
+        transaction log (measured with wandb 0.31: often only the file header was written), and
+        its atexit fallback is unreliable under multiprocessing, so the service is torn down
+        here, which waits for it. One tracker per process is assumed.
+        """
+        if self._run is not None:
+            import wandb
+
+            run, self._run = self._run, None
+            run.finish(exit_code=exit_code)
+            wandb.teardown(exit_code=exit_code)
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self.finish(exit_code=0 if exc_type is None else 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics helpers
+# --------------------------------------------------------------------------------------------
+
+
+def memory_stats(device: str | torch.device | None = None) -> dict[str, float]:
+    """Peak host memory of this process and, on CUDA, peak allocated/reserved device memory (MB)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_mb = peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes vs kilobytes
+    stats = {"memory/peak_rss_mb": float(peak_mb)}
+    if device is not None and torch.device(device).type == "cuda" and torch.cuda.is_available():
+        device = torch.device(device)
+        stats["memory/cuda_max_allocated_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        stats["memory/cuda_max_reserved_mb"] = torch.cuda.max_memory_reserved(device) / 2**20
+    return stats
+
+
+def _moments(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, dims: tuple[int, ...]) -> dict[str, torch.Tensor]:
+    return {
+        "n": weight.sum(dims), "x": (weight * pred).sum(dims), "y": (weight * target).sum(dims),
+        "xx": (weight * pred * pred).sum(dims), "yy": (weight * target * target).sum(dims),
+        "xy": (weight * pred * target).sum(dims), "se": (weight * (pred - target).square()).sum(dims),
+    }
+
+
+def _mse_and_corr(m: Mapping[str, float]) -> tuple[float | None, float | None]:
+    n = m["n"]
+    if n <= 0:
+        return None, None
+    mse = m["se"] / n
+    var_x, var_y = m["xx"] - m["x"] ** 2 / n, m["yy"] - m["y"] ** 2 / n
+    if n < 2 or var_x <= 0 or var_y <= 0:
+        return mse, None
+    corr = (m["xy"] - m["x"] * m["y"] / n) / math.sqrt(var_x * var_y)
+    return mse, max(-1.0, min(1.0, corr))
+
+
+def reconstruction_metrics(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    mask: torch.Tensor,
+    channel_names: Sequence[str],
+    site_ids: Sequence[str],
+) -> dict[str, float]:
+    """MSE and Pearson correlation over the masked samples, overall, per channel and per site.
+
+    ``pred``/``target``/``mask`` are ``(batch, n_chans, n_times)``; a prediction shorter than the
+    target (whole patches only) is compared on its own length. Names: ``recon/mse/all``,
+    ``recon/mse/ch/<channel>``, ``recon/corr/site/<site>``. A group with no masked sample has no
+    entry, and a correlation is left out where either side is constant.
+    """
+    if pred.dim() != 3 or target.dim() != 3 or mask.dim() != 3:
+        raise ValueError(f"pred, target, mask: expected (batch, n_chans, n_times) tensors; got shapes "
+                         f"{tuple(pred.shape)}, {tuple(target.shape)}, {tuple(mask.shape)}")
+    n_times = pred.shape[-1]
+    target, mask = target[..., :n_times], mask[..., :n_times]
+    if target.shape != pred.shape or mask.shape != pred.shape:
+        raise ValueError(f"target, mask: expected shape {tuple(pred.shape)} (after cutting to the "
+                         f"prediction's n_times); got {tuple(target.shape)}, {tuple(mask.shape)}")
+    batch, n_chans, _ = pred.shape
+    if len(channel_names) != n_chans:
+        raise ValueError(f"channel_names: expected {n_chans} names; got {len(channel_names)}")
+    if len(site_ids) != batch:
+        raise ValueError(f"site_ids: expected one site per batch row ({batch}); got {len(site_ids)}")
+
+    x, y = pred.detach().double().cpu(), target.detach().double().cpu()
+    w = (mask.detach().cpu() > 0).double()
+    per_row = _moments(x, y, w, (1, 2))           # (batch,)
+    per_channel = _moments(x, y, w, (0, 2))       # (n_chans,)
+    sites = sorted(set(site_ids))
+    membership = torch.tensor([[s == site for s in site_ids] for site in sites], dtype=torch.float64)
+    per_site = {k: membership @ v for k, v in per_row.items()}  # (n_sites,)
+    overall = {k: v.sum() for k, v in per_row.items()}
+
+    out: dict[str, float] = {}
+
+    def put(suffix: str, stats: Mapping[str, torch.Tensor], index: int | None) -> None:
+        values = {k: float(v if index is None else v[index]) for k, v in stats.items()}
+        mse, corr = _mse_and_corr(values)
+        if mse is not None:
+            out[f"recon/mse/{suffix}"] = mse
+        if corr is not None:
+            out[f"recon/corr/{suffix}"] = corr
+
+    put("all", overall, None)
+    for index, name in enumerate(channel_names):
+        put(f"ch/{name}", per_channel, index)
+    for index, site in enumerate(sites):
+        put(f"site/{site}", per_site, index)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Reading an offline run back
+# --------------------------------------------------------------------------------------------
+
+_LOG_BLOCK = 32768
+_LOG_HEADER = struct.Struct("<4sHB")   # ":W&B", magic 0xBEE1, version
+_CHUNK_HEADER = struct.Struct("<IHB")  # crc32, length, chunk type (1 full, 2 first, 3 middle, 4 last)
+
+
+def _records(path: Path) -> list[bytes]:
+    """The records of a ``.wandb`` transaction log (LevelDB log framing, 32 KiB blocks)."""
+    data = path.read_bytes()
+    ident, magic, _version = _LOG_HEADER.unpack_from(data, 0)
+    if ident != b":W&B" or magic != 0xBEE1:
+        raise ValueError(f"{path}: not a W&B transaction log")
+    records, pending, pos = [], b"", _LOG_HEADER.size
+    while pos + _CHUNK_HEADER.size <= len(data):
+        left_in_block = _LOG_BLOCK - pos % _LOG_BLOCK
+        if left_in_block < _CHUNK_HEADER.size:  # block trailer padding
+            pos += left_in_block
+            continue
+        _crc, length, kind = _CHUNK_HEADER.unpack_from(data, pos)
+        if kind == 0:  # zero padding up to the end of the block
+            pos += left_in_block
+            continue
+        pending += data[pos + _CHUNK_HEADER.size: pos + _CHUNK_HEADER.size + length]
+        pos += _CHUNK_HEADER.size + length
+        if kind in (1, 4):
+            records.append(pending)
+            pending = b""
+    return records
+
+
+def read_offline_run(run_path: str | os.PathLike[str]) -> dict[str, Any]:
+    """History rows, final summary and config of an offline run directory (or its .wandb file).
+
+    For checking what a run recorded without uploading it: ``{"history": [{name: value, ...}],
+    "summary": {...}, "config": {...}}`` with JSON-decoded values.
+    """
+    from wandb.proto import wandb_internal_pb2
+
+    path = Path(run_path)
+    if path.is_dir():
+        found = sorted(path.glob("run-*.wandb"))
+        if not found:
+            raise FileNotFoundError(f"{path}: no run-*.wandb file (not a W&B run directory)")
+        path = found[0]
+    result: dict[str, Any] = {"history": [], "summary": {}, "config": {}}
+
+    def key(item: Any) -> str:
+        return item.key or "/".join(item.nested_key)
+
+    for blob in _records(path):
+        record = wandb_internal_pb2.Record()
+        record.ParseFromString(blob)
+        kind = record.WhichOneof("record_type")
+        if kind == "history":
+            result["history"].append({key(i): json.loads(i.value_json) for i in record.history.item})
+        elif kind == "summary":
+            result["summary"].update({key(i): json.loads(i.value_json) for i in record.summary.update})
+        elif kind == "run":
+            result["config"].update({key(i): json.loads(i.value_json) for i in record.run.config.update})
+        elif kind == "config":
+            result["config"].update({key(i): json.loads(i.value_json) for i in record.config.update})
+    return result
