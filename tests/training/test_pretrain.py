@@ -17,7 +17,6 @@ import torch
 from safetensors.torch import load_file
 
 from training import checkpoint as ckpt
-from training.loop import step_seed
 from training.tracking import read_offline_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -60,12 +59,6 @@ def _assert_bitwise_equal(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]
     assert a.keys() == b.keys()
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, f"{len(different)} tensors differ, e.g. {different[:3]}"
-
-
-def test_step_seeds_are_distinct_per_rank_step_and_micro_step():
-    seeds = {step_seed(0, rank, step, micro) for rank in range(2) for step in range(50) for micro in range(3)}
-    assert len(seeds) == 300
-    assert step_seed(0, 1, 2, 3) == step_seed(0, 1, 2, 3)
 
 
 def test_single_process_run_writes_checkpoints_model_metrics_and_offline_wandb(pipeline_output, tmp_path):

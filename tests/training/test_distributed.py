@@ -1,0 +1,70 @@
+"""training.distributed in one process: launcher detection, errors, collectives that degrade cleanly.
+
+The multi-process behaviour (gloo DDP, Horovod) is exercised by real launches in test_pretrain.py.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from training.distributed import BACKENDS, DistributedError, init_distributed, unwrap
+
+
+@pytest.fixture
+def no_launcher(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.mark.parametrize("backend", ["auto", "none", "gloo"])
+def test_without_a_launcher_every_backend_runs_one_process(no_launcher, backend):
+    dist = init_distributed(backend, device="cpu")
+    assert (dist.backend, dist.rank, dist.world_size, dist.is_main) == ("none", 0, 1, True)
+    assert not dist.is_distributed and not dist.uses_ddp
+    model = torch.nn.Linear(2, 2)
+    assert dist.wrap_model(model) is model
+    # Collectives are identities for one process, so the loops need no special cases.
+    assert dist.mean({"loss": 2.5, "lr": 1e-3}) == {"loss": 2.5, "lr": 1e-3}
+    assert dist.max({"rss": 10.0}) == {"rss": 10.0}
+    assert dist.any(True) and not dist.any(False)
+    assert dist.gather_objects({"pos": 3}) == [{"pos": 3}]
+    assert dist.broadcast_object("x") == "x"
+    dist.barrier()
+    dist.shutdown()
+
+
+def test_bad_arguments_name_the_parameter_and_the_allowed_values(no_launcher, monkeypatch):
+    with pytest.raises(DistributedError, match=r"backend: expected one of auto, none, gloo, nccl, horovod; got 'mpi'"):
+        init_distributed("mpi")
+    with pytest.raises(DistributedError, match="device: expected one of auto, cpu, cuda; got 'tpu'"):
+        init_distributed("auto", device="tpu")
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    with pytest.raises(DistributedError, match="WORLD_SIZE=4"):
+        init_distributed("none", device="cpu")
+    monkeypatch.setenv("WORLD_SIZE", "two")
+    with pytest.raises(DistributedError, match="WORLD_SIZE: expected an integer; got 'two'"):
+        init_distributed("auto", device="cpu")
+    assert BACKENDS == ("auto", "none", "gloo", "nccl", "horovod")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only error")
+def test_cuda_and_nccl_need_a_gpu(no_launcher, monkeypatch):
+    with pytest.raises(DistributedError, match="device: 'cuda' requested"):
+        init_distributed("auto", device="cuda")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(DistributedError, match="backend 'nccl': needs CUDA GPUs; use 'gloo' on CPU"):
+        init_distributed("nccl", device="cpu")
+
+
+def test_unwrap_finds_the_model_inside_ddp_and_compile_wrappers():
+    model = torch.nn.Linear(2, 2)
+
+    class Compiled(torch.nn.Module):  # what torch.compile's OptimizedModule exposes
+        def __init__(self, inner):
+            super().__init__()
+            self._orig_mod = inner
+
+    assert unwrap(model) is model
+    assert unwrap(Compiled(model)) is model

@@ -1,0 +1,73 @@
+"""training.loop: the pieces pretraining and fine-tuning share, checked on a small real model."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+import pytest
+import torch
+
+from training.config import ConfigError
+from training.distributed import Dist
+from training.loop import (add_run_arguments, load_core_state, optimizer_step, run_overrides, step_seed)
+
+
+def test_step_seeds_are_distinct_per_rank_step_and_micro_step_and_stable():
+    seeds = {step_seed(0, rank, step, micro) for rank in range(2) for step in range(50) for micro in range(3)}
+    assert len(seeds) == 300
+    assert step_seed(0, 1, 2, 3) == step_seed(0, 1, 2, 3)
+    assert all(0 <= s < 2**63 for s in seeds)
+
+
+def _model_and_optimizer(lr: float = 0.1):
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 / (step + 1))
+    return model, optimizer, scheduler
+
+
+def test_optimizer_step_clips_steps_zeroes_and_advances_the_schedule():
+    model, optimizer, scheduler = _model_and_optimizer()
+    (model(torch.full((8, 4), 100.0)).sum()).backward()
+    raw_norm = math.sqrt(sum(float(p.grad.square().sum()) for p in model.parameters()))
+    before = [p.detach().clone() for p in model.parameters()]
+    norm = optimizer_step(model, optimizer, scheduler, None, Dist("none"), grad_clip=1.0)
+    assert norm == pytest.approx(raw_norm, rel=1e-5)  # the norm before clipping is reported
+    assert all(p.grad is None for p in model.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert scheduler.get_last_lr() == [pytest.approx(0.05)]
+
+
+def test_core_state_refuses_a_different_world_size():
+    model, optimizer, scheduler = _model_and_optimizer()
+
+    class Loader:
+        def state_dict(self):
+            return {"batches": 3}
+
+        def load_state_dict(self, state):
+            self.state = state
+
+    class Run:
+        pass
+
+    run = Run()
+    run.model, run.optimizer, run.scheduler, run.scaler, run.loader = model, optimizer, scheduler, None, Loader()
+    run.dist, run.samples, run.best_metric = Dist("none"), 0, math.inf
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "scaler": None, "loader": [{"batches": 7}], "samples": 56, "best_metric": 0.5, "world_size": 1}
+    load_core_state(run, state)
+    assert run.loader.state == {"batches": 7} and run.samples == 56 and run.best_metric == 0.5
+    with pytest.raises(ConfigError, match="written by 2 ranks, this run has 1"):
+        load_core_state(run, {**state, "world_size": 2})
+
+
+def test_common_options_become_config_overrides_with_flags_last():
+    parser = argparse.ArgumentParser()
+    add_run_arguments(parser, kind="pretrain")
+    args = parser.parse_args(["--data", "d", "--set", "wandb.mode=online", "--set", "optim.lr=1e-3",
+                              "--wandb", "disabled"])
+    assert run_overrides(args) == ["wandb.mode=online", "optim.lr=1e-3", "wandb.mode=disabled"]
+    assert args.resume == "auto" and args.config == "cpu-tiny" and args.device == "auto"
