@@ -376,3 +376,32 @@ def test_clear_errors(pretrained, hms_data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"--data {hms_data}: no labeled windows for task 'eegmat'" in err and "'hms6': 121" in err
     assert not (tmp_path / "z" / "checkpoints").exists()
+
+
+def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared_data, pretrained, tmp_path):
+    """The eegmat task end to end on real EEG: the pipeline labels rest/arithmetic from the file
+    names, fine-tuning trains the binary head on 4 subjects and validates on held-out ones."""
+    from model.modeling import EEGFMModel
+
+    corpus = tmp_path / "eegmat"
+    corpus.mkdir()
+    source = shared_data / "eegmat"
+    for name in ["subject-info.csv"] + [f"Subject0{s}_{k}.edf" for s in range(5) for k in (1, 2)]:
+        (corpus / name).symlink_to(source / name)
+    key = tmp_path / "key"
+    key.write_text("0123456789abcdef" * 4 + "\n")
+    out = tmp_path / "tfrecords"
+    preprocess(["--input", str(corpus), "--output", str(out), "--pseudonym_key_file", str(key),
+                "--no_artifact_model", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    run = tmp_path / "run"
+    assert finetune.main(["--pretrained", str(pretrained), "--data", str(out), "--output", str(run),
+                          "--task", "eegmat", "--config", "cpu-tiny", "--wandb", "disabled",
+                          "--set", "deterministic=false", "--set", "optim.max_steps=4",
+                          "--set", "optim.warmup_steps=0", "--set", "epochs=1", "--set", "val_fraction=0.2",
+                          "--set", "model_overrides={modalities: []}", "--set", "loader.augment={}"]) == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert report["task"] == "eegmat" and report["record_task"] == "eegmat_rest_task"
+    val = report["val"]
+    assert val["n_windows"] > 0 and 0.0 <= val["accuracy"] <= 1.0
+    saved = EEGFMModel.from_pretrained(run / "model")
+    assert saved.config.head == "binary" and set(saved.config.id2label.values()) == {"rest", "task"}
