@@ -50,8 +50,8 @@ def _simulate_and_preprocess(root: Path) -> Path:
 
 def _pretrain_throughput(data: Path, out: Path, ranks: int, steps: int, batch: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="disabled")
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={ranks}", "--master_port",
-           str(29500 + ranks), "-m", "training.pretrain", "--data", str(data), "--output", str(out),
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
+           "-m", "training.pretrain", "--data", str(data), "--output", str(out),
            "--config", "cpu-tiny", "--max_steps", str(steps), "--set", f"loader.batch_size={batch}",
            "--set", "optim.warmup_steps=1", "--set", "log_every=1", "--set", f"save_every={steps * 10}",
            "--set", "wandb.mode=disabled", "--set", "backend=gloo", "--set", "deterministic=false"]

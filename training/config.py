@@ -21,7 +21,8 @@ a user's own file can hold just one. :func:`load_config` applies command-line ov
 (``optim.lr=3e-4``, values parsed as YAML) and rejects unknown keys, listing the valid ones.
 
 What is not checked here: whether ``fp16`` or ``nccl`` are usable depends on the machine the run
-lands on, so :func:`resolve_precision` and :func:`resolve_backend` check them at start-up.
+lands on, so :func:`resolve_precision` and ``training.distributed.init_distributed`` check them
+at start-up.
 """
 
 from __future__ import annotations
@@ -571,16 +572,3 @@ def resolve_precision(precision: str, device: str | torch.device) -> torch.dtype
         raise ConfigError(f"precision: 'fp16' needs a CUDA device; got device {device_type!r} "
                           "(use 'bf16' or 'fp32')")
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def resolve_backend(backend: str, device: str | torch.device) -> str:
-    """The distributed backend to use: ``auto`` is nccl on CUDA and gloo elsewhere."""
-    import torch
-
-    check_option("backend", backend, BACKENDS)
-    device_type = torch.device(device).type
-    if backend == "auto":
-        return "nccl" if device_type == "cuda" else "gloo"
-    if backend == "nccl" and device_type != "cuda":
-        raise ConfigError(f"backend: 'nccl' needs CUDA devices; got device {device_type!r} (use 'gloo' or 'auto')")
-    return backend

@@ -79,12 +79,12 @@ from model.optim import param_groups_lrd
 from pipelines.logging_setup import get_logger, setup_logging
 from training import checkpoint as ckpt
 from training import losses
-from training.augment import AugmentConfig
 from training.config import ConfigError, FinetuneConfig, load_config, resolve_precision
-from training.data import EEGLoader, LoaderConfig, RecordFilter, model_inputs, scan_windows
+from training.data import EEGLoader, RecordFilter, model_inputs, scan_windows
 from training.distributed import Dist, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, add_run_arguments, autocast, backward, core_state,
-                           launch, load_core_state, optimizer_step, run_overrides, step_seed)
+                           launch, load_core_state, loader_config, optimizer_step, run_overrides,
+                           step_seed)
 from training.pretrain import check_replicas
 from training.tracking import Tracker, memory_stats
 
@@ -492,16 +492,6 @@ def evaluate(logits: torch.Tensor, target: torch.Tensor, cfg: FinetuneConfig, he
 
 
 # ------------------------------------------------------------------------------------------ run
-def loader_config(cfg: FinetuneConfig, patch_size: int, filters: RecordFilter, *, train: bool) -> LoaderConfig:
-    section = cfg.loader
-    return LoaderConfig(
-        batch_size=None if section.token_budget else section.batch_size,
-        token_budget=section.token_budget, max_batch_size=section.batch_size, patch_size=patch_size,
-        num_workers=section.num_workers, shuffle=train, shuffle_buffer=section.shuffle_buffer,
-        seed=section.seed, augment=AugmentConfig(**section.augment) if train else AugmentConfig(),
-        filters=filters)
-
-
 @dataclasses.dataclass
 class Stage:
     name: str           # "stage1" | "stage2"
@@ -581,7 +571,7 @@ def build_run(cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, stage: Sta
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(optim.lr_factor, total_steps=total))
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     filters = split_filter(plan, "train", stage.min_votes)
-    loader = EEGLoader(data, loader_config(cfg, model.config.patch_size, filters, train=True), rank=dist.rank,
+    loader = EEGLoader(data, loader_config(cfg.loader, model.config.patch_size, filters=filters), rank=dist.rank,
                        world_size=dist.world_size, infinite=True)
     loss_fn = make_loss(cfg, model.head, resolve_class_weights(cfg, plan))
     optimizer = dist.wrap_optimizer(optimizer, model, cfg.optim.grad_accum_steps)
@@ -714,7 +704,8 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: P
     tracker = Tracker(cfg.wandb.project, output, cfg.to_dict(), mode=cfg.wandb.mode, rank=dist.rank,
                       run_name=cfg.wandb.run_name)
     metrics_file = open(output / "metrics.jsonl", "a", encoding="utf-8") if dist.is_main else None
-    val_loader = EEGLoader(data, loader_config(cfg, model.config.patch_size, split_filter(plan, "val"), train=False),
+    val_filter = split_filter(plan, "val")
+    val_loader = EEGLoader(data, loader_config(cfg.loader, model.config.patch_size, filters=val_filter, train=False),
                            rank=dist.rank, world_size=dist.world_size, infinite=False)
     amp_dtype = resolve_precision(cfg.precision, dist.device)
 
@@ -834,7 +825,8 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, out
     if cfg.temperature_scaling:
         report["val_calibrated"] = evaluate(logits, target, cfg, model.head, plan.prior, temperature)
     if plan.split.test:
-        test_config = loader_config(cfg, model.config.patch_size, split_filter(plan, "test"), train=False)
+        test_config = loader_config(cfg.loader, model.config.patch_size, filters=split_filter(plan, "test"),
+                                    train=False)
         test_loader = EEGLoader(data, test_config, rank=dist.rank, world_size=dist.world_size, infinite=False)
         test_logits, test_target = collect(model, test_loader, cfg, dist, amp_dtype)
         report["test"] = evaluate(test_logits, test_target, cfg, model.head, plan.prior, temperature)

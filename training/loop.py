@@ -17,8 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
+from training.augment import AugmentConfig
 from training.checkpoint import CheckpointError
 from training.config import ConfigError
+from training.config import LoaderConfig as LoaderSection
+from training.data import LoaderConfig, RecordFilter
 from training.distributed import BACKENDS, Dist, init_distributed, unwrap
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "stopped by a signal", so schedulers restart the job
@@ -27,6 +30,21 @@ PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "stopped by a signal", so schedulers
 def step_seed(*parts: int) -> int:
     """A 63-bit seed from integers (seed, rank, step, micro-step, ...): independent streams."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+
+
+def loader_config(section: LoaderSection, patch_size: int, *, filters: RecordFilter | None = None,
+                  train: bool = True) -> LoaderConfig:
+    """The data loader's settings from a run config's ``loader`` section.
+
+    ``batch_size`` is the batch size, or with a ``token_budget`` the cap on windows per batch.
+    Evaluation loaders (``train=False``) keep the file order and do not augment.
+    """
+    return LoaderConfig(
+        batch_size=None if section.token_budget else section.batch_size,
+        token_budget=section.token_budget, max_batch_size=section.batch_size, patch_size=patch_size,
+        num_workers=section.num_workers, shuffle=train, shuffle_buffer=section.shuffle_buffer,
+        seed=section.seed, augment=AugmentConfig(**section.augment) if train else AugmentConfig(),
+        filters=RecordFilter() if filters is None else filters)
 
 
 def autocast(dist: Dist, dtype: torch.dtype):

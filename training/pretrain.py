@@ -44,34 +44,17 @@ from pipelines.logging_setup import get_logger
 from pipelines.schema import CHANNELS
 from training import checkpoint as ckpt
 from training.config import ConfigError, PretrainConfig, load_config, resolve_precision
-from training.data import EEGLoader, LoaderConfig, model_inputs
+from training.data import EEGLoader, model_inputs
 from training.distributed import Dist, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, add_run_arguments, autocast, backward, core_state,
-                           launch, load_core_state, optimizer_step, run_overrides, step_seed)
+                           launch, load_core_state, loader_config, optimizer_step, run_overrides,
+                           step_seed)
 from training.tracking import Tracker, memory_stats, reconstruction_metrics
 
 log = get_logger("training.pretrain")
 
 
 # ------------------------------------------------------------------------------------------ set-up
-
-def loader_config(cfg: PretrainConfig, patch_size: int) -> LoaderConfig:
-    """The data loader's settings from the run config's ``loader`` section."""
-    section = cfg.loader
-    from training.augment import AugmentConfig
-
-    return LoaderConfig(
-        batch_size=None if section.token_budget else section.batch_size,
-        token_budget=section.token_budget,
-        max_batch_size=section.batch_size,
-        patch_size=patch_size,
-        num_workers=section.num_workers,
-        shuffle_buffer=section.shuffle_buffer,
-        seed=section.seed,
-        augment=AugmentConfig(**section.augment),
-    )
-
-
 def untrained_by_pretraining(model: EEGFMForPretraining) -> set[str]:
     """Names of the parameters that the pretraining losses give no gradient (probe: one step).
 
@@ -79,6 +62,7 @@ def untrained_by_pretraining(model: EEGFMForPretraining) -> set[str]:
     the patch layers, the final norm) is only trained by fine-tuning. The model ties those
     parameters in with a zero weight (plain DDP needs a gradient for every parameter), and AdamW
     would still decay them toward zero; they go to an lr-0 group and keep their initial values.
+    The probe passes no auxiliary labels, as this loop never does, so an auxiliary head stays fixed.
     """
     probe = torch.randn(2, 19, 4 * model.config.patch_size, generator=torch.Generator().manual_seed(0))
     was_training = model.training
@@ -98,7 +82,7 @@ def untrained_by_pretraining(model: EEGFMForPretraining) -> set[str]:
 def configure_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases, norms and embeddings (1-D tensors); lr 0 for the
     parameters pretraining does not train (see :func:`untrained_by_pretraining`)."""
-    frozen = untrained_by_pretraining(unwrap(model)) if unwrap(model).auxiliary is None else set()
+    frozen = untrained_by_pretraining(unwrap(model))
     decay, no_decay, fixed = [], [], []
     for name, param in sorted(unwrap(model).named_parameters()):
         if not param.requires_grad:
@@ -154,7 +138,7 @@ def build_run(cfg: PretrainConfig, dist: Dist, data: str) -> Run:
     optimizer = configure_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.optim.lr_factor)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    loader = EEGLoader(data, loader_config(cfg, model.config.patch_size), rank=dist.rank,
+    loader = EEGLoader(data, loader_config(cfg.loader, model.config.patch_size), rank=dist.rank,
                        world_size=dist.world_size, infinite=True)
     wrapped = dist.wrap_model(model)
     if cfg.compile:

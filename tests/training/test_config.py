@@ -11,7 +11,6 @@ from training.config import (
     list_config_presets,
     load_config,
     parse_overrides,
-    resolve_backend,
     resolve_precision,
 )
 
@@ -151,12 +150,8 @@ def test_cosine_schedule_with_warmup():
     assert all(math.isfinite(optim.lr_factor(s)) for s in range(0, 200, 7))
 
 
-def test_runtime_checks_for_precision_and_backend():
+def test_runtime_check_for_precision():
     assert resolve_precision("bf16", "cpu") is torch.bfloat16
     assert resolve_precision("fp16", "cuda:0") is torch.float16
     with pytest.raises(ConfigError, match=r"precision: 'fp16' needs a CUDA device; got device 'cpu'"):
         resolve_precision("fp16", "cpu")
-    assert resolve_backend("auto", "cpu") == "gloo" and resolve_backend("auto", "cuda") == "nccl"
-    assert resolve_backend("horovod", "cpu") == "horovod"
-    with pytest.raises(ConfigError, match=r"backend: 'nccl' needs CUDA devices; got device 'cpu'"):
-        resolve_backend("nccl", "cpu")

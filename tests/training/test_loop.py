@@ -10,7 +10,8 @@ import torch
 
 from training.config import ConfigError
 from training.distributed import Dist
-from training.loop import (add_run_arguments, load_core_state, optimizer_step, run_overrides, step_seed)
+from training.loop import (add_run_arguments, load_core_state, loader_config, optimizer_step, run_overrides,
+                           step_seed)
 
 
 def test_step_seeds_are_distinct_per_rank_step_and_micro_step_and_stable():
@@ -71,3 +72,19 @@ def test_common_options_become_config_overrides_with_flags_last():
                               "--wandb", "disabled"])
     assert run_overrides(args) == ["wandb.mode=online", "optim.lr=1e-3", "wandb.mode=disabled"]
     assert args.resume == "auto" and args.config == "cpu-tiny" and args.device == "auto"
+
+
+def test_loader_config_maps_the_run_section_and_evaluation_keeps_order_without_augmentation():
+    from training.config import LoaderConfig as Section
+    from training.data import RecordFilter
+
+    section = Section(batch_size=16, num_workers=1, shuffle_buffer=64, seed=3, augment={"noise_std": 2.0})
+    train = loader_config(section, patch_size=256)
+    assert (train.batch_size, train.token_budget, train.shuffle, train.seed) == (16, None, True, 3)
+    assert train.augment.noise_std == 2.0
+    held_out = RecordFilter(subjects=("s1",))
+    evaluation = loader_config(section, 256, filters=held_out, train=False)
+    assert not evaluation.shuffle and evaluation.augment.noise_std == 0.0 and evaluation.filters is held_out
+    budget = loader_config(Section(batch_size=32, token_budget=500), 256)
+    assert (budget.batch_size, budget.token_budget, budget.max_batch_size) == (None, 500, 32)
+    assert budget.batch_size_for(2560) == 32 and budget.batch_size_for(256 * 100) == 5
