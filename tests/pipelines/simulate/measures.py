@@ -7,7 +7,6 @@ by any re-referencing) for amplitude growth, and baseline-relative envelope cros
 timing.
 """
 
-from pathlib import Path
 
 import numpy as np
 from scipy import signal
@@ -73,8 +72,9 @@ def onset_times(x: np.ndarray, sfreq: float, baseline: slice, after: int) -> np.
             onsets[c] = crossing[0] / sfreq
     return onsets
 
-# Real files, used by path and never copied (see ../shared/data/README.md).
-SHARED_DATA = Path(__file__).resolve().parents[3].parent / "shared" / "data"
+# Real files, used by path and never copied (see ../shared/data/README.md); one location for the
+# whole suite, EEGFM_SHARED_DATA included.
+from tests.conftest import SHARED_DATA  # noqa: E402
 REAL_EEG = SHARED_DATA / "hms" / "train_eegs" / "1000913311.parquet"
 REAL_SPECTROGRAM = SHARED_DATA / "hms" / "train_spectrograms" / "1000189855.parquet"
 
