@@ -116,6 +116,8 @@ def main() -> None:
         (tmp / "mne-half").mkdir()
         mne_half_s, _ = _timed([sys.executable, "-c", MNE_REFERENCE, str(half), str(tmp / "mne-half")], env)
         eegfm_half_s, _ = _timed(_eegfm([str(half)], tmp / "eegfm-half", key, runs["eegfm_1_worker"]), env)
+        mp_half = {name: _timed(_eegfm([str(half)], tmp / f"{name}-half", key, runs[name]), env)[0]
+                   for name in ("eegfm_mp_1_worker", "eegfm_mp_2_workers")}
         result["mne_reference"] = {"seconds": round(mne_s, 2), "eeg_hours_per_s": round(hours / mne_s, 4),
                                    "peak_rss_mb": round(mne_rss)}
         for name, (seconds, rss) in timings.items():
@@ -136,6 +138,11 @@ def main() -> None:
             "eegfm_fixed_seconds": round(one - (one - eegfm_half_s) * hours / marginal_hours, 2),
             "mne_eeg_hours_per_s": round(mne_rate, 4), "eegfm_eeg_hours_per_s": round(eegfm_rate, 4),
             "speedup_vs_mne": round(eegfm_rate / mne_rate, 2),
+            "mp_1_worker_half_seconds": round(mp_half["eegfm_mp_1_worker"], 2),
+            "mp_2_workers_half_seconds": round(mp_half["eegfm_mp_2_workers"], 2),
+            "speedup_1_to_2_workers": round(
+                (timings["eegfm_mp_1_worker"][0] - mp_half["eegfm_mp_1_worker"])
+                / max(timings["eegfm_mp_2_workers"][0] - mp_half["eegfm_mp_2_workers"], 1e-9), 2),
         }
         result["targets"] = {"speedup_vs_mne_1_worker": ">= 3.0", "speedup_1_to_2_workers": ">= 1.6",
                              "peak_rss_per_worker_mb": "<= 2048"}

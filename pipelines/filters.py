@@ -450,21 +450,21 @@ def _zero_phase(x: np.ndarray, sos: np.ndarray, pad_left: int, pad_right: int) -
     With equal pads this is exactly scipy's ``sosfiltfilt(padtype='odd', padlen=pad)``; separate
     pads let the streaming filter pad only at true recording edges.
     """
-    parts = []
+    n = x.shape[1]
+    ext = np.empty((x.shape[0], pad_left + n + pad_right), dtype=x.dtype)
+    ext[:, pad_left: pad_left + n] = x
     if pad_left:
-        parts.append(2 * x[:, :1] - x[:, pad_left:0:-1])
-    parts.append(x)
+        np.subtract(2 * x[:, :1], x[:, pad_left:0:-1], out=ext[:, :pad_left])
     if pad_right:
-        parts.append(2 * x[:, -1:] - x[:, -2:-pad_right - 2:-1])
-    ext = np.concatenate(parts, axis=1) if len(parts) > 1 else x
+        np.subtract(2 * x[:, -1:], x[:, -2:-pad_right - 2:-1], out=ext[:, pad_left + n:])
     # Steady-state initial conditions scaled by the first sample of each pass, shape
-    # (n_sections, n_chans, 2), as sosfiltfilt does.
+    # (n_sections, n_chans, 2), as sosfiltfilt does. sosfilt filters a private C-ordered copy,
+    # so handing it the reversed view costs one copy, the same as any in-place alternative.
     zi = sosfilt_zi(sos).astype(sos.dtype)[:, None, :]
     y, _ = sosfilt(sos, ext, axis=1, zi=zi * ext[None, :, :1])
-    y = y[:, ::-1]
-    y, _ = sosfilt(sos, y, axis=1, zi=zi * y[None, :, :1])
-    y = y[:, ::-1]
-    return np.ascontiguousarray(y[:, pad_left: y.shape[1] - pad_right])
+    del ext
+    y, _ = sosfilt(sos, y[:, ::-1], axis=1, zi=zi * y[None, :, -1:])
+    return np.ascontiguousarray(y[:, ::-1][:, pad_left: y.shape[1] - pad_right])
 
 
 def apply_filters(data: np.ndarray, design: FilterDesign) -> np.ndarray:
@@ -546,18 +546,8 @@ class StreamingFilter:
             raise RuntimeError(
                 "StreamingFilter: push() after flush(); create a new StreamingFilter"
             )
-        chunk = _check_data(chunk, "chunk")
-        if chunk.shape[0] != self.n_chans:
-            raise ValueError(
-                f"chunk: expected {self.n_chans} channels (n_chans); got {chunk.shape[0]}"
-            )
-        if chunk.shape[1] == 0:
+        if not self._append(chunk):
             return np.zeros((self.n_chans, 0), dtype=np.float32)
-        chunk = chunk.astype(self.design.sos.dtype)
-        if self._offset is None:
-            self._offset = chunk[:, :1].copy()
-        self._buffer = np.concatenate([self._buffer, chunk - self._offset], axis=1)
-        self._n_in += chunk.shape[1]
         stop = self._n_in - self.design.margin
         if stop <= self._n_out:
             return np.zeros((self.n_chans, 0), dtype=np.float32)
@@ -571,18 +561,26 @@ class StreamingFilter:
         """
         if self._closed:
             raise RuntimeError("StreamingFilter: finish() after flush(); create a new StreamingFilter")
+        self._append(chunk)
+        return self.flush()
+
+    def _append(self, chunk: np.ndarray) -> bool:
+        """Buffer ``chunk`` minus the first sample's offset; False when it is empty."""
         chunk = _check_data(chunk, "chunk")
         if chunk.shape[0] != self.n_chans:
             raise ValueError(
                 f"chunk: expected {self.n_chans} channels (n_chans); got {chunk.shape[0]}"
             )
-        if chunk.shape[1]:
-            chunk = chunk.astype(self.design.sos.dtype)
-            if self._offset is None:
-                self._offset = chunk[:, :1].copy()
-            self._buffer = np.concatenate([self._buffer, chunk - self._offset], axis=1)
-            self._n_in += chunk.shape[1]
-        return self.flush()
+        if chunk.shape[1] == 0:
+            return False
+        chunk = np.asarray(chunk, dtype=self.design.sos.dtype)
+        if self._offset is None:
+            self._offset = chunk[:, :1].copy()
+        shifted = chunk - self._offset
+        self._buffer = shifted if self._buffer.shape[1] == 0 else np.concatenate(
+            [self._buffer, shifted], axis=1)
+        self._n_in += chunk.shape[1]
+        return True
 
     def flush(self) -> np.ndarray:
         """Return the remaining outputs and close the stream."""
@@ -602,9 +600,9 @@ class StreamingFilter:
         else:
             pad = self.design.padlen  # n_in > margin > padlen, as in the one-shot path
         y = _zero_phase(segment, self.design.sos, pad if seg_start == 0 else 0, pad if final else 0)
-        out = y[:, self._n_out - seg_start: stop - seg_start]
+        out = y[:, self._n_out - seg_start: stop - seg_start]  # y is private: add in place
         if self.design.dc_gain:
-            out = out + self._offset * self.design.sos.dtype.type(self.design.dc_gain)
+            out += self._offset * self.design.sos.dtype.type(self.design.dc_gain)
         out = out.astype(np.float32, copy=False)
         self._n_out = stop
         keep_from = max(0, stop - margin)

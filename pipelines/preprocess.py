@@ -264,7 +264,9 @@ def _quarantine_line(event) -> str:
                        "kind": "window"}, sort_keys=True)
 
 
-def _write_manifest(_, path, header, outcomes, counts, shards, model_used):
+def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quarantine_lines):
+    with FileSystems.create(FileSystems.join(os.path.dirname(path), "quarantine.jsonl")) as fh:
+        fh.write("".join(line + "\n" for line in sorted(quarantine_lines)).encode())
     inputs = sorted((o.as_dict() for o in outcomes), key=lambda d: d["source"])
     manifest = dict(header)
     manifest["inputs"] = header["ignored"] + [
@@ -302,11 +304,10 @@ class WriteReports(beam.PTransform):
         p = outcomes.pipeline
         ignored = p | "Ignored" >> beam.Create(self._ignored)
         quarantined = outcomes | "Quarantined" >> beam.Filter(lambda o: o.status != "processed")
+        # Quarantine lines are few (one per rejected input or window), so the manifest step
+        # writes them too: sorted, and without a file sink's sub-graph in every job.
         lines = ((quarantined, rejected, ignored) | "AllQuarantine" >> beam.Flatten()
                  | "ToJson" >> beam.Map(_quarantine_line))
-        _ = lines | "WriteQuarantine" >> beam.io.WriteToText(
-            FileSystems.join(self._output, "quarantine"), file_name_suffix=".jsonl",
-            num_shards=1, shard_name_template="")
         counts = (windows | "Counts" >> beam.FlatMap(_window_counts)
                   | "Sum" >> beam.CombinePerKey(sum))
         header = dict(self._header)
@@ -317,7 +318,7 @@ class WriteReports(beam.PTransform):
             | "Manifest" >> beam.Map(
                 _write_manifest, path, header,
                 beam.pvalue.AsList(outcomes), beam.pvalue.AsDict(counts),
-                beam.pvalue.AsList(shards), beam.pvalue.AsList(model_used))
+                beam.pvalue.AsList(shards), beam.pvalue.AsList(model_used), beam.pvalue.AsList(lines))
         )
 
 

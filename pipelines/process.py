@@ -35,7 +35,7 @@ from pipelines.features import compute_features
 from pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
 from pipelines.harmonize import HarmonizeError, harmonize, plan_harmonization
 from pipelines.ica import fit_ica_cleaner
-from pipelines.quality import QUALITY_NAMES, QualityConfig, compute_quality, validate_window
+from pipelines.quality import QUALITY_NAMES, QualityConfig, compute_quality_batch, validate_window
 from pipelines.readers import Reader, ReaderError, open_recording
 from pipelines.resample import TARGET_SFREQ, Resampler
 from pipelines.sources import SourceItem
@@ -324,19 +324,18 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     for start in range(0, info.n_times, chunk):
         stop = min(info.n_times, start + chunk)
         data, bad = harmonized(start, stop)
-        resampled = resampler.push(data)
-        bad_rs = _resample_mask(bad, start, stop, info.sfreq, bad_buf.end, resampled.shape[1])
-        tail = [] if stop < info.n_times else [resampler.flush()]
-        block = resampled if not tail else np.concatenate([resampled, tail[0]], axis=1)
+        last = stop >= info.n_times
+        block = resampler.finish(data) if last else resampler.push(data)
         raw_buf.append(block)
-        out_buf.append(filt.push(block) if not tail else filt.finish(block))
-        bad_buf.append(bad_rs[None] if not tail else
-                       np.concatenate([bad_rs, np.zeros(tail[0].shape[1], bool)])[None])
+        out_buf.append(filt.finish(block) if last else filt.push(block))
+        bad_buf.append(_resample_mask(bad, start, stop, info.sfreq, bad_buf.end, block.shape[1])[None])
+        ready = []
         while next_req < len(requests) and requests[next_req].start + requests[next_req].n_times <= out_buf.end:
-            req = requests[next_req]
+            ready.append(requests[next_req])
             next_req += 1
-            yield _make_window(item, req, raw_buf, out_buf, bad_buf, ids, clinical, config,
-                               config_hash, sha, has_ecg, outcome)
+        for batch in _quality_batches(ready):
+            yield from _make_windows(item, batch, raw_buf, out_buf, bad_buf, ids, clinical, config,
+                                     config_hash, sha, has_ecg, outcome)
         keep_from = requests[next_req].start if next_req < len(requests) else out_buf.end
         for buf in (raw_buf, out_buf, bad_buf):
             buf.drop_before(keep_from)
@@ -390,16 +389,40 @@ class _Rolling:
             self.base += cut
 
 
-def _make_window(item, req, raw_buf, out_buf, bad_buf, ids, clinical, config, config_hash, sha,
-                 has_ecg, outcome):
-    filtered = out_buf.take(req.start, req.n_times)
-    unfiltered = raw_buf.take(req.start, req.n_times)
-    eeg = filtered[: schema.N_CHANS]
+# Windows scored together: shares compute_quality_batch's per-call work, bounded in memory
+# (32 windows of 50 s are 24 MB of float32).
+_QUALITY_BATCH = 32
+
+
+def _quality_batches(requests: list) -> Iterator[list]:
+    """Consecutive runs of equally long requests, at most _QUALITY_BATCH each."""
+    batch: list = []
+    for req in requests:
+        if batch and (len(batch) == _QUALITY_BATCH or req.n_times != batch[0].n_times):
+            yield batch
+            batch = []
+        batch.append(req)
+    if batch:
+        yield batch
+
+
+def _make_windows(item, batch, raw_buf, out_buf, bad_buf, ids, clinical, config, config_hash, sha,
+                  has_ecg, outcome):
     mask = _channel_mask(item, outcome)
+    filtered = np.stack([out_buf.take(r.start, r.n_times) for r in batch])
+    unfiltered = np.stack([raw_buf.take(r.start, r.n_times)[: schema.N_CHANS] for r in batch])
+    reports = compute_quality_batch(filtered[:, : schema.N_CHANS], TARGET_SFREQ, config.quality,
+                                    channel_mask=mask, unfiltered=unfiltered)
+    for req, window, report in zip(batch, filtered, reports):
+        n_bad = int(bad_buf.take(req.start, req.n_times).sum())
+        yield _make_window(item, req, window, report, n_bad, mask, ids, clinical, config,
+                           config_hash, sha, has_ecg, outcome)
+
+
+def _make_window(item, req, filtered, report, n_bad, mask, ids, clinical, config, config_hash, sha,
+                 has_ecg, outcome):
+    eeg = filtered[: schema.N_CHANS]
     window_start_s = req.start / TARGET_SFREQ
-    n_bad = int(bad_buf.take(req.start, req.n_times).sum())
-    report = compute_quality(eeg, TARGET_SFREQ, config.quality, channel_mask=mask,
-                             unfiltered=unfiltered[: schema.N_CHANS])
     keep, reasons = validate_window(report, config.quality)
     if n_bad:
         keep = False
