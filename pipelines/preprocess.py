@@ -486,7 +486,7 @@ def run(argv: list[str] | None = None) -> dict:
     if "://" not in args.output:  # object stores have no folders to create
         os.makedirs(args.output, exist_ok=True)
     start = time.time()
-    with beam.Pipeline(options=options) as p:
+    with beam.Pipeline(runner=local_runner(options), options=options) as p:
         build_pipeline(p, args, config, items, ignored, key, {i.site for i in items})
     seconds = time.time() - start
     if options.view_as(StandardOptions).runner == "DataflowRunner":
@@ -495,6 +495,27 @@ def run(argv: list[str] | None = None) -> dict:
         manifest = json.loads(fh.read())
     print(f"eegfm-preprocess: wrote {args.output}\n" + summarize(manifest, seconds))
     return manifest
+
+
+def local_runner(options: PipelineOptions):
+    """The runner object for ``options``: Beam's FnApiRunner for the DirectRunner, else None.
+
+    Beam's DirectRunner first tries its Prism runner, which downloads a Go binary from GitHub at
+    run time (and, where that works, ignores ``--direct_running_mode``). The job must never depend
+    on a download, so the DirectRunner is the FnApiRunner directly, set up as Beam's own
+    DirectRunner sets it up, honouring ``--direct_running_mode`` and ``--direct_num_workers``.
+    Other runners (Dataflow ...) are left to Beam (None).
+    """
+    runner = options.view_as(StandardOptions).runner
+    if runner not in (None, "DirectRunner", "direct"):
+        return None
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    return fn_runner.FnApiRunner(provision_info=fn_runner.ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -392,7 +392,12 @@ _FIELD_KINDS = {number: kind for kind, number in _KIND_FIELDS.items()}
 _UINT64 = (1 << 64) - 1
 
 
+_ONE_BYTE = tuple(bytes([i]) for i in range(0x80))  # tags, short lengths, small ints
+
+
 def _varint(value: int) -> bytes:
+    if 0 <= value < 0x80:
+        return _ONE_BYTE[value]
     value &= _UINT64  # int64 negatives are their 64-bit two's complement
     out = bytearray()
     while value > 0x7F:

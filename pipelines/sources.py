@@ -98,14 +98,18 @@ def _is_dir(path: str) -> bool:
 
 def expand_inputs(patterns: list[str]) -> list[str]:
     """Every file the patterns name (a folder means all files below it), sorted, de-duplicated."""
-    files: set[str] = set()
+    return sorted(_file_sizes(patterns))
+
+
+def _file_sizes(patterns: list[str]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
     for pattern in patterns:
         glob = _join(pattern.rstrip("/"), "**") if _is_dir(pattern) else pattern
         matched = FileSystems.match([glob])[0].metadata_list
         if not matched:
             raise FileNotFoundError(f"--input {pattern}: matched no files")
-        files.update(m.path for m in matched)
-    return sorted(files)
+        sizes.update((m.path, m.size_in_bytes) for m in matched)
+    return sizes
 
 
 def _lower_ext(path: str) -> str:
@@ -149,7 +153,8 @@ def discover(
     per site. With `auto`, each top-level folder below an input folder is detected on its own,
     so one run can cover a mixed tree such as an HMS export beside a folder of EDF files."""
     check_option("--dataset", dataset, DATASETS)
-    files = expand_inputs(patterns)
+    sizes = _file_sizes(patterns)
+    files = sorted(sizes)
     roots = [p.rstrip("/") for p in patterns if _is_dir(p)] or [
         posixpath.dirname(p.split("*", 1)[0].rstrip("/")) for p in patterns
     ]
@@ -167,6 +172,9 @@ def discover(
         items += got
         ignored += skipped
         used[group] = kind
+    # Largest recordings first: runners hand out work in input order (the DirectRunner deals it
+    # to its workers in turn, Dataflow starts it first), so the long tail ends balanced.
+    items.sort(key=lambda item: (-sizes.get(item.path, 0), item.path))
     return items, ignored, used
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipelines import schema
-from pipelines.preprocess import run
+from pipelines.preprocess import local_runner, run
 from pipelines.sources import expand_inputs
 from pipelines.tfrecord import read_records
 
@@ -95,11 +95,17 @@ def test_same_inputs_give_identical_records_in_memory_and_on_two_processes(share
     run(inputs + common + ["--output", str(tmp_path / "a"), "--direct_running_mode", "in_memory"])
     # Worker processes import eegfm as installed in the venv, as a real deployment would.
     env = dict(os.environ)
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, "-m", "pipelines.preprocess", *inputs, *common, "--output", str(tmp_path / "b"),
-         "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
+         "--direct_running_mode", "multi_processing", "--direct_num_workers", "2", "--verbose"],
         check=True, env=env, capture_output=True, timeout=600,
     )
+    # Two worker processes ran it, on Beam's FnApiRunner: Beam's DirectRunner would first try
+    # to download its Prism runner binary from GitHub.
+    log = done.stderr.decode(errors="replace")
+    assert log.count("Created Worker handler <apache_beam.runners.portability.fn_api_runner."
+                     "worker_handlers.SubprocessSdkWorkerHandler") == 2
+    assert "prism" not in log.lower()
 
     def contents(out):
         recs = []
@@ -223,3 +229,12 @@ def test_planted_identifiers_reach_no_output_and_no_log(simulated_run):
     assert any(k.endswith("(decompressed)") for k in haystacks)
     leaks = [(name, n.decode()) for name, blob in haystacks.items() for n in needles if n in blob]
     assert not leaks, leaks[:10]
+
+
+def test_local_runner_is_the_fn_api_runner_and_other_runners_are_left_to_beam():
+    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import FnApiRunner
+
+    for args in ([], ["--runner", "DirectRunner"], ["--direct_running_mode", "multi_processing"]):
+        assert isinstance(local_runner(PipelineOptions(args)), FnApiRunner)
+    assert local_runner(PipelineOptions(["--runner", "DataflowRunner"])) is None

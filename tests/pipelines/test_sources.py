@@ -1,3 +1,4 @@
+import os
 import shutil
 
 import pandas as pd
@@ -29,6 +30,9 @@ def test_eegmat_adapter_labels_rest_and_task_and_reads_the_subject_sidecar(share
     assert rest.task == "eegmat_rest_task"
     # subject-info.csv: Subject00,21,F  (the EDF header claims 'M'; the sidecar wins)
     assert (rest.age, rest.sex) == (21.0, "F")
+    # Largest files first, so runners that deal work out in input order end balanced.
+    sizes = [os.path.getsize(i.path) for i in items]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] > 2 * sizes[-1]
 
 
 def test_hms_adapter_attaches_votes_and_reports_rows_without_parquet(tmp_path, shared_data):
