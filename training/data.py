@@ -2,8 +2,8 @@
 
 Each shard (one DataLoader worker of one DDP rank) runs, every epoch::
 
-    files (order shuffled by (seed, epoch)) -> this shard's records -> index each Example
-    (zero-copy views into the raw bytes; the samples stay float16 bytes) -> filters
+    files (order shuffled by (seed, epoch)) -> this shard's records -> parse each Example
+    (protobuf's C parser; the samples stay float16 bytes in the record, unparsed) -> filters
     -> seeded shuffle buffer -> length buckets cut by batch size or token budget
     -> decode + collate + augment, only for batches handed to the caller
 
@@ -30,11 +30,13 @@ round-robin then repeats the uninterrupted sequence bit for bit. Augmentation dr
 generator seeded by (seed, epoch, shard, batch index), so they repeat too. Resuming needs the
 same files, seed, world_size and num_workers (checked); each DDP rank saves its own state.
 
-Throughput (``benchmarks/train_loader.py``): workers write ``eeg``/``ecg`` straight into shared
-memory and send the small fields pickled, so a batch crosses to the main process with two file
-descriptors and no copy. Per window the loader still writes what the read wrote again (float32
-samples are twice the stored bytes); ``eeg_dtype="float16"`` halves that and every later copy,
-and leaves the exact conversion to the model on the GPU.
+Throughput (``benchmarks/train_loader.py``): a record is parsed by protobuf's C parser, all but
+its samples, which stay in place until they are copied into the batch. Workers collate into a
+reused buffer, the kernel copies ``eeg``/``ecg`` into one new shared-memory segment per batch, and
+the small fields go pickled, so a batch crosses to the main process with one file descriptor.
+Per window the loader still writes what the read wrote again (float32 samples are twice the
+stored bytes); ``eeg_dtype="float16"`` halves that and every later copy, and leaves the exact
+conversion to the model on the GPU.
 
 Batches are dicts (``model_inputs`` picks the model's keyword arguments):
 
@@ -67,6 +69,7 @@ import hashlib
 import itertools
 import json
 import math
+import operator
 import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
@@ -74,11 +77,13 @@ from typing import IO, Any
 
 import numpy as np
 import torch
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import DecodeError
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from model.inputs import encode_age, encode_sex
 from pipelines.config import ConfigError, check_option, check_range
-from pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError
+from pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError, decode_features
 from pipelines.tfrecord import CorruptTFRecordError, read_records
 from training.augment import AugmentConfig, augment_batch, finetune_augment, pretrain_augment
 
@@ -195,184 +200,219 @@ def describe(data_dir: str | os.PathLike[str]) -> DatasetInfo:
 
 
 # ------------------------------------------------------------------------------------------------
-# Zero-copy Example indexing (protobuf wire format, see pipelines/schema.py). decode_example
-# copies the samples and validates every field; the loader needs neither for records that a
-# filter or a resume skips, and only a few fields of those it yields.
+# Example parsing. protobuf's C parser (upb, the ``protobuf`` package's default backend) reads a
+# whole Example in a few microseconds, far faster than walking the wire format in Python. The
+# message classes come from a descriptor written below, so neither TensorFlow nor protoc is
+# needed. A window keeps its parsed message; only the fields the loader uses are read out of it,
+# and the samples only for batches handed to the caller.
 # ------------------------------------------------------------------------------------------------
 
-_VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
-_KIND_FIELD = {"bytes": 1, "float": 2, "int64": 3}
+_LIST_FIELD = {"bytes": "bytes_list", "float": "float_list", "int64": "int64_list"}
+_FEATURE_LIST = {name: _LIST_FIELD[spec.kind] for name, spec in FEATURES.items()}
+_VALUES = {name: operator.attrgetter(f"{field}.value") for name, field in _FEATURE_LIST.items()}
+_TEXT_FIELDS = ("site_id", "subject_id", "recording_id", "task", "sex")
+_SCALAR_FIELDS = ("label", "window_start_index", "age", "artifact_score")
 
 
-def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+def _field(name: str, number: int, kind: int, *, repeated: bool = False, message: str = "",
+           oneof: int | None = None) -> descriptor_pb2.FieldDescriptorProto:
+    labels = descriptor_pb2.FieldDescriptorProto
+    field = descriptor_pb2.FieldDescriptorProto(
+        name=name, number=number, type=kind, label=labels.LABEL_REPEATED if repeated else labels.LABEL_OPTIONAL)
+    if message:
+        field.type_name = f".tensorflow.{message}"
+    if oneof is not None:
+        field.oneof_index = oneof
+    return field
+
+
+def _message_classes() -> tuple[type, type]:
+    """``tf.train.Example`` and ``tf.train.Features`` as message classes of a private descriptor pool.
+
+    Mirrors tensorflow/core/example/{example,feature}.proto (see pipelines/schema.py): only the
+    field numbers and types matter on the wire, and these are TensorFlow's.
+    """
+    types = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(name="eegfm/training/tf_example.proto", package="tensorflow",
+                                               syntax="proto3")
+    for name, kind in (("BytesList", types.TYPE_BYTES), ("FloatList", types.TYPE_FLOAT),
+                       ("Int64List", types.TYPE_INT64)):
+        proto.message_type.add(name=name).field.append(_field("value", 1, kind, repeated=True))
+    feature = proto.message_type.add(name="Feature")
+    feature.oneof_decl.add(name="kind")
+    for number, (name, message) in enumerate((("bytes_list", "BytesList"), ("float_list", "FloatList"),
+                                               ("int64_list", "Int64List")), start=1):
+        feature.field.append(_field(name, number, types.TYPE_MESSAGE, message=message, oneof=0))
+    features = proto.message_type.add(name="Features")
+    entry = features.nested_type.add(name="FeatureEntry")  # map<string, Feature> on the wire
+    entry.options.map_entry = True
+    entry.field.extend([_field("key", 1, types.TYPE_STRING),
+                        _field("value", 2, types.TYPE_MESSAGE, message="Feature")])
+    features.field.append(_field("feature", 1, types.TYPE_MESSAGE, repeated=True,
+                                 message="Features.FeatureEntry"))
+    proto.message_type.add(name="Example").field.append(
+        _field("features", 1, types.TYPE_MESSAGE, message="Features"))
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.{name}"))
+                 for name in ("Example", "Features"))
+
+
+_Example, _Features = _message_classes()
+_LEN_TAG = 0x0A  # field 1, wire type 2: Example.features, a map entry, an entry's key, BytesList.value
+_VALUE_TAG = 0x12  # field 2, wire type 2: a map entry's value
+_EEG_KEY = bytes([_LEN_TAG, 3]) + b"eeg"
+
+
+def _length(raw: bytes, pos: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it (IndexError past the end). Stops after 10
+    bytes: an overlong or bogus length only sends the record to protobuf's full parse."""
     result = shift = 0
     while True:
-        if pos >= len(buf) or shift >= 70:
-            raise SchemaError(f"truncated or overlong varint at byte {pos}")
-        byte = buf[pos]
+        byte = raw[pos]
         pos += 1
         result |= (byte & 0x7F) << shift
-        if byte < 0x80:
+        if byte < 0x80 or shift > 63:
             return result, pos
         shift += 7
 
 
-def _scan(buf: memoryview) -> list[tuple[int, int, Any]]:
-    """``(field, wire type, value)`` of one message; LEN and fixed values are memoryviews.
+def _nested_bytes(raw: bytes, pos: int, stop: int, tags: bytes) -> int | None:
+    """Where the payload starts if ``raw[pos:stop]`` is exactly ``tags[0] len (tags[1] len (...))``,
+    each length running to ``stop``; None otherwise."""
+    for tag in tags:
+        if raw[pos] != tag:
+            return None
+        size, pos = _length(raw, pos + 1)
+        if pos + size != stop:
+            return None
+    return pos
 
-    Tags and lengths below 128, nearly all of them in an Example, skip the varint loop: this
-    runs a few hundred times per record on the loader's hot path.
+
+def _split_eeg(raw: bytes) -> tuple[bytes, memoryview] | None:
+    """``(the Features payload without its eeg entry, the eeg samples' bytes in place)``.
+
+    The samples are nearly all of a record: left in place they are neither copied into protobuf's
+    arena by the parse nor out of it again as a ``bytes`` object (together more than reading the
+    record costs). The layout is the one protobuf serializers and the pipeline write (one Features
+    field, map entries key first, eeg a one-value BytesList); with any other layout, or a
+    malformed one, this returns None and protobuf parses the whole record.
     """
-    out, pos, end = [], 0, len(buf)
-    while pos < end:
-        tag = buf[pos]
-        if tag < 0x80:
-            pos += 1
-        else:
-            tag, pos = _varint(buf, pos)
-        field, wire = tag >> 3, tag & 7
-        if wire == _LEN:
-            size = buf[pos] if pos < end else 0x80
-            if size < 0x80:
-                pos += 1
-            else:
-                size, pos = _varint(buf, pos)
-        elif wire == _VARINT:
-            value, pos = _varint(buf, pos)
-            out.append((field, wire, value))
-            continue
-        elif wire in (_FIXED32, _FIXED64):
-            size = 4 if wire == _FIXED32 else 8
-        else:
-            raise SchemaError(f"unsupported wire type {wire} for field {field}")
-        if pos + size > end:
-            raise SchemaError(f"field {field} needs {size} bytes at byte {pos}; only {end - pos} remain")
-        out.append((field, wire, buf[pos:pos + size]))
-        pos += size
-    return out
+    try:
+        if raw[0] != _LEN_TAG:
+            return None
+        size, start = _length(raw, 1)
+        pos, end = start, start + size
+        if end != len(raw):
+            return None
+        while pos < end:  # entries before eeg; with sorted keys (the pipeline's) it is the 6th
+            if raw[pos] != _LEN_TAG:
+                return None
+            size, body = raw[pos + 1], pos + 2  # small entries skip the varint call
+            if size >= 0x80:
+                size, body = _length(raw, pos + 1)
+            stop = body + size
+            if raw.startswith(_EEG_KEY, body):
+                samples = _nested_bytes(raw, body + len(_EEG_KEY), stop, bytes([_VALUE_TAG, _LEN_TAG, _LEN_TAG]))
+                if samples is None:
+                    return None
+                return raw[start:pos] + raw[stop:end], memoryview(raw)[samples:stop]
+            pos = stop
+    except IndexError:  # truncated: protobuf's parse reports it
+        return None
+    return None
 
 
-def _index_example(raw: bytes) -> dict[str, memoryview]:
-    """``{feature name: serialized Feature}`` of a ``tf.train.Example``, without copying."""
-    views: dict[str, memoryview] = {}
-    for field, wire, features in _scan(memoryview(raw)):
-        if field != 1 or wire != _LEN:
-            continue
-        for entry_field, entry_wire, entry in _scan(features):
-            if entry_field != 1 or entry_wire != _LEN:
-                continue
-            key, value = b"", memoryview(b"")
-            for part, part_wire, body in _scan(entry):
-                if part == 1 and part_wire == _LEN:
-                    key = bytes(body)
-                elif part == 2 and part_wire == _LEN:
-                    value = body
-            views[key.decode("utf-8", "replace")] = value
-    return views
-
-
-def _items(views: dict[str, memoryview], name: str) -> list[tuple[int, Any]]:
-    """The ``(wire, value)`` list entries of feature ``name``; [] when absent or empty."""
-    feature = views.get(name)
-    if feature is None:
-        return []
-    kind = FEATURES[name].kind
-    items: list[tuple[int, Any]] = []
-    for field, wire, body in _scan(feature):
-        if wire != _LEN or field not in (1, 2, 3):
-            continue
-        if field != _KIND_FIELD[kind]:
-            raise SchemaError(f"feature {name!r}: expected {kind} values")
-        items = [(w, v) for f, w, v in _scan(body) if f == 1]
-    return items
-
-
-def _bytes(views: dict[str, memoryview], name: str) -> memoryview | bytes:
-    items = _items(views, name)
-    return items[0][1] if items else FEATURES[name].default or b""
-
-
-def _floats(views: dict[str, memoryview], name: str) -> np.ndarray:
-    chunks = [v for w, v in _items(views, name) if w in (_LEN, _FIXED32)]
-    if any(len(c) % 4 for c in chunks):
-        raise SchemaError(f"feature {name!r}: packed float list length is not a multiple of 4 bytes")
-    return np.concatenate([np.frombuffer(c, "<f4") for c in chunks]).astype(np.float32) if chunks else \
-        np.zeros(0, np.float32)
-
-
-def _ints(views: dict[str, memoryview], name: str) -> list[int]:
-    values: list[int] = []
-    for wire, value in _items(views, name):
-        if wire == _VARINT:
-            values.append(value)
-            continue
-        small = np.frombuffer(value, dtype=np.uint8)
-        if not (small & 0x80).any():  # one-byte varints (masks, shapes' 19): no Python loop
-            values += small.tolist()
-            continue
-        pos = 0
-        while pos < len(value):
-            number, pos = _varint(value, pos)
-            values.append(number)
-    return [v - (1 << 64) if v >= 1 << 63 else v for v in values]
-
-
-def _scalar(views: dict[str, memoryview], name: str, kind: type) -> Any:
-    values = _floats(views, name) if kind is float else _ints(views, name)
-    if len(values) == 0:
-        if FEATURES[name].default is None:
-            raise SchemaError(f"feature {name!r}: missing from the Example (it is required)")
-        return FEATURES[name].default
-    return kind(values[0])
+def _parse_failure(raw: bytes, error: Exception) -> str:
+    """Why an Example does not parse. protobuf only says that it failed; the pure-Python decoder
+    of pipelines.schema says which field and byte (slow, but only on this error path)."""
+    try:
+        decode_features(raw)
+    except SchemaError as detail:
+        return str(detail)
+    return f"not a valid tf.train.Example ({error})"
 
 
 class _Window:
-    """One record as read: its raw bytes, indexed; fields decode on demand, samples at collate."""
+    """One record as read, parsed but for its samples; fields are read out on demand, samples at
+    collate."""
 
-    __slots__ = ("path", "index", "views", "n_times")
+    __slots__ = ("path", "index", "features", "eeg", "n_times")
 
     def __init__(self, raw: bytes, path: str, index: int):
         self.path, self.index = path, index
+        split = _split_eeg(raw)
         try:
-            self.views = _index_example(raw)
-            shape = _ints(self.views, "shape")
-        except SchemaError as err:
-            raise SchemaError(f"{path}: record {index}: {err}") from None
+            if split is not None:
+                features = _Features.FromString(split[0]).feature
+                self.features, self.eeg = (features, split[1]) if "eeg" not in features else self._parse(raw)
+            else:
+                self.features, self.eeg = self._parse(raw)
+        except DecodeError as err:
+            raise self.error(_parse_failure(raw, err)) from None
+        shape = list(self.values("shape"))
         if len(shape) != 2 or shape[0] != N_CHANS or shape[1] <= 0:
-            raise SchemaError(f"{path}: record {index}: feature 'shape': expected [{N_CHANS}, n_times > 0]; "
-                              f"got {shape}")
+            raise self.error(f"feature 'shape': expected [{N_CHANS}, n_times > 0]; got {shape}")
         self.n_times = shape[1]
 
+    @staticmethod
+    def _parse(raw: bytes) -> tuple[Any, None]:
+        """The whole record by protobuf (any layout; a later duplicate key wins, as protobuf's)."""
+        return _Example.FromString(raw).features.feature, None
+
+    def error(self, message: str) -> SchemaError:
+        return SchemaError(f"{self.path}: record {self.index}: {message}")
+
+    def values(self, name: str) -> Sequence[Any]:
+        """The values of feature ``name`` (empty when absent); a list of another kind is an error."""
+        feature = self.features.get(name)
+        if feature is None:
+            return ()
+        values = _VALUES[name](feature)
+        if not values and feature.WhichOneof("kind") not in (None, _FEATURE_LIST[name]):
+            raise self.error(f"feature {name!r}: expected {FEATURES[name].kind} values")
+        return values
+
+    def bytes(self, name: str) -> bytes:
+        values = self.values(name)
+        return values[0] if values else FEATURES[name].default or b""
+
     def text(self, name: str) -> str:
-        return bytes(_bytes(self.views, name)).decode("utf-8")
+        return self.bytes(name).decode("utf-8")
+
+    def floats(self, name: str) -> np.ndarray:
+        return np.array(self.values(name), dtype=np.float32)
+
+    def scalar(self, name: str) -> Any:
+        """The first value (an int or a float, as protobuf returns them), else the default."""
+        values = self.values(name)
+        if values:
+            return values[0]
+        if FEATURES[name].default is None:
+            raise self.error(f"feature {name!r}: missing from the Example (it is required)")
+        return FEATURES[name].default
 
     def decode(self) -> dict[str, Any]:
         """The fields the batches carry, named like ``WindowRecord``'s; ``eeg``/``ecg`` are read-only
-        float16 views of the raw bytes."""
-        try:
-            views = self.views
-            fields = {name: bytes(_bytes(views, name)) for name in
-                      ("site_id", "subject_id", "recording_id", "task", "sex")}
-            fields["eeg"] = self._signal("eeg", (N_CHANS, self.n_times))
-            ecg = _bytes(views, "ecg")
-            fields["ecg"] = self._signal("ecg", (self.n_times,)) if len(ecg) else None
-            fields["channel_mask"] = np.array(_ints(views, "channel_mask"), dtype=np.int64)
-            if fields["channel_mask"].shape != (N_CHANS,):
-                raise SchemaError(f"feature 'channel_mask': expected {N_CHANS} values")
-            fields["votes"] = _floats(views, "votes")
-            for name in ("label", "window_start_index"):
-                fields[name] = _scalar(views, name, int)
-            for name in ("age", "artifact_score"):
-                fields[name] = _scalar(views, name, float)
-        except SchemaError as err:
-            raise SchemaError(f"{self.path}: record {self.index}: {err}") from None
+        float16 arrays."""
+        fields = {name: self.bytes(name) for name in _TEXT_FIELDS}
+        fields["eeg"] = self._samples("eeg", self.bytes("eeg") if self.eeg is None else self.eeg,
+                                      (N_CHANS, self.n_times))
+        ecg = self.bytes("ecg")
+        fields["ecg"] = self._samples("ecg", ecg, (self.n_times,)) if ecg else None
+        mask = self.values("channel_mask")
+        if len(mask) != N_CHANS:
+            raise self.error(f"feature 'channel_mask': expected {N_CHANS} values")
+        fields["channel_mask"] = np.fromiter(mask, np.int64, N_CHANS)
+        fields["votes"] = self.floats("votes")
+        for name in _SCALAR_FIELDS:
+            fields[name] = self.scalar(name)
         return fields
 
-    def _signal(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        raw = _bytes(self.views, name)
-        if len(raw) != 2 * int(np.prod(shape)):
-            raise SchemaError(f"feature {name!r}: expected {2 * int(np.prod(shape))} bytes of float16 "
-                              f"for shape {list(shape)}; got {len(raw)}")
+    def _samples(self, name: str, raw: bytes | memoryview, shape: tuple[int, ...]) -> np.ndarray:
+        if len(raw) != 2 * math.prod(shape):
+            raise self.error(f"feature {name!r}: expected {2 * math.prod(shape)} bytes of float16 "
+                             f"for shape {list(shape)}; got {len(raw)}")
         return np.frombuffer(raw, dtype="<f2").reshape(shape)
 
 
@@ -423,7 +463,6 @@ class RecordFilter:
         check_range("RecordFilter.max_artifact_score", self.max_artifact_score, 0.0, 1.0)
 
     def accepts(self, window: _Window) -> bool:
-        views = window.views
         if self.sites or self.exclude_sites:
             site = window.text("site_id")
             if (self.sites and site not in self.sites) or site in self.exclude_sites:
@@ -434,9 +473,9 @@ class RecordFilter:
             subject = window.text("subject_id")
             if (self.subjects and subject not in self.subjects) or subject in self.exclude_subjects:
                 return False
-        if self.min_votes > 0 and float(_floats(views, "votes").sum()) < self.min_votes:
+        if self.min_votes > 0 and float(window.floats("votes").sum()) < self.min_votes:
             return False
-        return self.max_artifact_score >= 1.0 or _scalar(views, "artifact_score", float) <= self.max_artifact_score
+        return self.max_artifact_score >= 1.0 or window.scalar("artifact_score") <= self.max_artifact_score
 
 
 @dataclasses.dataclass(frozen=True)
@@ -537,8 +576,8 @@ def scan_windows(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[s
                 window = _Window(raw, path, index)
                 if filters.accepts(window):
                     found.append({"site_id": window.text("site_id"), "subject_id": window.text("subject_id"),
-                                  "task": window.text("task"), "label": _scalar(window.views, "label", int),
-                                  "votes": _floats(window.views, "votes")})
+                                  "task": window.text("task"), "label": window.scalar("label"),
+                                  "votes": window.floats("votes")})
     return found
 
 
@@ -605,13 +644,53 @@ def _flag_last(batches: Iterable[list[_Window]]) -> Iterator[tuple[list[_Window]
         yield previous, True
 
 
+_STAGING: dict[tuple[tuple[int, ...], torch.dtype], torch.Tensor] = {}  # per worker process
+
+
 def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """A new tensor; in a DataLoader worker it lives in shared memory from the start (as
-    ``default_collate`` allocates), so handing it to the main process copies nothing."""
+    """The tensor to collate into: a new one in the main process (the caller keeps it); in a
+    DataLoader worker one reused per shape, since ``_to_wire`` copies the batch out of it. A
+    reused buffer stays mapped and cached, where a new one faults in every page again."""
     if get_worker_info() is None:
         return torch.empty(shape, dtype=dtype)
-    storage = torch.UntypedStorage._new_shared(math.prod(shape) * dtype.itemsize)
-    return torch.empty(0, dtype=dtype).set_(storage).view(shape)
+    key = (shape, dtype)
+    if key not in _STAGING:
+        if len(_STAGING) >= 8:  # token-budget batches come in a few shapes; bound the memory
+            _STAGING.clear()
+        _STAGING[key] = torch.empty(shape, dtype=dtype)
+    return _STAGING[key]
+
+
+def _shared(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Copies of ``tensors`` in one new shared-memory segment, for the trip to the main process.
+
+    One segment per batch: its file descriptor crosses once (the tensors share its storage), and
+    passing a descriptor costs more than the small fields' whole pickle. The kernel fills the
+    segment (``pwrite`` into a memfd): writing a fresh shared mapping from user space faults its
+    pages in one at a time, which costs about as much as the copy again. Without memfd, or with
+    torch's "file_system" sharing strategy, each tensor is copied to shared memory on its own.
+    """
+    tensors = [t.contiguous() for t in tensors]
+    offsets, total = [], 0
+    for tensor in tensors:
+        offsets.append(total)
+        total += -(-tensor.nbytes // 64) * 64  # each tensor cache-line aligned
+    if total == 0 or not hasattr(os, "memfd_create") or \
+            not hasattr(torch.UntypedStorage, "_new_shared_fd_cpu") or \
+            torch.multiprocessing.get_sharing_strategy() != "file_descriptor":
+        return [t.clone().share_memory_() if t.nbytes else t for t in tensors]
+    fd = os.memfd_create("eegfm-batch", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, total)
+        for tensor, offset in zip(tensors, offsets):
+            data, written = memoryview(tensor.numpy()).cast("B"), 0
+            while written < len(data):
+                written += os.pwrite(fd, data[written:], offset + written)
+        storage = torch.UntypedStorage._new_shared_fd_cpu(fd, total)  # as unpickling does; dups fd
+    finally:
+        os.close(fd)
+    return [torch.empty(0, dtype=t.dtype).set_(storage, offset // t.itemsize, t.shape)
+            for t, offset in zip(tensors, offsets)]
 
 
 def _stack(signals: Sequence[np.ndarray | None], shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -720,10 +799,13 @@ class _ShardStream:
 
 
 def _to_wire(batch: dict[str, Any]) -> dict[str, Any]:
-    """Small tensors as numpy arrays for the trip from a worker: every tensor crosses as its own
-    shared-memory segment and file descriptor (~0.1 ms each), a small array pickles in bytes."""
-    return {k: v.numpy() if isinstance(v, torch.Tensor) and k not in SHARED_KEYS else v
-            for k, v in batch.items()}
+    """A worker's batch for the trip to the main process: ``eeg``/``ecg`` in one shared-memory
+    segment, small tensors as numpy arrays (a tensor would cross as a segment and a file
+    descriptor of its own, ~0.1 ms each; a small array pickles in bytes)."""
+    wire = {k: v.numpy() if isinstance(v, torch.Tensor) and k not in SHARED_KEYS else v for k, v in batch.items()}
+    shared = [k for k in SHARED_KEYS if k in batch]
+    wire.update(zip(shared, _shared([batch[k] for k in shared])))
+    return wire
 
 
 def _as_is(batch: Any) -> Any:

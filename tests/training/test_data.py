@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from pipelines.config import ConfigError
+from pipelines import schema
 from pipelines.schema import SchemaError, decode_example, encode_example
 from pipelines.tfrecord import CorruptTFRecordError, read_records, write_records
 from training import augment as aug
@@ -81,6 +82,61 @@ def test_fast_decoder_equals_decode_example(pipeline_output):
                     assert value == want, name
             compared += 1
     assert compared == 30
+
+
+def test_example_classes_match_the_pipelines_wire_format(pipeline_output):
+    # The descriptor written in training.data re-serializes every record to the same bytes:
+    # TensorFlow's field numbers, types and packing, as pipelines.schema writes them.
+    raws = [raw for path in list_files(pipeline_output) for raw in read_records(path)]
+    assert len(raws) == 30
+    assert all(data._Example.FromString(raw).SerializeToString(deterministic=True) == raw for raw in raws)
+    assert all(data._Window(raw, "mem", i).eeg is not None for i, raw in enumerate(raws))  # samples in place
+
+
+def _entry(name: str, kind: str, values) -> bytes:
+    """One serialized map entry of Example.features, as pipelines.schema writes it."""
+    return schema._len_field(1, schema._len_field(1, name.encode()) + schema._len_field(2, schema._encode_list(kind, values)))
+
+
+def _with_entry(raw: bytes, entry: bytes) -> bytes:
+    """``raw`` (one Features field) with ``entry`` appended to its map."""
+    features = data._Example.FromString(raw).features.SerializeToString(deterministic=True)
+    return schema._len_field(1, features + entry)
+
+
+def test_other_layouts_parse_like_protobuf(records):
+    record = records[0]
+    raw = encode_example(record)
+    other = (record.eeg[:, ::-1].copy()).tobytes()
+    duplicate = data._Window(_with_entry(raw, _entry("eeg", "bytes", [other])), "mem", 0)
+    assert duplicate.eeg is None  # parsed whole: protobuf's "last entry wins"
+    assert np.array_equal(duplicate.decode()["eeg"], record.eeg[:, ::-1])
+    assert data._Window(_with_entry(raw, _entry("label", "int64", [4])), "mem", 0).decode()["label"] == 4
+    unsorted = schema._len_field(1, b"".join(reversed([
+        _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items())])))
+    window = data._Window(unsorted, "mem", 0)
+    assert window.eeg is not None and np.array_equal(window.decode()["eeg"], record.eeg)
+    floats = _with_entry(raw, _entry("eeg", "float", [1.0, 2.0]))
+    with pytest.raises(SchemaError, match="^f: record 3: feature 'eeg': expected bytes values$"):
+        data._Window(floats, "f", 3).decode()
+    without_label = schema._len_field(1, b"".join(
+        _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items()) if name != "label"))
+    with pytest.raises(SchemaError, match="^f: record 3: feature 'label': missing from the Example"):
+        data._Window(without_label, "f", 3).decode()
+
+
+@pytest.mark.parametrize("cut", ["small field", "samples", "garbage"])
+def test_malformed_examples_say_where(records, cut):
+    raw = bytearray(encode_example(records[0]))
+    if cut == "small field":  # the label entry claims more bytes than its message holds
+        at = raw.index(b"\n\x05label") + 7
+        raw[at + 1] += 100
+    elif cut == "samples":
+        raw = raw[:len(raw) // 2]
+    else:
+        raw = bytearray(b"\xff" * 64)
+    with pytest.raises(SchemaError, match=r"^f: record 3: (Example|not a valid).*(byte|field|wire type)"):
+        data._Window(bytes(raw), "f", 3)
 
 
 def test_corrupt_file_is_named(pipeline_output, tmp_path):
@@ -307,6 +363,7 @@ def test_batch_format_feeds_the_model(pipeline_output):
     config = LoaderConfig(batch_size=6, num_workers=1, shuffle=False, eeg_dtype="float16")
     half = next(b for b in _epoch(pipeline_output, config) if b["has_votes"].any())  # via a worker
     assert half["eeg"].dtype == half["ecg"].dtype == torch.float16
+    assert half["eeg"].untyped_storage().data_ptr() == half["ecg"].untyped_storage().data_ptr()  # one segment
     assert _same_batch({**half, "eeg": half["eeg"].float(), "ecg": half["ecg"].float()}, batch)
 
 
