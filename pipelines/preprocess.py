@@ -7,13 +7,16 @@ Stages, each one composite PTransform:
 
 1. `ProcessRecordings`: a thin DoFn around `pipelines.process.process_recording` (read in bounded
    chunks, de-identify, harmonize to the 19 10-20 channels, resample to 256 Hz, notch + band-pass,
-   cut windows, score quality rules). Bad inputs become tagged dead-letter outcomes, never crashes.
+   cut windows, score quality rules). Each recording's encoded windows go to a spill file
+   (`pipelines.spill`); only their features and scores travel on. Bad inputs become tagged
+   dead-letter outcomes, never crashes.
 2. `ScoreArtifacts`: fits the unsupervised artifact autoencoder on a deterministic sample of
-   windows from the training sites (or loads `--artifact_model`), saves it with the output, and
-   adds its score to every window.
-3. `WriteWindows`: encodes `tf.train.Example`s and writes `OUTPUT/<site>/part-*.tfrecord` (snappy).
+   windows from the training sites (or loads `--artifact_model`), saves it with the output, reads
+   each spill file back and writes the autoencoder's score into every record.
+3. `WriteWindows`: writes `OUTPUT/<site>/part-*.tfrecord` (snappy).
 4. `WriteReports`: `manifest.json` (config, channel order, quality names, counts, every input with
-   its outcome, shards) and `quarantine.jsonl` (one line per rejected input or window).
+   its outcome, shards) and `quarantine.jsonl` (one line per rejected input or window); removes
+   the spill folder.
 
 Runs unchanged on the DirectRunner (in_memory or multi_processing) and on Dataflow
 (`--runner DataflowRunner --setup_file ./setup.py ...`).
@@ -22,13 +25,12 @@ Runs unchanged on the DirectRunner (in_memory or multi_processing) and on Datafl
 from __future__ import annotations
 
 import argparse
-import copy
-import hashlib
 import json
 import os
 import sys
 import tempfile
 import time
+import uuid
 
 import apache_beam as beam
 import numpy as np
@@ -37,7 +39,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from pipelines import schema
-from pipelines.artifact_ae import ArtifactAutoencoder, band_features
+from pipelines.artifact_ae import ArtifactAutoencoder
 from pipelines.config import ConfigError
 from pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym
 from pipelines.features import FEATURE_NAMES
@@ -53,6 +55,7 @@ from pipelines.process import (
 from pipelines.quality import QualityConfig
 from pipelines.sinks import WriteSnappyTFRecordsBySite
 from pipelines.sources import DATASETS, Ignored, SourceItem, discover
+from pipelines.spill import SpilledRecording, SpillWriter, remove_spill, sample_items, scored_records, spill_path
 
 log = get_logger("preprocess")
 DEFAULT_KEY_FILE = os.path.join(os.path.expanduser("~"), ".config", "eegfm", "pseudonym.key")
@@ -61,12 +64,13 @@ AE_MODEL_NAME = "artifact_ae.npz"
 
 # --------------------------------------------------------------------------- stage 1: process
 class ProcessRecordingFn(beam.DoFn):
-    """Thin wrapper: windows to the main output, rejected windows and outcomes to tagged outputs."""
+    """Thin wrapper: each recording's windows to a spill file (main output: its
+    ``SpilledRecording``), rejected windows and outcomes to tagged outputs."""
 
     REJECTED, OUTCOME = "rejected", "outcome"
 
-    def __init__(self, key_file: str, config: PreprocessConfig):
-        self._key_file, self._config = key_file, config
+    def __init__(self, key_file: str, config: PreprocessConfig, spill_dir: str):
+        self._key_file, self._config, self._spill_dir = key_file, config, spill_dir
         self._config_hash = config.config_hash()
         self._windows = Metrics.counter("eegfm", "windows")
         self._rejected = Metrics.counter("eegfm", "rejected_windows")
@@ -77,31 +81,38 @@ class ProcessRecordingFn(beam.DoFn):
         self._key = load_key_any(self._key_file)
 
     def process(self, item: SourceItem):
-        for event in process_recording(item, self._key, self._config, self._config_hash):
-            if isinstance(event, Window):
-                self._windows.inc()
-                yield event
-            elif isinstance(event, RejectedWindow):
-                self._rejected.inc()
-                yield beam.pvalue.TaggedOutput(self.REJECTED, event)
-            else:
-                if event.status != "processed":
-                    self._quarantined.inc()
-                    log.warning("quarantined %s at %s: %s", item.path, event.stage, event.reason)
-                yield beam.pvalue.TaggedOutput(self.OUTCOME, event)
+        spill = SpillWriter(spill_path(self._spill_dir, item.path))
+        try:
+            for event in process_recording(item, self._key, self._config, self._config_hash):
+                if isinstance(event, Window):
+                    self._windows.inc()
+                    spill.add(event)
+                elif isinstance(event, RejectedWindow):
+                    self._rejected.inc()
+                    yield beam.pvalue.TaggedOutput(self.REJECTED, event)
+                else:
+                    spill.close()
+                    if len(spill):
+                        yield spill.recording(item.path)
+                    if event.status != "processed":
+                        self._quarantined.inc()
+                        log.warning("quarantined %s at %s: %s", item.path, event.stage, event.reason)
+                    yield beam.pvalue.TaggedOutput(self.OUTCOME, event)
+        finally:
+            spill.close()
 
 
 class ProcessRecordings(beam.PTransform):
-    def __init__(self, key_file: str, config: PreprocessConfig):
+    def __init__(self, key_file: str, config: PreprocessConfig, spill_dir: str):
         super().__init__()
-        self._key_file, self._config = key_file, config
+        self._key_file, self._config, self._spill_dir = key_file, config, spill_dir
 
     def expand(self, items):
         return (
             items
             | "Reshuffle" >> beam.Reshuffle()  # spread recordings over workers
-            | "Process" >> beam.ParDo(ProcessRecordingFn(self._key_file, self._config)).with_outputs(
-                ProcessRecordingFn.REJECTED, ProcessRecordingFn.OUTCOME, main="windows")
+            | "Process" >> beam.ParDo(ProcessRecordingFn(self._key_file, self._config, self._spill_dir)).with_outputs(
+                ProcessRecordingFn.REJECTED, ProcessRecordingFn.OUTCOME, main="recordings")
         )
 
 
@@ -117,18 +128,6 @@ def load_key_any(path: str) -> bytes:
 
 
 # --------------------------------------------------------------------------- stage 2: artifacts
-def _sample_key(window: Window) -> str:
-    rec = window.record
-    return hashlib.sha256(rec.recording_id + b"|" + str(float(rec.window_start_s)).encode()).hexdigest()
-
-
-def _ae_features(window: Window) -> np.ndarray:
-    """The window's autoencoder features: shared with quality scoring when the processor kept them."""
-    if window.ae_features is not None:
-        return window.ae_features
-    return band_features(window.record.eeg[None].astype(np.float32))[0]
-
-
 def _fit_autoencoder(sample: list[tuple[str, np.ndarray]], min_windows: int, seed: int):
     if len(sample) < min_windows:
         log.warning("artifact autoencoder not fitted: %d training windows < %d", len(sample), min_windows)
@@ -163,34 +162,31 @@ def _load_model(path: str) -> ArtifactAutoencoder:
         return ArtifactAutoencoder.load(os.path.join(tmp, "m.npz"))
 
 
-class ScoreWithAutoencoderFn(beam.DoFn):
-    REJECTED = "rejected"
+class ScoreAndEncodeFn(beam.DoFn):
+    """Reads a recording's spill file back, writes the autoencoder's score into each record (ae_score
+    and the combined artifact_score, in place) and emits ``(site, Example bytes)`` for the sink;
+    windows over ``max_artifact_score`` go to REJECTED, and every kept window's counts to COUNTED."""
+
+    REJECTED, COUNTED = "rejected", "counted"
 
     def __init__(self, quality: QualityConfig):
         self._max_score = quality.max_artifact_score
 
-    def process(self, window: Window, model):
-        if model is None:
-            yield window
-            return
-        score = float(model.score_features(_ae_features(window)[None])[0])
-        # Beam elements are immutable: other branches may hold the same object. A shallow copy
-        # shares the (read-only) samples and skips re-validating them.
-        rec = copy.copy(window.record)
-        quality = rec.quality.copy()
-        quality[RECORD_QUALITY_NAMES.index("ae_score")] = score
-        rec.quality = quality
-        rec.artifact_score = np.float32(max(float(rec.artifact_score), score))
-        if float(rec.artifact_score) > self._max_score:
-            yield beam.pvalue.TaggedOutput(self.REJECTED, RejectedWindow(
-                window.source, rec.site_id.decode(), float(rec.window_start_s),
-                [f"artifact_score={float(rec.artifact_score):.4g} > max_artifact_score={self._max_score:.4g}"]))
-            return
-        yield Window(rec, window.source, window.ae_features)
+    def process(self, spilled: SpilledRecording, model):
+        scores = None if model is None else model.score_features(spilled.features)
+        # One item per spilled window, in order: a record or a RejectedWindow.
+        for i, record in enumerate(scored_records(spilled, scores, self._max_score)):
+            if isinstance(record, RejectedWindow):
+                yield beam.pvalue.TaggedOutput(self.REJECTED, record)
+                continue
+            yield spilled.site, record
+            yield beam.pvalue.TaggedOutput(self.COUNTED, (
+                spilled.site, spilled.subject, spilled.labels[i], int(spilled.n_times[i])))
 
 
 class ScoreArtifacts(beam.PTransform):
-    """Fit (or load) the artifact autoencoder on training-site windows, then score every window."""
+    """Fit (or load) the artifact autoencoder on training-site windows, then score every window and
+    encode it for the sink."""
 
     def __init__(self, output: str, config: PreprocessConfig, *, model_path: str | None,
                  enabled: bool, train_sites: tuple[str, ...], sample_size: int, seed: int = 0):
@@ -199,8 +195,8 @@ class ScoreArtifacts(beam.PTransform):
         self._model_path, self._enabled = model_path, enabled
         self._train_sites, self._sample_size, self._seed = train_sites, sample_size, seed
 
-    def expand(self, windows):
-        pipeline = windows.pipeline
+    def expand(self, recordings):
+        pipeline = recordings.pipeline
         # `self.model_used`: what the manifest records: the saved file's name, the reused
         # model's path, or '' when no autoencoder scored the windows.
         if not self._enabled:
@@ -211,11 +207,10 @@ class ScoreArtifacts(beam.PTransform):
             model = pipeline | "ModelPath" >> beam.Create([path]) | "LoadModel" >> beam.Map(_load_model)
             self.model_used = pipeline | "ModelReused" >> beam.Create([path])
         else:
-            train = set(self._train_sites)
+            train = frozenset(self._train_sites)
             sample = (
-                windows
-                | "TrainSites" >> beam.Filter(lambda w: not train or w.record.site_id.decode() in train)
-                | "Features" >> beam.Map(lambda w: (_sample_key(w), _ae_features(w)))
+                recordings
+                | "Features" >> beam.FlatMap(sample_items, train)
                 # Deterministic sample: the windows with the smallest keyed hash, so every runner
                 # and worker count fits the same model.
                 | "Sample" >> beam.combiners.Top.Of(self._sample_size, key=lambda kv: kv[0], reverse=True)
@@ -224,9 +219,9 @@ class ScoreArtifacts(beam.PTransform):
             model = sample | "Fit" >> beam.Map(_fit_autoencoder, min_windows, seed)
             target = FileSystems.join(self._output, AE_MODEL_NAME)
             self.model_used = model | "SaveModel" >> beam.Map(_save_model, target)
-        return windows | "Score" >> beam.ParDo(
-            ScoreWithAutoencoderFn(self._config.quality), beam.pvalue.AsSingleton(model)
-        ).with_outputs(ScoreWithAutoencoderFn.REJECTED, main="windows")
+        return recordings | "Score" >> beam.ParDo(
+            ScoreAndEncodeFn(self._config.quality), beam.pvalue.AsSingleton(model)
+        ).with_outputs(ScoreAndEncodeFn.REJECTED, ScoreAndEncodeFn.COUNTED, main="encoded")
 
 
 # --------------------------------------------------------------------------- stage 3: write
@@ -235,21 +230,15 @@ class WriteWindows(beam.PTransform):
         super().__init__()
         self._output, self._sites, self._num_shards = output, sites, num_shards
 
-    def expand(self, windows):
-        return (
-            windows
-            | "Encode" >> beam.Map(lambda w: (w.record.site_id.decode(), schema.encode_example(w.record)))
-            | "WriteBySite" >> WriteSnappyTFRecordsBySite(self._output, self._sites, self._num_shards)
-        )
+    def expand(self, encoded):
+        return encoded | "WriteBySite" >> WriteSnappyTFRecordsBySite(self._output, self._sites, self._num_shards)
 
 
 # --------------------------------------------------------------------------- stage 4: reports
-def _window_counts(w: Window) -> list[tuple[str, int]]:
-    rec = w.record
-    label = f"{rec.task.decode() or 'unlabeled'}:{int(rec.label)}"
-    return [("site/" + rec.site_id.decode(), 1), ("subject/" + rec.subject_id.decode(), 1),
-            ("label/" + label, 1), ("total", 1),
-            ("seconds", rec.n_times / schema.SFREQ)]
+def _window_counts(counted: tuple[str, str, str, int]) -> list[tuple[str, float]]:
+    site, subject, label, n_times = counted
+    return [("site/" + site, 1), ("subject/" + subject, 1), ("label/" + label, 1), ("total", 1),
+            ("seconds", n_times / schema.SFREQ)]
 
 
 def _quarantine_line(event) -> str:
@@ -264,7 +253,8 @@ def _quarantine_line(event) -> str:
                        "kind": "window"}, sort_keys=True)
 
 
-def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quarantine_lines):
+def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quarantine_lines, spill_dir):
+    remove_spill(spill_dir)  # every spill file has been read back once the shards exist
     with FileSystems.create(FileSystems.join(os.path.dirname(path), "quarantine.jsonl")) as fh:
         fh.write("".join(line + "\n" for line in sorted(quarantine_lines)).encode())
     inputs = sorted((o.as_dict() for o in outcomes), key=lambda d: d["source"])
@@ -295,12 +285,12 @@ def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quara
 
 
 class WriteReports(beam.PTransform):
-    def __init__(self, output: str, header: dict, ignored: list[Ignored]):
+    def __init__(self, output: str, header: dict, ignored: list[Ignored], spill_dir: str):
         super().__init__()
-        self._output, self._header, self._ignored = output, header, ignored
+        self._output, self._header, self._ignored, self._spill_dir = output, header, ignored, spill_dir
 
     def expand(self, pcolls):
-        outcomes, rejected, windows, shards, model_used = pcolls
+        outcomes, rejected, counted, shards, model_used = pcolls
         p = outcomes.pipeline
         ignored = p | "Ignored" >> beam.Create(self._ignored)
         quarantined = outcomes | "Quarantined" >> beam.Filter(lambda o: o.status != "processed")
@@ -308,7 +298,7 @@ class WriteReports(beam.PTransform):
         # writes them too: sorted, and without a file sink's sub-graph in every job.
         lines = ((quarantined, rejected, ignored) | "AllQuarantine" >> beam.Flatten()
                  | "ToJson" >> beam.Map(_quarantine_line))
-        counts = (windows | "Counts" >> beam.FlatMap(_window_counts)
+        counts = (counted | "Counts" >> beam.FlatMap(_window_counts)
                   | "Sum" >> beam.CombinePerKey(sum))
         header = dict(self._header)
         header["ignored"] = [{"source": g.path, "status": "ignored", "reason": g.reason} for g in self._ignored]
@@ -318,7 +308,8 @@ class WriteReports(beam.PTransform):
             | "Manifest" >> beam.Map(
                 _write_manifest, path, header,
                 beam.pvalue.AsList(outcomes), beam.pvalue.AsDict(counts),
-                beam.pvalue.AsList(shards), beam.pvalue.AsList(model_used), beam.pvalue.AsList(lines))
+                beam.pvalue.AsList(shards), beam.pvalue.AsList(model_used), beam.pvalue.AsList(lines),
+                self._spill_dir)
         )
 
 
@@ -437,16 +428,18 @@ def build_pipeline(p, args, config, items, ignored, key: bytes, site_names):
         "sites": list(sites),
         "output": args.output,
     }
+    # One spill folder per run, removed by the last step.
+    spill_dir = FileSystems.join(args.output, f".spill-{uuid.uuid4().hex[:12]}")
     items_pc = p | "Inputs" >> beam.Create(items)
-    processed = items_pc | "ProcessRecordings" >> ProcessRecordings(args.pseudonym_key_file, config)
+    processed = items_pc | "ProcessRecordings" >> ProcessRecordings(args.pseudonym_key_file, config, spill_dir)
     scoring = ScoreArtifacts(
         args.output, config, model_path=args.artifact_model, enabled=not args.no_artifact_model,
         train_sites=train_sites, sample_size=args.ae_sample_size)
-    scored = processed.windows | "ScoreArtifacts" >> scoring
-    shards = scored.windows | "WriteWindows" >> WriteWindows(args.output, sites, args.num_shards)
+    scored = processed.recordings | "ScoreArtifacts" >> scoring
+    shards = scored.encoded | "WriteWindows" >> WriteWindows(args.output, sites, args.num_shards)
     rejected = (processed.rejected, scored.rejected) | "AllRejected" >> beam.Flatten()
-    (processed.outcome, rejected, scored.windows, shards, scoring.model_used) | "WriteReports" >> WriteReports(
-        args.output, header, ignored)
+    (processed.outcome, rejected, scored.counted, shards, scoring.model_used) | "WriteReports" >> WriteReports(
+        args.output, header, ignored, spill_dir)
 
 
 def summarize(manifest: dict, seconds: float) -> str:

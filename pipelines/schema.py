@@ -424,13 +424,42 @@ def _encode_list(kind: str, values: Sequence[Any] | np.ndarray) -> bytes:
     return _len_field(_KIND_FIELDS[kind], payload)
 
 
+def _entries(features: Mapping[str, tuple[str, Sequence[Any] | np.ndarray]]) -> list[tuple[str, bytes]]:
+    """Each feature's map entry (key, then the Feature), in sorted key order."""
+    return [(name, _len_field(1, _len_field(1, name.encode("utf-8")) + _len_field(2, _encode_list(*feature))))
+            for name, feature in sorted(features.items())]
+
+
 def encode_features(features: Mapping[str, tuple[str, Sequence[Any] | np.ndarray]]) -> bytes:
     """Serialize ``{name: (kind, values)}`` as a ``tf.train.Example``, keys in sorted order."""
-    entries = b"".join(
-        _len_field(1, _len_field(1, name.encode("utf-8")) + _len_field(2, _encode_list(*feature)))
-        for name, feature in sorted(features.items())
-    )
-    return _len_field(1, entries)
+    return _len_field(1, b"".join(entry for _, entry in _entries(features)))
+
+
+def encode_example_patchable(record: WindowRecord, floats: Sequence[str]) -> tuple[bytes, dict[str, int]]:
+    """``encode_example(record)`` and, for each name in ``floats`` (float features), the byte offset
+    of its packed float32 values in it.
+
+    Floats have a fixed width on the wire, so overwriting them there (e.g. an artifact score known
+    only later) gives exactly the bytes ``encode_example`` would give for the updated record.
+    """
+    if not isinstance(record, WindowRecord):
+        raise SchemaError(f"encode_example: expected a WindowRecord; got {type(record).__name__}")
+    features = _record_features(record)
+    entries = _entries(features)
+    body = sum(len(entry) for _, entry in entries)
+    offsets, position = {}, 1 + len(_varint(body))  # after Example.features' tag and length
+    for name, entry in entries:
+        position += len(entry)
+        if name in floats:
+            kind, values = features[name]
+            if kind != "float" or len(values) == 0:
+                raise SchemaError(f"feature {name!r}: expected a non-empty float list to patch; got {kind}")
+            # A packed float list ends its map entry.
+            offsets[name] = position - 4 * len(values)
+    missing = sorted(set(floats) - set(offsets))
+    if missing:
+        raise SchemaError(f"floats: expected feature names of the record; got unknown {missing}")
+    return _len_field(1, b"".join(entry for _, entry in entries)), offsets
 
 
 def _read_varint(buf: memoryview, pos: int, where: str) -> tuple[int, int]:

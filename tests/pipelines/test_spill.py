@@ -1,0 +1,116 @@
+"""Spill files on real eegmat windows: scores written in place equal a fresh encoding, rejections,
+truncation, sampling and clean-up."""
+
+import copy
+import os
+
+import numpy as np
+import pytest
+
+from pipelines import schema
+from pipelines.process import PreprocessConfig, RejectedWindow, Window, process_recording
+from pipelines.sources import discover
+from pipelines.spill import (
+    AE_INDEX,
+    SpillWriter,
+    remove_spill,
+    sample_items,
+    scored_records,
+    spill_path,
+)
+
+KEY = b"a-test-key-of-32-bytes-for-hmac!"
+
+
+@pytest.fixture(scope="module")
+def windows(shared_data):
+    items, _, _ = discover([str(shared_data / "eegmat" / "Subject00_2.edf")], dataset="eegmat")
+    config = PreprocessConfig()
+    found = [e for e in process_recording(items[0], KEY, config, config.config_hash()) if isinstance(e, Window)]
+    assert len(found) >= 5
+    return found
+
+
+def _spill(windows, folder):
+    writer = SpillWriter(spill_path(str(folder), windows[0].source))
+    for window in windows:
+        writer.add(window)
+    writer.close()
+    return writer.recording(windows[0].source)
+
+
+def _rescored(record, score):
+    rec = copy.copy(record)
+    quality = rec.quality.copy()
+    quality[AE_INDEX] = np.float32(score)
+    rec.quality = quality
+    rec.artifact_score = np.float32(max(float(record.artifact_score), float(np.float32(score))))
+    return rec
+
+
+def test_patchable_encoding_is_encode_example_and_patching_equals_re_encoding(windows):
+    record = windows[0].record
+    data, offsets = schema.encode_example_patchable(record, ("quality", "artifact_score"))
+    assert data == schema.encode_example(record)
+    patched = bytearray(data)
+    patched[offsets["quality"] + 4 * AE_INDEX: offsets["quality"] + 4 * AE_INDEX + 4] = np.float32(0.375).tobytes()
+    patched[offsets["artifact_score"]: offsets["artifact_score"] + 4] = np.float32(0.875).tobytes()
+    expected = copy.copy(record)
+    expected.quality = record.quality.copy()
+    expected.quality[AE_INDEX] = 0.375
+    expected.artifact_score = np.float32(0.875)
+    assert bytes(patched) == schema.encode_example(expected)
+    with pytest.raises(schema.SchemaError, match="float list"):
+        schema.encode_example_patchable(record, ("label",))
+
+
+def test_scores_are_written_into_the_records_read_back(windows, tmp_path):
+    spilled = _spill(windows, tmp_path)
+    assert len(spilled) == len(windows) and spilled.features.shape[0] == len(windows)
+    assert spilled.site == windows[0].record.site_id.decode()
+    # No model: the records exactly as encoded.
+    assert list(scored_records(spilled, None, 1.0)) == [schema.encode_example(w.record) for w in windows]
+    scores = np.linspace(0.05, 0.95, len(windows))
+    got = list(scored_records(spilled, scores, 1.0))
+    assert got == [schema.encode_example(_rescored(w.record, s)) for w, s in zip(windows, scores)]
+    decoded = schema.decode_example(got[-1])
+    assert decoded.quality[AE_INDEX] == np.float32(scores[-1])
+
+
+def test_windows_over_the_limit_become_rejections_naming_the_file(windows, tmp_path):
+    spilled = _spill(windows, tmp_path)
+    scores = np.full(len(windows), 0.2)
+    scores[1] = 0.9
+    out = list(scored_records(spilled, scores, 0.5))
+    assert len(out) == len(windows)
+    assert isinstance(out[1], RejectedWindow) and out[1].source == windows[1].source
+    assert out[1].window_start_s == pytest.approx(float(windows[1].record.window_start_s))
+    assert "artifact_score=0.9 > max_artifact_score=0.5" in out[1].reasons[0]
+    assert sum(isinstance(o, RejectedWindow) for o in out) == 1 + sum(
+        float(w.record.artifact_score) > 0.5 for i, w in enumerate(windows) if i != 1)
+
+
+def test_a_truncated_spill_file_is_an_error_naming_it(windows, tmp_path):
+    spilled = _spill(windows, tmp_path)
+    size = os.path.getsize(spilled.spill)
+    with open(spilled.spill, "r+b") as fh:  # keep whole records only: one window missing
+        fh.truncate(size - (size // len(windows)))
+    with pytest.raises(OSError, match=os.path.basename(spilled.spill)):
+        list(scored_records(spilled, None, 1.0))
+
+
+def test_sample_keys_are_stable_and_sites_filter(windows, tmp_path):
+    spilled = _spill(windows, tmp_path)
+    items = sample_items(spilled, frozenset())
+    assert [k for k, _ in items] == [k for k, _ in sample_items(spilled, frozenset({spilled.site}))]
+    assert len({k for k, _ in items}) == len(windows)
+    assert sample_items(spilled, frozenset({"site-other"})) == []
+    np.testing.assert_array_equal(items[0][1], spilled.features[0])
+
+
+def test_remove_spill_deletes_the_folder(windows, tmp_path):
+    folder = tmp_path / ".spill-test"
+    _spill(windows, folder)
+    assert len(os.listdir(folder)) == 1
+    remove_spill(str(folder))
+    assert not folder.exists()
