@@ -84,7 +84,7 @@ from training.data import EEGLoader, RecordFilter, model_inputs, scan_windows
 from training.distributed import Dist, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, add_run_arguments, autocast, backward, core_state,
                            launch, load_core_state, loader_config, optimizer_step, run_overrides,
-                           step_seed)
+                           step_seed, TrainState)
 from training.pretrain import check_replicas
 from training.tracking import Tracker, memory_stats
 
@@ -507,27 +507,18 @@ def stages_of(cfg: FinetuneConfig, plan: Plan) -> list[Stage]:
     return [first, Stage("stage2", 1, float(cfg.two_stage_min_votes), int(plan.stage2_windows))]
 
 
-@dataclasses.dataclass
-class Run:
-    """One stage's training state; what a checkpoint holds to continue it."""
+@dataclasses.dataclass(kw_only=True)
+class Run(TrainState):
+    """One stage's training state (``step`` counts this stage's steps); what a checkpoint holds to
+    continue it."""
 
     cfg: FinetuneConfig
-    dist: Dist
     plan: Plan
     stage: Stage
-    model: torch.nn.Module  # DDP-wrapped when distributed
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler | None
-    loader: EEGLoader
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-    amp_dtype: torch.dtype
     steps_per_epoch: int
     total_steps: int
     offset: int = 0  # steps of the stages before this one (checkpoint and log numbering)
-    step: int = 0    # steps in this stage
-    samples: int = 0
-    best_metric: float = math.inf
     bad_evals: int = 0
     unfreeze: int = -1  # the applied unfreeze level (-1: none yet)
     done: bool = False  # the stage finished (all epochs, or early stopping)
@@ -575,8 +566,9 @@ def build_run(cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, stage: Sta
                        world_size=dist.world_size, infinite=True)
     loss_fn = make_loss(cfg, model.head, resolve_class_weights(cfg, plan))
     optimizer = dist.wrap_optimizer(optimizer, model, cfg.optim.grad_accum_steps)
-    return Run(cfg, dist, plan, stage, model, optimizer, scheduler, scaler, loader, loss_fn, amp_dtype,
-               steps_per_epoch, total, offset=offset, best_metric=best_metric)
+    return Run(cfg=cfg, dist=dist, plan=plan, stage=stage, model=model, optimizer=optimizer, scheduler=scheduler,
+               scaler=scaler, loader=loader, loss_fn=loss_fn, amp_dtype=amp_dtype, steps_per_epoch=steps_per_epoch,
+               total_steps=total, offset=offset, best_metric=best_metric)
 
 
 def set_trainable(run: Run) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import math
 import sys
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from training.augment import AugmentConfig
 from training.checkpoint import CheckpointError
 from training.config import ConfigError
 from training.config import LoaderConfig as LoaderSection
-from training.data import LoaderConfig, RecordFilter
+from training.data import EEGLoader, LoaderConfig, RecordFilter
 from training.distributed import BACKENDS, Dist, init_distributed, unwrap
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "stopped by a signal", so schedulers restart the job
@@ -78,7 +79,25 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
     return float(grad_norm)
 
 
-def core_state(run: Any) -> dict[str, Any]:
+@dataclasses.dataclass(kw_only=True)
+class TrainState:
+    """What every training loop steps and checkpoints (:func:`core_state` saves it); pretraining
+    and fine-tuning extend it with their own fields."""
+
+    cfg: Any  # the run's config section (PretrainConfig, FinetuneConfig)
+    dist: Dist
+    model: torch.nn.Module  # DDP-wrapped when distributed
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler | None
+    loader: EEGLoader
+    amp_dtype: torch.dtype
+    step: int = 0
+    samples: int = 0  # windows seen by all ranks
+    best_metric: float = math.inf
+
+
+def core_state(run: TrainState) -> dict[str, Any]:
     """Model, optimizer, scheduler, scaler, every rank's loader position and the world size.
 
     Collective: every rank must call it (loader positions are gathered to all ranks).
@@ -96,7 +115,7 @@ def core_state(run: Any) -> dict[str, Any]:
     }
 
 
-def load_core_state(run: Any, state: dict[str, Any]) -> None:
+def load_core_state(run: TrainState, state: dict[str, Any]) -> None:
     """Restore what :func:`core_state` saved (this rank's loader position)."""
     if state["world_size"] != run.dist.world_size:
         raise ConfigError(

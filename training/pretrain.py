@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
 import time
@@ -48,7 +47,7 @@ from training.data import EEGLoader, model_inputs
 from training.distributed import Dist, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, add_run_arguments, autocast, backward, core_state,
                            launch, load_core_state, loader_config, optimizer_step, run_overrides,
-                           step_seed)
+                           step_seed, TrainState)
 from training.tracking import Tracker, memory_stats, reconstruction_metrics
 
 log = get_logger("training.pretrain")
@@ -101,21 +100,11 @@ def configure_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.op
     return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
 
 
-@dataclasses.dataclass
-class Run:
+@dataclasses.dataclass(kw_only=True)
+class Run(TrainState):
     """Everything a step touches, and what a checkpoint must hold to continue it."""
 
     cfg: PretrainConfig
-    dist: Dist
-    model: torch.nn.Module  # DDP-wrapped when distributed
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler | None
-    loader: EEGLoader
-    amp_dtype: torch.dtype
-    step: int = 0
-    samples: int = 0  # windows seen by all ranks
-    best_metric: float = math.inf
 
     def state_dict(self) -> dict[str, Any]:
         """Full training state. Collective: every rank must call it (loader positions are gathered)."""
@@ -144,7 +133,8 @@ def build_run(cfg: PretrainConfig, dist: Dist, data: str) -> Run:
     if cfg.compile:
         wrapped = torch.compile(wrapped)
     optimizer = dist.wrap_optimizer(optimizer, wrapped, cfg.optim.grad_accum_steps)
-    return Run(cfg, dist, wrapped, optimizer, scheduler, scaler, loader, amp_dtype)
+    return Run(cfg=cfg, dist=dist, model=wrapped, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+               loader=loader, amp_dtype=amp_dtype)
 
 
 # ------------------------------------------------------------------------------------------ step

@@ -11,7 +11,7 @@ import torch
 from training.config import ConfigError
 from training.distributed import Dist
 from training.loop import (add_run_arguments, load_core_state, loader_config, optimizer_step, run_overrides,
-                           step_seed)
+                           step_seed, TrainState)
 
 
 def test_step_seeds_are_distinct_per_rank_step_and_micro_step_and_stable():
@@ -51,12 +51,8 @@ def test_core_state_refuses_a_different_world_size():
         def load_state_dict(self, state):
             self.state = state
 
-    class Run:
-        pass
-
-    run = Run()
-    run.model, run.optimizer, run.scheduler, run.scaler, run.loader = model, optimizer, scheduler, None, Loader()
-    run.dist, run.samples, run.best_metric = Dist("none"), 0, math.inf
+    run = TrainState(cfg=None, dist=Dist("none"), model=model, optimizer=optimizer, scheduler=scheduler, scaler=None,
+                     loader=Loader(), amp_dtype=torch.float32)
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
              "scaler": None, "loader": [{"batches": 7}], "samples": 56, "best_metric": 0.5, "world_size": 1}
     load_core_state(run, state)
