@@ -4,7 +4,8 @@
   decompression, CRC checks; nothing parsed): the bound the loader works from. Records per
   second of wall time, and CPU microseconds per record.
 - ``loader``: ``training.data.EEGLoader`` in training mode (infinite stream, shuffle buffer,
-  batches of ``--batch-size``, no augmentation, no pinned memory), for each ``--workers`` count
+  batches of ``--batch-size``, by default the ``base`` pretraining preset's, no augmentation as in
+  that preset, no pinned memory), for each ``--workers`` count
   and each ``eeg_dtype`` (float32 batches; float16 batches, converted on the GPU by the model).
   ``windows_per_s`` is steady state (from the first batch on), ``first_batch_s`` the start-up,
   ``cpu_us_per_window`` the CPU time of the main process and its workers per window delivered.
@@ -35,7 +36,10 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from pipelines.tfrecord import read_records  # noqa: E402
+from training.config import load_config  # noqa: E402
 from training.data import EEGLoader, LoaderConfig, list_files  # noqa: E402
+
+BASE_BATCH = load_config("base", "pretrain").loader.batch_size
 
 
 def _cpu_seconds() -> float:
@@ -71,7 +75,7 @@ def loader_rate(data: str, workers: int, dtype: str, batch_size: int, seconds: f
 
 
 def loader_benchmark(data: str | Path, *, workers: tuple[int, ...] = (0, 2),
-                     dtypes: tuple[str, ...] = ("float32", "float16"), batch_size: int = 16,
+                     dtypes: tuple[str, ...] = ("float32", "float16"), batch_size: int = BASE_BATCH,
                      seconds: float = 3.0, rounds: int = 3, consumed_per_s: float | None = None) -> dict:
     """The loader section of the report; ``consumed_per_s``: windows/s a training step takes."""
     data = str(data)
@@ -116,7 +120,8 @@ def main() -> None:
     parser.add_argument("--data", default=str(REPO / "outputs" / "demo" / "tfrecords"))
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     parser.add_argument("--dtypes", nargs="+", default=["float32", "float16"])
-    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=BASE_BATCH,
+                        help="windows per batch (default: the base pretraining preset's, %(default)s)")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()

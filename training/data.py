@@ -33,7 +33,8 @@ same files, seed, world_size and num_workers (checked); each DDP rank saves its 
 Throughput (``benchmarks/train_loader.py``): a record is parsed by protobuf's C parser, all but
 its samples, which stay in place until they are copied into the batch. Workers collate into a
 reused buffer, the kernel copies ``eeg``/``ecg`` into one new shared-memory segment per batch, and
-the small fields go pickled, so a batch crosses to the main process with one file descriptor.
+the small fields go pickled; the segment's file descriptor crosses over a socket the worker
+inherited (``training.handoff``), not DataLoader's per-descriptor connection.
 Per window the loader still writes what the read wrote again (float32 samples are twice the
 stored bytes); ``eeg_dtype="float16"`` halves that and every later copy, and leaves the exact
 conversion to the model on the GPU.
@@ -85,11 +86,13 @@ from model.inputs import encode_age, encode_sex
 from pipelines.config import ConfigError, check_option, check_range
 from pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError, decode_features
 from pipelines.tfrecord import CorruptTFRecordError, read_records
+from training.handoff import Handoff, copy_to_shared, handoff_supported, resolve_shared
 from training.augment import AugmentConfig, augment_batch, finetune_augment, pretrain_augment
 
 SHARD_PATTERN = "part-*-of-*.tfrecord"
 MODEL_KEYS = ("eeg", "channel_mask", "ecg", "age", "sex")
 SHARED_KEYS = ("eeg", "ecg")  # from workers via shared memory; small fields pickle by value
+_SHARED = "_shared"  # the wire batch's key for the reference to its shared tensors
 EEG_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 N_CLASSES = len(HMS_CLASSES)
 STATE_VERSION = 1
@@ -607,11 +610,14 @@ def _seed_sequence(seed: int, epoch: int, purpose: int, *more: int) -> np.random
 def _shuffled(items: Iterable[_Window], size: int, rng: np.random.Generator) -> Iterator[_Window]:
     """A shuffle buffer: fill to ``size``, then emit a random buffered item for each new one."""
     buffer: list[_Window] = []
+    draws: list[int] = []
     for item in items:
         if len(buffer) < size:
             buffer.append(item)
             continue
-        j = int(rng.integers(size))
+        if not draws:  # one numpy call per 256 draws, not per window (~2 us each)
+            draws = rng.integers(size, size=256).tolist()[::-1]
+        j = draws.pop()
         yield buffer[j]
         buffer[j] = item
     for j in rng.permutation(len(buffer)):
@@ -659,38 +665,6 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
             _STAGING.clear()
         _STAGING[key] = torch.empty(shape, dtype=dtype)
     return _STAGING[key]
-
-
-def _shared(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """Copies of ``tensors`` in one new shared-memory segment, for the trip to the main process.
-
-    One segment per batch: its file descriptor crosses once (the tensors share its storage), and
-    passing a descriptor costs more than the small fields' whole pickle. The kernel fills the
-    segment (``pwrite`` into a memfd): writing a fresh shared mapping from user space faults its
-    pages in one at a time, which costs about as much as the copy again. Without memfd, or with
-    torch's "file_system" sharing strategy, each tensor is copied to shared memory on its own.
-    """
-    tensors = [t.contiguous() for t in tensors]
-    offsets, total = [], 0
-    for tensor in tensors:
-        offsets.append(total)
-        total += -(-tensor.nbytes // 64) * 64  # each tensor cache-line aligned
-    if total == 0 or not hasattr(os, "memfd_create") or \
-            not hasattr(torch.UntypedStorage, "_new_shared_fd_cpu") or \
-            torch.multiprocessing.get_sharing_strategy() != "file_descriptor":
-        return [t.clone().share_memory_() if t.nbytes else t for t in tensors]
-    fd = os.memfd_create("eegfm-batch", os.MFD_CLOEXEC)
-    try:
-        os.ftruncate(fd, total)
-        for tensor, offset in zip(tensors, offsets):
-            data, written = memoryview(tensor.numpy()).cast("B"), 0
-            while written < len(data):
-                written += os.pwrite(fd, data[written:], offset + written)
-        storage = torch.UntypedStorage._new_shared_fd_cpu(fd, total)  # as unpickling does; dups fd
-    finally:
-        os.close(fd)
-    return [torch.empty(0, dtype=t.dtype).set_(storage, offset // t.itemsize, t.shape)
-            for t, offset in zip(tensors, offsets)]
 
 
 def _stack(signals: Sequence[np.ndarray | None], shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
@@ -795,16 +769,19 @@ class _ShardStream:
             state = _seed_sequence(self.config.seed, epoch, 2, self.shard, index).generate_state(1, np.uint64)
             generator = torch.Generator().manual_seed(int(state[0]))
             batch = augment_batch(batch, self.config.augment, generator)
-        return _to_wire(batch) if get_worker_info() is not None else batch
+        return batch
 
 
-def _to_wire(batch: dict[str, Any]) -> dict[str, Any]:
+def _to_wire(batch: dict[str, Any], handoff: Handoff | None) -> dict[str, Any]:
     """A worker's batch for the trip to the main process: ``eeg``/``ecg`` in one shared-memory
-    segment, small tensors as numpy arrays (a tensor would cross as a segment and a file
-    descriptor of its own, ~0.1 ms each; a small array pickles in bytes)."""
-    wire = {k: v.numpy() if isinstance(v, torch.Tensor) and k not in SHARED_KEYS else v for k, v in batch.items()}
-    shared = [k for k in SHARED_KEYS if k in batch]
-    wire.update(zip(shared, _shared([batch[k] for k in shared])))
+    segment (``training.handoff``), small tensors as numpy arrays (a tensor would cross as a
+    segment and a file descriptor of its own; a small array pickles in bytes)."""
+    wire = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items() if k not in SHARED_KEYS}
+    shared = {k: batch[k] for k in SHARED_KEYS if k in batch}
+    if handoff is not None:
+        wire[_SHARED] = handoff.send(get_worker_info().id, shared)
+    else:
+        wire.update(copy_to_shared(shared))
     return wire
 
 
@@ -815,6 +792,7 @@ def _as_is(batch: Any) -> Any:
 
 
 def _from_wire(batch: dict[str, Any]) -> dict[str, Any]:
+    batch = resolve_shared(batch, _SHARED)
     return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
 
 
@@ -827,9 +805,11 @@ class _ShardDataset(IterableDataset):
     """
 
     def __init__(self, files: Sequence[str], config: LoaderConfig, rank: int, world_size: int,
-                 starts: Sequence[tuple[int, int]], first: int, pass_epoch: int | None):
+                 starts: Sequence[tuple[int, int]], first: int, pass_epoch: int | None,
+                 handoff: Handoff | None = None):
         self.files, self.config, self.rank, self.world_size = files, config, rank, world_size
         self.starts, self.first, self.pass_epoch = list(starts), first, pass_epoch
+        self.handoff = handoff
 
     def __iter__(self) -> Iterator[tuple[tuple[int, int, int, bool], dict[str, Any]]]:
         n_workers = len(self.starts)
@@ -850,7 +830,8 @@ class _ShardDataset(IterableDataset):
                 delivered = True
                 if current == epoch and index < skip:
                     continue  # fast-forward: never decoded
-                yield (worker, current, index, last), stream.finish(windows, current, index)
+                batch = stream.finish(windows, current, index)
+                yield (worker, current, index, last), batch if info is None else _to_wire(batch, self.handoff)
             empty = 0 if delivered else empty + 1
             if empty > max(2, len(self.files)):
                 raise RuntimeError(
@@ -920,21 +901,28 @@ class EEGLoader:
         self._positions = [(epoch, 0)] * self.n_workers
         self._next_worker = 0
 
-    def _data_loader(self) -> DataLoader:
+    def _data_loader(self, handoff: Handoff | None) -> DataLoader:
         config = self.config
         dataset = _ShardDataset(self.files, config, self.rank, self.world_size, self._positions,
-                                self._next_worker, None if self.infinite else self._epoch)
+                                self._next_worker, None if self.infinite else self._epoch, handoff)
         pin = torch.cuda.is_available() if config.pin_memory is None else config.pin_memory
         workers = config.num_workers
         return DataLoader(dataset, batch_size=None, collate_fn=_as_is, num_workers=workers, pin_memory=pin,
                           prefetch_factor=config.prefetch_factor if workers else None)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        for (worker, epoch, index, last), batch in self._data_loader():
-            self._positions[worker] = (epoch + 1, 0) if last else (epoch, index + 1)
-            self._next_worker = (worker + 1) % self.n_workers
-            self.batches += 1
-            yield _from_wire(batch)
+        handoff = Handoff(self.config.num_workers) if self.config.num_workers and handoff_supported() else None
+        batches = iter(self._data_loader(handoff))
+        try:
+            for (worker, epoch, index, last), batch in batches:
+                self._positions[worker] = (epoch + 1, 0) if last else (epoch, index + 1)
+                self._next_worker = (worker + 1) % self.n_workers
+                self.batches += 1
+                yield _from_wire(batch)
+        finally:
+            del batches  # shuts the workers down before their sockets close
+            if handoff is not None:
+                handoff.close()
         if not self.infinite:  # the pass is complete
             self.set_epoch(self._epoch + 1)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from collections import Counter
 from pathlib import Path
 
@@ -508,27 +507,3 @@ def test_augment_batch_is_reproducible_from_its_generator(pipeline_output):
     a, b = aug.augment_batch(batch, config, _gen(9)), aug.augment_batch(batch, config, _gen(9))
     assert _same_batch(a, b) and not torch.equal(a["eeg"], batch["eeg"])
     assert torch.allclose(a["targets"].sum(1), torch.ones(len(a["targets"])))
-
-
-@pytest.mark.parametrize("strategy", ["file_descriptor", "file_system"])
-def test_worker_batches_cross_in_shared_memory_under_either_sharing_strategy(strategy):
-    # file_descriptor: one memfd segment for eeg and ecg; file_system (or no memfd): a shared
-    # copy of each. Either way the values are the batch's and a later reuse of the worker's
-    # collate buffer cannot change them.
-    if strategy not in torch.multiprocessing.get_all_sharing_strategies():
-        pytest.skip(f"sharing strategy {strategy!r} not available here")
-    before = torch.multiprocessing.get_sharing_strategy()
-    eeg = torch.randn(3, 19, 256, dtype=torch.float16)
-    ecg = torch.randn(3, 256, dtype=torch.float16)
-    try:
-        torch.multiprocessing.set_sharing_strategy(strategy)
-        shared_eeg, shared_ecg = data._shared([eeg, ecg])
-    finally:
-        torch.multiprocessing.set_sharing_strategy(before)
-    assert shared_eeg.is_shared() and shared_ecg.is_shared()
-    assert torch.equal(shared_eeg, eeg) and torch.equal(shared_ecg, ecg)
-    eeg.zero_()
-    ecg.zero_()
-    assert shared_eeg.abs().sum() > 0 and shared_ecg.abs().sum() > 0
-    same_segment = shared_eeg.untyped_storage().data_ptr() == shared_ecg.untyped_storage().data_ptr()
-    assert same_segment == (strategy == "file_descriptor" and hasattr(os, "memfd_create"))

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import dataclasses
+import multiprocessing
+import os
+
+import pytest
+import torch
+
+from training import data, handoff
+from training.data import EEGLoader, LoaderConfig
+from training.handoff import Handoff, SharedBatch, copy_to_shared, handoff_supported
+
+needs_handoff = pytest.mark.skipif(not handoff_supported(), reason="needs memfd, send_fds and forked workers")
+
+
+def _tensors(seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {"eeg": torch.randn(3, 19, 256, generator=generator).half(),
+            "ecg": torch.randn(3, 256, generator=generator).half()}
+
+
+def _send_from_child(channel: Handoff, worker: int, seeds: list[int], refs) -> None:
+    for seed in seeds:
+        refs.put(channel.send(worker, _tensors(seed)))
+
+
+@needs_handoff
+def test_batches_cross_from_forked_workers_in_order_with_their_values():
+    channel = Handoff(2)
+    refs = multiprocessing.get_context("fork").Queue()
+    children = [multiprocessing.get_context("fork").Process(target=_send_from_child, args=(channel, w, seeds, refs))
+                for w, seeds in ((0, [1, 2, 3]), (1, [4, 5]))]
+    try:
+        for child in children:
+            child.start()
+        got = [refs.get(timeout=60) for _ in range(5)]
+        for child in children:
+            child.join(60)
+        assert sorted((r.worker, r.seq) for r in got) == [(0, 0), (0, 1), (0, 2), (1, 0), (1, 1)]
+        seeds = {(0, 0): 1, (0, 1): 2, (0, 2): 3, (1, 0): 4, (1, 1): 5}
+        for ref in sorted(got, key=lambda r: (r.worker, r.seq)):
+            tensors = ref.resolve()
+            expected = _tensors(seeds[ref.worker, ref.seq])
+            assert set(tensors) == {"eeg", "ecg"}
+            assert all(torch.equal(tensors[k], expected[k]) for k in expected)
+            # eeg and ecg share the one segment the worker sent, mapped shared in this process
+            assert tensors["eeg"].is_shared()
+            assert tensors["eeg"].untyped_storage().data_ptr() == tensors["ecg"].untyped_storage().data_ptr()
+    finally:
+        channel.close()
+    with pytest.raises(RuntimeError, match="iteration has ended"):
+        got[0].resolve()
+
+
+@needs_handoff
+def test_a_batch_out_of_order_is_refused_not_mixed_up():
+    channel = Handoff(1)
+    try:
+        first = channel.send(0, _tensors(1))  # same process stands in for the worker
+        second = channel.send(0, _tensors(2))
+        with pytest.raises(RuntimeError, match="worker 0 batch 1 arrived, expected batch 0"):
+            channel.receive(second)
+        assert torch.equal(channel.receive(first)["eeg"], _tensors(1)["eeg"])
+        assert torch.equal(channel.receive(second)["ecg"], _tensors(2)["ecg"])
+    finally:
+        channel.close()
+
+
+def test_a_handoff_cannot_be_pickled_into_spawned_workers():
+    if not handoff_supported():
+        pytest.skip("no handoff here")
+    channel = Handoff(1)
+    try:
+        with pytest.raises(TypeError, match="must be forked"):
+            channel.__reduce_ex__(2)
+    finally:
+        channel.close()
+
+
+@needs_handoff
+def test_loader_workers_send_references_and_the_loader_closes_its_sockets(pipeline_output):
+    config = LoaderConfig(batch_size=4, num_workers=2, shuffle=False, eeg_dtype="float16")
+    loader = EEGLoader(pipeline_output, config, rank=0, world_size=1, infinite=False)
+    channel = Handoff(2)
+    try:
+        wire = [batch for _, batch in loader._data_loader(channel)]
+        assert wire and all(isinstance(b[data._SHARED], SharedBatch) and "eeg" not in b for b in wire)
+        batches = [data._from_wire(b) for b in wire]
+    finally:
+        channel.close()
+    reference = list(EEGLoader(pipeline_output, dataclasses.replace(config, num_workers=0),
+                               rank=0, world_size=1, infinite=False))
+    assert sum(len(b["label"]) for b in batches) == sum(len(b["label"]) for b in reference)
+    assert all(b["eeg"].dtype == torch.float16 and b["eeg"].is_shared() for b in batches)
+    assert sorted(float(b["eeg"].double().sum()) for b in batches) == \
+        sorted(float(b["eeg"].double().sum()) for b in _worker_free(pipeline_output, config))
+    list(loader)  # a whole pass through __iter__ leaves no hand-off open
+    assert not handoff._OPEN
+
+
+def _worker_free(path, config):
+    """The same batches made in this process, by running each worker's shard stream directly."""
+    out = []
+    for worker in range(config.num_workers):
+        stream = data._ShardStream(data.list_files(path), config, worker, config.num_workers)
+        out += [stream.finish(w, 0, i) for i, (w, _) in enumerate(stream.raw_batches(0))]
+    return out
+
+
+@pytest.mark.parametrize("strategy", ["file_descriptor", "file_system"])
+def test_copy_to_shared_under_either_sharing_strategy(strategy):
+    # file_descriptor: one memfd segment for eeg and ecg; file_system (or no memfd): a shared
+    # copy of each. Either way the values are the batch's and a later reuse of the worker's
+    # collate buffer cannot change them.
+    if strategy not in torch.multiprocessing.get_all_sharing_strategies():
+        pytest.skip(f"sharing strategy {strategy!r} not available here")
+    before = torch.multiprocessing.get_sharing_strategy()
+    tensors = _tensors(0)
+    try:
+        torch.multiprocessing.set_sharing_strategy(strategy)
+        if strategy == "file_system":
+            assert not handoff_supported()  # names, not descriptors, cross under file_system
+        shared = copy_to_shared(tensors)
+    finally:
+        torch.multiprocessing.set_sharing_strategy(before)
+    assert shared["eeg"].is_shared() and shared["ecg"].is_shared()
+    assert all(torch.equal(shared[k], tensors[k]) for k in tensors)
+    for tensor in tensors.values():
+        tensor.zero_()
+    assert shared["eeg"].abs().sum() > 0 and shared["ecg"].abs().sum() > 0
+    same_segment = shared["eeg"].untyped_storage().data_ptr() == shared["ecg"].untyped_storage().data_ptr()
+    assert same_segment == (strategy == "file_descriptor" and hasattr(os, "memfd_create"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")
+@needs_handoff
+def test_pinned_batches_resolve_in_the_pin_memory_thread(pipeline_output):
+    config = LoaderConfig(batch_size=4, num_workers=2, shuffle=False, pin_memory=True)
+    batches = list(EEGLoader(pipeline_output, config, rank=0, world_size=1, infinite=False))
+    assert batches and all(b["eeg"].is_pinned() for b in batches)

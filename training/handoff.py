@@ -1,0 +1,187 @@
+"""A DataLoader worker's big tensors to the main process in shared memory, one descriptor per batch.
+
+DataLoader moves a tensor out of a worker by putting its storage in shared memory and pickling
+its file descriptor. multiprocessing passes each descriptor through a new, HMAC-authenticated
+connection to the worker's resource-sharer thread: about 0.4 ms of the main process per batch,
+more than all the rest of the batch costs there, and the main process is the one that also runs
+the training step.
+
+:class:`Handoff` instead opens one socket pair per worker before the workers fork. A worker
+copies a batch's big tensors into one new memfd segment (``pwrite``: the kernel fills the pages,
+where writing a fresh shared mapping from user space faults them in one at a time), sends the
+descriptor over its socket, and pickles only a small :class:`SharedBatch` reference with the
+batch. The main process receives the descriptor and maps the segment; the tensors it builds
+share that mapping, which lives as long as they do. A worker's descriptors arrive in the order
+its batches do (DataLoader never reorders one worker's batches), and every message carries a
+sequence number that is checked. DataLoader's pin-memory thread resolves references itself
+(``SharedBatch.pin_memory``), so pinned batches work the same way.
+
+Where this cannot work (no ``memfd_create`` or ``socket.send_fds``, torch's ``file_system``
+sharing strategy, or workers that are not forked and so do not inherit the sockets),
+:func:`handoff_supported` is False and :func:`copy_to_shared` gives DataLoader's own path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import multiprocessing
+import os
+import socket
+import struct
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+_ALIGN = 64  # each tensor cache-line aligned in the segment
+_SEQ = struct.Struct("<Q")
+_OPEN: dict[int, Handoff] = {}  # main process: live hand-offs by token, for unpickled references
+_TOKENS = itertools.count(1)
+RECEIVE_TIMEOUT_S = 300.0
+
+
+def handoff_supported() -> bool:
+    """Whether :class:`Handoff` works here (Linux, forked workers, torch's default sharing)."""
+    return (hasattr(os, "memfd_create") and hasattr(socket, "send_fds")
+            and hasattr(torch.UntypedStorage, "_new_shared_fd_cpu")
+            and torch.multiprocessing.get_sharing_strategy() == "file_descriptor"
+            and (multiprocessing.get_start_method(allow_none=True)
+                 or multiprocessing.get_all_start_methods()[0]) == "fork")
+
+
+def _layout(tensors: Mapping[str, torch.Tensor]) -> tuple[list[tuple[str, torch.dtype, tuple[int, ...], int]], int]:
+    entries, total = [], 0
+    for name, tensor in tensors.items():
+        entries.append((name, tensor.dtype, tuple(tensor.shape), total))
+        total += -(-tensor.nbytes // _ALIGN) * _ALIGN
+    return entries, total
+
+
+def _segment(tensors: Mapping[str, torch.Tensor], layout: list, total: int) -> int:
+    """A new memfd holding ``tensors`` at their layout offsets (the caller closes it)."""
+    fd = os.memfd_create("eegfm-batch", os.MFD_CLOEXEC)
+    try:
+        os.ftruncate(fd, total)
+        for (name, _, _, offset) in layout:
+            data, written = memoryview(tensors[name].contiguous().numpy()).cast("B"), 0
+            while written < len(data):
+                written += os.pwrite(fd, data[written:], offset + written)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _views(fd: int, layout: list, total: int) -> dict[str, torch.Tensor]:
+    storage = torch.UntypedStorage._new_shared_fd_cpu(fd, total)  # maps it; keeps its own dup
+    return {name: torch.empty(0, dtype=dtype).set_(storage, offset // dtype.itemsize, shape)
+            for name, dtype, shape, offset in layout}
+
+
+def copy_to_shared(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """DataLoader's own path: the tensors in shared memory, pickled as descriptors; one segment
+    for all of them where memfd exists (one descriptor crosses), else one each."""
+    tensors = {name: t for name, t in tensors.items()}
+    layout, total = _layout(tensors)
+    if total == 0 or not hasattr(os, "memfd_create") or \
+            not hasattr(torch.UntypedStorage, "_new_shared_fd_cpu") or \
+            torch.multiprocessing.get_sharing_strategy() != "file_descriptor":
+        return {name: t.clone().share_memory_() if t.nbytes else t for name, t in tensors.items()}
+    fd = _segment(tensors, layout, total)
+    try:
+        return _views(fd, layout, total)
+    finally:
+        os.close(fd)
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedBatch:
+    """What a worker pickles in place of its big tensors: which hand-off, worker and message."""
+
+    token: int
+    worker: int
+    seq: int
+    layout: tuple
+    total: int
+
+    def resolve(self) -> dict[str, torch.Tensor]:
+        handoff = _OPEN.get(self.token)
+        if handoff is None:
+            raise RuntimeError("SharedBatch: its loader iteration has ended; batches can only be "
+                               "resolved while the DataLoader that made them runs")
+        return handoff.receive(self)
+
+    def pin_memory(self) -> dict[str, torch.Tensor]:  # DataLoader's pin-memory thread calls this
+        return {name: tensor.pin_memory() for name, tensor in self.resolve().items()}
+
+
+class Handoff:
+    """Socket pairs for ``n_workers`` DataLoader workers; make it before the workers fork, use
+    :meth:`send` in a worker and :meth:`receive` (or ``SharedBatch.resolve``) in the main
+    process, :meth:`close` when the iteration is over."""
+
+    def __init__(self, n_workers: int):
+        if not handoff_supported():
+            raise RuntimeError("Handoff: needs Linux memfd, socket.send_fds, forked DataLoader workers "
+                               "and torch's file_descriptor sharing strategy; use copy_to_shared")
+        self.token = next(_TOKENS)
+        self._pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(n_workers)]
+        for receiver, _ in self._pairs:
+            receiver.settimeout(RECEIVE_TIMEOUT_S)
+        self._sent = 0  # in a worker: its own messages so far
+        self._received = [0] * n_workers
+        self._owner = os.getpid()
+        _OPEN[self.token] = self
+
+    def send(self, worker: int, tensors: Mapping[str, torch.Tensor]) -> SharedBatch:
+        """In worker ``worker`` (``get_worker_info().id``): one segment holding ``tensors``."""
+        layout, total = _layout(tensors)
+        fd = _segment(tensors, layout, max(total, 1))
+        try:
+            socket.send_fds(self._pairs[worker][1], [_SEQ.pack(self._sent)], [fd])
+        finally:
+            os.close(fd)
+        self._sent += 1
+        return SharedBatch(self.token, worker, self._sent - 1, tuple(layout), max(total, 1))
+
+    def receive(self, ref: SharedBatch) -> dict[str, torch.Tensor]:
+        """In the main process: the tensors of ``ref``, mapped from the segment its worker sent."""
+        expected = self._received[ref.worker]
+        if ref.seq != expected:
+            raise RuntimeError(f"Handoff: worker {ref.worker} batch {ref.seq} arrived, expected batch {expected}")
+        try:
+            message, fds, _, _ = socket.recv_fds(self._pairs[ref.worker][0], _SEQ.size, 1)
+        except TimeoutError:
+            raise RuntimeError(f"Handoff: no shared-memory segment from worker {ref.worker} in "
+                               f"{RECEIVE_TIMEOUT_S:.0f} s for its batch {ref.seq}") from None
+        try:
+            if len(fds) != 1 or len(message) != _SEQ.size or _SEQ.unpack(message)[0] != ref.seq:
+                raise RuntimeError(f"Handoff: worker {ref.worker} sent {message!r} with {len(fds)} "
+                                   f"descriptors for its batch {ref.seq}")
+            self._received[ref.worker] += 1
+            return _views(fds[0], list(ref.layout), ref.total)
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+    def close(self) -> None:
+        """Close the sockets (descriptors still in flight close with them)."""
+        if os.getpid() == self._owner:
+            _OPEN.pop(self.token, None)
+        for pair in self._pairs:
+            for end in pair:
+                end.close()
+
+    def __getstate__(self) -> Any:
+        raise TypeError("Handoff: cannot be pickled; DataLoader workers must be forked")
+
+
+def resolve_shared(batch: dict[str, Any], key: str) -> dict[str, Any]:
+    """``batch`` with the reference (or the pinned tensors) at ``key`` replaced by its tensors."""
+    value = batch.pop(key, None)
+    if isinstance(value, SharedBatch):
+        value = value.resolve()
+    if value:
+        batch.update(value)
+    return batch
