@@ -106,6 +106,8 @@ def test_same_inputs_give_identical_records_in_memory_and_on_two_processes(share
     assert log.count("Created Worker handler <apache_beam.runners.portability.fn_api_runner."
                      "worker_handlers.SubprocessSdkWorkerHandler") == 2
     assert "prism" not in log.lower()
+    # ... each forked from the job's warm zygote (pipelines.warm_workers), not a cold interpreter
+    assert log.count("forked warm Beam worker") == 2
 
     def contents(out):
         recs = []
