@@ -4,7 +4,9 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -104,11 +106,38 @@ def test_without_a_zygote_the_launcher_becomes_beams_own_worker(tmp_path):
     assert b"CONTROL_API_SERVICE_DESCRIPTOR" in launcher.stderr or b"sdk_worker_main" in launcher.stderr
 
 
-def test_zygote_only_for_multi_processing_and_not_when_switched_off():
+def test_no_zygote_unless_multi_processing_enabled_and_single_threaded():
     with zygote_for(False) as zygote:
         assert zygote is None
     with zygote_for(True, enabled=False) as zygote:
         assert zygote is None
-    with zygote_for(True) as zygote:
-        assert zygote is not None and os.environ[ZYGOTE_ENV] == zygote.address
-    assert ZYGOTE_ENV not in os.environ
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait)
+    thread.start()
+    try:
+        with zygote_for(True) as zygote:
+            assert zygote is None  # forking a process with other threads running is unsafe
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_zygote_starts_in_a_single_threaded_job_and_is_gone_after_it():
+    # A fresh interpreter, like the job's: pytest's own process has threads from other tests.
+    code = (
+        "import os\n"
+        "from pipelines.warm_workers import zygote_for\n"
+        "from pipelines.worker_launcher import ZYGOTE_ENV\n"
+        "with zygote_for(True) as zygote:\n"
+        "    assert zygote is not None and os.environ[ZYGOTE_ENV] == zygote.address\n"
+        "    os.kill(zygote.pid, 0)\n"
+        "assert ZYGOTE_ENV not in os.environ and not os.path.exists(zygote.address)\n"
+        "try:\n"
+        "    os.kill(zygote.pid, 0)\n"
+        "except ProcessLookupError:\n"
+        "    print('zygote gone')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "zygote gone"
