@@ -482,7 +482,10 @@ def run(argv: list[str] | None = None) -> dict:
     log.info("%d recordings (%s), %d other files; writing to %s", len(items),
              ", ".join(f"{k}={v}" for k, v in sorted(datasets.items())), len(ignored), args.output)
     if "://" not in args.output:  # object stores have no folders to create
-        os.makedirs(args.output, exist_ok=True)
+        try:
+            os.makedirs(args.output, exist_ok=True)
+        except OSError as err:
+            parser.error(f"--output {args.output}: cannot create the output folder ({err.strerror or err})")
     start = time.time()
     runner = local_runner(options)
     multi_processing = runner is not None and options.view_as(DirectOptions).direct_running_mode == "multi_processing"

@@ -151,6 +151,16 @@ def test_bad_arguments_fail_before_any_work(shared_data, key_file, tmp_path, arg
     assert not (tmp_path / "out").exists()
 
 
+def test_an_output_folder_that_cannot_be_made_is_a_clear_error(shared_data, key_file, tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    with pytest.raises(SystemExit) as exit_:
+        run(["--input", str(shared_data / "eegmat" / "Subject00_1.edf"), "--output", str(blocker / "out"),
+             "--pseudonym_key_file", key_file])
+    assert exit_.value.code == 2
+    assert f"--output {blocker / 'out'}: cannot create the output folder (Not a directory)" in capsys.readouterr().err
+
+
 def test_bad_input_corpus_is_quarantined_file_by_file_and_good_files_still_run(shared_data, key_file, tmp_path):
     from tests.pipelines.bad_corpus import make_bad_corpus
 
