@@ -132,6 +132,7 @@ def _serve(listener: socket.socket, alive: int, target: Callable[[dict[str, str]
                     workers[pid] = conn
                     selector.register(conn, selectors.EVENT_READ, pid)
                 else:  # the launcher went away (Beam killed it): so does its worker
+                    selector.unregister(key.fileobj)  # reaped below or on a later pass
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(key.data, signal.SIGKILL)
             _reap(workers, selector)
