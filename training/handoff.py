@@ -14,7 +14,10 @@ batch. The main process receives the descriptor and maps the segment; the tensor
 share that mapping, which lives as long as they do. A worker's descriptors arrive in the order
 its batches do (DataLoader never reorders one worker's batches), and every message carries a
 sequence number that is checked. DataLoader's pin-memory thread resolves references itself
-(``SharedBatch.pin_memory``), so pinned batches work the same way.
+(``SharedBatch.pin_memory``), so pinned batches work the same way. A worker writes a segment
+again once no tensor of its previous batch is left in the main process (a shared ``flock`` held
+by the descriptor the main process keeps tells it; see :meth:`Handoff.send`), so steady-state
+batches reuse pages instead of having the kernel allocate, zero and free new ones.
 
 Where this cannot work (no ``memfd_create`` or ``socket.send_fds``, torch's ``file_system``
 sharing strategy, or workers that are not forked and so do not inherit the sockets),
@@ -24,6 +27,7 @@ sharing strategy, or workers that are not forked and so do not inherit the socke
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import itertools
 import multiprocessing
 import os
@@ -39,6 +43,9 @@ _SEQ = struct.Struct("<Q")
 _OPEN: dict[int, Handoff] = {}  # main process: live hand-offs by token, for unpickled references
 _TOKENS = itertools.count(1)
 RECEIVE_TIMEOUT_S = 300.0
+# Segments a worker keeps per batch size: enough for the batches in flight (prefetch) and those
+# the training step still holds; a batch beyond them gets a segment of its own.
+POOL_SEGMENTS = 16
 
 
 def handoff_supported() -> bool:
@@ -58,19 +65,48 @@ def _layout(tensors: Mapping[str, torch.Tensor]) -> tuple[list[tuple[str, torch.
     return entries, total
 
 
+def _fill(fd: int, tensors: Mapping[str, torch.Tensor], layout: list) -> None:
+    for (name, _, _, offset) in layout:
+        data, written = memoryview(tensors[name].contiguous().numpy()).cast("B"), 0
+        while written < len(data):
+            written += os.pwrite(fd, data[written:], offset + written)
+
+
 def _segment(tensors: Mapping[str, torch.Tensor], layout: list, total: int) -> int:
     """A new memfd holding ``tensors`` at their layout offsets (the caller closes it)."""
     fd = os.memfd_create("eegfm-batch", os.MFD_CLOEXEC)
     try:
         os.ftruncate(fd, total)
-        for (name, _, _, offset) in layout:
-            data, written = memoryview(tensors[name].contiguous().numpy()).cast("B"), 0
-            while written < len(data):
-                written += os.pwrite(fd, data[written:], offset + written)
+        _fill(fd, tensors, layout)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def _in_use(fd: int) -> bool:
+    """Whether another open file description of the segment ``fd`` still holds its shared lock."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return False
+
+
+def _locked_description(fd: int) -> int | None:
+    """A second open file description of the memfd ``fd``, holding a shared lock; None where
+    /proc is missing. Its last descriptor closes when the receiver's storage is freed."""
+    try:
+        other = os.open(f"/proc/self/fd/{fd}", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(other, fcntl.LOCK_SH)
+    except OSError:
+        os.close(other)
+        return None
+    return other
 
 
 def _views(fd: int, layout: list, total: int) -> dict[str, torch.Tensor]:
@@ -130,20 +166,44 @@ class Handoff:
         for receiver, _ in self._pairs:
             receiver.settimeout(RECEIVE_TIMEOUT_S)
         self._sent = 0  # in a worker: its own messages so far
+        self._pool: dict[int, list[int]] = {}  # in a worker: its segments by size, for reuse
+        self.segments_made = 0  # in a worker: new segments created (the rest were reused)
         self._received = [0] * n_workers
         self._owner = os.getpid()
         _OPEN[self.token] = self
 
     def send(self, worker: int, tensors: Mapping[str, torch.Tensor]) -> SharedBatch:
-        """In worker ``worker`` (``get_worker_info().id``): one segment holding ``tensors``."""
+        """In worker ``worker`` (``get_worker_info().id``): one segment holding ``tensors``.
+
+        A segment whose previous batch the main process has let go of is written again: its
+        pages already exist, where a new segment's are allocated and zeroed by the kernel and
+        freed again later, which costs more than the copy. The worker sends a second open file
+        description of the segment holding a shared ``flock``; the receiver's storage keeps it
+        open, so the lock lasts exactly as long as any tensor or view of that batch, and the
+        worker reuses a segment only when it can take the exclusive lock.
+        """
         layout, total = _layout(tensors)
-        fd = _segment(tensors, layout, max(total, 1))
+        total = max(total, 1)
+        pool = self._pool.setdefault(total, [])
+        fd = next((f for f in pool if not _in_use(f)), None)
+        if fd is not None:
+            _fill(fd, tensors, layout)
+        else:
+            fd = _segment(tensors, layout, total)
+            self.segments_made += 1
+        shared = _locked_description(fd)
         try:
-            socket.send_fds(self._pairs[worker][1], [_SEQ.pack(self._sent)], [fd])
+            socket.send_fds(self._pairs[worker][1], [_SEQ.pack(self._sent)], [fd if shared is None else shared])
         finally:
-            os.close(fd)
+            if shared is not None:
+                os.close(shared)  # the message in flight keeps the description (and its lock)
+            if fd not in pool:
+                if shared is not None and len(pool) < POOL_SEGMENTS:
+                    pool.append(fd)
+                else:
+                    os.close(fd)
         self._sent += 1
-        return SharedBatch(self.token, worker, self._sent - 1, tuple(layout), max(total, 1))
+        return SharedBatch(self.token, worker, self._sent - 1, tuple(layout), total)
 
     def receive(self, ref: SharedBatch) -> dict[str, torch.Tensor]:
         """In the main process: the tensors of ``ref``, mapped from the segment its worker sent."""

@@ -53,6 +53,46 @@ def test_batches_cross_from_forked_workers_in_order_with_their_values():
         got[0].resolve()
 
 
+def _send_reusing(channel: Handoff, go, report) -> None:
+    channel.send(0, _tensors(1))
+    channel.send(0, _tensors(2))
+    go.wait(60)  # the main process now holds batch 0 and has let go of batch 1
+    channel.send(0, _tensors(3))
+    channel.send(0, _tensors(4))
+    report.put(channel.segments_made)
+
+
+@needs_handoff
+def test_a_segment_is_written_again_only_after_the_trainer_let_go_of_its_batch():
+    context = multiprocessing.get_context("fork")
+    channel, go, report = Handoff(1), context.Event(), context.Queue()
+    child = context.Process(target=_send_reusing, args=(channel, go, report))
+    child.start()
+    try:
+        held = SharedBatch(channel.token, 0, 0, *_ref_layout()).resolve()
+        view = held["eeg"][1:, 3]  # a view alone keeps the batch's segment in use too
+        del held
+        dropped = SharedBatch(channel.token, 0, 1, *_ref_layout()).resolve()
+        assert torch.equal(dropped["eeg"], _tensors(2)["eeg"])
+        del dropped
+        go.set()
+        third = SharedBatch(channel.token, 0, 2, *_ref_layout()).resolve()
+        fourth = SharedBatch(channel.token, 0, 3, *_ref_layout()).resolve()
+        assert report.get(timeout=60) == 3  # batch 3 reused batch 2's segment; batch 4 needed a new one
+        assert torch.equal(view, _tensors(1)["eeg"][1:, 3])  # never overwritten while held
+        assert torch.equal(third["eeg"], _tensors(3)["eeg"]) and torch.equal(fourth["ecg"], _tensors(4)["ecg"])
+    finally:
+        child.join(60)
+        channel.close()
+
+
+def _ref_layout() -> tuple:
+    from training.handoff import _layout
+
+    layout, total = _layout(_tensors(0))
+    return tuple(layout), total
+
+
 @needs_handoff
 def test_a_batch_out_of_order_is_refused_not_mixed_up():
     channel = Handoff(1)
