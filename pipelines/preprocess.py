@@ -487,12 +487,9 @@ def run(argv: list[str] | None = None) -> dict:
         except OSError as err:
             parser.error(f"--output {args.output}: cannot create the output folder ({err.strerror or err})")
     start = time.time()
-    runner = local_runner(options)
-    multi_processing = runner is not None and options.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    multi_processing = _is_local(options) and options.view_as(DirectOptions).direct_running_mode == "multi_processing"
     with zygote_for(multi_processing, enabled=not args.cold_workers) as zygote:
-        if zygote is not None:
-            runner = local_runner(options, warm=True)
-        with beam.Pipeline(runner=runner, options=options) as p:
+        with beam.Pipeline(runner=local_runner(options, warm=zygote is not None), options=options) as p:
             build_pipeline(p, args, config, items, ignored, key, {i.site for i in items})
     seconds = time.time() - start
     if options.view_as(StandardOptions).runner == "DataflowRunner":
@@ -501,6 +498,10 @@ def run(argv: list[str] | None = None) -> dict:
         manifest = json.loads(fh.read())
     print(f"eegfm-preprocess: wrote {args.output}\n" + summarize(manifest, seconds))
     return manifest
+
+
+def _is_local(options: PipelineOptions) -> bool:
+    return options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct")
 
 
 def local_runner(options: PipelineOptions, warm: bool = False):
@@ -513,8 +514,7 @@ def local_runner(options: PipelineOptions, warm: bool = False):
     DirectRunner sets it up, honouring ``--direct_running_mode`` and ``--direct_num_workers``.
     Other runners (Dataflow ...) are left to Beam (None).
     """
-    runner = options.view_as(StandardOptions).runner
-    if runner not in (None, "DirectRunner", "direct"):
+    if not _is_local(options):
         return None
     from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.portability.fn_api_runner import fn_runner

@@ -32,7 +32,8 @@ same files, seed, world_size and num_workers (checked); each DDP rank saves its 
 
 Throughput (``benchmarks/train_loader.py``): a record is parsed by protobuf's C parser, all but
 its samples, which stay in place until they are copied into the batch. Workers collate into a
-reused buffer, the kernel copies ``eeg``/``ecg`` into one new shared-memory segment per batch, and
+reused buffer, the kernel copies ``eeg``/``ecg`` into one shared-memory segment per batch (reused
+once the trainer has let go of the batch it last held), and
 the small fields go pickled; the segment's file descriptor crosses over a socket the worker
 inherited (``training.handoff``), not DataLoader's per-descriptor connection.
 Per window the loader still writes what the read wrote again (float32 samples are twice the

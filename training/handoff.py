@@ -7,7 +7,7 @@ more than all the rest of the batch costs there, and the main process is the one
 the training step.
 
 :class:`Handoff` instead opens one socket pair per worker before the workers fork. A worker
-copies a batch's big tensors into one new memfd segment (``pwrite``: the kernel fills the pages,
+copies a batch's big tensors into one memfd segment (``pwrite``: the kernel fills the pages,
 where writing a fresh shared mapping from user space faults them in one at a time), sends the
 descriptor over its socket, and pickles only a small :class:`SharedBatch` reference with the
 batch. The main process receives the descriptor and maps the segment; the tensors it builds

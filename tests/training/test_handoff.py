@@ -107,9 +107,8 @@ def test_a_batch_out_of_order_is_refused_not_mixed_up():
         channel.close()
 
 
+@needs_handoff
 def test_a_handoff_cannot_be_pickled_into_spawned_workers():
-    if not handoff_supported():
-        pytest.skip("no handoff here")
     channel = Handoff(1)
     try:
         with pytest.raises(TypeError, match="must be forked"):
