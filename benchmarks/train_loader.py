@@ -6,7 +6,8 @@
 - ``loader``: ``training.data.EEGLoader`` in training mode (infinite stream, shuffle buffer,
   batches of ``--batch-size``, by default the ``base`` pretraining preset's, no augmentation as in
   that preset, no pinned memory), for each ``--workers`` count
-  and each ``eeg_dtype`` (float32 batches; float16 batches, converted on the GPU by the model).
+  and each ``eeg_dtype`` (float32 batches; float16 batches, converted on the GPU by the model,
+  which is what the GPU presets ``base`` and ``large-gpu`` use: ``preset`` says so).
   ``windows_per_s`` is steady state (from the first batch on), ``first_batch_s`` the start-up,
   ``cpu_us_per_window`` the CPU time of the main process and its workers per window delivered.
 - ``ratio``: loader windows/s over raw records/s (the issue's target: >= 0.5), and
@@ -39,7 +40,8 @@ from pipelines.tfrecord import read_records  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.data import EEGLoader, LoaderConfig, list_files  # noqa: E402
 
-BASE_BATCH = load_config("base", "pretrain").loader.batch_size
+BASE_LOADER = load_config("base", "pretrain").loader
+BASE_BATCH = BASE_LOADER.batch_size
 
 
 def _cpu_seconds() -> float:
@@ -106,6 +108,7 @@ def loader_benchmark(data: str | Path, *, workers: tuple[int, ...] = (0, 2),
             loader[f"workers={n_workers},{dtype}"]["times_training_demand"] = round(rate / consumed_per_s, 1)
     return {
         "data": data, "files": len(files), "batch_size": batch_size, "cpu_count": os.cpu_count(),
+        "preset": {"name": "base", "batch_size": BASE_LOADER.batch_size, "eeg_dtype": BASE_LOADER.eeg_dtype},
         "rounds": rounds, "seconds": seconds,
         "raw": {"records_per_s": round(raw_rate_, 1), "cpu_us_per_record": round(raw_cpu)},
         "loader": loader,

@@ -167,7 +167,10 @@ class LoaderConfig(Config):
     ``token_budget`` (optional) caps the patches per batch (a window of ``n_times`` samples has
     ``ceil(n_times / patch_size)``, whatever its channel count) for variable-length windows;
     ``batch_size`` is then the maximum number of windows. Each shuffle-buffer slot holds one raw
-    Example (about 0.1 MB for 10 s, 0.5 MB for 50 s windows) per loader worker.
+    Example (about 0.1 MB for 10 s, 0.5 MB for 50 s windows) per loader worker. ``eeg_dtype``
+    ``float16`` (the stored precision, exact) hands the model float16 batches, which it casts
+    on its device: half the bytes through workers, pinned memory and the host-to-GPU copy, for
+    GPU runs; ``float32`` converts in the loader workers, for CPU runs.
     """
 
     batch_size: int = 8
@@ -176,8 +179,10 @@ class LoaderConfig(Config):
     shuffle_buffer: int = 1000
     seed: int = 0
     augment: dict[str, Any] = dataclasses.field(default_factory=dict)
+    eeg_dtype: str = "float32"
 
     def validate(self) -> None:
+        check_option("loader.eeg_dtype", self.eeg_dtype, ("float32", "float16"))
         self.batch_size = _int("loader.batch_size", self.batch_size, 1, 1 << 20)
         self.token_budget = _optional_int("loader.token_budget", self.token_budget, 1)
         self.num_workers = _int("loader.num_workers", self.num_workers, 0, 1024)

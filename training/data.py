@@ -70,11 +70,10 @@ import dataclasses
 import hashlib
 import itertools
 import json
-import math
 import operator
 import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -398,26 +397,40 @@ class _Window:
 
     def decode(self) -> dict[str, Any]:
         """The fields the batches carry, named like ``WindowRecord``'s; ``eeg``/``ecg`` are read-only
-        float16 arrays."""
+        float16 arrays. (``_collate`` reads the same fields for a whole batch at once.)"""
         fields = {name: self.bytes(name) for name in _TEXT_FIELDS}
-        fields["eeg"] = self._samples("eeg", self.bytes("eeg") if self.eeg is None else self.eeg,
-                                      (N_CHANS, self.n_times))
-        ecg = self.bytes("ecg")
-        fields["ecg"] = self._samples("ecg", ecg, (self.n_times,)) if ecg else None
-        mask = self.values("channel_mask")
-        if len(mask) != N_CHANS:
-            raise self.error(f"feature 'channel_mask': expected {N_CHANS} values")
-        fields["channel_mask"] = np.fromiter(mask, np.int64, N_CHANS)
+        eeg, ecg = self.samples("eeg"), self.samples("ecg")
+        fields["eeg"] = np.frombuffer(eeg, dtype="<f2").reshape(N_CHANS, self.n_times)
+        fields["ecg"] = None if ecg is None else np.frombuffer(ecg, dtype="<f2")
+        fields["channel_mask"] = np.array(self.channel_mask(), np.int64)
         fields["votes"] = self.floats("votes")
         for name in _SCALAR_FIELDS:
             fields[name] = self.scalar(name)
         return fields
 
-    def _samples(self, name: str, raw: bytes | memoryview, shape: tuple[int, ...]) -> np.ndarray:
-        if len(raw) != 2 * math.prod(shape):
-            raise self.error(f"feature {name!r}: expected {2 * math.prod(shape)} bytes of float16 "
-                             f"for shape {list(shape)}; got {len(raw)}")
-        return np.frombuffer(raw, dtype="<f2").reshape(shape)
+    def samples(self, name: str) -> bytes | memoryview | None:
+        """The float16 bytes of ``eeg`` or ``ecg`` (None: no ECG), their length checked."""
+        raw = self.eeg if name == "eeg" and self.eeg is not None else self.bytes(name)
+        if name == "ecg" and not raw:
+            return None
+        size = 2 * self.n_times * (N_CHANS if name == "eeg" else 1)
+        if len(raw) != size:
+            shape = [N_CHANS, self.n_times] if name == "eeg" else [self.n_times]
+            raise self.error(f"feature {name!r}: expected {size} bytes of float16 for shape {shape}; got {len(raw)}")
+        return raw
+
+    def channel_mask(self) -> Sequence[int]:
+        mask = self.values("channel_mask")
+        if len(mask) != N_CHANS:
+            raise self.error(f"feature 'channel_mask': expected {N_CHANS} values")
+        return mask
+
+    def votes(self) -> Sequence[float]:
+        """The expert votes: none, or one per HMS class."""
+        votes = self.values("votes")
+        if len(votes) not in (0, N_CLASSES):
+            raise self.error(f"feature 'votes': expected 0 or {N_CLASSES} values (one per class); got {len(votes)}")
+        return votes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -668,63 +681,77 @@ def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     return _STAGING[key]
 
 
-def _stack(signals: Sequence[np.ndarray | None], shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """Stack float16 signals (None: an all-NaN row) into a new ``dtype`` tensor.
+def _stack(signals: Sequence[bytes | memoryview | None], out: torch.Tensor) -> torch.Tensor:
+    """Stack float16 signals (raw bytes; None: an all-NaN row) into ``out`` (float32 or float16).
 
-    Single-threaded (DataLoader workers), each window converts straight into the batch. With
-    more intra-op threads, windows are gathered with numpy and converted in one call: torch's
-    conversion is a parallel region, and entering one per window costs far more than the copy
-    when the training process's threads compete for the cores.
+    float16 rows are plain byte copies. Single-threaded (DataLoader workers), each float32 row
+    converts straight into the batch. With more intra-op threads, windows are gathered with
+    numpy and converted in one call: torch's conversion is a parallel region, and entering one
+    per window costs far more than the copy when the training process's threads compete for
+    the cores.
     """
-    out = _empty((len(signals), *shape), dtype)
-    if dtype != torch.float16 and torch.get_num_threads() == 1:
-        with warnings.catch_warnings():  # the float16 views are read-only; copy_ only reads them
-            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-            for row, signal in zip(out, signals):
-                if signal is None:
-                    row.fill_(float("nan"))
-                else:
-                    row.copy_(torch.from_numpy(signal))
-        return out
-    stage = out.numpy() if dtype == torch.float16 else np.empty(out.shape, dtype=np.float16)
-    for row, signal in zip(stage, signals):
-        row[...] = np.nan if signal is None else signal
-    if dtype != torch.float16:
-        out.copy_(torch.from_numpy(stage))
+    per_thread = out.dtype != torch.float16 and torch.get_num_threads() == 1
+    stage = out if per_thread else out if out.dtype == torch.float16 else torch.empty(out.shape, dtype=torch.float16)
+    if not per_thread:
+        rows = memoryview(stage.numpy()).cast("B")
+        size = len(rows) // max(1, len(signals))
+    with warnings.catch_warnings():  # the float16 views are read-only; copy_ only reads them
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        for i, signal in enumerate(signals):
+            if signal is None:
+                stage[i].fill_(float("nan"))
+            elif per_thread:
+                stage[i].copy_(torch.from_numpy(np.frombuffer(signal, dtype="<f2").reshape(stage.shape[1:])))
+            else:
+                rows[i * size:(i + 1) * size] = signal
+    if stage is not out:
+        out.copy_(stage)
     return out
 
 
-def _collate(windows: Sequence[_Window], dtype: torch.dtype = torch.float32) -> dict[str, Any]:
-    """Decode and stack equal-length windows into a batch (the module docstring's table)."""
-    fields = [w.decode() for w in windows]
+Buffers = Callable[[dict[str, tuple[torch.dtype, tuple[int, ...]]]], "dict[str, torch.Tensor] | None"]
+
+
+def _collate(windows: Sequence[_Window], dtype: torch.dtype = torch.float32,
+             buffers: Buffers | None = None) -> dict[str, Any]:
+    """Decode and stack equal-length windows into a batch (the module docstring's table).
+
+    ``buffers`` (a worker's ``Handoff.buffers``) gives the tensors to build ``eeg``/``ecg`` in,
+    given their dtypes and shapes; None, or a None answer, means new (or staging) tensors.
+    """
     batch_size, n_times = len(windows), windows[0].n_times
-    eeg = _stack([f["eeg"] for f in fields], (N_CHANS, n_times), dtype)
-    ecg = None
-    if any(f["ecg"] is not None for f in fields):
-        ecg = _stack([f["ecg"] for f in fields], (n_times,), dtype)
-    votes = torch.zeros((batch_size, N_CLASSES), dtype=torch.float32)
-    for i, f in enumerate(fields):
-        if f["votes"].size:
-            votes[i] = torch.from_numpy(f["votes"])
+    eeg = [w.samples("eeg") for w in windows]
+    ecg = [w.samples("ecg") for w in windows]
+    specs = {"eeg": (dtype, (batch_size, N_CHANS, n_times))}
+    if any(signal is not None for signal in ecg):
+        specs["ecg"] = (dtype, (batch_size, n_times))
+    out = buffers(specs) if buffers is not None else None
+    if out is None:
+        out = {name: _empty(shape, kind) for name, (kind, shape) in specs.items()}
+    votes = [w.votes() for w in windows]
+    none = (0.0,) * N_CLASSES
+    votes = torch.from_numpy(np.array([list(v) if v else none for v in votes], dtype=np.float32))
     n_votes = votes.sum(1)
     has_votes = n_votes > 0
+    masks = np.fromiter(itertools.chain.from_iterable(w.channel_mask() for w in windows), np.float32,
+                        batch_size * N_CHANS)
     batch: dict[str, Any] = {
-        "eeg": eeg,
-        "channel_mask": torch.from_numpy(np.stack([f["channel_mask"] for f in fields])).float(),
-        "age": encode_age(f["age"] for f in fields),
-        "sex": encode_sex(f["sex"] for f in fields),
+        "eeg": _stack(eeg, out["eeg"]),
+        "channel_mask": torch.from_numpy(masks.reshape(batch_size, N_CHANS)),
+        "age": encode_age([w.scalar("age") for w in windows]),
+        "sex": encode_sex([w.bytes("sex") for w in windows]),
         "votes": votes,
         "targets": torch.where(has_votes.unsqueeze(1), votes / n_votes.clamp_min(1e-12).unsqueeze(1), 0.0),
         "has_votes": has_votes,
         "n_votes": n_votes,
-        "label": torch.tensor([f["label"] for f in fields], dtype=torch.int64),
-        "artifact_score": torch.tensor([f["artifact_score"] for f in fields], dtype=torch.float32),
-        "window_start": torch.tensor([f["window_start_index"] for f in fields], dtype=torch.int64),
+        "label": torch.tensor([w.scalar("label") for w in windows], dtype=torch.int64),
+        "artifact_score": torch.tensor([w.scalar("artifact_score") for w in windows], dtype=torch.float32),
+        "window_start": torch.tensor([w.scalar("window_start_index") for w in windows], dtype=torch.int64),
     }
-    if ecg is not None:
-        batch["ecg"] = ecg
+    if "ecg" in out:
+        batch["ecg"] = _stack(ecg, out["ecg"])
     for name in ("site_id", "subject_id", "recording_id", "task"):
-        batch[name] = [f[name].decode("utf-8") for f in fields]
+        batch[name] = [w.text(name) for w in windows]
     return batch
 
 
@@ -764,9 +791,12 @@ class _ShardStream:
             windows = _shuffled(windows, self.config.shuffle_buffer, rng)
         return _flag_last(_bucketed(windows, self.config))
 
-    def finish(self, windows: list[_Window], epoch: int, index: int) -> dict[str, Any]:
-        batch = _collate(windows, EEG_DTYPES[self.config.eeg_dtype])
-        if self.config.augment.enabled:
+    def finish(self, windows: list[_Window], epoch: int, index: int, buffers: Buffers | None = None) -> dict[str, Any]:
+        """The batch of ``windows``; ``buffers`` (see ``_collate``) is used only without
+        augmentation, which makes new tensors anyway."""
+        augment = self.config.augment.enabled
+        batch = _collate(windows, EEG_DTYPES[self.config.eeg_dtype], None if augment else buffers)
+        if augment:
             state = _seed_sequence(self.config.seed, epoch, 2, self.shard, index).generate_state(1, np.uint64)
             generator = torch.Generator().manual_seed(int(state[0]))
             batch = augment_batch(batch, self.config.augment, generator)
@@ -824,6 +854,9 @@ class _ShardDataset(IterableDataset):
                 return
             epoch, skip = (epoch, skip) if epoch == self.pass_epoch else (self.pass_epoch, 0)
         epochs = itertools.count(epoch) if self.pass_epoch is None else [epoch]
+        buffers = None
+        if info is not None and self.handoff is not None:
+            buffers = self.handoff.buffers  # batches are built in the segments they are sent in
         empty = 0
         for current in epochs:
             delivered = False
@@ -831,7 +864,7 @@ class _ShardDataset(IterableDataset):
                 delivered = True
                 if current == epoch and index < skip:
                     continue  # fast-forward: never decoded
-                batch = stream.finish(windows, current, index)
+                batch = stream.finish(windows, current, index, buffers)
                 yield (worker, current, index, last), batch if info is None else _to_wire(batch, self.handoff)
             empty = 0 if delivered else empty + 1
             if empty > max(2, len(self.files)):

@@ -7,10 +7,11 @@ more than all the rest of the batch costs there, and the main process is the one
 the training step.
 
 :class:`Handoff` instead opens one socket pair per worker before the workers fork. A worker
-copies a batch's big tensors into one memfd segment (``pwrite``: the kernel fills the pages,
-where writing a fresh shared mapping from user space faults them in one at a time), sends the
-descriptor over its socket, and pickles only a small :class:`SharedBatch` reference with the
-batch. The main process receives the descriptor and maps the segment; the tensors it builds
+puts a batch's big tensors in one memfd segment, sends the descriptor over its socket, and
+pickles only a small :class:`SharedBatch` reference with the batch. It either builds the batch
+in the segment itself (:meth:`Handoff.buffers`: tensors over the worker's own mapping of a
+pooled segment, so the batch is never copied again) or has the kernel copy finished tensors in
+(``pwrite``). The main process receives the descriptor and maps the segment; the tensors it builds
 share that mapping, which lives as long as they do. A worker's descriptors arrive in the order
 its batches do (DataLoader never reorders one worker's batches), and every message carries a
 sequence number that is checked. DataLoader's pin-memory thread resolves references itself
@@ -29,6 +30,8 @@ from __future__ import annotations
 import dataclasses
 import fcntl
 import itertools
+import math
+import mmap
 import multiprocessing
 import os
 import socket
@@ -46,6 +49,7 @@ RECEIVE_TIMEOUT_S = 300.0
 # Segments a worker keeps per batch size: enough for the batches in flight (prefetch) and those
 # the training step still holds; a batch beyond them gets a segment of its own.
 POOL_SEGMENTS = 16
+_PROC_FD = os.path.isdir("/proc/self/fd")  # a segment's second description (Handoff.send)
 
 
 def handoff_supported() -> bool:
@@ -57,11 +61,19 @@ def handoff_supported() -> bool:
                  or multiprocessing.get_all_start_methods()[0]) == "fork")
 
 
-def _layout(tensors: Mapping[str, torch.Tensor]) -> tuple[list[tuple[str, torch.dtype, tuple[int, ...], int]], int]:
+Specs = Mapping[str, tuple[torch.dtype, tuple[int, ...]]]  # name -> (dtype, shape)
+
+
+def _specs(tensors: Mapping[str, torch.Tensor]) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
+    return {name: (tensor.dtype, tuple(tensor.shape)) for name, tensor in tensors.items()}
+
+
+def _layout(specs: Specs) -> tuple[list[tuple[str, torch.dtype, tuple[int, ...], int]], int]:
+    """Where each tensor of ``specs`` lies in a segment, and the segment's size."""
     entries, total = [], 0
-    for name, tensor in tensors.items():
-        entries.append((name, tensor.dtype, tuple(tensor.shape), total))
-        total += -(-tensor.nbytes // _ALIGN) * _ALIGN
+    for name, (dtype, shape) in specs.items():
+        entries.append((name, dtype, tuple(shape), total))
+        total += -(-math.prod(shape) * dtype.itemsize // _ALIGN) * _ALIGN
     return entries, total
 
 
@@ -72,16 +84,45 @@ def _fill(fd: int, tensors: Mapping[str, torch.Tensor], layout: list) -> None:
             written += os.pwrite(fd, data[written:], offset + written)
 
 
-def _segment(tensors: Mapping[str, torch.Tensor], layout: list, total: int) -> int:
-    """A new memfd holding ``tensors`` at their layout offsets (the caller closes it)."""
+def _new_memfd(total: int) -> int:
     fd = os.memfd_create("eegfm-batch", os.MFD_CLOEXEC)
     try:
         os.ftruncate(fd, total)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _segment(tensors: Mapping[str, torch.Tensor], layout: list, total: int) -> int:
+    """A new memfd holding ``tensors`` at their layout offsets (the caller closes it)."""
+    fd = _new_memfd(total)
+    try:
         _fill(fd, tensors, layout)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+class _Pooled:
+    """A worker's reusable segment; ``mapping`` (made on first use) stays mapped, so building a
+    batch in it again touches pages that are already there."""
+
+    __slots__ = ("fd", "total", "mapping")
+
+    def __init__(self, total: int):
+        self.fd, self.total, self.mapping = _new_memfd(total), total, None
+
+    def views(self, layout: list) -> dict[str, torch.Tensor]:
+        if self.mapping is None:
+            self.mapping = torch.frombuffer(mmap.mmap(self.fd, self.total), dtype=torch.uint8)
+        return {name: self.mapping[offset:offset + math.prod(shape) * dtype.itemsize].view(dtype).view(shape)
+                for name, dtype, shape, offset in layout}
+
+    def close(self) -> None:
+        self.mapping = None  # the mmap closes once no tensor refers to it
+        os.close(self.fd)
 
 
 def _in_use(fd: int) -> bool:
@@ -119,7 +160,7 @@ def copy_to_shared(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tenso
     """DataLoader's own path: the tensors in shared memory, pickled as descriptors; one segment
     for all of them where memfd exists (one descriptor crosses), else one each."""
     tensors = {name: t for name, t in tensors.items()}
-    layout, total = _layout(tensors)
+    layout, total = _layout(_specs(tensors))
     if total == 0 or not hasattr(os, "memfd_create") or \
             not hasattr(torch.UntypedStorage, "_new_shared_fd_cpu") or \
             torch.multiprocessing.get_sharing_strategy() != "file_descriptor":
@@ -166,42 +207,79 @@ class Handoff:
         for receiver, _ in self._pairs:
             receiver.settimeout(RECEIVE_TIMEOUT_S)
         self._sent = 0  # in a worker: its own messages so far
-        self._pool: dict[int, list[int]] = {}  # in a worker: its segments by size, for reuse
+        self._pool: dict[int, list[_Pooled]] = {}  # in a worker: its segments by size, for reuse
+        self._built: tuple[_Pooled, list, dict[str, torch.Tensor]] | None = None  # in a worker
         self.segments_made = 0  # in a worker: new segments created (the rest were reused)
         self._received = [0] * n_workers
         self._owner = os.getpid()
         _OPEN[self.token] = self
 
+    def _free_segment(self, total: int) -> _Pooled | None:
+        """A pooled segment of ``total`` bytes that no batch in the main process uses, a new one
+        while the pool has room, else None. Reuse needs /proc (see :meth:`send`)."""
+        if not _PROC_FD:
+            return None
+        pool = self._pool.setdefault(total, [])
+        segment = next((s for s in pool if not _in_use(s.fd)), None)
+        if segment is None and len(pool) < POOL_SEGMENTS:
+            segment = _Pooled(total)
+            pool.append(segment)
+            self.segments_made += 1
+        return segment
+
+    def buffers(self, specs: Specs) -> dict[str, torch.Tensor] | None:
+        """In a worker: empty tensors of ``specs`` (name -> (dtype, shape)) in a free segment, to
+        build the next batch in; :meth:`send` of exactly these tensors then copies nothing.
+        None when every pooled segment is still in use (build the batch elsewhere)."""
+        layout, total = _layout(specs)
+        segment = self._free_segment(max(total, 1))
+        if segment is None:
+            self._built = None
+            return None
+        views = segment.views(layout)
+        self._built = (segment, layout, views)
+        return dict(views)
+
     def send(self, worker: int, tensors: Mapping[str, torch.Tensor]) -> SharedBatch:
         """In worker ``worker`` (``get_worker_info().id``): one segment holding ``tensors``.
 
-        A segment whose previous batch the main process has let go of is written again: its
-        pages already exist, where a new segment's are allocated and zeroed by the kernel and
-        freed again later, which costs more than the copy. The worker sends a second open file
-        description of the segment holding a shared ``flock``; the receiver's storage keeps it
-        open, so the lock lasts exactly as long as any tensor or view of that batch, and the
-        worker reuses a segment only when it can take the exclusive lock.
+        Tensors from the last :meth:`buffers` are sent in place. Others are written into a
+        segment whose previous batch the main process has let go of: its pages already exist,
+        where a new segment's are allocated and zeroed by the kernel and freed again later,
+        which costs more than the copy. The worker sends a second open file description of the
+        segment holding a shared ``flock``; the receiver's storage keeps it open, so the lock
+        lasts exactly as long as any tensor or view of that batch, and the worker reuses a
+        segment only when it can take the exclusive lock.
         """
-        layout, total = _layout(tensors)
-        total = max(total, 1)
-        pool = self._pool.setdefault(total, [])
-        fd = next((f for f in pool if not _in_use(f)), None)
-        if fd is not None:
-            _fill(fd, tensors, layout)
+        built, self._built = self._built, None
+        if built is not None and tensors.keys() == built[2].keys() and \
+                all(tensors[name] is view for name, view in built[2].items()):
+            segment, layout = built[0], built[1]
+            total = segment.total
         else:
-            fd = _segment(tensors, layout, total)
+            if built is not None:  # tensors still in the built segment must not be overwritten by the fill
+                storage = built[0].mapping.untyped_storage().data_ptr()
+                tensors = {name: t.clone() if t.untyped_storage().data_ptr() == storage else t
+                           for name, t in tensors.items()}
+            layout, total = _layout(_specs(tensors))
+            total = max(total, 1)
+            segment = self._free_segment(total)
+            if segment is not None:
+                _fill(segment.fd, tensors, layout)
+        if segment is None:
             self.segments_made += 1
-        shared = _locked_description(fd)
+        fd = segment.fd if segment is not None else _segment(tensors, layout, total)
+        shared = _locked_description(fd) if segment is not None else None
         try:
             socket.send_fds(self._pairs[worker][1], [_SEQ.pack(self._sent)], [fd if shared is None else shared])
         finally:
             if shared is not None:
                 os.close(shared)  # the message in flight keeps the description (and its lock)
-            if fd not in pool:
-                if shared is not None and len(pool) < POOL_SEGMENTS:
-                    pool.append(fd)
-                else:
-                    os.close(fd)
+            elif segment is not None:  # no lock to tell when the batch is let go of: never reuse it
+                self._pool[segment.total].remove(segment)
+                segment.close()
+            else:
+                os.close(fd)
         self._sent += 1
         return SharedBatch(self.token, worker, self._sent - 1, tuple(layout), total)
 

@@ -44,7 +44,8 @@ def loader_config(section: LoaderSection, patch_size: int, *, filters: RecordFil
         batch_size=None if section.token_budget else section.batch_size,
         token_budget=section.token_budget, max_batch_size=section.batch_size, patch_size=patch_size,
         num_workers=section.num_workers, shuffle=train, shuffle_buffer=section.shuffle_buffer,
-        seed=section.seed, augment=AugmentConfig(**section.augment) if train else AugmentConfig(),
+        seed=section.seed, eeg_dtype=section.eeg_dtype,
+        augment=AugmentConfig(**section.augment) if train else AugmentConfig(),
         filters=RecordFilter() if filters is None else filters)
 
 

@@ -33,6 +33,9 @@ def test_preset_contents_match_their_purpose():
     assert tiny.optim.max_steps <= 1000 and tiny.loader.num_workers <= 1
     base = load_config("base")
     assert (base.optim.lr, base.optim.warmup_steps, base.optim.max_steps, base.precision) == (5e-4, 2000, 100_000, "bf16")
+    # GPU presets take exact float16 batches; CPU runs convert in the loader workers
+    assert (base.loader.eeg_dtype, tiny.loader.eeg_dtype, load_config("base", "finetune").loader.eeg_dtype) == \
+        ("float16", "float32", "float32")
     large = load_config("large-gpu")
     assert (large.backend, large.precision, large.activation_checkpointing, large.compile) == ("nccl", "bf16", True, True)
     adapter = load_config("large-gpu", "finetune").model_config()
@@ -59,6 +62,7 @@ def test_overrides_from_the_command_line_and_from_dicts():
     (["precision=fp8"], r"precision: expected one of 'fp32', 'bf16', 'fp16'; got 'fp8'"),
     (["loader.batch_size=0"], r"loader.batch_size: expected an integer in \[1, 1048576\]; got 0"),
     (["loader.batch_size=2.5"], r"loader.batch_size: expected an integer; got 2.5"),
+    (["loader.eeg_dtype=bfloat16"], r"loader.eeg_dtype: expected one of 'float32', 'float16'; got 'bfloat16'"),
     (["backend=mpi"], r"backend: expected one of 'auto', 'gloo', 'nccl', 'horovod'; got 'mpi'"),
     (["model=huge"], r"model: expected one of 'base', 'large', 'tiny'; got 'huge'"),
     (["compile=1"], r"compile: expected true or false; got 1"),

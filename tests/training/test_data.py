@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -293,12 +294,12 @@ def test_fast_forward_decodes_only_what_it_yields(pipeline_output, monkeypatch):
         next(iterator)
     state = loader.state_dict()
     decoded = []
-    original = data._Window.decode
-    monkeypatch.setattr(data._Window, "decode", lambda self: decoded.append(1) or original(self))
+    original = data._Window.samples
+    monkeypatch.setattr(data._Window, "samples", lambda self, name: decoded.append(name) or original(self, name))
     resumed = EEGLoader(pipeline_output, config, rank=0, world_size=1)
     resumed.load_state_dict(state)
     batch = next(iter(resumed))
-    assert len(decoded) == len(batch["label"])
+    assert decoded.count("eeg") == len(batch["label"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -374,6 +375,46 @@ def test_ecg_is_nan_where_a_window_has_none(pipeline_output, records):
     batch = data._collate(windows)
     assert torch.isnan(batch["ecg"][1]).all() and not torch.isnan(batch["ecg"][0]).any()
     assert "ecg" not in data._collate(windows[1:])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_a_batch_holds_each_windows_decoded_fields(records, dtype):
+    voted = next(r for r in records if r.votes.size and r.ecg is not None)
+    same = [r for r in records if r.eeg.shape == voted.eeg.shape][:4]
+    variants = same + [dataclasses.replace(voted, ecg=None), dataclasses.replace(voted, votes=np.zeros(0, np.float32))]
+    windows = [data._Window(encode_example(r), "mem", i) for i, r in enumerate(variants)]
+    for threads in (1, 2):  # one conversion per window, or one for the batch
+        with _num_threads(threads):
+            batch = data._collate(windows, dtype)
+        assert batch["eeg"].dtype == batch["ecg"].dtype == dtype and batch["eeg"].shape[0] == len(windows)
+        for row, window in enumerate(windows):
+            fields = window.decode()
+            assert torch.equal(batch["eeg"][row], torch.from_numpy(fields["eeg"]).to(dtype))
+            if fields["ecg"] is None:
+                assert batch["ecg"][row].isnan().all()
+            else:
+                assert torch.equal(batch["ecg"][row], torch.from_numpy(fields["ecg"]).to(dtype))
+            assert batch["channel_mask"][row].tolist() == fields["channel_mask"].tolist()
+            assert batch["votes"][row].tolist() == (fields["votes"].tolist() or [0.0] * 6)
+            assert batch["has_votes"][row] == bool(fields["votes"].size)
+            assert batch["label"][row] == fields["label"] and batch["window_start"][row] == fields["window_start_index"]
+            assert batch["site_id"][row] == fields["site_id"].decode() and batch["task"][row] == fields["task"].decode()
+
+
+def test_votes_of_another_length_name_the_record(records):
+    raw = _with_entry(encode_example(records[0]), _entry("votes", "float", [1.0, 2.0]))
+    with pytest.raises(SchemaError, match="^f: record 3: feature 'votes': expected 0 or 6 values .*got 2$"):
+        data._collate([data._Window(raw, "f", 3)])
+
+
+@contextlib.contextmanager
+def _num_threads(n):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def test_single_file_paths_and_empty_shards(pipeline_output, tmp_path):

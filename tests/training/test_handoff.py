@@ -87,10 +87,36 @@ def test_a_segment_is_written_again_only_after_the_trainer_let_go_of_its_batch()
 
 
 def _ref_layout() -> tuple:
-    from training.handoff import _layout
-
-    layout, total = _layout(_tensors(0))
+    layout, total = handoff._layout(handoff._specs(_tensors(0)))
     return tuple(layout), total
+
+
+@needs_handoff
+def test_a_batch_built_in_a_segment_is_sent_in_place_and_a_replaced_one_is_copied():
+    channel = Handoff(1)  # this process stands in for the worker; flock locks are per description
+    specs = handoff._specs(_tensors(0))
+    try:
+        built = channel.buffers(specs)
+        for name, tensor in _tensors(1).items():
+            built[name].copy_(tensor)
+        first = channel.receive(channel.send(0, built))
+        assert all(torch.equal(first[k], v) for k, v in _tensors(1).items())
+        built["eeg"].zero_()  # the worker's mapping is the segment the main process reads
+        assert not first["eeg"].any()
+        built["eeg"].copy_(_tensors(1)["eeg"])
+        again = channel.buffers(specs)  # `first` is held, so its segment is not handed out
+        assert again["eeg"].data_ptr() != built["eeg"].data_ptr()
+        for name, tensor in _tensors(2).items():
+            again[name].copy_(tensor)
+        # augmentation replaces tensors after the build: they are copied in, the kept ones intact
+        second = channel.receive(channel.send(0, {"eeg": again["eeg"] * 2, "ecg": again["ecg"]}))
+        assert torch.equal(second["eeg"], _tensors(2)["eeg"] * 2)
+        assert torch.equal(second["ecg"], _tensors(2)["ecg"])
+        assert torch.equal(first["eeg"], _tensors(1)["eeg"]) and channel.segments_made == 2
+        del second
+        assert channel.buffers(specs)["eeg"].data_ptr() == again["eeg"].data_ptr()  # let go of: reused
+    finally:
+        channel.close()
 
 
 @needs_handoff
