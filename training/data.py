@@ -738,21 +738,35 @@ def _collate(windows: Sequence[_Window], dtype: torch.dtype = torch.float32,
     batch: dict[str, Any] = {
         "eeg": _stack(eeg, out["eeg"]),
         "channel_mask": torch.from_numpy(masks.reshape(batch_size, N_CHANS)),
-        "age": encode_age([w.scalar("age") for w in windows]),
-        "sex": encode_sex([w.bytes("sex") for w in windows]),
+        "age": encode_age(_firsts(windows, "age")),
+        "sex": encode_sex(_firsts(windows, "sex")),
         "votes": votes,
         "targets": torch.where(has_votes.unsqueeze(1), votes / n_votes.clamp_min(1e-12).unsqueeze(1), 0.0),
         "has_votes": has_votes,
         "n_votes": n_votes,
-        "label": torch.tensor([w.scalar("label") for w in windows], dtype=torch.int64),
-        "artifact_score": torch.tensor([w.scalar("artifact_score") for w in windows], dtype=torch.float32),
-        "window_start": torch.tensor([w.scalar("window_start_index") for w in windows], dtype=torch.int64),
+        "label": torch.tensor(_firsts(windows, "label"), dtype=torch.int64),
+        "artifact_score": torch.tensor(_firsts(windows, "artifact_score"), dtype=torch.float32),
+        "window_start": torch.tensor(_firsts(windows, "window_start_index"), dtype=torch.int64),
     }
     if "ecg" in out:
         batch["ecg"] = _stack(ecg, out["ecg"])
     for name in ("site_id", "subject_id", "recording_id", "task"):
-        batch[name] = [w.text(name) for w in windows]
+        batch[name] = [value.decode("utf-8") for value in _firsts(windows, name)]
     return batch
+
+
+def _firsts(windows: Sequence[_Window], name: str) -> list[Any]:
+    """Each window's first value of scalar feature ``name``, as ``_Window.scalar``/``bytes`` give
+    it; one getter call per window where every window has the value (the batch's usual case)."""
+    getter = _VALUES[name]
+    try:
+        found = [getter(w.features.get(name))[0] for w in windows]
+    except (AttributeError, IndexError):  # absent or empty somewhere: defaults, kinds checked
+        found = None
+    if found is None:
+        read = _Window.bytes if FEATURES[name].kind == "bytes" else _Window.scalar
+        found = [read(w, name) for w in windows]
+    return found
 
 
 class _ShardStream:
