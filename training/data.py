@@ -31,13 +31,14 @@ generator seeded by (seed, epoch, shard, batch index), so they repeat too. Resum
 same files, seed, world_size and num_workers (checked); each DDP rank saves its own state.
 
 Throughput (``benchmarks/train_loader.py``): a record is parsed by protobuf's C parser, all but
-its samples, which stay in place until they are copied into the batch. Workers collate into a
-reused buffer, the kernel copies ``eeg``/``ecg`` into one shared-memory segment per batch (reused
-once the trainer has let go of the batch it last held), and
-the small fields go pickled; the segment's file descriptor crosses over a socket the worker
-inherited (``training.handoff``), not DataLoader's per-descriptor connection.
-Per window the loader still writes what the read wrote again (float32 samples are twice the
-stored bytes); ``eeg_dtype="float16"`` halves that and every later copy, and leaves the exact
+its samples, which stay in place until they are copied into the batch; the small fields are read
+a batch at a time. Without augmentation a worker builds ``eeg``/``ecg`` straight into a
+shared-memory segment it keeps mapped (one per batch in flight, reused once the trainer has let
+go of the batch it last held), so the samples are copied once after the read; augmented batches
+are built in a reused buffer and copied in by the kernel. The small fields go pickled; the
+segment's file descriptor crosses over a socket the worker inherited (``training.handoff``), not
+DataLoader's per-descriptor connection. float32 batches write twice the stored bytes;
+``eeg_dtype="float16"`` (the GPU presets) halves that and every later copy, and leaves the exact
 conversion to the model on the GPU.
 
 Batches are dicts (``model_inputs`` picks the model's keyword arguments):
@@ -668,9 +669,10 @@ _STAGING: dict[tuple[tuple[int, ...], torch.dtype], torch.Tensor] = {}  # per wo
 
 
 def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """The tensor to collate into: a new one in the main process (the caller keeps it); in a
-    DataLoader worker one reused per shape, since ``_to_wire`` copies the batch out of it. A
-    reused buffer stays mapped and cached, where a new one faults in every page again."""
+    """The tensor to collate into when no shared segment is given: a new one in the main process
+    (the caller keeps it); in a DataLoader worker one reused per shape, since ``_to_wire`` copies
+    the batch out of it. A reused buffer stays mapped and cached, where a new one faults in every
+    page again."""
     if get_worker_info() is None:
         return torch.empty(shape, dtype=dtype)
     key = (shape, dtype)
