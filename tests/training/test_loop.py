@@ -74,9 +74,11 @@ def test_loader_config_maps_the_run_section_and_evaluation_keeps_order_without_a
     from training.config import LoaderConfig as Section
     from training.data import RecordFilter
 
-    section = Section(batch_size=16, num_workers=1, shuffle_buffer=64, seed=3, augment={"noise_std": 2.0})
+    section = Section(batch_size=16, num_workers=1, shuffle_buffer=64, seed=3, augment={"noise_std": 2.0},
+                      eeg_dtype="float16")
     train = loader_config(section, patch_size=256)
     assert (train.batch_size, train.token_budget, train.shuffle, train.seed) == (16, None, True, 3)
+    assert train.eeg_dtype == "float16" and loader_config(Section(), 256).eeg_dtype == "float32"
     assert train.augment.noise_std == 2.0
     held_out = RecordFilter(subjects=("s1",))
     evaluation = loader_config(section, 256, filters=held_out, train=False)
