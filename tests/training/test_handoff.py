@@ -120,6 +120,24 @@ def test_a_batch_built_in_a_segment_is_sent_in_place_and_a_replaced_one_is_copie
 
 
 @needs_handoff
+def test_with_every_pooled_segment_held_a_batch_is_built_elsewhere_and_sent_in_a_new_segment(monkeypatch):
+    monkeypatch.setattr(handoff, "POOL_SEGMENTS", 1)
+    channel = Handoff(1)
+    specs = handoff._specs(_tensors(0))
+    try:
+        built = channel.buffers(specs)
+        for name, tensor in _tensors(1).items():
+            built[name].copy_(tensor)
+        held = channel.receive(channel.send(0, built))
+        assert channel.buffers(specs) is None  # the one pooled segment is held by the trainer
+        extra = channel.receive(channel.send(0, _tensors(2)))
+        assert torch.equal(extra["eeg"], _tensors(2)["eeg"]) and torch.equal(held["ecg"], _tensors(1)["ecg"])
+        assert channel.segments_made == 2 and len(channel._pool[extra["eeg"].untyped_storage().nbytes()]) == 1
+    finally:
+        channel.close()
+
+
+@needs_handoff
 def test_a_batch_out_of_order_is_refused_not_mixed_up():
     channel = Handoff(1)
     try:
