@@ -9,9 +9,9 @@ from pathlib import Path
 import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing import test_pipeline
 from apache_beam.testing.util import assert_that, equal_to
 
+from pipelines.preprocess import local_runner
 from pipelines.schema import decode_example, encode_example
 from pipelines.sinks import (
     WriteSnappyTFRecordsBySite,
@@ -40,7 +40,7 @@ def _leftovers(root: Path) -> list[Path]:
 
 def test_write_to_snappy_tfrecord_shards_round_trip(tmp_path):
     prefix = str(tmp_path / "windows")
-    with test_pipeline.TestPipeline(argv=["--runner=FnApiRunner"]) as p:
+    with _pipeline(IN_MEMORY) as p:
         names = p | beam.Create(EXAMPLES) | WriteToSnappyTFRecord(prefix, num_shards=3)
         expected = [str(tmp_path / f"windows-{i:05d}-of-00003.tfrecord") for i in range(3)]
         assert_that(names, equal_to(expected))
@@ -51,9 +51,16 @@ def test_write_to_snappy_tfrecord_shards_round_trip(tmp_path):
     assert decoded == RECORDS
 
 
+def _pipeline(args: list[str]) -> beam.Pipeline:
+    """A local pipeline on the job's own runner (``local_runner``): Beam's default DirectRunner
+    would first try to download its Prism runner."""
+    options = PipelineOptions(args)
+    return beam.Pipeline(runner=local_runner(options), options=options)
+
+
 def _by_site(options: list[str], output: Path, sites: list[str], num_shards: int = 0) -> None:
     pairs = [(r.site_id, b) for r, b in zip(RECORDS, EXAMPLES)]
-    with beam.Pipeline(options=PipelineOptions(options)) as p:
+    with _pipeline(options) as p:
         _ = p | beam.Create(pairs) | WriteSnappyTFRecordsBySite(str(output), sites, num_shards)
 
 
@@ -88,7 +95,7 @@ def test_by_site_write_with_worker_processes(tmp_path, monkeypatch):
 
 def test_undeclared_site_fails_the_pipeline_instead_of_dropping_data(tmp_path):
     with pytest.raises(Exception, match=r"site b?'site2' is not one of the 2 sites declared"):
-        _by_site(["--runner=FnApiRunner"], tmp_path, ["site0", "site1"])
+        _by_site(IN_MEMORY, tmp_path, ["site0", "site1"])
     assert not list(tmp_path.rglob("part-*-of-*.tfrecord"))
 
 
