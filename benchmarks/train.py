@@ -9,7 +9,7 @@
    model-FLOPs utilisation (FLOPs counted by ``torch.utils.flop_counter`` for one step, divided
    by the device's dense bf16 peak), target >= 35 %.
 
-    python benchmarks/train.py [--data OUTPUT_OF_PREPROCESS] [--steps 30] [--skip-scaling]
+    python benchmarks/train.py [--data OUTPUT_OF_PREPROCESS] [--steps 60] [--rounds 3] [--skip-scaling]
 
 Without ``--data`` a small multi-site corpus is simulated and preprocessed first.
 """
@@ -118,8 +118,10 @@ def _gpu(steps: int) -> dict | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=None, help="a preprocessing output folder (default: simulate one)")
-    parser.add_argument("--steps", type=int, default=30, help="optimizer steps per scaling run")
+    parser.add_argument("--steps", type=int, default=60, help="optimizer steps per scaling run")
     parser.add_argument("--batch", type=int, default=8, help="windows per rank per step in the scaling runs")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved 1-rank/2-rank scaling runs; the median of each is reported")
     parser.add_argument("--skip-scaling", action="store_true", help="only the loader (and GPU) parts")
     args = parser.parse_args()
     from benchmarks.train_loader import loader_benchmark
@@ -130,11 +132,19 @@ def main() -> None:
         data = args.data or _simulate_and_preprocess(tmp)
         result["data"] = str(args.data) if args.data else "simulated: 3 sites x 2 subjects x 6 min, 10 s windows"
         if not args.skip_scaling:
-            one = _pretrain_throughput(data, tmp / "one", 1, args.steps, args.batch)
-            two = _pretrain_throughput(data, tmp / "two", 2, args.steps, args.batch)
+            # Interleaved rounds, median of each: one short run on a shared machine is noisy.
+            runs: dict[int, list[dict]] = {1: [], 2: []}
+            for round_ in range(args.rounds):
+                for ranks in (1, 2):
+                    runs[ranks].append(_pretrain_throughput(data, tmp / f"r{round_}-{ranks}", ranks,
+                                                            args.steps, args.batch))
+            one, two = (sorted(runs[r], key=lambda run: run["samples_per_s"])[len(runs[r]) // 2] for r in (1, 2))
             efficiency = two["samples_per_s"] / (2 * one["samples_per_s"])
-            result["scaling"] = {"one_rank": one, "two_ranks": two, "efficiency": round(efficiency, 3),
-                                 "target_efficiency": ">= 0.8"}
+            result["scaling"] = {
+                "one_rank": one, "two_ranks": two, "efficiency": round(efficiency, 3),
+                "efficiency_per_round": [round(b["samples_per_s"] / (2 * a["samples_per_s"]), 3)
+                                         for a, b in zip(runs[1], runs[2])],
+                "rounds": args.rounds, "target_efficiency": ">= 0.8"}
             step_demand = one["samples_per_s"]
         else:
             step_demand = None
