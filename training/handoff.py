@@ -46,8 +46,8 @@ _SEQ = struct.Struct("<Q")
 _OPEN: dict[int, Handoff] = {}  # main process: live hand-offs by token, for unpickled references
 _TOKENS = itertools.count(1)
 RECEIVE_TIMEOUT_S = 300.0
-# Segments a worker keeps per batch size: enough for the batches in flight (prefetch) and those
-# the training step still holds; a batch beyond them gets a segment of its own.
+# Segments a worker keeps, over all batch sizes: enough for the batches in flight (prefetch) and
+# those the training step still holds; a batch beyond them gets a segment of its own.
 POOL_SEGMENTS = 16
 _PROC_FD = os.path.isdir("/proc/self/fd")  # a segment's second description (Handoff.send)
 
@@ -221,11 +221,26 @@ class Handoff:
             return None
         pool = self._pool.setdefault(total, [])
         segment = next((s for s in pool if not _in_use(s.fd)), None)
-        if segment is None and len(pool) < POOL_SEGMENTS:
+        if segment is None and self._make_room():
             segment = _Pooled(total)
             pool.append(segment)
             self.segments_made += 1
         return segment
+
+    def _make_room(self) -> bool:
+        """Whether one more segment fits in ``POOL_SEGMENTS`` over all sizes, after closing free
+        segments as needed. Batch shapes change (token budgets, an epoch's last batch), and a
+        size not seen again would otherwise keep its segments, and their memory, for good."""
+        pooled = sum(len(pool) for pool in self._pool.values())
+        for pool in self._pool.values():
+            for segment in list(pool):
+                if pooled < POOL_SEGMENTS:
+                    return True
+                if not _in_use(segment.fd):
+                    pool.remove(segment)
+                    segment.close()
+                    pooled -= 1
+        return pooled < POOL_SEGMENTS
 
     def buffers(self, specs: Specs) -> dict[str, torch.Tensor] | None:
         """In a worker: empty tensors of ``specs`` (name -> (dtype, shape)) in a free segment, to

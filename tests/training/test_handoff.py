@@ -138,6 +138,29 @@ def test_with_every_pooled_segment_held_a_batch_is_built_elsewhere_and_sent_in_a
 
 
 @needs_handoff
+def test_segments_of_sizes_no_longer_used_are_closed_to_keep_the_pool_bounded(monkeypatch):
+    monkeypatch.setattr(handoff, "POOL_SEGMENTS", 4)
+    channel = Handoff(1)
+
+    def batch(n):  # 512 * n bytes: a size of its own for each n
+        return {"eeg": torch.full((2, 64 * n), float(n))}
+
+    try:
+        held = [channel.receive(channel.send(0, batch(n))) for n in (1, 2)]
+        for n in range(3, 12):  # a new size each time, let go of at once
+            sent = channel.receive(channel.send(0, batch(n)))
+            assert torch.equal(sent["eeg"], batch(n)["eeg"])
+            del sent
+            assert sum(len(pool) for pool in channel._pool.values()) <= 4
+        assert channel.segments_made == 11
+        # the held batches' segments were never closed or written again
+        assert torch.equal(held[0]["eeg"], batch(1)["eeg"]) and torch.equal(held[1]["eeg"], batch(2)["eeg"])
+        assert len(channel._pool[512]) == len(channel._pool[1024]) == 1
+    finally:
+        channel.close()
+
+
+@needs_handoff
 def test_a_batch_out_of_order_is_refused_not_mixed_up():
     channel = Handoff(1)
     try:
