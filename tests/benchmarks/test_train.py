@@ -1,0 +1,32 @@
+"""benchmarks/train.py's GPU measurement, run on the CPU: the code a GPU session will run."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from benchmarks.train import step_throughput
+
+
+def test_step_throughput_counts_model_flops_per_window_and_reports_mfu():
+    runs = [step_throughput(torch.device("cpu"), preset="tiny", batch=batch, n_times=512, steps=2, warmup=1,
+                            peak=1e12 if batch == 2 else None) for batch in (2, 4, 6)]
+    assert [run["tokens_per_step"] for run in runs] == [2 * 19 * 2, 4 * 19 * 2, 6 * 19 * 2]  # 1 s patches
+    flops = [run["flops_per_step"] for run in runs]
+    # nearly linear in the batch (the contrastive head's batch-by-batch similarities add a little)
+    assert 0 < flops[0] < flops[1] < flops[2]
+    assert math.isclose(flops[2] - flops[1], flops[1] - flops[0], rel_tol=0.01)
+    assert math.isclose(flops[1], 2 * flops[0], rel_tol=0.01)
+    first = runs[0]  # MFU: achieved FLOP/s over the 1 TFLOP/s peak given
+    assert math.isclose(first["mfu"], flops[0] / (first["step_ms"] / 1e3) / 1e12, rel_tol=0.02, abs_tol=1e-4)
+    assert first["mfu"] > 0 and first["tokens_per_s"] > 0 and first["max_allocated_mb"] is None
+    assert runs[1]["mfu"] is None
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+def test_step_throughput_on_the_gpu_reports_memory_and_mfu():
+    run = step_throughput(torch.device("cuda"), preset="base", batch=8, steps=2, warmup=1, peak=989e12)
+    assert run["max_allocated_mb"] > 0 and 0 < run["mfu"] < 1 and run["flops_per_step"] > 0
