@@ -91,23 +91,27 @@ def _ref_layout() -> tuple:
     return tuple(layout), total
 
 
+def _build(channel: Handoff, specs, seed: int) -> dict[str, torch.Tensor]:
+    """``_tensors(seed)`` written into the tensors ``channel.buffers`` hands out, as a worker would."""
+    built = channel.buffers(specs)
+    for name, tensor in _tensors(seed).items():
+        built[name].copy_(tensor)
+    return built
+
+
 @needs_handoff
 def test_a_batch_built_in_a_segment_is_sent_in_place_and_a_replaced_one_is_copied():
     channel = Handoff(1)  # this process stands in for the worker; flock locks are per description
     specs = handoff._specs(_tensors(0))
     try:
-        built = channel.buffers(specs)
-        for name, tensor in _tensors(1).items():
-            built[name].copy_(tensor)
+        built = _build(channel, specs, 1)
         first = channel.receive(channel.send(0, built))
         assert all(torch.equal(first[k], v) for k, v in _tensors(1).items())
         built["eeg"].zero_()  # the worker's mapping is the segment the main process reads
         assert not first["eeg"].any()
         built["eeg"].copy_(_tensors(1)["eeg"])
-        again = channel.buffers(specs)  # `first` is held, so its segment is not handed out
+        again = _build(channel, specs, 2)  # `first` is held, so its segment is not handed out
         assert again["eeg"].data_ptr() != built["eeg"].data_ptr()
-        for name, tensor in _tensors(2).items():
-            again[name].copy_(tensor)
         # augmentation replaces tensors after the build: they are copied in, the kept ones intact
         second = channel.receive(channel.send(0, {"eeg": again["eeg"] * 2, "ecg": again["ecg"]}))
         assert torch.equal(second["eeg"], _tensors(2)["eeg"] * 2)
@@ -125,10 +129,7 @@ def test_with_every_pooled_segment_held_a_batch_is_built_elsewhere_and_sent_in_a
     channel = Handoff(1)
     specs = handoff._specs(_tensors(0))
     try:
-        built = channel.buffers(specs)
-        for name, tensor in _tensors(1).items():
-            built[name].copy_(tensor)
-        held = channel.receive(channel.send(0, built))
+        held = channel.receive(channel.send(0, _build(channel, specs, 1)))
         assert channel.buffers(specs) is None  # the one pooled segment is held by the trainer
         extra = channel.receive(channel.send(0, _tensors(2)))
         assert torch.equal(extra["eeg"], _tensors(2)["eeg"]) and torch.equal(held["ecg"], _tensors(1)["ecg"])
