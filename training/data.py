@@ -693,7 +693,10 @@ def _stack(signals: Sequence[bytes | memoryview | None], out: torch.Tensor) -> t
     the cores.
     """
     per_thread = out.dtype != torch.float16 and torch.get_num_threads() == 1
-    stage = out if per_thread else out if out.dtype == torch.float16 else torch.empty(out.shape, dtype=torch.float16)
+    if per_thread or out.dtype == torch.float16:
+        stage = out
+    else:  # gathered as float16, converted in one call below
+        stage = torch.empty(out.shape, dtype=torch.float16)
     if not per_thread:
         rows = memoryview(stage.numpy()).cast("B")
         size = len(rows) // max(1, len(signals))
