@@ -230,9 +230,27 @@ def init_distributed(backend: str = "auto", *, device: str = "auto", timeout_s: 
     if dev.type == "cuda":
         torch.cuda.set_device(dev)
     if not torch_dist.is_initialized():
-        torch_dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s),
+        timeout = datetime.timedelta(seconds=timeout_s)
+        torch_dist.init_process_group(backend=backend, timeout=timeout, store=_attempt_store(timeout),
+                                      rank=_env_int("RANK", 0), world_size=world_size,
                                       device_id=dev if dev.type == "cuda" else None)
     return Dist(backend, torch_dist.get_rank(), torch_dist.get_world_size(), local_rank, dev)
+
+
+def _attempt_store(timeout: datetime.timedelta) -> torch_dist.Store | None:
+    """Under torchrun, the agent's store with keys of this restart attempt only; else None (the
+    default ``env://`` rendezvous).
+
+    torchrun (``TORCHELASTIC_USE_AGENT_STORE``) hands every restart round the agent's TCP store,
+    and torch adds no per-attempt prefix to it. The ranks of a new round could then read the
+    addresses the killed round published, and both sides of a gloo pair waited to be connected
+    until the timeout (seen in about half of the rank-kill restarts here).
+    """
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    store = torch_dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
+                                _env_int("WORLD_SIZE", 1), is_master=False, timeout=timeout)
+    return torch_dist.PrefixStore(f"eegfm/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
 
 
 def _device(use_cuda: bool, local_rank: int) -> torch.device:

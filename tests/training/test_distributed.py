@@ -68,3 +68,30 @@ def test_unwrap_finds_the_model_inside_ddp_and_compile_wrappers():
 
     assert unwrap(model) is model
     assert unwrap(Compiled(model)) is model
+
+
+def test_under_torchrun_each_restart_attempt_reads_only_its_own_store_keys(monkeypatch):
+    import datetime
+
+    import torch.distributed as torch_dist
+
+    from training.distributed import _attempt_store
+
+    timeout = datetime.timedelta(seconds=10)
+    monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
+    assert _attempt_store(timeout) is None  # plain env:// rendezvous
+    agent = torch_dist.TCPStore("127.0.0.1", 0, 1, is_master=True, timeout=timeout)  # torchrun's store
+    agent.set("default_pg/0//rank_1", b"address of the killed round")
+    monkeypatch.setenv("TORCHELASTIC_USE_AGENT_STORE", "True")
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(agent.port))
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    stores = {}
+    for attempt in ("1", "2"):
+        monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", attempt)
+        stores[attempt] = _attempt_store(timeout)
+        stores[attempt].set("default_pg/0//rank_1", f"round {attempt}".encode())
+    assert stores["2"].get("default_pg/0//rank_1") == b"round 2"
+    assert stores["1"].get("default_pg/0//rank_1") == b"round 1"
+    assert agent.get("eegfm/attempt_2/default_pg/0//rank_1") == b"round 2"
+    assert agent.get("default_pg/0//rank_1") == b"address of the killed round"
