@@ -699,7 +699,7 @@ def _stack(signals: Sequence[bytes | memoryview | None], out: torch.Tensor) -> t
         stage = torch.empty(out.shape, dtype=torch.float16)
     if not per_thread:
         rows = memoryview(stage.numpy()).cast("B")
-        size = len(rows) // max(1, len(signals))
+        size = len(rows) // len(signals)  # bytes per window
     with warnings.catch_warnings():  # the float16 views are read-only; copy_ only reads them
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
         for i, signal in enumerate(signals):

@@ -245,7 +245,8 @@ class Handoff:
     def buffers(self, specs: Specs) -> dict[str, torch.Tensor] | None:
         """In a worker: empty tensors of ``specs`` (name -> (dtype, shape)) in a free segment, to
         build the next batch in; :meth:`send` of exactly these tensors then copies nothing.
-        None when every pooled segment is still in use (build the batch elsewhere)."""
+        None when every pooled segment is still in use, or where segments cannot be reused (no
+        /proc): build the batch elsewhere."""
         layout, total = _layout(specs)
         segment = self._free_segment(max(total, 1))
         if segment is None:
