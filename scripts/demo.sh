@@ -7,9 +7,12 @@ PY=${1:-.venv/bin/python}
 OUT=${2:-outputs/demo}
 start=$(date +%s)
 mkdir -p "$OUT"
+# 16 patients, so that fine-tuning holds out 3 (about 45 windows). Over 12 pseudonym keys (the key
+# decides the split) the held-out KL was 0.63-1.07x the class prior's, 0.79x on average; with 8
+# patients (2 held out, about 20 windows) it was 0.66-1.08x, 0.85x on average.
 echo "demo: [1/4] simulate a 4-site corpus (EDF + Kaggle HMS layout) -> $OUT/corpus"
-"$PY" -m pipelines.simulate --output "$OUT/corpus" --sites 4 --subjects-per-site 2 \
-  --recordings-per-subject 1 --minutes 4 --seed 0 --format both --overwrite --quiet
+"$PY" -m pipelines.simulate --output "$OUT/corpus" --sites 4 --subjects-per-site 4 \
+  --recordings-per-subject 1 --minutes 6 --seed 0 --format both --overwrite --quiet
 # The demo keeps its own pseudonym key next to its outputs; real runs keep theirs private.
 [ -f "$OUT/pseudonym.key" ] || "$PY" -c "from pipelines.deid import create_key; create_key('$OUT/pseudonym.key')"
 echo "demo: [2/4] preprocess both layouts with Beam (DirectRunner, 2 worker processes) -> $OUT/tfrecords"
@@ -25,6 +28,15 @@ echo "demo: [4/4] fine-tune on the six-class expert votes, held-out subjects for
 rm -rf "$OUT/finetune"
 "$PY" -m training.finetune --pretrained "$OUT/pretrain/model" --data "$OUT/tfrecords" --task hms6 \
   --output "$OUT/finetune" --config cpu-tiny
+"$PY" - "$OUT/finetune/eval.json" <<'PYEOF'
+import json, sys
+report = json.load(open(sys.argv[1]))
+val, groups = report["val_calibrated"], report["groups"]
+print(f"demo: {groups['val']} held-out patients ({val['n_windows']} windows): KL {val['kl']:.3f} after "
+      f"temperature scaling vs {val['baseline_kl']:.3f} for the class prior ({val['kl_vs_baseline']:.2f}x); "
+      f"top-class accuracy {val['accuracy']:.2f} vs {val['baseline_accuracy']:.2f}. With so few held-out "
+      f"patients these vary with the split, which the pseudonym key decides.")
+PYEOF
 echo
 echo "demo: finished in $(( $(date +%s) - start )) s. Outputs:"
 echo "  simulated corpus   $OUT/corpus      (corpus.json: sites; edf/ and hms/: recordings; truth.jsonl: ground truth)"
