@@ -120,13 +120,18 @@ def loader_benchmark(data: str | Path, *, workers: tuple[int, ...] = (0, 2),
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(REPO / "outputs" / "demo" / "tfrecords"))
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2])
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "float16"])
+    parser.add_argument("--data", default=str(REPO / "outputs" / "demo" / "tfrecords"),
+                        help="folder of the pipeline's TFRecords (default: what `make demo` writes)")
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2],
+                        help="DataLoader worker counts to measure (0: batches built in this process)")
+    parser.add_argument("--dtypes", nargs="+", default=["float32", "float16"], choices=["float32", "float16"],
+                        help="eeg_dtype of the batches; the GPU presets use float16")
     parser.add_argument("--batch-size", type=int, default=BASE_BATCH,
-                        help="windows per batch (default: the base pretraining preset's, %(default)s)")
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--rounds", type=int, default=3)
+                        help=f"windows per batch (default: the base pretraining preset's, {BASE_BATCH})")
+    parser.add_argument("--seconds", type=float, default=3.0,
+                        help="steady-state seconds of each measurement (after the first batch)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved repetitions of every measurement; the median is reported")
     args = parser.parse_args()
     result = loader_benchmark(args.data, workers=tuple(args.workers), dtypes=tuple(args.dtypes),
                               batch_size=args.batch_size, seconds=args.seconds, rounds=args.rounds)
