@@ -3,6 +3,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -99,90 +100,79 @@ def _build(channel: Handoff, specs, seed: int) -> dict[str, torch.Tensor]:
     return built
 
 
+@pytest.fixture
+def channel() -> Iterator[Handoff]:
+    """A one-worker hand-off whose worker is this process (flock locks are per open file
+    description, so one process can play both sides)."""
+    one = Handoff(1)
+    yield one
+    one.close()
+
+
 @needs_handoff
-def test_a_batch_built_in_a_segment_is_sent_in_place_and_a_replaced_one_is_copied():
-    channel = Handoff(1)  # this process stands in for the worker; flock locks are per description
+def test_a_batch_built_in_a_segment_is_sent_in_place_and_a_replaced_one_is_copied(channel):
     specs = handoff._specs(_tensors(0))
-    try:
-        built = _build(channel, specs, 1)
-        first = channel.receive(channel.send(0, built))
-        assert all(torch.equal(first[k], v) for k, v in _tensors(1).items())
-        built["eeg"].zero_()  # the worker's mapping is the segment the main process reads
-        assert not first["eeg"].any()
-        built["eeg"].copy_(_tensors(1)["eeg"])
-        again = _build(channel, specs, 2)  # `first` is held, so its segment is not handed out
-        assert again["eeg"].data_ptr() != built["eeg"].data_ptr()
-        # augmentation replaces tensors after the build: they are copied in, the kept ones intact
-        second = channel.receive(channel.send(0, {"eeg": again["eeg"] * 2, "ecg": again["ecg"]}))
-        assert torch.equal(second["eeg"], _tensors(2)["eeg"] * 2)
-        assert torch.equal(second["ecg"], _tensors(2)["ecg"])
-        assert torch.equal(first["eeg"], _tensors(1)["eeg"]) and channel.segments_made == 2
-        del second
-        assert channel.buffers(specs)["eeg"].data_ptr() == again["eeg"].data_ptr()  # let go of: reused
-    finally:
-        channel.close()
+    built = _build(channel, specs, 1)
+    first = channel.receive(channel.send(0, built))
+    assert all(torch.equal(first[k], v) for k, v in _tensors(1).items())
+    built["eeg"].zero_()  # the worker's mapping is the segment the main process reads
+    assert not first["eeg"].any()
+    built["eeg"].copy_(_tensors(1)["eeg"])
+    again = _build(channel, specs, 2)  # `first` is held, so its segment is not handed out
+    assert again["eeg"].data_ptr() != built["eeg"].data_ptr()
+    # augmentation replaces tensors after the build: they are copied in, the kept ones intact
+    second = channel.receive(channel.send(0, {"eeg": again["eeg"] * 2, "ecg": again["ecg"]}))
+    assert torch.equal(second["eeg"], _tensors(2)["eeg"] * 2)
+    assert torch.equal(second["ecg"], _tensors(2)["ecg"])
+    assert torch.equal(first["eeg"], _tensors(1)["eeg"]) and channel.segments_made == 2
+    del second
+    assert channel.buffers(specs)["eeg"].data_ptr() == again["eeg"].data_ptr()  # let go of: reused
 
 
 @needs_handoff
-def test_with_every_pooled_segment_held_a_batch_is_built_elsewhere_and_sent_in_a_new_segment(monkeypatch):
+def test_with_every_pooled_segment_held_a_batch_is_built_elsewhere_and_sent_in_a_new_segment(channel, monkeypatch):
     monkeypatch.setattr(handoff, "POOL_SEGMENTS", 1)
-    channel = Handoff(1)
     specs = handoff._specs(_tensors(0))
-    try:
-        held = channel.receive(channel.send(0, _build(channel, specs, 1)))
-        assert channel.buffers(specs) is None  # the one pooled segment is held by the trainer
-        extra = channel.receive(channel.send(0, _tensors(2)))
-        assert torch.equal(extra["eeg"], _tensors(2)["eeg"]) and torch.equal(held["ecg"], _tensors(1)["ecg"])
-        assert channel.segments_made == 2 and len(channel._pool[extra["eeg"].untyped_storage().nbytes()]) == 1
-    finally:
-        channel.close()
+    held = channel.receive(channel.send(0, _build(channel, specs, 1)))
+    assert channel.buffers(specs) is None  # the one pooled segment is held by the trainer
+    extra = channel.receive(channel.send(0, _tensors(2)))
+    assert torch.equal(extra["eeg"], _tensors(2)["eeg"]) and torch.equal(held["ecg"], _tensors(1)["ecg"])
+    assert channel.segments_made == 2 and len(channel._pool[extra["eeg"].untyped_storage().nbytes()]) == 1
 
 
 @needs_handoff
-def test_segments_of_sizes_no_longer_used_are_closed_to_keep_the_pool_bounded(monkeypatch):
+def test_segments_of_sizes_no_longer_used_are_closed_to_keep_the_pool_bounded(channel, monkeypatch):
     monkeypatch.setattr(handoff, "POOL_SEGMENTS", 4)
-    channel = Handoff(1)
 
     def batch(n):  # 512 * n bytes: a size of its own for each n
         return {"eeg": torch.full((2, 64 * n), float(n))}
 
-    try:
-        held = [channel.receive(channel.send(0, batch(n))) for n in (1, 2)]
-        for n in range(3, 12):  # a new size each time, let go of at once
-            sent = channel.receive(channel.send(0, batch(n)))
-            assert torch.equal(sent["eeg"], batch(n)["eeg"])
-            del sent
-            assert sum(len(pool) for pool in channel._pool.values()) <= 4
-        assert channel.segments_made == 11
-        # the held batches' segments were never closed or written again
-        assert torch.equal(held[0]["eeg"], batch(1)["eeg"]) and torch.equal(held[1]["eeg"], batch(2)["eeg"])
-        assert len(channel._pool[512]) == len(channel._pool[1024]) == 1
-    finally:
-        channel.close()
+    held = [channel.receive(channel.send(0, batch(n))) for n in (1, 2)]
+    for n in range(3, 12):  # a new size each time, let go of at once
+        sent = channel.receive(channel.send(0, batch(n)))
+        assert torch.equal(sent["eeg"], batch(n)["eeg"])
+        del sent
+        assert sum(len(pool) for pool in channel._pool.values()) <= 4
+    assert channel.segments_made == 11
+    # the held batches' segments were never closed or written again
+    assert torch.equal(held[0]["eeg"], batch(1)["eeg"]) and torch.equal(held[1]["eeg"], batch(2)["eeg"])
+    assert len(channel._pool[512]) == len(channel._pool[1024]) == 1
 
 
 @needs_handoff
-def test_a_batch_out_of_order_is_refused_not_mixed_up():
-    channel = Handoff(1)
-    try:
-        first = channel.send(0, _tensors(1))  # same process stands in for the worker
-        second = channel.send(0, _tensors(2))
-        with pytest.raises(RuntimeError, match="worker 0 batch 1 arrived, expected batch 0"):
-            channel.receive(second)
-        assert torch.equal(channel.receive(first)["eeg"], _tensors(1)["eeg"])
-        assert torch.equal(channel.receive(second)["ecg"], _tensors(2)["ecg"])
-    finally:
-        channel.close()
+def test_a_batch_out_of_order_is_refused_not_mixed_up(channel):
+    first = channel.send(0, _tensors(1))  # same process stands in for the worker
+    second = channel.send(0, _tensors(2))
+    with pytest.raises(RuntimeError, match="worker 0 batch 1 arrived, expected batch 0"):
+        channel.receive(second)
+    assert torch.equal(channel.receive(first)["eeg"], _tensors(1)["eeg"])
+    assert torch.equal(channel.receive(second)["ecg"], _tensors(2)["ecg"])
 
 
 @needs_handoff
-def test_a_handoff_cannot_be_pickled_into_spawned_workers():
-    channel = Handoff(1)
-    try:
-        with pytest.raises(TypeError, match="must be forked"):
-            channel.__reduce_ex__(2)
-    finally:
-        channel.close()
+def test_a_handoff_cannot_be_pickled_into_spawned_workers(channel):
+    with pytest.raises(TypeError, match="must be forked"):
+        channel.__reduce_ex__(2)
 
 
 @needs_handoff
