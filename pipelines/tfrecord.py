@@ -187,16 +187,43 @@ def write_records(target: str | os.PathLike[str] | IO[bytes], records: Iterable[
 # ------------------------------------------------------------------------------------------------
 
 
-def _read_exactly(fileobj: IO[bytes], size: int) -> bytes:
-    """Read ``size`` bytes, fewer only at end of file (raw streams may return short reads)."""
-    parts, remaining = [], size
-    while remaining:
-        part = fileobj.read(remaining)
-        if not part:
-            break
-        parts.append(part)
-        remaining -= len(part)
-    return b"".join(parts)
+class _Scratch:
+    """A reusable byte buffer. Each snappy block is read and decompressed into memory that is
+    already mapped and cached, where new objects per block (the compressed bytes, cramjam's
+    output and a ``bytes`` copy of it) cost a third of the reader's time per record. A larger
+    request gets a new buffer, never a resize: views of the old one may still be alive."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def view(self, size: int) -> memoryview:
+        if len(self._buffer) < size:
+            self._buffer = bytearray(max(size, SNAPPY_BLOCK_BYTES))
+        return memoryview(self._buffer)[:size]
+
+
+class _FileBytes:
+    """``take(size)``: the next ``size`` bytes of a file object (fewer at end of file), read into
+    a reused buffer; the view is valid until the next ``take``."""
+
+    def __init__(self, fileobj: IO[bytes]):
+        self._fileobj, self._scratch = fileobj, _Scratch()
+        self._readinto = getattr(fileobj, "readinto", None)  # some object-store streams lack it
+
+    def take(self, size: int) -> memoryview:
+        view = self._scratch.view(size)
+        got = 0
+        while got < size:  # raw streams may return short reads
+            if self._readinto is not None:
+                n = self._readinto(view[got:])
+            else:
+                part = self._fileobj.read(size - got)
+                n = len(part)
+                view[got:got + n] = part
+            if not n:
+                break
+            got += n
+        return view[:got]
 
 
 def _plain_chunks(fileobj: IO[bytes]) -> Iterator[tuple[int | None, bytes]]:
@@ -204,10 +231,12 @@ def _plain_chunks(fileobj: IO[bytes]) -> Iterator[tuple[int | None, bytes]]:
         yield None, chunk
 
 
-def _snappy_chunks(fileobj: IO[bytes], path: str) -> Iterator[tuple[int | None, bytes]]:
-    """Yield ``(file_offset, decompressed_block)`` for each snappy block of the file."""
+def _snappy_chunks(source: _FileBytes, path: str) -> Iterator[tuple[int | None, memoryview]]:
+    """Yield ``(file_offset, decompressed_block)`` for each snappy block of the file. The block is
+    a view of a buffer that the next block overwrites: copy out what must outlive it."""
     offset = 0
-    while prefix := _read_exactly(fileobj, 4):
+    decompressed = _Scratch()
+    while prefix := source.take(4):
         if len(prefix) < 4:
             raise CorruptTFRecordError(
                 path, offset, f"truncated block length: expected 4 bytes; got {len(prefix)}")
@@ -216,32 +245,41 @@ def _snappy_chunks(fileobj: IO[bytes], path: str) -> Iterator[tuple[int | None, 
             raise CorruptTFRecordError(
                 path, offset,
                 f"snappy block length {size} exceeds the limit for {MAX_BLOCK_BYTES}-byte blocks")
-        block = _read_exactly(fileobj, size)
+        block = source.take(size)
         if len(block) < size:
             raise CorruptTFRecordError(
                 path, offset, f"truncated snappy block: expected {size} bytes; got {len(block)}")
-        yield offset, _decompress_block(block, path, offset)
+        yield offset, _decompress_block(block, decompressed, path, offset)
         offset += 4 + size
 
 
-def _decompress_block(block: bytes, path: str, offset: int) -> bytes:
+def _decompress_block(block: memoryview, out: _Scratch, path: str, offset: int) -> memoryview:
     try:
         size = cramjam.snappy.decompress_raw_len(block)
         if size > MAX_BLOCK_BYTES:
             raise CorruptTFRecordError(
                 path, offset, f"snappy block claims {size} decompressed bytes, over the "
                 f"{MAX_BLOCK_BYTES}-byte limit")
-        return bytes(cramjam.snappy.decompress_raw(block))
+        view = out.view(size)
+        written = cramjam.snappy.decompress_raw_into(block, view)
     except cramjam.DecompressionError as err:
         raise CorruptTFRecordError(path, offset, f"invalid snappy block ({err})") from err
+    if written != size:
+        raise CorruptTFRecordError(
+            path, offset, f"invalid snappy block (header claims {size} bytes; {written} decompressed)")
+    return view
 
 
 class _Stream:
-    """Exact-size reads across a sequence of chunks, remembering where each byte came from."""
+    """Exact-size reads across a sequence of chunks, remembering where each byte came from.
 
-    def __init__(self, chunks: Iterator[tuple[int | None, bytes]]):
+    A chunk may be a view of a reused buffer (``_snappy_chunks``): what ``read`` returns is always
+    a copy, taken before the next chunk is fetched.
+    """
+
+    def __init__(self, chunks: Iterator[tuple[int | None, bytes | memoryview]]):
         self._chunks = chunks
-        self._chunk = b""
+        self._chunk: bytes | memoryview = b""
         self._pos = 0
         self.offset = 0  # offset of the next byte in the (decompressed) stream
         self.block_offset: int | None = None  # file offset of the snappy block holding it
@@ -257,14 +295,19 @@ class _Stream:
 
     def read(self, size: int) -> bytes:
         """Up to ``size`` bytes; fewer only where the stream ends."""
+        start = self._pos
+        if start + size <= len(self._chunk):  # the common case: inside the current chunk
+            self._pos += size
+            self.offset += size
+            return bytes(self._chunk[start:self._pos])
         parts, remaining = [], size
         while remaining and not self.at_end():
-            part = self._chunk[self._pos:self._pos + remaining]
+            part = bytes(self._chunk[self._pos:self._pos + remaining])
             self._pos += len(part)
             self.offset += len(part)
             remaining -= len(part)
             parts.append(part)
-        return parts[0] if len(parts) == 1 else b"".join(parts)  # no copy in the common case
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class _BadRecord(Exception):
@@ -316,5 +359,6 @@ def read_records(source: str | os.PathLike[str] | IO[bytes], compression: str | 
             yield from read_records(fileobj, compression, verify_crc)
         return
     path = str(getattr(source, "name", None) or repr(source))
-    chunks = _snappy_chunks(source, path) if compression else _plain_chunks(source)
+    chunks = _snappy_chunks(_FileBytes(source), path) if compression else _plain_chunks(source)
     yield from _records(_Stream(chunks), path, verify_crc)
+

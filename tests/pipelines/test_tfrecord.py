@@ -171,6 +171,30 @@ def test_file_objects_and_compression_option():
         SnappyTFRecordWriter(buffer, block_bytes=BLOCK + 1)
 
 
+class _ShortReads:
+    """An object-store stream: ``read`` only (no ``readinto``), at most 1000 bytes per call."""
+
+    def __init__(self, data: bytes):
+        self._data, self._pos, self.name = data, 0, "gs://bucket/short-reads.tfrecord"
+
+    def read(self, size: int = -1) -> bytes:
+        size = min(1000, len(self._data) - self._pos if size < 0 else size)
+        part = self._data[self._pos:self._pos + size]
+        self._pos += len(part)
+        return part
+
+
+def test_streams_with_short_reads_and_no_readinto(tmp_path):
+    # Blocks are decompressed into a reused buffer: records must still be whole copies.
+    records = RECORD_SETS["block-edges"] + RECORD_SETS["examples"]
+    path = tmp_path / "stream.tfrecord"
+    write_records(path, records)
+    assert list(read_records(_ShortReads(path.read_bytes()))) == records
+    truncated = _ShortReads(path.read_bytes()[:-10])
+    with pytest.raises(CorruptTFRecordError, match="gs://bucket/short-reads.tfrecord.*truncated snappy block"):
+        list(read_records(truncated))
+
+
 # Corruption: every error names the file and a byte offset.
 
 
