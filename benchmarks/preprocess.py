@@ -6,6 +6,11 @@ de-identifies, scores quality and artifacts, and writes snappy TFRecords with a 
 comparison is conservative. Each side runs in its own process so peak RSS is measured per run.
 
     python benchmarks/preprocess.py [--data ../shared/data/eegmat] [--rounds 3] [--long-minutes 120]
+                                    [--copies 1]
+
+`--copies N` runs everything on N copies of the recordings (links in N folders, which the job
+treats as N sites): a larger corpus, over which the fixed costs (imports, Beam's start-up, the
+artifact model's fit) weigh less, as on a real one.
 
 `--long-minutes` also simulates one long EDF recording and runs the job on it and on a recording a
 quarter as long: peak RSS must not grow with recording length (chunked reading).
@@ -29,7 +34,8 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "eegmat"
 MNE_REFERENCE = r'''
 import glob, os, sys, numpy as np, mne
 mne.set_log_level("ERROR")
-files, out = sorted(glob.glob(os.path.join(sys.argv[1], "*.edf"))), sys.argv[2]
+files = sorted(glob.glob(os.path.join(sys.argv[1], "**", "*.edf"), recursive=True))
+out = sys.argv[2]
 chans = ["Fp1","F3","C3","P3","F7","T3","T5","O1","Fz","Cz","Pz","Fp2","F4","C4","P4","F8","T4","T6","O2"]
 for k, path in enumerate(files):
     raw = mne.io.read_raw_edf(path, preload=True)
@@ -70,7 +76,7 @@ def _eeg_hours(data: Path) -> float:
     from pipelines.readers import open_recording
 
     total = 0.0
-    for path in sorted(data.glob("*.edf")):
+    for path in sorted(data.rglob("*.edf")):
         with open_recording(path) as reader:
             total += reader.info.duration_s
     return total / 3600.0
@@ -93,20 +99,27 @@ def main() -> None:
                         "(wall time on a shared machine only ever gets slower than the code's own)")
     parser.add_argument("--long-minutes", type=float, default=120.0,
                         help="length of the simulated long recording for the memory check (0: skip)")
+    parser.add_argument("--copies", type=int, default=1,
+                        help="run on this many copies of the recordings (linked, one folder per copy, "
+                        "each a site of its own): a larger corpus, where fixed costs weigh less")
     args = parser.parse_args()
+    if args.copies < 1:
+        parser.error(f"--copies: expected an integer >= 1; got {args.copies}")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    hours = _eeg_hours(args.data)
-    result: dict = {"benchmark": "preprocess", "data": str(args.data), "eeg_hours": round(hours, 4),
+    result: dict = {"benchmark": "preprocess", "data": str(args.data), "copies": args.copies,
                     "cpu_count": os.cpu_count(), "rounds": args.rounds,
                     "load_average_before": round(os.getloadavg()[0], 2)}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        data = _copies(args.data, args.copies, tmp / "copies") if args.copies > 1 else args.data
+        hours = _eeg_hours(data)
+        result["eeg_hours"] = round(hours, 4)
         key = tmp / "key"
         key.write_bytes(os.urandom(32).hex().encode())
         # The same on half of the recordings separates each side's fixed cost (imports, Beam's
         # graph translation, worker start-up) from its cost per EEG-hour, which is what a large
         # corpus pays.
-        half = _half_folder(args.data, tmp / "half" / args.data.name)
+        half = _half_folder(data, tmp / "half" / data.name)
         half_hours = _eeg_hours(half)
         modes = {
             "eegfm_1_worker": ["--direct_running_mode", "in_memory"],
@@ -117,7 +130,7 @@ def main() -> None:
         # workers forked from the job (pipelines.warm_workers), on all recordings only.
         cold = {name + "_cold": extra + ["--cold_workers"] for name, extra in modes.items() if "_mp_" in name}
         cases: dict[str, list[str]] = {}
-        for corpus, folder in (("", args.data), ("half:", half)):
+        for corpus, folder in (("", data), ("half:", half)):
             out = tmp / f"mne-{corpus[:-1] or 'all'}"
             out.mkdir()
             cases[corpus + "mne_reference"] = [sys.executable, "-c", MNE_REFERENCE, str(folder), str(out)]
@@ -169,12 +182,26 @@ def main() -> None:
     print(json.dumps(result, indent=2))
 
 
+def _copies(data: Path, copies: int, target: Path) -> Path:
+    """``copies`` folders of links to every file of ``data``."""
+    for copy in range(copies):
+        folder = target / f"copy{copy + 1}"
+        folder.mkdir(parents=True)
+        for path in sorted(data.iterdir()):
+            if path.is_file():
+                (folder / path.name).symlink_to(path.resolve())
+    return target
+
+
 def _half_folder(data: Path, target: Path) -> Path:
-    """A folder of links to every other file but only the first half of the EDF recordings."""
+    """Links to every other file but only the first half of the EDF recordings, folder by folder
+    (the same sites, half the EEG-hours)."""
     target.mkdir(parents=True)
     edfs = sorted(data.glob("*.edf"))
     for path in sorted(data.iterdir()):
-        if path.suffix.lower() != ".edf" or path in edfs[: len(edfs) // 2]:
+        if path.is_dir():
+            _half_folder(path, target / path.name)
+        elif path.suffix.lower() != ".edf" or path in edfs[: len(edfs) // 2]:
             (target / path.name).symlink_to(path.resolve())
     return target
 
