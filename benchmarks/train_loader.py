@@ -10,6 +10,9 @@
   which is what the GPU presets ``base`` and ``large-gpu`` use: ``preset`` says so).
   ``windows_per_s`` is steady state (from the first batch on), ``first_batch_s`` the start-up,
   ``cpu_us_per_window`` the CPU time of the main process and its workers per window delivered.
+- ``tensorflow``: with ``--tf-reference``, ``tf.data.TFRecordDataset(files, compression_type=
+  "SNAPPY")`` counted in graph mode on one thread (read, decompress, CRC; nothing parsed), in a
+  subprocess: the standard C++ reader, for scale. ``loader_vs_tensorflow``: loader windows/s over it.
 - ``ratio``: loader windows/s over raw records/s (the issue's target: >= 0.5), and
   ``ratio_per_core``: raw CPU per record over loader CPU per window, the same ratio on an idle
   machine with one core per process; it is what the wall ratio of ``W`` workers approaches
@@ -27,6 +30,7 @@ import json
 import os
 import resource
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -60,6 +64,41 @@ def raw_rate(files: list[str], seconds: float) -> dict[str, float]:
     return {"per_s": count / elapsed, "cpu_us": (_cpu_seconds() - cpu) / count * 1e6}
 
 
+# Run in a subprocess: TensorFlow's thread pools must not exist in a process that forks
+# DataLoader workers.
+_TF_RATE = r"""
+import os, sys, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import tensorflow as tf
+tf.config.threading.set_inter_op_parallelism_threads(1)
+tf.config.threading.set_intra_op_parallelism_threads(1)
+files, seconds = sys.argv[2:], float(sys.argv[1])
+count = tf.autograph.experimental.do_not_convert(lambda n, _: n + 1)
+ds = tf.data.TFRecordDataset(files, compression_type="SNAPPY")
+int(ds.reduce(tf.constant(0, tf.int64), count))  # warm-up: page cache, graph construction
+start = time.perf_counter()
+per_pass = int(ds.reduce(tf.constant(0, tf.int64), count))
+passes = max(1, int(seconds / (time.perf_counter() - start)))
+start = time.perf_counter()  # one reduce over repeated passes: each call builds a graph
+n = int(ds.repeat(passes).reduce(tf.constant(0, tf.int64), count))
+print(n / (time.perf_counter() - start), per_pass)
+"""
+
+
+def tf_rate(files: list[str], seconds: float) -> tuple[float, int] | None:
+    """tf.data's (records/s, records per pass over ``files``), one thread, graph mode; None
+    without TensorFlow."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-c", _TF_RATE, str(seconds), *files], env=env,
+                          capture_output=True, text=True)
+    if done.returncode:
+        if "No module named 'tensorflow'" in done.stderr:
+            return None
+        raise RuntimeError(f"TensorFlow reference failed:\n{done.stderr[-2000:]}")
+    rate, per_pass = done.stdout.strip().splitlines()[-1].split()
+    return float(rate), int(per_pass)
+
+
 def loader_rate(data: str, workers: int, dtype: str, batch_size: int, seconds: float) -> dict[str, float]:
     """Steady-state windows per second through the loader, start-up time and CPU per window."""
     config = LoaderConfig(batch_size=batch_size, num_workers=workers, pin_memory=False, eeg_dtype=dtype)
@@ -78,17 +117,25 @@ def loader_rate(data: str, workers: int, dtype: str, batch_size: int, seconds: f
 
 def loader_benchmark(data: str | Path, *, workers: tuple[int, ...] = (0, 2),
                      dtypes: tuple[str, ...] = ("float32", "float16"), batch_size: int = BASE_BATCH,
-                     seconds: float = 3.0, rounds: int = 3, consumed_per_s: float | None = None) -> dict:
-    """The loader section of the report; ``consumed_per_s``: windows/s a training step takes."""
+                     seconds: float = 3.0, rounds: int = 3, consumed_per_s: float | None = None,
+                     tf_reference: bool = False) -> dict:
+    """The loader section of the report; ``consumed_per_s``: windows/s a training step takes;
+    ``tf_reference``: also time tf.data's reader (skipped, with a note, without TensorFlow)."""
     data = str(data)
     torch.set_num_threads(1)  # one core per process, like a DataLoader worker
     files = list_files(data)
+    n_records = sum(1 for path in files for _ in read_records(path, "SNAPPY")) if tf_reference else 0
     load_before = os.getloadavg()[0]
     cases = [(w, d) for w in workers for d in dtypes]
     raw: list[dict[str, float]] = []
+    tf_rates: list[tuple[float, int] | None] = []
     runs: dict[tuple[int, str], list[dict[str, float]]] = {case: [] for case in cases}
     for _ in range(rounds):
         raw.append(raw_rate(files, seconds))
+        if tf_reference:
+            tf_rates.append(tf_rate(files, seconds))
+            if tf_rates[-1] is not None and tf_rates[-1][1] != n_records:
+                raise RuntimeError(f"tf.data read {tf_rates[-1][1]} records per pass; read_records {n_records}")
         for n_workers, dtype in cases:
             runs[n_workers, dtype].append(loader_rate(data, n_workers, dtype, batch_size, seconds))
 
@@ -106,11 +153,20 @@ def loader_benchmark(data: str | Path, *, workers: tuple[int, ...] = (0, 2),
         }
         if consumed_per_s:
             loader[f"workers={n_workers},{dtype}"]["times_training_demand"] = round(rate / consumed_per_s, 1)
+    tensorflow = None
+    if tf_reference:
+        tensorflow = ({"note": "TensorFlow is not installed (pip install -e .[tf])"} if None in tf_rates else
+                      {"records_per_s": round(statistics.median(r for r, _ in tf_rates), 1),
+                       "note": "tf.data.TFRecordDataset, SNAPPY, one thread, graph mode, nothing parsed"})
+    for value in loader.values():
+        if tensorflow and "records_per_s" in tensorflow:
+            value["loader_vs_tensorflow"] = round(value["windows_per_s"] / tensorflow["records_per_s"], 2)
     return {
         "data": data, "files": len(files), "batch_size": batch_size, "cpu_count": os.cpu_count(),
         "preset": {"name": "base", "batch_size": BASE_LOADER.batch_size, "eeg_dtype": BASE_LOADER.eeg_dtype},
         "rounds": rounds, "seconds": seconds,
         "raw": {"records_per_s": round(raw_rate_, 1), "cpu_us_per_record": round(raw_cpu)},
+        **({"tensorflow": tensorflow} if tf_reference else {}),
         "loader": loader,
         "training_consumes_windows_per_s": consumed_per_s,
         "targets": {"ratio": ">= 0.5", "times_training_demand": ">= 10"},
@@ -132,9 +188,13 @@ def main() -> None:
                         help="steady-state seconds of each measurement (after the first batch)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved repetitions of every measurement; the median is reported")
+    parser.add_argument("--tf-reference", action="store_true",
+                        help="also time tf.data's own SNAPPY TFRecord reader on the same files (one "
+                        "thread, in a subprocess) and report the loader's rate against it")
     args = parser.parse_args()
     result = loader_benchmark(args.data, workers=tuple(args.workers), dtypes=tuple(args.dtypes),
-                              batch_size=args.batch_size, seconds=args.seconds, rounds=args.rounds)
+                              batch_size=args.batch_size, seconds=args.seconds, rounds=args.rounds,
+                              tf_reference=args.tf_reference)
     print(json.dumps(result, indent=2))
 
 

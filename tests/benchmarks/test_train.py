@@ -30,3 +30,16 @@ def test_step_throughput_counts_model_flops_per_window_and_reports_mfu():
 def test_step_throughput_on_the_gpu_reports_memory_and_mfu():
     run = step_throughput(torch.device("cuda"), preset="base", batch=8, steps=2, warmup=1, peak=989e12)
     assert run["max_allocated_mb"] > 0 and 0 < run["mfu"] < 1 and run["flops_per_step"] > 0
+
+
+def test_tensorflow_reference_reads_every_record_of_our_files(tmp_path):
+    pytest.importorskip("tensorflow")
+    from benchmarks.train_loader import tf_rate
+    from pipelines.tfrecord import write_records
+
+    records = [bytes([i % 251]) * (1000 + 97 * i) for i in range(300)]  # some cross 256 KiB blocks
+    paths = [str(tmp_path / "a.tfrecord"), str(tmp_path / "b.tfrecord")]
+    write_records(paths[0], records[:200])
+    write_records(paths[1], records[200:])
+    rate, per_pass = tf_rate(paths, seconds=0.2)
+    assert per_pass == 300 and rate > 0
