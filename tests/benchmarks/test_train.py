@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from benchmarks.train import step_throughput
+from benchmarks.train import loader_vs_gpu, step_throughput
 
 
 def test_step_throughput_counts_model_flops_per_window_and_reports_mfu():
@@ -43,3 +43,18 @@ def test_tensorflow_reference_reads_every_record_of_our_files(tmp_path):
     write_records(paths[1], records[200:])
     rate, per_pass = tf_rate(paths, seconds=0.2)
     assert per_pass == 300 and rate > 0
+
+
+def test_loader_is_compared_with_every_gpu_run_and_the_hungriest():
+    runs = [step_throughput(torch.device("cpu"), preset="tiny", batch=batch, n_times=512, steps=2, warmup=1)
+            for batch in (2, 8)]
+    loader = {"loader": {"workers=2,float16": {"windows_per_s": 10.0}, "workers=4,float16": {"windows_per_s": 3000.0},
+                         "workers=4,float32": {"windows_per_s": 1.0}}}
+    report = loader_vs_gpu(loader, {"runs": runs}, workers=4)
+    assert report["windows_per_s"] == 3000.0
+    assert [r["times_step"] for r in report["times_step_per_run"]] == [
+        round(3000.0 / run["samples_per_s"], 2) for run in runs]
+    hungriest = max(run["samples_per_s"] for run in runs)
+    assert report["times_hungriest_step"] == round(3000.0 / hungriest, 2)
+    with pytest.raises(KeyError):  # the preset's worker count must have been measured
+        loader_vs_gpu(loader, {"runs": runs}, workers=8)
