@@ -9,9 +9,9 @@
    and model-FLOPs utilisation (FLOPs counted by ``torch.utils.flop_counter`` for one step,
    divided by the device's dense bf16 peak) for each of ``--gpu-batches``, eager and with
    ``torch.compile``; ``best`` is the fastest. Target >= 35 %. The loader is then also measured
-   with the ``base`` preset's worker count, and ``gpu.loader`` compares its float16 windows/s
-   with the samples/s of every GPU run: a GPU step consumes far more than a CPU one, and the
-   loader must stay >= 10x ahead of it too.
+   with the workers the ``base`` preset's ``num_workers: auto`` gives on that machine, and
+   ``gpu.loader`` compares its float16 windows/s with the samples/s of every GPU run: a GPU step
+   consumes far more than a CPU one, and the loader must stay >= 10x ahead of it too.
 
     python benchmarks/train.py [--data OUTPUT_OF_PREPROCESS] [--steps 60] [--rounds 3] [--skip-scaling]
 
@@ -176,12 +176,9 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from benchmarks.train_loader import BASE_LOADER, loader_benchmark
+    from benchmarks.train_loader import loader_benchmark, preset_workers
 
     cuda = torch.cuda.is_available()
-    # On a GPU machine, also the workers the GPU presets run with.
-    workers = tuple(sorted({0, 2, BASE_LOADER.num_workers})) if cuda else (0, 2)
-
     result: dict = {"benchmark": "train", "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -204,10 +201,13 @@ def main() -> None:
             step_demand = one["samples_per_s"]
         else:
             step_demand = None
+        # On a GPU machine, also the workers the GPU presets run with there (num_workers: auto).
+        preset = preset_workers(data)
+        workers = tuple(sorted({0, 2, preset})) if cuda else (0, 2)
         result["loader"] = loader_benchmark(data, workers=workers, consumed_per_s=step_demand)
     result["gpu"] = _gpu(args.gpu_steps, tuple(args.gpu_batches), (False,) if args.no_compile else (False, True))
     if result["gpu"] is not None:
-        result["gpu"]["loader"] = loader_vs_gpu(result["loader"], result["gpu"], BASE_LOADER.num_workers)
+        result["gpu"]["loader"] = loader_vs_gpu(result["loader"], result["gpu"], preset)
     print(json.dumps(result, indent=2))
 
 

@@ -99,6 +99,13 @@ def tf_rate(files: list[str], seconds: float) -> tuple[float, int] | None:
     return float(rate), int(per_pass)
 
 
+def preset_workers(data: str | Path) -> int:
+    """The workers the ``base`` preset's ``num_workers`` (``auto``) gives on this machine for ``data``."""
+    config = LoaderConfig(batch_size=BASE_BATCH, num_workers=BASE_LOADER.num_workers,
+                          shuffle_buffer=BASE_LOADER.shuffle_buffer, eeg_dtype=BASE_LOADER.eeg_dtype)
+    return EEGLoader(str(data), config, rank=0, world_size=1).config.num_workers
+
+
 def loader_rate(data: str, workers: int, dtype: str, batch_size: int, seconds: float) -> dict[str, float]:
     """Steady-state windows per second through the loader, start-up time and CPU per window."""
     config = LoaderConfig(batch_size=batch_size, num_workers=workers, pin_memory=False, eeg_dtype=dtype)
@@ -163,7 +170,8 @@ def loader_benchmark(data: str | Path, *, workers: tuple[int, ...] = (0, 2),
             value["loader_vs_tensorflow"] = round(value["windows_per_s"] / tensorflow["records_per_s"], 2)
     return {
         "data": data, "files": len(files), "batch_size": batch_size, "cpu_count": os.cpu_count(),
-        "preset": {"name": "base", "batch_size": BASE_LOADER.batch_size, "eeg_dtype": BASE_LOADER.eeg_dtype},
+        "preset": {"name": "base", "batch_size": BASE_LOADER.batch_size, "eeg_dtype": BASE_LOADER.eeg_dtype,
+                   "num_workers": BASE_LOADER.num_workers, "num_workers_here": preset_workers(data)},
         "rounds": rounds, "seconds": seconds,
         "raw": {"records_per_s": round(raw_rate_, 1), "cpu_us_per_record": round(raw_cpu)},
         **({"tensorflow": tensorflow} if tf_reference else {}),

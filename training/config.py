@@ -170,12 +170,13 @@ class LoaderConfig(Config):
     Example (about 0.1 MB for 10 s, 0.5 MB for 50 s windows) per loader worker. ``eeg_dtype``
     ``float16`` (the stored precision, exact) hands the model float16 batches, which it casts
     on its device: half the bytes through workers, pinned memory and the host-to-GPU copy, for
-    GPU runs; ``float32`` converts in the loader workers, for CPU runs.
+    GPU runs; ``float32`` converts in the loader workers, for CPU runs. ``num_workers: auto``
+    (the GPU presets) sizes the workers to the machine (``training.data.auto_num_workers``).
     """
 
     batch_size: int = 8
     token_budget: int | None = None
-    num_workers: int = 0
+    num_workers: int | str = 0
     shuffle_buffer: int = 1000
     seed: int = 0
     augment: dict[str, Any] = dataclasses.field(default_factory=dict)
@@ -185,7 +186,12 @@ class LoaderConfig(Config):
         check_option("loader.eeg_dtype", self.eeg_dtype, ("float32", "float16"))
         self.batch_size = _int("loader.batch_size", self.batch_size, 1, 1 << 20)
         self.token_budget = _optional_int("loader.token_budget", self.token_budget, 1)
-        self.num_workers = _int("loader.num_workers", self.num_workers, 0, 1024)
+        if self.num_workers != "auto":
+            try:
+                self.num_workers = _int("loader.num_workers", self.num_workers, 0, 1024)
+            except ConfigError:
+                raise ConfigError(f"loader.num_workers: expected an integer in [0, 1024] or 'auto'; "
+                                  f"got {self.num_workers!r}") from None
         self.shuffle_buffer = _int("loader.shuffle_buffer", self.shuffle_buffer, 0)
         self.seed = _int("loader.seed", self.seed, 0, 2**63 - 1)
         self.augment = _mapping("loader.augment", self.augment)

@@ -85,6 +85,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from model.inputs import encode_age, encode_sex
 from pipelines.config import ConfigError, check_option, check_range
+from pipelines.logging_setup import get_logger
 from pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError, decode_features
 from pipelines.tfrecord import CorruptTFRecordError, read_records
 from training.handoff import Handoff, copy_to_shared, handoff_supported, resolve_shared
@@ -97,6 +98,10 @@ _SHARED = "_shared"  # the wire batch's key for the reference to its shared tens
 EEG_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 N_CLASSES = len(HMS_CLASSES)
 STATE_VERSION = 1
+AUTO = "auto"  # num_workers: as many as this process's share of the machine's CPUs and memory allows
+AUTO_MAX_WORKERS = 16
+
+log = get_logger("training.data")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -507,6 +512,7 @@ class LoaderConfig:
         bucketed by exact length (a batch is one tensor), so uniform lengths give a fixed size.
     drop_last: drop each epoch's incomplete batch per length bucket.
     num_workers / prefetch_factor: DataLoader worker processes and the batches each keeps ready.
+        ``"auto"``: see :func:`auto_num_workers` (resolved when the loader is built).
     pin_memory: page-locked batches for fast host-to-GPU copies; None means "if CUDA is there".
     shuffle: shuffle files per epoch and windows through a ``shuffle_buffer``-window buffer
         (each buffered window holds its raw Example, ~0.5 MB for 50 s); off gives the file order.
@@ -522,7 +528,7 @@ class LoaderConfig:
     max_batch_size: int = 256
     patch_size: int = 1
     drop_last: bool = False
-    num_workers: int = 2
+    num_workers: int | str = 2
     prefetch_factor: int = 4
     pin_memory: bool | None = None
     shuffle: bool = True
@@ -541,7 +547,9 @@ class LoaderConfig:
         _check_int("LoaderConfig.token_budget", self.token_budget, 1, optional=True)
         _check_int("LoaderConfig.max_batch_size", self.max_batch_size, 1)
         _check_int("LoaderConfig.patch_size", self.patch_size, 1)
-        _check_int("LoaderConfig.num_workers", self.num_workers, 0)
+        workers = self.num_workers
+        if workers != AUTO and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0):
+            raise ConfigError(f"LoaderConfig.num_workers: expected an integer >= 0 or {AUTO!r}; got {workers!r}")
         _check_int("LoaderConfig.prefetch_factor", self.prefetch_factor, 1)
         _check_int("LoaderConfig.shuffle_buffer", self.shuffle_buffer, 0)
         _check_int("LoaderConfig.seed", self.seed, 0)
@@ -579,6 +587,81 @@ def finetune_config(min_votes: float = 0.0, **overrides: Any) -> LoaderConfig:
 def eval_config(**overrides: Any) -> LoaderConfig:
     """Evaluation: file order, no shuffle, no augmentation (use with ``infinite=False``)."""
     return dataclasses.replace(LoaderConfig(batch_size=64, shuffle=False), **overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class Machine:
+    """What ``num_workers="auto"`` sizes the loader by (``Machine.here()`` reads it).
+
+    cpus: the CPUs this process may run on (its affinity mask); total_cpus: the machine's.
+    local_ranks: training processes on this machine (torchrun's ``LOCAL_WORLD_SIZE``,
+    Horovod's/Open MPI's local size). memory: bytes available (None: unknown). cuda: a GPU trains.
+    """
+
+    cpus: int
+    total_cpus: int
+    local_ranks: int = 1
+    memory: int | None = None
+    cuda: bool = False
+
+    @classmethod
+    def here(cls) -> Machine:
+        total = os.cpu_count() or 1
+        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
+        local = 1
+        for name in ("LOCAL_WORLD_SIZE", "HOROVOD_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE"):
+            if os.environ.get(name, "").isdigit() and int(os.environ[name]) > 0:
+                local = int(os.environ[name])
+                break
+        return cls(cpus, total, local, _available_memory(), torch.cuda.is_available())
+
+
+def _available_memory() -> int | None:
+    """``MemAvailable`` from /proc/meminfo, in bytes (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def auto_num_workers(config: LoaderConfig, record_bytes: int, machine: Machine) -> tuple[int, str]:
+    """The workers ``num_workers="auto"`` runs with, and why.
+
+    On a GPU every worker but one CPU of this rank's share of the machine: a GPU step consumes
+    windows far faster than a worker (about 0.1 ms of CPU per window) makes them. The share is
+    the affinity mask where the launcher bound the rank to CPUs (mpirun), else the machine's
+    CPUs over the local ranks (torchrun). Capped at ``AUTO_MAX_WORKERS``, and so that the
+    shuffle buffers and batches in flight of all workers of all local ranks (``record_bytes``
+    each) take at most half the available memory. Training on the CPU gets one worker: the
+    trainer needs the cores, and one worker overlaps reading with compute at many times the
+    rate a CPU step consumes.
+    """
+    if not machine.cuda:
+        return 1, "CPU training: one worker overlaps reading with compute"
+    bound = machine.cpus < machine.total_cpus
+    share = machine.cpus if bound else machine.total_cpus // max(1, machine.local_ranks)
+    workers, why = share - 1, (f"{machine.cpus} CPUs bound to this rank, less one for it" if bound else
+                               f"{machine.total_cpus} CPUs / {machine.local_ranks} local rank(s), less one each")
+    if workers > AUTO_MAX_WORKERS:
+        workers, why = AUTO_MAX_WORKERS, f"{why}, capped at {AUTO_MAX_WORKERS}"
+    batch = config.batch_size or config.max_batch_size
+    held = (config.shuffle_buffer * config.shuffle + (config.prefetch_factor + 1) * batch) * max(1, record_bytes)
+    if machine.memory is not None:
+        fits = machine.memory // 2 // max(1, machine.local_ranks) // held
+        if fits < workers:
+            workers, why = fits, (f"{why}; memory: each worker holds about {held / 2**20:.0f} MiB and half of "
+                                  f"{machine.memory / 2**30:.1f} GiB available is shared by {machine.local_ranks} rank(s)")
+    return max(1, workers), why
+
+
+def _first_record_bytes(path: str) -> int:
+    """The size of the first record of ``path`` (the loader's unit of memory), 0 if it has none."""
+    with contextlib.nullcontext(path) if not _is_remote(path) else _open(path) as source:
+        return next((len(raw) for raw in read_records(source, "SNAPPY")), 0)
 
 
 def scan_windows(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -922,7 +1005,9 @@ class EEGLoader:
     The position counts batches as they are handed out (not those prefetched), so
     ``state_dict()`` taken after a training step resumes with the next batch.
     ``rank`` / ``world_size`` default to torch.distributed's (or torchrun's environment).
-    Horovod users pass ``hvd.rank()`` and ``hvd.size()``.
+    Horovod users pass ``hvd.rank()`` and ``hvd.size()``. ``num_workers="auto"`` is resolved here
+    (``config.num_workers`` then holds the count) and, on ``load_state_dict``, yields to the
+    checkpoint's count, so a run resumed on another machine type continues the same stream.
     """
 
     def __init__(self, data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
@@ -938,6 +1023,11 @@ class EEGLoader:
             raise FileNotFoundError(f"data_dir: no non-empty TFRecord shards in {data_dir} for sites "
                                     f"{filters.sites or 'all'} (excluding {filters.exclude_sites or 'none'})")
         self.infinite = infinite
+        self.auto_workers = self.config.num_workers == AUTO
+        if self.auto_workers:
+            workers, why = auto_num_workers(self.config, _first_record_bytes(self.files[0]), Machine.here())
+            log.info("loader: num_workers auto -> %d (%s)", workers, why)
+            self.config = dataclasses.replace(self.config, num_workers=workers)
         self.n_workers = max(1, self.config.num_workers)
         self.set_epoch(0)
         self.batches = 0  # handed out since the start of training
@@ -995,13 +1085,21 @@ class EEGLoader:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly where ``state`` was taken; the next ``iter()`` resumes there."""
+        saved = state.get("num_workers")
+        if self.auto_workers and isinstance(saved, int) and not isinstance(saved, bool) and saved >= 1 \
+                and saved != self.n_workers:
+            # The shards are cut per worker: a run continues with the workers it started with.
+            log.info("loader: resuming with the checkpoint's %d workers (auto gives %d here)", saved, self.n_workers)
+            self.config = dataclasses.replace(self.config, num_workers=saved)
+            self.n_workers = saved
         expected = {"version": STATE_VERSION, "seed": self.config.seed, "rank": self.rank,
                     "world_size": self.world_size, "num_workers": self.n_workers,
                     "infinite": self.infinite, "files": self._fingerprint()}
         for key, value in expected.items():
             if state.get(key) != value:
+                hint = f" (num_workers {AUTO!r} takes the checkpoint's)" if key == "num_workers" else ""
                 raise ValueError(f"load_state_dict: state[{key!r}] is {state.get(key)!r} but this loader has "
-                                 f"{value!r}; resuming needs the same files, seed, rank, world_size and num_workers")
+                                 f"{value!r}; resuming needs the same files, seed, rank, world_size and num_workers{hint}")
         positions = [tuple(int(v) for v in p) for p in state["workers"]]
         if len(positions) != self.n_workers or not 0 <= int(state["next_worker"]) < self.n_workers:
             raise ValueError(f"load_state_dict: state['workers'] must hold {self.n_workers} positions; "

@@ -36,6 +36,10 @@ def test_preset_contents_match_their_purpose():
     # GPU presets take exact float16 batches; CPU runs convert in the loader workers
     assert (base.loader.eeg_dtype, tiny.loader.eeg_dtype, load_config("base", "finetune").loader.eeg_dtype) == \
         ("float16", "float32", "float32")
+    # GPU presets size their loader workers to the machine; the CPU preset loads in-process
+    assert {load_config(p, k).loader.num_workers for p in ("base", "large-gpu") for k in ("pretrain", "finetune")} \
+        == {"auto"}
+    assert load_config("cpu-tiny", "pretrain", ["loader.num_workers=auto"]).loader.num_workers == "auto"
     large = load_config("large-gpu")
     assert (large.backend, large.precision, large.activation_checkpointing, large.compile) == ("nccl", "bf16", True, True)
     adapter = load_config("large-gpu", "finetune").model_config()
@@ -62,6 +66,8 @@ def test_overrides_from_the_command_line_and_from_dicts():
     (["precision=fp8"], r"precision: expected one of 'fp32', 'bf16', 'fp16'; got 'fp8'"),
     (["loader.batch_size=0"], r"loader.batch_size: expected an integer in \[1, 1048576\]; got 0"),
     (["loader.batch_size=2.5"], r"loader.batch_size: expected an integer; got 2.5"),
+    (["loader.num_workers=many"], r"loader.num_workers: expected an integer in \[0, 1024\] or 'auto'; got 'many'"),
+    (["loader.num_workers=-1"], r"loader.num_workers: expected an integer in \[0, 1024\] or 'auto'; got -1"),
     (["loader.eeg_dtype=bfloat16"], r"loader.eeg_dtype: expected one of 'float32', 'float16'; got 'bfloat16'"),
     (["backend=mpi"], r"backend: expected one of 'auto', 'gloo', 'nccl', 'horovod'; got 'mpi'"),
     (["model=huge"], r"model: expected one of 'base', 'large', 'tiny'; got 'huge'"),

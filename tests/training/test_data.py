@@ -265,9 +265,50 @@ def test_resume_repeats_the_uninterrupted_batches_bitwise(pipeline_output):
     tail = take(resumed, total - cut)
     assert all(_same_batch(a, b) for a, b in zip(reference, head + tail))
     assert resumed.state_dict()["batches"] == total and resumed.epoch >= 1
-    with pytest.raises(ValueError, match="num_workers"):
+    with pytest.raises(ValueError, match="num_workers 'auto' takes the checkpoint's"):
         EEGLoader(pipeline_output, dataclasses.replace(config, num_workers=workers + 1),
                   rank=0, world_size=1).load_state_dict(state)
+    # "auto" resolves to one worker on a machine without a GPU, then continues with the checkpoint's two
+    auto = EEGLoader(pipeline_output, dataclasses.replace(config, num_workers="auto"), rank=0, world_size=1)
+    if not torch.cuda.is_available():
+        assert auto.config.num_workers == 1
+    auto.load_state_dict(state)
+    assert auto.config.num_workers == workers
+    assert all(_same_batch(a, b) for a, b in zip(reference[cut:], take(auto, total - cut)))
+
+
+def _machine(cpus=16, total=None, ranks=1, memory=None, cuda=True):
+    return data.Machine(cpus, cpus if total is None else total, ranks, memory, cuda)
+
+
+@pytest.mark.parametrize("machine, expected, why", [
+    (_machine(cuda=False), 1, "CPU training"),
+    (_machine(16), 15, "16 CPUs / 1 local rank"),
+    (_machine(96, ranks=8), 11, "96 CPUs / 8 local rank"),
+    (_machine(4, total=64, ranks=8), 3, "4 CPUs bound to this rank"),  # mpirun's binding
+    (_machine(128), data.AUTO_MAX_WORKERS, f"capped at {data.AUTO_MAX_WORKERS}"),
+    (_machine(1), 1, "1 CPUs / 1 local rank"),
+    # 2000 buffered + 5 x 64 in flight x 100 kB = 232 MB a worker; half of 4 GiB over 2 ranks: 4
+    (_machine(32, ranks=2, memory=4 << 30), 4, "memory: each worker holds about 221 MiB"),
+    (_machine(16, memory=100 << 20), 1, "memory"),
+])
+def test_auto_workers_fit_the_cpus_and_memory_of_the_rank(machine, expected, why):
+    config = LoaderConfig(batch_size=64, num_workers="auto", shuffle_buffer=2000, prefetch_factor=4)
+    workers, reason = data.auto_num_workers(config, 100_000, machine)
+    assert workers == expected and why in reason
+
+
+def test_auto_workers_read_this_machine_and_the_launcher(pipeline_output, monkeypatch):
+    here = data.Machine.here()
+    assert 1 <= here.cpus <= here.total_cpus and here.cuda == torch.cuda.is_available()
+    assert here.memory is None or here.memory > 0
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    assert data.Machine.here().local_ranks == 3
+    monkeypatch.delenv("LOCAL_WORLD_SIZE")
+    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
+    assert data.Machine.here().local_ranks == 2
+    record = len(next(read_records(list_files(pipeline_output)[0])))
+    assert data._first_record_bytes(list_files(pipeline_output)[0]) == record > 19 * 2560 * 2
 
 
 def test_evaluation_pass_resumes_after_a_worker_finished(pipeline_output):
@@ -444,7 +485,8 @@ def test_single_file_paths_and_empty_shards(pipeline_output, tmp_path):
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"batch_size": None}, "batch_size, LoaderConfig.token_budget: expected exactly one"),
-    ({"num_workers": -1}, "LoaderConfig.num_workers: expected an integer >= 0"),
+    ({"num_workers": -1}, "LoaderConfig.num_workers: expected an integer >= 0 or 'auto'; got -1"),
+    ({"num_workers": "all"}, "LoaderConfig.num_workers: expected an integer >= 0 or 'auto'; got 'all'"),
     ({"eeg_dtype": "bfloat16"}, "LoaderConfig.eeg_dtype: expected one of 'float32', 'float16'"),
     ({"shuffle": "yes"}, "LoaderConfig.shuffle: expected True or False"),
     ({"filters": RecordFilter(), "augment": {"noise_std": 1}}, "LoaderConfig.augment: expected a AugmentConfig"),
