@@ -37,9 +37,10 @@ from typing import Any
 
 import torch
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from model.modeling import EEGFMForPretraining
-from pipelines.logging_setup import get_logger
+from pipelines.logging_setup import get_logger, setup_logging
 from pipelines.schema import CHANNELS
 from training import checkpoint as ckpt
 from training.config import ConfigError, PretrainConfig, load_config, resolve_precision
@@ -219,7 +220,6 @@ def save(run: Run, output: Path, metric: float | None) -> Path | None:
             state["best_metric"] = metric
         path = ckpt.save_checkpoint(output / "checkpoints", run.step, state, keep_last=run.cfg.keep_last,
                                     is_best=is_best)
-        log.info("saved %s", path)
     run.dist.barrier()
     return path
 
@@ -257,7 +257,7 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
     steps_here, status = 0, 0
     tic = time.perf_counter()
     interval = {"samples": 0, "tokens": 0}
-    with ckpt.PreemptionHandler() as preemption, tracker:
+    with ckpt.PreemptionHandler() as preemption, tracker, logging_redirect_tqdm():  # log lines above the bar
         while run.step < total:
             result = train_step(run, batches)
             steps_here += 1
@@ -331,8 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as err:
         print(f"pretrain: {err}", file=sys.stderr)
         return 2
-    return launch("pretrain", args.backend or cfg.backend, args.device,
-                  lambda dist: train(cfg, dist, args.data, args.output, args.resume, stop_after=args.stop_after))
+
+    def run(dist: Dist) -> int:
+        setup_logging("INFO" if dist.is_main else "WARNING")  # resume, saves, loader workers: rank 0 reports
+        return train(cfg, dist, args.data, args.output, args.resume, stop_after=args.stop_after)
+
+    return launch("pretrain", args.backend or cfg.backend, args.device, run)
 
 
 if __name__ == "__main__":

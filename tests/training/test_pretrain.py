@@ -166,6 +166,7 @@ def test_sigterm_mid_epoch_then_resume_ends_bitwise_identical(pipeline_output, t
 
     resumed = _pretrain(pipeline_output, interrupted, "--max_steps", steps, "--resume", "auto", *dropout)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resumed from {saved} at step {stopped_at}" in resumed.stderr  # rank 0 logs at INFO
     assert [m["step"] for m in _metrics(interrupted)][-1] == int(steps)
     _assert_bitwise_equal(_weights(interrupted), _weights(reference))
     # The optimizer moments too: the final checkpoints are the same state.
