@@ -71,6 +71,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
 import operator
 import os
 import warnings
@@ -593,9 +594,11 @@ def eval_config(**overrides: Any) -> LoaderConfig:
 class Machine:
     """What ``num_workers="auto"`` sizes the loader by (``Machine.here()`` reads it).
 
-    cpus: the CPUs this process may run on (its affinity mask); total_cpus: the machine's.
-    local_ranks: training processes on this machine (torchrun's ``LOCAL_WORLD_SIZE``,
-    Horovod's/Open MPI's local size). memory: bytes available (None: unknown). cuda: a GPU trains.
+    cpus: the CPUs this process may run on (its affinity mask); total_cpus: the machine's, or
+    the container's CPU quota where that is lower (a Kubernetes CPU limit leaves the affinity
+    mask at every CPU of the node). local_ranks: training processes on this machine (torchrun's
+    ``LOCAL_WORLD_SIZE``, Horovod's/Open MPI's local size). memory: bytes available (None:
+    unknown). cuda: a GPU trains.
     """
 
     cpus: int
@@ -606,14 +609,38 @@ class Machine:
 
     @classmethod
     def here(cls) -> Machine:
-        total = os.cpu_count() or 1
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
+        total = min(os.cpu_count() or 1, cgroup_cpu_limit() or 1 << 30)
+        cpus = min(total, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total)
         local = 1
         for name in ("LOCAL_WORLD_SIZE", "HOROVOD_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE"):
             if os.environ.get(name, "").isdigit() and int(os.environ[name]) > 0:
                 local = int(os.environ[name])
                 break
         return cls(cpus, total, local, _available_memory(), torch.cuda.is_available())
+
+
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> int | None:
+    """The CPUs a container's CFS quota allows (rounded up), from cgroup v2's ``cpu.max`` or v1's
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``; None without a quota."""
+    def read(*parts: str) -> str | None:
+        try:
+            with open(os.path.join(root, *parts)) as fileobj:
+                return fileobj.read().strip()
+        except OSError:
+            return None
+
+    limit = read("cpu.max")  # v2: "<quota> <period>" or "max <period>"
+    quota, period = limit.split()[:2] if limit and len(limit.split()) >= 2 else (None, None)
+    if quota is None:
+        for folder in ("cpu", "cpu,cpuacct"):
+            quota, period = read(folder, "cpu.cfs_quota_us"), read(folder, "cpu.cfs_period_us")
+            if quota is not None and period is not None:
+                break
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except (TypeError, ValueError):  # "max", -1 or nothing: no quota
+        return None
+    return max(1, math.ceil(quota_us / period_us)) if quota_us > 0 and period_us > 0 else None
 
 
 def _available_memory() -> int | None:

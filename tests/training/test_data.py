@@ -298,9 +298,26 @@ def test_auto_workers_fit_the_cpus_and_memory_of_the_rank(machine, expected, why
     assert workers == expected and why in reason
 
 
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "800000 100000\n"}, 8),  # cgroup v2: a Kubernetes limit of 8 CPUs
+    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: rounded up
+    ({"cpu.max": "max 100000\n"}, None),
+    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),  # cgroup v1
+    ({"cpu,cpuacct/cpu.cfs_quota_us": "200000", "cpu,cpuacct/cpu.cfs_period_us": "100000"}, 2),
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),
+])
+def test_a_container_cpu_quota_limits_the_machine(tmp_path, files, expected):
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    assert data.cgroup_cpu_limit(str(tmp_path)) == expected
+
+
 def test_auto_workers_read_this_machine_and_the_launcher(pipeline_output, monkeypatch):
     here = data.Machine.here()
-    assert 1 <= here.cpus <= here.total_cpus and here.cuda == torch.cuda.is_available()
+    assert 1 <= here.cpus <= here.total_cpus <= (data.cgroup_cpu_limit() or here.total_cpus)
+    assert here.cuda == torch.cuda.is_available()
     assert here.memory is None or here.memory > 0
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
     assert data.Machine.here().local_ranks == 3
