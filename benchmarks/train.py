@@ -40,7 +40,9 @@ sys.path.insert(0, str(REPO))
 BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 
 
-def _simulate_and_preprocess(root: Path) -> Path:
+def _simulate_and_preprocess(root: Path, shards_per_site: int = 0) -> Path:
+    """The simulated corpus, preprocessed; ``shards_per_site`` > 0 splits each site's windows over
+    that many files (a loader with more workers than files reads each file on several workers)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     corpus, out, key = root / "corpus", root / "tfrecords", root / "key"
     subprocess.run([sys.executable, "-m", "pipelines.simulate", "--output", str(corpus), "--sites", "3",
@@ -51,7 +53,8 @@ def _simulate_and_preprocess(root: Path) -> Path:
     (corpus / "edf" / "labels.csv").unlink(missing_ok=True)
     subprocess.run([sys.executable, "-m", "pipelines.preprocess", "--input", str(corpus / "edf"),
                     "--output", str(out), "--pseudonym_key_file", str(key), "--runner", "DirectRunner",
-                    "--direct_running_mode", "in_memory"], check=True, cwd=REPO, env=env,
+                    "--direct_running_mode", "in_memory", "--num_shards", str(shards_per_site)],
+                   check=True, cwd=REPO, env=env,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return out
 
@@ -182,7 +185,8 @@ def main() -> None:
     result: dict = {"benchmark": "train", "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        data = args.data or _simulate_and_preprocess(tmp)
+        # Up to 16 loader workers on a GPU machine (num_workers: auto): 3 sites x 6 files, a file or more each.
+        data = args.data or _simulate_and_preprocess(tmp, shards_per_site=6 if cuda else 0)
         result["data"] = str(args.data) if args.data else "simulated: 3 sites x 2 subjects x 6 min, 10 s windows"
         if not args.skip_scaling:
             # Interleaved rounds, median of each: one short run on a shared machine is noisy.

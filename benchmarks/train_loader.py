@@ -179,6 +179,9 @@ def loader_benchmark(data: str | Path, *, workers: tuple[int, ...] = (0, 2),
         "training_consumes_windows_per_s": consumed_per_s,
         "targets": {"ratio": ">= 0.5", "times_training_demand": ">= 10"},
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        **({"note": f"{len(files)} files for up to {max(workers)} workers: workers share files, and each "
+                    "reads (decompresses) the records of its files that other workers keep"}
+           if len(files) < max(workers) else {}),
     }
 
 
