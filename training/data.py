@@ -118,6 +118,12 @@ def _join(directory: str, *parts: str) -> str:
     return "/".join([directory.rstrip("/"), *parts]) if _is_remote(directory) else os.path.join(directory, *parts)
 
 
+def _source(path: str) -> contextlib.AbstractContextManager[str | IO[bytes]]:
+    """What ``read_records`` reads ``path`` from: the local path itself (it opens it), else an
+    open file object of the remote one."""
+    return contextlib.nullcontext(path) if not _is_remote(path) else _open(path)
+
+
 def _open(path: str) -> IO[bytes]:
     if not _is_remote(path):
         return open(path, "rb")
@@ -651,7 +657,7 @@ def _available_memory() -> int | None:
                 if line.startswith("MemAvailable:"):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
-        pass
+        return None
     return None
 
 
@@ -687,7 +693,7 @@ def auto_num_workers(config: LoaderConfig, record_bytes: int, machine: Machine) 
 
 def _first_record_bytes(path: str) -> int:
     """The size of the first record of ``path`` (the loader's unit of memory), 0 if it has none."""
-    with contextlib.nullcontext(path) if not _is_remote(path) else _open(path) as source:
+    with _source(path) as source:
         return next((len(raw) for raw in read_records(source, "SNAPPY")), 0)
 
 
@@ -699,7 +705,7 @@ def scan_windows(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[s
     filters = RecordFilter() if filters is None else filters
     found = []
     for path in list_files(data_dir, sites=filters.sites, exclude_sites=filters.exclude_sites):
-        with contextlib.nullcontext(path) if not _is_remote(path) else _open(path) as source:
+        with _source(path) as source:
             for index, raw in enumerate(read_records(source, "SNAPPY", verify_crc)):
                 window = _Window(raw, path, index)
                 if filters.accepts(window):
@@ -900,7 +906,7 @@ class _ShardStream:
         files, keep = self.file_order(epoch), self.config.filters.accepts
         for position, stride, offset in shard_files(len(files), self.n_shards, self.shard):
             path = files[position]
-            with contextlib.nullcontext(path) if not _is_remote(path) else _open(path) as source:
+            with _source(path) as source:
                 try:
                     for index, raw in enumerate(read_records(source, "SNAPPY", self.config.verify_crc)):
                         if index % stride == offset:
