@@ -2,18 +2,16 @@
 
 Pipeline order: resample to 256 Hz first (:mod:`pipelines.resample`), then filter. Why:
 
-- Cost. An IIR cascade costs a fixed number of multiply-adds per sample and section, so filtering
-  500 Hz data after resampling to 256 Hz touches 256/500 of the samples: about half the work
-  (measured on the 64 eegmat files: see ``benchmarks/signal_stages.py``). At 5 kHz it is 1/20.
-- Conditioning. The 0.5 Hz high-pass (cutoff 0.25 Hz) puts its poles 1.2e-4 inside the unit
-  circle at 5 kHz, where float32 coefficients (7 significant digits) leave little precision; at
-  256 Hz they sit 2.3e-3 inside.
+- Cost. Filtering costs a fixed amount per sample, so filtering 500 Hz data after resampling to
+  256 Hz touches 256/500 of the samples: about half the work (measured on the 64 eegmat files:
+  see ``benchmarks/signal_stages.py``). At 5 kHz it is 1/20.
 - The resampler's anti-aliasing filter already removes everything above 128 Hz, so nothing is lost.
 
-All stages are IIR second-order sections (``sos``) run forward and backward (``sosfiltfilt``
-semantics), so the phase response is zero: EEG waveforms (spikes, sharp waves) keep their timing
-and shape, and the magnitude response is the square of the single-pass design (a 4th-order
-Butterworth edge becomes -6 dB at its cutoff and falls at 48 dB/octave).
+The cascade is designed as IIR second-order sections (``sos``) and applied with zero phase: the
+output is what ``sosfiltfilt`` (forward, then backward) computes, with a magnitude response equal
+to the square of the single-pass design (a 4th-order Butterworth edge becomes -6 dB at its cutoff
+and falls at 48 dB/octave) and no phase shift, so EEG waveforms (spikes, sharp waves) keep their
+timing and shape.
 
 ``l_freq`` and ``h_freq`` are *passband* edges, as in MNE's ``filter``: content inside them passes
 essentially unattenuated (0.04 dB down at 0.5 Hz, within 0.01 dB from 1 to 45 Hz, 1.4 dB down at
@@ -25,10 +23,26 @@ at 0.25 and 78.75 Hz. With MNE's convention "0.5-70 Hz" means the same here as i
 preprocessing scripts common in the EEG foundation-model literature; on eegmat the outputs
 correlate with MNE's at r > 0.9999 per channel (``tests/pipelines/test_filters.py``).
 
-Precision: coefficients, data and recursion are float32 (half the memory of float64, same speed
-in scipy's ``sosfilt``). Each channel's first sample is subtracted first (see
-:func:`apply_filters`), and on eegmat the result then differs from a float64 computation by under
-1e-3 of the signal's standard deviation.
+Application in the frequency domain: the zero-phase response ``|H(f)|^2`` is evaluated in float64
+(once per design and FFT size) and multiplied into the signal's real FFT, in float32. Why not run
+the recursion forward and backward with ``sosfilt``:
+
+- Cost. The recursion costs 2 passes x 6 sections of multiply-adds per sample, about 21 ns per
+  sample here; a float32 real FFT and its inverse cost 4 to 6 ns per sample (on the 64 eegmat
+  files, see ``benchmarks/signal_stages.py``).
+- Precision. The 0.25 Hz high-pass puts its poles 2.3e-3 inside the unit circle at 256 Hz, where a
+  float32 recursion loses digits (7e-4 of the signal's spread on eegmat); the FFT's rounding is
+  about 2e-6 of it. ``|H|^2`` in float64 is well conditioned for any design.
+
+Each channel's first sample is subtracted first (see :func:`apply_filters`): a DC offset of tens
+of millivolts would otherwise set the scale of the rounding. The result equals float64
+``sosfiltfilt`` with the same odd-reflection padding to within 1e-5 of the signal's spread, except
+in the last few seconds of a recording: there the two extrapolate the unknown signal beyond the
+end differently (``sosfiltfilt`` starts its backward pass as if the forward output stayed at its
+last value, here the padded signal stays at its last value) and differ by up to about 1% of the
+spread. Both are edge conventions; the odd reflection keeps either small. The FFT is circular: the
+padded signal is continued by constants up to the FFT size, at least ``padlen`` samples in all, so
+what wraps around reaches the data only through the impulse response's tail beyond ``2 * padlen``.
 
 The defaults are a 0.5-70 Hz band-pass plus a notch at the detected mains frequency:
 
@@ -55,10 +69,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
 from typing import Any
 
 import numpy as np
-from scipy.signal import butter, iirnotch, sosfilt, sosfilt_zi, sosfreqz, tf2sos
+import scipy.fft
+from scipy.signal import butter, iirnotch, sosfilt, sosfreqz, tf2sos
 
 from pipelines.config import Config, ConfigError, check_option, check_range
 from pipelines.features import welch_psd
@@ -270,11 +286,9 @@ def resolve_line_freq(data: np.ndarray, sfreq: float, config: FilterConfig) -> i
 class FilterDesign:
     """A concrete filter cascade for one sampling rate.
 
-    ``sos`` holds notch sections first, then the high-pass and low-pass (float32 unless float32
-    coefficients would move a pole onto the unit circle, then float64). ``l_cutoff`` /
+    ``sos`` (float64) holds notch sections first, then the high-pass and low-pass. ``l_cutoff`` /
     ``h_cutoff`` are the Butterworth cutoffs (zero-phase -6 dB) for the passband edges ``l_freq``
-    / ``h_freq``. ``padlen`` is the odd
-    reflection used at the true recording edges, ``margin`` the look-ahead/behind of
+    / ``h_freq``. ``padlen`` is the odd reflection used at the true recording edges, ``margin`` the look-ahead/behind of
     :class:`StreamingFilter` (both in samples).
     """
 
@@ -314,7 +328,8 @@ class FilterDesign:
             "l_cutoff": self.l_cutoff,
             "h_cutoff": self.h_cutoff,
             "n_sections": self.n_sections,
-            "dtype": str(self.sos.dtype),
+            "dtype": "float32",
+            "applied": "zero-phase |H|^2 in the frequency domain",
         }
 
 
@@ -331,11 +346,6 @@ def _settle_samples(sos: np.ndarray, tol: float, limit: int) -> int:
             "l_freq or notch_width_hz is too small for this sampling rate"
         )
     return int(beyond[0])
-
-
-def _stable_in_float32(sos: np.ndarray) -> bool:
-    radii = [np.abs(np.roots(section[3:].astype(np.float32).astype(np.float64))) for section in sos]
-    return max((r.max() for r in radii if r.size), default=0.0) < 1.0 - 1e-7
 
 
 def design_filters(
@@ -405,7 +415,6 @@ def _design_filters(sfreq: float, config: FilterConfig, line_freq: int | None) -
     limit = int(min(sfreq * 600, max(sfreq * 120, 2**16)))
     padlen = _settle_samples(sos, _PAD_TOL, limit)
     margin = max(_settle_samples(sos, _MARGIN_TOL, limit), padlen + 1)
-    sos = sos.astype(np.float32) if _stable_in_float32(sos) else sos
     return FilterDesign(
         sfreq=sfreq,
         line_freq=line_freq,
@@ -444,27 +453,54 @@ def _zero_phase_db(sos: np.ndarray, freq: float, sfreq: float) -> float:
 # --------------------------------------------------------------------------------------------
 
 
-def _zero_phase(x: np.ndarray, sos: np.ndarray, pad_left: int, pad_right: int) -> np.ndarray:
-    """Forward-backward ``sosfilt`` with odd reflection of the given lengths at each end.
+def _fft_size(n: int) -> int:
+    """The smallest size >= ``n`` of the form m * 2**k, m in 16, 18, 20, 24, 27, 30: fast for a real
+    FFT, at most 20% over ``n``, and few enough that recordings of similar length share one
+    (``_zero_phase_gain`` is computed once per size)."""
+    k = max(0, (max(n, 1) - 1).bit_length() - 5)
+    return min(m << j for j in (k, k + 1) for m in (16, 18, 20, 24, 27, 30) if m << j >= n)
 
-    With equal pads this is exactly scipy's ``sosfiltfilt(padtype='odd', padlen=pad)``; separate
-    pads let the streaming filter pad only at true recording edges.
+
+_GAINS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # design -> {fft size: gain}
+
+
+def _zero_phase_gain(design: FilterDesign, size: int) -> np.ndarray:
+    """``|H|^2`` of ``design.sos`` at the ``size // 2 + 1`` frequencies of a real FFT (float32)."""
+    gains = _GAINS.setdefault(design, {})
+    gain = gains.get(size)
+    if gain is None:
+        if len(gains) >= 32:
+            gains.clear()
+        _, h = sosfreqz(design.sos, worN=np.fft.rfftfreq(size, 1.0 / design.sfreq), fs=design.sfreq)
+        gain = gains[size] = (h.real ** 2 + h.imag ** 2).astype(np.float32)
+    return gain
+
+
+def _zero_phase(x: np.ndarray, design: FilterDesign, pad_left: int, pad_right: int) -> np.ndarray:
+    """``x`` (float32) filtered with ``|H|^2``, odd-reflected by the given lengths at each end.
+
+    The padded signal is continued by its end values up to the FFT size, at least
+    ``design.padlen`` samples in all, split between the two ends: what the circular FFT wraps
+    around then reaches ``x`` only through the impulse response's tail beyond ``2 * padlen``.
+    Separate pads let the streaming filter pad only at true recording edges.
     """
-    n = x.shape[1]
-    ext = np.empty((x.shape[0], pad_left + n + pad_right), dtype=x.dtype)
-    ext[:, pad_left: pad_left + n] = x
+    n_chans, n = x.shape
+    padded = pad_left + n + pad_right
+    size = _fft_size(padded + design.padlen)
+    start = (size - padded) // 2 + pad_left  # where x lies in the FFT buffer
+    ext = np.empty((n_chans, size), dtype=np.float32)
+    ext[:, start:start + n] = x
     if pad_left:
-        np.subtract(2 * x[:, :1], x[:, pad_left:0:-1], out=ext[:, :pad_left])
+        np.subtract(2 * x[:, :1], x[:, pad_left:0:-1], out=ext[:, start - pad_left:start])
     if pad_right:
-        np.subtract(2 * x[:, -1:], x[:, -2:-pad_right - 2:-1], out=ext[:, pad_left + n:])
-    # Steady-state initial conditions scaled by the first sample of each pass, shape
-    # (n_sections, n_chans, 2), as sosfiltfilt does. sosfilt filters a private C-ordered copy,
-    # so handing it the reversed view costs one copy, the same as any in-place alternative.
-    zi = sosfilt_zi(sos).astype(sos.dtype)[:, None, :]
-    y, _ = sosfilt(sos, ext, axis=1, zi=zi * ext[None, :, :1])
+        np.subtract(2 * x[:, -1:], x[:, -2:-pad_right - 2:-1], out=ext[:, start + n:start + n + pad_right])
+    first, last = start - pad_left, start + n + pad_right
+    ext[:, :first] = ext[:, first:first + 1]
+    ext[:, last:] = ext[:, last - 1:last]
+    spectrum = scipy.fft.rfft(ext, axis=1)
     del ext
-    y, _ = sosfilt(sos, y[:, ::-1], axis=1, zi=zi * y[None, :, -1:])
-    return np.ascontiguousarray(y[:, ::-1][:, pad_left: y.shape[1] - pad_right])
+    spectrum *= _zero_phase_gain(design, size)
+    return np.ascontiguousarray(scipy.fft.irfft(spectrum, n=size, axis=1)[:, start:start + n])
 
 
 def apply_filters(data: np.ndarray, design: FilterDesign) -> np.ndarray:
@@ -472,19 +508,18 @@ def apply_filters(data: np.ndarray, design: FilterDesign) -> np.ndarray:
 
     Each channel's first sample is subtracted before filtering and ``offset * dc_gain`` added
     after (exact by linearity: 0 with a high-pass, 1 without). A DC-coupled amplifier can leave
-    offsets of tens of millivolts; in float32 the recursion's rounding error scales with the
+    offsets of tens of millivolts; in float32 the FFT's rounding error scales with the
     signal's magnitude, so filtering the offset along would cost microvolts of accuracy.
     """
-    data = _check_data(data)
-    x = np.asarray(data, dtype=design.sos.dtype)
+    x = _check_data(data)
     if x.shape[1] == 0:
         return x.astype(np.float32)
     offset = x[:, :1].copy()
     pad = min(design.padlen, x.shape[1] - 1)
-    y = _zero_phase(x - offset, design.sos, pad, pad)
+    y = _zero_phase(np.asarray(x - offset, dtype=np.float32), design, pad, pad)
     if design.dc_gain:
-        y += offset * design.sos.dtype.type(design.dc_gain)
-    return y.astype(np.float32, copy=False)
+        y += (offset * design.dc_gain).astype(np.float32)
+    return y
 
 
 def filter_data(
@@ -533,7 +568,7 @@ class StreamingFilter:
             raise ValueError(f"n_chans: expected an integer >= 1; got {n_chans!r}")
         self.design = design
         self.n_chans = int(n_chans)
-        self._buffer = np.zeros((self.n_chans, 0), dtype=design.sos.dtype)
+        self._buffer = np.zeros((self.n_chans, 0), dtype=np.float32)
         self._buffer_start = 0
         self._n_in = 0
         self._n_out = 0
@@ -573,10 +608,9 @@ class StreamingFilter:
             )
         if chunk.shape[1] == 0:
             return False
-        chunk = np.asarray(chunk, dtype=self.design.sos.dtype)
         if self._offset is None:
             self._offset = chunk[:, :1].copy()
-        shifted = chunk - self._offset
+        shifted = np.asarray(chunk - self._offset, dtype=np.float32)
         self._buffer = shifted if self._buffer.shape[1] == 0 else np.concatenate(
             [self._buffer, shifted], axis=1)
         self._n_in += chunk.shape[1]
@@ -599,11 +633,10 @@ class StreamingFilter:
             pad = min(self.design.padlen, self._n_in - 1)
         else:
             pad = self.design.padlen  # n_in > margin > padlen, as in the one-shot path
-        y = _zero_phase(segment, self.design.sos, pad if seg_start == 0 else 0, pad if final else 0)
+        y = _zero_phase(segment, self.design, pad if seg_start == 0 else 0, pad if final else 0)
         out = y[:, self._n_out - seg_start: stop - seg_start]  # y is private: add in place
         if self.design.dc_gain:
-            out += self._offset * self.design.sos.dtype.type(self.design.dc_gain)
-        out = out.astype(np.float32, copy=False)
+            out += (self._offset * self.design.dc_gain).astype(np.float32)
         self._n_out = stop
         keep_from = max(0, stop - margin)
         self._buffer = self._buffer[:, keep_from - self._buffer_start:]
