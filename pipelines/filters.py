@@ -42,7 +42,8 @@ end differently (``sosfiltfilt`` starts its backward pass as if the forward outp
 last value, here the padded signal stays at its last value) and differ by up to about 1% of the
 spread. Both are edge conventions; the odd reflection keeps either small. The FFT is circular: the
 padded signal is continued by constants up to the FFT size, at least ``padlen`` samples in all, so
-what wraps around reaches the data only through the impulse response's tail beyond ``2 * padlen``.
+what wraps around reaches the data only through the impulse response's tail beyond
+``1.5 * padlen``.
 
 The defaults are a 0.5-70 Hz band-pass plus a notch at the detected mains frequency:
 
@@ -480,8 +481,9 @@ def _zero_phase(x: np.ndarray, design: FilterDesign, pad_left: int, pad_right: i
     """``x`` (float32) filtered with ``|H|^2``, odd-reflected by the given lengths at each end.
 
     The padded signal is continued by its end values up to the FFT size, at least
-    ``design.padlen`` samples in all, split between the two ends: what the circular FFT wraps
-    around then reaches ``x`` only through the impulse response's tail beyond ``2 * padlen``.
+    ``design.padlen`` samples in all, split between the two ends: where both ends are padded, what
+    the circular FFT wraps around reaches ``x`` only through the impulse response's tail beyond
+    ``1.5 * padlen``.
     Separate pads let the streaming filter pad only at true recording edges.
     """
     n_chans, n = x.shape

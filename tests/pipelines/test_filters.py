@@ -19,6 +19,7 @@ from pipelines.filters import (
     notch_filter,
     resolve_line_freq,
 )
+from pipelines.filters import _fft_size, _zero_phase_gain
 from pipelines.resample import resample
 
 SFREQ = 256.0
@@ -283,6 +284,21 @@ def test_finish_filters_the_last_chunk_once_and_equals_push_then_flush(shared_da
     _assert_matches_sosfiltfilt(b, x, design)
     with pytest.raises(RuntimeError, match="finish"):
         finished.finish(x[:, :10])
+
+
+def test_fft_sizes_are_few_close_and_carry_the_designed_response():
+    sizes = {n: _fft_size(n) for n in range(1, 400_000, 37)}
+    for n, size in sizes.items():
+        assert n <= size <= max(16, 1.2 * n)
+        m = size >> (size.bit_length() - 5)  # the size's leading 5 bits: 16, 18, 20, 24, 27 or 30
+        assert m in (16, 18, 20, 24, 27, 30) and m << (size.bit_length() - 5) == size
+    assert len(set(sizes.values())) < 80  # recordings of similar length share a cached gain
+    design = design_filters(SFREQ, FilterConfig(), 50)
+    gain = _zero_phase_gain(design, 4096)
+    assert _zero_phase_gain(design, 4096) is gain
+    freqs = np.fft.rfftfreq(4096, 1 / SFREQ)
+    expected = 10 ** (design.response_db(freqs) / 20)  # zero-phase dB: 20 log10 of |H|^2
+    np.testing.assert_allclose(gain, expected, rtol=1e-5, atol=1e-12)
 
 
 def test_designs_are_computed_once_per_configuration():
