@@ -286,6 +286,18 @@ def test_finish_filters_the_last_chunk_once_and_equals_push_then_flush(shared_da
         finished.finish(x[:, :10])
 
 
+def test_integer_samples_filter_like_their_float_values():
+    # Raw ADC counts near the int16 limits: the offset is subtracted in floating point, not int16.
+    x = _pink_noise(np.random.default_rng(3), 2, 5000, scale=2000.0).clip(-32000, 32000).astype(np.int16)
+    x[:, 0] = -30000
+    design = design_filters(SFREQ, FilterConfig(), 50)
+    expected = apply_filters(x.astype(np.float64), design)
+    np.testing.assert_allclose(apply_filters(x, design), expected, atol=1e-4 * expected.std())
+    stream = StreamingFilter(design, n_chans=2)
+    streamed = np.concatenate([stream.push(x[:, :2000]), stream.finish(x[:, 2000:])], axis=1)
+    np.testing.assert_allclose(streamed, expected, atol=1e-4 * expected.std())
+
+
 def test_fft_sizes_are_few_close_and_carry_the_designed_response():
     sizes = {n: _fft_size(n) for n in range(1, 400_000, 37)}
     for n, size in sizes.items():
