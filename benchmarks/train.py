@@ -40,13 +40,14 @@ sys.path.insert(0, str(REPO))
 BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 
 
-def _simulate_and_preprocess(root: Path, shards_per_site: int = 0) -> Path:
-    """The simulated corpus, preprocessed; ``shards_per_site`` > 0 splits each site's windows over
-    that many files (a loader with more workers than files reads each file on several workers)."""
+def _simulate_and_preprocess(root: Path, shards_per_site: int = 0, subjects: int = 2, minutes: float = 6) -> Path:
+    """The simulated corpus (3 sites x ``subjects`` x ``minutes``), preprocessed;
+    ``shards_per_site`` > 0 splits each site's windows over that many files (a loader with more
+    workers than files reads each file on several workers)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     corpus, out, key = root / "corpus", root / "tfrecords", root / "key"
     subprocess.run([sys.executable, "-m", "pipelines.simulate", "--output", str(corpus), "--sites", "3",
-                    "--subjects-per-site", "2", "--recordings-per-subject", "1", "--minutes", "6",
+                    "--subjects-per-site", str(subjects), "--recordings-per-subject", "1", "--minutes", str(minutes),
                     "--format", "edf", "--seed", "0", "--quiet"], check=True, cwd=REPO, env=env)
     key.write_text(os.urandom(32).hex())
     # No labels.csv: pretraining data are unlabeled 10 s windows.

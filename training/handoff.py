@@ -196,9 +196,10 @@ class SharedBatch:
 class Handoff:
     """Socket pairs for ``n_workers`` DataLoader workers; make it before the workers fork, use
     :meth:`send` in a worker and :meth:`receive` (or ``SharedBatch.resolve``) in the main
-    process, :meth:`close` when the iteration is over."""
+    process, :meth:`close` when the iteration is over. ``extra_segments``: segments a worker
+    may keep beyond ``POOL_SEGMENTS``, for batches it builds several at a time."""
 
-    def __init__(self, n_workers: int):
+    def __init__(self, n_workers: int, extra_segments: int = 0):
         if not handoff_supported():
             raise RuntimeError("Handoff: needs Linux memfd, socket.send_fds, forked DataLoader workers "
                                "and torch's file_descriptor sharing strategy; use copy_to_shared")
@@ -208,7 +209,9 @@ class Handoff:
             receiver.settimeout(RECEIVE_TIMEOUT_S)
         self._sent = 0  # in a worker: its own messages so far
         self._pool: dict[int, list[_Pooled]] = {}  # in a worker: its segments by size, for reuse
-        self._built: tuple[_Pooled, list, dict[str, torch.Tensor]] | None = None  # in a worker
+        # in a worker: segments handed out by buffers() and neither sent nor discarded yet
+        self._built: list[tuple[_Pooled, list, dict[str, torch.Tensor]]] = []
+        self.extra_segments = extra_segments
         self.segments_made = 0  # in a worker: new segments created (the rest were reused)
         self._received = [0] * n_workers
         self._owner = os.getpid()
@@ -220,7 +223,8 @@ class Handoff:
         if not _PROC_FD:
             return None
         pool = self._pool.setdefault(total, [])
-        segment = next((s for s in pool if not _in_use(s.fd)), None)
+        built = {id(entry[0]) for entry in self._built}
+        segment = next((s for s in pool if id(s) not in built and not _in_use(s.fd)), None)
         if segment is None and self._make_room():
             segment = _Pooled(total)
             pool.append(segment)
@@ -231,52 +235,73 @@ class Handoff:
         """Whether one more segment fits in ``POOL_SEGMENTS`` over all sizes, after closing free
         segments as needed. Batch shapes change (token budgets, an epoch's last batch), and a
         size not seen again would otherwise keep its segments, and their memory, for good."""
+        limit = POOL_SEGMENTS + self.extra_segments
         pooled = sum(len(pool) for pool in self._pool.values())
+        built = {id(entry[0]) for entry in self._built}
         for pool in self._pool.values():
             for segment in list(pool):
-                if pooled < POOL_SEGMENTS:
+                if pooled < limit:
                     return True
-                if not _in_use(segment.fd):
+                if id(segment) not in built and not _in_use(segment.fd):
                     pool.remove(segment)
                     segment.close()
                     pooled -= 1
-        return pooled < POOL_SEGMENTS
+        return pooled < limit
 
     def buffers(self, specs: Specs) -> dict[str, torch.Tensor] | None:
         """In a worker: empty tensors of ``specs`` (name -> (dtype, shape)) in a free segment, to
-        build the next batch in; :meth:`send` of exactly these tensors then copies nothing.
-        None when every pooled segment is still in use, or where segments cannot be reused (no
-        /proc): build the batch elsewhere."""
+        build a batch in; :meth:`send` of these tensors (or some of them) then copies nothing.
+        Several batches may be built at once: a segment stays out of the pool until it is sent
+        or :meth:`discard` ed. None when every pooled segment is in use, or where segments
+        cannot be reused (no /proc): build the batch elsewhere."""
         layout, total = _layout(specs)
         segment = self._free_segment(max(total, 1))
         if segment is None:
-            self._built = None
             return None
         views = segment.views(layout)
-        self._built = (segment, layout, views)
+        self._built.append((segment, layout, views))
         return dict(views)
+
+    def _built_with(self, tensors: Mapping[str, torch.Tensor]) -> list[int]:
+        """Indices in ``_built`` of the segments any of ``tensors`` lies in."""
+        pointers = {t.untyped_storage().data_ptr() for t in tensors.values()}
+        return [i for i, (segment, _, _) in enumerate(self._built)
+                if segment.mapping is not None and segment.mapping.untyped_storage().data_ptr() in pointers]
+
+    def discard(self, tensors: Mapping[str, torch.Tensor]) -> bool:
+        """In a worker: give back, unsent, the segment that :meth:`buffers` made ``tensors`` in
+        (False if they are in none: sent already, or made elsewhere)."""
+        found = self._built_with(tensors)
+        for i in reversed(found):
+            del self._built[i]
+        return bool(found)
 
     def send(self, worker: int, tensors: Mapping[str, torch.Tensor]) -> SharedBatch:
         """In worker ``worker`` (``get_worker_info().id``): one segment holding ``tensors``.
 
-        Tensors from the last :meth:`buffers` are sent in place. Others are written into a
-        segment whose previous batch the main process has let go of: its pages already exist,
-        where a new segment's are allocated and zeroed by the kernel and freed again later,
-        which costs more than the copy. The worker sends a second open file description of the
+        Tensors made by one :meth:`buffers` call (all or some of them) are sent in place. Others
+        are written into a segment whose previous batch the main process has let go of: its
+        pages already exist, where a new segment's are allocated and zeroed by the kernel and
+        freed again later, which costs more than the copy. The worker sends a second open file description of the
         segment holding a shared ``flock``; the receiver's storage keeps it open, so the lock
         lasts exactly as long as any tensor or view of that batch, and the worker reuses a
         segment only when it can take the exclusive lock.
         """
-        built, self._built = self._built, None
-        if built is not None and tensors.keys() == built[2].keys() and \
-                all(tensors[name] is view for name, view in built[2].items()):
-            segment, layout = built[0], built[1]
-            total = segment.total
+        found = self._built_with(tensors)
+        built = self._built[found[0]] if len(found) == 1 else None
+        if built is not None and tensors and all(built[2].get(name) is t for name, t in tensors.items()):
+            del self._built[found[0]]
+            segment, total = built[0], built[0].total
+            layout = [entry for entry in built[1] if entry[0] in tensors]
         else:
-            if built is not None:  # tensors still in the built segment must not be overwritten by the fill
-                storage = built[0].mapping.untyped_storage().data_ptr()
-                tensors = {name: t.clone() if t.untyped_storage().data_ptr() == storage else t
+            # Tensors replaced after the build (augmentation): copied, with any still lying in a
+            # built segment cloned first, since that segment goes back to the pool for the fill.
+            if found:
+                pointers = {self._built[i][0].mapping.untyped_storage().data_ptr() for i in found}
+                tensors = {name: t.clone() if t.untyped_storage().data_ptr() in pointers else t
                            for name, t in tensors.items()}
+                for i in reversed(found):
+                    del self._built[i]
             layout, total = _layout(_specs(tensors))
             total = max(total, 1)
             segment = self._free_segment(total)

@@ -91,10 +91,14 @@ def test_forward_shapes_backward_and_save_load(preset, head, models, tmp_path):
     loaded = AutoModel.from_pretrained(tmp_path)
     assert isinstance(loaded, EEGFMModel)
     loaded.eval()
+    saved, restored = model.state_dict(), loaded.state_dict()
+    assert saved.keys() == restored.keys() and all(torch.equal(saved[k], restored[k]) for k in saved)
     with torch.no_grad():
         again = loaded(**inputs)
-    torch.testing.assert_close(again.logits, out.logits, rtol=0, atol=0)
-    torch.testing.assert_close(again.pooled, out.pooled, rtol=0, atol=0)
+    # The same weights, bit for bit; the outputs to float32 rounding, since on some CPUs the
+    # math libraries pick their summation order by the memory alignment of the tensors.
+    torch.testing.assert_close(again.logits, out.logits, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(again.pooled, out.pooled, rtol=1e-5, atol=1e-6)
 
 
 def test_auto_config_round_trip(tmp_path):

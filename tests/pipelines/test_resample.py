@@ -122,7 +122,8 @@ def test_streaming_equals_one_shot(sfreq):
     one_shot = resample(x, sfreq)
     streamed = np.concatenate(list(resample_chunked(chunks, sfreq)), axis=1)
     assert streamed.shape == one_shot.shape
-    np.testing.assert_allclose(streamed, one_shot, rtol=0, atol=1e-4)
+    # float32 filtering: rounding differences grow with the values (a random walk to a few hundred)
+    np.testing.assert_allclose(streamed, one_shot, rtol=1e-6, atol=1e-4)
 
 
 def test_streaming_real_eeg_equals_one_shot(shared_data):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import json
 import math
 from collections import Counter
@@ -288,8 +289,8 @@ def _machine(cpus=16, total=None, ranks=1, memory=None, cuda=True):
     (_machine(4, total=64, ranks=8), 3, "4 CPUs bound to this rank"),  # mpirun's binding
     (_machine(128), data.AUTO_MAX_WORKERS, f"capped at {data.AUTO_MAX_WORKERS}"),
     (_machine(1), 1, "1 CPUs / 1 local rank"),
-    # 2000 buffered + 5 x 64 in flight x 100 kB = 232 MB a worker; half of 4 GiB over 2 ranks: 4
-    (_machine(32, ranks=2, memory=4 << 30), 4, "memory: each worker holds about 221 MiB"),
+    # 32 open batches of 64 + 5 x 64 in flight, x 100 kB = 237 MB a worker; half of 4 GiB over 2 ranks: 4
+    (_machine(32, ranks=2, memory=4 << 30), 4, "memory: each worker holds about 226 MiB"),
     (_machine(16, memory=100 << 20), 1, "memory"),
 ])
 def test_auto_workers_fit_the_cpus_and_memory_of_the_rank(machine, expected, why):
@@ -358,7 +359,10 @@ def test_fast_forward_decodes_only_what_it_yields(pipeline_output, monkeypatch):
     resumed = EEGLoader(pipeline_output, config, rank=0, world_size=1)
     resumed.load_state_dict(state)
     batch = next(iter(resumed))
-    assert decoded.count("eeg") == len(batch["label"])
+    # Copied: the delivered batch's windows and some of the other batch open beside it; none of
+    # the 6 skipped batches' 24 windows.
+    open_batches = data._ShardStream([], config, 0, 1).open_batches(batch["eeg"].shape[-1])
+    assert open_batches == 2 and len(batch["label"]) <= decoded.count("eeg") < 2 * len(batch["label"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -425,6 +429,43 @@ def test_batch_format_feeds_the_model(pipeline_output):
     assert half["eeg"].dtype == half["ecg"].dtype == torch.float16
     assert half["eeg"].untyped_storage().data_ptr() == half["ecg"].untyped_storage().data_ptr()  # one segment
     assert _same_batch({**half, "eeg": half["eeg"].float(), "ecg": half["ecg"].float()}, batch)
+
+
+@pytest.mark.parametrize("dtype, threads", [("float16", 1), ("float32", 1), ("float32", 2)])
+def test_every_row_holds_its_own_windows_samples(pipeline_output, records, monkeypatch, dtype, threads):
+    # A shuffle buffer of 8 windows and batches of 4: windows are copied into open batches as
+    # they arrive (after the first 8; not at all for float32 with 2 threads, which converts whole
+    # batches), moved when an epoch's last batches are merged, and copied late after a resume.
+    placed = []
+    place = data._Open.place
+    monkeypatch.setattr(data._Open, "place", lambda self, *a: placed.append(1) or place(self, *a))
+    config = LoaderConfig(batch_size=4, num_workers=0, shuffle_buffer=8, seed=5, eeg_dtype=dtype)
+    with _num_threads(threads):
+        loader = EEGLoader(pipeline_output, config, rank=0, world_size=1)
+        batches = list(itertools.islice(loader, 25))  # 2.5 epochs
+        resumed = EEGLoader(pipeline_output, config, rank=0, world_size=1)
+        head = list(itertools.islice(resumed, 13))
+        state = resumed.state_dict()
+        resumed = EEGLoader(pipeline_output, config, rank=0, world_size=1)
+        resumed.load_state_dict(state)
+        tail = list(itertools.islice(resumed, 12))
+    assert all(_same_batch(a, b) for a, b in zip(batches, head + tail, strict=True))
+    assert (len(placed) > 20) == (dtype == "float16" or threads == 1)
+    by_key = _record_keys_to(records)
+    kind = data.EEG_DTYPES[dtype]
+    for batch in batches:
+        assert batch["eeg"].dtype == kind and 1 <= len(batch["label"]) <= 4
+        for row, key in enumerate(_keys(batch)):
+            record = by_key[key]
+            assert torch.equal(batch["eeg"][row], torch.from_numpy(np.asarray(record.eeg)).to(kind))
+            if record.ecg is not None:
+                assert torch.equal(batch["ecg"][row], torch.from_numpy(np.asarray(record.ecg)).to(kind))
+            elif "ecg" in batch:
+                assert batch["ecg"][row].isnan().all()
+
+
+def _record_keys_to(records) -> dict:
+    return {_key(r.recording_id.decode(), r.window_start_index, r.label): r for r in records}
 
 
 def test_ecg_is_nan_where_a_window_has_none(pipeline_output, records):

@@ -130,6 +130,25 @@ def test_a_batch_built_in_a_segment_is_sent_in_place_and_a_replaced_one_is_copie
 
 
 @needs_handoff
+def test_batches_built_side_by_side_are_each_sent_in_place_or_given_back(channel):
+    # The loader fills several batches at once, sends some of a build's tensors (a batch
+    # without ECG) and gives back builds it merged away.
+    specs = handoff._specs(_tensors(0))
+    first, second, third = (_build(channel, specs, seed) for seed in (1, 2, 3))
+    assert len({b["eeg"].data_ptr() for b in (first, second, third)}) == 3 and channel.segments_made == 3
+    only_eeg = channel.receive(channel.send(0, {"eeg": second["eeg"]}))
+    assert only_eeg.keys() == {"eeg"} and torch.equal(only_eeg["eeg"], _tensors(2)["eeg"])
+    second["eeg"].zero_()  # sent in place: the main process reads the worker's segment
+    assert not only_eeg["eeg"].any()
+    assert channel.discard(third) and not channel.discard(third) and not channel.discard(_tensors(4))
+    whole = channel.receive(channel.send(0, first))
+    assert all(torch.equal(whole[k], v) for k, v in _tensors(1).items()) and channel.segments_made == 3
+    assert channel.buffers(specs)["eeg"].data_ptr() == third["eeg"].data_ptr()  # given back: reused
+    assert channel.buffers(specs)["eeg"].data_ptr() not in {first["eeg"].data_ptr(), second["eeg"].data_ptr()}
+    assert channel.segments_made == 4  # both sent batches are still held
+
+
+@needs_handoff
 def test_with_every_pooled_segment_held_a_batch_is_built_elsewhere_and_sent_in_a_new_segment(channel, monkeypatch):
     monkeypatch.setattr(handoff, "POOL_SEGMENTS", 1)
     specs = handoff._specs(_tensors(0))
@@ -201,7 +220,7 @@ def _worker_free(path, config):
     out = []
     for worker in range(config.num_workers):
         stream = data._ShardStream(data.list_files(path), config, worker, config.num_workers)
-        out += [stream.finish(w, 0, i) for i, (w, _) in enumerate(stream.raw_batches(0))]
+        out += [batch for _, _, batch in stream.batches(0)]
     return out
 
 
