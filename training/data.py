@@ -955,8 +955,9 @@ class _ShardStream:
     shuffle buffer copies every sample from a record that went cold while it waited, which on
     data larger than the cache costs a trip to memory per window. The first ``shuffle_buffer``
     windows of an epoch are copied when their batch is emitted: an epoch that small ends with
-    all its windows in open batches, which the end rearranges. (Measured: 0.50 vs 0.42 of the
-    raw read rate with 2 workers on 4,320 windows; see the README.)
+    all its windows in open batches, which the end rearranges. (Measured with 2 workers on
+    4,320 windows of 10 s: 1.09-1.13x the windows/s of a shuffle buffer for float16 batches;
+    0.91x on 216 windows, where a worker's epoch is smaller than the buffer; see the README.)
     """
 
     def __init__(self, files: Sequence[str], config: LoaderConfig, shard: int, n_shards: int):
