@@ -414,7 +414,7 @@ def _reference_quality(data, sfreq=SFREQ, cfg=None, channel_mask=None, unfiltere
 
 
 # Spectral metrics (dB and ratios from a float32 PSD) agree to float32 rounding; sample-level
-# ones exactly.
+# ones exactly. In dB, a relative rounding error r of a power ratio is 4.3 r: up to 2e-4 dB seen.
 _SPECTRAL = {"snr_db", "muscle_ratio", "line_noise_db", "channel_quality", "rule_score",
              "channel_snr_db", "channel_muscle_ratio", "channel_line_noise_db", "channel_score"}
 
@@ -426,7 +426,7 @@ def _assert_matches_reference(report: QualityReport, ref: dict, case: str = "") 
             continue
         actual = getattr(report, name)
         if name in _SPECTRAL:
-            np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4,
+            np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-3 if name.endswith("_db") else 1e-4,
                                        err_msg=f"{case}: {name}")
         else:
             np.testing.assert_array_equal(actual, expected, err_msg=f"{case}: {name}")
