@@ -955,9 +955,10 @@ class _ShardStream:
     shuffle buffer copies every sample from a record that went cold while it waited, which on
     data larger than the cache costs a trip to memory per window. The first ``shuffle_buffer``
     windows of an epoch are copied when their batch is emitted: an epoch that small ends with
-    all its windows in open batches, which the end rearranges. (Measured with 2 workers on
-    4,320 windows of 10 s: 1.09-1.13x the windows/s of a shuffle buffer for float16 batches;
-    0.91x on 216 windows, where a worker's epoch is smaller than the buffer; see the README.)
+    all its windows in open batches, which the end rearranges. (Measured with 2 workers, float16
+    batches, interleaved runs: 1.09-1.115x the windows/s of a shuffle buffer on 4,320 windows of
+    10 s; the same within noise on 216 windows, where a worker's epoch is smaller than the
+    buffer; see the README.)
     """
 
     def __init__(self, files: Sequence[str], config: LoaderConfig, shard: int, n_shards: int):
@@ -1129,6 +1130,31 @@ def _from_wire(batch: dict[str, Any]) -> dict[str, Any]:
     return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
 
 
+_HEAP_KEPT = False
+
+
+def _keep_heap() -> None:
+    """In a loader worker: keep freed memory in the heap (glibc only; elsewhere a no-op).
+
+    A worker's records come and go in bulk (an epoch's last batches free many at once). glibc
+    then gives the top of the heap back to the kernel, and the next epoch faults every page of
+    it in again, which costs more than reading the records. Records of any size stay on the
+    heap (below the largest mmap threshold), and the heap keeps up to 256 MiB it no longer uses.
+    """
+    global _HEAP_KEPT
+    if _HEAP_KEPT:
+        return
+    _HEAP_KEPT = True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (glibc's maximum)
+    except (OSError, AttributeError):
+        pass
+
+
 def _open_segments(config: LoaderConfig) -> int:
     """Segments a worker may hold beyond the hand-off's pool: its open batches (see
     ``_ShardStream``) for two window lengths, and the batch held back to flag an epoch's last.
@@ -1167,6 +1193,8 @@ class _ShardDataset(IterableDataset):
         epochs = itertools.count(epoch) if self.pass_epoch is None else [epoch]
         # In a worker, batches are built in the hand-off segments they are sent in.
         storage = _Storage(self.handoff, reuse=True) if info is not None else _Storage()
+        if info is not None:
+            _keep_heap()
         empty = 0
         for current in epochs:
             delivered = False
