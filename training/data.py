@@ -1151,7 +1151,7 @@ def _keep_heap() -> None:
         libc = ctypes.CDLL(None)
         libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
         libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (glibc's maximum)
-    except (OSError, AttributeError):
+    except (OSError, AttributeError, TypeError):  # no C library by that name, or no mallopt
         pass
 
 

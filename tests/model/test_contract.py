@@ -95,8 +95,8 @@ def test_forward_shapes_backward_and_save_load(preset, head, models, tmp_path):
     assert saved.keys() == restored.keys() and all(torch.equal(saved[k], restored[k]) for k in saved)
     with torch.no_grad():
         again = loaded(**inputs)
-    # The same weights, bit for bit; the outputs to float32 rounding, since on some CPUs the
-    # math libraries pick their summation order by the memory alignment of the tensors.
+    # The same weights, bit for bit; the outputs to float32 rounding: on some CPUs they differ in
+    # the last bits, as the math libraries' summation order can depend on where tensors lie.
     torch.testing.assert_close(again.logits, out.logits, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(again.pooled, out.pooled, rtol=1e-5, atol=1e-6)
 
