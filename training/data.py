@@ -91,7 +91,7 @@ from pipelines.config import ConfigError, check_option, check_range
 from pipelines.logging_setup import get_logger
 from pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError, decode_features
 from pipelines.tfrecord import CorruptTFRecordError, read_records
-from training.handoff import Handoff, copy_to_shared, handoff_supported, resolve_shared
+from training.handoff import Handoff, Specs, copy_to_shared, handoff_supported, resolve_shared
 from training.augment import AugmentConfig, augment_batch, finetune_augment, pretrain_augment
 
 SHARD_PATTERN = "part-*-of-*.tfrecord"
@@ -753,9 +753,6 @@ def _flag_last(batches: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
         yield previous, True
 
 
-Specs = dict[str, tuple[torch.dtype, tuple[int, ...]]]
-
-
 def _specs(batch_size: int, n_times: int, dtype: torch.dtype, ecg: bool = True) -> Specs:
     specs = {"eeg": (dtype, (batch_size, N_CHANS, n_times))}
     if ecg:
@@ -1151,8 +1148,8 @@ def _keep_heap() -> None:
         libc = ctypes.CDLL(None)
         libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD
         libc.mallopt(-3, 32 << 20)  # M_MMAP_THRESHOLD (glibc's maximum)
-    except (OSError, AttributeError, TypeError):  # no C library by that name, or no mallopt
-        pass
+    except (OSError, AttributeError, TypeError) as err:  # no C library by that name, or no mallopt
+        log.debug("loader worker: heap left to the C library's defaults (%s)", err)
 
 
 def _open_segments(config: LoaderConfig) -> int:
