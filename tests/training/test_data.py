@@ -17,7 +17,7 @@ import torch
 from model.inputs import encode_age, encode_sex
 from pipelines.config import ConfigError
 from pipelines import schema
-from pipelines.schema import SchemaError, decode_example, encode_example
+from pipelines.schema import N_CHANS, SchemaError, decode_example, encode_example
 from pipelines.tfrecord import CorruptTFRecordError, read_records, write_records
 from training import augment as aug
 from training import data
@@ -119,6 +119,12 @@ def test_other_layouts_parse_like_protobuf(records):
         _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items())])))
     window = data._Window(unsorted, "mem", 0)
     assert window.eeg is not None and np.array_equal(window.decode()["eeg"], record.eeg)
+    with_ecg = next(r for r in records if r.ecg is not None)
+    window = data._Window(encode_example(with_ecg), "mem", 0)
+    assert window.ecg is not None and np.array_equal(window.decode()["ecg"], with_ecg.ecg)  # in place
+    later = (with_ecg.ecg[::-1].copy()).tobytes()
+    window = data._Window(_with_entry(encode_example(with_ecg), _entry("ecg", "bytes", [later])), "mem", 0)
+    assert window.ecg is None and np.array_equal(window.decode()["ecg"], with_ecg.ecg[::-1])  # the last wins
     floats = _with_entry(raw, _entry("eeg", "float", [1.0, 2.0]))
     with pytest.raises(SchemaError, match="^f: record 3: feature 'eeg': expected bytes values$"):
         data._Window(floats, "f", 3).decode()
@@ -139,7 +145,7 @@ def test_malformed_examples_say_where(records, cut):
     else:
         raw = bytearray(b"\xff" * 64)
     with pytest.raises(SchemaError, match=r"^f: record 3: (Example|not a valid).*(byte|field|wire type)"):
-        data._Window(bytes(raw), "f", 3)
+        data._Window(bytes(raw), "f", 3).decode()
 
 
 def test_corrupt_file_is_named(pipeline_output, tmp_path):
@@ -507,6 +513,18 @@ def test_a_batch_holds_each_windows_decoded_fields(records, dtype):
             torch.testing.assert_close(batch["age"][row:row + 1], encode_age([fields["age"]]), equal_nan=True)
             torch.testing.assert_close(batch["sex"][row:row + 1], encode_sex([fields["sex"]]), equal_nan=True)
     assert batch["age"][0] == 42 and batch["sex"][0] == 0 and batch["age"][-1].isnan() and batch["sex"][-1].isnan()
+
+
+def test_samples_that_disagree_with_the_shape_name_the_record(records):
+    record = records[0]
+    n_times = record.eeg.shape[1]
+    fields = schema.decode_features(encode_example(record))
+    fields["shape"] = ("int64", [N_CHANS, n_times // 2])  # whole time points, but half as many
+    raw = schema._len_field(1, b"".join(_entry(name, *feature) for name, feature in sorted(fields.items())))
+    window = data._Window(raw, "f", 3)  # the samples alone say n_times: the shape is read with the fields
+    with pytest.raises(SchemaError, match=f"^f: record 3: feature 'eeg': expected {N_CHANS * n_times} bytes "
+                                          f"of float16 for shape \\[{N_CHANS}, {n_times // 2}\\]; got {2 * N_CHANS * n_times}$"):
+        data._collate([window])
 
 
 def test_votes_of_another_length_name_the_record(records):

@@ -301,7 +301,7 @@ def test_two_stage_second_stage_sees_only_windows_with_enough_votes(pretrained, 
     out = tmp_path / "two-stage"
     assert _inline(pretrained, hms_data, out, "--set", "two_stage_min_votes=5", "--set", "loader.batch_size=8") == 0
     lines = [line for line in _lines(out) if "train/min_votes" in line]
-    first, second = [l for l in lines if l["stage"] == 1], [l for l in lines if l["stage"] == 2]
+    first, second = ([line for line in lines if line["stage"] == stage] for stage in (1, 2))
     assert len(first) == len(second) == 2
     assert all(line["train/min_votes"] >= 5 for line in second)
     assert min(line["train/min_votes"] for line in first) < 5  # stage 1 trains on every voted window
