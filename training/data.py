@@ -2,8 +2,9 @@
 
 Each shard (one DataLoader worker of one DDP rank) runs, every epoch::
 
-    files (order shuffled by (seed, epoch)) -> this shard's records -> parse each Example
-    (protobuf's C parser; the samples stay float16 bytes in the record, unparsed) -> filters
+    files (order shuffled by (seed, epoch)) -> this shard's records -> split each Example
+    (the eeg/ecg samples stay float16 bytes in the record; the rest is parsed by protobuf's C
+    parser when a filter or the batch needs it) -> filters
     -> seeded shuffle: each window joins one of the open batches of its length (batch size or
        token budget), its samples copied into its row at once -> full batches out
     -> small fields + augmentation, only for batches handed to the caller
@@ -32,10 +33,10 @@ round-robin then repeats the uninterrupted sequence bit for bit. Augmentation dr
 generator seeded by (seed, epoch, shard, batch index), so they repeat too. Resuming needs the
 same files, seed, world_size and num_workers (checked); each DDP rank saves its own state.
 
-Throughput (``benchmarks/train_loader.py``): a record is parsed by protobuf's C parser, all but
-its samples, which are copied into their batch row right after the read, while the record is
-still in the CPU cache (copied from a record that waited in a shuffle buffer, they cost a trip
-to memory each); the small fields are read a batch at a time. Without augmentation a worker fills
+Throughput (``benchmarks/train_loader.py``): a record's samples are copied into their batch row
+right after the read, while the record is still in the CPU cache (copied from a record that
+waited in a shuffle buffer, they cost a trip to memory each); its other fields (about 600 bytes)
+are parsed by protobuf's C parser when the batch is assembled, and read a batch at a time. Without augmentation a worker fills
 its open batches straight in shared-memory segments it keeps mapped (reused once the trainer has
 let go of the batch it last held), so the samples are copied once after the read; augmented
 batches are copied in by the kernel. The small fields go pickled; the
@@ -221,8 +222,8 @@ def describe(data_dir: str | os.PathLike[str]) -> DatasetInfo:
 # Example parsing. protobuf's C parser (upb, the ``protobuf`` package's default backend) reads a
 # whole Example in a few microseconds, far faster than walking the wire format in Python. The
 # message classes come from a descriptor written below, so neither TensorFlow nor protoc is
-# needed. A window keeps its parsed message; only the fields the loader uses are read out of it,
-# and the samples only for batches handed to the caller.
+# needed. A window keeps its samples in place and its other fields as bytes, parsed when its batch
+# is assembled; only the fields the loader uses are read out of the message.
 # ------------------------------------------------------------------------------------------------
 
 _LIST_FIELD = {"bytes": "bytes_list", "float": "float_list", "int64": "int64_list"}
