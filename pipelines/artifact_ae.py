@@ -15,9 +15,10 @@ them off it for about 1 % of the cost (equal to 1e-6 in log10 power: float32 PSD
 
 Model: a fully connected autoencoder ``n_features -> 64 -> 16 -> 64 -> n_features`` with tanh
 hidden units and a linear output, trained on mean squared error with weight decay (1e-4, weights
-only) by Adam (learning rate 1e-3, 100 epochs of 128-window mini-batches; about 3 s for 1,300
-windows on one core). It is written in numpy (no scikit-learn or torch on the Beam workers that score
-windows), and every random choice comes from one ``numpy.random.Generator(seed)``, so fitting is
+only) by Adam (learning rate 1e-3, 100 epochs of 128-window mini-batches, float32 arithmetic;
+0.14 s for 757 windows and 0.38 s for 2,000, the pipeline's default sample, on one core). It is
+written in numpy (no scikit-learn or torch on the Beam workers that score windows), and every
+random choice comes from one ``numpy.random.Generator(seed)``, so fitting is
 deterministic for a given seed and input.
 
 Calibration: a seeded ``calibration_fraction`` (20 %) of the fitting windows is held out of
@@ -196,26 +197,31 @@ class ArtifactAutoencoder:
         return (features - self.feature_center) / self.feature_scale
 
     def _train(self, x: np.ndarray, rng: np.random.Generator) -> None:
+        # float32 arithmetic: the step is bound by its matrix products, which run twice as fast
+        # as in float64 (0.28 -> 0.13 s for the 757 eegmat windows), and Adam's noise dwarfs the
+        # rounding. The fitted weights are kept in float64, so scoring and saved files are as before.
+        x = np.asarray(x, dtype=np.float32)
         n_features = x.shape[1]
         sizes = [n_features, self.hidden[0], self.hidden[1], self.hidden[0], n_features]
         shapes = [(a, b) for a, b in zip(sizes[:-1], sizes[1:])] + [(b,) for b in sizes[1:]]
-        # All parameters live in one flat vector (weights and biases are views into it), so each
-        # Adam step is a handful of vector operations rather than a few per layer.
-        theta = np.zeros(sum(int(np.prod(s)) for s in shapes))
-        views, offset = [], 0
+        # All parameters live in one flat vector (weights and biases are views into it), and so do
+        # their gradients, so each Adam step is a handful of in-place vector operations.
+        n_params = sum(int(np.prod(s)) for s in shapes)
+        theta, grad = np.zeros(n_params, dtype=np.float32), np.zeros(n_params, dtype=np.float32)
+        views, grad_views, offset = [], [], 0
         for shape in shapes:
             size = int(np.prod(shape))
             views.append(theta[offset:offset + size].reshape(shape))
+            grad_views.append(grad[offset:offset + size].reshape(shape))
             offset += size
         n_layers = len(sizes) - 1
         self.weights, self.biases = views[:n_layers], views[n_layers:]
+        grads_w, grads_b = grad_views[:n_layers], grad_views[n_layers:]
         for w in self.weights:  # Glorot-uniform initialization; biases start at zero
             limit = math.sqrt(6.0 / (w.shape[0] + w.shape[1]))
             w[...] = rng.uniform(-limit, limit, size=w.shape)
-        decay_mask = np.zeros_like(theta)
-        decay_mask[: sum(w.size for w in self.weights)] = 1.0  # no weight decay on biases
-        m = np.zeros_like(theta)
-        v = np.zeros_like(theta)
+        n_weights = sum(w.size for w in self.weights)  # weight decay on these, not on biases
+        m, v, tmp = np.zeros_like(theta), np.zeros_like(theta), np.empty_like(theta)
         beta1, beta2, eps = 0.9, 0.999, 1e-8
         step = 0
         n = x.shape[0]
@@ -225,26 +231,31 @@ class ArtifactAutoencoder:
                 batch = x[order[start:start + self.batch_size]]
                 out, acts = self._forward(batch)
                 # d(mean squared error)/d(output), averaged over batch and features.
-                grad = 2.0 * (out - batch) / batch.size
-                grads_w: list[np.ndarray] = [np.empty(0)] * n_layers
-                grads_b: list[np.ndarray] = [np.empty(0)] * n_layers
+                delta = (out - batch) * np.float32(2.0 / batch.size)
                 for layer in range(n_layers - 1, -1, -1):
-                    grads_w[layer] = acts[layer].T @ grad
-                    grads_b[layer] = grad.sum(axis=0)
+                    np.matmul(acts[layer].T, delta, out=grads_w[layer])
+                    np.sum(delta, axis=0, out=grads_b[layer])
                     if layer:
-                        grad = (grad @ self.weights[layer].T) * (1.0 - acts[layer] ** 2)
-                g = np.concatenate([a.reshape(-1) for a in grads_w + grads_b])
-                g += self.weight_decay * decay_mask * theta
+                        delta = (delta @ self.weights[layer].T) * (1.0 - acts[layer] ** 2)
+                np.multiply(theta[:n_weights], self.weight_decay, out=tmp[:n_weights])
+                grad[:n_weights] += tmp[:n_weights]
                 step += 1
                 m *= beta1
-                m += (1.0 - beta1) * g
+                np.multiply(grad, 1.0 - beta1, out=tmp)
+                m += tmp
                 v *= beta2
-                v += (1.0 - beta2) * g * g
+                np.multiply(grad, grad, out=tmp)
+                tmp *= 1.0 - beta2
+                v += tmp
                 lr_t = self.learning_rate * math.sqrt(1.0 - beta2**step) / (1.0 - beta1**step)
-                theta -= lr_t * m / (np.sqrt(v) + eps)
-        # Detach from the flat buffer so saved/loaded models hold plain arrays.
-        self.weights = [w.copy() for w in self.weights]
-        self.biases = [b.copy() for b in self.biases]
+                np.sqrt(v, out=tmp)
+                tmp += eps
+                np.divide(m, tmp, out=tmp)
+                tmp *= lr_t
+                theta -= tmp
+        # Detach from the flat buffer so saved/loaded models hold plain float64 arrays.
+        self.weights = [w.astype(np.float64) for w in self.weights]
+        self.biases = [b.astype(np.float64) for b in self.biases]
 
     # ------------------------------------------------------------------ public API
     def fit(

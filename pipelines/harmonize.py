@@ -178,13 +178,16 @@ def harmonize(
     min_channels: int = 10,
     reference: str = "keep",
     plan: tuple[ChannelMap, np.ndarray | None] | None = None,
+    out: np.ndarray | None = None,
 ) -> Harmonized:
     """Canonical 19-channel array (microvolts) from a recording's channels.
 
     `data` is (n_chans, n_times) in microvolts, rows matching `ch_names`. `reference='average'`
     re-references the 19 canonical channels to their mean after interpolation; 'keep' leaves the
     recording's reference alone. Pass `plan` (from `plan_harmonization`) to reuse the channel map
-    and interpolation matrix across the chunks of one recording.
+    and interpolation matrix across the chunks of one recording. `out`, a float32 (19, n_times)
+    array (say the first rows of a larger buffer), receives the canonical channels instead of a
+    new array.
     """
     check_option("reference", reference, ("keep", "average"))
     data = np.asarray(data)
@@ -193,7 +196,11 @@ def harmonize(
             f"data: expected shape (len(ch_names)={len(ch_names)}, n_times); got {data.shape}"
         )
     cmap, matrix = plan if plan is not None else plan_harmonization(ch_names, min_channels=min_channels)
-    out = np.empty((N_CANONICAL, data.shape[1]), dtype=np.float32)
+    if out is None:
+        out = np.empty((N_CANONICAL, data.shape[1]), dtype=np.float32)
+    elif out.shape != (N_CANONICAL, data.shape[1]) or out.dtype != np.float32:
+        raise ValueError(f"out: expected a float32 array of shape ({N_CANONICAL}, {data.shape[1]}); "
+                         f"got {out.dtype} {out.shape}")
     mask = np.zeros(N_CANONICAL, dtype=np.int64)
     for row, name in enumerate(CANONICAL_CHANNELS):
         if name in cmap.canonical:

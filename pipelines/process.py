@@ -282,12 +282,18 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
             finite = np.isfinite(raw)
             bad_samples = ~finite.all(axis=0)
             raw = np.where(finite, raw, 0.0).astype(np.float32)
-        out = harmonize(raw, info.ch_names, reference="keep", plan=plan)
+        # EEG and ECG rows go straight into one buffer: concatenating them after was a copy of
+        # the whole chunk at the input rate.
+        rows = np.empty((n_rows, raw.shape[1]), dtype=np.float32)
+        out = harmonize(raw, info.ch_names, reference="keep", plan=plan, out=rows[: schema.N_CHANS])
         eeg = out.data if cleaner is None else _clean(cleaner, out.data, plan)
         if config.reference == "average":
             eeg = eeg - eeg.mean(axis=0, keepdims=True)
-        rows = [eeg] + ([out.auxiliary["ecg"][None]] if has_ecg else [])
-        return np.concatenate(rows, axis=0), bad_samples
+        if eeg is not out.data:
+            rows[: schema.N_CHANS] = eeg
+        if has_ecg:
+            rows[schema.N_CHANS] = out.auxiliary["ecg"]
+        return rows, bad_samples
 
     if config.ica:
         n_fit = min(info.n_times, int(config.ica_fit_seconds * info.sfreq))
@@ -379,8 +385,12 @@ class _Rolling:
         return self.base + self.data.shape[1]
 
     def append(self, block: np.ndarray) -> None:
-        if block.shape[1]:
-            self.data = np.concatenate([self.data, block.astype(self.data.dtype, copy=False)], axis=1)
+        """Add ``block`` after the end; an empty buffer adopts it (the caller never writes to it
+        again), which saves copying a whole recording that arrives in one chunk."""
+        if not block.shape[1]:
+            return
+        block = block.astype(self.data.dtype, copy=False)
+        self.data = block if not self.data.shape[1] else np.concatenate([self.data, block], axis=1)
 
     def take(self, start: int, n: int) -> np.ndarray:
         return self.data[:, start - self.base: start - self.base + n]

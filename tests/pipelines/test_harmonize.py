@@ -69,6 +69,19 @@ def test_missing_channels_are_interpolated_and_masked(shared_data):
     assert np.corrcoef(out.data[CANONICAL_CHANNELS.index("Fz")], true_fz)[0, 1] > 0.8
 
 
+def test_out_receives_the_channels_in_place(shared_data):
+    names, data, _ = _read(shared_data / "eegmat" / "Subject00_1.edf")
+    keep = [i for i, n in enumerate(names) if n != "EEG Fz"]
+    chunk, kept = data[keep, :5000], [names[i] for i in keep]
+    buffer = np.full((20, 5000), np.nan, dtype=np.float32)  # 19 channels and a spare row
+    out = harmonize(chunk, kept, out=buffer[:19])
+    assert np.shares_memory(out.data, buffer)
+    np.testing.assert_array_equal(buffer[:19], harmonize(chunk, kept).data)
+    assert np.isnan(buffer[19]).all()
+    with pytest.raises(ValueError, match=r"out: expected a float32 array of shape \(19, 5000\); got float64"):
+        harmonize(chunk, kept, out=np.zeros((19, 5000)))
+
+
 def test_spline_beats_neighbour_average_on_a_dense_cap(shared_data):
     # Hold out each canonical electrode of the 64-channel PhysioNet cap in turn and rebuild it
     # from the other 63 (10-10 electrodes serve as sources) vs the mean of its 4 nearest
