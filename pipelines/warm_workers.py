@@ -113,6 +113,7 @@ def _serve(listener: socket.socket, alive: int, target: Callable[[dict[str, str]
     selector.register(listener, selectors.EVENT_READ, "accept")
     selector.register(alive, selectors.EVENT_READ, "alive")
     workers: dict[int, socket.socket] = {}
+    exits: dict[int, int] = {}  # worker pid -> read end of a pipe whose write end only it holds
     try:
         while True:
             for key, _ in selector.select(timeout=0.2):
@@ -125,33 +126,49 @@ def _serve(listener: socket.socket, alive: int, target: Callable[[dict[str, str]
                     except (OSError, ValueError, ConnectionError):
                         conn.close()
                         continue
+                    # The pipe reads end-of-file the moment the worker exits: Beam stops workers
+                    # one after another, each waiting for its launcher, and polling for exits
+                    # cost up to the 0.2 s select timeout per worker.
+                    exit_read, exit_write = os.pipe()
                     pid = os.fork()
                     if pid == 0:
-                        _run_worker(target, env, [listener, conn, *workers.values()], alive)
+                        os.close(exit_read)
+                        _run_worker(target, env, [listener, conn, *workers.values()], [alive, *exits.values()])
+                    os.close(exit_write)
                     log.debug("forked warm Beam worker %s (pid %d)", env.get("WORKER_ID", "?"), pid)
-                    workers[pid] = conn
+                    workers[pid], exits[pid] = conn, exit_read
                     selector.register(conn, selectors.EVENT_READ, pid)
+                    selector.register(exit_read, selectors.EVENT_READ, ("exited", pid))
+                elif isinstance(key.data, tuple):  # a worker exited: reap it and tell its launcher
+                    _reap(workers, exits, selector, block=True, pid=key.data[1])
                 else:  # the launcher went away (Beam killed it): so does its worker
                     selector.unregister(key.fileobj)  # reaped below or on a later pass
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(key.data, signal.SIGKILL)
-            _reap(workers, selector)
+            _reap(workers, exits, selector)
     finally:
         for pid in workers:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-        _reap(workers, selector, block=True)
+        _reap(workers, exits, selector, block=True)
 
 
-def _reap(workers: dict[int, socket.socket], selector: selectors.BaseSelector, block: bool = False) -> None:
+def _reap(workers: dict[int, socket.socket], exits: dict[int, int], selector: selectors.BaseSelector,
+          block: bool = False, pid: int = -1) -> None:
+    """Reap exited workers (``pid``: that one only) and send each launcher its worker's status."""
     while workers:
         try:
-            pid, status = os.waitpid(-1, 0 if block else os.WNOHANG)
+            done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
         except ChildProcessError:
             return
-        if pid == 0:
+        if done == 0:
             return
-        conn = workers.pop(pid, None)
+        exit_read = exits.pop(done, None)
+        if exit_read is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                selector.unregister(exit_read)
+            os.close(exit_read)
+        conn = workers.pop(done, None)
         if conn is not None:
             with contextlib.suppress(OSError, KeyError, ValueError):
                 selector.unregister(conn)
@@ -170,13 +187,14 @@ def _beam_harness(env: dict[str, str]) -> None:
 
 
 def _run_worker(target: Callable[[dict[str, str]], None], env: dict[str, str],
-                inherited: list[socket.socket], alive: int) -> None:
+                inherited: list[socket.socket], inherited_fds: list[int]) -> None:
     """In the forked worker: ``target(env)``, then exit with its status; never returns."""
     code = 1
     try:
         for sock in inherited:
             sock.close()
-        os.close(alive)
+        for fd in inherited_fds:
+            os.close(fd)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         target(env)
         code = 0
