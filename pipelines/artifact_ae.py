@@ -198,7 +198,7 @@ class ArtifactAutoencoder:
 
     def _train(self, x: np.ndarray, rng: np.random.Generator) -> None:
         # float32 arithmetic: the step is bound by its matrix products, which run twice as fast
-        # as in float64 (0.28 -> 0.13 s for the 757 eegmat windows), and Adam's noise dwarfs the
+        # as in float64 (0.28 -> 0.14 s for the 757 eegmat windows), and Adam's noise dwarfs the
         # rounding. The fitted weights are kept in float64, so scoring and saved files are as before.
         x = np.asarray(x, dtype=np.float32)
         n_features = x.shape[1]
