@@ -334,6 +334,11 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
         self.auxiliary = None if config.auxiliary_head is None else create_head(config.auxiliary_head, config)
         self.post_init()
 
+    # Left out of torch.compile: the random numbers are drawn on the CPU (from ``generator`` when
+    # given), so a compiled and an eager step draw the same masks on any device, and no graph
+    # depends on the RNG (torch 2.11 failed to trace ``span_mask`` once a new batch size made the
+    # batch dimension dynamic).
+    @torch.compiler.disable
     def make_views(
         self, eeg: torch.Tensor, channel_mask: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -344,9 +349,9 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
             batch, n_chans, n_times,
             min_len=max(1, round(self.config.mask_min_ms * ms)),
             max_len=max(1, round(self.config.mask_max_ms * ms)),
-            ratio=self.config.mask_ratio, generator=generator, device="cpu",
-        ).to(eeg.device)
-        held_out = choose_held_out(channel_mask.cpu(), generator).to(eeg.device)
+            ratio=self.config.mask_ratio, generator=generator, device=eeg.device, draw_device="cpu",
+        )
+        held_out = choose_held_out(channel_mask, generator, draw_device="cpu")
         rows = torch.arange(batch, device=eeg.device)
         mask[rows, held_out] = True
         context_mask = channel_mask.clone()

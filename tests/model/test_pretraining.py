@@ -126,3 +126,21 @@ def test_short_pretraining_run_on_real_eeg_lowers_both_losses(eegmat_windows):
     assert reconstruction_after < 0.8, f"reconstruction {reconstruction_before:.3f} -> {reconstruction_after:.3f}"
     chance = torch.log(torch.tensor(8.0 * 19 * 5)).item()  # keys: 8 samples x 19 channels x 5 s
     assert contrastive_after < 0.95 * chance, f"contrastive {contrastive_before:.3f} -> {contrastive_after:.3f}"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("deterministic", [False, True])
+def test_masks_built_on_the_gpu_are_the_cpus_bit_for_bit(deterministic):
+    model = create_pretraining_model("tiny")
+    eeg = torch.randn(48, 19, 2560, generator=torch.Generator().manual_seed(0))
+    channel_mask = (torch.rand(48, 19, generator=torch.Generator().manual_seed(1)) > 0.2).float()
+    on_cpu = model.make_views(eeg, channel_mask, torch.Generator().manual_seed(7))
+    previous = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        on_gpu = model.to("cuda").make_views(eeg.cuda(), channel_mask.cuda(), torch.Generator().manual_seed(7))
+    finally:
+        torch.use_deterministic_algorithms(previous)
+    assert all(torch.equal(a, b.cpu()) for a, b in zip(on_cpu, on_gpu))
+    assert on_gpu[1].is_cuda and 0.2 < on_gpu[1].float().mean() < 0.4
