@@ -217,7 +217,9 @@ def main() -> None:
     result: dict = {"benchmark": "train", "cpu_count": os.cpu_count()}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        # Up to 16 loader workers on a GPU machine (num_workers: auto): 3 sites x 6 files, a file or more each.
+        # 3 sites x 6 files let up to 18 workers read a file each on a GPU machine. num_workers: auto
+        # gives each worker at least 4 batches an epoch, so the 216 windows simulated here get one
+        # worker; --data with a larger corpus measures the preset's full count.
         data = args.data or _simulate_and_preprocess(tmp, shards_per_site=6 if cuda else 0)
         result["data"] = str(args.data) if args.data else "simulated: 3 sites x 2 subjects x 6 min, 10 s windows"
         if not args.skip_scaling:

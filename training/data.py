@@ -104,6 +104,7 @@ N_CLASSES = len(HMS_CLASSES)
 STATE_VERSION = 1
 AUTO = "auto"  # num_workers: as many as this process's share of the machine's CPUs and memory allows
 AUTO_MAX_WORKERS = 16
+AUTO_MIN_BATCHES = 4  # per worker and epoch, for num_workers "auto" (see auto_num_workers)
 
 log = get_logger("training.data")
 
@@ -163,16 +164,23 @@ def list_files(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str
     Zero-byte shards (a site without windows) hold no records and are left out. Raises
     ``FileNotFoundError`` naming the folder and the expected layout when nothing is found.
     """
+    return [path for path, _ in list_shards(data_dir, sites=sites, exclude_sites=exclude_sites)]
+
+
+def list_shards(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *,
+                sites: Iterable[str] = (), exclude_sites: Iterable[str] = ()) -> list[tuple[str, int | None]]:
+    """:func:`list_files` with each file's size in bytes (None for a named remote file: asking
+    costs a request, and only the worker count's estimate of the corpus uses it)."""
     entries = [data_dir] if isinstance(data_dir, (str, os.PathLike)) else list(data_dir)
     if not entries:
         raise ValueError("data_dir: expected a pipeline output folder or .tfrecord files; got an empty list")
     keep, drop = set(sites), set(exclude_sites)
-    files: list[str] = []
+    files: dict[str, int | None] = {}
     for entry in map(os.fspath, entries):
         if entry.endswith(".tfrecord"):
             if not _is_remote(entry) and not os.path.isfile(entry):
                 raise FileNotFoundError(f"data_dir: {entry} does not exist")
-            files.append(entry)
+            files[entry] = None if _is_remote(entry) else os.path.getsize(entry)
             continue
         if not _is_remote(entry) and not os.path.isdir(entry):
             raise FileNotFoundError(f"data_dir: {entry} is not a directory (expected the output folder "
@@ -182,9 +190,9 @@ def list_files(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str
             raise FileNotFoundError(
                 f"data_dir: no TFRecord shards in {entry}; expected <site>/{SHARD_PATTERN} files "
                 "written by pipelines.preprocess (with manifest.json beside the site folders)")
-        files += [path for path, size in found if size > 0 and (not keep or _site_of(path) in keep)
-                  and _site_of(path) not in drop]
-    return sorted(set(files))
+        files.update((path, size) for path, size in found if size > 0 and (not keep or _site_of(path) in keep)
+                     and _site_of(path) not in drop)
+    return sorted(files.items())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -719,7 +727,8 @@ def _available_memory() -> int | None:
     return None
 
 
-def auto_num_workers(config: LoaderConfig, record_bytes: int, machine: Machine) -> tuple[int, str]:
+def auto_num_workers(config: LoaderConfig, record_bytes: int, machine: Machine,
+                     corpus_windows: int | None = None, world_size: int = 1) -> tuple[int, str]:
     """The workers ``num_workers="auto"`` runs with, and why.
 
     On a GPU every worker but one CPU of this rank's share of the machine: a GPU step consumes
@@ -730,6 +739,12 @@ def auto_num_workers(config: LoaderConfig, record_bytes: int, machine: Machine) 
     (``record_bytes`` a window) take at most half the available memory. Training on the CPU gets one worker: the
     trainer needs the cores, and one worker overlaps reading with compute at many times the
     rate a CPU step consumes.
+
+    A small corpus (``corpus_windows``, over ``world_size`` ranks) caps the workers further, so
+    that each worker's epoch holds at least ``AUTO_MIN_BATCHES`` batches: every shard ends its
+    epoch with a partial batch, and with more workers than that, a corpus of a few hundred
+    windows (216 over 15 workers of an H100 machine) gave batches of about 14 windows where 64
+    were configured.
     """
     if not machine.cuda:
         return 1, "CPU training: one worker overlaps reading with compute"
@@ -747,7 +762,21 @@ def auto_num_workers(config: LoaderConfig, record_bytes: int, machine: Machine) 
         if fits < workers:
             workers, why = fits, (f"{why}; memory: each worker holds about {held / 2**20:.0f} MiB and half of "
                                   f"{machine.memory / 2**30:.1f} GiB available is shared by {machine.local_ranks} rank(s)")
+    if corpus_windows is not None:
+        enough = corpus_windows // (max(1, world_size) * batch * AUTO_MIN_BATCHES)
+        if enough < workers:
+            workers, why = enough, (f"{why}; corpus: about {corpus_windows} windows over {world_size} rank(s) give "
+                                    f"each worker at least {AUTO_MIN_BATCHES} batches of {batch} an epoch")
     return max(1, workers), why
+
+
+def _estimated_windows(shards: Sequence[tuple[str, int | None]], record_bytes: int) -> int | None:
+    """Windows in the files, from their sizes over the first record's. EEG samples barely compress
+    and the framing adds 16 bytes a record, so it is close enough to size the workers: 223 for 216
+    ten-second windows in 18 files, 5 for 6 fifty-second ones. None where a size is unknown."""
+    if record_bytes <= 0 or any(size is None for _, size in shards):
+        return None
+    return sum(size for _, size in shards) // record_bytes
 
 
 def _first_record_bytes(path: str) -> int:
@@ -1322,14 +1351,17 @@ class EEGLoader:
             raise TypeError(f"config: expected a LoaderConfig; got {type(self.config).__name__}")
         self.rank, self.world_size = _distributed(rank, world_size)
         filters = self.config.filters
-        self.files = list_files(data_dir, sites=filters.sites, exclude_sites=filters.exclude_sites)
+        shards = list_shards(data_dir, sites=filters.sites, exclude_sites=filters.exclude_sites)
+        self.files = [path for path, _ in shards]
         if not self.files:
             raise FileNotFoundError(f"data_dir: no non-empty TFRecord shards in {data_dir} for sites "
                                     f"{filters.sites or 'all'} (excluding {filters.exclude_sites or 'none'})")
         self.infinite = infinite
         self.auto_workers = self.config.num_workers == AUTO
         if self.auto_workers:
-            workers, why = auto_num_workers(self.config, _first_record_bytes(self.files[0]), Machine.here())
+            record_bytes = _first_record_bytes(self.files[0])
+            workers, why = auto_num_workers(self.config, record_bytes, Machine.here(),
+                                            _estimated_windows(shards, record_bytes), self.world_size)
             log.info("loader: num_workers auto -> %d (%s)", workers, why)
             self.config = dataclasses.replace(self.config, num_workers=workers)
         self.n_workers = max(1, self.config.num_workers)

@@ -305,6 +305,33 @@ def test_auto_workers_fit_the_cpus_and_memory_of_the_rank(machine, expected, why
     assert workers == expected and why in reason
 
 
+@pytest.mark.parametrize("windows, ranks, expected, why", [
+    (216, 1, 1, "corpus: about 216 windows"),  # the benchmark's corpus: 14 windows a worker, batches of 64
+    (2_560, 1, 10, "corpus: about 2560 windows over 1 rank(s)"),
+    (2_560, 2, 5, "over 2 rank(s)"),
+    (360_000, 8, 15, "16 CPUs / 1 local rank"),  # 1,000 EEG-hours: no cap
+    (None, 1, 15, "16 CPUs / 1 local rank"),  # size unknown (a named remote file): no cap
+])
+def test_auto_workers_leave_each_worker_whole_batches_of_a_small_corpus(windows, ranks, expected, why):
+    config = LoaderConfig(batch_size=64, num_workers="auto", shuffle_buffer=2000)
+    workers, reason = data.auto_num_workers(config, 100_000, _machine(16), windows, ranks)
+    assert workers == expected and why in reason
+    if windows is not None:  # each worker's epoch holds at least AUTO_MIN_BATCHES full batches
+        assert windows // (ranks * workers) >= data.AUTO_MIN_BATCHES * 64 or workers == 1
+
+
+def test_the_corpus_estimate_is_close_to_the_windows_in_the_files(pipeline_output):
+    shards = data.list_shards(pipeline_output)
+    assert [path for path, _ in shards] == data.list_files(pipeline_output)
+    counts = Counter(window["site_id"] for window in data.scan_windows(pipeline_output))
+    for site, actual in counts.items():  # one window length per site here: 50 s labeled, 10 s not
+        # (6 fifty-second windows are estimated as 5; 216 ten-second ones elsewhere as 223)
+        mine = [(path, size) for path, size in shards if data._site_of(path) == site]
+        estimate = data._estimated_windows(mine, data._first_record_bytes(mine[0][0]))
+        assert 0.75 * actual <= estimate <= 1.1 * actual, (site, actual, estimate)
+    assert data._estimated_windows([(shards[0][0], None)], 1000) is None
+
+
 @pytest.mark.parametrize("files, expected", [
     ({"cpu.max": "800000 100000\n"}, 8),  # cgroup v2: a Kubernetes limit of 8 CPUs
     ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: rounded up
