@@ -162,7 +162,9 @@ def train_step(run: Run, batches) -> dict[str, Any]:
         for key in totals:
             totals[key] += float(getattr(out, key).detach()) / accum
         n_samples += inputs["eeg"].shape[0]
-        n_tokens += inputs["eeg"].shape[0] * inputs["eeg"].shape[2] // unwrap(model).config.patch_size
+        # Tokens as the encoder's blocks see them, one per channel and patch (as benchmarks/train.py counts)
+        batch_size, n_chans, n_times = inputs["eeg"].shape
+        n_tokens += batch_size * n_chans * (n_times // unwrap(model).config.patch_size)
         last = (batch, inputs, out)
 
     grad_norm = optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)

@@ -70,6 +70,8 @@ def test_single_process_run_writes_checkpoints_model_metrics_and_offline_wandb(p
     assert [m["step"] for m in metrics] == [1, 2, 3]
     for m in metrics:
         assert m["loss"] > 0 and m["samples_per_s"] > 0 and m["memory/peak_rss_mb"] > 50
+        # a token per channel and 1 s patch: 19 x 10 a 10 s window, 19 x 50 a 50 s one
+        assert 19 * 10 - 1e-6 <= m["tokens_per_s"] / m["samples_per_s"] <= 19 * 50 + 1e-6
         assert "recon/mse/all" in m and any(k.startswith("recon/mse/ch/") for k in m)
         assert any(k.startswith("recon/mse/site/") for k in m)
     # The reconstruction head starts at zero (no correlation defined); after a step it predicts.
