@@ -52,8 +52,8 @@ def span_mask(
     ``[min_len, max_len]`` and uniform starts; overlaps make the covered fraction a little
     below ``ratio`` on average. Built from +1/-1 marks at span starts/ends and a cumulative sum.
 
-    The span bounds are drawn on ``draw_device`` (default ``device``; ``generator``'s device when
-    given) and the mask is built on ``device``: pretraining draws from a CPU generator, so runs are
+    The span bounds are drawn on ``draw_device`` (default ``device``; ``generator``, if given, must
+    live there) and the mask is built on ``device``: pretraining draws from a CPU generator, so runs are
     reproducible on any device, and builds the (B, C, T) mask on the GPU, where it costs
     microseconds rather than the ~90 ms of CPU time a batch of 256 ten-second windows took. The
     marks are small integers, so the mask is the same bit for bit wherever it is built.
