@@ -114,11 +114,14 @@ def info_nce(
     with float32_region(queries.device):
         queries = F.normalize(queries.float(), dim=-1)
         keys = F.normalize(keys.float(), dim=-1)
-        logits = queries @ keys.T / temperature
+        # In place from here on: neither the product nor the division needs its output for the
+        # backward pass, and at a batch of 1,024 windows the (B*P, B*C*P) logits are 8 GB.
+        logits = (queries @ keys.T).div_(temperature)
         if key_valid is not None:
-            keep = key_valid.unsqueeze(0).expand_as(logits).clone()
-            keep[torch.arange(len(positive), device=logits.device), positive] = True
-            logits = logits.masked_fill(~keep, torch.finfo(logits.dtype).min)
+            rows = torch.arange(len(positive), device=logits.device)
+            positives = logits[rows, positive]  # a copy: each query's own key survives the mask
+            logits.masked_fill_(~key_valid, torch.finfo(logits.dtype).min)
+            logits[rows, positive] = positives
         return F.cross_entropy(logits, positive)
 
 
