@@ -87,18 +87,6 @@ def profile(step, forward, sync, steps: int, top: int) -> dict:
     }
 
 
-def parse_override(text: str) -> tuple[str, object]:
-    key, _, value = text.partition("=")
-    if not key or not value:
-        raise SystemExit(f"--set: expected KEY=VALUE (e.g. gnn_impl=dense); got {text!r}")
-    for cast in (int, float):
-        try:
-            return key, cast(value)
-        except ValueError:
-            pass
-    return key, value
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="base", help="model preset (default: base)")
@@ -116,13 +104,20 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
+    from model.config import EEGFMConfig
+    from training.config import ConfigError, parse_overrides
+
+    try:  # the training CLIs' --set parsing, and the model config's checks, before any GPU work
+        overrides = parse_overrides(args.overrides)
+        EEGFMConfig.from_preset(args.preset, **overrides)
+    except (ConfigError, ValueError) as error:
+        parser.error(f"--preset/--set: {error}")
     if not torch.cuda.is_available():  # `make bench` runs every script: report, don't fail
         print(json.dumps({"benchmark": "train_gpu_profile", "skipped": "needs a CUDA GPU; none is visible"}))
         return
     device = torch.device("cuda")
     name = torch.cuda.get_device_name(device)
     peak = next((v for k, v in BF16_PEAK.items() if k in name), None)
-    overrides = dict(parse_override(text) for text in args.overrides)
     runs = []
     for batch in args.batches:
         for variant in args.variants:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from benchmarks.train_gpu_profile import kind_of, parse_override
+from benchmarks.train_gpu_profile import kind_of
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -36,12 +36,14 @@ def test_kernels_are_sorted_into_kinds(kernel, kind):
     assert kind_of(kernel) == kind
 
 
-def test_overrides_are_typed_and_malformed_ones_named():
-    assert parse_override("gnn_impl=dense") == ("gnn_impl", "dense")
-    assert parse_override("dropout=0.0") == ("dropout", 0.0)
-    assert parse_override("num_hidden_layers=2") == ("num_hidden_layers", 2)
-    with pytest.raises(SystemExit, match="expected KEY=VALUE"):
-        parse_override("dropout")
+@pytest.mark.parametrize("override, message", [
+    ("dropout", "expected 'key.sub=value'"),
+    ("gnn_impl=sparse", "gnn_impl: expected one of 'pyg', 'dense'; got 'sparse'"),
+])
+def test_bad_overrides_fail_before_any_gpu_work(override, message):
+    done = subprocess.run([sys.executable, "benchmarks/train_gpu_profile.py", "--set", override], cwd=REPO,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and message in done.stderr and not done.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the report without a GPU")
