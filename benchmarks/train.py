@@ -5,7 +5,8 @@
    against what a training step consumes (target: >= 50 % of the bound and >= 10x the step).
 2. Scaling: ``torchrun`` pretraining samples/s with 1 and 2 CPU ranks (gloo, one thread per
    rank, the same per-rank batch): efficiency = samples/s(2) / (2 x samples/s(1)), target >= 0.8.
-3. GPU (only when CUDA is available): ``base`` preset forward+backward+AdamW in bf16, tokens/s
+3. GPU (only when CUDA is available): ``base`` preset forward+backward+AdamW in bf16 (TF32 for
+   float32 products, as the GPU training presets run), tokens/s
    and model-FLOPs utilisation (FLOPs counted by ``torch.utils.flop_counter`` for one step,
    divided by the device's dense bf16 peak) for each of ``--gpu-batches``, eager and with
    ``torch.compile``; ``best`` is the fastest. Target >= 35 %. The loader is then also measured
@@ -113,12 +114,27 @@ def pretraining_step(device: "torch.device", *, preset: str = "base", batch: int
 def step_throughput(device: "torch.device", *, preset: str = "base", batch: int = 64, n_times: int = 2560,
                     steps: int = 20, warmup: int = 3, compile: bool = False, peak: float | None = None,
                     overrides: dict | None = None, then: Callable | None = None,
-                    compile_mode: str | None = None) -> dict:
+                    compile_mode: str | None = None, tf32: bool = True) -> dict:
     """:func:`pretraining_step` timed over ``steps`` after ``warmup``; model FLOPs per step counted
     by ``torch.utils.flop_counter`` on the eager model, MFU against ``peak`` FLOP/s (None: not
     reported); ``compile_mode`` is ``torch.compile``'s ``mode`` (e.g. ``"reduce-overhead"``: CUDA
-    graphs). ``then(step, forward, sync)``, if given, runs after the timing on the same warm
-    model, and what it returns is reported as ``then``."""
+    graphs); ``tf32``: TF32 tensor cores for float32 products, as the GPU training presets set it.
+    ``then(step, forward, sync)``, if given, runs after the timing on the same warm model, and
+    what it returns is reported as ``then``."""
+    import torch
+
+    allowed = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    try:
+        return _step_throughput(device, preset=preset, batch=batch, n_times=n_times, steps=steps, warmup=warmup,
+                                compile=compile, peak=peak, overrides=overrides, then=then,
+                                compile_mode=compile_mode) | {"tf32": tf32}
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = allowed
+
+
+def _step_throughput(device, *, preset, batch, n_times, steps, warmup, compile, peak, overrides, then,
+                     compile_mode) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 

@@ -98,6 +98,9 @@ def main() -> None:
                         help="torch.compile mode for the compile variant (reduce-overhead: CUDA graphs)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="config override for every variant (repeatable), e.g. gnn_impl=dense")
+    parser.add_argument("--no-tf32", dest="tf32", action="store_false",
+                        help="keep float32 products (the InfoNCE logits) off TF32 tensor cores "
+                             "(default: TF32 on, as the base and large-gpu training presets run)")
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
     parser.add_argument("--profile-steps", type=int, default=5, help="profiled steps per variant")
     parser.add_argument("--top", type=int, default=12, help="kernels listed per variant")
@@ -126,7 +129,7 @@ def main() -> None:
             try:
                 run = step_throughput(device, preset=args.preset, batch=batch, steps=args.steps,
                                       compile=variant == "compile", peak=peak, overrides=overrides, then=profiled,
-                                      compile_mode=args.compile_mode)
+                                      compile_mode=args.compile_mode, tf32=args.tf32)
             except Exception as error:  # report it and go on with the other variants
                 run = {"batch": batch, "compile": variant == "compile",
                        "error": f"{type(error).__name__}: {str(error)[:500]}"}
@@ -137,7 +140,7 @@ def main() -> None:
                   file=sys.stderr, flush=True)
             torch.cuda.empty_cache()
     print(json.dumps({"benchmark": "train_gpu_profile", "device": name, "torch": torch.__version__,
-                      "preset": args.preset, "overrides": overrides, "runs": runs}, indent=2))
+                      "preset": args.preset, "overrides": overrides, "tf32": args.tf32, "runs": runs}, indent=2))
 
 
 if __name__ == "__main__":

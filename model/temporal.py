@@ -4,6 +4,12 @@ Rotary tables are computed from the sequence length at call time, so no maximum 
 into the weights: a model trained on 10 s windows runs on 5-60 s windows (and the ONNX graph keeps
 time dynamic). Attention goes through ``scaled_dot_product_attention``; ``causal=True`` lets patch
 ``t`` attend to patches ``<= t`` only, for streaming use.
+
+On CUDA, sequences of at most ``MATH_ATTENTION_MAX_LENGTH`` patches use SDPA's math backend: the
+fused kernels tile 64+ queries, so 10-patch sequences mostly compute padding. On an H100 (base
+preset, 1,024 10 s windows, torch.compile, TF32 on), the compiled pretraining step fell from
+135.5 ms to 119.9 ms and attention from 35% to 14% of kernel time. Longer sequences, and every
+other device, keep SDPA's own choice.
 """
 
 from __future__ import annotations
@@ -11,10 +17,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model.config import EEGFMConfig
 
 ROPE_BASE = 10_000.0
+MATH_ATTENTION_MAX_LENGTH = 16
 
 
 def rotary_tables(length: int, dim: int, *, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -29,6 +37,14 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     half = x.shape[-1] // 2
     x1, x2 = x[..., :half], x[..., half:]
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, dropout_p: float, causal: bool) -> torch.Tensor:
+    """``scaled_dot_product_attention`` of (N, H, L, E) tensors; short CUDA sequences take the math backend."""
+    if q.is_cuda and q.shape[-2] <= MATH_ATTENTION_MAX_LENGTH:
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p, is_causal=causal)
 
 
 class SelfAttention(nn.Module):
@@ -46,9 +62,7 @@ class SelfAttention(nn.Module):
         n, length, width = x.shape
         q, k, v = self.qkv(x).view(n, length, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
-        out = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attention_dropout if self.training else 0.0, is_causal=causal
-        )
+        out = attention(q, k, v, dropout_p=self.attention_dropout if self.training else 0.0, causal=causal)
         return self.out(out.transpose(1, 2).reshape(n, length, width))
 
 

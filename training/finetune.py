@@ -82,9 +82,9 @@ from training import losses
 from training.config import ConfigError, FinetuneConfig, load_config, resolve_precision
 from training.data import EEGLoader, RecordFilter, model_inputs, scan_windows
 from training.distributed import Dist, unwrap
-from training.loop import (PREEMPTED_EXIT_CODE, add_run_arguments, autocast, backward, core_state,
-                           launch, load_core_state, loader_config, optimizer_step, run_overrides,
-                           step_seed, TrainState)
+from training.loop import (PREEMPTED_EXIT_CODE, TrainState, add_run_arguments, autocast, backward,
+                           configure_kernels, core_state, launch, load_core_state, loader_config,
+                           optimizer_step, run_overrides, step_seed)
 from training.pretrain import check_replicas
 from training.tracking import Tracker, memory_stats
 
@@ -650,11 +650,7 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: P
     if dist.backend == "horovod" and cfg.unfreeze_schedule:
         raise ConfigError("unfreeze_schedule: Horovod registers gradient hooks once, so gradual unfreezing "
                           "needs torchrun (DDP); set unfreeze_schedule: [] for Horovod")
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=dist.device.type == "cuda")
-        if dist.device.type == "cuda":
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.backends.cudnn.benchmark = False
+    configure_kernels(cfg, dist.device)
     resolve_pretrained(pretrained)  # fail before the data pass
     start = ckpt.resolve_resume(resume, output / "checkpoints") if dist.is_main else None
     start = dist.broadcast_object(None if start is None else str(start))

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import dataclasses
 import math
+import os
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -52,6 +53,16 @@ def loader_config(section: LoaderSection, patch_size: int, *, filters: RecordFil
 def autocast(dist: Dist, dtype: torch.dtype):
     """bf16/fp16 autocast on the run's device; a no-op context for fp32."""
     return torch.autocast(dist.device.type, dtype=dtype, enabled=dtype != torch.float32)
+
+
+def configure_kernels(cfg, device: torch.device) -> None:
+    """Process-wide kernel choices of a run: deterministic algorithms, TF32 matrix products."""
+    if cfg.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
+        if device.type == "cuda":
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.backends.cudnn.benchmark = False
+    torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
 
 
 def backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:

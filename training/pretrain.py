@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -46,9 +45,9 @@ from training import checkpoint as ckpt
 from training.config import ConfigError, PretrainConfig, load_config, resolve_precision
 from training.data import EEGLoader, model_inputs
 from training.distributed import Dist, unwrap
-from training.loop import (PREEMPTED_EXIT_CODE, add_run_arguments, autocast, backward, core_state,
-                           launch, load_core_state, loader_config, optimizer_step, run_overrides,
-                           step_seed, TrainState)
+from training.loop import (PREEMPTED_EXIT_CODE, TrainState, add_run_arguments, autocast, backward,
+                           configure_kernels, core_state, launch, load_core_state, loader_config,
+                           optimizer_step, run_overrides, step_seed)
 from training.tracking import Tracker, memory_stats, reconstruction_metrics
 
 log = get_logger("training.pretrain")
@@ -117,11 +116,7 @@ class Run(TrainState):
 
 
 def build_run(cfg: PretrainConfig, dist: Dist, data: str) -> Run:
-    if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=dist.device.type == "cuda")
-        if dist.device.type == "cuda":
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.backends.cudnn.benchmark = False
+    configure_kernels(cfg, dist.device)
     amp_dtype = resolve_precision(cfg.precision, dist.device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts)
     model = EEGFMForPretraining(cfg.model_config()).to(dist.device)

@@ -5,10 +5,13 @@ from __future__ import annotations
 import copy
 import math
 
+import pytest
 import torch
+import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from model import EEGFMConfig
-from model.temporal import SelfAttention, apply_rotary, rotary_tables
+from model.temporal import MATH_ATTENTION_MAX_LENGTH, SelfAttention, apply_rotary, attention, rotary_tables
 from tests.model.conftest import make_batch, make_model
 
 
@@ -72,3 +75,21 @@ def test_gradient_checkpointing_gives_the_same_gradients():
     for (name, a), (_, b) in zip(plain.named_parameters(), checkpointed.named_parameters()):
         if a.grad is not None:
             torch.testing.assert_close(a.grad, b.grad, atol=1e-6, rtol=1e-5, msg=name)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("length", [10, MATH_ATTENTION_MAX_LENGTH + 1, 50])
+@pytest.mark.parametrize("causal", [False, True])
+def test_cuda_attention_takes_the_math_backend_for_short_sequences_only(length, causal):
+    q, k, v = (torch.randn(512, 6, length, 32, generator=torch.Generator().manual_seed(i)) for i in range(3))
+    reference = F.scaled_dot_product_attention(q.double(), k.double(), v.double(), is_causal=causal)
+    q, k, v = (t.cuda().bfloat16() for t in (q, k, v))
+    out = attention(q, k, v, dropout_p=0.0, causal=causal)
+    with sdpa_kernel(SDPBackend.MATH):
+        math_backend = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    assert torch.equal(out, math_backend) == (length <= MATH_ATTENTION_MAX_LENGTH)
+    # either path is bfloat16 attention: within bfloat16 rounding of the float64 result
+    torch.testing.assert_close(out.double().cpu(), reference, atol=2e-2, rtol=2e-2)
+    compiled = torch.compile(lambda a, b, c: attention(a, b, c, dropout_p=0.0, causal=causal), fullgraph=True)
+    torch.testing.assert_close(compiled(q, k, v), out, atol=2e-2, rtol=2e-2)

@@ -42,6 +42,9 @@ def test_preset_contents_match_their_purpose():
     assert load_config("cpu-tiny", "pretrain", ["loader.num_workers=auto"]).loader.num_workers == "auto"
     large = load_config("large-gpu")
     assert (large.backend, large.precision, large.activation_checkpointing, large.compile) == ("nccl", "bf16", True, True)
+    # TF32 for the float32 InfoNCE logits on the GPU presets only: CPU runs keep exact float32
+    assert {load_config(p, k).tf32 for p in ("base", "large-gpu") for k in ("pretrain", "finetune")} == {True}
+    assert (tiny.tf32, load_config("cpu-tiny", "finetune").tf32) == (False, False)
     adapter = load_config("large-gpu", "finetune").model_config()
     assert (adapter.adapter_kind, adapter.adapter_rank, adapter.head) == ("lora", 16, "hms6")
 
@@ -72,6 +75,7 @@ def test_overrides_from_the_command_line_and_from_dicts():
     (["backend=mpi"], r"backend: expected one of 'auto', 'gloo', 'nccl', 'horovod'; got 'mpi'"),
     (["model=huge"], r"model: expected one of 'base', 'large', 'tiny'; got 'huge'"),
     (["compile=1"], r"compile: expected true or false; got 1"),
+    (["tf32=yes please"], r"tf32: expected true or false; got 'yes please'"),
     (["optim.max_steps=null"], r"optim.max_steps: expected an integer >= 1 for pretraining; got None"),
     (["optim.warmup_steps=500"], r"optim.warmup_steps: expected fewer than max_steps=300; got 500"),
     (["model_overrides.num_attention_heads=5"], r"model_overrides: EEGFMConfig.num_attention_heads: "

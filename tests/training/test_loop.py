@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from training.config import ConfigError
+from training.config import ConfigError, load_config
 from training.distributed import Dist
-from training.loop import (add_run_arguments, load_core_state, loader_config, optimizer_step, run_overrides,
-                           step_seed, TrainState)
+from training.loop import (TrainState, add_run_arguments, configure_kernels, load_core_state, loader_config,
+                           optimizer_step, run_overrides, step_seed)
 
 
 def test_step_seeds_are_distinct_per_rank_step_and_micro_step_and_stable():
@@ -86,3 +86,15 @@ def test_loader_config_maps_the_run_section_and_evaluation_keeps_order_without_a
     budget = loader_config(Section(batch_size=32, token_budget=500), 256)
     assert (budget.batch_size, budget.token_budget, budget.max_batch_size) == (None, 500, 32)
     assert budget.batch_size_for(2560) == 32 and budget.batch_size_for(256 * 100) == 5
+
+
+def test_configure_kernels_sets_tf32_and_deterministic_algorithms_from_the_config():
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.are_deterministic_algorithms_enabled())
+    try:
+        configure_kernels(load_config("base"), torch.device("cpu"))
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.are_deterministic_algorithms_enabled()) == (True, False)
+        configure_kernels(load_config("cpu-tiny", "pretrain", ["deterministic=true"]), torch.device("cpu"))
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.are_deterministic_algorithms_enabled()) == (False, True)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before[0]
+        torch.use_deterministic_algorithms(before[1])
