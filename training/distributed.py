@@ -91,16 +91,16 @@ class Dist:
             yield
 
     # ------------------------------------------------------------------ collectives
-    def mean(self, values: dict[str, float]) -> dict[str, float]:
-        """Average scalars over ranks (one all-reduce for all of them)."""
+    def mean(self, values: dict[str, float | torch.Tensor]) -> dict[str, float]:
+        """Average scalars (numbers or 0-dim tensors, read here) over ranks, as floats (one all-reduce)."""
         return self._reduce(values, "mean")
 
-    def max(self, values: dict[str, float]) -> dict[str, float]:
+    def max(self, values: dict[str, float | torch.Tensor]) -> dict[str, float]:
         return self._reduce(values, "max")
 
-    def _reduce(self, values: dict[str, float], op: str) -> dict[str, float]:
+    def _reduce(self, values: dict[str, float | torch.Tensor], op: str) -> dict[str, float]:
         if not self.is_distributed or not values:
-            return dict(values)
+            return {k: float(v) for k, v in values.items()}
         keys = sorted(values)
         tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
         if self.backend == "horovod":

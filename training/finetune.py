@@ -609,7 +609,7 @@ def train_step(run: Run, batches) -> dict[str, Any]:
                 logits = model(**inputs).logits
             loss = run.loss_fn(logits.float(), target) / accum
             backward(loss, run.scaler)
-        total += float(loss.detach())
+        total += loss.detach().double()  # read when the loop logs, not here: float() would wait for the GPU
         n_samples += inputs["eeg"].shape[0]
         min_votes = min(min_votes, float(batch["n_votes"].min()))
     grad_norm = optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)

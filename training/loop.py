@@ -71,8 +71,12 @@ def backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
 
 def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
                    scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler | None,
-                   dist: Dist, grad_clip: float) -> float:
-    """Synchronise (Horovod), unscale (fp16), clip, step, zero; returns the pre-clip gradient norm."""
+                   dist: Dist, grad_clip: float) -> torch.Tensor:
+    """Synchronise (Horovod), unscale (fp16), clip, step, zero; returns the pre-clip gradient norm.
+
+    The norm stays a 0-dim tensor on the model's device: reading it (``float``) waits for the GPU,
+    so the loops read it only when they log, and the CPU can queue the next step meanwhile.
+    """
     if dist.backend == "horovod":
         optimizer.synchronize()  # all-reduce now, so clipping sees the averaged gradients
     if scaler is not None:
@@ -88,7 +92,7 @@ def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
             optimizer.step()
     optimizer.zero_grad()  # set_to_none by default (Horovod's wrapper takes no arguments)
     scheduler.step()
-    return float(grad_norm)
+    return grad_norm.detach()
 
 
 @dataclasses.dataclass(kw_only=True)

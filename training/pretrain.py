@@ -139,7 +139,9 @@ def train_step(run: Run, batches) -> dict[str, Any]:
     cfg, dist, model = run.cfg, run.dist, run.model
     accum = cfg.optim.grad_accum_steps
     model.train()
-    totals = {"loss": 0.0, "reconstruction_loss": 0.0, "contrastive_loss": 0.0}
+    # Device tensors, read only when the loop logs: a float() here would wait for the GPU every step
+    totals = {key: torch.zeros((), dtype=torch.float64, device=dist.device)
+              for key in ("loss", "reconstruction_loss", "contrastive_loss")}
     n_samples = n_tokens = 0
     last = None
     for micro in range(accum):
@@ -155,7 +157,7 @@ def train_step(run: Run, batches) -> dict[str, Any]:
                 out = model(**inputs, generator=generator)
             backward(out.loss / accum, run.scaler)
         for key in totals:
-            totals[key] += float(getattr(out, key).detach()) / accum
+            totals[key] += getattr(out, key).detach().double() / accum
         n_samples += inputs["eeg"].shape[0]
         # Tokens as the encoder's blocks see them, one per channel and patch (as benchmarks/train.py counts)
         batch_size, n_chans, n_times = inputs["eeg"].shape
