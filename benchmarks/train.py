@@ -22,6 +22,7 @@ Without ``--data`` a small multi-site corpus is simulated and preprocessed first
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -111,6 +112,19 @@ def pretraining_step(device: "torch.device", *, preset: str = "base", batch: int
     return model, step, sync
 
 
+@contextlib.contextmanager
+def _tf32_matmuls(enabled: bool):
+    """TF32 tensor cores for CUDA float32 products inside the block, as before outside it."""
+    import torch
+
+    allowed = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = enabled
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = allowed
+
+
 def step_throughput(device: "torch.device", *, preset: str = "base", batch: int = 64, n_times: int = 2560,
                     steps: int = 20, warmup: int = 3, compile: bool = False, peak: float | None = None,
                     overrides: dict | None = None, then: Callable | None = None,
@@ -122,55 +136,42 @@ def step_throughput(device: "torch.device", *, preset: str = "base", batch: int 
     ``then(step, forward, sync)``, if given, runs after the timing on the same warm model, and
     what it returns is reported as ``then``."""
     import torch
-
-    allowed = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = tf32
-    try:
-        return _step_throughput(device, preset=preset, batch=batch, n_times=n_times, steps=steps, warmup=warmup,
-                                compile=compile, peak=peak, overrides=overrides, then=then,
-                                compile_mode=compile_mode) | {"tf32": tf32}
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = allowed
-
-
-def _step_throughput(device, *, preset, batch, n_times, steps, warmup, compile, peak, overrides, then,
-                     compile_mode) -> dict:
-    import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    cuda = device.type == "cuda"
-    model, step, sync = pretraining_step(device, preset=preset, batch=batch, n_times=n_times, overrides=overrides)
-    if compile:
-        torch._dynamo.reset()  # a fresh, static-shape compilation for this batch size
-    forward = torch.compile(model, mode=compile_mode) if compile else model
-    with FlopCounterMode(display=False) as counter:
-        step(model)
-    flops = counter.get_total_flops()
-    started = time.perf_counter()
-    for _ in range(warmup):  # with compile: the compilation itself
-        step(forward)
-    sync()
-    warmup_s = time.perf_counter() - started
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        step(forward)
-    sync()
-    seconds = (time.perf_counter() - start) / steps
-    tokens = batch * 19 * (n_times // model.config.patch_size)
-    return {
-        "preset": preset, "batch": batch, "window_s": n_times / 256, "compile": compile,
-        **({"compile_mode": compile_mode} if compile and compile_mode else {}),
-        **({"overrides": overrides} if overrides else {}),
-        "tokens_per_step": tokens, "tokens_per_s": round(tokens / seconds),
-        "samples_per_s": round(batch / seconds, 1), "step_ms": round(seconds * 1e3, 2),
-        "warmup_s": round(warmup_s, 1), "flops_per_step": flops,
-        "achieved_tflops": round(flops / seconds / 1e12, 3),
-        "mfu": None if peak is None else round(flops / seconds / peak, 4),
-        "max_allocated_mb": round(torch.cuda.max_memory_allocated(device) / 2**20) if cuda else None,
-        **({"then": then(step, forward, sync)} if then is not None else {}),
-    }
+    with _tf32_matmuls(tf32):
+        cuda = device.type == "cuda"
+        model, step, sync = pretraining_step(device, preset=preset, batch=batch, n_times=n_times, overrides=overrides)
+        if compile:
+            torch._dynamo.reset()  # a fresh, static-shape compilation for this batch size
+        forward = torch.compile(model, mode=compile_mode) if compile else model
+        with FlopCounterMode(display=False) as counter:
+            step(model)
+        flops = counter.get_total_flops()
+        started = time.perf_counter()
+        for _ in range(warmup):  # with compile: the compilation itself
+            step(forward)
+        sync()
+        warmup_s = time.perf_counter() - started
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        start = time.perf_counter()
+        for _ in range(steps):
+            step(forward)
+        sync()
+        seconds = (time.perf_counter() - start) / steps
+        tokens = batch * 19 * (n_times // model.config.patch_size)
+        return {
+            "preset": preset, "batch": batch, "window_s": n_times / 256, "compile": compile, "tf32": tf32,
+            **({"compile_mode": compile_mode} if compile and compile_mode else {}),
+            **({"overrides": overrides} if overrides else {}),
+            "tokens_per_step": tokens, "tokens_per_s": round(tokens / seconds),
+            "samples_per_s": round(batch / seconds, 1), "step_ms": round(seconds * 1e3, 2),
+            "warmup_s": round(warmup_s, 1), "flops_per_step": flops,
+            "achieved_tflops": round(flops / seconds / 1e12, 3),
+            "mfu": None if peak is None else round(flops / seconds / peak, 4),
+            "max_allocated_mb": round(torch.cuda.max_memory_allocated(device) / 2**20) if cuda else None,
+            **({"then": then(step, forward, sync)} if then is not None else {}),
+        }
 
 
 def _gpu(steps: int, batches: tuple[int, ...], compile_modes: tuple[bool, ...]) -> dict | None:

@@ -21,7 +21,7 @@ import torch
 
 from training.augment import AugmentConfig
 from training.checkpoint import CheckpointError
-from training.config import ConfigError
+from training.config import ConfigError, RunConfig
 from training.config import LoaderConfig as LoaderSection
 from training.data import EEGLoader, LoaderConfig, RecordFilter
 from training.distributed import BACKENDS, Dist, init_distributed, unwrap
@@ -55,7 +55,7 @@ def autocast(dist: Dist, dtype: torch.dtype):
     return torch.autocast(dist.device.type, dtype=dtype, enabled=dtype != torch.float32)
 
 
-def configure_kernels(cfg, device: torch.device) -> None:
+def configure_kernels(cfg: RunConfig, device: torch.device) -> None:
     """Process-wide kernel choices of a run: deterministic algorithms, TF32 matrix products."""
     if cfg.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")

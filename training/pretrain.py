@@ -139,9 +139,8 @@ def train_step(run: Run, batches) -> dict[str, Any]:
     cfg, dist, model = run.cfg, run.dist, run.model
     accum = cfg.optim.grad_accum_steps
     model.train()
-    # Device tensors, read only when the loop logs: a float() here would wait for the GPU every step
-    totals = {key: torch.zeros((), dtype=torch.float64, device=dist.device)
-              for key in ("loss", "reconstruction_loss", "contrastive_loss")}
+    # Become 0-dim device tensors, read only when the loop logs: float() here would wait for the GPU
+    totals = dict.fromkeys(("loss", "reconstruction_loss", "contrastive_loss"), 0.0)
     n_samples = n_tokens = 0
     last = None
     for micro in range(accum):
