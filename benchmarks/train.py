@@ -175,11 +175,15 @@ def step_throughput(device: "torch.device", *, preset: str = "base", batch: int 
 
 
 def _gpu(steps: int, batches: tuple[int, ...], compile_modes: tuple[bool, ...]) -> dict | None:
-    """``step_throughput`` of the ``base`` preset for each batch size, eager and compiled."""
+    """``step_throughput`` of the ``base`` preset for each batch size, eager and compiled, with the
+    model overrides of the ``base`` training preset (its GNN form)."""
     import torch
+
+    from training.config import load_config
 
     if not torch.cuda.is_available():
         return None
+    overrides = load_config("base").model_overrides
     device = torch.device("cuda")
     name = torch.cuda.get_device_name(device)
     peak = next((v for k, v in BF16_PEAK.items() if k in name), None)
@@ -187,7 +191,8 @@ def _gpu(steps: int, batches: tuple[int, ...], compile_modes: tuple[bool, ...]) 
     for batch in batches:
         for compiled in compile_modes:
             try:
-                runs.append(step_throughput(device, batch=batch, steps=steps, compile=compiled, peak=peak))
+                runs.append(step_throughput(device, batch=batch, steps=steps, compile=compiled, peak=peak,
+                                            overrides=overrides))
             except Exception as error:  # one failing variant (say, a compiler error) keeps the others' numbers
                 runs.append({"preset": "base", "batch": batch, "compile": compiled,
                              "error": f"{type(error).__name__}: {str(error)[:500]}"})

@@ -33,7 +33,7 @@ from transformers import PreTrainedConfig
 HMS_CLASSES: tuple[str, ...] = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 SLEEP_STAGES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")
 MODALITIES: tuple[str, ...] = ("spectrogram", "ecg", "clinical")
-GNN_IMPLS: tuple[str, ...] = ("pyg", "dense")
+GNN_IMPLS: tuple[str, ...] = ("pyg", "dense", "gather")
 ADAPTER_KINDS: tuple[str, ...] = ("lora", "bottleneck")
 KAGGLE_SPECTROGRAM_BINS = 400  # 4 chains (LL, RL, LP, RP) x 100 frequencies
 
@@ -81,8 +81,10 @@ class EEGFMConfig(PreTrainedConfig):
         mlp_ratio: MLP hidden width / hidden_size.
         graph_neighbours: k of the electrode k-nearest-neighbour graph (self-loop added).
         gnn_impl: ``"pyg"`` (torch_geometric message passing over the disjoint union of all
-            batch x patch graphs) or ``"dense"`` (the same sums as a batched matmul; numerically
-            equal, used where scatter kernels are slow). Switchable on a built model.
+            batch x patch graphs), ``"dense"`` (the same sums as a batched matmul; numerically
+            equal, used where scatter kernels are slow) or ``"gather"`` (a neighbour gather and
+            weighted sum, which ``torch.compile`` fuses into one kernel on GPUs). Switchable on
+            a built model.
         causal: causal temporal attention (patch t sees patches <= t).
         gradient_checkpointing: recompute blocks in backward to save memory.
         dropout, attention_dropout: dropout rates.

@@ -82,6 +82,13 @@ class EEGFMPreTrainedModel(PreTrainedModel):
     supports_gradient_checkpointing = True
     _supports_sdpa = True
 
+    def __init__(self, config: EEGFMConfig, *args: Any, **kwargs: Any) -> None:
+        super().__init__(config, *args, **kwargs)
+        # The default positions move with the model: copying a pageable CPU tensor to a GPU in
+        # every forward pass made the host wait for the GPU's whole queue (a sync per step).
+        # Not persistent: they are constants of the data contract, not weights.
+        self.register_buffer("default_positions", _CANONICAL_POSITIONS.clone(), persistent=False)
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
@@ -98,6 +105,8 @@ class EEGFMPreTrainedModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             init.ones_(module.weight)
             init.zeros_(module.bias)
+        if isinstance(module, EEGFMPreTrainedModel):  # from_pretrained builds buffers empty
+            init.copy_(module.default_positions, _CANONICAL_POSITIONS)
         # Modules owning raw parameters; children were initialised first, so these rules win.
         for name, parameter in module.named_parameters(recurse=False):
             if name in ("interpolated", "null", "sex", "kind"):
@@ -142,7 +151,7 @@ class EEGFMPreTrainedModel(PreTrainedModel):
                     f"positions: required for {n_chans} channels (only the 19 canonical channels have "
                     "default positions); build it with model.inputs.positions_for(ch_names)"
                 )
-            positions = _CANONICAL_POSITIONS.to(eeg.device)
+            positions = self.default_positions
         if positions.dim() == 2:
             positions = positions.unsqueeze(0)
         if positions.dim() != 3 or positions.shape[1:] != (n_chans, 3) or positions.shape[0] not in (1, batch):
@@ -188,7 +197,7 @@ class EEGFMPreTrainedModel(PreTrainedModel):
         return dict(eeg=eeg, positions=positions, channel_mask=channel_mask, **prepared)
 
     def set_gnn_impl(self, impl: str) -> None:
-        """Switch the GNN between ``"pyg"`` message passing and the equal ``"dense"`` matmul."""
+        """Switch the GNN between ``"pyg"`` message passing and the equal ``"dense"`` and ``"gather"`` forms."""
         from model.config import GNN_IMPLS
 
         if impl not in GNN_IMPLS:
@@ -352,10 +361,11 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
             ratio=self.config.mask_ratio, generator=generator, device=eeg.device, draw_device="cpu",
         )
         held_out = choose_held_out(channel_mask, generator, draw_device="cpu")
-        rows = torch.arange(batch, device=eeg.device)
-        mask[rows, held_out] = True
-        context_mask = channel_mask.clone()
-        context_mask[rows, held_out] = 0.0
+        # Comparisons, not ``mask[rows, held_out] = True``: indexed assignment of a Python scalar
+        # copies it from pageable host memory, which waits for the GPU's whole queue.
+        is_held_out = torch.arange(n_chans, device=eeg.device) == held_out.unsqueeze(1)  # (B, C)
+        mask = mask | is_held_out.unsqueeze(-1)
+        context_mask = channel_mask.masked_fill(is_held_out, 0.0)
         return eeg.masked_fill(mask, 0.0), mask, held_out, context_mask
 
     def forward(

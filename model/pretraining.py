@@ -110,19 +110,30 @@ def info_nce(
     as negatives; a query's own positive is always kept, so no row is entirely masked. Computed
     in float32, also under autocast (a bfloat16 cosine is off by up to ~0.004, 0.04 in a logit at
     temperature 0.1).
+
+    At a batch of 1,024 windows the (B*P, B*C*P) logits are 8 GB, and every pass over them costs
+    more than all of the encoder's layer norms, so the loss is written to touch them as few times
+    as possible: the temperature is folded into the (small) queries, invalid keys leave through an
+    additive column bias added in place, the positives' logits come from the small inputs rather
+    than from the big matrix, and the log-normaliser is one ``logsumexp`` (under ``torch.compile``:
+    bias and reduction fuse into one read, and backward is one read and one write). Equal to
+    cross-entropy over the masked logits up to float32 rounding (``tests/model/test_pretraining``).
     """
     with float32_region(queries.device):
-        queries = F.normalize(queries.float(), dim=-1)
+        queries = F.normalize(queries.float(), dim=-1) / temperature
         keys = F.normalize(keys.float(), dim=-1)
-        # In place from here on: neither the product nor the division needs its output for the
-        # backward pass, and at a batch of 1,024 windows the (B*P, B*C*P) logits are 8 GB.
-        logits = (queries @ keys.T).div_(temperature)
-        if key_valid is not None:
-            rows = torch.arange(len(positive), device=logits.device)
-            positives = logits[rows, positive]  # a copy: each query's own key survives the mask
-            logits.masked_fill_(~key_valid, torch.finfo(logits.dtype).min)
-            logits[rows, positive] = positives
-        return F.cross_entropy(logits, positive)
+        positive_logit = (queries * keys[positive]).sum(dim=-1)
+        # In place: the product's backward needs its inputs, not its output.
+        logits = queries @ keys.T
+        if key_valid is None:
+            return (torch.logsumexp(logits, dim=1) - positive_logit).mean()
+        lowest = torch.finfo(logits.dtype).min  # not -inf: a row of -inf has a NaN gradient
+        bias = torch.zeros_like(key_valid, dtype=logits.dtype).masked_fill(~key_valid, lowest)
+        log_normaliser = torch.logsumexp(logits.add_(bias), dim=1)
+        # A positive that is itself an invalid key was masked out above: it joins its row here.
+        masked_positive = positive_logit.masked_fill(key_valid[positive], lowest)
+        log_normaliser = torch.logaddexp(log_normaliser, masked_positive)
+        return (log_normaliser - positive_logit).mean()
 
 
 class MaskedReconstructionHead(nn.Module):
@@ -193,8 +204,7 @@ class ChannelContrastiveHead(nn.Module):
         context = self.norm_kv(channel_tokens.transpose(1, 2))  # (B, P, C, D)
         q = self.q(query).view(batch * n_patches, 1, self.n_heads, self.head_dim).transpose(1, 2)
         k, v = self.kv(context).view(batch * n_patches, n_chans, 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        others = torch.ones(batch, n_chans, dtype=torch.bool, device=channel_tokens.device)
-        others[rows, held_out] = False
+        others = torch.arange(n_chans, device=channel_tokens.device) != held_out.unsqueeze(1)  # no host copy
         allowed = others.repeat_interleave(n_patches, dim=0)[:, None, None, :]
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)
         # No residual from the query: its varying part is tiny at first (the held-out input is

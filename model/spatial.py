@@ -11,7 +11,7 @@ from whether the neighbour was interpolated (``channel_mask == 0``), then normal
 electrode's neighbourhood. Because they do not depend on the features, the softmax over
 neighbours runs on a small (B, C, k+1, heads) tensor instead of on every edge.
 
-Two implementations of the same sums, selected by ``EEGFMConfig.gnn_impl``:
+Three implementations of the same sums, selected by ``EEGFMConfig.gnn_impl``:
 
 - ``"pyg"``: a ``torch_geometric`` ``MessagePassing`` layer over one disjoint-union graph holding
   all B x n_patches graphs; its ``edge_index`` is built with tensor arithmetic, no Python loops.
@@ -20,6 +20,11 @@ Two implementations of the same sums, selected by ``EEGFMConfig.gnn_impl``:
 - ``"dense"``: the same weights scattered into a (B, heads, C, C) adjacency and applied with one
   batched matmul. With C = 19 this avoids scatter kernels entirely, which is faster on CPUs and
   in ONNX Runtime; tests check that both agree to float32 rounding.
+- ``"gather"``: each electrode gathers its K neighbours' values along the channel axis and sums
+  them weighted, ``(B, C, K, P, D) -> (B, C, P, D)``. Eagerly this materialises K copies of the
+  values as the ``pyg`` path does, but under ``torch.compile`` the gather, product and sum fuse
+  into one kernel that reads every value once per neighbour from cache and writes the output
+  once: no K-fold message tensor in memory and no scatter in the forward pass.
 
 Both export with the dynamo ONNX exporter (dynamic batch, channels and time).
 """
@@ -163,6 +168,8 @@ class SpatialGNNLayer(nn.Module):
         weights = self.edge_weights(graph).to(values.dtype)
         if self.impl == "pyg":
             mixed = self._message_passing(values, weights, graph)
+        elif self.impl == "gather":
+            mixed = self._gather(values, weights, graph)
         else:
             mixed = self._dense(values, weights, graph)
         return self.out(mixed)
@@ -172,6 +179,14 @@ class SpatialGNNLayer(nn.Module):
         nodes = values.reshape(batch * n_chans * n_patches, self.n_heads, self.head_dim)
         edge_weight = weights.unsqueeze(3).expand(-1, -1, -1, n_patches, -1).reshape(-1, self.n_heads)
         mixed = self.conv(nodes, graph.edge_index(n_patches), edge_weight)
+        return mixed.reshape(batch, n_chans, n_patches, width)
+
+    def _gather(self, values: torch.Tensor, weights: torch.Tensor, graph: ElectrodeGraph) -> torch.Tensor:
+        batch, n_chans, n_patches, width = values.shape
+        k = graph.n_neighbours
+        index = graph.neighbours.reshape(batch, n_chans * k, 1, 1).expand(-1, -1, n_patches, width)
+        gathered = values.gather(1, index).view(batch, n_chans, k, n_patches, self.n_heads, self.head_dim)
+        mixed = (gathered * weights.view(batch, n_chans, k, 1, self.n_heads, 1)).sum(dim=2)
         return mixed.reshape(batch, n_chans, n_patches, width)
 
     def _dense(self, values: torch.Tensor, weights: torch.Tensor, graph: ElectrodeGraph) -> torch.Tensor:

@@ -65,8 +65,9 @@ class Dist:
             return model
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         # Every parameter gets a gradient each step (tests/model pin this), so DDP needs no
-        # unused-parameter search, which would cost an extra graph traversal per step.
-        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        # unused-parameter search, which would cost an extra graph traversal per step. The only
+        # buffers are constants (the default electrode positions): no broadcast before each step.
+        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
 
     def wrap_optimizer(self, optimizer: torch.optim.Optimizer, model: nn.Module,
                        accumulation_steps: int) -> torch.optim.Optimizer:

@@ -38,7 +38,7 @@ def test_kernels_are_sorted_into_kinds(kernel, kind):
 
 @pytest.mark.parametrize("override, message", [
     ("dropout", "expected 'key.sub=value'"),
-    ("gnn_impl=sparse", "gnn_impl: expected one of 'pyg', 'dense'; got 'sparse'"),
+    ("gnn_impl=sparse", "gnn_impl: expected one of 'pyg', 'dense', 'gather'; got 'sparse'"),
 ])
 def test_bad_overrides_fail_before_any_gpu_work(override, message):
     done = subprocess.run([sys.executable, "benchmarks/train_gpu_profile.py", "--set", override], cwd=REPO,

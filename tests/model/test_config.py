@@ -36,7 +36,7 @@ def test_register_preset_rejects_duplicates():
     [
         ("hidden_size", 4, r"EEGFMConfig.hidden_size: expected an integer in \[8, 16384\]; got 4"),
         ("num_attention_heads", 5, r"num_attention_heads: expected a divisor of hidden_size=64; got 5"),
-        ("gnn_impl", "gat", r"gnn_impl: expected one of 'pyg', 'dense'; got 'gat'"),
+        ("gnn_impl", "gat", r"gnn_impl: expected one of 'pyg', 'dense', 'gather'; got 'gat'"),
         ("modalities", ["eeg2"], r"modalities: expected one of 'spectrogram', 'ecg', 'clinical'; got 'eeg2'"),
         ("head", "hms7", r"head: expected a registered head \(binary, hms6, multiclass, regression, sleep_stage\); got 'hms7'"),
         ("dropout", 1.0, r"dropout: expected a number in \[0.0, 1.0\); got 1.0"),

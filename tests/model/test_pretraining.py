@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from model import EEGFMModel, create_pretraining_model
+from model import EEGFMModel, canonical_positions, create_pretraining_model
 from model.pretraining import MaskedReconstructionHead, choose_held_out, info_nce, span_mask
 from tests.model.conftest import make_batch
 
@@ -63,6 +64,27 @@ def test_contrastive_loss_is_low_for_aligned_and_high_for_shuffled_pairs():
     assert info_nce(keys[positive.roll(1)], keys, positive, 0.1, key_valid=only_positives) < 1e-4
 
 
+@pytest.mark.parametrize("invalid_fraction", [None, 0.3, 0.9])
+def test_contrastive_loss_equals_cross_entropy_over_the_masked_logits(invalid_fraction):
+    generator = torch.Generator().manual_seed(3)
+    queries = torch.randn(30, 16, generator=generator, requires_grad=True)
+    keys = torch.randn(200, 16, generator=generator, requires_grad=True)
+    positive = torch.randint(0, 200, (30,), generator=generator)
+    valid = None if invalid_fraction is None else torch.rand(200, generator=generator) > invalid_fraction
+    if valid is not None:
+        assert not valid[positive].all()  # some positives are invalid keys: they must stay in their row
+    logits = F.normalize(queries, dim=-1) @ F.normalize(keys, dim=-1).T / 0.1
+    if valid is not None:
+        rows = torch.arange(30)
+        kept = logits[rows, positive]
+        logits = logits.masked_fill(~valid, torch.finfo(logits.dtype).min).index_put((rows, positive), kept)
+    expected = F.cross_entropy(logits, positive)
+    loss = info_nce(queries, keys, positive, 0.1, key_valid=valid)
+    torch.testing.assert_close(loss, expected)
+    for got, want in zip(torch.autograd.grad(loss, [queries, keys]), torch.autograd.grad(expected, [queries, keys])):
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=1e-5)
+
+
 def test_held_out_channels_are_measured():
     mask = torch.ones(64, 19)
     mask[:, :18] = 0
@@ -92,6 +114,9 @@ def test_pretraining_step_and_checkpoint_reuse(tmp_path):
     task = EEGFMModel.from_pretrained(tmp_path)
     for (name, a), (_, b) in zip(task.encoder.named_parameters(), model.encoder.named_parameters()):
         assert torch.equal(a, b), name
+    # the default electrode positions are a buffer, rebuilt on load rather than saved as a weight
+    assert "default_positions" not in model.state_dict()
+    assert torch.equal(task.default_positions, canonical_positions())
 
 
 def test_short_pretraining_run_on_real_eeg_lowers_both_losses(eegmat_windows):
@@ -144,3 +169,33 @@ def test_masks_built_on_the_gpu_are_the_cpus_bit_for_bit(deterministic):
         torch.use_deterministic_algorithms(previous)
     assert all(torch.equal(a, b.cpu()) for a, b in zip(on_cpu, on_gpu))
     assert on_gpu[1].is_cuda and 0.2 < on_gpu[1].float().mean() < 0.4
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs an NVIDIA GPU")
+@pytest.mark.parametrize("gnn_impl", ["pyg", "gather", "dense"])
+def test_a_gpu_pretraining_step_never_makes_the_host_wait(gnn_impl):
+    """Forward (default positions, CPU-drawn masks), backward, clipping and fused AdamW without one
+    synchronising CUDA call: the host keeps queueing work ahead of the GPU."""
+    model = create_pretraining_model("tiny", gnn_impl=gnn_impl).cuda()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)
+    eeg = torch.randn(8, 19, 2560, device="cuda")
+
+    def step() -> torch.Tensor:
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = model(eeg, generator=torch.Generator().manual_seed(0)).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0, foreach=True)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        return loss.detach()
+
+    step()  # first step: allocator and pinned-memory pools fill
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        loss = step()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert torch.isfinite(loss).item()
+

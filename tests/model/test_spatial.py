@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 
+import pytest
 import torch
 from torch_geometric.nn import MessagePassing
 
@@ -81,9 +82,10 @@ def _layer(impl: str) -> SpatialGNNLayer:
     return layer
 
 
-def test_message_passing_is_a_torch_geometric_layer_and_equals_the_dense_path():
+@pytest.mark.parametrize("impl", ["dense", "gather"])
+def test_message_passing_is_a_torch_geometric_layer_and_equals_the_other_paths(impl):
     assert isinstance(ElectrodeGraphConv(), MessagePassing)
-    pyg, dense = _layer("pyg"), _layer("dense")
+    pyg, dense = _layer("pyg"), _layer(impl)
     dense.load_state_dict(pyg.state_dict())
     x = torch.randn(3, 19, 6, 64, requires_grad=True)
     mask = torch.ones(3, 19)
@@ -97,15 +99,16 @@ def test_message_passing_is_a_torch_geometric_layer_and_equals_the_dense_path():
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
 
 
-def test_whole_model_agrees_across_gnn_paths():
+@pytest.mark.parametrize("impl", ["dense", "gather"])
+def test_whole_model_agrees_across_gnn_paths(impl):
     model = make_model("tiny")
     inputs = make_batch(2, 5, modalities=("ecg",))
     with torch.no_grad():
         pyg = model(**inputs).pooled
-        model.set_gnn_impl("dense")
-        dense = model(**inputs).pooled
-    assert model.config.gnn_impl == "dense"
-    torch.testing.assert_close(pyg, dense, atol=1e-5, rtol=1e-5)
+        model.set_gnn_impl(impl)
+        other = model(**inputs).pooled
+    assert model.config.gnn_impl == impl
+    torch.testing.assert_close(pyg, other, atol=1e-5, rtol=1e-5)
 
 
 def test_messages_only_flow_along_graph_edges():

@@ -42,6 +42,9 @@ def test_preset_contents_match_their_purpose():
     assert load_config("cpu-tiny", "pretrain", ["loader.num_workers=auto"]).loader.num_workers == "auto"
     large = load_config("large-gpu")
     assert (large.backend, large.precision, large.activation_checkpointing, large.compile) == ("nccl", "bf16", True, True)
+    # GPU presets pretrain compiled, with the GNN form that torch.compile fuses; CPU runs keep torch_geometric's
+    assert (base.compile, base.model_config().gnn_impl, large.model_config().gnn_impl) == (True, "gather", "gather")
+    assert (tiny.compile, tiny.model_config().gnn_impl) == (False, "pyg")
     # TF32 for the float32 InfoNCE logits on the GPU presets only: CPU runs keep exact float32
     assert {load_config(p, k).tf32 for p in ("base", "large-gpu") for k in ("pretrain", "finetune")} == {True}
     assert (tiny.tf32, load_config("cpu-tiny", "finetune").tf32) == (False, False)
