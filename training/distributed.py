@@ -19,7 +19,7 @@ import contextlib
 import dataclasses
 import datetime
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -122,6 +122,27 @@ class Dist:
         """True on every rank when any rank's ``flag`` is set (e.g. one rank got SIGTERM)."""
         return self.max({"flag": float(flag)})["flag"] > 0.5
 
+    def any_started(self, flag: bool) -> Callable[[], bool]:
+        """:meth:`any` in two halves: the reduction starts now, and the returned function waits for
+        it and reads it. Between the two the host can queue more GPU work: on NCCL the result sits
+        behind every kernel queued before it, so reading it at once makes the host wait for the
+        GPU to drain, and the GPU then idles while the host prepares what comes next."""
+        if not self.is_distributed or self.backend == "horovod":
+            value = self.any(flag)  # Horovod reduces host tensors on its own thread: nothing queued
+            return lambda: value
+        tensor = torch.full((1,), float(flag), device=self.device)  # a fill: no copy from the host
+        work = torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX, async_op=True)
+        if self.device.type != "cuda":
+            return lambda: (work.wait(), bool(tensor.item() > 0.5))[1]
+        # Queue the read-back now, behind the reduction: reading ``tensor`` later would queue it
+        # behind the next step's kernels too. NCCL's wait() orders the streams, the host goes on.
+        work.wait()
+        host = torch.empty(1, pin_memory=True)
+        host.copy_(tensor, non_blocking=True)
+        copied = torch.cuda.Event()
+        copied.record()
+        return lambda: (copied.synchronize(), bool(host.item() > 0.5))[1]
+
     def gather_objects(self, obj: Any) -> list[Any]:
         """Every rank's ``obj`` (small, picklable, trusted: our own loader positions), in rank order."""
         if not self.is_distributed:
@@ -163,6 +184,43 @@ class Dist:
             import horovod.torch as hvd
 
             hvd.shutdown()
+
+
+class StopVote:
+    """Whether to stop after this step, agreed by all ranks at the same step: some rank was asked
+    to stop (say, one node got the SIGTERM of a spot preemption), or ``--stop_after`` was reached.
+
+    Call :meth:`vote` once per step on every rank. A single process acts on its own signal at
+    once. Distributed runs act on the previous step's vote: each call starts this step's
+    reduction (:meth:`Dist.any_started`) and reads the one before, which by then is behind a
+    finished step, so the host never waits for the GPU to drain. Every rank stops at the same
+    step, one step after the signal. :meth:`close` waits for the reduction still in flight (call
+    it before the collectives that follow the loop).
+    """
+
+    def __init__(self, dist: Dist) -> None:
+        self.dist = dist
+        self.reason = ""
+        self._pending: Callable[[], bool] | None = None
+
+    def vote(self, signalled: bool, stop_after_reached: bool = False) -> bool:
+        """``signalled``: this rank's own request; ``stop_after_reached`` must be the same on every
+        rank (a step count), so it needs no vote and acts at once."""
+        if self.dist.is_distributed:
+            agreed = self.close()
+            self._pending = self.dist.any_started(signalled)
+        else:
+            agreed = bool(signalled)
+        if agreed:
+            self.reason = "signal" if signalled else "another rank's signal"
+        elif stop_after_reached:
+            self.reason = "stop_after"
+        return agreed or stop_after_reached
+
+    def close(self) -> bool:
+        """Wait for the reduction in flight, if any; its result (False if none)."""
+        pending, self._pending = self._pending, None
+        return pending() if pending is not None else False
 
 
 def unwrap(model: nn.Module) -> nn.Module:

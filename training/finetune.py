@@ -81,7 +81,7 @@ from training import checkpoint as ckpt
 from training import losses
 from training.config import ConfigError, FinetuneConfig, load_config, resolve_precision
 from training.data import EEGLoader, RecordFilter, model_inputs, scan_windows
-from training.distributed import Dist, unwrap
+from training.distributed import Dist, StopVote, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, TrainState, add_run_arguments, autocast, backward,
                            configure_kernels, core_state, launch, load_core_state, loader_config,
                            optimizer_step, run_overrides, step_seed)
@@ -707,6 +707,7 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: P
     start_stage = None if state is None else int(state["stage"])
     status, steps_here, best, offset = 0, 0, math.inf, 0
     best_eval = None  # validation logits of the best weights (this process's evaluations only)
+    stop_vote = StopVote(dist)
     with ckpt.PreemptionHandler() as preemption, tracker, logging_redirect_tqdm():  # log lines above the bar
         for stage in stages:
             if start_stage is not None and stage.index < start_stage:
@@ -765,7 +766,7 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: P
                     if run.done and run.step < run.total_steps:
                         log.info("%s: early stopping after %d evaluations without improvement", stage.name,
                                  run.bad_evals)
-                stop = dist.any(preemption.requested or (stop_after is not None and steps_here >= stop_after))
+                stop = stop_vote.vote(preemption.requested, stop_after is not None and steps_here >= stop_after)
                 if evaluate_now or run.step % cfg.save_every == 0 or stop:
                     save(run, output, is_best)
                 if stop and not run.done:
@@ -774,9 +775,10 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: P
             best, offset = run.best_metric, run.global_step
             if stop and not run.done:
                 log.warning("stopping in %s at step %d (%s); resume with --resume auto", stage.name, run.step,
-                            "signal" if preemption.requested else "stop_after")
+                            stop_vote.reason)
                 status = PREEMPTED_EXIT_CODE
                 break
+        stop_vote.close()
         if status == 0:
             check_replicas(run, output)
             finish(run, cfg, dist, data, plan, output, tracker, amp_dtype, val_loader, best_eval)

@@ -44,7 +44,7 @@ from pipelines.schema import CHANNELS
 from training import checkpoint as ckpt
 from training.config import ConfigError, PretrainConfig, load_config, resolve_precision
 from training.data import EEGLoader, model_inputs
-from training.distributed import Dist, unwrap
+from training.distributed import Dist, StopVote, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, TrainState, add_run_arguments, autocast, backward,
                            configure_kernels, core_state, launch, load_core_state, loader_config,
                            optimizer_step, run_overrides, step_seed)
@@ -255,6 +255,7 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
     steps_here, status = 0, 0
     tic = time.perf_counter()
     interval = {"samples": 0, "tokens": 0}
+    stop_vote = StopVote(dist)
     with ckpt.PreemptionHandler() as preemption, tracker, logging_redirect_tqdm():  # log lines above the bar
         while run.step < total:
             result = train_step(run, batches)
@@ -282,16 +283,16 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
                     progress.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
                 interval = {"samples": 0, "tokens": 0}
                 tic = time.perf_counter()
-            stop = dist.any(preemption.requested or (stop_after is not None and steps_here >= stop_after))
+            stop = stop_vote.vote(preemption.requested, stop_after is not None and steps_here >= stop_after)
             if run.step % cfg.save_every == 0 or run.step == total or stop:
                 mean_loss = dist.mean({"loss": window["loss"] / max(1, window["n"])})["loss"]
                 window = {"loss": 0.0, "n": 0}
                 save(run, output, mean_loss)
             if stop and run.step < total:
-                log.warning("stopping at step %d (%s); resume with --resume auto", run.step,
-                            "signal" if preemption.requested else "stop_after")
+                log.warning("stopping at step %d (%s); resume with --resume auto", run.step, stop_vote.reason)
                 status = PREEMPTED_EXIT_CODE
                 break
+        stop_vote.close()
         progress.close()
         check_replicas(run, output)
         if status == 0 and dist.is_main:

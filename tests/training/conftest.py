@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,11 @@ def pipeline_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "--pseudonym_key_file", str(key), "--num_shards", "2",
                 "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
     return out
+
+
+def free_port() -> int:
+    """A TCP port free on localhost now, for a test's process-group rendezvous."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+

@@ -5,10 +5,14 @@ The multi-process behaviour (gloo DDP, Horovod) is exercised by real launches in
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+import torch.multiprocessing as mp
 
-from training.distributed import BACKENDS, DistributedError, init_distributed, unwrap
+from tests.training.conftest import free_port
+from training.distributed import BACKENDS, DistributedError, StopVote, init_distributed, unwrap
 
 
 @pytest.fixture
@@ -95,3 +99,35 @@ def test_under_torchrun_each_restart_attempt_reads_only_its_own_store_keys(monke
     assert stores["1"].get("default_pg/0//rank_1") == b"round 1"
     assert agent.get("eegfm/attempt_2/default_pg/0//rank_1") == b"round 2"
     assert agent.get("default_pg/0//rank_1") == b"address of the killed round"
+
+
+def test_one_process_stops_at_once_on_its_signal_or_at_stop_after(no_launcher):
+    vote = StopVote(init_distributed("none", device="cpu"))
+    assert not vote.vote(False) and not vote.vote(False, stop_after_reached=False)
+    assert vote.vote(False, stop_after_reached=True) and vote.reason == "stop_after"
+    assert vote.vote(True) and vote.reason == "signal"
+    assert vote.close() is False  # nothing in flight
+
+
+def _vote_on_two_ranks(rank: int, port: int, results) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    dist = init_distributed("gloo", device="cpu")
+    vote = StopVote(dist)
+    step, stopped = 0, False
+    while not stopped and step < 10:
+        step += 1
+        stopped = vote.vote(signalled=rank == 1 and step >= 3)  # only rank 1 gets the "SIGTERM", at step 3
+    vote.close()
+    dist.barrier()
+    results[rank] = (step, vote.reason)
+    dist.shutdown()
+
+
+def test_two_gloo_ranks_agree_to_stop_one_step_after_either_is_signalled():
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_vote_on_two_ranks, args=(free_port(), results), nprocs=2, join=True)
+        outcome = dict(results)
+    # the same step on both ranks, one after the signal; each says whose signal it was
+    assert outcome == {0: (4, "another rank's signal"), 1: (4, "signal")}

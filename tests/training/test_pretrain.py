@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,6 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.training.conftest import free_port
 from training import checkpoint as ckpt
 from training.tracking import read_offline_run
 
@@ -31,12 +31,6 @@ def _env() -> dict[str, str]:
     # One intra-op thread per process: two ranks on two cores, and identical float reductions in
     # every run of the same test (thread count changes summation order).
     return dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="offline", WANDB_SILENT="true")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _pretrain(data: Path, output: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -99,7 +93,7 @@ def test_single_process_run_writes_checkpoints_model_metrics_and_offline_wandb(p
 
 def test_torchrun_two_gloo_ranks_keep_identical_parameters(pipeline_output, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [str(BIN / "torchrun"), "--nproc_per_node=2", f"--master_port={_free_port()}",
+    cmd = [str(BIN / "torchrun"), "--nproc_per_node=2", f"--master_port={free_port()}",
            "-m", "training.pretrain", "--data", str(pipeline_output), "--output", str(out), *FAST,
            "--max_steps", "3", "--set", "backend=gloo", "--set", "wandb.mode=disabled"]
     done = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
@@ -208,7 +202,7 @@ def test_pretraining_on_simulated_eeg_lowers_the_masked_reconstruction_loss(pipe
 def _torchrun(data: Path, output: Path, *extra: str) -> list[str]:
     # The c10d rendezvous (as on a cluster): each restart round forms a fresh process group.
     return [str(BIN / "torchrun"), "--nproc_per_node=2", "--rdzv_backend=c10d",
-            f"--rdzv_endpoint=127.0.0.1:{_free_port()}", *extra,
+            f"--rdzv_endpoint=127.0.0.1:{free_port()}", *extra,
             "-m", "training.pretrain", "--data", str(data), "--output", str(output), *FAST,
             "--max_steps", "6", "--set", "save_every=2", "--set", "backend=gloo",
             "--set", "wandb.mode=disabled"]
@@ -243,6 +237,59 @@ def test_torchrun_restarts_a_killed_rank_and_the_run_resumes_to_the_same_weights
     steps = [m["step"] for m in _metrics(crashed)]
     assert steps[-1] == 6 and len(steps) > 6  # some steps were run twice, after the restart
     _assert_bitwise_equal(_weights(crashed), _weights(reference))
+
+
+# Slow (three torchrun runs), so `make test-all` runs it.
+@pytest.mark.slow
+def test_sigterm_to_one_rank_stops_both_at_the_same_step_and_the_run_resumes_to_the_same_weights(
+        pipeline_output, tmp_path):
+    reference = tmp_path / "reference"
+    done = subprocess.run(_torchrun(pipeline_output, reference), cwd=REPO, env=_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    interrupted = tmp_path / "interrupted"
+    log_path = tmp_path / "torchrun.log"
+    log_file = open(log_path, "w")
+    proc = subprocess.Popen(_torchrun(pipeline_output, interrupted), cwd=REPO, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=log_file, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while len(_metrics(interrupted)) < 3 and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # The preemption notice reaches one node only: rank 1, not the launcher, not rank 0.
+        workers = subprocess.run(["pgrep", "-f", f"training.pretrain.*{interrupted}"], capture_output=True, text=True)
+        rank1 = [int(p) for p in workers.stdout.split() if _rank_of(int(p)) == "1"]
+        assert len(rank1) == 1, workers.stdout
+        os.kill(rank1[0], signal.SIGTERM)
+        proc.wait(timeout=120)
+    finally:
+        _kill_group(proc, interrupted)
+        log_file.close()
+    stderr = log_path.read_text()
+    assert proc.returncode != 0  # the ranks exit with the preemption code, which torchrun reports
+    stops = sorted(line.split("stopping at step ", 1)[1] for line in stderr.splitlines() if "stopping at step" in line)
+    assert len(stops) == 2, stderr[-3000:]
+    step = int(stops[0].split()[0])
+    assert stops == [f"{step} (another rank's signal); resume with --resume auto",
+                     f"{step} (signal); resume with --resume auto"]
+    state = ckpt.load_checkpoint(ckpt.latest_checkpoint(interrupted / "checkpoints"))
+    assert state["step"] == step < 6
+    assert [position["batches"] for position in state["loader"]] == [step, step]  # both ranks, same step
+
+    resumed = subprocess.run([*_torchrun(pipeline_output, interrupted), "--resume", "auto"], cwd=REPO, env=_env(),
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    _assert_bitwise_equal(_weights(interrupted), _weights(reference))
+
+
+def _rank_of(pid: int) -> str | None:
+    """The RANK that torchrun gave a process (None for the launcher and for processes gone)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    return next((item[5:].decode() for item in environ if item.startswith(b"RANK=")), None)
 
 
 def _kill_group(proc: subprocess.Popen, output: Path) -> None:
