@@ -172,6 +172,9 @@ class LoaderConfig(Config):
     on its device: half the bytes through workers, pinned memory and the host-to-GPU copy, for
     GPU runs; ``float32`` converts in the loader workers, for CPU runs. ``num_workers: auto``
     (the GPU presets) sizes the workers to the machine (``training.data.auto_num_workers``).
+    ``drop_last`` drops each loader worker's incomplete batch at the end of its epoch (training
+    loaders only; evaluation sees every window): with ``torch.compile`` every batch then has the
+    same shape, so no partial batch recompiles the step with a dynamic batch dimension.
     """
 
     batch_size: int = 8
@@ -181,6 +184,7 @@ class LoaderConfig(Config):
     seed: int = 0
     augment: dict[str, Any] = dataclasses.field(default_factory=dict)
     eeg_dtype: str = "float32"
+    drop_last: bool = False
 
     def validate(self) -> None:
         check_option("loader.eeg_dtype", self.eeg_dtype, ("float32", "float16"))
@@ -195,6 +199,7 @@ class LoaderConfig(Config):
         self.shuffle_buffer = _int("loader.shuffle_buffer", self.shuffle_buffer, 0)
         self.seed = _int("loader.seed", self.seed, 0, 2**63 - 1)
         self.augment = _mapping("loader.augment", self.augment)
+        self.drop_last = _bool("loader.drop_last", self.drop_last)
 
 
 @dataclasses.dataclass

@@ -1303,9 +1303,11 @@ class _ShardDataset(IterableDataset):
                     yield (worker, current, index, last), batch if info is None else _to_wire(batch, self.handoff)
             empty = 0 if delivered else empty + 1
             if empty > max(2, len(self.files)):
+                dropped = (f" and drop_last (an epoch's incomplete batch is dropped; batch size "
+                           f"{self.config.batch_size or self.config.max_batch_size})") if self.config.drop_last else ""
                 raise RuntimeError(
                     f"shard {shard} of {stream.n_shards} (rank {self.rank}, worker {worker}) got no windows "
-                    f"in {empty} epochs in a row: too few windows after filters for world_size "
+                    f"in {empty} epochs in a row: too few windows after filters{dropped} for world_size "
                     f"{self.world_size} x {n_workers} workers ({len(self.files)} files)")
 
 

@@ -39,11 +39,12 @@ def loader_config(section: LoaderSection, patch_size: int, *, filters: RecordFil
     """The data loader's settings from a run config's ``loader`` section.
 
     ``batch_size`` is the batch size, or with a ``token_budget`` the cap on windows per batch.
-    Evaluation loaders (``train=False``) keep the file order and do not augment.
+    Evaluation loaders (``train=False``) keep the file order, do not augment and drop nothing.
     """
     return LoaderConfig(
         batch_size=None if section.token_budget else section.batch_size,
         token_budget=section.token_budget, max_batch_size=section.batch_size, patch_size=patch_size,
+        drop_last=section.drop_last and train,
         num_workers=section.num_workers, shuffle=train, shuffle_buffer=section.shuffle_buffer,
         seed=section.seed, eeg_dtype=section.eeg_dtype,
         augment=AugmentConfig(**section.augment) if train else AugmentConfig(),

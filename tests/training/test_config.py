@@ -45,6 +45,9 @@ def test_preset_contents_match_their_purpose():
     # GPU presets pretrain compiled, with the GNN form that torch.compile fuses; CPU runs keep torch_geometric's
     assert (base.compile, base.model_config().gnn_impl, large.model_config().gnn_impl) == (True, "gather", "gather")
     assert (tiny.compile, tiny.model_config().gnn_impl) == (False, "pyg")
+    # ... and full batches only, so a partial one never recompiles the step; fine-tuning keeps every window
+    assert (base.loader.drop_last, large.loader.drop_last, tiny.loader.drop_last) == (True, True, False)
+    assert not any(load_config(p, "finetune").loader.drop_last for p in ("base", "large-gpu", "cpu-tiny"))
     # TF32 for the float32 InfoNCE logits on the GPU presets only: CPU runs keep exact float32
     assert {load_config(p, k).tf32 for p in ("base", "large-gpu") for k in ("pretrain", "finetune")} == {True}
     assert (tiny.tf32, load_config("cpu-tiny", "finetune").tf32) == (False, False)
@@ -79,6 +82,7 @@ def test_overrides_from_the_command_line_and_from_dicts():
     (["model=huge"], r"model: expected one of 'base', 'large', 'tiny'; got 'huge'"),
     (["compile=1"], r"compile: expected true or false; got 1"),
     (["tf32=yes please"], r"tf32: expected true or false; got 'yes please'"),
+    (["loader.drop_last=sometimes"], r"loader.drop_last: expected true or false; got 'sometimes'"),
     (["optim.max_steps=null"], r"optim.max_steps: expected an integer >= 1 for pretraining; got None"),
     (["optim.warmup_steps=500"], r"optim.warmup_steps: expected fewer than max_steps=300; got 500"),
     (["model_overrides.num_attention_heads=5"], r"model_overrides: EEGFMConfig.num_attention_heads: "

@@ -217,6 +217,24 @@ def test_each_record_once_per_epoch_across_ranks_and_workers(pipeline_output, re
     assert seen == expected and max(seen.values()) == 1
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_drop_last_delivers_only_full_batches_and_a_new_selection_every_epoch(pipeline_output, records, workers):
+    config = LoaderConfig(batch_size=5, num_workers=workers, drop_last=True)
+    loader = EEGLoader(pipeline_output, config, rank=0, world_size=1, infinite=False)
+    first, second = list(loader), list(loader)
+    assert first and all(len(b["recording_id"]) == 5 for b in first + second)
+    everything = _record_keys(records)
+    seen = [Counter(k for b in epoch for k in _keys(b)) for epoch in (first, second)]
+    # each epoch: no window twice, none invented, and per shard and window length fewer than 5 dropped
+    n_lengths = len({r.eeg.shape[1] for r in records})
+    for keys in seen:
+        assert max(keys.values()) == 1 and set(keys) <= set(everything)
+        assert 0 <= sum(everything.values()) - sum(keys.values()) < 5 * n_lengths * max(1, workers)
+    assert seen[0] != seen[1] or sum(seen[0].values()) == sum(everything.values())  # reshuffled, other leftovers
+    kept = _epoch(pipeline_output, dataclasses.replace(config, drop_last=False))
+    assert Counter(k for b in kept for k in _keys(b)) == everything
+
+
 def test_shuffle_is_seeded_by_seed_and_epoch(pipeline_output):
     config = LoaderConfig(batch_size=4, num_workers=0, shuffle_buffer=8, seed=3)
     loader = EEGLoader(pipeline_output, config, rank=0, world_size=1, infinite=False)
@@ -248,9 +266,11 @@ def _same_batch(a: dict, b: dict) -> bool:
         for k in a)
 
 
-def test_resume_repeats_the_uninterrupted_batches_bitwise(pipeline_output):
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_resume_repeats_the_uninterrupted_batches_bitwise(pipeline_output, drop_last):
     workers = 2
     config = LoaderConfig(batch_size=4, num_workers=workers, prefetch_factor=2, shuffle_buffer=6, seed=7,
+                          drop_last=drop_last,
                           augment=AugmentConfig(channel_dropout=0.2, time_shift=64, noise_std=1.0,
                                                 amplitude_scale=(0.9, 1.1), mixup_alpha=0.4, cutmix_alpha=1.0))
     total, cut = 14, 5  # crosses epoch boundaries (about 5 batches per worker and epoch)

@@ -83,6 +83,9 @@ def test_loader_config_maps_the_run_section_and_evaluation_keeps_order_without_a
     held_out = RecordFilter(subjects=("s1",))
     evaluation = loader_config(section, 256, filters=held_out, train=False)
     assert not evaluation.shuffle and evaluation.augment.noise_std == 0.0 and evaluation.filters is held_out
+    dropping = Section(batch_size=16, drop_last=True)
+    assert loader_config(dropping, 256).drop_last and not loader_config(dropping, 256, train=False).drop_last
+    assert not train.drop_last
     budget = loader_config(Section(batch_size=32, token_budget=500), 256)
     assert (budget.batch_size, budget.token_budget, budget.max_batch_size) == (None, 500, 32)
     assert budget.batch_size_for(2560) == 32 and budget.batch_size_for(256 * 100) == 5
