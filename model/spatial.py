@@ -26,7 +26,8 @@ Three implementations of the same sums, selected by ``EEGFMConfig.gnn_impl``:
   into one kernel that reads every value once per neighbour from cache and writes the output
   once: no K-fold message tensor in memory and no scatter in the forward pass.
 
-Both export with the dynamo ONNX exporter (dynamic batch, channels and time).
+``pyg`` and ``dense`` export with the dynamo ONNX exporter (dynamic batch, channels and time);
+``model.export`` uses ``dense`` by default.
 """
 
 from __future__ import annotations
