@@ -1,0 +1,155 @@
+"""The real pretraining loop's throughput, against the bare step it runs; prints one JSON object.
+
+``benchmarks/train.py`` times the loader and the model step apart. This runs the loop itself,
+``torchrun -m training.pretrain`` with a training preset (loader workers, hand-off, host-to-device
+copies, the step, logging, checkpoints at the end), and reads the throughput it logs:
+
+- ``intervals``: samples/s of every ``--log-every``-step interval, as ``metrics.jsonl`` has them;
+- ``steady``: their median from step ``--skip-steps`` on (compilation, the loader's start and the
+  learning-rate warm-up come first), in windows and tokens per second;
+- ``step``: with ``--compare-step``, ``benchmarks.train.step_throughput`` of the same model, batch
+  per rank, compile setting and model overrides on the same device, in this process after the
+  loop, on random 10 s windows in bf16 autocast (the GPU presets' precision): what one rank would
+  reach if the data and the loop cost nothing. ``loop_over_step`` is the loop's samples/s per rank
+  over it (1.0: the loop adds nothing to the step).
+
+A pipeline output is usually far smaller than a pretraining corpus, and each loader worker ends
+its epoch with an incomplete batch (dropped by the GPU presets' ``drop_last``), so ``--copies N``
+links the site folders N times into a temporary corpus (no data is copied) to give every worker
+many batches per epoch, as on a real corpus.
+
+    python benchmarks/train_loop.py --data DIR [--config base] [--copies 40] [--nproc 1]
+                                    [--max-steps 120] [--skip-steps 40] [--set KEY=VALUE ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+
+def link_corpus(data: Path, copies: int, target: Path) -> int:
+    """``target`` as a pipeline output holding ``data``'s site folders ``copies`` times (symbolic
+    links named ``<site>-c<i>``) and its manifest; returns the number of windows it holds."""
+    from training.data import describe, list_files
+
+    if copies < 1:
+        raise ValueError(f"copies: expected an integer >= 1; got {copies}")
+    sites = sorted({Path(path).parent for path in list_files(os.fspath(data))})
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("manifest.json", "artifact_ae.npz"):
+        if (data / name).exists():
+            shutil.copy(data / name, target / name)
+    for copy in range(copies):
+        for site in sites:
+            (target / f"{site.name}-c{copy}").symlink_to(site.resolve(), target_is_directory=True)
+    return int(describe(data).counts.get("windows", 0)) * copies
+
+
+def steady_state(metrics: list[dict], skip_steps: int) -> dict:
+    """Median samples/s and tokens/s of the logged intervals ending after ``skip_steps``."""
+    kept = [m for m in metrics if m["step"] > skip_steps and "samples_per_s" in m]
+    if not kept:
+        raise ValueError(f"skip_steps: no logged interval ends after step {skip_steps} "
+                         f"(last logged step: {metrics[-1]['step'] if metrics else None}); "
+                         "run more steps or skip fewer")
+    return {"from_step": skip_steps, "intervals": len(kept),
+            "samples_per_s": round(statistics.median(m["samples_per_s"] for m in kept), 1),
+            "tokens_per_s": round(statistics.median(m["tokens_per_s"] for m in kept))}
+
+
+def _pretrain_command(corpus: Path, output: Path, args: argparse.Namespace) -> list[str]:
+    overrides = [f"log_every={args.log_every}", "wandb.mode=disabled",
+                 f"optim.warmup_steps={max(1, min(args.max_steps // 4, 100))}",
+                 f"save_every={args.max_steps}", *args.set]
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
+    return [*launcher, "-m", "training.pretrain", "--data", str(corpus), "--output", str(output),
+            "--config", args.config, "--max_steps", str(args.max_steps),
+            *[item for override in overrides for item in ("--set", override)]]
+
+
+def _compare_step(run: dict, config: str, overrides: list[str], batch: int) -> dict:
+    """The bare step of the loop's model and settings, timed in this process."""
+    import torch
+
+    from benchmarks.train import BF16_PEAK, step_throughput
+    from training.config import load_config
+
+    cfg = load_config(config, "pretrain", overrides)
+    device = torch.device(run["device"])  # rank 0's
+    cuda = device.type == "cuda"
+    name = torch.cuda.get_device_name(device) if cuda else "cpu"
+    peak = next((v for k, v in BF16_PEAK.items() if k in name), None) if cuda else None
+    return step_throughput(device, preset=cfg.model, batch=batch, compile=cfg.compile, peak=peak,
+                           overrides=cfg.model_overrides, tf32=cfg.tf32 and cuda)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, required=True, help="a pipelines.preprocess output folder")
+    parser.add_argument("--config", default="base", help="training preset (default: base)")
+    parser.add_argument("--copies", type=int, default=40,
+                        help="link the corpus this many times (default 40), so every loader worker "
+                        "has many batches an epoch, as on a real corpus")
+    parser.add_argument("--nproc", type=int, default=1, help="ranks on this machine (torchrun --nproc_per_node)")
+    parser.add_argument("--max-steps", type=int, default=120, help="optimizer steps to run (default 120)")
+    parser.add_argument("--skip-steps", type=int, default=40,
+                        help="steps left out of the steady state: compilation, loader start, warm-up (default 40)")
+    parser.add_argument("--log-every", type=int, default=10, help="steps per logged interval (default 10)")
+    parser.add_argument("--compare-step", action="store_true",
+                        help="also time the bare step of the same model and settings, in this process")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for the run, e.g. loader.batch_size=512 (repeatable)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds the training run may take")
+    args = parser.parse_args(argv)
+    for name in ("copies", "nproc", "max_steps", "log_every"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')}: expected an integer >= 1; got {getattr(args, name)}")
+    if not 0 <= args.skip_steps < args.max_steps:
+        parser.error(f"--skip-steps: expected an integer in [0, --max-steps={args.max_steps}); got {args.skip_steps}")
+    from training.config import load_config
+
+    cfg = load_config(args.config, "pretrain", args.set)  # a bad override fails here, not in torchrun
+    result: dict = {"benchmark": "train_loop", "config": args.config, "overrides": args.set, "nproc": args.nproc,
+                    "copies": args.copies, "batch_size": cfg.loader.batch_size, "compile": cfg.compile,
+                    "drop_last": cfg.loader.drop_last, "max_steps": args.max_steps}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        result["windows"] = link_corpus(args.data, args.copies, tmp / "corpus")
+        env = dict(os.environ, WANDB_SILENT="true")
+        started = time.perf_counter()
+        done = subprocess.run(_pretrain_command(tmp / "corpus", tmp / "run", args), cwd=REPO, env=env,
+                              capture_output=True, text=True, timeout=args.timeout)
+        result["wall_s"] = round(time.perf_counter() - started, 1)
+        if done.returncode:
+            raise SystemExit(f"training.pretrain failed ({done.returncode}):\n{done.stderr[-3000:]}")
+        metrics = [json.loads(line) for line in (tmp / "run" / "metrics.jsonl").read_text().splitlines() if line]
+        run = json.loads((tmp / "run" / "run.json").read_text())
+    result["device"] = run["device"]
+    result["intervals"] = [{"step": m["step"], "samples_per_s": round(m["samples_per_s"], 1), "loss": round(m["loss"], 4)}
+                           for m in metrics]
+    result["steady"] = steady_state(metrics, args.skip_steps)
+    last = metrics[-1]
+    result["memory"] = {k: round(v) for k, v in last.items() if k.startswith("memory/")}
+    if args.compare_step:
+        per_rank = cfg.loader.batch_size
+        step = _compare_step(run, args.config, args.set, per_rank)
+        result["step"] = {k: step[k] for k in ("batch", "compile", "step_ms", "samples_per_s", "tokens_per_s", "mfu")}
+        result["loop_over_step"] = round(result["steady"]["samples_per_s"] / args.nproc / step["samples_per_s"], 3)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
