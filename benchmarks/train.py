@@ -43,6 +43,11 @@ sys.path.insert(0, str(REPO))
 BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
 
 
+def bf16_peak(device_name: str) -> float | None:
+    """Dense bf16 peak FLOP/s of a GPU from its name (None for one not in ``BF16_PEAK``)."""
+    return next((v for k, v in BF16_PEAK.items() if k in device_name), None)
+
+
 def _simulate_and_preprocess(root: Path, shards_per_site: int = 0, subjects: int = 2, minutes: float = 6) -> Path:
     """The simulated corpus (3 sites x ``subjects`` x ``minutes``), preprocessed;
     ``shards_per_site`` > 0 splits each site's windows over that many files (a loader with more
@@ -186,7 +191,7 @@ def _gpu(steps: int, batches: tuple[int, ...], compile_modes: tuple[bool, ...]) 
     overrides = load_config("base").model_overrides
     device = torch.device("cuda")
     name = torch.cuda.get_device_name(device)
-    peak = next((v for k, v in BF16_PEAK.items() if k in name), None)
+    peak = bf16_peak(name)
     runs = []
     for batch in batches:
         for compiled in compile_modes:

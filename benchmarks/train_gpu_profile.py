@@ -26,7 +26,7 @@ from typing import NamedTuple
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.train import BF16_PEAK, step_throughput  # noqa: E402
+from benchmarks.train import bf16_peak, step_throughput  # noqa: E402
 
 # First match wins: kernel names of cuBLAS/CUTLASS, flash/efficient attention, Triton (torch.compile)
 # and ATen's own kernels.
@@ -120,7 +120,7 @@ def main() -> None:
         return
     device = torch.device("cuda")
     name = torch.cuda.get_device_name(device)
-    peak = next((v for k, v in BF16_PEAK.items() if k in name), None)
+    peak = bf16_peak(name)
     runs = []
     for batch in args.batches:
         for variant in args.variants:

@@ -83,16 +83,14 @@ def _compare_step(run: dict, config: str, overrides: list[str], batch: int) -> d
     """The bare step of the loop's model and settings, timed in this process."""
     import torch
 
-    from benchmarks.train import BF16_PEAK, step_throughput
+    from benchmarks.train import bf16_peak, step_throughput
     from training.config import load_config
 
     cfg = load_config(config, "pretrain", overrides)
     device = torch.device(run["device"])  # rank 0's
-    cuda = device.type == "cuda"
-    name = torch.cuda.get_device_name(device) if cuda else "cpu"
-    peak = next((v for k, v in BF16_PEAK.items() if k in name), None) if cuda else None
+    peak = bf16_peak(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
     return step_throughput(device, preset=cfg.model, batch=batch, compile=cfg.compile, peak=peak,
-                           overrides=cfg.model_overrides, tf32=cfg.tf32 and cuda)
+                           overrides=cfg.model_overrides, tf32=cfg.tf32)
 
 
 def main(argv: list[str] | None = None) -> int:
