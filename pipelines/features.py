@@ -35,9 +35,9 @@ from functools import lru_cache
 import numpy as np
 import scipy.fft as sp_fft
 from numpy.lib.stride_tricks import as_strided
-from scipy.signal import get_window
 
 from pipelines.channels import CANONICAL_CHANNELS
+from pipelines.filter_design import hann_periodic
 
 BANDS: tuple[tuple[str, float, float], ...] = (
     ("delta", 0.5, 4.0),
@@ -273,7 +273,7 @@ def _welch_float32(
 
 @lru_cache(maxsize=16)
 def _hann(n: int) -> np.ndarray:
-    window = get_window("hann", n)  # periodic, as scipy.signal.welch uses
+    window = hann_periodic(n)  # as scipy.signal.welch uses
     window.setflags(write=False)
     return window
 

@@ -75,10 +75,10 @@ from typing import Any
 
 import numpy as np
 import scipy.fft
-from scipy.signal import butter, iirnotch, sosfilt, sosfreqz, tf2sos
 
 from pipelines.config import Config, ConfigError, check_option, check_range
 from pipelines.features import welch_psd
+from pipelines.filter_design import butter_sos, notch_sos, sos_impulse_response, sos_response
 
 LINE_FREQUENCIES = (50, 60)
 OUTPUT_NYQUIST = 128.0  # Nyquist frequency of the 256 Hz data contract
@@ -322,7 +322,7 @@ class FilterDesign:
 
     def response_db(self, freqs: np.ndarray) -> np.ndarray:
         """Zero-phase magnitude response in dB at ``freqs`` (Hz): twice the single-pass response."""
-        _, h = sosfreqz(self.sos.astype(np.float64), worN=np.asarray(freqs, float), fs=self.sfreq)
+        h = sos_response(self.sos, freqs, self.sfreq)
         return 20.0 * np.log10(np.maximum(np.abs(h) ** 2, 1e-300))
 
     def describe(self) -> dict[str, Any]:
@@ -343,9 +343,7 @@ class FilterDesign:
 
 def _settle_samples(sos: np.ndarray, tol: float, limit: int) -> int:
     """Samples after which the cascade's impulse response keeps less than ``tol`` of its mass."""
-    impulse = np.zeros(limit)
-    impulse[0] = 1.0
-    h = np.abs(sosfilt(sos, impulse))
+    h = np.abs(sos_impulse_response(sos, limit))
     tail = np.cumsum(h[::-1])[::-1]  # tail[n] = sum_{k >= n} |h[k]|
     beyond = np.nonzero(tail <= tol * tail[0])[0]
     if beyond.size == 0:
@@ -395,10 +393,10 @@ def _design_filters(sfreq: float, config: FilterConfig, line_freq: int | None) -
     l_cutoff = h_cutoff = None
     if config.l_freq is not None:
         l_cutoff = highpass_cutoff(config.l_freq)
-        band.append(butter(config.order, l_cutoff, "highpass", fs=sfreq, output="sos"))
+        band.append(butter_sos(config.order, l_cutoff, "highpass", sfreq))
     if config.h_freq is not None:
         h_cutoff = lowpass_cutoff(config.h_freq, sfreq)
-        band.append(butter(config.order, h_cutoff, "lowpass", fs=sfreq, output="sos"))
+        band.append(butter_sos(config.order, h_cutoff, "lowpass", sfreq))
     band_sos = np.concatenate(band) if band else np.zeros((0, 6))
 
     notch_freqs: list[float] = []
@@ -411,8 +409,7 @@ def _design_filters(sfreq: float, config: FilterConfig, line_freq: int | None) -
                 keep = level > _HARMONIC_SKIP_DB
             if keep:
                 notch_freqs.append(harmonic)
-                b, a = iirnotch(harmonic, harmonic / config.notch_width_hz, fs=sfreq)
-                sections.append(tf2sos(b, a))
+                sections.append(notch_sos(harmonic, harmonic / config.notch_width_hz, sfreq))
             if not config.notch_harmonics:
                 break
             harmonic += line_freq
@@ -452,7 +449,7 @@ def lowpass_cutoff(h_freq: float, sfreq: float) -> float:
 def _zero_phase_db(sos: np.ndarray, freq: float, sfreq: float) -> float:
     if sos.shape[0] == 0:
         return 0.0
-    _, h = sosfreqz(sos, worN=[freq], fs=sfreq)
+    h = sos_response(sos, [freq], sfreq)
     return float(20.0 * np.log10(max(abs(h[0]) ** 2, 1e-300)))
 
 
@@ -479,7 +476,7 @@ def _zero_phase_gain(design: FilterDesign, size: int) -> np.ndarray:
     if gain is None:
         if len(gains) >= 32:
             gains.clear()
-        _, h = sosfreqz(design.sos, worN=np.fft.rfftfreq(size, 1.0 / design.sfreq), fs=design.sfreq)
+        h = sos_response(design.sos, np.fft.rfftfreq(size, 1.0 / design.sfreq), design.sfreq)
         gain = gains[size] = (h.real ** 2 + h.imag ** 2).astype(np.float32)
     return gain
 

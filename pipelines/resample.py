@@ -50,15 +50,15 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
-from scipy.signal import firwin
+
+from pipelines.filter_design import kaiser_lowpass
 
 TARGET_SFREQ = 256.0
 # Relative ratio error allowed when a rate has no small exact fraction: under one output sample of
 # drift per hour at 256 Hz (3600 s * 1e-6 = 3.6 ms < 1 / 256 s).
 DEFAULT_MAX_RATIO_ERROR = 1e-6
-# scipy.signal.resample_poly's default window; named here so the streaming path designs the same
-# filter the one-shot path gets.
-_WINDOW = ("kaiser", 5.0)
+# scipy.signal.resample_poly's default window, a Kaiser window's beta.
+_KAISER_BETA = 5.0
 _MAX_DENOMINATOR = 2**24
 
 
@@ -167,7 +167,7 @@ def plan_resample(
 def _fir_taps(up: int, down: int) -> np.ndarray:
     """scipy's resample_poly anti-aliasing filter for up/down, float32, before the gain of ``up``."""
     max_rate = max(up, down)
-    taps = firwin(2 * 10 * max_rate + 1, 1.0 / max_rate, window=_WINDOW).astype(np.float32)
+    taps = kaiser_lowpass(2 * 10 * max_rate + 1, 1.0 / max_rate, _KAISER_BETA).astype(np.float32)
     taps.setflags(write=False)
     return taps
 
