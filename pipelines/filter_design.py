@@ -51,11 +51,11 @@ def butter_sos(order: int, cutoff: float, btype: str, fs: float) -> np.ndarray:
     # The bilinear transform's gain: the analog zeros (none, or all at s = 0 for the high-pass)
     # over the poles, each as (fs2 - s) with fs2 = 4.
     gain *= float(np.real((4.0**order if btype == "highpass" else 1.0) / np.prod(4.0 - analog)))
-    # Poles closest to the unit circle last, as scipy orders its sections.
+    # One section per conjugate pair, the pairs closest to the unit circle last (scipy's order;
+    # the cascade's response does not depend on it), after the real pole of an odd order.
     upper = sorted((p for p in poles if p.imag > 1e-300), key=abs)
     sections = []
-    real = [p.real for p in poles if abs(p.imag) <= 1e-300]
-    for p in real:  # odd order: one real pole
+    for p in (p.real for p in poles if abs(p.imag) <= 1e-300):
         sections.append([1.0, -zero, 0.0, 1.0, -p, 0.0])
     for p in upper:
         sections.append([1.0, -2.0 * zero, 1.0, 1.0, -2.0 * p.real, abs(p) ** 2])
