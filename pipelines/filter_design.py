@@ -95,59 +95,55 @@ def sos_response(sos: np.ndarray, freqs: np.ndarray, fs: float) -> np.ndarray:
 def sos_impulse_response(sos: np.ndarray, n: int) -> np.ndarray:
     """The cascade's first ``n`` impulse response samples (``scipy.signal.sosfilt`` of an impulse).
 
-    Each section's response in closed form (a damped sinusoid for complex poles), the sections then
-    convolved by FFT, truncating to ``n`` after each: a linear convolution of two ``n``-sample
-    sequences fits an FFT of ``2 n``, so nothing wraps around.
+    ``h[0] = D`` and ``h[k] = C A^(k-1) B`` for the cascade's state-space form, computed in blocks
+    of ``_BLOCK`` samples: the columns ``A^j B`` of one block once, then each block as one row
+    ``C A^(k-1)`` times them. Like a recursion, and unlike an inverse FFT of the frequency
+    response, its error shrinks with the response, so a tail's mass is accurate down to 1e-7 of
+    the total however long ``n`` is; it costs a Python step per block, not per sample.
     """
-    sos = np.atleast_2d(np.asarray(sos, dtype=np.float64))
-    if n < 1:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n: expected a positive number of samples; got {n!r}")
-    size = 2 * n
-    spectrum = None
-    for section in sos:
-        h = _section_impulse_response(section, n)
-        if sos.shape[0] == 1:
-            return h
-        if spectrum is None:
-            spectrum = np.fft.rfft(h, size)
-        else:
-            spectrum = np.fft.rfft(np.fft.irfft(spectrum * np.fft.rfft(h, size), size)[:n], size)
-    return np.fft.irfft(spectrum, size)[:n]
+    a, b, c, d = _state_space(np.atleast_2d(np.asarray(sos, dtype=np.float64)))
+    h = np.empty(int(n) + _BLOCK)
+    h[0] = d
+    columns = np.empty((b.size, _BLOCK))  # A^j B, j < _BLOCK
+    column = b
+    jump = np.eye(b.size)  # A^_BLOCK, by as many products as a recursion takes (squaring loses digits)
+    for j in range(_BLOCK):
+        columns[:, j] = column
+        column = a @ column
+        jump = a @ jump
+    row = c
+    for start in range(1, int(n), _BLOCK):
+        h[start:start + _BLOCK] = row @ columns
+        row = row @ jump
+    return h[:n]
 
 
-def _section_impulse_response(section: np.ndarray, n: int) -> np.ndarray:
-    b0, b1, b2, a0, a1, a2 = section / section[3]
-    k = np.arange(n, dtype=np.float64)
-    # g: the impulse response of 1 / (1 + a1 z^-1 + a2 z^-2); then h = b0 g + b1 g[-1] + b2 g[-2].
-    if a2 == 0.0:
-        g = np.power(-a1, k) if a1 != 0.0 else (k == 0).astype(np.float64)
-    elif a2 < 0.0:  # real poles of opposite signs: far apart, the plain formula is accurate
-        root = math.sqrt(a1 * a1 - 4.0 * a2)
-        p, q = (-a1 + root) / 2.0, (-a1 - root) / 2.0
-        g = (np.power(p, k + 1.0) - np.power(q, k + 1.0)) / (p - q)
-    else:
-        # Poles r e^{+-i theta} or r e^{+-phi} (same sign): g[k] = r^k sin((k + 1) theta) / sin(theta),
-        # or the same with sinh. The sinh form is written with expm1 so that nearly equal real poles
-        # (phi -> 0, a double pole at the limit) lose no precision.
-        r = math.sqrt(a2)
-        half = -a1 / 2.0
-        disc = half * half - a2
-        sign = -1.0 if half < 0 else 1.0
-        if disc < 0.0:
-            theta = math.atan2(math.sqrt(-disc), half)
-            g = np.power(r, k) * np.sin((k + 1.0) * theta) / math.sin(theta)
-        else:
-            phi = math.asinh(math.sqrt(disc) / r)
-            if phi == 0.0:
-                g = (k + 1.0) * np.power(r, k)
-            else:
-                g = np.exp(k * math.log(r) - (k + 1.0) * phi) * np.expm1(2.0 * (k + 1.0) * phi) / (2.0 * math.sinh(phi))
-            if sign < 0:
-                g[1::2] *= -1.0
-    h = b0 * g
-    h[1:] += b1 * g[:-1]
-    h[2:] += b2 * g[:-2]
-    return h
+_BLOCK = 512
+
+
+def _state_space(sos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """(A, B, C, D) of the cascade, two states per section (transposed direct form II)."""
+    a = np.zeros((0, 0))
+    b = np.zeros(0)
+    c = np.zeros(0)
+    d = 1.0
+    for b0, b1, b2, a0, a1, a2 in sos / sos[:, 3:4]:
+        # One section: y = z1 + b0 u; z1' = -a1 z1 + z2 + (b1 - a1 b0) u; z2' = -a2 z1 + (b2 - a2 b0) u.
+        a_s = np.array([[-a1, 1.0], [-a2, 0.0]])
+        b_s = np.array([b1 - a1 * b0, b2 - a2 * b0])
+        # Its input u is the cascade's output so far: c x + d (times the cascade's input).
+        size = b.size
+        grown = np.zeros((size + 2, size + 2))
+        grown[:size, :size] = a
+        grown[size:, :size] = np.outer(b_s, c)
+        grown[size:, size:] = a_s
+        a = grown
+        b = np.concatenate([b, b_s * d])
+        c = np.concatenate([b0 * c, [1.0, 0.0]])
+        d = b0 * d
+    return a, b, c, d
 
 
 def kaiser_lowpass(numtaps: int, cutoff: float, beta: float) -> np.ndarray:

@@ -341,14 +341,19 @@ class FilterDesign:
         }
 
 
-def _settle_samples(sos: np.ndarray, tol: float, limit: int) -> int:
-    """Samples after which the cascade's impulse response keeps less than ``tol`` of its mass."""
+def _tail_mass(sos: np.ndarray, limit: int) -> np.ndarray:
+    """``tail[n]``: the mass ``sum_{k >= n} |h[k]|`` of the cascade's impulse response within
+    ``limit`` samples."""
     h = np.abs(sos_impulse_response(sos, limit))
-    tail = np.cumsum(h[::-1])[::-1]  # tail[n] = sum_{k >= n} |h[k]|
+    return np.cumsum(h[::-1])[::-1]
+
+
+def _settle_samples(tail: np.ndarray, tol: float) -> int:
+    """Samples after which the impulse response keeps less than ``tol`` of its mass."""
     beyond = np.nonzero(tail <= tol * tail[0])[0]
     if beyond.size == 0:
         raise ValueError(
-            f"filter impulse response does not settle to {tol:g} within {limit} samples; "
+            f"filter impulse response does not settle to {tol:g} within {tail.size} samples; "
             "l_freq or notch_width_hz is too small for this sampling rate"
         )
     return int(beyond[0])
@@ -418,8 +423,9 @@ def _design_filters(sfreq: float, config: FilterConfig, line_freq: int | None) -
     if sos.shape[0] == 0:
         sos = np.array([[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]])  # identity section
     limit = int(min(sfreq * 600, max(sfreq * 120, 2**16)))
-    padlen = _settle_samples(sos, _PAD_TOL, limit)
-    margin = max(_settle_samples(sos, _MARGIN_TOL, limit), padlen + 1)
+    tail = _tail_mass(sos, limit)
+    padlen = _settle_samples(tail, _PAD_TOL)
+    margin = max(_settle_samples(tail, _MARGIN_TOL), padlen + 1)
     return FilterDesign(
         sfreq=sfreq,
         line_freq=line_freq,
