@@ -133,3 +133,22 @@ def test_the_job_imports_no_scipy_signal():
             "print(sorted(m for m in sys.modules if m.startswith(('scipy.signal', 'scipy.stats'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("sfreq", [256.0, 500.0])
+@pytest.mark.parametrize("order", [1, 4, 8])
+@pytest.mark.parametrize("l_freq,h_freq,line_freq", [(0.1, 100.0, 50), (0.5, 40.0, 60), (5.0, None, 50), (None, 100.0, None)])
+def test_filter_lengths_equal_those_sosfilt_measures(sfreq, order, l_freq, h_freq, line_freq):
+    # What pipelines.filters takes from the impulse response: the edge padding (all but 1e-3 of
+    # its mass) and the streaming look-ahead (all but 1e-7); a 720-setting sweep agreed as well.
+    from pipelines.filters import FilterConfig, design_filters
+
+    design = design_filters(sfreq, FilterConfig(line_freq=line_freq, l_freq=l_freq, h_freq=h_freq, order=order),
+                            line_freq)
+    limit = int(min(sfreq * 600, max(sfreq * 120, 2**16)))
+    impulse = np.zeros(limit)
+    impulse[0] = 1.0
+    mass = np.abs(signal.sosfilt(design.sos, impulse))
+    tail = np.cumsum(mass[::-1])[::-1]
+    padlen = int(np.argmax(tail <= 1e-3 * tail[0]))
+    assert (design.padlen, design.margin) == (padlen, max(int(np.argmax(tail <= 1e-7 * tail[0])), padlen + 1))
