@@ -481,7 +481,7 @@ def run(argv: list[str] | None = None) -> dict:
         # --direct_running_mode defaults to in_memory, one process.
         options.view_as(StandardOptions).runner = "DirectRunner"
     log.info("%d recordings (%s), %d other files; writing to %s", len(items),
-             ", ".join(f"{k}={v}" for k, v in sorted(datasets.items())), len(ignored), args.output)
+             _describe_datasets(datasets), len(ignored), args.output)
     if "://" not in args.output:  # object stores have no folders to create
         try:
             os.makedirs(args.output, exist_ok=True)
@@ -499,6 +499,17 @@ def run(argv: list[str] | None = None) -> dict:
         manifest = json.loads(fh.read())
     print(f"eegfm-preprocess: wrote {args.output}\n" + summarize(manifest, seconds))
     return manifest
+
+
+def _describe_datasets(datasets: dict[str, str]) -> str:
+    """``folder=dataset`` for a few input folders; counts per dataset for many (a log line, not
+    a listing of an archive of thousands of patient folders)."""
+    if len(datasets) <= 8:
+        return ", ".join(f"{k}={v}" for k, v in sorted(datasets.items()))
+    kinds: dict[str, int] = {}
+    for kind in datasets.values():
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return ", ".join(f"{kind} in {n} folders" for kind, n in sorted(kinds.items()))
 
 
 def _is_local(options: PipelineOptions) -> bool:

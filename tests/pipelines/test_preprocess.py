@@ -250,3 +250,11 @@ def test_local_runner_is_the_fn_api_runner_and_other_runners_are_left_to_beam():
     for args in ([], ["--runner", "DirectRunner"], ["--direct_running_mode", "multi_processing"]):
         assert isinstance(local_runner(PipelineOptions(args)), FnApiRunner)
     assert local_runner(PipelineOptions(["--runner", "DataflowRunner"])) is None
+
+
+def test_the_start_log_line_names_few_folders_and_counts_many():
+    from pipelines.preprocess import _describe_datasets
+
+    assert _describe_datasets({"b": "edf", "a": "eegmat"}) == "a=eegmat, b=edf"
+    many = {f"patient{i:04d}": "edf" for i in range(2000)} | {"hms": "hms"}
+    assert _describe_datasets(many) == "edf in 2000 folders, hms in 1 folders"

@@ -82,6 +82,58 @@ def test_by_site_write_partitions_into_site_folders(tmp_path):
     assert (tmp_path / "site-without-windows" / "part-00000-of-00002.tfrecord").stat().st_size == 0
 
 
+def test_by_site_write_without_a_shard_count_writes_each_bundles_records_unshuffled(tmp_path):
+    sites = ["site0", "site1", "site2", "site-without-windows"]
+    _by_site(IN_MEMORY, tmp_path, sites)
+    for site in sites[:3]:
+        shards = sorted(p.name for p in (tmp_path / site).iterdir())
+        assert shards and shards == [f"part-{i:05d}-of-{len(shards):05d}.tfrecord" for i in range(len(shards))]
+        expected = [b for r, b in zip(RECORDS, EXAMPLES) if r.site_id == site.encode()]
+        assert collections.Counter(_read_shards(site_file_pattern(str(tmp_path), site))) == collections.Counter(expected)
+    assert [p.name for p in (tmp_path / "site-without-windows").iterdir()] == ["part-00000-of-00001.tfrecord"]
+    assert (tmp_path / "site-without-windows" / "part-00000-of-00001.tfrecord").stat().st_size == 0
+    assert not _leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("num_shards", [0, 2])
+def test_the_job_graph_does_not_grow_with_the_sites(num_shards):
+    # One sink per site cost about 0.2 s of graph building, translation and stages per site.
+    def transforms(n_sites: int) -> int:
+        p = beam.Pipeline(options=PipelineOptions(IN_MEMORY))
+        _ = (p | beam.Create([("s0", EXAMPLES[0])])
+             | WriteSnappyTFRecordsBySite("out", [f"s{i}" for i in range(n_sites)], num_shards))
+        return len(p.to_runner_api().components.transforms)
+
+    assert transforms(3) == transforms(300)
+
+
+def test_finalizing_twice_renames_once_and_gives_the_same_names(tmp_path):
+    # A retried finalize (its worker lost after the renames) must neither fail nor lose shards.
+    from apache_beam.io.filesystems import FileSystems
+
+    from pipelines.sinks import _create_temp, _FinalizeBySiteFn
+
+    temp_dir = str(tmp_path / "beam-temp-sites-x")
+    written = []
+    for site, records in (("a", EXAMPLES[:3]), ("a", EXAMPLES[3:5]), ("b", EXAMPLES[5:6])):
+        path, writer = _create_temp(temp_dir, site, ".tfrecord")
+        for record in records:
+            writer.write(record)
+        writer.close()
+        written.append((site, path))
+    finalize = _FinalizeBySiteFn(str(tmp_path), ("a", "b", "c"), 0, temp_dir, ".tfrecord")
+    first = list(finalize.process(None, written))
+    assert first == [str(tmp_path / "a" / "part-00000-of-00002.tfrecord"),
+                     str(tmp_path / "a" / "part-00001-of-00002.tfrecord"),
+                     str(tmp_path / "b" / "part-00000-of-00001.tfrecord"),
+                     str(tmp_path / "c" / "part-00000-of-00001.tfrecord")]
+    assert not FileSystems.exists(temp_dir)
+    assert list(finalize.process(None, written)) == first
+    assert collections.Counter(_read_shards(str(tmp_path / "a" / "*.tfrecord"))) == collections.Counter(EXAMPLES[:5])
+    assert _read_shards(str(tmp_path / "b" / "*.tfrecord")) == EXAMPLES[5:6]
+    assert (tmp_path / "c" / "part-00000-of-00001.tfrecord").stat().st_size == 0
+
+
 @pytest.mark.slow  # starts two SDK worker processes: about 10 s
 def test_by_site_write_with_worker_processes(tmp_path, monkeypatch):
     # Workers import pipelines.* by name; until the package is pip-installed, point them at it.
@@ -104,10 +156,11 @@ def test_undeclared_site_fails_the_pipeline_instead_of_dropping_data(tmp_path):
     (["a", "a"], "unique site names; got duplicates ['a']"),
     (["../up"], "site: expected a name matching"),
     (["a/b"], "site: expected a name matching"),
+    (["a"], "num_shards: expected an integer >= 0"),
 ])
 def test_site_list_is_validated_at_construction(sites, message):
     with pytest.raises(ValueError) as err:
-        WriteSnappyTFRecordsBySite("out", sites)
+        WriteSnappyTFRecordsBySite("out", sites, num_shards=-1 if "num_shards" in message else 0)
     assert message in str(err.value)
 
 
