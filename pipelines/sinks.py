@@ -125,22 +125,34 @@ def site_file_pattern(output_dir: str, site: str | bytes,
     return f"{site_file_prefix(output_dir, site)}-*-of-*{file_name_suffix}"
 
 
-def _checked_site(element: Any, index: dict[str, int], sites: tuple[str, ...]) -> str:
-    """The declared site of a ``(site, example_bytes)`` element, else a ValueError naming it."""
-    if not (isinstance(element, tuple) and len(element) == 2):
-        raise ValueError(
-            f"WriteSnappyTFRecordsBySite: expected (site, example_bytes) pairs; got "
-            f"{type(element).__name__} {element!r:.80}"
-        )
-    site = element[0]
-    key = site.decode("utf-8", "replace") if isinstance(site, bytes) else site
-    if key not in index:
-        raise ValueError(
-            f"WriteSnappyTFRecordsBySite: site {site!r} is not one of the "
-            f"{len(sites)} sites declared when the pipeline was built "
-            f"({', '.join(sites)}); declare every site so no window is dropped"
-        )
-    return key
+class _BySiteFn(beam.DoFn):
+    """A DoFn over ``(site, example_bytes)`` pairs of declared sites, with per-bundle state per
+    site (``self._bundle``)."""
+
+    def __init__(self, sites: tuple[str, ...]):
+        self._sites = sites
+        self._index = {site: i for i, site in enumerate(sites)}
+        self._bundle: dict[str, Any] = {}
+
+    def start_bundle(self):
+        self._bundle = {}
+
+    def _site(self, element: Any) -> str:
+        """The element's declared site, else a ValueError naming it."""
+        if not (isinstance(element, tuple) and len(element) == 2):
+            raise ValueError(
+                f"WriteSnappyTFRecordsBySite: expected (site, example_bytes) pairs; got "
+                f"{type(element).__name__} {element!r:.80}"
+            )
+        site = element[0]
+        key = site.decode("utf-8", "replace") if isinstance(site, bytes) else site
+        if key not in self._index:
+            raise ValueError(
+                f"WriteSnappyTFRecordsBySite: site {site!r} is not one of the "
+                f"{len(self._sites)} sites declared when the pipeline was built "
+                f"({', '.join(self._sites)}); declare every site so no window is dropped"
+            )
+        return key
 
 
 def _create_temp(temp_dir: str, site: str, suffix: str) -> tuple[str, SnappyTFRecordWriter]:
@@ -150,49 +162,41 @@ def _create_temp(temp_dir: str, site: str, suffix: str) -> tuple[str, SnappyTFRe
     return path, SnappyTFRecordWriter(handle, close_fileobj=True)
 
 
-class _WriteBundleBySiteFn(beam.DoFn):
+class _WriteBundleBySiteFn(_BySiteFn):
     """Each bundle's records to one temporary file per site; emits ``(site, temp_path)`` per file
     once the bundle's files are closed."""
 
     def __init__(self, sites: tuple[str, ...], temp_dir: str, suffix: str):
-        self._sites, self._temp_dir, self._suffix = sites, temp_dir, suffix
-        self._index = {site: i for i, site in enumerate(sites)}
-        self._open: dict[str, tuple[str, SnappyTFRecordWriter]] = {}
-
-    def start_bundle(self):
-        self._open = {}
+        super().__init__(sites)
+        self._temp_dir, self._suffix = temp_dir, suffix
 
     def process(self, element):
-        site = _checked_site(element, self._index, self._sites)
-        target = self._open.get(site)
+        site = self._site(element)
+        target = self._bundle.get(site)  # (temp path, writer)
         if target is None:
-            target = self._open[site] = _create_temp(self._temp_dir, site, self._suffix)
+            target = self._bundle[site] = _create_temp(self._temp_dir, site, self._suffix)
         target[1].write(element[1])
 
     def finish_bundle(self):
-        opened, self._open = self._open, {}
+        opened, self._bundle = self._bundle, {}
         for site, (path, writer) in sorted(opened.items()):
             writer.close()
             yield GlobalWindows.windowed_value((site, path))
 
 
-class _RoundRobinShardFn(beam.DoFn):
+class _RoundRobinShardFn(_BySiteFn):
     """``((site, shard), record)`` with shards dealt in turn, from a random start per bundle."""
 
     def __init__(self, sites: tuple[str, ...], num_shards: int):
-        self._sites, self._num_shards = sites, num_shards
-        self._index = {site: i for i, site in enumerate(sites)}
-        self._next: dict[str, int] = {}
-
-    def start_bundle(self):
-        self._next = {}
+        super().__init__(sites)
+        self._num_shards = num_shards
 
     def process(self, element):
-        site = _checked_site(element, self._index, self._sites)
-        shard = self._next.get(site)
+        site = self._site(element)
+        shard = self._bundle.get(site)  # the next shard
         if shard is None:
             shard = random.randrange(self._num_shards)
-        self._next[site] = (shard + 1) % self._num_shards
+        self._bundle[site] = (shard + 1) % self._num_shards
         yield (site, shard), element[1]
 
 
