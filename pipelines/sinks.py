@@ -35,6 +35,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
+from pipelines.logging_setup import get_logger
 from pipelines.schema import SITE_ID_PATTERN
 from pipelines.tfrecord import SnappyTFRecordWriter
 
@@ -247,8 +248,20 @@ class _FinalizeBySiteFn(beam.DoFn):
             FileSystems.rename(sources, destinations)
         for name in empty:
             FileSystems.create(name, mime_type="application/octet-stream").close()
-        if FileSystems.exists(self._temp_dir):
-            FileSystems.delete([self._temp_dir])
+        _remove_folder(self._temp_dir)
+
+
+def _remove_folder(path: str) -> None:
+    """Delete the temporary folder: what failed bundles left in it, then the folder itself where
+    the file system has folders (an object store has only the objects)."""
+    try:
+        left = [m.path for m in FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list]
+        if left:
+            FileSystems.delete(left)
+        if FileSystems.get_filesystem(path).has_dirs() and FileSystems.exists(path):
+            FileSystems.delete([path])
+    except OSError as err:  # the shards are final; a leftover temporary file is only clutter
+        get_logger("sinks").warning("could not delete the temporary folder %s: %s", path, err)
 
 
 def _make_folder(path: str) -> None:

@@ -178,3 +178,21 @@ def test_dataflow_graph_builds_offline():
     _ = (p | beam.Create([("site0", EXAMPLES[0])])
          | WriteSnappyTFRecordsBySite("gs://eegfm-test/out", ["site0", "site1"]))
     p.run()
+
+
+def test_finalizing_removes_what_failed_bundles_left(tmp_path):
+    # A bundle that failed after creating its temporary file never reports it; it must not
+    # survive the run (nor become a shard).
+    from pipelines.sinks import _create_temp, _FinalizeBySiteFn
+
+    temp_dir = str(tmp_path / "beam-temp-sites-y")
+    done, writer = _create_temp(temp_dir, "a", ".tfrecord")
+    writer.write(EXAMPLES[0])
+    writer.close()
+    _, orphan = _create_temp(temp_dir, "a", ".tfrecord")
+    orphan.write(EXAMPLES[1])
+    orphan.close()
+    names = list(_FinalizeBySiteFn(str(tmp_path), ("a",), 0, temp_dir, ".tfrecord").process(None, [("a", done)]))
+    assert names == [str(tmp_path / "a" / "part-00000-of-00001.tfrecord")]
+    assert _read_shards(names[0]) == EXAMPLES[:1]
+    assert not _leftovers(tmp_path)
