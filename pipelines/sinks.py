@@ -231,31 +231,42 @@ class _FinalizeBySiteFn(beam.DoFn):
         by_site: dict[str, list[str]] = {site: [] for site in self._sites}
         for site, path in written:
             by_site[site].append(path)
-        sources, destinations, empty = [], [], []
+        present = set(_listing(self._temp_dir))  # one listing, not a request per file
+        sources, destinations, empty, final = [], [], [], []
         for site in self._sites:
             temps = sorted(by_site[site])
             count = self._num_shards or max(1, len(temps))
+            if len(temps) > count:
+                raise RuntimeError(f"site {site}: {len(temps)} written shards for num_shards={count}")
             prefix = site_file_prefix(self._output_dir, site)
             names = [f"{prefix}-{i:05d}-of-{count:05d}{self._suffix}" for i in range(count)]
             _make_folder(FileSystems.split(prefix)[0])
             for temp, name in zip(temps, names):
-                if FileSystems.exists(temp) or not FileSystems.exists(name):
+                if temp in present:
                     sources.append(temp)
                     destinations.append(name)
+                elif not FileSystems.exists(name):  # neither: a file was lost
+                    raise OSError(f"site {site}: temporary shard {temp} is gone and {name} does not exist")
+                # else: renamed by an earlier attempt of this step
             empty += names[len(temps):]
-            yield from names
+            final += names
         if sources:
             FileSystems.rename(sources, destinations)
         for name in empty:
             FileSystems.create(name, mime_type="application/octet-stream").close()
         _remove_folder(self._temp_dir)
+        yield from final
+
+
+def _listing(folder: str) -> list[str]:
+    return [m.path for m in FileSystems.match([FileSystems.join(folder, "*")])[0].metadata_list]
 
 
 def _remove_folder(path: str) -> None:
     """Delete the temporary folder: what failed bundles left in it, then the folder itself where
     the file system has folders (an object store has only the objects)."""
     try:
-        left = [m.path for m in FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list]
+        left = _listing(path)
         if left:
             FileSystems.delete(left)
         if FileSystems.get_filesystem(path).has_dirs() and FileSystems.exists(path):

@@ -196,3 +196,12 @@ def test_finalizing_removes_what_failed_bundles_left(tmp_path):
     assert names == [str(tmp_path / "a" / "part-00000-of-00001.tfrecord")]
     assert _read_shards(names[0]) == EXAMPLES[:1]
     assert not _leftovers(tmp_path)
+
+
+def test_finalizing_fails_loudly_when_a_written_shard_is_lost(tmp_path):
+    from pipelines.sinks import _FinalizeBySiteFn
+
+    finalize = _FinalizeBySiteFn(str(tmp_path), ("a",), 0, str(tmp_path / "beam-temp-sites-z"), ".tfrecord")
+    lost = str(tmp_path / "beam-temp-sites-z" / "a.0123.tfrecord")
+    with pytest.raises(OSError, match=r"site a: temporary shard .*a\.0123\.tfrecord is gone and .*part-00000-of-00001"):
+        list(finalize.process(None, [("a", lost)]))
