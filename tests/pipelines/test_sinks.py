@@ -111,12 +111,13 @@ def test_finalizing_twice_renames_once_and_gives_the_same_names(tmp_path):
     # A retried finalize (its worker lost after the renames) must neither fail nor lose shards.
     from apache_beam.io.filesystems import FileSystems
 
-    from pipelines.sinks import _create_temp, _FinalizeBySiteFn
+    from pipelines.sinks import SnappyTFRecordSink, _create_temp, _FinalizeBySiteFn
 
     temp_dir = str(tmp_path / "beam-temp-sites-x")
+    sink = SnappyTFRecordSink(temp_dir + "/part")
     written = []
     for site, records in (("a", EXAMPLES[:3]), ("a", EXAMPLES[3:5]), ("b", EXAMPLES[5:6])):
-        path, writer = _create_temp(temp_dir, site, ".tfrecord")
+        path, writer = _create_temp(sink, temp_dir, site, ".tfrecord")
         for record in records:
             writer.write(record)
         writer.close()
@@ -183,13 +184,14 @@ def test_dataflow_graph_builds_offline():
 def test_finalizing_removes_what_failed_bundles_left(tmp_path):
     # A bundle that failed after creating its temporary file never reports it; it must not
     # survive the run (nor become a shard).
-    from pipelines.sinks import _create_temp, _FinalizeBySiteFn
+    from pipelines.sinks import SnappyTFRecordSink, _create_temp, _FinalizeBySiteFn
 
     temp_dir = str(tmp_path / "beam-temp-sites-y")
-    done, writer = _create_temp(temp_dir, "a", ".tfrecord")
+    sink = SnappyTFRecordSink(temp_dir + "/part")
+    done, writer = _create_temp(sink, temp_dir, "a", ".tfrecord")
     writer.write(EXAMPLES[0])
     writer.close()
-    _, orphan = _create_temp(temp_dir, "a", ".tfrecord")
+    _, orphan = _create_temp(sink, temp_dir, "a", ".tfrecord")
     orphan.write(EXAMPLES[1])
     orphan.close()
     names = list(_FinalizeBySiteFn(str(tmp_path), ("a",), 0, temp_dir, ".tfrecord").process(None, [("a", done)]))
