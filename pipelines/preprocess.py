@@ -25,6 +25,7 @@ Runs unchanged on the DirectRunner (in_memory or multi_processing) and on Datafl
 from __future__ import annotations
 
 import argparse
+import collections
 import gc
 import json
 import os
@@ -506,10 +507,8 @@ def _describe_datasets(datasets: dict[str, str]) -> str:
     a listing of an archive of thousands of patient folders)."""
     if len(datasets) <= 8:
         return ", ".join(f"{k}={v}" for k, v in sorted(datasets.items()))
-    kinds: dict[str, int] = {}
-    for kind in datasets.values():
-        kinds[kind] = kinds.get(kind, 0) + 1
-    return ", ".join(f"{kind} in {n} folders" for kind, n in sorted(kinds.items()))
+    kinds = collections.Counter(datasets.values())
+    return ", ".join(f"{kind} in {n} folder{'s' if n > 1 else ''}" for kind, n in sorted(kinds.items()))
 
 
 def _is_local(options: PipelineOptions) -> bool:

@@ -80,6 +80,11 @@ class SnappyTFRecordSink(filebasedsink.FileBasedSink):
         return {**super().display_data(), "format": "TFRecord, TensorFlow SNAPPY blocks"}
 
 
+def _require_bounded(pcoll: beam.PCollection, transform: str) -> None:
+    if not pcoll.is_bounded:
+        raise ValueError(f"{transform}: expected a bounded PCollection (batch pipeline); got an unbounded one")
+
+
 class WriteToSnappyTFRecord(beam.PTransform):
     """Write a bounded PCollection of serialized records as SNAPPY TFRecord shards.
 
@@ -99,11 +104,7 @@ class WriteToSnappyTFRecord(beam.PTransform):
         )
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-        if not pcoll.is_bounded:
-            raise ValueError(
-                "WriteToSnappyTFRecord: expected a bounded PCollection (batch pipeline); got an "
-                "unbounded one"
-            )
+        _require_bounded(pcoll, "WriteToSnappyTFRecord")
         return pcoll | beam.io.Write(self._sink)
 
 
@@ -317,11 +318,7 @@ class WriteSnappyTFRecordsBySite(beam.PTransform):
         self._file_name_suffix = file_name_suffix
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-        if not pcoll.is_bounded:
-            raise ValueError(
-                "WriteSnappyTFRecordsBySite: expected a bounded PCollection (batch pipeline); got an "
-                "unbounded one"
-            )
+        _require_bounded(pcoll, "WriteSnappyTFRecordsBySite")
         temp_dir = FileSystems.join(self._output_dir, f"beam-temp-sites-{uuid.uuid4().hex}")
         suffix = self._file_name_suffix
         if self._num_shards:

@@ -3,8 +3,8 @@
 Beam's multi_processing DirectRunner starts every SDK worker as a new interpreter
 (``python -m apache_beam.runners.worker.sdk_worker_main``, through a shell). Each imports Beam and,
 as the job's DoFns are unpickled, numpy, scipy.fft and ``pipelines``: about 1.5 s of CPU per
-worker before it processes anything, spent while the main process is busy too. On a laptop-sized run
-that costs more than a second worker saves.
+worker before it processes anything, spent while the main process is busy too. On a laptop-sized
+run that costs more than a second worker saves.
 
 Here the job forks one *zygote* after its imports and before Beam starts any server or thread.
 Beam's worker command becomes ``python -S pipelines/worker_launcher.py``, which starts in

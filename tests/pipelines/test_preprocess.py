@@ -257,4 +257,4 @@ def test_the_start_log_line_names_few_folders_and_counts_many():
 
     assert _describe_datasets({"b": "edf", "a": "eegmat"}) == "a=eegmat, b=edf"
     many = {f"patient{i:04d}": "edf" for i in range(2000)} | {"hms": "hms"}
-    assert _describe_datasets(many) == "edf in 2000 folders, hms in 1 folders"
+    assert _describe_datasets(many) == "edf in 2000 folders, hms in 1 folder"

@@ -207,3 +207,15 @@ def test_finalizing_fails_loudly_when_a_written_shard_is_lost(tmp_path):
     lost = str(tmp_path / "beam-temp-sites-z" / "a.0123.tfrecord")
     with pytest.raises(OSError, match=r"site a: temporary shard .*a\.0123\.tfrecord is gone and .*part-00000-of-00001"):
         list(finalize.process(None, [("a", lost)]))
+
+
+@pytest.mark.parametrize("transform", [
+    lambda out: WriteToSnappyTFRecord(out + "/w"),
+    lambda out: WriteSnappyTFRecordsBySite(out, ["site0"]),
+])
+def test_streaming_input_is_refused_when_the_graph_is_built(tmp_path, transform):
+    p = beam.Pipeline(options=PipelineOptions(IN_MEMORY))
+    pairs = p | beam.Create([("site0", EXAMPLES[0])])
+    pairs.is_bounded = False  # as a streaming source's output is
+    with pytest.raises(ValueError, match=r"expected a bounded PCollection \(batch pipeline\); got an unbounded one"):
+        _ = pairs | transform(str(tmp_path))
