@@ -28,6 +28,7 @@ import argparse
 import collections
 import gc
 import json
+import math
 import os
 import sys
 import tempfile
@@ -55,7 +56,7 @@ from pipelines.process import (
     process_recording,
 )
 from pipelines.quality import QualityConfig
-from pipelines.sinks import WriteSnappyTFRecordsBySite
+from pipelines.sinks import DEFAULT_MAX_SHARD_BYTES, WriteSnappyTFRecordsBySite
 from pipelines.sources import DATASETS, Ignored, SourceItem, discover
 from pipelines.spill import SpilledRecording, SpillWriter, remove_spill, sample_items, scored_records, spill_path
 from pipelines.warm_workers import worker_command, zygote_for
@@ -229,12 +230,15 @@ class ScoreArtifacts(beam.PTransform):
 
 # --------------------------------------------------------------------------- stage 3: write
 class WriteWindows(beam.PTransform):
-    def __init__(self, output: str, sites: tuple[str, ...], num_shards: int):
+    def __init__(self, output: str, sites: tuple[str, ...], num_shards: int,
+                 max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES):
         super().__init__()
         self._output, self._sites, self._num_shards = output, sites, num_shards
+        self._max_shard_bytes = max_shard_bytes
 
     def expand(self, encoded):
-        return encoded | "WriteBySite" >> WriteSnappyTFRecordsBySite(self._output, self._sites, self._num_shards)
+        return encoded | "WriteBySite" >> WriteSnappyTFRecordsBySite(
+            self._output, self._sites, self._num_shards, max_shard_bytes=self._max_shard_bytes)
 
 
 # --------------------------------------------------------------------------- stage 4: reports
@@ -342,7 +346,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "(created with a random key on first use if it is the default path). Keep it to get "
                      "the same pseudonyms in later runs; use a gs:// path on Dataflow")
     io_.add_argument("--num_shards", type=int, default=0,
-                     help="TFRecord shards per site; 0 lets the runner decide")
+                     help="TFRecord shards per site, records dealt round robin; 0: shards as the runner's "
+                     "bundles and --max_shard_mb give them, records in the order they were processed")
+    io_.add_argument("--max_shard_mb", type=float, default=DEFAULT_MAX_SHARD_BYTES / 2**20,
+                     help="with --num_shards 0, a site's shard is closed once it holds this many MiB of "
+                     "records and the next one begins (a 10 s window is about 0.1 MiB). A local run is one "
+                     "bundle, so without a cap each site would be one file, and training loader workers "
+                     "and ranks that share a file each read and decompress all of it")
     sig = parser.add_argument_group("signal processing")
     sig.add_argument("--window_seconds", type=float, default=10.0,
                      help="window length for unlabeled recordings (HMS labeled sub-windows are always 50 s)")
@@ -409,6 +419,17 @@ def config_from_args(args) -> PreprocessConfig:
     )
 
 
+def _shard_bytes(mib: float) -> int:
+    return max(1, round(mib * 2**20))
+
+
+def _check_sharding(args) -> None:
+    if args.num_shards < 0:
+        raise ConfigError(f"--num_shards: expected an integer >= 0 (0: shards by bundle and size); got {args.num_shards}")
+    if not (math.isfinite(args.max_shard_mb) and args.max_shard_mb > 0):
+        raise ConfigError(f"--max_shard_mb: expected a number of MiB > 0; got {args.max_shard_mb}")
+
+
 def _ensure_key(path: str) -> str:
     if "://" in path or os.path.exists(path):
         load_key_any(path)  # fail now, on the launcher, with a clear message
@@ -443,7 +464,8 @@ def build_pipeline(p, args, config, items, ignored, key: bytes, site_names):
         args.output, config, model_path=args.artifact_model, enabled=not args.no_artifact_model,
         train_sites=train_sites, sample_size=args.ae_sample_size)
     scored = processed.recordings | "ScoreArtifacts" >> scoring
-    shards = scored.encoded | "WriteWindows" >> WriteWindows(args.output, sites, args.num_shards)
+    shards = scored.encoded | "WriteWindows" >> WriteWindows(
+        args.output, sites, args.num_shards, _shard_bytes(args.max_shard_mb))
     rejected = (processed.rejected, scored.rejected) | "AllRejected" >> beam.Flatten()
     (processed.outcome, rejected, scored.counted, shards, scoring.model_used) | "WriteReports" >> WriteReports(
         args.output, header, ignored, spill_dir)
@@ -469,6 +491,7 @@ def run(argv: list[str] | None = None) -> dict:
     setup_logging("DEBUG" if args.verbose else "INFO", verbose=args.verbose)
     try:
         config = config_from_args(args)
+        _check_sharding(args)
         args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file)
         key = load_key_any(args.pseudonym_key_file)
         items, ignored, datasets = discover(args.input, dataset=args.dataset, site=args.site)

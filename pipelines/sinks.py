@@ -12,11 +12,15 @@ Per-site output (``OUTPUT/<site>/part-SSSSS-of-NNNNN.tfrecord``): Python's ``Fil
 with the sites (about 0.2 s of graph construction, translation and stage overhead per site: 192
 one-recording site folders took 41.5 s, where processing their EEG took about 8).
 ``WriteSnappyTFRecordsBySite`` is one stage for any number of sites, with ``FileBasedSink``'s
-guarantees: each bundle writes one temporary file per site it meets into a ``beam-temp-*``
-folder, opened by ``SnappyTFRecordSink`` (so the bytes are the custom sink's), and a single
+guarantees: each bundle writes one temporary file per site it meets (a new one whenever a
+file reaches ``max_shard_bytes``) into a ``beam-temp-*`` folder, opened by ``SnappyTFRecordSink``
+(so the bytes are the custom sink's), and a single
 finalizing step, run once every bundle has succeeded, renames the files of the bundles that
 succeeded to their final names (files of failed or retried bundles are never renamed) and
 deletes the folder. The EEG is not shuffled unless ``num_shards`` asks for a fixed shard count.
+The size cap matters to the training loader: a local run is one bundle, so without it a site of
+a thousand EEG-hours would be one 35 GB file, and every loader worker and rank that shares a file
+reads and decompresses all of it to keep its share of the records.
 The only Python API with dynamic destinations, ``fileio.WriteToFiles``, is experimental and names
 and finalizes files its own way. Sites are known from the inputs before the pipeline is built; an
 element whose site was not declared fails the pipeline with a message naming it, rather than
@@ -44,6 +48,11 @@ from pipelines.tfrecord import SnappyTFRecordWriter
 SHARD_NAME_TEMPLATE = "-SSSSS-of-NNNNN"
 FILE_NAME_SUFFIX = ".tfrecord"
 SITE_FILE_PREFIX = "part"
+# Per-site shards of the default (runner-decided) layout close at this many bytes of records:
+# about 1,350 ten-second windows (3.7 EEG-hours). Over 100 MB a file, as TensorFlow's input
+# guide recommends for object stores, and small enough that a corpus of a few dozen EEG-hours
+# gives every loader worker of a GPU machine files of its own.
+DEFAULT_MAX_SHARD_BYTES = 128 * 2**20
 
 
 class SnappyTFRecordSink(filebasedsink.FileBasedSink):
@@ -159,32 +168,49 @@ class _BySiteFn(beam.DoFn):
         return key
 
 
-def _create_temp(sink: SnappyTFRecordSink, temp_dir: str, site: str, suffix: str) -> tuple[str, SnappyTFRecordWriter]:
+def _create_temp(sink: SnappyTFRecordSink, temp_dir: str, site: str, suffix: str,
+                 name: str | None = None) -> tuple[str, SnappyTFRecordWriter]:
     """A new temporary file of ``site`` in ``temp_dir``, opened by ``sink`` (the job's records are
-    written by the custom ``FileBasedSink``; only the finalizing differs): (path, writer)."""
-    path = FileSystems.join(temp_dir, f"{site}.{uuid.uuid4().hex}{suffix}")
+    written by the custom ``FileBasedSink``; only the finalizing differs): (path, writer). Files
+    of a site are numbered in the order of their (sorted) names: ``name`` orders them, by default
+    a random one."""
+    path = FileSystems.join(temp_dir, f"{site}.{name or uuid.uuid4().hex}{suffix}")
     return path, sink.open(path)
 
 
 class _WriteBundleBySiteFn(_BySiteFn):
-    """Each bundle's records to one temporary file per site; emits ``(site, temp_path)`` per file
-    once the bundle's files are closed."""
+    """Each bundle's records to temporary files per site, a new one whenever a file holds
+    ``max_shard_bytes`` of records; emits ``(site, temp_path)`` per file once it is closed. A
+    bundle's files are named so that they sort in the order of their records."""
 
-    def __init__(self, sites: tuple[str, ...], temp_dir: str, suffix: str):
+    def __init__(self, sites: tuple[str, ...], temp_dir: str, suffix: str,
+                 max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES):
         super().__init__(sites)
-        self._temp_dir, self._suffix = temp_dir, suffix
+        self._temp_dir, self._suffix, self._max_bytes = temp_dir, suffix, max_shard_bytes
         self._sink = SnappyTFRecordSink(FileSystems.join(temp_dir, "part"), suffix)
+        self._id, self._files = "", 0  # the bundle's id and how many files it opened
+
+    def start_bundle(self):
+        super().start_bundle()
+        self._id, self._files = uuid.uuid4().hex, 0
 
     def process(self, element):
         site = self._site(element)
-        target = self._bundle.get(site)  # (temp path, writer)
+        target = self._bundle.get(site)  # [temp path, writer, bytes of records]
         if target is None:
-            target = self._bundle[site] = _create_temp(self._sink, self._temp_dir, site, self._suffix)
+            self._files += 1
+            name = f"{self._id}.{self._files:06d}"
+            target = self._bundle[site] = [*_create_temp(self._sink, self._temp_dir, site, self._suffix, name), 0]
         target[1].write(element[1])
+        target[2] += len(element[1])
+        if target[2] >= self._max_bytes:
+            del self._bundle[site]
+            target[1].close()
+            yield site, target[0]
 
     def finish_bundle(self):
         opened, self._bundle = self._bundle, {}
-        for site, (path, writer) in sorted(opened.items()):
+        for site, (path, writer, _) in sorted(opened.items()):
             writer.close()
             yield GlobalWindows.windowed_value((site, path))
 
@@ -295,14 +321,16 @@ class WriteSnappyTFRecordsBySite(beam.PTransform):
 
     ``sites`` must list every site that can occur (see the module docstring for why). A declared
     site without records gets one empty (zero-byte, valid) shard, or ``num_shards`` of them, as
-    Beam writes for empty collections. ``num_shards=0``: one shard per bundle that met the site
+    Beam writes for empty collections. ``num_shards=0``: the shards of each bundle that met the site
     (no shuffle); ``num_shards=N``: exactly N per site, records dealt round robin and grouped
-    (a shuffle of the records, as Beam's own sinks do for a fixed count). The output PCollection
-    holds the final file names of all sites.
+    (a shuffle of the records, as Beam's own sinks do for a fixed count). With ``num_shards=0``
+    a bundle also starts a new shard of a site once the current one holds ``max_shard_bytes``
+    of records (so a shard is at most one record over it). The output PCollection holds the
+    final file names of all sites.
     """
 
     def __init__(self, output_dir: str, sites: Iterable[str | bytes], num_shards: int = 0,
-                 file_name_suffix: str = FILE_NAME_SUFFIX):
+                 file_name_suffix: str = FILE_NAME_SUFFIX, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES):
         super().__init__()
         names = tuple(site_name(site) for site in sites)
         if not names:
@@ -311,7 +339,10 @@ class WriteSnappyTFRecordsBySite(beam.PTransform):
         if duplicates:
             raise ValueError(f"sites: expected unique site names; got duplicates {duplicates}")
         if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 0:
-            raise ValueError(f"num_shards: expected an integer >= 0 (0: one shard per bundle); got {num_shards!r}")
+            raise ValueError(f"num_shards: expected an integer >= 0 (0: shards by bundle and size); got {num_shards!r}")
+        if isinstance(max_shard_bytes, bool) or not isinstance(max_shard_bytes, int) or max_shard_bytes < 1:
+            raise ValueError(f"max_shard_bytes: expected an integer >= 1; got {max_shard_bytes!r}")
+        self._max_shard_bytes = max_shard_bytes
         self._output_dir = output_dir
         self._sites = names
         self._num_shards = num_shards
@@ -329,7 +360,8 @@ class WriteSnappyTFRecordsBySite(beam.PTransform):
                 | "WriteShards" >> beam.ParDo(_WriteShardFn(temp_dir, suffix))
             )
         else:
-            written = pcoll | "WriteBundles" >> beam.ParDo(_WriteBundleBySiteFn(self._sites, temp_dir, suffix))
+            written = pcoll | "WriteBundles" >> beam.ParDo(
+                _WriteBundleBySiteFn(self._sites, temp_dir, suffix, self._max_shard_bytes))
         return (
             pcoll.pipeline
             | "Once" >> beam.Create([None])

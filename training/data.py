@@ -1367,6 +1367,14 @@ class EEGLoader:
             log.info("loader: num_workers auto -> %d (%s)", workers, why)
             self.config = dataclasses.replace(self.config, num_workers=workers)
         self.n_workers = max(1, self.config.num_workers)
+        n_shards = self.world_size * self.n_workers
+        if len(self.files) < n_shards and self.rank == 0:
+            log.warning(
+                "loader: %d file(s) for %d shards (%d rank(s) x %d worker(s)): each file is read by up to %d "
+                "shards, and each of them reads and decompresses all of it to keep its share of the records; "
+                "write at least %d files (eegfm-preprocess --max_shard_mb or --num_shards) to read every "
+                "record once", len(self.files), n_shards, self.world_size, self.n_workers,
+                -(-n_shards // len(self.files)), n_shards)
         self.set_epoch(0)
         self.batches = 0  # handed out since the start of training
 

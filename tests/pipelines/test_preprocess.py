@@ -139,6 +139,8 @@ def test_dataflow_job_graph_builds_offline(shared_data, key_file, tmp_path):
         (["--dataset", "tuh"], "argument --dataset: invalid choice: 'tuh'"),
         (["--line_freq", "55"], "argument --line_freq: invalid choice: '55'"),
         (["--h_freq", "140"], "h_freq"),
+        (["--num_shards", "-1"], "--num_shards: expected an integer >= 0"),
+        (["--max_shard_mb", "0"], "--max_shard_mb: expected a number of MiB > 0; got 0.0"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(shared_data, key_file, tmp_path, args, message):

@@ -95,6 +95,27 @@ def test_by_site_write_without_a_shard_count_writes_each_bundles_records_unshuff
     assert not _leftovers(tmp_path)
 
 
+def test_a_bundle_starts_a_new_shard_when_one_reaches_the_size_cap(tmp_path):
+    # One local bundle holds a whole site: without the cap every site would be one file.
+    size = len(EXAMPLES[0])
+    assert all(len(e) == size for e in EXAMPLES)
+    pairs = [(r.site_id, b) for r, b in zip(RECORDS, EXAMPLES)]
+    with _pipeline(IN_MEMORY) as p:
+        _ = (p | beam.Create(pairs, reshuffle=False)
+             | WriteSnappyTFRecordsBySite(str(tmp_path), ["site0", "site1", "site2"], max_shard_bytes=3 * size - 1))
+    for site in ("site0", "site1", "site2"):
+        expected = [b for r, b in zip(RECORDS, EXAMPLES) if r.site_id == site.encode()]
+        n_files = -(-len(expected) // 3)
+        names = sorted(p.name for p in (tmp_path / site).iterdir())
+        assert names == [f"part-{i:05d}-of-{n_files:05d}.tfrecord" for i in range(n_files)]
+        shards = [_read_shards(str(tmp_path / site / name)) for name in names]
+        # Full shards of 3 records (the one that reaches the cap closes it), the rest in the
+        # last, and the shards in order hold the records in the order they were written.
+        assert [len(shard) for shard in shards] == [3] * (len(expected) // 3) + ([len(expected) % 3] if len(expected) % 3 else [])
+        assert [record for shard in shards for record in shard] == expected
+    assert not _leftovers(tmp_path)
+
+
 @pytest.mark.parametrize("num_shards", [0, 2])
 def test_the_job_graph_does_not_grow_with_the_sites(num_shards):
     # One sink per site cost about 0.2 s of graph building, translation and stages per site.
@@ -158,10 +179,12 @@ def test_undeclared_site_fails_the_pipeline_instead_of_dropping_data(tmp_path):
     (["../up"], "site: expected a name matching"),
     (["a/b"], "site: expected a name matching"),
     (["a"], "num_shards: expected an integer >= 0"),
+    (["a"], "max_shard_bytes: expected an integer >= 1; got 0"),
 ])
 def test_site_list_is_validated_at_construction(sites, message):
     with pytest.raises(ValueError) as err:
-        WriteSnappyTFRecordsBySite("out", sites, num_shards=-1 if "num_shards" in message else 0)
+        WriteSnappyTFRecordsBySite("out", sites, num_shards=-1 if "num_shards" in message else 0,
+                                   max_shard_bytes=0 if "max_shard_bytes" in message else 1)
     assert message in str(err.value)
 
 

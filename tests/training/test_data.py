@@ -203,6 +203,19 @@ def test_shard_files_covers_every_record_once(n_files, n_shards):
         assert max(reads.values()) == math.ceil(n_shards / n_files)
 
 
+def test_fewer_files_than_shards_is_a_warning_that_says_what_to_do(pipeline_output, caplog):
+    # Shards that share a file each read and decompress all of it: slow, though still correct.
+    with caplog.at_level("WARNING", logger="training.data"):
+        EEGLoader(pipeline_output, LoaderConfig(num_workers=2), rank=0, world_size=2)  # 4 shards, 4 files
+        EEGLoader(pipeline_output, LoaderConfig(num_workers=2), rank=1, world_size=4)  # rank 0 tells
+        assert not caplog.records
+        EEGLoader(pipeline_output, LoaderConfig(num_workers=2), rank=0, world_size=4)
+    assert [r.getMessage() for r in caplog.records] == [
+        "loader: 4 file(s) for 8 shards (4 rank(s) x 2 worker(s)): each file is read by up to 2 shards, and "
+        "each of them reads and decompresses all of it to keep its share of the records; write at least 8 "
+        "files (eegfm-preprocess --max_shard_mb or --num_shards) to read every record once"]
+
+
 @pytest.mark.parametrize("sites, world_size, workers", [(None, 2, 2), (1, 4, 0)])
 def test_each_record_once_per_epoch_across_ranks_and_workers(pipeline_output, records, sites, world_size, workers):
     # 4 files over 2 ranks x 2 workers: whole files; one site's 2 files over 4 ranks: striped.
