@@ -19,7 +19,7 @@
   (times ``W``) where ``W`` cores are free. This machine is shared, so every measurement repeats
   ``--rounds`` times interleaved and the median is reported, with the load average.
 
-Usage: ``python benchmarks/train_loader.py [--data outputs/demo/tfrecords] [--seconds 3]``
+Usage: ``python benchmarks/train_loader.py [--data outputs/demo/tfrecords] [--seconds 3] [--copies 40]``
 (``make demo`` writes the default data), or ``--simulate 60`` to simulate and preprocess a corpus
 of 3 sites x 4 subjects x 60 minutes (4,320 windows of 10 s, 6 files, about 420 MB) first. The
 ratio depends on the corpus: on one much smaller than the shuffle buffers and the CPU caches
@@ -209,18 +209,32 @@ def main() -> None:
     parser.add_argument("--simulate", type=float, default=0, metavar="MINUTES",
                         help="instead of --data, simulate 3 sites x 4 subjects x MINUTES of EEG and preprocess "
                         "it (2 files per site) into a temporary folder first")
+    parser.add_argument("--copies", type=int, default=1,
+                        help="read the corpus as this many copies of its site folders (symbolic links, as "
+                        "train_loop.py makes): where Beam is missing to preprocess a larger corpus (the GPU "
+                        "image), many workers on a small one each get an epoch of a few windows, and a "
+                        "loader's epoch ends cost more than its steady state")
     args = parser.parse_args()
+    if args.copies < 1:
+        parser.error(f"--copies: expected an integer >= 1; got {args.copies}")
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if args.simulate > 0:
             from benchmarks.train import _simulate_and_preprocess
 
             data = _simulate_and_preprocess(Path(tmp), shards_per_site=2, subjects=4, minutes=args.simulate)
+        if args.copies > 1:
+            from benchmarks.train_loop import link_corpus
+
+            link_corpus(Path(data), args.copies, Path(tmp) / "copies")
+            data = str(Path(tmp) / "copies")
         result = loader_benchmark(data, workers=tuple(args.workers), dtypes=tuple(args.dtypes),
                                   batch_size=args.batch_size, seconds=args.seconds, rounds=args.rounds,
                                   tf_reference=args.tf_reference)
     if args.simulate > 0:
         result["data"] = f"simulated: 3 sites x 4 subjects x {args.simulate:g} min, 10 s windows, 2 files per site"
+    if args.copies > 1:
+        result["data"] = f"{result['data'] if args.simulate > 0 else args.data}, linked {args.copies} times"
     print(json.dumps(result, indent=2))
 
 
