@@ -479,6 +479,7 @@ def summarize(manifest: dict, seconds: float) -> str:
         ("ignored (sidecars, docs)", c["ignored"]), ("windows written", c["windows"]),
         ("windows rejected", c["rejected_windows"]), ("EEG hours read", f"{c['input_eeg_hours']:.3f}"),
         ("EEG hours in windows", f"{c['window_eeg_hours']:.3f}"), ("sites", len(c["per_site"])),
+        ("TFRecord files", len(manifest.get("shards", ()))),
         ("wall time", f"{seconds:.1f} s"), ("throughput", f"{rate:.3f} EEG-hours/s"),
     ]
     width = max(len(k) for k, _ in rows)

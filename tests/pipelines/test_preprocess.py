@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipelines import schema
-from pipelines.preprocess import local_runner, run
+from pipelines.preprocess import local_runner, run, summarize
 from pipelines.sources import expand_inputs
 from pipelines.tfrecord import read_records
 
@@ -68,6 +68,16 @@ def test_every_input_is_accounted_for_exactly_once(shared_data, shared_run):
     inputs = [q for q in lines if q["kind"] in ("input", "ignored")]
     assert len(inputs) == counts["quarantined"] + counts["ignored"]
     assert len([q for q in lines if q["kind"] == "window"]) == counts["rejected_windows"]
+
+
+def test_the_summary_counts_what_the_run_wrote(shared_run):
+    out, manifest = shared_run
+    rows = dict(line.strip().split("  ", 1) for line in summarize(manifest, 2.0).splitlines())
+    files = sorted(str(p.relative_to(out)) for p in out.glob("site-*/part-*-of-*.tfrecord"))
+    assert manifest["shards"] == files
+    assert int(rows["TFRecord files"]) == len(files) and int(rows["sites"]) == len({f.split("/")[0] for f in files})
+    assert int(rows["windows written"]) == manifest["counts"]["windows"]
+    assert rows["wall time"].strip() == "2.0 s"
 
 
 def test_tensorflow_reads_every_record_with_the_contract(shared_run):
