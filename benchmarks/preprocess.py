@@ -85,7 +85,7 @@ def _eeg_hours(data: Path) -> float:
 def _eegfm(inputs: list[str], out: Path, key: Path, extra: list[str]) -> list[str]:
     args = [sys.executable, "-m", "pipelines.preprocess", "--output", str(out),
             "--pseudonym_key_file", str(key), "--window_seconds", "10", "--stride_seconds", "10",
-            "--line_freq", "50", "--h_freq", "100", "--runner", "DirectRunner", *extra]
+            "--line_freq", "50", "--h_freq", "100", "--runner", "DirectRunner", "--overwrite", *extra]
     for item in inputs:
         args += ["--input", item]
     return args

@@ -56,7 +56,12 @@ from pipelines.process import (
     process_recording,
 )
 from pipelines.quality import QualityConfig
-from pipelines.sinks import DEFAULT_MAX_SHARD_BYTES, WriteSnappyTFRecordsBySite
+from pipelines.sinks import (
+    DEFAULT_MAX_SHARD_BYTES,
+    FILE_NAME_SUFFIX,
+    SITE_FILE_PREFIX,
+    WriteSnappyTFRecordsBySite,
+)
 from pipelines.sources import DATASETS, Ignored, SourceItem, discover
 from pipelines.spill import SpilledRecording, SpillWriter, remove_spill, sample_items, scored_records, spill_path
 from pipelines.warm_workers import worker_command, zygote_for
@@ -334,6 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     io_.add_argument("--input", action="append", required=True, metavar="PATH",
                      help="a file, glob (** recurses) or folder; local, gs:// or s3://. Repeatable.")
     io_.add_argument("--output", required=True, help="output folder (local, gs:// or s3://)")
+    io_.add_argument("--overwrite", action="store_true",
+                     help="delete an earlier run's outputs in --output first (its manifest.json, "
+                     "quarantine.jsonl and <site>/part-*-of-*.tfrecord shards); without it such a folder "
+                     "is an error, since readers take every shard in it and would mix the two runs")
     io_.add_argument("--dataset", default="auto", choices=DATASETS,
                      help="layout adapter: hms = Kaggle train.csv + train_eegs/; bids = BIDS with "
                      "participants.tsv; eegmat = PhysioNet mental arithmetic; edf = any folder of "
@@ -417,6 +426,32 @@ def config_from_args(args) -> PreprocessConfig:
         ica=args.ica, ica_fit_seconds=args.ica_fit_seconds,
         quality=base.quality.replace(max_artifact_score=args.max_artifact_score),
     )
+
+
+def earlier_run_outputs(output: str) -> list[str]:
+    """What an earlier run left in ``output`` that would mix with a new run's: its manifest, its
+    quarantine list and every site's shards (readers take every ``part-*-of-*`` file)."""
+    patterns = [FileSystems.join(output, name) for name in ("manifest.json", "quarantine.jsonl")]
+    patterns.append(FileSystems.join(output, "*", f"{SITE_FILE_PREFIX}-*-of-*{FILE_NAME_SUFFIX}"))
+    return sorted(m.path for result in FileSystems.match(patterns) for m in result.metadata_list)
+
+
+def _clear_earlier_run(output: str, overwrite: bool) -> None:
+    """Delete an earlier run's outputs with ``overwrite``; without it, refuse to mix with them."""
+    found = earlier_run_outputs(output)
+    if not found:
+        return
+    shards = sum(path.endswith(FILE_NAME_SUFFIX) for path in found)
+    if not overwrite:
+        names = ", ".join(name for name in ("manifest.json", "quarantine.jsonl")
+                          if FileSystems.join(output, name) in found)
+        raise ValueError(
+            f"--output {output}: holds an earlier run's outputs ({shards} TFRecord shard(s)"
+            f"{', ' + names if names else ''}); this run's shards would mix with them. Pass --overwrite "
+            "to delete them first, or choose another folder")
+    FileSystems.delete(found)
+    log.info("--overwrite: deleted an earlier run's %d shard(s) and %d report file(s) in %s",
+             shards, len(found) - shards, output)
 
 
 def _shard_bytes(mib: float) -> int:
@@ -512,6 +547,13 @@ def run(argv: list[str] | None = None) -> dict:
             os.makedirs(args.output, exist_ok=True)
         except OSError as err:
             parser.error(f"--output {args.output}: cannot create the output folder ({err.strerror or err})")
+    if "://" in args.output and options.get_all_options().get("dry_run"):
+        log.info("--dry_run: %s is not checked for an earlier run's outputs", args.output)
+    else:
+        try:
+            _clear_earlier_run(args.output, args.overwrite)
+        except (ValueError, OSError) as err:
+            parser.error(str(err))
     start = time.time()
     multi_processing = _is_local(options) and options.view_as(DirectOptions).direct_running_mode == "multi_processing"
     with zygote_for(multi_processing, enabled=not args.cold_workers) as zygote:

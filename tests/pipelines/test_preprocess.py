@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from pipelines import schema
-from pipelines.preprocess import local_runner, run, summarize
+from pipelines.preprocess import earlier_run_outputs, local_runner, run, summarize
 from pipelines.sources import expand_inputs
 from pipelines.tfrecord import read_records
 
@@ -68,6 +68,27 @@ def test_every_input_is_accounted_for_exactly_once(shared_data, shared_run):
     inputs = [q for q in lines if q["kind"] in ("input", "ignored")]
     assert len(inputs) == counts["quarantined"] + counts["ignored"]
     assert len([q for q in lines if q["kind"] == "window"]) == counts["rejected_windows"]
+
+
+def test_an_earlier_runs_outputs_are_kept_apart_or_overwritten(shared_data, key_file, tmp_path, capsys):
+    # Shard counts vary between runs (sizes, bundles): stale shards would be read as this run's.
+    edf, out = shared_data / "eegmat" / "Subject00_1.edf", tmp_path / "out"
+    assert earlier_run_outputs(str(tmp_path / "none")) == []
+    base = ["--input", str(edf), "--output", str(out), "--pseudonym_key_file", key_file]
+    first = run([*base, "--max_shard_mb", "0.5"])
+    shards = sorted(out.glob("site-*/part-*-of-*.tfrecord"))
+    assert len(shards) == len(first["shards"]) == 3
+    with pytest.raises(SystemExit) as exit_:
+        run(base)
+    assert exit_.value.code == 2
+    assert (f"--output {out}: holds an earlier run's outputs (3 TFRecord shard(s), manifest.json, "
+            "quarantine.jsonl); this run's shards would mix with them. Pass --overwrite") in capsys.readouterr().err
+    assert sorted(out.glob("site-*/part-*-of-*.tfrecord")) == shards  # nothing touched
+    second = run([*base, "--overwrite"])
+    assert [p.name for p in out.glob("site-*/part-*-of-*.tfrecord")] == ["part-00000-of-00001.tfrecord"]
+    assert second["counts"]["windows"] == first["counts"]["windows"] > 10
+    assert earlier_run_outputs(str(out)) == sorted(
+        [str(out / "manifest.json"), str(out / "quarantine.jsonl"), str(out / second["shards"][0])])
 
 
 def test_the_summary_counts_what_the_run_wrote(shared_run):
