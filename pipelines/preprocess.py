@@ -13,7 +13,9 @@ Stages, each one composite PTransform:
 2. `ScoreArtifacts`: fits the unsupervised artifact autoencoder on a deterministic sample of
    windows from the training sites (or loads `--artifact_model`), saves it with the output, reads
    each spill file back and writes the autoencoder's score into every record.
-3. `WriteWindows`: writes `OUTPUT/<site>/part-*.tfrecord` (snappy).
+3. `WriteWindows`: writes `OUTPUT/<site>/part-*.tfrecord` (snappy; a shard closes at
+   `--max_shard_mb`, or `--num_shards` fixes the count). An earlier run's shards in OUTPUT are
+   refused on the launcher, or deleted with `--overwrite`: readers take every shard there.
 4. `WriteReports`: `manifest.json` (config, channel order, quality names, counts, every input with
    its outcome, shards) and `quarantine.jsonl` (one line per rejected input or window); removes
    the spill folder.
