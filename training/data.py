@@ -1074,11 +1074,11 @@ class _ShardStream:
             path = files[position]
             with _source(path) as source:
                 try:
-                    for index, raw in enumerate(read_records(source, "SNAPPY", self.config.verify_crc)):
-                        if index % stride == offset:
-                            window = _Window(raw, path, index)
-                            if keep(window):
-                                yield window
+                    records = read_records(source, "SNAPPY", self.config.verify_crc, stride=stride, offset=offset)
+                    for index, raw in zip(itertools.count(offset, stride), records):
+                        window = _Window(raw, path, index)
+                        if keep(window):
+                            yield window
                 except CorruptTFRecordError as err:
                     if err.path == path:
                         raise

@@ -264,3 +264,69 @@ def test_uncompressed_crc_mismatch_names_the_exact_offset(tmp_path):
     with pytest.raises(CorruptTFRecordError,
                        match=r"at byte offset 52: record 2: length crc32c mismatch"):
         list(read_records(path, compression=None))
+
+
+# Readers that share a file: every stride-th record, the others passed over unread.
+
+
+@pytest.mark.parametrize("compression", ["SNAPPY", None])
+@pytest.mark.parametrize("block_bytes", [1000, SNAPPY_BLOCK_BYTES])
+def test_strided_readers_together_read_every_record_once(tmp_path, compression, block_bytes):
+    records = RECORD_SETS["examples"][:5] + RECORD_SETS["many-small"][:60] + RECORD_SETS["block-edges"][:3]
+    path = tmp_path / "shared.tfrecord"
+    with open(path, "wb") as fileobj:
+        if compression:
+            with SnappyTFRecordWriter(fileobj, block_bytes=block_bytes) as writer:
+                for record in records:
+                    writer.write(record)
+        else:
+            for record in records:
+                fileobj.write(frame_record(record))
+    for stride in (1, 2, 3, 7):
+        for offset in range(stride):
+            got = list(read_records(path, compression, stride=stride, offset=offset))
+            assert got == records[offset::stride], (stride, offset)
+
+
+def test_a_strided_reader_checks_the_records_it_keeps_and_the_lengths_of_all(tmp_path):
+    records = [_random(1000), _random(2000), _random(500)]  # incompressible: snappy literals
+    path = tmp_path / "bad.tfrecord"
+    write_records(path, records)
+    clean = path.read_bytes()
+    length_field = clean.find(struct.pack("<Q", 2000))  # record 1's header, stored as a literal
+    assert length_field > 1000 and clean.find(struct.pack("<Q", 2000), length_field + 1) == -1
+    _corrupt(path, length_field + 12 + 100)  # inside record 1's data
+    assert list(read_records(path, stride=2, offset=0)) == records[::2]  # record 1 is not its own
+    with pytest.raises(CorruptTFRecordError, match=r"record 1: data crc32c mismatch over 2000 bytes"):
+        list(read_records(path, stride=2, offset=1))
+    path.write_bytes(clean)
+    _corrupt(path, length_field)  # record 1's length field: where record 2 starts is unknown
+    for offset in (0, 1):
+        with pytest.raises(CorruptTFRecordError, match=r"record 1: length crc32c mismatch"):
+            list(read_records(path, stride=2, offset=offset))
+    path.write_bytes(clean[:-10])
+    with pytest.raises(CorruptTFRecordError, match="truncated snappy block"):
+        list(read_records(path, stride=2, offset=1))
+
+
+def test_a_strided_reader_names_a_truncated_record_it_passes_over(tmp_path):
+    path = tmp_path / "cut.tfrecord"
+    write_records(path, [b"a" * 100, b"b" * 100], compression=None)
+    path.write_bytes(path.read_bytes()[:-5])
+    with pytest.raises(CorruptTFRecordError,
+                       match=r"at byte offset 116: record 1: truncated record: header announces 100 data bytes; "
+                             r"the stream ends after 99"):
+        list(read_records(path, compression=None, stride=2, offset=0))
+
+
+@pytest.mark.parametrize("stride, offset, message", [
+    (0, 0, "stride: expected an integer >= 1; got 0"),
+    (2, -1, "offset: expected an integer >= 0; got -1"),
+    (2, 2, "offset: expected an integer < stride (2); got 2"),
+    (True, 0, "stride: expected an integer >= 1; got True"),
+])
+def test_stride_arguments_are_checked(tmp_path, stride, offset, message):
+    path = tmp_path / "x.tfrecord"
+    write_records(path, [b"x"])
+    with pytest.raises(ValueError, match=re.escape(message)):
+        list(read_records(path, stride=stride, offset=offset))
