@@ -19,7 +19,9 @@ permutation for an epoch. With ``F`` files and ``m = min(F, S)``, file ``j`` of 
 read by the shards ``s`` with ``s % m == j % m``, and its record ``r`` belongs to the
 ``(r % c)``-th of those ``c`` readers. With ``F >= S`` (the normal case) every file goes whole to
 one shard and nothing is read twice; only data sets with fewer files than shards read a file on
-several shards, each keeping every c-th record. Shards differ in size by up to a file, which is
+several shards, each keeping every c-th record and passing over the others' (decompressed, not
+copied or checked; the loader warns, and ``eegfm-preprocess --max_shard_mb`` writes more files).
+Shards differ in size by up to a file, which is
 why training iterates forever (``infinite=True``): ranks never run out at different steps, and
 each shard counts its own epochs. ``infinite=False`` gives one epoch per ``iter()`` (evaluation).
 
