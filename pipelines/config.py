@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import numbers
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -28,6 +29,15 @@ def check_option(name: str, value: Any, allowed: Iterable[Any]) -> Any:
         raise ConfigError(
             f"{name}: expected one of {', '.join(repr(a) for a in allowed)}; got {value!r}"
         )
+    return value
+
+
+def check_int(name: str, value: Any, low: int, *, optional: bool = False) -> Any:
+    """``value`` if it is an integer (numpy's too, not a bool) >= ``low``, or None with ``optional``."""
+    if optional and value is None:
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ConfigError(f"{name}: expected an integer >= {low}{' or None' if optional else ''}; got {value!r}")
     return value
 
 

@@ -45,7 +45,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 
 from pipelines import schema
 from pipelines.artifact_ae import ArtifactAutoencoder
-from pipelines.config import ConfigError
+from pipelines.config import ConfigError, check_int
 from pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym
 from pipelines.features import FEATURE_NAMES
 from pipelines.logging_setup import get_logger, setup_logging
@@ -461,8 +461,7 @@ def _shard_bytes(mib: float) -> int:
 
 
 def _check_sharding(args) -> None:
-    if args.num_shards < 0:
-        raise ConfigError(f"--num_shards: expected an integer >= 0 (0: shards by bundle and size); got {args.num_shards}")
+    check_int("--num_shards", args.num_shards, 0)
     if not (math.isfinite(args.max_shard_mb) and args.max_shard_mb > 0):
         raise ConfigError(f"--max_shard_mb: expected a number of MiB > 0; got {args.max_shard_mb}")
 

@@ -40,6 +40,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import GlobalWindows
 
+from pipelines.config import check_int
 from pipelines.logging_setup import get_logger
 from pipelines.schema import SITE_ID_PATTERN
 from pipelines.tfrecord import SnappyTFRecordWriter
@@ -337,14 +338,10 @@ class WriteSnappyTFRecordsBySite(beam.PTransform):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"sites: expected unique site names; got duplicates {duplicates}")
-        if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 0:
-            raise ValueError(f"num_shards: expected an integer >= 0 (0: shards by bundle and size); got {num_shards!r}")
-        if isinstance(max_shard_bytes, bool) or not isinstance(max_shard_bytes, int) or max_shard_bytes < 1:
-            raise ValueError(f"max_shard_bytes: expected an integer >= 1; got {max_shard_bytes!r}")
-        self._max_shard_bytes = max_shard_bytes
+        self._num_shards = check_int("num_shards", num_shards, 0)  # 0: shards by bundle and size
+        self._max_shard_bytes = check_int("max_shard_bytes", max_shard_bytes, 1)
         self._output_dir = output_dir
         self._sites = names
-        self._num_shards = num_shards
         self._file_name_suffix = file_name_suffix
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:

@@ -40,7 +40,7 @@ from typing import IO, Any
 import cramjam
 import google_crc32c
 
-from pipelines.config import check_option, check_range
+from pipelines.config import check_int, check_option, check_range
 
 SNAPPY_BLOCK_BYTES = 256 * 1024  # TF's snappy input/output buffer size; its reader's hard limit
 MAX_BLOCK_BYTES = 64 * 1024 * 1024  # reader's bound, so a corrupt length cannot allocate GiBs
@@ -389,9 +389,8 @@ def read_records(source: str | os.PathLike[str] | IO[bytes], compression: str | 
     snappy blocks must still be decompressed to find where each record starts).
     """
     check_option("compression", compression, COMPRESSIONS)
-    for name, value, low in (("stride", stride, 1), ("offset", offset, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ValueError(f"{name}: expected an integer >= {low}; got {value!r}")
+    check_int("stride", stride, 1)
+    check_int("offset", offset, 0)
     if offset >= stride:
         raise ValueError(f"offset: expected an integer < stride ({stride}); got {offset}")
     if isinstance(source, (str, os.PathLike)):

@@ -24,7 +24,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from pipelines.config import ConfigError, check_option, check_range
+from pipelines.config import ConfigError, check_int, check_option, check_range
 
 TIME_SHIFT_MODES = ("circular", "crop")
 
@@ -54,7 +54,7 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         check_range("AugmentConfig.channel_dropout", self.channel_dropout, 0.0, 1.0, high_inclusive=False)
-        _check_int("AugmentConfig.time_shift", self.time_shift, 0)
+        check_int("AugmentConfig.time_shift", self.time_shift, 0)
         check_option("AugmentConfig.time_shift_mode", self.time_shift_mode, TIME_SHIFT_MODES)
         scale = self.amplitude_scale
         if (not isinstance(scale, (tuple, list)) or len(scale) != 2
@@ -81,11 +81,6 @@ def finetune_augment() -> AugmentConfig:
     """Fine-tuning on expert votes: light signal augmentation plus mixup/cutmix of vote targets."""
     return AugmentConfig(channel_dropout=0.05, time_shift=128, amplitude_scale=(0.9, 1.1),
                          mixup_alpha=0.4, cutmix_alpha=1.0)
-
-
-def _check_int(name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name}: expected an integer >= {low}; got {value!r}")
 
 
 def _uniform(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:

@@ -21,9 +21,8 @@ read by the shards ``s`` with ``s % m == j % m``, and its record ``r`` belongs t
 one shard and nothing is read twice; only data sets with fewer files than shards read a file on
 several shards, each keeping every c-th record and passing over the others' (decompressed, not
 copied or checked; the loader warns, and ``eegfm-preprocess --max_shard_mb`` writes more files).
-Shards differ in size by up to a file, which is
-why training iterates forever (``infinite=True``): ranks never run out at different steps, and
-each shard counts its own epochs. ``infinite=False`` gives one epoch per ``iter()`` (evaluation).
+Shards differ in size by up to a file, which is why training iterates forever
+(``infinite=True``): ranks never run out at different steps, and each shard counts its own epochs. ``infinite=False`` gives one epoch per ``iter()`` (evaluation).
 
 Order and resume: DataLoader hands out worker batches strictly round-robin, skipping workers
 that finished. Every batch carries its shard position (worker, epoch, index in epoch, last of
@@ -90,7 +89,7 @@ from google.protobuf.message import DecodeError
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from model.inputs import SEX_CODES, encode_age, encode_sex
-from pipelines.config import ConfigError, check_option, check_range
+from pipelines.config import ConfigError, check_int, check_option, check_range
 from pipelines.logging_setup import get_logger
 from pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError, _len_field, decode_features
 from pipelines.tfrecord import CorruptTFRecordError, read_records
@@ -518,13 +517,6 @@ class _Window:
 # ------------------------------------------------------------------------------------------------
 
 
-def _check_int(name: str, value: Any, low: int, *, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ConfigError(f"{name}: expected an integer >= {low}{' or None' if optional else ''}; got {value!r}")
-
-
 def _names(name: str, value: Any) -> tuple[str, ...]:
     if isinstance(value, str) or not all(isinstance(v, str) for v in value):
         raise ConfigError(f"{name}: expected a list of strings; got {value!r}")
@@ -618,16 +610,16 @@ class LoaderConfig:
         if (self.batch_size is None) == (self.token_budget is None):
             raise ConfigError("LoaderConfig.batch_size, LoaderConfig.token_budget: expected exactly one "
                               f"of them; got batch_size={self.batch_size!r}, token_budget={self.token_budget!r}")
-        _check_int("LoaderConfig.batch_size", self.batch_size, 1, optional=True)
-        _check_int("LoaderConfig.token_budget", self.token_budget, 1, optional=True)
-        _check_int("LoaderConfig.max_batch_size", self.max_batch_size, 1)
-        _check_int("LoaderConfig.patch_size", self.patch_size, 1)
+        check_int("LoaderConfig.batch_size", self.batch_size, 1, optional=True)
+        check_int("LoaderConfig.token_budget", self.token_budget, 1, optional=True)
+        check_int("LoaderConfig.max_batch_size", self.max_batch_size, 1)
+        check_int("LoaderConfig.patch_size", self.patch_size, 1)
         workers = self.num_workers
         if workers != AUTO and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0):
             raise ConfigError(f"LoaderConfig.num_workers: expected an integer >= 0 or {AUTO!r}; got {workers!r}")
-        _check_int("LoaderConfig.prefetch_factor", self.prefetch_factor, 1)
-        _check_int("LoaderConfig.shuffle_buffer", self.shuffle_buffer, 0)
-        _check_int("LoaderConfig.seed", self.seed, 0)
+        check_int("LoaderConfig.prefetch_factor", self.prefetch_factor, 1)
+        check_int("LoaderConfig.shuffle_buffer", self.shuffle_buffer, 0)
+        check_int("LoaderConfig.seed", self.seed, 0)
         for name in ("drop_last", "shuffle", "verify_crc"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"LoaderConfig.{name}: expected True or False; got {getattr(self, name)!r}")
@@ -1327,7 +1319,7 @@ def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
             found = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
         rank = found[0] if rank is None else rank
         world_size = found[1] if world_size is None else world_size
-    _check_int("world_size", world_size, 1)
+    check_int("world_size", world_size, 1)
     if isinstance(rank, bool) or not isinstance(rank, int) or not 0 <= rank < world_size:
         raise ValueError(f"rank: expected an integer in [0, {world_size}); got {rank!r}")
     return rank, world_size
@@ -1387,7 +1379,7 @@ class EEGLoader:
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its beginning on the next ``iter()``."""
-        _check_int("epoch", epoch, 0)
+        check_int("epoch", epoch, 0)
         self._epoch = epoch
         self._positions = [(epoch, 0)] * self.n_workers
         self._next_worker = 0

@@ -1,9 +1,10 @@
 import dataclasses
 import logging
 
+import numpy as np
 import pytest
 
-from pipelines.config import Config, ConfigError, check_option, check_range
+from pipelines.config import Config, ConfigError, check_int, check_option, check_range
 from pipelines.logging_setup import get_logger, setup_logging
 
 
@@ -75,3 +76,13 @@ def test_logging_setup_is_idempotent_and_rejects_bad_levels(capsys):
     assert "eegfm.test: hello from eegfm" in capsys.readouterr().err
     with pytest.raises(ValueError, match="log level: expected one of"):
         setup_logging("LOUD")
+
+
+def test_check_int_takes_integers_from_the_bound_and_names_the_field():
+    assert check_int("n", 3, 1) == 3 and check_int("n", np.int64(0), 0) == 0
+    assert check_int("n", None, 1, optional=True) is None
+    for bad in (0, True, 1.0, "2", None):
+        with pytest.raises(ConfigError, match=rf"^n: expected an integer >= 1; got {bad!r}$".replace("(", r"\(")):
+            check_int("n", bad, 1)
+    with pytest.raises(ConfigError, match=r"^n: expected an integer >= 1 or None; got -1$"):
+        check_int("n", -1, 1, optional=True)
