@@ -6,7 +6,9 @@ copies, the step, logging, checkpoints at the end), and reads the throughput it 
 
 - ``intervals``: samples/s of every ``--log-every``-step interval, as ``metrics.jsonl`` has them;
 - ``steady``: their median from step ``--skip-steps`` on (compilation, the loader's start and the
-  learning-rate warm-up come first), in windows and tokens per second;
+  learning-rate warm-up come first), in windows and tokens per second, and the median share of
+  the wall time the loop waited for its next batch (``data_wait_fraction``, the slowest rank's:
+  near 0 while the loader keeps up);
 - ``step``: with ``--compare-step``, ``benchmarks.train.step_throughput`` of the same model, batch
   per rank, compile setting and model overrides on the same device, in this process after the
   loop, on random 10 s windows in bf16 autocast (the GPU presets' precision): what one rank would
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -66,7 +69,8 @@ def steady_state(metrics: list[dict], skip_steps: int) -> dict:
                          "run more steps or skip fewer")
     return {"from_step": skip_steps, "intervals": len(kept),
             "samples_per_s": round(statistics.median(m["samples_per_s"] for m in kept), 1),
-            "tokens_per_s": round(statistics.median(m["tokens_per_s"] for m in kept))}
+            "tokens_per_s": round(statistics.median(m["tokens_per_s"] for m in kept)),
+            "data_wait_fraction": round(statistics.median(m.get("data_wait_fraction", math.nan) for m in kept), 4)}
 
 
 def _pretrain_command(corpus: Path, output: Path, args: argparse.Namespace) -> list[str]:
@@ -135,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics = [json.loads(line) for line in (tmp / "run" / "metrics.jsonl").read_text().splitlines() if line]
         run = json.loads((tmp / "run" / "run.json").read_text())
     result["device"] = run["device"]
-    result["intervals"] = [{"step": m["step"], "samples_per_s": round(m["samples_per_s"], 1), "loss": round(m["loss"], 4)}
-                           for m in metrics]
+    result["intervals"] = [{"step": m["step"], "samples_per_s": round(m["samples_per_s"], 1), "loss": round(m["loss"], 4),
+                            "data_wait_fraction": round(m.get("data_wait_fraction", math.nan), 4)} for m in metrics]
     result["steady"] = steady_state(metrics, args.skip_steps)
     last = metrics[-1]
     result["memory"] = {k: round(v) for k, v in last.items() if k.startswith("memory/")}

@@ -82,7 +82,7 @@ from training import losses
 from training.config import ConfigError, FinetuneConfig, load_config, resolve_precision
 from training.data import EEGLoader, RecordFilter, model_inputs, scan_windows
 from training.distributed import Dist, StopVote, unwrap
-from training.loop import (PREEMPTED_EXIT_CODE, TrainState, add_run_arguments, autocast, backward,
+from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast, backward,
                            configure_kernels, core_state, launch, load_core_state, loader_config,
                            optimizer_step, run_overrides, step_seed)
 from training.pretrain import check_replicas
@@ -722,7 +722,7 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: P
                 log.info("resumed %s at step %d (epoch %d)", stage.name, run.step, run.epoch)
                 state = None
             set_trainable(run)
-            batches = iter(run.loader)
+            batches = TimedBatches(iter(run.loader))
             progress = tqdm(total=run.total_steps, initial=run.step, desc=f"finetune {stage.name}", unit="step",
                             disable=not dist.is_main, dynamic_ncols=True, file=sys.stderr)
             window, tic, stop = {"loss": 0.0, "n": 0, "min_votes": math.inf, "samples": 0}, time.perf_counter(), False
@@ -738,12 +738,18 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: P
                 if run.step % cfg.log_every == 0 or run.step == run.total_steps:
                     metrics = dist.mean({"loss": window["loss"] / window["n"], "grad_norm": result["grad_norm"]})
                     metrics["min_votes"] = -dist.max({"m": -window["min_votes"]})["m"]
-                    metrics["samples_per_s"] = window["samples"] * dist.world_size / (time.perf_counter() - tic)
+                    elapsed = time.perf_counter() - tic
+                    metrics["samples_per_s"] = window["samples"] * dist.world_size / elapsed
                     metrics.update(lr=result["lr"], epoch=run.step / run.steps_per_epoch, stage=stage.index + 1,
-                                   **dist.max(memory_stats(dist.device)))
+                                   **dist.max({**memory_stats(dist.device),
+                                               "data_wait_fraction": batches.waited() / elapsed}))
                     record({f"train/{k}" if k not in ("epoch", "stage", "lr") else k: v for k, v in metrics.items()},
                            run.global_step)
-                    progress.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
+                    progress.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
+                                         data=f"{metrics['data_wait_fraction']:.0%}")
+                    if dist.is_main and (starved := batches.starved(metrics["data_wait_fraction"],
+                                                                    run.loader.config.num_workers)):
+                        log.warning(starved)
                     window, tic = {"loss": 0.0, "n": 0, "min_votes": math.inf, "samples": 0}, time.perf_counter()
                 every = cfg.eval_every or run.steps_per_epoch
                 evaluate_now = run.step % every == 0 or run.step == run.total_steps

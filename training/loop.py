@@ -13,7 +13,8 @@ import dataclasses
 import math
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -147,6 +148,54 @@ def load_core_state(run: TrainState, state: dict[str, Any]) -> None:
     run.loader.load_state_dict(state["loader"][run.dist.rank])
     run.samples = int(state["samples"])
     run.best_metric = math.inf if state.get("best_metric") is None else float(state["best_metric"])
+
+
+STARVED_FRACTION = 0.2  # share of an interval's wall time spent waiting for data that the loops warn about
+
+
+class TimedBatches:
+    """A loader's batches with the time the loop spends waiting for them.
+
+    While the loader keeps up, its workers have the next batch ready when the step asks and
+    ``next`` returns at once; the time spent in ``next`` is the time training stood still for
+    data. On a GPU the host may be steps ahead of the device, so that wait bounds the device's
+    idle time for data from above. The loops log it per interval as ``data_wait_fraction`` (the
+    slowest rank's, since DDP steps at the pace of the slowest) and warn once when it passes
+    ``STARVED_FRACTION``.
+    """
+
+    def __init__(self, batches: Iterator[Any]):
+        self._batches = batches
+        self._waited = 0.0
+        self._intervals = 0
+        self._warned = False
+
+    def __iter__(self) -> TimedBatches:
+        return self
+
+    def __next__(self) -> Any:
+        start = time.perf_counter()
+        try:
+            return next(self._batches)
+        finally:
+            self._waited += time.perf_counter() - start
+
+    def waited(self) -> float:
+        """Seconds spent waiting for batches since the previous call."""
+        waited, self._waited = self._waited, 0.0
+        return waited
+
+    def starved(self, fraction: float, num_workers: int) -> str | None:
+        """The warning for an interval whose wall time was ``fraction`` waiting for data: once
+        per run, and not for the first interval, whose first batch waits for the workers to start."""
+        self._intervals += 1
+        if self._warned or self._intervals == 1 or not fraction > STARVED_FRACTION:
+            return None
+        self._warned = True
+        more = (f"raise loader.num_workers (now {num_workers} per rank)" if num_workers else
+                "give the loader worker processes (loader.num_workers; now 0: batches are built in the training process)")
+        return (f"the loader is the bottleneck: training waited for data {fraction:.0%} of the last interval's "
+                f"wall time on the slowest rank; {more}, or set loader.eeg_dtype=float16 (half the bytes to hand over)")
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -45,7 +45,7 @@ from training import checkpoint as ckpt
 from training.config import ConfigError, PretrainConfig, load_config, resolve_precision
 from training.data import EEGLoader, model_inputs
 from training.distributed import Dist, StopVote, unwrap
-from training.loop import (PREEMPTED_EXIT_CODE, TrainState, add_run_arguments, autocast, backward,
+from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast, backward,
                            configure_kernels, core_state, launch, load_core_state, loader_config,
                            optimizer_step, run_overrides, step_seed)
 from training.tracking import Tracker, memory_stats, reconstruction_metrics
@@ -248,7 +248,7 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
     tracker = Tracker(cfg.wandb.project, output, cfg.to_dict(), mode=cfg.wandb.mode, rank=dist.rank,
                       run_name=cfg.wandb.run_name)
     metrics_file = open(output / "metrics.jsonl", "a", encoding="utf-8") if dist.is_main else None
-    batches = iter(run.loader)
+    batches = TimedBatches(iter(run.loader))
     progress = tqdm(total=total, initial=run.step, desc="pretrain", unit="step", disable=not dist.is_main,
                     dynamic_ncols=True, file=sys.stderr)
     window = {"loss": 0.0, "n": 0}
@@ -273,14 +273,17 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
                     "samples_per_s": counts["samples"] * dist.world_size / elapsed,
                     "tokens_per_s": counts["tokens"] * dist.world_size / elapsed,
                     "epoch": float(run.loader.epoch),
-                    **dist.max(memory_stats(dist.device)),
+                    **dist.max({**memory_stats(dist.device), "data_wait_fraction": batches.waited() / elapsed}),
                 })
                 if dist.is_main:
                     metrics.update(reconstruction_report(run, result["last"]))
                     tracker.log(metrics, step=run.step)
                     metrics_file.write(json.dumps({"step": run.step, **metrics}, sort_keys=True) + "\n")
                     metrics_file.flush()
-                    progress.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}")
+                    progress.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
+                                         data=f"{metrics['data_wait_fraction']:.0%}")
+                    if starved := batches.starved(metrics["data_wait_fraction"], run.loader.config.num_workers):
+                        log.warning(starved)
                 interval = {"samples": 0, "tokens": 0}
                 tic = time.perf_counter()
             stop = stop_vote.vote(preemption.requested, stop_after is not None and steps_here >= stop_after)

@@ -170,6 +170,7 @@ def test_pretrain_then_finetune_hms6_beats_the_class_prior_on_held_out_subjects(
     assert len(evals) >= 5 and sum(line["best"] for line in evals) >= 2
     assert min(line["val/kl"] for line in evals) == pytest.approx(report["best_val_metric"])
     assert all(line["train/loss"] > 0 for line in lines if "train/loss" in line)
+    assert all(0 < line["train/data_wait_fraction"] < 1 for line in lines if "train/loss" in line)
 
 
 def test_finetune_outputs_hugging_face_model_checkpoints_and_offline_wandb(finetuned):

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import time
 
 import pytest
 import torch
 
 from training.config import ConfigError, load_config
 from training.distributed import Dist
-from training.loop import (TrainState, add_run_arguments, configure_kernels, load_core_state, loader_config,
+from training.loop import (STARVED_FRACTION, TimedBatches, TrainState, add_run_arguments, configure_kernels, load_core_state, loader_config,
                            optimizer_step, run_overrides, step_seed)
 
 
@@ -101,3 +102,33 @@ def test_configure_kernels_sets_tf32_and_deterministic_algorithms_from_the_confi
     finally:
         torch.backends.cuda.matmul.allow_tf32 = before[0]
         torch.use_deterministic_algorithms(before[1])
+
+
+def _slow(items: list[int], delay: float):
+    for item in items:
+        time.sleep(delay)  # a loader whose next batch is not ready yet
+        yield item
+
+
+def test_timed_batches_count_the_time_spent_waiting_for_each_batch_and_reset_per_interval():
+    batches = TimedBatches(_slow([1, 2, 3], 0.05))
+    assert next(batches) == 1 and next(batches) == 2
+    time.sleep(0.3)  # the step's own time: not waiting for data
+    assert 0.1 <= batches.waited() < 0.3
+    assert next(batches) == 3
+    assert 0.05 <= batches.waited() < 0.3  # the previous interval's wait is not counted again
+    with pytest.raises(StopIteration):
+        next(batches)
+    assert batches.waited() < 0.01
+
+
+def test_timed_batches_warn_once_when_the_loop_waits_past_the_threshold_but_not_for_the_start_up():
+    batches = TimedBatches(iter([]))
+    assert batches.starved(0.9, 4) is None  # the first interval includes the workers' start
+    assert batches.starved(STARVED_FRACTION, 4) is None  # at the threshold: no warning
+    message = batches.starved(0.35, 4)
+    assert "35%" in message and "loader.num_workers (now 4 per rank)" in message and "float16" in message
+    assert batches.starved(0.9, 4) is None  # once per run
+    fresh = TimedBatches(iter([]))
+    fresh.starved(0.0, 0)
+    assert "now 0" in fresh.starved(0.5, 0)

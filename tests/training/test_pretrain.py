@@ -64,6 +64,7 @@ def test_single_process_run_writes_checkpoints_model_metrics_and_offline_wandb(p
     assert [m["step"] for m in metrics] == [1, 2, 3]
     for m in metrics:
         assert m["loss"] > 0 and m["samples_per_s"] > 0 and m["memory/peak_rss_mb"] > 50
+        assert 0 < m["data_wait_fraction"] < 1  # time in next(batches) over the interval's wall time
         # a token per channel and 1 s patch: 19 x 10 a 10 s window, 19 x 50 a 50 s one
         assert 19 * 10 - 1e-6 <= m["tokens_per_s"] / m["samples_per_s"] <= 19 * 50 + 1e-6
         assert "recon/mse/all" in m and any(k.startswith("recon/mse/ch/") for k in m)
@@ -88,7 +89,7 @@ def test_single_process_run_writes_checkpoints_model_metrics_and_offline_wandb(p
     history = logged["history"]
     assert [row["_step"] for row in history] == [1, 2, 3]
     assert [row["loss"] for row in history] == pytest.approx([m["loss"] for m in metrics])
-    assert all("lr" in row and "samples_per_s" in row for row in history)
+    assert all("lr" in row and "samples_per_s" in row and "data_wait_fraction" in row for row in history)
 
 
 def test_torchrun_two_gloo_ranks_keep_identical_parameters(pipeline_output, tmp_path):
