@@ -21,7 +21,9 @@
 
 Usage: ``python benchmarks/train_loader.py [--data outputs/demo/tfrecords] [--seconds 3] [--copies 40]``
 (``make demo`` writes the default data), or ``--simulate 60`` to simulate and preprocess a corpus
-of 3 sites x 4 subjects x 60 minutes (4,320 windows of 10 s, 6 files, about 420 MB) first. The
+of 3 sites x 4 subjects x 60 minutes (4,320 windows of 10 s, 6 files, about 420 MB) first, or
+``--synthetic 8640`` to write 8,640 windows of noise in 60 files of 144 without Beam (the GPU image
+has none; ``benchmarks/synthetic_corpus.py``). The
 ratio depends on the corpus: on one much smaller than the shuffle buffers and the CPU caches
 (the demo's few hundred windows), every window stays cached from read to batch.
 """
@@ -189,7 +191,7 @@ def loader_benchmark(data: str | Path, *, workers: tuple[int, ...] = (0, 2),
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=str(REPO / "outputs" / "demo" / "tfrecords"),
                         help="folder of the pipeline's TFRecords (default: what `make demo` writes)")
@@ -209,20 +211,31 @@ def main() -> None:
     parser.add_argument("--simulate", type=float, default=0, metavar="MINUTES",
                         help="instead of --data, simulate 3 sites x 4 subjects x MINUTES of EEG and preprocess "
                         "it (2 files per site) into a temporary folder first")
+    parser.add_argument("--synthetic", type=int, default=0, metavar="WINDOWS",
+                        help="instead of --data, write a corpus of this many 10 s windows of noise in files of "
+                        "144 (benchmarks/synthetic_corpus.py: the pipeline's layout without Beam, for the GPU "
+                        "image) into a temporary folder first")
     parser.add_argument("--copies", type=int, default=1,
                         help="read the corpus as this many copies of its site folders (symbolic links, as "
                         "train_loop.py makes): where Beam is missing to preprocess a larger corpus (the GPU "
                         "image), many workers on a small one each get an epoch of a few windows, and a "
                         "loader's epoch ends cost more than its steady state")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.copies < 1:
         parser.error(f"--copies: expected an integer >= 1; got {args.copies}")
+    if args.synthetic < 0 or (args.synthetic and args.simulate > 0):
+        parser.error(f"--synthetic: expected an integer >= 1, and not with --simulate; got {args.synthetic}")
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if args.simulate > 0:
             from benchmarks.train import _simulate_and_preprocess
 
             data = _simulate_and_preprocess(Path(tmp), shards_per_site=2, subjects=4, minutes=args.simulate)
+        if args.synthetic:
+            from benchmarks.synthetic_corpus import write_corpus
+
+            data = str(Path(tmp) / "synthetic")
+            write_corpus(data, args.synthetic)
         if args.copies > 1:
             from benchmarks.train_loop import link_corpus
 
@@ -233,8 +246,10 @@ def main() -> None:
                                   tf_reference=args.tf_reference)
     if args.simulate > 0:
         result["data"] = f"simulated: 3 sites x 4 subjects x {args.simulate:g} min, 10 s windows, 2 files per site"
+    if args.synthetic:
+        result["data"] = f"synthetic: {args.synthetic} windows of 10 s noise in files of 144"
     if args.copies > 1:
-        result["data"] = f"{result['data'] if args.simulate > 0 else args.data}, linked {args.copies} times"
+        result["data"] = f"{result['data'] if args.simulate > 0 or args.synthetic else args.data}, linked {args.copies} times"
     print(json.dumps(result, indent=2))
 
 

@@ -20,7 +20,7 @@ its epoch with an incomplete batch (dropped by the GPU presets' ``drop_last``), 
 links the site folders N times into a temporary corpus (no data is copied) to give every worker
 many batches per epoch, as on a real corpus.
 
-    python benchmarks/train_loop.py --data DIR [--config base] [--copies 40] [--nproc 1]
+    python benchmarks/train_loop.py (--data DIR | --synthetic WINDOWS) [--config base] [--copies 40] [--nproc 1]
                                     [--max-steps 120] [--skip-steps 40] [--set KEY=VALUE ...]
 """
 
@@ -99,11 +99,15 @@ def _compare_step(run: dict, config: str, overrides: list[str], batch: int) -> d
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, required=True, help="a pipelines.preprocess output folder")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--data", type=Path, help="a pipelines.preprocess output folder")
+    source.add_argument("--synthetic", type=int, metavar="WINDOWS",
+                        help="instead of --data, write a corpus of this many 10 s windows of noise in files "
+                        "of 144 (benchmarks/synthetic_corpus.py; needs no Beam) into a temporary folder")
     parser.add_argument("--config", default="base", help="training preset (default: base)")
-    parser.add_argument("--copies", type=int, default=40,
-                        help="link the corpus this many times (default 40), so every loader worker "
-                        "has many batches an epoch, as on a real corpus")
+    parser.add_argument("--copies", type=int, default=None,
+                        help="link the corpus this many times (default: 40 for --data, 1 for --synthetic), so "
+                        "every loader worker has many batches an epoch, as on a real corpus")
     parser.add_argument("--nproc", type=int, default=1, help="ranks on this machine (torchrun --nproc_per_node)")
     parser.add_argument("--max-steps", type=int, default=120, help="optimizer steps to run (default 120)")
     parser.add_argument("--skip-steps", type=int, default=40,
@@ -115,6 +119,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="config override for the run, e.g. loader.batch_size=512 (repeatable)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds the training run may take")
     args = parser.parse_args(argv)
+    if args.copies is None:
+        args.copies = 40 if args.data is not None else 1
+    if args.synthetic is not None and args.synthetic < 1:
+        parser.error(f"--synthetic: expected an integer >= 1; got {args.synthetic}")
     for name in ("copies", "nproc", "max_steps", "log_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}: expected an integer >= 1; got {getattr(args, name)}")
@@ -128,7 +136,14 @@ def main(argv: list[str] | None = None) -> int:
                     "drop_last": cfg.loader.drop_last, "max_steps": args.max_steps}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        result["windows"] = link_corpus(args.data, args.copies, tmp / "corpus")
+        data = args.data
+        if args.synthetic is not None:
+            from benchmarks.synthetic_corpus import write_corpus
+
+            data = tmp / "synthetic"
+            write_corpus(data, args.synthetic)
+            result["synthetic_windows"] = args.synthetic
+        result["windows"] = link_corpus(data, args.copies, tmp / "corpus")
         env = dict(os.environ, WANDB_SILENT="true")
         started = time.perf_counter()
         done = subprocess.run(_pretrain_command(tmp / "corpus", tmp / "run", args), cwd=REPO, env=env,
