@@ -249,7 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.synthetic:
         result["data"] = f"synthetic: {args.synthetic} windows of 10 s noise in files of 144"
     if args.copies > 1:
-        result["data"] = f"{result['data'] if args.simulate > 0 or args.synthetic else args.data}, linked {args.copies} times"
+        source = result["data"] if args.simulate > 0 or args.synthetic else args.data
+        result["data"] = f"{source}, linked {args.copies} times"
     print(json.dumps(result, indent=2))
 
 

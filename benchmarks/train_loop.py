@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
         metrics = [json.loads(line) for line in (tmp / "run" / "metrics.jsonl").read_text().splitlines() if line]
         run = json.loads((tmp / "run" / "run.json").read_text())
     result["device"] = run["device"]
-    result["intervals"] = [{"step": m["step"], "samples_per_s": round(m["samples_per_s"], 1), "loss": round(m["loss"], 4),
+    result["intervals"] = [{"step": m["step"], "samples_per_s": round(m["samples_per_s"], 1),
+                            "loss": round(m["loss"], 4),
                             "data_wait_fraction": round(m.get("data_wait_fraction", math.nan), 4)} for m in metrics]
     result["steady"] = steady_state(metrics, args.skip_steps)
     last = metrics[-1]

@@ -193,7 +193,8 @@ class TimedBatches:
             return None
         self._warned = True
         more = (f"raise loader.num_workers (now {num_workers} per rank)" if num_workers else
-                "give the loader worker processes (loader.num_workers; now 0: batches are built in the training process)")
+                "give the loader worker processes (loader.num_workers; now 0: batches are built in the "
+                "training process)")
         return (f"the loader is the bottleneck: training waited for data {fraction:.0%} of the last interval's "
                 f"wall time on the slowest rank; {more}, or set loader.eeg_dtype=float16 (half the bytes to hand over)")
 
