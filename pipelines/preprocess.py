@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import gc
 import json
 import math
@@ -57,6 +58,7 @@ from pipelines.process import (
     Window,
     process_recording,
 )
+from pipelines.progress import ProgressReporter, record_done
 from pipelines.quality import QualityConfig
 from pipelines.sinks import (
     DEFAULT_MAX_SHARD_BYTES,
@@ -80,8 +82,9 @@ class ProcessRecordingFn(beam.DoFn):
 
     REJECTED, OUTCOME = "rejected", "outcome"
 
-    def __init__(self, key_file: str, config: PreprocessConfig, spill_dir: str):
+    def __init__(self, key_file: str, config: PreprocessConfig, spill_dir: str, progress: str | None = None):
         self._key_file, self._config, self._spill_dir = key_file, config, spill_dir
+        self._progress = progress  # pipelines.progress's file on a local run, else None
         self._config_hash = config.config_hash()
         self._windows = Metrics.counter("eegfm", "windows")
         self._rejected = Metrics.counter("eegfm", "rejected_windows")
@@ -108,21 +111,24 @@ class ProcessRecordingFn(beam.DoFn):
                     if event.status != "processed":
                         self._quarantined.inc()
                         log.warning("quarantined %s at %s: %s", item.path, event.stage, event.reason)
+                    record_done(self._progress, event.eeg_seconds)
                     yield beam.pvalue.TaggedOutput(self.OUTCOME, event)
         finally:
             spill.close()
 
 
 class ProcessRecordings(beam.PTransform):
-    def __init__(self, key_file: str, config: PreprocessConfig, spill_dir: str):
+    def __init__(self, key_file: str, config: PreprocessConfig, spill_dir: str, progress: str | None = None):
         super().__init__()
         self._key_file, self._config, self._spill_dir = key_file, config, spill_dir
+        self._progress = progress
 
     def expand(self, items):
         return (
             items
             | "Reshuffle" >> beam.Reshuffle()  # spread recordings over workers
-            | "Process" >> beam.ParDo(ProcessRecordingFn(self._key_file, self._config, self._spill_dir)).with_outputs(
+            | "Process" >> beam.ParDo(ProcessRecordingFn(self._key_file, self._config, self._spill_dir,
+                                                        self._progress)).with_outputs(
                 ProcessRecordingFn.REJECTED, ProcessRecordingFn.OUTCOME, main="recordings")
         )
 
@@ -477,7 +483,7 @@ def _ensure_key(path: str) -> str:
     return path
 
 
-def build_pipeline(p, args, config, items, ignored, key: bytes, site_names):
+def build_pipeline(p, args, config, items, ignored, key: bytes, site_names, progress: str | None = None):
     sites = tuple(sorted({pseudonym(key, "site", s) for s in site_names}))
     train_sites = tuple(sorted({pseudonym(key, "site", s.strip()) for s in args.ae_train_sites.split(",") if s.strip()}))
     header = {
@@ -495,7 +501,8 @@ def build_pipeline(p, args, config, items, ignored, key: bytes, site_names):
     # One spill folder per run, removed by the last step.
     spill_dir = FileSystems.join(args.output, f".spill-{uuid.uuid4().hex[:12]}")
     items_pc = p | "Inputs" >> beam.Create(items)
-    processed = items_pc | "ProcessRecordings" >> ProcessRecordings(args.pseudonym_key_file, config, spill_dir)
+    processed = items_pc | "ProcessRecordings" >> ProcessRecordings(args.pseudonym_key_file, config, spill_dir,
+                                                                     progress)
     scoring = ScoreArtifacts(
         args.output, config, model_path=args.artifact_model, enabled=not args.no_artifact_model,
         train_sites=train_sites, sample_size=args.ae_sample_size)
@@ -557,9 +564,17 @@ def run(argv: list[str] | None = None) -> dict:
             parser.error(str(err))
     start = time.time()
     multi_processing = _is_local(options) and options.view_as(DirectOptions).direct_running_mode == "multi_processing"
-    with zygote_for(multi_processing, enabled=not args.cold_workers) as zygote:
+    with contextlib.ExitStack() as stack:
+        progress = None
+        if _is_local(options):  # Dataflow shows its own progress; its workers cannot reach this disk
+            progress = os.path.join(stack.enter_context(tempfile.TemporaryDirectory(prefix="eegfm-progress-")),
+                                    "done")
+        # The zygote forks before the progress thread starts: a fork copies no other thread.
+        zygote = stack.enter_context(zygote_for(multi_processing, enabled=not args.cold_workers))
+        if progress is not None:
+            stack.enter_context(ProgressReporter(progress, len(items)))
         with beam.Pipeline(runner=local_runner(options, warm=zygote is not None), options=options) as p:
-            build_pipeline(p, args, config, items, ignored, key, {i.site for i in items})
+            build_pipeline(p, args, config, items, ignored, key, {i.site for i in items}, progress)
     seconds = time.time() - start
     if options.view_as(StandardOptions).runner == "DataflowRunner":
         return {}

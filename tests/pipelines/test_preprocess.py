@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -139,6 +140,9 @@ def test_same_inputs_give_identical_records_in_memory_and_on_two_processes(share
     assert "prism" not in log.lower()
     # ... each forked from the job's warm zygote (pipelines.warm_workers), not a cold interpreter
     assert log.count("forked warm Beam worker") == 2
+    # Every recording finished in a worker process was counted by the launcher's progress report.
+    started = re.search(r"eegfm.preprocess: (\d+) recordings", log)
+    assert started and f"progress: {started[1]}/{started[1]} recordings (100%)" in log
 
     def contents(out):
         recs = []

@@ -1,0 +1,117 @@
+"""Progress of a local run: how many inputs the workers have finished, shown while the job runs.
+
+Beam's DirectRunner reports nothing until the pipeline ends, and its metrics are read only then.
+For a local run (``in_memory`` or ``multi_processing``: one machine) each finished input appends
+one line, its EEG seconds, to a file in a private temporary folder (an ``O_APPEND`` write of a few
+bytes is atomic, so worker processes need no lock). A thread of the launching process counts the
+lines: a progress bar on a terminal, else a log line every ``log_every`` seconds, and a last line
+when the job ends. The lines hold numbers only: no path, name or pseudonym. Dataflow runs have
+their own progress page and get no file (workers cannot write to the launcher's disk).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import IO
+
+from pipelines.logging_setup import get_logger
+
+log = get_logger("preprocess")
+
+
+def record_done(path: str | None, eeg_seconds: float) -> None:
+    """Count one finished input (processed or quarantined); never fails the job."""
+    if not path:
+        return
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{max(0.0, float(eeg_seconds)):.3f}\n".encode())
+        finally:
+            os.close(fd)
+    except (OSError, ValueError) as err:  # a full disk or a bad number must not lose a recording
+        log.debug("progress not recorded (%s)", err)
+
+
+def read_progress(path: str) -> tuple[int, float]:
+    """``(inputs finished, EEG seconds read)`` so far; a line still being written is not counted."""
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except FileNotFoundError:
+        return 0, 0.0
+    lines = data.split(b"\n")[:-1]  # the part after the last newline is incomplete
+    return len(lines), sum(float(line) for line in lines if line)
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}h{rest // 60:02d}m" if hours else f"{rest // 60}m{rest % 60:02d}s"
+
+
+def progress_line(done: int, total: int, eeg_seconds: float, elapsed: float) -> str:
+    """The log line for ``done`` of ``total`` inputs after ``elapsed`` seconds."""
+    line = (f"progress: {done}/{total} recordings ({100.0 * done / max(1, total):.0f}%), "
+            f"{eeg_seconds / 3600.0:.2f} EEG-hours read, {_duration(elapsed)} elapsed")
+    if 0 < done < total:
+        line += f", about {_duration(elapsed / done * (total - done))} left"
+    return line
+
+
+class ProgressReporter:
+    """Counts ``path``'s lines while the ``with`` block runs: a tqdm bar when ``stream`` is a
+    terminal, else ``progress_line`` every ``log_every`` seconds; the last line either way."""
+
+    def __init__(self, path: str, total: int, *, stream: IO[str] | None = None, log_every: float = 30.0,
+                 poll: float = 0.5):
+        self.path, self.total, self.log_every, self.poll = path, total, log_every, poll
+        self.stream = sys.stderr if stream is None else stream
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._bar = self._redirect = None
+        self._start = 0.0
+
+    def __enter__(self) -> ProgressReporter:
+        self._start = time.monotonic()
+        if self.stream.isatty():
+            from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
+
+            self._bar = tqdm(total=self.total, desc="recordings", unit="recording", file=self.stream,
+                             dynamic_ncols=True, leave=False)
+            self._redirect = logging_redirect_tqdm()  # this process's log lines go above the bar
+            self._redirect.__enter__()
+        self._thread = threading.Thread(target=self._watch, name="eegfm-progress", daemon=True)
+        self._thread.start()
+        return self
+
+    def _draw(self, done: int, seconds: float, refresh: bool = False) -> None:
+        self._bar.set_postfix_str(f"{seconds / 3600.0:.2f} EEG-h", refresh=False)
+        self._bar.update(min(done, self.total) - self._bar.n)
+        if refresh:
+            self._bar.refresh()
+
+    def _watch(self) -> None:
+        logged = time.monotonic()
+        while not self._stop.wait(self.poll):
+            done, seconds = read_progress(self.path)
+            if self._bar is not None:
+                self._draw(done, seconds)
+            elif time.monotonic() - logged >= self.log_every:
+                logged = time.monotonic()
+                log.info(progress_line(min(done, self.total), self.total, seconds, logged - self._start))
+
+    def __exit__(self, *exc_info) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        done, seconds = read_progress(self.path)
+        if self._bar is not None:
+            self._draw(done, seconds, refresh=True)  # the final count, before the bar is cleared
+            self._redirect.__exit__(None, None, None)
+            self._bar.close()
+        log.info(progress_line(min(done, self.total), self.total, seconds, time.monotonic() - self._start))
