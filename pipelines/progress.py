@@ -4,9 +4,10 @@ Beam's DirectRunner reports nothing until the pipeline ends, and its metrics are
 For a local run (``in_memory`` or ``multi_processing``: one machine) each finished input appends
 one line, its EEG seconds, to a file in a private temporary folder (an ``O_APPEND`` write of a few
 bytes is atomic, so worker processes need no lock). A thread of the launching process counts the
-lines: a progress bar on a terminal, else a log line every ``log_every`` seconds, and a last line
-when the job ends. The lines hold numbers only: no path, name or pseudonym. Dataflow runs have
-their own progress page and get no file (workers cannot write to the launcher's disk).
+lines: a progress bar on a terminal, else a log line every ``log_every`` seconds; a line when the
+last recording is done (scoring and writing follow), and a last line when the job ends. The lines
+hold numbers only: no path, name or pseudonym. Dataflow runs have their own progress page and get
+no file (workers cannot write to the launcher's disk).
 """
 
 from __future__ import annotations
@@ -104,6 +105,16 @@ class ProgressReporter:
             elif time.monotonic() - logged >= self.log_every:
                 logged = time.monotonic()
                 log.info(progress_line(min(done, self.total), self.total, seconds, logged - self._start))
+            if done >= self.total:  # what is left runs after the last recording: say what it is
+                self._stage_two(seconds)
+                return
+
+    def _stage_two(self, seconds: float) -> None:
+        message = (f"all {self.total} recordings read ({seconds / 3600.0:.2f} EEG-hours); scoring artifacts "
+                   "and writing the TFRecord shards")
+        if self._bar is not None:
+            self._draw(self.total, seconds, refresh=True)
+        log.info(message)
 
     def __exit__(self, *exc_info) -> None:
         self._stop.set()

@@ -42,7 +42,8 @@ def test_recording_progress_never_fails(tmp_path):
 def test_the_progress_line_says_how_far_and_how_long():
     assert progress_line(3, 10, 1800.0, 60.0) == (
         "progress: 3/10 recordings (30%), 0.50 EEG-hours read, 1m00s elapsed, about 2m20s left")
-    assert progress_line(10, 10, 7200.0, 4000.0) == "progress: 10/10 recordings (100%), 2.00 EEG-hours read, 1h06m elapsed"
+    assert progress_line(10, 10, 7200.0, 4000.0) == (
+        "progress: 10/10 recordings (100%), 2.00 EEG-hours read, 1h06m elapsed")
 
 
 def _finish(path: str, count: int, pause: float) -> threading.Thread:
@@ -61,10 +62,14 @@ def test_without_a_terminal_the_reporter_logs_lines_while_it_runs_and_at_the_end
     with caplog.at_level(logging.INFO, logger="eegfm.preprocess"):
         with ProgressReporter(path, 4, stream=io.StringIO(), log_every=0.25, poll=0.05):
             _finish(path, 4, 0.2).join()
-    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress:")]
+            time.sleep(0.3)  # scoring and writing: the reporter has seen the last recording
+    messages = [r.getMessage() for r in caplog.records]
+    lines = [m for m in messages if m.startswith("progress:")]
     assert len(lines) >= 3  # some while it ran, one at the end
     assert any("left" in line for line in lines[:-1])
     assert lines[-1].startswith("progress: 4/4 recordings (100%), 4.00 EEG-hours read")
+    stage_two = [m for m in messages if m.startswith("all 4 recordings read (4.00 EEG-hours); scoring")]
+    assert len(stage_two) == 1 and messages.index(stage_two[0]) < messages.index(lines[-1])
 
 
 class _Terminal(io.StringIO):
@@ -80,4 +85,6 @@ def test_on_a_terminal_the_reporter_draws_a_bar(tmp_path, caplog):
             time.sleep(0.2)  # a poll after the last one
     drawn = terminal.getvalue()
     assert "recordings:" in drawn and "3/3" in drawn and "3.00 EEG-h" in drawn
-    assert caplog.records[-1].getMessage().startswith("progress: 3/3 recordings (100%)")
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[-2].startswith("all 3 recordings read")
+    assert messages[-1].startswith("progress: 3/3 recordings (100%)")
