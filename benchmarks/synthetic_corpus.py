@@ -32,6 +32,7 @@ from pipelines.schema import encode_example  # noqa: E402
 from pipelines.tfrecord import write_records  # noqa: E402
 
 WINDOW_SECONDS = 10
+WINDOWS_PER_FILE = 144  # 24 minutes, about 14 MB a file
 SUBJECTS_PER_SITE = 4
 _CONFIG_HASH = "synthetic"
 
@@ -50,8 +51,8 @@ def _pseudonym(kind: str, *parts: object) -> str:
     return f"{kind}-" + hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
-def write_corpus(output: str | Path, windows: int, *, windows_per_file: int = 144, sites: int = 3,
-                 seed: int = 0) -> dict:
+def write_corpus(output: str | Path, windows: int, *, windows_per_file: int = WINDOWS_PER_FILE,
+                 sites: int = 3, seed: int = 0) -> dict:
     """Write the corpus; returns its manifest. ``output`` must not hold TFRecords already."""
     check_int("windows", windows, 1)
     check_int("windows_per_file", windows_per_file, 1)
@@ -106,9 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, type=Path, help="folder to write (must hold no shards yet)")
     parser.add_argument("--windows", type=int, default=8640,
                         help="ten-second windows in all (8,640: 24 EEG-hours, about 840 MB)")
-    parser.add_argument("--windows-per-file", type=int, default=144,
-                        help="windows per TFRecord file (144: 24 minutes, about 14 MB; more files than "
-                        "loader workers let every worker read whole files)")
+    parser.add_argument("--windows-per-file", type=int, default=WINDOWS_PER_FILE,
+                        help=f"windows per TFRecord file ({WINDOWS_PER_FILE}: 24 minutes, about 14 MB; more "
+                        "files than loader workers let every worker read whole files)")
     parser.add_argument("--sites", type=int, default=3, help="site folders the windows are dealt to")
     parser.add_argument("--seed", type=int, default=0, help="seeds the samples and the pseudonyms")
     args = parser.parse_args(argv)

@@ -46,6 +46,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from benchmarks.synthetic_corpus import WINDOWS_PER_FILE, write_corpus  # noqa: E402
 from pipelines.tfrecord import read_records  # noqa: E402
 from training.config import load_config  # noqa: E402
 from training.data import EEGLoader, LoaderConfig, list_files  # noqa: E402
@@ -213,8 +214,8 @@ def main(argv: list[str] | None = None) -> None:
                         "it (2 files per site) into a temporary folder first")
     parser.add_argument("--synthetic", type=int, default=0, metavar="WINDOWS",
                         help="instead of --data, write a corpus of this many 10 s windows of noise in files of "
-                        "144 (benchmarks/synthetic_corpus.py: the pipeline's layout without Beam, for the GPU "
-                        "image) into a temporary folder first")
+                        f"{WINDOWS_PER_FILE} (benchmarks/synthetic_corpus.py: the pipeline's layout without Beam, "
+                        "for the GPU image) into a temporary folder first")
     parser.add_argument("--copies", type=int, default=1,
                         help="read the corpus as this many copies of its site folders (symbolic links, as "
                         "train_loop.py makes): where Beam is missing to preprocess a larger corpus (the GPU "
@@ -232,8 +233,6 @@ def main(argv: list[str] | None = None) -> None:
 
             data = _simulate_and_preprocess(Path(tmp), shards_per_site=2, subjects=4, minutes=args.simulate)
         if args.synthetic:
-            from benchmarks.synthetic_corpus import write_corpus
-
             data = str(Path(tmp) / "synthetic")
             write_corpus(data, args.synthetic)
         if args.copies > 1:
@@ -247,7 +246,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.simulate > 0:
         result["data"] = f"simulated: 3 sites x 4 subjects x {args.simulate:g} min, 10 s windows, 2 files per site"
     if args.synthetic:
-        result["data"] = f"synthetic: {args.synthetic} windows of 10 s noise in files of 144"
+        result["data"] = f"synthetic: {args.synthetic} windows of 10 s noise in files of {WINDOWS_PER_FILE}"
     if args.copies > 1:
         source = result["data"] if args.simulate > 0 or args.synthetic else args.data
         result["data"] = f"{source}, linked {args.copies} times"

@@ -41,6 +41,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.synthetic_corpus import WINDOWS_PER_FILE, write_corpus  # noqa: E402
+
 
 def link_corpus(data: Path, copies: int, target: Path) -> int:
     """``target`` as a pipeline output holding ``data``'s site folders ``copies`` times (symbolic
@@ -103,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--data", type=Path, help="a pipelines.preprocess output folder")
     source.add_argument("--synthetic", type=int, metavar="WINDOWS",
                         help="instead of --data, write a corpus of this many 10 s windows of noise in files "
-                        "of 144 (benchmarks/synthetic_corpus.py; needs no Beam) into a temporary folder")
+                        f"of {WINDOWS_PER_FILE} (benchmarks/synthetic_corpus.py; needs no Beam) into a temporary "
+                        "folder")
     parser.add_argument("--config", default="base", help="training preset (default: base)")
     parser.add_argument("--copies", type=int, default=None,
                         help="link the corpus this many times (default: 40 for --data, 1 for --synthetic), so "
@@ -138,8 +141,6 @@ def main(argv: list[str] | None = None) -> int:
         tmp = Path(tmp)
         data = args.data
         if args.synthetic is not None:
-            from benchmarks.synthetic_corpus import write_corpus
-
             data = tmp / "synthetic"
             write_corpus(data, args.synthetic)
             result["synthetic_windows"] = args.synthetic

@@ -5,9 +5,9 @@ For a local run (``in_memory`` or ``multi_processing``: one machine) each finish
 one line, its EEG seconds, to a file in a private temporary folder (an ``O_APPEND`` write of a few
 bytes is atomic, so worker processes need no lock). A thread of the launching process counts the
 lines: a progress bar on a terminal, else a log line every ``log_every`` seconds; a line when it
-sees the last recording done (scoring and writing follow), and a last line when the job ends. The lines
-hold numbers only: no path, name or pseudonym. Dataflow runs have their own progress page and get
-no file (workers cannot write to the launcher's disk).
+sees the last recording done (scoring and writing follow), and a last line when the job ends.
+The lines hold numbers only: no path, name or pseudonym. Dataflow runs have their own progress
+page and get no file (workers cannot write to the launcher's disk).
 """
 
 from __future__ import annotations
@@ -37,15 +37,19 @@ def record_done(path: str | None, eeg_seconds: float) -> None:
         log.debug("progress not recorded (%s)", err)
 
 
-def read_progress(path: str) -> tuple[int, float]:
-    """``(inputs finished, EEG seconds read)`` so far; a line still being written is not counted."""
+def read_progress(path: str, since: int = 0) -> tuple[int, float, int]:
+    """``(inputs finished, EEG seconds read, offset)`` in the lines from byte ``since`` on, where
+    ``offset`` is the byte after the last complete line: pass it as ``since`` next time to read
+    only what was added (a line still being written is left for then)."""
     try:
         with open(path, "rb") as fh:
+            fh.seek(since)
             data = fh.read()
     except FileNotFoundError:
-        return 0, 0.0
-    lines = data.split(b"\n")[:-1]  # the part after the last newline is incomplete
-    return len(lines), sum(float(line) for line in lines if line)
+        return 0, 0.0, since
+    complete = data.rfind(b"\n") + 1
+    lines = data[:complete].split(b"\n")[:-1]
+    return len(lines), sum(float(line) for line in lines if line), since + complete
 
 
 def _duration(seconds: float) -> str:
@@ -75,6 +79,7 @@ class ProgressReporter:
         self._thread: threading.Thread | None = None
         self._bar = self._redirect = None
         self._start = 0.0
+        self._done, self._seconds, self._offset = 0, 0.0, 0  # counted so far, and where reading resumes
 
     def __enter__(self) -> ProgressReporter:
         self._start = time.monotonic()
@@ -90,6 +95,12 @@ class ProgressReporter:
         self._thread.start()
         return self
 
+    def _read(self) -> tuple[int, float]:
+        """Inputs finished and EEG seconds so far; each poll reads only the lines added since the last."""
+        done, seconds, self._offset = read_progress(self.path, self._offset)
+        self._done, self._seconds = self._done + done, self._seconds + seconds
+        return self._done, self._seconds
+
     def _draw(self, done: int, seconds: float, refresh: bool = False) -> None:
         self._bar.set_postfix_str(f"{seconds / 3600.0:.2f} EEG-h", refresh=False)
         self._bar.update(min(done, self.total) - self._bar.n)
@@ -99,7 +110,7 @@ class ProgressReporter:
     def _watch(self) -> None:
         logged = time.monotonic()
         while not self._stop.wait(self.poll):
-            done, seconds = read_progress(self.path)
+            done, seconds = self._read()
             if self._bar is not None:
                 self._draw(done, seconds)
             elif time.monotonic() - logged >= self.log_every:
@@ -120,7 +131,7 @@ class ProgressReporter:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        done, seconds = read_progress(self.path)
+        done, seconds = self._read()
         if self._bar is not None:
             self._draw(done, seconds, refresh=True)  # the final count, before the bar is cleared
             self._redirect.__exit__(None, None, None)

@@ -16,10 +16,11 @@ guarantees: each bundle writes one temporary file per site it meets (a new one w
 file reaches ``max_shard_bytes``) into a ``beam-temp-*`` folder, opened by ``SnappyTFRecordSink``
 (so the bytes are the custom sink's), and a single finalizing step, run once every bundle has
 succeeded, renames the files of the bundles that succeeded to their final names (files of
-failed or retried bundles are never renamed) and deletes the folder. The EEG is not shuffled unless ``num_shards`` asks for a fixed shard count.
-The size cap matters to the training loader: a local run is one bundle, so without it a site of
-a thousand EEG-hours would be one 35 GB file, and every loader worker and rank that shares a file
-reads and decompresses all of it to keep its share of the records.
+failed or retried bundles are never renamed) and deletes the folder. The EEG is not shuffled
+unless ``num_shards`` asks for a fixed shard count. The size cap matters to the training loader:
+a local run is one bundle, so without it a site of a thousand EEG-hours would be one 35 GB file,
+and every loader worker and rank that shares a file reads and decompresses all of it to keep its
+share of the records.
 The only Python API with dynamic destinations, ``fileio.WriteToFiles``, is experimental and names
 and finalizes files its own way. Sites are known from the inputs before the pipeline is built; an
 element whose site was not declared fails the pipeline with a message naming it, rather than

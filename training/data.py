@@ -22,7 +22,8 @@ one shard and nothing is read twice; only data sets with fewer files than shards
 several shards, each keeping every c-th record and passing over the others' (decompressed, not
 copied or checked; the loader warns, and ``eegfm-preprocess --max_shard_mb`` writes more files).
 Shards differ in size by up to a file, which is why training iterates forever
-(``infinite=True``): ranks never run out at different steps, and each shard counts its own epochs. ``infinite=False`` gives one epoch per ``iter()`` (evaluation).
+(``infinite=True``): ranks never run out at different steps, and each shard counts its own
+epochs. ``infinite=False`` gives one epoch per ``iter()`` (evaluation).
 
 Order and resume: DataLoader hands out worker batches strictly round-robin, skipping workers
 that finished. Every batch carries its shard position (worker, epoch, index in epoch, last of

@@ -20,23 +20,28 @@ def _writer(path: str, count: int) -> None:
 
 def test_lines_from_concurrent_processes_are_all_counted(tmp_path):
     path = str(tmp_path / "done")
-    assert read_progress(path) == (0, 0.0)  # nothing finished yet: no file
+    assert read_progress(path) == (0, 0.0, 0)  # nothing finished yet: no file
     workers = [multiprocessing.get_context("fork").Process(target=_writer, args=(path, 300)) for _ in range(3)]
     for worker in workers:
         worker.start()
     for worker in workers:
         worker.join()
-    assert read_progress(path) == (900, pytest.approx(1350.0))
+    size = len(b"1.500\n") * 900
+    assert read_progress(path) == (900, pytest.approx(1350.0), size)
     with open(path, "ab") as fh:
         fh.write(b"12.5")  # a line still being written
-    assert read_progress(path) == (900, pytest.approx(1350.0))
+    assert read_progress(path) == (900, pytest.approx(1350.0), size)
+    assert read_progress(path, size) == (0, 0.0, size)  # from where the last read ended: nothing new
+    with open(path, "ab") as fh:
+        fh.write(b"00\n3.000\n")  # the line completed, and one more
+    assert read_progress(path, size) == (2, pytest.approx(15.5), size + len(b"12.500\n3.000\n"))
 
 
 def test_recording_progress_never_fails(tmp_path):
     record_done(None, 10.0)  # not a local run: nothing to do
     record_done(str(tmp_path / "missing" / "done"), 10.0)  # cannot be written: logged at debug level
     record_done(str(tmp_path / "done"), float("nan"))
-    assert read_progress(str(tmp_path / "done"))[0] == 1
+    assert read_progress(str(tmp_path / "done"))[:2] == (1, 0.0)  # NaN seconds count as none
 
 
 def test_the_progress_line_says_how_far_and_how_long():

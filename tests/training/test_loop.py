@@ -11,8 +11,8 @@ import torch
 
 from training.config import ConfigError, load_config
 from training.distributed import Dist
-from training.loop import (STARVED_FRACTION, TimedBatches, TrainState, add_run_arguments, configure_kernels, load_core_state, loader_config,
-                           optimizer_step, run_overrides, step_seed)
+from training.loop import (STARVED_FRACTION, TimedBatches, TrainState, add_run_arguments, configure_kernels,
+                           load_core_state, loader_config, optimizer_step, run_overrides, step_seed)
 
 
 def test_step_seeds_are_distinct_per_rank_step_and_micro_step_and_stable():
