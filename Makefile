@@ -35,7 +35,7 @@ bench: bench-deps  ## run the benchmarks; each prints one JSON object
 	@for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 lock:  ## re-pin requirements/lock.txt from the current .venv
-	@$(VENV)/bin/pip freeze --exclude-editable | grep -v '^horovod==' \
+	@$(VENV)/bin/pip freeze --exclude-editable | grep -v -E '^horovod( @|==)' \
 	  | sed 's/^torch==\(.*\)+cpu$$/torch==\1/' > requirements/lock.new
 	@{ head -2 requirements/lock.txt; cat requirements/lock.new; } > requirements/lock.tmp
 	@mv requirements/lock.tmp requirements/lock.txt && rm requirements/lock.new

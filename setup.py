@@ -40,7 +40,7 @@ def pinned(*names: str) -> list[str]:
 
 
 CORE = pinned(
-    "apache-beam[gcp]", "numpy", "scipy", "pandas", "pyarrow", "mne", "pyedflib", "cramjam",
+    "apache-beam[gcp,aws]", "numpy", "scipy", "pandas", "pyarrow", "mne", "pyedflib", "cramjam",
     "google-crc32c", "protobuf", "pyyaml", "tqdm", "python-picard", "scikit-learn",
 )
 MODEL = pinned(
@@ -48,7 +48,9 @@ MODEL = pinned(
 )
 TRAIN = pinned("wandb", "matplotlib")
 TF = pinned("tensorflow-cpu")
-DEV = pinned("pytest", "pytest-timeout", "kubernetes-validate")
+# moto's S3 server and gcp-storage-emulator stand in for S3 and GCS in the object-store tests.
+DEV = pinned("pytest", "pytest-timeout", "kubernetes-validate", "moto[s3]", "flask", "flask-cors",
+             "gcp-storage-emulator")
 
 EXTRAS = {
     "model": MODEL,

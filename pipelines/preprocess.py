@@ -50,6 +50,7 @@ from pipelines.config import ConfigError, check_int
 from pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym
 from pipelines.features import FEATURE_NAMES
 from pipelines.logging_setup import get_logger, setup_logging
+from pipelines.object_stores import check_s3_credentials, storage_error
 from pipelines.process import (
     RECORD_QUALITY_NAMES,
     Outcome,
@@ -137,8 +138,11 @@ def load_key_any(path: str) -> bytes:
     """`deid.load_key` for local paths and Beam filesystems (gs://, s3://)."""
     if "://" not in path:
         return load_key(path)
-    with FileSystems.open(path) as fh:
-        key = fh.read().strip()
+    try:
+        with FileSystems.open(path) as fh:
+            key = fh.read().strip()
+    except OSError as err:
+        raise PseudonymKeyError(f"--pseudonym_key_file {path}: cannot read it ({storage_error(err)})") from None
     if len(key) < 16:
         raise PseudonymKeyError(f"--pseudonym_key_file {path}: expected at least 16 bytes; got {len(key)}")
     return key
@@ -340,7 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         epilog="Any other flag is a Beam pipeline option, e.g. --runner DataflowRunner --project P "
         "--region R --temp_location gs://B/tmp --setup_file ./setup.py, or --direct_running_mode "
-        "multi_processing --direct_num_workers 2 for local parallelism.",
+        "multi_processing --direct_num_workers 2 for local parallelism. Object stores: gs:// uses "
+        "Google application default credentials; s3:// takes --s3_access_key_id, "
+        "--s3_secret_access_key, --s3_region_name and --s3_endpoint_url (an S3-compatible store), "
+        "else boto3's usual sources (AWS_* variables, ~/.aws, the instance role).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     io_ = parser.add_argument_group("inputs and outputs")
@@ -533,17 +540,21 @@ def run(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     setup_logging("DEBUG" if args.verbose else "INFO", verbose=args.verbose)
+    options = PipelineOptions(beam_args)
+    # Beam's filesystems read their credentials and endpoints (--s3_endpoint_url ...) from
+    # the options; the launcher lists inputs and reads the key before any worker runs.
+    FileSystems.set_options(options)
     try:
+        check_s3_credentials([*args.input, args.output, args.pseudonym_key_file], options)
         config = config_from_args(args)
         _check_sharding(args)
         args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file)
         key = load_key_any(args.pseudonym_key_file)
         items, ignored, datasets = discover(args.input, dataset=args.dataset, site=args.site)
-    except (ConfigError, PseudonymKeyError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, PseudonymKeyError, OSError, ValueError) as err:
         parser.error(str(err))
     if not items:
         parser.error(f"--input {' '.join(args.input)}: no recordings found (only {len(ignored)} sidecar/doc files)")
-    options = PipelineOptions(beam_args)
     if options.view_as(StandardOptions).runner is None:
         # Name the runner explicitly (Beam otherwise logs that it is guessing one); its
         # --direct_running_mode defaults to in_memory, one process.

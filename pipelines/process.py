@@ -29,6 +29,7 @@ import numpy as np
 from pipelines import schema
 from pipelines.config import Config, check_option, check_range
 from pipelines.logging_setup import get_logger
+from pipelines.object_stores import storage_error
 from pipelines.deid import pseudonym
 from pipelines.artifact_ae import band_features_from_psd
 from pipelines.features import compute_features
@@ -136,8 +137,10 @@ class StageError(Exception):
 @contextlib.contextmanager
 def localized(path: str) -> Iterator[tuple[str, str]]:
     """A local path for `path` (remote files are streamed to a temp file) and its SHA-256."""
+    from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
+    raw = CompressionTypes.UNCOMPRESSED  # as stored: a .fif.gz stays gzip, as on local disk
     digest = hashlib.sha256()
     if "://" not in path:
         with open(path, "rb") as fh:
@@ -148,7 +151,7 @@ def localized(path: str) -> Iterator[tuple[str, str]]:
     suffix = "".join(os.path.basename(path).partition(".")[1:]) or ".bin"
     with tempfile.TemporaryDirectory(prefix="eegfm-") as tmp:
         local = os.path.join(tmp, "recording." + suffix.lstrip("."))
-        with FileSystems.open(path) as src, open(local, "wb") as dst:
+        with FileSystems.open(path, compression_type=raw) as src, open(local, "wb") as dst:
             for block in iter(lambda: src.read(1 << 20), b""):
                 digest.update(block)
                 dst.write(block)
@@ -156,7 +159,7 @@ def localized(path: str) -> Iterator[tuple[str, str]]:
         for companion in _companions(path):
             if FileSystems.exists(companion):
                 target = os.path.join(tmp, os.path.basename(companion))
-                with FileSystems.open(companion) as src, open(target, "wb") as dst:
+                with FileSystems.open(companion, compression_type=raw) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
         yield local, digest.hexdigest()
 
@@ -222,7 +225,8 @@ def process_recording(
     except StageError as err:
         outcome.stage, outcome.reason = err.stage, f"{os.path.basename(item.path)}: {err.reason}"
     except OSError as err:
-        outcome.stage, outcome.reason = "read", f"{os.path.basename(item.path)}: cannot read file ({err})"
+        detail = storage_error(err) if getattr(err, "exception_details", None) else err  # BeamIOError
+        outcome.stage, outcome.reason = "read", f"{os.path.basename(item.path)}: cannot read file ({detail})"
     except Exception as err:  # dead letter: one recording that breaks a library must not stop the run
         log.exception("unexpected failure on %s", item.path)
         outcome.status, outcome.stage = "quarantined", "unexpected"

@@ -43,6 +43,7 @@ from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.config import check_int
 from pipelines.logging_setup import get_logger
+from pipelines.object_stores import fix_s3_empty_uploads
 from pipelines.schema import SITE_ID_PATTERN
 from pipelines.tfrecord import SnappyTFRecordWriter
 
@@ -54,6 +55,7 @@ SITE_FILE_PREFIX = "part"
 # guide recommends for object stores, and small enough that a corpus of a few dozen EEG-hours
 # gives every loader worker of a GPU machine files of its own.
 DEFAULT_MAX_SHARD_BYTES = 128 * 2**20
+fix_s3_empty_uploads()  # every process that writes shards or reports imports this module
 
 
 class SnappyTFRecordSink(filebasedsink.FileBasedSink):

@@ -29,6 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import check_option
 from pipelines.deid import safe_age, normalize_sex
+from pipelines.object_stores import storage_error
 
 HMS_CLASSES = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 HMS_VOTE_COLUMNS = ("seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote")
@@ -90,7 +91,9 @@ def _exists(path: str) -> bool:
 
 def _is_dir(path: str) -> bool:
     if "://" in path:
-        return not _exists(path) and bool(FileSystems.match([_join(path, "*")])[0].metadata_list)
+        # An object store has no folders, only keys: a "folder" is a prefix with keys below it,
+        # maybe only in deeper "sub-folders" (** crosses "/"; * would not).
+        return not _exists(path) and bool(FileSystems.match([_join(path, "**")], limits=[1])[0].metadata_list)
     import os
 
     return os.path.isdir(path)
@@ -104,8 +107,11 @@ def expand_inputs(patterns: list[str]) -> list[str]:
 def _file_sizes(patterns: list[str]) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for pattern in patterns:
-        glob = _join(pattern.rstrip("/"), "**") if _is_dir(pattern) else pattern
-        matched = FileSystems.match([glob])[0].metadata_list
+        try:
+            glob = _join(pattern.rstrip("/"), "**") if _is_dir(pattern) else pattern
+            matched = FileSystems.match([glob])[0].metadata_list
+        except OSError as err:  # an object store: credentials, endpoint, bucket (BeamIOError)
+            raise OSError(f"--input {pattern}: cannot list it ({storage_error(err)})") from None
         if not matched:
             raise FileNotFoundError(f"--input {pattern}: matched no files")
         sizes.update((m.path, m.size_in_bytes) for m in matched)

@@ -92,6 +92,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from model.inputs import SEX_CODES, encode_age, encode_sex
 from pipelines.config import ConfigError, check_int, check_option, check_range
 from pipelines.logging_setup import get_logger
+from pipelines.object_stores import filesystems
 from pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError, _len_field, decode_features
 from pipelines.tfrecord import CorruptTFRecordError, read_records
 from training.handoff import Handoff, Specs, copy_to_shared, handoff_supported, resolve_shared
@@ -134,17 +135,14 @@ def _open(path: str) -> IO[bytes]:
     if not _is_remote(path):
         return open(path, "rb")
     from apache_beam.io.filesystem import CompressionTypes
-    from apache_beam.io.filesystems import FileSystems
 
-    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+    return filesystems(path).open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
 def _match(pattern: str) -> list[tuple[str, int]]:
     """``(path, size in bytes)`` of the files matching a glob, sorted by path."""
     if _is_remote(pattern):
-        from apache_beam.io.filesystems import FileSystems
-
-        found = [(m.path, m.size_in_bytes) for r in FileSystems.match([pattern]) for m in r.metadata_list]
+        found = [(m.path, m.size_in_bytes) for r in filesystems(pattern).match([pattern]) for m in r.metadata_list]
     else:
         import glob
 

@@ -1,0 +1,271 @@
+"""The job and the training loader on object stores: s3:// against moto's S3 server and gs://
+against gcp-storage-emulator, both real HTTP servers on localhost speaking the stores' APIs to
+the real boto3 and google-cloud-storage clients that Beam's filesystems use. (AWS and GCS
+themselves are not reachable here.)"""
+
+import gzip
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipelines.object_stores import filesystems, storage_error
+from pipelines.tfrecord import read_records
+from training.data import EEGLoader, LoaderConfig, describe
+
+REPO = Path(__file__).resolve().parents[2]
+BUCKET = "eegfm-test"
+KEY = b"0123456789abcdef0123456789abcdef\n"
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+@pytest.fixture
+def beam_options():
+    """Tests set Beam's process-wide filesystem options; each test leaves them as it found them."""
+    saved = getattr(FileSystems, "_pipeline_options", None)
+    yield
+    FileSystems._pipeline_options = saved
+
+
+@pytest.fixture(scope="module")
+def s3():
+    """``(endpoint, boto3 client)`` of a moto S3 server holding an empty bucket."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # a line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    client = boto3.client("s3", endpoint_url=endpoint, **{
+        "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"],
+        "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"],
+        "region_name": AWS_ENV["AWS_DEFAULT_REGION"]})
+    client.create_bucket(Bucket=BUCKET)
+    yield endpoint, client
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def mixed_tree(shared_data, tmp_path_factory):
+    """A local input tree: 2 eegmat recordings, a gzipped 2-channel FIF, BrainVision with numbered channels
+    (its companions must travel with it) and a zero-length EDF. ``{relative path: bytes}``."""
+    eegmat, formats = shared_data / "eegmat", shared_data / "formats"
+    files = {f"eegmat/{name}": (eegmat / name).read_bytes() for name in ("Subject00_1.edf", "Subject00_2.edf")}
+    files["lab/rest_raw.fif.gz"] = gzip.compress((formats / "fif" / "data_resting_EO_200Hz_raw.fif").read_bytes(),
+                                                 compresslevel=1, mtime=0)
+    for name in ("test_NO.vhdr", "test_NO.vmrk", "test_NO.eeg"):
+        files[f"lab/{name}"] = (formats / "brainvision" / name).read_bytes()
+    files["lab/empty.edf"] = b""
+    root = tmp_path_factory.mktemp("tree")
+    for name, data in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    return root, files
+
+
+def _preprocess(args, env=None):
+    done = subprocess.run([sys.executable, "-m", "pipelines.preprocess", *args], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+    return done
+
+
+def _records(folder: str) -> dict[str, list[bytes]]:
+    """Every record of every shard below ``folder`` (any file system), by site folder."""
+    fs = filesystems(folder)
+    found = fs.match([f"{folder}/*/part-*-of-*.tfrecord"])[0].metadata_list
+    by_site: dict[str, list[bytes]] = {}
+    for meta in sorted(found, key=lambda m: m.path):
+        with fs.open(meta.path, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+            by_site.setdefault(meta.path.split("/")[-2], []).extend(read_records(fh, "SNAPPY"))
+    return by_site
+
+
+def test_empty_and_small_files_on_s3(s3, beam_options):
+    # Beam's S3 uploader alone fails on an empty file (a multipart upload with no part).
+    endpoint, client = s3
+    FileSystems.set_options(PipelineOptions(["--s3_endpoint_url", endpoint, "--s3_access_key_id", "testing",
+                                             "--s3_secret_access_key", "testing", "--s3_region_name", "us-east-1"]))
+    fs = filesystems()
+    fs.create(f"s3://{BUCKET}/unit/empty.jsonl").close()
+    with fs.create(f"s3://{BUCKET}/unit/small.txt") as fh:
+        fh.write(b"abc")
+    assert client.get_object(Bucket=BUCKET, Key="unit/empty.jsonl")["Body"].read() == b""
+    assert client.get_object(Bucket=BUCKET, Key="unit/small.txt")["Body"].read() == b"abc"
+
+
+def test_storage_errors_name_the_path_and_the_stores_answer():
+    from apache_beam.io.filesystem import BeamIOError
+
+    inner = BeamIOError("List operation failed with exceptions",
+                        {"s3://b/raw/": ValueError("Must provide one of client or options")})
+    outer = BeamIOError("exists() operation failed", {"s3://b/raw/": inner})
+    assert storage_error(outer) == "s3://b/raw/: ValueError: Must provide one of client or options"
+    assert storage_error(FileNotFoundError("Not found:\n  s3://b/k")) == "FileNotFoundError: Not found: s3://b/k"
+
+
+def test_missing_objects_fail_the_command_with_the_option_and_path(s3):
+    endpoint, client = s3
+    client.put_object(Bucket=BUCKET, Key="errors/raw/a.edf", Body=b"")
+    options = ["--s3_endpoint_url", endpoint, "--s3_access_key_id", "testing", "--s3_secret_access_key", "testing",
+               "--s3_region_name", "us-east-1"]
+    done = _preprocess(["--input", f"s3://{BUCKET}/errors/raw/", "--output", f"s3://{BUCKET}/errors/out",
+                        "--pseudonym_key_file", f"s3://{BUCKET}/errors/no.key", *options])
+    assert done.returncode == 2
+    assert f"--pseudonym_key_file s3://{BUCKET}/errors/no.key: cannot read it (FileNotFoundError: " in done.stderr
+    assert "Traceback" not in done.stderr
+    client.put_object(Bucket=BUCKET, Key="errors/pseudonym.key", Body=KEY)
+    done = _preprocess(["--input", "s3://no-such-bucket/raw/", "--output", f"s3://{BUCKET}/errors/out",
+                        "--pseudonym_key_file", f"s3://{BUCKET}/errors/pseudonym.key", *options])
+    assert done.returncode == 2
+    assert "--input s3://no-such-bucket/raw/: matched no files" in done.stderr
+    assert "Traceback" not in done.stderr
+    # No credentials anywhere: an error at once, not minutes of Beam's retries.
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    bare.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    done = subprocess.run([sys.executable, "-m", "pipelines.preprocess", "--input", f"s3://{BUCKET}/errors/raw/",
+                           "--output", "unused", "--pseudonym_key_file", f"s3://{BUCKET}/errors/pseudonym.key",
+                           "--s3_endpoint_url", endpoint], cwd=REPO, capture_output=True, text=True, env=bare,
+                          timeout=120)
+    assert done.returncode == 2
+    assert f"error: s3://{BUCKET}/errors/raw/: no AWS credentials found: pass --s3_access_key_id" in done.stderr
+
+
+def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, beam_options, monkeypatch):
+    endpoint, client = s3
+    root, files = mixed_tree
+    for name, data in files.items():
+        client.put_object(Bucket=BUCKET, Key=f"raw/{name}", Body=data)
+    client.put_object(Bucket=BUCKET, Key="keys/pseudonym.key", Body=KEY)
+    (tmp_path / "pseudonym.key").write_bytes(KEY)
+    s3_options = ["--s3_endpoint_url", endpoint, "--s3_access_key_id", "testing", "--s3_secret_access_key", "testing",
+                  "--s3_region_name", "us-east-1"]
+
+    done = _preprocess(["--input", f"s3://{BUCKET}/raw/", "--output", f"s3://{BUCKET}/out",
+                        "--pseudonym_key_file", f"s3://{BUCKET}/keys/pseudonym.key", *s3_options])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Finished listing" not in done.stderr  # Beam's root-logger chatter is kept out
+    local = _preprocess(["--input", str(root), "--output", str(tmp_path / "out"),
+                         "--pseudonym_key_file", str(tmp_path / "pseudonym.key")])
+    assert local.returncode == 0, local.stderr[-3000:]
+
+    manifest = json.loads(client.get_object(Bucket=BUCKET, Key="out/manifest.json")["Body"].read())
+    status = {e["source"].rsplit("/", 1)[-1]: e for e in manifest["inputs"]}
+    assert {e["source"] for e in manifest["inputs"]} == {f"s3://{BUCKET}/raw/{n}" for n in files}
+    assert status["Subject00_1.edf"]["status"] == status["Subject00_2.edf"]["status"] == "processed"
+    # Fetched as stored, not gunzipped on the way: MNE reads it and finds its 2 channels.
+    assert "Channels found: 'F4-A1', 'CZ-A2'" in status["rest_raw.fif.gz"]["reason"]
+    assert status["test_NO.vhdr"]["status"] == "quarantined"  # read with its .vmrk/.eeg companions
+    assert "only 0 of the 19 10-20 channels are present" in status["test_NO.vhdr"]["reason"]
+    assert status["empty.edf"]["status"] == "quarantined"
+    assert status["empty.edf"]["reason"].startswith("empty.edf: ")
+    quarantine = client.get_object(Bucket=BUCKET, Key="out/quarantine.jsonl")["Body"].read().decode()
+    assert sum(json.loads(line)["kind"] == "input" for line in quarantine.splitlines()) == 3
+    written = sorted(o["Key"][len("out/"):] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="out/")["Contents"])
+    assert written == sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert "quarantine.jsonl" in written and not any("beam-temp" in name for name in written)
+
+    # From here on this process finds the store as boto3 does by default: the environment.
+    for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": endpoint}.items():
+        monkeypatch.setenv(name, value)
+    # Same inputs and key: the same records as the run on local disk, byte for byte.
+    remote, on_disk = _records(f"s3://{BUCKET}/out"), _records(str(tmp_path / "out"))
+    assert sorted(remote) == sorted(on_disk) and len(remote) == 2
+    assert remote == on_disk
+    assert sum(map(len, remote.values())) == manifest["counts"]["windows"] > 0
+
+    # The training loader reads the output where it lies.
+    info = describe(f"s3://{BUCKET}/out")
+    assert info.counts["windows"] == manifest["counts"]["windows"] and len(info.sites) == 2
+    loader = EEGLoader(f"s3://{BUCKET}/out", LoaderConfig(batch_size=8, num_workers=0, shuffle=False),
+                       rank=0, world_size=1, infinite=False)
+    batches = list(loader)
+    assert sum(len(b["label"]) for b in batches) == info.counts["windows"]
+    assert {tuple(b["eeg"].shape[1:]) for b in batches} == {(19, 2560)}
+
+
+class _Metadata(BaseHTTPRequestHandler):
+    """The GCE metadata server, as much of it as google-auth asks for: a VM's default service
+    account and its access token. The emulator ignores the token; GCS would check it."""
+
+    ANSWERS = {
+        "": "", "/computeMetadata/v1/project/project-id": "eegfm-test",
+        "/computeMetadata/v1/universe/universe-domain": "googleapis.com",
+        "/computeMetadata/v1/instance/service-accounts/default": json.dumps(
+            {"email": "loader@eegfm-test.iam.gserviceaccount.com", "aliases": ["default"],
+             "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}),
+        "/computeMetadata/v1/instance/service-accounts/default/token": json.dumps(
+            {"access_token": "test-token", "expires_in": 3600, "token_type": "Bearer"}),
+    }
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = self.ANSWERS.get(self.path.split("?", 1)[0].rstrip("/"))
+        data = (body or "").encode()
+        self.send_response(200 if body is not None else 404)
+        self.send_header("Metadata-Flavor", "Google")
+        self.send_header("Content-Type", "application/json" if data.startswith(b"{") else "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def gcs():
+    """``(environment, bucket)``: gcp-storage-emulator with an empty bucket, and a metadata server
+    that gives google-auth credentials as on a GCE VM (without any, Beam retries for 25 s and then
+    connects anonymously). ``environment`` is for the processes under test."""
+    from gcp_storage_emulator.server import create_server
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import storage
+
+    metadata = ThreadingHTTPServer(("127.0.0.1", 0), _Metadata)
+    threading.Thread(target=metadata.serve_forever, daemon=True).start()
+    emulator = create_server("127.0.0.1", 0, in_memory=True, default_bucket=BUCKET)
+    emulator.start()
+    endpoint = f"http://127.0.0.1:{emulator._api._httpd.server_port}"
+    env = {"STORAGE_EMULATOR_HOST": endpoint, "GCE_METADATA_HOST": f"127.0.0.1:{metadata.server_port}",
+           "GCE_METADATA_IP": f"127.0.0.1:{metadata.server_port}"}
+    client = storage.Client(project="eegfm-test", credentials=AnonymousCredentials(),
+                            client_options={"api_endpoint": endpoint})
+    yield env, client.bucket(BUCKET)
+    emulator.stop()
+    metadata.shutdown()
+
+
+def test_the_job_reads_and_writes_gcs(shared_data, tmp_path, gcs):
+    env, bucket = gcs
+    bucket.blob("raw/eegmat/Subject01_1.edf").upload_from_filename(str(shared_data / "eegmat" / "Subject01_1.edf"))
+    key = tmp_path / "pseudonym.key"
+    key.write_bytes(KEY)
+    done = _preprocess(["--input", f"gs://{BUCKET}/raw/", "--output", f"gs://{BUCKET}/out",
+                        "--pseudonym_key_file", str(key)], env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads(bucket.blob("out/manifest.json").download_as_bytes())
+    assert manifest["counts"]["processed"] == 1 and manifest["counts"]["windows"] > 0
+    assert bucket.blob("out/quarantine.jsonl").download_as_bytes() == b""
+
+    # A training process (google-auth reads the metadata server's address when imported, so
+    # not this one): every window, finite.
+    count = ("from training.data import EEGLoader, LoaderConfig\n"
+             "import sys, torch\n"
+             "config = LoaderConfig(batch_size=16, num_workers=0, shuffle=False)\n"
+             "batches = list(EEGLoader(sys.argv[1], config, rank=0, world_size=1, infinite=False))\n"
+             "assert all(torch.isfinite(b['eeg']).all() for b in batches)\n"
+             "print(sum(len(b['label']) for b in batches))\n")
+    done = subprocess.run([sys.executable, "-c", count, f"gs://{BUCKET}/out"], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, **env}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout.split()[-1]) == manifest["counts"]["windows"]
