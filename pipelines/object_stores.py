@@ -51,8 +51,11 @@ def storage_error(err: BaseException) -> str:
     """
     details = getattr(err, "exception_details", None)
     if isinstance(details, dict) and details:
-        return "; ".join(f"{path}: {storage_error(cause)}" if not getattr(cause, "exception_details", None)
-                         else storage_error(cause) for path, cause in details.items())
+        parts = []
+        for path, cause in details.items():
+            inner = storage_error(cause)  # a wrapped BeamIOError names its own paths
+            parts.append(inner if getattr(cause, "exception_details", None) else f"{path}: {inner}")
+        return "; ".join(parts)
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text}" if text else type(err).__name__
 

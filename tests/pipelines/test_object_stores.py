@@ -219,7 +219,7 @@ class _Metadata(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def log_message(self, *args) -> None:
-        pass
+        """Quiet: http.server prints a line per request otherwise."""
 
 
 @pytest.fixture
