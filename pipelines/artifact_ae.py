@@ -273,6 +273,17 @@ class ArtifactAutoencoder:
         features = band_features(arr, self.sfreq)
         return self.fit_features(features, groups=groups, n_chans=self.n_chans)
 
+    def _calibration_windows(self, n: int) -> int:
+        return int(round(self.calibration_fraction * n))
+
+    @property
+    def min_fit_windows(self) -> int:
+        """The fewest windows :meth:`fit_features` accepts: >= 20 to train on and >= 10 to calibrate."""
+        n = 30
+        while self._calibration_windows(n) < 10 or n - self._calibration_windows(n) < 20:
+            n += 1
+        return n
+
     def fit_features(
         self, features: np.ndarray, *, groups: Sequence | None = None, n_chans: int | None = None
     ) -> ArtifactAutoencoder:
@@ -281,7 +292,7 @@ class ArtifactAutoencoder:
         if features.ndim != 2 or not np.all(np.isfinite(features)):
             raise ValueError(f"features: expected a finite 2-D array; got shape {features.shape}")
         n = features.shape[0]
-        n_cal = int(round(self.calibration_fraction * n))
+        n_cal = self._calibration_windows(n)
         if n_cal < 10 or n - n_cal < 20:
             raise ValueError(
                 f"windows: expected enough windows for >= 20 training and >= 10 calibration windows "

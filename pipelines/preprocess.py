@@ -149,12 +149,14 @@ def load_key_any(path: str) -> bytes:
 
 
 # --------------------------------------------------------------------------- stage 2: artifacts
-def _fit_autoencoder(sample: list[tuple[str, np.ndarray]], min_windows: int, seed: int):
-    if len(sample) < min_windows:
-        log.warning("artifact autoencoder not fitted: %d training windows < %d", len(sample), min_windows)
+def _fit_autoencoder(sample: list[tuple[str, np.ndarray]], seed: int):
+    model = ArtifactAutoencoder(seed=seed)
+    if len(sample) < model.min_fit_windows:
+        log.warning("artifact autoencoder not fitted: %d training windows < %d; windows are scored by the "
+                    "rules only", len(sample), model.min_fit_windows)
         return None
     features = np.stack([f for _, f in sorted(sample, key=lambda kv: kv[0])])
-    return ArtifactAutoencoder(seed=seed).fit_features(features, n_chans=schema.N_CHANS)
+    return model.fit_features(features, n_chans=schema.N_CHANS)
 
 
 def _save_model(model, path: str) -> str:
@@ -236,8 +238,7 @@ class ScoreArtifacts(beam.PTransform):
                 # and worker count fits the same model.
                 | "Sample" >> beam.combiners.Top.Of(self._sample_size, key=lambda kv: kv[0], reverse=True)
             )
-            seed, min_windows = self._seed, 32
-            model = sample | "Fit" >> beam.Map(_fit_autoencoder, min_windows, seed)
+            model = sample | "Fit" >> beam.Map(_fit_autoencoder, self._seed)
             target = FileSystems.join(self._output, AE_MODEL_NAME)
             self.model_used = model | "SaveModel" >> beam.Map(_save_model, target)
         return recordings | "Score" >> beam.ParDo(
@@ -418,7 +419,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="comma-separated site names whose windows train the autoencoder (default all); "
                      "for leave-one-site-out studies give only the training sites")
     art.add_argument("--ae_sample_size", type=int, default=2000,
-                     help="at most this many windows (a deterministic sample) fit the autoencoder")
+                     help="at most this many windows (a deterministic sample) fit the autoencoder; at least "
+                     f"{ArtifactAutoencoder().min_fit_windows} (a fifth of them calibrate its scores). With fewer training-site windows in "
+                     "all, no autoencoder is fitted and the rules alone score artifacts (logged)")
     art.add_argument("--max_artifact_score", type=float, default=1.0,
                      help="quarantine windows whose combined artifact score exceeds this (1.0 keeps all)")
     art.add_argument("--config", default=None,
@@ -473,10 +476,14 @@ def _shard_bytes(mib: float) -> int:
     return max(1, round(mib * 2**20))
 
 
-def _check_sharding(args) -> None:
+def _check_numbers(args) -> None:
+    """The flags that no config dataclass validates."""
     check_int("--num_shards", args.num_shards, 0)
     if not (math.isfinite(args.max_shard_mb) and args.max_shard_mb > 0):
         raise ConfigError(f"--max_shard_mb: expected a number of MiB > 0; got {args.max_shard_mb}")
+    if not args.no_artifact_model and not args.artifact_model:
+        # Fewer windows than the autoencoder needs would only ever skip its fit.
+        check_int("--ae_sample_size", args.ae_sample_size, ArtifactAutoencoder().min_fit_windows)
 
 
 def _ensure_key(path: str) -> str:
@@ -530,6 +537,7 @@ def summarize(manifest: dict, seconds: float) -> str:
         ("windows rejected", c["rejected_windows"]), ("EEG hours read", f"{c['input_eeg_hours']:.3f}"),
         ("EEG hours in windows", f"{c['window_eeg_hours']:.3f}"), ("sites", len(c["per_site"])),
         ("TFRecord files", len(manifest.get("shards", ()))),
+        ("artifact model", manifest.get("artifact_model") or "none (rules only)"),
         ("wall time", f"{seconds:.1f} s"), ("throughput", f"{rate:.3f} EEG-hours/s"),
     ]
     width = max(len(k) for k, _ in rows)
@@ -547,7 +555,7 @@ def run(argv: list[str] | None = None) -> dict:
     try:
         check_s3_credentials([*args.input, args.output, args.pseudonym_key_file], options)
         config = config_from_args(args)
-        _check_sharding(args)
+        _check_numbers(args)
         args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file)
         key = load_key_any(args.pseudonym_key_file)
         items, ignored, datasets = discover(args.input, dataset=args.dataset, site=args.site)

@@ -126,6 +126,17 @@ def test_fit_is_deterministic_under_a_seed(data):
     assert not np.array_equal(a.weights[0], c.weights[0])
 
 
+def test_the_fewest_windows_a_fit_takes_is_what_fit_accepts(data):
+    _, fit_windows, _ = data
+    features = band_features(fit_windows[:60])
+    for fraction in (0.2, 0.35):
+        least = ArtifactAutoencoder(calibration_fraction=fraction, epochs=1).min_fit_windows
+        ArtifactAutoencoder(calibration_fraction=fraction, epochs=1).fit_features(features[:least])
+        with pytest.raises(ValueError, match=f"windows: expected enough windows .*; got {least - 1}"):
+            ArtifactAutoencoder(calibration_fraction=fraction, epochs=1).fit_features(features[:least - 1])
+    assert ArtifactAutoencoder().min_fit_windows == 48  # 38 to train on, 10 to calibrate
+
+
 def test_errors_are_clear(data):
     model, fit_windows, _ = data
     with pytest.raises(RuntimeError, match="not fitted"):

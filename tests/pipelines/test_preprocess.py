@@ -176,6 +176,7 @@ def test_dataflow_job_graph_builds_offline(shared_data, key_file, tmp_path):
         (["--h_freq", "140"], "h_freq"),
         (["--num_shards", "-1"], "--num_shards: expected an integer >= 0"),
         (["--max_shard_mb", "0"], "--max_shard_mb: expected a number of MiB > 0; got 0.0"),
+        (["--ae_sample_size", "40"], "--ae_sample_size: expected an integer >= 48; got 40"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(shared_data, key_file, tmp_path, args, message):
@@ -186,6 +187,23 @@ def test_bad_arguments_fail_before_any_work(shared_data, key_file, tmp_path, arg
     )
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_too_few_windows_for_the_autoencoder_leave_the_rules_to_score(shared_data, key_file, tmp_path):
+    # 3 recordings give 42 training windows: more than the 32 the job once asked for, fewer than
+    # the 48 the autoencoder needs. That fit used to fail the whole job after all its work.
+    inputs = [str(shared_data / "eegmat" / name) for name in ("Subject00_1.edf", "Subject00_2.edf", "Subject01_1.edf")]
+    manifest = run([arg for path in inputs for arg in ("--input", path)] + [
+        "--output", str(tmp_path / "out"), "--pseudonym_key_file", key_file, "--direct_running_mode", "in_memory"])
+    assert manifest["counts"]["processed"] == 3 and 32 < manifest["counts"]["windows"] < 48
+    assert manifest["artifact_model"] is None and not (tmp_path / "out" / "artifact_ae.npz").exists()
+    rows = dict(line.strip().split("  ", 1) for line in summarize(manifest, 1.0).splitlines())
+    assert rows["artifact model"].strip() == "none (rules only)"
+    records = [schema.decode_example(raw) for shard in manifest["shards"]
+               for raw in read_records(tmp_path / "out" / shard, "SNAPPY")]
+    assert len(records) == manifest["counts"]["windows"]
+    ae_score = manifest["quality_names"].index("ae_score")
+    assert all(r.quality[ae_score] == -1.0 and 0.0 <= r.artifact_score <= 1.0 for r in records)
 
 
 def test_an_output_folder_that_cannot_be_made_is_a_clear_error(shared_data, key_file, tmp_path, capsys):
