@@ -24,9 +24,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
-from pipelines.config import ConfigError, check_int, check_option, check_range
-
-TIME_SHIFT_MODES = ("circular", "crop")
+from pipelines.config import ConfigError, check_int, check_range
+from pipelines.schema import SFREQ
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,9 +33,12 @@ class AugmentConfig:
     """Which augmentations a batch gets, in the order they are applied; defaults: none.
 
     channel_dropout: probability that each measured channel is zeroed and marked missing.
-    time_shift: largest shift in samples. ``"circular"`` rolls each window by a random amount in
-        [-time_shift, time_shift] (length unchanged); ``"crop"`` keeps a random
-        ``n_times - time_shift`` sample crop of each window (the batch gets shorter).
+    crop_seconds: a random crop of this many seconds of each window longer than that (the batch
+        gets shorter; 0 is off). Windows of that length or shorter stay whole, so one setting
+        serves a corpus of several window lengths: ``crop_seconds: 10`` takes random 10 s crops of
+        50 s HMS windows and leaves 10 s windows as they are.
+    time_shift: largest shift in samples: each window is rolled by a random amount in
+        [-time_shift, time_shift] (length unchanged).
     amplitude_scale: (low, high) range of a random gain per window; (1, 1) is off.
     noise_std: standard deviation of additive gaussian noise in µV (applied before dropout, so
         dropped channels stay exactly zero).
@@ -45,8 +47,8 @@ class AugmentConfig:
     """
 
     channel_dropout: float = 0.0
+    crop_seconds: float = 0.0
     time_shift: int = 0
-    time_shift_mode: str = "circular"
     amplitude_scale: tuple[float, float] = (1.0, 1.0)
     noise_std: float = 0.0
     mixup_alpha: float = 0.0
@@ -54,8 +56,11 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         check_range("AugmentConfig.channel_dropout", self.channel_dropout, 0.0, 1.0, high_inclusive=False)
+        check_range("AugmentConfig.crop_seconds", self.crop_seconds, 0.0)
+        if self.crop_seconds and self.crop_samples < 1:
+            raise ConfigError(f"AugmentConfig.crop_seconds: expected 0 (off) or at least one sample "
+                              f"(1/{SFREQ:g} s); got {self.crop_seconds!r}")
         check_int("AugmentConfig.time_shift", self.time_shift, 0)
-        check_option("AugmentConfig.time_shift_mode", self.time_shift_mode, TIME_SHIFT_MODES)
         scale = self.amplitude_scale
         if (not isinstance(scale, (tuple, list)) or len(scale) != 2
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale)
@@ -66,6 +71,10 @@ class AugmentConfig:
         check_range("AugmentConfig.noise_std", self.noise_std, 0.0)
         check_range("AugmentConfig.mixup_alpha", self.mixup_alpha, 0.0)
         check_range("AugmentConfig.cutmix_alpha", self.cutmix_alpha, 0.0)
+
+    @property
+    def crop_samples(self) -> int:
+        return round(self.crop_seconds * SFREQ)
 
     @property
     def enabled(self) -> bool:
@@ -111,26 +120,28 @@ def _take_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, -1, index.expand(*x.shape[:-1], index.shape[-1]))
 
 
-def time_shift(eeg: torch.Tensor, max_shift: int, generator: torch.Generator, *,
-               mode: str = "circular", ecg: torch.Tensor | None = None,
-               ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Shift each window in time by a random amount; ECG moves with its window.
+def random_crop(eeg: torch.Tensor, n_keep: int, generator: torch.Generator, *,
+                ecg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A random crop of ``n_keep`` samples of each window, ECG cropped with its window; windows
+    of ``n_keep`` samples or fewer are returned whole (and nothing is drawn)."""
+    check_int("n_keep", n_keep, 1)
+    batch, n_times = eeg.shape[0], eeg.shape[-1]
+    if n_keep >= n_times:
+        return eeg, ecg
+    starts = torch.randint(0, n_times - n_keep + 1, (batch, 1), generator=generator, device=generator.device)
+    index = torch.arange(n_keep, device=generator.device) + starts
+    return _take_time(eeg, index), None if ecg is None else _take_time(ecg, index)
 
-    ``circular`` rolls by s in [-max_shift, max_shift] samples (same length); ``crop`` takes a
-    random crop of ``n_times - max_shift`` samples (no wrap-around seam, shorter batch).
-    """
-    check_option("mode", mode, TIME_SHIFT_MODES)
+
+def time_shift(eeg: torch.Tensor, max_shift: int, generator: torch.Generator, *,
+               ecg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Roll each window by a random s in [-max_shift, max_shift] samples (length unchanged);
+    ECG moves with its window."""
     batch, n_times = eeg.shape[0], eeg.shape[-1]
     if max_shift == 0:
         return eeg, ecg
-    if mode == "crop" and max_shift >= n_times:
-        raise ValueError(f"max_shift: expected fewer than n_times={n_times} samples for crop; got {max_shift}")
-    if mode == "circular":
-        shifts = torch.randint(-max_shift, max_shift + 1, (batch, 1), generator=generator, device=generator.device)
-        index = (torch.arange(n_times, device=generator.device) - shifts) % n_times
-    else:
-        starts = torch.randint(0, max_shift + 1, (batch, 1), generator=generator, device=generator.device)
-        index = torch.arange(n_times - max_shift, device=generator.device) + starts
+    shifts = torch.randint(-max_shift, max_shift + 1, (batch, 1), generator=generator, device=generator.device)
+    index = (torch.arange(n_times, device=generator.device) - shifts) % n_times
     return _take_time(eeg, index), None if ecg is None else _take_time(ecg, index)
 
 
@@ -235,14 +246,16 @@ def cutmix(eeg: torch.Tensor, targets: torch.Tensor, has_votes: torch.Tensor, al
 def augment_batch(batch: dict[str, Any], config: AugmentConfig, generator: torch.Generator) -> dict[str, Any]:
     """Apply ``config`` to a loader batch (see :mod:`training.data`); returns a new dict.
 
-    Order: time shift, amplitude, noise, channel dropout, then mixup/cutmix. Mixing replaces
+    Order: crop, time shift, amplitude, noise, channel dropout, then mixup/cutmix. Mixing replaces
     ``targets`` by mixed distributions; ``votes``, ``label`` and the ids keep describing the
     window's own (dominant) source.
     """
     out = dict(batch)
     eeg, ecg = out["eeg"], out.get("ecg")
+    if config.crop_seconds:
+        eeg, ecg = random_crop(eeg, config.crop_samples, generator, ecg=ecg)
     if config.time_shift:
-        eeg, ecg = time_shift(eeg, config.time_shift, generator, mode=config.time_shift_mode, ecg=ecg)
+        eeg, ecg = time_shift(eeg, config.time_shift, generator, ecg=ecg)
     if config.amplitude_scale != (1.0, 1.0):
         eeg = amplitude_scale(eeg, *config.amplitude_scale, generator)
     if config.noise_std:

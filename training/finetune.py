@@ -29,7 +29,7 @@ What a run does, in order:
    (hms6: KL(target || prediction), the Kaggle metric; other tasks: the head's loss), a checkpoint
    is written and marked ``best`` when the metric improved, and ``early_stopping_patience``
    evaluations without improvement end the stage. Training augmentations come from
-   ``loader.augment`` (e.g. ``{time_shift: 10240, time_shift_mode: crop}``: random 10 s crops of
+   ``loader.augment`` (e.g. ``{crop_seconds: 10}``: random 10 s crops of
    the 50 s HMS windows, 5x cheaper steps; evaluation always sees whole windows). With
    ``two_stage_min_votes: N`` a second stage (its own schedule and patience) continues from the
    best weights on the training windows with at least N votes.

@@ -633,7 +633,8 @@ def test_loader_config_errors_name_the_field(kwargs, message):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"time_shift_mode": "wrap"}, "AugmentConfig.time_shift_mode: expected one of 'circular', 'crop'; got 'wrap'"),
+    ({"crop_seconds": -1.0}, r"AugmentConfig.crop_seconds: expected a value in \[0.0, "),
+    ({"crop_seconds": 0.001}, r"AugmentConfig.crop_seconds: expected 0 \(off\) or at least one sample \(1/256 s\)"),
     ({"channel_dropout": 1.0}, r"AugmentConfig.channel_dropout: expected a value in \[0.0, 1.0\)"),
     ({"amplitude_scale": (2.0, 1.0)}, "AugmentConfig.amplitude_scale: expected \\(low, high\\)"),
     ({"time_shift": 1.5}, "AugmentConfig.time_shift: expected an integer >= 0"),
@@ -677,17 +678,43 @@ def test_channel_dropout_zeroes_signal_and_mask(signals):
     assert (all_gone.sum(1) == 1).all()  # one measured channel always survives
 
 
-def test_time_shift_circular_and_crop(signals):
+def test_time_shift_rolls_each_window_with_its_ecg(signals):
     eeg, _ = signals
     ecg = eeg[:, 0].clone()
     out, out_ecg = aug.time_shift(eeg, 50, _gen(), ecg=ecg)
     for i in range(len(eeg)):
         shifts = [s for s in range(-50, 51) if torch.equal(torch.roll(eeg[i], s, -1), out[i])]
         assert shifts and torch.equal(torch.roll(ecg[i], shifts[0], -1), out_ecg[i])
-    cropped, _ = aug.time_shift(eeg, 100, _gen(), mode="crop")
-    assert cropped.shape[-1] == eeg.shape[-1] - 100
+
+
+def test_random_crop_takes_crops_of_longer_windows_and_leaves_the_others_whole(signals):
+    eeg, _ = signals  # 512 samples
+    ecg = eeg[:, 3].clone()
+    cropped, cropped_ecg = aug.random_crop(eeg, 412, _gen(), ecg=ecg)
+    assert cropped.shape[-1] == cropped_ecg.shape[-1] == 412
     starts = [next(s for s in range(101) if torch.equal(eeg[i, :, s:s + 412], cropped[i])) for i in range(len(eeg))]
     assert len(set(starts)) > 1
+    assert all(torch.equal(ecg[i, s:s + 412], cropped_ecg[i]) for i, s in enumerate(starts))
+    for n_keep in (512, 2560):
+        whole, whole_ecg = aug.random_crop(eeg, n_keep, _gen(), ecg=ecg)
+        assert whole is eeg and whole_ecg is ecg
+    # Through the config: seconds at the data contract's 256 Hz.
+    config = AugmentConfig(crop_seconds=1.5)
+    assert config.crop_samples == 384 and config.enabled
+    batch = {"eeg": eeg, "channel_mask": torch.ones(len(eeg), 19)}
+    assert aug.augment_batch(batch, config, _gen())["eeg"].shape[-1] == 384
+    assert aug.augment_batch(batch, AugmentConfig(crop_seconds=10), _gen())["eeg"] is eeg
+
+
+def test_the_cpu_tiny_fine_tuning_crops_fit_every_window_length():
+    # Its 10 s crops are for HMS's 50 s windows; eegmat's 10 s windows (--task eegmat) stay whole.
+    from training.config import load_config
+
+    config = AugmentConfig(**load_config("cpu-tiny", "finetune").loader.augment)
+    for seconds, kept in ((50, 10), (10, 10), (4, 4)):
+        eeg = torch.randn(2, N_CHANS, seconds * 256)
+        batch = {"eeg": eeg, "channel_mask": torch.ones(2, N_CHANS)}
+        assert aug.augment_batch(batch, config, _gen())["eeg"].shape[-1] == kept * 256
 
 
 def test_amplitude_scale_and_noise(signals):

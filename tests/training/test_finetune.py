@@ -43,14 +43,14 @@ SITES = """\
 # the model then memorised subjects (held-out KL rose above the baseline in our runs).
 RECIPE = ["--config", "cpu-tiny", "--set", "epochs=10", "--set", "optim.lr=7e-4", "--set", "loader.batch_size=4",
           "--set", "val_fraction=0.25", "--set", "early_stopping_patience=4", "--set", "log_every=5",
-          "--set", "loader.augment={time_shift: 10240, time_shift_mode: crop}",
+          "--set", "loader.augment={crop_seconds: 10}",
           "--set", "model_overrides={modalities: []}"]
 # In-process runs for the mode tests: two steps on 10 s crops, one validation subject, no W&B,
 # no global deterministic-algorithms switch.
 QUICK = ["--config", "cpu-tiny", "--wandb", "disabled", "--set", "deterministic=false", "--set", "loader.batch_size=4",
          "--set", "optim.max_steps=2", "--set", "optim.warmup_steps=0", "--set", "epochs=1",
          "--set", "log_every=1", "--set", "model_overrides={modalities: []}", "--set", "val_fraction=0.05",
-         "--set", "loader.augment={time_shift: 10240, time_shift_mode: crop}"]
+         "--set", "loader.augment={crop_seconds: 10}"]
 
 
 @pytest.fixture(autouse=True)
