@@ -142,7 +142,8 @@ class OptimConfig(Config):
         self.max_steps = _optional_int("optim.max_steps", self.max_steps, 1)
         if self.max_steps is not None and self.warmup_steps >= self.max_steps:
             raise ConfigError(f"optim.warmup_steps: expected fewer than max_steps={self.max_steps}; "
-                              f"got {self.warmup_steps}")
+                              f"got {self.warmup_steps} (for a short run lower it too: "
+                              f"--set optim.warmup_steps={self.max_steps // 10})")
         self.min_lr_ratio = _float("optim.min_lr_ratio", self.min_lr_ratio, 0, 1)
         self.grad_clip = _float("optim.grad_clip", self.grad_clip, 0)
         self.grad_accum_steps = _int("optim.grad_accum_steps", self.grad_accum_steps, 1, 4096)

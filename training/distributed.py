@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import inspect
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -66,8 +67,12 @@ class Dist:
         device_ids = [self.device.index] if self.device.type == "cuda" else None
         # Every parameter gets a gradient each step (tests/model pin this), so DDP needs no
         # unused-parameter search, which would cost an extra graph traversal per step. The only
-        # buffers are constants (the default electrode positions): no broadcast before each step.
-        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+        # buffers are constants (the default electrode positions): no broadcast before each step
+        # (torch 2.13 renamed the switch; the GPU image may carry an older torch).
+        ddp = nn.parallel.DistributedDataParallel
+        no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                   else {"broadcast_buffers": False})
+        return ddp(model, device_ids=device_ids, **no_sync)
 
     def wrap_optimizer(self, optimizer: torch.optim.Optimizer, model: nn.Module,
                        accumulation_steps: int) -> torch.optim.Optimizer:

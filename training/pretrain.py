@@ -325,10 +325,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _max_steps_overrides(args: argparse.Namespace) -> tuple[list[str], str]:
+    """The config overrides of the command line, and a note for the log. A ``--max_steps`` at or
+    below the config's warm-up (a smoke test of a preset) shortens the warm-up to a tenth of the
+    run, unless ``--set`` gave the warm-up."""
+    overrides = run_overrides(args)
+    if args.max_steps is None:
+        return overrides, ""
+    overrides.append(f"optim.max_steps={args.max_steps}")
+    if any(item.split("=", 1)[0].strip() in ("optim", "optim.warmup_steps") for item in args.set):
+        return overrides, ""
+    warmup = load_config(args.config, "pretrain", run_overrides(args)).optim.warmup_steps
+    if warmup < args.max_steps:
+        return overrides, ""
+    overrides.append(f"optim.warmup_steps={args.max_steps // 10}")
+    return overrides, (f"--max_steps {args.max_steps}: the config's {warmup} warm-up steps would fill the run; "
+                       f"warming up for {args.max_steps // 10} instead (--set optim.warmup_steps=N to choose)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    overrides = run_overrides(args) + ([f"optim.max_steps={args.max_steps}"] if args.max_steps is not None else [])
     try:
+        overrides, note = _max_steps_overrides(args)
         cfg = load_config(args.config, "pretrain", overrides)
     except ConfigError as err:
         print(f"pretrain: {err}", file=sys.stderr)
@@ -336,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(dist: Dist) -> int:
         setup_logging("INFO" if dist.is_main else "WARNING")  # resume, saves, loader workers: rank 0 reports
+        if note:
+            log.info(note)
         return train(cfg, dist, args.data, args.output, args.resume, stop_after=args.stop_after)
 
     return launch("pretrain", args.backend or cfg.backend, args.device, run)

@@ -185,6 +185,25 @@ def test_bad_config_and_resume_arguments_fail_with_clear_messages(pipeline_outpu
     assert "resume" in done.stderr and "missing" in done.stderr
 
 
+def test_a_short_max_steps_shortens_the_configs_warmup_unless_set_gives_it():
+    from training.config import ConfigError, load_config
+    from training.pretrain import _max_steps_overrides, build_parser
+
+    def config(*flags):
+        args = build_parser().parse_args(["--data", "d", "--output", "o", "--config", "cpu-tiny", *flags])
+        overrides, note = _max_steps_overrides(args)
+        return load_config("cpu-tiny", "pretrain", overrides).optim, note
+
+    assert load_config("cpu-tiny", "pretrain").optim.warmup_steps == 20
+    optim, note = config("--max_steps", "12")
+    assert (optim.max_steps, optim.warmup_steps) == (12, 1)
+    assert note.startswith("--max_steps 12: the config's 20 warm-up steps would fill the run; warming up for 1")
+    optim, note = config("--max_steps", "100")
+    assert (optim.max_steps, optim.warmup_steps, note) == (100, 20, "")
+    with pytest.raises(ConfigError, match="optim.warmup_steps: expected fewer than max_steps=12; got 15"):
+        config("--max_steps", "12", "--set", "optim.warmup_steps=15")
+
+
 def test_pretraining_on_simulated_eeg_lowers_the_masked_reconstruction_loss(pipeline_output, tmp_path):
     out = tmp_path / "learn"
     done = _pretrain(pipeline_output, out, "--max_steps", "80", "--set", "optim.lr=3e-3",
