@@ -353,7 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     io_ = parser.add_argument_group("inputs and outputs")
     io_.add_argument("--input", action="append", required=True, metavar="PATH",
-                     help="a file, glob (** recurses) or folder; local, gs:// or s3://. Repeatable.")
+                     help="a file, glob or folder; local, gs:// or s3://. Repeatable. In a glob, * stays within "
+                     "a folder and **/ spans any number of folders, none included ('raw/**/*.edf' is "
+                     "every EDF below raw/, raw/x.edf too)")
     io_.add_argument("--output", required=True, help="output folder (local, gs:// or s3://)")
     io_.add_argument("--overwrite", action="store_true",
                      help="delete an earlier run's outputs in --output first (its manifest.json, "
@@ -365,7 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "EDF/BDF/FIF/BrainVision/EEGLAB files (+ optional labels.csv); auto detects it "
                      "per top-level folder")
     io_.add_argument("--site", default=None,
-                     help="site name for every input; default: the first folder below each input folder")
+                     help="site name for every input; default: the first folder below each input folder (for "
+                     "a glob, below the folder before its first wildcard; for a file, its folder)")
     io_.add_argument("--pseudonym_key_file", default=DEFAULT_KEY_FILE,
                      help="secret key for the HMAC-SHA256 pseudonyms of site/subject/session/recording "
                      "(created with a random key on first use if it is the default path). Keep it to get "

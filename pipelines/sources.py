@@ -104,12 +104,26 @@ def expand_inputs(patterns: list[str]) -> list[str]:
     return sorted(_file_sizes(patterns))
 
 
+def _globstar_variants(pattern: str) -> list[str]:
+    """``pattern`` and, for each ``/**/`` in it, the same with zero folders there.
+
+    Beam's ``**`` matches any characters, "/" included, so ``raw/**/*.edf`` needs a folder between
+    ``raw/`` and the file; as in bash's globstar and Python's glob it should also match
+    ``raw/x.edf``, which would otherwise be left out without a word.
+    """
+    parts = pattern.split("/**/")
+    variants = [parts[0]]
+    for part in parts[1:]:
+        variants = [v + sep + part for v in variants for sep in ("/**/", "/")]
+    return sorted(set(variants))
+
+
 def _file_sizes(patterns: list[str]) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for pattern in patterns:
         try:
-            glob = _join(pattern.rstrip("/"), "**") if _is_dir(pattern) else pattern
-            matched = FileSystems.match([glob])[0].metadata_list
+            globs = [_join(pattern.rstrip("/"), "**")] if _is_dir(pattern) else _globstar_variants(pattern)
+            matched = [m for result in FileSystems.match(globs) for m in result.metadata_list]
         except OSError as err:  # an object store: credentials, endpoint, bucket (BeamIOError)
             raise OSError(f"--input {pattern}: cannot list it ({storage_error(err)})") from None
         if not matched:
@@ -161,9 +175,10 @@ def discover(
     check_option("--dataset", dataset, DATASETS)
     sizes = _file_sizes(patterns)
     files = sorted(sizes)
-    roots = [p.rstrip("/") for p in patterns if _is_dir(p)] or [
-        posixpath.dirname(p.split("*", 1)[0].rstrip("/")) for p in patterns
-    ]
+    folders = [p.rstrip("/") for p in patterns if _is_dir(p)]
+    # A file or glob inside an input folder takes its site from that folder, as the folder's own files do.
+    roots = folders + [root for root in map(_root, patterns)
+                       if not any(root == f or root.startswith(f + "/") for f in folders)]
     groups = _group_by_layout(files, roots)
     items: list[SourceItem] = []
     ignored: list[Ignored] = []
@@ -182,6 +197,12 @@ def discover(
     # to its workers in turn, Dataflow starts it first), so the long tail ends balanced.
     items.sort(key=lambda item: (-sizes.get(item.path, 0), item.path))
     return items, ignored, used
+
+
+def _root(pattern: str) -> str:
+    """The folder a file or glob input starts in: a file's folder, a glob's folder before its
+    first wildcard (``raw/**/*.edf`` and ``raw/site*/x.edf``: ``raw``, as for the folder ``raw/``)."""
+    return posixpath.dirname(re.split(r"[*?\[]", pattern, maxsplit=1)[0])
 
 
 # Files whose presence directly in a folder makes that folder one data set root.

@@ -67,6 +67,28 @@ def test_site_comes_from_the_first_folder_or_the_flag(shared_data):
     assert {i.site for i in items} == {"boston"}
 
 
+def test_a_globstar_matches_zero_or_more_folders_and_gives_the_sites_the_folder_would(shared_data, tmp_path):
+    # raw/top.edf, raw/site-a/a.edf, raw/site-b/deep/b.edf (links to real eegmat recordings)
+    raw = tmp_path / "raw"
+    names = ("top.edf", "site-a/a.edf", "site-b/deep/b.edf")
+    for name, source in zip(names, ("Subject00_2.edf", "Subject01_2.edf", "Subject02_2.edf")):
+        (raw / name).parent.mkdir(parents=True, exist_ok=True)
+        (raw / name).symlink_to(shared_data / "eegmat" / source)
+    every = sorted(str(raw / n) for n in names)
+    assert expand_inputs([f"{raw}/**/*.edf"]) == every  # top.edf too, as in bash and Python
+    assert expand_inputs([f"{raw}/**/deep/*.edf"]) == [str(raw / "site-b/deep/b.edf")]
+    assert expand_inputs([f"{raw}/*/**/*.edf"]) == every[:2]  # site-a/a.edf and site-b/deep/b.edf
+
+    def sites(*patterns):
+        return {i.path[len(str(raw)) + 1:]: i.site for i in discover(list(patterns), dataset="edf")[0]}
+
+    by_folder = sites(str(raw))
+    assert by_folder == {"top.edf": "raw", "site-a/a.edf": "site-a", "site-b/deep/b.edf": "site-b"}
+    assert sites(f"{raw}/**/*.edf") == by_folder
+    assert sites(str(raw), str(raw / "site-b/deep/b.edf")) == by_folder  # a file inside an input folder
+    assert sites(str(raw / "site-b/deep/b.edf")) == {"site-b/deep/b.edf": "deep"}
+
+
 def test_bad_arguments_are_named(shared_data, tmp_path):
     with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat'; got 'tuh'"):
         discover([str(shared_data)], dataset="tuh")
