@@ -80,7 +80,7 @@ import json
 import math
 import operator
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
 import numpy as np
@@ -781,8 +781,9 @@ def _first_record_bytes(path: str) -> int:
 def scan_windows(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
                  filters: RecordFilter | None = None, *, verify_crc: bool = True) -> list[dict[str, Any]]:
     """Metadata of every window that passes ``filters``, in file order, without decoding samples:
-    ``site_id``, ``subject_id``, ``task`` (str), ``label`` (int) and ``votes`` (float32 array,
-    empty without votes). One pass over the files (fine-tuning plans its splits with it)."""
+    ``site_id``, ``subject_id``, ``task`` (str), ``label`` (int), ``votes`` (float32 array,
+    empty without votes) and the ``path`` of its file. One pass over the files (fine-tuning plans
+    its splits with it)."""
     filters = RecordFilter() if filters is None else filters
     found = []
     for path in list_files(data_dir, sites=filters.sites, exclude_sites=filters.exclude_sites):
@@ -792,7 +793,7 @@ def scan_windows(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[s
                 if filters.accepts(window):
                     found.append({"site_id": window.text("site_id"), "subject_id": window.text("subject_id"),
                                   "task": window.text("task"), "label": window.scalar("label"),
-                                  "votes": window.floats("votes")})
+                                  "votes": window.floats("votes"), "path": path})
     return found
 
 
@@ -801,17 +802,27 @@ def scan_windows(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[s
 # ------------------------------------------------------------------------------------------------
 
 
-def shard_files(n_files: int, n_shards: int, shard: int) -> list[tuple[int, int, int]]:
+def shard_files(n_files: int, n_shards: int, shard: int, every_file: bool = False) -> list[tuple[int, int, int]]:
     """``(file position, stride, offset)`` for each file ``shard`` reads: it keeps the records
-    ``r`` with ``r % stride == offset`` of the file at that position (see the module docstring)."""
+    ``r`` with ``r % stride == offset`` of the file at that position (see the module docstring).
+    ``every_file``: each shard reads every file and keeps its ``1 / n_shards`` of each."""
     if not 0 <= shard < n_shards:
         raise ValueError(f"shard: expected 0 <= shard < {n_shards}; got {shard}")
+    if every_file:
+        return [(j, n_shards, shard) for j in range(n_files)]
     m = min(n_files, n_shards)
     if m == 0:
         return []
     readers = [s for s in range(n_shards) if s % m == shard % m]
     stride, offset = len(readers), readers.index(shard)
     return [(j, stride, offset) for j in range(n_files) if j % m == shard % m]
+
+
+def shard_loads(counts: Sequence[int], n_shards: int, every_file: bool = False) -> list[float]:
+    """The windows each shard gets (about: shared files split evenly) when file ``j`` holds
+    ``counts[j]`` of the windows wanted."""
+    return [sum(counts[j] / stride for j, stride, _ in shard_files(len(counts), n_shards, shard, every_file))
+            for shard in range(n_shards)]
 
 
 def _seed_sequence(seed: int, epoch: int, purpose: int, *more: int) -> np.random.SeedSequence:
@@ -1051,8 +1062,10 @@ class _ShardStream:
     buffer; see the README.)
     """
 
-    def __init__(self, files: Sequence[str], config: LoaderConfig, shard: int, n_shards: int):
+    def __init__(self, files: Sequence[str], config: LoaderConfig, shard: int, n_shards: int,
+                 every_file: bool = False):
         self.files, self.config, self.shard, self.n_shards = list(files), config, shard, n_shards
+        self.every_file = every_file
         self.dtype = EEG_DTYPES[config.eeg_dtype]
 
     def file_order(self, epoch: int) -> list[str]:
@@ -1063,7 +1076,7 @@ class _ShardStream:
 
     def windows(self, epoch: int) -> Iterator[_Window]:
         files, keep = self.file_order(epoch), self.config.filters.accepts
-        for position, stride, offset in shard_files(len(files), self.n_shards, self.shard):
+        for position, stride, offset in shard_files(len(files), self.n_shards, self.shard, self.every_file):
             path = files[position]
             with _source(path) as source:
                 try:
@@ -1266,8 +1279,9 @@ class _ShardDataset(IterableDataset):
 
     def __init__(self, files: Sequence[str], config: LoaderConfig, rank: int, world_size: int,
                  starts: Sequence[tuple[int, int]], first: int, pass_epoch: int | None,
-                 handoff: Handoff | None = None):
+                 handoff: Handoff | None = None, every_file: bool = False):
         self.files, self.config, self.rank, self.world_size = files, config, rank, world_size
+        self.every_file = every_file
         self.starts, self.first, self.pass_epoch = list(starts), first, pass_epoch
         self.handoff = handoff
 
@@ -1276,7 +1290,7 @@ class _ShardDataset(IterableDataset):
         info = get_worker_info()
         worker = ((0 if info is None else info.id) + self.first) % n_workers
         shard = self.rank * n_workers + worker
-        stream = _ShardStream(self.files, self.config, shard, self.world_size * n_workers)
+        stream = _ShardStream(self.files, self.config, shard, self.world_size * n_workers, self.every_file)
         epoch, skip = self.starts[worker]
         if self.pass_epoch is not None:
             if epoch > self.pass_epoch:
@@ -1324,6 +1338,19 @@ def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank, world_size
 
 
+def _uneven(counts: list[int], n_shards: int, rank: int) -> bool:
+    """Whether dealing files of ``counts`` windows to ``n_shards`` shards leaves one with none or
+    with under half of another's windows (then every shard reads every file)."""
+    loads = shard_loads(counts, n_shards)
+    if min(loads) > 0 and min(loads) * 2 >= max(loads):
+        return False
+    if rank == 0:
+        log.info("loader: dealing the %d files that hold the %d windows wanted to %d shards would give them "
+                 "%d to %d windows each; every shard reads all %d files and keeps its share of each",
+                 len(counts), sum(counts), n_shards, round(min(loads)), round(max(loads)), len(counts))
+    return True
+
+
 class EEGLoader:
     """Batches of pipeline windows for one DDP rank; iterate it, checkpoint it with ``state_dict``.
 
@@ -1333,6 +1360,11 @@ class EEGLoader:
     The position counts batches as they are handed out (not those prefetched), so
     ``state_dict()`` taken after a training step resumes with the next batch.
     ``rank`` / ``world_size`` default to torch.distributed's (or torchrun's environment).
+    ``windows_per_file``: how many of the windows the filters keep each file holds, where the
+    caller knows (fine-tuning's metadata pass): files without any are not read, and where dealing
+    whole files to the shards would leave one with none or with under half of another's windows
+    (a small labeled set in a few files), every shard reads every file and keeps its share of
+    each (dearer reading, even shares).
     Horovod users pass ``hvd.rank()`` and ``hvd.size()``. ``num_workers="auto"`` is resolved here
     (``config.num_workers`` then holds the count) and, on ``load_state_dict``, yields to the
     checkpoint's count, so a run resumed on another machine type continues the same stream.
@@ -1340,7 +1372,8 @@ class EEGLoader:
 
     def __init__(self, data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
                  config: LoaderConfig | None = None, *, rank: int | None = None,
-                 world_size: int | None = None, infinite: bool = True):
+                 world_size: int | None = None, infinite: bool = True,
+                 windows_per_file: Mapping[str, int] | None = None):
         self.config = LoaderConfig() if config is None else config
         if not isinstance(self.config, LoaderConfig):
             raise TypeError(f"config: expected a LoaderConfig; got {type(self.config).__name__}")
@@ -1351,6 +1384,13 @@ class EEGLoader:
         if not self.files:
             raise FileNotFoundError(f"data_dir: no non-empty TFRecord shards in {data_dir} for sites "
                                     f"{filters.sites or 'all'} (excluding {filters.exclude_sites or 'none'})")
+        if windows_per_file is not None:
+            wanted = [path for path in self.files if windows_per_file.get(path, 0) > 0]
+            if not wanted:
+                raise ValueError(f"windows_per_file: expected window counts for files of {data_dir} "
+                                 f"({', '.join(self.files[:3])}, ...); got none above 0")
+            shards = [(path, size) for path, size in shards if path in wanted]
+            self.files = wanted
         self.infinite = infinite
         self.auto_workers = self.config.num_workers == AUTO
         if self.auto_workers:
@@ -1361,7 +1401,9 @@ class EEGLoader:
             self.config = dataclasses.replace(self.config, num_workers=workers)
         self.n_workers = max(1, self.config.num_workers)
         n_shards = self.world_size * self.n_workers
-        if len(self.files) < n_shards and self.rank == 0:
+        self.every_file = windows_per_file is not None and _uneven(
+            [windows_per_file[path] for path in self.files], n_shards, self.rank)
+        if len(self.files) < n_shards and self.rank == 0 and not self.every_file:
             log.warning(
                 "loader: %d file(s) for %d shards (%d rank(s) x %d worker(s)): each file is read by up to %d "
                 "shards, and each of them reads and decompresses all of it to keep its share of the records; "
@@ -1386,7 +1428,8 @@ class EEGLoader:
     def _data_loader(self, handoff: Handoff | None) -> DataLoader:
         config = self.config
         dataset = _ShardDataset(self.files, config, self.rank, self.world_size, self._positions,
-                                self._next_worker, None if self.infinite else self._epoch, handoff)
+                                self._next_worker, None if self.infinite else self._epoch, handoff,
+                                self.every_file)
         pin = torch.cuda.is_available() if config.pin_memory is None else config.pin_memory
         workers = config.num_workers
         return DataLoader(dataset, batch_size=None, collate_fn=_as_is, num_workers=workers, pin_memory=pin,

@@ -143,6 +143,8 @@ class Plan:
     class_counts: list[int]          # training split, per class (empty for regression)
     prior: list[float]               # training split mean target distribution
     stage2_windows: int | None       # training windows with >= two_stage_min_votes votes
+    # Per split, the labeled windows each file holds (empty in a checkpoint from before it).
+    files: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -197,8 +199,12 @@ def plan_data(data: str, cfg: FinetuneConfig, record_task: str) -> Plan:
         if stage2 == 0:
             raise ConfigError(f"two_stage_min_votes: no training window in {data} has >= "
                               f"{cfg.two_stage_min_votes} votes; lower it or set it to null")
+    files: dict[str, Counter] = {name: Counter() for name in SPLITS}
+    for w in labeled:
+        files[side[w[key]]][w["path"]] += 1
     return Plan(record_task, cfg.split_group, split,
-                {name: sum(side[w[key]] == name for w in labeled) for name in SPLITS}, counts, prior, stage2)
+                {name: sum(side[w[key]] == name for w in labeled) for name in SPLITS}, counts, prior, stage2,
+                {name: dict(sorted(found.items())) for name, found in files.items()})
 
 
 def split_filter(plan: Plan, name: str, min_votes: float = 0.0) -> RecordFilter:
@@ -563,7 +569,7 @@ def build_run(cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, stage: Sta
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     filters = split_filter(plan, "train", stage.min_votes)
     loader = EEGLoader(data, loader_config(cfg.loader, model.config.patch_size, filters=filters), rank=dist.rank,
-                       world_size=dist.world_size, infinite=True)
+                       world_size=dist.world_size, infinite=True, windows_per_file=plan.files.get("train"))
     loss_fn = make_loss(cfg, model.head, resolve_class_weights(cfg, plan))
     optimizer = dist.wrap_optimizer(optimizer, model, cfg.optim.grad_accum_steps)
     return Run(cfg=cfg, dist=dist, plan=plan, stage=stage, model=model, optimizer=optimizer, scheduler=scheduler,
@@ -694,7 +700,8 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: P
     metrics_file = open(output / "metrics.jsonl", "a", encoding="utf-8") if dist.is_main else None
     val_filter = split_filter(plan, "val")
     val_loader = EEGLoader(data, loader_config(cfg.loader, model.config.patch_size, filters=val_filter, train=False),
-                           rank=dist.rank, world_size=dist.world_size, infinite=False)
+                           rank=dist.rank, world_size=dist.world_size, infinite=False,
+                           windows_per_file=plan.files.get("val"))
     amp_dtype = resolve_precision(cfg.precision, dist.device)
 
     def record(line: dict[str, Any], step: int) -> None:
@@ -823,7 +830,8 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, out
     if plan.split.test:
         test_config = loader_config(cfg.loader, model.config.patch_size, filters=split_filter(plan, "test"),
                                     train=False)
-        test_loader = EEGLoader(data, test_config, rank=dist.rank, world_size=dist.world_size, infinite=False)
+        test_loader = EEGLoader(data, test_config, rank=dist.rank, world_size=dist.world_size, infinite=False,
+                                windows_per_file=plan.files.get("test"))
         test_logits, test_target = collect(model, test_loader, cfg, dist, amp_dtype)
         report["test"] = evaluate(test_logits, test_target, cfg, model.head, plan.prior, temperature)
     model.config.temperature = float(temperature)

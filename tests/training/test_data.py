@@ -203,6 +203,63 @@ def test_shard_files_covers_every_record_once(n_files, n_shards):
         assert max(reads.values()) == math.ceil(n_shards / n_files)
 
 
+def test_every_file_sharding_gives_each_shard_its_share_of_every_file():
+    for n_shards in (1, 2, 3):
+        seen = Counter((j, r) for shard in range(n_shards)
+                       for j, stride, offset in data.shard_files(3, n_shards, shard, every_file=True)
+                       for r in range(10) if r % stride == offset)
+        assert seen == Counter((j, r) for j in range(3) for r in range(10))
+    assert data.shard_loads([700, 10, 10], 2) == [710, 10]
+    assert data.shard_loads([700, 10, 10], 2, every_file=True) == [360, 360]
+    assert data.shard_loads([9], 3) == [3, 3, 3]
+
+
+def test_windows_per_file_reads_only_the_files_that_hold_wanted_windows(pipeline_output):
+    # A labeled set in one site's files (as a fine-tuning split can be): dealt whole files, the
+    # shards that get other sites' files have none of it.
+    found = data.scan_windows(pipeline_output)
+    site = found[0]["site_id"]
+    subjects = sorted({w["subject_id"] for w in found if w["site_id"] == site})
+    wanted = [w for w in found if w["subject_id"] in subjects]
+    n_files = len(list_files(pipeline_output))
+    assert len({w["path"] for w in wanted}) < n_files
+    config = LoaderConfig(batch_size=4, num_workers=0, shuffle=False, filters=RecordFilter(subjects=subjects))
+    dealt = [sum(len(b["label"]) for b in _epoch(pipeline_output, config, rank=rank, world_size=n_files))
+             for rank in range(n_files)]
+    assert 0 in dealt and sum(dealt) == len(wanted)
+    counts = dict(Counter(w["path"] for w in wanted))
+    loaders = [EEGLoader(pipeline_output, config, rank=rank, world_size=n_files, infinite=False,
+                         windows_per_file=counts) for rank in range(n_files)]
+    assert all(loader.files == sorted(counts) and not loader.every_file for loader in loaders)
+    keys = [[k for batch in loader for k in _keys(batch)] for loader in loaders]
+    assert min(map(len, keys)) > 0 and max(map(len, keys)) - min(map(len, keys)) <= 2
+    assert Counter(k for part in keys for k in part) == Counter(
+        _key(r.recording_id.decode(), r.window_start_index, r.label) for r in _records(pipeline_output)
+        if r.subject_id.decode() in subjects)
+    with pytest.raises(ValueError, match="windows_per_file: expected window counts for files of"):
+        EEGLoader(pipeline_output, config, rank=0, world_size=2, windows_per_file={"elsewhere.tfrecord": 3})
+
+
+def test_windows_per_file_evens_the_shares_of_uneven_files(pipeline_output, tmp_path, caplog):
+    raws = [raw for path in list_files(pipeline_output) for raw in read_records(path)][:22]
+    assert len(raws) == 22
+    (tmp_path / "site-a").mkdir()
+    big, small = (str(tmp_path / "site-a" / f"part-0000{i}-of-00002.tfrecord") for i in range(2))
+    write_records(big, raws[:20])
+    write_records(small, raws[20:])
+    config = LoaderConfig(batch_size=4, num_workers=0, shuffle=False)
+    with caplog.at_level("INFO", logger="training.data"):
+        loaders = [EEGLoader(tmp_path, config, rank=rank, world_size=2, infinite=False,
+                             windows_per_file={big: 20, small: 2}) for rank in range(2)]
+    assert all(loader.every_file for loader in loaders)
+    assert ("loader: dealing the 2 files that hold the 22 windows wanted to 2 shards would give them 2 to 20 "
+            "windows each; every shard reads all 2 files and keeps its share of each") in caplog.messages
+    keys = [[k for batch in loader for k in _keys(batch)] for loader in loaders]
+    assert [len(part) for part in keys] == [11, 11]
+    assert Counter(keys[0] + keys[1]) == _record_keys(decode_example(raw) for raw in raws)
+    assert not EEGLoader(tmp_path, config, rank=0, world_size=2, windows_per_file={big: 20, small: 12}).every_file
+
+
 def test_fewer_files_than_shards_is_a_warning_that_says_what_to_do(pipeline_output, caplog):
     # Shards that share a file each read and decompress all of it: slow, though still correct.
     with caplog.at_level("WARNING", logger="training.data"):

@@ -25,7 +25,7 @@ from pipelines.simulate.cli import main as simulate
 from training import checkpoint as ckpt
 from training import finetune
 from training.config import load_config
-from training.data import EEGLoader, LoaderConfig, RecordFilter, model_inputs, scan_windows
+from training.data import EEGLoader, LoaderConfig, RecordFilter, list_files, model_inputs, scan_windows
 from training.tracking import read_offline_run
 
 REPO = Path(__file__).resolve().parents[2]
@@ -143,6 +143,11 @@ def test_split_filters_keep_every_subject_in_one_split(hms_data):
     assert sum(plan.windows.values()) == 121
     assert plan.windows["train"] == len(scan_windows(hms_data, finetune.split_filter(plan, "train")))
     assert finetune.plan_data(str(hms_data), cfg, "hms6") == plan  # deterministic
+    # Which files hold each split's windows: the loaders read only those, and share them out evenly.
+    for name in finetune.SPLITS:
+        assert sum(plan.files[name].values()) == plan.windows[name]
+        assert set(plan.files[name]) <= set(list_files(hms_data))
+    assert finetune.Plan.from_dict({k: v for k, v in plan.to_dict().items() if k != "files"}).files == {}
     others = scan_windows(hms_data, RecordFilter(tasks=("hms6",), exclude_subjects=plan.split.val))
     assert {w["subject_id"] for w in others} == subjects["train"] | subjects["test"]
     by_site = finetune.plan_data(
