@@ -489,6 +489,24 @@ def _check_numbers(args) -> None:
         check_int("--ae_sample_size", args.ae_sample_size, ArtifactAutoencoder().min_fit_windows)
 
 
+def _check_artifact_options(args, sites: set[str]) -> None:
+    """Fail on the launcher, before any recording is read, where the artifact model's options
+    could only fail (or do nothing) at the end of the run."""
+    if args.no_artifact_model:
+        return
+    if args.artifact_model:
+        try:
+            _load_model(args.artifact_model)
+        except (OSError, ValueError, KeyError) as err:
+            raise ConfigError(f"--artifact_model {args.artifact_model}: cannot load it as the artifact autoencoder "
+                              f"of an earlier run ({storage_error(err) if isinstance(err, OSError) else err})") from None
+        return
+    unknown = sorted({s.strip() for s in args.ae_train_sites.split(",") if s.strip()} - sites)
+    if unknown:
+        raise ConfigError(f"--ae_train_sites: {', '.join(unknown)}: no such site among the inputs; expected "
+                          f"some of {', '.join(sorted(sites))}")
+
+
 def _ensure_key(path: str) -> str:
     if "://" in path or os.path.exists(path):
         load_key_any(path)  # fail now, on the launcher, with a clear message
@@ -566,6 +584,10 @@ def run(argv: list[str] | None = None) -> dict:
         parser.error(str(err))
     if not items:
         parser.error(f"--input {' '.join(args.input)}: no recordings found (only {len(ignored)} sidecar/doc files)")
+    try:
+        _check_artifact_options(args, {item.site for item in items})
+    except (ConfigError, OSError, ValueError) as err:
+        parser.error(str(err))
     if options.view_as(StandardOptions).runner is None:
         # Name the runner explicitly (Beam otherwise logs that it is guessing one); its
         # --direct_running_mode defaults to in_memory, one process.

@@ -177,6 +177,11 @@ def test_dataflow_job_graph_builds_offline(shared_data, key_file, tmp_path):
         (["--num_shards", "-1"], "--num_shards: expected an integer >= 0"),
         (["--max_shard_mb", "0"], "--max_shard_mb: expected a number of MiB > 0; got 0.0"),
         (["--ae_sample_size", "40"], "--ae_sample_size: expected an integer >= 48; got 40"),
+        (["--ae_train_sites", "eegmmi,boston"],
+         "--ae_train_sites: boston: no such site among the inputs; expected some of eegmmi"),
+        (["--artifact_model", "no-such-model.npz"],
+         "--artifact_model no-such-model.npz: cannot load it as the artifact autoencoder of an earlier run "
+         "(FileNotFoundError"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(shared_data, key_file, tmp_path, args, message):
