@@ -65,6 +65,13 @@ class CorruptTFRecordError(OSError):
                       f"offset {block_offset})")
         super().__init__(f"{path}: corrupt TFRecord at {where}: {reason}")
 
+    def __reduce__(self):  # pickled (between processes) by its fields, not its message
+        return _corrupt_tfrecord_error, (self.path, self.offset, self.reason, self.block_offset)
+
+
+def _corrupt_tfrecord_error(path: str, offset: int, reason: str, block_offset: int | None) -> CorruptTFRecordError:
+    return CorruptTFRecordError(path, offset, reason, block_offset=block_offset)
+
 
 def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
     """TFRecord's masked CRC-32C: rotate right by 15 bits, add a constant (mod 2**32).

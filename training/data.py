@@ -102,6 +102,7 @@ SHARD_PATTERN = "part-*-of-*.tfrecord"
 MODEL_KEYS = ("eeg", "channel_mask", "ecg", "age", "sex")
 SHARED_KEYS = ("eeg", "ecg")  # from workers via shared memory; small fields pickle by value
 _SHARED = "_shared"  # the wire batch's key for the reference to its shared tensors
+_FAILED = "failed"  # in place of a batch's position: a worker's data error follows
 EEG_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 N_CLASSES = len(HMS_CLASSES)
 STATE_VERSION = 1
@@ -1304,10 +1305,18 @@ class _ShardDataset(IterableDataset):
         empty = 0
         for current in epochs:
             delivered = False
-            for index, last, batch in stream.batches(current, skip if current == epoch else 0, storage):
-                delivered = True
-                if batch is not None:  # None: fast-forward, never decoded
-                    yield (worker, current, index, last), batch if info is None else _to_wire(batch, self.handoff)
+            try:
+                for index, last, batch in stream.batches(current, skip if current == epoch else 0, storage):
+                    delivered = True
+                    if batch is not None:  # None: fast-forward, never decoded
+                        yield (worker, current, index, last), batch if info is None else _to_wire(batch, self.handoff)
+            except (CorruptTFRecordError, SchemaError) as err:
+                if info is None:
+                    raise
+                # DataLoader would re-raise it in the main process as a RuntimeError holding the
+                # worker's traceback; sent as a value, it is raised there as itself.
+                yield _FAILED, err
+                return
             empty = 0 if delivered else empty + 1
             if empty > max(2, len(self.files)):
                 dropped = (f" and drop_last (an epoch's incomplete batch is dropped; batch size "
@@ -1441,7 +1450,10 @@ class EEGLoader:
             handoff = Handoff(self.config.num_workers, extra_segments=_open_segments(self.config))
         batches = iter(self._data_loader(handoff))
         try:
-            for (worker, epoch, index, last), batch in batches:
+            for position, batch in batches:
+                if position == _FAILED:
+                    raise batch
+                worker, epoch, index, last = position
                 self._positions[worker] = (epoch + 1, 0) if last else (epoch, index + 1)
                 self._next_worker = (worker + 1) % self.n_workers
                 self.batches += 1

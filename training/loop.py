@@ -20,12 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipelines.schema import SchemaError
+from pipelines.tfrecord import CorruptTFRecordError
 from training.augment import AugmentConfig
 from training.checkpoint import CheckpointError
 from training.config import ConfigError, RunConfig
 from training.config import LoaderConfig as LoaderSection
 from training.data import EEGLoader, LoaderConfig, RecordFilter
-from training.distributed import BACKENDS, Dist, init_distributed, unwrap
+from training.distributed import BACKENDS, Dist, DistributedError, init_distributed, unwrap
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "stopped by a signal", so schedulers restart the job
 
@@ -232,10 +234,14 @@ def run_overrides(args: argparse.Namespace) -> list[str]:
 
 def launch(prog: str, backend: str, device: str, train: Callable[[Dist], int]) -> int:
     """Join the process group, run ``train``, leave the group; bad input exits 2 with one line."""
-    dist = init_distributed(backend, device=device)
+    try:
+        dist = init_distributed(backend, device=device)
+    except DistributedError as err:
+        print(f"{prog}: {err}", file=sys.stderr)
+        return 2
     try:
         return train(dist)
-    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, FileNotFoundError, CorruptTFRecordError, SchemaError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
     finally:

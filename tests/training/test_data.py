@@ -156,6 +156,10 @@ def test_corrupt_file_is_named(pipeline_output, tmp_path):
     bad.write_bytes(bytes(blob))
     with pytest.raises(CorruptTFRecordError, match=str(bad)):
         _epoch(tmp_path, LoaderConfig(num_workers=0))
+    # From a worker process the same error, not DataLoader's RuntimeError around its traceback.
+    with pytest.raises(CorruptTFRecordError, match=f"^{bad}: corrupt TFRecord at byte offset") as raised:
+        _epoch(tmp_path, LoaderConfig(num_workers=1))
+    assert raised.value.path == str(bad) and "Traceback" not in str(raised.value)
 
 
 def test_malformed_example_names_file_and_record(pipeline_output, tmp_path):
@@ -163,8 +167,9 @@ def test_malformed_example_names_file_and_record(pipeline_output, tmp_path):
     bad.parent.mkdir()
     good = next(read_records(list_files(pipeline_output)[0]))
     write_records(str(bad), [good, good[:-1000]])  # intact framing around a cut Example
-    with pytest.raises(SchemaError, match=f"{bad}: record 1: .*needs .* bytes"):
-        _epoch(tmp_path, LoaderConfig(num_workers=0))
+    for workers in (0, 1):
+        with pytest.raises(SchemaError, match=f"^{bad}: record 1: .*needs .* bytes"):
+            _epoch(tmp_path, LoaderConfig(num_workers=workers))
 
 
 def test_object_store_paths_go_through_beam_filesystems(pipeline_output, tmp_path, monkeypatch):

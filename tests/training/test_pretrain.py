@@ -183,6 +183,12 @@ def test_bad_config_and_resume_arguments_fail_with_clear_messages(pipeline_outpu
                      timeout=120)
     assert done.returncode != 0
     assert "resume" in done.stderr and "missing" in done.stderr
+    if not torch.cuda.is_available():  # one line, no traceback
+        done = _pretrain(pipeline_output, tmp_path / "z", "--device", "cuda", timeout=120)
+        assert done.returncode == 2
+        assert done.stderr.strip().splitlines()[-1] == (
+            "pretrain: device: 'cuda' requested but torch.cuda.is_available() is False")
+        assert "Traceback" not in done.stderr
 
 
 def test_a_short_max_steps_shortens_the_configs_warmup_unless_set_gives_it():
