@@ -4,9 +4,11 @@ Discovery runs on the launcher (as Beam's own file-pattern sources do), through 
 FileSystems, so local paths, globs (`**` recurses), folders, `gs://` and `s3://` all work. Each
 dataset adapter knows how its layout names subjects, sessions, sites and labels:
 
-- `hms`: Kaggle's `train.csv` (or `test.csv`) + `train_eegs/<eeg_id>.parquet`; one item per
-  parquet with every labeled 50 s sub-window and its six vote counts. Parquets without csv rows
-  are processed unlabeled; csv rows whose parquet is absent are reported, never dropped silently.
+- `hms`: Kaggle's `train.csv` + `train_eegs/<eeg_id>.parquet`; one item per parquet with every
+  labeled 50 s sub-window and its six vote counts. `test.csv` + `test_eegs/`: each row's 50 s
+  window (from `eeg_label_offset_seconds`, else the start), task `hms6` without votes: what a model
+  is asked to classify. Parquets without csv rows are processed unlabeled; csv rows whose parquet
+  is absent are reported, never dropped silently.
 - `bids`: `sub-<label>[/ses-<label>]/eeg/*_eeg.<ext>`; `participants.tsv` supplies age and sex.
 - `eegmat`: PhysioNet mental arithmetic, `SubjectNN_1.edf` rest / `SubjectNN_2.edf` task.
 - `edf`: any folder of EDF/BDF/FIF/BrainVision/EEGLAB files; an optional `labels.csv` (the
@@ -262,6 +264,7 @@ def _hms(files, roots, site):
     ignored += [Ignored(f, "HMS spectrogram (auxiliary modality, not a recording)") for f in spectrograms]
     csv_files = [f for f in files if posixpath.basename(f) in ("train.csv", "test.csv")]
     rows_by_eeg: dict[str, list[dict]] = {}
+    test_rows: dict[str, list[dict]] = {}
     patient_of: dict[str, str] = {}
     site_of: dict[str, str] = {}
     for csv_path in csv_files:
@@ -272,20 +275,33 @@ def _hms(files, roots, site):
             patient_of[eeg_id] = str(row.get("patient_id", "")).strip()
             if row.get("site"):
                 site_of[eeg_id] = row["site"].strip()
-            if posixpath.basename(csv_path) == "train.csv":
-                rows_by_eeg.setdefault(eeg_id, []).append(row)
+            (rows_by_eeg if posixpath.basename(csv_path) == "train.csv" else test_rows).setdefault(
+                eeg_id, []).append(row)
     items = []
     for eeg_id, path in sorted(parquets.items()):
         windows = tuple(_votes_window(r, f"train.csv eeg_id {eeg_id}") for r in rows_by_eeg.get(eeg_id, []))
+        windows = windows or _test_windows(test_rows.get(eeg_id, []), f"test.csv eeg_id {eeg_id}")
         items.append(SourceItem(
             path=path, dataset="hms", site=site or site_of.get(eeg_id) or _hms_root_name(path),
             subject_key=patient_of.get(eeg_id, eeg_id), session_key=eeg_id,
             task="hms6" if windows else "", windows=windows,
         ))
-    for eeg_id in sorted(set(rows_by_eeg) - set(parquets)):
-        ignored.append(Ignored(f"train.csv#eeg_id={eeg_id}",
-                               f"train.csv rows name eeg_id {eeg_id} but train_eegs/{eeg_id}.parquet is not among the inputs"))
+    for name, rows in (("train", rows_by_eeg), ("test", test_rows)):
+        for eeg_id in sorted(set(rows) - set(parquets)):
+            ignored.append(Ignored(f"{name}.csv#eeg_id={eeg_id}", f"{name}.csv rows name eeg_id {eeg_id} but "
+                                   f"{name}_eegs/{eeg_id}.parquet is not among the inputs"))
     return items, ignored
+
+
+def _test_windows(rows: list[dict], path_hint: str) -> tuple[LabeledWindow, ...]:
+    """The 50 s windows that test.csv rows ask about: no votes, label -1, task hms6."""
+    offsets = set()
+    for row in rows:
+        try:
+            offsets.add(float(row.get("eeg_label_offset_seconds") or 0.0))
+        except ValueError as err:
+            raise ValueError(f"{path_hint}: eeg_label_offset_seconds: expected a number; got {err}") from err
+    return tuple(LabeledWindow(offset, HMS_WINDOW_S, -1, (), "hms6") for offset in sorted(offsets))
 
 
 def _hms_root_name(path: str) -> str:

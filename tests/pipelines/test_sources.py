@@ -4,7 +4,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from pipelines.sources import HMS_VOTE_COLUMNS, discover, expand_inputs, site_from_path
+from pipelines.sources import HMS_VOTE_COLUMNS, LabeledWindow, discover, expand_inputs, site_from_path
 
 
 def test_the_whole_shared_tree_is_accounted_for(shared_data):
@@ -58,6 +58,22 @@ def test_hms_adapter_attaches_votes_and_reports_rows_without_parquet(tmp_path, s
     assert window.votes == (0, 3, 1, 0, 0, 0) and window.label == 1 and window.duration_s == 50.0
     assert any("eeg_id 999" in g.reason for g in ignored)
     assert list(HMS_VOTE_COLUMNS) == [c for c in rows[0] if c.endswith("_vote")]
+
+
+def test_hms_test_layout_asks_about_each_rows_50_s_window_without_votes(tmp_path, shared_data):
+    # Kaggle's test.csv: spectrogram_id, eeg_id, patient_id; each test_eegs/ parquet is 50 s.
+    root = tmp_path / "hms"
+    (root / "test_eegs").mkdir(parents=True)
+    shutil.copy(shared_data / "hms" / "train_eegs" / "1000913311.parquet", root / "test_eegs")
+    pd.DataFrame([dict(spectrogram_id=1, eeg_id=1000913311, patient_id=42),
+                  dict(spectrogram_id=2, eeg_id=777, patient_id=43)]).to_csv(root / "test.csv", index=False)
+    items, ignored, datasets = discover([str(root)])
+    assert datasets == {"hms": "hms"}
+    (item,) = items
+    assert item.subject_key == "42" and item.task == "hms6"
+    assert item.windows == (LabeledWindow(0.0, 50.0, -1, (), "hms6"),)
+    assert [g.reason for g in ignored if g.path == "test.csv#eeg_id=777"] == [
+        "test.csv rows name eeg_id 777 but test_eegs/777.parquet is not among the inputs"]
 
 
 def test_site_comes_from_the_first_folder_or_the_flag(shared_data):
