@@ -155,7 +155,9 @@ class Dist:
         if self.backend == "horovod":
             import horovod.torch as hvd
 
-            return list(hvd.allgather_object(obj))
+            # Horovod matches ranks' collectives by name, by default the object's type: a rank
+            # holding None where another holds a dict would wait forever.
+            return list(hvd.allgather_object(obj, name="eegfm.gather_objects"))
         out: list[Any] = [None] * self.world_size
         torch_dist.all_gather_object(out, obj)
         return out
@@ -167,7 +169,7 @@ class Dist:
         if self.backend == "horovod":
             import horovod.torch as hvd
 
-            return hvd.broadcast_object(obj, root_rank=0)
+            return hvd.broadcast_object(obj, root_rank=0, name="eegfm.broadcast_object")  # see gather_objects
         box = [obj]
         torch_dist.broadcast_object_list(box, src=0)
         return box[0]
