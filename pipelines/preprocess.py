@@ -579,7 +579,9 @@ def run(argv: list[str] | None = None) -> dict:
         _check_numbers(args)
         args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file)
         key = load_key_any(args.pseudonym_key_file)
-        items, ignored, datasets = discover(args.input, dataset=args.dataset, site=args.site)
+        # An output folder (or key file) inside an input folder is the job's own, never an input.
+        items, ignored, datasets = discover(args.input, dataset=args.dataset, site=args.site,
+                                            exclude=[args.output, args.pseudonym_key_file])
     except (ConfigError, PseudonymKeyError, OSError, ValueError) as err:
         parser.error(str(err))
     if not items:

@@ -24,14 +24,19 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import os
 import posixpath
 import re
+from collections.abc import Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import check_option
 from pipelines.deid import safe_age, normalize_sex
+from pipelines.logging_setup import get_logger
 from pipelines.object_stores import storage_error
+
+log = get_logger("sources")
 
 HMS_CLASSES = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 HMS_VOTE_COLUMNS = ("seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote")
@@ -106,6 +111,14 @@ def expand_inputs(patterns: list[str]) -> list[str]:
     return sorted(_file_sizes(patterns))
 
 
+def _under_any(path: str, roots: Sequence[str]) -> bool:
+    def norm(p: str) -> str:
+        return p.rstrip("/") if "://" in p else os.path.abspath(p)
+
+    path = norm(path)
+    return any(path == root or path.startswith(root + "/") for root in map(norm, roots))
+
+
 def _globstar_variants(pattern: str) -> list[str]:
     """``pattern`` and, for each ``/**/`` in it, the same with zero folders there.
 
@@ -169,13 +182,25 @@ def detect_dataset(files: list[str]) -> str:
 
 
 def discover(
-    patterns: list[str], *, dataset: str = "auto", site: str | None = None
+    patterns: list[str], *, dataset: str = "auto", site: str | None = None, exclude: Sequence[str] = ()
 ) -> tuple[list[SourceItem], list[Ignored], dict[str, str]]:
     """Items to process, files deliberately not processed (with reasons), and the dataset used
     per site. With `auto`, each top-level folder below an input folder is detected on its own,
-    so one run can cover a mixed tree such as an HMS export beside a folder of EDF files."""
+    so one run can cover a mixed tree such as an HMS export beside a folder of EDF files.
+
+    ``exclude``: files, and folders with all below them, that are not inputs wherever the
+    patterns reach them (the job's own output folder and key file)."""
     check_option("--dataset", dataset, DATASETS)
     sizes = _file_sizes(patterns)
+    left_out = [path for path in sizes if _under_any(path, exclude)]
+    for path in left_out:
+        del sizes[path]
+    if left_out:
+        log.info("%d of the files the inputs match are the job's own (%s): not inputs", len(left_out),
+                 ", ".join(exclude))
+    if not sizes:
+        raise FileNotFoundError(f"--input {' '.join(patterns)}: matched no files but the job's own "
+                                f"({' and '.join(exclude)})")
     files = sorted(sizes)
     folders = [p.rstrip("/") for p in patterns if _is_dir(p)]
     # A file or glob inside an input folder takes its site from that folder, as the folder's own files do.

@@ -211,6 +211,20 @@ def test_too_few_windows_for_the_autoencoder_leave_the_rules_to_score(shared_dat
     assert all(r.quality[ae_score] == -1.0 and 0.0 <= r.artifact_score <= 1.0 for r in records)
 
 
+def test_an_output_folder_and_key_inside_the_input_folder_are_never_inputs(shared_data, tmp_path):
+    (tmp_path / "raw").mkdir()
+    (tmp_path / "raw" / "a.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    key = tmp_path / "raw" / "pseudonym.key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
+    args = ["--input", str(tmp_path / "raw"), "--output", str(tmp_path / "raw" / "out"),
+            "--pseudonym_key_file", str(key), "--direct_running_mode", "in_memory", "--overwrite"]
+    first = run(args)
+    second = run(args)  # the first run's shards, manifest and quarantine lie below the input now
+    assert [e["source"] for e in second["inputs"]] == [e["source"] for e in first["inputs"]] == [
+        str(tmp_path / "raw" / "a.edf")]
+    assert second["counts"]["processed"] == 1 and second["counts"]["quarantined"] == 0
+
+
 def test_an_output_folder_that_cannot_be_made_is_a_clear_error(shared_data, key_file, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

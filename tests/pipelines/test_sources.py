@@ -105,6 +105,18 @@ def test_a_globstar_matches_zero_or_more_folders_and_gives_the_sites_the_folder_
     assert sites(str(raw / "site-b/deep/b.edf")) == {"site-b/deep/b.edf": "deep"}
 
 
+def test_excluded_files_and_folders_are_not_inputs(shared_data, tmp_path, monkeypatch):
+    (tmp_path / "out" / "site-x").mkdir(parents=True)
+    (tmp_path / "a.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    (tmp_path / "out" / "site-x" / "part-00000-of-00001.tfrecord").write_bytes(b"x")
+    (tmp_path / "key").write_bytes(b"k" * 32)
+    monkeypatch.chdir(tmp_path)  # a relative path names the same file as an absolute one
+    items, ignored, _ = discover([str(tmp_path)], exclude=[str(tmp_path / "out") + "/", "key"], dataset="edf")
+    assert [i.path for i in items] == [str(tmp_path / "a.edf")] and not ignored
+    with pytest.raises(FileNotFoundError, match="matched no files but the job's own"):
+        discover([str(tmp_path / "out")], exclude=[str(tmp_path / "out")])
+
+
 def test_bad_arguments_are_named(shared_data, tmp_path):
     with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat'; got 'tuh'"):
         discover([str(shared_data)], dataset="tuh")
