@@ -1347,6 +1347,11 @@ def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank, world_size
 
 
+def _shard_name(path: str) -> str:
+    """``<site>/<file>``: a shard's name wherever its data set lies."""
+    return "/".join(path.replace("\\", "/").split("/")[-2:])
+
+
 def _uneven(counts: list[int], n_shards: int, rank: int) -> bool:
     """Whether dealing files of ``counts`` windows to ``n_shards`` shards leaves one with none or
     with under half of another's windows (then every shard reads every file)."""
@@ -1394,7 +1399,9 @@ class EEGLoader:
             raise FileNotFoundError(f"data_dir: no non-empty TFRecord shards in {data_dir} for sites "
                                     f"{filters.sites or 'all'} (excluding {filters.exclude_sites or 'none'})")
         if windows_per_file is not None:
-            wanted = [path for path in self.files if windows_per_file.get(path, 0) > 0]
+            # By site folder and file name: a resumed run may find its data at another path.
+            windows_per_file = {_shard_name(path): n for path, n in windows_per_file.items()}
+            wanted = [path for path in self.files if windows_per_file.get(_shard_name(path), 0) > 0]
             if not wanted:
                 raise ValueError(f"windows_per_file: expected window counts for files of {data_dir} "
                                  f"({', '.join(self.files[:3])}, ...); got none above 0")
@@ -1411,7 +1418,7 @@ class EEGLoader:
         self.n_workers = max(1, self.config.num_workers)
         n_shards = self.world_size * self.n_workers
         self.every_file = windows_per_file is not None and _uneven(
-            [windows_per_file[path] for path in self.files], n_shards, self.rank)
+            [windows_per_file[_shard_name(path)] for path in self.files], n_shards, self.rank)
         if len(self.files) < n_shards and self.rank == 0 and not self.every_file:
             log.warning(
                 "loader: %d file(s) for %d shards (%d rank(s) x %d worker(s)): each file is read by up to %d "
@@ -1466,7 +1473,7 @@ class EEGLoader:
             self.set_epoch(self._epoch + 1)
 
     def _fingerprint(self) -> str:
-        names = "\n".join("/".join(path.replace("\\", "/").split("/")[-2:]) for path in self.files)
+        names = "\n".join(map(_shard_name, self.files))
         return hashlib.sha256(names.encode()).hexdigest()[:16]
 
     def state_dict(self) -> dict[str, Any]:

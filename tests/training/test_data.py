@@ -263,6 +263,9 @@ def test_windows_per_file_evens_the_shares_of_uneven_files(pipeline_output, tmp_
     assert [len(part) for part in keys] == [11, 11]
     assert Counter(keys[0] + keys[1]) == _record_keys(decode_example(raw) for raw in raws)
     assert not EEGLoader(tmp_path, config, rank=0, world_size=2, windows_per_file={big: 20, small: 12}).every_file
+    # Counts taken where the data lay before (a run resumed after moving it) name the same files.
+    moved = {"/elsewhere/site-a/" + Path(big).name: 20, "/elsewhere/site-a/" + Path(small).name: 2}
+    assert EEGLoader(tmp_path, config, rank=0, world_size=2, windows_per_file=moved).every_file
 
 
 def test_fewer_files_than_shards_is_a_warning_that_says_what_to_do(pipeline_output, caplog):
