@@ -253,7 +253,7 @@ def test_windows_per_file_evens_the_shares_of_uneven_files(pipeline_output, tmp_
     write_records(big, raws[:20])
     write_records(small, raws[20:])
     config = LoaderConfig(batch_size=4, num_workers=0, shuffle=False)
-    with caplog.at_level("INFO", logger="training.data"):
+    with caplog.at_level("INFO", logger="eegfm.training.data"):
         loaders = [EEGLoader(tmp_path, config, rank=rank, world_size=2, infinite=False,
                              windows_per_file={big: 20, small: 2}) for rank in range(2)]
     assert all(loader.every_file for loader in loaders)
@@ -270,7 +270,7 @@ def test_windows_per_file_evens_the_shares_of_uneven_files(pipeline_output, tmp_
 
 def test_fewer_files_than_shards_is_a_warning_that_says_what_to_do(pipeline_output, caplog):
     # Shards that share a file each read and decompress all of it: slow, though still correct.
-    with caplog.at_level("WARNING", logger="training.data"):
+    with caplog.at_level("WARNING", logger="eegfm.training.data"):
         EEGLoader(pipeline_output, LoaderConfig(num_workers=2), rank=0, world_size=2)  # 4 shards, 4 files
         EEGLoader(pipeline_output, LoaderConfig(num_workers=2), rank=1, world_size=4)  # rank 0 tells
         assert not caplog.records
