@@ -553,7 +553,9 @@ def summarize(manifest: dict, seconds: float) -> str:
     c = manifest["counts"]
     rate = c["input_eeg_hours"] / seconds if seconds > 0 else float("nan")
     rows = [
-        ("input files", c["inputs"]), ("processed", c["processed"]), ("quarantined", c["quarantined"]),
+        ("input files", c["inputs"]), ("processed", c["processed"]),
+        # Workers' log lines do not reach this terminal in multi_processing mode; the file has every reason.
+        ("quarantined", f"{c['quarantined']} (reasons in quarantine.jsonl)" if c["quarantined"] else 0),
         ("ignored (sidecars, docs)", c["ignored"]), ("windows written", c["windows"]),
         ("windows rejected", c["rejected_windows"]), ("EEG hours read", f"{c['input_eeg_hours']:.3f}"),
         ("EEG hours in windows", f"{c['window_eeg_hours']:.3f}"), ("sites", len(c["per_site"])),

@@ -99,6 +99,7 @@ def test_the_summary_counts_what_the_run_wrote(shared_run):
     assert manifest["shards"] == files
     assert int(rows["TFRecord files"]) == len(files) and int(rows["sites"]) == len({f.split("/")[0] for f in files})
     assert int(rows["windows written"]) == manifest["counts"]["windows"]
+    assert rows["quarantined"].strip() == f"{manifest['counts']['quarantined']} (reasons in quarantine.jsonl)"
     assert rows["wall time"].strip() == "2.0 s"
 
 
