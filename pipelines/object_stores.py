@@ -19,9 +19,11 @@ Two things Beam leaves to its callers:
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 _AWS_CREDENTIALS_FOUND = False  # once found, not looked up again (by every file a loader opens)
+_GCP_CREDENTIALS_FOUND = False
 
 
 def fix_s3_empty_uploads() -> None:
@@ -41,6 +43,18 @@ def fix_s3_empty_uploads() -> None:
 
     finish_with_a_part.eegfm_fixed = True
     s3io.S3Uploader.finish = finish_with_a_part
+
+
+def _store_errors() -> tuple[type[BaseException], ...]:
+    try:  # google-cloud-storage's own, raised past Beam (a RetryError when the store cannot be reached)
+        from google.api_core.exceptions import GoogleAPIError
+    except ImportError:
+        return (OSError,)
+    return (OSError, GoogleAPIError)
+
+
+# What a file-system call on an object store raises for the store's reasons (not the caller's).
+STORE_ERRORS = _store_errors()
 
 
 def storage_error(err: BaseException) -> str:
@@ -83,6 +97,27 @@ def check_s3_credentials(paths: list[str], options: Any = None) -> None:
         raise OSError(f"{remote[0]}: no AWS credentials found: pass --s3_access_key_id and "
                       "--s3_secret_access_key (the preprocessing job), set AWS_ACCESS_KEY_ID and "
                       "AWS_SECRET_ACCESS_KEY, or configure a profile or role (~/.aws, instance metadata)")
+
+
+def check_gcs_credentials(paths: list[str]) -> None:
+    """Fail at once, naming the path, where a ``gs://`` path is to be written or holds a secret
+    and google-auth finds no credentials. Beam would first retry finding them with exponential
+    backoff (about 25 s of tracebacks), then go on anonymously and fail on the first write.
+    Inputs are not checked: a public bucket can be read anonymously."""
+    remote = [p for p in paths if p.startswith("gs://")]
+    global _GCP_CREDENTIALS_FOUND
+    if not remote or _GCP_CREDENTIALS_FOUND or os.environ.get("STORAGE_EMULATOR_HOST"):
+        return
+    import google.auth
+    from google.auth.exceptions import DefaultCredentialsError
+
+    try:
+        google.auth.default()
+    except DefaultCredentialsError:
+        raise OSError(f"{remote[0]}: no Google Cloud credentials found: run `gcloud auth application-default "
+                      "login`, set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or run where "
+                      "a service account is attached (a GCE VM, GKE with Workload Identity, Dataflow)") from None
+    _GCP_CREDENTIALS_FOUND = True
 
 
 def filesystems(*paths: str) -> Any:

@@ -50,7 +50,7 @@ from pipelines.config import ConfigError, check_int
 from pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym
 from pipelines.features import FEATURE_NAMES
 from pipelines.logging_setup import get_logger, setup_logging
-from pipelines.object_stores import check_s3_credentials, storage_error
+from pipelines.object_stores import STORE_ERRORS, check_gcs_credentials, check_s3_credentials, storage_error
 from pipelines.process import (
     RECORD_QUALITY_NAMES,
     Outcome,
@@ -141,7 +141,7 @@ def load_key_any(path: str) -> bytes:
     try:
         with FileSystems.open(path) as fh:
             key = fh.read().strip()
-    except OSError as err:
+    except STORE_ERRORS as err:
         raise PseudonymKeyError(f"--pseudonym_key_file {path}: cannot read it ({storage_error(err)})") from None
     if len(key) < 16:
         raise PseudonymKeyError(f"--pseudonym_key_file {path}: expected at least 16 bytes; got {len(key)}")
@@ -577,6 +577,8 @@ def run(argv: list[str] | None = None) -> dict:
     FileSystems.set_options(options)
     try:
         check_s3_credentials([*args.input, args.output, args.pseudonym_key_file], options)
+        if not options.get_all_options().get("dry_run"):  # a dry run writes nothing
+            check_gcs_credentials([args.output, args.pseudonym_key_file])
         config = config_from_args(args)
         _check_numbers(args)
         args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file)
@@ -584,7 +586,7 @@ def run(argv: list[str] | None = None) -> dict:
         # An output folder (or key file) inside an input folder is the job's own, never an input.
         items, ignored, datasets = discover(args.input, dataset=args.dataset, site=args.site,
                                             exclude=[args.output, args.pseudonym_key_file])
-    except (ConfigError, PseudonymKeyError, OSError, ValueError) as err:
+    except (ConfigError, PseudonymKeyError, ValueError, *STORE_ERRORS) as err:
         parser.error(str(err))
     if not items:
         parser.error(f"--input {' '.join(args.input)}: no recordings found (only {len(ignored)} sidecar/doc files)")
@@ -608,7 +610,7 @@ def run(argv: list[str] | None = None) -> dict:
     else:
         try:
             _clear_earlier_run(args.output, args.overwrite)
-        except (ValueError, OSError) as err:
+        except (ValueError, *STORE_ERRORS) as err:
             parser.error(str(err))
     start = time.time()
     multi_processing = _is_local(options) and options.view_as(DirectOptions).direct_running_mode == "multi_processing"

@@ -34,7 +34,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines.config import check_option
 from pipelines.deid import safe_age, normalize_sex
 from pipelines.logging_setup import get_logger
-from pipelines.object_stores import storage_error
+from pipelines.object_stores import STORE_ERRORS, storage_error
 
 log = get_logger("sources")
 
@@ -139,7 +139,7 @@ def _file_sizes(patterns: list[str]) -> dict[str, int]:
         try:
             globs = [_join(pattern.rstrip("/"), "**")] if _is_dir(pattern) else _globstar_variants(pattern)
             matched = [m for result in FileSystems.match(globs) for m in result.metadata_list]
-        except OSError as err:  # an object store: credentials, endpoint, bucket (BeamIOError)
+        except STORE_ERRORS as err:  # an object store: credentials, endpoint, bucket, network
             raise OSError(f"--input {pattern}: cannot list it ({storage_error(err)})") from None
         if not matched:
             raise FileNotFoundError(f"--input {pattern}: matched no files")

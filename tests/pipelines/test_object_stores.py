@@ -194,6 +194,23 @@ def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, b
     assert {tuple(b["eeg"].shape[1:]) for b in batches} == {(19, 2560)}
 
 
+def test_a_gcs_output_without_credentials_fails_at_once(shared_data, tmp_path):
+    # Beam would retry finding credentials for about 25 s, go on anonymously and fail at the first
+    # write, or after 120 s of retries where storage.googleapis.com cannot be reached.
+    bare = {k: v for k, v in os.environ.items()
+            if k not in ("GOOGLE_APPLICATION_CREDENTIALS", "STORAGE_EMULATOR_HOST")}
+    bare.update(CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), GCE_METADATA_HOST="127.0.0.1:9",
+                GCE_METADATA_IP="127.0.0.1:9")  # no gcloud login, no metadata server
+    (tmp_path / "key").write_bytes(KEY)
+    done = subprocess.run([sys.executable, "-m", "pipelines.preprocess",
+                           "--input", str(shared_data / "eegmat" / "Subject00_2.edf"),
+                           "--output", "gs://eegfm-test/out", "--pseudonym_key_file", str(tmp_path / "key")],
+                          cwd=REPO, capture_output=True, text=True, env=bare, timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "error: gs://eegfm-test/out: no Google Cloud credentials found: run `gcloud auth application-default " \
+           "login`" in done.stderr
+
+
 class _Metadata(BaseHTTPRequestHandler):
     """The GCE metadata server, as much of it as google-auth asks for: a VM's default service
     account and its access token. The emulator ignores the token; GCS would check it."""
