@@ -413,6 +413,9 @@ def resolve_class_weights(cfg: FinetuneConfig, plan: Plan) -> torch.Tensor | Non
 
 
 # ------------------------------------------------------------------------------------------ metrics
+TEMPERATURE_RANGE = (0.01, 100.0)  # fit_temperature's search range
+
+
 def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> tuple[float, float, float]:
     """The temperature T minimising the mean KL(target || softmax(logits / T)) (= the negative
     log-likelihood up to the targets' entropy): a log-spaced grid from 0.01 to 100, refined by
@@ -423,7 +426,7 @@ def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> tuple[float, 
     def objective(log_t: float) -> float:
         return float(losses.kl_divergence(logits / math.exp(log_t), target))
 
-    grid = sorted(set(np.linspace(math.log(0.01), math.log(100.0), 81).tolist()) | {0.0})
+    grid = sorted(set(np.linspace(*map(math.log, TEMPERATURE_RANGE), 81).tolist()) | {0.0})
     values = [objective(g) for g in grid]
     best = int(np.argmin(values))
     low, high = grid[max(0, best - 1)], grid[min(len(grid) - 1, best + 1)]
@@ -824,6 +827,10 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, out
         temperature, before, after = fit_temperature(class_logits(logits, cfg)[keep], distribution[keep])
         report["calibration"] = {"temperature": temperature, "val_kl_before": before, "val_kl_after": after}
         log.info("temperature scaling: T = %.3f, validation KL %.4f -> %.4f", temperature, before, after)
+        if temperature >= TEMPERATURE_RANGE[1] * 0.999:
+            log.warning("temperature scaling: T reached its upper bound %g, so the calibrated model predicts "
+                        "about the same distribution for every window: on these %d validation windows its "
+                        "logits carry no information a uniform guess lacks", TEMPERATURE_RANGE[1], int(keep.sum()))
     report["val"] = evaluate(logits, target, cfg, model.head, plan.prior)
     if cfg.temperature_scaling:
         report["val_calibrated"] = evaluate(logits, target, cfg, model.head, plan.prior, temperature)

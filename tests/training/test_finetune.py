@@ -203,6 +203,9 @@ def test_temperature_scaling_does_not_raise_validation_kl(finetuned):
     assert temperature == pytest.approx(3.0, rel=1e-3) and after < 1e-6 < before
     temperature, before, after = finetune.fit_temperature(z / 2, torch.softmax(z, -1))  # underconfident
     assert temperature == pytest.approx(0.5, rel=1e-3) and after < before
+    # Logits unrelated to the targets: the fit flattens them as far as it may (fine-tuning warns).
+    temperature, _, _ = finetune.fit_temperature(3 * z, torch.full((200, 6), 1 / 6, dtype=torch.float64))
+    assert temperature == pytest.approx(finetune.TEMPERATURE_RANGE[1], rel=1e-3)
 
 
 def test_saved_model_reloads_and_gives_the_evaluated_predictions(finetuned, hms_data):
