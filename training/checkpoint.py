@@ -585,6 +585,11 @@ def resolve_resume(value: str | os.PathLike[str] | None, directory: str | os.Pat
     """
     allowed = "'auto', 'none' or the path of a checkpoint directory"
     if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        earlier = _list_steps(Path(directory))
+        if earlier:
+            log.warning("resume none: %s already holds %d checkpoint(s) up to %s; this run starts fresh and "
+                        "writes its own beside them (the 'latest' pointer follows this run; a new --output keeps "
+                        "runs apart)", directory, len(earlier), earlier[-1][1].name)
         return None
     if isinstance(value, str) and value.strip().lower() == "auto":
         found = latest_checkpoint(directory)
