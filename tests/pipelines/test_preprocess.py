@@ -226,6 +226,30 @@ def test_an_output_folder_and_key_inside_the_input_folder_are_never_inputs(share
     assert second["counts"]["processed"] == 1 and second["counts"]["quarantined"] == 0
 
 
+def test_an_eeglab_recording_gives_the_windows_of_the_edf_it_was_made_from(shared_data, key_file, tmp_path):
+    from pipelines.readers import open_recording
+    from tests.pipelines.test_readers import _write_eeglab
+
+    edf = shared_data / "eegmat" / "Subject00_2.edf"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.edf").symlink_to(edf)
+    with open_recording(edf) as reader:
+        _write_eeglab(tmp_path / "in" / "b.set", reader.read(), [n.split(" ", 1)[-1] for n in reader.info.ch_names],
+                      reader.info.sfreq)
+    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--pseudonym_key_file",
+                    key_file, "--direct_running_mode", "in_memory", "--no_artifact_model"])
+    assert manifest["counts"]["processed"] == 2 and manifest["counts"]["quarantined"] == 0
+    by_recording = {}
+    for shard in manifest["shards"]:
+        for raw in read_records(tmp_path / "out" / shard, "SNAPPY"):
+            record = schema.decode_example(raw)
+            by_recording.setdefault(record.recording_id, {})[record.window_start_index] = record.eeg
+    a, b = by_recording.values()
+    assert sorted(a) == sorted(b) and len(a) == 6
+    for start in a:  # equal within float16 rounding of the stored samples
+        np.testing.assert_allclose(a[start].astype(np.float32), b[start].astype(np.float32), rtol=1e-3, atol=0.02)
+
+
 def test_an_output_folder_that_cannot_be_made_is_a_clear_error(shared_data, key_file, tmp_path, capsys):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")

@@ -37,6 +37,35 @@ def test_reader_contract_on_real_files(shared_data, rel, sfreq, n_chans, n_times
             reader.read(0, n_times + 1)
 
 
+def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float) -> None:
+    """An EEGLAB .set (MATLAB 5 file holding the EEG struct, data inside) as EEGLAB writes one."""
+    from scipy.io import savemat
+
+    chanlocs = np.zeros((1, len(names)), dtype=[(k, "O") for k in ("labels", "type", "X", "Y", "Z")])
+    for i, name in enumerate(names):
+        chanlocs[0, i] = (name, "", np.array([]), np.array([]), np.array([]))
+    n = data_uv.shape[1]
+    empty = np.zeros((0, 0))
+    savemat(path, {"EEG": {
+        "setname": "eegmat", "nbchan": float(len(names)), "trials": 1.0, "pnts": float(n), "srate": sfreq,
+        "xmin": 0.0, "xmax": (n - 1) / sfreq, "times": np.arange(n) / sfreq * 1000.0,
+        "data": data_uv.astype(np.float32), "chanlocs": chanlocs, "event": empty, "epoch": empty,
+        "icawinv": empty, "icasphere": empty, "icaweights": empty, "ref": "common"}},
+        appendmat=False, oned_as="row")
+
+
+def test_eeglab_recording_reads_as_the_edf_it_was_made_from(shared_data, tmp_path):
+    # No EEGLAB file ships in ../shared/data: one is written from a real eegmat recording.
+    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as edf:
+        names = [name.split(" ", 1)[-1] for name in edf.info.ch_names]  # 'EEG Fp1' -> 'Fp1'
+        data = edf.read()
+        sfreq = edf.info.sfreq
+    _write_eeglab(tmp_path / "s.set", data, names, sfreq)
+    with open_recording(tmp_path / "s.set") as reader:
+        assert (list(reader.info.ch_names), reader.info.sfreq, reader.info.n_times) == (names, sfreq, data.shape[1])
+        np.testing.assert_allclose(reader.read(), data, rtol=0, atol=1e-3)  # float32 in, microvolts out
+
+
 @pytest.mark.parametrize(
     "rel", ["eegmat/Subject00_1.edf", "eegmmi/S001R03.edf", "hms/train_eegs/1000913311.parquet"]
 )
