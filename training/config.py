@@ -362,6 +362,10 @@ class FinetuneConfig(RunConfig):
         if TASK_HEADS[self.task] not in list_heads():  # the registry is the source of truth
             raise ConfigError(f"task: head {TASK_HEADS[self.task]!r} is not registered "
                               f"(registered: {', '.join(list_heads())})")
+        if self.task == "multiclass" and "id2label" not in self.model_overrides:
+            # Else the model's default label space (the six HMS classes) would size the head.
+            raise ConfigError("model_overrides.id2label: task 'multiclass' takes its classes from it; expected the "
+                              "class names by label, e.g. --set 'model_overrides.id2label={0: rest, 1: task}'")
         check_option("mode", self.mode, FINETUNE_MODES)
         check_option("adapter_kind", self.adapter_kind, ADAPTER_KINDS)
         self.adapter_rank = _int("adapter_rank", self.adapter_rank, 1, 4096)

@@ -99,6 +99,8 @@ def test_bad_pretrain_values_name_the_field(overrides, message):
 
 @pytest.mark.parametrize("overrides, message", [
     (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'binary', 'multiclass', 'regression'; got 'sleep'"),
+    (["task=multiclass"], r"model_overrides.id2label: task 'multiclass' takes its classes from it; expected the "
+                          r"class names by label"),
     (["task=eegmat", "loss=kl"], r"loss: 'kl' needs vote distributions \(task 'hms6'\); got task 'eegmat'"),
     (["mode=frozen"], r"mode: expected one of 'linear', 'adapter', 'full'; got 'frozen'"),
     (["class_weights=[1, 2]"], r"class_weights: expected 6 weights \(one per class of task 'hms6'\); got 2"),
