@@ -479,14 +479,10 @@ def _shard_bytes(mib: float) -> int:
     return max(1, round(mib * 2**20))
 
 
-def _check_numbers(args) -> None:
-    """The flags that no config dataclass validates."""
+def _check_sharding(args) -> None:
     check_int("--num_shards", args.num_shards, 0)
     if not (math.isfinite(args.max_shard_mb) and args.max_shard_mb > 0):
         raise ConfigError(f"--max_shard_mb: expected a number of MiB > 0; got {args.max_shard_mb}")
-    if not args.no_artifact_model and not args.artifact_model:
-        # Fewer windows than the autoencoder needs would only ever skip its fit.
-        check_int("--ae_sample_size", args.ae_sample_size, ArtifactAutoencoder().min_fit_windows)
 
 
 def _check_artifact_options(args, sites: set[str]) -> None:
@@ -497,10 +493,12 @@ def _check_artifact_options(args, sites: set[str]) -> None:
     if args.artifact_model:
         try:
             _load_model(args.artifact_model)
-        except (OSError, ValueError, KeyError) as err:
+        except (ValueError, KeyError, *STORE_ERRORS) as err:
             raise ConfigError(f"--artifact_model {args.artifact_model}: cannot load it as the artifact autoencoder "
-                              f"of an earlier run ({storage_error(err) if isinstance(err, OSError) else err})") from None
+                              f"of an earlier run ({storage_error(err)})") from None
         return
+    # Fewer windows than the autoencoder needs would only ever skip its fit.
+    check_int("--ae_sample_size", args.ae_sample_size, ArtifactAutoencoder().min_fit_windows)
     unknown = sorted({s.strip() for s in args.ae_train_sites.split(",") if s.strip()} - sites)
     if unknown:
         raise ConfigError(f"--ae_train_sites: {', '.join(unknown)}: no such site among the inputs; expected "
@@ -580,7 +578,7 @@ def run(argv: list[str] | None = None) -> dict:
         if not options.get_all_options().get("dry_run"):  # a dry run writes nothing
             check_gcs_credentials([args.output, args.pseudonym_key_file])
         config = config_from_args(args)
-        _check_numbers(args)
+        _check_sharding(args)
         args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file)
         key = load_key_any(args.pseudonym_key_file)
         # An output folder (or key file) inside an input folder is the job's own, never an input.
@@ -592,7 +590,7 @@ def run(argv: list[str] | None = None) -> dict:
         parser.error(f"--input {' '.join(args.input)}: no recordings found (only {len(ignored)} sidecar/doc files)")
     try:
         _check_artifact_options(args, {item.site for item in items})
-    except (ConfigError, OSError, ValueError) as err:
+    except ConfigError as err:
         parser.error(str(err))
     if options.view_as(StandardOptions).runner is None:
         # Name the runner explicitly (Beam otherwise logs that it is guessing one); its

@@ -200,12 +200,11 @@ def discover(
                  ", ".join(exclude))
     if not sizes:
         raise FileNotFoundError(f"--input {' '.join(patterns)}: matched no files but the job's own "
-                                f"({' and '.join(exclude)})")
+                                f"({', '.join(exclude)})")
     files = sorted(sizes)
     folders = [p.rstrip("/") for p in patterns if _is_dir(p)]
     # A file or glob inside an input folder takes its site from that folder, as the folder's own files do.
-    roots = folders + [root for root in map(_root, patterns)
-                       if not any(root == f or root.startswith(f + "/") for f in folders)]
+    roots = folders + [root for root in map(_root, patterns) if not _under_any(root, folders)]
     groups = _group_by_layout(files, roots)
     items: list[SourceItem] = []
     ignored: list[Ignored] = []

@@ -149,11 +149,11 @@ dist.shutdown()
 """
 
 
+@pytest.mark.skipif(shutil.which("horovodrun", path=os.path.dirname(sys.executable)) is None,
+                    reason="horovod is not installed")
 def test_horovod_object_collectives_match_when_ranks_hold_different_types(tmp_path):
     # Fine-tuning's best_weights broadcast a dict from rank 0 and None elsewhere: both ranks waited forever.
     horovodrun = shutil.which("horovodrun", path=os.path.dirname(sys.executable))
-    if horovodrun is None:
-        pytest.skip("horovod is not installed")
     script = tmp_path / "objects.py"
     script.write_text(_HOROVOD_OBJECTS)
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
