@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import tempfile
 from pathlib import Path
 
 import apache_beam as beam
@@ -27,6 +28,12 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 IN_MEMORY = ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 RECORDS = [make_record(seed, n_times=256) for seed in range(60)]  # sites site0, site1, site2
 EXAMPLES = [encode_example(r) for r in RECORDS]
+
+
+@pytest.fixture(autouse=True)
+def _beam_scratch_in_tmp_path(tmp_path, monkeypatch):
+    # A pipeline built and never run keeps the scratch folder Beam made for it.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
 
 
 def _read_shards(pattern: str) -> list[bytes]:
