@@ -168,7 +168,9 @@ class LoaderConfig(Config):
     ``token_budget`` (optional) caps the patches per batch (a window of ``n_times`` samples has
     ``ceil(n_times / patch_size)``, whatever its channel count) for variable-length windows;
     ``batch_size`` is then the maximum number of windows. Each shuffle-buffer slot holds one raw
-    Example (about 0.1 MB for 10 s, 0.5 MB for 50 s windows) per loader worker. ``eeg_dtype``
+    Example (about 0.1 MB for 10 s, 0.5 MB for 50 s windows) per loader worker; fine-tuning,
+    which counts its windows first, grows the buffer to a worker's whole epoch where that fits
+    in ``full_shuffle_mb`` MiB (0: never), so each epoch is a uniform shuffle. ``eeg_dtype``
     ``float16`` (the stored precision, exact) hands the model float16 batches, which it casts
     on its device: half the bytes through workers, pinned memory and the host-to-GPU copy, for
     GPU runs; ``float32`` converts in the loader workers, for CPU runs. ``num_workers: auto``
@@ -182,6 +184,7 @@ class LoaderConfig(Config):
     token_budget: int | None = None
     num_workers: int | str = 0
     shuffle_buffer: int = 1000
+    full_shuffle_mb: float = 1024.0
     seed: int = 0
     augment: dict[str, Any] = dataclasses.field(default_factory=dict)
     eeg_dtype: str = "float32"
@@ -198,6 +201,7 @@ class LoaderConfig(Config):
                 raise ConfigError(f"loader.num_workers: expected an integer in [0, 1024] or 'auto'; "
                                   f"got {self.num_workers!r}") from None
         self.shuffle_buffer = _int("loader.shuffle_buffer", self.shuffle_buffer, 0)
+        self.full_shuffle_mb = _float("loader.full_shuffle_mb", self.full_shuffle_mb, 0.0)
         self.seed = _int("loader.seed", self.seed, 0, 2**63 - 1)
         self.augment = _mapping("loader.augment", self.augment)
         self.drop_last = _bool("loader.drop_last", self.drop_last)

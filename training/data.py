@@ -583,6 +583,10 @@ class LoaderConfig:
     shuffle: shuffle files per epoch and windows over ``ceil(shuffle_buffer / batch size)`` open
         batches per window length (see ``_ShardStream``); memory per worker: about
         ``shuffle_buffer`` windows' samples (~0.5 MB each for 50 s). Off gives the file order.
+    full_shuffle_mb: where the loader knows how many windows each shard reads an epoch
+        (``EEGLoader(windows_per_file=...)``, as fine-tuning passes) and a shard's windows fit in
+        this many MiB, the shuffle buffer grows to hold them: every epoch is then a uniform
+        shuffle, whatever order the files keep the windows in. 0 turns this off.
     seed: seeds file order, shuffle and augmentation together with the epoch.
     verify_crc: check TFRecord CRCs (detects corrupt files; costs about half the read time).
     eeg_dtype: ``"float32"``, or ``"float16"`` (the stored precision, exact) to halve the bytes
@@ -600,6 +604,7 @@ class LoaderConfig:
     pin_memory: bool | None = None
     shuffle: bool = True
     shuffle_buffer: int = 256
+    full_shuffle_mb: float = 1024.0
     seed: int = 0
     verify_crc: bool = True
     eeg_dtype: str = "float32"
@@ -619,6 +624,9 @@ class LoaderConfig:
             raise ConfigError(f"LoaderConfig.num_workers: expected an integer >= 0 or {AUTO!r}; got {workers!r}")
         check_int("LoaderConfig.prefetch_factor", self.prefetch_factor, 1)
         check_int("LoaderConfig.shuffle_buffer", self.shuffle_buffer, 0)
+        if isinstance(self.full_shuffle_mb, bool) or not isinstance(self.full_shuffle_mb, (int, float)) \
+                or not 0 <= self.full_shuffle_mb < math.inf:
+            raise ConfigError(f"LoaderConfig.full_shuffle_mb: expected a number of MiB >= 0; got {self.full_shuffle_mb!r}")
         check_int("LoaderConfig.seed", self.seed, 0)
         for name in ("drop_last", "shuffle", "verify_crc"):
             if not isinstance(getattr(self, name), bool):
@@ -1125,7 +1133,7 @@ class _ShardStream:
         # which the end merges: nothing is placed before that many windows have arrived.
         defer = config.shuffle_buffer if config.shuffle else 0
         sizes: dict[int, int] = {}
-        for arrived, window in enumerate(self.windows(epoch)):
+        for arrived, window in enumerate(self._mixed(epoch, rng)):
             group = groups.get(window.n_times)
             if group is None:
                 group = groups[window.n_times] = [_Open() for _ in range(self.open_batches(window.n_times))]
@@ -1167,6 +1175,22 @@ class _ShardStream:
             for batch in drained + group:
                 if batch.tensors is not None:
                     storage.release(batch.tensors)
+
+    def _mixed(self, epoch: int, rng: np.random.Generator) -> Iterator[_Window]:
+        """The epoch's windows with the first ``shuffle_buffer`` of them in random order.
+
+        Open batches alone mix only what has arrived: on data stored in label order (eegmat's
+        output holds every rest window before every task window) the first batches would all be
+        of one class, and an epoch ends on the other. Holding the first ``shuffle_buffer``
+        windows back and releasing them permuted makes an epoch that fits in the buffer a
+        uniform shuffle, and a larger one start from a uniform mix of its first part.
+        """
+        windows = self.windows(epoch)
+        if self.config.shuffle and self.config.shuffle_buffer > 1:
+            first = list(itertools.islice(windows, self.config.shuffle_buffer))
+            yield from (first[i] for i in rng.permutation(len(first)).tolist())
+            del first
+        yield from windows
 
     def _filled(self, batch: _Open, live: bool, storage: _Storage) -> _Open | None:
         """``batch`` with every window's samples in its tensors (None for a skipped batch).
@@ -1365,6 +1389,29 @@ def _uneven(counts: list[int], n_shards: int, rank: int) -> bool:
     return True
 
 
+def _whole_epoch_shuffle(config: LoaderConfig, counts: Sequence[int], n_shards: int, every_file: bool,
+                         sample_file: str, rank: int) -> LoaderConfig:
+    """``config`` with a shuffle buffer that holds a shard's whole epoch, where it fits in
+    ``config.full_shuffle_mb`` (``counts``: the wanted windows of each file)."""
+    if not config.shuffle or config.full_shuffle_mb <= 0:
+        return config
+    if every_file:
+        most = sum(-(-n // n_shards) for n in counts)
+    else:  # whole files, dealt in a new order each epoch: at most the largest files a shard gets
+        per_shard = -(-len(counts) // min(len(counts), n_shards))
+        most = sum(sorted(counts)[-per_shard:])
+    if most <= config.shuffle_buffer:
+        return config
+    mib = most * _first_record_bytes(sample_file) / 2**20
+    if mib > config.full_shuffle_mb:
+        return config
+    if rank == 0:
+        log.info("loader: shuffle buffer %d -> %d windows, a shard's whole epoch (%.0f MiB of at most "
+                 "full_shuffle_mb=%g): each epoch is a uniform shuffle", config.shuffle_buffer, most, mib,
+                 config.full_shuffle_mb)
+    return dataclasses.replace(config, shuffle_buffer=most)
+
+
 class EEGLoader:
     """Batches of pipeline windows for one DDP rank; iterate it, checkpoint it with ``state_dict``.
 
@@ -1419,6 +1466,9 @@ class EEGLoader:
         n_shards = self.world_size * self.n_workers
         self.every_file = windows_per_file is not None and _uneven(
             [windows_per_file[_shard_name(path)] for path in self.files], n_shards, self.rank)
+        if windows_per_file is not None:
+            self.config = _whole_epoch_shuffle(self.config, [windows_per_file[_shard_name(p)] for p in self.files],
+                                               n_shards, self.every_file, self.files[0], self.rank)
         if len(self.files) < n_shards and self.rank == 0 and not self.every_file:
             log.warning(
                 "loader: %d file(s) for %d shards (%d rank(s) x %d worker(s)): each file is read by up to %d "

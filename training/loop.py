@@ -49,6 +49,7 @@ def loader_config(section: LoaderSection, patch_size: int, *, filters: RecordFil
         token_budget=section.token_budget, max_batch_size=section.batch_size, patch_size=patch_size,
         drop_last=section.drop_last and train,
         num_workers=section.num_workers, shuffle=train, shuffle_buffer=section.shuffle_buffer,
+        full_shuffle_mb=section.full_shuffle_mb,
         seed=section.seed, eeg_dtype=section.eeg_dtype,
         augment=AugmentConfig(**section.augment) if train else AugmentConfig(),
         filters=RecordFilter() if filters is None else filters)

@@ -268,6 +268,54 @@ def test_windows_per_file_evens_the_shares_of_uneven_files(pipeline_output, tmp_
     assert EEGLoader(tmp_path, config, rank=0, world_size=2, windows_per_file=moved).every_file
 
 
+def test_a_known_epoch_that_fits_is_shuffled_whole_whatever_the_file_order(pipeline_output, tmp_path, caplog):
+    # Label-sorted storage (eegmat's output holds every rest window before every task window) fed
+    # fine-tuning batches of one class for half of each epoch through a small shuffle buffer.
+    raws = sorted((raw for path in list_files(pipeline_output) for raw in read_records(path)
+                   if decode_example(raw).eeg.shape[1] == 2560), key=lambda raw: decode_example(raw).recording_id)
+    recordings = [decode_example(raw).recording_id.decode() for raw in raws]
+    first = recordings[0]
+    assert len(raws) >= 24 and recordings.count(first) >= len(raws) // 3
+    (tmp_path / "site-a").mkdir()
+    path = str(tmp_path / "site-a" / "part-00000-of-00001.tfrecord")
+    write_records(path, raws)
+    config = LoaderConfig(batch_size=4, num_workers=0, shuffle_buffer=4)
+
+    def epochs(config: LoaderConfig) -> list[list[str]]:
+        loader = EEGLoader(tmp_path, config, rank=0, world_size=1, infinite=False, windows_per_file={path: len(raws)})
+        return [[k[0] for batch in loader for k in _keys(batch)] for _ in range(3)]
+
+    with caplog.at_level("INFO", logger="eegfm.training.data"):
+        whole = epochs(config)
+    assert (f"loader: shuffle buffer 4 -> {len(raws)} windows, a shard's whole epoch (2 MiB of at most "
+            "full_shuffle_mb=1024): each epoch is a uniform shuffle") in caplog.messages
+    half = len(raws) // 2
+    share = recordings.count(first) / len(raws)
+    for order in whole:
+        assert sorted(order) == sorted(recordings)
+        assert abs(order[:half].count(first) / half - share) <= 0.25, order
+    assert len({tuple(order) for order in whole}) == 3
+    streamed = epochs(dataclasses.replace(config, full_shuffle_mb=0))  # the buffer of 4 alone
+    assert all(order[:8] == [first] * 8 for order in streamed)
+
+
+@pytest.mark.parametrize("counts, n_shards, every_file, expected", [
+    ([30], 1, False, 30),                # one shard reads everything
+    ([30, 10, 20], 2, False, 50),        # a shard gets 2 of 3 whole files: at most the 2 largest
+    ([30, 10], 4, False, 30),            # files shared by shards: at most a whole file
+    ([30, 10], 2, True, 20),             # every shard keeps its share of every file
+    ([3, 2], 1, False, 8),               # the configured buffer holds it already
+])
+def test_the_whole_epoch_buffer_is_a_shards_largest_epoch(pipeline_output, counts, n_shards, every_file, expected):
+    sample = list_files(pipeline_output)[0]
+    config = LoaderConfig(batch_size=4, shuffle_buffer=8)
+    assert data._whole_epoch_shuffle(config, counts, n_shards, every_file, sample, 0).shuffle_buffer == expected
+    assert data._whole_epoch_shuffle(dataclasses.replace(config, full_shuffle_mb=0.01), counts, n_shards,
+                                     every_file, sample, 0).shuffle_buffer == 8  # does not fit: as configured
+    assert data._whole_epoch_shuffle(dataclasses.replace(config, shuffle=False), counts, n_shards,
+                                     every_file, sample, 0).shuffle_buffer == 8
+
+
 def test_fewer_files_than_shards_is_a_warning_that_says_what_to_do(pipeline_output, caplog):
     # Shards that share a file each read and decompress all of it: slow, though still correct.
     with caplog.at_level("WARNING", logger="eegfm.training.data"):
@@ -690,6 +738,7 @@ def test_single_file_paths_and_empty_shards(pipeline_output, tmp_path):
     ({"num_workers": "all"}, "LoaderConfig.num_workers: expected an integer >= 0 or 'auto'; got 'all'"),
     ({"eeg_dtype": "bfloat16"}, "LoaderConfig.eeg_dtype: expected one of 'float32', 'float16'"),
     ({"shuffle": "yes"}, "LoaderConfig.shuffle: expected True or False"),
+    ({"full_shuffle_mb": -1}, "LoaderConfig.full_shuffle_mb: expected a number of MiB >= 0; got -1"),
     ({"filters": RecordFilter(), "augment": {"noise_std": 1}}, "LoaderConfig.augment: expected a AugmentConfig"),
 ])
 def test_loader_config_errors_name_the_field(kwargs, message):
