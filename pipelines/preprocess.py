@@ -556,7 +556,9 @@ def summarize(manifest: dict, seconds: float) -> str:
         ("quarantined", f"{c['quarantined']} (reasons in quarantine.jsonl)" if c["quarantined"] else 0),
         ("ignored (sidecars, docs)", c["ignored"]), ("windows written", c["windows"]),
         ("windows rejected", c["rejected_windows"]), ("EEG hours read", f"{c['input_eeg_hours']:.3f}"),
-        ("EEG hours in windows", f"{c['window_eeg_hours']:.3f}"), ("sites", len(c["per_site"])),
+        ("EEG hours in windows", f"{c['window_eeg_hours']:.3f}" + (
+            " (windows overlap: stride < window, or overlapping labeled sub-windows)"
+            if c["window_eeg_hours"] > c["input_eeg_hours"] else "")), ("sites", len(c["per_site"])),
         ("TFRecord files", len(manifest.get("shards", ()))),
         ("artifact model", manifest.get("artifact_model") or "none (rules only)"),
         ("wall time", f"{seconds:.1f} s"), ("throughput", f"{rate:.3f} EEG-hours/s"),

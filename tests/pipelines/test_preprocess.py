@@ -101,6 +101,9 @@ def test_the_summary_counts_what_the_run_wrote(shared_run):
     assert int(rows["windows written"]) == manifest["counts"]["windows"]
     assert rows["quarantined"].strip() == f"{manifest['counts']['quarantined']} (reasons in quarantine.jsonl)"
     assert rows["wall time"].strip() == "2.0 s"
+    assert rows["EEG hours in windows"].strip() == f"{manifest['counts']['window_eeg_hours']:.3f}"
+    overlapping = {**manifest, "counts": {**manifest["counts"], "input_eeg_hours": 0.5, "window_eeg_hours": 0.9}}
+    assert "0.900 (windows overlap" in summarize(overlapping, 2.0)
 
 
 def test_tensorflow_reads_every_record_with_the_contract(shared_run):
