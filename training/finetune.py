@@ -108,7 +108,8 @@ class Split:
         return getattr(self, name)
 
 
-def split_groups(groups: Iterable[str], val_fraction: float, seed: int, test_fraction: float = 0.0) -> Split:
+def split_groups(groups: Iterable[str], val_fraction: float, seed: int, test_fraction: float = 0.0,
+                 kind: str = "subject") -> Split:
     """Split a set of subject (or site) ids into train / val / test; a pure function of the set.
 
     Each id is ranked by ``sha256(seed:id)``; the first ``round(val_fraction * n)`` (at least 1)
@@ -124,8 +125,9 @@ def split_groups(groups: Iterable[str], val_fraction: float, seed: int, test_fra
     n_val = max(1, round(val_fraction * len(ids)))
     n_test = max(1, round(test_fraction * len(ids))) if test_fraction > 0 else 0
     if len(ids) - n_val - n_test < 1:
-        raise ValueError(f"split: {len(ids)} group(s) cannot give {n_val} validation, {n_test} test and at "
-                         f"least 1 training group; need more subjects (or sites) in the data")
+        raise ValueError(f"split_group={kind}: {len(ids)} {kind}(s) cannot give {n_val} validation, {n_test} test "
+                         f"and at least 1 training {kind}; the data needs more {kind}s"
+                         + ("" if kind == "subject" else " (or split_group=subject)"))
     ranked = sorted(ids, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
     return Split(train=tuple(sorted(ranked[n_val + n_test:])), val=tuple(sorted(ranked[:n_val])),
                  test=tuple(sorted(ranked[n_val:n_val + n_test])))
@@ -176,7 +178,8 @@ def plan_data(data: str, cfg: FinetuneConfig, record_task: str) -> Plan:
             f"{need}); the data holds {dict(sorted(found.items())) or 'no windows'}")
     key = "subject_id" if cfg.split_group == "subject" else "site_id"
     try:
-        split = split_groups((w[key] for w in labeled), cfg.val_fraction, cfg.seed, cfg.test_fraction)
+        split = split_groups((w[key] for w in labeled), cfg.val_fraction, cfg.seed, cfg.test_fraction,
+                             cfg.split_group)
     except ValueError as err:
         raise ConfigError(f"--data {data}, task {cfg.task!r}: {err}") from None
     side = {g: name for name in SPLITS for g in split.of(name)}
