@@ -463,7 +463,26 @@ def classification_metrics(logits: torch.Tensor, target: torch.Tensor, prior: Se
     return {"kl": kl, "baseline_kl": baseline_kl, "kl_vs_baseline": kl / baseline_kl if baseline_kl > 0 else math.nan,
             "accuracy": float((logits.argmax(-1) == top).double().mean()),
             "baseline_accuracy": float((baseline.argmax(-1) == top).double().mean()),
+            **ranking_metrics(logits.softmax(-1).numpy(), top.numpy()),
             "n_windows": int(keep.sum())}
+
+
+def ranking_metrics(probs: np.ndarray, top: np.ndarray) -> dict[str, float]:
+    """What papers on imbalanced EEG tasks report (eegmat is 3:1 rest:task), from the class
+    probabilities ``probs`` [N, C] and each window's target class ``top``: balanced accuracy
+    (the mean recall of the classes present), AUROC (binary; macro one-vs-rest over the classes
+    present with C > 2) and, for two classes, AUPRC of class 1. NaN where a class is missing."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    present = sorted(set(top.tolist()))
+    predicted = probs.argmax(-1)
+    balanced = float(np.mean([(predicted[top == c] == c).mean() for c in present])) if present else math.nan
+    aucs = [roc_auc_score(top == c, probs[:, c]) for c in present if 0 < (top == c).sum() < len(top)]
+    if probs.shape[1] == 2:
+        separable = len(present) == 2
+        return {"balanced_accuracy": balanced, "auroc": float(aucs[1]) if separable else math.nan,
+                "auprc": float(average_precision_score(top == 1, probs[:, 1])) if separable else math.nan}
+    return {"balanced_accuracy": balanced, "auroc": float(np.mean(aucs)) if aucs else math.nan}
 
 
 @torch.no_grad()
@@ -853,8 +872,11 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, out
                    for k, v in report.get(split, {}).items()}
         tracker.summary({**summary, "temperature": temperature})
         held_out = report.get("test", report["val"])
-        log.info("fine-tuned model saved to %s; held-out %s %.4f vs class-prior baseline %.4f", output / "model",
-                 report["metric"], held_out.get("kl", held_out.get("loss")), held_out.get("baseline_kl", math.nan))
+        ranks = "".join(f", {name} {held_out[key]:.3f}" for key, name in (
+            ("balanced_accuracy", "balanced accuracy"), ("auroc", "AUROC")) if key in held_out)
+        log.info("fine-tuned model saved to %s; held-out %s %.4f vs class-prior baseline %.4f%s", output / "model",
+                 report["metric"], held_out.get("kl", held_out.get("loss")), held_out.get("baseline_kl", math.nan),
+                 ranks)
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -158,6 +159,20 @@ def test_split_filters_keep_every_subject_in_one_split(hms_data):
     sites = {name: {w["site_id"] for w in scan_windows(hms_data, finetune.split_filter(by_site, name))}
              for name in ("train", "val")}
     assert len(sites["train"]) == len(sites["val"]) == 1 and sites["train"] != sites["val"]
+
+
+def test_ranking_metrics_by_hand():
+    top = np.array([0, 0, 0, 1])
+    p1 = np.array([0.1, 0.8, 0.6, 0.7])
+    got = finetune.ranking_metrics(np.stack([1 - p1, p1], 1), top)
+    # recalls 1/3 and 1; the positive outranks 2 of 3 negatives; precision 1/2 at its rank
+    assert got == pytest.approx({"balanced_accuracy": 2 / 3, "auroc": 2 / 3, "auprc": 0.5})
+    probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1]])
+    got = finetune.ranking_metrics(probs, np.array([0, 1, 1, 0]))  # class 2 absent
+    assert got["balanced_accuracy"] == pytest.approx((1 + 0.5) / 2)
+    assert got["auroc"] == pytest.approx((1.0 + 0.75) / 2)  # class 1: 3 of 4 pairs ranked right
+    one_class = finetune.ranking_metrics(np.stack([1 - p1, p1], 1), np.zeros(4, dtype=int))
+    assert one_class["balanced_accuracy"] == pytest.approx(0.25) and np.isnan(one_class["auroc"])
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -415,5 +430,6 @@ def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared
     assert report["task"] == "eegmat" and report["record_task"] == "eegmat_rest_task"
     val = report["val"]
     assert val["n_windows"] > 0 and 0.0 <= val["accuracy"] <= 1.0
+    assert 0.0 <= val["balanced_accuracy"] <= 1.0 and 0.0 <= val["auroc"] <= 1.0 and 0.0 < val["auprc"] <= 1.0
     saved = EEGFMModel.from_pretrained(run / "model")
     assert saved.config.head == "binary" and set(saved.config.id2label.values()) == {"rest", "task"}
