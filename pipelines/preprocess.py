@@ -373,6 +373,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="secret key for the HMAC-SHA256 pseudonyms of site/subject/session/recording "
                      "(created with a random key on first use if it is the default path). Keep it to get "
                      "the same pseudonyms in later runs; use a gs:// path on Dataflow")
+    io_.add_argument("--create_key_file", action="store_true",
+                     help="create --pseudonym_key_file with a new random key if it does not exist (local "
+                     "paths). Without it a missing key file is an error: a mistyped path would otherwise "
+                     "give a new key, and pseudonyms that match no earlier run")
     io_.add_argument("--num_shards", type=int, default=0,
                      help="TFRecord shards per site, records dealt round robin; 0: shards as the runner's "
                      "bundles and --max_shard_mb give them, records in the order they were processed")
@@ -505,12 +509,14 @@ def _check_artifact_options(args, sites: set[str]) -> None:
                           f"some of {', '.join(sorted(sites))}")
 
 
-def _ensure_key(path: str) -> str:
+def _ensure_key(path: str, create: bool = False) -> str:
     if "://" in path or os.path.exists(path):
         load_key_any(path)  # fail now, on the launcher, with a clear message
         return path
-    if path != DEFAULT_KEY_FILE:
-        raise PseudonymKeyError(f"--pseudonym_key_file {path}: no such file")
+    if path != DEFAULT_KEY_FILE and not create:
+        raise PseudonymKeyError(
+            f"--pseudonym_key_file {path}: no such file; for a first run pass --create_key_file to create a "
+            f"new key there (a new key gives new pseudonyms), or leave the flag out to use {DEFAULT_KEY_FILE}")
     create_key(path)
     log.info("created a new pseudonym key at %s (keep it for stable pseudonyms)", path)
     return path
@@ -581,7 +587,7 @@ def run(argv: list[str] | None = None) -> dict:
             check_gcs_credentials([args.output, args.pseudonym_key_file])
         config = config_from_args(args)
         _check_sharding(args)
-        args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file)
+        args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file, args.create_key_file)
         key = load_key_any(args.pseudonym_key_file)
         # An output folder (or key file) inside an input folder is the job's own, never an input.
         items, ignored, datasets = discover(args.input, dataset=args.dataset, site=args.site,

@@ -71,6 +71,23 @@ def test_every_input_is_accounted_for_exactly_once(shared_data, shared_run):
     assert len([q for q in lines if q["kind"] == "window"]) == counts["rejected_windows"]
 
 
+def test_a_missing_key_file_is_created_only_when_asked(shared_data, tmp_path, capsys):
+    # A mistyped key path must not silently start a new key (pseudonyms matching no earlier run).
+    key = tmp_path / "keys" / "site.key"
+    base = ["--input", str(shared_data / "eegmmi" / "S001R03.edf"), "--output", str(tmp_path / "out"),
+            "--pseudonym_key_file", str(key)]
+    with pytest.raises(SystemExit) as exit_:
+        run(base)
+    assert exit_.value.code == 2 and not key.exists()
+    assert (f"--pseudonym_key_file {key}: no such file; for a first run pass --create_key_file"
+            in capsys.readouterr().err)
+    manifest = run([*base, "--create_key_file"])
+    assert manifest["counts"]["processed"] == 1
+    assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_bytes().strip()) == 64
+    again = run([*base, "--output", str(tmp_path / "again"), "--create_key_file"])  # kept, not replaced
+    assert again["sites"] == manifest["sites"]  # the same pseudonyms
+
+
 def test_an_earlier_runs_outputs_are_kept_apart_or_overwritten(shared_data, key_file, tmp_path, capsys):
     # Shard counts vary between runs (sizes, bundles): stale shards would be read as this run's.
     edf, out = shared_data / "eegmat" / "Subject00_1.edf", tmp_path / "out"
