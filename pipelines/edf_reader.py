@@ -179,7 +179,7 @@ def _edfplus_date(text: str) -> dt.date | None:
 
 
 class EdfReader(Reader):
-    """Memory-mapped EDF/BDF; channels are the data signals at the recording's main rate."""
+    """EDF/BDF read a chunk at a time; channels are the data signals at the recording's main rate."""
 
     def __init__(self, path: str | os.PathLike):
         super().__init__(path)
@@ -220,8 +220,9 @@ class EdfReader(Reader):
         _check_info(self.path, ch_names, sfreq, n_times)
         self.info = RecordingInfo(ch_names, sfreq, n_times, hdr.clinical())
         self.identity_key = hdr.identity_key()
-        shape = (hdr.n_records, hdr.record_bytes)
-        self._records = np.memmap(self.path, dtype=np.uint8, mode="r", offset=hdr.header_bytes, shape=shape)
+        # Chunks are read with pread, not through a memory map: a map's pages stay in the
+        # process's RSS once touched, so a 24 h recording's whole file (865 MB) ended in it.
+        self._fd = os.open(self.path, os.O_RDONLY)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         spr, nb = self._spr, self.header.sample_bytes
@@ -229,7 +230,11 @@ class EdfReader(Reader):
         out = np.empty((len(self._idx), stop - start), dtype=np.float32)
         if stop == start:
             return out
-        block = self._records[first:last]
+        size, at = (last - first) * self.header.record_bytes, self.header.header_bytes + first * self.header.record_bytes
+        buffer = os.pread(self._fd, size, at)
+        if len(buffer) != size:  # the file shrank after its header was checked
+            raise ReaderError(self.path, f"data records: expected {size} bytes at offset {at}; got {len(buffer)}")
+        block = np.frombuffer(buffer, dtype=np.uint8).reshape(last - first, self.header.record_bytes)
         for row, off in enumerate(self._offsets):
             raw = block[:, off * nb: (off + spr) * nb]
             if nb == 2:
@@ -243,7 +248,10 @@ class EdfReader(Reader):
         return out
 
     def close(self) -> None:
-        mm = getattr(self, "_records", None)
-        if mm is not None and getattr(mm, "_mmap", None) is not None:
-            mm._mmap.close()
-        self._records = None
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+        self._fd = None
+
+    def __del__(self) -> None:  # a reader dropped without close() (an error mid-recording)
+        self.close()

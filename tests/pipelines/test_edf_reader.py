@@ -55,6 +55,43 @@ def _write_bdf(path, data_uv: np.ndarray, sfreq: int, labels: list[str]) -> None
     path.write_bytes(head + bytes(body))
 
 
+def test_a_long_recording_is_read_in_bounded_memory(shared_data, tmp_path):
+    # A real recording's data records repeated 40 times (2 h, 150 MB): reading it chunk by chunk
+    # must not leave the file in the process's memory (a memory map's touched pages stay in RSS:
+    # a 24 h recording took the job's peak RSS from 554 to 1211 MB).
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    original = shared_data / "eegmat" / "Subject00_1.edf"
+    source = original.read_bytes()
+    header_bytes, n_records = int(source[184:192]), int(source[236:244])
+    long_edf = tmp_path / "long.edf"
+    with open(long_edf, "wb") as fh:
+        fh.write(source[:236] + f"{n_records * 40:<8}".encode() + source[244:header_bytes])
+        for _ in range(40):
+            fh.write(source[header_bytes:])
+    script = (
+        "import resource, sys\n"
+        "from pipelines.readers import open_recording\n"
+        "with open_recording(sys.argv[1]) as r:\n"
+        "    step, n = int(r.info.sfreq * 60), r.info.n_times\n"
+        "    r.read(0, step)\n"
+        "    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "    for s in range(0, n, step):\n"
+        "        r.read(s, min(n, s + step))\n"
+        "    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, n)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(long_edf)], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-2000:]
+    grown_mb, n_times = map(int, done.stdout.split())
+    assert long_edf.stat().st_size > 140 * 2**20 and n_times == 40 * 182 * 500
+    assert grown_mb < 40, f"peak RSS grew by {grown_mb} MB while reading a 150 MB recording"
+    with open_recording(long_edf) as copy, open_recording(original) as first:
+        np.testing.assert_array_equal(copy.read(39 * 182 * 500, n_times), first.read())
+
+
 def test_bdf_24_bit_samples_match_mne(tmp_path):
     rng = np.random.default_rng(1)
     data = rng.normal(0, 50, size=(3, 512 * 4))
