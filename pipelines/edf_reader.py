@@ -1,8 +1,10 @@
-"""A strict, memory-mapped EDF/EDF+/BDF reader.
+"""A strict EDF/EDF+/BDF reader that reads a chunk of data records at a time.
 
-Why our own: the pipeline reads every sample of every recording, and a memory-mapped view of the
+Why our own: the pipeline reads every sample of every recording, and one ``pread`` of a chunk's
 data records scaled by the header's gains is several times faster than per-channel library reads
-(design §4). Strictness matters as much: a clinical archive holds truncated uploads, headers with
+(design §4). Not a memory map: its pages stay in the process's RSS once touched, so memory grew
+with recording length (a 24 h EDF took the job's peak RSS from 554 to 1211 MB), and page faults
+made it slower than the read (eegmat, 60 s chunks: 0.173 s against 0.123). Strictness matters as much: a clinical archive holds truncated uploads, headers with
 wrong record counts, non-numeric fields and absurd signal counts, and each must become one clear
 quarantine line naming the file, the header field and what was expected, before any sample is
 trusted. MNE and pyedflib either guess or fail with messages about internals.

@@ -27,7 +27,7 @@ HMS_SFREQ = 200.0
 HMS_EEG_COLUMNS = CANONICAL_CHANNELS
 HMS_AUX_COLUMNS = ("EKG",)
 
-# Extension -> format name. EDF/BDF use the memory-mapped `edf_reader.EdfReader` (EDF+D via MNE).
+# Extension -> format name. EDF/BDF use the chunked `edf_reader.EdfReader` (EDF+D via MNE).
 FORMATS = {
     ".edf": "edf", ".bdf": "bdf", ".fif": "fif", ".fif.gz": "fif", ".vhdr": "brainvision",
     ".set": "eeglab", ".parquet": "hms_parquet",
