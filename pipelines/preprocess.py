@@ -152,8 +152,8 @@ def load_key_any(path: str) -> bytes:
 def _fit_autoencoder(sample: list[tuple[str, np.ndarray]], seed: int):
     model = ArtifactAutoencoder(seed=seed)
     if len(sample) < model.min_fit_windows:
-        log.warning("artifact autoencoder not fitted: %d training windows < %d; windows are scored by the "
-                    "rules only", len(sample), model.min_fit_windows)
+        log.warning("artifact autoencoder not fitted: %s, fewer than the %d it needs; windows are scored by "
+                    "the rules only", _count(len(sample), "training window"), model.min_fit_windows)
         return None
     features = np.stack([f for _, f in sorted(sample, key=lambda kv: kv[0])])
     return model.fit_features(features, n_chans=schema.N_CHANS)
@@ -604,8 +604,8 @@ def run(argv: list[str] | None = None) -> dict:
         # Name the runner explicitly (Beam otherwise logs that it is guessing one); its
         # --direct_running_mode defaults to in_memory, one process.
         options.view_as(StandardOptions).runner = "DirectRunner"
-    log.info("%d recordings (%s), %d other files; writing to %s", len(items),
-             _describe_datasets(datasets), len(ignored), args.output)
+    log.info("%s (%s), %s; writing to %s", _count(len(items), "recording"),
+             _describe_datasets(datasets), _count(len(ignored), "other file"), args.output)
     if "://" not in args.output:  # object stores have no folders to create
         try:
             os.makedirs(args.output, exist_ok=True)
@@ -638,6 +638,10 @@ def run(argv: list[str] | None = None) -> dict:
         manifest = json.loads(fh.read())
     print(f"eegfm-preprocess: wrote {args.output}\n" + summarize(manifest, seconds))
     return manifest
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _describe_datasets(datasets: dict[str, str]) -> str:

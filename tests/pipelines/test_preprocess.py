@@ -215,13 +215,17 @@ def test_bad_arguments_fail_before_any_work(shared_data, key_file, tmp_path, arg
     assert not (tmp_path / "out").exists()
 
 
-def test_too_few_windows_for_the_autoencoder_leave_the_rules_to_score(shared_data, key_file, tmp_path):
+def test_too_few_windows_for_the_autoencoder_leave_the_rules_to_score(shared_data, key_file, tmp_path, caplog):
     # 3 recordings give 42 training windows: more than the 32 the job once asked for, fewer than
     # the 48 the autoencoder needs. That fit used to fail the whole job after all its work.
     inputs = [str(shared_data / "eegmat" / name) for name in ("Subject00_1.edf", "Subject00_2.edf", "Subject01_1.edf")]
-    manifest = run([arg for path in inputs for arg in ("--input", path)] + [
-        "--output", str(tmp_path / "out"), "--pseudonym_key_file", key_file, "--direct_running_mode", "in_memory"])
+    with caplog.at_level("INFO", logger="eegfm.preprocess"):
+        manifest = run([arg for path in inputs for arg in ("--input", path)] + [
+            "--output", str(tmp_path / "out"), "--pseudonym_key_file", key_file, "--direct_running_mode", "in_memory"])
     assert manifest["counts"]["processed"] == 3 and 32 < manifest["counts"]["windows"] < 48
+    assert (f"artifact autoencoder not fitted: {manifest['counts']['windows']} training windows, fewer than the 48 "
+            "it needs; windows are scored by the rules only") in caplog.messages
+    assert any(m.startswith("3 recordings (eegmat=eegmat), 0 other files; writing to") for m in caplog.messages)
     assert manifest["artifact_model"] is None and not (tmp_path / "out" / "artifact_ae.npz").exists()
     rows = dict(line.strip().split("  ", 1) for line in summarize(manifest, 1.0).splitlines())
     assert rows["artifact model"].strip() == "none (rules only)"
@@ -372,8 +376,10 @@ def test_local_runner_is_the_fn_api_runner_and_other_runners_are_left_to_beam():
 
 
 def test_the_start_log_line_names_few_folders_and_counts_many():
-    from pipelines.preprocess import _describe_datasets
+    from pipelines.preprocess import _count, _describe_datasets
 
     assert _describe_datasets({"b": "edf", "a": "eegmat"}) == "a=eegmat, b=edf"
+    assert (_count(1, "recording"), _count(0, "other file"), _count(2, "other file")) == (
+        "1 recording", "0 other files", "2 other files")
     many = {f"patient{i:04d}": "edf" for i in range(2000)} | {"hms": "hms"}
     assert _describe_datasets(many) == "edf in 2000 folders, hms in 1 folder"
