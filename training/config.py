@@ -399,7 +399,8 @@ class FinetuneConfig(RunConfig):
                               f"left to train on); got {self.val_fraction} + {self.test_fraction}")
         _bool("temperature_scaling", self.temperature_scaling)
         if regression and self.temperature_scaling:
-            raise ConfigError("temperature_scaling: task 'regression' has no probabilities to calibrate; expected false")
+            raise ConfigError("temperature_scaling: task 'regression' has no probabilities to calibrate; expected "
+                              "false (--set temperature_scaling=false)")
         self.epochs = _int("epochs", self.epochs, 1, 100_000)
         super().validate()  # builds the model config, whose labels class_weights must match
         self._validate_class_weights()

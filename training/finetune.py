@@ -196,6 +196,8 @@ def plan_data(data: str, cfg: FinetuneConfig, record_task: str) -> Plan:
             prior[w["label"]] += 1.0
     total = sum(prior)
     prior = [p / total for p in prior] if total > 0 else prior
+    if cfg.task == "regression":  # the baseline predicts the training split's mean
+        prior = [float(np.mean([w["label"] for w in train]))]
     stage2 = None
     if cfg.two_stage_min_votes is not None:
         stage2 = sum(float(w["votes"].sum()) >= cfg.two_stage_min_votes for w in train)
@@ -299,7 +301,11 @@ def init_head(model: EEGFMModel, prior: Sequence[float], task: str, seed: int) -
     with torch.no_grad():
         fc.weight.copy_(torch.randn(fc.weight.shape, generator=generator) / math.sqrt(fc.in_features))
         fc.bias.zero_()
-        if task == "regression" or not prior or sum(prior) <= 0:
+        if task == "regression":  # the bias at the training mean: the untrained head predicts the baseline
+            if len(prior) == fc.bias.numel():
+                fc.bias.copy_(torch.tensor(prior, dtype=fc.bias.dtype))
+            return
+        if not prior or sum(prior) <= 0:
             return
         log_prior = losses.class_prior_log_probs(torch.tensor(prior, dtype=torch.float64))
         if fc.bias.numel() == 1:  # binary: logit(p_positive)
@@ -514,7 +520,12 @@ def evaluate(logits: torch.Tensor, target: torch.Tensor, cfg: FinetuneConfig, he
     """Validation metrics; ``metric`` is what early stopping minimises (hms6: KL; else the loss)."""
     if cfg.task == "regression":
         loss = float(head.loss(logits, target)) if len(logits) else math.nan
-        return {"loss": loss, "metric": loss, "n_windows": int((~torch.isnan(target)).sum())}
+        metrics = {"loss": loss, "metric": loss, "n_windows": int((~torch.isnan(target)).sum())}
+        if len(prior) == 1 and len(logits):  # mean squared error of always predicting the training mean
+            baseline = float(head.loss(torch.full_like(logits, prior[0]), target))
+            metrics.update(baseline_loss=baseline, loss_vs_baseline=loss / baseline if baseline > 0 else math.nan,
+                           r2=1 - loss / baseline if baseline > 0 else math.nan)
+        return metrics
     metrics = classification_metrics(class_logits(logits, cfg), target, prior, temperature)
     metrics["loss"] = metrics["kl"] if cfg.task == "hms6" else float(
         losses.soft_cross_entropy(class_logits(logits, cfg).double() / temperature, target))
@@ -873,10 +884,11 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, out
         tracker.summary({**summary, "temperature": temperature})
         held_out = report.get("test", report["val"])
         ranks = "".join(f", {name} {held_out[key]:.3f}" for key, name in (
-            ("balanced_accuracy", "balanced accuracy"), ("auroc", "AUROC")) if key in held_out)
-        log.info("fine-tuned model saved to %s; held-out %s %.4f vs class-prior baseline %.4f%s", output / "model",
-                 report["metric"], held_out.get("kl", held_out.get("loss")), held_out.get("baseline_kl", math.nan),
-                 ranks)
+            ("balanced_accuracy", "balanced accuracy"), ("auroc", "AUROC"), ("r2", "R^2")) if key in held_out)
+        log.info("fine-tuned model saved to %s; held-out %s %.4f vs %s baseline %.4f%s", output / "model",
+                 report["metric"], held_out.get("kl", held_out.get("loss")),
+                 "training-mean" if cfg.task == "regression" else "class-prior",
+                 held_out.get("baseline_kl", held_out.get("baseline_loss", math.nan)), ranks)
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -916,6 +928,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides = run_overrides(args)
     overrides += [f"task={args.task}"] if args.task else []
     overrides += [f"mode={args.mode}"] if args.mode else []
+    if args.task == "regression" and not any(o.partition("=")[0].strip() == "temperature_scaling" for o in overrides):
+        # The presets calibrate classifiers; a regression head has no probabilities to calibrate.
+        overrides.append("temperature_scaling=false")
     try:
         cfg = load_config(args.config, "finetune", overrides)
         resolve_pretrained(args.pretrained)

@@ -22,7 +22,9 @@ import torch
 from safetensors.torch import load_file
 
 from pipelines.preprocess import run as preprocess
+from pipelines.schema import decode_example
 from pipelines.simulate.cli import main as simulate
+from pipelines.tfrecord import read_records
 from training import checkpoint as ckpt
 from training import finetune
 from training.config import load_config
@@ -173,6 +175,24 @@ def test_ranking_metrics_by_hand():
     assert got["auroc"] == pytest.approx((1.0 + 0.75) / 2)  # class 1: 3 of 4 pairs ranked right
     one_class = finetune.ranking_metrics(np.stack([1 - p1, p1], 1), np.zeros(4, dtype=int))
     assert one_class["balanced_accuracy"] == pytest.approx(0.25) and np.isnan(one_class["auroc"])
+
+
+def test_regression_is_measured_against_the_training_mean():
+    from model.config import EEGFMConfig
+    from model.heads import RegressionHead
+
+    cfg = load_config("cpu-tiny", "finetune", ["task=regression", "temperature_scaling=false"])
+    head = RegressionHead(EEGFMConfig(), 1)
+    target = torch.tensor([0.0, 1.0, 1.0, 2.0])
+    got = finetune.evaluate(torch.tensor([[0.5], [1.0], [1.5], [1.5]]), target, cfg, head, [0.5])
+    # squared errors 0.25, 0, 0.25, 0.25 against the mean's 0.25, 0.25, 0.25, 2.25
+    assert got == pytest.approx({"loss": 0.1875, "metric": 0.1875, "n_windows": 4, "baseline_loss": 0.75,
+                                 "loss_vs_baseline": 0.25, "r2": 0.75})
+    from model.modeling import EEGFMModel
+
+    model = EEGFMModel(EEGFMConfig(head="regression"))
+    finetune.init_head(model, [0.25], "regression", seed=0)  # the untrained head predicts the mean
+    assert model.head.fc.bias.tolist() == [0.25]
 
 
 # ------------------------------------------------------------------------------------------ end to end
@@ -433,3 +453,18 @@ def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared
     assert 0.0 <= val["balanced_accuracy"] <= 1.0 and 0.0 <= val["auroc"] <= 1.0 and 0.0 < val["auprc"] <= 1.0
     saved = EEGFMModel.from_pretrained(run / "model")
     assert saved.config.head == "binary" and set(saved.config.id2label.values()) == {"rest", "task"}
+
+    # The same labels as a regression target: the preset's temperature scaling gives way (a
+    # regression head has no probabilities), and the baseline is the training mean.
+    regression = tmp_path / "regression"
+    assert finetune.main(["--pretrained", str(pretrained), "--data", str(out), "--output", str(regression),
+                          "--task", "regression", "--record_task", "eegmat_rest_task", "--config", "cpu-tiny",
+                          "--wandb", "disabled", "--set", "optim.max_steps=2", "--set", "optim.warmup_steps=0",
+                          "--set", "epochs=1", "--set", "val_fraction=0.2", "--set", "model_overrides={modalities: []}",
+                          "--set", "loader.augment={}"]) == 0
+    report = json.loads((regression / "eval.json").read_text())
+    labels = [r.label for path in list_files(out) for r in map(decode_example, read_records(path))]
+    assert 0 < report["prior"][0] < 1 and min(labels) == 0 and max(labels) == 1
+    assert "calibration" not in report and "val_calibrated" not in report
+    val = report["val"]
+    assert val["baseline_loss"] > 0 and val["r2"] == pytest.approx(1 - val["loss"] / val["baseline_loss"])
