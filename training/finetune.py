@@ -54,7 +54,6 @@ Preemption: SIGTERM makes every rank finish the step, rank 0 checkpoint, and the
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import hashlib
@@ -84,7 +83,7 @@ from training.data import EEGLoader, RecordFilter, model_inputs, scan_windows
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast, backward,
                            configure_kernels, core_state, launch, load_core_state, loader_config,
-                           optimizer_step, run_overrides, step_seed)
+                           optimizer_step, quiet_transformers, run_overrides, step_seed)
 from training.pretrain import check_replicas
 from training.tracking import Tracker, memory_stats
 
@@ -228,22 +227,6 @@ def resolve_pretrained(path: str | os.PathLike[str]) -> Path:
             return candidate
     raise ConfigError(f"--pretrained {path}: no config.json there (or in {path / 'model'}); expected a "
                       "Hugging Face model folder, e.g. the model/ folder written by training.pretrain")
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """No Hugging Face progress bars or loading reports (rank 0 has its own progress bar)."""
-    from transformers.utils import logging as hf_logging
-
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def load_model(pretrained: str | os.PathLike[str], cfg: FinetuneConfig) -> tuple[EEGFMModel, bool]:

@@ -47,8 +47,8 @@ from training.data import EEGLoader, model_inputs
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast, backward,
                            configure_kernels, core_state, launch, load_core_state, loader_config,
-                           optimizer_step, run_overrides, step_seed)
-from training.tracking import Tracker, memory_stats, reconstruction_metrics
+                           optimizer_step, quiet_transformers, run_overrides, step_seed)
+from training.tracking import ReconstructionMeter, Tracker, memory_stats
 
 log = get_logger("training.pretrain")
 
@@ -134,15 +134,15 @@ def build_run(cfg: PretrainConfig, dist: Dist, data: str) -> Run:
 
 
 # ------------------------------------------------------------------------------------------ step
-def train_step(run: Run, batches) -> dict[str, Any]:
-    """One optimizer step over ``grad_accum_steps`` micro-batches; returns the step's metrics."""
+def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> dict[str, Any]:
+    """One optimizer step over ``grad_accum_steps`` micro-batches; returns the step's metrics.
+    ``meter`` adds up every micro-batch's reconstruction error."""
     cfg, dist, model = run.cfg, run.dist, run.model
     accum = cfg.optim.grad_accum_steps
     model.train()
     # Become 0-dim device tensors, read only when the loop logs: float() here would wait for the GPU
     totals = dict.fromkeys(("loss", "reconstruction_loss", "contrastive_loss"), 0.0)
     n_samples = n_tokens = 0
-    last = None
     for micro in range(accum):
         batch = next(batches)
         # Dropout and masking draw from streams fixed by (seed, rank, step, micro-step), seeded
@@ -161,22 +161,23 @@ def train_step(run: Run, batches) -> dict[str, Any]:
         # Tokens as the encoder's blocks see them, one per channel and patch (as benchmarks/train.py counts)
         batch_size, n_chans, n_times = inputs["eeg"].shape
         n_tokens += batch_size * n_chans * (n_times // unwrap(model).config.patch_size)
-        last = (batch, inputs, out)
+        if meter is not None:
+            measure_reconstruction(run, meter, batch, inputs, out)
 
     grad_norm = optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
     run.step += 1
     totals.update(grad_norm=grad_norm, lr=run.scheduler.get_last_lr()[0])
-    return {"metrics": totals, "samples": n_samples, "tokens": n_tokens, "last": last}
+    return {"metrics": totals, "samples": n_samples, "tokens": n_tokens}
 
 
-def reconstruction_report(run: Run, last) -> dict[str, float]:
-    """Reconstruction MSE / correlation per channel and site on the step's last micro-batch."""
-    batch, inputs, out = last
+def measure_reconstruction(run: Run, meter: ReconstructionMeter, batch: dict[str, Any], inputs: dict[str, Any],
+                           out: Any) -> None:
+    """Add a micro-batch's masked reconstruction error, per channel and site, to ``meter``."""
     tokenizer = unwrap(run.model).encoder.tokenizer
     with torch.no_grad():
         target = tokenizer.to_patches(inputs["eeg"].float() * tokenizer.scale).flatten(2)
-    mask = out.sample_mask & (inputs["channel_mask"] > 0.5).unsqueeze(-1)
-    return reconstruction_metrics(out.reconstruction.float(), target, mask, list(CHANNELS), batch["site_id"])
+        mask = out.sample_mask & (inputs["channel_mask"] > 0.5).unsqueeze(-1)
+        meter.add(out.reconstruction.float(), target, mask, batch["site_id"])
 
 
 # ------------------------------------------------------------------------------------------ loop
@@ -252,13 +253,14 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
     progress = tqdm(total=total, initial=run.step, desc="pretrain", unit="step", disable=not dist.is_main,
                     dynamic_ncols=True, file=sys.stderr)
     window = {"loss": 0.0, "n": 0}
+    meter = ReconstructionMeter(CHANNELS)
     steps_here, status = 0, 0
     tic = time.perf_counter()
     interval = {"samples": 0, "tokens": 0}
     stop_vote = StopVote(dist)
     with ckpt.PreemptionHandler() as preemption, tracker, logging_redirect_tqdm():  # log lines above the bar
         while run.step < total:
-            result = train_step(run, batches)
+            result = train_step(run, batches, meter)
             steps_here += 1
             interval["samples"] += result["samples"]
             interval["tokens"] += result["tokens"]
@@ -275,8 +277,10 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
                     "epoch": float(run.loader.epoch),
                     **dist.max({**memory_stats(dist.device), "data_wait_fraction": batches.waited() / elapsed}),
                 })
+                # Every micro-batch of the interval on every rank, not one batch of rank 0's.
+                recon = dist.gather_objects(meter.pop())
                 if dist.is_main:
-                    metrics.update(reconstruction_report(run, result["last"]))
+                    metrics.update(ReconstructionMeter.report(recon, CHANNELS))
                     tracker.log(metrics, step=run.step)
                     metrics_file.write(json.dumps({"step": run.step, **metrics}, sort_keys=True) + "\n")
                     metrics_file.flush()
@@ -300,7 +304,8 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
         check_replicas(run, output)
         if status == 0 and dist.is_main:
             final = output / "model"
-            unwrap(run.model).save_pretrained(final)
+            with quiet_transformers():
+                unwrap(run.model).save_pretrained(final)
             tracker.summary({"final_step": run.step})
             log.info("pretrained encoder saved to %s", final)
     if metrics_file is not None:

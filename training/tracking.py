@@ -258,45 +258,90 @@ def reconstruction_metrics(
     ``recon/mse/ch/<channel>``, ``recon/corr/site/<site>``. A group with no masked sample has no
     entry, and a correlation is left out where either side is constant.
     """
-    if pred.dim() != 3 or target.dim() != 3 or mask.dim() != 3:
-        raise ValueError(f"pred, target, mask: expected (batch, n_chans, n_times) tensors; got shapes "
-                         f"{tuple(pred.shape)}, {tuple(target.shape)}, {tuple(mask.shape)}")
-    n_times = pred.shape[-1]
-    target, mask = target[..., :n_times], mask[..., :n_times]
-    if target.shape != pred.shape or mask.shape != pred.shape:
-        raise ValueError(f"target, mask: expected shape {tuple(pred.shape)} (after cutting to the "
-                         f"prediction's n_times); got {tuple(target.shape)}, {tuple(mask.shape)}")
-    batch, n_chans, _ = pred.shape
-    if len(channel_names) != n_chans:
-        raise ValueError(f"channel_names: expected {n_chans} names; got {len(channel_names)}")
-    if len(site_ids) != batch:
-        raise ValueError(f"site_ids: expected one site per batch row ({batch}); got {len(site_ids)}")
+    meter = ReconstructionMeter(channel_names)
+    meter.add(pred, target, mask, site_ids)
+    return ReconstructionMeter.report([meter.pop()], channel_names)
 
-    x, y = pred.detach().double().cpu(), target.detach().double().cpu()
-    w = (mask.detach().cpu() > 0).double()
-    per_row = _moments(x, y, w, (1, 2))           # (batch,)
-    per_channel = _moments(x, y, w, (0, 2))       # (n_chans,)
-    sites = sorted(set(site_ids))
-    membership = torch.tensor([[s == site for s in site_ids] for site in sites], dtype=torch.float64)
-    per_site = {k: membership @ v for k, v in per_row.items()}  # (n_sites,)
-    overall = {k: v.sum() for k, v in per_row.items()}
 
-    out: dict[str, float] = {}
+_MOMENTS = ("n", "x", "y", "xx", "yy", "xy", "se")
 
-    def put(suffix: str, stats: Mapping[str, torch.Tensor], index: int | None) -> None:
-        values = {k: float(v if index is None else v[index]) for k, v in stats.items()}
-        mse, corr = _mse_and_corr(values)
-        if mse is not None:
-            out[f"recon/mse/{suffix}"] = mse
-        if corr is not None:
-            out[f"recon/corr/{suffix}"] = corr
 
-    put("all", overall, None)
-    for index, name in enumerate(channel_names):
-        put(f"ch/{name}", per_channel, index)
-    for index, site in enumerate(sites):
-        put(f"site/{site}", per_site, index)
-    return out
+class ReconstructionMeter:
+    """The sums behind :func:`reconstruction_metrics`, added up over batches until :meth:`pop`:
+    a log interval's metrics from all its batches (and, merged, all ranks), not from one.
+
+    The sums stay on the batches' device until ``pop``, so adding a batch never makes the host
+    wait for the GPU; ``pop`` (at a log step, which waits anyway) brings them over at once.
+    """
+
+    def __init__(self, channel_names: Sequence[str]):
+        self.channel_names = list(channel_names)
+        self._rows: list[torch.Tensor] = []
+        self._sites: list[str] = []
+        self._channels: torch.Tensor | None = None
+
+    def add(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, site_ids: Sequence[str]) -> None:
+        if pred.dim() != 3 or target.dim() != 3 or mask.dim() != 3:
+            raise ValueError(f"pred, target, mask: expected (batch, n_chans, n_times) tensors; got shapes "
+                             f"{tuple(pred.shape)}, {tuple(target.shape)}, {tuple(mask.shape)}")
+        n_times = pred.shape[-1]
+        target, mask = target[..., :n_times], mask[..., :n_times]
+        if target.shape != pred.shape or mask.shape != pred.shape:
+            raise ValueError(f"target, mask: expected shape {tuple(pred.shape)} (after cutting to the "
+                             f"prediction's n_times); got {tuple(target.shape)}, {tuple(mask.shape)}")
+        batch, n_chans, _ = pred.shape
+        if len(self.channel_names) != n_chans:
+            raise ValueError(f"channel_names: expected {n_chans} names; got {len(self.channel_names)}")
+        if len(site_ids) != batch:
+            raise ValueError(f"site_ids: expected one site per batch row ({batch}); got {len(site_ids)}")
+        x, y = pred.detach().double(), target.detach().double()
+        w = (mask.detach() > 0).double()
+        self._rows.append(torch.stack([v for v in _moments(x, y, w, (1, 2)).values()]))  # (7, batch)
+        channels = torch.stack([v for v in _moments(x, y, w, (0, 2)).values()])          # (7, n_chans)
+        self._channels = channels if self._channels is None else self._channels + channels
+        self._sites.extend(site_ids)
+
+    def pop(self) -> dict[str, Any]:
+        """The sums so far as plain data (``channels``: 7 lists of per-channel sums; ``sites``:
+        site -> 7 sums), for :meth:`report` or to gather from every rank; then start afresh."""
+        state: dict[str, Any] = {"channels": None, "sites": {}}
+        if self._rows:
+            rows = torch.cat(self._rows, 1).cpu()
+            names = sorted(set(self._sites))
+            index = torch.tensor([names.index(s) for s in self._sites])
+            per_site = torch.zeros(len(_MOMENTS), len(names), dtype=rows.dtype).index_add_(1, index, rows)
+            state = {"channels": self._channels.cpu().tolist(),
+                     "sites": {name: per_site[:, i].tolist() for i, name in enumerate(names)}}
+        self._rows, self._sites, self._channels = [], [], None
+        return state
+
+    @staticmethod
+    def report(states: Sequence[Mapping[str, Any]], channel_names: Sequence[str]) -> dict[str, float]:
+        """Metrics from the summed ``states`` of :meth:`pop` (one per rank)."""
+        channels = [s["channels"] for s in states if s["channels"] is not None]
+        sites: dict[str, list[float]] = {}
+        for state in states:
+            for site, sums in state["sites"].items():
+                sites[site] = [a + b for a, b in zip(sites.get(site, [0.0] * len(_MOMENTS)), sums)]
+        out: dict[str, float] = {}
+
+        def put(suffix: str, sums: Sequence[float]) -> None:
+            mse, corr = _mse_and_corr(dict(zip(_MOMENTS, sums)))
+            if mse is not None:
+                out[f"recon/mse/{suffix}"] = mse
+            if corr is not None:
+                out[f"recon/corr/{suffix}"] = corr
+
+        if not channels:
+            return out
+        per_channel = [[sum(c[k][j] for c in channels) for k in range(len(_MOMENTS))]
+                       for j in range(len(channel_names))]
+        put("all", [sum(v) for v in zip(*per_channel)])
+        for name, sums in zip(channel_names, per_channel):
+            put(f"ch/{name}", sums)
+        for site in sorted(sites):
+            put(f"site/{site}", sites[site])
+        return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ import torch
 from pipelines.config import ConfigError
 from training.tracking import (
     RUN_ID_FILE,
+    ReconstructionMeter,
     Tracker,
     TrackingError,
     memory_stats,
@@ -95,6 +96,26 @@ def test_reconstruction_metrics_leave_out_empty_and_constant_groups():
     assert out == {"recon/mse/all": 1.0, "recon/mse/ch/O1": 1.0, "recon/mse/site/s1": 1.0}
     with pytest.raises(ValueError, match=r"site_ids: expected one site per batch row \(2\); got 1"):
         reconstruction_metrics(torch.zeros(2, 1, 4), target, mask, ["O1"], ["s1"])
+
+
+def test_the_meter_adds_up_batches_and_ranks_as_one_batch():
+    # A log interval's metrics are those of all its micro-batches on all ranks taken together.
+    gen = torch.Generator().manual_seed(0)
+    target = torch.randn(6, 3, 20, generator=gen)
+    pred = target + 0.5 * torch.randn(6, 3, 20, generator=gen)
+    mask = torch.rand(6, 3, 20, generator=gen) > 0.4
+    sites = ["A", "B", "A", "C", "B", "A"]
+    names = ["Fp1", "Cz", "O2"]
+    whole = reconstruction_metrics(pred, target, mask, names, sites)
+    assert {k.split("/")[-1] for k in whole if "/site/" in k} == {"A", "B", "C"}
+    rank0, rank1 = ReconstructionMeter(names), ReconstructionMeter(names)
+    rank0.add(pred[:2], target[:2], mask[:2], sites[:2])
+    rank0.add(pred[2:3], target[2:3], mask[2:3], sites[2:3])
+    rank1.add(pred[3:], target[3:], mask[3:], sites[3:])
+    states = [rank0.pop(), rank1.pop()]
+    assert ReconstructionMeter.report(states, names) == pytest.approx(whole)
+    assert rank0.pop() == {"channels": None, "sites": {}}  # popped: the next interval starts afresh
+    assert ReconstructionMeter.report([rank0.pop()], names) == {}
 
 
 def test_memory_stats_reports_peak_rss():
