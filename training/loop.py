@@ -61,9 +61,10 @@ def autocast(dist: Dist, dtype: torch.dtype):
 
 
 def configure_kernels(cfg: RunConfig, device: torch.device) -> None:
-    """Process-wide kernel choices of a run: deterministic algorithms, TF32 matrix products."""
+    """Process-wide kernel choices of a run: deterministic algorithms, TF32 matrix products.
+    Both ways: a run in a process that ran a deterministic one before is not left deterministic."""
+    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=cfg.deterministic and device.type == "cuda")
     if cfg.deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=device.type == "cuda")
         if device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.backends.cudnn.benchmark = False

@@ -95,6 +95,7 @@ def test_loader_config_maps_the_run_section_and_evaluation_keeps_order_without_a
 def test_configure_kernels_sets_tf32_and_deterministic_algorithms_from_the_config():
     before = (torch.backends.cuda.matmul.allow_tf32, torch.are_deterministic_algorithms_enabled())
     try:
+        torch.use_deterministic_algorithms(True)  # as an earlier run in this process may have left it
         configure_kernels(load_config("base"), torch.device("cpu"))
         assert (torch.backends.cuda.matmul.allow_tf32, torch.are_deterministic_algorithms_enabled()) == (True, False)
         configure_kernels(load_config("cpu-tiny", "pretrain", ["deterministic=true"]), torch.device("cpu"))
