@@ -11,7 +11,9 @@ Each shard (one DataLoader worker of one DDP rank) runs, every epoch::
 
 so fast-forwarding on resume replays the same draws and copies no sample of a skipped batch.
 The shuffle (``_ShardStream``) mixes like a shuffle buffer of ``shuffle_buffer`` windows: a batch
-gathers windows from about the last ``shuffle_buffer`` records read.
+gathers windows from about the last ``shuffle_buffer`` records read, and the first
+``shuffle_buffer`` of an epoch arrive in random order. Where the loader knows a shard's windows
+(fine-tuning's ``windows_per_file``) and they fit in ``full_shuffle_mb``, the buffer holds them all.
 
 Sharding: exactly once per epoch overall. There are ``S = world_size * W`` shards with
 ``W = max(1, num_workers)``; shard ``s = rank * W + worker``. All shards draw the same file
@@ -1057,8 +1059,10 @@ class _ShardStream:
     of ``k = ceil(shuffle_buffer / batch size)`` open batches of its length, chosen by a seeded
     draw; a full batch is emitted and a new one opened in its place. A batch thus gathers
     windows from about the last ``k`` batch sizes of records, as a shuffle buffer of
-    ``shuffle_buffer`` windows would mix them. At the end of the epoch the fullest open batch is
-    topped up from the emptiest until none is left (only the last may be short).
+    ``shuffle_buffer`` windows would mix them; the first ``shuffle_buffer`` windows of the epoch
+    arrive in random order (``_mixed``), so an epoch no larger than that is a uniform shuffle.
+    At the end of the epoch the fullest open batch is topped up from the emptiest until none is
+    left (only the last may be short).
 
     Once ``shuffle_buffer`` windows have arrived, each window's samples are copied into its row
     as it arrives, while its record is still in the CPU cache, and the record is let go of. A
