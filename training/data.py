@@ -1401,9 +1401,11 @@ def _whole_epoch_shuffle(config: LoaderConfig, counts: Sequence[int], n_shards: 
         return config
     if every_file:
         most = sum(-(-n // n_shards) for n in counts)
+    elif len(counts) < n_shards:  # a file over at least n_shards // n_files shards, each keeping its share
+        most = -(-max(counts) // (n_shards // len(counts)))
     else:  # whole files, dealt in a new order each epoch: at most the largest files a shard gets
-        per_shard = -(-len(counts) // min(len(counts), n_shards))
-        most = sum(sorted(counts)[-per_shard:])
+        per_shard = -(-len(counts) // n_shards)
+        most = sum(sorted(counts)[len(counts) - per_shard:])
     if most <= config.shuffle_buffer:
         return config
     mib = most * _first_record_bytes(sample_file) / 2**20

@@ -302,7 +302,8 @@ def test_a_known_epoch_that_fits_is_shuffled_whole_whatever_the_file_order(pipel
 @pytest.mark.parametrize("counts, n_shards, every_file, expected", [
     ([30], 1, False, 30),                # one shard reads everything
     ([30, 10, 20], 2, False, 50),        # a shard gets 2 of 3 whole files: at most the 2 largest
-    ([30, 10], 4, False, 30),            # files shared by shards: at most a whole file
+    ([30, 10], 4, False, 15),            # each file read by 2 of the 4 shards, each keeping half
+    ([30, 10, 20], 5, False, 30),        # 1 or 2 readers a file: at most a whole file
     ([30, 10], 2, True, 20),             # every shard keeps its share of every file
     ([3, 2], 1, False, 8),               # the configured buffer holds it already
 ])
