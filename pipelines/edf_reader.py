@@ -4,8 +4,10 @@ Why our own: the pipeline reads every sample of every recording, and one ``pread
 data records scaled by the header's gains is several times faster than per-channel library reads
 (design §4). Not a memory map: its pages stay in the process's RSS once touched, so memory grew
 with recording length (a 24 h EDF took the job's peak RSS from 554 to 1211 MB), and page faults
-made it slower than the read (eegmat, 60 s chunks: 0.173 s against 0.123). Strictness matters as much: a clinical archive holds truncated uploads, headers with
-wrong record counts, non-numeric fields and absurd signal counts, and each must become one clear
+made it slower than the read (eegmat, 60 s chunks: 0.173 s against 0.123).
+
+Strictness matters as much: a clinical archive holds truncated uploads, headers with wrong record
+counts, non-numeric fields and absurd signal counts, and each must become one clear
 quarantine line naming the file, the header field and what was expected, before any sample is
 trusted. MNE and pyedflib either guess or fail with messages about internals.
 
@@ -222,9 +224,7 @@ class EdfReader(Reader):
         _check_info(self.path, ch_names, sfreq, n_times)
         self.info = RecordingInfo(ch_names, sfreq, n_times, hdr.clinical())
         self.identity_key = hdr.identity_key()
-        # Chunks are read with pread, not through a memory map: a map's pages stay in the
-        # process's RSS once touched, so a 24 h recording's whole file (865 MB) ended in it.
-        self._fd = os.open(self.path, os.O_RDONLY)
+        self._fd = os.open(self.path, os.O_RDONLY)  # pread per chunk, not a memory map (module doc)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         spr, nb = self._spr, self.header.sample_bytes

@@ -466,11 +466,12 @@ def ranking_metrics(probs: np.ndarray, top: np.ndarray) -> dict[str, float]:
     present = sorted(set(top.tolist()))
     predicted = probs.argmax(-1)
     balanced = float(np.mean([(predicted[top == c] == c).mean() for c in present])) if present else math.nan
-    aucs = [roc_auc_score(top == c, probs[:, c]) for c in present if 0 < (top == c).sum() < len(top)]
     if probs.shape[1] == 2:
         separable = len(present) == 2
-        return {"balanced_accuracy": balanced, "auroc": float(aucs[1]) if separable else math.nan,
+        return {"balanced_accuracy": balanced,
+                "auroc": float(roc_auc_score(top == 1, probs[:, 1])) if separable else math.nan,
                 "auprc": float(average_precision_score(top == 1, probs[:, 1])) if separable else math.nan}
+    aucs = [roc_auc_score(top == c, probs[:, c]) for c in present if 0 < (top == c).sum() < len(top)]
     return {"balanced_accuracy": balanced, "auroc": float(np.mean(aucs)) if aucs else math.nan}
 
 
