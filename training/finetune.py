@@ -56,14 +56,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import hashlib
 import json
 import math
 import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,51 +84,13 @@ from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_ru
                            configure_kernels, core_state, launch, load_core_state, loader_config,
                            optimizer_step, quiet_transformers, run_overrides, step_seed)
 from training.pretrain import check_replicas
+from training.splits import SPLITS, Split, split_groups
 from training.tracking import Tracker, memory_stats
 
 log = get_logger("training.finetune")
 
 # Fine-tuning task -> the ``task`` value its windows carry in the data contract.
 RECORD_TASKS = {"hms6": "hms6", "eegmat": "eegmat_rest_task"}
-SPLITS = ("train", "val", "test")
-
-
-# ------------------------------------------------------------------------------------------ splits
-@dataclasses.dataclass(frozen=True)
-class Split:
-    """Disjoint group ids (subject or site pseudonyms) of each split."""
-
-    train: tuple[str, ...]
-    val: tuple[str, ...]
-    test: tuple[str, ...] = ()
-
-    def of(self, name: str) -> tuple[str, ...]:
-        return getattr(self, name)
-
-
-def split_groups(groups: Iterable[str], val_fraction: float, seed: int, test_fraction: float = 0.0,
-                 kind: str = "subject") -> Split:
-    """Split a set of subject (or site) ids into train / val / test; a pure function of the set.
-
-    Each id is ranked by ``sha256(seed:id)``; the first ``round(val_fraction * n)`` (at least 1)
-    are validation, the next ``round(test_fraction * n)`` (at least 1 when asked for) test, the
-    rest training. The same ids and seed always give the same split, whatever their order or
-    repetitions; an id's rank does not depend on the other ids, so adding subjects to a data set
-    moves few of the others.
-    """
-    ids = sorted(set(groups))
-    if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ValueError(f"val_fraction, test_fraction: expected 0 < val, 0 <= test, val + test < 1; "
-                         f"got {val_fraction}, {test_fraction}")
-    n_val = max(1, round(val_fraction * len(ids)))
-    n_test = max(1, round(test_fraction * len(ids))) if test_fraction > 0 else 0
-    if len(ids) - n_val - n_test < 1:
-        raise ValueError(f"split_group={kind}: {len(ids)} {kind}(s) cannot give {n_val} validation, {n_test} test "
-                         f"and at least 1 training {kind}; the data needs more {kind}s"
-                         + ("" if kind == "subject" else " (or split_group=subject)"))
-    ranked = sorted(ids, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
-    return Split(train=tuple(sorted(ranked[n_val + n_test:])), val=tuple(sorted(ranked[:n_val])),
-                 test=tuple(sorted(ranked[n_val:n_val + n_test])))
 
 
 # ------------------------------------------------------------------------------------------ plan

@@ -19,6 +19,12 @@ Preemption: SIGTERM (spot reclaim, ``kubectl delete``) makes every rank finish t
 rank 0 save a checkpoint, and the job exit with status 143 so that the scheduler (a Kubernetes
 Job, torchrun ``--max-restarts``) starts it again; ``--resume auto`` (the default) continues.
 
+Validation (``val_fraction`` > 0): a fraction of the subjects (``split_group: site``: sites),
+chosen by :func:`training.splits.split_groups` from the manifest's counts, is left out of
+training; the losses on up to ``val_windows`` of their windows are logged as ``val/...`` at every
+checkpoint (and every ``eval_every`` steps) and rank the checkpoints for ``best``. Without it,
+``best`` follows the training loss.
+
 Outputs in ``--output``: ``checkpoints/step-*`` (full training state, see training.checkpoint),
 ``model/`` (the pretrained encoder in Hugging Face format, for ``training.finetune``),
 ``metrics.jsonl`` (every logged step), ``run.json`` (config and environment), ``wandb/``.
@@ -43,11 +49,12 @@ from pipelines.logging_setup import get_logger, setup_logging
 from pipelines.schema import CHANNELS
 from training import checkpoint as ckpt
 from training.config import ConfigError, PretrainConfig, load_config, resolve_precision
-from training.data import EEGLoader, model_inputs
+from training.data import EEGLoader, RecordFilter, model_inputs
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast, backward,
                            configure_kernels, core_state, launch, load_core_state, loader_config,
                            optimizer_step, quiet_transformers, run_overrides, step_seed)
+from training.splits import HeldOut, hold_out
 from training.tracking import ReconstructionMeter, Tracker, memory_stats
 
 log = get_logger("training.pretrain")
@@ -115,7 +122,9 @@ class Run(TrainState):
         self.step = int(state["step"])
 
 
-def build_run(cfg: PretrainConfig, dist: Dist, data: str) -> Run:
+def build_run(cfg: PretrainConfig, dist: Dist, data: str, filters: RecordFilter | None = None) -> Run:
+    """The model, optimizer and infinite loader of a run; ``filters`` choose the training windows
+    (all by default; :meth:`HeldOut.train_filter` leaves the validation subjects out)."""
     configure_kernels(cfg, dist.device)
     amp_dtype = resolve_precision(cfg.precision, dist.device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts)
@@ -123,7 +132,7 @@ def build_run(cfg: PretrainConfig, dist: Dist, data: str) -> Run:
     optimizer = configure_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.optim.lr_factor)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    loader = EEGLoader(data, loader_config(cfg.loader, model.config.patch_size), rank=dist.rank,
+    loader = EEGLoader(data, loader_config(cfg.loader, model.config.patch_size, filters=filters), rank=dist.rank,
                        world_size=dist.world_size, infinite=True)
     wrapped = dist.wrap_model(model)
     if cfg.compile:
@@ -180,6 +189,104 @@ def measure_reconstruction(run: Run, meter: ReconstructionMeter, batch: dict[str
         meter.add(out.reconstruction.float(), target, mask, batch["site_id"])
 
 
+# ------------------------------------------------------------------------------------ validation
+def plan_validation(cfg: PretrainConfig, dist: Dist, data: str) -> HeldOut | None:
+    """Rank 0 chooses the held-out groups (from the manifest) and every rank gets them; a data
+    problem fails every rank alike rather than leaving the others waiting."""
+    found: dict[str, Any] = {}
+    if dist.is_main:
+        try:
+            found = {"held_out": hold_out(data, cfg.val_fraction, cfg.split_group, cfg.seed)}
+        except (FileNotFoundError, ValueError) as err:
+            found = {"error": f"--data {data}, val_fraction {cfg.val_fraction}: {err}"}
+    found = dist.broadcast_object(found)
+    if "error" in found:
+        raise ConfigError(found["error"])
+    return found["held_out"]
+
+
+def validation_due(cfg: PretrainConfig, step: int) -> bool:
+    """Validate at every scheduled checkpoint (its metric picks ``best``) and every ``eval_every``."""
+    return (step % cfg.save_every == 0 or step == cfg.optim.max_steps
+            or (cfg.eval_every is not None and step % cfg.eval_every == 0))
+
+
+class Validation:
+    """The pretraining losses on held-out windows (``PretrainConfig.val_fraction``).
+
+    Each rank reads its share of the held-out windows once, the first ``ceil(val_windows /
+    world_size)`` in file order (whole batches), and keeps those batches. Every evaluation runs
+    the same batches with the same masks (generators seeded by seed, rank and batch), so two
+    validation losses differ only by the weights that produced them.
+    """
+
+    def __init__(self, run: Run, data: str, held_out: HeldOut):
+        cfg, dist = run.cfg, run.dist
+        # Read once and kept: worker processes would only outlive the single pass.
+        section = dataclasses.replace(cfg.loader, num_workers=0)
+        patch = unwrap(run.model).config.patch_size
+        self.loader = EEGLoader(data, loader_config(section, patch, filters=held_out.val_filter(), train=False),
+                                rank=dist.rank, world_size=dist.world_size, infinite=False)
+        self.quota = (cfg.val_windows + dist.world_size - 1) // dist.world_size
+        self.batches: list[dict[str, Any]] | None = None
+        self.warned = False
+
+    def _read(self) -> list[dict[str, Any]]:
+        batches, count = [], 0
+        stream = iter(self.loader)
+        try:
+            for batch in stream:
+                batches.append(batch)
+                count += len(batch["label"])
+                if count >= self.quota:
+                    break
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        self.loader = None  # its buffers go; the batches are all it is needed for
+        return batches
+
+    @torch.no_grad()
+    def __call__(self, run: Run) -> dict[str, float]:
+        """``val/loss``, ``val/reconstruction_loss``, ``val/contrastive_loss``, ``val/windows`` and
+        the reconstruction metrics (``val/recon/...``) over every rank's batches; {} if none."""
+        if self.batches is None:
+            self.batches = self._read()
+        net = unwrap(run.model)
+        was_training = net.training
+        net.eval()
+        meter = ReconstructionMeter(CHANNELS)
+        sums = torch.zeros(3, dtype=torch.float64)
+        count = 0
+        try:
+            for index, batch in enumerate(self.batches):
+                inputs = model_inputs(batch, run.dist.device, non_blocking=True)
+                generator = torch.Generator().manual_seed(step_seed(run.cfg.seed, run.dist.rank, index))
+                with autocast(run.dist, run.amp_dtype):
+                    out = net(**inputs, generator=generator)
+                size = inputs["eeg"].shape[0]
+                losses = torch.stack([out.loss, out.reconstruction_loss, out.contrastive_loss])
+                sums += size * losses.double().cpu()
+                count += size
+                measure_reconstruction(run, meter, batch, inputs, out)
+        finally:
+            net.train(was_training)
+        parts = run.dist.gather_objects((sums.tolist(), count, meter.pop()))
+        total = sum(part[1] for part in parts)
+        if total == 0:
+            if not self.warned:
+                log.warning("validation: no held-out window on any rank's share of the data; no validation loss")
+                self.warned = True
+            return {}
+        means = [sum(part[0][k] for part in parts) / total for k in range(3)]
+        metrics = dict(zip(("val/loss", "val/reconstruction_loss", "val/contrastive_loss"), means))
+        metrics["val/windows"] = float(total)
+        recon = ReconstructionMeter.report([part[2] for part in parts], CHANNELS)
+        metrics.update({f"val/{name}": value for name, value in recon.items()})
+        return metrics
+
+
 # ------------------------------------------------------------------------------------------ loop
 def parameter_digest(model: torch.nn.Module) -> str:
     """SHA-256 of every parameter and buffer, in name order: equal digests = identical replicas."""
@@ -233,7 +340,13 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
     if max_steps is not None:
         cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, max_steps=max_steps))
     total = cfg.optim.max_steps
-    run = build_run(cfg, dist, data)
+    held_out = plan_validation(cfg, dist, data)
+    run = build_run(cfg, dist, data, None if held_out is None else held_out.train_filter())
+    validation = None if held_out is None else Validation(run, data, held_out)
+    if held_out is not None:
+        every = f"every {cfg.eval_every} steps and " if cfg.eval_every else ""
+        log.info("validation: %s; up to %d of their windows evaluated %sat every checkpoint",
+                 held_out.describe(), cfg.val_windows, every)
     start = ckpt.resolve_resume(resume, output / "checkpoints") if dist.is_main else None
     start = dist.broadcast_object(None if start is None else str(start))
     if start is not None:
@@ -245,6 +358,7 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
             "config": cfg.to_dict(), "world_size": dist.world_size, "backend": dist.backend,
             "device": str(dist.device), "torch": torch.__version__,
             "parameters": sum(p.numel() for p in unwrap(run.model).parameters()),
+            "validation": None if held_out is None else dataclasses.asdict(held_out),
         }, indent=2, sort_keys=True, default=str))
     tracker = Tracker(cfg.wandb.project, output, cfg.to_dict(), mode=cfg.wandb.mode, rank=dist.rank,
                       run_name=cfg.wandb.run_name)
@@ -267,7 +381,17 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
             window["loss"] += result["metrics"]["loss"]
             window["n"] += 1
             progress.update(1)
-            if run.step % cfg.log_every == 0 or run.step == total:
+            val: dict[str, float] = {}
+            if validation is not None and validation_due(cfg, run.step):
+                started = time.perf_counter()
+                val = validation(run)
+                tic += time.perf_counter() - started  # not training time: samples_per_s leaves it out
+                if val:
+                    log.info("step %d: validation loss %.4f (reconstruction %.4f, contrastive %.4f) on %d held-out "
+                             "windows", run.step, val["val/loss"], val["val/reconstruction_loss"],
+                             val["val/contrastive_loss"], val["val/windows"])
+            logged = run.step % cfg.log_every == 0 or run.step == total
+            if logged:
                 elapsed = time.perf_counter() - tic
                 metrics = dist.mean(result["metrics"])
                 counts = dist.mean({k: float(v) for k, v in interval.items()})
@@ -280,7 +404,7 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
                 # Every micro-batch of the interval on every rank, not one batch of rank 0's.
                 recon = dist.gather_objects(meter.pop())
                 if dist.is_main:
-                    metrics.update(ReconstructionMeter.report(recon, CHANNELS))
+                    metrics.update(ReconstructionMeter.report(recon, CHANNELS), **val)
                     tracker.log(metrics, step=run.step)
                     metrics_file.write(json.dumps({"step": run.step, **metrics}, sort_keys=True) + "\n")
                     metrics_file.flush()
@@ -290,11 +414,17 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
                         log.warning(starved)
                 interval = {"samples": 0, "tokens": 0}
                 tic = time.perf_counter()
+            if val and dist.is_main and not logged:  # a validation step between log steps: a line of its own
+                tracker.log(val, step=run.step)
+                metrics_file.write(json.dumps({"step": run.step, **val}, sort_keys=True) + "\n")
+                metrics_file.flush()
             stop = stop_vote.vote(preemption.requested, stop_after is not None and steps_here >= stop_after)
             if run.step % cfg.save_every == 0 or run.step == total or stop:
                 mean_loss = dist.mean({"loss": window["loss"] / max(1, window["n"])})["loss"]
                 window = {"loss": 0.0, "n": 0}
-                save(run, output, mean_loss)
+                # With validation, the held-out loss ranks checkpoints; a save between its
+                # evaluations (preemption) has none and is never "best".
+                save(run, output, mean_loss if validation is None else val.get("val/loss"))
             if stop and run.step < total:
                 log.warning("stopping at step %d (%s); resume with --resume auto", run.step, stop_vote.reason)
                 status = PREEMPTED_EXIT_CODE

@@ -91,6 +91,9 @@ def test_overrides_from_the_command_line_and_from_dicts():
     (["model_overrides.gradient_checkpointing=true"], r"model_overrides.gradient_checkpointing: cannot be "
                                                       r"overridden here; set 'activation_checkpointing'"),
     (["wandb.mode=cloud"], r"wandb.mode: expected one of 'offline', 'online', 'disabled'; got 'cloud'"),
+    (["val_fraction=1"], r"val_fraction: expected a value in \[0, 1\); got 1"),
+    (["split_group=recording"], r"split_group: expected one of 'subject', 'site'; got 'recording'"),
+    (["val_windows=0"], r"val_windows: expected an integer in \[1, inf\]; got 0"),
 ])
 def test_bad_pretrain_values_name_the_field(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -116,25 +116,6 @@ def _lines(output: Path) -> list[dict]:
 
 
 # ------------------------------------------------------------------------------------------ splits
-def test_split_groups_is_deterministic_disjoint_and_independent_of_order():
-    ids = [f"sub-{i:02d}" for i in range(20)]
-    split = finetune.split_groups(ids, 0.2, seed=0, test_fraction=0.1)
-    assert len(split.val) == 4 and len(split.test) == 2 and len(split.train) == 14
-    assert set(split.train) | set(split.val) | set(split.test) == set(ids)
-    train, val, test = set(split.train), set(split.val), set(split.test)
-    assert not (train & val or train & test or val & test)
-    assert finetune.split_groups(list(reversed(ids)) * 3, 0.2, seed=0, test_fraction=0.1) == split
-    assert finetune.split_groups(ids, 0.2, seed=1, test_fraction=0.1) != split
-    grown = finetune.split_groups(ids + ["sub-99"], 0.2, seed=0)  # round(0.2 * 21) = 4; no test split
-    assert len(grown.val) == 4 and not grown.test
-    assert finetune.split_groups(["a", "b"], 0.01, seed=0).val  # at least one validation group
-    with pytest.raises(ValueError, match=r"split_group=subject: 2 subject\(s\) cannot give 1 validation, 1 test and "
-                                         r"at least 1 training subject; the data needs more subjects$"):
-        finetune.split_groups(["a", "b"], 0.5, seed=0, test_fraction=0.3)
-    with pytest.raises(ValueError, match=r"split_group=site: 1 site\(s\) .* more sites \(or split_group=subject\)"):
-        finetune.split_groups(["a"], 0.2, seed=0, kind="site")
-
-
 def test_split_filters_keep_every_subject_in_one_split(hms_data):
     cfg = load_config("cpu-tiny", "finetune", ["val_fraction=0.25", "test_fraction=0.2"])
     plan = finetune.plan_data(str(hms_data), cfg, "hms6")

@@ -225,6 +225,40 @@ def test_pretraining_on_simulated_eeg_lowers_the_masked_reconstruction_loss(pipe
     assert last < 0.85 * first, (first, last)
 
 
+def test_held_out_subjects_give_a_validation_loss_that_ranks_checkpoints_and_leaves_training_unchanged(
+        pipeline_output, tmp_path):
+    from training.splits import hold_out
+
+    held = hold_out(str(pipeline_output), 0.1, "subject", seed=0)  # cpu-tiny's val_fraction
+    assert held is not None and len(held.val) == 1
+    quiet = ("--max_steps", "4", "--set", "save_every=2", "--set", "wandb.mode=disabled",
+             "--set", "model_overrides.dropout=0.1")
+    every_step, at_saves = tmp_path / "every-step", tmp_path / "at-saves"
+    done = _pretrain(pipeline_output, every_step, *quiet, "--set", "eval_every=1")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "validation: 1 of 4 subjects held out for validation" in done.stderr
+    done = _pretrain(pipeline_output, at_saves, *quiet, "--set", "eval_every=null")
+    assert done.returncode == 0, done.stderr[-3000:]
+
+    run = json.loads((at_saves / "run.json").read_text())
+    assert run["validation"]["val"] == list(held.val) and run["validation"]["n_groups"] == 4
+    rows = {m["step"]: m for m in _metrics(at_saves)}
+    assert [step for step, m in rows.items() if "val/loss" in m] == [2, 4]  # at the checkpoints
+    assert all("val/loss" in m for m in _metrics(every_step))
+    for m in (rows[2], rows[4]):
+        # Every held-out window (fewer than val_windows here), in one line with the training metrics.
+        assert m["val/windows"] == min(held.windows, 64) and "loss" in m
+        assert m["val/loss"] > 0 and "val/recon/mse/all" in m
+    # Evaluating at every step changes nothing in training (no random draw, no mode left behind),
+    # and the same weights give the same validation loss: same windows, same masks.
+    _assert_bitwise_equal(_weights(every_step), _weights(at_saves))
+    other = {m["step"]: m for m in _metrics(every_step)}
+    assert [other[s]["val/loss"] for s in (2, 4)] == [rows[s]["val/loss"] for s in (2, 4)]
+    assert rows[2]["val/loss"] != rows[4]["val/loss"]
+    best = min((2, 4), key=lambda s: rows[s]["val/loss"])
+    assert ckpt.best_checkpoint(at_saves / "checkpoints").name == ckpt.step_dir_name(best)
+
+
 def _torchrun(data: Path, output: Path, *extra: str) -> list[str]:
     # The c10d rendezvous (as on a cluster): each restart round forms a fresh process group.
     return [str(BIN / "torchrun"), "--nproc_per_node=2", "--rdzv_backend=c10d",

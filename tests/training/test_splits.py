@@ -1,0 +1,85 @@
+"""Grouped splits: fine-tuning's train/val/test and pretraining's held-out subjects, on the real
+pipeline output of ``tests/conftest.py`` (2 sites x 2 subjects)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections import Counter
+
+import pytest
+
+from training.data import EEGLoader, LoaderConfig, RecordFilter, scan_windows
+from training.splits import group_counts, hold_out, split_groups
+
+
+def test_split_groups_is_deterministic_disjoint_and_independent_of_order():
+    ids = [f"sub-{i:02d}" for i in range(20)]
+    split = split_groups(ids, 0.2, seed=0, test_fraction=0.1)
+    assert len(split.val) == 4 and len(split.test) == 2 and len(split.train) == 14
+    assert set(split.train) | set(split.val) | set(split.test) == set(ids)
+    train, val, test = set(split.train), set(split.val), set(split.test)
+    assert not (train & val or train & test or val & test)
+    assert split_groups(list(reversed(ids)) * 3, 0.2, seed=0, test_fraction=0.1) == split
+    assert split_groups(ids, 0.2, seed=1, test_fraction=0.1) != split
+    grown = split_groups(ids + ["sub-99"], 0.2, seed=0)  # round(0.2 * 21) = 4; no test split
+    assert len(grown.val) == 4 and not grown.test
+    assert split_groups(["a", "b"], 0.01, seed=0).val  # at least one validation group
+    with pytest.raises(ValueError, match=r"split_group=subject: 2 subject\(s\) cannot give 1 validation, 1 test and "
+                                         r"at least 1 training subject; the data needs more subjects$"):
+        split_groups(["a", "b"], 0.5, seed=0, test_fraction=0.3)
+    with pytest.raises(ValueError, match=r"split_group=site: 1 site\(s\) .* more sites \(or split_group=subject\)"):
+        split_groups(["a"], 0.2, seed=0, kind="site")
+
+
+@pytest.mark.parametrize("group, feature", [("subject", "subject_id"), ("site", "site_id")])
+def test_group_counts_from_the_manifest_match_the_windows_and_a_manifest_without_them_is_scanned(
+        pipeline_output, tmp_path, group, feature):
+    truth = Counter(w[feature] for w in scan_windows(pipeline_output))
+    assert len(truth) == (4 if group == "subject" else 2)
+    assert group_counts(str(pipeline_output), group) == dict(truth)
+    # An output whose manifest lacks the counts (written by an older pipeline): one metadata pass.
+    copy = tmp_path / "copy"
+    shutil.copytree(pipeline_output, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    del manifest["counts"]["per_subject"], manifest["counts"]["per_site"]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    assert group_counts(str(copy), group) == dict(truth)
+
+
+def test_hold_out_leaves_the_validation_subjects_out_of_training_windows(pipeline_output):
+    held = hold_out(str(pipeline_output), 0.1, "subject", seed=0)
+    assert held is not None and held.group == "subject" and held.n_groups == 4
+    assert len(held.val) == 1  # round(0.4) = 0, but at least one
+    assert hold_out(str(pipeline_output), 0.1, "subject", seed=0) == held  # a function of the data and seed
+    windows = scan_windows(pipeline_output)
+    assert held.total_windows == len(windows)
+    assert held.windows == sum(w["subject_id"] in held.val for w in windows) > 0
+
+    def subjects(filters: RecordFilter) -> Counter:
+        config = LoaderConfig(batch_size=4, num_workers=0, shuffle=False, filters=filters)
+        loader = EEGLoader(str(pipeline_output), config, rank=0, world_size=1, infinite=False)
+        return Counter(s for batch in loader for s in batch["subject_id"])
+
+    train, val = subjects(held.train_filter()), subjects(held.val_filter())
+    assert set(val) == set(held.val) and sum(val.values()) == held.windows
+    assert not set(train) & set(held.val) and sum(train.values()) == held.total_windows - held.windows
+
+    sites = hold_out(str(pipeline_output), 0.5, "site", seed=0)
+    assert sites is not None and len(sites.val) == 1 and sites.n_groups == 2
+    assert sites.train_filter() == RecordFilter(exclude_sites=sites.val)
+
+
+def test_hold_out_is_off_at_zero_and_on_one_subject_data_with_a_warning(pipeline_output, tmp_path, caplog):
+    assert hold_out(str(pipeline_output), 0.0, "subject", seed=0) is None
+    one = tmp_path / "one-site"
+    one.mkdir()
+    manifest = json.loads((pipeline_output / "manifest.json").read_text())
+    site = sorted(manifest["counts"]["per_site"])[0]
+    shutil.copytree(pipeline_output / site, one / site)
+    manifest["counts"]["per_site"] = {site: manifest["counts"]["per_site"][site]}
+    (one / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.WARNING, logger="eegfm.training.splits"):
+        assert hold_out(str(one), 0.2, "site", seed=0) is None
+    assert "validation off" in caplog.text and "holds 1 site(s)" in caplog.text

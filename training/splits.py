@@ -1,0 +1,107 @@
+"""Subject- (or site-) grouped splits: fine-tuning's train / validation / test, and the subjects
+pretraining holds out to measure its reconstruction on people it never trained on.
+
+A split is a pure function of the set of group ids and a seed (:func:`split_groups`), so every
+rank, every resumed run and every later run on the same data gets the same one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+from collections import Counter
+from collections.abc import Iterable, Mapping
+
+from pipelines.logging_setup import get_logger
+from training.data import RecordFilter, describe, scan_windows
+
+log = get_logger("training.splits")
+
+SPLITS = ("train", "val", "test")
+# split_group -> (the window's feature, the manifest's per-group window counts)
+_GROUP_KEYS = {"subject": ("subject_id", "per_subject"), "site": ("site_id", "per_site")}
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Disjoint group ids (subject or site pseudonyms) of each split."""
+
+    train: tuple[str, ...]
+    val: tuple[str, ...]
+    test: tuple[str, ...] = ()
+
+    def of(self, name: str) -> tuple[str, ...]:
+        return getattr(self, name)
+
+
+def split_groups(groups: Iterable[str], val_fraction: float, seed: int, test_fraction: float = 0.0,
+                 kind: str = "subject") -> Split:
+    """Split a set of subject (or site) ids into train / val / test; a pure function of the set.
+
+    Each id is ranked by ``sha256(seed:id)``; the first ``round(val_fraction * n)`` (at least 1)
+    are validation, the next ``round(test_fraction * n)`` (at least 1 when asked for) test, the
+    rest training. The same ids and seed always give the same split, whatever their order or
+    repetitions; an id's rank does not depend on the other ids, so adding subjects to a data set
+    moves few of the others.
+    """
+    ids = sorted(set(groups))
+    if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise ValueError(f"val_fraction, test_fraction: expected 0 < val, 0 <= test, val + test < 1; "
+                         f"got {val_fraction}, {test_fraction}")
+    n_val = max(1, round(val_fraction * len(ids)))
+    n_test = max(1, round(test_fraction * len(ids))) if test_fraction > 0 else 0
+    if len(ids) - n_val - n_test < 1:
+        raise ValueError(f"split_group={kind}: {len(ids)} {kind}(s) cannot give {n_val} validation, {n_test} test "
+                         f"and at least 1 training {kind}; the data needs more {kind}s"
+                         + ("" if kind == "subject" else " (or split_group=subject)"))
+    ranked = sorted(ids, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+    return Split(train=tuple(sorted(ranked[n_val + n_test:])), val=tuple(sorted(ranked[:n_val])),
+                 test=tuple(sorted(ranked[n_val:n_val + n_test])))
+
+
+# ------------------------------------------------------------------------------ pretraining's
+@dataclasses.dataclass(frozen=True)
+class HeldOut:
+    """The groups pretraining leaves out of training and validates on."""
+
+    group: str                  # "subject" or "site"
+    val: tuple[str, ...]        # held-out ids
+    n_groups: int               # ids in the data
+    windows: int                # windows of the held-out ids
+    total_windows: int          # windows in the data
+
+    def train_filter(self) -> RecordFilter:
+        return RecordFilter(exclude_sites=self.val) if self.group == "site" else RecordFilter(exclude_subjects=self.val)
+
+    def val_filter(self) -> RecordFilter:
+        return RecordFilter(sites=self.val) if self.group == "site" else RecordFilter(subjects=self.val)
+
+    def describe(self) -> str:
+        return (f"{len(self.val)} of {self.n_groups} {self.group}s held out for validation "
+                f"({self.windows} of {self.total_windows} windows)")
+
+
+def group_counts(data: str, group: str) -> dict[str, int]:
+    """Windows per subject (site) of a pipeline output: from its manifest, or, for a manifest
+    without the counts, from one metadata pass over the files."""
+    feature, key = _GROUP_KEYS[group]
+    counts = describe(data).counts.get(key)
+    if isinstance(counts, Mapping) and counts:
+        return {str(k): int(v) for k, v in counts.items()}
+    log.info("%s/manifest.json has no %s counts; reading the windows' %s (one pass over the data)",
+             data, key, feature)
+    return dict(Counter(w[feature] for w in scan_windows(data)))
+
+
+def hold_out(data: str, val_fraction: float, group: str, seed: int) -> HeldOut | None:
+    """The held-out groups for pretraining's validation, or None when ``val_fraction`` is 0 or
+    the data has a single group (nothing to hold out; a warning says so)."""
+    if val_fraction <= 0:
+        return None
+    counts = group_counts(data, group)
+    if len(counts) < 2:
+        log.warning("validation off: %s holds %d %s(s), and holding one out would leave nothing to pretrain on "
+                    "(set val_fraction=0 to silence this)", data, len(counts), group)
+        return None
+    split = split_groups(counts, val_fraction, seed, kind=group)
+    return HeldOut(group, split.val, len(counts), sum(counts[g] for g in split.val), sum(counts.values()))
