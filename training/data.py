@@ -1475,7 +1475,9 @@ class EEGLoader:
         if windows_per_file is not None:
             self.config = _whole_epoch_shuffle(self.config, [windows_per_file[_shard_name(p)] for p in self.files],
                                                n_shards, self.every_file, self.files[0], self.rank)
-        if len(self.files) < n_shards and self.rank == 0 and not self.every_file:
+        # Training loaders only: an evaluation pass over a held-out site's one or two files is
+        # small, and the remedy (more shards) is for the training data.
+        if len(self.files) < n_shards and self.rank == 0 and not self.every_file and infinite:
             log.warning(
                 "loader: %d file(s) for %d shards (%d rank(s) x %d worker(s)): each file is read by up to %d "
                 "shards, and each of them reads and decompresses all of it to keep its share of the records; "

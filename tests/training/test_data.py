@@ -322,6 +322,7 @@ def test_fewer_files_than_shards_is_a_warning_that_says_what_to_do(pipeline_outp
     with caplog.at_level("WARNING", logger="eegfm.training.data"):
         EEGLoader(pipeline_output, LoaderConfig(num_workers=2), rank=0, world_size=2)  # 4 shards, 4 files
         EEGLoader(pipeline_output, LoaderConfig(num_workers=2), rank=1, world_size=4)  # rank 0 tells
+        EEGLoader(pipeline_output, LoaderConfig(num_workers=2), rank=0, world_size=4, infinite=False)  # evaluation
         assert not caplog.records
         EEGLoader(pipeline_output, LoaderConfig(num_workers=2), rank=0, world_size=4)
     assert [r.getMessage() for r in caplog.records] == [
