@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -438,6 +439,10 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
                 unwrap(run.model).save_pretrained(final)
             tracker.summary({"final_step": run.step})
             log.info("pretrained encoder saved to %s", final)
+            best = ckpt.best_checkpoint(output / "checkpoints")
+            if validation is not None and best is not None and not math.isinf(run.best_metric):
+                tracker.summary({"best_val_loss": run.best_metric})
+                log.info("lowest validation loss %.4f: %s (the final step's encoder is model/)", run.best_metric, best)
     if metrics_file is not None:
         metrics_file.close()
     dist.barrier()

@@ -257,6 +257,7 @@ def test_held_out_subjects_give_a_validation_loss_that_ranks_checkpoints_and_lea
     assert rows[2]["val/loss"] != rows[4]["val/loss"]
     best = min((2, 4), key=lambda s: rows[s]["val/loss"])
     assert ckpt.best_checkpoint(at_saves / "checkpoints").name == ckpt.step_dir_name(best)
+    assert f"lowest validation loss {rows[best]['val/loss']:.4f}: " in done.stderr
 
 
 def _torchrun(data: Path, output: Path, *extra: str) -> list[str]:
