@@ -213,26 +213,28 @@ def validation_due(cfg: PretrainConfig, step: int) -> bool:
 
 
 class Validation:
-    """The pretraining losses on held-out windows (``PretrainConfig.val_fraction``).
+    """The pretraining losses on held-out windows (``PretrainConfig.val_fraction``), on rank 0.
 
-    Each rank reads its share of the held-out windows once, the first ``ceil(val_windows /
-    world_size)`` in file order (whole batches), and keeps those batches. Every evaluation runs
-    the same batches with the same masks (generators seeded by seed, rank and batch), so two
-    validation losses differ only by the weights that produced them.
+    Rank 0 reads the first ``val_windows`` held-out windows in file order (whole batches) once
+    and keeps them; every evaluation runs the same batches with the same masks (generators seeded
+    by seed and batch), so two validation losses differ only by the weights that produced them,
+    whatever the number of ranks. The other ranks wait at their next collective meanwhile (a few
+    seconds every ``save_every`` steps), which costs less than each of them scanning the data
+    for its own share.
     """
 
     def __init__(self, run: Run, data: str, held_out: HeldOut):
-        cfg, dist = run.cfg, run.dist
+        cfg = run.cfg
         # Read once and kept: worker processes would only outlive the single pass.
         section = dataclasses.replace(cfg.loader, num_workers=0)
         patch = unwrap(run.model).config.patch_size
         self.loader = EEGLoader(data, loader_config(section, patch, filters=held_out.val_filter(), train=False),
-                                rank=dist.rank, world_size=dist.world_size, infinite=False)
-        self.quota = (cfg.val_windows + dist.world_size - 1) // dist.world_size
+                                rank=0, world_size=1, infinite=False)
+        self.quota, self.held_out = cfg.val_windows, held_out
         self.batches: list[dict[str, Any]] | None = None
-        self.warned = False
 
     def _read(self) -> list[dict[str, Any]]:
+        started = time.perf_counter()
         batches, count = [], 0
         stream = iter(self.loader)
         try:
@@ -246,12 +248,18 @@ class Validation:
             if close is not None:
                 close()
         self.loader = None  # its buffers go; the batches are all it is needed for
+        if count:
+            log.info("validation: %d held-out windows read in %.1f s, kept for every evaluation", count,
+                     time.perf_counter() - started)
+        else:
+            log.warning("validation: the data holds no window of the held-out %ss (its manifest counts %d); "
+                        "no validation loss, and best follows nothing", self.held_out.group, self.held_out.windows)
         return batches
 
     @torch.no_grad()
     def __call__(self, run: Run) -> dict[str, float]:
         """``val/loss``, ``val/reconstruction_loss``, ``val/contrastive_loss``, ``val/windows`` and
-        the reconstruction metrics (``val/recon/...``) over every rank's batches; {} if none."""
+        the reconstruction metrics (``val/recon/...``); {} without held-out windows."""
         if self.batches is None:
             self.batches = self._read()
         net = unwrap(run.model)
@@ -263,7 +271,7 @@ class Validation:
         try:
             for index, batch in enumerate(self.batches):
                 inputs = model_inputs(batch, run.dist.device, non_blocking=True)
-                generator = torch.Generator().manual_seed(step_seed(run.cfg.seed, run.dist.rank, index))
+                generator = torch.Generator().manual_seed(step_seed(run.cfg.seed, index))
                 with autocast(run.dist, run.amp_dtype):
                     out = net(**inputs, generator=generator)
                 size = inputs["eeg"].shape[0]
@@ -273,17 +281,11 @@ class Validation:
                 measure_reconstruction(run, meter, batch, inputs, out)
         finally:
             net.train(was_training)
-        parts = run.dist.gather_objects((sums.tolist(), count, meter.pop()))
-        total = sum(part[1] for part in parts)
-        if total == 0:
-            if not self.warned:
-                log.warning("validation: no held-out window on any rank's share of the data; no validation loss")
-                self.warned = True
+        if count == 0:
             return {}
-        means = [sum(part[0][k] for part in parts) / total for k in range(3)]
-        metrics = dict(zip(("val/loss", "val/reconstruction_loss", "val/contrastive_loss"), means))
-        metrics["val/windows"] = float(total)
-        recon = ReconstructionMeter.report([part[2] for part in parts], CHANNELS)
+        metrics = dict(zip(("val/loss", "val/reconstruction_loss", "val/contrastive_loss"), (sums / count).tolist()))
+        metrics["val/windows"] = float(count)
+        recon = ReconstructionMeter.report([meter.pop()], CHANNELS)
         metrics.update({f"val/{name}": value for name, value in recon.items()})
         return metrics
 
@@ -343,7 +345,7 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
     total = cfg.optim.max_steps
     held_out = plan_validation(cfg, dist, data)
     run = build_run(cfg, dist, data, None if held_out is None else held_out.train_filter())
-    validation = None if held_out is None else Validation(run, data, held_out)
+    validation = Validation(run, data, held_out) if held_out is not None and dist.is_main else None
     if held_out is not None:
         every = f"every {cfg.eval_every} steps and " if cfg.eval_every else ""
         log.info("validation: %s; up to %d of their windows evaluated %sat every checkpoint",
@@ -424,8 +426,8 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
                 mean_loss = dist.mean({"loss": window["loss"] / max(1, window["n"])})["loss"]
                 window = {"loss": 0.0, "n": 0}
                 # With validation, the held-out loss ranks checkpoints; a save between its
-                # evaluations (preemption) has none and is never "best".
-                save(run, output, mean_loss if validation is None else val.get("val/loss"))
+                # evaluations (preemption) has none and is never "best". Rank 0 decides.
+                save(run, output, mean_loss if held_out is None else val.get("val/loss"))
             if stop and run.step < total:
                 log.warning("stopping at step %d (%s); resume with --resume auto", run.step, stop_vote.reason)
                 status = PREEMPTED_EXIT_CODE
@@ -440,7 +442,7 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
             tracker.summary({"final_step": run.step})
             log.info("pretrained encoder saved to %s", final)
             best = ckpt.best_checkpoint(output / "checkpoints")
-            if validation is not None and best is not None and not math.isinf(run.best_metric):
+            if held_out is not None and best is not None and not math.isinf(run.best_metric):
                 tracker.summary({"best_val_loss": run.best_metric})
                 log.info("lowest validation loss %.4f: %s (the final step's encoder is model/)", run.best_metric, best)
     if metrics_file is not None:

@@ -112,6 +112,11 @@ def test_torchrun_two_gloo_ranks_keep_identical_parameters(pipeline_output, tmp_
 
     model = EEGFMForPretraining.from_pretrained(out / "model")
     assert parameter_digest(model) == replicas["digests"][0]
+    # Rank 0 validates on every held-out window (fewer than cpu-tiny's 64), as one process does.
+    from training.splits import hold_out
+
+    held = hold_out(str(pipeline_output), 0.1, "subject", seed=0)
+    assert _metrics(out)[-1]["val/windows"] == held.windows < 64
 
 
 @pytest.mark.skipif(shutil.which("horovodrun", path=str(BIN)) is None, reason="horovod is not installed")
