@@ -314,7 +314,7 @@ class PretrainConfig(RunConfig):
         pretraining losses on their windows are the validation loss, which picks the ``best``
         checkpoint. 0 trains on everything (``best`` then follows the training loss). Data
         with a single subject (site) trains on everything, with a warning.
-    val_windows: the held-out windows evaluated (the first ones in file order, whole batches,
+    val_windows: the held-out windows rank 0 evaluates (the first ones in file order, whole batches,
         kept in memory after the first pass: about 0.1 MB each for 10 s), the same every time.
     Validation runs at every ``save_every`` checkpoint and every ``eval_every`` steps.
     """
