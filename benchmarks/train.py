@@ -81,6 +81,7 @@ def _pretrain_throughput(data: Path, out: Path, ranks: int, steps: int, batch: i
     if done.returncode:
         raise SystemExit(f"pretraining with {ranks} ranks failed:\n{done.stderr[-3000:]}")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [row for row in rows if "samples_per_s" in row]  # training lines, not validation-only ones
     steady = rows[len(rows) // 3:]  # skip start-up (allocator warm-up, first batches)
     sps = sum(r["samples_per_s"] for r in steady) / len(steady)
     return {"ranks": ranks, "steps": steps, "per_rank_batch": batch, "samples_per_s": round(sps, 2),

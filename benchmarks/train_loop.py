@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         if done.returncode:
             raise SystemExit(f"training.pretrain failed ({done.returncode}):\n{done.stderr[-3000:]}")
         metrics = [json.loads(line) for line in (tmp / "run" / "metrics.jsonl").read_text().splitlines() if line]
+        metrics = [m for m in metrics if "samples_per_s" in m]  # training lines, not validation-only ones
         run = json.loads((tmp / "run" / "run.json").read_text())
     result["device"] = run["device"]
     result["intervals"] = [{"step": m["step"], "samples_per_s": round(m["samples_per_s"], 1),

@@ -24,6 +24,15 @@ echo "demo: [3/4] pretrain the tiny encoder (masked reconstruction + contrastive
 rm -rf "$OUT/pretrain"
 "$PY" -m training.pretrain --data "$OUT/tfrecords" --output "$OUT/pretrain" --config cpu-tiny \
   --max_steps "${DEMO_PRETRAIN_STEPS:-60}" --set optim.warmup_steps=5 --set log_every=10
+"$PY" - "$OUT/pretrain/metrics.jsonl" <<'PYEOF'
+import json, sys
+val = [row for row in map(json.loads, open(sys.argv[1])) if "val/loss" in row]
+if len(val) >= 2:  # cpu-tiny holds out 10% of the subjects; their loss before and after pretraining
+    a, b = val[0], val[-1]
+    print(f"demo: pretraining loss on held-out subjects' windows {a['val/loss']:.3f} at step {a['step']} -> "
+          f"{b['val/loss']:.3f} at step {b['step']} (masked reconstruction {a['val/reconstruction_loss']:.3f} -> "
+          f"{b['val/reconstruction_loss']:.3f})")
+PYEOF
 echo "demo: [4/4] fine-tune on the six-class expert votes, held-out subjects for validation -> $OUT/finetune"
 rm -rf "$OUT/finetune"
 "$PY" -m training.finetune --pretrained "$OUT/pretrain/model" --data "$OUT/tfrecords" --task hms6 \

@@ -27,7 +27,8 @@ checkpoint (and every ``eval_every`` steps) and rank the checkpoints for ``best`
 
 Outputs in ``--output``: ``checkpoints/step-*`` (full training state, see training.checkpoint),
 ``model/`` (the pretrained encoder in Hugging Face format, for ``training.finetune``),
-``metrics.jsonl`` (every logged step), ``run.json`` (config and environment), ``wandb/``.
+``metrics.jsonl`` (every logged step; ``val/...`` keys at validations, from step 0, the initial
+weights, on), ``run.json`` (config and environment), ``wandb/``.
 """
 
 from __future__ import annotations
@@ -375,7 +376,29 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
     tic = time.perf_counter()
     interval = {"samples": 0, "tokens": 0}
     stop_vote = StopVote(dist)
+
+    def validate() -> dict[str, float]:
+        """Rank 0's validation metrics now ({} elsewhere), logged; its time is left out of samples_per_s."""
+        nonlocal tic
+        if validation is None:
+            return {}
+        started = time.perf_counter()
+        val = validation(run)
+        tic += time.perf_counter() - started
+        if val:
+            log.info("step %d: validation loss %.4f (reconstruction %.4f, contrastive %.4f) on %d held-out windows",
+                     run.step, val["val/loss"], val["val/reconstruction_loss"], val["val/contrastive_loss"],
+                     val["val/windows"])
+        return val
+
+    def record(metrics: dict[str, float]) -> None:
+        tracker.log(metrics, step=run.step)
+        metrics_file.write(json.dumps({"step": run.step, **metrics}, sort_keys=True) + "\n")
+        metrics_file.flush()
+
     with ckpt.PreemptionHandler() as preemption, tracker, logging_redirect_tqdm():  # log lines above the bar
+        if run.step == 0 and (val := validate()):
+            record(val)  # the initial weights: what pretraining is measured against
         while run.step < total:
             result = train_step(run, batches, meter)
             steps_here += 1
@@ -384,15 +407,7 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
             window["loss"] += result["metrics"]["loss"]
             window["n"] += 1
             progress.update(1)
-            val: dict[str, float] = {}
-            if validation is not None and validation_due(cfg, run.step):
-                started = time.perf_counter()
-                val = validation(run)
-                tic += time.perf_counter() - started  # not training time: samples_per_s leaves it out
-                if val:
-                    log.info("step %d: validation loss %.4f (reconstruction %.4f, contrastive %.4f) on %d held-out "
-                             "windows", run.step, val["val/loss"], val["val/reconstruction_loss"],
-                             val["val/contrastive_loss"], val["val/windows"])
+            val = validate() if validation_due(cfg, run.step) else {}
             logged = run.step % cfg.log_every == 0 or run.step == total
             if logged:
                 elapsed = time.perf_counter() - tic
@@ -408,19 +423,15 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
                 recon = dist.gather_objects(meter.pop())
                 if dist.is_main:
                     metrics.update(ReconstructionMeter.report(recon, CHANNELS), **val)
-                    tracker.log(metrics, step=run.step)
-                    metrics_file.write(json.dumps({"step": run.step, **metrics}, sort_keys=True) + "\n")
-                    metrics_file.flush()
+                    record(metrics)
                     progress.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
                                          data=f"{metrics['data_wait_fraction']:.0%}")
                     if starved := batches.starved(metrics["data_wait_fraction"], run.loader.config.num_workers):
                         log.warning(starved)
                 interval = {"samples": 0, "tokens": 0}
                 tic = time.perf_counter()
-            if val and dist.is_main and not logged:  # a validation step between log steps: a line of its own
-                tracker.log(val, step=run.step)
-                metrics_file.write(json.dumps({"step": run.step, **val}, sort_keys=True) + "\n")
-                metrics_file.flush()
+            if val and not logged:  # a validation step between log steps: a line of its own
+                record(val)
             stop = stop_vote.vote(preemption.requested, stop_after is not None and steps_here >= stop_after)
             if run.step % cfg.save_every == 0 or run.step == total or stop:
                 mean_loss = dist.mean({"loss": window["loss"] / max(1, window["n"])})["loss"]

@@ -39,11 +39,14 @@ def _pretrain(data: Path, output: Path, *extra: str, timeout: float = 300) -> su
                           text=True, timeout=timeout)
 
 
-def _metrics(output: Path) -> list[dict]:
+def _metrics(output: Path, *, validation_only: bool = False) -> list[dict]:
+    """The training lines of metrics.jsonl (validation keys merged in where they coincide), or the
+    lines of validation alone (step 0's, those between log steps)."""
     path = output / "metrics.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [row for row in rows if ("loss" not in row) == validation_only]
 
 
 def _weights(output: Path) -> dict[str, torch.Tensor]:
@@ -86,8 +89,10 @@ def test_single_process_run_writes_checkpoints_model_metrics_and_offline_wandb(p
     runs = list((out / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     logged = read_offline_run(runs[0])
-    history = logged["history"]
+    history = [row for row in logged["history"] if "loss" in row]
     assert [row["_step"] for row in history] == [1, 2, 3]
+    # Validation of the initial weights at step 0, and merged into the final step's line.
+    assert [row["_step"] for row in logged["history"] if "val/loss" in row] == [0, 3]
     assert [row["loss"] for row in history] == pytest.approx([m["loss"] for m in metrics])
     assert all("lr" in row and "samples_per_s" in row and "data_wait_fraction" in row for row in history)
 
@@ -260,6 +265,10 @@ def test_held_out_subjects_give_a_validation_loss_that_ranks_checkpoints_and_lea
     other = {m["step"]: m for m in _metrics(every_step)}
     assert [other[s]["val/loss"] for s in (2, 4)] == [rows[s]["val/loss"] for s in (2, 4)]
     assert rows[2]["val/loss"] != rows[4]["val/loss"]
+    # Step 0: the initial weights, the reference pretraining is measured against.
+    initial = [_metrics(run, validation_only=True) for run in (every_step, at_saves)]
+    assert [[m["step"] for m in lines] for lines in initial] == [[0], [0]]
+    assert initial[0][0]["val/loss"] == initial[1][0]["val/loss"] != rows[2]["val/loss"]
     best = min((2, 4), key=lambda s: rows[s]["val/loss"])
     assert ckpt.best_checkpoint(at_saves / "checkpoints").name == ckpt.step_dir_name(best)
     assert f"lowest validation loss {rows[best]['val/loss']:.4f}: " in done.stderr
