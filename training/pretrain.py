@@ -26,7 +26,8 @@ checkpoint (and every ``eval_every`` steps) and rank the checkpoints for ``best`
 ``best`` follows the training loss.
 
 Outputs in ``--output``: ``checkpoints/step-*`` (full training state, see training.checkpoint),
-``model/`` (the pretrained encoder in Hugging Face format, for ``training.finetune``),
+``model/`` (the pretrained encoder in Hugging Face format, for ``training.finetune``; with
+validation, ``model-best/`` too where an earlier checkpoint had the lowest validation loss),
 ``metrics.jsonl`` (every logged step; ``val/...`` keys at validations, from step 0, the initial
 weights, on), ``run.json`` (config and environment), ``wandb/``.
 """
@@ -37,6 +38,7 @@ import argparse
 import dataclasses
 import json
 import math
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -452,14 +454,34 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
                 unwrap(run.model).save_pretrained(final)
             tracker.summary({"final_step": run.step})
             log.info("pretrained encoder saved to %s", final)
-            best = ckpt.best_checkpoint(output / "checkpoints")
-            if held_out is not None and best is not None and not math.isinf(run.best_metric):
-                tracker.summary({"best_val_loss": run.best_metric})
-                log.info("lowest validation loss %.4f: %s (the final step's encoder is model/)", run.best_metric, best)
+            if held_out is not None:
+                export_best(run, output, tracker)
     if metrics_file is not None:
         metrics_file.close()
     dist.barrier()
     return status
+
+
+def export_best(run: Run, output: Path, tracker: Tracker) -> Path | None:
+    """Where validation ranked an earlier checkpoint first, its encoder as ``model-best/`` (Hugging
+    Face format, for ``training.finetune --pretrained``); returns that folder, or None when the
+    final step is the best (``model/``) or nothing was ranked. A stale ``model-best/`` goes."""
+    best = ckpt.best_checkpoint(output / "checkpoints")
+    target = output / "model-best"
+    if best is None or math.isinf(run.best_metric):
+        return None
+    tracker.summary({"best_val_loss": run.best_metric})
+    if best.name == ckpt.step_dir_name(run.step):
+        shutil.rmtree(target, ignore_errors=True)
+        log.info("lowest validation loss %.4f at the final step: model/ is the best encoder", run.best_metric)
+        return None
+    model = EEGFMForPretraining(unwrap(run.model).config)
+    model.load_state_dict(ckpt.load_checkpoint(best, map_location="cpu")["model"])
+    with quiet_transformers():
+        model.save_pretrained(target)
+    log.info("lowest validation loss %.4f at %s: its encoder saved to %s (model/ holds the final step's)",
+             run.best_metric, best.name, target)
+    return target
 
 
 # ------------------------------------------------------------------------------------------ CLI

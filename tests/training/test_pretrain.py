@@ -271,7 +271,27 @@ def test_held_out_subjects_give_a_validation_loss_that_ranks_checkpoints_and_lea
     assert initial[0][0]["val/loss"] == initial[1][0]["val/loss"] != rows[2]["val/loss"]
     best = min((2, 4), key=lambda s: rows[s]["val/loss"])
     assert ckpt.best_checkpoint(at_saves / "checkpoints").name == ckpt.step_dir_name(best)
-    assert f"lowest validation loss {rows[best]['val/loss']:.4f}: " in done.stderr
+    assert f"lowest validation loss {rows[best]['val/loss']:.4f} at " in done.stderr
+    assert (at_saves / "model-best").exists() == (best == 2)
+
+    # An earlier best checkpoint's encoder is exported for fine-tuning as model-best/.
+    from types import SimpleNamespace
+
+    from model.modeling import EEGFMForPretraining
+    from training.pretrain import export_best
+    from training.tracking import Tracker
+
+    (at_saves / "checkpoints" / "best").write_text(ckpt.step_dir_name(2) + "\n")
+    final = SimpleNamespace(model=EEGFMForPretraining.from_pretrained(at_saves / "model"), step=4,
+                            best_metric=rows[2]["val/loss"])
+    with Tracker("eegfm", at_saves, {}, mode="disabled") as tracker:
+        assert export_best(final, at_saves, tracker) == at_saves / "model-best"
+    saved = ckpt.load_checkpoint(at_saves / "checkpoints" / ckpt.step_dir_name(2))["model"]
+    _assert_bitwise_equal(load_file(str(at_saves / "model-best" / "model.safetensors")), saved)
+    (at_saves / "checkpoints" / "best").write_text(ckpt.step_dir_name(4) + "\n")
+    with Tracker("eegfm", at_saves, {}, mode="disabled") as tracker:
+        assert export_best(final, at_saves, tracker) is None
+    assert not (at_saves / "model-best").exists()  # the final step is the best now: a stale copy goes
 
 
 def _torchrun(data: Path, output: Path, *extra: str) -> list[str]:
