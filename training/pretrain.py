@@ -495,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_run_arguments(parser, kind="pretrain")
     parser.add_argument("--output", required=True, type=Path,
-                        help="run folder: checkpoints/, model/ (Hugging Face), metrics.jsonl, run.json, wandb/")
+                        help="run folder: checkpoints/, model/ (Hugging Face; model-best/ where validation ranked an "
+                        "earlier checkpoint first), metrics.jsonl, run.json, wandb/")
     parser.add_argument("--max_steps", type=int, default=None, help="override optim.max_steps")
     return parser
 
