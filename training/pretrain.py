@@ -209,6 +209,21 @@ def plan_validation(cfg: PretrainConfig, dist: Dist, data: str) -> HeldOut | Non
     return found["held_out"]
 
 
+def check_held_out_unchanged(saved: dict[str, Any], cfg: PretrainConfig, checkpoint: Path) -> None:
+    """Warn when a resumed run holds out other subjects than the run that wrote its checkpoint
+    (a checkpoint from before validation existed held out none): windows that are validation
+    now may have been trained on, and the validation loss is then no held-out measure."""
+    keys = {"val_fraction": 0.0, "split_group": "subject", "seed": cfg.seed}
+    before = {key: saved.get(key, default) for key, default in keys.items()}
+    now = {key: getattr(cfg, key) for key in keys}
+    if before["val_fraction"] == now["val_fraction"] == 0 or before == now:
+        return
+    changed = ", ".join(f"{key} {before[key]!r} -> {now[key]!r}" for key in keys if before[key] != now[key])
+    log.warning("resume: %s was written by a run with other held-out groups (%s); windows validated on now may "
+                "have been trained on before, so val/ losses are not held-out measures for this run", checkpoint,
+                changed)
+
+
 def validation_due(cfg: PretrainConfig, step: int) -> bool:
     """Validate at every scheduled checkpoint (its metric picks ``best``) and every ``eval_every``."""
     return (step % cfg.save_every == 0 or step == cfg.optim.max_steps
@@ -356,8 +371,10 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
     start = ckpt.resolve_resume(resume, output / "checkpoints") if dist.is_main else None
     start = dist.broadcast_object(None if start is None else str(start))
     if start is not None:
-        run.load_state_dict(ckpt.load_checkpoint(start, map_location="cpu"))
+        state = ckpt.load_checkpoint(start, map_location="cpu")
+        run.load_state_dict(state)
         log.info("resumed from %s at step %d", start, run.step)
+        check_held_out_unchanged(state.get("config", {}), cfg, start)
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
         (output / "run.json").write_text(json.dumps({

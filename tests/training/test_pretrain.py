@@ -409,3 +409,23 @@ def _kill_one_rank_and_wait(proc: subprocess.Popen, crashed: Path) -> None:
     assert pids, "no training worker found"
     os.kill(max(pids), signal.SIGKILL)
     proc.wait(timeout=300)
+
+
+def test_resuming_with_other_held_out_groups_warns(caplog):
+    from training.config import load_config
+    from training.pretrain import check_held_out_unchanged
+
+    cfg = load_config("cpu-tiny", "pretrain")  # val_fraction 0.1, by subject
+    with caplog.at_level("WARNING", logger="eegfm.training.pretrain"):
+        check_held_out_unchanged(cfg.to_dict(), cfg, Path("step-00000010"))  # a preemption restart
+        check_held_out_unchanged({**cfg.to_dict(), "val_fraction": 0.0},
+                                 load_config("cpu-tiny", "pretrain", ["val_fraction=0"]), Path("x"))
+        assert not caplog.records
+        check_held_out_unchanged({"seed": 0}, cfg, Path("step-00000010"))  # written before validation existed
+        check_held_out_unchanged({**cfg.to_dict(), "split_group": "site"}, cfg, Path("step-00000020"))
+    assert [r.getMessage() for r in caplog.records] == [
+        "resume: step-00000010 was written by a run with other held-out groups (val_fraction 0.0 -> 0.1); windows "
+        "validated on now may have been trained on before, so val/ losses are not held-out measures for this run",
+        "resume: step-00000020 was written by a run with other held-out groups (split_group 'site' -> 'subject'); "
+        "windows validated on now may have been trained on before, so val/ losses are not held-out measures for "
+        "this run"]
