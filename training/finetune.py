@@ -438,12 +438,13 @@ def ranking_metrics(probs: np.ndarray, top: np.ndarray) -> dict[str, float]:
 
 @torch.no_grad()
 def collect(model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfig, dist: Dist,
-            amp_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every rank's logits and targets of one pass over ``loader``, gathered (on every rank)."""
+            amp_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """Every rank's logits, targets and site ids of one pass over ``loader``, gathered (on every
+    rank), window by window in the same order."""
     net = unwrap(model)
     was_training = net.training
     net.eval()
-    logits, targets = [], []
+    logits, targets, sites = [], [], []
     try:
         for batch in loader:
             inputs = inputs_for(model, batch, dist.device)
@@ -451,13 +452,25 @@ def collect(model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfig, dist
                 out = net(**inputs)
             logits.append(out.logits.float().cpu())
             targets.append(targets_of(batch, cfg, torch.device("cpu")))
+            sites.extend(batch["site_id"])
     finally:
         net.train(was_training)
     mine = (torch.cat(logits) if logits else torch.zeros(0),
-            torch.cat(targets) if targets else torch.zeros(0))
-    parts = dist.gather_objects(mine)
-    return (torch.cat([p[0] for p in parts if p[0].numel()]) if any(p[0].numel() for p in parts) else mine[0],
-            torch.cat([p[1] for p in parts if p[1].numel()]) if any(p[1].numel() for p in parts) else mine[1])
+            torch.cat(targets) if targets else torch.zeros(0), sites)
+    parts = [p for p in dist.gather_objects(mine) if p[0].numel()] or [mine]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), [s for p in parts for s in p[2]]
+
+
+def evaluate_per_site(logits: torch.Tensor, target: torch.Tensor, sites: Sequence[str], cfg: FinetuneConfig,
+                      head: torch.nn.Module, prior: Sequence[float], temperature: float = 1.0
+                      ) -> dict[str, dict[str, float]]:
+    """:func:`evaluate` on each site's windows (against the same training prior): where a model
+    fitted on several sites works and where it does not. Empty for a single site."""
+    names = np.asarray(sites)
+    if len(set(sites)) < 2:
+        return {}
+    return {site: evaluate(logits[torch.from_numpy(names == site)], target[torch.from_numpy(names == site)],
+                           cfg, head, prior, temperature) for site in sorted(set(sites))}
 
 
 def evaluate(logits: torch.Tensor, target: torch.Tensor, cfg: FinetuneConfig, head: torch.nn.Module,
@@ -743,10 +756,10 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: P
                 evaluate_now = run.step % every == 0 or run.step == run.total_steps
                 is_best = False
                 if evaluate_now:
-                    logits, target = collect(run.model, val_loader, cfg, dist, amp_dtype)
+                    logits, target, sites = collect(run.model, val_loader, cfg, dist, amp_dtype)
                     val = evaluate(logits, target, cfg, unwrap(run.model).head, plan.prior)
                     is_best = val["metric"] < run.best_metric
-                    best_eval = (logits, target) if is_best else best_eval
+                    best_eval = (logits, target, sites) if is_best else best_eval
                     run.best_metric = min(run.best_metric, val["metric"])
                     run.bad_evals = 0 if is_best else run.bad_evals + 1
                     patience = cfg.early_stopping_patience
@@ -784,16 +797,16 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: P
 
 def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, output: Path, tracker: Tracker,
            amp_dtype: torch.dtype, val_loader: EEGLoader,
-           best_eval: tuple[torch.Tensor, torch.Tensor] | None = None) -> None:
+           best_eval: tuple[torch.Tensor, torch.Tensor, list[str]] | None = None) -> None:
     """Reload the best weights, calibrate on validation, evaluate, save the model and eval.json.
 
-    ``best_eval``: the validation logits and targets this process computed with the best weights
-    (None after a resume: they are computed again)."""
+    ``best_eval``: the validation logits, targets and sites this process computed with the best
+    weights (None after a resume: they are computed again)."""
     model = unwrap(run.model)
     weights = best_weights(output, dist)
     if weights is not None:
         model.load_state_dict(weights)
-    logits, target = best_eval if best_eval is not None and weights is not None else \
+    logits, target, sites = best_eval if best_eval is not None and weights is not None else \
         collect(model, val_loader, cfg, dist, amp_dtype)
     report: dict[str, Any] = {
         "task": cfg.task, "record_task": plan.record_task, "metric": "kl" if cfg.task == "hms6" else "loss",
@@ -812,13 +825,19 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, out
     report["val"] = evaluate(logits, target, cfg, model.head, plan.prior)
     if cfg.temperature_scaling:
         report["val_calibrated"] = evaluate(logits, target, cfg, model.head, plan.prior, temperature)
+    # Per site, as "val" (before calibration, which these windows were used for) and "test" (after).
+    if per_site := evaluate_per_site(logits, target, sites, cfg, model.head, plan.prior):
+        report["val_per_site"] = per_site
     if plan.split.test:
         test_config = loader_config(cfg.loader, model.config.patch_size, filters=split_filter(plan, "test"),
                                     train=False)
         test_loader = EEGLoader(data, test_config, rank=dist.rank, world_size=dist.world_size, infinite=False,
                                 windows_per_file=plan.files.get("test"))
-        test_logits, test_target = collect(model, test_loader, cfg, dist, amp_dtype)
+        test_logits, test_target, test_sites = collect(model, test_loader, cfg, dist, amp_dtype)
         report["test"] = evaluate(test_logits, test_target, cfg, model.head, plan.prior, temperature)
+        if per_site := evaluate_per_site(test_logits, test_target, test_sites, cfg, model.head, plan.prior,
+                                         temperature):
+            report["test_per_site"] = per_site
     model.config.temperature = float(temperature)
     if dist.is_main:
         with quiet_transformers():
@@ -834,6 +853,12 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, out
                  report["metric"], held_out.get("kl", held_out.get("loss")),
                  "training-mean" if cfg.task == "regression" else "class-prior",
                  held_out.get("baseline_kl", held_out.get("baseline_loss", math.nan)), ranks)
+        sites = report.get("test_per_site" if "test" in report else "val_per_site", {})
+        if sites:
+            metric, baseline = ("kl", "baseline_kl") if cfg.task == "hms6" else ("loss", "baseline_loss")
+            log.info("held-out %s per site: %s", metric, "; ".join(
+                f"{site} {m[metric]:.3f}" + (f" (baseline {m[baseline]:.3f})" if baseline in m else "")
+                + f", {m['n_windows']} windows" for site, m in sites.items()))
 
 
 # ------------------------------------------------------------------------------------------ CLI

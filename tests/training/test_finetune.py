@@ -14,6 +14,7 @@ import math
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +196,35 @@ def test_pretrain_then_finetune_hms6_beats_the_class_prior_on_held_out_subjects(
     assert min(line["val/kl"] for line in evals) == pytest.approx(report["best_val_metric"])
     assert all(line["train/loss"] > 0 for line in lines if "train/loss" in line)
     assert all(0 < line["train/data_wait_fraction"] < 1 for line in lines if "train/loss" in line)
+
+
+def test_eval_json_breaks_the_held_out_metrics_down_by_site(finetuned, hms_data):
+    report = json.loads((finetuned / "eval.json").read_text())
+    val_subjects = set(json.loads((finetuned / "run.json").read_text())["split"]["val"])
+    windows = Counter(w["site_id"] for w in scan_windows(hms_data, RecordFilter(tasks=("hms6",)))
+                      if w["subject_id"] in val_subjects)
+    per_site = report.get("val_per_site", {})
+    # The pseudonym key of the fixture decides whether the 3 validation subjects span both sites.
+    assert {site: m["n_windows"] for site, m in per_site.items()} == (dict(windows) if len(windows) > 1 else {})
+
+
+def test_per_site_metrics_partition_the_overall_ones():
+    generator = torch.Generator().manual_seed(0)
+    logits = torch.randn(30, 6, generator=generator)
+    target = torch.softmax(torch.randn(30, 6, generator=generator) * 2, dim=1)
+    sites = ["site-a"] * 12 + ["site-b"] * 18
+    cfg = load_config("cpu-tiny", "finetune")
+    head = finetune.EEGFMModel(cfg.model_config()).head
+    prior = [1 / 6] * 6
+    overall = finetune.evaluate(logits, target, cfg, head, prior, temperature=1.5)
+    per_site = finetune.evaluate_per_site(logits, target, sites, cfg, head, prior, temperature=1.5)
+    assert list(per_site) == ["site-a", "site-b"] and [m["n_windows"] for m in per_site.values()] == [12, 18]
+    for key in ("kl", "baseline_kl"):  # means over windows: the sites' means weighted by their windows
+        weighted = (12 * per_site["site-a"][key] + 18 * per_site["site-b"][key]) / 30
+        assert weighted == pytest.approx(overall[key], rel=1e-6)
+    assert per_site["site-a"]["kl"] == pytest.approx(
+        finetune.evaluate(logits[:12], target[:12], cfg, head, prior, temperature=1.5)["kl"])
+    assert finetune.evaluate_per_site(logits, target, ["site-a"] * 30, cfg, head, prior) == {}
 
 
 def test_finetune_outputs_hugging_face_model_checkpoints_and_offline_wandb(finetuned):
