@@ -271,7 +271,7 @@ class Validation:
                      time.perf_counter() - started)
         else:
             log.warning("validation: the data holds no window of the held-out %ss (its manifest counts %d); "
-                        "no validation loss, and best follows nothing", self.held_out.group, self.held_out.windows)
+                        "no validation loss, so no checkpoint is marked best", self.held_out.group, self.held_out.windows)
         return batches
 
     @torch.no_grad()
