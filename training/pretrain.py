@@ -202,7 +202,7 @@ def plan_validation(cfg: PretrainConfig, dist: Dist, data: str) -> HeldOut | Non
         try:
             found = {"held_out": hold_out(data, cfg.val_fraction, cfg.split_group, cfg.seed)}
         except (FileNotFoundError, ValueError) as err:
-            found = {"error": f"--data {data}, val_fraction {cfg.val_fraction}: {err}"}
+            found = {"error": f"--data {data}: {err}"}
     found = dist.broadcast_object(found)
     if "error" in found:
         raise ConfigError(found["error"])

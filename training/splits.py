@@ -82,14 +82,17 @@ class HeldOut:
 
 
 def group_counts(data: str, group: str) -> dict[str, int]:
-    """Windows per subject (site) of a pipeline output: from its manifest, or, for a manifest
-    without the counts, from one metadata pass over the files."""
+    """Windows per subject (site) of a pipeline output: from its manifest, or, where there is
+    none (``.tfrecord`` files, a folder of shards alone) or it lacks the counts, from one
+    metadata pass over the files."""
     feature, key = _GROUP_KEYS[group]
-    counts = describe(data).counts.get(key)
+    try:
+        counts = describe(data).counts.get(key)
+    except OSError:  # no manifest (or ``data`` is a file): the scan below reports a missing path
+        counts = None
     if isinstance(counts, Mapping) and counts:
         return {str(k): int(v) for k, v in counts.items()}
-    log.info("%s/manifest.json has no %s counts; reading the windows' %s (one pass over the data)",
-             data, key, feature)
+    log.info("%s: no %s counts in a manifest; reading the windows' %s (one pass over the data)", data, key, feature)
     return dict(Counter(w[feature] for w in scan_windows(data)))
 
 

@@ -46,6 +46,12 @@ def test_group_counts_from_the_manifest_match_the_windows_and_a_manifest_without
     del manifest["counts"]["per_subject"], manifest["counts"]["per_site"]
     (copy / "manifest.json").write_text(json.dumps(manifest))
     assert group_counts(str(copy), group) == dict(truth)
+    (copy / "manifest.json").unlink()  # shards alone, or one .tfrecord file: the same pass
+    assert group_counts(str(copy), group) == dict(truth)
+    one = sorted(copy.glob("*/*.tfrecord"))[0]
+    assert group_counts(str(one), group) == dict(Counter(w[feature] for w in scan_windows(str(one))))
+    with pytest.raises(FileNotFoundError, match=r"data_dir: .*missing is not a directory"):
+        group_counts(str(tmp_path / "missing"), group)
 
 
 def test_hold_out_leaves_the_validation_subjects_out_of_training_windows(pipeline_output):
