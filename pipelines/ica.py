@@ -31,6 +31,7 @@ class IcaCleaner:
     measured: tuple[int, ...]  # rows of the canonical array it applies to
     excluded_eog: tuple[int, ...]
     excluded_emg: tuple[int, ...]
+    n_components: int = 0  # independent components fitted
 
     def apply(self, data: np.ndarray) -> np.ndarray:
         """Clean a canonical (19, n_times) chunk; returns a new float32 array."""
@@ -86,4 +87,4 @@ def fit_ica_cleaner(
     matrix = (cleaned(np.eye(n) * unit) - zero) / unit
     return IcaCleaner(matrix=matrix, offset=zero * 1e6, measured=measured,
                       excluded_eog=tuple(sorted(eog)),
-                      excluded_emg=tuple(sorted(set(emg) - set(eog))))
+                      excluded_emg=tuple(sorted(set(emg) - set(eog))), n_components=n_comp)

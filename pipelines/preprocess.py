@@ -296,6 +296,8 @@ def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quara
         "ignored": len(header["ignored"]),
         "windows": int(counts.get("total", 0)),
         "rejected_windows": sum(int(d["rejected_windows"]) for d in inputs),
+        **({"ica_removed": {kind: sum(d["ica"].get(f"{kind}_removed", 0) for d in inputs) for kind in ("eog", "emg")}
+            | {"recordings": sum(bool(d["ica"]) for d in inputs)}} if any(d.get("ica") for d in inputs) else {}),
         "window_eeg_hours": round(float(counts.get("seconds", 0.0)) / 3600.0, 6),
         "input_eeg_hours": round(sum(float(d["eeg_seconds"]) for d in inputs) / 3600.0, 6),
         "per_site": {k[5:]: int(v) for k, v in sorted(counts.items()) if k.startswith("site/")},
@@ -567,6 +569,9 @@ def summarize(manifest: dict, seconds: float) -> str:
             if c["window_eeg_hours"] > c["input_eeg_hours"] else "")), ("sites", len(c["per_site"])),
         ("TFRecord files", len(manifest.get("shards", ()))),
         ("artifact model", manifest.get("artifact_model") or "none (rules only)"),
+        *([("ICA components removed", f"{c['ica_removed']['eog']} eye, {c['ica_removed']['emg']} muscle in "
+                                        + _count(c["ica_removed"]["recordings"], "recording"))]
+          if "ica_removed" in c else []),
         ("wall time", f"{seconds:.1f} s"), ("throughput", f"{rate:.3f} EEG-hours/s"),
     ]
     width = max(len(k) for k, _ in rows)

@@ -121,6 +121,8 @@ class Outcome:
     dataset: str = ""
     source_sha256: str = ""
     rejection_rules: dict[str, int] = dataclasses.field(default_factory=dict)
+    # --ica: components fitted, and the eye (eog) and muscle (emg) ones removed
+    ica: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -306,6 +308,8 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
                                       _channel_mask(item, outcome))
         except ValueError as err:
             raise StageError("ica", str(err)) from err
+        outcome.ica = {"components": cleaner.n_components, "eog_removed": len(cleaner.excluded_eog),
+                       "emg_removed": len(cleaner.excluded_emg)}
 
     line_freq = config.line_freq
     if line_freq == "auto":

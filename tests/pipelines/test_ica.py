@@ -62,3 +62,25 @@ def test_removed_artifact_reaches_interpolated_channels(blinky):
     # Fz was rebuilt from blink-laden neighbours; after cleaning it loses the blink too.
     assert np.corrcoef(dirty[fz], blink)[0, 1] > 0.5
     assert abs(np.corrcoef(out[fz], blink)[0, 1]) < 0.3
+
+
+def test_the_manifest_records_what_ica_removed_per_recording(shared_data, tmp_path):
+    from pipelines.deid import create_key
+    from pipelines.preprocess import run, summarize
+
+    source = shared_data / "eegmat" / "Subject03_1.edf"
+    key = tmp_path / "key"
+    create_key(str(key))
+    manifest = run(["--input", str(source), "--output", str(tmp_path / "out"), "--pseudonym_key_file", str(key),
+                    "--ica", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    (entry,) = [e for e in manifest["inputs"] if e["status"] == "processed"]
+    # The pipeline fits on the first ica_fit_seconds (120 s) of the harmonized recording, as here.
+    with open_recording(source) as reader:
+        raw, names = reader.read(0, int(120 * SFREQ)), reader.info.ch_names
+    cleaner = fit_ica_cleaner(harmonize(raw, names).data, SFREQ, np.ones(19, dtype=int))
+    assert entry["ica"] == {"components": 15, "eog_removed": len(cleaner.excluded_eog),
+                            "emg_removed": len(cleaner.excluded_emg)}
+    assert manifest["counts"]["ica_removed"] == {"eog": len(cleaner.excluded_eog),
+                                                 "emg": len(cleaner.excluded_emg), "recordings": 1}
+    assert f"{len(cleaner.excluded_eog)} eye, {len(cleaner.excluded_emg)} muscle in 1 recording" in \
+        summarize(manifest, 1.0)
