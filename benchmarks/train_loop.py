@@ -76,7 +76,8 @@ def steady_state(metrics: list[dict], skip_steps: int) -> dict:
 
 
 def _pretrain_command(corpus: Path, output: Path, args: argparse.Namespace) -> list[str]:
-    overrides = [f"log_every={args.log_every}", "wandb.mode=disabled",
+    # Training throughput only: no held-out subjects, no validation passes (--set val_fraction=... restores them).
+    overrides = [f"log_every={args.log_every}", "wandb.mode=disabled", "val_fraction=0",
                  f"optim.warmup_steps={max(1, min(args.max_steps // 4, 100))}",
                  f"save_every={args.max_steps}", *args.set]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
