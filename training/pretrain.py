@@ -416,8 +416,10 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
         metrics_file.flush()
 
     with ckpt.PreemptionHandler() as preemption, tracker, logging_redirect_tqdm():  # log lines above the bar
+        last_val = None  # the latest validation loss, shown on the progress bar
         if run.step == 0 and (val := validate()):
             record(val)  # the initial weights: what pretraining is measured against
+            last_val = val["val/loss"]
         while run.step < total:
             result = train_step(run, batches, meter)
             steps_here += 1
@@ -427,6 +429,7 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
             window["n"] += 1
             progress.update(1)
             val = validate() if validation_due(cfg, run.step) else {}
+            last_val = val.get("val/loss", last_val)
             logged = run.step % cfg.log_every == 0 or run.step == total
             if logged:
                 elapsed = time.perf_counter() - tic
@@ -444,7 +447,8 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
                     metrics.update(ReconstructionMeter.report(recon, CHANNELS), **val)
                     record(metrics)
                     progress.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
-                                         data=f"{metrics['data_wait_fraction']:.0%}")
+                                         data=f"{metrics['data_wait_fraction']:.0%}",
+                                         **({"val": f"{last_val:.4f}"} if last_val is not None else {}))
                     if starved := batches.starved(metrics["data_wait_fraction"], run.loader.config.num_workers):
                         log.warning(starved)
                 interval = {"samples": 0, "tokens": 0}
