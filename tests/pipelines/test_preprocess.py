@@ -187,6 +187,9 @@ def test_dataflow_job_graph_builds_offline(shared_data, key_file, tmp_path):
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    # Beam stages eegfm with `python -m build --no-isolation` (pinned, offline), not a failed
+    # attempt at it followed by the legacy `setup.py sdist`.
+    assert "No module named build" not in result.stderr and "Building sdist" in result.stderr
 
 
 @pytest.mark.parametrize(
