@@ -316,7 +316,8 @@ class PretrainConfig(RunConfig):
         with a single subject (site) trains on everything, with a warning.
     val_windows: the held-out windows rank 0 evaluates (the first ones in file order, whole batches,
         kept in memory after the first pass: about 0.1 MB each for 10 s), the same every time.
-    Validation runs at every ``save_every`` checkpoint and every ``eval_every`` steps.
+    Validation runs at step 0 (the initial weights), at every ``save_every`` checkpoint and
+    every ``eval_every`` steps.
     """
 
     val_fraction: float = 0.0
