@@ -845,6 +845,8 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, out
         (output / "eval.json").write_text(json.dumps(report, indent=2, sort_keys=True))
         summary = {f"{split}/{k}": v for split in ("val", "val_calibrated", "test")
                    for k, v in report.get(split, {}).items()}
+        summary.update({f"{split}/{site}/{k}": v for split in ("val_per_site", "test_per_site")
+                        for site, metrics in report.get(split, {}).items() for k, v in metrics.items()})
         tracker.summary({**summary, "temperature": temperature})
         held_out = report.get("test", report["val"])
         ranks = "".join(f", {name} {held_out[key]:.3f}" for key, name in (

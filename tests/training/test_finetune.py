@@ -206,6 +206,9 @@ def test_eval_json_breaks_the_held_out_metrics_down_by_site(finetuned, hms_data)
     per_site = report.get("val_per_site", {})
     # The pseudonym key of the fixture decides whether the 3 validation subjects span both sites.
     assert {site: m["n_windows"] for site, m in per_site.items()} == (dict(windows) if len(windows) > 1 else {})
+    summary = read_offline_run(next((finetuned / "wandb").glob("offline-run-*")))["summary"]
+    assert {key.split("/")[1]: value for key, value in summary.items()
+            if key.startswith("val_per_site/") and key.endswith("/kl")} == {s: m["kl"] for s, m in per_site.items()}
 
 
 def test_per_site_metrics_partition_the_overall_ones():
