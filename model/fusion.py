@@ -120,7 +120,10 @@ class ModalityAttention(nn.Module):
 
     def forward(self, queries: torch.Tensor, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         batch, n_queries, width = queries.shape
-        tokens = torch.cat([self.null.expand(batch, -1, -1).to(tokens.dtype), self.norm_kv(tokens)], dim=1)
+        # "* 1.0" (exact) gives the parameter a gradient of its own: for a batch of one it would
+        # otherwise be a strided view into the concatenation's, which DDP warns about.
+        null = self.null.expand(batch, -1, -1).to(tokens.dtype) * 1.0
+        tokens = torch.cat([null, self.norm_kv(tokens)], dim=1)
         valid = torch.cat([torch.ones_like(valid[:, :1]), valid], dim=1)
         q = self.q(queries).view(batch, n_queries, self.n_heads, self.head_dim).transpose(1, 2)
         n_keys = tokens.shape[1]

@@ -48,6 +48,21 @@ def test_pretraining_gives_every_parameter_a_gradient(auxiliary):
             assert _missing_gradients(model) == [], f"{batch}, auxiliary labels {labels}"
 
 
+def test_a_batch_of_one_gives_every_parameter_a_gradient_laid_out_like_it():
+    # DDP copies gradients into buckets laid out like the parameters and warns ("Grad strides do
+    # not match bucket view strides") for one that is not: the fusion's null tokens got a strided
+    # view into a concatenation's gradient when a (last, partial) batch held one window.
+    torch.manual_seed(0)
+    model = create_pretraining_model("tiny")
+    model.train()
+    for batch, modalities in BATCHES.items():
+        model.zero_grad(set_to_none=True)
+        inputs = make_batch(1, 5, modalities=modalities)
+        model(**inputs, generator=torch.Generator().manual_seed(0)).loss.backward()
+        strided = [name for name, p in model.named_parameters() if p.grad is not None and p.grad.stride() != p.stride()]
+        assert strided == [], batch
+
+
 @pytest.mark.parametrize("head", HEADS)
 def test_task_heads_give_every_parameter_a_gradient(head):
     model = make_model("tiny", head)
