@@ -878,7 +878,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(parser, kind="finetune")
     parser.add_argument("--pretrained", required=True,
                         help="Hugging Face model folder with config.json: the model/ folder of training.pretrain "
-                        "(or its run folder), or an earlier fine-tuned model")
+                        "(or its run folder; model-best/ for the checkpoint with the lowest validation loss, "
+                        "where pretraining wrote one), or an earlier fine-tuned model")
     parser.add_argument("--output", required=True, type=Path,
                         help="run folder: model/ (Hugging Face), eval.json, metrics.jsonl, run.json, "
                         "checkpoints/, wandb/")
