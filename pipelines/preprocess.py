@@ -296,8 +296,7 @@ def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quara
         "ignored": len(header["ignored"]),
         "windows": int(counts.get("total", 0)),
         "rejected_windows": sum(int(d["rejected_windows"]) for d in inputs),
-        **({"ica_removed": {kind: sum(d["ica"].get(f"{kind}_removed", 0) for d in inputs) for kind in ("eog", "emg")}
-            | {"recordings": sum(bool(d["ica"]) for d in inputs)}} if any(d.get("ica") for d in inputs) else {}),
+        **_ica_totals(inputs),
         "window_eeg_hours": round(float(counts.get("seconds", 0.0)) / 3600.0, 6),
         "input_eeg_hours": round(sum(float(d["eeg_seconds"]) for d in inputs) / 3600.0, 6),
         "per_site": {k[5:]: int(v) for k, v in sorted(counts.items()) if k.startswith("site/")},
@@ -643,6 +642,15 @@ def run(argv: list[str] | None = None) -> dict:
         manifest = json.loads(fh.read())
     print(f"eegfm-preprocess: wrote {args.output}\n" + summarize(manifest, seconds))
     return manifest
+
+
+def _ica_totals(inputs: list[dict]) -> dict:
+    """``{"ica_removed": {"eog", "emg", "recordings"}}`` over the recordings ICA cleaned (--ica); {} without."""
+    cleaned = [d["ica"] for d in inputs if d.get("ica")]
+    if not cleaned:
+        return {}
+    return {"ica_removed": {"eog": sum(c["eog_removed"] for c in cleaned),
+                            "emg": sum(c["emg_removed"] for c in cleaned), "recordings": len(cleaned)}}
 
 
 def _count(n: int, noun: str) -> str:

@@ -232,9 +232,10 @@ class RunConfig(Config):
 
     ``eval_every``/``save_every`` count optimizer steps; ``eval_every`` None means the loop's
     default (pretraining: at each checkpoint, when it validates; fine-tuning: every epoch).
-    ``deterministic`` asks torch for deterministic kernels (slower). ``tf32`` lets CUDA float32 matrix products (the InfoNCE
-    logits; every product of an fp32 run) use TF32 tensor cores: inputs keep 10 mantissa bits, a
-    cosine of unit vectors moves by at most ~2e-4 (bfloat16: ~1e-3); no effect on the CPU.
+    ``deterministic`` asks torch for deterministic kernels (slower). ``tf32`` lets CUDA float32
+    matrix products (the InfoNCE logits; every product of an fp32 run) use TF32 tensor cores:
+    inputs keep 10 mantissa bits, a cosine of unit vectors moves by at most ~2e-4 (bfloat16:
+    ~1e-3); no effect on the CPU.
     ``seed`` seeds model initialisation and masking; the data order has its own ``loader.seed``.
     """
 

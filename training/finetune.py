@@ -466,11 +466,14 @@ def evaluate_per_site(logits: torch.Tensor, target: torch.Tensor, sites: Sequenc
                       ) -> dict[str, dict[str, float]]:
     """:func:`evaluate` on each site's windows (against the same training prior): where a model
     fitted on several sites works and where it does not. Empty for a single site."""
-    names = np.asarray(sites)
-    if len(set(sites)) < 2:
+    names, found = np.asarray(sites), sorted(set(sites))
+    if len(found) < 2:
         return {}
-    return {site: evaluate(logits[torch.from_numpy(names == site)], target[torch.from_numpy(names == site)],
-                           cfg, head, prior, temperature) for site in sorted(set(sites))}
+    per_site = {}
+    for site in found:
+        keep = torch.from_numpy(names == site)
+        per_site[site] = evaluate(logits[keep], target[keep], cfg, head, prior, temperature)
+    return per_site
 
 
 def evaluate(logits: torch.Tensor, target: torch.Tensor, cfg: FinetuneConfig, head: torch.nn.Module,
@@ -849,18 +852,20 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, out
                         for site, metrics in report.get(split, {}).items() for k, v in metrics.items()})
         tracker.summary({**summary, "temperature": temperature})
         held_out = report.get("test", report["val"])
+
+        def scores(m: dict[str, float]) -> tuple[float, float]:  # the held-out metric and its baseline's
+            return m.get("kl", m.get("loss")), m.get("baseline_kl", m.get("baseline_loss", math.nan))
+
         ranks = "".join(f", {name} {held_out[key]:.3f}" for key, name in (
             ("balanced_accuracy", "balanced accuracy"), ("auroc", "AUROC"), ("r2", "R^2")) if key in held_out)
+        value, baseline = scores(held_out)
         log.info("fine-tuned model saved to %s; held-out %s %.4f vs %s baseline %.4f%s", output / "model",
-                 report["metric"], held_out.get("kl", held_out.get("loss")),
-                 "training-mean" if cfg.task == "regression" else "class-prior",
-                 held_out.get("baseline_kl", held_out.get("baseline_loss", math.nan)), ranks)
-        sites = report.get("test_per_site" if "test" in report else "val_per_site", {})
-        if sites:
-            metric, baseline = ("kl", "baseline_kl") if cfg.task == "hms6" else ("loss", "baseline_loss")
-            log.info("held-out %s per site: %s", metric, "; ".join(
-                f"{site} {m[metric]:.3f}" + (f" (baseline {m[baseline]:.3f})" if baseline in m else "")
-                + f", {m['n_windows']} windows" for site, m in sites.items()))
+                 report["metric"], value, "training-mean" if cfg.task == "regression" else "class-prior", baseline,
+                 ranks)
+        if sites := report.get("test_per_site" if "test" in report else "val_per_site", {}):
+            log.info("held-out %s per site: %s", report["metric"], "; ".join(
+                "{} {:.3f} (baseline {:.3f}), ".format(site, *scores(m)) + f"{m['n_windows']} windows"
+                for site, m in sites.items()))
 
 
 # ------------------------------------------------------------------------------------------ CLI

@@ -312,7 +312,8 @@ class ReconstructionMeter:
         if self._rows:
             rows = torch.cat(self._rows, 1).cpu()
             names = sorted(set(self._sites))
-            index = torch.tensor([names.index(s) for s in self._sites])
+            position = {name: i for i, name in enumerate(names)}
+            index = torch.tensor([position[s] for s in self._sites])
             per_site = torch.zeros(len(_MOMENTS), len(names), dtype=rows.dtype).index_add_(1, index, rows)
             state = {"channels": self._channels.cpu().tolist(),
                      "sites": {name: per_site[:, i].tolist() for i, name in enumerate(names)}}

@@ -203,9 +203,11 @@ def test_eval_json_breaks_the_held_out_metrics_down_by_site(finetuned, hms_data)
     val_subjects = set(json.loads((finetuned / "run.json").read_text())["split"]["val"])
     windows = Counter(w["site_id"] for w in scan_windows(hms_data, RecordFilter(tasks=("hms6",)))
                       if w["subject_id"] in val_subjects)
-    per_site = report.get("val_per_site", {})
-    # The pseudonym key of the fixture decides whether the 3 validation subjects span both sites.
-    assert {site: m["n_windows"] for site, m in per_site.items()} == (dict(windows) if len(windows) > 1 else {})
+    per_site = report["val_per_site"]
+    # The fixture's fixed key puts the 3 validation subjects at both sites.
+    assert len(windows) == 2 and {site: m["n_windows"] for site, m in per_site.items()} == dict(windows)
+    weighted = sum(m["kl"] * m["n_windows"] for m in per_site.values()) / sum(windows.values())
+    assert weighted == pytest.approx(report["val"]["kl"], rel=1e-6)
     summary = read_offline_run(next((finetuned / "wandb").glob("offline-run-*")))["summary"]
     assert {key.split("/")[1]: value for key, value in summary.items()
             if key.startswith("val_per_site/") and key.endswith("/kl")} == {s: m["kl"] for s, m in per_site.items()}
