@@ -15,15 +15,27 @@ Two things Beam leaves to its callers:
   its work. :func:`fix_s3_empty_uploads` makes the uploader send one empty part first, which S3
   accepts (a multipart upload's last part has no minimum size), as the AWS SDKs' own uploaders do.
   Modules that write through ``FileSystems`` apply it when imported, so it holds in every worker.
+- **An unreachable store.** Where the store's endpoint cannot be reached (no network, a firewall,
+  a wrong ``--s3_endpoint_url``), Beam retries every request with exponential backoff: two
+  minutes of tracebacks for ``gs://``, more than ten for ``s3://``, before the job fails.
+  :func:`check_reachable` opens one TCP connection to the endpoint (or to the proxy that carries
+  it) and fails at once, naming the path and the host.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import socket
+import urllib.parse
+import urllib.request
 from typing import Any
 
 _AWS_CREDENTIALS_FOUND = False  # once found, not looked up again (by every file a loader opens)
 _GCP_CREDENTIALS_FOUND = False
+_REACHABLE: set[tuple[str, int]] = set()  # endpoints connected to once; not checked again
+CONNECT_TIMEOUT_S = 5.0
+CONNECT_ATTEMPTS = 2
 
 
 def fix_s3_empty_uploads() -> None:
@@ -120,9 +132,91 @@ def check_gcs_credentials(paths: list[str]) -> None:
     _GCP_CREDENTIALS_FOUND = True
 
 
+class StoreUnreachableError(OSError):
+    """An object store's endpoint took no connection (the message names the path and the host)."""
+
+
+def store_endpoint(path: str, options: Any = None) -> str | None:
+    """The URL the store's client connects to for ``path`` (None for other file systems): GCS or
+    ``STORAGE_EMULATOR_HOST``; for S3 what boto3 resolves from ``--s3_endpoint_url`` and
+    ``--s3_region_name`` (``options``), ``AWS_ENDPOINT_URL`` or the configured region."""
+    if path.startswith("gs://"):
+        emulator = os.environ.get("STORAGE_EMULATOR_HOST")
+        if not emulator:
+            return "https://storage.googleapis.com"
+        return emulator if "://" in emulator else f"http://{emulator}"
+    if not path.startswith("s3://"):
+        return None
+    endpoint = region = None
+    if options is not None:
+        from apache_beam.options.pipeline_options import S3Options
+
+        s3 = options.view_as(S3Options)
+        endpoint, region = s3.s3_endpoint_url, s3.s3_region_name
+    return endpoint or _default_s3_endpoint(region)
+
+
+@functools.lru_cache(maxsize=8)
+def _default_s3_endpoint(region: str | None) -> str:
+    """boto3's endpoint (a client costs tens of milliseconds; a loader asks per file)."""
+    import boto3
+
+    return boto3.session.Session().client("s3", region_name=region).meta.endpoint_url
+
+
+def _via_proxy(url: str) -> tuple[str, str, int]:
+    """(what is connected to, host, port) for ``url``: its own host, or the proxy that carries it
+    (``HTTPS_PROXY``/``HTTP_PROXY`` unless ``NO_PROXY`` names the host)."""
+    parts = urllib.parse.urlsplit(url)
+    host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    proxy = urllib.request.getproxies().get(parts.scheme)
+    if proxy and not urllib.request.proxy_bypass(host):
+        via = urllib.parse.urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+        return f"the proxy {via.hostname}:{via.port or 80}", via.hostname or "", via.port or 80
+    return f"{host}:{port}", host, port
+
+
+def _connect(host: str, port: int) -> str | None:
+    """None once a TCP connection to ``host:port`` opens; else why none did."""
+    reason = ""
+    for _ in range(CONNECT_ATTEMPTS):
+        try:
+            with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+                return None
+        except socket.gaierror as err:
+            reason = f"its name does not resolve: {err.strerror or err}"
+        except (TimeoutError, socket.timeout):
+            reason = f"no answer within {CONNECT_TIMEOUT_S:g} s"
+        except OSError as err:
+            reason = err.strerror or type(err).__name__
+    return reason
+
+
+def check_reachable(paths: list[str], options: Any = None) -> None:
+    """Fail at once, naming the path, where an object-store path's endpoint takes no TCP
+    connection (see the module doc); each endpoint is tried once per process."""
+    for path in paths:
+        url = store_endpoint(path, options)
+        if url is None:
+            continue
+        target, host, port = _via_proxy(url)
+        if (host, port) in _REACHABLE:
+            continue
+        reason = _connect(host, port)
+        if reason is not None:
+            if path.startswith("s3://"):
+                hint = (" and the endpoint (--s3_endpoint_url, AWS_ENDPOINT_URL; else the region: "
+                        "--s3_region_name, AWS_DEFAULT_REGION)")
+            else:
+                hint = " and STORAGE_EMULATOR_HOST" if os.environ.get("STORAGE_EMULATOR_HOST") else ""
+            raise StoreUnreachableError(f"{path}: cannot reach the store at {target} ({reason}); check the network, "
+                          f"a firewall or proxy (HTTPS_PROXY){hint}")
+        _REACHABLE.add((host, port))
+
+
 def filesystems(*paths: str) -> Any:
     """Beam's ``FileSystems``, with options set where no pipeline set them (see the module doc),
-    after :func:`check_s3_credentials` for ``paths``."""
+    after :func:`check_s3_credentials` and :func:`check_reachable` for ``paths``."""
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -130,4 +224,5 @@ def filesystems(*paths: str) -> Any:
         FileSystems.set_options(PipelineOptions([]))
     fix_s3_empty_uploads()
     check_s3_credentials(list(paths), FileSystems._pipeline_options)
+    check_reachable(list(paths), FileSystems._pipeline_options)
     return FileSystems

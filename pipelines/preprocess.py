@@ -50,7 +50,13 @@ from pipelines.config import ConfigError, check_int
 from pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym
 from pipelines.features import FEATURE_NAMES
 from pipelines.logging_setup import get_logger, setup_logging
-from pipelines.object_stores import STORE_ERRORS, check_gcs_credentials, check_s3_credentials, storage_error
+from pipelines.object_stores import (
+    STORE_ERRORS,
+    check_gcs_credentials,
+    check_reachable,
+    check_s3_credentials,
+    storage_error,
+)
 from pipelines.process import (
     RECORD_QUALITY_NAMES,
     Outcome,
@@ -587,8 +593,10 @@ def run(argv: list[str] | None = None) -> dict:
     FileSystems.set_options(options)
     try:
         check_s3_credentials([*args.input, args.output, args.pseudonym_key_file], options)
-        if not options.get_all_options().get("dry_run"):  # a dry run writes nothing
+        dry_run = options.get_all_options().get("dry_run")  # a dry run lists inputs but writes nothing
+        if not dry_run:
             check_gcs_credentials([args.output, args.pseudonym_key_file])
+        check_reachable([*args.input, args.pseudonym_key_file, *([] if dry_run else [args.output])], options)
         config = config_from_args(args)
         _check_sharding(args)
         args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file, args.create_key_file)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipelines.object_stores import StoreUnreachableError
 from pipelines.schema import SchemaError
 from pipelines.tfrecord import CorruptTFRecordError
 from training.augment import AugmentConfig
@@ -243,7 +244,8 @@ def launch(prog: str, backend: str, device: str, train: Callable[[Dist], int]) -
         return 2
     try:
         return train(dist)
-    except (ConfigError, CheckpointError, FileNotFoundError, CorruptTFRecordError, SchemaError) as err:
+    except (ConfigError, CheckpointError, FileNotFoundError, StoreUnreachableError, CorruptTFRecordError,
+            SchemaError) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
     finally:

@@ -201,7 +201,7 @@ def plan_validation(cfg: PretrainConfig, dist: Dist, data: str) -> HeldOut | Non
     if dist.is_main:
         try:
             found = {"held_out": hold_out(data, cfg.val_fraction, cfg.split_group, cfg.seed)}
-        except (FileNotFoundError, ValueError) as err:
+        except (OSError, ValueError) as err:  # a missing folder, an unreachable store, no shards
             found = {"error": f"--data {data}: {err}"}
     found = dist.broadcast_object(found)
     if "error" in found:

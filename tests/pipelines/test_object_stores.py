@@ -7,6 +7,7 @@ import gzip
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +19,8 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.object_stores import filesystems, storage_error
+from pipelines import object_stores
+from pipelines.object_stores import StoreUnreachableError, check_reachable, filesystems, storage_error
 from pipelines.tfrecord import read_records
 from training.data import EEGLoader, LoaderConfig, describe
 
@@ -112,6 +114,64 @@ def test_storage_errors_name_the_path_and_the_stores_answer():
     outer = BeamIOError("exists() operation failed", {"s3://b/raw/": inner})
     assert storage_error(outer) == "s3://b/raw/: ValueError: Must provide one of client or options"
     assert storage_error(FileNotFoundError("Not found:\n  s3://b/k")) == "FileNotFoundError: Not found: s3://b/k"
+
+
+def _closed_port() -> int:
+    """A local port nothing listens on (connections to it are refused)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def no_proxy_env(monkeypatch):
+    """No proxy from the environment, and no endpoint remembered from earlier tests."""
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(object_stores, "_REACHABLE", set())
+
+
+def test_an_unreachable_store_is_named_with_its_host_and_a_reachable_one_is_checked_once(
+        s3, no_proxy_env, monkeypatch):
+    endpoint, _ = s3
+    port = _closed_port()
+    options = PipelineOptions(["--s3_endpoint_url", f"http://127.0.0.1:{port}"])
+    with pytest.raises(StoreUnreachableError, match=rf"^s3://b/raw/: cannot reach the store at 127\.0\.0\.1:{port} "
+                       r"\(Connection refused\); .* the endpoint \(--s3_endpoint_url"):
+        check_reachable(["/local/folder", "s3://b/raw/"], options)
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"127.0.0.1:{port}")
+    with pytest.raises(StoreUnreachableError, match=rf"^gs://b/x: cannot reach the store at 127\.0\.0\.1:{port} .*"
+                       r"STORAGE_EMULATOR_HOST$"):
+        check_reachable(["gs://b/x"])
+    # Through a proxy, the proxy is what must answer.
+    monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{port}")
+    with pytest.raises(StoreUnreachableError, match=rf"the store at the proxy 127\.0\.0\.1:{port} "):
+        check_reachable(["s3://b/raw/"], PipelineOptions(["--s3_endpoint_url", "https://s3.example.invalid"]))
+    monkeypatch.delenv("HTTPS_PROXY")
+    # A name that cannot resolve (RFC 2606 reserves .invalid).
+    with pytest.raises(StoreUnreachableError, match=r"s3\.example\.invalid:443 \(its name does not resolve"):
+        check_reachable(["s3://b/raw/"], PipelineOptions(["--s3_endpoint_url", "https://s3.example.invalid"]))
+    check_reachable([f"s3://{BUCKET}/a", f"s3://{BUCKET}/b"], PipelineOptions(["--s3_endpoint_url", endpoint]))
+    assert object_stores._REACHABLE == {("127.0.0.1", int(endpoint.rsplit(":", 1)[1]))}
+
+
+def test_an_unreachable_store_fails_the_job_and_training_at_once(shared_data, tmp_path, no_proxy_env):
+    # Beam would retry each request with exponential backoff: 2 minutes for gs://, over 10 for s3://.
+    port = _closed_port()
+    (tmp_path / "key").write_bytes(KEY)
+    done = _preprocess(["--input", "s3://b/raw/", "--output", str(tmp_path / "out"),
+                        "--pseudonym_key_file", str(tmp_path / "key"), "--s3_endpoint_url", f"http://127.0.0.1:{port}"],
+                       env={**AWS_ENV, "HTTPS_PROXY": "", "HTTP_PROXY": ""})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"error: s3://b/raw/: cannot reach the store at 127.0.0.1:{port} (Connection refused)" in done.stderr
+    done = subprocess.run([sys.executable, "-m", "training.pretrain", "--data", "gs://b/out", "--output",
+                           str(tmp_path / "run"), "--config", "cpu-tiny", "--max_steps", "2", "--wandb", "disabled"],
+                          cwd=REPO, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "STORAGE_EMULATOR_HOST": f"127.0.0.1:{port}", "HTTPS_PROXY": "",
+                               "HTTP_PROXY": ""})
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"pretrain: --data gs://b/out: gs://b/out/*/part-*-of-*.tfrecord: cannot reach the store at 127.0.0.1:{port}" \
+        in done.stderr
 
 
 def test_missing_objects_fail_the_command_with_the_option_and_path(s3):
