@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -147,14 +148,22 @@ class Harmonized:
     interpolated: tuple[str, ...]
 
 
-def plan_harmonization(ch_names, *, min_channels: int = 10) -> tuple[ChannelMap, np.ndarray | None]:
+def plan_harmonization(ch_names, *, min_channels: int = 10,
+                       exclude: Sequence[str] = ()) -> tuple[ChannelMap, np.ndarray | None]:
     """Map channels and, when some canonical ones are missing, the matrix that fills them in.
 
+    ``exclude``: recorded channels (by name) known to be bad, e.g. from a BIDS channels.tsv:
+    neither used nor interpolated from, so a canonical one among them is interpolated.
     Raises HarmonizeError when fewer than `min_channels` canonical electrodes are present.
     """
     if not 1 <= min_channels <= N_CANONICAL:
         raise ValueError(f"min_channels: expected 1..{N_CANONICAL}; got {min_channels}")
     cmap = map_channels(list(ch_names))
+    dropped = {i for i, name in enumerate(ch_names) if name in set(exclude)}
+    if dropped:
+        cmap = dataclasses.replace(
+            cmap, canonical={k: i for k, i in cmap.canonical.items() if i not in dropped},
+            extra_eeg={k: i for k, i in cmap.extra_eeg.items() if i not in dropped})
     if len(cmap.canonical) < min_channels:
         found = ", ".join(repr(n) for n in ch_names[:30]) or "none"
         more = f" (+{len(ch_names) - 30} more)" if len(ch_names) > 30 else ""
@@ -162,6 +171,7 @@ def plan_harmonization(ch_names, *, min_channels: int = 10) -> tuple[ChannelMap,
             f"only {len(cmap.canonical)} of the 19 10-20 channels are present "
             f"({', '.join(cmap.canonical) or 'none'}); need at least {min_channels} "
             f"(--min_channels). Channels found: {found}{more}"
+            + (f"; marked bad and left out: {', '.join(ch_names[i] for i in sorted(dropped))}" if dropped else "")
         )
     if not cmap.missing:
         return cmap, None

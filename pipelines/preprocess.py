@@ -369,8 +369,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "quarantine.jsonl and <site>/part-*-of-*.tfrecord shards); without it such a folder "
                      "is an error, since readers take every shard in it and would mix the two runs")
     io_.add_argument("--dataset", default="auto", choices=DATASETS,
-                     help="layout adapter: hms = Kaggle train.csv + train_eegs/; bids = BIDS with "
-                     "participants.tsv; eegmat = PhysioNet mental arithmetic; edf = any folder of "
+                     help="layout adapter: hms = Kaggle train.csv + train_eegs/; bids = BIDS (participants.tsv "
+                     "age/sex, *_channels.tsv bad channels interpolated, *_eeg.json PowerLineFrequency); eegmat = PhysioNet mental arithmetic; edf = any folder of "
                      "EDF/BDF/FIF/BrainVision/EEGLAB files (+ optional labels.csv); auto detects it "
                      "per top-level folder")
     io_.add_argument("--site", default=None,
@@ -398,8 +398,9 @@ def build_parser() -> argparse.ArgumentParser:
     sig.add_argument("--stride_seconds", type=float, default=10.0,
                      help="step between window starts; smaller than --window_seconds overlaps windows")
     sig.add_argument("--line_freq", default="auto", choices=["auto", "50", "60", "none"],
-                     help="mains frequency to notch (with its harmonics); auto detects 50/60 Hz from the "
-                     "first --line_detect_seconds of each recording and notches nothing if neither stands out")
+                     help="mains frequency to notch (with its harmonics); auto takes a BIDS recording's "
+                     "PowerLineFrequency (*_eeg.json) where given, else detects 50/60 Hz from the first "
+                     "--line_detect_seconds of each recording and notches nothing if neither stands out")
     sig.add_argument("--l_freq", type=float, default=0.5, help="band-pass lower edge in Hz (passband edge)")
     sig.add_argument("--h_freq", type=float, default=70.0,
                      help="band-pass upper edge in Hz; must stay well below 128 Hz, the Nyquist frequency "

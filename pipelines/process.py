@@ -32,6 +32,7 @@ from pipelines.logging_setup import get_logger
 from pipelines.object_stores import storage_error
 from pipelines.deid import pseudonym
 from pipelines.artifact_ae import band_features_from_psd
+from pipelines.bids import SidecarError, read_sidecars
 from pipelines.features import compute_features
 from pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
 from pipelines.harmonize import HarmonizeError, harmonize, plan_harmonization
@@ -117,6 +118,7 @@ class Outcome:
     sfreq_in: float = 0.0
     n_chans_in: int = 0
     interpolated: tuple[str, ...] = ()
+    marked_bad: tuple[str, ...] = ()  # recorded channels a BIDS channels.tsv marks bad (left out)
     line_freq: int | None = None
     dataset: str = ""
     source_sha256: str = ""
@@ -260,7 +262,12 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     info = reader.info
     outcome.sfreq_in, outcome.n_chans_in = info.sfreq, len(info.ch_names)
     try:
-        plan = plan_harmonization(info.ch_names, min_channels=config.min_channels)
+        sidecars = read_sidecars(item.channels_tsv, item.eeg_json)
+    except SidecarError as err:
+        raise StageError("sidecar", str(err)) from err
+    outcome.marked_bad = tuple(name for name in sidecars.bad_channels if name in info.ch_names)
+    try:
+        plan = plan_harmonization(info.ch_names, min_channels=config.min_channels, exclude=outcome.marked_bad)
     except HarmonizeError as err:
         empty = getattr(reader, "empty_columns", ())
         note = f"; columns entirely NaN (not recorded): {', '.join(empty)}" if empty else ""
@@ -312,7 +319,9 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
                        "emg_removed": len(cleaner.excluded_emg)}
 
     line_freq = config.line_freq
-    if line_freq == "auto":
+    if line_freq == "auto" and sidecars.line_freq is not None:  # the data set's own record of its mains
+        line_freq = sidecars.line_freq
+    elif line_freq == "auto":
         n_detect = min(info.n_times, int(config.line_detect_seconds * info.sfreq))
         line_freq = detect_line_frequency(harmonized(0, n_detect)[0][: schema.N_CHANS], info.sfreq)
     outcome.line_freq = line_freq

@@ -9,7 +9,9 @@ dataset adapter knows how its layout names subjects, sessions, sites and labels:
   window (from `eeg_label_offset_seconds`, else the start), task `hms6` without votes: what a model
   is asked to classify. Parquets without csv rows are processed unlabeled; csv rows whose parquet
   is absent are reported, never dropped silently.
-- `bids`: `sub-<label>[/ses-<label>]/eeg/*_eeg.<ext>`; `participants.tsv` supplies age and sex.
+- `bids`: `sub-<label>[/ses-<label>]/eeg/*_eeg.<ext>`; `participants.tsv` supplies age and sex,
+  `*_channels.tsv` the bad channels (interpolated) and `*_eeg.json` the mains frequency
+  (``pipelines.bids``).
 - `eegmat`: PhysioNet mental arithmetic, `SubjectNN_1.edf` rest / `SubjectNN_2.edf` task.
 - `edf`: any folder of EDF/BDF/FIF/BrainVision/EEGLAB files; an optional `labels.csv` (the
   simulator's layout: HMS vote columns + `path`) attaches labeled windows.
@@ -31,6 +33,7 @@ from collections.abc import Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
+from pipelines.bids import SidecarIndex
 from pipelines.config import check_option
 from pipelines.deid import safe_age, normalize_sex
 from pipelines.logging_setup import get_logger
@@ -75,6 +78,8 @@ class SourceItem:
     recording_label: int = -1  # a label for every window of the recording (eegmat rest/task)
     age: float | None = None
     sex: str = ""
+    channels_tsv: str = ""  # BIDS: the channels.tsv that applies (bad channels), if any
+    eeg_json: tuple[str, ...] = ()  # BIDS: the *_eeg.json files that apply, farthest first
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,9 +353,11 @@ def _bids(files, roots, site):
         if posixpath.basename(f) == "participants.tsv":
             for row in csv.DictReader(io.StringIO(_read_text(f)), delimiter="\t"):
                 participants[row.get("participant_id", "").strip()] = row
+    sidecars = SidecarIndex(files)
     items = []
     for path in recordings:
         entities = dict(_BIDS_ENTITY.findall(posixpath.basename(path)))
+        channels = sidecars.applicable(path, "channels", ".tsv")
         sub = entities.get("sub", "")
         row = participants.get(f"sub-{sub}", {})
         age = None
@@ -362,6 +369,7 @@ def _bids(files, roots, site):
             path=path, dataset="bids", site=site or _bids_root_name(path),
             subject_key=sub or path, session_key=entities.get("ses", ""), task=entities.get("task", ""),
             age=age, sex=normalize_sex(row.get("sex")),
+            channels_tsv=channels[-1] if channels else "", eeg_json=tuple(sidecars.applicable(path, "eeg", ".json")),
         ))
     return items, ignored
 
