@@ -222,8 +222,11 @@ def test_a_short_max_steps_shortens_the_configs_warmup_unless_set_gives_it():
 
 def test_pretraining_on_simulated_eeg_lowers_the_masked_reconstruction_loss(pipeline_output, tmp_path):
     out = tmp_path / "learn"
+    # Every subject trains: which one cpu-tiny's validation holds out moved the ratio below from
+    # 0.64 to 0.86 across pseudonym keys; on all four it is 0.75 with any key (4 keys measured).
     done = _pretrain(pipeline_output, out, "--max_steps", "80", "--set", "optim.lr=3e-3",
-                     "--set", "optim.warmup_steps=4", "--set", "wandb.mode=disabled", timeout=600)
+                     "--set", "optim.warmup_steps=4", "--set", "wandb.mode=disabled", "--set", "val_fraction=0",
+                     timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     losses = [m["reconstruction_loss"] for m in _metrics(out)]
     assert len(losses) == 80
