@@ -192,18 +192,27 @@ def _connect(host: str, port: int) -> str | None:
     return reason
 
 
+def unreachable(url: str) -> tuple[str, str] | None:
+    """None where a TCP connection to ``url``'s host (or the proxy that carries it) opens, else
+    ``(what was tried, why it failed)``; a host that answered once is not tried again."""
+    target, host, port = _via_proxy(url)
+    if (host, port) in _REACHABLE:
+        return None
+    reason = _connect(host, port)
+    if reason is not None:
+        return target, reason
+    _REACHABLE.add((host, port))
+    return None
+
+
 def check_reachable(paths: list[str], options: Any = None) -> None:
     """Fail at once, naming the path, where an object-store path's endpoint takes no TCP
     connection (see the module doc); each endpoint is tried once per process."""
     for path in paths:
         url = store_endpoint(path, options)
-        if url is None:
-            continue
-        target, host, port = _via_proxy(url)
-        if (host, port) in _REACHABLE:
-            continue
-        reason = _connect(host, port)
-        if reason is not None:
+        failed = None if url is None else unreachable(url)
+        if failed is not None:
+            target, reason = failed
             if path.startswith("s3://"):
                 hint = (" and the endpoint (--s3_endpoint_url, AWS_ENDPOINT_URL; else the region: "
                         "--s3_region_name, AWS_DEFAULT_REGION)")
@@ -211,7 +220,6 @@ def check_reachable(paths: list[str], options: Any = None) -> None:
                 hint = " and STORAGE_EMULATOR_HOST" if os.environ.get("STORAGE_EMULATOR_HOST") else ""
             raise StoreUnreachableError(f"{path}: cannot reach the store at {target} ({reason}); check the network, "
                           f"a firewall or proxy (HTTPS_PROXY){hint}")
-        _REACHABLE.add((host, port))
 
 
 def filesystems(*paths: str) -> Any:

@@ -4,8 +4,9 @@ Why offline by default: training must run on air-gapped hospital machines and in
 API key, and nothing should leave the machine unless someone chose so. An offline run writes
 ``<run_dir>/wandb/offline-run-<time>-<id>/run-<id>.wandb``; ``wandb sync`` uploads it later, and
 :func:`read_offline_run` reads it back here (wandb 0.31 no longer ships a Python reader).
-``mode="online"`` needs credentials (``WANDB_API_KEY`` or a ``wandb login`` netrc entry); without
-them the tracker falls back to offline with a warning rather than killing a long job at start.
+``mode="online"`` needs credentials (``WANDB_API_KEY`` or a ``wandb login`` netrc entry) and a
+server that answers; without them, or where ``wandb.init`` fails online, the tracker falls back to
+offline with a warning rather than killing a long job at start.
 
 Why only numbers: EEG metadata carries patient identifiers, and a string logged by mistake would be
 uploaded for good. :class:`Tracker` accepts numeric scalars only, under names made of
@@ -79,12 +80,25 @@ def _check_metrics(metrics: Mapping[str, Any], where: str) -> dict[str, float | 
     return clean
 
 
-def _has_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
+def _base_url() -> str:
+    """The W&B server runs go to: ``WANDB_BASE_URL``, else this wandb version's default (wandb
+    0.31's is https://api.forge.coreweave.com, not the api.wandb.ai of earlier versions)."""
+    if os.environ.get("WANDB_BASE_URL"):
+        return os.environ["WANDB_BASE_URL"].rstrip("/")
+    import wandb
+
+    return str(wandb.Settings().base_url)
+
+
+def _has_credentials(base_url: str) -> bool:
+    """Whether wandb will find credentials for ``base_url``: an API key or identity-token file in
+    the environment, or a ``wandb login`` entry in the netrc file (``NETRC``, else ~/.netrc)."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or ""
+    host = urlparse(base_url).hostname or ""
+    path = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
     try:
-        return netrc.netrc().authenticators(host) is not None
+        return netrc.netrc(path).authenticators(host) is not None
     except (OSError, netrc.NetrcParseError):
         return False
 
@@ -126,14 +140,38 @@ class Tracker:
         self._run: Any = None
         if rank != 0 or mode == "disabled":
             return
-        if mode == "online" and not _has_credentials():
-            log.warning("wandb mode 'online' needs WANDB_API_KEY (or `wandb login`); logging offline "
-                        "instead, upload later with `wandb sync %s/wandb/offline-run-*`", self.run_dir)
-            self.mode = "offline"
+        if mode == "online":
+            self._go_offline_unless_online_works()
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run_id = resume_id or self._stored_run_id() or _new_run_id()
         (self.run_dir / RUN_ID_FILE).write_text(self.run_id + "\n", encoding="utf-8")
-        self._run = self._start(project, dict(config), run_name)
+        try:
+            self._run = self._start(project, dict(config), run_name)
+        except Exception as err:  # noqa: BLE001 - wandb.errors.Error and what its service raises
+            if self.mode != "online":
+                raise
+            # A server that refuses the key or fails mid-handshake must not kill a job at start.
+            import wandb
+
+            self._fall_back(f"wandb.init failed online ({type(err).__name__}: {' '.join(str(err).split())[:300]})")
+            wandb.teardown()  # the failed run still holds its id in wandb's service
+            self._run = self._start(project, dict(config), run_name)
+
+    def _go_offline_unless_online_works(self) -> None:
+        """Online needs credentials and a server that answers; without either, W&B retried for
+        about 90 s and then raised, ending the job, where logging offline loses nothing."""
+        from pipelines.object_stores import unreachable
+
+        base_url = _base_url()
+        if not _has_credentials(base_url):
+            self._fall_back(f"wandb mode 'online' needs WANDB_API_KEY (or `wandb login`) for {base_url}")
+        elif (failed := unreachable(base_url)) is not None:
+            self._fall_back(f"cannot reach the W&B server at {failed[0]} ({failed[1]}; WANDB_BASE_URL={base_url})")
+
+    def _fall_back(self, why: str) -> None:
+        log.warning("%s; logging offline instead, upload later with `wandb sync %s/wandb/offline-run-*`",
+                    why, self.run_dir)
+        self.mode = "offline"
 
     def _stored_run_id(self) -> str | None:
         try:
@@ -159,6 +197,13 @@ class Tracker:
             save_code=False,
             disable_job_creation=True,
         )
+        if self.mode == "offline":
+            # Offline means nothing leaves the machine. wandb 0.31's SDK telemetry follows the
+            # process-wide settings, not the run's, and WANDB_ERROR_REPORTING: left as they were,
+            # an offline run posted OpenTelemetry metrics to the W&B server at exit. The variable
+            # also keeps error reports from wandb's service process (read when it starts).
+            os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
+            wandb.setup(settings=wandb.Settings(mode="offline"))
         return wandb.init(
             project=project, dir=str(self.run_dir), config=config, id=self.run_id, resume="allow",
             name=run_name, mode=self.mode, settings=settings,

@@ -1,10 +1,20 @@
+import logging
 import math
+import os
+import socket
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from pipelines import object_stores
 from pipelines.config import ConfigError
+from training import tracking
 from training.tracking import (
     RUN_ID_FILE,
     ReconstructionMeter,
@@ -41,6 +51,98 @@ def test_offline_run_records_metrics_and_a_resumed_job_continues_the_same_run(tm
         resumed.log({"train/loss": 0.1}, step=3)
     runs = sorted((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}"))
     assert len(runs) == 2 and read_offline_run(runs[-1])["history"][0]["train/loss"] == 0.1
+
+
+class _Refusing(BaseHTTPRequestHandler):
+    """A W&B server stand-in that records every request and answers 401."""
+
+    seen: list[str] = []
+
+    def _answer(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        _Refusing.seen.append(f"{self.command} {self.path}")
+        body = b'{"data": null, "errors": [{"message": "unauthorized"}]}'
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = _answer
+
+    def log_message(self, *args) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def wandb_server():
+    """The URL of a local server standing in for W&B, and the list of requests it received."""
+    _Refusing.seen = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_port}", _Refusing.seen
+    server.shutdown()
+
+
+def test_an_offline_run_sends_nothing_to_the_wandb_server(tmp_path, wandb_server):
+    # wandb 0.31 posted its SDK telemetry (OpenTelemetry metrics) to the server at exit from an
+    # offline run, unless the process-wide settings are offline too. A fresh process, as a job is
+    # (the tests' own WANDB_MODE=offline is left out, as a user's shell has none).
+    url, seen = wandb_server
+    script = ("import sys\nfrom training.tracking import Tracker\n"
+              "with Tracker('eegfm-test', sys.argv[1], {'lr': 1e-3}) as t:\n"
+              "    t.log({'train/loss': 1.0}, step=0)\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    env.update(WANDB_BASE_URL=url, HOME=str(tmp_path / "home"))
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], cwd=Path(__file__).parents[2],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert seen == [] and "Failed to export" not in done.stderr
+    (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
+    assert read_offline_run(run)["history"][0]["train/loss"] == 1.0
+
+
+def test_online_falls_back_to_offline_when_the_server_cannot_be_reached_or_refuses(
+        tmp_path, monkeypatch, caplog, wandb_server):
+    monkeypatch.setenv("WANDB_API_KEY", "0123456789" * 4)
+    monkeypatch.setattr(object_stores, "_REACHABLE", set())
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed}")
+    with caplog.at_level(logging.WARNING, logger="eegfm.training.tracking"):
+        with Tracker("eegfm-test", tmp_path / "a", {}, mode="online") as tracker:  # W&B retried ~90 s and raised
+            assert tracker.mode == "offline" and tracker.active
+            tracker.log({"x": 1.0}, step=0)
+    assert f"cannot reach the W&B server at 127.0.0.1:{closed} (Connection refused" in caplog.text
+    # A server that answers but refuses the key: wandb.init raises; the job goes on offline.
+    url, seen = wandb_server
+    monkeypatch.setenv("WANDB_BASE_URL", url)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="eegfm.training.tracking"):
+        with Tracker("eegfm-test", tmp_path / "b", {}, mode="online") as tracker:
+            assert tracker.mode == "offline" and tracker.active
+            tracker.log({"x": 2.0}, step=0)
+    assert seen and "wandb.init failed online (CommError: " in caplog.text
+    (run,) = (tmp_path / "b" / "wandb").glob("offline-run-*")
+    assert read_offline_run(run)["history"][0]["x"] == 2.0
+
+
+def test_credentials_are_looked_up_for_the_server_runs_go_to(tmp_path, monkeypatch):
+    for name in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    netrc = tmp_path / "netrc"
+    netrc.write_text("machine api.forge.coreweave.com\n  login user\n  password " + "k" * 40 + "\n")
+    netrc.chmod(0o600)
+    monkeypatch.setenv("NETRC", str(netrc))
+    assert tracking._base_url() == "https://api.forge.coreweave.com"  # wandb 0.31's default server
+    assert tracking._has_credentials(tracking._base_url())  # `wandb login` wrote it for that host
+    assert not tracking._has_credentials("https://api.wandb.ai")
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.hospital.example/")
+    assert tracking._base_url() == "https://wandb.hospital.example"
+    assert not tracking._has_credentials(tracking._base_url())
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    assert tracking._has_credentials(tracking._base_url())
 
 
 def test_only_numbers_under_safe_names_are_accepted_on_every_rank(tmp_path):
