@@ -820,7 +820,9 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, out
         distribution, keep = losses.as_distribution(target, class_logits(logits, cfg).shape[-1])
         temperature, before, after = fit_temperature(class_logits(logits, cfg)[keep], distribution[keep])
         report["calibration"] = {"temperature": temperature, "val_kl_before": before, "val_kl_after": after}
-        log.info("temperature scaling: T = %.3f, validation KL %.4f -> %.4f", temperature, before, after)
+        # KL to a one-hot target is the cross-entropy: the loss that eegmat-style tasks report.
+        log.info("temperature scaling: T = %.3f, validation %s %.4f -> %.4f", temperature,
+                 "KL" if cfg.task == "hms6" else "cross-entropy", before, after)
         if temperature >= TEMPERATURE_RANGE[1] * 0.999:
             log.warning("temperature scaling: T reached its upper bound %g, so the calibrated model predicts "
                         "about the same distribution for every window: on these %d validation windows its "
