@@ -52,7 +52,7 @@ from model.modeling import EEGFMForPretraining
 from pipelines.logging_setup import get_logger, setup_logging
 from pipelines.schema import CHANNELS
 from training import checkpoint as ckpt
-from training.config import ConfigError, PretrainConfig, load_config, resolve_precision
+from training.config import ConfigError, OptimConfig, PretrainConfig, load_config, resolve_precision
 from training.data import EEGLoader, RecordFilter, model_inputs
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast, backward,
@@ -224,6 +224,27 @@ def check_held_out_unchanged(saved: dict[str, Any], cfg: PretrainConfig, checkpo
                 changed)
 
 
+SCHEDULE_KEYS = ("lr", "warmup_steps", "max_steps", "min_lr_ratio")
+
+
+def check_schedule_unchanged(saved: dict[str, Any], cfg: PretrainConfig, checkpoint: Path, step: int) -> None:
+    """Warn when a resumed run's learning-rate schedule is not its checkpoint's, most often a
+    larger ``--max_steps`` to train on: the cosine is recomputed over the new length, so the rate
+    jumps at the resumed step (from the end of the old decay back up: a warm restart)."""
+    try:
+        before = OptimConfig.from_dict(saved["optim"])
+    except (KeyError, TypeError, ConfigError):  # a checkpoint without its config: nothing to compare
+        return
+    changed = [key for key in SCHEDULE_KEYS if getattr(before, key) != getattr(cfg.optim, key)]
+    if not changed:
+        return
+    old, new = before.lr * before.lr_factor(step), cfg.optim.lr * cfg.optim.lr_factor(step)
+    log.warning("resume: %s was trained on another learning-rate schedule (%s): at step %d the rate moves from "
+                "%.3g to %.3g%s", checkpoint,
+                ", ".join(f"optim.{key} {getattr(before, key)!r} -> {getattr(cfg.optim, key)!r}" for key in changed),
+                step, old, new, ", a warm restart" if new > 1.5 * old else "")
+
+
 def validation_due(cfg: PretrainConfig, step: int) -> bool:
     """Validate at every scheduled checkpoint (its metric picks ``best``) and every ``eval_every``."""
     return (step % cfg.save_every == 0 or step == cfg.optim.max_steps
@@ -375,6 +396,7 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
         run.load_state_dict(state)
         log.info("resumed from %s at step %d", start, run.step)
         check_held_out_unchanged(state.get("config", {}), cfg, start)
+        check_schedule_unchanged(state.get("config", {}), cfg, start, run.step)
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
         (output / "run.json").write_text(json.dumps({

@@ -432,3 +432,21 @@ def test_resuming_with_other_held_out_groups_warns(caplog):
         "resume: step-00000020 was written by a run with other held-out groups (split_group 'site' -> 'subject'); "
         "windows validated on now may have been trained on before, so val/ losses are not held-out measures for "
         "this run"]
+
+
+def test_resuming_on_another_learning_rate_schedule_warns(caplog):
+    from training.config import load_config
+    from training.pretrain import check_schedule_unchanged
+
+    planned = load_config("cpu-tiny", "pretrain", ["optim.max_steps=40"])  # warm-up 20, lr 1e-3, floor 0.1
+    with caplog.at_level("WARNING", logger="eegfm.training.pretrain"):
+        check_schedule_unchanged(planned.to_dict(), planned, Path("step-00000020"), 20)  # a preemption restart
+        check_schedule_unchanged({"seed": 0}, planned, Path("old"), 20)  # no config saved: nothing to compare
+        assert not caplog.records
+        longer = load_config("cpu-tiny", "pretrain", ["optim.max_steps=80"])
+        check_schedule_unchanged(planned.to_dict(), longer, Path("step-00000040"), 40)
+    # 40 steps ended the decay at 1e-4; over 80 the cosine is a third of the way down at step 40:
+    # 1e-4 + 9e-4 * (1 + cos(pi / 3)) / 2 = 7.75e-4.
+    assert [r.getMessage() for r in caplog.records] == [
+        "resume: step-00000040 was trained on another learning-rate schedule (optim.max_steps 40 -> 80): at step 40 "
+        "the rate moves from 0.0001 to 0.000775, a warm restart"]
