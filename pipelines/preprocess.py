@@ -44,6 +44,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
+from pipelines import s3_anonymous  # noqa: F401 - registers --s3_anonymous, patches Beam's S3 client
 from pipelines import schema
 from pipelines.artifact_ae import ArtifactAutoencoder
 from pipelines.config import ConfigError, check_int
@@ -376,6 +377,11 @@ def build_parser() -> argparse.ArgumentParser:
     io_.add_argument("--site", default=None,
                      help="site name for every input; default: the first folder below each input folder (for "
                      "a glob, below the folder before its first wildcard; for a file, its folder)")
+    io_.add_argument("--s3_anonymous", action="store_true",
+                     help="read s3:// inputs with unsigned requests, without credentials: public buckets such as "
+                     "OpenNeuro's BIDS data sets (s3://openneuro.org/dsNNNNNN/). Objects a bucket does not make "
+                     "public answer 403 (quarantined with that reason); --output and --pseudonym_key_file "
+                     "cannot be on S3 then, since unsigned requests cannot write or read private keys")
     io_.add_argument("--pseudonym_key_file", default=DEFAULT_KEY_FILE,
                      help="secret key for the HMAC-SHA256 pseudonyms of site/subject/session/recording "
                      "(created with a random key on first use if it is the default path). Keep it to get "
@@ -588,12 +594,21 @@ def run(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     setup_logging("DEBUG" if args.verbose else "INFO", verbose=args.verbose)
+    if args.s3_anonymous:
+        private = [f"{flag} {path}" for flag, path in (("--output", args.output),
+                                                        ("--pseudonym_key_file", args.pseudonym_key_file))
+                   if path.startswith("s3://")]
+        if private:
+            parser.error(f"--s3_anonymous: unsigned requests cannot write or read a private key; "
+                         f"{' and '.join(private)} must be on another file system")
+        beam_args.append("--s3_anonymous")  # a pipeline option (pipelines.s3_anonymous): workers apply it too
     options = PipelineOptions(beam_args)
     # Beam's filesystems read their credentials and endpoints (--s3_endpoint_url ...) from
     # the options; the launcher lists inputs and reads the key before any worker runs.
     FileSystems.set_options(options)
     try:
-        check_s3_credentials([*args.input, args.output, args.pseudonym_key_file], options)
+        check_s3_credentials([*([] if args.s3_anonymous else args.input), args.output, args.pseudonym_key_file],
+                             options)
         dry_run = options.get_all_options().get("dry_run")  # a dry run lists inputs but writes nothing
         if not dry_run:
             check_gcs_credentials([args.output, args.pseudonym_key_file])

@@ -29,7 +29,7 @@ import numpy as np
 from pipelines import schema
 from pipelines.config import Config, check_option, check_range
 from pipelines.logging_setup import get_logger
-from pipelines.object_stores import storage_error
+from pipelines.object_stores import STORE_ERRORS, storage_error
 from pipelines.deid import pseudonym
 from pipelines.artifact_ae import band_features_from_psd
 from pipelines.bids import SidecarError, read_sidecars
@@ -207,6 +207,19 @@ def _ids(item: SourceItem, reader: Reader, key: bytes, sha: str) -> dict[str, st
     }
 
 
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a file raises for the file's or its store's reasons: OSError, GCS's errors and
+    Beam's S3ClientError (an object that answers 403 Forbidden, say), which is no OSError."""
+    try:
+        from apache_beam.io.aws.clients.s3.messages import S3ClientError
+    except ImportError:
+        return STORE_ERRORS
+    return (*STORE_ERRORS, S3ClientError)
+
+
+READ_ERRORS = _read_errors()
+
+
 def process_recording(
     item: SourceItem, key: bytes, config: PreprocessConfig, config_hash: str
 ) -> Iterator[Window | RejectedWindow | Outcome]:
@@ -228,8 +241,9 @@ def process_recording(
             )
     except StageError as err:
         outcome.stage, outcome.reason = err.stage, f"{os.path.basename(item.path)}: {err.reason}"
-    except OSError as err:
-        detail = storage_error(err) if getattr(err, "exception_details", None) else err  # BeamIOError
+    except READ_ERRORS as err:
+        detail = storage_error(err) if getattr(err, "exception_details", None) or not isinstance(err, OSError) \
+            else err  # BeamIOError, a store's own error
         outcome.stage, outcome.reason = "read", f"{os.path.basename(item.path)}: cannot read file ({detail})"
     except Exception as err:  # dead letter: one recording that breaks a library must not stop the run
         log.exception("unexpected failure on %s", item.path)

@@ -201,6 +201,42 @@ def test_missing_objects_fail_the_command_with_the_option_and_path(s3):
     assert f"error: s3://{BUCKET}/errors/raw/: no AWS credentials found: pass --s3_access_key_id" in done.stderr
 
 
+def test_a_public_bucket_is_read_without_credentials(s3, shared_data, tmp_path):
+    # OpenNeuro's layout: a public bucket anyone may read, whose objects are public-read; one
+    # object here is private, as a bucket can hold both.
+    endpoint, client = s3
+    client.create_bucket(Bucket="public-eeg", ACL="public-read")
+    for name, acl in (("Subject00_2.edf", "public-read"), ("Subject01_2.edf", "public-read"),
+                      ("Subject02_2.edf", "private")):
+        client.put_object(Bucket="public-eeg", Key=f"ds/{name}", Body=(shared_data / "eegmat" / name).read_bytes(),
+                          ACL=acl)
+    (tmp_path / "key").write_bytes(KEY)
+    bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    bare.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    args = [sys.executable, "-m", "pipelines.preprocess", "--input", "s3://public-eeg/ds/", "--output",
+            str(tmp_path / "out"), "--pseudonym_key_file", str(tmp_path / "key"), "--s3_endpoint_url", endpoint,
+            "--s3_region_name", "us-east-1", "--no_artifact_model"]
+    done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env=bare, timeout=120)
+    assert done.returncode == 2 and "no AWS credentials found" in done.stderr  # signed requests need them
+    # Unsigned requests, in the launcher (listing) and in 2 worker processes (reading the recordings).
+    done = subprocess.run([*args, "--s3_anonymous", "--direct_running_mode", "multi_processing",
+                           "--direct_num_workers", "2"], cwd=REPO, capture_output=True, text=True, env=bare,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    status = {e["source"].rsplit("/", 1)[1]: (e["status"], e.get("reason", "")) for e in manifest["inputs"]}
+    assert status["Subject00_2.edf"][0] == status["Subject01_2.edf"][0] == "processed"
+    private = status["Subject02_2.edf"]
+    assert private == ("quarantined", "Subject02_2.edf: cannot read file (S3ClientError: ('An error occurred (403) "
+                       "when calling the HeadObject operation: Forbidden', 403))"), private
+    assert manifest["counts"]["windows"] > 0
+    done = subprocess.run([*args[:6], "s3://public-eeg/out", *args[7:], "--s3_anonymous"], cwd=REPO,
+                          capture_output=True, text=True, env=bare, timeout=120)
+    assert done.returncode == 2
+    assert "--s3_anonymous: unsigned requests cannot write or read a private key; --output s3://public-eeg/out" \
+        in done.stderr
+
+
 def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, beam_options, monkeypatch):
     endpoint, client = s3
     root, files = mixed_tree
