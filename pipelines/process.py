@@ -26,6 +26,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from pipelines import s3_anonymous  # noqa: F401 - workers read recordings: their S3 clients follow --s3_anonymous
 from pipelines import schema
 from pipelines.config import Config, check_option, check_range
 from pipelines.logging_setup import get_logger

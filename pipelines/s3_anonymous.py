@@ -5,8 +5,10 @@ Beam's S3 client signs every request, and boto3 cannot sign without credentials,
 anyone may read was unreadable without them. With this Beam pipeline option the job's S3 client
 sends unsigned requests, as ``aws s3 ls --no-sign-request`` does; objects the bucket does not make
 public answer 403, named in the quarantine like any unreadable file. The option travels with the
-pipeline options, and every process that imports this module (the launcher, DirectRunner workers,
-Dataflow workers: the job's DoFns import it) applies it to the S3 clients Beam builds there.
+pipeline options, and every process that imports this module applies it to the S3 clients Beam
+builds there: the launcher, and every worker through ``pipelines.process``, which reads the
+recordings (the job's DoFns come from ``__main__`` under ``python -m``, pickled by value, so a
+fresh worker imports only the modules they use).
 Unsigned requests cannot write, so outputs and the key file stay elsewhere.
 """
 

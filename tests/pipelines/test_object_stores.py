@@ -218,10 +218,11 @@ def test_a_public_bucket_is_read_without_credentials(s3, shared_data, tmp_path):
             "--s3_region_name", "us-east-1", "--no_artifact_model"]
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env=bare, timeout=120)
     assert done.returncode == 2 and "no AWS credentials found" in done.stderr  # signed requests need them
-    # Unsigned requests, in the launcher (listing) and in 2 worker processes (reading the recordings).
+    # Unsigned requests, in the launcher (listing) and in 2 worker processes (reading the recordings)
+    # started as new interpreters, as Dataflow's are (forked warm workers inherit the launcher's).
     done = subprocess.run([*args, "--s3_anonymous", "--direct_running_mode", "multi_processing",
-                           "--direct_num_workers", "2"], cwd=REPO, capture_output=True, text=True, env=bare,
-                          timeout=600)
+                           "--direct_num_workers", "2", "--cold_workers"], cwd=REPO, capture_output=True,
+                          text=True, env=bare, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     status = {e["source"].rsplit("/", 1)[1]: (e["status"], e.get("reason", "")) for e in manifest["inputs"]}
