@@ -56,6 +56,7 @@ from pipelines.object_stores import (
     check_gcs_credentials,
     check_reachable,
     check_s3_credentials,
+    fix_s3_empty_uploads,
     storage_error,
 )
 from pipelines.process import (
@@ -286,6 +287,9 @@ def _quarantine_line(event) -> str:
 
 
 def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quarantine_lines, spill_dir):
+    # This runs in whichever worker Beam picks, maybe one that imported no sink: an empty
+    # quarantine.jsonl on S3 needs the uploader fix there too.
+    fix_s3_empty_uploads()
     remove_spill(spill_dir)  # every spill file has been read back once the shards exist
     with FileSystems.create(FileSystems.join(os.path.dirname(path), "quarantine.jsonl")) as fh:
         fh.write("".join(line + "\n" for line in sorted(quarantine_lines)).encode())
