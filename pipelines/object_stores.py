@@ -25,10 +25,12 @@ Two things Beam leaves to its callers:
 from __future__ import annotations
 
 import functools
+import importlib
 import os
 import socket
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from typing import Any
 
 _AWS_CREDENTIALS_FOUND = False  # once found, not looked up again (by every file a loader opens)
@@ -38,23 +40,33 @@ CONNECT_TIMEOUT_S = 5.0
 CONNECT_ATTEMPTS = 2
 
 
-def fix_s3_empty_uploads() -> None:
-    """Make Beam's S3 uploader write empty files (idempotent; a no-op without Beam's S3 module)."""
+def patch_beam_once(module: str, owner: str, attribute: str, wrap: Callable[[Any], Any]) -> None:
+    """Replace ``module.owner.attribute`` by ``wrap(original)`` once per process (idempotent; a
+    no-op where the module cannot be imported, e.g. Beam without its AWS extra)."""
     try:
-        from apache_beam.io.aws import s3io
+        target = getattr(importlib.import_module(module), owner)
     except ImportError:
         return
-    finish = s3io.S3Uploader.finish
-    if getattr(finish, "eegfm_fixed", False):
+    original = getattr(target, attribute)
+    if getattr(original, "eegfm_fixed", False):
         return
+    replacement = wrap(original)
+    replacement.eegfm_fixed = True
+    setattr(target, attribute, replacement)
 
-    def finish_with_a_part(self: Any) -> None:
-        if not self.parts and not self.buffer and self.last_error is None:
-            self._write_to_s3(b"")
-        finish(self)
 
-    finish_with_a_part.eegfm_fixed = True
-    s3io.S3Uploader.finish = finish_with_a_part
+def fix_s3_empty_uploads() -> None:
+    """Make Beam's S3 uploader write empty files (see the module doc)."""
+
+    def wrap(finish: Any) -> Any:
+        def finish_with_a_part(self: Any) -> None:
+            if not self.parts and not self.buffer and self.last_error is None:
+                self._write_to_s3(b"")
+            finish(self)
+
+        return finish_with_a_part
+
+    patch_beam_once("apache_beam.io.aws.s3io", "S3Uploader", "finish", wrap)
 
 
 def _store_errors() -> tuple[type[BaseException], ...]:

@@ -18,6 +18,8 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from pipelines.object_stores import patch_beam_once
+
 
 class AnonymousS3Options(PipelineOptions):
     @classmethod
@@ -34,25 +36,19 @@ def is_anonymous(options: Any) -> bool:
 
 
 def sign_s3_requests_only_with_credentials() -> None:
-    """Make Beam's S3 client send unsigned requests where the options say ``--s3_anonymous``
-    (idempotent; a no-op without Beam's S3 module)."""
-    try:
-        from apache_beam.io.aws.clients.s3 import boto3_client
-    except ImportError:
-        return
-    init = boto3_client.Client.__init__
-    if getattr(init, "eegfm_fixed", False):
-        return
+    """Make Beam's S3 client send unsigned requests where the options say ``--s3_anonymous``."""
 
-    def init_unsigned_when_anonymous(self: Any, options: Any) -> None:
-        init(self, options)
-        if is_anonymous(options):
-            from botocore.handlers import disable_signing
+    def wrap(init: Any) -> Any:
+        def init_unsigned_when_anonymous(self: Any, options: Any) -> None:
+            init(self, options)
+            if is_anonymous(options):
+                from botocore.handlers import disable_signing
 
-            self.client.meta.events.register("choose-signer.s3.*", disable_signing)
+                self.client.meta.events.register("choose-signer.s3.*", disable_signing)
 
-    init_unsigned_when_anonymous.eegfm_fixed = True
-    boto3_client.Client.__init__ = init_unsigned_when_anonymous
+        return init_unsigned_when_anonymous
+
+    patch_beam_once("apache_beam.io.aws.clients.s3.boto3_client", "Client", "__init__", wrap)
 
 
 sign_s3_requests_only_with_credentials()
