@@ -159,7 +159,8 @@ def plan_harmonization(ch_names, *, min_channels: int = 10,
     if not 1 <= min_channels <= N_CANONICAL:
         raise ValueError(f"min_channels: expected 1..{N_CANONICAL}; got {min_channels}")
     cmap = map_channels(list(ch_names))
-    dropped = {i for i, name in enumerate(ch_names) if name in set(exclude)}
+    excluded = set(exclude)
+    dropped = {i for i, name in enumerate(ch_names) if name in excluded}
     if dropped:
         cmap = dataclasses.replace(
             cmap, canonical={k: i for k, i in cmap.canonical.items() if i not in dropped},

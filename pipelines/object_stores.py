@@ -1,6 +1,6 @@
 """Beam's ``FileSystems`` for object stores (``gs://``, ``s3://``), ready to use in any process.
 
-Two things Beam leaves to its callers:
+Three things Beam leaves to its callers:
 
 - **Options.** Beam builds a filesystem per call from the options given to
   ``FileSystems.set_options``; its S3 filesystem refuses to work without them ("Must provide one
@@ -230,8 +230,8 @@ def check_reachable(paths: list[str], options: Any = None) -> None:
                         "--s3_region_name, AWS_DEFAULT_REGION)")
             else:
                 hint = " and STORAGE_EMULATOR_HOST" if os.environ.get("STORAGE_EMULATOR_HOST") else ""
-            raise StoreUnreachableError(f"{path}: cannot reach the store at {target} ({reason}); check the network, "
-                          f"a firewall or proxy (HTTPS_PROXY){hint}")
+            raise StoreUnreachableError(f"{path}: cannot reach the store at {target} ({reason}); check the "
+                                        f"network, a firewall or proxy (HTTPS_PROXY){hint}")
 
 
 def filesystems(*paths: str) -> Any:

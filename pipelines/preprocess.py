@@ -375,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "is an error, since readers take every shard in it and would mix the two runs")
     io_.add_argument("--dataset", default="auto", choices=DATASETS,
                      help="layout adapter: hms = Kaggle train.csv + train_eegs/; bids = BIDS (participants.tsv "
-                     "age/sex, *_channels.tsv bad channels interpolated, *_eeg.json PowerLineFrequency); eegmat = PhysioNet mental arithmetic; edf = any folder of "
+                     "age/sex, *_channels.tsv bad channels interpolated, *_eeg.json PowerLineFrequency); "
+                     "eegmat = PhysioNet mental arithmetic; edf = any folder of "
                      "EDF/BDF/FIF/BrainVision/EEGLAB files (+ optional labels.csv); auto detects it "
                      "per top-level folder")
     io_.add_argument("--site", default=None,

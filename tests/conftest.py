@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,14 @@ os.environ.setdefault("MNE_LOGGING_LEVEL", "WARNING")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("EEGFM_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+
+
+def free_port() -> int:
+    """A TCP port free on localhost now: for a test's process-group rendezvous, or, with nothing
+    started on it, a port that refuses connections."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

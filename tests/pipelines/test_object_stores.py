@@ -7,7 +7,6 @@ import gzip
 import json
 import logging
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from pipelines import object_stores
 from pipelines.object_stores import StoreUnreachableError, check_reachable, filesystems, storage_error
 from pipelines.tfrecord import read_records
+from tests.conftest import free_port
 from training.data import EEGLoader, LoaderConfig, describe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -116,13 +116,6 @@ def test_storage_errors_name_the_path_and_the_stores_answer():
     assert storage_error(FileNotFoundError("Not found:\n  s3://b/k")) == "FileNotFoundError: Not found: s3://b/k"
 
 
-def _closed_port() -> int:
-    """A local port nothing listens on (connections to it are refused)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def no_proxy_env(monkeypatch):
     """No proxy from the environment, and no endpoint remembered from earlier tests."""
@@ -134,7 +127,7 @@ def no_proxy_env(monkeypatch):
 def test_an_unreachable_store_is_named_with_its_host_and_a_reachable_one_is_checked_once(
         s3, no_proxy_env, monkeypatch):
     endpoint, _ = s3
-    port = _closed_port()
+    port = free_port()
     options = PipelineOptions(["--s3_endpoint_url", f"http://127.0.0.1:{port}"])
     with pytest.raises(StoreUnreachableError, match=rf"^s3://b/raw/: cannot reach the store at 127\.0\.0\.1:{port} "
                        r"\(Connection refused\); .* the endpoint \(--s3_endpoint_url"):
@@ -157,7 +150,7 @@ def test_an_unreachable_store_is_named_with_its_host_and_a_reachable_one_is_chec
 
 def test_an_unreachable_store_fails_the_job_and_training_at_once(shared_data, tmp_path, no_proxy_env):
     # Beam would retry each request with exponential backoff: 2 minutes for gs://, over 10 for s3://.
-    port = _closed_port()
+    port = free_port()
     (tmp_path / "key").write_bytes(KEY)
     done = _preprocess(["--input", "s3://b/raw/", "--output", str(tmp_path / "out"),
                         "--pseudonym_key_file", str(tmp_path / "key"), "--s3_endpoint_url", f"http://127.0.0.1:{port}"],

@@ -15,7 +15,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from tests.training.conftest import free_port
+from tests.conftest import free_port
 from training.distributed import BACKENDS, DistributedError, StopVote, init_distributed, unwrap
 
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.training.conftest import free_port
+from tests.conftest import free_port
 from training import checkpoint as ckpt
 from training.tracking import read_offline_run
 

@@ -1,7 +1,6 @@
 import logging
 import math
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -14,6 +13,7 @@ import torch
 
 from pipelines import object_stores
 from pipelines.config import ConfigError
+from tests.conftest import free_port
 from training import tracking
 from training.tracking import (
     RUN_ID_FILE,
@@ -106,9 +106,7 @@ def test_online_falls_back_to_offline_when_the_server_cannot_be_reached_or_refus
         tmp_path, monkeypatch, caplog, wandb_server):
     monkeypatch.setenv("WANDB_API_KEY", "0123456789" * 4)
     monkeypatch.setattr(object_stores, "_REACHABLE", set())
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = sock.getsockname()[1]
+    closed = free_port()  # nothing listens there
     monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{closed}")
     with caplog.at_level(logging.WARNING, logger="eegfm.training.tracking"):
         with Tracker("eegfm-test", tmp_path / "a", {}, mode="online") as tracker:  # W&B retried ~90 s and raised
