@@ -11,11 +11,13 @@ Stages, each one composite PTransform:
    (`pipelines.spill`); only their features and scores travel on. Bad inputs become tagged
    dead-letter outcomes, never crashes.
 2. `ScoreArtifacts`: fits the unsupervised artifact autoencoder on a deterministic sample of
-   windows from the training sites (or loads `--artifact_model`), saves it with the output, reads
-   each spill file back and writes the autoencoder's score into every record.
-3. `WriteWindows`: writes `OUTPUT/<site>/part-*.tfrecord` (snappy; a shard closes at
-   `--max_shard_mb`, or `--num_shards` fixes the count). An earlier run's shards in OUTPUT are
-   refused on the launcher, or deleted with `--overwrite`: readers take every shard there.
+   windows from the training sites (or loads `--artifact_model`), saves it with the output, and
+   scores every recording's windows from their features (rejecting those over the limit).
+3. `WriteWindows`: plans each site's shards from the recordings alone (ordered by recording
+   pseudonym; a shard holds at most `--max_shard_mb`, or `--num_shards` fixes the count), then
+   writes each shard from the spill files with the scores written into the records: the same
+   inputs give the same files on every runner and worker count. An earlier run's shards in OUTPUT
+   are refused on the launcher, or deleted with `--overwrite`: readers take every shard there.
 4. `WriteReports`: `manifest.json` (config, channel order, quality names, counts, every input with
    its outcome, shards) and `quarantine.jsonl` (one line per rejected input or window); removes
    the spill folder.
@@ -47,6 +49,7 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from pipelines import s3_anonymous  # noqa: F401 - registers --s3_anonymous, patches Beam's S3 client
 from pipelines import schema
 from pipelines.artifact_ae import ArtifactAutoencoder
+from pipelines.blas import single_threaded_blas
 from pipelines.config import ConfigError, check_int
 from pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym
 from pipelines.features import FEATURE_NAMES
@@ -76,7 +79,7 @@ from pipelines.sinks import (
     WriteSnappyTFRecordsBySite,
 )
 from pipelines.sources import DATASETS, Ignored, SourceItem, discover
-from pipelines.spill import SpilledRecording, SpillWriter, remove_spill, sample_items, scored_records, spill_path
+from pipelines.spill import SpilledRecording, SpillWriter, remove_spill, sample_items, score_spill, spill_path
 from pipelines.warm_workers import worker_command, zygote_for
 
 log = get_logger("preprocess")
@@ -102,6 +105,10 @@ class ProcessRecordingFn(beam.DoFn):
     def setup(self):
         # Read on the worker, so a gs:// key never travels inside the pipeline graph.
         self._key = load_key_any(self._key_file)
+        self._blas = single_threaded_blas()  # the runner runs a worker per core already
+
+    def teardown(self):
+        self._blas.__exit__(None, None, None)
 
     def process(self, item: SourceItem):
         spill = SpillWriter(spill_path(self._spill_dir, item.path))
@@ -164,7 +171,8 @@ def _fit_autoencoder(sample: list[tuple[str, np.ndarray]], seed: int):
                     "the rules only", _count(len(sample), "training window"), model.min_fit_windows)
         return None
     features = np.stack([f for _, f in sorted(sample, key=lambda kv: kv[0])])
-    return model.fit_features(features, n_chans=schema.N_CHANS)
+    with single_threaded_blas():  # as where it scores: a threaded BLAS rounds differently
+        return model.fit_features(features, n_chans=schema.N_CHANS)
 
 
 def _save_model(model, path: str) -> str:
@@ -193,9 +201,9 @@ def _load_model(path: str) -> ArtifactAutoencoder:
         return ArtifactAutoencoder.load(os.path.join(tmp, "m.npz"))
 
 
-class ScoreAndEncodeFn(beam.DoFn):
-    """Reads a recording's spill file back, writes the autoencoder's score into each record (ae_score
-    and the combined artifact_score, in place) and emits ``(site, Example bytes)`` for the sink;
+class ScoreSpillFn(beam.DoFn):
+    """Scores a recording's spilled windows with the autoencoder (from their features; the spill file
+    is read only when the shards are written) and emits its kept windows as a ``ScoredSpill``;
     windows over ``max_artifact_score`` go to REJECTED, and every kept window's counts to COUNTED."""
 
     REJECTED, COUNTED = "rejected", "counted"
@@ -203,16 +211,22 @@ class ScoreAndEncodeFn(beam.DoFn):
     def __init__(self, quality: QualityConfig):
         self._max_score = quality.max_artifact_score
 
+    def setup(self):
+        self._blas = single_threaded_blas()
+
+    def teardown(self):
+        self._blas.__exit__(None, None, None)
+
     def process(self, spilled: SpilledRecording, model):
         scores = None if model is None else model.score_features(spilled.features)
-        # One item per spilled window, in order: a record or a RejectedWindow.
-        for i, record in enumerate(scored_records(spilled, scores, self._max_score)):
-            if isinstance(record, RejectedWindow):
-                yield beam.pvalue.TaggedOutput(self.REJECTED, record)
-                continue
-            yield spilled.site, record
+        kept, rejected = score_spill(spilled, scores, self._max_score)
+        for event in rejected:
+            yield beam.pvalue.TaggedOutput(self.REJECTED, event)
+        for i in kept.kept:
             yield beam.pvalue.TaggedOutput(self.COUNTED, (
                 spilled.site, spilled.subject, spilled.labels[i], int(spilled.n_times[i])))
+        if len(kept.kept):
+            yield kept
 
 
 class ScoreArtifacts(beam.PTransform):
@@ -250,8 +264,8 @@ class ScoreArtifacts(beam.PTransform):
             target = FileSystems.join(self._output, AE_MODEL_NAME)
             self.model_used = model | "SaveModel" >> beam.Map(_save_model, target)
         return recordings | "Score" >> beam.ParDo(
-            ScoreAndEncodeFn(self._config.quality), beam.pvalue.AsSingleton(model)
-        ).with_outputs(ScoreAndEncodeFn.REJECTED, ScoreAndEncodeFn.COUNTED, main="encoded")
+            ScoreSpillFn(self._config.quality), beam.pvalue.AsSingleton(model)
+        ).with_outputs(ScoreSpillFn.REJECTED, ScoreSpillFn.COUNTED, main="kept")
 
 
 # --------------------------------------------------------------------------- stage 3: write
@@ -262,8 +276,8 @@ class WriteWindows(beam.PTransform):
         self._output, self._sites, self._num_shards = output, sites, num_shards
         self._max_shard_bytes = max_shard_bytes
 
-    def expand(self, encoded):
-        return encoded | "WriteBySite" >> WriteSnappyTFRecordsBySite(
+    def expand(self, kept):
+        return kept | "WriteBySite" >> WriteSnappyTFRecordsBySite(
             self._output, self._sites, self._num_shards, max_shard_bytes=self._max_shard_bytes)
 
 
@@ -396,13 +410,15 @@ def build_parser() -> argparse.ArgumentParser:
                      "paths). Without it a missing key file is an error: a mistyped path would otherwise "
                      "give a new key, and pseudonyms that match no earlier run")
     io_.add_argument("--num_shards", type=int, default=0,
-                     help="TFRecord shards per site, records dealt round robin; 0: shards as the runner's "
-                     "bundles and --max_shard_mb give them, records in the order they were processed")
+                     help="TFRecord shards per site, each a contiguous part of about equal size of the site's "
+                     "windows (recordings in the order of their pseudonyms, each one's windows in time order); "
+                     "0: as few as --max_shard_mb allows. Either way the same inputs give the same files on "
+                     "every runner and worker count")
     io_.add_argument("--max_shard_mb", type=float, default=DEFAULT_MAX_SHARD_BYTES / 2**20,
-                     help="with --num_shards 0, a site's shard is closed once it holds this many MiB of "
-                     "records and the next one begins (a 10 s window is about 0.1 MiB). A local run is one "
-                     "bundle, so without a cap each site would be one file, and training loader workers "
-                     "and ranks that share a file each read and decompress all of it")
+                     help="with --num_shards 0, each site's windows are cut into as few shards as keep each "
+                     "within this many MiB of records (at most one window over; a 10 s window is about 0.1 MiB). "
+                     "Without a cap each site would be one file, and training loader workers and ranks that "
+                     "share a file each read and decompress all of it")
     sig = parser.add_argument_group("signal processing")
     sig.add_argument("--window_seconds", type=float, default=10.0,
                      help="window length for unlabeled recordings (HMS labeled sub-windows are always 50 s)")
@@ -565,7 +581,7 @@ def build_pipeline(p, args, config, items, ignored, key: bytes, site_names, prog
         args.output, config, model_path=args.artifact_model, enabled=not args.no_artifact_model,
         train_sites=train_sites, sample_size=args.ae_sample_size)
     scored = processed.recordings | "ScoreArtifacts" >> scoring
-    shards = scored.encoded | "WriteWindows" >> WriteWindows(
+    shards = scored.kept | "WriteWindows" >> WriteWindows(
         args.output, sites, args.num_shards, _shard_bytes(args.max_shard_mb))
     rejected = (processed.rejected, scored.rejected) | "AllRejected" >> beam.Flatten()
     (processed.outcome, rejected, scored.counted, shards, scoring.model_used) | "WriteReports" >> WriteReports(

@@ -11,15 +11,17 @@ Per-site output (``OUTPUT/<site>/part-SSSSS-of-NNNNN.tfrecord``): Python's ``Fil
 ``iobase.Write``) has no dynamic destinations, and one Beam sink per site made the job graph grow
 with the sites (about 0.2 s of graph construction, translation and stage overhead per site: 192
 one-recording site folders took 41.5 s, where processing their EEG took about 8).
-``WriteSnappyTFRecordsBySite`` is one stage for any number of sites, with ``FileBasedSink``'s
-guarantees: each bundle writes one temporary file per site it meets (a new one whenever a
-file reaches ``max_shard_bytes``) into a ``beam-temp-*`` folder, opened by ``SnappyTFRecordSink``
-(so the bytes are the custom sink's), and a single finalizing step, run once every bundle has
-succeeded, renames the files of the bundles that succeeded to their final names (files of
-failed or retried bundles are never renamed) and deletes the folder. The EEG is not shuffled
-unless ``num_shards`` asks for a fixed shard count. The size cap matters to the training loader:
-a local run is one bundle, so without it a site of a thousand EEG-hours would be one 35 GB file,
-and every loader worker and rank that shares a file reads and decompresses all of it to keep its
+``WriteSnappyTFRecordsBySite`` is one stage for any number of sites. Its input is not records but
+``RecordSource``s (a recording's windows, kept in the job's spill file until written): once all
+are known, :func:`plan_shards` cuts each site's sources, in their ``order``, into contiguous
+shards, each written by one task into a ``beam-temp-*`` folder by ``SnappyTFRecordSink`` (so the
+bytes are the custom sink's); a single finalizing step renames them to their final names and
+deletes the folder. The layout therefore depends only on the inputs: the same recordings give
+byte-identical shards in-memory, on any number of worker processes and on Dataflow (writing by
+the runner's bundles gave files that differed from run to run, and so did training on them).
+No record goes through a shuffle, only the sources' small descriptions. The size cap matters to
+the training loader: without it a site of a thousand EEG-hours would be one 35 GB file, and
+every loader worker and rank that shares a file reads and decompresses all of it to keep its
 share of the records.
 The only Python API with dynamic destinations, ``fileio.WriteToFiles``, is experimental and names
 and finalizes files its own way. Sites are known from the inputs before the pipeline is built; an
@@ -29,17 +31,18 @@ being dropped.
 
 from __future__ import annotations
 
-import random
+import dataclasses
 import uuid
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, Protocol
+
+import numpy as np
 
 import apache_beam as beam
 from apache_beam import coders
 from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.transforms.window import GlobalWindows
 
 from pipelines.config import check_int
 from pipelines.logging_setup import get_logger
@@ -141,139 +144,143 @@ def site_file_pattern(output_dir: str, site: str | bytes,
     return f"{site_file_prefix(output_dir, site)}-*-of-*{file_name_suffix}"
 
 
-class _BySiteFn(beam.DoFn):
-    """A DoFn over ``(site, example_bytes)`` pairs of declared sites, with per-bundle state per
-    site (``self._bundle``)."""
+class RecordSource(Protocol):
+    """Records of one site that stay together and in order, read on demand (a recording's windows).
 
-    def __init__(self, sites: tuple[str, ...]):
-        self._sites = sites
-        self._index = {site: i for i, site in enumerate(sites)}
-        self._bundle: dict[str, Any] = {}
+    ``order`` places the source among its site's sources (unique within the site); ``sizes`` are
+    its records' lengths in bytes; ``records(first, last)`` yields records ``first..last-1``.
+    """
 
-    def start_bundle(self):
-        self._bundle = {}
+    site: str
+    order: Any
+    sizes: np.ndarray
 
-    def _site(self, element: Any) -> str:
-        """The element's declared site, else a ValueError naming it."""
-        if not (isinstance(element, tuple) and len(element) == 2):
+    def records(self, first: int, last: int) -> Iterable[bytes]: ...
+
+
+@dataclasses.dataclass
+class InMemorySource:
+    """A ``RecordSource`` holding its records (small jobs and tests)."""
+
+    site: str
+    order: Any
+    data: list[bytes]
+
+    @property
+    def sizes(self) -> np.ndarray:
+        return np.array([len(r) for r in self.data], dtype=np.int64)
+
+    def records(self, first: int, last: int) -> Iterable[bytes]:
+        return self.data[first:last]
+
+
+@dataclasses.dataclass
+class ShardTask:
+    """The ``index``-th of a site's ``count`` shards: records ``first..last-1`` of each source, in order."""
+
+    site: str
+    index: int
+    count: int
+    pieces: list[tuple[Any, int, int]]
+
+    def records(self) -> Iterator[bytes]:
+        for source, first, last in self.pieces:
+            yield from source.records(first, last)
+
+
+def plan_shards(sources: Iterable[Any], sites: Sequence[str], num_shards: int = 0,
+                max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> list[ShardTask]:
+    """Every declared site's shards, decided by the sources alone (never by the runner's bundles).
+
+    A site's sources are concatenated in ``order`` and cut into ``num_shards`` contiguous shards
+    of about equal bytes, or with ``num_shards=0`` into as few as keep each shard within
+    ``max_shard_bytes`` (so at most one record over it). Equal inputs give equal files on any runner
+    and worker count. A site without records gets one empty shard, or ``num_shards`` of them.
+    """
+    index = {site: i for i, site in enumerate(sites)}
+    by_site: dict[str, list[Any]] = {site: [] for site in sites}
+    for source in sources:
+        site = source.site
+        if site not in index:
             raise ValueError(
-                f"WriteSnappyTFRecordsBySite: expected (site, example_bytes) pairs; got "
-                f"{type(element).__name__} {element!r:.80}"
-            )
-        site = element[0]
-        key = site.decode("utf-8", "replace") if isinstance(site, bytes) else site
-        if key not in self._index:
-            raise ValueError(
-                f"WriteSnappyTFRecordsBySite: site {site!r} is not one of the "
-                f"{len(self._sites)} sites declared when the pipeline was built "
-                f"({', '.join(self._sites)}); declare every site so no window is dropped"
-            )
-        return key
+                f"WriteSnappyTFRecordsBySite: site {site!r} is not one of the {len(sites)} sites declared "
+                f"when the pipeline was built ({', '.join(sites)}); declare every site so no window is dropped")
+        by_site[site].append(source)
+    tasks = []
+    for site in sites:
+        ordered = sorted(by_site[site], key=lambda s: s.order)
+        for a, b in zip(ordered, ordered[1:]):
+            if a.order == b.order:
+                raise ValueError(f"site {site}: two record sources share the order {a.order!r}; expected "
+                                 "unique orders, or the shards would depend on the order of arrival")
+        sizes = [np.asarray(s.sizes, dtype=np.int64) for s in ordered]
+        total = int(sum(int(s.sum()) for s in sizes))
+        count = num_shards or max(1, -(-total // max_shard_bytes))
+        pieces: list[list[tuple[Any, int, int]]] = [[] for _ in range(count)]
+        offset = 0
+        for source, size in zip(ordered, sizes):
+            # A record belongs to the shard its first byte falls in: contiguous, about equal shards.
+            starts = offset + np.cumsum(size) - size
+            shard = (starts * count) // max(total, 1)
+            for k in np.unique(shard):
+                where = np.flatnonzero(shard == k)
+                pieces[int(k)].append((source, int(where[0]), int(where[-1]) + 1))
+            offset += int(size.sum())
+        tasks += [ShardTask(site, k, count, part) for k, part in enumerate(pieces)]
+    return tasks
 
 
-def _create_temp(sink: SnappyTFRecordSink, temp_dir: str, site: str, suffix: str,
-                 name: str | None = None) -> tuple[str, SnappyTFRecordWriter]:
-    """A new temporary file of ``site`` in ``temp_dir``, opened by ``sink`` (the job's records are
-    written by the custom ``FileBasedSink``; only the finalizing differs): (path, writer). Files
-    of a site are numbered in the order of their (sorted) names: ``name`` orders them, by default
-    a random one."""
-    path = FileSystems.join(temp_dir, f"{site}.{name or uuid.uuid4().hex}{suffix}")
-    return path, sink.open(path)
-
-
-class _WriteBundleBySiteFn(_BySiteFn):
-    """Each bundle's records to temporary files per site, a new one whenever a file holds
-    ``max_shard_bytes`` of records; emits ``(site, temp_path)`` per file once it is closed. A
-    bundle's files are named so that they sort in the order of their records."""
-
-    def __init__(self, sites: tuple[str, ...], temp_dir: str, suffix: str,
-                 max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES):
-        super().__init__(sites)
-        self._temp_dir, self._suffix, self._max_bytes = temp_dir, suffix, max_shard_bytes
-        self._sink = SnappyTFRecordSink(FileSystems.join(temp_dir, "part"), suffix)
-        self._id, self._files = "", 0  # the bundle's id and how many files it opened
-
-    def start_bundle(self):
-        super().start_bundle()
-        self._id, self._files = uuid.uuid4().hex, 0
-
-    def process(self, element):
-        site = self._site(element)
-        target = self._bundle.get(site)  # [temp path, writer, bytes of records]
-        if target is None:
-            self._files += 1
-            name = f"{self._id}.{self._files:06d}"
-            target = self._bundle[site] = [*_create_temp(self._sink, self._temp_dir, site, self._suffix, name), 0]
-        target[1].write(element[1])
-        target[2] += len(element[1])
-        if target[2] >= self._max_bytes:
-            del self._bundle[site]
-            target[1].close()
-            yield site, target[0]
-
-    def finish_bundle(self):
-        opened, self._bundle = self._bundle, {}
-        for site, (path, writer, _) in sorted(opened.items()):
-            writer.close()
-            yield GlobalWindows.windowed_value((site, path))
-
-
-class _RoundRobinShardFn(_BySiteFn):
-    """``((site, shard), record)`` with shards dealt in turn, from a random start per bundle."""
-
-    def __init__(self, sites: tuple[str, ...], num_shards: int):
-        super().__init__(sites)
-        self._num_shards = num_shards
-
-    def process(self, element):
-        site = self._site(element)
-        shard = self._bundle.get(site)  # the next shard
-        if shard is None:
-            shard = random.randrange(self._num_shards)
-        self._bundle[site] = (shard + 1) % self._num_shards
-        yield (site, shard), element[1]
+def _plan(_, sources, sites, num_shards, max_shard_bytes) -> list[ShardTask]:
+    return plan_shards(sources, sites, num_shards, max_shard_bytes)
 
 
 class _WriteShardFn(beam.DoFn):
-    """One grouped ``((site, shard), records)`` to one temporary file: ``(site, temp_path)``."""
+    """One ``ShardTask`` to its temporary file: ``(site, temp_path, count)``."""
 
     def __init__(self, temp_dir: str, suffix: str):
         self._temp_dir, self._suffix = temp_dir, suffix
         self._sink = SnappyTFRecordSink(FileSystems.join(temp_dir, "part"), suffix)
 
-    def process(self, element):
-        (site, _), records = element
-        path, writer = _create_temp(self._sink, self._temp_dir, site, self._suffix)
-        for record in records:
+    def process(self, task: ShardTask):
+        # Named by the shard's index, so a retried task rewrites the same file.
+        path = temp_shard_path(self._temp_dir, task.site, task.index, self._suffix)
+        writer = self._sink.open(path)
+        for record in task.records():
             writer.write(record)
         writer.close()
-        yield site, path
+        yield task.site, path, task.count
 
 
-class _FinalizeBySiteFn(beam.DoFn):
-    """Once: every site's temporary files renamed to ``<site>/part-SSSSS-of-NNNNN``, empty shards
-    where a site has fewer files than shards (a declared site without records gets one, or
-    ``num_shards``), the temporary folder deleted. Emits every final file name. Safe to retry:
-    a file already renamed by an earlier attempt is not renamed again."""
+def temp_shard_path(temp_dir: str, site: str, index: int, suffix: str = FILE_NAME_SUFFIX) -> str:
+    """Where shard ``index`` of ``site`` is written before finalizing (sorted names = shard order)."""
+    return FileSystems.join(temp_dir, f"{site}.{index:05d}{suffix}")
 
-    def __init__(self, output_dir: str, sites: tuple[str, ...], num_shards: int, temp_dir: str,
-                 suffix: str):
-        self._output_dir, self._sites, self._num_shards = output_dir, sites, num_shards
+
+class FinalizeBySiteFn(beam.DoFn):
+    """Once: every site's temporary shards renamed to ``<site>/part-SSSSS-of-NNNNN``, the temporary
+    folder deleted. Emits every final file name. Safe to retry: a file already renamed by an
+    earlier attempt is not renamed again."""
+
+    def __init__(self, output_dir: str, sites: tuple[str, ...], temp_dir: str, suffix: str):
+        self._output_dir, self._sites = output_dir, sites
         self._temp_dir, self._suffix = temp_dir, suffix
 
     def process(self, _, written):
+        """``written``: ``(site, temp_path, count)`` of every shard."""
         by_site: dict[str, list[str]] = {site: [] for site in self._sites}
-        for site, path in written:
+        counts: dict[str, set[int]] = {site: set() for site in self._sites}
+        for site, path, count in written:
             by_site[site].append(path)
+            counts[site].add(count)
         present = set(_listing(self._temp_dir))  # one listing, not a request per file
-        sources, destinations, empty, final = [], [], [], []
+        sources, destinations, final = [], [], []
         for site in self._sites:
             temps = sorted(by_site[site])
-            count = self._num_shards or max(1, len(temps))
-            if len(temps) > count:
-                raise RuntimeError(f"site {site}: {len(temps)} written shards for num_shards={count}")
+            if counts[site] != {len(temps)}:
+                raise RuntimeError(f"site {site}: {len(temps)} written shards; the plan has "
+                                   f"{', '.join(map(str, sorted(counts[site]))) or 'none'}")
             prefix = site_file_prefix(self._output_dir, site)
-            names = [f"{prefix}-{i:05d}-of-{count:05d}{self._suffix}" for i in range(count)]
+            names = [f"{prefix}-{i:05d}-of-{len(temps):05d}{self._suffix}" for i in range(len(temps))]
             _make_folder(FileSystems.split(prefix)[0])
             for temp, name in zip(temps, names):
                 if temp in present:
@@ -282,12 +289,9 @@ class _FinalizeBySiteFn(beam.DoFn):
                 elif not FileSystems.exists(name):  # neither: a file was lost
                     raise OSError(f"site {site}: temporary shard {temp} is gone and {name} does not exist")
                 # else: renamed by an earlier attempt of this step
-            empty += names[len(temps):]
             final += names
         if sources:
             FileSystems.rename(sources, destinations)
-        for name in empty:
-            FileSystems.create(name, mime_type="application/octet-stream").close()
         _remove_folder(self._temp_dir)
         yield from final
 
@@ -320,16 +324,13 @@ def _make_folder(path: str) -> None:
 
 
 class WriteSnappyTFRecordsBySite(beam.PTransform):
-    """Write ``(site, example_bytes)`` pairs to ``output_dir/<site>/part-SSSSS-of-NNNNN.tfrecord``.
+    """Write ``RecordSource``s to ``output_dir/<site>/part-SSSSS-of-NNNNN.tfrecord``.
 
-    ``sites`` must list every site that can occur (see the module docstring for why). A declared
-    site without records gets one empty (zero-byte, valid) shard, or ``num_shards`` of them, as
-    Beam writes for empty collections. ``num_shards=0``: the shards of each bundle that met the site
-    (no shuffle); ``num_shards=N``: exactly N per site, records dealt round robin and grouped
-    (a shuffle of the records, as Beam's own sinks do for a fixed count). With ``num_shards=0``
-    a bundle also starts a new shard of a site once the current one holds ``max_shard_bytes``
-    of records (so a shard is at most one record over it). The output PCollection holds the
-    final file names of all sites.
+    ``sites`` must list every site that can occur (see the module docstring for why). The shards
+    are planned by :func:`plan_shards` once every source is known, then each is written by one
+    task: the same inputs give byte-identical files on every runner and worker count, and no
+    record passes through a shuffle (only the sources' descriptions do). The output PCollection
+    holds the final file names of all sites.
     """
 
     def __init__(self, output_dir: str, sites: Iterable[str | bytes], num_shards: int = 0,
@@ -341,30 +342,28 @@ class WriteSnappyTFRecordsBySite(beam.PTransform):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"sites: expected unique site names; got duplicates {duplicates}")
-        self._num_shards = check_int("num_shards", num_shards, 0)  # 0: shards by bundle and size
+        self._num_shards = check_int("num_shards", num_shards, 0)  # 0: as many as max_shard_bytes needs
         self._max_shard_bytes = check_int("max_shard_bytes", max_shard_bytes, 1)
         self._output_dir = output_dir
         self._sites = names
         self._file_name_suffix = file_name_suffix
 
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-        _require_bounded(pcoll, "WriteSnappyTFRecordsBySite")
+    def expand(self, sources: beam.PCollection) -> beam.PCollection:
+        _require_bounded(sources, "WriteSnappyTFRecordsBySite")
         temp_dir = FileSystems.join(self._output_dir, f"beam-temp-sites-{uuid.uuid4().hex}")
         suffix = self._file_name_suffix
-        if self._num_shards:
-            written = (
-                pcoll
-                | "DealShards" >> beam.ParDo(_RoundRobinShardFn(self._sites, self._num_shards))
-                | "GroupShards" >> beam.GroupByKey()
-                | "WriteShards" >> beam.ParDo(_WriteShardFn(temp_dir, suffix))
-            )
-        else:
-            written = pcoll | "WriteBundles" >> beam.ParDo(
-                _WriteBundleBySiteFn(self._sites, temp_dir, suffix, self._max_shard_bytes))
-        return (
-            pcoll.pipeline
+        p = sources.pipeline
+        written = (
+            p
             | "Once" >> beam.Create([None])
-            | "Finalize" >> beam.ParDo(
-                _FinalizeBySiteFn(self._output_dir, self._sites, self._num_shards, temp_dir, suffix),
-                beam.pvalue.AsList(written))
+            | "PlanShards" >> beam.FlatMap(_plan, beam.pvalue.AsList(sources), self._sites,
+                                           self._num_shards, self._max_shard_bytes)
+            | "Spread" >> beam.Reshuffle()  # shards to every worker
+            | "WriteShards" >> beam.ParDo(_WriteShardFn(temp_dir, suffix))
+        )
+        return (
+            p
+            | "OnceMore" >> beam.Create([None])
+            | "Finalize" >> beam.ParDo(FinalizeBySiteFn(self._output_dir, self._sites, temp_dir, suffix),
+                                       beam.pvalue.AsList(written))
         )

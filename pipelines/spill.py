@@ -9,10 +9,12 @@ trips through the runner process for every window in the DirectRunner's ``multi_
 Instead, processing writes each recording's windows to one spill file (plain TFRecord framing of the
 encoded ``tf.train.Example``s, with the rule-based artifact score and ``ae_score`` = -1) and passes on
 a small :class:`SpilledRecording`: the file's path and, per window, the autoencoder features, the
-rule score and the byte offsets of the two scores in its record. Scoring reads the file back once
-and overwrites the scores in place (floats have a fixed width on the wire, so the bytes equal
-those of encoding the updated record; tested), then hands the records to the TFRecord sink. The
-last step of the job deletes the spill folder.
+rule score, where its record lies in the file and the byte offsets of the two scores in it.
+Scoring needs only the features: :func:`score_spill` turns a recording into a
+:class:`ScoredSpill`, its kept windows with their scores, which the TFRecord sink plans shards
+from and reads back once, overwriting the scores in place (floats have a fixed width on the wire,
+so the bytes equal those of encoding the updated record; tested). The last step of the job
+deletes the spill folder.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines import schema
 from pipelines.artifact_ae import band_features
 from pipelines.process import RECORD_QUALITY_NAMES, RejectedWindow, Window
-from pipelines.tfrecord import frame_record, read_records
+from pipelines.tfrecord import FRAME_OVERHEAD, frame_record, unframe_record
 
 PATCHED = ("quality", "artifact_score")
 AE_INDEX = RECORD_QUALITY_NAMES.index("ae_score")
@@ -51,6 +53,8 @@ class SpilledRecording:
     features: np.ndarray  # (n, n_features) autoencoder features
     quality_offsets: np.ndarray  # (n,) byte offset of each record's quality values
     score_offsets: np.ndarray  # (n,) byte offset of each record's artifact_score
+    frame_offsets: np.ndarray  # (n,) byte offset of each framed record in the spill file
+    sizes: np.ndarray  # (n,) length of each record
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -77,6 +81,7 @@ class SpillWriter:
         self._fh = None
         self._first: schema.WindowRecord | None = None
         self._rows: list[tuple] = []
+        self._position = 0  # bytes written so far
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -86,10 +91,13 @@ class SpillWriter:
         data, offsets = schema.encode_example_patchable(rec, PATCHED)
         if self._fh is None:
             self._fh, self._first = FileSystems.create(self.path), rec
-        self._fh.write(frame_record(data))
+        framed = frame_record(data)
+        self._fh.write(framed)
         self._rows.append((float(rec.window_start_s), rec.n_times,
                            f"{rec.task.decode() or 'unlabeled'}:{int(rec.label)}", float(rec.artifact_score),
-                           ae_features(window), offsets["quality"], offsets["artifact_score"]))
+                           ae_features(window), offsets["quality"], offsets["artifact_score"],
+                           self._position, len(data)))
+        self._position += len(framed)
 
     def close(self) -> None:
         if self._fh is not None:
@@ -98,13 +106,14 @@ class SpillWriter:
 
     def recording(self, source: str) -> SpilledRecording:
         """The metadata of everything added (at least one window), after :meth:`close`."""
-        starts, n_times, labels, scores, features, quality_at, score_at = zip(*self._rows)
+        starts, n_times, labels, scores, features, quality_at, score_at, frame_at, sizes = zip(*self._rows)
         rec = self._first
         return SpilledRecording(
             source, self.path, rec.site_id.decode(), rec.subject_id.decode(), rec.recording_id.decode(),
             np.array(starts), np.array(n_times, dtype=np.int64), list(labels),
             np.array(scores, dtype=np.float32), np.stack(features).astype(np.float32),
-            np.array(quality_at, dtype=np.int64), np.array(score_at, dtype=np.int64))
+            np.array(quality_at, dtype=np.int64), np.array(score_at, dtype=np.int64),
+            np.array(frame_at, dtype=np.int64), np.array(sizes, dtype=np.int64))
 
 
 def sample_items(spilled: SpilledRecording, train_sites: frozenset) -> list[tuple[str, np.ndarray]]:
@@ -118,37 +127,64 @@ def sample_items(spilled: SpilledRecording, train_sites: frozenset) -> list[tupl
             for start, features in zip(spilled.starts, spilled.features)]
 
 
-def scored_records(spilled: SpilledRecording, scores: np.ndarray | None, max_score: float
-                   ) -> Iterator[bytes | RejectedWindow]:
-    """The recording's records read back, with the autoencoder's ``scores`` written in (ae_score,
-    and artifact_score = max(rules, autoencoder)); a window whose artifact_score exceeds
-    ``max_score`` comes as a ``RejectedWindow`` instead. ``scores=None``: records as spilled."""
-    if scores is not None and len(scores) != len(spilled):
+@dataclasses.dataclass
+class ScoredSpill:
+    """A recording's kept windows as the sink's ``RecordSource``: read back from the spill file on
+    demand, with the autoencoder's scores written in. Holds no EEG, so it is cheap to pass around."""
+
+    source: str
+    spill: str
+    site: str
+    order: tuple[str, str]  # (recording pseudonym, input path): where it goes among its site's shards
+    kept: np.ndarray  # (k,) indices of the kept windows among the spilled ones
+    frame_offsets: np.ndarray  # (k,) of the kept windows, as in SpilledRecording
+    sizes: np.ndarray  # (k,)
+    # (k, 2) byte offsets of ae_score and artifact_score in each record and (k, 2) their float32
+    # values; None: the records as spilled (no autoencoder).
+    patch_at: np.ndarray | None = None
+    patch_values: np.ndarray | None = None
+
+    def records(self, first: int, last: int) -> Iterator[bytes]:
+        """Kept records ``first..last-1``, scores written in; an OSError naming the spill file if it
+        does not hold them intact."""
+        with FileSystems.open(self.spill, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
+            position = None
+            for j in range(first, last):
+                at, size = int(self.frame_offsets[j]), int(self.sizes[j])
+                if position != at:
+                    fh.seek(at)
+                framed = fh.read(size + FRAME_OVERHEAD)
+                position = at + len(framed)
+                record = unframe_record(framed, size, f"{self.spill} (spill file of {self.source}), record at byte {at}")
+                if self.patch_at is not None:
+                    record = bytearray(record)
+                    for offset, value in zip(self.patch_at[j], self.patch_values[j]):
+                        record[offset: offset + 4] = value.astype("<f4").tobytes()
+                    record = bytes(record)
+                yield record
+
+
+def score_spill(spilled: SpilledRecording, scores: np.ndarray | None, max_score: float
+                ) -> tuple[ScoredSpill, list[RejectedWindow]]:
+    """The recording's kept windows after the autoencoder's ``scores`` (ae_score, and artifact_score
+    = max(rules, autoencoder)), and a ``RejectedWindow`` for each window whose artifact_score then
+    exceeds ``max_score``. ``scores=None``: every window kept as spilled."""
+    order = (spilled.recording_id, spilled.source)
+    if scores is None:
+        return ScoredSpill(spilled.source, spilled.spill, spilled.site, order, np.arange(len(spilled)),
+                           spilled.frame_offsets, spilled.sizes), []
+    if len(scores) != len(spilled):
         raise ValueError(f"scores: expected {len(spilled)} values for {spilled.source}; got {len(scores)}")
-    count = 0
-    with FileSystems.open(spilled.spill, compression_type=CompressionTypes.UNCOMPRESSED) as fh:
-        for i, raw in enumerate(read_records(fh, compression=None)):
-            if i >= len(spilled):
-                break
-            count += 1
-            if scores is None:
-                yield raw
-                continue
-            score = np.float32(scores[i])
-            combined = np.float32(max(float(spilled.rule_scores[i]), float(score)))
-            if float(combined) > max_score:
-                yield RejectedWindow(spilled.source, spilled.site, float(spilled.starts[i]),
-                                     [f"artifact_score={float(combined):.4g} > max_artifact_score={max_score:.4g}"])
-                continue
-            record = bytearray(raw)
-            ae_at = int(spilled.quality_offsets[i]) + 4 * AE_INDEX
-            record[ae_at: ae_at + 4] = score.astype("<f4").tobytes()
-            score_at = int(spilled.score_offsets[i])
-            record[score_at: score_at + 4] = combined.astype("<f4").tobytes()
-            yield bytes(record)
-    if count != len(spilled):
-        raise OSError(f"{spilled.spill}: expected {len(spilled)} spilled windows of {spilled.source}; "
-                      f"found {count}")
+    ae = np.asarray(scores, dtype=np.float32)
+    combined = np.maximum(spilled.rule_scores.astype(np.float32), ae)
+    keep = combined <= np.float32(max_score)
+    rejected = [RejectedWindow(spilled.source, spilled.site, float(spilled.starts[i]),
+                               [f"artifact_score={float(combined[i]):.4g} > max_artifact_score={max_score:.4g}"])
+                for i in np.flatnonzero(~keep)]
+    patch_at = np.stack([spilled.quality_offsets + 4 * AE_INDEX, spilled.score_offsets], axis=1)[keep]
+    patch_values = np.stack([ae, combined], axis=1)[keep]
+    return ScoredSpill(spilled.source, spilled.spill, spilled.site, order, np.flatnonzero(keep),
+                       spilled.frame_offsets[keep], spilled.sizes[keep], patch_at, patch_values), rejected
 
 
 def remove_spill(spill_dir: str) -> None:

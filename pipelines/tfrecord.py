@@ -93,6 +93,23 @@ def frame_record(data: bytes) -> bytes:
     return record_header(len(data)) + data + struct.pack("<I", masked_crc32c(data))
 
 
+FRAME_OVERHEAD = HEADER_BYTES + FOOTER_BYTES
+
+
+def unframe_record(framed: bytes, size: int, where: str) -> bytes:
+    """The ``size``-byte record of one ``frame_record`` frame, its length and CRCs checked; a
+    ``CorruptTFRecordError`` naming ``where`` otherwise (e.g. a file cut short)."""
+    if len(framed) != size + FRAME_OVERHEAD:
+        raise CorruptTFRecordError(where, 0, f"expected a framed record of {size + FRAME_OVERHEAD} bytes; "
+                                   f"got {len(framed)} (file cut short?)")
+    if framed[:HEADER_BYTES] != record_header(size):
+        raise CorruptTFRecordError(where, 0, f"expected the header of a {size}-byte record")
+    data = framed[HEADER_BYTES:-FOOTER_BYTES]
+    if struct.unpack("<I", framed[-FOOTER_BYTES:])[0] != masked_crc32c(data):
+        raise CorruptTFRecordError(where, HEADER_BYTES, "data CRC mismatch")
+    return data
+
+
 class SnappyTFRecordWriter:
     """Writes TFRecords to a binary file object as TensorFlow-readable SNAPPY blocks.
 

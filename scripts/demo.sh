@@ -46,9 +46,7 @@ val, groups = report["val_calibrated"], report["groups"]
 print(f"demo: {groups['val']} held-out patients ({val['n_windows']} windows): KL {val['kl']:.3f} after "
       f"temperature scaling vs {val['baseline_kl']:.3f} for the class prior ({val['kl_vs_baseline']:.2f}x); "
       f"top-class accuracy {val['accuracy']:.2f} vs {val['baseline_accuracy']:.2f}. With so few held-out "
-      f"patients these vary with the split (the pseudonym key decides it) and from run to run: the two "
-      f"preprocessing workers write the records in varying order (with one key, 6 runs gave KL 0.83-1.34 "
-      f"against the prior's 1.31).")
+      f"patients these vary with the split, which the pseudonym key decides.")
 PYEOF
 echo
 echo "demo: finished in $(( $(date +%s) - start )) s. Outputs:"

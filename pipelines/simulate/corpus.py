@@ -8,7 +8,6 @@ an error or an interruption never leaves a partial corpus at the output path.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import shutil
 import time
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 import pipelines
+from pipelines.blas import single_threaded_blas
 from pipelines.channels import CANONICAL_CHANNELS
 from pipelines.config import Config, ConfigError, check_option, check_range
 from pipelines.edf import edf_date
@@ -202,20 +202,6 @@ def render_recording(
     with single_threaded_blas():
         _render_recording(plan, root, write_edf=write_edf, write_hms=write_hms,
                           chunk_seconds=chunk_seconds, on_progress=on_progress)
-
-
-def single_threaded_blas() -> contextlib.AbstractContextManager:
-    """Keep BLAS to one thread while rendering.
-
-    The simulator's matrix products are small (19 x 19 by 19 x n) and memory bound; a threaded
-    BLAS only adds synchronization (measured: 2.5x more CPU time for the same output, worse on a
-    busy machine). threadpoolctl is optional; without it BLAS keeps its defaults.
-    """
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return contextlib.nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _render_recording(

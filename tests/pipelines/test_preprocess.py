@@ -1,6 +1,7 @@
 """End to end: the Beam job on the real recordings in ../shared/data."""
 
 import glob
+import hashlib
 import json
 import os
 import re
@@ -89,17 +90,17 @@ def test_a_missing_key_file_is_created_only_when_asked(shared_data, tmp_path, ca
 
 
 def test_an_earlier_runs_outputs_are_kept_apart_or_overwritten(shared_data, key_file, tmp_path, capsys):
-    # Shard counts vary between runs (sizes, bundles): stale shards would be read as this run's.
+    # Shard counts vary between runs (inputs, --max_shard_mb): stale shards would be read as this run's.
     edf, out = shared_data / "eegmat" / "Subject00_1.edf", tmp_path / "out"
     assert earlier_run_outputs(str(tmp_path / "none")) == []
     base = ["--input", str(edf), "--output", str(out), "--pseudonym_key_file", key_file]
     first = run([*base, "--max_shard_mb", "0.5"])
     shards = sorted(out.glob("site-*/part-*-of-*.tfrecord"))
-    assert len(shards) == len(first["shards"]) == 3
+    assert len(shards) == len(first["shards"]) == 4
     with pytest.raises(SystemExit) as exit_:
         run(base)
     assert exit_.value.code == 2
-    assert (f"--output {out}: holds an earlier run's outputs (3 TFRecord shard(s), manifest.json, "
+    assert (f"--output {out}: holds an earlier run's outputs (4 TFRecord shard(s), manifest.json, "
             "quarantine.jsonl); this run's shards would mix with them. Pass --overwrite") in capsys.readouterr().err
     assert sorted(out.glob("site-*/part-*-of-*.tfrecord")) == shards  # nothing touched
     second = run([*base, "--overwrite"])
@@ -139,9 +140,13 @@ def test_tensorflow_reads_every_record_with_the_contract(shared_run):
     assert set(manifest["counts"]["per_label"]) == {
         "eegmat_rest_task:0", "eegmat_rest_task:1", "unlabeled:-1"}
     assert os.path.exists(out / "artifact_ae.npz") and manifest["artifact_model"] == "artifact_ae.npz"
+    # Each input's recorded SHA-256 is its file's (the provenance every record carries).
+    hashed = [d for d in manifest["inputs"] if d.get("source_sha256")]
+    assert len(hashed) >= 64 and all(
+        d["source_sha256"] == hashlib.sha256(open(d["source"], "rb").read()).hexdigest() for d in hashed)
 
 
-def test_same_inputs_give_identical_records_in_memory_and_on_two_processes(shared_data, key_file, tmp_path):
+def test_same_inputs_give_identical_shards_in_memory_and_on_two_processes(shared_data, key_file, tmp_path):
     inputs = ["--input", str(shared_data / "eegmmi"), "--input", str(shared_data / "hms"),
               "--input", str(shared_data / "eegmat" / "Subject1*_2.edf")]
     common = ["--pseudonym_key_file", key_file, "--runner", "DirectRunner"]
@@ -165,14 +170,17 @@ def test_same_inputs_give_identical_records_in_memory_and_on_two_processes(share
     started = re.search(r"eegfm.preprocess: (\d+) recordings", log)
     assert started and f"progress: {started[1]}/{started[1]} recordings (100%)" in log
 
-    def contents(out):
-        recs = []
-        for path in glob.glob(str(out / "site-*" / "part-*.tfrecord")):
-            recs += list(read_records(path))
-        return sorted(recs)
+    # The same files, byte for byte: same names, same records in the same order (the shards are
+    # planned from the recordings, not from how the runner split the work), so training on
+    # either output gives the same model.
+    def shards(out):
+        return {os.path.relpath(path, out): open(path, "rb").read()
+                for path in glob.glob(str(out / "site-*" / "part-*.tfrecord"))}
 
-    a, b = contents(tmp_path / "a"), contents(tmp_path / "b")
-    assert len(a) > 20 and a == b
+    a, b = shards(tmp_path / "a"), shards(tmp_path / "b")
+    assert len(a) >= 3 and sum(len(list(read_records(path))) for path in glob.glob(
+        str(tmp_path / "a" / "site-*" / "part-*.tfrecord"))) > 20
+    assert sorted(a) == sorted(b) and all(a[name] == b[name] for name in a)
 
 
 def test_dataflow_job_graph_builds_offline(shared_data, key_file, tmp_path):

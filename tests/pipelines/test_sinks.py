@@ -15,10 +15,15 @@ from apache_beam.testing.util import assert_that, equal_to
 from pipelines.preprocess import local_runner
 from pipelines.schema import decode_example, encode_example
 from pipelines.sinks import (
+    FinalizeBySiteFn,
+    InMemorySource,
+    SnappyTFRecordSink,
     WriteSnappyTFRecordsBySite,
     WriteToSnappyTFRecord,
+    plan_shards,
     site_file_pattern,
     site_file_prefix,
+    temp_shard_path,
 )
 from tests.pipelines.test_schema import make_record
 
@@ -65,10 +70,22 @@ def _pipeline(args: list[str]) -> beam.Pipeline:
     return beam.Pipeline(runner=local_runner(options), options=options)
 
 
-def _by_site(options: list[str], output: Path, sites: list[str], num_shards: int = 0) -> None:
-    pairs = [(r.site_id, b) for r, b in zip(RECORDS, EXAMPLES)]
+def _sources(chunk: int = 4) -> list[InMemorySource]:
+    """The records of each site in sources of ``chunk`` records, ordered by their first record."""
+    sources = []
+    for site in ("site0", "site1", "site2"):
+        records = [b for r, b in zip(RECORDS, EXAMPLES) if r.site_id == site.encode()]
+        sources += [InMemorySource(site, k, records[k:k + chunk]) for k in range(0, len(records), chunk)]
+    return sources
+
+
+def _by_site(options: list[str], output: Path, sites: list[str], num_shards: int = 0, **kwargs) -> None:
     with _pipeline(options) as p:
-        _ = p | beam.Create(pairs) | WriteSnappyTFRecordsBySite(str(output), sites, num_shards)
+        _ = p | beam.Create(_sources()) | WriteSnappyTFRecordsBySite(str(output), sites, num_shards, **kwargs)
+
+
+def _site_records(site: str) -> list[bytes]:
+    return [b for r, b in zip(RECORDS, EXAMPLES) if r.site_id == site.encode()]
 
 
 def _assert_site_layout(output: Path, sites: list[str], num_shards: int) -> None:
@@ -76,9 +93,9 @@ def _assert_site_layout(output: Path, sites: list[str], num_shards: int) -> None
     for site in sites:
         shards = sorted(p.name for p in (output / site).iterdir())
         assert shards == [f"part-{i:05d}-of-{num_shards:05d}.tfrecord" for i in range(num_shards)]
-        expected = [b for r, b in zip(RECORDS, EXAMPLES) if r.site_id == site.encode()]
-        written = _read_shards(site_file_pattern(str(output), site))
-        assert collections.Counter(written) == collections.Counter(expected), site
+        # The shards, in order, hold the site's records in the sources' order.
+        written = [r for name in shards for r in _read_shards(str(output / site / name))]
+        assert written == _site_records(site), site
     assert not _leftovers(output)
 
 
@@ -89,38 +106,48 @@ def test_by_site_write_partitions_into_site_folders(tmp_path):
     assert (tmp_path / "site-without-windows" / "part-00000-of-00002.tfrecord").stat().st_size == 0
 
 
-def test_by_site_write_without_a_shard_count_writes_each_bundles_records_unshuffled(tmp_path):
+def test_without_a_shard_count_a_site_is_one_shard_up_to_the_size_cap(tmp_path):
     sites = ["site0", "site1", "site2", "site-without-windows"]
     _by_site(IN_MEMORY, tmp_path, sites)
-    for site in sites[:3]:
-        shards = sorted(p.name for p in (tmp_path / site).iterdir())
-        assert shards and shards == [f"part-{i:05d}-of-{len(shards):05d}.tfrecord" for i in range(len(shards))]
-        expected = [b for r, b in zip(RECORDS, EXAMPLES) if r.site_id == site.encode()]
-        assert collections.Counter(_read_shards(site_file_pattern(str(tmp_path), site))) == collections.Counter(expected)
-    assert [p.name for p in (tmp_path / "site-without-windows").iterdir()] == ["part-00000-of-00001.tfrecord"]
+    _assert_site_layout(tmp_path, sites, num_shards=1)
     assert (tmp_path / "site-without-windows" / "part-00000-of-00001.tfrecord").stat().st_size == 0
-    assert not _leftovers(tmp_path)
 
 
-def test_a_bundle_starts_a_new_shard_when_one_reaches_the_size_cap(tmp_path):
-    # One local bundle holds a whole site: without the cap every site would be one file.
+def test_the_size_cap_gives_as_few_shards_as_it_allows_cut_across_sources(tmp_path):
+    # A local run is one bundle: without the cap every site would be one file, however large.
     size = len(EXAMPLES[0])
     assert all(len(e) == size for e in EXAMPLES)
-    pairs = [(r.site_id, b) for r, b in zip(RECORDS, EXAMPLES)]
-    with _pipeline(IN_MEMORY) as p:
-        _ = (p | beam.Create(pairs, reshuffle=False)
-             | WriteSnappyTFRecordsBySite(str(tmp_path), ["site0", "site1", "site2"], max_shard_bytes=3 * size - 1))
+    _by_site(IN_MEMORY, tmp_path, ["site0", "site1", "site2"], max_shard_bytes=3 * size - 1)
     for site in ("site0", "site1", "site2"):
-        expected = [b for r, b in zip(RECORDS, EXAMPLES) if r.site_id == site.encode()]
-        n_files = -(-len(expected) // 3)
+        expected = _site_records(site)
+        n_files = -(-len(expected) * size // (3 * size - 1))
         names = sorted(p.name for p in (tmp_path / site).iterdir())
         assert names == [f"part-{i:05d}-of-{n_files:05d}.tfrecord" for i in range(n_files)]
         shards = [_read_shards(str(tmp_path / site / name)) for name in names]
-        # Full shards of 3 records (the one that reaches the cap closes it), the rest in the
-        # last, and the shards in order hold the records in the order they were written.
-        assert [len(shard) for shard in shards] == [3] * (len(expected) // 3) + ([len(expected) % 3] if len(expected) % 3 else [])
+        # Equal shards (sources of 4 records are cut), each at most one record over the cap, in order.
+        assert max(len(shard) for shard in shards) - min(len(shard) for shard in shards) <= 1
+        assert all((len(shard) - 1) * size <= 3 * size - 1 for shard in shards)
         assert [record for shard in shards for record in shard] == expected
     assert not _leftovers(tmp_path)
+
+
+def test_the_plan_depends_on_the_sources_only_not_on_their_arrival():
+    sources = _sources(chunk=3)
+    first = plan_shards(sources, ("site0", "site1", "site2", "empty"), max_shard_bytes=4 * len(EXAMPLES[0]))
+    again = plan_shards(sources[::-1], ("site0", "site1", "site2", "empty"), max_shard_bytes=4 * len(EXAMPLES[0]))
+    assert [(t.site, t.index, t.count, list(t.records())) for t in first] == [
+        (t.site, t.index, t.count, list(t.records())) for t in again]
+    assert [(t.site, t.index, t.count) for t in first if t.site == "empty"] == [("empty", 0, 1)]
+    assert [r for t in first if t.site == "site1" for r in t.records()] == _site_records("site1")
+    # More shards than records: the extra ones are empty, never missing.
+    tiny = plan_shards([InMemorySource("a", 0, EXAMPLES[:2])], ("a",), num_shards=3)
+    assert [len(list(t.records())) for t in tiny] == [1, 1, 0]
+
+
+def test_sources_with_the_same_order_are_refused():
+    twins = [InMemorySource("a", 7, EXAMPLES[:1]), InMemorySource("a", 7, EXAMPLES[1:2])]
+    with pytest.raises(ValueError, match=r"site a: two record sources share the order 7"):
+        plan_shards(twins, ("a",))
 
 
 @pytest.mark.parametrize("num_shards", [0, 2])
@@ -128,39 +155,40 @@ def test_the_job_graph_does_not_grow_with_the_sites(num_shards):
     # One sink per site cost about 0.2 s of graph building, translation and stages per site.
     def transforms(n_sites: int) -> int:
         p = beam.Pipeline(options=PipelineOptions(IN_MEMORY))
-        _ = (p | beam.Create([("s0", EXAMPLES[0])])
+        _ = (p | beam.Create([InMemorySource("s0", 0, EXAMPLES[:1])])
              | WriteSnappyTFRecordsBySite("out", [f"s{i}" for i in range(n_sites)], num_shards))
         return len(p.to_runner_api().components.transforms)
 
     assert transforms(3) == transforms(300)
 
 
+def _write_temp(temp_dir: str, site: str, index: int, records: list[bytes]) -> str:
+    path = temp_shard_path(temp_dir, site, index)
+    writer = SnappyTFRecordSink(temp_dir + "/part").open(path)
+    for record in records:
+        writer.write(record)
+    writer.close()
+    return path
+
+
 def test_finalizing_twice_renames_once_and_gives_the_same_names(tmp_path):
     # A retried finalize (its worker lost after the renames) must neither fail nor lose shards.
     from apache_beam.io.filesystems import FileSystems
 
-    from pipelines.sinks import SnappyTFRecordSink, _create_temp, _FinalizeBySiteFn
-
     temp_dir = str(tmp_path / "beam-temp-sites-x")
-    sink = SnappyTFRecordSink(temp_dir + "/part")
-    written = []
-    for site, records in (("a", EXAMPLES[:3]), ("a", EXAMPLES[3:5]), ("b", EXAMPLES[5:6])):
-        path, writer = _create_temp(sink, temp_dir, site, ".tfrecord")
-        for record in records:
-            writer.write(record)
-        writer.close()
-        written.append((site, path))
-    finalize = _FinalizeBySiteFn(str(tmp_path), ("a", "b", "c"), 0, temp_dir, ".tfrecord")
+    written = [("a", _write_temp(temp_dir, "a", 1, EXAMPLES[3:5]), 2),
+               ("a", _write_temp(temp_dir, "a", 0, EXAMPLES[:3]), 2),
+               ("b", _write_temp(temp_dir, "b", 0, EXAMPLES[5:6]), 1)]
+    finalize = FinalizeBySiteFn(str(tmp_path), ("a", "b"), temp_dir, ".tfrecord")
     first = list(finalize.process(None, written))
     assert first == [str(tmp_path / "a" / "part-00000-of-00002.tfrecord"),
                      str(tmp_path / "a" / "part-00001-of-00002.tfrecord"),
-                     str(tmp_path / "b" / "part-00000-of-00001.tfrecord"),
-                     str(tmp_path / "c" / "part-00000-of-00001.tfrecord")]
+                     str(tmp_path / "b" / "part-00000-of-00001.tfrecord")]
     assert not FileSystems.exists(temp_dir)
     assert list(finalize.process(None, written)) == first
-    assert collections.Counter(_read_shards(str(tmp_path / "a" / "*.tfrecord"))) == collections.Counter(EXAMPLES[:5])
+    assert _read_shards(str(tmp_path / "a" / "part-00000-of-00002.tfrecord")) == EXAMPLES[:3]
+    assert _read_shards(str(tmp_path / "a" / "part-00001-of-00002.tfrecord")) == EXAMPLES[3:5]
     assert _read_shards(str(tmp_path / "b" / "*.tfrecord")) == EXAMPLES[5:6]
-    assert (tmp_path / "c" / "part-00000-of-00001.tfrecord").stat().st_size == 0
 
 
 @pytest.mark.slow  # starts two SDK worker processes: about 10 s
@@ -175,7 +203,7 @@ def test_by_site_write_with_worker_processes(tmp_path, monkeypatch):
 
 
 def test_undeclared_site_fails_the_pipeline_instead_of_dropping_data(tmp_path):
-    with pytest.raises(Exception, match=r"site b?'site2' is not one of the 2 sites declared"):
+    with pytest.raises(Exception, match=r"site '?site2'? is not one of the 2 sites declared"):
         _by_site(IN_MEMORY, tmp_path, ["site0", "site1"])
     assert not list(tmp_path.rglob("part-*-of-*.tfrecord"))
 
@@ -206,37 +234,32 @@ def test_dataflow_graph_builds_offline():
         "--region=us-central1", "--temp_location=gs://eegfm-test/tmp",
     ])
     p = beam.Pipeline(options=options)
-    _ = (p | beam.Create([("site0", EXAMPLES[0])])
+    _ = (p | beam.Create([InMemorySource("site0", 0, EXAMPLES[:1])])
          | WriteSnappyTFRecordsBySite("gs://eegfm-test/out", ["site0", "site1"]))
     p.run()
 
 
-def test_finalizing_removes_what_failed_bundles_left(tmp_path):
-    # A bundle that failed after creating its temporary file never reports it; it must not
+def test_finalizing_removes_what_failed_tasks_left(tmp_path):
+    # A task that failed after creating its temporary file never reports it; it must not
     # survive the run (nor become a shard).
-    from pipelines.sinks import SnappyTFRecordSink, _create_temp, _FinalizeBySiteFn
-
     temp_dir = str(tmp_path / "beam-temp-sites-y")
-    sink = SnappyTFRecordSink(temp_dir + "/part")
-    done, writer = _create_temp(sink, temp_dir, "a", ".tfrecord")
-    writer.write(EXAMPLES[0])
-    writer.close()
-    _, orphan = _create_temp(sink, temp_dir, "a", ".tfrecord")
+    done = _write_temp(temp_dir, "a", 0, EXAMPLES[:1])
+    orphan = SnappyTFRecordSink(temp_dir + "/part").open(temp_dir + "/a.orphan.tfrecord")
     orphan.write(EXAMPLES[1])
     orphan.close()
-    names = list(_FinalizeBySiteFn(str(tmp_path), ("a",), 0, temp_dir, ".tfrecord").process(None, [("a", done)]))
+    names = list(FinalizeBySiteFn(str(tmp_path), ("a",), temp_dir, ".tfrecord").process(None, [("a", done, 1)]))
     assert names == [str(tmp_path / "a" / "part-00000-of-00001.tfrecord")]
     assert _read_shards(names[0]) == EXAMPLES[:1]
     assert not _leftovers(tmp_path)
 
 
-def test_finalizing_fails_loudly_when_a_written_shard_is_lost(tmp_path):
-    from pipelines.sinks import _FinalizeBySiteFn
-
-    finalize = _FinalizeBySiteFn(str(tmp_path), ("a",), 0, str(tmp_path / "beam-temp-sites-z"), ".tfrecord")
-    lost = str(tmp_path / "beam-temp-sites-z" / "a.0123.tfrecord")
-    with pytest.raises(OSError, match=r"site a: temporary shard .*a\.0123\.tfrecord is gone and .*part-00000-of-00001"):
-        list(finalize.process(None, [("a", lost)]))
+def test_finalizing_fails_loudly_when_a_shard_is_lost_or_missing(tmp_path):
+    finalize = FinalizeBySiteFn(str(tmp_path), ("a",), str(tmp_path / "beam-temp-sites-z"), ".tfrecord")
+    lost = str(tmp_path / "beam-temp-sites-z" / "a.00000.tfrecord")
+    with pytest.raises(OSError, match=r"site a: temporary shard .*a\.00000\.tfrecord is gone and .*part-00000-of-00001"):
+        list(finalize.process(None, [("a", lost, 1)]))
+    with pytest.raises(RuntimeError, match=r"site a: 1 written shards; the plan has 2"):
+        list(finalize.process(None, [("a", lost, 2)]))
 
 
 @pytest.mark.parametrize("transform", [

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 
 from pipelines import schema
-from pipelines.process import PreprocessConfig, RejectedWindow, Window, process_recording
+from pipelines.process import PreprocessConfig, Window, process_recording
 from pipelines.sources import discover
 from pipelines.spill import (
     AE_INDEX,
     SpillWriter,
     remove_spill,
     sample_items,
-    scored_records,
+    score_spill,
     spill_path,
 )
 
@@ -64,30 +64,41 @@ def test_patchable_encoding_is_encode_example_and_patching_equals_re_encoding(wi
         schema.encode_example_patchable(record, ("label",))
 
 
+def _all(scored):
+    return list(scored.records(0, len(scored.sizes)))
+
+
 def test_scores_are_written_into_the_records_read_back(windows, tmp_path):
     spilled = _spill(windows, tmp_path)
     assert len(spilled) == len(windows) and spilled.features.shape[0] == len(windows)
     assert spilled.site == windows[0].record.site_id.decode()
     # No model: the records exactly as encoded.
-    assert list(scored_records(spilled, None, 1.0)) == [schema.encode_example(w.record) for w in windows]
+    unscored, rejected = score_spill(spilled, None, 1.0)
+    assert rejected == [] and _all(unscored) == [schema.encode_example(w.record) for w in windows]
     scores = np.linspace(0.05, 0.95, len(windows))
-    got = list(scored_records(spilled, scores, 1.0))
-    assert got == [schema.encode_example(_rescored(w.record, s)) for w, s in zip(windows, scores)]
+    scored, rejected = score_spill(spilled, scores, 1.0)
+    got = _all(scored)
+    assert rejected == [] and got == [schema.encode_example(_rescored(w.record, s)) for w, s in zip(windows, scores)]
     decoded = schema.decode_example(got[-1])
     assert decoded.quality[AE_INDEX] == np.float32(scores[-1])
+    # Any range, in any order of requests: the same records (the reader seeks to each one).
+    assert list(scored.records(2, 4)) + list(scored.records(0, 2)) == got[2:4] + got[:2]
+    assert scored.order == (spilled.recording_id, spilled.source)
 
 
 def test_windows_over_the_limit_become_rejections_naming_the_file(windows, tmp_path):
     spilled = _spill(windows, tmp_path)
     scores = np.full(len(windows), 0.2)
     scores[1] = 0.9
-    out = list(scored_records(spilled, scores, 0.5))
-    assert len(out) == len(windows)
-    assert isinstance(out[1], RejectedWindow) and out[1].source == windows[1].source
-    assert out[1].window_start_s == pytest.approx(float(windows[1].record.window_start_s))
-    assert "artifact_score=0.9 > max_artifact_score=0.5" in out[1].reasons[0]
-    assert sum(isinstance(o, RejectedWindow) for o in out) == 1 + sum(
-        float(w.record.artifact_score) > 0.5 for i, w in enumerate(windows) if i != 1)
+    scored, rejected = score_spill(spilled, scores, 0.5)
+    over = [i for i, w in enumerate(windows) if i == 1 or float(w.record.artifact_score) > 0.5]
+    assert [r.window_start_s for r in rejected] == [
+        pytest.approx(float(windows[i].record.window_start_s)) for i in over]
+    assert rejected[over.index(1)].source == windows[1].source
+    assert "artifact_score=0.9 > max_artifact_score=0.5" in rejected[over.index(1)].reasons[0]
+    kept = [i for i in range(len(windows)) if i not in over]
+    assert scored.kept.tolist() == kept
+    assert _all(scored) == [schema.encode_example(_rescored(windows[i].record, scores[i])) for i in kept]
 
 
 def test_a_truncated_spill_file_is_an_error_naming_it(windows, tmp_path):
@@ -95,8 +106,19 @@ def test_a_truncated_spill_file_is_an_error_naming_it(windows, tmp_path):
     size = os.path.getsize(spilled.spill)
     with open(spilled.spill, "r+b") as fh:  # keep whole records only: one window missing
         fh.truncate(size - (size // len(windows)))
-    with pytest.raises(OSError, match=os.path.basename(spilled.spill)):
-        list(scored_records(spilled, None, 1.0))
+    scored, _ = score_spill(spilled, None, 1.0)
+    with pytest.raises(OSError, match=os.path.basename(spilled.spill) + r".*cut short"):
+        _all(scored)
+
+
+def test_a_corrupt_spill_record_is_an_error_naming_it(windows, tmp_path):
+    spilled = _spill(windows, tmp_path)
+    with open(spilled.spill, "r+b") as fh:
+        fh.seek(int(spilled.frame_offsets[1]) + 100)
+        fh.write(b"\xff\xfe")
+    scored, _ = score_spill(spilled, None, 1.0)
+    with pytest.raises(OSError, match=os.path.basename(spilled.spill) + r".*data CRC mismatch"):
+        _all(scored)
 
 
 def test_sample_keys_are_stable_and_sites_filter(windows, tmp_path):
