@@ -181,14 +181,14 @@ class ShardTask:
     site: str
     index: int
     count: int
-    pieces: list[tuple[Any, int, int]]
+    pieces: list[tuple[RecordSource, int, int]]
 
     def records(self) -> Iterator[bytes]:
         for source, first, last in self.pieces:
             yield from source.records(first, last)
 
 
-def plan_shards(sources: Iterable[Any], sites: Sequence[str], num_shards: int = 0,
+def plan_shards(sources: Iterable[RecordSource], sites: Sequence[str], num_shards: int = 0,
                 max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> list[ShardTask]:
     """Every declared site's shards, decided by the sources alone (never by the runner's bundles).
 
@@ -197,11 +197,10 @@ def plan_shards(sources: Iterable[Any], sites: Sequence[str], num_shards: int = 
     ``max_shard_bytes`` (so at most one record over it). Equal inputs give equal files on any runner
     and worker count. A site without records gets one empty shard, or ``num_shards`` of them.
     """
-    index = {site: i for i, site in enumerate(sites)}
-    by_site: dict[str, list[Any]] = {site: [] for site in sites}
+    by_site: dict[str, list[RecordSource]] = {site: [] for site in sites}
     for source in sources:
         site = source.site
-        if site not in index:
+        if site not in by_site:
             raise ValueError(
                 f"WriteSnappyTFRecordsBySite: site {site!r} is not one of the {len(sites)} sites declared "
                 f"when the pipeline was built ({', '.join(sites)}); declare every site so no window is dropped")
@@ -216,7 +215,7 @@ def plan_shards(sources: Iterable[Any], sites: Sequence[str], num_shards: int = 
         sizes = [np.asarray(s.sizes, dtype=np.int64) for s in ordered]
         total = int(sum(int(s.sum()) for s in sizes))
         count = num_shards or max(1, -(-total // max_shard_bytes))
-        pieces: list[list[tuple[Any, int, int]]] = [[] for _ in range(count)]
+        pieces: list[list[tuple[RecordSource, int, int]]] = [[] for _ in range(count)]
         offset = 0
         for source, size in zip(ordered, sizes):
             # A record belongs to the shard its first byte falls in: contiguous, about equal shards.
