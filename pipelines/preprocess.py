@@ -70,6 +70,7 @@ from pipelines.process import (
     Window,
     process_recording,
 )
+from pipelines.pipeline_args import beam_option_names, describe, unrecognized
 from pipelines.progress import ProgressReporter, record_done
 from pipelines.quality import QualityConfig
 from pipelines.sinks import (
@@ -371,15 +372,17 @@ def build_parser() -> argparse.ArgumentParser:
         description=__doc__.split("\n\n")[0],
         epilog="Any other flag is a Beam pipeline option, e.g. --runner DataflowRunner --project P "
         "--region R --temp_location gs://B/tmp --setup_file ./setup.py, or --direct_running_mode "
-        "multi_processing --direct_num_workers 2 for local parallelism. Object stores: gs:// uses "
+        "multi_processing --direct_num_workers 2 for local parallelism; a flag that is neither is refused (Beam "
+        "itself would run without it). Object stores: gs:// uses "
         "Google application default credentials; s3:// takes --s3_access_key_id, "
         "--s3_secret_access_key, --s3_region_name and --s3_endpoint_url (an S3-compatible store), "
         "else boto3's usual sources (AWS_* variables, ~/.aws, the instance role).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     io_ = parser.add_argument_group("inputs and outputs")
-    io_.add_argument("--input", action="append", required=True, metavar="PATH",
-                     help="a file, glob or folder; local, gs:// or s3://. Repeatable. In a glob, * stays within "
+    io_.add_argument("--input", action="extend", nargs="+", required=True, metavar="PATH",
+                     help="one or more files, globs or folders; local, gs:// or s3://. Repeatable; an unquoted "
+                     "shell glob (--input raw/*.edf) gives every file it matches. In a quoted glob, * stays within "
                      "a folder and **/ spans any number of folders, none included ('raw/**/*.edf' is "
                      "every EDF below raw/, raw/x.edf too)")
     io_.add_argument("--output", required=True, help="output folder (local, gs:// or s3://)")
@@ -614,6 +617,10 @@ def summarize(manifest: dict, seconds: float) -> str:
 def run(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
+    unknown = unrecognized(beam_args)
+    if unknown:  # Beam would only warn and run without them
+        parser.error(describe(unknown, [flag for action in parser._actions for flag in action.option_strings],
+                              beam_option_names()))
     setup_logging("DEBUG" if args.verbose else "INFO", verbose=args.verbose)
     if args.s3_anonymous:
         private = [f"{flag} {path}" for flag, path in (("--output", args.output),

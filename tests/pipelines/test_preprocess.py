@@ -214,6 +214,11 @@ def test_dataflow_job_graph_builds_offline(shared_data, key_file, tmp_path):
         (["--artifact_model", "no-such-model.npz"],
          "--artifact_model no-such-model.npz: cannot load it as the artifact autoencoder of an earlier run "
          "(FileNotFoundError"),
+        # Beam alone would warn and run on without them: 10 s windows, or one input left out.
+        (["--windows_seconds", "5"], "--windows_seconds 5: not an eegfm-preprocess option or an Apache Beam "
+         "pipeline option; did you mean --window_seconds?"),
+        (["--direct_num_worker", "2"], "did you mean --direct_num_workers?"),
+        (["stray.edf"], "'stray.edf': a value that follows no option"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(shared_data, key_file, tmp_path, args, message):
@@ -231,7 +236,7 @@ def test_too_few_windows_for_the_autoencoder_leave_the_rules_to_score(shared_dat
     # the 48 the autoencoder needs. That fit used to fail the whole job after all its work.
     inputs = [str(shared_data / "eegmat" / name) for name in ("Subject00_1.edf", "Subject00_2.edf", "Subject01_1.edf")]
     with caplog.at_level("INFO", logger="eegfm.preprocess"):
-        manifest = run([arg for path in inputs for arg in ("--input", path)] + [
+        manifest = run(["--input", *inputs[:2], "--input", inputs[2],
             "--output", str(tmp_path / "out"), "--pseudonym_key_file", key_file, "--direct_running_mode", "in_memory"])
     assert manifest["counts"]["processed"] == 3 and 32 < manifest["counts"]["windows"] < 48
     assert (f"artifact autoencoder not fitted: {manifest['counts']['windows']} training windows, fewer than the 48 "
