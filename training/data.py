@@ -1375,7 +1375,7 @@ def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank, world_size
 
 
-def _shard_name(path: str) -> str:
+def shard_name(path: str) -> str:
     """``<site>/<file>``: a shard's name wherever its data set lies."""
     return "/".join(path.replace("\\", "/").split("/")[-2:])
 
@@ -1453,8 +1453,8 @@ class EEGLoader:
                                     f"{filters.sites or 'all'} (excluding {filters.exclude_sites or 'none'})")
         if windows_per_file is not None:
             # By site folder and file name: a resumed run may find its data at another path.
-            windows_per_file = {_shard_name(path): n for path, n in windows_per_file.items()}
-            wanted = [path for path in self.files if windows_per_file.get(_shard_name(path), 0) > 0]
+            windows_per_file = {shard_name(path): n for path, n in windows_per_file.items()}
+            wanted = [path for path in self.files if windows_per_file.get(shard_name(path), 0) > 0]
             if not wanted:
                 raise ValueError(f"windows_per_file: expected window counts for files of {data_dir} "
                                  f"({', '.join(self.files[:3])}, ...); got none above 0")
@@ -1471,9 +1471,9 @@ class EEGLoader:
         self.n_workers = max(1, self.config.num_workers)
         n_shards = self.world_size * self.n_workers
         self.every_file = windows_per_file is not None and _uneven(
-            [windows_per_file[_shard_name(path)] for path in self.files], n_shards, self.rank)
+            [windows_per_file[shard_name(path)] for path in self.files], n_shards, self.rank)
         if windows_per_file is not None:
-            self.config = _whole_epoch_shuffle(self.config, [windows_per_file[_shard_name(p)] for p in self.files],
+            self.config = _whole_epoch_shuffle(self.config, [windows_per_file[shard_name(p)] for p in self.files],
                                                n_shards, self.every_file, self.files[0], self.rank)
         # Training loaders only: an evaluation pass over a held-out site's one or two files is
         # small, and the remedy (more shards) is for the training data.
@@ -1531,7 +1531,7 @@ class EEGLoader:
             self.set_epoch(self._epoch + 1)
 
     def _fingerprint(self) -> str:
-        names = "\n".join(map(_shard_name, self.files))
+        names = "\n".join(map(shard_name, self.files))
         return hashlib.sha256(names.encode()).hexdigest()[:16]
 
     def state_dict(self) -> dict[str, Any]:
@@ -1558,6 +1558,9 @@ class EEGLoader:
                     "infinite": self.infinite, "files": self._fingerprint()}
         for key, value in expected.items():
             if state.get(key) != value:
+                if key == "files":
+                    raise ValueError(f"load_state_dict: the state was taken reading other TFRecord files (their "
+                                     f"fingerprint {state.get(key)!r}; these files' {value!r})")
                 hint = f" (num_workers {AUTO!r} takes the checkpoint's)" if key == "num_workers" else ""
                 raise ValueError(f"load_state_dict: state[{key!r}] is {state.get(key)!r} but this loader has "
                                  f"{value!r}; resuming needs the same files, seed, rank, world_size and num_workers{hint}")

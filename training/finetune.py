@@ -78,7 +78,7 @@ from pipelines.logging_setup import get_logger, setup_logging
 from training import checkpoint as ckpt
 from training import losses
 from training.config import ConfigError, FinetuneConfig, load_config, resolve_precision
-from training.data import EEGLoader, RecordFilter, model_inputs, scan_windows
+from training.data import EEGLoader, RecordFilter, list_files, model_inputs, scan_windows, shard_name
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast, backward,
                            configure_kernels, core_state, launch, load_core_state, loader_config,
@@ -124,6 +124,19 @@ def _is_labeled(window: dict[str, Any], cfg: FinetuneConfig) -> bool:
     if cfg.task == "hms6":
         return float(window["votes"].sum()) > 0
     return window["label"] >= 0
+
+
+def check_plan_files(plan: Plan, data: str, checkpoint: str) -> None:
+    """A resumed run reads the files its split was planned on, wherever they lie now (by site
+    folder and file name); ConfigError naming the missing ones otherwise."""
+    planned = {shard_name(path) for counts in plan.files.values() for path, n in counts.items() if n > 0}
+    missing = sorted(planned - {shard_name(path) for path in list_files(data)})
+    if missing:
+        raise ConfigError(
+            f"resume: {checkpoint} continues a run whose split was planned on {len(planned)} TFRecord "
+            f"file{'s' * (len(planned) != 1)}, "
+            f"{len(missing)} of them not in --data {data} ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
+            f"give that run's --data (its run.json names it), or start a new run (another --output, or --resume none)")
 
 
 def plan_data(data: str, cfg: FinetuneConfig, record_task: str) -> Plan:
@@ -660,6 +673,7 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: P
     state = ckpt.load_checkpoint(start, map_location="cpu") if start is not None else None
     if state is not None:
         plan = Plan.from_dict(state["plan"])  # the split the run started with, whatever --data holds now
+        check_plan_files(plan, data, start)
     else:
         found: dict[str, Any] = {}
         if dist.is_main:

@@ -150,7 +150,12 @@ def load_core_state(run: TrainState, state: dict[str, Any]) -> None:
     run.scheduler.load_state_dict(state["scheduler"])
     if run.scaler is not None and state.get("scaler"):
         run.scaler.load_state_dict(state["scaler"])
-    run.loader.load_state_dict(state["loader"][run.dist.rank])
+    try:
+        run.loader.load_state_dict(state["loader"][run.dist.rank])
+    except ValueError as err:  # e.g. --data now names other files: one line, exit 2, not a traceback
+        raise ConfigError(f"resume: the checkpoint's data position does not fit this run ({err}); a checkpoint "
+                          f"continues the run that wrote it: give that run's --data and loader settings, or "
+                          f"start a new run (another --output, or --resume none)") from err
     run.samples = int(state["samples"])
     run.best_metric = math.inf if state.get("best_metric") is None else float(state["best_metric"])
 

@@ -375,12 +375,23 @@ def test_two_stage_second_stage_sees_only_windows_with_enough_votes(pretrained, 
     assert run["stages"][1]["windows"] == expected > 0 and run["stages"][0]["windows"] == run["windows"]["train"]
 
 
-def test_interrupted_run_resumes_to_the_same_model(pretrained, hms_data, tmp_path):
+def test_interrupted_run_resumes_to_the_same_model(pretrained, hms_data, tmp_path, capsys):
     common = ["--set", "temperature_scaling=false"]  # two steps, evaluated after the second
     assert _inline(pretrained, hms_data, tmp_path / "whole", *common) == 0
     stopped = _inline(pretrained, hms_data, tmp_path / "pieces", *common, "--stop_after", "1")
     assert stopped == finetune.PREEMPTED_EXIT_CODE
     assert not (tmp_path / "pieces" / "model").exists()
+    # The checkpoint's split lies in both sites' files: --data with one of them is refused in one
+    # line (it was a traceback from the loader), and the checkpoint stays for the right data.
+    one_site = tmp_path / "one-site"
+    one_site.mkdir()
+    site = sorted(path for path in hms_data.iterdir() if path.is_dir())[0]
+    (one_site / site.name).symlink_to(site)
+    capsys.readouterr()
+    assert _inline(pretrained, one_site, tmp_path / "pieces", *common) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("finetune: resume: ") and "continues a run whose split was planned on 4 TFRecord files, " \
+        f"2 of them not in --data {one_site}" in err
     assert _inline(pretrained, hms_data, tmp_path / "pieces", *common) == 0
     whole = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
     pieces = load_file(str(tmp_path / "pieces" / "model" / "model.safetensors"))

@@ -193,6 +193,18 @@ def test_bad_config_and_resume_arguments_fail_with_clear_messages(pipeline_outpu
                      timeout=120)
     assert done.returncode != 0
     assert "resume" in done.stderr and "missing" in done.stderr
+    # A checkpoint's data position belongs to the files it was read from: resuming on other data
+    # is one line and exit 2 (it was a traceback from the loader).
+    assert _pretrain(pipeline_output, tmp_path / "r", "--max_steps", "2", timeout=120).returncode == 0
+    one_site = tmp_path / "one-site"
+    one_site.mkdir()
+    site = sorted(path for path in pipeline_output.iterdir() if path.is_dir())[0]
+    (one_site / site.name).symlink_to(site)
+    done = _pretrain(one_site, tmp_path / "r", "--max_steps", "3", timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "pretrain: resume: the checkpoint's data position does not fit this run (load_state_dict: the state was "
+        "taken reading other TFRecord files")
     if not torch.cuda.is_available():  # one line, no traceback
         done = _pretrain(pipeline_output, tmp_path / "z", "--device", "cuda", timeout=120)
         assert done.returncode == 2
