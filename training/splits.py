@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from pipelines.logging_setup import get_logger
-from training.data import RecordFilter, describe, scan_windows
+from training.data import RecordFilter, describe, list_files, scan_windows
 
 log = get_logger("training.splits")
 
@@ -88,7 +88,8 @@ def group_counts(data: str, group: str) -> dict[str, int]:
     feature, key = _GROUP_KEYS[group]
     try:
         counts = describe(data).counts.get(key)
-    except OSError:  # no manifest (or ``data`` is a file): the scan below reports a missing path
+    except OSError:  # no manifest (or ``data`` is a file)
+        list_files(data)  # a missing or empty folder is an error of its own, before any talk of manifests
         counts = None
     if isinstance(counts, Mapping) and counts:
         return {str(k): int(v) for k, v in counts.items()}
