@@ -617,11 +617,12 @@ def summarize(manifest: dict, seconds: float) -> str:
 def run(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
+    # First: Beam logs through the root logger, which, without a handler, then gets Python's own.
+    setup_logging("DEBUG" if args.verbose else "INFO", verbose=args.verbose)
     unknown = unrecognized(beam_args)
     if unknown:  # Beam would only warn and run without them
         parser.error(describe(unknown, [flag for action in parser._actions for flag in action.option_strings],
                               beam_option_names()))
-    setup_logging("DEBUG" if args.verbose else "INFO", verbose=args.verbose)
     if args.s3_anonymous:
         private = [f"{flag} {path}" for flag, path in (("--output", args.output),
                                                         ("--pseudonym_key_file", args.pseudonym_key_file))

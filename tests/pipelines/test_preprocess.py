@@ -342,7 +342,11 @@ def simulated_run(key_file, tmp_path_factory):
 
 
 def test_simulated_corpus_runs_end_to_end_with_labels_and_sites(simulated_run):
-    corpus, out, _ = simulated_run
+    corpus, out, logs = simulated_run
+    # Python's default format ("WARNING:eegfm.preprocess:...") means a second handler on the root
+    # logger: every line would be written twice.
+    assert b"eegfm.preprocess: 8 recordings" in logs
+    assert not re.search(rb"^(DEBUG|INFO|WARNING|ERROR|CRITICAL):", logs, re.M)
     manifest = json.loads((out / "manifest.json").read_text())
     recordings = [e for e in manifest["inputs"] if e["status"] != "ignored"]
     assert len(recordings) == 8 and all(e["status"] == "processed" for e in recordings), [
