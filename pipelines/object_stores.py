@@ -246,3 +246,15 @@ def filesystems(*paths: str) -> Any:
     check_s3_credentials(list(paths), FileSystems._pipeline_options)
     check_reachable(list(paths), FileSystems._pipeline_options)
     return FileSystems
+
+
+def remove_folder(path: str) -> None:
+    """Delete the files in ``path`` (a flat folder: a run's spill files or unfinished shards), then
+    the folder itself where the file system has folders (an object store has only the objects)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    files = [m.path for m in FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list]
+    if files:
+        FileSystems.delete(files)
+    if FileSystems.get_filesystem(path).has_dirs() and FileSystems.exists(path):
+        FileSystems.delete([path])

@@ -32,6 +32,7 @@ import argparse
 import collections
 import contextlib
 import gc
+import glob
 import json
 import math
 import os
@@ -39,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterable
 
 import apache_beam as beam
 import numpy as np
@@ -60,6 +62,7 @@ from pipelines.object_stores import (
     check_reachable,
     check_s3_credentials,
     fix_s3_empty_uploads,
+    remove_folder,
     storage_error,
 )
 from pipelines.process import (
@@ -81,7 +84,7 @@ from pipelines.sinks import (
 )
 from pipelines.sources import DATASETS, Ignored, SourceItem, discover
 from pipelines.spill import SpilledRecording, SpillWriter, remove_spill, sample_items, score_spill, spill_path
-from pipelines.warm_workers import worker_command, zygote_for
+from pipelines.warm_workers import quiet_worker_threads, worker_command, zygote_for
 
 log = get_logger("preprocess")
 DEFAULT_KEY_FILE = os.path.join(os.path.expanduser("~"), ".config", "eegfm", "pseudonym.key")
@@ -499,8 +502,46 @@ def earlier_run_outputs(output: str) -> list[str]:
     return sorted(m.path for result in FileSystems.match(patterns) for m in result.metadata_list)
 
 
+# A run's temporary folders in its output: spilled windows, and shards not yet renamed. A run that
+# stops early (Ctrl-C, a crash, a killed machine) can leave them.
+TEMPORARY_FOLDERS = (".spill-*", "beam-temp-sites-*")
+
+
+def temporary_folders(output: str) -> dict[str, int]:
+    """The temporary folders in ``output`` with the bytes of their files (0: empty or unknown)."""
+    found: dict[str, int] = {}
+    patterns = [FileSystems.join(output, pattern, "*") for pattern in TEMPORARY_FOLDERS]
+    for result in FileSystems.match(patterns):
+        for meta in result.metadata_list:
+            folder = meta.path.rsplit("/", 1)[0]
+            found[folder] = found.get(folder, 0) + meta.size_in_bytes
+    if "://" not in output:  # empty local folders have no files to match
+        for pattern in TEMPORARY_FOLDERS:
+            for folder in glob.glob(os.path.join(glob.escape(output), pattern)):
+                found.setdefault(folder, 0)
+    return found
+
+
+def _remove_temporary(folders: Iterable[str]) -> None:
+    for folder in folders:
+        try:
+            remove_folder(folder)
+        except OSError as err:
+            log.warning("could not delete the temporary folder %s: %s", folder, err)
+
+
 def _clear_earlier_run(output: str, overwrite: bool) -> None:
-    """Delete an earlier run's outputs with ``overwrite``; without it, refuse to mix with them."""
+    """Delete an earlier run's outputs with ``overwrite``; without it, refuse to mix with them.
+    Temporary folders of runs that stopped early go with ``overwrite``; otherwise a warning."""
+    stale = temporary_folders(output)
+    if stale and overwrite:
+        _remove_temporary(stale)
+        log.info("--overwrite: deleted %d temporary folder(s) of runs that stopped early in %s (%.1f MB)",
+                 len(stale), output, sum(stale.values()) / 1e6)
+    elif stale:
+        log.warning("%s holds %d temporary folder(s) of runs that stopped early (%s; %.1f MB): --overwrite "
+                    "deletes them", output, len(stale), ", ".join(sorted(os.path.basename(f) for f in stale)[:3]),
+                    sum(stale.values()) / 1e6)
     found = earlier_run_outputs(output)
     if not found:
         return
@@ -675,7 +716,50 @@ def run(argv: list[str] | None = None) -> dict:
             _clear_earlier_run(args.output, args.overwrite)
         except (ValueError, *STORE_ERRORS) as err:
             parser.error(str(err))
+    # A run that stops early on this machine removes its temporary folders (a Dataflow job goes on
+    # without its launcher: its folders stay in use).
+    earlier_temporary = set(temporary_folders(args.output)) if _is_local(options) else None
     start = time.time()
+    try:
+        _run_pipeline(args, options, config, items, ignored, key)
+    except BaseException:
+        if earlier_temporary is not None:
+            _remove_partial_run(args.output, earlier_temporary, start)
+        raise
+    seconds = time.time() - start
+    if options.view_as(StandardOptions).runner == "DataflowRunner":
+        return {}
+    with FileSystems.open(FileSystems.join(args.output, "manifest.json")) as fh:
+        manifest = json.loads(fh.read())
+    print(f"eegfm-preprocess: wrote {args.output}\n" + summarize(manifest, seconds))
+    return manifest
+
+
+def _remove_partial_run(output: str, earlier_temporary: set[str], start: float) -> None:
+    """What a run that stopped before its manifest wrote: its temporary folders, and the shards and
+    artifact model it had finished, which without a manifest would pass for a whole data set."""
+    ours = sorted(set(temporary_folders(output)) - earlier_temporary)
+    _remove_temporary(ours)
+    if FileSystems.exists(FileSystems.join(output, "manifest.json")):  # stopped after its last step
+        log.warning("stopped after the manifest was written: the outputs in %s are complete", output)
+        return
+    # The earlier run's outputs are gone (--overwrite) or the run refused to start: these are ours.
+    written = earlier_run_outputs(output)
+    model = FileSystems.join(output, AE_MODEL_NAME)
+    found = FileSystems.match([model])[0].metadata_list
+    if found and found[0].last_updated_in_seconds >= start - 1:  # not a model it was given (--artifact_model)
+        written.append(model)
+    if written:
+        FileSystems.delete(written)
+    if "://" not in output:  # the site folders it made (object stores have none)
+        for folder in {os.path.dirname(path) for path in written} - {output}:
+            with contextlib.suppress(OSError):  # not empty: not only ours
+                os.rmdir(folder)
+    log.warning("stopped before the end: removed this run's %d temporary folder(s) and %d finished file(s) in %s; "
+                "no manifest was written", len(ours), len(written), output)
+
+
+def _run_pipeline(args, options, config, items, ignored, key) -> None:
     multi_processing = _is_local(options) and options.view_as(DirectOptions).direct_running_mode == "multi_processing"
     with contextlib.ExitStack() as stack:
         progress = None
@@ -686,15 +770,13 @@ def run(argv: list[str] | None = None) -> dict:
         zygote = stack.enter_context(zygote_for(multi_processing, enabled=not args.cold_workers))
         if progress is not None:
             stack.enter_context(ProgressReporter(progress, len(items)))
-        with beam.Pipeline(runner=local_runner(options, warm=zygote is not None), options=options) as p:
-            build_pipeline(p, args, config, items, ignored, key, {i.site for i in items}, progress)
-    seconds = time.time() - start
-    if options.view_as(StandardOptions).runner == "DataflowRunner":
-        return {}
-    with FileSystems.open(FileSystems.join(args.output, "manifest.json")) as fh:
-        manifest = json.loads(fh.read())
-    print(f"eegfm-preprocess: wrote {args.output}\n" + summarize(manifest, seconds))
-    return manifest
+        try:
+            with beam.Pipeline(runner=local_runner(options, warm=zygote is not None), options=options) as p:
+                build_pipeline(p, args, config, items, ignored, key, {i.site for i in items}, progress)
+        except KeyboardInterrupt:
+            if multi_processing:
+                quiet_worker_threads()
+            raise
 
 
 def _ica_totals(inputs: list[dict]) -> dict:
@@ -769,7 +851,11 @@ def main(argv: list[str] | None = None) -> int:
     # 0.06 s), a tenth of the job's wall time. Only in the command: a process that calls run()
     # keeps its collector as it was.
     gc.freeze()
-    run(argv)
+    try:
+        run(argv)
+    except KeyboardInterrupt:
+        print("eegfm-preprocess: interrupted", file=sys.stderr)
+        return 130  # as a shell reports a process that SIGINT ended
     gc.freeze()
     return 0
 

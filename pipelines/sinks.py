@@ -46,7 +46,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import check_int
 from pipelines.logging_setup import get_logger
-from pipelines.object_stores import fix_s3_empty_uploads
+from pipelines.object_stores import fix_s3_empty_uploads, remove_folder
 from pipelines.schema import SITE_ID_PATTERN
 from pipelines.tfrecord import SnappyTFRecordWriter
 
@@ -303,11 +303,7 @@ def _remove_folder(path: str) -> None:
     """Delete the temporary folder: what failed bundles left in it, then the folder itself where
     the file system has folders (an object store has only the objects)."""
     try:
-        left = _listing(path)
-        if left:
-            FileSystems.delete(left)
-        if FileSystems.get_filesystem(path).has_dirs() and FileSystems.exists(path):
-            FileSystems.delete([path])
+        remove_folder(path)
     except OSError as err:  # the shards are final; a leftover temporary file is only clutter
         get_logger("sinks").warning("could not delete the temporary folder %s: %s", path, err)
 

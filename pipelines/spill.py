@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from collections.abc import Iterator
 
 import numpy as np
@@ -30,6 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import schema
 from pipelines.artifact_ae import band_features
+from pipelines.object_stores import remove_folder
 from pipelines.process import RECORD_QUALITY_NAMES, RejectedWindow, Window
 from pipelines.tfrecord import FRAME_OVERHEAD, frame_record, unframe_record
 
@@ -189,8 +189,4 @@ def score_spill(spilled: SpilledRecording, scores: np.ndarray | None, max_score:
 
 def remove_spill(spill_dir: str) -> None:
     """Delete the spill files and, on local disk, their folder (object stores have none)."""
-    files = [m.path for m in FileSystems.match([FileSystems.join(spill_dir, "*")])[0].metadata_list]
-    if files:
-        FileSystems.delete(files)
-    if "://" not in spill_dir and os.path.isdir(spill_dir):
-        os.rmdir(spill_dir)
+    remove_folder(spill_dir)

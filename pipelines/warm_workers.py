@@ -195,7 +195,9 @@ def _run_worker(target: Callable[[dict[str, str]], None], env: dict[str, str],
             sock.close()
         for fd in inherited_fds:
             os.close(fd)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        # Ctrl-C stops the job, whose unwinding ends the workers (the zygote kills them): a worker
+        # interrupted on its own would only print a traceback of Beam's harness.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
         target(env)
         code = 0
     except SystemExit as exit_:
@@ -224,3 +226,17 @@ def zygote_for(multi_processing: bool, enabled: bool = True) -> Iterator[Zygote 
         yield zygote
     finally:
         zygote.close()
+
+
+def quiet_worker_threads() -> None:
+    """After Ctrl-C: Beam's thread for each worker process reports that process's end, which the
+    interrupted job brings about, as an error ("Worker subprocess exited with return code ..."),
+    one traceback per worker. Those reports are dropped; any other thread error still shows."""
+    previous = threading.excepthook
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        if not (isinstance(args.exc_value, RuntimeError)
+                and str(args.exc_value).startswith("Worker subprocess exited with return code")):
+            previous(args)
+
+    threading.excepthook = hook

@@ -8,6 +8,7 @@ manages it like the worker process itself. Without a zygote it becomes Beam's ow
 
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -23,6 +24,8 @@ def _cold_worker() -> None:
 
 def main() -> None:
     address = os.environ.get(ZYGOTE_ENV)
+    if address:  # Ctrl-C reaches the job, which ends the zygote and so this launcher (cold: Beam's own)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     if not address:
         _cold_worker()
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

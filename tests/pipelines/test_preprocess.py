@@ -5,14 +5,16 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from pipelines import schema
-from pipelines.preprocess import earlier_run_outputs, local_runner, run, summarize
+from pipelines.preprocess import earlier_run_outputs, local_runner, run, summarize, temporary_folders
 from pipelines.sources import expand_inputs
 from pipelines.tfrecord import read_records
 
@@ -97,13 +99,20 @@ def test_an_earlier_runs_outputs_are_kept_apart_or_overwritten(shared_data, key_
     first = run([*base, "--max_shard_mb", "0.5"])
     shards = sorted(out.glob("site-*/part-*-of-*.tfrecord"))
     assert len(shards) == len(first["shards"]) == 4
+    # What runs that stopped early (a killed machine) left: kept and reported, deleted by --overwrite.
+    (out / ".spill-0123456789ab").mkdir()
+    (out / ".spill-0123456789ab" / "x.tfrecord").write_bytes(b"\0" * 2_000_000)
+    (out / "beam-temp-sites-0123").mkdir()
+    assert set(temporary_folders(str(out))) == {str(out / ".spill-0123456789ab"), str(out / "beam-temp-sites-0123")}
     with pytest.raises(SystemExit) as exit_:
         run(base)
     assert exit_.value.code == 2
     assert (f"--output {out}: holds an earlier run's outputs (4 TFRecord shard(s), manifest.json, "
             "quarantine.jsonl); this run's shards would mix with them. Pass --overwrite") in capsys.readouterr().err
     assert sorted(out.glob("site-*/part-*-of-*.tfrecord")) == shards  # nothing touched
+    assert len(temporary_folders(str(out))) == 2
     second = run([*base, "--overwrite"])
+    assert temporary_folders(str(out)) == {}
     assert [p.name for p in out.glob("site-*/part-*-of-*.tfrecord")] == ["part-00000-of-00001.tfrecord"]
     assert second["counts"]["windows"] == first["counts"]["windows"] > 10
     assert earlier_run_outputs(str(out)) == sorted(
@@ -198,6 +207,33 @@ def test_dataflow_job_graph_builds_offline(shared_data, key_file, tmp_path):
     # Beam stages eegfm with `python -m build --no-isolation` (pinned, offline), not a failed
     # attempt at it followed by the legacy `setup.py sdist`.
     assert "No module named build" not in result.stderr and "Building sdist" in result.stderr
+
+
+def test_ctrl_c_stops_a_two_worker_run_cleanly_and_removes_what_it_wrote(shared_data, key_file, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / ".spill-earlier00000").mkdir()  # another run's: stays
+    job = subprocess.Popen(
+        [sys.executable, "-m", "pipelines.preprocess", "--input", str(shared_data / "eegmat"), "--output", str(out),
+         "--pseudonym_key_file", key_file, "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 120
+    # Once the first recording is spilled the job has seconds of work left; Ctrl-C then, as a
+    # terminal sends it: to the whole process group.
+    while not list(out.glob(".spill-[0-9a-f]*[0-9a-f]/*.tfrecord")) and job.poll() is None:
+        assert time.monotonic() < deadline, "no recording was spilled in 120 s"
+        time.sleep(0.02)
+    os.killpg(job.pid, signal.SIGINT)
+    stdout, stderr = job.communicate(timeout=60)
+    assert job.returncode == 130, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == "eegfm-preprocess: interrupted"
+    assert "Traceback" not in stderr and "wrote" not in stdout
+    assert re.search(r"stopped before the end: removed this run's [12] temporary folder\(s\) and \d+ finished file",
+                     stderr)
+    assert sorted(path.name for path in out.iterdir()) == [".spill-earlier00000"]
+    # The workers went with the job.
+    left = subprocess.run(["pgrep", "-s", str(job.pid)], capture_output=True, text=True).stdout.split()
+    assert left == []
 
 
 @pytest.mark.parametrize(
