@@ -640,10 +640,12 @@ class PreemptionHandler:
         self.requested = False
         self.received: signal.Signals | None = None
         self._previous: dict[signal.Signals, Any] = {}
+        self._owner = os.getpid()
 
     def install(self) -> PreemptionHandler:
         if threading.current_thread() is not threading.main_thread():
             raise CheckpointError("PreemptionHandler: signal handlers can only be installed from the main thread")
+        self._owner = os.getpid()
         for signum in self.signals:
             if signum not in self._previous:
                 self._previous[signum] = signal.signal(signum, self._handle)
@@ -651,6 +653,15 @@ class PreemptionHandler:
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         received = signal.Signals(signum)
+        if os.getpid() != self._owner:
+            # A forked child inherited the handler: a loader worker. Ctrl-C reaches the whole
+            # process group; the training process stops and then ends its workers, which need not
+            # react (each used to log the warning below). SIGTERM to a worker (DataLoader shutting
+            # it down) must end it as it would without the handler.
+            if received != signal.SIGINT:
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(received)
+            return
         if self.requested and self.received == received:
             self._restore(received)
             signal.raise_signal(received)

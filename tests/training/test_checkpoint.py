@@ -312,6 +312,25 @@ def test_second_signal_goes_to_the_previous_handler_and_close_restores_it():
         signal.signal(signal.SIGUSR1, original)
 
 
+def test_a_forked_child_ignores_sigint_and_dies_of_sigterm_as_without_the_handler():
+    # Loader workers are forked while the handler is installed: Ctrl-C is the training process's
+    # to handle, and a worker that DataLoader terminates must end.
+    with PreemptionHandler() as preemption:
+        statuses = {}
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    os.kill(os.getpid(), signum)
+                    time.sleep(0.05)  # the handler runs between bytecodes
+                finally:
+                    os._exit(7)
+            statuses[signum] = os.waitpid(pid, 0)[1]
+        assert not preemption.requested
+    assert os.WIFEXITED(statuses[signal.SIGINT]) and os.WEXITSTATUS(statuses[signal.SIGINT]) == 7
+    assert os.WIFSIGNALED(statuses[signal.SIGTERM]) and os.WTERMSIG(statuses[signal.SIGTERM]) == signal.SIGTERM
+
+
 def test_a_safetensors_file_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle(tmp_path):
     # The first byte of a safetensors file is the low byte of its header length; 0x80 is also
     # pickle's PROTO opcode. Real optimizer states hit this (it broke --resume auto once).
