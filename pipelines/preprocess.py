@@ -724,7 +724,10 @@ def run(argv: list[str] | None = None) -> dict:
         _run_pipeline(args, options, config, items, ignored, key)
     except BaseException:
         if earlier_temporary is not None:
-            _remove_partial_run(args.output, earlier_temporary, start)
+            try:
+                _remove_partial_run(args.output, earlier_temporary, start)
+            except Exception as err:  # noqa: BLE001 - the job's own error is the one to report
+                log.warning("stopped before the end; could not remove what it wrote in %s: %s", args.output, err)
         raise
     seconds = time.time() - start
     if options.view_as(StandardOptions).runner == "DataflowRunner":
