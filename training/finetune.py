@@ -80,9 +80,9 @@ from training import losses
 from training.config import ConfigError, FinetuneConfig, load_config, resolve_precision
 from training.data import EEGLoader, RecordFilter, list_files, model_inputs, scan_windows, shard_name
 from training.distributed import Dist, StopVote, unwrap
-from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast, backward,
-                           configure_kernels, core_state, launch, load_core_state, loader_config,
-                           optimizer_step, quiet_transformers, run_overrides, step_seed)
+from training.loop import (MODEL_KEYS, PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
+                           backward, check_model_unchanged, configure_kernels, core_state, launch, load_core_state,
+                           loader_config, optimizer_step, quiet_transformers, run_overrides, step_seed)
 from training.pretrain import check_replicas
 from training.splits import SPLITS, Split, split_groups
 from training.tracking import Tracker, memory_stats
@@ -672,6 +672,10 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: P
     start = dist.broadcast_object(None if start is None else str(start))
     state = ckpt.load_checkpoint(start, map_location="cpu") if start is not None else None
     if state is not None:
+        saved = state.get("config", {})
+        check_model_unchanged(saved, cfg.to_dict(), start, MODEL_KEYS + (
+            ("task", "mode", "adapter_kind", "adapter_rank") if "adapter" in (cfg.mode, saved.get("mode"))
+            else ("task", "mode")))
         plan = Plan.from_dict(state["plan"])  # the split the run started with, whatever --data holds now
         check_plan_files(plan, data, start)
     else:

@@ -14,7 +14,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -136,6 +136,21 @@ def core_state(run: TrainState) -> dict[str, Any]:
         "world_size": run.dist.world_size,
         "config": run.cfg.to_dict(),
     }
+
+
+MODEL_KEYS = ("model", "model_overrides")  # the config fields that shape a pretraining model's parameters
+
+
+def check_model_unchanged(saved: dict[str, Any], now: dict[str, Any], checkpoint: str | os.PathLike[str],
+                          keys: Sequence[str] = MODEL_KEYS) -> None:
+    """ConfigError where a config field in ``keys`` (``to_dict`` form) differs from the one the
+    checkpoint's run had: its weights would not fit this run's model (or answer another task). A
+    checkpoint without a saved config passes."""
+    changed = [f"{key} {saved[key]!r} -> {now.get(key)!r}" for key in keys if key in saved and saved[key] != now.get(key)]
+    if changed:
+        raise ConfigError(f"resume: {checkpoint} was written by a run with other model settings "
+                          f"({'; '.join(changed)}); a checkpoint continues the run that wrote it: resume with its "
+                          f"settings, or start a new run (another --output, or --resume none)")
 
 
 def load_core_state(run: TrainState, state: dict[str, Any]) -> None:

@@ -55,9 +55,9 @@ from training import checkpoint as ckpt
 from training.config import ConfigError, OptimConfig, PretrainConfig, load_config, resolve_precision
 from training.data import EEGLoader, RecordFilter, model_inputs
 from training.distributed import Dist, StopVote, unwrap
-from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast, backward,
-                           configure_kernels, core_state, launch, load_core_state, loader_config,
-                           optimizer_step, quiet_transformers, run_overrides, step_seed)
+from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
+                           backward, check_model_unchanged, configure_kernels, core_state, launch, load_core_state,
+                           loader_config, optimizer_step, quiet_transformers, run_overrides, step_seed)
 from training.splits import HeldOut, hold_out
 from training.tracking import ReconstructionMeter, Tracker, memory_stats
 
@@ -393,6 +393,7 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
     start = dist.broadcast_object(None if start is None else str(start))
     if start is not None:
         state = ckpt.load_checkpoint(start, map_location="cpu")
+        check_model_unchanged(state.get("config", {}), cfg.to_dict(), start)
         run.load_state_dict(state)
         log.info("resumed from %s at step %d", start, run.step)
         check_held_out_unchanged(state.get("config", {}), cfg, start)

@@ -388,6 +388,9 @@ def test_interrupted_run_resumes_to_the_same_model(pretrained, hms_data, tmp_pat
     site = sorted(path for path in hms_data.iterdir() if path.is_dir())[0]
     (one_site / site.name).symlink_to(site)
     capsys.readouterr()
+    # Another task's head would not fit the checkpoint's weights (that was a traceback too).
+    assert _inline(pretrained, hms_data, tmp_path / "pieces", *common, "--task", "eegmat") == 2
+    assert "was written by a run with other model settings (task 'hms6' -> 'eegmat')" in capsys.readouterr().err
     assert _inline(pretrained, one_site, tmp_path / "pieces", *common) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("finetune: resume: ") and "continues a run whose split was planned on 4 TFRecord files, " \

@@ -11,8 +11,8 @@ import torch
 
 from training.config import ConfigError, load_config
 from training.distributed import Dist
-from training.loop import (STARVED_FRACTION, TimedBatches, TrainState, add_run_arguments, configure_kernels,
-                           load_core_state, loader_config, optimizer_step, run_overrides, step_seed)
+from training.loop import (STARVED_FRACTION, TimedBatches, TrainState, add_run_arguments, check_model_unchanged,
+                           configure_kernels, load_core_state, loader_config, optimizer_step, run_overrides, step_seed)
 
 
 def test_step_seeds_are_distinct_per_rank_step_and_micro_step_and_stable():
@@ -60,6 +60,38 @@ def test_core_state_refuses_a_different_world_size():
     assert run.loader.state == {"batches": 7} and run.samples == 56 and run.best_metric == 0.5
     with pytest.raises(ConfigError, match="written by 2 ranks, this run has 1"):
         load_core_state(run, {**state, "world_size": 2})
+
+
+def test_core_state_turns_a_loader_position_that_does_not_fit_into_a_config_error():
+    model, optimizer, scheduler = _model_and_optimizer()
+
+    class Loader:
+        def load_state_dict(self, state):
+            raise ValueError("load_state_dict: the state was taken reading other TFRecord files")
+
+    run = TrainState(cfg=None, dist=Dist("none"), model=model, optimizer=optimizer, scheduler=scheduler, scaler=None,
+                     loader=Loader(), amp_dtype=torch.float32)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+             "scaler": None, "loader": [{}], "samples": 0, "best_metric": None, "world_size": 1}
+    with pytest.raises(ConfigError, match=r"^resume: the checkpoint's data position does not fit this run "
+                                          r"\(load_state_dict: the state was taken reading other TFRecord files\)"):
+        load_core_state(run, state)
+
+
+def test_a_checkpoint_of_another_model_or_task_is_refused_before_any_weight_is_loaded():
+    saved = load_config("cpu-tiny", "finetune").to_dict()
+    keys = ("model", "model_overrides", "task", "mode")
+    check_model_unchanged(saved, dict(saved), "ckpt", keys)  # a preemption restart
+    check_model_unchanged({"seed": 0}, saved, "ckpt", keys)  # a checkpoint without its config: nothing to compare
+    longer = load_config("cpu-tiny", "finetune", ["optim.max_steps=99", "epochs=3"]).to_dict()
+    check_model_unchanged(saved, longer, "ckpt", keys)  # the schedule is not the model
+    other = load_config("cpu-tiny", "finetune", ["task=eegmat", "model_overrides={dropout: 0.3}"]).to_dict()
+    with pytest.raises(ConfigError) as err:
+        check_model_unchanged(saved, other, "run/checkpoints/step-00000002", keys)
+    assert str(err.value) == (
+        f"resume: run/checkpoints/step-00000002 was written by a run with other model settings (model_overrides "
+        f"{saved['model_overrides']!r} -> {{'dropout': 0.3}}; task 'hms6' -> 'eegmat'); a checkpoint continues the "
+        f"run that wrote it: resume with its settings, or start a new run (another --output, or --resume none)")
 
 
 def test_common_options_become_config_overrides_with_flags_last():
