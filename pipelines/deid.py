@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import os
 import secrets
 from pathlib import Path
@@ -39,6 +40,16 @@ def load_key(path: str | os.PathLike) -> bytes:
             f"got {len(key)}"
         )
     return key
+
+
+def warn_if_shared(path: str | os.PathLike) -> None:
+    """Warn where a local key file is open to other users than its owner: whoever holds the key
+    can link pseudonyms back to the identifiers they try (names, MRNs)."""
+    mode = Path(path).stat().st_mode & 0o777
+    if mode & 0o077:
+        logging.getLogger("eegfm.deid").warning(
+            "--pseudonym_key_file %s: readable or writable by others (mode %04o); only its owner should read "
+            "it: chmod 600 %s", path, mode, path)
 
 
 def create_key(path: str | os.PathLike) -> bytes:

@@ -53,7 +53,7 @@ from pipelines import schema
 from pipelines.artifact_ae import ArtifactAutoencoder
 from pipelines.blas import single_threaded_blas
 from pipelines.config import ConfigError, check_int
-from pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym
+from pipelines.deid import MIN_KEY_BYTES, PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
 from pipelines.features import FEATURE_NAMES
 from pipelines.logging_setup import get_logger, setup_logging
 from pipelines.object_stores import (
@@ -162,8 +162,9 @@ def load_key_any(path: str) -> bytes:
             key = fh.read().strip()
     except STORE_ERRORS as err:
         raise PseudonymKeyError(f"--pseudonym_key_file {path}: cannot read it ({storage_error(err)})") from None
-    if len(key) < 16:
-        raise PseudonymKeyError(f"--pseudonym_key_file {path}: expected at least 16 bytes; got {len(key)}")
+    if len(key) < MIN_KEY_BYTES:
+        raise PseudonymKeyError(f"--pseudonym_key_file {path}: expected at least {MIN_KEY_BYTES} bytes of secret; "
+                                f"got {len(key)}")
     return key
 
 
@@ -687,6 +688,8 @@ def run(argv: list[str] | None = None) -> dict:
         _check_sharding(args)
         args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file, args.create_key_file)
         key = load_key_any(args.pseudonym_key_file)
+        if "://" not in args.pseudonym_key_file:  # object stores have their own access control
+            warn_if_shared(args.pseudonym_key_file)
         # An output folder (or key file) inside an input folder is the job's own, never an input.
         items, ignored, datasets = discover(args.input, dataset=args.dataset, site=args.site,
                                             exclude=[args.output, args.pseudonym_key_file])

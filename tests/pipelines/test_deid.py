@@ -13,6 +13,7 @@ from pipelines.deid import (
     normalize_sex,
     pseudonym,
     safe_age,
+    warn_if_shared,
 )
 
 
@@ -40,6 +41,21 @@ def test_bad_keys_and_kinds_are_refused(tmp_path):
         load_key(tmp_path / "absent")
     with pytest.raises(ValueError, match=r"kind: expected one of site, subject, session, recording; got 'patient'"):
         pseudonym(b"k" * 16, "patient", "x")
+
+
+def test_a_key_file_others_can_read_is_named_in_a_warning(tmp_path, caplog):
+    created = tmp_path / "created.key"
+    create_key(created)
+    shared = tmp_path / "shared.key"
+    shared.write_bytes(created.read_bytes())
+    shared.chmod(0o644)
+    with caplog.at_level("WARNING", logger="eegfm.deid"):
+        warn_if_shared(created)  # create_key writes it 0600
+        assert not caplog.records
+        warn_if_shared(shared)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"--pseudonym_key_file {shared}: readable or writable by others (mode 0644); only its owner should read "
+        f"it: chmod 600 {shared}"]
 
 
 def test_age_is_whole_years_capped_and_dates_do_not_leave():
