@@ -26,11 +26,12 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
 import socket
 import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 _AWS_CREDENTIALS_FOUND = False  # once found, not looked up again (by every file a loader opens)
@@ -258,3 +259,14 @@ def remove_folder(path: str) -> None:
         FileSystems.delete(files)
     if FileSystems.get_filesystem(path).has_dirs() and FileSystems.exists(path):
         FileSystems.delete([path])
+
+
+def discard_folders(paths: Iterable[str]) -> None:
+    """``remove_folder`` for temporary folders whose leftovers are only clutter: a folder that
+    cannot be deleted is named in a warning, not raised."""
+    for path in paths:
+        try:
+            remove_folder(path)
+        except OSError as err:
+            logging.getLogger("eegfm.object_stores").warning("could not delete the temporary folder %s: %s",
+                                                             path, err)

@@ -40,7 +40,6 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable
 
 import apache_beam as beam
 import numpy as np
@@ -61,6 +60,7 @@ from pipelines.object_stores import (
     check_gcs_credentials,
     check_reachable,
     check_s3_credentials,
+    discard_folders,
     fix_s3_empty_uploads,
     remove_folder,
     storage_error,
@@ -83,7 +83,7 @@ from pipelines.sinks import (
     WriteSnappyTFRecordsBySite,
 )
 from pipelines.sources import DATASETS, Ignored, SourceItem, discover
-from pipelines.spill import SpilledRecording, SpillWriter, remove_spill, sample_items, score_spill, spill_path
+from pipelines.spill import SpilledRecording, SpillWriter, sample_items, score_spill, spill_path
 from pipelines.warm_workers import quiet_worker_threads, worker_command, zygote_for
 
 log = get_logger("preprocess")
@@ -309,7 +309,7 @@ def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quara
     # This runs in whichever worker Beam picks, maybe one that imported no sink: an empty
     # quarantine.jsonl on S3 needs the uploader fix there too.
     fix_s3_empty_uploads()
-    remove_spill(spill_dir)  # every spill file has been read back once the shards exist
+    remove_folder(spill_dir)  # every spill file has been read back once the shards exist
     with FileSystems.create(FileSystems.join(os.path.dirname(path), "quarantine.jsonl")) as fh:
         fh.write("".join(line + "\n" for line in sorted(quarantine_lines)).encode())
     inputs = sorted((o.as_dict() for o in outcomes), key=lambda d: d["source"])
@@ -523,20 +523,12 @@ def temporary_folders(output: str) -> dict[str, int]:
     return found
 
 
-def _remove_temporary(folders: Iterable[str]) -> None:
-    for folder in folders:
-        try:
-            remove_folder(folder)
-        except OSError as err:
-            log.warning("could not delete the temporary folder %s: %s", folder, err)
-
-
 def _clear_earlier_run(output: str, overwrite: bool) -> None:
     """Delete an earlier run's outputs with ``overwrite``; without it, refuse to mix with them.
     Temporary folders of runs that stopped early go with ``overwrite``; otherwise a warning."""
     stale = temporary_folders(output)
     if stale and overwrite:
-        _remove_temporary(stale)
+        discard_folders(stale)
         log.info("--overwrite: deleted %d temporary folder(s) of runs that stopped early in %s (%.1f MB)",
                  len(stale), output, sum(stale.values()) / 1e6)
     elif stale:
@@ -712,11 +704,13 @@ def run(argv: list[str] | None = None) -> dict:
             os.makedirs(args.output, exist_ok=True)
         except OSError as err:
             parser.error(f"--output {args.output}: cannot create the output folder ({err.strerror or err})")
+    cleared = False  # no earlier run's outputs in args.output: any found later are this run's
     if "://" in args.output and options.get_all_options().get("dry_run"):
         log.info("--dry_run: %s is not checked for an earlier run's outputs", args.output)
     else:
         try:
             _clear_earlier_run(args.output, args.overwrite)
+            cleared = True
         except (ValueError, *STORE_ERRORS) as err:
             parser.error(str(err))
     # A run that stops early on this machine removes its temporary folders (a Dataflow job goes on
@@ -728,7 +722,7 @@ def run(argv: list[str] | None = None) -> dict:
     except BaseException:
         if earlier_temporary is not None:
             try:
-                _remove_partial_run(args.output, earlier_temporary, start)
+                _remove_partial_run(args.output, earlier_temporary, start, finished_are_ours=cleared)
             except Exception as err:  # noqa: BLE001 - the job's own error is the one to report
                 log.warning("stopped before the end; could not remove what it wrote in %s: %s", args.output, err)
         raise
@@ -741,15 +735,19 @@ def run(argv: list[str] | None = None) -> dict:
     return manifest
 
 
-def _remove_partial_run(output: str, earlier_temporary: set[str], start: float) -> None:
-    """What a run that stopped before its manifest wrote: its temporary folders, and the shards and
-    artifact model it had finished, which without a manifest would pass for a whole data set."""
+def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, finished_are_ours: bool) -> None:
+    """What a run that stopped before its manifest wrote: its temporary folders, and (where
+    ``finished_are_ours``: the output held no earlier run's) the shards and artifact model it had
+    finished, which without a manifest would pass for a whole data set."""
     ours = sorted(set(temporary_folders(output)) - earlier_temporary)
-    _remove_temporary(ours)
+    discard_folders(ours)
     if FileSystems.exists(FileSystems.join(output, "manifest.json")):  # stopped after its last step
         log.warning("stopped after the manifest was written: the outputs in %s are complete", output)
         return
-    # The earlier run's outputs are gone (--overwrite) or the run refused to start: these are ours.
+    if not finished_are_ours:
+        log.warning("stopped before the end: removed this run's %d temporary folder(s) in %s; its finished "
+                    "shards, if any, lie among an earlier run's there", len(ours), output)
+        return
     written = earlier_run_outputs(output)
     model = FileSystems.join(output, AE_MODEL_NAME)
     found = FileSystems.match([model])[0].metadata_list

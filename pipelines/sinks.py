@@ -45,8 +45,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import check_int
-from pipelines.logging_setup import get_logger
-from pipelines.object_stores import fix_s3_empty_uploads, remove_folder
+from pipelines.object_stores import discard_folders, fix_s3_empty_uploads
 from pipelines.schema import SITE_ID_PATTERN
 from pipelines.tfrecord import SnappyTFRecordWriter
 
@@ -291,21 +290,12 @@ class FinalizeBySiteFn(beam.DoFn):
             final += names
         if sources:
             FileSystems.rename(sources, destinations)
-        _remove_folder(self._temp_dir)
+        discard_folders([self._temp_dir])  # the shards are final: a leftover file is only clutter
         yield from final
 
 
 def _listing(folder: str) -> list[str]:
     return [m.path for m in FileSystems.match([FileSystems.join(folder, "*")])[0].metadata_list]
-
-
-def _remove_folder(path: str) -> None:
-    """Delete the temporary folder: what failed bundles left in it, then the folder itself where
-    the file system has folders (an object store has only the objects)."""
-    try:
-        remove_folder(path)
-    except OSError as err:  # the shards are final; a leftover temporary file is only clutter
-        get_logger("sinks").warning("could not delete the temporary folder %s: %s", path, err)
 
 
 def _make_folder(path: str) -> None:

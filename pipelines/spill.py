@@ -29,7 +29,6 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import schema
 from pipelines.artifact_ae import band_features
-from pipelines.object_stores import remove_folder
 from pipelines.process import RECORD_QUALITY_NAMES, RejectedWindow, Window
 from pipelines.tfrecord import FRAME_OVERHEAD, frame_record, unframe_record
 
@@ -186,7 +185,3 @@ def score_spill(spilled: SpilledRecording, scores: np.ndarray | None, max_score:
     return ScoredSpill(spilled.source, spilled.spill, spilled.site, order, np.flatnonzero(keep),
                        spilled.frame_offsets[keep], spilled.sizes[keep], patch_at, patch_values), rejected
 
-
-def remove_spill(spill_dir: str) -> None:
-    """Delete the spill files and, on local disk, their folder (object stores have none)."""
-    remove_folder(spill_dir)

@@ -10,10 +10,10 @@ import pytest
 from pipelines import schema
 from pipelines.process import PreprocessConfig, Window, process_recording
 from pipelines.sources import discover
+from pipelines.object_stores import remove_folder
 from pipelines.spill import (
     AE_INDEX,
     SpillWriter,
-    remove_spill,
     sample_items,
     score_spill,
     spill_path,
@@ -130,9 +130,10 @@ def test_sample_keys_are_stable_and_sites_filter(windows, tmp_path):
     np.testing.assert_array_equal(items[0][1], spilled.features[0])
 
 
-def test_remove_spill_deletes_the_folder(windows, tmp_path):
+def test_remove_folder_deletes_a_spill_folder(windows, tmp_path):
     folder = tmp_path / ".spill-test"
     _spill(windows, folder)
     assert len(os.listdir(folder)) == 1
-    remove_spill(str(folder))
+    remove_folder(str(folder))
     assert not folder.exists()
+    remove_folder(str(folder))  # gone already: nothing to do
