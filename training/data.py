@@ -40,7 +40,8 @@ same files, seed, world_size and num_workers (checked); each DDP rank saves its 
 Throughput (``benchmarks/train_loader.py``): a record's samples are copied into their batch row
 right after the read, while the record is still in the CPU cache (copied from a record that
 waited in a shuffle buffer, they cost a trip to memory each); its other fields (about 600 bytes)
-are parsed by protobuf's C parser when the batch is assembled, and read a batch at a time.
+are parsed by protobuf's C parser when the batch is assembled, each Feature left serialized, and
+decoded a field at a time for the whole batch (``training.field_columns``).
 Without augmentation a worker fills its open batches straight in shared-memory segments it keeps
 mapped (reused once the trainer has let go of the batch it last held), so the samples are copied
 once after the read; augmented batches are copied in by the kernel. The small fields go pickled;
@@ -91,12 +92,13 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from model.inputs import SEX_CODES, encode_age, encode_sex
+from model.inputs import SEX_CODES, encode_sex
 from pipelines.config import ConfigError, check_int, check_option, check_range
 from pipelines.logging_setup import get_logger
 from pipelines.object_stores import filesystems
-from pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError, _len_field, decode_features
+from pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError, _encode_list, _len_field, decode_features
 from pipelines.tfrecord import CorruptTFRecordError, read_records
+from training import field_columns
 from training.handoff import Handoff, Specs, copy_to_shared, handoff_supported, resolve_shared
 from training.augment import AugmentConfig, augment_batch, finetune_augment, pretrain_augment
 
@@ -234,7 +236,7 @@ def describe(data_dir: str | os.PathLike[str]) -> DatasetInfo:
 # whole Example in a few microseconds, far faster than walking the wire format in Python. The
 # message classes come from a descriptor written below, so neither TensorFlow nor protoc is
 # needed. A window keeps its samples in place and its other fields as bytes, parsed when its batch
-# is assembled; only the fields the loader uses are read out of the message.
+# is assembled; only the fields the loader uses are read, from their serialized Features.
 # ------------------------------------------------------------------------------------------------
 
 _LIST_FIELD = {"bytes": "bytes_list", "float": "float_list", "int64": "int64_list"}
@@ -256,8 +258,9 @@ def _field(name: str, number: int, kind: int, *, repeated: bool = False, message
     return field
 
 
-def _message_classes() -> tuple[type, type]:
-    """``tf.train.Example`` and ``tf.train.Features`` as message classes of a private descriptor pool.
+def _message_classes() -> tuple[type, type, type]:
+    """``tf.train.Example``, ``tf.train.Features`` and the latter with its Feature values as bytes,
+    as message classes of a private descriptor pool.
 
     Mirrors tensorflow/core/example/{example,feature}.proto (see pipelines/schema.py): only the
     field numbers and types matter on the wire, and these are TensorFlow's.
@@ -282,13 +285,19 @@ def _message_classes() -> tuple[type, type]:
                                  message="Features.FeatureEntry"))
     proto.message_type.add(name="Example").field.append(
         _field("features", 1, types.TYPE_MESSAGE, message="Features"))
+    # The same bytes as Features, each Feature left serialized (training.field_columns reads them)
+    raw = proto.message_type.add(name="RawFeatures")
+    entry = raw.nested_type.add(name="FeatureEntry")
+    entry.options.map_entry = True
+    entry.field.extend([_field("key", 1, types.TYPE_STRING), _field("value", 2, types.TYPE_BYTES)])
+    raw.field.append(_field("feature", 1, types.TYPE_MESSAGE, repeated=True, message="RawFeatures.FeatureEntry"))
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     return tuple(message_factory.GetMessageClass(pool.FindMessageTypeByName(f"tensorflow.{name}"))
-                 for name in ("Example", "Features"))
+                 for name in ("Example", "Features", "RawFeatures"))
 
 
-_Example, _Features = _message_classes()
+_Example, _Features, _RawFeatures = _message_classes()
 _LEN_TAG = 0x0A  # field 1, wire type 2: Example.features, a map entry, an entry's key, BytesList.value
 _VALUE_TAG = 0x12  # field 2, wire type 2: a map entry's value
 _EEG_KEY = bytes([_LEN_TAG, 3]) + b"eeg"
@@ -389,15 +398,14 @@ def _parse_failure(raw: bytes, error: Exception) -> str:
 
 class _Window:
     """One record as read: its samples in place, its other fields parsed by protobuf when first
-    asked for. The loader asks when it assembles the window's batch: parsing then and reading the
-    fields costs about what reading them from a message parsed on arrival does (18.7 against
-    18.2 us a window, measured with caches flushed), so the arrival parse (about 3 us) is saved,
-    and a window waiting in an open batch holds ~600 bytes rather than a protobuf arena."""
+    asked for. The loader asks when it assembles the window's batch (``feature_bytes``; filters
+    and errors use ``features``): parsing then costs about what parsing on arrival does, and a
+    window waiting in an open batch holds ~600 bytes rather than a protobuf arena."""
 
-    __slots__ = ("path", "index", "payload", "parsed", "eeg", "ecg", "n_times", "placed")
+    __slots__ = ("path", "index", "payload", "parsed", "serialized", "eeg", "ecg", "n_times", "placed")
 
     def __init__(self, raw: bytes, path: str, index: int):
-        self.path, self.index, self.placed = path, index, None
+        self.path, self.index, self.placed, self.serialized = path, index, None, None
         split = _split_samples(raw)
         size = 0 if split is None else len(split[1])
         if split is None or not size or size % (2 * N_CHANS) or _EEG_KEY in split[0]:
@@ -429,8 +437,17 @@ class _Window:
                 size = 2 * N_CHANS * shape
                 raise self.error(f"feature 'eeg': expected {size} bytes of float16 for shape "
                                  f"[{N_CHANS}, {shape}]; got {2 * N_CHANS * self.n_times}")
-            self.payload = None
         return self.parsed
+
+    def feature_bytes(self) -> Mapping[str, bytes] | None:
+        """The record's features but the samples, each a serialized Feature (for
+        ``training.field_columns``); None where the record was parsed whole or does not parse."""
+        if self.serialized is None and self.payload is not None:
+            try:
+                self.serialized = _RawFeatures.FromString(self.payload).feature
+            except DecodeError:  # self.features names the problem
+                return None
+        return self.serialized
 
     def _shape(self) -> int:
         """n_times from the parsed ``shape`` feature, which must be ``[N_CHANS, n_times > 0]``."""
@@ -965,34 +982,73 @@ def _collate(windows: Sequence[_Window], dtype: torch.dtype = torch.float32,
 
 def _assemble(windows: Sequence[_Window], signals: dict[str, torch.Tensor]) -> dict[str, Any]:
     """The batch of ``windows`` around their ``signals`` (``eeg`` and, if any has ECG, ``ecg``)."""
-    batch_size = len(windows)
-    none = (0.0,) * N_CLASSES
-    votes = torch.from_numpy(np.array([v if v else none for v in _lists(windows, "votes", (0, N_CLASSES))],
-                                      dtype=np.float32))
+    columns = _Columns(windows)
+    votes = torch.from_numpy(columns.votes())
     n_votes = votes.sum(1)
     has_votes = n_votes > 0
-    masks = np.fromiter(itertools.chain.from_iterable(_lists(windows, "channel_mask", (N_CHANS,))), np.float32,
-                        batch_size * N_CHANS)
-    sexes = _firsts(windows, "sex")
+    sexes = columns.texts("sex")
     sex = [_SEX.get(value) for value in sexes]
     batch: dict[str, Any] = {
         "eeg": signals["eeg"],
-        "channel_mask": torch.from_numpy(masks.reshape(batch_size, N_CHANS)),
-        "age": encode_age(_firsts(windows, "age")),
+        "channel_mask": torch.from_numpy(columns.channel_mask()),
+        "age": torch.from_numpy(columns.floats("age")),
         "sex": encode_sex(sexes) if None in sex else torch.tensor(sex, dtype=torch.float32),
         "votes": votes,
         "targets": torch.where(has_votes.unsqueeze(1), votes / n_votes.clamp_min(1e-12).unsqueeze(1), 0.0),
         "has_votes": has_votes,
         "n_votes": n_votes,
-        "label": torch.tensor(_firsts(windows, "label"), dtype=torch.int64),
-        "artifact_score": torch.tensor(_firsts(windows, "artifact_score"), dtype=torch.float32),
-        "window_start": torch.tensor(_firsts(windows, "window_start_index"), dtype=torch.int64),
+        "label": torch.from_numpy(columns.ints("label")),
+        "artifact_score": torch.from_numpy(columns.floats("artifact_score")),
+        "window_start": torch.from_numpy(columns.ints("window_start_index")),
     }
     if "ecg" in signals:
         batch["ecg"] = signals["ecg"]
     for name in ("site_id", "subject_id", "recording_id", "task"):
-        batch[name] = [value.decode("utf-8") for value in _firsts(windows, name)]
+        batch[name] = [value.decode("utf-8") for value in columns.texts(name)]
     return batch
+
+
+class _Columns:
+    """A batch's small fields, a field at a time: decoded for all windows at once from their
+    serialized Features (``training.field_columns``) where each has the pipeline's encoding of
+    that field, else through protobuf window by window (defaults, and errors that name the record)."""
+
+    def __init__(self, windows: Sequence[_Window]):
+        self.windows = windows
+        maps = [window.feature_bytes() for window in windows]
+        # n_times came from the samples' length; a shape that disagrees is an error, which the
+        # protobuf path raises
+        shape = _encode_list("int64", [N_CHANS, windows[0].n_times])
+        self.maps = None if None in maps or any(m.get("shape") != shape for m in maps) else maps
+
+    def _decoded(self, name: str, decode: Callable[..., Any], *args: Any) -> Any:
+        return None if self.maps is None else decode([m.get(name) for m in self.maps], *args)
+
+    def texts(self, name: str) -> list[bytes]:
+        found = self._decoded(name, field_columns.texts)
+        return _firsts(self.windows, name) if found is None else found
+
+    def floats(self, name: str) -> np.ndarray:
+        found = self._decoded(name, field_columns.float_scalars)
+        return np.array(_firsts(self.windows, name), np.float32) if found is None else found
+
+    def ints(self, name: str) -> np.ndarray:
+        found = self._decoded(name, field_columns.int_scalars)
+        return np.array(_firsts(self.windows, name), np.int64) if found is None else found
+
+    def votes(self) -> np.ndarray:
+        found = self._decoded("votes", field_columns.float_lists, N_CLASSES)
+        if found is None:
+            none = (0.0,) * N_CLASSES
+            found = np.array([v if v else none for v in _lists(self.windows, "votes", (0, N_CLASSES))], np.float32)
+        return found
+
+    def channel_mask(self) -> np.ndarray:
+        found = self._decoded("channel_mask", field_columns.small_int_lists, N_CHANS)
+        if found is None:
+            found = np.fromiter(itertools.chain.from_iterable(_lists(self.windows, "channel_mask", (N_CHANS,))),
+                                np.float32, len(self.windows) * N_CHANS).reshape(len(self.windows), N_CHANS)
+        return found
 
 
 _SEX = {**{text.encode(): code for text, code in SEX_CODES.items()}, b"": math.nan}  # as the pipeline writes sex

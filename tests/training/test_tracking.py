@@ -49,7 +49,8 @@ def test_offline_run_records_metrics_and_a_resumed_job_continues_the_same_run(tm
     with Tracker("eegfm-test", tmp_path / "run", {"lr": 1e-3}, mode="online") as resumed:
         assert resumed.mode == "offline" and resumed.run_id == run_id
         resumed.log({"train/loss": 0.1}, step=3)
-    runs = sorted((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}"))
+    # A second run directory; within the same second wandb names it "offline-run-<time>-<id>-1"
+    runs = sorted((tmp_path / "run" / "wandb").glob(f"offline-run-*-{run_id}*"))
     assert len(runs) == 2 and read_offline_run(runs[-1])["history"][0]["train/loss"] == 0.1
 
 
