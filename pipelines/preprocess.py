@@ -126,7 +126,10 @@ class ProcessRecordingFn(beam.DoFn):
                     yield beam.pvalue.TaggedOutput(self.REJECTED, event)
                 else:
                     spill.close()
-                    if len(spill):
+                    if event.status != "processed":  # failed part-way: none of its windows go out
+                        self._windows.dec(len(spill))
+                        spill.discard()
+                    elif len(spill):
                         yield spill.recording(item.path)
                     if event.status != "processed":
                         self._quarantined.inc()
@@ -300,8 +303,9 @@ def _quarantine_line(event) -> str:
     if isinstance(event, Ignored):
         return json.dumps({"path": event.path, "stage": "discover", "reason": event.reason,
                            "kind": "ignored"}, sort_keys=True)
-    return json.dumps({"path": event.source, "stage": "quality", "reason": "; ".join(event.reasons),
-                       "window_start_s": round(float(event.window_start_s), 6), "site": event.site,
+    start = float(event.window_start_s)
+    return json.dumps({"path": event.source, "stage": event.stage, "reason": "; ".join(event.reasons),
+                       "window_start_s": round(start, 6) if math.isfinite(start) else None, "site": event.site,
                        "kind": "window"}, sort_keys=True)
 
 

@@ -100,8 +100,9 @@ class Window:
 class RejectedWindow:
     source: str
     site: str
-    window_start_s: float
+    window_start_s: float  # NaN where the label's own offset is unusable
     reasons: list[str]
+    stage: str = "quality"  # or "labels": the window's label (a csv row) is unusable
 
 
 @dataclasses.dataclass
@@ -183,11 +184,12 @@ class _Request:
 
 
 def _window_requests(item: SourceItem, n_out: int, config: PreprocessConfig) -> list[_Request]:
+    """The windows to cut; labeled windows with a ``problem`` are left out (``_label_problems``)."""
     if item.windows:
         reqs = [
             _Request(int(round(w.offset_s * TARGET_SFREQ)), int(round(w.duration_s * TARGET_SFREQ)),
                      w.label, tuple(w.votes), w.task or item.task)
-            for w in item.windows
+            for w in item.windows if not w.problem
         ]
         return sorted(reqs, key=lambda r: (r.start, r.n_times))
     size = int(round(config.window_seconds * TARGET_SFREQ))
@@ -223,7 +225,8 @@ READ_ERRORS = _read_errors()
 def process_recording(
     item: SourceItem, key: bytes, config: PreprocessConfig, config_hash: str
 ) -> Iterator[Window | RejectedWindow | Outcome]:
-    """Stream one input file to windows; always ends with exactly one `Outcome`."""
+    """Stream one input file to windows; always ends with exactly one `Outcome`. A recording that
+    fails part-way ends quarantined with ``windows`` 0: the caller drops the windows it yielded."""
     outcome = Outcome(source=item.path, status="quarantined", dataset=item.dataset)
     try:
         with localized(item.path) as (local, sha):
@@ -250,6 +253,8 @@ def process_recording(
         outcome.status, outcome.stage = "quarantined", "unexpected"
         outcome.reason = (f"{os.path.basename(item.path)}: unexpected {type(err).__name__} "
                           f"({' '.join(str(err).split())[:300]}); see the job log for the traceback")
+    if outcome.status != "processed":
+        outcome.windows = 0
     yield outcome
 
 
@@ -344,6 +349,11 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     n_out = resampler.plan.output_length(info.n_times)
     requests = _window_requests(item, n_out, config)
     outcome.eeg_seconds = info.duration_s
+    for window in item.windows:
+        if window.problem:
+            outcome.rejected_windows += 1
+            outcome.rejection_rules["bad_label"] = outcome.rejection_rules.get("bad_label", 0) + 1
+            yield RejectedWindow(item.path, ids["site_id"], window.offset_s, [window.problem], stage="labels")
     for req in requests:
         if req.start < 0 or req.start + req.n_times > n_out:
             outcome.rejected_windows += 1

@@ -8,7 +8,10 @@ dataset adapter knows how its layout names subjects, sessions, sites and labels:
   labeled 50 s sub-window and its six vote counts. `test.csv` + `test_eegs/`: each row's 50 s
   window (from `eeg_label_offset_seconds`, else the start), task `hms6` without votes: what a model
   is asked to classify. Parquets without csv rows are processed unlabeled; csv rows whose parquet
-  is absent are reported, never dropped silently.
+  is absent are reported, never dropped silently. A row with a cell that is not a usable number
+  (a vote that is empty, negative or NaN, all six votes 0, an offset that is not a number) makes a
+  window with a `problem`: quarantined with the csv line and column, the recording's other
+  windows kept.
 - `bids`: `sub-<label>[/ses-<label>]/eeg/*_eeg.<ext>`; `participants.tsv` supplies age and sex,
   `*_channels.tsv` the bad channels (interpolated) and `*_eeg.json` the mains frequency
   (``pipelines.bids``).
@@ -26,6 +29,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+import math
 import os
 import posixpath
 import re
@@ -62,6 +66,7 @@ class LabeledWindow:
     label: int = -1
     votes: tuple[float, ...] = ()
     task: str = ""
+    problem: str = ""  # why the window cannot be used (a bad csv cell): it is quarantined, not the recording
 
 
 @dataclasses.dataclass(frozen=True)
@@ -273,15 +278,47 @@ def _site(path: str, roots: list[str], site: str | None) -> str:
     return site or site_from_path(path, roots)
 
 
-def _votes_window(row: dict, path_hint: str, task: str = "hms6") -> LabeledWindow:
+def _number(row: dict, column: str, default: float | None = None, minimum: float | None = None) -> float:
+    """The finite number in ``row[column]`` (an empty or absent cell: ``default``); ValueError
+    names the column, what it expects and the cell's text."""
+    text = row.get(column)
+    if text is None or not str(text).strip():
+        if default is not None:
+            return default
+        got = "no such column" if text is None else "an empty cell"
+    else:
+        got = repr(str(text).strip())
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if math.isfinite(value) and (minimum is None or value >= minimum):
+            return value
+    expected = "a number" if minimum is None else f"a number >= {minimum:g}"
+    raise ValueError(f"{column}: expected {expected}; got {got}")
+
+
+def _votes_window(row: dict, where: str, task: str = "hms6") -> LabeledWindow:
+    """The labeled 50 s window of a csv row with HMS's vote columns; ``where`` names the row."""
     try:
-        votes = tuple(float(row[c]) for c in HMS_VOTE_COLUMNS)
-        offset = float(row.get("eeg_label_offset_seconds") or 0.0)
-    except (KeyError, ValueError) as err:
-        raise ValueError(f"{path_hint}: vote columns: expected numbers in {', '.join(HMS_VOTE_COLUMNS)} "
-                         f"and eeg_label_offset_seconds; got {err}") from err
-    label = max(range(6), key=lambda k: votes[k]) if sum(votes) > 0 else -1
-    return LabeledWindow(offset, HMS_WINDOW_S, label, votes, task)
+        offset = _number(row, "eeg_label_offset_seconds", default=0.0)
+    except ValueError as err:
+        return LabeledWindow(math.nan, HMS_WINDOW_S, task=task, problem=f"{where}: {err}")
+    try:
+        votes = tuple(_number(row, c, minimum=0.0) for c in HMS_VOTE_COLUMNS)
+    except ValueError as err:
+        return LabeledWindow(offset, HMS_WINDOW_S, task=task, problem=f"{where}: {err}")
+    if not sum(votes) > 0:
+        return LabeledWindow(offset, HMS_WINDOW_S, task=task,
+                             problem=f"{where}: no expert votes ({', '.join(HMS_VOTE_COLUMNS)} all 0)")
+    return LabeledWindow(offset, HMS_WINDOW_S, max(range(6), key=lambda k: votes[k]), votes, task)
+
+
+def _csv_rows(path: str) -> list[tuple[str, dict]]:
+    """``(where, row)`` for each row of a csv file; ``where`` is "<file name> line <n>" (a line
+    number, not an id from the row: those can be patient codes)."""
+    reader = csv.DictReader(io.StringIO(_read_text(path)))
+    return [(f"{posixpath.basename(path)} line {reader.line_num}", row) for row in reader]
 
 
 def _hms(files, roots, site):
@@ -297,7 +334,8 @@ def _hms(files, roots, site):
     patient_of: dict[str, str] = {}
     site_of: dict[str, str] = {}
     for csv_path in csv_files:
-        for row in csv.DictReader(io.StringIO(_read_text(csv_path))):
+        for where, row in _csv_rows(csv_path):
+            row["_where"] = where
             eeg_id = str(row.get("eeg_id", "")).strip()
             if not eeg_id:
                 continue
@@ -308,8 +346,8 @@ def _hms(files, roots, site):
                 eeg_id, []).append(row)
     items = []
     for eeg_id, path in sorted(parquets.items()):
-        windows = tuple(_votes_window(r, f"train.csv eeg_id {eeg_id}") for r in rows_by_eeg.get(eeg_id, []))
-        windows = windows or _test_windows(test_rows.get(eeg_id, []), f"test.csv eeg_id {eeg_id}")
+        windows = tuple(_votes_window(r, r["_where"]) for r in rows_by_eeg.get(eeg_id, []))
+        windows = windows or _test_windows(test_rows.get(eeg_id, []))
         items.append(SourceItem(
             path=path, dataset="hms", site=site or site_of.get(eeg_id) or _hms_root_name(path),
             subject_key=patient_of.get(eeg_id, eeg_id), session_key=eeg_id,
@@ -322,15 +360,15 @@ def _hms(files, roots, site):
     return items, ignored
 
 
-def _test_windows(rows: list[dict], path_hint: str) -> tuple[LabeledWindow, ...]:
+def _test_windows(rows: list[dict]) -> tuple[LabeledWindow, ...]:
     """The 50 s windows that test.csv rows ask about: no votes, label -1, task hms6."""
-    offsets = set()
+    offsets, bad = set(), []
     for row in rows:
         try:
-            offsets.add(float(row.get("eeg_label_offset_seconds") or 0.0))
+            offsets.add(_number(row, "eeg_label_offset_seconds", default=0.0))
         except ValueError as err:
-            raise ValueError(f"{path_hint}: eeg_label_offset_seconds: expected a number; got {err}") from err
-    return tuple(LabeledWindow(offset, HMS_WINDOW_S, -1, (), "hms6") for offset in sorted(offsets))
+            bad.append(LabeledWindow(math.nan, HMS_WINDOW_S, task="hms6", problem=f"{row['_where']}: {err}"))
+    return tuple(LabeledWindow(offset, HMS_WINDOW_S, -1, (), "hms6") for offset in sorted(offsets)) + tuple(bad)
 
 
 def _hms_root_name(path: str) -> str:
@@ -410,10 +448,10 @@ def _generic(files, roots, site, label_files=()):
     patients: dict[str, str] = {}
     for f in label_files or [f for f in files if posixpath.basename(f) == "labels.csv"]:
         base = posixpath.dirname(f)
-        for row in csv.DictReader(io.StringIO(_read_text(f))):
+        for where, row in _csv_rows(f):
             if row.get("path"):
                 target = _join(base, row["path"])
-                labels.setdefault(target, []).append(_votes_window(row, f"labels.csv {row['path']}"))
+                labels.setdefault(target, []).append(_votes_window(row, where))
                 if row.get("patient_id"):
                     patients[target] = str(row["patient_id"]).strip()
     items = []

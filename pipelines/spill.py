@@ -24,7 +24,7 @@ import hashlib
 from collections.abc import Iterator
 
 import numpy as np
-from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines import schema
@@ -102,6 +102,15 @@ class SpillWriter:
         if self._fh is not None:
             self._fh.close()
             self._fh = None
+
+    def discard(self) -> None:
+        """Forget every window added and delete the spill file (after :meth:`close`)."""
+        if self._rows:
+            self._rows.clear()
+            try:
+                FileSystems.delete([self.path])
+            except BeamIOError:  # the run removes its spill folder at the end anyway
+                pass
 
     def recording(self, source: str) -> SpilledRecording:
         """The metadata of everything added (at least one window), after :meth:`close`."""

@@ -556,7 +556,7 @@ def _max_steps_overrides(args: argparse.Namespace) -> tuple[list[str], str]:
     if any(item.split("=", 1)[0].strip() in ("optim", "optim.warmup_steps") for item in args.set):
         return overrides, ""
     warmup = load_config(args.config, "pretrain", run_overrides(args)).optim.warmup_steps
-    if warmup < args.max_steps:
+    if warmup < args.max_steps or args.max_steps < 1:  # below 1: the config's check names max_steps
         return overrides, ""
     overrides.append(f"optim.warmup_steps={args.max_steps // 10}")
     return overrides, (f"--max_steps {args.max_steps}: the config's {warmup} warm-up steps would fill the run; "

@@ -357,6 +357,39 @@ def test_bad_input_corpus_is_quarantined_file_by_file_and_good_files_still_run(s
     assert {os.path.basename(q["path"]) for q in lines if q["kind"] == "input"} == set(expected)
 
 
+def test_a_recording_that_fails_part_way_sends_none_of_its_spilled_windows(shared_data, key_file, tmp_path,
+                                                                           monkeypatch):
+    from apache_beam.pvalue import TaggedOutput
+
+    from pipelines import process
+    from pipelines.preprocess import ProcessRecordingFn
+    from pipelines.sources import discover
+
+    (item,) = [i for i in discover([str(shared_data / "eegmat")])[0] if i.path.endswith("Subject00_1.edf")]
+    made, calls = process._make_windows, []
+
+    def fails_the_second_time(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("a library broke on this chunk")
+        yield from made(*args)
+
+    monkeypatch.setattr(process, "_make_windows", fails_the_second_time)
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    fn = ProcessRecordingFn(key_file, process.PreprocessConfig(chunk_seconds=30.0), str(spill))
+    fn.setup()
+    try:
+        out = list(fn.process(item))
+    finally:
+        fn.teardown()
+    # Only the outcome comes out: no spilled recording (its windows would reach the shards of a
+    # run whose manifest calls the input quarantined), and no spill file is left
+    (outcome,) = [o.value for o in out if isinstance(o, TaggedOutput)]
+    assert len(out) == 1 and (outcome.status, outcome.stage, outcome.windows) == ("quarantined", "unexpected", 0)
+    assert len(calls) == 2 and not list(spill.iterdir())
+
+
 @pytest.fixture(scope="module")
 def simulated_run(key_file, tmp_path_factory):
     """simulate -> preprocess, the way a user runs eegfm on the built-in corpus."""

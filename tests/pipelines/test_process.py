@@ -95,6 +95,40 @@ def test_hms_labeled_windows_keep_votes_and_refuse_windows_past_the_end(shared_d
     assert outcome.status == "processed" and outcome.rejected_windows == 1
 
 
+def test_a_labeled_window_with_a_problem_is_rejected_alone(shared_data):
+    path = str(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
+    votes = (0.0, 3.0, 1.0, 0.0, 0.0, 0.0)
+    item = SourceItem(path=path, dataset="hms", site="hms", task="hms6", windows=(
+        LabeledWindow(0.0, 50.0, 1, votes, "hms6"),
+        LabeledWindow(0.0, 50.0, task="hms6", problem="train.csv line 3: lpd_vote: expected a number >= 0; got 'nan'"),
+        LabeledWindow(float("nan"), 50.0, task="hms6", problem="train.csv line 4: eeg_label_offset_seconds: ...")))
+    windows, rejected, outcome = _run(item)
+    assert len(windows) == 1 and windows[0].votes.tolist() == list(votes)
+    assert [(r.stage, r.reasons) for r in rejected] == [
+        ("labels", ["train.csv line 3: lpd_vote: expected a number >= 0; got 'nan'"]),
+        ("labels", ["train.csv line 4: eeg_label_offset_seconds: ..."])]
+    assert outcome.status == "processed" and outcome.rejection_rules == {"bad_label": 2}
+
+
+def test_a_recording_that_fails_part_way_is_quarantined_with_no_windows(eegmat_item, monkeypatch):
+    from pipelines import process
+
+    made = process._make_windows
+    calls = []
+
+    def fails_the_second_time(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("a library broke on this chunk")
+        yield from made(*args)
+
+    monkeypatch.setattr(process, "_make_windows", fails_the_second_time)
+    windows, _, outcome = _run(eegmat_item, PreprocessConfig(chunk_seconds=30.0))
+    assert windows and len(calls) == 2  # windows went out before the failure
+    assert (outcome.status, outcome.stage, outcome.windows) == ("quarantined", "unexpected", 0)
+    assert "a library broke on this chunk" in outcome.reason
+
+
 def test_missing_channels_are_interpolated_and_marked(tmp_path, shared_data):
     frame = pd.read_parquet(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
     frame[["Fz", "Pz"]] = np.nan  # a parquet must keep its columns; NaN is how they go missing

@@ -60,6 +60,31 @@ def test_hms_adapter_attaches_votes_and_reports_rows_without_parquet(tmp_path, s
     assert list(HMS_VOTE_COLUMNS) == [c for c in rows[0] if c.endswith("_vote")]
 
 
+def test_hms_rows_with_unusable_cells_become_windows_with_a_problem_that_names_line_and_column(tmp_path, shared_data):
+    root = tmp_path / "hms"
+    (root / "train_eegs").mkdir(parents=True)
+    shutil.copy(shared_data / "hms" / "train_eegs" / "1000913311.parquet", root / "train_eegs")
+    good = dict(eeg_id=1000913311, eeg_label_offset_seconds=0, label_id=11, patient_id=42, seizure_vote=0,
+                lpd_vote=3, gpd_vote=1, lrda_vote=0, grda_vote=0, other_vote=0)
+    bad = [dict(good, lpd_vote="nan"), dict(good, gpd_vote=-1), dict(good, lrda_vote=""), dict(good, other_vote="x"),
+           dict(good, lpd_vote=0, gpd_vote=0), dict(good, eeg_label_offset_seconds="soon"),
+           dict(good, seizure_vote="inf")]
+    pd.DataFrame([good, *bad]).to_csv(root / "train.csv", index=False)
+    (item,) = discover([str(root)])[0]  # one bad cell no longer stops discovery
+    assert item.windows[0].votes == (0, 3, 1, 0, 0, 0) and not item.windows[0].problem
+    assert [w.problem for w in item.windows[1:]] == [
+        "train.csv line 3: lpd_vote: expected a number >= 0; got 'nan'",
+        "train.csv line 4: gpd_vote: expected a number >= 0; got '-1'",
+        "train.csv line 5: lrda_vote: expected a number >= 0; got an empty cell",
+        "train.csv line 6: other_vote: expected a number >= 0; got 'x'",
+        "train.csv line 7: no expert votes (seizure_vote, lpd_vote, gpd_vote, lrda_vote, grda_vote, other_vote all 0)",
+        "train.csv line 8: eeg_label_offset_seconds: expected a number; got 'soon'",
+        "train.csv line 9: seizure_vote: expected a number >= 0; got 'inf'",
+    ]
+    assert all(w.label == -1 and not w.votes for w in item.windows[1:])
+    assert "42" not in " ".join(w.problem for w in item.windows)  # a line number, not the row's ids
+
+
 def test_hms_test_layout_asks_about_each_rows_50_s_window_without_votes(tmp_path, shared_data):
     # Kaggle's test.csv: spectrogram_id, eeg_id, patient_id; each test_eegs/ parquet is 50 s.
     root = tmp_path / "hms"

@@ -230,6 +230,9 @@ def test_a_short_max_steps_shortens_the_configs_warmup_unless_set_gives_it():
     assert (optim.max_steps, optim.warmup_steps, note) == (100, 20, "")
     with pytest.raises(ConfigError, match="optim.warmup_steps: expected fewer than max_steps=12; got 15"):
         config("--max_steps", "12", "--set", "optim.warmup_steps=15")
+    for steps in ("0", "-3"):  # the error names the flag's own value, not a warm-up derived from it
+        with pytest.raises(ConfigError, match=rf"optim.max_steps: expected an integer in \[1, inf\]; got {steps}$"):
+            config("--max_steps", steps)
 
 
 def test_pretraining_on_simulated_eeg_lowers_the_masked_reconstruction_loss(pipeline_output, tmp_path):
