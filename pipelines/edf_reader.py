@@ -24,6 +24,7 @@ import re
 
 import numpy as np
 
+from pipelines.channels import standard_name
 from pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
 from pipelines.harmonize import HarmonizeError, microvolt_scale
 from pipelines.readers import Reader, ReaderError, RecordingInfo, _check_info
@@ -182,6 +183,17 @@ def _edfplus_date(text: str) -> dt.date | None:
         return None
 
 
+def _eeg_rate(labels: list[str], samples_per_record: np.ndarray) -> int:
+    """The samples per record of the signals a reader returns; signals at other rates (a slow SpO2
+    or body position next to the EEG, say) are left out. The rate of the most EEG electrodes,
+    then of the most signals: a clinical export may hold more 1 Hz trend channels than EEG."""
+    groups: dict[int, list[int]] = {}
+    for label, rate in zip(labels, samples_per_record.tolist()):
+        electrodes, signals = groups.setdefault(rate, [0, 0])
+        groups[rate] = [electrodes + (standard_name(label) is not None), signals + 1]
+    return max(groups, key=lambda rate: (*groups[rate], rate))
+
+
 class EdfReader(Reader):
     """EDF/BDF read a chunk at a time; channels are the data signals at the recording's main rate."""
 
@@ -200,9 +212,7 @@ class EdfReader(Reader):
         data_idx = [i for i, lbl in enumerate(hdr.labels) if lbl not in ANNOTATION_LABELS]
         if not data_idx:
             raise ReaderError(self.path, "signals: expected at least one data signal; only annotations found")
-        # Channels at another rate (a slow SpO2 next to EEG, say) are left out of this reader.
-        rates = hdr.samples_per_record[data_idx]
-        main = int(np.bincount(rates).argmax())
+        main = _eeg_rate([hdr.labels[i] for i in data_idx], hdr.samples_per_record[data_idx])
         self._idx = [i for i in data_idx if hdr.samples_per_record[i] == main]
         self.skipped = [hdr.labels[i] for i in data_idx if hdr.samples_per_record[i] != main]
         self._spr = main

@@ -121,6 +121,7 @@ class Outcome:
     n_chans_in: int = 0
     interpolated: tuple[str, ...] = ()
     marked_bad: tuple[str, ...] = ()  # recorded channels a BIDS channels.tsv marks bad (left out)
+    other_rate: tuple[str, ...] = ()  # EDF signals at another sampling rate than the EEG (left out)
     line_freq: int | None = None
     dataset: str = ""
     source_sha256: str = ""
@@ -280,6 +281,7 @@ def _read(reader: Reader, start: int, stop: int) -> np.ndarray:
 def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Window | RejectedWindow]:
     info = reader.info
     outcome.sfreq_in, outcome.n_chans_in = info.sfreq, len(info.ch_names)
+    outcome.other_rate = tuple(getattr(reader, "skipped", ()))
     try:
         sidecars = read_sidecars(item.channels_tsv, item.eeg_json)
     except SidecarError as err:
@@ -290,6 +292,8 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     except HarmonizeError as err:
         empty = getattr(reader, "empty_columns", ())
         note = f"; columns entirely NaN (not recorded): {', '.join(empty)}" if empty else ""
+        if outcome.other_rate:
+            note += f"; signals at another sampling rate, left out: {', '.join(outcome.other_rate)}"
         raise StageError("harmonize", f"{err}{note}") from err
     cmap = plan[0]
     outcome.interpolated = cmap.missing

@@ -123,6 +123,26 @@ def test_edf_plus_fields_give_age_and_sex_only(tmp_path):
     assert "Kowalski" not in repr(reader.info)
 
 
+def test_the_eeg_electrodes_rate_wins_over_more_slow_channels(tmp_path):
+    eeg = [EDFSignal(f"EEG {n}-REF", -500, 500, 256) for n in ("Fp1", "Fp2", "Cz")]
+    slow = [EDFSignal(name, 0, 100, 1, physical_dimension="%") for name in ("SpO2", "Pleth", "Pos", "HR", "Temp")]
+    header = EDFHeader(signals=(eeg[0], *slow[:3], *eeg[1:], *slow[3:]), start=datetime(2024, 3, 13, 9))
+    rng = np.random.default_rng(0)
+    data = [rng.normal(0, 20, 256 * 4) if s.samples_per_record == 256 else np.full(4, 50.0) for s in header.signals]
+    path = tmp_path / "icu.edf"
+    write_edf(path, header, data)
+    reader = open_recording(path)
+    assert reader.info.ch_names == ("EEG Fp1-REF", "EEG Fp2-REF", "EEG Cz-REF") and reader.info.sfreq == 256.0
+    assert reader.skipped == ["SpO2", "Pleth", "Pos", "HR", "Temp"]
+    np.testing.assert_allclose(reader.read(0, 1024)[0], data[0], atol=0.02)
+    from pipelines.process import PreprocessConfig, process_recording
+    from pipelines.sources import SourceItem
+
+    *_, outcome = process_recording(SourceItem(str(path), "edf", "icu"), b"k" * 32, PreprocessConfig(), "h")
+    assert outcome.stage == "harmonize" and outcome.other_rate == ("SpO2", "Pleth", "Pos", "HR", "Temp")
+    assert outcome.reason.endswith("signals at another sampling rate, left out: SpO2, Pleth, Pos, HR, Temp")
+
+
 def test_header_errors_name_the_field(tmp_path, shared_data):
     good = (shared_data / "eegmat" / "Subject05_2.edf").read_bytes()
     bad = good[:8] + b"Y" * 80 + good[88:184] + b"1000    " + good[192:]
