@@ -54,7 +54,7 @@ def check_range(
         raise ConfigError(f"{name}: expected a number; got {value!r}")
     too_low = low is not None and (value < low if low_inclusive else value <= low)
     too_high = high is not None and (value > high if high_inclusive else value >= high)
-    if too_low or too_high:
+    if too_low or too_high or value != value:  # NaN compares false with every bound
         lo = "-inf" if low is None else f"{low}"
         hi = "inf" if high is None else f"{high}"
         lb, hb = ("[" if low_inclusive else "("), ("]" if high_inclusive else ")")

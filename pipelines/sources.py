@@ -353,6 +353,10 @@ def _hms(files, roots, site):
             subject_key=patient_of.get(eeg_id, eeg_id), session_key=eeg_id,
             task="hms6" if windows else "", windows=windows,
         ))
+    # Other recordings beside the layout (an EDF in the folder, say) are processed unlabeled, as
+    # the eegmat adapter does with files it does not know: never dropped from the manifest.
+    items += [SourceItem(path=f, dataset="edf", site=_site(f, roots, site))
+              for f in recordings if not f.lower().endswith(".parquet")]
     for name, rows in (("train", rows_by_eeg), ("test", test_rows)):
         for eeg_id in sorted(set(rows) - set(parquets)):
             ignored.append(Ignored(f"{name}.csv#eeg_id={eeg_id}", f"{name}.csv rows name eeg_id {eeg_id} but "

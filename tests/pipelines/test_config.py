@@ -51,6 +51,8 @@ def test_error_names_field_allowed_values_and_received():
         Filter(high_hz=200)
     with pytest.raises(ConfigError, match=r"low_hz: expected a number; got 'x'"):
         Filter(low_hz="x")
+    with pytest.raises(ConfigError, match=r"low_hz: expected a value in \(0, inf\]; got nan"):
+        Filter(low_hz=float("nan"))  # NaN passes every comparison with a bound as False
 
 
 def test_unknown_fields_and_bad_files_are_named(tmp_path):

@@ -58,6 +58,11 @@ def test_hms_adapter_attaches_votes_and_reports_rows_without_parquet(tmp_path, s
     assert window.votes == (0, 3, 1, 0, 0, 0) and window.label == 1 and window.duration_s == 50.0
     assert any("eeg_id 999" in g.reason for g in ignored)
     assert list(HMS_VOTE_COLUMNS) == [c for c in rows[0] if c.endswith("_vote")]
+    # A recording of another format beside the layout is an input too (it was dropped unlisted)
+    shutil.copy(shared_data / "eegmat" / "Subject00_2.edf", root)
+    items, _, _ = discover([str(root)], dataset="hms")
+    assert sorted((i.dataset, os.path.basename(i.path)) for i in items) == [("edf", "Subject00_2.edf"),
+                                                                           ("hms", "1000913311.parquet")]
 
 
 def test_hms_rows_with_unusable_cells_become_windows_with_a_problem_that_names_line_and_column(tmp_path, shared_data):
