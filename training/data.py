@@ -1431,6 +1431,15 @@ def _distributed(rank: int | None, world_size: int | None) -> tuple[int, int]:
     return rank, world_size
 
 
+_BATCHING = ("batch_size", "token_budget", "max_batch_size", "patch_size", "drop_last", "shuffle", "shuffle_buffer")
+
+
+def _batching(config: LoaderConfig) -> dict[str, Any]:
+    """What decides which windows make up a shard's n-th batch, as a checkpoint keeps it (JSON types)."""
+    return json.loads(json.dumps({**{name: getattr(config, name) for name in _BATCHING},
+                                  "filters": dataclasses.asdict(config.filters)}))
+
+
 def shard_name(path: str) -> str:
     """``<site>/<file>``: a shard's name wherever its data set lies."""
     return "/".join(path.replace("\\", "/").split("/")[-2:])
@@ -1597,7 +1606,7 @@ class EEGLoader:
             "workers": [list(p) for p in self._positions], "next_worker": self._next_worker,
             "pass_epoch": self._epoch, "seed": self.config.seed, "rank": self.rank,
             "world_size": self.world_size, "num_workers": self.n_workers, "infinite": self.infinite,
-            "files": self._fingerprint(),
+            "files": self._fingerprint(), "batching": _batching(self.config),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -1626,6 +1635,12 @@ class EEGLoader:
                              f"got {state['workers']!r}")
         self._positions, self._next_worker = positions, int(state["next_worker"])
         self._epoch, self.batches = int(state["pass_epoch"]), int(state["batches"])
+        saved, now = state.get("batching"), _batching(self.config)
+        if saved is not None and saved != now:  # allowed (a smaller batch for a smaller GPU), but not exact
+            changed = ", ".join(f"{k} {saved.get(k)!r} -> {v!r}" for k, v in now.items() if saved.get(k) != v)
+            log.warning("loader: resuming with other batching than the checkpoint's (%s): positions count batches, "
+                        "so the resumed epoch does not continue where the run stopped (some of its windows come "
+                        "twice or not at all); the epochs after it are whole", changed)
 
 
 def model_inputs(batch: dict[str, Any], device: torch.device | str | None = None, *,

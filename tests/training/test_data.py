@@ -432,6 +432,21 @@ def test_resume_repeats_the_uninterrupted_batches_bitwise(pipeline_output, drop_
     assert all(_same_batch(a, b) for a, b in zip(reference[cut:], take(auto, total - cut)))
 
 
+
+def test_resuming_with_other_batching_is_allowed_with_a_warning(pipeline_output, caplog):
+    config = LoaderConfig(batch_size=4, num_workers=0, shuffle_buffer=6, seed=7)
+    loader = EEGLoader(pipeline_output, config, rank=0, world_size=1)
+    next(iter(loader))
+    state = json.loads(json.dumps(loader.state_dict()))
+    with caplog.at_level("WARNING", logger="eegfm.training.data"):
+        EEGLoader(pipeline_output, config, rank=0, world_size=1).load_state_dict(state)
+        assert not caplog.records
+        smaller = dataclasses.replace(config, batch_size=2, filters=data.RecordFilter(max_artifact_score=0.9))
+        EEGLoader(pipeline_output, smaller, rank=0, world_size=1).load_state_dict(state)
+    (record,) = caplog.records
+    assert "batch_size 4 -> 2" in record.message and "max_artifact_score': 1.0" in record.message
+
+
 def _machine(cpus=16, total=None, ranks=1, memory=None, cuda=True):
     return data.Machine(cpus, cpus if total is None else total, ranks, memory, cuda)
 
