@@ -146,8 +146,17 @@ def _globstar_variants(pattern: str) -> list[str]:
 def _file_sizes(patterns: list[str]) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for pattern in patterns:
+        folder = _is_dir(pattern)
+        globs = [_join(pattern.rstrip("/"), "**")] if folder else _globstar_variants(pattern)
+        wildcard = re.search(r"[*?\[]", pattern) is not None
+        links = [] if "://" in pattern or not (folder or wildcard) else \
+            linked_folders(pattern.rstrip("/") if folder else _root(pattern) or ".")
+        if links and folder:  # Beam's local listing (os.walk) does not enter linked folders
+            globs += [_join(link, "**") for link in links]
+        elif links:
+            log.warning("--input %s: symbolic links to folders below %s are not followed by a glob (%s); give "
+                        "them as --input folders", pattern, _root(pattern) or ".", ", ".join(links[:5]))
         try:
-            globs = [_join(pattern.rstrip("/"), "**")] if _is_dir(pattern) else _globstar_variants(pattern)
             matched = [m for result in FileSystems.match(globs) for m in result.metadata_list]
         except STORE_ERRORS as err:  # an object store: credentials, endpoint, bucket, network
             raise OSError(f"--input {pattern}: cannot list it ({storage_error(err)})") from None
@@ -155,6 +164,30 @@ def _file_sizes(patterns: list[str]) -> dict[str, int]:
             raise FileNotFoundError(f"--input {pattern}: matched no files")
         sizes.update((m.path, m.size_in_bytes) for m in matched)
     return sizes
+
+
+def linked_folders(folder: str) -> list[str]:
+    """Symbolic links to folders anywhere below the local ``folder`` (a site folder linked into a
+    data set folder, say), reached through the links too. A link into a tree already listed, or
+    to a folder above one (a cycle), is left out with a warning: its files would come twice."""
+    if not os.path.isdir(folder):
+        return []
+    listed = [os.path.realpath(folder)]
+    links, pending = [], [folder]
+    while pending:
+        for root, dirs, _ in os.walk(pending.pop(0)):
+            for name in sorted(dirs):
+                path = os.path.join(root, name)
+                if not os.path.islink(path):
+                    continue
+                real = os.path.realpath(path)
+                if any(real == t or real.startswith(t + os.sep) or t.startswith(real + os.sep) for t in listed):
+                    log.warning("%s -> %s: a link into (or above) a folder already listed, not followed", path, real)
+                    continue
+                listed.append(real)
+                links.append(path)
+                pending.append(path)
+    return links
 
 
 def _lower_ext(path: str) -> str:

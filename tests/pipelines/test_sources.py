@@ -135,6 +135,25 @@ def test_a_globstar_matches_zero_or_more_folders_and_gives_the_sites_the_folder_
     assert sites(str(raw / "site-b/deep/b.edf")) == {"site-b/deep/b.edf": "deep"}
 
 
+def test_linked_site_folders_are_inputs_once_and_a_glob_names_the_links_it_cannot_follow(shared_data, tmp_path,
+                                                                                          caplog):
+    data = tmp_path / "data"
+    (data / "site-a").mkdir(parents=True)
+    os.symlink(shared_data / "eegmmi", data / "site-b")  # a site folder linked in (it was skipped unlisted)
+    os.symlink(shared_data / "eegmmi", data / "site-a" / "same")  # the same folder again: once
+    os.symlink(data, data / "site-a" / "up")  # a cycle
+    shutil.copy(shared_data / "eegmat" / "Subject00_2.edf", data / "site-a")
+    items, _, _ = discover([str(data)])
+    sites = sorted((i.site, os.path.relpath(i.path, data)) for i in items)
+    assert sites == [("site-a", "site-a/Subject00_2.edf"), ("site-b", "site-b/S001R03.edf"),
+                     ("site-b", "site-b/S001R04.edf")]  # the shallower link first; "same" would repeat it
+    assert "site-a/same ->" in caplog.text and "site-a/up ->" in caplog.text and "not followed" in caplog.text
+    caplog.clear()
+    assert expand_inputs([str(data / "**" / "*.edf")]) == [str(data / "site-a" / "Subject00_2.edf")]
+    assert "are not followed by a glob" in caplog.text and str(data / "site-a" / "same") in caplog.text
+    assert expand_inputs([str(data / "site-b")]) == [str(data / "site-b" / f) for f in ("S001R03.edf", "S001R04.edf")]
+
+
 def test_excluded_files_and_folders_are_not_inputs(shared_data, tmp_path, monkeypatch):
     (tmp_path / "out" / "site-x").mkdir(parents=True)
     (tmp_path / "a.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
