@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import numbers
+import os
 import typing
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -39,6 +40,17 @@ def check_int(name: str, value: Any, low: int, *, optional: bool = False) -> Any
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ConfigError(f"{name}: expected an integer >= {low}{' or None' if optional else ''}; got {value!r}")
     return value
+
+
+def user_path(text: str) -> str:
+    """A path from the command line with a leading ``~`` expanded: the shell leaves it alone in
+    ``--output=~/x`` or a quoted "~/x", and the program would make a folder named ``~``.
+    Object-store URLs come back as given."""
+    return text if "://" in text else os.path.expanduser(text)
+
+
+def user_file_path(text: str) -> Path:
+    return Path(user_path(text))
 
 
 def check_range(

@@ -51,7 +51,7 @@ from pipelines import s3_anonymous  # noqa: F401 - registers --s3_anonymous, pat
 from pipelines import schema
 from pipelines.artifact_ae import ArtifactAutoencoder
 from pipelines.blas import single_threaded_blas
-from pipelines.config import ConfigError, check_int
+from pipelines.config import ConfigError, check_int, user_path
 from pipelines.deid import MIN_KEY_BYTES, PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
 from pipelines.features import FEATURE_NAMES
 from pipelines.logging_setup import get_logger, setup_logging
@@ -388,12 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     io_ = parser.add_argument_group("inputs and outputs")
-    io_.add_argument("--input", action="extend", nargs="+", required=True, metavar="PATH",
+    io_.add_argument("--input", type=user_path, action="extend", nargs="+", required=True, metavar="PATH",
                      help="one or more files, globs or folders; local, gs:// or s3://. Repeatable; an unquoted "
                      "shell glob (--input raw/*.edf) gives every file it matches. In a quoted glob, * stays within "
                      "a folder and **/ spans any number of folders, none included ('raw/**/*.edf' is "
                      "every EDF below raw/, raw/x.edf too)")
-    io_.add_argument("--output", required=True, help="output folder (local, gs:// or s3://)")
+    io_.add_argument("--output", type=user_path, required=True, help="output folder (local, gs:// or s3://)")
     io_.add_argument("--overwrite", action="store_true",
                      help="delete an earlier run's outputs in --output first (its manifest.json, "
                      "quarantine.jsonl and <site>/part-*-of-*.tfrecord shards); without it such a folder "
@@ -412,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "OpenNeuro's BIDS data sets (s3://openneuro.org/dsNNNNNN/). Objects a bucket does not make "
                      "public answer 403 (quarantined with that reason); --output and --pseudonym_key_file "
                      "cannot be on S3 then, since unsigned requests cannot write or read private keys")
-    io_.add_argument("--pseudonym_key_file", default=DEFAULT_KEY_FILE,
+    io_.add_argument("--pseudonym_key_file", type=user_path, default=DEFAULT_KEY_FILE,
                      help="secret key for the HMAC-SHA256 pseudonyms of site/subject/session/recording "
                      "(created with a random key on first use if it is the default path). Keep it to get "
                      "the same pseudonyms in later runs; use a gs:// path on Dataflow")
@@ -463,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     sig.add_argument("--ica_fit_seconds", type=float, default=120.0,
                      help="seconds at the start of each recording used to fit the ICA")
     art = parser.add_argument_group("artifacts and quality")
-    art.add_argument("--artifact_model", default=None,
+    art.add_argument("--artifact_model", type=user_path, default=None,
                      help="reuse a saved artifact autoencoder (artifact_ae.npz of an earlier run) "
                      "instead of fitting one")
     art.add_argument("--no_artifact_model", action="store_true",
@@ -477,7 +477,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "all, no autoencoder is fitted and the rules alone score artifacts (logged)")
     art.add_argument("--max_artifact_score", type=float, default=1.0,
                      help="quarantine windows whose combined artifact score exceeds this (1.0 keeps all)")
-    art.add_argument("--config", default=None,
+    art.add_argument("--config", type=user_path, default=None,
                      help="YAML file with PreprocessConfig fields; command-line flags override it")
     parser.add_argument("--cold_workers", action="store_true",
                         help="with --direct_running_mode multi_processing, start each Beam worker as a new "

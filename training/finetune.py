@@ -74,6 +74,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from model import adapters as adapters_lib
 from model.modeling import EEGFMModel
 from model.optim import param_groups_lrd
+from pipelines.config import user_file_path, user_path
 from pipelines.logging_setup import get_logger, setup_logging
 from training import checkpoint as ckpt
 from training import losses
@@ -901,11 +902,11 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_run_arguments(parser, kind="finetune")
-    parser.add_argument("--pretrained", required=True,
+    parser.add_argument("--pretrained", required=True, type=user_path,
                         help="Hugging Face model folder with config.json: the model/ folder of training.pretrain "
                         "(or its run folder; model-best/ for the checkpoint with the lowest validation loss, "
                         "where pretraining wrote one), or an earlier fine-tuned model")
-    parser.add_argument("--output", required=True, type=Path,
+    parser.add_argument("--output", required=True, type=user_file_path,
                         help="run folder: model/ (Hugging Face), eval.json, metrics.jsonl, run.json, "
                         "checkpoints/, wandb/")
     parser.add_argument("--task", default=None, choices=sorted(TASK_HEADS),

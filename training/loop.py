@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from pipelines.config import user_path
 from pipelines.object_stores import StoreUnreachableError
 from pipelines.schema import SchemaError
 from pipelines.tfrecord import CorruptTFRecordError
@@ -227,15 +228,15 @@ class TimedBatches:
 # ------------------------------------------------------------------------------------------ CLI
 def add_run_arguments(parser: argparse.ArgumentParser, *, kind: str) -> None:
     """The options of every training command (``kind``: pretrain or finetune)."""
-    parser.add_argument("--data", required=True,
+    parser.add_argument("--data", type=user_path, required=True,
                         help="the pipeline's output folder (OUTPUT/<site>/part-*.tfrecord), local or gs://")
-    parser.add_argument("--config", default="cpu-tiny",
+    parser.add_argument("--config", type=user_path, default="cpu-tiny",
                         help=f"a preset in training/configs (cpu-tiny, base, large-gpu) or a YAML file; its "
                         f"{kind}: section is used")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config field (repeatable), e.g. --set optim.lr=3e-4 "
                         "--set loader.batch_size=16 --set model_overrides.dropout=0.2")
-    parser.add_argument("--resume", default="auto",
+    parser.add_argument("--resume", type=user_path, default="auto",
                         help="'auto' (newest valid checkpoint in OUTPUT/checkpoints, if any), 'none', or a "
                         "checkpoint directory")
     parser.add_argument("--backend", default=None, choices=list(BACKENDS),

@@ -49,6 +49,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from model.modeling import EEGFMForPretraining
+from pipelines.config import user_file_path
 from pipelines.logging_setup import get_logger, setup_logging
 from pipelines.schema import CHANNELS
 from training import checkpoint as ckpt
@@ -538,7 +539,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_run_arguments(parser, kind="pretrain")
-    parser.add_argument("--output", required=True, type=Path,
+    parser.add_argument("--output", required=True, type=user_file_path,
                         help="run folder: checkpoints/, model/ (Hugging Face; model-best/ where validation ranked an "
                         "earlier checkpoint first), metrics.jsonl, run.json, wandb/")
     parser.add_argument("--max_steps", type=int, default=None, help="override optim.max_steps")

@@ -88,3 +88,24 @@ def test_check_int_takes_integers_from_the_bound_and_names_the_field():
             check_int("n", bad, 1)
     with pytest.raises(ConfigError, match=r"^n: expected an integer >= 1 or None; got -1$"):
         check_int("n", -1, 1, optional=True)
+
+
+def test_command_line_paths_expand_a_leading_tilde_everywhere(monkeypatch, tmp_path):
+    # The shell leaves "~" alone in --output=~/x: the job made a folder named "~" in the working directory
+    from pipelines.preprocess import build_parser as preprocess_parser
+    from training.finetune import build_parser as finetune_parser
+    from training.pretrain import build_parser as pretrain_parser
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = preprocess_parser().parse_known_args(["--input", "~/a", "~/b", "--output=~/out", "--pseudonym_key_file=~/k",
+                                                 "--artifact_model=~/ae.npz", "--config=~/c.yaml"])[0]
+    assert args.input == [f"{tmp_path}/a", f"{tmp_path}/b"] and args.output == f"{tmp_path}/out"
+    assert (args.pseudonym_key_file, args.artifact_model, args.config) == (f"{tmp_path}/k", f"{tmp_path}/ae.npz",
+                                                                           f"{tmp_path}/c.yaml")
+    assert preprocess_parser().parse_known_args(["--input=gs://b/~x", "--output=s3://b/~y"])[0].output == "s3://b/~y"
+    args = pretrain_parser().parse_args(["--data=~/d", "--output=~/o", "--config=~/c.yaml", "--resume=~/ckpt"])
+    assert (args.data, args.output, args.config, args.resume) == (f"{tmp_path}/d", tmp_path / "o", f"{tmp_path}/c.yaml",
+                                                                  f"{tmp_path}/ckpt")
+    args = finetune_parser().parse_args(["--data=d", "--pretrained=~/p", "--output=~/o"])
+    assert (args.pretrained, args.output, args.config, args.resume) == (f"{tmp_path}/p", tmp_path / "o", "cpu-tiny",
+                                                                        "auto")
