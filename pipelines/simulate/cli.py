@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from pipelines.config import ConfigError
+from pipelines.config import ConfigError, user_file_path
 from pipelines.logging_setup import setup_logging
 from pipelines.simulate.output import check_output
 
@@ -77,7 +77,7 @@ def build_parser() -> OneLineParser:
         epilog="Layout of OUTPUT: see `python -c 'import pipelines.simulate as s; help(s)'`.",
     )
     add = parser.add_argument
-    add("-o", "--output", required=True, type=Path, metavar="DIR",
+    add("-o", "--output", required=True, type=user_file_path, metavar="DIR",
         help="directory to create (required); it must not exist or be empty unless --overwrite. "
              "Files are staged in a hidden sibling directory and moved into place at the end.")
     add("--sites", type=_integer(1, 1000), default=4, metavar="N",
@@ -94,7 +94,7 @@ def build_parser() -> OneLineParser:
     add("--format", type=_format, default="both", metavar="{edf,hms,both}",
         help="edf: EDF/EDF+ files per site plus edf/labels.csv; hms: Kaggle HMS parquet layout "
              "(hms/train.csv, train_eegs/, train_spectrograms/); both (default)")
-    add("--site-config", type=Path, default=None, metavar="YAML",
+    add("--site-config", type=user_file_path, default=None, metavar="YAML",
         help="YAML file with a list of site profiles (SiteProfile fields) replacing the built-in "
              "archetypes (default: built-in)")
     add("--chunk-seconds", type=_integer(1, 3600), default=60, metavar="S",
