@@ -358,23 +358,15 @@ def test_bad_input_corpus_is_quarantined_file_by_file_and_good_files_still_run(s
 
 
 def test_a_recording_that_fails_part_way_sends_none_of_its_spilled_windows(shared_data, key_file, tmp_path,
-                                                                           monkeypatch):
+                                                                           fails_on_second_chunk):
     from apache_beam.pvalue import TaggedOutput
 
     from pipelines import process
     from pipelines.preprocess import ProcessRecordingFn
     from pipelines.sources import discover
 
+    calls = fails_on_second_chunk
     (item,) = [i for i in discover([str(shared_data / "eegmat")])[0] if i.path.endswith("Subject00_1.edf")]
-    made, calls = process._make_windows, []
-
-    def fails_the_second_time(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("a library broke on this chunk")
-        yield from made(*args)
-
-    monkeypatch.setattr(process, "_make_windows", fails_the_second_time)
     spill = tmp_path / "spill"
     spill.mkdir()
     fn = ProcessRecordingFn(key_file, process.PreprocessConfig(chunk_seconds=30.0), str(spill))

@@ -110,19 +110,8 @@ def test_a_labeled_window_with_a_problem_is_rejected_alone(shared_data):
     assert outcome.status == "processed" and outcome.rejection_rules == {"bad_label": 2}
 
 
-def test_a_recording_that_fails_part_way_is_quarantined_with_no_windows(eegmat_item, monkeypatch):
-    from pipelines import process
-
-    made = process._make_windows
-    calls = []
-
-    def fails_the_second_time(*args):
-        calls.append(1)
-        if len(calls) == 2:
-            raise RuntimeError("a library broke on this chunk")
-        yield from made(*args)
-
-    monkeypatch.setattr(process, "_make_windows", fails_the_second_time)
+def test_a_recording_that_fails_part_way_is_quarantined_with_no_windows(eegmat_item, fails_on_second_chunk):
+    calls = fails_on_second_chunk
     windows, _, outcome = _run(eegmat_item, PreprocessConfig(chunk_seconds=30.0))
     assert windows and len(calls) == 2  # windows went out before the failure
     assert (outcome.status, outcome.stage, outcome.windows) == ("quarantined", "unexpected", 0)
