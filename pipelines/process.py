@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gzip
 import hashlib
 import math
 import os
 import shutil
 import tempfile
+import zlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -141,26 +143,60 @@ class StageError(Exception):
         self.stage, self.reason = stage, reason
 
 
+# gzip-compressed EDF/BDF: decompressed to a temp file first (their readers seek); MNE reads .fif.gz itself
+GZIPPED = (".edf.gz", ".bdf.gz")
+
+
+class _Hashing:
+    """A file object's reads, hashed as they pass."""
+
+    def __init__(self, fileobj, digest):
+        self._fileobj, self._digest = fileobj, digest
+
+    def read(self, size: int = -1) -> bytes:
+        block = self._fileobj.read(size)
+        self._digest.update(block)
+        return block
+
+
+def _copy(src, dst, digest, gzipped: bool) -> None:
+    """``src`` to ``dst`` in blocks, ``digest`` over the bytes as stored; gunzipped on the way."""
+    source = _Hashing(src, digest)
+    if not gzipped:
+        shutil.copyfileobj(source, dst, 1 << 20)
+        return
+    try:
+        with gzip.GzipFile(fileobj=source, mode="rb") as unzipped:
+            shutil.copyfileobj(unzipped, dst, 1 << 20)
+    except (EOFError, zlib.error, gzip.BadGzipFile) as err:
+        raise StageError("read", f"not a valid gzip file ({' '.join(str(err).split())[:200]})") from None
+    while source.read(1 << 20):  # the digest covers the whole file, whatever gzip left unread
+        pass
+
+
 @contextlib.contextmanager
 def localized(path: str) -> Iterator[tuple[str, str]]:
-    """A local path for `path` (remote files are streamed to a temp file) and its SHA-256."""
+    """A local path for `path` (remote files are streamed to a temp file, a gzipped EDF/BDF is
+    decompressed into one) and the SHA-256 of the file as stored."""
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
     raw = CompressionTypes.UNCOMPRESSED  # as stored: a .fif.gz stays gzip, as on local disk
-    if "://" not in path:
+    gzipped = path.lower().endswith(GZIPPED)
+    if "://" not in path and not gzipped:
         with open(path, "rb") as fh:  # file_digest reads into one buffer: 30-50% faster than read()
             sha = hashlib.file_digest(fh, "sha256").hexdigest()
         yield path, sha
         return
     digest = hashlib.sha256()
     suffix = "".join(os.path.basename(path).partition(".")[1:]) or ".bin"
+    if gzipped:
+        suffix = suffix[:-len(".gz")]
     with tempfile.TemporaryDirectory(prefix="eegfm-") as tmp:
         local = os.path.join(tmp, "recording." + suffix.lstrip("."))
-        with FileSystems.open(path, compression_type=raw) as src, open(local, "wb") as dst:
-            for block in iter(lambda: src.read(1 << 20), b""):
-                digest.update(block)
-                dst.write(block)
+        opened = open(path, "rb") if "://" not in path else FileSystems.open(path, compression_type=raw)
+        with opened as src, open(local, "wb") as dst:
+            _copy(src, dst, digest, gzipped)
         # BrainVision/EEGLAB headers name companion files next to them; fetch those too.
         for companion in _companions(path):
             if FileSystems.exists(companion):

@@ -49,7 +49,7 @@ HMS_CLASSES = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 HMS_VOTE_COLUMNS = ("seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote")
 HMS_WINDOW_S = 50.0
 DATASETS = ("auto", "edf", "hms", "bids", "eegmat")
-RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr", ".set", ".parquet")
+RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet")
 # Files that belong to another recording file and are read through it.
 COMPANION_EXTENSIONS = (".vmrk", ".eeg", ".fdt", ".json", ".tsv", ".csv", ".md", ".txt")
 
@@ -192,7 +192,10 @@ def linked_folders(folder: str) -> list[str]:
 
 def _lower_ext(path: str) -> str:
     name = posixpath.basename(path).lower()
-    return ".fif.gz" if name.endswith(".fif.gz") else posixpath.splitext(name)[1]
+    for double in (".fif.gz", ".edf.gz", ".bdf.gz"):
+        if name.endswith(double):
+            return double
+    return posixpath.splitext(name)[1]
 
 
 def site_from_path(path: str, roots: list[str]) -> str:

@@ -118,6 +118,24 @@ def test_a_recording_that_fails_part_way_is_quarantined_with_no_windows(eegmat_i
     assert "a library broke on this chunk" in outcome.reason
 
 
+def test_a_gzipped_edf_gives_the_windows_of_the_edf_and_a_truncated_one_is_quarantined(eegmat_item, tmp_path):
+    import gzip
+    import hashlib
+
+    packed = gzip.compress(open(eegmat_item.path, "rb").read(), compresslevel=1)
+    path = tmp_path / "Subject00_1.EDF.gz"
+    path.write_bytes(packed)
+    plain, _, _ = _run(eegmat_item)
+    windows, _, outcome = _run(dataclasses.replace(eegmat_item, path=str(path)))
+    assert outcome.status == "processed" and outcome.source_sha256 == hashlib.sha256(packed).hexdigest()
+    assert len(windows) == len(plain) and all(np.array_equal(a.eeg, b.eeg) for a, b in zip(windows, plain))
+    cut = tmp_path / "cut.edf.gz"
+    cut.write_bytes(packed[: len(packed) // 2])
+    _, _, outcome = _run(dataclasses.replace(eegmat_item, path=str(cut)))
+    assert (outcome.status, outcome.stage) == ("quarantined", "read")
+    assert outcome.reason.startswith("cut.edf.gz: not a valid gzip file (Compressed file ended")
+
+
 def test_missing_channels_are_interpolated_and_marked(tmp_path, shared_data):
     frame = pd.read_parquet(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
     frame[["Fz", "Pz"]] = np.nan  # a parquet must keep its columns; NaN is how they go missing
