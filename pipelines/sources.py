@@ -296,8 +296,11 @@ def _group_by_layout(files: list[str], roots: list[str]) -> dict[str, list[str]]
 def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
     recordings, ignored = [], []
     for f in files:
-        ext = _lower_ext(f)
-        if ext in RECORDING_EXTENSIONS:
+        ext, name = _lower_ext(f), posixpath.basename(f)
+        if name.startswith("._") or name in (".DS_Store", "Thumbs.db", "desktop.ini"):
+            ignored.append(Ignored(f, "file-system metadata (macOS '._' and .DS_Store, Windows Thumbs.db), "
+                                      "not a recording"))
+        elif ext in RECORDING_EXTENSIONS:
             recordings.append(f)
         elif ext in (".md", ".txt"):
             ignored.append(Ignored(f, f"documentation ({ext}), not a recording"))

@@ -195,10 +195,11 @@ def test_bids_layout_takes_subjects_sessions_and_participants_tsv(tmp_path, shar
     assert {i.site for i in unnamed} == {"ds"}
 
 
-def test_gzipped_edf_and_bdf_files_are_recordings(tmp_path):
-    for name in ("a.edf.gz", "b.BDF.gz", "notes.txt"):
+def test_gzipped_edf_and_bdf_files_are_recordings_and_file_system_metadata_is_not(tmp_path):
+    for name in ("a.edf.gz", "b.BDF.gz", "notes.txt", "._a.edf.gz", ".DS_Store"):
         (tmp_path / "site" / name).parent.mkdir(exist_ok=True)
         (tmp_path / "site" / name).write_bytes(b"x")
     items, ignored, _ = discover([str(tmp_path)])
     assert sorted(os.path.basename(i.path) for i in items) == ["a.edf.gz", "b.BDF.gz"]
-    assert [os.path.basename(g.path) for g in ignored] == ["notes.txt"]
+    assert sorted(os.path.basename(g.path) for g in ignored) == [".DS_Store", "._a.edf.gz", "notes.txt"]
+    assert "file-system metadata" in next(g.reason for g in ignored if g.path.endswith("._a.edf.gz"))
