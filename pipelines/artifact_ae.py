@@ -409,6 +409,9 @@ class ArtifactAutoencoder:
     def load(cls, path: str | Path) -> ArtifactAutoencoder:
         """Read a detector written by :meth:`save`; refuses other formats and versions."""
         path = Path(path)
+        with open(path, "rb") as fh:  # numpy's own error for another file suggests allow_pickle
+            if fh.read(4) != b"PK\x03\x04":
+                raise ValueError(f"{path}: not an .npz archive (expected the {FORMAT} file an earlier run wrote)")
         with np.load(path, allow_pickle=False) as data:
             if "header" not in data.files:
                 raise ValueError(f"{path}: not an {FORMAT} file (no header)")

@@ -113,6 +113,10 @@ def test_load_refuses_other_files(tmp_path):
     np.savez(path, weights=np.zeros(3))
     with pytest.raises(ValueError, match="not an eegfm-artifact-ae file"):
         ArtifactAutoencoder.load(path)
+    garbage = tmp_path / "garbage.npz"
+    garbage.write_bytes(b"not a zip archive")  # numpy's message would suggest allow_pickle
+    with pytest.raises(ValueError, match=r"garbage.npz: not an .npz archive \(expected the eegfm-artifact-ae file"):
+        ArtifactAutoencoder.load(garbage)
 
 
 def test_fit_is_deterministic_under_a_seed(data):
