@@ -82,8 +82,9 @@ from training.config import ConfigError, FinetuneConfig, load_config, resolve_pr
 from training.data import EEGLoader, RecordFilter, list_files, model_inputs, scan_windows, shard_name
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (MODEL_KEYS, PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
-                           backward, check_model_unchanged, configure_kernels, core_state, launch, load_core_state,
-                           loader_config, optimizer_step, quiet_transformers, run_overrides, step_seed)
+                           backward, check_model_unchanged, claim_output, configure_kernels, core_state, launch,
+                           load_core_state, loader_config, optimizer_step, quiet_transformers, run_overrides,
+                           step_seed)
 from training.pretrain import check_replicas
 from training.splits import SPLITS, Split, split_groups
 from training.tracking import Tracker, memory_stats
@@ -669,6 +670,7 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: P
                           "needs torchrun (DDP); set unfreeze_schedule: [] for Horovod")
     configure_kernels(cfg, dist.device)
     resolve_pretrained(pretrained)  # fail before the data pass
+    claim_output(output, dist)
     start = ckpt.resolve_resume(resume, output / "checkpoints") if dist.is_main else None
     start = dist.broadcast_object(None if start is None else str(start))
     state = ckpt.load_checkpoint(start, map_location="cpu") if start is not None else None

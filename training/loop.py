@@ -25,7 +25,7 @@ from pipelines.object_stores import StoreUnreachableError
 from pipelines.schema import SchemaError
 from pipelines.tfrecord import CorruptTFRecordError
 from training.augment import AugmentConfig
-from training.checkpoint import CheckpointError
+from training.checkpoint import CheckpointError, hold_run_lock
 from training.config import ConfigError, RunConfig
 from training.config import LoaderConfig as LoaderSection
 from training.data import EEGLoader, LoaderConfig, RecordFilter
@@ -152,6 +152,15 @@ def check_model_unchanged(saved: dict[str, Any], now: dict[str, Any], checkpoint
         raise ConfigError(f"resume: {checkpoint} was written by a run with other model settings "
                           f"({'; '.join(changed)}); a checkpoint continues the run that wrote it: resume with its "
                           f"settings, or start a new run (another --output, or --resume none)")
+
+
+def claim_output(output: str | os.PathLike[str], dist: Dist) -> None:
+    """Rank 0 takes the run folder's lock (``checkpoint.hold_run_lock``); every rank fails alike
+    when another run holds it, so none waits forever."""
+    problem = hold_run_lock(output) if dist.is_main else None
+    problem = dist.broadcast_object(problem)
+    if problem:
+        raise ConfigError(problem)
 
 
 def load_core_state(run: TrainState, state: dict[str, Any]) -> None:

@@ -57,8 +57,9 @@ from training.config import ConfigError, OptimConfig, PretrainConfig, load_confi
 from training.data import EEGLoader, RecordFilter, model_inputs
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
-                           backward, check_model_unchanged, configure_kernels, core_state, launch, load_core_state,
-                           loader_config, optimizer_step, quiet_transformers, run_overrides, step_seed)
+                           backward, check_model_unchanged, claim_output, configure_kernels, core_state, launch,
+                           load_core_state, loader_config, optimizer_step, quiet_transformers, run_overrides,
+                           step_seed)
 from training.splits import HeldOut, hold_out
 from training.tracking import ReconstructionMeter, Tracker, memory_stats
 
@@ -390,6 +391,7 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
         every = f"every {cfg.eval_every} steps and " if cfg.eval_every else ""
         log.info("validation: %s; up to %d of their windows evaluated %sat every checkpoint",
                  held_out.describe(), cfg.val_windows, every)
+    claim_output(output, dist)
     start = ckpt.resolve_resume(resume, output / "checkpoints") if dist.is_main else None
     start = dist.broadcast_object(None if start is None else str(start))
     if start is not None:
