@@ -76,6 +76,7 @@ from pipelines.process import (
 from pipelines.pipeline_args import beam_option_names, describe, unrecognized
 from pipelines.progress import ProgressReporter, record_done
 from pipelines.quality import QualityConfig
+from pipelines.run_lock import hold_run_lock
 from pipelines.sinks import (
     DEFAULT_MAX_SHARD_BYTES,
     FILE_NAME_SUFFIX,
@@ -703,11 +704,14 @@ def run(argv: list[str] | None = None) -> dict:
         options.view_as(StandardOptions).runner = "DirectRunner"
     log.info("%s (%s), %s; writing to %s", _count(len(items), "recording"),
              _describe_datasets(datasets), _count(len(ignored), "other file"), args.output)
-    if "://" not in args.output:  # object stores have no folders to create
+    if "://" not in args.output:  # object stores have no folders to create, nor locks
         try:
             os.makedirs(args.output, exist_ok=True)
         except OSError as err:
             parser.error(f"--output {args.output}: cannot create the output folder ({err.strerror or err})")
+        problem = hold_run_lock(args.output)  # before --overwrite could delete a running job's files
+        if problem:
+            parser.error(f"--output {problem}")
     cleared = False  # no earlier run's outputs in args.output: any found later are this run's
     if "://" in args.output and options.get_all_options().get("dry_run"):
         log.info("--dry_run: %s is not checked for an earlier run's outputs", args.output)

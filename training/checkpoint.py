@@ -50,7 +50,6 @@ an ``"rng"`` entry. Only one process (rank 0) should save into a directory.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import math
@@ -59,9 +58,7 @@ import random
 import re
 import shutil
 import signal
-import socket
 import threading
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import FrameType
@@ -577,39 +574,6 @@ def best_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
     """The checkpoint the ``best`` pointer names, if it still exists."""
     path = _read_pointer(Path(directory), BEST_POINTER)
     return path if path is not None and path.is_dir() else None
-
-
-RUN_LOCK = ".eegfm-run.lock"
-_HELD_LOCKS: dict[str, int] = {}  # run folder -> descriptor, open for the life of the process
-
-
-def hold_run_lock(run_dir: str | os.PathLike[str]) -> str | None:
-    """Hold an exclusive ``flock`` on ``run_dir/.eegfm-run.lock`` until this process ends; the
-    problem, if another process holds it (a job launched twice, a rescheduled pod whose old copy
-    still runs on a shared volume), else None. Two runs in one folder would interleave their
-    checkpoints, metrics and W&B run. The kernel drops the lock with the process, SIGKILL
-    included, so a restarted job takes it again. Where the file system has no locks, a warning."""
-    run_dir = Path(run_dir)
-    if str(run_dir) in _HELD_LOCKS:
-        return None
-    run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / RUN_LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 300).decode("utf-8", "replace").strip() or "a process"
-        os.close(fd)
-        return (f"{run_dir}: another run is writing to this folder ({holder}); wait for it to end, "
-                f"or give another --output")
-    except OSError as err:  # ENOLCK, EOPNOTSUPP: some network file systems
-        os.close(fd)
-        log.warning("%s: cannot lock the run folder (%s); nothing stops a second run from writing to it", run_dir, err)
-        return None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                 f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
-    _HELD_LOCKS[str(run_dir)] = fd
-    return None
 
 
 def resolve_resume(value: str | os.PathLike[str] | None, directory: str | os.PathLike[str]) -> Path | None:

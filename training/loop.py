@@ -22,10 +22,11 @@ import torch
 
 from pipelines.config import user_path
 from pipelines.object_stores import StoreUnreachableError
+from pipelines.run_lock import hold_run_lock
 from pipelines.schema import SchemaError
 from pipelines.tfrecord import CorruptTFRecordError
 from training.augment import AugmentConfig
-from training.checkpoint import CheckpointError, hold_run_lock
+from training.checkpoint import CheckpointError
 from training.config import ConfigError, RunConfig
 from training.config import LoaderConfig as LoaderSection
 from training.data import EEGLoader, LoaderConfig, RecordFilter

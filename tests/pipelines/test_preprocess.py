@@ -119,6 +119,25 @@ def test_an_earlier_runs_outputs_are_kept_apart_or_overwritten(shared_data, key_
         [str(out / "manifest.json"), str(out / "quarantine.jsonl"), str(out / second["shards"][0])])
 
 
+def test_a_second_run_into_a_running_jobs_output_folder_is_refused(shared_data, key_file, tmp_path, capsys):
+    out = tmp_path / "out"
+    holder = subprocess.Popen(  # another job's launcher, mid-run
+        [sys.executable, "-c", "import time; from pipelines.run_lock import hold_run_lock; "
+         f"assert hold_run_lock({str(out)!r}) is None; print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(SystemExit) as exit_:  # --overwrite must not delete a running job's files
+            run(["--input", str(shared_data / "eegmat" / "Subject00_1.edf"), "--output", str(out),
+                 "--pseudonym_key_file", key_file, "--overwrite"])
+        assert exit_.value.code == 2
+        assert f"--output {out}: another run is writing to this folder (pid {holder.pid} on " in capsys.readouterr().err
+        assert sorted(p.name for p in out.iterdir()) == [".eegfm-run.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_the_summary_counts_what_the_run_wrote(shared_run):
     out, manifest = shared_run
     rows = dict(line.strip().split("  ", 1) for line in summarize(manifest, 2.0).splitlines())
@@ -230,7 +249,8 @@ def test_ctrl_c_stops_a_two_worker_run_cleanly_and_removes_what_it_wrote(shared_
     assert "Traceback" not in stderr and "wrote" not in stdout
     assert re.search(r"stopped before the end: removed this run's [12] temporary folder\(s\) and \d+ finished file",
                      stderr)
-    assert sorted(path.name for path in out.iterdir()) == [".spill-earlier00000"]
+    # the run folder's lock file stays (deleting it could let two later runs both take a lock)
+    assert sorted(path.name for path in out.iterdir()) == [".eegfm-run.lock", ".spill-earlier00000"]
     # The workers went with the job.
     left = subprocess.run(["pgrep", "-s", str(job.pid)], capture_output=True, text=True).stdout.split()
     assert left == []

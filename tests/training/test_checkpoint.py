@@ -15,7 +15,6 @@ import pytest
 import torch
 from torch import nn
 
-from training import checkpoint as ckpt
 from training.checkpoint import (
     BEST_POINTER,
     LATEST_POINTER,
@@ -350,22 +349,3 @@ def test_a_safetensors_file_whose_header_length_starts_with_0x80_is_not_taken_fo
     pickled = tmp_path / "p.safetensors"
     pickled.write_bytes(pickle.dumps({"a": 1}, protocol=4))
     assert _looks_like_pickle(pickled)
-
-
-def test_one_run_at_a_time_holds_a_run_folder_until_it_dies(tmp_path):
-    # A second process (a job launched twice) is refused while the first lives, SIGKILL included
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from training.checkpoint import hold_run_lock; "
-         f"assert hold_run_lock({str(tmp_path)!r}) is None; print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        problem = ckpt.hold_run_lock(tmp_path)
-        assert problem.startswith(f"{tmp_path}: another run is writing to this folder (pid {holder.pid} on ")
-        assert problem.endswith("wait for it to end, or give another --output")
-    finally:
-        holder.kill()
-        holder.wait()
-    assert ckpt.hold_run_lock(tmp_path) is None  # the kernel dropped the dead process's lock
-    assert ckpt.hold_run_lock(tmp_path) is None  # and this process may ask again
-    assert f"pid {os.getpid()} on " in (tmp_path / ckpt.RUN_LOCK).read_text()
