@@ -76,7 +76,7 @@ from pipelines.process import (
 from pipelines.pipeline_args import beam_option_names, describe, unrecognized
 from pipelines.progress import ProgressReporter, record_done
 from pipelines.quality import QualityConfig
-from pipelines.run_lock import hold_run_lock
+from pipelines.run_lock import hold_run_lock, release_run_lock
 from pipelines.sinks import (
     DEFAULT_MAX_SHARD_BYTES,
     FILE_NAME_SUFFIX,
@@ -712,6 +712,15 @@ def run(argv: list[str] | None = None) -> dict:
         problem = hold_run_lock(args.output)  # before --overwrite could delete a running job's files
         if problem:
             parser.error(f"--output {problem}")
+    try:
+        return _write_output(parser, args, options, config, items, ignored, key)
+    finally:
+        release_run_lock(args.output)
+
+
+def _write_output(parser, args, options, config, items, ignored, key) -> dict:
+    """The job itself, once the output folder is this run's: earlier outputs cleared or refused,
+    the pipeline run, and what a stopped run wrote removed; the manifest (empty on Dataflow)."""
     cleared = False  # no earlier run's outputs in args.output: any found later are this run's
     if "://" in args.output and options.get_all_options().get("dry_run"):
         log.info("--dry_run: %s is not checked for an earlier run's outputs", args.output)

@@ -4,7 +4,8 @@ Two runs writing to one folder (a job launched twice, a cron job that overlaps i
 rescheduled pod whose old copy still runs on a shared volume) would interleave what they write:
 shards and a manifest from different runs, or checkpoints, metrics and a W&B run. The kernel
 drops the lock with the process, SIGKILL included, so a restarted job takes it again; processes
-forked from the holder (loader and Beam workers) share it while they live.
+forked from the holder (loader and Beam workers) share it while they live. A run that ends
+releases it (``release_run_lock``).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ _HELD_LOCKS: dict[str, int] = {}  # run folder -> descriptor, open for the life 
 
 def hold_run_lock(run_dir: str | os.PathLike[str]) -> str | None:
     """Hold an exclusive lock on the local folder ``run_dir`` (``run_dir/.eegfm-run.lock``, made
-    with the folder if need be) until this process ends: None, or the problem if another process
-    holds it. A file system without locks (some network mounts) gets a warning and None."""
+    with the folder if need be) until this process ends or releases it: None, or the problem if
+    another process holds it. A file system without locks (some network mounts) gets a warning and None."""
     run_dir = Path(run_dir)
     key = os.path.realpath(run_dir)  # a second open of the file in this process would conflict with the first
     if key in _HELD_LOCKS:
@@ -49,3 +50,13 @@ def hold_run_lock(run_dir: str | os.PathLike[str]) -> str | None:
                  f"{time.strftime('%Y-%m-%d %H:%M:%S')}".encode())
     _HELD_LOCKS[key] = fd
     return None
+
+
+def release_run_lock(run_dir: str | os.PathLike[str]) -> None:
+    """Give up the lock :func:`hold_run_lock` took on ``run_dir`` (a no-op where it took none): a
+    run that ends in a process that goes on (a notebook, a test) must not keep the folder. The
+    lock is dropped for processes forked from this one too (loader and Beam workers)."""
+    fd = _HELD_LOCKS.pop(os.path.realpath(run_dir), None)
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

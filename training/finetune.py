@@ -76,6 +76,7 @@ from model.modeling import EEGFMModel
 from model.optim import param_groups_lrd
 from pipelines.config import user_file_path, user_path
 from pipelines.logging_setup import get_logger, setup_logging
+from pipelines.run_lock import release_run_lock
 from training import checkpoint as ckpt
 from training import losses
 from training.config import ConfigError, FinetuneConfig, load_config, resolve_precision
@@ -661,6 +662,15 @@ def best_weights(output: Path, dist: Dist) -> dict[str, torch.Tensor] | None:
 def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: Path, resume: str = "auto",
           record_task: str | None = None, stop_after: int | None = None) -> int:
     """Fine-tune; returns the process exit status (0 done, 143 preempted and checkpointed)."""
+    try:
+        return _train(cfg, dist, data, pretrained, output, resume, record_task, stop_after)
+    finally:
+        release_run_lock(output)  # taken once the arguments are checked (a no-op where none was)
+
+
+def _train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: Path, resume: str = "auto",
+           record_task: str | None = None, stop_after: int | None = None) -> int:
+    """The run, in ``output`` once this process holds it (``loop.claim_output``)."""
     record_task = record_task or RECORD_TASKS.get(cfg.task)
     if record_task is None:
         raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry "

@@ -51,6 +51,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from model.modeling import EEGFMForPretraining
 from pipelines.config import user_file_path
 from pipelines.logging_setup import get_logger, setup_logging
+from pipelines.run_lock import release_run_lock
 from pipelines.schema import CHANNELS
 from training import checkpoint as ckpt
 from training.config import ConfigError, OptimConfig, PretrainConfig, load_config, resolve_precision
@@ -381,6 +382,15 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
     ``stop_after`` ends the process after that many steps of *this* invocation, as a preemption
     would (for tests and for chopping long jobs into scheduler-sized pieces).
     """
+    try:
+        return _train(cfg, dist, data, output, resume, max_steps, stop_after)
+    finally:
+        release_run_lock(output)  # taken once the arguments are checked (a no-op where none was)
+
+
+def _train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str = "auto",
+           max_steps: int | None = None, stop_after: int | None = None) -> int:
+    """The run, in ``output`` once this process holds it (``loop.claim_output``)."""
     if max_steps is not None:
         cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, max_steps=max_steps))
     total = cfg.optim.max_steps

@@ -136,6 +136,12 @@ def test_a_second_run_into_a_running_jobs_output_folder_is_refused(shared_data, 
     finally:
         holder.kill()
         holder.wait()
+    # Once the holder is gone the folder is free; a run that ends gives it back to other processes
+    assert run(["--input", str(shared_data / "eegmat" / "Subject00_2.edf"), "--output", str(out),
+                "--pseudonym_key_file", key_file])["counts"]["windows"] > 0
+    take = f"import sys; from pipelines.run_lock import hold_run_lock; sys.exit(hold_run_lock({str(out)!r}) is not None)"
+    assert subprocess.run([sys.executable, "-c", take], cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
+                          ).returncode == 0
 
 
 def test_the_summary_counts_what_the_run_wrote(shared_run):

@@ -3,7 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pipelines.run_lock import RUN_LOCK, hold_run_lock
+from pipelines.run_lock import RUN_LOCK, hold_run_lock, release_run_lock
 
 
 def test_one_run_at_a_time_holds_a_run_folder_until_it_dies(tmp_path):
@@ -24,3 +24,16 @@ def test_one_run_at_a_time_holds_a_run_folder_until_it_dies(tmp_path):
     assert hold_run_lock(tmp_path) is None  # and this process may ask again, by any spelling
     assert hold_run_lock(tmp_path / ".") is None
     assert f"pid {os.getpid()} on " in (tmp_path / RUN_LOCK).read_text()
+
+
+def test_a_released_folder_can_be_taken_by_another_process(tmp_path):
+    # A run that ends in a process that goes on (a notebook, a test) gives the folder back
+    assert hold_run_lock(tmp_path) is None
+    take = [sys.executable, "-c", "import sys; from pipelines.run_lock import hold_run_lock; "
+            f"sys.exit(0 if hold_run_lock({str(tmp_path)!r}) is None else 3)"]
+    repo = Path(__file__).resolve().parents[2]
+    assert subprocess.run(take, cwd=repo).returncode == 3
+    release_run_lock(tmp_path)
+    release_run_lock(tmp_path)  # twice: a no-op
+    assert subprocess.run(take, cwd=repo).returncode == 0
+
