@@ -368,13 +368,12 @@ def _hms(files, roots, site):
     spectrograms = [f for f in recordings if f.lower().endswith(".parquet") and f not in parquets.values()]
     ignored += [Ignored(f, "HMS spectrogram (auxiliary modality, not a recording)") for f in spectrograms]
     csv_files = [f for f in files if posixpath.basename(f) in ("train.csv", "test.csv")]
-    rows_by_eeg: dict[str, list[dict]] = {}
-    test_rows: dict[str, list[dict]] = {}
+    rows_by_eeg: dict[str, list[tuple[str, dict]]] = {}  # eeg_id -> (where, row)
+    test_rows: dict[str, list[tuple[str, dict]]] = {}
     patient_of: dict[str, str] = {}
     site_of: dict[str, str] = {}
     for csv_path in csv_files:
         for where, row in _csv_rows(csv_path):
-            row["_where"] = where
             eeg_id = str(row.get("eeg_id", "")).strip()
             if not eeg_id:
                 continue
@@ -382,10 +381,10 @@ def _hms(files, roots, site):
             if row.get("site"):
                 site_of[eeg_id] = row["site"].strip()
             (rows_by_eeg if posixpath.basename(csv_path) == "train.csv" else test_rows).setdefault(
-                eeg_id, []).append(row)
+                eeg_id, []).append((where, row))
     items = []
     for eeg_id, path in sorted(parquets.items()):
-        windows = tuple(_votes_window(r, r["_where"]) for r in rows_by_eeg.get(eeg_id, []))
+        windows = tuple(_votes_window(row, where) for where, row in rows_by_eeg.get(eeg_id, []))
         windows = windows or _test_windows(test_rows.get(eeg_id, []))
         items.append(SourceItem(
             path=path, dataset="hms", site=site or site_of.get(eeg_id) or _hms_root_name(path),
@@ -403,14 +402,14 @@ def _hms(files, roots, site):
     return items, ignored
 
 
-def _test_windows(rows: list[dict]) -> tuple[LabeledWindow, ...]:
-    """The 50 s windows that test.csv rows ask about: no votes, label -1, task hms6."""
+def _test_windows(rows: list[tuple[str, dict]]) -> tuple[LabeledWindow, ...]:
+    """The 50 s windows that test.csv rows (``(where, row)``) ask about: no votes, label -1, task hms6."""
     offsets, bad = set(), []
-    for row in rows:
+    for where, row in rows:
         try:
             offsets.add(_number(row, "eeg_label_offset_seconds", default=0.0))
         except ValueError as err:
-            bad.append(LabeledWindow(math.nan, HMS_WINDOW_S, task="hms6", problem=f"{row['_where']}: {err}"))
+            bad.append(LabeledWindow(math.nan, HMS_WINDOW_S, task="hms6", problem=f"{where}: {err}"))
     return tuple(LabeledWindow(offset, HMS_WINDOW_S, -1, (), "hms6") for offset in sorted(offsets)) + tuple(bad)
 
 

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -66,3 +70,27 @@ def pipeline_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 "--pseudonym_key_file", str(key), "--num_shards", "2",
                 "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
     return out
+
+
+@contextlib.contextmanager
+def run_lock_held_elsewhere(folder: str | os.PathLike[str]) -> Iterator[subprocess.Popen]:
+    """Another process (another job's launcher, mid-run) holding ``folder``'s run lock; killed
+    (SIGKILL) on leaving."""
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import time; from pipelines.run_lock import hold_run_lock; "
+         f"assert hold_run_lock({str(folder)!r}) is None; print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()
+
+
+def run_lock_free_elsewhere(folder: str | os.PathLike[str]) -> bool:
+    """Whether another process can take ``folder``'s run lock now."""
+    take = f"import sys; from pipelines.run_lock import hold_run_lock; sys.exit(hold_run_lock({str(folder)!r}) is not None)"
+    return subprocess.run([sys.executable, "-c", take], cwd=REPO_ROOT).returncode == 0
+

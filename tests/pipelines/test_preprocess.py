@@ -17,6 +17,7 @@ from pipelines import schema
 from pipelines.preprocess import earlier_run_outputs, local_runner, run, summarize, temporary_folders
 from pipelines.sources import expand_inputs
 from pipelines.tfrecord import read_records
+from tests.conftest import run_lock_free_elsewhere, run_lock_held_elsewhere
 
 
 @pytest.fixture(scope="module")
@@ -121,27 +122,17 @@ def test_an_earlier_runs_outputs_are_kept_apart_or_overwritten(shared_data, key_
 
 def test_a_second_run_into_a_running_jobs_output_folder_is_refused(shared_data, key_file, tmp_path, capsys):
     out = tmp_path / "out"
-    holder = subprocess.Popen(  # another job's launcher, mid-run
-        [sys.executable, "-c", "import time; from pipelines.run_lock import hold_run_lock; "
-         f"assert hold_run_lock({str(out)!r}) is None; print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with run_lock_held_elsewhere(out) as holder:
         with pytest.raises(SystemExit) as exit_:  # --overwrite must not delete a running job's files
             run(["--input", str(shared_data / "eegmat" / "Subject00_1.edf"), "--output", str(out),
                  "--pseudonym_key_file", key_file, "--overwrite"])
         assert exit_.value.code == 2
         assert f"--output {out}: another run is writing to this folder (pid {holder.pid} on " in capsys.readouterr().err
         assert sorted(p.name for p in out.iterdir()) == [".eegfm-run.lock"]
-    finally:
-        holder.kill()
-        holder.wait()
     # Once the holder is gone the folder is free; a run that ends gives it back to other processes
     assert run(["--input", str(shared_data / "eegmat" / "Subject00_2.edf"), "--output", str(out),
                 "--pseudonym_key_file", key_file])["counts"]["windows"] > 0
-    take = f"import sys; from pipelines.run_lock import hold_run_lock; sys.exit(hold_run_lock({str(out)!r}) is not None)"
-    assert subprocess.run([sys.executable, "-c", take], cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
-                          ).returncode == 0
+    assert run_lock_free_elsewhere(out)
 
 
 def test_the_summary_counts_what_the_run_wrote(shared_run):
