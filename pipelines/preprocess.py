@@ -85,6 +85,7 @@ from pipelines.sinks import (
 )
 from pipelines.sources import DATASETS, Ignored, SourceItem, discover
 from pipelines.spill import SpilledRecording, SpillWriter, sample_items, score_spill, spill_path
+from pipelines.state_sampler import shorten_state_sampling
 from pipelines.warm_workers import quiet_worker_threads, worker_command, zygote_for
 
 log = get_logger("preprocess")
@@ -637,7 +638,7 @@ def summarize(manifest: dict, seconds: float) -> str:
         ("input files", c["inputs"]), ("processed", c["processed"]),
         # Workers' log lines do not reach this terminal in multi_processing mode; the file has every reason.
         ("quarantined", f"{c['quarantined']} (reasons in quarantine.jsonl)" if c["quarantined"] else 0),
-        ("ignored (sidecars, docs)", c["ignored"]), ("windows written", c["windows"]),
+        ("ignored (sidecars, parts, docs)", c["ignored"]), ("windows written", c["windows"]),
         ("windows rejected", c["rejected_windows"]), ("EEG hours read", f"{c['input_eeg_hours']:.3f}"),
         ("EEG hours in windows", f"{c['window_eeg_hours']:.3f}" + (
             " (windows overlap: stride < window, or overlapping labeled sub-windows)"
@@ -782,6 +783,8 @@ def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, 
 
 def _run_pipeline(args, options, config, items, ignored, key) -> None:
     multi_processing = _is_local(options) and options.view_as(DirectOptions).direct_running_mode == "multi_processing"
+    if _is_local(options):
+        shorten_state_sampling()  # before the zygote forks: its workers inherit it
     with contextlib.ExitStack() as stack:
         progress = None
         if _is_local(options):  # Dataflow shows its own progress; its workers cannot reach this disk

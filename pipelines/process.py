@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import math
 import os
+import posixpath
 import shutil
 import tempfile
 import zlib
@@ -37,6 +38,7 @@ from pipelines.deid import pseudonym
 from pipelines.artifact_ae import band_features_from_psd
 from pipelines.bids import SidecarError, read_sidecars
 from pipelines.features import compute_features
+from pipelines.fif_parts import next_part_name
 from pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
 from pipelines.harmonize import HarmonizeError, harmonize, plan_harmonization
 from pipelines.ica import fit_ica_cleaner
@@ -124,6 +126,7 @@ class Outcome:
     interpolated: tuple[str, ...] = ()
     marked_bad: tuple[str, ...] = ()  # recorded channels a BIDS channels.tsv marks bad (left out)
     other_rate: tuple[str, ...] = ()  # EDF signals at another sampling rate than the EEG (left out)
+    split_parts: tuple[str, ...] = ()  # a split FIF recording: the files read, first part first
     line_freq: int | None = None
     dataset: str = ""
     source_sha256: str = ""
@@ -193,7 +196,9 @@ def localized(path: str) -> Iterator[tuple[str, str]]:
     if gzipped:
         suffix = suffix[:-len(".gz")]
     with tempfile.TemporaryDirectory(prefix="eegfm-") as tmp:
-        local = os.path.join(tmp, "recording." + suffix.lstrip("."))
+        # A split FIF keeps its name: a part may name the next only by number, relative to its own.
+        fif = path.lower().endswith((".fif", ".fif.gz"))
+        local = os.path.join(tmp, os.path.basename(path) if fif else "recording." + suffix.lstrip("."))
         opened = open(path, "rb") if "://" not in path else FileSystems.open(path, compression_type=raw)
         with opened as src, open(local, "wb") as dst:
             _copy(src, dst, digest, gzipped)
@@ -203,7 +208,27 @@ def localized(path: str) -> Iterator[tuple[str, str]]:
                 target = os.path.join(tmp, os.path.basename(companion))
                 with FileSystems.open(companion, compression_type=raw) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
+        if fif:
+            _fetch_split_parts(path, local)
         yield local, digest.hexdigest()
+
+
+def _fetch_split_parts(path: str, local: str) -> None:
+    """The later parts of the split FIF recording ``path`` (remote), beside its local copy
+    ``local``, as MNE reads them from beside the first; stops at a part that is not there."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystems import FileSystems
+
+    current = local
+    while (name := next_part_name(current)) is not None:
+        target = os.path.join(os.path.dirname(local), name)
+        remote = posixpath.join(posixpath.dirname(path), name)
+        if os.path.exists(target) or not FileSystems.exists(remote):
+            return  # a loop of names, or a missing part: MNE's reader names it
+        with FileSystems.open(remote, compression_type=CompressionTypes.UNCOMPRESSED) as src, \
+                open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+        current = target
 
 
 def _companions(path: str) -> list[str]:
@@ -318,6 +343,7 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     info = reader.info
     outcome.sfreq_in, outcome.n_chans_in = info.sfreq, len(info.ch_names)
     outcome.other_rate = tuple(getattr(reader, "skipped", ()))
+    outcome.split_parts = tuple(getattr(reader, "split_parts", ()))
     try:
         sidecars = read_sidecars(item.channels_tsv, item.eeg_json)
     except SidecarError as err:

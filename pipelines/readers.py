@@ -137,6 +137,15 @@ class MneReader(Reader):
             tuple(raw.ch_names), float(raw.info["sfreq"]), int(raw.n_times), _mne_clinical(raw)
         )
         self.identity_key = _mne_identity(raw)
+        if _format_of(path) == "fif":
+            self._split_parts(raw)
+
+    def _split_parts(self, raw) -> None:
+        """A split FIF (``pipelines.fif_parts``): MNE read this part and every one after it (a
+        missing part is an error there, which quarantines the recording with MNE's reason)."""
+        files = [os.path.basename(str(f)) for f in raw.filenames if f]
+        if len(files) > 1:
+            self.split_parts = tuple(files)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         try:

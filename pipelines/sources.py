@@ -17,7 +17,8 @@ dataset adapter knows how its layout names subjects, sessions, sites and labels:
   (``pipelines.bids``).
 - `eegmat`: PhysioNet mental arithmetic, `SubjectNN_1.edf` rest / `SubjectNN_2.edf` task.
 - `edf`: any folder of EDF/BDF/FIF/BrainVision/EEGLAB files; an optional `labels.csv` (the
-  simulator's layout: HMS vote columns + `path`) attaches labeled windows.
+  simulator's layout: HMS vote columns + `path`) attaches labeled windows. A FIF recording split
+  into parts is one item, its first part (``pipelines.fif_parts``); the later parts are `Ignored`.
 - `auto`: picks one of the above from what it finds.
 
 Every file the patterns match is either an item or an `Ignored` entry with the reason (sidecars
@@ -40,6 +41,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines.bids import SidecarIndex
 from pipelines.config import check_option
 from pipelines.deid import safe_age, normalize_sex
+from pipelines.fif_parts import previous_part, previous_part_names
 from pipelines.logging_setup import get_logger
 from pipelines.object_stores import STORE_ERRORS, storage_error
 
@@ -53,6 +55,7 @@ RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz",
 # Files that belong to another recording file and are read through it.
 COMPANION_EXTENSIONS = (".vmrk", ".eeg", ".fdt", ".json", ".tsv", ".csv", ".md", ".txt")
 
+_GZIPPED_FIF_PART = re.compile(r"\.fif-\d+\.gz$")
 _EEGMAT = re.compile(r"^Subject(\d+)_([12])\.edf$", re.IGNORECASE)
 _BIDS_ENTITY = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
 
@@ -192,6 +195,8 @@ def linked_folders(folder: str) -> list[str]:
 
 def _lower_ext(path: str) -> str:
     name = posixpath.basename(path).lower()
+    if _GZIPPED_FIF_PART.search(name):  # MNE names the later parts of x.fif.gz x.fif-1.gz ...
+        return ".fif.gz"
     for double in (".fif.gz", ".edf.gz", ".bdf.gz"):
         if name.endswith(double):
             return double
@@ -310,7 +315,48 @@ def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
             ignored.append(Ignored(f, f"data part of another recording ({ext}), read through its header file"))
         else:
             recordings.append(f)  # unknown type: the reader quarantines it with a clear reason
-    return recordings, ignored
+    continued = _fif_continuations(recordings)
+    ignored += [Ignored(f, reason) for f, reason in continued.items()]
+    return [f for f in recordings if f not in continued], ignored
+
+
+def _fif_continuations(recordings: list[str]) -> dict[str, str]:
+    """``{part: reason}`` for the FIF files that continue another input FIF (``pipelines.fif_parts``):
+    read through the recording's first part, never as recordings of their own. Only FIF files
+    sharing a folder with another are opened (a part always lies beside the one before it)."""
+    fifs = [f for f in recordings if _lower_ext(f) in (".fif", ".fif.gz")]
+    folders: dict[str, list[str]] = {}
+    for f in fifs:
+        folders.setdefault(posixpath.dirname(f), []).append(f)
+    previous: dict[str, tuple[str, int | None]] = {}
+    for folder, files in folders.items():
+        if len(files) < 2:
+            continue
+        names = {posixpath.basename(f): f for f in files}
+        for f in files:
+            try:
+                with FileSystems.open(f) as fh:
+                    ref = previous_part(fh)
+            except (OSError, EOFError, *STORE_ERRORS):
+                continue  # the reader quarantines what it cannot read, with the reason
+            if ref is None:
+                continue
+            before = next((n for n in previous_part_names(posixpath.basename(f), ref) if n in names), None)
+            if before:
+                previous[f] = (names[before], ref.number)
+            else:
+                log.warning("%s continues a split FIF recording whose part %s is not among the inputs: "
+                            "read from this part on", f, ref.basename or ref.number)
+    reasons = {}
+    for f, (before, number) in previous.items():
+        first, seen = before, {f}
+        while first in previous and first not in seen:
+            seen.add(first)
+            first = previous[first][0]
+        part = f"part {number + 2} " if isinstance(number, int) and number >= 0 else "a later part "
+        reasons[f] = (f"{part}of a split FIF recording; its data are read through the first part, "
+                      f"{posixpath.basename(first)}")
+    return reasons
 
 
 def _site(path: str, roots: list[str], site: str | None) -> str:

@@ -60,11 +60,13 @@ def s3():
 
 
 @pytest.fixture(scope="module")
-def mixed_tree(shared_data, tmp_path_factory):
+def mixed_tree(shared_data, split_fif, tmp_path_factory):
     """A local input tree: 2 eegmat recordings, a gzipped 2-channel FIF, BrainVision with numbered channels
-    (its companions must travel with it) and a zero-length EDF. ``{relative path: bytes}``."""
+    (its companions must travel with it), a zero-length EDF and a FIF split into parts (the parts after
+    the first must travel with it). ``{relative path: bytes}``."""
     eegmat, formats = shared_data / "eegmat", shared_data / "formats"
     files = {f"eegmat/{name}": (eegmat / name).read_bytes() for name in ("Subject00_1.edf", "Subject00_2.edf")}
+    files.update({f"meg/{part.name}": part.read_bytes() for part in (split_fif / "split").iterdir()})
     files["lab/rest_raw.fif.gz"] = gzip.compress((formats / "fif" / "data_resting_EO_200Hz_raw.fif").read_bytes(),
                                                  compresslevel=1, mtime=0)
     for name in ("test_NO.vhdr", "test_NO.vmrk", "test_NO.eeg"):
@@ -260,6 +262,10 @@ def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, b
     assert "only 0 of the 19 10-20 channels are present" in status["test_NO.vhdr"]["reason"]
     assert status["empty.edf"]["status"] == "quarantined"
     assert status["empty.edf"]["reason"].startswith("empty.edf: ")
+    # The parts after the first are fetched with it and read through it, once.
+    assert status["rest_raw.fif"]["status"] == "processed" and status["rest_raw.fif"]["windows"] == 6
+    assert status["rest_raw.fif"]["split_parts"] == ["rest_raw.fif", "rest_raw-1.fif", "rest_raw-2.fif"]
+    assert status["rest_raw-1.fif"]["status"] == status["rest_raw-2.fif"]["status"] == "ignored"
     quarantine = client.get_object(Bucket=BUCKET, Key="out/quarantine.jsonl")["Body"].read().decode()
     assert sum(json.loads(line)["kind"] == "input" for line in quarantine.splitlines()) == 3
     written = sorted(o["Key"][len("out/"):] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="out/")["Contents"])
@@ -272,13 +278,13 @@ def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, b
         monkeypatch.setenv(name, value)
     # Same inputs and key: the same records as the run on local disk, byte for byte.
     remote, on_disk = _records(f"s3://{BUCKET}/out"), _records(str(tmp_path / "out"))
-    assert sorted(remote) == sorted(on_disk) and len(remote) == 2
+    assert sorted(remote) == sorted(on_disk) and len(remote) == 3
     assert remote == on_disk
     assert sum(map(len, remote.values())) == manifest["counts"]["windows"] > 0
 
     # The training loader reads the output where it lies.
     info = describe(f"s3://{BUCKET}/out")
-    assert info.counts["windows"] == manifest["counts"]["windows"] and len(info.sites) == 2
+    assert info.counts["windows"] == manifest["counts"]["windows"] and len(info.sites) == 3
     loader = EEGLoader(f"s3://{BUCKET}/out", LoaderConfig(batch_size=8, num_workers=0, shuffle=False),
                        rank=0, world_size=1, infinite=False)
     batches = list(loader)
