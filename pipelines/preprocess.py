@@ -53,6 +53,7 @@ from pipelines.artifact_ae import ArtifactAutoencoder
 from pipelines.blas import single_threaded_blas
 from pipelines.config import ConfigError, check_int, user_path
 from pipelines.deid import MIN_KEY_BYTES, PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
+from pipelines.duplicates import DropDuplicates
 from pipelines.features import FEATURE_NAMES
 from pipelines.logging_setup import get_logger, setup_logging
 from pipelines.object_stores import (
@@ -620,14 +621,16 @@ def build_pipeline(p, args, config, items, ignored, key: bytes, site_names, prog
     items_pc = p | "Inputs" >> beam.Create(items)
     processed = items_pc | "ProcessRecordings" >> ProcessRecordings(args.pseudonym_key_file, config, spill_dir,
                                                                      progress)
+    recordings, rejected, outcomes = (
+        (processed.recordings, processed.rejected, processed.outcome) | "DropDuplicates" >> DropDuplicates())
     scoring = ScoreArtifacts(
         args.output, config, model_path=args.artifact_model, enabled=not args.no_artifact_model,
         train_sites=train_sites, sample_size=args.ae_sample_size)
-    scored = processed.recordings | "ScoreArtifacts" >> scoring
+    scored = recordings | "ScoreArtifacts" >> scoring
     shards = scored.kept | "WriteWindows" >> WriteWindows(
         args.output, sites, args.num_shards, _shard_bytes(args.max_shard_mb))
-    rejected = (processed.rejected, scored.rejected) | "AllRejected" >> beam.Flatten()
-    (processed.outcome, rejected, scored.counted, shards, scoring.model_used) | "WriteReports" >> WriteReports(
+    rejected = (rejected, scored.rejected) | "AllRejected" >> beam.Flatten()
+    (outcomes, rejected, scored.counted, shards, scoring.model_used) | "WriteReports" >> WriteReports(
         args.output, header, ignored, spill_dir)
 
 

@@ -1,0 +1,71 @@
+"""Inputs with the same bytes: one recording, written once.
+
+Archives hold the same export in several places: a site folder and an "all" folder, a copy per
+study, a colleague's copy of a subject's files. Written once per copy, a recording weighs double
+in pretraining, and where the copies lie in two site folders a leave-one-site-out evaluation
+tests on recordings it trained on. Inputs are compared by the SHA-256 of the file as stored
+(``Outcome.source_sha256``, computed as the file is read): of each set of processed inputs with
+one hash, the first by path is kept and every other is quarantined at stage ``duplicate``, naming
+the one kept. Only byte-identical files are found; a re-exported copy (another header, another
+rate) is another file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable
+
+import apache_beam as beam
+
+from pipelines.process import Outcome
+
+
+def duplicate_sources(hashed: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """``{copy: kept}`` from ``(sha256, source)`` pairs: per hash, the first source by path is kept."""
+    by_hash: dict[str, set[str]] = {}
+    for sha, source in hashed:
+        by_hash.setdefault(sha, set()).add(source)
+    copies = {}
+    for sources in by_hash.values():
+        kept, *others = sorted(sources)
+        copies.update({other: kept for other in others})
+    return copies
+
+
+def mark_duplicate(outcome: Outcome, copies: dict[str, str]) -> Outcome:
+    """``outcome`` quarantined as a copy of the input ``copies`` names; others as they are."""
+    kept = copies.get(outcome.source)
+    if kept is None:
+        return outcome
+    return dataclasses.replace(
+        outcome, status="quarantined", stage="duplicate", windows=0, rejected_windows=0, rejection_rules={},
+        reason=f"{os.path.basename(outcome.source)}: the same file (SHA-256 {outcome.source_sha256[:16]}...) as "
+               f"{kept}, whose windows are written; a copy is not written twice")
+
+
+def _hash_of(outcome: Outcome) -> list[tuple[str, str]]:
+    return [(outcome.source_sha256, outcome.source)] if outcome.status == "processed" and outcome.source_sha256 else []
+
+
+def _copies_of(group: tuple[str, Iterable[str]]) -> list[tuple[str, str]]:
+    sha, sources = group
+    return sorted(duplicate_sources((sha, source) for source in sources).items())
+
+
+class DropDuplicates(beam.PTransform):
+    """``(recordings, rejected windows, outcomes)``, the same three without the copies: their
+    spilled recordings and rejected windows left out, their outcomes quarantined."""
+
+    def expand(self, pcolls):
+        recordings, rejected, outcomes = pcolls
+        copies = (outcomes
+                  | "Hashes" >> beam.FlatMap(_hash_of)
+                  | "ByHash" >> beam.GroupByKey()
+                  | "Copies" >> beam.FlatMap(_copies_of))
+        found = beam.pvalue.AsDict(copies)
+        return (
+            recordings | "DropRecordings" >> beam.Filter(lambda rec, c: rec.source not in c, found),
+            rejected | "DropRejected" >> beam.Filter(lambda event, c: event.source not in c, found),
+            outcomes | "MarkOutcomes" >> beam.Map(mark_duplicate, found),
+        )
