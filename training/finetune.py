@@ -149,9 +149,12 @@ def plan_data(data: str, cfg: FinetuneConfig, record_task: str) -> Plan:
     if not labeled:
         found = Counter(w["task"] or "<unlabeled>" for w in windows)
         need = "expert votes" if cfg.task == "hms6" else "a label >= 0"
+        same = found.get(record_task, 0)
+        why = "" if not same else f"; none of its {same} {record_task!r} window{'s' * (same != 1)} has {need}" + (
+            " (an HMS test.csv layout: windows to classify, not to train on)" if cfg.task == "hms6" else "")
         raise ConfigError(
             f"--data {data}: no labeled windows for task {cfg.task!r} (windows with task {record_task!r} and "
-            f"{need}); the data holds {dict(sorted(found.items())) or 'no windows'}")
+            f"{need}); the data holds {dict(sorted(found.items())) or 'no windows'}{why}")
     key = "subject_id" if cfg.split_group == "subject" else "site_id"
     try:
         split = split_groups((w[key] for w in labeled), cfg.val_fraction, cfg.seed, cfg.test_fraction,

@@ -9,9 +9,11 @@ them from 9 training subjects within seconds of CPU.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -23,9 +25,9 @@ import torch
 from safetensors.torch import load_file
 
 from pipelines.preprocess import run as preprocess
-from pipelines.schema import decode_example
+from pipelines.schema import decode_example, encode_example
 from pipelines.simulate.cli import main as simulate
-from pipelines.tfrecord import read_records
+from pipelines.tfrecord import read_records, write_records
 from training import checkpoint as ckpt
 from training import finetune
 from training.config import load_config
@@ -453,6 +455,20 @@ def test_clear_errors(pretrained, hms_data, tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"--data {hms_data}: no labeled windows for task 'eegmat'" in err and "'hms6': 121" in err
     assert not (tmp_path / "z" / "checkpoints").exists()
+
+
+def test_windows_to_classify_without_votes_are_named_as_such(pretrained, hms_data, tmp_path, capsys):
+    """An HMS test.csv layout's windows have task hms6 but no votes: nothing to train on, and the
+    error says so rather than listing 'hms6' as if it were there."""
+    unvoted = tmp_path / "unvoted"
+    shutil.copytree(hms_data, unvoted)
+    for shard in unvoted.glob("*/part-*.tfrecord"):
+        records = [dataclasses.replace(decode_example(r), votes=np.zeros(0, np.float32)) for r in read_records(shard)]
+        write_records(shard, [encode_example(r) for r in records], compression="SNAPPY")
+    assert _inline(pretrained, unvoted, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "no labeled windows for task 'hms6'" in err and "the data holds {'hms6': 121}" in err
+    assert "none of its 121 'hms6' windows has expert votes (an HMS test.csv layout" in err
 
 
 def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared_data, pretrained, tmp_path):
