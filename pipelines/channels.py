@@ -127,6 +127,25 @@ def standard_name(raw: str) -> str | None:
     return _ALL_UPPER.get(upper)
 
 
+_EAR_REFERENCES = frozenset({"A1", "A2", "M1", "M2"})
+
+
+def derivation(raw: str) -> tuple[str, str] | None:
+    """The two 10-10 electrodes of a channel named as one minus another, 'EEG FP1-F7' ->
+    ('Fp1', 'F7'), else None. An ear or mastoid (Fp1-A1, Fp1-M2) or a reference word (Fp1-REF)
+    as the second makes a referential channel, not a derivation. Whether 'Fz-Cz' is Fz against a
+    Cz reference or a bipolar derivation only the recording's other channels can tell
+    (``pipelines.harmonize.map_channels``)."""
+    name = _PREFIX.sub("", raw.strip().strip(".").strip())
+    parts = re.split(r"\s*-\s*", name)
+    if len(parts) != 2:
+        return None
+    first, second = standard_name(parts[0]), standard_name(parts[1])
+    if first is None or second is None or second in _EAR_REFERENCES:
+        return None
+    return first, second
+
+
 def canonical_name(raw: str) -> str | None:
     """The canonical 10-20 name of a recorded channel, or None if it is not one of the 19.
 
@@ -134,9 +153,12 @@ def canonical_name(raw: str) -> str | None:
     ('T3', 'Fp1', 'Fp1')
     """
     name = standard_name(raw)
-    if name is None:
-        return None
-    name = TEN_TEN_TO_CANONICAL.get(name, name)
+    return None if name is None else canonical_of(name)
+
+
+def canonical_of(standard: str) -> str | None:
+    """The canonical 10-20 name of a 10-10 electrode ('T7' -> 'T3'), or None if not one of the 19."""
+    name = TEN_TEN_TO_CANONICAL.get(standard, standard)
     return name if name in CANONICAL_CHANNELS else None
 
 

@@ -27,7 +27,8 @@ from pipelines.channels import (
     CANONICAL_CHANNELS,
     N_CANONICAL,
     auxiliary_kind,
-    canonical_name,
+    canonical_of,
+    derivation,
     electrode_position,
     standard_name,
 )
@@ -64,6 +65,7 @@ class ChannelMap:
     extra_eeg: dict[str, int]  # other 10-10 electrodes (interpolation sources) -> index
     auxiliary: dict[str, list[int]]  # 'ecg' | 'eog' | 'emg' | 'stim' | 'misc' -> indices
     unknown: tuple[str, ...]  # names that are none of the above
+    bipolar: tuple[str, ...] = ()  # derivations of a bipolar montage (Fp1-F7 ...): no electrode of their own
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -96,12 +98,20 @@ def map_channels(ch_names: list[str] | tuple[str, ...]) -> ChannelMap:
     aux: dict[str, list[int]] = {}
     unknown: list[str] = []
     seen: dict[str, str] = {}
+    # Channels named 'X-Y' with two electrodes: all against one Y, a referential montage with an
+    # electrode as reference (X-Cz, X-FCz); against several, a bipolar one (Fp1-F7, F7-T3 ...),
+    # whose derivations are no electrode's potential, not even 'Fz-Cz'.
+    pairs = {idx: pair for idx, raw in enumerate(ch_names)
+             if auxiliary_kind(raw) is None and (pair := derivation(raw)) is not None}
+    bipolar = len({second for _, second in pairs.values()}) > 1
     for idx, raw in enumerate(ch_names):
         kind = auxiliary_kind(raw)
         if kind is not None:
             aux.setdefault(kind, []).append(idx)
             continue
-        std = standard_name(raw)
+        if bipolar and idx in pairs:
+            continue
+        std = pairs[idx][0] if idx in pairs else standard_name(raw)
         if std is None:
             unknown.append(raw)
             continue
@@ -110,12 +120,13 @@ def map_channels(ch_names: list[str] | tuple[str, ...]) -> ChannelMap:
                 f"duplicate channel: {raw!r} and {seen[std]!r} are both electrode {std}"
             )
         seen[std] = raw
-        canon = canonical_name(raw)
+        canon = canonical_of(std)
         if canon is not None:
             canonical[canon] = idx
         elif std not in _REFERENCE_ELECTRODES:
             extra[std] = idx
-    return ChannelMap(canonical, extra, aux, tuple(unknown))
+    derivations = tuple(ch_names[idx] for idx in pairs) if bipolar else ()
+    return ChannelMap(canonical, extra, aux, tuple(unknown), derivations)
 
 
 @lru_cache(maxsize=256)
@@ -173,6 +184,9 @@ def plan_harmonization(ch_names, *, min_channels: int = 10,
             f"({', '.join(cmap.canonical) or 'none'}); need at least {min_channels} "
             f"(--min_channels). Channels found: {found}{more}"
             + (f"; marked bad and left out: {', '.join(ch_names[i] for i in sorted(dropped))}" if dropped else "")
+            + (f"; {len(cmap.bipolar)} are bipolar derivations ({', '.join(cmap.bipolar[:4])}"
+               f"{' ...' if len(cmap.bipolar) > 4 else ''}), differences between two electrodes that give neither "
+               f"electrode's signal: export the recording with a referential montage" if cmap.bipolar else "")
         )
     if not cmap.missing:
         return cmap, None

@@ -32,6 +32,34 @@ def test_duplicate_electrodes_are_an_error():
         map_channels(["T3", "Fp1", "EEG T7-REF"])
 
 
+CHB_MIT = ["FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-O1", "FP2-F4", "F4-C4", "C4-P4",
+           "P4-O2", "FP2-F8", "F8-T8", "T8-P8-0", "P8-O2", "FZ-CZ", "CZ-PZ", "P7-T7", "T7-FT9", "FT9-FT10",
+           "FT10-T8", "T8-P8-1", "ECG"]
+
+
+def test_derivations_of_a_bipolar_montage_are_no_electrodes():
+    cmap = map_channels(CHB_MIT)  # CHB-MIT's channel names as MNE reads them
+    assert cmap.canonical == {} and cmap.extra_eeg == {}
+    assert "FZ-CZ" in cmap.bipolar and "FP1-F7" in cmap.bipolar and len(cmap.bipolar) == 21
+    assert cmap.unknown == ("T8-P8-0", "T8-P8-1") and cmap.auxiliary == {"ecg": [23]}
+    with pytest.raises(HarmonizeError, match=r"only 0 of the 19 .*; 21 are bipolar derivations \(FP1-F7, F7-T7, "
+                       r"T7-P7, P7-O1 \.\.\.\), differences between two electrodes that give neither electrode's "
+                       r"signal: export the recording with a referential montage$"):
+        plan_harmonization(CHB_MIT)
+
+
+def test_channels_against_one_electrode_are_referential():
+    against_cz = [f"EEG {c}-Cz" for c in CANONICAL_CHANNELS if c != "Cz"]
+    cmap = map_channels(against_cz)
+    assert cmap.missing == ("Cz",) and cmap.bipolar == ()  # the reference itself: interpolated
+    against_fcz = [f"{c}-FCz" for c in ("Fp1", "F3", "C3", "P3", "F7", "T7", "P7", "O1", "Fz", "Cz", "Pz", "Fp2",
+                                        "F4", "C4", "P4", "F8", "T8", "P8", "O2")]
+    assert set(map_channels(against_fcz).canonical) == set(CANONICAL_CHANNELS)
+    # Ear and mastoid references differ between the sides and are still one referential montage.
+    ears = [f"{c}-{'A1' if c[-1] in '1357' else 'A2'}" for c in CANONICAL_CHANNELS]
+    assert set(map_channels(ears).canonical) == set(CANONICAL_CHANNELS)
+
+
 def test_numbered_and_single_channel_recordings_are_refused_with_what_was_found(shared_data):
     bv = mne.io.read_raw_brainvision(
         shared_data / "formats" / "brainvision" / "test_NO.vhdr", verbose="error"

@@ -5,6 +5,7 @@ import dataclasses
 import mne
 import numpy as np
 import pandas as pd
+import pyedflib
 import pytest
 
 from pipelines.channels import CANONICAL_CHANNELS
@@ -174,3 +175,24 @@ def test_unusable_recordings_end_quarantined_with_the_file_and_reason(shared_dat
     windows, _, outcome = _run(item)
     assert not windows and outcome.status == "quarantined" and outcome.stage == stage
     assert text in outcome.reason and rel.rsplit("/", 1)[1] in outcome.reason
+
+
+def test_a_bipolar_montage_is_quarantined_naming_its_derivations(shared_data, tmp_path):
+    """A CHB-MIT-style export (the double banana plus the midline chain, computed here from a real
+    referential recording): 'FZ-CZ' is a derivation like the others, not Fz against a Cz reference."""
+    raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_2.edf", preload=True, verbose="error")
+    volts = {name.split()[1].upper(): raw.get_data(picks=[name])[0] for name in raw.ch_names if name.startswith("EEG ")}
+    chains = [("FP1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"), ("FP1", "F3"), ("F3", "C3"), ("C3", "P3"),
+              ("P3", "O1"), ("FP2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"), ("FP2", "F8"), ("F8", "T4"),
+              ("T4", "T6"), ("T6", "O2"), ("FZ", "CZ"), ("CZ", "PZ")]
+    signals = np.stack([(volts[a] - volts[b]) * 1e6 for a, b in chains])
+    headers = [{"label": f"{a}-{b}", "dimension": "uV", "sample_frequency": 500, "physical_max": 3000,
+                "physical_min": -3000, "digital_max": 32767, "digital_min": -32768, "transducer": "",
+                "prefilter": ""} for a, b in chains]
+    path = tmp_path / "chb01_01.edf"
+    pyedflib.highlevel.write_edf(str(path), signals, headers)
+    _, _, outcome = _run(SourceItem(path=str(path), dataset="edf", site="chb"))
+    assert outcome.status == "quarantined" and outcome.stage == "harmonize"
+    assert "only 0 of the 19 10-20 channels are present (none)" in outcome.reason
+    assert ("18 are bipolar derivations (FP1-F7, F7-T3, T3-T5, T5-O1 ...), differences between two electrodes "
+            "that give neither electrode's signal: export the recording with a referential montage") in outcome.reason
