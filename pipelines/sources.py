@@ -485,19 +485,25 @@ def _bids(files, roots, site):
         entities = dict(_BIDS_ENTITY.findall(posixpath.basename(path)))
         channels = sidecars.applicable(path, "channels", ".tsv")
         sub = entities.get("sub", "")
-        row = participants.get(f"sub-{sub}", {})
-        age = None
-        try:
-            age = safe_age(float(row["age"])) if row.get("age") not in (None, "", "n/a") else None
-        except ValueError:
-            age = None
+        # participant_id is "sub-<label>"; some data sets leave out the prefix.
+        row = participants.get(f"sub-{sub}") or participants.get(sub) or {}
         items.append(SourceItem(
             path=path, dataset="bids", site=site or _bids_root_name(path),
             subject_key=sub or path, session_key=entities.get("ses", ""), task=entities.get("task", ""),
-            age=age, sex=normalize_sex(row.get("sex")),
+            age=_age_cell(row.get("age")), sex=normalize_sex(row.get("sex")),
             channels_tsv=channels[-1] if channels else "", eeg_json=tuple(sidecars.applicable(path, "eeg", ".json")),
         ))
     return items, ignored
+
+
+def _age_cell(text: str | None) -> float | None:
+    """Age in years from a sidecar's cell: a number, or a lower bound such as BIDS's "89+" (ages
+    above 89 written so to de-identify them) or ">89"; None for "n/a", empty or anything else."""
+    cleaned = (text or "").strip().removeprefix(">").removesuffix("+").strip()
+    try:
+        return safe_age(float(cleaned))
+    except ValueError:
+        return None
 
 
 def _eegmat(files, roots, site):
@@ -517,10 +523,7 @@ def _eegmat(files, roots, site):
             continue
         subject, state = m.group(1), int(m.group(2))
         row = info.get(f"Subject{subject}", {})
-        try:
-            age = safe_age(float(row["Age"])) if row.get("Age") else None
-        except ValueError:
-            age = None
+        age = _age_cell(row.get("Age"))
         # File 1 is the resting baseline, file 2 serial subtraction: label 0 rest, 1 task.
         items.append(SourceItem(
             path=path, dataset="eegmat", site=site or _site(path, roots, None),

@@ -194,6 +194,19 @@ def test_bids_layout_takes_subjects_sessions_and_participants_tsv(tmp_path, shar
     unnamed, _, _ = discover([str(root)])
     assert {i.site for i in unnamed} == {"ds"}
 
+    # BIDS writes ages over 89 as "89+" to de-identify them; some data sets leave out "sub-".
+    (root / "participants.tsv").write_text("participant_id\tage\tsex\n01\t89+\tF\nsub-02\tn/a\tn/a\n")
+    ages = {(i.subject_key, i.age, i.sex) for i in discover([str(root)])[0]}
+    assert ages == {("01", 89.0, "F"), ("02", None, "")}
+
+
+def test_age_cells():
+    from pipelines.sources import _age_cell
+
+    cells = {"34": 34.0, " 42.7 ": 42.0, "89+": 89.0, ">89": 89.0, "97": 90.0, "n/a": None, "": None, None: None,
+             "unknown": None, "-3": None, "nan": None, "inf": None}
+    assert {cell: _age_cell(cell) for cell in cells} == cells
+
 
 def test_gzipped_edf_and_bdf_files_are_recordings_and_file_system_metadata_is_not(tmp_path):
     for name in ("a.edf.gz", "b.BDF.gz", "notes.txt", "._a.edf.gz", ".DS_Store"):
