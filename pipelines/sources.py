@@ -14,7 +14,8 @@ dataset adapter knows how its layout names subjects, sessions, sites and labels:
   windows kept.
 - `bids`: `sub-<label>[/ses-<label>]/eeg/*_eeg.<ext>`; `participants.tsv` supplies age and sex,
   `*_channels.tsv` the bad channels (interpolated) and `*_eeg.json` the mains frequency
-  (``pipelines.bids``).
+  (``pipelines.bids``). Recordings in its `sourcedata/`, `derivatives/`, `code/` and `stimuli/`
+  folders are `Ignored`: the data set's recordings before conversion or after processing.
 - `eegmat`: PhysioNet mental arithmetic, `SubjectNN_1.edf` rest / `SubjectNN_2.edf` task.
 - `edf`: any folder of EDF/BDF/FIF/BrainVision/EEGLAB files; an optional `labels.csv` (the
   simulator's layout: HMS vote columns + `path`) attaches labeled windows. A FIF recording split
@@ -472,8 +473,37 @@ def _bids_root_name(path: str) -> str:
     return posixpath.basename(head) or "bids"
 
 
+# Folders of a BIDS data set that hold no raw recordings of it: the files its recordings were
+# converted from, processed versions of them, code and stimuli. Read with the raw ones, each
+# recording would be written two or three times (and a derivative data set under a site of its own).
+_BIDS_NOT_RAW = {
+    "sourcedata": "the files the data set's recordings were converted from",
+    "derivatives": "processed versions of the data set's recordings",
+    "code": "the data set's code", "stimuli": "the data set's stimuli",
+}
+
+
+def _bids_not_raw(path: str, roots: list[str], described: list[str]) -> str | None:
+    """Why ``path`` is not a raw recording of its BIDS data set (in its sourcedata/, derivatives/
+    ... folder), or None. The data set's folder is the outermost one holding a
+    dataset_description.json (a derivative data set has its own), else the input folder."""
+    root = next((d for d in sorted(described, key=len) if path.startswith(d + "/")), None) or next(
+        (r.rstrip("/") for r in sorted(roots, key=len, reverse=True) if path.startswith(r.rstrip("/") + "/")), None)
+    if root is None:
+        return None
+    top = path[len(root) + 1:].split("/", 1)[0]
+    if top not in _BIDS_NOT_RAW or top == path[len(root) + 1:]:
+        return None
+    return (f"in the BIDS folder {top}/, {_BIDS_NOT_RAW[top]}, not one of its raw recordings; give "
+            f"{posixpath.join(root, top)} as --input to process it on its own")
+
+
 def _bids(files, roots, site):
     recordings, ignored = _split_recordings(files)
+    described = [posixpath.dirname(f) for f in files if posixpath.basename(f) == "dataset_description.json"]
+    not_raw = {f: why for f in recordings if (why := _bids_not_raw(f, roots, described))}
+    ignored += [Ignored(f, why) for f, why in not_raw.items()]
+    recordings = [f for f in recordings if f not in not_raw]
     participants: dict[str, dict] = {}
     for f in files:
         if posixpath.basename(f) == "participants.tsv":

@@ -200,6 +200,31 @@ def test_bids_layout_takes_subjects_sessions_and_participants_tsv(tmp_path, shar
     assert ages == {("01", 89.0, "F"), ("02", None, "")}
 
 
+def test_bids_sourcedata_and_derivatives_are_not_read_as_more_recordings(tmp_path, shared_data):
+    """OpenNeuro data sets ship the files they were converted from (sourcedata/) and processed
+    versions (derivatives/, often a BIDS data set of its own): the same recordings again."""
+    root = tmp_path / "ds"
+    recording = shared_data / "eegmat" / "Subject00_2.edf"
+    layout = ["sub-01/eeg/sub-01_task-rest_eeg.edf", "sourcedata/sub-01/eeg/sub-01_task-rest_eeg.edf",
+              "derivatives/clean/sub-01/eeg/sub-01_task-rest_desc-clean_eeg.edf", "code/example.edf"]
+    for name in layout:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).symlink_to(recording)
+    (root / "dataset_description.json").write_text('{"Name": "t", "BIDSVersion": "1.8.0"}')
+    (root / "derivatives" / "clean" / "dataset_description.json").write_text('{"Name": "c", "DatasetType": "derivative"}')
+    items, ignored, datasets = discover([str(root)])
+    assert datasets == {"ds": "bids"} and [i.path for i in items] == [str(root / layout[0])]
+    why = {g.path[len(str(root)) + 1:]: g.reason for g in ignored}
+    assert why[layout[1]] == (f"in the BIDS folder sourcedata/, the files the data set's recordings were converted "
+                              f"from, not one of its raw recordings; give {root}/sourcedata as --input to process "
+                              f"it on its own")
+    assert why[layout[2]].startswith("in the BIDS folder derivatives/, processed versions of the data set's")
+    assert why[layout[3]].startswith("in the BIDS folder code/")
+    # Given as the input, a derivative data set is read as one.
+    derived, _, _ = discover([str(root / "derivatives" / "clean")])
+    assert [i.path for i in derived] == [str(root / layout[2])]
+
+
 def test_age_cells():
     from pipelines.sources import _age_cell
 
