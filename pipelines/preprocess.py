@@ -395,7 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="one or more files, globs or folders; local, gs:// or s3://. Repeatable; an unquoted "
                      "shell glob (--input raw/*.edf) gives every file it matches. In a quoted glob, * stays within "
                      "a folder and **/ spans any number of folders, none included ('raw/**/*.edf' is "
-                     "every EDF below raw/, raw/x.edf too)")
+                     "every EDF below raw/, raw/x.edf too). A FIF split into parts is one recording, read "
+                     "through its first part; a file with the same bytes as another (a copy) is quarantined "
+                     "naming the one kept, so no recording is written twice")
     io_.add_argument("--output", type=user_path, required=True, help="output folder (local, gs:// or s3://)")
     io_.add_argument("--overwrite", action="store_true",
                      help="delete an earlier run's outputs in --output first (its manifest.json, "
@@ -403,7 +405,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "is an error, since readers take every shard in it and would mix the two runs")
     io_.add_argument("--dataset", default="auto", choices=DATASETS,
                      help="layout adapter: hms = Kaggle train.csv + train_eegs/; bids = BIDS (participants.tsv "
-                     "age/sex, *_channels.tsv bad channels interpolated, *_eeg.json PowerLineFrequency); "
+                     "age/sex, *_channels.tsv bad channels interpolated, *_eeg.json PowerLineFrequency; its "
+                     "sourcedata/ and derivatives/ are not read as more recordings); "
                      "eegmat = PhysioNet mental arithmetic; edf = any folder of "
                      "EDF/BDF/FIF/BrainVision/EEGLAB files (+ optional labels.csv); auto detects it "
                      "per top-level folder")
