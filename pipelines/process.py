@@ -203,7 +203,7 @@ def localized(path: str) -> Iterator[tuple[str, str]]:
         with opened as src, open(local, "wb") as dst:
             _copy(src, dst, digest, gzipped)
         # BrainVision/EEGLAB headers name companion files next to them; fetch those too.
-        for companion in _companions(path):
+        for companion in _companions(path, local):
             if FileSystems.exists(companion):
                 target = os.path.join(tmp, os.path.basename(companion))
                 with FileSystems.open(companion, compression_type=raw) as src, open(target, "wb") as dst:
@@ -231,9 +231,33 @@ def _fetch_split_parts(path: str, local: str) -> None:
         current = target
 
 
-def _companions(path: str) -> list[str]:
+def _companions(path: str, header: str | None = None) -> list[str]:
+    """The files beside ``path`` its reader opens too. A BrainVision header names its data and
+    marker files (``header``: a local copy of it), which keep their names when the header is
+    renamed; without those lines, the header's own name with .eeg/.vmrk."""
     base, ext = os.path.splitext(path)
-    return {".vhdr": [base + ".vmrk", base + ".eeg"], ".set": [base + ".fdt"]}.get(ext.lower(), [])
+    ext = ext.lower()
+    if ext == ".set":
+        return [base + ".fdt"]
+    if ext != ".vhdr":
+        return []
+    named = _brainvision_files(header) if header else {}
+    folder = posixpath.dirname(path)
+    return [posixpath.join(folder, named[key]) if key in named else base + suffix
+            for key, suffix in (("MarkerFile", ".vmrk"), ("DataFile", ".eeg"))]
+
+
+def _brainvision_files(header: str) -> dict[str, str]:
+    """``{"DataFile": name, "MarkerFile": name}`` as the header's [Common Infos] gives them (base
+    names only: a header never fetches a file from another folder)."""
+    named = {}
+    with contextlib.suppress(OSError):
+        with open(header, encoding="latin-1") as fh:
+            for line in fh:
+                key, sep, value = line.strip().partition("=")
+                if sep and key in ("DataFile", "MarkerFile") and value.strip():
+                    named[key] = posixpath.basename(value.strip().replace("\\", "/"))
+    return named
 
 
 @dataclasses.dataclass(frozen=True)

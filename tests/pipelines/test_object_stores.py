@@ -71,6 +71,8 @@ def mixed_tree(shared_data, split_fif, tmp_path_factory):
                                                  compresslevel=1, mtime=0)
     for name in ("test_NO.vhdr", "test_NO.vmrk", "test_NO.eeg"):
         files[f"lab/{name}"] = (formats / "brainvision" / name).read_bytes()
+    # A renamed header still names test_NO.eeg and test_NO.vmrk: those are what travel with it.
+    files["lab/renamed.vhdr"] = files["lab/test_NO.vhdr"]
     files["lab/empty.edf"] = b""
     root = tmp_path_factory.mktemp("tree")
     for name, data in files.items():
@@ -260,6 +262,7 @@ def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, b
     assert "Channels found: 'F4-A1', 'CZ-A2'" in status["rest_raw.fif.gz"]["reason"]
     assert status["test_NO.vhdr"]["status"] == "quarantined"  # read with its .vmrk/.eeg companions
     assert "only 0 of the 19 10-20 channels are present" in status["test_NO.vhdr"]["reason"]
+    assert "only 0 of the 19 10-20 channels are present" in status["renamed.vhdr"]["reason"]
     assert status["empty.edf"]["status"] == "quarantined"
     assert status["empty.edf"]["reason"].startswith("empty.edf: ")
     # The parts after the first are fetched with it and read through it, once.
@@ -267,7 +270,7 @@ def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, b
     assert status["rest_raw.fif"]["split_parts"] == ["rest_raw.fif", "rest_raw-1.fif", "rest_raw-2.fif"]
     assert status["rest_raw-1.fif"]["status"] == status["rest_raw-2.fif"]["status"] == "ignored"
     quarantine = client.get_object(Bucket=BUCKET, Key="out/quarantine.jsonl")["Body"].read().decode()
-    assert sum(json.loads(line)["kind"] == "input" for line in quarantine.splitlines()) == 3
+    assert sum(json.loads(line)["kind"] == "input" for line in quarantine.splitlines()) == 4
     written = sorted(o["Key"][len("out/"):] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="out/")["Contents"])
     local = (tmp_path / "out").rglob("*")  # but the lock a local output folder holds (pipelines.run_lock)
     assert written == sorted(str(p.relative_to(tmp_path / "out")) for p in local if p.is_file() and p.name != RUN_LOCK)

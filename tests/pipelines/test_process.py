@@ -196,3 +196,15 @@ def test_a_bipolar_montage_is_quarantined_naming_its_derivations(shared_data, tm
     assert "only 0 of the 19 10-20 channels are present (none)" in outcome.reason
     assert ("18 are bipolar derivations (FP1-F7, F7-T3, T3-T5, T5-O1 ...), differences between two electrodes "
             "that give neither electrode's signal: export the recording with a referential montage") in outcome.reason
+
+
+def test_a_brainvision_header_brings_the_data_and_marker_files_it_names(shared_data, tmp_path):
+    from pipelines.process import _companions
+
+    header = tmp_path / "recording.vhdr"  # a remote header's local copy
+    header.write_bytes((shared_data / "formats" / "brainvision" / "test_NO.vhdr").read_bytes())
+    assert _companions("s3://b/raw/renamed.vhdr", str(header)) == ["s3://b/raw/test_NO.vmrk", "s3://b/raw/test_NO.eeg"]
+    header.write_text("Brain Vision Data Exchange Header File Version 1.0\n[Common Infos]\nDataFile=C:\\rec\\x.eeg\n")
+    assert _companions("gs://b/r/y.vhdr", str(header)) == ["gs://b/r/y.vmrk", "gs://b/r/x.eeg"]
+    assert _companions("gs://b/r/y.VHDR") == ["gs://b/r/y.vmrk", "gs://b/r/y.eeg"]
+    assert _companions("gs://b/r/y.set") == ["gs://b/r/y.fdt"] and _companions("gs://b/r/y.edf") == []
