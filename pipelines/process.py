@@ -270,12 +270,15 @@ class _Request:
 
 
 def _window_requests(item: SourceItem, n_out: int, config: PreprocessConfig) -> list[_Request]:
-    """The windows to cut; labeled windows with a ``problem`` are left out (``_label_problems``)."""
-    if item.windows:
+    """The windows to cut; labeled windows with a ``problem`` are left out (``_label_problems``).
+    Labeled windows are cut alone; a recording whose label rows were all unusable gets none,
+    unless it has a label of its own (``recording_label``): then windows slide over it."""
+    usable = [w for w in item.windows if not w.problem]
+    if usable or (item.windows and item.recording_label < 0):
         reqs = [
             _Request(int(round(w.offset_s * TARGET_SFREQ)), int(round(w.duration_s * TARGET_SFREQ)),
                      w.label, tuple(w.votes), w.task or item.task)
-            for w in item.windows if not w.problem
+            for w in usable
         ]
         return sorted(reqs, key=lambda r: (r.start, r.n_times))
     size = int(round(config.window_seconds * TARGET_SFREQ))

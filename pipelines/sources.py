@@ -17,8 +17,10 @@ dataset adapter knows how its layout names subjects, sessions, sites and labels:
   (``pipelines.bids``). Recordings in its `sourcedata/`, `derivatives/`, `code/` and `stimuli/`
   folders are `Ignored`: the data set's recordings before conversion or after processing.
 - `eegmat`: PhysioNet mental arithmetic, `SubjectNN_1.edf` rest / `SubjectNN_2.edf` task.
-- `edf`: any folder of EDF/BDF/FIF/BrainVision/EEGLAB files; an optional `labels.csv` (the
-  simulator's layout: HMS vote columns + `path`) attaches labeled windows. A FIF recording split
+- `edf`: any folder of EDF/BDF/FIF/BrainVision/EEGLAB files; an optional `labels.csv` attaches
+  labels by `path` (relative to it): HMS's vote columns give an hms6 window (the simulator's
+  layout); `task` + `label` give every window of the recording that label, or with `start_s` and
+  `duration_s` one labeled window (events; several rows per file). A FIF recording split
   into parts is one item, its first part (``pipelines.fif_parts``); the later parts are `Ignored`.
 - `auto`: picks one of the above from what it finds.
 
@@ -271,10 +273,23 @@ def discover(
         items += got
         ignored += skipped
         used[group] = kind
+    if "edf" in used.values():
+        _warn_unmatched_labels(label_files, {item.path for item in items})
     # Largest recordings first: runners hand out work in input order (the DirectRunner deals it
     # to its workers in turn, Dataflow starts it first), so the long tail ends balanced.
     items.sort(key=lambda item: (-sizes.get(item.path, 0), item.path))
     return items, ignored, used
+
+
+def _warn_unmatched_labels(label_files: list[str], recordings: set[str]) -> None:
+    """Name the labels.csv rows whose file is no input recording (a typo, a file left out)."""
+    for f in label_files:
+        base = posixpath.dirname(f)
+        unmatched = sorted({target for _, row in _csv_rows(f) if row.get("path")
+                            and (target := _join(base, row["path"])) not in recordings})
+        if unmatched:
+            log.warning("%s: %d labeled file(s) are not among the input recordings, e.g. %s", f, len(unmatched),
+                        ", ".join(unmatched[:3]))
 
 
 def _root(pattern: str) -> str:
@@ -563,23 +578,67 @@ def _eegmat(files, roots, site):
     return items, ignored
 
 
+def _label_row(row: dict, where: str) -> LabeledWindow | tuple[str, int]:
+    """What a labels.csv row labels: with HMS's vote columns, an hms6 window (``_votes_window``);
+    with ``task`` and ``label`` (an integer >= 0, the schema's: a class index, or a whole-number
+    regression target), the window ``start_s`` .. ``start_s + duration_s``, or without ``start_s`` the whole recording:
+    ``(task, label)``. An unusable row is a window with a ``problem`` naming the line and column."""
+    task = (row.get("task") or "").strip()
+    if not task and any(column in row for column in HMS_VOTE_COLUMNS):
+        return _votes_window(row, where)
+
+    def problem(text: str) -> LabeledWindow:
+        return LabeledWindow(math.nan, 0.0, task=task, problem=f"{where}: {text}")
+
+    if not task:
+        return problem("task: expected the label space's name (e.g. abnormal) beside a label, or HMS's vote "
+                       f"columns ({', '.join(HMS_VOTE_COLUMNS)}); got {'an empty cell' if 'task' in row else 'no such column'}")
+    try:
+        label = _number(row, "label", minimum=0.0)
+        if label != int(label):
+            raise ValueError(f"label: expected an integer >= 0 (a class index); got {row['label'].strip()!r}")
+        if not (row.get("start_s") or "").strip():
+            return task, int(label)
+        start = _number(row, "start_s", minimum=0.0)
+        duration = _number(row, "duration_s")
+        if duration <= 0:
+            raise ValueError(f"duration_s: expected a number of seconds > 0; got {row['duration_s'].strip()!r}")
+    except ValueError as err:
+        return problem(str(err))
+    return LabeledWindow(start, duration, int(label), (), task)
+
+
 def _generic(files, roots, site, label_files=()):
     recordings, ignored = _split_recordings(files)
     labels: dict[str, list[LabeledWindow]] = {}
+    whole: dict[str, tuple[str, int, str]] = {}  # path -> (task, label, where) of a recording label
     patients: dict[str, str] = {}
     for f in label_files or [f for f in files if posixpath.basename(f) == "labels.csv"]:
         base = posixpath.dirname(f)
         for where, row in _csv_rows(f):
             if row.get("path"):
                 target = _join(base, row["path"])
-                labels.setdefault(target, []).append(_votes_window(row, where))
+                got = _label_row(row, where)
+                if isinstance(got, LabeledWindow):
+                    labels.setdefault(target, []).append(got)
+                elif target in whole:
+                    labels.setdefault(target, []).append(LabeledWindow(
+                        math.nan, 0.0, task=got[0], problem=f"{where}: path: {row['path']} has a label for the whole "
+                        f"recording already ({whole[target][2]}); one per recording"))
+                else:
+                    whole[target] = (*got, where)
                 if row.get("patient_id"):
                     patients[target] = str(row["patient_id"]).strip()
     items = []
     for path in recordings:
         windows = tuple(labels.get(path, ()))
+        task, label, where = whole.get(path, ("", -1, ""))
+        if where and any(not w.problem for w in windows):  # labeled windows are cut alone: the label would go unsaid
+            windows += (LabeledWindow(math.nan, 0.0, task=task, problem=f"{where}: a label for the whole recording "
+                                      "beside labeled windows of it; label either the recording or windows"),)
+            task, label = "", -1
         items.append(SourceItem(
-            path=path, dataset="edf", site=_site(path, roots, site),
-            subject_key=patients.get(path, ""), task="hms6" if windows else "", windows=windows,
+            path=path, dataset="edf", site=_site(path, roots, site), subject_key=patients.get(path, ""),
+            task=task or ("hms6" if windows else ""), recording_label=label, windows=windows,
         ))
     return items, ignored

@@ -471,6 +471,37 @@ def test_windows_to_classify_without_votes_are_named_as_such(pretrained, hms_dat
     assert "none of its 121 'hms6' windows has expert votes (an HMS test.csv layout" in err
 
 
+def test_a_labels_csv_of_their_own_trains_a_generic_head(shared_data, pretrained, tmp_path):
+    """A group's own labels, one per recording, in a labels.csv beside its EDF files: the pipeline
+    writes them as task 'abnormal', and a binary head fine-tunes on them (--record_task)."""
+    corpus = tmp_path / "clinic"
+    (corpus / "ward").mkdir(parents=True)
+    rows = ["path,patient_id,task,label"]
+    for s in range(6):
+        (corpus / "ward" / f"r{s}.edf").symlink_to(shared_data / "eegmat" / f"Subject0{s}_2.edf")
+        rows.append(f"ward/r{s}.edf,patient-{s},abnormal,{s % 2}")
+    rows.append("ward/r0.edf,patient-0,abnormal,1")  # a second label for one recording: that row is refused
+    (corpus / "labels.csv").write_text("\n".join(rows) + "\n")
+    key = tmp_path / "key"
+    key.write_text("0123456789abcdef" * 4 + "\n")
+    out = tmp_path / "tfrecords"
+    manifest = preprocess(["--input", str(corpus), "--output", str(out), "--pseudonym_key_file", str(key),
+                           "--no_artifact_model", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    per_recording = {e["source"].rsplit("/", 1)[1]: e["windows"] for e in manifest["inputs"] if "windows" in e}
+    assert manifest["counts"]["per_label"] == {
+        "abnormal:0": sum(per_recording[f"r{s}.edf"] for s in (0, 2, 4)),
+        "abnormal:1": sum(per_recording[f"r{s}.edf"] for s in (1, 3, 5))}
+    assert manifest["counts"]["rejected_windows"] == 1  # r0's second label, quarantined with its line
+    assert "labels.csv line 8: path: ward/r0.edf has a label for the whole recording already" in (
+        out / "quarantine.jsonl").read_text()
+    run = tmp_path / "run"
+    assert _inline(pretrained, out, run, "--task", "binary", "--record_task", "abnormal",
+                   "--set", "val_fraction=0.34") == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert report["task"] == "binary" and report["record_task"] == "abnormal"
+    assert report["val"]["n_windows"] > 0 and 0.0 <= report["val"]["accuracy"] <= 1.0
+
+
 def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared_data, pretrained, tmp_path):
     """The eegmat task end to end on real EEG: the pipeline labels rest/arithmetic from the file
     names, fine-tuning trains the binary head on 4 subjects and validates on held-out ones."""
