@@ -124,7 +124,13 @@ def _is_dir(path: str) -> bool:
 
 def expand_inputs(patterns: list[str]) -> list[str]:
     """Every file the patterns name (a folder means all files below it), sorted, de-duplicated."""
-    return sorted(_file_sizes(patterns))
+    return sorted(_file_sizes(_normalized(patterns)))
+
+
+def _normalized(patterns: list[str]) -> list[str]:
+    """Local paths spelled one way (``a//b``, ``a/./b``, ``a/x/../b``: ``a/b``), so one file is
+    one input and its site the folder's name, not "."; object-store paths are left as given."""
+    return [p if "://" in p else os.path.normpath(p) for p in patterns]
 
 
 def _under_any(path: str, roots: Sequence[str]) -> bool:
@@ -245,6 +251,7 @@ def discover(
     ``exclude``: files, and folders with all below them, that are not inputs wherever the
     patterns reach them (the job's own output folder and key file)."""
     check_option("--dataset", dataset, DATASETS)
+    patterns = _normalized(patterns)
     sizes = _file_sizes(patterns)
     left_out = [path for path in sizes if _under_any(path, exclude)]
     for path in left_out:

@@ -274,6 +274,16 @@ def test_label_rows_name_what_is_missing():
     assert _label_row({"task": " t ", "label": "3"}, "w") == ("t", 3)
 
 
+def test_one_file_spelled_several_ways_is_one_input(shared_data, tmp_path):
+    (tmp_path / "site-a").mkdir()
+    (tmp_path / "site-a" / "x.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    spellings = [f"{tmp_path}/site-a/x.edf", f"{tmp_path}/site-a/./x.edf", f"{tmp_path}//site-a/x.edf",
+                 f"{tmp_path}/site-b/../site-a/x.edf"]
+    items, _, _ = discover(spellings)
+    assert [(i.path, i.site) for i in items] == [(f"{tmp_path}/site-a/x.edf", "site-a")]
+    assert expand_inputs(spellings) == [f"{tmp_path}/site-a/x.edf"]
+
+
 def test_age_cells():
     from pipelines.sources import _age_cell
 
