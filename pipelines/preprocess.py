@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import collections
 import contextlib
+import copy
 import gc
 import glob
 import json
@@ -484,7 +485,8 @@ def build_parser() -> argparse.ArgumentParser:
     art.add_argument("--max_artifact_score", type=float, default=1.0,
                      help="quarantine windows whose combined artifact score exceeds this (1.0 keeps all)")
     art.add_argument("--config", type=user_path, default=None,
-                     help="YAML file with PreprocessConfig fields; command-line flags override it")
+                     help="YAML file with PreprocessConfig fields (quality: thresholds ... as nested keys); "
+                     "the flags given on the command line override it, the others leave its values alone")
     parser.add_argument("--cold_workers", action="store_true",
                         help="with --direct_running_mode multi_processing, start each Beam worker as a new "
                         "Python process, as Beam does, instead of forking it from the job's already "
@@ -493,16 +495,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args) -> PreprocessConfig:
+# PreprocessConfig fields that have a flag of the same name.
+_CONFIG_FLAGS = ("window_seconds", "stride_seconds", "line_freq", "l_freq", "h_freq", "min_channels", "reference",
+                 "chunk_seconds", "features", "ica", "ica_fit_seconds")
+
+
+def config_from_args(args, given: set[str] | None = None) -> PreprocessConfig:
+    """The job's config: ``--config``'s YAML (else the defaults) with the flags on top. ``given``:
+    the flags the command line set; with a YAML file only those override it (a flag left at its
+    default must not undo the file). None: every flag counts (no YAML file, or a caller's args)."""
     base = PreprocessConfig.from_yaml(args.config) if args.config else PreprocessConfig()
-    line = {"auto": "auto", "50": 50, "60": 60, "none": None}[args.line_freq]
-    return base.replace(
-        window_seconds=args.window_seconds, stride_seconds=args.stride_seconds, line_freq=line,
-        l_freq=args.l_freq, h_freq=args.h_freq, min_channels=args.min_channels,
-        reference=args.reference, chunk_seconds=args.chunk_seconds, features=args.features,
-        ica=args.ica, ica_fit_seconds=args.ica_fit_seconds,
-        quality=base.quality.replace(max_artifact_score=args.max_artifact_score),
-    )
+    wanted = (lambda name: True) if given is None or not args.config else given.__contains__
+    fields = {name: getattr(args, name) for name in _CONFIG_FLAGS if wanted(name)}
+    if "line_freq" in fields:
+        fields["line_freq"] = {"auto": "auto", "50": 50, "60": 60, "none": None}[fields["line_freq"]]
+    quality = base.quality.replace(max_artifact_score=args.max_artifact_score) \
+        if wanted("max_artifact_score") else base.quality
+    return base.replace(**fields, quality=quality)
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The destinations the command line sets itself, not through their defaults."""
+    probe = copy.deepcopy(parser)
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+        action.required = False
+    known, _ = probe.parse_known_args(argv)
+    return set(vars(known))
 
 
 def earlier_run_outputs(output: str) -> list[str]:
@@ -688,7 +707,7 @@ def run(argv: list[str] | None = None) -> dict:
         if not dry_run:
             check_gcs_credentials([args.output, args.pseudonym_key_file])
         check_reachable([*args.input, args.pseudonym_key_file, *([] if dry_run else [args.output])], options)
-        config = config_from_args(args)
+        config = config_from_args(args, given_flags(parser, argv))
         _check_sharding(args)
         args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file, args.create_key_file)
         key = load_key_any(args.pseudonym_key_file)

@@ -481,3 +481,21 @@ def test_the_start_log_line_names_few_folders_and_counts_many():
         "1 recording", "0 other files", "2 other files")
     many = {f"patient{i:04d}": "edf" for i in range(2000)} | {"hms": "hms"}
     assert _describe_datasets(many) == "edf in 2000 folders, hms in 1 folder"
+
+
+def test_a_config_file_is_overridden_only_by_the_flags_given(shared_data, tmp_path):
+    """Flags left at their defaults used to replace the file's values: a YAML window_seconds: 4
+    ran 10 s windows without a word."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    (tmp_path / "job.yaml").write_text("window_seconds: 4\nstride_seconds: 4\nline_freq: 60\nh_freq: 45\n"
+                                       "quality:\n  max_artifact_score: 0.9\n")
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
+    key.chmod(0o600)
+    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--pseudonym_key_file",
+                    str(key), "--no_artifact_model", "--config", str(tmp_path / "job.yaml"), "--h_freq", "40"])
+    config = manifest["config"]
+    assert (config["window_seconds"], config["stride_seconds"], config["line_freq"]) == (4.0, 4.0, 60)
+    assert config["h_freq"] == 40.0 and config["quality"]["max_artifact_score"] == 0.9
+    assert manifest["counts"]["windows"] == int(62 // 4)
