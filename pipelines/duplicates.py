@@ -5,9 +5,11 @@ study, a colleague's copy of a subject's files. Written once per copy, a recordi
 in pretraining, and where the copies lie in two site folders a leave-one-site-out evaluation
 tests on recordings it trained on. Inputs are compared by the SHA-256 of the file as stored
 (``Outcome.source_sha256``, computed as the file is read): of each set of processed inputs with
-one hash, the first by path is kept and every other is quarantined at stage ``duplicate``, naming
-the one kept. Only byte-identical files are found; a re-exported copy (another header, another
-rate) is another file.
+one hash, one is kept and every other is quarantined at stage ``duplicate``, naming the one kept.
+The one kept is the copy with the most labeled windows (a copy in a folder its labels do not
+reach, say an HMS parquet beside its train.csv and in a plain folder, gives the same EEG without
+them), then the most windows, then the first by path. Only byte-identical files are found; a
+re-exported copy (another header, another rate) is another file.
 """
 
 from __future__ import annotations
@@ -21,15 +23,16 @@ import apache_beam as beam
 from pipelines.process import Outcome
 
 
-def duplicate_sources(hashed: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """``{copy: kept}`` from ``(sha256, source)`` pairs: per hash, the first source by path is kept."""
-    by_hash: dict[str, set[str]] = {}
-    for sha, source in hashed:
-        by_hash.setdefault(sha, set()).add(source)
+def duplicate_sources(hashed: Iterable[tuple[str, str, int, int]]) -> dict[str, str]:
+    """``{copy: kept}`` from ``(sha256, source, labeled windows, windows)``: per hash, the source
+    with the most labeled windows is kept, then the most windows, then the first by path."""
+    by_hash: dict[str, set[tuple[int, int, str]]] = {}
+    for sha, source, labeled, windows in hashed:
+        by_hash.setdefault(sha, set()).add((-labeled, -windows, source))
     copies = {}
-    for sources in by_hash.values():
-        kept, *others = sorted(sources)
-        copies.update({other: kept for other in others})
+    for ranked in by_hash.values():
+        (*_, kept), *others = sorted(ranked)
+        copies.update({other: kept for *_, other in others if other != kept})
     return copies
 
 
@@ -39,18 +42,21 @@ def mark_duplicate(outcome: Outcome, copies: dict[str, str]) -> Outcome:
     if kept is None:
         return outcome
     return dataclasses.replace(
-        outcome, status="quarantined", stage="duplicate", windows=0, rejected_windows=0, rejection_rules={},
+        outcome, status="quarantined", stage="duplicate", windows=0, labeled_windows=0, rejected_windows=0,
+        rejection_rules={},
         reason=f"{os.path.basename(outcome.source)}: the same file (SHA-256 {outcome.source_sha256[:16]}...) as "
                f"{kept}, whose windows are written; a copy is not written twice")
 
 
-def _hash_of(outcome: Outcome) -> list[tuple[str, str]]:
-    return [(outcome.source_sha256, outcome.source)] if outcome.status == "processed" and outcome.source_sha256 else []
+def _hash_of(outcome: Outcome) -> list[tuple[str, tuple[str, int, int]]]:
+    if outcome.status != "processed" or not outcome.source_sha256:
+        return []
+    return [(outcome.source_sha256, (outcome.source, outcome.labeled_windows, outcome.windows))]
 
 
-def _copies_of(group: tuple[str, Iterable[str]]) -> list[tuple[str, str]]:
-    sha, sources = group
-    return sorted(duplicate_sources((sha, source) for source in sources).items())
+def _copies_of(group: tuple[str, Iterable[tuple[str, int, int]]]) -> list[tuple[str, str]]:
+    sha, copies = group
+    return sorted(duplicate_sources((sha, *copy) for copy in copies).items())
 
 
 class DropDuplicates(beam.PTransform):

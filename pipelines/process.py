@@ -119,6 +119,7 @@ class Outcome:
     stage: str = ""
     reason: str = ""
     windows: int = 0
+    labeled_windows: int = 0  # of the windows, those with a label or votes
     rejected_windows: int = 0
     eeg_seconds: float = 0.0
     sfreq_in: float = 0.0
@@ -343,7 +344,7 @@ def process_recording(
         outcome.reason = (f"{os.path.basename(item.path)}: unexpected {type(err).__name__} "
                           f"({' '.join(str(err).split())[:300]}); see the job log for the traceback")
     if outcome.status != "processed":
-        outcome.windows = 0
+        outcome.windows = outcome.labeled_windows = 0
     yield outcome
 
 
@@ -583,6 +584,7 @@ def _make_window(item, req, filtered, report, n_bad, mask, ids, clinical, config
             outcome.rejection_rules[rule] = outcome.rejection_rules.get(rule, 0) + 1
         return RejectedWindow(item.path, ids["site_id"], window_start_s, reasons)
     outcome.windows += 1
+    outcome.labeled_windows += int(req.label >= 0 or bool(req.votes))
     return Window(schema.WindowRecord(
         eeg=eeg,
         channel_mask=mask,

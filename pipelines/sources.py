@@ -431,11 +431,11 @@ def _csv_rows(path: str) -> list[tuple[str, dict]]:
 
 def _hms(files, roots, site):
     recordings, ignored = _split_recordings(files)
-    parquets = {posixpath.splitext(posixpath.basename(f))[0]: f for f in recordings
-                if f.lower().endswith(".parquet") and "/train_spectrograms/" not in f
-                and "/test_spectrograms/" not in f}
-    spectrograms = [f for f in recordings if f.lower().endswith(".parquet") and f not in parquets.values()]
+    spectrograms = [f for f in recordings if f.lower().endswith(".parquet")
+                    and posixpath.basename(posixpath.dirname(f)) in ("train_spectrograms", "test_spectrograms")]
     ignored += [Ignored(f, "HMS spectrogram (auxiliary modality, not a recording)") for f in spectrograms]
+    # EEG parquets by path: train_eegs/ and test_eegs/ may hold the same eeg_id, each its own file.
+    parquets = sorted(f for f in recordings if f.lower().endswith(".parquet") and f not in spectrograms)
     csv_files = [f for f in files if posixpath.basename(f) in ("train.csv", "test.csv")]
     rows_by_eeg: dict[str, list[tuple[str, dict]]] = {}  # eeg_id -> (where, row)
     test_rows: dict[str, list[tuple[str, dict]]] = {}
@@ -452,9 +452,18 @@ def _hms(files, roots, site):
             (rows_by_eeg if posixpath.basename(csv_path) == "train.csv" else test_rows).setdefault(
                 eeg_id, []).append((where, row))
     items = []
-    for eeg_id, path in sorted(parquets.items()):
-        windows = tuple(_votes_window(row, where) for where, row in rows_by_eeg.get(eeg_id, []))
-        windows = windows or _test_windows(test_rows.get(eeg_id, []))
+    found = {"train": set(), "test": set()}  # eeg_ids with a parquet each csv's rows can use
+    for path in parquets:
+        eeg_id = posixpath.splitext(posixpath.basename(path))[0]
+        # A train_eegs/ file takes train.csv's rows, a test_eegs/ file test.csv's; one elsewhere either.
+        folder = posixpath.basename(posixpath.dirname(path))
+        kinds = {"train_eegs": ("train",), "test_eegs": ("test",)}.get(folder, ("train", "test"))
+        windows = tuple(_votes_window(row, where) for where, row in rows_by_eeg.get(eeg_id, [])) \
+            if "train" in kinds else ()
+        if not windows and "test" in kinds:
+            windows = _test_windows(test_rows.get(eeg_id, []))
+        for kind in kinds:
+            found[kind].add(eeg_id)
         items.append(SourceItem(
             path=path, dataset="hms", site=site or site_of.get(eeg_id) or _hms_root_name(path),
             subject_key=patient_of.get(eeg_id, eeg_id), session_key=eeg_id,
@@ -465,7 +474,7 @@ def _hms(files, roots, site):
     items += [SourceItem(path=f, dataset="edf", site=_site(f, roots, site))
               for f in recordings if not f.lower().endswith(".parquet")]
     for name, rows in (("train", rows_by_eeg), ("test", test_rows)):
-        for eeg_id in sorted(set(rows) - set(parquets)):
+        for eeg_id in sorted(set(rows) - found[name]):
             ignored.append(Ignored(f"{name}.csv#eeg_id={eeg_id}", f"{name}.csv rows name eeg_id {eeg_id} but "
                                    f"{name}_eegs/{eeg_id}.parquet is not among the inputs"))
     return items, ignored

@@ -7,19 +7,24 @@ from pipelines.process import Outcome
 from pipelines.tfrecord import read_records
 
 
-def test_the_first_source_by_path_is_kept_and_every_other_copy_names_it():
-    hashed = [("aa", "/d/site-b/x.edf"), ("bb", "/d/site-a/y.edf"), ("aa", "/d/site-a/x.edf"),
-              ("aa", "/d/all/x.edf"), ("aa", "/d/all/x.edf")]  # a source listed twice is one source
+def test_the_copy_kept_has_the_most_labeled_windows_then_windows_then_comes_first():
+    hashed = [("aa", "/d/site-b/x.edf", 0, 18), ("bb", "/d/site-a/y.edf", 0, 18), ("aa", "/d/site-a/x.edf", 0, 18),
+              ("aa", "/d/all/x.edf", 0, 18), ("aa", "/d/all/x.edf", 0, 18)]  # a source listed twice is one source
     assert duplicate_sources(hashed) == {"/d/site-a/x.edf": "/d/all/x.edf", "/d/site-b/x.edf": "/d/all/x.edf"}
-    assert duplicate_sources([("cc", "/one.edf")]) == {}
+    assert duplicate_sources([("cc", "/one.edf", 0, 5)]) == {}
+    # An HMS parquet under train_eegs/ (3 voted windows) and copied to a plain folder (5 unlabeled).
+    hms = [("dd", "/a/plain/1.parquet", 0, 5), ("dd", "/a/train_eegs/1.parquet", 3, 3)]
+    assert duplicate_sources(hms) == {"/a/plain/1.parquet": "/a/train_eegs/1.parquet"}
+    assert duplicate_sources([("ee", "/b/x.edf", 0, 4), ("ee", "/a/x.edf", 0, 3)]) == {"/a/x.edf": "/b/x.edf"}
 
 
 def test_a_copy_is_quarantined_and_other_outcomes_are_left_as_they_are():
-    copy = Outcome("/d/site-b/x.edf", "processed", windows=18, rejected_windows=2, rejection_rules={"flat": 2},
+    copy = Outcome("/d/site-b/x.edf", "processed", windows=18, labeled_windows=18, rejected_windows=2,
+                   rejection_rules={"flat": 2},
                    source_sha256="ac46d8c9905d6750" + "0" * 48, eeg_seconds=182.0)
     marked = mark_duplicate(copy, {"/d/site-b/x.edf": "/d/site-a/x.edf"})
-    assert (marked.status, marked.stage, marked.windows, marked.rejected_windows, marked.rejection_rules) == (
-        "quarantined", "duplicate", 0, 0, {})
+    assert (marked.status, marked.stage, marked.windows, marked.labeled_windows, marked.rejected_windows,
+            marked.rejection_rules) == ("quarantined", "duplicate", 0, 0, 0, {})
     assert marked.reason == ("x.edf: the same file (SHA-256 ac46d8c9905d6750...) as /d/site-a/x.edf, whose "
                              "windows are written; a copy is not written twice")
     assert marked.eeg_seconds == 182.0 and copy.status == "processed"  # read all the same; the input unchanged

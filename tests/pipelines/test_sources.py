@@ -107,6 +107,29 @@ def test_hms_test_layout_asks_about_each_rows_50_s_window_without_votes(tmp_path
         "test.csv rows name eeg_id 777 but test_eegs/777.parquet is not among the inputs"]
 
 
+def test_train_and_test_eegs_take_their_own_csvs_rows_even_with_one_eeg_id(tmp_path, shared_data):
+    """Kaggle's full download: train.csv, test.csv, train_eegs/, test_eegs/, *_spectrograms/ in
+    one folder. A test_eegs/ file whose eeg_id train_eegs/ has too was taken for a spectrogram."""
+    root = tmp_path / "hms"
+    parquet = shared_data / "hms" / "train_eegs" / "1000913311.parquet"
+    for folder in ("train_eegs", "test_eegs", "train_spectrograms"):
+        (root / folder).mkdir(parents=True)
+        shutil.copy(parquet, root / folder / "1000913311.parquet")
+    votes = dict(zip(HMS_VOTE_COLUMNS, (0, 3, 0, 0, 0, 1)))
+    pd.DataFrame([dict(eeg_id=1000913311, eeg_label_offset_seconds=0, patient_id=42, **votes),
+                  dict(eeg_id=555, eeg_label_offset_seconds=0, patient_id=44, **votes)]).to_csv(
+        root / "train.csv", index=False)
+    pd.DataFrame([dict(spectrogram_id=1, eeg_id=1000913311, patient_id=42)]).to_csv(root / "test.csv", index=False)
+    items, ignored, _ = discover([str(root)])
+    by_folder = {posixpath.basename(posixpath.dirname(i.path)): i for i in items}
+    assert set(by_folder) == {"train_eegs", "test_eegs"}
+    assert [w.votes for w in by_folder["train_eegs"].windows] == [(0.0, 3.0, 0.0, 0.0, 0.0, 1.0)]
+    assert by_folder["test_eegs"].windows == (LabeledWindow(0.0, 50.0, -1, (), "hms6"),)
+    reasons = {g.path: g.reason for g in ignored}
+    assert reasons[str(root / "train_spectrograms" / "1000913311.parquet")].startswith("HMS spectrogram")
+    assert reasons["train.csv#eeg_id=555"].endswith("train_eegs/555.parquet is not among the inputs")
+
+
 def test_site_comes_from_the_first_folder_or_the_flag(shared_data):
     root = str(shared_data)
     assert site_from_path(f"{root}/eegmmi/S001R03.edf", [root]) == "eegmmi"
