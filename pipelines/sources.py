@@ -282,10 +282,47 @@ def discover(
         used[group] = kind
     if "edf" in used.values():
         _warn_unmatched_labels(label_files, {item.path for item in items})
+    for sidecar in _sidecars_left_out(patterns, set(files)):
+        log.warning("%s is not among the inputs, so what it says of them (labels, votes, age, sex) is not used; "
+                    "give its folder %s as --input to read it", sidecar, posixpath.dirname(sidecar))
     # Largest recordings first: runners hand out work in input order (the DirectRunner deals it
     # to its workers in turn, Dataflow starts it first), so the long tail ends balanced.
     items.sort(key=lambda item: (-sizes.get(item.path, 0), item.path))
     return items, ignored, used
+
+
+# Files an adapter reads beside the recordings: labels, votes, age and sex.
+_SIDECARS = ("labels.csv", "train.csv", "test.csv", "participants.tsv", "subject-info.csv")
+
+
+def _sidecars_left_out(patterns: list[str], files: set[str]) -> list[str]:
+    """Sidecars that describe what the inputs match but are not inputs themselves: in the folder a
+    file or glob input starts in, above a train_eegs/ or test_eegs/ folder (HMS's csv files), or at
+    the top of a BIDS data set (participants.tsv), e.g. ``--input 'hms/train_eegs/*.parquet'``."""
+    places: set[tuple[str, tuple[str, ...]]] = set()
+    for pattern in patterns:
+        root = pattern.rstrip("/") if _is_dir(pattern) else _root(pattern)
+        if not _is_dir(pattern):
+            places.add((root, _SIDECARS))
+        # labels.csv may sit above the site folders it describes (the simulator's edf/labels.csv).
+        for above in (posixpath.dirname(root), posixpath.dirname(posixpath.dirname(root))):
+            if above and above != root:
+                places.add((above, ("labels.csv",)))
+        if posixpath.basename(root) in ("train_eegs", "test_eegs"):
+            places.add((posixpath.dirname(root), ("train.csv", "test.csv")))
+        if "/sub-" in root + "/":
+            places.add(((root + "/").split("/sub-", 1)[0], ("participants.tsv",)))
+    found = []
+    for folder, names in sorted(places):
+        for name in names:
+            path = _join(folder, name) if folder else name
+            if path in files or not _exists(path):
+                continue
+            if name == "labels.csv" and not any(
+                    _join(folder, row["path"]) in files for _, row in _csv_rows(path) if row.get("path")):
+                continue  # describes other files than these
+            found.append(path)
+    return sorted(set(found))
 
 
 def _warn_unmatched_labels(label_files: list[str], recordings: set[str]) -> None:

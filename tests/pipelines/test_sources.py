@@ -307,6 +307,31 @@ def test_one_file_spelled_several_ways_is_one_input(shared_data, tmp_path):
     assert expand_inputs(spellings) == [f"{tmp_path}/site-a/x.edf"]
 
 
+def test_sidecars_a_file_or_glob_input_leaves_out_are_named(tmp_path, shared_data, caplog):
+    hms = tmp_path / "hms"
+    (hms / "train_eegs").mkdir(parents=True)
+    shutil.copy(shared_data / "hms" / "train_eegs" / "1000913311.parquet", hms / "train_eegs")
+    (hms / "train.csv").write_text("eeg_id,patient_id\n1000913311,42\n")
+    edf = tmp_path / "edf"
+    (edf / "site-a").mkdir(parents=True)
+    (edf / "site-a" / "r.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    (edf / "labels.csv").write_text("path,task,label\nsite-a/r.edf,abnormal,1\n")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "labels.csv").write_text("path,task,label\nelsewhere.edf,abnormal,1\n")
+    (tmp_path / "other" / "x.edf").symlink_to(shared_data / "eegmat" / "Subject01_2.edf")
+
+    def warned(*inputs):
+        caplog.clear()
+        discover([str(p) for p in inputs])
+        return sorted(line.split(" is not among")[0] for line in caplog.messages if "is not among the inputs, so" in line)
+
+    assert warned(hms / "train_eegs") == [str(hms / "train.csv")]
+    assert warned(f"{hms}/train_eegs/*.parquet") == [str(hms / "train.csv")]
+    assert warned(edf / "site-a" / "r.edf") == warned(edf / "site-a") == [str(edf / "labels.csv")]
+    assert warned(hms) == warned(edf) == []  # given the folders, the sidecars are inputs
+    assert warned(tmp_path / "other" / "x.edf") == []  # a labels.csv about other files: no warning
+
+
 def test_age_cells():
     from pipelines.sources import _age_cell
 
