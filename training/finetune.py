@@ -155,6 +155,15 @@ def plan_data(data: str, cfg: FinetuneConfig, record_task: str) -> Plan:
         raise ConfigError(
             f"--data {data}: no labeled windows for task {cfg.task!r} (windows with task {record_task!r} and "
             f"{need}); the data holds {dict(sorted(found.items())) or 'no windows'}{why}")
+    if cfg.task not in ("hms6", "regression"):
+        classes = _labels(cfg)
+        outside = Counter(int(w["label"]) for w in labeled if not 0 <= w["label"] < len(classes))
+        if outside:
+            found = ", ".join(f"{label} ({n} window{'s' * (n != 1)})" for label, n in sorted(outside.items()))
+            raise ConfigError(
+                f"--data {data}: task {cfg.task!r} takes labels 0..{len(classes) - 1} ({', '.join(classes)}); "
+                f"windows of {record_task!r} have label {found}. For more classes use --task multiclass with "
+                f"--set 'model_overrides.id2label={{0: a, 1: b, 2: c}}'")
     key = "subject_id" if cfg.split_group == "subject" else "site_id"
     try:
         split = split_groups((w[key] for w in labeled), cfg.val_fraction, cfg.seed, cfg.test_fraction,

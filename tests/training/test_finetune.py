@@ -502,6 +502,25 @@ def test_a_labels_csv_of_their_own_trains_a_generic_head(shared_data, pretrained
     assert report["val"]["n_windows"] > 0 and 0.0 <= report["val"]["accuracy"] <= 1.0
 
 
+def test_labels_a_head_cannot_take_are_refused_before_training(shared_data, pretrained, tmp_path, capsys):
+    corpus = tmp_path / "clinic"
+    corpus.mkdir()
+    for s, label in enumerate((0, 2, 1)):
+        (corpus / f"r{s}.edf").symlink_to(shared_data / "eegmat" / f"Subject0{s}_2.edf")
+    (corpus / "labels.csv").write_text("path,task,label\nr0.edf,grade,0\nr1.edf,grade,2\nr2.edf,grade,1\n")
+    key = tmp_path / "key"
+    key.write_text("0123456789abcdef" * 4 + "\n")
+    out = tmp_path / "tfrecords"
+    manifest = preprocess(["--input", str(corpus), "--output", str(out), "--pseudonym_key_file", str(key),
+                           "--no_artifact_model", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    n = {e["source"].rsplit("/", 1)[1]: e["windows"] for e in manifest["inputs"] if "windows" in e}["r1.edf"]
+    assert _inline(pretrained, out, tmp_path / "run", "--task", "binary", "--record_task", "grade") == 2
+    err = capsys.readouterr().err
+    assert (f"task 'binary' takes labels 0..1 (negative, positive); windows of 'grade' have label 2 ({n} windows). "
+            "For more classes use --task multiclass") in err
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared_data, pretrained, tmp_path):
     """The eegmat task end to end on real EEG: the pipeline labels rest/arithmetic from the file
     names, fine-tuning trains the binary head on 4 subjects and validates on held-out ones."""
