@@ -28,6 +28,8 @@ import functools
 import importlib
 import logging
 import os
+import re
+import shutil
 import socket
 import urllib.parse
 import urllib.request
@@ -249,16 +251,59 @@ def filesystems(*paths: str) -> Any:
     return FileSystems
 
 
+def match_below(folder: str, pattern: str = "*", limit: int | None = None) -> list:
+    """Beam ``FileMetadata`` of the files matching ``pattern`` (wildcards allowed) below ``folder``
+    (local, gs://, s3://), whose own name is taken as it is. A name such as ``EEG [2019]`` or
+    ``out [x]`` is a character class to Beam's patterns, and its files were not found: the
+    pattern has "?" in place of such characters and the matches are kept only below ``folder``."""
+    from apache_beam.io.filesystems import FileSystems
+
+    folder = folder.rstrip("/")
+    special = re.search(r"[*?\[\]]", folder) is not None
+    wild = re.sub(r"[*?\[\]]", "?", folder)
+    found = FileSystems.match([FileSystems.join(wild, pattern)], limits=[None if special else limit])
+    kept = [m for m in found[0].metadata_list if not special or m.path.startswith(folder + "/")]
+    return kept[:limit] if limit is not None else kept
+
+
+def match_path(path: str) -> list:
+    """Beam ``FileMetadata`` of the file ``path`` itself ([] if it is not there), whatever
+    characters its name holds (``match_below``)."""
+    from apache_beam.io.filesystems import FileSystems
+
+    if re.search(r"[*?\[\]]", path) is None:  # Beam asks for the one file's metadata
+        return [m for m in FileSystems.match([path])[0].metadata_list if m.path == path]
+    folder, _, name = path.rstrip("/").rpartition("/")
+    return [m for m in match_below(folder or ".", re.sub(r"[*?\[\]]", "?", name)) if m.path == path]
+
+
+def delete(paths: list[str]) -> None:
+    """Delete these files (or folders, with what is in them) exactly: Beam's local file system
+    takes the paths it is asked to delete as patterns, so a file in ``out [x]/`` was "not found".
+    Object stores delete the objects named."""
+    from apache_beam.io.filesystems import FileSystems
+
+    local = [p for p in paths if "://" not in p]
+    for path in local:
+        try:
+            shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
+        except FileNotFoundError:
+            pass  # gone already: what a delete is for
+    remote = [p for p in paths if "://" in p]
+    if remote:
+        FileSystems.delete(remote)
+
+
 def remove_folder(path: str) -> None:
     """Delete the files in ``path`` (a flat folder: a run's spill files or unfinished shards), then
     the folder itself where the file system has folders (an object store has only the objects)."""
     from apache_beam.io.filesystems import FileSystems
 
-    files = [m.path for m in FileSystems.match([FileSystems.join(path, "*")])[0].metadata_list]
+    files = [m.path for m in match_below(path)]
     if files:
-        FileSystems.delete(files)
+        delete(files)
     if FileSystems.get_filesystem(path).has_dirs() and FileSystems.exists(path):
-        FileSystems.delete([path])
+        delete([path])
 
 
 def discard_folders(paths: Iterable[str]) -> None:

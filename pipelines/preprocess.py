@@ -62,8 +62,10 @@ from pipelines.object_stores import (
     check_gcs_credentials,
     check_reachable,
     check_s3_credentials,
+    delete,
     discard_folders,
     fix_s3_empty_uploads,
+    match_below,
     remove_folder,
     storage_error,
 )
@@ -527,9 +529,8 @@ def given_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[
 def earlier_run_outputs(output: str) -> list[str]:
     """What an earlier run left in ``output`` that would mix with a new run's: its manifest, its
     quarantine list and every site's shards (readers take every ``part-*-of-*`` file)."""
-    patterns = [FileSystems.join(output, name) for name in ("manifest.json", "quarantine.jsonl")]
-    patterns.append(FileSystems.join(output, "*", f"{SITE_FILE_PREFIX}-*-of-*{FILE_NAME_SUFFIX}"))
-    return sorted(m.path for result in FileSystems.match(patterns) for m in result.metadata_list)
+    patterns = ["manifest.json", "quarantine.jsonl", f"*/{SITE_FILE_PREFIX}-*-of-*{FILE_NAME_SUFFIX}"]
+    return sorted(m.path for pattern in patterns for m in match_below(output, pattern))
 
 
 # A run's temporary folders in its output: spilled windows, and shards not yet renamed. A run that
@@ -540,9 +541,8 @@ TEMPORARY_FOLDERS = (".spill-*", "beam-temp-sites-*")
 def temporary_folders(output: str) -> dict[str, int]:
     """The temporary folders in ``output`` with the bytes of their files (0: empty or unknown)."""
     found: dict[str, int] = {}
-    patterns = [FileSystems.join(output, pattern, "*") for pattern in TEMPORARY_FOLDERS]
-    for result in FileSystems.match(patterns):
-        for meta in result.metadata_list:
+    for pattern in TEMPORARY_FOLDERS:
+        for meta in match_below(output, f"{pattern}/*"):
             folder = meta.path.rsplit("/", 1)[0]
             found[folder] = found.get(folder, 0) + meta.size_in_bytes
     if "://" not in output:  # empty local folders have no files to match
@@ -575,7 +575,7 @@ def _clear_earlier_run(output: str, overwrite: bool) -> None:
             f"--output {output}: holds an earlier run's outputs ({shards} TFRecord shard(s)"
             f"{', ' + names if names else ''}); this run's shards would mix with them. Pass --overwrite "
             "to delete them first, or choose another folder")
-    FileSystems.delete(found)
+    delete(found)
     log.info("--overwrite: deleted an earlier run's %d shard(s) and %d report file(s) in %s",
              shards, len(found) - shards, output)
 
@@ -793,11 +793,11 @@ def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, 
         return
     written = earlier_run_outputs(output)
     model = FileSystems.join(output, AE_MODEL_NAME)
-    found = FileSystems.match([model])[0].metadata_list
+    found = [m for m in match_below(output, AE_MODEL_NAME) if m.path == model]
     if found and found[0].last_updated_in_seconds >= start - 1:  # not a model it was given (--artifact_model)
         written.append(model)
     if written:
-        FileSystems.delete(written)
+        delete(written)
     if "://" not in output:  # the site folders it made (object stores have none)
         for folder in {os.path.dirname(path) for path in written} - {output}:
             with contextlib.suppress(OSError):  # not empty: not only ours

@@ -45,7 +45,7 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
 from pipelines.config import check_int
-from pipelines.object_stores import discard_folders, fix_s3_empty_uploads
+from pipelines.object_stores import discard_folders, fix_s3_empty_uploads, match_below
 from pipelines.schema import SITE_ID_PATTERN
 from pipelines.tfrecord import SnappyTFRecordWriter
 
@@ -295,7 +295,7 @@ class FinalizeBySiteFn(beam.DoFn):
 
 
 def _listing(folder: str) -> list[str]:
-    return [m.path for m in FileSystems.match([FileSystems.join(folder, "*")])[0].metadata_list]
+    return [m.path for m in match_below(folder)]
 
 
 def _make_folder(path: str) -> None:

@@ -46,7 +46,7 @@ from pipelines.config import check_option
 from pipelines.deid import safe_age, normalize_sex
 from pipelines.fif_parts import previous_part, previous_part_names
 from pipelines.logging_setup import get_logger
-from pipelines.object_stores import STORE_ERRORS, storage_error
+from pipelines.object_stores import STORE_ERRORS, match_below, match_path, storage_error
 
 log = get_logger("sources")
 
@@ -116,7 +116,7 @@ def _is_dir(path: str) -> bool:
     if "://" in path:
         # An object store has no folders, only keys: a "folder" is a prefix with keys below it,
         # maybe only in deeper "sub-folders" (** crosses "/"; * would not).
-        return not _exists(path) and bool(FileSystems.match([_join(path, "**")], limits=[1])[0].metadata_list)
+        return not _exists(path) and bool(match_below(path, "**", limit=1))
     import os
 
     return os.path.isdir(path)
@@ -159,17 +159,23 @@ def _file_sizes(patterns: list[str]) -> dict[str, int]:
     sizes: dict[str, int] = {}
     for pattern in patterns:
         folder = _is_dir(pattern)
-        globs = [_join(pattern.rstrip("/"), "**")] if folder else _globstar_variants(pattern)
-        wildcard = re.search(r"[*?\[]", pattern) is not None
+        # A folder or file that is there is itself, whatever characters its name holds ("EEG [2019]").
+        there = not folder and _exists(pattern)
+        globs = [] if folder or there else _globstar_variants(pattern)
+        below = [pattern] if folder else []  # folders, listed by match_below
+        wildcard = bool(globs) and re.search(r"[*?\[]", pattern) is not None
         links = [] if "://" in pattern or not (folder or wildcard) else \
             linked_folders(pattern.rstrip("/") if folder else _root(pattern) or ".")
         if links and folder:  # Beam's local listing (os.walk) does not enter linked folders
-            globs += [_join(link, "**") for link in links]
+            below += links
         elif links:
             log.warning("--input %s: symbolic links to folders below %s are not followed by a glob (%s); give "
                         "them as --input folders", pattern, _root(pattern) or ".", ", ".join(links[:5]))
         try:
-            matched = [m for result in FileSystems.match(globs) for m in result.metadata_list]
+            matched = [m for result in FileSystems.match(globs) for m in result.metadata_list] if globs else []
+            matched += [m for top in below for m in match_below(top, "**")]
+            if there:
+                matched += match_path(pattern)
         except STORE_ERRORS as err:  # an object store: credentials, endpoint, bucket, network
             raise OSError(f"--input {pattern}: cannot list it ({storage_error(err)})") from None
         if not matched:

@@ -29,6 +29,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipelines import schema
 from pipelines.artifact_ae import band_features
+from pipelines.object_stores import delete
 from pipelines.process import RECORD_QUALITY_NAMES, RejectedWindow, Window
 from pipelines.tfrecord import FRAME_OVERHEAD, frame_record, unframe_record
 
@@ -108,8 +109,8 @@ class SpillWriter:
         if self._rows:
             self._rows.clear()
             try:
-                FileSystems.delete([self.path])
-            except BeamIOError:  # the run removes its spill folder at the end anyway
+                delete([self.path])
+            except (BeamIOError, OSError):  # the run removes its spill folder at the end anyway
                 pass
 
     def recording(self, source: str) -> SpilledRecording:

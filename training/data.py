@@ -95,7 +95,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from model.inputs import SEX_CODES, encode_sex
 from pipelines.config import ConfigError, check_int, check_option, check_range
 from pipelines.logging_setup import get_logger
-from pipelines.object_stores import filesystems
+from pipelines.object_stores import filesystems, match_below
 from pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError, _encode_list, _len_field, decode_features
 from pipelines.tfrecord import CorruptTFRecordError, read_records
 from training import field_columns
@@ -144,14 +144,16 @@ def _open(path: str) -> IO[bytes]:
     return filesystems(path).open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
-def _match(pattern: str) -> list[tuple[str, int]]:
-    """``(path, size in bytes)`` of the files matching a glob, sorted by path."""
-    if _is_remote(pattern):
-        found = [(m.path, m.size_in_bytes) for r in filesystems(pattern).match([pattern]) for m in r.metadata_list]
+def _shards_below(folder: str) -> list[tuple[str, int]]:
+    """``(path, size in bytes)`` of the ``<site>/part-*`` shards in an output folder, sorted by
+    path; the folder's own name is no pattern ("out [x]")."""
+    if _is_remote(folder):
+        filesystems(_join(folder, "*", SHARD_PATTERN))  # the store's client, as configured; errors name the pattern
+        found = [(m.path, m.size_in_bytes) for m in match_below(folder, f"*/{SHARD_PATTERN}")]
     else:
         import glob
 
-        found = [(p, os.path.getsize(p)) for p in glob.glob(pattern)]
+        found = [(p, os.path.getsize(p)) for p in glob.glob(os.path.join(glob.escape(folder), "*", SHARD_PATTERN))]
     return sorted(found)
 
 
@@ -190,7 +192,7 @@ def list_shards(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[st
         if not _is_remote(entry) and not os.path.isdir(entry):
             raise FileNotFoundError(f"data_dir: {entry} is not a directory (expected the output folder "
                                     "of pipelines.preprocess, or .tfrecord files)")
-        found = _match(_join(entry, "*", SHARD_PATTERN))
+        found = _shards_below(entry)
         if not found:
             raise FileNotFoundError(
                 f"data_dir: no TFRecord shards in {entry}; expected <site>/{SHARD_PATTERN} files "

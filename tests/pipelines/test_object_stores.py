@@ -111,6 +111,28 @@ def test_empty_and_small_files_on_s3(s3, beam_options):
     assert client.get_object(Bucket=BUCKET, Key="unit/small.txt")["Body"].read() == b"abc"
 
 
+def test_keys_whose_names_look_like_patterns_are_listed_and_deleted_as_they_are(s3, beam_options, tmp_path):
+    from pipelines.object_stores import delete, match_below, match_path
+
+    endpoint, client = s3
+    FileSystems.set_options(PipelineOptions(["--s3_endpoint_url", endpoint, "--s3_access_key_id", "testing",
+                                             "--s3_secret_access_key", "testing", "--s3_region_name", "us-east-1"]))
+    for key in ("lit/out [x]/a.tfrecord", "lit/out [x]/b?.json", "lit/out x/a.tfrecord", "lit/out [x]2/c"):
+        client.put_object(Bucket=BUCKET, Key=key, Body=b"1")
+    for root in (f"s3://{BUCKET}/lit", str(tmp_path)):  # an object store and local disk alike
+        if "://" not in root:
+            for key in ("out [x]/a.tfrecord", "out [x]/b?.json", "out x/a.tfrecord", "out [x]2/c"):
+                (tmp_path / key).parent.mkdir(exist_ok=True)
+                (tmp_path / key).write_bytes(b"1")
+        below = sorted(m.path for m in match_below(f"{root}/out [x]"))
+        assert below == [f"{root}/out [x]/a.tfrecord", f"{root}/out [x]/b?.json"]
+        assert [m.path for m in match_below(f"{root}/out [x]", "*.tfrecord")] == [f"{root}/out [x]/a.tfrecord"]
+        assert [m.path for m in match_path(f"{root}/out [x]/b?.json")] == [f"{root}/out [x]/b?.json"]
+        assert match_path(f"{root}/out [x]/nothing") == []
+        delete(below)
+        assert match_below(f"{root}/out [x]") == [] and len(match_below(f"{root}/out x")) == 1
+
+
 def test_storage_errors_name_the_path_and_the_stores_answer():
     from apache_beam.io.filesystem import BeamIOError
 

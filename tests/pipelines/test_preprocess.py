@@ -499,3 +499,32 @@ def test_a_config_file_is_overridden_only_by_the_flags_given(shared_data, tmp_pa
     assert (config["window_seconds"], config["stride_seconds"], config["line_freq"]) == (4.0, 4.0, 60)
     assert config["h_freq"] == 40.0 and config["quality"]["max_artifact_score"] == 0.9
     assert manifest["counts"]["windows"] == int(62 // 4)
+
+
+def test_folders_whose_names_look_like_patterns_are_read_and_written(shared_data, tmp_path):
+    """'[2019]' or '[x]' in a folder name is a character class to Beam's and glob's patterns: the
+    input folder matched no files, and the job lost its own shards before the manifest."""
+    from training.data import list_files
+
+    inputs = tmp_path / "EEG [2019]" / "ward *1"
+    inputs.mkdir(parents=True)
+    (inputs / "rec [a]?.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    (tmp_path / "EEG 2").mkdir()  # what "EEG [2019]" matches as a pattern: a name not to be read
+    (tmp_path / "EEG 2" / "other.edf").symlink_to(shared_data / "eegmat" / "Subject01_2.edf")
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
+    key.chmod(0o600)
+    out = tmp_path / "out [x]"
+    for extra in ([], ["--overwrite"]):  # the second run finds and deletes the first one's files
+        manifest = run(["--input", str(tmp_path / "EEG [2019]"), "--output", str(out), "--pseudonym_key_file",
+                        str(key), "--no_artifact_model", *extra])
+        assert [(e["source"], e["status"]) for e in manifest["inputs"]] == [(str(inputs / "rec [a]?.edf"),
+                                                                             "processed")]
+        assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
+            "manifest.json", "quarantine.jsonl", manifest["sites"][0]]
+    shards = list_files(str(out))
+    assert len(shards) == 1 and sum(1 for _ in read_records(shards[0])) == manifest["counts"]["windows"] > 0
+    # A file given by its name is that file, not a pattern.
+    single = run(["--input", str(inputs / "rec [a]?.edf"), "--output", str(tmp_path / "single"),
+                  "--pseudonym_key_file", str(key), "--no_artifact_model"])
+    assert [e["source"] for e in single["inputs"]] == [str(inputs / "rec [a]?.edf")]
