@@ -299,7 +299,7 @@ class WriteWindows(beam.PTransform):
 def _window_counts(counted: tuple[str, str, str, int]) -> list[tuple[str, float]]:
     site, subject, label, n_times = counted
     return [("site/" + site, 1), ("subject/" + subject, 1), ("label/" + label, 1), ("total", 1),
-            ("seconds", n_times / schema.SFREQ)]
+            ("seconds", n_times / schema.SFREQ), (f"samples/{n_times}", 1)]
 
 
 def _quarantine_line(event) -> str:
@@ -342,6 +342,8 @@ def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quara
         "per_site": {k[5:]: int(v) for k, v in sorted(counts.items()) if k.startswith("site/")},
         "per_subject": {k[8:]: int(v) for k, v in sorted(counts.items()) if k.startswith("subject/")},
         "per_label": {k[6:]: int(v) for k, v in sorted(counts.items()) if k.startswith("label/")},
+        # windows by length in samples at 256 Hz: sliding windows, HMS's 50 s, labels.csv events ...
+        "per_length_samples": {k[8:]: int(v) for k, v in counts.items() if k.startswith("samples/")},
     }
     manifest["shards"] = sorted(os.path.relpath(s, header["output"]) if "://" not in s else s for s in shards)
     manifest["artifact_model"] = next((m for m in model_used if m), None)

@@ -556,6 +556,8 @@ class RecordFilter:
     min_votes: keep windows with at least this many expert votes in total (fine-tuning's second
         stage trains on the windows many experts agreed on).
     max_artifact_score: drop windows scored more artifactual than this.
+    min_samples: drop windows shorter than this; a model's loaders drop those shorter than its
+        patch, which it cannot read (a 0.3 s event window of a labels.csv, say).
     """
 
     sites: tuple[str, ...] = ()
@@ -565,14 +567,18 @@ class RecordFilter:
     max_artifact_score: float = 1.0
     subjects: tuple[str, ...] = ()
     exclude_subjects: tuple[str, ...] = ()
+    min_samples: int = 0
 
     def __post_init__(self) -> None:
         for name in ("sites", "exclude_sites", "tasks", "subjects", "exclude_subjects"):
             object.__setattr__(self, name, _names(f"RecordFilter.{name}", getattr(self, name)))
         check_range("RecordFilter.min_votes", self.min_votes, 0.0)
         check_range("RecordFilter.max_artifact_score", self.max_artifact_score, 0.0, 1.0)
+        check_int("RecordFilter.min_samples", self.min_samples, 0)
 
     def accepts(self, window: _Window) -> bool:
+        if window.n_times < self.min_samples:
+            return False
         if self.sites or self.exclude_sites:
             site = window.text("site_id")
             if (self.sites and site not in self.sites) or site in self.exclude_sites:
@@ -812,7 +818,7 @@ def scan_windows(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[s
                  filters: RecordFilter | None = None, *, verify_crc: bool = True) -> list[dict[str, Any]]:
     """Metadata of every window that passes ``filters``, in file order, without decoding samples:
     ``site_id``, ``subject_id``, ``task`` (str), ``label`` (int), ``votes`` (float32 array,
-    empty without votes) and the ``path`` of its file. One pass over the files (fine-tuning plans
+    empty without votes), ``n_times`` (samples) and the ``path`` of its file. One pass over the files (fine-tuning plans
     its splits with it)."""
     filters = RecordFilter() if filters is None else filters
     found = []
@@ -823,7 +829,7 @@ def scan_windows(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[s
                 if filters.accepts(window):
                     found.append({"site_id": window.text("site_id"), "subject_id": window.text("subject_id"),
                                   "task": window.text("task"), "label": window.scalar("label"),
-                                  "votes": window.floats("votes"), "path": path})
+                                  "votes": window.floats("votes"), "n_times": window.n_times, "path": path})
     return found
 
 

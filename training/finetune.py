@@ -142,10 +142,19 @@ def check_plan_files(plan: Plan, data: str, checkpoint: str) -> None:
             f"give that run's --data (its run.json names it), or start a new run (another --output, or --resume none)")
 
 
-def plan_data(data: str, cfg: FinetuneConfig, record_task: str) -> Plan:
-    """Scan ``data`` for the task's labeled windows, split their groups, count the training split."""
+def plan_data(data: str, cfg: FinetuneConfig, record_task: str, patch_size: int = 1) -> Plan:
+    """Scan ``data`` for the task's labeled windows, split their groups, count the training split.
+    ``patch_size``: the model's, in samples; a shorter window is an error (the model reads patches)."""
     windows = scan_windows(data, RecordFilter())
     labeled = [w for w in windows if w["task"] == record_task and _is_labeled(w, cfg)]
+    short = [w["n_times"] for w in labeled if w["n_times"] < patch_size]
+    if short:
+        raise ConfigError(
+            f"--data {data}: {len(short)} labeled window{'s' * (len(short) != 1)} of {record_task!r} "
+            f"{'are' if len(short) != 1 else 'is'} shorter than the model's patch of {patch_size} samples "
+            f"({patch_size / 256:g} s at 256 Hz), the least it reads: {min(short)} samples "
+            f"({min(short) / 256:.2f} s) the shortest; label windows of at least {patch_size / 256:g} s "
+            f"(labels.csv duration_s)")
     if not labeled:
         found = Counter(w["task"] or "<unlabeled>" for w in windows)
         need = "expert votes" if cfg.task == "hms6" else "a label >= 0"
@@ -216,6 +225,12 @@ def resolve_pretrained(path: str | os.PathLike[str]) -> Path:
             return candidate
     raise ConfigError(f"--pretrained {path}: no config.json there (or in {path / 'model'}); expected a "
                       "Hugging Face model folder, e.g. the model/ folder written by training.pretrain")
+
+
+def _patch_size(pretrained: str | os.PathLike[str]) -> int:
+    """The saved model's patch length in samples (its config.json), before the model is loaded."""
+    saved = json.loads((resolve_pretrained(pretrained) / "config.json").read_text())
+    return int(saved.get("patch_size") or 1)
 
 
 def load_model(pretrained: str | os.PathLike[str], cfg: FinetuneConfig) -> tuple[EEGFMModel, bool]:
@@ -707,7 +722,7 @@ def _train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: 
         found: dict[str, Any] = {}
         if dist.is_main:
             try:
-                found = {"plan": plan_data(data, cfg, record_task).to_dict()}
+                found = {"plan": plan_data(data, cfg, record_task, _patch_size(pretrained)).to_dict()}
             except (ConfigError, FileNotFoundError) as err:
                 found = {"error": str(err)}
         found = dist.broadcast_object(found)  # every rank fails alike, none waits forever

@@ -55,7 +55,8 @@ def loader_config(section: LoaderSection, patch_size: int, *, filters: RecordFil
         full_shuffle_mb=section.full_shuffle_mb,
         seed=section.seed, eeg_dtype=section.eeg_dtype,
         augment=AugmentConfig(**section.augment) if train else AugmentConfig(),
-        filters=RecordFilter() if filters is None else filters)
+        # A window shorter than one patch is one the model cannot read.
+        filters=dataclasses.replace(RecordFilter() if filters is None else filters, min_samples=patch_size))
 
 
 def autocast(dist: Dist, dtype: torch.dtype):

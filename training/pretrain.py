@@ -55,7 +55,7 @@ from pipelines.run_lock import release_run_lock
 from pipelines.schema import CHANNELS
 from training import checkpoint as ckpt
 from training.config import ConfigError, OptimConfig, PretrainConfig, load_config, resolve_precision
-from training.data import EEGLoader, RecordFilter, model_inputs
+from training.data import EEGLoader, RecordFilter, describe, model_inputs
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
                            backward, check_model_unchanged, claim_output, configure_kernels, core_state, launch,
@@ -388,6 +388,22 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
         release_run_lock(output)  # taken once the arguments are checked (a no-op where none was)
 
 
+def check_window_lengths(data: str, patch_size: int, say: bool = True) -> None:
+    """The loaders leave out windows shorter than one patch (``loop.loader_config``): say how many,
+    from the manifest's window lengths (older manifests have none); ConfigError where none is left."""
+    try:
+        lengths = describe(data).counts.get("per_length_samples") or {}
+    except FileNotFoundError:  # shards without their manifest (copied apart): nothing to count from
+        return
+    short = sum(n for length, n in lengths.items() if int(length) < patch_size)
+    if short and short == sum(lengths.values()):
+        raise ConfigError(f"--data {data}: every window is shorter than the model's patch of {patch_size} samples "
+                          f"({patch_size / 256:g} s); lengths in samples: {lengths}")
+    if short and say:
+        log.warning("%d of the %d windows in %s are shorter than the model's patch of %d samples (%g s) and are "
+                    "left out", short, sum(lengths.values()), data, patch_size, patch_size / 256)
+
+
 def _train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str = "auto",
            max_steps: int | None = None, stop_after: int | None = None) -> int:
     """The run, in ``output`` once this process holds it (``loop.claim_output``)."""
@@ -396,6 +412,7 @@ def _train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str
     total = cfg.optim.max_steps
     held_out = plan_validation(cfg, dist, data)
     run = build_run(cfg, dist, data, None if held_out is None else held_out.train_filter())
+    check_window_lengths(data, unwrap(run.model).config.patch_size, dist.is_main)
     validation = Validation(run, data, held_out) if held_out is not None and dist.is_main else None
     if held_out is not None:
         every = f"every {cfg.eval_every} steps and " if cfg.eval_every else ""

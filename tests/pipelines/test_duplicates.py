@@ -54,6 +54,7 @@ def test_a_recording_copied_into_two_sites_is_written_once(shared_data, tmp_path
     per_recording = inputs["site-a/Subject00_2.edf"]["windows"]
     assert manifest["counts"]["windows"] == sum(inputs[name]["windows"] for name in others) == 3 * per_recording
     assert (manifest["counts"]["processed"], manifest["counts"]["quarantined"]) == (3, 2)
+    assert manifest["counts"]["per_length_samples"] == {"2560": 3 * per_recording}  # 10 s windows at 256 Hz
     # The shards hold each recording's windows once; site-c, whose only file was a copy, has an empty shard.
     written = {}
     for shard in (tmp_path / "out").glob("*/part-*.tfrecord"):

@@ -521,6 +521,39 @@ def test_labels_a_head_cannot_take_are_refused_before_training(shared_data, pret
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+def test_windows_shorter_than_a_patch_are_named_before_training(shared_data, pretrained, tmp_path, capsys, caplog):
+    """0.3 s event windows from a labels.csv: the model reads 1 s patches. Fine-tuning refuses them
+    by name; pretraining leaves them out, saying how many (they crashed the first step)."""
+    from training.pretrain import check_window_lengths
+
+    corpus = tmp_path / "clinic"
+    corpus.mkdir()
+    rows = ["path,patient_id,task,label,start_s,duration_s"]
+    for s in range(3):
+        (corpus / f"r{s}.edf").symlink_to(shared_data / "eegmat" / f"Subject0{s}_2.edf")
+        rows += [f"r{s}.edf,p{s},spike,{k % 2},{5 * k + 5},0.3" for k in range(4)]
+    (corpus / "plain.edf").symlink_to(shared_data / "eegmat" / "Subject03_2.edf")  # sliding 10 s windows
+    (corpus / "labels.csv").write_text("\n".join(rows) + "\n")
+    key = tmp_path / "key"
+    key.write_text("0123456789abcdef" * 4 + "\n")
+    out = tmp_path / "tfrecords"
+    manifest = preprocess(["--input", str(corpus), "--output", str(out), "--pseudonym_key_file", str(key),
+                           "--no_artifact_model", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    assert manifest["counts"]["per_length_samples"] == {"77": 12, "2560": 6}
+    assert _inline(pretrained, out, tmp_path / "run", "--task", "binary", "--record_task", "spike") == 2
+    assert ("12 labeled windows of 'spike' are shorter than the model's patch of 256 samples (1 s at 256 Hz), "
+            "the least it reads: 77 samples (0.30 s) the shortest; label windows of at least 1 s") in capsys.readouterr().err
+    with caplog.at_level("WARNING", logger="eegfm.training.pretrain"):
+        check_window_lengths(str(out), 256)
+    assert f"12 of the 18 windows in {out} are shorter than the model's patch of 256 samples (1 s)" in caplog.text
+    with pytest.raises(finetune.ConfigError, match=r"every window is shorter than the model's patch of 3072 "):
+        check_window_lengths(str(out), 3072)  # nothing left: an error
+    loader = EEGLoader(str(out), LoaderConfig(batch_size=4, num_workers=0, shuffle=False,
+                                              filters=RecordFilter(min_samples=256)), rank=0, world_size=1,
+                       infinite=False)
+    assert sum(len(b["label"]) for b in loader) == 6  # the loaders leave the short windows out
+
+
 def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared_data, pretrained, tmp_path):
     """The eegmat task end to end on real EEG: the pipeline labels rest/arithmetic from the file
     names, fine-tuning trains the binary head on 4 subjects and validates on held-out ones."""
