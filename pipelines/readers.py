@@ -34,6 +34,10 @@ FORMATS = {
 }
 
 
+# Archives people download data sets as; their recordings are read once unpacked.
+ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
+
+
 class ReaderError(ValueError):
     """A recording cannot be read; the message names the file, the field and the expectation."""
 
@@ -235,9 +239,12 @@ def open_recording(path: str | os.PathLike) -> Reader:
     """The reader for a file, chosen by extension."""
     fmt = _format_of(path)
     if fmt == "recording":
-        raise ReaderError(
-            path, f"file type: expected one of {', '.join(sorted(FORMATS))}; got {Path(path).suffix!r}"
-        )
+        name = Path(path).name.lower()
+        archive = next((a for a in ARCHIVES if name.endswith(a)), None)
+        got = "".join(Path(path).suffixes[-2:]) if archive else Path(path).suffix
+        hint = " (an archive: unpack it and give the folder as --input)" if archive else ""
+        raise ReaderError(path, f"file type: expected one of {', '.join(sorted({*FORMATS, '.edf.gz', '.bdf.gz'}))}; "
+                                f"got {got!r}{hint}")
     if os.path.getsize(path) == 0:
         raise ReaderError(path, "file size: expected a recording; got an empty (0-byte) file")
     if fmt == "hms_parquet":

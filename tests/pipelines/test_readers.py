@@ -109,8 +109,12 @@ def test_bad_files_fail_with_the_file_and_the_problem(tmp_path, shared_data):
     with pytest.raises(ReaderError, match=r"nan.parquet: samples: expected finite values; channels C3"):
         open_recording(nan).read()
 
-    with pytest.raises(ReaderError, match=r"notes.txt: file type: expected one of"):
+    with pytest.raises(ReaderError, match=r"notes.txt: file type: expected one of .bdf, .bdf.gz, .edf, .edf.gz, "
+                       r".fif, .fif.gz, .parquet, .set, .vhdr; got '.txt'$"):
         open_recording(tmp_path / "notes.txt")
+    with pytest.raises(ReaderError, match=r"eeg.tar.gz: file type: .*; got '.tar.gz' \(an archive: unpack it and "
+                       r"give the folder as --input\)$"):
+        open_recording(tmp_path / "eeg.tar.gz")
 
     truncated = tmp_path / "truncated.edf"
     truncated.write_bytes((shared_data / "eegmat" / "Subject00_1.edf").read_bytes()[:700])
