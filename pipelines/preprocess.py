@@ -730,6 +730,9 @@ def run(argv: list[str] | None = None) -> dict:
         # Name the runner explicitly (Beam otherwise logs that it is guessing one); its
         # --direct_running_mode defaults to in_memory, one process.
         options.view_as(StandardOptions).runner = "DirectRunner"
+    if options.get_all_options().get("dry_run") and _is_local(options):
+        print(_dry_run_plan(args, items, ignored, datasets))
+        return {}
     log.info("%s (%s), %s; writing to %s", _count(len(items), "recording"),
              _describe_datasets(datasets), _count(len(ignored), "other file"), args.output)
     if "://" not in args.output:  # object stores have no folders to create, nor locks
@@ -744,6 +747,22 @@ def run(argv: list[str] | None = None) -> dict:
         return _write_output(parser, args, options, config, items, ignored, key)
     finally:
         release_run_lock(args.output)
+
+
+def _dry_run_plan(args, items, ignored, datasets) -> str:
+    """What a local ``--dry_run`` prints instead of running: the recordings found per site and
+    data set, and the files that would not be read, with why (Dataflow's dry run builds its graph)."""
+    per_site = collections.Counter((item.site, item.dataset) for item in items)
+    labeled = sum(bool(item.windows) or item.recording_label >= 0 for item in items)
+    lines = [f"eegfm-preprocess --dry_run: nothing read or written; {args.output} would receive",
+             f"  {_count(len(items), 'recording')} ({labeled} with labels) from {_describe_datasets(datasets)}"]
+    lines += [f"    site {site!r:24} {dataset:8} {n}" for (site, dataset), n in sorted(per_site.items())]
+    if ignored:
+        lines.append(f"  {_count(len(ignored), 'file')} not read as recordings:")
+        lines += [f"    {entry.path}: {entry.reason}" for entry in ignored[:20]]
+        if len(ignored) > 20:
+            lines.append(f"    ... and {len(ignored) - 20} more")
+    return "\n".join(lines)
 
 
 def _write_output(parser, args, options, config, items, ignored, key) -> dict:

@@ -528,3 +528,20 @@ def test_folders_whose_names_look_like_patterns_are_read_and_written(shared_data
     single = run(["--input", str(inputs / "rec [a]?.edf"), "--output", str(tmp_path / "single"),
                   "--pseudonym_key_file", str(key), "--no_artifact_model"])
     assert [e["source"] for e in single["inputs"]] == [str(inputs / "rec [a]?.edf")]
+
+
+def test_a_local_dry_run_lists_the_plan_and_writes_nothing(shared_data, tmp_path, capsys):
+    """--dry_run is a Dataflow option (build the graph, submit nothing); the local runner ignored
+    it and ran the whole job."""
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
+    key.chmod(0o600)
+    out = tmp_path / "out"
+    assert run(["--input", str(shared_data / "formats"), "--output", str(out), "--pseudonym_key_file", str(key),
+                "--dry_run", "True"]) == {}
+    assert not out.exists()
+    plan = capsys.readouterr().out
+    assert plan.startswith(f"eegfm-preprocess --dry_run: nothing read or written; {out} would receive\n")
+    assert "  6 recordings (0 with labels) from brainvision=edf, edf=edf, fif=edf, nihonkohden=edf" in plan
+    assert "    site 'fif'                    edf      2" in plan
+    assert "test_NO.vmrk: data part of another recording (.vmrk), read through its header file" in plan
