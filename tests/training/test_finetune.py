@@ -471,6 +471,17 @@ def test_windows_to_classify_without_votes_are_named_as_such(pretrained, hms_dat
     assert "none of its 121 'hms6' windows has expert votes (an HMS test.csv layout" in err
 
 
+def _preprocess_corpus(corpus: Path, tmp_path: Path) -> tuple[dict, Path]:
+    """The pipeline's run over ``corpus`` with a fixed key (the same pseudonyms and split every run):
+    its manifest and output folder."""
+    key = tmp_path / "key"
+    key.write_text("0123456789abcdef" * 4 + "\n")
+    out = tmp_path / "tfrecords"
+    manifest = preprocess(["--input", str(corpus), "--output", str(out), "--pseudonym_key_file", str(key),
+                           "--no_artifact_model", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    return manifest, out
+
+
 def test_a_labels_csv_of_their_own_trains_a_generic_head(shared_data, pretrained, tmp_path):
     """A group's own labels, one per recording, in a labels.csv beside its EDF files: the pipeline
     writes them as task 'abnormal', and a binary head fine-tunes on them (--record_task)."""
@@ -482,11 +493,7 @@ def test_a_labels_csv_of_their_own_trains_a_generic_head(shared_data, pretrained
         rows.append(f"ward/r{s}.edf,patient-{s},abnormal,{s % 2}")
     rows.append("ward/r0.edf,patient-0,abnormal,1")  # a second label for one recording: that row is refused
     (corpus / "labels.csv").write_text("\n".join(rows) + "\n")
-    key = tmp_path / "key"
-    key.write_text("0123456789abcdef" * 4 + "\n")
-    out = tmp_path / "tfrecords"
-    manifest = preprocess(["--input", str(corpus), "--output", str(out), "--pseudonym_key_file", str(key),
-                           "--no_artifact_model", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    manifest, out = _preprocess_corpus(corpus, tmp_path)
     per_recording = {e["source"].rsplit("/", 1)[1]: e["windows"] for e in manifest["inputs"] if "windows" in e}
     assert manifest["counts"]["per_label"] == {
         "abnormal:0": sum(per_recording[f"r{s}.edf"] for s in (0, 2, 4)),
@@ -508,11 +515,7 @@ def test_labels_a_head_cannot_take_are_refused_before_training(shared_data, pret
     for s, label in enumerate((0, 2, 1)):
         (corpus / f"r{s}.edf").symlink_to(shared_data / "eegmat" / f"Subject0{s}_2.edf")
     (corpus / "labels.csv").write_text("path,task,label\nr0.edf,grade,0\nr1.edf,grade,2\nr2.edf,grade,1\n")
-    key = tmp_path / "key"
-    key.write_text("0123456789abcdef" * 4 + "\n")
-    out = tmp_path / "tfrecords"
-    manifest = preprocess(["--input", str(corpus), "--output", str(out), "--pseudonym_key_file", str(key),
-                           "--no_artifact_model", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    manifest, out = _preprocess_corpus(corpus, tmp_path)
     n = {e["source"].rsplit("/", 1)[1]: e["windows"] for e in manifest["inputs"] if "windows" in e}["r1.edf"]
     assert _inline(pretrained, out, tmp_path / "run", "--task", "binary", "--record_task", "grade") == 2
     err = capsys.readouterr().err
@@ -534,11 +537,7 @@ def test_windows_shorter_than_a_patch_are_named_before_training(shared_data, pre
         rows += [f"r{s}.edf,p{s},spike,{k % 2},{5 * k + 5},0.3" for k in range(4)]
     (corpus / "plain.edf").symlink_to(shared_data / "eegmat" / "Subject03_2.edf")  # sliding 10 s windows
     (corpus / "labels.csv").write_text("\n".join(rows) + "\n")
-    key = tmp_path / "key"
-    key.write_text("0123456789abcdef" * 4 + "\n")
-    out = tmp_path / "tfrecords"
-    manifest = preprocess(["--input", str(corpus), "--output", str(out), "--pseudonym_key_file", str(key),
-                           "--no_artifact_model", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    manifest, out = _preprocess_corpus(corpus, tmp_path)
     assert manifest["counts"]["per_length_samples"] == {"77": 12, "2560": 6}
     assert _inline(pretrained, out, tmp_path / "run", "--task", "binary", "--record_task", "spike") == 2
     assert ("12 labeled windows of 'spike' are shorter than the model's patch of 256 samples (1 s at 256 Hz), "
@@ -564,11 +563,7 @@ def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared
     source = shared_data / "eegmat"
     for name in ["subject-info.csv"] + [f"Subject0{s}_{k}.edf" for s in range(5) for k in (1, 2)]:
         (corpus / name).symlink_to(source / name)
-    key = tmp_path / "key"
-    key.write_text("0123456789abcdef" * 4 + "\n")
-    out = tmp_path / "tfrecords"
-    preprocess(["--input", str(corpus), "--output", str(out), "--pseudonym_key_file", str(key),
-                "--no_artifact_model", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    _, out = _preprocess_corpus(corpus, tmp_path)
     run = tmp_path / "run"
     assert finetune.main(["--pretrained", str(pretrained), "--data", str(out), "--output", str(run),
                           "--task", "eegmat", "--config", "cpu-tiny", "--wandb", "disabled",
