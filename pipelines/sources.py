@@ -325,10 +325,17 @@ def _sidecars_left_out(patterns: list[str], files: set[str]) -> list[str]:
             if path in files or not _exists(path):
                 continue
             if name == "labels.csv" and not any(
-                    _join(folder, row["path"]) in files for _, row in _csv_rows(path) if row.get("path")):
+                    _labeled_path(folder, row["path"]) in files for _, row in _csv_rows(path) if row.get("path")):
                 continue  # describes other files than these
             found.append(path)
     return sorted(set(found))
+
+
+def _labeled_path(base: str, cell: str) -> str:
+    """The file a labels.csv ``path`` cell names, relative to the csv's folder ``base``: written on
+    Windows (``site-a\\r1.edf``) or with ``./`` it is the same file."""
+    cell = cell.strip().replace("\\", "/")
+    return cell if cell.startswith("/") or "://" in cell else _join(base, posixpath.normpath(cell))
 
 
 def _warn_unmatched_labels(label_files: list[str], recordings: set[str]) -> None:
@@ -336,7 +343,7 @@ def _warn_unmatched_labels(label_files: list[str], recordings: set[str]) -> None
     for f in label_files:
         base = posixpath.dirname(f)
         unmatched = sorted({target for _, row in _csv_rows(f) if row.get("path")
-                            and (target := _join(base, row["path"])) not in recordings})
+                            and (target := _labeled_path(base, row["path"])) not in recordings})
         if unmatched:
             log.warning("%s: %d labeled file(s) are not among the input recordings, e.g. %s", f, len(unmatched),
                         ", ".join(unmatched[:3]))
@@ -676,7 +683,7 @@ def _generic(files, roots, site, label_files=()):
         base = posixpath.dirname(f)
         for where, row in _csv_rows(f):
             if row.get("path"):
-                target = _join(base, row["path"])
+                target = _labeled_path(base, row["path"])
                 got = _label_row(row, where)
                 if isinstance(got, LabeledWindow):
                     labels.setdefault(target, []).append(got)

@@ -282,6 +282,16 @@ def test_labels_csv_labels_recordings_and_event_windows_by_task(tmp_path, shared
     assert caplog.text.count("not among the input recordings") == 1
 
 
+def test_labels_csv_paths_written_on_windows_or_with_dots_name_the_same_file(tmp_path, shared_data):
+    (tmp_path / "site-a").mkdir()
+    for n in range(3):
+        (tmp_path / "site-a" / f"r{n}.edf").symlink_to(shared_data / "eegmat" / f"Subject0{n}_2.edf")
+    (tmp_path / "labels.csv").write_text("path,task,label\nsite-a\\r0.edf,abnormal,1\n./site-a/r1.edf,abnormal,0\n"
+                                         f"{tmp_path}/site-a/r2.edf,abnormal,1\n")
+    items, _, _ = discover([str(tmp_path)])
+    assert {posixpath.basename(i.path): i.recording_label for i in items} == {"r0.edf": 1, "r1.edf": 0, "r2.edf": 1}
+
+
 def test_label_rows_name_what_is_missing():
     from pipelines.sources import _label_row
 
