@@ -493,10 +493,10 @@ def _hms(files, roots, site):
     site_of: dict[str, str] = {}
     for csv_path in csv_files:
         for where, row in _csv_rows(csv_path):
-            eeg_id = str(row.get("eeg_id", "")).strip()
+            eeg_id = _id_cell(row.get("eeg_id"))
             if not eeg_id:
                 continue
-            patient_of[eeg_id] = str(row.get("patient_id", "")).strip()
+            patient_of[eeg_id] = _id_cell(row.get("patient_id"))
             if row.get("site"):
                 site_of[eeg_id] = row["site"].strip()
             (rows_by_eeg if posixpath.basename(csv_path) == "train.csv" else test_rows).setdefault(
@@ -528,6 +528,13 @@ def _hms(files, roots, site):
             ignored.append(Ignored(f"{name}.csv#eeg_id={eeg_id}", f"{name}.csv rows name eeg_id {eeg_id} but "
                                    f"{name}_eegs/{eeg_id}.parquet is not among the inputs"))
     return items, ignored
+
+
+def _id_cell(text: str | None) -> str:
+    """An id cell as the file names have it: a csv that went through a float column (pandas, with a
+    missing value somewhere) writes ``1000913311.0`` for ``1000913311``."""
+    text = (text or "").strip()
+    return text[:text.index(".")] if re.fullmatch(r"\d+\.0+", text) else text
 
 
 def _test_windows(rows: list[tuple[str, dict]]) -> tuple[LabeledWindow, ...]:

@@ -91,6 +91,17 @@ def test_hms_rows_with_unusable_cells_become_windows_with_a_problem_that_names_l
     assert "42" not in " ".join(w.problem for w in item.windows)  # a line number, not the row's ids
 
 
+def test_hms_ids_written_as_floats_still_name_their_parquet(tmp_path, shared_data):
+    root = tmp_path / "hms"
+    (root / "train_eegs").mkdir(parents=True)
+    shutil.copy(shared_data / "hms" / "train_eegs" / "1000913311.parquet", root / "train_eegs")
+    votes = ",".join(HMS_VOTE_COLUMNS)
+    (root / "train.csv").write_text(f"eeg_id,eeg_label_offset_seconds,patient_id,{votes}\n"
+                                    "1000913311.0,0.0,42.0,0,3,0,0,0,1\n")  # as pandas writes a float column
+    (item,) = discover([str(root)])[0]
+    assert item.subject_key == "42" and [w.votes for w in item.windows] == [(0.0, 3.0, 0.0, 0.0, 0.0, 1.0)]
+
+
 def test_hms_test_layout_asks_about_each_rows_50_s_window_without_votes(tmp_path, shared_data):
     # Kaggle's test.csv: spectrogram_id, eeg_id, patient_id; each test_eegs/ parquet is 50 s.
     root = tmp_path / "hms"
