@@ -297,8 +297,9 @@ def discover(
     return items, ignored, used
 
 
-# Files an adapter reads beside the recordings: labels, votes, age and sex.
+# Files an adapter reads beside the recordings: labels, votes, age and sex; BIDS's per-recording ones.
 _SIDECARS = ("labels.csv", "train.csv", "test.csv", "participants.tsv", "subject-info.csv")
+_BIDS_SIDECARS = ("_channels.tsv", "_eeg.json")
 
 
 def _sidecars_left_out(patterns: list[str], files: set[str]) -> list[str]:
@@ -383,7 +384,9 @@ def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
         elif ext in (".md", ".txt"):
             ignored.append(Ignored(f, f"documentation ({ext}), not a recording"))
         elif ext in (".csv", ".tsv", ".json"):
-            ignored.append(Ignored(f, f"metadata sidecar ({ext}), read by the data set adapter"))
+            read = name in _SIDECARS or name == "dataset_description.json" or name.endswith(_BIDS_SIDECARS)
+            ignored.append(Ignored(f, f"metadata sidecar ({ext}), read by the data set adapter" if read else
+                                   f"metadata ({ext}), not a recording; no data set adapter reads {name}"))
         elif ext in COMPANION_EXTENSIONS:
             ignored.append(Ignored(f, f"data part of another recording ({ext}), read through its header file"))
         else:

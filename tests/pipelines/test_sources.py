@@ -353,6 +353,18 @@ def test_sidecars_a_file_or_glob_input_leaves_out_are_named(tmp_path, shared_dat
     assert warned(tmp_path / "other" / "x.edf") == []  # a labels.csv about other files: no warning
 
 
+def test_the_manifest_says_which_metadata_files_are_read(tmp_path, shared_data):
+    (tmp_path / "site-a").mkdir()
+    (tmp_path / "site-a" / "r.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    for name in ("labels.csv", "site-a/events.csv", "site-a/notes.json"):
+        (tmp_path / name).write_text("path\n")
+    _, ignored, _ = discover([str(tmp_path)])
+    why = {g.path[len(str(tmp_path)) + 1:]: g.reason for g in ignored}
+    assert why == {"labels.csv": "metadata sidecar (.csv), read by the data set adapter",
+                   "site-a/events.csv": "metadata (.csv), not a recording; no data set adapter reads events.csv",
+                   "site-a/notes.json": "metadata (.json), not a recording; no data set adapter reads notes.json"}
+
+
 def test_age_cells():
     from pipelines.sources import _age_cell
 
