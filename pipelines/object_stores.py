@@ -251,6 +251,10 @@ def filesystems(*paths: str) -> Any:
     return FileSystems
 
 
+# What Beam's (and glob's) patterns read as wildcards or character classes.
+_PATTERN_CHARS = re.compile(r"[*?\[\]]")
+
+
 def match_below(folder: str, pattern: str = "*", limit: int | None = None) -> list:
     """Beam ``FileMetadata`` of the files matching ``pattern`` (wildcards allowed) below ``folder``
     (local, gs://, s3://), whose own name is taken as it is. A name such as ``EEG [2019]`` or
@@ -259,8 +263,8 @@ def match_below(folder: str, pattern: str = "*", limit: int | None = None) -> li
     from apache_beam.io.filesystems import FileSystems
 
     folder = folder.rstrip("/")
-    special = re.search(r"[*?\[\]]", folder) is not None
-    wild = re.sub(r"[*?\[\]]", "?", folder)
+    special = _PATTERN_CHARS.search(folder) is not None
+    wild = _PATTERN_CHARS.sub("?", folder)
     found = FileSystems.match([FileSystems.join(wild, pattern)], limits=[None if special else limit])
     kept = [m for m in found[0].metadata_list if not special or m.path.startswith(folder + "/")]
     return kept[:limit] if limit is not None else kept
@@ -271,10 +275,10 @@ def match_path(path: str) -> list:
     characters its name holds (``match_below``)."""
     from apache_beam.io.filesystems import FileSystems
 
-    if re.search(r"[*?\[\]]", path) is None:  # Beam asks for the one file's metadata
+    if _PATTERN_CHARS.search(path) is None:  # Beam asks for the one file's metadata
         return [m for m in FileSystems.match([path])[0].metadata_list if m.path == path]
     folder, _, name = path.rstrip("/").rpartition("/")
-    return [m for m in match_below(folder or ".", re.sub(r"[*?\[\]]", "?", name)) if m.path == path]
+    return [m for m in match_below(folder or ".", _PATTERN_CHARS.sub("?", name)) if m.path == path]
 
 
 def delete(paths: list[str]) -> None:

@@ -66,6 +66,7 @@ from pipelines.object_stores import (
     discard_folders,
     fix_s3_empty_uploads,
     match_below,
+    match_path,
     remove_folder,
     storage_error,
 )
@@ -814,7 +815,7 @@ def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, 
         return
     written = earlier_run_outputs(output)
     model = FileSystems.join(output, AE_MODEL_NAME)
-    found = [m for m in match_below(output, AE_MODEL_NAME) if m.path == model]
+    found = match_path(model)
     if found and found[0].last_updated_in_seconds >= start - 1:  # not a model it was given (--artifact_model)
         written.append(model)
     if written:

@@ -43,7 +43,7 @@ from pipelines.filters import FilterConfig, StreamingFilter, design_filters, det
 from pipelines.harmonize import HarmonizeError, harmonize, plan_harmonization
 from pipelines.ica import fit_ica_cleaner
 from pipelines.quality import QUALITY_NAMES, QualityConfig, compute_quality_batch, validate_window
-from pipelines.readers import Reader, ReaderError, open_recording
+from pipelines.readers import GZIPPED, Reader, ReaderError, open_recording
 from pipelines.resample import TARGET_SFREQ, Resampler
 from pipelines.sources import SourceItem
 
@@ -145,10 +145,6 @@ class StageError(Exception):
     def __init__(self, stage: str, reason: str):
         super().__init__(reason)
         self.stage, self.reason = stage, reason
-
-
-# gzip-compressed EDF/BDF: decompressed to a temp file first (their readers seek); MNE reads .fif.gz itself
-GZIPPED = (".edf.gz", ".bdf.gz")
 
 
 class _Hashing:

@@ -34,6 +34,9 @@ FORMATS = {
 }
 
 
+# gzip-compressed EDF/BDF: decompressed to a temp file first (their readers seek, pipelines.process);
+# MNE reads .fif.gz itself.
+GZIPPED = (".edf.gz", ".bdf.gz")
 # Archives people download data sets as; their recordings are read once unpacked.
 ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
 
@@ -241,9 +244,9 @@ def open_recording(path: str | os.PathLike) -> Reader:
     if fmt == "recording":
         name = Path(path).name.lower()
         archive = next((a for a in ARCHIVES if name.endswith(a)), None)
-        got = "".join(Path(path).suffixes[-2:]) if archive else Path(path).suffix
+        got = archive or Path(path).suffix
         hint = " (an archive: unpack it and give the folder as --input)" if archive else ""
-        raise ReaderError(path, f"file type: expected one of {', '.join(sorted({*FORMATS, '.edf.gz', '.bdf.gz'}))}; "
+        raise ReaderError(path, f"file type: expected one of {', '.join(sorted({*FORMATS, *GZIPPED}))}; "
                                 f"got {got!r}{hint}")
     if os.path.getsize(path) == 0:
         raise ReaderError(path, "file size: expected a recording; got an empty (0-byte) file")

@@ -308,12 +308,14 @@ def _sidecars_left_out(patterns: list[str], files: set[str]) -> list[str]:
     the top of a BIDS data set (participants.tsv), e.g. ``--input 'hms/train_eegs/*.parquet'``."""
     places: set[tuple[str, tuple[str, ...]]] = set()
     for pattern in patterns:
-        root = pattern.rstrip("/") if _is_dir(pattern) else _root(pattern)
-        if not _is_dir(pattern):
+        folder = _is_dir(pattern)
+        root = pattern.rstrip("/") if folder else _root(pattern)
+        if not folder:
             places.add((root, _SIDECARS))
-        # labels.csv may sit above the site folders it describes (the simulator's edf/labels.csv).
+        # labels.csv may sit above the site folders it describes (the simulator's edf/labels.csv);
+        # not above a bucket ("gs://b" is no folder of "gs:").
         for above in (posixpath.dirname(root), posixpath.dirname(posixpath.dirname(root))):
-            if above and above != root:
+            if above and above != root and ("://" in above) == ("://" in root):
                 places.add((above, ("labels.csv",)))
         if posixpath.basename(root) in ("train_eegs", "test_eegs"):
             places.add((posixpath.dirname(root), ("train.csv", "test.csv")))

@@ -77,6 +77,7 @@ from model.optim import param_groups_lrd
 from pipelines.config import user_file_path, user_path
 from pipelines.logging_setup import get_logger, setup_logging
 from pipelines.run_lock import release_run_lock
+from pipelines.schema import SFREQ
 from training import checkpoint as ckpt
 from training import losses
 from training.config import ConfigError, FinetuneConfig, load_config, resolve_precision
@@ -152,9 +153,9 @@ def plan_data(data: str, cfg: FinetuneConfig, record_task: str, patch_size: int 
         raise ConfigError(
             f"--data {data}: {len(short)} labeled window{'s' * (len(short) != 1)} of {record_task!r} "
             f"{'are' if len(short) != 1 else 'is'} shorter than the model's patch of {patch_size} samples "
-            f"({patch_size / 256:g} s at 256 Hz), the least it reads: {min(short)} samples "
-            f"({min(short) / 256:.2f} s) the shortest; label windows of at least {patch_size / 256:g} s "
-            f"(labels.csv duration_s)")
+            f"({patch_size / SFREQ:g} s at {SFREQ:g} Hz), the least it reads: {min(short)} samples "
+            f"({min(short) / SFREQ:.2f} s) the shortest; label windows of at least {patch_size / SFREQ:g} s "
+            f"(labels.csv duration_s, preprocess --window_seconds)")
     if not labeled:
         found = Counter(w["task"] or "<unlabeled>" for w in windows)
         need = "expert votes" if cfg.task == "hms6" else "a label >= 0"

@@ -52,7 +52,7 @@ from model.modeling import EEGFMForPretraining
 from pipelines.config import user_file_path
 from pipelines.logging_setup import get_logger, setup_logging
 from pipelines.run_lock import release_run_lock
-from pipelines.schema import CHANNELS
+from pipelines.schema import CHANNELS, SFREQ
 from training import checkpoint as ckpt
 from training.config import ConfigError, OptimConfig, PretrainConfig, load_config, resolve_precision
 from training.data import EEGLoader, RecordFilter, describe, model_inputs
@@ -398,10 +398,10 @@ def check_window_lengths(data: str, patch_size: int, say: bool = True) -> None:
     short = sum(n for length, n in lengths.items() if int(length) < patch_size)
     if short and short == sum(lengths.values()):
         raise ConfigError(f"--data {data}: every window is shorter than the model's patch of {patch_size} samples "
-                          f"({patch_size / 256:g} s); lengths in samples: {lengths}")
+                          f"({patch_size / SFREQ:g} s); lengths in samples: {lengths}")
     if short and say:
         log.warning("%d of the %d windows in %s are shorter than the model's patch of %d samples (%g s) and are "
-                    "left out", short, sum(lengths.values()), data, patch_size, patch_size / 256)
+                    "left out", short, sum(lengths.values()), data, patch_size, patch_size / SFREQ)
 
 
 def _train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str = "auto",

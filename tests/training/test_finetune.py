@@ -541,7 +541,8 @@ def test_windows_shorter_than_a_patch_are_named_before_training(shared_data, pre
     assert manifest["counts"]["per_length_samples"] == {"77": 12, "2560": 6}
     assert _inline(pretrained, out, tmp_path / "run", "--task", "binary", "--record_task", "spike") == 2
     assert ("12 labeled windows of 'spike' are shorter than the model's patch of 256 samples (1 s at 256 Hz), "
-            "the least it reads: 77 samples (0.30 s) the shortest; label windows of at least 1 s") in capsys.readouterr().err
+            "the least it reads: 77 samples (0.30 s) the shortest; label windows of at least 1 s "
+            "(labels.csv duration_s, preprocess --window_seconds)") in capsys.readouterr().err
     with caplog.at_level("WARNING", logger="eegfm.training.pretrain"):
         check_window_lengths(str(out), 256)
     assert f"12 of the 18 windows in {out} are shorter than the model's patch of 256 samples (1 s)" in caplog.text
