@@ -27,13 +27,15 @@ import numpy as np
 from pipelines.channels import standard_name
 from pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
 from pipelines.harmonize import HarmonizeError, microvolt_scale
-from pipelines.readers import Reader, ReaderError, RecordingInfo, _check_info
+from pipelines.readers import Reader, ReaderError, RecordingInfo, Segment, _check_info
 
 ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
 MAX_SIGNALS = 4096  # well above any real montage; protects against absurd declared counts
 _MONTHS = {m: i + 1 for i, m in enumerate(
     ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"))}
 _EDFPLUS_DATE = re.compile(r"^(\d{2})-([A-Z]{3})-(\d{4})$")
+# A data record's time-keeping TAL: its onset, maybe a duration, then 0x14 (EDF+ spec, 2.2.4).
+_TIME_KEEPING = re.compile(rb"^([+-]\d+(?:\.\d*)?)[\x14\x15]")
 
 
 def _text(raw: bytes) -> str:
@@ -183,6 +185,24 @@ def _edfplus_date(text: str) -> dt.date | None:
         return None
 
 
+def record_segments(path, onsets: np.ndarray, record_duration: float, samples_per_record: int) -> tuple[Segment, ...]:
+    """Runs of data records that follow each other without a gap, as sample ranges with their
+    onset from the first record. Records must be in time order and not overlap; a step within
+    half a sample of the record duration is no gap."""
+    tolerance = 0.5 * record_duration / samples_per_record
+    steps = np.diff(onsets)
+    early = np.flatnonzero(steps < record_duration - tolerance)
+    if early.size:
+        k = int(early[0]) + 1
+        raise ReaderError(path, f"data record {k + 1}: starts at {onsets[k]:g} s, before the previous record "
+                          f"ends ({onsets[k - 1] + record_duration:g} s); EDF+D records must be in time order "
+                          "and must not overlap")
+    firsts = [0, *(np.flatnonzero(steps > record_duration + tolerance) + 1).tolist()]
+    lasts = [*firsts[1:], len(onsets)]
+    return tuple(Segment(a * samples_per_record, b * samples_per_record, float(onsets[a] - onsets[0]))
+                 for a, b in zip(firsts, lasts))
+
+
 def _eeg_rate(labels: list[str], samples_per_record: np.ndarray) -> int:
     """The samples per record of the signals a reader returns; signals at other rates (a slow SpO2
     or body position next to the EEG, say) are left out. The rate of the most EEG electrodes,
@@ -235,6 +255,28 @@ class EdfReader(Reader):
         self.info = RecordingInfo(ch_names, sfreq, n_times, hdr.clinical())
         self.identity_key = hdr.identity_key()
         self._fd = os.open(self.path, os.O_RDONLY)  # pread per chunk, not a memory map (module doc)
+        if hdr.discontinuous:
+            segments = record_segments(self.path, self._record_onsets(), hdr.record_duration, main)
+            self._segments = segments if len(segments) > 1 else ()
+
+    def _record_onsets(self) -> np.ndarray:
+        """Each data record's onset (s) from the time-keeping TAL that opens the first
+        annotation signal; an EDF+D record follows its predecessor after any gap."""
+        hdr, nb = self.header, self.header.sample_bytes
+        signal = next((i for i, lbl in enumerate(hdr.labels) if lbl in ANNOTATION_LABELS), None)
+        if signal is None:
+            raise ReaderError(self.path, f"signals: an {hdr.reserved[:5]} file needs an '{ANNOTATION_LABELS[0]}' "
+                              "signal holding each data record's onset; found none")
+        at = hdr.header_bytes + int(hdr.samples_per_record[:signal].sum()) * nb
+        width = int(hdr.samples_per_record[signal]) * nb
+        onsets = np.empty(hdr.n_records)
+        for k in range(hdr.n_records):
+            match = _TIME_KEEPING.match(os.pread(self._fd, width, at + k * hdr.record_bytes))
+            if match is None:  # the bytes are not echoed: annotation text may name the patient
+                raise ReaderError(self.path, f"data record {k + 1}: expected its onset ('+<seconds>' then 0x14) "
+                                  f"at the start of its {hdr.labels[signal]} signal; got none")
+            onsets[k] = float(match.group(1))
+        return onsets
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         spr, nb = self._spr, self.header.sample_bytes

@@ -43,7 +43,7 @@ from pipelines.filters import FilterConfig, StreamingFilter, design_filters, det
 from pipelines.harmonize import HarmonizeError, harmonize, plan_harmonization
 from pipelines.ica import fit_ica_cleaner
 from pipelines.quality import QUALITY_NAMES, QualityConfig, compute_quality_batch, validate_window
-from pipelines.readers import GZIPPED, Reader, ReaderError, open_recording
+from pipelines.readers import GZIPPED, Reader, ReaderError, Segment, open_recording
 from pipelines.resample import TARGET_SFREQ, Resampler
 from pipelines.sources import SourceItem
 
@@ -128,6 +128,7 @@ class Outcome:
     marked_bad: tuple[str, ...] = ()  # recorded channels a BIDS channels.tsv marks bad (left out)
     other_rate: tuple[str, ...] = ()  # EDF signals at another sampling rate than the EEG (left out)
     split_parts: tuple[str, ...] = ()  # a split FIF recording: the files read, first part first
+    segments: int = 0  # stretches recorded back to back: more than 1 where recording paused (EDF+D ...)
     line_freq: int | None = None
     dataset: str = ""
     source_sha256: str = ""
@@ -259,29 +260,69 @@ def _brainvision_files(header: str) -> dict[str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class _Request:
-    start: int  # output sample index at 256 Hz
+    start: int  # output sample index at 256 Hz, from the start of its span
     n_times: int
     label: int
     votes: tuple[float, ...]
     task: str
 
 
-def _window_requests(item: SourceItem, n_out: int, config: PreprocessConfig) -> list[_Request]:
-    """The windows to cut; labeled windows with a ``problem`` are left out (``_label_problems``).
-    Labeled windows are cut alone; a recording whose label rows were all unusable gets none,
-    unless it has a label of its own (``recording_label``): then windows slide over it."""
+@dataclasses.dataclass(frozen=True)
+class _Span:
+    """A reader `Segment` at 256 Hz: output samples [0, n_out) from ``onset_s``, and the windows
+    to cut from it."""
+
+    segment: Segment
+    n_out: int
+    requests: list[_Request] = dataclasses.field(default_factory=list)
+
+    @property
+    def onset_s(self) -> float:
+        return self.segment.onset_s
+
+    @property
+    def end_s(self) -> float:
+        return self.onset_s + self.n_out / TARGET_SFREQ
+
+
+def _plan_windows(item: SourceItem, spans: list[_Span], config: PreprocessConfig) -> list[tuple[float, str, str]]:
+    """Fill each span's requests; return the windows that fit in none as (start_s, rule, reason).
+    Labeled windows with a ``problem`` are left out (``_label_problems``) and cut alone; a
+    recording whose label rows were all unusable gets none, unless it has a label of its own
+    (``recording_label``): then windows slide over each span."""
     usable = [w for w in item.windows if not w.problem]
-    if usable or (item.windows and item.recording_label < 0):
-        reqs = [
-            _Request(int(round(w.offset_s * TARGET_SFREQ)), int(round(w.duration_s * TARGET_SFREQ)),
-                     w.label, tuple(w.votes), w.task or item.task)
-            for w in usable
-        ]
-        return sorted(reqs, key=lambda r: (r.start, r.n_times))
-    size = int(round(config.window_seconds * TARGET_SFREQ))
-    stride = int(round(config.stride_seconds * TARGET_SFREQ))
-    task = item.task if item.recording_label >= 0 else ""
-    return [_Request(s, size, item.recording_label, (), task) for s in range(0, n_out - size + 1, stride)]
+    if not (usable or (item.windows and item.recording_label < 0)):
+        size = int(round(config.window_seconds * TARGET_SFREQ))
+        stride = int(round(config.stride_seconds * TARGET_SFREQ))
+        task = item.task if item.recording_label >= 0 else ""
+        for span in spans:
+            span.requests.extend(_Request(s, size, item.recording_label, (), task)
+                                 for s in range(0, span.n_out - size + 1, stride))
+        return []
+    outside = []
+    for w in usable:
+        n_times = int(round(w.duration_s * TARGET_SFREQ))
+        span = next((sp for sp in spans if 0 <= _local_start(w.offset_s, sp) <= sp.n_out - n_times), None)
+        if span is not None:
+            span.requests.append(_Request(_local_start(w.offset_s, span), n_times, w.label, tuple(w.votes),
+                                          w.task or item.task))
+            continue
+        where = f"window [{w.offset_s:.2f} s, {w.offset_s + n_times / TARGET_SFREQ:.2f} s)"
+        stops = [(a.end_s, b.onset_s) for a, b in zip(spans, spans[1:])
+                 if w.offset_s < b.onset_s and a.end_s < w.offset_s + w.duration_s]
+        if stops:
+            outside.append((w.offset_s, "recording_gap", f"{where} spans a gap in the recording (nothing recorded "
+                            f"from {stops[0][0]:.2f} s to {stops[0][1]:.2f} s)"))
+        else:
+            outside.append((w.offset_s, "outside_recording", f"{where} lies outside the recording "
+                            f"({spans[0].onset_s:.0f} s, {spans[-1].end_s:.2f} s)"))
+    for span in spans:
+        span.requests.sort(key=lambda r: (r.start, r.n_times))
+    return outside
+
+
+def _local_start(offset_s: float, span: _Span) -> int:
+    return int(round((offset_s - span.onset_s) * TARGET_SFREQ))
 
 
 def _ids(item: SourceItem, reader: Reader, key: bytes, sha: str) -> dict[str, str]:
@@ -326,7 +367,9 @@ def process_recording(
             outcome.reason = f"{os.path.basename(item.path)}: " + (
                 f"no usable windows: all {outcome.rejected_windows} windows rejected ({rules})"
                 if outcome.rejected_windows
-                else f"recording shorter than one window ({outcome.eeg_seconds:.1f} s of EEG)"
+                else f"recording shorter than one window ({outcome.eeg_seconds:.1f} s of EEG)" if outcome.segments < 2
+                else f"no stretch between the recording's {outcome.segments - 1} gaps is as long as one window "
+                     f"({outcome.eeg_seconds:.1f} s of EEG in all)"
             )
     except StageError as err:
         outcome.stage, outcome.reason = err.stage, f"{os.path.basename(item.path)}: {err.reason}"
@@ -435,46 +478,53 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
         line_freq = detect_line_frequency(harmonized(0, n_detect)[0][: schema.N_CHANS], info.sfreq)
     outcome.line_freq = line_freq
     design = design_filters(TARGET_SFREQ, config.filter_config(), line_freq)
-    resampler = Resampler(info.sfreq, n_rows)
-    n_out = resampler.plan.output_length(info.n_times)
-    requests = _window_requests(item, n_out, config)
-    outcome.eeg_seconds = info.duration_s
+    rate_plan = Resampler(info.sfreq, n_rows).plan
+    spans = [_Span(seg, rate_plan.output_length(seg.stop - seg.start)) for seg in reader.segments]
+    outside = _plan_windows(item, spans, config)
+    outcome.eeg_seconds = sum(seg.stop - seg.start for seg in reader.segments) / info.sfreq
+    outcome.segments = len(spans)
     for window in item.windows:
         if window.problem:
             outcome.rejected_windows += 1
             outcome.rejection_rules["bad_label"] = outcome.rejection_rules.get("bad_label", 0) + 1
             yield RejectedWindow(item.path, ids["site_id"], window.offset_s, [window.problem], stage="labels")
-    for req in requests:
-        if req.start < 0 or req.start + req.n_times > n_out:
-            outcome.rejected_windows += 1
-            outcome.rejection_rules["outside_recording"] = outcome.rejection_rules.get("outside_recording", 0) + 1
-            yield RejectedWindow(item.path, ids["site_id"], req.start / TARGET_SFREQ, [
-                f"window [{req.start / TARGET_SFREQ:.2f} s, {(req.start + req.n_times) / TARGET_SFREQ:.2f} s) "
-                f"lies outside the recording (0 s, {n_out / TARGET_SFREQ:.2f} s)"])
-    requests = [r for r in requests if 0 <= r.start and r.start + r.n_times <= n_out]
-    if not requests:
-        return
+    for start_s, rule, reason in outside:
+        outcome.rejected_windows += 1
+        outcome.rejection_rules[rule] = outcome.rejection_rules.get(rule, 0) + 1
+        yield RejectedWindow(item.path, ids["site_id"], start_s, [reason])
+    for span in spans:
+        if span.requests:
+            yield from _stream_span(span, item, reader, harmonized, design, n_rows, ids, clinical, config,
+                                    config_hash, sha, has_ecg, outcome)
 
+
+def _stream_span(span, item, reader, harmonized, design, n_rows, ids, clinical, config, config_hash, sha,
+                 has_ecg, outcome) -> Iterator[Window | RejectedWindow]:
+    """Resample, filter and cut one span: its filters start afresh, as at a recording's start,
+    so no window mixes samples from either side of a gap."""
+    info, seg, requests = reader.info, span.segment, span.requests
+    resampler = Resampler(info.sfreq, n_rows)
     filt = StreamingFilter(design, n_rows)
     raw_buf = _Rolling(n_rows)  # resampled, before filtering (for clipping/flat checks)
     bad_buf = _Rolling(1)  # 1 where an input sample was non-finite
     out_buf = _Rolling(n_rows)
     chunk = max(1, min(int(config.chunk_seconds * info.sfreq), MAX_CHUNK_SAMPLES))
     next_req = 0
-    for start in range(0, info.n_times, chunk):
-        stop = min(info.n_times, start + chunk)
+    for start in range(seg.start, seg.stop, chunk):
+        stop = min(seg.stop, start + chunk)
         data, bad = harmonized(start, stop)
-        last = stop >= info.n_times
+        last = stop >= seg.stop
         block = resampler.finish(data) if last else resampler.push(data)
         raw_buf.append(block)
         out_buf.append(filt.finish(block) if last else filt.push(block))
-        bad_buf.append(_resample_mask(bad, start, stop, info.sfreq, bad_buf.end, block.shape[1])[None])
+        bad_buf.append(_resample_mask(bad, start - seg.start, stop - seg.start, info.sfreq, bad_buf.end,
+                                      block.shape[1])[None])
         ready = []
         while next_req < len(requests) and requests[next_req].start + requests[next_req].n_times <= out_buf.end:
             ready.append(requests[next_req])
             next_req += 1
         for batch in _quality_batches(ready):
-            yield from _make_windows(item, batch, raw_buf, out_buf, bad_buf, ids, clinical, config,
+            yield from _make_windows(item, span, batch, raw_buf, out_buf, bad_buf, ids, clinical, config,
                                      config_hash, sha, has_ecg, outcome)
         keep_from = requests[next_req].start if next_req < len(requests) else out_buf.end
         for buf in (raw_buf, out_buf, bad_buf):
@@ -550,7 +600,7 @@ def _quality_batches(requests: list) -> Iterator[list]:
         yield batch
 
 
-def _make_windows(item, batch, raw_buf, out_buf, bad_buf, ids, clinical, config, config_hash, sha,
+def _make_windows(item, span, batch, raw_buf, out_buf, bad_buf, ids, clinical, config, config_hash, sha,
                   has_ecg, outcome):
     mask = _channel_mask(item, outcome)
     filtered = np.stack([out_buf.take(r.start, r.n_times) for r in batch])
@@ -559,14 +609,16 @@ def _make_windows(item, batch, raw_buf, out_buf, bad_buf, ids, clinical, config,
                                     channel_mask=mask, unfiltered=unfiltered)
     for req, window, report in zip(batch, filtered, reports):
         n_bad = int(bad_buf.take(req.start, req.n_times).sum())
-        yield _make_window(item, req, window, report, n_bad, mask, ids, clinical, config,
+        yield _make_window(item, span, req, window, report, n_bad, mask, ids, clinical, config,
                            config_hash, sha, has_ecg, outcome)
 
 
-def _make_window(item, req, filtered, report, n_bad, mask, ids, clinical, config, config_hash, sha,
+def _make_window(item, span, req, filtered, report, n_bad, mask, ids, clinical, config, config_hash, sha,
                  has_ecg, outcome):
     eeg = filtered[: schema.N_CHANS]
-    window_start_s = req.start / TARGET_SFREQ
+    # On the recording's time axis: after a gap, a window starts where it was recorded.
+    start_index = int(round(span.onset_s * TARGET_SFREQ)) + req.start
+    window_start_s = span.onset_s + req.start / TARGET_SFREQ
     keep, reasons = validate_window(report, config.quality)
     if n_bad:
         keep = False
@@ -587,7 +639,7 @@ def _make_window(item, req, filtered, report, n_bad, mask, ids, clinical, config
         site_id=ids["site_id"], subject_id=ids["subject_id"], session_id=ids["session_id"],
         recording_id=ids["recording_id"],
         window_start_s=window_start_s,
-        window_start_index=req.start,
+        window_start_index=start_index,
         quality=np.append(report.vector(), np.float32(AE_NOT_SCORED)),
         artifact_score=float(report.artifact_score),
         label=req.label,

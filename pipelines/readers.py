@@ -27,7 +27,7 @@ HMS_SFREQ = 200.0
 HMS_EEG_COLUMNS = CANONICAL_CHANNELS
 HMS_AUX_COLUMNS = ("EKG",)
 
-# Extension -> format name. EDF/BDF use the chunked `edf_reader.EdfReader` (EDF+D via MNE).
+# Extension -> format name. EDF/BDF use the chunked `edf_reader.EdfReader`.
 FORMATS = {
     ".edf": "edf", ".bdf": "bdf", ".fif": "fif", ".fif.gz": "fif", ".vhdr": "brainvision",
     ".set": "eeglab", ".parquet": "hms_parquet",
@@ -61,14 +61,33 @@ class RecordingInfo:
         return self.n_times / self.sfreq
 
 
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """Samples [start, stop) of a reader recorded back to back, beginning ``onset_s`` seconds
+    into the recording. A recording paused and resumed (EDF+D, a FIF with skips, an EEGLAB file
+    with cuts) has several; no window may span two, and window times stay on the recording's
+    own time axis."""
+
+    start: int
+    stop: int
+    onset_s: float
+
+
 class Reader:
-    """Base class: subclasses fill `info` and implement `_read(start, stop)`."""
+    """Base class: subclasses fill `info` and implement `_read(start, stop)`; a reader of a
+    recording with gaps or cuts also sets `segments`."""
 
     info: RecordingInfo
     identity_key: str = ""  # opaque; only for deid.pseudonym
+    _segments: tuple[Segment, ...] = ()
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        """The stretches recorded back to back, in time order; one for a continuous recording."""
+        return self._segments or (Segment(0, self.info.n_times, 0.0),)
 
     def read(self, start: int = 0, stop: int | None = None, *, check_finite: bool = True) -> np.ndarray:
         """Samples [start, stop) of every channel, microvolts, float32, shape (n_chans, n).
@@ -146,6 +165,7 @@ class MneReader(Reader):
         self.identity_key = _mne_identity(raw)
         if _format_of(path) == "fif":
             self._split_parts(raw)
+        self._segments = annotated_segments(raw)
 
     def _split_parts(self, raw) -> None:
         """A split FIF (``pipelines.fif_parts``): MNE read this part and every one after it (a
@@ -164,6 +184,40 @@ class MneReader(Reader):
 
     def close(self) -> None:
         self._raw.close()
+
+
+# Annotations that mark where a recording stops being continuous: MNE's skipped FIF buffers
+# (zeros in the data), EEGLAB's cuts (data removed there) and BrainVision's resumptions.
+_SKIP = "bad_acq_skip"
+_CUTS = ("boundary", "new segment/", "new segment")
+
+
+def annotated_segments(raw) -> tuple[Segment, ...]:
+    """The continuous stretches of an MNE raw between its cuts and outside its skipped spans;
+    () when there is only one (the reader's default)."""
+    notes = raw.annotations
+    if not len(notes):
+        return ()
+    n, sfreq = int(raw.n_times), float(raw.info["sfreq"])
+    index = raw.time_as_index(notes.onset, use_rounding=True, origin=notes.orig_time)
+    holes = [(0, 0)]
+    for at, duration, text in zip(index.tolist(), notes.duration.tolist(), notes.description):
+        kind = str(text).strip().lower()
+        if kind.startswith(_SKIP):
+            holes.append((at, at + int(round(duration * sfreq))))
+        elif kind in _CUTS and 0 < at < n:
+            holes.append((at, at))
+    if len(holes) == 1:
+        return ()
+    holes.append((n, n))
+    holes.sort()
+    segments, start = [], 0
+    for hole_start, hole_stop in holes:
+        stop = min(max(hole_start, start), n)
+        if stop > start:
+            segments.append(Segment(start, stop, start / sfreq))
+        start = max(start, min(hole_stop, n))
+    return tuple(segments) if len(segments) != 1 or segments[0] != Segment(0, n, 0.0) else ()
 
 
 def _mne_clinical(raw) -> ClinicalInfo:
@@ -255,9 +309,5 @@ def open_recording(path: str | os.PathLike) -> Reader:
     if fmt in ("edf", "bdf"):
         from pipelines.edf_reader import EdfReader  # imports this module; resolved at call time
 
-        reader = EdfReader(path)
-        if not reader.header.discontinuous:
-            return reader
-        # EDF+D: records are not back to back in time; MNE lays them out on the true time axis.
-        reader.close()
+        return EdfReader(path)
     return MneReader(path)

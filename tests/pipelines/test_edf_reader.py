@@ -7,7 +7,8 @@ import pytest
 
 from pipelines.edf import EDFHeader, EDFSignal, edf_plus_patient, edf_plus_recording, write_edf
 from pipelines.edf_reader import EdfReader
-from pipelines.readers import MneReader, ReaderError, open_recording
+from pipelines.readers import MneReader, ReaderError, Segment, open_recording
+from tests.pipelines.conftest import write_edf_plus_d
 
 
 def _edf_files(shared_data):
@@ -15,13 +16,11 @@ def _edf_files(shared_data):
                   if f.lower().endswith(".edf"))
 
 
-def test_samples_equal_mne_on_every_real_continuous_edf(shared_data):
+def test_samples_equal_mne_on_every_real_edf(shared_data):
     checked = 0
     for path in _edf_files(shared_data):
         reader = open_recording(path)
-        if not isinstance(reader, EdfReader):
-            assert "MB0400FU" in path  # EDF+D: handed to MNE
-            continue
+        assert isinstance(reader, EdfReader)  # EDF+D too (the Nihon Kohden export): gaps are ours to find
         mne_reader = MneReader(path)
         rows = [mne_reader.info.ch_names.index(n) for n in reader.info.ch_names]
         stop = min(reader.info.n_times, 20000)
@@ -29,7 +28,7 @@ def test_samples_equal_mne_on_every_real_continuous_edf(shared_data):
         np.testing.assert_allclose(ours, theirs, rtol=1e-6, atol=1e-6)
         assert reader.info.sfreq == mne_reader.info.sfreq
         checked += 1
-    assert checked >= 68
+    assert checked >= 69
 
 
 def _write_bdf(path, data_uv: np.ndarray, sfreq: int, labels: list[str]) -> None:
@@ -154,3 +153,33 @@ def test_header_errors_name_the_field(tmp_path, shared_data):
     short.write_bytes(good[:100])
     with pytest.raises(ReaderError, match=r"short.edf: header: expected at least 256 bytes; the file has 100"):
         EdfReader(short)
+
+
+def test_edf_plus_d_records_after_a_gap_start_a_segment_on_the_recording_clock(shared_data, tmp_path):
+    source = shared_data / "eegmat" / "Subject00_1.edf"  # 1 s records of 500 samples
+    # Paused for 100 s after a minute; the last step is 1.0004 s, within half a sample of 1 s.
+    onsets = [*range(60), *(k + 100.0 for k in range(60, 119)), 219.0004]
+    write_edf_plus_d(source, tmp_path / "d.edf", onsets)
+    with open_recording(tmp_path / "d.edf") as reader, open_recording(source) as original:
+        assert reader.segments == (Segment(0, 30000, 0.0), Segment(30000, 60000, 160.0))
+        np.testing.assert_array_equal(reader.read(), original.read(0, 60000))  # record order, no gap filling
+    # The Nihon Kohden export is EDF+D with its records back to back: one segment.
+    with open_recording(shared_data / "formats" / "nihonkohden" / "MB0400FU.EDF") as reader:
+        assert reader.segments == (Segment(0, reader.info.n_times, 0.0),)
+
+
+def test_edf_plus_d_records_out_of_order_or_without_an_onset_are_refused(shared_data, tmp_path):
+    source = shared_data / "eegmat" / "Subject00_1.edf"
+    write_edf_plus_d(source, tmp_path / "overlap.edf", [0, 1, 2, 2.5, 4])
+    with pytest.raises(ReaderError, match=r"overlap.edf: data record 4: starts at 2.5 s, before the previous "
+                                          r"record ends \(3 s\); EDF\+D records must be in time order"):
+        open_recording(tmp_path / "overlap.edf")
+    write_edf_plus_d(source, tmp_path / "text.edf", [0, 1, 2])
+    raw = bytearray((tmp_path / "text.edf").read_bytes())
+    first = raw.index(b"+1\x14\x14")  # record 2's time-keeping TAL, replaced by free text
+    raw[first: first + 9] = b"Jane Doe\x14"
+    (tmp_path / "text.edf").write_bytes(bytes(raw))
+    with pytest.raises(ReaderError, match=r"text.edf: data record 2: expected its onset .* at the start of its "
+                                          r"EDF Annotations signal; got none") as err:
+        open_recording(tmp_path / "text.edf")
+    assert "Jane" not in str(err.value)

@@ -17,6 +17,7 @@ from pipelines.process import (
     process_recording,
 )
 from pipelines.sources import LabeledWindow, SourceItem, discover
+from tests.pipelines.conftest import write_edf_plus_d
 
 KEY = b"a-test-key-of-32-bytes-for-hmac!"
 
@@ -94,6 +95,35 @@ def test_hms_labeled_windows_keep_votes_and_refuse_windows_past_the_end(shared_d
     (late,) = rejected
     assert "window [20.00 s, 70.00 s) lies outside the recording (0 s, 50.00 s)" in late.reasons[0]
     assert outcome.status == "processed" and outcome.rejected_windows == 1
+
+
+def test_windows_of_a_paused_recording_stay_inside_its_segments_on_its_clock(shared_data, tmp_path):
+    # An EDF+D paused for 100 s after a minute: no window may glue the two minutes together, and
+    # windows after the pause start where they were recorded (labels are given on that clock).
+    source = shared_data / "eegmat" / "Subject00_1.edf"
+    write_edf_plus_d(source, tmp_path / "paused.edf", [*range(60), *(k + 100.0 for k in range(60, 120))])
+    write_edf_plus_d(source, tmp_path / "before.edf", range(60))
+    write_edf_plus_d(source, tmp_path / "after.edf", range(60), first=60)
+    config = PreprocessConfig(line_freq=50)
+    events = (LabeledWindow(55.0, 10.0, 1, task="t"), LabeledWindow(165.0, 10.0, 0, task="t"))
+    paused, _, outcome = _run(SourceItem(path=str(tmp_path / "paused.edf"), dataset="edf", site="s"), config)
+    before, _, _ = _run(SourceItem(path=str(tmp_path / "before.edf"), dataset="edf", site="s"), config)
+    after, _, _ = _run(SourceItem(path=str(tmp_path / "after.edf"), dataset="edf", site="s"), config)
+    assert [float(w.window_start_s) for w in paused] == [0, 10, 20, 30, 40, 50, 160, 170, 180, 190, 200, 210]
+    assert paused[6].window_start_index == 160 * 256
+    assert (outcome.segments, outcome.eeg_seconds) == (2, 120.0)
+    # Each minute's windows are those of the minute recorded alone: the filters restart at the gap.
+    for ours, alone in zip(paused, before + after):
+        np.testing.assert_array_equal(ours.eeg, alone.eeg)
+
+    labeled, rejected, outcome = _run(SourceItem(path=str(tmp_path / "paused.edf"), dataset="edf", site="s",
+                                                 windows=events), config)
+    assert [(float(w.window_start_s), int(w.label)) for w in labeled] == [(165.0, 0)]
+    np.testing.assert_array_equal(labeled[0].eeg[:, :256], paused[6].eeg[:, 5 * 256: 6 * 256])
+    (gap,) = rejected
+    assert gap.reasons == ["window [55.00 s, 65.00 s) spans a gap in the recording (nothing recorded from "
+                           "60.00 s to 160.00 s)"]
+    assert outcome.rejection_rules == {"recording_gap": 1}
 
 
 def test_a_labeled_window_with_a_problem_is_rejected_alone(shared_data):

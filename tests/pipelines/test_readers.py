@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.readers import HmsParquetReader, ReaderError, open_recording
+from pipelines.readers import HmsParquetReader, ReaderError, Segment, annotated_segments, open_recording
 
 # (relative path, sfreq, n_chans, n_times) from ../shared/data/README.md and the files' headers.
 REAL_FILES = [
@@ -37,8 +37,9 @@ def test_reader_contract_on_real_files(shared_data, rel, sfreq, n_chans, n_times
             reader.read(0, n_times + 1)
 
 
-def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float) -> None:
-    """An EEGLAB .set (MATLAB 5 file holding the EEG struct, data inside) as EEGLAB writes one."""
+def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, events=()) -> None:
+    """An EEGLAB .set (MATLAB 5 file holding the EEG struct, data inside) as EEGLAB writes one;
+    ``events`` are (type, latency in 1-based samples, duration in samples)."""
     from scipy.io import savemat
 
     chanlocs = np.zeros((1, len(names)), dtype=[(k, "O") for k in ("labels", "type", "X", "Y", "Z")])
@@ -46,10 +47,13 @@ def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float) -> 
         chanlocs[0, i] = (name, "", np.array([]), np.array([]), np.array([]))
     n = data_uv.shape[1]
     empty = np.zeros((0, 0))
+    event = np.zeros((1, len(events)), dtype=[(k, "O") for k in ("type", "latency", "duration")])
+    for i, row in enumerate(events):
+        event[0, i] = row
     savemat(path, {"EEG": {
         "setname": "eegmat", "nbchan": float(len(names)), "trials": 1.0, "pnts": float(n), "srate": sfreq,
         "xmin": 0.0, "xmax": (n - 1) / sfreq, "times": np.arange(n) / sfreq * 1000.0,
-        "data": data_uv.astype(np.float32), "chanlocs": chanlocs, "event": empty, "epoch": empty,
+        "data": data_uv.astype(np.float32), "chanlocs": chanlocs, "event": event if events else empty, "epoch": empty,
         "icawinv": empty, "icasphere": empty, "icaweights": empty, "ref": "common"}},
         appendmat=False, oned_as="row")
 
@@ -64,6 +68,31 @@ def test_eeglab_recording_reads_as_the_edf_it_was_made_from(shared_data, tmp_pat
     with open_recording(tmp_path / "s.set") as reader:
         assert (list(reader.info.ch_names), reader.info.sfreq, reader.info.n_times) == (names, sfreq, data.shape[1])
         np.testing.assert_allclose(reader.read(), data, rtol=0, atol=1e-3)  # float32 in, microvolts out
+
+
+def test_an_eeglab_recording_with_cuts_has_a_segment_between_each(shared_data, tmp_path):
+    # EEGLAB marks where it removed data (clean_rawdata, pop_select) with 'boundary' events.
+    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as edf:
+        data, sfreq = edf.read(), edf.info.sfreq
+        names = [name.split(" ", 1)[-1] for name in edf.info.ch_names]
+    _write_eeglab(tmp_path / "cut.set", data, names, sfreq,
+                  events=[("boundary", 10000.5, 500.0), ("stim", 12000.0, 0.0), ("boundary", 20000.5, 0.0)])
+    with open_recording(tmp_path / "cut.set") as reader:
+        assert reader.segments == (Segment(0, 10000, 0.0), Segment(10000, 20000, 20.0),
+                                   Segment(20000, 31000, 40.0))
+
+
+def test_annotated_segments_leave_out_skips_and_split_at_cuts():
+    import mne
+
+    raw = mne.io.RawArray(np.zeros((2, 1000)), mne.create_info(["Fz", "Cz"], 100.0, "eeg"), verbose="error")
+    assert annotated_segments(raw) == ()  # continuous: the reader's default single segment
+    raw.set_annotations(mne.Annotations([0.0, 1.0, 2.0, 2.5, 6.0, 9.5], [0.0, 0.0, 1.0, 1.0, 0.0, 0.5],
+                                        ["New Segment/", "stim", "BAD_ACQ_SKIP", "BAD_ACQ_SKIP", "boundary",
+                                         "BAD_ACQ_SKIP"]))
+    # A skip's samples belong to no segment (overlapping skips merge); a cut splits; the first
+    # 'New Segment' (where every BrainVision recording starts) and other annotations change nothing.
+    assert annotated_segments(raw) == (Segment(0, 200, 0.0), Segment(350, 600, 3.5), Segment(600, 950, 6.0))
 
 
 @pytest.mark.parametrize(
