@@ -367,9 +367,7 @@ def process_recording(
             outcome.reason = f"{os.path.basename(item.path)}: " + (
                 f"no usable windows: all {outcome.rejected_windows} windows rejected ({rules})"
                 if outcome.rejected_windows
-                else f"recording shorter than one window ({outcome.eeg_seconds:.1f} s of EEG)" if outcome.segments < 2
-                else f"no stretch between the recording's {outcome.segments - 1} gaps is as long as one window "
-                     f"({outcome.eeg_seconds:.1f} s of EEG in all)"
+                else f"recording shorter than one window ({outcome.eeg_seconds:.1f} s of EEG)"
             )
     except StageError as err:
         outcome.stage, outcome.reason = err.stage, f"{os.path.basename(item.path)}: {err.reason}"
@@ -483,6 +481,11 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     outside = _plan_windows(item, spans, config)
     outcome.eeg_seconds = sum(seg.stop - seg.start for seg in reader.segments) / info.sfreq
     outcome.segments = len(spans)
+    if len(spans) > 1 and not item.windows and not any(span.requests for span in spans):
+        longest = max(span.n_out for span in spans) / TARGET_SFREQ
+        raise StageError("windows", f"none of its {len(spans)} stretches recorded without a break (epochs, or "
+                         f"the parts between gaps) is as long as one window: the longest is {longest:.1f} s, "
+                         f"windows are {config.window_seconds:g} s (--window_seconds)")
     for window in item.windows:
         if window.problem:
             outcome.rejected_windows += 1

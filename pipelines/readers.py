@@ -153,12 +153,7 @@ class MneReader(Reader):
             raise ReaderError(path, f"not a readable {_format_of(path)} file ({_one_line(err)})") from err
         raw = self._raw
         _check_info(path, raw.ch_names, float(raw.info["sfreq"]), int(raw.n_times))
-        # MNE returns volts for every channel it knows the unit of; stim/misc stay as stored.
-        types = raw.get_channel_types()
-        self._scale = np.array(
-            [1e6 if t in ("eeg", "eog", "ecg", "emg", "seeg", "ecog", "dbs") else 1.0 for t in types],
-            dtype=np.float64,
-        )[:, None]
+        self._scale = _microvolt_scale(raw)
         self.info = RecordingInfo(
             tuple(raw.ch_names), float(raw.info["sfreq"]), int(raw.n_times), _mne_clinical(raw)
         )
@@ -218,6 +213,61 @@ def annotated_segments(raw) -> tuple[Segment, ...]:
             segments.append(Segment(start, stop, start / sfreq))
         start = max(start, min(hole_stop, n))
     return tuple(segments) if len(segments) != 1 or segments[0] != Segment(0, n, 0.0) else ()
+
+
+def _microvolt_scale(inst) -> np.ndarray:
+    """(n_chans, 1) factors to microvolts: MNE returns volts for every channel it knows the
+    unit of; stim/misc stay as stored."""
+    return np.array(
+        [1e6 if t in ("eeg", "eog", "ecg", "emg", "seeg", "ecog", "dbs") else 1.0 for t in inst.get_channel_types()],
+        dtype=np.float64,
+    )[:, None]
+
+
+class EpochsReader(Reader):
+    """An epoched FIF (``-epo.fif``) or EEGLAB file (``trials`` > 1): its epochs back to back, each
+    a `Segment` (no window spans two). A FIF epoch starts at its event's time in the recording it
+    was cut from; EEGLAB keeps no such clock, so its epochs follow each other."""
+
+    def __init__(self, path: str | os.PathLike, epochs):
+        super().__init__(path)
+        self._epochs = epochs
+        n, sfreq = len(epochs.times), float(epochs.info["sfreq"])
+        _check_info(path, epochs.ch_names, sfreq, n * len(epochs))
+        self._scale = _microvolt_scale(epochs)
+        self._n = n
+        self.info = RecordingInfo(tuple(epochs.ch_names), sfreq, n * len(epochs), _mne_clinical(epochs))
+        self.identity_key = _mne_identity(epochs)
+        events = epochs.events[:, 0].astype(np.float64)
+        onsets = (events - events[0]) / sfreq if _format_of(path) == "fif" else np.arange(len(epochs)) * n / sfreq
+        self._segments = tuple(Segment(k * n, (k + 1) * n, float(t)) for k, t in enumerate(onsets.tolist()))
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        first, last = start // self._n, max(start, stop - 1) // self._n + 1
+        try:
+            data = self._epochs.get_data(item=slice(first, last), verbose="error")
+        except Exception as err:
+            raise ReaderError(self.path, f"epochs {first + 1}-{last}: unreadable ({_one_line(err)})") from err
+        data = data.transpose(1, 0, 2).reshape(data.shape[1], -1)
+        offset = first * self._n
+        return (data[:, start - offset: stop - offset] * self._scale).astype(np.float32)
+
+
+def _read_epochs(path: str | os.PathLike):
+    """MNE's epochs of a FIF or EEGLAB file, or None where it holds none (or is unreadable)."""
+    import mne
+
+    fmt = _format_of(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if fmt == "eeglab":
+                return mne.io.read_epochs_eeglab(path, verbose="error")
+            epochs = mne.read_epochs(path, preload=False, verbose="error")
+            epochs.drop_bad(verbose="error")  # the epochs get_data returns, counted now
+            return epochs if len(epochs) else None
+    except Exception:  # not epochs either: the raw reader's error is the one to report
+        return None
 
 
 def _mne_clinical(raw) -> ClinicalInfo:
@@ -310,4 +360,10 @@ def open_recording(path: str | os.PathLike) -> Reader:
         from pipelines.edf_reader import EdfReader  # imports this module; resolved at call time
 
         return EdfReader(path)
-    return MneReader(path)
+    try:
+        return MneReader(path)
+    except ReaderError:
+        epochs = _read_epochs(path) if _format_of(path) in ("fif", "eeglab") else None
+        if epochs is None:
+            raise
+        return EpochsReader(path, epochs)

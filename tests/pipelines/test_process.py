@@ -126,6 +126,24 @@ def test_windows_of_a_paused_recording_stay_inside_its_segments_on_its_clock(sha
     assert outcome.rejection_rules == {"recording_gap": 1}
 
 
+def test_an_epoched_file_gives_windows_of_its_epochs_or_says_they_are_too_short(shared_data, tmp_path):
+    from tests.pipelines.test_readers import _write_eeglab
+
+    with pyedflib.EdfReader(str(shared_data / "eegmat" / "Subject00_1.edf")) as edf:
+        names = [edf.getLabel(i).split(" ", 1)[-1] for i in range(19)]
+        data = np.stack([edf.readSignal(i)[:25000] for i in range(19)])
+    _write_eeglab(tmp_path / "ep.set", data.reshape(19, 10, 2500).transpose(0, 2, 1), names, 500.0)
+    item = SourceItem(path=str(tmp_path / "ep.set"), dataset="edf", site="s")
+    windows, _, outcome = _run(item)
+    assert (outcome.status, outcome.stage) == ("quarantined", "windows")
+    assert outcome.reason == ("ep.set: none of its 10 stretches recorded without a break (epochs, or the parts "
+                              "between gaps) is as long as one window: the longest is 5.0 s, windows are 10 s "
+                              "(--window_seconds)")
+    windows, _, outcome = _run(item, PreprocessConfig(window_seconds=5.0, stride_seconds=5.0))
+    assert [float(w.window_start_s) for w in windows] == [5.0 * k for k in range(10)]
+    assert (outcome.status, outcome.segments) == ("processed", 10)
+
+
 def test_a_labeled_window_with_a_problem_is_rejected_alone(shared_data):
     path = str(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
     votes = (0.0, 3.0, 1.0, 0.0, 0.0, 0.0)

@@ -39,21 +39,29 @@ def test_reader_contract_on_real_files(shared_data, rel, sfreq, n_chans, n_times
 
 def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, events=()) -> None:
     """An EEGLAB .set (MATLAB 5 file holding the EEG struct, data inside) as EEGLAB writes one;
-    ``events`` are (type, latency in 1-based samples, duration in samples)."""
+    ``events`` are (type, latency in 1-based samples, duration in samples). A 3-D ``data_uv``
+    (channels, points, trials) is an epoched file with one 'stim' event at each epoch's start."""
     from scipy.io import savemat
 
     chanlocs = np.zeros((1, len(names)), dtype=[(k, "O") for k in ("labels", "type", "X", "Y", "Z")])
     for i, name in enumerate(names):
         chanlocs[0, i] = (name, "", np.array([]), np.array([]), np.array([]))
-    n = data_uv.shape[1]
+    n, trials = data_uv.shape[1], (data_uv.shape[2] if data_uv.ndim == 3 else 1)
     empty = np.zeros((0, 0))
-    event = np.zeros((1, len(events)), dtype=[(k, "O") for k in ("type", "latency", "duration")])
+    fields = ["type", "latency", "duration"] + ["epoch"] * (trials > 1)
+    if trials > 1:
+        events = [("stim", float(k * n + 1), 0.0, float(k + 1)) for k in range(trials)]
+    event = np.zeros((1, len(events)), dtype=[(k, "O") for k in fields])
     for i, row in enumerate(events):
         event[0, i] = row
+    epoch = np.zeros((1, trials), dtype=[(k, "O") for k in ("event", "eventtype", "eventlatency")])
+    for k in range(trials):
+        epoch[0, k] = (float(k + 1), "stim", 0.0)
     savemat(path, {"EEG": {
-        "setname": "eegmat", "nbchan": float(len(names)), "trials": 1.0, "pnts": float(n), "srate": sfreq,
+        "setname": "eegmat", "nbchan": float(len(names)), "trials": float(trials), "pnts": float(n), "srate": sfreq,
         "xmin": 0.0, "xmax": (n - 1) / sfreq, "times": np.arange(n) / sfreq * 1000.0,
-        "data": data_uv.astype(np.float32), "chanlocs": chanlocs, "event": event if events else empty, "epoch": empty,
+        "data": data_uv.astype(np.float32), "chanlocs": chanlocs, "event": event if len(events) else empty,
+        "epoch": epoch if trials > 1 else empty,
         "icawinv": empty, "icasphere": empty, "icaweights": empty, "ref": "common"}},
         appendmat=False, oned_as="row")
 
@@ -80,6 +88,30 @@ def test_an_eeglab_recording_with_cuts_has_a_segment_between_each(shared_data, t
     with open_recording(tmp_path / "cut.set") as reader:
         assert reader.segments == (Segment(0, 10000, 0.0), Segment(10000, 20000, 20.0),
                                    Segment(20000, 31000, 40.0))
+
+
+def test_epoched_files_read_as_their_epochs_each_a_segment(shared_data, tmp_path):
+    import mne
+
+    source = shared_data / "eegmat" / "Subject00_1.edf"
+    with open_recording(source) as edf:
+        data, sfreq = edf.read(), edf.info.sfreq
+        names = [name.split(" ", 1)[-1] for name in edf.info.ch_names]
+    # EEGLAB: 10 epochs of 5 s; the file keeps no clock, so they follow each other.
+    epochs = data[:, :25000].reshape(len(names), 10, 2500).transpose(0, 2, 1)
+    _write_eeglab(tmp_path / "ep.set", epochs, names, sfreq)
+    with open_recording(tmp_path / "ep.set") as reader:
+        assert reader.segments == tuple(Segment(k * 2500, (k + 1) * 2500, k * 5.0) for k in range(10))
+        np.testing.assert_allclose(reader.read(1234, 7777), data[:, 1234:7777], atol=1e-3)
+    # FIF: 12 s epochs cut by MNE with two dropped; each starts at its event in the recording.
+    raw = mne.io.read_raw_edf(source, verbose="error")
+    cut = mne.make_fixed_length_epochs(raw, duration=12.0, verbose="error")
+    cut.drop([2, 3], verbose="error")
+    cut.save(tmp_path / "s-epo.fif", verbose="error")
+    with open_recording(tmp_path / "s-epo.fif") as reader:
+        assert reader.segments[:4] == (Segment(0, 6000, 0.0), Segment(6000, 12000, 12.0),
+                                       Segment(12000, 18000, 48.0), Segment(18000, 24000, 60.0))
+        np.testing.assert_allclose(reader.read(6000, 18000), data[:, np.r_[6000:12000, 24000:30000]], atol=1e-3)
 
 
 def test_annotated_segments_leave_out_skips_and_split_at_cuts():
