@@ -33,6 +33,8 @@ _DATA_BUFFER = 300
 # raw data block and before its first buffer; the info, even with hundreds of channels and
 # projectors, stays well under this.
 HEAD_BYTES = 4 << 20
+# MNE names the later parts of a gzipped ``x.fif.gz`` ``x.fif-1.gz``, ``x.fif-2.gz`` ...
+GZIPPED_PART = re.compile(r"\.fif-\d+\.gz$", re.IGNORECASE)
 
 
 @dataclasses.dataclass(frozen=True)

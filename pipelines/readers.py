@@ -22,6 +22,7 @@ import numpy as np
 
 from pipelines.channels import CANONICAL_CHANNELS
 from pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
+from pipelines.fif_parts import GZIPPED_PART
 
 HMS_SFREQ = 200.0
 HMS_EEG_COLUMNS = CANONICAL_CHANNELS
@@ -148,7 +149,9 @@ class MneReader(Reader):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                self._raw = mne.io.read_raw(self.path, preload=False, verbose="error")
+                # read_raw goes by the extension, and a later part of a split x.fif.gz ends -1.gz
+                read = mne.io.read_raw_fif if _format_of(path) == "fif" else mne.io.read_raw
+                self._raw = read(self.path, preload=False, verbose="error")
         except Exception as err:  # MNE raises many types for malformed files; all mean "unreadable"
             raise ReaderError(path, f"not a readable {_format_of(path)} file ({_one_line(err)})") from err
         raw = self._raw
@@ -331,6 +334,8 @@ class HmsParquetReader(Reader):
 
 def _format_of(path) -> str:
     name = str(path).lower()
+    if GZIPPED_PART.search(name):  # a later part of a split x.fif.gz, read alone
+        return "fif"
     for ext, fmt in FORMATS.items():
         if name.endswith(ext):
             return fmt

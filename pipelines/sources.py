@@ -44,7 +44,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipelines.bids import SidecarIndex
 from pipelines.config import check_option
 from pipelines.deid import safe_age, normalize_sex
-from pipelines.fif_parts import previous_part, previous_part_names
+from pipelines.fif_parts import GZIPPED_PART, previous_part, previous_part_names
 from pipelines.logging_setup import get_logger
 from pipelines.object_stores import STORE_ERRORS, match_below, match_path, storage_error
 
@@ -58,7 +58,6 @@ RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz",
 # Files that belong to another recording file and are read through it.
 COMPANION_EXTENSIONS = (".vmrk", ".eeg", ".fdt", ".json", ".tsv", ".csv", ".md", ".txt")
 
-_GZIPPED_FIF_PART = re.compile(r"\.fif-\d+\.gz$")
 _EEGMAT = re.compile(r"^Subject(\d+)_([12])\.edf$", re.IGNORECASE)
 _BIDS_ENTITY = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
 
@@ -210,7 +209,7 @@ def linked_folders(folder: str) -> list[str]:
 
 def _lower_ext(path: str) -> str:
     name = posixpath.basename(path).lower()
-    if _GZIPPED_FIF_PART.search(name):  # MNE names the later parts of x.fif.gz x.fif-1.gz ...
+    if GZIPPED_PART.search(name):
         return ".fif.gz"
     for double in (".fif.gz", ".edf.gz", ".bdf.gz"):
         if name.endswith(double):

@@ -2,9 +2,11 @@ import gzip
 import shutil
 
 import mne
+import numpy as np
 
 from pipelines.fif_parts import PartReference, next_part_name, previous_part, previous_part_names
 from pipelines.preprocess import run
+from pipelines.readers import open_recording
 from pipelines.tfrecord import read_records
 from pipelines.schema import decode_example
 
@@ -53,6 +55,11 @@ def test_bids_split_names_and_gzipped_parts(split_fif, tmp_path):
     with gzip.open(tmp_path / "gz" / "x_raw.fif-1.gz", "rb") as fh:
         assert previous_part(fh).basename == "x_raw.fif.gz"
     assert next_part_name(str(tmp_path / "gz" / "x_raw.fif-1.gz")) == "x_raw.fif-2.gz"
+    # Given without its first part, a gzipped later part is a FIF like any other, read from there on.
+    with open_recording(tmp_path / "gz" / "x_raw.fif-1.gz") as reader:
+        n = reader.info.n_times
+        assert 0 < n < raw.n_times and reader.split_parts[0] == "x_raw.fif-1.gz"
+        np.testing.assert_allclose(reader.read(), raw.get_data()[:, -n:] * 1e6, rtol=1e-6, atol=1e-6)
 
 
 def test_the_part_before_is_looked_for_under_the_stored_name_then_by_number():
