@@ -265,6 +265,7 @@ class _Request:
     label: int
     votes: tuple[float, ...]
     task: str
+    marked_bad: str = ""  # why the recording's own annotations reject it, if they do
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,6 +320,26 @@ def _plan_windows(item: SourceItem, spans: list[_Span], config: PreprocessConfig
     for span in spans:
         span.requests.sort(key=lambda r: (r.start, r.n_times))
     return outside
+
+
+def _mark_annotated_bad(spans: list[_Span], bad_spans: tuple[tuple[int, int], ...], sfreq: float) -> None:
+    """Flag the requests whose input samples touch a span the recording's annotations mark bad.
+    The annotation's text is not repeated: it is free text, and may name the patient."""
+    if not bad_spans:
+        return
+    starts = np.array([a for a, _ in bad_spans])
+    stops = np.array([b for _, b in bad_spans])
+    for span in spans:
+        for k, req in enumerate(span.requests):
+            first = span.segment.start + math.floor(req.start * sfreq / TARGET_SFREQ)
+            last = span.segment.start + math.ceil((req.start + req.n_times) * sfreq / TARGET_SFREQ)
+            hit = np.flatnonzero((starts < last) & (stops > first))
+            if hit.size:
+                a, b = bad_spans[int(hit[0])]
+                where = f"{a / sfreq:.2f} s" if b - a == 1 else f"[{a / sfreq:.2f} s, {b / sfreq:.2f} s)"
+                more = f" (and {hit.size - 1} more)" if hit.size > 1 else ""
+                span.requests[k] = dataclasses.replace(
+                    req, marked_bad=f"annotated_bad: the recording's annotations mark {where} bad{more}")
 
 
 def _local_start(offset_s: float, span: _Span) -> int:
@@ -479,6 +500,7 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     rate_plan = Resampler(info.sfreq, n_rows).plan
     spans = [_Span(seg, rate_plan.output_length(seg.stop - seg.start)) for seg in reader.segments]
     outside = _plan_windows(item, spans, config)
+    _mark_annotated_bad(spans, reader.bad_spans, info.sfreq)
     outcome.eeg_seconds = sum(seg.stop - seg.start for seg in reader.segments) / info.sfreq
     outcome.segments = len(spans)
     if len(spans) > 1 and not item.windows and not any(span.requests for span in spans):
@@ -623,6 +645,8 @@ def _make_window(item, span, req, filtered, report, n_bad, mask, ids, clinical, 
     start_index = int(round(span.onset_s * TARGET_SFREQ)) + req.start
     window_start_s = span.onset_s + req.start / TARGET_SFREQ
     keep, reasons = validate_window(report, config.quality)
+    if req.marked_bad:
+        keep, reasons = False, [req.marked_bad] + reasons
     if n_bad:
         keep = False
         reasons = [f"non_finite: {n_bad} samples were NaN or infinite in the source"] + reasons

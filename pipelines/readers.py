@@ -81,6 +81,9 @@ class Reader:
     info: RecordingInfo
     identity_key: str = ""  # opaque; only for deid.pseudonym
     _segments: tuple[Segment, ...] = ()
+    # Sample ranges [start, stop) the recording's own annotations mark bad (MNE's 'BAD_...'
+    # convention): windows touching them are rejected.
+    bad_spans: tuple[tuple[int, int], ...] = ()
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -164,6 +167,7 @@ class MneReader(Reader):
         if _format_of(path) == "fif":
             self._split_parts(raw)
         self._segments = annotated_segments(raw)
+        self.bad_spans = annotated_bad_spans(raw)
 
     def _split_parts(self, raw) -> None:
         """A split FIF (``pipelines.fif_parts``): MNE read this part and every one after it (a
@@ -216,6 +220,25 @@ def annotated_segments(raw) -> tuple[Segment, ...]:
             segments.append(Segment(start, stop, start / sfreq))
         start = max(start, min(hole_stop, n))
     return tuple(segments) if len(segments) != 1 or segments[0] != Segment(0, n, 0.0) else ()
+
+
+def annotated_bad_spans(raw) -> tuple[tuple[int, int], ...]:
+    """Sample ranges of the annotations whose description starts 'BAD' (how MNE users mark
+    artifacts by hand: raw.plot, autoreject, BIDS' BAD_ events), skips aside; a zero-length one
+    covers its sample."""
+    notes = raw.annotations
+    if not len(notes):
+        return ()
+    n, sfreq = int(raw.n_times), float(raw.info["sfreq"])
+    index = raw.time_as_index(notes.onset, use_rounding=True, origin=notes.orig_time)
+    spans = []
+    for at, duration, text in zip(index.tolist(), notes.duration.tolist(), notes.description):
+        kind = str(text).strip().lower()
+        if kind.startswith("bad") and not kind.startswith(_SKIP):
+            start, stop = max(0, at), min(n, at + max(1, int(round(duration * sfreq))))
+            if stop > start:
+                spans.append((start, stop))
+    return tuple(sorted(spans))
 
 
 def _microvolt_scale(inst) -> np.ndarray:

@@ -126,6 +126,21 @@ def test_windows_of_a_paused_recording_stay_inside_its_segments_on_its_clock(sha
     assert outcome.rejection_rules == {"recording_gap": 1}
 
 
+def test_windows_the_recordings_own_annotations_mark_bad_are_rejected(shared_data, tmp_path):
+    # MNE users mark artifacts by hand (raw.plot) as 'BAD_...' annotations and save the FIF.
+    raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_1.edf", preload=True, verbose="error")
+    raw.pick([n for n in raw.ch_names if n.startswith("EEG ") and n != "EEG A2-A1"]).crop(0, 60)
+    raw.set_annotations(mne.Annotations([12.0, 41.0, 55.0], [3.0, 0.0, 1.0],
+                                        ["BAD_muscle Jane Doe", "bad blink", "Eyes closed"]))
+    raw.save(tmp_path / "marked_raw.fif", verbose="error")
+    windows, rejected, outcome = _run(SourceItem(path=str(tmp_path / "marked_raw.fif"), dataset="edf", site="s"))
+    assert [float(w.window_start_s) for w in windows] == [0.0, 20.0, 30.0, 50.0]
+    assert [(r.window_start_s, r.reasons) for r in rejected] == [
+        (10.0, ["annotated_bad: the recording's annotations mark [12.00 s, 15.00 s) bad"]),
+        (40.0, ["annotated_bad: the recording's annotations mark 41.00 s bad"])]
+    assert outcome.rejection_rules == {"annotated_bad": 2}
+
+
 def test_an_epoched_file_gives_windows_of_its_epochs_or_says_they_are_too_short(shared_data, tmp_path):
     from tests.pipelines.test_readers import _write_eeglab
 
