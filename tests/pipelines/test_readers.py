@@ -114,6 +114,27 @@ def test_epoched_files_read_as_their_epochs_each_a_segment(shared_data, tmp_path
         np.testing.assert_allclose(reader.read(6000, 18000), data[:, np.r_[6000:12000, 24000:30000]], atol=1e-3)
 
 
+def test_a_brainvision_recording_resumed_after_a_pause_has_a_segment_from_each_start(shared_data, tmp_path):
+    with open_recording(shared_data / "eegmat" / "Subject00_1.edf") as edf:
+        data = edf.read(0, 30000)[:19]
+        names = [name.split(" ", 1)[-1] for name in edf.info.ch_names[:19]]
+    data.T.astype("<f4").tofile(tmp_path / "x.eeg")
+    channels = "\n".join(f"Ch{i + 1}={name},,1,µV" for i, name in enumerate(names))
+    (tmp_path / "x.vhdr").write_text(
+        "Brain Vision Data Exchange Header File Version 1.0\n[Common Infos]\nCodepage=UTF-8\nDataFile=x.eeg\n"
+        f"MarkerFile=x.vmrk\nDataFormat=BINARY\nDataOrientation=MULTIPLEXED\nNumberOfChannels={len(names)}\n"
+        f"SamplingInterval=2000\n[Binary Infos]\nBinaryFormat=IEEE_FLOAT_32\n[Channel Infos]\n{channels}\n",
+        encoding="utf-8")
+    # Recorder writes a 'New Segment' marker where recording starts and wherever it resumes.
+    (tmp_path / "x.vmrk").write_text(
+        "Brain Vision Data Exchange Marker File, Version 1.0\n[Common Infos]\nCodepage=UTF-8\nDataFile=x.eeg\n"
+        "[Marker Infos]\nMk1=New Segment,,1,1,0,20200101100000000000\nMk2=Stimulus,S  1,5000,1,0\n"
+        "Mk3=New Segment,,15001,1,0,20200101101000000000\n", encoding="utf-8")
+    with open_recording(tmp_path / "x.vhdr") as reader:
+        assert reader.segments == (Segment(0, 15000, 0.0), Segment(15000, 30000, 30.0))
+        np.testing.assert_allclose(reader.read(), data, rtol=1e-6)
+
+
 def test_annotated_segments_leave_out_skips_and_split_at_cuts():
     import mne
 
