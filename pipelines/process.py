@@ -312,8 +312,10 @@ def _plan_windows(item: SourceItem, spans: list[_Span], config: PreprocessConfig
         stops = [(a.end_s, b.onset_s) for a, b in zip(spans, spans[1:])
                  if w.offset_s < b.onset_s and a.end_s < w.offset_s + w.duration_s]
         if stops:
-            outside.append((w.offset_s, "recording_gap", f"{where} spans a gap in the recording (nothing recorded "
-                            f"from {stops[0][0]:.2f} s to {stops[0][1]:.2f} s)"))
+            (gap_start, gap_stop), end = stops[0], w.offset_s + n_times / TARGET_SFREQ
+            verb = "lies in" if gap_start <= w.offset_s and end <= gap_stop else "spans"
+            outside.append((w.offset_s, "recording_gap", f"{where} {verb} a gap in the recording (nothing recorded "
+                            f"from {gap_start:.2f} s to {gap_stop:.2f} s)"))
         else:
             outside.append((w.offset_s, "outside_recording", f"{where} lies outside the recording "
                             f"({spans[0].onset_s:.0f} s, {spans[-1].end_s:.2f} s)"))

@@ -105,7 +105,8 @@ def test_windows_of_a_paused_recording_stay_inside_its_segments_on_its_clock(sha
     write_edf_plus_d(source, tmp_path / "before.edf", range(60))
     write_edf_plus_d(source, tmp_path / "after.edf", range(60), first=60)
     config = PreprocessConfig(line_freq=50)
-    events = (LabeledWindow(55.0, 10.0, 1, task="t"), LabeledWindow(165.0, 10.0, 0, task="t"))
+    events = (LabeledWindow(55.0, 10.0, 1, task="t"), LabeledWindow(165.0, 10.0, 0, task="t"),
+              LabeledWindow(90.0, 10.0, 1, task="t"))
     paused, _, outcome = _run(SourceItem(path=str(tmp_path / "paused.edf"), dataset="edf", site="s"), config)
     before, _, _ = _run(SourceItem(path=str(tmp_path / "before.edf"), dataset="edf", site="s"), config)
     after, _, _ = _run(SourceItem(path=str(tmp_path / "after.edf"), dataset="edf", site="s"), config)
@@ -120,10 +121,10 @@ def test_windows_of_a_paused_recording_stay_inside_its_segments_on_its_clock(sha
                                                  windows=events), config)
     assert [(float(w.window_start_s), int(w.label)) for w in labeled] == [(165.0, 0)]
     np.testing.assert_array_equal(labeled[0].eeg[:, :256], paused[6].eeg[:, 5 * 256: 6 * 256])
-    (gap,) = rejected
-    assert gap.reasons == ["window [55.00 s, 65.00 s) spans a gap in the recording (nothing recorded from "
-                           "60.00 s to 160.00 s)"]
-    assert outcome.rejection_rules == {"recording_gap": 1}
+    assert [r.reasons for r in rejected] == [
+        ["window [55.00 s, 65.00 s) spans a gap in the recording (nothing recorded from 60.00 s to 160.00 s)"],
+        ["window [90.00 s, 100.00 s) lies in a gap in the recording (nothing recorded from 60.00 s to 160.00 s)"]]
+    assert outcome.rejection_rules == {"recording_gap": 2}
 
 
 def test_windows_the_recordings_own_annotations_mark_bad_are_rejected(shared_data, tmp_path):
