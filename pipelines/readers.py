@@ -289,7 +289,7 @@ def _read_epochs(path: str | os.PathLike):
             warnings.simplefilter("ignore")
             if fmt == "eeglab":
                 return mne.io.read_epochs_eeglab(path, verbose="error")
-            epochs = mne.read_epochs(path, preload=False, verbose="error")
+            epochs = mne.read_epochs(path, proj=False, preload=False, verbose="error")  # as raw: no SSP applied
             epochs.drop_bad(verbose="error")  # the epochs get_data returns, counted now
             return epochs if len(epochs) else None
     except Exception:  # not epochs either: the raw reader's error is the one to report
