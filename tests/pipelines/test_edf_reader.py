@@ -183,3 +183,11 @@ def test_edf_plus_d_records_out_of_order_or_without_an_onset_are_refused(shared_
                                           r"EDF Annotations signal; got none") as err:
         open_recording(tmp_path / "text.edf")
     assert "Jane" not in str(err.value)
+    # EDF+D without an annotation signal has no record onsets at all.
+    raw = bytearray((tmp_path / "overlap.edf").read_bytes())
+    at = raw.index(b"EDF Annotations")
+    raw[at: at + 15] = b"Event channel  "
+    (tmp_path / "nosignal.edf").write_bytes(bytes(raw))
+    with pytest.raises(ReaderError, match=r"nosignal.edf: signals: an EDF\+D file needs an 'EDF Annotations' "
+                                          r"signal holding each data record's onset; found none"):
+        open_recording(tmp_path / "nosignal.edf")
