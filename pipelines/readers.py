@@ -194,27 +194,27 @@ _SKIP = "bad_acq_skip"
 _CUTS = ("boundary", "new segment/", "new segment")
 
 
+def _annotations(raw) -> list[tuple[int, int, str]]:
+    """Each annotation of an MNE raw as (first sample, length in samples, lower-case text)."""
+    notes = raw.annotations
+    if not len(notes):
+        return []
+    sfreq = float(raw.info["sfreq"])
+    index = raw.time_as_index(notes.onset, use_rounding=True, origin=notes.orig_time)
+    return [(at, int(round(duration * sfreq)), str(text).strip().lower())
+            for at, duration, text in zip(index.tolist(), notes.duration.tolist(), notes.description)]
+
+
 def annotated_segments(raw) -> tuple[Segment, ...]:
     """The continuous stretches of an MNE raw between its cuts and outside its skipped spans;
     () when there is only one (the reader's default)."""
-    notes = raw.annotations
-    if not len(notes):
-        return ()
     n, sfreq = int(raw.n_times), float(raw.info["sfreq"])
-    index = raw.time_as_index(notes.onset, use_rounding=True, origin=notes.orig_time)
-    holes = [(0, 0)]
-    for at, duration, text in zip(index.tolist(), notes.duration.tolist(), notes.description):
-        kind = str(text).strip().lower()
-        if kind.startswith(_SKIP):
-            holes.append((at, at + int(round(duration * sfreq))))
-        elif kind in _CUTS and 0 < at < n:
-            holes.append((at, at))
-    if len(holes) == 1:
+    holes = [(at, at + length) for at, length, kind in _annotations(raw) if kind.startswith(_SKIP)]
+    holes += [(at, at) for at, _, kind in _annotations(raw) if kind in _CUTS and 0 < at < n]
+    if not holes:
         return ()
-    holes.append((n, n))
-    holes.sort()
     segments, start = [], 0
-    for hole_start, hole_stop in holes:
+    for hole_start, hole_stop in sorted(holes) + [(n, n)]:
         stop = min(max(hole_start, start), n)
         if stop > start:
             segments.append(Segment(start, stop, start / sfreq))
@@ -226,19 +226,10 @@ def annotated_bad_spans(raw) -> tuple[tuple[int, int], ...]:
     """Sample ranges of the annotations whose description starts 'BAD' (how MNE users mark
     artifacts by hand: raw.plot, autoreject, BIDS' BAD_ events), skips aside; a zero-length one
     covers its sample."""
-    notes = raw.annotations
-    if not len(notes):
-        return ()
-    n, sfreq = int(raw.n_times), float(raw.info["sfreq"])
-    index = raw.time_as_index(notes.onset, use_rounding=True, origin=notes.orig_time)
-    spans = []
-    for at, duration, text in zip(index.tolist(), notes.duration.tolist(), notes.description):
-        kind = str(text).strip().lower()
-        if kind.startswith("bad") and not kind.startswith(_SKIP):
-            start, stop = max(0, at), min(n, at + max(1, int(round(duration * sfreq))))
-            if stop > start:
-                spans.append((start, stop))
-    return tuple(sorted(spans))
+    n = int(raw.n_times)
+    spans = [(max(0, at), min(n, at + max(1, length))) for at, length, kind in _annotations(raw)
+             if kind.startswith("bad") and not kind.startswith(_SKIP)]
+    return tuple(sorted((a, b) for a, b in spans if b > a))
 
 
 def _microvolt_scale(inst) -> np.ndarray:
