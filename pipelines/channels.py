@@ -41,8 +41,13 @@ _AUX_PATTERNS: tuple[tuple[str, str], ...] = (
 
 # Prefixes and suffixes clinical systems wrap around electrode names.
 _PREFIX = re.compile(r"^(EEG|EOG|ECG|EKG|EMG|POL)[\s_:-]+", re.IGNORECASE)
+# The reference after a dash (or an underscore before a reference word): a system's word for its
+# reference, average (AVG, CAR), an ear or mastoid, or linked ears/mastoids however they are written
+# (A1A2, A1+A2, (A1+A2)/2, A1/A2, M1M2 ...).
 _REF_SUFFIX = re.compile(
-    r"[\s_]*-[\s_]*(REF|LE|AR|AVG|AV|A1|A2|M1|M2|CZ|LINKED|A1A2|A2A1)$", re.IGNORECASE
+    r"([\s_]*-[\s_]*(AR|AV|A1|A2|M1|M2|CZ|(\(?[AM][12][+/]?[AM][12]\)?(/2)?))|[\s_]*[-_][\s_]*"
+    r"(REF|LE|AVG|CAR|AVERAGE|LINKED|LINKED[\s_]?EARS))$",
+    re.IGNORECASE,
 )
 
 # 10-10 electrode rows between the Fp and O rings: (row prefix, polar angle of the midline

@@ -44,6 +44,9 @@ def test_t9_and_t10_are_not_canonical():
         ("EEG Fz", "Fz"),
         ("FP2", "Fp2"),
         ("EEG O2-AVG", "O2"),
+        # Linked ears or mastoids and averages, as systems spell them.
+        ("Fp1-A1+A2", "Fp1"), ("EEG F3-(A1+A2)/2", "F3"), ("C3-A1/A2", "C3"), ("P3-M1M2", "P3"),
+        ("O1-M1+M2", "O1"), ("Cz-CAR", "Cz"), ("Pz_REF", "Pz"), ("T4-Linked Ears", "T4"),
         ("Fc5.", None),  # a 10-10 electrode, known but not one of the 19
         ("EEG 001", None),
         ("1", None),
