@@ -920,11 +920,18 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, out
         ranks = "".join(f", {name} {held_out[key]:.3f}" for key, name in (
             ("balanced_accuracy", "balanced accuracy"), ("auroc", "AUROC"), ("r2", "R^2")) if key in held_out)
         value, baseline = scores(held_out)
-        log.info("fine-tuned model saved to %s; held-out %s %.4f vs %s baseline %.4f%s", output / "model",
+        # Without a test split the numbers are the validation subjects', who also chose the
+        # checkpoint (and the temperature): held out from training, yet an optimistic estimate.
+        split = "held-out test" if "test" in report else "validation"
+        log.info("fine-tuned model saved to %s; %s %s %.4f vs %s baseline %.4f%s", output / "model", split,
                  report["metric"], value, "training-mean" if cfg.task == "regression" else "class-prior", baseline,
                  ranks)
+        if "test" not in report:
+            log.info("these are the validation %ss' numbers; they also chose the checkpoint%s, so they flatter the "
+                     "model: --set test_fraction=0.2 holds out %ss that only the final model sees",
+                     cfg.split_group, " and the temperature" if cfg.temperature_scaling else "", cfg.split_group)
         if sites := report.get("test_per_site" if "test" in report else "val_per_site", {}):
-            log.info("held-out %s per site: %s", report["metric"], "; ".join(
+            log.info("%s %s per site: %s", split, report["metric"], "; ".join(
                 "{} {:.3f} (baseline {:.3f}), ".format(site, *scores(m)) + f"{m['n_windows']} windows"
                 for site, m in sites.items()))
 

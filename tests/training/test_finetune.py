@@ -106,6 +106,7 @@ def finetuned(hms_data: Path, pretrained: Path, tmp_path_factory: pytest.TempPat
                            "--data", str(hms_data), "--task", "hms6", "--output", str(out), *RECIPE],
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    (out.parent / "stderr.log").write_text(done.stderr)
     return out
 
 
@@ -192,6 +193,11 @@ def test_pretrain_then_finetune_hms6_beats_the_class_prior_on_held_out_subjects(
     assert val["kl"] <= 0.85 * val["baseline_kl"], val
     assert report["val_calibrated"]["kl"] <= 0.85 * val["baseline_kl"]
     assert val["accuracy"] > val["baseline_accuracy"] + 0.05
+    # No test split: the last lines call the numbers the validation subjects' and say why they flatter.
+    log = (finetuned.parent / "stderr.log").read_text()
+    assert f"validation kl {val['kl']:.4f} vs class-prior baseline" in log
+    assert ("these are the validation subjects' numbers; they also chose the checkpoint and the temperature, so "
+            "they flatter the model: --set test_fraction=0.2") in log
     lines = _lines(finetuned)
     evals = [line for line in lines if "val/kl" in line]
     assert len(evals) >= 5 and sum(line["best"] for line in evals) >= 2
