@@ -39,7 +39,8 @@ _TIME_KEEPING = re.compile(rb"^([+-]\d+(?:\.\d*)?)[\x14\x15]")
 
 
 def _text(raw: bytes) -> str:
-    return raw.decode("latin-1").strip()
+    # The spec pads with spaces; some writers pad with NUL bytes, which are no part of the value.
+    return raw.decode("latin-1").replace("\x00", " ").strip()
 
 
 def _number(path, raw: bytes, field: str, *, integer: bool = False) -> float:

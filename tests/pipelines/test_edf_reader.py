@@ -191,3 +191,22 @@ def test_edf_plus_d_records_out_of_order_or_without_an_onset_are_refused(shared_
     with pytest.raises(ReaderError, match=r"nosignal.edf: signals: an EDF\+D file needs an 'EDF Annotations' "
                                           r"signal holding each data record's onset; found none"):
         open_recording(tmp_path / "nosignal.edf")
+
+
+def test_a_header_padded_with_nul_bytes_reads_as_the_space_padded_one(shared_data, tmp_path):
+    # The spec pads header fields with spaces; some writers pad with NUL bytes instead.
+    source = shared_data / "eegmat" / "Subject00_1.edf"
+    raw = bytearray(source.read_bytes())
+    ns = int(raw[252:256])
+    fields = [(0, 8), (8, 80), (88, 80), (168, 8), (176, 8), (184, 8), (192, 44), (236, 8), (244, 8), (252, 4)]
+    offset = 256
+    for width in (16, 80, 8, 8, 8, 8, 8, 80, 8, 32):
+        fields += [(offset + i * width, width) for i in range(ns)]
+        offset += ns * width
+    for at, width in fields:
+        value = bytes(raw[at: at + width]).rstrip(b" ")
+        raw[at: at + width] = value.ljust(width, b"\0")
+    (tmp_path / "nul.edf").write_bytes(bytes(raw))
+    with open_recording(tmp_path / "nul.edf") as padded, open_recording(source) as spaced:
+        assert padded.info == spaced.info and padded.identity_key == spaced.identity_key
+        np.testing.assert_array_equal(padded.read(), spaced.read())
