@@ -42,6 +42,8 @@ def pinned(*names: str) -> list[str]:
 CORE = pinned(
     "apache-beam[gcp,aws]", "numpy", "scipy", "pandas", "pyarrow", "mne", "pyedflib", "cramjam",
     "google-crc32c", "protobuf", "pyyaml", "tqdm", "python-picard", "scikit-learn",
+    # EEGLAB files saved as MATLAB v7.3 (HDF5: large data sets, or EEGLAB's own option) need it.
+    "pymatreader",
 )
 MODEL = pinned(
     "torch", "torch-geometric", "transformers", "safetensors", "onnx", "onnxruntime", "onnxscript"
@@ -50,7 +52,7 @@ TRAIN = pinned("wandb", "matplotlib")
 TF = pinned("tensorflow-cpu")
 # moto's S3 server and gcp-storage-emulator stand in for S3 and GCS in the object-store tests.
 DEV = pinned("pytest", "pytest-timeout", "kubernetes-validate", "moto[s3]", "flask", "flask-cors",
-             "gcp-storage-emulator")
+             "gcp-storage-emulator", "hdf5storage")  # hdf5storage writes the tests' MATLAB v7.3 EEGLAB file
 
 EXTRAS = {
     "model": MODEL,

@@ -148,6 +148,31 @@ def test_annotated_segments_leave_out_skips_and_split_at_cuts():
     assert annotated_segments(raw) == (Segment(0, 200, 0.0), Segment(350, 600, 3.5), Segment(600, 950, 6.0))
 
 
+def test_an_eeglab_file_saved_as_matlab_v73_reads_as_the_edf_it_was_made_from(shared_data, tmp_path):
+    # EEGLAB saves large data sets (and, by its option, any) as MATLAB v7.3: HDF5, not a MAT 5
+    # file; MNE reads those only through pymatreader.
+    import hdf5storage
+
+    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as edf:
+        data, sfreq = edf.read(), edf.info.sfreq
+        names = [name.split(" ", 1)[-1] for name in edf.info.ch_names]
+    empty = np.zeros((0, 0))
+    chanlocs = np.zeros((1, len(names)), dtype=[(k, "O") for k in ("labels", "type", "X", "Y", "Z")])
+    for i, name in enumerate(names):
+        chanlocs[0, i] = (name, "", empty, empty, empty)
+    n = data.shape[1]
+    eeg = {"setname": "eegmat", "nbchan": float(len(names)), "trials": 1.0, "pnts": float(n), "srate": sfreq,
+           "xmin": 0.0, "xmax": (n - 1) / sfreq, "times": np.arange(n) / sfreq * 1000.0, "data": data,
+           "chanlocs": chanlocs, "event": empty, "epoch": empty, "icawinv": empty, "icasphere": empty,
+           "icaweights": empty, "ref": "common"}
+    hdf5storage.savemat(str(tmp_path / "v73.mat"), {"EEG": eeg}, format="7.3", oned_as="row",
+                        store_python_metadata=False, matlab_compatible=True)
+    (tmp_path / "v73.mat").rename(tmp_path / "v73.set")
+    with open_recording(tmp_path / "v73.set") as reader:
+        assert (list(reader.info.ch_names), reader.info.sfreq) == (names, sfreq)
+        np.testing.assert_allclose(reader.read(), data, rtol=0, atol=1e-3)
+
+
 @pytest.mark.parametrize(
     "rel", ["eegmat/Subject00_1.edf", "eegmmi/S001R03.edf", "hms/train_eegs/1000913311.parquet"]
 )
