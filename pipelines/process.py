@@ -125,7 +125,7 @@ class Outcome:
     sfreq_in: float = 0.0
     n_chans_in: int = 0
     interpolated: tuple[str, ...] = ()
-    marked_bad: tuple[str, ...] = ()  # recorded channels a BIDS channels.tsv marks bad (left out)
+    marked_bad: tuple[str, ...] = ()  # recorded channels the file (FIF bads) or a BIDS channels.tsv marks bad
     other_rate: tuple[str, ...] = ()  # EDF signals at another sampling rate than the EEG (left out)
     split_parts: tuple[str, ...] = ()  # a split FIF recording: the files read, first part first
     segments: int = 0  # stretches recorded back to back: more than 1 where recording paused (EDF+D ...)
@@ -436,7 +436,8 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
         sidecars = read_sidecars(item.channels_tsv, item.eeg_json)
     except SidecarError as err:
         raise StageError("sidecar", str(err)) from err
-    outcome.marked_bad = tuple(name for name in sidecars.bad_channels if name in info.ch_names)
+    marked = dict.fromkeys([*getattr(reader, "bad_channels", ()), *sidecars.bad_channels])
+    outcome.marked_bad = tuple(name for name in marked if name in info.ch_names)
     try:
         plan = plan_harmonization(info.ch_names, min_channels=config.min_channels, exclude=outcome.marked_bad)
     except HarmonizeError as err:

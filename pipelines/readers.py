@@ -84,6 +84,8 @@ class Reader:
     # Sample ranges [start, stop) the recording's own annotations mark bad (MNE's 'BAD_...'
     # convention): windows touching them are rejected.
     bad_spans: tuple[tuple[int, int], ...] = ()
+    # Channels the file itself marks bad (a FIF's info['bads']): left out and interpolated.
+    bad_channels: tuple[str, ...] = ()
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -168,6 +170,7 @@ class MneReader(Reader):
             self._split_parts(raw)
         self._segments = annotated_segments(raw)
         self.bad_spans = annotated_bad_spans(raw)
+        self.bad_channels = tuple(raw.info["bads"])
 
     def _split_parts(self, raw) -> None:
         """A split FIF (``pipelines.fif_parts``): MNE read this part and every one after it (a
@@ -255,6 +258,7 @@ class EpochsReader(Reader):
         self._n = n
         self.info = RecordingInfo(tuple(epochs.ch_names), sfreq, n * len(epochs), _mne_clinical(epochs))
         self.identity_key = _mne_identity(epochs)
+        self.bad_channels = tuple(epochs.info["bads"])
         events = epochs.events[:, 0].astype(np.float64)
         onsets = (events - events[0]) / sfreq if _format_of(path) == "fif" else np.arange(len(epochs)) * n / sfreq
         self._segments = tuple(Segment(k * n, (k + 1) * n, float(t)) for k, t in enumerate(onsets.tolist()))

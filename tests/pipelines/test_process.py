@@ -142,6 +142,17 @@ def test_windows_the_recordings_own_annotations_mark_bad_are_rejected(shared_dat
     assert outcome.rejection_rules == {"annotated_bad": 2}
 
 
+def test_channels_a_fif_marks_bad_are_left_out_and_interpolated(shared_data, tmp_path):
+    raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_1.edf", preload=True, verbose="error")
+    raw.pick([n for n in raw.ch_names if n.startswith("EEG ") and n != "EEG A2-A1"]).crop(0, 30)
+    raw.info["bads"] = ["EEG C3"]  # marked in MNE (raw.plot) and saved
+    raw.save(tmp_path / "bads_raw.fif", verbose="error")
+    windows, _, outcome = _run(SourceItem(path=str(tmp_path / "bads_raw.fif"), dataset="edf", site="s"))
+    assert outcome.marked_bad == ("EEG C3",) and outcome.interpolated == ("C3",)
+    c3 = CANONICAL_CHANNELS.index("C3")
+    assert all(w.channel_mask[c3] == 0 and w.channel_mask.sum() == 18 for w in windows)
+
+
 def test_an_epoched_file_gives_windows_of_its_epochs_or_says_they_are_too_short(shared_data, tmp_path):
     from tests.pipelines.test_readers import _write_eeglab
 
