@@ -235,11 +235,15 @@ def annotated_bad_spans(raw) -> tuple[tuple[int, int], ...]:
     return tuple(sorted((a, b) for a, b in spans if b > a))
 
 
+_FIFF_UNIT_V = 107
+
+
 def _microvolt_scale(inst) -> np.ndarray:
-    """(n_chans, 1) factors to microvolts: MNE returns volts for every channel it knows the
-    unit of; stim/misc stay as stored."""
+    """(n_chans, 1) factors to microvolts: MNE returns volts for a channel whose unit is the volt,
+    whatever its type (EEG typed 'bio' by hand, say); trigger and unitless channels stay as stored."""
     return np.array(
-        [1e6 if t in ("eeg", "eog", "ecg", "emg", "seeg", "ecog", "dbs") else 1.0 for t in inst.get_channel_types()],
+        [1e6 if ch["unit"] == _FIFF_UNIT_V and kind != "stim" else 1.0
+         for ch, kind in zip(inst.info["chs"], inst.get_channel_types())],
         dtype=np.float64,
     )[:, None]
 

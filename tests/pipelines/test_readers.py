@@ -135,6 +135,18 @@ def test_a_brainvision_recording_resumed_after_a_pause_has_a_segment_from_each_s
         np.testing.assert_allclose(reader.read(), data, rtol=1e-6)
 
 
+def test_a_fif_channel_in_volts_reads_in_microvolts_whatever_its_type(shared_data, tmp_path):
+    import mne
+
+    raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_1.edf", preload=True, verbose="error").crop(0, 10)
+    expected = raw.get_data(picks=["EEG Cz", "EEG Fz"]) * 1e6
+    raw.set_channel_types({"EEG Cz": "bio", "ECG ECG": "ecg"}, verbose="error")  # still in volts
+    raw.save(tmp_path / "typed_raw.fif", verbose="error")
+    with open_recording(tmp_path / "typed_raw.fif") as reader:
+        rows = [reader.info.ch_names.index(name) for name in ("EEG Cz", "EEG Fz")]
+        np.testing.assert_allclose(reader.read()[rows], expected, rtol=1e-5, atol=1e-4)
+
+
 def test_annotated_segments_leave_out_skips_and_split_at_cuts():
     import mne
 
