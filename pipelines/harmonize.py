@@ -159,19 +159,22 @@ class Harmonized:
     interpolated: tuple[str, ...]
 
 
-def plan_harmonization(ch_names, *, min_channels: int = 10,
-                       exclude: Sequence[str] = ()) -> tuple[ChannelMap, np.ndarray | None]:
+def plan_harmonization(ch_names, *, min_channels: int = 10, exclude: Sequence[str] = (),
+                       constant: Sequence[str] = ()) -> tuple[ChannelMap, np.ndarray | None]:
     """Map channels and, when some canonical ones are missing, the matrix that fills them in.
 
-    ``exclude``: recorded channels (by name) known to be bad, e.g. from a BIDS channels.tsv:
-    neither used nor interpolated from, so a canonical one among them is interpolated.
+    ``exclude``: recorded channels (by name) known to be bad, e.g. from a BIDS channels.tsv;
+    ``constant``: channels whose signal never moves (not recorded; an export filled them in).
+    Both are neither used nor interpolated from, so a canonical one among them is interpolated.
     Raises HarmonizeError when fewer than `min_channels` canonical electrodes are present.
     """
     if not 1 <= min_channels <= N_CANONICAL:
         raise ValueError(f"min_channels: expected 1..{N_CANONICAL}; got {min_channels}")
     cmap = map_channels(list(ch_names))
-    excluded = set(exclude)
+    excluded, flat = set(exclude), set(constant) - set(exclude)
     dropped = {i for i, name in enumerate(ch_names) if name in excluded}
+    not_recorded = {i for i, name in enumerate(ch_names) if name in flat}
+    dropped |= not_recorded
     if dropped:
         cmap = dataclasses.replace(
             cmap, canonical={k: i for k, i in cmap.canonical.items() if i not in dropped},
@@ -183,7 +186,10 @@ def plan_harmonization(ch_names, *, min_channels: int = 10,
             f"only {len(cmap.canonical)} of the 19 10-20 channels are present "
             f"({', '.join(cmap.canonical) or 'none'}); need at least {min_channels} "
             f"(--min_channels). Channels found: {found}{more}"
-            + (f"; marked bad and left out: {', '.join(ch_names[i] for i in sorted(dropped))}" if dropped else "")
+            + (f"; marked bad and left out: {', '.join(ch_names[i] for i in sorted(dropped - not_recorded))}"
+               if dropped - not_recorded else "")
+            + (f"; constant from start to end (not recorded), left out: "
+               f"{', '.join(ch_names[i] for i in sorted(not_recorded))}" if not_recorded else "")
             + (f"; {len(cmap.bipolar)} are bipolar derivations ({', '.join(cmap.bipolar[:4])}"
                f"{' ...' if len(cmap.bipolar) > 4 else ''}), differences between two electrodes that give neither "
                f"electrode's signal: export the recording with a referential montage" if cmap.bipolar else "")

@@ -40,7 +40,7 @@ from pipelines.bids import SidecarError, read_sidecars
 from pipelines.features import compute_features
 from pipelines.fif_parts import next_part_name
 from pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
-from pipelines.harmonize import HarmonizeError, harmonize, plan_harmonization
+from pipelines.harmonize import HarmonizeError, harmonize, map_channels, plan_harmonization
 from pipelines.ica import fit_ica_cleaner
 from pipelines.quality import QUALITY_NAMES, QualityConfig, compute_quality_batch, validate_window
 from pipelines.readers import GZIPPED, Reader, ReaderError, Segment, open_recording
@@ -127,6 +127,7 @@ class Outcome:
     interpolated: tuple[str, ...] = ()
     marked_bad: tuple[str, ...] = ()  # recorded channels the file (FIF bads) or a BIDS channels.tsv marks bad
     other_rate: tuple[str, ...] = ()  # EDF signals at another sampling rate than the EEG (left out)
+    constant: tuple[str, ...] = ()  # EEG channels that never move (not recorded): left out, interpolated
     split_parts: tuple[str, ...] = ()  # a split FIF recording: the files read, first part first
     segments: int = 0  # stretches recorded back to back: more than 1 where recording paused (EDF+D ...)
     line_freq: int | None = None
@@ -348,6 +349,29 @@ def _local_start(offset_s: float, span: _Span) -> int:
     return int(round((offset_s - span.onset_s) * TARGET_SFREQ))
 
 
+# Stretches the constant-channel test reads, spread over the recording: a channel must be still in
+# every one, so a dropout (all channels still for a second or two) or an electrode that comes
+# loose for a while is not taken for one that was never recorded.
+_PROBES, _PROBE_SECONDS = 8, 2.0
+
+
+def constant_channels(reader: Reader, cmap, tol_uv: float) -> tuple[str, ...]:
+    """The EEG channels whose peak-to-peak stays within ``tol_uv`` in every probe stretch: not
+    recorded, but written anyway (an export's montage template fills unconnected electrodes with
+    zeros). Interpolated like a missing channel, they would otherwise make every window flat."""
+    rows = sorted({*cmap.canonical.values(), *cmap.extra_eeg.values()})
+    n, width = reader.info.n_times, max(1, int(_PROBE_SECONDS * reader.info.sfreq))
+    if not rows:
+        return ()
+    still = np.ones(len(rows), dtype=bool)
+    for start in sorted({int(s) for s in np.linspace(0, max(0, n - width), _PROBES)}):
+        piece = np.nan_to_num(_read(reader, start, min(n, start + width))[rows])
+        still &= (piece.max(axis=1) - piece.min(axis=1)) <= tol_uv
+        if not still.any():
+            return ()
+    return tuple(reader.info.ch_names[rows[i]] for i in np.flatnonzero(still))
+
+
 def _ids(item: SourceItem, reader: Reader, key: bytes, sha: str) -> dict[str, str]:
     subject_raw = item.subject_key or reader.identity_key or f"file:{sha}"
     return {
@@ -439,7 +463,14 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     marked = dict.fromkeys([*getattr(reader, "bad_channels", ()), *sidecars.bad_channels])
     outcome.marked_bad = tuple(name for name in marked if name in info.ch_names)
     try:
-        plan = plan_harmonization(info.ch_names, min_channels=config.min_channels, exclude=outcome.marked_bad)
+        cmap = map_channels(info.ch_names)
+        outcome.constant = constant_channels(reader, cmap, config.quality.flat_tol_uv)
+        if outcome.constant and len(outcome.constant) == len({*cmap.canonical.values(), *cmap.extra_eeg.values()}):
+            raise StageError("quality", f"all {len(outcome.constant)} EEG channels are constant from start to end "
+                             f"(peak-to-peak within {config.quality.flat_tol_uv:g} uV wherever probed): a flat "
+                             "recording, nothing was recorded")
+        plan = plan_harmonization(info.ch_names, min_channels=config.min_channels, exclude=outcome.marked_bad,
+                                  constant=outcome.constant)
     except HarmonizeError as err:
         empty = getattr(reader, "empty_columns", ())
         note = f"; columns entirely NaN (not recorded): {', '.join(empty)}" if empty else ""

@@ -69,7 +69,7 @@ def make_bad_corpus(root: Path, shared_data: Path) -> dict[str, str]:
     expected["duplicate_channels.edf"] = "channel names: expected unique names; duplicated ['EEG Fp1-REF']"
 
     _write(root / "flat_signals.edf", labels, np.zeros((19, 256 * 30)))
-    expected["flat_signals.edf"] = "no usable windows: all 3 windows rejected (flat x3"
+    expected["flat_signals.edf"] = "all 19 EEG channels are constant from start to end"
 
     _write(root / "only_non_eeg.edf", ["ECG", "EOG LOC", "EMG chin"], rng.normal(0, 50, size=(3, 256 * 30)))
     expected["only_non_eeg.edf"] = "only 0 of the 19 10-20 channels are present (none)"

@@ -86,6 +86,11 @@ def test_a_channel_marked_bad_is_interpolated_not_used(shared_data):
     assert np.corrcoef(left_out.data[fp1], kept.data[fp1])[0, 1] > 0.5
     with pytest.raises(ValueError, match="marked bad and left out: EEG Fp1, EEG O2"):
         plan_harmonization(names, min_channels=18, exclude=["EEG Fp1", "EEG O2"])
+    # Constant channels are left out the same way, and named as such.
+    assert plan_harmonization(names, exclude=["EEG Fp1"], constant=["EEG O2"])[0].missing == ("Fp1", "O2")
+    with pytest.raises(ValueError, match=r"marked bad and left out: EEG Fp1; constant from start to end \(not "
+                                         r"recorded\), left out: EEG O2$"):
+        plan_harmonization(names, min_channels=18, exclude=["EEG Fp1"], constant=["EEG O2"])
 
 
 def test_the_job_applies_bids_sidecars_and_quarantines_a_malformed_one(shared_data, tmp_path):

@@ -142,6 +142,30 @@ def test_windows_the_recordings_own_annotations_mark_bad_are_rejected(shared_dat
     assert outcome.rejection_rules == {"annotated_bad": 2}
 
 
+def test_channels_an_export_filled_with_zeros_are_interpolated_not_every_window_rejected(shared_data, tmp_path):
+    # A montage template exports the electrodes that were never applied as zeros: every window
+    # had a flat channel, so the whole recording was rejected.
+    import datetime
+
+    from pipelines.edf import EDFHeader, EDFSignal, EDFWriter
+
+    with pyedflib.EdfReader(str(shared_data / "eegmat" / "Subject00_1.edf")) as edf:
+        names = [edf.getLabel(i) for i in range(19)]
+        data = np.stack([edf.readSignal(i)[:30000] for i in range(19)])
+    data[names.index("EEG C3")] = 0.0
+    data[names.index("EEG O2")] = -12.5  # a constant offset is no signal either
+    signals = tuple(EDFSignal(label=name, physical_min=-3000, physical_max=3000, samples_per_record=500)
+                    for name in names)
+    with EDFWriter(tmp_path / "zeros.edf", EDFHeader(signals=signals, start=datetime.datetime(2020, 1, 1))) as out:
+        out.write(data)
+    windows, _, outcome = _run(SourceItem(path=str(tmp_path / "zeros.edf"), dataset="edf", site="s"))
+    assert (outcome.status, outcome.constant, outcome.interpolated) == ("processed", ("EEG C3", "EEG O2"),
+                                                                        ("C3", "O2"))
+    assert len(windows) == 6 and all(w.channel_mask.sum() == 17 for w in windows)
+    c3 = CANONICAL_CHANNELS.index("C3")
+    assert all(np.ptp(w.eeg[c3].astype(np.float32)) > 5 for w in windows)  # interpolated from its neighbours
+
+
 def test_channels_a_fif_marks_bad_are_left_out_and_interpolated(shared_data, tmp_path):
     raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_1.edf", preload=True, verbose="error")
     raw.pick([n for n in raw.ch_names if n.startswith("EEG ") and n != "EEG A2-A1"]).crop(0, 30)
