@@ -302,10 +302,10 @@ class EdfReader(Reader):
             out[row] = seg * self._gain[row, 0] + self._offset[row, 0]
         return out
 
-    def close(self) -> None:
+    def close(self, _close=os.close) -> None:  # bound now: at interpreter exit the os module may be gone
         fd = getattr(self, "_fd", None)
         if fd is not None:
-            os.close(fd)
+            _close(fd)
         self._fd = None
 
     def __del__(self) -> None:  # a reader dropped without close() (an error mid-recording)

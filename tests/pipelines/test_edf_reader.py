@@ -210,3 +210,16 @@ def test_a_header_padded_with_nul_bytes_reads_as_the_space_padded_one(shared_dat
     with open_recording(tmp_path / "nul.edf") as padded, open_recording(source) as spaced:
         assert padded.info == spaced.info and padded.identity_key == spaced.identity_key
         np.testing.assert_array_equal(padded.read(), spaced.read())
+
+
+def test_readers_left_open_at_interpreter_exit_close_quietly(shared_data):
+    # A reader still open when Python exits is collected after the os module: its close must not
+    # print "Exception ignored in EdfReader.__del__" once per recording.
+    import subprocess
+    import sys
+
+    script = ("import sys\nimport pipelines.sources\nfrom pipelines.readers import open_recording\n"
+              "kept = [open_recording(p) for p in sys.argv[1:]]\n")
+    files = [str(shared_data / "eegmat" / f"Subject0{i}_1.edf") for i in range(4)]
+    done = subprocess.run([sys.executable, "-c", script, *files], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Exception ignored" not in done.stderr, done.stderr[-2000:]
