@@ -83,11 +83,14 @@ class EdfHeader:
         self.reserved = _text(head[192:236])
         self.n_records = int(_number(path, head[236:244], "number of data records", integer=True))
         self.record_duration = _number(path, head[244:252], "duration of a data record")
+        self.n_signals, self.header_bytes = n_signals, header_bytes
+        self._parse_signals(head[256:header_bytes])
+        if all(label in ANNOTATION_LABELS for label in self.labels):  # EDF+ allows a 0 s record here
+            raise ReaderError(path, "signals: expected at least one data signal; the file holds only annotations "
+                              "(an EDF+ annotation file such as a hypnogram describes a recording; it is not one)")
         if self.record_duration <= 0:
             raise ReaderError(path, f"header field duration of a data record: expected seconds > 0; "
                               f"got {self.record_duration:g}")
-        self.n_signals, self.header_bytes = n_signals, header_bytes
-        self._parse_signals(head[256:header_bytes])
         self._check_size(file_size)
 
     def _parse_signals(self, block: bytes) -> None:
@@ -231,8 +234,6 @@ class EdfReader(Reader):
                 head += fh.read(256 * ns)
         self.header = hdr = EdfHeader(str(self.path), head, size)
         data_idx = [i for i, lbl in enumerate(hdr.labels) if lbl not in ANNOTATION_LABELS]
-        if not data_idx:
-            raise ReaderError(self.path, "signals: expected at least one data signal; only annotations found")
         main = _eeg_rate([hdr.labels[i] for i in data_idx], hdr.samples_per_record[data_idx])
         self._idx = [i for i in data_idx if hdr.samples_per_record[i] == main]
         self.skipped = [hdr.labels[i] for i in data_idx if hdr.samples_per_record[i] != main]

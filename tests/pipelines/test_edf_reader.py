@@ -223,3 +223,20 @@ def test_readers_left_open_at_interpreter_exit_close_quietly(shared_data):
     files = [str(shared_data / "eegmat" / f"Subject0{i}_1.edf") for i in range(4)]
     done = subprocess.run([sys.executable, "-c", script, *files], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "Exception ignored" not in done.stderr, done.stderr[-2000:]
+
+
+def test_an_annotation_only_edf_plus_is_named_as_one(tmp_path):
+    # Sleep-EDF's *-Hypnogram.edf: one 'EDF Annotations' signal, data records of 0 s (EDF+ allows
+    # that only in such files). It used to be refused for its record duration.
+    def field(value, width):
+        return str(value).ljust(width).encode("ascii")
+
+    tal = b"+0\x14\x14\x00+0\x1530\x14Sleep stage W\x14\x00"
+    head = (field(0, 8) + field("X X X X", 80) + field("Startdate X X X X", 80) + field("01.02.24", 8)
+            + field("10.00.00", 8) + field(512, 8) + field("EDF+C", 44) + field(1, 8) + field(0, 8) + field(1, 4)
+            + field("EDF Annotations", 16) + field("", 80) + field("", 8) + field(-1, 8) + field(1, 8)
+            + field(-32768, 8) + field(32767, 8) + field("", 80) + field(len(tal) // 2 + 1, 8) + field("", 32))
+    (tmp_path / "SC4001EC-Hypnogram.edf").write_bytes(head + tal.ljust(2 * (len(tal) // 2 + 1), b"\0"))
+    with pytest.raises(ReaderError, match=r"SC4001EC-Hypnogram.edf: signals: expected at least one data signal; "
+                                          r"the file holds only annotations \(an EDF\+ annotation file"):
+        open_recording(tmp_path / "SC4001EC-Hypnogram.edf")
