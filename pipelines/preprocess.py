@@ -459,6 +459,11 @@ def build_parser() -> argparse.ArgumentParser:
     sig.add_argument("--min_channels", type=int, default=10,
                      help="fewest of the 19 10-20 channels a recording must have; the rest are "
                      "interpolated by spherical splines and marked 0 in channel_mask")
+    sig.add_argument("--repair_channels", type=int, default=3,
+                     help="a window rejected only because at most this many channels are flat, clipped or "
+                     "beyond the amplitude limit (an electrode off for a while) is kept with those channels "
+                     "interpolated from the others for that window and marked 0 in its channel_mask "
+                     "(\"repaired\" in the manifest); 0 rejects such windows")
     sig.add_argument("--reference", default="keep", choices=["keep", "average"],
                      help="keep the recording's reference, or re-reference to the average of the 19 channels")
     sig.add_argument("--chunk_seconds", type=float, default=300.0,
@@ -502,7 +507,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # PreprocessConfig fields that have a flag of the same name.
 _CONFIG_FLAGS = ("window_seconds", "stride_seconds", "line_freq", "l_freq", "h_freq", "min_channels", "reference",
-                 "chunk_seconds", "features", "ica", "ica_fit_seconds")
+                 "chunk_seconds", "features", "ica", "ica_fit_seconds", "repair_channels")
 
 
 def config_from_args(args, given: set[str] | None = None) -> PreprocessConfig:

@@ -40,7 +40,7 @@ from pipelines.bids import SidecarError, read_sidecars
 from pipelines.features import compute_features
 from pipelines.fif_parts import next_part_name
 from pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
-from pipelines.harmonize import HarmonizeError, harmonize, map_channels, plan_harmonization
+from pipelines.harmonize import HarmonizeError, harmonize, interpolation_matrix, map_channels, plan_harmonization
 from pipelines.ica import fit_ica_cleaner
 from pipelines.quality import QUALITY_NAMES, QualityConfig, compute_quality_batch, validate_window
 from pipelines.readers import GZIPPED, Reader, ReaderError, Segment, open_recording
@@ -74,6 +74,9 @@ class PreprocessConfig(Config):
     features: bool = False
     ica: bool = False
     ica_fit_seconds: float = 120.0
+    # A window rejected only because a few channels are flat, clipped or beyond max_ptp_uv is
+    # kept with those channels interpolated from the others for that window (channel_mask 0).
+    repair_channels: int = 3
     quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
 
     def validate(self) -> None:
@@ -85,6 +88,7 @@ class PreprocessConfig(Config):
         check_range("chunk_seconds", self.chunk_seconds, 1.0, 3600)
         check_range("line_detect_seconds", self.line_detect_seconds, 5.0, 3600)
         check_range("ica_fit_seconds", self.ica_fit_seconds, 10.0, 3600)
+        check_range("repair_channels", self.repair_channels, 0, schema.N_CHANS - 1)
         self.filter_config()  # validates l_freq / h_freq against the 256 Hz Nyquist
 
     def filter_config(self) -> FilterConfig:
@@ -134,6 +138,8 @@ class Outcome:
     dataset: str = ""
     source_sha256: str = ""
     rejection_rules: dict[str, int] = dataclasses.field(default_factory=dict)
+    # windows kept by interpolating a few bad channels in them (repair_channels): channel -> windows
+    repaired: dict[str, int] = dataclasses.field(default_factory=dict)
     # --ica: components fitted, and the eye (eog) and muscle (emg) ones removed
     ica: dict[str, int] = dataclasses.field(default_factory=dict)
 
@@ -666,10 +672,59 @@ def _make_windows(item, span, batch, raw_buf, out_buf, bad_buf, ids, clinical, c
     unfiltered = np.stack([raw_buf.take(r.start, r.n_times)[: schema.N_CHANS] for r in batch])
     reports = compute_quality_batch(filtered[:, : schema.N_CHANS], TARGET_SFREQ, config.quality,
                                     channel_mask=mask, unfiltered=unfiltered)
-    for req, window, report in zip(batch, filtered, reports):
+    for req, window, raw, report in zip(batch, filtered, unfiltered, reports):
         n_bad = int(bad_buf.take(req.start, req.n_times).sum())
-        yield _make_window(item, span, req, window, report, n_bad, mask, ids, clinical, config,
+        window_mask = mask
+        if config.repair_channels and not req.marked_bad and not n_bad:
+            repaired = repair_window(window, raw, report, mask, config)
+            if repaired is not None:
+                window, window_mask, report = repaired
+                for name in (c for c, was, now in zip(schema.CHANNELS, mask, window_mask) if was and not now):
+                    outcome.repaired[name] = outcome.repaired.get(name, 0) + 1
+        yield _make_window(item, span, req, window, report, n_bad, window_mask, ids, clinical, config,
                            config_hash, sha, has_ecg, outcome)
+
+
+# Window rules a few channels can fire on their own, with the per-channel metric that says which.
+_CHANNEL_RULES = {
+    "flat": ("channel_flat_fraction", "max_flat_fraction"),
+    "clipping": ("channel_clip_fraction", "max_clip_fraction"),
+    "high_amplitude": ("channel_ptp_uv", "max_ptp_uv"),
+}
+
+
+def repair_window(window: np.ndarray, unfiltered: np.ndarray, report, mask: np.ndarray,
+                  config: PreprocessConfig):
+    """A rejected window whose only fault is at most ``repair_channels`` flat, clipped or
+    out-of-range channels, with those channels (and any the recording lacks) interpolated from
+    the window's other measured channels: (window, channel_mask, quality report), or None when it
+    cannot be saved that way. Interpolation is spatial and filtering temporal, both linear, so
+    interpolating the filtered window equals filtering an interpolated recording; an electrode
+    that comes loose for a minute costs its own channel for that minute, not the whole minute."""
+    quality = config.quality
+    keep, reasons = validate_window(report, quality)
+    fired = {reason.split(":", 1)[0] for reason in reasons}  # rule names (or artifact_score)
+    if keep or not fired <= set(_CHANNEL_RULES):
+        return None
+    measured = mask.astype(bool)
+    bad = np.zeros_like(measured)
+    for rule in fired:
+        metric, field = _CHANNEL_RULES[rule]
+        bad |= measured & (np.asarray(getattr(report, metric)) >= getattr(quality, field))
+    new_mask = (measured & ~bad).astype(mask.dtype)
+    if not 0 < bad.sum() <= config.repair_channels or new_mask.sum() < config.min_channels:
+        return None
+    sources, targets = np.flatnonzero(new_mask), np.flatnonzero(new_mask == 0)
+    weights = interpolation_matrix(tuple(schema.CHANNELS[i] for i in sources),
+                                   tuple(schema.CHANNELS[i] for i in targets))
+    window, unfiltered = window.copy(), unfiltered.copy()
+    for rows in (window, unfiltered):  # the ECG row, if any, stays as recorded
+        rows[targets] = (weights @ rows[sources].astype(np.float64)).astype(np.float32)
+        if config.reference == "average":
+            rows[: schema.N_CHANS] -= rows[: schema.N_CHANS].mean(axis=0, keepdims=True)
+    fixed = compute_quality_batch(window[None, : schema.N_CHANS], TARGET_SFREQ, quality, channel_mask=new_mask,
+                                  unfiltered=unfiltered[None])[0]
+    return (window, new_mask, fixed) if validate_window(fixed, quality)[0] else None
 
 
 def _make_window(item, span, req, filtered, report, n_bad, mask, ids, clinical, config, config_hash, sha,

@@ -494,10 +494,12 @@ def test_a_config_file_is_overridden_only_by_the_flags_given(shared_data, tmp_pa
     key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
     key.chmod(0o600)
     manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--pseudonym_key_file",
-                    str(key), "--no_artifact_model", "--config", str(tmp_path / "job.yaml"), "--h_freq", "40"])
+                    str(key), "--no_artifact_model", "--config", str(tmp_path / "job.yaml"), "--h_freq", "40",
+                    "--repair_channels", "0"])
     config = manifest["config"]
     assert (config["window_seconds"], config["stride_seconds"], config["line_freq"]) == (4.0, 4.0, 60)
     assert config["h_freq"] == 40.0 and config["quality"]["max_artifact_score"] == 0.9
+    assert config["repair_channels"] == 0
     assert manifest["counts"]["windows"] == int(62 // 4)
 
 

@@ -166,6 +166,51 @@ def test_channels_an_export_filled_with_zeros_are_interpolated_not_every_window_
     assert all(np.ptp(w.eeg[c3].astype(np.float32)) > 5 for w in windows)  # interpolated from its neighbours
 
 
+def _write_edf(path, names, data):
+    import datetime
+
+    from pipelines.edf import EDFHeader, EDFSignal, EDFWriter
+
+    signals = tuple(EDFSignal(label=name, physical_min=-3000, physical_max=3000, samples_per_record=500)
+                    for name in names)
+    with EDFWriter(path, EDFHeader(signals=signals, start=datetime.datetime(2020, 1, 1))) as out:
+        out.write(data)
+
+
+def test_a_window_with_a_few_bad_channels_is_kept_with_them_interpolated(shared_data, tmp_path):
+    with pyedflib.EdfReader(str(shared_data / "eegmat" / "Subject00_1.edf")) as edf:
+        names = [edf.getLabel(i) for i in range(19)]
+        clean = np.stack([edf.readSignal(i)[:60000] for i in range(19)])
+    loose = clean.copy()
+    loose[names.index("EEG C3"), 25 * 500: 48 * 500] = 0.0  # an electrode off for 23 s
+    loose[names.index("EEG T4"), 70 * 500: 75 * 500] = 1500.0 * np.sin(np.arange(2500) / 500 * 2 * np.pi * 0.7)
+    loose[[names.index(f"EEG {c}") for c in ("O1", "O2", "P3", "P4")], 95 * 500: 105 * 500] = 0.0  # too many
+    _write_edf(tmp_path / "clean.edf", names, clean)
+    _write_edf(tmp_path / "loose.edf", names, loose)
+    config = PreprocessConfig(line_freq=50)
+    reference, _, _ = _run(SourceItem(path=str(tmp_path / "clean.edf"), dataset="edf", site="s"), config)
+    windows, rejected, outcome = _run(SourceItem(path=str(tmp_path / "loose.edf"), dataset="edf", site="s"), config)
+    assert outcome.repaired == {"C3": 3, "T4": 1}
+    assert [(r.window_start_s, r.reasons[0].split(":")[0]) for r in rejected] == [(90.0, "flat"), (100.0, "flat")]
+    by_start = {float(w.window_start_s): w for w in reference}
+    c3, t4 = CANONICAL_CHANNELS.index("C3"), CANONICAL_CHANNELS.index("T4")
+    untouched = [i for i, name in enumerate(CANONICAL_CHANNELS) if name not in ("C3", "T4", "O1", "O2", "P3", "P4")]
+    for window in windows:
+        truth = by_start[float(window.window_start_s)]
+        np.testing.assert_array_equal(window.eeg[untouched], truth.eeg[untouched])  # channels are repaired alone
+        lost = {20.0: c3, 30.0: c3, 40.0: c3, 70.0: t4}.get(float(window.window_start_s))
+        if lost is None:
+            assert window.channel_mask.sum() == 19
+            continue
+        assert window.channel_mask[lost] == 0 and window.channel_mask.sum() == 18
+        # The electrode's signal comes back from its neighbours, not exactly.
+        ours, real = window.eeg[lost].astype(np.float64), truth.eeg[lost].astype(np.float64)
+        assert 0.6 < np.corrcoef(ours, real)[0, 1] < 0.999
+    off, _, _ = _run(SourceItem(path=str(tmp_path / "loose.edf"), dataset="edf", site="s"),
+                     PreprocessConfig(line_freq=50, repair_channels=0))
+    assert len(off) == len(windows) - 4
+
+
 def test_channels_a_fif_marks_bad_are_left_out_and_interpolated(shared_data, tmp_path):
     raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_1.edf", preload=True, verbose="error")
     raw.pick([n for n in raw.ch_names if n.startswith("EEG ") and n != "EEG A2-A1"]).crop(0, 30)
