@@ -337,6 +337,7 @@ def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quara
         "ignored": len(header["ignored"]),
         "windows": int(counts.get("total", 0)),
         "rejected_windows": sum(int(d["rejected_windows"]) for d in inputs),
+        "repaired_windows": sum(int(d.get("repaired_windows", 0)) for d in inputs),
         **_ica_totals(inputs),
         "window_eeg_hours": round(float(counts.get("seconds", 0.0)) / 3600.0, 6),
         "input_eeg_hours": round(sum(float(d["eeg_seconds"]) for d in inputs) / 3600.0, 6),
@@ -672,7 +673,10 @@ def summarize(manifest: dict, seconds: float) -> str:
         # Workers' log lines do not reach this terminal in multi_processing mode; the file has every reason.
         ("quarantined", f"{c['quarantined']} (reasons in quarantine.jsonl)" if c["quarantined"] else 0),
         ("ignored (sidecars, parts, docs)", c["ignored"]), ("windows written", c["windows"]),
-        ("windows rejected", c["rejected_windows"]), ("EEG hours read", f"{c['input_eeg_hours']:.3f}"),
+        ("windows rejected", c["rejected_windows"]),
+        *([("windows repaired", f"{c['repaired_windows']} (kept with a few bad channels interpolated)")]
+          if c.get("repaired_windows") else []),
+        ("EEG hours read", f"{c['input_eeg_hours']:.3f}"),
         ("EEG hours in windows", f"{c['window_eeg_hours']:.3f}" + (
             " (windows overlap: stride < window, or overlapping labeled sub-windows)"
             if c["window_eeg_hours"] > c["input_eeg_hours"] else "")), ("sites", len(c["per_site"])),

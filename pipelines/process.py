@@ -138,7 +138,8 @@ class Outcome:
     dataset: str = ""
     source_sha256: str = ""
     rejection_rules: dict[str, int] = dataclasses.field(default_factory=dict)
-    # windows kept by interpolating a few bad channels in them (repair_channels): channel -> windows
+    # windows kept by interpolating a few bad channels in them (repair_channels), and per channel
+    repaired_windows: int = 0
     repaired: dict[str, int] = dataclasses.field(default_factory=dict)
     # --ica: components fitted, and the eye (eog) and muscle (emg) ones removed
     ica: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -434,7 +435,8 @@ def process_recording(
         outcome.reason = (f"{os.path.basename(item.path)}: unexpected {type(err).__name__} "
                           f"({' '.join(str(err).split())[:300]}); see the job log for the traceback")
     if outcome.status != "processed":
-        outcome.windows = outcome.labeled_windows = 0
+        outcome.windows = outcome.labeled_windows = outcome.repaired_windows = 0
+        outcome.repaired = {}
     yield outcome
 
 
@@ -679,6 +681,7 @@ def _make_windows(item, span, batch, raw_buf, out_buf, bad_buf, ids, clinical, c
             repaired = repair_window(window, raw, report, mask, config)
             if repaired is not None:
                 window, window_mask, report = repaired
+                outcome.repaired_windows += 1
                 for name in (c for c, was, now in zip(schema.CHANNELS, mask, window_mask) if was and not now):
                     outcome.repaired[name] = outcome.repaired.get(name, 0) + 1
         yield _make_window(item, span, req, window, report, n_bad, window_mask, ids, clinical, config,

@@ -190,7 +190,7 @@ def test_a_window_with_a_few_bad_channels_is_kept_with_them_interpolated(shared_
     config = PreprocessConfig(line_freq=50)
     reference, _, _ = _run(SourceItem(path=str(tmp_path / "clean.edf"), dataset="edf", site="s"), config)
     windows, rejected, outcome = _run(SourceItem(path=str(tmp_path / "loose.edf"), dataset="edf", site="s"), config)
-    assert outcome.repaired == {"C3": 3, "T4": 1}
+    assert (outcome.repaired_windows, outcome.repaired) == (4, {"C3": 3, "T4": 1})
     assert [(r.window_start_s, r.reasons[0].split(":")[0]) for r in rejected] == [(90.0, "flat"), (100.0, "flat")]
     by_start = {float(w.window_start_s): w for w in reference}
     c3, t4 = CANONICAL_CHANNELS.index("C3"), CANONICAL_CHANNELS.index("T4")
