@@ -513,8 +513,6 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
         rows = np.empty((n_rows, raw.shape[1]), dtype=np.float32)
         out = harmonize(raw, info.ch_names, reference="keep", plan=plan, out=rows[: schema.N_CHANS])
         eeg = out.data if cleaner is None else _clean(cleaner, out.data, plan)
-        if config.reference == "average":
-            eeg = eeg - eeg.mean(axis=0, keepdims=True)
         if eeg is not out.data:
             rows[: schema.N_CHANS] = eeg
         if has_ecg:
@@ -670,15 +668,19 @@ def _quality_batches(requests: list) -> Iterator[list]:
 def _make_windows(item, span, batch, raw_buf, out_buf, bad_buf, ids, clinical, config, config_hash, sha,
                   has_ecg, outcome):
     mask = _channel_mask(item, outcome)
+    # The buffers hold each electrode against the recording's own reference: flat and clipped
+    # electrodes are found there (an average reference would spread them over every channel), and
+    # the average reference, linear like the filters, is taken per window after any repair.
     filtered = np.stack([out_buf.take(r.start, r.n_times) for r in batch])
     unfiltered = np.stack([raw_buf.take(r.start, r.n_times)[: schema.N_CHANS] for r in batch])
-    reports = compute_quality_batch(filtered[:, : schema.N_CHANS], TARGET_SFREQ, config.quality,
+    referenced = _referenced(filtered, config)
+    reports = compute_quality_batch(referenced[:, : schema.N_CHANS], TARGET_SFREQ, config.quality,
                                     channel_mask=mask, unfiltered=unfiltered)
-    for req, window, raw, report in zip(batch, filtered, unfiltered, reports):
+    for req, window, own, raw, report in zip(batch, referenced, filtered, unfiltered, reports):
         n_bad = int(bad_buf.take(req.start, req.n_times).sum())
         window_mask = mask
         if config.repair_channels and not req.marked_bad and not n_bad:
-            repaired = repair_window(window, raw, report, mask, config)
+            repaired = repair_window(own, raw, report, mask, config)
             if repaired is not None:
                 window, window_mask, report = repaired
                 outcome.repaired_windows += 1
@@ -698,9 +700,10 @@ _CHANNEL_RULES = {
 
 def repair_window(window: np.ndarray, unfiltered: np.ndarray, report, mask: np.ndarray,
                   config: PreprocessConfig):
-    """A rejected window whose only fault is at most ``repair_channels`` flat, clipped or
-    out-of-range channels, with those channels (and any the recording lacks) interpolated from
-    the window's other measured channels: (window, channel_mask, quality report), or None when it
+    """A rejected window (``window``, ``unfiltered``: its electrodes against the recording's own
+    reference) whose only fault is at most ``repair_channels`` flat, clipped or out-of-range
+    channels, with those channels (and any the recording lacks) interpolated from the window's
+    other measured channels: (window as written, channel_mask, quality report), or None when it
     cannot be saved that way. Interpolation is spatial and filtering temporal, both linear, so
     interpolating the filtered window equals filtering an interpolated recording; an electrode
     that comes loose for a minute costs its own channel for that minute, not the whole minute."""
@@ -723,11 +726,21 @@ def repair_window(window: np.ndarray, unfiltered: np.ndarray, report, mask: np.n
     window, unfiltered = window.copy(), unfiltered.copy()
     for rows in (window, unfiltered):  # the ECG row, if any, stays as recorded
         rows[targets] = (weights @ rows[sources].astype(np.float64)).astype(np.float32)
-        if config.reference == "average":
-            rows[: schema.N_CHANS] -= rows[: schema.N_CHANS].mean(axis=0, keepdims=True)
+    window = _referenced(window, config)
     fixed = compute_quality_batch(window[None, : schema.N_CHANS], TARGET_SFREQ, quality, channel_mask=new_mask,
                                   unfiltered=unfiltered[None])[0]
     return (window, new_mask, fixed) if validate_window(fixed, quality)[0] else None
+
+
+def _referenced(windows: np.ndarray, config: PreprocessConfig) -> np.ndarray:
+    """``windows`` (..., rows, n_times) with the 19 EEG rows against their average where
+    ``--reference average`` asks for it (a copy); the ECG row, if any, is left alone."""
+    if config.reference != "average":
+        return windows
+    out = windows.copy()
+    eeg = out[..., : schema.N_CHANS, :]
+    eeg -= eeg.mean(axis=-2, keepdims=True)
+    return out
 
 
 def _make_window(item, span, req, filtered, report, n_bad, mask, ids, clinical, config, config_hash, sha,

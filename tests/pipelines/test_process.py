@@ -209,6 +209,13 @@ def test_a_window_with_a_few_bad_channels_is_kept_with_them_interpolated(shared_
     off, _, _ = _run(SourceItem(path=str(tmp_path / "loose.edf"), dataset="edf", site="s"),
                      PreprocessConfig(line_freq=50, repair_channels=0))
     assert len(off) == len(windows) - 4
+    # Against the average reference the loose electrode is found all the same (it used to be
+    # spread over every channel first, so the flat C3 went unnoticed), and the average is
+    # taken after the repair.
+    average, _, outcome = _run(SourceItem(path=str(tmp_path / "loose.edf"), dataset="edf", site="s"),
+                               PreprocessConfig(line_freq=50, reference="average"))
+    assert outcome.repaired == {"C3": 3, "T4": 1} and len(average) == len(windows)
+    assert all(np.abs(w.eeg.astype(np.float32).mean(axis=0)).max() < 0.05 for w in average)
 
 
 def test_channels_a_fif_marks_bad_are_left_out_and_interpolated(shared_data, tmp_path):
