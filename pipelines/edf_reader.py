@@ -36,6 +36,8 @@ _MONTHS = {m: i + 1 for i, m in enumerate(
 _EDFPLUS_DATE = re.compile(r"^(\d{2})-([A-Z]{3})-(\d{4})$")
 # A data record's time-keeping TAL: its onset, maybe a duration, then 0x14 (EDF+ spec, 2.2.4).
 _TIME_KEEPING = re.compile(rb"^([+-]\d+(?:\.\d*)?)[\x14\x15]")
+# Any other TAL: onset, optional 0x15 and duration, 0x14, then texts each ended by 0x14.
+_TAL = re.compile(rb"^([+-]\d+(?:\.\d*)?)(?:\x15(\d+(?:\.\d*)?))?\x14(.*)$", re.DOTALL)
 
 
 def _text(raw: bytes) -> str:
@@ -207,6 +209,27 @@ def record_segments(path, onsets: np.ndarray, record_duration: float, samples_pe
                  for a, b in zip(firsts, lasts))
 
 
+def bad_spans(notes, origin_s: float, segments: tuple[Segment, ...], sfreq: float) -> tuple[tuple[int, int], ...]:
+    """Sample ranges of the annotations whose text starts 'BAD' (MNE's mark for artifacts, kept
+    when MNE exports EDF), placed on the segments' clock (``origin_s``: the first record's onset);
+    a span over a gap covers each side's part, a zero-length one its sample."""
+    spans = []
+    for onset, duration, text in notes:
+        if not text.strip().lower().startswith("bad"):
+            continue
+        start_s, stop_s = onset - origin_s, onset - origin_s + duration
+        for seg in segments:
+            seg_stop_s = seg.onset_s + (seg.stop - seg.start) / sfreq
+            if start_s > seg_stop_s or stop_s < seg.onset_s:
+                continue
+            first = seg.start + max(0, int(round((start_s - seg.onset_s) * sfreq)))
+            last = seg.start + min(seg.stop - seg.start, int(round((stop_s - seg.onset_s) * sfreq)))
+            last = max(last, first + 1)
+            if first < seg.stop:
+                spans.append((first, min(last, seg.stop)))
+    return tuple(sorted(spans))
+
+
 def _eeg_rate(labels: list[str], samples_per_record: np.ndarray) -> int:
     """The samples per record of the signals a reader returns; signals at other rates (a slow SpO2
     or body position next to the EEG, say) are left out. The rate of the most EEG electrodes,
@@ -257,28 +280,49 @@ class EdfReader(Reader):
         self.info = RecordingInfo(ch_names, sfreq, n_times, hdr.clinical())
         self.identity_key = hdr.identity_key()
         self._fd = os.open(self.path, os.O_RDONLY)  # pread per chunk, not a memory map (module doc)
-        if hdr.discontinuous:
-            segments = record_segments(self.path, self._record_onsets(), hdr.record_duration, main)
-            self._segments = segments if len(segments) > 1 else ()
-
-    def _record_onsets(self) -> np.ndarray:
-        """Each data record's onset (s) from the time-keeping TAL that opens the first
-        annotation signal; an EDF+D record follows its predecessor after any gap."""
-        hdr, nb = self.header, self.header.sample_bytes
-        signal = next((i for i, lbl in enumerate(hdr.labels) if lbl in ANNOTATION_LABELS), None)
-        if signal is None:
+        if hdr.edf_plus and any(label in ANNOTATION_LABELS for label in hdr.labels):
+            try:
+                onsets, notes = self._annotations()
+            except ReaderError:
+                if hdr.discontinuous:  # its records' times are needed; an EDF+C reads without them
+                    raise
+                onsets, notes = np.zeros(1), []
+            if hdr.discontinuous:
+                segments = record_segments(self.path, onsets, hdr.record_duration, main)
+                self._segments = segments if len(segments) > 1 else ()
+            self.bad_spans = bad_spans(notes, onsets[0], self.segments, sfreq)
+        elif hdr.discontinuous:
             raise ReaderError(self.path, f"signals: an {hdr.reserved[:5]} file needs an '{ANNOTATION_LABELS[0]}' "
                               "signal holding each data record's onset; found none")
+
+    def _annotations(self) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+        """Each data record's onset (s), from the time-keeping TAL that opens its first annotation
+        signal, and the annotations the records hold as (onset, duration, text). Only an EDF+D
+        needs every record's onset; an EDF+C's come from the first (``record_duration`` apart)."""
+        hdr, nb = self.header, self.header.sample_bytes
+        signal = next(i for i, lbl in enumerate(hdr.labels) if lbl in ANNOTATION_LABELS)
         at = hdr.header_bytes + int(hdr.samples_per_record[:signal].sum()) * nb
         width = int(hdr.samples_per_record[signal]) * nb
-        onsets = np.empty(hdr.n_records)
+        onsets, notes = np.empty(hdr.n_records), []
         for k in range(hdr.n_records):
-            match = _TIME_KEEPING.match(os.pread(self._fd, width, at + k * hdr.record_bytes))
+            payload = os.pread(self._fd, width, at + k * hdr.record_bytes)
+            if k and not hdr.discontinuous and b"\x00" not in payload.rstrip(b"\x00"):
+                continue  # the time-keeping TAL alone, the case of nearly every record: nothing to parse
+            tals = payload.split(b"\x00")
+            match = _TIME_KEEPING.match(tals[0])
             if match is None:  # the bytes are not echoed: annotation text may name the patient
                 raise ReaderError(self.path, f"data record {k + 1}: expected its onset ('+<seconds>' then 0x14) "
                                   f"at the start of its {hdr.labels[signal]} signal; got none")
             onsets[k] = float(match.group(1))
-        return onsets
+            for tal in tals[1:]:
+                note = _TAL.match(tal)
+                if note:
+                    texts = note.group(3).split(b"\x14")
+                    notes += [(float(note.group(1)), float(note.group(2) or 0), t.decode("utf-8", "replace"))
+                              for t in texts if t]
+        if not hdr.discontinuous:
+            onsets = onsets[0] + hdr.record_duration * np.arange(hdr.n_records)
+        return onsets, notes
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         spr, nb = self._spr, self.header.sample_bytes

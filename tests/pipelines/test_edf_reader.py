@@ -240,3 +240,27 @@ def test_an_annotation_only_edf_plus_is_named_as_one(tmp_path):
     with pytest.raises(ReaderError, match=r"SC4001EC-Hypnogram.edf: signals: expected at least one data signal; "
                                           r"the file holds only annotations \(an EDF\+ annotation file"):
         open_recording(tmp_path / "SC4001EC-Hypnogram.edf")
+
+
+def test_bad_annotations_of_an_edf_plus_mark_sample_spans(shared_data, tmp_path):
+    # MNE exports its BAD_ annotations into EDF+; here pyedflib writes them, independent of us.
+    import pyedflib
+
+    from pipelines.edf_reader import bad_spans
+
+    with pyedflib.EdfReader(str(shared_data / "eegmat" / "Subject00_1.edf")) as edf:
+        names = [edf.getLabel(i) for i in range(19)]
+        data = np.stack([edf.readSignal(i)[:30000] for i in range(19)])
+    writer = pyedflib.EdfWriter(str(tmp_path / "marked.edf"), 19, file_type=pyedflib.FILETYPE_EDFPLUS)
+    writer.setSignalHeaders([{"label": n, "dimension": "uV", "sample_frequency": 500, "physical_max": 3000,
+                              "physical_min": -3000, "digital_max": 32767, "digital_min": -32768,
+                              "transducer": "", "prefilter": ""} for n in names])
+    writer.writeSamples(list(data))
+    for onset, duration, text in ((12.0, 3.0, "BAD_muscle"), (41.0, -1, "bad blink"), (55.0, 1.0, "Eyes closed")):
+        writer.writeAnnotation(onset, duration, text)
+    writer.close()
+    with open_recording(tmp_path / "marked.edf") as reader:
+        assert reader.bad_spans == ((6000, 7500), (20500, 20501))
+    # On a paused recording's clock a span over the gap covers each side's part.
+    paused = (Segment(0, 1000, 0.0), Segment(1000, 2000, 20.0))
+    assert bad_spans([(108.0, 14.0, "BAD_x")], 100.0, paused, 100.0) == ((800, 1000), (1000, 1200))
