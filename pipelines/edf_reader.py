@@ -27,7 +27,7 @@ import numpy as np
 from pipelines.channels import standard_name
 from pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
 from pipelines.harmonize import HarmonizeError, microvolt_scale
-from pipelines.readers import Reader, ReaderError, RecordingInfo, Segment, _check_info
+from pipelines.readers import Reader, ReaderError, RecordingInfo, Segment, _check_info, marks_bad
 
 ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
 MAX_SIGNALS = 4096  # well above any real montage; protects against absurd declared counts
@@ -215,7 +215,7 @@ def bad_spans(notes, origin_s: float, segments: tuple[Segment, ...], sfreq: floa
     a span over a gap covers each side's part, a zero-length one its sample."""
     spans = []
     for onset, duration, text in notes:
-        if not text.strip().lower().startswith("bad"):
+        if not marks_bad(text):
             continue
         start_s, stop_s = onset - origin_s, onset - origin_s + duration
         for seg in segments:

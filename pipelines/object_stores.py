@@ -24,6 +24,7 @@ Three things Beam leaves to its callers:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import logging
@@ -289,10 +290,8 @@ def delete(paths: list[str]) -> None:
 
     local = [p for p in paths if "://" not in p]
     for path in local:
-        try:
+        with contextlib.suppress(FileNotFoundError):  # gone already: what a delete is for
             shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
-        except FileNotFoundError:
-            pass  # gone already: what a delete is for
     remote = [p for p in paths if "://" in p]
     if remote:
         FileSystems.delete(remote)

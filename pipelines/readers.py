@@ -168,8 +168,9 @@ class MneReader(Reader):
         self.identity_key = _mne_identity(raw)
         if _format_of(path) == "fif":
             self._split_parts(raw)
-        self._segments = annotated_segments(raw)
-        self.bad_spans = annotated_bad_spans(raw)
+        notes = annotation_samples(raw)
+        self._segments = annotated_segments(notes, int(raw.n_times), float(raw.info["sfreq"]))
+        self.bad_spans = annotated_bad_spans(notes, int(raw.n_times))
         self.bad_channels = tuple(raw.info["bads"])
 
     def _split_parts(self, raw) -> None:
@@ -197,7 +198,7 @@ _SKIP = "bad_acq_skip"
 _CUTS = ("boundary", "new segment/", "new segment")
 
 
-def _annotations(raw) -> list[tuple[int, int, str]]:
+def annotation_samples(raw) -> list[tuple[int, int, str]]:
     """Each annotation of an MNE raw as (first sample, length in samples, lower-case text)."""
     notes = raw.annotations
     if not len(notes):
@@ -208,12 +209,12 @@ def _annotations(raw) -> list[tuple[int, int, str]]:
             for at, duration, text in zip(index.tolist(), notes.duration.tolist(), notes.description)]
 
 
-def annotated_segments(raw) -> tuple[Segment, ...]:
-    """The continuous stretches of an MNE raw between its cuts and outside its skipped spans;
-    () when there is only one (the reader's default)."""
-    n, sfreq = int(raw.n_times), float(raw.info["sfreq"])
-    holes = [(at, at + length) for at, length, kind in _annotations(raw) if kind.startswith(_SKIP)]
-    holes += [(at, at) for at, _, kind in _annotations(raw) if kind in _CUTS and 0 < at < n]
+def annotated_segments(notes: list[tuple[int, int, str]], n: int, sfreq: float) -> tuple[Segment, ...]:
+    """The continuous stretches of a recording of ``n`` samples between the cuts and outside the
+    skipped spans its annotations (``annotation_samples``) mark; () when there is only one (the
+    reader's default)."""
+    holes = [(at, at + length) for at, length, kind in notes if kind.startswith(_SKIP)]
+    holes += [(at, at) for at, _, kind in notes if kind in _CUTS and 0 < at < n]
     if not holes:
         return ()
     segments, start = [], 0
@@ -225,13 +226,18 @@ def annotated_segments(raw) -> tuple[Segment, ...]:
     return tuple(segments) if len(segments) != 1 or segments[0] != Segment(0, n, 0.0) else ()
 
 
-def annotated_bad_spans(raw) -> tuple[tuple[int, int], ...]:
+def marks_bad(text: str) -> bool:
+    """Whether an annotation marks its span bad: MNE's 'BAD...' convention, skips aside (they
+    are gaps, ``annotated_segments``)."""
+    kind = text.strip().lower()
+    return kind.startswith("bad") and not kind.startswith(_SKIP)
+
+
+def annotated_bad_spans(notes: list[tuple[int, int, str]], n: int) -> tuple[tuple[int, int], ...]:
     """Sample ranges of the annotations whose description starts 'BAD' (how MNE users mark
     artifacts by hand: raw.plot, autoreject, BIDS' BAD_ events), skips aside; a zero-length one
     covers its sample."""
-    n = int(raw.n_times)
-    spans = [(max(0, at), min(n, at + max(1, length))) for at, length, kind in _annotations(raw)
-             if kind.startswith("bad") and not kind.startswith(_SKIP)]
+    spans = [(max(0, at), min(n, at + max(1, length))) for at, length, kind in notes if marks_bad(kind)]
     return tuple(sorted((a, b) for a, b in spans if b > a))
 
 

@@ -4,7 +4,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.readers import HmsParquetReader, ReaderError, Segment, annotated_segments, open_recording
+from pipelines.readers import (
+    HmsParquetReader,
+    ReaderError,
+    Segment,
+    annotated_segments,
+    annotation_samples,
+    open_recording,
+)
 
 # (relative path, sfreq, n_chans, n_times) from ../shared/data/README.md and the files' headers.
 REAL_FILES = [
@@ -151,13 +158,16 @@ def test_annotated_segments_leave_out_skips_and_split_at_cuts():
     import mne
 
     raw = mne.io.RawArray(np.zeros((2, 1000)), mne.create_info(["Fz", "Cz"], 100.0, "eeg"), verbose="error")
-    assert annotated_segments(raw) == ()  # continuous: the reader's default single segment
+    def segments(raw):
+        return annotated_segments(annotation_samples(raw), raw.n_times, raw.info["sfreq"])
+
+    assert segments(raw) == ()  # continuous: the reader's default single segment
     raw.set_annotations(mne.Annotations([0.0, 1.0, 2.0, 2.5, 6.0, 9.5], [0.0, 0.0, 1.0, 1.0, 0.0, 0.5],
                                         ["New Segment/", "stim", "BAD_ACQ_SKIP", "BAD_ACQ_SKIP", "boundary",
                                          "BAD_ACQ_SKIP"]))
     # A skip's samples belong to no segment (overlapping skips merge); a cut splits; the first
     # 'New Segment' (where every BrainVision recording starts) and other annotations change nothing.
-    assert annotated_segments(raw) == (Segment(0, 200, 0.0), Segment(350, 600, 3.5), Segment(600, 950, 6.0))
+    assert segments(raw) == (Segment(0, 200, 0.0), Segment(350, 600, 3.5), Segment(600, 950, 6.0))
 
 
 def test_an_eeglab_file_saved_as_matlab_v73_reads_as_the_edf_it_was_made_from(shared_data, tmp_path):
