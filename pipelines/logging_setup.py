@@ -71,3 +71,46 @@ def setup_logging(level: str | int = "INFO", *, verbose: bool = False) -> loggin
 
 def get_logger(name: str) -> logging.Logger:
     return logging.getLogger(f"eegfm.{name}")
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites every record the root logger's handlers emit through ``scrub`` (``--redact_paths``:
+    input file and folder names may name patients). Until :meth:`release` gives it the scrubber
+    it holds records back, since the names to replace are known only once the inputs are listed."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._held: list[tuple[logging.Handler, logging.LogRecord]] = []
+        self._scrub = None
+        self._handlers: list[logging.Handler] = []
+
+    def install(self) -> RedactingFilter:
+        self._handlers = list(logging.getLogger().handlers)
+        for handler in self._handlers:
+            handler.addFilter(self)
+        return self
+
+    def remove(self) -> None:
+        for handler in self._handlers:
+            handler.removeFilter(self)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._scrub is None:
+            if not any(record is r for _, r in self._held):  # each handler calls this filter
+                self._held.extend((h, record) for h in self._handlers if h.level <= record.levelno)
+            return False
+        if not getattr(record, "_eegfm_scrubbed", False):
+            message = record.getMessage()
+            if record.exc_info:  # a traceback names files too
+                message += "\n" + logging.Formatter().formatException(record.exc_info)
+                record.exc_info, record.exc_text = None, None
+            record.msg, record.args = self._scrub(message), None
+            record._eegfm_scrubbed = True
+        return True
+
+    def release(self, scrub) -> None:
+        """From now on scrub every record; emit the held ones, scrubbed."""
+        self._scrub = scrub
+        held, self._held = self._held, []
+        for handler, record in held:
+            handler.handle(record)

@@ -81,6 +81,7 @@ from pipelines.process import (
 from pipelines.pipeline_args import beam_option_names, describe, unrecognized
 from pipelines.progress import ProgressReporter, record_done
 from pipelines.quality import QualityConfig
+from pipelines.redact import PathRedactor, RunRedaction, kept_folders, redacted_events, related_paths
 from pipelines.run_lock import hold_run_lock, release_run_lock
 from pipelines.sinks import (
     DEFAULT_MAX_SHARD_BYTES,
@@ -105,9 +106,11 @@ class ProcessRecordingFn(beam.DoFn):
 
     REJECTED, OUTCOME = "rejected", "outcome"
 
-    def __init__(self, key_file: str, config: PreprocessConfig, spill_dir: str, progress: str | None = None):
+    def __init__(self, key_file: str, config: PreprocessConfig, spill_dir: str, progress: str | None = None,
+                 redact: tuple[str, ...] | None = None):
         self._key_file, self._config, self._spill_dir = key_file, config, spill_dir
         self._progress = progress  # pipelines.progress's file on a local run, else None
+        self._redact = redact  # --redact_paths: the folders whose names stay (redact.kept_folders)
         self._config_hash = config.config_hash()
         self._windows = Metrics.counter("eegfm", "windows")
         self._rejected = Metrics.counter("eegfm", "rejected_windows")
@@ -116,6 +119,7 @@ class ProcessRecordingFn(beam.DoFn):
     def setup(self):
         # Read on the worker, so a gs:// key never travels inside the pipeline graph.
         self._key = load_key_any(self._key_file)
+        self._redactor = PathRedactor(self._key, self._redact is not None, keep=self._redact or ())
         self._blas = single_threaded_blas()  # the runner runs a worker per core already
 
     def teardown(self):
@@ -123,8 +127,9 @@ class ProcessRecordingFn(beam.DoFn):
 
     def process(self, item: SourceItem):
         spill = SpillWriter(spill_path(self._spill_dir, item.path))
+        redacted = redacted_events(item, self._redactor)
         try:
-            for event in process_recording(item, self._key, self._config, self._config_hash):
+            for event in map(redacted, process_recording(item, self._key, self._config, self._config_hash)):
                 if isinstance(event, Window):
                     self._windows.inc()
                     spill.add(event)
@@ -137,10 +142,10 @@ class ProcessRecordingFn(beam.DoFn):
                         self._windows.dec(len(spill))
                         spill.discard()
                     elif len(spill):
-                        yield spill.recording(item.path)
+                        yield spill.recording(event.source)
                     if event.status != "processed":
                         self._quarantined.inc()
-                        log.warning("quarantined %s at %s: %s", item.path, event.stage, event.reason)
+                        log.warning("quarantined %s at %s: %s", event.source, event.stage, event.reason)
                     record_done(self._progress, event.eeg_seconds)
                     yield beam.pvalue.TaggedOutput(self.OUTCOME, event)
         finally:
@@ -148,17 +153,18 @@ class ProcessRecordingFn(beam.DoFn):
 
 
 class ProcessRecordings(beam.PTransform):
-    def __init__(self, key_file: str, config: PreprocessConfig, spill_dir: str, progress: str | None = None):
+    def __init__(self, key_file: str, config: PreprocessConfig, spill_dir: str, progress: str | None = None,
+                 redact: tuple[str, ...] | None = None):
         super().__init__()
         self._key_file, self._config, self._spill_dir = key_file, config, spill_dir
-        self._progress = progress
+        self._progress, self._redact = progress, redact
 
     def expand(self, items):
         return (
             items
             | "Reshuffle" >> beam.Reshuffle()  # spread recordings over workers
             | "Process" >> beam.ParDo(ProcessRecordingFn(self._key_file, self._config, self._spill_dir,
-                                                        self._progress)).with_outputs(
+                                                        self._progress, self._redact)).with_outputs(
                 ProcessRecordingFn.REJECTED, ProcessRecordingFn.OUTCOME, main="recordings")
         )
 
@@ -347,7 +353,10 @@ def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quara
         # windows by length in samples at 256 Hz: sliding windows, HMS's 50 s, labels.csv events ...
         "per_length_samples": {k[8:]: int(v) for k, v in counts.items() if k.startswith("samples/")},
     }
-    manifest["shards"] = sorted(os.path.relpath(s, header["output"]) if "://" not in s else s for s in shards)
+    output = os.path.dirname(path)
+    # (header["output"] is the folder as shown: its names redacted under --redact_paths)
+    manifest["shards"] = sorted(os.path.relpath(s, output) if "://" not in s else header["output"].rstrip("/") + s[len(output.rstrip("/")):]
+                                for s in shards)
     manifest["artifact_model"] = next((m for m in model_used if m), None)
     with FileSystems.create(path) as fh:
         fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
@@ -433,6 +442,14 @@ def build_parser() -> argparse.ArgumentParser:
                      help="create --pseudonym_key_file with a new random key if it does not exist (local "
                      "paths). Without it a missing key file is an error: a mistyped path would otherwise "
                      "give a new key, and pseudonyms that match no earlier run")
+    io_.add_argument("--redact_paths", action="store_true",
+                     help="name the inputs by keyed tokens in manifest.json, quarantine.jsonl, the logs, the "
+                     "summary and error messages, for exports named after patients: every folder and file name "
+                     "below the folder an --input is given in (for a glob: below the folder before its first "
+                     "wildcard) becomes dir-<hex> or file-<hex> with its extensions (the same name, the same "
+                     "token under the same key); the folders above stay as written. `python -m pipelines.redact "
+                     "--input <the same> --pseudonym_key_file <key>` lists which file each token is. The "
+                     "TFRecords name no file either way")
     io_.add_argument("--num_shards", type=int, default=0,
                      help="TFRecord shards per site, each a contiguous part of about equal size of the site's "
                      "windows (recordings in the order of their pseudonyms, each one's windows in time order); "
@@ -632,7 +649,8 @@ def _ensure_key(path: str, create: bool = False) -> str:
     return path
 
 
-def build_pipeline(p, args, config, items, ignored, key: bytes, site_names, progress: str | None = None):
+def build_pipeline(p, args, config, items, ignored, key: bytes, site_names, progress: str | None = None,
+                   output_shown: str | None = None):
     sites = tuple(sorted({pseudonym(key, "site", s) for s in site_names}))
     train_sites = tuple(sorted({pseudonym(key, "site", s.strip()) for s in args.ae_train_sites.split(",") if s.strip()}))
     header = {
@@ -645,13 +663,15 @@ def build_pipeline(p, args, config, items, ignored, key: bytes, site_names, prog
         "feature_names": list(FEATURE_NAMES) if config.features else [],
         "classes": {"hms6": list(schema.HMS_CLASSES), "eegmat_rest_task": ["rest", "task"]},
         "sites": list(sites),
-        "output": args.output,
+        "output": args.output if output_shown is None else output_shown,
+        "redact_paths": args.redact_paths,
     }
     # One spill folder per run, removed by the last step.
     spill_dir = FileSystems.join(args.output, f".spill-{uuid.uuid4().hex[:12]}")
     items_pc = p | "Inputs" >> beam.Create(items)
-    processed = items_pc | "ProcessRecordings" >> ProcessRecordings(args.pseudonym_key_file, config, spill_dir,
-                                                                     progress)
+    processed = items_pc | "ProcessRecordings" >> ProcessRecordings(
+        args.pseudonym_key_file, config, spill_dir, progress,
+        redact=tuple(kept_folders(args.input)) if args.redact_paths else None)
     recordings, rejected, outcomes = (
         (processed.recordings, processed.rejected, processed.outcome) | "DropDuplicates" >> DropDuplicates())
     scoring = ScoreArtifacts(
@@ -696,6 +716,22 @@ def run(argv: list[str] | None = None) -> dict:
     args, beam_args = parser.parse_known_args(argv)
     # First: Beam logs through the root logger, which, without a handler, then gets Python's own.
     setup_logging("DEBUG" if args.verbose else "INFO", verbose=args.verbose)
+    redaction = RunRedaction(args.redact_paths, args.input)
+    if args.redact_paths:
+        error = parser.error
+
+        def scrubbed_error(message: str):
+            redaction.release()
+            error(redaction.scrub(message))
+
+        parser.error = scrubbed_error
+    try:
+        return _run(parser, argv, args, beam_args, redaction)
+    finally:
+        redaction.close()
+
+
+def _run(parser, argv, args, beam_args, redaction: RunRedaction) -> dict:
     unknown = unrecognized(beam_args)
     if unknown:  # Beam would only warn and run without them
         parser.error(describe(unknown, [flag for action in parser._actions for flag in action.option_strings],
@@ -728,6 +764,8 @@ def run(argv: list[str] | None = None) -> dict:
         # An output folder (or key file) inside an input folder is the job's own, never an input.
         items, ignored, datasets = discover(args.input, dataset=args.dataset, site=args.site,
                                             exclude=[args.output, args.pseudonym_key_file])
+        redaction.keyed(key, _named_paths(args, items, ignored), kept_folders(args.input))
+        ignored = [Ignored(redaction.redactor.path(g.path), redaction.scrub(g.reason)) for g in ignored]
     except (ConfigError, PseudonymKeyError, ValueError, *STORE_ERRORS) as err:
         parser.error(str(err))
     if not items:
@@ -741,10 +779,11 @@ def run(argv: list[str] | None = None) -> dict:
         # --direct_running_mode defaults to in_memory, one process.
         options.view_as(StandardOptions).runner = "DirectRunner"
     if options.get_all_options().get("dry_run") and _is_local(options):
-        print(_dry_run_plan(args, items, ignored, datasets))
+        print(redaction.scrub(_dry_run_plan(args, items, ignored, datasets,
+                                            (key, redaction.redactor) if args.redact_paths else None)))
         return {}
     log.info("%s (%s), %s; writing to %s", _count(len(items), "recording"),
-             _describe_datasets(datasets), _count(len(ignored), "other file"), args.output)
+             _describe_datasets(datasets, redaction.redactor), _count(len(ignored), "other file"), args.output)
     if "://" not in args.output:  # object stores have no folders to create, nor locks
         try:
             os.makedirs(args.output, exist_ok=True)
@@ -754,18 +793,28 @@ def run(argv: list[str] | None = None) -> dict:
         if problem:
             parser.error(f"--output {problem}")
     try:
-        return _write_output(parser, args, options, config, items, ignored, key)
+        return _write_output(parser, args, options, config, items, ignored, key, redaction.scrub)
     finally:
         release_run_lock(args.output)
 
 
-def _dry_run_plan(args, items, ignored, datasets) -> str:
+def _named_paths(args, items, ignored) -> list[str]:
+    """Every input path a report or log line of this run may name: the inputs as given and as found,
+    their sidecars, the files passed over."""
+    return [*args.input, *(p for item in items for p in related_paths(item)),
+            *(g.path for g in ignored)]
+
+
+def _dry_run_plan(args, items, ignored, datasets, redacted: tuple[bytes, PathRedactor] | None = None) -> str:
     """What a local ``--dry_run`` prints instead of running: the recordings found per site and
-    data set, and the files that would not be read, with why (Dataflow's dry run builds its graph)."""
-    per_site = collections.Counter((item.site, item.dataset) for item in items)
+    data set, and the files that would not be read, with why (Dataflow's dry run builds its graph).
+    Under --redact_paths sites show as their pseudonyms and folders as tokens: a site may be a folder's name."""
+    key, redactor = redacted or (None, None)
+    per_site = collections.Counter((item.site if key is None else pseudonym(key, "site", item.site), item.dataset)
+                                   for item in items)
     labeled = sum(bool(item.windows) or item.recording_label >= 0 for item in items)
     lines = [f"eegfm-preprocess --dry_run: nothing read or written; {args.output} would receive",
-             f"  {_count(len(items), 'recording')} ({labeled} with labels) from {_describe_datasets(datasets)}"]
+             f"  {_count(len(items), 'recording')} ({labeled} with labels) from {_describe_datasets(datasets, redactor)}"]
     lines += [f"    site {site!r:24} {dataset:8} {n}" for (site, dataset), n in sorted(per_site.items())]
     if ignored:
         lines.append(f"  {_count(len(ignored), 'file')} not read as recordings:")
@@ -775,7 +824,7 @@ def _dry_run_plan(args, items, ignored, datasets) -> str:
     return "\n".join(lines)
 
 
-def _write_output(parser, args, options, config, items, ignored, key) -> dict:
+def _write_output(parser, args, options, config, items, ignored, key, scrub) -> dict:
     """The job itself, once the output folder is this run's: earlier outputs cleared or refused,
     the pipeline run, and what a stopped run wrote removed; the manifest (empty on Dataflow)."""
     cleared = False  # no earlier run's outputs in args.output: any found later are this run's
@@ -792,7 +841,7 @@ def _write_output(parser, args, options, config, items, ignored, key) -> dict:
     earlier_temporary = set(temporary_folders(args.output)) if _is_local(options) else None
     start = time.time()
     try:
-        _run_pipeline(args, options, config, items, ignored, key)
+        _run_pipeline(args, options, config, items, ignored, key, scrub)
     except BaseException:
         if earlier_temporary is not None:
             try:
@@ -805,7 +854,7 @@ def _write_output(parser, args, options, config, items, ignored, key) -> dict:
         return {}
     with FileSystems.open(FileSystems.join(args.output, "manifest.json")) as fh:
         manifest = json.loads(fh.read())
-    print(f"eegfm-preprocess: wrote {args.output}\n" + summarize(manifest, seconds))
+    print(scrub(f"eegfm-preprocess: wrote {args.output}\n" + summarize(manifest, seconds)))
     return manifest
 
 
@@ -837,7 +886,7 @@ def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, 
                 "no manifest was written", len(ours), len(written), output)
 
 
-def _run_pipeline(args, options, config, items, ignored, key) -> None:
+def _run_pipeline(args, options, config, items, ignored, key, scrub) -> None:
     multi_processing = _is_local(options) and options.view_as(DirectOptions).direct_running_mode == "multi_processing"
     if _is_local(options):
         shorten_state_sampling()  # before the zygote forks: its workers inherit it
@@ -852,7 +901,8 @@ def _run_pipeline(args, options, config, items, ignored, key) -> None:
             stack.enter_context(ProgressReporter(progress, len(items)))
         try:
             with beam.Pipeline(runner=local_runner(options, warm=zygote is not None), options=options) as p:
-                build_pipeline(p, args, config, items, ignored, key, {i.site for i in items}, progress)
+                build_pipeline(p, args, config, items, ignored, key, {i.site for i in items}, progress,
+                               output_shown=scrub(args.output))
         except KeyboardInterrupt:
             if multi_processing:
                 quiet_worker_threads()
@@ -872,11 +922,12 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def _describe_datasets(datasets: dict[str, str]) -> str:
+def _describe_datasets(datasets: dict[str, str], redactor: PathRedactor | None = None) -> str:
     """``folder=dataset`` for a few input folders; counts per dataset for many (a log line, not
-    a listing of an archive of thousands of patient folders)."""
+    a listing of an archive of thousands of patient folders). Folders as tokens under --redact_paths."""
     if len(datasets) <= 8:
-        return ", ".join(f"{k}={v}" for k, v in sorted(datasets.items()))
+        shown = redactor.folder if redactor is not None and redactor.enabled else str
+        return ", ".join(f"{shown(k)}={v}" for k, v in sorted(datasets.items()))
     kinds = collections.Counter(datasets.values())
     return ", ".join(f"{kind} in {n} folder{'s' if n > 1 else ''}" for kind, n in sorted(kinds.items()))
 

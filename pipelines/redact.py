@@ -1,0 +1,280 @@
+"""Keyed pseudonyms for file and folder names (``--redact_paths``).
+
+Clinical systems often name an export after its patient (``Doe~ John_3f2a.edf``, a folder per
+patient name or hospital number). Headers never leave a reader, but the manifest, quarantine.jsonl
+and the logs must say which file each line is about. With ``--redact_paths`` they name it by a
+path whose folder and file names below the folder an --input was given in are replaced by keyed
+hashes of those names: with ``--input /data/exports``, ``/data/exports/Doe~ John/EEG1.edf``
+becomes ``/data/dir-5b0c.../dir-91e4.../file-2d7a....edf``.
+
+Each name is hashed on its own, so a path keeps its shape (files of one folder share its token)
+and the same name gives the same token in every run with the same key; the file's extensions stay
+(``.edf``, ``.fif.gz``), and a sidecar named like its recording (``x.vhdr`` / ``x.eeg``) gets the
+same stem. Whoever holds the key maps tokens back with ``python -m pipelines.redact``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import hmac
+import re
+import secrets
+import sys
+from collections.abc import Iterable
+
+TOKEN_HEX = 12
+# An extension: at most 12 letters/digits/'-' after the last dot ('.fif-1' of a split FIF part).
+_SUFFIX = re.compile(r"(\.[A-Za-z0-9_-]{1,12})$")
+_WILDCARD = re.compile(r"[*?\[]")
+# What may sit right before or after a name in a message (a name never continues past these).
+_BEFORE = r"(?<![A-Za-z0-9_.~-])"
+_AFTER = r"(?![A-Za-z0-9_~-])"
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """``(stem, extensions)``: ``x.fif.gz`` -> ``('x', '.fif.gz')``, ``x.fif-1.gz`` ->
+    ``('x', '.fif-1.gz')``, ``README`` -> ``('README', '')``."""
+    stem, ext = name, ""
+    if stem.lower().endswith(".gz") and len(stem) > 3:
+        stem, ext = stem[:-3], stem[-3:]
+    found = _SUFFIX.search(stem)
+    if found and found.start() > 0:
+        stem, ext = stem[:found.start()], found.group(1) + ext
+    return stem, ext
+
+
+class PathRedactor:
+    """Replaces file and folder names by keyed tokens; ``enabled=False`` leaves text as it is,
+    so callers need no branch of their own."""
+
+    def __init__(self, key: bytes, enabled: bool = True, keep: Iterable[str] = ()):
+        self._key, self.enabled = key, enabled
+        # The folders the inputs were given in stay readable (see `kept_folders`), longest first.
+        self.keep = tuple(sorted({k.rstrip("/") or "/" for k in keep if k}, key=len, reverse=True))
+        self._names: dict[tuple[str, str], str] = {}
+
+    def _digest(self, kind: str, name: str) -> str:
+        token = self._names.get((kind, name))
+        if token is None:
+            digest = hmac.new(self._key, f"{kind}\x00{name}".encode(), hashlib.sha256).hexdigest()
+            token = self._names[(kind, name)] = f"{kind}-{digest[:TOKEN_HEX]}"
+        return token
+
+    def stem(self, stem: str) -> str:
+        return self._digest("file", stem)
+
+    def folder(self, name: str) -> str:
+        return self._digest("dir", name)
+
+    def name(self, name: str) -> str:
+        """A file name's token, its extensions kept: ``Doe.edf`` -> ``file-<hex>.edf``."""
+        stem, ext = split_name(name)
+        return self.stem(stem) + ext
+
+    def split(self, path: str) -> tuple[str, str]:
+        """``(kept, rest)``: the part of ``path`` in a kept folder (with its slash), and the rest."""
+        for k in self.keep:
+            if k == "/" and path.startswith("/"):
+                return "/", path[1:]
+            if path == k:
+                return path, ""
+            if path.startswith(k + "/"):
+                return k + "/", path[len(k) + 1:]
+        return "", path
+
+    def path(self, path: str) -> str:
+        """``path`` with every folder and file name below a kept folder replaced; a scheme
+        (``gs://``), the bucket, slashes and wildcards (a glob given as --input) stay."""
+        if not self.enabled or not path:
+            return path
+        kept, rest = self.split(path)
+        if kept:
+            return kept + self._names_of(rest, relative=True)
+        return self._names_of(path, relative=False)
+
+    def _names_of(self, path: str, relative: bool) -> str:
+        scheme, sep, rest = ("", "", path) if relative else path.partition("://")
+        if not sep:
+            scheme, rest = "", path
+        parts = rest.split("/")
+        last = len(parts) - 1
+        out = []
+        for i, part in enumerate(parts):
+            if not part or part in (".", "..") or _WILDCARD.search(part) or (sep and i == 0):
+                out.append(part)  # a bucket names a store, not a patient
+            elif i == last and split_name(part)[1]:
+                out.append(self.name(part))
+            else:
+                out.append(self.folder(part))
+        return (scheme + "://" if sep else "") + "/".join(out)
+
+    def scrubber(self, paths: Iterable[str]) -> Scrubber:
+        return Scrubber(self, paths)
+
+
+class Scrubber:
+    """Replaces each of a set of paths in any text: in full, as its file name, as its stem with any
+    extension (a sidecar: ``x.eeg`` of ``x.vhdr``), or as a folder name next to a slash. Other words
+    stay, even where they spell a folder's name ("eeg", "data"). A substring test picks the few
+    names a text holds before any pattern is built, so a scrubber of every input of a large run
+    costs milliseconds per log line."""
+
+    def __init__(self, redactor: PathRedactor, paths: Iterable[str]):
+        self.enabled = redactor.enabled
+        self._full: dict[str, str] = {}
+        self._stems: dict[str, str] = {}
+        self._folders: dict[str, str] = {}
+        if not self.enabled:
+            return
+        for path in paths:
+            if not path or path in self._full:
+                continue
+            self._full[path] = redactor.path(path)
+            kept, rest = redactor.split(path)
+            parts = rest.partition("://")[2].split("/")[1:] if "://" in rest and not kept else rest.split("/")
+            *dirs, name = parts
+            if name and not _WILDCARD.search(name):
+                stem = split_name(name)[0]
+                self._stems[stem] = redactor.stem(stem)
+            for d in dirs:
+                if d and d not in (".", "..") and not _WILDCARD.search(d):
+                    self._folders[d] = redactor.folder(d)
+
+    def __call__(self, text: str) -> str:
+        if not self.enabled or not text:
+            return text
+        for full in sorted((f for f in self._full if f in text), key=len, reverse=True):
+            text = text.replace(full, self._full[full])
+        stems = [s for s in self._stems if s in text]
+        if stems:
+            pattern = _BEFORE + "(" + "|".join(map(re.escape, sorted(stems, key=len, reverse=True))) + \
+                r")(?=\.[A-Za-z0-9])"
+            text = re.sub(pattern, lambda m: self._stems[m.group(1)], text)
+        folders = [d for d in self._folders if d in text]
+        if folders:
+            names = "|".join(map(re.escape, sorted(folders, key=len, reverse=True)))
+            pattern = (_BEFORE + "(" + names + ")" + _AFTER + "(?=/)|(?<=/)(" + names + ")" + _AFTER
+                       + r"(?!\.[A-Za-z0-9])")
+            text = re.sub(pattern, lambda m: self._folders[m.group(1) or m.group(2)], text)
+        return text
+
+
+def kept_folders(inputs: Iterable[str]) -> list[str]:
+    """The folders the operator named: each --input's parent folder (for a glob, the folder before
+    its first wildcard). Names below them, where exports name patients, are redacted; these stay,
+    so the output folder and the key file beside the data still read as themselves."""
+    kept = []
+    for given in inputs:
+        scheme, sep, rest = given.partition("://")
+        if not sep:
+            scheme, rest = "", given
+        parts = rest.rstrip("/").split("/")
+        wild = next((i for i, part in enumerate(parts) if _WILDCARD.search(part)), None)
+        parts = parts[:wild] if wild is not None else parts[:-1]
+        if sep and not parts:
+            continue  # a whole bucket: only its name stays, as everywhere
+        folder = "/".join(parts) or ("/" if rest.startswith("/") else "")
+        if folder:
+            kept.append(scheme + sep + folder)
+    return kept
+
+
+def related_paths(item) -> list[str]:
+    """The files a recording's reasons may name: itself and the sidecars that apply to it."""
+    return [item.path, item.channels_tsv, *item.eeg_json]
+
+
+def redacted_events(item, redactor: PathRedactor):
+    """``process_recording``'s events for ``item`` as the reports may show them: the outcome's and
+    rejected windows' paths and reasons redacted (windows themselves hold no path)."""
+    from pipelines.process import Outcome, RejectedWindow
+
+    if not redactor.enabled:
+        return lambda event: event
+    scrub = redactor.scrubber(related_paths(item))
+
+    def redacted(event):
+        if isinstance(event, Outcome):
+            parts = event.split_parts
+            reason = redactor.scrubber([*related_paths(item), *parts])(event.reason) if parts else scrub(event.reason)
+            return dataclasses.replace(event, source=redactor.path(event.source), reason=reason,
+                                       split_parts=tuple(map(redactor.path, parts)))
+        if isinstance(event, RejectedWindow):
+            return dataclasses.replace(event, source=redactor.path(event.source), reasons=list(map(scrub, event.reasons)))
+        return event
+
+    return redacted
+
+
+class RunRedaction:
+    """``--redact_paths`` over one run of the launcher: log records held until the inputs are listed,
+    then scrubbed of every input's names; before the key is read, names are hidden under a throwaway
+    key (an early error still says what went wrong, not which patient's file)."""
+
+    def __init__(self, enabled: bool, paths: Iterable[str]):
+        self.enabled = enabled
+        self.redactor = PathRedactor(secrets.token_bytes(32), enabled, kept_folders(paths))
+        self.scrub = self.redactor.scrubber(paths)
+        self._filter = None
+        if enabled:
+            from pipelines.logging_setup import RedactingFilter
+            self._filter = RedactingFilter().install()
+
+    def keyed(self, key: bytes, paths: Iterable[str], keep: Iterable[str] = ()) -> None:
+        """The run's key and inputs are known: scrub with them, and let held records out."""
+        self.redactor = PathRedactor(key, self.enabled, keep)
+        self.scrub = self.redactor.scrubber(paths)
+        self.release()
+
+    def release(self) -> None:
+        if self._filter is not None:
+            self._filter.release(self.scrub)
+
+    def close(self) -> None:
+        if self._filter is not None:
+            self.release()
+            self._filter.remove()
+            self._filter = None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.redact",
+        description="Print the redacted path of every input file, next to the real one, so the holder of "
+        "the pseudonym key can find the file a --redact_paths manifest or quarantine line names. The "
+        "output holds the real paths: keep it on this machine.")
+    parser.add_argument("--input", action="extend", nargs="+", required=True, metavar="PATH",
+                        help="the files, globs or folders given to eegfm-preprocess, exactly as given there (the "
+                        "folders they name stay readable, so another spelling gives other tokens)")
+    parser.add_argument("--pseudonym_key_file", required=True,
+                        help="the key file of the eegfm-preprocess run (local, gs:// or s3://)")
+    parser.add_argument("--find", default=None, metavar="TOKEN",
+                        help="print only the paths whose redacted form contains TOKEN (a file-... or dir-... "
+                        "token, or a whole redacted path)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from pipelines.logging_setup import setup_logging
+    from pipelines.preprocess import load_key_any
+    from pipelines.sources import discover
+
+    args = build_parser().parse_args(argv)
+    setup_logging("WARNING")
+    redactor = PathRedactor(load_key_any(args.pseudonym_key_file), keep=kept_folders(args.input))
+    items, ignored, _ = discover(args.input)
+    rows = sorted({(redactor.path(p), p) for p in [*(i.path for i in items), *(g.path for g in ignored)]})
+    shown = [(r, p) for r, p in rows if args.find is None or args.find in r]
+    for redacted, path in shown:
+        print(f"{redacted}\t{path}")
+    if args.find is not None and not shown:
+        print(f"--find {args.find}: no input's redacted path contains it (another key, or other inputs?)",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

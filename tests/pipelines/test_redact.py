@@ -1,0 +1,142 @@
+"""--redact_paths: file and folder names that name patients never reach a report or a log."""
+
+import json
+import logging
+import os
+import re
+
+import pytest
+
+from pipelines.logging_setup import RedactingFilter, setup_logging
+from pipelines.preprocess import run
+from pipelines.redact import PathRedactor, kept_folders, main, split_name
+from pipelines.tfrecord import read_records
+
+KEY = b"0123456789abcdef0123456789abcdef"
+TOKEN = r"[0-9a-f]{12}"
+
+
+@pytest.mark.parametrize("name, parts", [
+    ("x.edf", ("x", ".edf")), ("x.fif.gz", ("x", ".fif.gz")), ("x.fif-1.gz", ("x", ".fif-1.gz")),
+    ("Doe. John.vhdr", ("Doe. John", ".vhdr")), ("README", ("README", "")), (".hidden", (".hidden", "")),
+])
+def test_a_name_splits_into_its_stem_and_extensions(name, parts):
+    assert split_name(name) == parts
+
+
+def test_kept_folders_are_where_the_inputs_were_given():
+    assert kept_folders(["/data/in", "/data/*/x.edf", "gs://b/a/x.edf", "gs://b", "rel.edf", "sub/x/"]) == [
+        "/data", "/data", "gs://b/a", "sub"]
+
+
+def test_every_name_below_a_kept_folder_becomes_a_keyed_token_and_its_extension_stays():
+    r = PathRedactor(KEY, keep=["/exports"])
+    one = r.path("/exports/Doe~ John/EEG1.edf")
+    assert re.fullmatch(rf"/exports/dir-{TOKEN}/file-{TOKEN}\.edf", one)
+    # each name on its own: a folder's files share its token, a file name the same token anywhere
+    assert r.path("/exports/Doe~ John/EEG2.bdf").rsplit("/", 1)[0] == one.rsplit("/", 1)[0]
+    assert r.path("/exports/Roe/EEG1.edf").rsplit("/", 1)[1] == one.rsplit("/", 1)[1]
+    assert r.path("/exports/Doe~ John/EEG1.fif-1.gz").endswith(one.rsplit("/", 1)[1][:-4] + ".fif-1.gz")
+    assert PathRedactor(KEY, keep=["/exports"]).path("/exports/Doe~ John/EEG1.edf") == one  # stable
+    assert PathRedactor(KEY[::-1], keep=["/exports"]).path("/exports/Doe~ John/EEG1.edf") != one  # keyed
+    assert re.fullmatch(rf"/dir-{TOKEN}/file-{TOKEN}\.edf", r.path("/elsewhere/Doe.edf"))  # nothing kept there
+    assert re.fullmatch(rf"gs://bucket/dir-{TOKEN}/\*/file-{TOKEN}\.edf", r.path("gs://bucket/Doe/*/x.edf"))
+    assert PathRedactor(KEY, enabled=False).path("/exports/Doe/x.edf") == "/exports/Doe/x.edf"
+
+
+def test_a_message_loses_the_names_of_the_paths_it_is_about_and_keeps_its_words():
+    r = PathRedactor(KEY, keep=["/exports"])
+    scrub = r.scrubber(["/exports/Doe~ John/eeg/Roe.vhdr"])
+    token_dir, token_eeg, token_file = r.path("/exports/Doe~ John/eeg/Roe.vhdr").split("/")[2:]
+    text = scrub("Roe.vhdr: names Roe.eeg, not found in /exports/Doe~ John/eeg/Roe.vhdr (Doe~ John/eeg/); "
+                 "the eeg data of Roe")
+    assert text == (f"{token_file}: names {token_file[:-5]}.eeg, not found in /exports/{token_dir}/{token_eeg}/"
+                    f"{token_file} ({token_dir}/{token_eeg}/); the eeg data of Roe")
+
+
+def test_held_log_records_come_out_scrubbed_once_the_names_are_known(capsys):
+    setup_logging("INFO")
+    log = logging.getLogger("eegfm.test_redact")
+    hold = RedactingFilter().install()
+    try:
+        log.warning("listing /exports/Doe/x.edf")
+        assert "x.edf" not in capsys.readouterr().err  # held: the names to hide are not known yet
+        hold.release(PathRedactor(KEY, keep=["/exports"]).scrubber(["/exports/Doe/x.edf"]))
+        try:
+            raise ValueError("cannot read /exports/Doe/x.edf")
+        except ValueError:
+            log.exception("x.edf failed")
+        err = capsys.readouterr().err
+    finally:
+        hold.remove()
+    assert "listing /exports/dir-" in err and "Doe" not in err and "x.edf" not in err
+    assert "Traceback" in err and "ValueError: cannot read /exports/dir-" in err
+
+
+def _brainvision_named(source_dir, folder, stem):
+    """The BrainVision recording of ../shared/data renamed, its header pointing at the new names."""
+    folder.mkdir(parents=True)
+    for ext in (".eeg", ".vmrk"):
+        (folder / (stem + ext)).write_bytes((source_dir / ("test_NO" + ext)).read_bytes())
+    header = (source_dir / "test_NO.vhdr").read_text(encoding="latin-1")
+    (folder / (stem + ".vhdr")).write_text(header.replace("test_NO", stem), encoding="latin-1")
+
+
+def test_a_redacted_run_names_no_patient_anywhere_and_the_key_maps_tokens_back(shared_data, tmp_path, capsys):
+    root = tmp_path / "exports"
+    patient = root / "Xanthippe~ Quorridge"
+    other = root / "Zebediah Pumpernickel"
+    patient.mkdir(parents=True)
+    other.mkdir()
+    rest, task = shared_data / "eegmat" / "Subject03_1.edf", shared_data / "eegmat" / "Subject03_2.edf"
+    (patient / "XANTHIPPE^QUORRIDGE 19700101.edf").write_bytes(task.read_bytes())
+    (other / "PUMPERNICKEL_copy.edf").write_bytes(task.read_bytes())  # quarantined as a copy of the other
+    (other / "ZEBEDIAH_truncated.edf").write_bytes(rest.read_bytes()[:5000])
+    _brainvision_named(shared_data / "formats" / "brainvision", other / "bv", "Pumpernickel Zebediah")
+    key = tmp_path / "key"
+    key.write_bytes(KEY)
+    out = tmp_path / "out"
+    manifest = run(["--input", str(root), "--output", str(out), "--pseudonym_key_file", str(key),
+                    "--redact_paths", "--no_artifact_model"])
+    printed = capsys.readouterr()
+    assert manifest["counts"] == manifest["counts"] | {"inputs": 6, "processed": 1, "quarantined": 3,
+                                                             "ignored": 2}
+    stages = sorted(e["stage"] for e in manifest["inputs"] if e["status"] == "quarantined")
+    assert stages == ["duplicate", "harmonize", "read"]
+    shown = re.escape(str(tmp_path))
+    for entry in manifest["inputs"]:
+        assert re.fullmatch(rf"{shown}/(dir-{TOKEN}/)+file-{TOKEN}\.(edf|vhdr|eeg|vmrk)", entry["source"]), entry
+        assert entry["status"] != "quarantined" or entry["reason"].startswith("file-"), entry["reason"]
+    assert manifest["output"] == str(out) and manifest["redact_paths"] is True
+
+    needles = [b"Xanthippe", b"XANTHIPPE", b"Quorridge", b"QUORRIDGE", b"Zebediah", b"ZEBEDIAH",
+               b"Pumpernickel", b"PUMPERNICKEL", b"19700101"]
+    haystacks = {"stdout": printed.out.encode(), "stderr": printed.err.encode()}
+    for path in out.rglob("*"):
+        if path.is_file() and path.suffix == ".tfrecord":  # compressed signal bytes could spell anything
+            haystacks[str(path)] = b"".join(r for r in read_records(path))
+        elif path.is_file():
+            haystacks[str(path)] = path.read_bytes()
+    assert "quarantined " in printed.err and len(haystacks) >= 5
+    leaks = [(name, n) for name, blob in haystacks.items() for n in needles if n in blob]
+    assert not leaks, leaks
+
+    # Whoever holds the key finds the file behind a quarantine line.
+    lines = [json.loads(line) for line in (out / "quarantine.jsonl").read_text().splitlines()]
+    truncated = next(line["path"] for line in lines if line["stage"] == "read")
+    assert main(["--input", str(root), "--pseudonym_key_file", str(key), "--find", truncated]) == 0
+    assert capsys.readouterr().out == f"{truncated}\t{other / 'ZEBEDIAH_truncated.edf'}\n"
+    assert main(["--input", str(root), "--pseudonym_key_file", str(key)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4 + 2  # the BrainVision sidecars are listed too
+
+
+def test_an_error_before_the_inputs_are_listed_is_scrubbed_too(tmp_path, capsys):
+    key = tmp_path / "key"
+    key.write_bytes(KEY)
+    with pytest.raises(SystemExit):
+        run(["--input", str(tmp_path / "Xanthippe Quorridge"), str(tmp_path / "QUORRIDGE.edf"),
+             "--output", str(tmp_path / "out"), "--pseudonym_key_file", str(key), "--redact_paths"])
+    err = capsys.readouterr().err
+    assert "error: --input" in err and "dir-" in err
+    assert "Quorridge" not in err and "QUORRIDGE" not in err
+    assert os.path.exists(key)
