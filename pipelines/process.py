@@ -43,7 +43,7 @@ from pipelines.filters import FilterConfig, StreamingFilter, design_filters, det
 from pipelines.harmonize import HarmonizeError, harmonize, interpolation_matrix, map_channels, plan_harmonization
 from pipelines.ica import fit_ica_cleaner
 from pipelines.quality import QUALITY_NAMES, QualityConfig, compute_quality_batch, validate_window
-from pipelines.readers import GZIPPED, Reader, ReaderError, Segment, open_recording
+from pipelines.readers import GZIPPED, Reader, ReaderError, Segment, eeglab_data_file, open_recording
 from pipelines.resample import TARGET_SFREQ, Resampler
 from pipelines.sources import SourceItem
 
@@ -202,14 +202,19 @@ def localized(path: str) -> Iterator[tuple[str, str]]:
     if gzipped:
         suffix = suffix[:-len(".gz")]
     with tempfile.TemporaryDirectory(prefix="eegfm-") as tmp:
-        # A split FIF keeps its name: a part may name the next only by number, relative to its own.
+        # A split FIF keeps its name: a part may name the next only by number, relative to its own;
+        # so does an EEGLAB .set, whose data file MNE looks for under the .set's own name too.
         fif = path.lower().endswith((".fif", ".fif.gz"))
-        local = os.path.join(tmp, os.path.basename(path) if fif else "recording." + suffix.lstrip("."))
+        named = fif or path.lower().endswith(".set")
+        local = os.path.join(tmp, os.path.basename(path) if named else "recording." + suffix.lstrip("."))
         opened = open(path, "rb") if "://" not in path else FileSystems.open(path, compression_type=raw)
         with opened as src, open(local, "wb") as dst:
             _copy(src, dst, digest, gzipped)
         # BrainVision/EEGLAB headers name companion files next to them; fetch those too.
-        for companion in _companions(path, local):
+        companions = _companions(path, local)
+        if path.lower().endswith(".set") and not FileSystems.exists(companions[0]):
+            companions = _renamed_eeglab_data(path, local)
+        for companion in companions:
             if FileSystems.exists(companion):
                 target = os.path.join(tmp, os.path.basename(companion))
                 with FileSystems.open(companion, compression_type=raw) as src, open(target, "wb") as dst:
@@ -251,6 +256,19 @@ def _companions(path: str, header: str | None = None) -> list[str]:
     folder = posixpath.dirname(path)
     return [posixpath.join(folder, named[key]) if key in named else base + suffix
             for key, suffix in (("MarkerFile", ".vmrk"), ("DataFile", ".eeg"))]
+
+
+def _renamed_eeglab_data(path: str, local: str) -> list[str]:
+    """The data file of the remote EEGLAB ``path`` that is not ``<name>.fdt``: a .set renamed after
+    it was saved still names its old .fdt (``EEG.data``), where MNE looks first. The .set (``local``,
+    its copy) is opened only where ``path``'s folder holds some .fdt: a .set without one holds its
+    data itself, and may be large."""
+    from pipelines.object_stores import match_below
+
+    if not match_below(posixpath.dirname(path), "*.fdt", limit=1):
+        return []
+    name = eeglab_data_file(local)
+    return [posixpath.join(posixpath.dirname(path), name)] if name else []
 
 
 def _brainvision_files(header: str) -> dict[str, str]:

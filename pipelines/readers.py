@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import os
+import posixpath
 import warnings
 from pathlib import Path
 
@@ -299,6 +300,48 @@ def _read_epochs(path: str | os.PathLike):
             return epochs if len(epochs) else None
     except Exception:  # not epochs either: the raw reader's error is the one to report
         return None
+
+
+def eeglab_data_file(path: str | os.PathLike) -> str | None:
+    """The file name an EEGLAB .set gives for its data (``EEG.data``: ``x.fdt``), or None where the
+    .set holds its data itself or cannot be read. MATLAB 5 files name their variables without
+    loading them, so a .set with its fields at the top reads only that one; MATLAB 7.3 (HDF5)
+    reads the one dataset either way."""
+    import scipy.io
+
+    value = None
+    try:
+        found = {name: cls for name, _, cls in scipy.io.whosmat(path)}
+    except (ValueError, NotImplementedError, OSError, TypeError):  # HDF5 (v7.3), or no MATLAB file
+        found = None
+    try:
+        if found is None:
+            value = _hdf5_text(path)
+        elif found.get("data") == "char":
+            value = scipy.io.loadmat(path, variable_names=["data"], squeeze_me=True)["data"]
+        elif "EEG" in found:
+            eeg = scipy.io.loadmat(path, variable_names=["EEG"], squeeze_me=True, struct_as_record=False)["EEG"]
+            value = getattr(eeg, "data", None)
+    except (ValueError, NotImplementedError, OSError, TypeError, KeyError):
+        return None
+    if isinstance(value, np.ndarray) and value.dtype.kind == "U" and value.size == 1:
+        value = value.item()
+    if not isinstance(value, str) or not value.strip():
+        return None
+    return posixpath.basename(value.strip().replace("\\", "/"))
+
+
+def _hdf5_text(path) -> str | None:
+    import h5py
+
+    with h5py.File(path, "r") as fh:
+        node = fh.get("data")
+        if node is None and isinstance(fh.get("EEG"), h5py.Group):
+            node = fh["EEG"].get("data")
+        # MATLAB keeps a char array as uint16 codes; numbers are data, not a name
+        if not isinstance(node, h5py.Dataset) or node.dtype != np.uint16 or node.size > 4096:
+            return None
+        return "".join(map(chr, node[()].ravel()))
 
 
 def _mne_clinical(raw) -> ClinicalInfo:

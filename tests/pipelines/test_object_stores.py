@@ -20,9 +20,11 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipelines import object_stores
 from pipelines.object_stores import StoreUnreachableError, check_reachable, filesystems, storage_error
+from pipelines.readers import open_recording
 from pipelines.run_lock import RUN_LOCK
 from pipelines.tfrecord import read_records
 from tests.conftest import free_port
+from tests.pipelines.test_readers import _write_eeglab
 from training.data import EEGLoader, LoaderConfig, describe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -74,11 +76,24 @@ def mixed_tree(shared_data, split_fif, tmp_path_factory):
     # A renamed header still names test_NO.eeg and test_NO.vmrk: those are what travel with it.
     files["lab/renamed.vhdr"] = files["lab/test_NO.vhdr"]
     files["lab/empty.edf"] = b""
+    files.update(_renamed_eeglab_files(eegmat / "Subject00_2.edf", tmp_path_factory.mktemp("eeglab")))
     root = tmp_path_factory.mktemp("tree")
     for name, data in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
     return root, files
+
+
+def _renamed_eeglab_files(edf, tmp) -> dict[str, bytes]:
+    """Two-file EEGLAB recordings renamed after saving, as users rename them: a .set that still
+    names its old .fdt (``kept_name.fdt``), and a .set/.fdt pair that both took a new name."""
+    with open_recording(edf) as reader:
+        data, sfreq = reader.read(0, 15000), reader.info.sfreq
+        names = [name.split(" ", 1)[-1] for name in reader.info.ch_names]
+    _write_eeglab(tmp / "a.set", data, names, sfreq, data_file="kept_name.fdt")
+    _write_eeglab(tmp / "b.set", data * 0.5, names, sfreq, data_file="orig.fdt")
+    return {"lab/renamed_set.set": (tmp / "a.set").read_bytes(), "lab/kept_name.fdt": (tmp / "kept_name.fdt").read_bytes(),
+            "lab/renamed_pair.set": (tmp / "b.set").read_bytes(), "lab/renamed_pair.fdt": (tmp / "orig.fdt").read_bytes()}
 
 
 def _preprocess(args, env=None):
@@ -285,6 +300,8 @@ def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, b
     assert status["test_NO.vhdr"]["status"] == "quarantined"  # read with its .vmrk/.eeg companions
     assert "only 0 of the 19 10-20 channels are present" in status["test_NO.vhdr"]["reason"]
     assert "only 0 of the 19 10-20 channels are present" in status["renamed.vhdr"]["reason"]
+    # EEGLAB data files travel with their .set, renamed or not (read here as on local disk)
+    assert status["renamed_set.set"]["status"] == status["renamed_pair.set"]["status"] == "processed"
     assert status["empty.edf"]["status"] == "quarantined"
     assert status["empty.edf"]["reason"].startswith("empty.edf: ")
     # The parts after the first are fetched with it and read through it, once.

@@ -1,5 +1,7 @@
 """One shared reader test over every real recording format in ../shared/data."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +12,7 @@ from pipelines.readers import (
     Segment,
     annotated_segments,
     annotation_samples,
+    eeglab_data_file,
     open_recording,
 )
 
@@ -44,10 +47,12 @@ def test_reader_contract_on_real_files(shared_data, rel, sfreq, n_chans, n_times
             reader.read(0, n_times + 1)
 
 
-def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, events=()) -> None:
+def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, events=(), data_file: str = "") -> None:
     """An EEGLAB .set (MATLAB 5 file holding the EEG struct, data inside) as EEGLAB writes one;
     ``events`` are (type, latency in 1-based samples, duration in samples). A 3-D ``data_uv``
-    (channels, points, trials) is an epoched file with one 'stim' event at each epoch's start."""
+    (channels, points, trials) is an epoched file with one 'stim' event at each epoch's start.
+    With ``data_file`` the data go to that .fdt beside it (float32, a sample's channels together),
+    which the .set names, as EEGLAB's two-file format does."""
     from scipy.io import savemat
 
     chanlocs = np.zeros((1, len(names)), dtype=[(k, "O") for k in ("labels", "type", "X", "Y", "Z")])
@@ -67,10 +72,13 @@ def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, eve
     savemat(path, {"EEG": {
         "setname": "eegmat", "nbchan": float(len(names)), "trials": float(trials), "pnts": float(n), "srate": sfreq,
         "xmin": 0.0, "xmax": (n - 1) / sfreq, "times": np.arange(n) / sfreq * 1000.0,
-        "data": data_uv.astype(np.float32), "chanlocs": chanlocs, "event": event if len(events) else empty,
+        "data": data_file or data_uv.astype(np.float32), "chanlocs": chanlocs, "event": event if len(events) else empty,
         "epoch": epoch if trials > 1 else empty,
         "icawinv": empty, "icasphere": empty, "icaweights": empty, "ref": "common"}},
         appendmat=False, oned_as="row")
+    if data_file:
+        data_uv.reshape(len(names), -1, order="F").astype(np.float32).ravel(order="F").tofile(os.path.join(
+            os.path.dirname(path), data_file))
 
 
 def test_eeglab_recording_reads_as_the_edf_it_was_made_from(shared_data, tmp_path):
@@ -192,6 +200,32 @@ def test_an_eeglab_file_saved_as_matlab_v73_reads_as_the_edf_it_was_made_from(sh
     (tmp_path / "v73.mat").rename(tmp_path / "v73.set")
     with open_recording(tmp_path / "v73.set") as reader:
         assert (list(reader.info.ch_names), reader.info.sfreq) == (names, sfreq)
+        np.testing.assert_allclose(reader.read(), data, rtol=0, atol=1e-3)
+
+
+def test_a_set_names_its_data_file_and_reads_through_it_when_both_were_renamed(shared_data, tmp_path):
+    import hdf5storage
+    from scipy.io import savemat
+
+    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as edf:
+        data, sfreq = edf.read(0, 5000), edf.info.sfreq
+        names = [name.split(" ", 1)[-1] for name in edf.info.ch_names]
+    _write_eeglab(tmp_path / "inside.set", data, names, sfreq)
+    _write_eeglab(tmp_path / "two.set", data, names, sfreq, data_file="two.fdt")
+    assert eeglab_data_file(tmp_path / "inside.set") is None
+    assert eeglab_data_file(tmp_path / "two.set") == "two.fdt"
+    # EEGLAB's newer files keep the fields at the top; v7.3 files are HDF5; Windows paths happen.
+    savemat(tmp_path / "top.set", {"data": "C:\\eeg\\top.fdt", "srate": sfreq}, appendmat=False)
+    assert eeglab_data_file(tmp_path / "top.set") == "top.fdt"
+    hdf5storage.savemat(str(tmp_path / "v73.set"), {"EEG": {"data": "v73.fdt", "srate": sfreq}}, format="7.3",
+                        store_python_metadata=False, matlab_compatible=True, appendmat=False)
+    assert eeglab_data_file(tmp_path / "v73.set") == "v73.fdt"
+    (tmp_path / "edf.set").write_bytes((shared_data / "eegmat" / "Subject00_2.edf").read_bytes()[:4096])
+    assert eeglab_data_file(tmp_path / "edf.set") is None
+    # Both files renamed: the .set still names two.fdt; MNE reads the .fdt named like the .set.
+    (tmp_path / "two.set").rename(tmp_path / "moved.set")
+    (tmp_path / "two.fdt").rename(tmp_path / "moved.fdt")
+    with open_recording(tmp_path / "moved.set") as reader:
         np.testing.assert_allclose(reader.read(), data, rtol=0, atol=1e-3)
 
 
