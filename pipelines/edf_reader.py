@@ -27,7 +27,15 @@ import numpy as np
 from pipelines.channels import standard_name
 from pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
 from pipelines.harmonize import HarmonizeError, microvolt_scale
-from pipelines.readers import Reader, ReaderError, RecordingInfo, Segment, _check_info, marks_bad
+from pipelines.readers import (
+    Reader,
+    ReaderError,
+    RecordingInfo,
+    Segment,
+    _check_info,
+    marks_bad,
+    unique_channel_names,
+)
 
 ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
 MAX_SIGNALS = 4096  # well above any real montage; protects against absurd declared counts
@@ -273,7 +281,7 @@ class EdfReader(Reader):
         self._gain = (scale[self._idx] * np.array(to_uv))[:, None].astype(np.float64)
         self._offset = ((hdr.phys_min[self._idx] - hdr.dig_min[self._idx] * scale[self._idx])
                         * np.array(to_uv))[:, None]
-        ch_names = tuple(hdr.labels[i] for i in self._idx)
+        ch_names = unique_channel_names([hdr.labels[i] for i in self._idx])
         sfreq = main / hdr.record_duration
         n_times = hdr.n_records * main
         _check_info(self.path, ch_names, sfreq, n_times)

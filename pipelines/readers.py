@@ -12,16 +12,21 @@ so a corrupt recording becomes one quarantine line and never stops a pipeline ru
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import datetime as dt
 import os
 import posixpath
+import re
+import tempfile
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from pipelines.channels import CANONICAL_CHANNELS
+from pipelines.channels import CANONICAL_CHANNELS, derivation, standard_name
 from pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
 from pipelines.fif_parts import GZIPPED_PART
 
@@ -137,12 +142,48 @@ def _check_info(path, ch_names, sfreq, n_times) -> None:
         raise ReaderError(path, f"length: expected at least one sample; got {n_times}")
     if len(ch_names) == 0:
         raise ReaderError(path, "channels: expected at least one signal; got none")
-    seen: dict[str, int] = {}
-    for name in ch_names:
-        seen[name] = seen.get(name, 0) + 1
+    seen = collections.Counter(ch_names)
     dupes = [n for n, k in seen.items() if k > 1]
     if dupes:
         raise ReaderError(path, f"channel names: expected unique names; duplicated {dupes}")
+    # MNE numbers duplicated names ('Fp1-0', 'Fp1-1') and reads on: two signals named as one
+    # electrode cannot both be it, and neither would map, so the electrode would pass for missing.
+    numbered = collections.defaultdict(list)
+    for name in ch_names:
+        if (found := _RUNNING_NUMBER.match(name)):
+            numbered[found.group(1)].append(name)
+    twice = [base for base, names in numbered.items() if len(names) > 1 and names_electrode(base)]
+    if twice:
+        raise ReaderError(path, f"channel names: expected unique names; duplicated {twice} (read as "
+                                f"{', '.join(repr(n) for base in twice for n in numbered[base])})")
+
+
+_RUNNING_NUMBER = re.compile(r"^(.*\S)-(\d+)$")
+
+
+def names_electrode(name: str) -> bool:
+    """Whether a channel name says which electrode (or pair of electrodes) it records."""
+    return standard_name(name) is not None or derivation(name) is not None
+
+
+def unique_channel_names(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` with each duplicate that names no electrode numbered as MNE numbers them
+    (``ECG-0``, ``ECG-1``; a blank label ``-0``, ``-1``): a second ECG or an unused slot costs
+    nothing. Duplicated electrodes stay as they are, for `_check_info` to refuse."""
+    counts = collections.Counter(names)
+    taken = set(names)
+    running: collections.Counter = collections.Counter()
+    out = []
+    for name in names:
+        if counts[name] < 2 or names_electrode(name):
+            out.append(name)
+            continue
+        while (numbered := f"{name}-{running[name]}") in taken:
+            running[name] += 1
+        running[name] += 1
+        taken.add(numbered)
+        out.append(numbered)
+    return tuple(out)
 
 
 class MneReader(Reader):
@@ -157,7 +198,10 @@ class MneReader(Reader):
                 warnings.simplefilter("ignore")
                 # read_raw goes by the extension, and a later part of a split x.fif.gz ends -1.gz
                 read = mne.io.read_raw_fif if _format_of(path) == "fif" else mne.io.read_raw
-                self._raw = read(self.path, preload=False, verbose="error")
+                with _unique_brainvision_names(self.path) as header:
+                    self._raw = read(header, preload=False, verbose="error")
+        except ReaderError:
+            raise
         except Exception as err:  # MNE raises many types for malformed files; all mean "unreadable"
             raise ReaderError(path, f"not a readable {_format_of(path)} file ({_one_line(err)})") from err
         raw = self._raw
@@ -191,6 +235,44 @@ class MneReader(Reader):
 
     def close(self) -> None:
         self._raw.close()
+
+
+@contextlib.contextmanager
+def _unique_brainvision_names(path: str):
+    """``path``, or for a BrainVision header naming two channels alike (two 'EOG' leads, unused
+    slots left blank) a copy whose duplicates are numbered as MNE numbers them elsewhere: MNE's
+    own BrainVision reader fails on them. An electrode named twice is refused, as in any format."""
+    if _format_of(path) != "brainvision":
+        yield path
+        return
+    with open(path, encoding="latin-1") as fh:  # byte for byte, whichever its Codepage
+        lines = fh.read().splitlines()
+    section, rows = "", []
+    for i, line in enumerate(lines):
+        text = line.strip()
+        if text.startswith("["):
+            section = text.lower()
+        elif section == "[channel infos]" and re.match(r"Ch\d+=", text):
+            rows.append((i, text.split("=", 1)[1].split(",", 1)[0]))
+    names = [name.replace("\\1", ",") for _, name in rows]
+    if len(set(names)) == len(names):
+        yield path
+        return
+    unique = unique_channel_names(names)
+    _check_info(path, unique, 1.0, 1)  # an electrode named twice: refused here, by name
+    folder = os.path.dirname(os.path.abspath(path))
+    for (row, _), name in zip(rows, unique):
+        key, rest = lines[row].split("=", 1)
+        lines[row] = key + "=" + name.replace(",", "\\1") + rest[len(rest.split(",", 1)[0]):]
+    for i, line in enumerate(lines):
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in ("DataFile", "MarkerFile") and value.strip():
+            lines[i] = f"{key}={os.path.join(folder, value.strip())}"  # the copy lies elsewhere
+    with tempfile.TemporaryDirectory(prefix="eegfm-vhdr-") as tmp:
+        copy = os.path.join(tmp, os.path.basename(path))
+        with open(copy, "w", encoding="latin-1") as fh:
+            fh.write("\n".join(lines) + "\n")
+        yield copy
 
 
 # Annotations that mark where a recording stops being continuous: MNE's skipped FIF buffers

@@ -283,3 +283,56 @@ def test_bad_files_fail_with_the_file_and_the_problem(tmp_path, shared_data):
     truncated.write_bytes((shared_data / "eegmat" / "Subject00_1.edf").read_bytes()[:700])
     with pytest.raises(ReaderError, match=r"truncated.edf: "):
         open_recording(truncated)
+
+
+def _brainvision(folder, names, data, sfreq=500.0):
+    """A BrainVision recording of ``data`` (µV) with channels named ``names``, as Recorder writes it."""
+    data.T.astype("<f4").tofile(folder / "x.eeg")
+    channels = "\n".join(f"Ch{i + 1}={name},,1,µV" for i, name in enumerate(names))
+    (folder / "x.vhdr").write_text(
+        "Brain Vision Data Exchange Header File Version 1.0\n[Common Infos]\nCodepage=UTF-8\nDataFile=x.eeg\n"
+        f"DataFormat=BINARY\nDataOrientation=MULTIPLEXED\nNumberOfChannels={len(names)}\n"
+        f"SamplingInterval={1e6 / sfreq:g}\n[Binary Infos]\nBinaryFormat=IEEE_FLOAT_32\n[Channel Infos]\n{channels}\n",
+        encoding="utf-8")
+    return folder / "x.vhdr"
+
+
+def test_a_label_used_twice_that_names_no_electrode_costs_nothing(shared_data, tmp_path):
+    # Exports label unused slots alike (blank, or one word for all) and may carry two ECG leads.
+    from tests.pipelines.bad_corpus import _write
+
+    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as edf:
+        eeg = edf.read(0, 256 * 20)[:19]
+        names = list(edf.info.ch_names[:19])
+    extra = np.random.default_rng(0).normal(0, 100, size=(4, eeg.shape[1]))
+    _write(tmp_path / "x.edf", names + ["ECG", "ECG", "", ""], np.vstack([eeg, extra]))
+    with open_recording(tmp_path / "x.edf") as reader:
+        assert reader.info.ch_names == (*names, "ECG-0", "ECG-1", "-0", "-1")  # as MNE numbers them
+        np.testing.assert_allclose(reader.read()[19:], extra, atol=0.1)
+    # An electrode written twice is refused: which of the two is it?
+    _write(tmp_path / "twice.edf", names + [names[0]], np.vstack([eeg, eeg[:1]]))
+    with pytest.raises(ReaderError, match=r"duplicated \['EEG Fp1'\]"):
+        open_recording(tmp_path / "twice.edf")
+
+
+def test_an_electrode_named_twice_is_refused_and_other_names_twice_read_in_every_format(shared_data, tmp_path):
+    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as edf:
+        eeg = edf.read(0, 5000)[:19]
+        names = [name.split(" ", 1)[-1] for name in edf.info.ch_names[:19]]
+    # EEGLAB through MNE, which numbers duplicates ('Fp1-0', 'Fp1-1'): neither would map, and Fp1
+    # would pass for missing and be interpolated.
+    _write_eeglab(tmp_path / "twice.set", eeg, names[:-1] + ["Fp1"], 500.0)
+    with pytest.raises(ReaderError, match=r"duplicated \['Fp1'\] \(read as 'Fp1-0', 'Fp1-1'\)"):
+        open_recording(tmp_path / "twice.set")
+    _write_eeglab(tmp_path / "eog.set", eeg, names[:-2] + ["EOG", "EOG"], 500.0)
+    with open_recording(tmp_path / "eog.set") as reader:
+        assert reader.info.ch_names[-2:] == ("EOG-0", "EOG-1")
+    # BrainVision: MNE's reader fails on any duplicate ("has no associated original unit").
+    (tmp_path / "bv").mkdir()
+    header = _brainvision(tmp_path / "bv", names[:-1] + ["Fp1"], eeg)
+    with pytest.raises(ReaderError, match=r"duplicated \['Fp1'\]"):
+        open_recording(header)
+    header = _brainvision(tmp_path / "bv", names[:-3] + ["EOG", "EOG", ""], eeg)
+    with open_recording(header) as reader:
+        assert reader.info.ch_names[-3:] == ("EOG-0", "EOG-1", "")
+        np.testing.assert_allclose(reader.read(), eeg, rtol=1e-6)
