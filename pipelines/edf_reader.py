@@ -24,7 +24,7 @@ import re
 
 import numpy as np
 
-from pipelines.channels import standard_name
+from pipelines.channels import auxiliary_kind, standard_name
 from pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
 from pipelines.harmonize import HarmonizeError, microvolt_scale
 from pipelines.readers import (
@@ -34,6 +34,7 @@ from pipelines.readers import (
     Segment,
     _check_info,
     marks_bad,
+    names_electrode,
     unique_channel_names,
 )
 
@@ -63,6 +64,22 @@ def _number(path, raw: bytes, field: str, *, integer: bool = False) -> float:
     if not math.isfinite(value):
         raise ReaderError(path, f"header field {field}: expected a finite number; got {text!r}")
     return value
+
+
+def unit_from_range(label: str, span: float) -> float:
+    """The µV factor of a voltage signal whose header leaves the physical dimension blank, from the
+    physical range it declares: EEG in volts spans millivolts (±0.0032), in millivolts a few units
+    (±3.2), in microvolts hundreds or thousands (±3200). MNE takes a blank for volts and this
+    reader took it for microvolts; each is a factor of 10^3 or 10^6 off for the other writers.
+    Signals that name no electrode or ECG/EOG/EMG lead keep their values (a blank SpO2 in %)."""
+    if not (names_electrode(label) or auxiliary_kind(label) in ("ecg", "eog", "emg")):
+        return 1.0
+    span = abs(float(span))
+    if span < 0.1:
+        return 1e6
+    if span < 100.0:
+        return 1e3
+    return 1.0
 
 
 class EdfHeader:
@@ -275,7 +292,8 @@ class EdfReader(Reader):
         to_uv = []
         for i in self._idx:
             try:
-                to_uv.append(microvolt_scale(hdr.units[i], channel=hdr.labels[i]) if hdr.units[i] else 1.0)
+                to_uv.append(microvolt_scale(hdr.units[i], channel=hdr.labels[i]) if hdr.units[i]
+                             else unit_from_range(hdr.labels[i], hdr.phys_max[i] - hdr.phys_min[i]))
             except HarmonizeError:
                 to_uv.append(1.0)  # not a voltage (temperature, SpO2 ...): kept in its own unit
         self._gain = (scale[self._idx] * np.array(to_uv))[:, None].astype(np.float64)

@@ -142,6 +142,25 @@ def test_the_eeg_electrodes_rate_wins_over_more_slow_channels(tmp_path):
     assert outcome.reason.endswith("signals at another sampling rate, left out: SpO2, Pleth, Pos, HR, Temp")
 
 
+def test_a_blank_physical_dimension_is_read_in_the_unit_the_declared_range_implies(shared_data, tmp_path):
+    # Some converters leave "physical dimension" empty. The same EEG written in V, mV and µV,
+    # each with the range a writer would give it, reads back in µV every time.
+    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as edf:
+        eeg_uv = edf.read(0, 256 * 8)[:3]
+    rng = np.random.default_rng(0)
+    for unit, factor, limit in (("V", 1e-6, 0.0032), ("mV", 1e-3, 3.2), ("uV", 1.0, 3200.0)):
+        signals = [EDFSignal(f"EEG {n}", -limit, limit, 256, physical_dimension="") for n in ("Fp1", "Fp2", "Cz")]
+        signals.append(EDFSignal("SpO2", 0, 100, 256, physical_dimension=""))  # no voltage: values as they are
+        path = tmp_path / f"{unit}.edf"
+        spo2 = rng.uniform(90, 99, eeg_uv.shape[1])
+        write_edf(path, EDFHeader(signals=tuple(signals), start=datetime(2024, 3, 13, 9)),
+                  [*(eeg_uv * factor), spo2])
+        with open_recording(path) as reader:
+            data = reader.read()
+        np.testing.assert_allclose(data[:3], eeg_uv, atol=limit / factor / 2**15 * 2)  # within 2 steps
+        np.testing.assert_allclose(data[3], spo2, atol=0.01)
+
+
 def test_header_errors_name_the_field(tmp_path, shared_data):
     good = (shared_data / "eegmat" / "Subject05_2.edf").read_bytes()
     bad = good[:8] + b"Y" * 80 + good[88:184] + b"1000    " + good[192:]
