@@ -67,8 +67,8 @@ def _number(path, raw: bytes, field: str, *, integer: bool = False) -> float:
 
 
 def unit_from_range(label: str, span: float) -> float:
-    """The µV factor of a voltage signal whose header leaves the physical dimension blank, from the
-    physical range it declares: EEG in volts spans millivolts (±0.0032), in millivolts a few units
+    """The µV factor of a voltage signal whose header leaves the physical dimension blank (or
+    spells it as no writer should), from the physical range it declares: EEG in volts spans millivolts (±0.0032), in millivolts a few units
     (±3.2), in microvolts hundreds or thousands (±3200). MNE takes a blank for volts and this
     reader took it for microvolts; each is a factor of 10^3 or 10^6 off for the other writers.
     Signals that name no electrode or ECG/EOG/EMG lead keep their values (a blank SpO2 in %)."""
@@ -292,10 +292,9 @@ class EdfReader(Reader):
         to_uv = []
         for i in self._idx:
             try:
-                to_uv.append(microvolt_scale(hdr.units[i], channel=hdr.labels[i]) if hdr.units[i]
-                             else unit_from_range(hdr.labels[i], hdr.phys_max[i] - hdr.phys_min[i]))
-            except HarmonizeError:
-                to_uv.append(1.0)  # not a voltage (temperature, SpO2 ...): kept in its own unit
+                to_uv.append(microvolt_scale(hdr.units[i], channel=hdr.labels[i]))
+            except HarmonizeError:  # blank or unknown ('Volt', a writer's spelling): the range tells
+                to_uv.append(unit_from_range(hdr.labels[i], hdr.phys_max[i] - hdr.phys_min[i]))
         self._gain = (scale[self._idx] * np.array(to_uv))[:, None].astype(np.float64)
         self._offset = ((hdr.phys_min[self._idx] - hdr.dig_min[self._idx] * scale[self._idx])
                         * np.array(to_uv))[:, None]

@@ -143,13 +143,13 @@ def test_the_eeg_electrodes_rate_wins_over_more_slow_channels(tmp_path):
 
 
 def test_a_blank_physical_dimension_is_read_in_the_unit_the_declared_range_implies(shared_data, tmp_path):
-    # Some converters leave "physical dimension" empty. The same EEG written in V, mV and µV,
+    # Some converters leave "physical dimension" empty (or spell it their way). The same EEG in V, mV and µV,
     # each with the range a writer would give it, reads back in µV every time.
     with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as edf:
         eeg_uv = edf.read(0, 256 * 8)[:3]
     rng = np.random.default_rng(0)
-    for unit, factor, limit in (("V", 1e-6, 0.0032), ("mV", 1e-3, 3.2), ("uV", 1.0, 3200.0)):
-        signals = [EDFSignal(f"EEG {n}", -limit, limit, 256, physical_dimension="") for n in ("Fp1", "Fp2", "Cz")]
+    for unit, factor, limit, written in (("V", 1e-6, 0.0032, ""), ("mV", 1e-3, 3.2, "milliV"), ("uV", 1.0, 3200.0, "")):
+        signals = [EDFSignal(f"EEG {n}", -limit, limit, 256, physical_dimension=written) for n in ("Fp1", "Fp2", "Cz")]
         signals.append(EDFSignal("SpO2", 0, 100, 256, physical_dimension=""))  # no voltage: values as they are
         path = tmp_path / f"{unit}.edf"
         spo2 = rng.uniform(90, 99, eeg_uv.shape[1])
