@@ -129,23 +129,31 @@ def test_epoched_files_read_as_their_epochs_each_a_segment(shared_data, tmp_path
         np.testing.assert_allclose(reader.read(6000, 18000), data[:, np.r_[6000:12000, 24000:30000]], atol=1e-3)
 
 
+def _brainvision(folder, names, data, sfreq=500.0, markers=""):
+    """A BrainVision recording of ``data`` (µV) with channels named ``names``, as Recorder writes
+    it; ``markers``: the [Marker Infos] lines of its .vmrk, which it then has."""
+    data.T.astype("<f4").tofile(folder / "x.eeg")
+    channels = "\n".join(f"Ch{i + 1}={name},,1,µV" for i, name in enumerate(names))
+    (folder / "x.vhdr").write_text(
+        "Brain Vision Data Exchange Header File Version 1.0\n[Common Infos]\nCodepage=UTF-8\nDataFile=x.eeg\n"
+        + ("MarkerFile=x.vmrk\n" if markers else "")
+        + f"DataFormat=BINARY\nDataOrientation=MULTIPLEXED\nNumberOfChannels={len(names)}\n"
+        f"SamplingInterval={1e6 / sfreq:g}\n[Binary Infos]\nBinaryFormat=IEEE_FLOAT_32\n[Channel Infos]\n{channels}\n",
+        encoding="utf-8")
+    if markers:
+        (folder / "x.vmrk").write_text(
+            "Brain Vision Data Exchange Marker File, Version 1.0\n[Common Infos]\nCodepage=UTF-8\nDataFile=x.eeg\n"
+            f"[Marker Infos]\n{markers}", encoding="utf-8")
+    return folder / "x.vhdr"
+
 def test_a_brainvision_recording_resumed_after_a_pause_has_a_segment_from_each_start(shared_data, tmp_path):
     with open_recording(shared_data / "eegmat" / "Subject00_1.edf") as edf:
         data = edf.read(0, 30000)[:19]
         names = [name.split(" ", 1)[-1] for name in edf.info.ch_names[:19]]
-    data.T.astype("<f4").tofile(tmp_path / "x.eeg")
-    channels = "\n".join(f"Ch{i + 1}={name},,1,µV" for i, name in enumerate(names))
-    (tmp_path / "x.vhdr").write_text(
-        "Brain Vision Data Exchange Header File Version 1.0\n[Common Infos]\nCodepage=UTF-8\nDataFile=x.eeg\n"
-        f"MarkerFile=x.vmrk\nDataFormat=BINARY\nDataOrientation=MULTIPLEXED\nNumberOfChannels={len(names)}\n"
-        f"SamplingInterval=2000\n[Binary Infos]\nBinaryFormat=IEEE_FLOAT_32\n[Channel Infos]\n{channels}\n",
-        encoding="utf-8")
     # Recorder writes a 'New Segment' marker where recording starts and wherever it resumes.
-    (tmp_path / "x.vmrk").write_text(
-        "Brain Vision Data Exchange Marker File, Version 1.0\n[Common Infos]\nCodepage=UTF-8\nDataFile=x.eeg\n"
-        "[Marker Infos]\nMk1=New Segment,,1,1,0,20200101100000000000\nMk2=Stimulus,S  1,5000,1,0\n"
-        "Mk3=New Segment,,15001,1,0,20200101101000000000\n", encoding="utf-8")
-    with open_recording(tmp_path / "x.vhdr") as reader:
+    header = _brainvision(tmp_path, names, data, markers="Mk1=New Segment,,1,1,0,20200101100000000000\n"
+                          "Mk2=Stimulus,S  1,5000,1,0\nMk3=New Segment,,15001,1,0,20200101101000000000\n")
+    with open_recording(header) as reader:
         assert reader.segments == (Segment(0, 15000, 0.0), Segment(15000, 30000, 30.0))
         np.testing.assert_allclose(reader.read(), data, rtol=1e-6)
 
@@ -283,18 +291,6 @@ def test_bad_files_fail_with_the_file_and_the_problem(tmp_path, shared_data):
     truncated.write_bytes((shared_data / "eegmat" / "Subject00_1.edf").read_bytes()[:700])
     with pytest.raises(ReaderError, match=r"truncated.edf: "):
         open_recording(truncated)
-
-
-def _brainvision(folder, names, data, sfreq=500.0):
-    """A BrainVision recording of ``data`` (µV) with channels named ``names``, as Recorder writes it."""
-    data.T.astype("<f4").tofile(folder / "x.eeg")
-    channels = "\n".join(f"Ch{i + 1}={name},,1,µV" for i, name in enumerate(names))
-    (folder / "x.vhdr").write_text(
-        "Brain Vision Data Exchange Header File Version 1.0\n[Common Infos]\nCodepage=UTF-8\nDataFile=x.eeg\n"
-        f"DataFormat=BINARY\nDataOrientation=MULTIPLEXED\nNumberOfChannels={len(names)}\n"
-        f"SamplingInterval={1e6 / sfreq:g}\n[Binary Infos]\nBinaryFormat=IEEE_FLOAT_32\n[Channel Infos]\n{channels}\n",
-        encoding="utf-8")
-    return folder / "x.vhdr"
 
 
 def test_a_label_used_twice_that_names_no_electrode_costs_nothing(shared_data, tmp_path):
