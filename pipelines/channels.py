@@ -177,8 +177,33 @@ def auxiliary_kind(raw: str) -> str | None:
     return None
 
 
+# BioSemi's ABC caps by their last letter: A1..D32 is the 128-electrode cap, A1..E32 the 160 and
+# A1..H32 the 256 (a 64-electrode cap is named A1..B32 or in 10-20 names; no layout of it here).
+# Positions come from the cap files MNE installs with itself: idealized, on a sphere centred at
+# the origin like the 10-10 positions above, so the two agree (A1 is Cz on every cap).
+BIOSEMI_CAPS = {"D": "biosemi128", "E": "biosemi160", "H": "biosemi256"}
+
+
+@lru_cache(maxsize=None)
+def cap_positions(cap: str) -> dict[str, np.ndarray]:
+    """Unit-sphere positions of a cap's electrodes by label, e.g. ``cap_positions('biosemi128')['A1']``."""
+    if cap not in BIOSEMI_CAPS.values():
+        raise KeyError(f"cap: expected one of {', '.join(sorted(BIOSEMI_CAPS.values()))}; got {cap!r}")
+    import mne
+
+    positions = mne.channels.make_standard_montage(cap).get_positions()["ch_pos"]
+    return {label: np.asarray(p, dtype=np.float64) / np.linalg.norm(p) for label, p in positions.items()}
+
+
 def electrode_position(name: str) -> np.ndarray:
-    """Unit-sphere position (x right, y front, z up) of a 10-10 electrode or canonical name."""
+    """Unit-sphere position (x right, y front, z up) of a 10-10 electrode or canonical name, or
+    of a cap's electrode written ``<cap>:<label>`` (``biosemi128:C29``)."""
+    cap, sep, label = name.partition(":")
+    if sep:
+        positions = cap_positions(cap)
+        if label not in positions:
+            raise KeyError(f"electrode {name!r}: no electrode {label!r} on cap {cap!r}")
+        return positions[label].copy()
     std = standard_name(name)
     if std is None:
         raise KeyError(f"electrode {name!r}: not a 10-20/10-10 electrode name")

@@ -24,10 +24,13 @@ from functools import lru_cache
 import numpy as np
 
 from pipelines.channels import (
+    BIOSEMI_CAPS,
     CANONICAL_CHANNELS,
     N_CANONICAL,
     auxiliary_kind,
     canonical_of,
+    canonical_positions,
+    cap_positions,
     derivation,
     electrode_position,
     standard_name,
@@ -66,6 +69,7 @@ class ChannelMap:
     auxiliary: dict[str, list[int]]  # 'ecg' | 'eog' | 'emg' | 'stim' | 'misc' -> indices
     unknown: tuple[str, ...]  # names that are none of the above
     bipolar: tuple[str, ...] = ()  # derivations of a bipolar montage (Fp1-F7 ...): no electrode of their own
+    cap: str = ""  # a cap whose labels name no 10-20 site (BioSemi ABC): its layout placed the electrodes
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -76,23 +80,70 @@ _BIOSEMI_ABC = re.compile(r"^[A-H]([1-9]|[12][0-9]|3[0-2])$")
 
 
 def is_biosemi_abc_layout(ch_names) -> bool:
-    """True for BioSemi's A1..H32 cap labels, where 'C3' or 'F7' are NOT 10-20 positions."""
-    hits = sum(bool(_BIOSEMI_ABC.match(n.strip())) for n in ch_names)
-    return hits >= 32 and {"A1", "A2", "B1", "B2"} <= {n.strip() for n in ch_names}
+    """True for BioSemi's A1..H32 cap labels, where 'C3' or 'F7' are NOT 10-20 positions: at least
+    32 such labels, 16 of which no 10-10 electrode has (B5, D12, A20 ...). Any subset of a cap's
+    labels counts, since a reader may leave some out (another sampling rate)."""
+    abc = [n.strip() for n in ch_names if _BIOSEMI_ABC.match(n.strip())]
+    return len(abc) >= 32 and sum(standard_name(n) is None for n in abc) >= 16
+
+
+# How far (degrees of arc on the head sphere; 7 degrees is about 12 mm on an adult head) a cap's
+# electrode may lie from a 10-20 site and still record it: within the spread of 10-20 placement by
+# tape measure. BioSemi's 128, 160 and 256 caps have one within 6.3 degrees of every site.
+CAP_SITE_TOLERANCE_DEG = 7.0
+
+
+def biosemi_cap(ch_names) -> str:
+    """The BioSemi cap of ABC labels, by the last letter used (D: 128, E: 160, H: 256), or ''."""
+    letters = {n.strip()[0] for n in ch_names if _BIOSEMI_ABC.match(n.strip())}
+    return BIOSEMI_CAPS.get(max(letters), "") if letters else ""
+
+
+def _map_cap(ch_names, cap: str) -> ChannelMap:
+    """Channels labelled by position on a cap: each 10-20 site gets the recorded electrode nearest
+    it, within CAP_SITE_TOLERANCE_DEG, as its measured channel; the others are interpolation sources."""
+    positions = cap_positions(cap) if cap else {}
+    aux: dict[str, list[int]] = {}
+    unknown: list[str] = []
+    placed: dict[int, str] = {}
+    for idx, raw in enumerate(ch_names):
+        kind = auxiliary_kind(raw)
+        if kind is not None:
+            aux.setdefault(kind, []).append(idx)
+        elif raw.strip() in positions:
+            placed[idx] = raw.strip()
+        else:
+            unknown.append(raw)
+    canonical: dict[str, int] = {}
+    if placed:
+        rows = list(placed)
+        cosine = canonical_positions() @ np.stack([positions[placed[i]] for i in rows]).T
+        degrees = np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+        for site, near in zip(CANONICAL_CHANNELS, degrees):
+            if near.min() <= CAP_SITE_TOLERANCE_DEG:
+                canonical[site] = rows[int(near.argmin())]
+    taken = set(canonical.values())
+    extra = {f"{cap}:{label}": idx for idx, label in placed.items() if idx not in taken}
+    return ChannelMap(canonical, extra, aux, tuple(unknown), cap=cap)
+
+
+def _cap_note(ch_names, cmap: ChannelMap) -> str:
+    if cmap.cap:
+        return (f"; the labels are BioSemi cap positions ({cmap.cap}): a 10-20 site is present where a recorded "
+                f"electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it")
+    if is_biosemi_abc_layout(ch_names):
+        last = max(n.strip()[0] for n in ch_names if _BIOSEMI_ABC.match(n.strip()))
+        return (f"; the labels are BioSemi ABC cap positions (letters A to {last}), of a cap with no layout here "
+                f"(known: letters to {', '.join(f'{k} ({v})' for k, v in BIOSEMI_CAPS.items())})")
+    return ""
 
 
 def map_channels(ch_names: list[str] | tuple[str, ...]) -> ChannelMap:
     """Classify recorded channel names; raise HarmonizeError on duplicate electrodes."""
     if is_biosemi_abc_layout(ch_names):
-        # ABC labels only name positions on a BioSemi cap; without its layout file they are not
-        # electrodes we can place. Auxiliary channels are still recognised.
-        aux_only: dict[str, list[int]] = {}
-        for idx, raw in enumerate(ch_names):
-            kind = auxiliary_kind(raw)
-            if kind is not None:
-                aux_only.setdefault(kind, []).append(idx)
-        unknown = tuple(n for i, n in enumerate(ch_names) if auxiliary_kind(n) is None)
-        return ChannelMap({}, {}, aux_only, unknown)
+        # ABC labels name positions on a BioSemi cap, not 10-20 sites ('C3' is no C3): the cap's
+        # layout places them. Without one (a cap with other letters) none is an electrode we know.
+        return _map_cap(ch_names, biosemi_cap(ch_names))
     canonical: dict[str, int] = {}
     extra: dict[str, int] = {}
     aux: dict[str, list[int]] = {}
@@ -193,6 +244,7 @@ def plan_harmonization(ch_names, *, min_channels: int = 10, exclude: Sequence[st
             + (f"; {len(cmap.bipolar)} are bipolar derivations ({', '.join(cmap.bipolar[:4])}"
                f"{' ...' if len(cmap.bipolar) > 4 else ''}), differences between two electrodes that give neither "
                f"electrode's signal: export the recording with a referential montage" if cmap.bipolar else "")
+            + _cap_note(ch_names, cmap)
         )
     if not cmap.missing:
         return cmap, None

@@ -134,6 +134,10 @@ class Outcome:
     constant: tuple[str, ...] = ()  # EEG channels that never move (not recorded): left out, interpolated
     split_parts: tuple[str, ...] = ()  # a split FIF recording: the files read, first part first
     segments: int = 0  # stretches recorded back to back: more than 1 where recording paused (EDF+D ...)
+    # channels labelled by cap position (BioSemi ABC): the cap whose layout placed them, and the
+    # electrode recorded as each 10-20 site (the nearest, within harmonize.CAP_SITE_TOLERANCE_DEG)
+    cap: str = ""
+    cap_sites: dict[str, str] = dataclasses.field(default_factory=dict)
     line_freq: int | None = None
     dataset: str = ""
     source_sha256: str = ""
@@ -505,6 +509,9 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
         raise StageError("harmonize", f"{err}{note}") from err
     cmap = plan[0]
     outcome.interpolated = cmap.missing
+    if cmap.cap:
+        outcome.cap = cmap.cap
+        outcome.cap_sites = {site: info.ch_names[i] for site, i in cmap.canonical.items()}
     ids = _ids(item, reader, key, sha)
     outcome.site = ids["site_id"]
     # The data set's own sidecar (participants.tsv, subject-info.csv) wins over file headers.

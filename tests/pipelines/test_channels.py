@@ -136,3 +136,17 @@ def test_a_derivation_is_two_electrodes_the_second_no_ear_or_reference_word():
     assert ch.derivation("T8-P8-0") is None  # MNE's suffix for a repeated name
     for referential in ("EEG Fp1-REF", "Fp1-A1", "F4-M2", "EEG A2-A1", "Fp1", "Fp1-LE", "ECG1-ECG2"):
         assert ch.derivation(referential) is None, referential
+
+
+def test_a_biosemi_caps_electrodes_sit_on_the_sphere_of_the_ten_ten_positions():
+    import mne
+
+    for cap in ("biosemi128", "biosemi160", "biosemi256"):
+        raw = np.array(list(mne.channels.make_standard_montage(cap).get_positions()["ch_pos"].values()))
+        radii = np.linalg.norm(raw, axis=1)
+        assert radii.std() < 1e-6 * radii.mean()  # one sphere about the origin: its directions are positions
+        assert np.allclose(ch.electrode_position(f"{cap}:A1"), ch.electrode_position("Cz"), atol=1e-6)
+    with pytest.raises(KeyError, match="no electrode 'Z9' on cap 'biosemi128'"):
+        ch.electrode_position("biosemi128:Z9")
+    with pytest.raises(KeyError, match="cap: expected one of biosemi128, biosemi160, biosemi256; got 'egi'"):
+        ch.electrode_position("egi:E1")

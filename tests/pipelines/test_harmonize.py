@@ -153,11 +153,41 @@ def test_average_reference_and_units():
         microvolt_scale("degC", channel="TEMP")
 
 
-def test_biosemi_abc_labels_are_not_mistaken_for_ten_twenty(shared_data):
+def test_biosemi_abc_labels_are_placed_by_their_cap_not_taken_for_ten_twenty(shared_data):
     raw = mne.io.read_raw_edf(shared_data / "formats" / "edf" / "test_reduced.edf", verbose="error")
-    # 'C3', 'F7' ... exist in this cap's A1..I8 labels, but they are BioSemi positions.
+    # 'C3', 'F7' ... exist in this cap's A1..H16 labels, but they are BioSemi positions; letters up
+    # to H are the 256-electrode cap (this file keeps 16 of each letter's 32).
     assert {"C3", "F7", "F8"} <= set(raw.ch_names)
     cmap = map_channels(raw.ch_names)
-    assert cmap.canonical == {} and cmap.auxiliary["stim"] == [raw.ch_names.index("Status")]
+    assert cmap.cap == "biosemi256" and cmap.auxiliary["stim"] == [raw.ch_names.index("Status")]
+    sites = {site: raw.ch_names[i] for site, i in cmap.canonical.items()}
+    assert sites["Cz"] == "A1" and sites["C3"] != "C3" and sites.get("F7") != "F7"
+    assert len(sites) == 10 and len(cmap.extra_eeg) == 128 - 10  # the other sites: no electrode within 7 degrees
+    assert set(cmap.unknown) == {"I1", "I2", "I3", "I4", "I5", "I6", "I7", "I8", "Ergo-Left", "Ergo-Right"}
+    _, matrix = plan_harmonization(raw.ch_names)
+    assert matrix.shape == (9, 128)
+    # A cap of other letters (BioSemi's 64-electrode ABC cap, A1..B32) has no layout here.
+    abc64 = [f"{letter}{k}" for letter in "AB" for k in range(1, 33)]
+    assert map_channels(abc64).canonical == {} and map_channels(abc64).cap == ""
     with pytest.raises(HarmonizeError, match="only 0 of the 19"):
-        plan_harmonization(raw.ch_names)
+        plan_harmonization(abc64)
+
+
+def test_a_biosemi_128_recording_gives_the_ten_twenty_channels_it_was_made_from(shared_data):
+    # eegmat's 19 channels spread over the 128 cap's positions by the spherical spline, labelled
+    # A1..D32 as a BioSemi recording is: each site comes back as the electrode nearest it.
+    names, data, _ = _read(shared_data / "eegmat" / "Subject00_1.edf")
+    eeg = data[[names.index(f"EEG {c}") for c in CANONICAL_CHANNELS], :30000]
+    labels = [f"{letter}{k}" for letter in "ABCD" for k in range(1, 33)]
+    cap = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"biosemi128:{label}" for label in labels)) @ eeg
+    out = harmonize(cap, labels)
+    assert out.channel_mask.tolist() == [1] * 19 and out.interpolated == ()
+    cmap = map_channels(labels)
+    # BioSemi's own 10-20 equivalents of the 128 cap's electrodes
+    assert {site: labels[cmap.canonical[site]] for site in ("Cz", "Pz", "Fz", "T3", "T4")} == {
+        "Cz": "A1", "Pz": "A19", "Fz": "C21", "T3": "D23", "T4": "B26"}
+    r = [np.corrcoef(out.data[i], eeg[i])[0, 1] for i in range(19)]
+    assert min(r) > 0.9, dict(zip(CANONICAL_CHANNELS, np.round(r, 3)))
+    # left and right are not swapped: C3 is C3's signal far more than C4's
+    c3, c4 = CANONICAL_CHANNELS.index("C3"), CANONICAL_CHANNELS.index("C4")
+    assert np.corrcoef(out.data[c3], eeg[c3])[0, 1] > np.corrcoef(out.data[c3], eeg[c4])[0, 1] + 0.1

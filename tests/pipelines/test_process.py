@@ -359,3 +359,24 @@ def test_a_brainvision_header_brings_the_data_and_marker_files_it_names(shared_d
     assert _companions("gs://b/r/y.vhdr", str(header)) == ["gs://b/r/y.vmrk", "gs://b/r/x.eeg"]
     assert _companions("gs://b/r/y.VHDR") == ["gs://b/r/y.vmrk", "gs://b/r/y.eeg"]
     assert _companions("gs://b/r/y.set") == ["gs://b/r/y.fdt"] and _companions("gs://b/r/y.edf") == []
+
+
+def test_a_biosemi_abc_recording_is_written_with_the_electrodes_its_cap_puts_at_each_site(shared_data):
+    # 6 s of a 256-electrode BioSemi cap, 128 of its electrodes kept; A1 (Cz) and a few others are
+    # at another sampling rate and left out, so 8 sites have an electrode within 7 degrees.
+    path = shared_data / "formats" / "edf" / "test_reduced.edf"
+    config = PreprocessConfig(window_seconds=5.0, stride_seconds=5.0)
+    *_, refused = process_recording(SourceItem(str(path), "edf", "lab"), b"k" * 32, config, "h")
+    assert refused.stage == "harmonize" and "only 8 of the 19 10-20 channels are present" in refused.reason
+    assert ("the labels are BioSemi cap positions (biosemi256): a 10-20 site is present where a recorded "
+            "electrode lies within 7 degrees of it; signals at another sampling rate, left out: A1, A2,") in refused.reason
+    config = dataclasses.replace(config, min_channels=8)
+    *windows, outcome = process_recording(SourceItem(str(path), "edf", "lab"), b"k" * 32, config, "h")
+    assert outcome.status == "processed" and len(windows) == outcome.windows + outcome.rejected_windows == 1
+    assert outcome.cap == "biosemi256" and sorted(outcome.cap_sites) == sorted(
+        ["F3", "C3", "T3", "O1", "Fp2", "F8", "T6", "O2"])
+    assert outcome.cap_sites["C3"] == "G16" and outcome.cap_sites["O2"] == "B9"  # not the labels 'C3', 'O2'
+    assert set(outcome.interpolated) == set(CANONICAL_CHANNELS) - set(outcome.cap_sites)
+    assert isinstance(windows[0], Window)
+    mask = dict(zip(CANONICAL_CHANNELS, np.asarray(windows[0].record.channel_mask).tolist()))
+    assert {site for site, m in mask.items() if m} == set(outcome.cap_sites)
