@@ -41,12 +41,13 @@ _AUX_PATTERNS: tuple[tuple[str, str], ...] = (
 
 # Prefixes and suffixes clinical systems wrap around electrode names.
 _PREFIX = re.compile(r"^(EEG|EOG|ECG|EKG|EMG|POL)[\s_:-]+", re.IGNORECASE)
-# The reference after a dash (or an underscore before a reference word): a system's word for its
-# reference, average (AVG, CAR), an ear or mastoid, or linked ears/mastoids however they are written
-# (A1A2, A1+A2, (A1+A2)/2, A1/A2, M1M2 ...).
+# The reference after a dash (or an underscore before a reference word), or in brackets: a system's
+# word for its reference, average (AVG, CAR), an ear or mastoid (LM/RM), BioSemi's CMS, or linked
+# ears/mastoids however they are written (A1A2, A12, A1+A2, (A1+A2)/2, A1/A2, M1M2, Mastoids ...).
 _REF_SUFFIX = re.compile(
-    r"([\s_]*-[\s_]*(AR|AV|A1|A2|M1|M2|CZ|(\(?[AM][12][+/]?[AM][12]\)?(/2)?))|[\s_]*[-_][\s_]*"
-    r"(REF|LE|AVG|CAR|AVERAGE|LINKED|LINKED[\s_]?EARS))$",
+    r"([\s_]*-[\s_]*(AR|AV|A1|A2|M1|M2|CZ|CMS|LM|RM|A12|M12|MASTOIDS?|(\(?[AM][12][+/]?[AM][12]\)?(/2)?))"
+    r"|[\s_]*[-_][\s_]*(REF|LE|AVG|CAR|AVERAGE|LINKED|LINKED[\s_]?EARS)"
+    r"|\s*\(\s*(REF|AVG|AV|CAR|CZ|A1|A2|M1|M2|A1A2|M1M2)\s*\))$",
     re.IGNORECASE,
 )
 
