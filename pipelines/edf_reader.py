@@ -68,9 +68,10 @@ def _number(path, raw: bytes, field: str, *, integer: bool = False) -> float:
 
 def unit_from_range(label: str, span: float) -> float:
     """The µV factor of a voltage signal whose header leaves the physical dimension blank (or
-    spells it as no writer should), from the physical range it declares: EEG in volts spans millivolts (±0.0032), in millivolts a few units
-    (±3.2), in microvolts hundreds or thousands (±3200). MNE takes a blank for volts and this
-    reader took it for microvolts; each is a factor of 10^3 or 10^6 off for the other writers.
+    spells it as no writer should), from the physical range it declares: EEG in volts spans
+    millivolts (±0.0032), in millivolts a few units (±3.2), in microvolts hundreds or thousands
+    (±3200). MNE takes a blank for volts and this reader took it for microvolts; each is a
+    factor of 10^3 or 10^6 off for the other writers.
     Signals that name no electrode or ECG/EOG/EMG lead keep their values (a blank SpO2 in %)."""
     if not (names_electrode(label) or auxiliary_kind(label) in ("ecg", "eog", "emg")):
         return 1.0

@@ -353,9 +353,10 @@ def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quara
         # windows by length in samples at 256 Hz: sliding windows, HMS's 50 s, labels.csv events ...
         "per_length_samples": {k[8:]: int(v) for k, v in counts.items() if k.startswith("samples/")},
     }
-    output = os.path.dirname(path)
-    # (header["output"] is the folder as shown: its names redacted under --redact_paths)
-    manifest["shards"] = sorted(os.path.relpath(s, output) if "://" not in s else header["output"].rstrip("/") + s[len(output.rstrip("/")):]
+    # Local shards relative to the output folder; remote ones under it as header["output"] shows
+    # it (its names redacted under --redact_paths).
+    output, shown = os.path.dirname(path).rstrip("/"), header["output"].rstrip("/")
+    manifest["shards"] = sorted(os.path.relpath(s, output) if "://" not in s else shown + s[len(output):]
                                 for s in shards)
     manifest["artifact_model"] = next((m for m in model_used if m), None)
     with FileSystems.create(path) as fh:
@@ -814,7 +815,8 @@ def _dry_run_plan(args, items, ignored, datasets, redacted: tuple[bytes, PathRed
                                    for item in items)
     labeled = sum(bool(item.windows) or item.recording_label >= 0 for item in items)
     lines = [f"eegfm-preprocess --dry_run: nothing read or written; {args.output} would receive",
-             f"  {_count(len(items), 'recording')} ({labeled} with labels) from {_describe_datasets(datasets, redactor)}"]
+             f"  {_count(len(items), 'recording')} ({labeled} with labels) from "
+             f"{_describe_datasets(datasets, redactor)}"]
     lines += [f"    site {site!r:24} {dataset:8} {n}" for (site, dataset), n in sorted(per_site.items())]
     if ignored:
         lines.append(f"  {_count(len(ignored), 'file')} not read as recordings:")

@@ -202,7 +202,8 @@ def redacted_events(item, redactor: PathRedactor):
             return dataclasses.replace(event, source=redactor.path(event.source), reason=reason,
                                        split_parts=tuple(map(redactor.path, parts)))
         if isinstance(event, RejectedWindow):
-            return dataclasses.replace(event, source=redactor.path(event.source), reasons=list(map(scrub, event.reasons)))
+            return dataclasses.replace(event, source=redactor.path(event.source),
+                                       reasons=list(map(scrub, event.reasons)))
         return event
 
     return redacted

@@ -92,8 +92,10 @@ def _renamed_eeglab_files(edf, tmp) -> dict[str, bytes]:
         names = [name.split(" ", 1)[-1] for name in reader.info.ch_names]
     _write_eeglab(tmp / "a.set", data, names, sfreq, data_file="kept_name.fdt")
     _write_eeglab(tmp / "b.set", data * 0.5, names, sfreq, data_file="orig.fdt")
-    return {"lab/renamed_set.set": (tmp / "a.set").read_bytes(), "lab/kept_name.fdt": (tmp / "kept_name.fdt").read_bytes(),
-            "lab/renamed_pair.set": (tmp / "b.set").read_bytes(), "lab/renamed_pair.fdt": (tmp / "orig.fdt").read_bytes()}
+    return {"lab/renamed_set.set": (tmp / "a.set").read_bytes(),
+            "lab/kept_name.fdt": (tmp / "kept_name.fdt").read_bytes(),
+            "lab/renamed_pair.set": (tmp / "b.set").read_bytes(),
+            "lab/renamed_pair.fdt": (tmp / "orig.fdt").read_bytes()}
 
 
 def _preprocess(args, env=None):
