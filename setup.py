@@ -67,6 +67,7 @@ EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 CONSOLE_SCRIPTS = [
     "eegfm-simulate = pipelines.simulate.cli:main",
     "eegfm-preprocess = pipelines.preprocess:main",
+    "eegfm-redact = pipelines.redact:main",  # which file a --redact_paths token names
     # Training entry points need the `train` extra (torch); DDP users launch `torchrun -m ...`.
     "eegfm-pretrain = training.pretrain:main",
     "eegfm-finetune = training.finetune:main",

@@ -242,7 +242,7 @@ class RunRedaction:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.redact",
+        prog="eegfm-redact",
         description="Print the redacted path of every input file, next to the real one, so the holder of "
         "the pseudonym key can find the file a --redact_paths manifest or quarantine line names. The "
         "output holds the real paths: keep it on this machine.")
@@ -258,14 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from pipelines.deid import PseudonymKeyError
     from pipelines.logging_setup import setup_logging
+    from pipelines.object_stores import STORE_ERRORS
     from pipelines.preprocess import load_key_any
     from pipelines.sources import discover
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
     setup_logging("WARNING")
-    redactor = PathRedactor(load_key_any(args.pseudonym_key_file), keep=kept_folders(args.input))
-    items, ignored, _ = discover(args.input)
+    try:
+        redactor = PathRedactor(load_key_any(args.pseudonym_key_file), keep=kept_folders(args.input))
+        items, ignored, _ = discover(args.input)
+    except (PseudonymKeyError, ValueError, *STORE_ERRORS) as err:
+        parser.error(str(err))
     rows = sorted({(redactor.path(p), p) for p in [*(i.path for i in items), *(g.path for g in ignored)]})
     shown = [(r, p) for r, p in rows if args.find is None or args.find in r]
     for redacted, path in shown:

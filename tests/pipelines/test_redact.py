@@ -140,3 +140,14 @@ def test_an_error_before_the_inputs_are_listed_is_scrubbed_too(tmp_path, capsys)
     assert "error: --input" in err and "dir-" in err
     assert "Quorridge" not in err and "QUORRIDGE" not in err
     assert os.path.exists(key)
+
+
+def test_the_lookup_names_what_it_cannot_read(tmp_path, capsys):
+    key = tmp_path / "key"
+    key.write_bytes(KEY)
+    with pytest.raises(SystemExit):
+        main(["--input", str(tmp_path / "nowhere"), "--pseudonym_key_file", str(key)])
+    assert "eegfm-redact: error: --input " in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--input", str(tmp_path), "--pseudonym_key_file", str(tmp_path / "no.key")])
+    assert "--pseudonym_key_file" in capsys.readouterr().err
