@@ -448,7 +448,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "summary and error messages, for exports named after patients: every folder and file name "
                      "below the folder an --input is given in (for a glob: below the folder before its first "
                      "wildcard) becomes dir-<hex> or file-<hex> with its extensions (the same name, the same "
-                     "token under the same key); the folders above stay as written. `python -m pipelines.redact "
+                     "token under the same key); the folders above stay as written. `eegfm-redact "
                      "--input <the same> --pseudonym_key_file <key>` lists which file each token is. The "
                      "TFRecords name no file either way")
     io_.add_argument("--num_shards", type=int, default=0,

@@ -10,7 +10,7 @@ becomes ``/data/dir-5b0c.../dir-91e4.../file-2d7a....edf``.
 Each name is hashed on its own, so a path keeps its shape (files of one folder share its token)
 and the same name gives the same token in every run with the same key; the file's extensions stay
 (``.edf``, ``.fif.gz``), and a sidecar named like its recording (``x.vhdr`` / ``x.eeg``) gets the
-same stem. Whoever holds the key maps tokens back with ``python -m pipelines.redact``.
+same stem. Whoever holds the key maps tokens back with ``eegfm-redact`` (``python -m pipelines.redact``).
 """
 
 from __future__ import annotations
