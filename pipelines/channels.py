@@ -180,20 +180,41 @@ def auxiliary_kind(raw: str) -> str | None:
 
 # BioSemi's ABC caps by their last letter: A1..D32 is the 128-electrode cap, A1..E32 the 160 and
 # A1..H32 the 256 (a 64-electrode cap is named A1..B32 or in 10-20 names; no layout of it here).
-# Positions come from the cap files MNE installs with itself: idealized, on a sphere centred at
-# the origin like the 10-10 positions above, so the two agree (A1 is Cz on every cap).
 BIOSEMI_CAPS = {"D": "biosemi128", "E": "biosemi160", "H": "biosemi256"}
+# Caps whose labels name no 10-20 site, by the names of their layout files that MNE installs with
+# itself (no download): BioSemi's ABC caps (recognised by their labels), and those a run names
+# with --montage: EasyCap's numbered equidistant caps, EGI's nets (E1, E2 ...) and MGH's
+# Neuromag caps (EEG001 ...).
+CAP_LAYOUTS: tuple[str, ...] = (
+    *BIOSEMI_CAPS.values(), "easycap-M10", "easycap-M43", "EGI_256", "GSN-HydroCel-32", "GSN-HydroCel-64_1.0",
+    "GSN-HydroCel-65_1.0", "GSN-HydroCel-128", "GSN-HydroCel-129", "GSN-HydroCel-256", "GSN-HydroCel-257",
+    "mgh60", "mgh70",
+)
+
+
+def cap_label(raw: str) -> str:
+    """A channel name as a cap's layout spells it: 'EEG 001' is mgh60's 'EEG001'."""
+    return raw.replace(" ", "").strip()
 
 
 @lru_cache(maxsize=None)
 def cap_positions(cap: str) -> dict[str, np.ndarray]:
-    """Unit-sphere positions of a cap's electrodes by label, e.g. ``cap_positions('biosemi128')['A1']``."""
-    if cap not in BIOSEMI_CAPS.values():
-        raise KeyError(f"cap: expected one of {', '.join(sorted(BIOSEMI_CAPS.values()))}; got {cap!r}")
+    """Unit-sphere positions of a cap's electrodes by label, e.g. ``cap_positions('biosemi128')['A1']``.
+
+    Directions are taken from the centre of the sphere that fits the cap's electrodes best: the
+    idealized caps (BioSemi, EasyCap) lie on a sphere about the origin, like the 10-10 positions
+    above, but the measured ones (EGI's larger nets, MGH's) sit 1-2 cm off it."""
+    if cap not in CAP_LAYOUTS:
+        raise KeyError(f"cap: expected one of {', '.join(CAP_LAYOUTS)}; got {cap!r}")
     import mne
 
     positions = mne.channels.make_standard_montage(cap).get_positions()["ch_pos"]
-    return {label: np.asarray(p, dtype=np.float64) / np.linalg.norm(p) for label, p in positions.items()}
+    xyz = np.array(list(positions.values()), dtype=np.float64)
+    # |p - c|^2 = r^2  <=>  2 p.c + (r^2 - |c|^2) = |p|^2: linear least squares in (c, r^2 - |c|^2)
+    fit = np.linalg.lstsq(np.c_[2 * xyz, np.ones(len(xyz))], (xyz ** 2).sum(axis=1), rcond=None)[0]
+    directions = xyz - fit[:3]
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    return {cap_label(label): d for label, d in zip(positions, directions)}
 
 
 def electrode_position(name: str) -> np.ndarray:

@@ -26,10 +26,12 @@ import numpy as np
 from pipelines.channels import (
     BIOSEMI_CAPS,
     CANONICAL_CHANNELS,
+    CAP_LAYOUTS,
     N_CANONICAL,
     auxiliary_kind,
     canonical_of,
     canonical_positions,
+    cap_label,
     cap_positions,
     derivation,
     electrode_position,
@@ -110,8 +112,8 @@ def _map_cap(ch_names, cap: str) -> ChannelMap:
         kind = auxiliary_kind(raw)
         if kind is not None:
             aux.setdefault(kind, []).append(idx)
-        elif raw.strip() in positions:
-            placed[idx] = raw.strip()
+        elif cap_label(raw) in positions:
+            placed[idx] = cap_label(raw)
         else:
             unknown.append(raw)
     canonical: dict[str, int] = {}
@@ -127,7 +129,11 @@ def _map_cap(ch_names, cap: str) -> ChannelMap:
     return ChannelMap(canonical, extra, aux, tuple(unknown), cap=cap)
 
 
-def _cap_note(ch_names, cmap: ChannelMap) -> str:
+def _cap_note(ch_names, cmap: ChannelMap, montage: str = "auto") -> str:
+    if montage != "auto" and cmap.cap != montage:
+        found = sum(cap_label(n) in cap_positions(montage) for n in ch_names)
+        return (f"; --montage {montage}: {found} of the channel names are its electrodes' labels, fewer than the "
+                f"{min(CAP_MIN_LABELS, len(cap_positions(montage)))} that place a recording by it")
     if cmap.cap:
         return (f"; the labels are BioSemi cap positions ({cmap.cap}): a 10-20 site is present where a recorded "
                 f"electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it")
@@ -138,8 +144,19 @@ def _cap_note(ch_names, cmap: ChannelMap) -> str:
     return ""
 
 
-def map_channels(ch_names: list[str] | tuple[str, ...]) -> ChannelMap:
-    """Classify recorded channel names; raise HarmonizeError on duplicate electrodes."""
+# A run's --montage places a recording by that cap where this many of its labels are the cap's.
+CAP_MIN_LABELS = 16
+
+
+def map_channels(ch_names: list[str] | tuple[str, ...], montage: str = "auto") -> ChannelMap:
+    """Classify recorded channel names; raise HarmonizeError on duplicate electrodes. ``montage``:
+    a cap of CAP_LAYOUTS whose labels (EGI's E1 ..., EasyCap's numbers) a run's recordings use;
+    'auto' recognises BioSemi's ABC labels only, the one layout that names itself."""
+    if montage != "auto":
+        check_option("montage", montage, ("auto", *CAP_LAYOUTS))
+        labels = cap_positions(montage)
+        if sum(cap_label(n) in labels for n in ch_names) >= min(CAP_MIN_LABELS, len(labels)):
+            return _map_cap(ch_names, montage)
     if is_biosemi_abc_layout(ch_names):
         # ABC labels name positions on a BioSemi cap, not 10-20 sites ('C3' is no C3): the cap's
         # layout places them. Without one (a cap with other letters) none is an electrode we know.
@@ -211,7 +228,7 @@ class Harmonized:
 
 
 def plan_harmonization(ch_names, *, min_channels: int = 10, exclude: Sequence[str] = (),
-                       constant: Sequence[str] = ()) -> tuple[ChannelMap, np.ndarray | None]:
+                       constant: Sequence[str] = (), montage: str = "auto") -> tuple[ChannelMap, np.ndarray | None]:
     """Map channels and, when some canonical ones are missing, the matrix that fills them in.
 
     ``exclude``: recorded channels (by name) known to be bad, e.g. from a BIDS channels.tsv;
@@ -221,7 +238,7 @@ def plan_harmonization(ch_names, *, min_channels: int = 10, exclude: Sequence[st
     """
     if not 1 <= min_channels <= N_CANONICAL:
         raise ValueError(f"min_channels: expected 1..{N_CANONICAL}; got {min_channels}")
-    cmap = map_channels(list(ch_names))
+    cmap = map_channels(list(ch_names), montage)
     excluded, flat = set(exclude), set(constant) - set(exclude)
     dropped = {i for i, name in enumerate(ch_names) if name in excluded}
     not_recorded = {i for i, name in enumerate(ch_names) if name in flat}
@@ -244,7 +261,7 @@ def plan_harmonization(ch_names, *, min_channels: int = 10, exclude: Sequence[st
             + (f"; {len(cmap.bipolar)} are bipolar derivations ({', '.join(cmap.bipolar[:4])}"
                f"{' ...' if len(cmap.bipolar) > 4 else ''}), differences between two electrodes that give neither "
                f"electrode's signal: export the recording with a referential montage" if cmap.bipolar else "")
-            + _cap_note(ch_names, cmap)
+            + _cap_note(ch_names, cmap, montage)
         )
     if not cmap.missing:
         return cmap, None

@@ -52,6 +52,7 @@ from pipelines import s3_anonymous  # noqa: F401 - registers --s3_anonymous, pat
 from pipelines import schema
 from pipelines.artifact_ae import ArtifactAutoencoder
 from pipelines.blas import single_threaded_blas
+from pipelines.channels import CAP_LAYOUTS
 from pipelines.config import ConfigError, check_int, user_path
 from pipelines.deid import MIN_KEY_BYTES, PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
 from pipelines.duplicates import DropDuplicates
@@ -483,6 +484,13 @@ def build_parser() -> argparse.ArgumentParser:
                      "beyond the amplitude limit (an electrode off for a while) is kept with those channels "
                      "interpolated from the others for that window and marked 0 in its channel_mask "
                      "(\"repaired\" in the manifest); 0 rejects such windows")
+    sig.add_argument("--montage", default="auto", choices=["auto", *CAP_LAYOUTS], metavar="CAP",
+                     help="the cap of recordings whose channels are named by cap position, not 10-20 site: "
+                     f"one of {', '.join(CAP_LAYOUTS)} (the layouts MNE installs). Each 10-20 site then "
+                     "takes the recorded electrode nearest it, within 7 degrees (manifest: cap, cap_sites), and "
+                     "the other sites are interpolated from all the cap's electrodes; it applies to recordings "
+                     "with at least 16 of the cap's labels. auto: BioSemi's ABC labels only (A1..D32/E32/H32), "
+                     "which name their cap; without a montage, numbered channels are quarantined")
     sig.add_argument("--reference", default="keep", choices=["keep", "average"],
                      help="keep the recording's reference, or re-reference to the average of the 19 channels")
     sig.add_argument("--chunk_seconds", type=float, default=300.0,
@@ -526,7 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # PreprocessConfig fields that have a flag of the same name.
 _CONFIG_FLAGS = ("window_seconds", "stride_seconds", "line_freq", "l_freq", "h_freq", "min_channels", "reference",
-                 "chunk_seconds", "features", "ica", "ica_fit_seconds", "repair_channels")
+                 "chunk_seconds", "features", "ica", "ica_fit_seconds", "repair_channels", "montage")
 
 
 def config_from_args(args, given: set[str] | None = None) -> PreprocessConfig:

@@ -31,6 +31,7 @@ import numpy as np
 
 from pipelines import s3_anonymous  # noqa: F401 - workers read recordings: their S3 clients follow --s3_anonymous
 from pipelines import schema
+from pipelines.channels import CAP_LAYOUTS
 from pipelines.config import Config, check_option, check_range
 from pipelines.logging_setup import get_logger
 from pipelines.object_stores import STORE_ERRORS, storage_error
@@ -40,7 +41,13 @@ from pipelines.bids import SidecarError, read_sidecars
 from pipelines.features import compute_features
 from pipelines.fif_parts import next_part_name
 from pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
-from pipelines.harmonize import HarmonizeError, harmonize, interpolation_matrix, map_channels, plan_harmonization
+from pipelines.harmonize import (
+    HarmonizeError,
+    harmonize,
+    interpolation_matrix,
+    map_channels,
+    plan_harmonization,
+)
 from pipelines.ica import fit_ica_cleaner
 from pipelines.quality import QUALITY_NAMES, QualityConfig, compute_quality_batch, validate_window
 from pipelines.readers import GZIPPED, Reader, ReaderError, Segment, eeglab_data_file, open_recording
@@ -77,6 +84,9 @@ class PreprocessConfig(Config):
     # A window rejected only because a few channels are flat, clipped or beyond max_ptp_uv is
     # kept with those channels interpolated from the others for that window (channel_mask 0).
     repair_channels: int = 3
+    # a cap whose labels name no 10-20 site (EGI's E1 ..., EasyCap's numbers), for recordings that
+    # use its labels: harmonize.CAP_LAYOUTS; 'auto' recognises BioSemi's ABC labels only
+    montage: str = "auto"
     quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
 
     def validate(self) -> None:
@@ -89,6 +99,7 @@ class PreprocessConfig(Config):
         check_range("line_detect_seconds", self.line_detect_seconds, 5.0, 3600)
         check_range("ica_fit_seconds", self.ica_fit_seconds, 10.0, 3600)
         check_range("repair_channels", self.repair_channels, 0, schema.N_CHANS - 1)
+        check_option("montage", self.montage, ("auto", *CAP_LAYOUTS))
         self.filter_config()  # validates l_freq / h_freq against the 256 Hz Nyquist
 
     def filter_config(self) -> FilterConfig:
@@ -493,14 +504,14 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     marked = dict.fromkeys([*getattr(reader, "bad_channels", ()), *sidecars.bad_channels])
     outcome.marked_bad = tuple(name for name in marked if name in info.ch_names)
     try:
-        cmap = map_channels(info.ch_names)
+        cmap = map_channels(info.ch_names, config.montage)
         outcome.constant = constant_channels(reader, cmap, config.quality.flat_tol_uv)
         if outcome.constant and len(outcome.constant) == len({*cmap.canonical.values(), *cmap.extra_eeg.values()}):
             raise StageError("quality", f"all {len(outcome.constant)} EEG channels are constant from start to end "
                              f"(peak-to-peak within {config.quality.flat_tol_uv:g} uV wherever probed): a flat "
                              "recording, nothing was recorded")
         plan = plan_harmonization(info.ch_names, min_channels=config.min_channels, exclude=outcome.marked_bad,
-                                  constant=outcome.constant)
+                                  constant=outcome.constant, montage=config.montage)
     except HarmonizeError as err:
         empty = getattr(reader, "empty_columns", ())
         note = f"; columns entirely NaN (not recorded): {', '.join(empty)}" if empty else ""

@@ -144,11 +144,12 @@ def test_a_biosemi_caps_electrodes_sit_on_the_sphere_of_the_ten_ten_positions():
     import mne
 
     for cap in ("biosemi128", "biosemi160", "biosemi256"):
+        assert cap in ch.CAP_LAYOUTS
         raw = np.array(list(mne.channels.make_standard_montage(cap).get_positions()["ch_pos"].values()))
         radii = np.linalg.norm(raw, axis=1)
         assert radii.std() < 1e-6 * radii.mean()  # one sphere about the origin: its directions are positions
         assert np.allclose(ch.electrode_position(f"{cap}:A1"), ch.electrode_position("Cz"), atol=1e-6)
     with pytest.raises(KeyError, match="no electrode 'Z9' on cap 'biosemi128'"):
         ch.electrode_position("biosemi128:Z9")
-    with pytest.raises(KeyError, match="cap: expected one of biosemi128, biosemi160, biosemi256; got 'egi'"):
+    with pytest.raises(KeyError, match="cap: expected one of biosemi128, biosemi160, biosemi256, easycap-M10, .*; got 'egi'"):
         ch.electrode_position("egi:E1")

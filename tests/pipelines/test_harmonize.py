@@ -2,7 +2,7 @@ import mne
 import numpy as np
 import pytest
 
-from pipelines.channels import CANONICAL_CHANNELS, canonical_name, electrode_position
+from pipelines.channels import CANONICAL_CHANNELS, canonical_name, cap_positions, electrode_position
 from pipelines.harmonize import (
     HarmonizeError,
     harmonize,
@@ -173,21 +173,47 @@ def test_biosemi_abc_labels_are_placed_by_their_cap_not_taken_for_ten_twenty(sha
         plan_harmonization(abc64)
 
 
-def test_a_biosemi_128_recording_gives_the_ten_twenty_channels_it_was_made_from(shared_data):
-    # eegmat's 19 channels spread over the 128 cap's positions by the spherical spline, labelled
-    # A1..D32 as a BioSemi recording is: each site comes back as the electrode nearest it.
+@pytest.mark.parametrize("cap, spell, montage, expected", [
+    # BioSemi's own 10-20 equivalents of the 128 cap's electrodes; its labels name the cap
+    ("biosemi128", str, "auto", {"Cz": "A1", "Pz": "A19", "Fz": "C21", "T3": "D23", "T4": "B26"}),
+    # EasyCap's numbered equidistant cap: 1 is Cz, 8 Fz, 14 Pz
+    ("easycap-M10", str, "easycap-M10", {"Cz": "1", "Fz": "8", "Pz": "14"}),
+    # EGI's 129-electrode net, whose vertex reference is named Cz
+    ("GSN-HydroCel-129", str, "GSN-HydroCel-129", {"Cz": "Cz", "O1": "E70", "O2": "E83"}),
+    # MGH's Neuromag cap, as a FIF names its channels: 'EEG 001' (Fp1), 'EEG 003' (Fp2)
+    ("mgh70", lambda label: label.replace("EEG", "EEG "), "mgh70", {"Fp1": "EEG 001", "Fp2": "EEG 003"}),
+])
+def test_a_cap_recording_gives_the_ten_twenty_channels_it_was_made_from(shared_data, cap, spell, montage, expected):
+    # eegmat's 19 channels spread over the cap's positions by the spherical spline, labelled as the
+    # cap labels them: each site comes back as the electrode nearest it, or interpolated.
     names, data, _ = _read(shared_data / "eegmat" / "Subject00_1.edf")
     eeg = data[[names.index(f"EEG {c}") for c in CANONICAL_CHANNELS], :30000]
-    labels = [f"{letter}{k}" for letter in "ABCD" for k in range(1, 33)]
-    cap = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"biosemi128:{label}" for label in labels)) @ eeg
-    out = harmonize(cap, labels)
-    assert out.channel_mask.tolist() == [1] * 19 and out.interpolated == ()
-    cmap = map_channels(labels)
-    # BioSemi's own 10-20 equivalents of the 128 cap's electrodes
-    assert {site: labels[cmap.canonical[site]] for site in ("Cz", "Pz", "Fz", "T3", "T4")} == {
-        "Cz": "A1", "Pz": "A19", "Fz": "C21", "T3": "D23", "T4": "B26"}
+    labels = list(cap_positions(cap))
+    spread = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"{cap}:{label}" for label in labels)) @ eeg
+    recorded = [spell(label) for label in labels]
+    out = harmonize(spread, recorded, plan=plan_harmonization(recorded, montage=montage))
+    cmap = map_channels(recorded, montage)
+    assert cmap.cap == cap and {site: recorded[cmap.canonical[site]] for site in expected} == expected
+    assert out.channel_mask.sum() == len(cmap.canonical) >= 10
     r = [np.corrcoef(out.data[i], eeg[i])[0, 1] for i in range(19)]
     assert min(r) > 0.9, dict(zip(CANONICAL_CHANNELS, np.round(r, 3)))
     # left and right are not swapped: C3 is C3's signal far more than C4's
     c3, c4 = CANONICAL_CHANNELS.index("C3"), CANONICAL_CHANNELS.index("C4")
     assert np.corrcoef(out.data[c3], eeg[c3])[0, 1] > np.corrcoef(out.data[c3], eeg[c4])[0, 1] + 0.1
+
+
+def test_numbered_channels_need_their_cap_named_and_a_cap_only_places_its_own_labels():
+    numbered = [str(k) for k in range(1, 62)]
+    assert map_channels(numbered).canonical == {}  # numbers name no site: quarantined, not guessed
+    with pytest.raises(HarmonizeError, match="only 0 of the 19") as refused:
+        plan_harmonization(numbered)
+    assert "montage" not in str(refused.value)
+    assert map_channels(numbered, "easycap-M10").cap == "easycap-M10"
+    # A 10-20 recording in the same run keeps its names; a few of the cap's labels are not the cap.
+    ten_twenty = [f"EEG {c}" for c in CANONICAL_CHANNELS]
+    assert map_channels(ten_twenty, "easycap-M10").cap == "" and not map_channels(ten_twenty, "easycap-M10").missing
+    with pytest.raises(HarmonizeError, match=r"--montage easycap-M10: 5 of the channel names are its electrodes' "
+                                             r"labels, fewer than the 16 that place a recording by it"):
+        plan_harmonization(numbered[:5], montage="easycap-M10")
+    with pytest.raises(ValueError, match=r"montage: expected one of 'auto', 'biosemi128'.*; got 'egi'"):
+        map_channels(numbered, "egi")

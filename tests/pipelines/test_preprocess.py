@@ -258,6 +258,7 @@ def test_ctrl_c_stops_a_two_worker_run_cleanly_and_removes_what_it_wrote(shared_
     [
         (["--dataset", "tuh"], "argument --dataset: invalid choice: 'tuh'"),
         (["--line_freq", "55"], "argument --line_freq: invalid choice: '55'"),
+        (["--montage", "GSN-HydroCel-130"], "argument --montage: invalid choice: 'GSN-HydroCel-130'"),
         (["--h_freq", "140"], "h_freq"),
         (["--num_shards", "-1"], "--num_shards: expected an integer >= 0"),
         (["--max_shard_mb", "0"], "--max_shard_mb: expected a number of MiB > 0; got 0.0"),
@@ -495,11 +496,11 @@ def test_a_config_file_is_overridden_only_by_the_flags_given(shared_data, tmp_pa
     key.chmod(0o600)
     manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--pseudonym_key_file",
                     str(key), "--no_artifact_model", "--config", str(tmp_path / "job.yaml"), "--h_freq", "40",
-                    "--repair_channels", "0"])
+                    "--repair_channels", "0", "--montage", "mgh70"])
     config = manifest["config"]
     assert (config["window_seconds"], config["stride_seconds"], config["line_freq"]) == (4.0, 4.0, 60)
     assert config["h_freq"] == 40.0 and config["quality"]["max_artifact_score"] == 0.9
-    assert config["repair_channels"] == 0
+    assert config["repair_channels"] == 0 and config["montage"] == "mgh70"  # a 10-20 recording keeps its names
     assert manifest["counts"]["windows"] == int(62 // 4)
 
 

@@ -380,3 +380,34 @@ def test_a_biosemi_abc_recording_is_written_with_the_electrodes_its_cap_puts_at_
     assert isinstance(windows[0], Window)
     mask = dict(zip(CANONICAL_CHANNELS, np.asarray(windows[0].record.channel_mask).tolist()))
     assert {site for site, m in mask.items() if m} == set(outcome.cap_sites)
+
+
+def test_numbered_channels_of_a_named_cap_give_the_windows_of_the_recording_they_were_made_from(shared_data,
+                                                                                                tmp_path):
+    # eegmat's 19 channels spread over EasyCap's numbered M10 cap (1 ... 61), written as BrainVision.
+    from pipelines.channels import cap_positions
+    from pipelines.harmonize import interpolation_matrix
+    from pipelines.readers import open_recording
+    from tests.pipelines.test_readers import _brainvision
+
+    edf = shared_data / "eegmat" / "Subject00_2.edf"
+    with open_recording(edf) as reader:
+        eeg = reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
+    labels = list(cap_positions("easycap-M10"))
+    spread = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"easycap-M10:{n}" for n in labels)) @ eeg
+    header = _brainvision(tmp_path, labels, spread.astype(np.float32))
+    *_, refused = process_recording(SourceItem(str(header), "edf", "lab"), b"k" * 32, PreprocessConfig(), "h")
+    assert refused.stage == "harmonize" and "only 0 of the 19 10-20 channels are present" in refused.reason
+
+    config = PreprocessConfig(montage="easycap-M10")
+    *events, outcome = process_recording(SourceItem(str(header), "edf", "lab"), b"k" * 32, config, "h")
+    *reference, _ = process_recording(SourceItem(str(edf), "edf", "lab"), b"k" * 32, config, "h")
+    assert outcome.status == "processed" and outcome.cap == "easycap-M10" and outcome.cap_sites["Cz"] == "1"
+    windows = {w.record.window_start_index: w.record for w in events if isinstance(w, Window)}
+    made_from = {w.record.window_start_index: w.record for w in reference if isinstance(w, Window)}
+    assert sorted(windows) == sorted(made_from) and len(windows) == 6
+    for start, record in windows.items():
+        assert np.asarray(record.channel_mask).sum() == len(outcome.cap_sites)
+        r = [np.corrcoef(record.eeg[i].astype(np.float32), made_from[start].eeg[i].astype(np.float32))[0, 1]
+             for i in range(19)]
+        assert min(r) > 0.9, np.round(r, 3)
