@@ -89,6 +89,9 @@ class PathRedactor:
         (``gs://``), the bucket, slashes and wildcards (a glob given as --input) stay."""
         if not self.enabled or not path:
             return path
+        path, hash_, fragment = path.partition("#")  # train.csv#eeg_id=N: a row of a label file
+        if hash_:
+            return self.path(path) + hash_ + fragment
         kept, rest = self.split(path)
         if kept:
             return kept + self._names_of(rest, relative=True)

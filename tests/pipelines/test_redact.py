@@ -42,6 +42,8 @@ def test_every_name_below_a_kept_folder_becomes_a_keyed_token_and_its_extension_
     assert re.fullmatch(rf"/dir-{TOKEN}/file-{TOKEN}\.edf", r.path("/elsewhere/Doe.edf"))  # nothing kept there
     assert re.fullmatch(rf"gs://bucket/dir-{TOKEN}/\*/file-{TOKEN}\.edf", r.path("gs://bucket/Doe/*/x.edf"))
     assert PathRedactor(KEY, enabled=False).path("/exports/Doe/x.edf") == "/exports/Doe/x.edf"
+    # a row of a label file keeps its row: train.csv#eeg_id=123
+    assert re.fullmatch(rf"/exports/dir-{TOKEN}/file-{TOKEN}\.csv#eeg_id=123", r.path("/exports/hms/train.csv#eeg_id=123"))
 
 
 def test_a_message_loses_the_names_of_the_paths_it_is_about_and_keeps_its_words():
