@@ -79,14 +79,20 @@ class ChannelMap:
 
 
 _BIOSEMI_ABC = re.compile(r"^[A-H]([1-9]|[12][0-9]|3[0-2])$")
+_LETTER_NUMBER = re.compile(r"^[A-H](\d+)$")
 
 
 def is_biosemi_abc_layout(ch_names) -> bool:
     """True for BioSemi's A1..H32 cap labels, where 'C3' or 'F7' are NOT 10-20 positions: at least
-    32 such labels, 16 of which no 10-10 electrode has (B5, D12, A20 ...). Any subset of a cap's
-    labels counts, since a reader may leave some out (another sampling rate)."""
-    abc = [n.strip() for n in ch_names if _BIOSEMI_ABC.match(n.strip())]
-    return len(abc) >= 32 and sum(standard_name(n) is None for n in abc) >= 16
+    32 such labels from A and at least one more letter, 16 of which no 10-10 electrode has (B5,
+    D12, A20 ...), and no letter numbered past 32 (EGI's nets run E1 ... E256). Any subset of a
+    cap's labels counts, since a reader may leave some out (another sampling rate)."""
+    names = [n.strip() for n in ch_names]
+    abc = [n for n in names if _BIOSEMI_ABC.match(n)]
+    letters = {n[0] for n in abc}
+    past_32 = any(m and int(m.group(1)) > 32 for m in map(_LETTER_NUMBER.match, names))
+    return (len(abc) >= 32 and "A" in letters and len(letters) >= 2 and not past_32
+            and sum(standard_name(n) is None for n in abc) >= 16)
 
 
 # How far (degrees of arc on the head sphere; 7 degrees is about 12 mm on an adult head) a cap's

@@ -205,6 +205,9 @@ def test_a_cap_recording_gives_the_ten_twenty_channels_it_was_made_from(shared_d
 def test_numbered_channels_need_their_cap_named_and_a_cap_only_places_its_own_labels():
     numbered = [str(k) for k in range(1, 62)]
     assert map_channels(numbered).canonical == {}  # numbers name no site: quarantined, not guessed
+    egi = [f"E{k}" for k in range(1, 129)] + ["Cz"]  # E1 ... E32 could pass for a BioSemi cap's letter E
+    assert map_channels(egi).cap == "" and set(map_channels(egi).canonical) == {"Cz"}
+    assert map_channels(egi, "GSN-HydroCel-129").cap == "GSN-HydroCel-129"
     with pytest.raises(HarmonizeError, match="only 0 of the 19") as refused:
         plan_harmonization(numbered)
     assert "montage" not in str(refused.value)
