@@ -11,6 +11,8 @@ source of truth and `tests/pipelines/test_channels.py` pins the mapping.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import re
 from functools import lru_cache
 
@@ -197,24 +199,90 @@ def cap_label(raw: str) -> str:
     return raw.replace(" ", "").strip()
 
 
-@lru_cache(maxsize=None)
 def cap_positions(cap: str) -> dict[str, np.ndarray]:
-    """Unit-sphere positions of a cap's electrodes by label, e.g. ``cap_positions('biosemi128')['A1']``.
-
-    Directions are taken from the centre of the sphere that fits the cap's electrodes best: the
-    idealized caps (BioSemi, EasyCap) lie on a sphere about the origin, like the 10-10 positions
-    above, but the measured ones (EGI's larger nets, MGH's) sit 1-2 cm off it."""
+    """Unit-sphere positions of a cap's electrodes by label, e.g. ``cap_positions('biosemi128')['A1']``,
+    or of a recording's own digitized electrodes (``file_cap``)."""
+    if cap.startswith("file-"):
+        if cap not in _FILE_CAPS:
+            raise KeyError(f"cap: {cap!r}: no recording's positions registered under that name in this process")
+        return _FILE_CAPS[cap]
     if cap not in CAP_LAYOUTS:
         raise KeyError(f"cap: expected one of {', '.join(CAP_LAYOUTS)}; got {cap!r}")
+    return _layout_positions(cap)
+
+
+@lru_cache(maxsize=None)
+def _layout_positions(cap: str) -> dict[str, np.ndarray]:
     import mne
 
     positions = mne.channels.make_standard_montage(cap).get_positions()["ch_pos"]
     xyz = np.array(list(positions.values()), dtype=np.float64)
+    centre, _ = sphere_fit(xyz)
+    return {cap_label(label): _direction(p - centre) for label, p in zip(positions, xyz)}
+
+
+def sphere_fit(xyz: np.ndarray) -> tuple[np.ndarray, float]:
+    """The centre of the sphere that fits electrode positions best, and how far from it they lie
+    (std of their radii over the radius). The idealized caps (BioSemi, EasyCap) lie on a sphere
+    about the origin, like the 10-10 positions above; measured ones (EGI's larger nets, MGH's, a
+    digitized head) sit 1-2 cm off it, so directions are taken from this centre."""
     # |p - c|^2 = r^2  <=>  2 p.c + (r^2 - |c|^2) = |p|^2: linear least squares in (c, r^2 - |c|^2)
     fit = np.linalg.lstsq(np.c_[2 * xyz, np.ones(len(xyz))], (xyz ** 2).sum(axis=1), rcond=None)[0]
-    directions = xyz - fit[:3]
-    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-    return {cap_label(label): d for label, d in zip(positions, directions)}
+    radii = np.linalg.norm(xyz - fit[:3], axis=1)
+    return fit[:3], float(radii.std() / radii.mean())
+
+
+def _direction(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v, axis=-1, keepdims=True)
+
+
+_FILE_CAPS: dict[str, dict[str, np.ndarray]] = {}
+# Digitized positions farther than this (std of radii over radius) from a sphere are not a scalp.
+_MAX_SPHERE_SPREAD = 0.2
+
+
+@dataclasses.dataclass(frozen=True)
+class Digitized:
+    """Electrode positions a recording digitized (a FIF's, in metres, in its head frame: x toward
+    the right ear, y toward the nasion), with the nasion and ears that define that frame."""
+
+    positions: dict[str, tuple[float, float, float]]
+    nasion: tuple[float, float, float]
+    lpa: tuple[float, float, float]
+    rpa: tuple[float, float, float]
+
+
+# The nasion and the ears' preauricular points lie 10 % of the nasion-inion arc (18 degrees)
+# below the ring through Fpz, T7, Oz and T8: where a digitized head's sit on the 10-10 sphere.
+_FIDUCIAL_POLAR_DEG = 108.0
+
+
+def file_cap(digitized: Digitized) -> str:
+    """A recording's own electrode positions as a cap of this process, turned so that its nasion
+    and ears sit where the 10-20 system puts them (a head frame is tilted against the 10-20 sphere:
+    its nasion is lower than Fpz); named by their digest (the same positions, the same name, so
+    interpolation matrices are cached once). '' where they lie on no plausible head."""
+    labels = sorted(digitized.positions)
+    xyz = np.array([digitized.positions[label] for label in labels], dtype=np.float64)
+    if len(labels) < 4:
+        return ""
+    centre, spread = sphere_fit(xyz)
+    radius = float(np.linalg.norm(xyz - centre, axis=1).mean())
+    if not (spread <= _MAX_SPHERE_SPREAD and 0.03 < radius < 0.2 and np.isfinite(centre).all()):
+        return ""
+    directions = _direction(xyz - centre)
+    measured = _direction(np.array([digitized.nasion, digitized.lpa, digitized.rpa], dtype=np.float64) - centre)
+    ideal = np.array([_unit(_FIDUCIAL_POLAR_DEG, 90.0), _unit(_FIDUCIAL_POLAR_DEG, 180.0),
+                      _unit(_FIDUCIAL_POLAR_DEG, 0.0)])
+    # Kabsch: the rotation taking the measured fiducial directions closest to the ideal ones
+    u, _, vt = np.linalg.svd(measured.T @ ideal)
+    flip = np.sign(np.linalg.det(vt.T @ u.T))
+    rotation = vt.T @ np.diag([1.0, 1.0, flip]) @ u.T
+    directions = directions @ rotation.T
+    name = "file-" + hashlib.sha256(np.round(np.r_[xyz, measured], 6).tobytes()
+                                    + "\0".join(labels).encode()).hexdigest()[:12]
+    _FILE_CAPS.setdefault(name, {cap_label(label): d for label, d in zip(labels, directions)})
+    return name
 
 
 def electrode_position(name: str) -> np.ndarray:

@@ -28,11 +28,13 @@ from pipelines.channels import (
     CANONICAL_CHANNELS,
     CAP_LAYOUTS,
     N_CANONICAL,
+    Digitized,
     auxiliary_kind,
     canonical_of,
     canonical_positions,
     cap_label,
     cap_positions,
+    file_cap,
     derivation,
     electrode_position,
     standard_name,
@@ -136,12 +138,19 @@ def _map_cap(ch_names, cap: str) -> ChannelMap:
 
 
 def _cap_note(ch_names, cmap: ChannelMap, montage: str = "auto") -> str:
-    if montage != "auto" and cmap.cap != montage:
+    if cmap.cap.startswith("file-"):
+        return (f"; the channels are placed by the positions digitized in the file: a 10-20 site is present where a "
+                f"recorded electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it")
+    if montage == "file" and not cmap.cap:
+        return (f"; --montage file: no digitized positions to place the channels by (a FIF's, in its head frame, for "
+                f"at least {CAP_MIN_LABELS} EEG channels, on a head-sized sphere)")
+    if montage not in ("auto", "file") and cmap.cap != montage:
         found = sum(cap_label(n) in cap_positions(montage) for n in ch_names)
         return (f"; --montage {montage}: {found} of the channel names are its electrodes' labels, fewer than the "
                 f"{min(CAP_MIN_LABELS, len(cap_positions(montage)))} that place a recording by it")
     if cmap.cap:
-        return (f"; the labels are BioSemi cap positions ({cmap.cap}): a 10-20 site is present where a recorded "
+        maker = "BioSemi cap" if cmap.cap in BIOSEMI_CAPS.values() else "cap"
+        return (f"; the labels are {maker} positions ({cmap.cap}): a 10-20 site is present where a recorded "
                 f"electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it")
     if is_biosemi_abc_layout(ch_names):
         last = max(n.strip()[0] for n in ch_names if _BIOSEMI_ABC.match(n.strip()))
@@ -154,15 +163,34 @@ def _cap_note(ch_names, cmap: ChannelMap, montage: str = "auto") -> str:
 CAP_MIN_LABELS = 16
 
 
-def map_channels(ch_names: list[str] | tuple[str, ...], montage: str = "auto") -> ChannelMap:
+# --montage file places a recording by its digitized positions only where its names give fewer
+# 10-20 sites than this: a 10-20 cap keeps its names (a digitized head is no idealized sphere).
+FILE_NAMES_ENOUGH = 10
+MONTAGES = ("auto", "file", *CAP_LAYOUTS)
+
+
+def map_channels(ch_names: list[str] | tuple[str, ...], montage: str = "auto",
+                 digitized: Digitized | None = None) -> ChannelMap:
     """Classify recorded channel names; raise HarmonizeError on duplicate electrodes. ``montage``:
     a cap of CAP_LAYOUTS whose labels (EGI's E1 ..., EasyCap's numbers) a run's recordings use;
-    'auto' recognises BioSemi's ABC labels only, the one layout that names itself."""
-    if montage != "auto":
-        check_option("montage", montage, ("auto", *CAP_LAYOUTS))
+    'file': the electrode positions a FIF ``digitized`` (``readers.digitized_positions``), for
+    channels whose names say nothing ('EEG 001'); 'auto' recognises BioSemi's ABC labels only,
+    the one layout that names itself."""
+    check_option("montage", montage, MONTAGES)
+    if montage not in ("auto", "file"):
         labels = cap_positions(montage)
         if sum(cap_label(n) in labels for n in ch_names) >= min(CAP_MIN_LABELS, len(labels)):
             return _map_cap(ch_names, montage)
+    named = _map_names(ch_names)
+    if montage == "file" and digitized is not None and len(named.canonical) < FILE_NAMES_ENOUGH:
+        placed = {n: digitized.positions[n] for n in ch_names
+                  if n in digitized.positions and auxiliary_kind(n) is None}
+        if len(placed) >= CAP_MIN_LABELS and (cap := file_cap(dataclasses.replace(digitized, positions=placed))):
+            return _map_cap(ch_names, cap)
+    return named
+
+
+def _map_names(ch_names) -> ChannelMap:
     if is_biosemi_abc_layout(ch_names):
         # ABC labels name positions on a BioSemi cap, not 10-20 sites ('C3' is no C3): the cap's
         # layout places them. Without one (a cap with other letters) none is an electrode we know.
@@ -234,7 +262,8 @@ class Harmonized:
 
 
 def plan_harmonization(ch_names, *, min_channels: int = 10, exclude: Sequence[str] = (),
-                       constant: Sequence[str] = (), montage: str = "auto") -> tuple[ChannelMap, np.ndarray | None]:
+                       constant: Sequence[str] = (), montage: str = "auto",
+                       digitized: Digitized | None = None) -> tuple[ChannelMap, np.ndarray | None]:
     """Map channels and, when some canonical ones are missing, the matrix that fills them in.
 
     ``exclude``: recorded channels (by name) known to be bad, e.g. from a BIDS channels.tsv;
@@ -244,7 +273,7 @@ def plan_harmonization(ch_names, *, min_channels: int = 10, exclude: Sequence[st
     """
     if not 1 <= min_channels <= N_CANONICAL:
         raise ValueError(f"min_channels: expected 1..{N_CANONICAL}; got {min_channels}")
-    cmap = map_channels(list(ch_names), montage)
+    cmap = map_channels(list(ch_names), montage, digitized)
     excluded, flat = set(exclude), set(constant) - set(exclude)
     dropped = {i for i, name in enumerate(ch_names) if name in excluded}
     not_recorded = {i for i, name in enumerate(ch_names) if name in flat}

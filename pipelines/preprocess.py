@@ -484,13 +484,15 @@ def build_parser() -> argparse.ArgumentParser:
                      "beyond the amplitude limit (an electrode off for a while) is kept with those channels "
                      "interpolated from the others for that window and marked 0 in its channel_mask "
                      "(\"repaired\" in the manifest); 0 rejects such windows")
-    sig.add_argument("--montage", default="auto", choices=["auto", *CAP_LAYOUTS], metavar="CAP",
+    sig.add_argument("--montage", default="auto", choices=["auto", "file", *CAP_LAYOUTS], metavar="CAP",
                      help="the cap of recordings whose channels are named by cap position, not 10-20 site: "
                      f"one of {', '.join(CAP_LAYOUTS)} (the layouts MNE installs). Each 10-20 site then "
                      "takes the recorded electrode nearest it, within 7 degrees (manifest: cap, cap_sites), and "
                      "the other sites are interpolated from all the cap's electrodes; it applies to recordings "
-                     "with at least 16 of the cap's labels. auto: BioSemi's ABC labels only (A1..D32/E32/H32), "
-                     "which name their cap; without a montage, numbered channels are quarantined")
+                     "with at least 16 of the cap's labels. file: the electrode positions a FIF digitized (in "
+                     "its head frame), for FIFs whose names give fewer than 10 sites ('EEG 001' ...). auto: "
+                     "BioSemi's ABC labels only (A1..D32/E32/H32), which name their cap; without a montage, "
+                     "numbered channels are quarantined")
     sig.add_argument("--reference", default="keep", choices=["keep", "average"],
                      help="keep the recording's reference, or re-reference to the average of the 19 channels")
     sig.add_argument("--chunk_seconds", type=float, default=300.0,

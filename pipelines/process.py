@@ -99,7 +99,7 @@ class PreprocessConfig(Config):
         check_range("line_detect_seconds", self.line_detect_seconds, 5.0, 3600)
         check_range("ica_fit_seconds", self.ica_fit_seconds, 10.0, 3600)
         check_range("repair_channels", self.repair_channels, 0, schema.N_CHANS - 1)
-        check_option("montage", self.montage, ("auto", *CAP_LAYOUTS))
+        check_option("montage", self.montage, ("auto", "file", *CAP_LAYOUTS))
         self.filter_config()  # validates l_freq / h_freq against the 256 Hz Nyquist
 
     def filter_config(self) -> FilterConfig:
@@ -504,14 +504,15 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     marked = dict.fromkeys([*getattr(reader, "bad_channels", ()), *sidecars.bad_channels])
     outcome.marked_bad = tuple(name for name in marked if name in info.ch_names)
     try:
-        cmap = map_channels(info.ch_names, config.montage)
+        digitized = getattr(reader, "digitized", None)
+        cmap = map_channels(info.ch_names, config.montage, digitized)
         outcome.constant = constant_channels(reader, cmap, config.quality.flat_tol_uv)
         if outcome.constant and len(outcome.constant) == len({*cmap.canonical.values(), *cmap.extra_eeg.values()}):
             raise StageError("quality", f"all {len(outcome.constant)} EEG channels are constant from start to end "
                              f"(peak-to-peak within {config.quality.flat_tol_uv:g} uV wherever probed): a flat "
                              "recording, nothing was recorded")
         plan = plan_harmonization(info.ch_names, min_channels=config.min_channels, exclude=outcome.marked_bad,
-                                  constant=outcome.constant, montage=config.montage)
+                                  constant=outcome.constant, montage=config.montage, digitized=digitized)
     except HarmonizeError as err:
         empty = getattr(reader, "empty_columns", ())
         note = f"; columns entirely NaN (not recorded): {', '.join(empty)}" if empty else ""
@@ -521,7 +522,7 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
     cmap = plan[0]
     outcome.interpolated = cmap.missing
     if cmap.cap:
-        outcome.cap = cmap.cap
+        outcome.cap = "file" if cmap.cap.startswith("file-") else cmap.cap  # 'file': its digitized positions
         outcome.cap_sites = {site: info.ch_names[i] for site, i in cmap.canonical.items()}
     ids = _ids(item, reader, key, sha)
     outcome.site = ids["site_id"]

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.channels import CANONICAL_CHANNELS, derivation, standard_name
+from pipelines.channels import CANONICAL_CHANNELS, Digitized, derivation, standard_name
 from pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
 from pipelines.fif_parts import GZIPPED_PART
 
@@ -92,6 +92,9 @@ class Reader:
     bad_spans: tuple[tuple[int, int], ...] = ()
     # Channels the file itself marks bad (a FIF's info['bads']): left out and interpolated.
     bad_channels: tuple[str, ...] = ()
+    # Electrode positions a FIF digitized (its head frame, set by the nasion and ears): where its
+    # labels name no 10-20 site, --montage file places the channels by them.
+    digitized: Digitized | None = None
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -217,6 +220,7 @@ class MneReader(Reader):
         self._segments = annotated_segments(notes, int(raw.n_times), float(raw.info["sfreq"]))
         self.bad_spans = annotated_bad_spans(notes, int(raw.n_times))
         self.bad_channels = tuple(raw.info["bads"])
+        self.digitized = digitized_positions(raw.info) if _format_of(path) == "fif" else None
 
     def _split_parts(self, raw) -> None:
         """A split FIF (``pipelines.fif_parts``): MNE read this part and every one after it (a
@@ -273,6 +277,26 @@ def _unique_brainvision_names(path: str):
         with open(copy, "w", encoding="latin-1") as fh:
             fh.write("\n".join(lines) + "\n")
         yield copy
+
+
+def digitized_positions(info) -> Digitized | None:
+    """The EEG channels' positions in a FIF's head frame (x toward the right ear, y toward the
+    nasion) where they were digitized, with the nasion and ears; a channel without one (all
+    zeros) has none. None without the three fiducials: no head frame to trust."""
+    from mne.io.constants import FIFF
+
+    fiducials = {d["ident"]: tuple(float(v) for v in d["r"]) for d in info.get("dig") or ()
+                 if d["kind"] == FIFF.FIFFV_POINT_CARDINAL and d["coord_frame"] == FIFF.FIFFV_COORD_HEAD}
+    wanted = (FIFF.FIFFV_POINT_NASION, FIFF.FIFFV_POINT_LPA, FIFF.FIFFV_POINT_RPA)
+    if not all(k in fiducials for k in wanted):
+        return None
+    found = {}
+    for ch in info["chs"]:
+        xyz = np.asarray(ch["loc"][:3], dtype=np.float64)
+        if ch["kind"] == FIFF.FIFFV_EEG_CH and ch["coord_frame"] == FIFF.FIFFV_COORD_HEAD \
+                and np.all(np.isfinite(xyz)) and np.linalg.norm(xyz) > 0.01:
+            found[ch["ch_name"]] = tuple(float(v) for v in xyz)
+    return Digitized(found, *(fiducials[k] for k in wanted)) if found else None
 
 
 # Annotations that mark where a recording stops being continuous: MNE's skipped FIF buffers
@@ -352,6 +376,7 @@ class EpochsReader(Reader):
         self.info = RecordingInfo(tuple(epochs.ch_names), sfreq, n * len(epochs), _mne_clinical(epochs))
         self.identity_key = _mne_identity(epochs)
         self.bad_channels = tuple(epochs.info["bads"])
+        self.digitized = digitized_positions(epochs.info) if _format_of(path) == "fif" else None
         events = epochs.events[:, 0].astype(np.float64)
         onsets = (events - events[0]) / sfreq if _format_of(path) == "fif" else np.arange(len(epochs)) * n / sfreq
         self._segments = tuple(Segment(k * n, (k + 1) * n, float(t)) for k, t in enumerate(onsets.tolist()))

@@ -218,5 +218,5 @@ def test_numbered_channels_need_their_cap_named_and_a_cap_only_places_its_own_la
     with pytest.raises(HarmonizeError, match=r"--montage easycap-M10: 5 of the channel names are its electrodes' "
                                              r"labels, fewer than the 16 that place a recording by it"):
         plan_harmonization(numbered[:5], montage="easycap-M10")
-    with pytest.raises(ValueError, match=r"montage: expected one of 'auto', 'biosemi128'.*; got 'egi'"):
+    with pytest.raises(ValueError, match=r"montage: expected one of 'auto', 'file', 'biosemi128'.*; got 'egi'"):
         map_channels(numbered, "egi")

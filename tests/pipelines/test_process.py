@@ -411,3 +411,51 @@ def test_numbered_channels_of_a_named_cap_give_the_windows_of_the_recording_they
         r = [np.corrcoef(record.eeg[i].astype(np.float32), made_from[start].eeg[i].astype(np.float32))[0, 1]
              for i in range(19)]
         assert min(r) > 0.9, np.round(r, 3)
+
+
+def test_a_fif_with_digitized_positions_is_placed_by_them_where_its_names_say_nothing(shared_data, tmp_path):
+    # eegmat's 19 channels spread over MGH's 70-electrode cap and saved as a Neuromag FIF does:
+    # channels 'EEG 001' ..., positions digitized in the head frame set by the nasion and ears.
+    from pipelines.channels import cap_positions
+    from pipelines.harmonize import interpolation_matrix
+    from pipelines.readers import open_recording
+
+    edf = shared_data / "eegmat" / "Subject00_2.edf"
+    with open_recording(edf) as reader:
+        eeg = reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
+    labels = list(cap_positions("mgh70"))
+    spread = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"mgh70:{n}" for n in labels)) @ eeg
+    names = [label.replace("EEG", "EEG ") for label in labels]
+    raw = mne.io.RawArray(spread * 1e-6, mne.create_info(names, 500.0, "eeg"), verbose="error")
+    montage = mne.channels.make_standard_montage("mgh70")
+    montage.rename_channels(dict(zip(labels, names)))
+    raw.set_montage(montage, verbose="error")
+    raw.save(tmp_path / "meg_raw.fif", verbose="error")
+    item = SourceItem(str(tmp_path / "meg_raw.fif"), "edf", "lab")
+
+    *_, named = process_recording(item, b"k" * 32, PreprocessConfig(montage="mgh70"), "h")
+    *events, outcome = process_recording(item, b"k" * 32, PreprocessConfig(montage="file"), "h")
+    *reference, _ = process_recording(SourceItem(str(edf), "edf", "lab"), b"k" * 32, PreprocessConfig(), "h")
+    assert outcome.status == "processed" and outcome.cap == "file" and len(outcome.cap_sites) >= 14
+    # turned by its nasion and ears onto the 10-20 sphere, the head agrees with the cap's own layout
+    same = {site for site in outcome.cap_sites if named.cap_sites.get(site) == outcome.cap_sites[site]}
+    assert len(same) >= 14 and {"Cz", "Fz", "Pz", "Fp1", "Fp2", "O1", "O2"} <= same
+    assert outcome.cap_sites["Cz"] == "EEG 034" and outcome.cap_sites["Fp1"] == "EEG 001"
+    windows = {w.record.window_start_index: w.record for w in events if isinstance(w, Window)}
+    made_from = {w.record.window_start_index: w.record for w in reference if isinstance(w, Window)}
+    assert sorted(windows) == sorted(made_from) and len(windows) == 6
+    for start, record in windows.items():
+        r = [np.corrcoef(record.eeg[i].astype(np.float32), made_from[start].eeg[i].astype(np.float32))[0, 1]
+             for i in range(19)]
+        assert min(r) > 0.9, np.round(r, 3)
+
+    # Without the nasion and ears there is no head frame to trust: quarantined, saying so.
+    raw.info.set_montage(None)
+    raw.save(tmp_path / "bare_raw.fif", verbose="error")
+    *_, bare = process_recording(SourceItem(str(tmp_path / "bare_raw.fif"), "edf", "lab"), b"k" * 32,
+                                 PreprocessConfig(montage="file"), "h")
+    assert bare.stage == "harmonize" and "--montage file: no digitized positions to place the channels by" in bare.reason
+    # A 10-20 recording keeps its names under --montage file.
+    *_, ten_twenty = process_recording(SourceItem(str(edf), "edf", "lab"), b"k" * 32,
+                                       PreprocessConfig(montage="file"), "h")
+    assert ten_twenty.status == "processed" and ten_twenty.cap == "" and ten_twenty.interpolated == ()
