@@ -11,6 +11,7 @@ source of truth and `tests/pipelines/test_channels.py` pins the mapping.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import hashlib
 import re
@@ -236,7 +237,10 @@ def _direction(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-_FILE_CAPS: dict[str, dict[str, np.ndarray]] = {}
+# The recordings' own caps, the latest few: a worker reads a corpus of FIFs one after another,
+# and each needs its cap only while its channels are planned.
+_FILE_CAPS: collections.OrderedDict[str, dict[str, np.ndarray]] = collections.OrderedDict()
+_FILE_CAPS_KEPT = 64
 # Digitized positions farther than this (std of radii over radius) from a sphere are not a scalp.
 _MAX_SPHERE_SPREAD = 0.2
 
@@ -281,7 +285,10 @@ def file_cap(digitized: Digitized) -> str:
     directions = directions @ rotation.T
     name = "file-" + hashlib.sha256(np.round(np.r_[xyz, measured], 6).tobytes()
                                     + "\0".join(labels).encode()).hexdigest()[:12]
-    _FILE_CAPS.setdefault(name, {cap_label(label): d for label, d in zip(labels, directions)})
+    _FILE_CAPS[name] = {cap_label(label): d for label, d in zip(labels, directions)}
+    _FILE_CAPS.move_to_end(name)
+    while len(_FILE_CAPS) > _FILE_CAPS_KEPT:
+        _FILE_CAPS.popitem(last=False)
     return name
 
 
