@@ -345,6 +345,9 @@ def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quara
         "windows": int(counts.get("total", 0)),
         "rejected_windows": sum(int(d["rejected_windows"]) for d in inputs),
         "repaired_windows": sum(int(d.get("repaired_windows", 0)) for d in inputs),
+        # processed recordings whose channels a cap's layout (or the file's digitized positions) placed
+        "caps": dict(sorted(collections.Counter(
+            d["cap"] for d in inputs if d.get("cap") and d["status"] == "processed").items())),
         **_ica_totals(inputs),
         "window_eeg_hours": round(float(counts.get("seconds", 0.0)) / 3600.0, 6),
         "input_eeg_hours": round(sum(float(d["eeg_seconds"]) for d in inputs) / 3600.0, 6),
@@ -707,6 +710,8 @@ def summarize(manifest: dict, seconds: float) -> str:
         ("windows rejected", c["rejected_windows"]),
         *([("windows repaired", f"{c['repaired_windows']} (kept with a few bad channels interpolated)")]
           if c.get("repaired_windows") else []),
+        *([("placed by cap layout", ", ".join(f"{cap} {n}" for cap, n in c["caps"].items()))]
+          if c.get("caps") else []),
         ("EEG hours read", f"{c['input_eeg_hours']:.3f}"),
         ("EEG hours in windows", f"{c['window_eeg_hours']:.3f}" + (
             " (windows overlap: stride < window, or overlapping labeled sub-windows)"

@@ -147,6 +147,10 @@ def test_the_summary_counts_what_the_run_wrote(shared_run):
     assert rows["EEG hours in windows"].strip() == f"{manifest['counts']['window_eeg_hours']:.3f}"
     overlapping = {**manifest, "counts": {**manifest["counts"], "input_eeg_hours": 0.5, "window_eeg_hours": 0.9}}
     assert "0.900 (windows overlap" in summarize(overlapping, 2.0)
+    # the BioSemi test file's cap puts electrodes at 8 sites only, fewer than --min_channels: quarantined
+    assert manifest["counts"]["caps"] == {} and "placed by cap layout" not in rows
+    placed = {**manifest, "counts": {**manifest["counts"], "caps": {"biosemi128": 2, "file": 1}}}
+    assert "placed by cap layout             biosemi128 2, file 1" in summarize(placed, 2.0)
 
 
 def test_tensorflow_reads_every_record_with_the_contract(shared_run):
