@@ -73,7 +73,9 @@ class ChannelMap:
     auxiliary: dict[str, list[int]]  # 'ecg' | 'eog' | 'emg' | 'stim' | 'misc' -> indices
     unknown: tuple[str, ...]  # names that are none of the above
     bipolar: tuple[str, ...] = ()  # derivations of a bipolar montage (Fp1-F7 ...): no electrode of their own
-    cap: str = ""  # a cap whose labels name no 10-20 site (BioSemi ABC): its layout placed the electrodes
+    # the cap whose layout placed the electrodes (labels that name no 10-20 site: BioSemi ABC, a
+    # --montage), or 'file-<hex>' for a recording's own digitized positions (channels.file_cap)
+    cap: str = ""
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -141,17 +143,17 @@ def _cap_note(ch_names, cmap: ChannelMap, montage: str = "auto") -> str:
     if cmap.cap.startswith("file-"):
         return (f"; the channels are placed by the positions digitized in the file: a 10-20 site is present where a "
                 f"recorded electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it")
-    if montage == "file" and not cmap.cap:
-        return (f"; --montage file: no digitized positions to place the channels by (a FIF's, in its head frame, for "
-                f"at least {CAP_MIN_LABELS} EEG channels, on a head-sized sphere)")
-    if montage not in ("auto", "file") and cmap.cap != montage:
-        found = sum(cap_label(n) in cap_positions(montage) for n in ch_names)
-        return (f"; --montage {montage}: {found} of the channel names are its electrodes' labels, fewer than the "
-                f"{min(CAP_MIN_LABELS, len(cap_positions(montage)))} that place a recording by it")
     if cmap.cap:
         maker = "BioSemi cap" if cmap.cap in BIOSEMI_CAPS.values() else "cap"
         return (f"; the labels are {maker} positions ({cmap.cap}): a 10-20 site is present where a recorded "
                 f"electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it")
+    if montage == "file":
+        return (f"; --montage file: no digitized positions to place the channels by (a FIF's, in its head frame, for "
+                f"at least {CAP_MIN_LABELS} EEG channels, on a head-sized sphere)")
+    if montage != "auto":
+        found = sum(cap_label(n) in cap_positions(montage) for n in ch_names)
+        return (f"; --montage {montage}: {found} of the channel names are its electrodes' labels, fewer than the "
+                f"{min(CAP_MIN_LABELS, len(cap_positions(montage)))} that place a recording by it")
     if is_biosemi_abc_layout(ch_names):
         last = max(n.strip()[0] for n in ch_names if _BIOSEMI_ABC.match(n.strip()))
         return (f"; the labels are BioSemi ABC cap positions (letters A to {last}), of a cap with no layout here "
