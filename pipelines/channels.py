@@ -259,6 +259,8 @@ class Digitized:
 # The nasion and the ears' preauricular points lie 10 % of the nasion-inion arc (18 degrees)
 # below the ring through Fpz, T7, Oz and T8: where a digitized head's sit on the 10-10 sphere.
 _FIDUCIAL_POLAR_DEG = 108.0
+# A real head's nasion and ears, turned onto those points, land within a few degrees of them.
+_MAX_FIDUCIAL_MISFIT_DEG = 20.0
 
 
 def file_cap(digitized: Digitized) -> str:
@@ -282,6 +284,9 @@ def file_cap(digitized: Digitized) -> str:
     u, _, vt = np.linalg.svd(measured.T @ ideal)
     flip = np.sign(np.linalg.det(vt.T @ u.T))
     rotation = vt.T @ np.diag([1.0, 1.0, flip]) @ u.T
+    misfit = np.degrees(np.arccos(np.clip(np.sum((measured @ rotation.T) * ideal, axis=1), -1.0, 1.0)))
+    if misfit.max() > _MAX_FIDUCIAL_MISFIT_DEG:
+        return ""  # no turn puts them near the nasion and ears: a mirrored or mislabelled head
     directions = directions @ rotation.T
     name = "file-" + hashlib.sha256(np.round(np.r_[xyz, measured], 6).tobytes()
                                     + "\0".join(labels).encode()).hexdigest()[:12]

@@ -140,6 +140,30 @@ def test_a_derivation_is_two_electrodes_the_second_no_ear_or_reference_word():
         assert ch.derivation(referential) is None, referential
 
 
+def test_a_digitized_head_is_turned_onto_the_ten_twenty_sphere_by_its_nasion_and_ears():
+    # The 10-10 positions, digitized as a head frame would hold them: tilted 15 degrees nose-up,
+    # shifted 4 cm down, in metres; the fiducials 18 degrees below the Fpz-T7-Oz-T8 ring.
+    tilt = np.radians(15.0)
+    turn = np.array([[1, 0, 0], [0, np.cos(tilt), -np.sin(tilt)], [0, np.sin(tilt), np.cos(tilt)]])
+
+    def head(v):
+        return tuple(float(x) for x in 0.095 * (turn @ v) - np.array([0.0, 0.0, 0.04]))
+
+    names = ch.known_electrodes()
+    digitized = ch.Digitized({f"EEG {i:03d}": head(ch.electrode_position(n)) for i, n in enumerate(names)},
+                             head(ch._unit(108.0, 90.0)), head(ch._unit(108.0, 180.0)), head(ch._unit(108.0, 0.0)))
+    cap = ch.file_cap(digitized)
+    positions = ch.cap_positions(cap)
+    for i, name in enumerate(names):
+        np.testing.assert_allclose(positions[f"EEG{i:03d}"], ch.electrode_position(name), atol=1e-9)
+    assert ch.file_cap(digitized) == cap  # the same positions, the same cap
+    mirrored = ch.Digitized(digitized.positions, digitized.nasion, digitized.rpa, digitized.lpa)
+    assert ch.file_cap(mirrored) == ""  # no turn puts swapped ears where ears are
+    flat = ch.Digitized({k: (v[0], v[1], 0.0) for k, v in digitized.positions.items()},
+                        digitized.nasion, digitized.lpa, digitized.rpa)
+    assert ch.file_cap(flat) == ""  # a plane of points is no head
+
+
 def test_a_biosemi_caps_electrodes_sit_on_the_sphere_of_the_ten_ten_positions():
     import mne
 
