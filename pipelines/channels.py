@@ -247,13 +247,14 @@ _MAX_SPHERE_SPREAD = 0.2
 
 @dataclasses.dataclass(frozen=True)
 class Digitized:
-    """Electrode positions a recording digitized (a FIF's, in metres, in its head frame: x toward
-    the right ear, y toward the nasion), with the nasion and ears that define that frame."""
+    """Electrode positions a recording holds (x toward the right ear, y toward the nose): a FIF's
+    digitized in its head frame, with the nasion and ears that define it; or a BrainVision
+    header's [Coordinates], angles on the 10-20 sphere itself (no fiducials: nothing to turn)."""
 
     positions: dict[str, tuple[float, float, float]]
-    nasion: tuple[float, float, float]
-    lpa: tuple[float, float, float]
-    rpa: tuple[float, float, float]
+    nasion: tuple[float, float, float] | None = None
+    lpa: tuple[float, float, float] | None = None
+    rpa: tuple[float, float, float] | None = None
 
 
 # The nasion and the ears' preauricular points lie 10 % of the nasion-inion arc (18 degrees)
@@ -277,6 +278,8 @@ def file_cap(digitized: Digitized) -> str:
     if not (spread <= _MAX_SPHERE_SPREAD and 0.03 < radius < 0.2 and np.isfinite(centre).all()):
         return ""
     directions = _direction(xyz - centre)
+    if digitized.nasion is None:  # angles on the 10-20 sphere already
+        return _register(xyz, labels, directions)
     measured = _direction(np.array([digitized.nasion, digitized.lpa, digitized.rpa], dtype=np.float64) - centre)
     ideal = np.array([_unit(_FIDUCIAL_POLAR_DEG, 90.0), _unit(_FIDUCIAL_POLAR_DEG, 180.0),
                       _unit(_FIDUCIAL_POLAR_DEG, 0.0)])
@@ -287,9 +290,11 @@ def file_cap(digitized: Digitized) -> str:
     misfit = np.degrees(np.arccos(np.clip(np.sum((measured @ rotation.T) * ideal, axis=1), -1.0, 1.0)))
     if misfit.max() > _MAX_FIDUCIAL_MISFIT_DEG:
         return ""  # no turn puts them near the nasion and ears: a mirrored or mislabelled head
-    directions = directions @ rotation.T
-    name = "file-" + hashlib.sha256(np.round(np.r_[xyz, measured], 6).tobytes()
-                                    + "\0".join(labels).encode()).hexdigest()[:12]
+    return _register(np.r_[xyz, measured], labels, directions @ rotation.T)
+
+
+def _register(digest_of: np.ndarray, labels: list[str], directions: np.ndarray) -> str:
+    name = "file-" + hashlib.sha256(np.round(digest_of, 6).tobytes() + "\0".join(labels).encode()).hexdigest()[:12]
     _FILE_CAPS[name] = {cap_label(label): d for label, d in zip(labels, directions)}
     _FILE_CAPS.move_to_end(name)
     while len(_FILE_CAPS) > _FILE_CAPS_KEPT:

@@ -148,8 +148,9 @@ def _cap_note(ch_names, cmap: ChannelMap, montage: str = "auto") -> str:
         return (f"; the labels are {maker} positions ({cmap.cap}): a 10-20 site is present where a recorded "
                 f"electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it")
     if montage == "file":
-        return (f"; --montage file: no digitized positions to place the channels by (a FIF's, in its head frame, for "
-                f"at least {CAP_MIN_LABELS} EEG channels, on a head-sized sphere)")
+        return (f"; --montage file: no electrode positions to place the channels by (a FIF's digitized head with "
+                f"its nasion and ears, or a BrainVision header's [Coordinates], for at least {CAP_MIN_LABELS} EEG "
+                f"channels)")
     if montage != "auto":
         found = sum(cap_label(n) in cap_positions(montage) for n in ch_names)
         return (f"; --montage {montage}: {found} of the channel names are its electrodes' labels, fewer than the "
@@ -175,7 +176,7 @@ def map_channels(ch_names: list[str] | tuple[str, ...], montage: str = "auto",
                  digitized: Digitized | None = None) -> ChannelMap:
     """Classify recorded channel names; raise HarmonizeError on duplicate electrodes. ``montage``:
     a cap of CAP_LAYOUTS whose labels (EGI's E1 ..., EasyCap's numbers) a run's recordings use;
-    'file': the electrode positions a FIF ``digitized`` (``readers.digitized_positions``), for
+    'file': the electrode positions a FIF or BrainVision file holds (``readers.digitized_positions``), for
     channels whose names say nothing ('EEG 001'); 'auto' recognises BioSemi's ABC labels only,
     the one layout that names itself."""
     check_option("montage", montage, MONTAGES)

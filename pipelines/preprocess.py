@@ -492,8 +492,9 @@ def build_parser() -> argparse.ArgumentParser:
                      f"one of {', '.join(CAP_LAYOUTS)} (the layouts MNE installs). Each 10-20 site then "
                      "takes the recorded electrode nearest it, within 7 degrees (manifest: cap, cap_sites), and "
                      "the other sites are interpolated from all the cap's electrodes; it applies to recordings "
-                     "with at least 16 of the cap's labels. file: the electrode positions a FIF digitized (in "
-                     "its head frame), for FIFs whose names give fewer than 10 sites ('EEG 001' ...). auto: "
+                     "with at least 16 of the cap's labels. file: the electrode positions a file holds (a FIF's "
+                     "digitized head with its nasion and ears, a BrainVision header's [Coordinates]), for files "
+                     "whose names give fewer than 10 sites ('EEG 001', '1' ...). auto: "
                      "BioSemi's ABC labels only (A1..D32/E32/H32), which name their cap; without a montage, "
                      "numbered channels are quarantined")
     sig.add_argument("--reference", default="keep", choices=["keep", "average"],

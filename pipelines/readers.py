@@ -220,7 +220,7 @@ class MneReader(Reader):
         self._segments = annotated_segments(notes, int(raw.n_times), float(raw.info["sfreq"]))
         self.bad_spans = annotated_bad_spans(notes, int(raw.n_times))
         self.bad_channels = tuple(raw.info["bads"])
-        self.digitized = digitized_positions(raw.info) if _format_of(path) == "fif" else None
+        self.digitized = digitized_positions(raw.info, _format_of(path))
 
     def _split_parts(self, raw) -> None:
         """A split FIF (``pipelines.fif_parts``): MNE read this part and every one after it (a
@@ -279,16 +279,20 @@ def _unique_brainvision_names(path: str):
         yield copy
 
 
-def digitized_positions(info) -> Digitized | None:
-    """The EEG channels' positions in a FIF's head frame (x toward the right ear, y toward the
-    nasion) where they were digitized, with the nasion and ears; a channel without one (all
-    zeros) has none. None without the three fiducials: no head frame to trust."""
+def digitized_positions(info, fmt: str = "fif") -> Digitized | None:
+    """The EEG channels' positions a recording holds: a FIF's in its head frame (x toward the
+    right ear, y toward the nasion) where they were digitized, with the nasion and ears (None
+    without them: no head frame to trust); a BrainVision header's [Coordinates], angles on the
+    10-20 sphere (MNE's fiducials for them are made up, on its equator). A channel without a
+    position (all zeros) has none. Other formats: None (EEGLAB's rarely hold fiducials)."""
     from mne.io.constants import FIFF
 
+    if fmt not in ("fif", "brainvision"):
+        return None
     fiducials = {d["ident"]: tuple(float(v) for v in d["r"]) for d in info.get("dig") or ()
                  if d["kind"] == FIFF.FIFFV_POINT_CARDINAL and d["coord_frame"] == FIFF.FIFFV_COORD_HEAD}
     wanted = (FIFF.FIFFV_POINT_NASION, FIFF.FIFFV_POINT_LPA, FIFF.FIFFV_POINT_RPA)
-    if not all(k in fiducials for k in wanted):
+    if fmt == "fif" and not all(k in fiducials for k in wanted):
         return None
     found = {}
     for ch in info["chs"]:
@@ -296,7 +300,9 @@ def digitized_positions(info) -> Digitized | None:
         if ch["kind"] == FIFF.FIFFV_EEG_CH and ch["coord_frame"] == FIFF.FIFFV_COORD_HEAD \
                 and np.all(np.isfinite(xyz)) and np.linalg.norm(xyz) > 0.01:
             found[ch["ch_name"]] = tuple(float(v) for v in xyz)
-    return Digitized(found, *(fiducials[k] for k in wanted)) if found else None
+    if not found:
+        return None
+    return Digitized(found, *(fiducials[k] for k in wanted)) if fmt == "fif" else Digitized(found)
 
 
 # Annotations that mark where a recording stops being continuous: MNE's skipped FIF buffers
@@ -376,7 +382,7 @@ class EpochsReader(Reader):
         self.info = RecordingInfo(tuple(epochs.ch_names), sfreq, n * len(epochs), _mne_clinical(epochs))
         self.identity_key = _mne_identity(epochs)
         self.bad_channels = tuple(epochs.info["bads"])
-        self.digitized = digitized_positions(epochs.info) if _format_of(path) == "fif" else None
+        self.digitized = digitized_positions(epochs.info, _format_of(path))
         events = epochs.events[:, 0].astype(np.float64)
         onsets = (events - events[0]) / sfreq if _format_of(path) == "fif" else np.arange(len(epochs)) * n / sfreq
         self._segments = tuple(Segment(k * n, (k + 1) * n, float(t)) for k, t in enumerate(onsets.tolist()))

@@ -454,8 +454,31 @@ def test_a_fif_with_digitized_positions_is_placed_by_them_where_its_names_say_no
     raw.save(tmp_path / "bare_raw.fif", verbose="error")
     *_, bare = process_recording(SourceItem(str(tmp_path / "bare_raw.fif"), "edf", "lab"), b"k" * 32,
                                  PreprocessConfig(montage="file"), "h")
-    assert bare.stage == "harmonize" and "--montage file: no digitized positions to place the channels by" in bare.reason
+    assert bare.stage == "harmonize" and "--montage file: no electrode positions to place the channels by" in bare.reason
     # A 10-20 recording keeps its names under --montage file.
     *_, ten_twenty = process_recording(SourceItem(str(edf), "edf", "lab"), b"k" * 32,
                                        PreprocessConfig(montage="file"), "h")
     assert ten_twenty.status == "processed" and ten_twenty.cap == "" and ten_twenty.interpolated == ()
+
+
+def test_a_brainvision_header_with_coordinates_is_placed_by_them_under_montage_file(shared_data, tmp_path):
+    # Recorder writes a cap's electrode angles on the 10-20 sphere into [Coordinates]: numbered
+    # channels then say where they are, as --montage easycap-M10 would.
+    from pipelines.channels import cap_positions
+    from pipelines.harmonize import interpolation_matrix
+    from pipelines.readers import open_recording
+    from tests.pipelines.test_readers import _brainvision
+
+    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as reader:
+        eeg = reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
+    positions = cap_positions("easycap-M10")
+    spread = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"easycap-M10:{n}" for n in positions)) @ eeg
+    header = _brainvision(tmp_path, list(positions), spread.astype(np.float32))
+    angles = [(np.degrees(np.arccos(z)), np.degrees(np.arctan2(y, x))) for x, y, z in positions.values()]
+    with open(header, "a", encoding="utf-8") as fh:
+        fh.write("[Coordinates]\n" + "".join(f"Ch{i + 1}=1,{t:.4f},{p:.4f}\n" for i, (t, p) in enumerate(angles)))
+    item = SourceItem(str(header), "edf", "lab")
+    *_, by_file = process_recording(item, b"k" * 32, PreprocessConfig(montage="file"), "h")
+    *_, by_cap = process_recording(item, b"k" * 32, PreprocessConfig(montage="easycap-M10"), "h")
+    assert by_file.status == by_cap.status == "processed" and by_file.cap == "file"
+    assert by_file.cap_sites == by_cap.cap_sites and by_file.cap_sites["Cz"] == "1"
