@@ -28,6 +28,9 @@ TOKEN_HEX = 12
 # An extension: at most 12 letters/digits/'-' after the last dot ('.fif-1' of a split FIF part).
 _SUFFIX = re.compile(r"(\.[A-Za-z0-9_-]{1,12})$")
 _WILDCARD = re.compile(r"[*?\[]")
+# A stem is a file's name only before an extension of the files a run reads ('1.edf', not '1.5 s').
+_FILE_EXT = (r"(?=\.(?i:edf|bdf|fif|vhdr|vmrk|eeg|set|fdt|parquet|csv|tsv|json|txt|md|gz|mat|fif-\d+)"
+             r"(?![A-Za-z0-9]))")
 # What may sit right before or after a name in a message (a name never continues past these).
 _BEFORE = r"(?<![A-Za-z0-9_.~-])"
 _AFTER = r"(?![A-Za-z0-9_~-])"
@@ -152,8 +155,7 @@ class Scrubber:
             text = text.replace(full, self._full[full])
         stems = [s for s in self._stems if s in text]
         if stems:
-            pattern = _BEFORE + "(" + "|".join(map(re.escape, sorted(stems, key=len, reverse=True))) + \
-                r")(?=\.[A-Za-z0-9])"
+            pattern = _BEFORE + "(" + "|".join(map(re.escape, sorted(stems, key=len, reverse=True))) + ")" + _FILE_EXT
             text = re.sub(pattern, lambda m: self._stems[m.group(1)], text)
         folders = [d for d in self._folders if d in text]
         if folders:

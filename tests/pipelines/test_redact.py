@@ -56,6 +56,13 @@ def test_a_message_loses_the_names_of_the_paths_it_is_about_and_keeps_its_words(
                     f"{token_file} ({token_dir}/{token_eeg}/); the eeg data of Roe")
 
 
+def test_a_short_stem_is_a_file_name_only_before_a_file_extension():
+    r = PathRedactor(KEY, keep=["/d"])
+    scrub = r.scrubber(["/d/1.edf"])
+    token = r.stem("1")
+    assert scrub("1.edf: 1.5 s of 1 channel; its copy 1.EDF") == f"{token}.edf: 1.5 s of 1 channel; its copy {token}.EDF"
+
+
 def test_held_log_records_come_out_scrubbed_once_the_names_are_known(capsys):
     setup_logging("INFO")
     log = logging.getLogger("eegfm.test_redact")
