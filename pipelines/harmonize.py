@@ -266,17 +266,20 @@ class Harmonized:
 
 def plan_harmonization(ch_names, *, min_channels: int = 10, exclude: Sequence[str] = (),
                        constant: Sequence[str] = (), montage: str = "auto",
-                       digitized: Digitized | None = None) -> tuple[ChannelMap, np.ndarray | None]:
+                       digitized: Digitized | None = None,
+                       cmap: ChannelMap | None = None) -> tuple[ChannelMap, np.ndarray | None]:
     """Map channels and, when some canonical ones are missing, the matrix that fills them in.
 
     ``exclude``: recorded channels (by name) known to be bad, e.g. from a BIDS channels.tsv;
     ``constant``: channels whose signal never moves (not recorded; an export filled them in).
     Both are neither used nor interpolated from, so a canonical one among them is interpolated.
+    ``cmap``: the channels as ``map_channels(ch_names, montage, digitized)`` mapped them already.
     Raises HarmonizeError when fewer than `min_channels` canonical electrodes are present.
     """
     if not 1 <= min_channels <= N_CANONICAL:
         raise ValueError(f"min_channels: expected 1..{N_CANONICAL}; got {min_channels}")
-    cmap = map_channels(list(ch_names), montage, digitized)
+    if cmap is None:
+        cmap = map_channels(list(ch_names), montage, digitized)
     excluded, flat = set(exclude), set(constant) - set(exclude)
     dropped = {i for i, name in enumerate(ch_names) if name in excluded}
     not_recorded = {i for i, name in enumerate(ch_names) if name in flat}

@@ -512,7 +512,7 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
                              f"(peak-to-peak within {config.quality.flat_tol_uv:g} uV wherever probed): a flat "
                              "recording, nothing was recorded")
         plan = plan_harmonization(info.ch_names, min_channels=config.min_channels, exclude=outcome.marked_bad,
-                                  constant=outcome.constant, montage=config.montage, digitized=digitized)
+                                  constant=outcome.constant, montage=config.montage, cmap=cmap)
     except HarmonizeError as err:
         empty = getattr(reader, "empty_columns", ())
         note = f"; columns entirely NaN (not recorded): {', '.join(empty)}" if empty else ""

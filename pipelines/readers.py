@@ -92,8 +92,8 @@ class Reader:
     bad_spans: tuple[tuple[int, int], ...] = ()
     # Channels the file itself marks bad (a FIF's info['bads']): left out and interpolated.
     bad_channels: tuple[str, ...] = ()
-    # Electrode positions a FIF digitized (its head frame, set by the nasion and ears): where its
-    # labels name no 10-20 site, --montage file places the channels by them.
+    # Electrode positions the file holds (a FIF's digitized head, a BrainVision header's
+    # [Coordinates]): where its labels name no 10-20 site, --montage file places the channels by them.
     digitized: Digitized | None = None
 
     def __init__(self, path: str | os.PathLike):
@@ -354,14 +354,13 @@ def annotated_bad_spans(notes: list[tuple[int, int, str]], n: int) -> tuple[tupl
     return tuple(sorted((a, b) for a, b in spans if b > a))
 
 
-_FIFF_UNIT_V = 107
-
-
 def _microvolt_scale(inst) -> np.ndarray:
     """(n_chans, 1) factors to microvolts: MNE returns volts for a channel whose unit is the volt,
     whatever its type (EEG typed 'bio' by hand, say); trigger and unitless channels stay as stored."""
+    from mne.io.constants import FIFF
+
     return np.array(
-        [1e6 if ch["unit"] == _FIFF_UNIT_V and kind != "stim" else 1.0
+        [1e6 if ch["unit"] == FIFF.FIFF_UNIT_V and kind != "stim" else 1.0
          for ch, kind in zip(inst.info["chs"], inst.get_channel_types())],
         dtype=np.float64,
     )[:, None]
