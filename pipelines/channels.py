@@ -181,9 +181,13 @@ def auxiliary_kind(raw: str) -> str | None:
     return None
 
 
-# BioSemi's ABC caps by their last letter: A1..D32 is the 128-electrode cap, A1..E32 the 160 and
-# A1..H32 the 256 (a 64-electrode cap is named A1..B32 or in 10-20 names; no layout of it here).
-BIOSEMI_CAPS = {"D": "biosemi128", "E": "biosemi160", "H": "biosemi256"}
+# BioSemi's ABC caps by their last letter: A1..A32 is the 32-electrode cap, A1..B32 the 64, A1..D32
+# the 128, A1..E32 the 160 and A1..H32 the 256.
+BIOSEMI_CAPS = {"A": "biosemi32", "B": "biosemi64", "D": "biosemi128", "E": "biosemi160", "H": "biosemi256"}
+# The 32 and 64 caps carry 10-10 electrodes, which MNE's layouts name: A1, A2 ... (then B1 ...) are
+# their electrodes in the layout's order (A1 Fp1, A2 AF3 ... on the 32; A1 Fp1, A2 AF7 ... B32 O2 on
+# the 64), the order of BioSemi's own cap tables.
+_ABC_NAMED_BY_LAYOUT = {"biosemi32": "A", "biosemi64": "AB"}
 # Caps whose labels name no 10-20 site, by the names of their layout files that MNE installs with
 # itself (no download): BioSemi's ABC caps (recognised by their labels), and those a run names
 # with --montage: EasyCap's numbered equidistant caps, EGI's nets (E1, E2 ...) and MGH's
@@ -219,7 +223,23 @@ def _layout_positions(cap: str) -> dict[str, np.ndarray]:
     positions = mne.channels.make_standard_montage(cap).get_positions()["ch_pos"]
     xyz = np.array(list(positions.values()), dtype=np.float64)
     centre, _ = sphere_fit(xyz)
-    return {cap_label(label): _direction(p - centre) for label, p in zip(positions, xyz)}
+    labels = list(abc_ten_ten_names(cap)) or [cap_label(label) for label in positions]
+    return {label: _direction(p - centre) for label, p in zip(labels, xyz)}
+
+
+@lru_cache(maxsize=None)
+def abc_ten_ten_names(cap: str) -> dict[str, str]:
+    """The 10-10 electrode each ABC label of BioSemi's 32 or 64 cap stands for ('A5': 'F3' on the
+    64); {} for any other cap."""
+    if cap not in _ABC_NAMED_BY_LAYOUT:
+        return {}
+    import mne
+
+    names = mne.channels.make_standard_montage(cap).ch_names
+    labels = [f"{letter}{k}" for letter in _ABC_NAMED_BY_LAYOUT[cap] for k in range(1, 33)]
+    if len(names) != len(labels):
+        raise RuntimeError(f"{cap}: MNE's layout has {len(names)} electrodes; BioSemi's cap has {len(labels)}")
+    return dict(zip(labels, names))
 
 
 def sphere_fit(xyz: np.ndarray) -> tuple[np.ndarray, float]:

@@ -29,6 +29,7 @@ from pipelines.channels import (
     CAP_LAYOUTS,
     N_CANONICAL,
     Digitized,
+    abc_ten_ten_names,
     auxiliary_kind,
     canonical_of,
     canonical_positions,
@@ -88,15 +89,18 @@ _LETTER_NUMBER = re.compile(r"^[A-H](\d+)$")
 
 def is_biosemi_abc_layout(ch_names) -> bool:
     """True for BioSemi's A1..H32 cap labels, where 'C3' or 'F7' are NOT 10-20 positions: at least
-    32 such labels from A and at least one more letter, 16 of which no 10-10 electrode has (B5,
-    D12, A20 ...), and no letter numbered past 32 (EGI's nets run E1 ... E256). Any subset of a
-    cap's labels counts, since a reader may leave some out (another sampling rate)."""
+    32 such labels from A and at least one more letter, or 24 of the 32-electrode cap's A1..A32;
+    16 of them no 10-10 electrode has (B5, D12, A20 ...), and no letter numbered past 32 (EGI's
+    nets run E1 ... E256). Any subset of a cap's labels counts, since a reader may leave some out
+    (another sampling rate)."""
     names = [n.strip() for n in ch_names]
     abc = [n for n in names if _BIOSEMI_ABC.match(n)]
     letters = {n[0] for n in abc}
     past_32 = any(m and int(m.group(1)) > 32 for m in map(_LETTER_NUMBER.match, names))
-    return (len(abc) >= 32 and "A" in letters and len(letters) >= 2 and not past_32
-            and sum(standard_name(n) is None for n in abc) >= 16)
+    if past_32 or "A" not in letters:
+        return False
+    enough = len(abc) >= 24 if letters == {"A"} else len(abc) >= 32
+    return enough and sum(standard_name(n) is None for n in abc) >= 16
 
 
 # How far (degrees of arc on the head sphere; 7 degrees is about 12 mm on an adult head) a cap's
@@ -106,7 +110,8 @@ CAP_SITE_TOLERANCE_DEG = 7.0
 
 
 def biosemi_cap(ch_names) -> str:
-    """The BioSemi cap of ABC labels, by the last letter used (D: 128, E: 160, H: 256), or ''."""
+    """The BioSemi cap of ABC labels, by the last letter used (A: 32, B: 64, D: 128, E: 160,
+    H: 256), or ''."""
     letters = {n.strip()[0] for n in ch_names if _BIOSEMI_ABC.match(n.strip())}
     return BIOSEMI_CAPS.get(max(letters), "") if letters else ""
 
@@ -143,6 +148,8 @@ def _cap_note(ch_names, cmap: ChannelMap, montage: str = "auto") -> str:
     if cmap.cap.startswith("file-"):
         return (f"; the channels are placed by the positions digitized in the file: a 10-20 site is present where a "
                 f"recorded electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it")
+    if abc_ten_ten_names(cmap.cap):
+        return f"; the labels are BioSemi cap positions ({cmap.cap}), each standing for the 10-10 electrode there"
     if cmap.cap:
         maker = "BioSemi cap" if cmap.cap in BIOSEMI_CAPS.values() else "cap"
         return (f"; the labels are {maker} positions ({cmap.cap}): a 10-20 site is present where a recorded "
@@ -183,7 +190,7 @@ def map_channels(ch_names: list[str] | tuple[str, ...], montage: str = "auto",
     if montage not in ("auto", "file"):
         labels = cap_positions(montage)
         if sum(cap_label(n) in labels for n in ch_names) >= min(CAP_MIN_LABELS, len(labels)):
-            return _map_cap(ch_names, montage)
+            return _map_by_cap(ch_names, montage)
     named = _map_names(ch_names)
     if montage == "file" and digitized is not None and len(named.canonical) < FILE_NAMES_ENOUGH:
         placed = {n: digitized.positions[n] for n in ch_names
@@ -195,9 +202,22 @@ def map_channels(ch_names: list[str] | tuple[str, ...], montage: str = "auto",
 
 def _map_names(ch_names) -> ChannelMap:
     if is_biosemi_abc_layout(ch_names):
-        # ABC labels name positions on a BioSemi cap, not 10-20 sites ('C3' is no C3): the cap's
-        # layout places them. Without one (a cap with other letters) none is an electrode we know.
-        return _map_cap(ch_names, biosemi_cap(ch_names))
+        # ABC labels name positions on a BioSemi cap, not 10-20 sites ('C3' is no C3): the cap
+        # places them. Without its layout (a cap with other letters) none is an electrode we know.
+        return _map_by_cap(ch_names, biosemi_cap(ch_names))
+    return _map_ten_ten(ch_names)
+
+
+def _map_by_cap(ch_names, cap: str) -> ChannelMap:
+    if named := abc_ten_ten_names(cap):
+        # BioSemi's 32 and 64 caps carry 10-10 electrodes under ABC labels: its 'A5' is F3 itself,
+        # though the cap's drawing puts it 8 degrees from the idealized F3.
+        cmap = _map_ten_ten([named.get(cap_label(n), n) for n in ch_names])
+        return dataclasses.replace(cmap, cap=cap)
+    return _map_cap(ch_names, cap)
+
+
+def _map_ten_ten(ch_names) -> ChannelMap:
     canonical: dict[str, int] = {}
     extra: dict[str, int] = {}
     aux: dict[str, list[int]] = {}

@@ -495,7 +495,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "with at least 16 of the cap's labels. file: the electrode positions a file holds (a FIF's "
                      "digitized head with its nasion and ears, a BrainVision header's [Coordinates]), for files "
                      "whose names give fewer than 10 sites ('EEG 001', '1' ...). auto: "
-                     "BioSemi's ABC labels only (A1..D32/E32/H32), which name their cap; without a montage, "
+                     "BioSemi's ABC labels only (A1..A32/B32/D32/E32/H32), which name their cap (on the 32 and 64 "
+                     "caps each label is a 10-10 electrode: A5 is F3 on the 64); without a montage, "
                      "numbered channels are quarantined")
     sig.add_argument("--reference", default="keep", choices=["keep", "average"],
                      help="keep the recording's reference, or re-reference to the average of the 19 channels")

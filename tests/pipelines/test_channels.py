@@ -173,7 +173,11 @@ def test_a_biosemi_caps_electrodes_sit_on_the_sphere_of_the_ten_ten_positions():
         radii = np.linalg.norm(raw, axis=1)
         assert radii.std() < 1e-6 * radii.mean()  # one sphere about the origin: its directions are positions
         assert np.allclose(ch.electrode_position(f"{cap}:A1"), ch.electrode_position("Cz"), atol=1e-6)
+    # The 32 and 64 caps' ABC labels are their 10-10 electrodes in BioSemi's order
+    assert ch.abc_ten_ten_names("biosemi64")["A5"] == "F3" and ch.abc_ten_ten_names("biosemi64")["B32"] == "O2"
+    assert ch.abc_ten_ten_names("biosemi32")["A4"] == "F3" and ch.abc_ten_ten_names("biosemi128") == {}
+    assert np.allclose(ch.electrode_position("biosemi64:B16"), ch.electrode_position("Cz"), atol=1e-6)
     with pytest.raises(KeyError, match="no electrode 'Z9' on cap 'biosemi128'"):
         ch.electrode_position("biosemi128:Z9")
-    with pytest.raises(KeyError, match="cap: expected one of biosemi128, biosemi160, biosemi256, easycap-M10, .*; got 'egi'"):
+    with pytest.raises(KeyError, match="cap: expected one of biosemi32, biosemi64, biosemi128, biosemi160, biosemi256, easycap-M10, .*; got 'egi'"):
         ch.electrode_position("egi:E1")

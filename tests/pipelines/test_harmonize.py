@@ -166,16 +166,38 @@ def test_biosemi_abc_labels_are_placed_by_their_cap_not_taken_for_ten_twenty(sha
     assert set(cmap.unknown) == {"I1", "I2", "I3", "I4", "I5", "I6", "I7", "I8", "Ergo-Left", "Ergo-Right"}
     _, matrix = plan_harmonization(raw.ch_names)
     assert matrix.shape == (9, 128)
-    # A cap of other letters (BioSemi's 64-electrode ABC cap, A1..B32) has no layout here.
-    abc64 = [f"{letter}{k}" for letter in "AB" for k in range(1, 33)]
-    assert map_channels(abc64).canonical == {} and map_channels(abc64).cap == ""
-    with pytest.raises(HarmonizeError, match="only 0 of the 19"):
-        plan_harmonization(abc64)
+    # A cap of other letters (A1..C32: BioSemi has no 96-electrode cap) has no layout here.
+    abc96 = [f"{letter}{k}" for letter in "ABC" for k in range(1, 33)]
+    assert map_channels(abc96).canonical == {} and map_channels(abc96).cap == ""
+    with pytest.raises(HarmonizeError, match=r"only 0 of the 19.*letters A to C\), of a cap with no layout here"):
+        plan_harmonization(abc96)
+
+
+@pytest.mark.parametrize("letters, cap, expected", [
+    ("A", "biosemi32", {"Fp1": "A1", "F3": "A4", "C3": "A8", "Pz": "A13", "Fz": "A31", "Cz": "A32"}),
+    ("AB", "biosemi64", {"Fp1": "A1", "F3": "A5", "T3": "A15", "Pz": "A31", "Fz": "B6", "Cz": "B16", "O2": "B32"}),
+])
+def test_biosemi_32_and_64_abc_labels_are_the_ten_ten_electrodes_of_their_cap(letters, cap, expected):
+    # These caps carry 10-10 electrodes; ActiView labels them A1..A32 (and B1..B32) in its own
+    # order. All 19 sites are recorded, though the cap draws F3 8 degrees from the idealized F3.
+    labels = [f"{letter}{k}" for letter in letters for k in range(1, 33)]
+    for recorded in (labels + ["EXG1", "Status"], labels[:-3]):  # a few left out still name the cap
+        cmap = map_channels(recorded)
+        assert cmap.cap == cap and {site: recorded[i] for site, i in cmap.canonical.items()
+                                    if site in expected} == {k: v for k, v in expected.items() if v in recorded}
+    cmap = map_channels(labels + ["EXG1", "Status"])
+    assert not cmap.missing and cmap.unknown == ("EXG1",) and cmap.auxiliary == {"stim": [len(labels) + 1]}
+    assert map_channels(labels, cap).canonical == cmap.canonical  # named by --montage, the same
+    # Iz is neither used nor interpolated from, as in a recording that names it
+    assert len(cmap.extra_eeg) == len(labels) - 19 - (cap == "biosemi64")
+    # Too few labels name no cap: A1..A12, B1..B12
+    assert map_channels([f"{letter}{k}" for letter in "AB" for k in range(1, 13)]).cap == ""
 
 
 @pytest.mark.parametrize("cap, spell, montage, expected", [
     # BioSemi's own 10-20 equivalents of the 128 cap's electrodes; its labels name the cap
     ("biosemi128", str, "auto", {"Cz": "A1", "Pz": "A19", "Fz": "C21", "T3": "D23", "T4": "B26"}),
+    ("biosemi64", str, "auto", {"Cz": "B16", "F4": "B8", "T5": "A23"}),
     # EasyCap's numbered equidistant cap: 1 is Cz, 8 Fz, 14 Pz
     ("easycap-M10", str, "easycap-M10", {"Cz": "1", "Fz": "8", "Pz": "14"}),
     # EGI's 129-electrode net, whose vertex reference is named Cz
@@ -218,5 +240,5 @@ def test_numbered_channels_need_their_cap_named_and_a_cap_only_places_its_own_la
     with pytest.raises(HarmonizeError, match=r"--montage easycap-M10: 5 of the channel names are its electrodes' "
                                              r"labels, fewer than the 16 that place a recording by it"):
         plan_harmonization(numbered[:5], montage="easycap-M10")
-    with pytest.raises(ValueError, match=r"montage: expected one of 'auto', 'file', 'biosemi128'.*; got 'egi'"):
+    with pytest.raises(ValueError, match=r"montage: expected one of 'auto', 'file', 'biosemi32', 'biosemi64', 'biosemi128'.*; got 'egi'"):
         map_channels(numbered, "egi")

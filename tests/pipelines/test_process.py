@@ -382,6 +382,41 @@ def test_a_biosemi_abc_recording_is_written_with_the_electrodes_its_cap_puts_at_
     assert {site for site, m in mask.items() if m} == set(outcome.cap_sites)
 
 
+def test_a_biosemi_64_bdf_labelled_a1_to_b32_gives_the_windows_of_its_ten_twenty_electrodes(shared_data, tmp_path):
+    # BioSemi's ActiView names a 64-electrode cap's channels A1..B32 in a BDF: eegmat's 19 channels
+    # recorded at the cap's 10-20 electrodes (A5 is F3, B16 Cz), the 45 others spread from them.
+    from pipelines.channels import abc_ten_ten_names
+    from pipelines.harmonize import interpolation_matrix
+    from pipelines.readers import open_recording
+    from tests.pipelines.test_edf_reader import _write_bdf
+
+    edf = shared_data / "eegmat" / "Subject00_2.edf"
+    with open_recording(edf) as reader:
+        eeg = reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
+    eeg = eeg[:, :eeg.shape[1] // 500 * 500]
+    ten_ten = abc_ten_ten_names("biosemi64")
+    site = {name: {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}.get(name, name) for name in ten_ten.values()}
+    others = tuple(name for name in ten_ten.values() if site[name] not in CANONICAL_CHANNELS)
+    around = dict(zip(others, interpolation_matrix(CANONICAL_CHANNELS, others) @ eeg))
+    spread = np.stack([around[name] if name in around else eeg[CANONICAL_CHANNELS.index(site[name])]
+                       for name in ten_ten.values()])
+    bdf = tmp_path / "cap64.bdf"
+    _write_bdf(bdf, np.vstack([spread, np.zeros((1, spread.shape[1]))]), 500, [*ten_ten, "Status"])
+
+    config = PreprocessConfig()
+    *events, outcome = process_recording(SourceItem(str(bdf), "edf", "lab"), b"k" * 32, config, "h")
+    *reference, _ = process_recording(SourceItem(str(edf), "edf", "lab"), b"k" * 32, config, "h")
+    assert outcome.status == "processed" and outcome.cap == "biosemi64" and outcome.interpolated == ()
+    assert outcome.cap_sites["F3"] == "A5" and outcome.cap_sites["Cz"] == "B16" and outcome.cap_sites["T3"] == "A15"
+    windows = {w.record.window_start_index: w.record for w in events if isinstance(w, Window)}
+    made_from = {w.record.window_start_index: w.record for w in reference if isinstance(w, Window)}
+    assert sorted(windows) == sorted(made_from) and len(windows) == 6
+    for start, record in windows.items():
+        ours, theirs = record.eeg.astype(np.float32), made_from[start].eeg.astype(np.float32)
+        assert np.asarray(record.channel_mask).all()
+        np.testing.assert_allclose(ours, theirs, atol=0.05 + 2e-3 * np.abs(theirs).max())
+
+
 def test_numbered_channels_of_a_named_cap_give_the_windows_of_the_recording_they_were_made_from(shared_data,
                                                                                                 tmp_path):
     # eegmat's 19 channels spread over EasyCap's numbered M10 cap (1 ... 61), written as BrainVision.
