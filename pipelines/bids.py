@@ -1,6 +1,8 @@
 """BIDS sidecars that change how a recording is processed: ``*_channels.tsv`` (channels whose
-``status`` is ``bad`` are left out and interpolated, as if not recorded) and ``*_eeg.json``
-(``PowerLineFrequency``: the notch frequency, where ``--line_freq auto`` would otherwise detect it).
+``status`` is ``bad`` are left out and interpolated, as if not recorded), ``*_eeg.json``
+(``PowerLineFrequency``: the notch frequency, where ``--line_freq auto`` would otherwise detect it)
+and, under ``--montage file``, ``*_electrodes.tsv`` with its ``*_coordsystem.json`` (where each
+electrode sits, for channels whose names give no 10-20 site).
 
 BIDS's inheritance principle decides which sidecars apply to a recording: a sidecar in the
 recording's folder or any folder above it, up to the data set root, whose entities (``sub-01``,
@@ -22,6 +24,10 @@ import math
 import posixpath
 import re
 from collections.abc import Sequence
+
+import numpy as np
+
+from pipelines.channels import Digitized, sphere_fit
 
 _ENTITY = re.compile(r"^([a-zA-Z]+)-([a-zA-Z0-9]+)$")
 CHANNEL_STATUS = ("good", "bad", "n/a", "")
@@ -69,14 +75,17 @@ class SidecarIndex:
                 self._by_folder.setdefault(posixpath.dirname(path), []).append((*parsed, path))
 
     def applicable(self, recording: str, suffix: str, extension: str) -> list[str]:
-        """The ``*_<suffix><extension>`` sidecars that apply to ``recording``, farthest first."""
+        """The ``*_<suffix><extension>`` sidecars that apply to ``recording``, farthest first. A
+        ``space-`` entity (electrodes.tsv, coordsystem.json) names a coordinate system, not
+        something of the recording."""
         parsed = parse_name(recording)
         if parsed is None:
             return []
         entities, folder, found = parsed[0], posixpath.dirname(recording), []
         while True:
             for their, kind, ext, path in self._by_folder.get(folder, ()):
-                if kind == suffix and ext == extension and all(entities.get(k) == v for k, v in their.items()):
+                if kind == suffix and ext == extension and all(entities.get(k) == v for k, v in their.items()
+                                                               if k != "space"):
                     found.append((folder.count("/"), len(their), path))
             parent = posixpath.dirname(folder)
             if parent == folder or not folder:
@@ -137,13 +146,124 @@ def read_sidecars(channels_tsv: str, eeg_json: Sequence[str]) -> SidecarInfo:
     if not channels_tsv and not eeg_json:
         return SidecarInfo()
 
-    def read(path: str) -> tuple[str, str]:
-        from apache_beam.io.filesystems import FileSystems
+    return sidecar_info(_read(channels_tsv) if channels_tsv else None, [_read(p) for p in eeg_json])
 
+
+# BIDS coordinate systems defined by the nasion and the two preauricular points: the origin halfway
+# between the ears, one axis through the nasion and one through an ear. Their positions can be
+# placed on the head without the points themselves. Value: the axes (unit vectors in that system)
+# toward the nasion and toward the left ear.
+_FIDUCIAL_FRAMES = {
+    "captrak": ((0, 1, 0), (-1, 0, 0)), "elektaneuromag": ((0, 1, 0), (-1, 0, 0)),
+    "chietiitab": ((0, 1, 0), (-1, 0, 0)), "eeglab": ((1, 0, 0), (0, 1, 0)), "eeglab-hj": ((1, 0, 0), (0, 1, 0)),
+    "ctf": ((1, 0, 0), (0, 1, 0)), "4dbti": ((1, 0, 0), (0, 1, 0)), "kityokogawa": ((1, 0, 0), (0, 1, 0)),
+}
+# How far the nasion and the ears lie from such a frame's origin, over the radius of the sphere the
+# electrodes lie on: 0.91-1.17 and 0.77-0.91 on MNE's heads (standard_1005, EGI's, MGH's, EasyCap's).
+_NASION_OVER_RADIUS, _EAR_OVER_RADIUS = 1.07, 0.84
+_UNITS = {"m": 1.0, "cm": 0.01, "mm": 0.001}
+_LANDMARKS = {"nas": "nasion", "nasion": "nasion", "lpa": "lpa", "rpa": "rpa"}
+
+
+def _metres(unit: object, xyz: np.ndarray, name: str, field: str) -> float:
+    """Metres per unit of a coordsystem's units field; from the positions' size for 'n/a'."""
+    text = str(unit or "n/a").strip().lower()
+    if text in _UNITS:
+        return _UNITS[text]
+    if text != "n/a":
+        raise SidecarError(f"{name}: {field}: expected one of 'm', 'cm', 'mm', 'n/a'; got {unit!r}")
+    radius = float(np.median(np.linalg.norm(xyz - xyz.mean(axis=0), axis=1))) if len(xyz) else 0.0
+    return 1.0 if radius < 0.3 else 0.01 if radius < 30 else 0.001
+
+
+def electrode_positions(electrodes: tuple[str, str], coordsystem: tuple[str, str] | None,
+                        ) -> tuple[Digitized | None, str]:
+    """The electrodes an ``electrodes.tsv`` places (``(file name, text)``, with its coordsystem.json),
+    in metres, with the nasion and ears that turn them onto the 10-20 sphere: rows NAS/LPA/RPA, the
+    coordsystem's AnatomicalLandmarkCoordinates, or, in a frame the fiducials define (CapTrak,
+    EEGLAB ...), where its axes put them. ``(None, why)`` where nothing places them on the head.
+    Raises SidecarError for a malformed file."""
+    name, text = electrodes
+    rows = csv.DictReader(io.StringIO(text), delimiter="\t")
+    columns = rows.fieldnames or []
+    if not {"name", "x", "y", "z"} <= set(columns):
+        raise SidecarError(f"{name}: columns: expected name, x, y, z (then optional ones); got "
+                           f"{', '.join(columns) or 'none'}")
+    points: dict[str, tuple[float, float, float]] = {}
+    for line, row in enumerate(rows, start=2):
+        cells = [(row.get(axis) or "").strip() for axis in "xyz"]
+        if any(cell.lower() in ("n/a", "") for cell in cells):
+            continue  # an electrode the cap has but nobody measured
         try:
-            with FileSystems.open(path) as fh:
-                return posixpath.basename(path), fh.read().decode("utf-8-sig")
-        except UnicodeDecodeError:
-            raise SidecarError(f"{posixpath.basename(path)}: not UTF-8 text") from None
+            xyz = tuple(float(cell) for cell in cells)
+        except ValueError:
+            bad = next(axis for axis, cell in zip("xyz", cells) if not _is_number(cell))
+            raise SidecarError(f"{name}: line {line}, {bad}: expected a number or 'n/a'; "
+                               f"got {row.get(bad)!r}") from None
+        if not all(math.isfinite(v) for v in xyz):
+            raise SidecarError(f"{name}: line {line}: expected finite coordinates; got {cells}")
+        points[(row.get("name") or "").strip()] = xyz
+    fields: dict = {}
+    if coordsystem is not None:
+        try:
+            fields = json.loads(coordsystem[1])
+        except json.JSONDecodeError as err:
+            raise SidecarError(f"{coordsystem[0]}: not valid JSON ({err.msg} at line {err.lineno})") from None
+        if not isinstance(fields, dict):
+            raise SidecarError(f"{coordsystem[0]}: expected a JSON object; got {type(fields).__name__}")
+    cname = coordsystem[0] if coordsystem else name
+    landmarks = {_LANDMARKS[k.lower()]: points.pop(k) for k in list(points) if k.lower() in _LANDMARKS}
+    xyz = np.array(list(points.values()), dtype=np.float64).reshape(-1, 3)
+    scale = _metres(fields.get("EEGCoordinateUnits"), xyz, cname, "EEGCoordinateUnits")
+    positions = {label: tuple(float(v) * scale for v in p) for label, p in points.items() if label}
+    landmarks = {k: tuple(float(v) * scale for v in p) for k, p in landmarks.items()}
+    system = str(fields.get("EEGCoordinateSystem") or "n/a")
+    given = fields.get("AnatomicalLandmarkCoordinates")
+    if len(landmarks) < 3 and isinstance(given, dict) and \
+            str(fields.get("AnatomicalLandmarkCoordinateSystem") or system).lower() == system.lower():
+        found = {_LANDMARKS[k.lower()]: v for k, v in given.items() if k.lower() in _LANDMARKS}
+        if len(found) == 3:
+            try:
+                raw = {k: np.asarray(v, dtype=np.float64).reshape(3) for k, v in found.items()}
+            except (TypeError, ValueError):
+                raise SidecarError(f"{cname}: AnatomicalLandmarkCoordinates: expected [x, y, z] for NAS, LPA "
+                                   f"and RPA; got {given!r}") from None
+            unit = _metres(fields.get("AnatomicalLandmarkCoordinateUnits", fields.get("EEGCoordinateUnits")),
+                           np.stack(list(raw.values())), cname, "AnatomicalLandmarkCoordinateUnits")
+            landmarks = {k: tuple(float(c) * unit for c in v) for k, v in raw.items()}
+    if not positions:
+        return None, f"{name}: no electrode with coordinates"
+    if len(landmarks) == 3:
+        return Digitized(positions, landmarks["nasion"], landmarks["lpa"], landmarks["rpa"]), ""
+    axes = _FIDUCIAL_FRAMES.get(system.lower())
+    if axes is None:
+        return None, (f"{name}: positions in the {system!r} coordinate system ({cname}), with no nasion and ears "
+                      "(NAS, LPA and RPA rows, or AnatomicalLandmarkCoordinates) to place them on the head by")
+    placed = np.array(list(positions.values()))
+    radius = float(np.linalg.norm(placed - sphere_fit(placed)[0], axis=1).mean())
+    nose, left = (np.asarray(a, dtype=np.float64) for a in axes)
+    return Digitized(positions, tuple(nose * _NASION_OVER_RADIUS * radius), tuple(left * _EAR_OVER_RADIUS * radius),
+                     tuple(-left * _EAR_OVER_RADIUS * radius)), ""
 
-    return sidecar_info(read(channels_tsv) if channels_tsv else None, [read(p) for p in eeg_json])
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def read_electrodes(electrodes_tsv: str, coordsystem_json: str) -> tuple[Digitized | None, str]:
+    """:func:`electrode_positions` of the named files (local or any Beam file system)."""
+    return electrode_positions(_read(electrodes_tsv), _read(coordsystem_json) if coordsystem_json else None)
+
+
+def _read(path: str) -> tuple[str, str]:
+    from apache_beam.io.filesystems import FileSystems
+
+    try:
+        with FileSystems.open(path) as fh:
+            return posixpath.basename(path), fh.read().decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise SidecarError(f"{posixpath.basename(path)}: not UTF-8 text") from None

@@ -156,8 +156,8 @@ def _cap_note(ch_names, cmap: ChannelMap, montage: str = "auto") -> str:
                 f"electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it")
     if montage == "file":
         return (f"; --montage file: no electrode positions to place the channels by (a FIF's digitized head with "
-                f"its nasion and ears, or a BrainVision header's [Coordinates], for at least {CAP_MIN_LABELS} EEG "
-                f"channels)")
+                f"its nasion and ears, a BrainVision header's [Coordinates] or a BIDS electrodes.tsv, for at least "
+                f"{CAP_MIN_LABELS} EEG channels)")
     if montage != "auto":
         found = sum(cap_label(n) in cap_positions(montage) for n in ch_names)
         return (f"; --montage {montage}: {found} of the channel names are its electrodes' labels, fewer than the "

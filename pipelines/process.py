@@ -37,7 +37,7 @@ from pipelines.logging_setup import get_logger
 from pipelines.object_stores import STORE_ERRORS, storage_error
 from pipelines.deid import pseudonym
 from pipelines.artifact_ae import band_features_from_psd
-from pipelines.bids import SidecarError, read_sidecars
+from pipelines.bids import SidecarError, read_electrodes, read_sidecars
 from pipelines.features import compute_features
 from pipelines.fif_parts import next_part_name
 from pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
@@ -503,8 +503,13 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
         raise StageError("sidecar", str(err)) from err
     marked = dict.fromkeys([*getattr(reader, "bad_channels", ()), *sidecars.bad_channels])
     outcome.marked_bad = tuple(name for name in marked if name in info.ch_names)
+    digitized, unplaced = getattr(reader, "digitized", None), ""
+    if config.montage == "file" and item.electrodes_tsv:
+        try:  # a BIDS data set's record of where each electrode sat wins over the file's own
+            digitized, unplaced = read_electrodes(item.electrodes_tsv, item.coordsystem_json)
+        except SidecarError as err:
+            raise StageError("sidecar", str(err)) from err
     try:
-        digitized = getattr(reader, "digitized", None)
         cmap = map_channels(info.ch_names, config.montage, digitized)
         outcome.constant = constant_channels(reader, cmap, config.quality.flat_tol_uv)
         if outcome.constant and len(outcome.constant) == len({*cmap.canonical.values(), *cmap.extra_eeg.values()}):
@@ -518,6 +523,8 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
         note = f"; columns entirely NaN (not recorded): {', '.join(empty)}" if empty else ""
         if outcome.other_rate:
             note += f"; signals at another sampling rate, left out: {', '.join(outcome.other_rate)}"
+        if unplaced:
+            note += f"; {unplaced}"
         raise StageError("harmonize", f"{err}{note}") from err
     cmap = plan[0]
     outcome.interpolated = cmap.missing

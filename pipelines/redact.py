@@ -188,7 +188,7 @@ def kept_folders(inputs: Iterable[str]) -> list[str]:
 
 def related_paths(item) -> list[str]:
     """The files a recording's reasons may name: itself and the sidecars that apply to it."""
-    return [item.path, item.channels_tsv, *item.eeg_json]
+    return [item.path, item.channels_tsv, *item.eeg_json, item.electrodes_tsv, item.coordsystem_json]
 
 
 def redacted_events(item, redactor: PathRedactor):

@@ -90,6 +90,8 @@ class SourceItem:
     sex: str = ""
     channels_tsv: str = ""  # BIDS: the channels.tsv that applies (bad channels), if any
     eeg_json: tuple[str, ...] = ()  # BIDS: the *_eeg.json files that apply, farthest first
+    electrodes_tsv: str = ""  # BIDS: the electrodes.tsv that applies (positions, for --montage file), if any
+    coordsystem_json: str = ""  # BIDS: the coordsystem.json of its coordinates, if any
 
 
 @dataclasses.dataclass(frozen=True)
@@ -298,7 +300,7 @@ def discover(
 
 # Files an adapter reads beside the recordings: labels, votes, age and sex; BIDS's per-recording ones.
 _SIDECARS = ("labels.csv", "train.csv", "test.csv", "participants.tsv", "subject-info.csv")
-_BIDS_SIDECARS = ("_channels.tsv", "_eeg.json")
+_BIDS_SIDECARS = ("_channels.tsv", "_eeg.json", "_electrodes.tsv", "_coordsystem.json")
 
 
 def _sidecars_left_out(patterns: list[str], files: set[str]) -> list[str]:
@@ -601,11 +603,18 @@ def _bids(files, roots, site):
         if posixpath.basename(f) == "participants.tsv":
             for row in csv.DictReader(io.StringIO(_read_text(f)), delimiter="\t"):
                 participants[row.get("participant_id", "").strip()] = row
-    sidecars = SidecarIndex(files)
+    sidecars = SidecarIndex(files, kinds=(("channels", ".tsv"), ("eeg", ".json"), ("electrodes", ".tsv"),
+                                          ("coordsystem", ".json")))
     items = []
     for path in recordings:
         entities = dict(_BIDS_ENTITY.findall(posixpath.basename(path)))
         channels = sidecars.applicable(path, "channels", ".tsv")
+        electrodes = sidecars.applicable(path, "electrodes", ".tsv")
+        electrodes_tsv = electrodes[-1] if electrodes else ""
+        # the coordsystem.json beside it, of the same space; else the nearest that applies
+        coordsystems = sidecars.applicable(path, "coordsystem", ".json")
+        twin = electrodes_tsv[:-len("_electrodes.tsv")] + "_coordsystem.json"
+        coordsystem = twin if twin in coordsystems else (coordsystems[-1] if coordsystems else "")
         sub = entities.get("sub", "")
         # participant_id is "sub-<label>"; some data sets leave out the prefix.
         row = participants.get(f"sub-{sub}") or participants.get(sub) or {}
@@ -614,6 +623,7 @@ def _bids(files, roots, site):
             subject_key=sub or path, session_key=entities.get("ses", ""), task=entities.get("task", ""),
             age=_age_cell(row.get("age")), sex=normalize_sex(row.get("sex")),
             channels_tsv=channels[-1] if channels else "", eeg_json=tuple(sidecars.applicable(path, "eeg", ".json")),
+            electrodes_tsv=electrodes_tsv, coordsystem_json=coordsystem if electrodes_tsv else "",
         ))
     return items, ignored
 

@@ -129,3 +129,145 @@ def test_the_job_applies_bids_sidecars_and_quarantines_a_malformed_one(shared_da
     expected = tuple(0 if c in ("Fp1", "O2") else 1 for c in schema.CHANNELS)
     assert masks[first["source_sha256"]] == {expected}
     assert masks[second["source_sha256"]] == {(1,) * 19}
+
+
+def _mgh70_head():
+    """MGH's 70-electrode cap as digitized in a head frame (CapTrak: x toward the right ear, y
+    toward the nasion; metres): its channels 'EEG 001' ..., their positions and the fiducials."""
+    import mne
+    from mne.io.constants import FIFF
+
+    montage = mne.channels.make_standard_montage("mgh70")
+    names = [label.replace("EEG", "EEG ") for label in montage.ch_names]
+    montage.rename_channels(dict(zip(montage.ch_names, names)))
+    info = mne.create_info(names, 100.0, "eeg")
+    info.set_montage(montage)
+    positions = {ch["ch_name"]: np.asarray(ch["loc"][:3]) for ch in info["chs"]}
+    fiducials = {d["ident"]: np.asarray(d["r"]) for d in info["dig"] if d["kind"] == FIFF.FIFFV_POINT_CARDINAL}
+    return positions, {"NAS": fiducials[FIFF.FIFFV_POINT_NASION], "LPA": fiducials[FIFF.FIFFV_POINT_LPA],
+                       "RPA": fiducials[FIFF.FIFFV_POINT_RPA]}
+
+
+def _electrodes_tsv(positions, scale=1000.0, turn=lambda p: p, extra=""):
+    rows = "".join(f"{name}\t" + "\t".join(f"{v:.3f}" for v in turn(p) * scale) + "\tcup\n"
+                   for name, p in positions.items())
+    return "name\tx\ty\tz\ttype\n" + rows + "EEG 071\tn/a\tn/a\tn/a\tcup\n" + extra
+
+
+def test_electrodes_tsv_places_a_caps_numbered_channels_by_their_head_frame_whatever_its_axes():
+    from pipelines.bids import electrode_positions
+    from pipelines.harmonize import map_channels
+
+    positions, fiducials = _mgh70_head()
+    names = list(positions)
+    by_layout = map_channels(names, "mgh70").canonical
+
+    def sites(electrodes, coordsystem):
+        digitized, why = electrode_positions(("sub-01_electrodes.tsv", electrodes),
+                                             ("sub-01_coordsystem.json", json.dumps(coordsystem)))
+        assert why == "" and digitized is not None
+        cmap = map_channels(names, "file", digitized)
+        assert cmap.cap.startswith("file-")
+        return cmap.canonical
+
+    def agreement(canonical):
+        return {site for site, i in canonical.items() if by_layout.get(site) == i}
+
+    captrak = {"EEGCoordinateSystem": "CapTrak", "EEGCoordinateUnits": "mm"}
+    landmark_rows = "".join(f"{k}\t" + "\t".join(f"{v:.3f}" for v in p * 1000) + "\tfiducial\n"
+                            for k, p in fiducials.items())
+    # the fiducials as rows, as coordsystem landmarks (in cm), or only implied by CapTrak's axes
+    as_rows = sites(_electrodes_tsv(positions, extra=landmark_rows), captrak)
+    as_landmarks = sites(_electrodes_tsv(positions), {
+        **captrak, "AnatomicalLandmarkCoordinates": {k: list(p * 100) for k, p in fiducials.items()},
+        "AnatomicalLandmarkCoordinateSystem": "CapTrak", "AnatomicalLandmarkCoordinateUnits": "cm"})
+    by_axes = sites(_electrodes_tsv(positions), captrak)
+    # EEGLAB's frame: x toward the nasion, y toward the left ear, units not stated (metres by size)
+    eeglab = sites(_electrodes_tsv(positions, scale=1.0, turn=lambda p: np.array([p[1], -p[0], p[2]])),
+                   {"EEGCoordinateSystem": "EEGLAB", "EEGCoordinateUnits": "n/a"})
+    assert as_rows == as_landmarks and len(agreement(as_rows)) >= 14
+    for canonical in (as_rows, by_axes, eeglab):
+        # where the fiducials are implied, a site or two near the 7 degree limit may go, none moves
+        assert not {site for site, i in canonical.items() if site in by_layout and by_layout[site] != i}
+        assert len(agreement(canonical)) >= 12 and {"Cz", "Fz", "Pz", "Fp1", "Fp2", "O1", "O2", "C3", "C4"} \
+            <= agreement(canonical)
+        assert names[canonical["Cz"]] == "EEG 034"
+
+
+def test_electrodes_tsv_without_a_head_frame_or_malformed_is_refused_naming_the_file_and_field():
+    from pipelines.bids import electrode_positions
+
+    positions, _ = _mgh70_head()
+    digitized, why = electrode_positions(("e.tsv", _electrodes_tsv(positions)),
+                                         ("c.json", '{"EEGCoordinateSystem": "MNI152NLin2009cAsym", '
+                                                    '"EEGCoordinateUnits": "mm"}'))
+    assert digitized is None and why == (
+        "e.tsv: positions in the 'MNI152NLin2009cAsym' coordinate system (c.json), with no nasion and ears "
+        "(NAS, LPA and RPA rows, or AnatomicalLandmarkCoordinates) to place them on the head by")
+    assert electrode_positions(("e.tsv", _electrodes_tsv(positions)), None)[0] is None  # no system named
+    with pytest.raises(SidecarError, match=r"^e.tsv: line 3, y: expected a number or 'n/a'; got '1,5'$"):
+        electrode_positions(("e.tsv", "name\tx\ty\tz\nE1\t1\t2\t3\nE2\t1\t1,5\t3\n"), None)
+    with pytest.raises(SidecarError, match=r"^e.tsv: columns: expected name, x, y, z \(then optional ones\); "
+                                           r"got name, X, Y, Z$"):
+        electrode_positions(("e.tsv", "name\tX\tY\tZ\nE1\t1\t2\t3\n"), None)
+    with pytest.raises(SidecarError, match=r"^c.json: EEGCoordinateUnits: expected one of 'm', 'cm', 'mm', 'n/a'; "
+                                           r"got 'inch'$"):
+        electrode_positions(("e.tsv", _electrodes_tsv(positions)), ("c.json", '{"EEGCoordinateUnits": "inch"}'))
+
+
+def test_electrodes_and_coordsystem_apply_across_their_space_entity():
+    files = ["ds/sub-01/eeg/sub-01_task-rest_eeg.edf", "ds/sub-01/eeg/sub-01_space-CapTrak_electrodes.tsv",
+             "ds/sub-01/eeg/sub-01_space-CapTrak_coordsystem.json", "ds/sub-02/eeg/sub-02_space-CapTrak_electrodes.tsv"]
+    index = SidecarIndex(files, kinds=(("electrodes", ".tsv"), ("coordsystem", ".json")))
+    assert index.applicable(files[0], "electrodes", ".tsv") == [files[1]]
+    assert index.applicable(files[0], "coordsystem", ".json") == [files[2]]
+
+
+def test_the_job_places_a_bids_recordings_numbered_channels_by_its_electrodes_tsv(shared_data, tmp_path):
+    # eegmat's 19 channels spread over MGH's 70-electrode cap, saved as EDF channels 'EEG 001' ...
+    # in a BIDS data set whose electrodes.tsv says where each sat (CapTrak, mm).
+    from pipelines.channels import CANONICAL_CHANNELS
+    from pipelines.harmonize import interpolation_matrix
+    from tests.pipelines.test_process import _write_edf
+
+    positions, fiducials = _mgh70_head()
+    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as reader:
+        eeg = reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
+    labels = [name.replace(" ", "") for name in positions]
+    spread = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"mgh70:{n}" for n in labels)) @ eeg
+    root = tmp_path / "ds"
+    (root / "dataset_description.json").parent.mkdir(parents=True)
+    (root / "dataset_description.json").write_text('{"Name": "a cap", "BIDSVersion": "1.9.0"}')
+    systems = {"01": {"EEGCoordinateSystem": "CapTrak", "EEGCoordinateUnits": "mm"},
+               "02": {"EEGCoordinateSystem": "MNI305", "EEGCoordinateUnits": "mm"},
+               "03": {"EEGCoordinateSystem": "CapTrak", "EEGCoordinateUnits": "mm"}}
+    for sub, system in systems.items():
+        folder = root / f"sub-{sub}" / "eeg"
+        folder.mkdir(parents=True)
+        start = 1000 * int(sub)  # not the same recording three times (duplicates are left out)
+        _write_edf(folder / f"sub-{sub}_task-arith_eeg.edf", list(positions), spread[:, start:start + 30000])
+        text = _electrodes_tsv(positions)
+        (folder / f"sub-{sub}_space-{system['EEGCoordinateSystem']}_electrodes.tsv").write_text(
+            text if sub != "03" else text.replace("cup\n", "cup\nEEG 000\t1,5\t0\t0\tcup\n", 1))
+        (folder / f"sub-{sub}_space-{system['EEGCoordinateSystem']}_coordsystem.json").write_text(json.dumps(system))
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
+    args = ["--input", str(root), "--pseudonym_key_file", str(key), "--dataset", "bids", "--no_artifact_model",
+            "--runner", "DirectRunner", "--direct_running_mode", "in_memory"]
+    manifest = run([*args, "--output", str(tmp_path / "out"), "--montage", "file"])
+    inputs = {os.path.basename(e["source"])[:6]: e for e in manifest["inputs"] if "source" in e}
+    placed, unplaced, malformed = inputs["sub-01"], inputs["sub-02"], inputs["sub-03"]
+    assert placed["status"] == "processed" and placed["cap"] == "file" and placed["cap_sites"]["Cz"] == "EEG 034"
+    assert placed["cap_sites"]["Fp1"] == "EEG 001" and len(placed["cap_sites"]) >= 14
+    assert (unplaced["status"], unplaced["stage"]) == ("quarantined", "harmonize")
+    assert unplaced["reason"].endswith(
+        "sub-02_space-MNI305_electrodes.tsv: positions in the 'MNI305' coordinate system "
+        "(sub-02_space-MNI305_coordsystem.json), with no nasion and ears (NAS, LPA and RPA rows, or "
+        "AnatomicalLandmarkCoordinates) to place them on the head by")
+    assert (malformed["status"], malformed["stage"]) == ("quarantined", "sidecar")
+    assert malformed["reason"].endswith("sub-03_space-CapTrak_electrodes.tsv: line 3, x: expected a number or "
+                                        "'n/a'; got '1,5'")
+    # Without --montage file the sidecars are not read: numbered channels, quarantined as before
+    manifest = run([*args, "--output", str(tmp_path / "names")])
+    assert {(e["status"], e.get("stage")) for e in manifest["inputs"] if e.get("source", "").endswith(".edf")} \
+        == {("quarantined", "harmonize")}
