@@ -128,17 +128,22 @@ def sidecar_info(channels: tuple[str, str] | None, eeg_json: Sequence[tuple[str,
     merged: dict[str, object] = {}
     source = {}
     for name, text in eeg_json:
-        try:
-            fields = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise SidecarError(f"{name}: not valid JSON ({err.msg} at line {err.lineno})") from None
-        if not isinstance(fields, dict):
-            raise SidecarError(f"{name}: expected a JSON object; got {type(fields).__name__}")
+        fields = _json_object(name, text)
         merged.update(fields)
         source.update(dict.fromkeys(fields, name))
     line = power_line_frequency(merged.get("PowerLineFrequency"), source.get("PowerLineFrequency", ""))
     bad = bad_channels(channels[1], channels[0]) if channels else ()
     return SidecarInfo(bad_channels=bad, line_freq=line)
+
+
+def _json_object(name: str, text: str) -> dict:
+    try:
+        fields = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SidecarError(f"{name}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(fields, dict):
+        raise SidecarError(f"{name}: expected a JSON object; got {type(fields).__name__}")
+    return fields
 
 
 def read_sidecars(channels_tsv: str, eeg_json: Sequence[str]) -> SidecarInfo:
@@ -183,54 +188,18 @@ def electrode_positions(electrodes: tuple[str, str], coordsystem: tuple[str, str
     coordsystem's AnatomicalLandmarkCoordinates, or, in a frame the fiducials define (CapTrak,
     EEGLAB ...), where its axes put them. ``(None, why)`` where nothing places them on the head.
     Raises SidecarError for a malformed file."""
-    name, text = electrodes
-    rows = csv.DictReader(io.StringIO(text), delimiter="\t")
-    columns = rows.fieldnames or []
-    if not {"name", "x", "y", "z"} <= set(columns):
-        raise SidecarError(f"{name}: columns: expected name, x, y, z (then optional ones); got "
-                           f"{', '.join(columns) or 'none'}")
-    points: dict[str, tuple[float, float, float]] = {}
-    for line, row in enumerate(rows, start=2):
-        cells = [(row.get(axis) or "").strip() for axis in "xyz"]
-        if any(cell.lower() in ("n/a", "") for cell in cells):
-            continue  # an electrode the cap has but nobody measured
-        try:
-            xyz = tuple(float(cell) for cell in cells)
-        except ValueError:
-            bad = next(axis for axis, cell in zip("xyz", cells) if not _is_number(cell))
-            raise SidecarError(f"{name}: line {line}, {bad}: expected a number or 'n/a'; "
-                               f"got {row.get(bad)!r}") from None
-        if not all(math.isfinite(v) for v in xyz):
-            raise SidecarError(f"{name}: line {line}: expected finite coordinates; got {cells}")
-        points[(row.get("name") or "").strip()] = xyz
-    fields: dict = {}
-    if coordsystem is not None:
-        try:
-            fields = json.loads(coordsystem[1])
-        except json.JSONDecodeError as err:
-            raise SidecarError(f"{coordsystem[0]}: not valid JSON ({err.msg} at line {err.lineno})") from None
-        if not isinstance(fields, dict):
-            raise SidecarError(f"{coordsystem[0]}: expected a JSON object; got {type(fields).__name__}")
+    name = electrodes[0]
+    points = _electrode_rows(*electrodes)
+    fields = _json_object(*coordsystem) if coordsystem is not None else {}
     cname = coordsystem[0] if coordsystem else name
     landmarks = {_LANDMARKS[k.lower()]: points.pop(k) for k in list(points) if k.lower() in _LANDMARKS}
-    xyz = np.array(list(points.values()), dtype=np.float64).reshape(-1, 3)
-    scale = _metres(fields.get("EEGCoordinateUnits"), xyz, cname, "EEGCoordinateUnits")
-    positions = {label: tuple(float(v) * scale for v in p) for label, p in points.items() if label}
-    landmarks = {k: tuple(float(v) * scale for v in p) for k, p in landmarks.items()}
+    scale = _metres(fields.get("EEGCoordinateUnits"), np.array(list(points.values())).reshape(-1, 3), cname,
+                    "EEGCoordinateUnits")
+    positions = {label: tuple(v * scale for v in p) for label, p in points.items() if label}
+    landmarks = {k: tuple(v * scale for v in p) for k, p in landmarks.items()}
     system = str(fields.get("EEGCoordinateSystem") or "n/a")
-    given = fields.get("AnatomicalLandmarkCoordinates")
-    if len(landmarks) < 3 and isinstance(given, dict) and \
-            str(fields.get("AnatomicalLandmarkCoordinateSystem") or system).lower() == system.lower():
-        found = {_LANDMARKS[k.lower()]: v for k, v in given.items() if k.lower() in _LANDMARKS}
-        if len(found) == 3:
-            try:
-                raw = {k: np.asarray(v, dtype=np.float64).reshape(3) for k, v in found.items()}
-            except (TypeError, ValueError):
-                raise SidecarError(f"{cname}: AnatomicalLandmarkCoordinates: expected [x, y, z] for NAS, LPA "
-                                   f"and RPA; got {given!r}") from None
-            unit = _metres(fields.get("AnatomicalLandmarkCoordinateUnits", fields.get("EEGCoordinateUnits")),
-                           np.stack(list(raw.values())), cname, "AnatomicalLandmarkCoordinateUnits")
-            landmarks = {k: tuple(float(c) * unit for c in v) for k, v in raw.items()}
+    if len(landmarks) < 3:
+        landmarks = _given_landmarks(fields, system, cname) or landmarks
     if not positions:
         return None, f"{name}: no electrode with coordinates"
     if len(landmarks) == 3:
@@ -244,6 +213,48 @@ def electrode_positions(electrodes: tuple[str, str], coordsystem: tuple[str, str
     nose, left = (np.asarray(a, dtype=np.float64) for a in axes)
     return Digitized(positions, tuple(nose * _NASION_OVER_RADIUS * radius), tuple(left * _EAR_OVER_RADIUS * radius),
                      tuple(-left * _EAR_OVER_RADIUS * radius)), ""
+
+
+def _electrode_rows(name: str, text: str) -> dict[str, tuple[float, float, float]]:
+    """name -> (x, y, z) of an electrodes.tsv's measured rows ('n/a': an electrode nobody measured)."""
+    rows = csv.DictReader(io.StringIO(text), delimiter="\t")
+    columns = rows.fieldnames or []
+    if not {"name", "x", "y", "z"} <= set(columns):
+        raise SidecarError(f"{name}: columns: expected name, x, y, z (then optional ones); got "
+                           f"{', '.join(columns) or 'none'}")
+    points: dict[str, tuple[float, float, float]] = {}
+    for line, row in enumerate(rows, start=2):
+        cells = [(row.get(axis) or "").strip() for axis in "xyz"]
+        if any(cell.lower() in ("n/a", "") for cell in cells):
+            continue
+        for axis, cell in zip("xyz", cells):
+            if not _is_number(cell):
+                raise SidecarError(f"{name}: line {line}, {axis}: expected a number or 'n/a'; got {row.get(axis)!r}")
+        xyz = tuple(float(cell) for cell in cells)
+        if not all(math.isfinite(v) for v in xyz):
+            raise SidecarError(f"{name}: line {line}: expected finite coordinates; got {cells}")
+        points[(row.get("name") or "").strip()] = xyz
+    return points
+
+
+def _given_landmarks(fields: dict, system: str, name: str) -> dict[str, tuple[float, ...]]:
+    """A coordsystem.json's AnatomicalLandmarkCoordinates NAS, LPA and RPA in metres, where they
+    are in the electrodes' coordinate system; {} otherwise."""
+    given = fields.get("AnatomicalLandmarkCoordinates")
+    theirs = str(fields.get("AnatomicalLandmarkCoordinateSystem") or system)
+    if not isinstance(given, dict) or theirs.lower() != system.lower():
+        return {}
+    found = {_LANDMARKS[k.lower()]: v for k, v in given.items() if k.lower() in _LANDMARKS}
+    if len(found) != 3:
+        return {}
+    try:
+        xyz = {k: np.asarray(v, dtype=np.float64).reshape(3) for k, v in found.items()}
+    except (TypeError, ValueError):
+        raise SidecarError(f"{name}: AnatomicalLandmarkCoordinates: expected [x, y, z] for NAS, LPA and RPA; "
+                           f"got {given!r}") from None
+    unit = _metres(fields.get("AnatomicalLandmarkCoordinateUnits", fields.get("EEGCoordinateUnits")),
+                   np.stack(list(xyz.values())), name, "AnatomicalLandmarkCoordinateUnits")
+    return {k: tuple(float(c) * unit for c in v) for k, v in xyz.items()}
 
 
 def _is_number(text: str) -> bool:
