@@ -49,8 +49,8 @@ _PREFIX = re.compile(r"^(EEG|EOG|ECG|EKG|EMG|POL)[\s_:-]+", re.IGNORECASE)
 # ears/mastoids however they are written (A1A2, A12, A1+A2, (A1+A2)/2, A1/A2, M1M2, Mastoids ...).
 _REF_SUFFIX = re.compile(
     r"([\s_]*-[\s_]*(AR|AV|A1|A2|M1|M2|CZ|CMS|LM|RM|A12|M12|MASTOIDS?|(\(?[AM][12][+/]?[AM][12]\)?(/2)?))"
-    r"|[\s_]*[-_][\s_]*(REF|LE|AVG|CAR|AVERAGE|LINKED|LINKED[\s_]?EARS)"
-    r"|\s*\(\s*(REF|AVG|AV|CAR|CZ|A1|A2|M1|M2|A1A2|M1M2)\s*\))$",
+    r"|[\s_]*[-_][\s_]*(REF|LE|AVG|AVE|CAR|AVERAGE|LINKED|LINKED[\s_]?EARS|COMMON)"
+    r"|\s*[(\[]\s*(REF|AVG|AVE|AV|CAR|CZ|A1|A2|M1|M2|A1A2|M1M2)\s*[)\]])$",
     re.IGNORECASE,
 )
 

@@ -48,7 +48,8 @@ def test_t9_and_t10_are_not_canonical():
         ("Fp1-A1+A2", "Fp1"), ("EEG F3-(A1+A2)/2", "F3"), ("C3-A1/A2", "C3"), ("P3-M1M2", "P3"),
         ("O1-M1+M2", "O1"), ("Cz-CAR", "Cz"), ("Pz_REF", "Pz"), ("T4-Linked Ears", "T4"),
         ("Fp1 (A1)", "Fp1"), ("EEG F4 (REF)", "F4"), ("C4-CMS", "C4"), ("P4-LM", "P4"), ("O2-RM", "O2"),
-        ("EEG F7-A12", "F7"), ("F8-Mastoids", "F8"),
+        ("EEG F7-A12", "F7"), ("F8-Mastoids", "F8"), ("FP2-AVE", "Fp2"), ("Cz [REF]", "Cz"),
+        ("T8-Common", "T4"),
         ("Fc5.", None),  # a 10-10 electrode, known but not one of the 19
         ("EEG 001", None),
         ("1", None),
