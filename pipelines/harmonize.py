@@ -33,6 +33,7 @@ from pipelines.channels import (
     auxiliary_kind,
     canonical_of,
     canonical_positions,
+    clean_channel_name,
     cap_label,
     cap_positions,
     file_cap,
@@ -193,11 +194,17 @@ def map_channels(ch_names: list[str] | tuple[str, ...], montage: str = "auto",
             return _map_by_cap(ch_names, montage)
     named = _map_names(ch_names)
     if montage == "file" and digitized is not None and len(named.canonical) < FILE_NAMES_ENOUGH:
-        placed = {n: digitized.positions[n] for n in ch_names
-                  if n in digitized.positions and auxiliary_kind(n) is None}
+        # A position's label may lack the channel's system prefix or reference ('E1' of 'EEG E1-Ref')
+        plain = {_plain(label): p for label, p in digitized.positions.items()}
+        placed = {n: digitized.positions.get(n, plain.get(_plain(n))) for n in ch_names if auxiliary_kind(n) is None}
+        placed = {n: p for n, p in placed.items() if p is not None}
         if len(placed) >= CAP_MIN_LABELS and (cap := file_cap(dataclasses.replace(digitized, positions=placed))):
             return _map_cap(ch_names, cap)
     return named
+
+
+def _plain(label: str) -> str:
+    return cap_label(clean_channel_name(label)).upper()
 
 
 def _map_names(ch_names) -> ChannelMap:

@@ -186,6 +186,9 @@ def test_electrodes_tsv_places_a_caps_numbered_channels_by_their_head_frame_what
     eeglab = sites(_electrodes_tsv(positions, scale=1.0, turn=lambda p: np.array([p[1], -p[0], p[2]])),
                    {"EEGCoordinateSystem": "EEGLAB", "EEGCoordinateUnits": "n/a"})
     assert as_rows == as_landmarks and len(agreement(as_rows)) >= 14
+    # electrodes.tsv may name the electrodes without the recording's prefix ('001' for 'EEG 001')
+    bare = {name.replace("EEG ", ""): p for name, p in positions.items()}
+    assert sites(_electrodes_tsv(bare), captrak) == by_axes
     for canonical in (as_rows, by_axes, eeglab):
         # where the fiducials are implied, a site or two near the 7 degree limit may go, none moves
         assert not {site for site, i in canonical.items() if site in by_layout and by_layout[site] != i}
