@@ -44,6 +44,8 @@ CORE = pinned(
     "google-crc32c", "protobuf", "pyyaml", "tqdm", "python-picard", "scikit-learn",
     # EEGLAB files saved as MATLAB v7.3 (HDF5: large data sets, or EEGLAB's own option) need it.
     "pymatreader",
+    # MNE reads EGI's .mff recordings (folders) through it.
+    "mffpy",
 )
 MODEL = pinned(
     "torch", "torch-geometric", "transformers", "safetensors", "onnx", "onnxruntime", "onnxscript"

@@ -429,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "age/sex, *_channels.tsv bad channels interpolated, *_eeg.json PowerLineFrequency; its "
                      "sourcedata/ and derivatives/ are not read as more recordings); "
                      "eegmat = PhysioNet mental arithmetic; edf = any folder of "
-                     "EDF/BDF/FIF/BrainVision/EEGLAB files (+ optional labels.csv); auto detects it "
+                     "EDF/BDF/FIF/BrainVision/EEGLAB files and EGI MFF folders (+ optional labels.csv); auto detects it "
                      "per top-level folder")
     io_.add_argument("--site", default=None,
                      help="site name for every input; default: the first folder below each input folder (for "
@@ -493,7 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "takes the recorded electrode nearest it, within 7 degrees (manifest: cap, cap_sites), and "
                      "the other sites are interpolated from all the cap's electrodes; it applies to recordings "
                      "with at least 16 of the cap's labels. file: the electrode positions a file holds (a FIF's "
-                     "digitized head with its nasion and ears, a BrainVision header's [Coordinates], a BIDS "
+                     "digitized head with its nasion and ears, an EGI MFF's sensor coordinates, a BrainVision header's "
+                     "[Coordinates], a BIDS "
                      "*_electrodes.tsv with its *_coordsystem.json), for files "
                      "whose names give fewer than 10 sites ('EEG 001', '1' ...). auto: "
                      "BioSemi's ABC labels only (A1..A32/B32/D32/E32/H32), which name their cap (on the 32 and 64 "

@@ -37,7 +37,7 @@ HMS_AUX_COLUMNS = ("EKG",)
 # Extension -> format name. EDF/BDF use the chunked `edf_reader.EdfReader`.
 FORMATS = {
     ".edf": "edf", ".bdf": "bdf", ".fif": "fif", ".fif.gz": "fif", ".vhdr": "brainvision",
-    ".set": "eeglab", ".parquet": "hms_parquet",
+    ".set": "eeglab", ".parquet": "hms_parquet", ".mff": "egi",  # EGI's MFF: a folder, read as one recording
 }
 
 
@@ -189,12 +189,26 @@ def unique_channel_names(names: Sequence[str]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _quiet_mffpy() -> None:
+    """mffpy, which MNE reads EGI's MFF through, prints to stdout (a note for every MFF without
+    epoch categories, as continuous recordings are) and logs its XML registry at INFO."""
+    import logging
+
+    logging.getLogger("XMLType").setLevel(logging.WARNING)  # before the import that registers
+    import mffpy.reader
+
+    mffpy.reader.print = lambda *args, **kwargs: None  # that module's print only
+
+
 class MneReader(Reader):
-    """FIF, BrainVision, EEGLAB, BDF and EDF through MNE's lazy readers."""
+    """FIF, BrainVision, EEGLAB, EGI MFF, BDF and EDF through MNE's lazy readers."""
 
     def __init__(self, path: str | os.PathLike):
         super().__init__(path)
         import mne
+
+        if _format_of(path) == "egi":
+            _quiet_mffpy()
 
         try:
             with warnings.catch_warnings():
@@ -282,17 +296,19 @@ def _unique_brainvision_names(path: str):
 def digitized_positions(info, fmt: str = "fif") -> Digitized | None:
     """The EEG channels' positions a recording holds: a FIF's in its head frame (x toward the
     right ear, y toward the nasion) where they were digitized, with the nasion and ears (None
-    without them: no head frame to trust); a BrainVision header's [Coordinates], angles on the
-    10-20 sphere (MNE's fiducials for them are made up, on its equator). A channel without a
-    position (all zeros) has none. Other formats: None (EEGLAB's rarely hold fiducials)."""
+    without them: no head frame to trust), and so an EGI MFF's (its coordinates.xml); a
+    BrainVision header's [Coordinates], angles on the 10-20 sphere (MNE's fiducials for them are
+    made up, on its equator). A channel without a position (all zeros) has none. Other formats:
+    None (EEGLAB's rarely hold fiducials)."""
     from mne.io.constants import FIFF
 
-    if fmt not in ("fif", "brainvision"):
+    if fmt not in ("fif", "egi", "brainvision"):
         return None
     fiducials = {d["ident"]: tuple(float(v) for v in d["r"]) for d in info.get("dig") or ()
                  if d["kind"] == FIFF.FIFFV_POINT_CARDINAL and d["coord_frame"] == FIFF.FIFFV_COORD_HEAD}
     wanted = (FIFF.FIFFV_POINT_NASION, FIFF.FIFFV_POINT_LPA, FIFF.FIFFV_POINT_RPA)
-    if fmt == "fif" and not all(k in fiducials for k in wanted):
+    framed = fmt != "brainvision"
+    if framed and not all(k in fiducials for k in wanted):
         return None
     found = {}
     for ch in info["chs"]:
@@ -302,7 +318,7 @@ def digitized_positions(info, fmt: str = "fif") -> Digitized | None:
             found[ch["ch_name"]] = tuple(float(v) for v in xyz)
     if not found:
         return None
-    return Digitized(found, *(fiducials[k] for k in wanted)) if fmt == "fif" else Digitized(found)
+    return Digitized(found, *(fiducials[k] for k in wanted)) if framed else Digitized(found)
 
 
 # Annotations that mark where a recording stops being continuous: MNE's skipped FIF buffers

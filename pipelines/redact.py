@@ -29,7 +29,7 @@ TOKEN_HEX = 12
 _SUFFIX = re.compile(r"(\.[A-Za-z0-9_-]{1,12})$")
 _WILDCARD = re.compile(r"[*?\[]")
 # A stem is a file's name only before an extension of the files a run reads ('1.edf', not '1.5 s').
-_FILE_EXT = (r"(?=\.(?i:edf|bdf|fif|vhdr|vmrk|eeg|set|fdt|parquet|csv|tsv|json|txt|md|gz|mat|fif-\d+)"
+_FILE_EXT = (r"(?=\.(?i:edf|bdf|fif|vhdr|vmrk|eeg|set|fdt|parquet|csv|tsv|json|txt|md|gz|mat|mff|fif-\d+)"
              r"(?![A-Za-z0-9]))")
 # What may sit right before or after a name in a message (a name never continues past these).
 _BEFORE = r"(?<![A-Za-z0-9_.~-])"
@@ -110,8 +110,8 @@ class PathRedactor:
         for i, part in enumerate(parts):
             if not part or part in (".", "..") or _WILDCARD.search(part) or (sep and i == 0):
                 out.append(part)  # a bucket names a store, not a patient
-            elif i == last and split_name(part)[1]:
-                out.append(self.name(part))
+            elif (i == last and split_name(part)[1]) or part.lower().endswith(".mff"):
+                out.append(self.name(part))  # an EGI MFF folder is a recording, named as its files are
             else:
                 out.append(self.folder(part))
         return (scheme + "://" if sep else "") + "/".join(out)

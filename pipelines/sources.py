@@ -54,7 +54,8 @@ HMS_CLASSES = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 HMS_VOTE_COLUMNS = ("seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote")
 HMS_WINDOW_S = 50.0
 DATASETS = ("auto", "edf", "hms", "bids", "eegmat")
-RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet")
+RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet",
+                        ".mff")
 # Files that belong to another recording file and are read through it.
 COMPANION_EXTENSIONS = (".vmrk", ".eeg", ".fdt", ".json", ".tsv", ".csv", ".md", ".txt")
 
@@ -269,7 +270,7 @@ def discover(
     if not sizes:
         raise FileNotFoundError(f"--input {' '.join(patterns)}: matched no files but the job's own "
                                 f"({', '.join(exclude)})")
-    files = sorted(sizes)
+    files, inside = _folder_recordings(sorted(sizes), sizes)
     folders = [p.rstrip("/") for p in patterns if _is_dir(p)]
     # A file or glob inside an input folder takes its site from that folder, as the folder's own files do.
     roots = folders + [root for root in map(_root, patterns) if not _under_any(root, folders)]
@@ -287,6 +288,7 @@ def discover(
         items += got
         ignored += skipped
         used[group] = kind
+    ignored += inside
     if "edf" in used.values():
         _warn_unmatched_labels(label_files, {item.path for item in items})
     for sidecar in _sidecars_left_out(patterns, set(files)):
@@ -373,6 +375,30 @@ def _group_by_layout(files: list[str], roots: list[str]) -> dict[str, list[str]]
         key = posixpath.basename(root) if root else site_from_path(f, roots)
         groups.setdefault(key, []).append(f)
     return groups
+
+
+def mff_folder(path: str) -> str:
+    """The EGI MFF recording (a folder ``x.mff``) a file is part of, or ''."""
+    parts = path.split("/")
+    for k, part in enumerate(parts[:-1]):
+        if part.lower().endswith(".mff") and not ("://" in path and k <= 2):  # a bucket is no recording
+            return "/".join(parts[:k + 1])
+    return ""
+
+
+def _folder_recordings(files: list[str], sizes: dict[str, int]) -> tuple[list[str], list[Ignored]]:
+    """``files`` with each EGI MFF folder's files replaced by the folder, a recording of its own
+    (its size the sum of theirs, in ``sizes``), and those files, listed as read through it."""
+    kept: dict[str, None] = {}
+    inside = []
+    for f in files:
+        folder = mff_folder(f)
+        if folder:
+            sizes[folder] = sizes.get(folder, 0) + sizes.get(f, 0)
+            inside.append(Ignored(f, f"part of the EGI MFF recording {posixpath.basename(folder)} (a folder, "
+                                     "read as one recording)"))
+        kept[folder or f] = None
+    return list(kept), inside
 
 
 def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:

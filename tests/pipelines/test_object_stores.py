@@ -13,6 +13,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import numpy as np
 import pytest
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
@@ -24,7 +25,7 @@ from pipelines.readers import open_recording
 from pipelines.run_lock import RUN_LOCK
 from pipelines.tfrecord import read_records
 from tests.conftest import free_port
-from tests.pipelines.test_readers import _write_eeglab
+from tests.pipelines.test_readers import _mff, _write_eeglab
 from training.data import EEGLoader, LoaderConfig, describe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -77,6 +78,7 @@ def mixed_tree(shared_data, split_fif, tmp_path_factory):
     files["lab/renamed.vhdr"] = files["lab/test_NO.vhdr"]
     files["lab/empty.edf"] = b""
     files.update(_renamed_eeglab_files(eegmat / "Subject00_2.edf", tmp_path_factory.mktemp("eeglab")))
+    files.update(_mff_files(eegmat / "Subject00_2.edf", tmp_path_factory.mktemp("mff")))
     root = tmp_path_factory.mktemp("tree")
     for name, data in files.items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
@@ -96,6 +98,14 @@ def _renamed_eeglab_files(edf, tmp) -> dict[str, bytes]:
             "lab/kept_name.fdt": (tmp / "kept_name.fdt").read_bytes(),
             "lab/renamed_pair.set": (tmp / "b.set").read_bytes(),
             "lab/renamed_pair.fdt": (tmp / "orig.fdt").read_bytes()}
+
+
+def _mff_files(edf, tmp) -> dict[str, bytes]:
+    """An EGI MFF recording: a folder of files (E1..E128 and the reference), which must travel together."""
+    with open_recording(edf) as reader:
+        data = reader.read(0, 5000)[:19]
+    folder = _mff(tmp / "rec.mff", np.vstack([np.tile(data, (7, 1))[:128], np.zeros((1, 5000))]))
+    return {f"lab/rec.mff/{f.name}": f.read_bytes() for f in folder.iterdir()}
 
 
 def _preprocess(args, env=None):
@@ -295,7 +305,8 @@ def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, b
 
     manifest = json.loads(client.get_object(Bucket=BUCKET, Key="out/manifest.json")["Body"].read())
     status = {e["source"].rsplit("/", 1)[-1]: e for e in manifest["inputs"]}
-    assert {e["source"] for e in manifest["inputs"]} == {f"s3://{BUCKET}/raw/{n}" for n in files}
+    assert {e["source"] for e in manifest["inputs"]} == {f"s3://{BUCKET}/raw/{n}" for n in files} | {
+        f"s3://{BUCKET}/raw/lab/rec.mff"}
     assert status["Subject00_1.edf"]["status"] == status["Subject00_2.edf"]["status"] == "processed"
     # Fetched as stored, not gunzipped on the way: MNE reads it and finds its 2 channels.
     assert "Channels found: 'F4-A1', 'CZ-A2'" in status["rest_raw.fif.gz"]["reason"]
@@ -310,8 +321,14 @@ def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, b
     assert status["rest_raw.fif"]["status"] == "processed" and status["rest_raw.fif"]["windows"] == 6
     assert status["rest_raw.fif"]["split_parts"] == ["rest_raw.fif", "rest_raw-1.fif", "rest_raw-2.fif"]
     assert status["rest_raw-1.fif"]["status"] == status["rest_raw-2.fif"]["status"] == "ignored"
+    # An MFF folder is fetched whole and read as one recording (numbered sensors: quarantined), its
+    # digest over its files the one a local run takes.
+    assert "Channels found: 'E1', 'E2'" in status["rec.mff"]["reason"] and status["signal1.bin"]["status"] == "ignored"
+    local_manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert status["rec.mff"]["source_sha256"] == next(
+        e["source_sha256"] for e in local_manifest["inputs"] if e["source"].endswith("rec.mff"))
     quarantine = client.get_object(Bucket=BUCKET, Key="out/quarantine.jsonl")["Body"].read().decode()
-    assert sum(json.loads(line)["kind"] == "input" for line in quarantine.splitlines()) == 4
+    assert sum(json.loads(line)["kind"] == "input" for line in quarantine.splitlines()) == 5
     written = sorted(o["Key"][len("out/"):] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="out/")["Contents"])
     local = (tmp_path / "out").rglob("*")  # but the lock a local output folder holds (pipelines.run_lock)
     assert written == sorted(str(p.relative_to(tmp_path / "out")) for p in local if p.is_file() and p.name != RUN_LOCK)

@@ -417,6 +417,42 @@ def test_a_biosemi_64_bdf_labelled_a1_to_b32_gives_the_windows_of_its_ten_twenty
         np.testing.assert_allclose(ours, theirs, atol=0.05 + 2e-3 * np.abs(theirs).max())
 
 
+def test_an_egi_mff_recording_is_placed_by_its_nets_coordinates_or_its_named_net(shared_data, tmp_path):
+    # eegmat's 19 channels spread over EGI's 129-sensor HydroCel net, saved as Net Station saves a
+    # recording: a folder x.mff, sensors E1..E128 against the vertex reference (all zeros).
+    from pipelines.channels import cap_positions
+    from pipelines.harmonize import interpolation_matrix
+    from pipelines.readers import open_recording
+    from tests.pipelines.test_readers import _mff
+
+    edf = shared_data / "eegmat" / "Subject00_2.edf"
+    with open_recording(edf) as reader:
+        eeg = reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
+    labels = list(cap_positions("GSN-HydroCel-129"))[:128]
+    spread = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"GSN-HydroCel-129:{n}" for n in labels)) @ eeg
+    folder = _mff(tmp_path / "night.mff", np.vstack([spread, np.zeros((1, spread.shape[1]))]))
+    item = SourceItem(str(folder), "edf", "lab")
+
+    *_, named = process_recording(item, b"k" * 32, PreprocessConfig(), "h")
+    assert named.stage == "harmonize" and "Channels found: 'E1', 'E2'" in named.reason  # numbers say nothing
+    *by_net, net = process_recording(item, b"k" * 32, PreprocessConfig(montage="GSN-HydroCel-129"), "h")
+    *events, outcome = process_recording(item, b"k" * 32, PreprocessConfig(montage="file"), "h")
+    *reference, _ = process_recording(SourceItem(str(edf), "edf", "lab"), b"k" * 32, PreprocessConfig(), "h")
+    assert net.status == outcome.status == "processed" and net.cap == "GSN-HydroCel-129" and outcome.cap == "file"
+    assert outcome.cap_sites["O1"] == net.cap_sites["O1"] == "E70" and outcome.cap_sites["C3"] == "E36"
+    # the reference sensor sits at Cz, flat: left out, Cz interpolated
+    assert "VREF" in outcome.constant and "Cz" in outcome.interpolated
+    assert outcome.source_sha256 == net.source_sha256 and len(outcome.source_sha256) == 64
+    made_from = {w.record.window_start_index: w.record for w in reference if isinstance(w, Window)}
+    for got in (by_net, events):
+        windows = {w.record.window_start_index: w.record for w in got if isinstance(w, Window)}
+        assert sorted(windows) == sorted(made_from) and len(windows) == 6
+        for start, record in windows.items():
+            r = [np.corrcoef(record.eeg[i].astype(np.float32), made_from[start].eeg[i].astype(np.float32))[0, 1]
+                 for i in range(19)]
+            assert min(r) > 0.9, np.round(r, 3)
+
+
 def test_numbered_channels_of_a_named_cap_give_the_windows_of_the_recording_they_were_made_from(shared_data,
                                                                                                 tmp_path):
     # eegmat's 19 channels spread over EasyCap's numbered M10 cap (1 ... 61), written as BrainVision.

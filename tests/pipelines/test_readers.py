@@ -146,6 +146,50 @@ def _brainvision(folder, names, data, sfreq=500.0, markers=""):
             f"[Marker Infos]\n{markers}", encoding="utf-8")
     return folder / "x.vhdr"
 
+def _mff(folder, data, sfreq=500, device="HydroCel GSN 128 1.0", resumed=None):
+    """An EGI MFF recording (a folder) of ``data`` (µV, one row per sensor of ``device``, the last
+    the vertex reference) as Net Station writes one, with the net's sensor coordinates;
+    ``resumed``: (seconds, data) of a second block recorded after a pause."""
+    import datetime
+
+    from mffpy import Writer
+    from mffpy.bin_writer import BinWriter
+
+    writer = Writer(str(folder))
+    writer.addxml("fileInfo", recordTime=datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc))
+    signal = BinWriter(sampling_rate=int(sfreq), data_type="EEG")
+    signal.add_block(np.asarray(data, dtype=np.float32), offset_us=0)
+    if resumed is not None:
+        signal.add_block(np.asarray(resumed[1], dtype=np.float32), offset_us=int(resumed[0] * 1e6))
+    writer.addbin(signal)
+    writer.add_coordinates_and_sensor_layout(device)
+    writer.write()
+    return folder
+
+
+def test_an_egi_mff_folder_is_one_recording_with_its_nets_positions(shared_data, tmp_path):
+    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as edf:
+        data = edf.read(0, 5000)[:19]
+    rows = np.vstack([np.tile(data, (7, 1))[:128], np.zeros((1, 5000))])  # E1..E128, then the reference
+    folder = _mff(tmp_path / "net.mff", rows)
+    with open_recording(folder) as reader:
+        assert reader.info.ch_names == tuple(f"E{k}" for k in range(1, 129)) + ("VREF",)
+        assert reader.info.sfreq == 500.0 and reader.info.n_times == 5000
+        np.testing.assert_allclose(reader.read(1000, 3000), rows[:, 1000:3000], atol=1e-3)
+        digitized = reader.digitized  # coordinates.xml, with the nasion and ears
+        assert digitized is not None and digitized.nasion is not None and len(digitized.positions) == 129
+    # Paused and resumed: two continuous stretches, the gap between them no data
+    with open_recording(_mff(tmp_path / "paused.mff", rows, resumed=(20.0, rows))) as reader:
+        first, second = reader.segments
+        assert first == Segment(0, 5000, 0.0) and second.stop - second.start == 5000
+        assert second.start > 5000 and second.onset_s == second.start / 500
+        np.testing.assert_allclose(reader.read(second.start, second.stop), rows, atol=1e-3)
+    (tmp_path / "broken.mff").mkdir()
+    (tmp_path / "broken.mff" / "info.xml").write_text("<not an mff")
+    with pytest.raises(ReaderError, match=r"^broken.mff: not a readable egi file"):
+        open_recording(tmp_path / "broken.mff")
+
+
 def test_a_brainvision_recording_resumed_after_a_pause_has_a_segment_from_each_start(shared_data, tmp_path):
     with open_recording(shared_data / "eegmat" / "Subject00_1.edf") as edf:
         data = edf.read(0, 30000)[:19]
@@ -281,7 +325,7 @@ def test_bad_files_fail_with_the_file_and_the_problem(tmp_path, shared_data):
         open_recording(nan).read()
 
     with pytest.raises(ReaderError, match=r"notes.txt: file type: expected one of .bdf, .bdf.gz, .edf, .edf.gz, "
-                       r".fif, .fif.gz, .parquet, .set, .vhdr; got '.txt'$"):
+                       r".fif, .fif.gz, .mff, .parquet, .set, .vhdr; got '.txt'$"):
         open_recording(tmp_path / "notes.txt")
     with pytest.raises(ReaderError, match=r"eeg.tar.gz: file type: .*; got '.tar.gz' \(an archive: unpack it and "
                        r"give the folder as --input\)$"):

@@ -42,6 +42,12 @@ def test_every_name_below_a_kept_folder_becomes_a_keyed_token_and_its_extension_
     assert re.fullmatch(rf"/dir-{TOKEN}/file-{TOKEN}\.edf", r.path("/elsewhere/Doe.edf"))  # nothing kept there
     assert re.fullmatch(rf"gs://bucket/dir-{TOKEN}/\*/file-{TOKEN}\.edf", r.path("gs://bucket/Doe/*/x.edf"))
     assert PathRedactor(KEY, enabled=False).path("/exports/Doe/x.edf") == "/exports/Doe/x.edf"
+    # an EGI MFF folder is a recording: named as a file, wherever it stands in a path
+    mff = r.path("/exports/Doe~ John/QUORRIDGE.mff")
+    assert re.fullmatch(rf"/exports/dir-{TOKEN}/file-{TOKEN}\.mff", mff)
+    assert r.path("/exports/Doe~ John/QUORRIDGE.mff/signal1.bin").startswith(mff + "/file-")
+    assert r.scrubber(["/exports/Doe~ John/QUORRIDGE.mff"])("part of the EGI MFF recording QUORRIDGE.mff") == \
+        f"part of the EGI MFF recording {mff.rsplit('/', 1)[1]}"
     # a row of a label file keeps its row: train.csv#eeg_id=123
     assert re.fullmatch(rf"/exports/dir-{TOKEN}/file-{TOKEN}\.csv#eeg_id=123", r.path("/exports/hms/train.csv#eeg_id=123"))
 

@@ -381,3 +381,23 @@ def test_gzipped_edf_and_bdf_files_are_recordings_and_file_system_metadata_is_no
     assert sorted(os.path.basename(i.path) for i in items) == ["a.edf.gz", "b.BDF.gz"]
     assert sorted(os.path.basename(g.path) for g in ignored) == [".DS_Store", "._a.edf.gz", "notes.txt"]
     assert "file-system metadata" in next(g.reason for g in ignored if g.path.endswith("._a.edf.gz"))
+
+
+def test_an_egi_mff_folder_is_one_recording_and_its_files_are_read_through_it(tmp_path):
+    for name in ("site/night.mff/info.xml", "site/night.mff/signal1.bin", "site/night.mff/coordinates.xml",
+                 "site/day.MFF/signal1.bin", "site/a.edf"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x" * 10)
+    items, ignored, _ = discover([str(tmp_path)])
+    assert sorted(os.path.relpath(i.path, tmp_path) for i in items) == ["site/a.edf", "site/day.MFF", "site/night.mff"]
+    assert {i.site for i in items} == {"site"}
+    assert sorted(os.path.relpath(g.path, tmp_path) for g in ignored) == [
+        "site/day.MFF/signal1.bin", "site/night.mff/coordinates.xml", "site/night.mff/info.xml",
+        "site/night.mff/signal1.bin"]
+    assert {g.reason for g in ignored if "night" in g.path} == {
+        "part of the EGI MFF recording night.mff (a folder, read as one recording)"}
+    # the largest recording first: a folder weighs all its files
+    assert os.path.basename(items[0].path) == "night.mff"
+    # the folder itself as --input
+    items, ignored, _ = discover([str(tmp_path / "site" / "night.mff")])
+    assert [i.path for i in items] == [str(tmp_path / "site" / "night.mff")] and len(ignored) == 3
