@@ -156,9 +156,9 @@ def _cap_note(ch_names, cmap: ChannelMap, montage: str = "auto") -> str:
         return (f"; the labels are {maker} positions ({cmap.cap}): a 10-20 site is present where a recorded "
                 f"electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it")
     if montage == "file":
-        return (f"; --montage file: no electrode positions to place the channels by (a FIF's digitized head with "
-                f"its nasion and ears, a BrainVision header's [Coordinates] or a BIDS electrodes.tsv, for at least "
-                f"{CAP_MIN_LABELS} EEG channels)")
+        return (f"; --montage file: no electrode positions to place the channels by (a FIF's, EGI MFF's or EEGLAB "
+                f"file's with the nasion and ears, a BrainVision header's [Coordinates] or a BIDS electrodes.tsv, "
+                f"for at least {CAP_MIN_LABELS} EEG channels)")
     if montage != "auto":
         found = sum(cap_label(n) in cap_positions(montage) for n in ch_names)
         return (f"; --montage {montage}: {found} of the channel names are its electrodes' labels, fewer than the "

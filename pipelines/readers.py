@@ -16,6 +16,7 @@ import collections
 import contextlib
 import dataclasses
 import datetime as dt
+import math
 import os
 import posixpath
 import re
@@ -298,17 +299,20 @@ def digitized_positions(info, fmt: str = "fif") -> Digitized | None:
     right ear, y toward the nasion) where they were digitized, with the nasion and ears (None
     without them: no head frame to trust), and so an EGI MFF's (its coordinates.xml); a
     BrainVision header's [Coordinates], angles on the 10-20 sphere (MNE's fiducials for them are
-    made up, on its equator). A channel without a position (all zeros) has none. Other formats:
-    None (EEGLAB's rarely hold fiducials)."""
+    made up, on its equator); an EEGLAB file's chanlocs where its chaninfo.nodatchans holds the
+    nasion and ears (without them EEGLAB's positions may be in any frame: a template's sphere, MNI
+    space). A channel without a position (all zeros) has none. Other formats: None."""
     from mne.io.constants import FIFF
 
-    if fmt not in ("fif", "egi", "brainvision"):
+    if fmt not in ("fif", "egi", "brainvision", "eeglab"):
         return None
     fiducials = {d["ident"]: tuple(float(v) for v in d["r"]) for d in info.get("dig") or ()
                  if d["kind"] == FIFF.FIFFV_POINT_CARDINAL and d["coord_frame"] == FIFF.FIFFV_COORD_HEAD}
     wanted = (FIFF.FIFFV_POINT_NASION, FIFF.FIFFV_POINT_LPA, FIFF.FIFFV_POINT_RPA)
     framed = fmt != "brainvision"
     if framed and not all(k in fiducials for k in wanted):
+        return None
+    if fmt == "eeglab" and not (fiducials := _eeglab_fiducials(fiducials)):
         return None
     found = {}
     for ch in info["chs"]:
@@ -319,6 +323,23 @@ def digitized_positions(info, fmt: str = "fif") -> Digitized | None:
     if not found:
         return None
     return Digitized(found, *(fiducials[k] for k in wanted)) if framed else Digitized(found)
+
+
+def _eeglab_fiducials(fiducials: dict) -> dict | None:
+    """EEGLAB's nasion and ears in the frame and unit MNE gives its channels. MNE turns chanlocs
+    from EEGLAB's frame (x toward the nose, y toward the left ear) to its own (x toward the right
+    ear, y toward the nose) and into metres, but keeps nodatchans' fiducials as they are written;
+    their unit is the one that puts them 3 to 30 cm from the origin. None where the nasion then
+    does not lie ahead (a reader that turned them already)."""
+    norms = [math.hypot(*xyz) for xyz in fiducials.values()]
+    scale = next((s for s in (1.0, 0.01, 0.001) if 0.03 < s * float(np.median(norms)) < 0.3), None)
+    if scale is None:
+        return None
+    turned = {k: (-xyz[1] * scale, xyz[0] * scale, xyz[2] * scale) for k, xyz in fiducials.items()}
+    from mne.io.constants import FIFF
+
+    nasion = turned[FIFF.FIFFV_POINT_NASION]
+    return turned if nasion[1] > abs(nasion[0]) else None
 
 
 # Annotations that mark where a recording stops being continuous: MNE's skipped FIF buffers

@@ -532,6 +532,50 @@ def test_a_fif_with_digitized_positions_is_placed_by_them_where_its_names_say_no
     assert ten_twenty.status == "processed" and ten_twenty.cap == "" and ten_twenty.interpolated == ()
 
 
+def test_an_eeglab_file_is_placed_by_its_chanlocs_where_it_keeps_the_nasion_and_ears(shared_data, tmp_path):
+    # eegmat's 19 channels spread over MGH's 70-electrode cap as EEGLAB keeps a digitized head:
+    # chanlocs in its frame (x toward the nose, y toward the left ear; mm), the nasion and ears
+    # in chaninfo.nodatchans.
+    from pipelines.channels import cap_positions
+    from pipelines.harmonize import interpolation_matrix
+    from pipelines.readers import open_recording
+    from tests.pipelines.test_bids import _mgh70_head
+    from tests.pipelines.test_readers import _write_eeglab
+
+    edf = shared_data / "eegmat" / "Subject00_2.edf"
+    with open_recording(edf) as reader:
+        eeg = reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
+    positions, fiducials = _mgh70_head()
+    labels = [name.replace(" ", "") for name in positions]
+    assert labels == list(cap_positions("mgh70"))
+    spread = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"mgh70:{n}" for n in labels)) @ eeg
+
+    def eeglab(p):
+        return np.array([p[1], -p[0], p[2]]) * 1000.0
+
+    at = {name: eeglab(p) for name, p in positions.items()}
+    nodatchans = {"Nasion": eeglab(fiducials["NAS"]), "Left periauricular point": eeglab(fiducials["LPA"]),
+                  "Right periauricular point": eeglab(fiducials["RPA"])}
+    _write_eeglab(tmp_path / "head.set", spread, list(positions), 500.0, positions=at, fiducials=nodatchans)
+    _write_eeglab(tmp_path / "bare.set", spread, list(positions), 500.0, positions=at)
+    config = PreprocessConfig(montage="file")
+    *events, outcome = process_recording(SourceItem(str(tmp_path / "head.set"), "edf", "lab"), b"k" * 32, config, "h")
+    *reference, _ = process_recording(SourceItem(str(edf), "edf", "lab"), b"k" * 32, PreprocessConfig(), "h")
+    assert outcome.status == "processed" and outcome.cap == "file" and len(outcome.cap_sites) >= 14
+    assert outcome.cap_sites["Cz"] == "EEG 034" and outcome.cap_sites["Fp1"] == "EEG 001"
+    assert outcome.cap_sites["O2"] != outcome.cap_sites["O1"] and outcome.cap_sites["C3"] != outcome.cap_sites.get("C4")
+    windows = {w.record.window_start_index: w.record for w in events if isinstance(w, Window)}
+    made_from = {w.record.window_start_index: w.record for w in reference if isinstance(w, Window)}
+    assert sorted(windows) == sorted(made_from) and len(windows) == 6
+    for start, record in windows.items():
+        r = [np.corrcoef(record.eeg[i].astype(np.float32), made_from[start].eeg[i].astype(np.float32))[0, 1]
+             for i in range(19)]
+        assert min(r) > 0.9, np.round(r, 3)
+    # Without them, EEGLAB's positions may be in any frame (a template sphere, MNI space): not used
+    *_, bare = process_recording(SourceItem(str(tmp_path / "bare.set"), "edf", "lab"), b"k" * 32, config, "h")
+    assert bare.stage == "harmonize" and "--montage file: no electrode positions to place the channels by" in bare.reason
+
+
 def test_a_brainvision_header_with_coordinates_is_placed_by_them_under_montage_file(shared_data, tmp_path):
     # Recorder writes a cap's electrode angles on the 10-20 sphere into [Coordinates]: numbered
     # channels then say where they are, as --montage easycap-M10 would.

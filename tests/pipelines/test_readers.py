@@ -47,17 +47,29 @@ def test_reader_contract_on_real_files(shared_data, rel, sfreq, n_chans, n_times
             reader.read(0, n_times + 1)
 
 
-def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, events=(), data_file: str = "") -> None:
+def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, events=(), data_file: str = "",
+                  positions=None, fiducials=None) -> None:
     """An EEGLAB .set (MATLAB 5 file holding the EEG struct, data inside) as EEGLAB writes one;
     ``events`` are (type, latency in 1-based samples, duration in samples). A 3-D ``data_uv``
     (channels, points, trials) is an epoched file with one 'stim' event at each epoch's start.
     With ``data_file`` the data go to that .fdt beside it (float32, a sample's channels together),
-    which the .set names, as EEGLAB's two-file format does."""
+    which the .set names, as EEGLAB's two-file format does. ``positions``: each channel's X, Y, Z
+    (EEGLAB's frame: x toward the nose, y toward the left ear; mm) in chanlocs; ``fiducials``:
+    {'Nasion' | 'Left periauricular point' | 'Right periauricular point': xyz} in
+    chaninfo.nodatchans, as EEGLAB keeps them."""
     from scipy.io import savemat
 
     chanlocs = np.zeros((1, len(names)), dtype=[(k, "O") for k in ("labels", "type", "X", "Y", "Z")])
     for i, name in enumerate(names):
-        chanlocs[0, i] = (name, "", np.array([]), np.array([]), np.array([]))
+        xyz = [float(v) for v in positions[name]] if positions else [np.array([])] * 3
+        chanlocs[0, i] = (name, "", *xyz)
+    chaninfo = {"nosedir": "+X"}
+    if fiducials:
+        nodatchans = np.zeros((1, len(fiducials)), dtype=[(k, "O") for k in ("labels", "type", "description",
+                                                                           "X", "Y", "Z")])
+        for i, (what, xyz) in enumerate(fiducials.items()):
+            nodatchans[0, i] = (what.split()[0], "FID", what, *(float(v) for v in xyz))
+        chaninfo["nodatchans"] = nodatchans
     n, trials = data_uv.shape[1], (data_uv.shape[2] if data_uv.ndim == 3 else 1)
     empty = np.zeros((0, 0))
     fields = ["type", "latency", "duration"] + ["epoch"] * (trials > 1)
@@ -74,7 +86,7 @@ def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, eve
         "xmin": 0.0, "xmax": (n - 1) / sfreq, "times": np.arange(n) / sfreq * 1000.0,
         "data": data_file or data_uv.astype(np.float32), "chanlocs": chanlocs, "event": event if len(events) else empty,
         "epoch": epoch if trials > 1 else empty,
-        "icawinv": empty, "icasphere": empty, "icaweights": empty, "ref": "common"}},
+        "icawinv": empty, "icasphere": empty, "icaweights": empty, "ref": "common", "chaninfo": chaninfo}},
         appendmat=False, oned_as="row")
     if data_file:
         data_uv.reshape(len(names), -1, order="F").astype(np.float32).ravel(order="F").tofile(os.path.join(
@@ -376,3 +388,20 @@ def test_an_electrode_named_twice_is_refused_and_other_names_twice_read_in_every
     with open_recording(header) as reader:
         assert reader.info.ch_names[-3:] == ("EOG-0", "EOG-1", "")
         np.testing.assert_allclose(reader.read(), eeg, rtol=1e-6)
+
+
+def test_eeglab_fiducials_are_turned_into_the_frame_and_unit_of_its_channels():
+    from mne.io.constants import FIFF
+
+    from pipelines.readers import _eeglab_fiducials
+
+    nasion, lpa, rpa = FIFF.FIFFV_POINT_NASION, FIFF.FIFFV_POINT_LPA, FIFF.FIFFV_POINT_RPA
+    # as EEGLAB writes them (x toward the nose, y toward the left ear), in mm
+    written = {nasion: (100.0, 0.0, 0.0), lpa: (0.0, 80.0, 0.0), rpa: (0.0, -80.0, 0.0)}
+    turned = _eeglab_fiducials(written)
+    assert np.allclose(turned[nasion], (0.0, 0.1, 0.0)) and np.allclose(turned[lpa], (-0.08, 0.0, 0.0))
+    in_cm = {k: tuple(c / 10 for c in v) for k, v in written.items()}
+    assert np.allclose(_eeglab_fiducials(in_cm)[rpa], (0.08, 0.0, 0.0))
+    # already in MNE's frame (a reader that turns them itself): the nasion would land on an ear
+    assert _eeglab_fiducials({nasion: (0.0, 0.1, 0.0), lpa: (-0.08, 0.0, 0.0), rpa: (0.08, 0.0, 0.0)}) is None
+    assert _eeglab_fiducials({k: (1e6, 0.0, 0.0) for k in written}) is None  # no unit makes a head of it
