@@ -53,13 +53,18 @@ log = get_logger("sources")
 HMS_CLASSES = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 HMS_VOTE_COLUMNS = ("seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote")
 HMS_WINDOW_S = 50.0
-DATASETS = ("auto", "edf", "hms", "bids", "eegmat")
+DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "tuab")
 RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet",
                         ".mff")
 # Files that belong to another recording file and are read through it.
 COMPANION_EXTENSIONS = (".vmrk", ".eeg", ".fdt", ".json", ".tsv", ".csv", ".md", ".txt")
 
 _EEGMAT = re.compile(r"^Subject(\d+)_([12])\.edf$", re.IGNORECASE)
+# The TUH EEG corpora's file names: <patient>_<session>_<token>.edf (aaaaaaaq_s004_t000.edf).
+_TUH_NAME = re.compile(r"^([a-z]{8})_(s\d{3})_t\d{3}\.edf$")
+# TUAB, the TUH Abnormal EEG Corpus: edf/{train,eval}/{normal,abnormal}/<montage>/<file>.edf;
+# the folder is the neurologist's reading of the whole recording.
+TUAB_LABELS = ("normal", "abnormal")
 _BIDS_ENTITY = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
 
 
@@ -246,6 +251,9 @@ def detect_dataset(files: list[str]) -> str:
     recs = [n for n in names if _lower_ext(n) in RECORDING_EXTENSIONS]
     if recs and all(_EEGMAT.match(n) for n in recs):
         return "eegmat"
+    edfs = [f for f in files if _lower_ext(f) == ".edf"]
+    if edfs and all(_tuab_label(f) >= 0 and _TUH_NAME.match(posixpath.basename(f)) for f in edfs):
+        return "tuab"
     return "edf"
 
 
@@ -280,7 +288,7 @@ def discover(
     used: dict[str, str] = {}
     for group, group_files in sorted(groups.items()):
         kind = detect_dataset(group_files) if dataset == "auto" else dataset
-        adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "edf": _generic}[kind]
+        adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "tuab": _tuab, "edf": _generic}[kind]
         # Label sidecars may sit above the site folders they describe (simulator: edf/labels.csv).
         label_files = [f for f in files if posixpath.basename(f) == "labels.csv"]
         got, skipped = (adapter(group_files, roots, site, label_files) if kind == "edf"
@@ -687,6 +695,30 @@ def _eegmat(files, roots, site):
             path=path, dataset="eegmat", site=site or _site(path, roots, None),
             subject_key=f"eegmat-{subject}", session_key=str(state), task="eegmat_rest_task",
             recording_label=state - 1, age=age, sex=normalize_sex(row.get("Gender")),
+        ))
+    return items, ignored
+
+
+def _tuab_label(path: str) -> int:
+    """1 below a folder 'abnormal', 0 below 'normal' (the nearest one counts), else -1."""
+    for part in reversed(path.split("/")[:-1]):
+        if part.lower() in TUAB_LABELS:
+            return TUAB_LABELS.index(part.lower())
+    return -1
+
+
+def _tuab(files, roots, site):
+    recordings, ignored = _split_recordings(files)
+    items = []
+    for path in recordings:
+        label, named = _tuab_label(path), _TUH_NAME.match(posixpath.basename(path))
+        if label < 0 or not named:  # not one of the corpus's recordings: processed, unlabeled
+            items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
+            continue
+        # A patient's sessions share the patient code: splits keep them together.
+        items.append(SourceItem(
+            path=path, dataset="tuab", site=_site(path, roots, site), subject_key=f"tuh-{named.group(1)}",
+            session_key=named.group(2), task="tuab_abnormal", recording_label=label,
         ))
     return items, ignored
 

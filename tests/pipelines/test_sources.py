@@ -202,7 +202,7 @@ def test_excluded_files_and_folders_are_not_inputs(shared_data, tmp_path, monkey
 
 
 def test_bad_arguments_are_named(shared_data, tmp_path):
-    with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat'; got 'tuh'"):
+    with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', 'tuab'; got 'tuh'"):
         discover([str(shared_data)], dataset="tuh")
     with pytest.raises(FileNotFoundError, match=r"--input .*nothing\*.edf: matched no files"):
         discover([str(tmp_path / "nothing*.edf")])
@@ -401,3 +401,37 @@ def test_an_egi_mff_folder_is_one_recording_and_its_files_are_read_through_it(tm
     # the folder itself as --input
     items, ignored, _ = discover([str(tmp_path / "site" / "night.mff")])
     assert [i.path for i in items] == [str(tmp_path / "site" / "night.mff")] and len(ignored) == 3
+
+
+def _tuab_tree(shared_data, root):
+    """The TUH Abnormal corpus's layout over eegmat recordings: edf/{train,eval}/{normal,abnormal}/
+    01_tcp_ar/<patient>_<session>_<token>.edf."""
+    eegmat = shared_data / "eegmat"
+    layout = {"train/normal/01_tcp_ar/aaaaaaaq_s001_t000.edf": "Subject00_1.edf",
+              "train/normal/01_tcp_ar/aaaaaaaq_s002_t000.edf": "Subject00_2.edf",
+              "train/abnormal/01_tcp_ar/aaaaabdn_s001_t001.edf": "Subject01_1.edf",
+              "eval/abnormal/01_tcp_ar/aaaaacjb_s003_t000.edf": "Subject02_2.edf"}
+    for name, source in layout.items():
+        (root / "edf" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "edf" / name).symlink_to(eegmat / source)
+    return root
+
+
+def test_tuab_adapter_labels_each_recording_by_its_folder_and_groups_a_patients_sessions(shared_data, tmp_path):
+    root = _tuab_tree(shared_data, tmp_path / "tuab")
+    items, _, datasets = discover([str(root)])
+    assert datasets == {"edf": "tuab"}
+    by_name = {os.path.basename(i.path): i for i in items}
+    assert {n: i.recording_label for n, i in by_name.items()} == {
+        "aaaaaaaq_s001_t000.edf": 0, "aaaaaaaq_s002_t000.edf": 0, "aaaaabdn_s001_t001.edf": 1,
+        "aaaaacjb_s003_t000.edf": 1}
+    assert {i.task for i in items} == {"tuab_abnormal"} and {i.dataset for i in items} == {"tuab"}
+    first, second = by_name["aaaaaaaq_s001_t000.edf"], by_name["aaaaaaaq_s002_t000.edf"]
+    assert first.subject_key == second.subject_key == "tuh-aaaaaaaq" and first.session_key == "s001"
+    # A file of another name is no recording of the corpus: the folder is a plain one, unless named
+    (root / "edf" / "train" / "normal" / "notes.edf").symlink_to(shared_data / "eegmat" / "Subject03_1.edf")
+    assert discover([str(root)])[2] == {"edf": "edf"}
+    items, _, _ = discover([str(root)], dataset="tuab")
+    stray = next(i for i in items if i.path.endswith("notes.edf"))
+    assert (stray.recording_label, stray.task, stray.dataset) == (-1, "", "edf")
+    assert sum(i.recording_label == 1 for i in items) == 2

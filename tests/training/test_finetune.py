@@ -25,6 +25,7 @@ import torch
 from safetensors.torch import load_file
 
 from pipelines.preprocess import run as preprocess
+from pipelines.sources import TUAB_LABELS
 from pipelines.schema import decode_example, encode_example
 from pipelines.simulate.cli import main as simulate
 from pipelines.tfrecord import read_records, write_records
@@ -599,3 +600,30 @@ def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared
     assert "calibration" not in report and "val_calibrated" not in report
     val = report["val"]
     assert val["baseline_loss"] > 0 and val["r2"] == pytest.approx(1 - val["loss"] / val["baseline_loss"])
+
+
+def test_tuab_normal_vs_abnormal_from_the_corpus_layout_fine_tunes_a_binary_head(shared_data, pretrained, tmp_path):
+    """TUH Abnormal's layout (edf/train/{normal,abnormal}/01_tcp_ar/<patient>_<session>_<token>.edf,
+    here over eegmat recordings): the pipeline labels each recording by its folder, --task tuab
+    fine-tunes the binary head on them with patients kept to one split."""
+    from model.modeling import EEGFMModel
+
+    corpus = tmp_path / "tuab"
+    for k, patient in enumerate(["aaaaaaaq", "aaaaabdn", "aaaaacjb", "aaaaadxx", "aaaaaeyy", "aaaaafzz"]):
+        folder = corpus / "edf" / "train" / TUAB_LABELS[k % 2] / "01_tcp_ar"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{patient}_s001_t000.edf").symlink_to(shared_data / "eegmat" / f"Subject0{k}_2.edf")
+    manifest, out = _preprocess_corpus(corpus, tmp_path)
+    assert manifest["counts"]["processed"] == 6 and manifest["classes"]["tuab_abnormal"] == ["normal", "abnormal"]
+    labels = {r.label for path in list_files(out) for r in map(decode_example, read_records(path))}
+    assert labels == {0, 1}
+    run = tmp_path / "run"
+    assert finetune.main(["--pretrained", str(pretrained), "--data", str(out), "--output", str(run),
+                          "--task", "tuab", "--config", "cpu-tiny", "--wandb", "disabled",
+                          "--set", "deterministic=false", "--set", "optim.max_steps=2",
+                          "--set", "optim.warmup_steps=0", "--set", "epochs=1", "--set", "val_fraction=0.34",
+                          "--set", "model_overrides={modalities: []}", "--set", "loader.augment={}"]) == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert report["task"] == "tuab" and report["record_task"] == "tuab_abnormal" and report["val"]["n_windows"] > 0
+    saved = EEGFMModel.from_pretrained(run / "model")
+    assert saved.config.head == "binary" and saved.config.id2label == {0: "normal", 1: "abnormal"}
