@@ -361,6 +361,19 @@ def test_a_brainvision_header_brings_the_data_and_marker_files_it_names(shared_d
     assert _companions("gs://b/r/y.set") == ["gs://b/r/y.fdt"] and _companions("gs://b/r/y.edf") == []
 
 
+def _windows_like(events, reference, n=6, min_r=0.9):
+    """``events``' windows by start, checked against ``reference``'s (the recording they were made
+    from): the same n starts, each channel correlating above ``min_r`` with its own."""
+    windows = {w.record.window_start_index: w.record for w in events if isinstance(w, Window)}
+    made_from = {w.record.window_start_index: w.record for w in reference if isinstance(w, Window)}
+    assert sorted(windows) == sorted(made_from) and len(windows) == n
+    for start, record in windows.items():
+        r = [np.corrcoef(record.eeg[i].astype(np.float32), made_from[start].eeg[i].astype(np.float32))[0, 1]
+             for i in range(19)]
+        assert min(r) > min_r, np.round(r, 3)
+    return windows
+
+
 def test_a_biosemi_abc_recording_is_written_with_the_electrodes_its_cap_puts_at_each_site(shared_data):
     # 6 s of a 256-electrode BioSemi cap, 128 of its electrodes kept; A1 (Cz) and a few others are
     # at another sampling rate and left out, so 8 sites have an electrode within 7 degrees.
@@ -443,14 +456,8 @@ def test_an_egi_mff_recording_is_placed_by_its_nets_coordinates_or_its_named_net
     # the reference sensor sits at Cz, flat: left out, Cz interpolated
     assert "VREF" in outcome.constant and "Cz" in outcome.interpolated
     assert outcome.source_sha256 == net.source_sha256 and len(outcome.source_sha256) == 64
-    made_from = {w.record.window_start_index: w.record for w in reference if isinstance(w, Window)}
     for got in (by_net, events):
-        windows = {w.record.window_start_index: w.record for w in got if isinstance(w, Window)}
-        assert sorted(windows) == sorted(made_from) and len(windows) == 6
-        for start, record in windows.items():
-            r = [np.corrcoef(record.eeg[i].astype(np.float32), made_from[start].eeg[i].astype(np.float32))[0, 1]
-                 for i in range(19)]
-            assert min(r) > 0.9, np.round(r, 3)
+        _windows_like(got, reference)
 
 
 def test_numbered_channels_of_a_named_cap_give_the_windows_of_the_recording_they_were_made_from(shared_data,
@@ -474,14 +481,8 @@ def test_numbered_channels_of_a_named_cap_give_the_windows_of_the_recording_they
     *events, outcome = process_recording(SourceItem(str(header), "edf", "lab"), b"k" * 32, config, "h")
     *reference, _ = process_recording(SourceItem(str(edf), "edf", "lab"), b"k" * 32, config, "h")
     assert outcome.status == "processed" and outcome.cap == "easycap-M10" and outcome.cap_sites["Cz"] == "1"
-    windows = {w.record.window_start_index: w.record for w in events if isinstance(w, Window)}
-    made_from = {w.record.window_start_index: w.record for w in reference if isinstance(w, Window)}
-    assert sorted(windows) == sorted(made_from) and len(windows) == 6
-    for start, record in windows.items():
+    for record in _windows_like(events, reference).values():
         assert np.asarray(record.channel_mask).sum() == len(outcome.cap_sites)
-        r = [np.corrcoef(record.eeg[i].astype(np.float32), made_from[start].eeg[i].astype(np.float32))[0, 1]
-             for i in range(19)]
-        assert min(r) > 0.9, np.round(r, 3)
 
 
 def test_a_fif_with_digitized_positions_is_placed_by_them_where_its_names_say_nothing(shared_data, tmp_path):
@@ -512,13 +513,7 @@ def test_a_fif_with_digitized_positions_is_placed_by_them_where_its_names_say_no
     same = {site for site in outcome.cap_sites if named.cap_sites.get(site) == outcome.cap_sites[site]}
     assert len(same) >= 14 and {"Cz", "Fz", "Pz", "Fp1", "Fp2", "O1", "O2"} <= same
     assert outcome.cap_sites["Cz"] == "EEG 034" and outcome.cap_sites["Fp1"] == "EEG 001"
-    windows = {w.record.window_start_index: w.record for w in events if isinstance(w, Window)}
-    made_from = {w.record.window_start_index: w.record for w in reference if isinstance(w, Window)}
-    assert sorted(windows) == sorted(made_from) and len(windows) == 6
-    for start, record in windows.items():
-        r = [np.corrcoef(record.eeg[i].astype(np.float32), made_from[start].eeg[i].astype(np.float32))[0, 1]
-             for i in range(19)]
-        assert min(r) > 0.9, np.round(r, 3)
+    _windows_like(events, reference)
 
     # Without the nasion and ears there is no head frame to trust: quarantined, saying so.
     raw.info.set_montage(None)
@@ -564,13 +559,7 @@ def test_an_eeglab_file_is_placed_by_its_chanlocs_where_it_keeps_the_nasion_and_
     assert outcome.status == "processed" and outcome.cap == "file" and len(outcome.cap_sites) >= 14
     assert outcome.cap_sites["Cz"] == "EEG 034" and outcome.cap_sites["Fp1"] == "EEG 001"
     assert outcome.cap_sites["O2"] != outcome.cap_sites["O1"] and outcome.cap_sites["C3"] != outcome.cap_sites.get("C4")
-    windows = {w.record.window_start_index: w.record for w in events if isinstance(w, Window)}
-    made_from = {w.record.window_start_index: w.record for w in reference if isinstance(w, Window)}
-    assert sorted(windows) == sorted(made_from) and len(windows) == 6
-    for start, record in windows.items():
-        r = [np.corrcoef(record.eeg[i].astype(np.float32), made_from[start].eeg[i].astype(np.float32))[0, 1]
-             for i in range(19)]
-        assert min(r) > 0.9, np.round(r, 3)
+    _windows_like(events, reference)
     # Without them, EEGLAB's positions may be in any frame (a template sphere, MNI space): not used
     *_, bare = process_recording(SourceItem(str(tmp_path / "bare.set"), "edf", "lab"), b"k" * 32, config, "h")
     assert bare.stage == "harmonize" and "--montage file: no electrode positions to place the channels by" in bare.reason

@@ -561,6 +561,15 @@ def test_windows_shorter_than_a_patch_are_named_before_training(shared_data, pre
     assert sum(len(b["label"]) for b in loader) == 6  # the loaders leave the short windows out
 
 
+def _quick_finetune(pretrained, data, run, task, steps, val_fraction) -> int:
+    """A few fine-tuning steps of the tiny model on ``data`` (no auxiliary modalities, no augmentation)."""
+    return finetune.main(["--pretrained", str(pretrained), "--data", str(data), "--output", str(run),
+                          "--task", task, "--config", "cpu-tiny", "--wandb", "disabled",
+                          "--set", "deterministic=false", "--set", f"optim.max_steps={steps}",
+                          "--set", "optim.warmup_steps=0", "--set", "epochs=1", "--set", f"val_fraction={val_fraction}",
+                          "--set", "model_overrides={modalities: []}", "--set", "loader.augment={}"])
+
+
 def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared_data, pretrained, tmp_path):
     """The eegmat task end to end on real EEG: the pipeline labels rest/arithmetic from the file
     names, fine-tuning trains the binary head on 4 subjects and validates on held-out ones."""
@@ -573,11 +582,7 @@ def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared
         (corpus / name).symlink_to(source / name)
     _, out = _preprocess_corpus(corpus, tmp_path)
     run = tmp_path / "run"
-    assert finetune.main(["--pretrained", str(pretrained), "--data", str(out), "--output", str(run),
-                          "--task", "eegmat", "--config", "cpu-tiny", "--wandb", "disabled",
-                          "--set", "deterministic=false", "--set", "optim.max_steps=4",
-                          "--set", "optim.warmup_steps=0", "--set", "epochs=1", "--set", "val_fraction=0.2",
-                          "--set", "model_overrides={modalities: []}", "--set", "loader.augment={}"]) == 0
+    assert _quick_finetune(pretrained, out, run, "eegmat", steps=4, val_fraction=0.2) == 0
     report = json.loads((run / "eval.json").read_text())
     assert report["task"] == "eegmat" and report["record_task"] == "eegmat_rest_task"
     val = report["val"]
@@ -618,11 +623,7 @@ def test_tuab_normal_vs_abnormal_from_the_corpus_layout_fine_tunes_a_binary_head
     labels = {r.label for path in list_files(out) for r in map(decode_example, read_records(path))}
     assert labels == {0, 1}
     run = tmp_path / "run"
-    assert finetune.main(["--pretrained", str(pretrained), "--data", str(out), "--output", str(run),
-                          "--task", "tuab", "--config", "cpu-tiny", "--wandb", "disabled",
-                          "--set", "deterministic=false", "--set", "optim.max_steps=2",
-                          "--set", "optim.warmup_steps=0", "--set", "epochs=1", "--set", "val_fraction=0.34",
-                          "--set", "model_overrides={modalities: []}", "--set", "loader.augment={}"]) == 0
+    assert _quick_finetune(pretrained, out, run, "tuab", steps=2, val_fraction=0.34) == 0
     report = json.loads((run / "eval.json").read_text())
     assert report["task"] == "tuab" and report["record_task"] == "tuab_abnormal" and report["val"]["n_windows"] > 0
     saved = EEGFMModel.from_pretrained(run / "model")
