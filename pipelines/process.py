@@ -52,7 +52,7 @@ from pipelines.ica import fit_ica_cleaner
 from pipelines.quality import QUALITY_NAMES, QualityConfig, compute_quality_batch, validate_window
 from pipelines.readers import GZIPPED, Reader, ReaderError, Segment, eeglab_data_file, open_recording
 from pipelines.resample import TARGET_SFREQ, Resampler
-from pipelines.sources import SourceItem
+from pipelines.sources import SourceItem, interval_label
 
 # The TFRecord `quality` vector: the rule metrics, then the learned autoencoder score (-1 until
 # the artifact stage fills it in, and in runs with the autoencoder switched off).
@@ -374,10 +374,13 @@ def _plan_windows(item: SourceItem, spans: list[_Span], config: PreprocessConfig
     if not (usable or (item.windows and item.recording_label < 0)):
         size = int(round(config.window_seconds * TARGET_SFREQ))
         stride = int(round(config.stride_seconds * TARGET_SFREQ))
-        task = item.task if item.recording_label >= 0 else ""
         for span in spans:
-            span.requests.extend(_Request(s, size, item.recording_label, (), task)
-                                 for s in range(0, span.n_out - size + 1, stride))
+            for s in range(0, span.n_out - size + 1, stride):
+                label = item.recording_label
+                if item.intervals:  # TUSZ: the label of the stretch the window lies mostly in
+                    start_s = span.onset_s + s / TARGET_SFREQ
+                    label = interval_label(start_s, start_s + size / TARGET_SFREQ, item.intervals)
+                span.requests.append(_Request(s, size, label, (), item.task if label >= 0 else ""))
         return []
     outside = []
     for w in usable:
@@ -481,6 +484,8 @@ def process_recording(
     fails part-way ends quarantined with ``windows`` 0: the caller drops the windows it yielded."""
     outcome = Outcome(source=item.path, status="quarantined", dataset=item.dataset)
     try:
+        if item.label_problem:
+            raise StageError("labels", item.label_problem)
         with localized(item.path) as (local, sha):
             outcome.source_sha256 = sha
             with _open(local, item.path) as reader:

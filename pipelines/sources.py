@@ -53,7 +53,7 @@ log = get_logger("sources")
 HMS_CLASSES = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 HMS_VOTE_COLUMNS = ("seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote")
 HMS_WINDOW_S = 50.0
-DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "tuab")
+DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "tuab", "tusz")
 RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet",
                         ".mff")
 # Files that belong to another recording file and are read through it.
@@ -65,6 +65,12 @@ _TUH_NAME = re.compile(r"^([a-z]{8})_(s\d{3})_t\d{3}\.edf$")
 # TUAB, the TUH Abnormal EEG Corpus: edf/{train,eval}/{normal,abnormal}/<montage>/<file>.edf;
 # the folder is the neurologist's reading of the whole recording.
 TUAB_LABELS = ("normal", "abnormal")
+# TUSZ, the TUH Seizure Corpus: beside each <file>.edf a <file>.csv_bi of its term-based events
+# (channel TERM; bckg, or seiz where a neurologist marked a seizure) and a <file>.csv of its
+# channel-based ones (seizure types: fnsz, gnsz, cpsz ...). Windows: 0 background, 1 seizure.
+TUSZ_LABELS = ("background", "seizure")
+TUSZ_SEIZURE_TYPES = frozenset({"seiz", "fnsz", "gnsz", "spsz", "cpsz", "absz", "tnsz", "cnsz", "tcsz", "atsz",
+                                "mysz", "nesz"})
 _BIDS_ENTITY = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
 
 
@@ -78,6 +84,16 @@ class LabeledWindow:
     votes: tuple[float, ...] = ()
     task: str = ""
     problem: str = ""  # why the window cannot be used (a bad csv cell): it is quarantined, not the recording
+
+
+@dataclasses.dataclass(frozen=True)
+class LabeledInterval:
+    """A stretch of a recording with one label (seconds from its start): the sliding windows
+    that lie mostly inside it take the label."""
+
+    start_s: float
+    stop_s: float
+    label: int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +114,8 @@ class SourceItem:
     eeg_json: tuple[str, ...] = ()  # BIDS: the *_eeg.json files that apply, farthest first
     electrodes_tsv: str = ""  # BIDS: the electrodes.tsv that applies (positions, for --montage file), if any
     coordsystem_json: str = ""  # BIDS: the coordsystem.json of its coordinates, if any
+    intervals: tuple[LabeledInterval, ...] = ()  # labels of stretches (TUSZ seizures), for sliding windows
+    label_problem: str = ""  # why its label file cannot be used: the recording is quarantined, stage "labels"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -254,6 +272,9 @@ def detect_dataset(files: list[str]) -> str:
     edfs = [f for f in files if _lower_ext(f) == ".edf"]
     if edfs and all(_tuab_label(f) >= 0 and _TUH_NAME.match(posixpath.basename(f)) for f in edfs):
         return "tuab"
+    listed = set(files)
+    if edfs and all(_TUH_NAME.match(posixpath.basename(f)) and f[:-4] + ".csv_bi" in listed for f in edfs):
+        return "tusz"
     return "edf"
 
 
@@ -288,7 +309,8 @@ def discover(
     used: dict[str, str] = {}
     for group, group_files in sorted(groups.items()):
         kind = detect_dataset(group_files) if dataset == "auto" else dataset
-        adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "tuab": _tuab, "edf": _generic}[kind]
+        adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "tuab": _tuab, "tusz": _tusz,
+                   "edf": _generic}[kind]
         # Label sidecars may sit above the site folders they describe (simulator: edf/labels.csv).
         label_files = [f for f in files if posixpath.basename(f) == "labels.csv"]
         got, skipped = (adapter(group_files, roots, site, label_files) if kind == "edf"
@@ -411,6 +433,7 @@ def _folder_recordings(files: list[str], sizes: dict[str, int]) -> tuple[list[st
 
 def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
     recordings, ignored = [], []
+    listed = set(files)
     for f in files:
         ext, name = _lower_ext(f), posixpath.basename(f)
         if name.startswith("._") or name in (".DS_Store", "Thumbs.db", "desktop.ini"):
@@ -420,8 +443,9 @@ def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
             recordings.append(f)
         elif ext in (".md", ".txt"):
             ignored.append(Ignored(f, f"documentation ({ext}), not a recording"))
-        elif ext in (".csv", ".tsv", ".json"):
-            read = name in _SIDECARS or name == "dataset_description.json" or name.endswith(_BIDS_SIDECARS)
+        elif ext in (".csv", ".tsv", ".json", ".csv_bi"):
+            read = (name in _SIDECARS or name == "dataset_description.json" or name.endswith(_BIDS_SIDECARS)
+                    or _is_tusz_events(f, listed))
             ignored.append(Ignored(f, f"metadata sidecar ({ext}), read by the data set adapter" if read else
                                    f"metadata ({ext}), not a recording; no data set adapter reads {name}"))
         elif ext in COMPANION_EXTENSIONS:
@@ -719,6 +743,88 @@ def _tuab(files, roots, site):
         items.append(SourceItem(
             path=path, dataset="tuab", site=_site(path, roots, site), subject_key=f"tuh-{named.group(1)}",
             session_key=named.group(2), task="tuab_abnormal", recording_label=label,
+        ))
+    return items, ignored
+
+
+def _is_tusz_events(path: str, files) -> bool:
+    """A TUSZ event file: <file>.csv_bi, or <file>.csv, beside <file>.edf."""
+    stem, ext = posixpath.splitext(path)
+    return ext.lower() in (".csv_bi", ".csv") and _TUH_NAME.match(posixpath.basename(stem) + ".edf") is not None \
+        and stem + ".edf" in files
+
+
+def interval_label(start_s: float, stop_s: float, intervals: Sequence[LabeledInterval]) -> int:
+    """The label that covers most of [start_s, stop_s), if it covers at least half of it (a tie:
+    the larger label, a seizure over background); -1 where none does (an unannotated stretch)."""
+    covered: dict[int, list[tuple[float, float]]] = {}
+    for iv in intervals:
+        a, b = max(iv.start_s, start_s), min(iv.stop_s, stop_s)
+        if b > a:
+            covered.setdefault(iv.label, []).append((a, b))
+    best, most = -1, 0.0
+    for label, pieces in sorted(covered.items()):
+        length, reach = 0.0, start_s
+        for a, b in sorted(pieces):  # the union: rows of several channels overlap
+            length += max(0.0, b - max(a, reach))
+            reach = max(reach, b)
+        if length >= most:
+            best, most = label, length
+    return best if most >= 0.5 * (stop_s - start_s) else -1
+
+
+def tusz_intervals(text: str, name: str) -> tuple[LabeledInterval, ...]:
+    """The labeled stretches of a TUSZ ``.csv_bi`` (term-based: channel TERM, or every channel
+    of a ``.csv``): 1 where a row's label is a seizure type, 0 for ``bckg``. Raises ValueError
+    naming the line and field of a row it cannot read."""
+    lines = [(k, line) for k, line in enumerate(text.splitlines(), start=1)
+             if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise ValueError(f"{name}: no events (expected a header channel,start_time,stop_time,label,confidence "
+                         "and one row per event)")
+    header = [c.strip() for c in lines[0][1].split(",")]
+    missing = [c for c in ("start_time", "stop_time", "label") if c not in header]
+    if missing:
+        raise ValueError(f"{name}: line {lines[0][0]}: columns: expected channel,start_time,stop_time,label,"
+                         f"confidence; missing {', '.join(missing)}")
+    column = {c: header.index(c) for c in ("start_time", "stop_time", "label")}
+    out = []
+    for k, line in lines[1:]:
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) < len(header):
+            raise ValueError(f"{name}: line {k}: expected {len(header)} fields; got {len(cells)}")
+        label = cells[column["label"]].lower()
+        if label != "bckg" and label not in TUSZ_SEIZURE_TYPES:
+            raise ValueError(f"{name}: line {k}, label: expected bckg or a seizure type "
+                             f"({', '.join(sorted(TUSZ_SEIZURE_TYPES))}); got {cells[column['label']]!r}")
+        try:
+            start, stop = float(cells[column["start_time"]]), float(cells[column["stop_time"]])
+        except ValueError:
+            raise ValueError(f"{name}: line {k}: start_time, stop_time: expected seconds; got "
+                             f"{cells[column['start_time']]!r}, {cells[column['stop_time']]!r}") from None
+        if not (math.isfinite(start) and math.isfinite(stop) and 0 <= start < stop):
+            raise ValueError(f"{name}: line {k}: expected 0 <= start_time < stop_time; got {start:g}, {stop:g}")
+        out.append(LabeledInterval(start, stop, 0 if label == "bckg" else 1))
+    return tuple(out)
+
+
+def _tusz(files, roots, site):
+    recordings, ignored = _split_recordings(files)
+    listed = set(files)
+    items = []
+    for path in recordings:
+        named = _TUH_NAME.match(posixpath.basename(path))
+        events = next((path[:-4] + ext for ext in (".csv_bi", ".csv") if path[:-4] + ext in listed), "")
+        if not named or not events:
+            items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
+            continue
+        try:
+            intervals, problem = tusz_intervals(_read_text(events), posixpath.basename(events)), ""
+        except (ValueError, UnicodeDecodeError) as err:
+            intervals, problem = (), str(err)
+        items.append(SourceItem(
+            path=path, dataset="tusz", site=_site(path, roots, site), subject_key=f"tuh-{named.group(1)}",
+            session_key=named.group(2), task="tusz_seizure", intervals=intervals, label_problem=problem,
         ))
     return items, ignored
 

@@ -94,7 +94,7 @@ from training.tracking import Tracker, memory_stats
 log = get_logger("training.finetune")
 
 # Fine-tuning task -> the ``task`` value its windows carry in the data contract.
-RECORD_TASKS = {"hms6": "hms6", "eegmat": "eegmat_rest_task", "tuab": "tuab_abnormal"}
+RECORD_TASKS = {"hms6": "hms6", "eegmat": "eegmat_rest_task", "tuab": "tuab_abnormal", "tusz": "tusz_seizure"}
 
 
 # ------------------------------------------------------------------------------------------ plan
@@ -959,14 +959,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", default=None, choices=sorted(TASK_HEADS),
                         help="label space and head (hms6: KL to expert-vote distributions; eegmat: rest vs "
                         "mental arithmetic, binary head; tuab: TUH Abnormal's normal vs abnormal recordings, "
-                        "binary head; binary/multiclass/regression: generic heads on the "
+                        "tusz: TUH Seizure's background vs seizure windows, binary heads; "
+                        "binary/multiclass/regression: generic heads on the "
                         "windows' `label`, with --record_task); default: the config's task")
     parser.add_argument("--mode", default=None, choices=["linear", "adapter", "full"],
                         help="linear probe (frozen encoder), adapters (adapter_kind/adapter_rank) or full "
                         "fine-tuning; default: the config's mode")
     parser.add_argument("--record_task", default=None,
                         help="the `task` value of the windows to train on (default: hms6 -> hms6, eegmat -> "
-                        "eegmat_rest_task, tuab -> tuab_abnormal; required for binary/multiclass/regression)")
+                        "eegmat_rest_task, tuab -> tuab_abnormal, tusz -> tusz_seizure; required for "
+                        "binary/multiclass/regression)")
     return parser
 
 

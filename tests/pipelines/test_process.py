@@ -586,3 +586,29 @@ def test_a_brainvision_header_with_coordinates_is_placed_by_them_under_montage_f
     *_, by_cap = process_recording(item, b"k" * 32, PreprocessConfig(montage="easycap-M10"), "h")
     assert by_file.status == by_cap.status == "processed" and by_file.cap == "file"
     assert by_file.cap_sites == by_cap.cap_sites and by_file.cap_sites["Cz"] == "1"
+
+
+def test_tusz_events_label_the_sliding_windows_they_cover(shared_data, tmp_path):
+    # The TUH Seizure Corpus's layout over a 62 s eegmat recording: a seizure marked from 25 to 47 s.
+    from pipelines.sources import discover
+
+    folder = tmp_path / "tusz" / "edf" / "train" / "aaaaaaac" / "s001_2002" / "01_tcp_ar"
+    folder.mkdir(parents=True)
+    for name, source in (("aaaaaaac_s001_t000", "Subject00_2.edf"), ("aaaaaaac_s001_t001", "Subject01_2.edf")):
+        (folder / f"{name}.edf").symlink_to(shared_data / "eegmat" / source)
+    (folder / "aaaaaaac_s001_t000.csv_bi").write_text(
+        "# version = csv_v1.0.0\n# duration = 62.00 secs\n#\nchannel,start_time,stop_time,label,confidence\n"
+        "TERM,0.0000,25.0000,bckg,1.0000\nTERM,25.0000,47.0000,seiz,1.0000\nTERM,47.0000,62.0000,bckg,1.0000\n")
+    (folder / "aaaaaaac_s001_t001.csv_bi").write_text(
+        "channel,start_time,stop_time,label,confidence\nTERM,0.0000,62.0000,bckgr,1.0000\n")
+    items, _, _ = discover([str(tmp_path / "tusz")])
+    good, bad = sorted(items, key=lambda i: i.path)
+    *events, outcome = process_recording(good, b"k" * 32, PreprocessConfig(), "h")
+    windows = sorted((w.record for w in events if isinstance(w, Window)), key=lambda r: r.window_start_s)
+    assert outcome.status == "processed" and [round(r.window_start_s) for r in windows] == [0, 10, 20, 30, 40, 50]
+    # [20, 30): 5 s of seizure, half: seizure; [40, 50): 7 s: seizure; [50, 60): background
+    assert [r.label for r in windows] == [0, 0, 1, 1, 1, 0] and {r.task for r in windows} == {b"tusz_seizure"}
+    *_, refused = process_recording(bad, b"k" * 32, PreprocessConfig(), "h")
+    assert (refused.status, refused.stage) == ("quarantined", "labels")
+    assert refused.reason.startswith("aaaaaaac_s001_t001.edf: aaaaaaac_s001_t001.csv_bi: line 2, label: expected bckg "
+                                     "or a seizure type")

@@ -202,7 +202,7 @@ def test_excluded_files_and_folders_are_not_inputs(shared_data, tmp_path, monkey
 
 
 def test_bad_arguments_are_named(shared_data, tmp_path):
-    with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', 'tuab'; got 'tuh'"):
+    with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', 'tuab', 'tusz'; got 'tuh'"):
         discover([str(shared_data)], dataset="tuh")
     with pytest.raises(FileNotFoundError, match=r"--input .*nothing\*.edf: matched no files"):
         discover([str(tmp_path / "nothing*.edf")])
@@ -435,3 +435,43 @@ def test_tuab_adapter_labels_each_recording_by_its_folder_and_groups_a_patients_
     stray = next(i for i in items if i.path.endswith("notes.edf"))
     assert (stray.recording_label, stray.task, stray.dataset) == (-1, "", "edf")
     assert sum(i.recording_label == 1 for i in items) == 2
+
+
+def test_a_window_takes_the_label_of_the_stretch_it_lies_mostly_in():
+    from pipelines.sources import LabeledInterval, interval_label, tusz_intervals
+
+    text = ("# version = csv_v1.0.0\n# bname = aaaaaaac_s001_t000\n# duration = 62.00 secs\n#\n"
+            "channel,start_time,stop_time,label,confidence\n"
+            "TERM,0.0000,20.0000,bckg,1.0000\nTERM,20.0000,36.0000,cpsz,1.0000\nTERM,36.0000,50.0000,bckg,1.0000\n")
+    events = tusz_intervals(text, "a.csv_bi")
+    assert events == (LabeledInterval(0.0, 20.0, 0), LabeledInterval(20.0, 36.0, 1), LabeledInterval(36.0, 50.0, 0))
+    assert [interval_label(s, s + 10, events) for s in (0, 10, 20, 30, 40, 50)] == [0, 0, 1, 1, 0, -1]
+    assert interval_label(15, 25, events) == 1  # half each: the seizure
+    # channel-based rows overlap: their union counts once
+    per_channel = (LabeledInterval(20, 24, 1), LabeledInterval(21, 24, 1), LabeledInterval(0, 30, 0))
+    assert interval_label(20, 30, per_channel) == 0
+    with pytest.raises(ValueError, match=r"^a.csv_bi: line 7, label: expected bckg or a seizure type \(absz, "):
+        tusz_intervals(text.replace("cpsz", "spike"), "a.csv_bi")
+    with pytest.raises(ValueError, match=r"^a.csv_bi: line 8: start_time, stop_time: expected seconds; got 'x', "):
+        tusz_intervals(text.replace("36.0000,50.0000", "x,50.0000"), "a.csv_bi")
+    with pytest.raises(ValueError, match=r"^a.csv_bi: line 5: columns: expected .*; missing label"):
+        tusz_intervals(text.replace(",label,", ",kind,"), "a.csv_bi")
+
+
+def test_tusz_adapter_reads_each_recordings_events_and_lists_them_as_read(shared_data, tmp_path):
+    root = tmp_path / "tusz" / "edf" / "dev" / "aaaaaaac" / "s001_2002" / "02_tcp_le"
+    root.mkdir(parents=True)
+    (root / "aaaaaaac_s001_t000.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    (root / "aaaaaaac_s001_t000.csv_bi").write_text(
+        "channel,start_time,stop_time,label,confidence\nTERM,0.0,30.0,bckg,1.0\nTERM,30.0,62.0,seiz,1.0\n")
+    (root / "aaaaaaac_s001_t000.csv").write_text(
+        "channel,start_time,stop_time,label,confidence\nFP1-F7,30.0,62.0,fnsz,1.0\n")
+    items, ignored, datasets = discover([str(tmp_path / "tusz")])
+    assert datasets == {"edf": "tusz"} and len(items) == 1
+    item = items[0]
+    assert (item.task, item.dataset, item.subject_key, item.session_key) == ("tusz_seizure", "tusz", "tuh-aaaaaaac",
+                                                                              "s001")
+    assert [iv.label for iv in item.intervals] == [0, 1] and item.label_problem == ""  # the .csv_bi, not the .csv
+    assert {os.path.basename(g.path): g.reason for g in ignored} == {
+        "aaaaaaac_s001_t000.csv_bi": "metadata sidecar (.csv_bi), read by the data set adapter",
+        "aaaaaaac_s001_t000.csv": "metadata sidecar (.csv), read by the data set adapter"}

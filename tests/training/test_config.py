@@ -69,6 +69,8 @@ def test_overrides_from_the_command_line_and_from_dicts():
     assert nested.model_config().id2label == {0: "rest", 1: "task"}
     tuab = load_config("cpu-tiny", "finetune", {"task": "tuab", "loss": "ce"})
     assert tuab.head == "binary" and tuab.model_config().id2label == {0: "normal", 1: "abnormal"}
+    tusz = load_config("cpu-tiny", "finetune", {"task": "tusz", "loss": "focal"})
+    assert tusz.head == "binary" and tusz.model_config().id2label == {0: "background", 1: "seizure"}
     assert parse_overrides({"optim.lr": 1, "loader": {"seed": 2}}) == {"optim.lr": 1, "loader.seed": 2}
 
 
@@ -103,7 +105,7 @@ def test_bad_pretrain_values_name_the_field(overrides, message):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'tuab', 'binary', 'multiclass', 'regression'; got 'sleep'"),
+    (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'tuab', 'tusz', 'binary', 'multiclass', 'regression'; got 'sleep'"),
     (["task=multiclass"], r"model_overrides.id2label: task 'multiclass' takes its classes from it; expected the "
                           r"class names by label"),
     (["task=eegmat", "loss=kl"], r"loss: 'kl' needs vote distributions \(task 'hms6'\); got task 'eegmat'"),
