@@ -267,9 +267,10 @@ _MAX_SPHERE_SPREAD = 0.2
 
 @dataclasses.dataclass(frozen=True)
 class Digitized:
-    """Electrode positions a recording holds (x toward the right ear, y toward the nose): a FIF's
-    digitized in its head frame, with the nasion and ears that define it; or a BrainVision
-    header's [Coordinates], angles on the 10-20 sphere itself (no fiducials: nothing to turn)."""
+    """Electrode positions a recording holds (x toward the right ear, y toward the nose; metres):
+    digitized in a head frame, with the nasion and ears that define it (a FIF's, an EGI MFF's,
+    EEGLAB chanlocs, a BIDS electrodes.tsv); or a BrainVision header's [Coordinates], angles on the
+    10-20 sphere itself (no fiducials: nothing to turn)."""
 
     positions: dict[str, tuple[float, float, float]]
     nasion: tuple[float, float, float] | None = None

@@ -184,9 +184,9 @@ def map_channels(ch_names: list[str] | tuple[str, ...], montage: str = "auto",
                  digitized: Digitized | None = None) -> ChannelMap:
     """Classify recorded channel names; raise HarmonizeError on duplicate electrodes. ``montage``:
     a cap of CAP_LAYOUTS whose labels (EGI's E1 ..., EasyCap's numbers) a run's recordings use;
-    'file': the electrode positions a FIF or BrainVision file holds (``readers.digitized_positions``), for
-    channels whose names say nothing ('EEG 001'); 'auto' recognises BioSemi's ABC labels only,
-    the one layout that names itself."""
+    'file': the electrode positions ``digitized`` the file (``readers.digitized_positions``) or a BIDS
+    electrodes.tsv (``bids.electrode_positions``) holds, for channels whose names say nothing
+    ('EEG 001'); 'auto' recognises BioSemi's ABC labels only, the one layout that names itself."""
     check_option("montage", montage, MONTAGES)
     if montage not in ("auto", "file"):
         labels = cap_positions(montage)

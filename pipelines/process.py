@@ -145,8 +145,9 @@ class Outcome:
     constant: tuple[str, ...] = ()  # EEG channels that never move (not recorded): left out, interpolated
     split_parts: tuple[str, ...] = ()  # a split FIF recording: the files read, first part first
     segments: int = 0  # stretches recorded back to back: more than 1 where recording paused (EDF+D ...)
-    # channels labelled by cap position (BioSemi ABC): the cap whose layout placed them, and the
-    # electrode recorded as each 10-20 site (the nearest, within harmonize.CAP_SITE_TOLERANCE_DEG)
+    # channels placed by a cap (BioSemi ABC labels, --montage) or by the file's own positions
+    # ('file'): the cap, and the electrode recorded as each 10-20 site (the one its label names on
+    # BioSemi's 32/64 caps, else the nearest within harmonize.CAP_SITE_TOLERANCE_DEG)
     cap: str = ""
     cap_sites: dict[str, str] = dataclasses.field(default_factory=dict)
     line_freq: int | None = None

@@ -93,8 +93,9 @@ class Reader:
     bad_spans: tuple[tuple[int, int], ...] = ()
     # Channels the file itself marks bad (a FIF's info['bads']): left out and interpolated.
     bad_channels: tuple[str, ...] = ()
-    # Electrode positions the file holds (a FIF's digitized head, a BrainVision header's
-    # [Coordinates]): where its labels name no 10-20 site, --montage file places the channels by them.
+    # Electrode positions the file holds (``digitized_positions``: a FIF's or EGI MFF's digitized
+    # head, EEGLAB chanlocs with fiducials, a BrainVision header's [Coordinates]): where its labels
+    # name no 10-20 site, --montage file places the channels by them.
     digitized: Digitized | None = None
 
     def __init__(self, path: str | os.PathLike):
@@ -331,13 +332,13 @@ def _eeglab_fiducials(fiducials: dict) -> dict | None:
     ear, y toward the nose) and into metres, but keeps nodatchans' fiducials as they are written;
     their unit is the one that puts them 3 to 30 cm from the origin. None where the nasion then
     does not lie ahead (a reader that turned them already)."""
+    from mne.io.constants import FIFF
+
     norms = [math.hypot(*xyz) for xyz in fiducials.values()]
     scale = next((s for s in (1.0, 0.01, 0.001) if 0.03 < s * float(np.median(norms)) < 0.3), None)
     if scale is None:
         return None
     turned = {k: (-xyz[1] * scale, xyz[0] * scale, xyz[2] * scale) for k, xyz in fiducials.items()}
-    from mne.io.constants import FIFF
-
     nasion = turned[FIFF.FIFFV_POINT_NASION]
     return turned if nasion[1] > abs(nasion[0]) else None
 

@@ -229,15 +229,11 @@ def test_electrodes_and_coordsystem_apply_across_their_space_entity():
 def test_the_job_places_a_bids_recordings_numbered_channels_by_its_electrodes_tsv(shared_data, tmp_path):
     # eegmat's 19 channels spread over MGH's 70-electrode cap, saved as EDF channels 'EEG 001' ...
     # in a BIDS data set whose electrodes.tsv says where each sat (CapTrak, mm).
-    from pipelines.channels import CANONICAL_CHANNELS
-    from pipelines.harmonize import interpolation_matrix
-    from tests.pipelines.test_process import _write_edf
+    from tests.pipelines.test_process import _spread, _ten_twenty, _write_edf
 
     positions, fiducials = _mgh70_head()
-    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as reader:
-        eeg = reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
-    labels = [name.replace(" ", "") for name in positions]
-    spread = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"mgh70:{n}" for n in labels)) @ eeg
+    eeg = _ten_twenty(shared_data / "eegmat" / "Subject00_2.edf")
+    spread = _spread(eeg, "mgh70", [name.replace(" ", "") for name in positions])
     root = tmp_path / "ds"
     (root / "dataset_description.json").parent.mkdir(parents=True)
     (root / "dataset_description.json").write_text('{"Name": "a cap", "BIDSVersion": "1.9.0"}')

@@ -25,7 +25,7 @@ from pipelines.readers import open_recording
 from pipelines.run_lock import RUN_LOCK
 from pipelines.tfrecord import read_records
 from tests.conftest import free_port
-from tests.pipelines.test_readers import _mff, _write_eeglab
+from tests.pipelines.test_readers import _eegmat, _mff, _write_eeglab
 from training.data import EEGLoader, LoaderConfig, describe
 
 REPO = Path(__file__).resolve().parents[2]
@@ -89,9 +89,7 @@ def mixed_tree(shared_data, split_fif, tmp_path_factory):
 def _renamed_eeglab_files(edf, tmp) -> dict[str, bytes]:
     """Two-file EEGLAB recordings renamed after saving, as users rename them: a .set that still
     names its old .fdt (``kept_name.fdt``), and a .set/.fdt pair that both took a new name."""
-    with open_recording(edf) as reader:
-        data, sfreq = reader.read(0, 15000), reader.info.sfreq
-        names = [name.split(" ", 1)[-1] for name in reader.info.ch_names]
+    data, names, sfreq = _eegmat(edf, 15000)
     _write_eeglab(tmp / "a.set", data, names, sfreq, data_file="kept_name.fdt")
     _write_eeglab(tmp / "b.set", data * 0.5, names, sfreq, data_file="orig.fdt")
     return {"lab/renamed_set.set": (tmp / "a.set").read_bytes(),

@@ -361,6 +361,22 @@ def test_a_brainvision_header_brings_the_data_and_marker_files_it_names(shared_d
     assert _companions("gs://b/r/y.set") == ["gs://b/r/y.fdt"] and _companions("gs://b/r/y.edf") == []
 
 
+def _ten_twenty(recording):
+    """eegmat's 19 10-20 channels (µV) in the contract's order: a real recording to rewrite."""
+    from pipelines.readers import open_recording
+
+    with open_recording(recording) as reader:
+        return reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
+
+
+def _spread(eeg, cap, labels):
+    """``eeg``'s 19 channels spread by the spherical spline over a cap's electrodes ``labels``: what
+    that cap would have recorded."""
+    from pipelines.harmonize import interpolation_matrix
+
+    return interpolation_matrix(CANONICAL_CHANNELS, tuple(f"{cap}:{n}" for n in labels)) @ eeg
+
+
 def _windows_like(events, reference, n=6, min_r=0.9):
     """``events``' windows by start, checked against ``reference``'s (the recording they were made
     from): the same n starts, each channel correlating above ``min_r`` with its own."""
@@ -400,12 +416,10 @@ def test_a_biosemi_64_bdf_labelled_a1_to_b32_gives_the_windows_of_its_ten_twenty
     # recorded at the cap's 10-20 electrodes (A5 is F3, B16 Cz), the 45 others spread from them.
     from pipelines.channels import abc_ten_ten_names
     from pipelines.harmonize import interpolation_matrix
-    from pipelines.readers import open_recording
     from tests.pipelines.test_edf_reader import _write_bdf
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
-    with open_recording(edf) as reader:
-        eeg = reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
+    eeg = _ten_twenty(edf)
     eeg = eeg[:, :eeg.shape[1] // 500 * 500]
     ten_ten = abc_ten_ten_names("biosemi64")
     site = {name: {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}.get(name, name) for name in ten_ten.values()}
@@ -434,15 +448,12 @@ def test_an_egi_mff_recording_is_placed_by_its_nets_coordinates_or_its_named_net
     # eegmat's 19 channels spread over EGI's 129-sensor HydroCel net, saved as Net Station saves a
     # recording: a folder x.mff, sensors E1..E128 against the vertex reference (all zeros).
     from pipelines.channels import cap_positions
-    from pipelines.harmonize import interpolation_matrix
-    from pipelines.readers import open_recording
     from tests.pipelines.test_readers import _mff
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
-    with open_recording(edf) as reader:
-        eeg = reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
+    eeg = _ten_twenty(edf)
     labels = list(cap_positions("GSN-HydroCel-129"))[:128]
-    spread = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"GSN-HydroCel-129:{n}" for n in labels)) @ eeg
+    spread = _spread(eeg, "GSN-HydroCel-129", labels)
     folder = _mff(tmp_path / "night.mff", np.vstack([spread, np.zeros((1, spread.shape[1]))]))
     item = SourceItem(str(folder), "edf", "lab")
 
@@ -464,15 +475,12 @@ def test_numbered_channels_of_a_named_cap_give_the_windows_of_the_recording_they
                                                                                                 tmp_path):
     # eegmat's 19 channels spread over EasyCap's numbered M10 cap (1 ... 61), written as BrainVision.
     from pipelines.channels import cap_positions
-    from pipelines.harmonize import interpolation_matrix
-    from pipelines.readers import open_recording
     from tests.pipelines.test_readers import _brainvision
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
-    with open_recording(edf) as reader:
-        eeg = reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
+    eeg = _ten_twenty(edf)
     labels = list(cap_positions("easycap-M10"))
-    spread = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"easycap-M10:{n}" for n in labels)) @ eeg
+    spread = _spread(eeg, "easycap-M10", labels)
     header = _brainvision(tmp_path, labels, spread.astype(np.float32))
     *_, refused = process_recording(SourceItem(str(header), "edf", "lab"), b"k" * 32, PreprocessConfig(), "h")
     assert refused.stage == "harmonize" and "only 0 of the 19 10-20 channels are present" in refused.reason
@@ -489,14 +497,11 @@ def test_a_fif_with_digitized_positions_is_placed_by_them_where_its_names_say_no
     # eegmat's 19 channels spread over MGH's 70-electrode cap and saved as a Neuromag FIF does:
     # channels 'EEG 001' ..., positions digitized in the head frame set by the nasion and ears.
     from pipelines.channels import cap_positions
-    from pipelines.harmonize import interpolation_matrix
-    from pipelines.readers import open_recording
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
-    with open_recording(edf) as reader:
-        eeg = reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
+    eeg = _ten_twenty(edf)
     labels = list(cap_positions("mgh70"))
-    spread = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"mgh70:{n}" for n in labels)) @ eeg
+    spread = _spread(eeg, "mgh70", labels)
     names = [label.replace("EEG", "EEG ") for label in labels]
     raw = mne.io.RawArray(spread * 1e-6, mne.create_info(names, 500.0, "eeg"), verbose="error")
     montage = mne.channels.make_standard_montage("mgh70")
@@ -532,18 +537,15 @@ def test_an_eeglab_file_is_placed_by_its_chanlocs_where_it_keeps_the_nasion_and_
     # chanlocs in its frame (x toward the nose, y toward the left ear; mm), the nasion and ears
     # in chaninfo.nodatchans.
     from pipelines.channels import cap_positions
-    from pipelines.harmonize import interpolation_matrix
-    from pipelines.readers import open_recording
     from tests.pipelines.test_bids import _mgh70_head
     from tests.pipelines.test_readers import _write_eeglab
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
-    with open_recording(edf) as reader:
-        eeg = reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
+    eeg = _ten_twenty(edf)
     positions, fiducials = _mgh70_head()
     labels = [name.replace(" ", "") for name in positions]
     assert labels == list(cap_positions("mgh70"))
-    spread = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"mgh70:{n}" for n in labels)) @ eeg
+    spread = _spread(eeg, "mgh70", labels)
 
     def eeglab(p):
         return np.array([p[1], -p[0], p[2]]) * 1000.0
@@ -569,14 +571,11 @@ def test_a_brainvision_header_with_coordinates_is_placed_by_them_under_montage_f
     # Recorder writes a cap's electrode angles on the 10-20 sphere into [Coordinates]: numbered
     # channels then say where they are, as --montage easycap-M10 would.
     from pipelines.channels import cap_positions
-    from pipelines.harmonize import interpolation_matrix
-    from pipelines.readers import open_recording
     from tests.pipelines.test_readers import _brainvision
 
-    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as reader:
-        eeg = reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
+    eeg = _ten_twenty(shared_data / "eegmat" / "Subject00_2.edf")
     positions = cap_positions("easycap-M10")
-    spread = interpolation_matrix(CANONICAL_CHANNELS, tuple(f"easycap-M10:{n}" for n in positions)) @ eeg
+    spread = _spread(eeg, "easycap-M10", positions)
     header = _brainvision(tmp_path, list(positions), spread.astype(np.float32))
     angles = [(np.degrees(np.arccos(z)), np.degrees(np.arctan2(y, x))) for x, y, z in positions.values()]
     with open(header, "a", encoding="utf-8") as fh:

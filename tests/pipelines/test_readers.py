@@ -47,6 +47,14 @@ def test_reader_contract_on_real_files(shared_data, rel, sfreq, n_chans, n_times
             reader.read(0, n_times + 1)
 
 
+def _eegmat(path, stop=None, channels=None):
+    """A real eegmat recording to rewrite into another format: its samples (µV) up to ``stop``,
+    its channel names without the 'EEG ' prefix ('Fp1') and its rate; ``channels``: the first so many."""
+    with open_recording(path) as edf:
+        rows = slice(channels)
+        return edf.read(0, stop)[rows], [name.split(" ", 1)[-1] for name in edf.info.ch_names][rows], edf.info.sfreq
+
+
 def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, events=(), data_file: str = "",
                   positions=None, fiducials=None) -> None:
     """An EEGLAB .set (MATLAB 5 file holding the EEG struct, data inside) as EEGLAB writes one;
@@ -95,10 +103,7 @@ def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, eve
 
 def test_eeglab_recording_reads_as_the_edf_it_was_made_from(shared_data, tmp_path):
     # No EEGLAB file ships in ../shared/data: one is written from a real eegmat recording.
-    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as edf:
-        names = [name.split(" ", 1)[-1] for name in edf.info.ch_names]  # 'EEG Fp1' -> 'Fp1'
-        data = edf.read()
-        sfreq = edf.info.sfreq
+    data, names, sfreq = _eegmat(shared_data / "eegmat" / "Subject00_2.edf")
     _write_eeglab(tmp_path / "s.set", data, names, sfreq)
     with open_recording(tmp_path / "s.set") as reader:
         assert (list(reader.info.ch_names), reader.info.sfreq, reader.info.n_times) == (names, sfreq, data.shape[1])
@@ -107,9 +112,7 @@ def test_eeglab_recording_reads_as_the_edf_it_was_made_from(shared_data, tmp_pat
 
 def test_an_eeglab_recording_with_cuts_has_a_segment_between_each(shared_data, tmp_path):
     # EEGLAB marks where it removed data (clean_rawdata, pop_select) with 'boundary' events.
-    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as edf:
-        data, sfreq = edf.read(), edf.info.sfreq
-        names = [name.split(" ", 1)[-1] for name in edf.info.ch_names]
+    data, names, sfreq = _eegmat(shared_data / "eegmat" / "Subject00_2.edf")
     _write_eeglab(tmp_path / "cut.set", data, names, sfreq,
                   events=[("boundary", 10000.5, 500.0), ("stim", 12000.0, 0.0), ("boundary", 20000.5, 0.0)])
     with open_recording(tmp_path / "cut.set") as reader:
@@ -121,9 +124,7 @@ def test_epoched_files_read_as_their_epochs_each_a_segment(shared_data, tmp_path
     import mne
 
     source = shared_data / "eegmat" / "Subject00_1.edf"
-    with open_recording(source) as edf:
-        data, sfreq = edf.read(), edf.info.sfreq
-        names = [name.split(" ", 1)[-1] for name in edf.info.ch_names]
+    data, names, sfreq = _eegmat(source)
     # EEGLAB: 10 epochs of 5 s; the file keeps no clock, so they follow each other.
     epochs = data[:, :25000].reshape(len(names), 10, 2500).transpose(0, 2, 1)
     _write_eeglab(tmp_path / "ep.set", epochs, names, sfreq)
@@ -203,9 +204,7 @@ def test_an_egi_mff_folder_is_one_recording_with_its_nets_positions(shared_data,
 
 
 def test_a_brainvision_recording_resumed_after_a_pause_has_a_segment_from_each_start(shared_data, tmp_path):
-    with open_recording(shared_data / "eegmat" / "Subject00_1.edf") as edf:
-        data = edf.read(0, 30000)[:19]
-        names = [name.split(" ", 1)[-1] for name in edf.info.ch_names[:19]]
+    data, names, _ = _eegmat(shared_data / "eegmat" / "Subject00_1.edf", 30000, channels=19)
     # Recorder writes a 'New Segment' marker where recording starts and wherever it resumes.
     header = _brainvision(tmp_path, names, data, markers="Mk1=New Segment,,1,1,0,20200101100000000000\n"
                           "Mk2=Stimulus,S  1,5000,1,0\nMk3=New Segment,,15001,1,0,20200101101000000000\n")
@@ -247,9 +246,7 @@ def test_an_eeglab_file_saved_as_matlab_v73_reads_as_the_edf_it_was_made_from(sh
     # file; MNE reads those only through pymatreader.
     import hdf5storage
 
-    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as edf:
-        data, sfreq = edf.read(), edf.info.sfreq
-        names = [name.split(" ", 1)[-1] for name in edf.info.ch_names]
+    data, names, sfreq = _eegmat(shared_data / "eegmat" / "Subject00_2.edf")
     empty = np.zeros((0, 0))
     chanlocs = np.zeros((1, len(names)), dtype=[(k, "O") for k in ("labels", "type", "X", "Y", "Z")])
     for i, name in enumerate(names):
@@ -271,9 +268,7 @@ def test_a_set_names_its_data_file_and_reads_through_it_when_both_were_renamed(s
     import hdf5storage
     from scipy.io import savemat
 
-    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as edf:
-        data, sfreq = edf.read(0, 5000), edf.info.sfreq
-        names = [name.split(" ", 1)[-1] for name in edf.info.ch_names]
+    data, names, sfreq = _eegmat(shared_data / "eegmat" / "Subject00_2.edf", 5000)
     _write_eeglab(tmp_path / "inside.set", data, names, sfreq)
     _write_eeglab(tmp_path / "two.set", data, names, sfreq, data_file="two.fdt")
     assert eeglab_data_file(tmp_path / "inside.set") is None
@@ -368,9 +363,7 @@ def test_a_label_used_twice_that_names_no_electrode_costs_nothing(shared_data, t
 
 
 def test_an_electrode_named_twice_is_refused_and_other_names_twice_read_in_every_format(shared_data, tmp_path):
-    with open_recording(shared_data / "eegmat" / "Subject00_2.edf") as edf:
-        eeg = edf.read(0, 5000)[:19]
-        names = [name.split(" ", 1)[-1] for name in edf.info.ch_names[:19]]
+    eeg, names, _ = _eegmat(shared_data / "eegmat" / "Subject00_2.edf", 5000, channels=19)
     # EEGLAB through MNE, which numbers duplicates ('Fp1-0', 'Fp1-1'): neither would map, and Fp1
     # would pass for missing and be interpolated.
     _write_eeglab(tmp_path / "twice.set", eeg, names[:-1] + ["Fp1"], 500.0)
