@@ -386,10 +386,10 @@ def _plan_windows(item: SourceItem, spans: list[_Span], config: PreprocessConfig
     outside = []
     for w in usable:
         n_times = int(round(w.duration_s * TARGET_SFREQ))
-        span = next((sp for sp in spans if 0 <= _local_start(w.offset_s, sp) <= sp.n_out - n_times), None)
-        if span is not None:
-            span.requests.append(_Request(_local_start(w.offset_s, span), n_times, w.label, tuple(w.votes),
-                                          w.task or item.task))
+        placed = _placed(w.offset_s, n_times, spans, 0) or _placed(w.offset_s, n_times, spans, w.slack_s)
+        if placed is not None:
+            span, start = placed
+            span.requests.append(_Request(start, n_times, w.label, tuple(w.votes), w.task or item.task))
             continue
         where = f"window [{w.offset_s:.2f} s, {w.offset_s + n_times / TARGET_SFREQ:.2f} s)"
         stops = [(a.end_s, b.onset_s) for a, b in zip(spans, spans[1:])
@@ -425,6 +425,18 @@ def _mark_annotated_bad(spans: list[_Span], bad_spans: tuple[tuple[int, int], ..
                 more = f" (and {hit.size - 1} more)" if hit.size > 1 else ""
                 span.requests[k] = dataclasses.replace(
                     req, marked_bad=f"annotated_bad: the recording's annotations mark {where} bad{more}")
+
+
+def _placed(offset_s: float, n_times: int, spans: list[_Span], slack_s: float) -> tuple[_Span, int] | None:
+    """The span a labeled window lies in and its start there; one overhanging a span's edge by at
+    most ``slack_s`` moves inside it (a TUEV event near the recording's start keeps its 5 s)."""
+    slack = int(round(slack_s * TARGET_SFREQ))
+    for span in spans:
+        start = _local_start(offset_s, span)
+        fitted = min(max(start, 0), span.n_out - n_times)
+        if fitted >= 0 and abs(fitted - start) <= slack:
+            return span, fitted
+    return None
 
 
 def _local_start(offset_s: float, span: _Span) -> int:
@@ -870,6 +882,7 @@ def _make_window(item, span, req, filtered, report, n_bad, mask, ids, clinical, 
         extra=(compute_features(eeg, TARGET_SFREQ, spectrum=report.spectrum) if config.features
                else np.zeros(0, np.float32)),
         ecg=filtered[schema.N_CHANS] if has_ecg else None,
+        corpus_split=item.corpus_split,
         source_sha256=sha,
         config_hash=config_hash,
     ), item.path, band_features_from_psd(report.spectrum.freqs, report.spectrum.psd).astype(np.float32))

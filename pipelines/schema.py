@@ -37,6 +37,8 @@ extra                float[m]   optional extra per-window features (e.g. band po
                                 order are recorded in the manifest like ``quality``; usually empty
 ecg                  bytes      optional auxiliary ECG, float16 little-endian [n_times], same
                                 window and sfreq as ``eeg``; empty when absent
+corpus_split         bytes      the source corpus's own split of the recording, ``train``,
+                                ``dev`` or ``eval`` (TUAB, TUSZ, TUEV); empty when it has none
 ===================  =========  ===============================================================
 
 Decoding ignores features it does not know, so files from a newer writer that only adds features
@@ -66,6 +68,7 @@ HMS_VOTE_COLUMNS: tuple[str, ...] = (
     "seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote",
 )
 SEXES: tuple[str, ...] = ("", "F", "M")
+CORPUS_SPLITS: tuple[str, ...] = ("", "train", "dev", "eval")
 
 EEG_DTYPE = np.dtype("<f2")
 FLOAT16_MAX: float = float(np.finfo(np.float16).max)  # 65504 µV; larger samples cannot be stored
@@ -120,6 +123,7 @@ FEATURES: dict[str, FeatureSpec] = {
     "config_hash": FeatureSpec("bytes"),
     "extra": FeatureSpec("float", None),
     "ecg": FeatureSpec("bytes", 1, b""),
+    "corpus_split": FeatureSpec("bytes", 1, b""),
 }
 
 
@@ -182,6 +186,7 @@ class WindowRecord:
     extra: np.ndarray = dataclasses.field(default_factory=_empty_f32)
     ecg: np.ndarray | None = None
     window_start_index: int = -1
+    corpus_split: bytes = b""
     sfreq: float = SFREQ
     pipeline_version: bytes = PIPELINE_VERSION.encode()
 
@@ -210,6 +215,10 @@ class WindowRecord:
         if self.sex.decode("utf-8", "replace") not in SEXES:
             _fail("sex", f"one of {SEXES!r} (empty when unknown)", repr(self.sex))
         self.extra = _float_list("extra", self.extra)
+        self.corpus_split = _text("corpus_split", self.corpus_split)
+        if self.corpus_split.decode("utf-8", "replace") not in CORPUS_SPLITS:
+            _fail("corpus_split", f"one of {CORPUS_SPLITS!r} (empty when the corpus has no split)",
+                  repr(self.corpus_split))
         self._normalize_provenance()
 
     def _normalize_ids(self) -> None:

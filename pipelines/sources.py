@@ -37,6 +37,7 @@ import math
 import os
 import posixpath
 import re
+from collections import Counter
 from collections.abc import Sequence
 
 from apache_beam.io.filesystems import FileSystems
@@ -53,7 +54,7 @@ log = get_logger("sources")
 HMS_CLASSES = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 HMS_VOTE_COLUMNS = ("seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote")
 HMS_WINDOW_S = 50.0
-DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "tuab", "tusz")
+DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "tuab", "tusz", "tuev")
 RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet",
                         ".mff")
 # Files that belong to another recording file and are read through it.
@@ -71,6 +72,14 @@ TUAB_LABELS = ("normal", "abnormal")
 TUSZ_LABELS = ("background", "seizure")
 TUSZ_SEIZURE_TYPES = frozenset({"seiz", "fnsz", "gnsz", "spsz", "cpsz", "absz", "tnsz", "cnsz", "tcsz", "atsz",
                                 "mysz", "nesz"})
+# TUEV, the TUH EEG Events Corpus: beside each <file>.edf a <file>.rec of its events, one row per
+# event and channel of the corpus's bipolar montage: channel,start_s,stop_s,code (1 spsw ... 6 bckg).
+# Training files are named <patient>_<n>.edf, evaluation files <class>_<patient>_<segment>_.edf.
+TUEV_LABELS = ("spsw", "gped", "pled", "eyem", "artf", "bckg")
+# An event's window reaches this far either side of it (5 s around the corpus's 1 s events, the
+# context the TUEV benchmarks classify); at a recording's edge it moves inside by up to as much.
+TUEV_CONTEXT_S = 2.0
+_TUEV_NAME = re.compile(r"^(?:(?:spsw|gped|pled|eyem|artf|bckg)_)?([A-Za-z0-9]+)_\w*\.edf$")
 _BIDS_ENTITY = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
 
 
@@ -84,6 +93,7 @@ class LabeledWindow:
     votes: tuple[float, ...] = ()
     task: str = ""
     problem: str = ""  # why the window cannot be used (a bad csv cell): it is quarantined, not the recording
+    slack_s: float = 0.0  # where it overhangs the recording's start or end by at most this, it moves inside
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +126,7 @@ class SourceItem:
     coordsystem_json: str = ""  # BIDS: the coordsystem.json of its coordinates, if any
     intervals: tuple[LabeledInterval, ...] = ()  # labels of stretches (TUSZ seizures), for sliding windows
     label_problem: str = ""  # why its label file cannot be used: the recording is quarantined, stage "labels"
+    corpus_split: str = ""  # the corpus's own split (TUH: train, dev, eval), for benchmarks that keep to it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -275,6 +286,8 @@ def detect_dataset(files: list[str]) -> str:
     listed = set(files)
     if edfs and all(_TUH_NAME.match(posixpath.basename(f)) and f[:-4] + ".csv_bi" in listed for f in edfs):
         return "tusz"
+    if edfs and all(f[:-4] + ".rec" in listed for f in edfs):
+        return "tuev"
     return "edf"
 
 
@@ -310,7 +323,7 @@ def discover(
     for group, group_files in sorted(groups.items()):
         kind = detect_dataset(group_files) if dataset == "auto" else dataset
         adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "tuab": _tuab, "tusz": _tusz,
-                   "edf": _generic}[kind]
+                   "tuev": _tuev, "edf": _generic}[kind]
         # Label sidecars may sit above the site folders they describe (simulator: edf/labels.csv).
         label_files = [f for f in files if posixpath.basename(f) == "labels.csv"]
         got, skipped = (adapter(group_files, roots, site, label_files) if kind == "edf"
@@ -450,6 +463,8 @@ def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
                                    f"metadata ({ext}), not a recording; no data set adapter reads {name}"))
         elif ext in COMPANION_EXTENSIONS:
             ignored.append(Ignored(f, f"data part of another recording ({ext}), read through its header file"))
+        elif ext == ".rec" and f[:-4] + ".edf" in listed:
+            ignored.append(Ignored(f, "TUEV event file (.rec) of the EDF beside it, read by the tuev adapter"))
         else:
             recordings.append(f)  # unknown type: the reader quarantines it with a clear reason
     continued = _fif_continuations(recordings)
@@ -723,6 +738,14 @@ def _eegmat(files, roots, site):
     return items, ignored
 
 
+def _corpus_split(path: str) -> str:
+    """The TUH corpora's own split of a recording: the nearest folder named train, dev or eval."""
+    for part in reversed(path.split("/")[:-1]):
+        if part.lower() in ("train", "dev", "eval"):
+            return part.lower()
+    return ""
+
+
 def _tuab_label(path: str) -> int:
     """1 below a folder 'abnormal', 0 below 'normal' (the nearest one counts), else -1."""
     for part in reversed(path.split("/")[:-1]):
@@ -742,7 +765,7 @@ def _tuab(files, roots, site):
         # A patient's sessions share the patient code: splits keep them together.
         items.append(SourceItem(
             path=path, dataset="tuab", site=_site(path, roots, site), subject_key=f"tuh-{named.group(1)}",
-            session_key=named.group(2), task="tuab_abnormal", recording_label=label,
+            session_key=named.group(2), task="tuab_abnormal", recording_label=label, corpus_split=_corpus_split(path),
         ))
     return items, ignored
 
@@ -825,7 +848,66 @@ def _tusz(files, roots, site):
         items.append(SourceItem(
             path=path, dataset="tusz", site=_site(path, roots, site), subject_key=f"tuh-{named.group(1)}",
             session_key=named.group(2), task="tusz_seizure", intervals=intervals, label_problem=problem,
+            corpus_split=_corpus_split(path),
         ))
+    return items, ignored
+
+
+def tuev_windows(text: str, name: str) -> tuple[LabeledWindow, ...]:
+    """One labeled window per event of a TUEV ``.rec``: ``TUEV_CONTEXT_S`` either side of it.
+    The corpus marks an event once per channel it shows on; those rows make one window (the
+    harmonized montage has no bipolar channels), labelled by most rows, a tie by the lower code
+    (the epileptiform classes come first). Raises ValueError naming the line and field of a row
+    it cannot read."""
+    rows: dict[tuple[float, float], Counter] = {}
+    for k, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) != 4:
+            raise ValueError(f"{name}: line {k}: expected 4 fields (channel,start,stop,label); got {len(cells)}")
+        try:
+            channel, start, stop, code = float(cells[0]), float(cells[1]), float(cells[2]), float(cells[3])
+        except ValueError:
+            raise ValueError(f"{name}: line {k}: expected numbers (channel,start,stop,label); "
+                             f"got {line.strip()!r}") from None
+        if not (channel >= 0 and channel == int(channel)):
+            raise ValueError(f"{name}: line {k}, channel: expected a channel index >= 0; got {cells[0]!r}")
+        if code not in range(1, len(TUEV_LABELS) + 1):
+            raise ValueError(f"{name}: line {k}, label: expected a code 1-{len(TUEV_LABELS)} "
+                             f"({', '.join(f'{i} {c}' for i, c in enumerate(TUEV_LABELS, 1))}); got {cells[3]!r}")
+        if not (math.isfinite(start) and math.isfinite(stop) and 0 <= start < stop):
+            raise ValueError(f"{name}: line {k}: start, stop: expected 0 <= start < stop seconds; "
+                             f"got {cells[1]}, {cells[2]}")
+        rows.setdefault((start, stop), Counter())[int(code) - 1] += 1
+    if not rows:
+        raise ValueError(f"{name}: no events (expected one row channel,start,stop,label per event and channel)")
+    return tuple(
+        LabeledWindow(start - TUEV_CONTEXT_S, stop - start + 2 * TUEV_CONTEXT_S,
+                      label=min(votes, key=lambda c: (-votes[c], c)), task="tuev_event", slack_s=TUEV_CONTEXT_S)
+        for (start, stop), votes in sorted(rows.items()))
+
+
+def _tuev(files, roots, site):
+    recordings, ignored = _split_recordings(files)
+    listed = set(files)
+    items = []
+    for path in recordings:
+        named = _TUEV_NAME.match(posixpath.basename(path))
+        events = path[:-4] + ".rec"
+        if not named or events not in listed:
+            items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
+            continue
+        try:
+            windows, problem = tuev_windows(_read_text(events), posixpath.basename(events)), ""
+        except (ValueError, UnicodeDecodeError) as err:
+            windows, problem = (), str(err)
+        # Training files carry TUH's patient codes (as TUAB and TUSZ do); evaluation files a number.
+        patient = named.group(1)
+        key = f"tuh-{patient}" if re.fullmatch(r"[a-z]{8}", patient) else f"tuev-{patient}"
+        items.append(SourceItem(path=path, dataset="tuev", site=_site(path, roots, site), subject_key=key,
+                                task="tuev_event", windows=windows, label_problem=problem,
+                                corpus_split=_corpus_split(path)))
     return items, ignored
 
 

@@ -55,10 +55,13 @@ LOSSES = ("kl", "ce", "focal")
 SPLIT_GROUPS = ("subject", "site")
 UNFREEZE_UNITS = ("epoch", "step")
 # Fine-tuning task -> registered head (model.heads); eegmat is the rest/task binary problem,
-# tuab TUH Abnormal's normal/abnormal one, tusz TUH Seizure's background/seizure windows.
-TASK_HEADS = {"hms6": "hms6", "eegmat": "binary", "tuab": "binary", "tusz": "binary", "binary": "binary",
-              "multiclass": "multiclass", "regression": "regression"}
-_TASK_LABELS = {"eegmat": ("rest", "task"), "tuab": ("normal", "abnormal"), "tusz": ("background", "seizure")}
+# tuab TUH Abnormal's normal/abnormal one, tusz TUH Seizure's background/seizure windows, tuev
+# TUH EEG Events' six event classes.
+TASK_HEADS = {"hms6": "hms6", "eegmat": "binary", "tuab": "binary", "tusz": "binary", "tuev": "multiclass",
+              "binary": "binary", "multiclass": "multiclass", "regression": "regression"}
+# tuev: TUH EEG Events' six classes, in the corpus's code order (pipelines.sources.TUEV_LABELS).
+_TASK_LABELS = {"eegmat": ("rest", "task"), "tuab": ("normal", "abnormal"), "tusz": ("background", "seizure"),
+                "tuev": ("spsw", "gped", "pled", "eyem", "artf", "bckg")}
 # EEGFMConfig fields that the run config sets itself: overriding them would be ambiguous.
 _MODEL_FIELDS_SET_BY_RUN = {
     "preset": "model", "head": "task", "gradient_checkpointing": "activation_checkpointing",
@@ -340,7 +343,7 @@ class FinetuneConfig(RunConfig):
     """A supervised fine-tuning run of a pretrained encoder.
 
     task: label space (``TASK_HEADS`` maps it to a registered head; eegmat = rest vs task; tuab =
-        normal vs abnormal; tusz = background vs seizure).
+        normal vs abnormal; tusz = background vs seizure; tuev = spsw, gped, pled, eyem, artf, bckg).
     mode: ``linear`` (frozen encoder, head only), ``adapter`` (``adapter_kind`` adapters of
         ``adapter_rank`` plus head) or ``full``.
     loss: None uses the head's own loss (hms6: KL to the vote distribution, binary: BCE,
@@ -356,6 +359,11 @@ class FinetuneConfig(RunConfig):
     val_fraction / split_group: validation split by subject (no subject in both) or by site.
     test_fraction: a third split of subjects (sites) held out from training and validation,
         evaluated once with the final model; 0 reports on the validation split only.
+    corpus_split: keep to the corpus's own split (the windows' ``corpus_split``: TUAB, TUSZ,
+        TUEV), as their published benchmarks do: its eval recordings are the test split, its dev
+        recordings validation (without dev, ``val_fraction`` of its training subjects); the
+        training split is the rest of its train recordings. Needs split_group subject and
+        test_fraction 0.
     temperature_scaling: fit a softmax temperature on the validation split after training.
     epochs: passes over the training split; ``optim.max_steps``, if set, stops earlier.
     """
@@ -375,6 +383,7 @@ class FinetuneConfig(RunConfig):
     val_fraction: float = 0.15
     split_group: str = "subject"
     test_fraction: float = 0.0
+    corpus_split: bool = False
     temperature_scaling: bool = False
     epochs: int = 10
 
@@ -417,6 +426,11 @@ class FinetuneConfig(RunConfig):
         if self.val_fraction + self.test_fraction >= 1:
             raise ConfigError(f"test_fraction: expected val_fraction + test_fraction < 1 (something must be "
                               f"left to train on); got {self.val_fraction} + {self.test_fraction}")
+        _bool("corpus_split", self.corpus_split)
+        if self.corpus_split and (self.split_group != "subject" or self.test_fraction):
+            raise ConfigError(f"corpus_split: the corpus's eval recordings are the test split, and its splits "
+                              f"are of subjects; expected split_group 'subject' and test_fraction 0; got "
+                              f"{self.split_group!r} and {self.test_fraction}")
         _bool("temperature_scaling", self.temperature_scaling)
         if regression and self.temperature_scaling:
             raise ConfigError("temperature_scaling: task 'regression' has no probabilities to calibrate; expected "

@@ -818,7 +818,7 @@ def scan_windows(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[s
                  filters: RecordFilter | None = None, *, verify_crc: bool = True) -> list[dict[str, Any]]:
     """Metadata of every window that passes ``filters``, in file order, without decoding samples:
     ``site_id``, ``subject_id``, ``task`` (str), ``label`` (int), ``votes`` (float32 array,
-    empty without votes), ``n_times`` (samples) and the ``path`` of its file. One pass over the
+    empty without votes), ``n_times`` (samples), ``corpus_split`` (str) and the ``path`` of its file. One pass over the
     files (fine-tuning plans its splits with it)."""
     filters = RecordFilter() if filters is None else filters
     found = []
@@ -829,7 +829,8 @@ def scan_windows(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[s
                 if filters.accepts(window):
                     found.append({"site_id": window.text("site_id"), "subject_id": window.text("subject_id"),
                                   "task": window.text("task"), "label": window.scalar("label"),
-                                  "votes": window.floats("votes"), "n_times": window.n_times, "path": path})
+                                  "votes": window.floats("votes"), "n_times": window.n_times, "path": path,
+                                  "corpus_split": window.text("corpus_split")})
     return found
 
 

@@ -88,13 +88,14 @@ from training.loop import (MODEL_KEYS, PREEMPTED_EXIT_CODE, TimedBatches, TrainS
                            load_core_state, loader_config, optimizer_step, quiet_transformers, run_overrides,
                            step_seed)
 from training.pretrain import check_replicas
-from training.splits import SPLITS, Split, split_groups
+from training.splits import SPLITS, Split, corpus_splits, split_groups
 from training.tracking import Tracker, memory_stats
 
 log = get_logger("training.finetune")
 
 # Fine-tuning task -> the ``task`` value its windows carry in the data contract.
-RECORD_TASKS = {"hms6": "hms6", "eegmat": "eegmat_rest_task", "tuab": "tuab_abnormal", "tusz": "tusz_seizure"}
+RECORD_TASKS = {"hms6": "hms6", "eegmat": "eegmat_rest_task", "tuab": "tuab_abnormal", "tusz": "tusz_seizure",
+                "tuev": "tuev_event"}
 
 
 # ------------------------------------------------------------------------------------------ plan
@@ -176,8 +177,11 @@ def plan_data(data: str, cfg: FinetuneConfig, record_task: str, patch_size: int 
                 f"--set 'model_overrides.id2label={{0: a, 1: b, 2: c}}'")
     key = "subject_id" if cfg.split_group == "subject" else "site_id"
     try:
-        split = split_groups((w[key] for w in labeled), cfg.val_fraction, cfg.seed, cfg.test_fraction,
-                             cfg.split_group)
+        if cfg.corpus_split:
+            split = corpus_splits(((w["subject_id"], w["corpus_split"]) for w in labeled), cfg.val_fraction, cfg.seed)
+        else:
+            split = split_groups((w[key] for w in labeled), cfg.val_fraction, cfg.seed, cfg.test_fraction,
+                                 cfg.split_group)
     except ValueError as err:
         raise ConfigError(f"--data {data}, task {cfg.task!r}: {err}") from None
     side = {g: name for name in SPLITS for g in split.of(name)}
@@ -465,8 +469,9 @@ def ranking_metrics(probs: np.ndarray, top: np.ndarray) -> dict[str, float]:
     """What papers on imbalanced EEG tasks report (eegmat is 3:1 rest:task), from the class
     probabilities ``probs`` [N, C] and each window's target class ``top``: balanced accuracy
     (the mean recall of the classes present), AUROC (binary; macro one-vs-rest over the classes
-    present with C > 2) and, for two classes, AUPRC of class 1. NaN where a class is missing."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
+    present with C > 2) and, for two classes, AUPRC of class 1; with more, Cohen's kappa and the
+    class-weighted F1 (what the TUEV benchmarks report). NaN where a class is missing."""
+    from sklearn.metrics import average_precision_score, cohen_kappa_score, f1_score, roc_auc_score
 
     present = sorted(set(top.tolist()))
     predicted = probs.argmax(-1)
@@ -477,7 +482,11 @@ def ranking_metrics(probs: np.ndarray, top: np.ndarray) -> dict[str, float]:
                 "auroc": float(roc_auc_score(top == 1, probs[:, 1])) if separable else math.nan,
                 "auprc": float(average_precision_score(top == 1, probs[:, 1])) if separable else math.nan}
     aucs = [roc_auc_score(top == c, probs[:, c]) for c in present if 0 < (top == c).sum() < len(top)]
-    return {"balanced_accuracy": balanced, "auroc": float(np.mean(aucs)) if aucs else math.nan}
+    agree = len(set(top.tolist()) | set(predicted.tolist())) > 1  # else kappa divides 0 by 0
+    return {"balanced_accuracy": balanced, "auroc": float(np.mean(aucs)) if aucs else math.nan,
+            "cohen_kappa": float(cohen_kappa_score(top, predicted)) if agree else math.nan,
+            "f1_weighted": (float(f1_score(top, predicted, average="weighted", zero_division=0)) if present
+                            else math.nan)}
 
 
 @torch.no_grad()
@@ -918,11 +927,13 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, out
             return m.get("kl", m.get("loss")), m.get("baseline_kl", m.get("baseline_loss", math.nan))
 
         ranks = "".join(f", {name} {held_out[key]:.3f}" for key, name in (
-            ("balanced_accuracy", "balanced accuracy"), ("auroc", "AUROC"), ("r2", "R^2")) if key in held_out)
+            ("balanced_accuracy", "balanced accuracy"), ("auroc", "AUROC"), ("cohen_kappa", "Cohen's kappa"),
+            ("f1_weighted", "weighted F1"), ("r2", "R^2")) if key in held_out)
         value, baseline = scores(held_out)
         # Without a test split the numbers are the validation subjects', who also chose the
         # checkpoint (and the temperature): held out from training, yet an optimistic estimate.
-        split = "held-out test" if "test" in report else "validation"
+        split = ("the corpus's eval split" if cfg.corpus_split else "held-out test") if "test" in report \
+            else "validation"
         log.info("fine-tuned model saved to %s; %s %s %.4f vs %s baseline %.4f%s", output / "model", split,
                  report["metric"], value, "training-mean" if cfg.task == "regression" else "class-prior", baseline,
                  ranks)
@@ -959,7 +970,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", default=None, choices=sorted(TASK_HEADS),
                         help="label space and head (hms6: KL to expert-vote distributions; eegmat: rest vs "
                         "mental arithmetic, binary head; tuab: TUH Abnormal's normal vs abnormal recordings, "
-                        "tusz: TUH Seizure's background vs seizure windows, binary heads; "
+                        "tusz: TUH Seizure's background vs seizure windows, binary heads; tuev: TUH EEG Events' "
+                        "six event classes (spsw, gped, pled, eyem, artf, bckg), multiclass head; "
                         "binary/multiclass/regression: generic heads on the "
                         "windows' `label`, with --record_task); default: the config's task")
     parser.add_argument("--mode", default=None, choices=["linear", "adapter", "full"],
@@ -967,7 +979,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "fine-tuning; default: the config's mode")
     parser.add_argument("--record_task", default=None,
                         help="the `task` value of the windows to train on (default: hms6 -> hms6, eegmat -> "
-                        "eegmat_rest_task, tuab -> tuab_abnormal, tusz -> tusz_seizure; required for "
+                        "eegmat_rest_task, tuab -> tuab_abnormal, tusz -> tusz_seizure, tuev -> tuev_event; "
+                        "required for "
                         "binary/multiclass/regression)")
     return parser
 

@@ -60,6 +60,35 @@ def split_groups(groups: Iterable[str], val_fraction: float, seed: int, test_fra
 
 
 # ------------------------------------------------------------------------------ pretraining's
+def corpus_splits(windows: Iterable[tuple[str, str]], val_fraction: float, seed: int) -> Split:
+    """Subjects split as their corpus splits them, from ``(subject_id, corpus_split)`` of every
+    window: ``eval`` is the test split, ``dev`` validation; without ``dev``, ``val_fraction`` of the
+    ``train`` subjects validate (:func:`split_groups`) and the rest train. A window with no corpus
+    split, or a subject in two of them, is an error: the split would not be the corpus's."""
+    parts: dict[str, set[str]] = {}
+    for subject, part in windows:
+        parts.setdefault(subject, set()).add(part)
+    bare = sorted(s for s, found in parts.items() if "" in found)
+    if bare:
+        raise ValueError(f"corpus_split: {len(bare)} of {len(parts)} subjects have windows with no corpus split "
+                         f"(subject {bare[0]}, ...): expected every window from a corpus with its own train/dev/eval "
+                         "(preprocess --dataset tuab, tusz or tuev on its edf/train, dev and eval folders)")
+    mixed = sorted(s for s, found in parts.items() if len(found) > 1)
+    if mixed:
+        raise ValueError(f"corpus_split: subject {mixed[0]} has recordings in the corpus's "
+                         f"{' and '.join(sorted(parts[mixed[0]]))} splits ({len(mixed)} such subjects); "
+                         "expected each subject in one")
+    named = {name: tuple(sorted(s for s, found in parts.items() if found == {name}))
+             for name in ("train", "dev", "eval")}
+    if not named["train"]:
+        raise ValueError(f"corpus_split: no subject in the corpus's train split (found: "
+                         f"{', '.join(f'{k} {len(v)}' for k, v in named.items() if v)}); expected train/ recordings")
+    if named["dev"]:
+        return Split(train=named["train"], val=named["dev"], test=named["eval"])
+    inner = split_groups(named["train"], val_fraction, seed)
+    return Split(train=inner.train, val=inner.val, test=named["eval"])
+
+
 @dataclasses.dataclass(frozen=True)
 class HeldOut:
     """The groups pretraining leaves out of training and validates on."""

@@ -611,3 +611,32 @@ def test_tusz_events_label_the_sliding_windows_they_cover(shared_data, tmp_path)
     assert (refused.status, refused.stage) == ("quarantined", "labels")
     assert refused.reason.startswith("aaaaaaac_s001_t001.edf: aaaaaaac_s001_t001.csv_bi: line 2, label: expected bckg "
                                      "or a seizure type")
+
+
+def test_tuev_events_each_get_a_five_second_window_moved_inside_at_the_recordings_edges(shared_data, tmp_path):
+    # The TUH EEG Events Corpus's layout over a 62 s eegmat recording.
+    from pipelines.sources import discover
+
+    folder = tmp_path / "tuev" / "edf" / "train" / "aaaaaaar"
+    folder.mkdir(parents=True)
+    (folder / "aaaaaaar_00000001.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    (folder / "aaaaaaar_00000001.rec").write_text(
+        "3,0.5,1.5,4\n4,0.5,1.5,4\n10,30.0,31.0,3\n11,30.0,31.0,3\n12,30.0,31.0,6\n0,60.5,61.5,5\n")
+    items, ignored, _ = discover([str(tmp_path / "tuev")])
+    *events, outcome = process_recording(items[0], b"k" * 32, PreprocessConfig(), "h")
+    windows = sorted((w.record for w in events if isinstance(w, Window)), key=lambda r: r.window_start_s)
+    rejected = [w for w in events if isinstance(w, RejectedWindow)]
+    assert outcome.status == "processed" and len(windows) == 2
+    # eye movement at 0.5 s: [0, 5) (moved 1.5 s inside); pled at 30 s: [28, 33)
+    assert [round(float(r.window_start_s), 2) for r in windows] == [0.0, 28.0]
+    assert [r.label for r in windows] == [3, 2] and {r.task for r in windows} == {b"tuev_event"}
+    assert {r.eeg.shape for r in windows} == {(19, 5 * 256)}
+    # artifact at 60.5 s: [57, 62), moved to end where the recording does; its last 2 s are flat
+    assert [(w.window_start_s, w.reasons[0].split(":")[0]) for w in rejected] == [(57.0, "flat")]
+    # An event farther outside than the context is not moved: that window is quarantined, with the reason
+    (folder / "aaaaaaar_00000001.rec").write_text("0,30.0,31.0,6\n0,70.0,71.0,5\n")
+    items, _, _ = discover([str(tmp_path / "tuev")])
+    *events, outcome = process_recording(items[0], b"k" * 32, PreprocessConfig(), "h")
+    assert [r.record.label for r in events if isinstance(r, Window)] == [5]
+    assert [r.reasons for r in events if isinstance(r, RejectedWindow)] == [
+        ["window [68.00 s, 73.00 s) lies outside the recording (0 s, 62.00 s)"]]

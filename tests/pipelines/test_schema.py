@@ -54,6 +54,7 @@ def make_record(seed: int = 0, n_times: int = 512, **overrides) -> WindowRecord:
         sex="F",
         extra=[1.5, -2.25],
         ecg=rng.normal(0.0, 300.0, n_times),
+        corpus_split="eval",
     )
     fields.update(overrides)
     return WindowRecord(**fields)
@@ -90,8 +91,10 @@ def test_round_trip_is_exact(record):
 def test_minimal_record_defaults_survive_round_trip():
     decoded = decode_example(encode_example(minimal_record()))
     assert decoded.label == -1 and decoded.votes.size == 0 and decoded.task == b""
-    assert math.isnan(decoded.age) and decoded.sex == b"" and decoded.ecg is None
+    assert math.isnan(decoded.age) and decoded.sex == b"" and decoded.ecg is None and decoded.corpus_split == b""
     assert decoded.pipeline_version == PIPELINE_VERSION.encode()
+    # records written before corpus_split existed read as having none
+    assert decode_example(_without("corpus_split")).corpus_split == b""
 
 
 def test_record_holds_the_stored_precision():
@@ -194,6 +197,7 @@ BAD_FIELDS = [
     (dict(label=1), "task", "label space"),
     (dict(age=200.0), "age", "[0.0, 150.0] or NaN"),
     (dict(sex="male"), "sex", "'F'"),
+    (dict(corpus_split="test"), "corpus_split", "'train', 'dev', 'eval'"),
     (dict(ecg=np.zeros(7)), "ecg", "8 samples"),
     (dict(source_sha256="abc"), "source_sha256", "64 lowercase hex"),
     (dict(config_hash=""), "config_hash", "non-empty"),

@@ -202,7 +202,8 @@ def test_excluded_files_and_folders_are_not_inputs(shared_data, tmp_path, monkey
 
 
 def test_bad_arguments_are_named(shared_data, tmp_path):
-    with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', 'tuab', 'tusz'; got 'tuh'"):
+    with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', 'tuab', "
+                                         r"'tusz', 'tuev'; got 'tuh'"):
         discover([str(shared_data)], dataset="tuh")
     with pytest.raises(FileNotFoundError, match=r"--input .*nothing\*.edf: matched no files"):
         discover([str(tmp_path / "nothing*.edf")])
@@ -475,3 +476,53 @@ def test_tusz_adapter_reads_each_recordings_events_and_lists_them_as_read(shared
     assert {os.path.basename(g.path): g.reason for g in ignored} == {
         "aaaaaaac_s001_t000.csv_bi": "metadata sidecar (.csv_bi), read by the data set adapter",
         "aaaaaaac_s001_t000.csv": "metadata sidecar (.csv), read by the data set adapter"}
+
+
+def test_tuev_events_become_one_window_each_labelled_by_most_of_their_channel_rows():
+    from pipelines.sources import LabeledWindow, tuev_windows
+
+    text = ("7,31.0000000,32.0000000,6\n8,31.0000000,32.0000000,6\n2,31.0000000,32.0000000,3\n"
+            "0,0.5000000,1.5000000,4\n1,40.0000000,41.0000000,1\n3,40.0000000,41.0000000,2\n\n")
+    events = tuev_windows(text, "a.rec")
+    # one window per event, 2 s either side; two bckg rows outvote one pled; a tie goes to spsw
+    assert [(w.offset_s, w.duration_s, w.label) for w in events] == [(-1.5, 5.0, 3), (29.0, 5.0, 5), (38.0, 5.0, 0)]
+    assert {(w.task, w.slack_s) for w in events} == {("tuev_event", 2.0)}
+    assert isinstance(events[0], LabeledWindow)
+    with pytest.raises(ValueError, match=r"^a.rec: line 2, label: expected a code 1-6 \(1 spsw, 2 gped, .*6 bckg\); "
+                                         r"got '7'"):
+        tuev_windows(text.replace("8,31.0000000,32.0000000,6", "8,31.0000000,32.0000000,7"), "a.rec")
+    with pytest.raises(ValueError, match=r"^a.rec: line 4: start, stop: expected 0 <= start < stop seconds; "
+                                         r"got 1.5000000, 0.5000000"):
+        tuev_windows(text.replace("0.5000000,1.5000000", "1.5000000,0.5000000"), "a.rec")
+    with pytest.raises(ValueError, match=r"^a.rec: line 1: expected 4 fields \(channel,start,stop,label\); got 3"):
+        tuev_windows("31.0,32.0,6\n", "a.rec")
+    with pytest.raises(ValueError, match=r"^a.rec: line 1: expected numbers .*got 'FP1-F7,31.0,32.0,6'"):
+        tuev_windows("FP1-F7,31.0,32.0,6\n", "a.rec")
+    with pytest.raises(ValueError, match=r"^a.rec: no events"):
+        tuev_windows("\n", "a.rec")
+
+
+def test_tuev_adapter_finds_patients_in_both_naming_schemes_and_lists_the_event_files_as_read(shared_data,
+                                                                                               tmp_path):
+    root = tmp_path / "tuev" / "edf"
+    train, evaluation = root / "train" / "aaaaaaar", root / "eval" / "032"
+    train.mkdir(parents=True)
+    evaluation.mkdir(parents=True)
+    (train / "aaaaaaar_00000001.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    (evaluation / "spsw_032_a_.edf").symlink_to(shared_data / "eegmat" / "Subject01_2.edf")
+    (train / "aaaaaaar_00000001.rec").write_text("0,10.0,11.0,6\n")
+    (evaluation / "spsw_032_a_.rec").write_text("0,10.0,11.0,1\n0,20.0,21.0,bad\n")
+    items, ignored, datasets = discover([str(root)])
+    assert set(datasets.values()) == {"tuev"} and len(items) == 2
+    by_name = {os.path.basename(i.path): i for i in items}
+    first, second = by_name["aaaaaaar_00000001.edf"], by_name["spsw_032_a_.edf"]
+    assert (first.dataset, first.task, first.subject_key) == ("tuev", "tuev_event", "tuh-aaaaaaar")
+    assert [(w.offset_s, w.label) for w in first.windows] == [(8.0, 5)] and first.label_problem == ""
+    assert second.subject_key == "tuev-032" and second.windows == ()
+    assert second.label_problem.startswith("spsw_032_a_.rec: line 2: expected numbers")
+    assert {os.path.basename(g.path): g.reason for g in ignored} == {
+        name: "TUEV event file (.rec) of the EDF beside it, read by the tuev adapter"
+        for name in ("aaaaaaar_00000001.rec", "spsw_032_a_.rec")}
+    # Without its .rec an EDF is no recording of the corpus: the folder is a plain one
+    (train / "aaaaaaar_00000002.edf").symlink_to(shared_data / "eegmat" / "Subject02_2.edf")
+    assert discover([str(root / "train")])[2] == {"aaaaaaar": "edf"}

@@ -105,7 +105,8 @@ def test_bad_pretrain_values_name_the_field(overrides, message):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'tuab', 'tusz', 'binary', 'multiclass', 'regression'; got 'sleep'"),
+    (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'tuab', 'tusz', 'tuev', 'binary', 'multiclass', 'regression'; "
+                      r"got 'sleep'"),
     (["task=multiclass"], r"model_overrides.id2label: task 'multiclass' takes its classes from it; expected the "
                           r"class names by label"),
     (["task=eegmat", "loss=kl"], r"loss: 'kl' needs vote distributions \(task 'hms6'\); got task 'eegmat'"),
@@ -120,6 +121,10 @@ def test_bad_pretrain_values_name_the_field(overrides, message):
     (["val_fraction=1.0"], r"val_fraction: expected a value in \(0, 1\); got 1.0"),
     (["split_group=recording"], r"split_group: expected one of 'subject', 'site'; got 'recording'"),
     (["adapter_kind=prefix"], r"adapter_kind: expected one of 'lora', 'bottleneck'; got 'prefix'"),
+    (["corpus_split=eval"], r"corpus_split: expected true or false; got 'eval'"),
+    (["corpus_split=true", "test_fraction=0.2"],
+     r"corpus_split: the corpus's eval recordings are the test split, .*expected split_group 'subject' and "
+     r"test_fraction 0; got 'subject' and 0.2"),
 ])
 def test_bad_finetune_values_name_the_field(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file
 
 from pipelines.preprocess import run as preprocess
-from pipelines.sources import TUAB_LABELS
+from pipelines.sources import TUAB_LABELS, TUEV_LABELS
 from pipelines.schema import decode_example, encode_example
 from pipelines.simulate.cli import main as simulate
 from pipelines.tfrecord import read_records, write_records
@@ -605,6 +605,49 @@ def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared
     assert "calibration" not in report and "val_calibrated" not in report
     val = report["val"]
     assert val["baseline_loss"] > 0 and val["r2"] == pytest.approx(1 - val["loss"] / val["baseline_loss"])
+
+
+def test_tuev_events_fine_tune_the_six_class_head_on_the_corpus_train_split_and_report_on_its_eval(
+        shared_data, pretrained, tmp_path):
+    """TUH EEG Events' layout (edf/train/<patient>/<patient>_<n>.edf and edf/eval/<n>/<class>_<n>_<s>_.edf,
+    each with its .rec of per-channel events; here over eegmat recordings): the pipeline cuts a 5 s
+    window around each event, --task tuev fine-tunes the six-class head with corpus_split=true
+    training on the corpus's train patients and reporting on its eval ones."""
+    from model.modeling import EEGFMModel
+
+    corpus = tmp_path / "tuev" / "edf"
+    recordings = [("train", "aaaaaaar", "aaaaaaar_00000001"), ("train", "aaaaabdn", "aaaaabdn_00000001"),
+                  ("train", "aaaaacjb", "aaaaacjb_00000002"), ("train", "aaaaadxx", "aaaaadxx_00000001"),
+                  ("eval", "032", "spsw_032_a_"), ("eval", "045", "bckg_045_a_")]
+    for k, (part, patient, name) in enumerate(recordings):
+        folder = corpus / part / patient
+        folder.mkdir(parents=True)
+        (folder / f"{name}.edf").symlink_to(shared_data / "eegmat" / f"Subject0{k}_2.edf")
+        # six events 8 s apart, every class once, on two channels each (one window apiece)
+        (folder / f"{name}.rec").write_text("".join(
+            f"{c},{5 + 8 * e}.0,{6 + 8 * e}.0,{(e + k) % 6 + 1}\n" for e in range(6) for c in (3, 9)))
+    manifest, out = _preprocess_corpus(tmp_path / "tuev", tmp_path)
+    assert manifest["counts"]["processed"] == 6 and manifest["classes"]["tuev_event"] == list(TUEV_LABELS)
+    windows = scan_windows(out)
+    assert len(windows) == 36 and {w["n_times"] for w in windows} == {5 * 256}
+    assert Counter(w["corpus_split"] for w in windows) == {"train": 24, "eval": 12}
+    assert Counter(w["label"] for w in windows) == {c: 6 for c in range(6)}
+    run = tmp_path / "run"
+    assert finetune.main(["--pretrained", str(pretrained), "--data", str(out), "--output", str(run), "--task", "tuev",
+                          "--config", "cpu-tiny", "--wandb", "disabled", "--set", "deterministic=false",
+                          "--set", "optim.max_steps=2", "--set", "optim.warmup_steps=0", "--set", "epochs=1",
+                          "--set", "val_fraction=0.25", "--set", "corpus_split=true",
+                          "--set", "model_overrides={modalities: []}", "--set", "loader.augment={}"]) == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert report["task"] == "tuev" and report["record_task"] == "tuev_event"
+    # the corpus's 4 training patients give 3 to train and 1 to validate; its 2 eval patients are the test
+    assert report["groups"] == {"train": 3, "val": 1, "test": 2} and report["test"]["n_windows"] == 12
+    assert report["windows"] == {"train": 18, "val": 6, "test": 12}
+    test = report["test"]
+    assert -1.0 <= test["cohen_kappa"] <= 1.0 and 0.0 <= test["f1_weighted"] <= 1.0
+    assert 0.0 <= test["balanced_accuracy"] <= 1.0
+    saved = EEGFMModel.from_pretrained(run / "model")
+    assert saved.config.head == "multiclass" and saved.config.id2label == dict(enumerate(TUEV_LABELS))
 
 
 def test_tuab_normal_vs_abnormal_from_the_corpus_layout_fine_tunes_a_binary_head(shared_data, pretrained, tmp_path):

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from training.data import EEGLoader, LoaderConfig, RecordFilter, scan_windows
-from training.splits import group_counts, hold_out, split_groups
+from training.splits import Split, corpus_splits, group_counts, hold_out, split_groups
 
 
 def test_split_groups_is_deterministic_disjoint_and_independent_of_order():
@@ -31,6 +31,23 @@ def test_split_groups_is_deterministic_disjoint_and_independent_of_order():
         split_groups(["a", "b"], 0.5, seed=0, test_fraction=0.3)
     with pytest.raises(ValueError, match=r"split_group=site: 1 site\(s\) .* more sites \(or split_group=subject\)"):
         split_groups(["a"], 0.2, seed=0, kind="site")
+
+
+def test_corpus_splits_keep_the_corpus_eval_and_dev_subjects_and_validate_on_train_ones_without_dev():
+    windows = [("a", "train"), ("a", "train"), ("b", "train"), ("c", "train"), ("d", "eval"), ("e", "dev")]
+    assert corpus_splits(windows, 0.2, seed=0) == Split(train=("a", "b", "c"), val=("e",), test=("d",))
+    no_dev = corpus_splits([w for w in windows if w[1] != "dev"], 0.34, seed=0)
+    inner = split_groups(["a", "b", "c"], 0.34, seed=0)
+    assert no_dev == Split(train=inner.train, val=inner.val, test=("d",)) and len(inner.val) == 1
+    with pytest.raises(ValueError, match=r"^corpus_split: subject a has recordings in the corpus's eval and train "
+                                         r"splits \(1 such subjects\); expected each subject in one$"):
+        corpus_splits(windows + [("a", "eval")], 0.2, seed=0)
+    with pytest.raises(ValueError, match=r"^corpus_split: 1 of 6 subjects have windows with no corpus split "
+                                         r"\(subject f, ...\)"):
+        corpus_splits(windows + [("f", "")], 0.2, seed=0)
+    with pytest.raises(ValueError, match=r"^corpus_split: no subject in the corpus's train split \(found: dev 1, "
+                                         r"eval 1\)"):
+        corpus_splits([("d", "eval"), ("e", "dev")], 0.2, seed=0)
 
 
 @pytest.mark.parametrize("group, feature", [("subject", "subject_id"), ("site", "site_id")])
