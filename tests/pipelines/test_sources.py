@@ -427,6 +427,9 @@ def test_tuab_adapter_labels_each_recording_by_its_folder_and_groups_a_patients_
         "aaaaaaaq_s001_t000.edf": 0, "aaaaaaaq_s002_t000.edf": 0, "aaaaabdn_s001_t001.edf": 1,
         "aaaaacjb_s003_t000.edf": 1}
     assert {i.task for i in items} == {"tuab_abnormal"} and {i.dataset for i in items} == {"tuab"}
+    assert {n: i.corpus_split for n, i in by_name.items()} == {  # the corpus's own split: its folder
+        "aaaaaaaq_s001_t000.edf": "train", "aaaaaaaq_s002_t000.edf": "train", "aaaaabdn_s001_t001.edf": "train",
+        "aaaaacjb_s003_t000.edf": "eval"}
     first, second = by_name["aaaaaaaq_s001_t000.edf"], by_name["aaaaaaaq_s002_t000.edf"]
     assert first.subject_key == second.subject_key == "tuh-aaaaaaaq" and first.session_key == "s001"
     # A file of another name is no recording of the corpus: the folder is a plain one, unless named
@@ -473,6 +476,7 @@ def test_tusz_adapter_reads_each_recordings_events_and_lists_them_as_read(shared
     assert (item.task, item.dataset, item.subject_key, item.session_key) == ("tusz_seizure", "tusz", "tuh-aaaaaaac",
                                                                               "s001")
     assert [iv.label for iv in item.intervals] == [0, 1] and item.label_problem == ""  # the .csv_bi, not the .csv
+    assert item.corpus_split == "dev"
     assert {os.path.basename(g.path): g.reason for g in ignored} == {
         "aaaaaaac_s001_t000.csv_bi": "metadata sidecar (.csv_bi), read by the data set adapter",
         "aaaaaaac_s001_t000.csv": "metadata sidecar (.csv), read by the data set adapter"}
