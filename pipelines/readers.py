@@ -202,6 +202,27 @@ def _quiet_mffpy() -> None:
     mffpy.reader.print = lambda *args, **kwargs: None  # that module's print only
 
 
+def _eeglab_chaninfo_guard() -> None:
+    """Let MNE read an EEGLAB file whose ``EEG.chaninfo`` is an empty array (a .set written by a
+    script that never set it; EEGLAB's own saves write a struct): MNE calls ``chaninfo.get`` and
+    fails. Its loader is wrapped, once, to read such a field as an empty struct, which is what
+    it means; nothing else changes. The wrapper is left installed, so threads need no lock."""
+    from mne.io.eeglab import eeglab as module
+
+    load = module._check_load_mat
+    if getattr(load, "eegfm_guard", False):
+        return
+
+    def guarded(*args, **kwargs):
+        eeg = load(*args, **kwargs)
+        if not isinstance(eeg.get("chaninfo", {}), dict):
+            eeg["chaninfo"] = {}
+        return eeg
+
+    guarded.eegfm_guard = True
+    module._check_load_mat = guarded
+
+
 class MneReader(Reader):
     """FIF, BrainVision, EEGLAB, EGI MFF, BDF and EDF through MNE's lazy readers."""
 
@@ -211,6 +232,8 @@ class MneReader(Reader):
 
         if _format_of(path) == "egi":
             _quiet_mffpy()
+        if _format_of(path) == "eeglab":
+            _eeglab_chaninfo_guard()
 
         try:
             with warnings.catch_warnings():
@@ -444,6 +467,7 @@ def _read_epochs(path: str | os.PathLike):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if fmt == "eeglab":
+                _eeglab_chaninfo_guard()
                 return mne.io.read_epochs_eeglab(path, verbose="error")
             epochs = mne.read_epochs(path, proj=False, preload=False, verbose="error")  # as raw: no SSP applied
             epochs.drop_bad(verbose="error")  # the epochs get_data returns, counted now

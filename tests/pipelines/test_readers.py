@@ -56,7 +56,7 @@ def _eegmat(path, stop=None, channels=None):
 
 
 def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, events=(), data_file: str = "",
-                  positions=None, fiducials=None) -> None:
+                  positions=None, fiducials=None, chaninfo=True) -> None:
     """An EEGLAB .set (MATLAB 5 file holding the EEG struct, data inside) as EEGLAB writes one;
     ``events`` are (type, latency in 1-based samples, duration in samples). A 3-D ``data_uv``
     (channels, points, trials) is an epoched file with one 'stim' event at each epoch's start.
@@ -64,14 +64,15 @@ def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, eve
     which the .set names, as EEGLAB's two-file format does. ``positions``: each channel's X, Y, Z
     (EEGLAB's frame: x toward the nose, y toward the left ear; mm) in chanlocs; ``fiducials``:
     {'Nasion' | 'Left periauricular point' | 'Right periauricular point': xyz} in
-    chaninfo.nodatchans, as EEGLAB keeps them."""
+    chaninfo.nodatchans, as EEGLAB keeps them. ``chaninfo=False``: EEG.chaninfo an empty array,
+    as scripts that never set it save it."""
     from scipy.io import savemat
 
     chanlocs = np.zeros((1, len(names)), dtype=[(k, "O") for k in ("labels", "type", "X", "Y", "Z")])
     for i, name in enumerate(names):
         xyz = [float(v) for v in positions[name]] if positions else [np.array([])] * 3
         chanlocs[0, i] = (name, "", *xyz)
-    chaninfo = {"nosedir": "+X"}
+    chaninfo, keep = {"nosedir": "+X"}, chaninfo
     if fiducials:
         nodatchans = np.zeros((1, len(fiducials)), dtype=[(k, "O") for k in ("labels", "type", "description",
                                                                            "X", "Y", "Z")])
@@ -94,7 +95,8 @@ def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, eve
         "xmin": 0.0, "xmax": (n - 1) / sfreq, "times": np.arange(n) / sfreq * 1000.0,
         "data": data_file or data_uv.astype(np.float32), "chanlocs": chanlocs, "event": event if len(events) else empty,
         "epoch": epoch if trials > 1 else empty,
-        "icawinv": empty, "icasphere": empty, "icaweights": empty, "ref": "common", "chaninfo": chaninfo}},
+        "icawinv": empty, "icasphere": empty, "icaweights": empty, "ref": "common",
+        "chaninfo": chaninfo if keep else empty}},
         appendmat=False, oned_as="row")
     if data_file:
         data_uv.reshape(len(names), -1, order="F").astype(np.float32).ravel(order="F").tofile(os.path.join(
@@ -108,6 +110,20 @@ def test_eeglab_recording_reads_as_the_edf_it_was_made_from(shared_data, tmp_pat
     with open_recording(tmp_path / "s.set") as reader:
         assert (list(reader.info.ch_names), reader.info.sfreq, reader.info.n_times) == (names, sfreq, data.shape[1])
         np.testing.assert_allclose(reader.read(), data, rtol=0, atol=1e-3)  # float32 in, microvolts out
+
+
+def test_an_eeglab_file_whose_chaninfo_is_an_empty_array_reads_like_any_other(shared_data, tmp_path):
+    # A script's pop_saveset of an EEG struct it built itself leaves EEG.chaninfo = []: MNE 1.x
+    # alone fails on it ("'numpy.ndarray' object has no attribute 'get'").
+    data, names, sfreq = _eegmat(shared_data / "eegmat" / "Subject00_2.edf", stop=5000)
+    _write_eeglab(tmp_path / "bare.set", data, names, sfreq, chaninfo=False)
+    _write_eeglab(tmp_path / "ep.set", data.reshape(len(names), 2, 2500).transpose(0, 2, 1), names, sfreq,
+                  chaninfo=False)
+    with open_recording(tmp_path / "bare.set") as reader:
+        np.testing.assert_allclose(reader.read(), data, rtol=0, atol=1e-3)
+    with open_recording(tmp_path / "ep.set") as reader:
+        assert reader.segments == (Segment(0, 2500, 0.0), Segment(2500, 5000, 5.0))
+        np.testing.assert_allclose(reader.read(), data, rtol=0, atol=1e-3)
 
 
 def test_an_eeglab_recording_with_cuts_has_a_segment_between_each(shared_data, tmp_path):
