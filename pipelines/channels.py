@@ -144,9 +144,12 @@ def derivation(raw: str) -> tuple[str, str] | None:
     ('Fp1', 'F7'), else None. An ear or mastoid (Fp1-A1, Fp1-M2) or a reference word (Fp1-REF)
     as the second makes a referential channel, not a derivation. Whether 'Fz-Cz' is Fz against a
     Cz reference or a bipolar derivation only the recording's other channels can tell
-    (``pipelines.harmonize.map_channels``)."""
+    (``pipelines.harmonize.map_channels``). A duplicated name the readers numbered as MNE does
+    is still the pair ('T8-P8-1': CHB-MIT records T8-P8 twice)."""
     name = _PREFIX.sub("", raw.strip().strip(".").strip())
     parts = re.split(r"\s*-\s*", name)
+    if len(parts) == 3 and parts[2].isdigit():
+        parts = parts[:2]
     if len(parts) != 2:
         return None
     first, second = standard_name(parts[0]), standard_name(parts[1])

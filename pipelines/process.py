@@ -38,6 +38,7 @@ from pipelines.object_stores import STORE_ERRORS, storage_error
 from pipelines.deid import pseudonym
 from pipelines.artifact_ae import band_features_from_psd
 from pipelines.bids import SidecarError, read_electrodes, read_sidecars
+from pipelines.bipolar import BipolarReader, bipolar_plan, keeps_names
 from pipelines.features import compute_features
 from pipelines.fif_parts import next_part_name
 from pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
@@ -159,6 +160,9 @@ class Outcome:
     repaired: dict[str, int] = dataclasses.field(default_factory=dict)
     # --ica: components fitted, and the eye (eog) and muscle (emg) ones removed
     ica: dict[str, int] = dataclasses.field(default_factory=dict)
+    # a bipolar recording: the derivations its electrodes were reconstructed from (pipelines.bipolar),
+    # those electrodes, and the derivations of chains not connected to them (left out)
+    bipolar: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -541,6 +545,33 @@ def _open(local: str, original: str) -> Iterator[Reader]:
         reader.close()
 
 
+def _referential(reader: Reader, outcome: Outcome, config: PreprocessConfig, digitized) -> Reader:
+    """A bipolar recording's reader as the electrodes its derivations give (``pipelines.bipolar``),
+    where its channels alone place fewer than ``min_channels`` 10-20 sites; else the reader."""
+    names = reader.info.ch_names
+    plan = bipolar_plan(names, exclude=outcome.marked_bad)
+    if plan is None:
+        return reader
+    try:
+        if len(map_channels(names, config.montage, digitized).canonical) >= config.min_channels:
+            return reader
+    except HarmonizeError:  # the harmonizer reports it, on the channels as recorded
+        return reader
+    outcome.bipolar = plan.as_dict(names)
+    sites = map_channels(plan.electrodes).canonical
+    if len(sites) < config.min_channels:
+        chains = "; ".join(", ".join(chain) for chain in plan.chains)
+        raise StageError("harmonize", (
+            f"a bipolar montage ({len(names) - len(keeps_names(names, plan))} derivations such as "
+            f"{', '.join(names[i] for i in plan.derivations[:3])}): its derivations form {len(plan.chains)} "
+            f"chains with no electrode in common ({chains}), each against a reference of its own, so only the "
+            f"largest gives electrode potentials: {len(sites)} of the 19 10-20 sites "
+            f"({', '.join(sorted(sites, key=schema.CHANNELS.index))}); need at least {config.min_channels} "
+            "(--min_channels). A derivation joining the chains (the double banana's T7-FT9, FT9-FT10, FT10-T8 "
+            "bridge) or a referential export would give them all"))
+    return BipolarReader(reader, plan)
+
+
 def _read(reader: Reader, start: int, stop: int) -> np.ndarray:
     try:
         return reader.read(start, stop, check_finite=False)
@@ -565,6 +596,8 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
             digitized, unplaced = read_electrodes(item.electrodes_tsv, item.coordsystem_json)
         except SidecarError as err:
             raise StageError("sidecar", str(err)) from err
+    reader = _referential(reader, outcome, config, digitized)
+    info = reader.info
     try:
         cmap = map_channels(info.ch_names, config.montage, digitized)
         outcome.constant = constant_channels(reader, cmap, config.quality.flat_tol_uv)

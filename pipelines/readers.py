@@ -153,11 +153,12 @@ def _check_info(path, ch_names, sfreq, n_times) -> None:
         raise ReaderError(path, f"channel names: expected unique names; duplicated {dupes}")
     # MNE numbers duplicated names ('Fp1-0', 'Fp1-1') and reads on: two signals named as one
     # electrode cannot both be it, and neither would map, so the electrode would pass for missing.
+    # A derivation recorded twice ('T8-P8-0', 'T8-P8-1') is two measurements of one difference.
     numbered = collections.defaultdict(list)
     for name in ch_names:
         if (found := _RUNNING_NUMBER.match(name)):
             numbered[found.group(1)].append(name)
-    twice = [base for base, names in numbered.items() if len(names) > 1 and names_electrode(base)]
+    twice = [base for base, names in numbered.items() if len(names) > 1 and standard_name(base) is not None]
     if twice:
         raise ReaderError(path, f"channel names: expected unique names; duplicated {twice} (read as "
                                 f"{', '.join(repr(n) for base in twice for n in numbered[base])})")
@@ -173,14 +174,15 @@ def names_electrode(name: str) -> bool:
 
 def unique_channel_names(names: Sequence[str]) -> tuple[str, ...]:
     """``names`` with each duplicate that names no electrode numbered as MNE numbers them
-    (``ECG-0``, ``ECG-1``; a blank label ``-0``, ``-1``): a second ECG or an unused slot costs
-    nothing. Duplicated electrodes stay as they are, for `_check_info` to refuse."""
+    (``ECG-0``, ``ECG-1``; a blank label ``-0``, ``-1``; a derivation ``T8-P8-0``, ``T8-P8-1``): a
+    second ECG or an unused slot costs nothing, and a derivation recorded twice is two measurements
+    of it. Duplicated electrodes stay as they are, for `_check_info` to refuse."""
     counts = collections.Counter(names)
     taken = set(names)
     running: collections.Counter = collections.Counter()
     out = []
     for name in names:
-        if counts[name] < 2 or names_electrode(name):
+        if counts[name] < 2 or standard_name(name) is not None:
             out.append(name)
             continue
         while (numbered := f"{name}-{running[name]}") in taken:

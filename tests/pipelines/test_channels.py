@@ -136,7 +136,8 @@ def test_numbered_channels_map_to_nothing(shared_data):
 def test_a_derivation_is_two_electrodes_the_second_no_ear_or_reference_word():
     assert ch.derivation("EEG FP1-F7") == ("Fp1", "F7")
     assert ch.derivation("Fz - Cz") == ("Fz", "Cz")
-    assert ch.derivation("T8-P8-0") is None  # MNE's suffix for a repeated name
+    assert ch.derivation("T8-P8-1") == ("T8", "P8")  # a repeated name numbered as MNE numbers it
+    assert ch.derivation("Fp1-0") is None
     for referential in ("EEG Fp1-REF", "Fp1-A1", "F4-M2", "EEG A2-A1", "Fp1", "Fp1-LE", "ECG1-ECG2"):
         assert ch.derivation(referential) is None, referential
 

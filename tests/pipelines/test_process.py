@@ -9,6 +9,7 @@ import pyedflib
 import pytest
 
 from pipelines.channels import CANONICAL_CHANNELS
+from pipelines.harmonize import interpolation_matrix
 from pipelines.process import (
     Outcome,
     PreprocessConfig,
@@ -344,9 +345,13 @@ def test_a_bipolar_montage_is_quarantined_naming_its_derivations(shared_data, tm
     pyedflib.highlevel.write_edf(str(path), signals, headers)
     _, _, outcome = _run(SourceItem(path=str(path), dataset="edf", site="chb"))
     assert outcome.status == "quarantined" and outcome.stage == "harmonize"
-    assert "only 0 of the 19 10-20 channels are present (none)" in outcome.reason
-    assert ("18 are bipolar derivations (FP1-F7, F7-T3, T3-T5, T5-O1 ...), differences between two electrodes "
-            "that give neither electrode's signal: export the recording with a referential montage") in outcome.reason
+    # without the bridge between the hemispheres, three chains: the largest has 8 10-20 sites
+    assert outcome.reason.startswith(
+        "chb01_01.edf: a bipolar montage (18 derivations such as FP2-F4, F4-C4, C4-P4): its derivations form 3 "
+        "chains with no electrode in common (C4, F4, F8, Fp2, O2, P4, P8, T8; C3, F3, F7, Fp1, O1, P3, P7, T7; Cz, "
+        "Fz, Pz), each against a reference of its own, so only the largest gives electrode potentials: 8 of the 19 "
+        "10-20 sites (Fp2, F4, C4, P4, F8, T4, T6, O2); need at least 10 (--min_channels).")
+    assert outcome.bipolar["left_out"][:2] == ["FP1-F7", "F7-T3"] and len(outcome.bipolar["electrodes"]) == 8
 
 
 def test_a_brainvision_header_brings_the_data_and_marker_files_it_names(shared_data, tmp_path):
@@ -640,3 +645,37 @@ def test_tuev_events_each_get_a_five_second_window_moved_inside_at_the_recording
     assert [r.record.label for r in events if isinstance(r, Window)] == [5]
     assert [r.reasons for r in events if isinstance(r, RejectedWindow)] == [
         ["window [68.00 s, 73.00 s) lies outside the recording (0 s, 62.00 s)"]]
+
+
+def test_a_bipolar_recording_gives_the_windows_of_the_referential_one_it_was_derived_from(shared_data, tmp_path):
+    # CHB-MIT's double banana (with its second T8-P8 and its FT9-FT10 bridge) derived from a real
+    # eegmat recording, FT9 and FT10 spread to by the spherical spline. Its 16 10-20 electrodes on
+    # the bridged chain are reconstructed against their mean; Fz, Cz and Pz, a chain of their own,
+    # are interpolated. With an average reference both recordings give the same windows.
+    from pipelines.channels import derivation
+    from tests.pipelines.test_bipolar import CHB_MIT
+
+    eeg = _ten_twenty(shared_data / "eegmat" / "Subject00_2.edf")
+    potentials = dict(zip(CANONICAL_CHANNELS, eeg))
+    potentials.update(zip(("FT9", "FT10"), interpolation_matrix(CANONICAL_CHANNELS, ("FT9", "FT10")) @ eeg))
+    potentials = {**potentials, "T7": potentials["T3"], "T8": potentials["T4"], "P7": potentials["T5"],
+                  "P8": potentials["T6"]}
+    labels = [name.rsplit("-", 1)[0] if name.startswith("T8-P8") else name for name in CHB_MIT]
+    derived = np.stack([potentials[a] - potentials[b] for a, b in map(derivation, CHB_MIT)])
+    _write_edf(tmp_path / "chb.edf", labels + ["ECG"], np.vstack([derived, np.zeros((1, eeg.shape[1]))]))
+    _write_edf(tmp_path / "ref.edf", list(CANONICAL_CHANNELS), eeg)
+    config = PreprocessConfig(reference="average")
+    *events, outcome = process_recording(SourceItem(str(tmp_path / "chb.edf"), "edf", "lab"), b"k" * 32, config, "h")
+    *reference, _ = process_recording(SourceItem(str(tmp_path / "ref.edf"), "edf", "lab"), b"k" * 32, config, "h")
+    assert outcome.status == "processed" and outcome.interpolated == ("Fz", "Cz", "Pz")
+    assert outcome.bipolar["left_out"] == ["FZ-CZ", "CZ-PZ"] and len(outcome.bipolar["derivations"]) == 21
+    assert "T8-P8-1" in outcome.bipolar["derivations"] and len(outcome.bipolar["electrodes"]) == 18
+    # the reconstructed channels agree; the interpolated midline less so (average-referenced, it is
+    # what its neighbours do not share)
+    windows = _windows_like(events, reference, min_r=0.5)
+    measured = [i for i, c in enumerate(CANONICAL_CHANNELS) if c not in ("Fz", "Cz", "Pz")]
+    for start, record in windows.items():
+        other = next(w.record for w in reference if isinstance(w, Window) and w.record.window_start_index == start)
+        r = [np.corrcoef(record.eeg[i].astype(np.float32), other.eeg[i].astype(np.float32))[0, 1] for i in measured]
+        assert min(r) > 0.99, np.round(r, 4)
+        assert list(record.channel_mask) == [0 if c in ("Fz", "Cz", "Pz") else 1 for c in CANONICAL_CHANNELS]

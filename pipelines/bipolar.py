@@ -1,0 +1,114 @@
+"""Electrode potentials from a bipolar recording (the double banana of CHB-MIT and many clinical
+exports), so that it harmonizes like a referential one.
+
+A derivation ``A-B`` records the difference of two electrodes' potentials. Over a set of
+derivations that connect electrodes into one chain (a connected graph), the potentials follow up
+to one signal common to all of them, the reference, which no derivation can show. Least squares
+with the smallest norm (the pseudo-inverse of the derivations' incidence matrix) fixes it to the
+mean of those electrodes: exactly their average reference, whatever the original reference was.
+Redundant derivations (a chain that closes, a derivation recorded twice) are averaged.
+
+Electrodes of chains not connected to the largest one are not reconstructed: each such chain has
+a reference of its own, so its potentials cannot be put on the same reference. They are left out
+(and interpolated, if they are 10-20 sites) and named in the manifest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from pipelines.channels import auxiliary_kind, derivation, standard_name
+
+@dataclasses.dataclass(frozen=True)
+class BipolarPlan:
+    """How to turn a recording's derivations into electrode potentials (average reference over
+    the reconstructed electrodes)."""
+
+    electrodes: tuple[str, ...]  # 10-10 names of the reconstructed electrodes
+    derivations: tuple[int, ...]  # channel indices of the derivations used
+    matrix: np.ndarray  # (len(electrodes), len(derivations)) float64: potentials = matrix @ derivations
+    left_out: tuple[str, ...] = ()  # derivations of chains not connected to the largest one
+    chains: tuple[tuple[str, ...], ...] = ()  # the electrodes of every chain, the one used first
+
+    def as_dict(self, ch_names: Sequence[str]) -> dict:
+        return {"derivations": [ch_names[i] for i in self.derivations], "electrodes": list(self.electrodes),
+                "left_out": list(self.left_out)}
+
+
+def bipolar_plan(ch_names: Sequence[str], exclude: Sequence[str] = ()) -> BipolarPlan | None:
+    """The reconstruction of a bipolar montage's electrodes, or None where the channels are not one
+    (fewer than two derivations, or all against one electrode: that is a referential montage
+    with that electrode as reference, 'Fp1-Cz', 'F3-Cz' ...). ``exclude``: channels known to be
+    bad (not used)."""
+    excluded = set(exclude)
+    pairs = {i: pair for i, name in enumerate(ch_names)
+             if name not in excluded and auxiliary_kind(name) is None
+             and (pair := derivation(name)) is not None and pair[0] != pair[1]}
+    if len(pairs) < 2 or len({second for _, second in pairs.values()}) < 2:
+        return None
+    # Connected chains by union-find over electrodes.
+    parent: dict[str, str] = {}
+
+    def root(e: str) -> str:
+        while parent.setdefault(e, e) != e:
+            parent[e] = parent[parent[e]]
+            e = parent[e]
+        return e
+
+    for a, b in pairs.values():
+        parent[root(a)] = root(b)
+    chains: dict[str, list[str]] = {}
+    for e in sorted(parent):
+        chains.setdefault(root(e), []).append(e)
+    # The largest chain; of equal ones, the one with more derivations, then by name (deterministic).
+    used_by = {r: [i for i, (a, _) in pairs.items() if root(a) == r] for r in chains}
+    best = max(chains, key=lambda r: (len(chains[r]), len(used_by[r]), chains[r]))
+    electrodes = tuple(chains[best])
+    used = tuple(sorted(used_by[best]))
+    column = {e: k for k, e in enumerate(electrodes)}
+    incidence = np.zeros((len(used), len(electrodes)))
+    for row, i in enumerate(used):
+        a, b = pairs[i]
+        incidence[row, column[a]], incidence[row, column[b]] = 1.0, -1.0
+    left_out = tuple(ch_names[i] for i in sorted(pairs) if i not in set(used))
+    others = sorted((tuple(c) for r, c in chains.items() if r != best), key=lambda c: (-len(c), c))
+    return BipolarPlan(electrodes, used, np.linalg.pinv(incidence), left_out, (electrodes, *others))
+
+
+def keeps_names(ch_names: Sequence[str], plan: BipolarPlan) -> list[int]:
+    """The channels a reconstructed recording keeps beside the electrodes: everything that names
+    no electrode (ECG, EOG, stim, unknown labels). A lone referential electrode or a derivation
+    outside the chain is dropped: its reference is not the reconstruction's."""
+    used = set(plan.derivations)
+    return [i for i, name in enumerate(ch_names)
+            if i not in used and derivation(name) is None and standard_name(name) is None]
+
+
+class BipolarReader:
+    """A recording's reader presenting the reconstructed electrodes (named as 10-10 sites) first,
+    then its channels that name no electrode; everything else (segments, annotations, identity)
+    is the wrapped reader's."""
+
+    def __init__(self, reader, plan: BipolarPlan):
+        self._reader, self.bipolar = reader, plan
+        names = reader.info.ch_names
+        self._kept = keeps_names(names, plan)
+        self.info = dataclasses.replace(reader.info, ch_names=plan.electrodes + tuple(names[i] for i in self._kept))
+        self._matrix = plan.matrix.astype(np.float32)
+        self._rows = list(plan.derivations)
+
+    def read(self, start: int = 0, stop: int | None = None, *, check_finite: bool = True) -> np.ndarray:
+        raw = self._reader.read(start, stop, check_finite=check_finite)
+        out = np.empty((len(self.info.ch_names), raw.shape[1]), dtype=np.float32)
+        np.matmul(self._matrix, raw[self._rows], out=out[: len(self.bipolar.electrodes)])
+        out[len(self.bipolar.electrodes):] = raw[self._kept]
+        return out
+
+    def __getattr__(self, name: str):
+        return getattr(self._reader, name)
+
+    def close(self) -> None:
+        self._reader.close()
