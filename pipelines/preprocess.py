@@ -90,7 +90,16 @@ from pipelines.sinks import (
     SITE_FILE_PREFIX,
     WriteSnappyTFRecordsBySite,
 )
-from pipelines.sources import DATASETS, TUAB_LABELS, TUEV_LABELS, TUSZ_LABELS, Ignored, SourceItem, discover
+from pipelines.sources import (
+    CHBMIT_LABELS,
+    DATASETS,
+    TUAB_LABELS,
+    TUEV_LABELS,
+    TUSZ_LABELS,
+    Ignored,
+    SourceItem,
+    discover,
+)
 from pipelines.spill import SpilledRecording, SpillWriter, sample_items, score_spill, spill_path
 from pipelines.state_sampler import shorten_state_sampling
 from pipelines.warm_workers import quiet_worker_threads, worker_command, zygote_for
@@ -433,7 +442,10 @@ def build_parser() -> argparse.ArgumentParser:
                      "file names); tusz = TUH Seizure Corpus (each EDF's .csv_bi events label the sliding windows "
                      "that lie mostly in them, tusz_seizure 0 background / 1 seizure; a window in no event, "
                      "unlabeled); tuev = TUH EEG Events Corpus (each EDF's .rec events: one 5 s window "
-                     "around each, tuev_event spsw/gped/pled/eyem/artf/bckg 0-5); edf = any folder of "
+                     "around each, tuev_event spsw/gped/pled/eyem/artf/bckg 0-5); chbmit = CHB-MIT Scalp EEG "
+                     "(chbNN/chbNN-summary.txt seizure times label the sliding windows as tusz does, "
+                     "chbmit_seizure; SUBJECT-INFO age/sex; its bipolar montage is reconstructed to electrodes); "
+                     "edf = any folder of "
                      "EDF/BDF/FIF/BrainVision/EEGLAB files and EGI MFF folders (+ optional labels.csv); auto detects it "
                      "per top-level folder")
     io_.add_argument("--site", default=None,
@@ -687,7 +699,7 @@ def build_pipeline(p, args, config, items, ignored, key: bytes, site_names, prog
         "feature_names": list(FEATURE_NAMES) if config.features else [],
         "classes": {"hms6": list(schema.HMS_CLASSES), "eegmat_rest_task": ["rest", "task"],
                     "tuab_abnormal": list(TUAB_LABELS), "tusz_seizure": list(TUSZ_LABELS),
-                    "tuev_event": list(TUEV_LABELS)},
+                    "tuev_event": list(TUEV_LABELS), "chbmit_seizure": list(CHBMIT_LABELS)},
         "sites": list(sites),
         "output": args.output if output_shown is None else output_shown,
         "redact_paths": args.redact_paths,

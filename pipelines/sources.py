@@ -54,7 +54,7 @@ log = get_logger("sources")
 HMS_CLASSES = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 HMS_VOTE_COLUMNS = ("seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote")
 HMS_WINDOW_S = 50.0
-DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "tuab", "tusz", "tuev")
+DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "tuab", "tusz", "tuev", "chbmit")
 RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet",
                         ".mff")
 # Files that belong to another recording file and are read through it.
@@ -79,6 +79,15 @@ TUEV_LABELS = ("spsw", "gped", "pled", "eyem", "artf", "bckg")
 # An event's window reaches this far either side of it (5 s around the corpus's 1 s events, the
 # context the TUEV benchmarks classify); at a recording's edge it moves inside by up to as much.
 TUEV_CONTEXT_S = 2.0
+# CHB-MIT (PhysioNet's Children's Hospital Boston scalp EEG): chbNN/chbNN_MM.edf (chb17a_03 ...),
+# each case's seizures in chbNN/chbNN-summary.txt (seconds from each file's start), age and sex in
+# SUBJECT-INFO. chb21 is chb01 recorded 1.5 years later: one patient. Windows: 0 background, 1 seizure.
+CHBMIT_LABELS = ("background", "seizure")
+_CHBMIT_NAME = re.compile(r"^(chb\d{2})[a-z]?_\d+\+?\.edf$", re.IGNORECASE)
+_CHBMIT_SUMMARY = re.compile(r"^chb\d{2}-summary\.txt$", re.IGNORECASE)
+_CHBMIT_SAME_PATIENT = {"chb21": "chb01"}
+# PhysioNet's index files beside a database's recordings.
+_PHYSIONET_INDEX = ("RECORDS", "RECORDS-WITH-SEIZURES", "ANNOTATORS", "SUBJECT-INFO")
 _TUEV_NAME = re.compile(r"^(?:(?:spsw|gped|pled|eyem|artf|bckg)_)?([A-Za-z0-9]+)_\w*\.edf$")
 _BIDS_ENTITY = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
 
@@ -288,6 +297,9 @@ def detect_dataset(files: list[str]) -> str:
         return "tusz"
     if edfs and all(f[:-4] + ".rec" in listed for f in edfs):
         return "tuev"
+    if edfs and all(_CHBMIT_NAME.match(posixpath.basename(f)) for f in edfs) and (
+            "SUBJECT-INFO" in names or any(_CHBMIT_SUMMARY.match(n) for n in names)):
+        return "chbmit"
     return "edf"
 
 
@@ -323,7 +335,7 @@ def discover(
     for group, group_files in sorted(groups.items()):
         kind = detect_dataset(group_files) if dataset == "auto" else dataset
         adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "tuab": _tuab, "tusz": _tusz,
-                   "tuev": _tuev, "edf": _generic}[kind]
+                   "tuev": _tuev, "chbmit": _chbmit, "edf": _generic}[kind]
         # Label sidecars may sit above the site folders they describe (simulator: edf/labels.csv).
         label_files = [f for f in files if posixpath.basename(f) == "labels.csv"]
         got, skipped = (adapter(group_files, roots, site, label_files) if kind == "edf"
@@ -405,7 +417,7 @@ def _root(pattern: str) -> str:
 
 
 # Files whose presence directly in a folder makes that folder one data set root.
-_LAYOUT_MARKERS = ("train.csv", "test.csv", "dataset_description.json", "participants.tsv")
+_LAYOUT_MARKERS = ("train.csv", "test.csv", "dataset_description.json", "participants.tsv", "SUBJECT-INFO")
 
 
 def _group_by_layout(files: list[str], roots: list[str]) -> dict[str, list[str]]:
@@ -454,8 +466,17 @@ def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
                                       "not a recording"))
         elif ext in RECORDING_EXTENSIONS:
             recordings.append(f)
+        elif _CHBMIT_SUMMARY.match(name):
+            ignored.append(Ignored(f, "CHB-MIT summary (each file's seizures), read by the chbmit adapter"))
         elif ext in (".md", ".txt"):
             ignored.append(Ignored(f, f"documentation ({ext}), not a recording"))
+        elif ext == ".seizures":
+            ignored.append(Ignored(f, "CHB-MIT seizure annotation (binary), not a recording; the chbmit adapter "
+                                      "reads the same times from the case's summary"))
+        elif name in _PHYSIONET_INDEX:
+            ignored.append(Ignored(f, "PhysioNet subject table (age, sex), read by the chbmit adapter"
+                                   if name == "SUBJECT-INFO"
+                                   else "PhysioNet index (a list of records), not a recording"))
         elif ext in (".csv", ".tsv", ".json", ".csv_bi"):
             read = (name in _SIDECARS or name == "dataset_description.json" or name.endswith(_BIDS_SIDECARS)
                     or _is_tusz_events(f, listed))
@@ -909,6 +930,113 @@ def _tuev(files, roots, site):
                                 task="tuev_event", windows=windows, label_problem=problem,
                                 corpus_split=_corpus_split(path)))
     return items, ignored
+
+
+def chbmit_seizures(text: str, name: str) -> dict[str, tuple[tuple[float, float], ...] | str]:
+    """Each file a CHB-MIT case summary describes: its seizures as (start_s, end_s), or why its
+    entry cannot be used (naming the summary, line and field). 'Seizure Start Time: 2996
+    seconds' and 'Seizure 1 Start Time: ...' are both the summaries' spellings."""
+    entries: dict[str, tuple[tuple[float, float], ...] | str] = {}
+    current, count, starts, ends = "", -1, [], []
+
+    def close() -> None:
+        if not current:
+            return
+        if count < 0:
+            entries[current] = f"{name}: {current}: Number of Seizures in File: missing"
+        elif not (len(starts) == len(ends) == count):
+            entries[current] = (f"{name}: {current}: expected {count} seizure start and end times (its Number of "
+                                f"Seizures in File); got {len(starts)} start and {len(ends)} end")
+        elif bad := [(a, b) for a, b in zip(starts, ends) if not 0 <= a < b]:
+            entries[current] = (f"{name}: {current}: expected start < end; got a seizure from {bad[0][0]:g} s "
+                                f"to {bad[0][1]:g} s")
+        else:
+            entries[current] = tuple(zip(starts, ends))
+
+    for k, line in enumerate(text.splitlines(), start=1):
+        key, _, value = line.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if key == "file name":
+            close()
+            current, count, starts, ends = value, -1, [], []
+        elif not current:
+            continue
+        elif key == "number of seizures in file":
+            if not value.isdigit():
+                entries[current] = f"{name}: line {k}, Number of Seizures in File: expected a count; got {value!r}"
+                current = ""
+            else:
+                count = int(value)
+        elif re.fullmatch(r"seizure(\s+\d+)?\s+(start|end)\s+time", key):
+            found = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(?:seconds?|secs?|s)?", value)
+            if not found:
+                entries[current] = f"{name}: line {k}, {line.split(':')[0].strip()}: expected seconds; got {value!r}"
+                current = ""
+                continue
+            (starts if key.endswith("start time") else ends).append(float(found.group(1)))
+    close()
+    return entries
+
+
+def _seizure_intervals(seizures: tuple[tuple[float, float], ...]) -> tuple[LabeledInterval, ...]:
+    """Seizures (label 1) and the background around them (label 0) to the end of the recording."""
+    out, reach = [], 0.0
+    for start, end in sorted(seizures):
+        if start > reach:
+            out.append(LabeledInterval(reach, start, 0))
+        out.append(LabeledInterval(start, end, 1))
+        reach = max(reach, end)
+    out.append(LabeledInterval(reach, math.inf, 0))
+    return tuple(out)
+
+
+def _subject_info(text: str) -> dict[str, tuple[str, float | None]]:
+    """CHB-MIT's SUBJECT-INFO (Case, Gender, Age in years; tab- or space-separated): case -> (sex, age)."""
+    out = {}
+    for line in text.splitlines():
+        cells = line.split()
+        if len(cells) >= 3 and re.fullmatch(r"chb\d{2}", cells[0], re.IGNORECASE):
+            out[cells[0].lower()] = (normalize_sex(cells[1]), _age_cell(cells[2]))
+    return out
+
+
+def _chbmit(files, roots, site):
+    recordings, ignored = _split_recordings(files)
+    summaries: dict[str, tuple[tuple[float, float], ...] | str] = {}
+    for f in files:
+        if _CHBMIT_SUMMARY.match(posixpath.basename(f)):
+            try:
+                summaries.update(chbmit_seizures(_read_text(f), posixpath.basename(f)))
+            except UnicodeDecodeError as err:
+                ignored.append(Ignored(f, f"CHB-MIT summary that is not text ({err}); its files stay unlabeled"))
+    people = {}
+    for f in files:
+        if posixpath.basename(f) == "SUBJECT-INFO":
+            people.update(_subject_info(_read_text(f)))
+    items = []
+    for path in recordings:
+        named = _CHBMIT_NAME.match(posixpath.basename(path))
+        if not named:
+            items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
+            continue
+        case = named.group(1).lower()
+        sex, age = people.get(case, ("", None))
+        found = summaries.get(posixpath.basename(path))
+        # A file its case summary does not list is processed unlabeled: its seizures are unknown.
+        intervals, problem = ((), found) if isinstance(found, str) else (
+            (_seizure_intervals(found), "") if found is not None else ((), ""))
+        items.append(SourceItem(
+            path=path, dataset="chbmit", site=site or _input_root_name(path, roots),
+            subject_key=f"chbmit-{_CHBMIT_SAME_PATIENT.get(case, case)}", session_key=case,
+            task="chbmit_seizure" if found is not None else "", intervals=intervals, label_problem=problem,
+            age=age, sex=sex))
+    return items, ignored
+
+
+def _input_root_name(path: str, roots: list[str]) -> str:
+    """The name of the input folder a file lies below (a corpus recorded at one hospital is one site)."""
+    root = next((r for r in sorted(roots, key=len, reverse=True) if path.startswith(r.rstrip("/") + "/")), "")
+    return posixpath.basename(root.rstrip("/")) or site_from_path(path, roots)
 
 
 def _label_row(row: dict, where: str) -> LabeledWindow | tuple[str, int]:

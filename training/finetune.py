@@ -95,7 +95,7 @@ log = get_logger("training.finetune")
 
 # Fine-tuning task -> the ``task`` value its windows carry in the data contract.
 RECORD_TASKS = {"hms6": "hms6", "eegmat": "eegmat_rest_task", "tuab": "tuab_abnormal", "tusz": "tusz_seizure",
-                "tuev": "tuev_event"}
+                "tuev": "tuev_event", "chbmit": "chbmit_seizure"}
 
 
 # ------------------------------------------------------------------------------------------ plan
@@ -970,7 +970,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", default=None, choices=sorted(TASK_HEADS),
                         help="label space and head (hms6: KL to expert-vote distributions; eegmat: rest vs "
                         "mental arithmetic, binary head; tuab: TUH Abnormal's normal vs abnormal recordings, "
-                        "tusz: TUH Seizure's background vs seizure windows, binary heads; tuev: TUH EEG Events' "
+                        "tusz, chbmit: TUH Seizure's, CHB-MIT's background vs seizure windows, binary heads; "
+                        "tuev: TUH EEG Events' "
                         "six event classes (spsw, gped, pled, eyem, artf, bckg), multiclass head; "
                         "binary/multiclass/regression: generic heads on the "
                         "windows' `label`, with --record_task); default: the config's task")
@@ -979,7 +980,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "fine-tuning; default: the config's mode")
     parser.add_argument("--record_task", default=None,
                         help="the `task` value of the windows to train on (default: hms6 -> hms6, eegmat -> "
-                        "eegmat_rest_task, tuab -> tuab_abnormal, tusz -> tusz_seizure, tuev -> tuev_event; "
+                        "eegmat_rest_task, tuab -> tuab_abnormal, tusz -> tusz_seizure, tuev -> tuev_event, "
+                        "chbmit -> chbmit_seizure; "
                         "required for "
                         "binary/multiclass/regression)")
     return parser

@@ -647,22 +647,29 @@ def test_tuev_events_each_get_a_five_second_window_moved_inside_at_the_recording
         ["window [68.00 s, 73.00 s) lies outside the recording (0 s, 62.00 s)"]]
 
 
-def test_a_bipolar_recording_gives_the_windows_of_the_referential_one_it_was_derived_from(shared_data, tmp_path):
-    # CHB-MIT's double banana (with its second T8-P8 and its FT9-FT10 bridge) derived from a real
-    # eegmat recording, FT9 and FT10 spread to by the spherical spline. Its 16 10-20 electrodes on
-    # the bridged chain are reconstructed against their mean; Fz, Cz and Pz, a chain of their own,
-    # are interpolated. With an average reference both recordings give the same windows.
+def _chb_mit_edf(recording, path) -> np.ndarray:
+    """CHB-MIT's double banana (with its second T8-P8 and its FT9-FT10 bridge) derived from a real
+    eegmat recording, FT9 and FT10 spread to by the spherical spline, written to ``path``; returns
+    the recording's 19 10-20 channels it was made from."""
     from pipelines.channels import derivation
     from tests.pipelines.test_bipolar import CHB_MIT
 
-    eeg = _ten_twenty(shared_data / "eegmat" / "Subject00_2.edf")
+    eeg = _ten_twenty(recording)
     potentials = dict(zip(CANONICAL_CHANNELS, eeg))
     potentials.update(zip(("FT9", "FT10"), interpolation_matrix(CANONICAL_CHANNELS, ("FT9", "FT10")) @ eeg))
     potentials = {**potentials, "T7": potentials["T3"], "T8": potentials["T4"], "P7": potentials["T5"],
                   "P8": potentials["T6"]}
     labels = [name.rsplit("-", 1)[0] if name.startswith("T8-P8") else name for name in CHB_MIT]
     derived = np.stack([potentials[a] - potentials[b] for a, b in map(derivation, CHB_MIT)])
-    _write_edf(tmp_path / "chb.edf", labels + ["ECG"], np.vstack([derived, np.zeros((1, eeg.shape[1]))]))
+    _write_edf(path, labels + ["ECG"], np.vstack([derived, np.zeros((1, eeg.shape[1]))]))
+    return eeg
+
+
+def test_a_bipolar_recording_gives_the_windows_of_the_referential_one_it_was_derived_from(shared_data, tmp_path):
+    # Its 16 10-20 electrodes on the bridged chain are reconstructed against their mean; Fz, Cz and
+    # Pz, a chain of their own, are interpolated. With an average reference both recordings give
+    # the same windows.
+    eeg = _chb_mit_edf(shared_data / "eegmat" / "Subject00_2.edf", tmp_path / "chb.edf")
     _write_edf(tmp_path / "ref.edf", list(CANONICAL_CHANNELS), eeg)
     config = PreprocessConfig(reference="average")
     *events, outcome = process_recording(SourceItem(str(tmp_path / "chb.edf"), "edf", "lab"), b"k" * 32, config, "h")
@@ -679,3 +686,25 @@ def test_a_bipolar_recording_gives_the_windows_of_the_referential_one_it_was_der
         r = [np.corrcoef(record.eeg[i].astype(np.float32), other.eeg[i].astype(np.float32))[0, 1] for i in measured]
         assert min(r) > 0.99, np.round(r, 4)
         assert list(record.channel_mask) == [0 if c in ("Fz", "Cz", "Pz") else 1 for c in CANONICAL_CHANNELS]
+
+
+def test_chb_mit_seizures_from_the_case_summary_label_the_windows_of_its_bipolar_recordings(shared_data, tmp_path):
+    # CHB-MIT's layout over a 62 s eegmat recording in its montage: a seizure from 25 to 47 s.
+    from pipelines.sources import discover
+
+    case = tmp_path / "chbmit" / "chb01"
+    case.mkdir(parents=True)
+    _chb_mit_edf(shared_data / "eegmat" / "Subject00_2.edf", case / "chb01_03.edf")
+    (case / "chb01-summary.txt").write_text(
+        "Data Sampling Rate: 500 Hz\n\nFile Name: chb01_03.edf\nFile Start Time: 13:43:04\n"
+        "File End Time: 13:44:06\nNumber of Seizures in File: 1\nSeizure Start Time: 25 seconds\n"
+        "Seizure End Time: 47 seconds\n")
+    (tmp_path / "chbmit" / "SUBJECT-INFO").write_text("Case\tGender\tAge (years)\nchb01\tF\t11\n")
+    items, _, used = discover([str(tmp_path / "chbmit")])
+    assert used == {"chbmit": "chbmit"}
+    *events, outcome = process_recording(items[0], b"k" * 32, PreprocessConfig(), "h")
+    windows = sorted((w.record for w in events if isinstance(w, Window)), key=lambda r: r.window_start_s)
+    assert outcome.status == "processed" and len(outcome.bipolar["derivations"]) == 21
+    assert [round(r.window_start_s) for r in windows] == [0, 10, 20, 30, 40, 50]
+    assert [r.label for r in windows] == [0, 0, 1, 1, 1, 0] and {r.task for r in windows} == {b"chbmit_seizure"}
+    assert {(r.age, r.sex) for r in windows} == {(11.0, b"F")}

@@ -1,3 +1,4 @@
+import math
 import os
 import posixpath
 import shutil
@@ -203,7 +204,7 @@ def test_excluded_files_and_folders_are_not_inputs(shared_data, tmp_path, monkey
 
 def test_bad_arguments_are_named(shared_data, tmp_path):
     with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', 'tuab', "
-                                         r"'tusz', 'tuev'; got 'tuh'"):
+                                         r"'tusz', 'tuev', 'chbmit'; got 'tuh'"):
         discover([str(shared_data)], dataset="tuh")
     with pytest.raises(FileNotFoundError, match=r"--input .*nothing\*.edf: matched no files"):
         discover([str(tmp_path / "nothing*.edf")])
@@ -530,3 +531,50 @@ def test_tuev_adapter_finds_patients_in_both_naming_schemes_and_lists_the_event_
     # Without its .rec an EDF is no recording of the corpus: the folder is a plain one
     (train / "aaaaaaar_00000002.edf").symlink_to(shared_data / "eegmat" / "Subject02_2.edf")
     assert discover([str(root / "train")])[2] == {"aaaaaaar": "edf"}
+
+
+def test_chb_mit_summaries_give_each_files_seizures_in_both_spellings_and_name_a_bad_entry():
+    from pipelines.sources import chbmit_seizures
+
+    text = ("Data Sampling Rate: 256 Hz\n*****\n\nChannels in EDF Files:\nChannel 1: FP1-F7\n\n"
+            "File Name: chb04_01.edf\nFile Start Time: 07:05:09\nFile End Time: 11:05:09\n"
+            "Number of Seizures in File: 0\n\n"
+            "File Name: chb04_08.edf\nFile Start Time: 11:05:09\nFile End Time: 15:05:09\n"
+            "Number of Seizures in File: 2\nSeizure 1 Start Time: 6446 seconds\nSeizure 1 End Time: 6557 seconds\n"
+            "Seizure 2 Start Time:  7804 seconds\nSeizure 2 End Time: 7853 seconds\n\n"
+            "File Name: chb04_28.edf\nNumber of Seizures in File: 2\nSeizure Start Time: 1679 seconds\n"
+            "Seizure End Time: 1781 seconds\n\n"
+            "File Name: chb04_05.edf\nNumber of Seizures in File: 1\nSeizure Start Time: soon\n")
+    found = chbmit_seizures(text, "chb04-summary.txt")
+    assert found["chb04_01.edf"] == () and found["chb04_08.edf"] == ((6446.0, 6557.0), (7804.0, 7853.0))
+    assert found["chb04_28.edf"] == ("chb04-summary.txt: chb04_28.edf: expected 2 seizure start and end times "
+                                     "(its Number of Seizures in File); got 1 start and 1 end")
+    assert found["chb04_05.edf"] == ("chb04-summary.txt: line 28, Seizure Start Time: expected seconds; "
+                                     "got 'soon'")
+
+
+def test_chb_mit_adapter_keys_chb21_to_chb01_and_reads_age_and_sex(shared_data, tmp_path):
+    root = tmp_path / "chb-mit-scalp-eeg-database-1.0.0"
+    for case, name in (("chb01", "chb01_03.edf"), ("chb21", "chb21_19.edf"), ("chb21", "chb21_20.edf")):
+        (root / case).mkdir(parents=True, exist_ok=True)
+        (root / case / name).symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    (root / "chb01" / "chb01_03.edf.seizures").write_bytes(b"\x00\x01")
+    (root / "chb01" / "chb01-summary.txt").write_text(
+        "File Name: chb01_03.edf\nNumber of Seizures in File: 1\nSeizure Start Time: 20 seconds\n"
+        "Seizure End Time: 30 seconds\n")
+    (root / "chb21" / "chb21-summary.txt").write_text("File Name: chb21_19.edf\nNumber of Seizures in File: 0\n")
+    (root / "SUBJECT-INFO").write_text("Case\tGender\tAge (years)\nchb01\tF\t11\nchb21\tF\t13\n")
+    (root / "RECORDS").write_text("chb01/chb01_03.edf\n")
+    items, ignored, used = discover([str(root)])
+    assert used == {"chb-mit-scalp-eeg-database-1.0.0": "chbmit"}
+    by_name = {os.path.basename(i.path): i for i in items}
+    first, later, unlisted = by_name["chb01_03.edf"], by_name["chb21_19.edf"], by_name["chb21_20.edf"]
+    assert first.subject_key == later.subject_key == "chbmit-chb01" and later.session_key == "chb21"
+    assert (first.age, first.sex, later.age) == (11.0, "F", 13.0) and first.site == root.name
+    assert [(iv.start_s, iv.stop_s, iv.label) for iv in first.intervals] == [
+        (0.0, 20.0, 0), (20.0, 30.0, 1), (30.0, math.inf, 0)] and first.task == "chbmit_seizure"
+    assert [iv.label for iv in later.intervals] == [0] and unlisted.task == "" and unlisted.intervals == ()
+    assert {os.path.basename(g.path): g.reason.split(",")[0].split(" (")[0] for g in ignored} == {
+        "chb01_03.edf.seizures": "CHB-MIT seizure annotation", "chb01-summary.txt": "CHB-MIT summary",
+        "chb21-summary.txt": "CHB-MIT summary", "SUBJECT-INFO": "PhysioNet subject table",
+        "RECORDS": "PhysioNet index"}

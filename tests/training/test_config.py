@@ -105,7 +105,9 @@ def test_bad_pretrain_values_name_the_field(overrides, message):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'tuab', 'tusz', 'tuev', 'binary', 'multiclass', 'regression'; "
+    (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'tuab', 'tusz', 'tuev', 'chbmit', 'binary', "
+                      r"'multiclass', "
+                      r"'regression'; "
                       r"got 'sleep'"),
     (["task=multiclass"], r"model_overrides.id2label: task 'multiclass' takes its classes from it; expected the "
                           r"class names by label"),
