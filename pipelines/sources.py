@@ -38,7 +38,7 @@ import os
 import posixpath
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -852,6 +852,15 @@ def tusz_intervals(text: str, name: str) -> tuple[LabeledInterval, ...]:
     return tuple(out)
 
 
+def _read_events(path: str, parse: Callable[[str, str], tuple]) -> tuple[tuple, str]:
+    """What ``parse`` makes of a recording's event file, or nothing and why it cannot be read
+    (the recording is then quarantined at stage "labels")."""
+    try:
+        return parse(_read_text(path), posixpath.basename(path)), ""
+    except (ValueError, UnicodeDecodeError) as err:
+        return (), str(err)
+
+
 def _tusz(files, roots, site):
     recordings, ignored = _split_recordings(files)
     listed = set(files)
@@ -862,10 +871,7 @@ def _tusz(files, roots, site):
         if not named or not events:
             items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
             continue
-        try:
-            intervals, problem = tusz_intervals(_read_text(events), posixpath.basename(events)), ""
-        except (ValueError, UnicodeDecodeError) as err:
-            intervals, problem = (), str(err)
+        intervals, problem = _read_events(events, tusz_intervals)
         items.append(SourceItem(
             path=path, dataset="tusz", site=_site(path, roots, site), subject_key=f"tuh-{named.group(1)}",
             session_key=named.group(2), task="tusz_seizure", intervals=intervals, label_problem=problem,
@@ -919,10 +925,7 @@ def _tuev(files, roots, site):
         if not named or events not in listed:
             items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
             continue
-        try:
-            windows, problem = tuev_windows(_read_text(events), posixpath.basename(events)), ""
-        except (ValueError, UnicodeDecodeError) as err:
-            windows, problem = (), str(err)
+        windows, problem = _read_events(events, tuev_windows)
         # Training files carry TUH's patient codes (as TUAB and TUSZ do); evaluation files a number.
         patient = named.group(1)
         key = f"tuh-{patient}" if re.fullmatch(r"[a-z]{8}", patient) else f"tuev-{patient}"
