@@ -317,6 +317,7 @@ class EdfReader(Reader):
                 segments = record_segments(self.path, onsets, hdr.record_duration, main)
                 self._segments = segments if len(segments) > 1 else ()
             self.bad_spans = bad_spans(notes, onsets[0], self.segments, sfreq)
+            self.events = tuple((onset - onsets[0], duration, text) for onset, duration, text in notes)
         elif hdr.discontinuous:
             raise ReaderError(self.path, f"signals: an {hdr.reserved[:5]} file needs an '{ANNOTATION_LABELS[0]}' "
                               "signal holding each data record's onset; found none")

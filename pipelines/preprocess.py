@@ -93,6 +93,7 @@ from pipelines.sinks import (
 from pipelines.sources import (
     CHBMIT_LABELS,
     DATASETS,
+    EEGMMI_LABELS,
     TUAB_LABELS,
     TUEV_LABELS,
     TUSZ_LABELS,
@@ -437,7 +438,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="layout adapter: hms = Kaggle train.csv + train_eegs/; bids = BIDS (participants.tsv "
                      "age/sex, *_channels.tsv bad channels interpolated, *_eeg.json PowerLineFrequency; its "
                      "sourcedata/ and derivatives/ are not read as more recordings); "
-                     "eegmat = PhysioNet mental arithmetic; tuab = TUH Abnormal EEG (edf/train|eval/normal|"
+                     "eegmat = PhysioNet mental arithmetic; eegmmi = PhysioNet motor movement/imagery (a 4 s "
+                     "window from each T1/T2 annotation, labelled by its run: eegmmi_movement or eegmmi_imagery, "
+                     "left_fist/right_fist/both_fists/both_feet 0-3); tuab = TUH Abnormal EEG (edf/train|eval/normal|"
                      "abnormal/...: the folder labels each recording, tuab_abnormal 0/1; patients from the "
                      "file names); tusz = TUH Seizure Corpus (each EDF's .csv_bi events label the sliding windows "
                      "that lie mostly in them, tusz_seizure 0 background / 1 seizure; a window in no event, "
@@ -699,7 +702,8 @@ def build_pipeline(p, args, config, items, ignored, key: bytes, site_names, prog
         "feature_names": list(FEATURE_NAMES) if config.features else [],
         "classes": {"hms6": list(schema.HMS_CLASSES), "eegmat_rest_task": ["rest", "task"],
                     "tuab_abnormal": list(TUAB_LABELS), "tusz_seizure": list(TUSZ_LABELS),
-                    "tuev_event": list(TUEV_LABELS), "chbmit_seizure": list(CHBMIT_LABELS)},
+                    "tuev_event": list(TUEV_LABELS), "chbmit_seizure": list(CHBMIT_LABELS),
+                    "eegmmi_movement": list(EEGMMI_LABELS), "eegmmi_imagery": list(EEGMMI_LABELS)},
         "sites": list(sites),
         "output": args.output if output_shown is None else output_shown,
         "redact_paths": args.redact_paths,

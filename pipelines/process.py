@@ -53,7 +53,7 @@ from pipelines.ica import fit_ica_cleaner
 from pipelines.quality import QUALITY_NAMES, QualityConfig, compute_quality_batch, validate_window
 from pipelines.readers import GZIPPED, Reader, ReaderError, Segment, eeglab_data_file, open_recording
 from pipelines.resample import TARGET_SFREQ, Resampler
-from pipelines.sources import SourceItem, interval_label
+from pipelines.sources import LabeledWindow, SourceItem, interval_label
 
 # The TFRecord `quality` vector: the rule metrics, then the learned autoencoder score (-1 until
 # the artifact stage fills it in, and in runs with the autoencoder switched off).
@@ -545,6 +545,18 @@ def _open(local: str, original: str) -> Iterator[Reader]:
         reader.close()
 
 
+def _event_windows(item: SourceItem, events) -> tuple[LabeledWindow, ...]:
+    """A labeled window from each of the recording's annotations that ``item.event_labels`` names."""
+    labels = {code.lower(): label for code, label in item.event_labels}
+    windows = tuple(LabeledWindow(onset, item.event_window_s, labels[text.strip().lower()], task=item.task)
+                    for onset, _, text in events if text.strip().lower() in labels)
+    if not windows:
+        raise StageError("labels", f"no annotation {' or '.join(code for code, _ in item.event_labels)} (it has "
+                         f"{len(events)} other{'s' * (len(events) != 1)}): expected the data set's event codes, "
+                         "which label its windows")
+    return windows
+
+
 def _referential(reader: Reader, outcome: Outcome, config: PreprocessConfig, digitized) -> Reader:
     """A bipolar recording's reader as the electrodes its derivations give (``pipelines.bipolar``),
     where its channels alone place fewer than ``min_channels`` 10-20 sites; else the reader."""
@@ -598,6 +610,8 @@ def _stream(item, reader, key, config, config_hash, sha, outcome) -> Iterator[Wi
             raise StageError("sidecar", str(err)) from err
     reader = _referential(reader, outcome, config, digitized)
     info = reader.info
+    if item.event_labels:
+        item = dataclasses.replace(item, windows=_event_windows(item, reader.events))
     try:
         cmap = map_channels(info.ch_names, config.montage, digitized)
         outcome.constant = constant_channels(reader, cmap, config.quality.flat_tol_uv)

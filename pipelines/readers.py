@@ -93,6 +93,10 @@ class Reader:
     bad_spans: tuple[tuple[int, int], ...] = ()
     # Channels the file itself marks bad (a FIF's info['bads']): left out and interpolated.
     bad_channels: tuple[str, ...] = ()
+    # The recording's annotations as (onset s in the recording's time, duration s, text as written).
+    # Free text may name the patient: only ever matched against a data set's own event codes
+    # (SourceItem.event_labels), never logged or written.
+    events: tuple[tuple[float, float, str], ...] = ()
     # Electrode positions the file holds (``digitized_positions``: a FIF's or EGI MFF's digitized
     # head, EEGLAB chanlocs with fiducials, a BrainVision header's [Coordinates]): where its labels
     # name no 10-20 site, --montage file places the channels by them.
@@ -260,6 +264,7 @@ class MneReader(Reader):
         notes = annotation_samples(raw)
         self._segments = annotated_segments(notes, int(raw.n_times), float(raw.info["sfreq"]))
         self.bad_spans = annotated_bad_spans(notes, int(raw.n_times))
+        self.events = annotated_events(notes, self.segments, float(raw.info["sfreq"]))
         self.bad_channels = tuple(raw.info["bads"])
         self.digitized = digitized_positions(raw.info, _format_of(path))
 
@@ -400,6 +405,19 @@ def annotated_segments(notes: list[tuple[int, int, str]], n: int, sfreq: float) 
             segments.append(Segment(start, stop, start / sfreq))
         start = max(start, min(hole_stop, n))
     return tuple(segments) if len(segments) != 1 or segments[0] != Segment(0, n, 0.0) else ()
+
+
+def annotated_events(notes: list[tuple[int, int, str]], segments: Sequence[Segment],
+                     sfreq: float) -> tuple[tuple[float, float, str], ...]:
+    """``annotation_samples``' notes as (onset s in the recording's time, duration s, text): a
+    sample in a segment lies at its onset plus its offset there (a cut recording's samples are
+    not its time)."""
+    out = []
+    for at, length, text in notes:
+        segment = next((s for s in segments if s.start <= at < s.stop), segments[-1] if segments else None)
+        origin = (segment.onset_s - segment.start / sfreq) if segment else 0.0
+        out.append((origin + at / sfreq, length / sfreq, text))
+    return tuple(out)
 
 
 def marks_bad(text: str) -> bool:

@@ -54,7 +54,7 @@ log = get_logger("sources")
 HMS_CLASSES = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 HMS_VOTE_COLUMNS = ("seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote")
 HMS_WINDOW_S = 50.0
-DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "tuab", "tusz", "tuev", "chbmit")
+DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "eegmmi", "tuab", "tusz", "tuev", "chbmit")
 RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet",
                         ".mff")
 # Files that belong to another recording file and are read through it.
@@ -86,6 +86,17 @@ CHBMIT_LABELS = ("background", "seizure")
 _CHBMIT_NAME = re.compile(r"^(chb\d{2})[a-z]?_\d+\+?\.edf$", re.IGNORECASE)
 _CHBMIT_SUMMARY = re.compile(r"^chb\d{2}-summary\.txt$", re.IGNORECASE)
 _CHBMIT_SAME_PATIENT = {"chb21": "chb01"}
+# EEGMMI (PhysioNet's EEG Motor Movement/Imagery): SNNN/SNNNRKK.edf, 14 runs per subject. Each
+# run's annotations T1 and T2 mark a 4 s trial whose meaning the run gives: runs 3, 7, 11 move
+# the left or right fist, 4, 8, 12 imagine it; 5, 9, 13 move both fists or both feet, 6, 10, 14
+# imagine it (T0: rest between trials, unlabeled; runs 1 and 2: eyes open, closed, no trials).
+EEGMMI_LABELS = ("left_fist", "right_fist", "both_fists", "both_feet")
+EEGMMI_TRIAL_S = 4.0
+_EEGMMI_NAME = re.compile(r"^(S\d{3})R(\d{2})\.edf$", re.IGNORECASE)
+# run -> (task, label of T1; T2's is the next)
+_EEGMMI_RUNS = {run: (task, first) for runs, task, first in (
+    ((3, 7, 11), "eegmmi_movement", 0), ((4, 8, 12), "eegmmi_imagery", 0),
+    ((5, 9, 13), "eegmmi_movement", 2), ((6, 10, 14), "eegmmi_imagery", 2)) for run in runs}
 # PhysioNet's index files beside a database's recordings.
 _PHYSIONET_INDEX = ("RECORDS", "RECORDS-WITH-SEIZURES", "ANNOTATORS", "SUBJECT-INFO")
 _TUEV_NAME = re.compile(r"^(?:(?:spsw|gped|pled|eyem|artf|bckg)_)?([A-Za-z0-9]+)_\w*\.edf$")
@@ -136,6 +147,10 @@ class SourceItem:
     intervals: tuple[LabeledInterval, ...] = ()  # labels of stretches (TUSZ seizures), for sliding windows
     label_problem: str = ""  # why its label file cannot be used: the recording is quarantined, stage "labels"
     corpus_split: str = ""  # the corpus's own split (TUH: train, dev, eval), for benchmarks that keep to it
+    # Labels of the recording's own annotations (code -> class, case-insensitive: EEGMMI's T1, T2):
+    # a window of event_window_s from each such annotation's onset.
+    event_labels: tuple[tuple[str, int], ...] = ()
+    event_window_s: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -289,6 +304,8 @@ def detect_dataset(files: list[str]) -> str:
     recs = [n for n in names if _lower_ext(n) in RECORDING_EXTENSIONS]
     if recs and all(_EEGMAT.match(n) for n in recs):
         return "eegmat"
+    if recs and all(_EEGMMI_NAME.match(n) for n in recs):
+        return "eegmmi"
     edfs = [f for f in files if _lower_ext(f) == ".edf"]
     if edfs and all(_tuab_label(f) >= 0 and _TUH_NAME.match(posixpath.basename(f)) for f in edfs):
         return "tuab"
@@ -334,7 +351,7 @@ def discover(
     used: dict[str, str] = {}
     for group, group_files in sorted(groups.items()):
         kind = detect_dataset(group_files) if dataset == "auto" else dataset
-        adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "tuab": _tuab, "tusz": _tusz,
+        adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "eegmmi": _eegmmi, "tuab": _tuab, "tusz": _tusz,
                    "tuev": _tuev, "chbmit": _chbmit, "edf": _generic}[kind]
         # Label sidecars may sit above the site folders they describe (simulator: edf/labels.csv).
         label_files = [f for f in files if posixpath.basename(f) == "labels.csv"]
@@ -470,6 +487,9 @@ def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
             ignored.append(Ignored(f, "CHB-MIT summary (each file's seizures), read by the chbmit adapter"))
         elif ext in (".md", ".txt"):
             ignored.append(Ignored(f, f"documentation ({ext}), not a recording"))
+        elif name.lower().endswith(".edf.event"):
+            ignored.append(Ignored(f, "PhysioNet annotation file (.event), not a recording; the EDF's own "
+                                      "annotations hold the same events"))
         elif ext == ".seizures":
             ignored.append(Ignored(f, "CHB-MIT seizure annotation (binary), not a recording; the chbmit adapter "
                                       "reads the same times from the case's summary"))
@@ -756,6 +776,24 @@ def _eegmat(files, roots, site):
             subject_key=f"eegmat-{subject}", session_key=str(state), task="eegmat_rest_task",
             recording_label=state - 1, age=age, sex=normalize_sex(row.get("Gender")),
         ))
+    return items, ignored
+
+
+def _eegmmi(files, roots, site):
+    recordings, ignored = _split_recordings(files)
+    items = []
+    for path in recordings:
+        named = _EEGMMI_NAME.match(posixpath.basename(path))
+        if not named:
+            items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
+            continue
+        subject, run = named.group(1).upper(), int(named.group(2))
+        task, first = _EEGMMI_RUNS.get(run, ("", -1))
+        items.append(SourceItem(
+            path=path, dataset="eegmmi", site=_site(path, roots, site), subject_key=f"eegmmi-{subject}",
+            session_key=f"R{run:02d}", task=task,
+            event_labels=(("T1", first), ("T2", first + 1)) if task else (),
+            event_window_s=EEGMMI_TRIAL_S if task else 0.0))
     return items, ignored
 
 

@@ -56,12 +56,15 @@ SPLIT_GROUPS = ("subject", "site")
 UNFREEZE_UNITS = ("epoch", "step")
 # Fine-tuning task -> registered head (model.heads); eegmat is the rest/task binary problem,
 # tuab TUH Abnormal's normal/abnormal one, tusz TUH Seizure's background/seizure windows, tuev
-# TUH EEG Events' six event classes, chbmit CHB-MIT's background/seizure windows.
+# TUH EEG Events' six event classes, chbmit CHB-MIT's background/seizure windows, eegmmi PhysioNet
+# motor imagery's four trial classes.
 TASK_HEADS = {"hms6": "hms6", "eegmat": "binary", "tuab": "binary", "tusz": "binary", "tuev": "multiclass",
-              "chbmit": "binary", "binary": "binary", "multiclass": "multiclass", "regression": "regression"}
+              "chbmit": "binary", "eegmmi": "multiclass", "binary": "binary", "multiclass": "multiclass",
+              "regression": "regression"}
 # tuev: TUH EEG Events' six classes, in the corpus's code order (pipelines.sources.TUEV_LABELS).
 _TASK_LABELS = {"eegmat": ("rest", "task"), "tuab": ("normal", "abnormal"), "tusz": ("background", "seizure"),
-                "tuev": ("spsw", "gped", "pled", "eyem", "artf", "bckg"), "chbmit": ("background", "seizure")}
+                "tuev": ("spsw", "gped", "pled", "eyem", "artf", "bckg"), "chbmit": ("background", "seizure"),
+                "eegmmi": ("left_fist", "right_fist", "both_fists", "both_feet")}
 # EEGFMConfig fields that the run config sets itself: overriding them would be ambiguous.
 _MODEL_FIELDS_SET_BY_RUN = {
     "preset": "model", "head": "task", "gradient_checkpointing": "activation_checkpointing",
@@ -343,7 +346,8 @@ class FinetuneConfig(RunConfig):
     """A supervised fine-tuning run of a pretrained encoder.
 
     task: label space (``TASK_HEADS`` maps it to a registered head; eegmat = rest vs task; tuab =
-        normal vs abnormal; tusz, chbmit = background vs seizure; tuev = spsw, gped, pled, eyem, artf, bckg).
+        normal vs abnormal; tusz, chbmit = background vs seizure; tuev = spsw, gped, pled, eyem, artf, bckg;
+        eegmmi = left fist, right fist, both fists, both feet).
     mode: ``linear`` (frozen encoder, head only), ``adapter`` (``adapter_kind`` adapters of
         ``adapter_rank`` plus head) or ``full``.
     loss: None uses the head's own loss (hms6: KL to the vote distribution, binary: BCE,

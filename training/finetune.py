@@ -95,7 +95,7 @@ log = get_logger("training.finetune")
 
 # Fine-tuning task -> the ``task`` value its windows carry in the data contract.
 RECORD_TASKS = {"hms6": "hms6", "eegmat": "eegmat_rest_task", "tuab": "tuab_abnormal", "tusz": "tusz_seizure",
-                "tuev": "tuev_event", "chbmit": "chbmit_seizure"}
+                "tuev": "tuev_event", "chbmit": "chbmit_seizure", "eegmmi": "eegmmi_imagery"}
 
 
 # ------------------------------------------------------------------------------------------ plan
@@ -972,7 +972,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "mental arithmetic, binary head; tuab: TUH Abnormal's normal vs abnormal recordings, "
                         "tusz, chbmit: TUH Seizure's, CHB-MIT's background vs seizure windows, binary heads; "
                         "tuev: TUH EEG Events' "
-                        "six event classes (spsw, gped, pled, eyem, artf, bckg), multiclass head; "
+                        "six event classes (spsw, gped, pled, eyem, artf, bckg), multiclass head; eegmmi: "
+                        "PhysioNet motor imagery trials (left fist, right fist, both fists, both feet); "
                         "binary/multiclass/regression: generic heads on the "
                         "windows' `label`, with --record_task); default: the config's task")
     parser.add_argument("--mode", default=None, choices=["linear", "adapter", "full"],
@@ -981,7 +982,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--record_task", default=None,
                         help="the `task` value of the windows to train on (default: hms6 -> hms6, eegmat -> "
                         "eegmat_rest_task, tuab -> tuab_abnormal, tusz -> tusz_seizure, tuev -> tuev_event, "
-                        "chbmit -> chbmit_seizure; "
+                        "chbmit -> chbmit_seizure, eegmmi -> eegmmi_imagery (its executed movements: "
+                        "eegmmi_movement); "
                         "required for "
                         "binary/multiclass/regression)")
     return parser

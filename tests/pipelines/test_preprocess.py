@@ -166,8 +166,12 @@ def test_tensorflow_reads_every_record_with_the_contract(shared_run):
         assert len(ex["quality"].numpy()) == len(manifest["quality_names"])
         assert 0.0 <= float(ex["artifact_score"].numpy()) <= 1.0
         assert os.path.basename(os.path.dirname(path)) == ex["site_id"].numpy().decode()
-    assert set(manifest["counts"]["per_label"]) == {
-        "eegmat_rest_task:0", "eegmat_rest_task:1", "unlabeled:-1"}
+    # eegmmi's two runs: a 4 s trial window at each T1 (8) and T2 (7) annotation, movement in run 3
+    # and imagery in run 4, left or right fist
+    labels = manifest["counts"]["per_label"]
+    assert set(labels) == {"eegmat_rest_task:0", "eegmat_rest_task:1", "unlabeled:-1", "eegmmi_movement:0",
+                           "eegmmi_movement:1", "eegmmi_imagery:0", "eegmmi_imagery:1"}
+    assert [labels[f"eegmmi_{kind}:{k}"] for kind in ("movement", "imagery") for k in (0, 1)] == [8, 7, 8, 7]
     assert os.path.exists(out / "artifact_ae.npz") and manifest["artifact_model"] == "artifact_ae.npz"
     # Each input's recorded SHA-256 is its file's (the provenance every record carries).
     hashed = [d for d in manifest["inputs"] if d.get("source_sha256")]

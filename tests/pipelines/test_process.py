@@ -708,3 +708,27 @@ def test_chb_mit_seizures_from_the_case_summary_label_the_windows_of_its_bipolar
     assert [round(r.window_start_s) for r in windows] == [0, 10, 20, 30, 40, 50]
     assert [r.label for r in windows] == [0, 0, 1, 1, 1, 0] and {r.task for r in windows} == {b"chbmit_seizure"}
     assert {(r.age, r.sex) for r in windows} == {(11.0, b"F")}
+
+
+def test_eegmmi_trials_are_windows_at_their_annotations_labelled_by_the_run(shared_data, tmp_path):
+    # Real annotations of a real imagery run: a 4 s window from each T1 (left fist) and T2 (right).
+    from pipelines.readers import open_recording
+
+    with open_recording(shared_data / "eegmmi" / "S001R04.edf") as edf:
+        trials = [(onset, text) for onset, _, text in edf.events if text != "T0"]
+    (tmp_path / "S001").mkdir()
+    (tmp_path / "S001" / "S001R04.edf").symlink_to(shared_data / "eegmmi" / "S001R04.edf")
+    items, _, _ = discover([str(tmp_path)])
+    *events, outcome = process_recording(items[0], b"k" * 32, PreprocessConfig(), "h")
+    windows = sorted((w.record for w in events if isinstance(w, Window)), key=lambda r: r.window_start_s)
+    assert outcome.status == "processed" and {r.eeg.shape for r in windows} == {(19, 4 * 256)}
+    assert [(round(float(r.window_start_s), 2), r.label) for r in windows] == [
+        (round(onset, 2), int(text == "T2")) for onset, text in trials]
+    assert {r.task for r in windows} == {b"eegmmi_imagery"}
+    # A run whose file holds no trials is quarantined at the labels stage, its annotations unechoed
+    (tmp_path / "S001" / "S001R06.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    items, _, _ = discover([str(tmp_path)])
+    *_, refused = process_recording(next(i for i in items if "R06" in i.path), b"k" * 32, PreprocessConfig(), "h")
+    assert (refused.status, refused.stage) == ("quarantined", "labels")
+    assert refused.reason == ("S001R06.edf: no annotation T1 or T2 (it has 1 other): expected the data set's event "
+                              "codes, which label its windows")

@@ -414,3 +414,25 @@ def test_eeglab_fiducials_are_turned_into_the_frame_and_unit_of_its_channels():
     # already in MNE's frame (a reader that turns them itself): the nasion would land on an ear
     assert _eeglab_fiducials({nasion: (0.0, 0.1, 0.0), lpa: (-0.08, 0.0, 0.0), rpa: (0.08, 0.0, 0.0)}) is None
     assert _eeglab_fiducials({k: (1e6, 0.0, 0.0) for k in written}) is None  # no unit makes a head of it
+
+
+def test_the_recordings_annotations_are_its_events_in_its_own_time(shared_data, tmp_path):
+    import mne
+
+    # EEGMMI's run 3 (EDF+): rest and trials marked T0, T1, T2 every 4.1-4.2 s
+    path = shared_data / "eegmmi" / "S001R03.edf"
+    with open_recording(path) as edf:
+        events = edf.events
+    assert len(events) == 30 and events[:3] == ((0.0, 4.2, "T0"), (4.2, 4.1, "T2"), (8.3, 4.2, "T0"))
+    # The same through MNE (a FIF), where a cut leaves samples and time apart: after 20 s skipped at
+    # 30 s, an annotation at 60 s in time is 40 s in samples.
+    raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
+    raw.save(tmp_path / "run_raw.fif", verbose="error")
+    with open_recording(tmp_path / "run_raw.fif") as fif:
+        assert [(round(a, 3), round(b, 3), c) for a, b, c in fif.events] == [
+            (round(a, 3), round(b, 3), c.lower()) for a, b, c in events]
+    from pipelines.readers import Segment, annotated_events
+
+    segments = (Segment(0, 4800, 0.0), Segment(4800, 9600, 50.0))
+    assert annotated_events([(160, 16, "t1"), (6400, 32, "t2")], segments, 160.0) == (
+        (1.0, 0.1, "t1"), (60.0, 0.2, "t2"))

@@ -13,7 +13,7 @@ def test_the_whole_shared_tree_is_accounted_for(shared_data):
     items, ignored, datasets = discover([str(shared_data)])
     every_file = expand_inputs([str(shared_data)])
     assert sorted([i.path for i in items] + [g.path for g in ignored]) == every_file
-    assert datasets == {"data": "edf", "eegmat": "eegmat", "eegmmi": "edf", "formats": "edf", "hms": "hms"}
+    assert datasets == {"data": "edf", "eegmat": "eegmat", "eegmmi": "eegmmi", "formats": "edf", "hms": "hms"}
     by_name = {i.path.rsplit("/", 1)[1]: i for i in items}
     # Upper-case extensions are recordings too.
     assert "MB0400FU.EDF" in by_name
@@ -203,7 +203,7 @@ def test_excluded_files_and_folders_are_not_inputs(shared_data, tmp_path, monkey
 
 
 def test_bad_arguments_are_named(shared_data, tmp_path):
-    with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', 'tuab', "
+    with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', 'eegmmi', 'tuab', "
                                          r"'tusz', 'tuev', 'chbmit'; got 'tuh'"):
         discover([str(shared_data)], dataset="tuh")
     with pytest.raises(FileNotFoundError, match=r"--input .*nothing\*.edf: matched no files"):
@@ -578,3 +578,20 @@ def test_chb_mit_adapter_keys_chb21_to_chb01_and_reads_age_and_sex(shared_data, 
         "chb01_03.edf.seizures": "CHB-MIT seizure annotation", "chb01-summary.txt": "CHB-MIT summary",
         "chb21-summary.txt": "CHB-MIT summary", "SUBJECT-INFO": "PhysioNet subject table",
         "RECORDS": "PhysioNet index"}
+
+
+def test_eegmmi_runs_say_what_their_t1_and_t2_trials_are(shared_data, tmp_path):
+    root = tmp_path / "files"
+    for run in (1, 3, 4, 5, 14):
+        (root / "S002").mkdir(parents=True, exist_ok=True)
+        (root / "S002" / f"S002R{run:02d}.edf").symlink_to(shared_data / "eegmmi" / "S001R03.edf")
+    (root / "S002" / "S002R03.edf.event").write_bytes(b"\x00")
+    items, ignored, used = discover([str(root)])
+    assert used == {"S002": "eegmmi"}
+    runs = {os.path.basename(i.path)[4:7]: (i.task, i.event_labels, i.event_window_s) for i in items}
+    assert runs == {
+        "R01": ("", (), 0.0),  # eyes open: no trials
+        "R03": ("eegmmi_movement", (("T1", 0), ("T2", 1)), 4.0), "R04": ("eegmmi_imagery", (("T1", 0), ("T2", 1)), 4.0),
+        "R05": ("eegmmi_movement", (("T1", 2), ("T2", 3)), 4.0), "R14": ("eegmmi_imagery", (("T1", 2), ("T2", 3)), 4.0)}
+    assert {i.subject_key for i in items} == {"eegmmi-S002"}
+    assert [g.reason.split(" (")[0] for g in ignored] == ["PhysioNet annotation file"]
