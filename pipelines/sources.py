@@ -387,11 +387,12 @@ def _sidecars_left_out(patterns: list[str], files: set[str]) -> list[str]:
         root = pattern.rstrip("/") if folder else _root(pattern)
         if not folder:
             places.add((root, _SIDECARS))
-        # labels.csv may sit above the site folders it describes (the simulator's edf/labels.csv);
-        # not above a bucket ("gs://b" is no folder of "gs:").
+        # labels.csv may sit above the site folders it describes (the simulator's edf/labels.csv),
+        # CHB-MIT's SUBJECT-INFO above its case folders; not above a bucket ("gs://b" is no folder
+        # of "gs:").
         for above in (posixpath.dirname(root), posixpath.dirname(posixpath.dirname(root))):
             if above and above != root and ("://" in above) == ("://" in root):
-                places.add((above, ("labels.csv",)))
+                places.add((above, ("labels.csv", "SUBJECT-INFO")))
         if posixpath.basename(root) in ("train_eegs", "test_eegs"):
             places.add((posixpath.dirname(root), ("train.csv", "test.csv")))
         if "/sub-" in root + "/":
@@ -1067,17 +1068,20 @@ def _chbmit(files, roots, site):
         intervals, problem = ((), found) if isinstance(found, str) else (
             (_seizure_intervals(found), "") if found is not None else ((), ""))
         items.append(SourceItem(
-            path=path, dataset="chbmit", site=site or _input_root_name(path, roots),
+            path=path, dataset="chbmit", site=site or _chbmit_site(path, roots),
             subject_key=f"chbmit-{_CHBMIT_SAME_PATIENT.get(case, case)}", session_key=case,
             task="chbmit_seizure" if found is not None else "", intervals=intervals, label_problem=problem,
             age=age, sex=sex))
     return items, ignored
 
 
-def _input_root_name(path: str, roots: list[str]) -> str:
-    """The name of the input folder a file lies below (a corpus recorded at one hospital is one site)."""
-    root = next((r for r in sorted(roots, key=len, reverse=True) if path.startswith(r.rstrip("/") + "/")), "")
-    return posixpath.basename(root.rstrip("/")) or site_from_path(path, roots)
+def _chbmit_site(path: str, roots: list[str]) -> str:
+    """The corpus folder above a recording's case folder (chbNN/), where the inputs reach it: one
+    hospital's recordings are one site, not a site per patient; else the case folder."""
+    case = posixpath.dirname(path)
+    corpus = posixpath.dirname(case)
+    inside = any(corpus == r.rstrip("/") or corpus.startswith(r.rstrip("/") + "/") for r in roots)
+    return posixpath.basename(corpus if inside else case)
 
 
 def _label_row(row: dict, where: str) -> LabeledWindow | tuple[str, int]:

@@ -570,7 +570,12 @@ def test_chb_mit_adapter_keys_chb21_to_chb01_and_reads_age_and_sex(shared_data, 
     by_name = {os.path.basename(i.path): i for i in items}
     first, later, unlisted = by_name["chb01_03.edf"], by_name["chb21_19.edf"], by_name["chb21_20.edf"]
     assert first.subject_key == later.subject_key == "chbmit-chb01" and later.session_key == "chb21"
-    assert (first.age, first.sex, later.age) == (11.0, "F", 13.0) and first.site == root.name
+    assert (first.age, first.sex, later.age) == (11.0, "F", 13.0)
+    assert {i.site for i in items} == {root.name}  # one hospital: one site, whichever folder is the input
+    assert {i.site for i in discover([str(tmp_path)])[0]} == {root.name}
+    # one case folder as the input: still the corpus's site; its SUBJECT-INFO, not an input, goes unread
+    alone = discover([str(root / "chb21")])[0]
+    assert {i.site for i in alone} == {root.name} and {i.age for i in alone} == {None}
     assert [(iv.start_s, iv.stop_s, iv.label) for iv in first.intervals] == [
         (0.0, 20.0, 0), (20.0, 30.0, 1), (30.0, math.inf, 0)] and first.task == "chbmit_seizure"
     assert [iv.label for iv in later.intervals] == [0] and unlisted.task == "" and unlisted.intervals == ()
