@@ -161,7 +161,8 @@ class Outcome:
     # --ica: components fitted, and the eye (eog) and muscle (emg) ones removed
     ica: dict[str, int] = dataclasses.field(default_factory=dict)
     # a bipolar recording: the derivations its electrodes were reconstructed from (pipelines.bipolar),
-    # those electrodes, and the derivations of chains not connected to them (left out)
+    # those electrodes, the derivations of chains not connected to them (left out) and those
+    # constant from start to end (flat: not used)
     bipolar: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -457,7 +458,11 @@ def constant_channels(reader: Reader, cmap, tol_uv: float) -> tuple[str, ...]:
     """The EEG channels whose peak-to-peak stays within ``tol_uv`` in every probe stretch: not
     recorded, but written anyway (an export's montage template fills unconnected electrodes with
     zeros). Interpolated like a missing channel, they would otherwise make every window flat."""
-    rows = sorted({*cmap.canonical.values(), *cmap.extra_eeg.values()})
+    return constant_rows(reader, sorted({*cmap.canonical.values(), *cmap.extra_eeg.values()}), tol_uv)
+
+
+def constant_rows(reader: Reader, rows: list[int], tol_uv: float) -> tuple[str, ...]:
+    """The names of the channels ``rows`` that stay within ``tol_uv`` in every probe stretch."""
     n, width = reader.info.n_times, max(1, int(_PROBE_SECONDS * reader.info.sfreq))
     if not rows:
         return ()
@@ -564,12 +569,18 @@ def _referential(reader: Reader, outcome: Outcome, config: PreprocessConfig, dig
     plan = bipolar_plan(names, exclude=outcome.marked_bad)
     if plan is None:
         return reader
+    # A flat derivation (an unplugged pair, a template's zeros) would tie its two electrodes together.
+    flat = constant_rows(reader, list(plan.derivations), config.quality.flat_tol_uv)
+    if flat:
+        plan = bipolar_plan(names, exclude=[*outcome.marked_bad, *flat])
+        if plan is None:
+            return reader
     try:
         if len(map_channels(names, config.montage, digitized).canonical) >= config.min_channels:
             return reader
     except HarmonizeError:  # the harmonizer reports it, on the channels as recorded
         return reader
-    outcome.bipolar = plan.as_dict(names)
+    outcome.bipolar = {**plan.as_dict(names), "flat": list(flat)}
     sites = map_channels(plan.electrodes).canonical
     if len(sites) < config.min_channels:
         chains = "; ".join(", ".join(chain) for chain in plan.chains)

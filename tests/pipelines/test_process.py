@@ -677,6 +677,7 @@ def test_a_bipolar_recording_gives_the_windows_of_the_referential_one_it_was_der
     assert outcome.status == "processed" and outcome.interpolated == ("Fz", "Cz", "Pz")
     assert outcome.bipolar["left_out"] == ["FZ-CZ", "CZ-PZ"] and len(outcome.bipolar["derivations"]) == 21
     assert "T8-P8-1" in outcome.bipolar["derivations"] and len(outcome.bipolar["electrodes"]) == 18
+    assert outcome.bipolar["flat"] == []
     # the reconstructed channels agree; the interpolated midline less so (average-referenced, it is
     # what its neighbours do not share)
     windows = _windows_like(events, reference, min_r=0.5)
@@ -732,3 +733,22 @@ def test_eegmmi_trials_are_windows_at_their_annotations_labelled_by_the_run(shar
     assert (refused.status, refused.stage) == ("quarantined", "labels")
     assert refused.reason == ("S001R06.edf: no annotation T1 or T2 (it has 1 other): expected the data set's event "
                               "codes, which label its windows")
+
+
+def test_a_flat_derivation_is_left_out_of_the_reconstruction(shared_data, tmp_path):
+    # An unplugged pair records nothing: used, it would tie its two electrodes together.
+    from pipelines.readers import open_recording
+
+    _chb_mit_edf(shared_data / "eegmat" / "Subject00_2.edf", tmp_path / "chb.edf")
+    with open_recording(tmp_path / "chb.edf") as edf:
+        names, data = list(edf.info.ch_names), edf.read()
+    data[names.index("P4-O2")] = 0.0
+    _write_edf(tmp_path / "flat.edf", [n.rsplit("-", 1)[0] if n.startswith("T8-P8") else n for n in names], data)
+    *events, outcome = process_recording(SourceItem(str(tmp_path / "flat.edf"), "edf", "lab"), b"k" * 32,
+                                         PreprocessConfig(reference="average"), "h")
+    *reference, _ = process_recording(SourceItem(str(tmp_path / "chb.edf"), "edf", "lab"), b"k" * 32,
+                                      PreprocessConfig(reference="average"), "h")
+    assert outcome.status == "processed" and outcome.bipolar["flat"] == ["P4-O2"]
+    assert "P4-O2" not in outcome.bipolar["derivations"] and len(outcome.bipolar["electrodes"]) == 18
+    # O2 still reached through P8-O2: the same windows as with the derivation recorded
+    _windows_like(events, reference, min_r=0.99)
