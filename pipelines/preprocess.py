@@ -95,6 +95,7 @@ from pipelines.sources import (
     DATASETS,
     EEGMMI_LABELS,
     TUAB_LABELS,
+    TUEP_LABELS,
     TUEV_LABELS,
     TUSZ_LABELS,
     Ignored,
@@ -442,8 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "window from each T1/T2 annotation, labelled by its run: eegmmi_movement or eegmmi_imagery, "
                      "left_fist/right_fist/both_fists/both_feet 0-3); tuab = TUH Abnormal EEG (edf/train|eval/normal|"
                      "abnormal/...: the folder labels each recording, tuab_abnormal 0/1; patients from the "
-                     "file names); tusz = TUH Seizure Corpus (each EDF's .csv_bi events label the sliding windows "
-                     "that lie mostly in them, tusz_seizure 0 background / 1 seizure; a window in no event, "
+                     "file names); tuep = TUH Epilepsy Corpus (00_epilepsy/, 01_no_epilepsy/ label each "
+                     "recording, tuep_epilepsy 1/0); tusz = TUH Seizure Corpus (each EDF's .csv_bi events "
+                     "label the sliding windows that lie mostly in them, tusz_seizure 0 background / 1 seizure; a window in no event, "
                      "unlabeled); tuev = TUH EEG Events Corpus (each EDF's .rec events: one 5 s window "
                      "around each, tuev_event spsw/gped/pled/eyem/artf/bckg 0-5); chbmit = CHB-MIT Scalp EEG "
                      "(chbNN/chbNN-summary.txt seizure times label the sliding windows as tusz does, "
@@ -703,7 +705,8 @@ def build_pipeline(p, args, config, items, ignored, key: bytes, site_names, prog
         "classes": {"hms6": list(schema.HMS_CLASSES), "eegmat_rest_task": ["rest", "task"],
                     "tuab_abnormal": list(TUAB_LABELS), "tusz_seizure": list(TUSZ_LABELS),
                     "tuev_event": list(TUEV_LABELS), "chbmit_seizure": list(CHBMIT_LABELS),
-                    "eegmmi_movement": list(EEGMMI_LABELS), "eegmmi_imagery": list(EEGMMI_LABELS)},
+                    "eegmmi_movement": list(EEGMMI_LABELS), "eegmmi_imagery": list(EEGMMI_LABELS),
+                    "tuep_epilepsy": list(TUEP_LABELS)},
         "sites": list(sites),
         "output": args.output if output_shown is None else output_shown,
         "redact_paths": args.redact_paths,

@@ -54,7 +54,7 @@ log = get_logger("sources")
 HMS_CLASSES = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 HMS_VOTE_COLUMNS = ("seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote")
 HMS_WINDOW_S = 50.0
-DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "eegmmi", "tuab", "tusz", "tuev", "chbmit")
+DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "eegmmi", "tuab", "tuep", "tusz", "tuev", "chbmit")
 RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet",
                         ".mff")
 # Files that belong to another recording file and are read through it.
@@ -66,6 +66,11 @@ _TUH_NAME = re.compile(r"^([a-z]{8})_(s\d{3})_t\d{3}\.edf$")
 # TUAB, the TUH Abnormal EEG Corpus: edf/{train,eval}/{normal,abnormal}/<montage>/<file>.edf;
 # the folder is the neurologist's reading of the whole recording.
 TUAB_LABELS = ("normal", "abnormal")
+_TUAB_FOLDERS = {name: k for k, name in enumerate(TUAB_LABELS)}
+# TUEP, the TUH Epilepsy Corpus: 00_epilepsy/ and 01_no_epilepsy/ hold the patients a neurologist
+# diagnosed with epilepsy or not (<patient>/<session>/<montage>/<file>.edf); 1 epilepsy.
+TUEP_LABELS = ("no_epilepsy", "epilepsy")
+_TUEP_FOLDERS = {"01_no_epilepsy": 0, "00_epilepsy": 1}
 # TUSZ, the TUH Seizure Corpus: beside each <file>.edf a <file>.csv_bi of its term-based events
 # (channel TERM; bckg, or seiz where a neurologist marked a seizure) and a <file>.csv of its
 # channel-based ones (seizure types: fnsz, gnsz, cpsz ...). Windows: 0 background, 1 seizure.
@@ -309,6 +314,8 @@ def detect_dataset(files: list[str]) -> str:
     edfs = [f for f in files if _lower_ext(f) == ".edf"]
     if edfs and all(_tuab_label(f) >= 0 and _TUH_NAME.match(posixpath.basename(f)) for f in edfs):
         return "tuab"
+    if edfs and all(_folder_label(f, _TUEP_FOLDERS) >= 0 and _TUH_NAME.match(posixpath.basename(f)) for f in edfs):
+        return "tuep"
     listed = set(files)
     if edfs and all(_TUH_NAME.match(posixpath.basename(f)) and f[:-4] + ".csv_bi" in listed for f in edfs):
         return "tusz"
@@ -351,7 +358,8 @@ def discover(
     used: dict[str, str] = {}
     for group, group_files in sorted(groups.items()):
         kind = detect_dataset(group_files) if dataset == "auto" else dataset
-        adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "eegmmi": _eegmmi, "tuab": _tuab, "tusz": _tusz,
+        adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "eegmmi": _eegmmi, "tuab": _tuab, "tuep": _tuep,
+                   "tusz": _tusz,
                    "tuev": _tuev, "chbmit": _chbmit, "edf": _generic}[kind]
         # Label sidecars may sit above the site folders they describe (simulator: edf/labels.csv).
         label_files = [f for f in files if posixpath.basename(f) == "labels.csv"]
@@ -806,28 +814,42 @@ def _corpus_split(path: str) -> str:
     return ""
 
 
-def _tuab_label(path: str) -> int:
-    """1 below a folder 'abnormal', 0 below 'normal' (the nearest one counts), else -1."""
+def _folder_label(path: str, folders: dict[str, int]) -> int:
+    """The label of the nearest folder above ``path`` that ``folders`` names, else -1."""
     for part in reversed(path.split("/")[:-1]):
-        if part.lower() in TUAB_LABELS:
-            return TUAB_LABELS.index(part.lower())
+        if part.lower() in folders:
+            return folders[part.lower()]
     return -1
 
 
-def _tuab(files, roots, site):
+def _tuab_label(path: str) -> int:
+    """1 below a folder 'abnormal', 0 below 'normal' (the nearest one counts), else -1."""
+    return _folder_label(path, _TUAB_FOLDERS)
+
+
+def _tuh_by_folder(files, roots, site, dataset: str, task: str, folders: dict[str, int]):
+    """A TUH corpus whose folders label each recording (TUAB's normal/abnormal, TUEP's epilepsy)."""
     recordings, ignored = _split_recordings(files)
     items = []
     for path in recordings:
-        label, named = _tuab_label(path), _TUH_NAME.match(posixpath.basename(path))
+        label, named = _folder_label(path, folders), _TUH_NAME.match(posixpath.basename(path))
         if label < 0 or not named:  # not one of the corpus's recordings: processed, unlabeled
             items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
             continue
         # A patient's sessions share the patient code: splits keep them together.
         items.append(SourceItem(
-            path=path, dataset="tuab", site=_site(path, roots, site), subject_key=f"tuh-{named.group(1)}",
-            session_key=named.group(2), task="tuab_abnormal", recording_label=label, corpus_split=_corpus_split(path),
+            path=path, dataset=dataset, site=_site(path, roots, site), subject_key=f"tuh-{named.group(1)}",
+            session_key=named.group(2), task=task, recording_label=label, corpus_split=_corpus_split(path),
         ))
     return items, ignored
+
+
+def _tuab(files, roots, site):
+    return _tuh_by_folder(files, roots, site, "tuab", "tuab_abnormal", _TUAB_FOLDERS)
+
+
+def _tuep(files, roots, site):
+    return _tuh_by_folder(files, roots, site, "tuep", "tuep_epilepsy", _TUEP_FOLDERS)
 
 
 def _is_tusz_events(path: str, files) -> bool:

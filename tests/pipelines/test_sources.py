@@ -203,7 +203,7 @@ def test_excluded_files_and_folders_are_not_inputs(shared_data, tmp_path, monkey
 
 
 def test_bad_arguments_are_named(shared_data, tmp_path):
-    with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', 'eegmmi', 'tuab', "
+    with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', 'eegmmi', 'tuab', 'tuep', "
                                          r"'tusz', 'tuev', 'chbmit'; got 'tuh'"):
         discover([str(shared_data)], dataset="tuh")
     with pytest.raises(FileNotFoundError, match=r"--input .*nothing\*.edf: matched no files"):
@@ -600,3 +600,16 @@ def test_eegmmi_runs_say_what_their_t1_and_t2_trials_are(shared_data, tmp_path):
         "R05": ("eegmmi_movement", (("T1", 2), ("T2", 3)), 4.0), "R14": ("eegmmi_imagery", (("T1", 2), ("T2", 3)), 4.0)}
     assert {i.subject_key for i in items} == {"eegmmi-S002"}
     assert [g.reason.split(" (")[0] for g in ignored] == ["PhysioNet annotation file"]
+
+
+def test_tuep_adapter_labels_each_patients_recordings_by_its_diagnosis_folder(shared_data, tmp_path):
+    root = tmp_path / "tuh_eeg_epilepsy" / "v2.0.1"
+    for folder, patient, source in (("00_epilepsy", "aaaaaanr", "Subject00_2.edf"),
+                                    ("01_no_epilepsy", "aaaaaebo", "Subject01_2.edf")):
+        leaf = root / folder / patient / "s001_2003" / "02_tcp_le"
+        leaf.mkdir(parents=True)
+        (leaf / f"{patient}_s001_t001.edf").symlink_to(shared_data / "eegmat" / source)
+    items, _, used = discover([str(root)])
+    assert set(used.values()) == {"tuep"}
+    assert sorted((i.subject_key, i.session_key, i.task, i.recording_label) for i in items) == [
+        ("tuh-aaaaaanr", "s001", "tuep_epilepsy", 1), ("tuh-aaaaaebo", "s001", "tuep_epilepsy", 0)]

@@ -105,7 +105,7 @@ def test_bad_pretrain_values_name_the_field(overrides, message):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'tuab', 'tusz', 'tuev', 'chbmit', 'eegmmi', 'binary', "
+    (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'tuab', 'tusz', 'tuev', 'chbmit', 'eegmmi', 'tuep', 'binary', "
                       r"'multiclass', "
                       r"'regression'; "
                       r"got 'sleep'"),
