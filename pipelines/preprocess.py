@@ -450,6 +450,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "around each, tuev_event spsw/gped/pled/eyem/artf/bckg 0-5); chbmit = CHB-MIT Scalp EEG "
                      "(chbNN/chbNN-summary.txt seizure times label the sliding windows as tusz does, "
                      "chbmit_seizure; SUBJECT-INFO age/sex; its bipolar montage is reconstructed to electrodes); "
+                     "siena = Siena Scalp EEG (PNxx/Seizures-list-PNxx.txt clock times label the sliding windows, "
+                     "siena_seizure; a seizure listed as lasting over 30 min quarantines its file as a typo); "
                      "edf = any folder of "
                      "EDF/BDF/FIF/BrainVision/EEGLAB files and EGI MFF folders (+ optional labels.csv); auto detects it "
                      "per top-level folder")
@@ -706,7 +708,7 @@ def build_pipeline(p, args, config, items, ignored, key: bytes, site_names, prog
                     "tuab_abnormal": list(TUAB_LABELS), "tusz_seizure": list(TUSZ_LABELS),
                     "tuev_event": list(TUEV_LABELS), "chbmit_seizure": list(CHBMIT_LABELS),
                     "eegmmi_movement": list(EEGMMI_LABELS), "eegmmi_imagery": list(EEGMMI_LABELS),
-                    "tuep_epilepsy": list(TUEP_LABELS)},
+                    "tuep_epilepsy": list(TUEP_LABELS), "siena_seizure": list(CHBMIT_LABELS)},
         "sites": list(sites),
         "output": args.output if output_shown is None else output_shown,
         "redact_paths": args.redact_paths,

@@ -54,7 +54,7 @@ log = get_logger("sources")
 HMS_CLASSES = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 HMS_VOTE_COLUMNS = ("seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote")
 HMS_WINDOW_S = 50.0
-DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "eegmmi", "tuab", "tuep", "tusz", "tuev", "chbmit")
+DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "eegmmi", "tuab", "tuep", "tusz", "tuev", "chbmit", "siena")
 RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet",
                         ".mff")
 # Files that belong to another recording file and are read through it.
@@ -102,6 +102,14 @@ _EEGMMI_NAME = re.compile(r"^(S\d{3})R(\d{2})\.edf$", re.IGNORECASE)
 _EEGMMI_RUNS = {run: (task, first) for runs, task, first in (
     ((3, 7, 11), "eegmmi_movement", 0), ((4, 8, 12), "eegmmi_imagery", 0),
     ((5, 9, 13), "eegmmi_movement", 2), ((6, 10, 14), "eegmmi_imagery", 2)) for run in runs}
+# The Siena Scalp EEG Database (PhysioNet): PNxx/PNxx-N.edf, each patient's seizures in
+# PNxx/Seizures-list-PNxx.txt as clock times, with each file's registration start time to count
+# from. Windows: 0 background, 1 seizure (as CHB-MIT's).
+_SIENA_NAME = re.compile(r"^(PN\d{2})-\d+\.edf$", re.IGNORECASE)
+_SIENA_LIST = re.compile(r"^Seizures-list-PN\d{2}\.txt$", re.IGNORECASE)
+# A seizure listed as lasting longer is a typo in its clock times (the list has one: an end hour
+# off by one), not a seizure: its file is quarantined rather than labelled seizure for an hour.
+SIENA_MAX_SEIZURE_S = 1800.0
 # PhysioNet's index files beside a database's recordings.
 _PHYSIONET_INDEX = ("RECORDS", "RECORDS-WITH-SEIZURES", "ANNOTATORS", "SUBJECT-INFO")
 _TUEV_NAME = re.compile(r"^(?:(?:spsw|gped|pled|eyem|artf|bckg)_)?([A-Za-z0-9]+)_\w*\.edf$")
@@ -321,6 +329,9 @@ def detect_dataset(files: list[str]) -> str:
         return "tusz"
     if edfs and all(f[:-4] + ".rec" in listed for f in edfs):
         return "tuev"
+    if edfs and all(_SIENA_NAME.match(posixpath.basename(f)) for f in edfs) and any(
+            _SIENA_LIST.match(n) for n in names):
+        return "siena"
     if edfs and all(_CHBMIT_NAME.match(posixpath.basename(f)) for f in edfs) and (
             "SUBJECT-INFO" in names or any(_CHBMIT_SUMMARY.match(n) for n in names)):
         return "chbmit"
@@ -360,7 +371,7 @@ def discover(
         kind = detect_dataset(group_files) if dataset == "auto" else dataset
         adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "eegmmi": _eegmmi, "tuab": _tuab, "tuep": _tuep,
                    "tusz": _tusz,
-                   "tuev": _tuev, "chbmit": _chbmit, "edf": _generic}[kind]
+                   "tuev": _tuev, "chbmit": _chbmit, "siena": _siena, "edf": _generic}[kind]
         # Label sidecars may sit above the site folders they describe (simulator: edf/labels.csv).
         label_files = [f for f in files if posixpath.basename(f) == "labels.csv"]
         got, skipped = (adapter(group_files, roots, site, label_files) if kind == "edf"
@@ -494,6 +505,8 @@ def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
             recordings.append(f)
         elif _CHBMIT_SUMMARY.match(name):
             ignored.append(Ignored(f, "CHB-MIT summary (each file's seizures), read by the chbmit adapter"))
+        elif _SIENA_LIST.match(name):
+            ignored.append(Ignored(f, "Siena seizure list (each file's seizures), read by the siena adapter"))
         elif ext in (".md", ".txt"):
             ignored.append(Ignored(f, f"documentation ({ext}), not a recording"))
         elif name.lower().endswith(".edf.event"):
@@ -1094,6 +1107,107 @@ def _chbmit(files, roots, site):
             subject_key=f"chbmit-{_CHBMIT_SAME_PATIENT.get(case, case)}", session_key=case,
             task="chbmit_seizure" if found is not None else "", intervals=intervals, label_problem=problem,
             age=age, sex=sex))
+    return items, ignored
+
+
+def _clock_s(text: str) -> float | None:
+    """Seconds after midnight of a clock time '19.58.36' or '19:58:36', else None."""
+    found = re.fullmatch(r"(\d{1,2})[.:](\d{2})[.:](\d{2})", text.strip())
+    if not found:
+        return None
+    hours, minutes, seconds = map(int, found.groups())
+    return hours * 3600.0 + minutes * 60 + seconds if hours < 24 and minutes < 60 and seconds < 60 else None
+
+
+def siena_seizures(text: str, name: str) -> dict[str, tuple[tuple[float, float], ...] | str]:
+    """Each file a Siena seizure list names: its seizures as (start_s, end_s) from the file's
+    registration start (clock times past midnight wrap), or why its entry cannot be used (naming
+    the list, line and field). The lists spell a seizure's times 'Seizure start time:' or
+    'Start time:'."""
+    entries: dict[str, list[tuple[float, float]] | str] = {}
+    current, registered, start = "", None, None
+    for k, line in enumerate(text.splitlines(), start=1):
+        key, _, value = line.partition(":")
+        key, value = key.strip().lower(), value.strip()
+        if key == "file name":
+            current, registered, start = value.split()[0] if value else "", None, None
+            if current and current not in entries:
+                entries[current] = []
+            continue
+        if not current or isinstance(entries.get(current), str):
+            continue
+        if key in ("registration start time", "seizure start time", "start time", "seizure end time", "end time"):
+            clock = _clock_s(value)
+            if clock is None:
+                entries[current] = f"{name}: line {k}, {line.split(':')[0].strip()}: expected a clock time " \
+                                   f"hh.mm.ss; got {value!r}"
+                continue
+            if key == "registration start time":
+                registered = clock
+            elif key.endswith("start time"):
+                start = clock
+            elif registered is None or start is None:
+                entries[current] = f"{name}: line {k}: a seizure end time before the file's registration start " \
+                                   "and the seizure's start time"
+            else:
+                begin = (start - registered) % 86400.0
+                length = (clock - start) % 86400.0
+                if not 0 < length <= SIENA_MAX_SEIZURE_S:
+                    entries[current] = (f"{name}: line {k}: a seizure ending at {value} lasts {length / 60:.0f} min "
+                                        f"after its start; expected up to {SIENA_MAX_SEIZURE_S / 60:.0f} min (a typo "
+                                        "in its clock times?)")
+                else:
+                    entries[current].append((begin, begin + length))
+                start = None
+    return {f: v if isinstance(v, str) else tuple(v) for f, v in entries.items()}
+
+
+def _siena_file(listed: str, recordings: dict[str, str]) -> str:
+    """The recording a seizure list names, by name as written, else as the lists misspell it
+    (case, a letter O for a zero, punctuation); '' where none or several match."""
+    if listed.lower() in recordings:
+        return recordings[listed.lower()]
+
+    def plain(n: str) -> str:
+        return re.sub(r"[^a-z0-9]", "", n.lower().replace("o", "0"))
+
+    found = [path for name, path in recordings.items() if plain(name) == plain(listed)]
+    return found[0] if len(found) == 1 else ""
+
+
+def _siena(files, roots, site):
+    recordings, ignored = _split_recordings(files)
+    by_folder: dict[str, dict[str, str]] = {}
+    for path in recordings:
+        by_folder.setdefault(posixpath.dirname(path), {})[posixpath.basename(path).lower()] = path
+    seizures: dict[str, tuple[tuple[float, float], ...] | str] = {}
+    for f in files:
+        if not _SIENA_LIST.match(posixpath.basename(f)):
+            continue
+        folder = by_folder.get(posixpath.dirname(f), {})
+        for listed, found in siena_seizures(_read_text(f), posixpath.basename(f)).items():
+            path = _siena_file(listed, folder)
+            if not path:
+                log.warning("%s names %s, which is not among its folder's recordings: its seizures are not used",
+                            f, listed)
+                continue
+            earlier = seizures.get(path, ())
+            if not isinstance(earlier, str):  # a file named twice (two spellings): its seizures add up
+                seizures[path] = found if isinstance(found, str) else earlier + found
+    items = []
+    for path in recordings:
+        named = _SIENA_NAME.match(posixpath.basename(path))
+        if not named:
+            items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
+            continue
+        found = seizures.get(path)
+        # Every file of the database has a seizure; one its list does not name is processed unlabeled.
+        intervals, problem = ((), found) if isinstance(found, str) else (
+            (_seizure_intervals(found), "") if found else ((), ""))
+        items.append(SourceItem(
+            path=path, dataset="siena", site=site or _chbmit_site(path, roots),
+            subject_key=f"siena-{named.group(1).upper()}", task="siena_seizure" if found else "",
+            intervals=intervals, label_problem=problem))
     return items, ignored
 
 

@@ -59,12 +59,13 @@ UNFREEZE_UNITS = ("epoch", "step")
 # TUH EEG Events' six event classes, chbmit CHB-MIT's background/seizure windows, eegmmi PhysioNet
 # motor imagery's four trial classes.
 TASK_HEADS = {"hms6": "hms6", "eegmat": "binary", "tuab": "binary", "tusz": "binary", "tuev": "multiclass",
-              "chbmit": "binary", "eegmmi": "multiclass", "tuep": "binary", "binary": "binary",
+              "chbmit": "binary", "siena": "binary", "eegmmi": "multiclass", "tuep": "binary", "binary": "binary",
               "multiclass": "multiclass", "regression": "regression"}
 # tuev: TUH EEG Events' six classes, in the corpus's code order (pipelines.sources.TUEV_LABELS).
 _TASK_LABELS = {"eegmat": ("rest", "task"), "tuab": ("normal", "abnormal"), "tusz": ("background", "seizure"),
                 "tuev": ("spsw", "gped", "pled", "eyem", "artf", "bckg"), "chbmit": ("background", "seizure"),
-                "eegmmi": ("left_fist", "right_fist", "both_fists", "both_feet"), "tuep": ("no_epilepsy", "epilepsy")}
+                "eegmmi": ("left_fist", "right_fist", "both_fists", "both_feet"), "tuep": ("no_epilepsy", "epilepsy"),
+                "siena": ("background", "seizure")}
 # EEGFMConfig fields that the run config sets itself: overriding them would be ambiguous.
 _MODEL_FIELDS_SET_BY_RUN = {
     "preset": "model", "head": "task", "gradient_checkpointing": "activation_checkpointing",
@@ -346,7 +347,7 @@ class FinetuneConfig(RunConfig):
     """A supervised fine-tuning run of a pretrained encoder.
 
     task: label space (``TASK_HEADS`` maps it to a registered head; eegmat = rest vs task; tuab =
-        normal vs abnormal; tusz, chbmit = background vs seizure; tuev = spsw, gped, pled, eyem, artf, bckg;
+        normal vs abnormal; tusz, chbmit, siena = background vs seizure; tuev = spsw, gped, pled, eyem, artf, bckg;
         eegmmi = left fist, right fist, both fists, both feet; tuep = no epilepsy vs epilepsy).
     mode: ``linear`` (frozen encoder, head only), ``adapter`` (``adapter_kind`` adapters of
         ``adapter_rank`` plus head) or ``full``.

@@ -96,7 +96,7 @@ log = get_logger("training.finetune")
 # Fine-tuning task -> the ``task`` value its windows carry in the data contract.
 RECORD_TASKS = {"hms6": "hms6", "eegmat": "eegmat_rest_task", "tuab": "tuab_abnormal", "tusz": "tusz_seizure",
                 "tuev": "tuev_event", "chbmit": "chbmit_seizure", "eegmmi": "eegmmi_imagery",
-                "tuep": "tuep_epilepsy"}
+                "tuep": "tuep_epilepsy", "siena": "siena_seizure"}
 
 
 # ------------------------------------------------------------------------------------------ plan
@@ -972,7 +972,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="label space and head (hms6: KL to expert-vote distributions; eegmat: rest vs "
                         "mental arithmetic, binary head; tuab: TUH Abnormal's normal vs abnormal recordings, "
                         "tuep: TUH Epilepsy's patients without and with epilepsy, "
-                        "tusz, chbmit: TUH Seizure's, CHB-MIT's background vs seizure windows, binary heads; "
+                        "tusz, chbmit, siena: TUH Seizure's, CHB-MIT's, Siena's background vs seizure windows, "
+                        "binary heads; "
                         "tuev: TUH EEG Events' "
                         "six event classes (spsw, gped, pled, eyem, artf, bckg), multiclass head; eegmmi: "
                         "PhysioNet motor imagery trials (left fist, right fist, both fists, both feet); "
@@ -985,7 +986,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the `task` value of the windows to train on (default: hms6 -> hms6, eegmat -> "
                         "eegmat_rest_task, tuab -> tuab_abnormal, tusz -> tusz_seizure, tuev -> tuev_event, "
                         "chbmit -> chbmit_seizure, eegmmi -> eegmmi_imagery (its executed movements: "
-                        "eegmmi_movement), tuep -> tuep_epilepsy; required for "
+                        "eegmmi_movement), tuep -> tuep_epilepsy, siena -> siena_seizure; required for "
                         "binary/multiclass/regression)")
     return parser
 

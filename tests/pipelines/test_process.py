@@ -752,3 +752,24 @@ def test_a_flat_derivation_is_left_out_of_the_reconstruction(shared_data, tmp_pa
     assert "P4-O2" not in outcome.bipolar["derivations"] and len(outcome.bipolar["electrodes"]) == 18
     # O2 still reached through P8-O2: the same windows as with the derivation recorded
     _windows_like(events, reference, min_r=0.99)
+
+
+def test_siena_seizure_clock_times_label_the_windows_and_a_typo_quarantines_its_file(shared_data, tmp_path):
+    from pipelines.sources import discover
+
+    patient = tmp_path / "siena" / "PN01"
+    patient.mkdir(parents=True)
+    for name in ("PN01-1.edf", "PN01-2.edf"):
+        (patient / name).symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    (patient / "Seizures-list-PN01.txt").write_text(
+        "Seizure n 1\nFile name: PN01-1.edf\nRegistration start time: 23.59.50\nSeizure start time: 00.00.15\n"
+        "Seizure end time: 00.00.37\n\nSeizure n 2\nFile name: PN01-2.edf\nRegistration start time: 10.00.00\n"
+        "Seizure start time: 10.00.25\nSeizure end time: 11.00.47\n")
+    items, _, _ = discover([str(tmp_path / "siena")])
+    good, typo = sorted(items, key=lambda i: i.path)
+    *events, outcome = process_recording(good, b"k" * 32, PreprocessConfig(), "h")
+    windows = sorted((w.record for w in events if isinstance(w, Window)), key=lambda r: r.window_start_s)
+    assert outcome.status == "processed" and [r.label for r in windows] == [0, 0, 1, 1, 1, 0]
+    assert {r.task for r in windows} == {b"siena_seizure"}
+    *_, refused = process_recording(typo, b"k" * 32, PreprocessConfig(), "h")
+    assert (refused.status, refused.stage) == ("quarantined", "labels") and "lasts 60 min" in refused.reason

@@ -204,7 +204,7 @@ def test_excluded_files_and_folders_are_not_inputs(shared_data, tmp_path, monkey
 
 def test_bad_arguments_are_named(shared_data, tmp_path):
     with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', 'eegmmi', 'tuab', 'tuep', "
-                                         r"'tusz', 'tuev', 'chbmit'; got 'tuh'"):
+                                         r"'tusz', 'tuev', 'chbmit', 'siena'; got 'tuh'"):
         discover([str(shared_data)], dataset="tuh")
     with pytest.raises(FileNotFoundError, match=r"--input .*nothing\*.edf: matched no files"):
         discover([str(tmp_path / "nothing*.edf")])
@@ -613,3 +613,46 @@ def test_tuep_adapter_labels_each_patients_recordings_by_its_diagnosis_folder(sh
     assert set(used.values()) == {"tuep"}
     assert sorted((i.subject_key, i.session_key, i.task, i.recording_label) for i in items) == [
         ("tuh-aaaaaanr", "s001", "tuep_epilepsy", 1), ("tuh-aaaaaebo", "s001", "tuep_epilepsy", 0)]
+
+
+def test_siena_seizure_lists_count_from_each_files_registration_start_and_catch_a_typo():
+    from pipelines.sources import siena_seizures
+
+    text = ("Seizures list for patient PN00\n\nSeizure n 1\nFile name: PN00-1.edf\n"
+            "Registration start time: 19.39.33\nRegistration end time: 20.22.58\n"
+            "Seizure start time: 19.58.36\nSeizure end time: 19.59.46\n\n"
+            "Seizure n 2\nFile name: PN00-2.edf\nRegistration start time: 23.50.00\nRegistration end time: 01.00.00\n"
+            "Start time: 00.10.00\nEnd time: 00.11.30\n\n"
+            "Seizure n 3\nFile name: PN00-1.edf\nRegistration start time: 19.39.33\n"
+            "Seizure start time: 20.10.00\nSeizure end time: 20.11.00\n\n"
+            "Seizure n 4\nFile name: PN00-3.edf\nRegistration start time: 18.15.44\n"
+            "Seizure start time: 18.28.29\nSeizure end time: 19.29.38\n\n"
+            "Seizure n 5\nFile name: PN00-4.edf\nRegistration start time: 18.15.44\n"
+            "Seizure start time: 18 h 28\nSeizure end time: 18.29.38\n")
+    found = siena_seizures(text, "Seizures-list-PN00.txt")
+    assert found["PN00-1.edf"] == ((1143.0, 1213.0), (1827.0, 1887.0))
+    assert found["PN00-2.edf"] == ((1200.0, 1290.0),)  # past midnight
+    assert found["PN00-3.edf"] == ("Seizures-list-PN00.txt: line 27: a seizure ending at 19.29.38 lasts 61 min "
+                                   "after its start; expected up to 30 min (a typo in its clock times?)")
+    assert found["PN00-4.edf"] == ("Seizures-list-PN00.txt: line 32, Seizure start time: expected a clock time "
+                                   "hh.mm.ss; got '18 h 28'")
+
+
+def test_siena_adapter_matches_misspelt_file_names_and_labels_the_seizures(shared_data, tmp_path, caplog):
+    root = tmp_path / "siena-scalp-eeg-database-1.0.0"
+    (root / "PN06").mkdir(parents=True)
+    for name in ("PN06-1.edf", "PN06-2.edf"):
+        (root / "PN06" / name).symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    (root / "PN06" / "Seizures-list-PN06.txt").write_text(
+        "Seizure n 1\nFile name: PNO6-1.edf\nRegistration start time: 04.21.22\n"
+        "Start time: 04.21.42\nEnd time: 04.22.02\n\nSeizure n 2\nFile name: PN06-7.edf\n"
+        "Registration start time: 04.21.22\nStart time: 04.21.42\nEnd time: 04.22.02\n")
+    items, ignored, used = discover([str(root)])
+    assert used == {"PN06": "siena"}
+    first, second = sorted(items, key=lambda i: i.path)
+    assert [(iv.start_s, iv.stop_s, iv.label) for iv in first.intervals] == [
+        (0.0, 20.0, 0), (20.0, 40.0, 1), (40.0, math.inf, 0)]  # 'PNO6-1.edf' (a letter O) is PN06-1.edf
+    assert (first.task, first.subject_key, first.site) == ("siena_seizure", "siena-PN06", root.name)
+    assert second.task == "" and second.intervals == ()
+    assert "names PN06-7.edf, which is not among its folder's recordings" in caplog.text
+    assert [g.reason.split(" (")[0] for g in ignored] == ["Siena seizure list"]

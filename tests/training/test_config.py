@@ -105,10 +105,8 @@ def test_bad_pretrain_values_name_the_field(overrides, message):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'tuab', 'tusz', 'tuev', 'chbmit', 'eegmmi', 'tuep', 'binary', "
-                      r"'multiclass', "
-                      r"'regression'; "
-                      r"got 'sleep'"),
+    (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'tuab', 'tusz', 'tuev', 'chbmit', 'siena', "
+                      r"'eegmmi', 'tuep', 'binary', 'multiclass', 'regression'; got 'sleep'"),
     (["task=multiclass"], r"model_overrides.id2label: task 'multiclass' takes its classes from it; expected the "
                           r"class names by label"),
     (["task=eegmat", "loss=kl"], r"loss: 'kl' needs vote distributions \(task 'hms6'\); got task 'eegmat'"),
