@@ -774,8 +774,30 @@ def _age_cell(text: str | None) -> float | None:
         return None
 
 
-def _eegmat(files, roots, site):
+def _by_name(files, roots, site, pattern: re.Pattern, *companions: str):
+    """A data set folder's recordings: ``(items, ignored, named)`` where ``named`` pairs each
+    recording named as the data set names its files (``pattern``), with a file of each
+    ``companions`` extension beside it, with the name's match; the others are in ``items`` as
+    plain recordings (processed, unlabeled)."""
     recordings, ignored = _split_recordings(files)
+    listed = set(files)
+    items, named = [], []
+    for path in recordings:
+        found = pattern.match(posixpath.basename(path))
+        if found and all(path[:-4] + ext in listed for ext in companions):
+            named.append((path, found))
+        else:
+            items.append(_plain(path, roots, site))
+    return items, ignored, named
+
+
+def _plain(path: str, roots, site) -> SourceItem:
+    """A recording no adapter labels: processed as it is, unlabeled."""
+    return SourceItem(path=path, dataset="edf", site=_site(path, roots, site))
+
+
+def _eegmat(files, roots, site):
+    items, ignored, named = _by_name(files, roots, site, _EEGMAT)
     # subject-info.csv (Subject, Age, Gender, ...) is the data set's own record of age and sex;
     # it wins over the EDF headers, which disagree with it for some subjects.
     info: dict[str, dict] = {}
@@ -783,12 +805,7 @@ def _eegmat(files, roots, site):
         if posixpath.basename(f) == "subject-info.csv":
             for row in csv.DictReader(io.StringIO(_read_text(f))):
                 info[row.get("Subject", "").strip()] = row
-    items = []
-    for path in recordings:
-        m = _EEGMAT.match(posixpath.basename(path))
-        if not m:
-            items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
-            continue
+    for path, m in named:
         subject, state = m.group(1), int(m.group(2))
         row = info.get(f"Subject{subject}", {})
         age = _age_cell(row.get("Age"))
@@ -802,14 +819,9 @@ def _eegmat(files, roots, site):
 
 
 def _eegmmi(files, roots, site):
-    recordings, ignored = _split_recordings(files)
-    items = []
-    for path in recordings:
-        named = _EEGMMI_NAME.match(posixpath.basename(path))
-        if not named:
-            items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
-            continue
-        subject, run = named.group(1).upper(), int(named.group(2))
+    items, ignored, named = _by_name(files, roots, site, _EEGMMI_NAME)
+    for path, found in named:
+        subject, run = found.group(1).upper(), int(found.group(2))
         task, first = _EEGMMI_RUNS.get(run, ("", -1))
         items.append(SourceItem(
             path=path, dataset="eegmmi", site=_site(path, roots, site), subject_key=f"eegmmi-{subject}",
@@ -842,12 +854,11 @@ def _tuab_label(path: str) -> int:
 
 def _tuh_by_folder(files, roots, site, dataset: str, task: str, folders: dict[str, int]):
     """A TUH corpus whose folders label each recording (TUAB's normal/abnormal, TUEP's epilepsy)."""
-    recordings, ignored = _split_recordings(files)
-    items = []
-    for path in recordings:
-        label, named = _folder_label(path, folders), _TUH_NAME.match(posixpath.basename(path))
-        if label < 0 or not named:  # not one of the corpus's recordings: processed, unlabeled
-            items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
+    items, ignored, named_files = _by_name(files, roots, site, _TUH_NAME)
+    for path, named in named_files:
+        label = _folder_label(path, folders)
+        if label < 0:  # not one of the corpus's recordings: processed, unlabeled
+            items.append(_plain(path, roots, site))
             continue
         # A patient's sessions share the patient code: splits keep them together.
         items.append(SourceItem(
@@ -936,14 +947,12 @@ def _read_events(path: str, parse: Callable[[str, str], tuple]) -> tuple[tuple, 
 
 
 def _tusz(files, roots, site):
-    recordings, ignored = _split_recordings(files)
+    items, ignored, named_files = _by_name(files, roots, site, _TUH_NAME)
     listed = set(files)
-    items = []
-    for path in recordings:
-        named = _TUH_NAME.match(posixpath.basename(path))
+    for path, named in named_files:
         events = next((path[:-4] + ext for ext in (".csv_bi", ".csv") if path[:-4] + ext in listed), "")
-        if not named or not events:
-            items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
+        if not events:
+            items.append(_plain(path, roots, site))
             continue
         intervals, problem = _read_events(events, tusz_intervals)
         items.append(SourceItem(
@@ -990,16 +999,9 @@ def tuev_windows(text: str, name: str) -> tuple[LabeledWindow, ...]:
 
 
 def _tuev(files, roots, site):
-    recordings, ignored = _split_recordings(files)
-    listed = set(files)
-    items = []
-    for path in recordings:
-        named = _TUEV_NAME.match(posixpath.basename(path))
-        events = path[:-4] + ".rec"
-        if not named or events not in listed:
-            items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
-            continue
-        windows, problem = _read_events(events, tuev_windows)
+    items, ignored, named_files = _by_name(files, roots, site, _TUEV_NAME, ".rec")
+    for path, named in named_files:
+        windows, problem = _read_events(path[:-4] + ".rec", tuev_windows)
         # Training files carry TUH's patient codes (as TUAB and TUSZ do); evaluation files a number.
         patient = named.group(1)
         key = f"tuh-{patient}" if re.fullmatch(r"[a-z]{8}", patient) else f"tuev-{patient}"
@@ -1078,7 +1080,7 @@ def _subject_info(text: str) -> dict[str, tuple[str, float | None]]:
 
 
 def _chbmit(files, roots, site):
-    recordings, ignored = _split_recordings(files)
+    items, ignored, named_files = _by_name(files, roots, site, _CHBMIT_NAME)
     summaries: dict[str, tuple[tuple[float, float], ...] | str] = {}
     for f in files:
         if _CHBMIT_SUMMARY.match(posixpath.basename(f)):
@@ -1090,12 +1092,7 @@ def _chbmit(files, roots, site):
     for f in files:
         if posixpath.basename(f) == "SUBJECT-INFO":
             people.update(_subject_info(_read_text(f)))
-    items = []
-    for path in recordings:
-        named = _CHBMIT_NAME.match(posixpath.basename(path))
-        if not named:
-            items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
-            continue
+    for path, named in named_files:
         case = named.group(1).lower()
         sex, age = people.get(case, ("", None))
         found = summaries.get(posixpath.basename(path))
@@ -1176,9 +1173,9 @@ def _siena_file(listed: str, recordings: dict[str, str]) -> str:
 
 
 def _siena(files, roots, site):
-    recordings, ignored = _split_recordings(files)
+    items, ignored, named_files = _by_name(files, roots, site, _SIENA_NAME)
     by_folder: dict[str, dict[str, str]] = {}
-    for path in recordings:
+    for path, _ in named_files:
         by_folder.setdefault(posixpath.dirname(path), {})[posixpath.basename(path).lower()] = path
     seizures: dict[str, tuple[tuple[float, float], ...] | str] = {}
     for f in files:
@@ -1194,12 +1191,7 @@ def _siena(files, roots, site):
             earlier = seizures.get(path, ())
             if not isinstance(earlier, str):  # a file named twice (two spellings): its seizures add up
                 seizures[path] = found if isinstance(found, str) else earlier + found
-    items = []
-    for path in recordings:
-        named = _SIENA_NAME.match(posixpath.basename(path))
-        if not named:
-            items.append(SourceItem(path=path, dataset="edf", site=_site(path, roots, site)))
-            continue
+    for path, named in named_files:
         found = seizures.get(path)
         # Every file of the database has a seizure; one its list does not name is processed unlabeled.
         intervals, problem = ((), found) if isinstance(found, str) else (
