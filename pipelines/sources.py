@@ -111,7 +111,9 @@ _SIENA_LIST = re.compile(r"^Seizures-list-PN\d{2}\.txt$", re.IGNORECASE)
 # off by one), not a seizure: its file is quarantined rather than labelled seizure for an hour.
 SIENA_MAX_SEIZURE_S = 1800.0
 # PhysioNet's index files beside a database's recordings.
-_PHYSIONET_INDEX = ("RECORDS", "RECORDS-WITH-SEIZURES", "ANNOTATORS", "SUBJECT-INFO")
+_PHYSIONET_INDEX = ("RECORDS", "RECORDS-WITH-SEIZURES", "ANNOTATORS", "SUBJECT-INFO", "wfdbcal")
+# Documents that ship beside recordings (EEGMMI's montage drawing, a data set's README).
+_DOCUMENTATION = (".md", ".txt", ".pdf", ".png", ".jpg", ".jpeg", ".html", ".htm", ".rtf", ".doc", ".docx")
 _TUEV_NAME = re.compile(r"^(?:(?:spsw|gped|pled|eyem|artf|bckg)_)?([A-Za-z0-9]+)_\w*\.edf$")
 _BIDS_ENTITY = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
 
@@ -507,7 +509,7 @@ def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
             ignored.append(Ignored(f, "CHB-MIT summary (each file's seizures), read by the chbmit adapter"))
         elif _SIENA_LIST.match(name):
             ignored.append(Ignored(f, "Siena seizure list (each file's seizures), read by the siena adapter"))
-        elif ext in (".md", ".txt"):
+        elif ext in _DOCUMENTATION:
             ignored.append(Ignored(f, f"documentation ({ext}), not a recording"))
         elif name.lower().endswith(".edf.event"):
             ignored.append(Ignored(f, "PhysioNet annotation file (.event), not a recording; the EDF's own "
@@ -518,7 +520,8 @@ def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
         elif name in _PHYSIONET_INDEX:
             ignored.append(Ignored(f, "PhysioNet subject table (age, sex), read by the chbmit adapter"
                                    if name == "SUBJECT-INFO"
-                                   else "PhysioNet index (a list of records), not a recording"))
+                                   else "PhysioNet index (a list of records, annotators or calibrations), "
+                                        "not a recording"))
         elif ext in (".csv", ".tsv", ".json", ".csv_bi"):
             read = (name in _SIDECARS or name == "dataset_description.json" or name.endswith(_BIDS_SIDECARS)
                     or _is_tusz_events(f, listed))

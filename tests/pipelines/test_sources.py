@@ -591,15 +591,18 @@ def test_eegmmi_runs_say_what_their_t1_and_t2_trials_are(shared_data, tmp_path):
         (root / "S002").mkdir(parents=True, exist_ok=True)
         (root / "S002" / f"S002R{run:02d}.edf").symlink_to(shared_data / "eegmmi" / "S001R03.edf")
     (root / "S002" / "S002R03.edf.event").write_bytes(b"\x00")
+    for name in ("64_channel_sharbrough.pdf", "64_channel_sharbrough.png", "wfdbcal", "RECORDS"):
+        (root / name).write_bytes(b"%PDF-1.4")  # the database's files beside the subjects' folders
     items, ignored, used = discover([str(root)])
-    assert used == {"S002": "eegmmi"}
+    assert used == {"S002": "eegmmi", "files": "edf"} and len(items) == 5
     runs = {os.path.basename(i.path)[4:7]: (i.task, i.event_labels, i.event_window_s) for i in items}
     assert runs == {
         "R01": ("", (), 0.0),  # eyes open: no trials
         "R03": ("eegmmi_movement", (("T1", 0), ("T2", 1)), 4.0), "R04": ("eegmmi_imagery", (("T1", 0), ("T2", 1)), 4.0),
         "R05": ("eegmmi_movement", (("T1", 2), ("T2", 3)), 4.0), "R14": ("eegmmi_imagery", (("T1", 2), ("T2", 3)), 4.0)}
     assert {i.subject_key for i in items} == {"eegmmi-S002"}
-    assert [g.reason.split(" (")[0] for g in ignored] == ["PhysioNet annotation file"]
+    assert sorted(g.reason.split(" (")[0] for g in ignored) == [
+        "PhysioNet annotation file", "PhysioNet index", "PhysioNet index", "documentation", "documentation"]
 
 
 def test_tuep_adapter_labels_each_patients_recordings_by_its_diagnosis_folder(shared_data, tmp_path):
