@@ -59,7 +59,6 @@ def split_groups(groups: Iterable[str], val_fraction: float, seed: int, test_fra
                  test=tuple(sorted(ranked[n_val:n_val + n_test])))
 
 
-# ------------------------------------------------------------------------------ pretraining's
 def corpus_splits(windows: Iterable[tuple[str, str]], val_fraction: float, seed: int) -> Split:
     """Subjects split as their corpus splits them, from ``(subject_id, corpus_split)`` of every
     window: ``eval`` is the test split, ``dev`` validation; without ``dev``, ``val_fraction`` of the
@@ -89,6 +88,7 @@ def corpus_splits(windows: Iterable[tuple[str, str]], val_fraction: float, seed:
     return Split(train=inner.train, val=inner.val, test=named["eval"])
 
 
+# ------------------------------------------------------------------------------ pretraining's
 @dataclasses.dataclass(frozen=True)
 class HeldOut:
     """The groups pretraining leaves out of training and validates on."""
