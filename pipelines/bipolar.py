@@ -22,6 +22,7 @@ import numpy as np
 
 from pipelines.channels import auxiliary_kind, derivation, standard_name
 
+
 @dataclasses.dataclass(frozen=True)
 class BipolarPlan:
     """How to turn a recording's derivations into electrode potentials (average reference over
@@ -49,7 +50,7 @@ def bipolar_plan(ch_names: Sequence[str], exclude: Sequence[str] = ()) -> Bipola
              and (pair := derivation(name)) is not None and pair[0] != pair[1]}
     if len(pairs) < 2 or len({second for _, second in pairs.values()}) < 2:
         return None
-    # Connected chains by union-find over electrodes.
+    # The chains: electrodes joined by derivations (union-find).
     parent: dict[str, str] = {}
 
     def root(e: str) -> str:
