@@ -556,3 +556,41 @@ def test_a_local_dry_run_lists_the_plan_and_writes_nothing(shared_data, tmp_path
     assert "  6 recordings (0 with labels) from brainvision=edf, edf=edf, fif=edf, nihonkohden=edf" in plan
     assert "    site 'fif'                    edf      2" in plan
     assert "test_NO.vmrk: data part of another recording (.vmrk), read through its header file" in plan
+
+
+def test_one_job_over_several_benchmark_corpora_labels_each_by_its_own_layout(shared_data, key_file, tmp_path):
+    """The layouts of TUEV, CHB-MIT (bipolar), Siena and EEGMMI side by side under one input folder,
+    over real recordings: auto detects each, and every window carries its corpus's labels."""
+    from tests.pipelines.test_process import _chb_mit_edf
+
+    root = tmp_path / "corpora"
+    tuev = root / "tuev" / "edf" / "eval" / "032"
+    chbmit, siena, eegmmi = root / "chbmit" / "chb01", root / "siena" / "PN01", root / "eegmmi" / "S001"
+    for folder in (tuev, chbmit, siena, eegmmi):
+        folder.mkdir(parents=True)
+    (tuev / "spsw_032_a_.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    (tuev / "spsw_032_a_.rec").write_text("3,20.0,21.0,1\n4,20.0,21.0,1\n0,40.0,41.0,6\n")
+    _chb_mit_edf(shared_data / "eegmat" / "Subject01_2.edf", chbmit / "chb01_03.edf")
+    (chbmit / "chb01-summary.txt").write_text("File Name: chb01_03.edf\nNumber of Seizures in File: 1\n"
+                                              "Seizure Start Time: 25 seconds\nSeizure End Time: 47 seconds\n")
+    (root / "chbmit" / "SUBJECT-INFO").write_text("Case\tGender\tAge (years)\nchb01\tF\t11\n")
+    (siena / "PN01-1.edf").symlink_to(shared_data / "eegmat" / "Subject02_2.edf")
+    (siena / "Seizures-list-PN01.txt").write_text("File name: PN01-1.edf\nRegistration start time: 08.00.00\n"
+                                                  "Seizure start time: 08.00.30\nSeizure end time: 08.00.50\n")
+    (eegmmi / "S001R04.edf").symlink_to(shared_data / "eegmmi" / "S001R04.edf")
+    out = tmp_path / "out"
+    manifest = run(["--input", str(root), "--output", str(out), "--pseudonym_key_file", key_file,
+                    "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    assert manifest["counts"]["processed"] == 4 and manifest["counts"]["quarantined"] == 0
+    by_name = {os.path.basename(e["source"]): e for e in manifest["inputs"]}
+    assert {name: e["dataset"] for name, e in by_name.items() if name.endswith(".edf")} == {
+        "spsw_032_a_.edf": "tuev", "chb01_03.edf": "chbmit", "PN01-1.edf": "siena", "S001R04.edf": "eegmmi"}
+    assert len(by_name["chb01_03.edf"]["bipolar"]["electrodes"]) == 18
+    labels = manifest["counts"]["per_label"]
+    assert labels["tuev_event:0"] == 1 and labels["tuev_event:5"] == 1
+    assert labels["eegmmi_imagery:0"] == 8 and labels["eegmmi_imagery:1"] == 7
+    assert labels["chbmit_seizure:1"] == 3 and labels["siena_seizure:1"] == 2
+    records = [schema.decode_example(raw) for path in glob.glob(str(out / "site-*" / "*.tfrecord"))
+               for raw in read_records(path)]
+    assert {r.corpus_split for r in records if r.task == b"tuev_event"} == {b"eval"}
+    assert {(r.age, r.sex) for r in records if r.task == b"chbmit_seizure"} == {(11.0, b"F")}
