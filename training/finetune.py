@@ -43,7 +43,8 @@ weights ``none`` / ``balanced`` / a list. Binary heads (``eegmat``) use the same
 two-class logits ``[0, z]`` (so ``ce`` is exactly binary cross-entropy).
 
 Outputs in ``--output``: ``model/`` (Hugging Face: config.json with the label names and the
-temperature, model.safetensors), ``eval.json``, ``metrics.jsonl`` (training and validation lines),
+temperature, model.safetensors), ``eval.json``, ``confusion.png`` (the held-out windows' confusion
+matrix, classification tasks), ``metrics.jsonl`` (training and validation lines),
 ``run.json`` (config, split, parameter counts), ``checkpoints/`` (resumable with ``--resume auto``;
 ``best`` names the best one), ``wandb/`` (offline by default).
 
@@ -81,6 +82,7 @@ from pipelines.schema import SFREQ
 from training import checkpoint as ckpt
 from training import losses
 from training.config import ConfigError, FinetuneConfig, load_config, resolve_precision
+from training.confusion import confusion_matrix, plot_confusion
 from training.data import EEGLoader, RecordFilter, list_files, model_inputs, scan_windows, shard_name
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (MODEL_KEYS, PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
@@ -548,6 +550,15 @@ def evaluate(logits: torch.Tensor, target: torch.Tensor, cfg: FinetuneConfig, he
     return metrics
 
 
+def confusion_of(logits: torch.Tensor, target: torch.Tensor, cfg: FinetuneConfig, split: str) -> dict[str, Any]:
+    """The held-out windows' confusion matrix (rows: the target's top class), for eval.json."""
+    logits = class_logits(logits, cfg)
+    distribution, keep = losses.as_distribution(target, logits.shape[-1])
+    matrix = confusion_matrix(distribution[keep].argmax(-1).numpy(), logits[keep].argmax(-1).numpy(),
+                              logits.shape[-1])
+    return {"split": split, "classes": _labels(cfg), "matrix": matrix.tolist()}
+
+
 # ------------------------------------------------------------------------------------------ run
 @dataclasses.dataclass
 class Stage:
@@ -913,10 +924,19 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, out
                                          temperature):
             report["test_per_site"] = per_site
     model.config.temperature = float(temperature)
+    if cfg.task != "regression":
+        held = "test" if plan.split.test else "val"
+        report["confusion"] = confusion_of(*((test_logits, test_target) if plan.split.test else (logits, target)),
+                                           cfg, held)
     if dist.is_main:
         with quiet_transformers():
             model.save_pretrained(output / "model")
         (output / "eval.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+        if "confusion" in report:
+            confusion = report["confusion"]
+            plot_confusion(np.array(confusion["matrix"]), confusion["classes"],
+                           f"{cfg.task}: {confusion['split']} windows (true class by row)",
+                           output / "confusion.png")
         summary = {f"{split}/{k}": v for split in ("val", "val_calibrated", "test")
                    for k, v in report.get(split, {}).items()}
         summary.update({f"{split}/{site}/{k}": v for split in ("val_per_site", "test_per_site")
@@ -966,8 +986,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(or its run folder; model-best/ for the checkpoint with the lowest validation loss, "
                         "where pretraining wrote one), or an earlier fine-tuned model")
     parser.add_argument("--output", required=True, type=user_file_path,
-                        help="run folder: model/ (Hugging Face), eval.json, metrics.jsonl, run.json, "
-                        "checkpoints/, wandb/")
+                        help="run folder: model/ (Hugging Face), eval.json, confusion.png (classification), "
+                        "metrics.jsonl, run.json, checkpoints/, wandb/")
     parser.add_argument("--task", default=None, choices=sorted(TASK_HEADS),
                         help="label space and head (hms6: KL to expert-vote distributions; eegmat: rest vs "
                         "mental arithmetic, binary head; tuab: TUH Abnormal's normal vs abnormal recordings, "

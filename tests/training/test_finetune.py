@@ -645,6 +645,11 @@ def test_tuev_events_fine_tune_the_six_class_head_on_the_corpus_train_split_and_
     assert report["windows"] == {"train": 18, "val": 6, "test": 12}
     test = report["test"]
     assert -1.0 <= test["cohen_kappa"] <= 1.0 and 0.0 <= test["f1_weighted"] <= 1.0
+    # where the eval windows landed: each class's 2 windows in its row, and a picture of it
+    confusion = report["confusion"]
+    assert confusion["split"] == "test" and confusion["classes"] == list(TUEV_LABELS)
+    assert [sum(row) for row in confusion["matrix"]] == [2] * 6
+    assert (run / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert 0.0 <= test["balanced_accuracy"] <= 1.0
     saved = EEGFMModel.from_pretrained(run / "model")
     assert saved.config.head == "multiclass" and saved.config.id2label == dict(enumerate(TUEV_LABELS))
