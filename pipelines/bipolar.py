@@ -79,7 +79,7 @@ def bipolar_plan(ch_names: Sequence[str], exclude: Sequence[str] = ()) -> Bipola
     return BipolarPlan(electrodes, used, np.linalg.pinv(incidence), left_out, (electrodes, *others))
 
 
-def keeps_names(ch_names: Sequence[str], plan: BipolarPlan) -> list[int]:
+def _kept_channels(ch_names: Sequence[str], plan: BipolarPlan) -> list[int]:
     """The channels a reconstructed recording keeps beside the electrodes: everything that names
     no electrode (ECG, EOG, stim, unknown labels). A lone referential electrode or a derivation
     outside the chain is dropped: its reference is not the reconstruction's."""
@@ -96,7 +96,7 @@ class BipolarReader:
     def __init__(self, reader, plan: BipolarPlan):
         self._reader, self.bipolar = reader, plan
         names = reader.info.ch_names
-        self._kept = keeps_names(names, plan)
+        self._kept = _kept_channels(names, plan)
         self.info = dataclasses.replace(reader.info, ch_names=plan.electrodes + tuple(names[i] for i in self._kept))
         self._matrix = plan.matrix.astype(np.float32)
         self._rows = list(plan.derivations)

@@ -90,18 +90,7 @@ from pipelines.sinks import (
     SITE_FILE_PREFIX,
     WriteSnappyTFRecordsBySite,
 )
-from pipelines.sources import (
-    CHBMIT_LABELS,
-    DATASETS,
-    EEGMMI_LABELS,
-    TUAB_LABELS,
-    TUEP_LABELS,
-    TUEV_LABELS,
-    TUSZ_LABELS,
-    Ignored,
-    SourceItem,
-    discover,
-)
+from pipelines.sources import DATASETS, TASK_CLASSES, Ignored, SourceItem, discover
 from pipelines.spill import SpilledRecording, SpillWriter, sample_items, score_spill, spill_path
 from pipelines.state_sampler import shorten_state_sampling
 from pipelines.warm_workers import quiet_worker_threads, worker_command, zygote_for
@@ -445,16 +434,15 @@ def build_parser() -> argparse.ArgumentParser:
                      "abnormal/...: the folder labels each recording, tuab_abnormal 0/1; patients from the "
                      "file names); tuep = TUH Epilepsy Corpus (00_epilepsy/, 01_no_epilepsy/ label each "
                      "recording, tuep_epilepsy 1/0); tusz = TUH Seizure Corpus (each EDF's .csv_bi events "
-                     "label the sliding windows that lie mostly in them, tusz_seizure 0 background / 1 seizure; a window in no event, "
-                     "unlabeled); tuev = TUH EEG Events Corpus (each EDF's .rec events: one 5 s window "
-                     "around each, tuev_event spsw/gped/pled/eyem/artf/bckg 0-5); chbmit = CHB-MIT Scalp EEG "
-                     "(chbNN/chbNN-summary.txt seizure times label the sliding windows as tusz does, "
+                     "label the sliding windows that lie mostly in them, tusz_seizure 0 background / 1 seizure; "
+                     "a window in no event, unlabeled); tuev = TUH EEG Events Corpus (each EDF's .rec events: "
+                     "one 5 s window around each, tuev_event spsw/gped/pled/eyem/artf/bckg 0-5); chbmit = "
+                     "CHB-MIT Scalp EEG (chbNN/chbNN-summary.txt seizure times label the sliding windows as tusz does, "
                      "chbmit_seizure; SUBJECT-INFO age/sex; its bipolar montage is reconstructed to electrodes); "
                      "siena = Siena Scalp EEG (PNxx/Seizures-list-PNxx.txt clock times label the sliding windows, "
                      "siena_seizure; a seizure listed as lasting over 30 min quarantines its file as a typo); "
-                     "edf = any folder of "
-                     "EDF/BDF/FIF/BrainVision/EEGLAB files and EGI MFF folders (+ optional labels.csv); auto detects it "
-                     "per top-level folder")
+                     "edf = any folder of EDF/BDF/FIF/BrainVision/EEGLAB files and EGI MFF folders (+ optional "
+                     "labels.csv); auto detects it per top-level folder")
     io_.add_argument("--site", default=None,
                      help="site name for every input; default: the first folder below each input folder (for "
                      "a glob, below the folder before its first wildcard; for a file, its folder)")
@@ -704,11 +692,7 @@ def build_pipeline(p, args, config, items, ignored, key: bytes, site_names, prog
         "sfreq": schema.SFREQ,
         "quality_names": list(RECORD_QUALITY_NAMES),
         "feature_names": list(FEATURE_NAMES) if config.features else [],
-        "classes": {"hms6": list(schema.HMS_CLASSES), "eegmat_rest_task": ["rest", "task"],
-                    "tuab_abnormal": list(TUAB_LABELS), "tusz_seizure": list(TUSZ_LABELS),
-                    "tuev_event": list(TUEV_LABELS), "chbmit_seizure": list(CHBMIT_LABELS),
-                    "eegmmi_movement": list(EEGMMI_LABELS), "eegmmi_imagery": list(EEGMMI_LABELS),
-                    "tuep_epilepsy": list(TUEP_LABELS), "siena_seizure": list(CHBMIT_LABELS)},
+        "classes": {task: list(classes) for task, classes in TASK_CLASSES.items()},
         "sites": list(sites),
         "output": args.output if output_shown is None else output_shown,
         "redact_paths": args.redact_paths,

@@ -38,7 +38,7 @@ from pipelines.object_stores import STORE_ERRORS, storage_error
 from pipelines.deid import pseudonym
 from pipelines.artifact_ae import band_features_from_psd
 from pipelines.bids import SidecarError, read_electrodes, read_sidecars
-from pipelines.bipolar import BipolarReader, bipolar_plan, keeps_names
+from pipelines.bipolar import BipolarReader, bipolar_plan
 from pipelines.features import compute_features
 from pipelines.fif_parts import next_part_name
 from pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
@@ -585,7 +585,7 @@ def _referential(reader: Reader, outcome: Outcome, config: PreprocessConfig, dig
     if len(sites) < config.min_channels:
         chains = "; ".join(", ".join(chain) for chain in plan.chains)
         raise StageError("harmonize", (
-            f"a bipolar montage ({len(names) - len(keeps_names(names, plan))} derivations such as "
+            f"a bipolar montage ({len(plan.derivations) + len(plan.left_out)} derivations such as "
             f"{', '.join(names[i] for i in plan.derivations[:3])}): its derivations form {len(plan.chains)} "
             f"chains with no electrode in common ({chains}), each against a reference of its own, so only the "
             f"largest gives electrode potentials: {len(sites)} of the 19 10-20 sites "

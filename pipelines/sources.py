@@ -39,6 +39,7 @@ import posixpath
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -74,7 +75,8 @@ _TUEP_FOLDERS = {"01_no_epilepsy": 0, "00_epilepsy": 1}
 # TUSZ, the TUH Seizure Corpus: beside each <file>.edf a <file>.csv_bi of its term-based events
 # (channel TERM; bckg, or seiz where a neurologist marked a seizure) and a <file>.csv of its
 # channel-based ones (seizure types: fnsz, gnsz, cpsz ...). Windows: 0 background, 1 seizure.
-TUSZ_LABELS = ("background", "seizure")
+SEIZURE_LABELS = ("background", "seizure")  # TUSZ's, CHB-MIT's and Siena's windows
+TUSZ_LABELS = SEIZURE_LABELS
 TUSZ_SEIZURE_TYPES = frozenset({"seiz", "fnsz", "gnsz", "spsz", "cpsz", "absz", "tnsz", "cnsz", "tcsz", "atsz",
                                 "mysz", "nesz"})
 # TUEV, the TUH EEG Events Corpus: beside each <file>.edf a <file>.rec of its events, one row per
@@ -87,7 +89,6 @@ TUEV_CONTEXT_S = 2.0
 # CHB-MIT (PhysioNet's Children's Hospital Boston scalp EEG): chbNN/chbNN_MM.edf (chb17a_03 ...),
 # each case's seizures in chbNN/chbNN-summary.txt (seconds from each file's start), age and sex in
 # SUBJECT-INFO. chb21 is chb01 recorded 1.5 years later: one patient. Windows: 0 background, 1 seizure.
-CHBMIT_LABELS = ("background", "seizure")
 _CHBMIT_NAME = re.compile(r"^(chb\d{2})[a-z]?_\d+\+?\.edf$", re.IGNORECASE)
 _CHBMIT_SUMMARY = re.compile(r"^chb\d{2}-summary\.txt$", re.IGNORECASE)
 _CHBMIT_SAME_PATIENT = {"chb21": "chb01"}
@@ -116,6 +117,11 @@ _PHYSIONET_INDEX = ("RECORDS", "RECORDS-WITH-SEIZURES", "ANNOTATORS", "SUBJECT-I
 _DOCUMENTATION = (".md", ".txt", ".pdf", ".png", ".jpg", ".jpeg", ".html", ".htm", ".rtf", ".doc", ".docx")
 _TUEV_NAME = re.compile(r"^(?:(?:spsw|gped|pled|eyem|artf|bckg)_)?([A-Za-z0-9]+)_\w*\.edf$")
 _BIDS_ENTITY = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
+# The classes of each labelled ``task`` the adapters write (the manifest lists them).
+TASK_CLASSES = {"hms6": HMS_CLASSES, "eegmat_rest_task": ("rest", "task"), "eegmmi_movement": EEGMMI_LABELS,
+                "eegmmi_imagery": EEGMMI_LABELS, "tuab_abnormal": TUAB_LABELS, "tuep_epilepsy": TUEP_LABELS,
+                "tusz_seizure": SEIZURE_LABELS, "tuev_event": TUEV_LABELS, "chbmit_seizure": SEIZURE_LABELS,
+                "siena_seizure": SEIZURE_LABELS}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -322,10 +328,9 @@ def detect_dataset(files: list[str]) -> str:
     if recs and all(_EEGMMI_NAME.match(n) for n in recs):
         return "eegmmi"
     edfs = [f for f in files if _lower_ext(f) == ".edf"]
-    if edfs and all(_tuab_label(f) >= 0 and _TUH_NAME.match(posixpath.basename(f)) for f in edfs):
-        return "tuab"
-    if edfs and all(_folder_label(f, _TUEP_FOLDERS) >= 0 and _TUH_NAME.match(posixpath.basename(f)) for f in edfs):
-        return "tuep"
+    for kind, folders in (("tuab", _TUAB_FOLDERS), ("tuep", _TUEP_FOLDERS)):
+        if edfs and all(_folder_label(f, folders) >= 0 and _TUH_NAME.match(posixpath.basename(f)) for f in edfs):
+            return kind
     listed = set(files)
     if edfs and all(_TUH_NAME.match(posixpath.basename(f)) and f[:-4] + ".csv_bi" in listed for f in edfs):
         return "tusz"
@@ -372,8 +377,7 @@ def discover(
     for group, group_files in sorted(groups.items()):
         kind = detect_dataset(group_files) if dataset == "auto" else dataset
         adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "eegmmi": _eegmmi, "tuab": _tuab, "tuep": _tuep,
-                   "tusz": _tusz,
-                   "tuev": _tuev, "chbmit": _chbmit, "siena": _siena, "edf": _generic}[kind]
+                   "tusz": _tusz, "tuev": _tuev, "chbmit": _chbmit, "siena": _siena, "edf": _generic}[kind]
         # Label sidecars may sit above the site folders they describe (simulator: edf/labels.csv).
         label_files = [f for f in files if posixpath.basename(f) == "labels.csv"]
         got, skipped = (adapter(group_files, roots, site, label_files) if kind == "edf"
@@ -850,11 +854,6 @@ def _folder_label(path: str, folders: dict[str, int]) -> int:
     return -1
 
 
-def _tuab_label(path: str) -> int:
-    """1 below a folder 'abnormal', 0 below 'normal' (the nearest one counts), else -1."""
-    return _folder_label(path, _TUAB_FOLDERS)
-
-
 def _tuh_by_folder(files, roots, site, dataset: str, task: str, folders: dict[str, int]):
     """A TUH corpus whose folders label each recording (TUAB's normal/abnormal, TUEP's epilepsy)."""
     items, ignored, named_files = _by_name(files, roots, site, _TUH_NAME)
@@ -940,13 +939,16 @@ def tusz_intervals(text: str, name: str) -> tuple[LabeledInterval, ...]:
     return tuple(out)
 
 
-def _read_events(path: str, parse: Callable[[str, str], tuple]) -> tuple[tuple, str]:
-    """What ``parse`` makes of a recording's event file, or nothing and why it cannot be read
-    (the recording is then quarantined at stage "labels")."""
+def _read_events(path: str, parse: Callable[[str, str], Any]) -> tuple[Any, str]:
+    """What ``parse`` makes of a label file (a recording's events, a case's seizure summary), or
+    None and why it cannot be read (its recordings are then quarantined at stage "labels")."""
+    name = posixpath.basename(path)
     try:
-        return parse(_read_text(path), posixpath.basename(path)), ""
-    except (ValueError, UnicodeDecodeError) as err:
-        return (), str(err)
+        return parse(_read_text(path), name), ""
+    except UnicodeDecodeError as err:
+        return None, f"{name}: not UTF-8 text ({err})"
+    except ValueError as err:
+        return None, str(err)
 
 
 def _tusz(files, roots, site):
@@ -958,6 +960,7 @@ def _tusz(files, roots, site):
             items.append(_plain(path, roots, site))
             continue
         intervals, problem = _read_events(events, tusz_intervals)
+        intervals = intervals or ()
         items.append(SourceItem(
             path=path, dataset="tusz", site=_site(path, roots, site), subject_key=f"tuh-{named.group(1)}",
             session_key=named.group(2), task="tusz_seizure", intervals=intervals, label_problem=problem,
@@ -1005,6 +1008,7 @@ def _tuev(files, roots, site):
     items, ignored, named_files = _by_name(files, roots, site, _TUEV_NAME, ".rec")
     for path, named in named_files:
         windows, problem = _read_events(path[:-4] + ".rec", tuev_windows)
+        windows = windows or ()
         # Training files carry TUH's patient codes (as TUAB and TUSZ do); evaluation files a number.
         patient = named.group(1)
         key = f"tuh-{patient}" if re.fullmatch(r"[a-z]{8}", patient) else f"tuev-{patient}"
@@ -1082,31 +1086,53 @@ def _subject_info(text: str) -> dict[str, tuple[str, float | None]]:
     return out
 
 
+def _seizure_labels(found: tuple[tuple[float, float], ...] | str | None) -> dict[str, Any]:
+    """A recording's SourceItem fields from what its summary or seizure list says of it: its
+    seizures (the windows' intervals; none, all background), why that cannot be read (it is
+    quarantined at "labels"), or nothing (not listed: processed unlabeled)."""
+    if found is None:
+        return {}
+    if isinstance(found, str):
+        return {"label_problem": found}
+    return {"intervals": _seizure_intervals(found)}
+
+
+def _label_files(files, pattern: re.Pattern, parse) -> tuple[dict[str, Any], dict[str, str]]:
+    """Every ``pattern``-named label file's entries (file name -> what ``parse`` says of it), and
+    per folder why its label file cannot be read."""
+    entries: dict[str, Any] = {}
+    unreadable: dict[str, str] = {}
+    for f in files:
+        if pattern.match(posixpath.basename(f)):
+            found, problem = _read_events(f, parse)
+            if problem:
+                unreadable[posixpath.dirname(f)] = problem
+            else:
+                entries[f] = found
+    return entries, unreadable
+
+
 def _chbmit(files, roots, site):
     items, ignored, named_files = _by_name(files, roots, site, _CHBMIT_NAME)
-    summaries: dict[str, tuple[tuple[float, float], ...] | str] = {}
-    for f in files:
-        if _CHBMIT_SUMMARY.match(posixpath.basename(f)):
-            try:
-                summaries.update(chbmit_seizures(_read_text(f), posixpath.basename(f)))
-            except UnicodeDecodeError as err:
-                ignored.append(Ignored(f, f"CHB-MIT summary that is not text ({err}); its files stay unlabeled"))
-    people = {}
+    summaries, unreadable = _label_files(files, _CHBMIT_SUMMARY, chbmit_seizures)
+    listed = {name: found for entries in summaries.values() for name, found in entries.items()}
+    people: dict[str, tuple[str, float | None]] = {}
     for f in files:
         if posixpath.basename(f) == "SUBJECT-INFO":
-            people.update(_subject_info(_read_text(f)))
+            found, problem = _read_events(f, lambda text, _: _subject_info(text))
+            if problem:
+                log.warning("%s: age and sex not read (%s)", f, problem)
+            people.update(found or {})
     for path, named in named_files:
         case = named.group(1).lower()
         sex, age = people.get(case, ("", None))
-        found = summaries.get(posixpath.basename(path))
         # A file its case summary does not list is processed unlabeled: its seizures are unknown.
-        intervals, problem = ((), found) if isinstance(found, str) else (
-            (_seizure_intervals(found), "") if found is not None else ((), ""))
+        found = listed.get(posixpath.basename(path), unreadable.get(posixpath.dirname(path)))
+        labels = _seizure_labels(found)
         items.append(SourceItem(
-            path=path, dataset="chbmit", site=site or _chbmit_site(path, roots),
+            path=path, dataset="chbmit", site=site or _corpus_site(path, roots),
             subject_key=f"chbmit-{_CHBMIT_SAME_PATIENT.get(case, case)}", session_key=case,
-            task="chbmit_seizure" if found is not None else "", intervals=intervals, label_problem=problem,
-            age=age, sex=sex))
+            task="chbmit_seizure" if labels else "", age=age, sex=sex, **labels))
     return items, ignored
 
 
@@ -1159,7 +1185,8 @@ def siena_seizures(text: str, name: str) -> dict[str, tuple[tuple[float, float],
                 else:
                     entries[current].append((begin, begin + length))
                 start = None
-    return {f: v if isinstance(v, str) else tuple(v) for f, v in entries.items()}
+    # An entry that gives no seizure says nothing of its file (the lists name files for their seizures).
+    return {f: v if isinstance(v, str) else tuple(v) for f, v in entries.items() if v}
 
 
 def _siena_file(listed: str, recordings: dict[str, str]) -> str:
@@ -1180,13 +1207,11 @@ def _siena(files, roots, site):
     by_folder: dict[str, dict[str, str]] = {}
     for path, _ in named_files:
         by_folder.setdefault(posixpath.dirname(path), {})[posixpath.basename(path).lower()] = path
+    lists, unreadable = _label_files(files, _SIENA_LIST, siena_seizures)
     seizures: dict[str, tuple[tuple[float, float], ...] | str] = {}
-    for f in files:
-        if not _SIENA_LIST.match(posixpath.basename(f)):
-            continue
-        folder = by_folder.get(posixpath.dirname(f), {})
-        for listed, found in siena_seizures(_read_text(f), posixpath.basename(f)).items():
-            path = _siena_file(listed, folder)
+    for f, entries in lists.items():
+        for listed, found in entries.items():
+            path = _siena_file(listed, by_folder.get(posixpath.dirname(f), {}))
             if not path:
                 log.warning("%s names %s, which is not among its folder's recordings: its seizures are not used",
                             f, listed)
@@ -1195,20 +1220,18 @@ def _siena(files, roots, site):
             if not isinstance(earlier, str):  # a file named twice (two spellings): its seizures add up
                 seizures[path] = found if isinstance(found, str) else earlier + found
     for path, named in named_files:
-        found = seizures.get(path)
         # Every file of the database has a seizure; one its list does not name is processed unlabeled.
-        intervals, problem = ((), found) if isinstance(found, str) else (
-            (_seizure_intervals(found), "") if found else ((), ""))
+        labels = _seizure_labels(seizures.get(path, unreadable.get(posixpath.dirname(path))))
         items.append(SourceItem(
-            path=path, dataset="siena", site=site or _chbmit_site(path, roots),
-            subject_key=f"siena-{named.group(1).upper()}", task="siena_seizure" if found else "",
-            intervals=intervals, label_problem=problem))
+            path=path, dataset="siena", site=site or _corpus_site(path, roots),
+            subject_key=f"siena-{named.group(1).upper()}", task="siena_seizure" if labels else "", **labels))
     return items, ignored
 
 
-def _chbmit_site(path: str, roots: list[str]) -> str:
-    """The corpus folder above a recording's case folder (chbNN/), where the inputs reach it: one
-    hospital's recordings are one site, not a site per patient; else the case folder."""
+def _corpus_site(path: str, roots: list[str]) -> str:
+    """The corpus folder above a recording's patient folder (CHB-MIT's chbNN/, Siena's PNxx/),
+    where the inputs reach it: one hospital's recordings are one site, not a site per patient;
+    else the patient folder."""
     case = posixpath.dirname(path)
     corpus = posixpath.dirname(case)
     inside = any(corpus == r.rstrip("/") or corpus.startswith(r.rstrip("/") + "/") for r in roots)

@@ -818,8 +818,8 @@ def scan_windows(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[s
                  filters: RecordFilter | None = None, *, verify_crc: bool = True) -> list[dict[str, Any]]:
     """Metadata of every window that passes ``filters``, in file order, without decoding samples:
     ``site_id``, ``subject_id``, ``task`` (str), ``label`` (int), ``votes`` (float32 array,
-    empty without votes), ``n_times`` (samples), ``corpus_split`` (str) and the ``path`` of its file. One pass over the
-    files (fine-tuning plans its splits with it)."""
+    empty without votes), ``n_times`` (samples), ``corpus_split`` (str) and the ``path`` of its
+    file. One pass over the files (fine-tuning plans its splits with it)."""
     filters = RecordFilter() if filters is None else filters
     found = []
     for path in list_files(data_dir, sites=filters.sites, exclude_sites=filters.exclude_sites):

@@ -181,7 +181,8 @@ def plan_data(data: str, cfg: FinetuneConfig, record_task: str, patch_size: int 
     key = "subject_id" if cfg.split_group == "subject" else "site_id"
     try:
         if cfg.corpus_split:
-            split = corpus_splits(((w["subject_id"], w["corpus_split"]) for w in labeled), cfg.val_fraction, cfg.seed)
+            split = corpus_splits(((w["subject_id"], w["corpus_split"]) for w in labeled), cfg.val_fraction,
+                                  cfg.seed)
         else:
             split = split_groups((w[key] for w in labeled), cfg.val_fraction, cfg.seed, cfg.test_fraction,
                                  cfg.split_group)
@@ -991,14 +992,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--task", default=None, choices=sorted(TASK_HEADS),
                         help="label space and head (hms6: KL to expert-vote distributions; eegmat: rest vs "
                         "mental arithmetic, binary head; tuab: TUH Abnormal's normal vs abnormal recordings, "
-                        "tuep: TUH Epilepsy's patients without and with epilepsy, "
-                        "tusz, chbmit, siena: TUH Seizure's, CHB-MIT's, Siena's background vs seizure windows, "
-                        "binary heads; "
-                        "tuev: TUH EEG Events' "
-                        "six event classes (spsw, gped, pled, eyem, artf, bckg), multiclass head; eegmmi: "
-                        "PhysioNet motor imagery trials (left fist, right fist, both fists, both feet); "
-                        "binary/multiclass/regression: generic heads on the "
-                        "windows' `label`, with --record_task); default: the config's task")
+                        "tuep: TUH Epilepsy's patients without and with epilepsy, tusz, chbmit, siena: TUH "
+                        "Seizure's, CHB-MIT's, Siena's background vs seizure windows, binary heads; tuev: TUH EEG "
+                        "Events' six event classes (spsw, gped, pled, eyem, artf, bckg), eegmmi: PhysioNet motor "
+                        "imagery trials (left fist, right fist, both fists, both feet), multiclass heads; "
+                        "binary/multiclass/regression: generic heads on the windows' `label`, with --record_task); "
+                        "default: the config's task")
     parser.add_argument("--mode", default=None, choices=["linear", "adapter", "full"],
                         help="linear probe (frozen encoder), adapters (adapter_kind/adapter_rank) or full "
                         "fine-tuning; default: the config's mode")

@@ -203,8 +203,8 @@ def test_excluded_files_and_folders_are_not_inputs(shared_data, tmp_path, monkey
 
 
 def test_bad_arguments_are_named(shared_data, tmp_path):
-    with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', 'eegmmi', 'tuab', 'tuep', "
-                                         r"'tusz', 'tuev', 'chbmit', 'siena'; got 'tuh'"):
+    with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', "
+                                         r"'eegmmi', 'tuab', 'tuep', 'tusz', 'tuev', 'chbmit', 'siena'; got 'tuh'"):
         discover([str(shared_data)], dataset="tuh")
     with pytest.raises(FileNotFoundError, match=r"--input .*nothing\*.edf: matched no files"):
         discover([str(tmp_path / "nothing*.edf")])
@@ -659,3 +659,14 @@ def test_siena_adapter_matches_misspelt_file_names_and_labels_the_seizures(share
     assert second.task == "" and second.intervals == ()
     assert "names PN06-7.edf, which is not among its folder's recordings" in caplog.text
     assert [g.reason.split(" (")[0] for g in ignored] == ["Siena seizure list"]
+
+
+def test_a_summary_that_is_not_text_quarantines_its_cases_files_and_is_listed_once(shared_data, tmp_path):
+    case = tmp_path / "chbmit" / "chb01"
+    case.mkdir(parents=True)
+    (case / "chb01_01.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    (case / "chb01-summary.txt").write_bytes(b"File Name: chb01_01.edf\nNumber of Seizures in File: 0 \xe9\n")
+    items, ignored, _ = discover([str(tmp_path / "chbmit")])
+    assert [os.path.basename(g.path) for g in ignored] == ["chb01-summary.txt"]  # every input once
+    assert items[0].task == "chbmit_seizure" and items[0].label_problem.startswith(
+        "chb01-summary.txt: not UTF-8 text ('utf-8' codec can't decode byte 0xe9")

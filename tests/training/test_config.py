@@ -105,8 +105,8 @@ def test_bad_pretrain_values_name_the_field(overrides, message):
 
 
 @pytest.mark.parametrize("overrides, message", [
-    (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'tuab', 'tusz', 'tuev', 'chbmit', 'siena', "
-                      r"'eegmmi', 'tuep', 'binary', 'multiclass', 'regression'; got 'sleep'"),
+    (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'tuab', 'tuep', 'tusz', 'chbmit', 'siena', "
+                      r"'tuev', 'eegmmi', 'binary', 'multiclass', 'regression'; got 'sleep'"),
     (["task=multiclass"], r"model_overrides.id2label: task 'multiclass' takes its classes from it; expected the "
                           r"class names by label"),
     (["task=eegmat", "loss=kl"], r"loss: 'kl' needs vote distributions \(task 'hms6'\); got task 'eegmat'"),
@@ -190,3 +190,15 @@ def test_runtime_check_for_precision():
     assert resolve_precision("fp16", "cuda:0") is torch.float16
     with pytest.raises(ConfigError, match=r"precision: 'fp16' needs a CUDA device; got device 'cpu'"):
         resolve_precision("fp16", "cpu")
+
+
+def test_each_data_sets_task_has_the_classes_the_pipeline_writes_for_it():
+    """The head's id2label of a data set's task is the label space the pipeline's manifest lists
+    for the windows that task trains on: class k means the same on both sides."""
+    from pipelines.sources import TASK_CLASSES
+    from training.finetune import RECORD_TASKS
+
+    for task, record_task in RECORD_TASKS.items():
+        cfg = load_config("cpu-tiny", "finetune", [f"task={task}"])
+        labels = tuple(name for _, name in sorted(cfg.model_config().id2label.items()))
+        assert labels == tuple(TASK_CLASSES[record_task]), task
