@@ -246,7 +246,7 @@ class ScoreSpillFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(self.REJECTED, event)
         for i in kept.kept:
             yield beam.pvalue.TaggedOutput(self.COUNTED, (
-                spilled.site, spilled.subject, spilled.labels[i], int(spilled.n_times[i])))
+                spilled.site, spilled.subject, spilled.labels[i], int(spilled.n_times[i]), spilled.corpus_split))
         if len(kept.kept):
             yield kept
 
@@ -304,10 +304,11 @@ class WriteWindows(beam.PTransform):
 
 
 # --------------------------------------------------------------------------- stage 4: reports
-def _window_counts(counted: tuple[str, str, str, int]) -> list[tuple[str, float]]:
-    site, subject, label, n_times = counted
+def _window_counts(counted: tuple[str, str, str, int, str]) -> list[tuple[str, float]]:
+    site, subject, label, n_times, corpus_split = counted
     return [("site/" + site, 1), ("subject/" + subject, 1), ("label/" + label, 1), ("total", 1),
-            ("seconds", n_times / schema.SFREQ), (f"samples/{n_times}", 1)]
+            ("seconds", n_times / schema.SFREQ), (f"samples/{n_times}", 1),
+            *([("split/" + corpus_split, 1)] if corpus_split else [])]
 
 
 def _quarantine_line(event) -> str:
@@ -354,6 +355,9 @@ def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quara
         "per_site": {k[5:]: int(v) for k, v in sorted(counts.items()) if k.startswith("site/")},
         "per_subject": {k[8:]: int(v) for k, v in sorted(counts.items()) if k.startswith("subject/")},
         "per_label": {k[6:]: int(v) for k, v in sorted(counts.items()) if k.startswith("label/")},
+        # windows by the corpus's own split (the TUH corpora's train, dev, eval); pretraining
+        # reads it to say how many windows its exclude_corpus_splits leaves out
+        "per_corpus_split": {k[6:]: int(v) for k, v in sorted(counts.items()) if k.startswith("split/")},
         # windows by length in samples at 256 Hz: sliding windows, HMS's 50 s, labels.csv events ...
         "per_length_samples": {k[8:]: int(v) for k, v in counts.items() if k.startswith("samples/")},
     }
@@ -536,7 +540,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="score artifacts with the rules only (ae_score stays -1)")
     art.add_argument("--ae_train_sites", default="",
                      help="comma-separated site names whose windows train the autoencoder (default all); "
-                     "for leave-one-site-out studies give only the training sites")
+                     "for leave-one-site-out studies give only the training sites. A corpus's eval split "
+                     "(TUH's edf/eval/ recordings) never trains it")
     art.add_argument("--ae_sample_size", type=int, default=2000,
                      help="at most this many windows (a deterministic sample) fit the autoencoder; at least "
                      f"{ArtifactAutoencoder().min_fit_windows} (a fifth of them calibrate its scores). With fewer training-site windows in "

@@ -55,6 +55,7 @@ class SpilledRecording:
     score_offsets: np.ndarray  # (n,) byte offset of each record's artifact_score
     frame_offsets: np.ndarray  # (n,) byte offset of each framed record in the spill file
     sizes: np.ndarray  # (n,) length of each record
+    corpus_split: str = ""  # the source corpus's own split of the recording (train, dev, eval)
 
     def __len__(self) -> int:
         return len(self.starts)
@@ -122,14 +123,15 @@ class SpillWriter:
             np.array(starts), np.array(n_times, dtype=np.int64), list(labels),
             np.array(scores, dtype=np.float32), np.stack(features).astype(np.float32),
             np.array(quality_at, dtype=np.int64), np.array(score_at, dtype=np.int64),
-            np.array(frame_at, dtype=np.int64), np.array(sizes, dtype=np.int64))
+            np.array(frame_at, dtype=np.int64), np.array(sizes, dtype=np.int64), rec.corpus_split.decode())
 
 
 def sample_items(spilled: SpilledRecording, train_sites: frozenset) -> list[tuple[str, np.ndarray]]:
     """(sample key, features) of a recording's windows if it is from a training site (all sites when
-    ``train_sites`` is empty). The key hashes the recording pseudonym and the window start, so
-    every runner and worker count draws the same sample."""
-    if train_sites and spilled.site not in train_sites:
+    ``train_sites`` is empty) and not from a corpus's eval split (a benchmark's test recordings
+    shape nothing that scores the windows). The key hashes the recording pseudonym and the window
+    start, so every runner and worker count draws the same sample."""
+    if (train_sites and spilled.site not in train_sites) or spilled.corpus_split == "eval":
         return []
     prefix = spilled.recording_id.encode() + b"|"
     return [(hashlib.sha256(prefix + str(float(start)).encode()).hexdigest(), features)

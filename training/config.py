@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from pipelines.config import Config, ConfigError, check_option, check_range
+from pipelines.schema import CORPUS_SPLITS
 
 if TYPE_CHECKING:
     import torch
@@ -326,11 +327,16 @@ class PretrainConfig(RunConfig):
         kept in memory after the first pass: about 0.1 MB each for 10 s), the same every time.
     Validation runs at step 0 (the initial weights), at every ``save_every`` checkpoint and
     every ``eval_every`` steps.
+    exclude_corpus_splits: windows of these corpus splits (``corpus_split``: ``train``, ``dev``,
+        ``eval``, as the TUH corpora split their recordings) are neither trained nor validated on.
+        The default leaves out ``eval``: a benchmark's test recordings must not shape the
+        encoder that is later fine-tuned and tested on them. ``[]`` pretrains on everything.
     """
 
     val_fraction: float = 0.0
     split_group: str = "subject"
     val_windows: int = 512
+    exclude_corpus_splits: list[str] = dataclasses.field(default_factory=lambda: ["eval"])
 
     def validate(self) -> None:
         super().validate()
@@ -339,6 +345,13 @@ class PretrainConfig(RunConfig):
         self.val_fraction = _float("val_fraction", self.val_fraction, 0, 1, high_inclusive=False)
         check_option("split_group", self.split_group, SPLIT_GROUPS)
         self.val_windows = _int("val_windows", self.val_windows, 1)
+        splits = self.exclude_corpus_splits
+        if isinstance(splits, str) or not isinstance(splits, Sequence):
+            raise ConfigError(f"exclude_corpus_splits: expected a list of corpus splits "
+                              f"({', '.join(CORPUS_SPLITS[1:])}); got {splits!r}")
+        for split in splits:
+            check_option("exclude_corpus_splits", split, CORPUS_SPLITS[1:])
+        self.exclude_corpus_splits = sorted(set(splits))
 
 
 @dataclasses.dataclass

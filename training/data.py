@@ -96,7 +96,8 @@ from model.inputs import SEX_CODES, encode_sex
 from pipelines.config import ConfigError, check_int, check_option, check_range
 from pipelines.logging_setup import get_logger
 from pipelines.object_stores import filesystems, match_below
-from pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError, _encode_list, _len_field, decode_features
+from pipelines.schema import (CORPUS_SPLITS, FEATURES, HMS_CLASSES, N_CHANS, SchemaError, _encode_list, _len_field,
+                              decode_features)
 from pipelines.tfrecord import CorruptTFRecordError, read_records
 from training import field_columns
 from training.handoff import Handoff, Specs, copy_to_shared, handoff_supported, resolve_shared
@@ -558,6 +559,8 @@ class RecordFilter:
     max_artifact_score: drop windows scored more artifactual than this.
     min_samples: drop windows shorter than this; a model's loaders drop those shorter than its
         patch, which it cannot read (a 0.3 s event window of a labels.csv, say).
+    exclude_corpus_splits: drop windows of these corpus splits (``corpus_split``: ``train``,
+        ``dev``, ``eval``); pretraining leaves a benchmark's ``eval`` recordings out this way.
     """
 
     sites: tuple[str, ...] = ()
@@ -568,10 +571,13 @@ class RecordFilter:
     subjects: tuple[str, ...] = ()
     exclude_subjects: tuple[str, ...] = ()
     min_samples: int = 0
+    exclude_corpus_splits: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("sites", "exclude_sites", "tasks", "subjects", "exclude_subjects"):
+        for name in ("sites", "exclude_sites", "tasks", "subjects", "exclude_subjects", "exclude_corpus_splits"):
             object.__setattr__(self, name, _names(f"RecordFilter.{name}", getattr(self, name)))
+        for split in self.exclude_corpus_splits:
+            check_option("RecordFilter.exclude_corpus_splits", split, CORPUS_SPLITS[1:])
         check_range("RecordFilter.min_votes", self.min_votes, 0.0)
         check_range("RecordFilter.max_artifact_score", self.max_artifact_score, 0.0, 1.0)
         check_int("RecordFilter.min_samples", self.min_samples, 0)
@@ -590,6 +596,8 @@ class RecordFilter:
             if (self.subjects and subject not in self.subjects) or subject in self.exclude_subjects:
                 return False
         if self.min_votes > 0 and float(window.floats("votes").sum()) < self.min_votes:
+            return False
+        if self.exclude_corpus_splits and window.text("corpus_split") in self.exclude_corpus_splits:
             return False
         return self.max_artifact_score >= 1.0 or window.scalar("artifact_score") <= self.max_artifact_score
 

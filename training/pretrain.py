@@ -61,7 +61,7 @@ from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_ru
                            backward, check_model_unchanged, claim_output, configure_kernels, core_state, launch,
                            load_core_state, loader_config, optimizer_step, quiet_transformers, run_overrides,
                            step_seed)
-from training.splits import HeldOut, hold_out
+from training.splits import HeldOut, corpus_split_windows, hold_out
 from training.tracking import ReconstructionMeter, Tracker, memory_stats
 
 log = get_logger("training.pretrain")
@@ -131,7 +131,8 @@ class Run(TrainState):
 
 def build_run(cfg: PretrainConfig, dist: Dist, data: str, filters: RecordFilter | None = None) -> Run:
     """The model, optimizer and infinite loader of a run; ``filters`` choose the training windows
-    (all by default; :meth:`HeldOut.train_filter` leaves the validation subjects out)."""
+    (all by default; :func:`corpus_split_filter` leaves a corpus's eval split out, and
+    :meth:`HeldOut.train_filter` the validation subjects too)."""
     configure_kernels(cfg, dist.device)
     amp_dtype = resolve_precision(cfg.precision, dist.device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts)
@@ -203,13 +204,35 @@ def plan_validation(cfg: PretrainConfig, dist: Dist, data: str) -> HeldOut | Non
     found: dict[str, Any] = {}
     if dist.is_main:
         try:
-            found = {"held_out": hold_out(data, cfg.val_fraction, cfg.split_group, cfg.seed)}
+            found = {"held_out": hold_out(data, cfg.val_fraction, cfg.split_group, cfg.seed,
+                                          tuple(cfg.exclude_corpus_splits))}
         except (OSError, ValueError) as err:  # a missing folder, an unreachable store, no shards
             found = {"error": f"--data {data}: {err}"}
     found = dist.broadcast_object(found)
     if "error" in found:
         raise ConfigError(found["error"])
     return found["held_out"]
+
+
+def corpus_split_filter(cfg: PretrainConfig, data: str, say: bool) -> RecordFilter:
+    """The windows pretraining reads: all but those of ``exclude_corpus_splits``. Says how many
+    that leaves out where the manifest counts them; none left is an error naming the setting."""
+    splits = tuple(cfg.exclude_corpus_splits)
+    try:
+        counts = describe(data).counts
+    except OSError:  # no manifest: the loader's filter still applies
+        counts = {}
+    excluded = corpus_split_windows(counts, splits) if splits else None
+    total = int(counts.get("windows", 0) or 0)
+    if excluded and excluded >= total:
+        raise ConfigError(f"exclude_corpus_splits: all {total} windows of {data} are of the corpus split(s) "
+                          f"{', '.join(splits)}, which pretraining leaves out (a benchmark's test recordings); "
+                          "preprocess the corpus's train recordings, or set exclude_corpus_splits=[] to pretrain "
+                          "on them")
+    if excluded and say:
+        log.info("pretraining leaves out %d of %d windows: the corpus's %s split (exclude_corpus_splits; "
+                 "[] pretrains on them too)", excluded, total, "/".join(splits))
+    return RecordFilter(exclude_corpus_splits=splits)
 
 
 def check_held_out_unchanged(saved: dict[str, Any], cfg: PretrainConfig, checkpoint: Path) -> None:
@@ -410,8 +433,9 @@ def _train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str
     if max_steps is not None:
         cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, max_steps=max_steps))
     total = cfg.optim.max_steps
+    keep = corpus_split_filter(cfg, data, dist.is_main)
     held_out = plan_validation(cfg, dist, data)
-    run = build_run(cfg, dist, data, None if held_out is None else held_out.train_filter())
+    run = build_run(cfg, dist, data, keep if held_out is None else held_out.train_filter())
     check_window_lengths(data, unwrap(run.model).config.patch_size, dist.is_main)
     validation = Validation(run, data, held_out) if held_out is not None and dist.is_main else None
     if held_out is not None:

@@ -91,50 +91,75 @@ def corpus_splits(windows: Iterable[tuple[str, str]], val_fraction: float, seed:
 # ------------------------------------------------------------------------------ pretraining's
 @dataclasses.dataclass(frozen=True)
 class HeldOut:
-    """The groups pretraining leaves out of training and validates on."""
+    """The groups pretraining leaves out of training and validates on, among the windows not of
+    an excluded corpus split."""
 
     group: str                  # "subject" or "site"
     val: tuple[str, ...]        # held-out ids
     n_groups: int               # ids in the data
     windows: int                # windows of the held-out ids
     total_windows: int          # windows in the data
+    exclude_corpus_splits: tuple[str, ...] = ()  # neither trained nor validated on
+
+    def _base(self) -> RecordFilter:
+        return RecordFilter(exclude_corpus_splits=self.exclude_corpus_splits)
 
     def train_filter(self) -> RecordFilter:
-        return RecordFilter(exclude_sites=self.val) if self.group == "site" else RecordFilter(exclude_subjects=self.val)
+        key = "exclude_sites" if self.group == "site" else "exclude_subjects"
+        return dataclasses.replace(self._base(), **{key: self.val})
 
     def val_filter(self) -> RecordFilter:
-        return RecordFilter(sites=self.val) if self.group == "site" else RecordFilter(subjects=self.val)
+        key = "sites" if self.group == "site" else "subjects"
+        return dataclasses.replace(self._base(), **{key: self.val})
 
     def describe(self) -> str:
         return (f"{len(self.val)} of {self.n_groups} {self.group}s held out for validation "
                 f"({self.windows} of {self.total_windows} windows)")
 
 
-def group_counts(data: str, group: str) -> dict[str, int]:
-    """Windows per subject (site) of a pipeline output: from its manifest, or, where there is
-    none (``.tfrecord`` files, a folder of shards alone) or it lacks the counts, from one
-    metadata pass over the files."""
+def corpus_split_windows(counts: Mapping, splits: Iterable[str]) -> int | None:
+    """Windows of the corpus ``splits`` by a manifest's counts; None where it does not count
+    them (an output written before it did)."""
+    per_split = counts.get("per_corpus_split")
+    if not isinstance(per_split, Mapping):
+        return None
+    return sum(int(per_split.get(split, 0)) for split in splits)
+
+
+def group_counts(data: str, group: str, exclude_corpus_splits: tuple[str, ...] = ()) -> dict[str, int]:
+    """Windows per subject (site) of a pipeline output, leaving out ``exclude_corpus_splits``:
+    from its manifest, or, where there is none (``.tfrecord`` files, a folder of shards alone),
+    it lacks the counts or its counts include excluded windows, from one metadata pass."""
     feature, key = _GROUP_KEYS[group]
     try:
-        counts = describe(data).counts.get(key)
+        manifest = describe(data).counts
     except OSError:  # no manifest (or ``data`` is a file)
         list_files(data)  # a missing or empty folder is an error of its own, before any talk of manifests
-        counts = None
-    if isinstance(counts, Mapping) and counts:
+        manifest = {}
+    counts = manifest.get(key)
+    if isinstance(counts, Mapping) and counts and not (
+            exclude_corpus_splits and corpus_split_windows(manifest, exclude_corpus_splits) != 0):
         return {str(k): int(v) for k, v in counts.items()}
-    log.info("%s: no %s counts in a manifest; reading the windows' %s (one pass over the data)", data, key, feature)
-    return dict(Counter(w[feature] for w in scan_windows(data)))
+    why = f"its manifest counts windows of the corpus split(s) {', '.join(exclude_corpus_splits)}, left out" \
+        if isinstance(counts, Mapping) and counts else f"no {key} counts in a manifest"
+    log.info("%s: %s; reading the windows' %s (one pass over the data)", data, why, feature)
+    keep = RecordFilter(exclude_corpus_splits=exclude_corpus_splits)
+    return dict(Counter(w[feature] for w in scan_windows(data, keep)))
 
 
-def hold_out(data: str, val_fraction: float, group: str, seed: int) -> HeldOut | None:
+def hold_out(data: str, val_fraction: float, group: str, seed: int,
+             exclude_corpus_splits: tuple[str, ...] = ()) -> HeldOut | None:
     """The held-out groups for pretraining's validation, or None when ``val_fraction`` is 0 or
-    the data has a single group (nothing to hold out; a warning says so)."""
+    the data has a single group (nothing to hold out; a warning says so). Windows of
+    ``exclude_corpus_splits`` are neither counted nor held out."""
     if val_fraction <= 0:
         return None
-    counts = group_counts(data, group)
+    counts = group_counts(data, group, tuple(exclude_corpus_splits))
     if len(counts) < 2:
-        log.warning("validation off: %s holds %d %s(s), and holding one out would leave nothing to pretrain on "
-                    "(set val_fraction=0 to silence this)", data, len(counts), group)
+        log.warning("validation off: %s holds %d %s(s)%s, and holding one out would leave nothing to pretrain on "
+                    "(set val_fraction=0 to silence this)", data, len(counts), group,
+                    f" outside the corpus split(s) {', '.join(exclude_corpus_splits)}" if exclude_corpus_splits else "")
         return None
     split = split_groups(counts, val_fraction, seed, kind=group)
-    return HeldOut(group, split.val, len(counts), sum(counts[g] for g in split.val), sum(counts.values()))
+    return HeldOut(group, split.val, len(counts), sum(counts[g] for g in split.val), sum(counts.values()),
+                   tuple(exclude_corpus_splits))

@@ -2,6 +2,7 @@
 truncation, sampling and clean-up."""
 
 import copy
+import dataclasses
 import os
 
 import numpy as np
@@ -128,6 +129,21 @@ def test_sample_keys_are_stable_and_sites_filter(windows, tmp_path):
     assert len({k for k, _ in items}) == len(windows)
     assert sample_items(spilled, frozenset({"site-other"})) == []
     np.testing.assert_array_equal(items[0][1], spilled.features[0])
+
+
+def test_a_corpus_eval_split_recording_is_counted_by_its_split_and_never_sampled(windows, tmp_path):
+    """A benchmark's test recordings (TUH's edf/eval/) shape nothing that scores the windows: the
+    artifact autoencoder's sample leaves them out; its train recordings are sampled as before."""
+    def spilled_as(split):
+        relabeled = [dataclasses.replace(w, record=dataclasses.replace(w.record, corpus_split=split.encode()))
+                     for w in windows]
+        return _spill(relabeled, tmp_path / split)
+
+    train, evaluation = spilled_as("train"), spilled_as("eval")
+    assert (train.corpus_split, evaluation.corpus_split) == ("train", "eval")
+    assert _spill(windows, tmp_path / "none").corpus_split == ""
+    assert len(sample_items(train, frozenset())) == len(windows)
+    assert sample_items(evaluation, frozenset()) == [] == sample_items(evaluation, frozenset({evaluation.site}))
 
 
 def test_remove_folder_deletes_a_spill_folder(windows, tmp_path):

@@ -98,6 +98,9 @@ def test_overrides_from_the_command_line_and_from_dicts():
     (["val_fraction=1"], r"val_fraction: expected a value in \[0, 1\); got 1"),
     (["split_group=recording"], r"split_group: expected one of 'subject', 'site'; got 'recording'"),
     (["val_windows=0"], r"val_windows: expected an integer in \[1, inf\]; got 0"),
+    (["exclude_corpus_splits=[test]"], r"exclude_corpus_splits: expected one of 'train', 'dev', 'eval'; got 'test'"),
+    (["exclude_corpus_splits=eval"], r"exclude_corpus_splits: expected a list of corpus splits \(train, dev, eval\); "
+                                     r"got 'eval'"),
 ])
 def test_bad_pretrain_values_name_the_field(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -35,6 +35,8 @@ from training.config import load_config
 from training.data import EEGLoader, LoaderConfig, RecordFilter, list_files, model_inputs, scan_windows
 from training.tracking import read_offline_run
 
+from tests.training.conftest import preprocess_corpus
+
 REPO = Path(__file__).resolve().parents[2]
 SITES = """\
 - {name: emu, channel_style: tuh, channel_order: paired, sfreq: 250, line_freq: 60.0, aux_channels: [ecg],
@@ -479,14 +481,9 @@ def test_windows_to_classify_without_votes_are_named_as_such(pretrained, hms_dat
 
 
 def _preprocess_corpus(corpus: Path, tmp_path: Path) -> tuple[dict, Path]:
-    """The pipeline's run over ``corpus`` with a fixed key (the same pseudonyms and split every run):
-    its manifest and output folder."""
-    key = tmp_path / "key"
-    key.write_text("0123456789abcdef" * 4 + "\n")
+    """The pipeline's run over ``corpus`` with a fixed key: its manifest and output folder."""
     out = tmp_path / "tfrecords"
-    manifest = preprocess(["--input", str(corpus), "--output", str(out), "--pseudonym_key_file", str(key),
-                           "--no_artifact_model", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
-    return manifest, out
+    return preprocess_corpus(corpus, out), out
 
 
 def test_a_labels_csv_of_their_own_trains_a_generic_head(shared_data, pretrained, tmp_path):
@@ -608,29 +605,18 @@ def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared
 
 
 def test_tuev_events_fine_tune_the_six_class_head_on_the_corpus_train_split_and_report_on_its_eval(
-        shared_data, pretrained, tmp_path):
-    """TUH EEG Events' layout (edf/train/<patient>/<patient>_<n>.edf and edf/eval/<n>/<class>_<n>_<s>_.edf,
-    each with its .rec of per-channel events; here over eegmat recordings): the pipeline cuts a 5 s
-    window around each event, --task tuev fine-tunes the six-class head with corpus_split=true
-    training on the corpus's train patients and reporting on its eval ones."""
+        tuev_output, pretrained, tmp_path):
+    """TUH EEG Events' layout (``tuev_output``): the pipeline cuts a 5 s window around each event,
+    --task tuev fine-tunes the six-class head with corpus_split=true training on the corpus's
+    train patients and reporting on its eval ones."""
     from model.modeling import EEGFMModel
 
-    corpus = tmp_path / "tuev" / "edf"
-    recordings = [("train", "aaaaaaar", "aaaaaaar_00000001"), ("train", "aaaaabdn", "aaaaabdn_00000001"),
-                  ("train", "aaaaacjb", "aaaaacjb_00000002"), ("train", "aaaaadxx", "aaaaadxx_00000001"),
-                  ("eval", "032", "spsw_032_a_"), ("eval", "045", "bckg_045_a_")]
-    for k, (part, patient, name) in enumerate(recordings):
-        folder = corpus / part / patient
-        folder.mkdir(parents=True)
-        (folder / f"{name}.edf").symlink_to(shared_data / "eegmat" / f"Subject0{k}_2.edf")
-        # six events 8 s apart, every class once, on two channels each (one window apiece)
-        (folder / f"{name}.rec").write_text("".join(
-            f"{c},{5 + 8 * e}.0,{6 + 8 * e}.0,{(e + k) % 6 + 1}\n" for e in range(6) for c in (3, 9)))
-    manifest, out = _preprocess_corpus(tmp_path / "tuev", tmp_path)
+    manifest, out = tuev_output
     assert manifest["counts"]["processed"] == 6 and manifest["classes"]["tuev_event"] == list(TUEV_LABELS)
     windows = scan_windows(out)
     assert len(windows) == 36 and {w["n_times"] for w in windows} == {5 * 256}
     assert Counter(w["corpus_split"] for w in windows) == {"train": 24, "eval": 12}
+    assert manifest["counts"]["per_corpus_split"] == {"train": 24, "eval": 12}
     assert Counter(w["label"] for w in windows) == {c: 6 for c in range(6)}
     run = tmp_path / "run"
     assert finetune.main(["--pretrained", str(pretrained), "--data", str(out), "--output", str(run), "--task", "tuev",

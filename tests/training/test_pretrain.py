@@ -312,6 +312,42 @@ def test_held_out_subjects_give_a_validation_loss_that_ranks_checkpoints_and_lea
     assert not (at_saves / "model-best").exists()  # the final step is the best now: a stale copy goes
 
 
+def test_a_corpus_eval_split_is_neither_pretrained_nor_validated_on(tuev_output, tmp_path):
+    """A benchmark's test recordings (TUEV's edf/eval/: 12 of the 36 windows) must not shape the
+    encoder later fine-tuned and tested on them: by default pretraining leaves them out of its
+    training windows and of the subjects it holds out; exclude_corpus_splits=[] reads them too."""
+    from training.data import scan_windows
+
+    manifest, data = tuev_output
+    train_subjects = {w["subject_id"] for w in scan_windows(data) if w["corpus_split"] == "train"}
+    # Batches of 12: one an epoch where 24 - 6 held-out windows train, two where the eval split's
+    # are read too (36 - 12 of two held-out subjects).
+    args = ("--max_steps", "4", "--set", "val_fraction=0.25", "--set", "wandb.mode=disabled",
+            "--set", "loader.batch_size=12", "--set", "loader.drop_last=true", "--set", "save_every=4")
+    runs = {}
+    for name, extra in (("default", ()), ("everything", ("--set", "exclude_corpus_splits=[]"))):
+        done = _pretrain(data, tmp_path / name, *args, *extra)
+        assert done.returncode == 0, done.stderr[-3000:]
+        state = ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path / name / "checkpoints"))
+        runs[name] = (done.stderr, json.loads((tmp_path / name / "run.json").read_text())["validation"],
+                      state["loader"][0]["epoch"])
+    stderr, validation, epoch = runs["default"]
+    assert "pretraining leaves out 12 of 36 windows: the corpus's eval split" in stderr
+    assert validation["exclude_corpus_splits"] == ["eval"]
+    assert (validation["n_groups"], validation["windows"], validation["total_windows"]) == (4, 6, 24)
+    assert set(validation["val"]) <= train_subjects
+    assert _metrics(tmp_path / "default", validation_only=True)[0]["val/windows"] == 6
+    stderr, validation, epoch_everything = runs["everything"]
+    assert "leaves out" not in stderr and (validation["n_groups"], validation["total_windows"]) == (6, 36)
+    assert (epoch, epoch_everything) == (4, 2)
+
+    # Pretraining on nothing but a benchmark's test recordings is refused, naming the setting.
+    done = _pretrain(data, tmp_path / "none", *args, "--set", "exclude_corpus_splits=[train, eval]", timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        f"pretrain: exclude_corpus_splits: all 36 windows of {data} are of the corpus split(s) eval, train")
+
+
 def _torchrun(data: Path, output: Path, *extra: str) -> list[str]:
     # The c10d rendezvous (as on a cluster): each restart round forms a fresh process group.
     return [str(BIN / "torchrun"), "--nproc_per_node=2", "--rdzv_backend=c10d",

@@ -94,6 +94,34 @@ def test_hold_out_leaves_the_validation_subjects_out_of_training_windows(pipelin
     assert sites.train_filter() == RecordFilter(exclude_sites=sites.val)
 
 
+def test_hold_out_counts_and_holds_out_no_window_of_an_excluded_corpus_split(tuev_output, tmp_path, caplog):
+    """TUEV's layout (4 train and 2 eval patients): with the eval split excluded, only train
+    patients are counted and held out, and neither filter lets an eval window through; an output
+    whose manifest does not count windows by corpus split (written before it did) is scanned."""
+    _, data = tuev_output
+    windows = scan_windows(data)
+    split_of = {w["subject_id"]: w["corpus_split"] for w in windows}
+    held = hold_out(str(data), 0.25, "subject", seed=0, exclude_corpus_splits=("eval",))
+    assert (held.n_groups, held.total_windows, held.windows) == (4, 24, 6)
+    assert {split_of[s] for s in held.val} == {"train"}
+    for filters, count in ((held.train_filter(), 18), (held.val_filter(), 6)):
+        kept = scan_windows(data, filters)
+        assert len(kept) == count and {w["corpus_split"] for w in kept} == {"train"}
+    everything = hold_out(str(data), 0.25, "subject", seed=0)
+    assert (everything.n_groups, everything.total_windows) == (6, 36)
+    assert len(scan_windows(data, everything.train_filter())) == 36 - everything.windows
+
+    older = tmp_path / "older"
+    shutil.copytree(data, older)
+    manifest = json.loads((data / "manifest.json").read_text())
+    del manifest["counts"]["per_corpus_split"]
+    (older / "manifest.json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.INFO, logger="eegfm.training.splits"):
+        assert hold_out(str(older), 0.25, "subject", seed=0, exclude_corpus_splits=("eval",)) == held
+    assert "reading the windows' subject_id (one pass over the data)" in caplog.text
+    assert group_counts(str(older), "subject") == group_counts(str(data), "subject")  # no exclusion: the manifest
+
+
 def test_hold_out_is_off_at_zero_and_on_one_subject_data_with_a_warning(pipeline_output, tmp_path, caplog):
     assert hold_out(str(pipeline_output), 0.0, "subject", seed=0) is None
     one = tmp_path / "one-site"
