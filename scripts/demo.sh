@@ -54,5 +54,5 @@ echo
 echo "demo: finished in $(( $(date +%s) - start )) s. Outputs:"
 echo "  simulated corpus   $OUT/corpus      (corpus.json: sites; edf/ and hms/: recordings; truth.jsonl: ground truth)"
 echo "  TFRecords          $OUT/tfrecords   (site-*/part-*.tfrecord, manifest.json, quarantine.jsonl, artifact_ae.npz)"
-echo "  pretrained encoder $OUT/pretrain     (model/: Hugging Face format; checkpoints/, metrics.jsonl, wandb/ offline run)"
-echo "  fine-tuned model   $OUT/finetune     (model/, eval.json: held-out KL vs the class-prior baseline; confusion.png)"
+echo "  pretrained encoder $OUT/pretrain     (model/: Hugging Face format; checkpoints/, metrics.jsonl, curves.png, wandb/ offline run)"
+echo "  fine-tuned model   $OUT/finetune     (model/, eval.json: held-out KL vs the class-prior baseline; confusion.png, curves.png)"

@@ -44,7 +44,8 @@ two-class logits ``[0, z]`` (so ``ce`` is exactly binary cross-entropy).
 
 Outputs in ``--output``: ``model/`` (Hugging Face: config.json with the label names and the
 temperature, model.safetensors), ``eval.json``, ``confusion.png`` (the held-out windows' confusion
-matrix, classification tasks), ``metrics.jsonl`` (training and validation lines),
+matrix, classification tasks), ``metrics.jsonl`` (training and validation lines) and
+``curves.png`` (drawn from it: losses against the class-prior baseline, held-out scores, learning rate),
 ``run.json`` (config, split, parameter counts), ``checkpoints/`` (resumable with ``--resume auto``;
 ``best`` names the best one), ``wandb/`` (offline by default).
 
@@ -83,6 +84,7 @@ from training import checkpoint as ckpt
 from training import losses
 from training.config import ConfigError, FinetuneConfig, load_config, resolve_precision
 from training.confusion import confusion_matrix, plot_confusion
+from training.curves import write_curves
 from training.data import EEGLoader, RecordFilter, list_files, model_inputs, scan_windows, shard_name
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (MODEL_KEYS, PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
@@ -875,6 +877,7 @@ def _train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: 
             finish(run, cfg, dist, data, plan, output, tracker, amp_dtype, val_loader, best_eval)
     if metrics_file is not None:
         metrics_file.close()
+        write_curves(output, f"fine-tuning: {cfg.task} ({cfg.mode})")
     dist.barrier()
     return status
 
@@ -988,7 +991,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "where pretraining wrote one), or an earlier fine-tuned model")
     parser.add_argument("--output", required=True, type=user_file_path,
                         help="run folder: model/ (Hugging Face), eval.json, confusion.png (classification), "
-                        "metrics.jsonl, run.json, checkpoints/, wandb/")
+                        "metrics.jsonl, curves.png (learning curves), run.json, checkpoints/, wandb/")
     parser.add_argument("--task", default=None, choices=sorted(TASK_HEADS),
                         help="label space and head (hms6: KL to expert-vote distributions; eegmat: rest vs "
                         "mental arithmetic, binary head; tuab: TUH Abnormal's normal vs abnormal recordings, "

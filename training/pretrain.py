@@ -55,6 +55,7 @@ from pipelines.run_lock import release_run_lock
 from pipelines.schema import CHANNELS, SFREQ
 from training import checkpoint as ckpt
 from training.config import ConfigError, OptimConfig, PretrainConfig, load_config, resolve_precision
+from training.curves import write_curves
 from training.data import EEGLoader, RecordFilter, describe, model_inputs
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
@@ -556,6 +557,7 @@ def _train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str
                 export_best(run, output, tracker)
     if metrics_file is not None:
         metrics_file.close()
+        write_curves(output, f"pretraining ({cfg.model}, {run.step} steps)")
     dist.barrier()
     return status
 
@@ -594,7 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(parser, kind="pretrain")
     parser.add_argument("--output", required=True, type=user_file_path,
                         help="run folder: checkpoints/, model/ (Hugging Face; model-best/ where validation ranked an "
-                        "earlier checkpoint first), metrics.jsonl, run.json, wandb/")
+                        "earlier checkpoint first), metrics.jsonl, curves.png (learning curves), run.json, wandb/")
     parser.add_argument("--max_steps", type=int, default=None, help="override optim.max_steps")
     return parser
 

@@ -636,6 +636,7 @@ def test_tuev_events_fine_tune_the_six_class_head_on_the_corpus_train_split_and_
     assert confusion["split"] == "test" and confusion["classes"] == list(TUEV_LABELS)
     assert [sum(row) for row in confusion["matrix"]] == [2] * 6
     assert (run / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # losses against the prior's
     assert 0.0 <= test["balanced_accuracy"] <= 1.0
     saved = EEGFMModel.from_pretrained(run / "model")
     assert saved.config.head == "multiclass" and saved.config.id2label == dict(enumerate(TUEV_LABELS))

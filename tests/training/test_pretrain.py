@@ -76,6 +76,8 @@ def test_single_process_run_writes_checkpoints_model_metrics_and_offline_wandb(p
     assert any(k.startswith("recon/corr/ch/") for k in metrics[-1])
     # The Hugging Face encoder for fine-tuning and a loadable, verified final checkpoint.
     assert (out / "model" / "config.json").exists()
+    # The learning curves drawn from those lines.
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The encoder's top is trained only by fine-tuning: pretraining leaves it exactly as
     # initialised (no weight decay toward zero), while the blocks below it have moved.
     weights = _weights(out)
