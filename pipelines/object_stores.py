@@ -35,7 +35,7 @@ import socket
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import IO, Any
 
 _AWS_CREDENTIALS_FOUND = False  # once found, not looked up again (by every file a loader opens)
 _GCP_CREDENTIALS_FOUND = False
@@ -250,6 +250,24 @@ def filesystems(*paths: str) -> Any:
     check_s3_credentials(list(paths), FileSystems._pipeline_options)
     check_reachable(list(paths), FileSystems._pipeline_options)
     return FileSystems
+
+
+def is_remote(path: str) -> bool:
+    """An object-store URL (``gs://``, ``s3://`` ...) rather than a local path."""
+    return "://" in path
+
+
+def join_path(directory: str, *parts: str) -> str:
+    return "/".join([directory.rstrip("/"), *parts]) if is_remote(directory) else os.path.join(directory, *parts)
+
+
+def open_binary(path: str) -> IO[bytes]:
+    """``path`` opened for reading bytes: a local file, or an object through Beam's FileSystems."""
+    if not is_remote(path):
+        return open(path, "rb")
+    from apache_beam.io.filesystem import CompressionTypes
+
+    return filesystems(path).open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
 # What Beam's (and glob's) patterns read as wildcards or character classes.

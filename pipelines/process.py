@@ -504,7 +504,9 @@ def process_recording(
 ) -> Iterator[Window | RejectedWindow | Outcome]:
     """Stream one input file to windows; always ends with exactly one `Outcome`. A recording that
     fails part-way ends quarantined with ``windows`` 0: the caller drops the windows it yielded."""
-    outcome = Outcome(source=item.path, status="quarantined", dataset=item.dataset)
+    # The site is known before the file is opened: a quarantined input counts against its site.
+    outcome = Outcome(source=item.path, status="quarantined", dataset=item.dataset,
+                      site=pseudonym(key, "site", item.site))
     try:
         if item.label_problem:
             raise StageError("labels", item.label_problem)

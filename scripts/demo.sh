@@ -20,6 +20,8 @@ rm -rf "$OUT/tfrecords"
 "$PY" -m pipelines.preprocess --input "$OUT/corpus/edf" --input "$OUT/corpus/hms" \
   --output "$OUT/tfrecords" --pseudonym_key_file "$OUT/pseudonym.key" \
   --runner DirectRunner --direct_running_mode multi_processing --direct_num_workers 2
+# The run's data quality across sites, one picture (recordings, windows, interpolated channels, artifact scores)
+"$PY" -m pipelines.report "$OUT/tfrecords" > /dev/null
 echo "demo: [3/4] pretrain the tiny encoder (masked reconstruction + contrastive channels) -> $OUT/pretrain"
 rm -rf "$OUT/pretrain"
 # 150 steps: over 7 pseudonym keys the held-out subjects' masked reconstruction went 1.0 -> 0.57-0.95
@@ -53,6 +55,6 @@ PYEOF
 echo
 echo "demo: finished in $(( $(date +%s) - start )) s. Outputs:"
 echo "  simulated corpus   $OUT/corpus      (corpus.json: sites; edf/ and hms/: recordings; truth.jsonl: ground truth)"
-echo "  TFRecords          $OUT/tfrecords   (site-*/part-*.tfrecord, manifest.json, quarantine.jsonl, artifact_ae.npz)"
+echo "  TFRecords          $OUT/tfrecords   (site-*/part-*.tfrecord, manifest.json, quarantine.jsonl, artifact_ae.npz, report.png)"
 echo "  pretrained encoder $OUT/pretrain     (model/: Hugging Face format; checkpoints/, metrics.jsonl, curves.png, wandb/ offline run)"
 echo "  fine-tuned model   $OUT/finetune     (model/, eval.json: held-out KL vs the class-prior baseline; confusion.png, curves.png)"

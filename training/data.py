@@ -96,6 +96,9 @@ from model.inputs import SEX_CODES, encode_sex
 from pipelines.config import ConfigError, check_int, check_option, check_range
 from pipelines.logging_setup import get_logger
 from pipelines.object_stores import filesystems, match_below
+from pipelines.object_stores import is_remote as _is_remote
+from pipelines.object_stores import join_path as _join
+from pipelines.object_stores import open_binary as _open
 from pipelines.schema import (CORPUS_SPLITS, FEATURES, HMS_CLASSES, N_CHANS, SchemaError, _encode_list, _len_field,
                               decode_features)
 from pipelines.tfrecord import CorruptTFRecordError, read_records
@@ -123,26 +126,10 @@ log = get_logger("training.data")
 # ------------------------------------------------------------------------------------------------
 
 
-def _is_remote(path: str) -> bool:
-    return "://" in path
-
-
-def _join(directory: str, *parts: str) -> str:
-    return "/".join([directory.rstrip("/"), *parts]) if _is_remote(directory) else os.path.join(directory, *parts)
-
-
 def _source(path: str) -> contextlib.AbstractContextManager[str | IO[bytes]]:
     """What ``read_records`` reads ``path`` from: the local path itself (it opens it), else an
     open file object of the remote one."""
     return contextlib.nullcontext(path) if not _is_remote(path) else _open(path)
-
-
-def _open(path: str) -> IO[bytes]:
-    if not _is_remote(path):
-        return open(path, "rb")
-    from apache_beam.io.filesystem import CompressionTypes
-
-    return filesystems(path).open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
 
 def _shards_below(folder: str) -> list[tuple[str, int]]:

@@ -72,3 +72,23 @@ def write_edf_plus_d(source, out, onsets, first: int = 0) -> None:
         body += rec
     with open(out, "wb") as fh:
         fh.write(head + field(new, 4) + signals + bytes(body))
+
+
+@pytest.fixture(scope="session")
+def key_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("key") / "pseudonym.key"
+    path.write_bytes(b"0123456789abcdef0123456789abcdef\n")
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def shared_run(shared_data, key_file, tmp_path_factory):
+    """The job over all of ../shared/data (in_memory): its output folder and manifest."""
+    from pipelines.preprocess import run
+
+    out = tmp_path_factory.mktemp("shared-run")
+    manifest = run([
+        "--input", str(shared_data), "--output", str(out), "--pseudonym_key_file", key_file,
+        "--runner", "DirectRunner", "--direct_running_mode", "in_memory",
+    ])
+    return out, manifest

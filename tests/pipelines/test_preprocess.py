@@ -20,23 +20,6 @@ from pipelines.tfrecord import read_records
 from tests.conftest import run_lock_free_elsewhere, run_lock_held_elsewhere
 
 
-@pytest.fixture(scope="module")
-def key_file(tmp_path_factory):
-    path = tmp_path_factory.mktemp("key") / "pseudonym.key"
-    path.write_bytes(b"0123456789abcdef0123456789abcdef\n")
-    return str(path)
-
-
-@pytest.fixture(scope="module")
-def shared_run(shared_data, key_file, tmp_path_factory):
-    out = tmp_path_factory.mktemp("shared-run")
-    manifest = run([
-        "--input", str(shared_data), "--output", str(out), "--pseudonym_key_file", key_file,
-        "--runner", "DirectRunner", "--direct_running_mode", "in_memory",
-    ])
-    return out, manifest
-
-
 def _records_by_tensorflow(out):
     import tensorflow as tf
 

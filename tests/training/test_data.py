@@ -176,7 +176,10 @@ def test_object_store_paths_go_through_beam_filesystems(pipeline_output, tmp_pat
     # gs:// and other schemes use apache_beam's FileSystems; it serves local paths the same way.
     local = list_files(pipeline_output)
     expected = sum(len(b["label"]) for b in _epoch(pipeline_output, LoaderConfig(num_workers=0)))
+    from pipelines import object_stores
+
     monkeypatch.setattr(data, "_is_remote", lambda path: True)
+    monkeypatch.setattr(object_stores, "is_remote", lambda path: True)  # opening, too
     assert list_files(pipeline_output) == local and data.describe(pipeline_output).sites
     assert sum(len(b["label"]) for b in _epoch(pipeline_output, LoaderConfig(num_workers=0))) == expected == 30
     bad = tmp_path / "site-x" / "part-00000-of-00001.tfrecord"

@@ -1,0 +1,193 @@
+"""A pipeline run's data quality across sites, as one picture: ``python -m pipelines.report OUT``
+writes ``OUT/report.png`` from the run's ``manifest.json`` and a sample of its windows.
+
+Four panels, one row per site, so a site that differs stands out before a model is trained on it:
+1. recordings processed and quarantined (by the stage that refused them);
+2. windows written, repaired (a few bad channels interpolated) and rejected, with the rules that
+   rejected them;
+3. how often each 10-20 channel had to be interpolated (absent from the recording, or bad);
+4. the distribution of the windows' ``artifact_score`` (the first ``--max_windows`` of each site).
+
+Everything drawn is already de-identified: site pseudonyms, counts and scores; no path or header
+field of a recording is read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipelines.channels import CANONICAL_CHANNELS
+from pipelines.object_stores import is_remote, join_path, open_binary
+from pipelines.schema import decode_features
+from pipelines.tfrecord import read_records
+
+REPORT_NAME = "report.png"
+
+
+def site_summary(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """Per site (pseudonym): recordings processed, quarantined by stage, EEG hours, windows
+    written / repaired / rejected, the rejection rules' counts and, per 10-20 channel, the
+    recordings in which it was interpolated. Inputs refused before a site was known (an
+    unreadable file) count under ``"(no site)"``; ignored files (sidecars, documents) not at all."""
+    sites: dict[str, dict[str, Any]] = {}
+    for row in manifest.get("inputs", ()):
+        if row.get("status") not in ("processed", "quarantined"):
+            continue
+        site = sites.setdefault(row.get("site") or "(no site)", {
+            "processed": 0, "quarantined": Counter(), "eeg_hours": 0.0, "windows": 0, "repaired": 0,
+            "rejected": 0, "rules": Counter(), "interpolated": Counter()})
+        if row["status"] == "quarantined":
+            site["quarantined"][row.get("stage") or "unknown"] += 1
+            continue
+        site["processed"] += 1
+        site["eeg_hours"] += float(row.get("eeg_seconds", 0.0)) / 3600.0
+        site["windows"] += int(row.get("windows", 0))
+        site["repaired"] += int(row.get("repaired_windows", 0))
+        site["rejected"] += int(row.get("rejected_windows", 0))
+        site["rules"].update({str(k): int(v) for k, v in (row.get("rejection_rules") or {}).items()})
+        site["interpolated"].update(row.get("interpolated") or ())
+    return dict(sorted(sites.items()))
+
+
+def artifact_scores(output: str, manifest: Mapping[str, Any], max_windows: int) -> dict[str, np.ndarray]:
+    """The ``artifact_score`` of up to ``max_windows`` windows per site: the first ones of its
+    shards in file order (the same every time)."""
+    scores: dict[str, list[float]] = {}
+    for shard in manifest.get("shards", ()):
+        path = shard if is_remote(shard) or Path(shard).is_absolute() else join_path(output, shard)
+        site = shard.rstrip("/").split("/")[-2]
+        found = scores.setdefault(site, [])
+        if len(found) >= max_windows:
+            continue
+        with open_binary(path) as fileobj:
+            for record in read_records(fileobj):
+                found.append(float(decode_features(record)["artifact_score"][1][0]))
+                if len(found) >= max_windows:
+                    break
+    return {site: np.array(values) for site, values in sorted(scores.items())}
+
+
+def draw_report(sites: Mapping[str, Mapping[str, Any]], scores: Mapping[str, np.ndarray], title: str = ""):
+    """The four panels as a matplotlib Figure (see the module doc)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = list(sites)
+    rows = np.arange(len(names))
+    figure = Figure(figsize=(15, 2.2 + 0.45 * max(len(names), 3)))
+    FigureCanvasAgg(figure)
+    recordings, windows, channels, quality = figure.subplots(1, 4, gridspec_kw={"width_ratios": [1, 1, 1.6, 1]})
+
+    stages = sorted({stage for s in sites.values() for stage in s["quarantined"]})
+    left = np.array([sites[n]["processed"] for n in names], dtype=float)
+    recordings.barh(rows, left, color="tab:green", label="processed")
+    palette = ("tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:gray")
+    for k, stage in enumerate(stages):
+        counts = np.array([sites[n]["quarantined"].get(stage, 0) for n in names], dtype=float)
+        recordings.barh(rows, counts, left=left, color=palette[k % len(palette)], label=f"quarantined at {stage}")
+        left += counts
+    for row, name in zip(rows, names):
+        recordings.annotate(f" {sites[name]['eeg_hours']:.2f} h", (left[row], row), va="center", fontsize=7)
+    recordings.set_title("recordings (EEG hours processed)", fontsize=9)
+    recordings.set_xlim(0, 1.25 * max(left.max(), 1))  # room for the hours written beside the longest bar
+    recordings.legend(fontsize=7, loc="best")
+
+    written = np.array([sites[n]["windows"] for n in names], dtype=float)
+    repaired = np.array([sites[n]["repaired"] for n in names], dtype=float)
+    rejected = np.array([sites[n]["rejected"] for n in names], dtype=float)
+    windows.barh(rows, written - repaired, color="tab:blue", label="written")
+    windows.barh(rows, repaired, left=written - repaired, color="tab:cyan", label="written, repaired")
+    windows.barh(rows, rejected, left=written, color="tab:red", label="rejected")
+    for row, name in zip(rows, names):
+        rules = sites[name]["rules"]
+        if rules:
+            text = ", ".join(f"{rule} {n}" for rule, n in rules.most_common(3))
+            windows.annotate(f" {text}", (written[row] + rejected[row], row), va="center", fontsize=6)
+    windows.set_title("windows (rejection rules)", fontsize=9)
+    windows.set_xlim(0, 1.25 * max((written + rejected).max(), 1))
+    windows.legend(fontsize=7, loc="best")
+
+    processed = np.array([max(sites[n]["processed"], 1) for n in names], dtype=float)
+    shares = np.array([[sites[n]["interpolated"].get(ch, 0) for ch in CANONICAL_CHANNELS] for n in names],
+                      dtype=float) / processed[:, None]
+    image = channels.imshow(shares, aspect="auto", cmap="Oranges", vmin=0.0, vmax=1.0,
+                            extent=(-0.5, len(CANONICAL_CHANNELS) - 0.5, len(names) - 0.5, -0.5))
+    channels.set_xticks(range(len(CANONICAL_CHANNELS)), CANONICAL_CHANNELS, rotation=90, fontsize=7)
+    channels.set_title("share of recordings with the channel interpolated", fontsize=9)
+    figure.colorbar(image, ax=channels, fraction=0.04, pad=0.02)
+
+    data = [scores.get(n, np.array([])) for n in names]
+    shown = [k for k, values in enumerate(data) if len(values)]
+    if shown:
+        quality.boxplot([data[k] for k in shown], positions=rows[shown], orientation="horizontal", widths=0.6,
+                        flierprops={"markersize": 2})
+    quality.set_xlim(0.0, 1.0)
+    quality.set_title("windows' artifact_score (0 clean, 1 artifact)", fontsize=9)
+    for axes in (recordings, windows, channels, quality):  # one row per site, first at the top, in every panel
+        axes.set_ylim(len(names) - 0.5, -0.5)
+        axes.set_yticks(rows, names if axes is recordings else [], fontsize=8)
+        axes.grid(axis="x", alpha=0.3)
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure
+
+
+def write_report(output: str, target: str | None = None, max_windows: int = 2000) -> str:
+    """Draw the run in ``output`` (its manifest and shards) as a PNG at ``target`` (default
+    ``output/report.png``; local paths only for the picture); returns where it went."""
+    try:
+        with open_binary(join_path(output, "manifest.json")) as fileobj:
+            manifest = json.loads(fileobj.read())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{join_path(output, 'manifest.json')}: no manifest; expected the --output "
+                                "folder of a finished pipelines.preprocess run") from None
+    sites = site_summary(manifest)
+    if not sites:
+        raise ValueError(f"{output}: its manifest lists no processed or quarantined recording; nothing to draw")
+    counts = manifest.get("counts", {})
+    title = (f"{counts.get('processed', 0)} of {counts.get('inputs', 0)} inputs processed, "
+             f"{counts.get('windows', 0)} windows, {counts.get('window_eeg_hours', 0):.2f} EEG-hours in windows")
+    target = target or join_path(output, REPORT_NAME)
+    if is_remote(target):
+        raise ValueError(f"--report: expected a local path for the picture; got {target}")
+    figure = draw_report(sites, artifact_scores(output, manifest, max_windows), title)
+    figure.savefig(target, dpi=110)
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipelines.report",
+        description="Draw a pipelines.preprocess run's data quality across sites as one PNG: recordings "
+                    "processed and quarantined (by stage), windows written, repaired and rejected (by rule), how "
+                    "often each 10-20 channel was interpolated, and the windows' artifact_score, one row per site.")
+    parser.add_argument("output", metavar="OUT", help="the --output folder of a finished run (local, gs:// or s3://)")
+    parser.add_argument("--report", default=None,
+                        help="where to write the PNG (a local path; default OUT/report.png, or report.png here "
+                        "for a remote OUT)")
+    parser.add_argument("--max_windows", type=int, default=2000,
+                        help="windows per site whose artifact_score is drawn: the first ones of its shards "
+                        "(more: a fuller picture, a longer read)")
+    args = parser.parse_args(argv)
+    if args.max_windows < 1:
+        parser.error(f"--max_windows: expected an integer >= 1; got {args.max_windows}")
+    target = args.report or (REPORT_NAME if is_remote(args.output) else None)
+    try:
+        print(write_report(args.output, target, args.max_windows))
+    except (OSError, ValueError) as err:
+        print(f"report: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
