@@ -154,8 +154,9 @@ def write_report(output: str, target: str | None = None, max_windows: int = 2000
     if not sites:
         raise ValueError(f"{output}: its manifest lists no processed or quarantined recording; nothing to draw")
     counts = manifest.get("counts", {})
-    title = (f"{counts.get('processed', 0)} of {counts.get('inputs', 0)} inputs processed, "
-             f"{counts.get('windows', 0)} windows, {counts.get('window_eeg_hours', 0):.2f} EEG-hours in windows")
+    title = (f"{counts.get('processed', 0)} recordings processed, {counts.get('quarantined', 0)} quarantined "
+             f"({counts.get('ignored', 0)} other files listed); {counts.get('windows', 0)} windows, "
+             f"{counts.get('window_eeg_hours', 0):.2f} EEG-hours")
     target = target or join_path(output, REPORT_NAME)
     if is_remote(target):
         raise ValueError(f"--report: expected a local path for the picture; got {target}")
