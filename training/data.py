@@ -204,14 +204,89 @@ class DatasetInfo:
     pipeline_version: str
 
 
-def describe(data_dir: str | os.PathLike[str]) -> DatasetInfo:
-    """Read ``data_dir/manifest.json``: sites, channel order, quality metric names, counts."""
+def data_dirs(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
+    """The output folder(s) ``data`` names, each once (a folder given twice is an error: its
+    windows would be read twice)."""
+    dirs = [os.fspath(data)] if isinstance(data, (str, os.PathLike)) else [os.fspath(d) for d in data]
+    twice = sorted({d for d in dirs if dirs.count(d) > 1})
+    if twice:
+        raise ValueError(f"--data: {twice[0]} is given twice; expected each output folder once")
+    return dirs
+
+
+def data_label(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> str:
+    """``data`` as messages name it: the folder, or the folders joined by commas."""
+    return ", ".join(data_dirs(data))
+
+
+def describe(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> DatasetInfo:
+    """Read ``data_dir/manifest.json``: sites, channel order, quality metric names, counts. For
+    several output folders, their manifests together: counts added, sites and classes joined; they
+    must agree on the channels, sampling rate, quality metrics and each task's classes."""
+    dirs = data_dirs(data_dir)
+    infos = [(d, _describe_one(d)) for d in dirs]
+    first_dir, merged = infos[0]
+    for folder, info in infos[1:]:
+        for field in ("channels", "sfreq", "quality_names"):
+            if getattr(info, field) != getattr(merged, field):
+                raise ValueError(f"--data {first_dir} and {folder}: their manifests' {field} differ "
+                                 f"({getattr(merged, field)} vs {getattr(info, field)}); expected outputs of the "
+                                 "same pipeline version, read together")
+        for task in set(info.classes) & set(merged.classes):
+            if list(info.classes[task]) != list(merged.classes[task]):
+                raise ValueError(f"--data {first_dir} and {folder}: task {task!r} has classes "
+                                 f"{merged.classes[task]} in one and {info.classes[task]} in the other")
+        merged = DatasetInfo(
+            sites=tuple(sorted({*merged.sites, *info.sites})), channels=merged.channels, sfreq=merged.sfreq,
+            quality_names=merged.quality_names, classes={**merged.classes, **info.classes},
+            counts=_added(merged.counts, info.counts),
+            config_hash=",".join(sorted({*merged.config_hash.split(","), info.config_hash} - {""})),
+            pipeline_version=",".join(sorted({*merged.pipeline_version.split(","), info.pipeline_version} - {""})))
+    return merged
+
+
+def _added(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Two manifests' counts added: numbers summed, nested counts (per site, per label ...) key by key."""
+    out = dict(a)
+    for key, value in b.items():
+        mine = out.get(key)
+        if isinstance(value, Mapping) and isinstance(mine, Mapping):
+            out[key] = _added(mine, value)
+        elif isinstance(value, (int, float)) and isinstance(mine, (int, float)) and not isinstance(value, bool):
+            out[key] = mine + value
+        elif key not in out:
+            out[key] = value
+    return out
+
+
+def _manifest(data_dir: str) -> dict[str, Any]:
     path = _join(os.fspath(data_dir), "manifest.json")
     try:
         with _open(path) as fileobj:
-            manifest = json.loads(fileobj.read())
+            return json.loads(fileobj.read())
     except FileNotFoundError:
         raise FileNotFoundError(f"{path}: no manifest; expected the output folder of pipelines.preprocess") from None
+
+
+def shared_recordings(dirs: Sequence[str]) -> dict[str, str]:
+    """The recordings (content digests of the manifests' processed inputs) that more than one of
+    the output folders ``dirs`` holds, each with the folders that do ("A and B", in the order
+    given); a folder
+    without a manifest holds none that can be told."""
+    holders: dict[str, set[str]] = {}
+    for folder in dirs:
+        try:
+            inputs = _manifest(folder).get("inputs", ())
+        except FileNotFoundError:
+            continue
+        for row in inputs:
+            if row.get("status") == "processed" and row.get("source_sha256"):
+                holders.setdefault(row["source_sha256"], set()).add(folder)
+    return {digest: " and ".join(d for d in dirs if d in found) for digest, found in holders.items() if len(found) > 1}
+
+
+def _describe_one(data_dir: str) -> DatasetInfo:
+    manifest = _manifest(data_dir)
     return DatasetInfo(
         sites=tuple(manifest.get("sites", ())), channels=tuple(manifest["channels"]),
         sfreq=float(manifest["sfreq"]), quality_names=tuple(manifest.get("quality_names", ())),

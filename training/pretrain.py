@@ -41,6 +41,8 @@ import math
 import shutil
 import sys
 import time
+from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +58,8 @@ from pipelines.schema import CHANNELS, SFREQ
 from training import checkpoint as ckpt
 from training.config import ConfigError, OptimConfig, PretrainConfig, load_config, resolve_precision
 from training.curves import write_curves
-from training.data import EEGLoader, RecordFilter, describe, model_inputs
+from training.data import (EEGLoader, RecordFilter, data_dirs, data_label, describe, model_inputs,
+                           shared_recordings)
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
                            backward, check_model_unchanged, claim_output, configure_kernels, core_state, launch,
@@ -130,7 +133,7 @@ class Run(TrainState):
         self.step = int(state["step"])
 
 
-def build_run(cfg: PretrainConfig, dist: Dist, data: str, filters: RecordFilter | None = None) -> Run:
+def build_run(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], filters: RecordFilter | None = None) -> Run:
     """The model, optimizer and infinite loader of a run; ``filters`` choose the training windows
     (all by default; :func:`corpus_split_filter` leaves a corpus's eval split out, and
     :meth:`HeldOut.train_filter` the validation subjects too)."""
@@ -199,7 +202,7 @@ def measure_reconstruction(run: Run, meter: ReconstructionMeter, batch: dict[str
 
 
 # ------------------------------------------------------------------------------------ validation
-def plan_validation(cfg: PretrainConfig, dist: Dist, data: str) -> HeldOut | None:
+def plan_validation(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str]) -> HeldOut | None:
     """Rank 0 chooses the held-out groups (from the manifest) and every rank gets them; a data
     problem fails every rank alike rather than leaving the others waiting."""
     found: dict[str, Any] = {}
@@ -208,14 +211,14 @@ def plan_validation(cfg: PretrainConfig, dist: Dist, data: str) -> HeldOut | Non
             found = {"held_out": hold_out(data, cfg.val_fraction, cfg.split_group, cfg.seed,
                                           tuple(cfg.exclude_corpus_splits))}
         except (OSError, ValueError) as err:  # a missing folder, an unreachable store, no shards
-            found = {"error": f"--data {data}: {err}"}
+            found = {"error": f"--data {data_label(data)}: {err}"}
     found = dist.broadcast_object(found)
     if "error" in found:
         raise ConfigError(found["error"])
     return found["held_out"]
 
 
-def corpus_split_filter(cfg: PretrainConfig, data: str, say: bool) -> RecordFilter:
+def corpus_split_filter(cfg: PretrainConfig, data: str | Sequence[str], say: bool) -> RecordFilter:
     """The windows pretraining reads: all but those of ``exclude_corpus_splits``. Says how many
     that leaves out where the manifest counts them; none left is an error naming the setting."""
     splits = tuple(cfg.exclude_corpus_splits)
@@ -226,10 +229,10 @@ def corpus_split_filter(cfg: PretrainConfig, data: str, say: bool) -> RecordFilt
     excluded = corpus_split_windows(counts, splits) if splits else None
     total = int(counts.get("windows", 0) or 0)
     if excluded and excluded >= total:
-        raise ConfigError(f"exclude_corpus_splits: all {total} windows of {data} are of the corpus split(s) "
-                          f"{', '.join(splits)}, which pretraining leaves out (a benchmark's test recordings); "
-                          "preprocess the corpus's train recordings, or set exclude_corpus_splits=[] to pretrain "
-                          "on them")
+        raise ConfigError(f"exclude_corpus_splits: all {total} windows of {data_label(data)} are of the corpus "
+                          f"split(s) {', '.join(splits)}, which pretraining leaves out (a benchmark's test "
+                          "recordings); preprocess the corpus's train recordings, or set exclude_corpus_splits=[] "
+                          "to pretrain on them")
     if excluded and say:
         log.info("pretraining leaves out %d of %d windows: the corpus's %s split (exclude_corpus_splits; "
                  "[] pretrains on them too)", excluded, total, "/".join(splits))
@@ -289,7 +292,7 @@ class Validation:
     for its own share.
     """
 
-    def __init__(self, run: Run, data: str, held_out: HeldOut):
+    def __init__(self, run: Run, data: str | Sequence[str], held_out: HeldOut):
         cfg = run.cfg
         # Read once and kept: worker processes would only outlive the single pass.
         section = dataclasses.replace(cfg.loader, num_workers=0)
@@ -399,7 +402,7 @@ def save(run: Run, output: Path, metric: float | None) -> Path | None:
     return path
 
 
-def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str = "auto",
+def train(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], output: Path, resume: str = "auto",
           max_steps: int | None = None, stop_after: int | None = None) -> int:
     """Pretrain; returns the process exit status (0 done, 143 preempted and checkpointed).
 
@@ -412,7 +415,28 @@ def train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str 
         release_run_lock(output)  # taken once the arguments are checked (a no-op where none was)
 
 
-def check_window_lengths(data: str, patch_size: int, say: bool = True) -> None:
+def check_data(data: str | Sequence[str], say: bool) -> str | tuple[str, ...]:
+    """``data`` as the loaders take it: one folder, or several, each given once. Several folders'
+    manifests must agree (``training.data.describe``); a recording that two of them both hold would
+    be trained on twice, which a warning says."""
+    try:
+        dirs = data_dirs(data)
+        if len(dirs) > 1:
+            describe(dirs)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    except FileNotFoundError:  # shards without their manifest: the loader still reads them
+        pass
+    if len(dirs) > 1 and say:
+        shared = shared_recordings(dirs)
+        if shared:
+            log.warning("%d recording(s) are in more than one --data folder (%s): the same file processed by "
+                        "each run, whose windows pretraining reads once per folder", len(shared),
+                        "; ".join(f"{n} in {pair}" for pair, n in sorted(Counter(shared.values()).items())))
+    return dirs[0] if len(dirs) == 1 else tuple(dirs)
+
+
+def check_window_lengths(data: str | Sequence[str], patch_size: int, say: bool = True) -> None:
     """The loaders leave out windows shorter than one patch (``loop.loader_config``): say how many,
     from the manifest's window lengths (older manifests have none); ConfigError where none is left."""
     try:
@@ -421,19 +445,20 @@ def check_window_lengths(data: str, patch_size: int, say: bool = True) -> None:
         return
     short = sum(n for length, n in lengths.items() if int(length) < patch_size)
     if short and short == sum(lengths.values()):
-        raise ConfigError(f"--data {data}: every window is shorter than the model's patch of {patch_size} samples "
-                          f"({patch_size / SFREQ:g} s); lengths in samples: {lengths}")
+        raise ConfigError(f"--data {data_label(data)}: every window is shorter than the model's patch of "
+                          f"{patch_size} samples ({patch_size / SFREQ:g} s); lengths in samples: {lengths}")
     if short and say:
         log.warning("%d of the %d windows in %s are shorter than the model's patch of %d samples (%g s) and are "
-                    "left out", short, sum(lengths.values()), data, patch_size, patch_size / SFREQ)
+                    "left out", short, sum(lengths.values()), data_label(data), patch_size, patch_size / SFREQ)
 
 
-def _train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str = "auto",
+def _train(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], output: Path, resume: str = "auto",
            max_steps: int | None = None, stop_after: int | None = None) -> int:
     """The run, in ``output`` once this process holds it (``loop.claim_output``)."""
     if max_steps is not None:
         cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, max_steps=max_steps))
     total = cfg.optim.max_steps
+    data = check_data(data, dist.is_main)
     keep = corpus_split_filter(cfg, data, dist.is_main)
     held_out = plan_validation(cfg, dist, data)
     run = build_run(cfg, dist, data, keep if held_out is None else held_out.train_filter())
@@ -459,7 +484,7 @@ def _train(cfg: PretrainConfig, dist: Dist, data: str, output: Path, resume: str
             "config": cfg.to_dict(), "world_size": dist.world_size, "backend": dist.backend,
             "device": str(dist.device), "torch": torch.__version__,
             "parameters": sum(p.numel() for p in unwrap(run.model).parameters()),
-            "validation": None if held_out is None else dataclasses.asdict(held_out),
+            "validation": None if held_out is None else dataclasses.asdict(held_out), "data": data_dirs(data),
         }, indent=2, sort_keys=True, default=str))
     tracker = Tracker(cfg.wandb.project, output, cfg.to_dict(), mode=cfg.wandb.mode, rank=dist.rank,
                       run_name=cfg.wandb.run_name)

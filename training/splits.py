@@ -10,10 +10,10 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from pipelines.logging_setup import get_logger
-from training.data import RecordFilter, describe, list_files, scan_windows
+from training.data import RecordFilter, data_label, describe, list_files, scan_windows
 
 log = get_logger("training.splits")
 
@@ -126,7 +126,7 @@ def corpus_split_windows(counts: Mapping, splits: Iterable[str]) -> int | None:
     return sum(int(per_split.get(split, 0)) for split in splits)
 
 
-def group_counts(data: str, group: str, exclude_corpus_splits: tuple[str, ...] = ()) -> dict[str, int]:
+def group_counts(data: str | Sequence[str], group: str, exclude_corpus_splits: tuple[str, ...] = ()) -> dict[str, int]:
     """Windows per subject (site) of a pipeline output, leaving out ``exclude_corpus_splits``:
     from its manifest, or, where there is none (``.tfrecord`` files, a folder of shards alone),
     it lacks the counts or its counts include excluded windows, from one metadata pass."""
@@ -142,12 +142,12 @@ def group_counts(data: str, group: str, exclude_corpus_splits: tuple[str, ...] =
         return {str(k): int(v) for k, v in counts.items()}
     why = f"its manifest counts windows of the corpus split(s) {', '.join(exclude_corpus_splits)}, left out" \
         if isinstance(counts, Mapping) and counts else f"no {key} counts in a manifest"
-    log.info("%s: %s; reading the windows' %s (one pass over the data)", data, why, feature)
+    log.info("%s: %s; reading the windows' %s (one pass over the data)", data_label(data), why, feature)
     keep = RecordFilter(exclude_corpus_splits=exclude_corpus_splits)
     return dict(Counter(w[feature] for w in scan_windows(data, keep)))
 
 
-def hold_out(data: str, val_fraction: float, group: str, seed: int,
+def hold_out(data: str | Sequence[str], val_fraction: float, group: str, seed: int,
              exclude_corpus_splits: tuple[str, ...] = ()) -> HeldOut | None:
     """The held-out groups for pretraining's validation, or None when ``val_fraction`` is 0 or
     the data has a single group (nothing to hold out; a warning says so). Windows of
@@ -157,7 +157,7 @@ def hold_out(data: str, val_fraction: float, group: str, seed: int,
     counts = group_counts(data, group, tuple(exclude_corpus_splits))
     if len(counts) < 2:
         log.warning("validation off: %s holds %d %s(s)%s, and holding one out would leave nothing to pretrain on "
-                    "(set val_fraction=0 to silence this)", data, len(counts), group,
+                    "(set val_fraction=0 to silence this)", data_label(data), len(counts), group,
                     f" outside the corpus split(s) {', '.join(exclude_corpus_splits)}" if exclude_corpus_splits else "")
         return None
     split = split_groups(counts, val_fraction, seed, kind=group)

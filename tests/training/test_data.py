@@ -70,6 +70,45 @@ def test_list_files_describe_and_clear_errors(pipeline_output, tmp_path):
         data.describe(tmp_path)
 
 
+def test_several_output_folders_are_described_together_and_must_agree(pipeline_output, tuev_output, tmp_path):
+    """Runs over other corpora (or later batches of recordings) read as one data set: counts added,
+    sites and classes joined; folders whose channels or classes differ, or one given twice, refused."""
+    import shutil
+
+    one, other = data.describe(pipeline_output), data.describe(tuev_output[1])
+    both = data.describe([pipeline_output, tuev_output[1]])
+    assert both.sites == tuple(sorted({*one.sites, *other.sites})) and both.channels == one.channels
+    assert both.counts["windows"] == one.counts["windows"] + other.counts["windows"] == 30 + 36
+    assert both.counts["per_site"] == {**one.counts["per_site"], **other.counts["per_site"]}
+    assert both.counts["per_corpus_split"] == {"train": 24, "eval": 12}
+    assert both.classes == {**one.classes, **other.classes} and set(both.classes) >= {"hms6", "tuev_event"}
+    assert both.config_hash == ",".join(sorted({one.config_hash, other.config_hash}))
+    assert data.data_label([pipeline_output, tuev_output[1]]) == f"{pipeline_output}, {tuev_output[1]}"
+    with pytest.raises(ValueError, match=f"--data: {pipeline_output} is given twice"):
+        data.describe([pipeline_output, str(pipeline_output)])
+
+    # A copy of a folder holds the same recordings: named as shared, digest by digest.
+    copy = tmp_path / "copy"
+    shutil.copytree(pipeline_output, copy)
+    assert data.shared_recordings([str(pipeline_output), str(tuev_output[1])]) == {}
+    shared = data.shared_recordings([str(pipeline_output), str(copy)])
+    processed = [r for r in json.loads((copy / "manifest.json").read_text())["inputs"] if r["status"] == "processed"]
+    assert len(shared) == len(processed) == 4 and set(shared.values()) == {f"{pipeline_output} and {copy}"}
+    assert data.describe([pipeline_output, copy]).counts["per_subject"] == {
+        s: 2 * n for s, n in one.counts["per_subject"].items()}
+
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["channels"] = manifest["channels"][::-1]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=f"--data {pipeline_output} and {copy}: their manifests' channels differ"):
+        data.describe([pipeline_output, copy])
+    manifest = json.loads((pipeline_output / "manifest.json").read_text())
+    manifest["classes"]["hms6"] = manifest["classes"]["hms6"][::-1]
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"task 'hms6' has classes \['Seizure'.*\] in one and \['Other'"):
+        data.describe([pipeline_output, copy])
+
+
 def test_fast_decoder_equals_decode_example(pipeline_output):
     compared = 0
     for path in list_files(pipeline_output):

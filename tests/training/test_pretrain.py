@@ -350,6 +350,43 @@ def test_a_corpus_eval_split_is_neither_pretrained_nor_validated_on(tuev_output,
         f"pretrain: exclude_corpus_splits: all 36 windows of {data} are of the corpus split(s) eval, train")
 
 
+def test_several_output_folders_pretrain_as_one_data_set(pipeline_output, tuev_output, tmp_path):
+    """Two pipeline runs (a simulated 2-site corpus; TUEV's layout over eegmat) pretrain together:
+    validation holds out subjects of both, TUEV's eval split is still left out, and run.json names
+    the folders. A folder given twice is refused; a copy of one is read with a warning."""
+    import shutil
+
+    from training.data import describe
+
+    _, tuev = tuev_output
+    out = tmp_path / "run"
+    done = _pretrain(pipeline_output, out, "--data", str(tuev), "--max_steps", "2", "--set", "val_fraction=0.25",
+                     "--set", "wandb.mode=disabled")
+    assert done.returncode == 0, done.stderr[-3000:]
+    run = json.loads((out / "run.json").read_text())
+    assert run["data"] == [str(pipeline_output), str(tuev)]
+    # 4 simulated subjects and TUEV's 4 train patients: 30 + 24 windows
+    validation = run["validation"]
+    assert (validation["n_groups"], validation["total_windows"]) == (8, 30 + 24)
+    assert f"pretraining leaves out 12 of {30 + 36} windows" in done.stderr
+    assert _metrics(out)[-1]["step"] == 2
+    sites = {k.split("/")[-1] for k in _metrics(out, validation_only=True)[0] if k.startswith("val/recon/mse/site/")}
+    assert sites <= set(describe([pipeline_output, tuev]).sites) and sites
+
+    done = _pretrain(pipeline_output, tmp_path / "twice", "--data", str(pipeline_output), "--max_steps", "2",
+                     timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"pretrain: --data: {pipeline_output} is given twice; expected each output folder once")
+    copy = tmp_path / "copy"
+    shutil.copytree(pipeline_output, copy)
+    done = _pretrain(pipeline_output, tmp_path / "copied", "--data", str(copy), "--max_steps", "2",
+                     "--set", "wandb.mode=disabled")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (f"4 recording(s) are in more than one --data folder (4 in {pipeline_output} and {copy}): the same "
+            "file processed by each run") in done.stderr
+
+
 def _torchrun(data: Path, output: Path, *extra: str) -> list[str]:
     # The c10d rendezvous (as on a cluster): each restart round forms a fresh process group.
     return [str(BIN / "torchrun"), "--nproc_per_node=2", "--rdzv_backend=c10d",
