@@ -104,8 +104,8 @@ def test_command_line_paths_expand_a_leading_tilde_everywhere(monkeypatch, tmp_p
                                                                            f"{tmp_path}/c.yaml")
     assert preprocess_parser().parse_known_args(["--input=gs://b/~x", "--output=s3://b/~y"])[0].output == "s3://b/~y"
     args = pretrain_parser().parse_args(["--data=~/d", "--output=~/o", "--config=~/c.yaml", "--resume=~/ckpt"])
-    assert (args.data, args.output, args.config, args.resume) == (f"{tmp_path}/d", tmp_path / "o", f"{tmp_path}/c.yaml",
-                                                                  f"{tmp_path}/ckpt")
+    assert (args.data, args.output, args.config, args.resume) == ([f"{tmp_path}/d"], tmp_path / "o",
+                                                                  f"{tmp_path}/c.yaml", f"{tmp_path}/ckpt")
     from pipelines.simulate.cli import build_parser as simulate_parser
 
     assert simulate_parser().parse_args(["--output=~/corpus"]).output == tmp_path / "corpus"
