@@ -55,7 +55,8 @@ log = get_logger("sources")
 HMS_CLASSES = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 HMS_VOTE_COLUMNS = ("seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote")
 HMS_WINDOW_S = 50.0
-DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "eegmmi", "tuab", "tuep", "tusz", "tuev", "chbmit", "siena")
+DATASETS = ("auto", "edf", "hms", "bids", "eegmat", "eegmmi", "tuab", "tuep", "tusz", "tuev", "tuar", "chbmit",
+            "siena")
 RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet",
                         ".mff")
 # Files that belong to another recording file and are read through it.
@@ -79,6 +80,15 @@ SEIZURE_LABELS = ("background", "seizure")  # TUSZ's, CHB-MIT's and Siena's wind
 TUSZ_LABELS = SEIZURE_LABELS
 TUSZ_SEIZURE_TYPES = frozenset({"seiz", "fnsz", "gnsz", "spsz", "cpsz", "absz", "tnsz", "cnsz", "tcsz", "atsz",
                                 "mysz", "nesz"})
+# TUAR, the TUH EEG Artifact Corpus: edf/<montage>/<patient>_<session>_<token>.edf, each with a
+# <file>.csv of artifact events per channel (channel,start_time,stop_time,label,confidence; as TUSZ
+# writes them). Its classes: the five artifact kinds and the pairs the annotators marked together
+# (an order the corpus does not use, musc_eyem say, reads as its pair; elpp, electrode pop in older
+# releases, as elec). Stretches it left unannotated are not known to be clean: windows there stay
+# unlabeled.
+TUAR_LABELS = ("eyem", "chew", "shiv", "elec", "musc", "eyem_musc", "musc_elec", "eyem_elec", "eyem_chew",
+               "chew_musc", "chew_elec", "eyem_shiv", "shiv_elec")
+_TUAR_CODES = {frozenset(name.split("_")): k for k, name in enumerate(TUAR_LABELS)}
 # TUEV, the TUH EEG Events Corpus: beside each <file>.edf a <file>.rec of its events, one row per
 # event and channel of the corpus's bipolar montage: channel,start_s,stop_s,code (1 spsw ... 6 bckg).
 # Training files are named <patient>_<n>.edf, evaluation files <class>_<patient>_<segment>_.edf.
@@ -120,7 +130,8 @@ _BIDS_ENTITY = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
 # The classes of each labelled ``task`` the adapters write (the manifest lists them).
 TASK_CLASSES = {"hms6": HMS_CLASSES, "eegmat_rest_task": ("rest", "task"), "eegmmi_movement": EEGMMI_LABELS,
                 "eegmmi_imagery": EEGMMI_LABELS, "tuab_abnormal": TUAB_LABELS, "tuep_epilepsy": TUEP_LABELS,
-                "tusz_seizure": SEIZURE_LABELS, "tuev_event": TUEV_LABELS, "chbmit_seizure": SEIZURE_LABELS,
+                "tusz_seizure": SEIZURE_LABELS, "tuev_event": TUEV_LABELS, "tuar_artifact": TUAR_LABELS,
+                "chbmit_seizure": SEIZURE_LABELS,
                 "siena_seizure": SEIZURE_LABELS}
 
 
@@ -336,6 +347,8 @@ def detect_dataset(files: list[str]) -> str:
         return "tusz"
     if edfs and all(f[:-4] + ".rec" in listed for f in edfs):
         return "tuev"
+    if edfs and all(_TUH_NAME.match(posixpath.basename(f)) and f[:-4] + ".csv" in listed for f in edfs):
+        return "tuar"
     if edfs and all(_SIENA_NAME.match(posixpath.basename(f)) for f in edfs) and any(
             _SIENA_LIST.match(n) for n in names):
         return "siena"
@@ -377,7 +390,8 @@ def discover(
     for group, group_files in sorted(groups.items()):
         kind = detect_dataset(group_files) if dataset == "auto" else dataset
         adapter = {"hms": _hms, "bids": _bids, "eegmat": _eegmat, "eegmmi": _eegmmi, "tuab": _tuab, "tuep": _tuep,
-                   "tusz": _tusz, "tuev": _tuev, "chbmit": _chbmit, "siena": _siena, "edf": _generic}[kind]
+                   "tusz": _tusz, "tuev": _tuev, "tuar": _tuar, "chbmit": _chbmit, "siena": _siena,
+                   "edf": _generic}[kind]
         # Label sidecars may sit above the site folders they describe (simulator: edf/labels.csv).
         label_files = [f for f in files if posixpath.basename(f) == "labels.csv"]
         got, skipped = (adapter(group_files, roots, site, label_files) if kind == "edf"
@@ -528,7 +542,7 @@ def _split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
                                         "not a recording"))
         elif ext in (".csv", ".tsv", ".json", ".csv_bi"):
             read = (name in _SIDECARS or name == "dataset_description.json" or name.endswith(_BIDS_SIDECARS)
-                    or _is_tusz_events(f, listed))
+                    or _is_tuh_events(f, listed))
             ignored.append(Ignored(f, f"metadata sidecar ({ext}), read by the data set adapter" if read else
                                    f"metadata ({ext}), not a recording; no data set adapter reads {name}"))
         elif ext in COMPANION_EXTENSIONS:
@@ -878,8 +892,8 @@ def _tuep(files, roots, site):
     return _tuh_by_folder(files, roots, site, "tuep", "tuep_epilepsy", _TUEP_FOLDERS)
 
 
-def _is_tusz_events(path: str, files) -> bool:
-    """A TUSZ event file: <file>.csv_bi, or <file>.csv, beside <file>.edf."""
+def _is_tuh_events(path: str, files) -> bool:
+    """A TUSZ or TUAR event file: <file>.csv_bi, or <file>.csv, beside <file>.edf."""
     stem, ext = posixpath.splitext(path)
     return ext.lower() in (".csv_bi", ".csv") and _TUH_NAME.match(posixpath.basename(stem) + ".edf") is not None \
         and stem + ".edf" in files
@@ -904,10 +918,12 @@ def interval_label(start_s: float, stop_s: float, intervals: Sequence[LabeledInt
     return best if most >= 0.5 * (stop_s - start_s) else -1
 
 
-def tusz_intervals(text: str, name: str) -> tuple[LabeledInterval, ...]:
-    """The labeled stretches of a TUSZ ``.csv_bi`` (term-based: channel TERM, or every channel
-    of a ``.csv``): 1 where a row's label is a seizure type, 0 for ``bckg``. Raises ValueError
-    naming the line and field of a row it cannot read."""
+def _tuh_csv_intervals(text: str, name: str, code: Callable[[str], int | None], expected: str
+                       ) -> tuple[LabeledInterval, ...]:
+    """The labeled stretches of a TUH ``.csv``/``.csv_bi`` (channel,start_time,stop_time,label,
+    confidence after ``#`` comment lines), each row's label coded by ``code`` (None: not one of
+    the corpus's labels, which ``expected`` lists). Raises ValueError naming the line and field of
+    a row it cannot read."""
     lines = [(k, line) for k, line in enumerate(text.splitlines(), start=1)
              if line.strip() and not line.lstrip().startswith("#")]
     if not lines:
@@ -924,10 +940,9 @@ def tusz_intervals(text: str, name: str) -> tuple[LabeledInterval, ...]:
         cells = [c.strip() for c in line.split(",")]
         if len(cells) < len(header):
             raise ValueError(f"{name}: line {k}: expected {len(header)} fields; got {len(cells)}")
-        label = cells[column["label"]].lower()
-        if label != "bckg" and label not in TUSZ_SEIZURE_TYPES:
-            raise ValueError(f"{name}: line {k}, label: expected bckg or a seizure type "
-                             f"({', '.join(sorted(TUSZ_SEIZURE_TYPES))}); got {cells[column['label']]!r}")
+        label = code(cells[column["label"]].lower())
+        if label is None:
+            raise ValueError(f"{name}: line {k}, label: expected {expected}; got {cells[column['label']]!r}")
         try:
             start, stop = float(cells[column["start_time"]]), float(cells[column["stop_time"]])
         except ValueError:
@@ -935,8 +950,31 @@ def tusz_intervals(text: str, name: str) -> tuple[LabeledInterval, ...]:
                              f"{cells[column['start_time']]!r}, {cells[column['stop_time']]!r}") from None
         if not (math.isfinite(start) and math.isfinite(stop) and 0 <= start < stop):
             raise ValueError(f"{name}: line {k}: expected 0 <= start_time < stop_time; got {start:g}, {stop:g}")
-        out.append(LabeledInterval(start, stop, 0 if label == "bckg" else 1))
+        out.append(LabeledInterval(start, stop, label))
     return tuple(out)
+
+
+def _seizure_code(label: str) -> int | None:
+    return 0 if label == "bckg" else 1 if label in TUSZ_SEIZURE_TYPES else None
+
+
+def tusz_intervals(text: str, name: str) -> tuple[LabeledInterval, ...]:
+    """The labeled stretches of a TUSZ ``.csv_bi`` (term-based: channel TERM, or every channel
+    of a ``.csv``): 1 where a row's label is a seizure type, 0 for ``bckg``. Raises ValueError
+    naming the line and field of a row it cannot read."""
+    return _tuh_csv_intervals(text, name, _seizure_code,
+                              f"bckg or a seizure type ({', '.join(sorted(TUSZ_SEIZURE_TYPES))})")
+
+
+def _artifact_code(label: str) -> int | None:
+    return _TUAR_CODES.get(frozenset(label.replace("elpp", "elec").split("_")))
+
+
+def tuar_intervals(text: str, name: str) -> tuple[LabeledInterval, ...]:
+    """The artifact stretches of a TUAR ``.csv`` (one row per event and channel), coded as the
+    index of their kind in ``TUAR_LABELS``. Raises ValueError naming the line and field of a row
+    it cannot read."""
+    return _tuh_csv_intervals(text, name, _artifact_code, f"an artifact kind ({', '.join(TUAR_LABELS)})")
 
 
 def _read_events(path: str, parse: Callable[[str, str], Any]) -> tuple[Any, str]:
@@ -951,22 +989,31 @@ def _read_events(path: str, parse: Callable[[str, str], Any]) -> tuple[Any, str]
         return None, str(err)
 
 
-def _tusz(files, roots, site):
+def _tuh_by_events(files, roots, site, dataset: str, task: str, extensions: tuple[str, ...], parse):
+    """A TUH corpus whose event files beside each recording (the first of ``extensions`` there)
+    label its windows: TUSZ's seizures, TUAR's artifacts."""
     items, ignored, named_files = _by_name(files, roots, site, _TUH_NAME)
     listed = set(files)
     for path, named in named_files:
-        events = next((path[:-4] + ext for ext in (".csv_bi", ".csv") if path[:-4] + ext in listed), "")
+        events = next((path[:-4] + ext for ext in extensions if path[:-4] + ext in listed), "")
         if not events:
             items.append(_plain(path, roots, site))
             continue
-        intervals, problem = _read_events(events, tusz_intervals)
-        intervals = intervals or ()
+        intervals, problem = _read_events(events, parse)
         items.append(SourceItem(
-            path=path, dataset="tusz", site=_site(path, roots, site), subject_key=f"tuh-{named.group(1)}",
-            session_key=named.group(2), task="tusz_seizure", intervals=intervals, label_problem=problem,
+            path=path, dataset=dataset, site=_site(path, roots, site), subject_key=f"tuh-{named.group(1)}",
+            session_key=named.group(2), task=task, intervals=intervals or (), label_problem=problem,
             corpus_split=_corpus_split(path),
         ))
     return items, ignored
+
+
+def _tusz(files, roots, site):
+    return _tuh_by_events(files, roots, site, "tusz", "tusz_seizure", (".csv_bi", ".csv"), tusz_intervals)
+
+
+def _tuar(files, roots, site):
+    return _tuh_by_events(files, roots, site, "tuar", "tuar_artifact", (".csv",), tuar_intervals)
 
 
 def tuev_windows(text: str, name: str) -> tuple[LabeledWindow, ...]:

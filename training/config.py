@@ -59,12 +59,14 @@ UNFREEZE_UNITS = ("epoch", "step")
 # pipeline writes for them (pipelines.sources.TASK_CLASSES, which a test holds these to; not
 # imported, as it would import Beam into training).
 TASK_HEADS = {"hms6": "hms6", "eegmat": "binary", "tuab": "binary", "tuep": "binary", "tusz": "binary",
-              "chbmit": "binary", "siena": "binary", "tuev": "multiclass", "eegmmi": "multiclass",
-              "binary": "binary", "multiclass": "multiclass", "regression": "regression"}
+              "chbmit": "binary", "siena": "binary", "tuev": "multiclass", "tuar": "multiclass",
+              "eegmmi": "multiclass", "binary": "binary", "multiclass": "multiclass", "regression": "regression"}
 _SEIZURE = ("background", "seizure")
 _TASK_LABELS = {"eegmat": ("rest", "task"), "tuab": ("normal", "abnormal"), "tuep": ("no_epilepsy", "epilepsy"),
                 "tusz": _SEIZURE, "chbmit": _SEIZURE, "siena": _SEIZURE,
                 "tuev": ("spsw", "gped", "pled", "eyem", "artf", "bckg"),
+                "tuar": ("eyem", "chew", "shiv", "elec", "musc", "eyem_musc", "musc_elec", "eyem_elec", "eyem_chew",
+                         "chew_musc", "chew_elec", "eyem_shiv", "shiv_elec"),
                 "eegmmi": ("left_fist", "right_fist", "both_fists", "both_feet")}
 # EEGFMConfig fields that the run config sets itself: overriding them would be ambiguous.
 _MODEL_FIELDS_SET_BY_RUN = {
@@ -360,6 +362,7 @@ class FinetuneConfig(RunConfig):
 
     task: label space (``TASK_HEADS`` maps it to a registered head; eegmat = rest vs task; tuab =
         normal vs abnormal; tusz, chbmit, siena = background vs seizure; tuev = spsw, gped, pled, eyem, artf, bckg;
+        tuar = TUH's artifact kinds (eyem, chew, shiv, elec, musc and the pairs marked together);
         eegmmi = left fist, right fist, both fists, both feet; tuep = no epilepsy vs epilepsy).
     mode: ``linear`` (frozen encoder, head only), ``adapter`` (``adapter_kind`` adapters of
         ``adapter_rank`` plus head) or ``full``.

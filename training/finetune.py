@@ -99,8 +99,8 @@ log = get_logger("training.finetune")
 
 # Fine-tuning task -> the ``task`` value its windows carry in the data contract.
 RECORD_TASKS = {"hms6": "hms6", "eegmat": "eegmat_rest_task", "tuab": "tuab_abnormal", "tusz": "tusz_seizure",
-                "tuev": "tuev_event", "chbmit": "chbmit_seizure", "eegmmi": "eegmmi_imagery",
-                "tuep": "tuep_epilepsy", "siena": "siena_seizure"}
+                "tuev": "tuev_event", "tuar": "tuar_artifact", "chbmit": "chbmit_seizure",
+                "eegmmi": "eegmmi_imagery", "tuep": "tuep_epilepsy", "siena": "siena_seizure"}
 
 
 # ------------------------------------------------------------------------------------------ plan
@@ -997,7 +997,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "mental arithmetic, binary head; tuab: TUH Abnormal's normal vs abnormal recordings, "
                         "tuep: TUH Epilepsy's patients without and with epilepsy, tusz, chbmit, siena: TUH "
                         "Seizure's, CHB-MIT's, Siena's background vs seizure windows, binary heads; tuev: TUH EEG "
-                        "Events' six event classes (spsw, gped, pled, eyem, artf, bckg), eegmmi: PhysioNet motor "
+                        "Events' six event classes (spsw, gped, pled, eyem, artf, bckg), tuar: TUH Artifact's "
+                        "artifact kinds (eyem, chew, shiv, elec, musc and pairs), eegmmi: PhysioNet motor "
                         "imagery trials (left fist, right fist, both fists, both feet), multiclass heads; "
                         "binary/multiclass/regression: generic heads on the windows' `label`, with --record_task); "
                         "default: the config's task")
@@ -1007,6 +1008,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--record_task", default=None,
                         help="the `task` value of the windows to train on (default: hms6 -> hms6, eegmat -> "
                         "eegmat_rest_task, tuab -> tuab_abnormal, tusz -> tusz_seizure, tuev -> tuev_event, "
+                        "tuar -> tuar_artifact, "
                         "chbmit -> chbmit_seizure, eegmmi -> eegmmi_imagery (its executed movements: "
                         "eegmmi_movement), tuep -> tuep_epilepsy, siena -> siena_seizure; required for "
                         "binary/multiclass/regression)")

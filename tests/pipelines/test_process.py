@@ -647,6 +647,34 @@ def test_tuev_events_each_get_a_five_second_window_moved_inside_at_the_recording
         ["window [68.00 s, 73.00 s) lies outside the recording (0 s, 62.00 s)"]]
 
 
+def test_tuar_artifacts_label_short_sliding_windows_and_unannotated_ones_stay_unlabeled(shared_data, tmp_path):
+    # The TUH Artifact Corpus's layout over a 62 s eegmat recording, cut in 2 s windows as its
+    # seconds-long artifacts call for: chewing on two channels over 10-14.5 s, eye movement
+    # 30-31.2 s, a muscle-and-eye pair written in the corpus's other order 40-44 s.
+    from pipelines.sources import TUAR_LABELS, discover
+
+    folder = tmp_path / "tuar" / "edf" / "01_tcp_ar"
+    folder.mkdir(parents=True)
+    (folder / "aaaaaaju_s005_t000.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    (folder / "aaaaaaju_s005_t000.csv").write_text(
+        "# version = csv_v1.0.0\n# duration = 62.00 secs\n#\nchannel,start_time,stop_time,label,confidence\n"
+        "FP1-F7,10.0000,14.0000,chew,1.0000\nT3-T5,12.0000,14.5000,chew,1.0000\n"
+        "FP2-F8,30.0000,31.2000,eyem,1.0000\nC3-CZ,40.0000,44.0000,musc_eyem,1.0000\n")
+    items, _, datasets = discover([str(tmp_path / "tuar")])
+    assert set(datasets.values()) == {"tuar"}
+    config = PreprocessConfig(window_seconds=2.0, stride_seconds=1.0)
+    *events, outcome = process_recording(items[0], b"k" * 32, config, "h")
+    windows = {round(float(w.record.window_start_s)): w.record for w in events if isinstance(w, Window)}
+    assert outcome.status == "processed"
+    labeled = {start: TUAR_LABELS[r.label] for start, r in sorted(windows.items()) if r.label >= 0}
+    # a window takes the kind covering at least half of it: [9, 11) has 1 s of chewing, [13, 15)
+    # 1.5 s, [30, 32) 1.2 s of eye movement; [14, 16) (0.5 s) and [31, 33) (0.2 s) stay unlabeled
+    assert labeled == {9: "chew", 10: "chew", 11: "chew", 12: "chew", 13: "chew", 29: "eyem", 30: "eyem",
+                       39: "eyem_musc", 40: "eyem_musc", 41: "eyem_musc", 42: "eyem_musc", 43: "eyem_musc"}
+    assert {r.task for r in windows.values() if r.label >= 0} == {b"tuar_artifact"}
+    assert {r.task for r in windows.values() if r.label < 0} == {b""} and len(windows) > len(labeled)
+
+
 def _chb_mit_edf(recording, path) -> np.ndarray:
     """CHB-MIT's double banana (with its second T8-P8 and its FT9-FT10 bridge) derived from a real
     eegmat recording, FT9 and FT10 spread to by the spherical spline, written to ``path``; returns

@@ -6,7 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from pipelines.sources import HMS_VOTE_COLUMNS, LabeledWindow, discover, expand_inputs, site_from_path
+from pipelines.sources import HMS_VOTE_COLUMNS, LabeledInterval, LabeledWindow, discover, expand_inputs, site_from_path
 
 
 def test_the_whole_shared_tree_is_accounted_for(shared_data):
@@ -204,7 +204,7 @@ def test_excluded_files_and_folders_are_not_inputs(shared_data, tmp_path, monkey
 
 def test_bad_arguments_are_named(shared_data, tmp_path):
     with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', "
-                                         r"'eegmmi', 'tuab', 'tuep', 'tusz', 'tuev', 'chbmit', 'siena'; got 'tuh'"):
+                                         r"'eegmmi', 'tuab', 'tuep', 'tusz', 'tuev', 'tuar', 'chbmit', 'siena'; got 'tuh'"):
         discover([str(shared_data)], dataset="tuh")
     with pytest.raises(FileNotFoundError, match=r"--input .*nothing\*.edf: matched no files"):
         discover([str(tmp_path / "nothing*.edf")])
@@ -481,6 +481,53 @@ def test_tusz_adapter_reads_each_recordings_events_and_lists_them_as_read(shared
     assert {os.path.basename(g.path): g.reason for g in ignored} == {
         "aaaaaaac_s001_t000.csv_bi": "metadata sidecar (.csv_bi), read by the data set adapter",
         "aaaaaaac_s001_t000.csv": "metadata sidecar (.csv), read by the data set adapter"}
+
+
+def test_tuar_rows_are_coded_by_artifact_kind_whichever_order_a_pair_is_written_in():
+    from pipelines.sources import TUAR_LABELS, LabeledInterval, tuar_intervals
+
+    text = ("# version = csv_v1.0.0\n# bname = aaaaaaju_s005_t000\n# duration = 62.00 secs\n"
+            "# montage_file = $NEDC_NFC/lib/nedc_eas_default_montage.txt\n#\n"
+            "channel,start_time,stop_time,label,confidence\n"
+            "FP1-F7,3.0000,5.5000,eyem,1.0000\nFP2-F8,3.2000,5.0000,eyem,1.0000\n"
+            "T3-T5,20.0000,31.0000,musc,1.0000\nC3-CZ,40.0000,41.0000,elpp,1.0000\n"
+            "F7-T3,44.0000,52.0000,MUSC_EYEM,1.0000\nCZ-C4,55.0000,56.0000,elec_musc,1.0000\n")
+    events = tuar_intervals(text, "a.csv")
+    code = TUAR_LABELS.index
+    assert events == (LabeledInterval(3.0, 5.5, code("eyem")), LabeledInterval(3.2, 5.0, code("eyem")),
+                      LabeledInterval(20.0, 31.0, code("musc")), LabeledInterval(40.0, 41.0, code("elec")),
+                      LabeledInterval(44.0, 52.0, code("eyem_musc")), LabeledInterval(55.0, 56.0, code("musc_elec")))
+    with pytest.raises(ValueError, match=r"^a.csv: line 9, label: expected an artifact kind \(eyem, chew, shiv, elec, "
+                                         r"musc, .*\); got 'seiz'"):
+        tuar_intervals(text.replace("T3-T5,20.0000,31.0000,musc", "T3-T5,20.0000,31.0000,seiz"), "a.csv")
+    with pytest.raises(ValueError, match=r"^a.csv: line 7: expected 0 <= start_time < stop_time; got 5, 3"):
+        tuar_intervals(text.replace("3.0000,5.5000", "5.0000,3.0000"), "a.csv")
+
+
+def test_tuar_layout_is_detected_and_its_event_files_listed_as_read(shared_data, tmp_path):
+    """TUH Artifact's layout (edf/01_tcp_ar/<patient>_<session>_<token>.edf with its .csv): found by
+    auto, one patient per code, no corpus split; a recording without its .csv is processed
+    unlabeled under --dataset tuar; beside a .csv_bi the same layout is TUSZ's."""
+    root = tmp_path / "tuar" / "edf" / "01_tcp_ar"
+    root.mkdir(parents=True)
+    for k, name in enumerate(["aaaaaaju_s005_t000", "aaaaaaju_s007_t001", "aaaaakbt_s001_t000"]):
+        (root / f"{name}.edf").symlink_to(shared_data / "eegmat" / f"Subject0{k}_2.edf")
+        (root / f"{name}.csv").write_text("channel,start_time,stop_time,label,confidence\nFP1-F7,1.0,12.0,chew,1.0\n")
+    items, ignored, datasets = discover([str(tmp_path / "tuar")])
+    assert datasets == {"edf": "tuar"} and len(items) == 3
+    assert {i.task for i in items} == {"tuar_artifact"} and {i.corpus_split for i in items} == {""}
+    assert sorted(i.subject_key for i in items) == ["tuh-aaaaaaju", "tuh-aaaaaaju", "tuh-aaaaakbt"]
+    assert all(i.intervals == (LabeledInterval(1.0, 12.0, 1),) for i in items)
+    assert {g.reason for g in ignored} == {"metadata sidecar (.csv), read by the data set adapter"}
+    (root / "aaaaakbt_s001_t000.csv").unlink()
+    assert discover([str(tmp_path / "tuar")])[2] == {"edf": "edf"}  # not every recording has its events
+    items, _, _ = discover([str(tmp_path / "tuar")], dataset="tuar")
+    plain = next(i for i in items if i.path.endswith("aaaaakbt_s001_t000.edf"))
+    assert (plain.task, plain.dataset, plain.intervals) == ("", "edf", ())
+    for name in ("aaaaaaju_s005_t000", "aaaaaaju_s007_t001"):
+        (root / f"{name}.csv_bi").write_text("channel,start_time,stop_time,label,confidence\nTERM,0.0,62.0,bckg,1.0\n")
+    (root / "aaaaakbt_s001_t000.edf").unlink()
+    assert discover([str(tmp_path / "tuar")])[2] == {"edf": "tusz"}
 
 
 def test_tuev_events_become_one_window_each_labelled_by_most_of_their_channel_rows():

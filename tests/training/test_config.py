@@ -109,7 +109,7 @@ def test_bad_pretrain_values_name_the_field(overrides, message):
 
 @pytest.mark.parametrize("overrides, message", [
     (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'tuab', 'tuep', 'tusz', 'chbmit', 'siena', "
-                      r"'tuev', 'eegmmi', 'binary', 'multiclass', 'regression'; got 'sleep'"),
+                      r"'tuev', 'tuar', 'eegmmi', 'binary', 'multiclass', 'regression'; got 'sleep'"),
     (["task=multiclass"], r"model_overrides.id2label: task 'multiclass' takes its classes from it; expected the "
                           r"class names by label"),
     (["task=eegmat", "loss=kl"], r"loss: 'kl' needs vote distributions \(task 'hms6'\); got task 'eegmat'"),
