@@ -46,6 +46,8 @@ Outputs in ``--output``: ``model/`` (Hugging Face: config.json with the label na
 temperature, model.safetensors), ``eval.json``, ``confusion.png`` (the held-out windows' confusion
 matrix, classification tasks), ``metrics.jsonl`` (training and validation lines) and
 ``curves.png`` (drawn from it: losses against the class-prior baseline, held-out scores, learning rate),
+``sites.png`` (the held-out metric site by site against the baseline's, where the held-out windows
+come from several sites),
 ``run.json`` (config, split, parameter counts), ``checkpoints/`` (resumable with ``--resume auto``;
 ``best`` names the best one), ``wandb/`` (offline by default).
 
@@ -85,6 +87,7 @@ from training import losses
 from training.config import ConfigError, FinetuneConfig, load_config, resolve_precision
 from training.confusion import confusion_matrix, plot_confusion
 from training.curves import write_curves
+from training.per_site import plot_per_site
 from training.data import EEGLoader, RecordFilter, list_files, model_inputs, scan_windows, shard_name
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (MODEL_KEYS, PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
@@ -941,6 +944,10 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, out
             plot_confusion(np.array(confusion["matrix"]), confusion["classes"],
                            f"{cfg.task}: {confusion['split']} windows (true class by row)",
                            output / "confusion.png")
+        held_sites = "test_per_site" if "test" in report else "val_per_site"
+        if held_sites in report:  # two sites or more
+            held_name = "test" if "test" in report else "validation"
+            plot_per_site(report[held_sites], f"{cfg.task}: {held_name} windows by site", output / "sites.png")
         summary = {f"{split}/{k}": v for split in ("val", "val_calibrated", "test")
                    for k, v in report.get(split, {}).items()}
         summary.update({f"{split}/{site}/{k}": v for split in ("val_per_site", "test_per_site")
@@ -991,7 +998,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "where pretraining wrote one), or an earlier fine-tuned model")
     parser.add_argument("--output", required=True, type=user_file_path,
                         help="run folder: model/ (Hugging Face), eval.json, confusion.png (classification), "
-                        "metrics.jsonl, curves.png (learning curves), run.json, checkpoints/, wandb/")
+                        "sites.png (held-out metrics by site), metrics.jsonl, curves.png (learning curves), run.json, "
+                        "checkpoints/, wandb/")
     parser.add_argument("--task", default=None, choices=sorted(TASK_HEADS),
                         help="label space and head (hms6: KL to expert-vote distributions; eegmat: rest vs "
                         "mental arithmetic, binary head; tuab: TUH Abnormal's normal vs abnormal recordings, "

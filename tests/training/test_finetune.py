@@ -222,6 +222,19 @@ def test_eval_json_breaks_the_held_out_metrics_down_by_site(finetuned, hms_data)
     summary = read_offline_run(next((finetuned / "wandb").glob("offline-run-*")))["summary"]
     assert {key.split("/")[1]: value for key, value in summary.items()
             if key.startswith("val_per_site/") and key.endswith("/kl")} == {s: m["kl"] for s, m in per_site.items()}
+    # and drawn: each site's KL beside the class prior's
+    assert (finetuned / "sites.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    from training.per_site import draw_per_site
+
+    losses, scores = draw_per_site(per_site).axes
+    bars = [(round(p.get_y() + p.get_height() / 2, 6), p.get_width()) for p in losses.patches]
+    model = [m["kl"] for m in per_site.values()]
+    prior = [m["baseline_kl"] for m in per_site.values()]
+    assert bars == [(row - 0.2, kl) for row, kl in enumerate(model)] + [(row + 0.2, b) for row, b in enumerate(prior)]
+    assert [t.get_text() for t in losses.get_yticklabels()] == [f"{site} ({m['n_windows']} windows)"
+                                                                for site, m in per_site.items()]
+    assert [t.get_text() for t in losses.texts] == [f" {a / b:.2f}x" for a, b in zip(model, prior)]
+    assert [t.get_text() for t in scores.get_legend().get_texts()] == ["balanced_accuracy", "auroc"]
 
 
 def test_per_site_metrics_partition_the_overall_ones():
