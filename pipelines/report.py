@@ -19,7 +19,6 @@ import json
 import sys
 from collections import Counter
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -62,8 +61,10 @@ def artifact_scores(output: str, manifest: Mapping[str, Any], max_windows: int) 
     shards in file order (the same every time)."""
     scores: dict[str, list[float]] = {}
     for shard in manifest.get("shards", ()):
-        path = shard if is_remote(shard) or Path(shard).is_absolute() else join_path(output, shard)
-        site = shard.rstrip("/").split("/")[-2]
+        # <site>/<file> under the folder given: the manifest names remote shards by the URL the job
+        # wrote to, which --redact_paths hides and a copied folder no longer has
+        site, name = shard.replace("\\", "/").split("/")[-2:]
+        path = join_path(output, site, name)
         found = scores.setdefault(site, [])
         if len(found) >= max_windows:
             continue
