@@ -137,11 +137,13 @@ def group_counts(data: str | Sequence[str], group: str, exclude_corpus_splits: t
         list_files(data)  # a missing or empty folder is an error of its own, before any talk of manifests
         manifest = {}
     counts = manifest.get(key)
-    if isinstance(counts, Mapping) and counts and not (
-            exclude_corpus_splits and corpus_split_windows(manifest, exclude_corpus_splits) != 0):
+    excluded = corpus_split_windows(manifest, exclude_corpus_splits) if exclude_corpus_splits else 0
+    if isinstance(counts, Mapping) and counts and excluded == 0:
         return {str(k): int(v) for k, v in counts.items()}
-    why = f"its manifest counts windows of the corpus split(s) {', '.join(exclude_corpus_splits)}, left out" \
-        if isinstance(counts, Mapping) and counts else f"no {key} counts in a manifest"
+    splits = ", ".join(exclude_corpus_splits)
+    why = (f"no {key} counts in a manifest" if not (isinstance(counts, Mapping) and counts) else
+           f"its manifest does not count windows by corpus split, and those of {splits} are left out"
+           if excluded is None else f"its counts include {excluded} windows of the corpus split(s) {splits}, left out")
     log.info("%s: %s; reading the windows' %s (one pass over the data)", data_label(data), why, feature)
     keep = RecordFilter(exclude_corpus_splits=exclude_corpus_splits)
     return dict(Counter(w[feature] for w in scan_windows(data, keep)))

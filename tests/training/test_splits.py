@@ -118,7 +118,12 @@ def test_hold_out_counts_and_holds_out_no_window_of_an_excluded_corpus_split(tue
     (older / "manifest.json").write_text(json.dumps(manifest))
     with caplog.at_level(logging.INFO, logger="eegfm.training.splits"):
         assert hold_out(str(older), 0.25, "subject", seed=0, exclude_corpus_splits=("eval",)) == held
-    assert "reading the windows' subject_id (one pass over the data)" in caplog.text
+    assert ("its manifest does not count windows by corpus split, and those of eval are left out; reading the "
+            "windows' subject_id (one pass over the data)") in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="eegfm.training.splits"):
+        assert hold_out(str(data), 0.25, "subject", seed=0, exclude_corpus_splits=("eval",)) == held
+    assert "its counts include 12 windows of the corpus split(s) eval, left out" in caplog.text
     assert group_counts(str(older), "subject") == group_counts(str(data), "subject")  # no exclusion: the manifest
 
 
