@@ -83,6 +83,7 @@ import json
 import math
 import operator
 import os
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import IO, Any
 
@@ -243,6 +244,28 @@ def describe(data_dir: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
             config_hash=",".join(sorted({*merged.config_hash.split(","), info.config_hash} - {""})),
             pipeline_version=",".join(sorted({*merged.pipeline_version.split(","), info.pipeline_version} - {""})))
     return merged
+
+
+def check_data(data: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], say: bool = True
+               ) -> str | tuple[str, ...]:
+    """``data`` as a run reads it: one output folder, or several, each given once. Several
+    folders' manifests must agree (:func:`describe`; ConfigError otherwise); a recording that two
+    of them hold is read once per folder, which a warning (with ``say``) names."""
+    try:
+        dirs = data_dirs(data)
+        if len(dirs) > 1:
+            describe(dirs)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    except FileNotFoundError:  # shards without their manifest: the loaders still read them
+        pass
+    if len(dirs) > 1 and say:
+        shared = shared_recordings(dirs)
+        if shared:
+            log.warning("%d recording(s) are in more than one --data folder (%s): the same file processed by "
+                        "each run, whose windows are read once per folder", len(shared),
+                        "; ".join(f"{n} in {pair}" for pair, n in sorted(Counter(shared.values()).items())))
+    return dirs[0] if len(dirs) == 1 else tuple(dirs)
 
 
 def _added(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
@@ -1524,6 +1547,15 @@ def shard_name(path: str) -> str:
     return "/".join(path.replace("\\", "/").split("/")[-2:])
 
 
+def file_key(files: Sequence[str]) -> Callable[[str], str]:
+    """How the shards ``files`` are told apart in a run's records (fine-tuning's window counts
+    per file): by :func:`shard_name`, so a resumed run may find its data at another path, unless
+    two of them share one (two output folders of the same site, from runs with the same key):
+    then by full path."""
+    names = [shard_name(path) for path in files]
+    return shard_name if len(set(names)) == len(names) else os.fspath
+
+
 def _uneven(counts: list[int], n_shards: int, rank: int) -> bool:
     """Whether dealing files of ``counts`` windows to ``n_shards`` shards leaves one with none or
     with under half of another's windows (then every shard reads every file)."""
@@ -1595,10 +1627,10 @@ class EEGLoader:
         if not self.files:
             raise FileNotFoundError(f"data_dir: no non-empty TFRecord shards in {data_dir} for sites "
                                     f"{filters.sites or 'all'} (excluding {filters.exclude_sites or 'none'})")
+        key = file_key(self.files)
         if windows_per_file is not None:
-            # By site folder and file name: a resumed run may find its data at another path.
-            windows_per_file = {shard_name(path): n for path, n in windows_per_file.items()}
-            wanted = [path for path in self.files if windows_per_file.get(shard_name(path), 0) > 0]
+            windows_per_file = {key(path): n for path, n in windows_per_file.items()}
+            wanted = [path for path in self.files if windows_per_file.get(key(path), 0) > 0]
             if not wanted:
                 raise ValueError(f"windows_per_file: expected window counts for files of {data_dir} "
                                  f"({', '.join(self.files[:3])}, ...); got none above 0")
@@ -1615,9 +1647,9 @@ class EEGLoader:
         self.n_workers = max(1, self.config.num_workers)
         n_shards = self.world_size * self.n_workers
         self.every_file = windows_per_file is not None and _uneven(
-            [windows_per_file[shard_name(path)] for path in self.files], n_shards, self.rank)
+            [windows_per_file[key(path)] for path in self.files], n_shards, self.rank)
         if windows_per_file is not None:
-            self.config = _whole_epoch_shuffle(self.config, [windows_per_file[shard_name(p)] for p in self.files],
+            self.config = _whole_epoch_shuffle(self.config, [windows_per_file[key(p)] for p in self.files],
                                                n_shards, self.every_file, self.files[0], self.rank)
         # Training loaders only: an evaluation pass over a held-out site's one or two files is
         # small, and the remedy (more shards) is for the training data.

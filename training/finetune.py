@@ -88,7 +88,8 @@ from training.config import ConfigError, FinetuneConfig, load_config, resolve_pr
 from training.confusion import confusion_matrix, plot_confusion
 from training.curves import write_curves
 from training.per_site import plot_per_site
-from training.data import EEGLoader, RecordFilter, list_files, model_inputs, scan_windows, shard_name
+from training.data import (EEGLoader, RecordFilter, check_data, data_dirs, data_label, file_key, list_files,
+                           model_inputs, scan_windows)
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (MODEL_KEYS, PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
                            backward, check_model_unchanged, claim_output, configure_kernels, core_state, launch,
@@ -139,20 +140,23 @@ def _is_labeled(window: dict[str, Any], cfg: FinetuneConfig) -> bool:
     return window["label"] >= 0
 
 
-def check_plan_files(plan: Plan, data: str, checkpoint: str) -> None:
+def check_plan_files(plan: Plan, data: str | Sequence[str], checkpoint: str) -> None:
     """A resumed run reads the files its split was planned on, wherever they lie now (by site
-    folder and file name); ConfigError naming the missing ones otherwise."""
-    planned = {shard_name(path) for counts in plan.files.values() for path, n in counts.items() if n > 0}
-    missing = sorted(planned - {shard_name(path) for path in list_files(data)})
+    folder and file name, ``training.data.file_key``); ConfigError naming the missing ones otherwise."""
+    files = list_files(data)
+    key = file_key(files)
+    planned = {key(path) for counts in plan.files.values() for path, n in counts.items() if n > 0}
+    missing = sorted(planned - set(map(key, files)))
     if missing:
         raise ConfigError(
             f"resume: {checkpoint} continues a run whose split was planned on {len(planned)} TFRecord "
             f"file{'s' * (len(planned) != 1)}, "
-            f"{len(missing)} of them not in --data {data} ({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
+            f"{len(missing)} of them not in --data {data_label(data)} "
+            f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
             f"give that run's --data (its run.json names it), or start a new run (another --output, or --resume none)")
 
 
-def plan_data(data: str, cfg: FinetuneConfig, record_task: str, patch_size: int = 1) -> Plan:
+def plan_data(data: str | Sequence[str], cfg: FinetuneConfig, record_task: str, patch_size: int = 1) -> Plan:
     """Scan ``data`` for the task's labeled windows, split their groups, count the training split.
     ``patch_size``: the model's, in samples; a shorter window is an error (the model reads patches)."""
     windows = scan_windows(data, RecordFilter())
@@ -160,7 +164,7 @@ def plan_data(data: str, cfg: FinetuneConfig, record_task: str, patch_size: int 
     short = [w["n_times"] for w in labeled if w["n_times"] < patch_size]
     if short:
         raise ConfigError(
-            f"--data {data}: {len(short)} labeled window{'s' * (len(short) != 1)} of {record_task!r} "
+            f"--data {data_label(data)}: {len(short)} labeled window{'s' * (len(short) != 1)} of {record_task!r} "
             f"{'are' if len(short) != 1 else 'is'} shorter than the model's patch of {patch_size} samples "
             f"({patch_size / SFREQ:g} s at {SFREQ:g} Hz), the least it reads: {min(short)} samples "
             f"({min(short) / SFREQ:.2f} s) the shortest; label windows of at least {patch_size / SFREQ:g} s "
@@ -172,7 +176,8 @@ def plan_data(data: str, cfg: FinetuneConfig, record_task: str, patch_size: int 
         why = "" if not same else f"; none of its {same} {record_task!r} window{'s' * (same != 1)} has {need}" + (
             " (an HMS test.csv layout: windows to classify, not to train on)" if cfg.task == "hms6" else "")
         raise ConfigError(
-            f"--data {data}: no labeled windows for task {cfg.task!r} (windows with task {record_task!r} and "
+            f"--data {data_label(data)}: no labeled windows for task {cfg.task!r} (windows with task "
+            f"{record_task!r} and "
             f"{need}); the data holds {dict(sorted(found.items())) or 'no windows'}{why}")
     if cfg.task not in ("hms6", "regression"):
         classes = _labels(cfg)
@@ -180,7 +185,8 @@ def plan_data(data: str, cfg: FinetuneConfig, record_task: str, patch_size: int 
         if outside:
             found = ", ".join(f"{label} ({n} window{'s' * (n != 1)})" for label, n in sorted(outside.items()))
             raise ConfigError(
-                f"--data {data}: task {cfg.task!r} takes labels 0..{len(classes) - 1} ({', '.join(classes)}); "
+                f"--data {data_label(data)}: task {cfg.task!r} takes labels 0..{len(classes) - 1} "
+                f"({', '.join(classes)}); "
                 f"windows of {record_task!r} have label {found}. For more classes use --task multiclass with "
                 f"--set 'model_overrides.id2label={{0: a, 1: b, 2: c}}'")
     key = "subject_id" if cfg.split_group == "subject" else "site_id"
@@ -192,7 +198,7 @@ def plan_data(data: str, cfg: FinetuneConfig, record_task: str, patch_size: int 
             split = split_groups((w[key] for w in labeled), cfg.val_fraction, cfg.seed, cfg.test_fraction,
                                  cfg.split_group)
     except ValueError as err:
-        raise ConfigError(f"--data {data}, task {cfg.task!r}: {err}") from None
+        raise ConfigError(f"--data {data_label(data)}, task {cfg.task!r}: {err}") from None
     side = {g: name for name in SPLITS for g in split.of(name)}
     train = [w for w in labeled if side[w[key]] == "train"]
     n_classes = len(_labels(cfg)) if cfg.task != "regression" else 0
@@ -213,7 +219,7 @@ def plan_data(data: str, cfg: FinetuneConfig, record_task: str, patch_size: int 
     if cfg.two_stage_min_votes is not None:
         stage2 = sum(float(w["votes"].sum()) >= cfg.two_stage_min_votes for w in train)
         if stage2 == 0:
-            raise ConfigError(f"two_stage_min_votes: no training window in {data} has >= "
+            raise ConfigError(f"two_stage_min_votes: no training window in {data_label(data)} has >= "
                               f"{cfg.two_stage_min_votes} votes; lower it or set it to null")
     files: dict[str, Counter] = {name: Counter() for name in SPLITS}
     for w in labeled:
@@ -618,7 +624,7 @@ class Run(TrainState):
         self.bad_evals, self.done = int(state["bad_evals"]), bool(state["done"])
 
 
-def build_run(cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, stage: Stage, model: EEGFMModel,
+def build_run(cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], plan: Plan, stage: Stage, model: EEGFMModel,
               best_metric: float = math.inf, offset: int = 0) -> Run:
     amp_dtype = resolve_precision(cfg.precision, dist.device)
     optimizer = torch.optim.AdamW(optimizer_groups(model, cfg),
@@ -714,8 +720,8 @@ def best_weights(output: Path, dist: Dist) -> dict[str, torch.Tensor] | None:
 
 
 # ------------------------------------------------------------------------------------------ loop
-def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: Path, resume: str = "auto",
-          record_task: str | None = None, stop_after: int | None = None) -> int:
+def train(cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], pretrained: str, output: Path,
+          resume: str = "auto", record_task: str | None = None, stop_after: int | None = None) -> int:
     """Fine-tune; returns the process exit status (0 done, 143 preempted and checkpointed)."""
     try:
         return _train(cfg, dist, data, pretrained, output, resume, record_task, stop_after)
@@ -723,8 +729,8 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: P
         release_run_lock(output)  # taken once the arguments are checked (a no-op where none was)
 
 
-def _train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: Path, resume: str = "auto",
-           record_task: str | None = None, stop_after: int | None = None) -> int:
+def _train(cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], pretrained: str, output: Path,
+           resume: str = "auto", record_task: str | None = None, stop_after: int | None = None) -> int:
     """The run, in ``output`` once this process holds it (``loop.claim_output``)."""
     record_task = record_task or RECORD_TASKS.get(cfg.task)
     if record_task is None:
@@ -735,6 +741,7 @@ def _train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: 
                           "needs torchrun (DDP); set unfreeze_schedule: [] for Horovod")
     configure_kernels(cfg, dist.device)
     resolve_pretrained(pretrained)  # fail before the data pass
+    data = check_data(data, dist.is_main)
     claim_output(output, dist)
     start = ckpt.resolve_resume(resume, output / "checkpoints") if dist.is_main else None
     start = dist.broadcast_object(None if start is None else str(start))
@@ -768,7 +775,7 @@ def _train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: 
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
         (output / "run.json").write_text(json.dumps({
-            "config": cfg.to_dict(), "pretrained": str(resolve_pretrained(pretrained)), "data": str(data),
+            "config": cfg.to_dict(), "pretrained": str(resolve_pretrained(pretrained)), "data": data_dirs(data),
             "record_task": plan.record_task, "split_group": plan.split_group,
             "split": {k: list(plan.split.of(k)) for k in SPLITS}, "windows": plan.windows,
             "class_counts": plan.class_counts, "prior": plan.prior,
@@ -885,8 +892,8 @@ def _train(cfg: FinetuneConfig, dist: Dist, data: str, pretrained: str, output: 
     return status
 
 
-def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str, plan: Plan, output: Path, tracker: Tracker,
-           amp_dtype: torch.dtype, val_loader: EEGLoader,
+def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], plan: Plan, output: Path,
+           tracker: Tracker, amp_dtype: torch.dtype, val_loader: EEGLoader,
            best_eval: tuple[torch.Tensor, torch.Tensor, list[str]] | None = None) -> None:
     """Reload the best weights, calibrate on validation, evaluate, save the model and eval.json.
 

@@ -239,15 +239,11 @@ class TimedBatches:
 # ------------------------------------------------------------------------------------------ CLI
 def add_run_arguments(parser: argparse.ArgumentParser, *, kind: str) -> None:
     """The options of every training command (``kind``: pretrain or finetune)."""
-    if kind == "pretrain":
-        parser.add_argument("--data", type=user_path, required=True, nargs="+", action="extend", metavar="DIR",
-                            help="the pipeline's output folder(s) (OUTPUT/<site>/part-*.tfrecord), local or gs://; "
-                            "several (--data A B, or --data A --data B: runs over other corpora, or later batches "
-                            "of recordings) are read as one data set, and must agree on channels, sampling rate "
-                            "and quality metrics")
-    else:
-        parser.add_argument("--data", type=user_path, required=True,
-                            help="the pipeline's output folder (OUTPUT/<site>/part-*.tfrecord), local or gs://")
+    parser.add_argument("--data", type=user_path, required=True, nargs="+", action="extend", metavar="DIR",
+                        help="the pipeline's output folder(s) (OUTPUT/<site>/part-*.tfrecord), local or gs://; "
+                        "several (--data A B, or --data A --data B: runs over other corpora, or later batches "
+                        "of recordings) are read as one data set, and must agree on channels, sampling rate, "
+                        "quality metrics and each task's classes")
     parser.add_argument("--config", type=user_path, default="cpu-tiny",
                         help=f"a preset in training/configs (cpu-tiny, base, large-gpu) or a YAML file; its "
                         f"{kind}: section is used")

@@ -41,7 +41,6 @@ import math
 import shutil
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,8 +57,7 @@ from pipelines.schema import CHANNELS, SFREQ
 from training import checkpoint as ckpt
 from training.config import ConfigError, OptimConfig, PretrainConfig, load_config, resolve_precision
 from training.curves import write_curves
-from training.data import (EEGLoader, RecordFilter, data_dirs, data_label, describe, model_inputs,
-                           shared_recordings)
+from training.data import EEGLoader, RecordFilter, check_data, data_dirs, data_label, describe, model_inputs
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
                            backward, check_model_unchanged, claim_output, configure_kernels, core_state, launch,
@@ -413,27 +411,6 @@ def train(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], output: Pa
         return _train(cfg, dist, data, output, resume, max_steps, stop_after)
     finally:
         release_run_lock(output)  # taken once the arguments are checked (a no-op where none was)
-
-
-def check_data(data: str | Sequence[str], say: bool) -> str | tuple[str, ...]:
-    """``data`` as the loaders take it: one folder, or several, each given once. Several folders'
-    manifests must agree (``training.data.describe``); a recording that two of them both hold would
-    be trained on twice, which a warning says."""
-    try:
-        dirs = data_dirs(data)
-        if len(dirs) > 1:
-            describe(dirs)
-    except ValueError as err:
-        raise ConfigError(str(err)) from None
-    except FileNotFoundError:  # shards without their manifest: the loader still reads them
-        pass
-    if len(dirs) > 1 and say:
-        shared = shared_recordings(dirs)
-        if shared:
-            log.warning("%d recording(s) are in more than one --data folder (%s): the same file processed by "
-                        "each run, whose windows pretraining reads once per folder", len(shared),
-                        "; ".join(f"{n} in {pair}" for pair, n in sorted(Counter(shared.values()).items())))
-    return dirs[0] if len(dirs) == 1 else tuple(dirs)
 
 
 def check_window_lengths(data: str | Sequence[str], patch_size: int, say: bool = True) -> None:

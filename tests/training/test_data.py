@@ -7,6 +7,7 @@ import dataclasses
 import itertools
 import json
 import math
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -259,6 +260,24 @@ def test_every_file_sharding_gives_each_shard_its_share_of_every_file():
     assert data.shard_loads([700, 10, 10], 2) == [710, 10]
     assert data.shard_loads([700, 10, 10], 2, every_file=True) == [360, 360]
     assert data.shard_loads([9], 3) == [3, 3, 3]
+
+
+def test_window_counts_tell_apart_two_folders_shards_of_the_same_name(pipeline_output, tmp_path):
+    # Two runs with the same key over the same site (two batches of its recordings) write the same
+    # <site>/<file> names: each file keeps its own count, by full path.
+    import shutil
+
+    first, second = tmp_path / "october", tmp_path / "november"
+    shutil.copytree(pipeline_output, first)
+    shutil.copytree(pipeline_output, second)
+    files = {out: list_files(out) for out in (first, second)}
+    assert [data.shard_name(p) for p in files[first]] == [data.shard_name(p) for p in files[second]]
+    assert data.file_key(files[first] + files[second]) is os.fspath and data.file_key(files[first]) is data.shard_name
+    counts = {**{path: 0 for path in files[first]},
+              **{path: sum(1 for _ in read_records(path)) for path in files[second]}}
+    loader = EEGLoader([first, second], LoaderConfig(batch_size=4, num_workers=0, shuffle=False), rank=0, world_size=1,
+                       infinite=False, windows_per_file=counts)
+    assert loader.files == files[second] and sum(len(b["label"]) for b in loader) == 30
 
 
 def test_windows_per_file_reads_only_the_files_that_hold_wanted_windows(pipeline_output):

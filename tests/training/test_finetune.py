@@ -617,6 +617,40 @@ def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared
     assert val["baseline_loss"] > 0 and val["r2"] == pytest.approx(1 - val["loss"] / val["baseline_loss"])
 
 
+def test_a_sites_recordings_preprocessed_in_two_batches_fine_tune_as_one_data_set(shared_data, pretrained, tmp_path):
+    """A ward's recordings preprocessed in two runs with the same key (October's, then November's):
+    both outputs hold the same site folder and shard names, and --data A B fine-tunes on all of
+    their windows, each file counted on its own."""
+    from training.data import shard_name
+
+    outputs = []
+    for batch, subjects in (("october", (0, 1, 2)), ("november", (3, 4, 5))):
+        ward = tmp_path / batch / "ward"
+        ward.mkdir(parents=True)
+        for s in subjects:
+            for k in (1, 2):
+                (ward / f"Subject0{s}_{k}.edf").symlink_to(shared_data / "eegmat" / f"Subject0{s}_{k}.edf")
+        outputs.append(tmp_path / f"{batch}-tfrecords")
+        preprocess_corpus(tmp_path / batch, outputs[-1])
+    names = [[shard_name(path) for path in list_files(out)] for out in outputs]
+    assert names[0] == names[1] and len(names[0]) == 1  # the same <site>/<file> in both
+    windows = scan_windows(outputs, RecordFilter(tasks=("eegmat_rest_task",)))
+    assert len({w["subject_id"] for w in windows}) == 6
+    run = tmp_path / "run"
+    assert finetune.main(["--pretrained", str(pretrained), "--data", *map(str, outputs), "--output", str(run),
+                          "--task", "eegmat", "--config", "cpu-tiny", "--wandb", "disabled",
+                          "--set", "deterministic=false", "--set", "optim.max_steps=2", "--set", "optim.warmup_steps=0",
+                          "--set", "epochs=1", "--set", "val_fraction=0.34",
+                          "--set", "model_overrides={modalities: []}", "--set", "loader.augment={}"]) == 0
+    report = json.loads((run / "eval.json").read_text())
+    assert report["groups"] == {"train": 4, "val": 2, "test": 0}
+    assert sum(report["windows"].values()) == len(windows)
+    assert json.loads((run / "run.json").read_text())["data"] == list(map(str, outputs))
+    # the validation windows are those of the two validation subjects, from both batches' files
+    val_subjects = json.loads((run / "run.json").read_text())["split"]["val"]
+    assert report["val"]["n_windows"] == sum(w["subject_id"] in val_subjects for w in windows)
+
+
 def test_tuev_events_fine_tune_the_six_class_head_on_the_corpus_train_split_and_report_on_its_eval(
         tuev_output, pretrained, tmp_path):
     """TUH EEG Events' layout (``tuev_output``): the pipeline cuts a 5 s window around each event,
