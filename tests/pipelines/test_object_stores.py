@@ -350,6 +350,16 @@ def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, b
     assert sum(len(b["label"]) for b in batches) == info.counts["windows"]
     assert {tuple(b["eeg"].shape[1:]) for b in batches} == {(19, 2560)}
 
+    # The data-quality report reads it there too: the same picture's numbers as the local run's.
+    from pipelines.report import artifact_scores, site_summary, write_report
+
+    assert write_report(f"s3://{BUCKET}/out", str(tmp_path / "report.png")) == str(tmp_path / "report.png")
+    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+    assert site_summary(manifest) == site_summary(local_manifest)
+    remote_scores = artifact_scores(f"s3://{BUCKET}/out", manifest, 100)
+    local_scores = artifact_scores(str(tmp_path / "out"), local_manifest, 100)
+    assert {k: v.tolist() for k, v in remote_scores.items()} == {k: v.tolist() for k, v in local_scores.items()}
+
 
 def test_a_gcs_output_without_credentials_fails_at_once(shared_data, tmp_path):
     # Beam would retry finding credentials for about 25 s, go on anonymously and fail at the first
