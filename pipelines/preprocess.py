@@ -83,6 +83,7 @@ from pipelines.pipeline_args import beam_option_names, describe, unrecognized
 from pipelines.progress import ProgressReporter, record_done
 from pipelines.quality import QualityConfig
 from pipelines.redact import PathRedactor, RunRedaction, kept_folders, redacted_events, related_paths
+from pipelines.report import REPORT_NAME, write_report
 from pipelines.run_lock import hold_run_lock, release_run_lock
 from pipelines.sinks import (
     DEFAULT_MAX_SHARD_BYTES,
@@ -428,6 +429,10 @@ def build_parser() -> argparse.ArgumentParser:
                      help="delete an earlier run's outputs in --output first (its manifest.json, "
                      "quarantine.jsonl and <site>/part-*-of-*.tfrecord shards); without it such a folder "
                      "is an error, since readers take every shard in it and would mix the two runs")
+    io_.add_argument("--report", action="store_true",
+                     help="after the run, draw its data quality across sites as OUTPUT/report.png (recordings "
+                     "processed and quarantined, windows written and rejected, interpolated channels, artifact "
+                     "scores; python -m pipelines.report OUTPUT draws it later)")
     io_.add_argument("--dataset", default="auto", choices=DATASETS,
                      help="layout adapter: hms = Kaggle train.csv + train_eegs/; bids = BIDS (participants.tsv "
                      "age/sex, *_channels.tsv bad channels interpolated, *_eeg.json PowerLineFrequency; its "
@@ -593,8 +598,9 @@ def given_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[
 
 def earlier_run_outputs(output: str) -> list[str]:
     """What an earlier run left in ``output`` that would mix with a new run's: its manifest, its
-    quarantine list and every site's shards (readers take every ``part-*-of-*`` file)."""
-    patterns = ["manifest.json", "quarantine.jsonl", f"*/{SITE_FILE_PREFIX}-*-of-*{FILE_NAME_SUFFIX}"]
+    quarantine list, its report and every site's shards (readers take every ``part-*-of-*`` file)."""
+    patterns = ["manifest.json", "quarantine.jsonl", REPORT_NAME,
+                f"*/{SITE_FILE_PREFIX}-*-of-*{FILE_NAME_SUFFIX}"]
     return sorted(m.path for pattern in patterns for m in match_below(output, pattern))
 
 
@@ -634,7 +640,7 @@ def _clear_earlier_run(output: str, overwrite: bool) -> None:
         return
     shards = sum(path.endswith(FILE_NAME_SUFFIX) for path in found)
     if not overwrite:
-        names = ", ".join(name for name in ("manifest.json", "quarantine.jsonl")
+        names = ", ".join(name for name in ("manifest.json", "quarantine.jsonl", REPORT_NAME)
                           if FileSystems.join(output, name) in found)
         raise ValueError(
             f"--output {output}: holds an earlier run's outputs ({shards} TFRecord shard(s)"
@@ -897,6 +903,8 @@ def _write_output(parser, args, options, config, items, ignored, key, scrub) -> 
     with FileSystems.open(FileSystems.join(args.output, "manifest.json")) as fh:
         manifest = json.loads(fh.read())
     print(scrub(f"eegfm-preprocess: wrote {args.output}\n" + summarize(manifest, seconds)))
+    if args.report:
+        log.info("data-quality report: %s", scrub(write_report(args.output)))
     return manifest
 
 

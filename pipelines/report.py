@@ -15,6 +15,7 @@ field of a recording is read.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections import Counter
@@ -24,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.object_stores import is_remote, join_path, open_binary
+from pipelines.object_stores import filesystems, is_remote, join_path, open_binary
 from pipelines.schema import decode_features
 from pipelines.tfrecord import read_records
 
@@ -144,7 +145,7 @@ def draw_report(sites: Mapping[str, Mapping[str, Any]], scores: Mapping[str, np.
 
 def write_report(output: str, target: str | None = None, max_windows: int = 2000) -> str:
     """Draw the run in ``output`` (its manifest and shards) as a PNG at ``target`` (default
-    ``output/report.png``; local paths only for the picture); returns where it went."""
+    ``output/report.png``, on an object store too); returns where it went."""
     try:
         with open_binary(join_path(output, "manifest.json")) as fileobj:
             manifest = json.loads(fileobj.read())
@@ -158,11 +159,16 @@ def write_report(output: str, target: str | None = None, max_windows: int = 2000
     title = (f"{counts.get('processed', 0)} recordings processed, {counts.get('quarantined', 0)} quarantined "
              f"({counts.get('ignored', 0)} other files listed); {counts.get('windows', 0)} windows, "
              f"{counts.get('window_eeg_hours', 0):.2f} EEG-hours")
+    figure = draw_report(sites, artifact_scores(output, manifest, max_windows), title)
+    picture = io.BytesIO()
+    figure.savefig(picture, format="png", dpi=110)
     target = target or join_path(output, REPORT_NAME)
     if is_remote(target):
-        raise ValueError(f"--report: expected a local path for the picture; got {target}")
-    figure = draw_report(sites, artifact_scores(output, manifest, max_windows), title)
-    figure.savefig(target, dpi=110)
+        with filesystems(target).create(target) as fileobj:
+            fileobj.write(picture.getvalue())
+    else:
+        with open(target, "wb") as fileobj:
+            fileobj.write(picture.getvalue())
     return target
 
 
@@ -174,17 +180,15 @@ def main(argv: list[str] | None = None) -> int:
                     "often each 10-20 channel was interpolated, and the windows' artifact_score, one row per site.")
     parser.add_argument("output", metavar="OUT", help="the --output folder of a finished run (local, gs:// or s3://)")
     parser.add_argument("--report", default=None,
-                        help="where to write the PNG (a local path; default OUT/report.png, or report.png here "
-                        "for a remote OUT)")
+                        help="where to write the PNG (default OUT/report.png; local, gs:// or s3://)")
     parser.add_argument("--max_windows", type=int, default=2000,
                         help="windows per site whose artifact_score is drawn: the first ones of its shards "
                         "(more: a fuller picture, a longer read)")
     args = parser.parse_args(argv)
     if args.max_windows < 1:
         parser.error(f"--max_windows: expected an integer >= 1; got {args.max_windows}")
-    target = args.report or (REPORT_NAME if is_remote(args.output) else None)
     try:
-        print(write_report(args.output, target, args.max_windows))
+        print(write_report(args.output, args.report, args.max_windows))
     except (OSError, ValueError) as err:
         print(f"report: {err}", file=sys.stderr)
         return 2

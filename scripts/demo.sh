@@ -19,9 +19,8 @@ echo "demo: [2/4] preprocess both layouts with Beam (DirectRunner, 2 worker proc
 rm -rf "$OUT/tfrecords"
 "$PY" -m pipelines.preprocess --input "$OUT/corpus/edf" --input "$OUT/corpus/hms" \
   --output "$OUT/tfrecords" --pseudonym_key_file "$OUT/pseudonym.key" \
-  --runner DirectRunner --direct_running_mode multi_processing --direct_num_workers 2
-# The run's data quality across sites, one picture (recordings, windows, interpolated channels, artifact scores)
-"$PY" -m pipelines.report "$OUT/tfrecords" > /dev/null
+  --runner DirectRunner --direct_running_mode multi_processing --direct_num_workers 2 \
+  --report  # the run's data quality across sites, one picture: tfrecords/report.png
 echo "demo: [3/4] pretrain the tiny encoder (masked reconstruction + contrastive channels) -> $OUT/pretrain"
 rm -rf "$OUT/pretrain"
 # 150 steps: over 7 pseudonym keys the held-out subjects' masked reconstruction went 1.0 -> 0.57-0.95

@@ -353,8 +353,8 @@ def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, b
     # The data-quality report reads it there too: the same picture's numbers as the local run's.
     from pipelines.report import artifact_scores, site_summary, write_report
 
-    assert write_report(f"s3://{BUCKET}/out", str(tmp_path / "report.png")) == str(tmp_path / "report.png")
-    assert (tmp_path / "report.png").read_bytes()[:4] == b"\x89PNG"
+    assert write_report(f"s3://{BUCKET}/out") == f"s3://{BUCKET}/out/report.png"  # beside the records
+    assert client.get_object(Bucket=BUCKET, Key="out/report.png")["Body"].read()[:4] == b"\x89PNG"
     assert site_summary(manifest) == site_summary(local_manifest)
     remote_scores = artifact_scores(f"s3://{BUCKET}/out", manifest, 100)
     local_scores = artifact_scores(str(tmp_path / "out"), local_manifest, 100)

@@ -80,9 +80,10 @@ def test_an_earlier_runs_outputs_are_kept_apart_or_overwritten(shared_data, key_
     edf, out = shared_data / "eegmat" / "Subject00_1.edf", tmp_path / "out"
     assert earlier_run_outputs(str(tmp_path / "none")) == []
     base = ["--input", str(edf), "--output", str(out), "--pseudonym_key_file", key_file]
-    first = run([*base, "--max_shard_mb", "0.5"])
+    first = run([*base, "--max_shard_mb", "0.5", "--report"])
     shards = sorted(out.glob("site-*/part-*-of-*.tfrecord"))
     assert len(shards) == len(first["shards"]) == 4
+    assert (out / "report.png").read_bytes()[:4] == b"\x89PNG"  # --report: the data-quality picture
     # What runs that stopped early (a killed machine) left: kept and reported, deleted by --overwrite.
     (out / ".spill-0123456789ab").mkdir()
     (out / ".spill-0123456789ab" / "x.tfrecord").write_bytes(b"\0" * 2_000_000)
@@ -92,14 +93,15 @@ def test_an_earlier_runs_outputs_are_kept_apart_or_overwritten(shared_data, key_
         run(base)
     assert exit_.value.code == 2
     assert (f"--output {out}: holds an earlier run's outputs (4 TFRecord shard(s), manifest.json, "
-            "quarantine.jsonl); this run's shards would mix with them. Pass --overwrite") in capsys.readouterr().err
+            "quarantine.jsonl, report.png); this run's shards would mix with them. Pass --overwrite"
+            ) in capsys.readouterr().err
     assert sorted(out.glob("site-*/part-*-of-*.tfrecord")) == shards  # nothing touched
     assert len(temporary_folders(str(out))) == 2
     second = run([*base, "--overwrite"])
     assert temporary_folders(str(out)) == {}
     assert [p.name for p in out.glob("site-*/part-*-of-*.tfrecord")] == ["part-00000-of-00001.tfrecord"]
     assert second["counts"]["windows"] == first["counts"]["windows"] > 10
-    assert earlier_run_outputs(str(out)) == sorted(
+    assert earlier_run_outputs(str(out)) == sorted(  # the first run's report went with its shards
         [str(out / "manifest.json"), str(out / "quarantine.jsonl"), str(out / second["shards"][0])])
 
 
