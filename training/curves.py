@@ -1,7 +1,8 @@
 """A run's learning curves from its ``metrics.jsonl``, drawn as ``curves.png`` beside it: the
 training and held-out losses by step (with the class-prior baseline a fine-tuned model must beat),
 the held-out scores, and the learning rate. Pretraining and fine-tuning write it when they finish
-or stop; ``python -m training.curves RUN_DIR`` draws it for a run in progress.
+or stop, pretraining at every checkpoint too; ``python -m training.curves RUN_DIR`` draws it for
+any run, in progress or not.
 
 A resumed run logs again the steps after the checkpoint it resumed from; the line logged last at a
 step is the one drawn, so the curve is the trajectory the final weights came from.
@@ -13,6 +14,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -126,16 +128,17 @@ def plot_curves(metrics: str | Path, path: str | Path, title: str = "",
     figure = draw(series, panels_for(series) if panels is None else panels, title)
     if figure is None:
         return False
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=110, format="png")
     return True
 
 
 def write_curves(output: Path, title: str) -> Path | None:
     """``output/curves.png`` from ``output/metrics.jsonl``; a run's last act, so a problem drawing
     it is a warning, not a failed run (the metrics themselves are already written)."""
-    metrics = output / "metrics.jsonl"
+    metrics, partial = output / "metrics.jsonl", output / f".{CURVES_NAME}.partial"
     try:
-        if metrics.exists() and plot_curves(metrics, output / CURVES_NAME, title):
+        if metrics.exists() and plot_curves(metrics, partial, title):
+            os.replace(partial, output / CURVES_NAME)  # a run killed while drawing keeps the last whole one
             return output / CURVES_NAME
     except (OSError, ValueError) as err:
         log.warning("%s: learning curves not drawn (%s)", output / CURVES_NAME, err)

@@ -466,6 +466,7 @@ def _train(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], output: P
     tracker = Tracker(cfg.wandb.project, output, cfg.to_dict(), mode=cfg.wandb.mode, rank=dist.rank,
                       run_name=cfg.wandb.run_name)
     metrics_file = open(output / "metrics.jsonl", "a", encoding="utf-8") if dist.is_main else None
+    curves_title = f"pretraining ({cfg.model}, up to {total} steps)"
     batches = TimedBatches(iter(run.loader))
     progress = tqdm(total=total, initial=run.step, desc="pretrain", unit="step", disable=not dist.is_main,
                     dynamic_ncols=True, file=sys.stderr)
@@ -542,6 +543,9 @@ def _train(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], output: P
                 # With validation, the held-out loss ranks checkpoints; a save between its
                 # evaluations (preemption) has none and is never "best". Rank 0 decides.
                 save(run, output, mean_loss if held_out is None else val.get("val/loss"))
+                if metrics_file is not None and run.step < total and not stop:
+                    # a long run's curves so far, without W&B's server (offline by default)
+                    write_curves(output, curves_title)
             if stop and run.step < total:
                 log.warning("stopping at step %d (%s); resume with --resume auto", run.step, stop_vote.reason)
                 status = PREEMPTED_EXIT_CODE
@@ -559,7 +563,7 @@ def _train(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], output: P
                 export_best(run, output, tracker)
     if metrics_file is not None:
         metrics_file.close()
-        write_curves(output, f"pretraining ({cfg.model}, {run.step} steps)")
+        write_curves(output, f"pretraining ({cfg.model}, {run.step} of {total} steps)")
     dist.barrier()
     return status
 

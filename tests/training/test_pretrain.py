@@ -187,6 +187,27 @@ def test_sigterm_mid_epoch_then_resume_ends_bitwise_identical(pipeline_output, t
     assert a["loader"] == b["loader"]
 
 
+def test_a_killed_run_leaves_its_curves_as_of_its_last_checkpoint(pipeline_output, tmp_path):
+    """A long run draws curves.png at every checkpoint, so a run killed outright (no end, no
+    SIGTERM handler) still leaves a picture of its progress."""
+    from training.curves import read_series
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "training.pretrain", "--data", str(pipeline_output),
+                             "--output", str(out), *FAST, "--max_steps", "1000", "--set", "save_every=2",
+                             "--set", "wandb.mode=disabled"],
+                            cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 240
+    while not (out / "curves.png").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert ckpt.latest_checkpoint(out / "checkpoints") is not None and not (out / "model").exists()
+    assert read_series(out / "metrics.jsonl")["loss"][0][:2].tolist() == [1, 2]
+
+
 def test_bad_config_and_resume_arguments_fail_with_clear_messages(pipeline_output, tmp_path):
     done = _pretrain(pipeline_output, tmp_path / "x", "--set", "optim.lr=-1", timeout=120)
     assert done.returncode == 2
