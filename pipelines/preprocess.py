@@ -307,9 +307,19 @@ class WriteWindows(beam.PTransform):
 # --------------------------------------------------------------------------- stage 4: reports
 def _window_counts(counted: tuple[str, str, str, int, str]) -> list[tuple[str, float]]:
     site, subject, label, n_times, corpus_split = counted
-    return [("site/" + site, 1), ("subject/" + subject, 1), ("label/" + label, 1), ("total", 1),
+    return [("site/" + site, 1), ("subject/" + subject, 1), ("label/" + label, 1), (f"site_label/{site}/{label}", 1),
+            ("total", 1),
             ("seconds", n_times / schema.SFREQ), (f"samples/{n_times}", 1),
             *([("split/" + corpus_split, 1)] if corpus_split else [])]
+
+
+def _per_site_label(counts: dict) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for key, value in sorted(counts.items()):
+        if key.startswith("site_label/"):
+            site, label = key[len("site_label/"):].split("/", 1)
+            out.setdefault(site, {})[label] = int(value)
+    return out
 
 
 def _quarantine_line(event) -> str:
@@ -356,6 +366,8 @@ def _write_manifest(_, path, header, outcomes, counts, shards, model_used, quara
         "per_site": {k[5:]: int(v) for k, v in sorted(counts.items()) if k.startswith("site/")},
         "per_subject": {k[8:]: int(v) for k, v in sorted(counts.items()) if k.startswith("subject/")},
         "per_label": {k[6:]: int(v) for k, v in sorted(counts.items()) if k.startswith("label/")},
+        # each site's windows by label: a class balance that differs between sites shows here
+        "per_site_label": _per_site_label(counts),
         # windows by the corpus's own split (the TUH corpora's train, dev, eval); pretraining
         # reads it to say how many windows its exclude_corpus_splits leaves out
         "per_corpus_split": {k[6:]: int(v) for k, v in sorted(counts.items()) if k.startswith("split/")},

@@ -1,12 +1,14 @@
 """A pipeline run's data quality across sites, as one picture: ``python -m pipelines.report OUT``
 writes ``OUT/report.png`` from the run's ``manifest.json`` and a sample of its windows.
 
-Four panels, one row per site, so a site that differs stands out before a model is trained on it:
+Panels with one row per site, so a site that differs stands out before a model is trained on it:
 1. recordings processed and quarantined (by the stage that refused them);
 2. windows written, repaired (a few bad channels interpolated) and rejected, with the rules that
    rejected them;
 3. how often each 10-20 channel had to be interpolated (absent from the recording, or bad);
-4. the distribution of the windows' ``artifact_score`` (the first ``--max_windows`` of each site).
+4. the distribution of the windows' ``artifact_score`` (the first ``--max_windows`` of each site);
+5. each site's windows by label, as shares (where the manifest counts them per site): a class
+   balance that differs between sites, which a cross-site evaluation must account for.
 
 Everything drawn is already de-identified: site pseudonyms, counts and scores; no path or header
 field of a recording is read.
@@ -19,7 +21,7 @@ import io
 import json
 import sys
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -35,8 +37,9 @@ REPORT_NAME = "report.png"
 def site_summary(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """Per site (pseudonym): recordings processed, quarantined by stage, EEG hours, windows
     written / repaired / rejected, the rejection rules' counts and, per 10-20 channel, the
-    recordings in which it was interpolated. Inputs refused before a site was known (an
-    unreadable file) count under ``"(no site)"``; ignored files (sidecars, documents) not at all."""
+    recordings in which it was interpolated; ``labels``, its windows by label, where the manifest
+    counts them. Inputs of a manifest that names no site for them (written before quarantined
+    inputs had one) count under ``"(no site)"``; ignored files (sidecars, documents) not at all."""
     sites: dict[str, dict[str, Any]] = {}
     for row in manifest.get("inputs", ()):
         if row.get("status") not in ("processed", "quarantined"):
@@ -54,6 +57,10 @@ def site_summary(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         site["rejected"] += int(row.get("rejected_windows", 0))
         site["rules"].update({str(k): int(v) for k, v in (row.get("rejection_rules") or {}).items()})
         site["interpolated"].update(row.get("interpolated") or ())
+    # Windows by label ('task:class', 'unlabeled:-1'), where the manifest counts them per site
+    for name, labels in (manifest.get("counts", {}).get("per_site_label") or {}).items():
+        if name in sites:
+            sites[name]["labels"] = Counter({str(k): int(v) for k, v in labels.items()})
     return dict(sorted(sites.items()))
 
 
@@ -77,16 +84,30 @@ def artifact_scores(output: str, manifest: Mapping[str, Any], max_windows: int) 
     return {site: np.array(values) for site, values in sorted(scores.items())}
 
 
-def draw_report(sites: Mapping[str, Mapping[str, Any]], scores: Mapping[str, np.ndarray], title: str = ""):
-    """The four panels as a matplotlib Figure (see the module doc)."""
+def _label_name(label: str, classes: Mapping[str, Sequence[str]], tasks: int) -> str:
+    """'hms6:3' as 'LRDA' (with its task where the run has several), 'unlabeled:-1' as 'unlabeled'."""
+    task, _, code = label.rpartition(":")
+    names = classes.get(task, ())
+    if task == "unlabeled" or not code.lstrip("-").isdigit() or not 0 <= int(code) < len(names):
+        return "unlabeled" if task == "unlabeled" else label
+    return f"{task}: {names[int(code)]}" if tasks > 1 else names[int(code)]
+
+
+def draw_report(sites: Mapping[str, Mapping[str, Any]], scores: Mapping[str, np.ndarray], title: str = "",
+                classes: Mapping[str, Sequence[str]] | None = None):
+    """The panels as a matplotlib Figure (see the module doc); the fifth, each site's windows by
+    label (``classes``: the manifest's class names per task), where the manifest counts them."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     names = list(sites)
     rows = np.arange(len(names))
-    figure = Figure(figsize=(15, 2.2 + 0.45 * max(len(names), 3)))
+    with_labels = any(sites[n].get("labels") for n in names)
+    figure = Figure(figsize=(18.5 if with_labels else 15, 2.2 + 0.45 * max(len(names), 3)))
     FigureCanvasAgg(figure)
-    recordings, windows, channels, quality = figure.subplots(1, 4, gridspec_kw={"width_ratios": [1, 1, 1.6, 1]})
+    panels = figure.subplots(1, 5 if with_labels else 4,
+                             gridspec_kw={"width_ratios": [1, 1, 1.6, 1, 1.2][:5 if with_labels else 4]})
+    recordings, windows, channels, quality = panels[:4]
 
     stages = sorted({stage for s in sites.values() for stage in s["quarantined"]})
     left = np.array([sites[n]["processed"] for n in names], dtype=float)
@@ -133,7 +154,9 @@ def draw_report(sites: Mapping[str, Mapping[str, Any]], scores: Mapping[str, np.
                         flierprops={"markersize": 2})
     quality.set_xlim(0.0, 1.0)
     quality.set_title("windows' artifact_score (0 clean, 1 artifact)", fontsize=9)
-    for axes in (recordings, windows, channels, quality):  # one row per site, first at the top, in every panel
+    if with_labels:
+        _draw_labels(panels[4], [sites[n].get("labels", Counter()) for n in names], rows, classes or {})
+    for axes in panels:  # one row per site, first at the top, in every panel
         axes.set_ylim(len(names) - 0.5, -0.5)
         axes.set_yticks(rows, names if axes is recordings else [], fontsize=8)
         axes.grid(axis="x", alpha=0.3)
@@ -141,6 +164,31 @@ def draw_report(sites: Mapping[str, Mapping[str, Any]], scores: Mapping[str, np.
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure
+
+
+def _label_order(label: str) -> tuple[bool, str, int]:
+    """Unlabeled windows last; each task's classes in their order."""
+    task, _, code = label.rpartition(":")
+    return task == "unlabeled", task, int(code) if code.lstrip("-").isdigit() else 0
+
+
+def _draw_labels(axes, labels: Sequence[Counter], rows: np.ndarray, classes: Mapping[str, Sequence[str]]) -> None:
+    """Each site's windows by label as shares of its windows (stacked): class balance by site."""
+    import matplotlib
+
+    every = sorted({label for counts in labels for label in counts}, key=_label_order)
+    tasks = len({label.rpartition(":")[0] for label in every} - {"unlabeled"})
+    colours = matplotlib.colormaps["tab20"]
+    totals = np.array([max(sum(counts.values()), 1) for counts in labels], dtype=float)
+    left = np.zeros(len(labels))
+    for k, label in enumerate(every):
+        shares = np.array([counts.get(label, 0) for counts in labels]) / totals
+        colour = "0.8" if label.startswith("unlabeled") else colours(k % 20)
+        axes.barh(rows, shares, left=left, color=colour, label=_label_name(label, classes, tasks))
+        left += shares
+    axes.set_xlim(0.0, 1.0)
+    axes.set_title("windows by label (share of the site's)", fontsize=9)
+    axes.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 
 
 def write_report(output: str, target: str | None = None, max_windows: int = 2000) -> str:
@@ -159,7 +207,7 @@ def write_report(output: str, target: str | None = None, max_windows: int = 2000
     title = (f"{counts.get('processed', 0)} recordings processed, {counts.get('quarantined', 0)} quarantined "
              f"({counts.get('ignored', 0)} other files listed); {counts.get('windows', 0)} windows, "
              f"{counts.get('window_eeg_hours', 0):.2f} EEG-hours")
-    figure = draw_report(sites, artifact_scores(output, manifest, max_windows), title)
+    figure = draw_report(sites, artifact_scores(output, manifest, max_windows), title, manifest.get("classes", {}))
     picture = io.BytesIO()
     figure.savefig(picture, format="png", dpi=110)
     target = target or join_path(output, REPORT_NAME)
@@ -177,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m pipelines.report",
         description="Draw a pipelines.preprocess run's data quality across sites as one PNG: recordings "
                     "processed and quarantined (by stage), windows written, repaired and rejected (by rule), how "
-                    "often each 10-20 channel was interpolated, and the windows' artifact_score, one row per site.")
+                    "often each 10-20 channel was interpolated, the windows' artifact_score and their labels, one "
+                    "row per site.")
     parser.add_argument("output", metavar="OUT", help="the --output folder of a finished run (local, gs:// or s3://)")
     parser.add_argument("--report", default=None,
                         help="where to write the PNG (default OUT/report.png; local, gs:// or s3://)")

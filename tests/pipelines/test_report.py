@@ -8,6 +8,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pipelines import schema
 from pipelines.channels import CANONICAL_CHANNELS
@@ -37,6 +38,12 @@ def test_per_site_numbers_add_up_to_the_manifest_and_every_input_has_its_site(sh
     interpolated = Counter(ch for row in manifest["inputs"] if row["status"] == "processed"
                            for ch in row["interpolated"])
     assert sum((s["interpolated"] for s in sites.values()), Counter()) == interpolated
+    # each site's windows by label, as the manifest now counts them
+    assert {name: sum(s.get("labels", Counter()).values()) for name, s in sites.items()} == {
+        name: counts["per_site"].get(name, 0) for name in sites}
+    assert sum((s.get("labels", Counter()) for s in sites.values()), Counter()) == Counter(counts["per_label"])
+    assert {label for s in sites.values() for label in s.get("labels", {})} >= {
+        "eegmat_rest_task:0", "eegmat_rest_task:1", "unlabeled:-1"}
 
 
 def test_artifact_scores_are_the_stored_windows_first_ones_per_site(shared_run):
@@ -54,10 +61,16 @@ def test_artifact_scores_are_the_stored_windows_first_ones_per_site(shared_run):
 def test_the_picture_has_a_row_per_site_in_every_panel(shared_run):
     _, manifest = shared_run
     sites = site_summary(manifest)
-    figure = draw_report(sites, {}, "title")
-    recordings, windows, channels, quality = figure.axes[:4]
+    figure = draw_report(sites, {}, "title", manifest["classes"])
+    recordings, windows, channels, quality, labels = figure.axes[:5]
+    legend = [t.get_text() for t in labels.get_legend().get_texts()]
+    assert legend[:2] == ["eegmat_rest_task: rest", "eegmat_rest_task: task"] and legend[-1] == "unlabeled"
+    eegmat = next(k for k, s in enumerate(sites.values()) if s.get("labels", {}).get("eegmat_rest_task:0"))
+    bars = [p for p in labels.patches if round(p.get_y() + p.get_height() / 2) == eegmat and p.get_width() > 0]
+    rest_share = list(sites.values())[eegmat]["labels"]["eegmat_rest_task:0"] / list(sites.values())[eegmat]["windows"]
+    assert bars[0].get_width() == pytest.approx(rest_share) and sum(p.get_width() for p in bars) == pytest.approx(1)
     assert [t.get_text() for t in recordings.get_yticklabels()] == list(sites)
-    for axes in (windows, channels, quality):
+    for axes in (windows, channels, quality, labels):
         assert axes.get_ylim() == recordings.get_ylim() == (len(sites) - 0.5, -0.5)
     shares = channels.get_images()[0].get_array()
     assert shares.shape == (len(sites), len(CANONICAL_CHANNELS))
