@@ -16,7 +16,9 @@ dataset adapter knows how its layout names subjects, sessions, sites and labels:
   `*_channels.tsv` the bad channels (interpolated) and `*_eeg.json` the mains frequency
   (``pipelines.bids``). Recordings in its `sourcedata/`, `derivatives/`, `code/` and `stimuli/`
   folders are `Ignored`: the data set's recordings before conversion or after processing.
-- `eegmat`: PhysioNet mental arithmetic, `SubjectNN_1.edf` rest / `SubjectNN_2.edf` task.
+- `eegmat`: PhysioNet mental arithmetic, `SubjectNN_1.edf` rest / `SubjectNN_2.edf` task; the
+  subjects split as the foundation-model papers' benchmark splits them (`corpus_split`: 00-27
+  train, 28-31 dev, 32-35 eval).
 - `edf`: any folder of EDF/BDF/FIF/BrainVision/EEGLAB files; an optional `labels.csv` attaches
   labels by `path` (relative to it): HMS's vote columns give an hms6 window (the simulator's
   layout); `task` + `label` give every window of the recording that label, or with `start_s` and
@@ -817,6 +819,18 @@ def _plain(path: str, roots, site) -> SourceItem:
     return SourceItem(path=path, dataset="edf", site=_site(path, roots, site))
 
 
+# The split EEG foundation-model papers evaluate eegmat on (CBraMod, LaBraM, BIOT comparisons): the
+# sorted subjects 00-27 train, 28-31 validate, 32-35 test. Kept as the corpus's own split, it lets
+# fine-tuning reproduce their numbers (corpus_split=true) and keeps the test subjects out of
+# pretraining and of the artifact autoencoder's sample.
+EEGMAT_SPLIT = (("train", range(0, 28)), ("dev", range(28, 32)), ("eval", range(32, 36)))
+
+
+def eegmat_split(subject: int) -> str:
+    """The benchmark split of eegmat subject number ``subject``; '' outside the data set's 00-35."""
+    return next((name for name, numbers in EEGMAT_SPLIT if subject in numbers), "")
+
+
 def _eegmat(files, roots, site):
     items, ignored, named = _by_name(files, roots, site, _EEGMAT)
     # subject-info.csv (Subject, Age, Gender, ...) is the data set's own record of age and sex;
@@ -835,6 +849,7 @@ def _eegmat(files, roots, site):
             path=path, dataset="eegmat", site=site or _site(path, roots, None),
             subject_key=f"eegmat-{subject}", session_key=str(state), task="eegmat_rest_task",
             recording_label=state - 1, age=age, sex=normalize_sex(row.get("Gender")),
+            corpus_split=eegmat_split(int(subject)),
         ))
     return items, ignored
 

@@ -380,10 +380,10 @@ class FinetuneConfig(RunConfig):
     test_fraction: a third split of subjects (sites) held out from training and validation,
         evaluated once with the final model; 0 reports on the validation split only.
     corpus_split: keep to the corpus's own split (the windows' ``corpus_split``: TUAB, TUSZ,
-        TUEV), as their published benchmarks do: its eval recordings are the test split, its dev
-        recordings validation (without dev, ``val_fraction`` of its training subjects); the
-        training split is the rest of its train recordings. Needs split_group subject and
-        test_fraction 0.
+        TUEV by folder, eegmat by subject), as their published benchmarks do: its eval
+        recordings are the test split, its dev recordings validation (without dev,
+        ``val_fraction`` of its training subjects); the training split is the rest of its train
+        recordings. Needs split_group subject and test_fraction 0.
     temperature_scaling: fit a softmax temperature on the validation split after training.
     epochs: passes over the training split; ``optim.max_steps``, if set, stops earlier.
     """

@@ -977,9 +977,12 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str],
                  report["metric"], value, "training-mean" if cfg.task == "regression" else "class-prior", baseline,
                  ranks)
         if "test" not in report:
+            # corpus_split takes its test subjects from the corpus (test_fraction must stay 0)
+            remedy = ("the data holds none of the corpus's eval split (TUH: edf/eval/; eegmat: subjects 32-35): "
+                      "preprocess its eval recordings with the others for a test" if cfg.corpus_split else
+                      f"--set test_fraction=0.2 holds out {cfg.split_group}s that only the final model sees")
             log.info("these are the validation %ss' numbers; they also chose the checkpoint%s, so they flatter the "
-                     "model: --set test_fraction=0.2 holds out %ss that only the final model sees",
-                     cfg.split_group, " and the temperature" if cfg.temperature_scaling else "", cfg.split_group)
+                     "model: %s", cfg.split_group, " and the temperature" if cfg.temperature_scaling else "", remedy)
         if sites := report.get("test_per_site" if "test" in report else "val_per_site", {}):
             log.info("%s %s per site: %s", split, report["metric"], "; ".join(
                 "{} {:.3f} (baseline {:.3f}), ".format(site, *scores(m)) + f"{m['n_windows']} windows"

@@ -71,7 +71,8 @@ def corpus_splits(windows: Iterable[tuple[str, str]], val_fraction: float, seed:
     if bare:
         raise ValueError(f"corpus_split: {len(bare)} of {len(parts)} subjects have windows with no corpus split "
                          f"(subject {bare[0]}, ...): expected every window from a corpus with its own train/dev/eval "
-                         "(preprocess --dataset tuab, tusz or tuev on its edf/train, dev and eval folders)")
+                         "(preprocess --dataset tuab, tusz or tuev on its edf/train, dev and eval folders; eegmat "
+                         "splits by subject)")
     mixed = sorted(s for s, found in parts.items() if len(found) > 1)
     if mixed:
         raise ValueError(f"corpus_split: subject {mixed[0]} has recordings in the corpus's "

@@ -6,7 +6,15 @@ import shutil
 import pandas as pd
 import pytest
 
-from pipelines.sources import HMS_VOTE_COLUMNS, LabeledInterval, LabeledWindow, discover, expand_inputs, site_from_path
+from pipelines.sources import (
+    HMS_VOTE_COLUMNS,
+    LabeledInterval,
+    LabeledWindow,
+    discover,
+    eegmat_split,
+    expand_inputs,
+    site_from_path,
+)
 
 
 def test_the_whole_shared_tree_is_accounted_for(shared_data):
@@ -35,6 +43,23 @@ def test_eegmat_adapter_labels_rest_and_task_and_reads_the_subject_sidecar(share
     # Largest files first, so runners that deal work out in input order end balanced.
     sizes = [os.path.getsize(i.path) for i in items]
     assert sizes == sorted(sizes, reverse=True) and sizes[0] > 2 * sizes[-1]
+
+
+def test_eegmat_subjects_carry_the_benchmark_split_of_the_foundation_model_papers(shared_data, tmp_path):
+    """Subjects 00-27 train, 28-31 dev (validation), 32-35 eval (test), as CBraMod and LaBraM split
+    eegmat; both files of a subject in the same split."""
+    items, _, _ = discover([str(shared_data / "eegmat")])
+    by_split: dict[str, set[str]] = {}
+    for item in items:
+        by_split.setdefault(item.corpus_split, set()).add(item.subject_key)
+    assert by_split == {"train": {f"eegmat-{n:02d}" for n in range(28)},
+                        "dev": {f"eegmat-{n:02d}" for n in range(28, 32)}}
+    assert [eegmat_split(n) for n in (0, 27, 28, 31, 32, 35, 36)] == ["train", "train", "dev", "dev", "eval",
+                                                                      "eval", ""]
+    # The test subjects (not in ../shared/data: sealed) would be the eval split.
+    (tmp_path / "Subject33_1.edf").symlink_to(shared_data / "eegmat" / "Subject00_1.edf")
+    (item,) = discover([str(tmp_path)], dataset="eegmat")[0]
+    assert (item.subject_key, item.corpus_split) == ("eegmat-33", "eval")
 
 
 def test_hms_adapter_attaches_votes_and_reports_rows_without_parquet(tmp_path, shared_data):

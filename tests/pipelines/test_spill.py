@@ -139,9 +139,8 @@ def test_a_corpus_eval_split_recording_is_counted_by_its_split_and_never_sampled
                      for w in windows]
         return _spill(relabeled, tmp_path / split)
 
-    train, evaluation = spilled_as("train"), spilled_as("eval")
-    assert (train.corpus_split, evaluation.corpus_split) == ("train", "eval")
-    assert _spill(windows, tmp_path / "none").corpus_split == ""
+    train, evaluation, unsplit = spilled_as("train"), spilled_as("eval"), spilled_as("")
+    assert (train.corpus_split, evaluation.corpus_split, unsplit.corpus_split) == ("train", "eval", "")
     assert len(sample_items(train, frozenset())) == len(windows)
     assert sample_items(evaluation, frozenset()) == [] == sample_items(evaluation, frozenset({evaluation.site}))
 

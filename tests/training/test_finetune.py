@@ -617,6 +617,36 @@ def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared
     assert val["baseline_loss"] > 0 and val["r2"] == pytest.approx(1 - val["loss"] / val["baseline_loss"])
 
 
+def test_eegmat_fine_tunes_on_the_papers_benchmark_split_with_corpus_split(shared_data, pretrained, tmp_path):
+    """corpus_split=true on eegmat keeps to the split CBraMod and LaBraM report on: subjects 00-27
+    train, 28-31 validate, 32-35 test (here a recording linked as subject 32, the real ones being
+    sealed); the test subject's windows never train or validate."""
+    corpus = tmp_path / "eegmat"
+    corpus.mkdir()
+    source = shared_data / "eegmat"
+    for subject, recorded in ((26, 26), (27, 27), (28, 28), (32, 0)):
+        for k in (1, 2):
+            (corpus / f"Subject{subject}_{k}.edf").symlink_to(source / f"Subject{recorded:02d}_{k}.edf")
+    manifest, out = _preprocess_corpus(corpus, tmp_path)
+    windows = scan_windows(out)
+    by_split = {name: {w["subject_id"] for w in windows if w["corpus_split"] == name} for name in ("train", "dev",
+                                                                                                     "eval")}
+    assert [len(by_split[name]) for name in ("train", "dev", "eval")] == [2, 1, 1]
+    assert manifest["counts"]["per_corpus_split"] == dict(Counter(w["corpus_split"] for w in windows))
+    run = tmp_path / "run"
+    assert finetune.main(["--pretrained", str(pretrained), "--data", str(out), "--output", str(run),
+                          "--task", "eegmat", "--config", "cpu-tiny", "--wandb", "disabled",
+                          "--set", "deterministic=false", "--set", "optim.max_steps=2", "--set", "optim.warmup_steps=0",
+                          "--set", "epochs=1", "--set", "corpus_split=true",
+                          "--set", "model_overrides={modalities: []}", "--set", "loader.augment={}"]) == 0
+    split = json.loads((run / "run.json").read_text())["split"]
+    assert {name: set(split[name]) for name in ("train", "val", "test")} == {
+        "train": by_split["train"], "val": by_split["dev"], "test": by_split["eval"]}
+    report = json.loads((run / "eval.json").read_text())
+    assert report["groups"] == {"train": 2, "val": 1, "test": 1}
+    assert report["test"]["n_windows"] == sum(w["corpus_split"] == "eval" for w in windows) > 0
+
+
 def test_a_sites_recordings_preprocessed_in_two_batches_fine_tune_as_one_data_set(shared_data, pretrained, tmp_path):
     """A ward's recordings preprocessed in two runs with the same key (October's, then November's):
     both outputs hold the same site folder and shard names, and --data A B fine-tunes on all of
