@@ -504,8 +504,9 @@ def build_parser() -> argparse.ArgumentParser:
     sig = parser.add_argument_group("signal processing")
     sig.add_argument("--window_seconds", type=float, default=10.0,
                      help="window length for unlabeled recordings (HMS labeled sub-windows are always 50 s)")
-    sig.add_argument("--stride_seconds", type=float, default=10.0,
-                     help="step between window starts; smaller than --window_seconds overlaps windows")
+    sig.add_argument("--stride_seconds", type=float, default=None,
+                     help="step between window starts (default: --window_seconds, windows end to end); "
+                     "smaller overlaps windows, larger leaves the signal between them out (the run warns)")
     sig.add_argument("--line_freq", default="auto", choices=["auto", "50", "60", "none"],
                      help="mains frequency to notch (with its harmonics); auto takes a BIDS recording's "
                      "PowerLineFrequency (*_eeg.json) where given, else detects 50/60 Hz from the first "
@@ -591,6 +592,10 @@ def config_from_args(args, given: set[str] | None = None) -> PreprocessConfig:
     base = PreprocessConfig.from_yaml(args.config) if args.config else PreprocessConfig()
     wanted = (lambda name: True) if given is None or not args.config else given.__contains__
     fields = {name: getattr(args, name) for name in _CONFIG_FLAGS if wanted(name)}
+    if fields.get("stride_seconds", 0.0) is None:
+        del fields["stride_seconds"]  # not given: windows end to end, unless a YAML file overlaps them
+    if "window_seconds" in fields and "stride_seconds" not in fields and base.stride_seconds == base.window_seconds:
+        fields["stride_seconds"] = fields["window_seconds"]
     if "line_freq" in fields:
         fields["line_freq"] = {"auto": "auto", "50": 50, "60": 60, "none": None}[fields["line_freq"]]
     quality = base.quality.replace(max_artifact_score=args.max_artifact_score) \
@@ -815,6 +820,9 @@ def _run(parser, argv, args, beam_args, redaction: RunRedaction) -> dict:
             check_gcs_credentials([args.output, args.pseudonym_key_file])
         check_reachable([*args.input, args.pseudonym_key_file, *([] if dry_run else [args.output])], options)
         config = config_from_args(args, given_flags(parser, argv))
+        if config.stride_seconds > config.window_seconds:
+            log.warning("windows of %g s every %g s (--stride_seconds): %g s between windows are in none of them",
+                        config.window_seconds, config.stride_seconds, config.stride_seconds - config.window_seconds)
         _check_sharding(args)
         args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file, args.create_key_file)
         key = load_key_any(args.pseudonym_key_file)

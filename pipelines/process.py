@@ -70,7 +70,7 @@ class PreprocessConfig(Config):
     """Everything that changes what the pipeline writes; its hash is stored in every record."""
 
     window_seconds: float = 10.0
-    stride_seconds: float = 10.0
+    stride_seconds: float | None = None  # None: window_seconds, windows end to end
     line_freq: str | int | None = "auto"
     l_freq: float = 0.5
     h_freq: float = 70.0
@@ -92,6 +92,8 @@ class PreprocessConfig(Config):
 
     def validate(self) -> None:
         check_range("window_seconds", self.window_seconds, 0.5, 3600)
+        if self.stride_seconds is None:
+            self.stride_seconds = self.window_seconds
         check_range("stride_seconds", self.stride_seconds, 0.5, 3600)
         check_option("line_freq", self.line_freq, ("auto", 50, 60, None))
         check_range("min_channels", self.min_channels, 1, schema.N_CHANS)

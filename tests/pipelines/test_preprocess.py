@@ -497,6 +497,44 @@ def test_a_config_file_is_overridden_only_by_the_flags_given(shared_data, tmp_pa
     assert manifest["counts"]["windows"] == int(62 // 4)
 
 
+def test_windows_lie_end_to_end_unless_a_stride_is_given_and_gaps_are_warned_of(shared_data, tmp_path, caplog):
+    """--window_seconds 5 alone used to keep the 10 s stride: half of every recording in no window,
+    without a word. The stride follows the window unless given (or a YAML file overlaps windows),
+    and a stride longer than the window is warned of."""
+    from pipelines.preprocess import build_parser, config_from_args, given_flags
+    from pipelines.process import PreprocessConfig
+
+    def config(argv, yaml_text=None):
+        if yaml_text is not None:
+            (tmp_path / "job.yaml").write_text(yaml_text)
+            argv = argv + ["--config", str(tmp_path / "job.yaml")]
+        argv = ["--input", "x", "--output", "y"] + argv
+        parser = build_parser()
+        args, _ = parser.parse_known_args(argv)
+        made = config_from_args(args, given_flags(parser, argv))
+        return made.window_seconds, made.stride_seconds
+
+    assert config([]) == (10.0, 10.0) and config(["--window_seconds", "5"]) == (5.0, 5.0)
+    assert config(["--window_seconds", "5", "--stride_seconds", "2.5"]) == (5.0, 2.5)
+    assert config(["--window_seconds", "8"], "window_seconds: 4\n") == (8.0, 8.0)
+    assert config(["--window_seconds", "8"], "window_seconds: 4\nstride_seconds: 2\n") == (8.0, 2.0)
+    assert config([], "window_seconds: 4\n") == (4.0, 4.0)
+    assert PreprocessConfig(window_seconds=5.0).stride_seconds == 5.0
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "x.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")  # 62 s
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
+    key.chmod(0o600)
+    counts = {}
+    for name, extra in (("end-to-end", []), ("gaps", ["--stride_seconds", "10"])):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="eegfm.preprocess"):
+            manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / name), "--pseudonym_key_file",
+                            str(key), "--no_artifact_model", "--window_seconds", "5", *extra])
+        counts[name] = manifest["counts"]["windows"], "between windows are in none of them" in caplog.text
+    assert counts == {"end-to-end": (12, False), "gaps": (6, True)}
+
+
 def test_folders_whose_names_look_like_patterns_are_read_and_written(shared_data, tmp_path):
     """'[2019]' or '[x]' in a folder name is a character class to Beam's and glob's patterns: the
     input folder matched no files, and the job lost its own shards before the manifest."""
