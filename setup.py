@@ -73,6 +73,7 @@ CONSOLE_SCRIPTS = [
     # Training entry points need the `train` extra (torch); DDP users launch `torchrun -m ...`.
     "eegfm-pretrain = training.pretrain:main",
     "eegfm-finetune = training.finetune:main",
+    "eegfm-loso = evaluation.loso:main",  # leave-one-site-out: one fine-tuning fold per site
 ]
 
 setup(

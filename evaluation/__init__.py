@@ -1,1 +1,2 @@
-"""eegfm evaluation package (see the README's roadmap for what lands here)."""
+"""How far a fine-tuned eegfm model carries: ``evaluation.loso`` holds each site out in turn
+(leave-one-site-out) and reports its test metrics beside the class prior's."""

@@ -384,6 +384,9 @@ class FinetuneConfig(RunConfig):
         recordings are the test split, its dev recordings validation (without dev,
         ``val_fraction`` of its training subjects); the training split is the rest of its train
         recordings. Needs split_group subject and test_fraction 0.
+    test_sites: site pseudonyms held out as the test split (leave-one-site-out:
+        ``evaluation.loso`` names one at a time); the other sites' subjects (sites) split into
+        training and validation by ``val_fraction``. Needs test_fraction 0 and corpus_split false.
     temperature_scaling: fit a softmax temperature on the validation split after training.
     epochs: passes over the training split; ``optim.max_steps``, if set, stops earlier.
     """
@@ -404,6 +407,7 @@ class FinetuneConfig(RunConfig):
     split_group: str = "subject"
     test_fraction: float = 0.0
     corpus_split: bool = False
+    test_sites: list[str] = dataclasses.field(default_factory=list)
     temperature_scaling: bool = False
     epochs: int = 10
 
@@ -451,6 +455,15 @@ class FinetuneConfig(RunConfig):
             raise ConfigError(f"corpus_split: the corpus's eval recordings are the test split, and its splits "
                               f"are of subjects; expected split_group 'subject' and test_fraction 0; got "
                               f"{self.split_group!r} and {self.test_fraction}")
+        sites = self.test_sites
+        if isinstance(sites, str) or not isinstance(sites, Sequence) or not all(
+                isinstance(site, str) and site for site in sites):
+            raise ConfigError(f"test_sites: expected a list of site pseudonyms (the manifest's sites, e.g. "
+                              f"[site-0123456789abcdef]); got {sites!r}")
+        self.test_sites = sorted(set(sites))
+        if self.test_sites and (self.test_fraction or self.corpus_split):
+            raise ConfigError(f"test_sites: the named sites are the test split; expected test_fraction 0 and "
+                              f"corpus_split false; got {self.test_fraction} and {self.corpus_split}")
         _bool("temperature_scaling", self.temperature_scaling)
         if regression and self.temperature_scaling:
             raise ConfigError("temperature_scaling: task 'regression' has no probabilities to calibrate; expected "

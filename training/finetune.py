@@ -96,7 +96,7 @@ from training.loop import (MODEL_KEYS, PREEMPTED_EXIT_CODE, TimedBatches, TrainS
                            load_core_state, loader_config, optimizer_step, quiet_transformers, run_overrides,
                            step_seed)
 from training.pretrain import check_replicas
-from training.splits import SPLITS, Split, corpus_splits, split_groups
+from training.splits import SPLITS, Split, corpus_splits, site_splits, split_groups
 from training.tracking import Tracker, memory_stats
 
 log = get_logger("training.finetune")
@@ -134,7 +134,8 @@ def _labels(cfg: FinetuneConfig) -> list[str]:
     return [str(v) for _, v in sorted((cfg.model_config().id2label or {}).items())]
 
 
-def _is_labeled(window: dict[str, Any], cfg: FinetuneConfig) -> bool:
+def is_labeled(window: dict[str, Any], cfg: FinetuneConfig) -> bool:
+    """Whether a scanned window carries a target for ``cfg.task``: votes (hms6), else a label >= 0."""
     if cfg.task == "hms6":
         return float(window["votes"].sum()) > 0
     return window["label"] >= 0
@@ -160,7 +161,7 @@ def plan_data(data: str | Sequence[str], cfg: FinetuneConfig, record_task: str, 
     """Scan ``data`` for the task's labeled windows, split their groups, count the training split.
     ``patch_size``: the model's, in samples; a shorter window is an error (the model reads patches)."""
     windows = scan_windows(data, RecordFilter())
-    labeled = [w for w in windows if w["task"] == record_task and _is_labeled(w, cfg)]
+    labeled = [w for w in windows if w["task"] == record_task and is_labeled(w, cfg)]
     short = [w["n_times"] for w in labeled if w["n_times"] < patch_size]
     if short:
         raise ConfigError(
@@ -194,6 +195,9 @@ def plan_data(data: str | Sequence[str], cfg: FinetuneConfig, record_task: str, 
         if cfg.corpus_split:
             split = corpus_splits(((w["subject_id"], w["corpus_split"]) for w in labeled), cfg.val_fraction,
                                   cfg.seed)
+        elif cfg.test_sites:
+            split = site_splits(((w[key], w["site_id"]) for w in labeled), cfg.test_sites, cfg.val_fraction, cfg.seed,
+                                cfg.split_group)
         else:
             split = split_groups((w[key] for w in labeled), cfg.val_fraction, cfg.seed, cfg.test_fraction,
                                  cfg.split_group)
@@ -971,8 +975,8 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str],
         value, baseline = scores(held_out)
         # Without a test split the numbers are the validation subjects', who also chose the
         # checkpoint (and the temperature): held out from training, yet an optimistic estimate.
-        split = ("the corpus's eval split" if cfg.corpus_split else "held-out test") if "test" in report \
-            else "validation"
+        split = ("the corpus's eval split" if cfg.corpus_split else "the test site" + "s" * (len(cfg.test_sites) > 1)
+                 if cfg.test_sites else "held-out test") if "test" in report else "validation"
         log.info("fine-tuned model saved to %s; %s %s %.4f vs %s baseline %.4f%s", output / "model", split,
                  report["metric"], value, "training-mean" if cfg.task == "regression" else "class-prior", baseline,
                  ranks)
@@ -1033,16 +1037,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
+    """The run's config: ``--config`` with ``--set``, then ``--task`` and ``--mode`` on top."""
     overrides = run_overrides(args)
     overrides += [f"task={args.task}"] if args.task else []
     overrides += [f"mode={args.mode}"] if args.mode else []
     if args.task == "regression" and not any(o.partition("=")[0].strip() == "temperature_scaling" for o in overrides):
         # The presets calibrate classifiers; a regression head has no probabilities to calibrate.
         overrides.append("temperature_scaling=false")
+    return load_config(args.config, "finetune", overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
-        cfg = load_config(args.config, "finetune", overrides)
+        cfg = config_from_args(args)
         resolve_pretrained(args.pretrained)
     except ConfigError as err:
         print(f"finetune: {err}", file=sys.stderr)

@@ -89,6 +89,36 @@ def corpus_splits(windows: Iterable[tuple[str, str]], val_fraction: float, seed:
     return Split(train=inner.train, val=inner.val, test=named["eval"])
 
 
+def site_splits(windows: Iterable[tuple[str, str]], test_sites: Sequence[str], val_fraction: float, seed: int,
+                kind: str = "subject") -> Split:
+    """The groups (subjects, or sites with ``kind`` site) of ``test_sites`` as the test split, from
+    ``(group id, site id)`` of every window; the other sites' groups split into train and validation
+    (:func:`split_groups`). A subject with windows both in a test site and in another is an error:
+    it would be trained on and tested on."""
+    sites_of: dict[str, set[str]] = {}
+    for group, site in windows:
+        sites_of.setdefault(group, set()).add(site)
+    found = sorted(set().union(*sites_of.values())) if sites_of else []
+    wanted = set(test_sites)
+    missing = sorted(wanted - set(found))
+    if missing:
+        raise ValueError(f"test_sites: {', '.join(missing)} has no window of the task; expected some of "
+                         f"{', '.join(found) or 'no site'}")
+    mixed = sorted(g for g, sites in sites_of.items() if sites & wanted and sites - wanted)
+    if mixed:
+        sites = sites_of[mixed[0]]
+        raise ValueError(f"test_sites: {kind} {mixed[0]} has windows in the test site {sorted(sites & wanted)[0]} and "
+                         f"in {sorted(sites - wanted)[0]} ({len(mixed)} such {kind}s); expected each {kind} at sites "
+                         "of one side, or test_sites naming all of its sites")
+    test = tuple(sorted(g for g, sites in sites_of.items() if sites <= wanted))
+    rest = sorted(set(sites_of) - set(test))
+    if not rest:
+        raise ValueError(f"test_sites: every site ({', '.join(found)}) is a test site; expected at least one "
+                         "other to train and validate on")
+    inner = split_groups(rest, val_fraction, seed, kind=kind)
+    return Split(train=inner.train, val=inner.val, test=test)
+
+
 # ------------------------------------------------------------------------------ pretraining's
 @dataclasses.dataclass(frozen=True)
 class HeldOut:

@@ -128,6 +128,11 @@ def test_bad_pretrain_values_name_the_field(overrides, message):
     (["corpus_split=true", "test_fraction=0.2"],
      r"corpus_split: the corpus's eval recordings are the test split, .*expected split_group 'subject' and "
      r"test_fraction 0; got 'subject' and 0.2"),
+    (["test_sites=site-a"], r"test_sites: expected a list of site pseudonyms .*; got 'site-a'"),
+    (["test_sites=[site-a, 3]"], r"test_sites: expected a list of site pseudonyms .*; got \['site-a', 3\]"),
+    (["test_sites=[site-a]", "test_fraction=0.2"],
+     r"test_sites: the named sites are the test split; expected test_fraction 0 and corpus_split false; got 0.2 "
+     r"and False"),
 ])
 def test_bad_finetune_values_name_the_field(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from training.data import EEGLoader, LoaderConfig, RecordFilter, scan_windows
-from training.splits import Split, corpus_splits, group_counts, hold_out, split_groups
+from training.splits import Split, corpus_splits, group_counts, hold_out, site_splits, split_groups
 
 
 def test_split_groups_is_deterministic_disjoint_and_independent_of_order():
@@ -31,6 +31,22 @@ def test_split_groups_is_deterministic_disjoint_and_independent_of_order():
         split_groups(["a", "b"], 0.5, seed=0, test_fraction=0.3)
     with pytest.raises(ValueError, match=r"split_group=site: 1 site\(s\) .* more sites \(or split_group=subject\)"):
         split_groups(["a"], 0.2, seed=0, kind="site")
+
+
+def test_site_splits_test_on_the_named_sites_subjects_and_split_the_others():
+    windows = [("a", "s1"), ("b", "s1"), ("c", "s2"), ("d", "s2"), ("e", "s3"), ("f", "s3"), ("a", "s1")]
+    inner = split_groups(["c", "d", "e", "f"], 0.25, seed=0)
+    assert site_splits(windows, ["s1"], 0.25, seed=0) == Split(train=inner.train, val=inner.val, test=("a", "b"))
+    assert site_splits(windows, ["s1", "s3"], 0.5, seed=0).test == ("a", "b", "e", "f")
+    by_site = [(site, site) for _, site in windows]  # split_group site: the groups are the sites
+    assert site_splits(by_site, ["s2"], 0.5, seed=0, kind="site").test == ("s2",)
+    with pytest.raises(ValueError, match=r"^test_sites: s9 has no window of the task; expected some of s1, s2, s3$"):
+        site_splits(windows, ["s9"], 0.25, seed=0)
+    with pytest.raises(ValueError, match=r"^test_sites: subject a has windows in the test site s1 and in s2 \(1 such "
+                                         r"subjects\)"):
+        site_splits(windows + [("a", "s2")], ["s1"], 0.25, seed=0)
+    with pytest.raises(ValueError, match=r"^test_sites: every site \(s1, s2, s3\) is a test site"):
+        site_splits(windows, ["s1", "s2", "s3"], 0.25, seed=0)
 
 
 def test_corpus_splits_keep_the_corpus_eval_and_dev_subjects_and_validate_on_train_ones_without_dev():

@@ -1,0 +1,230 @@
+"""Leave-one-site-out evaluation: how a fine-tuned model does at a hospital it never saw.
+
+    python -m evaluation.loso --pretrained runs/pt/model --data OUT/tfrecords --task hms6 \
+        --output runs/loso [any training.finetune option]
+
+A model fitted and validated on one hospital's patients can still lose to the class prior at the
+next, whose montage, amplifiers, population and labelling habits differ; a random split of
+patients hides that. Here each site with labeled windows of the task is in turn the test split of
+one fine-tuning run (``training.finetune`` with ``test_sites`` that site), which trains and
+validates on the other sites' subjects. ``OUTPUT/<site>/`` is that fold's run folder (eval.json,
+model/, curves.png, ...); ``OUTPUT/loso.json`` gathers each fold's test metrics beside its
+baseline (the class prior of the sites it trained on) with their mean, spread and worst site, and
+``OUTPUT/loso.png`` draws them. A fold whose eval.json exists is kept, and an unfinished one
+resumes from its checkpoints, so an interrupted evaluation picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import re
+import sys
+import time
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import ConfigError
+from pipelines.logging_setup import get_logger, setup_logging
+
+log = get_logger("evaluation.loso")
+REPORT_NAME, PLOT_NAME = "loso.json", "loso.png"
+# eval.json's test metrics that every fold's summary averages, where all folds have them
+_SUMMARIZED = ("kl", "baseline_kl", "kl_vs_baseline", "loss", "baseline_loss", "accuracy", "balanced_accuracy",
+               "auroc", "auprc", "cohen_kappa", "f1_weighted", "r2")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from training import finetune
+
+    parser = finetune.build_parser()
+    parser.prog = "python -m evaluation.loso"
+    parser.description = (
+        "Leave-one-site-out evaluation: one fine-tuning run per site with labeled windows of the task, "
+        "that site held out as the test split and the others' subjects trained and validated on; writes each "
+        f"fold's run folder, {REPORT_NAME} (test metrics per site beside the class prior's, mean, spread, worst "
+        f"site) and {PLOT_NAME}. Every training.finetune option applies to each fold; an interrupted "
+        "evaluation resumes where it stopped.")
+    for action in parser._actions:
+        if action.dest == "output":
+            action.help = (f"evaluation folder: <site>/ (each fold's fine-tuning run folder), {REPORT_NAME}, "
+                           f"{PLOT_NAME}")
+    parser.add_argument("--sites", nargs="+", default=None, metavar="SITE",
+                        help="the sites to hold out in turn (pseudonyms, as in the manifest's counts.per_site); "
+                        "default: every site with labeled windows of the task. The folds still train on all "
+                        "the other sites")
+    return parser
+
+
+def labeled_sites(data: str | Sequence[str], cfg, record_task: str) -> Counter:
+    """Labeled windows of ``record_task`` per site."""
+    from training.data import RecordFilter, scan_windows
+    from training.finetune import is_labeled
+
+    return Counter(w["site_id"] for w in scan_windows(data, RecordFilter(tasks=(record_task,))) if is_labeled(w, cfg))
+
+
+def fold_folder(output: Path, site: str) -> Path:
+    """The run folder of the fold that holds ``site`` out (a pseudonym; anything else made safe)."""
+    return output / re.sub(r"[^A-Za-z0-9_.-]", "_", site)
+
+
+def summarize(folds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Mean, standard deviation (across sites, unweighted: each hospital counts once) and range of
+    every test metric all folds report, and the site where the model fares worst against its
+    baseline."""
+    tests = {site: fold["test"] for site, fold in folds.items()}
+    summary: dict[str, Any] = {"n_sites": len(tests)}
+    for key in _SUMMARIZED:
+        values = [t[key] for t in tests.values() if key in t and not math.isnan(t[key])]
+        if values and len(values) == len(tests):
+            mean = sum(values) / len(values)
+            spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
+            summary[key] = {"mean": mean, "std": spread, "min": min(values), "max": max(values)}
+    value, baseline = ("kl", "baseline_kl") if all("kl" in t for t in tests.values()) else ("loss", "baseline_loss")
+    ratios = {site: t[value] / t[baseline] for site, t in tests.items() if t.get(baseline, 0) > 0}
+    if ratios:
+        worst = max(ratios, key=ratios.get)
+        summary["vs_baseline"] = {"metric": value, "mean_ratio": sum(ratios.values()) / len(ratios),
+                                  "worst_site": worst, "worst_ratio": ratios[worst],
+                                  "sites_worse_than_baseline": sorted(s for s, r in ratios.items() if r >= 1.0)}
+    return summary
+
+
+def write_report(output: Path, folds: Mapping[str, Mapping[str, Any]], task: str, record_task: str) -> dict[str, Any]:
+    """loso.json and loso.png from the folds' eval.json contents."""
+    from training.per_site import plot_per_site
+
+    report = {"task": task, "record_task": record_task, "summary": summarize(folds),
+              "sites": {site: {"test": fold["test"], "groups": fold["groups"], "windows": fold["windows"],
+                               "val": fold.get("val", {})} for site, fold in folds.items()}}
+    partial = output / f".{REPORT_NAME}.partial"
+    partial.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    partial.replace(output / REPORT_NAME)
+    vs = report["summary"].get("vs_baseline")
+    title = f"leave-one-site-out, {task}: {len(folds)} site{'s' * (len(folds) != 1)} each unseen in training"
+    if vs:
+        title += f"; mean {vs['metric']} {vs['mean_ratio']:.2f}x the class prior's, worst {vs['worst_ratio']:.2f}x"
+    plot_per_site({site: fold["test"] for site, fold in folds.items()}, title, output / PLOT_NAME)
+    return report
+
+
+# run settings that change no number of a fold
+_BOOKKEEPING = ("wandb", "log_every", "save_every", "keep_last", "backend")
+
+
+def _dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping) and value:
+            flat.update(_dotted(value, f"{prefix}{key}."))
+        else:
+            flat[prefix + key] = value
+    return flat
+
+
+def fold_differences(folder: Path, expected: Mapping[str, Any]) -> list[str]:
+    """What a finished fold's run.json says it ran with that ``expected`` (its config, ``pretrained``
+    and ``data``) does not: the settings (dotted) that differ; [] when the fold is this evaluation's."""
+    try:
+        ran = json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError):
+        return ["run.json (missing or unreadable)"]
+    config = _dotted({k: v for k, v in ran.get("config", {}).items() if k not in _BOOKKEEPING})
+    wanted = _dotted({k: v for k, v in expected["config"].items() if k not in _BOOKKEEPING})
+    differ = [k for k in sorted(set(config) | set(wanted)) if config.get(k) != wanted.get(k)]
+    return differ + [k for k in ("pretrained", "data") if ran.get(k) != expected[k]]
+
+
+def _without_sites(argv: Sequence[str]) -> list[str]:
+    picker = argparse.ArgumentParser(add_help=False)
+    picker.add_argument("--sites", nargs="+")
+    return picker.parse_known_args(argv)[1]
+
+
+def _fold_argv(argv: Sequence[str], folder: Path, site: str) -> list[str]:
+    # argparse keeps the last --output; --set test_sites comes after the user's own --set options
+    return [*argv, "--output", str(folder), "--set", f"test_sites=[{site}]"]
+
+
+def run(argv: list[str] | None = None) -> int:
+    from training import finetune
+    from training.data import data_label
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging("INFO")
+    try:
+        cfg = finetune.config_from_args(args)
+        if cfg.test_sites or cfg.test_fraction or cfg.corpus_split:
+            raise ConfigError("test_sites, test_fraction, corpus_split: leave-one-site-out makes each site the test "
+                              f"split in turn; expected none of them set; got {cfg.test_sites}, {cfg.test_fraction}, "
+                              f"{cfg.corpus_split}")
+        finetune.resolve_pretrained(args.pretrained)
+        record_task = args.record_task or finetune.RECORD_TASKS.get(cfg.task)
+        if record_task is None:
+            raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry")
+        found = labeled_sites(args.data, cfg, record_task)
+        if len(found) < 2:
+            raise ConfigError(f"--data {data_label(args.data)}: {len(found)} site(s) with labeled windows of "
+                              f"{record_task!r} ({', '.join(sorted(found)) or 'none'}); leave-one-site-out needs at "
+                              "least 2, one to test on and one to train on")
+        sites = sorted(found) if args.sites is None else list(dict.fromkeys(args.sites))
+        unknown = [s for s in sites if s not in found]
+        if unknown:
+            raise ConfigError(f"--sites: {', '.join(unknown)} has no labeled window of {record_task!r} in "
+                              f"{data_label(args.data)}; expected some of {', '.join(sorted(found))}")
+    except ConfigError as err:
+        print(f"loso: {err}", file=sys.stderr)
+        return 2
+    # the fine-tuning options: the command line without --sites
+    own = _without_sites(argv)
+    args.output.mkdir(parents=True, exist_ok=True)
+    log.info("leave-one-site-out over %d sites of %s (%s)", len(sites), data_label(args.data),
+             ", ".join(f"{s}: {found[s]} windows" for s in sites))
+    folds: dict[str, dict[str, Any]] = {}
+    for k, site in enumerate(sites, 1):
+        folder = fold_folder(args.output, site)
+        done = folder / "eval.json"
+        if done.is_file():
+            expected = {"config": dataclasses.replace(cfg, test_sites=[site]).to_dict(),
+                        "pretrained": str(args.pretrained), "data": list(args.data)}
+            differ = fold_differences(folder, expected)
+            if differ:
+                print(f"loso: {folder} holds a fold run with other settings ({', '.join(differ)}); give another "
+                      "--output, or delete that folder to run the fold again", file=sys.stderr)
+                return 2
+            log.info("fold %d/%d (%s held out): done earlier, %s kept (delete the folder to run it again)",
+                     k, len(sites), site, done)
+        else:
+            log.info("fold %d/%d: %s held out, %d windows", k, len(sites), site, found[site])
+            started = time.time()
+            status = finetune.main(_fold_argv(own, folder, site))
+            if status != 0:
+                log.error("fold %d/%d (%s held out) exited with status %d; the folds before it are in %s; run the "
+                          "same command again to go on", k, len(sites), site, status, args.output)
+                return status
+            log.info("fold %d/%d done in %.0f s", k, len(sites), time.time() - started)
+        folds[site] = json.loads(done.read_text())
+    report = write_report(args.output, folds, cfg.task, record_task)
+    vs = report["summary"].get("vs_baseline")
+    if vs:
+        log.info("leave-one-site-out: mean test %s %.2fx the class prior's over %d sites; worst %s at %.2fx%s",
+                 vs["metric"], vs["mean_ratio"], len(folds), vs["worst_site"], vs["worst_ratio"],
+                 f"; worse than the prior at {', '.join(vs['sites_worse_than_baseline'])}"
+                 if vs["sites_worse_than_baseline"] else "")
+    log.info("wrote %s and %s", args.output / REPORT_NAME, args.output / PLOT_NAME)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

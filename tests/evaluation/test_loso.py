@@ -1,0 +1,118 @@
+"""Leave-one-site-out on real EEG: eegmat recordings in three site folders through the pipeline,
+one fine-tuning fold per site."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from evaluation import loso
+from tests.training.conftest import preprocess_corpus
+from training.config import load_config
+from training.data import scan_windows
+
+QUICK = ["--task", "eegmat", "--config", "cpu-tiny", "--wandb", "disabled", "--set", "deterministic=false",
+         "--set", "optim.max_steps=2", "--set", "optim.warmup_steps=0", "--set", "epochs=1",
+         "--set", "model_overrides={modalities: []}", "--set", "loader.augment={}"]
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def three_sites(shared_data, tmp_path_factory) -> Path:
+    """eegmat subjects 00-05 at three hospitals (site folders), two each, both recordings."""
+    root = tmp_path_factory.mktemp("loso")
+    for s in range(6):
+        ward = root / "corpus" / f"hospital{s // 2}"
+        ward.mkdir(parents=True, exist_ok=True)
+        for k in (1, 2):
+            (ward / f"Subject0{s}_{k}.edf").symlink_to(shared_data / "eegmat" / f"Subject0{s}_{k}.edf")
+    preprocess_corpus(root / "corpus", root / "tfrecords")
+    return root / "tfrecords"
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory) -> Path:
+    """A pretraining model of the cpu-tiny preset in Hugging Face format (untrained: the folds'
+    bookkeeping, not their accuracy, is under test)."""
+    from model.modeling import EEGFMForPretraining
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("encoder") / "model"
+    EEGFMForPretraining(load_config("cpu-tiny", "pretrain").model_config()).save_pretrained(folder)
+    return folder
+
+
+def _loso(encoder: Path, data: Path, output: Path, *extra: str) -> int:
+    return loso.main(["--pretrained", str(encoder), "--data", str(data), "--output", str(output), *QUICK, *extra])
+
+
+def test_each_site_is_the_test_split_of_one_fold_and_the_report_gathers_them(three_sites, encoder, tmp_path, capsys):
+    windows = scan_windows(three_sites)
+    subjects: dict[str, set[str]] = {}
+    for w in windows:
+        subjects.setdefault(w["site_id"], set()).add(w["subject_id"])
+    assert len(subjects) == 3 and all(len(s) == 2 for s in subjects.values())
+    per_site = Counter(w["site_id"] for w in windows)
+    out = tmp_path / "loso"
+    assert _loso(encoder, three_sites, out) == 0
+    report = json.loads((out / "loso.json").read_text())
+    assert report["task"] == "eegmat" and set(report["sites"]) == set(subjects)
+    for site, fold in report["sites"].items():
+        split = json.loads((loso.fold_folder(out, site) / "run.json").read_text())["split"]
+        # the held-out site's subjects are the test split, and only they; the others train and validate
+        assert set(split["test"]) == subjects[site]
+        assert set(split["train"]) | set(split["val"]) == set().union(*subjects.values()) - subjects[site]
+        assert fold["test"]["n_windows"] == per_site[site] and fold["groups"] == {"train": 3, "val": 1, "test": 2}
+    summary = report["summary"]
+    assert summary["n_sites"] == 3 and summary["vs_baseline"]["metric"] == "kl"
+    ratios = [f["test"]["kl"] / f["test"]["baseline_kl"] for f in report["sites"].values()]
+    assert summary["vs_baseline"]["mean_ratio"] == pytest.approx(sum(ratios) / 3)
+    assert summary["vs_baseline"]["worst_ratio"] == pytest.approx(max(ratios))
+    assert summary["balanced_accuracy"]["min"] <= summary["balanced_accuracy"]["mean"] <= \
+        summary["balanced_accuracy"]["max"]
+    assert (out / "loso.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    # run again: the finished folds are kept, not retrained
+    first = {site: (loso.fold_folder(out, site) / "eval.json").stat().st_mtime_ns for site in subjects}
+    assert _loso(encoder, three_sites, out) == 0
+    assert {site: (loso.fold_folder(out, site) / "eval.json").stat().st_mtime_ns for site in subjects} == first
+    assert json.loads((out / "loso.json").read_text()) == report
+    # ... unless the settings changed: those folds are not this evaluation's
+    capsys.readouterr()
+    assert _loso(encoder, three_sites, out, "--set", "optim.max_steps=3") == 2
+    assert "holds a fold run with other settings (optim.max_steps)" in capsys.readouterr().err
+
+
+def test_chosen_sites_only_and_clear_errors(three_sites, encoder, tmp_path, capsys):
+    sites = sorted({w["site_id"] for w in scan_windows(three_sites)})
+    out = tmp_path / "one"
+    assert _loso(encoder, three_sites, out, "--sites", sites[1]) == 0
+    assert list(json.loads((out / "loso.json").read_text())["sites"]) == [sites[1]]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [sites[1]]
+    capsys.readouterr()
+    assert _loso(encoder, three_sites, tmp_path / "x", "--sites", "site-0000000000000000") == 2
+    assert (f"loso: --sites: site-0000000000000000 has no labeled window of 'eegmat_rest_task' in {three_sites}; "
+            f"expected some of {', '.join(sites)}") in capsys.readouterr().err
+    assert _loso(encoder, three_sites, tmp_path / "x", "--set", "test_fraction=0.2") == 2
+    assert "leave-one-site-out makes each site the test split in turn" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_one_site_is_not_enough(shared_data, encoder, tmp_path, capsys):
+    (tmp_path / "corpus").mkdir()
+    for k in (1, 2):
+        (tmp_path / "corpus" / f"Subject00_{k}.edf").symlink_to(shared_data / "eegmat" / f"Subject00_{k}.edf")
+    preprocess_corpus(tmp_path / "corpus", tmp_path / "tfrecords")
+    assert _loso(encoder, tmp_path / "tfrecords", tmp_path / "loso") == 2
+    assert "1 site(s) with labeled windows of 'eegmat_rest_task'" in capsys.readouterr().err
