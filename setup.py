@@ -74,6 +74,7 @@ CONSOLE_SCRIPTS = [
     "eegfm-pretrain = training.pretrain:main",
     "eegfm-finetune = training.finetune:main",
     "eegfm-loso = evaluation.loso:main",  # leave-one-site-out: one fine-tuning fold per site
+    "eegfm-robustness = evaluation.robustness:main",  # a fine-tuned model under perturbed EEG
 ]
 
 setup(
