@@ -63,10 +63,16 @@ rm -rf "$OUT/loso"
 import json, sys
 loso, within = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))["val"]
 vs = loso["summary"]["vs_baseline"]
-print(f"demo: on a site it never trained on the model's KL is {vs['mean_ratio']:.2f}x the class prior's on average "
-      f"(worst site {vs['worst_ratio']:.2f}x), against {within['kl_vs_baseline']:.2f}x for held-out patients of the "
-      f"sites it trained on: the simulated hospitals differ in montage, reference, amplifier, artifacts and class "
-      f"mix, as real ones do, and a random split of patients hides that. loso.png draws it site by site.")
+line = (f"demo: on a site it never trained on the model's KL is {vs['mean_ratio']:.2f}x the class prior's on "
+        f"average (worst site {vs['worst_ratio']:.2f}x), against {within['kl_vs_baseline']:.2f}x for held-out "
+        f"patients of the sites it trained on")
+if vs["mean_ratio"] > within["kl_vs_baseline"] + 0.05:
+    line += (": the simulated hospitals differ in montage, reference, amplifier, artifacts and class mix, as real "
+             "ones do, and a random split of patients hides that")
+else:
+    line += ("; with a few patients per split both numbers vary with the pseudonym key, and a single split says "
+             "little about the next hospital")
+print(line + ". loso.png draws it site by site.")
 PYEOF
 echo
 echo "demo: finished in $(( $(date +%s) - start )) s. Outputs:"
