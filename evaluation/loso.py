@@ -20,6 +20,7 @@ import argparse
 import dataclasses
 import json
 import math
+import os
 import re
 import sys
 import time
@@ -184,6 +185,10 @@ def run(argv: list[str] | None = None) -> int:
         return 2
     # the fine-tuning options: the command line without --sites
     own = _without_sites(argv)
+    # Under torchrun every rank runs every fold together; rank 0 writes what the folds report.
+    main_rank = os.environ.get("RANK", "0") == "0"
+    if not main_rank:
+        setup_logging("WARNING")
     args.output.mkdir(parents=True, exist_ok=True)
     log.info("leave-one-site-out over %d sites of %s (%s)", len(sites), data_label(args.data),
              ", ".join(f"{s}: {found[s]} windows" for s in sites))
@@ -210,7 +215,10 @@ def run(argv: list[str] | None = None) -> int:
                           "same command again to go on", k, len(sites), site, status, args.output)
                 return status
             log.info("fold %d/%d done in %.0f s", k, len(sites), time.time() - started)
-        folds[site] = json.loads(done.read_text())
+        if main_rank:  # the other ranks may get here before rank 0 has written eval.json
+            folds[site] = json.loads(done.read_text())
+    if not main_rank:
+        return 0
     report = write_report(args.output, folds, cfg.task, record_task)
     vs = report["summary"].get("vs_baseline")
     if vs:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import itertools
 import inspect
 import os
 from collections.abc import Callable, Iterator
@@ -303,6 +304,9 @@ def init_distributed(backend: str = "auto", *, device: str = "auto", timeout_s: 
     return Dist(backend, torch_dist.get_rank(), torch_dist.get_world_size(), local_rank, dev)
 
 
+_GROUPS_JOINED = itertools.count()
+
+
 def _attempt_store(timeout: datetime.timedelta) -> torch_dist.Store | None:
     """Under torchrun, the agent's store with keys of this restart attempt only; else None (the
     default ``env://`` rendezvous).
@@ -316,7 +320,11 @@ def _attempt_store(timeout: datetime.timedelta) -> torch_dist.Store | None:
         return None
     store = torch_dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
                                 _env_int("WORLD_SIZE", 1), is_master=False, timeout=timeout)
-    return torch_dist.PrefixStore(f"eegfm/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}", store)
+    # A process that joins a group again (evaluation.loso: one fine-tuning run per fold) must not
+    # read its earlier group's keys either: every rank counts its joins alike.
+    group = next(_GROUPS_JOINED)
+    return torch_dist.PrefixStore(f"eegfm/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/group_{group}",
+                                  store)
 
 
 def _device(use_cuda: bool, local_rank: int) -> torch.device:

@@ -4,12 +4,16 @@ one fine-tuning fold per site."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from evaluation import loso
+from tests.conftest import REPO_ROOT, free_port
 from tests.evaluation.conftest import QUICK
 from tests.training.conftest import preprocess_corpus
 from training.data import scan_windows
@@ -78,3 +82,19 @@ def test_one_site_is_not_enough(shared_data, encoder, tmp_path, capsys):
     preprocess_corpus(tmp_path / "corpus", tmp_path / "tfrecords")
     assert _loso(encoder, tmp_path / "tfrecords", tmp_path / "loso") == 2
     assert "1 site(s) with labeled windows of 'eegmat_rest_task'" in capsys.readouterr().err
+
+
+def test_under_torchrun_every_fold_runs_on_both_ranks(three_sites, encoder, tmp_path):
+    """Each fold joins a process group of its own in the same processes: the second used to read
+    the first one's addresses from torchrun's store and fail to connect."""
+    out = tmp_path / "ddp"
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2", "--rdzv_backend=c10d",
+         f"--rdzv_endpoint=127.0.0.1:{free_port()}", "-m", "evaluation.loso", "--pretrained", str(encoder),
+         "--data", str(three_sites), "--output", str(out), *QUICK, "--set", "backend=gloo"],
+        cwd=REPO_ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((out / "loso.json").read_text())
+    assert len(report["sites"]) == 3
+    for site in report["sites"]:
+        assert json.loads((loso.fold_folder(out, site) / "run.json").read_text())["world_size"] == 2

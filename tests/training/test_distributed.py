@@ -83,6 +83,9 @@ def test_under_torchrun_each_restart_attempt_reads_only_its_own_store_keys(monke
 
     import torch.distributed as torch_dist
 
+    import itertools
+
+    from training import distributed
     from training.distributed import _attempt_store
 
     timeout = datetime.timedelta(seconds=10)
@@ -97,12 +100,18 @@ def test_under_torchrun_each_restart_attempt_reads_only_its_own_store_keys(monke
     stores = {}
     for attempt in ("1", "2"):
         monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", attempt)
+        monkeypatch.setattr(distributed, "_GROUPS_JOINED", itertools.count())  # each round: new processes
         stores[attempt] = _attempt_store(timeout)
         stores[attempt].set("default_pg/0//rank_1", f"round {attempt}".encode())
     assert stores["2"].get("default_pg/0//rank_1") == b"round 2"
     assert stores["1"].get("default_pg/0//rank_1") == b"round 1"
-    assert agent.get("eegfm/attempt_2/default_pg/0//rank_1") == b"round 2"
+    assert agent.get("eegfm/attempt_2/group_0/default_pg/0//rank_1") == b"round 2"
     assert agent.get("default_pg/0//rank_1") == b"address of the killed round"
+    # the same processes joining again (evaluation.loso's next fold) read none of the first group's keys
+    again = _attempt_store(timeout)
+    again.set("default_pg/0//rank_1", b"second group")
+    assert stores["2"].get("default_pg/0//rank_1") == b"round 2"
+    assert agent.get("eegfm/attempt_2/group_1/default_pg/0//rank_1") == b"second group"
 
 
 def test_one_process_stops_at_once_on_its_signal_or_at_stop_after(no_launcher):
