@@ -75,6 +75,8 @@ CONSOLE_SCRIPTS = [
     "eegfm-finetune = training.finetune:main",
     "eegfm-loso = evaluation.loso:main",  # leave-one-site-out: one fine-tuning fold per site
     "eegfm-robustness = evaluation.robustness:main",  # a fine-tuned model under perturbed EEG
+    "eegfm-predict = serving.predict:main",  # a fine-tuned model's predictions for raw recordings
+    "eegfm-serve = serving.server:main",  # the same behind an HTTP API
 ]
 
 setup(
@@ -87,7 +89,7 @@ setup(
     else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["pipelines*", "model*", "training*", "evaluation*"]),
+    packages=find_packages(include=["pipelines*", "model*", "training*", "evaluation*", "serving*"]),
     package_data={"training": ["configs/*.yaml"], "pipelines": ["*.yaml"]},
     install_requires=CORE,
     extras_require=EXTRAS,

@@ -210,6 +210,8 @@ def export_metadata(model: EEGFMModel) -> dict[str, str]:
         "eegfm.head": config.head,
         "eegfm.id2label": json.dumps({str(k): v for k, v in (config.id2label or {}).items()}),
         "eegfm.modalities": ",".join(config.modalities),
+        # the calibration fitted on validation (fine-tuning): divide the logits by it for probabilities
+        "eegfm.temperature": repr(float(getattr(config, "temperature", 1.0) or 1.0)),
     }
 
 
@@ -246,6 +248,8 @@ class OnnxEEGFM:
         self.spectrogram_pool = int(meta["eegfm.spectrogram_pool"])
         self.spectrogram_bins = int(meta["eegfm.spectrogram_bins"])
         self.id2label = {int(k): v for k, v in json.loads(meta["eegfm.id2label"]).items()}
+        self.head = meta.get("eegfm.head", "")
+        self.temperature = float(meta.get("eegfm.temperature", "1.0"))  # graphs exported before it: 1
 
     def feed(
         self,

@@ -361,14 +361,17 @@ def detect_dataset(files: list[str]) -> str:
 
 
 def discover(
-    patterns: list[str], *, dataset: str = "auto", site: str | None = None, exclude: Sequence[str] = ()
+    patterns: list[str], *, dataset: str = "auto", site: str | None = None, exclude: Sequence[str] = (),
+    warn_sidecars: bool = True,
 ) -> tuple[list[SourceItem], list[Ignored], dict[str, str]]:
     """Items to process, files deliberately not processed (with reasons), and the dataset used
     per site. With `auto`, each top-level folder below an input folder is detected on its own,
     so one run can cover a mixed tree such as an HMS export beside a folder of EDF files.
 
     ``exclude``: files, and folders with all below them, that are not inputs wherever the
-    patterns reach them (the job's own output folder and key file)."""
+    patterns reach them (the job's own output folder and key file). ``warn_sidecars``: warn of
+    label files beside the inputs that the patterns leave out (off where labels do not matter:
+    predictions)."""
     check_option("--dataset", dataset, DATASETS)
     patterns = _normalized(patterns)
     sizes = _file_sizes(patterns)
@@ -404,7 +407,7 @@ def discover(
     ignored += inside
     if "edf" in used.values():
         _warn_unmatched_labels(label_files, {item.path for item in items})
-    for sidecar in _sidecars_left_out(patterns, set(files)):
+    for sidecar in _sidecars_left_out(patterns, set(files)) if warn_sidecars else ():
         log.warning("%s is not among the inputs, so what it says of them (labels, votes, age, sex) is not used; "
                     "give its folder %s as --input to read it", sidecar, posixpath.dirname(sidecar))
     # Largest recordings first: runners hand out work in input order (the DirectRunner deals it

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: run every eegfm stage that exists, end to end, on the built-in simulated corpus.
-# Stages today: simulate -> preprocess -> pretrain -> fine-tune. Later stages (evaluate, export)
-# append themselves here and read the previous stage's output.
+# Stages: simulate -> preprocess -> pretrain -> fine-tune -> robustness -> leave-one-site-out -> predict.
+# Each reads the previous stage's output.
 set -euo pipefail
 PY=${1:-.venv/bin/python}
 OUT=${2:-outputs/demo}
@@ -10,18 +10,18 @@ mkdir -p "$OUT"
 # 16 patients, so that fine-tuning holds out 3 (about 45 windows). Over 12 pseudonym keys (the key
 # decides the split) the held-out KL before temperature scaling was 0.63-1.07x the class prior's,
 # 0.79x on average; with 8 patients (2 held out, about 20 windows) it was 0.66-1.08x, 0.85x.
-echo "demo: [1/6] simulate a 4-site corpus (EDF + Kaggle HMS layout) -> $OUT/corpus"
+echo "demo: [1/7] simulate a 4-site corpus (EDF + Kaggle HMS layout) -> $OUT/corpus"
 "$PY" -m pipelines.simulate --output "$OUT/corpus" --sites 4 --subjects-per-site 4 \
   --recordings-per-subject 1 --minutes 6 --seed 0 --format both --overwrite --quiet
 # The demo keeps its own pseudonym key next to its outputs; real runs keep theirs private.
 [ -f "$OUT/pseudonym.key" ] || "$PY" -c "from pipelines.deid import create_key; create_key('$OUT/pseudonym.key')"
-echo "demo: [2/6] preprocess both layouts with Beam (DirectRunner, 2 worker processes) -> $OUT/tfrecords"
+echo "demo: [2/7] preprocess both layouts with Beam (DirectRunner, 2 worker processes) -> $OUT/tfrecords"
 rm -rf "$OUT/tfrecords"
 "$PY" -m pipelines.preprocess --input "$OUT/corpus/edf" --input "$OUT/corpus/hms" \
   --output "$OUT/tfrecords" --pseudonym_key_file "$OUT/pseudonym.key" \
   --runner DirectRunner --direct_running_mode multi_processing --direct_num_workers 2 \
   --report  # the run's data quality across sites, one picture: tfrecords/report.png
-echo "demo: [3/6] pretrain the tiny encoder (masked reconstruction + contrastive channels) -> $OUT/pretrain"
+echo "demo: [3/7] pretrain the tiny encoder (masked reconstruction + contrastive channels) -> $OUT/pretrain"
 rm -rf "$OUT/pretrain"
 # 150 steps: over 7 pseudonym keys the held-out subjects' masked reconstruction went 1.0 -> 0.57-0.95
 # (60 steps: 0.84-0.94, and 1.02 once: the decay ended before the model generalised).
@@ -36,7 +36,7 @@ if len(val) >= 2:  # cpu-tiny holds out 10% of the subjects; their loss before a
           f"{b['val/loss']:.3f} at step {b['step']} (masked reconstruction {a['val/reconstruction_loss']:.3f} -> "
           f"{b['val/reconstruction_loss']:.3f})")
 PYEOF
-echo "demo: [4/6] fine-tune on the six-class expert votes, held-out patients for validation -> $OUT/finetune"
+echo "demo: [4/7] fine-tune on the six-class expert votes, held-out patients for validation -> $OUT/finetune"
 rm -rf "$OUT/finetune"
 "$PY" -m training.finetune --pretrained "$OUT/pretrain/model" --data "$OUT/tfrecords" --task hms6 \
   --output "$OUT/finetune" --config cpu-tiny
@@ -51,11 +51,11 @@ print(f"demo: {groups['val']} validation patients, held out of training ({val['n
       f"the numbers flatter the model, and with so few of them they vary with the split (the pseudonym key "
       f"decides it); --set test_fraction=0.2 holds out patients only the final model sees.")
 PYEOF
-echo "demo: [5/6] robustness: the fine-tuned model's validation patients under noise, gain, lost electrodes, mains"
+echo "demo: [5/7] robustness: the fine-tuned model's validation patients under noise, gain, lost electrodes, mains"
 # --uncalibrated: the logits as trained (with a handful of validation patients the fitted
 # temperature can flatten every prediction, and then no perturbation shows)
 "$PY" -m evaluation.robustness --run "$OUT/finetune" --data "$OUT/tfrecords" --uncalibrated
-echo "demo: [6/6] leave-one-site-out: each site in turn unseen in fine-tuning, its patients the test -> $OUT/loso"
+echo "demo: [6/7] leave-one-site-out: each site in turn unseen in fine-tuning, its patients the test -> $OUT/loso"
 rm -rf "$OUT/loso"
 "$PY" -m evaluation.loso --pretrained "$OUT/pretrain/model" --data "$OUT/tfrecords" --task hms6 \
   --output "$OUT/loso" --config cpu-tiny --set epochs=4 --wandb disabled
@@ -74,6 +74,10 @@ else:
              "little about the next hospital")
 print(line + ". loso.png draws it site by site.")
 PYEOF
+echo "demo: [7/7] predict: the fine-tuned model on one hospital's raw EDF files, as new recordings arrive (ONNX Runtime) -> $OUT/predictions"
+rm -rf "$OUT/predictions"
+"$PY" -m serving.predict --model "$OUT/finetune" --input "$OUT/corpus/edf/icu" --output "$OUT/predictions" \
+  --backend onnx
 echo
 echo "demo: finished in $(( $(date +%s) - start )) s. Outputs:"
 echo "  simulated corpus   $OUT/corpus      (corpus.json: sites; edf/ and hms/: recordings; truth.jsonl: ground truth)"
@@ -82,3 +86,5 @@ echo "  pretrained encoder $OUT/pretrain     (model/: Hugging Face format; check
 echo "  fine-tuned model   $OUT/finetune     (model/, eval.json: held-out KL vs the class-prior baseline; confusion.png, sites.png, curves.png;
                                       robustness/: robustness.json and .png, its KL under perturbed EEG)"
 echo "  leave-one-site-out $OUT/loso         (loso.json: each site's test KL vs the class prior's, mean and worst; loso.png; <site>/: each fold's run)"
+echo "  predictions        $OUT/predictions  (predictions.csv: a row per 10 s window; recordings.json; timelines/: each recording's probabilities over time)"
+echo "  serve it over HTTP: $PY -m serving.server --model $OUT/finetune  (then POST an EDF to /v1/predict?filename=x.edf)"

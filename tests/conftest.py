@@ -94,3 +94,35 @@ def run_lock_free_elsewhere(folder: str | os.PathLike[str]) -> bool:
     take = f"import sys; from pipelines.run_lock import hold_run_lock; sys.exit(hold_run_lock({str(folder)!r}) is not None)"
     return subprocess.run([sys.executable, "-c", take], cwd=REPO_ROOT).returncode == 0
 
+
+@pytest.fixture(scope="session")
+def three_sites(shared_data, tmp_path_factory) -> Path:
+    """eegmat subjects 00-05 at three hospitals (site folders), two each, both recordings, through
+    the pipeline (10 s windows, fixed key, no artifact model); the corpus is beside it."""
+    from tests.training.conftest import preprocess_corpus
+
+    root = tmp_path_factory.mktemp("loso")
+    for s in range(6):
+        ward = root / "corpus" / f"hospital{s // 2}"
+        ward.mkdir(parents=True, exist_ok=True)
+        for k in (1, 2):
+            (ward / f"Subject0{s}_{k}.edf").symlink_to(shared_data / "eegmat" / f"Subject0{s}_{k}.edf")
+    preprocess_corpus(root / "corpus", root / "tfrecords")
+    return root / "tfrecords"
+
+
+@pytest.fixture(scope="session")
+def encoder(tmp_path_factory) -> Path:
+    """A pretraining model of the cpu-tiny preset in Hugging Face format (untrained: the folds'
+    bookkeeping, not their accuracy, is under test)."""
+    import torch
+
+    from model.modeling import EEGFMForPretraining
+    from training.config import load_config
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("encoder") / "model"
+    EEGFMForPretraining(load_config("cpu-tiny", "pretrain").model_config()).save_pretrained(folder)
+    return folder
+
+

@@ -1754,6 +1754,21 @@ class EEGLoader:
                         "twice or not at all); the epochs after it are whole", changed)
 
 
+def collate_records(records: Sequence[bytes], source: str = "") -> dict[str, Any]:
+    """Serialized window records (``pipelines.schema.encode_example``) of one length as the loader's
+    batch, decoded by the same code: what a served model sees equals what it saw in training."""
+    return _collate([_Window(raw, source, index) for index, raw in enumerate(records)])
+
+
+def inputs_for_modalities(batch: dict[str, Any], modalities: Sequence[str],
+                          device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """:func:`model_inputs` without the optional ones a model was configured without (age and
+    sex are ``clinical``)."""
+    skip = set() if "clinical" in modalities else {"age", "sex"}
+    skip |= set() if "ecg" in modalities else {"ecg"}
+    return {k: v for k, v in model_inputs(batch, device, non_blocking=True).items() if k not in skip}
+
+
 def model_inputs(batch: dict[str, Any], device: torch.device | str | None = None, *,
                  non_blocking: bool = False) -> dict[str, torch.Tensor]:
     """The keyword arguments of ``EEGFMModel.forward`` / ``EEGFMForPretraining.forward`` in a batch

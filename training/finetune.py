@@ -88,8 +88,9 @@ from training.config import ConfigError, FinetuneConfig, load_config, resolve_pr
 from training.confusion import confusion_matrix, plot_confusion
 from training.curves import write_curves
 from training.per_site import plot_per_site
-from training.data import (EEGLoader, RecordFilter, check_data, data_dirs, data_label, file_key, list_files,
-                           model_inputs, scan_windows)
+from training.preprocess_spec import save_preprocess_spec
+from training.data import (EEGLoader, RecordFilter, check_data, data_dirs, data_label, file_key, inputs_for_modalities,
+                           list_files, scan_windows)
 from training.distributed import Dist, StopVote, unwrap
 from training.loop import (MODEL_KEYS, PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
                            backward, check_model_unchanged, claim_output, configure_kernels, core_state, launch,
@@ -387,10 +388,7 @@ def inputs_for(model: torch.nn.Module, batch: dict[str, Any], device: torch.devi
     """The batch's model inputs, without the optional ones the model was configured without
     (``model_overrides: {modalities: [...]}``; e.g. no age/sex for a handful of subjects, where
     they identify the subject and the head memorises subjects instead of EEG patterns)."""
-    modalities = unwrap(model).config.modalities
-    skip = set() if "clinical" in modalities else {"age", "sex"}
-    skip |= set() if "ecg" in modalities else {"ecg"}
-    return {k: v for k, v in model_inputs(batch, device, non_blocking=True).items() if k not in skip}
+    return inputs_for_modalities(batch, unwrap(model).config.modalities, device)
 
 
 # ------------------------------------------------------------------------------------------ losses
@@ -949,6 +947,7 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str],
     if dist.is_main:
         with quiet_transformers():
             model.save_pretrained(output / "model")
+        save_preprocess_spec(data_dirs(data), output / "model")
         (output / "eval.json").write_text(json.dumps(report, indent=2, sort_keys=True))
         if "confusion" in report:
             confusion = report["confusion"]

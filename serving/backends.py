@@ -1,0 +1,232 @@
+"""Engines that turn a batch of model inputs into logits: PyTorch, ONNX Runtime, TensorRT.
+
+All three take the keyword inputs of ``EEGFMModel.forward`` (``eeg`` (B, 19, T) µV,
+``channel_mask``, and ``ecg``/``age``/``sex`` where the model was trained with them) as torch
+tensors and return the head's logits (B, n_outputs) as a float32 CPU tensor, so the predictor's
+arithmetic after them (temperature, softmax) is one code path.
+
+- ``torch``: the Hugging Face model folder itself (``EEGFMModel.from_pretrained``, safetensors).
+- ``onnx``: ``model.onnx`` beside it, exported on first use (``model.export``; the dense GNN,
+  dynamic batch and time) and reused after; ONNX Runtime's CPU provider, or CUDA's with
+  ``device="cuda"`` where onnxruntime-gpu is installed.
+- ``tensorrt``: an engine built from that ONNX graph for this GPU and TensorRT version (fp16 by
+  default), cached beside it as ``model.<gpu>.trt<version>.<precision>.engine``; it runs on
+  torch's CUDA stream with torch-allocated buffers (no pycuda). Needs an NVIDIA GPU and the
+  ``tensorrt`` package, which the CPU install leaves out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from pipelines.config import ConfigError
+from pipelines.logging_setup import get_logger
+from pipelines.schema import SFREQ
+
+BACKENDS = ("torch", "onnx", "tensorrt")
+ONNX_NAME = "model.onnx"
+TENSORRT_MAX_SECONDS = 60.0  # the longest window a TensorRT engine's profile takes
+log = get_logger("serving.backends")
+
+
+def _writable_dir(model_dir: Path) -> Path:
+    """Where derived files (ONNX graph, engines) go: beside the model, or a temporary folder when
+    the model folder is read-only (a mounted model store)."""
+    if os.access(model_dir, os.W_OK):
+        return model_dir
+    cache = Path(tempfile.gettempdir()) / f"eegfm-{hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:16]}"
+    cache.mkdir(parents=True, exist_ok=True)
+    log.info("%s is read-only: derived engines go to %s", model_dir, cache)
+    return cache
+
+
+def onnx_path_for(model_dir: Path, model=None) -> Path:
+    """``model.onnx`` for the model folder, exported (atomically) where it is missing or older than
+    the weights."""
+    weights = model_dir / "model.safetensors"
+    path = _writable_dir(model_dir) / ONNX_NAME
+    if path.is_file() and (not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime):
+        return path
+    from model.export import export_onnx
+    from model.modeling import EEGFMModel
+
+    from training.loop import quiet_transformers
+
+    log.info("exporting %s to ONNX (once; reused after)", model_dir)
+    with quiet_transformers():
+        model = model or EEGFMModel.from_pretrained(model_dir)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    export_onnx(model, partial)
+    partial.replace(path)
+    return path
+
+
+class TorchBackend:
+    name = "torch"
+
+    def __init__(self, model, device: torch.device) -> None:
+        self.model = model.to(device).eval()
+        self.device = device
+
+    @torch.no_grad()
+    def logits(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        out = self.model(**{k: v.to(self.device) for k, v in inputs.items()})
+        return out.logits.float().cpu()
+
+
+class OnnxBackend:
+    name = "onnx"
+
+    def __init__(self, path: Path, device: torch.device, threads: int | None = None) -> None:
+        from model.export import OnnxEEGFM
+
+        providers = ["CPUExecutionProvider"]
+        if device.type == "cuda":
+            import onnxruntime as ort
+
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise ConfigError(f"--device cuda with --backend onnx: this onnxruntime has no CUDA provider "
+                                  f"(it has {', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
+                                  "or use --backend torch/tensorrt")
+            providers.insert(0, "CUDAExecutionProvider")
+        self.runner = OnnxEEGFM(path, threads=threads, providers=providers)
+        self.path = path
+
+    def logits(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        logits, _ = self.runner(**inputs)
+        return torch.from_numpy(logits)
+
+
+def engine_name(precision: str) -> str:
+    import tensorrt as trt
+
+    gpu = re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name()).strip("-").lower()
+    return f"model.{gpu}.trt{trt.__version__}.{precision}.engine"
+
+
+def build_engine(onnx_path: Path, engine_path: Path, *, times: tuple[int, int, int], max_batch: int,
+                 opt_batch: int, precision: str = "fp16", workspace_gb: float = 4.0, n_chans: int = 19) -> Path:
+    """Build and save a TensorRT engine for ``onnx_path`` with one optimisation profile: batch 1 to
+    ``max_batch`` (tuned for ``opt_batch``), ``n_chans`` electrodes, ``times`` = (min, opt, max)
+    samples."""
+    import tensorrt as trt
+
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_path.read_bytes()):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise RuntimeError(f"{onnx_path}: TensorRT cannot parse the graph ({errors})")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * 2**30))
+    if precision == "fp16":
+        config.set_flag(trt.BuilderFlag.FP16)
+    elif precision == "bf16":
+        config.set_flag(trt.BuilderFlag.BF16)
+    profile = builder.create_optimization_profile()
+    for index in range(network.num_inputs):
+        tensor = network.get_input(index)
+        shapes = [_profile_shape(tensor.name, batch, n_chans, n_times)
+                  for batch, n_times in zip((1, opt_batch, max_batch), times)]
+        profile.set_shape(tensor.name, *shapes)
+    config.add_optimization_profile(profile)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise RuntimeError(f"{onnx_path}: TensorRT could not build an engine (see its log above)")
+    partial = engine_path.with_name(f".{engine_path.name}.{os.getpid()}.partial")
+    partial.write_bytes(bytes(serialized))
+    partial.replace(engine_path)
+    return engine_path
+
+
+def _profile_shape(name: str, batch: int, n_chans: int, n_times: int) -> tuple[int, ...]:
+    return {"eeg": (batch, n_chans, n_times), "positions": (batch, n_chans, 3), "channel_mask": (batch, n_chans),
+            "ecg": (batch, n_times), "age": (batch,), "sex": (batch,)}[name]
+
+
+class TensorRTBackend:
+    name = "tensorrt"
+
+    def __init__(self, onnx_path: Path, *, n_times: int, patch_size: int, batch_size: int,
+                 precision: str = "fp16") -> None:
+        try:
+            import tensorrt as trt
+        except ImportError:
+            raise ConfigError("--backend tensorrt: the tensorrt package is not installed (pip install "
+                              "tensorrt, on a machine with an NVIDIA GPU and its driver)") from None
+        if not torch.cuda.is_available():
+            raise ConfigError("--backend tensorrt: no CUDA device is visible to torch; expected an NVIDIA GPU")
+        from model.inputs import canonical_positions
+
+        # Windows of the training length run at the tuned shape; labeled windows of other lengths
+        # (the HMS layout's 50 s) up to TENSORRT_MAX_SECONDS still run.
+        self.max_times = max(n_times, int(TENSORRT_MAX_SECONDS * SFREQ) // patch_size * patch_size)
+        self.patch_size = patch_size
+        engine_path = onnx_path.with_name(engine_name(precision))
+        if not engine_path.is_file():
+            log.info("building a TensorRT %s engine for %s (once; cached as %s)", precision, onnx_path, engine_path)
+            build_engine(onnx_path, engine_path, times=(patch_size, n_times, self.max_times),
+                         max_batch=batch_size, opt_batch=batch_size, precision=precision)
+        self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_path.read_bytes())
+        if self.engine is None:
+            raise RuntimeError(f"{engine_path}: TensorRT cannot load this engine; delete it to rebuild")
+        self.context = self.engine.create_execution_context()
+        names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
+        self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.positions = canonical_positions().cuda()
+        self.path = engine_path
+
+    @torch.no_grad()
+    def logits(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        eeg = inputs["eeg"]
+        batch, n_chans, n_times = eeg.shape
+        n_times -= n_times % self.patch_size  # whole patches, as the PyTorch model reads them
+        if n_times > self.max_times:
+            raise ValueError(f"eeg: {n_times} samples per window; this TensorRT engine takes at most {self.max_times}")
+        nan = torch.full((batch,), float("nan"), device="cuda")
+        ecg = inputs["ecg"][..., :n_times] if "ecg" in inputs else nan[:, None].expand(batch, n_times)
+        values = {"eeg": eeg[..., :n_times], "positions": self.positions.expand(batch, n_chans, 3),
+                  "channel_mask": inputs["channel_mask"], "age": inputs.get("age", nan),
+                  "sex": inputs.get("sex", nan), "ecg": ecg}
+        keep = []  # the buffers must outlive the asynchronous run
+        for name in self.inputs:
+            tensor = values[name].to("cuda", torch.float32).contiguous()
+            keep.append(tensor)
+            self.context.set_input_shape(name, tuple(tensor.shape))
+            self.context.set_tensor_address(name, tensor.data_ptr())
+        outputs = {}
+        for name in ("logits", "embedding"):
+            outputs[name] = torch.empty(tuple(self.context.get_tensor_shape(name)), device="cuda", dtype=torch.float32)
+            self.context.set_tensor_address(name, outputs[name].data_ptr())
+        stream = torch.cuda.current_stream()
+        if not self.context.execute_async_v3(stream.cuda_stream):
+            raise RuntimeError(f"{self.path}: TensorRT execution failed")
+        stream.synchronize()
+        return outputs["logits"].cpu()
+
+
+def make_backend(name: str, model_dir: Path, device: torch.device, *, n_times: int, patch_size: int,
+                 batch_size: int, threads: int | None = None, onnx_path: Path | None = None,
+                 precision: str = "fp16"):
+    """The backend ``name`` for the model folder."""
+    if name == "torch":
+        from model.modeling import EEGFMModel
+        from training.loop import quiet_transformers
+
+        with quiet_transformers():
+            return TorchBackend(EEGFMModel.from_pretrained(model_dir), device)
+    path = onnx_path or onnx_path_for(model_dir)
+    if name == "onnx":
+        return OnnxBackend(path, device, threads)
+    if name == "tensorrt":
+        return TensorRTBackend(path, n_times=n_times, patch_size=patch_size, batch_size=batch_size,
+                               precision=precision)
+    raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}; got {name!r}")

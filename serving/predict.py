@@ -1,0 +1,184 @@
+"""``eegfm-predict``: a fine-tuned model's predictions for raw EEG recordings.
+
+    eegfm-predict --model outputs/demo/finetune --input recordings/ --output predictions/
+
+Every recording the inputs hold is prepared exactly as the model's training windows were (the
+recipe saved beside the model) and scored window by window. Written to ``--output``:
+
+- ``predictions.csv``: one row per window: the input, its start and length (s), one column per
+  label (probabilities, calibrated unless ``--uncalibrated``; a regression head's value), the most
+  likely label, the artifact score and the channels interpolated in it (and the expert votes where
+  the input has them: the HMS layout);
+- ``recordings.json``: one entry per recording with its mean probabilities, most likely label and
+  windows per label, or the stage and reason it was quarantined; and the model's description;
+- ``timelines/NNN_<name>.png``: each recording's probabilities over time above its artifact
+  scores (``--no_plots`` leaves them out).
+
+Exit status 0 when at least one recording was scored, 1 when none was (every reason is printed),
+2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pipelines.config import ConfigError, user_path
+from pipelines.logging_setup import get_logger, setup_logging
+from pipelines.sources import DATASETS
+from serving.backends import BACKENDS
+
+log = get_logger("serving.predict")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eegfm-predict", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Predict with a fine-tuned eegfm model on raw EEG: the pipeline's preprocessing (as the "
+        "model's training windows were made), then the model, window by window.",
+        epilog=__doc__.split("\n\n", 2)[2])
+    parser.add_argument("--model", required=True, type=user_path,
+                        help="a training.finetune run folder, or the model/ folder in it (config.json, "
+                        "model.safetensors, preprocess.json)")
+    parser.add_argument("--input", required=True, nargs="+", type=user_path,
+                        help="recordings: files, folders or globs (** recurses), local, gs:// or s3://; "
+                        "every format eegfm-preprocess reads")
+    parser.add_argument("--output", required=True, type=Path, help="folder for the predictions (created)")
+    parser.add_argument("--dataset", choices=DATASETS, default="auto",
+                        help="how to read the inputs' layout (as eegfm-preprocess --dataset); auto detects it")
+    parser.add_argument("--site", default=None, help="site name for every input (default: from the path)")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch",
+                        help="torch: the model as saved; onnx: ONNX Runtime (model.onnx, exported beside the "
+                        "model on first use); tensorrt: a TensorRT engine built from it (NVIDIA GPU)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="auto: CUDA where torch sees a GPU (tensorrt always uses it)")
+    parser.add_argument("--batch_size", type=int, default=32, help="windows per forward pass")
+    parser.add_argument("--stride_seconds", type=float, default=None,
+                        help="seconds between window starts (default: the training windows'; less than the "
+                        "window length gives overlapping windows, a smoother timeline)")
+    parser.add_argument("--uncalibrated", action="store_true",
+                        help="probabilities from the logits as trained, without the temperature fitted on "
+                        "validation")
+    parser.add_argument("--no_artifact_model", action="store_true",
+                        help="artifact scores from the pipeline's rules only, not also its autoencoder")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all)")
+    parser.add_argument("--precision", choices=["fp16", "bf16", "fp32"], default="fp16",
+                        help="TensorRT engine precision (--backend tensorrt only)")
+    parser.add_argument("--no_plots", action="store_true", help="leave out the per-recording timelines")
+    return parser
+
+
+def _config(args, parser):
+    import torch
+
+    from serving.predictor import PredictConfig
+
+    device = "cuda" if args.backend == "tensorrt" or args.device == "cuda" or (
+        args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    try:
+        return PredictConfig(backend=args.backend, device=device, batch_size=args.batch_size,
+                             calibrated=not args.uncalibrated, stride_seconds=args.stride_seconds,
+                             artifact_model=not args.no_artifact_model, threads=args.threads,
+                             precision=args.precision)
+    except ConfigError as err:
+        parser.error(str(err))
+
+
+def _plot_name(index: int, path: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0])[:60]
+    return f"{index:03d}_{stem}.png"
+
+
+def run(argv: list[str] | None = None) -> dict:
+    from serving.predictor import Predictor
+    from serving.timeline import plot_timeline
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging("INFO")
+    config = _config(args, parser)
+    try:
+        predictor = Predictor(args.model, config)
+    except (ConfigError, FileNotFoundError) as err:
+        parser.error(str(err))
+    args.output.mkdir(parents=True, exist_ok=True)
+    labels = list(predictor.labels)
+    started, recordings, n_windows, eeg_seconds = time.perf_counter(), [], 0, 0.0
+    partial = args.output / ".predictions.csv.partial"
+    try:
+        predictions = predictor.predict(args.input, dataset=args.dataset, site=args.site)
+        with partial.open("w", newline="") as fileobj:
+            writer = csv.writer(fileobj)
+            writer.writerow(["input", "start_s", "duration_s", *labels,
+                             *(["predicted"] if len(labels) > 1 else []), "artifact_score", "masked_channels",
+                             "votes"])
+            for index, prediction in enumerate(tqdm(predictions, desc="recordings", unit="rec",
+                                                    disable=None), start=1):
+                summary = prediction.summary()
+                for w in prediction.windows:
+                    best = [labels[max(range(len(labels)), key=w.outputs.__getitem__)]] if len(labels) > 1 else []
+                    writer.writerow([prediction.input, f"{w.start_s:.4f}", f"{w.duration_s:g}",
+                                     *(f"{v:.6g}" for v in w.outputs), *best, f"{w.artifact_score:.4f}",
+                                     ";".join(w.masked_channels), ";".join(f"{v:g}" for v in w.votes)])
+                if prediction.windows and not args.no_plots:
+                    name = _plot_name(index, prediction.input)
+                    plot_timeline(prediction, f"{prediction.input}: {summary.get('predicted', '')}",
+                                  args.output / "timelines" / name)
+                    summary["timeline"] = f"timelines/{name}"
+                if prediction.status != "processed":
+                    log.warning("quarantined %s at %s: %s", prediction.input, prediction.stage, prediction.reason)
+                recordings.append(summary)
+                n_windows += len(prediction.windows)
+                eeg_seconds += prediction.eeg_seconds
+    except (ConfigError, FileNotFoundError) as err:
+        partial.unlink(missing_ok=True)
+        parser.error(f"--input {' '.join(args.input)}: {err}")
+    partial.replace(args.output / "predictions.csv")
+    seconds = time.perf_counter() - started
+    processed = [r for r in recordings if r["status"] == "processed"]
+    report = {"model": str(args.model), **predictor.describe(), "recordings": recordings,
+              "counts": {"recordings": len(recordings), "processed": len(processed),
+                         "quarantined": len(recordings) - len(processed), "windows": n_windows,
+                         "eeg_hours": round(eeg_seconds / 3600, 4), "seconds": round(seconds, 2)}}
+    (args.output / "recordings.json").write_text(json.dumps(report, indent=2) + "\n")
+    _print_summary(report, args.output)
+    return report
+
+
+def _print_summary(report: dict, output: Path) -> None:
+    counts = report["counts"]
+    rate = counts["eeg_hours"] * 3600 / counts["seconds"] if counts["seconds"] else 0.0
+    print(f"\n{counts['recordings']} recordings: {counts['processed']} scored, {counts['quarantined']} quarantined; "
+          f"{counts['windows']} windows, {counts['eeg_hours']:.3f} EEG-hours in {counts['seconds']:.1f} s "
+          f"({rate:.0f}x real time; backend {report['backend']})")
+    shown = report["recordings"][:20]
+    width = max([len(r["input"]) for r in shown] + [9])
+    for r in shown:
+        if r["status"] == "processed":
+            said = r.get("predicted") or f"{r['mean_outputs']['value']:.4g}"
+            print(f"  {r['input']:<{width}}  {said:<8} {r['windows']:>5} windows  "
+                  f"artifact {r['mean_artifact_score']:.2f}")
+        else:
+            print(f"  {r['input']:<{width}}  quarantined at {r['stage']}: {r['reason']}")
+    if len(report["recordings"]) > len(shown):
+        print(f"  ... and {len(report['recordings']) - len(shown)} more in recordings.json")
+    print(f"wrote {output / 'predictions.csv'} and {output / 'recordings.json'}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    report = run(argv)
+    if not report["counts"]["processed"]:
+        print("no recording could be scored (reasons above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,244 @@
+"""Predictions for raw EEG from a fine-tuned model: the pipeline's steps, then the model, per window.
+
+``Predictor(model_dir)`` reads a fine-tuning run (its folder, or the ``model/`` in it) and the
+preprocessing recipe saved beside the model (``training.preprocess_spec``). ``predict(inputs)``
+takes what ``eegfm-preprocess --input`` takes (files, folders, globs, BIDS, the HMS layout, local
+or ``gs://``/``s3://``) and gives one :class:`RecordingPrediction` per recording: every window the
+pipeline would have written, scored by the model, in time order; or the quarantine stage and reason.
+
+Why it cannot drift from training: a window goes through ``pipelines.process.process_recording``
+(read, de-identify, harmonize, resample, notch, bandpass, quality), is serialized as the TFRecord
+sink would write it, and decoded into a batch by the training loader's own code
+(``training.data.collate_records``). Tests check that the probabilities equal the model's on the
+pipeline's TFRecords of the same recording.
+
+Nothing a reader sees in a file's header reaches a prediction: the windows' pseudonyms are made
+with a random key per predictor and never output; a recording is named by the path it was given as.
+Windows are scored ``batch_size`` at a time as they are cut, so a 24 h recording never holds more
+than one batch of signal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from pipelines.config import Config, ConfigError, check_int, check_option, check_range
+from pipelines.logging_setup import get_logger
+from pipelines.process import Outcome, PreprocessConfig, RejectedWindow, Window, process_recording
+from pipelines.schema import CHANNELS, SFREQ, encode_example
+from pipelines.sources import DATASETS, discover
+from serving.backends import BACKENDS, make_backend
+from training.data import collate_records, inputs_for_modalities
+from training.preprocess_spec import load_preprocess_spec
+
+log = get_logger("serving.predictor")
+
+
+@dataclasses.dataclass
+class PredictConfig(Config):
+    """How windows are scored; the windows themselves follow the model's preprocessing recipe."""
+
+    backend: str = "torch"
+    device: str = "cpu"
+    batch_size: int = 32
+    calibrated: bool = True  # divide logits by the temperature fitted on validation
+    stride_seconds: float | None = None  # None: the training windows' stride
+    artifact_model: bool = True  # score artifacts with the training data's autoencoder as well as rules
+    threads: int | None = None
+    precision: str = "fp16"  # tensorrt engines only
+
+    def validate(self) -> None:
+        check_option("backend", self.backend, BACKENDS)
+        check_option("device", self.device, ("cpu", "cuda"))
+        check_int("batch_size", self.batch_size, 1)
+        if self.stride_seconds is not None:
+            check_range("stride_seconds", self.stride_seconds, 0.5, 3600)
+        check_int("threads", self.threads, 1, optional=True)
+        check_option("precision", self.precision, ("fp16", "bf16", "fp32"))
+
+
+@dataclasses.dataclass
+class WindowPrediction:
+    start_s: float
+    duration_s: float
+    # class probabilities in label order (a regression head: the one predicted value)
+    outputs: tuple[float, ...]
+    artifact_score: float
+    masked_channels: tuple[str, ...]  # interpolated for this window (missing or repaired electrodes)
+    votes: tuple[float, ...] = ()  # expert votes where the input carries them (the HMS layout)
+
+
+@dataclasses.dataclass
+class RecordingPrediction:
+    """One input recording: its windows' predictions, or why it was quarantined."""
+
+    input: str
+    status: str  # 'processed' | 'quarantined'
+    labels: tuple[str, ...]
+    windows: list[WindowPrediction] = dataclasses.field(default_factory=list)
+    stage: str = ""
+    reason: str = ""
+    dataset: str = ""
+    eeg_seconds: float = 0.0
+    sfreq_in: float = 0.0
+    interpolated: tuple[str, ...] = ()
+    line_freq: int | None = None
+    rejected_windows: int = 0
+    rejection_rules: dict[str, int] = dataclasses.field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """The recording at a glance: mean outputs over its windows and the most likely label."""
+        out: dict[str, Any] = {
+            "input": self.input, "status": self.status, "stage": self.stage, "reason": self.reason,
+            "dataset": self.dataset, "eeg_seconds": round(self.eeg_seconds, 3), "sfreq_in": self.sfreq_in,
+            "interpolated": list(self.interpolated), "line_freq": self.line_freq, "windows": len(self.windows),
+            "rejected_windows": self.rejected_windows, "rejection_rules": self.rejection_rules,
+        }
+        if self.windows:
+            mean = np.mean([w.outputs for w in self.windows], axis=0)
+            out["mean_outputs"] = dict(zip(self.labels, map(float, mean)))
+            if len(self.labels) > 1:
+                out["predicted"] = self.labels[int(mean.argmax())]
+                out["windows_by_label"] = dict(Counter(self.labels[int(np.argmax(w.outputs))] for w in self.windows))
+            out["mean_artifact_score"] = float(np.mean([w.artifact_score for w in self.windows]))
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.summary(), "labels": list(self.labels),
+                "window_predictions": [dataclasses.asdict(w) for w in self.windows]}
+
+
+def resolve_model_dir(path: str | Path) -> tuple[Path, list[str]]:
+    """The model folder of a fine-tuning run (the run folder or its ``model/``) and the data
+    folders its run.json names (for runs made before the recipe was saved beside the model)."""
+    path = Path(path)
+    model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
+    if not (model_dir / "config.json").is_file():
+        raise ConfigError(f"--model {path}: expected a fine-tuning run folder (with model/config.json) or its "
+                          "model folder (config.json, model.safetensors); found neither")
+    run_file = model_dir.parent / "run.json"
+    data: list[str] = []
+    if run_file.is_file():
+        try:
+            named = json.loads(run_file.read_text()).get("data") or []
+            data = [named] if isinstance(named, str) else list(named)
+        except ValueError:
+            pass
+    return model_dir, data
+
+
+class Predictor:
+    """A fine-tuned model behind the pipeline's preprocessing; see the module docstring."""
+
+    def __init__(self, model: str | Path, config: PredictConfig | None = None) -> None:
+        from model.config import EEGFMConfig
+
+        self.config = config or PredictConfig()
+        self.model_dir, data = resolve_model_dir(model)
+        self.model_config = EEGFMConfig.from_pretrained(self.model_dir)
+        if "EEGFMModel" not in (self.model_config.architectures or ["EEGFMModel"]):
+            raise ConfigError(f"--model {model}: a {', '.join(self.model_config.architectures)} (a pretraining "
+                              "encoder, whose task head is untrained); expected a fine-tuned EEGFMModel")
+        self.spec = load_preprocess_spec(self.model_dir, data)
+        preprocess = PreprocessConfig.from_dict(self.spec["config"])
+        if self.config.stride_seconds is not None:
+            preprocess = dataclasses.replace(preprocess, stride_seconds=self.config.stride_seconds)
+        self.preprocess = preprocess
+        self.head = self.model_config.head
+        id2label = {int(k): v for k, v in (self.model_config.id2label or {}).items()}
+        self.labels = (("value",) if self.head == "regression"
+                       else tuple(id2label[i] for i in sorted(id2label)) if id2label else ("negative", "positive"))
+        self.temperature = (float(self.model_config.temperature or 1.0)
+                            if self.config.calibrated and self.head != "regression" else 1.0)
+        self.window_seconds = float(preprocess.window_seconds)
+        n_times = int(round(self.window_seconds * SFREQ))
+        n_times -= n_times % self.model_config.patch_size
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        self.backend = make_backend(self.config.backend, self.model_dir, torch.device(self.config.device),
+                                    n_times=n_times, patch_size=self.model_config.patch_size,
+                                    batch_size=self.config.batch_size, threads=self.config.threads,
+                                    precision=self.config.precision)
+        self.artifact_model = None
+        if self.config.artifact_model and self.spec.get("artifact_model"):
+            from pipelines.artifact_ae import ArtifactAutoencoder
+
+            self.artifact_model = ArtifactAutoencoder.load(self.spec["artifact_model"])
+        self._key = secrets.token_bytes(32)  # pseudonyms inside the records; never output
+        self._config_hash = preprocess.config_hash()
+
+    def describe(self) -> dict[str, Any]:
+        """What a client needs to read the predictions."""
+        return {"labels": list(self.labels), "head": self.head, "temperature": self.temperature,
+                "window_seconds": self.window_seconds, "stride_seconds": float(self.preprocess.stride_seconds),
+                "sfreq": SFREQ, "channels": list(CHANNELS), "backend": self.backend.name,
+                "preprocess_config_hash": self.spec["config_hash"],
+                "artifact_model": "autoencoder and rules" if self.artifact_model is not None else "rules"}
+
+    def predict(self, inputs: Sequence[str], *, dataset: str = "auto", site: str | None = None
+                ) -> Iterator[RecordingPrediction]:
+        """One prediction per recording the inputs hold (``discover``'s items, largest first)."""
+        check_option("--dataset", dataset, DATASETS)
+        items, _, _ = discover(list(inputs), dataset=dataset, site=site, warn_sidecars=False)
+        for item in items:
+            yield self.predict_item(item)
+
+    def predict_item(self, item) -> RecordingPrediction:
+        result = RecordingPrediction(input=item.path, status="quarantined", labels=self.labels)
+        pending: list[Window] = []
+        outcome: Outcome | None = None
+        for event in process_recording(item, self._key, self.preprocess, self._config_hash):
+            if isinstance(event, Window):
+                pending.append(event)
+                if len(pending) == self.config.batch_size:
+                    result.windows += self._score(pending)
+                    pending = []
+            elif isinstance(event, RejectedWindow):
+                continue
+            else:
+                outcome = event
+        if pending and outcome is not None and outcome.status == "processed":
+            result.windows += self._score(pending)
+        assert outcome is not None  # process_recording always ends with one
+        for name in ("status", "stage", "reason", "dataset", "eeg_seconds", "sfreq_in", "interpolated", "line_freq",
+                     "rejected_windows", "rejection_rules"):
+            setattr(result, name, getattr(outcome, name))
+        if outcome.status != "processed":
+            result.windows = []
+        result.windows.sort(key=lambda w: w.start_s)
+        return result
+
+    def _score(self, windows: list[Window]) -> list[WindowPrediction]:
+        batch = collate_records([encode_example(w.record) for w in windows])
+        logits = self.backend.logits(inputs_for_modalities(batch, self.model_config.modalities))
+        outputs = self.outputs_of(logits)
+        scores = [w.record.artifact_score for w in windows]
+        if self.artifact_model is not None and all(w.ae_features is not None for w in windows):
+            ae = self.artifact_model.score_features(np.stack([w.ae_features for w in windows]))
+            scores = [max(float(a), float(b)) for a, b in zip(scores, ae)]
+        mask = batch["channel_mask"].numpy()
+        return [WindowPrediction(
+            start_s=float(w.record.window_start_s), duration_s=w.record.n_times / SFREQ,
+            outputs=tuple(float(v) for v in row), artifact_score=float(score),
+            masked_channels=tuple(CHANNELS[c] for c in np.flatnonzero(mask[i] == 0)),
+            votes=tuple(float(v) for v in w.record.votes))
+            for i, (w, row, score) in enumerate(zip(windows, outputs, scores))]
+
+    def outputs_of(self, logits: torch.Tensor) -> np.ndarray:
+        """Probabilities (calibrated unless configured otherwise) or regression values."""
+        logits = logits.double().reshape(len(logits), -1)  # a binary head's logits may be (B,)
+        if self.head == "regression":
+            return logits[:, :1].numpy()
+        if logits.shape[-1] == 1:  # binary: one logit for the positive class
+            p = torch.sigmoid(logits[:, 0] / self.temperature)
+            return torch.stack([1 - p, p], dim=1).numpy()
+        return torch.softmax(logits / self.temperature, dim=-1).numpy()

@@ -1,0 +1,84 @@
+"""``eegfm-predict`` end to end: raw recordings in, a row per window and an entry per input out;
+and no identifier from a file header in anything it writes or logs."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from serving import predict
+
+
+def test_every_input_is_accounted_for_with_a_row_per_window(finetuned, corpus, tmp_path, capsys):
+    inputs = tmp_path / "ward"
+    inputs.mkdir()
+    for name in ("Subject03_1.edf", "Subject03_2.edf"):
+        (inputs / name).symlink_to(corpus / "hospital1" / name)
+    (inputs / "empty.edf").write_bytes(b"")
+    out = tmp_path / "out"
+    assert predict.main(["--model", str(finetuned), "--input", str(inputs), "--output", str(out),
+                         "--batch_size", "5"]) == 0
+    report = json.loads((out / "recordings.json").read_text())
+    by_name = {Path(r["input"]).name: r for r in report["recordings"]}
+    assert set(by_name) == {"Subject03_1.edf", "Subject03_2.edf", "empty.edf"}
+    assert by_name["empty.edf"]["status"] == "quarantined" and "empty (0-byte)" in by_name["empty.edf"]["reason"]
+    assert report["counts"] == {**report["counts"], "recordings": 3, "processed": 2, "quarantined": 1}
+    with (out / "predictions.csv").open() as fileobj:
+        rows = list(csv.DictReader(fileobj))
+    assert len(rows) == report["counts"]["windows"] == sum(r["windows"] for r in report["recordings"]) == 24
+    assert {Path(r["input"]).name for r in rows} == {"Subject03_1.edf", "Subject03_2.edf"}
+    for row in rows:
+        probabilities = [float(row["rest"]), float(row["task"])]
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+        assert row["predicted"] == ("task" if probabilities[1] > probabilities[0] else "rest")
+    starts = [float(r["start_s"]) for r in rows if r["input"].endswith("Subject03_1.edf")]
+    assert starts == [10.0 * k for k in range(len(starts))]
+    for recording in report["recordings"][:2]:
+        assert (out / recording["timeline"]).stat().st_size > 10_000
+    printed = capsys.readouterr().out
+    assert "3 recordings: 2 scored, 1 quarantined; 24 windows" in printed and "quarantined at read" in printed
+
+
+def test_nothing_to_score_exits_1_and_usage_errors_exit_2(finetuned, encoder, tmp_path, capsys):
+    (tmp_path / "bad.edf").write_bytes(b"0       not an EDF header")
+    assert predict.main(["--model", str(finetuned), "--input", str(tmp_path / "bad.edf"),
+                         "--output", str(tmp_path / "out"), "--no_plots"]) == 1
+    assert "no recording could be scored" in capsys.readouterr().err
+    for argv, message in ((["--model", str(encoder)], "pretraining encoder"),
+                          (["--model", str(finetuned), "--batch_size", "0"], "batch_size"),
+                          (["--model", str(finetuned), "--input", str(tmp_path / "nothing*.edf")], "--input")):
+        args = {"--input": str(tmp_path / "bad.edf"), **dict(zip(argv[::2], argv[1::2]))}
+        with pytest.raises(SystemExit) as exit_info:
+            predict.main([*(x for kv in args.items() for x in kv), "--output", str(tmp_path / "o")])
+        assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_planted_identifiers_reach_no_prediction_and_no_log(finetuned, tmp_path):
+    from pipelines.simulate.cli import main as simulate
+
+    corpus = tmp_path / "corpus"
+    assert simulate(["--output", str(corpus), "--sites", "2", "--subjects-per-site", "1",
+                     "--recordings-per-subject", "1", "--minutes", "1", "--seed", "5", "--quiet"]) == 0
+    planted = json.loads((corpus / "identifiers.json").read_text())["recordings"]
+    needles = sorted({s.encode() for rec in planted for s in rec["search_strings"] if len(s) >= 4})
+    headers = b"".join(p.read_bytes()[:4096] for p in (corpus / "edf").rglob("*.edf"))
+    assert len(needles) >= 8 and sum(n in headers for n in needles) >= len(needles) // 2  # they are there
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "serving.predict", "--model", str(finetuned),
+                             "--input", str(corpus / "edf"), "--output", str(out)],
+                            capture_output=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((out / "recordings.json").read_text())
+    # the simulator's labels.csv gives each recording one 50 s window with expert votes, as the pipeline cuts it
+    assert report["counts"]["processed"] == 2 and report["counts"]["windows"] == 2
+    with (out / "predictions.csv").open() as fileobj:
+        assert all(len(row["votes"].split(";")) == 6 for row in csv.DictReader(fileobj))
+    haystacks = {"stdout+stderr": result.stdout + result.stderr,
+                 **{str(p): p.read_bytes() for p in out.rglob("*") if p.is_file()}}
+    leaks = [(name, n.decode()) for name, blob in haystacks.items() for n in needles if n in blob]
+    assert not leaks, leaks[:10]

@@ -1,0 +1,93 @@
+"""How a fine-tuned model's windows were made, saved beside the model so new EEG is prepared the same way.
+
+A model only means something on windows cut, filtered and scaled as its training windows were. The
+pipeline's manifest holds that recipe (``config``: window length, filters, mains handling, quality
+thresholds; its hash; the artifact autoencoder). Fine-tuning copies it into the model folder as
+``preprocess.json`` (plus ``artifact_ae.npz``), so the folder alone serves predictions
+(``serving.predictor``) on another machine, without the training data.
+
+Several ``--data`` folders: the first one's recipe is saved and the others' hashes listed; the
+data loader already checked that they agree on channels and rate.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from pipelines.config import ConfigError
+from pipelines.logging_setup import get_logger
+from pipelines.object_stores import join_path, open_binary
+
+SPEC_FILE = "preprocess.json"
+AE_FILE = "artifact_ae.npz"
+log = get_logger("training.preprocess_spec")
+
+
+def _manifest(data_dir: str) -> dict[str, Any]:
+    with open_binary(join_path(data_dir, "manifest.json")) as fileobj:
+        return json.loads(fileobj.read())
+
+
+def save_preprocess_spec(data_dirs: list[str], model_dir: str | os.PathLike[str]) -> Path | None:
+    """Write ``model_dir/preprocess.json`` (and the artifact autoencoder) from the first data
+    folder's manifest; None, with a warning, where there is no readable manifest."""
+    model_dir = Path(model_dir)
+    try:
+        manifests = [_manifest(d) for d in data_dirs]
+    except (OSError, ValueError) as err:
+        log.warning("no %s beside the model: cannot read the data's manifest (%s); predictions on new EEG "
+                    "will need --data naming the pipeline output it was trained on", SPEC_FILE, err)
+        return None
+    first = manifests[0]
+    spec = {
+        "config": first["config"], "config_hash": first["config_hash"],
+        "pipeline_version": first.get("pipeline_version", ""), "channels": first["channels"],
+        "sfreq": first["sfreq"], "data": list(data_dirs),
+        "other_config_hashes": sorted({m["config_hash"] for m in manifests[1:]} - {first["config_hash"]}),
+        "artifact_model": None,
+    }
+    if first.get("artifact_model"):
+        try:
+            with open_binary(join_path(data_dirs[0], first["artifact_model"])) as src:
+                (model_dir / AE_FILE).write_bytes(src.read())
+            spec["artifact_model"] = AE_FILE
+        except OSError as err:
+            log.warning("the data's artifact autoencoder %s is not copied beside the model (%s): predictions "
+                        "score artifacts by rules only", first["artifact_model"], err)
+    path = model_dir / SPEC_FILE
+    path.write_text(json.dumps(spec, indent=2, sort_keys=True))
+    return path
+
+
+def load_preprocess_spec(model_dir: str | os.PathLike[str], data_dirs: list[str] | None = None) -> dict[str, Any]:
+    """The recipe saved beside the model, else (older runs) the one in its data's manifest.
+
+    Returns the spec with ``artifact_model`` an absolute path or None. ConfigError naming both
+    places when neither has it."""
+    model_dir = Path(model_dir)
+    path = model_dir / SPEC_FILE
+    if path.is_file():
+        try:
+            spec = json.loads(path.read_text())
+            _ = spec["config"], spec["config_hash"]
+        except (ValueError, KeyError) as err:
+            raise ConfigError(f"{path}: not a preprocessing spec ({err}); expected the file fine-tuning "
+                              "writes beside the model") from None
+        spec["artifact_model"] = str(model_dir / spec["artifact_model"]) if spec.get("artifact_model") else None
+        return spec
+    for data_dir in data_dirs or ():
+        try:
+            manifest = _manifest(data_dir)
+        except (OSError, ValueError):
+            continue
+        model = manifest.get("artifact_model")
+        return {"config": manifest["config"], "config_hash": manifest["config_hash"],
+                "pipeline_version": manifest.get("pipeline_version", ""), "channels": manifest["channels"],
+                "sfreq": manifest["sfreq"], "data": [data_dir],
+                "artifact_model": join_path(data_dir, model) if model else None}
+    raise ConfigError(f"{model_dir}: no {SPEC_FILE} (written by fine-tuning since eegfm 0.1) and no readable "
+                      f"manifest.json in the data it was trained on ({', '.join(data_dirs or []) or 'none named'}); "
+                      "expected one of them to know how the training windows were made")
