@@ -37,6 +37,7 @@ from pipelines.process import Outcome, PreprocessConfig, RejectedWindow, Window,
 from pipelines.schema import CHANNELS, SFREQ, encode_example
 from pipelines.sources import DATASETS, discover
 from serving.backends import BACKENDS, make_backend
+from serving.model_store import fetch_model
 from training.data import collate_records, inputs_for_modalities
 from training.preprocess_spec import load_preprocess_spec
 
@@ -119,8 +120,9 @@ class RecordingPrediction:
 
 def resolve_model_dir(path: str | Path) -> tuple[Path, list[str]]:
     """The model folder of a fine-tuning run (the run folder or its ``model/``) and the data
-    folders its run.json names (for runs made before the recipe was saved beside the model)."""
-    path = Path(path)
+    folders its run.json names (for runs made before the recipe was saved beside the model). A
+    run in an object store is fetched to a local cache first (``serving.model_store``)."""
+    path = fetch_model(str(path))
     model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
     if not (model_dir / "config.json").is_file():
         raise ConfigError(f"--model {path}: expected a fine-tuning run folder (with model/config.json) or its "

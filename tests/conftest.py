@@ -126,3 +126,19 @@ def encoder(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def finetuned(three_sites, encoder, tmp_path_factory) -> Path:
+    """The cpu-tiny encoder fine-tuned briefly (2 steps) on eegmat at three sites: a run to serve."""
+    from tests.evaluation.conftest import QUICK
+    from training import finetune
+
+    run = tmp_path_factory.mktemp("serve") / "run"
+    assert finetune.main(["--pretrained", str(encoder), "--data", str(three_sites), "--output", str(run), *QUICK,
+                          "--set", "val_fraction=0.34"]) == 0
+    return run
+
+
+@pytest.fixture(scope="session")
+def raw_sites(three_sites) -> Path:
+    """The raw recordings behind ``three_sites``: corpus/hospital<k>/SubjectNN_<1|2>.edf."""
+    return three_sites.parent / "corpus"

@@ -14,11 +14,11 @@ import pytest
 from serving import predict
 
 
-def test_every_input_is_accounted_for_with_a_row_per_window(finetuned, corpus, tmp_path, capsys):
+def test_every_input_is_accounted_for_with_a_row_per_window(finetuned, raw_sites, tmp_path, capsys):
     inputs = tmp_path / "ward"
     inputs.mkdir()
     for name in ("Subject03_1.edf", "Subject03_2.edf"):
-        (inputs / name).symlink_to(corpus / "hospital1" / name)
+        (inputs / name).symlink_to(raw_sites / "hospital1" / name)
     (inputs / "empty.edf").write_bytes(b"")
     out = tmp_path / "out"
     assert predict.main(["--model", str(finetuned), "--input", str(inputs), "--output", str(out),
@@ -61,16 +61,16 @@ def test_nothing_to_score_exits_1_and_usage_errors_exit_2(finetuned, encoder, tm
 def test_planted_identifiers_reach_no_prediction_and_no_log(finetuned, tmp_path):
     from pipelines.simulate.cli import main as simulate
 
-    corpus = tmp_path / "corpus"
-    assert simulate(["--output", str(corpus), "--sites", "2", "--subjects-per-site", "1",
+    simulated = tmp_path / "simulated"
+    assert simulate(["--output", str(simulated), "--sites", "2", "--subjects-per-site", "1",
                      "--recordings-per-subject", "1", "--minutes", "1", "--seed", "5", "--quiet"]) == 0
-    planted = json.loads((corpus / "identifiers.json").read_text())["recordings"]
+    planted = json.loads((simulated / "identifiers.json").read_text())["recordings"]
     needles = sorted({s.encode() for rec in planted for s in rec["search_strings"] if len(s) >= 4})
-    headers = b"".join(p.read_bytes()[:4096] for p in (corpus / "edf").rglob("*.edf"))
+    headers = b"".join(p.read_bytes()[:4096] for p in (simulated / "edf").rglob("*.edf"))
     assert len(needles) >= 8 and sum(n in headers for n in needles) >= len(needles) // 2  # they are there
     out = tmp_path / "out"
     result = subprocess.run([sys.executable, "-m", "serving.predict", "--model", str(finetuned),
-                             "--input", str(corpus / "edf"), "--output", str(out)],
+                             "--input", str(simulated / "edf"), "--output", str(out)],
                             capture_output=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "recordings.json").read_text())

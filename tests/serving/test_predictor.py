@@ -39,8 +39,8 @@ def test_fine_tuning_saves_its_datas_preprocessing_beside_the_model(finetuned, t
     assert spec["channels"] == manifest["channels"] and spec["artifact_model"] is None  # run without one
 
 
-def test_predictions_equal_the_models_on_the_pipelines_records(torch_predictor, finetuned, three_sites, corpus):
-    recording = corpus / "hospital1" / "Subject02_2.edf"
+def test_predictions_equal_the_models_on_the_pipelines_records(torch_predictor, finetuned, three_sites, raw_sites):
+    recording = raw_sites / "hospital1" / "Subject02_2.edf"
     [prediction] = torch_predictor.predict([str(recording)])
     assert prediction.status == "processed" and prediction.input == str(recording)
     raws = _records_of(three_sites, recording)
@@ -57,8 +57,8 @@ def test_predictions_equal_the_models_on_the_pipelines_records(torch_predictor, 
     assert summary["predicted"] in ("rest", "task") and sum(summary["windows_by_label"].values()) == 6
 
 
-def test_uncalibrated_and_overlapping_windows(finetuned, torch_predictor, corpus):
-    recording = str(corpus / "hospital0" / "Subject00_1.edf")
+def test_uncalibrated_and_overlapping_windows(finetuned, torch_predictor, raw_sites):
+    recording = str(raw_sites / "hospital0" / "Subject00_1.edf")
     [calibrated] = torch_predictor.predict([recording])
     overlapping = Predictor(finetuned, PredictConfig(stride_seconds=5.0, calibrated=False))
     [dense] = overlapping.predict([recording])
@@ -73,8 +73,8 @@ def test_uncalibrated_and_overlapping_windows(finetuned, torch_predictor, corpus
                                np.array([w.outputs for w in calibrated.windows]), atol=1e-6)
 
 
-def test_onnx_runtime_gives_the_same_probabilities(finetuned, torch_predictor, corpus):
-    recording = str(corpus / "hospital2" / "Subject05_1.edf")
+def test_onnx_runtime_gives_the_same_probabilities(finetuned, torch_predictor, raw_sites):
+    recording = str(raw_sites / "hospital2" / "Subject05_1.edf")
     onnx = Predictor(finetuned, PredictConfig(backend="onnx", batch_size=4))
     graph = finetuned / "model" / "model.onnx"
     assert graph.is_file()
@@ -87,10 +87,10 @@ def test_onnx_runtime_gives_the_same_probabilities(finetuned, torch_predictor, c
     assert graph.stat().st_mtime_ns == exported  # exported once, reused
 
 
-def test_a_folder_is_predicted_recording_by_recording_and_a_bad_file_is_quarantined(torch_predictor, corpus,
+def test_a_folder_is_predicted_recording_by_recording_and_a_bad_file_is_quarantined(torch_predictor, raw_sites,
                                                                                  tmp_path):
-    (tmp_path / "Subject01_1.edf").symlink_to(corpus / "hospital0" / "Subject01_1.edf")
-    (tmp_path / "cut.edf").write_bytes((corpus / "hospital0" / "Subject01_2.edf").read_bytes()[:3000])
+    (tmp_path / "Subject01_1.edf").symlink_to(raw_sites / "hospital0" / "Subject01_1.edf")
+    (tmp_path / "cut.edf").write_bytes((raw_sites / "hospital0" / "Subject01_2.edf").read_bytes()[:3000])
     results = {Path(p.input).name: p for p in torch_predictor.predict([str(tmp_path)])}
     assert set(results) == {"Subject01_1.edf", "cut.edf"}
     assert results["Subject01_1.edf"].status == "processed" and results["Subject01_1.edf"].windows
@@ -120,13 +120,13 @@ def test_tensorrt_is_refused_by_name_where_it_cannot_run(finetuned):
         Predictor(finetuned, PredictConfig(backend="tensorrt", device="cuda"))
 
 
-def test_tensorrt_engine_agrees_with_torch(finetuned, torch_predictor, corpus):
+def test_tensorrt_engine_agrees_with_torch(finetuned, torch_predictor, raw_sites):
     pytest.importorskip("tensorrt")
     import torch
 
     if not torch.cuda.is_available():
         pytest.skip("TensorRT needs an NVIDIA GPU")
-    recording = str(corpus / "hospital2" / "Subject05_2.edf")
+    recording = str(raw_sites / "hospital2" / "Subject05_2.edf")
     engine = Predictor(finetuned, PredictConfig(backend="tensorrt", device="cuda", precision="fp16"))
     [by_torch], [by_engine] = torch_predictor.predict([recording]), engine.predict([recording])
     np.testing.assert_allclose([w.outputs for w in by_engine.windows], [w.outputs for w in by_torch.windows],
@@ -134,7 +134,7 @@ def test_tensorrt_engine_agrees_with_torch(finetuned, torch_predictor, corpus):
     assert list(finetuned.joinpath("model").glob("model.*.engine"))
 
 
-def test_the_datas_artifact_autoencoder_travels_with_the_model_and_scores_windows(finetuned, three_sites, corpus,
+def test_the_datas_artifact_autoencoder_travels_with_the_model_and_scores_windows(finetuned, three_sites, raw_sites,
                                                                                  tmp_path):
     import shutil
 
@@ -155,7 +155,7 @@ def test_the_datas_artifact_autoencoder_travels_with_the_model_and_scores_window
     shutil.rmtree(data)  # the model folder alone serves
     assert (model_dir / AE_FILE).is_file()
 
-    recording = str(corpus / "hospital0" / "Subject01_1.edf")
+    recording = str(raw_sites / "hospital0" / "Subject01_1.edf")
     with_ae = Predictor(model_dir)
     rules_only = Predictor(model_dir, PredictConfig(artifact_model=False))
     assert with_ae.describe()["artifact_model"] == "autoencoder and rules"

@@ -35,8 +35,8 @@ def _request(server, method: str, path: str, body: bytes | None = None, headers:
         connection.close()
 
 
-def test_an_uploaded_recording_gets_the_predictors_answer(server, corpus, caplog):
-    recording = corpus / "hospital2" / "Subject04_2.edf"
+def test_an_uploaded_recording_gets_the_predictors_answer(server, raw_sites, caplog):
+    recording = raw_sites / "hospital2" / "Subject04_2.edf"
     with caplog.at_level(logging.INFO, logger="eegfm.serving.server"):
         status, reply = _request(server, "POST", "/v1/predict?filename=Jane%20Roe%201961.edf",
                                  recording.read_bytes())
@@ -52,11 +52,11 @@ def test_an_uploaded_recording_gets_the_predictors_answer(server, corpus, caplog
     assert "POST /v1/predict 200" in caplog.text and "Roe" not in caplog.text
 
 
-def test_a_recording_of_several_files_comes_zipped(server, corpus):
+def test_a_recording_of_several_files_comes_zipped(server, raw_sites):
     archive = io.BytesIO()
     with zipfile.ZipFile(archive, "w") as zipped:
         for name in ("Subject00_2.edf", "Subject01_2.edf"):
-            zipped.write(corpus / "hospital0" / name, f"visit/{name}")
+            zipped.write(raw_sites / "hospital0" / name, f"visit/{name}")
     status, reply = _request(server, "POST", "/v1/predict?filename=visit.zip", archive.getvalue())
     assert status == 200
     assert sorted(r["input"] for r in reply["recordings"]) == ["visit.zip/visit/Subject00_2.edf",
@@ -64,9 +64,9 @@ def test_a_recording_of_several_files_comes_zipped(server, corpus):
     assert all(r["windows"] == 6 for r in reply["recordings"])
 
 
-def test_bad_requests_get_a_status_and_a_reason(server, corpus):
+def test_bad_requests_get_a_status_and_a_reason(server, raw_sites):
     status, reply = _request(server, "POST", "/v1/predict?filename=cut.edf",
-                             (corpus / "hospital0" / "Subject00_2.edf").read_bytes()[:2000])
+                             (raw_sites / "hospital0" / "Subject00_2.edf").read_bytes()[:2000])
     assert status == 422 and reply["recordings"][0]["stage"] == "read"
     assert "upload.edf" in reply["recordings"][0]["reason"]
     assert _request(server, "POST", "/v1/predict", b"x")[0] == 400

@@ -1,0 +1,41 @@
+"""The cluster image's Dockerfile, read against the repository (no Docker engine runs here, so
+the image itself is not built by the tests): what it copies exists, every package setup.py ships
+is copied, its Python and torch are the project's, and its user is the one the pods run as."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+DOCKERFILE = REPO / "infra" / "docker" / "Dockerfile"
+
+
+def test_the_image_copies_every_shipped_package_and_installs_the_pinned_stack():
+    text = DOCKERFILE.read_text()
+    copied = re.findall(r"^COPY (\S+)", text, re.M)
+    for source in copied:
+        assert (REPO / source).exists(), source
+    shipped = re.search(r'find_packages\(include=\[([^\]]*)\]', (REPO / "setup.py").read_text()).group(1)
+    packages = {name.strip(' "*') for name in shipped.split(",")}
+    assert packages <= set(copied), packages - set(copied)
+    python = re.search(r"python_requires=\">=(\d+\.\d+)", (REPO / "setup.py").read_text()).group(1)
+    assert re.search(rf"^FROM python:{re.escape(python)}-", text, re.M)
+    torch = re.search(r"^torch==(\S+)$", (REPO / "requirements" / "lock.txt").read_text(), re.M).group(1)
+    assert f"pip install torch=={torch}" in text and "--constraint requirements/lock.txt" in text
+
+
+def test_the_image_user_is_the_one_the_pods_run_as():
+    uid = re.search(r"^USER (\d+)", DOCKERFILE.read_text(), re.M).group(1)
+    component_file = REPO / "infra" / "kubernetes" / "components" / "image" / "kustomization.yaml"
+    component = yaml.safe_load(component_file.read_text())
+    [patch] = component["patches"]
+    pod_context = yaml.safe_load(patch["patch"])[0]["value"]
+    assert str(pod_context["runAsUser"]) == uid
+
+
+def test_the_build_context_leaves_out_the_environment_and_outputs():
+    ignored = (REPO / ".dockerignore").read_text().split()
+    assert {".venv", "outputs", ".git"} <= set(ignored)

@@ -1,0 +1,50 @@
+"""A fine-tuned run in S3 (moto's S3 server on localhost, the real boto3 client through Beam's
+filesystems) is fetched once, cached, and served like the local run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipelines.config import ConfigError
+from serving.model_store import fetch_model
+from serving.predictor import Predictor
+from tests.pipelines.test_object_stores import AWS_ENV, BUCKET, beam_options, s3  # noqa: F401 - fixtures
+
+
+@pytest.fixture
+def on_s3(s3, beam_options, monkeypatch, tmp_path):  # noqa: F811 - the imported fixtures
+    endpoint, client = s3
+    for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": endpoint, "EEGFM_CACHE": str(tmp_path / "cache")}.items():
+        monkeypatch.setenv(name, value)
+    from apache_beam.io.filesystems import FileSystems
+
+    FileSystems._pipeline_options = None  # options (the endpoint) are read again from the environment
+    return client
+
+
+def test_a_run_in_s3_is_fetched_once_and_predicts_as_the_local_one(on_s3, finetuned, raw_sites, tmp_path):
+    from serving.model_store import main as publish
+
+    url = f"s3://{BUCKET}/runs/ft"
+    assert publish([str(finetuned), url]) == 0
+    keys = {o["Key"] for o in on_s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/ft/")["Contents"]}
+    assert {"runs/ft/run.json", "runs/ft/eval.json", "runs/ft/model/config.json", "runs/ft/model/model.safetensors",
+            "runs/ft/model/preprocess.json"} <= keys and not any("checkpoints" in k for k in keys)
+    local = fetch_model(url)
+    weights = "model/model.safetensors"
+    assert (local / weights).read_bytes() == (finetuned / weights).read_bytes()
+    assert (local / "run.json").is_file() and str(tmp_path / "cache") in str(local)
+    stamp = (local / "model" / "config.json").stat().st_mtime_ns
+    assert fetch_model(url + "/model") != local  # the model folder's URL is its own cache entry
+    assert fetch_model(url) == local and (local / "model" / "config.json").stat().st_mtime_ns == stamp  # cached
+
+    recording = str(raw_sites / "hospital1" / "Subject02_1.edf")
+    [remote], [here] = Predictor(url).predict([recording]), Predictor(finetuned).predict([recording])
+    np.testing.assert_array_equal([w.outputs for w in remote.windows], [w.outputs for w in here.windows])
+
+
+def test_a_store_folder_without_a_model_is_refused_by_name(on_s3):
+    on_s3.put_object(Bucket=BUCKET, Key="runs/empty/notes.txt", Body=b"x")
+    with pytest.raises(ConfigError, match="expected a fine-tuning run folder.*found"):
+        fetch_model(f"s3://{BUCKET}/runs/empty")
