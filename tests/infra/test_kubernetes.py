@@ -146,6 +146,20 @@ def test_training_runs_on_the_gpu_nodes_and_survives_preemption(rendered):
     assert "nodeSelector" not in pod and "tolerations" not in pod  # CPU nodes: GPUs are for training
 
 
+def test_the_gpu_nodes_get_the_device_plugin_that_offers_their_gpus():
+    import kubernetes_validate
+
+    [plugin] = render("cluster")
+    kubernetes_validate.validate(plugin, K8S_VERSION, strict=True)
+    assert plugin["kind"] == "DaemonSet" and plugin["metadata"]["namespace"] == "kube-system"
+    pod = plugin["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == dict([GPU_LABEL])
+    assert {"key": GPU_TAINT, "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
+    [mount] = pod["containers"][0]["volumeMounts"]
+    assert mount["mountPath"] == "/var/lib/kubelet/device-plugins"
+    assert re.fullmatch(r"\S+/k8s-device-plugin:v\d+\.\d+\.\d+", pod["containers"][0]["image"])  # pinned
+
+
 def test_the_serving_probes_and_ports_match_the_server(rendered, finetuned):
     import http.client
     import threading
@@ -174,3 +188,11 @@ def test_the_serving_probes_and_ports_match_the_server(rendered, finetuned):
     finally:
         served.shutdown()
         served.server_close()
+
+
+def test_the_configmap_has_the_keys_terraform_outputs_for_it(rendered):
+    outputs = (REPO / "infra" / "terraform" / "aws" / "outputs.tf").read_text()
+    block = re.search(r'output "configmap_data" \{.*?value = \{(.*?)\}', outputs, re.S).group(1)
+    keys = set(re.findall(r"^\s*([A-Z_]+)\s*=", block, re.M))
+    [configmap] = [d for d in rendered["serve"] if d["kind"] == "ConfigMap"]
+    assert keys and keys <= set(configmap["data"]), keys - set(configmap["data"])
