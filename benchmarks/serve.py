@@ -57,15 +57,18 @@ def make_model(folder: Path, preset: str) -> Path:
 
 
 def pipeline_only(files: list[str], config) -> float:
+    """Seconds for the pipeline's steps over ``files``, as its Beam workers run them (one BLAS thread)."""
+    from pipelines.blas import single_threaded_blas
     from pipelines.process import process_recording
     from pipelines.sources import discover
 
     items, _, _ = discover(files, warn_sidecars=False)
     key, config_hash = secrets.token_bytes(32), config.config_hash()
     start = time.perf_counter()
-    for item in items:
-        for _ in process_recording(item, key, config, config_hash):
-            pass
+    with single_threaded_blas():
+        for item in items:
+            for _ in process_recording(item, key, config, config_hash):
+                pass
     return time.perf_counter() - start
 
 
