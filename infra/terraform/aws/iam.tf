@@ -1,17 +1,25 @@
+# Each role here is assumed by one AWS service. EKS (and Pod Identity) also tag the session;
+# EC2 instance profiles cannot, so the node role allows AssumeRole alone.
+locals {
+  assumed_by = {
+    for service in ["eks.amazonaws.com", "ec2.amazonaws.com", "pods.eks.amazonaws.com"] : service => jsonencode({
+      Version = "2012-10-17"
+      Statement = [{
+        Effect    = "Allow"
+        Principal = { Service = service }
+        Action    = service == "ec2.amazonaws.com" ? ["sts:AssumeRole"] : ["sts:AssumeRole", "sts:TagSession"]
+      }]
+    })
+  }
+}
+
 # ---------------------------------------------------------------------------
 # EKS control plane role
 # ---------------------------------------------------------------------------
 
 resource "aws_iam_role" "cluster" {
-  name = "${var.name_prefix}-eks-cluster"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "eks.amazonaws.com" }
-      Action    = ["sts:AssumeRole", "sts:TagSession"]
-    }]
-  })
+  name               = "${var.name_prefix}-eks-cluster"
+  assume_role_policy = local.assumed_by["eks.amazonaws.com"]
 }
 
 resource "aws_iam_role_policy_attachment" "cluster" {
@@ -39,15 +47,8 @@ resource "aws_iam_role_policy" "cluster_encryption" {
 # ---------------------------------------------------------------------------
 
 resource "aws_iam_role" "node" {
-  name = "${var.name_prefix}-eks-node"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "ec2.amazonaws.com" }
-      Action    = "sts:AssumeRole"
-    }]
-  })
+  name               = "${var.name_prefix}-eks-node"
+  assume_role_policy = local.assumed_by["ec2.amazonaws.com"]
 }
 
 resource "aws_iam_role_policy_attachment" "node" {
@@ -66,15 +67,8 @@ resource "aws_iam_role_policy_attachment" "node" {
 # ---------------------------------------------------------------------------
 
 resource "aws_iam_role" "ebs_csi" {
-  name = "${var.name_prefix}-ebs-csi"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "pods.eks.amazonaws.com" }
-      Action    = ["sts:AssumeRole", "sts:TagSession"]
-    }]
-  })
+  name               = "${var.name_prefix}-ebs-csi"
+  assume_role_policy = local.assumed_by["pods.eks.amazonaws.com"]
 }
 
 resource "aws_iam_role_policy_attachment" "ebs_csi" {
@@ -90,15 +84,8 @@ resource "aws_iam_role_policy_attachment" "ebs_csi" {
 # to manage, and the binding to namespace/service account lives in an EKS
 # API object instead of a hand-written trust-policy condition.
 resource "aws_iam_role" "pod" {
-  name = "${var.name_prefix}-pod-s3"
-  assume_role_policy = jsonencode({
-    Version = "2012-10-17"
-    Statement = [{
-      Effect    = "Allow"
-      Principal = { Service = "pods.eks.amazonaws.com" }
-      Action    = ["sts:AssumeRole", "sts:TagSession"]
-    }]
-  })
+  name               = "${var.name_prefix}-pod-s3"
+  assume_role_policy = local.assumed_by["pods.eks.amazonaws.com"]
 }
 
 locals {
