@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _config(args, parser):
+def predict_config(args, parser):
+    """The PredictConfig the command line asks for (--device auto: CUDA where torch sees a GPU)."""
     import torch
 
     from serving.predictor import PredictConfig
@@ -103,7 +104,7 @@ def run(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging("INFO")
-    config = _config(args, parser)
+    config = predict_config(args, parser)
     try:
         predictor = Predictor(args.model, config)
     except (ConfigError, FileNotFoundError) as err:

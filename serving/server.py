@@ -214,7 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_server(argv: list[str] | None = None) -> PredictionServer:
-    from serving.predict import _config
+    from serving.predict import predict_config
     from serving.predictor import Predictor
 
     parser = build_parser()
@@ -222,7 +222,7 @@ def make_server(argv: list[str] | None = None) -> PredictionServer:
     if args.max_upload_mb <= 0:
         parser.error(f"--max_upload_mb: expected a positive size; got {args.max_upload_mb}")
     try:
-        predictor = Predictor(args.model, _config(args, parser))
+        predictor = Predictor(args.model, predict_config(args, parser))
     except (ConfigError, FileNotFoundError) as err:
         parser.error(str(err))
     return PredictionServer((args.host, args.port), predictor, int(args.max_upload_mb * 2**20))
