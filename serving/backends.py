@@ -10,9 +10,10 @@ arithmetic after them (temperature, softmax) is one code path.
   dynamic batch and time) and reused after; ONNX Runtime's CPU provider, or CUDA's with
   ``device="cuda"`` where onnxruntime-gpu is installed.
 - ``tensorrt``: an engine built from that ONNX graph for this GPU and TensorRT version (fp16 by
-  default), cached beside it as ``model.<gpu>.trt<version>.<precision>.engine``; it runs on
-  torch's CUDA stream with torch-allocated buffers (no pycuda). Needs an NVIDIA GPU and the
-  ``tensorrt`` package, which the CPU install leaves out.
+  default), cached beside it as ``model.<gpu>.trt<version>.<precision>.b<batch>.t<samples>.engine``;
+  it runs on torch's CUDA stream with torch-allocated buffers (no pycuda). Needs an NVIDIA GPU and
+  the ``tensorrt`` package, which the CPU install leaves out. Models that take a spectrogram are
+  refused (the pipeline's windows carry none; ONNX Runtime and PyTorch fill it with NaN).
 """
 
 from __future__ import annotations
@@ -104,11 +105,12 @@ class OnnxBackend:
         return torch.from_numpy(logits)
 
 
-def engine_name(precision: str) -> str:
+def engine_name(precision: str, batch_size: int, n_times: int) -> str:
+    """An engine serves one GPU model, TensorRT version, precision and optimisation profile."""
     import tensorrt as trt
 
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name()).strip("-").lower()
-    return f"model.{gpu}.trt{trt.__version__}.{precision}.engine"
+    return f"model.{gpu}.trt{trt.__version__}.{precision}.b{batch_size}.t{n_times}.engine"
 
 
 def build_engine(onnx_path: Path, engine_path: Path, *, times: tuple[int, int, int], max_batch: int,
@@ -152,6 +154,12 @@ def _profile_shape(name: str, batch: int, n_chans: int, n_times: int) -> tuple[i
             "ecg": (batch, n_times), "age": (batch,), "sex": (batch,)}[name]
 
 
+def _onnx_inputs(path: Path) -> list[str]:
+    import onnx
+
+    return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
+
+
 class TensorRTBackend:
     name = "tensorrt"
 
@@ -170,7 +178,10 @@ class TensorRTBackend:
         # (the HMS layout's 50 s) up to TENSORRT_MAX_SECONDS still run.
         self.max_times = max(n_times, int(TENSORRT_MAX_SECONDS * SFREQ) // patch_size * patch_size)
         self.patch_size = patch_size
-        engine_path = onnx_path.with_name(engine_name(precision))
+        engine_path = onnx_path.with_name(engine_name(precision, batch_size, n_times))
+        if "spectrogram" in _onnx_inputs(onnx_path):  # the pipeline's windows carry none
+            raise ConfigError("--backend tensorrt: the model takes a spectrogram, which serving does not feed a "
+                              "TensorRT engine; use --backend onnx or torch")
         if not engine_path.is_file():
             log.info("building a TensorRT %s engine for %s (once; cached as %s)", precision, onnx_path, engine_path)
             build_engine(onnx_path, engine_path, times=(patch_size, n_times, self.max_times),
