@@ -44,15 +44,13 @@ def make_model(folder: Path, preset: str) -> Path:
     from model.modeling import EEGFMModel
     from pipelines.process import PreprocessConfig
     from pipelines.schema import CHANNELS, SFREQ
-    from training.preprocess_spec import SPEC_FILE
+    from training.preprocess_spec import write_preprocess_spec
 
     torch.manual_seed(0)
     model_dir = folder / "model"
     EEGFMModel(EEGFMConfig.from_preset(preset, head="hms6", modalities=[])).save_pretrained(model_dir)
     config = PreprocessConfig()
-    spec = {"config": config.to_dict(), "config_hash": config.config_hash(), "channels": list(CHANNELS),
-            "sfreq": SFREQ, "artifact_model": None, "data": []}
-    (model_dir / SPEC_FILE).write_text(json.dumps(spec))
+    write_preprocess_spec(model_dir, config.to_dict(), config.config_hash(), channels=list(CHANNELS), sfreq=SFREQ)
     return model_dir
 
 

@@ -12,7 +12,11 @@ recipe saved beside the model) and scored window by window. Written to ``--outpu
 - ``recordings.json``: one entry per recording with its mean probabilities, most likely label and
   windows per label, or the stage and reason it was quarantined; and the model's description;
 - ``timelines/NNN_<name>.png``: each recording's probabilities over time above its artifact
-  scores (``--no_plots`` leaves them out).
+  scores (``--no_plots`` leaves them out);
+- with ``--submission FILE`` (a six-class HMS model on the Kaggle layout: ``test.csv`` +
+  ``test_eegs/``): the competition's submission, a row per eeg_id with the six class
+  probabilities (the mean over the recording's windows; the class prior of the model's training
+  windows for a recording that could not be scored, which is named in a warning).
 
 Exit status 0 when at least one recording was scored, 1 when none was (every reason is printed),
 2 for a usage error.
@@ -32,7 +36,7 @@ from tqdm import tqdm
 
 from pipelines.config import ConfigError, user_path
 from pipelines.logging_setup import get_logger, setup_logging
-from pipelines.sources import DATASETS
+from pipelines.sources import DATASETS, HMS_CLASSES, HMS_VOTE_COLUMNS
 from serving.backends import BACKENDS
 
 log = get_logger("serving.predict")
@@ -72,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--precision", choices=["fp16", "bf16", "fp32"], default="fp16",
                         help="TensorRT engine precision (--backend tensorrt only)")
     parser.add_argument("--no_plots", action="store_true", help="leave out the per-recording timelines")
+    parser.add_argument("--submission", type=Path, default=None,
+                        help="also write the Kaggle HMS submission (eeg_id, seizure_vote ... other_vote) to this "
+                        "CSV; needs a hms6 model and the HMS layout's parquet recordings")
     return parser
 
 
@@ -109,6 +116,9 @@ def run(argv: list[str] | None = None) -> dict:
         predictor = Predictor(args.model, config)
     except (ConfigError, FileNotFoundError) as err:
         parser.error(str(err))
+    if args.submission and predictor.labels != HMS_CLASSES:
+        parser.error(f"--submission: the Kaggle HMS format needs a six-class hms6 model (labels "
+                     f"{', '.join(HMS_CLASSES)}); this model's labels are {', '.join(predictor.labels)}")
     args.output.mkdir(parents=True, exist_ok=True)
     labels = list(predictor.labels)
     started, recordings, n_windows, eeg_seconds = time.perf_counter(), [], 0, 0.0
@@ -149,8 +159,43 @@ def run(argv: list[str] | None = None) -> dict:
                          "quarantined": len(recordings) - len(processed), "windows": n_windows,
                          "eeg_hours": round(eeg_seconds / 3600, 4), "seconds": round(seconds, 2)}}
     (args.output / "recordings.json").write_text(json.dumps(report, indent=2) + "\n")
+    if args.submission:
+        write_submission(args.submission, recordings, predictor.prior)
     _print_summary(report, args.output)
     return report
+
+
+def write_submission(path: Path, recordings: list[dict], prior: tuple[float, ...] | None) -> int:
+    """The Kaggle HMS submission for the recordings' summaries (``RecordingPrediction.summary``):
+    a row per HMS parquet recording, sorted by eeg_id; the number of rows."""
+    fallback = prior or tuple(1 / len(HMS_CLASSES) for _ in HMS_CLASSES)
+    rows, unscored, skipped = [], [], []
+    for recording in recordings:
+        name = recording["input"].rstrip("/").rsplit("/", 1)[-1]
+        if not name.lower().endswith(".parquet"):
+            skipped.append(recording["input"])
+            continue
+        eeg_id = name[: -len(".parquet")]
+        if recording["status"] == "processed":
+            probabilities = [recording["mean_outputs"][label] for label in HMS_CLASSES]
+        else:
+            probabilities = list(fallback)
+            unscored.append(eeg_id)
+        rows.append([eeg_id, *probabilities])
+    if skipped:
+        log.warning("--submission: %d input(s) are not HMS parquet recordings and have no row: %s", len(skipped),
+                    ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+    if unscored:
+        log.warning("--submission: eeg_id %s could not be scored (recordings.json says why); their rows hold the "
+                    "%s", ", ".join(unscored), "class prior of the model's training windows" if prior else
+                    "uniform distribution (the model folder has no run.json with a prior)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fileobj:
+        writer = csv.writer(fileobj)
+        writer.writerow(["eeg_id", *HMS_VOTE_COLUMNS])
+        for row in sorted(rows, key=lambda r: r[0]):
+            writer.writerow([row[0], *(f"{p:.6g}" for p in row[1:])])
+    return len(rows)
 
 
 def _print_summary(report: dict, output: Path) -> None:

@@ -176,6 +176,7 @@ class Predictor:
             from pipelines.artifact_ae import ArtifactAutoencoder
 
             self.artifact_model = ArtifactAutoencoder.load(self.spec["artifact_model"])
+        self.prior = _run_prior(self.model_dir, len(self.labels))
         self._key = secrets.token_bytes(32)  # pseudonyms inside the records; never output
         self._config_hash = preprocess.config_hash()
 
@@ -251,3 +252,12 @@ class Predictor:
             p = torch.sigmoid(logits[:, 0] / self.temperature)
             return torch.stack([1 - p, p], dim=1).numpy()
         return torch.softmax(logits / self.temperature, dim=-1).numpy()
+
+
+def _run_prior(model_dir: Path, n_labels: int) -> tuple[float, ...] | None:
+    """The class prior of the model's training windows (its run.json), where the run folder has one."""
+    try:
+        prior = json.loads((model_dir.parent / "run.json").read_text()).get("prior")
+    except (OSError, ValueError):
+        return None
+    return tuple(float(p) for p in prior) if isinstance(prior, list) and len(prior) == n_labels else None

@@ -42,22 +42,30 @@ def save_preprocess_spec(data_dirs: list[str], model_dir: str | os.PathLike[str]
                     "will need --data naming the pipeline output it was trained on", SPEC_FILE, err)
         return None
     first = manifests[0]
-    spec = {
-        "config": first["config"], "config_hash": first["config_hash"],
-        "pipeline_version": first.get("pipeline_version", ""), "channels": first["channels"],
-        "sfreq": first["sfreq"], "data": list(data_dirs),
-        "other_config_hashes": sorted({m["config_hash"] for m in manifests[1:]} - {first["config_hash"]}),
-        "artifact_model": None,
-    }
+    artifact_model = None
     if first.get("artifact_model"):
         try:
             with open_binary(join_path(data_dirs[0], first["artifact_model"])) as src:
                 (model_dir / AE_FILE).write_bytes(src.read())
-            spec["artifact_model"] = AE_FILE
+            artifact_model = AE_FILE
         except OSError as err:
             log.warning("the data's artifact autoencoder %s is not copied beside the model (%s): predictions "
                         "score artifacts by rules only", first["artifact_model"], err)
-    path = model_dir / SPEC_FILE
+    return write_preprocess_spec(
+        model_dir, first["config"], first["config_hash"], channels=first["channels"], sfreq=first["sfreq"],
+        pipeline_version=first.get("pipeline_version", ""), data=data_dirs, artifact_model=artifact_model,
+        other_config_hashes=sorted({m["config_hash"] for m in manifests[1:]} - {first["config_hash"]}))
+
+
+def write_preprocess_spec(model_dir: str | os.PathLike[str], config: dict[str, Any], config_hash: str, *,
+                          channels: list[str], sfreq: float, pipeline_version: str = "", data: list[str] = (),
+                          artifact_model: str | None = None, other_config_hashes: list[str] = ()) -> Path:
+    """Write ``model_dir/preprocess.json``: the pipeline config (``PreprocessConfig.to_dict()``)
+    and its hash, the channel order and rate, and the artifact autoencoder's file name beside it."""
+    spec = {"config": config, "config_hash": config_hash, "pipeline_version": pipeline_version,
+            "channels": list(channels), "sfreq": sfreq, "data": list(data),
+            "other_config_hashes": list(other_config_hashes), "artifact_model": artifact_model}
+    path = Path(model_dir) / SPEC_FILE
     path.write_text(json.dumps(spec, indent=2, sort_keys=True))
     return path
 

@@ -3,4 +3,31 @@ raw recordings (``raw_sites``) are in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from tests.evaluation.conftest import one_thread  # noqa: F401 - one torch thread here too (autouse)
+
+
+@pytest.fixture(scope="session")
+def hms6_run(tmp_path_factory) -> Path:
+    """A six-class HMS run folder as fine-tuning leaves one (cpu-tiny weights as initialised, the
+    pipeline's default recipe, a run.json with the class prior): for what needs the HMS labels."""
+    import json
+
+    import torch
+
+    from model.config import EEGFMConfig
+    from model.modeling import EEGFMModel
+    from pipelines.process import PreprocessConfig
+    from pipelines.schema import CHANNELS, SFREQ
+    from training.preprocess_spec import write_preprocess_spec
+
+    torch.manual_seed(0)
+    run = tmp_path_factory.mktemp("hms6") / "run"
+    EEGFMModel(EEGFMConfig.from_preset("tiny", head="hms6", modalities=[])).save_pretrained(run / "model")
+    config = PreprocessConfig()
+    write_preprocess_spec(run / "model", config.to_dict(), config.config_hash(), channels=list(CHANNELS), sfreq=SFREQ)
+    (run / "run.json").write_text(json.dumps({"prior": [0.1, 0.2, 0.1, 0.15, 0.15, 0.3]}))
+    return run

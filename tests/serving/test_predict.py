@@ -82,3 +82,28 @@ def test_planted_identifiers_reach_no_prediction_and_no_log(finetuned, tmp_path)
                  **{str(p): p.read_bytes() for p in out.rglob("*") if p.is_file()}}
     leaks = [(name, n.decode()) for name, blob in haystacks.items() for n in needles if n in blob]
     assert not leaks, leaks[:10]
+
+
+def test_the_kaggle_hms_test_layout_gets_a_submission_row_per_eeg_id(hms6_run, finetuned, shared_data, tmp_path):
+    layout = tmp_path / "hms"
+    (layout / "test_eegs").mkdir(parents=True)
+    (layout / "test.csv").write_text("spectrogram_id,eeg_id,patient_id\n853520,1000913311,30539\n7,42,8\n")
+    (layout / "test_eegs" / "1000913311.parquet").symlink_to(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
+    (layout / "test_eegs" / "42.parquet").write_text("eeg_id,Fp1\n42,1.0\n")  # a CSV named .parquet
+    out, submission = tmp_path / "out", tmp_path / "submission.csv"
+    assert predict.main(["--model", str(hms6_run), "--input", str(layout), "--output", str(out),
+                         "--submission", str(submission), "--no_plots"]) == 0
+    with submission.open() as fileobj:
+        rows = list(csv.reader(fileobj))
+    assert rows[0] == ["eeg_id", "seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote"]
+    assert [r[0] for r in rows[1:]] == ["1000913311", "42"]
+    report = {Path(r["input"]).name: r for r in json.loads((out / "recordings.json").read_text())["recordings"]}
+    scored = report["1000913311.parquet"]
+    assert scored["status"] == "processed" and scored["windows"] == 1  # test.csv's one 50 s window
+    assert [float(v) for v in rows[1][1:]] == pytest.approx(list(scored["mean_outputs"].values()), abs=1e-5)
+    assert report["42.parquet"]["status"] == "quarantined"
+    assert [float(v) for v in rows[2][1:]] == [0.1, 0.2, 0.1, 0.15, 0.15, 0.3]  # the training windows' prior
+    with pytest.raises(SystemExit) as exit_info:  # an eegmat model has no HMS labels
+        predict.main(["--model", str(finetuned), "--input", str(layout), "--output", str(out),
+                      "--submission", str(submission)])
+    assert exit_info.value.code == 2
