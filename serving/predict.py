@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("--model", required=True, type=user_path,
                         help="a training.finetune run folder, or the model/ folder in it (config.json, "
-                        "model.safetensors, preprocess.json)")
+                        "model.safetensors, preprocess.json); local, or s3:// / gs:// as published by "
+                        "python -m serving.model_store (fetched once into ~/.cache/eegfm)")
     parser.add_argument("--input", required=True, nargs="+", type=user_path,
                         help="recordings: files, folders or globs (** recurses), local, gs:// or s3://; "
                         "every format eegfm-preprocess reads")

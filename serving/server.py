@@ -194,7 +194,8 @@ def build_parser() -> argparse.ArgumentParser:
                                      description="Serve a fine-tuned eegfm model over HTTP.",
                                      epilog=__doc__.split("\n\n", 2)[2])
     parser.add_argument("--model", required=True, type=user_path,
-                        help="a training.finetune run folder, or the model/ folder in it")
+                        help="a training.finetune run folder, or the model/ folder in it; local, or s3:// / "
+                        "gs:// (fetched once into ~/.cache/eegfm)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (0.0.0.0 for every interface: put TLS and authentication "
                         "in front of it, it has neither)")
