@@ -20,6 +20,9 @@ recording in it is quarantined (the body says at which stage and why); 400 for a
 filename extension, a zip that is not one, or one with unsafe member paths; 411 without a
 Content-Length; 413 above ``--max_upload_mb``; 404 and 405 elsewhere.
 
+SIGTERM (Kubernetes stopping the pod) stops the server accepting; the requests in flight are
+answered (with ``Connection: close``) and the process exits 0.
+
 The upload is written to a private temporary folder as ``upload.<ext>`` and deleted after: the
 client's file name (which may carry a patient's name) is echoed in its own reply, never logged; the
 access log has method, path without query, status and size. Requests are served by threads, the
@@ -30,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import tempfile
 import threading
@@ -80,12 +84,20 @@ def unpack_zip(archive: Path, folder: Path, max_bytes: int) -> None:
 
 
 class PredictionServer(ThreadingHTTPServer):
-    daemon_threads = True
+    # server_close() waits for requests in flight: a pod told to stop (SIGTERM) answers them first
+    daemon_threads = False
+    block_on_close = True
 
     def __init__(self, address: tuple[str, int], predictor, max_upload_bytes: int) -> None:
         super().__init__(address, _Handler)
         self.predictor, self.max_upload_bytes = predictor, max_upload_bytes
         self.model_lock = threading.Lock()
+        self.stopping = False  # set on SIGTERM: answers close their connections
+
+    def stop(self) -> None:
+        """Stop accepting; requests in flight are answered (``server_close`` waits for them)."""
+        self.stopping = True
+        threading.Thread(target=self.shutdown, daemon=True).start()
 
     def predict_upload(self, filename: str, body, length: int) -> tuple[int, dict[str, Any]]:
         """Status and reply for an uploaded file of ``length`` bytes read from ``body``."""
@@ -124,6 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
     server: PredictionServer
     server_version = "eegfm-serve"
     protocol_version = "HTTP/1.1"
+    timeout = 15  # seconds a kept-alive connection may idle (or an upload stall) before it is closed
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         pass  # replaced by _log: the default line holds the query string (a file name)
@@ -133,7 +146,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _reply(self, status: int, body: dict[str, Any]) -> None:
         data = (json.dumps(body) + "\n").encode()
+        if self.server.stopping:
+            self.close_connection = True
         self.send_response(status)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -233,14 +250,23 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("INFO")
     server = make_server(argv)
     host, port = server.server_address[:2]
+
+    def stop(signum, _frame) -> None:
+        # Kubernetes sends SIGTERM, then SIGKILL after the grace period: stop accepting, answer what
+        # is in flight (server_close), exit 0. shutdown() waits for serve_forever, so not from here.
+        log.info("%s: finishing the requests in flight, then stopping", signal.Signals(signum).name)
+        server.stop()
+
+    signal.signal(signal.SIGTERM, stop)
     print(f"eegfm-serve: {server.predictor.backend.name} model on http://{host}:{port} "
-          f"(POST /v1/predict?filename=NAME; GET /v1/model, /health); Ctrl-C stops", flush=True)
+          f"(POST /v1/predict?filename=NAME; GET /v1/model, /health); Ctrl-C or SIGTERM stops", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
         pass
     finally:
         server.server_close()
+    log.info("stopped")
     return 0
 
 

@@ -6,6 +6,7 @@ import http.client
 import io
 import json
 import logging
+import re
 import threading
 import zipfile
 
@@ -98,3 +99,32 @@ def test_upload_names_say_the_format():
     for name in ("", ".edf", "a.vhdr", "a.txt"):
         with pytest.raises(ValueError, match="expected a name ending in one of"):
             upload_extension(name)
+
+
+def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(finetuned, raw_sites):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    archive = io.BytesIO()  # 48 recordings (4 copies of 12): a request that takes seconds to score
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for copy in range(4):
+            for path in sorted(raw_sites.rglob("*.edf")):
+                zipped.write(path, f"copy{copy}/{path.name}")
+    server = subprocess.Popen([sys.executable, "-m", "serving.server", "--model", str(finetuned), "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        banner = server.stdout.readline()
+        host, port = re.search(r"http://([\d.]+):(\d+)", banner).groups()
+        connection = http.client.HTTPConnection(host, int(port), timeout=120)
+        connection.request("POST", "/v1/predict?filename=ward.zip", body=archive.getvalue())
+        os.kill(server.pid, signal.SIGTERM)  # the server has the upload and is still unpacking or scoring it
+        response = connection.getresponse()
+        reply = json.loads(response.read())
+        assert response.status == 200 and len(reply["recordings"]) == 48
+        assert response.getheader("Connection") == "close"  # a kept-alive client is let go
+        assert server.wait(timeout=30) == 0
+        assert "SIGTERM: finishing the requests in flight" in server.stderr.read()
+    finally:
+        server.kill()
