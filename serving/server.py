@@ -44,7 +44,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import ConfigError, user_path
+from pipelines.config import ConfigError
 from pipelines.logging_setup import get_logger, setup_logging
 from pipelines.sources import RECORDING_EXTENSIONS
 
@@ -210,19 +210,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eegfm-serve", formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Serve a fine-tuned eegfm model over HTTP.",
                                      epilog=__doc__.split("\n\n", 2)[2])
-    parser.add_argument("--model", required=True, type=user_path,
-                        help="a training.finetune run folder, or the model/ folder in it; local, or s3:// / "
-                        "gs:// (fetched once into ~/.cache/eegfm)")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on (0.0.0.0 for every interface: put TLS and authentication "
                         "in front of it, it has neither)")
     parser.add_argument("--port", type=int, default=8080, help="port (0: any free one, printed at start)")
     parser.add_argument("--max_upload_mb", type=float, default=2048.0, help="largest upload accepted, MB")
     shared = {a.dest: a for a in predict_parser()._actions}
-    for name in ("backend", "device", "batch_size", "stride_seconds", "uncalibrated", "no_artifact_model",
+    for name in ("model", "backend", "device", "batch_size", "stride_seconds", "uncalibrated", "no_artifact_model",
                  "threads", "precision"):
         action = shared[name]
-        kwargs = {"help": action.help, "default": action.default}
+        kwargs = {"help": action.help, "default": action.default, "required": action.required}
         if isinstance(action, argparse._StoreTrueAction):
             kwargs["action"] = "store_true"
         else:
