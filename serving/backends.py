@@ -48,7 +48,7 @@ def _writable_dir(model_dir: Path) -> Path:
     return cache
 
 
-def onnx_path_for(model_dir: Path, model=None) -> Path:
+def onnx_path_for(model_dir: Path) -> Path:
     """``model.onnx`` for the model folder, exported (atomically) where it is missing or older than
     the weights."""
     weights = model_dir / "model.safetensors"
@@ -62,7 +62,7 @@ def onnx_path_for(model_dir: Path, model=None) -> Path:
 
     log.info("exporting %s to ONNX (once; reused after)", model_dir)
     with quiet_transformers():
-        model = model or EEGFMModel.from_pretrained(model_dir)
+        model = EEGFMModel.from_pretrained(model_dir)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
     export_onnx(model, partial)
     partial.replace(path)
@@ -225,8 +225,7 @@ class TensorRTBackend:
 
 
 def make_backend(name: str, model_dir: Path, device: torch.device, *, n_times: int, patch_size: int,
-                 batch_size: int, threads: int | None = None, onnx_path: Path | None = None,
-                 precision: str = "fp16"):
+                 batch_size: int, threads: int | None = None, precision: str = "fp16"):
     """The backend ``name`` for the model folder."""
     if name == "torch":
         from model.modeling import EEGFMModel
@@ -234,7 +233,7 @@ def make_backend(name: str, model_dir: Path, device: torch.device, *, n_times: i
 
         with quiet_transformers():
             return TorchBackend(EEGFMModel.from_pretrained(model_dir), device)
-    path = onnx_path or onnx_path_for(model_dir)
+    path = onnx_path_for(model_dir)
     if name == "onnx":
         return OnnxBackend(path, device, threads)
     if name == "tensorrt":

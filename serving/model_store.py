@@ -6,15 +6,16 @@ and ``model/`` files; not checkpoints) to ``URL``, as the cluster's fine-tuning 
 A cluster's pods start from an image without the model: ``--model s3://bucket/runs/ft`` (the run
 folder, or its ``model/``) downloads the files a predictor reads (``MODEL_FILES``, and the run's
 ``run.json``) through Beam's FileSystems, the same clients and credentials the pipeline uses, into
-``~/.cache/eegfm/models/<hash of the URL>/`` (``EEGFM_CACHE`` moves it). A folder already there
-whose files have the sizes the store lists is reused; a changed model (other sizes) is fetched
-again. Files land under a temporary name and are renamed, so a pod killed mid-download never
-leaves a half-written model for the next one.
+``~/.cache/eegfm/models/<hash of the URL>/`` (``EEGFM_CACHE`` moves it). A copy already there is
+reused while the store lists the same files with the same sizes and modification times; a model
+published again is fetched again. Files land in a temporary folder that is renamed at the end, so
+a pod killed mid-download never leaves a half-written model for the next one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -24,6 +25,7 @@ from pipelines.config import ConfigError
 from pipelines.logging_setup import get_logger
 from pipelines.object_stores import is_remote, join_path, match_below, open_binary
 
+SOURCE_FILE = "source.json"  # in a cached copy: what the store listed when it was fetched
 MODEL_FILES = ("config.json", "model.safetensors", "preprocess.json", "artifact_ae.npz", "model.onnx")
 log = get_logger("serving.model_store")
 
@@ -32,13 +34,13 @@ def cache_root() -> Path:
     return Path(os.environ.get("EEGFM_CACHE") or Path.home() / ".cache" / "eegfm") / "models"
 
 
-def _listing(folder: str) -> dict[str, int]:
-    """Name -> size of the files directly in ``folder`` that a predictor reads."""
+def _listing(folder: str) -> dict[str, list]:
+    """Name -> [size, last modified] of the files directly in ``folder`` that a predictor reads."""
     found = {}
     for meta in match_below(folder, "*"):
         name = meta.path[len(folder.rstrip("/")) + 1:]
         if name in MODEL_FILES or name == "run.json":
-            found[name] = meta.size_in_bytes
+            found[name] = [meta.size_in_bytes, getattr(meta, "last_updated_in_seconds", None)]
     return found
 
 
@@ -61,11 +63,19 @@ def fetch_model(url: str) -> Path:
         raise ConfigError(f"--model {url}: expected a fine-tuning run folder (with model/config.json and "
                           f"model/model.safetensors) or its model folder; found {sorted(model_files) or 'no files'}")
     local = cache_root() / hashlib.sha256(url.encode()).hexdigest()[:16]
-    wanted = {**{f"model/{k}": v for k, v in model_files.items()}, **run_files}
-    if all((local / name).is_file() and (local / name).stat().st_size == size for name, size in wanted.items()):
+    # The weights first: a model.onnx written after them is taken as exported from them (publish_model
+    # leaves a stale one out), so the predictor reuses it instead of exporting again.
+    wanted = {**{f"model/{k}": v for k, v in sorted(model_files.items(), key=lambda kv: kv[0] != "model.safetensors")},
+              **run_files}
+    try:  # the store's sizes and times when the copy was made: a re-published model (same sizes) differs
+        cached = json.loads((local / SOURCE_FILE).read_text())
+    except (OSError, ValueError):
+        cached = None
+    if cached == wanted and all((local / name).is_file() for name in wanted):
         log.info("model %s: using the copy in %s", url, local)
         return local
-    log.info("model %s: fetching %d files (%.1f MB) to %s", url, len(wanted), sum(wanted.values()) / 1e6, local)
+    log.info("model %s: fetching %d files (%.1f MB) to %s", url, len(wanted), sum(v[0] for v in wanted.values()) / 1e6,
+             local)
     local.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{local.name}.", dir=local.parent))
     try:
@@ -74,6 +84,7 @@ def fetch_model(url: str) -> Path:
             source = join_path(run_url, name) if name == "run.json" else join_path(model_url, name.split("/", 1)[1])
             with open_binary(source) as src, (staging / name).open("wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
+        (staging / SOURCE_FILE).write_text(json.dumps(wanted))
         shutil.rmtree(local, ignore_errors=True)
         staging.replace(local)
     finally:
@@ -94,7 +105,10 @@ def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
         raise ConfigError(f"{run_dir}: expected a fine-tuning run folder with model/config.json and "
                           "model/model.safetensors")
     files = [run_dir / n for n in ("run.json", "eval.json") if (run_dir / n).is_file()]
-    files += sorted((model / n for n in MODEL_FILES if (model / n).is_file()),
+    weights_time = (model / "model.safetensors").stat().st_mtime
+    files += sorted((model / n for n in MODEL_FILES if (model / n).is_file()
+                     # an ONNX graph exported from earlier weights would be served as this model's
+                     and not (n == "model.onnx" and (model / n).stat().st_mtime < weights_time)),
                     key=lambda p: p.name == "model.safetensors")
     written = []
     for path in files:

@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from pipelines.config import ConfigError, user_path
@@ -135,7 +136,7 @@ def run(argv: list[str] | None = None) -> dict:
                                                     disable=None), start=1):
                 summary = prediction.summary()
                 for w in prediction.windows:
-                    best = [labels[max(range(len(labels)), key=w.outputs.__getitem__)]] if len(labels) > 1 else []
+                    best = [labels[int(np.argmax(w.outputs))]] if len(labels) > 1 else []
                     writer.writerow([prediction.input, f"{w.start_s:.4f}", f"{w.duration_s:g}",
                                      *(f"{v:.6g}" for v in w.outputs), *best, f"{w.artifact_score:.4f}",
                                      ";".join(w.masked_channels), ";".join(f"{v:g}" for v in w.votes)])

@@ -40,6 +40,7 @@ from pipelines.sources import DATASETS, discover
 from serving.backends import BACKENDS, make_backend
 from serving.model_store import fetch_model
 from training.data import collate_records, inputs_for_modalities
+from training.losses import binary_logits
 from training.preprocess_spec import load_preprocess_spec
 
 log = get_logger("serving.predictor")
@@ -119,24 +120,20 @@ class RecordingPrediction:
                 "window_predictions": [dataclasses.asdict(w) for w in self.windows]}
 
 
-def resolve_model_dir(path: str | Path) -> tuple[Path, list[str]]:
-    """The model folder of a fine-tuning run (the run folder or its ``model/``) and the data
-    folders its run.json names (for runs made before the recipe was saved beside the model). A
-    run in an object store is fetched to a local cache first (``serving.model_store``)."""
+def resolve_model_dir(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The model folder of a fine-tuning run (the run folder or its ``model/``) and the run's
+    run.json ({} where there is none). A run in an object store is fetched to a local cache
+    first (``serving.model_store``)."""
     path = fetch_model(str(path))
     model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
     if not (model_dir / "config.json").is_file():
         raise ConfigError(f"--model {path}: expected a fine-tuning run folder (with model/config.json) or its "
                           "model folder (config.json, model.safetensors); found neither")
-    run_file = model_dir.parent / "run.json"
-    data: list[str] = []
-    if run_file.is_file():
-        try:
-            named = json.loads(run_file.read_text()).get("data") or []
-            data = [named] if isinstance(named, str) else list(named)
-        except ValueError:
-            pass
-    return model_dir, data
+    try:
+        run = json.loads((model_dir.parent / "run.json").read_text())
+    except (OSError, ValueError):
+        run = {}
+    return model_dir, run if isinstance(run, dict) else {}
 
 
 class Predictor:
@@ -146,12 +143,14 @@ class Predictor:
         from model.config import EEGFMConfig
 
         self.config = config or PredictConfig()
-        self.model_dir, data = resolve_model_dir(model)
+        self.model_dir, run = resolve_model_dir(model)
         self.model_config = EEGFMConfig.from_pretrained(self.model_dir)
         if "EEGFMModel" not in (self.model_config.architectures or ["EEGFMModel"]):
             raise ConfigError(f"--model {model}: a {', '.join(self.model_config.architectures)} (a pretraining "
                               "encoder, whose task head is untrained); expected a fine-tuned EEGFMModel")
-        self.spec = load_preprocess_spec(self.model_dir, data)
+        # runs made before the recipe was saved beside the model: their data's manifest has it
+        data = run.get("data") or []
+        self.spec = load_preprocess_spec(self.model_dir, [data] if isinstance(data, str) else list(data))
         preprocess = PreprocessConfig.from_dict(self.spec["config"])
         if self.config.stride_seconds is not None:
             preprocess = dataclasses.replace(preprocess, stride_seconds=self.config.stride_seconds)
@@ -176,7 +175,8 @@ class Predictor:
             from pipelines.artifact_ae import ArtifactAutoencoder
 
             self.artifact_model = ArtifactAutoencoder.load(self.spec["artifact_model"])
-        self.prior = _run_prior(self.model_dir, len(self.labels))
+        prior = run.get("prior")  # the class prior of the training windows
+        self.prior = tuple(map(float, prior)) if isinstance(prior, list) and len(prior) == len(self.labels) else None
         self._key = secrets.token_bytes(32)  # pseudonyms inside the records; never output
         self._config_hash = preprocess.config_hash()
 
@@ -248,16 +248,6 @@ class Predictor:
         logits = logits.double().reshape(len(logits), -1)  # a binary head's logits may be (B,)
         if self.head == "regression":
             return logits[:, :1].numpy()
-        if logits.shape[-1] == 1:  # binary: one logit for the positive class
-            p = torch.sigmoid(logits[:, 0] / self.temperature)
-            return torch.stack([1 - p, p], dim=1).numpy()
+        if logits.shape[-1] == 1:  # binary: one logit for the positive class, as [0, z] over both labels
+            logits = binary_logits(logits[:, 0])
         return torch.softmax(logits / self.temperature, dim=-1).numpy()
-
-
-def _run_prior(model_dir: Path, n_labels: int) -> tuple[float, ...] | None:
-    """The class prior of the model's training windows (its run.json), where the run folder has one."""
-    try:
-        prior = json.loads((model_dir.parent / "run.json").read_text()).get("prior")
-    except (OSError, ValueError):
-        return None
-    return tuple(float(p) for p in prior) if isinstance(prior, list) and len(prior) == n_labels else None

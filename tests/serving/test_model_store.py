@@ -48,3 +48,35 @@ def test_a_store_folder_without_a_model_is_refused_by_name(on_s3):
     on_s3.put_object(Bucket=BUCKET, Key="runs/empty/notes.txt", Body=b"x")
     with pytest.raises(ConfigError, match="expected a fine-tuning run folder.*found"):
         fetch_model(f"s3://{BUCKET}/runs/empty")
+
+
+def test_a_model_published_again_is_fetched_again_though_its_files_keep_their_sizes(on_s3, finetuned):
+    import time
+
+    from serving.model_store import publish_model
+
+    url = f"s3://{BUCKET}/runs/again"
+    publish_model(finetuned, url)
+    weights = (fetch_model(url) / "model" / "model.safetensors").read_bytes()
+    time.sleep(1.1)  # the store's modification times are what tell the two publications apart
+    changed = weights[:-1] + bytes([weights[-1] ^ 0xFF])  # new weights of the same architecture: same size
+    on_s3.put_object(Bucket=BUCKET, Key="runs/again/model/model.safetensors", Body=changed)
+    assert (fetch_model(url) / "model" / "model.safetensors").read_bytes() == changed
+
+
+def test_publishing_leaves_out_an_onnx_graph_older_than_the_weights(on_s3, finetuned, tmp_path):
+    import os
+    import shutil
+
+    from serving.model_store import publish_model
+
+    run = tmp_path / "run"
+    shutil.copytree(finetuned / "model", run / "model", ignore=shutil.ignore_patterns("model.onnx"))
+    stale = run / "model" / "model.onnx"
+    stale.write_bytes(b"an export of earlier weights")
+    os.utime(stale, (1, 1))
+    written = publish_model(run, f"s3://{BUCKET}/runs/stale")
+    assert written[-1].endswith("model/model.safetensors") and not any(w.endswith(".onnx") for w in written)
+    os.utime(stale)  # exported after the weights: published, before them
+    written = publish_model(run, f"s3://{BUCKET}/runs/fresh")
+    assert any(w.endswith("model/model.onnx") for w in written) and written[-1].endswith("model.safetensors")
