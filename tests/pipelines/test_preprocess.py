@@ -222,8 +222,15 @@ def test_ctrl_c_stops_a_two_worker_run_cleanly_and_removes_what_it_wrote(shared_
     out = tmp_path / "out"
     out.mkdir()
     (out / ".spill-earlier00000").mkdir()  # another run's: stays
+    # eegmat at three sites (linked folders): about 6 s of work, so the Ctrl-C below lands mid-run
+    # however late this process sees the first spilled recording (once, in a full suite, the 2 s
+    # of one copy had ended before it looked)
+    corpus = tmp_path / "corpus"
+    for site in ("a", "b", "c"):
+        (corpus / site).parent.mkdir(exist_ok=True)
+        (corpus / site).symlink_to(shared_data / "eegmat", target_is_directory=True)
     job = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.preprocess", "--input", str(shared_data / "eegmat"), "--output", str(out),
+        [sys.executable, "-m", "pipelines.preprocess", "--input", str(corpus), "--output", str(out),
          "--pseudonym_key_file", key_file, "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
@@ -232,6 +239,7 @@ def test_ctrl_c_stops_a_two_worker_run_cleanly_and_removes_what_it_wrote(shared_
     while not list(out.glob(".spill-[0-9a-f]*[0-9a-f]/*.tfrecord")) and job.poll() is None:
         assert time.monotonic() < deadline, "no recording was spilled in 120 s"
         time.sleep(0.02)
+    assert job.poll() is None, "the job ended before any recording was seen spilled: nothing to interrupt"
     os.killpg(job.pid, signal.SIGINT)
     stdout, stderr = job.communicate(timeout=60)
     assert job.returncode == 130, stderr[-3000:]
