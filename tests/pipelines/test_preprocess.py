@@ -222,13 +222,14 @@ def test_ctrl_c_stops_a_two_worker_run_cleanly_and_removes_what_it_wrote(shared_
     out = tmp_path / "out"
     out.mkdir()
     (out / ".spill-earlier00000").mkdir()  # another run's: stays
-    # eegmat at three sites (linked folders): about 6 s of work, so the Ctrl-C below lands mid-run
-    # however late this process sees the first spilled recording (once, in a full suite, the 2 s
-    # of one copy had ended before it looked)
+    # eegmat's files linked at three sites: about 6 s of work, so the Ctrl-C below lands mid-run
+    # however late this process sees the first spilled recording (twice, in a full suite, the 2 s
+    # of one copy had ended before it did). Links to files: a second link to a folder is not followed.
     corpus = tmp_path / "corpus"
     for site in ("a", "b", "c"):
-        (corpus / site).parent.mkdir(exist_ok=True)
-        (corpus / site).symlink_to(shared_data / "eegmat", target_is_directory=True)
+        (corpus / site).mkdir(parents=True)
+        for edf in (shared_data / "eegmat").glob("*.edf"):
+            (corpus / site / edf.name).symlink_to(edf)
     job = subprocess.Popen(
         [sys.executable, "-m", "pipelines.preprocess", "--input", str(corpus), "--output", str(out),
          "--pseudonym_key_file", key_file, "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
