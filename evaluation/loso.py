@@ -36,7 +36,7 @@ log = get_logger("evaluation.loso")
 REPORT_NAME, PLOT_NAME = "loso.json", "loso.png"
 # eval.json's test metrics that every fold's summary averages, where all folds have them
 _SUMMARIZED = ("kl", "baseline_kl", "kl_vs_baseline", "loss", "baseline_loss", "accuracy", "balanced_accuracy",
-               "auroc", "auprc", "cohen_kappa", "f1_weighted", "r2")
+               "auroc", "auprc", "cohen_kappa", "f1_weighted", "ece", "brier", "r2")
 
 
 def build_parser() -> argparse.ArgumentParser:

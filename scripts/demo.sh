@@ -83,7 +83,7 @@ echo "demo: finished in $(( $(date +%s) - start )) s. Outputs:"
 echo "  simulated corpus   $OUT/corpus      (corpus.json: sites; edf/ and hms/: recordings; truth.jsonl: ground truth)"
 echo "  TFRecords          $OUT/tfrecords   (site-*/part-*.tfrecord, manifest.json, quarantine.jsonl, artifact_ae.npz, report.png)"
 echo "  pretrained encoder $OUT/pretrain     (model/: Hugging Face format; checkpoints/, metrics.jsonl, curves.png, wandb/ offline run)"
-echo "  fine-tuned model   $OUT/finetune     (model/, eval.json: held-out KL vs the class-prior baseline; confusion.png, sites.png, curves.png;
+echo "  fine-tuned model   $OUT/finetune     (model/, eval.json: held-out KL vs the class-prior baseline; confusion.png, sites.png, calibration.png, curves.png;
                                       robustness/: robustness.json and .png, its KL under perturbed EEG)"
 echo "  leave-one-site-out $OUT/loso         (loso.json: each site's test KL vs the class prior's, mean and worst; loso.png; <site>/: each fold's run)"
 echo "  predictions        $OUT/predictions  (predictions.csv: a row per 10 s window; recordings.json; timelines/: each recording's probabilities over time)"

@@ -85,6 +85,7 @@ from pipelines.schema import SFREQ
 from training import checkpoint as ckpt
 from training import losses
 from training.config import ConfigError, FinetuneConfig, load_config, resolve_precision
+from training.calibration import calibration_metrics, ece_of_bins, plot_reliability, reliability_bins
 from training.confusion import confusion_matrix, plot_confusion
 from training.curves import write_curves
 from training.per_site import plot_per_site
@@ -466,19 +467,24 @@ def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> tuple[float, 
 
 def classification_metrics(logits: torch.Tensor, target: torch.Tensor, prior: Sequence[float],
                            temperature: float = 1.0) -> dict[str, float]:
-    """KL(target || prediction) and accuracy of the top class, next to the class-prior baseline
-    (the training split's mean target for every window), over the windows with a target.
-    ``logits`` are class logits (binary: ``[0, z]``)."""
+    """KL(target || prediction), accuracy of the top class, the ranking metrics and calibration
+    (ECE, Brier: ``training.calibration``), next to the class-prior baseline (the training
+    split's mean target for every window), over the windows with a target. ``logits`` are class
+    logits (binary: ``[0, z]``)."""
     distribution, keep = losses.as_distribution(target, logits.shape[-1])
     logits, distribution = logits[keep].double() / temperature, distribution[keep].double()
     baseline = losses.class_prior_log_probs(torch.tensor(prior)).double().expand_as(distribution)
     kl = float(losses.kl_divergence(logits, distribution))
     baseline_kl = float(losses.kl_divergence(baseline, distribution))
     top = distribution.argmax(-1)
+    probs, baseline_probs, targets = logits.softmax(-1).numpy(), baseline.exp().numpy(), distribution.numpy()
+    baseline_calibration = calibration_metrics(baseline_probs, targets)
     return {"kl": kl, "baseline_kl": baseline_kl, "kl_vs_baseline": kl / baseline_kl if baseline_kl > 0 else math.nan,
             "accuracy": float((logits.argmax(-1) == top).double().mean()),
             "baseline_accuracy": float((baseline.argmax(-1) == top).double().mean()),
-            **ranking_metrics(logits.softmax(-1).numpy(), top.numpy()),
+            **ranking_metrics(probs, top.numpy()),
+            **calibration_metrics(probs, targets),
+            "baseline_ece": baseline_calibration["ece"], "baseline_brier": baseline_calibration["brier"],
             "n_windows": int(keep.sum())}
 
 
@@ -571,6 +577,34 @@ def confusion_of(logits: torch.Tensor, target: torch.Tensor, cfg: FinetuneConfig
     matrix = confusion_matrix(distribution[keep].argmax(-1).numpy(), logits[keep].argmax(-1).numpy(),
                               logits.shape[-1])
     return {"split": split, "classes": _labels(cfg), "matrix": matrix.tolist()}
+
+
+def reliability_of(logits: torch.Tensor, target: torch.Tensor, cfg: FinetuneConfig, split: str,
+                   temperature: float) -> dict[str, Any]:
+    """The held-out windows' reliability bins (``training.calibration``) before and, where a
+    temperature was fitted, after calibration, for eval.json and calibration.png."""
+    logits = class_logits(logits, cfg)
+    distribution, keep = losses.as_distribution(target, logits.shape[-1])
+    logits, distribution = logits[keep].double(), distribution[keep].double().numpy()
+    uncalibrated = reliability_bins(logits.softmax(-1).numpy(), distribution)
+    report: dict[str, Any] = {"split": split, "uncalibrated": uncalibrated}
+    if temperature != 1.0:
+        report["calibrated"] = reliability_bins((logits / temperature).softmax(-1).numpy(), distribution)
+        report["temperature"] = temperature
+    return report
+
+
+def plot_reliability_of(report: dict[str, Any], cfg: FinetuneConfig, path: Path) -> None:
+    """calibration.png: the held-out reliability diagram before and after temperature scaling."""
+    reliability = report["reliability"]
+    curves = [(f"uncalibrated (T = 1): ECE {ece_of_bins(reliability['uncalibrated']):.3f}",
+               reliability["uncalibrated"])]
+    if "calibrated" in reliability:
+        curves.append((f"calibrated (T = {reliability['temperature']:.2f}): "
+                       f"ECE {ece_of_bins(reliability['calibrated']):.3f}", reliability["calibrated"]))
+    # Validation windows also fitted T: their calibrated curve is optimistic.
+    split = "test windows" if reliability["split"] == "test" else "validation windows (which fitted T)"
+    plot_reliability(curves, f"{cfg.task}: {split}", path)
 
 
 # ------------------------------------------------------------------------------------------ run
@@ -942,8 +976,9 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str],
     model.config.temperature = float(temperature)
     if cfg.task != "regression":
         held = "test" if plan.split.test else "val"
-        report["confusion"] = confusion_of(*((test_logits, test_target) if plan.split.test else (logits, target)),
-                                           cfg, held)
+        held_logits, held_target = (test_logits, test_target) if plan.split.test else (logits, target)
+        report["confusion"] = confusion_of(held_logits, held_target, cfg, held)
+        report["reliability"] = reliability_of(held_logits, held_target, cfg, held, temperature)
     if dist.is_main:
         with quiet_transformers():
             model.save_pretrained(output / "model")
@@ -954,6 +989,8 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str],
             plot_confusion(np.array(confusion["matrix"]), confusion["classes"],
                            f"{cfg.task}: {confusion['split']} windows (true class by row)",
                            output / "confusion.png")
+        if "reliability" in report:
+            plot_reliability_of(report, cfg, output / "calibration.png")
         held_sites = "test_per_site" if "test" in report else "val_per_site"
         if held_sites in report:  # two sites or more
             held_name = "test" if "test" in report else "validation"

@@ -47,6 +47,9 @@ def test_each_site_is_the_test_split_of_one_fold_and_the_report_gathers_them(thr
     assert summary["vs_baseline"]["worst_ratio"] == pytest.approx(max(ratios))
     assert summary["balanced_accuracy"]["min"] <= summary["balanced_accuracy"]["mean"] <= \
         summary["balanced_accuracy"]["max"]
+    # calibration across hospitals: each site's ECE, as its own eval.json reports it
+    eces = [f["test"]["ece"] for f in report["sites"].values()]
+    assert summary["ece"]["mean"] == pytest.approx(sum(eces) / 3) and summary["ece"]["max"] == pytest.approx(max(eces))
     assert (out / "loso.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     # run again: the finished folds are kept, not retrained

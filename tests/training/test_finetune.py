@@ -248,7 +248,8 @@ def test_per_site_metrics_partition_the_overall_ones():
     overall = finetune.evaluate(logits, target, cfg, head, prior, temperature=1.5)
     per_site = finetune.evaluate_per_site(logits, target, sites, cfg, head, prior, temperature=1.5)
     assert list(per_site) == ["site-a", "site-b"] and [m["n_windows"] for m in per_site.values()] == [12, 18]
-    for key in ("kl", "baseline_kl"):  # means over windows: the sites' means weighted by their windows
+    for key in ("kl", "baseline_kl", "accuracy", "brier", "baseline_brier"):  # means over windows: the sites' means
+        # weighted by their windows (not ECE, AUROC ...)
         weighted = (12 * per_site["site-a"][key] + 18 * per_site["site-b"][key]) / 30
         assert weighted == pytest.approx(overall[key], rel=1e-6)
     assert per_site["site-a"]["kl"] == pytest.approx(
@@ -284,6 +285,32 @@ def test_temperature_scaling_does_not_raise_validation_kl(finetuned):
     # Logits unrelated to the targets: the fit flattens them as far as it may (fine-tuning warns).
     temperature, _, _ = finetune.fit_temperature(3 * z, torch.full((200, 6), 1 / 6, dtype=torch.float64))
     assert temperature == pytest.approx(finetune.TEMPERATURE_RANGE[1], rel=1e-3)
+
+
+def test_eval_json_reports_calibration_and_calibration_png_draws_it(finetuned):
+    from PIL import Image
+
+    from training.calibration import ece_of_bins
+
+    report = json.loads((finetuned / "eval.json").read_text())
+    held = "test" if "test" in report else "val"
+    for split in ("val", held):
+        metrics = report[split]
+        assert 0 <= metrics["ece"] <= 1 and 0 <= metrics["brier"] <= 2
+        assert 0 <= metrics["baseline_ece"] <= 1 and 0 <= metrics["baseline_brier"] <= 2
+    reliability = report["reliability"]
+    assert reliability["split"] == held
+    assert sum(reliability["uncalibrated"]["count"]) == report[held]["n_windows"]
+    # The bins give back eval.json's numbers: "val" is before calibration, "test" and
+    # "val_calibrated" after it.
+    calibrated = report["test"] if held == "test" else report["val_calibrated"]
+    if held == "val":
+        assert ece_of_bins(reliability["uncalibrated"]) == pytest.approx(report["val"]["ece"])
+    if "calibrated" in reliability:
+        assert reliability["temperature"] == pytest.approx(report["calibration"]["temperature"])
+        assert ece_of_bins(reliability["calibrated"]) == pytest.approx(calibrated["ece"])
+    with Image.open(finetuned / "calibration.png") as image:
+        assert image.format == "PNG"
 
 
 def test_saved_model_reloads_and_gives_the_evaluated_predictions(finetuned, hms_data):

@@ -1,0 +1,107 @@
+"""How far a classifier's stated confidence can be trusted: expected calibration error (ECE),
+the Brier score and a reliability diagram (calibration.png beside eval.json).
+
+Targets may be distributions (hms6's expert votes) as well as one-hot labels. A window's
+"correctness" is then the share of its target on the predicted class: the chance that a rater
+drawn from its panel agrees with the model. For one-hot targets that is plain accuracy, so
+the definitions reduce to the usual ones. A model whose 0.8-confidence windows get 0.8 of
+their raters' votes is calibrated, whatever the raters' disagreement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+N_BINS = 15  # equal-width confidence bins, as in Guo et al. (2017) and most reports since
+
+
+def _checked(probs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    probs, target = np.asarray(probs, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape != target.shape:
+        raise ValueError(f"probs, target: expected two arrays of shape [windows, classes]; got {probs.shape} "
+                         f"and {target.shape}")
+    return probs, target
+
+
+def reliability_bins(probs: np.ndarray, target: np.ndarray, n_bins: int = N_BINS) -> dict[str, list]:
+    """Per confidence bin (``edges[b]`` < top-class probability <= ``edges[b + 1]``; the first bin
+    includes 0): the windows in it, their mean confidence and the mean target share of the class
+    predicted (NaN for an empty bin)."""
+    probs, target = _checked(probs, target)
+    if n_bins < 1:
+        raise ValueError(f"n_bins: expected an integer >= 1; got {n_bins}")
+    predicted = probs.argmax(1)
+    confidence = probs[np.arange(len(probs)), predicted]
+    observed = target[np.arange(len(target)), predicted]
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    # From the product, not a search of the edges: linspace's 0.9 is 0.9000000000000001
+    which = np.clip(np.ceil(confidence * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    counts = np.bincount(which, minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_confidence = np.bincount(which, confidence, n_bins) / counts
+        mean_observed = np.bincount(which, observed, n_bins) / counts
+    return {"edges": edges.tolist(), "count": counts.tolist(), "confidence": mean_confidence.tolist(),
+            "observed": mean_observed.tolist()}
+
+
+def expected_calibration_error(probs: np.ndarray, target: np.ndarray, n_bins: int = N_BINS) -> float:
+    """The windows-weighted mean gap between confidence and the target share of the predicted
+    class over ``n_bins`` equal-width bins (0: calibrated; NaN without windows)."""
+    return ece_of_bins(reliability_bins(probs, target, n_bins))
+
+
+def ece_of_bins(bins: dict[str, list]) -> float:
+    """The ECE of ``reliability_bins``' output (as eval.json keeps it)."""
+    counts = np.asarray(bins["count"], dtype=np.float64)
+    if not counts.sum():
+        return float("nan")
+    gaps = np.abs(np.nan_to_num(np.asarray(bins["confidence"]) - np.asarray(bins["observed"])))
+    return float((counts * gaps).sum() / counts.sum())
+
+
+def brier_score(probs: np.ndarray, target: np.ndarray) -> float:
+    """Mean over windows of the squared distance between the predicted and the target distribution
+    (0 is perfect; a uniform guess on a one-hot target of C classes scores 1 - 1/C)."""
+    probs, target = _checked(probs, target)
+    return float(((probs - target) ** 2).sum(1).mean()) if len(probs) else float("nan")
+
+
+def calibration_metrics(probs: np.ndarray, target: np.ndarray) -> dict[str, float]:
+    """``ece`` and ``brier`` for eval.json."""
+    return {"ece": expected_calibration_error(probs, target), "brier": brier_score(probs, target)}
+
+
+def plot_reliability(curves: Sequence[tuple[str, dict[str, list]]], title: str, path: str | Path) -> None:
+    """A reliability diagram at ``path`` (PNG): each ``(name, reliability_bins(...))`` as observed
+    against stated confidence, points sized by their windows, over the diagonal a calibrated model
+    follows; below, how the windows spread over the confidence bins."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(5.6, 6.4))
+    FigureCanvasAgg(figure)
+    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    top.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="calibrated")
+    colours = ("tab:red", "tab:blue", "tab:green", "tab:purple")
+    for (name, bins), colour in zip(curves, colours):
+        counts = np.asarray(bins["count"], dtype=np.float64)
+        seen = counts > 0
+        confidence, observed = np.asarray(bins["confidence"])[seen], np.asarray(bins["observed"])[seen]
+        top.plot(confidence, observed, color=colour, marker=None, linewidth=1.2, label=name)
+        top.scatter(confidence, observed, s=12 + 240 * counts[seen] / counts.sum(), color=colour, alpha=0.7)
+        edges = np.asarray(bins["edges"])
+        bottom.stairs(counts, edges, color=colour, linewidth=1.2)
+    top.set_xlim(0, 1)
+    top.set_ylim(0, 1)
+    top.set_ylabel("target share of the predicted class\n(accuracy for one-hot labels)")
+    top.set_title(title, fontsize=10)
+    top.legend(loc="upper left", fontsize=8)
+    top.grid(alpha=0.3)
+    bottom.set_xlabel("confidence (probability of the predicted class)")
+    bottom.set_ylabel("windows")
+    bottom.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
