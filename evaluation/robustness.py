@@ -19,7 +19,8 @@ trained on) are scored clean and under each perturbation at increasing severity:
 Each perturbation draws from a generator seeded by (seed, perturbation, severity, batch), so a
 run is reproducible. ``OUTPUT/robustness.json`` holds every condition's metrics (those of
 ``training.finetune``'s eval.json) and its ratio to the clean metric; ``OUTPUT/robustness.png``
-draws the metric against severity beside the clean model and the class prior.
+draws the metric, and for classifiers the expected calibration error, against severity beside
+the clean model and the class prior.
 """
 
 from __future__ import annotations
@@ -170,33 +171,41 @@ def report_of(logits: Mapping[Any, torch.Tensor], target: torch.Tensor, cfg, hea
 
 
 def plot(report: Mapping[str, Any], title: str, path: Path) -> None:
+    """The metric against severity, a panel per perturbation, beside the clean model and the class
+    prior; for classifiers a second row does the same for ECE: under shift a model can keep its
+    accuracy yet grow overconfident, which is what a clinician reading its probabilities trusts."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullLocator
 
     key = report["metric"]
-    baseline = report["clean"].get(f"baseline_{key}")
+    rows = [(key, f"{key} (lower is better)")]
+    if "ece" in report["clean"]:
+        rows.append(("ece", "ECE (lower is better)"))
     names = list(report["perturbations"])
-    figure = Figure(figsize=(3.3 * len(names), 3.4))
+    figure = Figure(figsize=(3.3 * len(names), 0.4 + 3.0 * len(rows)))
     FigureCanvasAgg(figure)
-    for axes, name in zip(figure.subplots(1, len(names), squeeze=False)[0], names):
-        part = report["perturbations"][name]
-        xs = [row["severity"] for row in part["conditions"]]
-        axes.plot(xs, [row[key] for row in part["conditions"]], "o-", color="tab:red", label="perturbed")
-        axes.axhline(report["clean"][key], color="tab:blue", linestyle="--", label="clean")
-        if baseline is not None:
-            axes.axhline(baseline, color="0.5", linestyle=":", label="class prior" if key == "kl" else "baseline")
-        if name == "noise":
-            axes.invert_xaxis()  # worse to the right, as in the other panels
-        if name == "gain":  # factors and their reciprocals equally far from 1
-            axes.set_xscale("log")
-            axes.xaxis.set_minor_locator(NullLocator())
-            axes.set_xticks(xs, [f"{x:g}" for x in xs])
-        axes.set_xlabel(part["unit"], fontsize=8)
-        axes.set_title(name, fontsize=9)
-        axes.grid(alpha=0.3)
-    figure.axes[0].set_ylabel(f"{key} (lower is better)", fontsize=8)
-    figure.axes[0].legend(fontsize=7, loc="best")
+    grid = figure.subplots(len(rows), len(names), squeeze=False)
+    for (metric, label), panels in zip(rows, grid):
+        baseline = report["clean"].get(f"baseline_{metric}")
+        for axes, name in zip(panels, names):
+            part = report["perturbations"][name]
+            xs = [row["severity"] for row in part["conditions"]]
+            axes.plot(xs, [row[metric] for row in part["conditions"]], "o-", color="tab:red", label="perturbed")
+            axes.axhline(report["clean"][metric], color="tab:blue", linestyle="--", label="clean")
+            if baseline is not None:
+                axes.axhline(baseline, color="0.5", linestyle=":", label="class prior" if key == "kl" else "baseline")
+            if name == "noise":
+                axes.invert_xaxis()  # worse to the right, as in the other panels
+            if name == "gain":  # factors and their reciprocals equally far from 1
+                axes.set_xscale("log")
+                axes.xaxis.set_minor_locator(NullLocator())
+                axes.set_xticks(xs, [f"{x:g}" for x in xs])
+            axes.set_xlabel(part["unit"], fontsize=8)
+            axes.set_title(name if metric == key else f"{name}: calibration", fontsize=9)
+            axes.grid(alpha=0.3)
+        panels[0].set_ylabel(label, fontsize=8)
+    grid[0][0].legend(fontsize=7, loc="best")
     figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     partial = path.with_name(f".{path.name}.partial")
@@ -291,6 +300,9 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
              clean.get(f"baseline_{key}", math.nan),
              "; ".join(f"{pname} {row['severity']:g}: {row[key]:.4f} ({row['vs_clean']:.2f}x)"
                        for pname, row in worst.items()))
+    if "ece" in clean:
+        log.info("calibration: clean ECE %.3f (class prior %.3f); at the worst severity: %s", clean["ece"],
+                 clean["baseline_ece"], "; ".join(f"{pname} {row['ece']:.3f}" for pname, row in worst.items()))
     log.info("wrote %s and %s", output / REPORT_NAME, output / PLOT_NAME)
     return report
 

@@ -73,7 +73,13 @@ def test_a_runs_test_split_is_scored_clean_and_perturbed_reproducibly(finetuned,
             assert row["vs_clean"] == pytest.approx(row["kl"] / report["clean"]["kl"])
     # a 0 dB SNR changes what the model sees: its numbers move
     assert report["perturbations"]["noise"]["conditions"][-1]["kl"] != pytest.approx(report["clean"]["kl"], rel=1e-6)
-    assert (tmp_path / "a" / "robustness.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # calibration under shift too: every condition's ECE, drawn in a second row of panels
+    assert report["clean"]["ece"] == pytest.approx(eval_report["test"]["ece"], rel=1e-4, abs=1e-9)
+    assert all(0 <= row["ece"] <= 1 for part in report["perturbations"].values() for row in part["conditions"])
+    from PIL import Image
+
+    with Image.open(tmp_path / "a" / "robustness.png") as image:
+        assert image.format == "PNG" and image.size == (round(110 * 3.3 * 4), round(110 * 6.4))
     assert json.loads((tmp_path / "a" / "robustness.json").read_text()) == json.loads(json.dumps(report))
 
     same = robustness.run(["--run", str(finetuned), "--data", str(three_sites), "--output", str(tmp_path / "b")])
