@@ -217,6 +217,14 @@ def _print_summary(report: dict, output: Path) -> None:
             print(f"  {r['input']:<{width}}  quarantined at {r['stage']}: {r['reason']}")
     if len(report["recordings"]) > len(shown):
         print(f"  ... and {len(report['recordings']) - len(shown)} more in recordings.json")
+    if (evaluation := report.get("evaluation")) and "n_windows" in evaluation["metrics"]:
+        m = evaluation["metrics"]
+        loss, baseline = ("kl", "baseline_kl") if "kl" in m else ("loss", "baseline_loss")
+        said = [f"{loss} {m[loss]:.3f}" + (f" (class prior {m[baseline]:.3f})" if baseline in m else "")]
+        said += [f"{name} {m[key]:.3f}" for key, name in (("balanced_accuracy", "balanced accuracy"),
+                                                          ("auroc", "AUROC"), ("ece", "ECE")) if key in m]
+        print(f"the model on {m['n_windows']} held-out {evaluation['split']} windows: {', '.join(said)}"
+              + (" (optimistic: they also chose the checkpoint)" if evaluation["split"] == "validation" else ""))
     print(f"wrote {output / 'predictions.csv'} and {output / 'recordings.json'}")
 
 

@@ -136,6 +136,34 @@ def resolve_model_dir(path: str | Path) -> tuple[Path, dict[str, Any]]:
     return model_dir, run if isinstance(run, dict) else {}
 
 
+# eval.json's held-out metrics a client sees in the model's description
+_EVALUATION_KEYS = ("kl", "baseline_kl", "loss", "baseline_loss", "accuracy", "baseline_accuracy",
+                    "balanced_accuracy", "auroc", "auprc", "cohen_kappa", "f1_weighted", "ece", "baseline_ece",
+                    "brier", "baseline_brier", "r2", "n_windows")
+
+
+def held_out_evaluation(eval_json: Path) -> dict[str, Any] | None:
+    """The run's held-out numbers from its eval.json (None where there is none): what the model was
+    measured to do, on which windows, so that a served model carries its own evaluation. The test
+    split where there is one; else the validation split after calibration, flagged as optimistic."""
+    try:
+        report = json.loads(eval_json.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(report, dict):
+        return None
+    split = next((name for name in ("test", "val_calibrated", "val") if isinstance(report.get(name), dict)), None)
+    if split is None:
+        return None
+    metrics = {k: report[split][k] for k in _EVALUATION_KEYS if isinstance(report[split].get(k), (int, float))}
+    evaluation = {"split": "test" if split == "test" else "validation", "calibrated": split != "val",
+                  "metrics": metrics}
+    if split != "test":
+        evaluation["note"] = ("validation windows, which also chose the checkpoint and the temperature: an "
+                              "optimistic estimate (fine-tune with test_fraction > 0 for a test split)")
+    return evaluation
+
+
 class Predictor:
     """A fine-tuned model behind the pipeline's preprocessing; see the module docstring."""
 
@@ -177,6 +205,7 @@ class Predictor:
             self.artifact_model = ArtifactAutoencoder.load(self.spec["artifact_model"])
         prior = run.get("prior")  # the class prior of the training windows
         self.prior = tuple(map(float, prior)) if isinstance(prior, list) and len(prior) == len(self.labels) else None
+        self.evaluation = held_out_evaluation(self.model_dir.parent / "eval.json")
         self._key = secrets.token_bytes(32)  # pseudonyms inside the records; never output
         self._config_hash = preprocess.config_hash()
 
@@ -186,7 +215,8 @@ class Predictor:
                 "window_seconds": self.window_seconds, "stride_seconds": float(self.preprocess.stride_seconds),
                 "sfreq": SFREQ, "channels": list(CHANNELS), "backend": self.backend.name,
                 "preprocess_config_hash": self.spec["config_hash"],
-                "artifact_model": "autoencoder and rules" if self.artifact_model is not None else "rules"}
+                "artifact_model": "autoencoder and rules" if self.artifact_model is not None else "rules",
+                "evaluation": self.evaluation}
 
     def predict(self, inputs: Sequence[str], *, dataset: str = "auto", site: str | None = None
                 ) -> Iterator[RecordingPrediction]:

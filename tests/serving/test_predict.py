@@ -42,6 +42,29 @@ def test_every_input_is_accounted_for_with_a_row_per_window(finetuned, raw_sites
         assert (out / recording["timeline"]).stat().st_size > 10_000
     printed = capsys.readouterr().out
     assert "3 recordings: 2 scored, 1 quarantined; 24 windows" in printed and "quarantined at read" in printed
+    # the model's own held-out evaluation travels with its predictions
+    eval_report = json.loads((finetuned / "eval.json").read_text())
+    split = "test" if "test" in eval_report else "val_calibrated"
+    held, evaluation = eval_report[split], report["evaluation"]
+    assert evaluation["split"] == ("test" if split == "test" else "validation") and evaluation["calibrated"]
+    assert evaluation["metrics"] == {k: held[k] for k in evaluation["metrics"]}
+    assert {"kl", "baseline_kl", "ece", "brier", "balanced_accuracy", "n_windows"} <= set(evaluation["metrics"])
+    assert (f"the model on {held['n_windows']} held-out {evaluation['split']} windows: kl {held['kl']:.3f} "
+            f"(class prior {held['baseline_kl']:.3f})") in printed and f"ECE {held['ece']:.3f}" in printed
+
+
+def test_a_run_without_a_test_split_says_its_numbers_are_validation_ones(tmp_path):
+    from serving.predictor import held_out_evaluation
+
+    path = tmp_path / "eval.json"
+    assert held_out_evaluation(path) is None  # no eval.json: a bare model folder
+    path.write_text(json.dumps({"val": {"kl": 0.9, "n_windows": 40},
+                                "val_calibrated": {"kl": 0.8, "ece": 0.05, "n_windows": 40, "note": "x"}}))
+    evaluation = held_out_evaluation(path)
+    assert evaluation["split"] == "validation" and evaluation["calibrated"]
+    assert evaluation["metrics"] == {"kl": 0.8, "ece": 0.05, "n_windows": 40} and "optimistic" in evaluation["note"]
+    path.write_text("not json")
+    assert held_out_evaluation(path) is None
 
 
 def test_nothing_to_score_exits_1_and_usage_errors_exit_2(finetuned, encoder, tmp_path, capsys):

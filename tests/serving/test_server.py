@@ -91,6 +91,7 @@ def test_bad_requests_get_a_status_and_a_reason(server, raw_sites):
     assert _request(server, "GET", "/health") == (200, {"status": "ok"})
     status, model = _request(server, "GET", "/v1/model")
     assert status == 200 and model["window_seconds"] == 10.0 and model["backend"] == "torch"
+    assert model["evaluation"]["split"] in ("test", "validation") and model["evaluation"]["metrics"]["n_windows"] > 0
 
 
 def test_upload_names_say_the_format():
