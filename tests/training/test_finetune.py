@@ -226,7 +226,7 @@ def test_eval_json_breaks_the_held_out_metrics_down_by_site(finetuned, hms_data)
     assert (finetuned / "sites.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from training.per_site import draw_per_site
 
-    losses, scores = draw_per_site(per_site).axes
+    losses, scores, calibration = draw_per_site(per_site).axes
     bars = [(round(p.get_y() + p.get_height() / 2, 6), p.get_width()) for p in losses.patches]
     model = [m["kl"] for m in per_site.values()]
     prior = [m["baseline_kl"] for m in per_site.values()]
@@ -235,6 +235,10 @@ def test_eval_json_breaks_the_held_out_metrics_down_by_site(finetuned, hms_data)
                                                                 for site, m in per_site.items()]
     assert [t.get_text() for t in losses.texts] == [f" {a / b:.2f}x" for a, b in zip(model, prior)]
     assert [t.get_text() for t in scores.get_legend().get_texts()] == ["balanced_accuracy", "auroc"]
+    # each site's calibration beside the class prior's
+    bars = [(round(p.get_y() + p.get_height() / 2, 6), p.get_width()) for p in calibration.patches]
+    assert bars == [(row - 0.2, m["ece"]) for row, m in enumerate(per_site.values())] + [
+        (row + 0.2, m["baseline_ece"]) for row, m in enumerate(per_site.values())]
 
 
 def test_per_site_metrics_partition_the_overall_ones():
