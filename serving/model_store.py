@@ -5,7 +5,7 @@ and ``model/`` files; not checkpoints) to ``URL``, as the cluster's fine-tuning 
 
 A cluster's pods start from an image without the model: ``--model s3://bucket/runs/ft`` (the run
 folder, or its ``model/``) downloads the files a predictor reads (``MODEL_FILES``, and the run's
-``run.json``) through Beam's FileSystems, the same clients and credentials the pipeline uses, into
+``RUN_FILES``: run.json's class prior, eval.json's held-out evaluation) through Beam's FileSystems, the same clients and credentials the pipeline uses, into
 ``~/.cache/eegfm/models/<hash of the URL>/`` (``EEGFM_CACHE`` moves it). A copy already there is
 reused while the store lists the same files with the same sizes and modification times; a model
 published again is fetched again. Files land in a temporary folder that is renamed at the end, so
@@ -27,6 +27,7 @@ from pipelines.object_stores import is_remote, join_path, match_below, open_bina
 
 SOURCE_FILE = "source.json"  # in a cached copy: what the store listed when it was fetched
 MODEL_FILES = ("config.json", "model.safetensors", "preprocess.json", "artifact_ae.npz", "model.onnx")
+RUN_FILES = ("run.json", "eval.json")  # the training prior, and the evaluation a served model reports
 log = get_logger("serving.model_store")
 
 
@@ -39,7 +40,7 @@ def _listing(folder: str) -> dict[str, list]:
     found = {}
     for meta in match_below(folder, "*"):
         name = meta.path[len(folder.rstrip("/")) + 1:]
-        if name in MODEL_FILES or name == "run.json":
+        if name in MODEL_FILES or name in RUN_FILES:
             found[name] = [meta.size_in_bytes, getattr(meta, "last_updated_in_seconds", None)]
     return found
 
@@ -56,7 +57,7 @@ def fetch_model(url: str) -> Path:
         if "config.json" not in model_files:
             model_url, run_url = url, url.rsplit("/", 1)[0]
             model_files = _listing(model_url)
-        run_files = {k: v for k, v in _listing(run_url).items() if k == "run.json"}
+        run_files = {k: v for k, v in _listing(run_url).items() if k in RUN_FILES}
     except OSError as err:
         raise ConfigError(f"--model {url}: cannot list it ({err})") from None
     if "config.json" not in model_files or "model.safetensors" not in model_files:
@@ -81,7 +82,7 @@ def fetch_model(url: str) -> Path:
     try:
         (staging / "model").mkdir()
         for name in wanted:
-            source = join_path(run_url, name) if name == "run.json" else join_path(model_url, name.split("/", 1)[1])
+            source = join_path(run_url, name) if name in RUN_FILES else join_path(model_url, name.split("/", 1)[1])
             with open_binary(source) as src, (staging / name).open("wb") as out:
                 shutil.copyfileobj(src, out, 1 << 20)
         (staging / SOURCE_FILE).write_text(json.dumps(wanted))
@@ -104,7 +105,7 @@ def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
     if not (model / "config.json").is_file() or not (model / "model.safetensors").is_file():
         raise ConfigError(f"{run_dir}: expected a fine-tuning run folder with model/config.json and "
                           "model/model.safetensors")
-    files = [run_dir / n for n in ("run.json", "eval.json") if (run_dir / n).is_file()]
+    files = [run_dir / n for n in RUN_FILES if (run_dir / n).is_file()]
     weights_time = (model / "model.safetensors").stat().st_mtime
     files += sorted((model / n for n in MODEL_FILES if (model / n).is_file()
                      # an ONNX graph exported from earlier weights would be served as this model's

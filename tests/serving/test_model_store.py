@@ -35,6 +35,8 @@ def test_a_run_in_s3_is_fetched_once_and_predicts_as_the_local_one(on_s3, finetu
     weights = "model/model.safetensors"
     assert (local / weights).read_bytes() == (finetuned / weights).read_bytes()
     assert (local / "run.json").is_file() and str(tmp_path / "cache") in str(local)
+    # and its evaluation, which the served model reports
+    assert (local / "eval.json").read_bytes() == (finetuned / "eval.json").read_bytes()
     stamp = (local / "model" / "config.json").stat().st_mtime_ns
     assert fetch_model(url + "/model") != local  # the model folder's URL is its own cache entry
     assert fetch_model(url) == local and (local / "model" / "config.json").stat().st_mtime_ns == stamp  # cached
@@ -42,6 +44,7 @@ def test_a_run_in_s3_is_fetched_once_and_predicts_as_the_local_one(on_s3, finetu
     recording = str(raw_sites / "hospital1" / "Subject02_1.edf")
     [remote], [here] = Predictor(url).predict([recording]), Predictor(finetuned).predict([recording])
     np.testing.assert_array_equal([w.outputs for w in remote.windows], [w.outputs for w in here.windows])
+    assert Predictor(url).describe()["evaluation"] == Predictor(finetuned).describe()["evaluation"] is not None
 
 
 def test_a_store_folder_without_a_model_is_refused_by_name(on_s3):
