@@ -48,7 +48,8 @@ print(f"demo: {groups['val']} validation patients, held out of training ({val['n
       f"{val['kl']:.3f} vs {val['baseline_kl']:.3f} for the class prior ({val['kl_vs_baseline']:.2f}x; "
       f"{calibrated['kl']:.3f} after temperature scaling); top-class accuracy {val['accuracy']:.2f} vs "
       f"{val['baseline_accuracy']:.2f}; calibration error (ECE) {val['ece']:.3f}, {calibrated['ece']:.3f} "
-      f"after scaling, vs {val['baseline_ece']:.3f} (finetune/calibration.png). These patients also chose the checkpoint and the temperature, so "
+      f"after scaling, vs {val['baseline_ece']:.3f} (finetune/calibration.png). These patients also chose "
+      f"the checkpoint and the temperature, so "
       f"the numbers flatter the model, and with so few of them they vary with the split (the pseudonym key "
       f"decides it); --set test_fraction=0.2 holds out patients only the final model sees.")
 PYEOF

@@ -5,7 +5,8 @@ and ``model/`` files; not checkpoints) to ``URL``, as the cluster's fine-tuning 
 
 A cluster's pods start from an image without the model: ``--model s3://bucket/runs/ft`` (the run
 folder, or its ``model/``) downloads the files a predictor reads (``MODEL_FILES``, and the run's
-``RUN_FILES``: run.json's class prior, eval.json's held-out evaluation) through Beam's FileSystems, the same clients and credentials the pipeline uses, into
+``RUN_FILES``: run.json's class prior, eval.json's held-out evaluation) through Beam's
+FileSystems, the same clients and credentials the pipeline uses, into
 ``~/.cache/eegfm/models/<hash of the URL>/`` (``EEGFM_CACHE`` moves it). A copy already there is
 reused while the store lists the same files with the same sizes and modification times; a model
 published again is fetched again. Files land in a temporary folder that is renamed at the end, so

@@ -90,7 +90,7 @@ def plot_reliability(curves: Sequence[tuple[str, dict[str, list]]], title: str, 
         counts = np.asarray(bins["count"], dtype=np.float64)
         seen = counts > 0
         confidence, observed = np.asarray(bins["confidence"])[seen], np.asarray(bins["observed"])[seen]
-        top.plot(confidence, observed, color=colour, marker=None, linewidth=1.2, label=name)
+        top.plot(confidence, observed, color=colour, linewidth=1.2, label=name)
         top.scatter(confidence, observed, s=12 + 240 * counts[seen] / counts.sum(), color=colour, alpha=0.7)
         edges = np.asarray(bins["edges"])
         bottom.stairs(counts, edges, color=colour, linewidth=1.2)
