@@ -1210,6 +1210,18 @@ class _Open:
         window.placed = self.tensors, row, ecg is not None
 
 
+_PLAN_MAX_WINDOWS = 1 << 16  # a larger epoch waits for its first shuffle_buffer windows only (see _plan)
+
+
+class _Arrival:
+    """A stand-in for a window in ``_ShardStream._plan``: its number in the arrival order."""
+
+    __slots__ = ("index", "n_times", "placed")
+
+    def __init__(self, index: int, n_times: int):
+        self.index, self.n_times, self.placed = index, n_times, None
+
+
 class _ShardStream:
     """The deterministic batch stream of one shard: everything but the DataLoader plumbing.
 
@@ -1230,7 +1242,8 @@ class _ShardStream:
     all its windows in open batches, which the end rearranges. (Measured with 2 workers, float16
     batches, interleaved runs: 1.09-1.115x the windows/s of a shuffle buffer on 4,320 windows of
     10 s; the same within noise on 216 windows, where a worker's epoch is smaller than the
-    buffer; see the README.)
+    buffer; see the README.) An epoch whose windows the shard knows in advance (``_plan``) has
+    every window copied on arrival, those first ones included.
     """
 
     def __init__(self, files: Sequence[str], config: LoaderConfig, shard: int, n_shards: int,
@@ -1238,6 +1251,9 @@ class _ShardStream:
         self.files, self.config, self.shard, self.n_shards = list(files), config, shard, n_shards
         self.every_file = every_file
         self.dtype = EEG_DTYPES[config.eeg_dtype]
+        # (path, stride, offset) -> the lengths of the windows kept from that share of the file,
+        # in order, as (n_times, count) runs: learned on reading it through, for _plan
+        self._lengths: dict[tuple[str, int, int], tuple[tuple[int, int], ...]] = {}
 
     def file_order(self, epoch: int) -> list[str]:
         if not self.config.shuffle:
@@ -1245,17 +1261,26 @@ class _ShardStream:
         order = np.random.default_rng(_seed_sequence(self.config.seed, epoch, 0)).permutation(len(self.files))
         return [self.files[i] for i in order]
 
+    def _shares(self, epoch: int) -> list[tuple[str, int, int]]:
+        """``(path, stride, offset)`` of each file share the shard reads in ``epoch``, in order."""
+        files = self.file_order(epoch)
+        return [(files[position], stride, offset)
+                for position, stride, offset in shard_files(len(files), self.n_shards, self.shard, self.every_file)]
+
     def windows(self, epoch: int) -> Iterator[_Window]:
-        files, keep = self.file_order(epoch), self.config.filters.accepts
-        for position, stride, offset in shard_files(len(files), self.n_shards, self.shard, self.every_file):
-            path = files[position]
+        keep = self.config.filters.accepts
+        for path, stride, offset in self._shares(epoch):
+            lengths: list[int] = []
             with _source(path) as source:
                 try:
                     records = read_records(source, "SNAPPY", self.config.verify_crc, stride=stride, offset=offset)
                     for index, raw in zip(itertools.count(offset, stride), records):
                         window = _Window(raw, path, index)
                         if keep(window):
+                            lengths.append(window.n_times)
                             yield window
+                    self._lengths[path, stride, offset] = tuple(
+                        (n_times, sum(1 for _ in run)) for n_times, run in itertools.groupby(lengths))
                 except CorruptTFRecordError as err:
                     if err.path == path:
                         raise
@@ -1281,12 +1306,20 @@ class _ShardStream:
             yield index, last, self.finish(windows, epoch, index, filled)
             storage.release(filled.tensors)  # sent or copied out by now
 
-    def _grouped(self, epoch: int, skip: int, storage: _Storage) -> Iterator[tuple[list[_Window], _Open | None]]:
-        """The epoch's batches as windows and, for batches from ``skip`` on, their filled tensors."""
+    def _grouped(self, epoch: int, skip: int, storage: _Storage, arrivals: Iterable[Any] | None = None
+                 ) -> Iterator[tuple[list[_Window], _Open | None]]:
+        """The epoch's batches as windows and, for batches from ``skip`` on, their filled tensors.
+        ``arrivals``: stand-ins for the epoch's windows (``_Arrival``s), batched and never filled,
+        which is how ``_plan`` learns where each window will go."""
         config, dtype = self.config, self.dtype
         # Copying each window as it arrives needs a row copy or a one-thread conversion; with
         # more threads a float32 batch converts in one call when it is complete (see _stack).
-        eager = dtype == torch.float16 or torch.get_num_threads() == 1
+        eager = arrivals is None and (dtype == torch.float16 or torch.get_num_threads() == 1)
+        if eager:
+            plan = self._plan(epoch)
+            if plan is not None:
+                yield from self._placed(epoch, skip, storage, *plan)
+                return
         rng = np.random.default_rng(_seed_sequence(config.seed, epoch, 1, self.shard))
         draws: list[float] = []
         groups: dict[int, list[_Open]] = {}
@@ -1295,7 +1328,7 @@ class _ShardStream:
         # which the end merges: nothing is placed before that many windows have arrived.
         defer = config.shuffle_buffer if config.shuffle else 0
         sizes: dict[int, int] = {}
-        for arrived, window in enumerate(self._mixed(epoch, rng)):
+        for arrived, window in enumerate(self._mixed(epoch, rng, arrivals)):
             group = groups.get(window.n_times)
             if group is None:
                 group = groups[window.n_times] = [_Open() for _ in range(self.open_batches(window.n_times))]
@@ -1312,7 +1345,7 @@ class _ShardStream:
                 batch.place(window, len(batch.windows) - 1, size, dtype, storage)
             if len(batch.windows) == size:
                 group[slot] = _Open()
-                yield batch.windows, self._filled(batch, emitted >= skip, storage)
+                yield batch.windows, self._filled(batch, arrivals is None and emitted >= skip, storage)
                 emitted += 1
         for n_times in sorted(groups):
             # The epoch's last batches: the fullest open batch is topped up from the emptiest,
@@ -1332,13 +1365,13 @@ class _ShardStream:
                 if len(base.windows) < size and config.drop_last:
                     drained.append(base)
                     break
-                yield base.windows, self._filled(base, emitted >= skip, storage)
+                yield base.windows, self._filled(base, arrivals is None and emitted >= skip, storage)
                 emitted += 1
             for batch in drained + group:
                 if batch.tensors is not None:
                     storage.release(batch.tensors)
 
-    def _mixed(self, epoch: int, rng: np.random.Generator) -> Iterator[_Window]:
+    def _mixed(self, epoch: int, rng: np.random.Generator, arrivals: Iterable[Any] | None = None) -> Iterator[Any]:
         """The epoch's windows with the first ``shuffle_buffer`` of them in random order.
 
         Open batches alone mix only what has arrived: on data stored in label order (eegmat's
@@ -1347,12 +1380,68 @@ class _ShardStream:
         windows back and releasing them permuted makes an epoch that fits in the buffer a
         uniform shuffle, and a larger one start from a uniform mix of its first part.
         """
-        windows = self.windows(epoch)
+        windows = iter(self.windows(epoch) if arrivals is None else arrivals)
         if self.config.shuffle and self.config.shuffle_buffer > 1:
             first = list(itertools.islice(windows, self.config.shuffle_buffer))
             yield from (first[i] for i in rng.permutation(len(first)).tolist())
             del first
         yield from windows
+
+    def _plan(self, epoch: int) -> tuple[list[list[int]], list[int]] | None:
+        """Where each of ``epoch``'s windows goes, where the shard has read every file share of
+        the epoch before (and they hold at most ``_PLAN_MAX_WINDOWS`` windows): the batches in
+        the order they are emitted, each as the arrival numbers of its windows in row order, and
+        the windows' lengths in arrival order; else None.
+
+        The plan is the stream's own algorithm run on stand-ins, so the batches are the ones
+        reading without a plan gives. With it, every window is copied into its batch row as it
+        arrives, while its record is in the CPU cache: the first ``shuffle_buffer`` windows of
+        an epoch included (without a plan they wait for the permutation, and on an epoch no
+        larger than the buffer every window waits), and no window is copied twice (the epoch's
+        last batches are merged in the plan).
+        """
+        runs = [self._lengths.get(share) for share in self._shares(epoch)]
+        if None in runs or sum(count for share in runs for _, count in share) > _PLAN_MAX_WINDOWS:
+            return None
+        lengths = [n_times for share in runs for n_times, count in share for _ in range(count)]
+        arrivals = [_Arrival(index, n_times) for index, n_times in enumerate(lengths)]
+        batches = [[arrival.index for arrival in windows]
+                   for windows, _ in self._grouped(epoch, 0, _Storage(), arrivals)]
+        return batches, lengths
+
+    def _placed(self, epoch: int, skip: int, storage: _Storage, plan: list[list[int]], lengths: list[int]
+                ) -> Iterator[tuple[list[_Window], _Open | None]]:
+        """``_grouped``'s batches by ``plan`` (see ``_plan``): each window placed on arrival, each
+        batch emitted once it and all before it are complete. Batches before ``skip`` are
+        counted, not filled (their windows are dropped)."""
+        batch_of, row_of = [0] * len(lengths), [0] * len(lengths)
+        for number, members in enumerate(plan):
+            for row, arrival in enumerate(members):
+                batch_of[arrival], row_of[arrival] = number, row
+        missing = [len(members) for members in plan]
+        opened: list[_Open | None] = [None] * len(plan)
+        emitted, arrived = 0, 0
+        for arrived, window in enumerate(self.windows(epoch), 1):
+            if arrived > len(lengths) or window.n_times != lengths[arrived - 1]:
+                raise RuntimeError(f"{window.path}: record {window.index}: expected the windows an earlier pass "
+                                   f"read from it ({len(lengths)} this epoch); window {arrived} differs (length "
+                                   f"{window.n_times}): the file changed during training")
+            number = batch_of[arrived - 1]
+            if number >= skip:
+                batch = opened[number]
+                if batch is None:
+                    batch = opened[number] = _Open([None] * len(plan[number]))
+                row = row_of[arrived - 1]
+                batch.windows[row] = window
+                batch.place(window, row, self.config.batch_size_for(window.n_times), self.dtype, storage)
+            missing[number] -= 1
+            while emitted < len(plan) and not missing[emitted]:
+                batch, opened[emitted] = opened[emitted], None
+                yield ([], None) if batch is None else (batch.windows, batch)
+                emitted += 1
+        if arrived != len(lengths):
+            raise RuntimeError(f"shard {self.shard}: epoch {epoch}: expected the {len(lengths)} windows of an earlier "
+                               f"pass over its files; got {arrived}: a file changed during training")
 
     def _filled(self, batch: _Open, live: bool, storage: _Storage) -> _Open | None:
         """``batch`` with every window's samples in its tensors (None for a skipped batch).

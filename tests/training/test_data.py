@@ -721,6 +721,93 @@ def test_every_row_holds_its_own_windows_samples(pipeline_output, records, monke
                 assert batch["ecg"][row].isnan().all()
 
 
+def _stream(out, config, n_shards, shard, epochs, skip=0, every_file=False, plan=True, monkeypatch=None):
+    """A shard's batches for ``epochs`` epochs (the last one from batch ``skip``), whether each
+    epoch was planned, and per epoch the samples copied into batch rows: (all, those copied
+    while their window was the latest to arrive). ``plan=False``: as if no epoch could be planned."""
+    monkeypatch.setattr(data, "_PLAN_MAX_WINDOWS", 1 << 16 if plan else 0)
+    stream = data._ShardStream(list_files(out), config, shard, n_shards, every_file)
+    latest, put, windows = [None], data._Rows.put, stream.windows
+
+    def arriving(epoch):
+        for window in windows(epoch):
+            latest[0] = window
+            yield window
+
+    def counted(self, row, signal):
+        if signal is not None and not isinstance(signal, torch.Tensor):
+            rows.append(signal is latest[0].eeg or signal is latest[0].ecg)
+        put(self, row, signal)
+
+    monkeypatch.setattr(stream, "windows", arriving)
+    monkeypatch.setattr(data._Rows, "put", counted)
+    batches, planned, copies, read = [], [], [], set()
+    for epoch in range(epochs):
+        planned.append(stream._plan(epoch) is not None)
+        assert planned[-1] == (plan and read.issuperset(stream._shares(epoch)))  # every file share read before
+        read.update(stream._shares(epoch))
+        rows = []
+        for index, last, batch in stream.batches(epoch, skip if epoch == epochs - 1 else 0):
+            batches.append((epoch, index, last, batch and {k: v.clone() if isinstance(v, torch.Tensor) else v
+                                                             for k, v in batch.items()}))
+        copies.append((len(rows), sum(rows)))
+    monkeypatch.undo()
+    return batches, planned, copies
+
+
+@pytest.mark.parametrize("config, n_shards, every_file", [
+    (LoaderConfig(batch_size=4, shuffle_buffer=8, seed=3), 1, False),
+    (LoaderConfig(batch_size=4, shuffle_buffer=64, seed=1, eeg_dtype="float16"), 1, False),  # epoch < buffer
+    (LoaderConfig(batch_size=3, shuffle_buffer=8, drop_last=True), 3, False),  # a file on two shards
+    (LoaderConfig(batch_size=2, shuffle_buffer=5), 2, True),
+    (LoaderConfig(batch_size=None, token_budget=4 * 12800, max_batch_size=6, shuffle_buffer=12), 1, False),
+    (LoaderConfig(batch_size=4, shuffle=False), 2, False),
+    (LoaderConfig(batch_size=4, filters=RecordFilter(tasks=("hms6",)), shuffle_buffer=4), 1, False),
+])
+def test_planned_epochs_are_the_same_batches_with_each_window_copied_on_arrival(pipeline_output, monkeypatch,
+                                                                                 config, n_shards, every_file):
+    # Once a shard has read its files through, it knows an epoch's windows in advance and copies
+    # each one into its batch row as it arrives (while its record is in the CPU cache), once:
+    # the batches must not change.
+    with _num_threads(1):
+        for shard in range(n_shards):
+            planned, known, copies = _stream(pipeline_output, config, n_shards, shard, 4, skip=1,
+                                             every_file=every_file, monkeypatch=monkeypatch)
+            reference, unknown, late = _stream(pipeline_output, config, n_shards, shard, 4, skip=1,
+                                               every_file=every_file, plan=False, monkeypatch=monkeypatch)
+            assert [b[:3] for b in planned] == [b[:3] for b in reference] and len(planned) >= 4
+            assert all(a[3] is b[3] is None or _same_batch(a[3], b[3]) for a, b in zip(planned, reference))
+            assert known[0] is False and known[3] is True and not any(unknown)
+            assert [b[3] is None for b in planned if b[0] == 3][:2] == [True, False]  # epoch 3 resumed at batch 1
+            for epoch in range(4):
+                windows = sum(len(b[3]["label"]) for b in planned if b[0] == epoch and b[3] is not None)
+                everything, on_arrival = copies[epoch]
+                assert everything >= windows and (on_arrival == everything or not known[epoch])
+                if epoch < 3 and config.shuffle:  # unplanned, an epoch's first shuffle_buffer windows wait
+                    assert late[epoch][0] >= everything and late[epoch][1] < late[epoch][0]
+            if config.shuffle_buffer == 64:  # unplanned, every window of an epoch this small waits (but the last)
+                assert all(on_arrival <= 2 for _, on_arrival in late)
+
+
+def test_a_file_that_changes_between_epochs_is_named(pipeline_output, tmp_path):
+    site = tmp_path / "site-a"
+    site.mkdir()
+    path = site / "part-00000-of-00001.tfrecord"
+    records = list(read_records(list_files(pipeline_output)[0]))
+    write_records(str(path), records)
+    stream = data._ShardStream([str(path)], LoaderConfig(batch_size=2, eeg_dtype="float16"), 0, 1)
+    assert sum(len(b["label"]) for _, _, b in stream.batches(0)) == len(records)
+    write_records(str(path), records[:-1])
+    with pytest.raises(RuntimeError, match=rf"shard 0: epoch 1: expected the {len(records)} windows .* got "
+                                           f"{len(records) - 1}: a file changed during training"):
+        list(stream.batches(1))
+    write_records(str(path), records + records[:1])  # epoch 1 read the shorter file through: its length is known
+    with pytest.raises(RuntimeError, match=rf"{path}: record {len(records) - 1}: expected the windows an earlier "
+                                           rf"pass read from it \({len(records) - 1} this epoch\); window "
+                                           f"{len(records)} differs"):
+        list(stream.batches(2))
+
+
 def _record_keys_to(records) -> dict:
     return {_key(r.recording_id.decode(), r.window_start_index, r.label): r for r in records}
 
