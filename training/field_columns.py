@@ -61,8 +61,32 @@ def float_scalars(values: Sequence[bytes | None]) -> np.ndarray | None:
     return words[:, 1].view("<f4").copy()
 
 
+# Serialized int64 Features already decoded, by their bytes: labels repeat in every batch, and a
+# window's start in its recording recurs across recordings, so most values are found here (a
+# dict lookup, where decoding a batch's column costs some twenty numpy calls).
+_INTS_SEEN: dict[bytes, int] = {}
+_INTS_SEEN_MAX = 1 << 16
+
+
 def int_scalars(values: Sequence[bytes | None]) -> np.ndarray | None:
     """Each window's one value of an int64 feature (a varint of 1 to 10 bytes), int64."""
+    global _INTS_SEEN
+    if None in values:
+        return None
+    if len(_INTS_SEEN) > _INTS_SEEN_MAX:
+        _INTS_SEEN = {}  # a new dict, not clear(): a thread looking values up keeps its own
+    seen = _INTS_SEEN
+    new = [value for value in dict.fromkeys(values) if value not in seen]
+    if new:
+        decoded = _varints(new)
+        if decoded is None:
+            return None
+        seen.update(zip(new, decoded.tolist()))
+    return np.fromiter(map(seen.__getitem__, values), np.int64, len(values))
+
+
+def _varints(values: Sequence[bytes]) -> np.ndarray | None:
+    """``int_scalars`` of values not seen before, decoded together."""
     joined = _joined(values)
     if joined is None:
         return None

@@ -58,6 +58,19 @@ def test_int64_varints_of_every_length(value):
     assert columns.int_scalars([feature, _feature("int64", [7])]).tolist() == [_protobuf(feature, "int64")[0], 7]
 
 
+def test_int64_values_seen_before_decode_the_same_and_never_hide_a_bad_one(monkeypatch):
+    monkeypatch.setattr(columns, "_INTS_SEEN", {})
+    monkeypatch.setattr(columns, "_INTS_SEEN_MAX", 4)
+    values = [-1, 0, 2560, 2560, 5120, -1, 2**40]
+    features = [_feature("int64", [v]) for v in values]
+    assert columns.int_scalars(features).tolist() == values  # 5 distinct values: the memo is past its bound
+    assert columns.int_scalars(features[::-1]).tolist() == values[::-1]  # a new memo, filled again
+    assert set(columns._INTS_SEEN) == set(features)
+    assert columns.int_scalars(features + [_unpacked_int64([5])]) is None  # seen values do not vouch for others
+    assert columns.int_scalars([features[0], None]) is None
+    assert columns.int_scalars([_feature("int64", [7])] * 3).tolist() == [7] * 3
+
+
 def test_strings_floats_and_lists_match_protobuf():
     texts = [b"", b"F", b"x" * 125, "ü".encode()]
     assert columns.texts([_feature("bytes", [t]) for t in texts]) == texts
