@@ -1417,7 +1417,7 @@ class _ShardStream:
         """``_grouped``'s batches by ``plan`` (see ``_plan``): each window placed on arrival, each
         batch emitted once it and all before it are complete. Batches before ``skip`` are
         counted, not filled (their windows are dropped)."""
-        batch_of, row_of = [0] * len(lengths), [0] * len(lengths)
+        batch_of, row_of = [-1] * len(lengths), [0] * len(lengths)  # -1: in no batch (drop_last)
         for number, members in enumerate(plan):
             for row, arrival in enumerate(members):
                 batch_of[arrival], row_of[arrival] = number, row
@@ -1430,6 +1430,8 @@ class _ShardStream:
                                    f"read from it ({len(lengths)} this epoch); window {arrived} differs (length "
                                    f"{window.n_times}): the file changed during training")
             number = batch_of[arrived - 1]
+            if number < 0:
+                continue
             if number >= skip:
                 batch = opened[number]
                 if batch is None:

@@ -759,6 +759,7 @@ def _stream(out, config, n_shards, shard, epochs, skip=0, every_file=False, plan
     (LoaderConfig(batch_size=4, shuffle_buffer=8, seed=3), 1, False),
     (LoaderConfig(batch_size=4, shuffle_buffer=64, seed=1, eeg_dtype="float16"), 1, False),  # epoch < buffer
     (LoaderConfig(batch_size=3, shuffle_buffer=8, drop_last=True), 3, False),  # a file on two shards
+    (LoaderConfig(batch_size=4, shuffle_buffer=8, drop_last=True, seed=2), 1, False),  # 2 of 6 long windows dropped
     (LoaderConfig(batch_size=2, shuffle_buffer=5), 2, True),
     (LoaderConfig(batch_size=None, token_budget=4 * 12800, max_batch_size=6, shuffle_buffer=12), 1, False),
     (LoaderConfig(batch_size=4, shuffle=False), 2, False),
@@ -780,9 +781,11 @@ def test_planned_epochs_are_the_same_batches_with_each_window_copied_on_arrival(
             assert known[0] is False and known[3] is True and not any(unknown)
             assert [b[3] is None for b in planned if b[0] == 3][:2] == [True, False]  # epoch 3 resumed at batch 1
             for epoch in range(4):
-                windows = sum(len(b[3]["label"]) for b in planned if b[0] == epoch and b[3] is not None)
+                delivered = [b[3] for b in planned if b[0] == epoch and b[3] is not None]
+                samples = sum(len(b["label"]) + (int((~b["ecg"].isnan().all(1)).sum()) if "ecg" in b else 0)
+                              for b in delivered)  # every window's eeg, and its ecg where it has one
                 everything, on_arrival = copies[epoch]
-                assert everything >= windows and (on_arrival == everything or not known[epoch])
+                assert everything >= samples and (everything == on_arrival == samples or not known[epoch])
                 if epoch < 3 and config.shuffle:  # unplanned, an epoch's first shuffle_buffer windows wait
                     assert late[epoch][0] >= everything and late[epoch][1] < late[epoch][0]
             if config.shuffle_buffer == 64:  # unplanned, every window of an epoch this small waits (but the last)
