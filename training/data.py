@@ -1257,6 +1257,7 @@ class _ShardStream:
         # (path, stride, offset) -> the lengths of the windows kept from that share of the file,
         # in order, as (n_times, count) runs: learned on reading it through, for _plan
         self._lengths: dict[tuple[str, int, int], tuple[tuple[int, int], ...]] = {}
+        self._epoch_shares: tuple[int, list[tuple[str, int, int]]] = (-1, [])
 
     def file_order(self, epoch: int) -> list[str]:
         if not self.config.shuffle:
@@ -1266,9 +1267,11 @@ class _ShardStream:
 
     def _shares(self, epoch: int) -> list[tuple[str, int, int]]:
         """``(path, stride, offset)`` of each file share the shard reads in ``epoch``, in order."""
-        files = self.file_order(epoch)
-        return [(files[position], stride, offset)
-                for position, stride, offset in shard_files(len(files), self.n_shards, self.shard, self.every_file)]
+        if self._epoch_shares[0] != epoch:  # asked twice an epoch (plan, read): a worker's epoch may be short
+            files = self.file_order(epoch)
+            self._epoch_shares = epoch, [(files[position], stride, offset) for position, stride, offset
+                                         in shard_files(len(files), self.n_shards, self.shard, self.every_file)]
+        return self._epoch_shares[1]
 
     def windows(self, epoch: int) -> Iterator[_Window]:
         keep = self.config.filters.accepts
