@@ -39,7 +39,9 @@ same files, seed, world_size and num_workers (checked); each DDP rank saves its 
 
 Throughput (``benchmarks/train_loader.py``): a record's samples are copied into their batch row
 right after the read, while the record is still in the CPU cache (copied from a record that
-waited in a shuffle buffer, they cost a trip to memory each); its other fields (about 600 bytes)
+waited in a shuffle buffer, they cost a trip to memory each; an epoch's first ``shuffle_buffer``
+windows wait for their permutation unless the shard, having read its files before, planned the
+epoch: ``_ShardStream._plan``); its other fields (about 600 bytes)
 are parsed by protobuf's C parser when the batch is assembled, each Feature left serialized, and
 decoded a field at a time for the whole batch (``training.field_columns``).
 Without augmentation a worker fills its open batches straight in shared-memory segments it keeps
