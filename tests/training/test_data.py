@@ -721,7 +721,7 @@ def test_every_row_holds_its_own_windows_samples(pipeline_output, records, monke
                 assert batch["ecg"][row].isnan().all()
 
 
-def _stream(out, config, n_shards, shard, epochs, skip=0, every_file=False, plan=True, monkeypatch=None):
+def _stream(out, config, n_shards, shard, epochs, monkeypatch, skip=0, every_file=False, plan=True):
     """A shard's batches for ``epochs`` epochs (the last one from batch ``skip``), whether each
     epoch was planned, and per epoch the samples copied into batch rows: (all, those copied
     while their window was the latest to arrive). ``plan=False``: as if no epoch could be planned."""
@@ -772,10 +772,10 @@ def test_planned_epochs_are_the_same_batches_with_each_window_copied_on_arrival(
     # the batches must not change.
     with _num_threads(1):
         for shard in range(n_shards):
-            planned, known, copies = _stream(pipeline_output, config, n_shards, shard, 4, skip=1,
-                                             every_file=every_file, monkeypatch=monkeypatch)
-            reference, unknown, late = _stream(pipeline_output, config, n_shards, shard, 4, skip=1,
-                                               every_file=every_file, plan=False, monkeypatch=monkeypatch)
+            planned, known, copies = _stream(pipeline_output, config, n_shards, shard, 4, monkeypatch, skip=1,
+                                             every_file=every_file)
+            reference, unknown, late = _stream(pipeline_output, config, n_shards, shard, 4, monkeypatch, skip=1,
+                                               every_file=every_file, plan=False)
             assert [b[:3] for b in planned] == [b[:3] for b in reference] and len(planned) >= 4
             assert all(a[3] is b[3] is None or _same_batch(a[3], b[3]) for a, b in zip(planned, reference))
             assert known[0] is False and known[3] is True and not any(unknown)
