@@ -66,7 +66,6 @@ def _compiled_from_source(folder: Path, modules: str) -> list[str]:
 
 def test_the_image_precompiles_the_packages_the_pods_run_from_its_workdir(tmp_path):
     text = DOCKERFILE.read_text()
-    workdir = re.search(r"^WORKDIR (\S+)", text, re.M).group(1)
     # The Job and Deployment run `python -m ...` from WORKDIR, so its copies are what they import.
     for manifest in ("preprocess/job.yaml", "serve/deployment.yaml"):
         container = yaml.safe_load((REPO / "infra" / "kubernetes" / manifest).read_text())
@@ -78,7 +77,6 @@ def test_the_image_precompiles_the_packages_the_pods_run_from_its_workdir(tmp_pa
     packages = [arg for arg in compile_args if not arg.startswith("-")]
     copied = {source for source in re.findall(r"^COPY (\S+) \1$", text, re.M) if (REPO / source).is_dir()}
     assert copied and copied <= set(packages), copied - set(packages)
-    assert workdir == "/opt/eegfm"
 
     for package in packages:  # the image's layout: the packages side by side in WORKDIR
         shutil.copytree(REPO / package, tmp_path / package,
