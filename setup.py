@@ -41,7 +41,8 @@ def pinned(*names: str) -> list[str]:
 
 CORE = pinned(
     "apache-beam[gcp,aws]", "numpy", "scipy", "pandas", "pyarrow", "mne", "pyedflib", "cramjam",
-    "google-crc32c", "protobuf", "pyyaml", "tqdm", "python-picard", "scikit-learn",
+    "google-crc32c", "protobuf", "pyyaml", "tqdm", "python-picard", "scikit-learn", "filelock",
+    "threadpoolctl",
     # EEGLAB files saved as MATLAB v7.3 (HDF5: large data sets, or EEGLAB's own option) need it.
     "pymatreader",
     # MNE reads EGI's .mff recordings (folders) through it.
@@ -53,7 +54,7 @@ MODEL = pinned(
 TRAIN = pinned("wandb", "matplotlib")
 TF = pinned("tensorflow-cpu")
 # moto's S3 server and gcp-storage-emulator stand in for S3 and GCS in the object-store tests.
-DEV = pinned("pytest", "pytest-timeout", "kubernetes-validate", "moto[s3]", "flask", "flask-cors",
+DEV = pinned("pytest", "pytest-timeout", "ruff", "kubernetes-validate", "moto[s3]", "flask", "flask-cors",
              "gcp-storage-emulator", "hdf5storage")  # hdf5storage writes the tests' MATLAB v7.3 EEGLAB file
 
 EXTRAS = {
@@ -66,17 +67,22 @@ EXTRAS = {
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
+# The stages' folders sit at the repository's top level and install as `eegfm.<stage>` (an
+# implicit namespace package), so nothing with a generic name lands in site-packages.
+STAGES = ("core", "pipelines", "model", "training", "evaluation", "serving")
+PACKAGES = [f"eegfm.{name}" for name in find_packages(include=[f"{stage}*" for stage in STAGES])]
+
 CONSOLE_SCRIPTS = [
-    "eegfm-simulate = pipelines.simulate.cli:main",
-    "eegfm-preprocess = pipelines.preprocess:main",
-    "eegfm-redact = pipelines.redact:main",  # which file a --redact_paths token names
+    "eegfm-simulate = eegfm.pipelines.simulate.cli:main",
+    "eegfm-preprocess = eegfm.pipelines.preprocess:main",
+    "eegfm-redact = eegfm.pipelines.redact:main",  # which file a --redact_paths token names
     # Training entry points need the `train` extra (torch); DDP users launch `torchrun -m ...`.
-    "eegfm-pretrain = training.pretrain:main",
-    "eegfm-finetune = training.finetune:main",
-    "eegfm-loso = evaluation.loso:main",  # leave-one-site-out: one fine-tuning fold per site
-    "eegfm-robustness = evaluation.robustness:main",  # a fine-tuned model under perturbed EEG
-    "eegfm-predict = serving.predict:main",  # a fine-tuned model's predictions for raw recordings
-    "eegfm-serve = serving.server:main",  # the same behind an HTTP API
+    "eegfm-pretrain = eegfm.training.pretrain:main",
+    "eegfm-finetune = eegfm.training.finetune:main",
+    "eegfm-loso = eegfm.evaluation.loso:main",  # leave-one-site-out: one fine-tuning fold per site
+    "eegfm-robustness = eegfm.evaluation.robustness:main",  # a fine-tuned model under perturbed EEG
+    "eegfm-predict = eegfm.serving.predict:main",  # a fine-tuned model's predictions for raw recordings
+    "eegfm-serve = eegfm.serving.server:main",  # the same behind an HTTP API
 ]
 
 setup(
@@ -89,8 +95,9 @@ setup(
     else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
-    packages=find_packages(include=["pipelines*", "model*", "training*", "evaluation*", "serving*"]),
-    package_data={"training": ["configs/*.yaml"], "pipelines": ["*.yaml"]},
+    packages=PACKAGES,
+    package_dir={f"eegfm.{stage}": stage for stage in STAGES},
+    package_data={"eegfm.training": ["configs/*.yaml"], "eegfm.pipelines": ["*.yaml"]},
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={"console_scripts": CONSOLE_SCRIPTS},

@@ -51,8 +51,8 @@ import torch  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from model import count_parameters, create_model  # noqa: E402
-from model.export import OnnxEEGFM, export_onnx  # noqa: E402
+from eegfm.model import count_parameters, create_model  # noqa: E402
+from eegfm.model.export import OnnxEEGFM, export_onnx  # noqa: E402
 
 SECONDS = 10
 N_CHANS = 19

@@ -73,7 +73,7 @@ def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
 
 def _eeg_hours(data: Path) -> float:
     sys.path.insert(0, str(REPO))
-    from pipelines.readers import open_recording
+    from eegfm.pipelines.readers import open_recording
 
     total = 0.0
     for path in sorted(data.rglob("*.edf")):
@@ -83,7 +83,7 @@ def _eeg_hours(data: Path) -> float:
 
 
 def _eegfm(inputs: list[str], out: Path, key: Path, extra: list[str]) -> list[str]:
-    args = [sys.executable, "-m", "pipelines.preprocess", "--output", str(out),
+    args = [sys.executable, "-m", "eegfm.pipelines.preprocess", "--output", str(out),
             "--pseudonym_key_file", str(key), "--window_seconds", "10", "--stride_seconds", "10",
             "--line_freq", "50", "--h_freq", "100", "--runner", "DirectRunner", "--overwrite", *extra]
     for item in inputs:
@@ -216,7 +216,7 @@ def _long_recording(tmp: Path, key: Path, minutes: float, env: dict) -> dict:
     out = {}
     for label, length in (("short", minutes / 4), ("long", minutes)):
         corpus = tmp / f"sim-{label}"
-        subprocess.run([sys.executable, "-m", "pipelines.simulate", "--output", str(corpus), "--sites", "1",
+        subprocess.run([sys.executable, "-m", "eegfm.pipelines.simulate", "--output", str(corpus), "--sites", "1",
                         "--subjects-per-site", "1", "--recordings-per-subject", "1",
                         "--minutes", str(length), "--format", "edf", "--quiet"], check=True, env=env,
                        stdout=subprocess.DEVNULL)

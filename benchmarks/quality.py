@@ -49,12 +49,12 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.artifact_ae import band_features, band_features_from_psd  # noqa: E402
-from pipelines.channels import CANONICAL_CHANNELS  # noqa: E402
-from pipelines.features import window_spectrum  # noqa: E402
-from pipelines.filters import filter_data  # noqa: E402
-from pipelines.quality import compute_quality, compute_quality_batch  # noqa: E402
-from pipelines.resample import resample  # noqa: E402
+from eegfm.pipelines.artifact_ae import band_features, band_features_from_psd  # noqa: E402
+from eegfm.pipelines.channels import CANONICAL_CHANNELS  # noqa: E402
+from eegfm.pipelines.features import window_spectrum  # noqa: E402
+from eegfm.pipelines.filters import filter_data  # noqa: E402
+from eegfm.pipelines.quality import compute_quality, compute_quality_batch  # noqa: E402
+from eegfm.pipelines.resample import resample  # noqa: E402
 
 SFREQ = 256.0
 
@@ -91,7 +91,7 @@ def load_baseline(rev: str) -> types.SimpleNamespace:
             check=True, capture_output=True, text=True,
         ).stdout
         for dep in ("features", "quality"):
-            source = source.replace(f"from pipelines.{dep} import", f"from baseline_{dep} import")
+            source = source.replace(f"from eegfm.pipelines.{dep} import", f"from baseline_{dep} import")
         path = tmp / f"baseline_{name}.py"
         path.write_text(source)
         spec = importlib.util.spec_from_file_location(f"baseline_{name}", path)

@@ -40,11 +40,11 @@ def make_model(folder: Path, preset: str) -> Path:
     """A model folder as fine-tuning leaves it: weights, config, the preprocessing recipe."""
     import torch
 
-    from model.config import EEGFMConfig
-    from model.modeling import EEGFMModel
-    from pipelines.process import PreprocessConfig
-    from pipelines.schema import CHANNELS, SFREQ
-    from training.preprocess_spec import write_preprocess_spec
+    from eegfm.model.config import EEGFMConfig
+    from eegfm.model.modeling import EEGFMModel
+    from eegfm.pipelines.process import PreprocessConfig
+    from eegfm.pipelines.schema import CHANNELS, SFREQ
+    from eegfm.training.preprocess_spec import write_preprocess_spec
 
     torch.manual_seed(0)
     model_dir = folder / "model"
@@ -56,9 +56,9 @@ def make_model(folder: Path, preset: str) -> Path:
 
 def pipeline_only(files: list[str], config) -> float:
     """Seconds for the pipeline's steps over ``files``, as its Beam workers run them (one BLAS thread)."""
-    from pipelines.blas import single_threaded_blas
-    from pipelines.process import process_recording
-    from pipelines.sources import discover
+    from eegfm.pipelines.blas import single_threaded_blas
+    from eegfm.pipelines.process import process_recording
+    from eegfm.pipelines.sources import discover
 
     items, _, _ = discover(files, warn_sidecars=False)
     key, config_hash = secrets.token_bytes(32), config.config_hash()
@@ -77,7 +77,7 @@ def predict_all(predictor, files: list[str]) -> tuple[float, float]:
 
 
 def http_latencies(predictor, files: list[str]) -> tuple[list[float], list[float]]:
-    from serving.server import PredictionServer
+    from eegfm.serving.server import PredictionServer
 
     server = PredictionServer(("127.0.0.1", 0), predictor, 1 << 31)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
@@ -113,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     import torch
 
-    from pipelines.logging_setup import setup_logging
-    from serving.predictor import PredictConfig, Predictor
+    from eegfm.core.logs import setup_logging
+    from eegfm.serving.predictor import PredictConfig, Predictor
 
     setup_logging("WARNING")
     files = sorted(str(p) for p in args.data.glob("*.edf"))

@@ -36,18 +36,18 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.artifact_ae import ArtifactAutoencoder, band_features  # noqa: E402
-from pipelines.channels import CANONICAL_CHANNELS, canonical_name  # noqa: E402
-from pipelines.features import compute_features  # noqa: E402
-from pipelines.filters import (  # noqa: E402
+from eegfm.pipelines.artifact_ae import ArtifactAutoencoder, band_features  # noqa: E402
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_name  # noqa: E402
+from eegfm.pipelines.features import compute_features  # noqa: E402
+from eegfm.pipelines.filters import (  # noqa: E402
     FilterConfig,
     apply_filters,
     design_filters,
     detect_line_frequency,
     line_noise_db,
 )
-from pipelines.quality import compute_quality, validate_window  # noqa: E402
-from pipelines.resample import resample  # noqa: E402
+from eegfm.pipelines.quality import compute_quality, validate_window  # noqa: E402
+from eegfm.pipelines.resample import resample  # noqa: E402
 
 WINDOW_S = 5.0
 SFREQ = 256.0

@@ -26,10 +26,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipelines.config import check_int  # noqa: E402
-from pipelines.schema import CHANNELS, HMS_CLASSES, N_CHANS, PIPELINE_VERSION, SFREQ, WindowRecord  # noqa: E402
-from pipelines.schema import encode_example  # noqa: E402
-from pipelines.tfrecord import write_records  # noqa: E402
+from eegfm.core.config import check_int  # noqa: E402
+from eegfm.pipelines.schema import CHANNELS, HMS_CLASSES, N_CHANS, PIPELINE_VERSION, SFREQ, WindowRecord  # noqa: E402
+from eegfm.pipelines.schema import encode_example  # noqa: E402
+from eegfm.pipelines.tfrecord import write_records  # noqa: E402
 
 WINDOW_SECONDS = 10
 WINDOWS_PER_FILE = 144  # 24 minutes, about 14 MB a file

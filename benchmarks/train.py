@@ -54,13 +54,13 @@ def _simulate_and_preprocess(root: Path, shards_per_site: int = 0, subjects: int
     workers than files reads each file on several workers)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     corpus, out, key = root / "corpus", root / "tfrecords", root / "key"
-    subprocess.run([sys.executable, "-m", "pipelines.simulate", "--output", str(corpus), "--sites", "3",
+    subprocess.run([sys.executable, "-m", "eegfm.pipelines.simulate", "--output", str(corpus), "--sites", "3",
                     "--subjects-per-site", str(subjects), "--recordings-per-subject", "1", "--minutes", str(minutes),
                     "--format", "edf", "--seed", "0", "--quiet"], check=True, cwd=REPO, env=env)
     key.write_text(os.urandom(32).hex())
     # No labels.csv: pretraining data are unlabeled 10 s windows.
     (corpus / "edf" / "labels.csv").unlink(missing_ok=True)
-    subprocess.run([sys.executable, "-m", "pipelines.preprocess", "--input", str(corpus / "edf"),
+    subprocess.run([sys.executable, "-m", "eegfm.pipelines.preprocess", "--input", str(corpus / "edf"),
                     "--output", str(out), "--pseudonym_key_file", str(key), "--runner", "DirectRunner",
                     "--direct_running_mode", "in_memory", "--num_shards", str(shards_per_site)],
                    check=True, cwd=REPO, env=env,
@@ -71,7 +71,7 @@ def _simulate_and_preprocess(root: Path, shards_per_site: int = 0, subjects: int
 def _pretrain_throughput(data: Path, out: Path, ranks: int, steps: int, batch: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="disabled")
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
-           "-m", "training.pretrain", "--data", str(data), "--output", str(out),
+           "-m", "eegfm.training.pretrain", "--data", str(data), "--output", str(out),
            "--config", "cpu-tiny", "--max_steps", str(steps), "--set", f"loader.batch_size={batch}",
            "--set", "optim.warmup_steps=1", "--set", "log_every=1", "--set", f"save_every={steps * 10}",
            "--set", "wandb.mode=disabled", "--set", "backend=gloo", "--set", "deterministic=false",
@@ -96,7 +96,7 @@ def pretraining_step(device: "torch.device", *, preset: str = "base", batch: int
     compiled form); ``overrides`` change the preset's config (e.g. ``{"gnn_impl": "dense"}``)."""
     import torch
 
-    from model.modeling import create_pretraining_model
+    from eegfm.model.modeling import create_pretraining_model
 
     cuda = device.type == "cuda"
     model = create_pretraining_model(preset, **(overrides or {})).to(device)
@@ -186,7 +186,7 @@ def _gpu(steps: int, batches: tuple[int, ...], compile_modes: tuple[bool, ...]) 
     model overrides of the ``base`` training preset (its GNN form)."""
     import torch
 
-    from training.config import load_config
+    from eegfm.training.config import load_config
 
     if not torch.cuda.is_available():
         return None

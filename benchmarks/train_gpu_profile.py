@@ -107,8 +107,8 @@ def main() -> None:
     args = parser.parse_args()
     import torch
 
-    from model.config import EEGFMConfig
-    from training.config import ConfigError, parse_overrides
+    from eegfm.model.config import EEGFMConfig
+    from eegfm.training.config import ConfigError, parse_overrides
 
     try:  # the training CLIs' --set parsing, and the model config's checks, before any GPU work
         overrides = parse_overrides(args.overrides)

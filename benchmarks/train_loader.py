@@ -47,9 +47,9 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from benchmarks.synthetic_corpus import WINDOWS_PER_FILE, write_corpus  # noqa: E402
-from pipelines.tfrecord import read_records  # noqa: E402
-from training.config import load_config  # noqa: E402
-from training.data import EEGLoader, LoaderConfig, list_files  # noqa: E402
+from eegfm.pipelines.tfrecord import read_records  # noqa: E402
+from eegfm.training.config import load_config  # noqa: E402
+from eegfm.training.data import EEGLoader, LoaderConfig, list_files  # noqa: E402
 
 BASE_LOADER = load_config("base", "pretrain").loader
 BASE_BATCH = BASE_LOADER.batch_size

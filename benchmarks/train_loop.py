@@ -1,7 +1,7 @@
 """The real pretraining loop's throughput, against the bare step it runs; prints one JSON object.
 
 ``benchmarks/train.py`` times the loader and the model step apart. This runs the loop itself,
-``torchrun -m training.pretrain`` with a training preset (loader workers, hand-off, host-to-device
+``torchrun -m eegfm.training.pretrain`` with a training preset (loader workers, hand-off, host-to-device
 copies, the step, logging, checkpoints at the end), and reads the throughput it logs:
 
 - ``intervals``: samples/s of every ``--log-every``-step interval, as ``metrics.jsonl`` has them;
@@ -47,7 +47,7 @@ from benchmarks.synthetic_corpus import WINDOWS_PER_FILE, write_corpus  # noqa: 
 def link_corpus(data: Path, copies: int, target: Path) -> int:
     """``target`` as a pipeline output holding ``data``'s site folders ``copies`` times (symbolic
     links named ``<site>-c<i>``) and its manifest; returns the number of windows it holds."""
-    from training.data import describe, list_files
+    from eegfm.training.data import describe, list_files
 
     if copies < 1:
         raise ValueError(f"copies: expected an integer >= 1; got {copies}")
@@ -81,7 +81,7 @@ def _pretrain_command(corpus: Path, output: Path, args: argparse.Namespace) -> l
                  f"optim.warmup_steps={max(1, min(args.max_steps // 4, 100))}",
                  f"save_every={args.max_steps}", *args.set]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
-    return [*launcher, "-m", "training.pretrain", "--data", str(corpus), "--output", str(output),
+    return [*launcher, "-m", "eegfm.training.pretrain", "--data", str(corpus), "--output", str(output),
             "--config", args.config, "--max_steps", str(args.max_steps),
             *[item for override in overrides for item in ("--set", override)]]
 
@@ -91,7 +91,7 @@ def _compare_step(run: dict, config: str, overrides: list[str], batch: int) -> d
     import torch
 
     from benchmarks.train import bf16_peak, step_throughput
-    from training.config import load_config
+    from eegfm.training.config import load_config
 
     cfg = load_config(config, "pretrain", overrides)
     device = torch.device(run["device"])  # rank 0's
@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')}: expected an integer >= 1; got {getattr(args, name)}")
     if not 0 <= args.skip_steps < args.max_steps:
         parser.error(f"--skip-steps: expected an integer in [0, --max-steps={args.max_steps}); got {args.skip_steps}")
-    from training.config import load_config
+    from eegfm.training.config import load_config
 
     cfg = load_config(args.config, "pretrain", args.set)  # a bad override fails here, not in torchrun
     result: dict = {"benchmark": "train_loop", "config": args.config, "overrides": args.set, "nproc": args.nproc,

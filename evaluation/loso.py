@@ -1,6 +1,6 @@
 """Leave-one-site-out evaluation: how a fine-tuned model does at a hospital it never saw.
 
-    python -m evaluation.loso --pretrained runs/pt/model --data OUT/tfrecords --task hms6 \
+    python -m eegfm.evaluation.loso --pretrained runs/pt/model --data OUT/tfrecords --task hms6 \
         --output runs/loso [any training.finetune option]
 
 A model fitted and validated on one hospital's patients can still lose to the class prior at the
@@ -29,10 +29,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import ConfigError
-from pipelines.logging_setup import get_logger, setup_logging
+from eegfm.core.config import ConfigError
+from eegfm.core.logs import get_logger, setup_logging
 
-log = get_logger("evaluation.loso")
+log = get_logger(__name__)
 REPORT_NAME, PLOT_NAME = "loso.json", "loso.png"
 # eval.json's test metrics that every fold's summary averages, where all folds have them
 _SUMMARIZED = ("kl", "baseline_kl", "kl_vs_baseline", "loss", "baseline_loss", "accuracy", "balanced_accuracy",
@@ -40,10 +40,10 @@ _SUMMARIZED = ("kl", "baseline_kl", "kl_vs_baseline", "loss", "baseline_loss", "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from training import finetune
+    from eegfm.training import finetune
 
     parser = finetune.build_parser()
-    parser.prog = "python -m evaluation.loso"
+    parser.prog = "python -m eegfm.evaluation.loso"
     parser.description = (
         "Leave-one-site-out evaluation: one fine-tuning run per site with labeled windows of the task, "
         "that site held out as the test split and the others' subjects trained and validated on; writes each "
@@ -63,8 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def labeled_sites(data: str | Sequence[str], cfg, record_task: str) -> Counter:
     """Labeled windows of ``record_task`` per site."""
-    from training.data import RecordFilter, scan_windows
-    from training.finetune import is_labeled
+    from eegfm.training.data import RecordFilter, scan_windows
+    from eegfm.training.finetune import is_labeled
 
     return Counter(w["site_id"] for w in scan_windows(data, RecordFilter(tasks=(record_task,))) if is_labeled(w, cfg))
 
@@ -98,7 +98,7 @@ def summarize(folds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 def write_report(output: Path, folds: Mapping[str, Mapping[str, Any]], task: str, record_task: str) -> dict[str, Any]:
     """loso.json and loso.png from the folds' eval.json contents."""
-    from training.per_site import plot_per_site
+    from eegfm.training.per_site import plot_per_site
 
     report = {"task": task, "record_task": record_task, "summary": summarize(folds),
               "sites": {site: {"test": fold["test"], "groups": fold["groups"], "windows": fold["windows"],
@@ -153,8 +153,8 @@ def _fold_argv(argv: Sequence[str], folder: Path, site: str) -> list[str]:
 
 
 def run(argv: list[str] | None = None) -> int:
-    from training import finetune
-    from training.data import data_label
+    from eegfm.training import finetune
+    from eegfm.training.data import data_label
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()

@@ -1,7 +1,7 @@
 """Robustness: how a fine-tuned model's held-out metric degrades when the EEG gets worse in the
 ways clinical recordings do.
 
-    python -m evaluation.robustness --run runs/ft --data OUT/tfrecords
+    python -m eegfm.evaluation.robustness --run runs/ft --data OUT/tfrecords
 
 A fine-tuning run's held-out windows (its test split, else its validation split: subjects it never
 trained on) are scored clean and under each perturbation at increasing severity:
@@ -36,11 +36,11 @@ from typing import Any
 
 import torch
 
-from pipelines.config import ConfigError, user_file_path, user_path
-from pipelines.logging_setup import get_logger, setup_logging
-from pipelines.schema import SFREQ
+from eegfm.core.config import ConfigError, user_file_path, user_path
+from eegfm.core.logs import get_logger, setup_logging
+from eegfm.pipelines.schema import SFREQ
 
-log = get_logger("evaluation.robustness")
+log = get_logger(__name__)
 REPORT_NAME, PLOT_NAME = "robustness.json", "robustness.png"
 SPLIT_CHOICES = ("auto", "test", "val")
 
@@ -103,7 +103,7 @@ def _generator(seed: int, perturbation: int, severity: int, batch: int) -> torch
 # ------------------------------------------------------------------------------ the run
 def load_run(run_dir: Path) -> tuple[Any, dict[str, Any], Path]:
     """A fine-tuning run's config, run.json and model folder; ConfigError naming what is missing."""
-    from training.config import FinetuneConfig
+    from eegfm.training.config import FinetuneConfig
 
     run_file, model_dir = run_dir / "run.json", run_dir / "model"
     if not run_file.is_file() or not (model_dir / "config.json").is_file():
@@ -133,7 +133,7 @@ def held_out(run: Mapping[str, Any], split: str) -> tuple[str, tuple[str, ...]]:
 def score(model, loader, cfg, perturbations: Sequence[Perturbation], seed: int, device: torch.device):
     """Logits of every window clean and under each (perturbation, severity), and the targets:
     ``({"clean": logits, (name, severity): logits, ...}, targets)``; the data is read once."""
-    from training.finetune import inputs_for, targets_of
+    from eegfm.training.finetune import inputs_for, targets_of
 
     model.eval()
     logits: dict[Any, list[torch.Tensor]] = {"clean": []}
@@ -155,7 +155,7 @@ def score(model, loader, cfg, perturbations: Sequence[Perturbation], seed: int, 
 
 def report_of(logits: Mapping[Any, torch.Tensor], target: torch.Tensor, cfg, head, prior: Sequence[float],
               temperature: float, perturbations: Sequence[Perturbation]) -> dict[str, Any]:
-    from training.finetune import evaluate
+    from eegfm.training.finetune import evaluate
 
     clean = evaluate(logits["clean"], target, cfg, head, prior, temperature)
     report: dict[str, Any] = {"metric": "kl" if "kl" in clean else "loss", "clean": clean, "perturbations": {}}
@@ -215,7 +215,7 @@ def plot(report: Mapping[str, Any], title: str, path: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m evaluation.robustness",
+        prog="python -m eegfm.evaluation.robustness",
         description="Score a fine-tuned model's held-out windows clean and under perturbations clinical EEG "
         "suffers (white noise by SNR, amplifier gain, lost electrodes, mains interference) at increasing "
         f"severity; writes {REPORT_NAME} and {PLOT_NAME}.",
@@ -246,9 +246,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
-    from model.modeling import EEGFMModel
-    from training.data import EEGLoader, RecordFilter, check_data, data_label
-    from training.loop import loader_config
+    from eegfm.model.modeling import EEGFMModel
+    from eegfm.training.data import EEGLoader, RecordFilter, check_data, data_label
+    from eegfm.training.loop import loader_config
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -277,7 +277,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         logits, target = score(model, loader, cfg, perturbations, args.seed, device)
     except ConfigError as err:
         parser.error(f"--data {data_label(data)}: {err}")
-    from training.finetune import TEMPERATURE_RANGE
+    from eegfm.training.finetune import TEMPERATURE_RANGE
 
     temperature = 1.0 if args.uncalibrated else float(getattr(model.config, "temperature", 1.0) or 1.0)
     if temperature >= TEMPERATURE_RANGE[1] * 0.999:

@@ -1,6 +1,6 @@
 """eegfm model: an electrode-aware EEG encoder with pluggable heads, in Hugging Face format.
 
-    from model import create_model, positions_for
+    from eegfm.model import create_model, positions_for
     model = create_model("base", head="hms6")
     out = model(eeg, positions=positions_for(ch_names), channel_mask=mask)   # out.logits, out.pooled
 
@@ -12,8 +12,8 @@ bottleneck, freezing), ``modeling`` (Hugging Face models, ``create_model``), ``o
 groups, layer-wise lr decay), ``numerics`` (autocast-safe regions, DDP tie-ins), ``export`` (ONNX).
 """
 
-from model.adapters import add_adapters, count_parameters, count_trainable, freeze_encoder, unfreeze_encoder
-from model.config import (
+from eegfm.model.adapters import add_adapters, count_parameters, count_trainable, freeze_encoder, unfreeze_encoder
+from eegfm.model.config import (
     HMS_CLASSES,
     MODALITIES,
     ConfigError,
@@ -22,10 +22,10 @@ from model.config import (
     list_presets,
     register_preset,
 )
-from model.encoder import EncoderOutput
-from model.heads import TaskHead, create_head, list_heads, register_head
-from model.inputs import canonical_positions, encode_age, encode_sex, positions_for
-from model.modeling import (
+from eegfm.model.encoder import EncoderOutput
+from eegfm.model.heads import TaskHead, create_head, list_heads, register_head
+from eegfm.model.inputs import canonical_positions, encode_age, encode_sex, positions_for
+from eegfm.model.modeling import (
     EEGFMForPretraining,
     EEGFMModel,
     EEGFMOutput,
@@ -35,7 +35,7 @@ from model.modeling import (
     create_pretraining_model,
     register_auto_classes,
 )
-from model.optim import param_groups_lrd
+from eegfm.model.optim import param_groups_lrd
 
 __all__ = [
     "HMS_CLASSES", "MODALITIES", "ConfigError", "EEGFMConfig", "EEGFMForPretraining", "EEGFMModel",

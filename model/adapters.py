@@ -21,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import ADAPTER_KINDS, ConfigError
+from eegfm.model.config import ADAPTER_KINDS, ConfigError
 
 if TYPE_CHECKING:
-    from model.modeling import EEGFMPreTrainedModel
+    from eegfm.model.modeling import EEGFMPreTrainedModel
 
 LORA_ALPHA_OVER_RANK = 2.0  # scale alpha / r; alpha = 2 r is a common, rank-independent choice
 
@@ -72,9 +72,9 @@ class BottleneckAdapter(nn.Module):
 
 def _lora_targets(encoder: nn.Module) -> list[tuple[nn.Module, str]]:
     """(parent, attribute) of every linear layer that LoRA wraps."""
-    from model.fusion import ModalityAttention
-    from model.spatial import SpatialGNNLayer
-    from model.temporal import SelfAttention
+    from eegfm.model.fusion import ModalityAttention
+    from eegfm.model.spatial import SpatialGNNLayer
+    from eegfm.model.temporal import SelfAttention
 
     names = {SelfAttention: ("qkv", "out"), ModalityAttention: ("q", "kv", "out"), SpatialGNNLayer: ("value", "out")}
     targets = []

@@ -28,10 +28,10 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
+from eegfm.core.tasks import HMS_CLASSES, SLEEP_STAGES
+
 # The six HMS classes, in the order of the data contract's ``votes`` (pipelines/schema.py). Kept
 # literally here so that importing the model never imports the preprocessing stack.
-HMS_CLASSES: tuple[str, ...] = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
-SLEEP_STAGES: tuple[str, ...] = ("W", "N1", "N2", "N3", "REM")
 MODALITIES: tuple[str, ...] = ("spectrogram", "ecg", "clinical")
 GNN_IMPLS: tuple[str, ...] = ("pyg", "dense", "gather")
 ADAPTER_KINDS: tuple[str, ...] = ("lora", "bottleneck")
@@ -230,14 +230,14 @@ class EEGFMConfig(PreTrainedConfig):
 
 
 def _check_head(field: str, name: Any) -> None:
-    from model.heads import HEAD_REGISTRY  # heads import this module; resolve at call time
+    from eegfm.model.heads import HEAD_REGISTRY  # heads import this module; resolve at call time
 
     if name not in HEAD_REGISTRY:
         _fail(field, f"a registered head ({', '.join(sorted(HEAD_REGISTRY))})", name)
 
 
 def _default_labels(head: Any) -> tuple[str, ...] | None:
-    from model.heads import HEAD_REGISTRY
+    from eegfm.model.heads import HEAD_REGISTRY
 
     head_class = HEAD_REGISTRY.get(head) if isinstance(head, str) else None
     return None if head_class is None else head_class.default_labels
@@ -245,7 +245,7 @@ def _default_labels(head: Any) -> tuple[str, ...] | None:
 
 def n_outputs_for(config: EEGFMConfig, head: str | None = None) -> int:
     """Width of the head's output layer (validates the head's label set)."""
-    from model.heads import HEAD_REGISTRY
+    from eegfm.model.heads import HEAD_REGISTRY
 
     name = config.head if head is None else head
     return HEAD_REGISTRY[name].n_outputs(config, name == config.head)

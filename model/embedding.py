@@ -20,8 +20,8 @@ import math
 import torch
 from torch import nn
 
-from model.config import EEGFMConfig
-from model.numerics import float32_region, tie_unused
+from eegfm.model.config import EEGFMConfig
+from eegfm.model.numerics import float32_region, tie_unused
 
 
 def real_dft_basis(n: int, *, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:

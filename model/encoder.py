@@ -27,11 +27,11 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers.utils import ModelOutput
 
-from model.config import EEGFMConfig
-from model.embedding import ChannelTokenizer
-from model.fusion import CrossModalFusion
-from model.spatial import ElectrodeGraph, SpatialGNNLayer, build_electrode_graph
-from model.temporal import MLP, SelfAttention, TransformerLayer, rotary_tables
+from eegfm.model.config import EEGFMConfig
+from eegfm.model.embedding import ChannelTokenizer
+from eegfm.model.fusion import CrossModalFusion
+from eegfm.model.spatial import ElectrodeGraph, SpatialGNNLayer, build_electrode_graph
+from eegfm.model.temporal import MLP, SelfAttention, TransformerLayer, rotary_tables
 
 
 @dataclass

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from model.inputs import canonical_positions
-from model.modeling import EEGFMModel
+from eegfm.model.inputs import canonical_positions
+from eegfm.model.modeling import EEGFMModel
 
 DEFAULT_OPSET = 20  # opset 20 has a native Gelu, which ONNX Runtime runs as one kernel
 MAX_BATCH = 4096

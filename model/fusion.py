@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import EEGFMConfig
-from model.embedding import PatchEmbedding
-from model.numerics import tie_unused
-from model.temporal import MLP
+from eegfm.model.config import EEGFMConfig
+from eegfm.model.embedding import PatchEmbedding
+from eegfm.model.numerics import tie_unused
+from eegfm.model.temporal import MLP
 
 N_TIME_FREQUENCIES = 8
 

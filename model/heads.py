@@ -29,11 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import HMS_CLASSES, SLEEP_STAGES, ConfigError
+from eegfm.model.config import HMS_CLASSES, SLEEP_STAGES, ConfigError
 
 if TYPE_CHECKING:
-    from model.config import EEGFMConfig
-    from model.encoder import EncoderOutput
+    from eegfm.model.config import EEGFMConfig
+    from eegfm.model.encoder import EncoderOutput
 
 HEAD_REGISTRY: dict[str, type[TaskHead]] = {}
 

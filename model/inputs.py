@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from pipelines.channels import CANONICAL_CHANNELS, electrode_position
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, electrode_position
 
 SEX_CODES: dict[str, float] = {"F": 0.0, "M": 1.0}
 

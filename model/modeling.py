@@ -31,12 +31,12 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel
 from transformers import initialization as init
 from transformers.utils import ModelOutput
 
-from model import adapters as adapters_lib
-from model.config import EEGFMConfig
-from model.encoder import EEGFMEncoder, EncoderOutput
-from model.heads import HEAD_REGISTRY, TaskHead, create_head
-from model.inputs import canonical_positions
-from model.pretraining import (
+from eegfm.model import adapters as adapters_lib
+from eegfm.model.config import EEGFMConfig
+from eegfm.model.encoder import EEGFMEncoder, EncoderOutput
+from eegfm.model.heads import HEAD_REGISTRY, TaskHead, create_head
+from eegfm.model.inputs import canonical_positions
+from eegfm.model.pretraining import (
     ChannelContrastiveHead,
     MaskedReconstructionHead,
     choose_held_out,
@@ -198,7 +198,7 @@ class EEGFMPreTrainedModel(PreTrainedModel):
 
     def set_gnn_impl(self, impl: str) -> None:
         """Switch the GNN between ``"pyg"`` message passing and the equal ``"dense"`` and ``"gather"`` forms."""
-        from model.config import GNN_IMPLS
+        from eegfm.model.config import GNN_IMPLS
 
         if impl not in GNN_IMPLS:
             raise ValueError(f"gnn_impl: expected one of {', '.join(map(repr, GNN_IMPLS))}; got {impl!r}")

@@ -28,7 +28,7 @@ from typing import Any
 
 from torch import nn
 
-from model.config import ConfigError, EEGFMConfig
+from eegfm.model.config import ConfigError, EEGFMConfig
 
 # Learned vectors/tokens that act as embeddings even where they are 2-D or 3-D.
 NO_DECAY_NAMES = frozenset({"interpolated", "interpolated_logit", "null", "sex", "kind"})

@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.config import EEGFMConfig
-from model.embedding import ElectrodeEmbedding
-from model.numerics import float32_region
+from eegfm.model.config import EEGFMConfig
+from eegfm.model.embedding import ElectrodeEmbedding
+from eegfm.model.numerics import float32_region
 
 
 def span_mask(

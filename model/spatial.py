@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch_geometric.nn import MessagePassing
 
-from model.config import EEGFMConfig
+from eegfm.model.config import EEGFMConfig
 
 
 @dataclasses.dataclass

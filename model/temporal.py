@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from model.config import EEGFMConfig
+from eegfm.model.config import EEGFMConfig
 
 ROPE_BASE = 10_000.0
 MATH_ATTENTION_MAX_LENGTH = 16

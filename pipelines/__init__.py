@@ -1,7 +1,5 @@
-"""eegfm preprocessing: channel vocabulary, configuration, the simulator and (soon) the Beam job.
+"""eegfm preprocessing: raw EEG from any corpus to snappy TFRecords, a manifest and a quarantine.
 
-`pipelines.channels` owns the channel vocabulary, `pipelines.config` the configuration pattern,
-`pipelines.simulate` the built-in multi-site corpus, `pipelines.schema` the TFRecord contract.
+The Beam job is ``eegfm.pipelines.preprocess``; ``schema`` owns the TFRecord contract, ``channels``
+the channel vocabulary and ``simulate`` the built-in multi-site corpus.
 """
-
-__version__ = "0.1.0"

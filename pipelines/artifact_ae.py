@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.features import band_mask, window_spectrum
+from eegfm.pipelines.features import band_mask, window_spectrum
 
 FORMAT = "eegfm-artifact-ae"
 FORMAT_VERSION = 1

@@ -27,7 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipelines.channels import Digitized, sphere_fit
+from eegfm.pipelines.channels import Digitized, sphere_fit
 
 _ENTITY = re.compile(r"^([a-zA-Z]+)-([a-zA-Z0-9]+)$")
 CHANNEL_STATUS = ("good", "bad", "n/a", "")

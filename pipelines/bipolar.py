@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipelines.channels import auxiliary_kind, derivation, standard_name
+from eegfm.pipelines.channels import auxiliary_kind, derivation, standard_name
 
 
 @dataclasses.dataclass(frozen=True)

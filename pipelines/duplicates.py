@@ -20,7 +20,7 @@ from collections.abc import Iterable
 
 import apache_beam as beam
 
-from pipelines.process import Outcome
+from eegfm.pipelines.process import Outcome
 
 
 def duplicate_sources(hashed: Iterable[tuple[str, str, int, int]]) -> dict[str, str]:

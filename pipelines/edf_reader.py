@@ -24,10 +24,10 @@ import re
 
 import numpy as np
 
-from pipelines.channels import auxiliary_kind, standard_name
-from pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
-from pipelines.harmonize import HarmonizeError, microvolt_scale
-from pipelines.readers import (
+from eegfm.pipelines.channels import auxiliary_kind, standard_name
+from eegfm.pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
+from eegfm.pipelines.harmonize import HarmonizeError, microvolt_scale
+from eegfm.pipelines.readers import (
     Reader,
     ReaderError,
     RecordingInfo,

@@ -36,8 +36,8 @@ import numpy as np
 import scipy.fft as sp_fft
 from numpy.lib.stride_tricks import as_strided
 
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.filter_design import hann_periodic
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.filter_design import hann_periodic
 
 BANDS: tuple[tuple[str, float, float], ...] = (
     ("delta", 0.5, 4.0),

@@ -76,9 +76,9 @@ from typing import Any
 import numpy as np
 import scipy.fft
 
-from pipelines.config import Config, ConfigError, check_option, check_range
-from pipelines.features import welch_psd
-from pipelines.filter_design import butter_sos, notch_sos, sos_impulse_response, sos_response
+from eegfm.core.config import Config, ConfigError, check_option, check_range
+from eegfm.pipelines.features import welch_psd
+from eegfm.pipelines.filter_design import butter_sos, notch_sos, sos_impulse_response, sos_response
 
 LINE_FREQUENCIES = (50, 60)
 OUTPUT_NYQUIST = 128.0  # Nyquist frequency of the 256 Hz data contract

@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from pipelines.channels import (
+from eegfm.pipelines.channels import (
     BIOSEMI_CAPS,
     CANONICAL_CHANNELS,
     CAP_LAYOUTS,
@@ -41,7 +41,7 @@ from pipelines.channels import (
     electrode_position,
     standard_name,
 )
-from pipelines.config import check_option
+from eegfm.core.config import check_option
 
 # Scale from a declared physical unit to microvolts. Keys are lower-cased, 'µ' folded to 'u'.
 _UNIT_TO_UV = {"uv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3, "microvolts": 1.0, "millivolts": 1e3}

@@ -19,7 +19,7 @@ import dataclasses
 
 import numpy as np
 
-from pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """The eegfm preprocessing job: raw EEG recordings -> de-identified, harmonized, 256 Hz, artifact-
 scored windows in snappy TFRecords, with a manifest that accounts for every input.
 
-    python -m pipelines.preprocess --input DIR_OR_GLOB [...] --output OUT [beam options]
+    python -m eegfm.pipelines.preprocess --input DIR_OR_GLOB [...] --output OUT [beam options]
 
 Stages, each one composite PTransform:
 
@@ -48,17 +48,17 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 
-from pipelines import s3_anonymous  # noqa: F401 - registers --s3_anonymous, patches Beam's S3 client
-from pipelines import schema
-from pipelines.artifact_ae import ArtifactAutoencoder
-from pipelines.blas import single_threaded_blas
-from pipelines.channels import CAP_LAYOUTS
-from pipelines.config import ConfigError, check_int, user_path
-from pipelines.deid import MIN_KEY_BYTES, PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
-from pipelines.duplicates import DropDuplicates
-from pipelines.features import FEATURE_NAMES
-from pipelines.logging_setup import get_logger, setup_logging
-from pipelines.object_stores import (
+from eegfm.pipelines import s3_anonymous  # noqa: F401 - registers --s3_anonymous, patches Beam's S3 client
+from eegfm.pipelines import schema
+from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
+from eegfm.pipelines.blas import single_threaded_blas
+from eegfm.pipelines.channels import CAP_LAYOUTS
+from eegfm.core.config import ConfigError, check_int, user_path
+from eegfm.pipelines.deid import MIN_KEY_BYTES, PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
+from eegfm.pipelines.duplicates import DropDuplicates
+from eegfm.pipelines.features import FEATURE_NAMES
+from eegfm.core.logs import get_logger, setup_logging
+from eegfm.core.stores import (
     STORE_ERRORS,
     check_gcs_credentials,
     check_reachable,
@@ -71,7 +71,7 @@ from pipelines.object_stores import (
     remove_folder,
     storage_error,
 )
-from pipelines.process import (
+from eegfm.pipelines.process import (
     RECORD_QUALITY_NAMES,
     Outcome,
     PreprocessConfig,
@@ -79,22 +79,22 @@ from pipelines.process import (
     Window,
     process_recording,
 )
-from pipelines.pipeline_args import beam_option_names, describe, unrecognized
-from pipelines.progress import ProgressReporter, record_done
-from pipelines.quality import QualityConfig
-from pipelines.redact import PathRedactor, RunRedaction, kept_folders, redacted_events, related_paths
-from pipelines.report import REPORT_NAME, write_report
-from pipelines.run_lock import hold_run_lock, release_run_lock
-from pipelines.sinks import (
+from eegfm.pipelines.pipeline_args import beam_option_names, describe, unrecognized
+from eegfm.pipelines.progress import ProgressReporter, record_done
+from eegfm.pipelines.quality import QualityConfig
+from eegfm.pipelines.redact import PathRedactor, RunRedaction, kept_folders, redacted_events, related_paths
+from eegfm.pipelines.report import REPORT_NAME, write_report
+from eegfm.core.run_lock import hold_run_lock, release_run_lock
+from eegfm.pipelines.sinks import (
     DEFAULT_MAX_SHARD_BYTES,
     FILE_NAME_SUFFIX,
     SITE_FILE_PREFIX,
     WriteSnappyTFRecordsBySite,
 )
-from pipelines.sources import DATASETS, TASK_CLASSES, Ignored, SourceItem, discover
-from pipelines.spill import SpilledRecording, SpillWriter, sample_items, score_spill, spill_path
-from pipelines.state_sampler import shorten_state_sampling
-from pipelines.warm_workers import quiet_worker_threads, worker_command, zygote_for
+from eegfm.pipelines.sources import DATASETS, TASK_CLASSES, Ignored, SourceItem, discover
+from eegfm.pipelines.spill import SpilledRecording, SpillWriter, sample_items, score_spill, spill_path
+from eegfm.pipelines.state_sampler import shorten_state_sampling
+from eegfm.pipelines.warm_workers import quiet_worker_threads, worker_command, zygote_for
 
 log = get_logger("preprocess")
 DEFAULT_KEY_FILE = os.path.join(os.path.expanduser("~"), ".config", "eegfm", "pseudonym.key")
@@ -444,7 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     io_.add_argument("--report", action="store_true",
                      help="after the run, draw its data quality across sites as OUTPUT/report.png (recordings "
                      "processed and quarantined, windows written and rejected, interpolated channels, artifact "
-                     "scores; python -m pipelines.report OUTPUT draws it later)")
+                     "scores; python -m eegfm.pipelines.report OUTPUT draws it later)")
     io_.add_argument("--dataset", default="auto", choices=DATASETS,
                      help="layout adapter: hms = Kaggle train.csv + train_eegs/; bids = BIDS (participants.tsv "
                      "age/sex, *_channels.tsv bad channels interpolated, *_eeg.json PowerLineFrequency; its "

@@ -29,31 +29,31 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from pipelines import s3_anonymous  # noqa: F401 - workers read recordings: their S3 clients follow --s3_anonymous
-from pipelines import schema
-from pipelines.channels import CAP_LAYOUTS
-from pipelines.config import Config, check_option, check_range
-from pipelines.logging_setup import get_logger
-from pipelines.object_stores import STORE_ERRORS, storage_error
-from pipelines.deid import pseudonym
-from pipelines.artifact_ae import band_features_from_psd
-from pipelines.bids import SidecarError, read_electrodes, read_sidecars
-from pipelines.bipolar import BipolarReader, bipolar_plan
-from pipelines.features import compute_features
-from pipelines.fif_parts import next_part_name
-from pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
-from pipelines.harmonize import (
+from eegfm.pipelines import s3_anonymous  # noqa: F401 - workers read recordings: their S3 clients follow --s3_anonymous
+from eegfm.pipelines import schema
+from eegfm.pipelines.channels import CAP_LAYOUTS
+from eegfm.core.config import Config, check_option, check_range
+from eegfm.core.logs import get_logger
+from eegfm.core.stores import STORE_ERRORS, storage_error
+from eegfm.pipelines.deid import pseudonym
+from eegfm.pipelines.artifact_ae import band_features_from_psd
+from eegfm.pipelines.bids import SidecarError, read_electrodes, read_sidecars
+from eegfm.pipelines.bipolar import BipolarReader, bipolar_plan
+from eegfm.pipelines.features import compute_features
+from eegfm.pipelines.fif_parts import next_part_name
+from eegfm.pipelines.filters import FilterConfig, StreamingFilter, design_filters, detect_line_frequency
+from eegfm.pipelines.harmonize import (
     HarmonizeError,
     harmonize,
     interpolation_matrix,
     map_channels,
     plan_harmonization,
 )
-from pipelines.ica import fit_ica_cleaner
-from pipelines.quality import QUALITY_NAMES, QualityConfig, compute_quality_batch, validate_window
-from pipelines.readers import GZIPPED, Reader, ReaderError, Segment, eeglab_data_file, open_recording
-from pipelines.resample import TARGET_SFREQ, Resampler
-from pipelines.sources import LabeledWindow, SourceItem, interval_label
+from eegfm.pipelines.ica import fit_ica_cleaner
+from eegfm.pipelines.quality import QUALITY_NAMES, QualityConfig, compute_quality_batch, validate_window
+from eegfm.pipelines.readers import GZIPPED, Reader, ReaderError, Segment, eeglab_data_file, open_recording
+from eegfm.pipelines.resample import TARGET_SFREQ, Resampler
+from eegfm.pipelines.sources import LabeledWindow, SourceItem, interval_label
 
 # The TFRecord `quality` vector: the rule metrics, then the learned autoencoder score (-1 until
 # the artifact stage fills it in, and in runs with the autoencoder switched off).
@@ -258,7 +258,7 @@ def _localized_folder(path: str) -> Iterator[tuple[str, str]]:
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
-    from pipelines.object_stores import match_below
+    from eegfm.core.stores import match_below
 
     top = path.rstrip("/")
     digest = hashlib.sha256()
@@ -324,7 +324,7 @@ def _renamed_eeglab_data(path: str, local: str) -> list[str]:
     it was saved still names its old .fdt (``EEG.data``), where MNE looks first. The .set (``local``,
     its copy) is opened only where ``path``'s folder holds some .fdt: a .set without one holds its
     data itself, and may be large."""
-    from pipelines.object_stores import match_below
+    from eegfm.core.stores import match_below
 
     if not match_below(posixpath.dirname(path), "*.fdt", limit=1):
         return []

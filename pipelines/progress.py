@@ -18,7 +18,7 @@ import threading
 import time
 from typing import IO
 
-from pipelines.logging_setup import get_logger
+from eegfm.core.logs import get_logger
 
 log = get_logger("preprocess")
 

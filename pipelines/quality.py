@@ -89,9 +89,9 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.config import Config, ConfigError, check_range
-from pipelines.features import DEFAULT_SEGMENT_S, WindowSpectrum, _welch, band_mask
-from pipelines.filters import LINE_FREQUENCIES
+from eegfm.core.config import Config, ConfigError, check_range
+from eegfm.pipelines.features import DEFAULT_SEGMENT_S, WindowSpectrum, _welch, band_mask
+from eegfm.pipelines.filters import LINE_FREQUENCIES
 
 QUALITY_NAMES: tuple[str, ...] = (
     "nonfinite_fraction",

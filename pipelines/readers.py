@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.channels import CANONICAL_CHANNELS, Digitized, derivation, standard_name
-from pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
-from pipelines.fif_parts import GZIPPED_PART
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, Digitized, derivation, standard_name
+from eegfm.pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
+from eegfm.pipelines.fif_parts import GZIPPED_PART
 
 HMS_SFREQ = 200.0
 HMS_EEG_COLUMNS = CANONICAL_CHANNELS
@@ -627,7 +627,7 @@ def open_recording(path: str | os.PathLike) -> Reader:
     if fmt == "hms_parquet":
         return HmsParquetReader(path)
     if fmt in ("edf", "bdf"):
-        from pipelines.edf_reader import EdfReader  # imports this module; resolved at call time
+        from eegfm.pipelines.edf_reader import EdfReader  # imports this module; resolved at call time
 
         return EdfReader(path)
     try:

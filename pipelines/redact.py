@@ -10,7 +10,7 @@ becomes ``/data/dir-5b0c.../dir-91e4.../file-2d7a....edf``.
 Each name is hashed on its own, so a path keeps its shape (files of one folder share its token)
 and the same name gives the same token in every run with the same key; the file's extensions stay
 (``.edf``, ``.fif.gz``), and a sidecar named like its recording (``x.vhdr`` / ``x.eeg``) gets the
-same stem. Whoever holds the key maps tokens back with ``eegfm-redact`` (``python -m pipelines.redact``).
+same stem. Whoever holds the key maps tokens back with ``eegfm-redact`` (``python -m eegfm.pipelines.redact``).
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ def related_paths(item) -> list[str]:
 def redacted_events(item, redactor: PathRedactor):
     """``process_recording``'s events for ``item`` as the reports may show them: the outcome's and
     rejected windows' paths and reasons redacted (windows themselves hold no path)."""
-    from pipelines.process import Outcome, RejectedWindow
+    from eegfm.pipelines.process import Outcome, RejectedWindow
 
     if not redactor.enabled:
         return lambda event: event
@@ -225,7 +225,7 @@ class RunRedaction:
         self.scrub = self.redactor.scrubber(paths)
         self._filter = None
         if enabled:
-            from pipelines.logging_setup import RedactingFilter
+            from eegfm.core.logs import RedactingFilter
             self._filter = RedactingFilter().install()
 
     def keyed(self, key: bytes, paths: Iterable[str], keep: Iterable[str] = ()) -> None:
@@ -263,11 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from pipelines.deid import PseudonymKeyError
-    from pipelines.logging_setup import setup_logging
-    from pipelines.object_stores import STORE_ERRORS
-    from pipelines.preprocess import load_key_any
-    from pipelines.sources import discover
+    from eegfm.pipelines.deid import PseudonymKeyError
+    from eegfm.core.logs import setup_logging
+    from eegfm.core.stores import STORE_ERRORS
+    from eegfm.pipelines.preprocess import load_key_any
+    from eegfm.pipelines.sources import discover
 
     parser = build_parser()
     args = parser.parse_args(argv)

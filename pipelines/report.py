@@ -1,4 +1,4 @@
-"""A pipeline run's data quality across sites, as one picture: ``python -m pipelines.report OUT``
+"""A pipeline run's data quality across sites, as one picture: ``python -m eegfm.pipelines.report OUT``
 writes ``OUT/report.png`` from the run's ``manifest.json`` and a sample of its windows.
 
 Panels with one row per site, so a site that differs stands out before a model is trained on it:
@@ -26,10 +26,10 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.object_stores import filesystems, is_remote, join_path, open_binary
-from pipelines.schema import decode_features
-from pipelines.tfrecord import read_records
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.core.stores import filesystems, is_remote, join_path, open_binary
+from eegfm.pipelines.schema import decode_features
+from eegfm.pipelines.tfrecord import read_records
 
 REPORT_NAME = "report.png"
 
@@ -222,7 +222,7 @@ def write_report(output: str, target: str | None = None, max_windows: int = 2000
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m pipelines.report",
+        prog="python -m eegfm.pipelines.report",
         description="Draw a pipelines.preprocess run's data quality across sites as one PNG: recordings "
                     "processed and quarantined (by stage), windows written, repaired and rejected (by rule), how "
                     "often each 10-20 channel was interpolated, the windows' artifact_score and their labels, one "

@@ -51,7 +51,7 @@ from functools import lru_cache
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from pipelines.filter_design import kaiser_lowpass
+from eegfm.pipelines.filter_design import kaiser_lowpass
 
 TARGET_SFREQ = 256.0
 # Relative ratio error allowed when a rate has no small exact fraction: under one output sample of

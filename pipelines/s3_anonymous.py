@@ -18,7 +18,7 @@ from typing import Any
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines.object_stores import patch_beam_once
+from eegfm.core.stores import patch_beam_once
 
 
 class AnonymousS3Options(PipelineOptions):

@@ -55,7 +55,8 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from pipelines.channels import CANONICAL_CHANNELS, N_CANONICAL
+from eegfm.core.tasks import HMS_CLASSES
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, N_CANONICAL
 
 CHANNELS: tuple[str, ...] = CANONICAL_CHANNELS
 N_CHANS: int = N_CANONICAL
@@ -63,7 +64,6 @@ SFREQ: float = 256.0
 PIPELINE_VERSION: str = "0.1.0"
 
 HMS_TASK: str = "hms6"
-HMS_CLASSES: tuple[str, ...] = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 HMS_VOTE_COLUMNS: tuple[str, ...] = (
     "seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote",
 )

@@ -44,10 +44,10 @@ from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.config import check_int
-from pipelines.object_stores import discard_folders, fix_s3_empty_uploads, match_below
-from pipelines.schema import SITE_ID_PATTERN
-from pipelines.tfrecord import SnappyTFRecordWriter
+from eegfm.core.config import check_int
+from eegfm.core.stores import discard_folders, fix_s3_empty_uploads, match_below
+from eegfm.pipelines.schema import SITE_ID_PATTERN
+from eegfm.pipelines.tfrecord import SnappyTFRecordWriter
 
 SHARD_NAME_TEMPLATE = "-SSSSS-of-NNNNN"
 FILE_NAME_SUFFIX = ".tfrecord"

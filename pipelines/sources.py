@@ -45,12 +45,12 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipelines.bids import SidecarIndex
-from pipelines.config import check_option
-from pipelines.deid import safe_age, normalize_sex
-from pipelines.fif_parts import GZIPPED_PART, previous_part, previous_part_names
-from pipelines.logging_setup import get_logger
-from pipelines.object_stores import STORE_ERRORS, match_below, match_path, storage_error
+from eegfm.pipelines.bids import SidecarIndex
+from eegfm.core.config import check_option
+from eegfm.pipelines.deid import safe_age, normalize_sex
+from eegfm.pipelines.fif_parts import GZIPPED_PART, previous_part, previous_part_names
+from eegfm.core.logs import get_logger
+from eegfm.core.stores import STORE_ERRORS, match_below, match_path, storage_error
 
 log = get_logger("sources")
 

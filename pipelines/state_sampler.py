@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 
-from pipelines.logging_setup import get_logger
+from eegfm.core.logs import get_logger
 
 log = get_logger("state_sampler")
 PERIOD_MS = 10

@@ -40,7 +40,7 @@ from typing import IO, Any
 import cramjam
 import google_crc32c
 
-from pipelines.config import check_int, check_option, check_range
+from eegfm.core.config import check_int, check_option, check_range
 
 SNAPPY_BLOCK_BYTES = 256 * 1024  # TF's snappy input/output buffer size; its reader's hard limit
 MAX_BLOCK_BYTES = 64 * 1024 * 1024  # reader's bound, so a corrupt length cannot allocate GiBs

@@ -36,8 +36,8 @@ import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from pipelines.logging_setup import get_logger
-from pipelines.worker_launcher import WORKER_ENV, ZYGOTE_ENV
+from eegfm.core.logs import get_logger
+from eegfm.pipelines.worker_launcher import WORKER_ENV, ZYGOTE_ENV
 
 log = get_logger("warm_workers")
 LAUNCHER = Path(__file__).with_name("worker_launcher.py")

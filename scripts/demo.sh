@@ -11,13 +11,13 @@ mkdir -p "$OUT"
 # decides the split) the held-out KL before temperature scaling was 0.63-1.07x the class prior's,
 # 0.79x on average; with 8 patients (2 held out, about 20 windows) it was 0.66-1.08x, 0.85x.
 echo "demo: [1/7] simulate a 4-site corpus (EDF + Kaggle HMS layout) -> $OUT/corpus"
-"$PY" -m pipelines.simulate --output "$OUT/corpus" --sites 4 --subjects-per-site 4 \
+"$PY" -m eegfm.pipelines.simulate --output "$OUT/corpus" --sites 4 --subjects-per-site 4 \
   --recordings-per-subject 1 --minutes 6 --seed 0 --format both --overwrite --quiet
 # The demo keeps its own pseudonym key next to its outputs; real runs keep theirs private.
-[ -f "$OUT/pseudonym.key" ] || "$PY" -c "from pipelines.deid import create_key; create_key('$OUT/pseudonym.key')"
+[ -f "$OUT/pseudonym.key" ] || "$PY" -c "from eegfm.pipelines.deid import create_key; create_key('$OUT/pseudonym.key')"
 echo "demo: [2/7] preprocess both layouts with Beam (DirectRunner, 2 worker processes) -> $OUT/tfrecords"
 rm -rf "$OUT/tfrecords"
-"$PY" -m pipelines.preprocess --input "$OUT/corpus/edf" --input "$OUT/corpus/hms" \
+"$PY" -m eegfm.pipelines.preprocess --input "$OUT/corpus/edf" --input "$OUT/corpus/hms" \
   --output "$OUT/tfrecords" --pseudonym_key_file "$OUT/pseudonym.key" \
   --runner DirectRunner --direct_running_mode multi_processing --direct_num_workers 2 \
   --report  # the run's data quality across sites, one picture: tfrecords/report.png
@@ -25,7 +25,7 @@ echo "demo: [3/7] pretrain the tiny encoder (masked reconstruction + contrastive
 rm -rf "$OUT/pretrain"
 # 150 steps: over 7 pseudonym keys the held-out subjects' masked reconstruction went 1.0 -> 0.57-0.95
 # (60 steps: 0.84-0.94, and 1.02 once: the decay ended before the model generalised).
-"$PY" -m training.pretrain --data "$OUT/tfrecords" --output "$OUT/pretrain" --config cpu-tiny \
+"$PY" -m eegfm.training.pretrain --data "$OUT/tfrecords" --output "$OUT/pretrain" --config cpu-tiny \
   --max_steps "${DEMO_PRETRAIN_STEPS:-150}" --set optim.warmup_steps=5 --set log_every=10
 "$PY" - "$OUT/pretrain/metrics.jsonl" <<'PYEOF'
 import json, sys
@@ -38,7 +38,7 @@ if len(val) >= 2:  # cpu-tiny holds out 10% of the subjects; their loss before a
 PYEOF
 echo "demo: [4/7] fine-tune on the six-class expert votes, held-out patients for validation -> $OUT/finetune"
 rm -rf "$OUT/finetune"
-"$PY" -m training.finetune --pretrained "$OUT/pretrain/model" --data "$OUT/tfrecords" --task hms6 \
+"$PY" -m eegfm.training.finetune --pretrained "$OUT/pretrain/model" --data "$OUT/tfrecords" --task hms6 \
   --output "$OUT/finetune" --config cpu-tiny
 "$PY" - "$OUT/finetune/eval.json" <<'PYEOF'
 import json, sys
@@ -56,10 +56,10 @@ PYEOF
 echo "demo: [5/7] robustness: the fine-tuned model's validation patients under noise, gain, lost electrodes, mains"
 # --uncalibrated: the logits as trained (with a handful of validation patients the fitted
 # temperature can flatten every prediction, and then no perturbation shows)
-"$PY" -m evaluation.robustness --run "$OUT/finetune" --data "$OUT/tfrecords" --uncalibrated
+"$PY" -m eegfm.evaluation.robustness --run "$OUT/finetune" --data "$OUT/tfrecords" --uncalibrated
 echo "demo: [6/7] leave-one-site-out: each site in turn unseen in fine-tuning, its patients the test -> $OUT/loso"
 rm -rf "$OUT/loso"
-"$PY" -m evaluation.loso --pretrained "$OUT/pretrain/model" --data "$OUT/tfrecords" --task hms6 \
+"$PY" -m eegfm.evaluation.loso --pretrained "$OUT/pretrain/model" --data "$OUT/tfrecords" --task hms6 \
   --output "$OUT/loso" --config cpu-tiny --set epochs=4 --wandb disabled
 "$PY" - "$OUT/loso/loso.json" "$OUT/finetune/eval.json" <<'PYEOF'
 import json, sys
@@ -78,7 +78,7 @@ print(line + ". loso.png draws it site by site.")
 PYEOF
 echo "demo: [7/7] predict: the fine-tuned model on one hospital's raw EDF files, as new recordings arrive (ONNX Runtime) -> $OUT/predictions"
 rm -rf "$OUT/predictions"
-"$PY" -m serving.predict --model "$OUT/finetune" --input "$OUT/corpus/edf/icu" --output "$OUT/predictions" \
+"$PY" -m eegfm.serving.predict --model "$OUT/finetune" --input "$OUT/corpus/edf/icu" --output "$OUT/predictions" \
   --backend onnx
 echo
 echo "demo: finished in $(( $(date +%s) - start )) s. Outputs:"
@@ -89,4 +89,4 @@ echo "  fine-tuned model   $OUT/finetune     (model/, eval.json: held-out KL vs 
                                       robustness/: robustness.json and .png, its KL under perturbed EEG)"
 echo "  leave-one-site-out $OUT/loso         (loso.json: each site's test KL vs the class prior's, mean and worst; loso.png; <site>/: each fold's run)"
 echo "  predictions        $OUT/predictions  (predictions.csv: a row per 10 s window; recordings.json; timelines/: each recording's probabilities over time)"
-echo "  serve it over HTTP: $PY -m serving.server --model $OUT/finetune  (then POST an EDF to /v1/predict?filename=x.edf)"
+echo "  serve it over HTTP: $PY -m eegfm.serving.server --model $OUT/finetune  (then POST an EDF to /v1/predict?filename=x.edf)"

@@ -27,14 +27,14 @@ from pathlib import Path
 
 import torch
 
-from pipelines.config import ConfigError
-from pipelines.logging_setup import get_logger
-from pipelines.schema import SFREQ
+from eegfm.core.config import ConfigError
+from eegfm.core.logs import get_logger
+from eegfm.pipelines.schema import SFREQ
 
 BACKENDS = ("torch", "onnx", "tensorrt")
 ONNX_NAME = "model.onnx"
 TENSORRT_MAX_SECONDS = 60.0  # the longest window a TensorRT engine's profile takes
-log = get_logger("serving.backends")
+log = get_logger(__name__)
 
 
 def _writable_dir(model_dir: Path) -> Path:
@@ -55,10 +55,10 @@ def onnx_path_for(model_dir: Path) -> Path:
     path = _writable_dir(model_dir) / ONNX_NAME
     if path.is_file() and (not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime):
         return path
-    from model.export import export_onnx
-    from model.modeling import EEGFMModel
+    from eegfm.model.export import export_onnx
+    from eegfm.model.modeling import EEGFMModel
 
-    from training.loop import quiet_transformers
+    from eegfm.training.loop import quiet_transformers
 
     log.info("exporting %s to ONNX (once; reused after)", model_dir)
     with quiet_transformers():
@@ -86,7 +86,7 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(self, path: Path, device: torch.device, threads: int | None = None) -> None:
-        from model.export import OnnxEEGFM
+        from eegfm.model.export import OnnxEEGFM
 
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda":
@@ -172,7 +172,7 @@ class TensorRTBackend:
                               "tensorrt, on a machine with an NVIDIA GPU and its driver)") from None
         if not torch.cuda.is_available():
             raise ConfigError("--backend tensorrt: no CUDA device is visible to torch; expected an NVIDIA GPU")
-        from model.inputs import canonical_positions
+        from eegfm.model.inputs import canonical_positions
 
         # Windows of the training length run at the tuned shape; labeled windows of other lengths
         # (the HMS layout's 50 s) up to TENSORRT_MAX_SECONDS still run.
@@ -228,8 +228,8 @@ def make_backend(name: str, model_dir: Path, device: torch.device, *, n_times: i
                  batch_size: int, threads: int | None = None, precision: str = "fp16"):
     """The backend ``name`` for the model folder."""
     if name == "torch":
-        from model.modeling import EEGFMModel
-        from training.loop import quiet_transformers
+        from eegfm.model.modeling import EEGFMModel
+        from eegfm.training.loop import quiet_transformers
 
         with quiet_transformers():
             return TorchBackend(EEGFMModel.from_pretrained(model_dir), device)

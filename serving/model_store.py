@@ -1,6 +1,6 @@
 """A fine-tuned model in an object store (``s3://``, ``gs://``): published there, fetched to serve.
 
-``python -m serving.model_store RUN_DIR URL`` publishes a fine-tuning run (its run.json, eval.json
+``python -m eegfm.serving.model_store RUN_DIR URL`` publishes a fine-tuning run (its run.json, eval.json
 and ``model/`` files; not checkpoints) to ``URL``, as the cluster's fine-tuning job does when it ends.
 
 A cluster's pods start from an image without the model: ``--model s3://bucket/runs/ft`` (the run
@@ -22,14 +22,14 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from pipelines.config import ConfigError
-from pipelines.logging_setup import get_logger
-from pipelines.object_stores import is_remote, join_path, match_below, open_binary
+from eegfm.core.config import ConfigError
+from eegfm.core.logs import get_logger
+from eegfm.core.stores import is_remote, join_path, match_below, open_binary
 
 SOURCE_FILE = "source.json"  # in a cached copy: what the store listed when it was fetched
 MODEL_FILES = ("config.json", "model.safetensors", "preprocess.json", "artifact_ae.npz", "model.onnx")
 RUN_FILES = ("run.json", "eval.json")  # the training prior, and the evaluation a served model reports
-log = get_logger("serving.model_store")
+log = get_logger(__name__)
 
 
 def cache_root() -> Path:
@@ -99,7 +99,7 @@ def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
     ``model.safetensors`` goes last, so a reader that finds it finds the rest."""
     from apache_beam.io.filesystem import CompressionTypes
 
-    from pipelines.object_stores import filesystems
+    from eegfm.core.stores import filesystems
 
     run_dir = Path(run_dir)
     model = run_dir / "model"
@@ -129,9 +129,9 @@ def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    from pipelines.logging_setup import setup_logging
+    from eegfm.core.logs import setup_logging
 
-    parser = argparse.ArgumentParser(prog="python -m serving.model_store",
+    parser = argparse.ArgumentParser(prog="python -m eegfm.serving.model_store",
                                      description="Publish a fine-tuning run's model to an object store (or "
                                      "folder) that eegfm-predict / eegfm-serve --model can read.")
     parser.add_argument("run", help="the training.finetune run folder (with model/)")

@@ -35,12 +35,12 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipelines.config import ConfigError, user_path
-from pipelines.logging_setup import get_logger, setup_logging
-from pipelines.sources import DATASETS, HMS_CLASSES, HMS_VOTE_COLUMNS
-from serving.backends import BACKENDS
+from eegfm.core.config import ConfigError, user_path
+from eegfm.core.logs import get_logger, setup_logging
+from eegfm.pipelines.sources import DATASETS, HMS_CLASSES, HMS_VOTE_COLUMNS
+from eegfm.serving.backends import BACKENDS
 
-log = get_logger("serving.predict")
+log = get_logger(__name__)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model", required=True, type=user_path,
                         help="a training.finetune run folder, or the model/ folder in it (config.json, "
                         "model.safetensors, preprocess.json); local, or s3:// / gs:// as published by "
-                        "python -m serving.model_store (fetched once into ~/.cache/eegfm)")
+                        "python -m eegfm.serving.model_store (fetched once into ~/.cache/eegfm)")
     parser.add_argument("--input", required=True, nargs="+", type=user_path,
                         help="recordings: files, folders or globs (** recurses), local, gs:// or s3://; "
                         "every format eegfm-preprocess reads")
@@ -88,7 +88,7 @@ def predict_config(args, parser):
     """The PredictConfig the command line asks for (--device auto: CUDA where torch sees a GPU)."""
     import torch
 
-    from serving.predictor import PredictConfig
+    from eegfm.serving.predictor import PredictConfig
 
     device = "cuda" if args.backend == "tensorrt" or args.device == "cuda" or (
         args.device == "auto" and torch.cuda.is_available()) else "cpu"
@@ -107,8 +107,8 @@ def _plot_name(index: int, path: str) -> str:
 
 
 def run(argv: list[str] | None = None) -> dict:
-    from serving.predictor import Predictor
-    from serving.timeline import plot_timeline
+    from eegfm.serving.predictor import Predictor
+    from eegfm.serving.timeline import plot_timeline
 
     parser = build_parser()
     args = parser.parse_args(argv)

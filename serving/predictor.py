@@ -31,19 +31,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipelines.config import Config, ConfigError, check_int, check_option, check_range
-from pipelines.logging_setup import get_logger
-from pipelines.blas import single_threaded_blas
-from pipelines.process import Outcome, PreprocessConfig, Window, process_recording
-from pipelines.schema import CHANNELS, SFREQ, encode_example
-from pipelines.sources import DATASETS, discover
-from serving.backends import BACKENDS, make_backend
-from serving.model_store import fetch_model
-from training.data import collate_records, inputs_for_modalities
-from training.losses import binary_logits
-from training.preprocess_spec import load_preprocess_spec
+from eegfm.core.config import Config, ConfigError, check_int, check_option, check_range
+from eegfm.core.logs import get_logger
+from eegfm.pipelines.blas import single_threaded_blas
+from eegfm.pipelines.process import Outcome, PreprocessConfig, Window, process_recording
+from eegfm.pipelines.schema import CHANNELS, SFREQ, encode_example
+from eegfm.pipelines.sources import DATASETS, discover
+from eegfm.serving.backends import BACKENDS, make_backend
+from eegfm.serving.model_store import fetch_model
+from eegfm.training.data import collate_records, inputs_for_modalities
+from eegfm.training.losses import binary_logits
+from eegfm.training.preprocess_spec import load_preprocess_spec
 
-log = get_logger("serving.predictor")
+log = get_logger(__name__)
 
 
 @dataclasses.dataclass
@@ -168,7 +168,7 @@ class Predictor:
     """A fine-tuned model behind the pipeline's preprocessing; see the module docstring."""
 
     def __init__(self, model: str | Path, config: PredictConfig | None = None) -> None:
-        from model.config import EEGFMConfig
+        from eegfm.model.config import EEGFMConfig
 
         self.config = config or PredictConfig()
         self.model_dir, run = resolve_model_dir(model)
@@ -200,7 +200,7 @@ class Predictor:
                                     precision=self.config.precision)
         self.artifact_model = None
         if self.config.artifact_model and self.spec.get("artifact_model"):
-            from pipelines.artifact_ae import ArtifactAutoencoder
+            from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 
             self.artifact_model = ArtifactAutoencoder.load(self.spec["artifact_model"])
         prior = run.get("prior")  # the class prior of the training windows

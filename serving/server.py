@@ -44,11 +44,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import ConfigError
-from pipelines.logging_setup import get_logger, setup_logging
-from pipelines.sources import RECORDING_EXTENSIONS
+from eegfm.core.config import ConfigError
+from eegfm.core.logs import get_logger, setup_logging
+from eegfm.pipelines.sources import RECORDING_EXTENSIONS
 
-log = get_logger("serving.server")
+log = get_logger(__name__)
 CHUNK = 1 << 20
 UNZIP_FACTOR = 8  # EEG compresses about 2-4x; more than this is not a recording
 ACCEPTED = tuple(sorted({*RECORDING_EXTENSIONS, ".zip"} - {".mff", ".vhdr"}))  # those two are never one file
@@ -205,7 +205,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from serving.predict import build_parser as predict_parser
+    from eegfm.serving.predict import build_parser as predict_parser
 
     parser = argparse.ArgumentParser(prog="eegfm-serve", formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Serve a fine-tuned eegfm model over HTTP.",
@@ -229,8 +229,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_server(argv: list[str] | None = None) -> PredictionServer:
-    from serving.predict import predict_config
-    from serving.predictor import Predictor
+    from eegfm.serving.predict import predict_config
+    from eegfm.serving.predictor import Predictor
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from serving.predictor import RecordingPrediction
+from eegfm.serving.predictor import RecordingPrediction
 
 
 def draw_timeline(prediction: RecordingPrediction, title: str):

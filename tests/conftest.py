@@ -54,8 +54,8 @@ def pipeline_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     import shutil
 
-    from pipelines.preprocess import run as preprocess
-    from pipelines.simulate.cli import main as simulate
+    from eegfm.pipelines.preprocess import run as preprocess
+    from eegfm.pipelines.simulate.cli import main as simulate
 
     root = tmp_path_factory.mktemp("pipeline")
     corpus, unlabeled, out = root / "corpus", root / "unlabeled", root / "tfrecords"
@@ -77,7 +77,7 @@ def run_lock_held_elsewhere(folder: str | os.PathLike[str]) -> Iterator[subproce
     """Another process (another job's launcher, mid-run) holding ``folder``'s run lock; killed
     (SIGKILL) on leaving."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from pipelines.run_lock import hold_run_lock; "
+        [sys.executable, "-c", "import time; from eegfm.core.run_lock import hold_run_lock; "
          f"assert hold_run_lock({str(folder)!r}) is None; print('held', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
     try:
@@ -91,7 +91,7 @@ def run_lock_held_elsewhere(folder: str | os.PathLike[str]) -> Iterator[subproce
 
 def run_lock_free_elsewhere(folder: str | os.PathLike[str]) -> bool:
     """Whether another process can take ``folder``'s run lock now."""
-    take = f"import sys; from pipelines.run_lock import hold_run_lock; sys.exit(hold_run_lock({str(folder)!r}) is not None)"
+    take = f"import sys; from eegfm.core.run_lock import hold_run_lock; sys.exit(hold_run_lock({str(folder)!r}) is not None)"
     return subprocess.run([sys.executable, "-c", take], cwd=REPO_ROOT).returncode == 0
 
 
@@ -117,8 +117,8 @@ def encoder(tmp_path_factory) -> Path:
     bookkeeping, not their accuracy, is under test)."""
     import torch
 
-    from model.modeling import EEGFMForPretraining
-    from training.config import load_config
+    from eegfm.model.modeling import EEGFMForPretraining
+    from eegfm.training.config import load_config
 
     torch.manual_seed(0)
     folder = tmp_path_factory.mktemp("encoder") / "model"
@@ -130,7 +130,7 @@ def encoder(tmp_path_factory) -> Path:
 def finetuned(three_sites, encoder, tmp_path_factory) -> Path:
     """The cpu-tiny encoder fine-tuned briefly (2 steps) on eegmat at three sites: a run to serve."""
     from tests.evaluation.conftest import QUICK
-    from training import finetune
+    from eegfm.training import finetune
 
     run = tmp_path_factory.mktemp("serve") / "run"
     assert finetune.main(["--pretrained", str(encoder), "--data", str(three_sites), "--output", str(run), *QUICK,
@@ -142,3 +142,20 @@ def finetuned(three_sites, encoder, tmp_path_factory) -> Path:
 def raw_sites(three_sites) -> Path:
     """The raw recordings behind ``three_sites``: corpus/hospital<k>/SubjectNN_<1|2>.edf."""
     return three_sites.parent / "corpus"
+
+
+@pytest.fixture(scope="session")
+def split_fif(shared_data, tmp_path_factory):
+    """One real recording (eegmat Subject00_1, its 19 10-20 channels, first 60 s) as MNE saves
+    it split into parts (``split/rest_raw.fif``, ``rest_raw-1.fif`` ...) and whole
+    (``whole/rest_raw.fif``); the root folder."""
+    import mne
+
+    root = tmp_path_factory.mktemp("fif")
+    raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_1.edf", preload=True, verbose="error")
+    raw.pick([name for name in raw.ch_names if name.startswith("EEG ") and name != "EEG A2-A1"]).crop(0, 60)
+    for folder, split in (("split", 1_850_000), ("whole", "2GB")):
+        (root / folder).mkdir()
+        raw.save(root / folder / "rest_raw.fif", split_size=split, verbose="error")
+    assert len(list((root / "split").iterdir())) >= 3
+    return root

@@ -1,1 +1,2 @@
-"""eegfm training package (see the README's roadmap for what lands here)."""
+"""eegfm training: pretraining (``pretrain``) and fine-tuning (``finetune``) under torchrun or
+Horovod, fed by the TFRecord loader (``data``), with checkpoints that survive preemption."""

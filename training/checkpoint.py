@@ -69,9 +69,9 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from pipelines.logging_setup import get_logger
+from eegfm.core.logs import get_logger
 
-log = get_logger("training.checkpoint")
+log = get_logger(__name__)
 
 FORMAT_NAME = "eegfm-checkpoint"
 FORMAT_VERSION = 1

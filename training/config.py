@@ -38,13 +38,14 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from pipelines.config import Config, ConfigError, check_option, check_range
-from pipelines.schema import CORPUS_SPLITS
+from eegfm.core.config import Config, ConfigError, check_option, check_range
+from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
+from eegfm.pipelines.schema import CORPUS_SPLITS
 
 if TYPE_CHECKING:
     import torch
 
-    from model.config import EEGFMConfig
+    from eegfm.model.config import EEGFMConfig
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 KINDS = ("pretrain", "finetune")
@@ -56,18 +57,11 @@ LOSSES = ("kl", "ce", "focal")
 SPLIT_GROUPS = ("subject", "site")
 UNFREEZE_UNITS = ("epoch", "step")
 # Fine-tuning task -> registered head (model.heads). The data sets' tasks take the classes the
-# pipeline writes for them (pipelines.sources.TASK_CLASSES, which a test holds these to; not
-# imported, as it would import Beam into training).
+# pipeline writes for them (eegfm.core.tasks).
 TASK_HEADS = {"hms6": "hms6", "eegmat": "binary", "tuab": "binary", "tuep": "binary", "tusz": "binary",
               "chbmit": "binary", "siena": "binary", "tuev": "multiclass", "tuar": "multiclass",
               "eegmmi": "multiclass", "binary": "binary", "multiclass": "multiclass", "regression": "regression"}
-_SEIZURE = ("background", "seizure")
-_TASK_LABELS = {"eegmat": ("rest", "task"), "tuab": ("normal", "abnormal"), "tuep": ("no_epilepsy", "epilepsy"),
-                "tusz": _SEIZURE, "chbmit": _SEIZURE, "siena": _SEIZURE,
-                "tuev": ("spsw", "gped", "pled", "eyem", "artf", "bckg"),
-                "tuar": ("eyem", "chew", "shiv", "elec", "musc", "eyem_musc", "musc_elec", "eyem_elec", "eyem_chew",
-                         "chew_musc", "chew_elec", "eyem_shiv", "shiv_elec"),
-                "eegmmi": ("left_fist", "right_fist", "both_fists", "both_feet")}
+_TASK_LABELS = {task: TASK_CLASSES[record_task] for task, record_task in FINETUNE_TASKS.items() if task != "hms6"}
 # EEGFMConfig fields that the run config sets itself: overriding them would be ambiguous.
 _MODEL_FIELDS_SET_BY_RUN = {
     "preset": "model", "head": "task", "gradient_checkpointing": "activation_checkpointing",
@@ -267,7 +261,7 @@ class RunConfig(Config):
     backend: str = "auto"
 
     def validate(self) -> None:
-        from model.config import list_presets
+        from eegfm.model.config import list_presets
 
         check_option("model", self.model, list_presets())
         self.model_overrides = _mapping("model_overrides", self.model_overrides)
@@ -287,7 +281,7 @@ class RunConfig(Config):
 
     def _model_fields(self) -> dict[str, Any]:
         """Validated ``model_overrides`` (unknown or run-owned EEGFMConfig fields are errors)."""
-        from model.config import EEGFMConfig
+        from eegfm.model.config import EEGFMConfig
 
         valid = {f.name for f in dataclasses.fields(EEGFMConfig)} - set(_MODEL_FIELDS_SET_BY_RUN)
         for key in self.model_overrides:
@@ -303,8 +297,8 @@ class RunConfig(Config):
         return fields
 
     def _build_model_config(self, **fields: Any) -> EEGFMConfig:
-        from model.config import ConfigError as ModelConfigError
-        from model.config import EEGFMConfig
+        from eegfm.model.config import ConfigError as ModelConfigError
+        from eegfm.model.config import EEGFMConfig
 
         try:
             return EEGFMConfig.from_preset(self.model, **fields)
@@ -412,8 +406,8 @@ class FinetuneConfig(RunConfig):
     epochs: int = 10
 
     def validate(self) -> None:
-        from model.config import ADAPTER_KINDS
-        from model.heads import list_heads
+        from eegfm.model.config import ADAPTER_KINDS
+        from eegfm.model.heads import list_heads
 
         check_option("task", self.task, tuple(TASK_HEADS))
         if TASK_HEADS[self.task] not in list_heads():  # the registry is the source of truth

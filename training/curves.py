@@ -1,7 +1,7 @@
 """A run's learning curves from its ``metrics.jsonl``, drawn as ``curves.png`` beside it: the
 training and held-out losses by step (with the class-prior baseline a fine-tuned model must beat),
 the held-out scores, and the learning rate. Pretraining and fine-tuning write it when they finish
-or stop, pretraining at every checkpoint too; ``python -m training.curves RUN_DIR`` draws it for
+or stop, pretraining at every checkpoint too; ``python -m eegfm.training.curves RUN_DIR`` draws it for
 any run, in progress or not.
 
 A resumed run logs again the steps after the checkpoint it resumed from; the line logged last at a
@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipelines.logging_setup import get_logger
+from eegfm.core.logs import get_logger
 
-log = get_logger("training.curves")
+log = get_logger(__name__)
 
 CURVES_NAME = "curves.png"
 
@@ -147,7 +147,7 @@ def write_curves(output: Path, title: str) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m training.curves",
+        prog="python -m eegfm.training.curves",
         description="Draw a pretraining or fine-tuning run's learning curves (RUN_DIR/metrics.jsonl) as "
                     "RUN_DIR/curves.png: losses by step with validation and, for fine-tuning, the class-prior "
                     "baseline; held-out scores; learning rate. Runs write it themselves when they finish; this "

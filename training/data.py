@@ -95,19 +95,19 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from google.protobuf.message import DecodeError
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from model.inputs import SEX_CODES, encode_sex
-from pipelines.config import ConfigError, check_int, check_option, check_range
-from pipelines.logging_setup import get_logger
-from pipelines.object_stores import filesystems, match_below
-from pipelines.object_stores import is_remote as _is_remote
-from pipelines.object_stores import join_path as _join
-from pipelines.object_stores import open_binary as _open
-from pipelines.schema import (CORPUS_SPLITS, FEATURES, HMS_CLASSES, N_CHANS, SchemaError, _encode_list, _len_field,
+from eegfm.model.inputs import SEX_CODES, encode_sex
+from eegfm.core.config import ConfigError, check_int, check_option, check_range
+from eegfm.core.logs import get_logger
+from eegfm.core.stores import filesystems, match_below
+from eegfm.core.stores import is_remote as _is_remote
+from eegfm.core.stores import join_path as _join
+from eegfm.core.stores import open_binary as _open
+from eegfm.pipelines.schema import (CORPUS_SPLITS, FEATURES, HMS_CLASSES, N_CHANS, SchemaError, _encode_list, _len_field,
                               decode_features)
-from pipelines.tfrecord import CorruptTFRecordError, read_records
-from training import field_columns
-from training.handoff import Handoff, Specs, copy_to_shared, handoff_supported, resolve_shared
-from training.augment import AugmentConfig, augment_batch, finetune_augment, pretrain_augment
+from eegfm.pipelines.tfrecord import CorruptTFRecordError, read_records
+from eegfm.training import field_columns
+from eegfm.training.handoff import Handoff, Specs, copy_to_shared, handoff_supported, resolve_shared
+from eegfm.training.augment import AugmentConfig, augment_batch, finetune_augment, pretrain_augment
 
 SHARD_PATTERN = "part-*-of-*.tfrecord"
 MODEL_KEYS = ("eeg", "channel_mask", "ecg", "age", "sex")
@@ -121,7 +121,7 @@ AUTO = "auto"  # num_workers: as many as this process's share of the machine's C
 AUTO_MAX_WORKERS = 16
 AUTO_MIN_BATCHES = 4  # per worker and epoch, for num_workers "auto" (see auto_num_workers)
 
-log = get_logger("training.data")
+log = get_logger(__name__)
 
 
 # ------------------------------------------------------------------------------------------------

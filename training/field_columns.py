@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from pipelines.schema import _encode_list
+from eegfm.pipelines.schema import _encode_list
 
 _FLOAT_TAG, _INT_TAG = _encode_list("float", [])[0], _encode_list("int64", [])[0]  # Feature's oneof fields
 _LIST_TAG = 0x0A  # a list's values (field 1), packed

@@ -2,9 +2,9 @@
 
 One process per device, launched like pretraining::
 
-    python -m training.finetune --pretrained RUN/model --data D --task hms6 --output O --config cpu-tiny
-    torchrun --nproc_per_node=2 -m training.finetune --pretrained ... --output O     # DDP
-    horovodrun -np 2 -H localhost:2 python -m training.finetune --backend horovod ...
+    python -m eegfm.training.finetune --pretrained RUN/model --data D --task hms6 --output O --config cpu-tiny
+    torchrun --nproc_per_node=2 -m eegfm.training.finetune --pretrained ... --output O     # DDP
+    horovodrun -np 2 -H localhost:2 python -m eegfm.training.finetune --backend horovod ...
 
 What a run does, in order:
 
@@ -75,38 +75,37 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from model import adapters as adapters_lib
-from model.modeling import EEGFMModel
-from model.optim import param_groups_lrd
-from pipelines.config import user_file_path, user_path
-from pipelines.logging_setup import get_logger, setup_logging
-from pipelines.run_lock import release_run_lock
-from pipelines.schema import SFREQ
-from training import checkpoint as ckpt
-from training import losses
-from training.config import ConfigError, FinetuneConfig, load_config, resolve_precision
-from training.calibration import calibration_metrics, ece_of_bins, plot_reliability, reliability_bins
-from training.confusion import confusion_matrix, plot_confusion
-from training.curves import write_curves
-from training.per_site import plot_per_site
-from training.preprocess_spec import save_preprocess_spec
-from training.data import (EEGLoader, RecordFilter, check_data, data_dirs, data_label, file_key, inputs_for_modalities,
+from eegfm.model import adapters as adapters_lib
+from eegfm.model.modeling import EEGFMModel
+from eegfm.model.optim import param_groups_lrd
+from eegfm.core.config import user_file_path, user_path
+from eegfm.core.logs import get_logger, setup_logging
+from eegfm.core.run_lock import release_run_lock
+from eegfm.core.tasks import FINETUNE_TASKS
+from eegfm.pipelines.schema import SFREQ
+from eegfm.training import checkpoint as ckpt
+from eegfm.training import losses
+from eegfm.training.config import ConfigError, FinetuneConfig, load_config, resolve_precision
+from eegfm.training.calibration import calibration_metrics, ece_of_bins, plot_reliability, reliability_bins
+from eegfm.training.confusion import confusion_matrix, plot_confusion
+from eegfm.training.curves import write_curves
+from eegfm.training.per_site import plot_per_site
+from eegfm.training.preprocess_spec import save_preprocess_spec
+from eegfm.training.data import (EEGLoader, RecordFilter, check_data, data_dirs, data_label, file_key, inputs_for_modalities,
                            list_files, scan_windows)
-from training.distributed import Dist, StopVote, unwrap
-from training.loop import (MODEL_KEYS, PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
+from eegfm.training.distributed import Dist, StopVote, unwrap
+from eegfm.training.loop import (MODEL_KEYS, PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
                            backward, check_model_unchanged, claim_output, configure_kernels, core_state, launch,
                            load_core_state, loader_config, optimizer_step, quiet_transformers, run_overrides,
                            step_seed)
-from training.pretrain import check_replicas
-from training.splits import SPLITS, Split, corpus_splits, site_splits, split_groups
-from training.tracking import Tracker, memory_stats
+from eegfm.training.pretrain import check_replicas
+from eegfm.training.splits import SPLITS, Split, corpus_splits, site_splits, split_groups
+from eegfm.training.tracking import Tracker, memory_stats
 
-log = get_logger("training.finetune")
+log = get_logger(__name__)
 
 # Fine-tuning task -> the ``task`` value its windows carry in the data contract.
-RECORD_TASKS = {"hms6": "hms6", "eegmat": "eegmat_rest_task", "tuab": "tuab_abnormal", "tusz": "tusz_seizure",
-                "tuev": "tuev_event", "tuar": "tuar_artifact", "chbmit": "chbmit_seizure",
-                "eegmmi": "eegmmi_imagery", "tuep": "tuep_epilepsy", "siena": "siena_seizure"}
+RECORD_TASKS = FINETUNE_TASKS
 
 
 # ------------------------------------------------------------------------------------------ plan
@@ -1031,10 +1030,10 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str],
 
 # ------------------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
-    from training.config import TASK_HEADS
+    from eegfm.training.config import TASK_HEADS
 
     parser = argparse.ArgumentParser(
-        prog="python -m training.finetune",
+        prog="python -m eegfm.training.finetune",
         description="Fine-tune a pretrained eegfm encoder on a labeled task (HMS six-class expert votes, "
         "eegmat rest/task, ...): linear probe, adapters or full fine-tuning with layer-wise lr decay and "
         "gradual unfreezing; subject-grouped validation split, early stopping, temperature scaling; "

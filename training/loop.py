@@ -20,17 +20,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from pipelines.config import user_path
-from pipelines.object_stores import StoreUnreachableError
-from pipelines.run_lock import hold_run_lock
-from pipelines.schema import SchemaError
-from pipelines.tfrecord import CorruptTFRecordError
-from training.augment import AugmentConfig
-from training.checkpoint import CheckpointError
-from training.config import ConfigError, RunConfig
-from training.config import LoaderConfig as LoaderSection
-from training.data import EEGLoader, LoaderConfig, RecordFilter
-from training.distributed import BACKENDS, Dist, DistributedError, init_distributed, unwrap
+from eegfm.core.config import user_path
+from eegfm.core.stores import StoreUnreachableError
+from eegfm.core.run_lock import hold_run_lock
+from eegfm.pipelines.schema import SchemaError
+from eegfm.pipelines.tfrecord import CorruptTFRecordError
+from eegfm.training.augment import AugmentConfig
+from eegfm.training.checkpoint import CheckpointError
+from eegfm.training.config import ConfigError, RunConfig
+from eegfm.training.config import LoaderConfig as LoaderSection
+from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter
+from eegfm.training.distributed import BACKENDS, Dist, DistributedError, init_distributed, unwrap
 
 PREEMPTED_EXIT_CODE = 143  # 128 + SIGTERM: "stopped by a signal", so schedulers restart the job
 

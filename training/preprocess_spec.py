@@ -17,13 +17,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pipelines.config import ConfigError
-from pipelines.logging_setup import get_logger
-from pipelines.object_stores import join_path, open_binary
+from eegfm.core.config import ConfigError
+from eegfm.core.logs import get_logger
+from eegfm.core.stores import join_path, open_binary
 
 SPEC_FILE = "preprocess.json"
 AE_FILE = "artifact_ae.npz"
-log = get_logger("training.preprocess_spec")
+log = get_logger(__name__)
 
 
 def _manifest(data_dir: str) -> dict[str, Any]:

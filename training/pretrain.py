@@ -2,11 +2,11 @@
 
 One process per device, launched by any of::
 
-    python -m training.pretrain --data D --output O --config cpu-tiny             # one process
-    torchrun --nproc_per_node=2 -m training.pretrain --data D --output O ...      # DDP (gloo/NCCL)
+    python -m eegfm.training.pretrain --data D --output O --config cpu-tiny             # one process
+    torchrun --nproc_per_node=2 -m eegfm.training.pretrain --data D --output O ...      # DDP (gloo/NCCL)
     torchrun --nnodes=4 --nproc_per_node=8 --rdzv_backend=c10d --rdzv_endpoint=HOST:29400 \\
-        --max-restarts=3 -m training.pretrain ...                                  # multi-node
-    horovodrun -np 2 -H localhost:2 python -m training.pretrain --backend horovod ...
+        --max-restarts=3 -m eegfm.training.pretrain ...                                  # multi-node
+    horovodrun -np 2 -H localhost:2 python -m eegfm.training.pretrain --backend horovod ...
 
 The loop (``train``) is step-based: ``optim.max_steps`` optimizer steps, each of
 ``optim.grad_accum_steps`` micro-batches; DDP's all-reduce runs only on the last micro-step. Every
@@ -49,24 +49,24 @@ import torch
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from model.modeling import EEGFMForPretraining
-from pipelines.config import user_file_path
-from pipelines.logging_setup import get_logger, setup_logging
-from pipelines.run_lock import release_run_lock
-from pipelines.schema import CHANNELS, SFREQ
-from training import checkpoint as ckpt
-from training.config import ConfigError, OptimConfig, PretrainConfig, load_config, resolve_precision
-from training.curves import write_curves
-from training.data import EEGLoader, RecordFilter, check_data, data_dirs, data_label, describe, model_inputs
-from training.distributed import Dist, StopVote, unwrap
-from training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
+from eegfm.model.modeling import EEGFMForPretraining
+from eegfm.core.config import user_file_path
+from eegfm.core.logs import get_logger, setup_logging
+from eegfm.core.run_lock import release_run_lock
+from eegfm.pipelines.schema import CHANNELS, SFREQ
+from eegfm.training import checkpoint as ckpt
+from eegfm.training.config import ConfigError, OptimConfig, PretrainConfig, load_config, resolve_precision
+from eegfm.training.curves import write_curves
+from eegfm.training.data import EEGLoader, RecordFilter, check_data, data_dirs, data_label, describe, model_inputs
+from eegfm.training.distributed import Dist, StopVote, unwrap
+from eegfm.training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
                            backward, check_model_unchanged, claim_output, configure_kernels, core_state, launch,
                            load_core_state, loader_config, optimizer_step, quiet_transformers, run_overrides,
                            step_seed)
-from training.splits import HeldOut, corpus_split_windows, hold_out
-from training.tracking import ReconstructionMeter, Tracker, memory_stats
+from eegfm.training.splits import HeldOut, corpus_split_windows, hold_out
+from eegfm.training.tracking import ReconstructionMeter, Tracker, memory_stats
 
-log = get_logger("training.pretrain")
+log = get_logger(__name__)
 
 
 # ------------------------------------------------------------------------------------------ set-up
@@ -593,7 +593,7 @@ def export_best(run: Run, output: Path, tracker: Tracker) -> Path | None:
 # ------------------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m training.pretrain",
+        prog="python -m eegfm.training.pretrain",
         description="Self-supervised pretraining (masked reconstruction + contrastive channel "
         "prediction) of the eegfm encoder on the preprocessing pipeline's TFRecords. Run it under "
         "torchrun for DDP or horovodrun (--backend horovod) for Horovod.",

@@ -12,10 +12,10 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
-from pipelines.logging_setup import get_logger
-from training.data import RecordFilter, data_label, describe, list_files, scan_windows
+from eegfm.core.logs import get_logger
+from eegfm.training.data import RecordFilter, data_label, describe, list_files, scan_windows
 
-log = get_logger("training.splits")
+log = get_logger(__name__)
 
 SPLITS = ("train", "val", "test")
 # split_group -> (the window's feature, the manifest's per-group window counts)

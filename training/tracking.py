@@ -37,10 +37,10 @@ from urllib.parse import urlparse
 
 import torch
 
-from pipelines.config import ConfigError, check_option
-from pipelines.logging_setup import get_logger
+from eegfm.core.config import ConfigError, check_option
+from eegfm.core.logs import get_logger
 
-log = get_logger("training.tracking")
+log = get_logger(__name__)
 
 MODES = ("offline", "online", "disabled")
 RUN_ID_FILE = "wandb-run-id"
@@ -160,7 +160,7 @@ class Tracker:
     def _go_offline_unless_online_works(self) -> None:
         """Online needs credentials and a server that answers; without either, W&B retried for
         about 90 s and then raised, ending the job, where logging offline loses nothing."""
-        from pipelines.object_stores import unreachable
+        from eegfm.core.stores import unreachable
 
         base_url = _base_url()
         if not _has_credentials(base_url):

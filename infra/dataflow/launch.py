@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from pipelines.preprocess import build_parser, main
+from eegfm.pipelines.preprocess import build_parser, main
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
 

@@ -1,6 +1,6 @@
 """The built-in simulator: a multi-hospital clinical EEG corpus with six-class expert votes.
 
-``python -m pipelines.simulate --output DIR`` (console script ``eegfm-simulate``) writes a corpus
+``python -m eegfm.pipelines.simulate --output DIR`` (console script ``eegfm-simulate``) writes a corpus
 that exercises every later stage honestly: several sites that differ like real hospitals do
 (:mod:`~pipelines.simulate.sites`), spatially correlated background EEG
 (:mod:`~pipelines.simulate.background`), the six HMS patterns at graded strengths
@@ -50,22 +50,22 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Public names, imported lazily (PEP 562) so that `python -m pipelines.simulate --help` and
+# Public names, imported lazily (PEP 562) so that `python -m eegfm.pipelines.simulate --help` and
 # argument errors answer without loading scipy, pandas and pyarrow.
 _EXPORTS = {
-    "CorpusConfig": "pipelines.simulate.corpus",
-    "CorpusPlan": "pipelines.simulate.corpus",
-    "generate_corpus": "pipelines.simulate.corpus",
-    "plan_corpus": "pipelines.simulate.corpus",
-    "CLASSES": "pipelines.simulate.sites",
-    "SiteProfile": "pipelines.simulate.sites",
-    "archetypes": "pipelines.simulate.sites",
-    "default_sites": "pipelines.simulate.sites",
+    "CorpusConfig": "eegfm.pipelines.simulate.corpus",
+    "CorpusPlan": "eegfm.pipelines.simulate.corpus",
+    "generate_corpus": "eegfm.pipelines.simulate.corpus",
+    "plan_corpus": "eegfm.pipelines.simulate.corpus",
+    "CLASSES": "eegfm.pipelines.simulate.sites",
+    "SiteProfile": "eegfm.pipelines.simulate.sites",
+    "archetypes": "eegfm.pipelines.simulate.sites",
+    "default_sites": "eegfm.pipelines.simulate.sites",
 }
 __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
     if name not in _EXPORTS:
-        raise AttributeError(f"module 'pipelines.simulate' has no attribute {name!r}")
+        raise AttributeError(f"module 'eegfm.pipelines.simulate' has no attribute {name!r}")
     return getattr(importlib.import_module(_EXPORTS[name]), name)

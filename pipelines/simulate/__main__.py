@@ -1,7 +1,7 @@
-"""``python -m pipelines.simulate``: see :mod:`pipelines.simulate.cli`."""
+"""``python -m eegfm.pipelines.simulate``: see :mod:`pipelines.simulate.cli`."""
 
 import sys
 
-from pipelines.simulate.cli import main
+from eegfm.pipelines.simulate.cli import main
 
 sys.exit(main())

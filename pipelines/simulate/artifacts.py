@@ -22,9 +22,9 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal
 
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.simulate.background import smooth_intervals, topography
-from pipelines.simulate.events import event_train
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.simulate.background import smooth_intervals, topography
+from eegfm.pipelines.simulate.events import event_train
 
 N_CHANS = len(CANONICAL_CHANNELS)
 

@@ -16,7 +16,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import signal
 
-from pipelines.channels import CANONICAL_CHANNELS, canonical_positions
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_positions
 
 N_CHANS = len(CANONICAL_CHANNELS)
 

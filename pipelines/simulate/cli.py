@@ -1,4 +1,4 @@
-"""``eegfm-simulate`` / ``python -m pipelines.simulate``: write a simulated multi-site EEG corpus.
+"""``eegfm-simulate`` / ``python -m eegfm.pipelines.simulate``: write a simulated multi-site EEG corpus.
 
 Every argument is validated before anything is written; a bad one prints exactly one line,
 ``eegfm-simulate: error: --flag: what is allowed; got what``, and exits with status 2.
@@ -13,9 +13,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 
-from pipelines.config import ConfigError, user_file_path
-from pipelines.logging_setup import setup_logging
-from pipelines.simulate.output import check_output
+from eegfm.core.config import ConfigError, user_file_path
+from eegfm.core.logs import setup_logging
+from eegfm.pipelines.simulate.output import check_output
 
 PROG = "eegfm-simulate"
 FORMAT_CHOICES = ("edf", "hms", "both")  # mirrors corpus.FORMATS (kept light: no heavy imports)
@@ -74,7 +74,7 @@ def build_parser() -> OneLineParser:
             "truth (truth.jsonl) and the fake identifiers planted in EDF headers "
             "(identifiers.json). Same arguments and seed give byte-identical files."
         ),
-        epilog="Layout of OUTPUT: see `python -c 'import pipelines.simulate as s; help(s)'`.",
+        epilog="Layout of OUTPUT: see `python -c 'import eegfm.pipelines.simulate as s; help(s)'`.",
     )
     add = parser.add_argument
     add("-o", "--output", required=True, type=user_file_path, metavar="DIR",
@@ -111,7 +111,7 @@ def _load_site_profiles(path: Path | None, parser: OneLineParser) -> tuple:
         return ()
     import yaml
 
-    from pipelines.simulate.sites import SiteProfile
+    from eegfm.pipelines.simulate.sites import SiteProfile
 
     try:
         data = yaml.safe_load(path.read_text())
@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         _config_error(parser, err)
     profiles = _load_site_profiles(args.site_config, parser)
-    from pipelines.simulate.corpus import CorpusConfig, generate_corpus
+    from eegfm.pipelines.simulate.corpus import CorpusConfig, generate_corpus
 
     try:
         config = CorpusConfig(

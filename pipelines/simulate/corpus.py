@@ -18,21 +18,21 @@ from typing import Any
 
 import numpy as np
 
-import pipelines
-from pipelines.blas import single_threaded_blas
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.config import Config, ConfigError, check_option, check_range
-from pipelines.edf import edf_date
-from pipelines.logging_setup import get_logger
-from pipelines.simulate.plan import (
+from eegfm.core import __version__
+from eegfm.pipelines.blas import single_threaded_blas
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.core.config import Config, ConfigError, check_option, check_range
+from eegfm.pipelines.edf import edf_date
+from eegfm.core.logs import get_logger
+from eegfm.pipelines.simulate.plan import (
     CENTRE_S, SPECTROGRAM_WINDOW_S, WINDOW_S, RecordingPlan, draw_classes, ensure_class_coverage,
     letters_code, plan_patient, plan_recording, plan_segments,
 )
-from pipelines.simulate.output import check_output, publish, stage_directory
-from pipelines.simulate.render import WARMUP_S, RecordingRenderer
-from pipelines.simulate.rng import rng_for, stable_int
-from pipelines.simulate.sites import CLASSES, SiteProfile, default_sites
-from pipelines.simulate.writers import (
+from eegfm.pipelines.simulate.output import check_output, publish, stage_directory
+from eegfm.pipelines.simulate.render import WARMUP_S, RecordingRenderer
+from eegfm.pipelines.simulate.rng import rng_for, stable_int
+from eegfm.pipelines.simulate.sites import CLASSES, SiteProfile, default_sites
+from eegfm.pipelines.simulate.writers import (
     HMS_EEG_COLUMNS, TRAIN_COLUMNS, EdfSink, HmsSink, label_rows, write_csv, write_json, write_jsonl,
 )
 
@@ -331,8 +331,8 @@ def corpus_manifest(plan: CorpusPlan) -> dict[str, Any]:
     rows = [row for r in plan.recordings for row in label_rows(r)]
     per_site = Counter(r.site.name for r in plan.recordings)
     return {
-        "generator": "pipelines.simulate",
-        "version": pipelines.__version__,
+        "generator": "eegfm.pipelines.simulate",
+        "version": __version__,
         "seed": config.seed,
         # chunk_seconds only trades memory for speed; the files do not depend on it.
         "config": {k: v for k, v in config.to_dict().items()

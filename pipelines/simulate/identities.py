@@ -15,7 +15,7 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
-from pipelines.edf import Annotation, edf_date, edf_plus_patient, edf_plus_recording
+from eegfm.pipelines.edf import Annotation, edf_date, edf_plus_patient, edf_plus_recording
 
 FIRST_NAMES_F = (
     "Annika", "Beatriz", "Cordelia", "Dorotea", "Evangelina", "Fenella", "Giedre", "Halina",

@@ -10,7 +10,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from pipelines.config import ConfigError
+from eegfm.core.config import ConfigError
 
 
 def nearest_existing_ancestor(path: Path) -> Path:

@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from pipelines.channels import CANONICAL_CHANNELS, canonical_positions
-from pipelines.simulate.events import event_train
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_positions
+from eegfm.pipelines.simulate.events import event_train
 
 N_CHANS = len(CANONICAL_CHANNELS)
 _POS = canonical_positions()

@@ -14,16 +14,16 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.simulate.artifacts import ArtifactPlan, plan_artifacts
-from pipelines.simulate.background import BackgroundParams
-from pipelines.simulate.identities import (
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.simulate.artifacts import ArtifactPlan, plan_artifacts
+from eegfm.pipelines.simulate.background import BackgroundParams
+from eegfm.pipelines.simulate.identities import (
     Identity, PlantedHeader, Staff, draw_identity, draw_staff, draw_start, plant,
 )
-from pipelines.simulate.patterns import Episode, draw_episode
-from pipelines.simulate.rng import rng_for
-from pipelines.simulate.sites import CLASSES, SiteProfile
-from pipelines.simulate.votes import consensus, draw_rater_count, draw_votes
+from eegfm.pipelines.simulate.patterns import Episode, draw_episode
+from eegfm.pipelines.simulate.rng import rng_for
+from eegfm.pipelines.simulate.sites import CLASSES, SiteProfile
+from eegfm.pipelines.simulate.votes import consensus, draw_rater_count, draw_votes
 
 WINDOW_S = 50.0  # an HMS labeled EEG sub-window
 CENTRE_S = 10.0  # the part experts labeled, centred in the window

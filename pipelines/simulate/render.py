@@ -22,15 +22,15 @@ import dataclasses
 import numpy as np
 from scipy import signal
 
-from pipelines.channels import CANONICAL_CHANNELS, canonical_positions, electrode_position
-from pipelines.simulate.artifacts import (
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_positions, electrode_position
+from eegfm.pipelines.simulate.artifacts import (
     blink_signal, render_blinks, render_drift, render_ecg, render_line_noise, render_muscle,
     render_photic, render_pops,
 )
-from pipelines.simulate.background import N_NOISE, BackgroundGenerator, topography
-from pipelines.simulate.patterns import render_episodes
-from pipelines.simulate.plan import RecordingPlan
-from pipelines.simulate.rng import seed_sequence
+from eegfm.pipelines.simulate.background import N_NOISE, BackgroundGenerator, topography
+from eegfm.pipelines.simulate.patterns import render_episodes
+from eegfm.pipelines.simulate.plan import RecordingPlan
+from eegfm.pipelines.simulate.rng import seed_sequence
 
 N_CHANS = len(CANONICAL_CHANNELS)
 WARMUP_S = 4

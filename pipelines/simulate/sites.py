@@ -16,9 +16,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from pipelines.channels import CANONICAL_CHANNELS, CANONICAL_TO_TEN_TEN, LEFT_CHANNELS, RIGHT_CHANNELS
-from pipelines.config import Config, ConfigError, check_option, check_range
-from pipelines.simulate.rng import rng_for
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, CANONICAL_TO_TEN_TEN, LEFT_CHANNELS, RIGHT_CHANNELS
+from eegfm.core.config import Config, ConfigError, check_option, check_range
+from eegfm.pipelines.simulate.rng import rng_for
 
 CLASSES: tuple[str, ...] = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
 CHANNEL_STYLES = ("tuh", "physionet", "nihon_kohden", "plain")

@@ -19,7 +19,7 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 
-from pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
 
 HMS_SFREQ = 200
 NFFT = 1024

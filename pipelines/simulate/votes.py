@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from pipelines.simulate.sites import CLASSES
+from eegfm.pipelines.simulate.sites import CLASSES
 
 VOTE_COLUMNS: tuple[str, ...] = tuple(f"{c.lower()}_vote" for c in CLASSES)
 MAX_RATERS = 20

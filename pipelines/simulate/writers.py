@@ -25,13 +25,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.edf import Annotation, EDFHeader, EDFSignal, EDFWriter
-from pipelines.simulate.plan import RecordingPlan
-from pipelines.simulate.render import RenderedChunk
-from pipelines.simulate.resample import StreamingResampler
-from pipelines.simulate.spectrogram import HMS_SFREQ, SpectrogramStream, spectrogram_columns
-from pipelines.simulate.votes import VOTE_COLUMNS
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.edf import Annotation, EDFHeader, EDFSignal, EDFWriter
+from eegfm.pipelines.simulate.plan import RecordingPlan
+from eegfm.pipelines.simulate.render import RenderedChunk
+from eegfm.pipelines.simulate.resample import StreamingResampler
+from eegfm.pipelines.simulate.spectrogram import HMS_SFREQ, SpectrogramStream, spectrogram_columns
+from eegfm.pipelines.simulate.votes import VOTE_COLUMNS
 
 HMS_EEG_COLUMNS: tuple[str, ...] = (*CANONICAL_CHANNELS, "EKG")
 TRAIN_COLUMNS: tuple[str, ...] = (

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from benchmarks.synthetic_corpus import pink_noise, write_corpus
-from pipelines.schema import N_CHANS, decode_example
-from pipelines.tfrecord import read_records
-from training.data import EEGLoader, LoaderConfig, describe, list_files
+from eegfm.pipelines.schema import N_CHANS, decode_example
+from eegfm.pipelines.tfrecord import read_records
+from eegfm.training.data import EEGLoader, LoaderConfig, describe, list_files
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from benchmarks.train_loop import link_corpus, main, steady_state
-from training.data import describe, list_files
+from eegfm.training.data import describe, list_files
 
 
 def test_link_corpus_repeats_every_site_without_copying_data(pipeline_output, tmp_path):

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from evaluation import loso
+from eegfm.evaluation import loso
 from tests.conftest import REPO_ROOT, free_port
 from tests.evaluation.conftest import QUICK
 from tests.training.conftest import preprocess_corpus
-from training.data import scan_windows
+from eegfm.training.data import scan_windows
 
 
 def _loso(encoder: Path, data: Path, output: Path, *extra: str) -> int:
@@ -93,7 +93,7 @@ def test_under_torchrun_every_fold_runs_on_both_ranks(three_sites, encoder, tmp_
     out = tmp_path / "ddp"
     done = subprocess.run(
         [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2", "--rdzv_backend=c10d",
-         f"--rdzv_endpoint=127.0.0.1:{free_port()}", "-m", "evaluation.loso", "--pretrained", str(encoder),
+         f"--rdzv_endpoint=127.0.0.1:{free_port()}", "-m", "eegfm.evaluation.loso", "--pretrained", str(encoder),
          "--data", str(three_sites), "--output", str(out), *QUICK, "--set", "backend=gloo"],
         cwd=REPO_ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from evaluation import robustness
-from evaluation.robustness import add_mains, add_noise, drop_electrodes, scale_gain
-from pipelines.schema import SFREQ
+from eegfm.evaluation import robustness
+from eegfm.evaluation.robustness import add_mains, add_noise, drop_electrodes, scale_gain
+from eegfm.pipelines.schema import SFREQ
 from tests.evaluation.conftest import QUICK
-from training import finetune
-from training.data import EEGLoader, LoaderConfig, scan_windows
+from eegfm.training import finetune
+from eegfm.training.data import EEGLoader, LoaderConfig, scan_windows
 
 
 @pytest.fixture(scope="module")

@@ -91,11 +91,11 @@ def _module_argv(words: list[str], module: str) -> list[str]:
 
 
 def test_command_lines_parse_with_the_commands_own_parsers(rendered):
-    from pipelines.preprocess import build_parser as preprocess_parser
-    from serving.server import build_parser as serve_parser
+    from eegfm.pipelines.preprocess import build_parser as preprocess_parser
+    from eegfm.serving.server import build_parser as serve_parser
     from torch.distributed.run import get_args_parser as torchrun_parser
-    from training.finetune import build_parser as finetune_parser
-    from training.pretrain import build_parser as pretrain_parser
+    from eegfm.training.finetune import build_parser as finetune_parser
+    from eegfm.training.pretrain import build_parser as pretrain_parser
 
     commands = {}
     for workload, docs in rendered.items():
@@ -108,26 +108,26 @@ def test_command_lines_parse_with_the_commands_own_parsers(rendered):
             commands[workload] = [words]
 
     [preprocess] = commands["preprocess"]
-    args, beam = preprocess_parser().parse_known_args(_module_argv(preprocess, "pipelines.preprocess"))
+    args, beam = preprocess_parser().parse_known_args(_module_argv(preprocess, "eegfm.pipelines.preprocess"))
     assert args.input == ["s3://eegfm-raw/"] and args.output == "s3://eegfm-processed/tfrecords"
     assert beam == ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=4"]
 
     [pretrain] = commands["pretrain"]
     assert pretrain[0] == "torchrun"
     launcher = torchrun_parser().parse_args(pretrain[1:])
-    assert launcher.module and launcher.training_script == "training.pretrain"
+    assert launcher.module and launcher.training_script == "eegfm.training.pretrain"
     args = pretrain_parser().parse_args(launcher.training_script_args)
     assert args.data == ["s3://eegfm-processed/tfrecords"] and args.resume == "auto"
     gpus = _pod(rendered["pretrain"])[1]["containers"][0]["resources"]["limits"][GPU_TAINT]
     assert int(launcher.nproc_per_node) == gpus  # a rank per GPU the pod asks for
 
     train, publish = commands["finetune"]
-    args = finetune_parser().parse_args(_module_argv(train, "training.finetune"))
+    args = finetune_parser().parse_args(_module_argv(train, "eegfm.training.finetune"))
     assert str(args.pretrained) == "/runs/pretrain/model" and str(args.output) == "/runs/finetune"
-    assert _module_argv(publish, "serving.model_store") == [str(args.output), "s3://eegfm-models/runs/finetune"]
+    assert _module_argv(publish, "eegfm.serving.model_store") == [str(args.output), "s3://eegfm-models/runs/finetune"]
 
     [serve] = commands["serve"]
-    args = serve_parser().parse_args(_module_argv(serve, "serving.server"))
+    args = serve_parser().parse_args(_module_argv(serve, "eegfm.serving.server"))
     assert args.model == "s3://eegfm-models/runs/finetune" and args.host == "0.0.0.0" and args.backend == "onnx"
 
 
@@ -164,7 +164,7 @@ def test_the_serving_probes_and_ports_match_the_server(rendered, finetuned):
     import http.client
     import threading
 
-    from serving.server import make_server
+    from eegfm.serving.server import make_server
 
     docs = rendered["serve"]
     deployment, pod = _pod(docs)

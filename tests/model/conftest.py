@@ -19,10 +19,10 @@ import torch
 from torch import nn
 from transformers.utils import logging as hf_logging
 
-from model import EEGFMModel, create_model, positions_for
-from model.config import HMS_CLASSES
-from model.export import ExportableEEGFM
-from pipelines.channels import CANONICAL_CHANNELS, canonical_name
+from eegfm.model import EEGFMModel, create_model, positions_for
+from eegfm.model.config import HMS_CLASSES
+from eegfm.model.export import ExportableEEGFM
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_name
 
 PRESETS = ("tiny", "base", "large")
 HEADS = ("hms6", "binary", "multiclass", "regression", "sleep_stage")
@@ -146,7 +146,7 @@ def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str]
     hms6 and ``logits_<head>`` for the others; any other value: ``export_onnx`` of that model.
     Exports keep the channel count dynamic (``export_onnx``'s default).
     """
-    from model.export import export_onnx, export_wrapper
+    from eegfm.model.export import export_onnx, export_wrapper
 
     cache: dict[tuple[str, str], tuple[dict[str, EEGFMModel], Path]] = {}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model import ConfigError, EEGFMModel, count_parameters, count_trainable
+from eegfm.model import ConfigError, EEGFMModel, count_parameters, count_trainable
 from tests.model.conftest import make_batch, make_model, make_targets
 
 
@@ -75,7 +75,7 @@ def test_freeze_and_partial_unfreeze():
 
 
 def test_lora_merged_weight_is_the_effective_linear_map():
-    from model.adapters import LoRALinear
+    from eegfm.model.adapters import LoRALinear
 
     torch.manual_seed(0)
     layer = LoRALinear(torch.nn.Linear(6, 4), rank=2)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from model import ConfigError, EEGFMConfig, count_parameters, create_model, get_preset, list_presets, register_preset
-from model.config import HMS_CLASSES
+from eegfm.model import ConfigError, EEGFMConfig, count_parameters, create_model, get_preset, list_presets, register_preset
+from eegfm.model.config import HMS_CLASSES
 
 
 def test_presets_are_registered_and_sized():

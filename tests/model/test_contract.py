@@ -17,8 +17,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
-from model import EEGFMModel, MODALITIES, positions_for
-from pipelines.channels import CANONICAL_CHANNELS
+from eegfm.model import EEGFMModel, MODALITIES, positions_for
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from tests.model.conftest import (
     HEADS,
     PRESETS,
@@ -149,7 +149,7 @@ ONNX_PARAMS = [pytest.param("tiny", "all", id="tiny-every-head"), pytest.param("
 @pytest.mark.parametrize("preset,head", ONNX_PARAMS)
 def test_onnx_parity_dynamic_batch_channels_and_time(preset, head, onnx_export):
     """ONNX Runtime matches PyTorch within 1e-4 on one exported graph for every input shape."""
-    from model.export import OnnxEEGFM
+    from eegfm.model.export import OnnxEEGFM
 
     models, path = onnx_export(preset, head)
     runner = OnnxEEGFM(path, threads=2)

@@ -7,8 +7,8 @@ import onnx
 import pytest
 import torch
 
-from model import positions_for
-from model.export import OnnxEEGFM, export_onnx
+from eegfm.model import positions_for
+from eegfm.model.export import OnnxEEGFM, export_onnx
 from tests.model.conftest import make_batch, make_model
 
 

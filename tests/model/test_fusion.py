@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model import EEGFMConfig, encode_age, encode_sex
-from model.fusion import CrossModalFusion
+from eegfm.model import EEGFMConfig, encode_age, encode_sex
+from eegfm.model.fusion import CrossModalFusion
 from tests.model.conftest import make_batch, make_model
 
 

@@ -10,8 +10,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from model import create_pretraining_model
-from model.numerics import tie_unused
+from eegfm.model import create_pretraining_model
+from eegfm.model.numerics import tie_unused
 from tests.model.conftest import HEADS, make_batch, make_model, make_targets
 
 BATCHES = {

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model import ConfigError, EEGFMConfig, TaskHead, create_head, list_heads, register_head
-from model.config import HMS_CLASSES
+from eegfm.model import ConfigError, EEGFMConfig, TaskHead, create_head, list_heads, register_head
+from eegfm.model.config import HMS_CLASSES
 from tests.model.conftest import make_batch, make_model
 
 
@@ -78,7 +78,7 @@ def test_reset_head_changes_the_task_and_the_labels(tmp_path):
         model.reset_head("hms6", ["a", "b"])
     assert model.config.head == "hms6" and len(model.config.id2label) == 6  # unchanged on error
     model.save_pretrained(tmp_path)
-    from model import EEGFMModel
+    from eegfm.model import EEGFMModel
 
     assert EEGFMModel.from_pretrained(tmp_path).config.id2label == model.config.id2label
 

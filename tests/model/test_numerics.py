@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model import create_pretraining_model
-from model.heads import create_head
-from model.pretraining import MaskedReconstructionHead, info_nce
+from eegfm.model import create_pretraining_model
+from eegfm.model.heads import create_head
+from eegfm.model.pretraining import MaskedReconstructionHead, info_nce
 from tests.model.conftest import HEADS, make_batch, make_model, make_targets
 
 ALL = ("spectrogram", "ecg", "clinical")
@@ -74,7 +74,7 @@ def test_head_losses_are_float32_and_zero_without_targets(head):
 
 
 def test_multiclass_loss_ignores_negative_targets_without_indexing():
-    from model import EEGFMConfig
+    from eegfm.model import EEGFMConfig
 
     config = EEGFMConfig.from_preset("tiny", head="multiclass", id2label={0: "a", 1: "b", 2: "c"})
     head = create_head("multiclass", config)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from model import ConfigError, create_pretraining_model, param_groups_lrd
-from model.optim import layer_id, num_layers
+from eegfm.model import ConfigError, create_pretraining_model, param_groups_lrd
+from eegfm.model.optim import layer_id, num_layers
 from tests.model.conftest import make_model
 
 

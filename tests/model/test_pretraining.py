@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model import EEGFMModel, canonical_positions, create_pretraining_model
-from model.pretraining import MaskedReconstructionHead, choose_held_out, info_nce, span_mask
+from eegfm.model import EEGFMModel, canonical_positions, create_pretraining_model
+from eegfm.model.pretraining import MaskedReconstructionHead, choose_held_out, info_nce, span_mask
 from tests.model.conftest import make_batch
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch_geometric.nn import MessagePassing
 
-from model import EEGFMConfig, canonical_positions, positions_for
-from model.spatial import (
+from eegfm.model import EEGFMConfig, canonical_positions, positions_for
+from eegfm.model.spatial import (
     ElectrodeGraphConv,
     SpatialGNNLayer,
     build_electrode_graph,

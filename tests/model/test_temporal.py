@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from model import EEGFMConfig
-from model.temporal import MATH_ATTENTION_MAX_LENGTH, SelfAttention, apply_rotary, attention, rotary_tables
+from eegfm.model import EEGFMConfig
+from eegfm.model.temporal import MATH_ATTENTION_MAX_LENGTH, SelfAttention, apply_rotary, attention, rotary_tables
 from tests.model.conftest import make_batch, make_model
 
 

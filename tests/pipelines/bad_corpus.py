@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.edf import EDFHeader, EDFSignal, write_edf
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.edf import EDFHeader, EDFSignal, write_edf
 
 GOOD_EDF = "eegmat/Subject05_2.edf"
 

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt
 
-from pipelines.artifact_ae import (
+from eegfm.pipelines.artifact_ae import (
     AE_BANDS,
     ArtifactAutoencoder,
     band_features,
     band_features_from_psd,
 )
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.filters import filter_data
-from pipelines.resample import resample
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.filters import filter_data
+from eegfm.pipelines.resample import resample
 
 SFREQ = 256.0
 N_TIMES = 1280
@@ -187,8 +187,8 @@ def test_band_features_equal_the_reference_computation():
 
 
 def test_band_features_from_a_shared_psd():
-    from pipelines.features import welch_psd
-    from pipelines.quality import compute_quality
+    from eegfm.pipelines.features import welch_psd
+    from eegfm.pipelines.quality import compute_quality
 
     rng = np.random.default_rng(7)
     windows = ((20 * rng.standard_normal((3, 19, N_TIMES))).cumsum(axis=2) / 8).astype(np.float32)

@@ -8,12 +8,12 @@ import os
 import numpy as np
 import pytest
 
-from pipelines import schema
-from pipelines.bids import SidecarError, SidecarIndex, parse_name, sidecar_info
-from pipelines.harmonize import harmonize, plan_harmonization
-from pipelines.preprocess import run
-from pipelines.readers import open_recording
-from pipelines.tfrecord import read_records
+from eegfm.pipelines import schema
+from eegfm.pipelines.bids import SidecarError, SidecarIndex, parse_name, sidecar_info
+from eegfm.pipelines.harmonize import harmonize, plan_harmonization
+from eegfm.pipelines.preprocess import run
+from eegfm.pipelines.readers import open_recording
+from eegfm.pipelines.tfrecord import read_records
 
 RECORDING = "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_run-1_eeg.edf"
 
@@ -155,8 +155,8 @@ def _electrodes_tsv(positions, scale=1000.0, turn=lambda p: p, extra=""):
 
 
 def test_electrodes_tsv_places_a_caps_numbered_channels_by_their_head_frame_whatever_its_axes():
-    from pipelines.bids import electrode_positions
-    from pipelines.harmonize import map_channels
+    from eegfm.pipelines.bids import electrode_positions
+    from eegfm.pipelines.harmonize import map_channels
 
     positions, fiducials = _mgh70_head()
     names = list(positions)
@@ -198,7 +198,7 @@ def test_electrodes_tsv_places_a_caps_numbered_channels_by_their_head_frame_what
 
 
 def test_electrodes_tsv_without_a_head_frame_or_malformed_is_refused_naming_the_file_and_field():
-    from pipelines.bids import electrode_positions
+    from eegfm.pipelines.bids import electrode_positions
 
     positions, _ = _mgh70_head()
     digitized, why = electrode_positions(("e.tsv", _electrodes_tsv(positions)),

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from pipelines.blas import single_threaded_blas
-from pipelines.deid import create_key
-from pipelines.preprocess import ProcessRecordingFn, ScoreSpillFn
-from pipelines.process import PreprocessConfig
-from pipelines.quality import QualityConfig
+from eegfm.pipelines.blas import single_threaded_blas
+from eegfm.pipelines.deid import create_key
+from eegfm.pipelines.preprocess import ProcessRecordingFn, ScoreSpillFn
+from eegfm.pipelines.process import PreprocessConfig
+from eegfm.pipelines.quality import QualityConfig
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 

@@ -3,7 +3,7 @@ import numpy as np
 import pyedflib
 import pytest
 
-from pipelines import channels as ch
+from eegfm.pipelines import channels as ch
 
 
 def test_canonical_order_is_the_hms_order():

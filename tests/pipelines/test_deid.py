@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from pipelines.deid import (
+from eegfm.pipelines.deid import (
     ClinicalInfo,
     PseudonymKeyError,
     age_from_dates,

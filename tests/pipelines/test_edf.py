@@ -8,7 +8,7 @@ import numpy as np
 import pyedflib
 import pytest
 
-from pipelines.edf import (
+from eegfm.pipelines.edf import (
     ANNOTATION_LABEL, Annotation, EDFError, EDFHeader, EDFSignal, EDFWriter, digital_to_physical,
     edf_plus_patient, edf_plus_recording, encode_tal, format_number, header_bytes,
     physical_to_digital, write_edf,

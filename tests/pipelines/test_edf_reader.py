@@ -5,9 +5,9 @@ import mne
 import numpy as np
 import pytest
 
-from pipelines.edf import EDFHeader, EDFSignal, edf_plus_patient, edf_plus_recording, write_edf
-from pipelines.edf_reader import EdfReader
-from pipelines.readers import MneReader, ReaderError, Segment, open_recording
+from eegfm.pipelines.edf import EDFHeader, EDFSignal, edf_plus_patient, edf_plus_recording, write_edf
+from eegfm.pipelines.edf_reader import EdfReader
+from eegfm.pipelines.readers import MneReader, ReaderError, Segment, open_recording
 from tests.pipelines.conftest import write_edf_plus_d
 
 
@@ -72,7 +72,7 @@ def test_a_long_recording_is_read_in_bounded_memory(shared_data, tmp_path):
             fh.write(source[header_bytes:])
     script = (
         "import resource, sys\n"
-        "from pipelines.readers import open_recording\n"
+        "from eegfm.pipelines.readers import open_recording\n"
         "with open_recording(sys.argv[1]) as r:\n"
         "    step, n = int(r.info.sfreq * 60), r.info.n_times\n"
         "    r.read(0, step)\n"
@@ -134,8 +134,8 @@ def test_the_eeg_electrodes_rate_wins_over_more_slow_channels(tmp_path):
     assert reader.info.ch_names == ("EEG Fp1-REF", "EEG Fp2-REF", "EEG Cz-REF") and reader.info.sfreq == 256.0
     assert reader.skipped == ["SpO2", "Pleth", "Pos", "HR", "Temp"]
     np.testing.assert_allclose(reader.read(0, 1024)[0], data[0], atol=0.02)
-    from pipelines.process import PreprocessConfig, process_recording
-    from pipelines.sources import SourceItem
+    from eegfm.pipelines.process import PreprocessConfig, process_recording
+    from eegfm.pipelines.sources import SourceItem
 
     *_, outcome = process_recording(SourceItem(str(path), "edf", "icu"), b"k" * 32, PreprocessConfig(), "h")
     assert outcome.stage == "harmonize" and outcome.other_rate == ("SpO2", "Pleth", "Pos", "HR", "Temp")
@@ -237,7 +237,7 @@ def test_readers_left_open_at_interpreter_exit_close_quietly(shared_data):
     import subprocess
     import sys
 
-    script = ("import sys\nimport pipelines.sources\nfrom pipelines.readers import open_recording\n"
+    script = ("import sys\nimport eegfm.pipelines.sources\nfrom eegfm.pipelines.readers import open_recording\n"
               "kept = [open_recording(p) for p in sys.argv[1:]]\n")
     files = [str(shared_data / "eegmat" / f"Subject0{i}_1.edf") for i in range(4)]
     done = subprocess.run([sys.executable, "-c", script, *files], capture_output=True, text=True, timeout=120)
@@ -265,7 +265,7 @@ def test_bad_annotations_of_an_edf_plus_mark_sample_spans(shared_data, tmp_path)
     # MNE exports its BAD_ annotations into EDF+; here pyedflib writes them, independent of us.
     import pyedflib
 
-    from pipelines.edf_reader import bad_spans
+    from eegfm.pipelines.edf_reader import bad_spans
 
     with pyedflib.EdfReader(str(shared_data / "eegmat" / "Subject00_1.edf")) as edf:
         names = [edf.getLabel(i) for i in range(19)]

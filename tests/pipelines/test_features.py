@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.signal import welch
 
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.features import (
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.features import (
     BANDS,
     CHANNEL_FEATURES,
     FEATURE_NAMES,

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from pipelines.filter_design import (
+from eegfm.pipelines.filter_design import (
     butter_sos,
     hann_periodic,
     kaiser_lowpass,
@@ -141,7 +141,7 @@ def test_the_job_imports_no_scipy_signal():
 def test_filter_lengths_equal_those_sosfilt_measures(sfreq, order, l_freq, h_freq, line_freq):
     # What pipelines.filters takes from the impulse response: the edge padding (all but 1e-3 of
     # its mass) and the streaming look-ahead (all but 1e-7); a 720-setting sweep agreed as well.
-    from pipelines.filters import FilterConfig, design_filters
+    from eegfm.pipelines.filters import FilterConfig, design_filters
 
     design = design_filters(sfreq, FilterConfig(line_freq=line_freq, l_freq=l_freq, h_freq=h_freq, order=order),
                             line_freq)

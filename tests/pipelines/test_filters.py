@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from scipy.signal import sosfiltfilt, welch
 
-from pipelines.config import ConfigError
-from pipelines.filters import (
+from eegfm.core.config import ConfigError
+from eegfm.pipelines.filters import (
     FilterConfig,
     StreamingFilter,
     apply_filters,
@@ -19,8 +19,8 @@ from pipelines.filters import (
     notch_filter,
     resolve_line_freq,
 )
-from pipelines.filters import _fft_size, _zero_phase_gain
-from pipelines.resample import resample
+from eegfm.pipelines.filters import _fft_size, _zero_phase_gain
+from eegfm.pipelines.resample import resample
 
 SFREQ = 256.0
 

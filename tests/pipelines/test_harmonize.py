@@ -2,8 +2,8 @@ import mne
 import numpy as np
 import pytest
 
-from pipelines.channels import CANONICAL_CHANNELS, canonical_name, cap_positions, electrode_position
-from pipelines.harmonize import (
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_name, cap_positions, electrode_position
+from eegfm.pipelines.harmonize import (
     HarmonizeError,
     harmonize,
     interpolation_matrix,

@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from pipelines.channels import CANONICAL_CHANNELS as CH
-from pipelines.harmonize import harmonize, plan_harmonization
-from pipelines.ica import fit_ica_cleaner
-from pipelines.process import _clean
-from pipelines.readers import open_recording
+from eegfm.pipelines.channels import CANONICAL_CHANNELS as CH
+from eegfm.pipelines.harmonize import harmonize, plan_harmonization
+from eegfm.pipelines.ica import fit_ica_cleaner
+from eegfm.pipelines.process import _clean
+from eegfm.pipelines.readers import open_recording
 
 SFREQ = 500.0
 # Blink field: strongest at the frontopolar electrodes, fading toward the vertex.
@@ -65,8 +65,8 @@ def test_removed_artifact_reaches_interpolated_channels(blinky):
 
 
 def test_the_manifest_records_what_ica_removed_per_recording(shared_data, tmp_path):
-    from pipelines.deid import create_key
-    from pipelines.preprocess import run, summarize
+    from eegfm.pipelines.deid import create_key
+    from eegfm.pipelines.preprocess import run, summarize
 
     source = shared_data / "eegmat" / "Subject03_1.edf"
     key = tmp_path / "key"

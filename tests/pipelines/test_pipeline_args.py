@@ -1,5 +1,5 @@
-from pipelines import s3_anonymous  # noqa: F401 - registers --s3_anonymous, as the job does
-from pipelines.pipeline_args import beam_option_names, describe, unrecognized
+from eegfm.pipelines import s3_anonymous  # noqa: F401 - registers --s3_anonymous, as the job does
+from eegfm.pipelines.pipeline_args import beam_option_names, describe, unrecognized
 
 
 def test_registered_beam_options_are_recognized_in_every_spelling():

@@ -13,10 +13,10 @@ import time
 import numpy as np
 import pytest
 
-from pipelines import schema
-from pipelines.preprocess import earlier_run_outputs, local_runner, run, summarize, temporary_folders
-from pipelines.sources import expand_inputs
-from pipelines.tfrecord import read_records
+from eegfm.pipelines import schema
+from eegfm.pipelines.preprocess import earlier_run_outputs, local_runner, run, summarize, temporary_folders
+from eegfm.pipelines.sources import expand_inputs
+from eegfm.pipelines.tfrecord import read_records
 from tests.conftest import run_lock_free_elsewhere, run_lock_held_elsewhere
 
 
@@ -172,7 +172,7 @@ def test_same_inputs_give_identical_shards_in_memory_and_on_two_processes(shared
     # Worker processes import eegfm as installed in the venv, as a real deployment would.
     env = dict(os.environ)
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.preprocess", *inputs, *common, "--output", str(tmp_path / "b"),
+        [sys.executable, "-m", "eegfm.pipelines.preprocess", *inputs, *common, "--output", str(tmp_path / "b"),
          "--direct_running_mode", "multi_processing", "--direct_num_workers", "2", "--verbose"],
         check=True, env=env, capture_output=True, timeout=600,
     )
@@ -204,7 +204,7 @@ def test_same_inputs_give_identical_shards_in_memory_and_on_two_processes(shared
 def test_dataflow_job_graph_builds_offline(shared_data, key_file, tmp_path):
     # The launcher builds and validates the Dataflow graph; --dry_run stops before submitting.
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.preprocess", "--input", str(shared_data / "eegmmi"),
+        [sys.executable, "-m", "eegfm.pipelines.preprocess", "--input", str(shared_data / "eegmmi"),
          "--output", "gs://eegfm-test-bucket/out", "--pseudonym_key_file", key_file,
          "--runner", "DataflowRunner", "--dry_run", "True", "--project", "eegfm-test",
          "--region", "europe-west4", "--temp_location", "gs://eegfm-test-bucket/tmp",
@@ -231,7 +231,7 @@ def test_ctrl_c_stops_a_two_worker_run_cleanly_and_removes_what_it_wrote(shared_
         for edf in (shared_data / "eegmat").glob("*.edf"):
             (corpus / site / edf.name).symlink_to(edf)
     job = subprocess.Popen(
-        [sys.executable, "-m", "pipelines.preprocess", "--input", str(corpus), "--output", str(out),
+        [sys.executable, "-m", "eegfm.pipelines.preprocess", "--input", str(corpus), "--output", str(out),
          "--pseudonym_key_file", key_file, "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 120
@@ -279,7 +279,7 @@ def test_ctrl_c_stops_a_two_worker_run_cleanly_and_removes_what_it_wrote(shared_
 )
 def test_bad_arguments_fail_before_any_work(shared_data, key_file, tmp_path, args, message):
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.preprocess", "--input", str(shared_data / "eegmmi"),
+        [sys.executable, "-m", "eegfm.pipelines.preprocess", "--input", str(shared_data / "eegmmi"),
          "--output", str(tmp_path / "out"), "--pseudonym_key_file", key_file, *args],
         capture_output=True, text=True, timeout=300,
     )
@@ -323,7 +323,7 @@ def test_an_output_folder_and_key_inside_the_input_folder_are_never_inputs(share
 
 
 def test_an_eeglab_recording_gives_the_windows_of_the_edf_it_was_made_from(shared_data, key_file, tmp_path):
-    from pipelines.readers import open_recording
+    from eegfm.pipelines.readers import open_recording
     from tests.pipelines.test_readers import _write_eeglab
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
@@ -381,9 +381,9 @@ def test_a_recording_that_fails_part_way_sends_none_of_its_spilled_windows(share
                                                                            fails_on_second_chunk):
     from apache_beam.pvalue import TaggedOutput
 
-    from pipelines import process
-    from pipelines.preprocess import ProcessRecordingFn
-    from pipelines.sources import discover
+    from eegfm.pipelines import process
+    from eegfm.pipelines.preprocess import ProcessRecordingFn
+    from eegfm.pipelines.sources import discover
 
     calls = fails_on_second_chunk
     (item,) = [i for i in discover([str(shared_data / "eegmat")])[0] if i.path.endswith("Subject00_1.edf")]
@@ -405,7 +405,7 @@ def test_a_recording_that_fails_part_way_sends_none_of_its_spilled_windows(share
 @pytest.fixture(scope="module")
 def simulated_run(key_file, tmp_path_factory):
     """simulate -> preprocess, the way a user runs eegfm on the built-in corpus."""
-    from pipelines.simulate.cli import main as simulate
+    from eegfm.pipelines.simulate.cli import main as simulate
 
     root = tmp_path_factory.mktemp("sim")
     corpus = root / "corpus"
@@ -413,7 +413,7 @@ def simulated_run(key_file, tmp_path_factory):
                      "--recordings-per-subject", "1", "--minutes", "3", "--seed", "3", "--quiet"]) == 0
     out = root / "tfr"
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.preprocess", "--input", str(corpus / "edf"),
+        [sys.executable, "-m", "eegfm.pipelines.preprocess", "--input", str(corpus / "edf"),
          "--input", str(corpus / "hms"), "--output", str(out), "--pseudonym_key_file", key_file,
          "--runner", "DirectRunner", "--direct_running_mode", "in_memory", "--verbose"],
         capture_output=True, timeout=900,
@@ -477,7 +477,7 @@ def test_local_runner_is_the_fn_api_runner_and_other_runners_are_left_to_beam():
 
 
 def test_the_start_log_line_names_few_folders_and_counts_many():
-    from pipelines.preprocess import _count, _describe_datasets
+    from eegfm.pipelines.preprocess import _count, _describe_datasets
 
     assert _describe_datasets({"b": "edf", "a": "eegmat"}) == "a=eegmat, b=edf"
     assert (_count(1, "recording"), _count(0, "other file"), _count(2, "other file")) == (
@@ -510,8 +510,8 @@ def test_windows_lie_end_to_end_unless_a_stride_is_given_and_gaps_are_warned_of(
     """--window_seconds 5 alone used to keep the 10 s stride: half of every recording in no window,
     without a word. The stride follows the window unless given (or a YAML file overlaps windows),
     and a stride longer than the window is warned of."""
-    from pipelines.preprocess import build_parser, config_from_args, given_flags
-    from pipelines.process import PreprocessConfig
+    from eegfm.pipelines.preprocess import build_parser, config_from_args, given_flags
+    from eegfm.pipelines.process import PreprocessConfig
 
     def config(argv, yaml_text=None):
         if yaml_text is not None:
@@ -547,7 +547,7 @@ def test_windows_lie_end_to_end_unless_a_stride_is_given_and_gaps_are_warned_of(
 def test_folders_whose_names_look_like_patterns_are_read_and_written(shared_data, tmp_path):
     """'[2019]' or '[x]' in a folder name is a character class to Beam's and glob's patterns: the
     input folder matched no files, and the job lost its own shards before the manifest."""
-    from training.data import list_files
+    from eegfm.training.data import list_files
 
     inputs = tmp_path / "EEG [2019]" / "ward *1"
     inputs.mkdir(parents=True)

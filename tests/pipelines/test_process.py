@@ -8,16 +8,16 @@ import pandas as pd
 import pyedflib
 import pytest
 
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.harmonize import interpolation_matrix
-from pipelines.process import (
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.harmonize import interpolation_matrix
+from eegfm.pipelines.process import (
     Outcome,
     PreprocessConfig,
     RejectedWindow,
     Window,
     process_recording,
 )
-from pipelines.sources import LabeledWindow, SourceItem, discover
+from eegfm.pipelines.sources import LabeledWindow, SourceItem, discover
 from tests.pipelines.conftest import write_edf_plus_d
 
 KEY = b"a-test-key-of-32-bytes-for-hmac!"
@@ -148,7 +148,7 @@ def test_channels_an_export_filled_with_zeros_are_interpolated_not_every_window_
     # had a flat channel, so the whole recording was rejected.
     import datetime
 
-    from pipelines.edf import EDFHeader, EDFSignal, EDFWriter
+    from eegfm.pipelines.edf import EDFHeader, EDFSignal, EDFWriter
 
     with pyedflib.EdfReader(str(shared_data / "eegmat" / "Subject00_1.edf")) as edf:
         names = [edf.getLabel(i) for i in range(19)]
@@ -170,7 +170,7 @@ def test_channels_an_export_filled_with_zeros_are_interpolated_not_every_window_
 def _write_edf(path, names, data):
     import datetime
 
-    from pipelines.edf import EDFHeader, EDFSignal, EDFWriter
+    from eegfm.pipelines.edf import EDFHeader, EDFSignal, EDFWriter
 
     signals = tuple(EDFSignal(label=name, physical_min=-3000, physical_max=3000, samples_per_record=500)
                     for name in names)
@@ -355,7 +355,7 @@ def test_a_bipolar_montage_is_quarantined_naming_its_derivations(shared_data, tm
 
 
 def test_a_brainvision_header_brings_the_data_and_marker_files_it_names(shared_data, tmp_path):
-    from pipelines.process import _companions
+    from eegfm.pipelines.process import _companions
 
     header = tmp_path / "recording.vhdr"  # a remote header's local copy
     header.write_bytes((shared_data / "formats" / "brainvision" / "test_NO.vhdr").read_bytes())
@@ -368,7 +368,7 @@ def test_a_brainvision_header_brings_the_data_and_marker_files_it_names(shared_d
 
 def _ten_twenty(recording):
     """eegmat's 19 10-20 channels (µV) in the contract's order: a real recording to rewrite."""
-    from pipelines.readers import open_recording
+    from eegfm.pipelines.readers import open_recording
 
     with open_recording(recording) as reader:
         return reader.read()[[reader.info.ch_names.index(f"EEG {c}") for c in CANONICAL_CHANNELS]]
@@ -377,7 +377,7 @@ def _ten_twenty(recording):
 def _spread(eeg, cap, labels):
     """``eeg``'s 19 channels spread by the spherical spline over a cap's electrodes ``labels``: what
     that cap would have recorded."""
-    from pipelines.harmonize import interpolation_matrix
+    from eegfm.pipelines.harmonize import interpolation_matrix
 
     return interpolation_matrix(CANONICAL_CHANNELS, tuple(f"{cap}:{n}" for n in labels)) @ eeg
 
@@ -419,8 +419,8 @@ def test_a_biosemi_abc_recording_is_written_with_the_electrodes_its_cap_puts_at_
 def test_a_biosemi_64_bdf_labelled_a1_to_b32_gives_the_windows_of_its_ten_twenty_electrodes(shared_data, tmp_path):
     # BioSemi's ActiView names a 64-electrode cap's channels A1..B32 in a BDF: eegmat's 19 channels
     # recorded at the cap's 10-20 electrodes (A5 is F3, B16 Cz), the 45 others spread from them.
-    from pipelines.channels import abc_ten_ten_names
-    from pipelines.harmonize import interpolation_matrix
+    from eegfm.pipelines.channels import abc_ten_ten_names
+    from eegfm.pipelines.harmonize import interpolation_matrix
     from tests.pipelines.test_edf_reader import _write_bdf
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
@@ -452,7 +452,7 @@ def test_a_biosemi_64_bdf_labelled_a1_to_b32_gives_the_windows_of_its_ten_twenty
 def test_an_egi_mff_recording_is_placed_by_its_nets_coordinates_or_its_named_net(shared_data, tmp_path):
     # eegmat's 19 channels spread over EGI's 129-sensor HydroCel net, saved as Net Station saves a
     # recording: a folder x.mff, sensors E1..E128 against the vertex reference (all zeros).
-    from pipelines.channels import cap_positions
+    from eegfm.pipelines.channels import cap_positions
     from tests.pipelines.test_readers import _mff
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
@@ -479,7 +479,7 @@ def test_an_egi_mff_recording_is_placed_by_its_nets_coordinates_or_its_named_net
 def test_numbered_channels_of_a_named_cap_give_the_windows_of_the_recording_they_were_made_from(shared_data,
                                                                                                 tmp_path):
     # eegmat's 19 channels spread over EasyCap's numbered M10 cap (1 ... 61), written as BrainVision.
-    from pipelines.channels import cap_positions
+    from eegfm.pipelines.channels import cap_positions
     from tests.pipelines.test_readers import _brainvision
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
@@ -501,7 +501,7 @@ def test_numbered_channels_of_a_named_cap_give_the_windows_of_the_recording_they
 def test_a_fif_with_digitized_positions_is_placed_by_them_where_its_names_say_nothing(shared_data, tmp_path):
     # eegmat's 19 channels spread over MGH's 70-electrode cap and saved as a Neuromag FIF does:
     # channels 'EEG 001' ..., positions digitized in the head frame set by the nasion and ears.
-    from pipelines.channels import cap_positions
+    from eegfm.pipelines.channels import cap_positions
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
     eeg = _ten_twenty(edf)
@@ -541,7 +541,7 @@ def test_an_eeglab_file_is_placed_by_its_chanlocs_where_it_keeps_the_nasion_and_
     # eegmat's 19 channels spread over MGH's 70-electrode cap as EEGLAB keeps a digitized head:
     # chanlocs in its frame (x toward the nose, y toward the left ear; mm), the nasion and ears
     # in chaninfo.nodatchans.
-    from pipelines.channels import cap_positions
+    from eegfm.pipelines.channels import cap_positions
     from tests.pipelines.test_bids import _mgh70_head
     from tests.pipelines.test_readers import _write_eeglab
 
@@ -575,7 +575,7 @@ def test_an_eeglab_file_is_placed_by_its_chanlocs_where_it_keeps_the_nasion_and_
 def test_a_brainvision_header_with_coordinates_is_placed_by_them_under_montage_file(shared_data, tmp_path):
     # Recorder writes a cap's electrode angles on the 10-20 sphere into [Coordinates]: numbered
     # channels then say where they are, as --montage easycap-M10 would.
-    from pipelines.channels import cap_positions
+    from eegfm.pipelines.channels import cap_positions
     from tests.pipelines.test_readers import _brainvision
 
     eeg = _ten_twenty(shared_data / "eegmat" / "Subject00_2.edf")
@@ -594,7 +594,7 @@ def test_a_brainvision_header_with_coordinates_is_placed_by_them_under_montage_f
 
 def test_tusz_events_label_the_sliding_windows_they_cover(shared_data, tmp_path):
     # The TUH Seizure Corpus's layout over a 62 s eegmat recording: a seizure marked from 25 to 47 s.
-    from pipelines.sources import discover
+    from eegfm.pipelines.sources import discover
 
     folder = tmp_path / "tusz" / "edf" / "train" / "aaaaaaac" / "s001_2002" / "01_tcp_ar"
     folder.mkdir(parents=True)
@@ -620,7 +620,7 @@ def test_tusz_events_label_the_sliding_windows_they_cover(shared_data, tmp_path)
 
 def test_tuev_events_each_get_a_five_second_window_moved_inside_at_the_recordings_edges(shared_data, tmp_path):
     # The TUH EEG Events Corpus's layout over a 62 s eegmat recording.
-    from pipelines.sources import discover
+    from eegfm.pipelines.sources import discover
 
     folder = tmp_path / "tuev" / "edf" / "train" / "aaaaaaar"
     folder.mkdir(parents=True)
@@ -651,7 +651,7 @@ def test_tuar_artifacts_label_short_sliding_windows_and_unannotated_ones_stay_un
     # The TUH Artifact Corpus's layout over a 62 s eegmat recording, cut in 2 s windows as its
     # seconds-long artifacts call for: chewing on two channels over 10-14.5 s, eye movement
     # 30-31.2 s, a muscle-and-eye pair written in the corpus's other order 40-44 s.
-    from pipelines.sources import TUAR_LABELS, discover
+    from eegfm.pipelines.sources import TUAR_LABELS, discover
 
     folder = tmp_path / "tuar" / "edf" / "01_tcp_ar"
     folder.mkdir(parents=True)
@@ -679,7 +679,7 @@ def _chb_mit_edf(recording, path) -> np.ndarray:
     """CHB-MIT's double banana (with its second T8-P8 and its FT9-FT10 bridge) derived from a real
     eegmat recording, FT9 and FT10 spread to by the spherical spline, written to ``path``; returns
     the recording's 19 10-20 channels it was made from."""
-    from pipelines.channels import derivation
+    from eegfm.pipelines.channels import derivation
     from tests.pipelines.test_bipolar import CHB_MIT
 
     eeg = _ten_twenty(recording)
@@ -719,7 +719,7 @@ def test_a_bipolar_recording_gives_the_windows_of_the_referential_one_it_was_der
 
 def test_chb_mit_seizures_from_the_case_summary_label_the_windows_of_its_bipolar_recordings(shared_data, tmp_path):
     # CHB-MIT's layout over a 62 s eegmat recording in its montage: a seizure from 25 to 47 s.
-    from pipelines.sources import discover
+    from eegfm.pipelines.sources import discover
 
     case = tmp_path / "chbmit" / "chb01"
     case.mkdir(parents=True)
@@ -741,7 +741,7 @@ def test_chb_mit_seizures_from_the_case_summary_label_the_windows_of_its_bipolar
 
 def test_eegmmi_trials_are_windows_at_their_annotations_labelled_by_the_run(shared_data, tmp_path):
     # Real annotations of a real imagery run: a 4 s window from each T1 (left fist) and T2 (right).
-    from pipelines.readers import open_recording
+    from eegfm.pipelines.readers import open_recording
 
     with open_recording(shared_data / "eegmmi" / "S001R04.edf") as edf:
         trials = [(onset, text) for onset, _, text in edf.events if text != "T0"]
@@ -765,7 +765,7 @@ def test_eegmmi_trials_are_windows_at_their_annotations_labelled_by_the_run(shar
 
 def test_a_flat_derivation_is_left_out_of_the_reconstruction(shared_data, tmp_path):
     # An unplugged pair records nothing: used, it would tie its two electrodes together.
-    from pipelines.readers import open_recording
+    from eegfm.pipelines.readers import open_recording
 
     _chb_mit_edf(shared_data / "eegmat" / "Subject00_2.edf", tmp_path / "chb.edf")
     with open_recording(tmp_path / "chb.edf") as edf:
@@ -783,7 +783,7 @@ def test_a_flat_derivation_is_left_out_of_the_reconstruction(shared_data, tmp_pa
 
 
 def test_siena_seizure_clock_times_label_the_windows_and_a_typo_quarantines_its_file(shared_data, tmp_path):
-    from pipelines.sources import discover
+    from eegfm.pipelines.sources import discover
 
     patient = tmp_path / "siena" / "PN01"
     patient.mkdir(parents=True)

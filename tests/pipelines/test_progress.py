@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from pipelines.progress import ProgressReporter, progress_line, read_progress, record_done
+from eegfm.pipelines.progress import ProgressReporter, progress_line, read_progress, record_done
 
 
 def _writer(path: str, count: int) -> None:

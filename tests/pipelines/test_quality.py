@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt
 
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.config import ConfigError
-from pipelines.filters import filter_data
-from pipelines.quality import (
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.core.config import ConfigError
+from eegfm.pipelines.filters import filter_data
+from eegfm.pipelines.quality import (
     QUALITY_NAMES,
     RULES,
     QualityConfig,
@@ -17,7 +17,7 @@ from pipelines.quality import (
     compute_quality,
     validate_window,
 )
-from pipelines.resample import resample
+from eegfm.pipelines.resample import resample
 
 SFREQ = 256.0
 N_TIMES = 1280  # 5 s windows
@@ -319,7 +319,7 @@ def _reference_quality(data, sfreq=SFREQ, cfg=None, channel_mask=None, unfiltere
                        physical_min=None, physical_max=None) -> dict:
     from scipy.signal import welch
 
-    from pipelines.filters import LINE_FREQUENCIES, line_ratio_db
+    from eegfm.pipelines.filters import LINE_FREQUENCIES, line_ratio_db
 
     cfg = cfg or QualityConfig()
     n_chans, n_times = data.shape
@@ -514,7 +514,7 @@ def test_non_contiguous_views_give_the_same_report(clean_windows):
 
 
 def test_the_spectrum_is_shared_and_can_be_passed_in(window):
-    from pipelines.features import WindowSpectrum, window_spectrum
+    from eegfm.pipelines.features import WindowSpectrum, window_spectrum
 
     w32 = window.astype(np.float32)
     report = compute_quality(w32)
@@ -533,7 +533,7 @@ def test_the_spectrum_is_shared_and_can_be_passed_in(window):
 
 
 def test_public_detectors_agree_with_the_report(window):
-    from pipelines.quality import clip_mask, detect_pops, flat_mask
+    from eegfm.pipelines.quality import clip_mask, detect_pops, flat_mask
 
     w = window.astype(np.float32)
     w[5, 300:500] = w[5, 300]
@@ -555,8 +555,8 @@ def test_public_detectors_agree_with_the_report(window):
 
 
 def test_batch_equals_one_window_at_a_time(clean_windows):
-    from pipelines.features import window_spectrum
-    from pipelines.quality import compute_quality_batch
+    from eegfm.pipelines.features import window_spectrum
+    from eegfm.pipelines.quality import compute_quality_batch
 
     cases = _dirty_windows(clean_windows)
     windows = np.stack([w for _, w, _ in cases])

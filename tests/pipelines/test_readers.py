@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipelines.readers import (
+from eegfm.pipelines.readers import (
     HmsParquetReader,
     ReaderError,
     Segment,
@@ -402,7 +402,7 @@ def test_an_electrode_named_twice_is_refused_and_other_names_twice_read_in_every
 def test_eeglab_fiducials_are_turned_into_the_frame_and_unit_of_its_channels():
     from mne.io.constants import FIFF
 
-    from pipelines.readers import _eeglab_fiducials
+    from eegfm.pipelines.readers import _eeglab_fiducials
 
     nasion, lpa, rpa = FIFF.FIFFV_POINT_NASION, FIFF.FIFFV_POINT_LPA, FIFF.FIFFV_POINT_RPA
     # as EEGLAB writes them (x toward the nose, y toward the left ear), in mm
@@ -431,7 +431,7 @@ def test_the_recordings_annotations_are_its_events_in_its_own_time(shared_data, 
     with open_recording(tmp_path / "run_raw.fif") as fif:
         assert [(round(a, 3), round(b, 3), c) for a, b, c in fif.events] == [
             (round(a, 3), round(b, 3), c.lower()) for a, b, c in events]
-    from pipelines.readers import Segment, annotated_events
+    from eegfm.pipelines.readers import Segment, annotated_events
 
     segments = (Segment(0, 4800, 0.0), Segment(4800, 9600, 50.0))
     assert annotated_events([(160, 16, "t1"), (6400, 32, "t2")], segments, 160.0) == (

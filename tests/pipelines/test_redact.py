@@ -7,10 +7,10 @@ import re
 
 import pytest
 
-from pipelines.logging_setup import RedactingFilter, setup_logging
-from pipelines.preprocess import run
-from pipelines.redact import PathRedactor, kept_folders, main, split_name
-from pipelines.tfrecord import read_records
+from eegfm.core.logs import RedactingFilter, setup_logging
+from eegfm.pipelines.preprocess import run
+from eegfm.pipelines.redact import PathRedactor, kept_folders, main, split_name
+from eegfm.pipelines.tfrecord import read_records
 
 KEY = b"0123456789abcdef0123456789abcdef"
 TOKEN = r"[0-9a-f]{12}"

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines import schema
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.report import artifact_scores, draw_report, site_summary
-from pipelines.tfrecord import read_records
+from eegfm.pipelines import schema
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.report import artifact_scores, draw_report, site_summary
+from eegfm.pipelines.tfrecord import read_records
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -82,17 +82,17 @@ def test_the_picture_has_a_row_per_site_in_every_panel(shared_run):
 def test_the_command_writes_the_png_and_names_what_it_lacks(shared_run, tmp_path):
     out, _ = shared_run
     target = tmp_path / "quality.png"
-    done = subprocess.run([sys.executable, "-m", "pipelines.report", str(out), "--report", str(target)], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "eegfm.pipelines.report", str(out), "--report", str(target)], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(target) and target.read_bytes()[:8] == PNG
-    done = subprocess.run([sys.executable, "-m", "pipelines.report", str(tmp_path / "nothing")], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "eegfm.pipelines.report", str(tmp_path / "nothing")], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip() == (f"report: {tmp_path / 'nothing' / 'manifest.json'}: no manifest; expected the "
                                    "--output folder of a finished pipelines.preprocess run")
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "manifest.json").write_text(json.dumps({"inputs": []}))
-    done = subprocess.run([sys.executable, "-m", "pipelines.report", str(tmp_path / "empty")], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "eegfm.pipelines.report", str(tmp_path / "empty")], cwd=REPO,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "lists no processed or quarantined recording" in done.stderr

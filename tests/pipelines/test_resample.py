@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from pipelines.resample import (
+from eegfm.pipelines.resample import (
     Resampler,
     _fir_taps,
     plan_resample,

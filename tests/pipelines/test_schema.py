@@ -9,8 +9,8 @@ import math
 import numpy as np
 import pytest
 
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.schema import (
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.schema import (
     CHANNELS,
     FEATURES,
     HMS_CLASSES,

@@ -12,9 +12,9 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipelines.preprocess import local_runner
-from pipelines.schema import decode_example, encode_example
-from pipelines.sinks import (
+from eegfm.pipelines.preprocess import local_runner
+from eegfm.pipelines.schema import decode_example, encode_example
+from eegfm.pipelines.sinks import (
     FinalizeBySiteFn,
     InMemorySource,
     SnappyTFRecordSink,
@@ -192,10 +192,7 @@ def test_finalizing_twice_renames_once_and_gives_the_same_names(tmp_path):
 
 
 @pytest.mark.slow  # starts two SDK worker processes: about 10 s
-def test_by_site_write_with_worker_processes(tmp_path, monkeypatch):
-    # Workers import pipelines.* by name; until the package is pip-installed, point them at it.
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p))
+def test_by_site_write_with_worker_processes(tmp_path):
     options = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
                "--direct_num_workers=2"]
     _by_site(options, tmp_path, ["site0", "site1", "site2"], num_shards=2)

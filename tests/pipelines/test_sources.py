@@ -6,7 +6,7 @@ import shutil
 import pandas as pd
 import pytest
 
-from pipelines.sources import (
+from eegfm.pipelines.sources import (
     HMS_VOTE_COLUMNS,
     LabeledInterval,
     LabeledWindow,
@@ -331,7 +331,7 @@ def test_labels_csv_paths_written_on_windows_or_with_dots_name_the_same_file(tmp
 
 
 def test_label_rows_name_what_is_missing():
-    from pipelines.sources import _label_row
+    from eegfm.pipelines.sources import _label_row
 
     assert _label_row({"path": "x.edf", "label": "1"}, "l.csv line 2").problem == (
         "l.csv line 2: task: expected the label space's name (e.g. abnormal) beside a label, or HMS's vote columns "
@@ -393,7 +393,7 @@ def test_the_manifest_says_which_metadata_files_are_read(tmp_path, shared_data):
 
 
 def test_age_cells():
-    from pipelines.sources import _age_cell
+    from eegfm.pipelines.sources import _age_cell
 
     cells = {"34": 34.0, " 42.7 ": 42.0, "89+": 89.0, ">89": 89.0, "97": 90.0, "n/a": None, "": None, None: None,
              "unknown": None, "-3": None, "nan": None, "inf": None}
@@ -468,7 +468,7 @@ def test_tuab_adapter_labels_each_recording_by_its_folder_and_groups_a_patients_
 
 
 def test_a_window_takes_the_label_of_the_stretch_it_lies_mostly_in():
-    from pipelines.sources import LabeledInterval, interval_label, tusz_intervals
+    from eegfm.pipelines.sources import LabeledInterval, interval_label, tusz_intervals
 
     text = ("# version = csv_v1.0.0\n# bname = aaaaaaac_s001_t000\n# duration = 62.00 secs\n#\n"
             "channel,start_time,stop_time,label,confidence\n"
@@ -509,7 +509,7 @@ def test_tusz_adapter_reads_each_recordings_events_and_lists_them_as_read(shared
 
 
 def test_tuar_rows_are_coded_by_artifact_kind_whichever_order_a_pair_is_written_in():
-    from pipelines.sources import TUAR_LABELS, LabeledInterval, tuar_intervals
+    from eegfm.pipelines.sources import TUAR_LABELS, LabeledInterval, tuar_intervals
 
     text = ("# version = csv_v1.0.0\n# bname = aaaaaaju_s005_t000\n# duration = 62.00 secs\n"
             "# montage_file = $NEDC_NFC/lib/nedc_eas_default_montage.txt\n#\n"
@@ -556,7 +556,7 @@ def test_tuar_layout_is_detected_and_its_event_files_listed_as_read(shared_data,
 
 
 def test_tuev_events_become_one_window_each_labelled_by_most_of_their_channel_rows():
-    from pipelines.sources import LabeledWindow, tuev_windows
+    from eegfm.pipelines.sources import LabeledWindow, tuev_windows
 
     text = ("7,31.0000000,32.0000000,6\n8,31.0000000,32.0000000,6\n2,31.0000000,32.0000000,3\n"
             "0,0.5000000,1.5000000,4\n1,40.0000000,41.0000000,1\n3,40.0000000,41.0000000,2\n\n")
@@ -606,7 +606,7 @@ def test_tuev_adapter_finds_patients_in_both_naming_schemes_and_lists_the_event_
 
 
 def test_chb_mit_summaries_give_each_files_seizures_in_both_spellings_and_name_a_bad_entry():
-    from pipelines.sources import chbmit_seizures
+    from eegfm.pipelines.sources import chbmit_seizures
 
     text = ("Data Sampling Rate: 256 Hz\n*****\n\nChannels in EDF Files:\nChannel 1: FP1-F7\n\n"
             "File Name: chb04_01.edf\nFile Start Time: 07:05:09\nFile End Time: 11:05:09\n"
@@ -691,7 +691,7 @@ def test_tuep_adapter_labels_each_patients_recordings_by_its_diagnosis_folder(sh
 
 
 def test_siena_seizure_lists_count_from_each_files_registration_start_and_catch_a_typo():
-    from pipelines.sources import siena_seizures
+    from eegfm.pipelines.sources import siena_seizures
 
     text = ("Seizures list for patient PN00\n\nSeizure n 1\nFile name: PN00-1.edf\n"
             "Registration start time: 19.39.33\nRegistration end time: 20.22.58\n"

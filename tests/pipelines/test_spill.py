@@ -8,11 +8,11 @@ import os
 import numpy as np
 import pytest
 
-from pipelines import schema
-from pipelines.process import PreprocessConfig, Window, process_recording
-from pipelines.sources import discover
-from pipelines.object_stores import remove_folder
-from pipelines.spill import (
+from eegfm.pipelines import schema
+from eegfm.pipelines.process import PreprocessConfig, Window, process_recording
+from eegfm.pipelines.sources import discover
+from eegfm.core.stores import remove_folder
+from eegfm.pipelines.spill import (
     AE_INDEX,
     SpillWriter,
     sample_items,

@@ -4,7 +4,7 @@ import pytest
 from apache_beam.runners.worker import statesampler
 from apache_beam.utils.counters import CounterFactory
 
-from pipelines.state_sampler import shorten_state_sampling
+from eegfm.pipelines.state_sampler import shorten_state_sampling
 
 
 @pytest.fixture

@@ -11,9 +11,9 @@ import cramjam
 import numpy as np
 import pytest
 
-from pipelines.config import ConfigError
-from pipelines.schema import decode_example, encode_example
-from pipelines.tfrecord import (
+from eegfm.core.config import ConfigError
+from eegfm.pipelines.schema import decode_example, encode_example
+from eegfm.pipelines.tfrecord import (
     SNAPPY_BLOCK_BYTES,
     CorruptTFRecordError,
     SnappyTFRecordWriter,

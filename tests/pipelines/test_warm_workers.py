@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.warm_workers import Zygote, worker_command, zygote_for
-from pipelines.worker_launcher import ZYGOTE_ENV
+from eegfm.pipelines.warm_workers import Zygote, worker_command, zygote_for
+from eegfm.pipelines.worker_launcher import ZYGOTE_ENV
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="warm workers need fork")
 
@@ -126,8 +126,8 @@ def test_zygote_starts_in_a_single_threaded_job_and_is_gone_after_it():
     # A fresh interpreter, like the job's: pytest's own process has threads from other tests.
     code = (
         "import os\n"
-        "from pipelines.warm_workers import zygote_for\n"
-        "from pipelines.worker_launcher import ZYGOTE_ENV\n"
+        "from eegfm.pipelines.warm_workers import zygote_for\n"
+        "from eegfm.pipelines.worker_launcher import ZYGOTE_ENV\n"
         "with zygote_for(True) as zygote:\n"
         "    assert zygote is not None and os.environ[ZYGOTE_ENV] == zygote.address\n"
         "    os.kill(zygote.pid, 0)\n"

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipelines.config import ConfigError
-from serving.model_store import fetch_model
-from serving.predictor import Predictor
-from tests.pipelines.test_object_stores import AWS_ENV, BUCKET, beam_options, s3  # noqa: F401 - fixtures
+from eegfm.core.config import ConfigError
+from eegfm.serving.model_store import fetch_model
+from eegfm.serving.predictor import Predictor
+from tests.core.test_stores import AWS_ENV, BUCKET, beam_options, s3  # noqa: F401 - fixtures
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def on_s3(s3, beam_options, monkeypatch, tmp_path):  # noqa: F811 - the imported
 
 
 def test_a_run_in_s3_is_fetched_once_and_predicts_as_the_local_one(on_s3, finetuned, raw_sites, tmp_path):
-    from serving.model_store import main as publish
+    from eegfm.serving.model_store import main as publish
 
     url = f"s3://{BUCKET}/runs/ft"
     assert publish([str(finetuned), url]) == 0
@@ -56,7 +56,7 @@ def test_a_store_folder_without_a_model_is_refused_by_name(on_s3):
 def test_a_model_published_again_is_fetched_again_though_its_files_keep_their_sizes(on_s3, finetuned):
     import time
 
-    from serving.model_store import publish_model
+    from eegfm.serving.model_store import publish_model
 
     url = f"s3://{BUCKET}/runs/again"
     publish_model(finetuned, url)
@@ -71,7 +71,7 @@ def test_publishing_leaves_out_an_onnx_graph_older_than_the_weights(on_s3, finet
     import os
     import shutil
 
-    from serving.model_store import publish_model
+    from eegfm.serving.model_store import publish_model
 
     run = tmp_path / "run"
     shutil.copytree(finetuned / "model", run / "model", ignore=shutil.ignore_patterns("model.onnx"))

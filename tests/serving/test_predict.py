@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from serving import predict
+from eegfm.serving import predict
 
 
 def test_every_input_is_accounted_for_with_a_row_per_window(finetuned, raw_sites, tmp_path, capsys):
@@ -54,7 +54,7 @@ def test_every_input_is_accounted_for_with_a_row_per_window(finetuned, raw_sites
 
 
 def test_a_run_without_a_test_split_says_its_numbers_are_validation_ones(tmp_path):
-    from serving.predictor import held_out_evaluation
+    from eegfm.serving.predictor import held_out_evaluation
 
     path = tmp_path / "eval.json"
     assert held_out_evaluation(path) is None  # no eval.json: a bare model folder
@@ -82,7 +82,7 @@ def test_nothing_to_score_exits_1_and_usage_errors_exit_2(finetuned, encoder, tm
 
 
 def test_planted_identifiers_reach_no_prediction_and_no_log(finetuned, tmp_path):
-    from pipelines.simulate.cli import main as simulate
+    from eegfm.pipelines.simulate.cli import main as simulate
 
     simulated = tmp_path / "simulated"
     assert simulate(["--output", str(simulated), "--sites", "2", "--subjects-per-site", "1",
@@ -92,7 +92,7 @@ def test_planted_identifiers_reach_no_prediction_and_no_log(finetuned, tmp_path)
     headers = b"".join(p.read_bytes()[:4096] for p in (simulated / "edf").rglob("*.edf"))
     assert len(needles) >= 8 and sum(n in headers for n in needles) >= len(needles) // 2  # they are there
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "serving.predict", "--model", str(finetuned),
+    result = subprocess.run([sys.executable, "-m", "eegfm.serving.predict", "--model", str(finetuned),
                              "--input", str(simulated / "edf"), "--output", str(out)],
                             capture_output=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -10,13 +10,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from model.modeling import EEGFMModel
-from pipelines.config import ConfigError
-from pipelines.schema import decode_example
-from pipelines.tfrecord import read_records
-from serving.predictor import PredictConfig, Predictor
-from training.data import collate_records, inputs_for_modalities
-from training.preprocess_spec import SPEC_FILE
+from eegfm.model.modeling import EEGFMModel
+from eegfm.core.config import ConfigError
+from eegfm.pipelines.schema import decode_example
+from eegfm.pipelines.tfrecord import read_records
+from eegfm.serving.predictor import PredictConfig, Predictor
+from eegfm.training.data import collate_records, inputs_for_modalities
+from eegfm.training.preprocess_spec import SPEC_FILE
 
 
 def _records_of(data: Path, recording: Path) -> list[bytes]:
@@ -138,8 +138,8 @@ def test_the_datas_artifact_autoencoder_travels_with_the_model_and_scores_window
                                                                                  tmp_path):
     import shutil
 
-    from pipelines.artifact_ae import ArtifactAutoencoder
-    from training.preprocess_spec import AE_FILE, save_preprocess_spec
+    from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
+    from eegfm.training.preprocess_spec import AE_FILE, save_preprocess_spec
 
     # the pipeline output as a run with its autoencoder would leave it: fitted on its windows
     data = tmp_path / "data"

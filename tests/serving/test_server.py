@@ -13,7 +13,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from serving.server import make_server, upload_extension
+from eegfm.serving.server import make_server, upload_extension
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +113,7 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(finetuned, raw_si
         for copy in range(4):
             for path in sorted(raw_sites.rglob("*.edf")):
                 zipped.write(path, f"copy{copy}/{path.name}")
-    server = subprocess.Popen([sys.executable, "-m", "serving.server", "--model", str(finetuned), "--port", "0"],
+    server = subprocess.Popen([sys.executable, "-m", "eegfm.serving.server", "--model", str(finetuned), "--port", "0"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         banner = server.stdout.readline()

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from training import finetune
-from training.calibration import (brier_score, calibration_metrics, ece_of_bins, expected_calibration_error,
+from eegfm.training import finetune
+from eegfm.training.calibration import (brier_score, calibration_metrics, ece_of_bins, expected_calibration_error,
                                   plot_reliability, reliability_bins)
 
 

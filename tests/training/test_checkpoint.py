@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import nn
 
-from training.checkpoint import (
+from eegfm.training.checkpoint import (
     BEST_POINTER,
     LATEST_POINTER,
     MODEL_FILE,
@@ -230,7 +230,7 @@ def test_invalid_safetensors_with_a_matching_hash_is_refused(tmp_path):
 _KILLED_WRITER = """
 import os, sys, time, torch
 from pathlib import Path
-from training import checkpoint as ck
+from eegfm.training import checkpoint as ck
 
 directory = Path(sys.argv[1])
 ck.save_checkpoint(directory, 1, {"model": {"w": torch.full((4,), 1.0)}, "epoch": 0})
@@ -273,7 +273,7 @@ def test_sigkill_during_a_write_leaves_the_previous_checkpoint(tmp_path):
 
 _PREEMPTED_LOOP = """
 import signal, sys, time
-from training.checkpoint import PreemptionHandler
+from eegfm.training.checkpoint import PreemptionHandler
 
 with PreemptionHandler() as preemption:
     print("ready", flush=True)
@@ -340,7 +340,7 @@ def test_a_safetensors_file_whose_header_length_starts_with_0x80_is_not_taken_fo
     # pickle's PROTO opcode. Real optimizer states hit this (it broke --resume auto once).
     from safetensors.torch import save_file
 
-    from training.checkpoint import _looks_like_pickle
+    from eegfm.training.checkpoint import _looks_like_pickle
 
     path = tmp_path / "x.safetensors"
     for pad in range(512):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.confusion import confusion_matrix, plot_confusion
+from eegfm.training.confusion import confusion_matrix, plot_confusion
 
 
 def test_counts_land_in_their_true_row_and_predicted_column(tmp_path):

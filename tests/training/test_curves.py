@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from training.curves import FINETUNE_PANELS, PRETRAIN_PANELS, Panel, draw, panels_for, plot_curves, read_series
+from eegfm.training.curves import FINETUNE_PANELS, PRETRAIN_PANELS, Panel, draw, panels_for, plot_curves, read_series
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -62,7 +62,7 @@ def test_the_command_draws_a_run_folder_and_names_a_folder_without_metrics(tmp_p
     run.mkdir()
     _write(run / "metrics.jsonl", [{"step": s, "loss": 2.0 / s, "reconstruction_loss": 1.0 / s, "lr": 1e-3}
                                    for s in range(1, 6)])
-    done = subprocess.run([sys.executable, "-m", "training.curves", str(run), str(tmp_path / "missing")], cwd=REPO,
+    done = subprocess.run([sys.executable, "-m", "eegfm.training.curves", str(run), str(tmp_path / "missing")], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 2
     assert done.stdout.strip() == str(run / "curves.png") and (run / "curves.png").read_bytes()[:8] == PNG

@@ -15,15 +15,15 @@ import numpy as np
 import pytest
 import torch
 
-from model.inputs import encode_age, encode_sex
-from pipelines.config import ConfigError
-from pipelines import schema
-from pipelines.schema import N_CHANS, SchemaError, decode_example, encode_example
-from pipelines.tfrecord import CorruptTFRecordError, read_records, write_records
-from training import augment as aug
-from training import data
-from training.augment import AugmentConfig
-from training.data import EEGLoader, LoaderConfig, RecordFilter, list_files, model_inputs
+from eegfm.model.inputs import encode_age, encode_sex
+from eegfm.core.config import ConfigError
+from eegfm.pipelines import schema
+from eegfm.pipelines.schema import N_CHANS, SchemaError, decode_example, encode_example
+from eegfm.pipelines.tfrecord import CorruptTFRecordError, read_records, write_records
+from eegfm.training import augment as aug
+from eegfm.training import data
+from eegfm.training.augment import AugmentConfig
+from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter, list_files, model_inputs
 
 
 def _records(out: Path) -> list:
@@ -216,7 +216,7 @@ def test_object_store_paths_go_through_beam_filesystems(pipeline_output, tmp_pat
     # gs:// and other schemes use apache_beam's FileSystems; it serves local paths the same way.
     local = list_files(pipeline_output)
     expected = sum(len(b["label"]) for b in _epoch(pipeline_output, LoaderConfig(num_workers=0)))
-    from pipelines import object_stores
+    from eegfm.core import stores as object_stores
 
     monkeypatch.setattr(data, "_is_remote", lambda path: True)
     monkeypatch.setattr(object_stores, "is_remote", lambda path: True)  # opening, too
@@ -674,7 +674,7 @@ def test_batch_format_feeds_the_model(pipeline_output):
     assert all(isinstance(batch[k][0], str) for k in ("site_id", "subject_id", "recording_id", "task"))
     inputs = model_inputs(batch)
     assert set(inputs) == {"eeg", "channel_mask", "ecg", "age", "sex"}
-    from model import create_model
+    from eegfm.model import create_model
 
     model = create_model("tiny", head="hms6").eval()
     short = next(b for b in batches if b["eeg"].shape[-1] == 2560)  # 10 s windows: a quick forward
@@ -990,7 +990,7 @@ def test_random_crop_takes_crops_of_longer_windows_and_leaves_the_others_whole(s
 
 def test_the_cpu_tiny_fine_tuning_crops_fit_every_window_length():
     # Its 10 s crops are for HMS's 50 s windows; eegmat's 10 s windows (--task eegmat) stay whole.
-    from training.config import load_config
+    from eegfm.training.config import load_config
 
     config = AugmentConfig(**load_config("cpu-tiny", "finetune").loader.augment)
     for seconds, kept in ((50, 10), (10, 10), (4, 4)):

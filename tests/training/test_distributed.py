@@ -16,7 +16,7 @@ import torch
 import torch.multiprocessing as mp
 
 from tests.conftest import free_port
-from training.distributed import BACKENDS, DistributedError, StopVote, init_distributed, unwrap
+from eegfm.training.distributed import BACKENDS, DistributedError, StopVote, init_distributed, unwrap
 
 
 @pytest.fixture
@@ -85,8 +85,8 @@ def test_under_torchrun_each_restart_attempt_reads_only_its_own_store_keys(monke
 
     import itertools
 
-    from training import distributed
-    from training.distributed import _attempt_store
+    from eegfm.training import distributed
+    from eegfm.training.distributed import _attempt_store
 
     timeout = datetime.timedelta(seconds=10)
     monkeypatch.delenv("TORCHELASTIC_USE_AGENT_STORE", raising=False)
@@ -147,7 +147,7 @@ def test_two_gloo_ranks_agree_to_stop_one_step_after_either_is_signalled():
 
 
 _HOROVOD_OBJECTS = """
-from training.distributed import init_distributed
+from eegfm.training.distributed import init_distributed
 
 dist = init_distributed("horovod", device="cpu")
 # Rank-dependent types: Horovod names a collective after its object's type unless told otherwise.

@@ -4,10 +4,10 @@ import numpy as np
 import torch
 import pytest
 
-from pipelines import schema
-from pipelines.tfrecord import read_records
-from training import data, field_columns as columns
-from training.data import list_files
+from eegfm.pipelines import schema
+from eegfm.pipelines.tfrecord import read_records
+from eegfm.training import data, field_columns as columns
+from eegfm.training.data import list_files
 
 
 def _feature(kind, values) -> bytes:

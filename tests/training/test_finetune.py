@@ -24,16 +24,16 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from pipelines.preprocess import run as preprocess
-from pipelines.sources import TUAB_LABELS, TUEV_LABELS
-from pipelines.schema import decode_example, encode_example
-from pipelines.simulate.cli import main as simulate
-from pipelines.tfrecord import read_records, write_records
-from training import checkpoint as ckpt
-from training import finetune
-from training.config import load_config
-from training.data import EEGLoader, LoaderConfig, RecordFilter, list_files, model_inputs, scan_windows
-from training.tracking import read_offline_run
+from eegfm.pipelines.preprocess import run as preprocess
+from eegfm.pipelines.sources import TUAB_LABELS, TUEV_LABELS
+from eegfm.pipelines.schema import decode_example, encode_example
+from eegfm.pipelines.simulate.cli import main as simulate
+from eegfm.pipelines.tfrecord import read_records, write_records
+from eegfm.training import checkpoint as ckpt
+from eegfm.training import finetune
+from eegfm.training.config import load_config
+from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter, list_files, model_inputs, scan_windows
+from eegfm.training.tracking import read_offline_run
 
 from tests.training.conftest import preprocess_corpus
 
@@ -94,7 +94,7 @@ def hms_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pretrained(hms_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real training.pretrain output (two steps): its model/ holds EEGFMForPretraining weights."""
     out = tmp_path_factory.mktemp("pretrain") / "run"
-    done = subprocess.run([sys.executable, "-m", "training.pretrain", "--data", str(hms_data), "--output", str(out),
+    done = subprocess.run([sys.executable, "-m", "eegfm.training.pretrain", "--data", str(hms_data), "--output", str(out),
                            "--config", "cpu-tiny", "--set", "loader.batch_size=4", "--set", "optim.warmup_steps=1",
                            "--max_steps", "2", "--wandb", "disabled"],
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
@@ -105,7 +105,7 @@ def pretrained(hms_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="module")
 def finetuned(hms_data: Path, pretrained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("finetune") / "run"
-    done = subprocess.run([sys.executable, "-m", "training.finetune", "--pretrained", str(pretrained.parent),
+    done = subprocess.run([sys.executable, "-m", "eegfm.training.finetune", "--pretrained", str(pretrained.parent),
                            "--data", str(hms_data), "--task", "hms6", "--output", str(out), *RECIPE],
                           cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -166,8 +166,8 @@ def test_ranking_metrics_by_hand():
 
 
 def test_regression_is_measured_against_the_training_mean():
-    from model.config import EEGFMConfig
-    from model.heads import RegressionHead
+    from eegfm.model.config import EEGFMConfig
+    from eegfm.model.heads import RegressionHead
 
     cfg = load_config("cpu-tiny", "finetune", ["task=regression", "temperature_scaling=false"])
     head = RegressionHead(EEGFMConfig(), 1)
@@ -176,7 +176,7 @@ def test_regression_is_measured_against_the_training_mean():
     # squared errors 0.25, 0, 0.25, 0.25 against the mean's 0.25, 0.25, 0.25, 2.25
     assert got == pytest.approx({"loss": 0.1875, "metric": 0.1875, "n_windows": 4, "baseline_loss": 0.75,
                                  "loss_vs_baseline": 0.25, "r2": 0.75})
-    from model.modeling import EEGFMModel
+    from eegfm.model.modeling import EEGFMModel
 
     model = EEGFMModel(EEGFMConfig(head="regression"))
     finetune.init_head(model, [0.25], "regression", seed=0)  # the untrained head predicts the mean
@@ -224,7 +224,7 @@ def test_eval_json_breaks_the_held_out_metrics_down_by_site(finetuned, hms_data)
             if key.startswith("val_per_site/") and key.endswith("/kl")} == {s: m["kl"] for s, m in per_site.items()}
     # and drawn: each site's KL beside the class prior's
     assert (finetuned / "sites.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from training.per_site import draw_per_site
+    from eegfm.training.per_site import draw_per_site
 
     losses, scores, calibration = draw_per_site(per_site).axes
     bars = [(round(p.get_y() + p.get_height() / 2, 6), p.get_width()) for p in losses.patches]
@@ -294,7 +294,7 @@ def test_temperature_scaling_does_not_raise_validation_kl(finetuned):
 def test_eval_json_reports_calibration_and_calibration_png_draws_it(finetuned):
     from PIL import Image
 
-    from training.calibration import ece_of_bins
+    from eegfm.training.calibration import ece_of_bins
 
     report = json.loads((finetuned / "eval.json").read_text())
     held = "test" if "test" in report else "val"
@@ -318,7 +318,7 @@ def test_eval_json_reports_calibration_and_calibration_png_draws_it(finetuned):
 
 
 def test_saved_model_reloads_and_gives_the_evaluated_predictions(finetuned, hms_data):
-    from model import EEGFMModel
+    from eegfm.model import EEGFMModel
 
     model = EEGFMModel.from_pretrained(finetuned / "model")
     run = json.loads((finetuned / "run.json").read_text())
@@ -394,7 +394,7 @@ def test_full_mode_gives_lower_layers_lower_learning_rates(pretrained, hms_data,
 
 
 def test_gradual_unfreezing_goes_top_down():
-    from model import create_model
+    from eegfm.model import create_model
 
     model = create_model("base", head="hms6")  # 4 blocks + 4 patch layers
     cfg = load_config("cpu-tiny", "finetune", ["unfreeze_schedule=[1, 2, 3]"])
@@ -469,7 +469,7 @@ def test_torchrun_two_ranks_with_gradual_unfreezing(pretrained, hms_data, tmp_pa
     out = tmp_path / "ddp"
     done = subprocess.run(
         [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2", f"--master_port={port}",
-         "-m", "training.finetune", "--pretrained", str(pretrained), "--data", str(hms_data), "--output", str(out),
+         "-m", "eegfm.training.finetune", "--pretrained", str(pretrained), "--data", str(hms_data), "--output", str(out),
          *QUICK, "--set", "optim.max_steps=3", "--set", "unfreeze_unit=step", "--set", "unfreeze_schedule=[1, 2]",
          "--set", "val_fraction=0.25"],
         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
@@ -575,7 +575,7 @@ def test_labels_a_head_cannot_take_are_refused_before_training(shared_data, pret
 def test_windows_shorter_than_a_patch_are_named_before_training(shared_data, pretrained, tmp_path, capsys, caplog):
     """0.3 s event windows from a labels.csv: the model reads 1 s patches. Fine-tuning refuses them
     by name; pretraining leaves them out, saying how many (they crashed the first step)."""
-    from training.pretrain import check_window_lengths
+    from eegfm.training.pretrain import check_window_lengths
 
     corpus = tmp_path / "clinic"
     corpus.mkdir()
@@ -614,7 +614,7 @@ def _quick_finetune(pretrained, data, run, task, steps, val_fraction) -> int:
 def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared_data, pretrained, tmp_path):
     """The eegmat task end to end on real EEG: the pipeline labels rest/arithmetic from the file
     names, fine-tuning trains the binary head on 4 subjects and validates on held-out ones."""
-    from model.modeling import EEGFMModel
+    from eegfm.model.modeling import EEGFMModel
 
     corpus = tmp_path / "eegmat"
     corpus.mkdir()
@@ -682,7 +682,7 @@ def test_a_sites_recordings_preprocessed_in_two_batches_fine_tune_as_one_data_se
     """A ward's recordings preprocessed in two runs with the same key (October's, then November's):
     both outputs hold the same site folder and shard names, and --data A B fine-tunes on all of
     their windows, each file counted on its own."""
-    from training.data import shard_name
+    from eegfm.training.data import shard_name
 
     outputs = []
     for batch, subjects in (("october", (0, 1, 2)), ("november", (3, 4, 5))):
@@ -717,7 +717,7 @@ def test_tuev_events_fine_tune_the_six_class_head_on_the_corpus_train_split_and_
     """TUH EEG Events' layout (``tuev_output``): the pipeline cuts a 5 s window around each event,
     --task tuev fine-tunes the six-class head with corpus_split=true training on the corpus's
     train patients and reporting on its eval ones."""
-    from model.modeling import EEGFMModel
+    from eegfm.model.modeling import EEGFMModel
 
     manifest, out = tuev_output
     assert manifest["counts"]["processed"] == 6 and manifest["classes"]["tuev_event"] == list(TUEV_LABELS)
@@ -754,7 +754,7 @@ def test_tuab_normal_vs_abnormal_from_the_corpus_layout_fine_tunes_a_binary_head
     """TUH Abnormal's layout (edf/train/{normal,abnormal}/01_tcp_ar/<patient>_<session>_<token>.edf,
     here over eegmat recordings): the pipeline labels each recording by its folder, --task tuab
     fine-tunes the binary head on them with patients kept to one split."""
-    from model.modeling import EEGFMModel
+    from eegfm.model.modeling import EEGFMModel
 
     corpus = tmp_path / "tuab"
     for k, patient in enumerate(["aaaaaaaq", "aaaaabdn", "aaaaacjb", "aaaaadxx", "aaaaaeyy", "aaaaafzz"]):

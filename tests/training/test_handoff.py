@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from training import data, handoff
-from training.data import EEGLoader, LoaderConfig
-from training.handoff import Handoff, SharedBatch, copy_to_shared, handoff_supported
+from eegfm.training import data, handoff
+from eegfm.training.data import EEGLoader, LoaderConfig
+from eegfm.training.handoff import Handoff, SharedBatch, copy_to_shared, handoff_supported
 
 needs_handoff = pytest.mark.skipif(not handoff_supported(), reason="needs memfd, send_fds and forked workers")
 

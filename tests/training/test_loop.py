@@ -10,9 +10,9 @@ import time
 import pytest
 import torch
 
-from training.config import ConfigError, load_config
-from training.distributed import Dist
-from training.loop import (STARVED_FRACTION, TimedBatches, TrainState, add_run_arguments, check_model_unchanged,
+from eegfm.training.config import ConfigError, load_config
+from eegfm.training.distributed import Dist
+from eegfm.training.loop import (STARVED_FRACTION, TimedBatches, TrainState, add_run_arguments, check_model_unchanged,
                            configure_kernels, load_core_state, loader_config, optimizer_step, run_overrides, step_seed)
 
 
@@ -105,8 +105,8 @@ def test_common_options_become_config_overrides_with_flags_last():
 
 
 def test_loader_config_maps_the_run_section_and_evaluation_keeps_order_without_augmentation():
-    from training.config import LoaderConfig as Section
-    from training.data import RecordFilter
+    from eegfm.training.config import LoaderConfig as Section
+    from eegfm.training.data import RecordFilter
 
     section = Section(batch_size=16, num_workers=1, shuffle_buffer=64, seed=3, augment={"noise_std": 2.0},
                       eeg_dtype="float16")

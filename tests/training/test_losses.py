@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from training import losses
+from eegfm.training import losses
 
 LOG2 = math.log(2.0)
 # Logits whose softmax is exactly [1/2, 1/4, 1/4].
@@ -35,7 +35,7 @@ def test_kl_normalises_vote_counts_and_ignores_windows_without_votes():
 
 
 def test_kl_matches_the_hms_head_loss():
-    from model import EEGFMConfig, create_head
+    from eegfm.model import EEGFMConfig, create_head
 
     logits = torch.randn(5, 6, generator=torch.Generator().manual_seed(0))
     votes = torch.tensor([[3, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1],

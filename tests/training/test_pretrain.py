@@ -17,8 +17,8 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import free_port
-from training import checkpoint as ckpt
-from training.tracking import read_offline_run
+from eegfm.training import checkpoint as ckpt
+from eegfm.training.tracking import read_offline_run
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -34,7 +34,7 @@ def _env() -> dict[str, str]:
 
 
 def _pretrain(data: Path, output: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "training.pretrain", "--data", str(data), "--output",
+    return subprocess.run([sys.executable, "-m", "eegfm.training.pretrain", "--data", str(data), "--output",
                            str(output), *FAST, *extra], cwd=REPO, env=_env(), capture_output=True,
                           text=True, timeout=timeout)
 
@@ -102,7 +102,7 @@ def test_single_process_run_writes_checkpoints_model_metrics_and_offline_wandb(p
 def test_torchrun_two_gloo_ranks_keep_identical_parameters(pipeline_output, tmp_path):
     out = tmp_path / "ddp"
     cmd = [str(BIN / "torchrun"), "--nproc_per_node=2", f"--master_port={free_port()}",
-           "-m", "training.pretrain", "--data", str(pipeline_output), "--output", str(out), *FAST,
+           "-m", "eegfm.training.pretrain", "--data", str(pipeline_output), "--output", str(out), *FAST,
            "--max_steps", "3", "--set", "backend=gloo", "--set", "wandb.mode=disabled"]
     done = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -114,13 +114,13 @@ def test_torchrun_two_gloo_ranks_keep_identical_parameters(pipeline_output, tmp_
     assert [pos["rank"] for pos in state["loader"]] == [0, 1]
     assert state["world_size"] == 2
     # The weights moved (the all-reduced update happened) and match what rank 0 saved.
-    from training.pretrain import parameter_digest
-    from model.modeling import EEGFMForPretraining
+    from eegfm.training.pretrain import parameter_digest
+    from eegfm.model.modeling import EEGFMForPretraining
 
     model = EEGFMForPretraining.from_pretrained(out / "model")
     assert parameter_digest(model) == replicas["digests"][0]
     # Rank 0 validates on every held-out window (fewer than cpu-tiny's 64), as one process does.
-    from training.splits import hold_out
+    from eegfm.training.splits import hold_out
 
     held = hold_out(str(pipeline_output), 0.1, "subject", seed=0)
     assert _metrics(out)[-1]["val/windows"] == held.windows < 64
@@ -130,7 +130,7 @@ def test_torchrun_two_gloo_ranks_keep_identical_parameters(pipeline_output, tmp_
 def test_horovodrun_two_ranks_keep_identical_parameters(pipeline_output, tmp_path):
     out = tmp_path / "hvd"
     cmd = [str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
-           sys.executable, "-m", "training.pretrain", "--backend", "horovod",
+           sys.executable, "-m", "eegfm.training.pretrain", "--backend", "horovod",
            "--data", str(pipeline_output), "--output", str(out), *FAST, "--max_steps", "3",
            "--set", "optim.grad_accum_steps=2", "--set", "wandb.mode=disabled"]
     env = dict(_env(), PATH=f"{BIN}:{os.environ.get('PATH', '')}")
@@ -152,7 +152,7 @@ def test_sigterm_mid_epoch_then_resume_ends_bitwise_identical(pipeline_output, t
     interrupted = tmp_path / "interrupted"
     log_path = tmp_path / "interrupted.log"
     log_file = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "training.pretrain", "--data", str(pipeline_output),
+    proc = subprocess.Popen([sys.executable, "-m", "eegfm.training.pretrain", "--data", str(pipeline_output),
                              "--output", str(interrupted), *FAST, "--max_steps", steps, *dropout],
                             cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=log_file, text=True)
     deadline = time.monotonic() + 240
@@ -190,10 +190,10 @@ def test_sigterm_mid_epoch_then_resume_ends_bitwise_identical(pipeline_output, t
 def test_a_killed_run_leaves_its_curves_as_of_its_last_checkpoint(pipeline_output, tmp_path):
     """A long run draws curves.png at every checkpoint, so a run killed outright (no end, no
     SIGTERM handler) still leaves a picture of its progress."""
-    from training.curves import read_series
+    from eegfm.training.curves import read_series
 
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "training.pretrain", "--data", str(pipeline_output),
+    proc = subprocess.Popen([sys.executable, "-m", "eegfm.training.pretrain", "--data", str(pipeline_output),
                              "--output", str(out), *FAST, "--max_steps", "1000", "--set", "save_every=2",
                              "--set", "wandb.mode=disabled"],
                             cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -237,8 +237,8 @@ def test_bad_config_and_resume_arguments_fail_with_clear_messages(pipeline_outpu
 
 
 def test_a_short_max_steps_shortens_the_configs_warmup_unless_set_gives_it():
-    from training.config import ConfigError, load_config
-    from training.pretrain import _max_steps_overrides, build_parser
+    from eegfm.training.config import ConfigError, load_config
+    from eegfm.training.pretrain import _max_steps_overrides, build_parser
 
     def config(*flags):
         args = build_parser().parse_args(["--data", "d", "--output", "o", "--config", "cpu-tiny", *flags])
@@ -278,7 +278,7 @@ def test_pretraining_on_simulated_eeg_lowers_the_masked_reconstruction_loss(pipe
 
 def test_held_out_subjects_give_a_validation_loss_that_ranks_checkpoints_and_leaves_training_unchanged(
         pipeline_output, tmp_path):
-    from training.splits import hold_out
+    from eegfm.training.splits import hold_out
 
     held = hold_out(str(pipeline_output), 0.1, "subject", seed=0)  # cpu-tiny's val_fraction
     assert held is not None and len(held.val) == 1
@@ -318,9 +318,9 @@ def test_held_out_subjects_give_a_validation_loss_that_ranks_checkpoints_and_lea
     # An earlier best checkpoint's encoder is exported for fine-tuning as model-best/.
     from types import SimpleNamespace
 
-    from model.modeling import EEGFMForPretraining
-    from training.pretrain import export_best
-    from training.tracking import Tracker
+    from eegfm.model.modeling import EEGFMForPretraining
+    from eegfm.training.pretrain import export_best
+    from eegfm.training.tracking import Tracker
 
     (at_saves / "checkpoints" / "best").write_text(ckpt.step_dir_name(2) + "\n")
     final = SimpleNamespace(model=EEGFMForPretraining.from_pretrained(at_saves / "model"), step=4,
@@ -339,7 +339,7 @@ def test_a_corpus_eval_split_is_neither_pretrained_nor_validated_on(tuev_output,
     """A benchmark's test recordings (TUEV's edf/eval/: 12 of the 36 windows) must not shape the
     encoder later fine-tuned and tested on them: by default pretraining leaves them out of its
     training windows and of the subjects it holds out; exclude_corpus_splits=[] reads them too."""
-    from training.data import scan_windows
+    from eegfm.training.data import scan_windows
 
     manifest, data = tuev_output
     train_subjects = {w["subject_id"] for w in scan_windows(data) if w["corpus_split"] == "train"}
@@ -377,7 +377,7 @@ def test_several_output_folders_pretrain_as_one_data_set(pipeline_output, tuev_o
     the folders. A folder given twice is refused; a copy of one is read with a warning."""
     import shutil
 
-    from training.data import describe
+    from eegfm.training.data import describe
 
     _, tuev = tuev_output
     out = tmp_path / "run"
@@ -412,7 +412,7 @@ def _torchrun(data: Path, output: Path, *extra: str) -> list[str]:
     # The c10d rendezvous (as on a cluster): each restart round forms a fresh process group.
     return [str(BIN / "torchrun"), "--nproc_per_node=2", "--rdzv_backend=c10d",
             f"--rdzv_endpoint=127.0.0.1:{free_port()}", *extra,
-            "-m", "training.pretrain", "--data", str(data), "--output", str(output), *FAST,
+            "-m", "eegfm.training.pretrain", "--data", str(data), "--output", str(output), *FAST,
             "--max_steps", "6", "--set", "save_every=2", "--set", "backend=gloo",
             "--set", "wandb.mode=disabled"]
 
@@ -526,8 +526,8 @@ def _kill_one_rank_and_wait(proc: subprocess.Popen, crashed: Path) -> None:
 
 
 def test_resuming_with_other_held_out_groups_warns(caplog):
-    from training.config import load_config
-    from training.pretrain import check_held_out_unchanged
+    from eegfm.training.config import load_config
+    from eegfm.training.pretrain import check_held_out_unchanged
 
     cfg = load_config("cpu-tiny", "pretrain")  # val_fraction 0.1, by subject
     with caplog.at_level("WARNING", logger="eegfm.training.pretrain"):
@@ -546,8 +546,8 @@ def test_resuming_with_other_held_out_groups_warns(caplog):
 
 
 def test_resuming_on_another_learning_rate_schedule_warns(caplog):
-    from training.config import load_config
-    from training.pretrain import check_schedule_unchanged
+    from eegfm.training.config import load_config
+    from eegfm.training.pretrain import check_schedule_unchanged
 
     planned = load_config("cpu-tiny", "pretrain", ["optim.max_steps=40"])  # warm-up 20, lr 1e-3, floor 0.1
     with caplog.at_level("WARNING", logger="eegfm.training.pretrain"):

@@ -10,8 +10,8 @@ from collections import Counter
 
 import pytest
 
-from training.data import EEGLoader, LoaderConfig, RecordFilter, scan_windows
-from training.splits import Split, corpus_splits, group_counts, hold_out, site_splits, split_groups
+from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter, scan_windows
+from eegfm.training.splits import Split, corpus_splits, group_counts, hold_out, site_splits, split_groups
 
 
 def test_split_groups_is_deterministic_disjoint_and_independent_of_order():

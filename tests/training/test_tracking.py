@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipelines import object_stores
-from pipelines.config import ConfigError
+from eegfm.core import stores as object_stores
+from eegfm.core.config import ConfigError
 from tests.conftest import free_port
-from training import tracking
-from training.tracking import (
+from eegfm.training import tracking
+from eegfm.training.tracking import (
     RUN_ID_FILE,
     ReconstructionMeter,
     Tracker,
@@ -90,7 +90,7 @@ def test_an_offline_run_sends_nothing_to_the_wandb_server(tmp_path, wandb_server
     # offline run, unless the process-wide settings are offline too. A fresh process, as a job is
     # (the tests' own WANDB_MODE=offline is left out, as a user's shell has none).
     url, seen = wandb_server
-    script = ("import sys\nfrom training.tracking import Tracker\n"
+    script = ("import sys\nfrom eegfm.training.tracking import Tracker\n"
               "with Tracker('eegfm-test', sys.argv[1], {'lr': 1e-3}) as t:\n"
               "    t.log({'train/loss': 1.0}, step=0)\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.simulate.corpus import CorpusConfig, generate_corpus
+from eegfm.pipelines.simulate.corpus import CorpusConfig, generate_corpus
 
 # 4 sites x 1 patient x 1 recording x 5 min: every recording has >= 2 episodes, so the corpus has
 # >= 8 and the class-coverage rule guarantees all six classes.

@@ -11,7 +11,7 @@ timing.
 import numpy as np
 from scipy import signal
 
-from pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
 
 HEMISPHERE = {
     "left": [CANONICAL_CHANNELS.index(c) for c in ("F3", "C3", "P3", "F7", "T3", "T5", "O1")],

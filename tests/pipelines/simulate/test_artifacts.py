@@ -5,8 +5,8 @@ import dataclasses
 import numpy as np
 from scipy import signal
 
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.simulate.artifacts import (
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.simulate.artifacts import (
     MuscleBurst, Pop, blink_kernel, blink_signal, plan_artifacts, render_blinks, render_ecg,
     render_line_noise, render_muscle, render_photic, render_pops,
 )

@@ -3,8 +3,8 @@
 import numpy as np
 from scipy import signal
 
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.simulate.background import (
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.simulate.background import (
     N_NOISE, BackgroundGenerator, BackgroundParams, pink_sos, smooth_intervals, spatial_mixing,
 )
 

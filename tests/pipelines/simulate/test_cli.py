@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[3]
 
 def _run(*args, cwd=REPO):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "pipelines.simulate", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "eegfm.pipelines.simulate", *map(str, args)],
                           capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
 
 

@@ -12,11 +12,11 @@ import pyedflib
 import pytest
 from scipy import signal
 
-from pipelines.channels import CANONICAL_CHANNELS, canonical_name, canonical_positions
-from pipelines.simulate import corpus as corpus_module
-from pipelines.simulate.corpus import CorpusConfig, generate_corpus
-from pipelines.simulate.sites import CLASSES, default_sites
-from pipelines.simulate.votes import VOTE_COLUMNS
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_name, canonical_positions
+from eegfm.pipelines.simulate import corpus as corpus_module
+from eegfm.pipelines.simulate.corpus import CorpusConfig, generate_corpus
+from eegfm.pipelines.simulate.sites import CLASSES, default_sites
+from eegfm.pipelines.simulate.votes import VOTE_COLUMNS
 from tests.pipelines.simulate.conftest import SMALL
 from tests.pipelines.simulate.measures import (
     REAL_EEG, REAL_SPECTROGRAM, dominant_frequency, envelope_periodicity, gfp_rms, lateralization,

@@ -5,7 +5,7 @@ from datetime import date, datetime
 import numpy as np
 import pytest
 
-from pipelines.simulate.identities import (
+from eegfm.pipelines.simulate.identities import (
     FIRST_NAMES_F, FIRST_NAMES_M, LAST_NAMES, draw_identity, draw_staff, draw_start, plant,
 )
 

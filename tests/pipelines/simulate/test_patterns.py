@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pipelines.channels import CANONICAL_CHANNELS, canonical_positions
-from pipelines.simulate.patterns import (
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_positions
+from eegfm.pipelines.simulate.patterns import (
     Episode, draw_episode, render_episodes, render_seizure, seizure_frequency, sharp_wave,
 )
 from tests.pipelines.simulate.measures import (

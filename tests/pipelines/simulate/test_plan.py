@@ -5,11 +5,11 @@ import dataclasses
 import numpy as np
 import pytest
 
-from pipelines.simulate.corpus import CorpusConfig, plan_corpus
-from pipelines.simulate.plan import (
+from eegfm.pipelines.simulate.corpus import CorpusConfig, plan_corpus
+from eegfm.pipelines.simulate.plan import (
     MIN_SEGMENT_S, WINDOW_S, ensure_class_coverage, plan_segments, plan_windows,
 )
-from pipelines.simulate.sites import CLASSES, archetypes
+from eegfm.pipelines.simulate.sites import CLASSES, archetypes
 
 
 @pytest.mark.parametrize("duration", [60, 61, 119, 180, 300, 3600])

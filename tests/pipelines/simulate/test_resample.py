@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from pipelines.simulate.resample import StreamingResampler
+from eegfm.pipelines.simulate.resample import StreamingResampler
 
 
 @pytest.mark.parametrize("sfreq", [160, 200, 250, 256, 500, 512])

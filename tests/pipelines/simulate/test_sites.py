@@ -2,9 +2,9 @@
 
 import pytest
 
-from pipelines.channels import CANONICAL_CHANNELS, auxiliary_kind, canonical_name
-from pipelines.config import ConfigError
-from pipelines.simulate.sites import (
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, auxiliary_kind, canonical_name
+from eegfm.core.config import ConfigError
+from eegfm.pipelines.simulate.sites import (
     AUX_KINDS, CHANNEL_STYLES, SiteProfile, archetypes, aux_label, default_sites, eeg_label,
 )
 

@@ -4,8 +4,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from pipelines.channels import CANONICAL_CHANNELS
-from pipelines.simulate.spectrogram import (
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.simulate.spectrogram import (
     CHAINS, FREQ_BINS, HMS_SFREQ, NFFT, SpectrogramStream, n_rows, spectrogram_columns,
 )
 from tests.pipelines.simulate.measures import REAL_SPECTROGRAM

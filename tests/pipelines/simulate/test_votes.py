@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from pipelines.simulate.sites import CLASSES
-from pipelines.simulate.votes import (
+from eegfm.pipelines.simulate.sites import CLASSES
+from eegfm.pipelines.simulate.votes import (
     CONFUSIONS, MAX_RATERS, VOTE_COLUMNS, agreement_probability, consensus, draw_rater_count,
     draw_votes,
 )

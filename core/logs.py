@@ -70,7 +70,8 @@ def setup_logging(level: str | int = "INFO", *, verbose: bool = False) -> loggin
 
 
 def get_logger(name: str) -> logging.Logger:
-    return logging.getLogger(f"eegfm.{name}")
+    """The logger ``eegfm.<name>``; a module passes ``__name__``, which already starts with it."""
+    return logging.getLogger(name if name.startswith("eegfm.") else f"eegfm.{name}")
 
 
 class RedactingFilter(logging.Filter):

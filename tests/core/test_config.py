@@ -4,8 +4,8 @@ import logging
 import numpy as np
 import pytest
 
-from pipelines.config import Config, ConfigError, check_int, check_option, check_range
-from pipelines.logging_setup import get_logger, setup_logging
+from eegfm.core.config import Config, ConfigError, check_int, check_option, check_range
+from eegfm.core.logs import get_logger, setup_logging
 
 
 @dataclasses.dataclass
@@ -92,9 +92,9 @@ def test_check_int_takes_integers_from_the_bound_and_names_the_field():
 
 def test_command_line_paths_expand_a_leading_tilde_everywhere(monkeypatch, tmp_path):
     # The shell leaves "~" alone in --output=~/x: the job made a folder named "~" in the working directory
-    from pipelines.preprocess import build_parser as preprocess_parser
-    from training.finetune import build_parser as finetune_parser
-    from training.pretrain import build_parser as pretrain_parser
+    from eegfm.pipelines.preprocess import build_parser as preprocess_parser
+    from eegfm.training.finetune import build_parser as finetune_parser
+    from eegfm.training.pretrain import build_parser as pretrain_parser
 
     monkeypatch.setenv("HOME", str(tmp_path))
     args = preprocess_parser().parse_known_args(["--input", "~/a", "~/b", "--output=~/out", "--pseudonym_key_file=~/k",
@@ -106,7 +106,7 @@ def test_command_line_paths_expand_a_leading_tilde_everywhere(monkeypatch, tmp_p
     args = pretrain_parser().parse_args(["--data=~/d", "--output=~/o", "--config=~/c.yaml", "--resume=~/ckpt"])
     assert (args.data, args.output, args.config, args.resume) == ([f"{tmp_path}/d"], tmp_path / "o",
                                                                   f"{tmp_path}/c.yaml", f"{tmp_path}/ckpt")
-    from pipelines.simulate.cli import build_parser as simulate_parser
+    from eegfm.pipelines.simulate.cli import build_parser as simulate_parser
 
     assert simulate_parser().parse_args(["--output=~/corpus"]).output == tmp_path / "corpus"
     args = finetune_parser().parse_args(["--data=d", "--pretrained=~/p", "--output=~/o"])

@@ -1,6 +1,6 @@
 import os
 
-from pipelines.run_lock import RUN_LOCK, hold_run_lock, release_run_lock
+from eegfm.core.run_lock import RUN_LOCK, hold_run_lock, release_run_lock
 from tests.conftest import run_lock_free_elsewhere, run_lock_held_elsewhere
 
 

@@ -19,14 +19,14 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipelines import object_stores
-from pipelines.object_stores import StoreUnreachableError, check_reachable, filesystems, storage_error
-from pipelines.readers import open_recording
-from pipelines.run_lock import RUN_LOCK
-from pipelines.tfrecord import read_records
+from eegfm.core import stores as object_stores
+from eegfm.core.stores import StoreUnreachableError, check_reachable, filesystems, storage_error
+from eegfm.pipelines.readers import open_recording
+from eegfm.core.run_lock import RUN_LOCK
+from eegfm.pipelines.tfrecord import read_records
 from tests.conftest import free_port
 from tests.pipelines.test_readers import _eegmat, _mff, _write_eeglab
-from training.data import EEGLoader, LoaderConfig, describe
+from eegfm.training.data import EEGLoader, LoaderConfig, describe
 
 REPO = Path(__file__).resolve().parents[2]
 BUCKET = "eegfm-test"
@@ -107,7 +107,7 @@ def _mff_files(edf, tmp) -> dict[str, bytes]:
 
 
 def _preprocess(args, env=None):
-    done = subprocess.run([sys.executable, "-m", "pipelines.preprocess", *args], cwd=REPO, capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "eegfm.pipelines.preprocess", *args], cwd=REPO, capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=600)
     return done
 
@@ -137,7 +137,7 @@ def test_empty_and_small_files_on_s3(s3, beam_options):
 
 
 def test_keys_whose_names_look_like_patterns_are_listed_and_deleted_as_they_are(s3, beam_options, tmp_path):
-    from pipelines.object_stores import delete, match_below, match_path
+    from eegfm.core.stores import delete, match_below, match_path
 
     endpoint, client = s3
     FileSystems.set_options(PipelineOptions(["--s3_endpoint_url", endpoint, "--s3_access_key_id", "testing",
@@ -209,7 +209,7 @@ def test_an_unreachable_store_fails_the_job_and_training_at_once(shared_data, tm
                        env={**AWS_ENV, "HTTPS_PROXY": "", "HTTP_PROXY": ""})
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"error: s3://b/raw/: cannot reach the store at 127.0.0.1:{port} (Connection refused)" in done.stderr
-    done = subprocess.run([sys.executable, "-m", "training.pretrain", "--data", "gs://b/out", "--output",
+    done = subprocess.run([sys.executable, "-m", "eegfm.training.pretrain", "--data", "gs://b/out", "--output",
                            str(tmp_path / "run"), "--config", "cpu-tiny", "--max_steps", "2", "--wandb", "disabled"],
                           cwd=REPO, capture_output=True, text=True, timeout=300,
                           env={**os.environ, "STORAGE_EMULATOR_HOST": f"127.0.0.1:{port}", "HTTPS_PROXY": "",
@@ -238,7 +238,7 @@ def test_missing_objects_fail_the_command_with_the_option_and_path(s3):
     # No credentials anywhere: an error at once, not minutes of Beam's retries.
     bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     bare.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    done = subprocess.run([sys.executable, "-m", "pipelines.preprocess", "--input", f"s3://{BUCKET}/errors/raw/",
+    done = subprocess.run([sys.executable, "-m", "eegfm.pipelines.preprocess", "--input", f"s3://{BUCKET}/errors/raw/",
                            "--output", "unused", "--pseudonym_key_file", f"s3://{BUCKET}/errors/pseudonym.key",
                            "--s3_endpoint_url", endpoint], cwd=REPO, capture_output=True, text=True, env=bare,
                           timeout=120)
@@ -258,7 +258,7 @@ def test_a_public_bucket_is_read_without_credentials(s3, shared_data, tmp_path):
     (tmp_path / "key").write_bytes(KEY)
     bare = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     bare.update(AWS_EC2_METADATA_DISABLED="true", AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    args = [sys.executable, "-m", "pipelines.preprocess", "--input", "s3://public-eeg/ds/", "--output",
+    args = [sys.executable, "-m", "eegfm.pipelines.preprocess", "--input", "s3://public-eeg/ds/", "--output",
             str(tmp_path / "out"), "--pseudonym_key_file", str(tmp_path / "key"), "--s3_endpoint_url", endpoint,
             "--s3_region_name", "us-east-1", "--no_artifact_model"]
     done = subprocess.run(args, cwd=REPO, capture_output=True, text=True, env=bare, timeout=120)
@@ -328,7 +328,7 @@ def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, b
     quarantine = client.get_object(Bucket=BUCKET, Key="out/quarantine.jsonl")["Body"].read().decode()
     assert sum(json.loads(line)["kind"] == "input" for line in quarantine.splitlines()) == 5
     written = sorted(o["Key"][len("out/"):] for o in client.list_objects_v2(Bucket=BUCKET, Prefix="out/")["Contents"])
-    local = (tmp_path / "out").rglob("*")  # but the lock a local output folder holds (pipelines.run_lock)
+    local = (tmp_path / "out").rglob("*")  # but the lock a local output folder holds (eegfm.core.run_lock)
     assert written == sorted(str(p.relative_to(tmp_path / "out")) for p in local if p.is_file() and p.name != RUN_LOCK)
     assert "quarantine.jsonl" in written and not any("beam-temp" in name for name in written)
 
@@ -351,7 +351,7 @@ def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, b
     assert {tuple(b["eeg"].shape[1:]) for b in batches} == {(19, 2560)}
 
     # The data-quality report reads it there too: the same picture's numbers as the local run's.
-    from pipelines.report import artifact_scores, site_summary, write_report
+    from eegfm.pipelines.report import artifact_scores, site_summary, write_report
 
     assert write_report(f"s3://{BUCKET}/out") == f"s3://{BUCKET}/out/report.png"  # beside the records
     assert client.get_object(Bucket=BUCKET, Key="out/report.png")["Body"].read()[:4] == b"\x89PNG"
@@ -369,7 +369,7 @@ def test_a_gcs_output_without_credentials_fails_at_once(shared_data, tmp_path):
     bare.update(CLOUDSDK_CONFIG=str(tmp_path / "gcloud"), GCE_METADATA_HOST="127.0.0.1:9",
                 GCE_METADATA_IP="127.0.0.1:9")  # no gcloud login, no metadata server
     (tmp_path / "key").write_bytes(KEY)
-    done = subprocess.run([sys.executable, "-m", "pipelines.preprocess",
+    done = subprocess.run([sys.executable, "-m", "eegfm.pipelines.preprocess",
                            "--input", str(shared_data / "eegmat" / "Subject00_2.edf"),
                            "--output", "gs://eegfm-test/out", "--pseudonym_key_file", str(tmp_path / "key")],
                           cwd=REPO, capture_output=True, text=True, env=bare, timeout=120)
@@ -443,7 +443,7 @@ def test_the_job_reads_and_writes_gcs(shared_data, tmp_path, gcs):
 
     # A training process (google-auth reads the metadata server's address when imported, so
     # not this one): every window, finite.
-    count = ("from training.data import EEGLoader, LoaderConfig\n"
+    count = ("from eegfm.training.data import EEGLoader, LoaderConfig\n"
              "import sys, torch\n"
              "config = LoaderConfig(batch_size=16, num_workers=0, shuffle=False)\n"
              "batches = list(EEGLoader(sys.argv[1], config, rank=0, world_size=1, infinite=False))\n"

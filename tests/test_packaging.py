@@ -1,0 +1,26 @@
+"""The distribution installs the stages under the ``eegfm`` namespace and nothing generic at the
+top level of site-packages, with the configs the stages read at run time."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_wheel_puts_every_stage_under_eegfm(tmp_path):
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(tmp_path), str(REPO)], check=True, capture_output=True, cwd=tmp_path)
+    [wheel] = tmp_path.glob("eegfm-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    top = {name.split("/", 1)[0] for name in names if not name.split("/", 1)[0].endswith(".dist-info")}
+    assert top == {"eegfm"}, top
+    stages = {name.split("/")[1] for name in names if name.startswith("eegfm/") and name.count("/") > 1}
+    assert stages == {"core", "pipelines", "model", "training", "evaluation", "serving"}, stages
+    assert "eegfm/training/configs/cpu-tiny.yaml" in names
+    assert "eegfm/pipelines/preprocess.py" in names
+    entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    assert "eegfm-preprocess = eegfm.pipelines.preprocess:main" in entry_points
