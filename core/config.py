@@ -33,13 +33,41 @@ def check_option(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     return value
 
 
-def check_int(name: str, value: Any, low: int, *, optional: bool = False) -> Any:
-    """``value`` if it is an integer (numpy's too, not a bool) >= ``low``, or None with ``optional``."""
+def check_int(
+    name: str, value: Any, low: int, high: float | None = None, *, optional: bool = False, whole_float: bool = False
+) -> Any:
+    """``value`` if it is an integer (numpy's too, not a bool) >= ``low``, or None with ``optional``.
+
+    With ``high`` (``math.inf`` for no upper bound) the value must also be <= ``high`` and an error
+    reads "an integer in [low, high]". ``whole_float`` takes an integral float as its int: YAML
+    reads ``1e5`` as a float.
+    """
     if optional and value is None:
         return value
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ConfigError(f"{name}: expected an integer >= {low}{' or None' if optional else ''}; got {value!r}")
+    if whole_float and isinstance(value, float) and value.is_integer():
+        value = int(value)
+    not_int = isinstance(value, bool) or not isinstance(value, numbers.Integral)
+    if high is None:
+        if not_int or value < low:
+            raise ConfigError(f"{name}: expected an integer >= {low}{' or None' if optional else ''}; got {value!r}")
+    elif not_int:
+        raise ConfigError(f"{name}: expected an integer; got {value!r}")
+    elif not low <= value <= high:
+        raise ConfigError(f"{name}: expected an integer in [{low}, {high}]; got {value!r}")
     return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name}: expected true or false; got {value!r}")
+    return value
+
+
+def check_mapping(name: str, value: Any) -> dict[str, Any]:
+    """A copy of ``value`` as a dict, if it is a mapping with string keys."""
+    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+        raise ConfigError(f"{name}: expected a mapping with string keys; got {value!r}")
+    return dict(value)
 
 
 def user_path(text: str) -> str:
@@ -72,6 +100,11 @@ def check_range(
         lb, hb = ("[" if low_inclusive else "("), ("]" if high_inclusive else ")")
         raise ConfigError(f"{name}: expected a value in {lb}{lo}, {hi}{hb}; got {value!r}")
     return value
+
+
+def check_float(name: str, value: Any, low: float | None = None, high: float | None = None, **inclusive: bool) -> float:
+    """``check_range``, the value returned as a float (YAML may give an int)."""
+    return float(check_range(name, value, low, high, **inclusive))
 
 
 T = TypeVar("T", bound="Config")
