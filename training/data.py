@@ -102,7 +102,7 @@ from eegfm.core.stores import filesystems, match_below
 from eegfm.core.stores import is_remote as _is_remote
 from eegfm.core.stores import join_path as _join
 from eegfm.core.stores import open_binary as _open
-from eegfm.pipelines.schema import (CORPUS_SPLITS, FEATURES, HMS_CLASSES, N_CHANS, SchemaError, _encode_list, _len_field,
+from eegfm.pipelines.schema import (CORPUS_SPLITS, FEATURES, HMS_CLASSES, N_CHANS, SchemaError, encode_list, len_field,
                               decode_features)
 from eegfm.pipelines.tfrecord import CorruptTFRecordError, read_records
 from eegfm.training import field_columns
@@ -521,7 +521,7 @@ class _Window:
             try:
                 self.parsed = _Features.FromString(self.payload).feature
             except DecodeError as err:  # the same bytes as an Example, for the failure's detail
-                raise self.error(_parse_failure(_len_field(1, self.payload), err)) from None
+                raise self.error(_parse_failure(len_field(1, self.payload), err)) from None
             shape = self._shape()
             if shape != self.n_times:
                 size = 2 * N_CHANS * shape
@@ -1125,7 +1125,7 @@ class _Columns:
         maps = [window.feature_bytes() for window in windows]
         # n_times came from the samples' length; a shape that disagrees is an error, which the
         # protobuf path raises
-        shape = _encode_list("int64", [N_CHANS, windows[0].n_times])
+        shape = encode_list("int64", [N_CHANS, windows[0].n_times])
         self.maps = None if None in maps or any(m.get("shape") != shape for m in maps) else maps
 
     def _decoded(self, name: str, decode: Callable[..., Any], *args: Any) -> Any:

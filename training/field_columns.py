@@ -16,12 +16,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eegfm.pipelines.schema import _encode_list
+from eegfm.pipelines.schema import encode_list
 
-_FLOAT_TAG, _INT_TAG = _encode_list("float", [])[0], _encode_list("int64", [])[0]  # Feature's oneof fields
+_FLOAT_TAG, _INT_TAG = encode_list("float", [])[0], encode_list("int64", [])[0]  # Feature's oneof fields
 _LIST_TAG = 0x0A  # a list's values (field 1), packed
-_FLOAT1 = np.frombuffer(_encode_list("float", [0.0])[:4], "<u4")[0]  # tags and lengths of one float
-_NO_FLOATS = _encode_list("float", [])  # float_list with no values
+_FLOAT1 = np.frombuffer(encode_list("float", [0.0])[:4], "<u4")[0]  # tags and lengths of one float
+_NO_FLOATS = encode_list("float", [])  # float_list with no values
 _VARINT_BYTES = 10  # an int64 takes at most 10 (negatives all 10)
 _SHIFTS = np.arange(0, 7 * _VARINT_BYTES, 7, dtype=np.uint64)
 

@@ -138,13 +138,13 @@ def test_example_classes_match_the_pipelines_wire_format(pipeline_output):
 
 def _entry(name: str, kind: str, values) -> bytes:
     """One serialized map entry of Example.features, as pipelines.schema writes it."""
-    return schema._len_field(1, schema._len_field(1, name.encode()) + schema._len_field(2, schema._encode_list(kind, values)))
+    return schema.len_field(1, schema.len_field(1, name.encode()) + schema.len_field(2, schema.encode_list(kind, values)))
 
 
 def _with_entry(raw: bytes, entry: bytes) -> bytes:
     """``raw`` (one Features field) with ``entry`` appended to its map."""
     features = data._Example.FromString(raw).features.SerializeToString(deterministic=True)
-    return schema._len_field(1, features + entry)
+    return schema.len_field(1, features + entry)
 
 
 def test_other_layouts_parse_like_protobuf(records):
@@ -155,7 +155,7 @@ def test_other_layouts_parse_like_protobuf(records):
     assert duplicate.eeg is None  # parsed whole: protobuf's "last entry wins"
     assert np.array_equal(duplicate.decode()["eeg"], record.eeg[:, ::-1])
     assert data._Window(_with_entry(raw, _entry("label", "int64", [4])), "mem", 0).decode()["label"] == 4
-    unsorted = schema._len_field(1, b"".join(reversed([
+    unsorted = schema.len_field(1, b"".join(reversed([
         _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items())])))
     window = data._Window(unsorted, "mem", 0)
     assert window.eeg is not None and np.array_equal(window.decode()["eeg"], record.eeg)
@@ -168,7 +168,7 @@ def test_other_layouts_parse_like_protobuf(records):
     floats = _with_entry(raw, _entry("eeg", "float", [1.0, 2.0]))
     with pytest.raises(SchemaError, match="^f: record 3: feature 'eeg': expected bytes values$"):
         data._Window(floats, "f", 3).decode()
-    without_label = schema._len_field(1, b"".join(
+    without_label = schema.len_field(1, b"".join(
         _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items()) if name != "label"))
     with pytest.raises(SchemaError, match="^f: record 3: feature 'label': missing from the Example"):
         data._Window(without_label, "f", 3).decode()
@@ -831,7 +831,7 @@ def test_a_batch_holds_each_windows_decoded_fields(records, dtype):
     variants = [dataclasses.replace(same[0], age=42.0, sex=b"F")] + same[1:] + [
         dataclasses.replace(voted, ecg=None), dataclasses.replace(voted, votes=np.zeros(0, np.float32))]
     raws = [encode_example(r) for r in variants]
-    raws.append(schema._len_field(1, b"".join(  # age and sex absent: their defaults
+    raws.append(schema.len_field(1, b"".join(  # age and sex absent: their defaults
         _entry(name, *feature) for name, feature in sorted(schema.decode_features(raws[0]).items())
         if name not in ("age", "sex"))))
     windows = [data._Window(raw, "mem", i) for i, raw in enumerate(raws)]
@@ -861,7 +861,7 @@ def test_samples_that_disagree_with_the_shape_name_the_record(records):
     n_times = record.eeg.shape[1]
     fields = schema.decode_features(encode_example(record))
     fields["shape"] = ("int64", [N_CHANS, n_times // 2])  # whole time points, but half as many
-    raw = schema._len_field(1, b"".join(_entry(name, *feature) for name, feature in sorted(fields.items())))
+    raw = schema.len_field(1, b"".join(_entry(name, *feature) for name, feature in sorted(fields.items())))
     window = data._Window(raw, "f", 3)  # the samples alone say n_times: the shape is read with the fields
     with pytest.raises(SchemaError, match=f"^f: record 3: feature 'eeg': expected {N_CHANS * n_times} bytes "
                                           f"of float16 for shape \\[{N_CHANS}, {n_times // 2}\\]; got {2 * N_CHANS * n_times}$"):

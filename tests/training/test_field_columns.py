@@ -11,12 +11,12 @@ from eegfm.training.data import list_files
 
 
 def _feature(kind, values) -> bytes:
-    return schema._encode_list(kind, values)
+    return schema.encode_list(kind, values)
 
 
 def _protobuf(feature: bytes, kind: str) -> list:
     """The values protobuf reads from one serialized Feature: the reference."""
-    entry = schema._len_field(1, schema._len_field(1, b"x") + schema._len_field(2, feature))
+    entry = schema.len_field(1, schema.len_field(1, b"x") + schema.len_field(2, feature))
     parsed = data._Features.FromString(entry).feature["x"]
     return list(getattr(parsed, data._LIST_FIELD[kind]).value)
 
@@ -87,8 +87,8 @@ def test_strings_floats_and_lists_match_protobuf():
 
 def _unpacked_int64(values) -> bytes:
     """An Int64List with one tag per value: valid protobuf, but not what TensorFlow writes."""
-    body = b"".join(b"\x08" + schema._varint(v) for v in values)
-    return schema._len_field(3, body)
+    body = b"".join(b"\x08" + schema.varint(v) for v in values)
+    return schema.len_field(3, body)
 
 
 @pytest.mark.parametrize("decoder, values", [
@@ -106,8 +106,8 @@ def _unpacked_int64(values) -> bytes:
     (columns.int_scalars, [_feature("int64", [])]),
     (columns.int_scalars, [_unpacked_int64([5])]),
     (columns.int_scalars, [_feature("float", [1.0])]),
-    (columns.int_scalars, [schema._len_field(3, schema._len_field(1, b"\xff" * 10 + b"\x01"))]),  # 11 bytes
-    (columns.int_scalars, [schema._len_field(3, schema._len_field(1, b"\xff" * 9 + b"\x7f"))]),  # past 64 bits
+    (columns.int_scalars, [schema.len_field(3, schema.len_field(1, b"\xff" * 10 + b"\x01"))]),  # 11 bytes
+    (columns.int_scalars, [schema.len_field(3, schema.len_field(1, b"\xff" * 9 + b"\x7f"))]),  # past 64 bits
     (columns.small_int_lists, [_feature("int64", [1] * 18)]),
     (columns.small_int_lists, [_feature("int64", [1] * 18 + [128])]),
     (columns.small_int_lists, [_unpacked_int64([1] * 19)]),
@@ -121,7 +121,7 @@ def test_other_encodings_are_left_to_protobuf(decoder, values):
 
 
 def test_a_longer_varint_of_a_small_value_reads_as_protobuf_reads_it():
-    padded = schema._len_field(3, schema._len_field(1, b"\x85\x80\x00"))  # 5 in three bytes
+    padded = schema.len_field(3, schema.len_field(1, b"\x85\x80\x00"))  # 5 in three bytes
     assert columns.int_scalars([padded]).tolist() == [5] == _protobuf(padded, "int64")
 
 
@@ -134,11 +134,11 @@ def test_a_batch_reads_each_field_by_the_fast_path_or_else_through_protobuf(pipe
     # One record's label re-encoded unpacked: valid protobuf, so the batch must not change
     features = dict(schema.decode_features(raws[1]))
     label = int(features.pop("label")[1][0])
-    entries = [schema._len_field(1, schema._len_field(1, name.encode()) + schema._len_field(2, schema._encode_list(*f)))
+    entries = [schema.len_field(1, schema.len_field(1, name.encode()) + schema.len_field(2, schema.encode_list(*f)))
                for name, f in sorted(features.items())]
-    entries.append(schema._len_field(1, schema._len_field(1, b"label") + schema._len_field(2, _unpacked_int64([label]))))
+    entries.append(schema.len_field(1, schema.len_field(1, b"label") + schema.len_field(2, _unpacked_int64([label]))))
     windows = [data._Window(raw, path, i) for i, raw in enumerate(raws)]
-    windows[1] = data._Window(schema._len_field(1, b"".join(entries)), path, 1)
+    windows[1] = data._Window(schema.len_field(1, b"".join(entries)), path, 1)
     assert columns.int_scalars([w.feature_bytes()["label"] for w in windows]) is None
     batch = data._collate(windows)
     for name, value in expected.items():
