@@ -1,7 +1,4 @@
-"""Configuration of pretraining and fine-tuning runs: validated dataclasses plus YAML presets.
-
-The classes follow ``pipelines.config.Config`` (validate in ``__post_init__``, load from a dict or
-YAML, errors that name the field, the allowed values and what was received)::
+"""Configuration of pretraining and fine-tuning runs: validated dataclasses (``eegfm.core.config.Config``)::
 
     PretrainConfig  model preset + overrides, loader, optim, precision, cadence, W&B, backend
     FinetuneConfig  the same run settings plus task, mode (linear/adapter/full), loss, splits ...
@@ -9,20 +6,11 @@ YAML, errors that name the field, the allowed values and what was received)::
     LoaderConfig    batch size / token budget, workers, shuffle buffer, seed, augment (as-is)
     WandbConfig     project, mode (offline | online | disabled), run name
 
-Presets live in ``training/configs/<name>.yaml`` (``cpu-tiny``, ``base``, ``large-gpu``). One file
-holds both kinds of run, each in its own section, so a preset is one name for the whole
-pretrain-then-fine-tune recipe::
+:func:`load_config` reads a preset (``training/configs/<name>.yaml``: ``cpu-tiny``, ``base``,
+``large-gpu``) or a YAML file and applies command-line overrides (``training.config_files``).
 
-    pretrain: {model: tiny, optim: {lr: 1.0e-3, max_steps: 200}, ...}
-    finetune: {model: tiny, task: hms6, ...}
-
-A file without ``pretrain:``/``finetune:`` keys is read as one section of the kind asked for, so
-a user's own file can hold just one. :func:`load_config` applies command-line overrides
-(``optim.lr=3e-4``, values parsed as YAML) and rejects unknown keys, listing the valid ones.
-
-What is not checked here: whether ``fp16`` or ``nccl`` are usable depends on the machine the run
-lands on, so :func:`resolve_precision` and ``training.distributed.init_distributed`` check them
-at start-up.
+Whether ``fp16`` or ``nccl`` are usable depends on the machine the run lands on, so
+:func:`resolve_precision` and ``training.distributed.init_distributed`` check them at start-up.
 """
 
 from __future__ import annotations
@@ -31,24 +19,35 @@ import dataclasses
 import math
 import os
 import re
-import typing
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import yaml
+import torch
 
-from eegfm.core.config import Config, ConfigError, check_option, check_range
+from eegfm.core.config import (
+    Config,
+    ConfigError,
+    check_bool,
+    check_float,
+    check_int,
+    check_mapping,
+    check_option,
+)
 from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
+from eegfm.model.config import ADAPTER_KINDS, EEGFMConfig, list_presets
+from eegfm.model.config import ConfigError as ModelConfigError
+from eegfm.model.heads import list_heads
 from eegfm.pipelines.schema import CORPUS_SPLITS
+from eegfm.training.config_files import (  # noqa: F401 - part of this module's interface
+    CONFIG_DIR,
+    KINDS,
+    apply_override,
+    list_config_presets,
+    parse_overrides,
+    read_section,
+    resolve_config_path,
+)
 
-if TYPE_CHECKING:
-    import torch
-
-    from eegfm.model.config import EEGFMConfig
-
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-KINDS = ("pretrain", "finetune")
 PRECISIONS = ("fp32", "bf16", "fp16")
 BACKENDS = ("auto", "gloo", "nccl", "horovod")
 WANDB_MODES = ("offline", "online", "disabled")
@@ -68,50 +67,7 @@ _MODEL_FIELDS_SET_BY_RUN = {
     "adapter_kind": "adapter_kind", "adapter_rank": "adapter_rank",
     "transformers_version": None, "architectures": None,
 }
-
-
-# --------------------------------------------------------------------------------------------
-# Small checks (pipelines.config has check_option and check_range)
-# --------------------------------------------------------------------------------------------
-
-
-def _int(name: str, value: Any, low: int, high: int | None = None) -> int:
-    """An integer in [low, high]; an integral float (YAML ``1e5``) is accepted and converted."""
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{name}: expected an integer; got {value!r}")
-    if value < low or (high is not None and value > high):
-        raise ConfigError(f"{name}: expected an integer in [{low}, {'inf' if high is None else high}]; got {value!r}")
-    return value
-
-
-def _optional_int(name: str, value: Any, low: int) -> int | None:
-    return None if value is None else _int(name, value, low)
-
-
-def _bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ConfigError(f"{name}: expected true or false; got {value!r}")
-    return value
-
-
-def _float(name: str, value: Any, low: float | None = None, high: float | None = None, **kw: bool) -> float:
-    check_range(name, value, low, high, **kw)
-    if math.isnan(value):
-        raise ConfigError(f"{name}: expected a number; got nan")
-    return float(value)
-
-
-def _mapping(name: str, value: Any) -> dict[str, Any]:
-    if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise ConfigError(f"{name}: expected a mapping with string keys; got {value!r}")
-    return dict(value)
-
-
-# --------------------------------------------------------------------------------------------
-# Sections
-# --------------------------------------------------------------------------------------------
+INF = math.inf  # no upper bound: check_int then names the range [low, inf]
 
 
 @dataclasses.dataclass
@@ -136,22 +92,22 @@ class OptimConfig(Config):
     layer_decay: float = 1.0
 
     def validate(self) -> None:
-        self.lr = _float("optim.lr", self.lr, 0, 10, low_inclusive=False)
-        self.weight_decay = _float("optim.weight_decay", self.weight_decay, 0, 10)
+        self.lr = check_float("optim.lr", self.lr, 0, 10, low_inclusive=False)
+        self.weight_decay = check_float("optim.weight_decay", self.weight_decay, 0, 10)
         if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
             raise ConfigError(f"optim.betas: expected two numbers in [0, 1); got {self.betas!r}")
-        self.betas = tuple(_float("optim.betas", b, 0, 1, high_inclusive=False) for b in self.betas)
-        self.eps = _float("optim.eps", self.eps, 0, 1, low_inclusive=False)
-        self.warmup_steps = _int("optim.warmup_steps", self.warmup_steps, 0)
-        self.max_steps = _optional_int("optim.max_steps", self.max_steps, 1)
+        self.betas = tuple(check_float("optim.betas", b, 0, 1, high_inclusive=False) for b in self.betas)
+        self.eps = check_float("optim.eps", self.eps, 0, 1, low_inclusive=False)
+        self.warmup_steps = check_int("optim.warmup_steps", self.warmup_steps, 0, INF, whole_float=True)
+        self.max_steps = check_int("optim.max_steps", self.max_steps, 1, INF, optional=True, whole_float=True)
         if self.max_steps is not None and self.warmup_steps >= self.max_steps:
             raise ConfigError(f"optim.warmup_steps: expected fewer than max_steps={self.max_steps}; "
                               f"got {self.warmup_steps} (for a short run lower it too: "
                               f"--set optim.warmup_steps={self.max_steps // 10})")
-        self.min_lr_ratio = _float("optim.min_lr_ratio", self.min_lr_ratio, 0, 1)
-        self.grad_clip = _float("optim.grad_clip", self.grad_clip, 0)
-        self.grad_accum_steps = _int("optim.grad_accum_steps", self.grad_accum_steps, 1, 4096)
-        self.layer_decay = _float("optim.layer_decay", self.layer_decay, 0, 1, low_inclusive=False)
+        self.min_lr_ratio = check_float("optim.min_lr_ratio", self.min_lr_ratio, 0, 1)
+        self.grad_clip = check_float("optim.grad_clip", self.grad_clip, 0)
+        self.grad_accum_steps = check_int("optim.grad_accum_steps", self.grad_accum_steps, 1, 4096, whole_float=True)
+        self.layer_decay = check_float("optim.layer_decay", self.layer_decay, 0, 1, low_inclusive=False)
 
     def lr_factor(self, step: int, total_steps: int | None = None) -> float:
         """Multiplier of ``lr`` at optimizer step ``step`` (0-based), for ``LambdaLR``."""
@@ -196,19 +152,19 @@ class LoaderConfig(Config):
 
     def validate(self) -> None:
         check_option("loader.eeg_dtype", self.eeg_dtype, ("float32", "float16"))
-        self.batch_size = _int("loader.batch_size", self.batch_size, 1, 1 << 20)
-        self.token_budget = _optional_int("loader.token_budget", self.token_budget, 1)
+        self.batch_size = check_int("loader.batch_size", self.batch_size, 1, 1 << 20, whole_float=True)
+        self.token_budget = check_int("loader.token_budget", self.token_budget, 1, INF, optional=True, whole_float=True)
         if self.num_workers != "auto":
             try:
-                self.num_workers = _int("loader.num_workers", self.num_workers, 0, 1024)
+                self.num_workers = check_int("loader.num_workers", self.num_workers, 0, 1024, whole_float=True)
             except ConfigError:
                 raise ConfigError(f"loader.num_workers: expected an integer in [0, 1024] or 'auto'; "
                                   f"got {self.num_workers!r}") from None
-        self.shuffle_buffer = _int("loader.shuffle_buffer", self.shuffle_buffer, 0)
-        self.full_shuffle_mb = _float("loader.full_shuffle_mb", self.full_shuffle_mb, 0.0)
-        self.seed = _int("loader.seed", self.seed, 0, 2**63 - 1)
-        self.augment = _mapping("loader.augment", self.augment)
-        self.drop_last = _bool("loader.drop_last", self.drop_last)
+        self.shuffle_buffer = check_int("loader.shuffle_buffer", self.shuffle_buffer, 0, INF, whole_float=True)
+        self.full_shuffle_mb = check_float("loader.full_shuffle_mb", self.full_shuffle_mb, 0.0)
+        self.seed = check_int("loader.seed", self.seed, 0, 2**63 - 1, whole_float=True)
+        self.augment = check_mapping("loader.augment", self.augment)
+        self.drop_last = check_bool("loader.drop_last", self.drop_last)
 
 
 @dataclasses.dataclass
@@ -223,11 +179,6 @@ class WandbConfig(Config):
         check_option("wandb.mode", self.mode, WANDB_MODES)
         if self.run_name is not None and not isinstance(self.run_name, str):
             raise ConfigError(f"wandb.run_name: expected a string or null; got {self.run_name!r}")
-
-
-# --------------------------------------------------------------------------------------------
-# Runs
-# --------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -261,28 +212,24 @@ class RunConfig(Config):
     backend: str = "auto"
 
     def validate(self) -> None:
-        from eegfm.model.config import list_presets
-
         check_option("model", self.model, list_presets())
-        self.model_overrides = _mapping("model_overrides", self.model_overrides)
-        self.seed = _int("seed", self.seed, 0, 2**63 - 1)
+        self.model_overrides = check_mapping("model_overrides", self.model_overrides)
+        self.seed = check_int("seed", self.seed, 0, 2**63 - 1, whole_float=True)
         for name, section in (("loader", LoaderConfig), ("optim", OptimConfig), ("wandb", WandbConfig)):
             if not isinstance(getattr(self, name), section):
                 raise ConfigError(f"{name}: expected a mapping of {section.__name__} fields; got {getattr(self, name)!r}")
         check_option("precision", self.precision, PRECISIONS)
         for name in ("activation_checkpointing", "compile", "deterministic", "tf32"):
-            _bool(name, getattr(self, name))
-        self.log_every = _int("log_every", self.log_every, 1)
-        self.eval_every = _optional_int("eval_every", self.eval_every, 1)
-        self.save_every = _int("save_every", self.save_every, 1)
-        self.keep_last = _int("keep_last", self.keep_last, 1)
+            check_bool(name, getattr(self, name))
+        self.log_every = check_int("log_every", self.log_every, 1, INF, whole_float=True)
+        self.eval_every = check_int("eval_every", self.eval_every, 1, INF, optional=True, whole_float=True)
+        self.save_every = check_int("save_every", self.save_every, 1, INF, whole_float=True)
+        self.keep_last = check_int("keep_last", self.keep_last, 1, INF, whole_float=True)
         check_option("backend", self.backend, BACKENDS)
         self.model_config()  # the model part must build: errors surface at load time
 
     def _model_fields(self) -> dict[str, Any]:
         """Validated ``model_overrides`` (unknown or run-owned EEGFMConfig fields are errors)."""
-        from eegfm.model.config import EEGFMConfig
-
         valid = {f.name for f in dataclasses.fields(EEGFMConfig)} - set(_MODEL_FIELDS_SET_BY_RUN)
         for key in self.model_overrides:
             if key in _MODEL_FIELDS_SET_BY_RUN:
@@ -297,9 +244,6 @@ class RunConfig(Config):
         return fields
 
     def _build_model_config(self, **fields: Any) -> EEGFMConfig:
-        from eegfm.model.config import ConfigError as ModelConfigError
-        from eegfm.model.config import EEGFMConfig
-
         try:
             return EEGFMConfig.from_preset(self.model, **fields)
         except ModelConfigError as err:
@@ -338,9 +282,9 @@ class PretrainConfig(RunConfig):
         super().validate()
         if self.optim.max_steps is None:
             raise ConfigError("optim.max_steps: expected an integer >= 1 for pretraining; got None")
-        self.val_fraction = _float("val_fraction", self.val_fraction, 0, 1, high_inclusive=False)
+        self.val_fraction = check_float("val_fraction", self.val_fraction, 0, 1, high_inclusive=False)
         check_option("split_group", self.split_group, SPLIT_GROUPS)
-        self.val_windows = _int("val_windows", self.val_windows, 1)
+        self.val_windows = check_int("val_windows", self.val_windows, 1, INF, whole_float=True)
         splits = self.exclude_corpus_splits
         if isinstance(splits, str) or not isinstance(splits, Sequence):
             raise ConfigError(f"exclude_corpus_splits: expected a list of corpus splits "
@@ -406,9 +350,6 @@ class FinetuneConfig(RunConfig):
     epochs: int = 10
 
     def validate(self) -> None:
-        from eegfm.model.config import ADAPTER_KINDS
-        from eegfm.model.heads import list_heads
-
         check_option("task", self.task, tuple(TASK_HEADS))
         if TASK_HEADS[self.task] not in list_heads():  # the registry is the source of truth
             raise ConfigError(f"task: head {TASK_HEADS[self.task]!r} is not registered "
@@ -419,7 +360,7 @@ class FinetuneConfig(RunConfig):
                               "class names by label, e.g. --set 'model_overrides.id2label={0: rest, 1: task}'")
         check_option("mode", self.mode, FINETUNE_MODES)
         check_option("adapter_kind", self.adapter_kind, ADAPTER_KINDS)
-        self.adapter_rank = _int("adapter_rank", self.adapter_rank, 1, 4096)
+        self.adapter_rank = check_int("adapter_rank", self.adapter_rank, 1, 4096, whole_float=True)
         regression = self.task == "regression"
         if self.loss is not None:
             check_option("loss", self.loss, LOSSES)
@@ -427,24 +368,36 @@ class FinetuneConfig(RunConfig):
                 raise ConfigError(f"loss: task 'regression' uses mean squared error; expected None; got {self.loss!r}")
             if self.loss == "kl" and self.task != "hms6":
                 raise ConfigError(f"loss: 'kl' needs vote distributions (task 'hms6'); got task {self.task!r}")
-        self.label_smoothing = _float("label_smoothing", self.label_smoothing, 0, 1, high_inclusive=False)
+        self.label_smoothing = check_float("label_smoothing", self.label_smoothing, 0, 1, high_inclusive=False)
         if regression and self.label_smoothing:
             raise ConfigError(f"label_smoothing: task 'regression' has no classes; expected 0; got {self.label_smoothing!r}")
-        self.focal_gamma = _float("focal_gamma", self.focal_gamma, 0, 100)
+        self.focal_gamma = check_float("focal_gamma", self.focal_gamma, 0, 100)
         check_option("unfreeze_unit", self.unfreeze_unit, UNFREEZE_UNITS)
         self._validate_unfreeze_schedule()
-        self.two_stage_min_votes = _optional_int("two_stage_min_votes", self.two_stage_min_votes, 1)
+        self.two_stage_min_votes = check_int("two_stage_min_votes", self.two_stage_min_votes, 1, INF,
+                                             optional=True, whole_float=True)
         if self.two_stage_min_votes is not None and self.task != "hms6":
             raise ConfigError(f"two_stage_min_votes: only task 'hms6' has expert votes; expected None "
                               f"for task {self.task!r}; got {self.two_stage_min_votes!r}")
-        self.early_stopping_patience = _optional_int("early_stopping_patience", self.early_stopping_patience, 1)
-        self.val_fraction = _float("val_fraction", self.val_fraction, 0, 1, low_inclusive=False, high_inclusive=False)
+        self.early_stopping_patience = check_int("early_stopping_patience", self.early_stopping_patience, 1, INF,
+                                                 optional=True, whole_float=True)
+        self._validate_splits()
+        check_bool("temperature_scaling", self.temperature_scaling)
+        if regression and self.temperature_scaling:
+            raise ConfigError("temperature_scaling: task 'regression' has no probabilities to calibrate; expected "
+                              "false (--set temperature_scaling=false)")
+        self.epochs = check_int("epochs", self.epochs, 1, 100_000, whole_float=True)
+        super().validate()  # builds the model config, whose labels class_weights must match
+        self._validate_class_weights()
+
+    def _validate_splits(self) -> None:
+        self.val_fraction = check_float("val_fraction", self.val_fraction, 0, 1, low_inclusive=False, high_inclusive=False)
         check_option("split_group", self.split_group, SPLIT_GROUPS)
-        self.test_fraction = _float("test_fraction", self.test_fraction, 0, 1, high_inclusive=False)
+        self.test_fraction = check_float("test_fraction", self.test_fraction, 0, 1, high_inclusive=False)
         if self.val_fraction + self.test_fraction >= 1:
             raise ConfigError(f"test_fraction: expected val_fraction + test_fraction < 1 (something must be "
                               f"left to train on); got {self.val_fraction} + {self.test_fraction}")
-        _bool("corpus_split", self.corpus_split)
+        check_bool("corpus_split", self.corpus_split)
         if self.corpus_split and (self.split_group != "subject" or self.test_fraction):
             raise ConfigError(f"corpus_split: the corpus's eval recordings are the test split, and its splits "
                               f"are of subjects; expected split_group 'subject' and test_fraction 0; got "
@@ -458,19 +411,12 @@ class FinetuneConfig(RunConfig):
         if self.test_sites and (self.test_fraction or self.corpus_split):
             raise ConfigError(f"test_sites: the named sites are the test split; expected test_fraction 0 and "
                               f"corpus_split false; got {self.test_fraction} and {self.corpus_split}")
-        _bool("temperature_scaling", self.temperature_scaling)
-        if regression and self.temperature_scaling:
-            raise ConfigError("temperature_scaling: task 'regression' has no probabilities to calibrate; expected "
-                              "false (--set temperature_scaling=false)")
-        self.epochs = _int("epochs", self.epochs, 1, 100_000)
-        super().validate()  # builds the model config, whose labels class_weights must match
-        self._validate_class_weights()
 
     def _validate_unfreeze_schedule(self) -> None:
         schedule = self.unfreeze_schedule
         if not isinstance(schedule, (list, tuple)):
             raise ConfigError(f"unfreeze_schedule: expected a list of increasing {self.unfreeze_unit} numbers; got {schedule!r}")
-        self.unfreeze_schedule = [_int("unfreeze_schedule", v, 0) for v in schedule]
+        self.unfreeze_schedule = [check_int("unfreeze_schedule", v, 0, INF, whole_float=True) for v in schedule]
         if any(b <= a for a, b in zip(self.unfreeze_schedule, self.unfreeze_schedule[1:])):
             raise ConfigError(f"unfreeze_schedule: expected strictly increasing numbers; got {schedule!r}")
         if self.unfreeze_schedule and self.mode != "full":
@@ -490,7 +436,7 @@ class FinetuneConfig(RunConfig):
         if len(weights) != n_classes:
             raise ConfigError(f"class_weights: expected {n_classes} weights (one per class of task "
                               f"{self.task!r}); got {len(weights)}")
-        self.class_weights = [_float("class_weights", w, 0, low_inclusive=False) for w in weights]
+        self.class_weights = [check_float("class_weights", w, 0, low_inclusive=False) for w in weights]
 
     @property
     def head(self) -> str:
@@ -510,117 +456,6 @@ class FinetuneConfig(RunConfig):
 CONFIG_CLASSES: dict[str, type[RunConfig]] = {"pretrain": PretrainConfig, "finetune": FinetuneConfig}
 
 
-# --------------------------------------------------------------------------------------------
-# Loading
-# --------------------------------------------------------------------------------------------
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 demands ``1.0e-4``)."""
-
-
-_YamlLoader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-def _parse_yaml(text: str, where: str) -> Any:
-    try:
-        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{where}: not valid YAML ({err})") from err
-
-
-def list_config_presets() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
-
-
-def _resolve_path(name_or_path: str | os.PathLike[str]) -> Path:
-    text = os.fspath(name_or_path)
-    looks_like_path = isinstance(name_or_path, os.PathLike) or "/" in text or text.endswith((".yaml", ".yml"))
-    path = Path(text) if looks_like_path else CONFIG_DIR / f"{text}.yaml"
-    if not path.is_file():
-        presets = ", ".join(repr(p) for p in list_config_presets())
-        raise ConfigError(f"config: expected a preset ({presets}) or the path of a YAML file; got {text!r}"
-                          + (" (no such file)" if looks_like_path else ""))
-    return path
-
-
-def _section(data: Any, kind: str, where: str) -> dict[str, Any]:
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping at the top level; got {type(data).__name__}")
-    if not any(k in KINDS for k in data):
-        return dict(data)  # a single-section file
-    unknown = sorted(str(k) for k in data if k not in KINDS)
-    if unknown:
-        raise ConfigError(f"{where}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(KINDS)}")
-    if kind not in data:
-        raise ConfigError(f"{where}: has no {kind!r} section (sections: {', '.join(map(str, data))})")
-    section = data[kind] or {}
-    if not isinstance(section, Mapping):
-        raise ConfigError(f"{where}: section {kind!r} must be a mapping; got {type(section).__name__}")
-    return dict(section)
-
-
-def parse_overrides(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
-    """``["optim.lr=3e-4", "loader.augment={}"]`` or a (dotted or nested) dict -> ``{dotted: value}``."""
-    if overrides is None:
-        return {}
-    if isinstance(overrides, Mapping):
-        flat: dict[str, Any] = {}
-
-        def walk(prefix: str, value: Any) -> None:
-            if isinstance(value, Mapping) and value:
-                for key, sub in value.items():
-                    walk(f"{prefix}.{key}" if prefix else str(key), sub)
-            else:
-                flat[prefix] = value
-
-        for key, value in overrides.items():
-            walk(str(key), value)
-        return flat
-    if isinstance(overrides, str):
-        overrides = [overrides]
-    parsed = {}
-    for item in overrides:
-        key, sep, value = str(item).partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"override: expected 'key.sub=value'; got {item!r}")
-        parsed[key.strip()] = _parse_yaml(value, f"override {item!r}")
-    return parsed
-
-
-def _apply_override(data: dict[str, Any], cls: type[Config], dotted: str, value: Any) -> None:
-    """Set ``data[a][b]... = value`` after checking every key against the dataclass fields."""
-    parts = dotted.split(".")
-    target, section = data, cls
-    for depth, part in enumerate(parts):
-        path = ".".join(parts[:depth + 1])
-        last = depth == len(parts) - 1
-        if section is not None:
-            fields = {f.name for f in dataclasses.fields(section) if f.init}
-            if part not in fields:
-                where = ".".join(parts[:depth]) or section.__name__
-                raise ConfigError(f"override {dotted!r}: unknown key {part!r} in {where}; "
-                                  f"allowed: {', '.join(sorted(fields))}")
-            hint = typing.get_type_hints(section)[part]
-            is_dict_field = typing.get_origin(hint) is dict
-            next_section = hint if isinstance(hint, type) and issubclass(hint, Config) else None
-            if not last and next_section is None and not is_dict_field:
-                raise ConfigError(f"override {dotted!r}: {path} is a value, not a section")
-            section = next_section
-        if last:
-            target[part] = value
-        else:
-            if not isinstance(target.get(part), dict):
-                target[part] = {}
-            target = target[part]
-
-
 def load_config(
     name_or_path: str | os.PathLike[str],
     kind: str = "pretrain",
@@ -632,30 +467,19 @@ def load_config(
     ``--set optim.lr=3e-4``) or a dict, nested or with dotted keys.
     """
     check_option("kind", kind, KINDS)
-    path = _resolve_path(name_or_path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from err
-    data = _section(_parse_yaml(text, str(path)), kind, str(path))
+    path = resolve_config_path(name_or_path)
+    data = read_section(path, kind)
     cls = CONFIG_CLASSES[kind]
     for dotted, value in parse_overrides(overrides).items():
-        _apply_override(data, cls, dotted, value)
+        apply_override(data, cls, dotted, value)
     try:
         return cls.from_dict(data)
     except ConfigError as err:
         raise ConfigError(f"{path} [{kind}]: {err}") from err
 
 
-# --------------------------------------------------------------------------------------------
-# Checks that depend on the machine
-# --------------------------------------------------------------------------------------------
-
-
 def resolve_precision(precision: str, device: str | torch.device) -> torch.dtype:
     """The autocast dtype for ``precision`` on ``device``; fp16 needs CUDA (and a GradScaler)."""
-    import torch
-
     check_option("precision", precision, PRECISIONS)
     device_type = torch.device(device).type
     if precision == "fp16" and device_type != "cuda":

@@ -1,0 +1,136 @@
+"""Reading run configurations: presets and YAML files, their sections, command-line overrides.
+
+A preset is ``training/configs/<name>.yaml``; one file holds both kinds of run, each in its own
+section (``pretrain:``, ``finetune:``), so a preset is one name for the whole
+pretrain-then-fine-tune recipe. A file without those keys is read as one section of the kind
+asked for. Overrides (``optim.lr=3e-4``, values parsed as YAML) are checked key by key against
+the dataclass fields, and an unknown key lists the valid ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import typing
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from eegfm.core.config import Config, ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+KINDS = ("pretrain", "finetune")
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """SafeLoader that also reads ``1e-4`` as a float (YAML 1.1 demands ``1.0e-4``)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str, where: str) -> Any:
+    try:
+        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{where}: not valid YAML ({err})") from err
+
+
+def list_config_presets() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
+    """The file of a preset name, or the given path; either must exist."""
+    text = os.fspath(name_or_path)
+    looks_like_path = isinstance(name_or_path, os.PathLike) or "/" in text or text.endswith((".yaml", ".yml"))
+    path = Path(text) if looks_like_path else CONFIG_DIR / f"{text}.yaml"
+    if not path.is_file():
+        presets = ", ".join(repr(p) for p in list_config_presets())
+        raise ConfigError(f"config: expected a preset ({presets}) or the path of a YAML file; got {text!r}"
+                          + (" (no such file)" if looks_like_path else ""))
+    return path
+
+
+def read_section(path: Path, kind: str) -> dict[str, Any]:
+    """The ``kind`` section of the YAML file ``path`` (the whole file if it has no sections)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"{path}: cannot read config file ({err.strerror})") from err
+    data = parse_yaml(text, str(path))
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping at the top level; got {type(data).__name__}")
+    if not any(k in KINDS for k in data):
+        return dict(data)
+    unknown = sorted(str(k) for k in data if k not in KINDS)
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(KINDS)}")
+    if kind not in data:
+        raise ConfigError(f"{path}: has no {kind!r} section (sections: {', '.join(map(str, data))})")
+    section = data[kind] or {}
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{path}: section {kind!r} must be a mapping; got {type(section).__name__}")
+    return dict(section)
+
+
+def parse_overrides(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
+    """``["optim.lr=3e-4", "loader.augment={}"]`` or a (dotted or nested) dict -> ``{dotted: value}``."""
+    if overrides is None:
+        return {}
+    if isinstance(overrides, Mapping):
+        flat: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, Mapping) and value:
+                for key, sub in value.items():
+                    walk(f"{prefix}.{key}" if prefix else str(key), sub)
+            else:
+                flat[prefix] = value
+
+        for key, value in overrides.items():
+            walk(str(key), value)
+        return flat
+    if isinstance(overrides, str):
+        overrides = [overrides]
+    parsed = {}
+    for item in overrides:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override: expected 'key.sub=value'; got {item!r}")
+        parsed[key.strip()] = parse_yaml(value, f"override {item!r}")
+    return parsed
+
+
+def apply_override(data: dict[str, Any], cls: type[Config], dotted: str, value: Any) -> None:
+    """Set ``data[a][b]... = value`` after checking every key against the dataclass fields."""
+    parts = dotted.split(".")
+    target, section = data, cls
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if section is not None:
+            fields = {f.name for f in dataclasses.fields(section) if f.init}
+            if part not in fields:
+                where = ".".join(parts[:depth]) or section.__name__
+                raise ConfigError(f"override {dotted!r}: unknown key {part!r} in {where}; "
+                                  f"allowed: {', '.join(sorted(fields))}")
+            hint = typing.get_type_hints(section)[part]
+            next_section = hint if isinstance(hint, type) and issubclass(hint, Config) else None
+            if not last and next_section is None and typing.get_origin(hint) is not dict:
+                raise ConfigError(f"override {dotted!r}: {'.'.join(parts[:depth + 1])} is a value, not a section")
+            section = next_section
+        if last:
+            target[part] = value
+        else:
+            if not isinstance(target.get(part), dict):
+                target[part] = {}
+            target = target[part]
