@@ -49,27 +49,28 @@ an ``"rng"`` entry. Only one process (rank 0) should save into a directory.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import math
 import os
-import random
 import re
 import shutil
-import signal
-import threading
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
-import numpy as np
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from eegfm.core.logs import get_logger
+from eegfm.training.checkpoint_state import (  # noqa: F401 - capture/restore are part of this module's interface
+    CheckpointError,
+    capture_rng_state,
+    flatten_state,
+    restore_rng_state,
+    unflatten_state,
+)
+from eegfm.training.preemption import PreemptionHandler  # noqa: F401 - part of this module's interface
 
 log = get_logger(__name__)
 
@@ -89,144 +90,6 @@ _OLD_PREFIX = ".old-"
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be written or is not one we will read; the message names the file."""
-
-
-# --------------------------------------------------------------------------------------------
-# Nested state <-> (flat tensors, JSON skeleton)
-# --------------------------------------------------------------------------------------------
-# The skeleton is plain JSON. Containers and special values are tagged objects ({"t": ...}), so a
-# JSON object in the skeleton is always a tag and never user data; dict keys keep their type
-# (``optimizer.state_dict()["state"]`` is keyed by int parameter index).
-
-
-def flatten_state(obj: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:
-    """Split a nested state into ``{path: tensor}`` and a JSON-able skeleton that references them.
-
-    Handles dicts (str/int/float/bool/None keys), lists, tuples, str, int, float (including
-    inf/nan), bool, None, tensors, numpy scalars and small numpy arrays (stored as lists).
-    Anything else raises :class:`CheckpointError` naming its path.
-    """
-    tensors: dict[str, torch.Tensor] = {}
-    skeleton = _flatten(obj, prefix.strip("/"), tensors)
-    return tensors, skeleton
-
-
-def unflatten_state(tensors: Mapping[str, torch.Tensor], skeleton: Any) -> Any:
-    """Rebuild what :func:`flatten_state` split, with the same container and key types."""
-    if skeleton is None or isinstance(skeleton, (bool, int, float, str)):
-        return skeleton
-    if not isinstance(skeleton, dict) or "t" not in skeleton:
-        raise CheckpointError(f"state skeleton: unexpected entry {skeleton!r}")
-    tag = skeleton["t"]
-    if tag == "tensor":
-        key = skeleton["key"]
-        if key not in tensors:
-            raise CheckpointError(f"state skeleton: tensor {key!r} is missing from the tensor file")
-        return tensors[key]
-    if tag == "dict":
-        # JSON keeps str/int/float/bool/None keys apart inside the items list.
-        return {key: unflatten_state(tensors, v) for key, v in skeleton["items"]}
-    if tag == "list":
-        return [unflatten_state(tensors, v) for v in skeleton["items"]]
-    if tag == "tuple":
-        return tuple(unflatten_state(tensors, v) for v in skeleton["items"])
-    if tag == "float":
-        return float(skeleton["v"])
-    if tag == "ndarray":
-        return np.asarray(skeleton["data"], dtype=np.dtype(skeleton["dtype"])).reshape(skeleton["shape"])
-    raise CheckpointError(f"state skeleton: unknown tag {tag!r}")
-
-
-def _flatten(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
-    if isinstance(obj, torch.Tensor):
-        key = path or "tensor"
-        while key in tensors:  # a "/" inside a dict key could make two paths collide
-            key += "'"
-        tensors[key] = obj
-        return {"t": "tensor", "key": key}
-    if isinstance(obj, np.ndarray):
-        return {"t": "ndarray", "dtype": obj.dtype.str, "shape": list(obj.shape),
-                "data": obj.reshape(-1).tolist()}
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if obj is None or isinstance(obj, (bool, int, str)):
-        return obj
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else {"t": "float", "v": repr(obj)}
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    if isinstance(obj, Mapping):
-        items = []
-        for key, value in obj.items():
-            items.append([_key_to_json(key, path), _flatten(value, _join(path, key), tensors)])
-        return {"t": "dict", "items": items}
-    if isinstance(obj, (list, tuple)):
-        items = [_flatten(v, _join(path, i), tensors) for i, v in enumerate(obj)]
-        return {"t": "list" if isinstance(obj, list) else "tuple", "items": items}
-    raise CheckpointError(
-        f"state {path or '<root>'!s}: cannot store a {type(obj).__name__} in a checkpoint "
-        "(allowed: tensors, numbers, str, bool, None, numpy arrays and dicts/lists/tuples of them)"
-    )
-
-
-def _join(path: str, key: Any) -> str:
-    return f"{path}/{key}" if path else str(key)
-
-
-def _key_to_json(key: Any, path: str) -> Any:
-    if isinstance(key, np.generic):
-        key = key.item()
-    if key is None or isinstance(key, (bool, int, str)):
-        return key
-    if isinstance(key, float) and math.isfinite(key):
-        return key
-    raise CheckpointError(
-        f"state {path or '<root>'}: dict key {key!r} of type {type(key).__name__} cannot be stored "
-        "(allowed key types: str, int, finite float, bool, None)"
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# RNG state
-# --------------------------------------------------------------------------------------------
-
-
-def capture_rng_state() -> dict[str, Any]:
-    """The python, numpy and torch (CPU and every CUDA device) RNG states of this process."""
-    state: dict[str, Any] = {
-        "python": random.getstate(),
-        "numpy": np.random.get_state(),
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng_state(state: Mapping[str, Any]) -> None:
-    """Restore what :func:`capture_rng_state` returned (after a checkpoint round trip)."""
-    if "python" in state:
-        version, internal, gauss = state["python"]
-        random.setstate((version, tuple(internal), gauss))
-    if "numpy" in state:
-        name, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    if "torch" in state:
-        torch.set_rng_state(state["torch"].cpu())
-    if state.get("cuda") is not None and torch.cuda.is_available():
-        cuda_states = [s.cpu() for s in state["cuda"]]
-        if len(cuda_states) != torch.cuda.device_count():
-            log.warning("checkpoint has CUDA RNG states for %d devices, this process sees %d; "
-                        "restoring the common ones", len(cuda_states), torch.cuda.device_count())
-        for index, cuda_state in enumerate(cuda_states[: torch.cuda.device_count()]):
-            torch.cuda.set_rng_state(cuda_state, index)
-
-
-# --------------------------------------------------------------------------------------------
-# Durable file-system primitives
-# --------------------------------------------------------------------------------------------
 
 
 def _fsync_path(path: Path) -> None:
@@ -238,13 +101,17 @@ def _fsync_path(path: Path) -> None:
         os.close(fd)
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` by ``text`` so that readers see either the old or the new content."""
-    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
+def _write_durably(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` by ``text`` so that readers see either the old or the new content."""
+    tmp = path.with_name(f"{_TMP_PREFIX}{path.name}.{os.getpid()}")
+    _write_durably(tmp, text)
     os.replace(tmp, path)
     _fsync_path(path.parent)
 
@@ -276,11 +143,6 @@ def _write_safetensors(path: Path, tensors: Mapping[str, torch.Tensor]) -> str:
     save_file(_storable(tensors), str(path), metadata={"format": "pt"})
     _fsync_path(path)
     return _sha256(path)
-
-
-# --------------------------------------------------------------------------------------------
-# Checkpoint directory layout
-# --------------------------------------------------------------------------------------------
 
 
 def step_dir_name(step: int) -> str:
@@ -326,6 +188,25 @@ def save_checkpoint(
     (lower is better unless ``higher_is_better``). Saving a step that exists replaces it.
     """
     directory = Path(directory)
+    model_state = _check_save_arguments(step, state, keep_last, metric)
+    rest = {key: value for key, value in state.items() if key != "model"}
+    rest.setdefault("rng", capture_rng_state())
+    tensors, skeleton = flatten_state(rest)
+    directory.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temporaries(directory)
+    final = directory / step_dir_name(step)
+    _write_step_dir(final, step, model_state, tensors, skeleton, metric)
+    _write_text_atomic(directory / LATEST_POINTER, final.name + "\n")
+    if _decide_best(directory, final, metric, is_best, higher_is_better):
+        _write_text_atomic(directory / BEST_POINTER, final.name + "\n")
+    if keep_last is not None:
+        _rotate(directory, keep_last, protect=final)
+    log.info("saved checkpoint %s", final)
+    return final
+
+
+def _check_save_arguments(step: Any, state: Any, keep_last: Any, metric: Any) -> Mapping[str, torch.Tensor]:
+    """The model's state_dict, once every argument of :func:`save_checkpoint` is valid."""
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise CheckpointError(f"step: expected a non-negative integer; got {step!r}")
     if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int)
@@ -340,14 +221,13 @@ def save_checkpoint(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in model_state.items()
     ):
         raise CheckpointError("state['model']: expected a flat mapping of str -> tensor (a state_dict)")
+    return model_state
 
-    rest = {key: value for key, value in state.items() if key != "model"}
-    rest.setdefault("rng", capture_rng_state())
-    tensors, skeleton = flatten_state(rest)
 
-    directory.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(directory)
-    final = directory / step_dir_name(step)
+def _write_step_dir(final: Path, step: int, model_state: Mapping[str, torch.Tensor],
+                    tensors: Mapping[str, torch.Tensor], skeleton: Any, metric: float | None) -> None:
+    """Write the files into a temporary directory and rename it to ``final`` (see the module docstring)."""
+    directory = final.parent
     tmp = directory / f"{_TMP_PREFIX}{final.name}.{os.getpid()}"
     tmp.mkdir()
     try:
@@ -359,14 +239,11 @@ def save_checkpoint(
             "format": FORMAT_NAME,
             "format_version": FORMAT_VERSION,
             "step": step,
-            "metric": _flatten(float(metric), "metric", {}) if metric is not None else None,
+            "metric": flatten_state(float(metric))[1] if metric is not None else None,
             "sha256": hashes,
             "state": skeleton,
         }
-        with open(tmp / STATE_FILE, "w", encoding="utf-8") as handle:
-            json.dump(document, handle, allow_nan=False)
-            handle.flush()
-            os.fsync(handle.fileno())
+        _write_durably(tmp / STATE_FILE, json.dumps(document, allow_nan=False))
         _fsync_path(tmp)
         if final.exists():  # re-saving a step (e.g. after resuming from it): move the old aside
             old = directory / f"{_OLD_PREFIX}{final.name}.{os.getpid()}"
@@ -379,14 +256,6 @@ def save_checkpoint(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-
-    _write_text_atomic(directory / LATEST_POINTER, final.name + "\n")
-    if _decide_best(directory, final, metric, is_best, higher_is_better):
-        _write_text_atomic(directory / BEST_POINTER, final.name + "\n")
-    if keep_last is not None:
-        _rotate(directory, keep_last, protect=final)
-    log.info("saved checkpoint %s", final)
-    return final
 
 
 def _decide_best(directory: Path, candidate: Path, metric: float | None, is_best: bool | None,
@@ -610,78 +479,3 @@ def resolve_resume(value: str | os.PathLike[str] | None, directory: str | os.Pat
     except CheckpointError as err:
         raise CheckpointError(f"resume: {err}") from err
     return path
-
-
-# --------------------------------------------------------------------------------------------
-# Preemption
-# --------------------------------------------------------------------------------------------
-
-
-class PreemptionHandler:
-    """Turns SIGTERM (and SIGINT) into a flag the training loop checks at step boundaries.
-
-    Schedulers (Kubernetes, Slurm, spot instances) send SIGTERM and then SIGKILL after a grace
-    period; dying inside ``optimizer.step()`` or a checkpoint write wastes the work since the last
-    save. With the handler installed the loop finishes its step, saves and exits::
-
-        with PreemptionHandler() as preemption:
-            for step in ...:
-                train_step(...)
-                if preemption.requested:   # in DDP: all-reduce the flag so every rank stops
-                    save_checkpoint(...); break
-
-    A second signal of the same kind restores the previous handler and re-delivers the signal, so
-    pressing Ctrl-C twice still interrupts immediately. ``close`` (or leaving the ``with``)
-    restores the previous handlers. Must be installed from the main thread.
-    """
-
-    def __init__(self, signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT)) -> None:
-        self.signals = tuple(signals)
-        self.requested = False
-        self.received: signal.Signals | None = None
-        self._previous: dict[signal.Signals, Any] = {}
-        self._owner = os.getpid()
-
-    def install(self) -> PreemptionHandler:
-        if threading.current_thread() is not threading.main_thread():
-            raise CheckpointError("PreemptionHandler: signal handlers can only be installed from the main thread")
-        self._owner = os.getpid()
-        for signum in self.signals:
-            if signum not in self._previous:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        received = signal.Signals(signum)
-        if os.getpid() != self._owner:
-            # A forked child inherited the handler: a loader worker. Ctrl-C reaches the whole
-            # process group; the training process stops and then ends its workers, which need not
-            # react (each used to log the warning below). SIGTERM to a worker (DataLoader shutting
-            # it down) must end it as it would without the handler.
-            if received != signal.SIGINT:
-                signal.signal(signum, signal.SIG_DFL)
-                signal.raise_signal(received)
-            return
-        if self.requested and self.received == received:
-            self._restore(received)
-            signal.raise_signal(received)
-            return
-        self.requested = True
-        self.received = received
-        log.warning("received %s: will save a checkpoint and stop at the next step boundary", received.name)
-
-    def _restore(self, signum: signal.Signals) -> None:
-        previous = self._previous.pop(signum, None)
-        if previous is not None:
-            with contextlib.suppress(ValueError, TypeError):
-                signal.signal(signum, previous)
-
-    def close(self) -> None:
-        for signum in list(self._previous):
-            self._restore(signum)
-
-    def __enter__(self) -> PreemptionHandler:
-        return self.install()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()

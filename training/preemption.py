@@ -1,0 +1,86 @@
+"""Preemption: SIGTERM (and SIGINT) become a flag the training loop checks at step boundaries."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+from collections.abc import Iterable
+from types import FrameType
+from typing import Any
+
+from eegfm.core.logs import get_logger
+from eegfm.training.checkpoint_state import CheckpointError
+
+log = get_logger(__name__)
+
+
+class PreemptionHandler:
+    """Turns SIGTERM (and SIGINT) into a flag the training loop checks at step boundaries.
+
+    Schedulers (Kubernetes, Slurm, spot instances) send SIGTERM and then SIGKILL after a grace
+    period; dying inside ``optimizer.step()`` or a checkpoint write wastes the work since the last
+    save. With the handler installed the loop finishes its step, saves and exits::
+
+        with PreemptionHandler() as preemption:
+            for step in ...:
+                train_step(...)
+                if preemption.requested:   # in DDP: all-reduce the flag so every rank stops
+                    save_checkpoint(...); break
+
+    A second signal of the same kind restores the previous handler and re-delivers the signal, so
+    pressing Ctrl-C twice still interrupts immediately. ``close`` (or leaving the ``with``)
+    restores the previous handlers. Must be installed from the main thread.
+    """
+
+    def __init__(self, signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT)) -> None:
+        self.signals = tuple(signals)
+        self.requested = False
+        self.received: signal.Signals | None = None
+        self._previous: dict[signal.Signals, Any] = {}
+        self._owner = os.getpid()
+
+    def install(self) -> PreemptionHandler:
+        if threading.current_thread() is not threading.main_thread():
+            raise CheckpointError("PreemptionHandler: signal handlers can only be installed from the main thread")
+        self._owner = os.getpid()
+        for signum in self.signals:
+            if signum not in self._previous:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        received = signal.Signals(signum)
+        if os.getpid() != self._owner:
+            # A forked child inherited the handler: a loader worker. Ctrl-C reaches the whole
+            # process group; the training process stops and then ends its workers, which need not
+            # react (each used to log the warning below). SIGTERM to a worker (DataLoader shutting
+            # it down) must end it as it would without the handler.
+            if received != signal.SIGINT:
+                signal.signal(signum, signal.SIG_DFL)
+                signal.raise_signal(received)
+            return
+        if self.requested and self.received == received:
+            self._restore(received)
+            signal.raise_signal(received)
+            return
+        self.requested = True
+        self.received = received
+        log.warning("received %s: will save a checkpoint and stop at the next step boundary", received.name)
+
+    def _restore(self, signum: signal.Signals) -> None:
+        previous = self._previous.pop(signum, None)
+        if previous is not None:
+            with contextlib.suppress(ValueError, TypeError):
+                signal.signal(signum, previous)
+
+    def close(self) -> None:
+        for signum in list(self._previous):
+            self._restore(signum)
+
+    def __enter__(self) -> PreemptionHandler:
+        return self.install()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
