@@ -52,6 +52,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from eegfm.pipelines.filter_design import kaiser_lowpass
+from eegfm.pipelines.signal_checks import check_sfreq, check_signal
 
 TARGET_SFREQ = 256.0
 # Relative ratio error allowed when a rate has no small exact fraction: under one output sample of
@@ -113,15 +114,6 @@ class ResamplePlan:
         return round(Fraction(float(seconds)) * Fraction(self.sfreq_in) * self.up / self.down)
 
 
-def _check_sfreq(name: str, sfreq: float) -> float:
-    if isinstance(sfreq, bool) or not isinstance(sfreq, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a sampling rate in Hz; got {sfreq!r}")
-    sfreq = float(sfreq)
-    if not math.isfinite(sfreq) or sfreq <= 0:
-        raise ValueError(f"{name}: expected a finite rate > 0 Hz; got {sfreq!r}")
-    return sfreq
-
-
 def _check_index(name: str, index: int) -> int:
     if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
         raise TypeError(f"{name}: expected an integer sample index; got {index!r}")
@@ -141,8 +133,8 @@ def plan_resample(
     Denominator limits are tried in powers of two, so exact small fractions (500 Hz -> 64/125)
     are found exactly and awkward rates get the shortest filter that meets the error bound.
     """
-    sfreq_in = _check_sfreq("sfreq_in", sfreq_in)
-    sfreq_out = _check_sfreq("sfreq_out", sfreq_out)
+    sfreq_in = check_sfreq(sfreq_in, "sfreq_in")
+    sfreq_out = check_sfreq(sfreq_out, "sfreq_out")
     if not 0.0 <= max_ratio_error < 0.01:
         raise ValueError(f"max_ratio_error: expected a value in [0, 0.01); got {max_ratio_error!r}")
     target = Fraction(sfreq_out) / Fraction(sfreq_in)
@@ -173,12 +165,7 @@ def _fir_taps(up: int, down: int) -> np.ndarray:
 
 
 def _as_2d_float32(data: np.ndarray, name: str = "data") -> np.ndarray:
-    data = np.asarray(data)
-    if data.ndim != 2:
-        raise ValueError(f"{name}: expected shape (n_chans, n_times); got shape {data.shape}")
-    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
-        raise TypeError(f"{name}: expected real numbers; got dtype {data.dtype}")
-    return np.ascontiguousarray(data, dtype=np.float32)
+    return np.ascontiguousarray(check_signal(data, name), dtype=np.float32)
 
 
 def resample(
@@ -411,7 +398,7 @@ def resample_chunked(
 def sample_to_seconds(index: int, sfreq: float = TARGET_SFREQ) -> float:
     """Seconds of sample ``index`` at ``sfreq``; exact for 256 Hz (a power of two)."""
     index = _check_index("index", index)
-    return index / _check_sfreq("sfreq", sfreq)
+    return index / check_sfreq(sfreq, "sfreq")
 
 
 def seconds_to_sample(seconds: float, sfreq: float = TARGET_SFREQ) -> int:
@@ -420,7 +407,7 @@ def seconds_to_sample(seconds: float, sfreq: float = TARGET_SFREQ) -> int:
         raise TypeError(f"seconds: expected a number; got {seconds!r}")
     if not math.isfinite(seconds) or seconds < 0:
         raise ValueError(f"seconds: expected a finite value >= 0; got {seconds!r}")
-    return round(float(seconds) * _check_sfreq("sfreq", sfreq))
+    return round(float(seconds) * check_sfreq(sfreq, "sfreq"))
 
 
 def window_start_s(index: int, sfreq_in: float, sfreq_out: float = TARGET_SFREQ) -> float:

@@ -19,7 +19,7 @@ from eegfm.pipelines.filters import (
     notch_filter,
     resolve_line_freq,
 )
-from eegfm.pipelines.filters import _fft_size, _zero_phase_gain
+from eegfm.pipelines.zero_phase import _fft_size, _zero_phase_gain
 from eegfm.pipelines.resample import resample
 
 SFREQ = 256.0
