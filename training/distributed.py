@@ -35,6 +35,12 @@ class DistributedError(RuntimeError):
     """The launcher's environment and the requested backend do not fit together."""
 
 
+def _horovod() -> Any:
+    import horovod.torch as hvd  # optional: built only on machines that run horovodrun
+
+    return hvd
+
+
 @dataclasses.dataclass
 class Dist:
     backend: str  # 'none' | 'gloo' | 'nccl' | 'horovod'
@@ -55,13 +61,10 @@ class Dist:
     def uses_ddp(self) -> bool:
         return self.backend in ("gloo", "nccl") and self.is_distributed
 
-    # ------------------------------------------------------------------ model and optimizer
     def wrap_model(self, model: nn.Module) -> nn.Module:
         """DDP for torchrun runs; the bare model otherwise (Horovod syncs in the optimizer)."""
         if self.backend == "horovod":
-            import horovod.torch as hvd
-
-            hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+            _horovod().broadcast_parameters(model.state_dict(), root_rank=0)
             return model
         if not self.uses_ddp:
             return model
@@ -79,8 +82,7 @@ class Dist:
                        accumulation_steps: int) -> torch.optim.Optimizer:
         if self.backend != "horovod":
             return optimizer
-        import horovod.torch as hvd
-
+        hvd = _horovod()
         wrapped = hvd.DistributedOptimizer(
             optimizer, named_parameters=unwrap(model).named_parameters(),
             backward_passes_per_step=accumulation_steps, op=hvd.Average,
@@ -97,7 +99,6 @@ class Dist:
         else:
             yield
 
-    # ------------------------------------------------------------------ collectives
     def mean(self, values: dict[str, float | torch.Tensor]) -> dict[str, float]:
         """Average scalars (numbers or 0-dim tensors, read here) over ranks, as floats (one all-reduce)."""
         return self._reduce(values, "mean")
@@ -111,8 +112,7 @@ class Dist:
         keys = sorted(values)
         tensor = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64)
         if self.backend == "horovod":
-            import horovod.torch as hvd
-
+            hvd = _horovod()
             if op == "mean":
                 tensor = hvd.allreduce(tensor, op=hvd.Average, name=f"reduce.{op}.{','.join(keys)}")
             else:
@@ -154,11 +154,9 @@ class Dist:
         if not self.is_distributed:
             return [obj]
         if self.backend == "horovod":
-            import horovod.torch as hvd
-
             # Horovod matches ranks' collectives by name, by default the object's type: a rank
             # holding None where another holds a dict would wait forever.
-            return list(hvd.allgather_object(obj, name="eegfm.gather_objects"))
+            return list(_horovod().allgather_object(obj, name="eegfm.gather_objects"))
         out: list[Any] = [None] * self.world_size
         torch_dist.all_gather_object(out, obj)
         return out
@@ -168,30 +166,22 @@ class Dist:
         if not self.is_distributed:
             return obj
         if self.backend == "horovod":
-            import horovod.torch as hvd
-
-            return hvd.broadcast_object(obj, root_rank=0, name="eegfm.broadcast_object")  # see gather_objects
+            return _horovod().broadcast_object(obj, root_rank=0, name="eegfm.broadcast_object")  # see gather_objects
         box = [obj]
         torch_dist.broadcast_object_list(box, src=0)
         return box[0]
 
     def barrier(self) -> None:
-        if not self.is_distributed:
-            return
-        if self.backend == "horovod":
-            import horovod.torch as hvd
-
-            hvd.barrier()
-        else:
+        if self.is_distributed and self.backend == "horovod":
+            _horovod().barrier()
+        elif self.is_distributed:
             torch_dist.barrier()
 
     def shutdown(self) -> None:
         if self.uses_ddp and torch_dist.is_initialized():
             torch_dist.destroy_process_group()
         elif self.backend == "horovod":
-            import horovod.torch as hvd
-
-            hvd.shutdown()
+            _horovod().shutdown()
 
 
 class StopVote:
@@ -233,13 +223,9 @@ class StopVote:
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The user's model inside DDP / torch.compile wrappers."""
-    while True:
-        if isinstance(model, nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
+    while isinstance(model, nn.parallel.DistributedDataParallel) or hasattr(model, "_orig_mod"):
+        model = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model._orig_mod
+    return model
 
 
 def _env_int(name: str, default: int) -> int:
@@ -269,15 +255,13 @@ def init_distributed(backend: str = "auto", *, device: str = "auto", timeout_s: 
 
     if backend == "horovod":
         try:
-            import horovod.torch as hvd
+            hvd = _horovod()
         except ImportError as err:
             raise DistributedError(
                 "backend 'horovod': horovod.torch cannot be imported (scripts/install_horovod.sh builds it)"
             ) from err
         hvd.init()
-        local_rank = hvd.local_rank()
-        dev = _device(use_cuda, local_rank)
-        return Dist("horovod", hvd.rank(), hvd.size(), local_rank, dev)
+        return Dist("horovod", hvd.rank(), hvd.size(), hvd.local_rank(), _device(use_cuda, hvd.local_rank()))
 
     world_size = _env_int("WORLD_SIZE", 1)
     local_rank = _env_int("LOCAL_RANK", 0)
