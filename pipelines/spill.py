@@ -30,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from eegfm.pipelines import schema
 from eegfm.pipelines.artifact_ae import band_features
 from eegfm.core.stores import delete
-from eegfm.pipelines.process import RECORD_QUALITY_NAMES, RejectedWindow, Window
+from eegfm.pipelines.events import RECORD_QUALITY_NAMES, RejectedWindow, Window
 from eegfm.pipelines.tfrecord import FRAME_OVERHEAD, frame_record, unframe_record
 
 PATCHED = ("quality", "artifact_score")

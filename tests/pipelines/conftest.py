@@ -7,9 +7,9 @@ import pytest
 def fails_on_second_chunk(monkeypatch) -> list:
     """Makes ``process_recording`` fail on a recording's second batch of windows, after the first
     went out, as a library that breaks part-way through a file would; the list counts the batches."""
-    from eegfm.pipelines import process
+    from eegfm.pipelines import windowing
 
-    made, calls = process._make_windows, []
+    made, calls = windowing._make_windows, []
 
     def fails_the_second_time(*args):
         calls.append(1)
@@ -17,7 +17,7 @@ def fails_on_second_chunk(monkeypatch) -> list:
             raise RuntimeError("a library broke on this chunk")
         yield from made(*args)
 
-    monkeypatch.setattr(process, "_make_windows", fails_the_second_time)
+    monkeypatch.setattr(windowing, "_make_windows", fails_the_second_time)
     return calls
 
 

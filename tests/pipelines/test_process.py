@@ -355,7 +355,7 @@ def test_a_bipolar_montage_is_quarantined_naming_its_derivations(shared_data, tm
 
 
 def test_a_brainvision_header_brings_the_data_and_marker_files_it_names(shared_data, tmp_path):
-    from eegfm.pipelines.process import _companions
+    from eegfm.pipelines.localize import _companions
 
     header = tmp_path / "recording.vhdr"  # a remote header's local copy
     header.write_bytes((shared_data / "formats" / "brainvision" / "test_NO.vhdr").read_bytes())
