@@ -58,6 +58,10 @@ AE_BANDS: tuple[tuple[float, float], ...] = (
     (45.0, 70.0),
 )
 POWER_FLOOR_UV2 = 1e-3
+# The constructor's arguments, and what fitting learns beside the weights, as the saved header names them.
+_HYPERPARAMETERS = ("hidden", "epochs", "batch_size", "learning_rate", "weight_decay", "calibration_fraction",
+                    "z_center", "z_width", "sfreq", "seed")
+_FITTED = ("n_chans", "n_fit_windows", "error_center", "error_scale")
 
 
 def _as_windows(windows: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
@@ -372,24 +376,9 @@ class ArtifactAutoencoder:
     # ------------------------------------------------------------------ persistence
     def _header(self) -> dict:
         return {
-            "format": FORMAT,
-            "version": FORMAT_VERSION,
-            "bands": [list(b) for b in AE_BANDS],
-            "power_floor_uv2": POWER_FLOOR_UV2,
-            "hidden": list(self.hidden),
-            "epochs": self.epochs,
-            "batch_size": self.batch_size,
-            "learning_rate": self.learning_rate,
-            "weight_decay": self.weight_decay,
-            "calibration_fraction": self.calibration_fraction,
-            "z_center": self.z_center,
-            "z_width": self.z_width,
-            "sfreq": self.sfreq,
-            "seed": self.seed,
-            "n_chans": self.n_chans,
-            "n_fit_windows": self.n_fit_windows,
-            "error_center": self.error_center,
-            "error_scale": self.error_scale,
+            "format": FORMAT, "version": FORMAT_VERSION, "bands": [list(b) for b in AE_BANDS],
+            "power_floor_uv2": POWER_FLOOR_UV2, "hidden": list(self.hidden),
+            **{name: getattr(self, name) for name in _HYPERPARAMETERS[1:] + _FITTED},
         }
 
     def save(self, path: str | Path) -> Path:
@@ -425,18 +414,7 @@ class ArtifactAutoencoder:
                              and header["power_floor_uv2"] == POWER_FLOOR_UV2)
             if not same_features:
                 raise ValueError(f"{path}: written with different feature bands; refit the detector")
-            model = cls(
-                hidden=tuple(header["hidden"]),
-                epochs=header["epochs"],
-                batch_size=header["batch_size"],
-                learning_rate=header["learning_rate"],
-                weight_decay=header["weight_decay"],
-                calibration_fraction=header["calibration_fraction"],
-                z_center=header["z_center"],
-                z_width=header["z_width"],
-                sfreq=header["sfreq"],
-                seed=header["seed"],
-            )
+            model = cls(hidden=tuple(header["hidden"]), **{name: header[name] for name in _HYPERPARAMETERS[1:]})
             n_layers = sum(1 for name in data.files if name.startswith("weight_"))
             model.weights = [np.array(data[f"weight_{i}"]) for i in range(n_layers)]
             model.biases = [np.array(data[f"bias_{i}"]) for i in range(n_layers)]
@@ -444,6 +422,5 @@ class ArtifactAutoencoder:
             model.feature_scale = np.array(data["feature_scale"])
         model.error_center = float(header["error_center"])
         model.error_scale = float(header["error_scale"])
-        model.n_chans = header["n_chans"]
-        model.n_fit_windows = header["n_fit_windows"]
+        model.n_chans, model.n_fit_windows = header["n_chans"], header["n_fit_windows"]
         return model

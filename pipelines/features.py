@@ -18,12 +18,9 @@ Names are ``"<channel>.<feature>"``, channel-major (all features of Fp1, then F3
 (zero variance) has zero skewness, kurtosis and Hjorth parameters and uniform relative powers rather
 than NaN, so vectors stay finite for downstream models.
 
-The PSD helpers here (:func:`welch_psd`, :func:`band_power`) are shared by
-:mod:`pipelines.quality` and :mod:`pipelines.artifact_ae` so every stage measures power the same way.
-:func:`window_spectrum` computes a window's PSD once, in float32 for float32 windows, as a
-:class:`WindowSpectrum` that :func:`pipelines.quality.compute_quality` attaches to its report and
-:func:`pipelines.artifact_ae.band_features_from_psd` reads, so the pipeline transforms each window
-once.
+The Welch PSD here (:func:`welch`, :func:`welch_psd`, :func:`window_spectrum`) is the one every
+stage measures power with (:mod:`pipelines.quality`, :mod:`pipelines.artifact_ae`,
+:mod:`pipelines.filters`); a window's :class:`WindowSpectrum` is computed once and shared.
 """
 
 from __future__ import annotations
@@ -64,19 +61,22 @@ def feature_names(ch_names: Sequence[str] = CANONICAL_CHANNELS) -> tuple[str, ..
 FEATURE_NAMES: tuple[str, ...] = feature_names()
 
 
-def _check_window(data: np.ndarray, sfreq: float) -> tuple[np.ndarray, float]:
-    data = np.asarray(data)
-    if data.ndim != 2 or data.shape[1] < 2:
-        raise ValueError(
-            f"data: expected shape (n_chans, n_times) with n_times >= 2; got {data.shape}"
-        )
-    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
-        raise TypeError(f"data: expected real numbers; got dtype {data.dtype}")
+def check_sfreq(sfreq: object) -> float:
+    """``sfreq`` as a float, or TypeError/ValueError naming it."""
     if isinstance(sfreq, bool) or not isinstance(sfreq, (int, float, np.integer, np.floating)):
         raise TypeError(f"sfreq: expected a sampling rate in Hz; got {sfreq!r}")
     if not np.isfinite(sfreq) or sfreq <= 0:
         raise ValueError(f"sfreq: expected a finite rate > 0 Hz; got {sfreq!r}")
-    return data, float(sfreq)
+    return float(sfreq)
+
+
+def _check_window(data: np.ndarray, sfreq: float) -> tuple[np.ndarray, float]:
+    data = np.asarray(data)
+    if data.ndim != 2 or data.shape[1] < 2:
+        raise ValueError(f"data: expected shape (n_chans, n_times) with n_times >= 2; got {data.shape}")
+    if not np.issubdtype(data.dtype, np.number) or np.iscomplexobj(data):
+        raise TypeError(f"data: expected real numbers; got dtype {data.dtype}")
+    return data, check_sfreq(sfreq)
 
 
 def welch_psd(
@@ -98,7 +98,7 @@ def welch_psd(
     several times more per call than the few array operations needed here.
     """
     data, sfreq = _check_window(data, sfreq)
-    return _welch(np.asarray(data, dtype=np.float64), sfreq, segment_s, max_segments)
+    return welch(np.asarray(data, dtype=np.float64), sfreq, segment_s, max_segments)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -148,7 +148,7 @@ def window_spectrum(
     x = np.asarray(arr, dtype=dtype)
     if not np.isfinite(x.sum()):  # NaN or inf somewhere (or an overflowing sum): zero them
         x = np.where(np.isfinite(x), x, dtype(0))
-    freqs, psd = _welch(x, float(sfreq), segment_s, None)
+    freqs, psd = welch(x, float(sfreq), segment_s)
     return WindowSpectrum(freqs, psd, float(sfreq), int(arr.shape[-1]), float(segment_s))
 
 
@@ -185,10 +185,11 @@ _MAX_DC_TO_RMS = 10.0
 _CHUNK_BYTES = 1 << 20
 
 
-def _welch(
-    x: np.ndarray, sfreq: float, segment_s: float, max_segments: int | None
+def welch(
+    x: np.ndarray, sfreq: float, segment_s: float = DEFAULT_SEGMENT_S, max_segments: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Welch PSD along the last axis of a float32/float64 array of any leading shape."""
+    """:func:`welch_psd` along the last axis of a float32/float64 array of any leading shape,
+    unchecked and in the array's precision."""
     n_times = x.shape[-1]
     nperseg, step, n_segments, window, scale, freqs = _welch_plan(
         n_times, sfreq, float(segment_s), x.dtype.type
@@ -199,7 +200,7 @@ def _welch(
     if n_rows > rows:
         flat = x.reshape(n_rows, n_times)
         psd = np.concatenate([
-            _welch(flat[i:i + rows], sfreq, segment_s, max_segments)[1]
+            welch(flat[i:i + rows], sfreq, segment_s, max_segments)[1]
             for i in range(0, n_rows, rows)
         ])
         return freqs, psd.reshape(*x.shape[:-1], -1)
