@@ -22,6 +22,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from eegfm.model.config import ADAPTER_KINDS, ConfigError
+from eegfm.model.fusion import ModalityAttention
+from eegfm.model.spatial import SpatialGNNLayer
+from eegfm.model.temporal import SelfAttention
 
 if TYPE_CHECKING:
     from eegfm.model.modeling import EEGFMPreTrainedModel
@@ -72,10 +75,6 @@ class BottleneckAdapter(nn.Module):
 
 def _lora_targets(encoder: nn.Module) -> list[tuple[nn.Module, str]]:
     """(parent, attribute) of every linear layer that LoRA wraps."""
-    from eegfm.model.fusion import ModalityAttention
-    from eegfm.model.spatial import SpatialGNNLayer
-    from eegfm.model.temporal import SelfAttention
-
     names = {SelfAttention: ("qkv", "out"), ModalityAttention: ("q", "kv", "out"), SpatialGNNLayer: ("value", "out")}
     targets = []
     for module in encoder.modules():

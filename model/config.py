@@ -30,12 +30,13 @@ from transformers import PreTrainedConfig
 
 from eegfm.core.tasks import HMS_CLASSES, SLEEP_STAGES
 
-# The six HMS classes, in the order of the data contract's ``votes`` (pipelines/schema.py). Kept
-# literally here so that importing the model never imports the preprocessing stack.
 MODALITIES: tuple[str, ...] = ("spectrogram", "ecg", "clinical")
 GNN_IMPLS: tuple[str, ...] = ("pyg", "dense", "gather")
 ADAPTER_KINDS: tuple[str, ...] = ("lora", "bottleneck")
 KAGGLE_SPECTROGRAM_BINS = 400  # 4 chains (LL, RL, LP, RP) x 100 frequencies
+# Head name -> TaskHead subclass, filled by ``model.heads.register_head``. It lives here so that the
+# config checks head names and label sets without importing the heads, which import this module.
+HEAD_REGISTRY: dict[str, Any] = {}
 
 
 class ConfigError(ValueError):
@@ -230,23 +231,17 @@ class EEGFMConfig(PreTrainedConfig):
 
 
 def _check_head(field: str, name: Any) -> None:
-    from eegfm.model.heads import HEAD_REGISTRY  # heads import this module; resolve at call time
-
     if name not in HEAD_REGISTRY:
         _fail(field, f"a registered head ({', '.join(sorted(HEAD_REGISTRY))})", name)
 
 
 def _default_labels(head: Any) -> tuple[str, ...] | None:
-    from eegfm.model.heads import HEAD_REGISTRY
-
     head_class = HEAD_REGISTRY.get(head) if isinstance(head, str) else None
     return None if head_class is None else head_class.default_labels
 
 
 def n_outputs_for(config: EEGFMConfig, head: str | None = None) -> int:
     """Width of the head's output layer (validates the head's label set)."""
-    from eegfm.model.heads import HEAD_REGISTRY
-
     name = config.head if head is None else head
     return HEAD_REGISTRY[name].n_outputs(config, name == config.head)
 

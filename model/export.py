@@ -232,7 +232,7 @@ class OnnxEEGFM:
     """ONNX Runtime session for an exported eegfm model, called like the PyTorch model."""
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None, providers: Sequence[str] | None = None) -> None:
-        import onnxruntime as ort
+        import onnxruntime as ort  # optional: the serving extra; exporting needs only torch
 
         options = ort.SessionOptions()
         if threads is not None:

@@ -23,20 +23,13 @@ Add a head with ``@register_head("name")`` on a :class:`TaskHead` subclass.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eegfm.model.config import HMS_CLASSES, SLEEP_STAGES, ConfigError
-
-if TYPE_CHECKING:
-    from eegfm.model.config import EEGFMConfig
-    from eegfm.model.encoder import EncoderOutput
-
-HEAD_REGISTRY: dict[str, type[TaskHead]] = {}
-
+from eegfm.model.config import HEAD_REGISTRY, HMS_CLASSES, SLEEP_STAGES, ConfigError, EEGFMConfig
+from eegfm.model.encoder import EncoderOutput
 
 def register_head(name: str) -> Callable[[type[TaskHead]], type[TaskHead]]:
     def decorator(cls: type[TaskHead]) -> type[TaskHead]:

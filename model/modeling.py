@@ -32,7 +32,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from eegfm.model import adapters as adapters_lib
-from eegfm.model.config import EEGFMConfig
+from eegfm.model.config import GNN_IMPLS, EEGFMConfig
 from eegfm.model.encoder import EEGFMEncoder, EncoderOutput
 from eegfm.model.heads import HEAD_REGISTRY, TaskHead, create_head
 from eegfm.model.inputs import canonical_positions
@@ -198,8 +198,6 @@ class EEGFMPreTrainedModel(PreTrainedModel):
 
     def set_gnn_impl(self, impl: str) -> None:
         """Switch the GNN between ``"pyg"`` message passing and the equal ``"dense"`` and ``"gather"`` forms."""
-        from eegfm.model.config import GNN_IMPLS
-
         if impl not in GNN_IMPLS:
             raise ValueError(f"gnn_impl: expected one of {', '.join(map(repr, GNN_IMPLS))}; got {impl!r}")
         self.config.gnn_impl = impl
