@@ -35,8 +35,9 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
+import importlib  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
@@ -81,25 +82,25 @@ def load_windows(folder: Path, window_s: float) -> tuple[np.ndarray, np.ndarray,
 
 
 def load_baseline(rev: str) -> types.SimpleNamespace:
-    """quality, features and artifact_ae as they were at git revision ``rev``, as modules that
-    import each other (and the current versions of every other pipelines module)."""
-    modules = {}
+    """features, quality (a module or a package) and artifact_ae as they were at git revision
+    ``rev``, as modules that import each other (and the current versions of every other pipelines
+    module)."""
     tmp = Path(tempfile.mkdtemp(prefix="eegfm_baseline_"))
-    for name in ("features", "quality", "artifact_ae"):
-        source = subprocess.run(
-            ["git", "-C", str(REPO), "show", f"{rev}:pipelines/{name}.py"],
-            check=True, capture_output=True, text=True,
-        ).stdout
-        for dep in ("features", "quality"):
-            source = source.replace(f"from eegfm.pipelines.{dep} import", f"from baseline_{dep} import")
-        path = tmp / f"baseline_{name}.py"
-        path.write_text(source)
-        spec = importlib.util.spec_from_file_location(f"baseline_{name}", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module
-        spec.loader.exec_module(module)
-        modules[name] = module
-    return types.SimpleNamespace(**modules)
+    paths = subprocess.run(
+        ["git", "-C", str(REPO), "ls-tree", "-r", "--name-only", rev, "--", *(f"pipelines/{name}" for name in (
+            "features.py", "quality.py", "quality", "artifact_ae.py"))],
+        check=True, capture_output=True, text=True,
+    ).stdout.split()
+    for path in paths:
+        source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{path}"],
+                                check=True, capture_output=True, text=True).stdout
+        source = re.sub(r"eegfm\.pipelines\.(features|quality|artifact_ae)\b", r"baseline_\1", source)
+        target = tmp / ("baseline_" + path.removeprefix("pipelines/"))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(source)
+    sys.path.insert(0, str(tmp))
+    return types.SimpleNamespace(**{name: importlib.import_module(f"baseline_{name}")
+                                    for name in ("features", "quality", "artifact_ae")})
 
 
 def best_cpu(fns: dict, repeats: int) -> dict[str, float]:
@@ -111,6 +112,37 @@ def best_cpu(fns: dict, repeats: int) -> dict[str, float]:
             fn()
             best[name] = min(best[name], time.process_time() - start)
     return best
+
+
+def compare_with_baseline(old, revision: str, seconds: dict, summary, reports: list, old_reports: list,
+                          filtered: np.ndarray) -> dict:
+    """Speed-ups against the baseline's timings and the largest differences of its outputs."""
+    before = {
+        "quality": seconds["baseline_quality"],
+        "ae_features_per_window": seconds["baseline_ae_features_per_window"],
+    }
+    old_vectors = np.stack([r.vector() for r in old_reports])
+    new_vectors = np.stack([r.vector() for r in reports])
+    return {
+        "revision": revision,
+        "timings": {name: summary(total) for name, total in before.items()},
+        "speedup": {
+            "quality": round(before["quality"] / seconds["quality"], 2),
+            "quality_batch_8": round(before["quality"] / seconds["quality_batch_8"], 2),
+            "ae_features_per_window": round(before["ae_features_per_window"] / seconds["ae_features_per_window"], 2),
+            "ae_features_shared_vs_baseline_per_window": round(
+                before["ae_features_per_window"] / seconds["ae_features_from_report"], 1),
+            "quality_plus_ae": round(
+                (before["quality"] + before["ae_features_per_window"]) / seconds["quality_plus_shared_ae"], 2),
+        },
+        "quality_vector_max_abs_diff": {
+            name: float(np.nanmax(np.abs(new_vectors[:, i] - old_vectors[:, i]), initial=0))
+            for i, name in enumerate(reports[0].as_dict())
+        },
+        "windows_with_different_flags": int(sum(a.flags != b.flags for a, b in zip(reports, old_reports))),
+        "ae_features_max_abs_diff": float(np.abs(
+            band_features(filtered) - old.artifact_ae.band_features(filtered)).max()),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,36 +213,8 @@ def main(argv: list[str] | None = None) -> int:
             np.stack(shared(reports)) - band_features(filtered)).max()),
     }
     if old is not None:
-        old_reports = quality(old.quality)
-        before = {
-            "quality": seconds["baseline_quality"],
-            "ae_features_per_window": seconds["baseline_ae_features_per_window"],
-        }
-        old_vectors = np.stack([r.vector() for r in old_reports])
-        new_vectors = np.stack([r.vector() for r in reports])
-        result["baseline"] = {
-            "revision": args.baseline,
-            "timings": {name: summary(total) for name, total in before.items()},
-            "speedup": {
-                "quality": round(before["quality"] / seconds["quality"], 2),
-                "quality_batch_8": round(before["quality"] / seconds["quality_batch_8"], 2),
-                "ae_features_per_window": round(
-                    before["ae_features_per_window"] / seconds["ae_features_per_window"], 2),
-                "ae_features_shared_vs_baseline_per_window": round(
-                    before["ae_features_per_window"] / seconds["ae_features_from_report"], 1),
-                "quality_plus_ae": round(
-                    (before["quality"] + before["ae_features_per_window"])
-                    / seconds["quality_plus_shared_ae"], 2),
-            },
-            "quality_vector_max_abs_diff": {
-                name: float(np.nanmax(np.abs(new_vectors[:, i] - old_vectors[:, i]), initial=0))
-                for i, name in enumerate(reports[0].as_dict())
-            },
-            "windows_with_different_flags": int(sum(
-                a.flags != b.flags for a, b in zip(reports, old_reports))),
-            "ae_features_max_abs_diff": float(np.abs(
-                band_features(filtered) - old.artifact_ae.band_features(filtered)).max()),
-        }
+        result["baseline"] = compare_with_baseline(old, args.baseline, seconds, summary, reports,
+                                                   quality(old.quality), filtered)
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     result["cpu_count"] = os.cpu_count()
     print(json.dumps(result, indent=2))

@@ -146,13 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                    timer("artifact_ae_score", band_features, windows))
 
     eeg_hours = n_samples_in / sfreq_in / 3600.0
-    stages = {}
-    for stage in timer.wall:
-        stages[stage] = {
-            "wall_s": round(timer.wall[stage], 3),
-            "cpu_s": round(timer.cpu[stage], 3),
-            "wall_s_per_eeg_hour": round(timer.wall[stage] / eeg_hours, 3),
-        }
+    stages = {stage: {"wall_s": round(wall, 3), "cpu_s": round(timer.cpu[stage], 3),
+                      "wall_s_per_eeg_hour": round(wall / eeg_hours, 3)} for stage, wall in timer.wall.items()}
     compute = ("resample", "filter")
     result = {
         "dataset": str(args.data),

@@ -131,26 +131,13 @@ class ArtifactAutoencoder:
     """Fit on windows of clean-ish EEG, then :meth:`score` new windows in [0, 1] (1 = artifact)."""
 
     def __init__(
-        self,
-        *,
-        hidden: tuple[int, int] = (64, 16),
-        epochs: int = 100,
-        batch_size: int = 128,
-        learning_rate: float = 1e-3,
-        weight_decay: float = 1e-4,
-        calibration_fraction: float = 0.2,
-        z_center: float = 3.0,
-        z_width: float = 1.0,
-        sfreq: float = 256.0,
-        seed: int = 0,
+        self, *, hidden: tuple[int, int] = (64, 16), epochs: int = 100, batch_size: int = 128,
+        learning_rate: float = 1e-3, weight_decay: float = 1e-4, calibration_fraction: float = 0.2,
+        z_center: float = 3.0, z_width: float = 1.0, sfreq: float = 256.0, seed: int = 0,
     ) -> None:
         if len(hidden) != 2 or any(not isinstance(h, int) or h < 1 for h in hidden):
-            raise ValueError(
-                f"hidden: expected two positive layer sizes (wide, bottleneck); got {hidden!r}"
-            )
-        for name, value, low, high in (
-            ("epochs", epochs, 1, 100_000), ("batch_size", batch_size, 1, 1_000_000),
-        ):
+            raise ValueError(f"hidden: expected two positive layer sizes (wide, bottleneck); got {hidden!r}")
+        for name, value, low, high in (("epochs", epochs, 1, 100_000), ("batch_size", batch_size, 1, 1_000_000)):
             if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
                 raise ValueError(f"{name}: expected an integer in [{low}, {high}]; got {value!r}")
         for name, value in (("learning_rate", learning_rate), ("z_width", z_width), ("sfreq", sfreq)):
@@ -159,19 +146,11 @@ class ArtifactAutoencoder:
         if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
             raise ValueError(f"weight_decay: expected a value >= 0; got {weight_decay!r}")
         if not 0.0 < calibration_fraction < 1.0:
-            raise ValueError(
-                f"calibration_fraction: expected a value in (0, 1); got {calibration_fraction!r}"
-            )
-        self.hidden = tuple(hidden)
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.learning_rate = float(learning_rate)
-        self.weight_decay = float(weight_decay)
+            raise ValueError(f"calibration_fraction: expected a value in (0, 1); got {calibration_fraction!r}")
+        self.hidden, self.epochs, self.batch_size = tuple(hidden), epochs, batch_size
+        self.learning_rate, self.weight_decay = float(learning_rate), float(weight_decay)
         self.calibration_fraction = float(calibration_fraction)
-        self.z_center = float(z_center)
-        self.z_width = float(z_width)
-        self.sfreq = float(sfreq)
-        self.seed = int(seed)
+        self.z_center, self.z_width, self.sfreq, self.seed = float(z_center), float(z_width), float(sfreq), int(seed)
         self.weights: list[np.ndarray] = []
         self.biases: list[np.ndarray] = []
         self.feature_center: np.ndarray | None = None
@@ -262,9 +241,7 @@ class ArtifactAutoencoder:
         self.biases = [b.astype(np.float64) for b in self.biases]
 
     # ------------------------------------------------------------------ public API
-    def fit(
-        self, windows: np.ndarray | Sequence[np.ndarray], groups: Sequence | None = None
-    ) -> ArtifactAutoencoder:
+    def fit(self, windows: np.ndarray | Sequence[np.ndarray], groups: Sequence | None = None) -> ArtifactAutoencoder:
         """Fit on (n_windows, n_chans, n_times) windows at ``sfreq``; returns self.
 
         ``groups`` (one label per window, e.g. subject or recording) makes the calibration hold-out
@@ -274,8 +251,7 @@ class ArtifactAutoencoder:
         """
         arr = _as_windows(windows)
         self.n_chans = int(arr.shape[1])
-        features = band_features(arr, self.sfreq)
-        return self.fit_features(features, groups=groups, n_chans=self.n_chans)
+        return self.fit_features(band_features(arr, self.sfreq), groups=groups, n_chans=self.n_chans)
 
     def _calibration_windows(self, n: int) -> int:
         return int(round(self.calibration_fraction * n))
@@ -311,9 +287,7 @@ class ArtifactAutoencoder:
         else:
             labels = np.asarray(groups)
             if labels.shape != (n,):
-                raise ValueError(
-                    f"groups: expected one label per window ({n}); got shape {labels.shape}"
-                )
+                raise ValueError(f"groups: expected one label per window ({n}); got shape {labels.shape}")
             unique = np.unique(labels)
             if unique.size < 2:
                 raise ValueError(f"groups: expected at least 2 distinct groups; got {unique.size}")
@@ -324,9 +298,8 @@ class ArtifactAutoencoder:
             if n - is_cal.sum() < 20:
                 raise ValueError("groups: the calibration groups leave fewer than 20 training windows")
         cal, train = features[is_cal], features[~is_cal]
-        center = np.median(train, axis=0)
         q75, q25 = np.percentile(train, [75, 25], axis=0)
-        self.feature_center = center
+        self.feature_center = np.median(train, axis=0)
         self.feature_scale = np.maximum((q75 - q25) / 1.349, 1e-3)
         self._train(self._standardize(train), rng)
         log_err = np.log(self._errors(cal))

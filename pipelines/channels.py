@@ -107,33 +107,23 @@ def _ten_ten_positions() -> dict[str, np.ndarray]:
     return positions
 
 
-def _case_map() -> dict[str, str]:
-    return {name.upper(): name for name in _ten_ten_positions()}
-
-
-_ALL_UPPER: dict[str, str] | None = None
+@lru_cache(maxsize=1)
+def _upper_names() -> dict[str, str]:
+    """Upper-case electrode name -> its 10-10 spelling; the 10-20 temporal names (T3 ...) are valid
+    electrode names too, of their 10-10 positions."""
+    return {**{name.upper(): name for name in _ten_ten_positions()},
+            **{k.upper(): v for k, v in CANONICAL_TO_TEN_TEN.items()}}
 
 
 def clean_channel_name(raw: str) -> str:
     """Strip system prefixes/reference suffixes: 'EEG FP1-REF' -> 'FP1', 'Fp1.' -> 'Fp1'."""
-    name = raw.strip().strip(".").strip()
-    name = _PREFIX.sub("", name)
-    name = _REF_SUFFIX.sub("", name)
+    name = _REF_SUFFIX.sub("", _PREFIX.sub("", raw.strip().strip(".").strip()))
     return name.strip().strip(".").strip()
 
 
 def standard_name(raw: str) -> str | None:
     """The 10-10 spelling of an electrode name ('EEG FP1-REF' -> 'Fp1', 'T7.' -> 'T7'), or None."""
-    global _ALL_UPPER
-    if _ALL_UPPER is None:
-        _ALL_UPPER = _case_map()
-    cleaned = clean_channel_name(raw).replace(" ", "")
-    upper = cleaned.upper()
-    # 10-20 temporal names are valid electrode names too; map them to their 10-10 positions.
-    old = {k.upper(): v for k, v in CANONICAL_TO_TEN_TEN.items()}
-    if upper in old:
-        return old[upper]
-    return _ALL_UPPER.get(upper)
+    return _upper_names().get(clean_channel_name(raw).replace(" ", "").upper())
 
 
 _EAR_REFERENCES = frozenset({"A1", "A2", "M1", "M2"})
@@ -221,7 +211,7 @@ def cap_positions(cap: str) -> dict[str, np.ndarray]:
 
 @lru_cache(maxsize=None)
 def _layout_positions(cap: str) -> dict[str, np.ndarray]:
-    import mne
+    import mne  # heavy: loaded only when a cap layout is needed
 
     positions = mne.channels.make_standard_montage(cap).get_positions()["ch_pos"]
     xyz = np.array(list(positions.values()), dtype=np.float64)
@@ -236,7 +226,7 @@ def abc_ten_ten_names(cap: str) -> dict[str, str]:
     64); {} for any other cap."""
     if cap not in _ABC_NAMED_BY_LAYOUT:
         return {}
-    import mne
+    import mne  # heavy: loaded only when a cap layout is needed
 
     names = mne.channels.make_standard_montage(cap).ch_names
     labels = [f"{letter}{k}" for letter in _ABC_NAMED_BY_LAYOUT[cap] for k in range(1, 33)]

@@ -37,18 +37,12 @@ from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.filter_design import hann_periodic
 
 BANDS: tuple[tuple[str, float, float], ...] = (
-    ("delta", 0.5, 4.0),
-    ("theta", 4.0, 8.0),
-    ("alpha", 8.0, 13.0),
-    ("beta", 13.0, 30.0),
-    ("gamma", 30.0, 70.0),
+    ("delta", 0.5, 4.0), ("theta", 4.0, 8.0), ("alpha", 8.0, 13.0), ("beta", 13.0, 30.0), ("gamma", 30.0, 70.0),
 )
 TIME_FEATURES: tuple[str, ...] = (
     "mean", "std", "skewness", "kurtosis", "line_length", "hjorth_mobility", "hjorth_complexity",
 )
-CHANNEL_FEATURES: tuple[str, ...] = (
-    TIME_FEATURES + tuple(f"rel_{name}" for name, _, _ in BANDS) + ("spectral_entropy",)
-)
+CHANNEL_FEATURES: tuple[str, ...] = TIME_FEATURES + tuple(f"rel_{name}" for name, _, _ in BANDS) + ("spectral_entropy",)
 # Welch segments of 2 s: 0.5 Hz bins, and several averaged segments in a 5-10 s window.
 DEFAULT_SEGMENT_S = 2.0
 
@@ -80,11 +74,7 @@ def _check_window(data: np.ndarray, sfreq: float) -> tuple[np.ndarray, float]:
 
 
 def welch_psd(
-    data: np.ndarray,
-    sfreq: float,
-    segment_s: float = DEFAULT_SEGMENT_S,
-    *,
-    max_segments: int | None = None,
+    data: np.ndarray, sfreq: float, segment_s: float = DEFAULT_SEGMENT_S, *, max_segments: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Welch PSD (uV^2/Hz): Hann segments of ``segment_s`` (the whole window if shorter), 50 %
     overlap, each segment's mean removed, one-sided density. Returns ``(freqs, psd)`` with ``psd``
@@ -120,11 +110,7 @@ class WindowSpectrum:
 
 
 def window_spectrum(
-    data: np.ndarray,
-    sfreq: float,
-    segment_s: float = DEFAULT_SEGMENT_S,
-    *,
-    dtype: type | None = None,
+    data: np.ndarray, sfreq: float, segment_s: float = DEFAULT_SEGMENT_S, *, dtype: type | None = None,
 ) -> WindowSpectrum:
     """:func:`welch_psd` of a window (n_chans, n_times) or batch (n_windows, n_chans, n_times).
 

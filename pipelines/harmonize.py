@@ -23,25 +23,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from eegfm.pipelines.channels import (
-    BIOSEMI_CAPS,
-    CANONICAL_CHANNELS,
-    CAP_LAYOUTS,
-    N_CANONICAL,
-    Digitized,
-    abc_ten_ten_names,
-    auxiliary_kind,
-    canonical_of,
-    canonical_positions,
-    clean_channel_name,
-    cap_label,
-    cap_positions,
-    file_cap,
-    derivation,
-    electrode_position,
-    standard_name,
-)
 from eegfm.core.config import check_option
+from eegfm.pipelines.channels import (
+    BIOSEMI_CAPS, CANONICAL_CHANNELS, CAP_LAYOUTS, N_CANONICAL, Digitized, abc_ten_ten_names, auxiliary_kind,
+    canonical_of, canonical_positions, cap_label, cap_positions, clean_channel_name, derivation, electrode_position,
+    file_cap, standard_name,
+)
 
 # Scale from a declared physical unit to microvolts. Keys are lower-cased, 'µ' folded to 'u'.
 _UNIT_TO_UV = {"uv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3, "microvolts": 1.0, "millivolts": 1e3}
@@ -60,9 +47,7 @@ def microvolt_scale(unit: str, *, channel: str = "") -> float:
     key = unit.strip().lower().replace("µ", "u").replace("μ", "u")
     if key not in _UNIT_TO_UV:
         where = f"channel {channel!r}: " if channel else ""
-        raise HarmonizeError(
-            f"{where}physical unit: expected one of uV, mV, V, nV; got {unit!r}"
-        )
+        raise HarmonizeError(f"{where}physical unit: expected one of uV, mV, V, nV; got {unit!r}")
     return _UNIT_TO_UV[key]
 
 
@@ -248,9 +233,7 @@ def _map_ten_ten(ch_names) -> ChannelMap:
             unknown.append(raw)
             continue
         if std in seen:
-            raise HarmonizeError(
-                f"duplicate channel: {raw!r} and {seen[std]!r} are both electrode {std}"
-            )
+            raise HarmonizeError(f"duplicate channel: {raw!r} and {seen[std]!r} are both electrode {std}")
         seen[std] = raw
         canon = canonical_of(std)
         if canon is not None:
@@ -268,7 +251,7 @@ def interpolation_matrix(sources: tuple[str, ...], targets: tuple[str, ...]) -> 
     Cached by montage: a corpus has few distinct montages and the spline solve is the only
     non-trivial cost of interpolation.
     """
-    import mne
+    import mne  # heavy: loaded only when a montage needs interpolation
 
     names = list(sources) + list(targets)
     positions = {n: electrode_position(n) * _HEAD_RADIUS_M for n in names}
@@ -360,9 +343,7 @@ def harmonize(
     check_option("reference", reference, ("keep", "average"))
     data = np.asarray(data)
     if data.ndim != 2 or data.shape[0] != len(ch_names):
-        raise ValueError(
-            f"data: expected shape (len(ch_names)={len(ch_names)}, n_times); got {data.shape}"
-        )
+        raise ValueError(f"data: expected shape (len(ch_names)={len(ch_names)}, n_times); got {data.shape}")
     cmap, matrix = plan if plan is not None else plan_harmonization(ch_names, min_channels=min_channels)
     if out is None:
         out = np.empty((N_CANONICAL, data.shape[1]), dtype=np.float32)

@@ -52,7 +52,7 @@ def fit_ica_cleaner(
     seed: int = 0,
 ) -> IcaCleaner:
     """Fit ICA on canonical (19, n_times) microvolt data and build the cleaning map."""
-    import mne
+    import mne  # heavy: loaded only with --ica
 
     measured = tuple(int(i) for i in np.flatnonzero(np.asarray(channel_mask) == 1))
     names = [CANONICAL_CHANNELS[i] for i in measured]
