@@ -58,7 +58,7 @@ def pipeline_only(files: list[str], config) -> float:
     """Seconds for the pipeline's steps over ``files``, as its Beam workers run them (one BLAS thread)."""
     from eegfm.pipelines.blas import single_threaded_blas
     from eegfm.pipelines.process import process_recording
-    from eegfm.pipelines.sources import discover
+    from eegfm.pipelines.datasets import discover
 
     items, _, _ = discover(files, warn_sidecars=False)
     key, config_hash = secrets.token_bytes(32), config.config_hash()

@@ -91,7 +91,7 @@ from eegfm.pipelines.sinks import (
     SITE_FILE_PREFIX,
     WriteSnappyTFRecordsBySite,
 )
-from eegfm.pipelines.sources import DATASETS, TASK_CLASSES, Ignored, SourceItem, discover
+from eegfm.pipelines.datasets import DATASETS, TASK_CLASSES, Ignored, SourceItem, discover
 from eegfm.pipelines.spill import SpilledRecording, SpillWriter, sample_items, score_spill, spill_path
 from eegfm.pipelines.state_sampler import shorten_state_sampling
 from eegfm.pipelines.warm_workers import quiet_worker_threads, worker_command, zygote_for

@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     from eegfm.core.logs import setup_logging
     from eegfm.core.stores import STORE_ERRORS
     from eegfm.pipelines.preprocess import load_key_any
-    from eegfm.pipelines.sources import discover
+    from eegfm.pipelines.datasets import discover
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from eegfm.core.config import ConfigError, user_path
 from eegfm.core.logs import get_logger, setup_logging
-from eegfm.pipelines.sources import DATASETS, HMS_CLASSES, HMS_VOTE_COLUMNS
+from eegfm.pipelines.datasets import DATASETS, HMS_CLASSES, HMS_VOTE_COLUMNS
 from eegfm.serving.backends import BACKENDS
 
 log = get_logger(__name__)

@@ -36,7 +36,7 @@ from eegfm.core.logs import get_logger
 from eegfm.pipelines.blas import single_threaded_blas
 from eegfm.pipelines.process import Outcome, PreprocessConfig, Window, process_recording
 from eegfm.pipelines.schema import CHANNELS, SFREQ, encode_example
-from eegfm.pipelines.sources import DATASETS, discover
+from eegfm.pipelines.datasets import DATASETS, discover
 from eegfm.serving.backends import BACKENDS, make_backend
 from eegfm.serving.model_store import fetch_model
 from eegfm.training.data import collate_records, inputs_for_modalities

@@ -46,7 +46,7 @@ from typing import Any
 
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger, setup_logging
-from eegfm.pipelines.sources import RECORDING_EXTENSIONS
+from eegfm.pipelines.datasets import RECORDING_EXTENSIONS
 
 log = get_logger(__name__)
 CHUNK = 1 << 20

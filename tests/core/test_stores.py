@@ -25,7 +25,7 @@ from eegfm.pipelines.readers import open_recording
 from eegfm.core.run_lock import RUN_LOCK
 from eegfm.pipelines.tfrecord import read_records
 from tests.conftest import free_port
-from tests.pipelines.test_readers import _eegmat, _mff, _write_eeglab
+from tests.pipelines.readers.test_readers import _eegmat, _mff, _write_eeglab
 from eegfm.training.data import EEGLoader, LoaderConfig, describe
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,7 @@ import pytest
 
 from eegfm.pipelines import schema
 from eegfm.pipelines.preprocess import earlier_run_outputs, local_runner, run, summarize, temporary_folders
-from eegfm.pipelines.sources import expand_inputs
+from eegfm.pipelines.datasets import expand_inputs
 from eegfm.pipelines.tfrecord import read_records
 from tests.conftest import run_lock_free_elsewhere, run_lock_held_elsewhere
 
@@ -324,7 +324,7 @@ def test_an_output_folder_and_key_inside_the_input_folder_are_never_inputs(share
 
 def test_an_eeglab_recording_gives_the_windows_of_the_edf_it_was_made_from(shared_data, key_file, tmp_path):
     from eegfm.pipelines.readers import open_recording
-    from tests.pipelines.test_readers import _write_eeglab
+    from tests.pipelines.readers.test_readers import _write_eeglab
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
     (tmp_path / "in").mkdir()
@@ -383,7 +383,7 @@ def test_a_recording_that_fails_part_way_sends_none_of_its_spilled_windows(share
 
     from eegfm.pipelines import process
     from eegfm.pipelines.preprocess import ProcessRecordingFn
-    from eegfm.pipelines.sources import discover
+    from eegfm.pipelines.datasets import discover
 
     calls = fails_on_second_chunk
     (item,) = [i for i in discover([str(shared_data / "eegmat")])[0] if i.path.endswith("Subject00_1.edf")]

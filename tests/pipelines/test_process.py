@@ -17,7 +17,7 @@ from eegfm.pipelines.process import (
     Window,
     process_recording,
 )
-from eegfm.pipelines.sources import LabeledWindow, SourceItem, discover
+from eegfm.pipelines.datasets import LabeledWindow, SourceItem, discover
 from tests.pipelines.conftest import write_edf_plus_d
 
 KEY = b"a-test-key-of-32-bytes-for-hmac!"
@@ -231,7 +231,7 @@ def test_channels_a_fif_marks_bad_are_left_out_and_interpolated(shared_data, tmp
 
 
 def test_an_epoched_file_gives_windows_of_its_epochs_or_says_they_are_too_short(shared_data, tmp_path):
-    from tests.pipelines.test_readers import _write_eeglab
+    from tests.pipelines.readers.test_readers import _write_eeglab
 
     with pyedflib.EdfReader(str(shared_data / "eegmat" / "Subject00_1.edf")) as edf:
         names = [edf.getLabel(i).split(" ", 1)[-1] for i in range(19)]
@@ -421,7 +421,7 @@ def test_a_biosemi_64_bdf_labelled_a1_to_b32_gives_the_windows_of_its_ten_twenty
     # recorded at the cap's 10-20 electrodes (A5 is F3, B16 Cz), the 45 others spread from them.
     from eegfm.pipelines.channels import abc_ten_ten_names
     from eegfm.pipelines.harmonize import interpolation_matrix
-    from tests.pipelines.test_edf_reader import _write_bdf
+    from tests.pipelines.readers.test_edf import _write_bdf
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
     eeg = _ten_twenty(edf)
@@ -453,7 +453,7 @@ def test_an_egi_mff_recording_is_placed_by_its_nets_coordinates_or_its_named_net
     # eegmat's 19 channels spread over EGI's 129-sensor HydroCel net, saved as Net Station saves a
     # recording: a folder x.mff, sensors E1..E128 against the vertex reference (all zeros).
     from eegfm.pipelines.channels import cap_positions
-    from tests.pipelines.test_readers import _mff
+    from tests.pipelines.readers.test_readers import _mff
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
     eeg = _ten_twenty(edf)
@@ -480,7 +480,7 @@ def test_numbered_channels_of_a_named_cap_give_the_windows_of_the_recording_they
                                                                                                 tmp_path):
     # eegmat's 19 channels spread over EasyCap's numbered M10 cap (1 ... 61), written as BrainVision.
     from eegfm.pipelines.channels import cap_positions
-    from tests.pipelines.test_readers import _brainvision
+    from tests.pipelines.readers.test_readers import _brainvision
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
     eeg = _ten_twenty(edf)
@@ -542,8 +542,8 @@ def test_an_eeglab_file_is_placed_by_its_chanlocs_where_it_keeps_the_nasion_and_
     # chanlocs in its frame (x toward the nose, y toward the left ear; mm), the nasion and ears
     # in chaninfo.nodatchans.
     from eegfm.pipelines.channels import cap_positions
-    from tests.pipelines.test_bids import _mgh70_head
-    from tests.pipelines.test_readers import _write_eeglab
+    from tests.pipelines.datasets.test_bids import _mgh70_head
+    from tests.pipelines.readers.test_readers import _write_eeglab
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
     eeg = _ten_twenty(edf)
@@ -576,7 +576,7 @@ def test_a_brainvision_header_with_coordinates_is_placed_by_them_under_montage_f
     # Recorder writes a cap's electrode angles on the 10-20 sphere into [Coordinates]: numbered
     # channels then say where they are, as --montage easycap-M10 would.
     from eegfm.pipelines.channels import cap_positions
-    from tests.pipelines.test_readers import _brainvision
+    from tests.pipelines.readers.test_readers import _brainvision
 
     eeg = _ten_twenty(shared_data / "eegmat" / "Subject00_2.edf")
     positions = cap_positions("easycap-M10")
@@ -594,7 +594,7 @@ def test_a_brainvision_header_with_coordinates_is_placed_by_them_under_montage_f
 
 def test_tusz_events_label_the_sliding_windows_they_cover(shared_data, tmp_path):
     # The TUH Seizure Corpus's layout over a 62 s eegmat recording: a seizure marked from 25 to 47 s.
-    from eegfm.pipelines.sources import discover
+    from eegfm.pipelines.datasets import discover
 
     folder = tmp_path / "tusz" / "edf" / "train" / "aaaaaaac" / "s001_2002" / "01_tcp_ar"
     folder.mkdir(parents=True)
@@ -620,7 +620,7 @@ def test_tusz_events_label_the_sliding_windows_they_cover(shared_data, tmp_path)
 
 def test_tuev_events_each_get_a_five_second_window_moved_inside_at_the_recordings_edges(shared_data, tmp_path):
     # The TUH EEG Events Corpus's layout over a 62 s eegmat recording.
-    from eegfm.pipelines.sources import discover
+    from eegfm.pipelines.datasets import discover
 
     folder = tmp_path / "tuev" / "edf" / "train" / "aaaaaaar"
     folder.mkdir(parents=True)
@@ -651,7 +651,7 @@ def test_tuar_artifacts_label_short_sliding_windows_and_unannotated_ones_stay_un
     # The TUH Artifact Corpus's layout over a 62 s eegmat recording, cut in 2 s windows as its
     # seconds-long artifacts call for: chewing on two channels over 10-14.5 s, eye movement
     # 30-31.2 s, a muscle-and-eye pair written in the corpus's other order 40-44 s.
-    from eegfm.pipelines.sources import TUAR_LABELS, discover
+    from eegfm.pipelines.datasets import TUAR_LABELS, discover
 
     folder = tmp_path / "tuar" / "edf" / "01_tcp_ar"
     folder.mkdir(parents=True)
@@ -719,7 +719,7 @@ def test_a_bipolar_recording_gives_the_windows_of_the_referential_one_it_was_der
 
 def test_chb_mit_seizures_from_the_case_summary_label_the_windows_of_its_bipolar_recordings(shared_data, tmp_path):
     # CHB-MIT's layout over a 62 s eegmat recording in its montage: a seizure from 25 to 47 s.
-    from eegfm.pipelines.sources import discover
+    from eegfm.pipelines.datasets import discover
 
     case = tmp_path / "chbmit" / "chb01"
     case.mkdir(parents=True)
@@ -783,7 +783,7 @@ def test_a_flat_derivation_is_left_out_of_the_reconstruction(shared_data, tmp_pa
 
 
 def test_siena_seizure_clock_times_label_the_windows_and_a_typo_quarantines_its_file(shared_data, tmp_path):
-    from eegfm.pipelines.sources import discover
+    from eegfm.pipelines.datasets import discover
 
     patient = tmp_path / "siena" / "PN01"
     patient.mkdir(parents=True)

@@ -10,7 +10,7 @@ import pytest
 
 from eegfm.pipelines import schema
 from eegfm.pipelines.process import PreprocessConfig, Window, process_recording
-from eegfm.pipelines.sources import discover
+from eegfm.pipelines.datasets import discover
 from eegfm.core.stores import remove_folder
 from eegfm.pipelines.spill import (
     AE_INDEX,

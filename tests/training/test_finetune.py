@@ -25,7 +25,7 @@ import torch
 from safetensors.torch import load_file
 
 from eegfm.pipelines.preprocess import run as preprocess
-from eegfm.pipelines.sources import TUAB_LABELS, TUEV_LABELS
+from eegfm.pipelines.datasets import TUAB_LABELS, TUEV_LABELS
 from eegfm.pipelines.schema import decode_example, encode_example
 from eegfm.pipelines.simulate.cli import main as simulate
 from eegfm.pipelines.tfrecord import read_records, write_records

@@ -1,10 +1,10 @@
 """A strict EDF/EDF+/BDF reader that reads a chunk of data records at a time.
 
 Why our own: the pipeline reads every sample of every recording, and one ``pread`` of a chunk's
-data records scaled by the header's gains is several times faster than per-channel library reads
-(design §4). Not a memory map: its pages stay in the process's RSS once touched, so memory grew
-with recording length (a 24 h EDF took the job's peak RSS from 554 to 1211 MB), and page faults
-made it slower than the read (eegmat, 60 s chunks: 0.173 s against 0.123).
+data records scaled by the header's gains is several times faster than per-channel library reads.
+Not a memory map: its pages stay in the process's RSS once touched, so memory grew with recording
+length (a 24 h EDF took the job's peak RSS from 554 to 1211 MB), and page faults made it slower
+than the read (eegmat, 60 s chunks: 0.173 s against 0.123).
 
 Strictness matters as much: a clinical archive holds truncated uploads, headers with wrong record
 counts, non-numeric fields and absurd signal counts, and each must become one clear
@@ -27,15 +27,9 @@ import numpy as np
 from eegfm.pipelines.channels import auxiliary_kind, standard_name
 from eegfm.pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
 from eegfm.pipelines.harmonize import HarmonizeError, microvolt_scale
-from eegfm.pipelines.readers import (
-    Reader,
-    ReaderError,
-    RecordingInfo,
-    Segment,
-    _check_info,
-    marks_bad,
-    names_electrode,
-    unique_channel_names,
+from eegfm.pipelines.readers.annotations import marks_bad
+from eegfm.pipelines.readers.base import (
+    Reader, ReaderError, RecordingInfo, Segment, check_info, names_electrode, unique_channel_names,
 )
 
 ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
@@ -302,7 +296,7 @@ class EdfReader(Reader):
         ch_names = unique_channel_names([hdr.labels[i] for i in self._idx])
         sfreq = main / hdr.record_duration
         n_times = hdr.n_records * main
-        _check_info(self.path, ch_names, sfreq, n_times)
+        check_info(self.path, ch_names, sfreq, n_times)
         self.info = RecordingInfo(ch_names, sfreq, n_times, hdr.clinical())
         self.identity_key = hdr.identity_key()
         self._fd = os.open(self.path, os.O_RDONLY)  # pread per chunk, not a memory map (module doc)

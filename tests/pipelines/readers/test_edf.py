@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from eegfm.pipelines.edf import EDFHeader, EDFSignal, edf_plus_patient, edf_plus_recording, write_edf
-from eegfm.pipelines.edf_reader import EdfReader
+from eegfm.pipelines.readers.edf import EdfReader
 from eegfm.pipelines.readers import MneReader, ReaderError, Segment, open_recording
 from tests.pipelines.conftest import write_edf_plus_d
 
@@ -82,7 +82,7 @@ def test_a_long_recording_is_read_in_bounded_memory(shared_data, tmp_path):
         "    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, n)\n"
     )
     done = subprocess.run([sys.executable, "-c", script, str(long_edf)], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[2])
+                          cwd=Path(__file__).resolve().parents[3])
     assert done.returncode == 0, done.stderr[-2000:]
     grown_mb, n_times = map(int, done.stdout.split())
     assert long_edf.stat().st_size > 140 * 2**20 and n_times == 40 * 182 * 500
@@ -135,7 +135,7 @@ def test_the_eeg_electrodes_rate_wins_over_more_slow_channels(tmp_path):
     assert reader.skipped == ["SpO2", "Pleth", "Pos", "HR", "Temp"]
     np.testing.assert_allclose(reader.read(0, 1024)[0], data[0], atol=0.02)
     from eegfm.pipelines.process import PreprocessConfig, process_recording
-    from eegfm.pipelines.sources import SourceItem
+    from eegfm.pipelines.datasets import SourceItem
 
     *_, outcome = process_recording(SourceItem(str(path), "edf", "icu"), b"k" * 32, PreprocessConfig(), "h")
     assert outcome.stage == "harmonize" and outcome.other_rate == ("SpO2", "Pleth", "Pos", "HR", "Temp")
@@ -237,7 +237,7 @@ def test_readers_left_open_at_interpreter_exit_close_quietly(shared_data):
     import subprocess
     import sys
 
-    script = ("import sys\nimport eegfm.pipelines.sources\nfrom eegfm.pipelines.readers import open_recording\n"
+    script = ("import sys\nimport eegfm.pipelines.datasets\nfrom eegfm.pipelines.readers import open_recording\n"
               "kept = [open_recording(p) for p in sys.argv[1:]]\n")
     files = [str(shared_data / "eegmat" / f"Subject0{i}_1.edf") for i in range(4)]
     done = subprocess.run([sys.executable, "-c", script, *files], capture_output=True, text=True, timeout=120)
@@ -265,7 +265,7 @@ def test_bad_annotations_of_an_edf_plus_mark_sample_spans(shared_data, tmp_path)
     # MNE exports its BAD_ annotations into EDF+; here pyedflib writes them, independent of us.
     import pyedflib
 
-    from eegfm.pipelines.edf_reader import bad_spans
+    from eegfm.pipelines.readers.edf import bad_spans
 
     with pyedflib.EdfReader(str(shared_data / "eegmat" / "Subject00_1.edf")) as edf:
         names = [edf.getLabel(i) for i in range(19)]

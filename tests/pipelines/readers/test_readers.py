@@ -402,18 +402,18 @@ def test_an_electrode_named_twice_is_refused_and_other_names_twice_read_in_every
 def test_eeglab_fiducials_are_turned_into_the_frame_and_unit_of_its_channels():
     from mne.io.constants import FIFF
 
-    from eegfm.pipelines.readers import _eeglab_fiducials
+    from eegfm.pipelines.readers.eeglab import eeglab_fiducials
 
     nasion, lpa, rpa = FIFF.FIFFV_POINT_NASION, FIFF.FIFFV_POINT_LPA, FIFF.FIFFV_POINT_RPA
     # as EEGLAB writes them (x toward the nose, y toward the left ear), in mm
     written = {nasion: (100.0, 0.0, 0.0), lpa: (0.0, 80.0, 0.0), rpa: (0.0, -80.0, 0.0)}
-    turned = _eeglab_fiducials(written)
+    turned = eeglab_fiducials(written)
     assert np.allclose(turned[nasion], (0.0, 0.1, 0.0)) and np.allclose(turned[lpa], (-0.08, 0.0, 0.0))
     in_cm = {k: tuple(c / 10 for c in v) for k, v in written.items()}
-    assert np.allclose(_eeglab_fiducials(in_cm)[rpa], (0.08, 0.0, 0.0))
+    assert np.allclose(eeglab_fiducials(in_cm)[rpa], (0.08, 0.0, 0.0))
     # already in MNE's frame (a reader that turns them itself): the nasion would land on an ear
-    assert _eeglab_fiducials({nasion: (0.0, 0.1, 0.0), lpa: (-0.08, 0.0, 0.0), rpa: (0.08, 0.0, 0.0)}) is None
-    assert _eeglab_fiducials({k: (1e6, 0.0, 0.0) for k in written}) is None  # no unit makes a head of it
+    assert eeglab_fiducials({nasion: (0.0, 0.1, 0.0), lpa: (-0.08, 0.0, 0.0), rpa: (0.08, 0.0, 0.0)}) is None
+    assert eeglab_fiducials({k: (1e6, 0.0, 0.0) for k in written}) is None  # no unit makes a head of it
 
 
 def test_the_recordings_annotations_are_its_events_in_its_own_time(shared_data, tmp_path):

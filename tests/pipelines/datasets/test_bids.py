@@ -1,4 +1,4 @@
-"""BIDS sidecars: which apply (inheritance), what they say (bad channels, mains frequency), and
+"""BIDS: the adapter's layout; its sidecars: which apply (inheritance), what they say (bad channels, mains frequency), and
 what the job does with them on real recordings."""
 
 import glob
@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from eegfm.pipelines import schema
-from eegfm.pipelines.bids import SidecarError, SidecarIndex, parse_name, sidecar_info
+from eegfm.pipelines.datasets import discover
+from eegfm.pipelines.datasets.bids import SidecarError, SidecarIndex, parse_name, sidecar_info
 from eegfm.pipelines.harmonize import harmonize, plan_harmonization
 from eegfm.pipelines.preprocess import run
 from eegfm.pipelines.readers import open_recording
@@ -155,7 +156,7 @@ def _electrodes_tsv(positions, scale=1000.0, turn=lambda p: p, extra=""):
 
 
 def test_electrodes_tsv_places_a_caps_numbered_channels_by_their_head_frame_whatever_its_axes():
-    from eegfm.pipelines.bids import electrode_positions
+    from eegfm.pipelines.datasets.bids import electrode_positions
     from eegfm.pipelines.harmonize import map_channels
 
     positions, fiducials = _mgh70_head()
@@ -198,7 +199,7 @@ def test_electrodes_tsv_places_a_caps_numbered_channels_by_their_head_frame_what
 
 
 def test_electrodes_tsv_without_a_head_frame_or_malformed_is_refused_naming_the_file_and_field():
-    from eegfm.pipelines.bids import electrode_positions
+    from eegfm.pipelines.datasets.bids import electrode_positions
 
     positions, _ = _mgh70_head()
     digitized, why = electrode_positions(("e.tsv", _electrodes_tsv(positions)),
@@ -270,3 +271,55 @@ def test_the_job_places_a_bids_recordings_numbered_channels_by_its_electrodes_ts
     manifest = run([*args, "--output", str(tmp_path / "names")])
     assert {(e["status"], e.get("stage")) for e in manifest["inputs"] if e.get("source", "").endswith(".edf")} \
         == {("quarantined", "harmonize")}
+
+
+def test_bids_layout_takes_subjects_sessions_and_participants_tsv(tmp_path, shared_data):
+    root = tmp_path / "ds"
+    for sub, ses, src in [("01", "a", "Subject00_1.edf"), ("01", "b", "Subject00_2.edf"),
+                          ("02", "a", "Subject01_1.edf")]:
+        eeg = root / f"sub-{sub}" / f"ses-{ses}" / "eeg"
+        eeg.mkdir(parents=True, exist_ok=True)
+        (eeg / f"sub-{sub}_ses-{ses}_task-rest_eeg.edf").symlink_to(shared_data / "eegmat" / src)
+        (eeg / f"sub-{sub}_ses-{ses}_task-rest_eeg.json").write_text("{}")
+    (root / "dataset_description.json").write_text('{"Name": "test", "BIDSVersion": "1.8.0"}')
+    (root / "participants.tsv").write_text("participant_id\tage\tsex\nsub-01\t34\tF\nsub-02\t97\tmale\n")
+    items, ignored, datasets = discover([str(root)], site="hospital-x")
+    assert datasets == {"ds": "bids"} and len(items) == 3
+    by_path = {i.path.rsplit("/", 1)[1]: i for i in items}
+    first = by_path["sub-01_ses-a_task-rest_eeg.edf"]
+    assert (first.subject_key, first.session_key, first.task) == ("01", "a", "rest")
+    assert (first.age, first.sex, first.site) == (34.0, "F", "hospital-x")
+    assert (by_path["sub-02_ses-a_task-rest_eeg.edf"].age, by_path["sub-02_ses-a_task-rest_eeg.edf"].sex) == (90.0, "M")
+    assert len([g for g in ignored if g.path.endswith("_eeg.json")]) == 3
+    unnamed, _, _ = discover([str(root)])
+    assert {i.site for i in unnamed} == {"ds"}
+
+    # BIDS writes ages over 89 as "89+" to de-identify them; some data sets leave out "sub-".
+    (root / "participants.tsv").write_text("participant_id\tage\tsex\n01\t89+\tF\nsub-02\tn/a\tn/a\n")
+    ages = {(i.subject_key, i.age, i.sex) for i in discover([str(root)])[0]}
+    assert ages == {("01", 89.0, "F"), ("02", None, "")}
+
+
+def test_bids_sourcedata_and_derivatives_are_not_read_as_more_recordings(tmp_path, shared_data):
+    """OpenNeuro data sets ship the files they were converted from (sourcedata/) and processed
+    versions (derivatives/, often a BIDS data set of its own): the same recordings again."""
+    root = tmp_path / "ds"
+    recording = shared_data / "eegmat" / "Subject00_2.edf"
+    layout = ["sub-01/eeg/sub-01_task-rest_eeg.edf", "sourcedata/sub-01/eeg/sub-01_task-rest_eeg.edf",
+              "derivatives/clean/sub-01/eeg/sub-01_task-rest_desc-clean_eeg.edf", "code/example.edf"]
+    for name in layout:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).symlink_to(recording)
+    (root / "dataset_description.json").write_text('{"Name": "t", "BIDSVersion": "1.8.0"}')
+    (root / "derivatives" / "clean" / "dataset_description.json").write_text('{"Name": "c", "DatasetType": "derivative"}')
+    items, ignored, datasets = discover([str(root)])
+    assert datasets == {"ds": "bids"} and [i.path for i in items] == [str(root / layout[0])]
+    why = {g.path[len(str(root)) + 1:]: g.reason for g in ignored}
+    assert why[layout[1]] == (f"in the BIDS folder sourcedata/, the files the data set's recordings were converted "
+                              f"from, not one of its raw recordings; give {root}/sourcedata as --input to process "
+                              f"it on its own")
+    assert why[layout[2]].startswith("in the BIDS folder derivatives/, processed versions of the data set's")
+    assert why[layout[3]].startswith("in the BIDS folder code/")
+    # Given as the input, a derivative data set is read as one.
+    derived, _, _ = discover([str(root / "derivatives" / "clean")])
+    assert [i.path for i in derived] == [str(root / layout[2])]

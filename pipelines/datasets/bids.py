@@ -1,17 +1,19 @@
-"""BIDS sidecars that change how a recording is processed: ``*_channels.tsv`` (channels whose
-``status`` is ``bad`` are left out and interpolated, as if not recorded), ``*_eeg.json``
-(``PowerLineFrequency``: the notch frequency, where ``--line_freq auto`` would otherwise detect it)
-and, under ``--montage file``, ``*_electrodes.tsv`` with its ``*_coordsystem.json`` (where each
-electrode sits, for channels whose names give no 10-20 site).
+"""BIDS: ``sub-<label>[/ses-<label>]/eeg/*_eeg.<ext>``, and the sidecars that change how a recording is processed.
+
+``participants.tsv`` supplies age and sex; ``*_channels.tsv`` the channels whose ``status`` is ``bad``
+(left out and interpolated, as if not recorded); ``*_eeg.json`` ``PowerLineFrequency`` (the notch
+frequency, where ``--line_freq auto`` would otherwise detect it); under ``--montage file``,
+``*_electrodes.tsv`` with its ``*_coordsystem.json`` where each electrode sits, for channels whose
+names give no 10-20 site. Recordings in the data set's ``sourcedata/``, ``derivatives/``, ``code/``
+and ``stimuli/`` folders are `Ignored`: its recordings before conversion or after processing.
 
 BIDS's inheritance principle decides which sidecars apply to a recording: a sidecar in the
 recording's folder or any folder above it, up to the data set root, whose entities (``sub-01``,
 ``task-rest`` ...) are all among the recording's. JSON sidecars are merged from the farthest to the
-nearest (nearer values win); of the TSV files, the nearest applies.
-
-The launcher finds the sidecars (:class:`SidecarIndex`, from file names only); each worker reads
-its recording's (:func:`read_sidecars`), so one malformed sidecar quarantines its recordings with
-a reason that names the file and the field, and no other.
+nearest (nearer values win); of the TSV files, the nearest applies. The launcher finds them
+(:class:`SidecarIndex`, from file names only); each worker reads its recording's
+(:func:`read_sidecars`), so one malformed sidecar quarantines its recordings with a reason that
+names the file and the field, and no other.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from eegfm.pipelines.channels import Digitized, sphere_fit
+from eegfm.pipelines.datasets.adapters import Group, companion_files, register, sidecar, split_recordings
+from eegfm.pipelines.datasets.items import Ignored, SourceItem
+from eegfm.pipelines.datasets.tables import age_cell, csv_rows, read_text
+from eegfm.pipelines.deid import normalize_sex
 
 _ENTITY = re.compile(r"^([a-zA-Z]+)-([a-zA-Z0-9]+)$")
 CHANNEL_STATUS = ("good", "bad", "n/a", "")
@@ -150,7 +156,6 @@ def read_sidecars(channels_tsv: str, eeg_json: Sequence[str]) -> SidecarInfo:
     """:func:`sidecar_info` of the named files (local or any Beam file system)."""
     if not channels_tsv and not eeg_json:
         return SidecarInfo()
-
     return sidecar_info(_read(channels_tsv) if channels_tsv else None, [_read(p) for p in eeg_json])
 
 
@@ -271,10 +276,81 @@ def read_electrodes(electrodes_tsv: str, coordsystem_json: str) -> tuple[Digitiz
 
 
 def _read(path: str) -> tuple[str, str]:
-    from apache_beam.io.filesystems import FileSystems
-
     try:
-        with FileSystems.open(path) as fh:
-            return posixpath.basename(path), fh.read().decode("utf-8-sig")
+        return posixpath.basename(path), read_text(path)
     except UnicodeDecodeError:
         raise SidecarError(f"{posixpath.basename(path)}: not UTF-8 text") from None
+
+
+_SIDECAR_SUFFIXES = ("_channels.tsv", "_eeg.json", "_electrodes.tsv", "_coordsystem.json")
+_ENTITIES = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
+# Folders of a BIDS data set that hold no raw recordings of it. Read with the raw ones, each
+# recording would be written two or three times (and a derivative data set under a site of its own).
+_NOT_RAW = {
+    "sourcedata": "the files the data set's recordings were converted from",
+    "derivatives": "processed versions of the data set's recordings",
+    "code": "the data set's code", "stimuli": "the data set's stimuli",
+}
+
+
+def _detect(files: list[str]) -> bool:
+    return bool({"dataset_description.json", "participants.tsv"} & {posixpath.basename(f) for f in files})
+
+
+@companion_files
+def _bids_sidecars(path: str, _listed: set[str]) -> str | None:
+    name = posixpath.basename(path)
+    known = name in ("participants.tsv", "dataset_description.json") or name.endswith(_SIDECAR_SUFFIXES)
+    return sidecar(path) if known else None
+
+
+def _not_raw(path: str, roots: list[str], described: list[str]) -> str | None:
+    """Why ``path`` is not a raw recording of its BIDS data set (in its sourcedata/, derivatives/
+    ... folder), or None. The data set's folder is the outermost one holding a
+    dataset_description.json (a derivative data set has its own), else the input folder."""
+    root = next((d for d in sorted(described, key=len) if path.startswith(d + "/")), None) or next(
+        (r.rstrip("/") for r in sorted(roots, key=len, reverse=True) if path.startswith(r.rstrip("/") + "/")), None)
+    if root is None:
+        return None
+    top = path[len(root) + 1:].split("/", 1)[0]
+    if top not in _NOT_RAW or top == path[len(root) + 1:]:
+        return None
+    return (f"in the BIDS folder {top}/, {_NOT_RAW[top]}, not one of its raw recordings; give "
+            f"{posixpath.join(root, top)} as --input to process it on its own")
+
+
+def _sidecar_fields(path: str, sidecars: SidecarIndex) -> dict:
+    """The SourceItem fields naming the sidecars that apply to the recording ``path``."""
+    channels = sidecars.applicable(path, "channels", ".tsv")
+    electrodes = sidecars.applicable(path, "electrodes", ".tsv")
+    electrodes_tsv = electrodes[-1] if electrodes else ""
+    # the coordsystem.json beside it, of the same space; else the nearest that applies
+    coordsystems = sidecars.applicable(path, "coordsystem", ".json")
+    twin = electrodes_tsv[:-len("_electrodes.tsv")] + "_coordsystem.json"
+    coordsystem = twin if twin in coordsystems else (coordsystems[-1] if coordsystems else "")
+    return dict(channels_tsv=channels[-1] if channels else "", electrodes_tsv=electrodes_tsv,
+                eeg_json=tuple(sidecars.applicable(path, "eeg", ".json")),
+                coordsystem_json=coordsystem if electrodes_tsv else "")
+
+
+@register("bids", rank=20, detect=_detect)
+def list_bids(group: Group):
+    recordings, ignored = split_recordings(group.files)
+    described = [posixpath.dirname(f) for f in group.files if posixpath.basename(f) == "dataset_description.json"]
+    not_raw = {f: why for f in recordings if (why := _not_raw(f, group.roots, described))}
+    ignored += [Ignored(f, why) for f, why in not_raw.items()]
+    participants = {row.get("participant_id", "").strip(): row for f in group.files
+                    if posixpath.basename(f) == "participants.tsv" for _, row in csv_rows(f, delimiter="\t")}
+    sidecars = SidecarIndex(group.files, kinds=(("channels", ".tsv"), ("eeg", ".json"), ("electrodes", ".tsv"),
+                                                ("coordsystem", ".json")))
+    items = []
+    for path in [f for f in recordings if f not in not_raw]:
+        entities = dict(_ENTITIES.findall(posixpath.basename(path)))
+        sub = entities.get("sub", "")
+        # participant_id is "sub-<label>"; some data sets leave out the prefix.
+        row = participants.get(f"sub-{sub}") or participants.get(sub) or {}
+        items.append(SourceItem(
+            path=path, dataset="bids", site=group.site or posixpath.basename(path.split("/sub-", 1)[0]) or "bids",
+            subject_key=sub or path, session_key=entities.get("ses", ""), task=entities.get("task", ""),
+            age=age_cell(row.get("age")), sex=normalize_sex(row.get("sex")), **_sidecar_fields(path, sidecars)))
+    return items, ignored

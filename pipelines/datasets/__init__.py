@@ -1,0 +1,21 @@
+"""Input discovery and dataset adapters: `--input` patterns -> one `SourceItem` per input file.
+
+Each adapter module knows how its corpus's layout names subjects, sessions, sites and labels, and
+registers itself (``adapters.register``): ``hms`` (Kaggle HMS), ``bids``, ``physionet`` (eegmat,
+eegmmi, chbmit, siena), ``tuh`` (tuab, tuep, tusz, tuev, tuar) and ``generic`` (``edf``: any folder
+of recordings, an optional labels.csv). ``discovery.discover`` lists the inputs and hands each data
+set folder to its adapter.
+"""
+
+from eegfm.core.tasks import HMS_CLASSES, HMS_VOTE_COLUMNS, TASK_CLASSES, TUAB_LABELS, TUAR_LABELS, TUEV_LABELS
+from eegfm.pipelines.datasets.discovery import DATASETS, detect_dataset, discover
+from eegfm.pipelines.datasets.items import (
+    RECORDING_EXTENSIONS, Ignored, LabeledInterval, LabeledWindow, SourceItem, interval_label,
+)
+from eegfm.pipelines.datasets.listing import expand_inputs
+
+__all__ = [
+    "DATASETS", "HMS_CLASSES", "HMS_VOTE_COLUMNS", "RECORDING_EXTENSIONS", "TASK_CLASSES", "TUAB_LABELS",
+    "TUAR_LABELS", "TUEV_LABELS", "Ignored", "LabeledInterval", "LabeledWindow", "SourceItem", "detect_dataset",
+    "discover", "expand_inputs", "interval_label",
+]

@@ -1,0 +1,158 @@
+"""Input discovery: `--input` patterns -> one `SourceItem` per recording, an `Ignored` entry per other file.
+
+Discovery runs on the launcher (as Beam's own file-pattern sources do). The files are grouped by
+data set (a folder holding a layout marker, else each first-level folder below an input folder),
+and each group is listed by its dataset adapter (``--dataset``, or with ``auto`` the first
+registered adapter that recognises the group's layout). Every file the patterns match is either an
+item or an `Ignored` entry with the reason (sidecars such as `.vmrk`/`.eeg` that belong to a
+`.vhdr`, READMEs ...), so the manifest can account for it.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Sequence
+
+from apache_beam.io.filesystems import FileSystems
+
+from eegfm.core.config import check_option
+from eegfm.core.stores import is_remote, join_path
+from eegfm.pipelines.datasets import bids, hms, physionet, tuh  # noqa: F401 (they register their adapters)
+from eegfm.pipelines.datasets.adapters import ADAPTERS, Group, log, site_from_path
+from eegfm.pipelines.datasets.generic import labeled_path, warn_unmatched_labels
+from eegfm.pipelines.datasets.items import Ignored, SourceItem
+from eegfm.pipelines.datasets.listing import file_sizes, is_dir, normalized, root_of, under_any
+from eegfm.pipelines.datasets.tables import csv_rows
+
+_BY_RANK = sorted(ADAPTERS.values(), key=lambda adapter: adapter.rank)
+DATASETS = ("auto", *(adapter.name for adapter in _BY_RANK))
+# Files whose presence directly in a folder makes that folder one data set root.
+_LAYOUT_MARKERS = ("train.csv", "test.csv", "dataset_description.json", "participants.tsv", "SUBJECT-INFO")
+# Files an adapter reads beside the recordings: labels, votes, age and sex.
+_SIDECARS = ("labels.csv", "train.csv", "test.csv", "participants.tsv", "subject-info.csv")
+
+
+def detect_dataset(files: list[str]) -> str:
+    return next((a.name for a in _BY_RANK if a.detect is not None and a.detect(files)), "edf")
+
+
+def discover(
+    patterns: list[str], *, dataset: str = "auto", site: str | None = None, exclude: Sequence[str] = (),
+    warn_sidecars: bool = True,
+) -> tuple[list[SourceItem], list[Ignored], dict[str, str]]:
+    """Items to process, files deliberately not processed (with reasons), and the dataset used
+    per site. With `auto`, each top-level folder below an input folder is detected on its own,
+    so one run can cover a mixed tree such as an HMS export beside a folder of EDF files.
+
+    ``exclude``: files, and folders with all below them, that are not inputs wherever the
+    patterns reach them (the job's own output folder and key file). ``warn_sidecars``: warn of
+    label files beside the inputs that the patterns leave out (off where labels do not matter:
+    predictions)."""
+    check_option("--dataset", dataset, DATASETS)
+    patterns = normalized(patterns)
+    sizes = file_sizes(patterns)
+    left_out = [path for path in sizes if under_any(path, exclude)]
+    for path in left_out:
+        del sizes[path]
+    if left_out:
+        log.info("%d of the files the inputs match are the job's own (%s): not inputs", len(left_out),
+                 ", ".join(exclude))
+    if not sizes:
+        raise FileNotFoundError(f"--input {' '.join(patterns)}: matched no files but the job's own "
+                                f"({', '.join(exclude)})")
+    files, inside = _folder_recordings(sorted(sizes), sizes)
+    folders = [p.rstrip("/") for p in patterns if is_dir(p)]
+    # A file or glob inside an input folder takes its site from that folder, as the folder's own files do.
+    roots = folders + [root for root in map(root_of, patterns) if not under_any(root, folders)]
+    # Label sidecars may sit above the site folders they describe (simulator: edf/labels.csv).
+    label_files = tuple(f for f in files if posixpath.basename(f) == "labels.csv")
+    items: list[SourceItem] = []
+    ignored: list[Ignored] = []
+    used: dict[str, str] = {}
+    for key, group_files in sorted(_group_by_layout(files, roots).items()):
+        kind = detect_dataset(group_files) if dataset == "auto" else dataset
+        got, skipped = ADAPTERS[kind].list_items(Group(group_files, roots, site, label_files))
+        items += got
+        ignored += skipped
+        used[key] = kind
+    ignored += inside
+    if "edf" in used.values():
+        warn_unmatched_labels(list(label_files), {item.path for item in items})
+    for sidecar in _sidecars_left_out(patterns, set(files)) if warn_sidecars else ():
+        log.warning("%s is not among the inputs, so what it says of them (labels, votes, age, sex) is not used; "
+                    "give its folder %s as --input to read it", sidecar, posixpath.dirname(sidecar))
+    # Largest recordings first: runners hand out work in input order (the DirectRunner deals it
+    # to its workers in turn, Dataflow starts it first), so the long tail ends balanced.
+    items.sort(key=lambda item: (-sizes.get(item.path, 0), item.path))
+    return items, ignored, used
+
+
+def _sidecar_places(pattern: str) -> set[tuple[str, tuple[str, ...]]]:
+    """``(folder, names)`` where sidecars describing what ``pattern`` matches may lie: the folder a file
+    or glob input starts in, above a train_eegs/ or test_eegs/ folder (HMS's csv files), or at the
+    top of a BIDS data set (participants.tsv)."""
+    folder = is_dir(pattern)
+    root = pattern.rstrip("/") if folder else root_of(pattern)
+    places = set() if folder else {(root, _SIDECARS)}
+    # labels.csv may sit above the site folders it describes (the simulator's edf/labels.csv),
+    # CHB-MIT's SUBJECT-INFO above its case folders; not above a bucket ("gs://b" is no folder of "gs:").
+    for above in (posixpath.dirname(root), posixpath.dirname(posixpath.dirname(root))):
+        if above and above != root and is_remote(above) == is_remote(root):
+            places.add((above, ("labels.csv", "SUBJECT-INFO")))
+    if posixpath.basename(root) in ("train_eegs", "test_eegs"):
+        places.add((posixpath.dirname(root), ("train.csv", "test.csv")))
+    if "/sub-" in root + "/":
+        places.add(((root + "/").split("/sub-", 1)[0], ("participants.tsv",)))
+    return places
+
+
+def _sidecars_left_out(patterns: list[str], files: set[str]) -> list[str]:
+    """Sidecars that describe what the inputs match but are not inputs themselves, e.g. train.csv
+    for ``--input 'hms/train_eegs/*.parquet'``."""
+    found = []
+    for folder, names in sorted(set().union(*map(_sidecar_places, patterns))):
+        for name in names:
+            path = join_path(folder, name) if folder else name
+            if path in files or not FileSystems.exists(path):
+                continue
+            if name == "labels.csv" and not any(
+                    labeled_path(folder, row["path"]) in files for _, row in csv_rows(path) if row.get("path")):
+                continue  # describes other files than these
+            found.append(path)
+    return sorted(set(found))
+
+
+def _group_by_layout(files: list[str], roots: list[str]) -> dict[str, list[str]]:
+    """Files grouped by data set: a root holding a layout marker is one group, otherwise each
+    first-level folder below the root is one (a site, in the usual multi-site layout)."""
+    marked = {r for r in roots if any(f == join_path(r, m) for f in files for m in _LAYOUT_MARKERS)}
+    groups: dict[str, list[str]] = {}
+    for f in files:
+        root = next((r for r in sorted(marked, key=len, reverse=True) if f.startswith(r + "/")), None)
+        key = posixpath.basename(root) if root else site_from_path(f, roots)
+        groups.setdefault(key, []).append(f)
+    return groups
+
+
+def mff_folder(path: str) -> str:
+    """The EGI MFF recording (a folder ``x.mff``) a file is part of, or ''."""
+    parts = path.split("/")
+    for k, part in enumerate(parts[:-1]):
+        if part.lower().endswith(".mff") and not (is_remote(path) and k <= 2):  # a bucket is no recording
+            return "/".join(parts[:k + 1])
+    return ""
+
+
+def _folder_recordings(files: list[str], sizes: dict[str, int]) -> tuple[list[str], list[Ignored]]:
+    """``files`` with each EGI MFF folder's files replaced by the folder, a recording of its own
+    (its size the sum of theirs, in ``sizes``), and those files, listed as read through it."""
+    kept: dict[str, None] = {}
+    inside = []
+    for f in files:
+        folder = mff_folder(f)
+        if folder:
+            sizes[folder] = sizes.get(folder, 0) + sizes.get(f, 0)
+            inside.append(Ignored(f, f"part of the EGI MFF recording {posixpath.basename(folder)} (a folder, "
+                                     "read as one recording)"))
+        kept[folder or f] = None
+    return list(kept), inside

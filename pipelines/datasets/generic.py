@@ -1,0 +1,119 @@
+"""Any folder of EDF/BDF/FIF/BrainVision/EEGLAB files, labeled by an optional ``labels.csv``.
+
+``labels.csv`` attaches labels by ``path`` (relative to it): HMS's vote columns give an hms6 window
+(the simulator's layout); ``task`` + ``label`` give every window of the recording that label, or
+with ``start_s`` and ``duration_s`` one labeled window (events; several rows per file). A FIF
+recording split into parts is one item, its first part (``pipelines.fif_parts``); the later parts
+are `Ignored`.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+
+from eegfm.core.stores import join_path
+from eegfm.core.tasks import HMS_VOTE_COLUMNS
+from eegfm.pipelines.datasets.adapters import Group, companion_files, log, register, sidecar, split_recordings
+from eegfm.pipelines.datasets.hms import votes_window
+from eegfm.pipelines.datasets.items import LabeledWindow, SourceItem
+from eegfm.pipelines.datasets.tables import csv_rows, number
+
+
+@companion_files
+def _labels_csv(path: str, _listed: set[str]) -> str | None:
+    return sidecar(path) if posixpath.basename(path) == "labels.csv" else None
+
+
+def labeled_path(base: str, cell: str) -> str:
+    """The file a labels.csv ``path`` cell names, relative to the csv's folder ``base``: written on
+    Windows (``site-a\\r1.edf``) or with ``./`` it is the same file."""
+    cell = cell.strip().replace("\\", "/")
+    return cell if cell.startswith("/") or "://" in cell else join_path(base, posixpath.normpath(cell))
+
+
+def warn_unmatched_labels(label_files: list[str], recordings: set[str]) -> None:
+    """Name the labels.csv rows whose file is no input recording (a typo, a file left out)."""
+    for f in label_files:
+        base = posixpath.dirname(f)
+        unmatched = sorted({target for _, row in csv_rows(f) if row.get("path")
+                            and (target := labeled_path(base, row["path"])) not in recordings})
+        if unmatched:
+            log.warning("%s: %d labeled file(s) are not among the input recordings, e.g. %s", f, len(unmatched),
+                        ", ".join(unmatched[:3]))
+
+
+def label_row(row: dict, where: str) -> LabeledWindow | tuple[str, int]:
+    """What a labels.csv row labels: with HMS's vote columns, an hms6 window (``votes_window``);
+    with ``task`` and ``label`` (an integer >= 0, the schema's: a class index, or a whole-number
+    regression target), the window ``start_s`` .. ``start_s + duration_s``, or without ``start_s`` the whole
+    recording: ``(task, label)``. An unusable row is a window with a ``problem`` naming the line and column."""
+    task = (row.get("task") or "").strip()
+    if not task and any(column in row for column in HMS_VOTE_COLUMNS):
+        return votes_window(row, where)
+
+    def problem(text: str) -> LabeledWindow:
+        return LabeledWindow(math.nan, 0.0, task=task, problem=f"{where}: {text}")
+
+    if not task:
+        return problem("task: expected the label space's name (e.g. abnormal) beside a label, or HMS's vote "
+                       f"columns ({', '.join(HMS_VOTE_COLUMNS)}); got {'an empty cell' if 'task' in row else 'no such column'}")
+    try:
+        label = number(row, "label", minimum=0.0)
+        if label != int(label):
+            raise ValueError(f"label: expected an integer >= 0 (a class index); got {row['label'].strip()!r}")
+        if not (row.get("start_s") or "").strip():
+            return task, int(label)
+        start = number(row, "start_s", minimum=0.0)
+        duration = number(row, "duration_s")
+        if duration <= 0:
+            raise ValueError(f"duration_s: expected a number of seconds > 0; got {row['duration_s'].strip()!r}")
+    except ValueError as err:
+        return problem(str(err))
+    return LabeledWindow(start, duration, int(label), (), task)
+
+
+def _read_labels(label_files):
+    """From labels.csv files: labeled windows by recording, a recording's label ``(task, label, where)``,
+    and its patient."""
+    windows: dict[str, list[LabeledWindow]] = {}
+    whole: dict[str, tuple[str, int, str]] = {}
+    patients: dict[str, str] = {}
+    for f in label_files:
+        base = posixpath.dirname(f)
+        for where, row in csv_rows(f):
+            if not row.get("path"):
+                continue
+            target = labeled_path(base, row["path"])
+            got = label_row(row, where)
+            if isinstance(got, LabeledWindow):
+                windows.setdefault(target, []).append(got)
+            elif target in whole:
+                windows.setdefault(target, []).append(LabeledWindow(
+                    math.nan, 0.0, task=got[0], problem=f"{where}: path: {row['path']} has a label for the whole "
+                    f"recording already ({whole[target][2]}); one per recording"))
+            else:
+                whole[target] = (*got, where)
+            if row.get("patient_id"):
+                patients[target] = str(row["patient_id"]).strip()
+    return windows, whole, patients
+
+
+@register("edf", rank=0)
+def list_generic(group: Group):
+    recordings, ignored = split_recordings(group.files)
+    label_files = group.label_files or [f for f in group.files if posixpath.basename(f) == "labels.csv"]
+    labels, whole, patients = _read_labels(label_files)
+    items = []
+    for path in recordings:
+        windows = tuple(labels.get(path, ()))
+        task, label, where = whole.get(path, ("", -1, ""))
+        if where and any(not w.problem for w in windows):  # labeled windows are cut alone: the label would go unsaid
+            windows += (LabeledWindow(math.nan, 0.0, task=task, problem=f"{where}: a label for the whole recording "
+                                      "beside labeled windows of it; label either the recording or windows"),)
+            task, label = "", -1
+        items.append(SourceItem(
+            path=path, dataset="edf", site=group.site_of(path), subject_key=patients.get(path, ""),
+            task=task or ("hms6" if windows else ""), recording_label=label, windows=windows,
+        ))
+    return items, ignored

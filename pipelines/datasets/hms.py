@@ -1,0 +1,133 @@
+"""Kaggle's HMS layout: ``train.csv`` + ``train_eegs/<eeg_id>.parquet``, ``test.csv`` + ``test_eegs/``.
+
+A train parquet's item holds every labeled 50 s sub-window with its six vote counts; a test parquet's
+each row's 50 s window (from ``eeg_label_offset_seconds``, else the start), task ``hms6`` without
+votes: what a model is asked to classify. Parquets without csv rows are processed unlabeled; csv rows
+whose parquet is absent are reported, never dropped silently. A row with a cell that is not a usable
+number (a vote that is empty, negative or NaN, all six votes 0, an offset that is not a number) makes
+a window with a ``problem``: quarantined with the csv line and column, the recording's other windows
+kept.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+
+from eegfm.core.tasks import HMS_VOTE_COLUMNS
+from eegfm.pipelines.datasets.adapters import Group, companion_files, lower_ext, register, sidecar, split_recordings
+from eegfm.pipelines.datasets.items import COMPANION_EXTENSIONS, Ignored, LabeledWindow, SourceItem
+from eegfm.pipelines.datasets.tables import csv_rows, number
+
+HMS_WINDOW_S = 50.0
+_CSVS = ("train.csv", "test.csv")
+
+
+def _detect(files: list[str]) -> bool:
+    if not any(f.lower().endswith(".parquet") for f in files):
+        return False
+    return bool(set(_CSVS) & {posixpath.basename(f) for f in files}) or all(
+        lower_ext(f) in (".parquet",) + COMPANION_EXTENSIONS for f in files)
+
+
+@companion_files
+def _csv_files(path: str, _listed: set[str]) -> str | None:
+    return sidecar(path) if posixpath.basename(path) in _CSVS else None
+
+
+def votes_window(row: dict, where: str, task: str = "hms6") -> LabeledWindow:
+    """The labeled 50 s window of a csv row with HMS's vote columns; ``where`` names the row."""
+    try:
+        offset = number(row, "eeg_label_offset_seconds", default=0.0)
+    except ValueError as err:
+        return LabeledWindow(math.nan, HMS_WINDOW_S, task=task, problem=f"{where}: {err}")
+    try:
+        votes = tuple(number(row, c, minimum=0.0) for c in HMS_VOTE_COLUMNS)
+    except ValueError as err:
+        return LabeledWindow(offset, HMS_WINDOW_S, task=task, problem=f"{where}: {err}")
+    if not sum(votes) > 0:
+        return LabeledWindow(offset, HMS_WINDOW_S, task=task,
+                             problem=f"{where}: no expert votes ({', '.join(HMS_VOTE_COLUMNS)} all 0)")
+    return LabeledWindow(offset, HMS_WINDOW_S, max(range(6), key=lambda k: votes[k]), votes, task)
+
+
+def _test_windows(rows: list[tuple[str, dict]]) -> tuple[LabeledWindow, ...]:
+    """The 50 s windows that test.csv rows (``(where, row)``) ask about: no votes, label -1, task hms6."""
+    offsets, bad = set(), []
+    for where, row in rows:
+        try:
+            offsets.add(number(row, "eeg_label_offset_seconds", default=0.0))
+        except ValueError as err:
+            bad.append(LabeledWindow(math.nan, HMS_WINDOW_S, task="hms6", problem=f"{where}: {err}"))
+    return tuple(LabeledWindow(offset, HMS_WINDOW_S, -1, (), "hms6") for offset in sorted(offsets)) + tuple(bad)
+
+
+def _id_cell(text: str | None) -> str:
+    """An id cell as the file names have it: a csv that went through a float column (pandas, with a
+    missing value somewhere) writes ``1000913311.0`` for ``1000913311``."""
+    text = (text or "").strip()
+    return text[:text.index(".")] if re.fullmatch(r"\d+\.0+", text) else text
+
+
+def _root_name(path: str) -> str:
+    parent = posixpath.dirname(path)
+    if posixpath.basename(parent) in ("train_eegs", "test_eegs"):
+        parent = posixpath.dirname(parent)
+    return posixpath.basename(parent) or "hms"
+
+
+def _csv_facts(files: list[str]):
+    """From train.csv and test.csv: their rows by eeg_id (``(where, row)``), and each eeg_id's patient and site."""
+    rows: dict[str, dict[str, list[tuple[str, dict]]]] = {"train": {}, "test": {}}
+    patient_of: dict[str, str] = {}
+    site_of: dict[str, str] = {}
+    for csv_path in [f for f in files if posixpath.basename(f) in _CSVS]:
+        kind = posixpath.basename(csv_path)[:-4]
+        for where, row in csv_rows(csv_path):
+            eeg_id = _id_cell(row.get("eeg_id"))
+            if not eeg_id:
+                continue
+            patient_of[eeg_id] = _id_cell(row.get("patient_id"))
+            if row.get("site"):
+                site_of[eeg_id] = row["site"].strip()
+            rows[kind].setdefault(eeg_id, []).append((where, row))
+    return rows, patient_of, site_of
+
+
+@register("hms", rank=10, detect=_detect)
+def list_hms(group: Group):
+    recordings, ignored = split_recordings(group.files)
+    spectrograms = [f for f in recordings if f.lower().endswith(".parquet")
+                    and posixpath.basename(posixpath.dirname(f)) in ("train_spectrograms", "test_spectrograms")]
+    ignored += [Ignored(f, "HMS spectrogram (auxiliary modality, not a recording)") for f in spectrograms]
+    # EEG parquets by path: train_eegs/ and test_eegs/ may hold the same eeg_id, each its own file.
+    parquets = sorted(f for f in recordings if f.lower().endswith(".parquet") and f not in spectrograms)
+    rows, patient_of, site_of = _csv_facts(group.files)
+    items = []
+    found = {"train": set(), "test": set()}  # eeg_ids with a parquet each csv's rows can use
+    for path in parquets:
+        eeg_id = posixpath.splitext(posixpath.basename(path))[0]
+        # A train_eegs/ file takes train.csv's rows, a test_eegs/ file test.csv's; one elsewhere either.
+        folder = posixpath.basename(posixpath.dirname(path))
+        kinds = {"train_eegs": ("train",), "test_eegs": ("test",)}.get(folder, ("train", "test"))
+        windows = tuple(votes_window(row, where) for where, row in rows["train"].get(eeg_id, [])) \
+            if "train" in kinds else ()
+        if not windows and "test" in kinds:
+            windows = _test_windows(rows["test"].get(eeg_id, []))
+        for kind in kinds:
+            found[kind].add(eeg_id)
+        items.append(SourceItem(
+            path=path, dataset="hms", site=group.site or site_of.get(eeg_id) or _root_name(path),
+            subject_key=patient_of.get(eeg_id, eeg_id), session_key=eeg_id,
+            task="hms6" if windows else "", windows=windows,
+        ))
+    # Other recordings beside the layout (an EDF in the folder, say) are processed unlabeled: never
+    # dropped from the manifest.
+    items += [SourceItem(path=f, dataset="edf", site=group.site_of(f))
+              for f in recordings if not f.lower().endswith(".parquet")]
+    for name in ("train", "test"):
+        for eeg_id in sorted(set(rows[name]) - found[name]):
+            ignored.append(Ignored(f"{name}.csv#eeg_id={eeg_id}", f"{name}.csv rows name eeg_id {eeg_id} but "
+                                   f"{name}_eegs/{eeg_id}.parquet is not among the inputs"))
+    return items, ignored

@@ -1,0 +1,117 @@
+"""`--input` patterns -> the files they name, through Beam's FileSystems: local paths, globs (`**`
+recurses), folders, `gs://` and `s3://`."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Sequence
+
+from apache_beam.io.filesystems import FileSystems
+
+from eegfm.core.stores import STORE_ERRORS, is_remote, match_below, match_path, storage_error
+from eegfm.pipelines.datasets.adapters import log
+
+
+def is_dir(path: str) -> bool:
+    if is_remote(path):
+        # An object store has no folders, only keys: a "folder" is a prefix with keys below it,
+        # maybe only in deeper "sub-folders" (** crosses "/"; * would not).
+        return not FileSystems.exists(path) and bool(match_below(path, "**", limit=1))
+    return os.path.isdir(path)
+
+
+def expand_inputs(patterns: list[str]) -> list[str]:
+    """Every file the patterns name (a folder means all files below it), sorted, de-duplicated."""
+    return sorted(file_sizes(normalized(patterns)))
+
+
+def normalized(patterns: list[str]) -> list[str]:
+    """Local paths spelled one way (``a//b``, ``a/./b``, ``a/x/../b``: ``a/b``), so one file is
+    one input and its site the folder's name, not "."; object-store paths are left as given."""
+    return [p if is_remote(p) else os.path.normpath(p) for p in patterns]
+
+
+def under_any(path: str, roots: Sequence[str]) -> bool:
+    def norm(p: str) -> str:
+        return p.rstrip("/") if is_remote(p) else os.path.abspath(p)
+
+    path = norm(path)
+    return any(path == root or path.startswith(root + "/") for root in map(norm, roots))
+
+
+def root_of(pattern: str) -> str:
+    """The folder a file or glob input starts in: a file's folder, a glob's folder before its
+    first wildcard (``raw/**/*.edf`` and ``raw/site*/x.edf``: ``raw``, as for the folder ``raw/``)."""
+    return os.path.dirname(re.split(r"[*?\[]", pattern, maxsplit=1)[0])
+
+
+def _globstar_variants(pattern: str) -> list[str]:
+    """``pattern`` and, for each ``/**/`` in it, the same with zero folders there.
+
+    Beam's ``**`` matches any characters, "/" included, so ``raw/**/*.edf`` needs a folder between
+    ``raw/`` and the file; as in bash's globstar and Python's glob it should also match
+    ``raw/x.edf``, which would otherwise be left out without a word.
+    """
+    parts = pattern.split("/**/")
+    variants = [parts[0]]
+    for part in parts[1:]:
+        variants = [v + sep + part for v in variants for sep in ("/**/", "/")]
+    return sorted(set(variants))
+
+
+def _matches(pattern: str) -> list:
+    """Beam ``FileMetadata`` of every file one pattern names."""
+    folder = is_dir(pattern)
+    # A folder or file that is there is itself, whatever characters its name holds ("EEG [2019]").
+    there = not folder and FileSystems.exists(pattern)
+    globs = [] if folder or there else _globstar_variants(pattern)
+    below = [pattern] if folder else []  # folders, listed by match_below
+    wildcard = bool(globs) and re.search(r"[*?\[]", pattern) is not None
+    links = [] if is_remote(pattern) or not (folder or wildcard) else \
+        linked_folders(pattern.rstrip("/") if folder else root_of(pattern) or ".")
+    if links and folder:  # Beam's local listing (os.walk) does not enter linked folders
+        below += links
+    elif links:
+        log.warning("--input %s: symbolic links to folders below %s are not followed by a glob (%s); give "
+                    "them as --input folders", pattern, root_of(pattern) or ".", ", ".join(links[:5]))
+    try:
+        matched = [m for result in FileSystems.match(globs) for m in result.metadata_list] if globs else []
+        matched += [m for top in below for m in match_below(top, "**")]
+        return matched + (match_path(pattern) if there else [])
+    except STORE_ERRORS as err:  # an object store: credentials, endpoint, bucket, network
+        raise OSError(f"--input {pattern}: cannot list it ({storage_error(err)})") from None
+
+
+def file_sizes(patterns: list[str]) -> dict[str, int]:
+    sizes: dict[str, int] = {}
+    for pattern in patterns:
+        matched = _matches(pattern)
+        if not matched:
+            raise FileNotFoundError(f"--input {pattern}: matched no files")
+        sizes.update((m.path, m.size_in_bytes) for m in matched)
+    return sizes
+
+
+def linked_folders(folder: str) -> list[str]:
+    """Symbolic links to folders anywhere below the local ``folder`` (a site folder linked into a
+    data set folder, say), reached through the links too. A link into a tree already listed, or
+    to a folder above one (a cycle), is left out with a warning: its files would come twice."""
+    if not os.path.isdir(folder):
+        return []
+    listed = [os.path.realpath(folder)]
+    links, pending = [], [folder]
+    while pending:
+        for root, dirs, _ in os.walk(pending.pop(0)):
+            for name in sorted(dirs):
+                path = os.path.join(root, name)
+                if not os.path.islink(path):
+                    continue
+                real = os.path.realpath(path)
+                if any(real == t or real.startswith(t + os.sep) or t.startswith(real + os.sep) for t in listed):
+                    log.warning("%s -> %s: a link into (or above) a folder already listed, not followed", path, real)
+                    continue
+                listed.append(real)
+                links.append(path)
+                pending.append(path)
+    return links

@@ -1,0 +1,248 @@
+"""The TUH EEG corpora: TUAB, TUEP (folders label each recording), TUSZ, TUAR, TUEV (event files beside each).
+
+Their file names are ``<patient>_<session>_<token>.edf`` (aaaaaaaq_s004_t000.edf): a patient's
+sessions share the patient code, so splits keep them together; the nearest folder named train, dev
+or eval is the corpus's own split.
+
+- TUAB: ``edf/{train,eval}/{normal,abnormal}/<montage>/<file>.edf``; the folder is the
+  neurologist's reading of the whole recording.
+- TUEP: ``00_epilepsy/`` and ``01_no_epilepsy/`` hold the patients a neurologist diagnosed with
+  epilepsy or not (``<patient>/<session>/<montage>/<file>.edf``); 1 epilepsy.
+- TUSZ: beside each ``<file>.edf`` a ``<file>.csv_bi`` of its term-based events (channel TERM; bckg,
+  or seiz where a neurologist marked a seizure) and a ``<file>.csv`` of its channel-based ones
+  (seizure types: fnsz, gnsz, cpsz ...). Windows: 0 background, 1 seizure.
+- TUAR: ``edf/<montage>/<file>.edf``, each with a ``<file>.csv`` of artifact events per channel
+  (as TUSZ writes them). Its classes: the five artifact kinds and the pairs the annotators marked
+  together (an order the corpus does not use, musc_eyem say, reads as its pair; elpp, electrode pop
+  in older releases, as elec). Stretches it left unannotated are not known to be clean: windows
+  there stay unlabeled.
+- TUEV: beside each ``<file>.edf`` a ``<file>.rec`` of its events, one row per event and channel of
+  the corpus's bipolar montage: channel,start_s,stop_s,code (1 spsw ... 6 bckg). Training files are
+  named ``<patient>_<n>.edf``, evaluation files ``<class>_<patient>_<segment>_.edf``.
+"""
+
+from __future__ import annotations
+
+import math
+import posixpath
+import re
+from collections import Counter
+from collections.abc import Callable
+
+from eegfm.core.tasks import TUAB_LABELS, TUAR_LABELS, TUEV_LABELS
+from eegfm.pipelines.datasets.adapters import Group, by_name, companion_files, lower_ext, plain, register, sidecar
+from eegfm.pipelines.datasets.items import LabeledInterval, LabeledWindow, SourceItem
+from eegfm.pipelines.datasets.tables import read_events
+
+_TUH_NAME = re.compile(r"^([a-z]{8})_(s\d{3})_t\d{3}\.edf$")
+_TUAB_FOLDERS = {name: k for k, name in enumerate(TUAB_LABELS)}
+_TUEP_FOLDERS = {"01_no_epilepsy": 0, "00_epilepsy": 1}
+TUSZ_SEIZURE_TYPES = frozenset({"seiz", "fnsz", "gnsz", "spsz", "cpsz", "absz", "tnsz", "cnsz", "tcsz", "atsz",
+                                "mysz", "nesz"})
+_TUAR_CODES = {frozenset(name.split("_")): k for k, name in enumerate(TUAR_LABELS)}
+_TUEV_NAME = re.compile(r"^(?:(?:spsw|gped|pled|eyem|artf|bckg)_)?([A-Za-z0-9]+)_\w*\.edf$")
+# An event's window reaches this far either side of it (5 s around the corpus's 1 s events, the
+# context the TUEV benchmarks classify); at a recording's edge it moves inside by up to as much.
+TUEV_CONTEXT_S = 2.0
+
+
+@companion_files
+def _event_files(path: str, listed: set[str]) -> str | None:
+    stem, ext = posixpath.splitext(path)
+    if ext.lower() in (".csv_bi", ".csv") and _TUH_NAME.match(posixpath.basename(stem) + ".edf") \
+            and stem + ".edf" in listed:
+        return sidecar(path)
+    if lower_ext(path) == ".rec" and path[:-4] + ".edf" in listed:
+        return "TUEV event file (.rec) of the EDF beside it, read by the tuev adapter"
+    return None
+
+
+def _edfs(files: list[str]) -> list[str]:
+    return [f for f in files if lower_ext(f) == ".edf"]
+
+
+def _all_edfs(files: list[str], named: Callable[[str], bool]) -> bool:
+    edfs = _edfs(files)
+    return bool(edfs) and all(named(f) for f in edfs)
+
+
+def _tuh_named(path: str) -> bool:
+    return _TUH_NAME.match(posixpath.basename(path)) is not None
+
+
+def corpus_split(path: str) -> str:
+    """The TUH corpora's own split of a recording: the nearest folder named train, dev or eval."""
+    return next((p.lower() for p in reversed(path.split("/")[:-1]) if p.lower() in ("train", "dev", "eval")), "")
+
+
+def _folder_label(path: str, folders: dict[str, int]) -> int:
+    """The label of the nearest folder above ``path`` that ``folders`` names, else -1."""
+    return next((folders[p.lower()] for p in reversed(path.split("/")[:-1]) if p.lower() in folders), -1)
+
+
+def _by_folder(dataset: str, rank: int, task: str, folders: dict[str, int]) -> None:
+    """Registers a TUH corpus whose folders label each recording (TUAB's normal/abnormal, TUEP's epilepsy)."""
+    def detect(files: list[str]) -> bool:
+        return _all_edfs(files, lambda f: _folder_label(f, folders) >= 0 and _tuh_named(f))
+
+    @register(dataset, rank, detect)
+    def list_items(group: Group):
+        items, ignored, named_files = by_name(group, _TUH_NAME)
+        for path, named in named_files:
+            label = _folder_label(path, folders)
+            if label < 0:  # not one of the corpus's recordings: processed, unlabeled
+                items.append(plain(path, group))
+                continue
+            items.append(SourceItem(
+                path=path, dataset=dataset, site=group.site_of(path), subject_key=f"tuh-{named.group(1)}",
+                session_key=named.group(2), task=task, recording_label=label, corpus_split=corpus_split(path)))
+        return items, ignored
+
+
+_by_folder("tuab", 50, "tuab_abnormal", _TUAB_FOLDERS)
+_by_folder("tuep", 60, "tuep_epilepsy", _TUEP_FOLDERS)
+
+
+def _csv_intervals(text: str, name: str, code: Callable[[str], int | None], expected: str
+                   ) -> tuple[LabeledInterval, ...]:
+    """The labeled stretches of a TUH ``.csv``/``.csv_bi`` (channel,start_time,stop_time,label,
+    confidence after ``#`` comment lines), each row's label coded by ``code`` (None: not one of
+    the corpus's labels, which ``expected`` lists). Raises ValueError naming the line and field of
+    a row it cannot read."""
+    lines = [(k, line) for k, line in enumerate(text.splitlines(), start=1)
+             if line.strip() and not line.lstrip().startswith("#")]
+    if not lines:
+        raise ValueError(f"{name}: no events (expected a header channel,start_time,stop_time,label,confidence "
+                         "and one row per event)")
+    header = [c.strip() for c in lines[0][1].split(",")]
+    missing = [c for c in ("start_time", "stop_time", "label") if c not in header]
+    if missing:
+        raise ValueError(f"{name}: line {lines[0][0]}: columns: expected channel,start_time,stop_time,label,"
+                         f"confidence; missing {', '.join(missing)}")
+    column = {c: header.index(c) for c in ("start_time", "stop_time", "label")}
+    out = []
+    for k, line in lines[1:]:
+        cells = [c.strip() for c in line.split(",")]
+        if len(cells) < len(header):
+            raise ValueError(f"{name}: line {k}: expected {len(header)} fields; got {len(cells)}")
+        label = code(cells[column["label"]].lower())
+        if label is None:
+            raise ValueError(f"{name}: line {k}, label: expected {expected}; got {cells[column['label']]!r}")
+        try:
+            start, stop = float(cells[column["start_time"]]), float(cells[column["stop_time"]])
+        except ValueError:
+            raise ValueError(f"{name}: line {k}: start_time, stop_time: expected seconds; got "
+                             f"{cells[column['start_time']]!r}, {cells[column['stop_time']]!r}") from None
+        if not (math.isfinite(start) and math.isfinite(stop) and 0 <= start < stop):
+            raise ValueError(f"{name}: line {k}: expected 0 <= start_time < stop_time; got {start:g}, {stop:g}")
+        out.append(LabeledInterval(start, stop, label))
+    return tuple(out)
+
+
+def tusz_intervals(text: str, name: str) -> tuple[LabeledInterval, ...]:
+    """The labeled stretches of a TUSZ ``.csv_bi`` (term-based: channel TERM, or every channel
+    of a ``.csv``): 1 where a row's label is a seizure type, 0 for ``bckg``. Raises ValueError
+    naming the line and field of a row it cannot read."""
+    return _csv_intervals(text, name, _seizure_code, f"bckg or a seizure type ({', '.join(sorted(TUSZ_SEIZURE_TYPES))})")
+
+
+def _seizure_code(label: str) -> int | None:
+    return 0 if label == "bckg" else 1 if label in TUSZ_SEIZURE_TYPES else None
+
+
+def tuar_intervals(text: str, name: str) -> tuple[LabeledInterval, ...]:
+    """The artifact stretches of a TUAR ``.csv`` (one row per event and channel), coded as the
+    index of their kind in ``TUAR_LABELS``. Raises ValueError naming the line and field of a row
+    it cannot read."""
+    return _csv_intervals(text, name, _artifact_code, f"an artifact kind ({', '.join(TUAR_LABELS)})")
+
+
+def _artifact_code(label: str) -> int | None:
+    return _TUAR_CODES.get(frozenset(label.replace("elpp", "elec").split("_")))
+
+
+def _by_events(dataset: str, rank: int, task: str, extensions: tuple[str, ...], parse) -> None:
+    """Registers a TUH corpus whose event files beside each recording (the first of ``extensions``
+    there) label its windows: TUSZ's seizures, TUAR's artifacts."""
+    def detect(files: list[str]) -> bool:
+        listed = set(files)
+        return _all_edfs(files, lambda f: _tuh_named(f) and f[:-4] + extensions[0] in listed)
+
+    @register(dataset, rank, detect)
+    def list_items(group: Group):
+        items, ignored, named_files = by_name(group, _TUH_NAME)
+        listed = set(group.files)
+        for path, named in named_files:
+            events = next((path[:-4] + ext for ext in extensions if path[:-4] + ext in listed), "")
+            if not events:
+                items.append(plain(path, group))
+                continue
+            intervals, problem = read_events(events, parse)
+            items.append(SourceItem(
+                path=path, dataset=dataset, site=group.site_of(path), subject_key=f"tuh-{named.group(1)}",
+                session_key=named.group(2), task=task, intervals=intervals or (), label_problem=problem,
+                corpus_split=corpus_split(path)))
+        return items, ignored
+
+
+_by_events("tusz", 70, "tusz_seizure", (".csv_bi", ".csv"), tusz_intervals)
+_by_events("tuar", 90, "tuar_artifact", (".csv",), tuar_intervals)
+
+
+def _tuev_row(line: str, k: int, name: str) -> tuple[float, float, int]:
+    """``(start, stop, class)`` of a TUEV ``.rec`` row; ValueError naming the line and field."""
+    cells = [c.strip() for c in line.split(",")]
+    if len(cells) != 4:
+        raise ValueError(f"{name}: line {k}: expected 4 fields (channel,start,stop,label); got {len(cells)}")
+    try:
+        channel, start, stop, code = float(cells[0]), float(cells[1]), float(cells[2]), float(cells[3])
+    except ValueError:
+        raise ValueError(f"{name}: line {k}: expected numbers (channel,start,stop,label); "
+                         f"got {line.strip()!r}") from None
+    if not (channel >= 0 and channel == int(channel)):
+        raise ValueError(f"{name}: line {k}, channel: expected a channel index >= 0; got {cells[0]!r}")
+    if code not in range(1, len(TUEV_LABELS) + 1):
+        raise ValueError(f"{name}: line {k}, label: expected a code 1-{len(TUEV_LABELS)} "
+                         f"({', '.join(f'{i} {c}' for i, c in enumerate(TUEV_LABELS, 1))}); got {cells[3]!r}")
+    if not (math.isfinite(start) and math.isfinite(stop) and 0 <= start < stop):
+        raise ValueError(f"{name}: line {k}: start, stop: expected 0 <= start < stop seconds; "
+                         f"got {cells[1]}, {cells[2]}")
+    return start, stop, int(code) - 1
+
+
+def tuev_windows(text: str, name: str) -> tuple[LabeledWindow, ...]:
+    """One labeled window per event of a TUEV ``.rec``: ``TUEV_CONTEXT_S`` either side of it.
+    The corpus marks an event once per channel it shows on; those rows make one window (the
+    harmonized montage has no bipolar channels), labelled by most rows, a tie by the lower code
+    (the epileptiform classes come first). Raises ValueError naming the line and field of a row
+    it cannot read."""
+    rows: dict[tuple[float, float], Counter] = {}
+    for k, line in enumerate(text.splitlines(), start=1):
+        if line.strip():
+            start, stop, label = _tuev_row(line, k, name)
+            rows.setdefault((start, stop), Counter())[label] += 1
+    if not rows:
+        raise ValueError(f"{name}: no events (expected one row channel,start,stop,label per event and channel)")
+    return tuple(
+        LabeledWindow(start - TUEV_CONTEXT_S, stop - start + 2 * TUEV_CONTEXT_S,
+                      label=min(votes, key=lambda c: (-votes[c], c)), task="tuev_event", slack_s=TUEV_CONTEXT_S)
+        for (start, stop), votes in sorted(rows.items()))
+
+
+def _tuev_detect(files: list[str]) -> bool:
+    listed = set(files)
+    return _all_edfs(files, lambda f: f[:-4] + ".rec" in listed)
+
+
+@register("tuev", rank=80, detect=_tuev_detect)
+def list_tuev(group: Group):
+    items, ignored, named_files = by_name(group, _TUEV_NAME, ".rec")
+    for path, named in named_files:
+        windows, problem = read_events(path[:-4] + ".rec", tuev_windows)
+        # Training files carry TUH's patient codes (as TUAB and TUSZ do); evaluation files a number.
+        patient = named.group(1)
+        key = f"tuh-{patient}" if re.fullmatch(r"[a-z]{8}", patient) else f"tuev-{patient}"
+        items.append(SourceItem(path=path, dataset="tuev", site=group.site_of(path), subject_key=key,
+                                task="tuev_event", windows=windows or (), label_problem=problem,
+                                corpus_split=corpus_split(path)))
+    return items, ignored

@@ -1,0 +1,202 @@
+"""What every recording reader is: the `Reader` interface, its `RecordingInfo` and `Segment`s, `ReaderError`.
+
+A reader opens a recording lazily, exposes its channel names, sampling rate and length, and
+returns any sample range in microvolts as float32, so a 24-hour recording is processed in bounded
+chunks and never loaded whole. Patient identifiers stay inside the reader: the only patient facts
+it hands out are `ClinicalInfo` (whole-year age, sex) and `identity_key`, an opaque string that
+the caller must pass straight to `deid.pseudonym` and never log.
+
+Readers fail with `ReaderError`, whose message names the file, the field and what was expected,
+so a corrupt recording becomes one quarantine line and never stops a pipeline run.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from eegfm.pipelines.channels import Digitized, derivation, standard_name
+from eegfm.pipelines.deid import ClinicalInfo
+from eegfm.pipelines.fif_parts import GZIPPED_PART
+
+# Extension -> format name. EDF/BDF use the chunked `readers.edf.EdfReader`.
+FORMATS = {
+    ".edf": "edf", ".bdf": "bdf", ".fif": "fif", ".fif.gz": "fif", ".vhdr": "brainvision",
+    ".set": "eeglab", ".parquet": "hms_parquet", ".mff": "egi",  # EGI's MFF: a folder, read as one recording
+}
+# gzip-compressed EDF/BDF: decompressed to a temp file first (their readers seek, pipelines.process);
+# MNE reads .fif.gz itself.
+GZIPPED = (".edf.gz", ".bdf.gz")
+# Archives people download data sets as; their recordings are read once unpacked.
+ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
+
+
+class ReaderError(ValueError):
+    """A recording cannot be read; the message names the file, the field and the expectation."""
+
+    def __init__(self, path: str | os.PathLike, message: str):
+        self.path = str(path)
+        super().__init__(f"{Path(path).name}: {message}")
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingInfo:
+    ch_names: tuple[str, ...]
+    sfreq: float
+    n_times: int
+    clinical: ClinicalInfo = ClinicalInfo()
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_times / self.sfreq
+
+
+@dataclasses.dataclass(frozen=True)
+class Segment:
+    """Samples [start, stop) of a reader recorded back to back, beginning ``onset_s`` seconds
+    into the recording. A recording paused and resumed (EDF+D, a FIF with skips, an EEGLAB file
+    with cuts) has several; no window may span two, and window times stay on the recording's
+    own time axis."""
+
+    start: int
+    stop: int
+    onset_s: float
+
+
+class Reader:
+    """Base class: subclasses fill `info` and implement `_read(start, stop)`; a reader of a
+    recording with gaps or cuts also sets `segments`."""
+
+    info: RecordingInfo
+    identity_key: str = ""  # opaque; only for deid.pseudonym
+    _segments: tuple[Segment, ...] = ()
+    # Sample ranges [start, stop) the recording's own annotations mark bad (MNE's 'BAD_...'
+    # convention): windows touching them are rejected.
+    bad_spans: tuple[tuple[int, int], ...] = ()
+    # Channels the file itself marks bad (a FIF's info['bads']): left out and interpolated.
+    bad_channels: tuple[str, ...] = ()
+    # The recording's annotations as (onset s in the recording's time, duration s, text as written).
+    # Free text may name the patient: only ever matched against a data set's own event codes
+    # (SourceItem.event_labels), never logged or written.
+    events: tuple[tuple[float, float, str], ...] = ()
+    # Electrode positions the file holds (``digitized_positions``: a FIF's or EGI MFF's digitized
+    # head, EEGLAB chanlocs with fiducials, a BrainVision header's [Coordinates]): where its labels
+    # name no 10-20 site, --montage file places the channels by them.
+    digitized: Digitized | None = None
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+
+    @property
+    def segments(self) -> tuple[Segment, ...]:
+        """The stretches recorded back to back, in time order; one for a continuous recording."""
+        return self._segments or (Segment(0, self.info.n_times, 0.0),)
+
+    def read(self, start: int = 0, stop: int | None = None, *, check_finite: bool = True) -> np.ndarray:
+        """Samples [start, stop) of every channel, microvolts, float32, shape (n_chans, n).
+
+        With `check_finite=False` NaN/inf samples are returned as they are, for callers that
+        reject the affected windows instead of the whole recording.
+        """
+        stop = self.info.n_times if stop is None else stop
+        if not 0 <= start <= stop <= self.info.n_times:
+            raise ReaderError(
+                self.path, f"sample range: expected 0 <= start <= stop <= {self.info.n_times}; "
+                f"got [{start}, {stop})"
+            )
+        data = self._read(start, stop)
+        if check_finite and not np.all(np.isfinite(data)):
+            bad = [self.info.ch_names[i] for i in np.flatnonzero(~np.isfinite(data).all(axis=1))]
+            raise ReaderError(
+                self.path, f"samples: expected finite values; channels {', '.join(bad[:8])} "
+                f"contain NaN or infinity in samples [{start}, {stop})"
+            )
+        return data
+
+    def _read(self, start: int, stop: int) -> np.ndarray:
+        raise NotImplementedError  # abstract: every concrete reader implements it
+
+    def close(self) -> None:
+        """Release file handles (nothing to do for most readers)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def check_info(path, ch_names, sfreq, n_times) -> None:
+    if not np.isfinite(sfreq) or sfreq <= 0:
+        raise ReaderError(path, f"sampling rate: expected a positive number; got {sfreq!r}")
+    if n_times <= 0:
+        raise ReaderError(path, f"length: expected at least one sample; got {n_times}")
+    if len(ch_names) == 0:
+        raise ReaderError(path, "channels: expected at least one signal; got none")
+    seen = collections.Counter(ch_names)
+    dupes = [n for n, k in seen.items() if k > 1]
+    if dupes:
+        raise ReaderError(path, f"channel names: expected unique names; duplicated {dupes}")
+    # MNE numbers duplicated names ('Fp1-0', 'Fp1-1') and reads on: two signals named as one
+    # electrode cannot both be it, and neither would map, so the electrode would pass for missing.
+    # A derivation recorded twice ('T8-P8-0', 'T8-P8-1') is two measurements of one difference.
+    numbered = collections.defaultdict(list)
+    for name in ch_names:
+        if (found := _RUNNING_NUMBER.match(name)):
+            numbered[found.group(1)].append(name)
+    twice = [base for base, names in numbered.items() if len(names) > 1 and standard_name(base) is not None]
+    if twice:
+        raise ReaderError(path, f"channel names: expected unique names; duplicated {twice} (read as "
+                                f"{', '.join(repr(n) for base in twice for n in numbered[base])})")
+
+
+_RUNNING_NUMBER = re.compile(r"^(.*\S)-(\d+)$")
+
+
+def names_electrode(name: str) -> bool:
+    """Whether a channel name says which electrode (or pair of electrodes) it records."""
+    return standard_name(name) is not None or derivation(name) is not None
+
+
+def unique_channel_names(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` with each duplicate that names no electrode numbered as MNE numbers them
+    (``ECG-0``, ``ECG-1``; a blank label ``-0``, ``-1``; a derivation ``T8-P8-0``, ``T8-P8-1``): a
+    second ECG or an unused slot costs nothing, and a derivation recorded twice is two measurements
+    of it. Duplicated electrodes stay as they are, for `_check_info` to refuse."""
+    counts = collections.Counter(names)
+    taken = set(names)
+    running: collections.Counter = collections.Counter()
+    out = []
+    for name in names:
+        if counts[name] < 2 or standard_name(name) is not None:
+            out.append(name)
+            continue
+        while (numbered := f"{name}-{running[name]}") in taken:
+            running[name] += 1
+        running[name] += 1
+        taken.add(numbered)
+        out.append(numbered)
+    return tuple(out)
+
+
+def format_of(path) -> str:
+    name = str(path).lower()
+    if GZIPPED_PART.search(name):  # a later part of a split x.fif.gz, read alone
+        return "fif"
+    for ext, fmt in FORMATS.items():
+        if name.endswith(ext):
+            return fmt
+    return "recording"
+
+
+def one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return f"{type(err).__name__}: {text[:200]}"
+
+
