@@ -15,7 +15,7 @@ import collections
 import dataclasses
 import hashlib
 import re
-from functools import lru_cache
+from functools import cache, lru_cache
 
 import numpy as np
 
@@ -209,7 +209,7 @@ def cap_positions(cap: str) -> dict[str, np.ndarray]:
     return _layout_positions(cap)
 
 
-@lru_cache(maxsize=None)
+@cache
 def _layout_positions(cap: str) -> dict[str, np.ndarray]:
     import mne  # heavy: loaded only when a cap layout is needed
 
@@ -220,7 +220,7 @@ def _layout_positions(cap: str) -> dict[str, np.ndarray]:
     return {label: _direction(p - centre) for label, p in zip(labels, xyz)}
 
 
-@lru_cache(maxsize=None)
+@cache
 def abc_ten_ten_names(cap: str) -> dict[str, str]:
     """The 10-10 electrode each ABC label of BioSemi's 32 or 64 cap stands for ('A5': 'F3' on the
     64); {} for any other cap."""

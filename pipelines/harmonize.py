@@ -25,9 +25,22 @@ import numpy as np
 
 from eegfm.core.config import check_option
 from eegfm.pipelines.channels import (
-    BIOSEMI_CAPS, CANONICAL_CHANNELS, CAP_LAYOUTS, N_CANONICAL, Digitized, abc_ten_ten_names, auxiliary_kind,
-    canonical_of, canonical_positions, cap_label, cap_positions, clean_channel_name, derivation, electrode_position,
-    file_cap, standard_name,
+    BIOSEMI_CAPS,
+    CANONICAL_CHANNELS,
+    CAP_LAYOUTS,
+    N_CANONICAL,
+    Digitized,
+    abc_ten_ten_names,
+    auxiliary_kind,
+    canonical_of,
+    canonical_positions,
+    cap_label,
+    cap_positions,
+    clean_channel_name,
+    derivation,
+    electrode_position,
+    file_cap,
+    standard_name,
 )
 
 # Scale from a declared physical unit to microvolts. Keys are lower-cased, 'µ' folded to 'u'.

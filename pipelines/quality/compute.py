@@ -11,25 +11,25 @@ import numpy as np
 
 from eegfm.pipelines.features import DEFAULT_SEGMENT_S, WindowSpectrum, check_sfreq, welch
 from eegfm.pipelines.quality.detectors import (
-    as_work, find_clipped, find_flat, find_pops, median_of_sorted, pop_screen, spectral_metrics,
+    as_work,
+    find_clipped,
+    find_flat,
+    find_pops,
+    median_of_sorted,
+    pop_screen,
+    spectral_metrics,
 )
 from eegfm.pipelines.quality.report import QualityReport
 from eegfm.pipelines.quality.rules import QualityConfig, channel_scores, default_config, window_rules
 
 
 def compute_quality(
-    data: np.ndarray,
-    sfreq: float = 256.0,
-    config: QualityConfig | None = None,
-    *,
-    channel_mask: Sequence[int] | np.ndarray | None = None,
-    unfiltered: np.ndarray | None = None,
-    physical_min: float | Sequence[float] | None = None,
-    physical_max: float | Sequence[float] | None = None,
+    data: np.ndarray, sfreq: float = 256.0, config: QualityConfig | None = None, *,
+    channel_mask: Sequence[int] | np.ndarray | None = None, unfiltered: np.ndarray | None = None,
+    physical_min: float | Sequence[float] | None = None, physical_max: float | Sequence[float] | None = None,
     spectrum: WindowSpectrum | None = None,
 ) -> QualityReport:
-    """Quality metrics of one window (n_chans, n_times); see :mod:`pipelines.quality` for every
-    definition.
+    """Quality metrics of one window (n_chans, n_times); :mod:`pipelines.quality` defines each.
 
     channel_mask: 1 for measured channels, 0 for interpolated ones (the data contract's
         ``channel_mask``); window metrics use measured channels only. Default: all measured.
@@ -63,14 +63,9 @@ def compute_quality(
 
 
 def compute_quality_batch(
-    windows: np.ndarray,
-    sfreq: float = 256.0,
-    config: QualityConfig | None = None,
-    *,
-    channel_mask: Sequence[int] | np.ndarray | None = None,
-    unfiltered: np.ndarray | None = None,
-    physical_min: float | Sequence[float] | None = None,
-    physical_max: float | Sequence[float] | None = None,
+    windows: np.ndarray, sfreq: float = 256.0, config: QualityConfig | None = None, *,
+    channel_mask: Sequence[int] | np.ndarray | None = None, unfiltered: np.ndarray | None = None,
+    physical_min: float | Sequence[float] | None = None, physical_max: float | Sequence[float] | None = None,
     spectrum: WindowSpectrum | None = None,
 ) -> list[QualityReport]:
     """:func:`compute_quality` of each of ``windows`` (n_windows, n_chans, n_times), one report
@@ -206,13 +201,8 @@ def _window_metrics(
     never_nan = np.stack([flat_frac, clip_frac, muscle])
     never_nan = (never_nan if all_measured else np.where(measured, never_nan, -np.inf)).max(axis=-1)
     metrics = {
-        "nonfinite_fraction": nonfinite_fraction,
-        "snr_db": median[0],
-        "flat_fraction": never_nan[0],
-        "clip_fraction": never_nan[1],
-        "ptp_uv": worst[1],
-        "ptp_uv_median": median[1],
-        "muscle_ratio": never_nan[2],
+        "nonfinite_fraction": nonfinite_fraction, "snr_db": median[0], "flat_fraction": never_nan[0],
+        "clip_fraction": never_nan[1], "ptp_uv": worst[1], "ptp_uv_median": median[1], "muscle_ratio": never_nan[2],
         "line_noise_db": worst[2],
         "pop_channels": np.count_nonzero(pops if all_measured else pops & measured, axis=1),
         "bad_channel_fraction": np.count_nonzero(bad if all_measured else bad & measured, axis=1) / n_measured,

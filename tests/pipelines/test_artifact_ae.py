@@ -6,7 +6,7 @@ import json
 
 import numpy as np
 import pytest
-from scipy.signal import butter, sosfiltfilt
+from scipy.signal import butter, sosfiltfilt, welch
 
 from eegfm.pipelines.artifact_ae import (
     AE_BANDS,
@@ -15,7 +15,9 @@ from eegfm.pipelines.artifact_ae import (
     band_features_from_psd,
 )
 from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.features import welch_psd
 from eegfm.pipelines.filters import filter_data
+from eegfm.pipelines.quality import compute_quality
 from eegfm.pipelines.resample import resample
 
 SFREQ = 256.0
@@ -165,8 +167,6 @@ def test_band_features_floor_dead_channels():
 
 def _reference_band_features(windows: np.ndarray) -> np.ndarray:
     """The definition: scipy's Welch per window, band power = PSD sum x bin width, log10 + floor."""
-    from scipy.signal import welch
-
     rows = []
     for window in windows:
         freqs, psd = welch(np.where(np.isfinite(window), window, 0.0).astype(np.float64), SFREQ,
@@ -187,9 +187,6 @@ def test_band_features_equal_the_reference_computation():
 
 
 def test_band_features_from_a_shared_psd():
-    from eegfm.pipelines.features import welch_psd
-    from eegfm.pipelines.quality import compute_quality
-
     rng = np.random.default_rng(7)
     windows = ((20 * rng.standard_normal((3, 19, N_TIMES))).cumsum(axis=2) / 8).astype(np.float32)
     expected = band_features(windows)

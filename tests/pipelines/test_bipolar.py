@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from eegfm.pipelines.bipolar import BipolarReader, bipolar_plan
+from eegfm.pipelines.channels import derivation
 from eegfm.pipelines.readers import open_recording
 
 # CHB-MIT's montage as its EDF files carry it (the readers number the second T8-P8).
@@ -14,8 +15,6 @@ CHB_MIT = ("FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-
 
 
 def _derivations(potentials: dict[str, np.ndarray], names=CHB_MIT) -> np.ndarray:
-    from eegfm.pipelines.channels import derivation
-
     return np.stack([potentials[a] - potentials[b] for a, b in map(derivation, names)])
 
 

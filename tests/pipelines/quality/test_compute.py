@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.signal import welch
 
-from eegfm.pipelines.quality import RULES, QualityConfig, QualityReport, compute_quality, validate_window
+from eegfm.pipelines.features import window_spectrum
+from eegfm.pipelines.filters import LINE_FREQUENCIES, line_ratio_db
+from eegfm.pipelines.quality import (
+    RULES,
+    QualityConfig,
+    QualityReport,
+    compute_quality,
+    compute_quality_batch,
+    validate_window,
+)
 from tests.pipelines.quality.conftest import N_TIMES, SFREQ
 
 
@@ -92,10 +102,6 @@ def _ref_severity(value, threshold: float, direction: str, kind: str) -> np.ndar
 
 def _reference_quality(data, sfreq=SFREQ, cfg=None, channel_mask=None, unfiltered=None,
                        physical_min=None, physical_max=None) -> dict:
-    from scipy.signal import welch
-
-    from eegfm.pipelines.filters import LINE_FREQUENCIES, line_ratio_db
-
     cfg = cfg or QualityConfig()
     n_chans, n_times = data.shape
     measured = np.ones(n_chans, bool) if channel_mask is None else np.asarray(channel_mask, bool)
@@ -291,9 +297,6 @@ def test_non_contiguous_views_give_the_same_report(clean_windows):
 
 
 def test_batch_equals_one_window_at_a_time(clean_windows):
-    from eegfm.pipelines.features import window_spectrum
-    from eegfm.pipelines.quality import compute_quality_batch
-
     cases = _dirty_windows(clean_windows)
     windows = np.stack([w for _, w, _ in cases])
     masks = np.ones((len(cases), 19), dtype=int)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt
 
-from eegfm.pipelines.quality import QualityConfig, compute_quality, validate_window
+from eegfm.pipelines.quality import QualityConfig, clip_mask, compute_quality, detect_pops, flat_mask, validate_window
 from tests.pipelines.quality.conftest import N_TIMES, SFREQ, T3
 
 
@@ -132,8 +132,6 @@ def test_interpolated_channels_are_left_out(window):
 
 
 def test_public_detectors_agree_with_the_report(window):
-    from eegfm.pipelines.quality import clip_mask, detect_pops, flat_mask
-
     w = window.astype(np.float32)
     w[5, 300:500] = w[5, 300]
     w[2, 600:664] = w[2].max() + 30

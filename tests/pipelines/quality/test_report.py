@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from eegfm.pipelines.features import WindowSpectrum, window_spectrum
 from eegfm.pipelines.quality import QUALITY_NAMES, QualityConfig, QualityReport, compute_quality, validate_window
 from tests.pipelines.quality.conftest import SFREQ
 
@@ -47,8 +48,6 @@ def test_report_is_a_frozen_dataclass(window):
 
 
 def test_the_spectrum_is_shared_and_can_be_passed_in(window):
-    from eegfm.pipelines.features import WindowSpectrum, window_spectrum
-
     w32 = window.astype(np.float32)
     report = compute_quality(w32)
     assert isinstance(report.spectrum, WindowSpectrum) and report.spectrum.psd.dtype == np.float32
