@@ -54,7 +54,7 @@ class ExportableEEGFM(nn.Module):
     """A forward with a fixed, all-tensor signature: (logits, embedding).
 
     Subclasses may return more outputs (after these two), named by :meth:`output_names`; they
-    export with :func:`export_wrapper`.
+    export with :func:`export_onnx` too.
     """
 
     def __init__(self, model: EEGFMModel) -> None:
@@ -135,7 +135,7 @@ def dynamic_shapes(model: EEGFMModel, *, dynamic_channels: bool = True) -> dict[
 
 
 def export_onnx(
-    model: EEGFMModel,
+    model: EEGFMModel | ExportableEEGFM,
     path: str | os.PathLike[str],
     *,
     n_chans: int | None = None,
@@ -145,26 +145,14 @@ def export_onnx(
 ) -> Path:
     """Export ``model`` (eval mode) to ``path`` with dynamic batch, channels, time and frames.
 
+    ``model`` may also be an :class:`ExportableEEGFM` (or a subclass with more outputs).
     ``n_chans``: None (the default) keeps the channel count dynamic (2 to ``MAX_CHANNELS``
     electrodes, identified by their ``positions``); an integer fixes it to that count.
     ``gnn_impl`` selects the GNN formulation for the exported graph (``"dense"`` by default: the
     same sums as torch_geometric's message passing, without scatter kernels, which ONNX Runtime
     runs faster on CPU); ``None`` keeps the model's own setting. The model is restored after.
     """
-    return export_wrapper(ExportableEEGFM(model), path, n_chans=n_chans, gnn_impl=gnn_impl, opset=opset,
-                          verbose=verbose)
-
-
-def export_wrapper(
-    wrapper: ExportableEEGFM,
-    path: str | os.PathLike[str],
-    *,
-    n_chans: int | None = None,
-    gnn_impl: str | None = "dense",
-    opset: int = DEFAULT_OPSET,
-    verbose: bool = False,
-) -> Path:
-    """:func:`export_onnx` for an :class:`ExportableEEGFM` (or a subclass with more outputs)."""
+    wrapper = model if isinstance(model, ExportableEEGFM) else ExportableEEGFM(model)
     model = wrapper.model
     if n_chans is not None and (isinstance(n_chans, bool) or not isinstance(n_chans, int)
                                 or not 2 <= n_chans <= MAX_CHANNELS):

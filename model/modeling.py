@@ -169,15 +169,22 @@ class EEGFMPreTrainedModel(PreTrainedModel):
                 f"got {tuple(channel_mask.shape)}"
             )
         channel_mask = channel_mask.to(device=eeg.device, dtype=dtype).expand(batch, n_chans)
+        optional = self._prepare_optional(eeg, spectrogram=spectrogram, ecg=ecg, age=age, sex=sex)
+        return dict(eeg=eeg, positions=positions, channel_mask=channel_mask, **optional)
+
+    def _prepare_optional(self, eeg: torch.Tensor, **values: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
+        """The optional modalities' inputs, checked against ``eeg`` (batch, n_chans, n_times) and cast."""
+        batch, _, n_times = eeg.shape
         modalities = self.config.modalities
         checks = {
-            "spectrogram": (spectrogram, "spectrogram", (batch, self.config.spectrogram_bins, None)),
-            "ecg": (ecg, "ecg", (batch, n_times)),
-            "age": (age, "clinical", (batch,)),
-            "sex": (sex, "clinical", (batch,)),
+            "spectrogram": ("spectrogram", (batch, self.config.spectrogram_bins, None)),
+            "ecg": ("ecg", (batch, n_times)),
+            "age": ("clinical", (batch,)),
+            "sex": ("clinical", (batch,)),
         }
         prepared: dict[str, torch.Tensor | None] = {}
-        for name, (value, modality, shape) in checks.items():
+        for name, (modality, shape) in checks.items():
+            value = values[name]
             if value is not None:
                 if modality not in modalities:
                     raise ValueError(
@@ -192,9 +199,9 @@ class EEGFMPreTrainedModel(PreTrainedModel):
                         f"spectrogram: expected at least spectrogram_pool={self.config.spectrogram_pool} frames; "
                         f"got {value.shape[-1]}"
                     )
-                value = value.to(device=eeg.device, dtype=dtype)
+                value = value.to(device=eeg.device, dtype=eeg.dtype)
             prepared[name] = value
-        return dict(eeg=eeg, positions=positions, channel_mask=channel_mask, **prepared)
+        return prepared
 
     def set_gnn_impl(self, impl: str) -> None:
         """Switch the GNN between ``"pyg"`` message passing and the equal ``"dense"`` and ``"gather"`` forms."""

@@ -81,7 +81,6 @@ TENSORS_FILE = "optimizer.safetensors"
 STATE_FILE = "state.json"
 LATEST_POINTER = "latest"
 BEST_POINTER = "best"
-RESUME_KEYWORDS = ("auto", "none")
 
 _STEP_DIR = re.compile(r"^step-(\d{8,})$")
 _TMP_PREFIX = ".tmp-"

@@ -3,7 +3,7 @@
     PretrainConfig  model preset + overrides, loader, optim, precision, cadence, W&B, backend
     FinetuneConfig  the same run settings plus task, mode (linear/adapter/full), loss, splits ...
     OptimConfig     AdamW + linear warmup + cosine decay to lr * min_lr_ratio (``lr_factor``)
-    LoaderConfig    batch size / token budget, workers, shuffle buffer, seed, augment (as-is)
+    LoaderSection   batch size / token budget, workers, shuffle buffer, seed, augment (as-is)
     WandbConfig     project, mode (offline | online | disabled), run name
 
 :func:`load_config` reads a preset (``training/configs/<name>.yaml``: ``cpu-tiny``, ``base``,
@@ -24,22 +24,13 @@ from typing import Any
 
 import torch
 
-from eegfm.core.config import (
-    Config,
-    ConfigError,
-    check_bool,
-    check_float,
-    check_int,
-    check_mapping,
-    check_option,
-)
+from eegfm.core.config import Config, ConfigError, check_bool, check_float, check_int, check_mapping, check_option
 from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
 from eegfm.model.config import ADAPTER_KINDS, EEGFMConfig, list_presets
 from eegfm.model.config import ConfigError as ModelConfigError
 from eegfm.model.heads import list_heads
 from eegfm.pipelines.schema import CORPUS_SPLITS
-from eegfm.training.config_files import (  # noqa: F401 - part of this module's interface
-    CONFIG_DIR,
+from eegfm.training.config_files import (  # noqa: F401 - list_config_presets: part of this module's interface
     KINDS,
     apply_override,
     list_config_presets,
@@ -122,22 +113,13 @@ class OptimConfig(Config):
 
 
 @dataclasses.dataclass
-class LoaderConfig(Config):
-    """Settings handed to ``training.data``; ``augment`` is passed through for it to validate.
+class LoaderSection(Config):
+    """A run's ``loader:`` section: the settings of ``training.data.LoaderConfig`` that a user chooses
+    (``training.loop.loader_config`` derives the loader's from it and the model's patch size).
 
-    ``token_budget`` (optional) caps the patches per batch (a window of ``n_times`` samples has
-    ``ceil(n_times / patch_size)``, whatever its channel count) for variable-length windows;
-    ``batch_size`` is then the maximum number of windows. Each shuffle-buffer slot holds one raw
-    Example (about 0.1 MB for 10 s, 0.5 MB for 50 s windows) per loader worker; fine-tuning,
-    which counts its windows first, grows the buffer to a worker's whole epoch where that fits
-    in ``full_shuffle_mb`` MiB (0: never), so each epoch is a uniform shuffle. ``eeg_dtype``
-    ``float16`` (the stored precision, exact) hands the model float16 batches, which it casts
-    on its device: half the bytes through workers, pinned memory and the host-to-GPU copy, for
-    GPU runs; ``float32`` converts in the loader workers, for CPU runs. ``num_workers: auto``
-    (the GPU presets) sizes the workers to the machine (``training.data.auto_num_workers``).
-    ``drop_last`` drops each loader worker's incomplete batch at the end of its epoch (training
-    loaders only; evaluation sees every window): with ``torch.compile`` every batch then has the
-    same shape, so no partial batch recompiles the step with a dynamic batch dimension.
+    ``batch_size`` is the maximum number of windows where a ``token_budget`` caps the patches per
+    batch. ``augment`` holds ``training.augment.AugmentConfig`` fields, checked there. ``drop_last``
+    applies to training loaders only: with ``torch.compile`` every batch then has the same shape.
     """
 
     batch_size: int = 8
@@ -197,7 +179,7 @@ class RunConfig(Config):
     model: str = "tiny"
     model_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
     seed: int = 0
-    loader: LoaderConfig = dataclasses.field(default_factory=LoaderConfig)
+    loader: LoaderSection = dataclasses.field(default_factory=LoaderSection)
     optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
     precision: str = "fp32"
     activation_checkpointing: bool = False
@@ -215,7 +197,7 @@ class RunConfig(Config):
         check_option("model", self.model, list_presets())
         self.model_overrides = check_mapping("model_overrides", self.model_overrides)
         self.seed = check_int("seed", self.seed, 0, 2**63 - 1, whole_float=True)
-        for name, section in (("loader", LoaderConfig), ("optim", OptimConfig), ("wandb", WandbConfig)):
+        for name, section in (("loader", LoaderSection), ("optim", OptimConfig), ("wandb", WandbConfig)):
             if not isinstance(getattr(self, name), section):
                 raise ConfigError(f"{name}: expected a mapping of {section.__name__} fields; got {getattr(self, name)!r}")
         check_option("precision", self.precision, PRECISIONS)

@@ -146,7 +146,7 @@ def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str]
     hms6 and ``logits_<head>`` for the others; any other value: ``export_onnx`` of that model.
     Exports keep the channel count dynamic (``export_onnx``'s default).
     """
-    from eegfm.model.export import export_onnx, export_wrapper
+    from eegfm.model.export import export_onnx
 
     cache: dict[tuple[str, str], tuple[dict[str, EEGFMModel], Path]] = {}
 
@@ -155,7 +155,7 @@ def onnx_export(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str, str]
             path = tmp_path_factory.mktemp("onnx") / f"{preset}-{head}.onnx"
             if head == "all":
                 models = models_for_every_head(preset)
-                export_wrapper(AllHeadsExportable(models), path)
+                export_onnx(AllHeadsExportable(models), path)
             else:
                 models = {head: make_model(preset, head, seed=3)}
                 export_onnx(models[head], path)
