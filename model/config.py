@@ -3,7 +3,7 @@
 It is a Hugging Face ``PreTrainedConfig`` (a dataclass in transformers 5), so ``save_pretrained``
 writes it as ``config.json`` next to ``model.safetensors`` and ``AutoConfig`` reads it back. Every
 field is validated in ``__post_init__``; errors name the field, the allowed values and what was
-received, like the rest of eegfm (``pipelines.config``).
+received, like the rest of eegfm (``eegfm.core.config``).
 
 Named presets are small functions registered with :func:`register_preset` (the torchtitan
 ``config_registry`` pattern): ``EEGFMConfig.from_preset("base", head="binary")``.
@@ -28,7 +28,7 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
-from eegfm.core.tasks import HMS_CLASSES, SLEEP_STAGES
+from eegfm.core.tasks import HMS_CLASSES  # noqa: F401 - the hms6 classes, re-exported by eegfm.model
 
 MODALITIES: tuple[str, ...] = ("spectrogram", "ecg", "clinical")
 GNN_IMPLS: tuple[str, ...] = ("pyg", "dense", "gather")

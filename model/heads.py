@@ -28,8 +28,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eegfm.model.config import HEAD_REGISTRY, HMS_CLASSES, SLEEP_STAGES, ConfigError, EEGFMConfig
+from eegfm.core.tasks import HMS_CLASSES, SLEEP_STAGES
+from eegfm.model.config import HEAD_REGISTRY, ConfigError, EEGFMConfig
 from eegfm.model.encoder import EncoderOutput
+
 
 def register_head(name: str) -> Callable[[type[TaskHead]], type[TaskHead]]:
     def decorator(cls: type[TaskHead]) -> type[TaskHead]:

@@ -2,7 +2,7 @@
 
 ONNX export is the slow step (15-25 s for tiny/base on one core, about a minute for large: the
 dynamo exporter traces the model twice with symbolic shapes), so each export is made at most once
-per session (``onnx_export``) and every check runs on that one graph. The default run exports two
+per test run (``onnx_export``) and every check runs on that one graph. The default run exports two
 graphs: ``tiny`` carrying all five heads at once (``AllHeadsExportable``: one encoder, one output
 per head) and ``base`` with ``hms6``; the slow run adds one real ``export_onnx`` per preset x head.
 """

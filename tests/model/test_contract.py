@@ -1,4 +1,4 @@
-"""The contract every preset x head must keep (design §5.10): shapes, backward, save/load,
+"""The contract every preset x head must keep: shapes, backward, save/load,
 ONNX parity, variable length, channel subsets, missing channels and modalities, determinism.
 
 Every test runs over every preset x head. The default run (``make test``) covers ``tiny`` with

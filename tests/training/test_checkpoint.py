@@ -1,7 +1,6 @@
 import hashlib
 import json
 import logging
-import math
 import os
 import pickle
 import signal
@@ -10,7 +9,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -22,15 +20,12 @@ from eegfm.training.checkpoint import (
     STATE_FILE,
     TENSORS_FILE,
     CheckpointError,
-    PreemptionHandler,
     best_checkpoint,
-    flatten_state,
     latest_checkpoint,
     load_checkpoint,
     resolve_resume,
     restore_rng_state,
     save_checkpoint,
-    unflatten_state,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,32 +39,6 @@ def _run_python(code: str, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO_ROOT, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def test_flatten_round_trip_keeps_types_keys_and_values():
-    state = {
-        "state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(2, 2)}, 1: {}},
-        "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.95), "params": [0, 1], "name": None}],
-        "flags": [True, False], "inf": math.inf, "nan": math.nan, 2.5: "float key",
-        "half": torch.ones(2, dtype=torch.bfloat16), "rng": np.random.get_state(),
-        "np_scalar": np.float32(0.5), "path": Path("/x/y"),
-    }
-    tensors, skeleton = flatten_state(state)
-    json.dumps(skeleton, allow_nan=False)  # strictly JSON
-    assert set(tensors) == {"state/0/step", "state/0/exp_avg", "half"}
-    back = unflatten_state(tensors, skeleton)
-    assert list(back["state"]) == [0, 1] and back["param_groups"][0]["betas"] == (0.9, 0.95)
-    assert back[2.5] == "float key" and back["flags"] == [True, False] and back["inf"] == math.inf
-    assert math.isnan(back["nan"]) and back["half"].dtype == torch.bfloat16
-    assert back["rng"][1].dtype == np.uint32 and np.array_equal(back["rng"][1], state["rng"][1])
-    assert back["np_scalar"] == 0.5 and back["path"] == "/x/y"
-
-
-def test_flatten_names_the_path_of_what_it_cannot_store():
-    with pytest.raises(CheckpointError, match=r"state optimizer/fn: cannot store a function"):
-        flatten_state({"optimizer": {"fn": lambda: 0}})
-    with pytest.raises(CheckpointError, match=r"dict key \(1, 2\) of type tuple"):
-        flatten_state({"a": {(1, 2): 0}})
 
 
 def _train(model, optimizer, scheduler, steps):
@@ -269,70 +238,6 @@ def test_sigkill_during_a_write_leaves_the_previous_checkpoint(tmp_path):
     assert state["epoch"] == 0 and torch.equal(state["model"]["w"], torch.ones(4))
     save_checkpoint(directory, 2, _tiny_state())  # the next save clears the leftover
     assert sorted(p.name for p in directory.iterdir() if p.is_dir()) == ["step-00000001", "step-00000002"]
-
-
-_PREEMPTED_LOOP = """
-import signal, sys, time
-from eegfm.training.checkpoint import PreemptionHandler
-
-with PreemptionHandler() as preemption:
-    print("ready", flush=True)
-    for step in range(2000):
-        if preemption.requested:
-            print(f"stopping at step {step} on {preemption.received.name}", flush=True)
-            break
-        time.sleep(0.01)
-print("restored", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL, flush=True)
-"""
-
-
-def test_sigterm_sets_the_flag_and_the_loop_exits_cleanly():
-    process = _run_python(_PREEMPTED_LOOP)
-    assert process.stdout.readline().strip() == "ready"
-    process.send_signal(signal.SIGTERM)
-    output, _ = process.communicate(timeout=60)
-    assert process.returncode == 0, output
-    assert "on SIGTERM" in output and "restored True" in output
-
-
-def test_second_signal_goes_to_the_previous_handler_and_close_restores_it():
-    calls = []
-
-    def previous(signum, frame):
-        calls.append(signum)
-
-    original = signal.signal(signal.SIGUSR1, previous)
-    try:
-        with PreemptionHandler(signals=(signal.SIGUSR1,)) as preemption:
-            os.kill(os.getpid(), signal.SIGUSR1)
-            assert preemption.requested and calls == []
-            os.kill(os.getpid(), signal.SIGUSR1)
-            assert calls == [signal.SIGUSR1]
-        assert signal.getsignal(signal.SIGUSR1) is previous
-        with PreemptionHandler(signals=(signal.SIGUSR1,)):
-            assert signal.getsignal(signal.SIGUSR1) is not previous
-        assert signal.getsignal(signal.SIGUSR1) is previous
-    finally:
-        signal.signal(signal.SIGUSR1, original)
-
-
-def test_a_forked_child_ignores_sigint_and_dies_of_sigterm_as_without_the_handler():
-    # Loader workers are forked while the handler is installed: Ctrl-C is the training process's
-    # to handle, and a worker that DataLoader terminates must end.
-    with PreemptionHandler() as preemption:
-        statuses = {}
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    os.kill(os.getpid(), signum)
-                    time.sleep(0.05)  # the handler runs between bytecodes
-                finally:
-                    os._exit(7)
-            statuses[signum] = os.waitpid(pid, 0)[1]
-        assert not preemption.requested
-    assert os.WIFEXITED(statuses[signal.SIGINT]) and os.WEXITSTATUS(statuses[signal.SIGINT]) == 7
-    assert os.WIFSIGNALED(statuses[signal.SIGTERM]) and os.WTERMSIG(statuses[signal.SIGTERM]) == signal.SIGTERM
 
 
 def test_a_safetensors_file_whose_header_length_starts_with_0x80_is_not_taken_for_a_pickle(tmp_path):
