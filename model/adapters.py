@@ -15,7 +15,6 @@ rebuild the same modules before loading their weights.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +24,6 @@ from eegfm.model.config import ADAPTER_KINDS, ConfigError
 from eegfm.model.fusion import ModalityAttention
 from eegfm.model.spatial import SpatialGNNLayer
 from eegfm.model.temporal import SelfAttention
-
-if TYPE_CHECKING:
-    from eegfm.model.modeling import EEGFMPreTrainedModel
 
 LORA_ALPHA_OVER_RANK = 2.0  # scale alpha / r; alpha = 2 r is a common, rank-independent choice
 
@@ -102,9 +98,9 @@ def is_adapter_parameter(name: str) -> bool:
     return ".lora_a" in name or ".lora_b" in name or ".adapter." in name
 
 
-def add_adapters(model: EEGFMPreTrainedModel, kind: str = "lora", rank: int = 8) -> int:
-    """Add adapters to ``model.encoder``, freeze everything else except the head; return the
-    number of trainable parameters."""
+def add_adapters(model: nn.Module, kind: str = "lora", rank: int = 8) -> int:
+    """Add adapters to the encoder of an eegfm model (``EEGFMPreTrainedModel``), freeze everything
+    else except the head; return the number of trainable parameters."""
     if model.config.adapter_kind is not None:
         raise ConfigError(
             f"add_adapters: the model already has {model.config.adapter_kind!r} adapters; "
@@ -123,13 +119,13 @@ def add_adapters(model: EEGFMPreTrainedModel, kind: str = "lora", rank: int = 8)
     return count_trainable(model)
 
 
-def freeze_encoder(model: EEGFMPreTrainedModel) -> None:
+def freeze_encoder(model: nn.Module) -> None:
     """Linear probing: only parameters outside the encoder (the head) stay trainable."""
     for parameter in model.encoder.parameters():
         parameter.requires_grad = False
 
 
-def unfreeze_encoder(model: EEGFMPreTrainedModel, last_n_layers: int | None = None) -> None:
+def unfreeze_encoder(model: nn.Module, last_n_layers: int | None = None) -> None:
     """Unfreeze the whole encoder, or only its top ``last_n_layers`` layers (counting the patch
     layers first, then the spatio-temporal blocks from the top) and its final norms and fusion."""
     encoder = model.encoder
