@@ -70,13 +70,10 @@ Flat and clipping look for plateaus, which a high-pass filter bends into decays,
 window before notch/band-pass as ``unfiltered`` when plateaus at amplifier rails matter; those two
 metrics (and the physical-range check) then use it.
 
-Cost: about 1 ms per 10 s window of 19 channels on one core (``benchmarks/quality.py``). The
-spectral metrics share one Welch PSD, float32 for float32 windows
-(:func:`pipelines.features.window_spectrum`), returned as ``report.spectrum`` for the autoencoder
-features; the sample-level detectors compare float32 samples against float64 thresholds rounded
-to the safe side, and search for runs and pop candidates only after a cheap screen shows there can
-be one. Every metric equals the float64 computation of its definition up to float32 rounding of the
-PSD (tests/pipelines/quality/ keeps that reference).
+Cost: about 1 ms per 10 s window of 19 channels on one core (``benchmarks/quality.py``); the
+spectral metrics share one Welch PSD (:func:`pipelines.features.window_spectrum`, float32 for
+float32 windows), returned as ``report.spectrum``. Every metric equals the float64 computation of
+its definition up to float32 rounding of the PSD (tests/pipelines/quality/ keeps that reference).
 
 Modules: :mod:`.detectors` (the measurements), :mod:`.rules` (thresholds and decisions),
 :mod:`.report` (:class:`QualityReport`), :mod:`.compute` (the entry points).

@@ -48,7 +48,9 @@ class QualityConfig(Config):
     Defaults were checked on the 1,515 5 s windows of the 64 eegmat recordings (resting and task
     EEG, 50 Hz notch, 0.5-70 Hz): 1,511 are kept; the 4 rejected are 2 data dropouts where all 19
     channels are exactly constant for 1.4-1.8 s and 2 windows above 500 uV peak-to-peak. About 2 %
-    carry a scored flag, mostly genuine electrode pops (step and slow decay on one channel).
+    carry a scored flag, mostly genuine electrode pops (step and slow decay on one channel). Injected
+    flat, clipped, popping, EMG-laden and mains-laden channels cross their thresholds
+    (tests/pipelines/quality/test_detectors.py).
     """
 
     signal_band: tuple[float, float] = (1.0, 30.0)
