@@ -70,17 +70,6 @@ def check_mapping(name: str, value: Any) -> dict[str, Any]:
     return dict(value)
 
 
-def user_path(text: str) -> str:
-    """A path from the command line with a leading ``~`` expanded: the shell leaves it alone in
-    ``--output=~/x`` or a quoted "~/x", and the program would make a folder named ``~``.
-    Object-store URLs come back as given."""
-    return text if "://" in text else os.path.expanduser(text)
-
-
-def user_file_path(text: str) -> Path:
-    return Path(user_path(text))
-
-
 def check_range(
     name: str,
     value: float,
@@ -105,6 +94,17 @@ def check_range(
 def check_float(name: str, value: Any, low: float | None = None, high: float | None = None, **inclusive: bool) -> float:
     """``check_range``, the value returned as a float (YAML may give an int)."""
     return float(check_range(name, value, low, high, **inclusive))
+
+
+def user_path(text: str) -> str:
+    """A path from the command line with a leading ``~`` expanded: the shell leaves it alone in
+    ``--output=~/x`` or a quoted "~/x", and the program would make a folder named ``~``.
+    Object-store URLs come back as given."""
+    return text if "://" in text else os.path.expanduser(text)
+
+
+def user_file_path(text: str) -> Path:
+    return Path(user_path(text))
 
 
 T = TypeVar("T", bound="Config")

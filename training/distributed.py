@@ -18,8 +18,8 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
-import itertools
 import inspect
+import itertools
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
