@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eegfm.pipelines.features import band_mask, window_spectrum
+from eegfm.pipelines.features import band_weights, window_spectrum
 
 FORMAT = "eegfm-artifact-ae"
 FORMAT_VERSION = 1
@@ -121,8 +121,7 @@ def band_features_from_psd(freqs: np.ndarray, psd: np.ndarray) -> np.ndarray:
 def _band_weights(freqs_bytes: bytes) -> np.ndarray:
     """(n_freqs, n_bands): the bin width on each band's bins, so ``psd @ w`` are band powers."""
     freqs = np.frombuffer(freqs_bytes, dtype=np.float64)
-    weights = np.stack([band_mask(freqs, lo, hi) for lo, hi in AE_BANDS], axis=1)
-    weights = weights * (freqs[1] - freqs[0])
+    weights = band_weights(freqs, AE_BANDS) * (freqs[1] - freqs[0])
     weights.setflags(write=False)
     return weights
 

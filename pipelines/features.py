@@ -270,6 +270,12 @@ def band_mask(freqs: np.ndarray, low: float, high: float) -> np.ndarray:
     return (freqs >= low) & (freqs < high)
 
 
+def band_weights(freqs: np.ndarray, bands: Sequence[tuple[float, float]]) -> np.ndarray:
+    """(n_freqs, n_bands) float64: 1 on each band's bins (:func:`band_mask`), so ``psd @ w`` sums
+    each band's densities."""
+    return np.stack([band_mask(freqs, low, high) for low, high in bands], axis=1).astype(np.float64)
+
+
 def band_power(freqs: np.ndarray, psd: np.ndarray, low: float, high: float) -> np.ndarray:
     """Power (uV^2) in ``[low, high)`` per channel: PSD summed over the band's bins times the bin width."""
     df = freqs[1] - freqs[0] if freqs.size > 1 else 1.0

@@ -14,7 +14,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from eegfm.pipelines.features import band_mask
+from eegfm.pipelines.features import band_weights
 from eegfm.pipelines.filters import LINE_FREQUENCIES
 from eegfm.pipelines.quality.rules import QualityConfig
 
@@ -312,17 +312,13 @@ def _spectral_plan(
     freqs = np.frombuffer(freqs_bytes, dtype=np.float64)
     nyquist = sfreq / 2.0
     line = _line_bins(freqs)
-    sels = [
-        band_mask(freqs, *signal_band) & ~line,
-        band_mask(freqs, *noise_band) & ~line,
-        band_mask(freqs, muscle_band[0], min(muscle_band[1], nyquist + 1e-9)) & ~line,
-        band_mask(freqs, total_band[0], min(total_band[1], nyquist + 1e-9)) & ~line,
-    ]
-    weights = np.stack(sels, axis=1).astype(np.float64)
-    for col in (0, 1):  # mean densities
-        weights[:, col] /= max(1, sels[col].sum())
+    bands = (signal_band, noise_band, (muscle_band[0], min(muscle_band[1], nyquist + 1e-9)),
+             (total_band[0], min(total_band[1], nyquist + 1e-9)))
+    weights = band_weights(freqs, bands) * ~line[:, None]
+    counts = weights[:, :2].sum(axis=0)
+    weights[:, :2] /= np.maximum(1, counts)  # mean densities
     weights.setflags(write=False)
-    nan_columns = tuple(col for col in (0, 1) if not sels[col].any())
+    nan_columns = tuple(col for col in (0, 1) if counts[col] == 0)
     groups: dict[tuple[int, ...], list[np.ndarray]] = {}
     for freq in LINE_FREQUENCIES:
         windows = _line_windows(freqs, freq)
