@@ -39,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -127,6 +128,137 @@ def loader_rate(data: str, workers: int, dtype: str, batch_size: int, seconds: f
     batches.close()  # shuts the workers down, so their CPU time is counted
     return {"per_s": count / elapsed, "first_batch_s": first - start,
             "cpu_us": (_cpu_seconds() - cpu) / (total + count) * 1e6}
+
+
+
+# --- Mechanisms against the plain library path -------------------------------------------------
+# Each of the loader's own mechanisms stays only where it earns >= 1.5x over what a library
+# does: DataLoader's default IPC (tensors pickled into shared memory), protobuf's parse of whole
+# records, glibc's default heap. A variant turns one mechanism off (or all of them) in this
+# process before the workers fork, so they inherit it; "plain" is a DataLoader of its own.
+
+
+def _mechanism_switches() -> dict[str, Callable[[], None]]:
+    """What turns each mechanism of the loader off, for those the loader still has."""
+    from eegfm.training import data
+
+    switches: dict[str, Callable[[], None]] = {}
+    if hasattr(data, "handoff_supported"):
+        class _Fresh(data._Storage):
+            """Batches built in new tensors in shared memory, as DataLoader's default collation
+            does: its pickler then sends their descriptors, and a sent tensor is never reused."""
+
+            def __init__(self, handoff=None, reuse=False):
+                super().__init__(None, False)
+
+            def acquire(self, specs):
+                return {name: torch.empty(shape, dtype=dtype).share_memory_() for name, (dtype, shape) in specs.items()}
+
+        def no_handoff() -> None:
+            data.handoff_supported = lambda: False
+            data.copy_to_shared = lambda tensors: dict(tensors)
+            data._Storage = _Fresh
+
+        switches["handoff"] = no_handoff
+    if hasattr(data._Window, "feature_bytes"):
+        switches["field_columns"] = lambda: setattr(data._Window, "feature_bytes", lambda self: None)
+    if hasattr(data, "_split_samples"):
+        switches["split_samples"] = lambda: setattr(data, "_split_samples", lambda raw: None)
+    if hasattr(data, "_keep_heap"):
+        switches["mallopt"] = lambda: setattr(data, "_keep_heap", lambda: None)
+    return switches
+
+
+def _plain_batches(files: list[str], batch_size: int, workers: int, dtype: str) -> Iterator[dict]:
+    """The plain path: torch's DataLoader with its worker processes, default collation and IPC over
+    windows parsed whole by protobuf (files dealt to the workers; no shuffle buffer)."""
+    import numpy as np
+    from torch.utils.data import DataLoader, IterableDataset, get_worker_info
+
+    from eegfm.pipelines.schema import N_CHANS
+    from eegfm.training.data import _Example
+
+    class Windows(IterableDataset):
+        def __iter__(self):
+            info = get_worker_info()
+            mine = files if info is None else files[info.id::info.num_workers]
+            while True:
+                for path in mine:
+                    for raw in read_records(path, "SNAPPY"):
+                        f = _Example.FromString(raw).features.feature
+                        eeg = np.frombuffer(f["eeg"].bytes_list.value[0], "<f2").reshape(N_CHANS, -1)
+                        yield {"eeg": eeg.astype(dtype), "channel_mask": np.float32(f["channel_mask"].int64_list.value),
+                               "age": np.float32(f["age"].float_list.value[0]),
+                               "label": f["label"].int64_list.value[0],
+                               "artifact_score": np.float32(f["artifact_score"].float_list.value[0]),
+                               "window_start": f["window_start_index"].int64_list.value[0],
+                               "site_id": f["site_id"].bytes_list.value[0].decode(),
+                               "subject_id": f["subject_id"].bytes_list.value[0].decode()}
+
+    return iter(DataLoader(Windows(), batch_size=batch_size, num_workers=workers, prefetch_factor=4 if workers else None))
+
+
+def _rate(batches: Iterator[dict], seconds: float) -> tuple[float, float]:
+    """Steady-state windows/s, and CPU microseconds per window of this process and its workers."""
+    cpu = _cpu_seconds()
+    count = len(next(batches)["label"])
+    steady, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        steady += len(next(batches)["label"])
+    rate = steady / (time.perf_counter() - start)
+    del batches  # joins the workers, so that their CPU time is counted
+    return rate, (_cpu_seconds() - cpu) / (count + steady) * 1e6
+
+
+def _variant_rate(data: str, variant: str, workers: int, dtype: str, batch_size: int, seconds: float
+                  ) -> tuple[float, float]:
+    """``_rate`` of one variant, measured in a forked child so that switches never leak."""
+    import multiprocessing
+
+    def run(queue) -> None:
+        torch.set_num_threads(1)
+        if variant == "plain":
+            queue.put(_rate(_plain_batches(list_files(data), batch_size, workers, dtype), seconds))
+            return
+        switches = _mechanism_switches()
+        for name in switches if variant == "loader-plain" else [variant.removeprefix("loader-no-")]:
+            if variant != "loader":
+                switches[name]()
+        config = LoaderConfig(batch_size=batch_size, num_workers=workers, pin_memory=False, eeg_dtype=dtype)
+        queue.put(_rate(iter(EEGLoader(data, config, rank=0, world_size=1)), seconds))
+
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=run, args=(queue,))
+    child.start()
+    rate = queue.get(timeout=600)
+    child.join(60)
+    return rate
+
+
+def mechanism_benchmark(data: str, *, workers: int = 2, dtype: str = "float32", batch_size: int = BASE_BATCH,
+                        seconds: float = 3.0, rounds: int = 3, only: tuple[str, ...] = ()) -> dict:
+    """windows/s of the loader, of the loader with each mechanism off and with all of them off, and
+    of the plain DataLoader; variants interleaved round by round; medians and ratios."""
+    variants = ["loader", *(f"loader-no-{name}" for name in _mechanism_switches()), "loader-plain", "plain"]
+    variants = [v for v in variants if not only or v == "loader" or v.removeprefix("loader-no-") in only]
+    runs: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+    loads = [open("/proc/loadavg").read().split()[:3]]
+    for _ in range(rounds):
+        for variant in variants:
+            runs[variant].append(_variant_rate(data, variant, workers, dtype, batch_size, seconds))
+        loads.append(open("/proc/loadavg").read().split()[:3])
+    rate = {v: statistics.median(r for r, _ in runs[v]) for v in variants}
+    cpu = {v: statistics.median(c for _, c in runs[v]) for v in variants}
+    pairs = [(name, "loader", f"loader-no-{name}") for name in _mechanism_switches()]
+    pairs += [("all", "loader", "loader-plain"), ("plain DataLoader", "loader", "plain")]
+    pairs = [(name, a, b) for name, a, b in pairs if b in variants]
+    ratios = {name: {"windows_per_s": round(rate[a] / rate[b], 3), "cpu_per_window": round(cpu[b] / cpu[a], 3)}
+              for name, a, b in pairs}
+    return {"workers": workers, "eeg_dtype": dtype, "batch_size": batch_size, "seconds": seconds,
+            "variants": {v: {"windows_per_s": round(rate[v], 1), "cpu_us_per_window": round(cpu[v]),
+                             "rounds_windows_per_s": [round(r) for r, _ in runs[v]]} for v in variants},
+            "ratios": ratios, "keep_if": "windows_per_s ratio >= 1.5", "loadavg": loads}
 
 
 def loader_benchmark(data: str | Path, *, workers: tuple[int, ...] = (0, 2),
@@ -221,6 +353,10 @@ def main(argv: list[str] | None = None) -> None:
                         "train_loop.py makes): where Beam is missing to preprocess a larger corpus (the GPU "
                         "image), many workers on a small one each get an epoch of a few windows, and a "
                         "loader's epoch ends cost more than its steady state")
+    parser.add_argument("--mechanisms", action="store_true",
+                        help="instead of the throughput report, compare the loader with each of its own mechanisms "
+                        "turned off, with all of them off, and with a plain DataLoader (max of --workers, first "
+                        "of --dtypes); keep a mechanism only where loader / loader-no-<it> >= 1.5")
     args = parser.parse_args(argv)
     if args.copies < 1:
         parser.error(f"--copies: expected an integer >= 1; got {args.copies}")
@@ -240,9 +376,14 @@ def main(argv: list[str] | None = None) -> None:
 
             link_corpus(Path(data), args.copies, Path(tmp) / "copies")
             data = str(Path(tmp) / "copies")
-        result = loader_benchmark(data, workers=tuple(args.workers), dtypes=tuple(args.dtypes),
-                                  batch_size=args.batch_size, seconds=args.seconds, rounds=args.rounds,
-                                  tf_reference=args.tf_reference)
+        if args.mechanisms:
+            result = mechanism_benchmark(data, workers=max(args.workers), dtype=args.dtypes[0],
+                                         batch_size=args.batch_size, seconds=args.seconds, rounds=args.rounds)
+            result["data"] = data
+        else:
+            result = loader_benchmark(data, workers=tuple(args.workers), dtypes=tuple(args.dtypes),
+                                      batch_size=args.batch_size, seconds=args.seconds, rounds=args.rounds,
+                                      tf_reference=args.tf_reference)
     if args.simulate > 0:
         result["data"] = f"simulated: 3 sites x 4 subjects x {args.simulate:g} min, 10 s windows, 2 files per site"
     if args.synthetic:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,3 +81,25 @@ def encode_sex(values: Iterable[str | bytes | float | None]) -> torch.Tensor:
 def encode_age(values: Iterable[float | None]) -> torch.Tensor:
     """Ages in years with None/NaN for unknown -> float tensor with NaN for unknown."""
     return torch.tensor([float("nan") if v is None else float(v) for v in values], dtype=torch.float32)
+
+MODEL_KEYS = ("eeg", "channel_mask", "ecg", "age", "sex")
+
+
+def model_inputs(batch: dict[str, Any], device: torch.device | str | None = None, *,
+                 non_blocking: bool = False) -> dict[str, torch.Tensor]:
+    """The keyword arguments of ``EEGFMModel.forward`` / ``EEGFMForPretraining.forward`` in a batch
+    (``eeg``, ``channel_mask``, ``age``, ``sex`` and ``ecg`` when present), optionally moved to
+    ``device``. Positions default to the 19 canonical channels, which is what the batches hold."""
+    inputs = {key: batch[key] for key in MODEL_KEYS if key in batch}
+    if device is not None:
+        inputs = {key: value.to(device, non_blocking=non_blocking) for key, value in inputs.items()}
+    return inputs
+
+
+def inputs_for_modalities(batch: dict[str, Any], modalities: Sequence[str],
+                          device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+    """:func:`model_inputs` without the optional ones a model was configured without (age and
+    sex are ``clinical``)."""
+    skip = set() if "clinical" in modalities else {"age", "sex"}
+    skip |= set() if "ecg" in modalities else {"ecg"}
+    return {k: v for k, v in model_inputs(batch, device, non_blocking=True).items() if k not in skip}

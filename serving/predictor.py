@@ -33,13 +33,14 @@ import torch
 
 from eegfm.core.config import Config, ConfigError, check_int, check_option, check_range
 from eegfm.core.logs import get_logger
+from eegfm.model.inputs import inputs_for_modalities
 from eegfm.pipelines.blas import single_threaded_blas
 from eegfm.pipelines.process import Outcome, PreprocessConfig, Window, process_recording
 from eegfm.pipelines.schema import CHANNELS, SFREQ, encode_example
 from eegfm.pipelines.datasets import DATASETS, discover
 from eegfm.serving.backends import BACKENDS, make_backend
 from eegfm.serving.model_store import fetch_model
-from eegfm.training.data import collate_records, inputs_for_modalities
+from eegfm.training.data.batch import collate_records
 from eegfm.training.losses import binary_logits
 from eegfm.training.preprocess_spec import load_preprocess_spec
 

@@ -28,7 +28,7 @@ from eegfm.pipelines.tfrecord import CorruptTFRecordError
 from eegfm.training.augment import AugmentConfig
 from eegfm.training.checkpoint import CheckpointError
 from eegfm.training.config import ConfigError, RunConfig
-from eegfm.training.config import LoaderConfig as LoaderSection
+from eegfm.training.config import LoaderSection
 from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter
 from eegfm.training.distributed import BACKENDS, Dist, DistributedError, init_distributed, unwrap
 

@@ -15,7 +15,8 @@ from eegfm.core.config import ConfigError
 from eegfm.pipelines.schema import decode_example
 from eegfm.pipelines.tfrecord import read_records
 from eegfm.serving.predictor import PredictConfig, Predictor
-from eegfm.training.data import collate_records, inputs_for_modalities
+from eegfm.model.inputs import inputs_for_modalities
+from eegfm.training.data.batch import collate_records
 from eegfm.training.preprocess_spec import SPEC_FILE
 
 

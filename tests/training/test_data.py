@@ -24,6 +24,11 @@ from eegfm.training import augment as aug
 from eegfm.training import data
 from eegfm.training.augment import AugmentConfig
 from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter, list_files, model_inputs
+from eegfm.training.data.batch import Rows, collate
+from eegfm.training.data.catalog import _site_of, estimated_windows, first_record_bytes
+from eegfm.training.data.loader import _whole_epoch_shuffle
+from eegfm.training.data.records import Example, Window
+from eegfm.training.data.stream import Open, ShardStream
 
 
 def _records(out: Path) -> list:
@@ -114,7 +119,7 @@ def test_fast_decoder_equals_decode_example(pipeline_output):
     compared = 0
     for path in list_files(pipeline_output):
         for index, raw in enumerate(read_records(path)):
-            expected, fields = decode_example(raw), data._Window(raw, path, index).decode()
+            expected, fields = decode_example(raw), Window(raw, path, index).decode()
             for name, value in fields.items():
                 want = getattr(expected, name)
                 if isinstance(want, np.ndarray):
@@ -132,8 +137,7 @@ def test_example_classes_match_the_pipelines_wire_format(pipeline_output):
     # TensorFlow's field numbers, types and packing, as pipelines.schema writes them.
     raws = [raw for path in list_files(pipeline_output) for raw in read_records(path)]
     assert len(raws) == 30
-    assert all(data._Example.FromString(raw).SerializeToString(deterministic=True) == raw for raw in raws)
-    assert all(data._Window(raw, "mem", i).eeg is not None for i, raw in enumerate(raws))  # samples in place
+    assert all(Example.FromString(raw).SerializeToString(deterministic=True) == raw for raw in raws)
 
 
 def _entry(name: str, kind: str, values) -> bytes:
@@ -143,7 +147,7 @@ def _entry(name: str, kind: str, values) -> bytes:
 
 def _with_entry(raw: bytes, entry: bytes) -> bytes:
     """``raw`` (one Features field) with ``entry`` appended to its map."""
-    features = data._Example.FromString(raw).features.SerializeToString(deterministic=True)
+    features = Example.FromString(raw).features.SerializeToString(deterministic=True)
     return schema.len_field(1, features + entry)
 
 
@@ -151,27 +155,26 @@ def test_other_layouts_parse_like_protobuf(records):
     record = records[0]
     raw = encode_example(record)
     other = (record.eeg[:, ::-1].copy()).tobytes()
-    duplicate = data._Window(_with_entry(raw, _entry("eeg", "bytes", [other])), "mem", 0)
-    assert duplicate.eeg is None  # parsed whole: protobuf's "last entry wins"
-    assert np.array_equal(duplicate.decode()["eeg"], record.eeg[:, ::-1])
-    assert data._Window(_with_entry(raw, _entry("label", "int64", [4])), "mem", 0).decode()["label"] == 4
+    duplicate = Window(_with_entry(raw, _entry("eeg", "bytes", [other])), "mem", 0)
+    assert np.array_equal(duplicate.decode()["eeg"], record.eeg[:, ::-1])  # protobuf's "last entry wins"
+    assert Window(_with_entry(raw, _entry("label", "int64", [4])), "mem", 0).decode()["label"] == 4
     unsorted = schema.len_field(1, b"".join(reversed([
         _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items())])))
-    window = data._Window(unsorted, "mem", 0)
-    assert window.eeg is not None and np.array_equal(window.decode()["eeg"], record.eeg)
+    window = Window(unsorted, "mem", 0)
+    assert np.array_equal(window.decode()["eeg"], record.eeg)
     with_ecg = next(r for r in records if r.ecg is not None)
-    window = data._Window(encode_example(with_ecg), "mem", 0)
-    assert window.ecg is not None and np.array_equal(window.decode()["ecg"], with_ecg.ecg)  # in place
+    window = Window(encode_example(with_ecg), "mem", 0)
+    assert np.array_equal(window.decode()["ecg"], with_ecg.ecg)
     later = (with_ecg.ecg[::-1].copy()).tobytes()
-    window = data._Window(_with_entry(encode_example(with_ecg), _entry("ecg", "bytes", [later])), "mem", 0)
-    assert window.ecg is None and np.array_equal(window.decode()["ecg"], with_ecg.ecg[::-1])  # the last wins
+    window = Window(_with_entry(encode_example(with_ecg), _entry("ecg", "bytes", [later])), "mem", 0)
+    assert np.array_equal(window.decode()["ecg"], with_ecg.ecg[::-1])  # the last wins
     floats = _with_entry(raw, _entry("eeg", "float", [1.0, 2.0]))
     with pytest.raises(SchemaError, match="^f: record 3: feature 'eeg': expected bytes values$"):
-        data._Window(floats, "f", 3).decode()
+        Window(floats, "f", 3).decode()
     without_label = schema.len_field(1, b"".join(
         _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items()) if name != "label"))
     with pytest.raises(SchemaError, match="^f: record 3: feature 'label': missing from the Example"):
-        data._Window(without_label, "f", 3).decode()
+        Window(without_label, "f", 3).decode()
 
 
 @pytest.mark.parametrize("cut", ["small field", "samples", "garbage"])
@@ -185,7 +188,7 @@ def test_malformed_examples_say_where(records, cut):
     else:
         raw = bytearray(b"\xff" * 64)
     with pytest.raises(SchemaError, match=r"^f: record 3: (Example|not a valid).*(byte|field|wire type)"):
-        data._Window(bytes(raw), "f", 3).decode()
+        Window(bytes(raw), "f", 3).decode()
 
 
 def test_corrupt_file_is_named(pipeline_output, tmp_path):
@@ -218,7 +221,7 @@ def test_object_store_paths_go_through_beam_filesystems(pipeline_output, tmp_pat
     expected = sum(len(b["label"]) for b in _epoch(pipeline_output, LoaderConfig(num_workers=0)))
     from eegfm.core import stores as object_stores
 
-    monkeypatch.setattr(data, "_is_remote", lambda path: True)
+    monkeypatch.setattr("eegfm.training.data.catalog.is_remote", lambda path: True)
     monkeypatch.setattr(object_stores, "is_remote", lambda path: True)  # opening, too
     assert list_files(pipeline_output) == local and data.describe(pipeline_output).sites
     assert sum(len(b["label"]) for b in _epoch(pipeline_output, LoaderConfig(num_workers=0))) == expected == 30
@@ -371,10 +374,10 @@ def test_a_known_epoch_that_fits_is_shuffled_whole_whatever_the_file_order(pipel
 def test_the_whole_epoch_buffer_is_a_shards_largest_epoch(pipeline_output, counts, n_shards, every_file, expected):
     sample = list_files(pipeline_output)[0]
     config = LoaderConfig(batch_size=4, shuffle_buffer=8)
-    assert data._whole_epoch_shuffle(config, counts, n_shards, every_file, sample, 0).shuffle_buffer == expected
-    assert data._whole_epoch_shuffle(dataclasses.replace(config, full_shuffle_mb=0.01), counts, n_shards,
+    assert _whole_epoch_shuffle(config, counts, n_shards, every_file, sample, 0).shuffle_buffer == expected
+    assert _whole_epoch_shuffle(dataclasses.replace(config, full_shuffle_mb=0.01), counts, n_shards,
                                      every_file, sample, 0).shuffle_buffer == 8  # does not fit: as configured
-    assert data._whole_epoch_shuffle(dataclasses.replace(config, shuffle=False), counts, n_shards,
+    assert _whole_epoch_shuffle(dataclasses.replace(config, shuffle=False), counts, n_shards,
                                      every_file, sample, 0).shuffle_buffer == 8
 
 
@@ -550,10 +553,10 @@ def test_the_corpus_estimate_is_close_to_the_windows_in_the_files(pipeline_outpu
     counts = Counter(window["site_id"] for window in data.scan_windows(pipeline_output))
     for site, actual in counts.items():  # one window length per site here: 50 s labeled, 10 s not
         # (6 fifty-second windows are estimated as 5; 216 ten-second ones elsewhere as 223)
-        mine = [(path, size) for path, size in shards if data._site_of(path) == site]
-        estimate = data._estimated_windows(mine, data._first_record_bytes(mine[0][0]))
+        mine = [(path, size) for path, size in shards if _site_of(path) == site]
+        estimate = estimated_windows(mine, first_record_bytes(mine[0][0]))
         assert 0.75 * actual <= estimate <= 1.1 * actual, (site, actual, estimate)
-    assert data._estimated_windows([(shards[0][0], None)], 1000) is None
+    assert estimated_windows([(shards[0][0], None)], 1000) is None
 
 
 @pytest.mark.parametrize("files, expected", [
@@ -583,7 +586,7 @@ def test_auto_workers_read_this_machine_and_the_launcher(pipeline_output, monkey
     monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
     assert data.Machine.here().local_ranks == 2
     record = len(next(read_records(list_files(pipeline_output)[0])))
-    assert data._first_record_bytes(list_files(pipeline_output)[0]) == record > 19 * 2560 * 2
+    assert first_record_bytes(list_files(pipeline_output)[0]) == record > 19 * 2560 * 2
 
 
 def test_evaluation_pass_resumes_after_a_worker_finished(pipeline_output):
@@ -611,14 +614,14 @@ def test_fast_forward_decodes_only_what_it_yields(pipeline_output, monkeypatch):
         next(iterator)
     state = loader.state_dict()
     decoded = []
-    original = data._Window.samples
-    monkeypatch.setattr(data._Window, "samples", lambda self, name: decoded.append(name) or original(self, name))
+    original = Window.samples
+    monkeypatch.setattr(Window, "samples", lambda self, name: decoded.append(name) or original(self, name))
     resumed = EEGLoader(pipeline_output, config, rank=0, world_size=1)
     resumed.load_state_dict(state)
     batch = next(iter(resumed))
     # Copied: the delivered batch's windows and some of the other batch open beside it; none of
     # the 6 skipped batches' 24 windows.
-    open_batches = data._ShardStream([], config, 0, 1).open_batches(batch["eeg"].shape[-1])
+    open_batches = ShardStream([], config, 0, 1).open_batches(batch["eeg"].shape[-1])
     assert open_batches == 2 and len(batch["label"]) <= decoded.count("eeg") < 2 * len(batch["label"])
 
 
@@ -694,8 +697,8 @@ def test_every_row_holds_its_own_windows_samples(pipeline_output, records, monke
     # they arrive (after the first 8; not at all for float32 with 2 threads, which converts whole
     # batches), moved when an epoch's last batches are merged, and copied late after a resume.
     placed = []
-    place = data._Open.place
-    monkeypatch.setattr(data._Open, "place", lambda self, *a: placed.append(1) or place(self, *a))
+    place = Open.place
+    monkeypatch.setattr(Open, "place", lambda self, *a: placed.append(1) or place(self, *a))
     config = LoaderConfig(batch_size=4, num_workers=0, shuffle_buffer=8, seed=5, eeg_dtype=dtype)
     with _num_threads(threads):
         loader = EEGLoader(pipeline_output, config, rank=0, world_size=1)
@@ -725,9 +728,9 @@ def _stream(out, config, n_shards, shard, epochs, monkeypatch, skip=0, every_fil
     """A shard's batches for ``epochs`` epochs (the last one from batch ``skip``), whether each
     epoch was planned, and per epoch the samples copied into batch rows: (all, those copied
     while their window was the latest to arrive). ``plan=False``: as if no epoch could be planned."""
-    monkeypatch.setattr(data, "_PLAN_MAX_WINDOWS", 1 << 16 if plan else 0)
-    stream = data._ShardStream(list_files(out), config, shard, n_shards, every_file)
-    latest, put, windows = [None], data._Rows.put, stream.windows
+    monkeypatch.setattr("eegfm.training.data.stream._PLAN_MAX_WINDOWS", 1 << 16 if plan else 0)
+    stream = ShardStream(list_files(out), config, shard, n_shards, every_file)
+    latest, put, windows = [None], Rows.put, stream.windows
 
     def arriving(epoch):
         for window in windows(epoch):
@@ -736,11 +739,11 @@ def _stream(out, config, n_shards, shard, epochs, monkeypatch, skip=0, every_fil
 
     def counted(self, row, signal):
         if signal is not None and not isinstance(signal, torch.Tensor):
-            rows.append(signal is latest[0].eeg or signal is latest[0].ecg)
+            rows.append(signal in (latest[0].samples("eeg"), latest[0].samples("ecg")))
         put(self, row, signal)
 
     monkeypatch.setattr(stream, "windows", arriving)
-    monkeypatch.setattr(data._Rows, "put", counted)
+    monkeypatch.setattr(Rows, "put", counted)
     batches, planned, copies, read = [], [], [], set()
     for epoch in range(epochs):
         planned.append(stream._plan(epoch) is not None)
@@ -798,7 +801,7 @@ def test_a_file_that_changes_between_epochs_is_named(pipeline_output, tmp_path):
     path = site / "part-00000-of-00001.tfrecord"
     records = list(read_records(list_files(pipeline_output)[0]))
     write_records(str(path), records)
-    stream = data._ShardStream([str(path)], LoaderConfig(batch_size=2, eeg_dtype="float16"), 0, 1)
+    stream = ShardStream([str(path)], LoaderConfig(batch_size=2, eeg_dtype="float16"), 0, 1)
     assert sum(len(b["label"]) for _, _, b in stream.batches(0)) == len(records)
     write_records(str(path), records[:-1])
     with pytest.raises(RuntimeError, match=rf"shard 0: epoch 1: expected the {len(records)} windows .* got "
@@ -818,10 +821,10 @@ def _record_keys_to(records) -> dict:
 def test_ecg_is_nan_where_a_window_has_none(pipeline_output, records):
     with_ecg = records[0]
     without = dataclasses.replace(with_ecg, ecg=None)
-    windows = [data._Window(encode_example(r), "mem", i) for i, r in enumerate([with_ecg, without])]
-    batch = data._collate(windows)
+    windows = [Window(encode_example(r), "mem", i) for i, r in enumerate([with_ecg, without])]
+    batch = collate(windows)
     assert torch.isnan(batch["ecg"][1]).all() and not torch.isnan(batch["ecg"][0]).any()
-    assert "ecg" not in data._collate(windows[1:])
+    assert "ecg" not in collate(windows[1:])
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
@@ -834,10 +837,10 @@ def test_a_batch_holds_each_windows_decoded_fields(records, dtype):
     raws.append(schema.len_field(1, b"".join(  # age and sex absent: their defaults
         _entry(name, *feature) for name, feature in sorted(schema.decode_features(raws[0]).items())
         if name not in ("age", "sex"))))
-    windows = [data._Window(raw, "mem", i) for i, raw in enumerate(raws)]
+    windows = [Window(raw, "mem", i) for i, raw in enumerate(raws)]
     for threads in (1, 2):  # one conversion per window, or one for the batch
         with _num_threads(threads):
-            batch = data._collate(windows, dtype)
+            batch = collate(windows, dtype)
         assert batch["eeg"].dtype == batch["ecg"].dtype == dtype and batch["eeg"].shape[0] == len(windows)
         for row, window in enumerate(windows):
             fields = window.decode()
@@ -862,16 +865,16 @@ def test_samples_that_disagree_with_the_shape_name_the_record(records):
     fields = schema.decode_features(encode_example(record))
     fields["shape"] = ("int64", [N_CHANS, n_times // 2])  # whole time points, but half as many
     raw = schema.len_field(1, b"".join(_entry(name, *feature) for name, feature in sorted(fields.items())))
-    window = data._Window(raw, "f", 3)  # the samples alone say n_times: the shape is read with the fields
+    window = Window(raw, "f", 3)  # the samples alone say n_times: the shape is read with the fields
     with pytest.raises(SchemaError, match=f"^f: record 3: feature 'eeg': expected {N_CHANS * n_times} bytes "
                                           f"of float16 for shape \\[{N_CHANS}, {n_times // 2}\\]; got {2 * N_CHANS * n_times}$"):
-        data._collate([window])
+        collate([window])
 
 
 def test_votes_of_another_length_name_the_record(records):
     raw = _with_entry(encode_example(records[0]), _entry("votes", "float", [1.0, 2.0]))
     with pytest.raises(SchemaError, match="^f: record 3: feature 'votes': expected 0 or 6 values .*got 2$"):
-        data._collate([data._Window(raw, "f", 3)])
+        collate([Window(raw, "f", 3)])
 
 
 @contextlib.contextmanager

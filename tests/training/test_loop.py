@@ -105,7 +105,7 @@ def test_common_options_become_config_overrides_with_flags_last():
 
 
 def test_loader_config_maps_the_run_section_and_evaluation_keeps_order_without_augmentation():
-    from eegfm.training.config import LoaderConfig as Section
+    from eegfm.training.config import LoaderSection as Section
     from eegfm.training.data import RecordFilter
 
     section = Section(batch_size=16, num_workers=1, shuffle_buffer=64, seed=3, augment={"noise_std": 2.0},

@@ -2,15 +2,15 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import os
 from collections.abc import Iterator
 
 import pytest
 import torch
 
-from eegfm.training import data, handoff
-from eegfm.training.data import EEGLoader, LoaderConfig
-from eegfm.training.handoff import Handoff, SharedBatch, copy_to_shared, handoff_supported
+from eegfm.training.augment import AugmentConfig
+from eegfm.training.data import EEGLoader, LoaderConfig, handoff, list_files, workers
+from eegfm.training.data.handoff import Handoff, SharedBatch, handoff_supported
+from eegfm.training.data.stream import ShardStream
 
 needs_handoff = pytest.mark.skipif(not handoff_supported(), reason="needs memfd, send_fds and forked workers")
 
@@ -201,8 +201,8 @@ def test_loader_workers_send_references_and_the_loader_closes_its_sockets(pipeli
     channel = Handoff(2)
     try:
         wire = [batch for _, batch in loader._data_loader(channel)]
-        assert wire and all(isinstance(b[data._SHARED], SharedBatch) and "eeg" not in b for b in wire)
-        batches = [data._from_wire(b) for b in wire]
+        assert wire and all(isinstance(b[workers._SHARED], SharedBatch) and "eeg" not in b for b in wire)
+        batches = [workers.from_wire(b) for b in wire]
     finally:
         channel.close()
     reference = list(EEGLoader(pipeline_output, dataclasses.replace(config, num_workers=0),
@@ -219,34 +219,27 @@ def _worker_free(path, config):
     """The same batches made in this process, by running each worker's shard stream directly."""
     out = []
     for worker in range(config.num_workers):
-        stream = data._ShardStream(data.list_files(path), config, worker, config.num_workers)
+        stream = ShardStream(list_files(path), config, worker, config.num_workers)
         out += [batch for _, _, batch in stream.batches(0)]
     return out
 
 
-@pytest.mark.parametrize("strategy", ["file_descriptor", "file_system"])
-def test_copy_to_shared_under_either_sharing_strategy(strategy):
-    # file_descriptor: one memfd segment for eeg and ecg; file_system (or no memfd): a shared
-    # copy of each. Either way the values are the batch's and a later reuse of the worker's
-    # collate buffer cannot change them.
-    if strategy not in torch.multiprocessing.get_all_sharing_strategies():
-        pytest.skip(f"sharing strategy {strategy!r} not available here")
-    before = torch.multiprocessing.get_sharing_strategy()
-    tensors = _tensors(0)
-    try:
-        torch.multiprocessing.set_sharing_strategy(strategy)
-        if strategy == "file_system":
-            assert not handoff_supported()  # names, not descriptors, cross under file_system
-        shared = copy_to_shared(tensors)
-    finally:
-        torch.multiprocessing.set_sharing_strategy(before)
-    assert shared["eeg"].is_shared() and shared["ecg"].is_shared()
-    assert all(torch.equal(shared[k], tensors[k]) for k in tensors)
-    for tensor in tensors.values():
-        tensor.zero_()
-    assert shared["eeg"].abs().sum() > 0 and shared["ecg"].abs().sum() > 0
-    same_segment = shared["eeg"].untyped_storage().data_ptr() == shared["ecg"].untyped_storage().data_ptr()
-    assert same_segment == (strategy == "file_descriptor" and hasattr(os, "memfd_create"))
+@pytest.mark.parametrize("augmented", [False, True])
+def test_the_plain_transfer_yields_the_same_batches(pipeline_output, augmented):
+    # fast_ipc=False: DataLoader's own transfer of tensors in shared memory, no hand-off.
+    config = LoaderConfig(batch_size=4, num_workers=2, shuffle_buffer=6, seed=3, eeg_dtype="float16")
+    if augmented:
+        config = dataclasses.replace(config, augment=AugmentConfig(time_shift=64, noise_std=1.0))
+    fast, plain = (list(EEGLoader(pipeline_output, dataclasses.replace(config, fast_ipc=fast_ipc), rank=0,
+                                  world_size=1, infinite=False)) for fast_ipc in (True, False))
+    assert len(fast) == len(plain) > 1 and not handoff._OPEN
+    for a, b in zip(fast, plain):
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            if isinstance(value, torch.Tensor):  # exactly, NaN (no age, no ECG) included
+                torch.testing.assert_close(value, b[key], rtol=0, atol=0, equal_nan=True)
+            else:
+                assert value == b[key], key
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")

@@ -22,7 +22,8 @@ batches reuse pages instead of having the kernel allocate, zero and free new one
 
 Where this cannot work (no ``memfd_create`` or ``socket.send_fds``, torch's ``file_system``
 sharing strategy, or workers that are not forked and so do not inherit the sockets),
-:func:`handoff_supported` is False and :func:`copy_to_shared` gives DataLoader's own path.
+:func:`handoff_supported` is False and the loader uses DataLoader's own transfer. Measured on
+eegmat windows (``benchmarks/train_loader.py --mechanisms``): about 3x the windows/s of it.
 """
 
 from __future__ import annotations
@@ -156,22 +157,6 @@ def _views(fd: int, layout: list, total: int) -> dict[str, torch.Tensor]:
             for name, dtype, shape, offset in layout}
 
 
-def copy_to_shared(tensors: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """DataLoader's own path: the tensors in shared memory, pickled as descriptors; one segment
-    for all of them where memfd exists (one descriptor crosses), else one each."""
-    tensors = {name: t for name, t in tensors.items()}
-    layout, total = _layout(_specs(tensors))
-    if total == 0 or not hasattr(os, "memfd_create") or \
-            not hasattr(torch.UntypedStorage, "_new_shared_fd_cpu") or \
-            torch.multiprocessing.get_sharing_strategy() != "file_descriptor":
-        return {name: t.clone().share_memory_() if t.nbytes else t for name, t in tensors.items()}
-    fd = _segment(tensors, layout, total)
-    try:
-        return _views(fd, layout, total)
-    finally:
-        os.close(fd)
-
-
 @dataclasses.dataclass(frozen=True)
 class SharedBatch:
     """What a worker pickles in place of its big tensors: which hand-off, worker and message."""
@@ -202,7 +187,7 @@ class Handoff:
     def __init__(self, n_workers: int, extra_segments: int = 0):
         if not handoff_supported():
             raise RuntimeError("Handoff: needs Linux memfd, socket.send_fds, forked DataLoader workers "
-                               "and torch's file_descriptor sharing strategy; use copy_to_shared")
+                               "and torch's file_descriptor sharing strategy")
         self.token = next(_TOKENS)
         self._pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(n_workers)]
         for receiver, _ in self._pairs:

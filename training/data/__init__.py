@@ -1,0 +1,75 @@
+"""The preprocessing pipeline's snappy TFRecords as torch batches, for step-based DDP training.
+
+Each shard (one DataLoader worker of one DDP rank) runs, every epoch::
+
+    files (order shuffled by (seed, epoch)) -> this shard's records -> each parsed by protobuf
+    -> filters -> seeded shuffle: each window joins one of the open batches of its length (batch
+       size or token budget), its samples copied into its row at once -> full batches out
+    -> small fields + augmentation, only for batches handed to the caller
+
+so fast-forwarding on resume replays the same draws and copies no sample of a skipped batch.
+
+=========  ============================================================================
+module     what
+=========  ============================================================================
+catalog    the shards of pipeline output folders, their manifests, a metadata pass
+config     ``LoaderConfig`` and ``RecordFilter``
+records    one window record, parsed
+batch      windows of one length as a batch (also serving's decoder)
+stream     sharding and one shard's shuffled batch stream
+handoff    a worker's batch tensors to the main process in reused shared memory
+workers    DataLoader workers: how many, what each runs, how batches cross
+loader     ``EEGLoader``: iteration, positions, ``state_dict``
+=========  ============================================================================
+
+Batches are dicts (``model_inputs`` picks the model's keyword arguments):
+
+=================  ================  ======================================================
+key                type              meaning
+=================  ================  ======================================================
+eeg                float32 [B,19,T]  µV, canonical channel order (float16 with eeg_dtype)
+channel_mask       float32 [B,19]    1 measured, 0 interpolated (or dropped by augmentation)
+age, sex           float32 [B]       years; 0 female, 1 male (``model.inputs``); NaN unknown
+ecg                float32 [B,T]     only if some window has ECG; all-NaN rows where absent
+votes              float32 [B,6]     expert votes; zeros without votes
+targets            float32 [B,6]     votes as a distribution (mixed by mixup/cutmix); zeros
+                                     without votes
+has_votes          bool [B]          the window has at least one vote
+n_votes            float32 [B]       total votes (before mixing)
+label              int64 [B]         class index or -1
+artifact_score     float32 [B]       0 clean ... 1 artifact
+window_start       int64 [B]         ``window_start_index`` (samples at 256 Hz)
+site_id, task,     list[str]         pseudonyms; ``task`` is the label space (``""``:
+subject_id,                          unlabeled)
+recording_id
+=================  ================  ======================================================
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "catalog": ("SHARD_PATTERN", "DatasetInfo", "check_data", "data_dirs", "data_label", "describe", "file_key",
+                "list_files", "list_shards", "scan_windows", "shard_name", "shared_recordings"),
+    "config": ("AUTO", "EEG_DTYPES", "LoaderConfig", "RecordFilter", "eval_config", "finetune_config",
+               "pretrain_config"),
+    "records": ("N_CLASSES",),
+    "batch": ("collate_records",),
+    "stream": ("shard_files", "shard_loads"),
+    "workers": ("AUTO_MAX_WORKERS", "AUTO_MIN_BATCHES", "Machine", "auto_num_workers", "cgroup_cpu_limit"),
+    "loader": ("STATE_VERSION", "EEGLoader"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted([*_MODULE_OF, "MODEL_KEYS", "inputs_for_modalities", "model_inputs"])
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use, so that serving's import of ``batch`` brings no loader (workers,
+    # hand-off, files) with it.
+    if name in ("MODEL_KEYS", "inputs_for_modalities", "model_inputs"):
+        return getattr(importlib.import_module("eegfm.model.inputs"), name)
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_MODULE_OF[name]}"), name)

@@ -1,0 +1,264 @@
+"""Where a data set's windows are: the pipeline output folders' shards, their manifests, and a
+pass over the windows' metadata. Local paths, or anything the object-store layer reaches (gs://, s3://)."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import glob
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import IO, Any
+
+from eegfm.core.config import ConfigError
+from eegfm.core.logs import get_logger
+from eegfm.core.stores import filesystems, is_remote, join_path, match_below, open_binary
+from eegfm.pipelines.tfrecord import read_records
+from eegfm.training.data.config import RecordFilter
+from eegfm.training.data.records import Window
+
+SHARD_PATTERN = "part-*-of-*.tfrecord"
+DataPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
+
+log = get_logger(__name__)
+
+
+def open_source(path: str) -> contextlib.AbstractContextManager[str | IO[bytes]]:
+    """What ``read_records`` reads ``path`` from: the local path itself (it opens it), else an
+    open file object of the remote one."""
+    return contextlib.nullcontext(path) if not is_remote(path) else open_binary(path)
+
+
+def _shards_below(folder: str) -> list[tuple[str, int]]:
+    """``(path, size in bytes)`` of the ``<site>/part-*`` shards in an output folder, sorted by
+    path; the folder's own name is no pattern ("out [x]")."""
+    if is_remote(folder):
+        filesystems(join_path(folder, "*", SHARD_PATTERN))  # the store's client, as configured; errors name the pattern
+        found = [(m.path, m.size_in_bytes) for m in match_below(folder, f"*/{SHARD_PATTERN}")]
+    else:
+        found = [(p, os.path.getsize(p)) for p in glob.glob(os.path.join(glob.escape(folder), "*", SHARD_PATTERN))]
+    return sorted(found)
+
+
+def _site_of(path: str) -> str:
+    """The site folder of a shard (``OUTPUT/<site>/part-...``): by contract the ``site_id``."""
+    return path.rstrip("/").split("/")[-2] if is_remote(path) else os.path.basename(os.path.dirname(path))
+
+
+def list_files(data_dir: DataPaths, *,
+               sites: Iterable[str] = (), exclude_sites: Iterable[str] = ()) -> list[str]:
+    """Sorted non-empty TFRecord shards under pipeline output folder(s) or named ``.tfrecord`` files.
+
+    A folder contributes ``<folder>/<site>/part-SSSSS-of-NNNNN.tfrecord``; ``sites`` /
+    ``exclude_sites`` prune by the site folder, which the data contract makes the ``site_id``.
+    Zero-byte shards (a site without windows) hold no records and are left out. Raises
+    ``FileNotFoundError`` naming the folder and the expected layout when nothing is found.
+    """
+    return [path for path, _ in list_shards(data_dir, sites=sites, exclude_sites=exclude_sites)]
+
+
+def list_shards(data_dir: DataPaths, *,
+                sites: Iterable[str] = (), exclude_sites: Iterable[str] = ()) -> list[tuple[str, int | None]]:
+    """:func:`list_files` with each file's size in bytes (None for a named remote file: asking
+    costs a request, and only the worker count's estimate of the corpus uses it)."""
+    entries = [data_dir] if isinstance(data_dir, (str, os.PathLike)) else list(data_dir)
+    if not entries:
+        raise ValueError("data_dir: expected a pipeline output folder or .tfrecord files; got an empty list")
+    keep, drop = set(sites), set(exclude_sites)
+    files: dict[str, int | None] = {}
+    for entry in map(os.fspath, entries):
+        if entry.endswith(".tfrecord"):
+            if not is_remote(entry) and not os.path.isfile(entry):
+                raise FileNotFoundError(f"data_dir: {entry} does not exist")
+            files[entry] = None if is_remote(entry) else os.path.getsize(entry)
+            continue
+        if not is_remote(entry) and not os.path.isdir(entry):
+            raise FileNotFoundError(f"data_dir: {entry} is not a directory (expected the output folder "
+                                    "of pipelines.preprocess, or .tfrecord files)")
+        found = _shards_below(entry)
+        if not found:
+            raise FileNotFoundError(
+                f"data_dir: no TFRecord shards in {entry}; expected <site>/{SHARD_PATTERN} files "
+                "written by pipelines.preprocess (with manifest.json beside the site folders)")
+        files.update((path, size) for path, size in found if size > 0 and (not keep or _site_of(path) in keep)
+                     and _site_of(path) not in drop)
+    return sorted(files.items())
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """What ``manifest.json`` says about a pipeline output (see ``pipelines.preprocess``)."""
+
+    sites: tuple[str, ...]
+    channels: tuple[str, ...]
+    sfreq: float
+    quality_names: tuple[str, ...]
+    classes: dict[str, list[str]]
+    counts: dict[str, Any]
+    config_hash: str
+    pipeline_version: str
+
+
+def data_dirs(data: DataPaths) -> list[str]:
+    """The output folder(s) ``data`` names, each once (a folder given twice is an error: its
+    windows would be read twice)."""
+    dirs = [os.fspath(data)] if isinstance(data, (str, os.PathLike)) else [os.fspath(d) for d in data]
+    twice = sorted({d for d in dirs if dirs.count(d) > 1})
+    if twice:
+        raise ValueError(f"--data: {twice[0]} is given twice; expected each output folder once")
+    return dirs
+
+
+def data_label(data: DataPaths) -> str:
+    """``data`` as messages name it: the folder, or the folders joined by commas."""
+    return ", ".join(data_dirs(data))
+
+
+def describe(data_dir: DataPaths) -> DatasetInfo:
+    """Read ``data_dir/manifest.json``: sites, channel order, quality metric names, counts. For
+    several output folders, their manifests together: counts added, sites and classes joined; they
+    must agree on the channels, sampling rate, quality metrics and each task's classes."""
+    dirs = data_dirs(data_dir)
+    infos = [(d, _describe_one(d)) for d in dirs]
+    first_dir, merged = infos[0]
+    for folder, info in infos[1:]:
+        for field in ("channels", "sfreq", "quality_names"):
+            if getattr(info, field) != getattr(merged, field):
+                raise ValueError(f"--data {first_dir} and {folder}: their manifests' {field} differ "
+                                 f"({getattr(merged, field)} vs {getattr(info, field)}); expected outputs of the "
+                                 "same pipeline version, read together")
+        for task in set(info.classes) & set(merged.classes):
+            if list(info.classes[task]) != list(merged.classes[task]):
+                raise ValueError(f"--data {first_dir} and {folder}: task {task!r} has classes "
+                                 f"{merged.classes[task]} in one and {info.classes[task]} in the other")
+        merged = DatasetInfo(
+            sites=tuple(sorted({*merged.sites, *info.sites})), channels=merged.channels, sfreq=merged.sfreq,
+            quality_names=merged.quality_names, classes={**merged.classes, **info.classes},
+            counts=_added(merged.counts, info.counts),
+            config_hash=",".join(sorted({*merged.config_hash.split(","), info.config_hash} - {""})),
+            pipeline_version=",".join(sorted({*merged.pipeline_version.split(","), info.pipeline_version} - {""})))
+    return merged
+
+
+def check_data(data: DataPaths, say: bool = True
+               ) -> str | tuple[str, ...]:
+    """``data`` as a run reads it: one output folder, or several, each given once. Several
+    folders' manifests must agree (:func:`describe`; ConfigError otherwise); a recording that two
+    of them hold is read once per folder, which a warning (with ``say``) names."""
+    try:
+        dirs = data_dirs(data)
+        if len(dirs) > 1:
+            describe(dirs)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    except FileNotFoundError:  # shards without their manifest: the loaders still read them
+        pass
+    if len(dirs) > 1 and say:
+        shared = shared_recordings(dirs)
+        if shared:
+            log.warning("%d recording(s) are in more than one --data folder (%s): the same file processed by "
+                        "each run, whose windows are read once per folder", len(shared),
+                        "; ".join(f"{n} in {pair}" for pair, n in sorted(Counter(shared.values()).items())))
+    return dirs[0] if len(dirs) == 1 else tuple(dirs)
+
+
+def _added(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
+    """Two manifests' counts added: numbers summed, nested counts (per site, per label ...) key by key."""
+    out = dict(a)
+    for key, value in b.items():
+        mine = out.get(key)
+        if isinstance(value, Mapping) and isinstance(mine, Mapping):
+            out[key] = _added(mine, value)
+        elif isinstance(value, (int, float)) and isinstance(mine, (int, float)) and not isinstance(value, bool):
+            out[key] = mine + value
+        elif key not in out:
+            out[key] = value
+    return out
+
+
+def _manifest(data_dir: str) -> dict[str, Any]:
+    path = join_path(os.fspath(data_dir), "manifest.json")
+    try:
+        with open_binary(path) as fileobj:
+            return json.loads(fileobj.read())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no manifest; expected the output folder of pipelines.preprocess") from None
+
+
+def shared_recordings(dirs: Sequence[str]) -> dict[str, str]:
+    """The recordings (content digests of the manifests' processed inputs) that more than one of
+    the output folders ``dirs`` holds, each with the folders that do ("A and B", in the order
+    given); a folder
+    without a manifest holds none that can be told."""
+    holders: dict[str, set[str]] = {}
+    for folder in dirs:
+        try:
+            inputs = _manifest(folder).get("inputs", ())
+        except FileNotFoundError:
+            continue
+        for row in inputs:
+            if row.get("status") == "processed" and row.get("source_sha256"):
+                holders.setdefault(row["source_sha256"], set()).add(folder)
+    return {digest: " and ".join(d for d in dirs if d in found) for digest, found in holders.items() if len(found) > 1}
+
+
+def _describe_one(data_dir: str) -> DatasetInfo:
+    manifest = _manifest(data_dir)
+    return DatasetInfo(
+        sites=tuple(manifest.get("sites", ())), channels=tuple(manifest["channels"]),
+        sfreq=float(manifest["sfreq"]), quality_names=tuple(manifest.get("quality_names", ())),
+        classes=dict(manifest.get("classes", {})), counts=dict(manifest.get("counts", {})),
+        config_hash=str(manifest.get("config_hash", "")),
+        pipeline_version=str(manifest.get("pipeline_version", "")),
+    )
+
+
+def shard_name(path: str) -> str:
+    """``<site>/<file>``: a shard's name wherever its data set lies."""
+    return "/".join(path.replace("\\", "/").split("/")[-2:])
+
+
+def file_key(files: Sequence[str]) -> Callable[[str], str]:
+    """How the shards ``files`` are told apart in a run's records (fine-tuning's window counts
+    per file): by :func:`shard_name`, so a resumed run may find its data at another path, unless
+    two of them share one (two output folders of the same site, from runs with the same key):
+    then by full path."""
+    names = [shard_name(path) for path in files]
+    return shard_name if len(set(names)) == len(names) else os.fspath
+
+
+def estimated_windows(shards: Sequence[tuple[str, int | None]], record_bytes: int) -> int | None:
+    """Windows in the files, from their sizes over the first record's. EEG samples barely compress
+    and the framing adds 16 bytes a record, so it is close enough to size the workers: 223 for 216
+    ten-second windows in 18 files, 5 for 6 fifty-second ones. None where a size is unknown."""
+    if record_bytes <= 0 or any(size is None for _, size in shards):
+        return None
+    return sum(size for _, size in shards) // record_bytes
+
+
+def first_record_bytes(path: str) -> int:
+    """The size of the first record of ``path`` (the loader's unit of memory), 0 if it has none."""
+    with open_source(path) as source:
+        return next((len(raw) for raw in read_records(source, "SNAPPY")), 0)
+
+
+def scan_windows(data_dir: DataPaths,
+                 filters: RecordFilter | None = None, *, verify_crc: bool = True) -> list[dict[str, Any]]:
+    """Metadata of every window that passes ``filters``, in file order, without decoding samples:
+    ``site_id``, ``subject_id``, ``task`` (str), ``label`` (int), ``votes`` (float32 array,
+    empty without votes), ``n_times`` (samples), ``corpus_split`` (str) and the ``path`` of its
+    file. One pass over the files (fine-tuning plans its splits with it)."""
+    filters = RecordFilter() if filters is None else filters
+    found = []
+    for path in list_files(data_dir, sites=filters.sites, exclude_sites=filters.exclude_sites):
+        with open_source(path) as source:
+            for index, raw in enumerate(read_records(source, "SNAPPY", verify_crc)):
+                window = Window(raw, path, index)
+                if filters.accepts(window):
+                    found.append({"site_id": window.text("site_id"), "subject_id": window.text("subject_id"),
+                                  "task": window.text("task"), "label": window.scalar("label"),
+                                  "votes": window.floats("votes"), "n_times": window.n_times, "path": path,
+                                  "corpus_split": window.text("corpus_split")})
+    return found

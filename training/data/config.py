@@ -1,0 +1,185 @@
+"""What windows an epoch holds (:class:`RecordFilter`) and how they become batches (:class:`LoaderConfig`)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from eegfm.core.config import ConfigError, check_int, check_option, check_range
+from eegfm.pipelines.schema import CORPUS_SPLITS
+from eegfm.training.augment import AugmentConfig, finetune_augment, pretrain_augment
+
+EEG_DTYPES = {"float32": torch.float32, "float16": torch.float16}
+AUTO = "auto"  # num_workers: as many as this process's share of the machine's CPUs and memory allows
+
+
+def _names(name: str, value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{name}: expected a list of strings; got {value!r}")
+    return tuple(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordFilter:
+    """Which windows an epoch contains; defaults keep everything.
+
+    sites / exclude_sites: ``site_id`` pseudonyms (the site folders) to keep / drop; leave-one-
+        site-out evaluation uses one of each.
+    subjects / exclude_subjects: ``subject_id`` pseudonyms to keep / drop (subject-grouped
+        train/validation splits in fine-tuning).
+    tasks: label spaces to keep, e.g. ``("hms6",)``; ``""`` is the task of unlabeled windows.
+    min_votes: keep windows with at least this many expert votes in total (fine-tuning's second
+        stage trains on the windows many experts agreed on).
+    max_artifact_score: drop windows scored more artifactual than this.
+    min_samples: drop windows shorter than this; a model's loaders drop those shorter than its
+        patch, which it cannot read (a 0.3 s event window of a labels.csv, say).
+    exclude_corpus_splits: drop windows of these corpus splits (``corpus_split``: ``train``,
+        ``dev``, ``eval``); pretraining leaves a benchmark's ``eval`` recordings out this way.
+    """
+
+    sites: tuple[str, ...] = ()
+    exclude_sites: tuple[str, ...] = ()
+    tasks: tuple[str, ...] = ()
+    min_votes: float = 0.0
+    max_artifact_score: float = 1.0
+    subjects: tuple[str, ...] = ()
+    exclude_subjects: tuple[str, ...] = ()
+    min_samples: int = 0
+    exclude_corpus_splits: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("sites", "exclude_sites", "tasks", "subjects", "exclude_subjects", "exclude_corpus_splits"):
+            object.__setattr__(self, name, _names(f"RecordFilter.{name}", getattr(self, name)))
+        for split in self.exclude_corpus_splits:
+            check_option("RecordFilter.exclude_corpus_splits", split, CORPUS_SPLITS[1:])
+        check_range("RecordFilter.min_votes", self.min_votes, 0.0)
+        check_range("RecordFilter.max_artifact_score", self.max_artifact_score, 0.0, 1.0)
+        check_int("RecordFilter.min_samples", self.min_samples, 0)
+
+    def accepts(self, window: Any) -> bool:
+        """Whether ``window`` (a ``records.Window``) passes."""
+        if window.n_times < self.min_samples:
+            return False
+        if self.sites or self.exclude_sites:
+            site = window.text("site_id")
+            if (self.sites and site not in self.sites) or site in self.exclude_sites:
+                return False
+        if self.tasks and window.text("task") not in self.tasks:
+            return False
+        if self.subjects or self.exclude_subjects:
+            subject = window.text("subject_id")
+            if (self.subjects and subject not in self.subjects) or subject in self.exclude_subjects:
+                return False
+        if self.min_votes > 0 and float(window.floats("votes").sum()) < self.min_votes:
+            return False
+        if self.exclude_corpus_splits and window.text("corpus_split") in self.exclude_corpus_splits:
+            return False
+        return self.max_artifact_score >= 1.0 or window.scalar("artifact_score") <= self.max_artifact_score
+
+
+@dataclasses.dataclass(frozen=True)
+class LoaderConfig:
+    """How windows become batches. Give exactly one of ``batch_size`` and ``token_budget``.
+
+    A run config's ``loader`` section (``training.config.LoaderSection``) sets the subset of these
+    that a user chooses; ``training.loop.loader_config`` derives this from it.
+
+    batch_size: windows per batch (windows of one length; see below).
+    token_budget: dynamic batches of ``max(1, min(max_batch_size, token_budget // tokens))``
+        windows, where a window of ``n_times`` samples has ``ceil(n_times / patch_size)`` tokens
+        (``patch_size=1`` counts samples; the model's patch size counts patches). Windows are
+        bucketed by exact length (a batch is one tensor), so uniform lengths give a fixed size.
+    drop_last: drop each epoch's incomplete batch per length bucket.
+    num_workers / prefetch_factor: DataLoader worker processes and the batches each keeps ready.
+        ``"auto"``: see ``workers.auto_num_workers`` (resolved when the loader is built).
+    pin_memory: page-locked batches for fast host-to-GPU copies; None means "if CUDA is there".
+    shuffle: shuffle files per epoch and windows over ``ceil(shuffle_buffer / batch size)`` open
+        batches per window length (see ``stream.ShardStream``); memory per worker: about
+        ``shuffle_buffer`` windows (~0.5 MB each for 50 s). Off gives the file order.
+    full_shuffle_mb: where the loader knows how many windows each shard reads an epoch
+        (``EEGLoader(windows_per_file=...)``, as fine-tuning passes) and a shard's windows fit in
+        this many MiB, the shuffle buffer grows to hold them: every epoch is then a uniform
+        shuffle, whatever order the files keep the windows in. 0 turns this off.
+    seed: seeds file order, shuffle and augmentation together with the epoch.
+    verify_crc: check TFRecord CRCs (detects corrupt files; costs about half the read time).
+    eeg_dtype: ``"float32"``, or ``"float16"`` (the stored precision, exact) to halve the bytes
+        that workers hand over, that get pinned and that cross to the GPU; the model casts
+        ``eeg``/``ecg`` to its own dtype on the device (``prepare_inputs``).
+    fast_ipc: workers build their batches in shared-memory segments they reuse, and send each
+        batch's descriptor over a socket (``handoff``); False: DataLoader's own transfer, new
+        shared memory per batch (same batches, a third of the windows/s; ``benchmarks/train_loader.py``).
+    """
+
+    batch_size: int | None = 32
+    token_budget: int | None = None
+    max_batch_size: int = 256
+    patch_size: int = 1
+    drop_last: bool = False
+    num_workers: int | str = 2
+    prefetch_factor: int = 4
+    pin_memory: bool | None = None
+    shuffle: bool = True
+    shuffle_buffer: int = 256
+    full_shuffle_mb: float = 1024.0
+    seed: int = 0
+    verify_crc: bool = True
+    eeg_dtype: str = "float32"
+    fast_ipc: bool = True
+    augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
+    filters: RecordFilter = dataclasses.field(default_factory=RecordFilter)
+
+    def __post_init__(self) -> None:
+        if (self.batch_size is None) == (self.token_budget is None):
+            raise ConfigError("LoaderConfig.batch_size, LoaderConfig.token_budget: expected exactly one "
+                              f"of them; got batch_size={self.batch_size!r}, token_budget={self.token_budget!r}")
+        check_int("LoaderConfig.batch_size", self.batch_size, 1, optional=True)
+        check_int("LoaderConfig.token_budget", self.token_budget, 1, optional=True)
+        check_int("LoaderConfig.max_batch_size", self.max_batch_size, 1)
+        check_int("LoaderConfig.patch_size", self.patch_size, 1)
+        workers = self.num_workers
+        if workers != AUTO and (isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 0):
+            raise ConfigError(f"LoaderConfig.num_workers: expected an integer >= 0 or {AUTO!r}; got {workers!r}")
+        check_int("LoaderConfig.prefetch_factor", self.prefetch_factor, 1)
+        check_int("LoaderConfig.shuffle_buffer", self.shuffle_buffer, 0)
+        if isinstance(self.full_shuffle_mb, bool) or not isinstance(self.full_shuffle_mb, (int, float)) \
+                or not 0 <= self.full_shuffle_mb < math.inf:
+            raise ConfigError(f"LoaderConfig.full_shuffle_mb: expected a number of MiB >= 0; got {self.full_shuffle_mb!r}")
+        check_int("LoaderConfig.seed", self.seed, 0)
+        for name in ("drop_last", "shuffle", "verify_crc", "fast_ipc"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"LoaderConfig.{name}: expected True or False; got {getattr(self, name)!r}")
+        check_option("LoaderConfig.eeg_dtype", self.eeg_dtype, EEG_DTYPES)
+        if self.pin_memory not in (None, True, False):
+            raise ConfigError(f"LoaderConfig.pin_memory: expected True, False or None; got {self.pin_memory!r}")
+        for name, kind in (("augment", AugmentConfig), ("filters", RecordFilter)):
+            if not isinstance(getattr(self, name), kind):
+                raise ConfigError(f"LoaderConfig.{name}: expected a {kind.__name__}; got {getattr(self, name)!r}")
+
+    def batch_size_for(self, n_times: int) -> int:
+        """Windows per batch for windows of ``n_times`` samples."""
+        if self.batch_size is not None:
+            return self.batch_size
+        tokens = -(-n_times // self.patch_size)
+        return max(1, min(self.max_batch_size, self.token_budget // tokens))
+
+
+def pretrain_config(**overrides: Any) -> LoaderConfig:
+    """Self-supervised pretraining: every window, token-budget batches of 1 s patches, augmented."""
+    return dataclasses.replace(LoaderConfig(batch_size=None, token_budget=32 * 50, patch_size=256,
+                                            augment=pretrain_augment()), **overrides)
+
+
+def finetune_config(min_votes: float = 0.0, **overrides: Any) -> LoaderConfig:
+    """Fine-tuning on HMS expert votes; raise ``min_votes`` for the second stage."""
+    filters = RecordFilter(tasks=("hms6",), min_votes=max(min_votes, 1.0))
+    return dataclasses.replace(LoaderConfig(batch_size=32, augment=finetune_augment(), filters=filters),
+                               **overrides)
+
+
+def eval_config(**overrides: Any) -> LoaderConfig:
+    """Evaluation: file order, no shuffle, no augmentation (use with ``infinite=False``)."""
+    return dataclasses.replace(LoaderConfig(batch_size=64, shuffle=False), **overrides)

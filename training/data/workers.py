@@ -1,0 +1,226 @@
+"""The loader's DataLoader workers: how many (``num_workers="auto"``), what each runs (its shard's
+stream, from a start position), and how its batches cross to the main process.
+
+A worker's batch crosses as its small fields pickled by value (numpy arrays: a tensor would
+cross as a shared-memory segment and a file descriptor of its own) and its ``eeg``/``ecg``
+either in one hand-off segment (``LoaderConfig.fast_ipc``: ``handoff``), or as tensors in
+shared memory that DataLoader's pickler passes by descriptor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import os
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from eegfm.pipelines.schema import SchemaError
+from eegfm.pipelines.tfrecord import CorruptTFRecordError
+from eegfm.training.data.config import LoaderConfig
+from eegfm.training.data.handoff import Handoff, resolve_shared
+from eegfm.training.data.stream import ShardStream, Storage
+
+SHARED_KEYS = ("eeg", "ecg")  # from workers via shared memory; small fields pickle by value
+_SHARED = "_shared"  # the wire batch's key for the hand-off's reference to its shared tensors
+FAILED = "failed"  # in place of a batch's position: a worker's data error follows
+AUTO_MAX_WORKERS = 16
+AUTO_MIN_BATCHES = 4  # per worker and epoch, for num_workers "auto" (see auto_num_workers)
+
+
+@dataclasses.dataclass(frozen=True)
+class Machine:
+    """What ``num_workers="auto"`` sizes the loader by (``Machine.here()`` reads it).
+
+    cpus: the CPUs this process may run on (its affinity mask); total_cpus: the machine's, or
+    the container's CPU quota where that is lower (a Kubernetes CPU limit leaves the affinity
+    mask at every CPU of the node). local_ranks: training processes on this machine (torchrun's
+    ``LOCAL_WORLD_SIZE``, Horovod's/Open MPI's local size). memory: bytes available (None:
+    unknown). cuda: a GPU trains.
+    """
+
+    cpus: int
+    total_cpus: int
+    local_ranks: int = 1
+    memory: int | None = None
+    cuda: bool = False
+
+    @classmethod
+    def here(cls) -> Machine:
+        total = min(os.cpu_count() or 1, cgroup_cpu_limit() or 1 << 30)
+        cpus = min(total, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total)
+        local = 1
+        for name in ("LOCAL_WORLD_SIZE", "HOROVOD_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE"):
+            if os.environ.get(name, "").isdigit() and int(os.environ[name]) > 0:
+                local = int(os.environ[name])
+                break
+        return cls(cpus, total, local, _available_memory(), torch.cuda.is_available())
+
+
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> int | None:
+    """The CPUs a container's CFS quota allows (rounded up), from cgroup v2's ``cpu.max`` or v1's
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``; None without a quota."""
+    def read(*parts: str) -> str | None:
+        try:
+            with open(os.path.join(root, *parts)) as fileobj:
+                return fileobj.read().strip()
+        except OSError:
+            return None
+
+    limit = read("cpu.max")  # v2: "<quota> <period>" or "max <period>"
+    quota, period = limit.split()[:2] if limit and len(limit.split()) >= 2 else (None, None)
+    if quota is None:
+        for folder in ("cpu", "cpu,cpuacct"):
+            quota, period = read(folder, "cpu.cfs_quota_us"), read(folder, "cpu.cfs_period_us")
+            if quota is not None and period is not None:
+                break
+    try:
+        quota_us, period_us = int(quota), int(period)
+    except (TypeError, ValueError):  # "max", -1 or nothing: no quota
+        return None
+    return max(1, math.ceil(quota_us / period_us)) if quota_us > 0 and period_us > 0 else None
+
+
+def _available_memory() -> int | None:
+    """``MemAvailable`` from /proc/meminfo, in bytes (None where there is none)."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def auto_num_workers(config: LoaderConfig, record_bytes: int, machine: Machine,
+                     corpus_windows: int | None = None, world_size: int = 1) -> tuple[int, str]:
+    """The workers ``num_workers="auto"`` runs with, and why.
+
+    On a GPU every worker but one CPU of this rank's share of the machine: a GPU step consumes
+    windows far faster than a worker (about 0.1 ms of CPU per window) makes them. The share is
+    the affinity mask where the launcher bound the rank to CPUs (mpirun), else the machine's
+    CPUs over the local ranks (torchrun). Capped at ``AUTO_MAX_WORKERS``, and so that the open
+    batches of the shuffle and the batches in flight of all workers of all local ranks
+    (``record_bytes`` a window) take at most half the available memory. Training on the CPU gets one worker: the
+    trainer needs the cores, and one worker overlaps reading with compute at many times the
+    rate a CPU step consumes.
+
+    A small corpus (``corpus_windows``, over ``world_size`` ranks) caps the workers further, so
+    that each worker's epoch holds at least ``AUTO_MIN_BATCHES`` batches: every shard ends its
+    epoch with a partial batch, and with more workers than that, a corpus of a few hundred
+    windows (216 over 15 workers of an H100 machine) gave batches of about 14 windows where 64
+    were configured.
+    """
+    if not machine.cuda:
+        return 1, "CPU training: one worker overlaps reading with compute"
+    bound = machine.cpus < machine.total_cpus
+    share = machine.cpus if bound else machine.total_cpus // max(1, machine.local_ranks)
+    workers, why = share - 1, (f"{machine.cpus} CPUs bound to this rank, less one for it" if bound else
+                               f"{machine.total_cpus} CPUs / {machine.local_ranks} local rank(s), less one each")
+    if workers > AUTO_MAX_WORKERS:
+        workers, why = AUTO_MAX_WORKERS, f"{why}, capped at {AUTO_MAX_WORKERS}"
+    batch = config.batch_size or config.max_batch_size
+    open_batches = -(-config.shuffle_buffer // batch) * batch if config.shuffle else batch
+    held = (open_batches + (config.prefetch_factor + 1) * batch) * max(1, record_bytes)
+    if machine.memory is not None:
+        fits = machine.memory // 2 // max(1, machine.local_ranks) // held
+        if fits < workers:
+            workers, why = fits, (f"{why}; memory: each worker holds about {held / 2**20:.0f} MiB and half of "
+                                  f"{machine.memory / 2**30:.1f} GiB available is shared by {machine.local_ranks} rank(s)")
+    if corpus_windows is not None:
+        enough = corpus_windows // (max(1, world_size) * batch * AUTO_MIN_BATCHES)
+        if enough < workers:
+            workers, why = enough, (f"{why}; corpus: about {corpus_windows} windows over {world_size} rank(s) give "
+                                    f"each worker at least {AUTO_MIN_BATCHES} batches of {batch} an epoch")
+    return max(1, workers), why
+
+
+def to_wire(batch: dict[str, Any], handoff: Handoff | None) -> dict[str, Any]:
+    """A worker's batch for the trip to the main process (see the module docstring)."""
+    wire = {k: v.numpy() if isinstance(v, torch.Tensor) else v for k, v in batch.items() if k not in SHARED_KEYS}
+    shared = {k: batch[k] for k in SHARED_KEYS if k in batch}
+    if handoff is None:
+        return {**wire, **shared}
+    wire[_SHARED] = handoff.send(get_worker_info().id, shared)
+    return wire
+
+
+def as_is(batch: Any) -> Any:
+    """DataLoader's collate_fn: batches are made by the dataset (the default would turn the wire
+    format's numpy arrays back into tensors in the worker)."""
+    return batch
+
+
+def from_wire(batch: dict[str, Any]) -> dict[str, Any]:
+    batch = resolve_shared(batch, _SHARED)
+    return {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in batch.items()}
+
+
+def open_segments(config: LoaderConfig) -> int:
+    """Segments a worker may hold beyond the hand-off's pool: its open batches (see
+    ``ShardStream``) for two window lengths, and the batch held back to flag an epoch's last.
+    More open batches than that (token budgets of long windows) are built in plain tensors."""
+    if not config.shuffle or config.shuffle_buffer <= 1:
+        return 3
+    return min(64, 2 * -(-config.shuffle_buffer // (config.batch_size or config.max_batch_size)) + 1)
+
+
+class ShardDataset(IterableDataset):
+    """What each DataLoader worker runs: its shard's batches from a start position, with positions.
+
+    ``starts[w]`` is logical worker ``w``'s (epoch, batches already delivered in it); DataLoader
+    slot ``k`` plays logical worker ``(k + first) % n_workers``. ``pass_epoch`` is None for the
+    infinite stream, else the one epoch to run.
+    """
+
+    def __init__(self, files: Sequence[str], config: LoaderConfig, rank: int, world_size: int,
+                 starts: Sequence[tuple[int, int]], first: int, pass_epoch: int | None,
+                 handoff: Handoff | None = None, every_file: bool = False):
+        self.files, self.config, self.rank, self.world_size = files, config, rank, world_size
+        self.every_file = every_file
+        self.starts, self.first, self.pass_epoch = list(starts), first, pass_epoch
+        self.handoff = handoff
+
+    def __iter__(self) -> Iterator[tuple[tuple[int, int, int, bool], dict[str, Any]]]:
+        n_workers = len(self.starts)
+        info = get_worker_info()
+        worker = ((0 if info is None else info.id) + self.first) % n_workers
+        shard = self.rank * n_workers + worker
+        stream = ShardStream(self.files, self.config, shard, self.world_size * n_workers, self.every_file)
+        epoch, skip = self.starts[worker]
+        if self.pass_epoch is not None:
+            if epoch > self.pass_epoch:
+                return
+            epoch, skip = (epoch, skip) if epoch == self.pass_epoch else (self.pass_epoch, 0)
+        epochs = itertools.count(epoch) if self.pass_epoch is None else [epoch]
+        # In a worker, batches are built in the shared memory they are sent in.
+        storage = Storage(self.handoff, shared=self.handoff is None) if info is not None else Storage()
+        empty = 0
+        for current in epochs:
+            delivered = False
+            try:
+                for index, last, batch in stream.batches(current, skip if current == epoch else 0, storage):
+                    delivered = True
+                    if batch is not None:  # None: fast-forward, never decoded
+                        yield (worker, current, index, last), batch if info is None else to_wire(batch, self.handoff)
+            except (CorruptTFRecordError, SchemaError) as err:
+                if info is None:
+                    raise
+                # DataLoader would re-raise it in the main process as a RuntimeError holding the
+                # worker's traceback; sent as a value, it is raised there as itself.
+                yield FAILED, err
+                return
+            empty = 0 if delivered else empty + 1
+            if empty > max(2, len(self.files)):
+                dropped = (f" and drop_last (an epoch's incomplete batch is dropped; batch size "
+                           f"{self.config.batch_size or self.config.max_batch_size})") if self.config.drop_last else ""
+                raise RuntimeError(
+                    f"shard {shard} of {stream.n_shards} (rank {self.rank}, worker {worker}) got no windows "
+                    f"in {empty} epochs in a row: too few windows after filters{dropped} for world_size "
+                    f"{self.world_size} x {n_workers} workers ({len(self.files)} files)")
