@@ -48,9 +48,6 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 from eegfm.model import count_parameters, create_model  # noqa: E402
 from eegfm.model.export import OnnxEEGFM, export_onnx  # noqa: E402
 
@@ -90,7 +87,8 @@ def _install_torchaudio_placeholder() -> None:
 class Candidate:
     """A model plus how to call it on a batch of random input of the right shape."""
 
-    def __init__(self, name: str, model: torch.nn.Module, n_times: int, call: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]) -> None:
+    def __init__(self, name: str, model: torch.nn.Module, n_times: int,
+                 call: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]) -> None:
         self.name, self.model, self.n_times, self.call = name, model, n_times, call
         generator = torch.Generator().manual_seed(0)
         self.train_input = 30.0 * torch.randn(TRAIN_BATCH, N_CHANS, n_times, generator=generator)
