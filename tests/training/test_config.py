@@ -204,7 +204,7 @@ def test_each_data_sets_task_has_the_classes_the_pipeline_writes_for_it():
     """The head's id2label of a data set's task is the label space the pipeline's manifest lists
     for the windows that task trains on: class k means the same on both sides."""
     from eegfm.pipelines.datasets import TASK_CLASSES
-    from eegfm.training.finetune import RECORD_TASKS
+    from eegfm.training.finetune.plan import RECORD_TASKS
 
     for task, record_task in RECORD_TASKS.items():
         cfg = load_config("cpu-tiny", "finetune", [f"task={task}"])
