@@ -31,6 +31,11 @@ from typing import Any
 
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger, setup_logging
+from eegfm.evaluation.plots import plot_per_site
+from eegfm.training import finetune
+from eegfm.training.data import RecordFilter, data_label, scan_windows
+from eegfm.training.finetune.plan import RECORD_TASKS, is_labeled
+from eegfm.training.finetune.setup import resolve_pretrained
 
 log = get_logger(__name__)
 REPORT_NAME, PLOT_NAME = "loso.json", "loso.png"
@@ -40,8 +45,6 @@ _SUMMARIZED = ("kl", "baseline_kl", "kl_vs_baseline", "loss", "baseline_loss", "
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from eegfm.training import finetune
-
     parser = finetune.build_parser()
     parser.prog = "python -m eegfm.evaluation.loso"
     parser.description = (
@@ -63,9 +66,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def labeled_sites(data: str | Sequence[str], cfg, record_task: str) -> Counter:
     """Labeled windows of ``record_task`` per site."""
-    from eegfm.training.data import RecordFilter, scan_windows
-    from eegfm.training.finetune import is_labeled
-
     return Counter(w["site_id"] for w in scan_windows(data, RecordFilter(tasks=(record_task,))) if is_labeled(w, cfg))
 
 
@@ -98,8 +98,6 @@ def summarize(folds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
 
 def write_report(output: Path, folds: Mapping[str, Mapping[str, Any]], task: str, record_task: str) -> dict[str, Any]:
     """loso.json and loso.png from the folds' eval.json contents."""
-    from eegfm.training.per_site import plot_per_site
-
     report = {"task": task, "record_task": record_task, "summary": summarize(folds),
               "sites": {site: {"test": fold["test"], "groups": fold["groups"], "windows": fold["windows"],
                                "val": fold.get("val", {})} for site, fold in folds.items()}}
@@ -152,10 +150,7 @@ def _fold_argv(argv: Sequence[str], folder: Path, site: str) -> list[str]:
     return [*argv, "--output", str(folder), "--set", f"test_sites=[{site}]"]
 
 
-def run(argv: list[str] | None = None) -> int:
-    from eegfm.training import finetune
-    from eegfm.training.data import data_label
-
+def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -166,8 +161,8 @@ def run(argv: list[str] | None = None) -> int:
             raise ConfigError("test_sites, test_fraction, corpus_split: leave-one-site-out makes each site the test "
                               f"split in turn; expected none of them set; got {cfg.test_sites}, {cfg.test_fraction}, "
                               f"{cfg.corpus_split}")
-        finetune.resolve_pretrained(args.pretrained)
-        record_task = args.record_task or finetune.RECORD_TASKS.get(cfg.task)
+        resolve_pretrained(args.pretrained)
+        record_task = args.record_task or RECORD_TASKS.get(cfg.task)
         if record_task is None:
             raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry")
         found = labeled_sites(args.data, cfg, record_task)
@@ -228,10 +223,6 @@ def run(argv: list[str] | None = None) -> int:
                  if vs["sites_worse_than_baseline"] else "")
     log.info("wrote %s and %s", args.output / REPORT_NAME, args.output / PLOT_NAME)
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    return run(argv)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,13 @@ import torch
 
 from eegfm.core.config import ConfigError, user_file_path, user_path
 from eegfm.core.logs import get_logger, setup_logging
+from eegfm.evaluation.metrics import TEMPERATURE_RANGE, evaluate
+from eegfm.model.modeling import EEGFMModel
 from eegfm.pipelines.schema import SFREQ
+from eegfm.training.config import FinetuneConfig
+from eegfm.training.data import EEGLoader, RecordFilter, check_data, data_label
+from eegfm.training.finetune.setup import inputs_for, targets_of
+from eegfm.training.loop import loader_config
 
 log = get_logger(__name__)
 REPORT_NAME, PLOT_NAME = "robustness.json", "robustness.png"
@@ -103,8 +109,6 @@ def _generator(seed: int, perturbation: int, severity: int, batch: int) -> torch
 # ------------------------------------------------------------------------------ the run
 def load_run(run_dir: Path) -> tuple[Any, dict[str, Any], Path]:
     """A fine-tuning run's config, run.json and model folder; ConfigError naming what is missing."""
-    from eegfm.training.config import FinetuneConfig
-
     run_file, model_dir = run_dir / "run.json", run_dir / "model"
     if not run_file.is_file() or not (model_dir / "config.json").is_file():
         raise ConfigError(f"--run {run_dir}: expected a training.finetune run folder (run.json and model/ with "
@@ -133,8 +137,6 @@ def held_out(run: Mapping[str, Any], split: str) -> tuple[str, tuple[str, ...]]:
 def score(model, loader, cfg, perturbations: Sequence[Perturbation], seed: int, device: torch.device):
     """Logits of every window clean and under each (perturbation, severity), and the targets:
     ``({"clean": logits, (name, severity): logits, ...}, targets)``; the data is read once."""
-    from eegfm.training.finetune import inputs_for, targets_of
-
     model.eval()
     logits: dict[Any, list[torch.Tensor]] = {"clean": []}
     targets = []
@@ -155,8 +157,6 @@ def score(model, loader, cfg, perturbations: Sequence[Perturbation], seed: int, 
 
 def report_of(logits: Mapping[Any, torch.Tensor], target: torch.Tensor, cfg, head, prior: Sequence[float],
               temperature: float, perturbations: Sequence[Perturbation]) -> dict[str, Any]:
-    from eegfm.training.finetune import evaluate
-
     clean = evaluate(logits["clean"], target, cfg, head, prior, temperature)
     report: dict[str, Any] = {"metric": "kl" if "kl" in clean else "loss", "clean": clean, "perturbations": {}}
     key = report["metric"]
@@ -246,10 +246,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run(argv: list[str] | None = None) -> dict[str, Any]:
-    from eegfm.model.modeling import EEGFMModel
-    from eegfm.training.data import EEGLoader, RecordFilter, check_data, data_label
-    from eegfm.training.loop import loader_config
-
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging("INFO")
@@ -277,8 +273,6 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         logits, target = score(model, loader, cfg, perturbations, args.seed, device)
     except ConfigError as err:
         parser.error(f"--data {data_label(data)}: {err}")
-    from eegfm.training.finetune import TEMPERATURE_RANGE
-
     temperature = 1.0 if args.uncalibrated else float(getattr(model.config, "temperature", 1.0) or 1.0)
     if temperature >= TEMPERATURE_RANGE[1] * 0.999:
         log.warning("the model's temperature is %g, the bound of its fit: calibrated, it predicts about the same "

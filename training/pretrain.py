@@ -19,17 +19,14 @@ Preemption: SIGTERM (spot reclaim, ``kubectl delete``) makes every rank finish t
 rank 0 save a checkpoint, and the job exit with status 143 so that the scheduler (a Kubernetes
 Job, torchrun ``--max-restarts``) starts it again; ``--resume auto`` (the default) continues.
 
-Validation (``val_fraction`` > 0): a fraction of the subjects (``split_group: site``: sites),
-chosen by :func:`training.splits.split_groups` from the manifest's counts, is left out of
-training; the losses on up to ``val_windows`` of their windows are logged as ``val/...`` at every
-checkpoint (and every ``eval_every`` steps) and rank the checkpoints for ``best``. Without it,
-``best`` follows the training loss.
+Validation (``val_fraction`` > 0, ``training.pretrain_validation``) ranks the checkpoints for
+``best``; without it, ``best`` follows the training loss.
 
 Outputs in ``--output``: ``checkpoints/step-*`` (full training state, see training.checkpoint),
 ``model/`` (the pretrained encoder in Hugging Face format, for ``training.finetune``; with
 validation, ``model-best/`` too where an earlier checkpoint had the lowest validation loss),
 ``metrics.jsonl`` (every logged step; ``val/...`` keys at validations, from step 0, the initial
-weights, on), ``run.json`` (config and environment), ``wandb/``.
+weights, on) and ``curves.png``, ``run.json`` (config and environment), ``wandb/``.
 """
 
 from __future__ import annotations
@@ -40,36 +37,34 @@ import json
 import math
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
-from tqdm import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
-from eegfm.model.modeling import EEGFMForPretraining
 from eegfm.core.config import user_file_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.run_lock import release_run_lock
+from eegfm.model.modeling import EEGFMForPretraining
 from eegfm.pipelines.schema import CHANNELS, SFREQ
 from eegfm.training import checkpoint as ckpt
 from eegfm.training.config import ConfigError, OptimConfig, PretrainConfig, load_config, resolve_precision
-from eegfm.training.curves import write_curves
 from eegfm.training.data import EEGLoader, RecordFilter, check_data, data_dirs, data_label, describe, model_inputs
 from eegfm.training.distributed import Dist, StopVote, unwrap
-from eegfm.training.loop import (PREEMPTED_EXIT_CODE, TimedBatches, TrainState, add_run_arguments, autocast,
-                           backward, check_model_unchanged, claim_output, configure_kernels, core_state, launch,
-                           load_core_state, loader_config, optimizer_step, quiet_transformers, run_overrides,
-                           step_seed)
-from eegfm.training.splits import HeldOut, corpus_split_windows, hold_out
-from eegfm.training.tracking import ReconstructionMeter, Tracker, memory_stats
+from eegfm.training.loop import (PREEMPTED_EXIT_CODE, TrainState, add_run_arguments, autocast, backward,
+                                 check_model_unchanged, check_replicas, claim_output, configure_kernels, core_state,
+                                 launch, load_core_state, loader_config, optimizer_step, quiet_transformers,
+                                 run_overrides, step_seed)
+from eegfm.training.pretrain_validation import (Validation, corpus_split_filter, measure_reconstruction,
+                                                plan_validation, validation_due)
+from eegfm.training.run_log import RunLog
+from eegfm.training.splits import HeldOut
+from eegfm.training.tracking import ReconstructionMeter, Tracker
 
 log = get_logger(__name__)
 
 
-# ------------------------------------------------------------------------------------------ set-up
 def untrained_by_pretraining(model: EEGFMForPretraining) -> set[str]:
     """Names of the parameters that the pretraining losses give no gradient (probe: one step).
 
@@ -152,7 +147,6 @@ def build_run(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], filter
                loader=loader, amp_dtype=amp_dtype)
 
 
-# ------------------------------------------------------------------------------------------ step
 def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> dict[str, Any]:
     """One optimizer step over ``grad_accum_steps`` micro-batches; returns the step's metrics.
     ``meter`` adds up every micro-batch's reconstruction error."""
@@ -189,54 +183,6 @@ def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> d
     return {"metrics": totals, "samples": n_samples, "tokens": n_tokens}
 
 
-def measure_reconstruction(run: Run, meter: ReconstructionMeter, batch: dict[str, Any], inputs: dict[str, Any],
-                           out: Any) -> None:
-    """Add a micro-batch's masked reconstruction error, per channel and site, to ``meter``."""
-    tokenizer = unwrap(run.model).encoder.tokenizer
-    with torch.no_grad():
-        target = tokenizer.to_patches(inputs["eeg"].float() * tokenizer.scale).flatten(2)
-        mask = out.sample_mask & (inputs["channel_mask"] > 0.5).unsqueeze(-1)
-        meter.add(out.reconstruction.float(), target, mask, batch["site_id"])
-
-
-# ------------------------------------------------------------------------------------ validation
-def plan_validation(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str]) -> HeldOut | None:
-    """Rank 0 chooses the held-out groups (from the manifest) and every rank gets them; a data
-    problem fails every rank alike rather than leaving the others waiting."""
-    found: dict[str, Any] = {}
-    if dist.is_main:
-        try:
-            found = {"held_out": hold_out(data, cfg.val_fraction, cfg.split_group, cfg.seed,
-                                          tuple(cfg.exclude_corpus_splits))}
-        except (OSError, ValueError) as err:  # a missing folder, an unreachable store, no shards
-            found = {"error": f"--data {data_label(data)}: {err}"}
-    found = dist.broadcast_object(found)
-    if "error" in found:
-        raise ConfigError(found["error"])
-    return found["held_out"]
-
-
-def corpus_split_filter(cfg: PretrainConfig, data: str | Sequence[str], say: bool) -> RecordFilter:
-    """The windows pretraining reads: all but those of ``exclude_corpus_splits``. Says how many
-    that leaves out where the manifest counts them; none left is an error naming the setting."""
-    splits = tuple(cfg.exclude_corpus_splits)
-    try:
-        counts = describe(data).counts
-    except OSError:  # no manifest: the loader's filter still applies
-        counts = {}
-    excluded = corpus_split_windows(counts, splits) if splits else None
-    total = int(counts.get("windows", 0) or 0)
-    if excluded and excluded >= total:
-        raise ConfigError(f"exclude_corpus_splits: all {total} windows of {data_label(data)} are of the corpus "
-                          f"split(s) {', '.join(splits)}, which pretraining leaves out (a benchmark's test "
-                          "recordings); preprocess the corpus's train recordings, or set exclude_corpus_splits=[] "
-                          "to pretrain on them")
-    if excluded and say:
-        log.info("pretraining leaves out %d of %d windows: the corpus's %s split (exclude_corpus_splits; "
-                 "[] pretrains on them too)", excluded, total, "/".join(splits))
-    return RecordFilter(exclude_corpus_splits=splits)
-
-
 def check_held_out_unchanged(saved: dict[str, Any], cfg: PretrainConfig, checkpoint: Path) -> None:
     """Warn when a resumed run holds out other subjects than the run that wrote its checkpoint
     (a checkpoint from before validation existed held out none): windows that are validation
@@ -271,118 +217,6 @@ def check_schedule_unchanged(saved: dict[str, Any], cfg: PretrainConfig, checkpo
                 "%.3g to %.3g%s", checkpoint,
                 ", ".join(f"optim.{key} {getattr(before, key)!r} -> {getattr(cfg.optim, key)!r}" for key in changed),
                 step, old, new, ", a warm restart" if new > 1.5 * old else "")
-
-
-def validation_due(cfg: PretrainConfig, step: int) -> bool:
-    """Validate at every scheduled checkpoint (its metric picks ``best``) and every ``eval_every``."""
-    return (step % cfg.save_every == 0 or step == cfg.optim.max_steps
-            or (cfg.eval_every is not None and step % cfg.eval_every == 0))
-
-
-class Validation:
-    """The pretraining losses on held-out windows (``PretrainConfig.val_fraction``), on rank 0.
-
-    Rank 0 reads the first ``val_windows`` held-out windows in file order (whole batches) once
-    and keeps them; every evaluation runs the same batches with the same masks (generators seeded
-    by seed and batch), so two validation losses differ only by the weights that produced them,
-    whatever the number of ranks. The other ranks wait at their next collective meanwhile (a few
-    seconds every ``save_every`` steps), which costs less than each of them scanning the data
-    for its own share.
-    """
-
-    def __init__(self, run: Run, data: str | Sequence[str], held_out: HeldOut):
-        cfg = run.cfg
-        # Read once and kept: worker processes would only outlive the single pass.
-        section = dataclasses.replace(cfg.loader, num_workers=0)
-        patch = unwrap(run.model).config.patch_size
-        self.loader = EEGLoader(data, loader_config(section, patch, filters=held_out.val_filter(), train=False),
-                                rank=0, world_size=1, infinite=False)
-        self.quota, self.held_out = cfg.val_windows, held_out
-        self.batches: list[dict[str, Any]] | None = None
-
-    def _read(self) -> list[dict[str, Any]]:
-        started = time.perf_counter()
-        batches, count = [], 0
-        stream = iter(self.loader)
-        try:
-            for batch in stream:
-                batches.append(batch)
-                count += len(batch["label"])
-                if count >= self.quota:
-                    break
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
-        self.loader = None  # its buffers go; the batches are all it is needed for
-        if count:
-            log.info("validation: %d held-out windows read in %.1f s, kept for every evaluation", count,
-                     time.perf_counter() - started)
-        else:
-            log.warning("validation: the data holds no window of the held-out %ss (its manifest counts %d); "
-                        "no validation loss, so no checkpoint is marked best", self.held_out.group, self.held_out.windows)
-        return batches
-
-    @torch.no_grad()
-    def __call__(self, run: Run) -> dict[str, float]:
-        """``val/loss``, ``val/reconstruction_loss``, ``val/contrastive_loss``, ``val/windows`` and
-        the reconstruction metrics (``val/recon/...``); {} without held-out windows."""
-        if self.batches is None:
-            self.batches = self._read()
-        net = unwrap(run.model)
-        was_training = net.training
-        net.eval()
-        meter = ReconstructionMeter(CHANNELS)
-        sums = torch.zeros(3, dtype=torch.float64)
-        count = 0
-        try:
-            for index, batch in enumerate(self.batches):
-                inputs = model_inputs(batch, run.dist.device, non_blocking=True)
-                generator = torch.Generator().manual_seed(step_seed(run.cfg.seed, index))
-                with autocast(run.dist, run.amp_dtype):
-                    out = net(**inputs, generator=generator)
-                size = inputs["eeg"].shape[0]
-                losses = torch.stack([out.loss, out.reconstruction_loss, out.contrastive_loss])
-                sums += size * losses.double().cpu()
-                count += size
-                measure_reconstruction(run, meter, batch, inputs, out)
-        finally:
-            net.train(was_training)
-        if count == 0:
-            return {}
-        metrics = dict(zip(("val/loss", "val/reconstruction_loss", "val/contrastive_loss"), (sums / count).tolist()))
-        metrics["val/windows"] = float(count)
-        recon = ReconstructionMeter.report([meter.pop()], CHANNELS)
-        metrics.update({f"val/{name}": value for name, value in recon.items()})
-        return metrics
-
-
-# ------------------------------------------------------------------------------------------ loop
-def parameter_digest(model: torch.nn.Module) -> str:
-    """SHA-256 of every parameter and buffer, in name order: equal digests = identical replicas."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for name, tensor in sorted(unwrap(model).state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def check_replicas(run: Run, output: Path) -> list[str]:
-    """Gather each rank's parameter digest; rank 0 records them and fails loudly if they differ.
-
-    Data parallelism is only correct while every replica holds the same weights; a rank that
-    silently diverged (a missed all-reduce, non-deterministic kernels in a broadcast) would
-    otherwise go unnoticed until evaluation.
-    """
-    digests = run.dist.gather_objects(parameter_digest(run.model))
-    if run.dist.is_main:
-        (output / "replicas.json").write_text(json.dumps(
-            {"step": run.step, "backend": run.dist.backend, "digests": digests}, indent=2))
-    if len(set(digests)) != 1:
-        raise RuntimeError(f"replicas diverged at step {run.step}: parameter digests per rank {digests}")
-    return digests
 
 
 def save(run: Run, output: Path, metric: float | None) -> Path | None:
@@ -446,15 +280,7 @@ def _train(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], output: P
         log.info("validation: %s; up to %d of their windows evaluated %sat every checkpoint",
                  held_out.describe(), cfg.val_windows, every)
     claim_output(output, dist)
-    start = ckpt.resolve_resume(resume, output / "checkpoints") if dist.is_main else None
-    start = dist.broadcast_object(None if start is None else str(start))
-    if start is not None:
-        state = ckpt.load_checkpoint(start, map_location="cpu")
-        check_model_unchanged(state.get("config", {}), cfg.to_dict(), start)
-        run.load_state_dict(state)
-        log.info("resumed from %s at step %d", start, run.step)
-        check_held_out_unchanged(state.get("config", {}), cfg, start)
-        check_schedule_unchanged(state.get("config", {}), cfg, start, run.step)
+    _resume(run, resume, output)
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
         (output / "run.json").write_text(json.dumps({
@@ -463,109 +289,107 @@ def _train(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], output: P
             "parameters": sum(p.numel() for p in unwrap(run.model).parameters()),
             "validation": None if held_out is None else dataclasses.asdict(held_out), "data": data_dirs(data),
         }, indent=2, sort_keys=True, default=str))
-    tracker = Tracker(cfg.wandb.project, output, cfg.to_dict(), mode=cfg.wandb.mode, rank=dist.rank,
-                      run_name=cfg.wandb.run_name)
-    metrics_file = open(output / "metrics.jsonl", "a", encoding="utf-8") if dist.is_main else None
-    curves_title = f"pretraining ({cfg.model}, up to {total} steps)"
-    batches = TimedBatches(iter(run.loader))
-    progress = tqdm(total=total, initial=run.step, desc="pretrain", unit="step", disable=not dist.is_main,
-                    dynamic_ncols=True, file=sys.stderr)
-    window = {"loss": 0.0, "n": 0}
-    meter = ReconstructionMeter(CHANNELS)
-    steps_here, status = 0, 0
-    tic = time.perf_counter()
-    interval = {"samples": 0, "tokens": 0}
-    stop_vote = StopVote(dist)
-
-    def validate() -> dict[str, float]:
-        """Rank 0's validation metrics now ({} elsewhere), logged; its time is left out of samples_per_s."""
-        nonlocal tic
-        if validation is None:
-            return {}
-        started = time.perf_counter()
-        val = validation(run)
-        tic += time.perf_counter() - started
-        if val:
-            log.info("step %d: validation loss %.4f (reconstruction %.4f, contrastive %.4f) on %d held-out windows",
-                     run.step, val["val/loss"], val["val/reconstruction_loss"], val["val/contrastive_loss"],
-                     val["val/windows"])
-        return val
-
-    def record(metrics: dict[str, float]) -> None:
-        tracker.log(metrics, step=run.step)
-        metrics_file.write(json.dumps({"step": run.step, **metrics}, sort_keys=True) + "\n")
-        metrics_file.flush()
-
-    with ckpt.PreemptionHandler() as preemption, tracker, logging_redirect_tqdm():  # log lines above the bar
-        last_val = None  # the latest validation loss, shown on the progress bar
-        if run.step == 0 and (val := validate()):
-            record(val)  # the initial weights: what pretraining is measured against
-            last_val = val["val/loss"]
-        while run.step < total:
-            result = train_step(run, batches, meter)
-            steps_here += 1
-            interval["samples"] += result["samples"]
-            interval["tokens"] += result["tokens"]
-            window["loss"] += result["metrics"]["loss"]
-            window["n"] += 1
-            progress.update(1)
-            val = validate() if validation_due(cfg, run.step) else {}
-            last_val = val.get("val/loss", last_val)
-            logged = run.step % cfg.log_every == 0 or run.step == total
-            if logged:
-                elapsed = time.perf_counter() - tic
-                metrics = dist.mean(result["metrics"])
-                counts = dist.mean({k: float(v) for k, v in interval.items()})
-                metrics.update({
-                    "samples_per_s": counts["samples"] * dist.world_size / elapsed,
-                    "tokens_per_s": counts["tokens"] * dist.world_size / elapsed,
-                    "epoch": float(run.loader.epoch),
-                    **dist.max({**memory_stats(dist.device), "data_wait_fraction": batches.waited() / elapsed}),
-                })
-                # Every micro-batch of the interval on every rank, not one batch of rank 0's.
-                recon = dist.gather_objects(meter.pop())
-                if dist.is_main:
-                    metrics.update(ReconstructionMeter.report(recon, CHANNELS), **val)
-                    record(metrics)
-                    progress.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
-                                         data=f"{metrics['data_wait_fraction']:.0%}",
-                                         **({"val": f"{last_val:.4f}"} if last_val is not None else {}))
-                    if starved := batches.starved(metrics["data_wait_fraction"], run.loader.config.num_workers):
-                        log.warning(starved)
-                interval = {"samples": 0, "tokens": 0}
-                tic = time.perf_counter()
-            if val and not logged:  # a validation step between log steps: a line of its own
-                record(val)
-            stop = stop_vote.vote(preemption.requested, stop_after is not None and steps_here >= stop_after)
-            if run.step % cfg.save_every == 0 or run.step == total or stop:
-                mean_loss = dist.mean({"loss": window["loss"] / max(1, window["n"])})["loss"]
-                window = {"loss": 0.0, "n": 0}
-                # With validation, the held-out loss ranks checkpoints; a save between its
-                # evaluations (preemption) has none and is never "best". Rank 0 decides.
-                save(run, output, mean_loss if held_out is None else val.get("val/loss"))
-                if metrics_file is not None and run.step < total and not stop:
-                    # a long run's curves so far, without W&B's server (offline by default)
-                    write_curves(output, curves_title)
-            if stop and run.step < total:
-                log.warning("stopping at step %d (%s); resume with --resume auto", run.step, stop_vote.reason)
-                status = PREEMPTED_EXIT_CODE
-                break
-        stop_vote.close()
-        progress.close()
+    run_log = RunLog(cfg, dist, output, f"pretraining ({cfg.model}, up to {total} steps)", log)
+    with ckpt.PreemptionHandler() as preemption, run_log:
+        status = _steps(run, run_log, validation, held_out, preemption, output, stop_after)
+        run_log.close_bar()
         check_replicas(run, output)
         if status == 0 and dist.is_main:
             final = output / "model"
             with quiet_transformers():
                 unwrap(run.model).save_pretrained(final)
-            tracker.summary({"final_step": run.step})
+            run_log.tracker.summary({"final_step": run.step})
             log.info("pretrained encoder saved to %s", final)
             if held_out is not None:
-                export_best(run, output, tracker)
-    if metrics_file is not None:
-        metrics_file.close()
-        write_curves(output, f"pretraining ({cfg.model}, {run.step} of {total} steps)")
+                export_best(run, output, run_log.tracker)
+        run_log.title = f"pretraining ({cfg.model}, {run.step} of {total} steps)"
     dist.barrier()
     return status
+
+
+def _resume(run: Run, resume: str, output: Path) -> None:
+    """Continue from the checkpoint ``--resume`` names (auto: the newest), if any."""
+    dist, cfg = run.dist, run.cfg
+    start = ckpt.resolve_resume(resume, output / "checkpoints") if dist.is_main else None
+    start = dist.broadcast_object(None if start is None else str(start))
+    if start is None:
+        return
+    state = ckpt.load_checkpoint(start, map_location="cpu")
+    check_model_unchanged(state.get("config", {}), cfg.to_dict(), start)
+    run.load_state_dict(state)
+    log.info("resumed from %s at step %d", start, run.step)
+    check_held_out_unchanged(state.get("config", {}), cfg, start)
+    check_schedule_unchanged(state.get("config", {}), cfg, start, run.step)
+
+
+def _steps(run: Run, run_log: RunLog, validation: Validation | None, held_out: HeldOut | None,
+           preemption: ckpt.PreemptionHandler, output: Path, stop_after: int | None) -> int:
+    """Train to ``optim.max_steps``; returns the exit status (143: stopped early, checkpointed)."""
+    cfg, dist, total = run.cfg, run.dist, run.cfg.optim.max_steps
+    batches = run_log.timed(run.loader)
+    run_log.bar(total, run.step, "pretrain")
+    meter, window, steps_here, stop_vote = ReconstructionMeter(CHANNELS), {"loss": 0.0, "n": 0}, 0, StopVote(dist)
+    last_val = None  # the latest validation loss, shown on the progress bar
+    if run.step == 0 and (val := _validate(run, validation, run_log)):
+        run_log.record(val, run.step)  # the initial weights: what pretraining is measured against
+        last_val = val["val/loss"]
+    while run.step < total:
+        result = train_step(run, batches, meter)
+        steps_here += 1
+        run_log.count(samples=result["samples"], tokens=result["tokens"])
+        window["loss"] += result["metrics"]["loss"]
+        window["n"] += 1
+        run_log.progress.update(1)
+        val = _validate(run, validation, run_log) if validation_due(cfg, run.step) else {}
+        last_val = val.get("val/loss", last_val)
+        logged = run.step % cfg.log_every == 0 or run.step == total
+        if logged:
+            _log_interval(run, run_log, result["metrics"], meter, val, last_val)
+        if val and not logged:  # a validation step between log steps: a line of its own
+            run_log.record(val, run.step)
+        stop = stop_vote.vote(preemption.requested, stop_after is not None and steps_here >= stop_after)
+        if run.step % cfg.save_every == 0 or run.step == total or stop:
+            mean_loss = dist.mean({"loss": window["loss"] / max(1, window["n"])})["loss"]
+            window = {"loss": 0.0, "n": 0}
+            # With validation, the held-out loss ranks checkpoints; a save between its
+            # evaluations (preemption) has none and is never "best". Rank 0 decides.
+            save(run, output, mean_loss if held_out is None else val.get("val/loss"))
+            if run.step < total and not stop:
+                run_log.curves()
+        if stop and run.step < total:
+            log.warning("stopping at step %d (%s); resume with --resume auto", run.step, stop_vote.reason)
+            stop_vote.close()
+            return PREEMPTED_EXIT_CODE
+    stop_vote.close()
+    return 0
+
+
+def _validate(run: Run, validation: Validation | None, run_log: RunLog) -> dict[str, float]:
+    """Rank 0's validation metrics now ({} elsewhere), logged; its time is left out of the rates."""
+    if validation is None:
+        return {}
+    with run_log.paused():
+        val = validation(run)
+    if val:
+        log.info("step %d: validation loss %.4f (reconstruction %.4f, contrastive %.4f) on %d held-out windows",
+                 run.step, val["val/loss"], val["val/reconstruction_loss"], val["val/contrastive_loss"],
+                 val["val/windows"])
+    return val
+
+
+def _log_interval(run: Run, run_log: RunLog, step_metrics: dict[str, Any], meter: ReconstructionMeter,
+                  val: dict[str, float], last_val: float | None) -> None:
+    """The log step's line: the step's losses, the interval's rates and reconstruction metrics."""
+    dist = run.dist
+    metrics = dist.mean(step_metrics)
+    metrics.update(run_log.rates(), epoch=float(run.loader.epoch))
+    # Every micro-batch of the interval on every rank, not one batch of rank 0's.
+    recon = dist.gather_objects(meter.pop())
+    if dist.is_main:
+        metrics.update(ReconstructionMeter.report(recon, CHANNELS), **val)
+        run_log.record(metrics, run.step)
+    run_log.end_interval(metrics, run.loader.config.num_workers,
+                         **({"val": f"{last_val:.4f}"} if last_val is not None else {}))
 
 
 def export_best(run: Run, output: Path, tracker: Tracker) -> Path | None:
@@ -590,7 +414,6 @@ def export_best(run: Run, output: Path, tracker: Tracker) -> Path | None:
     return target
 
 
-# ------------------------------------------------------------------------------------------ CLI
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eegfm.training.pretrain",

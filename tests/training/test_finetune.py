@@ -30,7 +30,12 @@ from eegfm.pipelines.schema import decode_example, encode_example
 from eegfm.pipelines.simulate.cli import main as simulate
 from eegfm.pipelines.tfrecord import read_records, write_records
 from eegfm.training import checkpoint as ckpt
+from eegfm.evaluation import metrics as eval_metrics
 from eegfm.training import finetune
+from eegfm.training.config import ConfigError
+from eegfm.training.finetune import plan as ft_plan
+from eegfm.training.finetune import setup as ft_setup
+from eegfm.training.loop import PREEMPTED_EXIT_CODE
 from eegfm.training.config import load_config
 from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter, list_files, model_inputs, scan_windows
 from eegfm.training.tracking import read_offline_run
@@ -125,9 +130,9 @@ def _lines(output: Path) -> list[dict]:
 # ------------------------------------------------------------------------------------------ splits
 def test_split_filters_keep_every_subject_in_one_split(hms_data):
     cfg = load_config("cpu-tiny", "finetune", ["val_fraction=0.25", "test_fraction=0.2"])
-    plan = finetune.plan_data(str(hms_data), cfg, "hms6")
-    subjects = {name: {w["subject_id"] for w in scan_windows(hms_data, finetune.split_filter(plan, name))}
-                for name in finetune.SPLITS}
+    plan = ft_plan.plan_data(str(hms_data), cfg, "hms6")
+    subjects = {name: {w["subject_id"] for w in scan_windows(hms_data, ft_plan.split_filter(plan, name))}
+                for name in ft_plan.SPLITS}
     assert subjects["train"] and subjects["val"] and subjects["test"]
     assert not (subjects["train"] & subjects["val"] or subjects["train"] & subjects["test"]
                 or subjects["val"] & subjects["test"])
@@ -135,18 +140,18 @@ def test_split_filters_keep_every_subject_in_one_split(hms_data):
     assert subjects["train"] | subjects["val"] | subjects["test"] == everyone
     assert everyone == set(plan.split.train + plan.split.val + plan.split.test)
     assert sum(plan.windows.values()) == 121
-    assert plan.windows["train"] == len(scan_windows(hms_data, finetune.split_filter(plan, "train")))
-    assert finetune.plan_data(str(hms_data), cfg, "hms6") == plan  # deterministic
+    assert plan.windows["train"] == len(scan_windows(hms_data, ft_plan.split_filter(plan, "train")))
+    assert ft_plan.plan_data(str(hms_data), cfg, "hms6") == plan  # deterministic
     # Which files hold each split's windows: the loaders read only those, and share them out evenly.
-    for name in finetune.SPLITS:
+    for name in ft_plan.SPLITS:
         assert sum(plan.files[name].values()) == plan.windows[name]
         assert set(plan.files[name]) <= set(list_files(hms_data))
-    assert finetune.Plan.from_dict({k: v for k, v in plan.to_dict().items() if k != "files"}).files == {}
+    assert ft_plan.Plan.from_dict({k: v for k, v in plan.to_dict().items() if k != "files"}).files == {}
     others = scan_windows(hms_data, RecordFilter(tasks=("hms6",), exclude_subjects=plan.split.val))
     assert {w["subject_id"] for w in others} == subjects["train"] | subjects["test"]
-    by_site = finetune.plan_data(
+    by_site = ft_plan.plan_data(
         str(hms_data), load_config("cpu-tiny", "finetune", ["split_group=site", "val_fraction=0.5"]), "hms6")
-    sites = {name: {w["site_id"] for w in scan_windows(hms_data, finetune.split_filter(by_site, name))}
+    sites = {name: {w["site_id"] for w in scan_windows(hms_data, ft_plan.split_filter(by_site, name))}
              for name in ("train", "val")}
     assert len(sites["train"]) == len(sites["val"]) == 1 and sites["train"] != sites["val"]
 
@@ -154,14 +159,14 @@ def test_split_filters_keep_every_subject_in_one_split(hms_data):
 def test_ranking_metrics_by_hand():
     top = np.array([0, 0, 0, 1])
     p1 = np.array([0.1, 0.8, 0.6, 0.7])
-    got = finetune.ranking_metrics(np.stack([1 - p1, p1], 1), top)
+    got = eval_metrics.ranking_metrics(np.stack([1 - p1, p1], 1), top)
     # recalls 1/3 and 1; the positive outranks 2 of 3 negatives; precision 1/2 at its rank
     assert got == pytest.approx({"balanced_accuracy": 2 / 3, "auroc": 2 / 3, "auprc": 0.5})
     probs = np.array([[0.7, 0.2, 0.1], [0.2, 0.5, 0.3], [0.3, 0.3, 0.4], [0.5, 0.4, 0.1]])
-    got = finetune.ranking_metrics(probs, np.array([0, 1, 1, 0]))  # class 2 absent
+    got = eval_metrics.ranking_metrics(probs, np.array([0, 1, 1, 0]))  # class 2 absent
     assert got["balanced_accuracy"] == pytest.approx((1 + 0.5) / 2)
     assert got["auroc"] == pytest.approx((1.0 + 0.75) / 2)  # class 1: 3 of 4 pairs ranked right
-    one_class = finetune.ranking_metrics(np.stack([1 - p1, p1], 1), np.zeros(4, dtype=int))
+    one_class = eval_metrics.ranking_metrics(np.stack([1 - p1, p1], 1), np.zeros(4, dtype=int))
     assert one_class["balanced_accuracy"] == pytest.approx(0.25) and np.isnan(one_class["auroc"])
 
 
@@ -172,14 +177,14 @@ def test_regression_is_measured_against_the_training_mean():
     cfg = load_config("cpu-tiny", "finetune", ["task=regression", "temperature_scaling=false"])
     head = RegressionHead(EEGFMConfig(), 1)
     target = torch.tensor([0.0, 1.0, 1.0, 2.0])
-    got = finetune.evaluate(torch.tensor([[0.5], [1.0], [1.5], [1.5]]), target, cfg, head, [0.5])
+    got = eval_metrics.evaluate(torch.tensor([[0.5], [1.0], [1.5], [1.5]]), target, cfg, head, [0.5])
     # squared errors 0.25, 0, 0.25, 0.25 against the mean's 0.25, 0.25, 0.25, 2.25
     assert got == pytest.approx({"loss": 0.1875, "metric": 0.1875, "n_windows": 4, "baseline_loss": 0.75,
                                  "loss_vs_baseline": 0.25, "r2": 0.75})
     from eegfm.model.modeling import EEGFMModel
 
     model = EEGFMModel(EEGFMConfig(head="regression"))
-    finetune.init_head(model, [0.25], "regression", seed=0)  # the untrained head predicts the mean
+    ft_setup.init_head(model, [0.25], "regression", seed=0)  # the untrained head predicts the mean
     assert model.head.fc.bias.tolist() == [0.25]
 
 
@@ -224,7 +229,7 @@ def test_eval_json_breaks_the_held_out_metrics_down_by_site(finetuned, hms_data)
             if key.startswith("val_per_site/") and key.endswith("/kl")} == {s: m["kl"] for s, m in per_site.items()}
     # and drawn: each site's KL beside the class prior's
     assert (finetuned / "sites.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from eegfm.training.per_site import draw_per_site
+    from eegfm.evaluation.plots import draw_per_site
 
     losses, scores, calibration = draw_per_site(per_site).axes
     bars = [(round(p.get_y() + p.get_height() / 2, 6), p.get_width()) for p in losses.patches]
@@ -247,18 +252,18 @@ def test_per_site_metrics_partition_the_overall_ones():
     target = torch.softmax(torch.randn(30, 6, generator=generator) * 2, dim=1)
     sites = ["site-a"] * 12 + ["site-b"] * 18
     cfg = load_config("cpu-tiny", "finetune")
-    head = finetune.EEGFMModel(cfg.model_config()).head
+    head = ft_setup.EEGFMModel(cfg.model_config()).head
     prior = [1 / 6] * 6
-    overall = finetune.evaluate(logits, target, cfg, head, prior, temperature=1.5)
-    per_site = finetune.evaluate_per_site(logits, target, sites, cfg, head, prior, temperature=1.5)
+    overall = eval_metrics.evaluate(logits, target, cfg, head, prior, temperature=1.5)
+    per_site = eval_metrics.evaluate_per_site(logits, target, sites, cfg, head, prior, temperature=1.5)
     assert list(per_site) == ["site-a", "site-b"] and [m["n_windows"] for m in per_site.values()] == [12, 18]
     for key in ("kl", "baseline_kl", "accuracy", "brier", "baseline_brier"):  # means over windows: the sites' means
         # weighted by their windows (not ECE, AUROC ...)
         weighted = (12 * per_site["site-a"][key] + 18 * per_site["site-b"][key]) / 30
         assert weighted == pytest.approx(overall[key], rel=1e-6)
     assert per_site["site-a"]["kl"] == pytest.approx(
-        finetune.evaluate(logits[:12], target[:12], cfg, head, prior, temperature=1.5)["kl"])
-    assert finetune.evaluate_per_site(logits, target, ["site-a"] * 30, cfg, head, prior) == {}
+        eval_metrics.evaluate(logits[:12], target[:12], cfg, head, prior, temperature=1.5)["kl"])
+    assert eval_metrics.evaluate_per_site(logits, target, ["site-a"] * 30, cfg, head, prior) == {}
 
 
 def test_finetune_outputs_hugging_face_model_checkpoints_and_offline_wandb(finetuned):
@@ -282,19 +287,19 @@ def test_temperature_scaling_does_not_raise_validation_kl(finetuned):
     assert calibration["val_kl_after"] <= calibration["val_kl_before"] + 1e-9
     # And on known logits: targets softmax(z) given as 3z (overconfident) need T = 3.
     z = torch.randn(200, 6, generator=torch.Generator().manual_seed(0))
-    temperature, before, after = finetune.fit_temperature(3 * z, torch.softmax(z, -1))
+    temperature, before, after = eval_metrics.fit_temperature(3 * z, torch.softmax(z, -1))
     assert temperature == pytest.approx(3.0, rel=1e-3) and after < 1e-6 < before
-    temperature, before, after = finetune.fit_temperature(z / 2, torch.softmax(z, -1))  # underconfident
+    temperature, before, after = eval_metrics.fit_temperature(z / 2, torch.softmax(z, -1))  # underconfident
     assert temperature == pytest.approx(0.5, rel=1e-3) and after < before
     # Logits unrelated to the targets: the fit flattens them as far as it may (fine-tuning warns).
-    temperature, _, _ = finetune.fit_temperature(3 * z, torch.full((200, 6), 1 / 6, dtype=torch.float64))
-    assert temperature == pytest.approx(finetune.TEMPERATURE_RANGE[1], rel=1e-3)
+    temperature, _, _ = eval_metrics.fit_temperature(3 * z, torch.full((200, 6), 1 / 6, dtype=torch.float64))
+    assert temperature == pytest.approx(eval_metrics.TEMPERATURE_RANGE[1], rel=1e-3)
 
 
 def test_eval_json_reports_calibration_and_calibration_png_draws_it(finetuned):
     from PIL import Image
 
-    from eegfm.training.calibration import ece_of_bins
+    from eegfm.evaluation.calibration import ece_of_bins
 
     report = json.loads((finetuned / "eval.json").read_text())
     held = "test" if "test" in report else "val"
@@ -322,10 +327,10 @@ def test_saved_model_reloads_and_gives_the_evaluated_predictions(finetuned, hms_
 
     model = EEGFMModel.from_pretrained(finetuned / "model")
     run = json.loads((finetuned / "run.json").read_text())
-    plan = finetune.Plan(run["record_task"], run["split_group"], finetune.Split(**run["split"]), run["windows"],
+    plan = ft_plan.Plan(run["record_task"], run["split_group"], ft_plan.Split(**run["split"]), run["windows"],
                          run["class_counts"], run["prior"], None)
     loader = EEGLoader(hms_data, LoaderConfig(batch_size=16, shuffle=False, num_workers=0,
-                                              filters=finetune.split_filter(plan, "val")), infinite=False)
+                                              filters=ft_plan.split_filter(plan, "val")), infinite=False)
     kl, n = 0.0, 0
     for batch in loader:
         inputs = {k: v for k, v in model_inputs(batch).items() if k in ("eeg", "channel_mask")}
@@ -402,16 +407,16 @@ def test_gradual_unfreezing_goes_top_down():
     def trainable(prefix: str) -> bool:
         return all(p.requires_grad for n, p in model.named_parameters() if n.startswith(prefix))
 
-    levels = [finetune.unfreeze_level(cfg, step, steps_per_epoch=10) for step in (0, 9, 10, 25, 30, 99)]
+    levels = [ft_setup.unfreeze_level(cfg, step, steps_per_epoch=10) for step in (0, 9, 10, 25, 30, 99)]
     assert levels == [0, 0, 1, 2, 3, 3]
-    finetune.apply_unfreeze(model, cfg, 0)
+    ft_setup.apply_unfreeze(model, cfg, 0)
     assert trainable("head.") and not any(p.requires_grad for p in model.encoder.parameters())
-    finetune.apply_unfreeze(model, cfg, 1)  # the top third of 8 layers: patch layers 1..3
+    ft_setup.apply_unfreeze(model, cfg, 1)  # the top third of 8 layers: patch layers 1..3
     assert trainable("encoder.patch_layers.3") and trainable("encoder.patch_layers.1")
     assert not trainable("encoder.patch_layers.0") and not trainable("encoder.blocks.3")
-    finetune.apply_unfreeze(model, cfg, 2)  # 5 of 8: all patch layers and the top block
+    ft_setup.apply_unfreeze(model, cfg, 2)  # 5 of 8: all patch layers and the top block
     assert trainable("encoder.blocks.3") and not trainable("encoder.blocks.2") and not trainable("encoder.tokenizer")
-    finetune.apply_unfreeze(model, cfg, 3)
+    ft_setup.apply_unfreeze(model, cfg, 3)
     assert all(p.requires_grad for p in model.parameters())
 
 
@@ -425,8 +430,8 @@ def test_two_stage_second_stage_sees_only_windows_with_enough_votes(pretrained, 
     assert min(line["train/min_votes"] for line in first) < 5  # stage 1 trains on every voted window
     assert [line["step"] for line in lines] == [1, 2, 3, 4]  # stage 2 numbers its steps after stage 1
     run = json.loads((out / "run.json").read_text())
-    expected = sum(float(w["votes"].sum()) >= 5 for w in scan_windows(hms_data, finetune.split_filter(
-        finetune.Plan("hms6", "subject", finetune.Split(**run["split"]), {}, [], [], None), "train")))
+    expected = sum(float(w["votes"].sum()) >= 5 for w in scan_windows(hms_data, ft_plan.split_filter(
+        ft_plan.Plan("hms6", "subject", ft_plan.Split(**run["split"]), {}, [], [], None), "train")))
     assert run["stages"][1]["windows"] == expected > 0 and run["stages"][0]["windows"] == run["windows"]["train"]
 
 
@@ -434,7 +439,7 @@ def test_interrupted_run_resumes_to_the_same_model(pretrained, hms_data, tmp_pat
     common = ["--set", "temperature_scaling=false"]  # two steps, evaluated after the second
     assert _inline(pretrained, hms_data, tmp_path / "whole", *common) == 0
     stopped = _inline(pretrained, hms_data, tmp_path / "pieces", *common, "--stop_after", "1")
-    assert stopped == finetune.PREEMPTED_EXIT_CODE
+    assert stopped == PREEMPTED_EXIT_CODE
     assert not (tmp_path / "pieces" / "model").exists()
     # The checkpoint's split lies in both sites' files: --data with one of them is refused in one
     # line (it was a traceback from the loader), and the checkpoint stays for the right data.
@@ -594,7 +599,7 @@ def test_windows_shorter_than_a_patch_are_named_before_training(shared_data, pre
     with caplog.at_level("WARNING", logger="eegfm.training.pretrain"):
         check_window_lengths(str(out), 256)
     assert f"12 of the 18 windows in {out} are shorter than the model's patch of 256 samples (1 s)" in caplog.text
-    with pytest.raises(finetune.ConfigError, match=r"every window is shorter than the model's patch of 3072 "):
+    with pytest.raises(ConfigError, match=r"every window is shorter than the model's patch of 3072 "):
         check_window_lengths(str(out), 3072)  # nothing left: an error
     loader = EEGLoader(str(out), LoaderConfig(batch_size=4, num_workers=0, shuffle=False,
                                               filters=RecordFilter(min_samples=256)), rank=0, world_size=1,

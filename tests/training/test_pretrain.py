@@ -114,7 +114,7 @@ def test_torchrun_two_gloo_ranks_keep_identical_parameters(pipeline_output, tmp_
     assert [pos["rank"] for pos in state["loader"]] == [0, 1]
     assert state["world_size"] == 2
     # The weights moved (the all-reduced update happened) and match what rank 0 saved.
-    from eegfm.training.pretrain import parameter_digest
+    from eegfm.training.loop import parameter_digest
     from eegfm.model.modeling import EEGFMForPretraining
 
     model = EEGFMForPretraining.from_pretrained(out / "model")

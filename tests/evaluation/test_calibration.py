@@ -2,9 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from eegfm.training import finetune
-from eegfm.training.calibration import (brier_score, calibration_metrics, ece_of_bins, expected_calibration_error,
-                                  plot_reliability, reliability_bins)
+from eegfm.evaluation import metrics as eval_metrics
+from eegfm.evaluation.calibration import (brier_score, calibration_metrics, ece_of_bins, expected_calibration_error,
+                                          reliability_bins)
+from eegfm.evaluation.plots import plot_reliability
 
 
 def _one_hot(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -55,7 +56,7 @@ def test_overconfidence_shows_as_ece_and_temperature_scaling_removes_it():
     assert expected_calibration_error(calibrated, target) < 0.03
     assert expected_calibration_error(overconfident, target) > 0.15
     assert brier_score(overconfident, target) > brier_score(calibrated, target)
-    temperature, _, _ = finetune.fit_temperature(torch.from_numpy(3 * logits), torch.from_numpy(target))
+    temperature, _, _ = eval_metrics.fit_temperature(torch.from_numpy(3 * logits), torch.from_numpy(target))
     assert temperature == pytest.approx(3.0, rel=0.1)
     rescaled = torch.softmax(torch.from_numpy(3 * logits / temperature), -1).numpy()
     assert expected_calibration_error(rescaled, target) < 0.03
@@ -65,7 +66,7 @@ def test_metrics_carry_calibration_next_to_the_class_prior():
     rng = np.random.default_rng(2)
     logits = torch.from_numpy(rng.normal(0.0, 1.0, size=(500, 6)))
     target = torch.from_numpy(_one_hot(_sampled(logits.numpy(), 3), 6))
-    metrics = finetune.classification_metrics(logits, target, prior=[1 / 6] * 6)
+    metrics = eval_metrics.classification_metrics(logits, target, prior=[1 / 6] * 6)
     assert metrics["ece"] < 0.08 and 0 < metrics["brier"] < 1
     # The uniform prior always says 1/6 for one class (the first), right on 1/6 of the windows.
     assert metrics["baseline_ece"] == pytest.approx(abs(1 / 6 - target[:, 0].mean().item()))

@@ -1,5 +1,5 @@
 """How far a classifier's stated confidence can be trusted: expected calibration error (ECE),
-the Brier score and a reliability diagram (calibration.png beside eval.json).
+the Brier score and the reliability bins that calibration.png (``evaluation.plots``) draws.
 
 Targets may be distributions (hms6's expert votes) as well as one-hot labels. A window's
 "correctness" is then the share of its target on the predicted class: the chance that a rater
@@ -9,9 +9,6 @@ their raters' votes is calibrated, whatever the raters' disagreement.
 """
 
 from __future__ import annotations
-
-from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
@@ -72,36 +69,3 @@ def brier_score(probs: np.ndarray, target: np.ndarray) -> float:
 def calibration_metrics(probs: np.ndarray, target: np.ndarray) -> dict[str, float]:
     """``ece`` and ``brier`` for eval.json."""
     return {"ece": expected_calibration_error(probs, target), "brier": brier_score(probs, target)}
-
-
-def plot_reliability(curves: Sequence[tuple[str, dict[str, list]]], title: str, path: str | Path) -> None:
-    """A reliability diagram at ``path`` (PNG): each ``(name, reliability_bins(...))`` as observed
-    against stated confidence, points sized by their windows, over the diagonal a calibrated model
-    follows; below, how the windows spread over the confidence bins."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(5.6, 6.4))
-    FigureCanvasAgg(figure)
-    top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
-    top.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="calibrated")
-    colours = ("tab:red", "tab:blue", "tab:green", "tab:purple")
-    for (name, bins), colour in zip(curves, colours):
-        counts = np.asarray(bins["count"], dtype=np.float64)
-        seen = counts > 0
-        confidence, observed = np.asarray(bins["confidence"])[seen], np.asarray(bins["observed"])[seen]
-        top.plot(confidence, observed, color=colour, linewidth=1.2, label=name)
-        top.scatter(confidence, observed, s=12 + 240 * counts[seen] / counts.sum(), color=colour, alpha=0.7)
-        edges = np.asarray(bins["edges"])
-        bottom.stairs(counts, edges, color=colour, linewidth=1.2)
-    top.set_xlim(0, 1)
-    top.set_ylim(0, 1)
-    top.set_ylabel("target share of the predicted class\n(accuracy for one-hot labels)")
-    top.set_title(title, fontsize=10)
-    top.legend(loc="upper left", fontsize=8)
-    top.grid(alpha=0.3)
-    bottom.set_xlabel("confidence (probability of the predicted class)")
-    bottom.set_ylabel("windows")
-    bottom.grid(alpha=0.3)
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)

@@ -1,10 +1,11 @@
-"""The held-out confusion matrix (training.confusion)."""
+"""The held-out confusion matrix (evaluation.metrics, evaluation.plots)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from eegfm.training.confusion import confusion_matrix, plot_confusion
+from eegfm.evaluation.metrics import confusion_matrix
+from eegfm.evaluation.plots import plot_confusion
 
 
 def test_counts_land_in_their_true_row_and_predicted_column(tmp_path):

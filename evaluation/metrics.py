@@ -1,0 +1,164 @@
+"""A fine-tuned model's held-out metrics, as eval.json, loso.json and robustness.json report them:
+KL and accuracy against the class-prior baseline, ranking scores, calibration, per-site metrics,
+the confusion matrix and temperature scaling.
+
+``cfg`` is a run's ``FinetuneConfig`` (its ``task`` and ``head`` are read); ``logits`` are the
+head's output (a binary head's single logit becomes the class logits ``[0, z]``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from eegfm.evaluation.calibration import calibration_metrics, reliability_bins
+from eegfm.training import losses
+
+TEMPERATURE_RANGE = (0.01, 100.0)  # fit_temperature's search range
+
+
+def class_logits(logits: torch.Tensor, cfg: Any) -> torch.Tensor:
+    """Logits over the classes: a binary head's single logit becomes ``[0, z]``."""
+    return losses.binary_logits(logits) if cfg.head == "binary" else logits
+
+
+def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> tuple[float, float, float]:
+    """The temperature T minimising the mean KL(target || softmax(logits / T)) (= the negative
+    log-likelihood up to the targets' entropy): a log-spaced grid from 0.01 to 100, refined by
+    golden-section search around the best grid point. Returns (T, KL at T=1, KL at T); T=1 is on
+    the grid and kept unless beaten, so calibration never raises the validation KL."""
+    logits, target = logits.double(), target.double()
+
+    def objective(log_t: float) -> float:
+        return float(losses.kl_divergence(logits / math.exp(log_t), target))
+
+    grid = sorted(set(np.linspace(*map(math.log, TEMPERATURE_RANGE), 81).tolist()) | {0.0})
+    values = [objective(g) for g in grid]
+    best = int(np.argmin(values))
+    low, high = grid[max(0, best - 1)], grid[min(len(grid) - 1, best + 1)]
+    ratio = (math.sqrt(5) - 1) / 2
+    a, b = high - ratio * (high - low), low + ratio * (high - low)
+    fa, fb = objective(a), objective(b)
+    for _ in range(40):
+        if fa < fb:
+            high, b, fb = b, a, fa
+            a = high - ratio * (high - low)
+            fa = objective(a)
+        else:
+            low, a, fa = a, b, fb
+            b = low + ratio * (high - low)
+            fb = objective(b)
+    log_t, value = min([(grid[best], values[best]), (a, fa), (b, fb)], key=lambda item: item[1])
+    return math.exp(log_t), objective(0.0), value
+
+
+def classification_metrics(logits: torch.Tensor, target: torch.Tensor, prior: Sequence[float],
+                           temperature: float = 1.0) -> dict[str, float]:
+    """KL(target || prediction), accuracy of the top class, the ranking metrics and calibration
+    (ECE, Brier), next to the class-prior baseline (the training split's mean target for every
+    window), over the windows with a target. ``logits`` are class logits (binary: ``[0, z]``)."""
+    distribution, keep = losses.as_distribution(target, logits.shape[-1])
+    logits, distribution = logits[keep].double() / temperature, distribution[keep].double()
+    baseline = losses.class_prior_log_probs(torch.tensor(prior)).double().expand_as(distribution)
+    kl = float(losses.kl_divergence(logits, distribution))
+    baseline_kl = float(losses.kl_divergence(baseline, distribution))
+    top = distribution.argmax(-1)
+    probs, baseline_probs, targets = logits.softmax(-1).numpy(), baseline.exp().numpy(), distribution.numpy()
+    baseline_calibration = calibration_metrics(baseline_probs, targets)
+    return {"kl": kl, "baseline_kl": baseline_kl, "kl_vs_baseline": kl / baseline_kl if baseline_kl > 0 else math.nan,
+            "accuracy": float((logits.argmax(-1) == top).double().mean()),
+            "baseline_accuracy": float((baseline.argmax(-1) == top).double().mean()),
+            **ranking_metrics(probs, top.numpy()),
+            **calibration_metrics(probs, targets),
+            "baseline_ece": baseline_calibration["ece"], "baseline_brier": baseline_calibration["brier"],
+            "n_windows": int(keep.sum())}
+
+
+def ranking_metrics(probs: np.ndarray, top: np.ndarray) -> dict[str, float]:
+    """What papers on imbalanced EEG tasks report (eegmat is 3:1 rest:task), from the class
+    probabilities ``probs`` [N, C] and each window's target class ``top``: balanced accuracy
+    (the mean recall of the classes present), AUROC (binary; macro one-vs-rest over the classes
+    present with C > 2) and, for two classes, AUPRC of class 1; with more, Cohen's kappa and the
+    class-weighted F1 (what the TUEV benchmarks report). NaN where a class is missing."""
+    from sklearn.metrics import average_precision_score, cohen_kappa_score, f1_score, roc_auc_score  # 1 s to import
+
+    present = sorted(set(top.tolist()))
+    predicted = probs.argmax(-1)
+    balanced = float(np.mean([(predicted[top == c] == c).mean() for c in present])) if present else math.nan
+    if probs.shape[1] == 2:
+        separable = len(present) == 2
+        return {"balanced_accuracy": balanced,
+                "auroc": float(roc_auc_score(top == 1, probs[:, 1])) if separable else math.nan,
+                "auprc": float(average_precision_score(top == 1, probs[:, 1])) if separable else math.nan}
+    aucs = [roc_auc_score(top == c, probs[:, c]) for c in present if 0 < (top == c).sum() < len(top)]
+    agree = len(set(top.tolist()) | set(predicted.tolist())) > 1  # else kappa divides 0 by 0
+    return {"balanced_accuracy": balanced, "auroc": float(np.mean(aucs)) if aucs else math.nan,
+            "cohen_kappa": float(cohen_kappa_score(top, predicted)) if agree else math.nan,
+            "f1_weighted": (float(f1_score(top, predicted, average="weighted", zero_division=0)) if present
+                            else math.nan)}
+
+
+def evaluate(logits: torch.Tensor, target: torch.Tensor, cfg: Any, head: torch.nn.Module,
+             prior: Sequence[float], temperature: float = 1.0) -> dict[str, float]:
+    """Validation metrics; ``metric`` is what early stopping minimises (hms6: KL; else the loss)."""
+    if cfg.task == "regression":
+        loss = float(head.loss(logits, target)) if len(logits) else math.nan
+        metrics = {"loss": loss, "metric": loss, "n_windows": int((~torch.isnan(target)).sum())}
+        if len(prior) == 1 and len(logits):  # mean squared error of always predicting the training mean
+            baseline = float(head.loss(torch.full_like(logits, prior[0]), target))
+            metrics.update(baseline_loss=baseline, loss_vs_baseline=loss / baseline if baseline > 0 else math.nan,
+                           r2=1 - loss / baseline if baseline > 0 else math.nan)
+        return metrics
+    metrics = classification_metrics(class_logits(logits, cfg), target, prior, temperature)
+    metrics["loss"] = metrics["kl"] if cfg.task == "hms6" else float(
+        losses.soft_cross_entropy(class_logits(logits, cfg).double() / temperature, target))
+    metrics["metric"] = metrics["kl"] if cfg.task == "hms6" else metrics["loss"]
+    return metrics
+
+
+def evaluate_per_site(logits: torch.Tensor, target: torch.Tensor, sites: Sequence[str], cfg: Any,
+                      head: torch.nn.Module, prior: Sequence[float], temperature: float = 1.0
+                      ) -> dict[str, dict[str, float]]:
+    """:func:`evaluate` on each site's windows (against the same training prior): where a model
+    fitted on several sites works and where it does not. Empty for a single site."""
+    names, found = np.asarray(sites), sorted(set(sites))
+    if len(found) < 2:
+        return {}
+    return {site: evaluate(logits[keep], target[keep], cfg, head, prior, temperature)
+            for site in found for keep in [torch.from_numpy(names == site)]}
+
+
+def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """Window counts, ``[actual class, predicted class]``."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(matrix, (np.asarray(actual, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
+    return matrix
+
+
+def confusion_of(logits: torch.Tensor, target: torch.Tensor, cfg: Any, split: str,
+                 classes: Sequence[str]) -> dict[str, Any]:
+    """The held-out windows' confusion matrix (rows: the target's top class), for eval.json."""
+    logits = class_logits(logits, cfg)
+    distribution, keep = losses.as_distribution(target, logits.shape[-1])
+    matrix = confusion_matrix(distribution[keep].argmax(-1).numpy(), logits[keep].argmax(-1).numpy(),
+                              logits.shape[-1])
+    return {"split": split, "classes": list(classes), "matrix": matrix.tolist()}
+
+
+def reliability_of(logits: torch.Tensor, target: torch.Tensor, cfg: Any, split: str,
+                   temperature: float) -> dict[str, Any]:
+    """The held-out windows' reliability bins before and, where a temperature was fitted, after
+    calibration, for eval.json and calibration.png."""
+    logits = class_logits(logits, cfg)
+    distribution, keep = losses.as_distribution(target, logits.shape[-1])
+    logits, distribution = logits[keep].double(), distribution[keep].double().numpy()
+    report: dict[str, Any] = {"split": split, "uncalibrated": reliability_bins(logits.softmax(-1).numpy(),
+                                                                               distribution)}
+    if temperature != 1.0:
+        report["calibrated"] = reliability_bins((logits / temperature).softmax(-1).numpy(), distribution)
+        report["temperature"] = temperature
+    return report

@@ -1,0 +1,5 @@
+import sys
+
+from eegfm.training.finetune.cli import main
+
+sys.exit(main())

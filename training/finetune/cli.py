@@ -1,0 +1,78 @@
+"""The ``python -m eegfm.training.finetune`` command: its options and the run under a launcher."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from eegfm.core.config import user_file_path, user_path
+from eegfm.core.logs import setup_logging
+from eegfm.core.tasks import TASK_CLASSES
+from eegfm.training.config import TASK_HEADS, ConfigError, FinetuneConfig, load_config
+from eegfm.training.distributed import Dist
+from eegfm.training.finetune.loop import train
+from eegfm.training.finetune.plan import RECORD_TASKS
+from eegfm.training.finetune.setup import resolve_pretrained
+from eegfm.training.loop import add_run_arguments, launch, run_overrides
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eegfm.training.finetune",
+        description="Fine-tune a pretrained eegfm encoder on a labeled task (HMS six-class expert votes, "
+        "eegmat rest/task, ...): linear probe, adapters or full fine-tuning with layer-wise lr decay and "
+        "gradual unfreezing; subject-grouped validation split, early stopping, temperature scaling; "
+        "writes a Hugging Face model folder and eval.json. Run it under torchrun for DDP.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    add_run_arguments(parser, kind="finetune")
+    parser.add_argument("--pretrained", required=True, type=user_path,
+                        help="Hugging Face model folder with config.json: the model/ folder of training.pretrain "
+                        "(or its run folder; model-best/ for the checkpoint with the lowest validation loss, "
+                        "where pretraining wrote one), or an earlier fine-tuned model")
+    parser.add_argument("--output", required=True, type=user_file_path,
+                        help="run folder: model/ (Hugging Face), eval.json, confusion.png (classification), "
+                        "sites.png (held-out metrics by site), metrics.jsonl, curves.png (learning curves), run.json, "
+                        "checkpoints/, wandb/")
+    parser.add_argument("--task", default=None, choices=sorted(TASK_HEADS),
+                        help="label space and head (hms6: KL to expert-vote distributions; "
+                        + "; ".join(f"{task}: {', '.join(TASK_CLASSES[record])}" for task, record in RECORD_TASKS.items()
+                                    if task != "hms6")
+                        + "; binary/multiclass/regression: generic heads on the windows' `label`, with --record_task); "
+                        "default: the config's task")
+    parser.add_argument("--mode", default=None, choices=["linear", "adapter", "full"],
+                        help="linear probe (frozen encoder), adapters (adapter_kind/adapter_rank) or full "
+                        "fine-tuning; default: the config's mode")
+    parser.add_argument("--record_task", default=None,
+                        help="the `task` value of the windows to train on (default: "
+                        + ", ".join(f"{task} -> {record}" for task, record in RECORD_TASKS.items())
+                        + "; eegmmi's executed movements: eegmmi_movement; required for binary/multiclass/regression)")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
+    """The run's config: ``--config`` with ``--set``, then ``--task`` and ``--mode`` on top."""
+    overrides = run_overrides(args)
+    overrides += [f"task={args.task}"] if args.task else []
+    overrides += [f"mode={args.mode}"] if args.mode else []
+    if args.task == "regression" and not any(o.partition("=")[0].strip() == "temperature_scaling" for o in overrides):
+        # The presets calibrate classifiers; a regression head has no probabilities to calibrate.
+        overrides.append("temperature_scaling=false")
+    return load_config(args.config, "finetune", overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg = config_from_args(args)
+        resolve_pretrained(args.pretrained)
+    except ConfigError as err:
+        print(f"finetune: {err}", file=sys.stderr)
+        return 2
+
+    def run(dist: Dist) -> int:
+        setup_logging("INFO" if dist.is_main else "WARNING")  # split, epochs, calibration: rank 0 reports
+        return train(cfg, dist, args.data, args.pretrained, args.output, args.resume,
+                     record_task=args.record_task, stop_after=args.stop_after)
+
+    return launch("finetune", args.backend or cfg.backend, args.device, run)

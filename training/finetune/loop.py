@@ -1,0 +1,271 @@
+"""Fine-tuning's training loop: set up, then per stage, per step: batch, forward, backward, step,
+log; evaluate the validation split every epoch (or ``eval_every`` steps); checkpoint; stop early."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eegfm.core.logs import get_logger
+from eegfm.core.run_lock import release_run_lock
+from eegfm.evaluation.metrics import evaluate
+from eegfm.model import adapters as adapters_lib
+from eegfm.training import checkpoint as ckpt
+from eegfm.training.config import ConfigError, FinetuneConfig
+from eegfm.training.data import EEGLoader, check_data, data_dirs
+from eegfm.training.distributed import Dist, StopVote, unwrap
+from eegfm.training.finetune.plan import (RECORD_TASKS, Plan, check_plan_files, plan_data, split_filter,
+                                          stages_of)
+from eegfm.training.finetune.report import best_weights, collect, finish
+from eegfm.training.finetune.setup import (Run, build_run, configure_mode, init_head, inputs_for, load_model,
+                                           patch_size_of, resolve_pretrained, set_trainable, targets_of)
+from eegfm.training.loop import (MODEL_KEYS, PREEMPTED_EXIT_CODE, autocast, backward, check_model_unchanged,
+                                 check_replicas, claim_output, configure_kernels, loader_config, optimizer_step,
+                                 step_seed)
+from eegfm.training.run_log import RunLog
+from eegfm.training.splits import SPLITS
+
+log = get_logger("eegfm.training.finetune")
+
+
+def train_step(run: Run, batches) -> dict[str, Any]:
+    """One optimizer step over ``grad_accum_steps`` micro-batches; returns the step's metrics."""
+    cfg, dist, model = run.cfg, run.dist, run.model
+    accum = cfg.optim.grad_accum_steps
+    model.train()
+    if cfg.mode == "linear":
+        unwrap(model).encoder.eval()  # a frozen encoder is a fixed feature extractor (no dropout)
+    total, n_samples, min_votes = 0.0, 0, math.inf
+    for micro in range(accum):
+        batch = next(batches)
+        # Dropout draws from a stream fixed by (seed, rank, stage, step, micro-step), seeded after
+        # the loader (whose first batch draws a DataLoader seed from the global RNG): resume-exact.
+        torch.manual_seed(step_seed(cfg.seed, dist.rank, run.stage.index, run.step, micro))
+        inputs = inputs_for(model, batch, dist.device)
+        target = targets_of(batch, cfg, dist.device)
+        with dist.no_sync(model, skip=micro < accum - 1):
+            with autocast(dist, run.amp_dtype):
+                logits = model(**inputs).logits
+            loss = run.loss_fn(logits.float(), target) / accum
+            backward(loss, run.scaler)
+        total += loss.detach().double()  # read when the loop logs, not here: float() would wait for the GPU
+        n_samples += inputs["eeg"].shape[0]
+        min_votes = min(min_votes, float(batch["n_votes"].min()))
+    grad_norm = optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
+    run.step += 1
+    run.samples += n_samples * dist.world_size
+    return {"loss": total, "grad_norm": grad_norm, "lr": max(run.scheduler.get_last_lr()),
+            "min_votes": min_votes, "samples": n_samples}
+
+
+def save(run: Run, output: Path, is_best: bool) -> None:
+    """Collective checkpoint; ``is_best`` moves the ``best`` pointer (kept out of rotation)."""
+    state = run.state_dict()
+    if run.dist.is_main:
+        path = ckpt.save_checkpoint(output / "checkpoints", run.global_step, state, keep_last=run.cfg.keep_last,
+                                    is_best=is_best)
+        if is_best:
+            log.info("best checkpoint so far: %s", path)
+    run.dist.barrier()
+
+
+def train(cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], pretrained: str, output: Path,
+          resume: str = "auto", record_task: str | None = None, stop_after: int | None = None) -> int:
+    """Fine-tune; returns the process exit status (0 done, 143 preempted and checkpointed)."""
+    try:
+        return _train(cfg, dist, data, pretrained, output, resume, record_task, stop_after)
+    finally:
+        release_run_lock(output)  # taken once the arguments are checked (a no-op where none was)
+
+
+def _resume_or_plan(cfg: FinetuneConfig, dist: Dist, data: list[str], pretrained: str, output: Path, resume: str,
+                    record_task: str) -> tuple[Plan, dict[str, Any] | None]:
+    """The checkpoint's plan and state where the run resumes (the split it started with, whatever
+    --data holds now), else a new plan (rank 0 scans, every rank fails alike)."""
+    start = ckpt.resolve_resume(resume, output / "checkpoints") if dist.is_main else None
+    start = dist.broadcast_object(None if start is None else str(start))
+    if start is not None:
+        state = ckpt.load_checkpoint(start, map_location="cpu")
+        saved = state.get("config", {})
+        check_model_unchanged(saved, cfg.to_dict(), start, MODEL_KEYS + (
+            ("task", "mode", "adapter_kind", "adapter_rank") if "adapter" in (cfg.mode, saved.get("mode"))
+            else ("task", "mode")))
+        plan = Plan.from_dict(state["plan"])
+        check_plan_files(plan, data, start)
+        return plan, state
+    found: dict[str, Any] = {}
+    if dist.is_main:
+        try:
+            found = {"plan": plan_data(data, cfg, record_task, patch_size_of(pretrained)).to_dict()}
+        except (ConfigError, FileNotFoundError) as err:
+            found = {"error": str(err)}
+    found = dist.broadcast_object(found)  # every rank fails alike, none waits forever
+    if "error" in found:
+        raise ConfigError(found["error"])
+    return Plan.from_dict(found["plan"]), None
+
+
+@dataclasses.dataclass
+class FineTuning:
+    """What the stages of one invocation share."""
+
+    cfg: FinetuneConfig
+    dist: Dist
+    data: list[str]
+    output: Path
+    plan: Plan
+    val_loader: EEGLoader
+    run_log: RunLog
+    stop_vote: StopVote
+    stop_after: int | None
+    steps_here: int = 0
+    best_eval: tuple[torch.Tensor, torch.Tensor, list[str]] | None = None  # the best weights' validation logits
+
+
+def _train(cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], pretrained: str, output: Path,
+           resume: str = "auto", record_task: str | None = None, stop_after: int | None = None) -> int:
+    """The run, in ``output`` once this process holds it (``loop.claim_output``)."""
+    record_task = record_task or RECORD_TASKS.get(cfg.task)
+    if record_task is None:
+        raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry "
+                          f"(known: {', '.join(f'{k}={v}' for k, v in RECORD_TASKS.items())})")
+    if dist.backend == "horovod" and cfg.unfreeze_schedule:
+        raise ConfigError("unfreeze_schedule: Horovod registers gradient hooks once, so gradual unfreezing "
+                          "needs torchrun (DDP); set unfreeze_schedule: [] for Horovod")
+    configure_kernels(cfg, dist.device)
+    resolve_pretrained(pretrained)  # fail before the data pass
+    data = check_data(data, dist.is_main)
+    claim_output(output, dist)
+    plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task)
+    model, fresh = load_model(pretrained, cfg)
+    if fresh:
+        init_head(model, plan.prior, cfg.task, cfg.seed)
+    configure_mode(model, cfg)
+    model.to(dist.device)
+    n_params, n_trainable = adapters_lib.count_parameters(model), adapters_lib.count_trainable(model)
+    stages = stages_of(cfg, plan)
+    if dist.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "run.json").write_text(json.dumps({
+            "config": cfg.to_dict(), "pretrained": str(resolve_pretrained(pretrained)), "data": data_dirs(data),
+            "record_task": plan.record_task, "split_group": plan.split_group,
+            "split": {k: list(plan.split.of(k)) for k in SPLITS}, "windows": plan.windows,
+            "class_counts": plan.class_counts, "prior": plan.prior,
+            "stages": [dataclasses.asdict(s) for s in stages], "world_size": dist.world_size,
+            "backend": dist.backend, "device": str(dist.device), "torch": torch.__version__,
+            "parameters": n_params, "trainable_parameters": n_trainable,
+        }, indent=2, sort_keys=True, default=str))
+    log.info("task %s, mode %s: %d of %d parameters trainable (%.2f%%); windows %s", cfg.task, cfg.mode,
+             n_trainable, n_params, 100.0 * n_trainable / n_params, plan.windows)
+    run_log = RunLog(cfg, dist, output, f"fine-tuning: {cfg.task} ({cfg.mode})", log)
+    val_config = loader_config(cfg.loader, model.config.patch_size, filters=split_filter(plan, "val"), train=False)
+    val_loader = EEGLoader(data, val_config, rank=dist.rank, world_size=dist.world_size, infinite=False,
+                           windows_per_file=plan.files.get("val"))
+    job = FineTuning(cfg, dist, data, output, plan, val_loader, run_log, StopVote(dist), stop_after)
+    start_stage = None if state is None else int(state["stage"])
+    status, best, offset = 0, math.inf, 0
+    with ckpt.PreemptionHandler() as preemption, run_log:
+        for stage in stages:
+            if start_stage is not None and stage.index < start_stage:
+                continue
+            if stage.index > 0 and (start_stage is None or stage.index > start_stage):
+                weights = best_weights(output, dist)  # stage 2 starts from stage 1's best
+                if weights is not None:
+                    unwrap(model).load_state_dict(weights)
+            run = build_run(cfg, dist, data, plan, stage, unwrap(model), best_metric=best, offset=offset)
+            if state is not None and int(state["stage"]) == stage.index:
+                run.load_state_dict(state)
+                log.info("resumed %s at step %d (epoch %d)", stage.name, run.step, run.epoch)
+                state = None
+            stopped = _train_stage(job, run, preemption)
+            best, offset = run.best_metric, run.global_step
+            if stopped:
+                status = PREEMPTED_EXIT_CODE
+                break
+        job.stop_vote.close()
+        if status == 0:
+            check_replicas(run, output)
+            finish(run, cfg, dist, data, plan, output, run_log.tracker, run.amp_dtype, val_loader, job.best_eval)
+    dist.barrier()
+    return status
+
+
+def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) -> bool:
+    """Train ``run``'s stage to its end (all epochs, or early stopping); True where the job
+    stops first (preemption, ``--stop_after``), checkpointed."""
+    cfg, stage = job.cfg, run.stage
+    set_trainable(run)
+    batches = job.run_log.timed(run.loader)
+    job.run_log.bar(run.total_steps, run.step, f"finetune {stage.name}")
+    window, stop = _empty_window(), False
+    while not run.done and run.step < run.total_steps:
+        set_trainable(run)
+        result = train_step(run, batches)
+        job.steps_here += 1
+        window["loss"] += result["loss"]
+        window["n"] += 1
+        window["min_votes"] = min(window["min_votes"], result["min_votes"])
+        job.run_log.count(samples=result["samples"])
+        job.run_log.progress.update(1)
+        if run.step % cfg.log_every == 0 or run.step == run.total_steps:
+            _log_interval(job, run, window, result)
+            window = _empty_window()
+        evaluate_now = run.step % (cfg.eval_every or run.steps_per_epoch) == 0 or run.step == run.total_steps
+        is_best = evaluate_now and _validate(job, run)
+        stop = job.stop_vote.vote(preemption.requested, job.stop_after is not None and job.steps_here >= job.stop_after)
+        if evaluate_now or run.step % cfg.save_every == 0 or stop:
+            save(run, job.output, is_best)
+        if stop and not run.done:
+            break
+    job.run_log.close_bar()
+    if stop and not run.done:
+        log.warning("stopping in %s at step %d (%s); resume with --resume auto", stage.name, run.step,
+                    job.stop_vote.reason)
+        return True
+    return False
+
+
+def _empty_window() -> dict[str, float]:
+    return {"loss": 0.0, "n": 0, "min_votes": math.inf}
+
+
+def _log_interval(job: FineTuning, run: Run, window: dict[str, Any], result: dict[str, Any]) -> None:
+    """The log interval's training line: mean loss, gradient norm, fewest votes, rates."""
+    dist = job.dist
+    metrics = dist.mean({"loss": window["loss"] / window["n"], "grad_norm": result["grad_norm"]})
+    metrics["min_votes"] = -dist.max({"m": -window["min_votes"]})["m"]
+    metrics.update(lr=result["lr"], epoch=run.step / run.steps_per_epoch, stage=run.stage.index + 1,
+                   **job.run_log.rates())
+    job.run_log.record({f"train/{k}" if k not in ("epoch", "stage", "lr") else k: v for k, v in metrics.items()},
+                       run.global_step)
+    job.run_log.end_interval(metrics, run.loader.config.num_workers)
+
+
+def _validate(job: FineTuning, run: Run) -> bool:
+    """Evaluate the validation split, log it, count evaluations without improvement; True where
+    the weights are the best so far."""
+    cfg = job.cfg
+    logits, target, sites = collect(run.model, job.val_loader, cfg, job.dist, run.amp_dtype)
+    val = evaluate(logits, target, cfg, unwrap(run.model).head, job.plan.prior)
+    is_best = val["metric"] < run.best_metric
+    if is_best:
+        job.best_eval = (logits, target, sites)
+    run.best_metric = min(run.best_metric, val["metric"])
+    run.bad_evals = 0 if is_best else run.bad_evals + 1
+    patience = cfg.early_stopping_patience
+    if run.step >= run.total_steps or (patience is not None and run.bad_evals >= patience):
+        run.done = True
+    job.run_log.record({**{f"val/{k}": v for k, v in val.items()}, "epoch": run.step / run.steps_per_epoch,
+                        "stage": run.stage.index + 1, "best": is_best}, run.global_step)
+    log.info("%s step %d (epoch %.2f): val %s %.4f (class-prior baseline %.4f)%s", run.stage.name,
+             run.step, run.step / run.steps_per_epoch, "kl" if cfg.task == "hms6" else "loss",
+             val["metric"], val.get("baseline_kl", math.nan), ", best so far" if is_best else "")
+    if run.done and run.step < run.total_steps:
+        log.info("%s: early stopping after %d evaluations without improvement", run.stage.name, run.bad_evals)
+    return is_best

@@ -1,0 +1,155 @@
+"""Pretraining's validation: the subjects (``split_group: site``: sites) that ``val_fraction``
+holds out of training, chosen from the manifest's counts by :func:`training.splits.hold_out`, and
+the pretraining losses on up to ``val_windows`` of their windows, logged as ``val/...`` at every
+checkpoint (and every ``eval_every`` steps) to rank the checkpoints for ``best``."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from eegfm.core.logs import get_logger
+from eegfm.pipelines.schema import CHANNELS
+from eegfm.training.config import ConfigError, PretrainConfig
+from eegfm.training.data import EEGLoader, RecordFilter, data_label, describe, model_inputs
+from eegfm.training.distributed import Dist, unwrap
+from eegfm.training.loop import TrainState, autocast, loader_config, step_seed
+from eegfm.training.splits import HeldOut, corpus_split_windows, hold_out
+from eegfm.training.tracking import ReconstructionMeter
+
+log = get_logger("eegfm.training.pretrain")
+
+
+def measure_reconstruction(run: TrainState, meter: ReconstructionMeter, batch: dict[str, Any], inputs: dict[str, Any],
+                           out: Any) -> None:
+    """Add a micro-batch's masked reconstruction error, per channel and site, to ``meter``."""
+    tokenizer = unwrap(run.model).encoder.tokenizer
+    with torch.no_grad():
+        target = tokenizer.to_patches(inputs["eeg"].float() * tokenizer.scale).flatten(2)
+        mask = out.sample_mask & (inputs["channel_mask"] > 0.5).unsqueeze(-1)
+        meter.add(out.reconstruction.float(), target, mask, batch["site_id"])
+
+
+def plan_validation(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str]) -> HeldOut | None:
+    """Rank 0 chooses the held-out groups (from the manifest) and every rank gets them; a data
+    problem fails every rank alike rather than leaving the others waiting."""
+    found: dict[str, Any] = {}
+    if dist.is_main:
+        try:
+            found = {"held_out": hold_out(data, cfg.val_fraction, cfg.split_group, cfg.seed,
+                                          tuple(cfg.exclude_corpus_splits))}
+        except (OSError, ValueError) as err:  # a missing folder, an unreachable store, no shards
+            found = {"error": f"--data {data_label(data)}: {err}"}
+    found = dist.broadcast_object(found)
+    if "error" in found:
+        raise ConfigError(found["error"])
+    return found["held_out"]
+
+
+def corpus_split_filter(cfg: PretrainConfig, data: str | Sequence[str], say: bool) -> RecordFilter:
+    """The windows pretraining reads: all but those of ``exclude_corpus_splits``. Says how many
+    that leaves out where the manifest counts them; none left is an error naming the setting."""
+    splits = tuple(cfg.exclude_corpus_splits)
+    try:
+        counts = describe(data).counts
+    except OSError:  # no manifest: the loader's filter still applies
+        counts = {}
+    excluded = corpus_split_windows(counts, splits) if splits else None
+    total = int(counts.get("windows", 0) or 0)
+    if excluded and excluded >= total:
+        raise ConfigError(f"exclude_corpus_splits: all {total} windows of {data_label(data)} are of the corpus "
+                          f"split(s) {', '.join(splits)}, which pretraining leaves out (a benchmark's test "
+                          "recordings); preprocess the corpus's train recordings, or set exclude_corpus_splits=[] "
+                          "to pretrain on them")
+    if excluded and say:
+        log.info("pretraining leaves out %d of %d windows: the corpus's %s split (exclude_corpus_splits; "
+                 "[] pretrains on them too)", excluded, total, "/".join(splits))
+    return RecordFilter(exclude_corpus_splits=splits)
+
+
+def validation_due(cfg: PretrainConfig, step: int) -> bool:
+    """Validate at every scheduled checkpoint (its metric picks ``best``) and every ``eval_every``."""
+    return (step % cfg.save_every == 0 or step == cfg.optim.max_steps
+            or (cfg.eval_every is not None and step % cfg.eval_every == 0))
+
+
+class Validation:
+    """The pretraining losses on held-out windows (``PretrainConfig.val_fraction``), on rank 0.
+
+    Rank 0 reads the first ``val_windows`` held-out windows in file order (whole batches) once
+    and keeps them; every evaluation runs the same batches with the same masks (generators seeded
+    by seed and batch), so two validation losses differ only by the weights that produced them,
+    whatever the number of ranks. The other ranks wait at their next collective meanwhile (a few
+    seconds every ``save_every`` steps), which costs less than each of them scanning the data
+    for its own share.
+    """
+
+    def __init__(self, run: TrainState, data: str | Sequence[str], held_out: HeldOut):
+        cfg = run.cfg
+        # Read once and kept: worker processes would only outlive the single pass.
+        section = dataclasses.replace(cfg.loader, num_workers=0)
+        patch = unwrap(run.model).config.patch_size
+        self.loader = EEGLoader(data, loader_config(section, patch, filters=held_out.val_filter(), train=False),
+                                rank=0, world_size=1, infinite=False)
+        self.quota, self.held_out = cfg.val_windows, held_out
+        self.batches: list[dict[str, Any]] | None = None
+
+    def _read(self) -> list[dict[str, Any]]:
+        started = time.perf_counter()
+        batches, count = [], 0
+        stream = iter(self.loader)
+        try:
+            for batch in stream:
+                batches.append(batch)
+                count += len(batch["label"])
+                if count >= self.quota:
+                    break
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        self.loader = None  # its buffers go; the batches are all it is needed for
+        if count:
+            log.info("validation: %d held-out windows read in %.1f s, kept for every evaluation", count,
+                     time.perf_counter() - started)
+        else:
+            log.warning("validation: the data holds no window of the held-out %ss (its manifest counts %d); "
+                        "no validation loss, so no checkpoint is marked best", self.held_out.group, self.held_out.windows)
+        return batches
+
+    @torch.no_grad()
+    def __call__(self, run: TrainState) -> dict[str, float]:
+        """``val/loss``, ``val/reconstruction_loss``, ``val/contrastive_loss``, ``val/windows`` and
+        the reconstruction metrics (``val/recon/...``); {} without held-out windows."""
+        if self.batches is None:
+            self.batches = self._read()
+        net = unwrap(run.model)
+        was_training = net.training
+        net.eval()
+        meter = ReconstructionMeter(CHANNELS)
+        sums = torch.zeros(3, dtype=torch.float64)
+        count = 0
+        try:
+            for index, batch in enumerate(self.batches):
+                inputs = model_inputs(batch, run.dist.device, non_blocking=True)
+                generator = torch.Generator().manual_seed(step_seed(run.cfg.seed, index))
+                with autocast(run.dist, run.amp_dtype):
+                    out = net(**inputs, generator=generator)
+                size = inputs["eeg"].shape[0]
+                losses = torch.stack([out.loss, out.reconstruction_loss, out.contrastive_loss])
+                sums += size * losses.double().cpu()
+                count += size
+                measure_reconstruction(run, meter, batch, inputs, out)
+        finally:
+            net.train(was_training)
+        if count == 0:
+            return {}
+        metrics = dict(zip(("val/loss", "val/reconstruction_loss", "val/contrastive_loss"), (sums / count).tolist()))
+        metrics["val/windows"] = float(count)
+        recon = ReconstructionMeter.report([meter.pop()], CHANNELS)
+        metrics.update({f"val/{name}": value for name, value in recon.items()})
+        return metrics
