@@ -19,6 +19,9 @@
   (times ``W``) where ``W`` cores are free. This machine is shared, so every measurement repeats
   ``--rounds`` times interleaved and the median is reported, with the load average.
 
+- ``--mechanisms``: instead, the loader against itself with DataLoader's own transfer
+  (``fast_ipc=False``) and against a plain DataLoader, windows/s and CPU per window, interleaved.
+
 Usage: ``python benchmarks/train_loader.py [--data outputs/demo/tfrecords] [--seconds 3] [--copies 40]``
 (``make demo`` writes the default data), or ``--simulate 60`` to simulate and preprocess a corpus
 of 3 sites x 4 subjects x 60 minutes (4,320 windows of 10 s, 6 files, about 420 MB) first, or
@@ -39,7 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -131,52 +134,25 @@ def loader_rate(data: str, workers: int, dtype: str, batch_size: int, seconds: f
 
 
 
-# --- Mechanisms against the plain library path -------------------------------------------------
-# Each of the loader's own mechanisms stays only where it earns >= 1.5x over what a library
-# does: DataLoader's default IPC (tensors pickled into shared memory), protobuf's parse of whole
-# records, glibc's default heap. A variant turns one mechanism off (or all of them) in this
-# process before the workers fork, so they inherit it; "plain" is a DataLoader of its own.
-
-
-def _mechanism_switches() -> dict[str, Callable[[], None]]:
-    """What turns each mechanism of the loader off, for those the loader still has."""
-    from eegfm.training import data
-
-    switches: dict[str, Callable[[], None]] = {}
-    if hasattr(data, "handoff_supported"):
-        class _Fresh(data._Storage):
-            """Batches built in new tensors in shared memory, as DataLoader's default collation
-            does: its pickler then sends their descriptors, and a sent tensor is never reused."""
-
-            def __init__(self, handoff=None, reuse=False):
-                super().__init__(None, False)
-
-            def acquire(self, specs):
-                return {name: torch.empty(shape, dtype=dtype).share_memory_() for name, (dtype, shape) in specs.items()}
-
-        def no_handoff() -> None:
-            data.handoff_supported = lambda: False
-            data.copy_to_shared = lambda tensors: dict(tensors)
-            data._Storage = _Fresh
-
-        switches["handoff"] = no_handoff
-    if hasattr(data._Window, "feature_bytes"):
-        switches["field_columns"] = lambda: setattr(data._Window, "feature_bytes", lambda self: None)
-    if hasattr(data, "_split_samples"):
-        switches["split_samples"] = lambda: setattr(data, "_split_samples", lambda raw: None)
-    if hasattr(data, "_keep_heap"):
-        switches["mallopt"] = lambda: setattr(data, "_keep_heap", lambda: None)
-    return switches
+# --- The loader's own transfer against the plain library path ----------------------------------
+# A mechanism of the loader's own stays only where it earns >= 1.5x the windows/s of what a library
+# does. Measured on eegmat (757 windows of 10 s, linked 6 times), 2 workers, float32, batches of 64,
+# interleaved rounds on a machine under load 5-14 (ratios of median windows/s; CPU per window):
+# the hand-off 3.1x (2.5x) over DataLoader's transfer: kept, as LoaderConfig.fast_ipc; removed,
+# each under 1.5x: splitting a record's samples out by hand before protobuf's parse (1.49-1.73x
+# over four runs; CPU 1.28-1.45x), decoding the small fields' varints by hand (1.19-1.45x; CPU
+# 1.06-1.10x), glibc's heap kept by mallopt (1.13x; CPU 0.97x).
+VARIANTS = ("loader", "loader-plain-ipc", "plain")
 
 
 def _plain_batches(files: list[str], batch_size: int, workers: int, dtype: str) -> Iterator[dict]:
-    """The plain path: torch's DataLoader with its worker processes, default collation and IPC over
-    windows parsed whole by protobuf (files dealt to the workers; no shuffle buffer)."""
+    """The plain path: torch's DataLoader with its worker processes, default collation and transfer,
+    over windows parsed by protobuf (files dealt to the workers; no shuffle)."""
     import numpy as np
     from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
     from eegfm.pipelines.schema import N_CHANS
-    from eegfm.training.data import _Example
+    from eegfm.training.data.records import Example
 
     class Windows(IterableDataset):
         def __iter__(self):
@@ -185,7 +161,7 @@ def _plain_batches(files: list[str], batch_size: int, workers: int, dtype: str) 
             while True:
                 for path in mine:
                     for raw in read_records(path, "SNAPPY"):
-                        f = _Example.FromString(raw).features.feature
+                        f = Example.FromString(raw).features.feature
                         eeg = np.frombuffer(f["eeg"].bytes_list.value[0], "<f2").reshape(N_CHANS, -1)
                         yield {"eeg": eeg.astype(dtype), "channel_mask": np.float32(f["channel_mask"].int64_list.value),
                                "age": np.float32(f["age"].float_list.value[0]),
@@ -212,7 +188,7 @@ def _rate(batches: Iterator[dict], seconds: float) -> tuple[float, float]:
 
 def _variant_rate(data: str, variant: str, workers: int, dtype: str, batch_size: int, seconds: float
                   ) -> tuple[float, float]:
-    """``_rate`` of one variant, measured in a forked child so that switches never leak."""
+    """``_rate`` of one variant, in a forked child whose workers' CPU time is its own."""
     import multiprocessing
 
     def run(queue) -> None:
@@ -220,11 +196,8 @@ def _variant_rate(data: str, variant: str, workers: int, dtype: str, batch_size:
         if variant == "plain":
             queue.put(_rate(_plain_batches(list_files(data), batch_size, workers, dtype), seconds))
             return
-        switches = _mechanism_switches()
-        for name in switches if variant == "loader-plain" else [variant.removeprefix("loader-no-")]:
-            if variant != "loader":
-                switches[name]()
-        config = LoaderConfig(batch_size=batch_size, num_workers=workers, pin_memory=False, eeg_dtype=dtype)
+        config = LoaderConfig(batch_size=batch_size, num_workers=workers, pin_memory=False, eeg_dtype=dtype,
+                              fast_ipc=variant == "loader")
         queue.put(_rate(iter(EEGLoader(data, config, rank=0, world_size=1)), seconds))
 
     context = multiprocessing.get_context("fork")
@@ -237,27 +210,23 @@ def _variant_rate(data: str, variant: str, workers: int, dtype: str, batch_size:
 
 
 def mechanism_benchmark(data: str, *, workers: int = 2, dtype: str = "float32", batch_size: int = BASE_BATCH,
-                        seconds: float = 3.0, rounds: int = 3, only: tuple[str, ...] = ()) -> dict:
-    """windows/s of the loader, of the loader with each mechanism off and with all of them off, and
-    of the plain DataLoader; variants interleaved round by round; medians and ratios."""
-    variants = ["loader", *(f"loader-no-{name}" for name in _mechanism_switches()), "loader-plain", "plain"]
-    variants = [v for v in variants if not only or v == "loader" or v.removeprefix("loader-no-") in only]
-    runs: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
+                        seconds: float = 3.0, rounds: int = 3) -> dict:
+    """windows/s and CPU per window of the loader, of the loader with DataLoader's own transfer
+    (``fast_ipc=False``) and of a plain DataLoader, interleaved round by round; medians and ratios."""
+    runs: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
     loads = [open("/proc/loadavg").read().split()[:3]]
     for _ in range(rounds):
-        for variant in variants:
+        for variant in VARIANTS:
             runs[variant].append(_variant_rate(data, variant, workers, dtype, batch_size, seconds))
         loads.append(open("/proc/loadavg").read().split()[:3])
-    rate = {v: statistics.median(r for r, _ in runs[v]) for v in variants}
-    cpu = {v: statistics.median(c for _, c in runs[v]) for v in variants}
-    pairs = [(name, "loader", f"loader-no-{name}") for name in _mechanism_switches()]
-    pairs += [("all", "loader", "loader-plain"), ("plain DataLoader", "loader", "plain")]
-    pairs = [(name, a, b) for name, a, b in pairs if b in variants]
-    ratios = {name: {"windows_per_s": round(rate[a] / rate[b], 3), "cpu_per_window": round(cpu[b] / cpu[a], 3)}
-              for name, a, b in pairs}
+    rate = {v: statistics.median(r for r, _ in runs[v]) for v in VARIANTS}
+    cpu = {v: statistics.median(c for _, c in runs[v]) for v in VARIANTS}
+    ratios = {f"loader / {other}": {"windows_per_s": round(rate["loader"] / rate[other], 3),
+                                    "cpu_per_window": round(cpu[other] / cpu["loader"], 3)}
+              for other in VARIANTS[1:]}
     return {"workers": workers, "eeg_dtype": dtype, "batch_size": batch_size, "seconds": seconds,
             "variants": {v: {"windows_per_s": round(rate[v], 1), "cpu_us_per_window": round(cpu[v]),
-                             "rounds_windows_per_s": [round(r) for r, _ in runs[v]]} for v in variants},
+                             "rounds_windows_per_s": [round(r) for r, _ in runs[v]]} for v in VARIANTS},
             "ratios": ratios, "keep_if": "windows_per_s ratio >= 1.5", "loadavg": loads}
 
 
@@ -354,9 +323,9 @@ def main(argv: list[str] | None = None) -> None:
                         "image), many workers on a small one each get an epoch of a few windows, and a "
                         "loader's epoch ends cost more than its steady state")
     parser.add_argument("--mechanisms", action="store_true",
-                        help="instead of the throughput report, compare the loader with each of its own mechanisms "
-                        "turned off, with all of them off, and with a plain DataLoader (max of --workers, first "
-                        "of --dtypes); keep a mechanism only where loader / loader-no-<it> >= 1.5")
+                        help="instead of the throughput report, compare the loader with its own transfer "
+                        "(fast_ipc), with DataLoader's (loader-plain-ipc) and a plain DataLoader (max of --workers, "
+                        "first of --dtypes)")
     args = parser.parse_args(argv)
     if args.copies < 1:
         parser.error(f"--copies: expected an integer >= 1; got {args.copies}")

@@ -82,6 +82,7 @@ def encode_age(values: Iterable[float | None]) -> torch.Tensor:
     """Ages in years with None/NaN for unknown -> float tensor with NaN for unknown."""
     return torch.tensor([float("nan") if v is None else float(v) for v in values], dtype=torch.float32)
 
+
 MODEL_KEYS = ("eeg", "channel_mask", "ecg", "age", "sex")
 
 

@@ -1,19 +1,11 @@
 """EEG batch augmentations: pure functions on torch tensors, driven by an explicit generator.
 
-Every random draw comes from the ``torch.Generator`` passed in, never from a global RNG: the
-loader (:mod:`training.data`) derives one generator per batch from (seed, epoch, shard, batch
-index), so a run resumed from a checkpoint augments each batch exactly as the uninterrupted run
-did, and ``num_workers`` processes never share or race on RNG state.
-
-Tensor conventions (those of :mod:`model.inputs` and the loader's batches):
-
-- ``eeg``: (B, n_chans, n_times) float, µV.
-- ``channel_mask``: (B, n_chans) float, 1 measured, 0 interpolated or missing.
-- ``ecg``: (B, n_times) float; an all-NaN row means "no ECG" for that window.
-- ``targets``: (B, n_classes) vote distributions (rows sum to 1 where ``has_votes``).
-
-The generator lives on the CPU (the loader augments in its worker processes); draws are moved to
-the data's device, so the functions also work on GPU tensors.
+Every draw comes from the ``torch.Generator`` passed in, never a global RNG: the loader seeds one
+per batch from (seed, epoch, shard, batch index), so a resumed run augments each batch as the
+uninterrupted one did, and worker processes never share RNG state. The generator lives on the
+CPU (the loader augments in its workers); draws move to the data's device. Tensors are the
+loader's batches' (``training.data``): ``eeg`` (B, n_chans, n_times) µV, ``channel_mask``
+(B, n_chans), ``ecg`` (B, n_times) with all-NaN rows for "no ECG", ``targets`` (B, n_classes).
 """
 
 from __future__ import annotations
@@ -33,17 +25,13 @@ class AugmentConfig:
     """Which augmentations a batch gets, in the order they are applied; defaults: none.
 
     channel_dropout: probability that each measured channel is zeroed and marked missing.
-    crop_seconds: a random crop of this many seconds of each window longer than that (the batch
-        gets shorter; 0 is off). Windows of that length or shorter stay whole, so one setting
-        serves a corpus of several window lengths: ``crop_seconds: 10`` takes random 10 s crops of
-        50 s HMS windows and leaves 10 s windows as they are.
-    time_shift: largest shift in samples: each window is rolled by a random amount in
-        [-time_shift, time_shift] (length unchanged).
+    crop_seconds: a random crop of this many seconds of each longer window (0: off); shorter
+        windows stay whole, so ``10`` crops 50 s HMS windows and leaves 10 s ones as they are.
+    time_shift: each window rolled by a random amount in [-time_shift, time_shift] samples.
     amplitude_scale: (low, high) range of a random gain per window; (1, 1) is off.
-    noise_std: standard deviation of additive gaussian noise in µV (applied before dropout, so
-        dropped channels stay exactly zero).
-    mixup_alpha / cutmix_alpha: Beta(alpha, alpha) mixing between windows that have expert votes
-        (fine-tuning); when both are set each batch uses one of them, chosen at random.
+    noise_std: gaussian noise in µV (before dropout, so dropped channels stay exactly zero).
+    mixup_alpha / cutmix_alpha: Beta(alpha, alpha) mixing between windows with expert votes;
+        with both set, each batch uses one of them, chosen at random.
     """
 
     channel_dropout: float = 0.0

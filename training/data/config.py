@@ -27,18 +27,13 @@ def _names(name: str, value: Any) -> tuple[str, ...]:
 class RecordFilter:
     """Which windows an epoch contains; defaults keep everything.
 
-    sites / exclude_sites: ``site_id`` pseudonyms (the site folders) to keep / drop; leave-one-
-        site-out evaluation uses one of each.
-    subjects / exclude_subjects: ``subject_id`` pseudonyms to keep / drop (subject-grouped
-        train/validation splits in fine-tuning).
-    tasks: label spaces to keep, e.g. ``("hms6",)``; ``""`` is the task of unlabeled windows.
-    min_votes: keep windows with at least this many expert votes in total (fine-tuning's second
-        stage trains on the windows many experts agreed on).
+    sites / exclude_sites, subjects / exclude_subjects: pseudonyms to keep / drop (leave-one-site-
+        out evaluation, subject-grouped splits). tasks: label spaces to keep (``""``: unlabeled).
+    min_votes: keep windows with at least this many expert votes (fine-tuning's second stage).
     max_artifact_score: drop windows scored more artifactual than this.
-    min_samples: drop windows shorter than this; a model's loaders drop those shorter than its
-        patch, which it cannot read (a 0.3 s event window of a labels.csv, say).
-    exclude_corpus_splits: drop windows of these corpus splits (``corpus_split``: ``train``,
-        ``dev``, ``eval``); pretraining leaves a benchmark's ``eval`` recordings out this way.
+    min_samples: drop shorter windows; a model's loaders drop those shorter than its patch.
+    exclude_corpus_splits: drop windows of these ``corpus_split`` values (``train``, ``dev``,
+        ``eval``); pretraining leaves a benchmark's ``eval`` recordings out this way.
     """
 
     sites: tuple[str, ...] = ()
@@ -85,33 +80,24 @@ class RecordFilter:
 class LoaderConfig:
     """How windows become batches. Give exactly one of ``batch_size`` and ``token_budget``.
 
-    A run config's ``loader`` section (``training.config.LoaderSection``) sets the subset of these
-    that a user chooses; ``training.loop.loader_config`` derives this from it.
+    A run's ``loader`` section (``training.config.LoaderSection``) sets the fields a user chooses;
+    ``training.loop.loader_config`` derives this from it.
 
-    batch_size: windows per batch (windows of one length; see below).
-    token_budget: dynamic batches of ``max(1, min(max_batch_size, token_budget // tokens))``
-        windows, where a window of ``n_times`` samples has ``ceil(n_times / patch_size)`` tokens
-        (``patch_size=1`` counts samples; the model's patch size counts patches). Windows are
-        bucketed by exact length (a batch is one tensor), so uniform lengths give a fixed size.
+    token_budget: batches of ``max(1, min(max_batch_size, token_budget // tokens))`` windows of
+        ``ceil(n_times / patch_size)`` tokens each; windows are bucketed by exact length.
     drop_last: drop each epoch's incomplete batch per length bucket.
-    num_workers / prefetch_factor: DataLoader worker processes and the batches each keeps ready.
-        ``"auto"``: see ``workers.auto_num_workers`` (resolved when the loader is built).
-    pin_memory: page-locked batches for fast host-to-GPU copies; None means "if CUDA is there".
-    shuffle: shuffle files per epoch and windows over ``ceil(shuffle_buffer / batch size)`` open
-        batches per window length (see ``stream.ShardStream``); memory per worker: about
-        ``shuffle_buffer`` windows (~0.5 MB each for 50 s). Off gives the file order.
-    full_shuffle_mb: where the loader knows how many windows each shard reads an epoch
-        (``EEGLoader(windows_per_file=...)``, as fine-tuning passes) and a shard's windows fit in
-        this many MiB, the shuffle buffer grows to hold them: every epoch is then a uniform
-        shuffle, whatever order the files keep the windows in. 0 turns this off.
+    num_workers: DataLoader worker processes; ``"auto"``: ``workers.auto_num_workers``.
+    pin_memory: page-locked batches; None means "if CUDA is there".
+    shuffle: shuffle files per epoch and windows over ``shuffle_buffer`` windows of open batches
+        (``stream.ShardStream``); off gives the file order.
+    full_shuffle_mb: where the loader knows each shard's windows (``EEGLoader(windows_per_file=...)``)
+        and they fit in this many MiB, the shuffle buffer holds a whole epoch (0: never).
     seed: seeds file order, shuffle and augmentation together with the epoch.
-    verify_crc: check TFRecord CRCs (detects corrupt files; costs about half the read time).
-    eeg_dtype: ``"float32"``, or ``"float16"`` (the stored precision, exact) to halve the bytes
-        that workers hand over, that get pinned and that cross to the GPU; the model casts
-        ``eeg``/``ecg`` to its own dtype on the device (``prepare_inputs``).
-    fast_ipc: workers build their batches in shared-memory segments they reuse, and send each
-        batch's descriptor over a socket (``handoff``); False: DataLoader's own transfer, new
-        shared memory per batch (same batches, a third of the windows/s; ``benchmarks/train_loader.py``).
+    verify_crc: check TFRecord CRCs (about half the read time).
+    eeg_dtype: ``"float16"`` (exact, the stored precision) halves the bytes handed over, pinned
+        and sent to the GPU, where the model casts them.
+    fast_ipc: workers build batches in shared-memory segments they reuse and pass over a socket
+        (``handoff``); False: DataLoader's own transfer (same batches, a third of the windows/s).
     """
 
     batch_size: int | None = 32

@@ -1,29 +1,16 @@
 """A DataLoader worker's big tensors to the main process in shared memory, one descriptor per batch.
 
-DataLoader moves a tensor out of a worker by putting its storage in shared memory and pickling
-its file descriptor. multiprocessing passes each descriptor through a new, HMAC-authenticated
-connection to the worker's resource-sharer thread: about 0.4 ms of the main process per batch,
-more than all the rest of the batch costs there, and the main process is the one that also runs
-the training step.
-
-:class:`Handoff` instead opens one socket pair per worker before the workers fork. A worker
-puts a batch's big tensors in one memfd segment, sends the descriptor over its socket, and
-pickles only a small :class:`SharedBatch` reference with the batch. It either builds the batch
-in the segment itself (:meth:`Handoff.buffers`: tensors over the worker's own mapping of a
-pooled segment, so the batch is never copied again) or has the kernel copy finished tensors in
-(``pwrite``). The main process receives the descriptor and maps the segment; the tensors it builds
-share that mapping, which lives as long as they do. A worker's descriptors arrive in the order
-its batches do (DataLoader never reorders one worker's batches), and every message carries a
-sequence number that is checked. DataLoader's pin-memory thread resolves references itself
-(``SharedBatch.pin_memory``), so pinned batches work the same way. A worker writes a segment
-again once no tensor of its previous batch is left in the main process (a shared ``flock`` held
-by the descriptor the main process keeps tells it; see :meth:`Handoff.send`), so steady-state
-batches reuse pages instead of having the kernel allocate, zero and free new ones.
-
-Where this cannot work (no ``memfd_create`` or ``socket.send_fds``, torch's ``file_system``
-sharing strategy, or workers that are not forked and so do not inherit the sockets),
-:func:`handoff_supported` is False and the loader uses DataLoader's own transfer. Measured on
-eegmat windows (``benchmarks/train_loader.py --mechanisms``): about 3x the windows/s of it.
+DataLoader passes each tensor's descriptor through a new, authenticated connection to the
+worker's resource-sharer thread (about 0.4 ms of the training process per batch), in new shared
+memory whose pages the kernel allocates, zeroes and frees every batch. :class:`Handoff` opens one
+socket pair per worker before the workers fork. A worker builds a batch in a pooled memfd segment
+(:meth:`Handoff.buffers`) or has the kernel copy finished tensors in (``pwrite``), sends the
+descriptor, and pickles a small :class:`SharedBatch` reference with the batch; the main process
+maps the segment for as long as a tensor of the batch lives. Messages carry checked sequence
+numbers; DataLoader's pin-memory thread resolves references itself (``SharedBatch.pin_memory``).
+A worker writes a segment again once the main process has let go of its batch (a shared
+``flock`` tells it; :meth:`Handoff.send`). About 3x DataLoader's windows/s
+(``benchmarks/train_loader.py --mechanisms``). :func:`handoff_supported` says where it works.
 """
 
 from __future__ import annotations
@@ -218,8 +205,8 @@ class Handoff:
 
     def _make_room(self) -> bool:
         """Whether one more segment fits in ``POOL_SEGMENTS`` over all sizes, after closing free
-        segments as needed. Batch shapes change (token budgets, an epoch's last batch), and a
-        size not seen again would otherwise keep its segments, and their memory, for good."""
+        ones: a batch shape not seen again (token budgets, an epoch's last batch) would keep its
+        segments for good."""
         limit = POOL_SEGMENTS + self.extra_segments
         pooled = sum(len(pool) for pool in self._pool.values())
         built = {id(entry[0]) for entry in self._built}
@@ -234,11 +221,9 @@ class Handoff:
         return pooled < limit
 
     def buffers(self, specs: Specs) -> dict[str, torch.Tensor] | None:
-        """In a worker: empty tensors of ``specs`` (name -> (dtype, shape)) in a free segment, to
-        build a batch in; :meth:`send` of these tensors (or some of them) then copies nothing.
-        Several batches may be built at once: a segment stays out of the pool until it is sent
-        or :meth:`discard` ed. None when every pooled segment is in use, or where segments
-        cannot be reused (no /proc): build the batch elsewhere."""
+        """In a worker: empty tensors of ``specs`` in a free segment to build a batch in, which
+        :meth:`send` then copies nothing of; the segment stays out of the pool until sent or
+        :meth:`discard` ed. None when every pooled segment is in use, or without /proc."""
         layout, total = _layout(specs)
         segment = self._free_segment(max(total, 1))
         if segment is None:
@@ -264,13 +249,11 @@ class Handoff:
     def send(self, worker: int, tensors: Mapping[str, torch.Tensor]) -> SharedBatch:
         """In worker ``worker`` (``get_worker_info().id``): one segment holding ``tensors``.
 
-        Tensors made by one :meth:`buffers` call (all or some of them) are sent in place. Others
-        are written into a segment whose previous batch the main process has let go of: its
-        pages already exist, where a new segment's are allocated and zeroed by the kernel and
-        freed again later, which costs more than the copy. The worker sends a second open file description of the
-        segment holding a shared ``flock``; the receiver's storage keeps it open, so the lock
-        lasts exactly as long as any tensor or view of that batch, and the worker reuses a
-        segment only when it can take the exclusive lock.
+        Tensors of one :meth:`buffers` call are sent in place; others are written into a segment
+        whose previous batch the main process has let go of (its pages exist: cheaper than the
+        kernel's new ones). The worker sends a second open file description of the segment holding
+        a shared ``flock``, which the receiver's storage keeps open as long as any tensor of the
+        batch lives; the worker reuses a segment only when it can take the exclusive lock.
         """
         found = self._built_with(tensors)
         built = self._built[found[0]] if len(found) == 1 else None

@@ -106,20 +106,14 @@ def _whole_epoch_shuffle(config: LoaderConfig, counts: Sequence[int], n_shards: 
 class EEGLoader:
     """Batches of pipeline windows for one DDP rank; iterate it, checkpoint it with ``state_dict``.
 
-    ``infinite=True`` (training): one ``iter()`` runs forever, epoch after epoch.
-    ``infinite=False`` (evaluation): each ``iter()`` runs the current epoch, then advances it; an
-    ``iter()`` abandoned part-way leaves the position there, and the next one continues it.
-    The position counts batches as they are handed out (not those prefetched), so
-    ``state_dict()`` taken after a training step resumes with the next batch.
-    ``rank`` / ``world_size`` default to torch.distributed's (or torchrun's environment).
-    ``windows_per_file``: how many of the windows the filters keep each file holds, where the
-    caller knows (fine-tuning's metadata pass): files without any are not read, and where dealing
-    whole files to the shards would leave one with none or with under half of another's windows
-    (a small labeled set in a few files), every shard reads every file and keeps its share of
-    each (dearer reading, even shares).
-    Horovod users pass ``hvd.rank()`` and ``hvd.size()``. ``num_workers="auto"`` is resolved here
-    (``config.num_workers`` then holds the count) and, on ``load_state_dict``, yields to the
-    checkpoint's count, so a run resumed on another machine type continues the same stream.
+    ``infinite=False`` (evaluation): each ``iter()`` runs the current epoch, then advances it; one
+    abandoned part-way is continued by the next. The position counts batches handed out (not
+    prefetched ones). ``rank`` / ``world_size`` default to torch.distributed's or torchrun's
+    (Horovod: ``hvd.rank()``, ``hvd.size()``). ``windows_per_file``: the wanted windows in each
+    file, where the caller knows (fine-tuning): files without any are not read, and where dealing
+    whole files would leave a shard with none or under half another's windows, every shard reads
+    every file and keeps its share. ``num_workers="auto"`` is resolved here and yields to a
+    checkpoint's count on ``load_state_dict``, so a resumed run continues the same stream.
     """
 
     def __init__(self, data_dir: DataPaths,

@@ -149,25 +149,16 @@ class _Arrival:
 class ShardStream:
     """The deterministic batch stream of one shard: everything but the DataLoader plumbing.
 
-    Shuffling scatters windows over open batches. Each window that passes the filters joins one
-    of ``k = ceil(shuffle_buffer / batch size)`` open batches of its length, chosen by a seeded
-    draw; a full batch is emitted and a new one opened in its place. A batch thus gathers
-    windows from about the last ``k`` batch sizes of records, as a shuffle buffer of
-    ``shuffle_buffer`` windows would mix them; the first ``shuffle_buffer`` windows of the epoch
-    arrive in random order (``_mixed``), so an epoch no larger than that is a uniform shuffle.
-    At the end of the epoch the fullest open batch is topped up from the emptiest until none is
-    left (only the last may be short).
+    Each window that passes the filters joins one of ``k = ceil(shuffle_buffer / batch size)``
+    open batches of its length, chosen by a seeded draw; a full batch is emitted and a new one
+    opened in its place, so a batch mixes about the last ``shuffle_buffer`` records, as a shuffle
+    buffer would. The epoch's first ``shuffle_buffer`` windows arrive permuted (``_mixed``); at
+    its end the fullest open batch is topped up from the emptiest (only the last may be short).
 
-    Once ``shuffle_buffer`` windows have arrived, each window's samples are copied into its row
-    as it arrives, while its record is still in the CPU cache, and the record is let go of. A
-    shuffle buffer copies every sample from a record that went cold while it waited, which on
-    data larger than the cache costs a trip to memory per window. The first ``shuffle_buffer``
-    windows of an epoch are copied when their batch is emitted: an epoch that small ends with
-    all its windows in open batches, which the end rearranges. (Measured with 2 workers, float16
-    batches, interleaved runs: 1.09-1.115x the windows/s of a shuffle buffer on 4,320 windows of
-    10 s; the same within noise on 216 windows, where a worker's epoch is smaller than the
-    buffer; see the README.) An epoch whose windows the shard knows in advance (``_plan``) has
-    every window copied on arrival, those first ones included.
+    A window's samples are copied into its row as it arrives, while its record is in the CPU
+    cache; a shuffle buffer copies them once they went cold (1.09-1.115x the windows/s on 4,320
+    windows of 10 s). Unless the epoch is planned (``_plan``), its first ``shuffle_buffer``
+    windows wait for their batch to be emitted.
     """
 
     def __init__(self, files: Sequence[str], config: LoaderConfig, shard: int, n_shards: int,
@@ -188,7 +179,7 @@ class ShardStream:
 
     def _shares(self, epoch: int) -> list[tuple[str, int, int]]:
         """``(path, stride, offset)`` of each file share the shard reads in ``epoch``, in order."""
-        if self._epoch_shares[0] != epoch:  # asked twice an epoch (plan, read): a worker's epoch may be short
+        if self._epoch_shares[0] != epoch:  # asked twice an epoch (plan, read)
             files = self.file_order(epoch)
             self._epoch_shares = epoch, [(files[position], stride, offset) for position, stride, offset
                                          in shard_files(len(files), self.n_shards, self.shard, self.every_file)]
@@ -235,9 +226,8 @@ class ShardStream:
 
     def _grouped(self, epoch: int, skip: int, storage: Storage, arrivals: Iterable[Any] | None = None
                  ) -> Iterator[tuple[list[Window], Open | None]]:
-        """The epoch's batches as windows and, for batches from ``skip`` on, their filled tensors.
-        ``arrivals``: stand-ins for the epoch's windows (``_Arrival``s), batched and never filled,
-        which is how ``_plan`` learns where each window will go."""
+        """The epoch's batches as windows and, from ``skip`` on, their filled tensors; given
+        ``arrivals`` (``_plan``'s stand-ins), those batched and never filled."""
         config, dtype = self.config, self.dtype
         # Copying each window as it arrives needs a row copy or a one-thread conversion; with
         # more threads a float32 batch converts in one call when it is complete (see batch.stack).
@@ -299,14 +289,9 @@ class ShardStream:
                     storage.release(batch.tensors)
 
     def _mixed(self, epoch: int, rng: np.random.Generator, arrivals: Iterable[Any] | None = None) -> Iterator[Any]:
-        """The epoch's windows with the first ``shuffle_buffer`` of them in random order.
-
-        Open batches alone mix only what has arrived: on data stored in label order (eegmat's
-        output holds every rest window before every task window) the first batches would all be
-        of one class, and an epoch ends on the other. Holding the first ``shuffle_buffer``
-        windows back and releasing them permuted makes an epoch that fits in the buffer a
-        uniform shuffle, and a larger one start from a uniform mix of its first part.
-        """
+        """The epoch's windows with the first ``shuffle_buffer`` of them in random order: open
+        batches alone mix only what has arrived, and on data stored in label order (eegmat's rest
+        windows before its task windows) the first batches would all be of one class."""
         windows = iter(self.windows(epoch) if arrivals is None else arrivals)
         if self.config.shuffle and self.config.shuffle_buffer > 1:
             first = list(itertools.islice(windows, self.config.shuffle_buffer))
@@ -315,18 +300,11 @@ class ShardStream:
         yield from windows
 
     def _plan(self, epoch: int) -> tuple[list[list[int]], list[int]] | None:
-        """Where each of ``epoch``'s windows goes, where the shard has read every file share of
-        the epoch before (and they hold at most ``_PLAN_MAX_WINDOWS`` windows): the batches in
-        the order they are emitted, each as the arrival numbers of its windows in row order, and
-        the windows' lengths in arrival order; else None.
-
-        The plan is the stream's own algorithm run on stand-ins, so the batches are the ones
-        reading without a plan gives. With it, every window is copied into its batch row as it
-        arrives, while its record is in the CPU cache: the first ``shuffle_buffer`` windows of
-        an epoch included (without a plan they wait for the permutation, and on an epoch no
-        larger than the buffer every window waits), and no window is copied twice (the epoch's
-        last batches are merged in the plan).
-        """
+        """Where each of ``epoch``'s windows goes, once the shard has read all its file shares
+        (at most ``_PLAN_MAX_WINDOWS`` windows): the batches in emission order, each as the
+        arrival numbers of its rows, and the windows' lengths; else None. It is the stream's own
+        algorithm run on stand-ins, so the batches are the same, but every window is copied on
+        arrival (the first ``shuffle_buffer`` too) and none twice."""
         runs = [self._lengths.get(share) for share in self._shares(epoch)]
         if None in runs or sum(count for share in runs for _, count in share) > _PLAN_MAX_WINDOWS:
             return None
@@ -338,9 +316,8 @@ class ShardStream:
 
     def _placed(self, epoch: int, skip: int, storage: Storage, plan: list[list[int]], lengths: list[int]
                 ) -> Iterator[tuple[list[Window], Open | None]]:
-        """``_grouped``'s batches by ``plan`` (see ``_plan``): each window placed on arrival, each
-        batch emitted once it and all before it are complete. Batches before ``skip`` are
-        counted, not filled (their windows are dropped)."""
+        """``_grouped``'s batches by ``plan``: each window placed on arrival, each batch emitted
+        once it and all before it are complete; batches before ``skip`` are counted, not filled."""
         batch_of, row_of = [-1] * len(lengths), [0] * len(lengths)  # -1: in no batch (drop_last)
         for number, members in enumerate(plan):
             for row, arrival in enumerate(members):
@@ -373,9 +350,8 @@ class ShardStream:
                                f"pass over its files; got {arrived}: a file changed during training")
 
     def _filled(self, batch: Open, live: bool, storage: Storage) -> Open | None:
-        """``batch`` with every window's samples in its tensors (None for a skipped batch).
-        Windows placed elsewhere (an epoch's last batches), or not yet (fast-forward, or a
-        float32 batch in a multi-threaded process), are copied in now."""
+        """``batch`` with every window's samples in its tensors (None for a skipped batch); windows
+        placed elsewhere (an epoch's last batches) or not yet are copied in now."""
         if not live:
             return None
         windows = batch.windows
@@ -403,8 +379,8 @@ class ShardStream:
         return batch
 
     def finish(self, windows: list[Window], epoch: int, index: int, batch: Open) -> dict[str, Any]:
-        """The batch dict of ``windows`` around the samples in ``batch``'s tensors, augmented
-        when the config says so (by a generator seeded by epoch, shard and batch index)."""
+        """The batch dict of ``windows`` around ``batch``'s tensors, augmented by a generator
+        seeded by epoch, shard and batch index."""
         n = len(windows)  # an epoch's last batch may fill only the first rows
         signals = {name: tensor if tensor.shape[0] == n else tensor[:n] for name, tensor in batch.tensors.items()
                    if name == "eeg" or batch.ecg}

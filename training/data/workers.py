@@ -35,14 +35,10 @@ AUTO_MIN_BATCHES = 4  # per worker and epoch, for num_workers "auto" (see auto_n
 
 @dataclasses.dataclass(frozen=True)
 class Machine:
-    """What ``num_workers="auto"`` sizes the loader by (``Machine.here()`` reads it).
-
-    cpus: the CPUs this process may run on (its affinity mask); total_cpus: the machine's, or
-    the container's CPU quota where that is lower (a Kubernetes CPU limit leaves the affinity
-    mask at every CPU of the node). local_ranks: training processes on this machine (torchrun's
-    ``LOCAL_WORLD_SIZE``, Horovod's/Open MPI's local size). memory: bytes available (None:
-    unknown). cuda: a GPU trains.
-    """
+    """What ``num_workers="auto"`` sizes the loader by (``Machine.here()`` reads it): ``cpus`` in
+    this process's affinity mask; ``total_cpus``, the machine's or its container's CPU quota (a
+    Kubernetes limit leaves the mask at every CPU of the node); ``local_ranks`` (torchrun's,
+    Horovod's, Open MPI's local size); available ``memory`` in bytes (None: unknown)."""
 
     cpus: int
     total_cpus: int
@@ -102,20 +98,14 @@ def auto_num_workers(config: LoaderConfig, record_bytes: int, machine: Machine,
                      corpus_windows: int | None = None, world_size: int = 1) -> tuple[int, str]:
     """The workers ``num_workers="auto"`` runs with, and why.
 
-    On a GPU every worker but one CPU of this rank's share of the machine: a GPU step consumes
-    windows far faster than a worker (about 0.1 ms of CPU per window) makes them. The share is
-    the affinity mask where the launcher bound the rank to CPUs (mpirun), else the machine's
-    CPUs over the local ranks (torchrun). Capped at ``AUTO_MAX_WORKERS``, and so that the open
-    batches of the shuffle and the batches in flight of all workers of all local ranks
-    (``record_bytes`` a window) take at most half the available memory. Training on the CPU gets one worker: the
-    trainer needs the cores, and one worker overlaps reading with compute at many times the
-    rate a CPU step consumes.
-
-    A small corpus (``corpus_windows``, over ``world_size`` ranks) caps the workers further, so
-    that each worker's epoch holds at least ``AUTO_MIN_BATCHES`` batches: every shard ends its
-    epoch with a partial batch, and with more workers than that, a corpus of a few hundred
-    windows (216 over 15 workers of an H100 machine) gave batches of about 14 windows where 64
-    were configured.
+    On a GPU every CPU of this rank's share but one (a GPU step consumes windows far faster than
+    a worker makes them): the affinity mask where the launcher bound the rank (mpirun), else the
+    CPUs over the local ranks (torchrun); at most ``AUTO_MAX_WORKERS``, and as many as the open
+    and in-flight batches of all local ranks (``record_bytes`` a window) fit in half the available
+    memory. On the CPU one worker: the trainer needs the cores. A small corpus (``corpus_windows``
+    over ``world_size`` ranks) leaves each worker at least ``AUTO_MIN_BATCHES`` batches an epoch
+    (every shard ends its epoch with a partial batch: 216 windows over 15 workers gave batches
+    of about 14 where 64 were configured).
     """
     if not machine.cuda:
         return 1, "CPU training: one worker overlaps reading with compute"
@@ -173,11 +163,8 @@ def open_segments(config: LoaderConfig) -> int:
 
 class ShardDataset(IterableDataset):
     """What each DataLoader worker runs: its shard's batches from a start position, with positions.
-
-    ``starts[w]`` is logical worker ``w``'s (epoch, batches already delivered in it); DataLoader
-    slot ``k`` plays logical worker ``(k + first) % n_workers``. ``pass_epoch`` is None for the
-    infinite stream, else the one epoch to run.
-    """
+    ``starts[w]`` is logical worker ``w``'s (epoch, batches delivered); DataLoader slot ``k`` plays
+    logical worker ``(k + first) % n_workers``. ``pass_epoch``: the one epoch to run (None: all)."""
 
     def __init__(self, files: Sequence[str], config: LoaderConfig, rank: int, world_size: int,
                  starts: Sequence[tuple[int, int]], first: int, pass_epoch: int | None,
