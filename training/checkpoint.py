@@ -44,7 +44,9 @@ Typical use in a loop::
         restore_rng_state(state["rng"])
 
 ``save_checkpoint`` records the process's RNG states under ``"rng"`` unless the state already has
-an ``"rng"`` entry. Only one process (rank 0) should save into a directory.
+an ``"rng"`` entry. Only one process (rank 0) should save into a directory. ``training.checkpoint_state``
+splits the nested state into tensors and JSON; ``training.preemption`` turns SIGTERM into a save at
+the next step boundary (both re-exported here).
 """
 
 from __future__ import annotations

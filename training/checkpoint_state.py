@@ -1,7 +1,7 @@
 """A nested training state as flat tensors plus a JSON skeleton, and the process's RNG states.
 
 A checkpoint stores tensors in safetensors files and everything else as JSON, so reading it never
-unpickles anything. The skeleton is plain JSON. Containers and special values are tagged objects
+unpickles anything. Containers and special values in the JSON skeleton are tagged objects
 (``{"t": ...}``), so a JSON object in the skeleton is always a tag and never user data; dict keys
 keep their type (``optimizer.state_dict()["state"]`` is keyed by int parameter index).
 """
@@ -24,8 +24,6 @@ log = get_logger(__name__)
 
 class CheckpointError(RuntimeError):
     """A checkpoint cannot be written or is not one we will read; the message names the file."""
-
-
 
 
 def flatten_state(obj: Any, prefix: str = "") -> tuple[dict[str, torch.Tensor], Any]:

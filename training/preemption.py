@@ -1,4 +1,4 @@
-"""Preemption: SIGTERM (and SIGINT) become a flag the training loop checks at step boundaries."""
+"""Stopping a run cleanly when the scheduler preempts it: finish the step, save, exit."""
 
 from __future__ import annotations
 
