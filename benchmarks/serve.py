@@ -56,14 +56,15 @@ def make_model(folder: Path, preset: str) -> Path:
 
 def pipeline_only(files: list[str], config) -> float:
     """Seconds for the pipeline's steps over ``files``, as its Beam workers run them (one BLAS thread)."""
-    from eegfm.pipelines.blas import single_threaded_blas
+    from threadpoolctl import threadpool_limits
+
     from eegfm.pipelines.process import process_recording
     from eegfm.pipelines.datasets import discover
 
     items, _, _ = discover(files, warn_sidecars=False)
     key, config_hash = secrets.token_bytes(32), config.config_hash()
     start = time.perf_counter()
-    with single_threaded_blas():
+    with threadpool_limits(limits=1, user_api="blas"):
         for item in items:
             for _ in process_recording(item, key, config, config_hash):
                 pass

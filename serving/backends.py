@@ -55,9 +55,9 @@ def onnx_path_for(model_dir: Path) -> Path:
     path = _writable_dir(model_dir) / ONNX_NAME
     if path.is_file() and (not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime):
         return path
+    # transformers and onnx: not needed by eegfm-predict --help, which reads BACKENDS from here
     from eegfm.model.export import export_onnx
     from eegfm.model.modeling import EEGFMModel
-
     from eegfm.training.loop import quiet_transformers
 
     log.info("exporting %s to ONNX (once; reused after)", model_dir)
@@ -86,7 +86,7 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(self, path: Path, device: torch.device, threads: int | None = None) -> None:
-        from eegfm.model.export import OnnxEEGFM
+        from eegfm.model.export import OnnxEEGFM  # onnxruntime, an optional dependency
 
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda":
@@ -137,7 +137,7 @@ def build_engine(onnx_path: Path, engine_path: Path, *, times: tuple[int, int, i
     for index in range(network.num_inputs):
         tensor = network.get_input(index)
         shapes = [_profile_shape(tensor.name, batch, n_chans, n_times)
-                  for batch, n_times in zip((1, opt_batch, max_batch), times)]
+                  for batch, n_times in zip((1, opt_batch, max_batch), times, strict=True)]
         profile.set_shape(tensor.name, *shapes)
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
@@ -228,7 +228,7 @@ def make_backend(name: str, model_dir: Path, device: torch.device, *, n_times: i
                  batch_size: int, threads: int | None = None, precision: str = "fp16"):
     """The backend ``name`` for the model folder."""
     if name == "torch":
-        from eegfm.model.modeling import EEGFMModel
+        from eegfm.model.modeling import EEGFMModel  # transformers: see onnx_path_for
         from eegfm.training.loop import quiet_transformers
 
         with quiet_transformers():

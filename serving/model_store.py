@@ -15,6 +15,7 @@ a pod killed mid-download never leaves a half-written model for the next one.
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -23,8 +24,8 @@ import tempfile
 from pathlib import Path
 
 from eegfm.core.config import ConfigError
-from eegfm.core.logs import get_logger
-from eegfm.core.stores import is_remote, join_path, match_below, open_binary
+from eegfm.core.logs import get_logger, setup_logging
+from eegfm.core.stores import filesystems, is_remote, join_path, match_below, open_binary
 
 SOURCE_FILE = "source.json"  # in a cached copy: what the store listed when it was fetched
 MODEL_FILES = ("config.json", "model.safetensors", "preprocess.json", "artifact_ae.npz", "model.onnx")
@@ -97,9 +98,7 @@ def fetch_model(url: str) -> Path:
 def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
     """Upload a fine-tuning run's serving files to ``url`` (local folders too); the paths written.
     ``model.safetensors`` goes last, so a reader that finds it finds the rest."""
-    from apache_beam.io.filesystem import CompressionTypes
-
-    from eegfm.core.stores import filesystems
+    from apache_beam.io.filesystem import CompressionTypes  # Beam: only to write to an object store
 
     run_dir = Path(run_dir)
     model = run_dir / "model"
@@ -127,10 +126,6 @@ def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    from eegfm.core.logs import setup_logging
-
     parser = argparse.ArgumentParser(prog="python -m eegfm.serving.model_store",
                                      description="Publish a fine-tuning run's model to an object store (or "
                                      "folder) that eegfm-predict / eegfm-serve --model can read.")

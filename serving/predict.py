@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from eegfm.core.config import ConfigError, user_path
@@ -86,9 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def predict_config(args, parser):
     """The PredictConfig the command line asks for (--device auto: CUDA where torch sees a GPU)."""
-    import torch
-
-    from eegfm.serving.predictor import PredictConfig
+    from eegfm.serving.predictor import PredictConfig  # the model and training's loader: not for --help
 
     device = "cuda" if args.backend == "tensorrt" or args.device == "cuda" or (
         args.device == "auto" and torch.cuda.is_available()) else "cpu"
@@ -107,7 +106,7 @@ def _plot_name(index: int, path: str) -> str:
 
 
 def run(argv: list[str] | None = None) -> dict:
-    from eegfm.serving.predictor import Predictor
+    from eegfm.serving.predictor import Predictor  # the model and training's loader: not for --help
     from eegfm.serving.timeline import plot_timeline
 
     parser = build_parser()

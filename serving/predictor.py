@@ -30,14 +30,16 @@ from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 from eegfm.core.config import Config, ConfigError, check_int, check_option, check_range
 from eegfm.core.logs import get_logger
+from eegfm.model.config import EEGFMConfig
 from eegfm.model.inputs import inputs_for_modalities
-from eegfm.pipelines.blas import single_threaded_blas
+from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
+from eegfm.pipelines.datasets import DATASETS, discover
 from eegfm.pipelines.process import Outcome, PreprocessConfig, Window, process_recording
 from eegfm.pipelines.schema import CHANNELS, SFREQ, encode_example
-from eegfm.pipelines.datasets import DATASETS, discover
 from eegfm.serving.backends import BACKENDS, make_backend
 from eegfm.serving.model_store import fetch_model
 from eegfm.training.data.batch import collate_records
@@ -109,7 +111,7 @@ class RecordingPrediction:
         }
         if self.windows:
             mean = np.mean([w.outputs for w in self.windows], axis=0)
-            out["mean_outputs"] = dict(zip(self.labels, map(float, mean)))
+            out["mean_outputs"] = dict(zip(self.labels, map(float, mean), strict=True))
             if len(self.labels) > 1:
                 out["predicted"] = self.labels[int(mean.argmax())]
                 out["windows_by_label"] = dict(Counter(self.labels[int(np.argmax(w.outputs))] for w in self.windows))
@@ -169,8 +171,6 @@ class Predictor:
     """A fine-tuned model behind the pipeline's preprocessing; see the module docstring."""
 
     def __init__(self, model: str | Path, config: PredictConfig | None = None) -> None:
-        from eegfm.model.config import EEGFMConfig
-
         self.config = config or PredictConfig()
         self.model_dir, run = resolve_model_dir(model)
         self.model_config = EEGFMConfig.from_pretrained(self.model_dir)
@@ -201,8 +201,6 @@ class Predictor:
                                     precision=self.config.precision)
         self.artifact_model = None
         if self.config.artifact_model and self.spec.get("artifact_model"):
-            from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
-
             self.artifact_model = ArtifactAutoencoder.load(self.spec["artifact_model"])
         prior = run.get("prior")  # the class prior of the training windows
         self.prior = tuple(map(float, prior)) if isinstance(prior, list) and len(prior) == len(self.labels) else None
@@ -231,7 +229,7 @@ class Predictor:
         result = RecordingPrediction(input=item.path, status="quarantined", labels=self.labels)
         # numpy's BLAS threads fight over the pipeline's small matrices (4-5x slower on 2 cores, as
         # the pipeline's workers found); torch and ONNX Runtime keep their own thread pools
-        with single_threaded_blas():
+        with threadpool_limits(limits=1, user_api="blas"):
             outcome = self._score_windows(item, result)
         for name in ("status", "stage", "reason", "dataset", "eeg_seconds", "sfreq_in", "interpolated", "line_freq",
                      "rejected_windows", "rejection_rules"):
@@ -265,14 +263,14 @@ class Predictor:
         scores = [w.record.artifact_score for w in windows]
         if self.artifact_model is not None and all(w.ae_features is not None for w in windows):
             ae = self.artifact_model.score_features(np.stack([w.ae_features for w in windows]))
-            scores = [max(float(a), float(b)) for a, b in zip(scores, ae)]
+            scores = [max(float(a), float(b)) for a, b in zip(scores, ae, strict=True)]
         mask = batch["channel_mask"].numpy()
         return [WindowPrediction(
             start_s=float(w.record.window_start_s), duration_s=w.record.n_times / SFREQ,
             outputs=tuple(float(v) for v in row), artifact_score=float(score),
             masked_channels=tuple(CHANNELS[c] for c in np.flatnonzero(mask[i] == 0)),
             votes=tuple(float(v) for v in w.record.votes))
-            for i, (w, row, score) in enumerate(zip(windows, outputs, scores))]
+            for i, (w, row, score) in enumerate(zip(windows, outputs, scores, strict=True))]
 
     def outputs_of(self, logits: torch.Tensor) -> np.ndarray:
         """Probabilities (calibrated unless configured otherwise) or regression values."""

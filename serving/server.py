@@ -47,6 +47,8 @@ from typing import Any
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.pipelines.datasets import RECORDING_EXTENSIONS
+from eegfm.serving.predict import build_parser as predict_parser
+from eegfm.serving.predict import predict_config
 
 log = get_logger(__name__)
 CHUNK = 1 << 20
@@ -205,8 +207,6 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from eegfm.serving.predict import build_parser as predict_parser
-
     parser = argparse.ArgumentParser(prog="eegfm-serve", formatter_class=argparse.RawDescriptionHelpFormatter,
                                      description="Serve a fine-tuned eegfm model over HTTP.",
                                      epilog=__doc__.split("\n\n", 2)[2])
@@ -229,8 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def make_server(argv: list[str] | None = None) -> PredictionServer:
-    from eegfm.serving.predict import predict_config
-    from eegfm.serving.predictor import Predictor
+    from eegfm.serving.predictor import Predictor  # the model and training's loader: not for --help
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -16,7 +16,7 @@ from eegfm.serving.predictor import RecordingPrediction
 
 
 def draw_timeline(prediction: RecordingPrediction, title: str):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # matplotlib: only where a plot is drawn
     from matplotlib.figure import Figure
 
     windows = prediction.windows

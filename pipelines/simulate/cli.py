@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from eegfm.core.config import ConfigError, user_file_path
 from eegfm.core.logs import setup_logging
+from eegfm.core.tasks import HMS_CLASSES
 from eegfm.pipelines.simulate.output import check_output
 
 PROG = "eegfm-simulate"
@@ -166,8 +167,7 @@ def _config_error(parser: OneLineParser, err: ConfigError) -> NoReturn:
 
 
 def _summary(result, config) -> str:
-    per_class = ", ".join(f"{cls} {result.consensus_counts.get(cls, 0)}"
-                          for cls in ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other"))
+    per_class = ", ".join(f"{cls} {result.consensus_counts.get(cls, 0)}" for cls in HMS_CLASSES)
     lines = [f"Simulated corpus written to {result.output}"]
     lines += [f"  {name:<17} {path}" for name, path in result.files.items()]
     lines.append(

@@ -17,23 +17,38 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from eegfm.core import __version__
-from eegfm.pipelines.blas import single_threaded_blas
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.core.config import Config, ConfigError, check_option, check_range
-from eegfm.pipelines.edf import edf_date
 from eegfm.core.logs import get_logger
-from eegfm.pipelines.simulate.plan import (
-    CENTRE_S, SPECTROGRAM_WINDOW_S, WINDOW_S, RecordingPlan, draw_classes, ensure_class_coverage,
-    letters_code, plan_patient, plan_recording, plan_segments,
-)
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.edf import edf_date
 from eegfm.pipelines.simulate.output import check_output, publish, stage_directory
+from eegfm.pipelines.simulate.plan import (
+    CENTRE_S,
+    SPECTROGRAM_WINDOW_S,
+    WINDOW_S,
+    RecordingPlan,
+    draw_classes,
+    ensure_class_coverage,
+    letters_code,
+    plan_patient,
+    plan_recording,
+    plan_segments,
+)
 from eegfm.pipelines.simulate.render import WARMUP_S, RecordingRenderer
 from eegfm.pipelines.simulate.rng import rng_for, stable_int
 from eegfm.pipelines.simulate.sites import CLASSES, SiteProfile, default_sites
 from eegfm.pipelines.simulate.writers import (
-    HMS_EEG_COLUMNS, TRAIN_COLUMNS, EdfSink, HmsSink, label_rows, write_csv, write_json, write_jsonl,
+    HMS_EEG_COLUMNS,
+    TRAIN_COLUMNS,
+    EdfSink,
+    HmsSink,
+    label_rows,
+    write_csv,
+    write_json,
+    write_jsonl,
 )
 
 FORMATS = ("edf", "hms", "both")
@@ -199,54 +214,40 @@ def render_recording(
     written; only the HMS sink also consumes the warm-up and one second past the end (filter
     history and look-ahead for resampling).
     """
-    with single_threaded_blas():
-        _render_recording(plan, root, write_edf=write_edf, write_hms=write_hms,
-                          chunk_seconds=chunk_seconds, on_progress=on_progress)
-
-
-def _render_recording(
-    plan: RecordingPlan,
-    root: Path,
-    *,
-    write_edf: bool,
-    write_hms: bool,
-    chunk_seconds: int,
-    on_progress: Callable[[float], None] | None,
-) -> None:
     sfreq = plan.site.sfreq
-    renderer = RecordingRenderer(plan, warmup_s=WARMUP_S)
-    warmup = renderer.render(WARMUP_S * sfreq)
     sinks: list[Any] = []
-    edf = hms = None
-    if write_edf:
-        path = root / "edf" / plan.edf_relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        edf = EdfSink(path, plan)
-        sinks.append(edf)
-    if write_hms:
-        for folder in ("train_eegs", "train_spectrograms"):
-            (root / "hms" / folder).mkdir(parents=True, exist_ok=True)
-        hms = HmsSink(root / "hms" / "train_eegs" / f"{plan.eeg_id}.parquet",
-                      root / "hms" / "train_spectrograms" / f"{plan.spectrogram_id}.parquet",
-                      plan, first_sample=warmup.start_sample)
-        hms.write(warmup)
-        sinks.append(hms)
-    try:
-        for start in range(0, plan.duration_s, chunk_seconds):
-            seconds = min(chunk_seconds, plan.duration_s - start)
-            chunk = renderer.render(seconds * sfreq)
+    hms = None
+    with threadpool_limits(limits=1, user_api="blas"):
+        renderer = RecordingRenderer(plan, warmup_s=WARMUP_S)
+        warmup = renderer.render(WARMUP_S * sfreq)
+        if write_edf:
+            path = root / "edf" / plan.edf_relpath
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sinks.append(EdfSink(path, plan))
+        if write_hms:
+            for folder in ("train_eegs", "train_spectrograms"):
+                (root / "hms" / folder).mkdir(parents=True, exist_ok=True)
+            hms = HmsSink(root / "hms" / "train_eegs" / f"{plan.eeg_id}.parquet",
+                          root / "hms" / "train_spectrograms" / f"{plan.spectrogram_id}.parquet",
+                          plan, first_sample=warmup.start_sample)
+            hms.write(warmup)
+            sinks.append(hms)
+        try:
+            for start in range(0, plan.duration_s, chunk_seconds):
+                seconds = min(chunk_seconds, plan.duration_s - start)
+                chunk = renderer.render(seconds * sfreq)
+                for sink in sinks:
+                    sink.write(chunk)
+                if on_progress is not None:
+                    on_progress(seconds)
+            if hms is not None:
+                hms.write(renderer.render(sfreq))  # look-ahead for the resampling filter
             for sink in sinks:
-                sink.write(chunk)
-            if on_progress is not None:
-                on_progress(seconds)
-        if hms is not None:
-            hms.write(renderer.render(sfreq))  # look-ahead for the resampling filter
-        for sink in sinks:
-            sink.close()
-    except BaseException:
-        for sink in sinks:
-            sink.abort()
-        raise
+                sink.close()
+        except BaseException:
+            for sink in sinks:
+                sink.abort()
+            raise
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,13 @@ from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.simulate.artifacts import ArtifactPlan, plan_artifacts
 from eegfm.pipelines.simulate.background import BackgroundParams
 from eegfm.pipelines.simulate.identities import (
-    Identity, PlantedHeader, Staff, draw_identity, draw_staff, draw_start, plant,
+    Identity,
+    PlantedHeader,
+    Staff,
+    draw_identity,
+    draw_staff,
+    draw_start,
+    plant,
 )
 from eegfm.pipelines.simulate.patterns import Episode, draw_episode
 from eegfm.pipelines.simulate.rng import rng_for

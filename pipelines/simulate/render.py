@@ -24,8 +24,14 @@ from scipy import signal
 
 from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_positions, electrode_position
 from eegfm.pipelines.simulate.artifacts import (
-    blink_signal, render_blinks, render_drift, render_ecg, render_line_noise, render_muscle,
-    render_photic, render_pops,
+    blink_signal,
+    render_blinks,
+    render_drift,
+    render_ecg,
+    render_line_noise,
+    render_muscle,
+    render_photic,
+    render_pops,
 )
 from eegfm.pipelines.simulate.background import N_NOISE, BackgroundGenerator, topography
 from eegfm.pipelines.simulate.patterns import render_episodes

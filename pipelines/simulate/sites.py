@@ -16,11 +16,12 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS, CANONICAL_TO_TEN_TEN, LEFT_CHANNELS, RIGHT_CHANNELS
 from eegfm.core.config import Config, ConfigError, check_option, check_range
+from eegfm.core.tasks import HMS_CLASSES
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, CANONICAL_TO_TEN_TEN, LEFT_CHANNELS, RIGHT_CHANNELS
 from eegfm.pipelines.simulate.rng import rng_for
 
-CLASSES: tuple[str, ...] = ("Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other")
+CLASSES: tuple[str, ...] = HMS_CLASSES
 CHANNEL_STYLES = ("tuh", "physionet", "nihon_kohden", "plain")
 CHANNEL_ORDERS = ("canonical", "paired")
 AUX_KINDS = ("ecg", "eog", "emg", "photic")

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from eegfm.core.tasks import HMS_VOTE_COLUMNS as VOTE_COLUMNS  # noqa: F401 (re-exported)
 from eegfm.pipelines.simulate.sites import CLASSES
 
-VOTE_COLUMNS: tuple[str, ...] = tuple(f"{c.lower()}_vote" for c in CLASSES)
 MAX_RATERS = 20
 
 # Where a rater who does not vote for the generating class goes (weights sum to 1 per row).
