@@ -31,21 +31,24 @@ import threading
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "eegmat"
+import torch
+from threadpoolctl import threadpool_limits
+
+from eegfm.core.logs import setup_logging
+from eegfm.model.config import EEGFMConfig
+from eegfm.model.modeling import EEGFMModel
+from eegfm.pipelines.datasets import discover
+from eegfm.pipelines.process import PreprocessConfig, process_recording
+from eegfm.pipelines.schema import CHANNELS, SFREQ
+from eegfm.serving.predictor import PredictConfig, Predictor
+from eegfm.serving.server import PredictionServer
+from eegfm.training.preprocess_spec import write_preprocess_spec
+
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "eegmat"
 
 
 def make_model(folder: Path, preset: str) -> Path:
     """A model folder as fine-tuning leaves it: weights, config, the preprocessing recipe."""
-    import torch
-
-    from eegfm.model.config import EEGFMConfig
-    from eegfm.model.modeling import EEGFMModel
-    from eegfm.pipelines.process import PreprocessConfig
-    from eegfm.pipelines.schema import CHANNELS, SFREQ
-    from eegfm.training.preprocess_spec import write_preprocess_spec
-
     torch.manual_seed(0)
     model_dir = folder / "model"
     EEGFMModel(EEGFMConfig.from_preset(preset, head="hms6", modalities=[])).save_pretrained(model_dir)
@@ -56,11 +59,6 @@ def make_model(folder: Path, preset: str) -> Path:
 
 def pipeline_only(files: list[str], config) -> float:
     """Seconds for the pipeline's steps over ``files``, as its Beam workers run them (one BLAS thread)."""
-    from threadpoolctl import threadpool_limits
-
-    from eegfm.pipelines.process import process_recording
-    from eegfm.pipelines.datasets import discover
-
     items, _, _ = discover(files, warn_sidecars=False)
     key, config_hash = secrets.token_bytes(32), config.config_hash()
     start = time.perf_counter()
@@ -78,8 +76,6 @@ def predict_all(predictor, files: list[str]) -> tuple[float, float]:
 
 
 def http_latencies(predictor, files: list[str]) -> tuple[list[float], list[float]]:
-    from eegfm.serving.server import PredictionServer
-
     server = PredictionServer(("127.0.0.1", 0), predictor, 1 << 31)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -112,11 +108,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=32, help="windows per forward pass")
     parser.add_argument("--http_files", type=int, default=8, help="recordings POSTed to the HTTP API")
     args = parser.parse_args(argv)
-    import torch
-
-    from eegfm.core.logs import setup_logging
-    from eegfm.serving.predictor import PredictConfig, Predictor
-
     setup_logging("WARNING")
     files = sorted(str(p) for p in args.data.glob("*.edf"))
     if not files:

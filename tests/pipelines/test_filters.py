@@ -1,4 +1,4 @@
-"""Notch/band-pass filtering and mains detection: responses, real data, MNE fidelity, streaming."""
+"""Notch/band-pass filter designs: configuration, responses, real data, MNE fidelity."""
 
 from __future__ import annotations
 
@@ -9,17 +9,12 @@ from scipy.signal import sosfiltfilt, welch
 from eegfm.core.config import ConfigError
 from eegfm.pipelines.filters import (
     FilterConfig,
-    StreamingFilter,
     apply_filters,
     bandpass_filter,
     design_filters,
-    detect_line_frequency,
     filter_data,
-    line_noise_db,
     notch_filter,
-    resolve_line_freq,
 )
-from eegfm.pipelines.zero_phase import _fft_size, _zero_phase_gain
 from eegfm.pipelines.resample import resample
 
 SFREQ = 256.0
@@ -32,7 +27,6 @@ def _assert_matches_sosfiltfilt(y: np.ndarray, x: np.ndarray, design) -> None:
     error = np.abs(y - reference) / reference.std()
     assert error[:, : -design.padlen].max() < 1e-4
     assert error[:, -design.padlen:].max() < 1e-2
-
 
 
 def _read(path, prefix: str = "EEG ") -> tuple[np.ndarray, float, list[str]]:
@@ -170,48 +164,6 @@ def test_notch_on_real_60_hz_recording(shared_data):
     assert np.median(reduction_db) > 20
 
 
-# ------------------------------------------------------------------ line detection
-
-
-@pytest.mark.parametrize("line", [50, 60])
-def test_detects_synthetic_line(line):
-    rng = np.random.default_rng(7)
-    n_times = int(60 * SFREQ)
-    t = np.arange(n_times) / SFREQ
-    x = _pink_noise(rng, 19, n_times) + 2.0 * np.sin(2 * np.pi * line * t)
-    assert detect_line_frequency(x, SFREQ) == line
-    assert detect_line_frequency(_pink_noise(rng, 19, n_times), SFREQ) is None
-
-
-def test_no_line_when_nyquist_below_50_or_data_too_short():
-    rng = np.random.default_rng(3)
-    assert detect_line_frequency(rng.standard_normal((4, 6000)), 100.0) is None
-    with pytest.raises(ValueError, match=r"data: line-frequency detection needs at least 1 s"):
-        detect_line_frequency(rng.standard_normal((4, 100)), SFREQ)
-
-
-def test_line_frequency_of_real_recordings(shared_data):
-    """What is really there (checked on every file, see the report):
-
-    eegmmi (US) shows a 60 Hz line 5-6 dB above its neighbours and nothing at 50 Hz. eegmat
-    (Ukraine, 50 Hz mains) was notched at 50 Hz at acquisition: 63 of the 64 files show a dip at
-    50 Hz (median over channels down to -26 dB), the other sits at +1.9 dB, and none has anything
-    at 60 Hz, so there is no line left to detect or remove.
-    """
-    for name in ("S001R03.edf", "S001R04.edf"):
-        x, sfreq, _ = _read(shared_data / "eegmmi" / name, prefix="")
-        assert np.median(line_noise_db(x, sfreq, 60)) > 4.0
-        assert abs(np.median(line_noise_db(x, sfreq, 50))) < 2.0
-        assert detect_line_frequency(x, sfreq) == 60
-    for name in ("Subject00_1.edf", "Subject05_2.edf", "Subject17_1.edf", "Subject29_2.edf"):
-        x, sfreq, _ = _read(shared_data / "eegmat" / name)
-        assert np.median(line_noise_db(x, sfreq, 50)) < -5.0  # the acquisition notch
-        assert abs(np.median(line_noise_db(x, sfreq, 60))) < 2.0
-        assert detect_line_frequency(x, sfreq) is None
-        assert resolve_line_freq(x, sfreq, FilterConfig()) is None
-        assert resolve_line_freq(x, sfreq, FilterConfig(line_freq=50)) == 50
-
-
 # ------------------------------------------------------------------ MNE fidelity
 
 
@@ -244,90 +196,8 @@ def test_fidelity_against_mne(shared_data):
     assert rms < 0.05
 
 
-# ------------------------------------------------------------------ streaming
-
-
-def test_streaming_filter_equals_one_shot_on_real_eeg(shared_data):
-    x, sfreq, _ = _read(shared_data / "eegmat" / "Subject00_2.edf")
-    x = resample(x, sfreq)
-    design = design_filters(SFREQ, FilterConfig(), 50)
-    one_shot = apply_filters(x, design)
-    stream = StreamingFilter(design, n_chans=x.shape[0])
-    step = int(5 * SFREQ)  # chunks much shorter than the look-ahead margin
-    parts = [stream.push(x[:, i:i + step]) for i in range(0, x.shape[1], step)]
-    parts.append(stream.flush())
-    streamed = np.concatenate(parts, axis=1)
-    assert streamed.shape == one_shot.shape
-    # Equal apart from float32 rounding (the FFT's scales with the unfiltered signal, drift and all).
-    assert np.abs(streamed - one_shot).max() < 1e-4 * one_shot.std()
-    _assert_matches_sosfiltfilt(one_shot, x, design)
-    _assert_matches_sosfiltfilt(streamed, x, design)
-    # The early blocks waited for their look-ahead; memory stayed bounded.
-    assert parts[0].shape[1] == 0 and stream._buffer.shape[1] <= design.margin + step
-
-
-def test_finish_filters_the_last_chunk_once_and_equals_push_then_flush(shared_data):
-    x, sfreq, _ = _read(shared_data / "eegmat" / "Subject00_2.edf")
-    x = resample(x, sfreq)
-    design = design_filters(SFREQ, FilterConfig(), 50)
-    # The whole recording in one call is the one-shot filter, bit for bit.
-    np.testing.assert_array_equal(StreamingFilter(design, x.shape[0]).finish(x), apply_filters(x, design))
-    half = x.shape[1] // 2
-    pushed = StreamingFilter(design, x.shape[0])
-    first = pushed.push(x[:, :half])
-    a = np.concatenate([first, pushed.push(x[:, half:]), pushed.flush()], axis=1)
-    finished = StreamingFilter(design, x.shape[0])
-    b = np.concatenate([finished.push(x[:, :half]), finished.finish(x[:, half:])], axis=1)
-    assert a.shape == b.shape == x.shape
-    assert np.abs(a - b).max() < 1e-4 * a.std()  # float32 rounding
-    _assert_matches_sosfiltfilt(a, x, design)
-    _assert_matches_sosfiltfilt(b, x, design)
-    with pytest.raises(RuntimeError, match="finish"):
-        finished.finish(x[:, :10])
-
-
-def test_integer_samples_filter_like_their_float_values():
-    # Raw ADC counts near the int16 limits: the offset is subtracted in floating point, not int16.
-    x = _pink_noise(np.random.default_rng(3), 2, 5000, scale=2000.0).clip(-32000, 32000).astype(np.int16)
-    x[:, 0] = -30000
-    design = design_filters(SFREQ, FilterConfig(), 50)
-    expected = apply_filters(x.astype(np.float64), design)
-    np.testing.assert_allclose(apply_filters(x, design), expected, atol=1e-4 * expected.std())
-    stream = StreamingFilter(design, n_chans=2)
-    streamed = np.concatenate([stream.push(x[:, :2000]), stream.finish(x[:, 2000:])], axis=1)
-    np.testing.assert_allclose(streamed, expected, atol=1e-4 * expected.std())
-
-
-def test_fft_sizes_are_few_close_and_carry_the_designed_response():
-    sizes = {n: _fft_size(n) for n in range(1, 400_000, 37)}
-    for n, size in sizes.items():
-        assert n <= size <= max(16, 1.2 * n)
-        m = size >> (size.bit_length() - 5)  # the size's leading 5 bits: 16, 18, 20, 24, 27 or 30
-        assert m in (16, 18, 20, 24, 27, 30) and m << (size.bit_length() - 5) == size
-    assert len(set(sizes.values())) < 80  # recordings of similar length share a cached gain
-    design = design_filters(SFREQ, FilterConfig(), 50)
-    gain = _zero_phase_gain(design, 4096)
-    assert _zero_phase_gain(design, 4096) is gain
-    freqs = np.fft.rfftfreq(4096, 1 / SFREQ)
-    expected = 10 ** (design.response_db(freqs) / 20)  # zero-phase dB: 20 log10 of |H|^2
-    np.testing.assert_allclose(gain, expected, rtol=1e-5, atol=1e-12)
-
-
 def test_designs_are_computed_once_per_configuration():
     a = design_filters(SFREQ, FilterConfig(h_freq=60.0), 50)
     assert design_filters(SFREQ, FilterConfig(h_freq=60.0), 50) is a
     assert design_filters(SFREQ, FilterConfig(h_freq=61.0), 50) is not a
     assert design_filters(SFREQ, FilterConfig(h_freq=60.0), 60) is not a
-
-
-def test_streaming_single_chunk_and_short_recording_equal_one_shot():
-    rng = np.random.default_rng(11)
-    design = design_filters(SFREQ, FilterConfig(), 60)
-    for n_times in (300, 5000):  # shorter and longer than the edge padding
-        x = _pink_noise(rng, 3, n_times) + 100.0
-        stream = StreamingFilter(design, n_chans=3)
-        first = stream.push(x)
-        streamed = np.concatenate([first, stream.flush()], axis=1)
-        np.testing.assert_array_equal(streamed, apply_filters(x, design))
-    with pytest.raises(RuntimeError, match="flush\\(\\) called twice"):
-        stream.flush()
