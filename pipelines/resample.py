@@ -43,7 +43,6 @@ the 16-bit integers EDF stores.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from functools import lru_cache
@@ -52,7 +51,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from eegfm.pipelines.filter_design import kaiser_lowpass
-from eegfm.pipelines.signal_checks import check_sfreq, check_signal
+from eegfm.pipelines.signal_checks import check_chunk, check_n_chans, check_seconds, check_sfreq, check_signal
 
 TARGET_SFREQ = 256.0
 # Relative ratio error allowed when a rate has no small exact fraction: under one output sample of
@@ -105,13 +104,10 @@ class ResamplePlan:
 
     def index_at(self, seconds: float) -> int:
         """The output sample nearest to ``seconds`` on the input clock (inverse of window_start_s)."""
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.floating)):
-            raise TypeError(f"seconds: expected a number; got {seconds!r}")
-        if not math.isfinite(seconds) or seconds < 0:
-            raise ValueError(f"seconds: expected a finite value >= 0; got {seconds!r}")
+        seconds = check_seconds(seconds)
         if self.ratio_error == 0.0:
-            return round(float(seconds) * self.sfreq_out)
-        return round(Fraction(float(seconds)) * Fraction(self.sfreq_in) * self.up / self.down)
+            return round(seconds * self.sfreq_out)
+        return round(Fraction(seconds) * Fraction(self.sfreq_in) * self.up / self.down)
 
 
 def _check_index(name: str, index: int) -> int:
@@ -277,10 +273,8 @@ class Resampler:
         *,
         max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR,
     ) -> None:
-        if isinstance(n_chans, bool) or not isinstance(n_chans, (int, np.integer)) or n_chans < 1:
-            raise ValueError(f"n_chans: expected an integer >= 1; got {n_chans!r}")
         self.plan = plan_resample(sfreq, sfreq_out, max_ratio_error)
-        self.n_chans = int(n_chans)
+        self.n_chans = check_n_chans(n_chans)
         self._buffer = np.zeros((self.n_chans, 0), dtype=np.float32)
         self._buffer_start = 0  # global input index of the buffer's first sample
         self._n_in = 0  # input samples received
@@ -333,11 +327,7 @@ class Resampler:
 
     def _append(self, chunk: np.ndarray) -> np.ndarray | None:
         """Buffer ``chunk``; for the identity plan return it (copied) instead."""
-        chunk = _as_2d_float32(chunk, "chunk")
-        if chunk.shape[0] != self.n_chans:
-            raise ValueError(
-                f"chunk: expected {self.n_chans} channels (n_chans); got {chunk.shape[0]}"
-            )
+        chunk = np.ascontiguousarray(check_chunk(chunk, self.n_chans), dtype=np.float32)
         if chunk.shape[1] == 0:
             return np.zeros((self.n_chans, 0), dtype=np.float32) if self.plan.is_identity else None
         if self._offset is None:
@@ -403,11 +393,7 @@ def sample_to_seconds(index: int, sfreq: float = TARGET_SFREQ) -> float:
 
 def seconds_to_sample(seconds: float, sfreq: float = TARGET_SFREQ) -> int:
     """The sample index nearest to ``seconds`` at ``sfreq``; inverse of :func:`sample_to_seconds`."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.floating)):
-        raise TypeError(f"seconds: expected a number; got {seconds!r}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"seconds: expected a finite value >= 0; got {seconds!r}")
-    return round(float(seconds) * check_sfreq(sfreq, "sfreq"))
+    return round(check_seconds(seconds) * check_sfreq(sfreq, "sfreq"))
 
 
 def window_start_s(index: int, sfreq_in: float, sfreq_out: float = TARGET_SFREQ) -> float:

@@ -17,6 +17,29 @@ def check_signal(data: np.ndarray, name: str = "data") -> np.ndarray:
     return data
 
 
+def check_n_chans(n_chans: int) -> int:
+    if isinstance(n_chans, bool) or not isinstance(n_chans, (int, np.integer)) or n_chans < 1:
+        raise ValueError(f"n_chans: expected an integer >= 1; got {n_chans!r}")
+    return int(n_chans)
+
+
+def check_chunk(chunk: np.ndarray, n_chans: int) -> np.ndarray:
+    """One chunk of a stream of ``n_chans`` channels, checked like :func:`check_signal`."""
+    chunk = check_signal(chunk, "chunk")
+    if chunk.shape[0] != n_chans:
+        raise ValueError(f"chunk: expected {n_chans} channels (n_chans); got {chunk.shape[0]}")
+    return chunk
+
+
+def check_seconds(seconds: float) -> float:
+    """A finite time >= 0 in seconds as a float; TypeError/ValueError otherwise."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.floating)):
+        raise TypeError(f"seconds: expected a number; got {seconds!r}")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"seconds: expected a finite value >= 0; got {seconds!r}")
+    return float(seconds)
+
+
 def check_sfreq(sfreq: float, name: str = "sfreq") -> float:
     """A finite sampling rate > 0 Hz as a float; TypeError/ValueError naming ``name`` otherwise."""
     if isinstance(sfreq, bool) or not isinstance(sfreq, (int, float, np.integer, np.floating)):

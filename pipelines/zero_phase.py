@@ -38,7 +38,7 @@ import numpy as np
 import scipy.fft
 
 from eegfm.pipelines.filter_design import sos_response
-from eegfm.pipelines.signal_checks import check_signal
+from eegfm.pipelines.signal_checks import check_chunk, check_n_chans, check_signal
 
 if TYPE_CHECKING:  # filters imports this module
     from eegfm.pipelines.filters import FilterDesign
@@ -134,10 +134,8 @@ class StreamingFilter:
     """
 
     def __init__(self, design: FilterDesign, n_chans: int) -> None:
-        if isinstance(n_chans, bool) or not isinstance(n_chans, (int, np.integer)) or n_chans < 1:
-            raise ValueError(f"n_chans: expected an integer >= 1; got {n_chans!r}")
         self.design = design
-        self.n_chans = int(n_chans)
+        self.n_chans = check_n_chans(n_chans)
         self._buffer = np.zeros((self.n_chans, 0), dtype=np.float32)
         self._buffer_start = 0
         self._n_in = 0
@@ -171,11 +169,7 @@ class StreamingFilter:
 
     def _append(self, chunk: np.ndarray) -> bool:
         """Buffer ``chunk`` minus the first sample's offset; False when it is empty."""
-        chunk = check_signal(chunk, "chunk")
-        if chunk.shape[0] != self.n_chans:
-            raise ValueError(
-                f"chunk: expected {self.n_chans} channels (n_chans); got {chunk.shape[0]}"
-            )
+        chunk = check_chunk(chunk, self.n_chans)
         if chunk.shape[1] == 0:
             return False
         if self._offset is None:
