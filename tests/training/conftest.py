@@ -5,6 +5,10 @@ from pathlib import Path
 
 import pytest
 
+from eegfm.pipelines.schema import decode_example
+from eegfm.pipelines.tfrecord import read_records
+from eegfm.training.data import list_files
+
 
 def preprocess_corpus(corpus: Path, out: Path) -> dict:
     """The pipeline's run over ``corpus`` into ``out`` with a fixed key (the same pseudonyms and
@@ -16,6 +20,12 @@ def preprocess_corpus(corpus: Path, out: Path) -> dict:
     key.chmod(0o600)
     return preprocess(["--input", str(corpus), "--output", str(out), "--pseudonym_key_file", str(key),
                        "--no_artifact_model", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+
+
+@pytest.fixture(scope="module")
+def records(pipeline_output) -> list:
+    """The window records of ``pipeline_output``, decoded (``pipelines.schema.decode_example``)."""
+    return [decode_example(raw) for path in list_files(pipeline_output) for raw in read_records(path)]
 
 
 @pytest.fixture(scope="session")

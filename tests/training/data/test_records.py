@@ -1,0 +1,109 @@
+"""training.data.records: a window record parsed as the pipeline wrote it, or named where it is not."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from eegfm.pipelines import schema
+from eegfm.pipelines.schema import N_CHANS, SchemaError, decode_example, encode_example
+from eegfm.pipelines.tfrecord import read_records, write_records
+from eegfm.training.data import LoaderConfig, list_files
+from eegfm.training.data.batch import collate
+from eegfm.training.data.records import Example, Window
+from tests.training.data.conftest import _entry, _epoch, _with_entry
+
+
+def test_fast_decoder_equals_decode_example(pipeline_output):
+    compared = 0
+    for path in list_files(pipeline_output):
+        for index, raw in enumerate(read_records(path)):
+            expected, fields = decode_example(raw), Window(raw, path, index).decode()
+            for name, value in fields.items():
+                want = getattr(expected, name)
+                if isinstance(want, np.ndarray):
+                    assert value.dtype == want.dtype and np.array_equal(value, want), name
+                elif isinstance(want, float) and math.isnan(want):
+                    assert math.isnan(value), name
+                else:
+                    assert value == want, name
+            compared += 1
+    assert compared == 30
+
+
+def test_example_classes_match_the_pipelines_wire_format(pipeline_output):
+    # The descriptor written in training.data re-serializes every record to the same bytes:
+    # TensorFlow's field numbers, types and packing, as pipelines.schema writes them.
+    raws = [raw for path in list_files(pipeline_output) for raw in read_records(path)]
+    assert len(raws) == 30
+    assert all(Example.FromString(raw).SerializeToString(deterministic=True) == raw for raw in raws)
+
+
+def test_other_layouts_parse_like_protobuf(records):
+    record = records[0]
+    raw = encode_example(record)
+    other = (record.eeg[:, ::-1].copy()).tobytes()
+    duplicate = Window(_with_entry(raw, _entry("eeg", "bytes", [other])), "mem", 0)
+    assert np.array_equal(duplicate.decode()["eeg"], record.eeg[:, ::-1])  # protobuf's "last entry wins"
+    assert Window(_with_entry(raw, _entry("label", "int64", [4])), "mem", 0).decode()["label"] == 4
+    unsorted = schema.len_field(1, b"".join(reversed([
+        _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items())])))
+    window = Window(unsorted, "mem", 0)
+    assert np.array_equal(window.decode()["eeg"], record.eeg)
+    with_ecg = next(r for r in records if r.ecg is not None)
+    window = Window(encode_example(with_ecg), "mem", 0)
+    assert np.array_equal(window.decode()["ecg"], with_ecg.ecg)
+    later = (with_ecg.ecg[::-1].copy()).tobytes()
+    window = Window(_with_entry(encode_example(with_ecg), _entry("ecg", "bytes", [later])), "mem", 0)
+    assert np.array_equal(window.decode()["ecg"], with_ecg.ecg[::-1])  # the last wins
+    floats = _with_entry(raw, _entry("eeg", "float", [1.0, 2.0]))
+    with pytest.raises(SchemaError, match="^f: record 3: feature 'eeg': expected bytes values$"):
+        Window(floats, "f", 3).decode()
+    without_label = schema.len_field(1, b"".join(
+        _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items()) if name != "label"))
+    with pytest.raises(SchemaError, match="^f: record 3: feature 'label': missing from the Example"):
+        Window(without_label, "f", 3).decode()
+
+
+@pytest.mark.parametrize("cut", ["small field", "samples", "garbage"])
+def test_malformed_examples_say_where(records, cut):
+    raw = bytearray(encode_example(records[0]))
+    if cut == "small field":  # the label entry claims more bytes than its message holds
+        at = raw.index(b"\n\x05label") + 7
+        raw[at + 1] += 100
+    elif cut == "samples":
+        raw = raw[:len(raw) // 2]
+    else:
+        raw = bytearray(b"\xff" * 64)
+    with pytest.raises(SchemaError, match=r"^f: record 3: (Example|not a valid).*(byte|field|wire type)"):
+        Window(bytes(raw), "f", 3).decode()
+
+
+def test_malformed_example_names_file_and_record(pipeline_output, tmp_path):
+    bad = tmp_path / "site-x" / "part-00000-of-00001.tfrecord"
+    bad.parent.mkdir()
+    good = next(read_records(list_files(pipeline_output)[0]))
+    write_records(str(bad), [good, good[:-1000]])  # intact framing around a cut Example
+    for workers in (0, 1):
+        with pytest.raises(SchemaError, match=f"^{bad}: record 1: .*needs .* bytes"):
+            _epoch(tmp_path, LoaderConfig(num_workers=workers))
+
+
+def test_samples_that_disagree_with_the_shape_name_the_record(records):
+    record = records[0]
+    n_times = record.eeg.shape[1]
+    fields = schema.decode_features(encode_example(record))
+    fields["shape"] = ("int64", [N_CHANS, n_times // 2])  # whole time points, but half as many
+    raw = schema.len_field(1, b"".join(_entry(name, *feature) for name, feature in sorted(fields.items())))
+    window = Window(raw, "f", 3)  # the samples alone say n_times: the shape is read with the fields
+    with pytest.raises(SchemaError, match=f"^f: record 3: feature 'eeg': expected {N_CHANS * n_times} bytes "
+                                          f"of float16 for shape \\[{N_CHANS}, {n_times // 2}\\]; got {2 * N_CHANS * n_times}$"):
+        collate([window])
+
+
+def test_votes_of_another_length_name_the_record(records):
+    raw = _with_entry(encode_example(records[0]), _entry("votes", "float", [1.0, 2.0]))
+    with pytest.raises(SchemaError, match="^f: record 3: feature 'votes': expected 0 or 6 values .*got 2$"):
+        collate([Window(raw, "f", 3)])
