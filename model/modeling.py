@@ -118,10 +118,6 @@ class EEGFMPreTrainedModel(PreTrainedModel):
             elif name == "lora_b":
                 init.zeros_(parameter)
 
-    # ---------------------------------------------------------------------------------------
-    # Inputs
-    # ---------------------------------------------------------------------------------------
-
     def prepare_inputs(
         self,
         eeg: torch.Tensor,
@@ -135,7 +131,8 @@ class EEGFMPreTrainedModel(PreTrainedModel):
         """Validate shapes, fill defaults and cast to the model's dtype. Errors name the argument."""
         dtype = self.dtype
         if not isinstance(eeg, torch.Tensor) or eeg.dim() != 3:
-            raise ValueError(f"eeg: expected a tensor (batch, n_chans, n_times); got {_describe(eeg)}")
+            got = f"a tensor of shape {tuple(eeg.shape)}" if isinstance(eeg, torch.Tensor) else type(eeg).__name__
+            raise ValueError(f"eeg: expected a tensor (batch, n_chans, n_times); got {got}")
         batch, n_chans, n_times = eeg.shape
         if n_times < self.config.patch_size:
             raise ValueError(
@@ -209,12 +206,6 @@ class EEGFMPreTrainedModel(PreTrainedModel):
             raise ValueError(f"gnn_impl: expected one of {', '.join(map(repr, GNN_IMPLS))}; got {impl!r}")
         self.config.gnn_impl = impl
         self.encoder.set_gnn_impl(impl)
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a tensor of shape {tuple(value.shape)}"
-    return f"{type(value).__name__}"
 
 
 class EEGFMModel(EEGFMPreTrainedModel):
