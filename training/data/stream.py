@@ -70,39 +70,23 @@ def _flag_last(batches: Iterable[Any]) -> Iterator[tuple[Any, bool]]:
 
 class Storage:
     """Where a shard builds its batches' ``eeg``/``ecg``: segments of the worker's hand-off (sent
-    in place; plain tensors where its pool is in use, reused once copied into a segment), else new
-    tensors, in shared memory (``shared``: a DataLoader worker's, which its pickler then sends)."""
+    in place), else new tensors, in shared memory where a DataLoader worker's pickler sends them."""
 
     def __init__(self, handoff: Handoff | None = None, shared: bool = False):
         self.handoff, self.shared = handoff, shared
-        self._in_segments: set[int] = set()  # ids of the eeg tensors that lie in hand-off segments
-        self._free: dict[tuple, list[dict[str, torch.Tensor]]] = {}
 
     def acquire(self, specs: Specs) -> dict[str, torch.Tensor]:
-        if self.handoff is not None:
-            tensors = self.handoff.buffers(specs)
-            if tensors is not None:
-                self._in_segments.add(id(tensors["eeg"]))
-                return tensors
-            free = self._free.get(_key(specs))
-            if free:
-                return free.pop()
-        tensors = {name: torch.empty(shape, dtype=dtype) for name, (dtype, shape) in specs.items()}
-        return {name: t.share_memory_() for name, t in tensors.items()} if self.shared else tensors
+        tensors = None if self.handoff is None else self.handoff.buffers(specs)
+        if tensors is None:
+            tensors = {name: torch.empty(shape, dtype=dtype) for name, (dtype, shape) in specs.items()}
+            if self.shared:
+                tensors = {name: t.share_memory_() for name, t in tensors.items()}
+        return tensors
 
     def release(self, tensors: dict[str, torch.Tensor]) -> None:
         """``tensors`` are no longer needed here: sent, copied out, or merged away."""
-        if id(tensors["eeg"]) in self._in_segments:
-            self._in_segments.discard(id(tensors["eeg"]))
-            self.handoff.discard(tensors)  # a no-op where the segment was sent
-        elif self.handoff is not None:  # a reused tensor's pages are mapped; a new one faults them all in
-            free = self._free.setdefault(_key({k: (t.dtype, tuple(t.shape)) for k, t in tensors.items()}), [])
-            if len(free) < 4 and sum(map(len, self._free.values())) < 64:
-                free.append(tensors)
-
-
-def _key(specs: Specs) -> tuple:
-    return tuple(sorted((name, str(dtype), shape) for name, (dtype, shape) in specs.items()))
+        if self.handoff is not None:
+            self.handoff.discard(tensors)  # a no-op unless they lie in a segment not sent
 
 
 class Open:
