@@ -1,24 +1,17 @@
 """European Data Format (EDF, EDF+C) writing in plain numpy.
 
-Clinical EEG is exchanged as EDF: a fixed-width ASCII header (256 bytes, then 256 bytes per
-signal, each field a left-aligned, space-padded string) followed by data records of little-endian
-int16 samples, one block per signal per record. EDF+ adds structured patient/recording fields and
-an ``EDF Annotations`` signal whose bytes hold Time-stamped Annotation Lists (TALs); the first TAL
-of every record is the time-keeping TAL giving the record's onset.
+EDF: a fixed-width ASCII header (256 bytes, then 256 bytes per signal, each field left-aligned and
+space-padded), then data records of little-endian int16 samples, one block per signal per record.
+EDF+ adds structured patient/recording fields and an ``EDF Annotations`` signal of Time-stamped
+Annotation Lists (TALs), the first of each record giving its onset. Spec:
+https://www.edfplus.info/specs/edf.html and https://www.edfplus.info/specs/edfplus.html.
 
-Why not pyedflib for writing: it wants whole signals in memory (or per-record calls from Python),
-and we also need full control of every header byte, both to plant realistic identifiers for
-de-identification tests and to forge damaged files for reader tests. The pieces are therefore kept
-separate and public:
-
-- :class:`EDFSignal` / :class:`EDFHeader`: what goes in the header, as plain values.
-- :func:`header_bytes`: the exact header bytes for a header (forgers can edit and splice them).
-- :func:`physical_to_digital`: the int16 quantization, using the gains *as written* in the header
-  (the 8-character number fields round physical limits, and a reader can only use those).
-- :class:`EDFWriter`: a context manager streaming data records chunk by chunk, so memory does not
-  grow with recording length; the record count is patched into the header on close.
-
-Spec: https://www.edfplus.info/specs/edf.html and https://www.edfplus.info/specs/edfplus.html.
+Why not pyedflib: it wants whole signals in memory (or per-record calls from Python), and the
+simulator and tests need every header byte: to plant realistic identifiers for de-identification
+tests and to forge damaged files for reader tests. So the pieces are public: :func:`header_bytes`
+(forgers splice them), :func:`physical_to_digital` (quantized with the gains *as written*: the
+8-character fields round the physical limits, and a reader has only those), and
+:class:`EDFWriter`, which streams records chunk by chunk and patches the record count in on close.
 """
 
 from __future__ import annotations
@@ -94,11 +87,8 @@ class EDFHeader:
         """The signals as they appear in the file, annotation signal (if any) last."""
         if not self.edf_plus:
             return tuple(self.signals)
-        annotations = EDFSignal(
-            label=ANNOTATION_LABEL, physical_min=-1.0, physical_max=1.0,
-            samples_per_record=self.annotation_samples, physical_dimension="",
-        )
-        return (*self.signals, annotations)
+        return (*self.signals, EDFSignal(label=ANNOTATION_LABEL, physical_min=-1.0, physical_max=1.0,
+                                         samples_per_record=self.annotation_samples, physical_dimension=""))
 
     @property
     def header_size(self) -> int:
@@ -110,20 +100,13 @@ class EDFHeader:
         return 2 * sum(s.samples_per_record for s in self.all_signals())
 
 
-# ---------------------------------------------------------------------------------------------
-# Header fields
-# ---------------------------------------------------------------------------------------------
-
 def edf_date(day: date) -> str:
     """``dd-MMM-yyyy`` with an upper-case English month, as EDF+ wants (``14-MAR-1957``)."""
     return f"{day.day:02d}-{_MONTHS[day.month - 1]}-{day.year:04d}"
 
 
 def edf_plus_patient(code: str, sex: str, birthdate: date | None, name: str) -> str:
-    """The EDF+ patient field: four space-separated subfields, ``X`` for unknown.
-
-    Spaces inside a subfield are replaced by ``_`` as the spec requires.
-    """
+    """The EDF+ patient field: four space-separated subfields, ``X`` for unknown (spaces in one: ``_``)."""
     if sex not in ("F", "M", "X"):
         raise EDFError(f"patient sex: expected one of 'F', 'M', 'X'; got {sex!r}")
     birth = edf_date(birthdate) if birthdate is not None else "X"
@@ -142,11 +125,8 @@ def _subfield(value: str) -> str:
 
 
 def format_number(value: float, width: int = 8, *, field: str = "number") -> str:
-    """The shortest decimal form of ``value`` that fits ``width`` characters.
-
-    EDF number fields are 8 ASCII characters; a value that cannot be written even when rounded
-    (e.g. 123456789) is an error rather than a silently truncated field.
-    """
+    """The shortest decimal form of ``value`` that fits ``width`` characters (EDF's number fields:
+    8); EDFError for a value that does not fit even rounded (123456789), never a truncated field."""
     if not math.isfinite(value):
         raise EDFError(f"{field}: expected a finite number; got {value!r}")
     if float(value).is_integer() and len(str(int(value))) <= width:
@@ -174,57 +154,41 @@ def header_bytes(header: EDFHeader) -> bytes:
     """The complete header (``header.header_size`` bytes) exactly as it goes on disk."""
     signals = header.all_signals()
     if header.edf_plus and header.annotation_samples < 1:
-        raise EDFError(
-            f"annotation_samples: expected >= 1 for an EDF+ header; got {header.annotation_samples}"
-        )
+        raise EDFError(f"annotation_samples: expected >= 1 for an EDF+ header; got {header.annotation_samples}")
     start = header.start
-    fixed = b"".join([
-        _field(header.version, 8, "version"),
-        _field(header.patient, 80, "patient"),
-        _field(header.recording, 80, "recording"),
-        _field(f"{start.day:02d}.{start.month:02d}.{start.year % 100:02d}", 8, "startdate"),
-        _field(f"{start.hour:02d}.{start.minute:02d}.{start.second:02d}", 8, "starttime"),
-        _field(str(header.header_size), 8, "header bytes"),
-        _field("EDF+C" if header.edf_plus else "", 44, "reserved"),
-        _field(str(header.n_records), 8, "number of data records"),
-        _field(format_number(header.record_duration, field="record duration"), 8, "record duration"),
-        _field(str(len(signals)), 4, "number of signals"),
-    ])
+    fixed = [
+        (header.version, 8, "version"), (header.patient, 80, "patient"), (header.recording, 80, "recording"),
+        (f"{start.day:02d}.{start.month:02d}.{start.year % 100:02d}", 8, "startdate"),
+        (f"{start.hour:02d}.{start.minute:02d}.{start.second:02d}", 8, "starttime"),
+        (str(header.header_size), 8, "header bytes"), ("EDF+C" if header.edf_plus else "", 44, "reserved"),
+        (str(header.n_records), 8, "number of data records"),
+        (format_number(header.record_duration, field="record duration"), 8, "record duration"),
+        (str(len(signals)), 4, "number of signals"),
+    ]
     columns = [
-        ("label", 16, lambda s: s.label),
-        ("transducer", 80, lambda s: s.transducer),
+        ("label", 16, lambda s: s.label), ("transducer", 80, lambda s: s.transducer),
         ("physical dimension", 8, lambda s: s.physical_dimension),
         ("physical minimum", 8, lambda s: format_number(s.physical_min, field=f"{s.label} minimum")),
         ("physical maximum", 8, lambda s: format_number(s.physical_max, field=f"{s.label} maximum")),
         ("digital minimum", 8, lambda s: str(int(s.digital_min))),
-        ("digital maximum", 8, lambda s: str(int(s.digital_max))),
-        ("prefiltering", 80, lambda s: s.prefiltering),
-        ("samples per record", 8, lambda s: str(int(s.samples_per_record))),
-        ("reserved", 32, lambda s: s.reserved),
+        ("digital maximum", 8, lambda s: str(int(s.digital_max))), ("prefiltering", 80, lambda s: s.prefiltering),
+        ("samples per record", 8, lambda s: str(int(s.samples_per_record))), ("reserved", 32, lambda s: s.reserved),
     ]
-    per_signal = b"".join(
-        _field(get(s), width, f"signal {i} ({s.label!r}) {name}")
-        for name, width, get in columns
-        for i, s in enumerate(signals)
-    )
-    return fixed + per_signal
+    return b"".join(_field(*f) for f in fixed) + b"".join(
+        _field(get(s), width, f"signal {i} ({s.label!r}) {name}") for name, width, get in columns
+        for i, s in enumerate(signals))
 
 
 def written_scaling(signal: EDFSignal) -> tuple[float, float]:
-    """``(gain, offset)`` with physical = digital * gain + offset, from the limits *as written*.
-
-    Readers only see the rounded 8-character limits, so quantizing with those guarantees that a
-    reader gets back exactly the values we meant (within half a digital step).
-    """
+    """``(gain, offset)`` with physical = digital * gain + offset, from the limits *as written*: a
+    reader sees only those, and so gets back the values meant (within half a digital step)."""
     pmin = float(format_number(signal.physical_min))
     pmax = float(format_number(signal.physical_max))
     if pmax == pmin:
         raise EDFError(f"{signal.label}: physical minimum and maximum are equal ({pmin}) once written")
     if signal.digital_max <= signal.digital_min:
-        raise EDFError(
-            f"{signal.label}: digital maximum must exceed digital minimum; got "
-            f"{signal.digital_min}..{signal.digital_max}"
-        )
+        raise EDFError(f"{signal.label}: digital maximum must exceed digital minimum; got "
+                       f"{signal.digital_min}..{signal.digital_max}")
     gain = (pmax - pmin) / (signal.digital_max - signal.digital_min)
     return gain, pmin - signal.digital_min * gain
 
@@ -245,21 +209,9 @@ def digital_to_physical(digital: np.ndarray, signal: EDFSignal) -> np.ndarray:
     return np.asarray(digital, dtype=np.float64) * gain + offset
 
 
-# ---------------------------------------------------------------------------------------------
-# Annotations (TALs)
-# ---------------------------------------------------------------------------------------------
-
-def _format_onset(seconds: float) -> str:
-    text = format_number(abs(seconds), width=20, field="annotation onset")
-    return ("-" if seconds < 0 else "+") + text
-
-
 def encode_tal(onset: float, texts: Sequence[str] = (), duration: float | None = None) -> bytes:
-    """One Time-stamped Annotation List.
-
-    With no texts it is a time-keeping TAL, ``+12\\x14\\x14\\x00``.
-    """
-    head = _format_onset(onset).encode("ascii")
+    """One Time-stamped Annotation List; with no texts a time-keeping TAL, ``+12\\x14\\x14\\x00``."""
+    head = (("-" if onset < 0 else "+") + format_number(abs(onset), width=20, field="annotation onset")).encode()
     if duration is not None:
         length = format_number(duration, width=20, field="annotation duration")
         head += _TAL_DURATION + length.encode("ascii")
@@ -282,9 +234,7 @@ def record_annotation_bytes(record_onset: float, annotations: Sequence[Annotatio
     return payload
 
 
-def assign_annotations(
-    annotations: Sequence[Annotation], record_duration: float
-) -> dict[int, list[Annotation]]:
+def assign_annotations(annotations: Sequence[Annotation], record_duration: float) -> dict[int, list[Annotation]]:
     """Group annotations by the record their onset falls in (the convention readers expect)."""
     by_record: dict[int, list[Annotation]] = {}
     for note in sorted(annotations, key=lambda a: a.onset):
@@ -294,22 +244,15 @@ def assign_annotations(
     return by_record
 
 
-def annotation_samples_needed(
-    annotations: Sequence[Annotation], record_duration: float, n_records_hint: int = 10_000_000
-) -> int:
+def annotation_samples_needed(annotations: Sequence[Annotation], record_duration: float,
+                              n_records_hint: int = 10_000_000) -> int:
     """Annotation-signal samples per record big enough for the fullest record (plus the TAL end)."""
     by_record = assign_annotations(annotations, record_duration)
     longest_keeper = len(record_annotation_bytes(max(n_records_hint, 1) * record_duration, []))
-    longest = max(
-        [longest_keeper]
-        + [len(record_annotation_bytes(k * record_duration, notes)) for k, notes in by_record.items()]
-    )
+    longest = max([longest_keeper] + [len(record_annotation_bytes(k * record_duration, notes))
+                                      for k, notes in by_record.items()])
     return (longest + 1) // 2 + 1  # +1 sample so every record ends in at least one 0 byte
 
-
-# ---------------------------------------------------------------------------------------------
-# Streaming writer
-# ---------------------------------------------------------------------------------------------
 
 class EDFWriter:
     """Stream physical samples into an EDF/EDF+C file, record by record.
@@ -325,23 +268,15 @@ class EDFWriter:
     record their onset falls in, so they must fall within the data written.
     """
 
-    def __init__(
-        self,
-        path: str | Path,
-        header: EDFHeader,
-        annotations: Sequence[Annotation] = (),
-        *,
-        pad_last_record: bool = False,
-    ) -> None:
+    def __init__(self, path: str | Path, header: EDFHeader, annotations: Sequence[Annotation] = (), *,
+                 pad_last_record: bool = False) -> None:
         if annotations and not header.edf_plus:
             raise EDFError("annotations: only EDF+ headers (edf_plus=True) can hold annotations")
         if header.record_duration <= 0:
             raise EDFError(f"record_duration: expected > 0 s; got {header.record_duration}")
         if header.edf_plus:
             needed = annotation_samples_needed(annotations, header.record_duration)
-            header = dataclasses.replace(
-                header, annotation_samples=max(needed, header.annotation_samples)
-            )
+            header = dataclasses.replace(header, annotation_samples=max(needed, header.annotation_samples))
         self.header = dataclasses.replace(header, n_records=-1)
         self.path = Path(path)
         self._signals = header.signals
@@ -354,7 +289,6 @@ class EDFWriter:
         self._file: BinaryIO | None = open(self.path, "wb")  # noqa: SIM115 (closed in close())
         self._file.write(header_bytes(self.header))
 
-    # context manager -------------------------------------------------------------------------
     def __enter__(self) -> EDFWriter:
         return self
 
@@ -364,7 +298,6 @@ class EDFWriter:
         else:  # keep the original error; leave the partial file for the caller to discard
             self.abort()
 
-    # writing ---------------------------------------------------------------------------------
     def write(self, block: np.ndarray | Sequence[np.ndarray]) -> None:
         """Append physical samples: a 2-D array (all signals at one rate) or one 1-D array per signal."""
         if self._file is None:
@@ -378,18 +311,14 @@ class EDFWriter:
     def _split(self, block: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
         columns = list(block) if not isinstance(block, np.ndarray) else list(np.atleast_2d(block))
         if len(columns) != len(self._signals):
-            raise EDFError(
-                f"block: expected {len(self._signals)} signals (the header's data signals); "
-                f"got {len(columns)}"
-            )
+            raise EDFError(f"block: expected {len(self._signals)} signals (the header's data signals); "
+                           f"got {len(columns)}")
         columns = [np.asarray(c, dtype=np.float64).ravel() for c in columns]
         lengths = np.array([len(c) for c in columns])
         # Each signal must advance by the same amount of time (lengths proportional to rates).
         if np.any(lengths * self._spr[0] != lengths[0] * self._spr):
-            raise EDFError(
-                "block: signal lengths must be proportional to samples_per_record "
-                f"{self._spr.tolist()}; got {lengths.tolist()}"
-            )
+            raise EDFError("block: signal lengths must be proportional to samples_per_record "
+                           f"{self._spr.tolist()}; got {lengths.tolist()}")
         return columns
 
     def _write_records(self, n_records: int) -> None:
@@ -411,18 +340,13 @@ class EDFWriter:
         raw = bytearray(n_records * n_bytes)
         for k in range(n_records):
             index = self.n_records + k
-            payload = record_annotation_bytes(
-                index * self.header.record_duration, self._by_record.pop(index, [])
-            )
+            payload = record_annotation_bytes(index * self.header.record_duration, self._by_record.pop(index, []))
             if len(payload) >= n_bytes:
-                raise EDFError(
-                    f"annotations of record {index} need {len(payload)} bytes; the annotation "
-                    f"signal holds {n_bytes - 1} (set annotation_samples higher)"
-                )
+                raise EDFError(f"annotations of record {index} need {len(payload)} bytes; the annotation "
+                               f"signal holds {n_bytes - 1} (set annotation_samples higher)")
             raw[k * n_bytes:k * n_bytes + len(payload)] = payload
         return np.frombuffer(bytes(raw), dtype="<i2").reshape(n_records, -1)
 
-    # closing ---------------------------------------------------------------------------------
     def close(self) -> None:
         """Write any padded last record, fix the record count in the header, close the file."""
         if self._file is None:
@@ -431,18 +355,14 @@ class EDFWriter:
         if any(leftover):
             if not self._pad_last_record:
                 self.abort()
-                raise EDFError(
-                    f"{self.path}: {leftover} samples do not fill a data record of "
-                    f"{self._spr.tolist()} samples; write whole records or pass pad_last_record=True"
-                )
+                raise EDFError(f"{self.path}: {leftover} samples do not fill a data record of "
+                               f"{self._spr.tolist()} samples; write whole records or pass pad_last_record=True")
             self._pad_partial_record()
         if self._by_record:
             onsets = sorted(n.onset for notes in self._by_record.values() for n in notes)
             self.abort()
-            raise EDFError(
-                f"{self.path}: annotations at {onsets} s fall after the last data record "
-                f"(recording lasts {self.n_records * self.header.record_duration} s)"
-            )
+            raise EDFError(f"{self.path}: annotations at {onsets} s fall after the last data record "
+                           f"(recording lasts {self.n_records * self.header.record_duration} s)")
         self._file.seek(_N_RECORDS_OFFSET)
         self._file.write(_field(str(self.n_records), 8, "number of data records"))
         self._file.close()
@@ -464,12 +384,8 @@ class EDFWriter:
             self._file = None
 
 
-def write_edf(
-    path: str | Path,
-    header: EDFHeader,
-    data: np.ndarray | Sequence[np.ndarray],
-    annotations: Sequence[Annotation] = (),
-) -> EDFHeader:
+def write_edf(path: str | Path, header: EDFHeader, data: np.ndarray | Sequence[np.ndarray],
+              annotations: Sequence[Annotation] = ()) -> EDFHeader:
     """Write a whole recording at once; returns the header as written (with its record count)."""
     with EDFWriter(path, header, annotations) as writer:
         writer.write(data)

@@ -19,7 +19,7 @@ from eegfm.core.stores import STORE_ERRORS
 from eegfm.pipelines.datasets.items import COMPANION_EXTENSIONS, RECORDING_EXTENSIONS, Ignored, SourceItem
 from eegfm.pipelines.fif_parts import GZIPPED_PART, previous_part, previous_part_names
 
-log = get_logger("sources")
+log = get_logger("datasets")
 
 # Documents that ship beside recordings (EEGMMI's montage drawing, a data set's README).
 _DOCUMENTATION = (".md", ".txt", ".pdf", ".png", ".jpg", ".jpeg", ".html", ".htm", ".rtf", ".doc", ".docx")

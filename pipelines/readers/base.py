@@ -168,7 +168,7 @@ def unique_channel_names(names: Sequence[str]) -> tuple[str, ...]:
     """``names`` with each duplicate that names no electrode numbered as MNE numbers them
     (``ECG-0``, ``ECG-1``; a blank label ``-0``, ``-1``; a derivation ``T8-P8-0``, ``T8-P8-1``): a
     second ECG or an unused slot costs nothing, and a derivation recorded twice is two measurements
-    of it. Duplicated electrodes stay as they are, for `_check_info` to refuse."""
+    of it. Duplicated electrodes stay as they are, for `check_info` to refuse."""
     counts = collections.Counter(names)
     taken = set(names)
     running: collections.Counter = collections.Counter()

@@ -18,6 +18,7 @@ kept private to this module and folded into an opaque `identity_key` for pseudon
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import math
 import os
 import re
@@ -117,24 +118,19 @@ class EdfHeader:
 
     def _parse_signals(self, block: bytes) -> None:
         ns, path = self.n_signals, self.path
-
-        def column(offset: int, width: int) -> list[bytes]:
-            start = offset * ns
-            return [block[start + i * width: start + (i + 1) * width] for i in range(ns)]
-
-        widths = (16, 80, 8, 8, 8, 8, 8, 80, 8, 32)
-        offsets, acc = [], 0
-        for w in widths:
-            offsets.append(acc)
-            acc += w
-        cols = [column(o, w) for o, w in zip(offsets, widths)]
+        offsets = (0, *itertools.accumulate((16, 80, 8, 8, 8, 8, 8, 80, 8, 32)))  # the fields' widths
+        cols = [[block[a * ns + i * (b - a): a * ns + (i + 1) * (b - a)] for i in range(ns)]
+                for a, b in zip(offsets, offsets[1:])]
         self.labels = [_text(b) for b in cols[0]]
         self.units = [_text(b) for b in cols[2]]
-        self.phys_min = np.array([_number(path, b, f"physical minimum of signal {i + 1} ({self.labels[i]!r})") for i, b in enumerate(cols[3])])
-        self.phys_max = np.array([_number(path, b, f"physical maximum of signal {i + 1} ({self.labels[i]!r})") for i, b in enumerate(cols[4])])
-        self.dig_min = np.array([_number(path, b, f"digital minimum of signal {i + 1} ({self.labels[i]!r})", integer=True) for i, b in enumerate(cols[5])])
-        self.dig_max = np.array([_number(path, b, f"digital maximum of signal {i + 1} ({self.labels[i]!r})", integer=True) for i, b in enumerate(cols[6])])
-        self.samples_per_record = np.array([int(_number(path, b, f"samples per record of signal {i + 1} ({self.labels[i]!r})", integer=True)) for i, b in enumerate(cols[8])])
+
+        def numbers(k: int, field: str, integer: bool = False) -> np.ndarray:
+            return np.array([_number(path, b, f"{field} of signal {i + 1} ({self.labels[i]!r})", integer=integer)
+                             for i, b in enumerate(cols[k])])
+
+        self.phys_min, self.phys_max = numbers(3, "physical minimum"), numbers(4, "physical maximum")
+        self.dig_min, self.dig_max = numbers(5, "digital minimum", True), numbers(6, "digital maximum", True)
+        self.samples_per_record = numbers(8, "samples per record", True)
         for i, label in enumerate(self.labels):
             if self.samples_per_record[i] < 1:
                 raise ReaderError(path, f"header field samples per record of signal {i + 1} ({label!r}): "

@@ -55,9 +55,7 @@ class MneReader(Reader):
         raw = self._raw
         check_info(path, raw.ch_names, float(raw.info["sfreq"]), int(raw.n_times))
         self._scale = _microvolt_scale(raw)
-        self.info = RecordingInfo(
-            tuple(raw.ch_names), float(raw.info["sfreq"]), int(raw.n_times), _mne_clinical(raw)
-        )
+        self.info = RecordingInfo(tuple(raw.ch_names), float(raw.info["sfreq"]), int(raw.n_times), _mne_clinical(raw))
         self.identity_key = _mne_identity(raw)
         if format_of(path) == "fif":
             self._split_parts(raw)
