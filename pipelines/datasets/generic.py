@@ -56,8 +56,9 @@ def label_row(row: dict, where: str) -> LabeledWindow | tuple[str, int]:
         return LabeledWindow(math.nan, 0.0, task=task, problem=f"{where}: {text}")
 
     if not task:
+        got = "an empty cell" if "task" in row else "no such column"
         return problem("task: expected the label space's name (e.g. abnormal) beside a label, or HMS's vote "
-                       f"columns ({', '.join(HMS_VOTE_COLUMNS)}); got {'an empty cell' if 'task' in row else 'no such column'}")
+                       f"columns ({', '.join(HMS_VOTE_COLUMNS)}); got {got}")
     try:
         label = number(row, "label", minimum=0.0)
         if label != int(label):

@@ -143,7 +143,8 @@ def tusz_intervals(text: str, name: str) -> tuple[LabeledInterval, ...]:
     """The labeled stretches of a TUSZ ``.csv_bi`` (term-based: channel TERM, or every channel
     of a ``.csv``): 1 where a row's label is a seizure type, 0 for ``bckg``. Raises ValueError
     naming the line and field of a row it cannot read."""
-    return _csv_intervals(text, name, _seizure_code, f"bckg or a seizure type ({', '.join(sorted(TUSZ_SEIZURE_TYPES))})")
+    types = ", ".join(sorted(TUSZ_SEIZURE_TYPES))
+    return _csv_intervals(text, name, _seizure_code, f"bckg or a seizure type ({types})")
 
 
 def _seizure_code(label: str) -> int | None:

@@ -151,7 +151,8 @@ class EdfHeader:
         if self.n_records == -1:  # "unknown": allowed while a recording is in progress
             self.n_records = complete
         elif self.n_records < 1:
-            raise ReaderError(self.path, f"header field number of data records: expected >= 1 (or -1); got {self.n_records}")
+            raise ReaderError(self.path, f"header field number of data records: expected >= 1 (or -1); "
+                                         f"got {self.n_records}")
         elif complete < self.n_records:
             raise ReaderError(self.path, f"data records: the header declares {self.n_records} records of "
                               f"{self.record_bytes} bytes but the file holds {complete} complete ones "
@@ -342,16 +343,16 @@ class EdfReader(Reader):
         return onsets, notes
 
     def _read(self, start: int, stop: int) -> np.ndarray:
-        spr, nb = self._spr, self.header.sample_bytes
+        spr, nb, record = self._spr, self.header.sample_bytes, self.header.record_bytes
         first, last = start // spr, (stop - 1) // spr + 1 if stop > start else start // spr
         out = np.empty((len(self._idx), stop - start), dtype=np.float32)
         if stop == start:
             return out
-        size, at = (last - first) * self.header.record_bytes, self.header.header_bytes + first * self.header.record_bytes
+        size, at = (last - first) * record, self.header.header_bytes + first * record
         buffer = os.pread(self._fd, size, at)
         if len(buffer) != size:  # the file shrank after its header was checked
             raise ReaderError(self.path, f"data records: expected {size} bytes at offset {at}; got {len(buffer)}")
-        block = np.frombuffer(buffer, dtype=np.uint8).reshape(last - first, self.header.record_bytes)
+        block = np.frombuffer(buffer, dtype=np.uint8).reshape(last - first, record)
         for row, off in enumerate(self._offsets):
             raw = block[:, off * nb: (off + spr) * nb]
             if nb == 2:

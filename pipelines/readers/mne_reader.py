@@ -14,11 +14,14 @@ import numpy as np
 
 from eegfm.pipelines.channels import Digitized
 from eegfm.pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
-from eegfm.pipelines.readers.annotations import annotated_bad_spans, annotated_events, annotated_segments, annotation_samples
+from eegfm.pipelines.readers.annotations import (
+    annotated_bad_spans, annotated_events, annotated_segments, annotation_samples,
+)
 from eegfm.pipelines.readers.base import (
     Reader, ReaderError, RecordingInfo, Segment, check_info, format_of, one_line, unique_channel_names,
 )
 from eegfm.pipelines.readers.eeglab import eeglab_chaninfo_guard, eeglab_fiducials
+
 
 def _quiet_mffpy() -> None:
     """mffpy, which MNE reads EGI's MFF through, prints to stdout (a note for every MFF without

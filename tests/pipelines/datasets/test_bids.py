@@ -1,5 +1,5 @@
-"""BIDS: the adapter's layout; its sidecars: which apply (inheritance), what they say (bad channels, mains frequency), and
-what the job does with them on real recordings."""
+"""BIDS: the adapter's layout; its sidecars: which apply (inheritance), what they say (bad channels,
+mains frequency), and what the job does with them on real recordings."""
 
 import glob
 import json
