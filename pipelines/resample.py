@@ -1,43 +1,30 @@
 """Resampling any EEG rate to the 256 Hz of the data contract, one-shot or chunk by chunk.
 
-Why polyphase (``scipy.signal.resample_poly``) and not FFT resampling: a polyphase FIR works on
-bounded chunks with bounded look-ahead, costs O(taps / up) per output sample, needs no power-of-two
-padding, and does not wrap the end of a recording onto its start. Its anti-aliasing filter is
-scipy's default: a Kaiser-windowed (beta 5) sinc of ``20 * max(up, down) + 1`` taps with the cutoff
-at the lower of the two Nyquist frequencies. When downsampling to 256 Hz that filter is flat
-(within 0.1 dB) to 110 Hz, -1 dB at 117 Hz, -6 dB at 128 Hz and at least 50 dB down beyond
-148 Hz, so content between 110 and 128 Hz is partly attenuated and the band from 128 to 148 Hz
-folds back into 108-128 Hz at -6 to -50 dB. That is harmless because the band-pass of
-:mod:`pipelines.filters` removes everything above its upper edge (70 Hz by default) afterwards; it
-is also why that edge must stay well below 128 Hz.
+Polyphase FIR (the sum ``scipy.signal.resample_poly`` computes), not FFT resampling: it works on
+bounded chunks with bounded look-ahead, costs O(taps / up) per output sample and does not wrap the
+end of a recording onto its start. The anti-aliasing filter is scipy's default, a Kaiser (beta 5)
+sinc of ``20 * max(up, down) + 1`` taps: downsampling to 256 Hz it is flat (0.1 dB) to 110 Hz,
+-6 dB at 128 Hz and 50 dB down beyond 148 Hz, so 128-148 Hz folds into 108-128 Hz. The band-pass
+of :mod:`pipelines.filters` removes all that afterwards, which is why its upper edge (70 Hz by
+default) must stay well below 128 Hz.
 
-The rate ratio ``256 / sfreq`` is turned into integers ``up / down`` with
-:class:`fractions.Fraction`. Integer rates (160, 200, 250, 500, 512, 5000 Hz ...) give exact ratios.
-A non-integer rate such as the Bonn data set's 173.61 Hz is approximated with
-``Fraction.limit_denominator``, taking the smallest denominator whose relative ratio error is at
-most ``max_ratio_error`` (default 1e-6). The output is then labelled 256 Hz although its true
-rate is ``256 * (1 + ratio_error)``: with the default bound, the time axis drifts by at most 3.6 ms
-per hour of recording, less than one output sample (3.9 ms). The error is reported in
-:class:`ResamplePlan`, and :meth:`ResamplePlan.window_start_s` maps output sample indices back to
-the *input* clock exactly, so window offsets stay true even for approximated ratios. 173.61 Hz
-becomes ``up / down = 3682 / 2497`` (ratio error 3.1e-8).
+The ratio ``256 / sfreq`` becomes integers ``up / down`` (:class:`fractions.Fraction`): exact for
+integer rates; a rate such as the Bonn data set's 173.61 Hz gets the smallest denominator within
+``max_ratio_error`` (default 1e-6: 3682 / 2497, error 3.1e-8). Such output is labelled 256 Hz
+while its true rate is ``256 * (1 + ratio_error)``, a drift of at most 3.6 ms per hour (under one
+sample); :meth:`ResamplePlan.window_start_s` maps output samples back to the input clock exactly,
+so window offsets stay true.
 
-Edges: ``resample_poly`` pads with zeros, which turns a channel's DC offset (common in DC-coupled
-amplifiers, often hundreds of microvolts) into a step at the first sample and rings for a few
-samples. Both the one-shot function and :class:`Resampler` therefore subtract each channel's first
-sample before filtering and add it back afterwards. That offset is known as soon as the first chunk
-arrives, so the streaming and one-shot results stay identical.
+``resample_poly`` pads with zeros, which turns a channel's DC offset (hundreds of microvolts from a
+DC-coupled amplifier) into a ringing step; each channel's first sample is therefore subtracted
+before filtering and added back after. It is known from the first chunk on, so streaming and
+one-shot results are identical.
 
-Computation: the polyphase sum is evaluated as small dense matrix products (BLAS) instead of
-scipy's scalar ``upfirdn`` loop. Within a block of ``K * up`` consecutive outputs the taps each
-output uses repeat exactly, so each group of 16 consecutive outputs is one (inputs x 16) tap matrix,
-applied to a strided view of the input with one ``matmul`` for every block of the chunk at once.
-It computes the same sum as ``resample_poly`` (equal to float32 rounding, tested) about four times
-faster on 500 Hz EEG, because the products run vectorized.
-
-Everything is float32: input is cast once, the FIR taps are float32 (scipy casts its own design to
-the input dtype as well), and outputs are float32. Float32 keeps 24 bits of mantissa, far finer than
-the 16-bit integers EDF stores.
+The polyphase sum runs as small dense matrix products (BLAS), not scipy's scalar ``upfirdn`` loop:
+within a block of ``K * up`` outputs the taps repeat, so every 16 consecutive outputs are one
+(inputs x 16) tap matrix applied with one ``matmul`` to a strided view of the input, about four
+times faster on 500 Hz EEG and equal to ``resample_poly`` to float32 rounding (tested). Input,
+taps and output are float32: 24 bits of mantissa, far finer than EDF's 16-bit integers.
 """
 
 from __future__ import annotations

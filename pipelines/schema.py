@@ -84,9 +84,7 @@ SITE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HEX64 = re.compile(rb"[0-9a-f]{64}")
 
 
-# --------------------------------------------------------------------------------------------
 # The feature table: one declaration drives encoding, decoding and the TensorFlow description.
-# --------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,9 +148,7 @@ def tf_feature_description() -> dict[str, Any]:
     return description
 
 
-# --------------------------------------------------------------------------------------------
-# WindowRecord
-# --------------------------------------------------------------------------------------------
+# WindowRecord -------------------------------------------------------------------------------
 
 
 def _empty_f32() -> np.ndarray:
@@ -278,9 +274,7 @@ class WindowRecord:
     __hash__ = None  # type: ignore[assignment]  # mutable, like every dataclass with eq
 
 
-# --------------------------------------------------------------------------------------------
-# WindowRecord <-> Example
-# --------------------------------------------------------------------------------------------
+# WindowRecord <-> Example -------------------------------------------------------------------
 
 
 def _record_features(record: WindowRecord) -> dict[str, tuple[str, Any]]:

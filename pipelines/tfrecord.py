@@ -10,24 +10,19 @@ snappy block (no stream identifier, no per-chunk CRC; framed snappy is not reada
 boundaries need not align with records: the reader concatenates the decompressed blocks into one
 stream.
 
-Checked against TensorFlow 2.21 (``tests/pipelines/test_tfrecord.py`` pins these):
+Checked against TensorFlow 2.21 (``tests/pipelines/test_tfrecord.py`` pins these): its SNAPPY
+reader rejects any block that *decompresses* to over 262144 bytes, whatever its ``buffer_size``,
+and reads smaller blocks and records split across blocks; its writer
+(``tf.data.experimental.TFRecordWriter(path, "SNAPPY")``; ``tf.io.TFRecordOptions`` refuses
+"SNAPPY") compresses a write that does not fit its 256 KiB buffer as one block, so it writes
+records over 256 KiB that it cannot read back; ``flush`` ends a block early; an empty file is a
+valid stream of no records.
 
-- ``tf.data.TFRecordDataset(path, compression_type="SNAPPY")`` rejects any block whose
-  *decompressed* size exceeds 262144 bytes ("Output buffer(size: 262144 bytes) too small"),
-  whatever its ``buffer_size``; smaller blocks of any size, and records split across blocks, read.
-- TensorFlow's own writer (``tf.data.experimental.TFRecordWriter(path, "SNAPPY")``; the Python
-  ``tf.io.TFRecordOptions`` refuses "SNAPPY" both positionally and as ``compression_type=``)
-  buffers whole header/data/footer writes and compresses a write that does not fit its 256 KiB
-  buffer as a block of its own, so it writes records over 256 KiB that TensorFlow then cannot
-  read. Its ``flush`` ends a block early, as ours does.
-- An empty file is a valid stream with no records; TF writes one for zero records.
-
-So this writer cuts the stream into blocks of exactly ``SNAPPY_BLOCK_BYTES`` (256 KiB) of
-uncompressed input, the last one shorter: records of any size are readable by TensorFlow, and
-full blocks compress best. The bytes differ from TF's (other block boundaries, and cramjam's
-snappy encoder makes other, equally valid choices than Google's), but the format is the same.
-The reader accepts larger blocks too (up to ``MAX_BLOCK_BYTES``), so TF-written files with big
-records are readable here although TF cannot read them.
+So this writer cuts the stream into blocks of exactly ``SNAPPY_BLOCK_BYTES`` (256 KiB) of input,
+the last one shorter: records of any size stay readable by TensorFlow and full blocks compress
+best. The bytes differ from TF's (block boundaries; cramjam's snappy encoder makes other valid
+choices than Google's), the format does not. The reader takes blocks up to ``MAX_BLOCK_BYTES``,
+so TF-written files with big records read here although TF cannot read them.
 """
 
 from __future__ import annotations
@@ -206,9 +201,7 @@ def write_records(target: str | os.PathLike[str] | IO[bytes], records: Iterable[
     return writer.records_written
 
 
-# ------------------------------------------------------------------------------------------------
-# Reading
-# ------------------------------------------------------------------------------------------------
+# Reading ----------------------------------------------------------------------------------------
 
 
 class _Scratch:

@@ -1,32 +1,27 @@
 """Applying a filter design with zero phase, in the frequency domain: one-shot or chunk by chunk.
 
-The zero-phase response ``|H(f)|^2`` is evaluated in float64
-(once per design and FFT size) and multiplied into the signal's real FFT, in float32. Why not run
-the recursion forward and backward with ``sosfilt``:
+The zero-phase response ``|H(f)|^2`` is evaluated in float64 (once per design and FFT size) and
+multiplied into the signal's real FFT, in float32, rather than running the recursion forward and
+backward (``sosfiltfilt``):
 
-- Cost. The recursion costs 2 passes x 6 sections of multiply-adds per sample, about 21 ns per
-  sample here; a float32 real FFT and its inverse cost 4 to 6 ns per sample. On the 64 eegmat
-  files the stage takes 0.42 s instead of 0.73 s (``benchmarks/signal_stages.py``).
-- Precision. The 0.25 Hz high-pass puts its poles 2.3e-3 inside the unit circle at 256 Hz, where a
+- Cost. The recursion costs 2 passes x 6 sections of multiply-adds, about 21 ns per sample here; a
+  float32 real FFT and its inverse 4 to 6 ns. On the 64 eegmat files the stage takes 0.42 s
+  instead of 0.73 s (``benchmarks/signal_stages.py``).
+- Precision. The 0.25 Hz high-pass has poles 2.3e-3 inside the unit circle at 256 Hz, where a
   float32 recursion loses digits (7e-4 of the signal's spread on eegmat); the FFT's rounding is
-  about 2e-6 of it. ``|H|^2`` in float64 is well conditioned for any design.
+  about 2e-6 of it.
 
-Each channel's first sample is subtracted first (see :func:`apply_filters`): a DC offset of tens
-of millivolts would otherwise set the scale of the rounding. The result equals float64
-``sosfiltfilt`` with the same odd-reflection padding to within 1e-4 of the signal's spread, except
-in the last few seconds of a recording: there the two extrapolate the unknown signal beyond the
-end differently (``sosfiltfilt`` starts its backward pass as if the forward output stayed at its
-last value, here the padded signal stays at its last value) and differ by up to about 1% of the
-spread. Both are edge conventions; the odd reflection keeps either small. The FFT is circular: the
-padded signal is continued by constants up to the FFT size, at least ``padlen`` samples in all, so
-what wraps around reaches the data only through the impulse response's tail beyond
-``1.5 * padlen``.
+Each channel's first sample is subtracted first (:func:`apply_filters`), so a DC offset of tens of
+millivolts does not set the scale of the rounding. The result equals float64 ``sosfiltfilt`` with
+the same odd-reflection padding to 1e-4 of the signal's spread, except in the last few seconds,
+where the two extrapolate past the end differently (``sosfiltfilt`` holds the forward output's
+last value, this the padded signal's) and differ by up to 1%. The FFT is circular: the padded
+signal is continued by constants up to the FFT size, at least ``padlen`` samples in all, so what
+wraps around reaches the data only through the impulse response's tail beyond ``1.5 * padlen``.
 
-Chunked processing: a zero-phase filter is not causal, so output near a chunk boundary depends on
-samples after it. :class:`StreamingFilter` keeps ``design.margin`` samples of look-ahead and
-look-behind, the length after which the cascade's impulse response has decayed to below 1e-7 of its
-total (float32 rounding level), so its output equals :func:`apply_filters` on the whole recording
-apart from float rounding.
+A zero-phase filter is not causal: :class:`StreamingFilter` keeps ``design.margin`` samples of
+look-ahead and look-behind, after which the impulse response has decayed below 1e-7 of its total
+(float32 rounding), so its output equals :func:`apply_filters` on the whole recording up to rounding.
 """
 
 from __future__ import annotations

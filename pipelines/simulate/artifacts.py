@@ -89,9 +89,7 @@ class ArtifactPlan:
         }
 
 
-# ---------------------------------------------------------------------------------------------
-# Planning
-# ---------------------------------------------------------------------------------------------
+# Planning ------------------------------------------------------------------------------------
 
 def poisson_times(
     rng: np.random.Generator, duration_s: float, rate_per_min: float, min_gap_s: float = 0.0
@@ -186,9 +184,7 @@ def plan_artifacts(
     )
 
 
-# ---------------------------------------------------------------------------------------------
-# Rendering (pure functions of sample times)
-# ---------------------------------------------------------------------------------------------
+# Rendering (pure functions of sample times) --------------------------------------------------
 
 def blink_kernel(tau: np.ndarray) -> np.ndarray:
     """A blink: rises in ~0.1 s, decays over ~0.3 s; peak 1 at ``BLINK_PEAK_S``."""

@@ -127,9 +127,7 @@ class CorpusSummary:
     files: dict[str, str]
 
 
-# ---------------------------------------------------------------------------------------------
-# Planning
-# ---------------------------------------------------------------------------------------------
+# Planning ------------------------------------------------------------------------------------
 
 def _unique_ids(seed: int, tag: str, keys: Iterable[tuple[int, ...]], low: int, high: int) -> dict:
     """Deterministic distinct integers per key; a rare collision is redrawn with a counter."""
@@ -195,9 +193,7 @@ def _assign_label_ids(seed: int, recordings: list[RecordingPlan]) -> list[Record
     ]
 
 
-# ---------------------------------------------------------------------------------------------
-# Rendering one recording
-# ---------------------------------------------------------------------------------------------
+# Rendering one recording ---------------------------------------------------------------------
 
 def render_recording(
     plan: RecordingPlan,
@@ -250,9 +246,7 @@ def render_recording(
             raise
 
 
-# ---------------------------------------------------------------------------------------------
-# Metadata
-# ---------------------------------------------------------------------------------------------
+# Metadata ------------------------------------------------------------------------------------
 
 def truth_record(plan: RecordingPlan, config: CorpusConfig) -> dict[str, Any]:
     """Ground truth for one recording (no identifiers)."""
@@ -385,9 +379,7 @@ def write_metadata(plan: CorpusPlan, root: Path) -> int:
     return len(rows)
 
 
-# ---------------------------------------------------------------------------------------------
-# The whole corpus
-# ---------------------------------------------------------------------------------------------
+# The whole corpus ----------------------------------------------------------------------------
 
 def generate_corpus(
     config: CorpusConfig,

@@ -83,9 +83,7 @@ def _jsonable(value):
     return value
 
 
-# ---------------------------------------------------------------------------------------------
-# Spatial and temporal building blocks
-# ---------------------------------------------------------------------------------------------
+# Spatial and temporal building blocks --------------------------------------------------------
 
 def focal_topography(focus: str, width: float = 0.55, floor: float = 0.0) -> np.ndarray:
     """(19,) Gaussian fall-off with unit-sphere distance from ``focus`` (1 at the focus)."""
@@ -143,9 +141,7 @@ def seizure_frequency(tau: np.ndarray, f_start: float, f_end: float, time_consta
     return f_end + (f_start - f_end) * np.exp(-np.maximum(tau, 0.0) / time_constant)
 
 
-# ---------------------------------------------------------------------------------------------
-# Patterns
-# ---------------------------------------------------------------------------------------------
+# Patterns ------------------------------------------------------------------------------------
 
 def render_rhythmic_delta(episode: Episode, t: np.ndarray) -> np.ndarray:
     """LRDA (focal topography) or GRDA (generalized topography)."""
@@ -212,9 +208,7 @@ def render_episodes(
     return out
 
 
-# ---------------------------------------------------------------------------------------------
-# Drawing episode parameters
-# ---------------------------------------------------------------------------------------------
+# Drawing episode parameters ------------------------------------------------------------------
 
 def draw_episode(
     rng: np.random.Generator,

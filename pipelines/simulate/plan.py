@@ -102,9 +102,7 @@ class RecordingPlan:
         return int(self.duration_s * self.site.sfreq)
 
 
-# ---------------------------------------------------------------------------------------------
-# Timeline
-# ---------------------------------------------------------------------------------------------
+# Timeline ------------------------------------------------------------------------------------
 
 def plan_segments(rng: np.random.Generator, duration_s: int) -> list[tuple[int, int]]:
     """Cut ``[0, duration_s)`` into whole-second segments of 60-240 s (the last may be longer)."""
@@ -182,9 +180,7 @@ def plan_windows(
     ]
 
 
-# ---------------------------------------------------------------------------------------------
-# Patients and recordings
-# ---------------------------------------------------------------------------------------------
+# Patients and recordings ---------------------------------------------------------------------
 
 def letters_code(value: int, length: int = 8) -> str:
     """``value`` in base 26 as lower-case letters: a TUH-style pseudonymous subject code."""

@@ -197,9 +197,7 @@ def aux_label(kind: str, style: str, *, upper: bool = False) -> str:
     return label.upper() if upper else label
 
 
-# ---------------------------------------------------------------------------------------------
-# Default sites
-# ---------------------------------------------------------------------------------------------
+# Default sites -------------------------------------------------------------------------------
 
 def _prevalence(seizure, lpd, gpd, lrda, grda, other) -> dict[str, float]:
     return dict(zip(CLASSES, (seizure, lpd, gpd, lrda, grda, other)))

@@ -46,9 +46,7 @@ SPECTROGRAM_ROW_GROUP_ROWS = 1_800
 RECORD_DURATION_S = 1
 
 
-# ---------------------------------------------------------------------------------------------
-# EDF
-# ---------------------------------------------------------------------------------------------
+# EDF -----------------------------------------------------------------------------------------
 
 def edf_signals(plan: RecordingPlan) -> tuple[EDFSignal, ...]:
     """Header entries for the site's EEG channels (site order) then its auxiliary channels."""
@@ -69,12 +67,9 @@ def edf_signals(plan: RecordingPlan) -> tuple[EDFSignal, ...]:
     for kind in site.aux_channels:
         if kind == "photic":
             signals.append(make(site.aux_label(kind), 1.0, "", ""))
-        elif kind == "ecg":
-            signals.append(make(site.aux_label(kind), ECG_RANGE_UV * scale, site.physical_dimension,
-                                site.transducer))
         else:
-            signals.append(make(site.aux_label(kind), site.physical_max, site.physical_dimension,
-                                site.transducer))
+            physical_max = ECG_RANGE_UV * scale if kind == "ecg" else site.physical_max
+            signals.append(make(site.aux_label(kind), physical_max, site.physical_dimension, site.transducer))
     return tuple(signals)
 
 
@@ -121,9 +116,7 @@ class EdfSink:
         self._writer.abort()
 
 
-# ---------------------------------------------------------------------------------------------
-# HMS parquet
-# ---------------------------------------------------------------------------------------------
+# HMS parquet ---------------------------------------------------------------------------------
 
 @lru_cache(maxsize=1)
 def hms_eeg_schema() -> pa.Schema:
@@ -244,9 +237,7 @@ class HmsSink:
         self._spectrogram_writer.close()
 
 
-# ---------------------------------------------------------------------------------------------
-# Tables
-# ---------------------------------------------------------------------------------------------
+# Tables --------------------------------------------------------------------------------------
 
 def label_rows(plan: RecordingPlan) -> list[dict[str, Any]]:
     """train.csv rows of one recording (HMS columns + ``site``)."""
