@@ -1,8 +1,8 @@
 """What pretraining and fine-tuning share: seeding, the optimizer step, the resumable core state,
-and the command-line options every training command has.
-
-Kept small on purpose: each loop (``training.pretrain``, ``training.finetune``) stays readable
-top to bottom and calls these for the parts that must behave identically in both.
+the replicas' check, the data-wait timer and the command-line options every training command has
+(``training.run_log`` records what both loops log). Each loop (``training.pretrain``,
+``training.finetune.loop``) stays readable top to bottom and calls these for the parts that must
+behave identically in both.
 """
 
 from __future__ import annotations

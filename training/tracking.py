@@ -213,11 +213,6 @@ class Tracker:
     def active(self) -> bool:
         return self._run is not None
 
-    @property
-    def offline_dir(self) -> Path | None:
-        """The run's local directory (``.../wandb/offline-run-*`` when offline)."""
-        return None if self._run is None else Path(self._run.dir).parent
-
     def log(self, metrics: Mapping[str, Any], step: int) -> None:
         if isinstance(step, bool) or not isinstance(step, int) or step < 0:
             raise TrackingError(f"step: expected a non-negative integer; got {step!r}")
