@@ -55,18 +55,22 @@ def onnx_path_for(model_dir: Path) -> Path:
     path = _writable_dir(model_dir) / ONNX_NAME
     if path.is_file() and (not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime):
         return path
-    # transformers and onnx: not needed by eegfm-predict --help, which reads BACKENDS from here
-    from eegfm.model.export import export_onnx
+    from eegfm.model.export import export_onnx  # onnx, transformers: not for eegfm-predict --help
+
+    log.info("exporting %s to ONNX (once; reused after)", model_dir)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    export_onnx(_pretrained(model_dir), partial)
+    partial.replace(path)
+    return path
+
+
+def _pretrained(model_dir: Path):
+    # transformers: not needed by eegfm-predict --help, which reads BACKENDS from here
     from eegfm.model.modeling import EEGFMModel
     from eegfm.training.loop import quiet_transformers
 
-    log.info("exporting %s to ONNX (once; reused after)", model_dir)
     with quiet_transformers():
-        model = EEGFMModel.from_pretrained(model_dir)
-    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    export_onnx(model, partial)
-    partial.replace(path)
-    return path
+        return EEGFMModel.from_pretrained(model_dir)
 
 
 class TorchBackend:
@@ -228,11 +232,7 @@ def make_backend(name: str, model_dir: Path, device: torch.device, *, n_times: i
                  batch_size: int, threads: int | None = None, precision: str = "fp16"):
     """The backend ``name`` for the model folder."""
     if name == "torch":
-        from eegfm.model.modeling import EEGFMModel  # transformers: see onnx_path_for
-        from eegfm.training.loop import quiet_transformers
-
-        with quiet_transformers():
-            return TorchBackend(EEGFMModel.from_pretrained(model_dir), device)
+        return TorchBackend(_pretrained(model_dir), device)
     path = onnx_path_for(model_dir)
     if name == "onnx":
         return OnnxBackend(path, device, threads)
