@@ -82,6 +82,12 @@ def lower_ext(path: str) -> str:
     return posixpath.splitext(name)[1]
 
 
+def every_edf(files: list[str], named: Callable[[str], bool]) -> bool:
+    """Whether ``files`` hold EDF files, each one ``named`` as a corpus names its recordings."""
+    edfs = [f for f in files if lower_ext(f) == ".edf"]
+    return bool(edfs) and all(named(f) for f in edfs)
+
+
 def site_from_path(path: str, roots: list[str]) -> str:
     """The first folder below the input root, e.g. `<root>/site-a/x.edf` -> 'site-a'."""
     for root in sorted(roots, key=len, reverse=True):

@@ -18,7 +18,9 @@ import posixpath
 import re
 from typing import Any
 
-from eegfm.pipelines.datasets.adapters import Group, by_name, companion_files, log, lower_ext, register, sidecar
+from eegfm.pipelines.datasets.adapters import (
+    Group, by_name, companion_files, every_edf, log, lower_ext, register, sidecar,
+)
 from eegfm.pipelines.datasets.items import RECORDING_EXTENSIONS, LabeledInterval, SourceItem
 from eegfm.pipelines.datasets.tables import age_cell, csv_rows, label_files, read_events
 from eegfm.pipelines.deid import normalize_sex
@@ -200,8 +202,7 @@ def _subject_info(text: str, _name: str = "") -> dict[str, tuple[str, float | No
 
 def _chbmit_detect(files: list[str]) -> bool:
     names = {posixpath.basename(f) for f in files}
-    edfs = [n for n in map(posixpath.basename, files) if lower_ext(n) == ".edf"]
-    return bool(edfs) and all(_CHBMIT_NAME.match(n) for n in edfs) and (
+    return every_edf(files, lambda f: _CHBMIT_NAME.match(posixpath.basename(f)) is not None) and (
         "SUBJECT-INFO" in names or any(_CHBMIT_SUMMARY.match(n) for n in names))
 
 
@@ -294,8 +295,7 @@ def _siena_file(listed: str, recordings: dict[str, str]) -> str:
 
 
 def _siena_detect(files: list[str]) -> bool:
-    edfs = [n for n in map(posixpath.basename, files) if lower_ext(n) == ".edf"]
-    return bool(edfs) and all(_SIENA_NAME.match(n) for n in edfs) and any(
+    return every_edf(files, lambda f: _SIENA_NAME.match(posixpath.basename(f)) is not None) and any(
         _SIENA_LIST.match(posixpath.basename(f)) for f in files)
 
 

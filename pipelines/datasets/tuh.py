@@ -30,7 +30,9 @@ from collections import Counter
 from collections.abc import Callable
 
 from eegfm.core.tasks import TUAB_LABELS, TUAR_LABELS, TUEV_LABELS
-from eegfm.pipelines.datasets.adapters import Group, by_name, companion_files, lower_ext, plain, register, sidecar
+from eegfm.pipelines.datasets.adapters import (
+    Group, by_name, companion_files, every_edf, lower_ext, plain, register, sidecar,
+)
 from eegfm.pipelines.datasets.items import LabeledInterval, LabeledWindow, SourceItem
 from eegfm.pipelines.datasets.tables import read_events
 
@@ -57,15 +59,6 @@ def _event_files(path: str, listed: set[str]) -> str | None:
     return None
 
 
-def _edfs(files: list[str]) -> list[str]:
-    return [f for f in files if lower_ext(f) == ".edf"]
-
-
-def _all_edfs(files: list[str], named: Callable[[str], bool]) -> bool:
-    edfs = _edfs(files)
-    return bool(edfs) and all(named(f) for f in edfs)
-
-
 def _tuh_named(path: str) -> bool:
     return _TUH_NAME.match(posixpath.basename(path)) is not None
 
@@ -83,7 +76,7 @@ def _folder_label(path: str, folders: dict[str, int]) -> int:
 def _by_folder(dataset: str, rank: int, task: str, folders: dict[str, int]) -> None:
     """Registers a TUH corpus whose folders label each recording (TUAB's normal/abnormal, TUEP's epilepsy)."""
     def detect(files: list[str]) -> bool:
-        return _all_edfs(files, lambda f: _folder_label(f, folders) >= 0 and _tuh_named(f))
+        return every_edf(files, lambda f: _folder_label(f, folders) >= 0 and _tuh_named(f))
 
     @register(dataset, rank, detect)
     def list_items(group: Group):
@@ -167,7 +160,7 @@ def _by_events(dataset: str, rank: int, task: str, extensions: tuple[str, ...], 
     there) label its windows: TUSZ's seizures, TUAR's artifacts."""
     def detect(files: list[str]) -> bool:
         listed = set(files)
-        return _all_edfs(files, lambda f: _tuh_named(f) and f[:-4] + extensions[0] in listed)
+        return every_edf(files, lambda f: _tuh_named(f) and f[:-4] + extensions[0] in listed)
 
     @register(dataset, rank, detect)
     def list_items(group: Group):
@@ -232,7 +225,7 @@ def tuev_windows(text: str, name: str) -> tuple[LabeledWindow, ...]:
 
 def _tuev_detect(files: list[str]) -> bool:
     listed = set(files)
-    return _all_edfs(files, lambda f: f[:-4] + ".rec" in listed)
+    return every_edf(files, lambda f: f[:-4] + ".rec" in listed)
 
 
 @register("tuev", rank=80, detect=_tuev_detect)
