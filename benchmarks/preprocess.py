@@ -10,7 +10,7 @@ comparison is conservative. Each side runs in its own process so peak RSS is mea
 
 `--copies N` runs everything on N copies of the recordings (links in N folders, which the job
 treats as N sites): a larger corpus, over which the fixed costs (imports, Beam's start-up, the
-artifact model's fit) weigh less, as on a real one.
+artifact model's fit) weigh less, as on a real one (`--copies 8`: 17 EEG-hours).
 
 `--long-minutes` also simulates one long EDF recording and runs the job on it and on a recording a
 quarter as long: peak RSS must not grow with recording length (chunked reading).
@@ -126,15 +126,12 @@ def main() -> None:
             "eegfm_mp_1_worker": ["--direct_running_mode", "multi_processing", "--direct_num_workers", "1"],
             "eegfm_mp_2_workers": ["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
         }
-        # Beam's own worker start (a new interpreter per worker), for comparison with the warm
-        # workers forked from the job (pipelines.warm_workers), on all recordings only.
-        cold = {name + "_cold": extra + ["--cold_workers"] for name, extra in modes.items() if "_mp_" in name}
         cases: dict[str, list[str]] = {}
         for corpus, folder in (("", data), ("half:", half)):
             out = tmp / f"mne-{corpus[:-1] or 'all'}"
             out.mkdir()
             cases[corpus + "mne_reference"] = [sys.executable, "-c", MNE_REFERENCE, str(folder), str(out)]
-            for name, extra in {**modes, **(cold if not corpus else {})}.items():
+            for name, extra in modes.items():
                 cases[corpus + name] = _eegfm([str(folder)], tmp / f"{corpus[:-1] or 'all'}-{name}", key, extra)
         best: dict[str, tuple[float, float]] = {}
         for _ in range(args.rounds):
@@ -151,11 +148,6 @@ def main() -> None:
         result["speedup_vs_mne_1_worker"] = round(mne_s / one, 2)
         result["speedup_1_to_2_workers"] = round(
             best["eegfm_mp_1_worker"][0] / best["eegfm_mp_2_workers"][0], 2)
-        result["cold_workers"] = {
-            **{name: {"seconds": round(best[name][0], 2)} for name in cold},
-            "speedup_1_to_2_workers": round(best["eegfm_mp_1_worker_cold"][0] / best["eegfm_mp_2_workers_cold"][0], 2),
-            "note": "--cold_workers: Beam starts each worker as a new interpreter",
-        }
         marginal = hours - half_hours
 
         def per_hour(name: str) -> tuple[float, float]:

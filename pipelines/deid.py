@@ -28,17 +28,27 @@ class PseudonymKeyError(ValueError):
 
 
 def load_key(path: str | os.PathLike) -> bytes:
-    """Read a pseudonym key (raw bytes; surrounding whitespace ignored)."""
-    path = Path(path)
-    try:
-        key = path.read_bytes().strip()
-    except OSError as err:
-        raise PseudonymKeyError(f"--pseudonym_key_file {path}: cannot read ({err.strerror})") from err
+    """Read a pseudonym key (raw bytes; surrounding whitespace ignored): a local file, or one on
+    an object store (gs://, s3://) through Beam's filesystems."""
+    if "://" in str(path):
+        # Beam only for a key on an object store: readers and the predictor run without it.
+        from apache_beam.io.filesystems import FileSystems
+
+        from eegfm.core.stores import STORE_ERRORS, storage_error
+
+        try:
+            with FileSystems.open(str(path)) as fh:
+                key = fh.read().strip()
+        except STORE_ERRORS as err:
+            raise PseudonymKeyError(f"--pseudonym_key_file {path}: cannot read it ({storage_error(err)})") from None
+    else:
+        try:
+            key = Path(path).read_bytes().strip()
+        except OSError as err:
+            raise PseudonymKeyError(f"--pseudonym_key_file {path}: cannot read ({err.strerror})") from err
     if len(key) < MIN_KEY_BYTES:
-        raise PseudonymKeyError(
-            f"--pseudonym_key_file {path}: expected at least {MIN_KEY_BYTES} bytes of secret; "
-            f"got {len(key)}"
-        )
+        raise PseudonymKeyError(f"--pseudonym_key_file {path}: expected at least {MIN_KEY_BYTES} bytes of secret; "
+                                f"got {len(key)}")
     return key
 
 
@@ -63,13 +73,17 @@ def create_key(path: str | os.PathLike) -> bytes:
     return key
 
 
+def keyed_hex(key: bytes, kind: str, value: str) -> str:
+    """HMAC-SHA256 of ``value`` under ``key``, domain-separated by its ``kind``, in hex."""
+    return hmac.new(key, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()
+
+
 def pseudonym(key: bytes, kind: str, value: str, *, length: int = 16) -> str:
     """`<kind-prefix>-<hex>`: HMAC-SHA256 of the identifier, domain-separated by its kind."""
     if kind not in PSEUDONYM_KINDS:
         raise ValueError(f"kind: expected one of {', '.join(PSEUDONYM_KINDS)}; got {kind!r}")
-    digest = hmac.new(key, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()
     prefix = {"site": "site", "subject": "sub", "session": "ses", "recording": "rec"}[kind]
-    return f"{prefix}-{digest[:length]}"
+    return f"{prefix}-{keyed_hex(key, kind, value)[:length]}"
 
 
 @dataclasses.dataclass(frozen=True)

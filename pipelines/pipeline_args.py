@@ -1,4 +1,5 @@
-"""Arguments that neither eegfm-preprocess nor Apache Beam knows.
+"""The command line of eegfm-preprocess: its own options (``build_parser``), the config they give
+(``config_from_args``), and the arguments that neither it nor Apache Beam knows.
 
 The job hands every argument its own parser does not define to Beam's ``PipelineOptions``, and
 Beam only logs a warning for those it does not know either, then runs without them. A typo such
@@ -10,10 +11,25 @@ nearest option names.
 
 from __future__ import annotations
 
+import argparse
+import copy
 import difflib
+import math
+import os
 from collections.abc import Iterable, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
+
+from eegfm.core.config import ConfigError, check_int, user_path
+from eegfm.pipelines import s3_anonymous  # noqa: F401 - registers the --s3_anonymous pipeline option
+from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
+from eegfm.pipelines.channels import CAP_LAYOUTS
+from eegfm.pipelines.datasets import DATASETS
+from eegfm.pipelines.events import PreprocessConfig
+from eegfm.pipelines.features import FEATURE_NAMES
+from eegfm.pipelines.sinks import DEFAULT_MAX_SHARD_BYTES
+
+DEFAULT_KEY_FILE = os.path.join(os.path.expanduser("~"), ".config", "eegfm", "pseudonym.key")
 
 
 def unrecognized(beam_args: Sequence[str]) -> list[str]:
@@ -59,3 +75,185 @@ def describe(unknown: Sequence[str], own: Iterable[str], beam: Iterable[str]) ->
                          f"or --input repeated)")
         i += 1
     return "unrecognized arguments: " + "; ".join(parts)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eegfm-preprocess",
+        description="Raw EEG recordings -> de-identified, harmonized, 256 Hz, artifact-scored windows in snappy "
+        "TFRecords, with a manifest that accounts for every input.",
+        epilog="Any other flag is a Beam pipeline option, e.g. --runner DataflowRunner --project P "
+        "--region R --temp_location gs://B/tmp --setup_file ./setup.py, or --direct_running_mode "
+        "multi_processing --direct_num_workers 2 for local parallelism; a flag that is neither is refused (Beam "
+        "itself would run without it). Object stores: gs:// uses "
+        "Google application default credentials; s3:// takes --s3_access_key_id, "
+        "--s3_secret_access_key, --s3_region_name and --s3_endpoint_url (an S3-compatible store), "
+        "else boto3's usual sources (AWS_* variables, ~/.aws, the instance role).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    io_ = parser.add_argument_group("inputs and outputs")
+    io_.add_argument("--input", type=user_path, action="extend", nargs="+", required=True, metavar="PATH",
+                     help="one or more files, globs or folders; local, gs:// or s3://. Repeatable; an unquoted "
+                     "shell glob (--input raw/*.edf) gives every file it matches. In a quoted glob, * stays within "
+                     "a folder and **/ spans any number of folders, none included ('raw/**/*.edf' is "
+                     "every EDF below raw/, raw/x.edf too). A FIF split into parts is one recording, read "
+                     "through its first part; a file with the same bytes as another (a copy) is quarantined "
+                     "naming the one kept, so no recording is written twice")
+    io_.add_argument("--output", type=user_path, required=True, help="output folder (local, gs:// or s3://)")
+    io_.add_argument("--overwrite", action="store_true",
+                     help="delete an earlier run's outputs in --output first (its manifest.json, "
+                     "quarantine.jsonl and <site>/part-*-of-*.tfrecord shards); without it such a folder "
+                     "is an error, since readers take every shard in it and would mix the two runs")
+    io_.add_argument("--report", action="store_true",
+                     help="after the run, draw its data quality across sites as OUTPUT/report.png (recordings "
+                     "processed and quarantined, windows written and rejected, interpolated channels, artifact "
+                     "scores; python -m eegfm.pipelines.report OUTPUT draws it later)")
+    io_.add_argument("--dataset", default="auto", choices=DATASETS,
+                     help="layout adapter (docs/datasets.md describes each): hms = Kaggle train.csv + train_eegs/; "
+                     "bids = BIDS; eegmat, eegmmi = PhysioNet; tuab, tuep, tusz, tuev, tuar = the TUH corpora; "
+                     "chbmit = CHB-MIT; siena = Siena Scalp EEG; edf = any folder of EDF/BDF/FIF/BrainVision/EEGLAB "
+                     "files and EGI MFF folders (+ optional labels.csv); auto detects it per top-level folder")
+    io_.add_argument("--site", default=None,
+                     help="site name for every input; default: the first folder below each input folder (for "
+                     "a glob, below the folder before its first wildcard; for a file, its folder)")
+    io_.add_argument("--s3_anonymous", action="store_true",
+                     help="read s3:// inputs with unsigned requests, without credentials: public buckets such as "
+                     "OpenNeuro's BIDS data sets (s3://openneuro.org/dsNNNNNN/). Objects a bucket does not make "
+                     "public answer 403 (quarantined with that reason); --output and --pseudonym_key_file "
+                     "cannot be on S3 then, since unsigned requests cannot write or read private keys")
+    io_.add_argument("--pseudonym_key_file", type=user_path, default=DEFAULT_KEY_FILE,
+                     help="secret key for the HMAC-SHA256 pseudonyms of site/subject/session/recording "
+                     "(created with a random key on first use if it is the default path). Keep it to get "
+                     "the same pseudonyms in later runs; use a gs:// path on Dataflow")
+    io_.add_argument("--create_key_file", action="store_true",
+                     help="create --pseudonym_key_file with a new random key if it does not exist (local "
+                     "paths). Without it a missing key file is an error: a mistyped path would otherwise "
+                     "give a new key, and pseudonyms that match no earlier run")
+    io_.add_argument("--redact_paths", action="store_true",
+                     help="name the inputs by keyed tokens in manifest.json, quarantine.jsonl, the logs, the "
+                     "summary and error messages, for exports named after patients: every folder and file name "
+                     "below the folder an --input is given in (for a glob: below the folder before its first "
+                     "wildcard) becomes dir-<hex> or file-<hex> with its extensions (the same name, the same "
+                     "token under the same key); the folders above stay as written. `eegfm-redact "
+                     "--input <the same> --pseudonym_key_file <key>` lists which file each token is. The "
+                     "TFRecords name no file either way")
+    io_.add_argument("--num_shards", type=int, default=0,
+                     help="TFRecord shards per site, each a contiguous part of about equal size of the site's "
+                     "windows (recordings in the order of their pseudonyms, each one's windows in time order); "
+                     "0: as few as --max_shard_mb allows. Either way the same inputs give the same files on "
+                     "every runner and worker count")
+    io_.add_argument("--max_shard_mb", type=float, default=DEFAULT_MAX_SHARD_BYTES / 2**20,
+                     help="with --num_shards 0, each site's windows are cut into as few shards as keep each "
+                     "within this many MiB of records (at most one window over; a 10 s window is about 0.1 MiB). "
+                     "Without a cap each site would be one file, and training loader workers and ranks that "
+                     "share a file each read and decompress all of it")
+    sig = parser.add_argument_group("signal processing")
+    sig.add_argument("--window_seconds", type=float, default=10.0,
+                     help="window length for unlabeled recordings (HMS labeled sub-windows are always 50 s)")
+    sig.add_argument("--stride_seconds", type=float, default=None,
+                     help="step between window starts (default: --window_seconds, windows end to end); "
+                     "smaller overlaps windows, larger leaves the signal between them out (the run warns)")
+    sig.add_argument("--line_freq", default="auto", choices=["auto", "50", "60", "none"],
+                     help="mains frequency to notch (with its harmonics); auto takes a BIDS recording's "
+                     "PowerLineFrequency (*_eeg.json) where given, else detects 50/60 Hz from the first "
+                     "--line_detect_seconds of each recording and notches nothing if neither stands out")
+    sig.add_argument("--l_freq", type=float, default=0.5, help="band-pass lower edge in Hz (passband edge)")
+    sig.add_argument("--h_freq", type=float, default=70.0,
+                     help="band-pass upper edge in Hz; must stay well below 128 Hz, the Nyquist frequency "
+                     "of the 256 Hz output, because the resampler's anti-aliasing filter already rolls off "
+                     "from about 105 Hz and content near Nyquist is partly aliased")
+    sig.add_argument("--min_channels", type=int, default=10,
+                     help="fewest of the 19 10-20 channels a recording must have; the rest are "
+                     "interpolated by spherical splines and marked 0 in channel_mask")
+    sig.add_argument("--repair_channels", type=int, default=3,
+                     help="a window rejected only because at most this many channels are flat, clipped or "
+                     "beyond the amplitude limit (an electrode off for a while) is kept with those channels "
+                     "interpolated from the others for that window and marked 0 in its channel_mask "
+                     "(\"repaired\" in the manifest); 0 rejects such windows")
+    sig.add_argument("--montage", default="auto", choices=["auto", "file", *CAP_LAYOUTS], metavar="CAP",
+                     help="the cap of recordings whose channels are named by cap position, not 10-20 site: "
+                     f"one of {', '.join(CAP_LAYOUTS)} (each 10-20 site takes the recorded electrode nearest it, "
+                     "within 7 degrees; manifest: cap, cap_sites); file: the electrode positions a file (or a BIDS "
+                     "*_electrodes.tsv) holds; auto: BioSemi's ABC labels only. docs/preprocessing.md has the details")
+    sig.add_argument("--reference", default="keep", choices=["keep", "average"],
+                     help="keep the recording's reference, or re-reference to the average of the 19 channels")
+    sig.add_argument("--chunk_seconds", type=float, default=300.0,
+                     help="how much of a recording is read at once (at most 2^21 samples per channel): "
+                     "peak memory is bounded by it; recordings shorter than it are filtered in one pass")
+    sig.add_argument("--features", action="store_true",
+                     help=f"store {len(FEATURE_NAMES)} extra features per window (time statistics, "
+                     "relative band powers, spectral entropy) in the 'extra' field")
+    sig.add_argument("--ica", action="store_true",
+                     help="remove eye-blink and muscle components with ICA (extended Infomax solved by Picard, "
+                     "fitted on the first --ica_fit_seconds of each recording; eye components found by "
+                     "correlation with Fp1/Fp2). Off by default: it costs a few seconds per recording and "
+                     "alters the signal")
+    sig.add_argument("--ica_fit_seconds", type=float, default=120.0,
+                     help="seconds at the start of each recording used to fit the ICA")
+    art = parser.add_argument_group("artifacts and quality")
+    art.add_argument("--artifact_model", type=user_path, default=None,
+                     help="reuse a saved artifact autoencoder (artifact_ae.npz of an earlier run) "
+                     "instead of fitting one")
+    art.add_argument("--no_artifact_model", action="store_true",
+                     help="score artifacts with the rules only (ae_score stays -1)")
+    art.add_argument("--ae_train_sites", default="",
+                     help="comma-separated site names whose windows train the autoencoder (default all); "
+                     "for leave-one-site-out studies give only the training sites. A corpus's eval split "
+                     "(TUH's edf/eval/ recordings) never trains it")
+    art.add_argument("--ae_sample_size", type=int, default=2000,
+                     help="at most this many windows (a deterministic sample) fit the autoencoder; at least "
+                     f"{ArtifactAutoencoder().min_fit_windows} (a fifth of them calibrate its scores). With fewer "
+                     "training-site windows in all, no autoencoder is fitted and the rules alone score artifacts "
+                     "(logged)")
+    art.add_argument("--max_artifact_score", type=float, default=1.0,
+                     help="quarantine windows whose combined artifact score exceeds this (1.0 keeps all)")
+    art.add_argument("--config", type=user_path, default=None,
+                     help="YAML file with PreprocessConfig fields (quality: thresholds ... as nested keys); "
+                     "the flags given on the command line override it, the others leave its values alone")
+    parser.add_argument("--cold_workers", action="store_true",
+                        help="accepted for older scripts: Beam starts every multi_processing worker as it does")
+    parser.add_argument("--verbose", action="store_true", help="debug logging, including Beam's")
+    return parser
+
+
+# PreprocessConfig fields that have a flag of the same name.
+_CONFIG_FLAGS = ("window_seconds", "stride_seconds", "line_freq", "l_freq", "h_freq", "min_channels", "reference",
+                 "chunk_seconds", "features", "ica", "ica_fit_seconds", "repair_channels", "montage")
+
+
+def config_from_args(args, given: set[str] | None = None) -> PreprocessConfig:
+    """The job's config: ``--config``'s YAML (else the defaults) with the flags on top. ``given``:
+    the flags the command line set; with a YAML file only those override it (a flag left at its
+    default must not undo the file). None: every flag counts (no YAML file, or a caller's args)."""
+    base = PreprocessConfig.from_yaml(args.config) if args.config else PreprocessConfig()
+    wanted = (lambda name: True) if given is None or not args.config else given.__contains__
+    fields = {name: getattr(args, name) for name in _CONFIG_FLAGS if wanted(name)}
+    if fields.get("stride_seconds", 0.0) is None:
+        del fields["stride_seconds"]  # not given: windows end to end, unless a YAML file overlaps them
+    if "window_seconds" in fields and "stride_seconds" not in fields and base.stride_seconds == base.window_seconds:
+        fields["stride_seconds"] = fields["window_seconds"]
+    if "line_freq" in fields:
+        fields["line_freq"] = {"auto": "auto", "50": 50, "60": 60, "none": None}[fields["line_freq"]]
+    quality = base.quality.replace(max_artifact_score=args.max_artifact_score) \
+        if wanted("max_artifact_score") else base.quality
+    return base.replace(**fields, quality=quality)
+
+
+def given_flags(parser: argparse.ArgumentParser, argv: list[str] | None) -> set[str]:
+    """The destinations the command line sets itself, not through their defaults."""
+    probe = copy.deepcopy(parser)
+    for action in probe._actions:
+        action.default = argparse.SUPPRESS
+        action.required = False
+    known, _ = probe.parse_known_args(argv)
+    return set(vars(known))
+
+
+def shard_bytes(mib: float) -> int:
+    return max(1, round(mib * 2**20))
+
+
+def check_sharding(args) -> None:
+    check_int("--num_shards", args.num_shards, 0)
+    if not (math.isfinite(args.max_shard_mb) and args.max_shard_mb > 0):
+        raise ConfigError(f"--max_shard_mb: expected a number of MiB > 0; got {args.max_shard_mb}")

@@ -1,13 +1,10 @@
 """Progress of a local run: how many inputs the workers have finished, shown while the job runs.
 
-Beam's DirectRunner reports nothing until the pipeline ends, and its metrics are read only then.
-For a local run (``in_memory`` or ``multi_processing``: one machine) each finished input appends
-one line, its EEG seconds, to a file in a private temporary folder (an ``O_APPEND`` write of a few
-bytes is atomic, so worker processes need no lock). A thread of the launching process counts the
-lines: a progress bar on a terminal, else a log line every ``log_every`` seconds; a line when it
-sees the last recording done (scoring and writing follow), and a last line when the job ends.
-The lines hold numbers only: no path, name or pseudonym. Dataflow runs have their own progress
-page and get no file (workers cannot write to the launcher's disk).
+Beam's DirectRunner reports nothing until the pipeline ends. On a local run each finished input
+appends one line, its EEG seconds, to a file in a private temporary folder (an ``O_APPEND`` write
+of a few bytes is atomic, so worker processes need no lock). A thread of the launching process
+counts the lines: a progress bar on a terminal, else a log line every ``log_every`` seconds. The
+lines hold numbers only: no path, name or pseudonym. Dataflow has its own progress page.
 """
 
 from __future__ import annotations

@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
-import hmac
 import re
 import secrets
 import sys
 from collections.abc import Iterable
+
+from eegfm.core.logs import RedactingFilter, setup_logging
+from eegfm.core.stores import STORE_ERRORS
+from eegfm.pipelines.datasets import discover
+from eegfm.pipelines.deid import PseudonymKeyError, keyed_hex, load_key
+from eegfm.pipelines.events import Outcome, RejectedWindow
 
 TOKEN_HEX = 12
 # An extension: at most 12 letters/digits/'-' after the last dot ('.fif-1' of a split FIF part).
@@ -61,8 +65,7 @@ class PathRedactor:
     def _digest(self, kind: str, name: str) -> str:
         token = self._names.get((kind, name))
         if token is None:
-            digest = hmac.new(self._key, f"{kind}\x00{name}".encode(), hashlib.sha256).hexdigest()
-            token = self._names[(kind, name)] = f"{kind}-{digest[:TOKEN_HEX]}"
+            token = self._names[(kind, name)] = f"{kind}-{keyed_hex(self._key, kind, name)[:TOKEN_HEX]}"
         return token
 
     def stem(self, stem: str) -> str:
@@ -194,8 +197,6 @@ def related_paths(item) -> list[str]:
 def redacted_events(item, redactor: PathRedactor):
     """``process_recording``'s events for ``item`` as the reports may show them: the outcome's and
     rejected windows' paths and reasons redacted (windows themselves hold no path)."""
-    from eegfm.pipelines.process import Outcome, RejectedWindow
-
     if not redactor.enabled:
         return lambda event: event
     scrub = redactor.scrubber(related_paths(item))
@@ -225,7 +226,6 @@ class RunRedaction:
         self.scrub = self.redactor.scrubber(paths)
         self._filter = None
         if enabled:
-            from eegfm.core.logs import RedactingFilter
             self._filter = RedactingFilter().install()
 
     def keyed(self, key: bytes, paths: Iterable[str], keep: Iterable[str] = ()) -> None:
@@ -263,17 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from eegfm.pipelines.deid import PseudonymKeyError
-    from eegfm.core.logs import setup_logging
-    from eegfm.core.stores import STORE_ERRORS
-    from eegfm.pipelines.preprocess import load_key_any
-    from eegfm.pipelines.datasets import discover
-
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging("WARNING")
     try:
-        redactor = PathRedactor(load_key_any(args.pseudonym_key_file), keep=kept_folders(args.input))
+        redactor = PathRedactor(load_key(args.pseudonym_key_file), keep=kept_folders(args.input))
         items, ignored, _ = discover(args.input)
     except (PseudonymKeyError, ValueError, *STORE_ERRORS) as err:
         parser.error(str(err))

@@ -4,12 +4,10 @@ without an AWS account.
 Beam's S3 client signs every request, and boto3 cannot sign without credentials, so a bucket that
 anyone may read was unreadable without them. With this Beam pipeline option the job's S3 client
 sends unsigned requests, as ``aws s3 ls --no-sign-request`` does; objects the bucket does not make
-public answer 403, named in the quarantine like any unreadable file. The option travels with the
-pipeline options, and every process that imports this module applies it to the S3 clients Beam
-builds there: the launcher, and every worker through ``pipelines.process``, which reads the
-recordings (the job's DoFns come from ``__main__`` under ``python -m``, pickled by value, so a
-fresh worker imports only the modules they use).
-Unsigned requests cannot write, so outputs and the key file stay elsewhere.
+public answer 403, named in the quarantine like any unreadable file. Importing this module
+registers the option; ``install_s3_anonymous`` changes Beam's S3 client in the calling process:
+the launcher calls it where it parses the options, and the DoFn that reads the recordings in its
+``setup`` on every worker. Unsigned requests cannot write, so outputs and the key file stay elsewhere.
 """
 
 from __future__ import annotations
@@ -35,8 +33,8 @@ def is_anonymous(options: Any) -> bool:
     return bool(options.get("s3_anonymous")) if isinstance(options, dict) else False
 
 
-def sign_s3_requests_only_with_credentials() -> None:
-    """Make Beam's S3 client send unsigned requests where the options say ``--s3_anonymous``."""
+def install_s3_anonymous() -> None:
+    """Make this process's Beam S3 clients send unsigned requests where their options say ``--s3_anonymous``."""
 
     def wrap(init: Any) -> Any:
         def init_unsigned_when_anonymous(self: Any, options: Any) -> None:
@@ -49,6 +47,3 @@ def sign_s3_requests_only_with_credentials() -> None:
         return init_unsigned_when_anonymous
 
     patch_beam_once("apache_beam.io.aws.clients.s3.boto3_client", "Client", "__init__", wrap)
-
-
-sign_s3_requests_only_with_credentials()

@@ -1,32 +1,22 @@
-"""Beam sinks that write TensorFlow-readable SNAPPY TFRecords (design §2).
+"""Beam sinks that write TensorFlow-readable SNAPPY TFRecords.
 
 Beam's Python ``CompressionTypes`` has no SNAPPY, and framed snappy (what a generic codec would
 write) is not readable by TensorFlow. ``SnappyTFRecordSink`` therefore opens Beam's temporary
 shard uncompressed and wraps it in ``pipelines.tfrecord.SnappyTFRecordWriter``; everything else is
-``FileBasedSink``'s: shards go to a ``beam-temp-*`` folder and are renamed to their final
-``-SSSSS-of-NNNNN`` names only once every bundle has succeeded, so retried or failed bundles never
-leave partial files, on local disk or on GCS alike (all paths go through ``FileSystems``).
+``FileBasedSink``'s: shards are renamed to their final ``-SSSSS-of-NNNNN`` names only once every
+bundle has succeeded, so retried or failed bundles never leave partial files.
 
-Per-site output (``OUTPUT/<site>/part-SSSSS-of-NNNNN.tfrecord``): Python's ``FileBasedSink`` (and
-``iobase.Write``) has no dynamic destinations, and one Beam sink per site made the job graph grow
-with the sites (about 0.2 s of graph construction, translation and stage overhead per site: 192
-one-recording site folders took 41.5 s, where processing their EEG took about 8).
-``WriteSnappyTFRecordsBySite`` is one stage for any number of sites. Its input is not records but
-``RecordSource``s (a recording's windows, kept in the job's spill file until written): once all
-are known, :func:`plan_shards` cuts each site's sources, in their ``order``, into contiguous
-shards, each written by one task into a ``beam-temp-*`` folder by ``SnappyTFRecordSink`` (so the
-bytes are the custom sink's); a single finalizing step renames them to their final names and
-deletes the folder. The layout therefore depends only on the inputs: the same recordings give
-byte-identical shards in-memory, on any number of worker processes and on Dataflow (writing by
-the runner's bundles gave files that differed from run to run, and so did training on them).
-No record goes through a shuffle, only the sources' small descriptions. The size cap matters to
-the training loader: without it a site of a thousand EEG-hours would be one 35 GB file, and
-every loader worker and rank that shares a file reads and decompresses all of it to keep its
-share of the records.
-The only Python API with dynamic destinations, ``fileio.WriteToFiles``, is experimental and names
-and finalizes files its own way. Sites are known from the inputs before the pipeline is built; an
-element whose site was not declared fails the pipeline with a message naming it, rather than
-being dropped.
+Per-site output (``OUTPUT/<site>/part-SSSSS-of-NNNNN.tfrecord``): Python's ``FileBasedSink`` has no
+dynamic destinations, and one sink per site made the graph grow with the sites (192 one-recording
+sites took 41.5 s, where processing their EEG took about 8). ``WriteSnappyTFRecordsBySite`` is one
+stage for any number of sites. Its input is ``RecordSource``s (a recording's windows, kept in the
+job's spill file until written): once all are known, :func:`plan_shards` cuts each site's sources,
+in their ``order``, into contiguous shards of at most ``max_shard_bytes``, each written by one task
+into a ``beam-temp-*`` folder; one finalizing step renames them and deletes the folder. The layout
+depends only on the inputs: the same recordings give byte-identical shards in-memory, on any number
+of workers and on Dataflow. The size cap matters to the training loader: every loader worker and
+rank that shares a file reads and decompresses all of it. An element whose site was not declared
+fails the pipeline with a message naming it, rather than being dropped.
 """
 
 from __future__ import annotations

@@ -1,20 +1,14 @@
 """Spill files: a recording's encoded windows kept out of the Beam graph until they are scored.
 
 The artifact autoencoder is fitted on a sample of every window's features, so no window can be
-scored before all recordings are processed. Windows flowing through the graph would therefore be
-materialized in full between processing and scoring: a shuffle of all the EEG on Dataflow, and two
-trips through the runner process for every window in the DirectRunner's ``multi_processing`` mode
-(where that traffic, not the signal processing, limited the speed-up from a second worker).
-
-Instead, processing writes each recording's windows to one spill file (plain TFRecord framing of the
-encoded ``tf.train.Example``s, with the rule-based artifact score and ``ae_score`` = -1) and passes on
-a small :class:`SpilledRecording`: the file's path and, per window, the autoencoder features, the
-rule score, where its record lies in the file and the byte offsets of the two scores in it.
-Scoring needs only the features: :func:`score_spill` turns a recording into a
-:class:`ScoredSpill`, its kept windows with their scores, which the TFRecord sink plans shards
-from and reads back once, overwriting the scores in place (floats have a fixed width on the wire,
-so the bytes equal those of encoding the updated record; tested). The last step of the job
-deletes the spill folder.
+scored before all recordings are processed. Windows flowing through the graph would be
+materialized in full between processing and scoring (a shuffle of all the EEG on Dataflow, two
+trips through the runner process in ``multi_processing`` mode). Instead, processing writes each
+recording's windows to one spill file (plain TFRecord framing of the encoded ``tf.train.Example``s)
+and passes on a small :class:`SpilledRecording`: per window, the autoencoder features, the rule
+score, and where its record and its two scores lie in the file. :func:`score_spill` turns it into
+a :class:`ScoredSpill`, which the TFRecord sink reads back once, overwriting the scores in place
+(floats have a fixed width on the wire, so the bytes equal those of encoding the updated record).
 """
 
 from __future__ import annotations

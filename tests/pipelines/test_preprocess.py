@@ -182,8 +182,6 @@ def test_same_inputs_give_identical_shards_in_memory_and_on_two_processes(shared
     assert log.count("Created Worker handler <apache_beam.runners.portability.fn_api_runner."
                      "worker_handlers.SubprocessSdkWorkerHandler") == 2
     assert "prism" not in log.lower()
-    # ... each forked from the job's warm zygote (pipelines.warm_workers), not a cold interpreter
-    assert log.count("forked warm Beam worker") == 2
     # Every recording finished in a worker process was counted by the launcher's progress report.
     started = re.search(r"eegfm.preprocess: (\d+) recordings", log)
     assert started and f"progress: {started[1]}/{started[1]} recordings (100%)" in log
@@ -382,7 +380,7 @@ def test_a_recording_that_fails_part_way_sends_none_of_its_spilled_windows(share
     from apache_beam.pvalue import TaggedOutput
 
     from eegfm.pipelines import process
-    from eegfm.pipelines.preprocess import ProcessRecordingFn
+    from eegfm.pipelines.stages import ProcessRecordingFn
     from eegfm.pipelines.datasets import discover
 
     calls = fails_on_second_chunk
@@ -477,7 +475,8 @@ def test_local_runner_is_the_fn_api_runner_and_other_runners_are_left_to_beam():
 
 
 def test_the_start_log_line_names_few_folders_and_counts_many():
-    from eegfm.pipelines.preprocess import _count, _describe_datasets
+    from eegfm.pipelines.manifest import count as _count
+    from eegfm.pipelines.preprocess import _describe_datasets
 
     assert _describe_datasets({"b": "edf", "a": "eegmat"}) == "a=eegmat, b=edf"
     assert (_count(1, "recording"), _count(0, "other file"), _count(2, "other file")) == (
@@ -510,7 +509,7 @@ def test_windows_lie_end_to_end_unless_a_stride_is_given_and_gaps_are_warned_of(
     """--window_seconds 5 alone used to keep the 10 s stride: half of every recording in no window,
     without a word. The stride follows the window unless given (or a YAML file overlaps windows),
     and a stride longer than the window is warned of."""
-    from eegfm.pipelines.preprocess import build_parser, config_from_args, given_flags
+    from eegfm.pipelines.pipeline_args import build_parser, config_from_args, given_flags
     from eegfm.pipelines.process import PreprocessConfig
 
     def config(argv, yaml_text=None):

@@ -1,13 +1,12 @@
-"""One BLAS thread in the pipeline's workers: the limit holds inside, and is lifted after."""
+"""The job's stages: the numeric DoFns run with one BLAS thread, and lift the limit after."""
 
 import numpy as np
 import pytest
 
-from eegfm.pipelines.blas import single_threaded_blas
 from eegfm.pipelines.deid import create_key
-from eegfm.pipelines.preprocess import ProcessRecordingFn, ScoreSpillFn
 from eegfm.pipelines.process import PreprocessConfig
 from eegfm.pipelines.quality import QualityConfig
+from eegfm.pipelines.stages import ProcessRecordingFn, ScoreSpillFn
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
 
@@ -17,14 +16,6 @@ def _blas_threads() -> set[int]:
     found = {info["num_threads"] for info in threadpoolctl.threadpool_info() if info["user_api"] == "blas"}
     assert found, "no BLAS library loaded"
     return found
-
-
-def test_single_threaded_blas_limits_and_restores():
-    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):  # a threaded start on any machine
-        assert _blas_threads() == {2}
-        with single_threaded_blas():
-            assert _blas_threads() == {1}
-        assert _blas_threads() == {2}
 
 
 @pytest.mark.parametrize("make", [

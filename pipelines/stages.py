@@ -1,0 +1,280 @@
+"""The Beam job's stages, each one composite PTransform around the pure functions it runs:
+
+1. `ProcessRecordings`: a thin DoFn around `pipelines.process.process_recording`. Each recording's
+   encoded windows go to a spill file (`pipelines.spill`); only their features and scores travel
+   on. Bad inputs become tagged dead-letter outcomes, never crashes.
+2. `ScoreArtifacts`: fits the unsupervised artifact autoencoder on a deterministic sample of
+   windows from the training sites (or loads `--artifact_model`), saves it with the output, and
+   scores every recording's windows from their features (rejecting those over the limit).
+3. `WriteSnappyTFRecordsBySite` (`pipelines.sinks`): plans each site's shards from the recordings
+   alone (ordered by recording pseudonym), then writes each shard from the spill files with the
+   scores written into the records: the same inputs give the same files on every runner.
+4. `WriteReports`: `manifest.json` and `quarantine.jsonl` (`pipelines.manifest`); removes the
+   spill folder.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics import Metrics
+from threadpoolctl import threadpool_limits
+
+from eegfm.core.logs import get_logger
+from eegfm.pipelines import schema
+from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
+from eegfm.pipelines.datasets import Ignored, SourceItem
+from eegfm.pipelines.deid import load_key, pseudonym
+from eegfm.pipelines.duplicates import DropDuplicates
+from eegfm.pipelines.events import PreprocessConfig, RejectedWindow, Window
+from eegfm.pipelines.manifest import (
+    MANIFEST_NAME,
+    count,
+    manifest_header,
+    quarantine_line,
+    window_counts,
+    write_manifest,
+)
+from eegfm.pipelines.pipeline_args import shard_bytes
+from eegfm.pipelines.process import process_recording
+from eegfm.pipelines.progress import record_done
+from eegfm.pipelines.quality import QualityConfig
+from eegfm.pipelines.redact import PathRedactor, kept_folders, redacted_events
+from eegfm.pipelines.s3_anonymous import install_s3_anonymous
+from eegfm.pipelines.sinks import WriteSnappyTFRecordsBySite
+from eegfm.pipelines.spill import SpilledRecording, SpillWriter, sample_items, score_spill, spill_path
+
+log = get_logger("preprocess")
+AE_MODEL_NAME = "artifact_ae.npz"
+
+
+class ProcessRecordingFn(beam.DoFn):
+    """Thin wrapper: each recording's windows to a spill file (main output: its
+    ``SpilledRecording``), rejected windows and outcomes to tagged outputs."""
+
+    REJECTED, OUTCOME = "rejected", "outcome"
+
+    def __init__(self, key_file: str, config: PreprocessConfig, spill_dir: str, progress: str | None = None,
+                 redact: tuple[str, ...] | None = None):
+        self._key_file, self._config, self._spill_dir = key_file, config, spill_dir
+        self._progress = progress  # pipelines.progress's file on a local run, else None
+        self._redact = redact  # --redact_paths: the folders whose names stay (redact.kept_folders)
+        self._config_hash = config.config_hash()
+        self._windows = Metrics.counter("eegfm", "windows")
+        self._rejected = Metrics.counter("eegfm", "rejected_windows")
+        self._quarantined = Metrics.counter("eegfm", "quarantined_inputs")
+
+    def setup(self):
+        install_s3_anonymous()  # the recordings are read here: S3 clients follow --s3_anonymous
+        # Read on the worker, so a gs:// key never travels inside the pipeline graph.
+        self._key = load_key(self._key_file)
+        self._redactor = PathRedactor(self._key, self._redact is not None, keep=self._redact or ())
+        self._blas = threadpool_limits(limits=1, user_api="blas")  # the runner runs a worker per core already
+
+    def teardown(self):
+        self._blas.restore_original_limits()
+
+    def process(self, item: SourceItem):
+        spill = SpillWriter(spill_path(self._spill_dir, item.path))
+        redacted = redacted_events(item, self._redactor)
+        try:
+            for event in map(redacted, process_recording(item, self._key, self._config, self._config_hash)):
+                if isinstance(event, Window):
+                    self._windows.inc()
+                    spill.add(event)
+                elif isinstance(event, RejectedWindow):
+                    self._rejected.inc()
+                    yield beam.pvalue.TaggedOutput(self.REJECTED, event)
+                else:
+                    spill.close()
+                    if event.status != "processed":  # failed part-way: none of its windows go out
+                        self._windows.dec(len(spill))
+                        spill.discard()
+                    elif len(spill):
+                        yield spill.recording(event.source)
+                    if event.status != "processed":
+                        self._quarantined.inc()
+                        log.warning("quarantined %s at %s: %s", event.source, event.stage, event.reason)
+                    record_done(self._progress, event.eeg_seconds)
+                    yield beam.pvalue.TaggedOutput(self.OUTCOME, event)
+        finally:
+            spill.close()
+
+
+class ProcessRecordings(beam.PTransform):
+    def __init__(self, key_file: str, config: PreprocessConfig, spill_dir: str, progress: str | None = None,
+                 redact: tuple[str, ...] | None = None):
+        super().__init__()
+        self._key_file, self._config, self._spill_dir = key_file, config, spill_dir
+        self._progress, self._redact = progress, redact
+
+    def expand(self, items):
+        return (
+            items
+            | "Reshuffle" >> beam.Reshuffle()  # spread recordings over workers
+            | "Process" >> beam.ParDo(ProcessRecordingFn(self._key_file, self._config, self._spill_dir,
+                                                        self._progress, self._redact)).with_outputs(
+                ProcessRecordingFn.REJECTED, ProcessRecordingFn.OUTCOME, main="recordings")
+        )
+
+
+def _fit_autoencoder(sample: list[tuple[str, np.ndarray]], seed: int):
+    model = ArtifactAutoencoder(seed=seed)
+    if len(sample) < model.min_fit_windows:
+        log.warning("artifact autoencoder not fitted: %s, fewer than the %d it needs; windows are scored by "
+                    "the rules only", count(len(sample), "training window"), model.min_fit_windows)
+        return None
+    features = np.stack([f for _, f in sorted(sample, key=lambda kv: kv[0])])
+    with threadpool_limits(limits=1, user_api="blas"):  # as where it scores: a threaded BLAS rounds differently
+        return model.fit_features(features, n_chans=schema.N_CHANS)
+
+
+def _save_model(model, path: str) -> str:
+    """Write the fitted model next to the records; '' when none was fitted (too few windows)."""
+    if model is None:
+        return ""
+    with tempfile.TemporaryDirectory() as tmp:
+        model.save(os.path.join(tmp, AE_MODEL_NAME))
+        for produced in sorted(os.listdir(tmp)):
+            with open(os.path.join(tmp, produced), "rb") as src, FileSystems.create(
+                FileSystems.join(os.path.dirname(path), produced)
+            ) as dst:
+                dst.write(src.read())
+    return os.path.basename(path)
+
+
+def load_model(path: str) -> ArtifactAutoencoder:
+    if "://" not in path:
+        return ArtifactAutoencoder.load(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        base = os.path.splitext(path)[0]
+        for suffix in (".npz", ".json"):
+            if FileSystems.exists(base + suffix):
+                with FileSystems.open(base + suffix) as src, open(os.path.join(tmp, "m" + suffix), "wb") as dst:
+                    dst.write(src.read())
+        return ArtifactAutoencoder.load(os.path.join(tmp, "m.npz"))
+
+
+class ScoreSpillFn(beam.DoFn):
+    """Scores a recording's spilled windows with the autoencoder (from their features; the spill file
+    is read only when the shards are written) and emits its kept windows as a ``ScoredSpill``;
+    windows over ``max_artifact_score`` go to REJECTED, and every kept window's counts to COUNTED."""
+
+    REJECTED, COUNTED = "rejected", "counted"
+
+    def __init__(self, quality: QualityConfig):
+        self._max_score = quality.max_artifact_score
+
+    def setup(self):
+        self._blas = threadpool_limits(limits=1, user_api="blas")
+
+    def teardown(self):
+        self._blas.restore_original_limits()
+
+    def process(self, spilled: SpilledRecording, model):
+        scores = None if model is None else model.score_features(spilled.features)
+        kept, rejected = score_spill(spilled, scores, self._max_score)
+        for event in rejected:
+            yield beam.pvalue.TaggedOutput(self.REJECTED, event)
+        for i in kept.kept:
+            yield beam.pvalue.TaggedOutput(self.COUNTED, (
+                spilled.site, spilled.subject, spilled.labels[i], int(spilled.n_times[i]), spilled.corpus_split))
+        if len(kept.kept):
+            yield kept
+
+
+class ScoreArtifacts(beam.PTransform):
+    """Fit (or load) the artifact autoencoder on training-site windows, then score every window and
+    encode it for the sink."""
+
+    def __init__(self, output: str, config: PreprocessConfig, *, model_path: str | None,
+                 enabled: bool, train_sites: tuple[str, ...], sample_size: int, seed: int = 0):
+        super().__init__()
+        self._output, self._config = output, config
+        self._model_path, self._enabled = model_path, enabled
+        self._train_sites, self._sample_size, self._seed = train_sites, sample_size, seed
+
+    def expand(self, recordings):
+        pipeline = recordings.pipeline
+        # `self.model_used`: what the manifest records: the saved file's name, the reused
+        # model's path, or '' when no autoencoder scored the windows.
+        if not self._enabled:
+            model = pipeline | "NoModel" >> beam.Create([None])
+            self.model_used = pipeline | "NoModelUsed" >> beam.Create([""])
+        elif self._model_path:
+            path = self._model_path
+            model = pipeline | "ModelPath" >> beam.Create([path]) | "LoadModel" >> beam.Map(load_model)
+            self.model_used = pipeline | "ModelReused" >> beam.Create([path])
+        else:
+            train = frozenset(self._train_sites)
+            sample = (
+                recordings
+                | "Features" >> beam.FlatMap(sample_items, train)
+                # Deterministic sample: the windows with the smallest keyed hash, so every runner
+                # and worker count fits the same model.
+                | "Sample" >> beam.combiners.Top.Of(self._sample_size, key=lambda kv: kv[0], reverse=True)
+            )
+            model = sample | "Fit" >> beam.Map(_fit_autoencoder, self._seed)
+            target = FileSystems.join(self._output, AE_MODEL_NAME)
+            self.model_used = model | "SaveModel" >> beam.Map(_save_model, target)
+        return recordings | "Score" >> beam.ParDo(
+            ScoreSpillFn(self._config.quality), beam.pvalue.AsSingleton(model)
+        ).with_outputs(ScoreSpillFn.REJECTED, ScoreSpillFn.COUNTED, main="kept")
+
+
+class WriteReports(beam.PTransform):
+    def __init__(self, output: str, header: dict, ignored: list[Ignored], spill_dir: str):
+        super().__init__()
+        self._output, self._header, self._ignored, self._spill_dir = output, header, ignored, spill_dir
+
+    def expand(self, pcolls):
+        outcomes, rejected, counted, shards, model_used = pcolls
+        p = outcomes.pipeline
+        ignored = p | "Ignored" >> beam.Create(self._ignored)
+        quarantined = outcomes | "Quarantined" >> beam.Filter(lambda o: o.status != "processed")
+        # Quarantine lines are few (one per rejected input or window), so the manifest step
+        # writes them too: sorted, and without a file sink's sub-graph in every job.
+        lines = ((quarantined, rejected, ignored) | "AllQuarantine" >> beam.Flatten()
+                 | "ToJson" >> beam.Map(quarantine_line))
+        counts = (counted | "Counts" >> beam.FlatMap(window_counts)
+                  | "Sum" >> beam.CombinePerKey(sum))
+        path = FileSystems.join(self._output, MANIFEST_NAME)
+        return (
+            p | "Once" >> beam.Create([None])
+            | "Manifest" >> beam.Map(
+                write_manifest, path, self._header,
+                beam.pvalue.AsList(outcomes), beam.pvalue.AsDict(counts),
+                beam.pvalue.AsList(shards), beam.pvalue.AsList(model_used), beam.pvalue.AsList(lines),
+                self._spill_dir)
+        )
+
+
+def build_pipeline(p, args, config: PreprocessConfig, items: list[SourceItem], ignored: list[Ignored], key: bytes,
+                   progress: str | None = None, output_shown: str | None = None) -> None:
+    """The job's four stages on ``p`` for the launcher's parsed ``args``."""
+    sites = tuple(sorted({pseudonym(key, "site", item.site) for item in items}))
+    train_sites = tuple(sorted({pseudonym(key, "site", name.strip())
+                                for name in args.ae_train_sites.split(",") if name.strip()}))
+    header = manifest_header(config, sites, args.output if output_shown is None else output_shown,
+                             args.redact_paths, ignored)
+    # One spill folder per run, removed by the last step.
+    spill_dir = FileSystems.join(args.output, f".spill-{uuid.uuid4().hex[:12]}")
+    processed = p | "Inputs" >> beam.Create(items) | "ProcessRecordings" >> ProcessRecordings(
+        args.pseudonym_key_file, config, spill_dir, progress,
+        redact=tuple(kept_folders(args.input)) if args.redact_paths else None)
+    recordings, rejected, outcomes = (
+        (processed.recordings, processed.rejected, processed.outcome) | "DropDuplicates" >> DropDuplicates())
+    scoring = ScoreArtifacts(
+        args.output, config, model_path=args.artifact_model, enabled=not args.no_artifact_model,
+        train_sites=train_sites, sample_size=args.ae_sample_size)
+    scored = recordings | "ScoreArtifacts" >> scoring
+    shards = scored.kept | "WriteWindows" >> WriteSnappyTFRecordsBySite(
+        args.output, sites, args.num_shards, max_shard_bytes=shard_bytes(args.max_shard_mb))
+    rejected = (rejected, scored.rejected) | "AllRejected" >> beam.Flatten()
+    (outcomes, rejected, scored.counted, shards, scoring.model_used) | "WriteReports" >> WriteReports(
+        args.output, header, ignored, spill_dir)
