@@ -171,7 +171,8 @@ def _plain_batches(files: list[str], batch_size: int, workers: int, dtype: str) 
                                "site_id": f["site_id"].bytes_list.value[0].decode(),
                                "subject_id": f["subject_id"].bytes_list.value[0].decode()}
 
-    return iter(DataLoader(Windows(), batch_size=batch_size, num_workers=workers, prefetch_factor=4 if workers else None))
+    return iter(DataLoader(Windows(), batch_size=batch_size, num_workers=workers,
+                           prefetch_factor=4 if workers else None))
 
 
 def _rate(batches: Iterator[dict], seconds: float) -> tuple[float, float]:

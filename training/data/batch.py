@@ -126,7 +126,7 @@ def _lists(windows: Sequence[Window], name: str, lengths: tuple[int, ...]) -> li
     """Each window's values of list feature ``name`` (``Window.values``), where every count is one
     of ``lengths``; otherwise the window's own check (``Window.channel_mask``, ``votes``) raises."""
     found = [window.values(name) for window in windows]
-    for window, values in zip(windows, found):
+    for window, values in zip(windows, found, strict=True):
         if len(values) not in lengths:
             getattr(window, name)()
     return found

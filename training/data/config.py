@@ -133,7 +133,8 @@ class LoaderConfig:
         check_int("LoaderConfig.shuffle_buffer", self.shuffle_buffer, 0)
         if isinstance(self.full_shuffle_mb, bool) or not isinstance(self.full_shuffle_mb, (int, float)) \
                 or not 0 <= self.full_shuffle_mb < math.inf:
-            raise ConfigError(f"LoaderConfig.full_shuffle_mb: expected a number of MiB >= 0; got {self.full_shuffle_mb!r}")
+            raise ConfigError("LoaderConfig.full_shuffle_mb: expected a number of MiB >= 0; "
+                              f"got {self.full_shuffle_mb!r}")
         check_int("LoaderConfig.seed", self.seed, 0)
         for name in ("drop_last", "shuffle", "verify_crc", "fast_ipc"):
             if not isinstance(getattr(self, name), bool):

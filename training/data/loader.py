@@ -29,8 +29,8 @@ from torch.utils.data import DataLoader
 
 from eegfm.core.config import check_int
 from eegfm.core.logs import get_logger
-from eegfm.training.data.catalog import (DataPaths, estimated_windows, file_key, first_record_bytes, list_shards,
-                                         shard_name)
+from eegfm.training.data.catalog import (
+    DataPaths, estimated_windows, file_key, first_record_bytes, list_shards, shard_name)
 from eegfm.training.data.config import AUTO, LoaderConfig
 from eegfm.training.data.handoff import Handoff, handoff_supported
 from eegfm.training.data.stream import shard_loads
@@ -242,7 +242,8 @@ class EEGLoader:
                                      f"fingerprint {state.get(key)!r}; these files' {value!r})")
                 hint = f" (num_workers {AUTO!r} takes the checkpoint's)" if key == "num_workers" else ""
                 raise ValueError(f"load_state_dict: state[{key!r}] is {state.get(key)!r} but this loader has "
-                                 f"{value!r}; resuming needs the same files, seed, rank, world_size and num_workers{hint}")
+                                 f"{value!r}; resuming needs the same files, seed, rank, world_size and "
+                                 f"num_workers{hint}")
         positions = [tuple(int(v) for v in p) for p in state["workers"]]
         if len(positions) != self.n_workers or not 0 <= int(state["next_worker"]) < self.n_workers:
             raise ValueError(f"load_state_dict: state['workers'] must hold {self.n_workers} positions; "

@@ -344,7 +344,8 @@ class ShardStream:
                                        for row, w in enumerate(windows)):
             return batch
         ecgs = [w.samples("ecg") if w.placed is None else None for w in windows]
-        batch.ecg = any(ecg is not None if w.placed is None else w.placed[2] for w, ecg in zip(windows, ecgs))
+        batch.ecg = any(ecg is not None if w.placed is None else w.placed[2]
+                        for w, ecg in zip(windows, ecgs, strict=True))
         if tensors is None:
             tensors = batch.allocate(len(windows), windows[0].n_times, self.dtype, storage)
         if all(w.placed is None for w in windows):
@@ -352,7 +353,7 @@ class ShardStream:
             stack(ecgs, tensors["ecg"])
             return batch
         eeg_rows, ecg_rows = batch.rows
-        for row, (window, ecg) in enumerate(zip(windows, ecgs)):
+        for row, (window, ecg) in enumerate(zip(windows, ecgs, strict=True)):
             if window.placed is None:
                 eeg_rows.put(row, window.samples("eeg"))
                 ecg_rows.put(row, ecg)

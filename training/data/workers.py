@@ -122,7 +122,8 @@ def auto_num_workers(config: LoaderConfig, record_bytes: int, machine: Machine,
         fits = machine.memory // 2 // max(1, machine.local_ranks) // held
         if fits < workers:
             workers, why = fits, (f"{why}; memory: each worker holds about {held / 2**20:.0f} MiB and half of "
-                                  f"{machine.memory / 2**30:.1f} GiB available is shared by {machine.local_ranks} rank(s)")
+                                  f"{machine.memory / 2**30:.1f} GiB available is shared by "
+                                  f"{machine.local_ranks} rank(s)")
     if corpus_windows is not None:
         enough = corpus_windows // (max(1, world_size) * batch * AUTO_MIN_BATCHES)
         if enough < workers:
