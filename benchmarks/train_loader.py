@@ -138,10 +138,11 @@ def loader_rate(data: str, workers: int, dtype: str, batch_size: int, seconds: f
 # A mechanism of the loader's own stays only where it earns >= 1.5x the windows/s of what a library
 # does. Measured on eegmat (757 windows of 10 s, linked 6 times), 2 workers, float32, batches of 64,
 # interleaved rounds on a machine under load 5-14 (ratios of median windows/s; CPU per window):
-# the hand-off 3.1x (2.5x) over DataLoader's transfer: kept, as LoaderConfig.fast_ipc; removed,
-# each under 1.5x: splitting a record's samples out by hand before protobuf's parse (1.49-1.73x
-# over four runs; CPU 1.28-1.45x), decoding the small fields' varints by hand (1.19-1.45x; CPU
-# 1.06-1.10x), glibc's heap kept by mallopt (1.13x; CPU 0.97x).
+# the hand-off 2.0-3.1x (CPU 2.0-2.5x) over DataLoader's transfer: kept, as LoaderConfig.fast_ipc;
+# removed, each under 1.5x: splitting a record's samples out by hand before protobuf's parse
+# (1.49-1.73x over four runs; CPU 1.28-1.45x), decoding the small fields' varints by hand
+# (1.19-1.45x; CPU 1.06-1.10x), glibc's heap kept by mallopt (1.13x; CPU 0.97x). All three
+# together: the loader with them 1.32x (float32) and 1.09x (float16) the windows/s without them.
 VARIANTS = ("loader", "loader-plain-ipc", "plain")
 
 
