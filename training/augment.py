@@ -86,11 +86,8 @@ def _uniform(shape: tuple[int, ...], generator: torch.Generator, device: torch.d
 
 def channel_dropout(eeg: torch.Tensor, channel_mask: torch.Tensor, p: float,
                     generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero each measured channel with probability ``p`` and set its mask to 0.
-
-    Teaches the encoder the montages of sites that lack electrodes. One measured channel per
-    window always survives (a window with nothing measured carries no information).
-    """
+    """Zero each measured channel with probability ``p`` and set its mask to 0 (the montages of
+    sites that lack electrodes); one measured channel per window always survives."""
     measured = channel_mask > 0
     draw = _uniform(tuple(channel_mask.shape), generator, channel_mask.device)
     drop = (draw < p) & measured
@@ -157,10 +154,8 @@ class Mixed(NamedTuple):
 
 
 def _partners(has_votes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A random permutation among the windows with votes; windows without votes keep themselves.
-
-    Mixing a window without votes would blend a zero target into a distribution.
-    """
+    """A random permutation among the windows with votes; the others keep themselves (mixing
+    one would blend a zero target into a distribution)."""
     partner = torch.arange(has_votes.shape[0])
     voted = torch.nonzero(has_votes.cpu(), as_tuple=True)[0]
     partner[voted] = voted[torch.randperm(len(voted), generator=generator, device=generator.device).cpu()]
@@ -188,10 +183,8 @@ def _mix_aux(channel_mask: torch.Tensor | None, ecg: torch.Tensor | None, partne
 def mixup(eeg: torch.Tensor, targets: torch.Tensor, has_votes: torch.Tensor, alpha: float,
           generator: torch.Generator, *, channel_mask: torch.Tensor | None = None,
           ecg: torch.Tensor | None = None) -> Mixed:
-    """Convex combinations ``w x_i + (1 - w) x_j`` of windows and of their vote distributions.
-
-    ``w ~ Beta(alpha, alpha)`` per window; only windows with votes are mixed (with each other).
-    """
+    """Convex combinations ``w x_i + (1 - w) x_j`` of windows with votes and of their vote
+    distributions, ``w ~ Beta(alpha, alpha)`` per window."""
     partner = _partners(has_votes, generator)
     weight = _beta(alpha, eeg.shape[0], generator)
     weight = torch.where(partner == torch.arange(len(partner)), torch.ones_like(weight), weight)
@@ -208,11 +201,8 @@ def mixup(eeg: torch.Tensor, targets: torch.Tensor, has_votes: torch.Tensor, alp
 def cutmix(eeg: torch.Tensor, targets: torch.Tensor, has_votes: torch.Tensor, alpha: float,
            generator: torch.Generator, *, channel_mask: torch.Tensor | None = None,
            ecg: torch.Tensor | None = None) -> Mixed:
-    """Replace a random time segment of each window by the same segment of another window.
-
-    The segment covers ``1 - w`` of the window with ``w ~ Beta(alpha, alpha)``, rounded to whole
-    samples; targets mix with the exact fraction kept, so they still sum to 1.
-    """
+    """Replace a random segment of ``1 - w`` of each window (``w ~ Beta(alpha, alpha)``, whole
+    samples) by the same segment of another; targets mix by the exact fraction kept."""
     batch, n_times = eeg.shape[0], eeg.shape[-1]
     partner = _partners(has_votes, generator)
     lengths = torch.round((1 - _beta(alpha, batch, generator)) * n_times).long()
@@ -232,12 +222,9 @@ def cutmix(eeg: torch.Tensor, targets: torch.Tensor, has_votes: torch.Tensor, al
 
 
 def augment_batch(batch: dict[str, Any], config: AugmentConfig, generator: torch.Generator) -> dict[str, Any]:
-    """Apply ``config`` to a loader batch (see :mod:`training.data`); returns a new dict.
-
-    Order: crop, time shift, amplitude, noise, channel dropout, then mixup/cutmix. Mixing replaces
-    ``targets`` by mixed distributions; ``votes``, ``label`` and the ids keep describing the
-    window's own (dominant) source.
-    """
+    """A new loader batch with ``config`` applied: crop, time shift, amplitude, noise, channel
+    dropout, then mixup/cutmix, which mixes ``targets`` only (``votes``, ``label`` and the ids keep
+    describing the window's own, dominant source)."""
     out = dict(batch)
     eeg, ecg = out["eeg"], out.get("ecg")
     if config.crop_seconds:

@@ -9,18 +9,9 @@ Each shard (one DataLoader worker of one DDP rank) runs, every epoch::
 
 so fast-forwarding on resume replays the same draws and copies no sample of a skipped batch.
 
-=========  ============================================================================
-module     what
-=========  ============================================================================
-catalog    the shards of pipeline output folders, their manifests, a metadata pass
-config     ``LoaderConfig`` and ``RecordFilter``
-records    one window record, parsed
-batch      windows of one length as a batch (also serving's decoder)
-stream     sharding and one shard's shuffled batch stream
-handoff    a worker's batch tensors to the main process in reused shared memory
-workers    DataLoader workers: how many, what each runs, how batches cross
-loader     ``EEGLoader``: iteration, positions, ``state_dict``
-=========  ============================================================================
+Modules: ``catalog`` (shards, manifests), ``config``, ``records`` (one window record), ``batch``
+(windows as a batch; serving's decoder too), ``stream`` (sharding and one shard's shuffled
+stream), ``handoff`` and ``workers`` (DataLoader workers), ``loader`` (``EEGLoader``).
 
 Batches are dicts (``model_inputs`` picks the model's keyword arguments):
 

@@ -32,8 +32,8 @@ def open_source(path: str) -> contextlib.AbstractContextManager[str | IO[bytes]]
 
 
 def _shards_below(folder: str) -> list[tuple[str, int]]:
-    """``(path, size in bytes)`` of the ``<site>/part-*`` shards in an output folder, sorted by
-    path; the folder's own name is no pattern ("out [x]")."""
+    """``(path, size in bytes)`` of an output folder's ``<site>/part-*`` shards (the folder's own
+    name is no pattern: "out [x]")."""
     if is_remote(folder):
         filesystems(join_path(folder, "*", SHARD_PATTERN))  # the store's client, as configured; errors name the pattern
         found = [(m.path, m.size_in_bytes) for m in match_below(folder, f"*/{SHARD_PATTERN}")]
@@ -47,15 +47,10 @@ def _site_of(path: str) -> str:
     return path.rstrip("/").split("/")[-2] if is_remote(path) else os.path.basename(os.path.dirname(path))
 
 
-def list_files(data_dir: DataPaths, *,
-               sites: Iterable[str] = (), exclude_sites: Iterable[str] = ()) -> list[str]:
-    """Sorted non-empty TFRecord shards under pipeline output folder(s) or named ``.tfrecord`` files.
-
-    A folder contributes ``<folder>/<site>/part-SSSSS-of-NNNNN.tfrecord``; ``sites`` /
-    ``exclude_sites`` prune by the site folder, which the data contract makes the ``site_id``.
-    Zero-byte shards (a site without windows) hold no records and are left out. Raises
-    ``FileNotFoundError`` naming the folder and the expected layout when nothing is found.
-    """
+def list_files(data_dir: DataPaths, *, sites: Iterable[str] = (), exclude_sites: Iterable[str] = ()) -> list[str]:
+    """Sorted non-empty TFRecord shards (``<folder>/<site>/part-*.tfrecord``) under pipeline output
+    folder(s), or named ``.tfrecord`` files; ``sites`` / ``exclude_sites`` prune by the site folder,
+    which the data contract makes the ``site_id``."""
     return [path for path, _ in list_shards(data_dir, sites=sites, exclude_sites=exclude_sites)]
 
 
@@ -117,9 +112,8 @@ def data_label(data: DataPaths) -> str:
 
 
 def describe(data_dir: DataPaths) -> DatasetInfo:
-    """Read ``data_dir/manifest.json``: sites, channel order, quality metric names, counts. For
-    several output folders, their manifests together: counts added, sites and classes joined; they
-    must agree on the channels, sampling rate, quality metrics and each task's classes."""
+    """``manifest.json`` of the output folder(s): several together must agree on channels, rate,
+    quality metrics and each task's classes; their counts add up, their sites and classes join."""
     dirs = data_dirs(data_dir)
     infos = [(d, _describe_one(d)) for d in dirs]
     first_dir, merged = infos[0]
@@ -142,11 +136,9 @@ def describe(data_dir: DataPaths) -> DatasetInfo:
     return merged
 
 
-def check_data(data: DataPaths, say: bool = True
-               ) -> str | tuple[str, ...]:
-    """``data`` as a run reads it: one output folder, or several, each given once. Several
-    folders' manifests must agree (:func:`describe`; ConfigError otherwise); a recording that two
-    of them hold is read once per folder, which a warning (with ``say``) names."""
+def check_data(data: DataPaths, say: bool = True) -> str | tuple[str, ...]:
+    """``data`` as a run reads it: one output folder, or several whose manifests agree (ConfigError
+    otherwise); a recording that two of them hold is read once per folder, which ``say`` warns of."""
     try:
         dirs = data_dirs(data)
         if len(dirs) > 1:
@@ -188,10 +180,8 @@ def _manifest(data_dir: str) -> dict[str, Any]:
 
 
 def shared_recordings(dirs: Sequence[str]) -> dict[str, str]:
-    """The recordings (content digests of the manifests' processed inputs) that more than one of
-    the output folders ``dirs`` holds, each with the folders that do ("A and B", in the order
-    given); a folder
-    without a manifest holds none that can be told."""
+    """The recordings (content digests of the manifests' inputs) that more than one of ``dirs``
+    holds, each with the folders that do ("A and B"); a folder without a manifest holds none."""
     holders: dict[str, set[str]] = {}
     for folder in dirs:
         try:
@@ -244,8 +234,8 @@ def first_record_bytes(path: str) -> int:
         return next((len(raw) for raw in read_records(source, "SNAPPY")), 0)
 
 
-def scan_windows(data_dir: DataPaths,
-                 filters: RecordFilter | None = None, *, verify_crc: bool = True) -> list[dict[str, Any]]:
+def scan_windows(data_dir: DataPaths, filters: RecordFilter | None = None, *, verify_crc: bool = True
+                 ) -> list[dict[str, Any]]:
     """Metadata of every window that passes ``filters``, in file order, without decoding samples:
     ``site_id``, ``subject_id``, ``task`` (str), ``label`` (int), ``votes`` (float32 array,
     empty without votes), ``n_times`` (samples), ``corpus_split`` (str) and the ``path`` of its

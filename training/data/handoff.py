@@ -72,21 +72,13 @@ def _fill(fd: int, tensors: Mapping[str, torch.Tensor], layout: list) -> None:
             written += os.pwrite(fd, data[written:], offset + written)
 
 
-def _new_memfd(total: int) -> int:
+def _new_memfd(total: int, tensors: Mapping[str, torch.Tensor] | None = None, layout: list = ()) -> int:
+    """A new memfd of ``total`` bytes, holding ``tensors`` at their layout offsets if given."""
     fd = os.memfd_create("eegfm-batch", os.MFD_CLOEXEC)
     try:
         os.ftruncate(fd, total)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
-def _segment(tensors: Mapping[str, torch.Tensor], layout: list, total: int) -> int:
-    """A new memfd holding ``tensors`` at their layout offsets (the caller closes it)."""
-    fd = _new_memfd(total)
-    try:
-        _fill(fd, tensors, layout)
+        if tensors is not None:
+            _fill(fd, tensors, layout)
     except BaseException:
         os.close(fd)
         raise
@@ -94,8 +86,8 @@ def _segment(tensors: Mapping[str, torch.Tensor], layout: list, total: int) -> i
 
 
 class _Pooled:
-    """A worker's reusable segment; ``mapping`` (made on first use) stays mapped, so building a
-    batch in it again touches pages that are already there."""
+    """A worker's reusable segment, mapped once: building a batch in it again touches pages that
+    are already there."""
 
     __slots__ = ("fd", "total", "mapping")
 
@@ -166,10 +158,9 @@ class SharedBatch:
 
 
 class Handoff:
-    """Socket pairs for ``n_workers`` DataLoader workers; make it before the workers fork, use
-    :meth:`send` in a worker and :meth:`receive` (or ``SharedBatch.resolve``) in the main
-    process, :meth:`close` when the iteration is over. ``extra_segments``: segments a worker
-    may keep beyond ``POOL_SEGMENTS``, for batches it builds several at a time."""
+    """Socket pairs for ``n_workers`` DataLoader workers, made before they fork: :meth:`send` in a
+    worker, :meth:`receive` (``SharedBatch.resolve``) in the main process, then :meth:`close`.
+    ``extra_segments``: segments a worker may keep beyond ``POOL_SEGMENTS`` (open batches)."""
 
     def __init__(self, n_workers: int, extra_segments: int = 0):
         if not handoff_supported():
@@ -277,7 +268,7 @@ class Handoff:
                 _fill(segment.fd, tensors, layout)
         if segment is None:
             self.segments_made += 1
-        fd = segment.fd if segment is not None else _segment(tensors, layout, total)
+        fd = segment.fd if segment is not None else _new_memfd(total, tensors, layout)
         shared = _locked_description(fd) if segment is not None else None
         try:
             socket.send_fds(self._pairs[worker][1], [_SEQ.pack(self._sent)], [fd if shared is None else shared])
