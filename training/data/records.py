@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import DecodeError
 
 from eegfm.pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError, decode_features
@@ -21,44 +21,30 @@ TEXT_FIELDS = ("site_id", "subject_id", "recording_id", "task", "sex")
 SCALAR_FIELDS = ("label", "window_start_index", "age", "artifact_score")
 
 
-def _field(name: str, number: int, kind: int, *, repeated: bool = False, message: str = "",
-           oneof: int | None = None) -> descriptor_pb2.FieldDescriptorProto:
-    labels = descriptor_pb2.FieldDescriptorProto
-    field = descriptor_pb2.FieldDescriptorProto(
-        name=name, number=number, type=kind, label=labels.LABEL_REPEATED if repeated else labels.LABEL_OPTIONAL)
-    if message:
-        field.type_name = f".tensorflow.{message}"
-    if oneof is not None:
-        field.oneof_index = oneof
-    return field
-
-
 def _example_class() -> type:
     """``tf.train.Example`` as a message class of a private descriptor pool.
 
     Mirrors tensorflow/core/example/{example,feature}.proto (see pipelines/schema.py): only the
     field numbers and types matter on the wire, and these are TensorFlow's.
     """
-    types = descriptor_pb2.FieldDescriptorProto
-    proto = descriptor_pb2.FileDescriptorProto(name="eegfm/training/tf_example.proto", package="tensorflow",
-                                               syntax="proto3")
-    for name, kind in (("BytesList", types.TYPE_BYTES), ("FloatList", types.TYPE_FLOAT),
-                       ("Int64List", types.TYPE_INT64)):
-        proto.message_type.add(name=name).field.append(_field("value", 1, kind, repeated=True))
-    feature = proto.message_type.add(name="Feature")
-    feature.oneof_decl.add(name="kind")
-    for number, (name, message) in enumerate((("bytes_list", "BytesList"), ("float_list", "FloatList"),
-                                               ("int64_list", "Int64List")), start=1):
-        feature.field.append(_field(name, number, types.TYPE_MESSAGE, message=message, oneof=0))
-    features = proto.message_type.add(name="Features")
-    entry = features.nested_type.add(name="FeatureEntry")  # map<string, Feature> on the wire
-    entry.options.map_entry = True
-    entry.field.extend([_field("key", 1, types.TYPE_STRING),
-                        _field("value", 2, types.TYPE_MESSAGE, message="Feature")])
-    features.field.append(_field("feature", 1, types.TYPE_MESSAGE, repeated=True,
-                                 message="Features.FeatureEntry"))
-    proto.message_type.add(name="Example").field.append(
-        _field("features", 1, types.TYPE_MESSAGE, message="Features"))
+    def field(name: str, number: int, kind: str = "TYPE_MESSAGE", message: str = "", repeated: bool = False,
+              **more: Any) -> dict[str, Any]:
+        label = "LABEL_REPEATED" if repeated else "LABEL_OPTIONAL"
+        return {"name": name, "number": number, "type": kind, "label": label,
+                **({"typeName": f".tensorflow.{message}"} if message else {}), **more}
+
+    lists = (("BytesList", "TYPE_BYTES"), ("FloatList", "TYPE_FLOAT"), ("Int64List", "TYPE_INT64"))
+    entry = {"name": "FeatureEntry", "options": {"mapEntry": True},  # map<string, Feature> on the wire
+             "field": [field("key", 1, "TYPE_STRING"), field("value", 2, message="Feature")]}
+    messages = [*({"name": name, "field": [field("value", 1, kind, repeated=True)]} for name, kind in lists),
+                {"name": "Feature", "oneofDecl": [{"name": "kind"}],
+                 "field": [field(f"{name[:-4].lower()}_list", number, message=name, oneofIndex=0)
+                           for number, (name, _) in enumerate(lists, start=1)]},
+                {"name": "Features", "nestedType": [entry],
+                 "field": [field("feature", 1, message="Features.FeatureEntry", repeated=True)]},
+                {"name": "Example", "field": [field("features", 1, message="Features")]}]
+    proto = json_format.ParseDict({"name": "eegfm/training/tf_example.proto", "package": "tensorflow",
+                                   "syntax": "proto3", "messageType": messages}, descriptor_pb2.FileDescriptorProto())
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
