@@ -29,7 +29,7 @@ from eegfm.core.run_lock import hold_run_lock
 from eegfm.pipelines.schema import SchemaError
 from eegfm.pipelines.tfrecord import CorruptTFRecordError
 from eegfm.training.augment import AugmentConfig
-from eegfm.training.checkpoint import CheckpointError
+from eegfm.training.checkpoint import CheckpointError, load_checkpoint, resolve_resume
 from eegfm.training.config import ConfigError, RunConfig
 from eegfm.training.config import LoaderSection
 from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter
@@ -167,6 +167,13 @@ def claim_output(output: str | os.PathLike[str], dist: Dist) -> None:
     if problem:
         raise ConfigError(problem)
 
+
+def resume_checkpoint(resume: str, output: Path, dist: Dist) -> tuple[str, dict[str, Any]] | None:
+    """The checkpoint ``--resume`` names (auto: the newest valid one in ``output/checkpoints``),
+    chosen by rank 0, and its state on every rank; None to start afresh."""
+    start = resolve_resume(resume, output / "checkpoints") if dist.is_main else None
+    start = dist.broadcast_object(None if start is None else str(start))
+    return None if start is None else (start, load_checkpoint(start, map_location="cpu"))
 
 def load_core_state(run: TrainState, state: dict[str, Any]) -> None:
     """Restore what :func:`core_state` saved (this rank's loader position)."""

@@ -55,7 +55,7 @@ from eegfm.training.distributed import Dist, StopVote, unwrap
 from eegfm.training.loop import (PREEMPTED_EXIT_CODE, TrainState, add_run_arguments, autocast, backward,
                                  check_model_unchanged, check_replicas, claim_output, configure_kernels, core_state,
                                  launch, load_core_state, loader_config, optimizer_step, quiet_transformers,
-                                 run_overrides, step_seed)
+                                 resume_checkpoint, run_overrides, step_seed)
 from eegfm.training.pretrain_validation import (Validation, corpus_split_filter, measure_reconstruction,
                                                 plan_validation, validation_due)
 from eegfm.training.run_log import RunLog
@@ -309,17 +309,15 @@ def _train(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], output: P
 
 def _resume(run: Run, resume: str, output: Path) -> None:
     """Continue from the checkpoint ``--resume`` names (auto: the newest), if any."""
-    dist, cfg = run.dist, run.cfg
-    start = ckpt.resolve_resume(resume, output / "checkpoints") if dist.is_main else None
-    start = dist.broadcast_object(None if start is None else str(start))
-    if start is None:
+    if (found := resume_checkpoint(resume, output, run.dist)) is None:
         return
-    state = ckpt.load_checkpoint(start, map_location="cpu")
-    check_model_unchanged(state.get("config", {}), cfg.to_dict(), start)
+    start, state = found
+    saved = state.get("config", {})
+    check_model_unchanged(saved, run.cfg.to_dict(), start)
     run.load_state_dict(state)
     log.info("resumed from %s at step %d", start, run.step)
-    check_held_out_unchanged(state.get("config", {}), cfg, start)
-    check_schedule_unchanged(state.get("config", {}), cfg, start, run.step)
+    check_held_out_unchanged(saved, run.cfg, start)
+    check_schedule_unchanged(saved, run.cfg, start, run.step)
 
 
 def _steps(run: Run, run_log: RunLog, validation: Validation | None, held_out: HeldOut | None,

@@ -27,7 +27,7 @@ from eegfm.training.finetune.setup import (Run, build_run, configure_mode, init_
                                            patch_size_of, resolve_pretrained, set_trainable, targets_of)
 from eegfm.training.loop import (MODEL_KEYS, PREEMPTED_EXIT_CODE, autocast, backward, check_model_unchanged,
                                  check_replicas, claim_output, configure_kernels, loader_config, optimizer_step,
-                                 step_seed)
+                                 resume_checkpoint, step_seed)
 from eegfm.training.run_log import RunLog
 from eegfm.training.splits import SPLITS
 
@@ -88,10 +88,8 @@ def _resume_or_plan(cfg: FinetuneConfig, dist: Dist, data: list[str], pretrained
                     record_task: str) -> tuple[Plan, dict[str, Any] | None]:
     """The checkpoint's plan and state where the run resumes (the split it started with, whatever
     --data holds now), else a new plan (rank 0 scans, every rank fails alike)."""
-    start = ckpt.resolve_resume(resume, output / "checkpoints") if dist.is_main else None
-    start = dist.broadcast_object(None if start is None else str(start))
-    if start is not None:
-        state = ckpt.load_checkpoint(start, map_location="cpu")
+    if (found := resume_checkpoint(resume, output, dist)) is not None:
+        start, state = found
         saved = state.get("config", {})
         check_model_unchanged(saved, cfg.to_dict(), start, MODEL_KEYS + (
             ("task", "mode", "adapter_kind", "adapter_rank") if "adapter" in (cfg.mode, saved.get("mode"))
@@ -99,16 +97,16 @@ def _resume_or_plan(cfg: FinetuneConfig, dist: Dist, data: list[str], pretrained
         plan = Plan.from_dict(state["plan"])
         check_plan_files(plan, data, start)
         return plan, state
-    found: dict[str, Any] = {}
+    planned: dict[str, Any] = {}
     if dist.is_main:
         try:
-            found = {"plan": plan_data(data, cfg, record_task, patch_size_of(pretrained)).to_dict()}
+            planned = {"plan": plan_data(data, cfg, record_task, patch_size_of(pretrained)).to_dict()}
         except (ConfigError, FileNotFoundError) as err:
-            found = {"error": str(err)}
-    found = dist.broadcast_object(found)  # every rank fails alike, none waits forever
-    if "error" in found:
-        raise ConfigError(found["error"])
-    return Plan.from_dict(found["plan"]), None
+            planned = {"error": str(err)}
+    planned = dist.broadcast_object(planned)  # every rank fails alike, none waits forever
+    if "error" in planned:
+        raise ConfigError(planned["error"])
+    return Plan.from_dict(planned["plan"]), None
 
 
 @dataclasses.dataclass
@@ -117,7 +115,6 @@ class FineTuning:
 
     cfg: FinetuneConfig
     dist: Dist
-    data: list[str]
     output: Path
     plan: Plan
     val_loader: EEGLoader
@@ -167,7 +164,7 @@ def _train(cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], pretraine
     val_config = loader_config(cfg.loader, model.config.patch_size, filters=split_filter(plan, "val"), train=False)
     val_loader = EEGLoader(data, val_config, rank=dist.rank, world_size=dist.world_size, infinite=False,
                            windows_per_file=plan.files.get("val"))
-    job = FineTuning(cfg, dist, data, output, plan, val_loader, run_log, StopVote(dist), stop_after)
+    job = FineTuning(cfg, dist, output, plan, val_loader, run_log, StopVote(dist), stop_after)
     start_stage = None if state is None else int(state["stage"])
     status, best, offset = 0, math.inf, 0
     with ckpt.PreemptionHandler() as preemption, run_log:
