@@ -91,23 +91,27 @@ def build_parser() -> argparse.ArgumentParser:
         "else boto3's usual sources (AWS_* variables, ~/.aws, the instance role).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    io_ = parser.add_argument_group("inputs and outputs")
+    _add_input_output_options(parser.add_argument_group("inputs and outputs"))
+    _add_signal_options(parser.add_argument_group("signal processing"))
+    _add_artifact_options(parser.add_argument_group("artifacts and quality"))
+    parser.add_argument("--cold_workers", action="store_true",
+                        help="accepted for older scripts: Beam starts every multi_processing worker as it does")
+    parser.add_argument("--verbose", action="store_true", help="debug logging, including Beam's")
+    return parser
+
+
+def _add_input_output_options(io_) -> None:
     io_.add_argument("--input", type=user_path, action="extend", nargs="+", required=True, metavar="PATH",
-                     help="one or more files, globs or folders; local, gs:// or s3://. Repeatable; an unquoted "
-                     "shell glob (--input raw/*.edf) gives every file it matches. In a quoted glob, * stays within "
-                     "a folder and **/ spans any number of folders, none included ('raw/**/*.edf' is "
-                     "every EDF below raw/, raw/x.edf too). A FIF split into parts is one recording, read "
-                     "through its first part; a file with the same bytes as another (a copy) is quarantined "
-                     "naming the one kept, so no recording is written twice")
+                     help="one or more files, globs or folders; local, gs:// or s3://; repeatable. In a quoted glob "
+                     "* stays within a folder and **/ spans any number of them. A split FIF is one recording; a "
+                     "copy of another input (the same bytes) is quarantined naming the one kept")
     io_.add_argument("--output", type=user_path, required=True, help="output folder (local, gs:// or s3://)")
     io_.add_argument("--overwrite", action="store_true",
-                     help="delete an earlier run's outputs in --output first (its manifest.json, "
-                     "quarantine.jsonl and <site>/part-*-of-*.tfrecord shards); without it such a folder "
-                     "is an error, since readers take every shard in it and would mix the two runs")
+                     help="delete an earlier run's outputs in --output first; without it such a folder is an "
+                     "error, since readers take every shard in it and would mix the two runs")
     io_.add_argument("--report", action="store_true",
-                     help="after the run, draw its data quality across sites as OUTPUT/report.png (recordings "
-                     "processed and quarantined, windows written and rejected, interpolated channels, artifact "
-                     "scores; python -m eegfm.pipelines.report OUTPUT draws it later)")
+                     help="after the run, draw its data quality across sites as OUTPUT/report.png "
+                     "(python -m eegfm.pipelines.report OUTPUT draws it later)")
     io_.add_argument("--dataset", default="auto", choices=DATASETS,
                      help="layout adapter (docs/datasets.md describes each): hms = Kaggle train.csv + train_eegs/; "
                      "bids = BIDS; eegmat, eegmmi = PhysioNet; tuab, tuep, tusz, tuev, tuar = the TUH corpora; "
@@ -117,37 +121,28 @@ def build_parser() -> argparse.ArgumentParser:
                      help="site name for every input; default: the first folder below each input folder (for "
                      "a glob, below the folder before its first wildcard; for a file, its folder)")
     io_.add_argument("--s3_anonymous", action="store_true",
-                     help="read s3:// inputs with unsigned requests, without credentials: public buckets such as "
-                     "OpenNeuro's BIDS data sets (s3://openneuro.org/dsNNNNNN/). Objects a bucket does not make "
-                     "public answer 403 (quarantined with that reason); --output and --pseudonym_key_file "
-                     "cannot be on S3 then, since unsigned requests cannot write or read private keys")
+                     help="read s3:// inputs with unsigned requests, without credentials (public buckets such as "
+                     "s3://openneuro.org/); --output and --pseudonym_key_file cannot be on S3 then")
     io_.add_argument("--pseudonym_key_file", type=user_path, default=DEFAULT_KEY_FILE,
                      help="secret key for the HMAC-SHA256 pseudonyms of site/subject/session/recording "
                      "(created with a random key on first use if it is the default path). Keep it to get "
                      "the same pseudonyms in later runs; use a gs:// path on Dataflow")
     io_.add_argument("--create_key_file", action="store_true",
-                     help="create --pseudonym_key_file with a new random key if it does not exist (local "
-                     "paths). Without it a missing key file is an error: a mistyped path would otherwise "
-                     "give a new key, and pseudonyms that match no earlier run")
+                     help="create --pseudonym_key_file with a new random key if it does not exist (local paths); "
+                     "without it a missing key file is an error, not a new key that matches no earlier run")
     io_.add_argument("--redact_paths", action="store_true",
-                     help="name the inputs by keyed tokens in manifest.json, quarantine.jsonl, the logs, the "
-                     "summary and error messages, for exports named after patients: every folder and file name "
-                     "below the folder an --input is given in (for a glob: below the folder before its first "
-                     "wildcard) becomes dir-<hex> or file-<hex> with its extensions (the same name, the same "
-                     "token under the same key); the folders above stay as written. `eegfm-redact "
-                     "--input <the same> --pseudonym_key_file <key>` lists which file each token is. The "
-                     "TFRecords name no file either way")
+                     help="name the inputs by keyed tokens (dir-<hex>, file-<hex> with its extensions) below the "
+                     "folder each --input is given in, in manifest.json, quarantine.jsonl, the logs and messages, "
+                     "for exports named after patients; eegfm-redact maps tokens back")
     io_.add_argument("--num_shards", type=int, default=0,
                      help="TFRecord shards per site, each a contiguous part of about equal size of the site's "
-                     "windows (recordings in the order of their pseudonyms, each one's windows in time order); "
-                     "0: as few as --max_shard_mb allows. Either way the same inputs give the same files on "
-                     "every runner and worker count")
+                     "windows; 0: as few as --max_shard_mb allows. The same inputs give the same files either way")
     io_.add_argument("--max_shard_mb", type=float, default=DEFAULT_MAX_SHARD_BYTES / 2**20,
-                     help="with --num_shards 0, each site's windows are cut into as few shards as keep each "
-                     "within this many MiB of records (at most one window over; a 10 s window is about 0.1 MiB). "
-                     "Without a cap each site would be one file, and training loader workers and ranks that "
-                     "share a file each read and decompress all of it")
-    sig = parser.add_argument_group("signal processing")
+                     help="with --num_shards 0, the most MiB of records in a shard (at most one window over; a 10 s "
+                     "window is about 0.1 MiB): loader workers and ranks that share a file each read all of it")
+
+
+def _add_signal_options(sig) -> None:
     sig.add_argument("--window_seconds", type=float, default=10.0,
                      help="window length for unlabeled recordings (HMS labeled sub-windows are always 50 s)")
     sig.add_argument("--stride_seconds", type=float, default=None,
@@ -190,7 +185,9 @@ def build_parser() -> argparse.ArgumentParser:
                      "alters the signal")
     sig.add_argument("--ica_fit_seconds", type=float, default=120.0,
                      help="seconds at the start of each recording used to fit the ICA")
-    art = parser.add_argument_group("artifacts and quality")
+
+
+def _add_artifact_options(art) -> None:
     art.add_argument("--artifact_model", type=user_path, default=None,
                      help="reuse a saved artifact autoencoder (artifact_ae.npz of an earlier run) "
                      "instead of fitting one")
@@ -210,10 +207,6 @@ def build_parser() -> argparse.ArgumentParser:
     art.add_argument("--config", type=user_path, default=None,
                      help="YAML file with PreprocessConfig fields (quality: thresholds ... as nested keys); "
                      "the flags given on the command line override it, the others leave its values alone")
-    parser.add_argument("--cold_workers", action="store_true",
-                        help="accepted for older scripts: Beam starts every multi_processing worker as it does")
-    parser.add_argument("--verbose", action="store_true", help="debug logging, including Beam's")
-    return parser
 
 
 # PreprocessConfig fields that have a flag of the same name.

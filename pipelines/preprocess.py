@@ -45,7 +45,7 @@ from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.datasets import Ignored, discover
 from eegfm.pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
 from eegfm.pipelines.manifest import MANIFEST_NAME, QUARANTINE_NAME, count, summarize
-from eegfm.pipelines.pipeline_args import (  # noqa: F401 - build_parser: infra/dataflow/launch.py imports it from here
+from eegfm.pipelines.pipeline_args import (
     DEFAULT_KEY_FILE,
     beam_option_names,
     build_parser,

@@ -19,11 +19,11 @@ import numpy as np
 from eegfm.core.logs import get_logger
 from eegfm.core.stores import STORE_ERRORS, storage_error
 from eegfm.pipelines import schema
-from eegfm.pipelines.datasets.bids import SidecarError, read_electrodes, read_sidecars
 from eegfm.pipelines.bipolar import BipolarReader, bipolar_plan
+from eegfm.pipelines.datasets import LabeledWindow, SourceItem
+from eegfm.pipelines.datasets.bids import SidecarError, read_electrodes, read_sidecars
 from eegfm.pipelines.deid import pseudonym
-from eegfm.pipelines.events import (  # noqa: F401 - RECORD_QUALITY_NAMES, Window: callers import them from here
-    RECORD_QUALITY_NAMES,
+from eegfm.pipelines.events import (
     Outcome,
     PreprocessConfig,
     RejectedWindow,
@@ -36,7 +36,6 @@ from eegfm.pipelines.ica import fit_ica_cleaner
 from eegfm.pipelines.localize import localized
 from eegfm.pipelines.readers import Reader, ReaderError, open_recording
 from eegfm.pipelines.resample import TARGET_SFREQ, Resampler
-from eegfm.pipelines.datasets import LabeledWindow, SourceItem
 from eegfm.pipelines.windowing import Cutting, Span, cut_span, mark_annotated_bad, plan_windows
 
 log = get_logger("process")

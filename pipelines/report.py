@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.core.stores import filesystems, is_remote, join_path, open_binary
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.schema import decode_features
 from eegfm.pipelines.tfrecord import read_records
 

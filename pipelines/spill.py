@@ -21,9 +21,9 @@ import numpy as np
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from eegfm.core.stores import delete
 from eegfm.pipelines import schema
 from eegfm.pipelines.artifact_ae import band_features
-from eegfm.core.stores import delete
 from eegfm.pipelines.events import RECORD_QUALITY_NAMES, RejectedWindow, Window
 from eegfm.pipelines.tfrecord import FRAME_OVERHEAD, frame_record, unframe_record
 

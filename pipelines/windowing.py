@@ -16,6 +16,7 @@ import numpy as np
 
 from eegfm.pipelines import schema
 from eegfm.pipelines.artifact_ae import band_features_from_psd
+from eegfm.pipelines.datasets import SourceItem, interval_label
 from eegfm.pipelines.events import AE_NOT_SCORED, PreprocessConfig, RejectedWindow, Window
 from eegfm.pipelines.features import compute_features
 from eegfm.pipelines.filters import StreamingFilter
@@ -23,7 +24,6 @@ from eegfm.pipelines.harmonize import interpolation_matrix
 from eegfm.pipelines.quality import compute_quality_batch, validate_window
 from eegfm.pipelines.readers import Segment
 from eegfm.pipelines.resample import TARGET_SFREQ, Resampler
-from eegfm.pipelines.datasets import SourceItem, interval_label
 
 # Input samples per channel read at once, whatever chunk_seconds asks: about 7 min at 5 kHz, so
 # a high-rate recording's chunk (float64 read, float32 copies) stays a few hundred MB.
