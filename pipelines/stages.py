@@ -107,20 +107,16 @@ class ProcessRecordingFn(beam.DoFn):
 
 
 class ProcessRecordings(beam.PTransform):
-    def __init__(self, key_file: str, config: PreprocessConfig, spill_dir: str, progress: str | None = None,
-                 redact: tuple[str, ...] | None = None):
+    """The recordings spread over the workers, each through ``ProcessRecordingFn(*args, **kwargs)``."""
+
+    def __init__(self, *args, **kwargs):
         super().__init__()
-        self._key_file, self._config, self._spill_dir = key_file, config, spill_dir
-        self._progress, self._redact = progress, redact
+        self._fn = ProcessRecordingFn(*args, **kwargs)
 
     def expand(self, items):
-        return (
-            items
-            | "Reshuffle" >> beam.Reshuffle()  # spread recordings over workers
-            | "Process" >> beam.ParDo(ProcessRecordingFn(self._key_file, self._config, self._spill_dir,
-                                                        self._progress, self._redact)).with_outputs(
-                ProcessRecordingFn.REJECTED, ProcessRecordingFn.OUTCOME, main="recordings")
-        )
+        return (items | "Reshuffle" >> beam.Reshuffle()
+                | "Process" >> beam.ParDo(self._fn).with_outputs(
+                    ProcessRecordingFn.REJECTED, ProcessRecordingFn.OUTCOME, main="recordings"))
 
 
 def _fit_autoencoder(sample: list[tuple[str, np.ndarray]], seed: int):

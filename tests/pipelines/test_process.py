@@ -354,18 +354,6 @@ def test_a_bipolar_montage_is_quarantined_naming_its_derivations(shared_data, tm
     assert outcome.bipolar["left_out"][:2] == ["FP1-F7", "F7-T3"] and len(outcome.bipolar["electrodes"]) == 8
 
 
-def test_a_brainvision_header_brings_the_data_and_marker_files_it_names(shared_data, tmp_path):
-    from eegfm.pipelines.localize import _companions
-
-    header = tmp_path / "recording.vhdr"  # a remote header's local copy
-    header.write_bytes((shared_data / "formats" / "brainvision" / "test_NO.vhdr").read_bytes())
-    assert _companions("s3://b/raw/renamed.vhdr", str(header)) == ["s3://b/raw/test_NO.vmrk", "s3://b/raw/test_NO.eeg"]
-    header.write_text("Brain Vision Data Exchange Header File Version 1.0\n[Common Infos]\nDataFile=C:\\rec\\x.eeg\n")
-    assert _companions("gs://b/r/y.vhdr", str(header)) == ["gs://b/r/y.vmrk", "gs://b/r/x.eeg"]
-    assert _companions("gs://b/r/y.VHDR") == ["gs://b/r/y.vmrk", "gs://b/r/y.eeg"]
-    assert _companions("gs://b/r/y.set") == ["gs://b/r/y.fdt"] and _companions("gs://b/r/y.edf") == []
-
-
 def _ten_twenty(recording):
     """eegmat's 19 10-20 channels (µV) in the contract's order: a real recording to rewrite."""
     from eegfm.pipelines.readers import open_recording
