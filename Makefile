@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 DEMO_DIR ?= outputs/demo
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-all bench bench-deps lock clean help
+.PHONY: install demo lint test test-all bench bench-deps lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -21,6 +21,9 @@ $(STAMP): requirements/lock.txt setup.py scripts/install.sh scripts/install_horo
 
 demo: $(STAMP)  ## simulate a multi-site corpus and run every stage that exists on it
 	@bash scripts/demo.sh "$(PY)" "$(DEMO_DIR)"
+
+lint: $(STAMP)  ## ruff: lint and format check (ruff.toml)
+	@$(VENV)/bin/ruff check --quiet . && $(VENV)/bin/ruff format --check --quiet .
 
 test: $(STAMP)  ## the default test suite (slow end-to-end tests excluded)
 	@bash scripts/run_tests.sh "$(PY)" -m "not slow" $(PYTEST_ARGS)

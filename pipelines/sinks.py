@@ -46,7 +46,6 @@ SITE_FILE_PREFIX = "part"
 # guide recommends for object stores, and small enough that a corpus of a few dozen EEG-hours
 # gives every loader worker of a GPU machine files of its own.
 DEFAULT_MAX_SHARD_BYTES = 128 * 2**20
-fix_s3_empty_uploads()  # every process that writes shards or reports imports this module
 
 
 class SnappyTFRecordSink(filebasedsink.FileBasedSink):
@@ -70,6 +69,7 @@ class SnappyTFRecordSink(filebasedsink.FileBasedSink):
         )
 
     def open(self, temp_path: str) -> SnappyTFRecordWriter:
+        fix_s3_empty_uploads()  # in the worker that writes: a shard may be empty (core.stores)
         # super().open counts bytes for max_bytes_per_shard, so the limit is on compressed bytes.
         return SnappyTFRecordWriter(super().open(temp_path), close_fileobj=True)
 

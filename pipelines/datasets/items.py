@@ -8,7 +8,8 @@ from collections.abc import Sequence
 RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet",
                         ".mff")
 # Files that belong to another recording file and are read through it.
-COMPANION_EXTENSIONS = (".vmrk", ".eeg", ".fdt", ".json", ".tsv", ".csv", ".md", ".txt")
+# (.evt: ANT Neuro events; .cef, .dpa: Curry sidecars)
+COMPANION_EXTENSIONS = (".vmrk", ".eeg", ".fdt", ".evt", ".cef", ".dpa", ".json", ".tsv", ".csv", ".md", ".txt")
 
 
 @dataclasses.dataclass(frozen=True)
