@@ -40,22 +40,42 @@ def pinned(*names: str) -> list[str]:
 
 
 CORE = pinned(
-    "apache-beam[gcp,aws]", "numpy", "scipy", "pandas", "pyarrow", "mne", "pyedflib", "cramjam",
-    "google-crc32c", "protobuf", "pyyaml", "tqdm", "python-picard", "scikit-learn", "filelock",
+    "apache-beam[gcp,aws]",
+    "numpy",
+    "scipy",
+    "pandas",
+    "pyarrow",
+    "mne",
+    "pyedflib",
+    "cramjam",
+    "google-crc32c",
+    "protobuf",
+    "pyyaml",
+    "tqdm",
+    "python-picard",
+    "scikit-learn",
+    "filelock",
     "threadpoolctl",
     # EEGLAB files saved as MATLAB v7.3 (HDF5: large data sets, or EEGLAB's own option) need it.
     "pymatreader",
     # MNE reads EGI's .mff recordings (folders) through it.
     "mffpy",
 )
-MODEL = pinned(
-    "torch", "torch-geometric", "transformers", "safetensors", "onnx", "onnxruntime", "onnxscript"
-)
+MODEL = pinned("torch", "torch-geometric", "transformers", "safetensors", "onnx", "onnxruntime", "onnxscript")
 TRAIN = pinned("wandb", "matplotlib")
 TF = pinned("tensorflow-cpu")
 # moto's S3 server and gcp-storage-emulator stand in for S3 and GCS in the object-store tests.
-DEV = pinned("pytest", "pytest-timeout", "ruff", "kubernetes-validate", "moto[s3]", "flask", "flask-cors",
-             "gcp-storage-emulator", "hdf5storage")  # hdf5storage writes the tests' MATLAB v7.3 EEGLAB file
+DEV = pinned(
+    "pytest",
+    "pytest-timeout",
+    "ruff",
+    "kubernetes-validate",
+    "moto[s3]",
+    "flask",
+    "flask-cors",
+    "gcp-storage-emulator",
+    "hdf5storage",
+)  # hdf5storage writes the tests' MATLAB v7.3 EEGLAB file
 
 EXTRAS = {
     "model": MODEL,
@@ -90,9 +110,7 @@ setup(
     version="0.1.0",
     description="An open EEG foundation-model stack: Beam preprocessing, transformer+GNN encoder, "
     "distributed training, cross-site evaluation and export.",
-    long_description=(HERE / "README.md").read_text(encoding="utf-8")
-    if (HERE / "README.md").exists()
-    else "",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8") if (HERE / "README.md").exists() else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=PACKAGES,

@@ -56,8 +56,27 @@ N_CHANS = 19
 TRAIN_BATCH = 32
 # docs: the issue's reference latencies for the peers in eager PyTorch (ms, batch 1).
 REFERENCE_PEER_LATENCY_MS = {"CBraMod": 26.8, "LaBraM-base": 34.3}
-TEN_TEN_NAMES = ["FP1", "F3", "C3", "P3", "F7", "T7", "P7", "O1", "FZ", "CZ", "PZ", "FP2", "F4", "C4",
-                 "P4", "F8", "T8", "P8", "O2"]
+TEN_TEN_NAMES = [
+    "FP1",
+    "F3",
+    "C3",
+    "P3",
+    "F7",
+    "T7",
+    "P7",
+    "O1",
+    "FZ",
+    "CZ",
+    "PZ",
+    "FP2",
+    "F4",
+    "C4",
+    "P4",
+    "F8",
+    "T8",
+    "P8",
+    "O2",
+]
 
 
 def _install_torchaudio_placeholder() -> None:
@@ -87,8 +106,13 @@ def _install_torchaudio_placeholder() -> None:
 class Candidate:
     """A model plus how to call it on a batch of random input of the right shape."""
 
-    def __init__(self, name: str, model: torch.nn.Module, n_times: int,
-                 call: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor]) -> None:
+    def __init__(
+        self,
+        name: str,
+        model: torch.nn.Module,
+        n_times: int,
+        call: Callable[[torch.nn.Module, torch.Tensor], torch.Tensor],
+    ) -> None:
         self.name, self.model, self.n_times, self.call = name, model, n_times, call
         generator = torch.Generator().manual_seed(0)
         self.train_input = 30.0 * torch.randn(TRAIN_BATCH, N_CHANS, n_times, generator=generator)
@@ -201,26 +225,34 @@ def main(argv: list[str] | None = None) -> int:
     summary: dict[str, object] = {}
     if "CBraMod" in results:
         summary["train_throughput_vs_cbramod"] = round(
-            results["eegfm-base"]["train_samples_per_s"] / results["CBraMod"]["train_samples_per_s"], 2)
+            results["eegfm-base"]["train_samples_per_s"] / results["CBraMod"]["train_samples_per_s"], 2
+        )
         summary["train_throughput_vs_labram"] = round(
-            results["eegfm-base"]["train_samples_per_s"] / results["LaBraM-base"]["train_samples_per_s"], 2)
+            results["eegfm-base"]["train_samples_per_s"] / results["LaBraM-base"]["train_samples_per_s"], 2
+        )
         summary["train_throughput_dense_gnn_vs_cbramod"] = round(
-            results["eegfm-base-dense-gnn"]["train_samples_per_s"] / results["CBraMod"]["train_samples_per_s"], 2)
+            results["eegfm-base-dense-gnn"]["train_samples_per_s"] / results["CBraMod"]["train_samples_per_s"], 2
+        )
     if "onnxruntime_latency_ms_batch1" in results["eegfm-base"]:
         summary["onnxruntime_latency_target_ms"] = 10.0
         summary["onnxruntime_latency_meets_target"] = results["eegfm-base"]["onnxruntime_latency_ms_batch1"] <= 10.0
-    print(json.dumps({
-        "input": f"{N_CHANS} channels x {SECONDS} s",
-        "threads": THREADS,
-        "train_batch": TRAIN_BATCH,
-        "rounds": args.rounds,
-        "models": results,
-        "summary": summary,
-        "reference_peer_latency_ms_from_issue": REFERENCE_PEER_LATENCY_MS,
-        "torch": torch.__version__,
-        "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        "cpu_count": os.cpu_count(),
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "input": f"{N_CHANS} channels x {SECONDS} s",
+                "threads": THREADS,
+                "train_batch": TRAIN_BATCH,
+                "rounds": args.rounds,
+                "models": results,
+                "summary": summary,
+                "reference_peer_latency_ms_from_issue": REFERENCE_PEER_LATENCY_MS,
+                "torch": torch.__version__,
+                "load_average_1min_before_after": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+                "cpu_count": os.cpu_count(),
+            },
+            indent=2,
+        )
+    )
     return 0
 
 

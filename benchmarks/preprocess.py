@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "eegmat"
 
-MNE_REFERENCE = r'''
+MNE_REFERENCE = r"""
 import glob, os, sys, numpy as np, mne
 mne.set_log_level("ERROR")
 files = sorted(glob.glob(os.path.join(sys.argv[1], "**", "*.edf"), recursive=True))
@@ -47,7 +47,7 @@ for k, path in enumerate(files):
     n = data.shape[1] // 2560
     windows = np.stack([data[:, i * 2560:(i + 1) * 2560] for i in range(n)]).astype(np.float16)
     np.save(os.path.join(out, f"{k:03d}.npy"), windows)
-'''
+"""
 
 
 # Runs one command and prints the peak RSS (kB) of its largest descendant. A fresh wrapper per
@@ -63,8 +63,7 @@ _RSS_WRAPPER = (
 def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of the largest process the command ran."""
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", _RSS_WRAPPER, *cmd], env=env, cwd=REPO,
-                          capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-c", _RSS_WRAPPER, *cmd], env=env, cwd=REPO, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"benchmark step failed: {' '.join(cmd[:4])} ...\n{done.stderr[-2000:]}")
@@ -83,9 +82,27 @@ def _eeg_hours(data: Path) -> float:
 
 
 def _eegfm(inputs: list[str], out: Path, key: Path, extra: list[str]) -> list[str]:
-    args = [sys.executable, "-m", "eegfm.pipelines.preprocess", "--output", str(out),
-            "--pseudonym_key_file", str(key), "--window_seconds", "10", "--stride_seconds", "10",
-            "--line_freq", "50", "--h_freq", "100", "--runner", "DirectRunner", "--overwrite", *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "eegfm.pipelines.preprocess",
+        "--output",
+        str(out),
+        "--pseudonym_key_file",
+        str(key),
+        "--window_seconds",
+        "10",
+        "--stride_seconds",
+        "10",
+        "--line_freq",
+        "50",
+        "--h_freq",
+        "100",
+        "--runner",
+        "DirectRunner",
+        "--overwrite",
+        *extra,
+    ]
     for item in inputs:
         args += ["--input", item]
     return args
@@ -94,21 +111,38 @@ def _eegfm(inputs: list[str], out: Path, key: Path, extra: list[str]) -> list[st
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of eegmat EDF files")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved repetitions of every run; the fastest of each is reported "
-                        "(wall time on a shared machine only ever gets slower than the code's own)")
-    parser.add_argument("--long-minutes", type=float, default=120.0,
-                        help="length of the simulated long recording for the memory check (0: skip)")
-    parser.add_argument("--copies", type=int, default=1,
-                        help="run on this many copies of the recordings (linked, one folder per copy, "
-                        "each a site of its own): a larger corpus, where fixed costs weigh less")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="interleaved repetitions of every run; the fastest of each is reported "
+        "(wall time on a shared machine only ever gets slower than the code's own)",
+    )
+    parser.add_argument(
+        "--long-minutes",
+        type=float,
+        default=120.0,
+        help="length of the simulated long recording for the memory check (0: skip)",
+    )
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="run on this many copies of the recordings (linked, one folder per copy, "
+        "each a site of its own): a larger corpus, where fixed costs weigh less",
+    )
     args = parser.parse_args()
     if args.copies < 1:
         parser.error(f"--copies: expected an integer >= 1; got {args.copies}")
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    result: dict = {"benchmark": "preprocess", "data": str(args.data), "copies": args.copies,
-                    "cpu_count": os.cpu_count(), "rounds": args.rounds,
-                    "load_average_before": round(os.getloadavg()[0], 2)}
+    result: dict = {
+        "benchmark": "preprocess",
+        "data": str(args.data),
+        "copies": args.copies,
+        "cpu_count": os.cpu_count(),
+        "rounds": args.rounds,
+        "load_average_before": round(os.getloadavg()[0], 2),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = _copies(args.data, args.copies, tmp / "copies") if args.copies > 1 else args.data
@@ -142,12 +176,14 @@ def main() -> None:
         for name in ["mne_reference", *modes]:
             seconds, rss = best[name]
             key_rss = "peak_rss_mb" if name == "mne_reference" else "peak_rss_mb_largest_process"
-            result[name] = {"seconds": round(seconds, 2), "eeg_hours_per_s": round(hours / seconds, 4),
-                            key_rss: round(rss)}
+            result[name] = {
+                "seconds": round(seconds, 2),
+                "eeg_hours_per_s": round(hours / seconds, 4),
+                key_rss: round(rss),
+            }
         mne_s, one = best["mne_reference"][0], best["eegfm_1_worker"][0]
         result["speedup_vs_mne_1_worker"] = round(mne_s / one, 2)
-        result["speedup_1_to_2_workers"] = round(
-            best["eegfm_mp_1_worker"][0] / best["eegfm_mp_2_workers"][0], 2)
+        result["speedup_1_to_2_workers"] = round(best["eegfm_mp_1_worker"][0] / best["eegfm_mp_2_workers"][0], 2)
         marginal = hours - half_hours
 
         def per_hour(name: str) -> tuple[float, float]:
@@ -159,8 +195,9 @@ def main() -> None:
         rates = {name: per_hour(name) for name in ["mne_reference", *modes]}
         # Where the second half of the recordings adds under a fifth of a run's time, the slope is
         # mostly timing noise (a 2-worker run of the 64 eegmat files gave "3.35x" this way).
-        noisy = [name for name in ["mne_reference", *modes]
-                 if best[name][0] - best["half:" + name][0] < 0.2 * best[name][0]]
+        noisy = [
+            name for name in ["mne_reference", *modes] if best[name][0] - best["half:" + name][0] < 0.2 * best[name][0]
+        ]
         result["per_hour_cost"] = {
             "note": "marginal EEG-hours/s between half and all of the recordings (fixed costs cancel)",
             "too_small_to_separate": noisy,
@@ -171,8 +208,11 @@ def main() -> None:
             "speedup_vs_mne": round(rates["eegfm_1_worker"][0] / rates["mne_reference"][0], 2),
             "speedup_1_to_2_workers": round(rates["eegfm_mp_2_workers"][0] / rates["eegfm_mp_1_worker"][0], 2),
         }
-        result["targets"] = {"speedup_vs_mne_1_worker": ">= 3.0", "speedup_1_to_2_workers": ">= 1.6",
-                             "peak_rss_per_worker_mb": "<= 2048"}
+        result["targets"] = {
+            "speedup_vs_mne_1_worker": ">= 3.0",
+            "speedup_1_to_2_workers": ">= 1.6",
+            "peak_rss_per_worker_mb": "<= 2048",
+        }
         if args.long_minutes > 0:
             result["long_recording"] = _long_recording(tmp, key, args.long_minutes, env)
     result["load_average_after"] = round(os.getloadavg()[0], 2)
@@ -208,15 +248,42 @@ def _long_recording(tmp: Path, key: Path, minutes: float, env: dict) -> dict:
     out = {}
     for label, length in (("short", minutes / 4), ("long", minutes)):
         corpus = tmp / f"sim-{label}"
-        subprocess.run([sys.executable, "-m", "eegfm.pipelines.simulate", "--output", str(corpus), "--sites", "1",
-                        "--subjects-per-site", "1", "--recordings-per-subject", "1",
-                        "--minutes", str(length), "--format", "edf", "--quiet"], check=True, env=env,
-                       stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "eegfm.pipelines.simulate",
+                "--output",
+                str(corpus),
+                "--sites",
+                "1",
+                "--subjects-per-site",
+                "1",
+                "--recordings-per-subject",
+                "1",
+                "--minutes",
+                str(length),
+                "--format",
+                "edf",
+                "--quiet",
+            ],
+            check=True,
+            env=env,
+            stdout=subprocess.DEVNULL,
+        )
         edf = next((corpus / "edf").rglob("*.edf"))
-        seconds, rss = _timed(_eegfm([str(edf)], tmp / f"out-{label}", key,
-                                     ["--direct_running_mode", "in_memory", "--no_artifact_model"]), env)
-        out[label] = {"minutes": length, "file_mb": round(edf.stat().st_size / 2**20, 1),
-                      "seconds": round(seconds, 2), "peak_rss_mb": round(rss)}
+        seconds, rss = _timed(
+            _eegfm(
+                [str(edf)], tmp / f"out-{label}", key, ["--direct_running_mode", "in_memory", "--no_artifact_model"]
+            ),
+            env,
+        )
+        out[label] = {
+            "minutes": length,
+            "file_mb": round(edf.stat().st_size / 2**20, 1),
+            "seconds": round(seconds, 2),
+            "peak_rss_mb": round(rss),
+        }
     out["rss_growth_long_vs_short"] = round(out["long"]["peak_rss_mb"] / out["short"]["peak_rss_mb"], 3)
     return out
 

@@ -87,20 +87,33 @@ def load_baseline(rev: str) -> types.SimpleNamespace:
     module)."""
     tmp = Path(tempfile.mkdtemp(prefix="eegfm_baseline_"))
     paths = subprocess.run(
-        ["git", "-C", str(REPO), "ls-tree", "-r", "--name-only", rev, "--", *(f"pipelines/{name}" for name in (
-            "features.py", "quality.py", "quality", "artifact_ae.py"))],
-        check=True, capture_output=True, text=True,
+        [
+            "git",
+            "-C",
+            str(REPO),
+            "ls-tree",
+            "-r",
+            "--name-only",
+            rev,
+            "--",
+            *(f"pipelines/{name}" for name in ("features.py", "quality.py", "quality", "artifact_ae.py")),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     for path in paths:
-        source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{path}"],
-                                check=True, capture_output=True, text=True).stdout
+        source = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{rev}:{path}"], check=True, capture_output=True, text=True
+        ).stdout
         source = re.sub(r"eegfm\.pipelines\.(features|quality|artifact_ae)\b", r"baseline_\1", source)
         target = tmp / ("baseline_" + path.removeprefix("pipelines/"))
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(source)
     sys.path.insert(0, str(tmp))
-    return types.SimpleNamespace(**{name: importlib.import_module(f"baseline_{name}")
-                                    for name in ("features", "quality", "artifact_ae")})
+    return types.SimpleNamespace(
+        **{name: importlib.import_module(f"baseline_{name}") for name in ("features", "quality", "artifact_ae")}
+    )
 
 
 def best_cpu(fns: dict, repeats: int) -> dict[str, float]:
@@ -114,8 +127,9 @@ def best_cpu(fns: dict, repeats: int) -> dict[str, float]:
     return best
 
 
-def compare_with_baseline(old, revision: str, seconds: dict, summary, reports: list, old_reports: list,
-                          filtered: np.ndarray) -> dict:
+def compare_with_baseline(
+    old, revision: str, seconds: dict, summary, reports: list, old_reports: list, filtered: np.ndarray
+) -> dict:
     """Speed-ups against the baseline's timings and the largest differences of its outputs."""
     before = {
         "quality": seconds["baseline_quality"],
@@ -131,28 +145,39 @@ def compare_with_baseline(old, revision: str, seconds: dict, summary, reports: l
             "quality_batch_8": round(before["quality"] / seconds["quality_batch_8"], 2),
             "ae_features_per_window": round(before["ae_features_per_window"] / seconds["ae_features_per_window"], 2),
             "ae_features_shared_vs_baseline_per_window": round(
-                before["ae_features_per_window"] / seconds["ae_features_from_report"], 1),
+                before["ae_features_per_window"] / seconds["ae_features_from_report"], 1
+            ),
             "quality_plus_ae": round(
-                (before["quality"] + before["ae_features_per_window"]) / seconds["quality_plus_shared_ae"], 2),
+                (before["quality"] + before["ae_features_per_window"]) / seconds["quality_plus_shared_ae"], 2
+            ),
         },
         "quality_vector_max_abs_diff": {
             name: float(np.nanmax(np.abs(new_vectors[:, i] - old_vectors[:, i]), initial=0))
             for i, name in enumerate(reports[0].as_dict())
         },
         "windows_with_different_flags": int(sum(a.flags != b.flags for a, b in zip(reports, old_reports))),
-        "ae_features_max_abs_diff": float(np.abs(
-            band_features(filtered) - old.artifact_ae.band_features(filtered)).max()),
+        "ae_features_max_abs_diff": float(
+            np.abs(band_features(filtered) - old.artifact_ae.band_features(filtered)).max()
+        ),
     }
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "eegmat",
-                        help="folder with the eegmat SubjectNN_K.edf files")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=REPO.parent / "shared" / "data" / "eegmat",
+        help="folder with the eegmat SubjectNN_K.edf files",
+    )
     parser.add_argument("--window-s", type=float, default=10.0, help="window length in seconds")
     parser.add_argument("--repeats", type=int, default=3, help="passes per measurement (best)")
-    parser.add_argument("--baseline", metavar="REV", default=None,
-                        help="git revision whose quality/features/artifact_ae to compare with")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        default=None,
+        help="git revision whose quality/features/artifact_ae to compare with",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats: expected an integer >= 1; got {args.repeats}")
@@ -164,8 +189,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def quality(module=None):
         fn = compute_quality if module is None else module.compute_quality
-        return [fn(filtered[i], SFREQ, channel_mask=mask, unfiltered=unfiltered[i])
-                for i in range(n)]
+        return [fn(filtered[i], SFREQ, channel_mask=mask, unfiltered=unfiltered[i]) for i in range(n)]
 
     def shared(reports):
         return [band_features_from_psd(r.spectrum.freqs, r.spectrum.psd) for r in reports]
@@ -174,8 +198,13 @@ def main(argv: list[str] | None = None) -> int:
         return [fn(filtered[i][None])[0] for i in range(n)]
 
     def quality_batch(size=8):
-        return [r for i in range(0, n, size) for r in compute_quality_batch(
-            filtered[i:i + size], SFREQ, channel_mask=mask, unfiltered=unfiltered[i:i + size])]
+        return [
+            r
+            for i in range(0, n, size)
+            for r in compute_quality_batch(
+                filtered[i : i + size], SFREQ, channel_mask=mask, unfiltered=unfiltered[i : i + size]
+            )
+        ]
 
     reports = quality()
     fns = {
@@ -191,13 +220,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline:
         old = load_baseline(args.baseline)
         fns["baseline_quality"] = lambda: quality(old.quality)
-        fns["baseline_ae_features_per_window"] = lambda: ae_per_window(
-            old.artifact_ae.band_features)
+        fns["baseline_ae_features_per_window"] = lambda: ae_per_window(old.artifact_ae.band_features)
     seconds = best_cpu(fns, args.repeats)
 
     def summary(total: float) -> dict:
-        return {"ms_per_window": round(1e3 * total / n, 4),
-                "s_per_eeg_hour": round(total / n * windows_per_hour, 4)}
+        return {"ms_per_window": round(1e3 * total / n, 4), "s_per_eeg_hour": round(total / n * windows_per_hour, 4)}
 
     result = {
         "dataset": str(args.data),
@@ -207,14 +234,15 @@ def main(argv: list[str] | None = None) -> int:
         "recording_eeg_hours": round(recording_hours, 4),
         "clock": "process CPU seconds, one thread, best of --repeats",
         "repeats": args.repeats,
-        "timings": {name: summary(total) for name, total in seconds.items()
-                    if not name.startswith("baseline_")},
-        "shared_vs_own_psd_ae_features_max_abs_diff": float(np.abs(
-            np.stack(shared(reports)) - band_features(filtered)).max()),
+        "timings": {name: summary(total) for name, total in seconds.items() if not name.startswith("baseline_")},
+        "shared_vs_own_psd_ae_features_max_abs_diff": float(
+            np.abs(np.stack(shared(reports)) - band_features(filtered)).max()
+        ),
     }
     if old is not None:
-        result["baseline"] = compare_with_baseline(old, args.baseline, seconds, summary, reports,
-                                                   quality(old.quality), filtered)
+        result["baseline"] = compare_with_baseline(
+            old, args.baseline, seconds, summary, reports, quality(old.quality), filtered
+        )
     result["load_average_1min"] = round(os.getloadavg()[0], 2)
     result["cpu_count"] = os.cpu_count()
     print(json.dumps(result, indent=2))

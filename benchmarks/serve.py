@@ -115,8 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = make_model(Path(tmp), args.preset)
-        predictors = {name: Predictor(model_dir, PredictConfig(backend=name, batch_size=args.batch_size))
-                      for name in ("torch", "onnx")}
+        predictors = {
+            name: Predictor(model_dir, PredictConfig(backend=name, batch_size=args.batch_size))
+            for name in ("torch", "onnx")
+        }
         config = predictors["torch"].preprocess
         best: dict[str, float] = {}
         eeg_seconds = 0.0
@@ -125,12 +127,19 @@ def main(argv: list[str] | None = None) -> int:
             for name, predictor in predictors.items():
                 seconds, eeg_seconds = predict_all(predictor, files)
                 best[name] = min(best.get(name, float("inf")), seconds)
-        http, direct = http_latencies(predictors["onnx"], files[:args.http_files])
+        http, direct = http_latencies(predictors["onnx"], files[: args.http_files])
     hours = eeg_seconds / 3600
     report: dict = {
-        "benchmark": "serve", "data": str(args.data), "files": len(files), "eeg_hours": round(hours, 4),
-        "preset": args.preset, "rounds": args.rounds, "batch_size": args.batch_size, "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "load_average_before": round(load_before, 2),
+        "benchmark": "serve",
+        "data": str(args.data),
+        "files": len(files),
+        "eeg_hours": round(hours, 4),
+        "preset": args.preset,
+        "rounds": args.rounds,
+        "batch_size": args.batch_size,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "load_average_before": round(load_before, 2),
     }
     for name, seconds in best.items():
         report[name] = {"seconds": round(seconds, 2), "eeg_hours_per_s": round(hours / seconds, 4)}
@@ -138,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
             report[name]["vs_pipeline_only"] = round(best["pipeline_only"] / seconds, 3)
     report["onnx_vs_torch"] = round(best["torch"] / best["onnx"], 3)
     report["http"] = {
-        "backend": "onnx", "requests": len(http),
+        "backend": "onnx",
+        "requests": len(http),
         "latency_ms_median": round(1000 * statistics.median(http), 1),
         "latency_ms_p95": round(1000 * sorted(http)[max(0, round(0.95 * len(http)) - 1)], 1),
         "in_process_ms_median": round(1000 * statistics.median(direct), 1),

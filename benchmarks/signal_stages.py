@@ -100,8 +100,12 @@ def windows_of(data: np.ndarray) -> np.ndarray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "eegmat",
-                        help="folder with the eegmat SubjectNN_K.edf files")
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=REPO.parent / "shared" / "data" / "eegmat",
+        help="folder with the eegmat SubjectNN_K.edf files",
+    )
     args = parser.parse_args(argv)
     files = sorted(args.data.glob("Subject*.edf"))
     if not files:
@@ -142,12 +146,17 @@ def main(argv: list[str] | None = None) -> int:
     wall, cpu = time.perf_counter(), time.process_time()
     model = ArtifactAutoencoder(seed=0).fit(windows[train], groups=subjects[train])
     fit_wall, fit_cpu = time.perf_counter() - wall, time.process_time() - cpu
-    scores = timer("artifact_ae_score", model.score_features,
-                   timer("artifact_ae_score", band_features, windows))
+    scores = timer("artifact_ae_score", model.score_features, timer("artifact_ae_score", band_features, windows))
 
     eeg_hours = n_samples_in / sfreq_in / 3600.0
-    stages = {stage: {"wall_s": round(wall, 3), "cpu_s": round(timer.cpu[stage], 3),
-                      "wall_s_per_eeg_hour": round(wall / eeg_hours, 3)} for stage, wall in timer.wall.items()}
+    stages = {
+        stage: {
+            "wall_s": round(wall, 3),
+            "cpu_s": round(timer.cpu[stage], 3),
+            "wall_s_per_eeg_hour": round(wall / eeg_hours, 3),
+        }
+        for stage, wall in timer.wall.items()
+    }
     compute = ("resample", "filter")
     result = {
         "dataset": str(args.data),
@@ -157,10 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         "window_s": WINDOW_S,
         "stages": stages,
         "resample_plus_filter_wall_s": round(sum(timer.wall[s] for s in compute), 3),
-        "filter_after_vs_before_resample_cost": round(
-            timer.cpu["filter"] / timer.cpu["filter_at_input_rate"], 3),
-        "artifact_ae_fit": {"windows": int(train.sum()), "wall_s": round(fit_wall, 3),
-                            "cpu_s": round(fit_cpu, 3)},
+        "filter_after_vs_before_resample_cost": round(timer.cpu["filter"] / timer.cpu["filter_at_input_rate"], 3),
+        "artifact_ae_fit": {"windows": int(train.sum()), "wall_s": round(fit_wall, 3), "cpu_s": round(fit_cpu, 3)},
         "artifact_ae_score_median": round(float(np.median(scores)), 4),
         "windows_kept": int(kept),
         "window_flags": dict(flags),

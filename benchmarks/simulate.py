@@ -31,8 +31,9 @@ def run_case(fmt: str, minutes: float) -> dict:
 
     # The research archetype records all 19 channels at 256 Hz (plus one EOG channel).
     site = next(s for s in archetypes() if s.name == "research")
-    config = CorpusConfig(sites=1, subjects_per_site=1, recordings_per_subject=1, minutes=minutes,
-                          format=fmt, site_profiles=(site,))
+    config = CorpusConfig(
+        sites=1, subjects_per_site=1, recordings_per_subject=1, minutes=minutes, format=fmt, site_profiles=(site,)
+    )
     with tempfile.TemporaryDirectory() as tmp:
         began = time.perf_counter()
         summary = generate_corpus(config, Path(tmp) / "corpus")
@@ -40,7 +41,10 @@ def run_case(fmt: str, minutes: float) -> dict:
         size = sum(p.stat().st_size for p in (Path(tmp) / "corpus").rglob("*") if p.is_file())
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return {
-        "format": fmt, "minutes": minutes, "channels": 19, "sfreq": site.sfreq,
+        "format": fmt,
+        "minutes": minutes,
+        "channels": 19,
+        "sfreq": site.sfreq,
         "seconds": round(seconds, 3),
         "eeg_hours_per_second": round(summary.eeg_hours / seconds, 3),
         "peak_rss_mb": round(peak_kb / 1024, 1),
@@ -51,17 +55,23 @@ def run_case(fmt: str, minutes: float) -> dict:
 def _in_fresh_process(fmt: str, minutes: float) -> dict:
     result = subprocess.run(
         [sys.executable, __file__, "--case", fmt, str(minutes)],
-        capture_output=True, text=True, check=True, cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=REPO,
     )
     return json.loads(result.stdout)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--minutes", type=float, default=60.0,
-                        help="length of the benchmarked recording (default: 60)")
-    parser.add_argument("--short-minutes", type=float, default=5.0,
-                        help="length of the short run used to show memory is bounded (default: 5)")
+    parser.add_argument("--minutes", type=float, default=60.0, help="length of the benchmarked recording (default: 60)")
+    parser.add_argument(
+        "--short-minutes",
+        type=float,
+        default=5.0,
+        help="length of the short run used to show memory is bounded (default: 5)",
+    )
     parser.add_argument("--case", nargs=2, metavar=("FORMAT", "MINUTES"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.case:

@@ -27,8 +27,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from eegfm.core.config import check_int  # noqa: E402
-from eegfm.pipelines.schema import CHANNELS, HMS_CLASSES, N_CHANS, PIPELINE_VERSION, SFREQ, WindowRecord  # noqa: E402
-from eegfm.pipelines.schema import encode_example  # noqa: E402
+from eegfm.pipelines.schema import (  # noqa: E402
+    CHANNELS,
+    HMS_CLASSES,
+    N_CHANS,
+    PIPELINE_VERSION,
+    SFREQ,
+    WindowRecord,
+    encode_example,  # noqa: E402
+)
 from eegfm.pipelines.tfrecord import write_records  # noqa: E402
 
 WINDOW_SECONDS = 10
@@ -51,8 +58,9 @@ def _pseudonym(kind: str, *parts: object) -> str:
     return f"{kind}-" + hashlib.sha256("/".join(map(str, parts)).encode()).hexdigest()[:16]
 
 
-def write_corpus(output: str | Path, windows: int, *, windows_per_file: int = WINDOWS_PER_FILE,
-                 sites: int = 3, seed: int = 0) -> dict:
+def write_corpus(
+    output: str | Path, windows: int, *, windows_per_file: int = WINDOWS_PER_FILE, sites: int = 3, seed: int = 0
+) -> dict:
     """Write the corpus; returns its manifest. ``output`` must not hold TFRecords already."""
     check_int("windows", windows, 1)
     check_int("windows_per_file", windows_per_file, 1)
@@ -74,42 +82,73 @@ def write_corpus(output: str | Path, windows: int, *, windows_per_file: int = WI
             for index in range(first, min(count, first + windows_per_file)):
                 subject = _pseudonym("sub", seed, site, index % SUBJECTS_PER_SITE)
                 per_subject[subject] = per_subject.get(subject, 0) + 1
-                records.append(encode_example(WindowRecord(
-                    eeg=pink_noise(rng, (N_CHANS, n_times)), channel_mask=np.ones(N_CHANS, np.int64),
-                    site_id=site_id, subject_id=subject, session_id="",
-                    recording_id=_pseudonym("rec", seed, site, index % SUBJECTS_PER_SITE),
-                    window_start_s=float(index // SUBJECTS_PER_SITE * WINDOW_SECONDS),
-                    window_start_index=index // SUBJECTS_PER_SITE * n_times,
-                    quality=np.zeros(0, np.float32), artifact_score=0.0,
-                    source_sha256=hashlib.sha256(f"{seed}/{site}".encode()).hexdigest(),
-                    config_hash=_CONFIG_HASH, age=30.0 + index % 50, sex="FM"[index % 2])))
+                records.append(
+                    encode_example(
+                        WindowRecord(
+                            eeg=pink_noise(rng, (N_CHANS, n_times)),
+                            channel_mask=np.ones(N_CHANS, np.int64),
+                            site_id=site_id,
+                            subject_id=subject,
+                            session_id="",
+                            recording_id=_pseudonym("rec", seed, site, index % SUBJECTS_PER_SITE),
+                            window_start_s=float(index // SUBJECTS_PER_SITE * WINDOW_SECONDS),
+                            window_start_index=index // SUBJECTS_PER_SITE * n_times,
+                            quality=np.zeros(0, np.float32),
+                            artifact_score=0.0,
+                            source_sha256=hashlib.sha256(f"{seed}/{site}".encode()).hexdigest(),
+                            config_hash=_CONFIG_HASH,
+                            age=30.0 + index % 50,
+                            sex="FM"[index % 2],
+                        )
+                    )
+                )
             path = output / site_id / f"part-{part:05d}-of-{n_files:05d}.tfrecord"
             path.parent.mkdir(parents=True, exist_ok=True)
             write_records(path, records)
             shards.append(str(path.relative_to(output)))
     manifest = {
-        "pipeline_version": PIPELINE_VERSION, "config_hash": _CONFIG_HASH, "channels": list(CHANNELS),
-        "sfreq": SFREQ, "quality_names": [], "feature_names": [], "sites": sorted(site_ids),
-        "classes": {"hms6": list(HMS_CLASSES)}, "output": str(output), "shards": sorted(shards),
-        "synthetic": {"seed": seed, "windows_per_file": windows_per_file,
-                      "note": "benchmarks/synthetic_corpus.py: 1/f noise, not EEG"},
-        "counts": {"windows": windows, "window_eeg_hours": round(windows * WINDOW_SECONDS / 3600, 6),
-                   "per_site": dict(zip(site_ids, per_site)), "per_subject": dict(sorted(per_subject.items())),
-                   "per_label": {"unlabeled:-1": windows}},
+        "pipeline_version": PIPELINE_VERSION,
+        "config_hash": _CONFIG_HASH,
+        "channels": list(CHANNELS),
+        "sfreq": SFREQ,
+        "quality_names": [],
+        "feature_names": [],
+        "sites": sorted(site_ids),
+        "classes": {"hms6": list(HMS_CLASSES)},
+        "output": str(output),
+        "shards": sorted(shards),
+        "synthetic": {
+            "seed": seed,
+            "windows_per_file": windows_per_file,
+            "note": "benchmarks/synthetic_corpus.py: 1/f noise, not EEG",
+        },
+        "counts": {
+            "windows": windows,
+            "window_eeg_hours": round(windows * WINDOW_SECONDS / 3600, 6),
+            "per_site": dict(zip(site_ids, per_site)),
+            "per_subject": dict(sorted(per_subject.items())),
+            "per_label": {"unlabeled:-1": windows},
+        },
     }
     (output / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--output", required=True, type=Path, help="folder to write (must hold no shards yet)")
-    parser.add_argument("--windows", type=int, default=8640,
-                        help="ten-second windows in all (8,640: 24 EEG-hours, about 840 MB)")
-    parser.add_argument("--windows-per-file", type=int, default=WINDOWS_PER_FILE,
-                        help=f"windows per TFRecord file ({WINDOWS_PER_FILE}: 24 minutes, about 14 MB; more "
-                        "files than loader workers let every worker read whole files)")
+    parser.add_argument(
+        "--windows", type=int, default=8640, help="ten-second windows in all (8,640: 24 EEG-hours, about 840 MB)"
+    )
+    parser.add_argument(
+        "--windows-per-file",
+        type=int,
+        default=WINDOWS_PER_FILE,
+        help=f"windows per TFRecord file ({WINDOWS_PER_FILE}: 24 minutes, about 14 MB; more "
+        "files than loader workers let every worker read whole files)",
+    )
     parser.add_argument("--sites", type=int, default=3, help="site folders the windows are dealt to")
     parser.add_argument("--seed", type=int, default=0, help="seeds the samples and the pseudonyms")
     args = parser.parse_args(argv)
@@ -119,12 +158,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed < 0:
         parser.error(f"--seed: expected an integer >= 0; got {args.seed}")
     try:
-        manifest = write_corpus(args.output, args.windows, windows_per_file=args.windows_per_file,
-                                sites=args.sites, seed=args.seed)
+        manifest = write_corpus(
+            args.output, args.windows, windows_per_file=args.windows_per_file, sites=args.sites, seed=args.seed
+        )
     except FileExistsError as err:
         parser.error(str(err))
-    print(json.dumps({"output": str(args.output), "windows": args.windows, "files": len(manifest["shards"]),
-                      "bytes": sum((args.output / s).stat().st_size for s in manifest["shards"])}))
+    print(
+        json.dumps(
+            {
+                "output": str(args.output),
+                "windows": args.windows,
+                "files": len(manifest["shards"]),
+                "bytes": sum((args.output / s).stat().st_size for s in manifest["shards"]),
+            }
+        )
+    )
     return 0
 
 

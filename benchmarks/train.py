@@ -29,8 +29,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -54,28 +54,96 @@ def _simulate_and_preprocess(root: Path, shards_per_site: int = 0, subjects: int
     workers than files reads each file on several workers)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     corpus, out, key = root / "corpus", root / "tfrecords", root / "key"
-    subprocess.run([sys.executable, "-m", "eegfm.pipelines.simulate", "--output", str(corpus), "--sites", "3",
-                    "--subjects-per-site", str(subjects), "--recordings-per-subject", "1", "--minutes", str(minutes),
-                    "--format", "edf", "--seed", "0", "--quiet"], check=True, cwd=REPO, env=env)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eegfm.pipelines.simulate",
+            "--output",
+            str(corpus),
+            "--sites",
+            "3",
+            "--subjects-per-site",
+            str(subjects),
+            "--recordings-per-subject",
+            "1",
+            "--minutes",
+            str(minutes),
+            "--format",
+            "edf",
+            "--seed",
+            "0",
+            "--quiet",
+        ],
+        check=True,
+        cwd=REPO,
+        env=env,
+    )
     key.write_text(os.urandom(32).hex())
     # No labels.csv: pretraining data are unlabeled 10 s windows.
     (corpus / "edf" / "labels.csv").unlink(missing_ok=True)
-    subprocess.run([sys.executable, "-m", "eegfm.pipelines.preprocess", "--input", str(corpus / "edf"),
-                    "--output", str(out), "--pseudonym_key_file", str(key), "--runner", "DirectRunner",
-                    "--direct_running_mode", "in_memory", "--num_shards", str(shards_per_site)],
-                   check=True, cwd=REPO, env=env,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eegfm.pipelines.preprocess",
+            "--input",
+            str(corpus / "edf"),
+            "--output",
+            str(out),
+            "--pseudonym_key_file",
+            str(key),
+            "--runner",
+            "DirectRunner",
+            "--direct_running_mode",
+            "in_memory",
+            "--num_shards",
+            str(shards_per_site),
+        ],
+        check=True,
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return out
 
 
 def _pretrain_throughput(data: Path, out: Path, ranks: int, steps: int, batch: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS="1", WANDB_MODE="disabled")
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={ranks}",
-           "-m", "eegfm.training.pretrain", "--data", str(data), "--output", str(out),
-           "--config", "cpu-tiny", "--max_steps", str(steps), "--set", f"loader.batch_size={batch}",
-           "--set", "optim.warmup_steps=1", "--set", "log_every=1", "--set", f"save_every={steps * 10}",
-           "--set", "wandb.mode=disabled", "--set", "backend=gloo", "--set", "deterministic=false",
-           "--set", "val_fraction=0"]  # training throughput only: no validation passes
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={ranks}",
+        "-m",
+        "eegfm.training.pretrain",
+        "--data",
+        str(data),
+        "--output",
+        str(out),
+        "--config",
+        "cpu-tiny",
+        "--max_steps",
+        str(steps),
+        "--set",
+        f"loader.batch_size={batch}",
+        "--set",
+        "optim.warmup_steps=1",
+        "--set",
+        "log_every=1",
+        "--set",
+        f"save_every={steps * 10}",
+        "--set",
+        "wandb.mode=disabled",
+        "--set",
+        "backend=gloo",
+        "--set",
+        "deterministic=false",
+        "--set",
+        "val_fraction=0",
+    ]  # training throughput only: no validation passes
     start = time.perf_counter()
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -83,14 +151,21 @@ def _pretrain_throughput(data: Path, out: Path, ranks: int, steps: int, batch: i
         raise SystemExit(f"pretraining with {ranks} ranks failed:\n{done.stderr[-3000:]}")
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     rows = [row for row in rows if "samples_per_s" in row]  # training lines, not validation-only ones
-    steady = rows[len(rows) // 3:]  # skip start-up (allocator warm-up, first batches)
+    steady = rows[len(rows) // 3 :]  # skip start-up (allocator warm-up, first batches)
     sps = sum(r["samples_per_s"] for r in steady) / len(steady)
-    return {"ranks": ranks, "steps": steps, "per_rank_batch": batch, "samples_per_s": round(sps, 2),
-            "wall_s": round(wall, 1), "peak_rss_mb": round(max(r["memory/peak_rss_mb"] for r in rows))}
+    return {
+        "ranks": ranks,
+        "steps": steps,
+        "per_rank_batch": batch,
+        "samples_per_s": round(sps, 2),
+        "wall_s": round(wall, 1),
+        "peak_rss_mb": round(max(r["memory/peak_rss_mb"] for r in rows)),
+    }
 
 
-def pretraining_step(device: "torch.device", *, preset: str = "base", batch: int = 64, n_times: int = 2560,
-                     overrides: dict | None = None):
+def pretraining_step(
+    device: torch.device, *, preset: str = "base", batch: int = 64, n_times: int = 2560, overrides: dict | None = None
+):
     """(model, step, sync): one pretraining step (forward, backward, fused AdamW on CUDA) in bf16
     autocast on random EEG, ``step(module)`` running it through ``module`` (the model, or its
     compiled form); ``overrides`` change the preset's config (e.g. ``{"gnn_impl": "dense"}``)."""
@@ -132,10 +207,21 @@ def _tf32_matmuls(enabled: bool):
         torch.backends.cuda.matmul.allow_tf32 = allowed
 
 
-def step_throughput(device: "torch.device", *, preset: str = "base", batch: int = 64, n_times: int = 2560,
-                    steps: int = 20, warmup: int = 3, compile: bool = False, peak: float | None = None,
-                    overrides: dict | None = None, then: Callable | None = None,
-                    compile_mode: str | None = None, tf32: bool = True) -> dict:
+def step_throughput(
+    device: torch.device,
+    *,
+    preset: str = "base",
+    batch: int = 64,
+    n_times: int = 2560,
+    steps: int = 20,
+    warmup: int = 3,
+    compile: bool = False,
+    peak: float | None = None,
+    overrides: dict | None = None,
+    then: Callable | None = None,
+    compile_mode: str | None = None,
+    tf32: bool = True,
+) -> dict:
     """:func:`pretraining_step` timed over ``steps`` after ``warmup``; model FLOPs per step counted
     by ``torch.utils.flop_counter`` on the eager model, MFU against ``peak`` FLOP/s (None: not
     reported); ``compile_mode`` is ``torch.compile``'s ``mode`` (e.g. ``"reduce-overhead"``: CUDA
@@ -168,12 +254,19 @@ def step_throughput(device: "torch.device", *, preset: str = "base", batch: int 
         seconds = (time.perf_counter() - start) / steps
         tokens = batch * 19 * (n_times // model.config.patch_size)
         return {
-            "preset": preset, "batch": batch, "window_s": n_times / 256, "compile": compile, "tf32": tf32,
+            "preset": preset,
+            "batch": batch,
+            "window_s": n_times / 256,
+            "compile": compile,
+            "tf32": tf32,
             **({"compile_mode": compile_mode} if compile and compile_mode else {}),
             **({"overrides": overrides} if overrides else {}),
-            "tokens_per_step": tokens, "tokens_per_s": round(tokens / seconds),
-            "samples_per_s": round(batch / seconds, 1), "step_ms": round(seconds * 1e3, 2),
-            "warmup_s": round(warmup_s, 1), "flops_per_step": flops,
+            "tokens_per_step": tokens,
+            "tokens_per_s": round(tokens / seconds),
+            "samples_per_s": round(batch / seconds, 1),
+            "step_ms": round(seconds * 1e3, 2),
+            "warmup_s": round(warmup_s, 1),
+            "flops_per_step": flops,
             "achieved_tflops": round(flops / seconds / 1e12, 3),
             "mfu": None if peak is None else round(flops / seconds / peak, 4),
             "max_allocated_mb": round(torch.cuda.max_memory_allocated(device) / 2**20) if cuda else None,
@@ -198,11 +291,18 @@ def _gpu(steps: int, batches: tuple[int, ...], compile_modes: tuple[bool, ...]) 
     for batch in batches:
         for compiled in compile_modes:
             try:
-                runs.append(step_throughput(device, batch=batch, steps=steps, compile=compiled, peak=peak,
-                                            overrides=overrides))
+                runs.append(
+                    step_throughput(device, batch=batch, steps=steps, compile=compiled, peak=peak, overrides=overrides)
+                )
             except Exception as error:  # one failing variant (say, a compiler error) keeps the others' numbers
-                runs.append({"preset": "base", "batch": batch, "compile": compiled,
-                             "error": f"{type(error).__name__}: {str(error)[:500]}"})
+                runs.append(
+                    {
+                        "preset": "base",
+                        "batch": batch,
+                        "compile": compiled,
+                        "error": f"{type(error).__name__}: {str(error)[:500]}",
+                    }
+                )
             torch.cuda.empty_cache()
     measured = [run for run in runs if "error" not in run]
     best = max(measured, key=lambda run: run["tokens_per_s"]) if measured else None
@@ -217,9 +317,12 @@ def loader_vs_gpu(loader: dict, gpu: dict, workers: int) -> dict:
     measured = [run for run in gpu["runs"] if "error" not in run]
     hungriest = max(measured, key=lambda run: run["samples_per_s"])
     return {
-        "workers": workers, "windows_per_s": rate,
-        "times_step_per_run": [{"batch": run["batch"], "compile": run["compile"],
-                                "times_step": round(rate / run["samples_per_s"], 2)} for run in measured],
+        "workers": workers,
+        "windows_per_s": rate,
+        "times_step_per_run": [
+            {"batch": run["batch"], "compile": run["compile"], "times_step": round(rate / run["samples_per_s"], 2)}
+            for run in measured
+        ],
         "times_hungriest_step": round(rate / hungriest["samples_per_s"], 2),
         "target": ">= 10",
     }
@@ -230,11 +333,17 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="a preprocessing output folder (default: simulate one)")
     parser.add_argument("--steps", type=int, default=60, help="optimizer steps per scaling run")
     parser.add_argument("--batch", type=int, default=8, help="windows per rank per step in the scaling runs")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved 1-rank/2-rank scaling runs; the median of each is reported")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved 1-rank/2-rank scaling runs; the median of each is reported"
+    )
     parser.add_argument("--skip-scaling", action="store_true", help="only the loader (and GPU) parts")
-    parser.add_argument("--gpu-batches", type=int, nargs="+", default=[64, 256],
-                        help="GPU part: windows per step to measure (each eager and compiled)")
+    parser.add_argument(
+        "--gpu-batches",
+        type=int,
+        nargs="+",
+        default=[64, 256],
+        help="GPU part: windows per step to measure (each eager and compiled)",
+    )
     parser.add_argument("--gpu-steps", type=int, default=20, help="GPU part: timed steps per measurement")
     parser.add_argument("--no-compile", action="store_true", help="GPU part: eager only, no torch.compile")
     args = parser.parse_args()
@@ -256,15 +365,21 @@ def main() -> None:
             runs: dict[int, list[dict]] = {1: [], 2: []}
             for round_ in range(args.rounds):
                 for ranks in (1, 2):
-                    runs[ranks].append(_pretrain_throughput(data, tmp / f"r{round_}-{ranks}", ranks,
-                                                            args.steps, args.batch))
+                    runs[ranks].append(
+                        _pretrain_throughput(data, tmp / f"r{round_}-{ranks}", ranks, args.steps, args.batch)
+                    )
             one, two = (sorted(runs[r], key=lambda run: run["samples_per_s"])[len(runs[r]) // 2] for r in (1, 2))
             efficiency = two["samples_per_s"] / (2 * one["samples_per_s"])
             result["scaling"] = {
-                "one_rank": one, "two_ranks": two, "efficiency": round(efficiency, 3),
-                "efficiency_per_round": [round(b["samples_per_s"] / (2 * a["samples_per_s"]), 3)
-                                         for a, b in zip(runs[1], runs[2])],
-                "rounds": args.rounds, "target_efficiency": ">= 0.8"}
+                "one_rank": one,
+                "two_ranks": two,
+                "efficiency": round(efficiency, 3),
+                "efficiency_per_round": [
+                    round(b["samples_per_s"] / (2 * a["samples_per_s"]), 3) for a, b in zip(runs[1], runs[2])
+                ],
+                "rounds": args.rounds,
+                "target_efficiency": ">= 0.8",
+            }
             step_demand = one["samples_per_s"]
         else:
             step_demand = None

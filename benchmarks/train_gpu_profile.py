@@ -2,10 +2,10 @@
 
 For each variant (batch size, eager or ``torch.compile``, config overrides such as
 ``gnn_impl=dense`` or ``dropout=0``), ``benchmarks.train.step_throughput`` gives step time,
-tokens/s and MFU, and then, on the same warm model, ``torch.profiler`` over ``--profile-steps`` steps gives the CUDA kernel
-time by kind (matrix products, attention, normalisation, elementwise, gather/scatter, optimizer,
-copies) and the top kernels; ``gpu_busy`` is kernel time over wall time (below 1: the GPU waits
-for the CPU to launch work).
+tokens/s and MFU, and then, on the same warm model, ``torch.profiler`` over ``--profile-steps``
+steps gives the CUDA kernel time by kind (matrix products, attention, normalisation, elementwise,
+gather/scatter, optimizer, copies) and the top kernels; ``gpu_busy`` is kernel time over wall
+time (below 1: the GPU waits for the CPU to launch work).
 
     python benchmarks/train_gpu_profile.py [--batches 256] [--variants eager compile]
         [--set gnn_impl=dense --set dropout=0.0]
@@ -82,8 +82,15 @@ def profile(step, forward, sync, steps: int, top: int) -> dict:
         "kernel_ms_per_step": round(total / steps / 1e3, 3),
         "launches_per_step": round(sum(k.count for k in kernels) / steps),
         "by_kind": {k: round(v / total, 3) for k, v in sorted(by_kind.items(), key=lambda kv: -kv[1])},
-        "top": [{"kernel": k.name[:110], "share": round(k.us / total, 3), "calls_per_step": round(k.count / steps, 1),
-                 "kind": kind_of(k.name)} for k in ranked],
+        "top": [
+            {
+                "kernel": k.name[:110],
+                "share": round(k.us / total, 3),
+                "calls_per_step": round(k.count / steps, 1),
+                "kind": kind_of(k.name),
+            }
+            for k in ranked
+        ],
     }
 
 
@@ -91,16 +98,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="base", help="model preset (default: base)")
     parser.add_argument("--batches", type=int, nargs="+", default=[256], help="windows per step to measure")
-    parser.add_argument("--variants", nargs="+", default=["eager", "compile"], choices=["eager", "compile"],
-                        help="eager and/or torch.compile")
-    parser.add_argument("--compile-mode", default=None, choices=["default", "reduce-overhead", "max-autotune",
-                                                                 "max-autotune-no-cudagraphs"],
-                        help="torch.compile mode for the compile variant (reduce-overhead: CUDA graphs)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
-                        help="config override for every variant (repeatable), e.g. gnn_impl=dense")
-    parser.add_argument("--no-tf32", dest="tf32", action="store_false",
-                        help="keep float32 products (the InfoNCE logits) off TF32 tensor cores "
-                             "(default: TF32 on, as the base and large-gpu training presets run)")
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        default=["eager", "compile"],
+        choices=["eager", "compile"],
+        help="eager and/or torch.compile",
+    )
+    parser.add_argument(
+        "--compile-mode",
+        default=None,
+        choices=["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"],
+        help="torch.compile mode for the compile variant (reduce-overhead: CUDA graphs)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="overrides",
+        help="config override for every variant (repeatable), e.g. gnn_impl=dense",
+    )
+    parser.add_argument(
+        "--no-tf32",
+        dest="tf32",
+        action="store_false",
+        help="keep float32 products (the InfoNCE logits) off TF32 tensor cores "
+        "(default: TF32 on, as the base and large-gpu training presets run)",
+    )
     parser.add_argument("--steps", type=int, default=20, help="timed steps per variant")
     parser.add_argument("--profile-steps", type=int, default=5, help="profiled steps per variant")
     parser.add_argument("--top", type=int, default=12, help="kernels listed per variant")
@@ -124,23 +149,52 @@ def main() -> None:
     runs = []
     for batch in args.batches:
         for variant in args.variants:
+
             def profiled(step, forward, sync):
                 return profile(step, forward, sync, args.profile_steps, args.top)
+
             try:
-                run = step_throughput(device, preset=args.preset, batch=batch, steps=args.steps,
-                                      compile=variant == "compile", peak=peak, overrides=overrides, then=profiled,
-                                      compile_mode=args.compile_mode, tf32=args.tf32)
+                run = step_throughput(
+                    device,
+                    preset=args.preset,
+                    batch=batch,
+                    steps=args.steps,
+                    compile=variant == "compile",
+                    peak=peak,
+                    overrides=overrides,
+                    then=profiled,
+                    compile_mode=args.compile_mode,
+                    tf32=args.tf32,
+                )
             except Exception as error:  # report it and go on with the other variants
-                run = {"batch": batch, "compile": variant == "compile",
-                       "error": f"{type(error).__name__}: {str(error)[:500]}"}
+                run = {
+                    "batch": batch,
+                    "compile": variant == "compile",
+                    "error": f"{type(error).__name__}: {str(error)[:500]}",
+                }
             if "then" in run:
                 run["profile"] = run.pop("then")
             runs.append(run)
-            print(json.dumps({k: run.get(k) for k in ("batch", "compile", "step_ms", "tokens_per_s", "mfu", "error")}),
-                  file=sys.stderr, flush=True)
+            print(
+                json.dumps({k: run.get(k) for k in ("batch", "compile", "step_ms", "tokens_per_s", "mfu", "error")}),
+                file=sys.stderr,
+                flush=True,
+            )
             torch.cuda.empty_cache()
-    print(json.dumps({"benchmark": "train_gpu_profile", "device": name, "torch": torch.__version__,
-                      "preset": args.preset, "overrides": overrides, "tf32": args.tf32, "runs": runs}, indent=2))
+    print(
+        json.dumps(
+            {
+                "benchmark": "train_gpu_profile",
+                "device": name,
+                "torch": torch.__version__,
+                "preset": args.preset,
+                "overrides": overrides,
+                "tf32": args.tf32,
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

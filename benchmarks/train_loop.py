@@ -66,24 +66,45 @@ def steady_state(metrics: list[dict], skip_steps: int) -> dict:
     """Median samples/s and tokens/s of the logged intervals ending after ``skip_steps``."""
     kept = [m for m in metrics if m["step"] > skip_steps and "samples_per_s" in m]
     if not kept:
-        raise ValueError(f"skip_steps: no logged interval ends after step {skip_steps} "
-                         f"(last logged step: {metrics[-1]['step'] if metrics else None}); "
-                         "run more steps or skip fewer")
-    return {"from_step": skip_steps, "intervals": len(kept),
-            "samples_per_s": round(statistics.median(m["samples_per_s"] for m in kept), 1),
-            "tokens_per_s": round(statistics.median(m["tokens_per_s"] for m in kept)),
-            "data_wait_fraction": round(statistics.median(m.get("data_wait_fraction", math.nan) for m in kept), 4)}
+        raise ValueError(
+            f"skip_steps: no logged interval ends after step {skip_steps} "
+            f"(last logged step: {metrics[-1]['step'] if metrics else None}); "
+            "run more steps or skip fewer"
+        )
+    return {
+        "from_step": skip_steps,
+        "intervals": len(kept),
+        "samples_per_s": round(statistics.median(m["samples_per_s"] for m in kept), 1),
+        "tokens_per_s": round(statistics.median(m["tokens_per_s"] for m in kept)),
+        "data_wait_fraction": round(statistics.median(m.get("data_wait_fraction", math.nan) for m in kept), 4),
+    }
 
 
 def _pretrain_command(corpus: Path, output: Path, args: argparse.Namespace) -> list[str]:
     # Training throughput only: no held-out subjects, no validation passes (--set val_fraction=... restores them).
-    overrides = [f"log_every={args.log_every}", "wandb.mode=disabled", "val_fraction=0",
-                 f"optim.warmup_steps={max(1, min(args.max_steps // 4, 100))}",
-                 f"save_every={args.max_steps}", *args.set]
+    overrides = [
+        f"log_every={args.log_every}",
+        "wandb.mode=disabled",
+        "val_fraction=0",
+        f"optim.warmup_steps={max(1, min(args.max_steps // 4, 100))}",
+        f"save_every={args.max_steps}",
+        *args.set,
+    ]
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.nproc}"]
-    return [*launcher, "-m", "eegfm.training.pretrain", "--data", str(corpus), "--output", str(output),
-            "--config", args.config, "--max_steps", str(args.max_steps),
-            *[item for override in overrides for item in ("--set", override)]]
+    return [
+        *launcher,
+        "-m",
+        "eegfm.training.pretrain",
+        "--data",
+        str(corpus),
+        "--output",
+        str(output),
+        "--config",
+        args.config,
+        "--max_steps",
+        str(args.max_steps),
+        *[item for override in overrides for item in ("--set", override)],
+    ]
 
 
 def _compare_step(run: dict, config: str, overrides: list[str], batch: int) -> dict:
@@ -96,31 +117,58 @@ def _compare_step(run: dict, config: str, overrides: list[str], batch: int) -> d
     cfg = load_config(config, "pretrain", overrides)
     device = torch.device(run["device"])  # rank 0's
     peak = bf16_peak(torch.cuda.get_device_name(device)) if device.type == "cuda" else None
-    return step_throughput(device, preset=cfg.model, batch=batch, compile=cfg.compile, peak=peak,
-                           overrides=cfg.model_overrides, tf32=cfg.tf32)
+    return step_throughput(
+        device,
+        preset=cfg.model,
+        batch=batch,
+        compile=cfg.compile,
+        peak=peak,
+        overrides=cfg.model_overrides,
+        tf32=cfg.tf32,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--data", type=Path, help="a pipelines.preprocess output folder")
-    source.add_argument("--synthetic", type=int, metavar="WINDOWS",
-                        help="instead of --data, write a corpus of this many 10 s windows of noise in files "
-                        f"of {WINDOWS_PER_FILE} (benchmarks/synthetic_corpus.py; needs no Beam) into a temporary "
-                        "folder")
+    source.add_argument(
+        "--synthetic",
+        type=int,
+        metavar="WINDOWS",
+        help="instead of --data, write a corpus of this many 10 s windows of noise in files "
+        f"of {WINDOWS_PER_FILE} (benchmarks/synthetic_corpus.py; needs no Beam) into a temporary "
+        "folder",
+    )
     parser.add_argument("--config", default="base", help="training preset (default: base)")
-    parser.add_argument("--copies", type=int, default=None,
-                        help="link the corpus this many times (default: 40 for --data, 1 for --synthetic), so "
-                        "every loader worker has many batches an epoch, as on a real corpus")
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=None,
+        help="link the corpus this many times (default: 40 for --data, 1 for --synthetic), so "
+        "every loader worker has many batches an epoch, as on a real corpus",
+    )
     parser.add_argument("--nproc", type=int, default=1, help="ranks on this machine (torchrun --nproc_per_node)")
     parser.add_argument("--max-steps", type=int, default=120, help="optimizer steps to run (default 120)")
-    parser.add_argument("--skip-steps", type=int, default=40,
-                        help="steps left out of the steady state: compilation, loader start, warm-up (default 40)")
+    parser.add_argument(
+        "--skip-steps",
+        type=int,
+        default=40,
+        help="steps left out of the steady state: compilation, loader start, warm-up (default 40)",
+    )
     parser.add_argument("--log-every", type=int, default=10, help="steps per logged interval (default 10)")
-    parser.add_argument("--compare-step", action="store_true",
-                        help="also time the bare step of the same model and settings, in this process")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override for the run, e.g. loader.batch_size=512 (repeatable)")
+    parser.add_argument(
+        "--compare-step",
+        action="store_true",
+        help="also time the bare step of the same model and settings, in this process",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for the run, e.g. loader.batch_size=512 (repeatable)",
+    )
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds the training run may take")
     args = parser.parse_args(argv)
     if args.copies is None:
@@ -135,9 +183,17 @@ def main(argv: list[str] | None = None) -> int:
     from eegfm.training.config import load_config
 
     cfg = load_config(args.config, "pretrain", args.set)  # a bad override fails here, not in torchrun
-    result: dict = {"benchmark": "train_loop", "config": args.config, "overrides": args.set, "nproc": args.nproc,
-                    "copies": args.copies, "batch_size": cfg.loader.batch_size, "compile": cfg.compile,
-                    "drop_last": cfg.loader.drop_last, "max_steps": args.max_steps}
+    result: dict = {
+        "benchmark": "train_loop",
+        "config": args.config,
+        "overrides": args.set,
+        "nproc": args.nproc,
+        "copies": args.copies,
+        "batch_size": cfg.loader.batch_size,
+        "compile": cfg.compile,
+        "drop_last": cfg.loader.drop_last,
+        "max_steps": args.max_steps,
+    }
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         data = args.data
@@ -148,8 +204,14 @@ def main(argv: list[str] | None = None) -> int:
         result["windows"] = link_corpus(data, args.copies, tmp / "corpus")
         env = dict(os.environ, WANDB_SILENT="true")
         started = time.perf_counter()
-        done = subprocess.run(_pretrain_command(tmp / "corpus", tmp / "run", args), cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=args.timeout)
+        done = subprocess.run(
+            _pretrain_command(tmp / "corpus", tmp / "run", args),
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=args.timeout,
+        )
         result["wall_s"] = round(time.perf_counter() - started, 1)
         if done.returncode:
             raise SystemExit(f"training.pretrain failed ({done.returncode}):\n{done.stderr[-3000:]}")
@@ -157,9 +219,15 @@ def main(argv: list[str] | None = None) -> int:
         metrics = [m for m in metrics if "samples_per_s" in m]  # training lines, not validation-only ones
         run = json.loads((tmp / "run" / "run.json").read_text())
     result["device"] = run["device"]
-    result["intervals"] = [{"step": m["step"], "samples_per_s": round(m["samples_per_s"], 1),
-                            "loss": round(m["loss"], 4),
-                            "data_wait_fraction": round(m.get("data_wait_fraction", math.nan), 4)} for m in metrics]
+    result["intervals"] = [
+        {
+            "step": m["step"],
+            "samples_per_s": round(m["samples_per_s"], 1),
+            "loss": round(m["loss"], 4),
+            "data_wait_fraction": round(m.get("data_wait_fraction", math.nan), 4),
+        }
+        for m in metrics
+    ]
     result["steady"] = steady_state(metrics, args.skip_steps)
     last = metrics[-1]
     result["memory"] = {k: round(v) for k, v in last.items() if k.startswith("memory/")}

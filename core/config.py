@@ -27,9 +27,7 @@ class ConfigError(ValueError):
 def check_option(name: str, value: Any, allowed: Iterable[Any]) -> Any:
     allowed = tuple(allowed)
     if value not in allowed:
-        raise ConfigError(
-            f"{name}: expected one of {', '.join(repr(a) for a in allowed)}; got {value!r}"
-        )
+        raise ConfigError(f"{name}: expected one of {', '.join(repr(a) for a in allowed)}; got {value!r}")
     return value
 
 
@@ -128,8 +126,7 @@ class Config:
         unknown = sorted(set(data) - set(fields))
         if unknown:
             raise ConfigError(
-                f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; "
-                f"allowed: {', '.join(sorted(fields))}"
+                f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(fields))}"
             )
         hints = typing.get_type_hints(cls)
         kwargs = {}

@@ -10,8 +10,20 @@ import logging
 import os
 import sys
 
-_NOISY = ("mne", "tensorflow", "absl", "apache_beam", "urllib3", "matplotlib", "h5py", "numexpr",
-          "botocore", "boto3", "s3transfer", "google.auth")
+_NOISY = (
+    "mne",
+    "tensorflow",
+    "absl",
+    "apache_beam",
+    "urllib3",
+    "matplotlib",
+    "h5py",
+    "numexpr",
+    "botocore",
+    "boto3",
+    "s3transfer",
+    "google.auth",
+)
 # Relays every worker-process warning of the DirectRunner's multi_processing mode (missing
 # semi-persistent directories, options it does not parse): noise for users, kept with --verbose.
 _RELAYS = ("apache_beam.runners.portability.local_job_service",)
@@ -30,8 +42,12 @@ class _StderrHandler(logging.StreamHandler):
     def filter(self, record: logging.LogRecord) -> bool:
         # Beam's object-store modules log through the root logger ("Finished listing 4 files
         # in 0.01 seconds", once per listing), out of reach of the apache_beam logger's level.
-        if (not self.verbose and record.name == "root" and record.levelno < logging.WARNING
-                and f"{os.sep}apache_beam{os.sep}" in record.pathname):
+        if (
+            not self.verbose
+            and record.name == "root"
+            and record.levelno < logging.WARNING
+            and f"{os.sep}apache_beam{os.sep}" in record.pathname
+        ):
             return False
         return super().filter(record)
 
@@ -49,9 +65,7 @@ def setup_logging(level: str | int = "INFO", *, verbose: bool = False) -> loggin
     if isinstance(level, str):
         numeric = logging.getLevelName(level.upper())
         if not isinstance(numeric, int):
-            raise ValueError(
-                f"log level: expected one of DEBUG, INFO, WARNING, ERROR; got {level!r}"
-            )
+            raise ValueError(f"log level: expected one of DEBUG, INFO, WARNING, ERROR; got {level!r}")
         level = numeric
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     root = logging.getLogger()

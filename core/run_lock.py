@@ -35,10 +35,11 @@ def hold_run_lock(run_dir: str | os.PathLike[str]) -> str | None:
         lock.acquire()
     except Timeout:
         holder = path.read_text(errors="replace").strip() if path.exists() else ""
-        return (f"{run_dir}: another run is writing to this folder ({holder or 'a process'}); "
-                f"wait for it to end, or give another --output")
-    path.write_text(
-        f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+        return (
+            f"{run_dir}: another run is writing to this folder ({holder or 'a process'}); "
+            f"wait for it to end, or give another --output"
+        )
+    path.write_text(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}")
     _HELD[key] = lock
     return None
 

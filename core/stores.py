@@ -122,9 +122,11 @@ def check_s3_credentials(paths: list[str], options: Any = None) -> None:
 
     _AWS_CREDENTIALS_FOUND = boto3.session.Session().get_credentials() is not None
     if not _AWS_CREDENTIALS_FOUND:
-        raise OSError(f"{remote[0]}: no AWS credentials found: pass --s3_access_key_id and "
-                      "--s3_secret_access_key (the preprocessing job), set AWS_ACCESS_KEY_ID and "
-                      "AWS_SECRET_ACCESS_KEY, or configure a profile or role (~/.aws, instance metadata)")
+        raise OSError(
+            f"{remote[0]}: no AWS credentials found: pass --s3_access_key_id and "
+            "--s3_secret_access_key (the preprocessing job), set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or configure a profile or role (~/.aws, instance metadata)"
+        )
 
 
 def check_gcs_credentials(paths: list[str]) -> None:
@@ -142,9 +144,11 @@ def check_gcs_credentials(paths: list[str]) -> None:
     try:
         google.auth.default()
     except DefaultCredentialsError:
-        raise OSError(f"{remote[0]}: no Google Cloud credentials found: run `gcloud auth application-default "
-                      "login`, set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or run where "
-                      "a service account is attached (a GCE VM, GKE with Workload Identity, Dataflow)") from None
+        raise OSError(
+            f"{remote[0]}: no Google Cloud credentials found: run `gcloud auth application-default "
+            "login`, set GOOGLE_APPLICATION_CREDENTIALS to a service-account key file, or run where "
+            "a service account is attached (a GCE VM, GKE with Workload Identity, Dataflow)"
+        ) from None
     _GCP_CREDENTIALS_FOUND = True
 
 
@@ -201,7 +205,7 @@ def _connect(host: str, port: int) -> str | None:
                 return None
         except socket.gaierror as err:
             reason = f"its name does not resolve: {err.strerror or err}"
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             reason = f"no answer within {CONNECT_TIMEOUT_S:g} s"
         except OSError as err:
             reason = err.strerror or type(err).__name__
@@ -230,12 +234,16 @@ def check_reachable(paths: list[str], options: Any = None) -> None:
         if failed is not None:
             target, reason = failed
             if path.startswith("s3://"):
-                hint = (" and the endpoint (--s3_endpoint_url, AWS_ENDPOINT_URL; else the region: "
-                        "--s3_region_name, AWS_DEFAULT_REGION)")
+                hint = (
+                    " and the endpoint (--s3_endpoint_url, AWS_ENDPOINT_URL; else the region: "
+                    "--s3_region_name, AWS_DEFAULT_REGION)"
+                )
             else:
                 hint = " and STORAGE_EMULATOR_HOST" if os.environ.get("STORAGE_EMULATOR_HOST") else ""
-            raise StoreUnreachableError(f"{path}: cannot reach the store at {target} ({reason}); check the "
-                                        f"network, a firewall or proxy (HTTPS_PROXY){hint}")
+            raise StoreUnreachableError(
+                f"{path}: cannot reach the store at {target} ({reason}); check the "
+                f"network, a firewall or proxy (HTTPS_PROXY){hint}"
+            )
 
 
 def filesystems(*paths: str) -> Any:
@@ -334,5 +342,4 @@ def discard_folders(paths: Iterable[str]) -> None:
         try:
             remove_folder(path)
         except OSError as err:
-            logging.getLogger("eegfm.object_stores").warning("could not delete the temporary folder %s: %s",
-                                                             path, err)
+            logging.getLogger("eegfm.object_stores").warning("could not delete the temporary folder %s: %s", path, err)

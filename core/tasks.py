@@ -15,18 +15,48 @@ TUAB_LABELS = ("normal", "abnormal")
 TUEP_LABELS = ("no_epilepsy", "epilepsy")
 SEIZURE_LABELS = ("background", "seizure")  # TUSZ's, CHB-MIT's and Siena's windows
 # The five artifact kinds, then the pairs TUAR's annotators marked together.
-TUAR_LABELS = ("eyem", "chew", "shiv", "elec", "musc", "eyem_musc", "musc_elec", "eyem_elec", "eyem_chew",
-               "chew_musc", "chew_elec", "eyem_shiv", "shiv_elec")
+TUAR_LABELS = (
+    "eyem",
+    "chew",
+    "shiv",
+    "elec",
+    "musc",
+    "eyem_musc",
+    "musc_elec",
+    "eyem_elec",
+    "eyem_chew",
+    "chew_musc",
+    "chew_elec",
+    "eyem_shiv",
+    "shiv_elec",
+)
 TUEV_LABELS = ("spsw", "gped", "pled", "eyem", "artf", "bckg")
 EEGMMI_LABELS = ("left_fist", "right_fist", "both_fists", "both_feet")
 
 # A record's task -> its classes (the manifest lists them).
-TASK_CLASSES = {"hms6": HMS_CLASSES, "eegmat_rest_task": EEGMAT_LABELS, "eegmmi_movement": EEGMMI_LABELS,
-                "eegmmi_imagery": EEGMMI_LABELS, "tuab_abnormal": TUAB_LABELS, "tuep_epilepsy": TUEP_LABELS,
-                "tusz_seizure": SEIZURE_LABELS, "tuev_event": TUEV_LABELS, "tuar_artifact": TUAR_LABELS,
-                "chbmit_seizure": SEIZURE_LABELS, "siena_seizure": SEIZURE_LABELS}
+TASK_CLASSES = {
+    "hms6": HMS_CLASSES,
+    "eegmat_rest_task": EEGMAT_LABELS,
+    "eegmmi_movement": EEGMMI_LABELS,
+    "eegmmi_imagery": EEGMMI_LABELS,
+    "tuab_abnormal": TUAB_LABELS,
+    "tuep_epilepsy": TUEP_LABELS,
+    "tusz_seizure": SEIZURE_LABELS,
+    "tuev_event": TUEV_LABELS,
+    "tuar_artifact": TUAR_LABELS,
+    "chbmit_seizure": SEIZURE_LABELS,
+    "siena_seizure": SEIZURE_LABELS,
+}
 # A fine-tuning task -> the record task whose labels it trains on.
-FINETUNE_TASKS = {"hms6": "hms6", "eegmat": "eegmat_rest_task", "tuab": "tuab_abnormal",
-                  "tuep": "tuep_epilepsy", "tusz": "tusz_seizure", "chbmit": "chbmit_seizure",
-                  "siena": "siena_seizure", "tuev": "tuev_event", "tuar": "tuar_artifact",
-                  "eegmmi": "eegmmi_imagery"}
+FINETUNE_TASKS = {
+    "hms6": "hms6",
+    "eegmat": "eegmat_rest_task",
+    "tuab": "tuab_abnormal",
+    "tuep": "tuep_epilepsy",
+    "tusz": "tusz_seizure",
+    "chbmit": "chbmit_seizure",
+    "siena": "siena_seizure",
+    "tuev": "tuev_event",
+    "tuar": "tuar_artifact",
+    "eegmmi": "eegmmi_imagery",
+}

@@ -18,8 +18,9 @@ N_BINS = 15  # equal-width confidence bins, as in Guo et al. (2017) and most rep
 def _checked(probs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     probs, target = np.asarray(probs, dtype=np.float64), np.asarray(target, dtype=np.float64)
     if probs.ndim != 2 or probs.shape != target.shape:
-        raise ValueError(f"probs, target: expected two arrays of shape [windows, classes]; got {probs.shape} "
-                         f"and {target.shape}")
+        raise ValueError(
+            f"probs, target: expected two arrays of shape [windows, classes]; got {probs.shape} and {target.shape}"
+        )
     return probs, target
 
 
@@ -40,8 +41,12 @@ def reliability_bins(probs: np.ndarray, target: np.ndarray, n_bins: int = N_BINS
     with np.errstate(invalid="ignore", divide="ignore"):
         mean_confidence = np.bincount(which, confidence, n_bins) / counts
         mean_observed = np.bincount(which, observed, n_bins) / counts
-    return {"edges": edges.tolist(), "count": counts.tolist(), "confidence": mean_confidence.tolist(),
-            "observed": mean_observed.tolist()}
+    return {
+        "edges": edges.tolist(),
+        "count": counts.tolist(),
+        "confidence": mean_confidence.tolist(),
+        "observed": mean_observed.tolist(),
+    }
 
 
 def expected_calibration_error(probs: np.ndarray, target: np.ndarray, n_bins: int = N_BINS) -> float:

@@ -40,8 +40,22 @@ from eegfm.training.finetune.setup import resolve_pretrained
 log = get_logger(__name__)
 REPORT_NAME, PLOT_NAME = "loso.json", "loso.png"
 # eval.json's test metrics that every fold's summary averages, where all folds have them
-_SUMMARIZED = ("kl", "baseline_kl", "kl_vs_baseline", "loss", "baseline_loss", "accuracy", "balanced_accuracy",
-               "auroc", "auprc", "cohen_kappa", "f1_weighted", "ece", "brier", "r2")
+_SUMMARIZED = (
+    "kl",
+    "baseline_kl",
+    "kl_vs_baseline",
+    "loss",
+    "baseline_loss",
+    "accuracy",
+    "balanced_accuracy",
+    "auroc",
+    "auprc",
+    "cohen_kappa",
+    "f1_weighted",
+    "ece",
+    "brier",
+    "r2",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,15 +66,20 @@ def build_parser() -> argparse.ArgumentParser:
         "that site held out as the test split and the others' subjects trained and validated on; writes each "
         f"fold's run folder, {REPORT_NAME} (test metrics per site beside the class prior's, mean, spread, worst "
         f"site) and {PLOT_NAME}. Every training.finetune option applies to each fold; an interrupted "
-        "evaluation resumes where it stopped.")
+        "evaluation resumes where it stopped."
+    )
     for action in parser._actions:
         if action.dest == "output":
-            action.help = (f"evaluation folder: <site>/ (each fold's fine-tuning run folder), {REPORT_NAME}, "
-                           f"{PLOT_NAME}")
-    parser.add_argument("--sites", nargs="+", default=None, metavar="SITE",
-                        help="the sites to hold out in turn (pseudonyms, as in the manifest's counts.per_site); "
-                        "default: every site with labeled windows of the task. The folds still train on all "
-                        "the other sites")
+            action.help = f"evaluation folder: <site>/ (each fold's fine-tuning run folder), {REPORT_NAME}, {PLOT_NAME}"
+    parser.add_argument(
+        "--sites",
+        nargs="+",
+        default=None,
+        metavar="SITE",
+        help="the sites to hold out in turn (pseudonyms, as in the manifest's counts.per_site); "
+        "default: every site with labeled windows of the task. The folds still train on all "
+        "the other sites",
+    )
     return parser
 
 
@@ -90,17 +109,32 @@ def summarize(folds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     ratios = {site: t[value] / t[baseline] for site, t in tests.items() if t.get(baseline, 0) > 0}
     if ratios:
         worst = max(ratios, key=ratios.get)
-        summary["vs_baseline"] = {"metric": value, "mean_ratio": sum(ratios.values()) / len(ratios),
-                                  "worst_site": worst, "worst_ratio": ratios[worst],
-                                  "sites_worse_than_baseline": sorted(s for s, r in ratios.items() if r >= 1.0)}
+        summary["vs_baseline"] = {
+            "metric": value,
+            "mean_ratio": sum(ratios.values()) / len(ratios),
+            "worst_site": worst,
+            "worst_ratio": ratios[worst],
+            "sites_worse_than_baseline": sorted(s for s, r in ratios.items() if r >= 1.0),
+        }
     return summary
 
 
 def write_report(output: Path, folds: Mapping[str, Mapping[str, Any]], task: str, record_task: str) -> dict[str, Any]:
     """loso.json and loso.png from the folds' eval.json contents."""
-    report = {"task": task, "record_task": record_task, "summary": summarize(folds),
-              "sites": {site: {"test": fold["test"], "groups": fold["groups"], "windows": fold["windows"],
-                               "val": fold.get("val", {})} for site, fold in folds.items()}}
+    report = {
+        "task": task,
+        "record_task": record_task,
+        "summary": summarize(folds),
+        "sites": {
+            site: {
+                "test": fold["test"],
+                "groups": fold["groups"],
+                "windows": fold["windows"],
+                "val": fold.get("val", {}),
+            }
+            for site, fold in folds.items()
+        },
+    }
     partial = output / f".{REPORT_NAME}.partial"
     partial.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     partial.replace(output / REPORT_NAME)
@@ -158,23 +192,29 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = finetune.config_from_args(args)
         if cfg.test_sites or cfg.test_fraction or cfg.corpus_split:
-            raise ConfigError("test_sites, test_fraction, corpus_split: leave-one-site-out makes each site the test "
-                              f"split in turn; expected none of them set; got {cfg.test_sites}, {cfg.test_fraction}, "
-                              f"{cfg.corpus_split}")
+            raise ConfigError(
+                "test_sites, test_fraction, corpus_split: leave-one-site-out makes each site the test "
+                f"split in turn; expected none of them set; got {cfg.test_sites}, {cfg.test_fraction}, "
+                f"{cfg.corpus_split}"
+            )
         resolve_pretrained(args.pretrained)
         record_task = args.record_task or RECORD_TASKS.get(cfg.task)
         if record_task is None:
             raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry")
         found = labeled_sites(args.data, cfg, record_task)
         if len(found) < 2:
-            raise ConfigError(f"--data {data_label(args.data)}: {len(found)} site(s) with labeled windows of "
-                              f"{record_task!r} ({', '.join(sorted(found)) or 'none'}); leave-one-site-out needs at "
-                              "least 2, one to test on and one to train on")
+            raise ConfigError(
+                f"--data {data_label(args.data)}: {len(found)} site(s) with labeled windows of "
+                f"{record_task!r} ({', '.join(sorted(found)) or 'none'}); leave-one-site-out needs at "
+                "least 2, one to test on and one to train on"
+            )
         sites = sorted(found) if args.sites is None else list(dict.fromkeys(args.sites))
         unknown = [s for s in sites if s not in found]
         if unknown:
-            raise ConfigError(f"--sites: {', '.join(unknown)} has no labeled window of {record_task!r} in "
-                              f"{data_label(args.data)}; expected some of {', '.join(sorted(found))}")
+            raise ConfigError(
+                f"--sites: {', '.join(unknown)} has no labeled window of {record_task!r} in "
+                f"{data_label(args.data)}; expected some of {', '.join(sorted(found))}"
+            )
     except ConfigError as err:
         print(f"loso: {err}", file=sys.stderr)
         return 2
@@ -185,29 +225,51 @@ def main(argv: list[str] | None = None) -> int:
     if not main_rank:
         setup_logging("WARNING")
     args.output.mkdir(parents=True, exist_ok=True)
-    log.info("leave-one-site-out over %d sites of %s (%s)", len(sites), data_label(args.data),
-             ", ".join(f"{s}: {found[s]} windows" for s in sites))
+    log.info(
+        "leave-one-site-out over %d sites of %s (%s)",
+        len(sites),
+        data_label(args.data),
+        ", ".join(f"{s}: {found[s]} windows" for s in sites),
+    )
     folds: dict[str, dict[str, Any]] = {}
     for k, site in enumerate(sites, 1):
         folder = fold_folder(args.output, site)
         done = folder / "eval.json"
         if done.is_file():
-            expected = {"config": dataclasses.replace(cfg, test_sites=[site]).to_dict(),
-                        "pretrained": str(args.pretrained), "data": list(args.data)}
+            expected = {
+                "config": dataclasses.replace(cfg, test_sites=[site]).to_dict(),
+                "pretrained": str(args.pretrained),
+                "data": list(args.data),
+            }
             differ = fold_differences(folder, expected)
             if differ:
-                print(f"loso: {folder} holds a fold run with other settings ({', '.join(differ)}); give another "
-                      "--output, or delete that folder to run the fold again", file=sys.stderr)
+                print(
+                    f"loso: {folder} holds a fold run with other settings ({', '.join(differ)}); give another "
+                    "--output, or delete that folder to run the fold again",
+                    file=sys.stderr,
+                )
                 return 2
-            log.info("fold %d/%d (%s held out): done earlier, %s kept (delete the folder to run it again)",
-                     k, len(sites), site, done)
+            log.info(
+                "fold %d/%d (%s held out): done earlier, %s kept (delete the folder to run it again)",
+                k,
+                len(sites),
+                site,
+                done,
+            )
         else:
             log.info("fold %d/%d: %s held out, %d windows", k, len(sites), site, found[site])
             started = time.time()
             status = finetune.main(_fold_argv(own, folder, site))
             if status != 0:
-                log.error("fold %d/%d (%s held out) exited with status %d; the folds before it are in %s; run the "
-                          "same command again to go on", k, len(sites), site, status, args.output)
+                log.error(
+                    "fold %d/%d (%s held out) exited with status %d; the folds before it are in %s; run the "
+                    "same command again to go on",
+                    k,
+                    len(sites),
+                    site,
+                    status,
+                    args.output,
+                )
                 return status
             log.info("fold %d/%d done in %.0f s", k, len(sites), time.time() - started)
         if main_rank:  # the other ranks may get here before rank 0 has written eval.json
@@ -217,10 +279,17 @@ def main(argv: list[str] | None = None) -> int:
     report = write_report(args.output, folds, cfg.task, record_task)
     vs = report["summary"].get("vs_baseline")
     if vs:
-        log.info("leave-one-site-out: mean test %s %.2fx the class prior's over %d sites; worst %s at %.2fx%s",
-                 vs["metric"], vs["mean_ratio"], len(folds), vs["worst_site"], vs["worst_ratio"],
-                 f"; worse than the prior at {', '.join(vs['sites_worse_than_baseline'])}"
-                 if vs["sites_worse_than_baseline"] else "")
+        log.info(
+            "leave-one-site-out: mean test %s %.2fx the class prior's over %d sites; worst %s at %.2fx%s",
+            vs["metric"],
+            vs["mean_ratio"],
+            len(folds),
+            vs["worst_site"],
+            vs["worst_ratio"],
+            f"; worse than the prior at {', '.join(vs['sites_worse_than_baseline'])}"
+            if vs["sites_worse_than_baseline"]
+            else "",
+        )
     log.info("wrote %s and %s", args.output / REPORT_NAME, args.output / PLOT_NAME)
     return 0
 

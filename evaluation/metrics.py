@@ -56,8 +56,9 @@ def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> tuple[float, 
     return math.exp(log_t), objective(0.0), value
 
 
-def classification_metrics(logits: torch.Tensor, target: torch.Tensor, prior: Sequence[float],
-                           temperature: float = 1.0) -> dict[str, float]:
+def classification_metrics(
+    logits: torch.Tensor, target: torch.Tensor, prior: Sequence[float], temperature: float = 1.0
+) -> dict[str, float]:
     """KL(target || prediction), accuracy of the top class, the ranking metrics and calibration
     (ECE, Brier), next to the class-prior baseline (the training split's mean target for every
     window), over the windows with a target. ``logits`` are class logits (binary: ``[0, z]``)."""
@@ -69,13 +70,18 @@ def classification_metrics(logits: torch.Tensor, target: torch.Tensor, prior: Se
     top = distribution.argmax(-1)
     probs, baseline_probs, targets = logits.softmax(-1).numpy(), baseline.exp().numpy(), distribution.numpy()
     baseline_calibration = calibration_metrics(baseline_probs, targets)
-    return {"kl": kl, "baseline_kl": baseline_kl, "kl_vs_baseline": kl / baseline_kl if baseline_kl > 0 else math.nan,
-            "accuracy": float((logits.argmax(-1) == top).double().mean()),
-            "baseline_accuracy": float((baseline.argmax(-1) == top).double().mean()),
-            **ranking_metrics(probs, top.numpy()),
-            **calibration_metrics(probs, targets),
-            "baseline_ece": baseline_calibration["ece"], "baseline_brier": baseline_calibration["brier"],
-            "n_windows": int(keep.sum())}
+    return {
+        "kl": kl,
+        "baseline_kl": baseline_kl,
+        "kl_vs_baseline": kl / baseline_kl if baseline_kl > 0 else math.nan,
+        "accuracy": float((logits.argmax(-1) == top).double().mean()),
+        "baseline_accuracy": float((baseline.argmax(-1) == top).double().mean()),
+        **ranking_metrics(probs, top.numpy()),
+        **calibration_metrics(probs, targets),
+        "baseline_ece": baseline_calibration["ece"],
+        "baseline_brier": baseline_calibration["brier"],
+        "n_windows": int(keep.sum()),
+    }
 
 
 def ranking_metrics(probs: np.ndarray, top: np.ndarray) -> dict[str, float]:
@@ -91,45 +97,70 @@ def ranking_metrics(probs: np.ndarray, top: np.ndarray) -> dict[str, float]:
     balanced = float(np.mean([(predicted[top == c] == c).mean() for c in present])) if present else math.nan
     if probs.shape[1] == 2:
         separable = len(present) == 2
-        return {"balanced_accuracy": balanced,
-                "auroc": float(roc_auc_score(top == 1, probs[:, 1])) if separable else math.nan,
-                "auprc": float(average_precision_score(top == 1, probs[:, 1])) if separable else math.nan}
+        return {
+            "balanced_accuracy": balanced,
+            "auroc": float(roc_auc_score(top == 1, probs[:, 1])) if separable else math.nan,
+            "auprc": float(average_precision_score(top == 1, probs[:, 1])) if separable else math.nan,
+        }
     aucs = [roc_auc_score(top == c, probs[:, c]) for c in present if 0 < (top == c).sum() < len(top)]
     agree = len(set(top.tolist()) | set(predicted.tolist())) > 1  # else kappa divides 0 by 0
-    return {"balanced_accuracy": balanced, "auroc": float(np.mean(aucs)) if aucs else math.nan,
-            "cohen_kappa": float(cohen_kappa_score(top, predicted)) if agree else math.nan,
-            "f1_weighted": (float(f1_score(top, predicted, average="weighted", zero_division=0)) if present
-                            else math.nan)}
+    return {
+        "balanced_accuracy": balanced,
+        "auroc": float(np.mean(aucs)) if aucs else math.nan,
+        "cohen_kappa": float(cohen_kappa_score(top, predicted)) if agree else math.nan,
+        "f1_weighted": (float(f1_score(top, predicted, average="weighted", zero_division=0)) if present else math.nan),
+    }
 
 
-def evaluate(logits: torch.Tensor, target: torch.Tensor, cfg: Any, head: torch.nn.Module,
-             prior: Sequence[float], temperature: float = 1.0) -> dict[str, float]:
+def evaluate(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    cfg: Any,
+    head: torch.nn.Module,
+    prior: Sequence[float],
+    temperature: float = 1.0,
+) -> dict[str, float]:
     """Validation metrics; ``metric`` is what early stopping minimises (hms6: KL; else the loss)."""
     if cfg.task == "regression":
         loss = float(head.loss(logits, target)) if len(logits) else math.nan
         metrics = {"loss": loss, "metric": loss, "n_windows": int((~torch.isnan(target)).sum())}
         if len(prior) == 1 and len(logits):  # mean squared error of always predicting the training mean
             baseline = float(head.loss(torch.full_like(logits, prior[0]), target))
-            metrics.update(baseline_loss=baseline, loss_vs_baseline=loss / baseline if baseline > 0 else math.nan,
-                           r2=1 - loss / baseline if baseline > 0 else math.nan)
+            metrics.update(
+                baseline_loss=baseline,
+                loss_vs_baseline=loss / baseline if baseline > 0 else math.nan,
+                r2=1 - loss / baseline if baseline > 0 else math.nan,
+            )
         return metrics
     metrics = classification_metrics(class_logits(logits, cfg), target, prior, temperature)
-    metrics["loss"] = metrics["kl"] if cfg.task == "hms6" else float(
-        losses.soft_cross_entropy(class_logits(logits, cfg).double() / temperature, target))
+    metrics["loss"] = (
+        metrics["kl"]
+        if cfg.task == "hms6"
+        else float(losses.soft_cross_entropy(class_logits(logits, cfg).double() / temperature, target))
+    )
     metrics["metric"] = metrics["kl"] if cfg.task == "hms6" else metrics["loss"]
     return metrics
 
 
-def evaluate_per_site(logits: torch.Tensor, target: torch.Tensor, sites: Sequence[str], cfg: Any,
-                      head: torch.nn.Module, prior: Sequence[float], temperature: float = 1.0
-                      ) -> dict[str, dict[str, float]]:
+def evaluate_per_site(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    sites: Sequence[str],
+    cfg: Any,
+    head: torch.nn.Module,
+    prior: Sequence[float],
+    temperature: float = 1.0,
+) -> dict[str, dict[str, float]]:
     """:func:`evaluate` on each site's windows (against the same training prior): where a model
     fitted on several sites works and where it does not. Empty for a single site."""
     names, found = np.asarray(sites), sorted(set(sites))
     if len(found) < 2:
         return {}
-    return {site: evaluate(logits[keep], target[keep], cfg, head, prior, temperature)
-            for site in found for keep in [torch.from_numpy(names == site)]}
+    return {
+        site: evaluate(logits[keep], target[keep], cfg, head, prior, temperature)
+        for site in found
+        for keep in [torch.from_numpy(names == site)]
+    }
 
 
 def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
@@ -139,25 +170,28 @@ def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, n_classes: int) 
     return matrix
 
 
-def confusion_of(logits: torch.Tensor, target: torch.Tensor, cfg: Any, split: str,
-                 classes: Sequence[str]) -> dict[str, Any]:
+def confusion_of(
+    logits: torch.Tensor, target: torch.Tensor, cfg: Any, split: str, classes: Sequence[str]
+) -> dict[str, Any]:
     """The held-out windows' confusion matrix (rows: the target's top class), for eval.json."""
     logits = class_logits(logits, cfg)
     distribution, keep = losses.as_distribution(target, logits.shape[-1])
-    matrix = confusion_matrix(distribution[keep].argmax(-1).numpy(), logits[keep].argmax(-1).numpy(),
-                              logits.shape[-1])
+    matrix = confusion_matrix(distribution[keep].argmax(-1).numpy(), logits[keep].argmax(-1).numpy(), logits.shape[-1])
     return {"split": split, "classes": list(classes), "matrix": matrix.tolist()}
 
 
-def reliability_of(logits: torch.Tensor, target: torch.Tensor, cfg: Any, split: str,
-                   temperature: float) -> dict[str, Any]:
+def reliability_of(
+    logits: torch.Tensor, target: torch.Tensor, cfg: Any, split: str, temperature: float
+) -> dict[str, Any]:
     """The held-out windows' reliability bins before and, where a temperature was fitted, after
     calibration, for eval.json and calibration.png."""
     logits = class_logits(logits, cfg)
     distribution, keep = losses.as_distribution(target, logits.shape[-1])
     logits, distribution = logits[keep].double(), distribution[keep].double().numpy()
-    report: dict[str, Any] = {"split": split, "uncalibrated": reliability_bins(logits.softmax(-1).numpy(),
-                                                                               distribution)}
+    report: dict[str, Any] = {
+        "split": split,
+        "uncalibrated": reliability_bins(logits.softmax(-1).numpy(), distribution),
+    }
     if temperature != 1.0:
         report["calibrated"] = reliability_bins((logits / temperature).softmax(-1).numpy(), distribution)
         report["temperature"] = temperature

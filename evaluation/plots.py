@@ -16,8 +16,10 @@ import numpy as np
 from eegfm.evaluation.calibration import ece_of_bins
 
 # (metric, its baseline, what it is): classification's KL, else a regression's squared error
-_LOSSES = (("kl", "baseline_kl", "KL divergence (lower is better)"),
-           ("loss", "baseline_loss", "mean squared error (lower is better)"))
+_LOSSES = (
+    ("kl", "baseline_kl", "KL divergence (lower is better)"),
+    ("loss", "baseline_loss", "mean squared error (lower is better)"),
+)
 _SCORES = ("balanced_accuracy", "auroc", "r2")
 
 
@@ -50,14 +52,18 @@ def draw_per_site(per_site: Mapping[str, Mapping[str, float]], title: str = ""):
     panels = list(figure.subplots(1, n_panels, squeeze=False)[0])
     losses = panels[0]
     prior_label = "class prior" if value == "kl" else "training mean"
-    _paired(losses, rows, [m[value] for m in metrics], None if baseline is None else [m[baseline] for m in metrics],
-            prior_label)
+    _paired(
+        losses,
+        rows,
+        [m[value] for m in metrics],
+        None if baseline is None else [m[baseline] for m in metrics],
+        prior_label,
+    )
     if baseline is not None:
         for row, m in zip(rows, metrics):  # the model's share of the baseline's loss
             ratio = m[value] / m[baseline] if m[baseline] > 0 else float("nan")
             losses.annotate(f" {ratio:.2f}x", (m[value], row - 0.2), va="center", fontsize=7)
-    losses.set_yticks(rows, [f"{site} ({int(m['n_windows'])} windows)" for site, m in zip(sites, metrics)],
-                      fontsize=8)
+    losses.set_yticks(rows, [f"{site} ({int(m['n_windows'])} windows)" for site, m in zip(sites, metrics)], fontsize=8)
     losses.set_title(what, fontsize=9)
     losses.legend(fontsize=7, loc="best")
     if scores:
@@ -105,8 +111,15 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], title: str, path:
     figure.colorbar(image, ax=axes, label="share of the class's windows")
     for i in range(n):
         for j in range(n):
-            axes.text(j, i, f"{matrix[i, j]}\n{shares[i, j]:.0%}", ha="center", va="center", fontsize=8,
-                      color="white" if shares[i, j] > 0.6 else "black")
+            axes.text(
+                j,
+                i,
+                f"{matrix[i, j]}\n{shares[i, j]:.0%}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if shares[i, j] > 0.6 else "black",
+            )
     axes.set_xticks(range(n), classes, rotation=45, ha="right")
     axes.set_yticks(range(n), [f"{c} ({int(t)})" for c, t in zip(classes, totals[:, 0])])
     axes.set_xlabel("predicted class")
@@ -152,11 +165,16 @@ def plot_reliability(curves: Sequence[tuple[str, dict[str, list]]], title: str, 
 def plot_reliability_of(report: Mapping[str, Any], task: str, path: str | Path) -> None:
     """calibration.png: eval.json's held-out reliability diagram before and after temperature scaling."""
     reliability = report["reliability"]
-    curves = [(f"uncalibrated (T = 1): ECE {ece_of_bins(reliability['uncalibrated']):.3f}",
-               reliability["uncalibrated"])]
+    curves = [
+        (f"uncalibrated (T = 1): ECE {ece_of_bins(reliability['uncalibrated']):.3f}", reliability["uncalibrated"])
+    ]
     if "calibrated" in reliability:
-        curves.append((f"calibrated (T = {reliability['temperature']:.2f}): "
-                       f"ECE {ece_of_bins(reliability['calibrated']):.3f}", reliability["calibrated"]))
+        curves.append(
+            (
+                f"calibrated (T = {reliability['temperature']:.2f}): ECE {ece_of_bins(reliability['calibrated']):.3f}",
+                reliability["calibrated"],
+            )
+        )
     # Validation windows also fitted T: their calibrated curve is optimistic.
     split = "test windows" if reliability["split"] == "test" else "validation windows (which fitted T)"
     plot_reliability(curves, f"{task}: {split}", path)

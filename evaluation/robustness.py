@@ -77,8 +77,7 @@ def drop_electrodes(eeg: torch.Tensor, mask: torch.Tensor, count: float, generat
     return eeg.masked_fill(chosen[..., None], 0.0), mask.masked_fill(chosen, 0.0)
 
 
-def add_mains(eeg: torch.Tensor, mask: torch.Tensor, ratio: float, generator: torch.Generator,
-              freq: float = 50.0):
+def add_mains(eeg: torch.Tensor, mask: torch.Tensor, ratio: float, generator: torch.Generator, freq: float = 50.0):
     """A ``freq`` Hz sinusoid of ``ratio`` times each channel's RMS (in amplitude), random phase."""
     rms = eeg.float().pow(2).mean(-1, keepdim=True).sqrt()
     phase = torch.rand(eeg.shape[:2] + (1,), generator=generator).to(eeg.device) * 2 * math.pi
@@ -111,8 +110,10 @@ def load_run(run_dir: Path) -> tuple[Any, dict[str, Any], Path]:
     """A fine-tuning run's config, run.json and model folder; ConfigError naming what is missing."""
     run_file, model_dir = run_dir / "run.json", run_dir / "model"
     if not run_file.is_file() or not (model_dir / "config.json").is_file():
-        raise ConfigError(f"--run {run_dir}: expected a training.finetune run folder (run.json and model/ with "
-                          f"config.json); {'run.json' if not run_file.is_file() else 'model/config.json'} is missing")
+        raise ConfigError(
+            f"--run {run_dir}: expected a training.finetune run folder (run.json and model/ with "
+            f"config.json); {'run.json' if not run_file.is_file() else 'model/config.json'} is missing"
+        )
     try:
         run = json.loads(run_file.read_text())
         cfg = FinetuneConfig.from_dict(run["config"])
@@ -127,9 +128,11 @@ def held_out(run: Mapping[str, Any], split: str) -> tuple[str, tuple[str, ...]]:
     name = ("test" if run["split"].get("test") else "val") if split == "auto" else split
     groups = tuple(run["split"].get(name) or ())
     if not groups:
-        raise ConfigError(f"--split {split}: the run has no {name} split (its split: "
-                          f"{', '.join(f'{k} {len(v)}' for k, v in run['split'].items())}); expected one of "
-                          f"{', '.join(k for k, v in run['split'].items() if v and k != 'train')}")
+        raise ConfigError(
+            f"--split {split}: the run has no {name} split (its split: "
+            f"{', '.join(f'{k} {len(v)}' for k, v in run['split'].items())}); expected one of "
+            f"{', '.join(k for k, v in run['split'].items() if v and k != 'train')}"
+        )
     return name, groups
 
 
@@ -145,8 +148,9 @@ def score(model, loader, cfg, perturbations: Sequence[Perturbation], seed: int, 
         logits["clean"].append(model(**inputs).logits.float().cpu())
         for p, perturbation in enumerate(perturbations):
             for s, severity in enumerate(perturbation.severities):
-                eeg, mask = perturbation.apply(inputs["eeg"], inputs["channel_mask"], severity,
-                                               _generator(seed, p, s, b))
+                eeg, mask = perturbation.apply(
+                    inputs["eeg"], inputs["channel_mask"], severity, _generator(seed, p, s, b)
+                )
                 out = model(**{**inputs, "eeg": eeg, "channel_mask": mask}).logits.float().cpu()
                 logits.setdefault((perturbation.name, severity), []).append(out)
         targets.append(targets_of(batch, cfg, torch.device("cpu")))
@@ -155,8 +159,15 @@ def score(model, loader, cfg, perturbations: Sequence[Perturbation], seed: int, 
     return {k: torch.cat(v) for k, v in logits.items()}, torch.cat(targets)
 
 
-def report_of(logits: Mapping[Any, torch.Tensor], target: torch.Tensor, cfg, head, prior: Sequence[float],
-              temperature: float, perturbations: Sequence[Perturbation]) -> dict[str, Any]:
+def report_of(
+    logits: Mapping[Any, torch.Tensor],
+    target: torch.Tensor,
+    cfg,
+    head,
+    prior: Sequence[float],
+    temperature: float,
+    perturbations: Sequence[Perturbation],
+) -> dict[str, Any]:
     clean = evaluate(logits["clean"], target, cfg, head, prior, temperature)
     report: dict[str, Any] = {"metric": "kl" if "kl" in clean else "loss", "clean": clean, "perturbations": {}}
     key = report["metric"]
@@ -219,29 +230,51 @@ def build_parser() -> argparse.ArgumentParser:
         description="Score a fine-tuned model's held-out windows clean and under perturbations clinical EEG "
         "suffers (white noise by SNR, amplifier gain, lost electrodes, mains interference) at increasing "
         f"severity; writes {REPORT_NAME} and {PLOT_NAME}.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--run", required=True, type=user_file_path,
-                        help="a training.finetune run folder (run.json, model/): its model, task, split and "
-                        "class prior")
-    parser.add_argument("--data", required=True, nargs="+", action="extend", type=user_path, metavar="DIR",
-                        help="the pipeline output(s) the run was fine-tuned on (its run.json names them)")
-    parser.add_argument("--output", type=user_file_path, default=None,
-                        help="folder for the report and the picture (default: RUN/robustness)")
-    parser.add_argument("--split", choices=SPLIT_CHOICES, default="auto",
-                        help="the run's held-out split to score; auto: test where the run had one, else "
-                        "validation (whose subjects chose the checkpoint: the clean number flatters, the "
-                        "degradation does not)")
-    parser.add_argument("--uncalibrated", action="store_true",
-                        help="score the logits as trained, without the model's fitted temperature (which the "
-                        "clean numbers of eval.json use); where that temperature hit its upper bound the "
-                        "calibrated model predicts about the same for every window, and perturbations cannot "
-                        "show")
-    parser.add_argument("--mains_freq", type=float, choices=[50.0, 60.0], default=50.0,
-                        help="frequency of the mains perturbation, Hz")
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--run",
+        required=True,
+        type=user_file_path,
+        help="a training.finetune run folder (run.json, model/): its model, task, split and class prior",
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        action="extend",
+        type=user_path,
+        metavar="DIR",
+        help="the pipeline output(s) the run was fine-tuned on (its run.json names them)",
+    )
+    parser.add_argument(
+        "--output",
+        type=user_file_path,
+        default=None,
+        help="folder for the report and the picture (default: RUN/robustness)",
+    )
+    parser.add_argument(
+        "--split",
+        choices=SPLIT_CHOICES,
+        default="auto",
+        help="the run's held-out split to score; auto: test where the run had one, else "
+        "validation (whose subjects chose the checkpoint: the clean number flatters, the "
+        "degradation does not)",
+    )
+    parser.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="score the logits as trained, without the model's fitted temperature (which the "
+        "clean numbers of eval.json use); where that temperature hit its upper bound the "
+        "calibrated model predicts about the same for every window, and perturbations cannot "
+        "show",
+    )
+    parser.add_argument(
+        "--mains_freq", type=float, choices=[50.0, 60.0], default=50.0, help="frequency of the mains perturbation, Hz"
+    )
     parser.add_argument("--batch_size", type=int, default=32, help="windows per forward pass")
     parser.add_argument("--seed", type=int, default=0, help="seeds every perturbation's random draws")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="auto: CUDA where available")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA where available")
     return parser
 
 
@@ -257,46 +290,84 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         data = check_data(args.data, True)
     except ConfigError as err:
         parser.error(str(err))
-    device = torch.device("cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-                          else "cpu")
+    device = torch.device(
+        "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
     model = EEGFMModel.from_pretrained(model_dir).to(device)
     by = "sites" if ran["split_group"] == "site" else "subjects"
     filters = RecordFilter(tasks=(ran["record_task"],), **{by: groups})
     section = dataclasses.replace(cfg.loader, batch_size=args.batch_size, token_budget=None, num_workers=0)
-    loader = EEGLoader(data, loader_config(section, model.config.patch_size, filters=filters, train=False),
-                       rank=0, world_size=1, infinite=False)
-    perturbations = [dataclasses.replace(p, apply=lambda e, m, s, g: add_mains(e, m, s, g, args.mains_freq))
-                     if p.name == "mains" else p for p in PERTURBATIONS]
-    log.info("scoring the %s split of %s (%d %s) clean and under %d perturbed conditions, from %s", name, args.run,
-             len(groups), by, sum(len(p.severities) for p in perturbations), data_label(data))
+    loader = EEGLoader(
+        data,
+        loader_config(section, model.config.patch_size, filters=filters, train=False),
+        rank=0,
+        world_size=1,
+        infinite=False,
+    )
+    perturbations = [
+        dataclasses.replace(p, apply=lambda e, m, s, g: add_mains(e, m, s, g, args.mains_freq))
+        if p.name == "mains"
+        else p
+        for p in PERTURBATIONS
+    ]
+    log.info(
+        "scoring the %s split of %s (%d %s) clean and under %d perturbed conditions, from %s",
+        name,
+        args.run,
+        len(groups),
+        by,
+        sum(len(p.severities) for p in perturbations),
+        data_label(data),
+    )
     try:
         logits, target = score(model, loader, cfg, perturbations, args.seed, device)
     except ConfigError as err:
         parser.error(f"--data {data_label(data)}: {err}")
     temperature = 1.0 if args.uncalibrated else float(getattr(model.config, "temperature", 1.0) or 1.0)
     if temperature >= TEMPERATURE_RANGE[1] * 0.999:
-        log.warning("the model's temperature is %g, the bound of its fit: calibrated, it predicts about the same "
-                    "distribution for every window, so no perturbation can change much; --uncalibrated scores the "
-                    "logits as trained", temperature)
+        log.warning(
+            "the model's temperature is %g, the bound of its fit: calibrated, it predicts about the same "
+            "distribution for every window, so no perturbation can change much; --uncalibrated scores the "
+            "logits as trained",
+            temperature,
+        )
     report = report_of(logits, target, cfg, model.head, ran["prior"], temperature, perturbations)
-    report.update(run=str(args.run), split=name, seed=args.seed, mains_freq=args.mains_freq, task=cfg.task,
-                  temperature=temperature)
+    report.update(
+        run=str(args.run),
+        split=name,
+        seed=args.seed,
+        mains_freq=args.mains_freq,
+        task=cfg.task,
+        temperature=temperature,
+    )
     output = args.output or args.run / "robustness"
     output.mkdir(parents=True, exist_ok=True)
     partial = output / f".{REPORT_NAME}.partial"
     partial.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     partial.replace(output / REPORT_NAME)
     key, clean = report["metric"], report["clean"]
-    plot(report, f"robustness of {args.run.name} ({cfg.task}), {name} split, {clean['n_windows']} windows",
-         output / PLOT_NAME)
+    plot(
+        report,
+        f"robustness of {args.run.name} ({cfg.task}), {name} split, {clean['n_windows']} windows",
+        output / PLOT_NAME,
+    )
     worst = {pname: part["conditions"][-1] for pname, part in report["perturbations"].items()}
-    log.info("clean %s %.4f (class prior %.4f); at the worst severity: %s", key, clean[key],
-             clean.get(f"baseline_{key}", math.nan),
-             "; ".join(f"{pname} {row['severity']:g}: {row[key]:.4f} ({row['vs_clean']:.2f}x)"
-                       for pname, row in worst.items()))
+    log.info(
+        "clean %s %.4f (class prior %.4f); at the worst severity: %s",
+        key,
+        clean[key],
+        clean.get(f"baseline_{key}", math.nan),
+        "; ".join(
+            f"{pname} {row['severity']:g}: {row[key]:.4f} ({row['vs_clean']:.2f}x)" for pname, row in worst.items()
+        ),
+    )
     if "ece" in clean:
-        log.info("calibration: clean ECE %.3f (class prior %.3f); at the worst severity: %s", clean["ece"],
-                 clean["baseline_ece"], "; ".join(f"{pname} {row['ece']:.3f}" for pname, row in worst.items()))
+        log.info(
+            "calibration: clean ECE %.3f (class prior %.3f); at the worst severity: %s",
+            clean["ece"],
+            clean["baseline_ece"],
+            "; ".join(f"{pname} {row['ece']:.3f}" for pname, row in worst.items()),
+        )
     log.info("wrote %s and %s", output / REPORT_NAME, output / PLOT_NAME)
     return report
 

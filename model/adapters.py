@@ -139,7 +139,7 @@ def unfreeze_encoder(model: nn.Module, last_n_layers: int | None = None) -> None
             f"unfreeze_encoder last_n_layers: expected an integer in [0, {len(layers)}] or None; got {last_n_layers!r}"
         )
     freeze_encoder(model)
-    top = layers[len(layers) - last_n_layers:] if last_n_layers else []
+    top = layers[len(layers) - last_n_layers :] if last_n_layers else []
     for module in top + [encoder.final_norm]:
         for parameter in module.parameters():
             parameter.requires_grad = True

@@ -171,11 +171,13 @@ class EEGFMConfig(PreTrainedConfig):
         _check_int("hidden_size", self.hidden_size, 8, 16384)
         _check_int("num_attention_heads", self.num_attention_heads, 1, 1024)
         if self.hidden_size % self.num_attention_heads:
-            _fail("num_attention_heads", f"a divisor of hidden_size={self.hidden_size}",
-                  self.num_attention_heads)
+            _fail("num_attention_heads", f"a divisor of hidden_size={self.hidden_size}", self.num_attention_heads)
         if (self.hidden_size // self.num_attention_heads) % 2:
-            _fail("num_attention_heads", "a head width (hidden_size / heads) that is even, "
-                  "for rotary position encoding", self.num_attention_heads)
+            _fail(
+                "num_attention_heads",
+                "a head width (hidden_size / heads) that is even, for rotary position encoding",
+                self.num_attention_heads,
+            )
         _check_int("num_hidden_layers", self.num_hidden_layers, 1, 256)
         _check_int("num_patch_layers", self.num_patch_layers, 0, 256)
         _check_float("mlp_ratio", self.mlp_ratio, 0.25, 64.0)
@@ -278,8 +280,16 @@ def get_preset(name: str) -> dict[str, Any]:
 @register_preset("tiny")
 def tiny() -> dict[str, Any]:
     """Fast enough for unit tests and a CPU demo."""
-    return dict(hidden_size=64, num_attention_heads=4, num_hidden_layers=2, num_patch_layers=1,
-                mlp_ratio=2.0, graph_neighbours=4, contrastive_dim=32, dropout=0.0)
+    return dict(
+        hidden_size=64,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        num_patch_layers=1,
+        mlp_ratio=2.0,
+        graph_neighbours=4,
+        contrastive_dim=32,
+        dropout=0.0,
+    )
 
 
 @register_preset("base")
@@ -289,11 +299,27 @@ def base() -> dict[str, Any]:
     Width 192 keeps the (channel x patch) blocks, where the compute is, at about 0.8 GFLOP per
     10 s of 19-channel EEG; four patch layers (1/19 of the tokens) add capacity almost for free.
     """
-    return dict(hidden_size=192, num_attention_heads=6, num_hidden_layers=4, num_patch_layers=4,
-                mlp_ratio=4.0, graph_neighbours=6, contrastive_dim=128, dropout=0.1)
+    return dict(
+        hidden_size=192,
+        num_attention_heads=6,
+        num_hidden_layers=4,
+        num_patch_layers=4,
+        mlp_ratio=4.0,
+        graph_neighbours=6,
+        contrastive_dim=128,
+        dropout=0.1,
+    )
 
 
 @register_preset("large")
 def large() -> dict[str, Any]:
-    return dict(hidden_size=512, num_attention_heads=8, num_hidden_layers=8, num_patch_layers=4,
-                mlp_ratio=4.0, graph_neighbours=8, contrastive_dim=256, dropout=0.1)
+    return dict(
+        hidden_size=512,
+        num_attention_heads=8,
+        num_hidden_layers=8,
+        num_patch_layers=4,
+        mlp_ratio=4.0,
+        graph_neighbours=8,
+        contrastive_dim=256,
+        dropout=0.1,
+    )

@@ -85,9 +85,7 @@ class ElectrodeEmbedding(nn.Module):
     def __init__(self, config: EEGFMConfig) -> None:
         super().__init__()
         width = config.hidden_size
-        self.mlp = nn.Sequential(
-            nn.Linear(3 + 6 * self.n_frequencies, width), nn.GELU(), nn.Linear(width, width)
-        )
+        self.mlp = nn.Sequential(nn.Linear(3 + 6 * self.n_frequencies, width), nn.GELU(), nn.Linear(width, width))
 
     def forward(self, positions: torch.Tensor) -> torch.Tensor:
         return self.mlp(fourier_features(positions, self.n_frequencies))

@@ -153,4 +153,3 @@ class EEGFMEncoder(nn.Module):
             pooled=patch_tokens.mean(dim=1),
             modality_gates=gates,
         )
-

@@ -75,7 +75,9 @@ class ExportableEEGFM(nn.Module):
     def output_names(self) -> list[str]:
         return ["logits", "embedding"]
 
-    def forward(self, eeg: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor, *optional: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self, eeg: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor, *optional: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         extra = dict(zip(self.input_names()[3:], optional))
         features = self.model.forward_features(eeg, positions, channel_mask, **extra)
         return self.model.forward_head(features), features.pooled
@@ -154,8 +156,9 @@ def export_onnx(
     """
     wrapper = model if isinstance(model, ExportableEEGFM) else ExportableEEGFM(model)
     model = wrapper.model
-    if n_chans is not None and (isinstance(n_chans, bool) or not isinstance(n_chans, int)
-                                or not 2 <= n_chans <= MAX_CHANNELS):
+    if n_chans is not None and (
+        isinstance(n_chans, bool) or not isinstance(n_chans, int) or not 2 <= n_chans <= MAX_CHANNELS
+    ):
         raise ValueError(f"n_chans: expected None (dynamic) or an integer in [2, {MAX_CHANNELS}]; got {n_chans!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +222,9 @@ def _quiet_exporter(verbose: bool) -> Iterator[None]:
 class OnnxEEGFM:
     """ONNX Runtime session for an exported eegfm model, called like the PyTorch model."""
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None, providers: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, threads: int | None = None, providers: Sequence[str] | None = None
+    ) -> None:
         import onnxruntime as ort  # optional: the serving extra; exporting needs only torch
 
         options = ort.SessionOptions()
@@ -261,8 +266,10 @@ class OnnxEEGFM:
         if n_times < self.patch_size:
             raise ValueError(f"eeg: expected at least one patch of {self.patch_size} samples; got n_times={n_times}")
         if self.n_chans is not None and n_chans != self.n_chans:
-            raise ValueError(f"eeg: this graph was exported for {self.n_chans} channels; got {n_chans} "
-                             "(export with n_chans=None for a dynamic channel count)")
+            raise ValueError(
+                f"eeg: this graph was exported for {self.n_chans} channels; got {n_chans} "
+                "(export with n_chans=None for a dynamic channel count)"
+            )
         if n_chans < 2:
             raise ValueError(f"eeg: expected at least 2 channels; got {n_chans}")
         if ecg is not None:
@@ -271,10 +278,15 @@ class OnnxEEGFM:
                 raise ValueError(f"ecg: expected shape {(batch, n_times)} to match eeg; got {ecg.shape}")
         if spectrogram is not None:
             spectrogram = _numpy(spectrogram)
-            if spectrogram.ndim != 3 or spectrogram.shape[:2] != (batch, self.spectrogram_bins) \
-                    or spectrogram.shape[2] < self.spectrogram_pool:
-                raise ValueError(f"spectrogram: expected shape ({batch}, {self.spectrogram_bins}, n_frames >= "
-                                 f"{self.spectrogram_pool}); got {spectrogram.shape}")
+            if (
+                spectrogram.ndim != 3
+                or spectrogram.shape[:2] != (batch, self.spectrogram_bins)
+                or spectrogram.shape[2] < self.spectrogram_pool
+            ):
+                raise ValueError(
+                    f"spectrogram: expected shape ({batch}, {self.spectrogram_bins}, n_frames >= "
+                    f"{self.spectrogram_pool}); got {spectrogram.shape}"
+                )
         n_times -= n_times % self.patch_size
         eeg = eeg[..., :n_times]
         if ecg is not None:
@@ -284,7 +296,9 @@ class OnnxEEGFM:
             spectrogram = spectrogram[..., :n_frames]
         if positions is None:
             if n_chans != 19:
-                raise ValueError(f"positions: required for {n_chans} channels; use model.inputs.positions_for(ch_names)")
+                raise ValueError(
+                    f"positions: required for {n_chans} channels; use model.inputs.positions_for(ch_names)"
+                )
             positions = canonical_positions().numpy()
         positions = _numpy(positions)
         if positions.ndim == 2:
@@ -294,9 +308,14 @@ class OnnxEEGFM:
         mask = np.ascontiguousarray(np.broadcast_to(mask.reshape(-1, n_chans), (batch, n_chans)))
         nan = np.float32("nan")
         values = {
-            "eeg": eeg, "positions": positions, "channel_mask": mask,
-            "spectrogram": (np.full((batch, self.spectrogram_bins, self.spectrogram_pool), nan, np.float32)
-                            if spectrogram is None else np.ascontiguousarray(spectrogram)),
+            "eeg": eeg,
+            "positions": positions,
+            "channel_mask": mask,
+            "spectrogram": (
+                np.full((batch, self.spectrogram_bins, self.spectrogram_pool), nan, np.float32)
+                if spectrogram is None
+                else np.ascontiguousarray(spectrogram)
+            ),
             "ecg": np.full((batch, n_times), nan, np.float32) if ecg is None else np.ascontiguousarray(ecg),
             "age": np.full(batch, nan, np.float32) if age is None else _numpy(age),
             "sex": np.full(batch, nan, np.float32) if sex is None else _numpy(sex),

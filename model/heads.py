@@ -100,8 +100,10 @@ class TaskHead(nn.Module):
 
 def _check_target_size(head: str, logits: torch.Tensor, target: torch.Tensor, per_sample: str) -> None:
     if target.numel() != logits.numel():
-        raise ValueError(f"{head} target: expected {per_sample} per sample, {logits.numel()} values for "
-                         f"logits of shape {tuple(logits.shape)}; got shape {tuple(target.shape)}")
+        raise ValueError(
+            f"{head} target: expected {per_sample} per sample, {logits.numel()} values for "
+            f"logits of shape {tuple(logits.shape)}; got shape {tuple(target.shape)}"
+        )
 
 
 def _masked_mean(values: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:

@@ -86,8 +86,9 @@ def encode_age(values: Iterable[float | None]) -> torch.Tensor:
 MODEL_KEYS = ("eeg", "channel_mask", "ecg", "age", "sex")
 
 
-def model_inputs(batch: dict[str, Any], device: torch.device | str | None = None, *,
-                 non_blocking: bool = False) -> dict[str, torch.Tensor]:
+def model_inputs(
+    batch: dict[str, Any], device: torch.device | str | None = None, *, non_blocking: bool = False
+) -> dict[str, torch.Tensor]:
     """The keyword arguments of ``EEGFMModel.forward`` / ``EEGFMForPretraining.forward`` in a batch
     (``eeg``, ``channel_mask``, ``age``, ``sex`` and ``ecg`` when present), optionally moved to
     ``device``. Positions default to the 19 canonical channels, which is what the batches hold."""
@@ -97,8 +98,9 @@ def model_inputs(batch: dict[str, Any], device: torch.device | str | None = None
     return inputs
 
 
-def inputs_for_modalities(batch: dict[str, Any], modalities: Sequence[str],
-                          device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+def inputs_for_modalities(
+    batch: dict[str, Any], modalities: Sequence[str], device: torch.device | str | None = None
+) -> dict[str, torch.Tensor]:
     """:func:`model_inputs` without the optional ones a model was configured without (age and
     sex are ``clinical``)."""
     skip = set() if "clinical" in modalities else {"age", "sex"}

@@ -232,8 +232,10 @@ class EEGFMModel(EEGFMPreTrainedModel):
     ) -> EncoderOutput:
         inputs = self.prepare_inputs(eeg, positions, channel_mask, spectrogram, ecg, age, sex)
         if sample_mask is not None and tuple(sample_mask.shape) != tuple(eeg.shape):
-            raise ValueError(f"sample_mask: expected the shape of eeg {tuple(eeg.shape)} (1 where a sample "
-                             f"is hidden); got {tuple(sample_mask.shape)}")
+            raise ValueError(
+                f"sample_mask: expected the shape of eeg {tuple(eeg.shape)} (1 where a sample "
+                f"is hidden); got {tuple(sample_mask.shape)}"
+            )
         return self.encoder(**inputs, sample_mask=sample_mask)
 
     def forward_head(self, features: EncoderOutput | torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -351,10 +353,15 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
         batch, n_chans, n_times = eeg.shape
         ms = self.config.sfreq / 1000.0
         mask = span_mask(
-            batch, n_chans, n_times,
+            batch,
+            n_chans,
+            n_times,
             min_len=max(1, round(self.config.mask_min_ms * ms)),
             max_len=max(1, round(self.config.mask_max_ms * ms)),
-            ratio=self.config.mask_ratio, generator=generator, device=eeg.device, draw_device="cpu",
+            ratio=self.config.mask_ratio,
+            generator=generator,
+            device=eeg.device,
+            draw_device="cpu",
         )
         held_out = choose_held_out(channel_mask, generator, draw_device="cpu")
         # Comparisons, not ``mask[rows, held_out] = True``: indexed assignment of a Python scalar
@@ -390,7 +397,9 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
         content = tokenizer.patches(tokenizer.to_patches(eeg * tokenizer.scale))
         queries, keys = self.contrastive(features.channel_tokens, content, held_out, inputs["positions"])
         contrastive_loss = self.contrastive.loss(queries, keys, held_out, channel_mask)
-        loss = self.config.reconstruction_weight * reconstruction_loss + self.config.contrastive_weight * contrastive_loss
+        loss = (
+            self.config.reconstruction_weight * reconstruction_loss + self.config.contrastive_weight * contrastive_loss
+        )
         auxiliary_loss = None
         if self.auxiliary is not None and auxiliary_labels is not None:
             auxiliary_loss = self.auxiliary.loss(self.auxiliary(features), auxiliary_labels.to(eeg.device))

@@ -83,10 +83,14 @@ def param_groups_lrd(
     model = getattr(model, "_orig_mod", model)  # torch.compile
     config = getattr(model, "config", None)
     if not isinstance(config, EEGFMConfig):
-        raise ConfigError("param_groups_lrd model: expected an eegfm model with an EEGFMConfig; "
-                          f"got {type(model).__name__}")
-    for field, value, low, high in (("base_lr", base_lr, 0.0, None), ("weight_decay", weight_decay, 0.0, None),
-                                    ("layer_decay", layer_decay, 0.0, 1.0)):
+        raise ConfigError(
+            f"param_groups_lrd model: expected an eegfm model with an EEGFMConfig; got {type(model).__name__}"
+        )
+    for field, value, low, high in (
+        ("base_lr", base_lr, 0.0, None),
+        ("weight_decay", weight_decay, 0.0, None),
+        ("layer_decay", layer_decay, 0.0, 1.0),
+    ):
         number = not isinstance(value, bool) and isinstance(value, (int, float))
         if not number or not value >= low or (high is not None and value > high):
             bound = "inf" if high is None else high
@@ -102,7 +106,10 @@ def param_groups_lrd(
         if (depth, decay) not in groups:
             scale = float(layer_decay) ** (top - depth)
             groups[(depth, decay)] = {
-                "params": [], "lr": base_lr * scale, "lr_scale": scale, "layer_id": depth,
+                "params": [],
+                "lr": base_lr * scale,
+                "lr_scale": scale,
+                "layer_id": depth,
                 "weight_decay": weight_decay if decay else 0.0,
             }
         groups[(depth, decay)]["params"].append(parameter)

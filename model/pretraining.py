@@ -189,8 +189,12 @@ class ChannelContrastiveHead(nn.Module):
         self.out = nn.Linear(width, width)
 
         def projector() -> nn.Sequential:
-            return nn.Sequential(nn.LayerNorm(width, eps=config.layer_norm_eps), nn.Linear(width, width),
-                                 nn.GELU(), nn.Linear(width, dim))
+            return nn.Sequential(
+                nn.LayerNorm(width, eps=config.layer_norm_eps),
+                nn.Linear(width, width),
+                nn.GELU(),
+                nn.Linear(width, dim),
+            )
 
         self.query = projector()
         self.key = projector()
@@ -226,7 +230,9 @@ class ChannelContrastiveHead(nn.Module):
         """
         batch, n_chans, n_patches, width = content.shape
         prediction = self.predict(channel_tokens, positions, held_out)
-        return self.query(prediction).reshape(batch * n_patches, -1), self.key(content).reshape(batch * n_chans * n_patches, -1)
+        return self.query(prediction).reshape(batch * n_patches, -1), self.key(content).reshape(
+            batch * n_chans * n_patches, -1
+        )
 
     def loss(
         self,

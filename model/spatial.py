@@ -104,9 +104,7 @@ def build_electrode_graph(positions: torch.Tensor, channel_mask: torch.Tensor, k
     geometry = torch.cat([distance, direction], dim=-1)
     neighbours = neighbours.expand(batch, -1, -1)
     interpolated = 1.0 - channel_mask
-    neighbour_interpolated = torch.gather(
-        interpolated.unsqueeze(1).expand(-1, n_chans, -1), 2, neighbours
-    )
+    neighbour_interpolated = torch.gather(interpolated.unsqueeze(1).expand(-1, n_chans, -1), 2, neighbours)
     return ElectrodeGraph(neighbours, geometry, neighbour_interpolated, present)
 
 
@@ -195,7 +193,9 @@ class SpatialGNNLayer(nn.Module):
         k = graph.n_neighbours
         adjacency = values.new_zeros(batch, self.n_heads, n_chans, n_chans)
         index = graph.neighbours.unsqueeze(1).expand(-1, self.n_heads, -1, -1)
-        adjacency = adjacency.scatter_add(3, index, weights.permute(0, 3, 1, 2).reshape(batch, self.n_heads, n_chans, k))
+        adjacency = adjacency.scatter_add(
+            3, index, weights.permute(0, 3, 1, 2).reshape(batch, self.n_heads, n_chans, k)
+        )
         heads = values.view(batch, n_chans, n_patches, self.n_heads, self.head_dim)
         heads = heads.permute(0, 3, 1, 2, 4).reshape(batch, self.n_heads, n_chans, n_patches * self.head_dim)
         mixed = adjacency @ heads

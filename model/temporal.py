@@ -25,7 +25,9 @@ ROPE_BASE = 10_000.0
 MATH_ATTENTION_MAX_LENGTH = 16
 
 
-def rotary_tables(length: int, dim: int, *, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def rotary_tables(
+    length: int, dim: int, *, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
     """cos, sin of shape (length, dim // 2) for positions 0..length-1."""
     inv_freq = ROPE_BASE ** (-torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim)
     angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)

@@ -54,13 +54,29 @@ from eegfm.pipelines.features import band_weights, window_spectrum
 FORMAT = "eegfm-artifact-ae"
 FORMAT_VERSION = 1
 AE_BANDS: tuple[tuple[float, float], ...] = (
-    (0.0, 1.0), (1.0, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 20.0), (20.0, 30.0), (30.0, 45.0),
+    (0.0, 1.0),
+    (1.0, 4.0),
+    (4.0, 8.0),
+    (8.0, 13.0),
+    (13.0, 20.0),
+    (20.0, 30.0),
+    (30.0, 45.0),
     (45.0, 70.0),
 )
 POWER_FLOOR_UV2 = 1e-3
 # The constructor's arguments, and what fitting learns beside the weights, as the saved header names them.
-_HYPERPARAMETERS = ("hidden", "epochs", "batch_size", "learning_rate", "weight_decay", "calibration_fraction",
-                    "z_center", "z_width", "sfreq", "seed")
+_HYPERPARAMETERS = (
+    "hidden",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "weight_decay",
+    "calibration_fraction",
+    "z_center",
+    "z_width",
+    "sfreq",
+    "seed",
+)
 _FITTED = ("n_chans", "n_fit_windows", "error_center", "error_scale")
 
 
@@ -70,8 +86,7 @@ def _as_windows(windows: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
         arr = arr[None]
     if arr.ndim != 3 or arr.shape[0] == 0:
         raise ValueError(
-            f"windows: expected shape (n_windows, n_chans, n_times) or one (n_chans, n_times); "
-            f"got {arr.shape}"
+            f"windows: expected shape (n_windows, n_chans, n_times) or one (n_chans, n_times); got {arr.shape}"
         )
     if not np.issubdtype(arr.dtype, np.number) or np.iscomplexobj(arr):
         raise TypeError(f"windows: expected real numbers; got dtype {arr.dtype}")
@@ -93,8 +108,8 @@ def band_features(windows: np.ndarray | Sequence[np.ndarray], sfreq: float = 256
     arr = _as_windows(windows)
     out = np.empty((arr.shape[0], arr.shape[1] * len(AE_BANDS)))
     for start in range(0, arr.shape[0], _BATCH_WINDOWS):
-        spectrum = window_spectrum(arr[start:start + _BATCH_WINDOWS], sfreq, dtype=np.float64)
-        out[start:start + _BATCH_WINDOWS] = band_features_from_psd(spectrum.freqs, spectrum.psd)
+        spectrum = window_spectrum(arr[start : start + _BATCH_WINDOWS], sfreq, dtype=np.float64)
+        out[start : start + _BATCH_WINDOWS] = band_features_from_psd(spectrum.freqs, spectrum.psd)
     return out
 
 
@@ -130,9 +145,18 @@ class ArtifactAutoencoder:
     """Fit on windows of clean-ish EEG, then :meth:`score` new windows in [0, 1] (1 = artifact)."""
 
     def __init__(
-        self, *, hidden: tuple[int, int] = (64, 16), epochs: int = 100, batch_size: int = 128,
-        learning_rate: float = 1e-3, weight_decay: float = 1e-4, calibration_fraction: float = 0.2,
-        z_center: float = 3.0, z_width: float = 1.0, sfreq: float = 256.0, seed: int = 0,
+        self,
+        *,
+        hidden: tuple[int, int] = (64, 16),
+        epochs: int = 100,
+        batch_size: int = 128,
+        learning_rate: float = 1e-3,
+        weight_decay: float = 1e-4,
+        calibration_fraction: float = 0.2,
+        z_center: float = 3.0,
+        z_width: float = 1.0,
+        sfreq: float = 256.0,
+        seed: int = 0,
     ) -> None:
         if len(hidden) != 2 or any(not isinstance(h, int) or h < 1 for h in hidden):
             raise ValueError(f"hidden: expected two positive layer sizes (wide, bottleneck); got {hidden!r}")
@@ -193,8 +217,8 @@ class ArtifactAutoencoder:
         views, grad_views, offset = [], [], 0
         for shape in shapes:
             size = int(np.prod(shape))
-            views.append(theta[offset:offset + size].reshape(shape))
-            grad_views.append(grad[offset:offset + size].reshape(shape))
+            views.append(theta[offset : offset + size].reshape(shape))
+            grad_views.append(grad[offset : offset + size].reshape(shape))
             offset += size
         n_layers = len(sizes) - 1
         self.weights, self.biases = views[:n_layers], views[n_layers:]
@@ -210,7 +234,7 @@ class ArtifactAutoencoder:
         for _ in range(self.epochs):
             order = rng.permutation(n)
             for start in range(0, n, self.batch_size):
-                batch = x[order[start:start + self.batch_size]]
+                batch = x[order[start : start + self.batch_size]]
                 out, acts = self._forward(batch)
                 # d(mean squared error)/d(output), averaged over batch and features.
                 delta = (out - batch) * np.float32(2.0 / batch.size)
@@ -321,9 +345,7 @@ class ArtifactAutoencoder:
         self._check_fitted()
         arr = _as_windows(windows)
         if arr.shape[1] != self.n_chans:
-            raise ValueError(
-                f"windows: expected {self.n_chans} channels (n_chans); got {arr.shape[1]}"
-            )
+            raise ValueError(f"windows: expected {self.n_chans} channels (n_chans); got {arr.shape[1]}")
         return self._errors(band_features(arr, self.sfreq))
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
@@ -332,8 +354,7 @@ class ArtifactAutoencoder:
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or features.shape[1] != self.feature_center.shape[0]:
             raise ValueError(
-                f"features: expected shape (n_windows, {self.feature_center.shape[0]}); "
-                f"got {features.shape}"
+                f"features: expected shape (n_windows, {self.feature_center.shape[0]}); got {features.shape}"
             )
         return self._calibrate(self._errors(features))
 
@@ -348,8 +369,11 @@ class ArtifactAutoencoder:
     # ------------------------------------------------------------------ persistence
     def _header(self) -> dict:
         return {
-            "format": FORMAT, "version": FORMAT_VERSION, "bands": [list(b) for b in AE_BANDS],
-            "power_floor_uv2": POWER_FLOOR_UV2, "hidden": list(self.hidden),
+            "format": FORMAT,
+            "version": FORMAT_VERSION,
+            "bands": [list(b) for b in AE_BANDS],
+            "power_floor_uv2": POWER_FLOOR_UV2,
+            "hidden": list(self.hidden),
             **{name: getattr(self, name) for name in _HYPERPARAMETERS[1:] + _FITTED},
         }
 
@@ -382,8 +406,9 @@ class ArtifactAutoencoder:
                     f"{path}: expected format {FORMAT!r} version {FORMAT_VERSION}; got "
                     f"{header.get('format')!r} version {header.get('version')!r}"
                 )
-            same_features = (header["bands"] == [list(b) for b in AE_BANDS]
-                             and header["power_floor_uv2"] == POWER_FLOOR_UV2)
+            same_features = (
+                header["bands"] == [list(b) for b in AE_BANDS] and header["power_floor_uv2"] == POWER_FLOOR_UV2
+            )
             if not same_features:
                 raise ValueError(f"{path}: written with different feature bands; refit the detector")
             model = cls(hidden=tuple(header["hidden"]), **{name: header[name] for name in _HYPERPARAMETERS[1:]})

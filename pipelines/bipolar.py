@@ -35,8 +35,11 @@ class BipolarPlan:
     chains: tuple[tuple[str, ...], ...] = ()  # the electrodes of every chain, the one used first
 
     def as_dict(self, ch_names: Sequence[str]) -> dict:
-        return {"derivations": [ch_names[i] for i in self.derivations], "electrodes": list(self.electrodes),
-                "left_out": list(self.left_out)}
+        return {
+            "derivations": [ch_names[i] for i in self.derivations],
+            "electrodes": list(self.electrodes),
+            "left_out": list(self.left_out),
+        }
 
 
 def bipolar_plan(ch_names: Sequence[str], exclude: Sequence[str] = ()) -> BipolarPlan | None:
@@ -45,9 +48,14 @@ def bipolar_plan(ch_names: Sequence[str], exclude: Sequence[str] = ()) -> Bipola
     with that electrode as reference, 'Fp1-Cz', 'F3-Cz' ...). ``exclude``: channels known to be
     bad (not used)."""
     excluded = set(exclude)
-    pairs = {i: pair for i, name in enumerate(ch_names)
-             if name not in excluded and auxiliary_kind(name) is None
-             and (pair := derivation(name)) is not None and pair[0] != pair[1]}
+    pairs = {
+        i: pair
+        for i, name in enumerate(ch_names)
+        if name not in excluded
+        and auxiliary_kind(name) is None
+        and (pair := derivation(name)) is not None
+        and pair[0] != pair[1]
+    }
     if len(pairs) < 2 or len({second for _, second in pairs.values()}) < 2:
         return None
     # The chains: electrodes joined by derivations (union-find).
@@ -84,8 +92,11 @@ def _kept_channels(ch_names: Sequence[str], plan: BipolarPlan) -> list[int]:
     no electrode (ECG, EOG, stim, unknown labels). A lone referential electrode or a derivation
     outside the chain is dropped: its reference is not the reconstruction's."""
     used = set(plan.derivations)
-    return [i for i, name in enumerate(ch_names)
-            if i not in used and derivation(name) is None and standard_name(name) is None]
+    return [
+        i
+        for i, name in enumerate(ch_names)
+        if i not in used and derivation(name) is None and standard_name(name) is None
+    ]
 
 
 class BipolarReader:
@@ -105,7 +116,7 @@ class BipolarReader:
         raw = self._reader.read(start, stop, check_finite=check_finite)
         out = np.empty((len(self.info.ch_names), raw.shape[1]), dtype=np.float32)
         np.matmul(self._matrix, raw[self._rows], out=out[: len(self.bipolar.electrodes)])
-        out[len(self.bipolar.electrodes):] = raw[self._kept]
+        out[len(self.bipolar.electrodes) :] = raw[self._kept]
         return out
 
     def __getattr__(self, name: str):

@@ -20,8 +20,25 @@ from functools import cache, lru_cache
 import numpy as np
 
 CANONICAL_CHANNELS: tuple[str, ...] = (
-    "Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz",
-    "Pz", "Fp2", "F4", "C4", "P4", "F8", "T4", "T6", "O2",
+    "Fp1",
+    "F3",
+    "C3",
+    "P3",
+    "F7",
+    "T3",
+    "T5",
+    "O1",
+    "Fz",
+    "Cz",
+    "Pz",
+    "Fp2",
+    "F4",
+    "C4",
+    "P4",
+    "F8",
+    "T4",
+    "T6",
+    "O2",
 )
 N_CANONICAL = len(CANONICAL_CHANNELS)
 
@@ -59,7 +76,13 @@ _REF_SUFFIX = re.compile(
 # equator (the "10 % line"); a row's columns 1..8 run from the midline to that ring in four equal
 # steps (odd numbers left), and columns 9/10 sit one step below it.
 _ROWS: tuple[tuple[str, float], ...] = (
-    ("AF", 67.5), ("F", 45.0), ("FC", 22.5), ("C", 0.0), ("CP", -22.5), ("P", -45.0), ("PO", -67.5),
+    ("AF", 67.5),
+    ("F", 45.0),
+    ("FC", 22.5),
+    ("C", 0.0),
+    ("CP", -22.5),
+    ("P", -45.0),
+    ("PO", -67.5),
 )
 # Azimuth (degrees, 0 = right ear, 90 = nose) where each row meets the equator on the right.
 _ROW_RING_AZIMUTH = {"AF": 54.0, "F": 36.0, "FC": 18.0, "C": 0.0, "CP": -18.0, "P": -36.0, "PO": -54.0}
@@ -97,13 +120,22 @@ def _ten_ten_positions() -> dict[str, np.ndarray]:
             else:
                 positions[f"{prefix}{col}"] = _slerp(mid, ring[side], ((col + 1) // 2) / 4.0)
     # The Fp and O rows lie on the ring itself.
-    positions.update({
-        "Fpz": _unit(90.0, 90.0), "Fp1": _unit(90.0, 108.0), "Fp2": _unit(90.0, 72.0),
-        "Oz": _unit(90.0, -90.0), "O1": _unit(90.0, -108.0), "O2": _unit(90.0, -72.0),
-        "Nz": _unit(112.5, 90.0), "Iz": _unit(112.5, -90.0),
-        "A1": _unit(120.0, 180.0), "A2": _unit(120.0, 0.0),
-        "M1": _unit(125.0, 200.0), "M2": _unit(125.0, -20.0),
-    })
+    positions.update(
+        {
+            "Fpz": _unit(90.0, 90.0),
+            "Fp1": _unit(90.0, 108.0),
+            "Fp2": _unit(90.0, 72.0),
+            "Oz": _unit(90.0, -90.0),
+            "O1": _unit(90.0, -108.0),
+            "O2": _unit(90.0, -72.0),
+            "Nz": _unit(112.5, 90.0),
+            "Iz": _unit(112.5, -90.0),
+            "A1": _unit(120.0, 180.0),
+            "A2": _unit(120.0, 0.0),
+            "M1": _unit(125.0, 200.0),
+            "M2": _unit(125.0, -20.0),
+        }
+    )
     return positions
 
 
@@ -111,8 +143,10 @@ def _ten_ten_positions() -> dict[str, np.ndarray]:
 def _upper_names() -> dict[str, str]:
     """Upper-case electrode name -> its 10-10 spelling; the 10-20 temporal names (T3 ...) are valid
     electrode names too, of their 10-10 positions."""
-    return {**{name.upper(): name for name in _ten_ten_positions()},
-            **{k.upper(): v for k, v in CANONICAL_TO_TEN_TEN.items()}}
+    return {
+        **{name.upper(): name for name in _ten_ten_positions()},
+        **{k.upper(): v for k, v in CANONICAL_TO_TEN_TEN.items()},
+    }
 
 
 def clean_channel_name(raw: str) -> str:
@@ -186,9 +220,19 @@ _ABC_NAMED_BY_LAYOUT = {"biosemi32": "A", "biosemi64": "AB"}
 # with --montage: EasyCap's numbered equidistant caps, EGI's nets (E1, E2 ...) and MGH's
 # Neuromag caps (EEG001 ...).
 CAP_LAYOUTS: tuple[str, ...] = (
-    *BIOSEMI_CAPS.values(), "easycap-M10", "easycap-M43", "EGI_256", "GSN-HydroCel-32", "GSN-HydroCel-64_1.0",
-    "GSN-HydroCel-65_1.0", "GSN-HydroCel-128", "GSN-HydroCel-129", "GSN-HydroCel-256", "GSN-HydroCel-257",
-    "mgh60", "mgh70",
+    *BIOSEMI_CAPS.values(),
+    "easycap-M10",
+    "easycap-M43",
+    "EGI_256",
+    "GSN-HydroCel-32",
+    "GSN-HydroCel-64_1.0",
+    "GSN-HydroCel-65_1.0",
+    "GSN-HydroCel-128",
+    "GSN-HydroCel-129",
+    "GSN-HydroCel-256",
+    "GSN-HydroCel-257",
+    "mgh60",
+    "mgh70",
 )
 
 
@@ -241,7 +285,7 @@ def sphere_fit(xyz: np.ndarray) -> tuple[np.ndarray, float]:
     about the origin, like the 10-10 positions above; measured ones (EGI's larger nets, MGH's, a
     digitized head) sit 1-2 cm off it, so directions are taken from this centre."""
     # |p - c|^2 = r^2  <=>  2 p.c + (r^2 - |c|^2) = |p|^2: linear least squares in (c, r^2 - |c|^2)
-    fit = np.linalg.lstsq(np.c_[2 * xyz, np.ones(len(xyz))], (xyz ** 2).sum(axis=1), rcond=None)[0]
+    fit = np.linalg.lstsq(np.c_[2 * xyz, np.ones(len(xyz))], (xyz**2).sum(axis=1), rcond=None)[0]
     radii = np.linalg.norm(xyz - fit[:3], axis=1)
     return fit[:3], float(radii.std() / radii.mean())
 
@@ -295,8 +339,9 @@ def file_cap(digitized: Digitized) -> str:
     if digitized.nasion is None:  # angles on the 10-20 sphere already
         return _register(xyz, labels, directions)
     measured = _direction(np.array([digitized.nasion, digitized.lpa, digitized.rpa], dtype=np.float64) - centre)
-    ideal = np.array([_unit(_FIDUCIAL_POLAR_DEG, 90.0), _unit(_FIDUCIAL_POLAR_DEG, 180.0),
-                      _unit(_FIDUCIAL_POLAR_DEG, 0.0)])
+    ideal = np.array(
+        [_unit(_FIDUCIAL_POLAR_DEG, 90.0), _unit(_FIDUCIAL_POLAR_DEG, 180.0), _unit(_FIDUCIAL_POLAR_DEG, 0.0)]
+    )
     # Kabsch: the rotation taking the measured fiducial directions closest to the ideal ones
     u, _, vt = np.linalg.svd(measured.T @ ideal)
     flip = np.sign(np.linalg.det(vt.T @ u.T))

@@ -47,8 +47,9 @@ def load_key(path: str | os.PathLike) -> bytes:
         except OSError as err:
             raise PseudonymKeyError(f"--pseudonym_key_file {path}: cannot read ({err.strerror})") from err
     if len(key) < MIN_KEY_BYTES:
-        raise PseudonymKeyError(f"--pseudonym_key_file {path}: expected at least {MIN_KEY_BYTES} bytes of secret; "
-                                f"got {len(key)}")
+        raise PseudonymKeyError(
+            f"--pseudonym_key_file {path}: expected at least {MIN_KEY_BYTES} bytes of secret; got {len(key)}"
+        )
     return key
 
 
@@ -59,7 +60,11 @@ def warn_if_shared(path: str | os.PathLike) -> None:
     if mode & 0o077:
         logging.getLogger("eegfm.deid").warning(
             "--pseudonym_key_file %s: readable or writable by others (mode %04o); only its owner should read "
-            "it: chmod 600 %s", path, mode, path)
+            "it: chmod 600 %s",
+            path,
+            mode,
+            path,
+        )
 
 
 def create_key(path: str | os.PathLike) -> bytes:

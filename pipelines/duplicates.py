@@ -42,10 +42,16 @@ def mark_duplicate(outcome: Outcome, copies: dict[str, str]) -> Outcome:
     if kept is None:
         return outcome
     return dataclasses.replace(
-        outcome, status="quarantined", stage="duplicate", windows=0, labeled_windows=0, rejected_windows=0,
+        outcome,
+        status="quarantined",
+        stage="duplicate",
+        windows=0,
+        labeled_windows=0,
+        rejected_windows=0,
         rejection_rules={},
         reason=f"{os.path.basename(outcome.source)}: the same file (SHA-256 {outcome.source_sha256[:16]}...) as "
-               f"{kept}, whose windows are written; a copy is not written twice")
+        f"{kept}, whose windows are written; a copy is not written twice",
+    )
 
 
 def _hash_of(outcome: Outcome) -> list[tuple[str, tuple[str, int, int]]]:
@@ -65,10 +71,12 @@ class DropDuplicates(beam.PTransform):
 
     def expand(self, pcolls):
         recordings, rejected, outcomes = pcolls
-        copies = (outcomes
-                  | "Hashes" >> beam.FlatMap(_hash_of)
-                  | "ByHash" >> beam.GroupByKey()
-                  | "Copies" >> beam.FlatMap(_copies_of))
+        copies = (
+            outcomes
+            | "Hashes" >> beam.FlatMap(_hash_of)
+            | "ByHash" >> beam.GroupByKey()
+            | "Copies" >> beam.FlatMap(_copies_of)
+        )
         found = beam.pvalue.AsDict(copies)
         return (
             recordings | "DropRecordings" >> beam.Filter(lambda rec, c: rec.source not in c, found),

@@ -87,8 +87,16 @@ class EDFHeader:
         """The signals as they appear in the file, annotation signal (if any) last."""
         if not self.edf_plus:
             return tuple(self.signals)
-        return (*self.signals, EDFSignal(label=ANNOTATION_LABEL, physical_min=-1.0, physical_max=1.0,
-                                         samples_per_record=self.annotation_samples, physical_dimension=""))
+        return (
+            *self.signals,
+            EDFSignal(
+                label=ANNOTATION_LABEL,
+                physical_min=-1.0,
+                physical_max=1.0,
+                samples_per_record=self.annotation_samples,
+                physical_dimension="",
+            ),
+        )
 
     @property
     def header_size(self) -> int:
@@ -157,26 +165,34 @@ def header_bytes(header: EDFHeader) -> bytes:
         raise EDFError(f"annotation_samples: expected >= 1 for an EDF+ header; got {header.annotation_samples}")
     start = header.start
     fixed = [
-        (header.version, 8, "version"), (header.patient, 80, "patient"), (header.recording, 80, "recording"),
+        (header.version, 8, "version"),
+        (header.patient, 80, "patient"),
+        (header.recording, 80, "recording"),
         (f"{start.day:02d}.{start.month:02d}.{start.year % 100:02d}", 8, "startdate"),
         (f"{start.hour:02d}.{start.minute:02d}.{start.second:02d}", 8, "starttime"),
-        (str(header.header_size), 8, "header bytes"), ("EDF+C" if header.edf_plus else "", 44, "reserved"),
+        (str(header.header_size), 8, "header bytes"),
+        ("EDF+C" if header.edf_plus else "", 44, "reserved"),
         (str(header.n_records), 8, "number of data records"),
         (format_number(header.record_duration, field="record duration"), 8, "record duration"),
         (str(len(signals)), 4, "number of signals"),
     ]
     columns = [
-        ("label", 16, lambda s: s.label), ("transducer", 80, lambda s: s.transducer),
+        ("label", 16, lambda s: s.label),
+        ("transducer", 80, lambda s: s.transducer),
         ("physical dimension", 8, lambda s: s.physical_dimension),
         ("physical minimum", 8, lambda s: format_number(s.physical_min, field=f"{s.label} minimum")),
         ("physical maximum", 8, lambda s: format_number(s.physical_max, field=f"{s.label} maximum")),
         ("digital minimum", 8, lambda s: str(int(s.digital_min))),
-        ("digital maximum", 8, lambda s: str(int(s.digital_max))), ("prefiltering", 80, lambda s: s.prefiltering),
-        ("samples per record", 8, lambda s: str(int(s.samples_per_record))), ("reserved", 32, lambda s: s.reserved),
+        ("digital maximum", 8, lambda s: str(int(s.digital_max))),
+        ("prefiltering", 80, lambda s: s.prefiltering),
+        ("samples per record", 8, lambda s: str(int(s.samples_per_record))),
+        ("reserved", 32, lambda s: s.reserved),
     ]
     return b"".join(_field(*f) for f in fixed) + b"".join(
-        _field(get(s), width, f"signal {i} ({s.label!r}) {name}") for name, width, get in columns
-        for i, s in enumerate(signals))
+        _field(get(s), width, f"signal {i} ({s.label!r}) {name}")
+        for name, width, get in columns
+        for i, s in enumerate(signals)
+    )
 
 
 def written_scaling(signal: EDFSignal) -> tuple[float, float]:
@@ -187,8 +203,10 @@ def written_scaling(signal: EDFSignal) -> tuple[float, float]:
     if pmax == pmin:
         raise EDFError(f"{signal.label}: physical minimum and maximum are equal ({pmin}) once written")
     if signal.digital_max <= signal.digital_min:
-        raise EDFError(f"{signal.label}: digital maximum must exceed digital minimum; got "
-                       f"{signal.digital_min}..{signal.digital_max}")
+        raise EDFError(
+            f"{signal.label}: digital maximum must exceed digital minimum; got "
+            f"{signal.digital_min}..{signal.digital_max}"
+        )
     gain = (pmax - pmin) / (signal.digital_max - signal.digital_min)
     return gain, pmin - signal.digital_min * gain
 
@@ -244,13 +262,15 @@ def assign_annotations(annotations: Sequence[Annotation], record_duration: float
     return by_record
 
 
-def annotation_samples_needed(annotations: Sequence[Annotation], record_duration: float,
-                              n_records_hint: int = 10_000_000) -> int:
+def annotation_samples_needed(
+    annotations: Sequence[Annotation], record_duration: float, n_records_hint: int = 10_000_000
+) -> int:
     """Annotation-signal samples per record big enough for the fullest record (plus the TAL end)."""
     by_record = assign_annotations(annotations, record_duration)
     longest_keeper = len(record_annotation_bytes(max(n_records_hint, 1) * record_duration, []))
-    longest = max([longest_keeper] + [len(record_annotation_bytes(k * record_duration, notes))
-                                      for k, notes in by_record.items()])
+    longest = max(
+        [longest_keeper] + [len(record_annotation_bytes(k * record_duration, notes)) for k, notes in by_record.items()]
+    )
     return (longest + 1) // 2 + 1  # +1 sample so every record ends in at least one 0 byte
 
 
@@ -268,8 +288,14 @@ class EDFWriter:
     record their onset falls in, so they must fall within the data written.
     """
 
-    def __init__(self, path: str | Path, header: EDFHeader, annotations: Sequence[Annotation] = (), *,
-                 pad_last_record: bool = False) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        header: EDFHeader,
+        annotations: Sequence[Annotation] = (),
+        *,
+        pad_last_record: bool = False,
+    ) -> None:
         if annotations and not header.edf_plus:
             raise EDFError("annotations: only EDF+ headers (edf_plus=True) can hold annotations")
         if header.record_duration <= 0:
@@ -311,14 +337,17 @@ class EDFWriter:
     def _split(self, block: np.ndarray | Sequence[np.ndarray]) -> list[np.ndarray]:
         columns = list(block) if not isinstance(block, np.ndarray) else list(np.atleast_2d(block))
         if len(columns) != len(self._signals):
-            raise EDFError(f"block: expected {len(self._signals)} signals (the header's data signals); "
-                           f"got {len(columns)}")
+            raise EDFError(
+                f"block: expected {len(self._signals)} signals (the header's data signals); got {len(columns)}"
+            )
         columns = [np.asarray(c, dtype=np.float64).ravel() for c in columns]
         lengths = np.array([len(c) for c in columns])
         # Each signal must advance by the same amount of time (lengths proportional to rates).
         if np.any(lengths * self._spr[0] != lengths[0] * self._spr):
-            raise EDFError("block: signal lengths must be proportional to samples_per_record "
-                           f"{self._spr.tolist()}; got {lengths.tolist()}")
+            raise EDFError(
+                "block: signal lengths must be proportional to samples_per_record "
+                f"{self._spr.tolist()}; got {lengths.tolist()}"
+            )
         return columns
 
     def _write_records(self, n_records: int) -> None:
@@ -327,10 +356,10 @@ class EDFWriter:
         for i, signal in enumerate(self._signals):
             take = n_records * int(self._spr[i])
             digital = physical_to_digital(self._pending[i][:take], signal)
-            out[:, self._offsets[i]:self._offsets[i + 1]] = digital.reshape(n_records, -1)
+            out[:, self._offsets[i] : self._offsets[i + 1]] = digital.reshape(n_records, -1)
             self._pending[i] = self._pending[i][take:]
         if self.header.edf_plus:
-            out[:, self._offsets[-1]:] = self._annotation_block(n_records)
+            out[:, self._offsets[-1] :] = self._annotation_block(n_records)
         assert self._file is not None
         self._file.write(out.tobytes())
         self.n_records += n_records
@@ -342,9 +371,11 @@ class EDFWriter:
             index = self.n_records + k
             payload = record_annotation_bytes(index * self.header.record_duration, self._by_record.pop(index, []))
             if len(payload) >= n_bytes:
-                raise EDFError(f"annotations of record {index} need {len(payload)} bytes; the annotation "
-                               f"signal holds {n_bytes - 1} (set annotation_samples higher)")
-            raw[k * n_bytes:k * n_bytes + len(payload)] = payload
+                raise EDFError(
+                    f"annotations of record {index} need {len(payload)} bytes; the annotation "
+                    f"signal holds {n_bytes - 1} (set annotation_samples higher)"
+                )
+            raw[k * n_bytes : k * n_bytes + len(payload)] = payload
         return np.frombuffer(bytes(raw), dtype="<i2").reshape(n_records, -1)
 
     def close(self) -> None:
@@ -355,14 +386,18 @@ class EDFWriter:
         if any(leftover):
             if not self._pad_last_record:
                 self.abort()
-                raise EDFError(f"{self.path}: {leftover} samples do not fill a data record of "
-                               f"{self._spr.tolist()} samples; write whole records or pass pad_last_record=True")
+                raise EDFError(
+                    f"{self.path}: {leftover} samples do not fill a data record of "
+                    f"{self._spr.tolist()} samples; write whole records or pass pad_last_record=True"
+                )
             self._pad_partial_record()
         if self._by_record:
             onsets = sorted(n.onset for notes in self._by_record.values() for n in notes)
             self.abort()
-            raise EDFError(f"{self.path}: annotations at {onsets} s fall after the last data record "
-                           f"(recording lasts {self.n_records * self.header.record_duration} s)")
+            raise EDFError(
+                f"{self.path}: annotations at {onsets} s fall after the last data record "
+                f"(recording lasts {self.n_records * self.header.record_duration} s)"
+            )
         self._file.seek(_N_RECORDS_OFFSET)
         self._file.write(_field(str(self.n_records), 8, "number of data records"))
         self._file.close()
@@ -384,8 +419,9 @@ class EDFWriter:
             self._file = None
 
 
-def write_edf(path: str | Path, header: EDFHeader, data: np.ndarray | Sequence[np.ndarray],
-              annotations: Sequence[Annotation] = ()) -> EDFHeader:
+def write_edf(
+    path: str | Path, header: EDFHeader, data: np.ndarray | Sequence[np.ndarray], annotations: Sequence[Annotation] = ()
+) -> EDFHeader:
     """Write a whole recording at once; returns the header as written (with its record count)."""
     with EDFWriter(path, header, annotations) as writer:
         writer.write(data)

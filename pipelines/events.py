@@ -141,4 +141,3 @@ class StageError(Exception):
     def __init__(self, stage: str, reason: str):
         super().__init__(reason)
         self.stage, self.reason = stage, reason
-

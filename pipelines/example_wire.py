@@ -72,8 +72,9 @@ def _list_parts(kind: str, values: Sequence[Any] | np.ndarray) -> list[bytes]:
             value = bytes(value)
             parts += (_header(1, len(value)), value)
     else:
-        packed = (np.asarray(values, dtype="<f4").tobytes() if kind == "float"
-                  else b"".join(varint(int(v)) for v in values))
+        packed = (
+            np.asarray(values, dtype="<f4").tobytes() if kind == "float" else b"".join(varint(int(v)) for v in values)
+        )
         if packed:  # empty packed lists are omitted
             parts += (_header(1, len(packed)), packed)
     return [_header(_KIND_FIELDS[kind], sum(map(len, parts))), *parts]
@@ -84,8 +85,9 @@ def encode_list(kind: str, values: Sequence[Any] | np.ndarray) -> bytes:
     return b"".join(_list_parts(kind, values))
 
 
-def feature_entries(features: Mapping[str, tuple[str, Sequence[Any] | np.ndarray]]
-                    ) -> list[tuple[str, int, list[bytes]]]:
+def feature_entries(
+    features: Mapping[str, tuple[str, Sequence[Any] | np.ndarray]],
+) -> list[tuple[str, int, list[bytes]]]:
     """Each feature's map entry (key, then the Feature) in sorted key order: (name, size, pieces)."""
     entries = []
     for name, feature in sorted(features.items()):
@@ -152,10 +154,8 @@ def _fields(buf: memoryview, where: str) -> list[tuple[int, int, int | memoryvie
         else:
             raise SchemaError(f"{where}: unsupported wire type {wire} for field {field}")
         if pos + size > end:
-            raise SchemaError(
-                f"{where}: field {field} needs {size} bytes at byte {pos}; only {end - pos} remain"
-            )
-        fields.append((field, wire, buf[pos:pos + size]))
+            raise SchemaError(f"{where}: field {field} needs {size} bytes at byte {pos}; only {end - pos} remain")
+        fields.append((field, wire, buf[pos : pos + size]))
         pos += size
     return fields
 

@@ -37,10 +37,20 @@ from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.filter_design import hann_periodic
 
 BANDS: tuple[tuple[str, float, float], ...] = (
-    ("delta", 0.5, 4.0), ("theta", 4.0, 8.0), ("alpha", 8.0, 13.0), ("beta", 13.0, 30.0), ("gamma", 30.0, 70.0),
+    ("delta", 0.5, 4.0),
+    ("theta", 4.0, 8.0),
+    ("alpha", 8.0, 13.0),
+    ("beta", 13.0, 30.0),
+    ("gamma", 30.0, 70.0),
 )
 TIME_FEATURES: tuple[str, ...] = (
-    "mean", "std", "skewness", "kurtosis", "line_length", "hjorth_mobility", "hjorth_complexity",
+    "mean",
+    "std",
+    "skewness",
+    "kurtosis",
+    "line_length",
+    "hjorth_mobility",
+    "hjorth_complexity",
 )
 CHANNEL_FEATURES: tuple[str, ...] = TIME_FEATURES + tuple(f"rel_{name}" for name, _, _ in BANDS) + ("spectral_entropy",)
 # Welch segments of 2 s: 0.5 Hz bins, and several averaged segments in a 5-10 s window.
@@ -74,7 +84,11 @@ def _check_window(data: np.ndarray, sfreq: float) -> tuple[np.ndarray, float]:
 
 
 def welch_psd(
-    data: np.ndarray, sfreq: float, segment_s: float = DEFAULT_SEGMENT_S, *, max_segments: int | None = None,
+    data: np.ndarray,
+    sfreq: float,
+    segment_s: float = DEFAULT_SEGMENT_S,
+    *,
+    max_segments: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Welch PSD (uV^2/Hz): Hann segments of ``segment_s`` (the whole window if shorter), 50 %
     overlap, each segment's mean removed, one-sided density. Returns ``(freqs, psd)`` with ``psd``
@@ -110,7 +124,11 @@ class WindowSpectrum:
 
 
 def window_spectrum(
-    data: np.ndarray, sfreq: float, segment_s: float = DEFAULT_SEGMENT_S, *, dtype: type | None = None,
+    data: np.ndarray,
+    sfreq: float,
+    segment_s: float = DEFAULT_SEGMENT_S,
+    *,
+    dtype: type | None = None,
 ) -> WindowSpectrum:
     """:func:`welch_psd` of a window (n_chans, n_times) or batch (n_windows, n_chans, n_times).
 
@@ -177,18 +195,15 @@ def welch(
     """:func:`welch_psd` along the last axis of a float32/float64 array of any leading shape,
     unchecked and in the array's precision."""
     n_times = x.shape[-1]
-    nperseg, step, n_segments, window, scale, freqs = _welch_plan(
-        n_times, sfreq, float(segment_s), x.dtype.type
-    )
+    nperseg, step, n_segments, window, scale, freqs = _welch_plan(n_times, sfreq, float(segment_s), x.dtype.type)
     used = n_segments if max_segments is None else min(n_segments, max_segments)
     rows = max(1, _CHUNK_BYTES // (used * nperseg * x.itemsize))
     n_rows = int(np.prod(x.shape[:-1]))
     if n_rows > rows:
         flat = x.reshape(n_rows, n_times)
-        psd = np.concatenate([
-            welch(flat[i:i + rows], sfreq, segment_s, max_segments)[1]
-            for i in range(0, n_rows, rows)
-        ])
+        psd = np.concatenate(
+            [welch(flat[i : i + rows], sfreq, segment_s, max_segments)[1] for i in range(0, n_rows, rows)]
+        )
         return freqs, psd.reshape(*x.shape[:-1], -1)
     # (..., n_segments, nperseg) read-only view of the overlapping segments; no copy yet.
     shape = (*x.shape[:-1], n_segments, nperseg)
@@ -199,8 +214,11 @@ def welch(
     else:
         segments = as_strided(x, shape=shape, strides=strides, writeable=False)
     # (nperseg >= 4: below, bin 1 of a Hann window's transform is not -nperseg / 4.)
-    if x.dtype == np.float32 and nperseg == 2 * step and nperseg >= 4 and (
-        max_segments is None or n_segments <= max_segments
+    if (
+        x.dtype == np.float32
+        and nperseg == 2 * step
+        and nperseg >= 4
+        and (max_segments is None or n_segments <= max_segments)
     ):
         return freqs, _welch_float32(x, segments, window, scale, freqs[1] - freqs[0])
     if max_segments is not None and n_segments > max_segments:
@@ -229,9 +247,7 @@ def _density(spectrum: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return psd
 
 
-def _welch_float32(
-    x: np.ndarray, segments: np.ndarray, window: np.ndarray, scale: np.ndarray, df: float
-) -> np.ndarray:
+def _welch_float32(x: np.ndarray, segments: np.ndarray, window: np.ndarray, scale: np.ndarray, df: float) -> np.ndarray:
     """Welch PSD of float32 ``x`` whose segments are two half-segment blocks (the default).
 
     A segment's mean is removed after the transform rather than before, which saves a pass: for
@@ -333,9 +349,7 @@ def spectral_features(
     return np.concatenate([relative, entropy[:, None]], axis=1)
 
 
-def compute_features(
-    data: np.ndarray, sfreq: float = 256.0, *, spectrum: WindowSpectrum | None = None
-) -> np.ndarray:
+def compute_features(data: np.ndarray, sfreq: float = 256.0, *, spectrum: WindowSpectrum | None = None) -> np.ndarray:
     """All :data:`CHANNEL_FEATURES` for every channel, flattened channel-major, float32.
 
     For a (19, n_times) window in canonical order the entries line up with :data:`FEATURE_NAMES`;
@@ -351,7 +365,5 @@ def compute_features(
                 f"{sfreq} Hz); got shape {spectrum.psd.shape} at {spectrum.sfreq} Hz"
             )
         psd = (spectrum.freqs, spectrum.psd.astype(np.float64))
-    per_channel = np.concatenate(
-        [time_domain_features(data, sfreq), spectral_features(data, sfreq, psd=psd)], axis=1
-    )
+    per_channel = np.concatenate([time_domain_features(data, sfreq), spectral_features(data, sfreq, psd=psd)], axis=1)
     return per_channel.astype(np.float32).reshape(-1)

@@ -65,8 +65,9 @@ def _references(fh: BinaryIO, limit: int | None) -> list[PartReference]:
         kind, _type, size, _next = _TAG.unpack(header)
         if size < 0:
             break  # not a FIF file, or a damaged one: MNE's reader says which
-        wanted = kind in (_BLOCK_START, _BLOCK_END) or (current is not None and kind in
-                                                         (_REF_ROLE, _REF_FILE_NUM, _REF_FILE_NAME))
+        wanted = kind in (_BLOCK_START, _BLOCK_END) or (
+            current is not None and kind in (_REF_ROLE, _REF_FILE_NUM, _REF_FILE_NAME)
+        )
         if limit is not None and kind == _DATA_BUFFER:
             break
         if wanted and size <= 4096:
@@ -118,7 +119,7 @@ def previous_part_names(name: str, ref: PartReference) -> list[str]:
         names.append(f"{legacy['stem']}{'' if n == 0 else f'-{n}'}{legacy['ext']}")
     if (bids := _BIDS_PART.search(name)) and int(bids["n"]) >= 2:
         n = int(bids["n"]) - 1
-        names.append(name[:bids.start()] + f"_split-{n:0{len(bids['n'])}d}_" + name[bids.end():])
+        names.append(name[: bids.start()] + f"_split-{n:0{len(bids['n'])}d}_" + name[bids.end() :])
     return list(dict.fromkeys(n for n in names if n != name))
 
 

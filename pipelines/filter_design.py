@@ -115,7 +115,7 @@ def sos_impulse_response(sos: np.ndarray, n: int) -> np.ndarray:
         jump = a @ jump
     row = c
     for start in range(1, int(n), _BLOCK):
-        h[start:start + _BLOCK] = row @ columns
+        h[start : start + _BLOCK] = row @ columns
         row = row @ jump
     return h[:n]
 
@@ -129,7 +129,7 @@ def _state_space(sos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, f
     b = np.zeros(0)
     c = np.zeros(0)
     d = 1.0
-    for b0, b1, b2, a0, a1, a2 in sos / sos[:, 3:4]:
+    for b0, b1, b2, _a0, a1, a2 in sos / sos[:, 3:4]:
         # One section: y = z1 + b0 u; z1' = -a1 z1 + z2 + (b1 - a1 b0) u; z2' = -a2 z1 + (b2 - a2 b0) u.
         a_s = np.array([[-a1, 1.0], [-a2, 0.0]])
         b_s = np.array([b1 - a1 * b0, b2 - a2 * b0])

@@ -94,14 +94,11 @@ class FilterConfig(Config):
     def validate(self) -> None:
         check_option("line_freq", self.line_freq, ("auto", *LINE_FREQUENCIES, None))
         if isinstance(self.line_freq, bool):
-            raise ConfigError(
-                f"line_freq: expected one of 'auto', 50, 60, None; got {self.line_freq!r}"
-            )
+            raise ConfigError(f"line_freq: expected one of 'auto', 50, 60, None; got {self.line_freq!r}")
         check_option("notch_harmonics", self.notch_harmonics, (True, False))
         check_range("notch_width_hz", self.notch_width_hz, 0.0, 10.0, low_inclusive=False)
         if self.l_freq is not None:
-            check_range("l_freq", self.l_freq, 0.0, OUTPUT_NYQUIST, low_inclusive=False,
-                        high_inclusive=False)
+            check_range("l_freq", self.l_freq, 0.0, OUTPUT_NYQUIST, low_inclusive=False, high_inclusive=False)
         if self.h_freq is not None:
             if isinstance(self.h_freq, bool) or not isinstance(self.h_freq, (int, float)):
                 raise ConfigError(f"h_freq: expected a number or None; got {self.h_freq!r}")
@@ -111,9 +108,7 @@ class FilterConfig(Config):
                     f"frequency of the 256 Hz output, or None; got {self.h_freq!r}"
                 )
         if self.l_freq is not None and self.h_freq is not None and self.l_freq >= self.h_freq:
-            raise ConfigError(
-                f"l_freq: expected a value below h_freq={self.h_freq!r}; got {self.l_freq!r}"
-            )
+            raise ConfigError(f"l_freq: expected a value below h_freq={self.h_freq!r}; got {self.l_freq!r}")
         order = self.order
         if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= 8:
             raise ConfigError(f"order: expected an integer in [1, 8]; got {self.order!r}")
@@ -125,9 +120,7 @@ def resolve_line_freq(data: np.ndarray, sfreq: float, config: FilterConfig) -> i
     """``config.line_freq`` with ``'auto'`` replaced by :func:`detect_line_frequency` on ``data``."""
     if config.line_freq != "auto":
         return None if config.line_freq is None else int(config.line_freq)
-    return detect_line_frequency(
-        data, sfreq, threshold_db=config.line_threshold_db, margin_db=config.line_margin_db
-    )
+    return detect_line_frequency(data, sfreq, threshold_db=config.line_threshold_db, margin_db=config.line_margin_db)
 
 
 # Design -------------------------------------------------------------------------------------
@@ -202,9 +195,7 @@ def _settle_samples(tail: np.ndarray, tol: float) -> int:
     return int(beyond[0])
 
 
-def design_filters(
-    sfreq: float, config: FilterConfig | None = None, line_freq: int | None = None
-) -> FilterDesign:
+def design_filters(sfreq: float, config: FilterConfig | None = None, line_freq: int | None = None) -> FilterDesign:
     """Design the notch + band-pass cascade for ``sfreq`` with an already resolved ``line_freq``.
 
     ``line_freq`` is 50, 60 or None; use :func:`resolve_line_freq` to turn ``config.line_freq``
@@ -233,8 +224,7 @@ def _design_filters(sfreq: float, config: FilterConfig, line_freq: int | None) -
         value = getattr(config, name)
         if value is not None and value >= nyquist:
             raise ValueError(
-                f"{name}: expected a value below the Nyquist frequency {nyquist:g} Hz of "
-                f"sfreq={sfreq:g}; got {value!r}"
+                f"{name}: expected a value below the Nyquist frequency {nyquist:g} Hz of sfreq={sfreq:g}; got {value!r}"
             )
     sections: list[np.ndarray] = []
     band: list[np.ndarray] = []
@@ -302,9 +292,7 @@ def _zero_phase_db(sos: np.ndarray, freq: float, sfreq: float) -> float:
     return float(20.0 * np.log10(max(abs(h[0]) ** 2, 1e-300)))
 
 
-def filter_data(
-    data: np.ndarray, sfreq: float, config: FilterConfig | None = None
-) -> tuple[np.ndarray, FilterDesign]:
+def filter_data(data: np.ndarray, sfreq: float, config: FilterConfig | None = None) -> tuple[np.ndarray, FilterDesign]:
     """Resolve the line frequency (``'auto'`` detects it on ``data``), design, and filter.
 
     Returns the float32 filtered data and the design (its ``describe()`` goes to the manifest).
@@ -320,8 +308,9 @@ def notch_filter(
     data: np.ndarray, sfreq: float, line_freq: int, *, width_hz: float = 2.0, harmonics: bool = True
 ) -> np.ndarray:
     """Zero-phase IIR notch at ``line_freq`` (and harmonics below Nyquist) only; float32 out."""
-    config = FilterConfig(line_freq=line_freq, l_freq=None, h_freq=None,
-                          notch_width_hz=width_hz, notch_harmonics=harmonics)
+    config = FilterConfig(
+        line_freq=line_freq, l_freq=None, h_freq=None, notch_width_hz=width_hz, notch_harmonics=harmonics
+    )
     return apply_filters(data, design_filters(sfreq, config, line_freq))
 
 

@@ -145,26 +145,36 @@ def _map_cap(ch_names, cap: str) -> ChannelMap:
 
 def _cap_note(ch_names, cmap: ChannelMap, montage: str = "auto") -> str:
     if cmap.cap.startswith("file-"):
-        return (f"; the channels are placed by the positions digitized in the file: a 10-20 site is present where a "
-                f"recorded electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it")
+        return (
+            f"; the channels are placed by the positions digitized in the file: a 10-20 site is present where a "
+            f"recorded electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it"
+        )
     if abc_ten_ten_names(cmap.cap):
         return f"; the labels are BioSemi cap positions ({cmap.cap}), each standing for the 10-10 electrode there"
     if cmap.cap:
         maker = "BioSemi cap" if cmap.cap in BIOSEMI_CAPS.values() else "cap"
-        return (f"; the labels are {maker} positions ({cmap.cap}): a 10-20 site is present where a recorded "
-                f"electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it")
+        return (
+            f"; the labels are {maker} positions ({cmap.cap}): a 10-20 site is present where a recorded "
+            f"electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it"
+        )
     if montage == "file":
-        return (f"; --montage file: no electrode positions to place the channels by (a FIF's, EGI MFF's or EEGLAB "
-                f"file's with the nasion and ears, a BrainVision header's [Coordinates] or a BIDS electrodes.tsv, "
-                f"for at least {CAP_MIN_LABELS} EEG channels)")
+        return (
+            f"; --montage file: no electrode positions to place the channels by (a FIF's, EGI MFF's or EEGLAB "
+            f"file's with the nasion and ears, a BrainVision header's [Coordinates] or a BIDS electrodes.tsv, "
+            f"for at least {CAP_MIN_LABELS} EEG channels)"
+        )
     if montage != "auto":
         found = sum(cap_label(n) in cap_positions(montage) for n in ch_names)
-        return (f"; --montage {montage}: {found} of the channel names are its electrodes' labels, fewer than the "
-                f"{min(CAP_MIN_LABELS, len(cap_positions(montage)))} that place a recording by it")
+        return (
+            f"; --montage {montage}: {found} of the channel names are its electrodes' labels, fewer than the "
+            f"{min(CAP_MIN_LABELS, len(cap_positions(montage)))} that place a recording by it"
+        )
     if is_biosemi_abc_layout(ch_names):
         last = max(n.strip()[0] for n in ch_names if _BIOSEMI_ABC.match(n.strip()))
-        return (f"; the labels are BioSemi ABC cap positions (letters A to {last}), of a cap with no layout here "
-                f"(known: letters to {', '.join(f'{k} ({v})' for k, v in BIOSEMI_CAPS.items())})")
+        return (
+            f"; the labels are BioSemi ABC cap positions (letters A to {last}), of a cap with no layout here "
+            f"(known: letters to {', '.join(f'{k} ({v})' for k, v in BIOSEMI_CAPS.items())})"
+        )
     return ""
 
 
@@ -178,8 +188,9 @@ FILE_NAMES_ENOUGH = 10
 MONTAGES = ("auto", "file", *CAP_LAYOUTS)
 
 
-def map_channels(ch_names: list[str] | tuple[str, ...], montage: str = "auto",
-                 digitized: Digitized | None = None) -> ChannelMap:
+def map_channels(
+    ch_names: list[str] | tuple[str, ...], montage: str = "auto", digitized: Digitized | None = None
+) -> ChannelMap:
     """Classify recorded channel names; raise HarmonizeError on duplicate electrodes. ``montage``:
     a cap of CAP_LAYOUTS whose labels (EGI's E1 ..., EasyCap's numbers) a run's recordings use;
     'file': the electrode positions ``digitized`` the file (``readers.digitized_positions``) or a BIDS
@@ -231,8 +242,11 @@ def _map_ten_ten(ch_names) -> ChannelMap:
     # Channels named 'X-Y' with two electrodes: all against one Y, a referential montage with an
     # electrode as reference (X-Cz, X-FCz); against several, a bipolar one (Fp1-F7, F7-T3 ...),
     # whose derivations are no electrode's potential, not even 'Fz-Cz'.
-    pairs = {idx: pair for idx, raw in enumerate(ch_names)
-             if auxiliary_kind(raw) is None and (pair := derivation(raw)) is not None}
+    pairs = {
+        idx: pair
+        for idx, raw in enumerate(ch_names)
+        if auxiliary_kind(raw) is None and (pair := derivation(raw)) is not None
+    }
     bipolar = len({second for _, second in pairs.values()}) > 1
     for idx, raw in enumerate(ch_names):
         kind = auxiliary_kind(raw)
@@ -287,10 +301,16 @@ class Harmonized:
     interpolated: tuple[str, ...]
 
 
-def plan_harmonization(ch_names, *, min_channels: int = 10, exclude: Sequence[str] = (),
-                       constant: Sequence[str] = (), montage: str = "auto",
-                       digitized: Digitized | None = None,
-                       cmap: ChannelMap | None = None) -> tuple[ChannelMap, np.ndarray | None]:
+def plan_harmonization(
+    ch_names,
+    *,
+    min_channels: int = 10,
+    exclude: Sequence[str] = (),
+    constant: Sequence[str] = (),
+    montage: str = "auto",
+    digitized: Digitized | None = None,
+    cmap: ChannelMap | None = None,
+) -> tuple[ChannelMap, np.ndarray | None]:
     """Map channels and, when some canonical ones are missing, the matrix that fills them in.
 
     ``exclude``: recorded channels (by name) known to be bad, e.g. from a BIDS channels.tsv;
@@ -309,8 +329,10 @@ def plan_harmonization(ch_names, *, min_channels: int = 10, exclude: Sequence[st
     dropped |= not_recorded
     if dropped:
         cmap = dataclasses.replace(
-            cmap, canonical={k: i for k, i in cmap.canonical.items() if i not in dropped},
-            extra_eeg={k: i for k, i in cmap.extra_eeg.items() if i not in dropped})
+            cmap,
+            canonical={k: i for k, i in cmap.canonical.items() if i not in dropped},
+            extra_eeg={k: i for k, i in cmap.extra_eeg.items() if i not in dropped},
+        )
     if len(cmap.canonical) < min_channels:
         found = ", ".join(repr(n) for n in ch_names[:30]) or "none"
         more = f" (+{len(ch_names) - 30} more)" if len(ch_names) > 30 else ""
@@ -318,20 +340,29 @@ def plan_harmonization(ch_names, *, min_channels: int = 10, exclude: Sequence[st
             f"only {len(cmap.canonical)} of the 19 10-20 channels are present "
             f"({', '.join(cmap.canonical) or 'none'}); need at least {min_channels} "
             f"(--min_channels). Channels found: {found}{more}"
-            + (f"; marked bad and left out: {', '.join(ch_names[i] for i in sorted(dropped - not_recorded))}"
-               if dropped - not_recorded else "")
-            + (f"; constant from start to end (not recorded), left out: "
-               f"{', '.join(ch_names[i] for i in sorted(not_recorded))}" if not_recorded else "")
-            + (f"; {len(cmap.bipolar)} are bipolar derivations ({', '.join(cmap.bipolar[:4])}"
-               f"{' ...' if len(cmap.bipolar) > 4 else ''}), differences between two electrodes that give neither "
-               f"electrode's signal: export the recording with a referential montage" if cmap.bipolar else "")
+            + (
+                f"; marked bad and left out: {', '.join(ch_names[i] for i in sorted(dropped - not_recorded))}"
+                if dropped - not_recorded
+                else ""
+            )
+            + (
+                f"; constant from start to end (not recorded), left out: "
+                f"{', '.join(ch_names[i] for i in sorted(not_recorded))}"
+                if not_recorded
+                else ""
+            )
+            + (
+                f"; {len(cmap.bipolar)} are bipolar derivations ({', '.join(cmap.bipolar[:4])}"
+                f"{' ...' if len(cmap.bipolar) > 4 else ''}), differences between two electrodes that give neither "
+                f"electrode's signal: export the recording with a referential montage"
+                if cmap.bipolar
+                else ""
+            )
             + _cap_note(ch_names, cmap, montage)
         )
     if not cmap.missing:
         return cmap, None
-    sources = tuple(sorted(cmap.canonical, key=CANONICAL_CHANNELS.index)) + tuple(
-        sorted(cmap.extra_eeg)
-    )
+    sources = tuple(sorted(cmap.canonical, key=CANONICAL_CHANNELS.index)) + tuple(sorted(cmap.extra_eeg))
     return cmap, interpolation_matrix(sources, cmap.missing)
 
 
@@ -361,8 +392,9 @@ def harmonize(
     if out is None:
         out = np.empty((N_CANONICAL, data.shape[1]), dtype=np.float32)
     elif out.shape != (N_CANONICAL, data.shape[1]) or out.dtype != np.float32:
-        raise ValueError(f"out: expected a float32 array of shape ({N_CANONICAL}, {data.shape[1]}); "
-                         f"got {out.dtype} {out.shape}")
+        raise ValueError(
+            f"out: expected a float32 array of shape ({N_CANONICAL}, {data.shape[1]}); got {out.dtype} {out.shape}"
+        )
     mask = np.zeros(N_CANONICAL, dtype=np.int64)
     for row, name in enumerate(CANONICAL_CHANNELS):
         if name in cmap.canonical:

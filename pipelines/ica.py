@@ -62,15 +62,21 @@ def fit_ica_cleaner(
     info = mne.create_info(names, sfreq, ch_types="eeg")
     raw = mne.io.RawArray(np.asarray(data)[list(measured)].astype(np.float64) * 1e-6, info, verbose="error")
     fit_raw = raw.copy().filter(1.0, None, verbose="error")
-    ica = mne.preprocessing.ICA(n_components=n_comp, method="picard",
-                                fit_params={"extended": True, "ortho": False},
-                                random_state=seed, max_iter=500, verbose="error")
+    ica = mne.preprocessing.ICA(
+        n_components=n_comp,
+        method="picard",
+        fit_params={"extended": True, "ortho": False},
+        random_state=seed,
+        max_iter=500,
+        verbose="error",
+    )
     ica.fit(fit_raw, decim=max(1, int(sfreq // 128)), verbose="error")
     frontal = [n for n in ("Fp1", "Fp2") if n in names]
     eog: list[int] = []
     if frontal:
-        eog, _ = ica.find_bads_eog(fit_raw, ch_name=frontal, threshold=eog_threshold,
-                                   measure="correlation", verbose="error")
+        eog, _ = ica.find_bads_eog(
+            fit_raw, ch_name=frontal, threshold=eog_threshold, measure="correlation", verbose="error"
+        )
     emg: list[int] = []
     if sfreq >= 140:  # the muscle criterion fits the 7-45 Hz slope; needs headroom above 45 Hz
         emg, _ = ica.find_bads_muscle(fit_raw, threshold=muscle_threshold, verbose="error")
@@ -85,6 +91,11 @@ def fit_ica_cleaner(
     zero = cleaned(np.zeros((n, 1)))
     unit = 1e-6  # probe at microvolt scale, like the data, so the whitening sees sane values
     matrix = (cleaned(np.eye(n) * unit) - zero) / unit
-    return IcaCleaner(matrix=matrix, offset=zero * 1e6, measured=measured,
-                      excluded_eog=tuple(sorted(eog)),
-                      excluded_emg=tuple(sorted(set(emg) - set(eog))), n_components=n_comp)
+    return IcaCleaner(
+        matrix=matrix,
+        offset=zero * 1e6,
+        measured=measured,
+        excluded_eog=tuple(sorted(eog)),
+        excluded_emg=tuple(sorted(set(emg) - set(eog))),
+        n_components=n_comp,
+    )

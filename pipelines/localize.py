@@ -72,7 +72,7 @@ def localized(path: str) -> Iterator[tuple[str, str]]:
     digest = hashlib.sha256()
     suffix = "".join(os.path.basename(path).partition(".")[1:]) or ".bin"
     if gzipped:
-        suffix = suffix[:-len(".gz")]
+        suffix = suffix[: -len(".gz")]
     with tempfile.TemporaryDirectory(prefix="eegfm-") as tmp:
         # A split FIF keeps its name: a part may name the next only by number, relative to its own;
         # so does an EEGLAB .set, whose data file MNE looks for under the .set's own name too.
@@ -106,8 +106,11 @@ def _localized_folder(path: str) -> Iterator[tuple[str, str]]:
     top = path.rstrip("/")
     digest = hashlib.sha256()
     if "://" not in path:
-        for name in sorted(os.path.relpath(os.path.join(folder, f), top).replace(os.sep, "/")
-                           for folder, _, files in os.walk(top) for f in files):
+        for name in sorted(
+            os.path.relpath(os.path.join(folder, f), top).replace(os.sep, "/")
+            for folder, _, files in os.walk(top)
+            for f in files
+        ):
             with open(os.path.join(top, name), "rb") as fh:
                 digest.update(name.encode() + b"\0" + hashlib.file_digest(fh, "sha256").digest())
         yield top, digest.hexdigest()
@@ -115,12 +118,14 @@ def _localized_folder(path: str) -> Iterator[tuple[str, str]]:
     with tempfile.TemporaryDirectory(prefix="eegfm-") as tmp:
         local = os.path.join(tmp, posixpath.basename(top))
         for meta in sorted(match_below(top, "**"), key=lambda m: m.path):
-            name = meta.path[len(top) + 1:]
+            name = meta.path[len(top) + 1 :]
             target = os.path.join(local, *name.split("/"))
             os.makedirs(os.path.dirname(target), exist_ok=True)
             one = hashlib.sha256()
-            with FileSystems.open(meta.path, compression_type=CompressionTypes.UNCOMPRESSED) as src, \
-                    open(target, "wb") as dst:
+            with (
+                FileSystems.open(meta.path, compression_type=CompressionTypes.UNCOMPRESSED) as src,
+                open(target, "wb") as dst,
+            ):
                 _copy(src, dst, one, False)
             digest.update(name.encode() + b"\0" + one.digest())
         if not os.path.isdir(local):
@@ -140,8 +145,7 @@ def _fetch_split_parts(path: str, local: str) -> None:
         remote = posixpath.join(posixpath.dirname(path), name)
         if os.path.exists(target) or not FileSystems.exists(remote):
             return  # a loop of names, or a missing part: MNE's reader names it
-        with FileSystems.open(remote, compression_type=CompressionTypes.UNCOMPRESSED) as src, \
-                open(target, "wb") as dst:
+        with FileSystems.open(remote, compression_type=CompressionTypes.UNCOMPRESSED) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         current = target
 
@@ -158,8 +162,10 @@ def _companions(path: str, header: str | None = None) -> list[str]:
         return []
     named = _brainvision_files(header) if header else {}
     folder = posixpath.dirname(path)
-    return [posixpath.join(folder, named[key]) if key in named else base + suffix
-            for key, suffix in (("MarkerFile", ".vmrk"), ("DataFile", ".eeg"))]
+    return [
+        posixpath.join(folder, named[key]) if key in named else base + suffix
+        for key, suffix in (("MarkerFile", ".vmrk"), ("DataFile", ".eeg"))
+    ]
 
 
 def _renamed_eeglab_data(path: str, local: str) -> list[str]:
@@ -184,4 +190,3 @@ def _brainvision_files(header: str) -> dict[str, str]:
                 if sep and key in ("DataFile", "MarkerFile") and value.strip():
                     named[key] = posixpath.basename(value.strip().replace("\\", "/"))
     return named
-

@@ -21,8 +21,9 @@ from eegfm.pipelines.features import FEATURE_NAMES
 MANIFEST_NAME, QUARANTINE_NAME = "manifest.json", "quarantine.jsonl"
 
 
-def manifest_header(config: PreprocessConfig, sites: tuple[str, ...], output_shown: str, redact_paths: bool,
-                    ignored: list[Ignored]) -> dict:
+def manifest_header(
+    config: PreprocessConfig, sites: tuple[str, ...], output_shown: str, redact_paths: bool, ignored: list[Ignored]
+) -> dict:
     """What the manifest says before any recording is read."""
     return {
         "pipeline_version": schema.PIPELINE_VERSION,
@@ -42,32 +43,48 @@ def manifest_header(config: PreprocessConfig, sites: tuple[str, ...], output_sho
 
 def window_counts(counted: tuple[str, str, str, int, str]) -> list[tuple[str, float]]:
     site, subject, label, n_times, corpus_split = counted
-    return [("site/" + site, 1), ("subject/" + subject, 1), ("label/" + label, 1), (f"site_label/{site}/{label}", 1),
-            ("total", 1),
-            ("seconds", n_times / schema.SFREQ), (f"samples/{n_times}", 1),
-            *([("split/" + corpus_split, 1)] if corpus_split else [])]
+    return [
+        ("site/" + site, 1),
+        ("subject/" + subject, 1),
+        ("label/" + label, 1),
+        (f"site_label/{site}/{label}", 1),
+        ("total", 1),
+        ("seconds", n_times / schema.SFREQ),
+        (f"samples/{n_times}", 1),
+        *([("split/" + corpus_split, 1)] if corpus_split else []),
+    ]
 
 
 def _per_site_label(counts: dict) -> dict[str, dict[str, int]]:
     out: dict[str, dict[str, int]] = {}
     for key, value in sorted(counts.items()):
         if key.startswith("site_label/"):
-            site, label = key[len("site_label/"):].split("/", 1)
+            site, label = key[len("site_label/") :].split("/", 1)
             out.setdefault(site, {})[label] = int(value)
     return out
 
 
 def quarantine_line(event) -> str:
     if isinstance(event, Outcome):
-        return json.dumps({"path": event.source, "stage": event.stage, "reason": event.reason,
-                           "kind": "input"}, sort_keys=True)
+        return json.dumps(
+            {"path": event.source, "stage": event.stage, "reason": event.reason, "kind": "input"}, sort_keys=True
+        )
     if isinstance(event, Ignored):
-        return json.dumps({"path": event.path, "stage": "discover", "reason": event.reason,
-                           "kind": "ignored"}, sort_keys=True)
+        return json.dumps(
+            {"path": event.path, "stage": "discover", "reason": event.reason, "kind": "ignored"}, sort_keys=True
+        )
     start = float(event.window_start_s)
-    return json.dumps({"path": event.source, "stage": event.stage, "reason": "; ".join(event.reasons),
-                       "window_start_s": round(start, 6) if math.isfinite(start) else None, "site": event.site,
-                       "kind": "window"}, sort_keys=True)
+    return json.dumps(
+        {
+            "path": event.source,
+            "stage": event.stage,
+            "reason": "; ".join(event.reasons),
+            "window_start_s": round(start, 6) if math.isfinite(start) else None,
+            "site": event.site,
+            "kind": "window",
+        },
+        sort_keys=True,
+    )
 
 
 def write_manifest(_, path, header, outcomes, counts, shards, model_used, quarantine_lines, spill_dir):
@@ -82,16 +99,16 @@ def write_manifest(_, path, header, outcomes, counts, shards, model_used, quaran
     inputs = sorted((o.as_dict() for o in outcomes), key=lambda d: d["source"])
     manifest = dict(header)
     manifest["inputs"] = header["ignored"] + [
-        {k: v for k, v in d.items() if k != "interpolated"} | {"interpolated": list(d["interpolated"])}
-        for d in inputs
+        {k: v for k, v in d.items() if k != "interpolated"} | {"interpolated": list(d["interpolated"])} for d in inputs
     ]
     manifest.pop("ignored")
     manifest["counts"] = _counts(inputs, counts, len(manifest["inputs"]), len(header["ignored"]))
     # Local shards relative to the output folder; remote ones under it as header["output"] shows
     # it (its names redacted under --redact_paths).
     output, shown = os.path.dirname(path).rstrip("/"), header["output"].rstrip("/")
-    manifest["shards"] = sorted(os.path.relpath(s, output) if "://" not in s else shown + s[len(output):]
-                                for s in shards)
+    manifest["shards"] = sorted(
+        os.path.relpath(s, output) if "://" not in s else shown + s[len(output) :] for s in shards
+    )
     manifest["artifact_model"] = next((m for m in model_used if m), None)
     with FileSystems.create(path) as fh:
         fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode())
@@ -101,8 +118,9 @@ def write_manifest(_, path, header, outcomes, counts, shards, model_used, quaran
 def _counts(inputs: list[dict], counts: dict, n_inputs: int, n_ignored: int) -> dict:
     """The manifest's ``counts``: of the inputs' outcomes, and of the windows written (``counts``:
     the sums of ``window_counts``)."""
+
     def named(prefix: str) -> dict[str, int]:
-        return {k[len(prefix):]: int(v) for k, v in sorted(counts.items()) if k.startswith(prefix)}
+        return {k[len(prefix) :]: int(v) for k, v in sorted(counts.items()) if k.startswith(prefix)}
 
     return {
         "inputs": n_inputs,
@@ -113,8 +131,9 @@ def _counts(inputs: list[dict], counts: dict, n_inputs: int, n_ignored: int) -> 
         "rejected_windows": sum(int(d["rejected_windows"]) for d in inputs),
         "repaired_windows": sum(int(d.get("repaired_windows", 0)) for d in inputs),
         # processed recordings whose channels a cap's layout (or the file's digitized positions) placed
-        "caps": dict(sorted(collections.Counter(
-            d["cap"] for d in inputs if d.get("cap") and d["status"] == "processed").items())),
+        "caps": dict(
+            sorted(collections.Counter(d["cap"] for d in inputs if d.get("cap") and d["status"] == "processed").items())
+        ),
         **_ica_totals(inputs),
         "window_eeg_hours": round(float(counts.get("seconds", 0.0)) / 3600.0, 6),
         "input_eeg_hours": round(sum(float(d["eeg_seconds"]) for d in inputs) / 3600.0, 6),
@@ -136,8 +155,13 @@ def _ica_totals(inputs: list[dict]) -> dict:
     cleaned = [d["ica"] for d in inputs if d.get("ica")]
     if not cleaned:
         return {}
-    return {"ica_removed": {"eog": sum(c["eog_removed"] for c in cleaned),
-                            "emg": sum(c["emg_removed"] for c in cleaned), "recordings": len(cleaned)}}
+    return {
+        "ica_removed": {
+            "eog": sum(c["eog_removed"] for c in cleaned),
+            "emg": sum(c["emg_removed"] for c in cleaned),
+            "recordings": len(cleaned),
+        }
+    }
 
 
 def count(n: int, noun: str) -> str:
@@ -148,25 +172,45 @@ def summarize(manifest: dict, seconds: float) -> str:
     c = manifest["counts"]
     rate = c["input_eeg_hours"] / seconds if seconds > 0 else float("nan")
     rows = [
-        ("input files", c["inputs"]), ("processed", c["processed"]),
+        ("input files", c["inputs"]),
+        ("processed", c["processed"]),
         # Workers' log lines do not reach this terminal in multi_processing mode; the file has every reason.
         ("quarantined", f"{c['quarantined']} (reasons in quarantine.jsonl)" if c["quarantined"] else 0),
-        ("ignored (sidecars, parts, docs)", c["ignored"]), ("windows written", c["windows"]),
+        ("ignored (sidecars, parts, docs)", c["ignored"]),
+        ("windows written", c["windows"]),
         ("windows rejected", c["rejected_windows"]),
-        *([("windows repaired", f"{c['repaired_windows']} (kept with a few bad channels interpolated)")]
-          if c.get("repaired_windows") else []),
-        *([("placed by cap layout", ", ".join(f"{cap} {n}" for cap, n in c["caps"].items()))]
-          if c.get("caps") else []),
+        *(
+            [("windows repaired", f"{c['repaired_windows']} (kept with a few bad channels interpolated)")]
+            if c.get("repaired_windows")
+            else []
+        ),
+        *([("placed by cap layout", ", ".join(f"{cap} {n}" for cap, n in c["caps"].items()))] if c.get("caps") else []),
         ("EEG hours read", f"{c['input_eeg_hours']:.3f}"),
-        ("EEG hours in windows", f"{c['window_eeg_hours']:.3f}" + (
-            " (windows overlap: stride < window, or overlapping labeled sub-windows)"
-            if c["window_eeg_hours"] > c["input_eeg_hours"] else "")), ("sites", len(c["per_site"])),
+        (
+            "EEG hours in windows",
+            f"{c['window_eeg_hours']:.3f}"
+            + (
+                " (windows overlap: stride < window, or overlapping labeled sub-windows)"
+                if c["window_eeg_hours"] > c["input_eeg_hours"]
+                else ""
+            ),
+        ),
+        ("sites", len(c["per_site"])),
         ("TFRecord files", len(manifest.get("shards", ()))),
         ("artifact model", manifest.get("artifact_model") or "none (rules only)"),
-        *([("ICA components removed", f"{c['ica_removed']['eog']} eye, {c['ica_removed']['emg']} muscle in "
-                                        + count(c["ica_removed"]["recordings"], "recording"))]
-          if "ica_removed" in c else []),
-        ("wall time", f"{seconds:.1f} s"), ("throughput", f"{rate:.3f} EEG-hours/s"),
+        *(
+            [
+                (
+                    "ICA components removed",
+                    f"{c['ica_removed']['eog']} eye, {c['ica_removed']['emg']} muscle in "
+                    + count(c["ica_removed"]["recordings"], "recording"),
+                )
+            ]
+            if "ica_removed" in c
+            else []
+        ),
+        ("wall time", f"{seconds:.1f} s"),
+        ("throughput", f"{rate:.3f} EEG-hours/s"),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)

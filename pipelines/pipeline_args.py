@@ -66,13 +66,15 @@ def describe(unknown: Sequence[str], own: Iterable[str], beam: Iterable[str]) ->
             if "=" not in arg and i + 1 < len(unknown) and not unknown[i + 1].startswith("-"):
                 value, i = f" {unknown[i + 1]}", i + 1
             # Beam has ~250 options: a looser match there mostly suggests unrelated ones.
-            close = (difflib.get_close_matches(name, own, n=3, cutoff=0.7)
-                     or difflib.get_close_matches(name, beam, n=3, cutoff=0.8))
+            close = difflib.get_close_matches(name, own, n=3, cutoff=0.7) or difflib.get_close_matches(
+                name, beam, n=3, cutoff=0.8
+            )
             hint = f"; did you mean {' or '.join(close)}?" if close else " (--help lists eegfm's options)"
             parts.append(f"{arg}{value}: not an eegfm-preprocess option or an Apache Beam pipeline option{hint}")
         else:
-            parts.append(f"{arg!r}: a value that follows no option (several inputs: --input A B ..., "
-                         f"or --input repeated)")
+            parts.append(
+                f"{arg!r}: a value that follows no option (several inputs: --input A B ..., or --input repeated)"
+            )
         i += 1
     return "unrecognized arguments: " + "; ".join(parts)
 
@@ -94,124 +96,247 @@ def build_parser() -> argparse.ArgumentParser:
     _add_input_output_options(parser.add_argument_group("inputs and outputs"))
     _add_signal_options(parser.add_argument_group("signal processing"))
     _add_artifact_options(parser.add_argument_group("artifacts and quality"))
-    parser.add_argument("--cold_workers", action="store_true",
-                        help="accepted for older scripts: Beam starts every multi_processing worker as it does")
+    parser.add_argument(
+        "--cold_workers",
+        action="store_true",
+        help="accepted for older scripts: Beam starts every multi_processing worker as it does",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging, including Beam's")
     return parser
 
 
 def _add_input_output_options(io_) -> None:
-    io_.add_argument("--input", type=user_path, action="extend", nargs="+", required=True, metavar="PATH",
-                     help="one or more files, globs or folders; local, gs:// or s3://; repeatable. In a quoted glob "
-                     "* stays within a folder and **/ spans any number of them. A split FIF is one recording; a "
-                     "copy of another input (the same bytes) is quarantined naming the one kept")
+    io_.add_argument(
+        "--input",
+        type=user_path,
+        action="extend",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="one or more files, globs or folders; local, gs:// or s3://; repeatable. In a quoted glob "
+        "* stays within a folder and **/ spans any number of them. A split FIF is one recording; a "
+        "copy of another input (the same bytes) is quarantined naming the one kept",
+    )
     io_.add_argument("--output", type=user_path, required=True, help="output folder (local, gs:// or s3://)")
-    io_.add_argument("--overwrite", action="store_true",
-                     help="delete an earlier run's outputs in --output first; without it such a folder is an "
-                     "error, since readers take every shard in it and would mix the two runs")
-    io_.add_argument("--report", action="store_true",
-                     help="after the run, draw its data quality across sites as OUTPUT/report.png "
-                     "(python -m eegfm.pipelines.report OUTPUT draws it later)")
-    io_.add_argument("--dataset", default="auto", choices=DATASETS,
-                     help="layout adapter (docs/datasets.md describes each): hms = Kaggle train.csv + train_eegs/; "
-                     "bids = BIDS; eegmat, eegmmi = PhysioNet; tuab, tuep, tusz, tuev, tuar = the TUH corpora; "
-                     "chbmit = CHB-MIT; siena = Siena Scalp EEG; edf = any folder of EDF/BDF/FIF/BrainVision/EEGLAB "
-                     "files and EGI MFF folders (+ optional labels.csv); auto detects it per top-level folder")
-    io_.add_argument("--site", default=None,
-                     help="site name for every input; default: the first folder below each input folder (for "
-                     "a glob, below the folder before its first wildcard; for a file, its folder)")
-    io_.add_argument("--s3_anonymous", action="store_true",
-                     help="read s3:// inputs with unsigned requests, without credentials (public buckets such as "
-                     "s3://openneuro.org/); --output and --pseudonym_key_file cannot be on S3 then")
-    io_.add_argument("--pseudonym_key_file", type=user_path, default=DEFAULT_KEY_FILE,
-                     help="secret key for the HMAC-SHA256 pseudonyms of site/subject/session/recording "
-                     "(created with a random key on first use if it is the default path). Keep it to get "
-                     "the same pseudonyms in later runs; use a gs:// path on Dataflow")
-    io_.add_argument("--create_key_file", action="store_true",
-                     help="create --pseudonym_key_file with a new random key if it does not exist (local paths); "
-                     "without it a missing key file is an error, not a new key that matches no earlier run")
-    io_.add_argument("--redact_paths", action="store_true",
-                     help="name the inputs by keyed tokens (dir-<hex>, file-<hex> with its extensions) below the "
-                     "folder each --input is given in, in manifest.json, quarantine.jsonl, the logs and messages, "
-                     "for exports named after patients; eegfm-redact maps tokens back")
-    io_.add_argument("--num_shards", type=int, default=0,
-                     help="TFRecord shards per site, each a contiguous part of about equal size of the site's "
-                     "windows; 0: as few as --max_shard_mb allows. The same inputs give the same files either way")
-    io_.add_argument("--max_shard_mb", type=float, default=DEFAULT_MAX_SHARD_BYTES / 2**20,
-                     help="with --num_shards 0, the most MiB of records in a shard (at most one window over; a 10 s "
-                     "window is about 0.1 MiB): loader workers and ranks that share a file each read all of it")
+    io_.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="delete an earlier run's outputs in --output first; without it such a folder is an "
+        "error, since readers take every shard in it and would mix the two runs",
+    )
+    io_.add_argument(
+        "--report",
+        action="store_true",
+        help="after the run, draw its data quality across sites as OUTPUT/report.png "
+        "(python -m eegfm.pipelines.report OUTPUT draws it later)",
+    )
+    io_.add_argument(
+        "--dataset",
+        default="auto",
+        choices=DATASETS,
+        help="layout adapter (docs/datasets.md describes each): hms = Kaggle train.csv + train_eegs/; "
+        "bids = BIDS; eegmat, eegmmi = PhysioNet; tuab, tuep, tusz, tuev, tuar = the TUH corpora; "
+        "chbmit = CHB-MIT; siena = Siena Scalp EEG; edf = any folder of EDF/BDF/FIF/BrainVision/EEGLAB "
+        "files and EGI MFF folders (+ optional labels.csv); auto detects it per top-level folder",
+    )
+    io_.add_argument(
+        "--site",
+        default=None,
+        help="site name for every input; default: the first folder below each input folder (for "
+        "a glob, below the folder before its first wildcard; for a file, its folder)",
+    )
+    io_.add_argument(
+        "--s3_anonymous",
+        action="store_true",
+        help="read s3:// inputs with unsigned requests, without credentials (public buckets such as "
+        "s3://openneuro.org/); --output and --pseudonym_key_file cannot be on S3 then",
+    )
+    io_.add_argument(
+        "--pseudonym_key_file",
+        type=user_path,
+        default=DEFAULT_KEY_FILE,
+        help="secret key for the HMAC-SHA256 pseudonyms of site/subject/session/recording "
+        "(created with a random key on first use if it is the default path). Keep it to get "
+        "the same pseudonyms in later runs; use a gs:// path on Dataflow",
+    )
+    io_.add_argument(
+        "--create_key_file",
+        action="store_true",
+        help="create --pseudonym_key_file with a new random key if it does not exist (local paths); "
+        "without it a missing key file is an error, not a new key that matches no earlier run",
+    )
+    io_.add_argument(
+        "--redact_paths",
+        action="store_true",
+        help="name the inputs by keyed tokens (dir-<hex>, file-<hex> with its extensions) below the "
+        "folder each --input is given in, in manifest.json, quarantine.jsonl, the logs and messages, "
+        "for exports named after patients; eegfm-redact maps tokens back",
+    )
+    io_.add_argument(
+        "--num_shards",
+        type=int,
+        default=0,
+        help="TFRecord shards per site, each a contiguous part of about equal size of the site's "
+        "windows; 0: as few as --max_shard_mb allows. The same inputs give the same files either way",
+    )
+    io_.add_argument(
+        "--max_shard_mb",
+        type=float,
+        default=DEFAULT_MAX_SHARD_BYTES / 2**20,
+        help="with --num_shards 0, the most MiB of records in a shard (at most one window over; a 10 s "
+        "window is about 0.1 MiB): loader workers and ranks that share a file each read all of it",
+    )
 
 
 def _add_signal_options(sig) -> None:
-    sig.add_argument("--window_seconds", type=float, default=10.0,
-                     help="window length for unlabeled recordings (HMS labeled sub-windows are always 50 s)")
-    sig.add_argument("--stride_seconds", type=float, default=None,
-                     help="step between window starts (default: --window_seconds, windows end to end); "
-                     "smaller overlaps windows, larger leaves the signal between them out (the run warns)")
-    sig.add_argument("--line_freq", default="auto", choices=["auto", "50", "60", "none"],
-                     help="mains frequency to notch (with its harmonics); auto takes a BIDS recording's "
-                     "PowerLineFrequency (*_eeg.json) where given, else detects 50/60 Hz from the first "
-                     "--line_detect_seconds of each recording and notches nothing if neither stands out")
+    sig.add_argument(
+        "--window_seconds",
+        type=float,
+        default=10.0,
+        help="window length for unlabeled recordings (HMS labeled sub-windows are always 50 s)",
+    )
+    sig.add_argument(
+        "--stride_seconds",
+        type=float,
+        default=None,
+        help="step between window starts (default: --window_seconds, windows end to end); "
+        "smaller overlaps windows, larger leaves the signal between them out (the run warns)",
+    )
+    sig.add_argument(
+        "--line_freq",
+        default="auto",
+        choices=["auto", "50", "60", "none"],
+        help="mains frequency to notch (with its harmonics); auto takes a BIDS recording's "
+        "PowerLineFrequency (*_eeg.json) where given, else detects 50/60 Hz from the first "
+        "--line_detect_seconds of each recording and notches nothing if neither stands out",
+    )
     sig.add_argument("--l_freq", type=float, default=0.5, help="band-pass lower edge in Hz (passband edge)")
-    sig.add_argument("--h_freq", type=float, default=70.0,
-                     help="band-pass upper edge in Hz; must stay well below 128 Hz, the Nyquist frequency "
-                     "of the 256 Hz output, because the resampler's anti-aliasing filter already rolls off "
-                     "from about 105 Hz and content near Nyquist is partly aliased")
-    sig.add_argument("--min_channels", type=int, default=10,
-                     help="fewest of the 19 10-20 channels a recording must have; the rest are "
-                     "interpolated by spherical splines and marked 0 in channel_mask")
-    sig.add_argument("--repair_channels", type=int, default=3,
-                     help="a window rejected only because at most this many channels are flat, clipped or "
-                     "beyond the amplitude limit (an electrode off for a while) is kept with those channels "
-                     "interpolated from the others for that window and marked 0 in its channel_mask "
-                     "(\"repaired\" in the manifest); 0 rejects such windows")
-    sig.add_argument("--montage", default="auto", choices=["auto", "file", *CAP_LAYOUTS], metavar="CAP",
-                     help="the cap of recordings whose channels are named by cap position, not 10-20 site: "
-                     f"one of {', '.join(CAP_LAYOUTS)} (each 10-20 site takes the recorded electrode nearest it, "
-                     "within 7 degrees; manifest: cap, cap_sites); file: the electrode positions a file (or a BIDS "
-                     "*_electrodes.tsv) holds; auto: BioSemi's ABC labels only. docs/preprocessing.md has the details")
-    sig.add_argument("--reference", default="keep", choices=["keep", "average"],
-                     help="keep the recording's reference, or re-reference to the average of the 19 channels")
-    sig.add_argument("--chunk_seconds", type=float, default=300.0,
-                     help="how much of a recording is read at once (at most 2^21 samples per channel): "
-                     "peak memory is bounded by it; recordings shorter than it are filtered in one pass")
-    sig.add_argument("--features", action="store_true",
-                     help=f"store {len(FEATURE_NAMES)} extra features per window (time statistics, "
-                     "relative band powers, spectral entropy) in the 'extra' field")
-    sig.add_argument("--ica", action="store_true",
-                     help="remove eye-blink and muscle components with ICA (extended Infomax solved by Picard, "
-                     "fitted on the first --ica_fit_seconds of each recording; eye components found by "
-                     "correlation with Fp1/Fp2). Off by default: it costs a few seconds per recording and "
-                     "alters the signal")
-    sig.add_argument("--ica_fit_seconds", type=float, default=120.0,
-                     help="seconds at the start of each recording used to fit the ICA")
+    sig.add_argument(
+        "--h_freq",
+        type=float,
+        default=70.0,
+        help="band-pass upper edge in Hz; must stay well below 128 Hz, the Nyquist frequency "
+        "of the 256 Hz output, because the resampler's anti-aliasing filter already rolls off "
+        "from about 105 Hz and content near Nyquist is partly aliased",
+    )
+    sig.add_argument(
+        "--min_channels",
+        type=int,
+        default=10,
+        help="fewest of the 19 10-20 channels a recording must have; the rest are "
+        "interpolated by spherical splines and marked 0 in channel_mask",
+    )
+    sig.add_argument(
+        "--repair_channels",
+        type=int,
+        default=3,
+        help="a window rejected only because at most this many channels are flat, clipped or "
+        "beyond the amplitude limit (an electrode off for a while) is kept with those channels "
+        "interpolated from the others for that window and marked 0 in its channel_mask "
+        '("repaired" in the manifest); 0 rejects such windows',
+    )
+    sig.add_argument(
+        "--montage",
+        default="auto",
+        choices=["auto", "file", *CAP_LAYOUTS],
+        metavar="CAP",
+        help="the cap of recordings whose channels are named by cap position, not 10-20 site: "
+        f"one of {', '.join(CAP_LAYOUTS)} (each 10-20 site takes the recorded electrode nearest it, "
+        "within 7 degrees; manifest: cap, cap_sites); file: the electrode positions a file (or a BIDS "
+        "*_electrodes.tsv) holds; auto: BioSemi's ABC labels only. docs/preprocessing.md has the details",
+    )
+    sig.add_argument(
+        "--reference",
+        default="keep",
+        choices=["keep", "average"],
+        help="keep the recording's reference, or re-reference to the average of the 19 channels",
+    )
+    sig.add_argument(
+        "--chunk_seconds",
+        type=float,
+        default=300.0,
+        help="how much of a recording is read at once (at most 2^21 samples per channel): "
+        "peak memory is bounded by it; recordings shorter than it are filtered in one pass",
+    )
+    sig.add_argument(
+        "--features",
+        action="store_true",
+        help=f"store {len(FEATURE_NAMES)} extra features per window (time statistics, "
+        "relative band powers, spectral entropy) in the 'extra' field",
+    )
+    sig.add_argument(
+        "--ica",
+        action="store_true",
+        help="remove eye-blink and muscle components with ICA (extended Infomax solved by Picard, "
+        "fitted on the first --ica_fit_seconds of each recording; eye components found by "
+        "correlation with Fp1/Fp2). Off by default: it costs a few seconds per recording and "
+        "alters the signal",
+    )
+    sig.add_argument(
+        "--ica_fit_seconds",
+        type=float,
+        default=120.0,
+        help="seconds at the start of each recording used to fit the ICA",
+    )
 
 
 def _add_artifact_options(art) -> None:
-    art.add_argument("--artifact_model", type=user_path, default=None,
-                     help="reuse a saved artifact autoencoder (artifact_ae.npz of an earlier run) "
-                     "instead of fitting one")
-    art.add_argument("--no_artifact_model", action="store_true",
-                     help="score artifacts with the rules only (ae_score stays -1)")
-    art.add_argument("--ae_train_sites", default="",
-                     help="comma-separated site names whose windows train the autoencoder (default all); "
-                     "for leave-one-site-out studies give only the training sites. A corpus's eval split "
-                     "(TUH's edf/eval/ recordings) never trains it")
-    art.add_argument("--ae_sample_size", type=int, default=2000,
-                     help="at most this many windows (a deterministic sample) fit the autoencoder; at least "
-                     f"{ArtifactAutoencoder().min_fit_windows} (a fifth of them calibrate its scores). With fewer "
-                     "training-site windows in all, no autoencoder is fitted and the rules alone score artifacts "
-                     "(logged)")
-    art.add_argument("--max_artifact_score", type=float, default=1.0,
-                     help="quarantine windows whose combined artifact score exceeds this (1.0 keeps all)")
-    art.add_argument("--config", type=user_path, default=None,
-                     help="YAML file with PreprocessConfig fields (quality: thresholds ... as nested keys); "
-                     "the flags given on the command line override it, the others leave its values alone")
+    art.add_argument(
+        "--artifact_model",
+        type=user_path,
+        default=None,
+        help="reuse a saved artifact autoencoder (artifact_ae.npz of an earlier run) instead of fitting one",
+    )
+    art.add_argument(
+        "--no_artifact_model", action="store_true", help="score artifacts with the rules only (ae_score stays -1)"
+    )
+    art.add_argument(
+        "--ae_train_sites",
+        default="",
+        help="comma-separated site names whose windows train the autoencoder (default all); "
+        "for leave-one-site-out studies give only the training sites. A corpus's eval split "
+        "(TUH's edf/eval/ recordings) never trains it",
+    )
+    art.add_argument(
+        "--ae_sample_size",
+        type=int,
+        default=2000,
+        help="at most this many windows (a deterministic sample) fit the autoencoder; at least "
+        f"{ArtifactAutoencoder().min_fit_windows} (a fifth of them calibrate its scores). With fewer "
+        "training-site windows in all, no autoencoder is fitted and the rules alone score artifacts "
+        "(logged)",
+    )
+    art.add_argument(
+        "--max_artifact_score",
+        type=float,
+        default=1.0,
+        help="quarantine windows whose combined artifact score exceeds this (1.0 keeps all)",
+    )
+    art.add_argument(
+        "--config",
+        type=user_path,
+        default=None,
+        help="YAML file with PreprocessConfig fields (quality: thresholds ... as nested keys); "
+        "the flags given on the command line override it, the others leave its values alone",
+    )
 
 
 # PreprocessConfig fields that have a flag of the same name.
-_CONFIG_FLAGS = ("window_seconds", "stride_seconds", "line_freq", "l_freq", "h_freq", "min_channels", "reference",
-                 "chunk_seconds", "features", "ica", "ica_fit_seconds", "repair_channels", "montage")
+_CONFIG_FLAGS = (
+    "window_seconds",
+    "stride_seconds",
+    "line_freq",
+    "l_freq",
+    "h_freq",
+    "min_channels",
+    "reference",
+    "chunk_seconds",
+    "features",
+    "ica",
+    "ica_fit_seconds",
+    "repair_channels",
+    "montage",
+)
 
 
 def config_from_args(args, given: set[str] | None = None) -> PreprocessConfig:
@@ -227,8 +352,11 @@ def config_from_args(args, given: set[str] | None = None) -> PreprocessConfig:
         fields["stride_seconds"] = fields["window_seconds"]
     if "line_freq" in fields:
         fields["line_freq"] = {"auto": "auto", "50": 50, "60": 60, "none": None}[fields["line_freq"]]
-    quality = base.quality.replace(max_artifact_score=args.max_artifact_score) \
-        if wanted("max_artifact_score") else base.quality
+    quality = (
+        base.quality.replace(max_artifact_score=args.max_artifact_score)
+        if wanted("max_artifact_score")
+        else base.quality
+    )
     return base.replace(**fields, quality=quality)
 
 

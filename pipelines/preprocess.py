@@ -102,11 +102,19 @@ def _run(parser, argv, args, beam_args, redaction: RunRedaction) -> dict:
         # --direct_running_mode defaults to in_memory, one process.
         options.view_as(StandardOptions).runner = "DirectRunner"
     if options.get_all_options().get("dry_run") and _is_local(options):
-        print(redaction.scrub(_dry_run_plan(args, items, ignored, datasets,
-                                            (key, redaction.redactor) if args.redact_paths else None)))
+        print(
+            redaction.scrub(
+                _dry_run_plan(args, items, ignored, datasets, (key, redaction.redactor) if args.redact_paths else None)
+            )
+        )
         return {}
-    log.info("%s (%s), %s; writing to %s", count(len(items), "recording"),
-             _describe_datasets(datasets, redaction.redactor), count(len(ignored), "other file"), args.output)
+    log.info(
+        "%s (%s), %s; writing to %s",
+        count(len(items), "recording"),
+        _describe_datasets(datasets, redaction.redactor),
+        count(len(ignored), "other file"),
+        args.output,
+    )
     if "://" not in args.output:  # object stores have no folders to create, nor locks
         try:
             os.makedirs(args.output, exist_ok=True)
@@ -125,15 +133,22 @@ def _pipeline_options(parser, args, beam_args: list[str]) -> PipelineOptions:
     """Beam's options from the arguments the job's parser left; refuses those Beam does not know either."""
     unknown = unrecognized(beam_args)
     if unknown:  # Beam would only warn and run without them
-        parser.error(describe(unknown, [flag for action in parser._actions for flag in action.option_strings],
-                              beam_option_names()))
+        parser.error(
+            describe(
+                unknown, [flag for action in parser._actions for flag in action.option_strings], beam_option_names()
+            )
+        )
     if args.s3_anonymous:
-        private = [f"{flag} {path}" for flag, path in (("--output", args.output),
-                                                        ("--pseudonym_key_file", args.pseudonym_key_file))
-                   if path.startswith("s3://")]
+        private = [
+            f"{flag} {path}"
+            for flag, path in (("--output", args.output), ("--pseudonym_key_file", args.pseudonym_key_file))
+            if path.startswith("s3://")
+        ]
         if private:
-            parser.error(f"--s3_anonymous: unsigned requests cannot write or read a private key; "
-                         f"{' and '.join(private)} must be on another file system")
+            parser.error(
+                f"--s3_anonymous: unsigned requests cannot write or read a private key; "
+                f"{' and '.join(private)} must be on another file system"
+            )
         beam_args.append("--s3_anonymous")  # a pipeline option (pipelines.s3_anonymous): workers apply it too
         install_s3_anonymous()
     options = PipelineOptions(beam_args)
@@ -146,24 +161,28 @@ def _pipeline_options(parser, args, beam_args: list[str]) -> PipelineOptions:
 def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedaction):
     """The run's config, recordings, files passed over, data sets and key, after checking that
     every path it needs can be reached; redaction keyed with its inputs."""
-    check_s3_credentials([*([] if args.s3_anonymous else args.input), args.output, args.pseudonym_key_file],
-                         options)
+    check_s3_credentials([*([] if args.s3_anonymous else args.input), args.output, args.pseudonym_key_file], options)
     dry_run = options.get_all_options().get("dry_run")  # a dry run lists inputs but writes nothing
     if not dry_run:
         check_gcs_credentials([args.output, args.pseudonym_key_file])
     check_reachable([*args.input, args.pseudonym_key_file, *([] if dry_run else [args.output])], options)
     config = config_from_args(args, given_flags(parser, argv))
     if config.stride_seconds > config.window_seconds:
-        log.warning("windows of %g s every %g s (--stride_seconds): %g s between windows are in none of them",
-                    config.window_seconds, config.stride_seconds, config.stride_seconds - config.window_seconds)
+        log.warning(
+            "windows of %g s every %g s (--stride_seconds): %g s between windows are in none of them",
+            config.window_seconds,
+            config.stride_seconds,
+            config.stride_seconds - config.window_seconds,
+        )
     check_sharding(args)
     args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file, args.create_key_file)
     key = load_key(args.pseudonym_key_file)
     if "://" not in args.pseudonym_key_file:  # object stores have their own access control
         warn_if_shared(args.pseudonym_key_file)
     # An output folder (or key file) inside an input folder is the job's own, never an input.
-    items, ignored, datasets = discover(args.input, dataset=args.dataset, site=args.site,
-                                        exclude=[args.output, args.pseudonym_key_file])
+    items, ignored, datasets = discover(
+        args.input, dataset=args.dataset, site=args.site, exclude=[args.output, args.pseudonym_key_file]
+    )
     redaction.keyed(key, _named_paths(args, items, ignored), kept_folders(args.input))
     ignored = [Ignored(redaction.redactor.path(g.path), redaction.scrub(g.reason)) for g in ignored]
     return config, items, ignored, datasets, key
@@ -172,8 +191,7 @@ def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedactio
 def _named_paths(args, items, ignored) -> list[str]:
     """Every input path a report or log line of this run may name: the inputs as given and as found,
     their sidecars, the files passed over."""
-    return [*args.input, *(p for item in items for p in related_paths(item)),
-            *(g.path for g in ignored)]
+    return [*args.input, *(p for item in items for p in related_paths(item)), *(g.path for g in ignored)]
 
 
 def _dry_run_plan(args, items, ignored, datasets, redacted: tuple[bytes, PathRedactor] | None = None) -> str:
@@ -181,12 +199,14 @@ def _dry_run_plan(args, items, ignored, datasets, redacted: tuple[bytes, PathRed
     data set, and the files that would not be read, with why (Dataflow's dry run builds its graph).
     Under --redact_paths sites show as their pseudonyms and folders as tokens: a site may be a folder's name."""
     key, redactor = redacted or (None, None)
-    per_site = collections.Counter((item.site if key is None else pseudonym(key, "site", item.site), item.dataset)
-                                   for item in items)
+    per_site = collections.Counter(
+        (item.site if key is None else pseudonym(key, "site", item.site), item.dataset) for item in items
+    )
     labeled = sum(bool(item.windows) or item.recording_label >= 0 for item in items)
-    lines = [f"eegfm-preprocess --dry_run: nothing read or written; {args.output} would receive",
-             f"  {count(len(items), 'recording')} ({labeled} with labels) from "
-             f"{_describe_datasets(datasets, redactor)}"]
+    lines = [
+        f"eegfm-preprocess --dry_run: nothing read or written; {args.output} would receive",
+        f"  {count(len(items), 'recording')} ({labeled} with labels) from {_describe_datasets(datasets, redactor)}",
+    ]
     lines += [f"    site {site!r:24} {dataset:8} {n}" for (site, dataset), n in sorted(per_site.items())]
     if ignored:
         lines.append(f"  {count(len(ignored), 'file')} not read as recordings:")
@@ -242,8 +262,12 @@ def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, 
         log.warning("stopped after the manifest was written: the outputs in %s are complete", output)
         return
     if not finished_are_ours:
-        log.warning("stopped before the end: removed this run's %d temporary folder(s) in %s; its finished "
-                    "shards, if any, lie among an earlier run's there", len(ours), output)
+        log.warning(
+            "stopped before the end: removed this run's %d temporary folder(s) in %s; its finished "
+            "shards, if any, lie among an earlier run's there",
+            len(ours),
+            output,
+        )
         return
     written = earlier_run_outputs(output)
     model = FileSystems.join(output, AE_MODEL_NAME)
@@ -256,16 +280,20 @@ def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, 
         for folder in {os.path.dirname(path) for path in written} - {output}:
             with contextlib.suppress(OSError):  # not empty: not only ours
                 os.rmdir(folder)
-    log.warning("stopped before the end: removed this run's %d temporary folder(s) and %d finished file(s) in %s; "
-                "no manifest was written", len(ours), len(written), output)
+    log.warning(
+        "stopped before the end: removed this run's %d temporary folder(s) and %d finished file(s) in %s; "
+        "no manifest was written",
+        len(ours),
+        len(written),
+        output,
+    )
 
 
 def _run_pipeline(args, options, config, items, ignored, key, scrub) -> None:
     with contextlib.ExitStack() as stack:
         progress = None
         if _is_local(options):  # Dataflow shows its own progress; its workers cannot reach this disk
-            progress = os.path.join(stack.enter_context(tempfile.TemporaryDirectory(prefix="eegfm-progress-")),
-                                    "done")
+            progress = os.path.join(stack.enter_context(tempfile.TemporaryDirectory(prefix="eegfm-progress-")), "done")
             stack.enter_context(ProgressReporter(progress, len(items)))
         try:
             with beam.Pipeline(runner=local_runner(options), options=options) as p:
@@ -283,8 +311,10 @@ def _quiet_worker_threads() -> None:
     previous = threading.excepthook
 
     def hook(args: threading.ExceptHookArgs) -> None:
-        if not (isinstance(args.exc_value, RuntimeError)
-                and str(args.exc_value).startswith("Worker subprocess exited with return code")):
+        if not (
+            isinstance(args.exc_value, RuntimeError)
+            and str(args.exc_value).startswith("Worker subprocess exited with return code")
+        ):
             previous(args)
 
     threading.excepthook = hook
@@ -293,8 +323,7 @@ def _quiet_worker_threads() -> None:
 def earlier_run_outputs(output: str) -> list[str]:
     """What an earlier run left in ``output`` that would mix with a new run's: its manifest, its
     quarantine list, its report and every site's shards (readers take every ``part-*-of-*`` file)."""
-    patterns = [MANIFEST_NAME, QUARANTINE_NAME, REPORT_NAME,
-                f"*/{SITE_FILE_PREFIX}-*-of-*{FILE_NAME_SUFFIX}"]
+    patterns = [MANIFEST_NAME, QUARANTINE_NAME, REPORT_NAME, f"*/{SITE_FILE_PREFIX}-*-of-*{FILE_NAME_SUFFIX}"]
     return sorted(m.path for pattern in patterns for m in match_below(output, pattern))
 
 
@@ -323,26 +352,40 @@ def _clear_earlier_run(output: str, overwrite: bool) -> None:
     stale = temporary_folders(output)
     if stale and overwrite:
         discard_folders(stale)
-        log.info("--overwrite: deleted %d temporary folder(s) of runs that stopped early in %s (%.1f MB)",
-                 len(stale), output, sum(stale.values()) / 1e6)
+        log.info(
+            "--overwrite: deleted %d temporary folder(s) of runs that stopped early in %s (%.1f MB)",
+            len(stale),
+            output,
+            sum(stale.values()) / 1e6,
+        )
     elif stale:
-        log.warning("%s holds %d temporary folder(s) of runs that stopped early (%s; %.1f MB): --overwrite "
-                    "deletes them", output, len(stale), ", ".join(sorted(os.path.basename(f) for f in stale)[:3]),
-                    sum(stale.values()) / 1e6)
+        log.warning(
+            "%s holds %d temporary folder(s) of runs that stopped early (%s; %.1f MB): --overwrite deletes them",
+            output,
+            len(stale),
+            ", ".join(sorted(os.path.basename(f) for f in stale)[:3]),
+            sum(stale.values()) / 1e6,
+        )
     found = earlier_run_outputs(output)
     if not found:
         return
     shards = sum(path.endswith(FILE_NAME_SUFFIX) for path in found)
     if not overwrite:
-        names = ", ".join(name for name in (MANIFEST_NAME, QUARANTINE_NAME, REPORT_NAME)
-                          if FileSystems.join(output, name) in found)
+        names = ", ".join(
+            name for name in (MANIFEST_NAME, QUARANTINE_NAME, REPORT_NAME) if FileSystems.join(output, name) in found
+        )
         raise ValueError(
             f"--output {output}: holds an earlier run's outputs ({shards} TFRecord shard(s)"
             f"{', ' + names if names else ''}); this run's shards would mix with them. Pass --overwrite "
-            "to delete them first, or choose another folder")
+            "to delete them first, or choose another folder"
+        )
     delete(found)
-    log.info("--overwrite: deleted an earlier run's %d shard(s) and %d report file(s) in %s",
-             shards, len(found) - shards, output)
+    log.info(
+        "--overwrite: deleted an earlier run's %d shard(s) and %d report file(s) in %s",
+        shards,
+        len(found) - shards,
+        output,
+    )
 
 
 def _check_artifact_options(args, sites: set[str]) -> None:
@@ -354,15 +397,19 @@ def _check_artifact_options(args, sites: set[str]) -> None:
         try:
             load_model(args.artifact_model)
         except (ValueError, KeyError, *STORE_ERRORS) as err:
-            raise ConfigError(f"--artifact_model {args.artifact_model}: cannot load it as the artifact autoencoder "
-                              f"of an earlier run ({storage_error(err)})") from None
+            raise ConfigError(
+                f"--artifact_model {args.artifact_model}: cannot load it as the artifact autoencoder "
+                f"of an earlier run ({storage_error(err)})"
+            ) from None
         return
     # Fewer windows than the autoencoder needs would only ever skip its fit.
     check_int("--ae_sample_size", args.ae_sample_size, ArtifactAutoencoder().min_fit_windows)
     unknown = sorted({s.strip() for s in args.ae_train_sites.split(",") if s.strip()} - sites)
     if unknown:
-        raise ConfigError(f"--ae_train_sites: {', '.join(unknown)}: no such site among the inputs; expected "
-                          f"some of {', '.join(sorted(sites))}")
+        raise ConfigError(
+            f"--ae_train_sites: {', '.join(unknown)}: no such site among the inputs; expected "
+            f"some of {', '.join(sorted(sites))}"
+        )
 
 
 def _ensure_key(path: str, create: bool = False) -> str:
@@ -372,7 +419,8 @@ def _ensure_key(path: str, create: bool = False) -> str:
     if path != DEFAULT_KEY_FILE and not create:
         raise PseudonymKeyError(
             f"--pseudonym_key_file {path}: no such file; for a first run pass --create_key_file to create a "
-            f"new key there (a new key gives new pseudonyms), or leave the flag out to use {DEFAULT_KEY_FILE}")
+            f"new key there (a new key gives new pseudonyms), or leave the flag out to use {DEFAULT_KEY_FILE}"
+        )
     create_key(path)
     log.info("created a new pseudonym key at %s (keep it for stable pseudonyms)", path)
     return path
@@ -420,7 +468,8 @@ def local_runner(options: PipelineOptions):
         ``_default_environment`` in ``run_pipeline``; this keeps ours."""
 
         _workers = SubprocessSDKEnvironment.from_command_string(
-            f"trap '' INT; exec {shlex.quote(sys.executable)} -m apache_beam.runners.worker.sdk_worker_main")
+            f"trap '' INT; exec {shlex.quote(sys.executable)} -m apache_beam.runners.worker.sdk_worker_main"
+        )
 
         @property
         def _default_environment(self):

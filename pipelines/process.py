@@ -73,8 +73,7 @@ def _ids(item: SourceItem, reader: Reader, key: bytes, sha: str) -> dict[str, st
     return {
         "site_id": pseudonym(key, "site", item.site),
         "subject_id": pseudonym(key, "subject", subject_raw),
-        "session_id": pseudonym(key, "session", f"{subject_raw}\x00{item.session_key}")
-        if item.session_key else "",
+        "session_id": pseudonym(key, "session", f"{subject_raw}\x00{item.session_key}") if item.session_key else "",
         "recording_id": pseudonym(key, "recording", sha),
     }
 
@@ -98,8 +97,9 @@ def process_recording(
     """Stream one input file to windows; always ends with exactly one `Outcome`. A recording that
     fails part-way ends quarantined with ``windows`` 0: the caller drops the windows it yielded."""
     # The site is known before the file is opened: a quarantined input counts against its site.
-    outcome = Outcome(source=item.path, status="quarantined", dataset=item.dataset,
-                      site=pseudonym(key, "site", item.site))
+    outcome = Outcome(
+        source=item.path, status="quarantined", dataset=item.dataset, site=pseudonym(key, "site", item.site)
+    )
     name = os.path.basename(item.path)
     try:
         if item.label_problem:
@@ -125,14 +125,17 @@ def process_recording(
     except StageError as err:
         outcome.stage, outcome.reason = err.stage, f"{name}: {err.reason}"
     except READ_ERRORS as err:
-        detail = storage_error(err) if getattr(err, "exception_details", None) or not isinstance(err, OSError) \
-            else err  # BeamIOError, a store's own error
+        detail = (
+            storage_error(err) if getattr(err, "exception_details", None) or not isinstance(err, OSError) else err
+        )  # BeamIOError, a store's own error
         outcome.stage, outcome.reason = "read", f"{name}: cannot read file ({detail})"
     except Exception as err:  # dead letter: one recording that breaks a library must not stop the run
         log.exception("unexpected failure on %s", item.path)
         outcome.status, outcome.stage = "quarantined", "unexpected"
-        outcome.reason = (f"{name}: unexpected {type(err).__name__} "
-                          f"({' '.join(str(err).split())[:300]}); see the job log for the traceback")
+        outcome.reason = (
+            f"{name}: unexpected {type(err).__name__} "
+            f"({' '.join(str(err).split())[:300]}); see the job log for the traceback"
+        )
     if outcome.status != "processed":
         outcome.windows = outcome.labeled_windows = outcome.repaired_windows = 0
         outcome.repaired = {}
@@ -169,12 +172,18 @@ def _open(local: str) -> Iterator[Reader]:
 def _event_windows(item: SourceItem, events) -> tuple[LabeledWindow, ...]:
     """A labeled window from each of the recording's annotations that ``item.event_labels`` names."""
     labels = {code.lower(): label for code, label in item.event_labels}
-    windows = tuple(LabeledWindow(onset, item.event_window_s, labels[text.strip().lower()], task=item.task)
-                    for onset, _, text in events if text.strip().lower() in labels)
+    windows = tuple(
+        LabeledWindow(onset, item.event_window_s, labels[text.strip().lower()], task=item.task)
+        for onset, _, text in events
+        if text.strip().lower() in labels
+    )
     if not windows:
-        raise StageError("labels", f"no annotation {' or '.join(code for code, _ in item.event_labels)} (it has "
-                         f"{len(events)} other{'s' * (len(events) != 1)}): expected the data set's event codes, "
-                         "which label its windows")
+        raise StageError(
+            "labels",
+            f"no annotation {' or '.join(code for code, _ in item.event_labels)} (it has "
+            f"{len(events)} other{'s' * (len(events) != 1)}): expected the data set's event codes, "
+            "which label its windows",
+        )
     return windows
 
 
@@ -205,14 +214,18 @@ def _electrodes(reader: Reader, plan, config: PreprocessConfig) -> Reader:
     sites = map_channels(plan.electrodes).canonical
     if len(sites) < config.min_channels:
         chains = "; ".join(", ".join(chain) for chain in plan.chains)
-        raise StageError("harmonize", (
-            f"a bipolar montage ({len(plan.derivations) + len(plan.left_out)} derivations such as "
-            f"{', '.join(names[i] for i in plan.derivations[:3])}): its derivations form {len(plan.chains)} "
-            f"chains with no electrode in common ({chains}), each against a reference of its own, so only the "
-            f"largest gives electrode potentials: {len(sites)} of the 19 10-20 sites "
-            f"({', '.join(sorted(sites, key=schema.CHANNELS.index))}); need at least {config.min_channels} "
-            "(--min_channels). A derivation joining the chains (the double banana's T7-FT9, FT9-FT10, FT10-T8 "
-            "bridge) or a referential export would give them all"))
+        raise StageError(
+            "harmonize",
+            (
+                f"a bipolar montage ({len(plan.derivations) + len(plan.left_out)} derivations such as "
+                f"{', '.join(names[i] for i in plan.derivations[:3])}): its derivations form {len(plan.chains)} "
+                f"chains with no electrode in common ({chains}), each against a reference of its own, so only the "
+                f"largest gives electrode potentials: {len(sites)} of the 19 10-20 sites "
+                f"({', '.join(sorted(sites, key=schema.CHANNELS.index))}); need at least {config.min_channels} "
+                "(--min_channels). A derivation joining the chains (the double banana's T7-FT9, FT9-FT10, FT10-T8 "
+                "bridge) or a referential export would give them all"
+            ),
+        )
     return BipolarReader(reader, plan)
 
 
@@ -227,8 +240,12 @@ def _stream(item, reader, key, config, config_hash, sha) -> Iterator[Window | Re
     """The recording's windows, and dicts of what its `Outcome` records as it is learned (so a
     recording quarantined part-way still shows what was found before)."""
     other_rate = tuple(getattr(reader, "skipped", ()))
-    yield {"sfreq_in": reader.info.sfreq, "n_chans_in": len(reader.info.ch_names), "other_rate": other_rate,
-           "split_parts": tuple(getattr(reader, "split_parts", ()))}
+    yield {
+        "sfreq_in": reader.info.sfreq,
+        "n_chans_in": len(reader.info.ch_names),
+        "other_rate": other_rate,
+        "split_parts": tuple(getattr(reader, "split_parts", ())),
+    }
     sidecars, marked_bad, digitized, unplaced = _sidecars(item, reader, config)
     yield {"marked_bad": marked_bad}
     bipolar = _bipolar(reader, marked_bad, config, digitized)
@@ -244,11 +261,20 @@ def _stream(item, reader, key, config, config_hash, sha) -> Iterator[Window | Re
         constant = constant_channels(reader, cmap, config.quality.flat_tol_uv)
         yield {"constant": constant}
         if constant and len(constant) == len({*cmap.canonical.values(), *cmap.extra_eeg.values()}):
-            raise StageError("quality", f"all {len(constant)} EEG channels are constant from start to end "
-                             f"(peak-to-peak within {config.quality.flat_tol_uv:g} uV wherever probed): a flat "
-                             "recording, nothing was recorded")
-        plan = plan_harmonization(info.ch_names, min_channels=config.min_channels, exclude=marked_bad,
-                                  constant=constant, montage=config.montage, cmap=cmap)
+            raise StageError(
+                "quality",
+                f"all {len(constant)} EEG channels are constant from start to end "
+                f"(peak-to-peak within {config.quality.flat_tol_uv:g} uV wherever probed): a flat "
+                "recording, nothing was recorded",
+            )
+        plan = plan_harmonization(
+            info.ch_names,
+            min_channels=config.min_channels,
+            exclude=marked_bad,
+            constant=constant,
+            montage=config.montage,
+            cmap=cmap,
+        )
     except HarmonizeError as err:
         empty = getattr(reader, "empty_columns", ())
         note = f"; columns entirely NaN (not recorded): {', '.join(empty)}" if empty else ""
@@ -259,9 +285,18 @@ def _stream(item, reader, key, config, config_hash, sha) -> Iterator[Window | Re
         raise StageError("harmonize", f"{err}{note}") from err
     cmap = plan[0]
     ids = _ids(item, reader, key, sha)
-    yield {"interpolated": cmap.missing, "site": ids["site_id"],
-           **({"cap": "file" if cmap.cap.startswith("file-") else cmap.cap,  # 'file': its digitized positions
-               "cap_sites": {site: info.ch_names[i] for site, i in cmap.canonical.items()}} if cmap.cap else {})}
+    yield {
+        "interpolated": cmap.missing,
+        "site": ids["site_id"],
+        **(
+            {
+                "cap": "file" if cmap.cap.startswith("file-") else cmap.cap,  # 'file': its digitized positions
+                "cap_sites": {site: info.ch_names[i] for site, i in cmap.canonical.items()},
+            }
+            if cmap.cap
+            else {}
+        ),
+    }
     n_rows = schema.N_CHANS + int("ecg" in cmap.auxiliary)
     mask = np.array([0 if c in cmap.missing else 1 for c in schema.CHANNELS], dtype=np.int64)
     harmonized = _harmonizer(reader, plan, n_rows)
@@ -271,8 +306,13 @@ def _stream(item, reader, key, config, config_hash, sha) -> Iterator[Window | Re
             cleaner = fit_ica_cleaner(harmonized(0, n_fit)[0][: schema.N_CHANS], info.sfreq, mask)
         except ValueError as err:
             raise StageError("ica", str(err)) from err
-        yield {"ica": {"components": cleaner.n_components, "eog_removed": len(cleaner.excluded_eog),
-                       "emg_removed": len(cleaner.excluded_emg)}}
+        yield {
+            "ica": {
+                "components": cleaner.n_components,
+                "eog_removed": len(cleaner.excluded_eog),
+                "emg_removed": len(cleaner.excluded_emg),
+            }
+        }
         harmonized = _harmonizer(reader, plan, n_rows, cleaner)
     line_freq = config.line_freq
     if line_freq == "auto" and sidecars.line_freq is not None:  # the data set's own record of its mains
@@ -283,8 +323,19 @@ def _stream(item, reader, key, config, config_hash, sha) -> Iterator[Window | Re
     yield {"line_freq": line_freq}
     # The data set's own sidecar (participants.tsv, subject-info.csv) wins over file headers.
     clinical = {"age": item.age if item.age is not None else info.clinical.age, "sex": item.sex or info.clinical.sex}
-    cut = Cutting(item, info.sfreq, harmonized, design_filters(TARGET_SFREQ, config.filter_config(), line_freq),
-                  n_rows, mask, ids, clinical, config, config_hash, sha)
+    cut = Cutting(
+        item,
+        info.sfreq,
+        harmonized,
+        design_filters(TARGET_SFREQ, config.filter_config(), line_freq),
+        n_rows,
+        mask,
+        ids,
+        clinical,
+        config,
+        config_hash,
+        sha,
+    )
     yield from _windows(cut, reader)
 
 
@@ -317,14 +368,18 @@ def _windows(cut: Cutting, reader: Reader) -> Iterator[Window | RejectedWindow |
     yield {"eeg_seconds": sum(seg.stop - seg.start for seg in reader.segments) / sfreq, "segments": len(spans)}
     if len(spans) > 1 and not item.windows and not any(span.requests for span in spans):
         longest = max(span.n_out for span in spans) / TARGET_SFREQ
-        raise StageError("windows", f"none of its {len(spans)} stretches recorded without a break (epochs, or "
-                         f"the parts between gaps) is as long as one window: the longest is {longest:.1f} s, "
-                         f"windows are {config.window_seconds:g} s (--window_seconds)")
+        raise StageError(
+            "windows",
+            f"none of its {len(spans)} stretches recorded without a break (epochs, or "
+            f"the parts between gaps) is as long as one window: the longest is {longest:.1f} s, "
+            f"windows are {config.window_seconds:g} s (--window_seconds)",
+        )
     site = cut.ids["site_id"]
     for window in item.windows:
         if window.problem:
-            yield RejectedWindow(item.path, site, window.offset_s, [window.problem], stage="labels",
-                                 rules=("bad_label",))
+            yield RejectedWindow(
+                item.path, site, window.offset_s, [window.problem], stage="labels", rules=("bad_label",)
+            )
     for start_s, rule, reason in outside:
         yield RejectedWindow(item.path, site, start_s, [reason], rules=(rule,))
     for span in spans:
@@ -371,5 +426,3 @@ def _clean(cleaner, eeg: np.ndarray, plan) -> np.ndarray:
         for k, name in enumerate(cmap.missing):
             cleaned[schema.CHANNELS.index(name)] -= (weights[k] @ removed).astype(np.float32)
     return cleaned
-
-

@@ -57,8 +57,10 @@ def _duration(seconds: float) -> str:
 
 def progress_line(done: int, total: int, eeg_seconds: float, elapsed: float) -> str:
     """The log line for ``done`` of ``total`` inputs after ``elapsed`` seconds."""
-    line = (f"progress: {done}/{total} recordings ({100.0 * done / max(1, total):.0f}%), "
-            f"{eeg_seconds / 3600.0:.2f} EEG-hours read, {_duration(elapsed)} elapsed")
+    line = (
+        f"progress: {done}/{total} recordings ({100.0 * done / max(1, total):.0f}%), "
+        f"{eeg_seconds / 3600.0:.2f} EEG-hours read, {_duration(elapsed)} elapsed"
+    )
     if 0 < done < total:
         line += f", about {_duration(elapsed / done * (total - done))} left"
     return line
@@ -68,8 +70,9 @@ class ProgressReporter:
     """Counts ``path``'s lines while the ``with`` block runs: a tqdm bar when ``stream`` is a
     terminal, else ``progress_line`` every ``log_every`` seconds; the last line either way."""
 
-    def __init__(self, path: str, total: int, *, stream: IO[str] | None = None, log_every: float = 30.0,
-                 poll: float = 0.5):
+    def __init__(
+        self, path: str, total: int, *, stream: IO[str] | None = None, log_every: float = 30.0, poll: float = 0.5
+    ):
         self.path, self.total, self.log_every, self.poll = path, total, log_every, poll
         self.stream = sys.stderr if stream is None else stream
         self._stop = threading.Event()
@@ -84,8 +87,9 @@ class ProgressReporter:
             from tqdm import tqdm
             from tqdm.contrib.logging import logging_redirect_tqdm
 
-            self._bar = tqdm(total=self.total, desc="recordings", unit="recording", file=self.stream,
-                             dynamic_ncols=True, leave=False)
+            self._bar = tqdm(
+                total=self.total, desc="recordings", unit="recording", file=self.stream, dynamic_ncols=True, leave=False
+            )
             self._redirect = logging_redirect_tqdm()  # this process's log lines go above the bar
             self._redirect.__enter__()
         self._thread = threading.Thread(target=self._watch, name="eegfm-progress", daemon=True)
@@ -118,8 +122,10 @@ class ProgressReporter:
                 return
 
     def _stage_two(self, seconds: float) -> None:
-        message = (f"all {self.total} recordings read ({seconds / 3600.0:.2f} EEG-hours); scoring artifacts "
-                   "and writing the TFRecord shards")
+        message = (
+            f"all {self.total} recordings read ({seconds / 3600.0:.2f} EEG-hours); scoring artifacts "
+            "and writing the TFRecord shards"
+        )
         if self._bar is not None:
             self._draw(self.total, seconds, refresh=True)
         log.info(message)

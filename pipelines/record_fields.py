@@ -55,11 +55,12 @@ def signal(name: str, value: Any, *, ndim: int) -> np.ndarray:
     bad = (stored.view(np.uint16) & 0x7C00) == 0x7C00
     if bad.any():
         index = np.unravel_index(int(np.argmax(bad)), bad.shape)
-        where = (f"channel {CANONICAL_CHANNELS[index[0]]!r}, sample {index[1]}" if ndim == 2
-                 else f"sample {index[0]}")
-        fail(name, f"finite samples within the float16 range ±{FLOAT16_MAX:g} µV",
-              f"{int(bad.sum())} non-finite or out-of-range sample(s), first at {where} "
-              f"(value {array[index]!r})")
+        where = f"channel {CANONICAL_CHANNELS[index[0]]!r}, sample {index[1]}" if ndim == 2 else f"sample {index[0]}"
+        fail(
+            name,
+            f"finite samples within the float16 range ±{FLOAT16_MAX:g} µV",
+            f"{int(bad.sum())} non-finite or out-of-range sample(s), first at {where} (value {array[index]!r})",
+        )
     return stored
 
 
@@ -100,8 +101,7 @@ def channel_mask(value: Any) -> np.ndarray:
     if mask.shape != (N_CANONICAL,):
         fail("channel_mask", f"{N_CANONICAL} flags in canonical order", f"shape {list(mask.shape)}")
     if mask.dtype.kind not in "biu" or not ((mask == 0) | (mask == 1)).all():
-        fail("channel_mask", "integers 0 (interpolated) or 1 (measured)",
-              f"{mask.tolist()} (dtype {mask.dtype})")
+        fail("channel_mask", "integers 0 (interpolated) or 1 (measured)", f"{mask.tolist()} (dtype {mask.dtype})")
     return mask.astype(np.int64)
 
 
@@ -120,16 +120,16 @@ def float_list(name: str, value: Any) -> np.ndarray:
     return stored
 
 
-def float32(name: str, value: Any, *, low: float | None = None, high: float | None = None,
-             allow_nan: bool = False) -> float:
+def float32(
+    name: str, value: Any, *, low: float | None = None, high: float | None = None, allow_nan: bool = False
+) -> float:
     """A real scalar rounded to float32, the precision a FloatList stores."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         fail(name, "a real number", repr(value))
     if allow_nan and math.isnan(value):
         return math.nan  # one canonical NaN keeps encoding deterministic
     stored = float(np.float32(value)) if abs(value) <= FLOAT32_MAX else math.inf
-    in_range = math.isfinite(stored) and (low is None or stored >= low) and (
-        high is None or stored <= high)
+    in_range = math.isfinite(stored) and (low is None or stored >= low) and (high is None or stored <= high)
     if not in_range:
         bounds = f"[{'-inf' if low is None else low}, {'inf' if high is None else high}]"
         fail(name, f"a finite float32 in {bounds}{' or NaN' if allow_nan else ''}", repr(value))

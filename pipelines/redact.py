@@ -33,8 +33,10 @@ TOKEN_HEX = 12
 _SUFFIX = re.compile(r"(\.[A-Za-z0-9_-]{1,12})$")
 _WILDCARD = re.compile(r"[*?\[]")
 # A stem is a file's name only before an extension of the files a run reads ('1.edf', not '1.5 s').
-_FILE_EXT = (r"(?=\.(?i:edf|bdf|fif|vhdr|vmrk|eeg|set|fdt|parquet|csv|tsv|json|txt|md|gz|mat|mff|fif-\d+)"
-             r"(?![A-Za-z0-9]))")
+_FILE_EXT = (
+    r"(?=\.(?i:edf|bdf|fif|vhdr|vmrk|eeg|set|fdt|parquet|csv|tsv|json|txt|md|gz|mat|mff|fif-\d+)"
+    r"(?![A-Za-z0-9]))"
+)
 # What may sit right before or after a name in a message (a name never continues past these).
 _BEFORE = r"(?<![A-Za-z0-9_.~-])"
 _AFTER = r"(?![A-Za-z0-9_~-])"
@@ -48,7 +50,7 @@ def split_name(name: str) -> tuple[str, str]:
         stem, ext = stem[:-3], stem[-3:]
     found = _SUFFIX.search(stem)
     if found and found.start() > 0:
-        stem, ext = stem[:found.start()], found.group(1) + ext
+        stem, ext = stem[: found.start()], found.group(1) + ext
     return stem, ext
 
 
@@ -87,7 +89,7 @@ class PathRedactor:
             if path == k:
                 return path, ""
             if path.startswith(k + "/"):
-                return k + "/", path[len(k) + 1:]
+                return k + "/", path[len(k) + 1 :]
         return "", path
 
     def path(self, path: str) -> str:
@@ -163,8 +165,9 @@ class Scrubber:
         folders = [d for d in self._folders if d in text]
         if folders:
             names = "|".join(map(re.escape, sorted(folders, key=len, reverse=True)))
-            pattern = (_BEFORE + "(" + names + ")" + _AFTER + "(?=/)|(?<=/)(" + names + ")" + _AFTER
-                       + r"(?!\.[A-Za-z0-9])")
+            pattern = (
+                _BEFORE + "(" + names + ")" + _AFTER + "(?=/)|(?<=/)(" + names + ")" + _AFTER + r"(?!\.[A-Za-z0-9])"
+            )
             text = re.sub(pattern, lambda m: self._folders[m.group(1) or m.group(2)], text)
         return text
 
@@ -205,11 +208,13 @@ def redacted_events(item, redactor: PathRedactor):
         if isinstance(event, Outcome):
             parts = event.split_parts
             reason = redactor.scrubber([*related_paths(item), *parts])(event.reason) if parts else scrub(event.reason)
-            return dataclasses.replace(event, source=redactor.path(event.source), reason=reason,
-                                       split_parts=tuple(map(redactor.path, parts)))
+            return dataclasses.replace(
+                event, source=redactor.path(event.source), reason=reason, split_parts=tuple(map(redactor.path, parts))
+            )
         if isinstance(event, RejectedWindow):
-            return dataclasses.replace(event, source=redactor.path(event.source),
-                                       reasons=list(map(scrub, event.reasons)))
+            return dataclasses.replace(
+                event, source=redactor.path(event.source), reasons=list(map(scrub, event.reasons))
+            )
         return event
 
     return redacted
@@ -250,15 +255,27 @@ def build_parser() -> argparse.ArgumentParser:
         prog="eegfm-redact",
         description="Print the redacted path of every input file, next to the real one, so the holder of "
         "the pseudonym key can find the file a --redact_paths manifest or quarantine line names. The "
-        "output holds the real paths: keep it on this machine.")
-    parser.add_argument("--input", action="extend", nargs="+", required=True, metavar="PATH",
-                        help="the files, globs or folders given to eegfm-preprocess, exactly as given there (the "
-                        "folders they name stay readable, so another spelling gives other tokens)")
-    parser.add_argument("--pseudonym_key_file", required=True,
-                        help="the key file of the eegfm-preprocess run (local, gs:// or s3://)")
-    parser.add_argument("--find", default=None, metavar="TOKEN",
-                        help="print only the paths whose redacted form contains TOKEN (a file-... or dir-... "
-                        "token, or a whole redacted path)")
+        "output holds the real paths: keep it on this machine.",
+    )
+    parser.add_argument(
+        "--input",
+        action="extend",
+        nargs="+",
+        required=True,
+        metavar="PATH",
+        help="the files, globs or folders given to eegfm-preprocess, exactly as given there (the "
+        "folders they name stay readable, so another spelling gives other tokens)",
+    )
+    parser.add_argument(
+        "--pseudonym_key_file", required=True, help="the key file of the eegfm-preprocess run (local, gs:// or s3://)"
+    )
+    parser.add_argument(
+        "--find",
+        default=None,
+        metavar="TOKEN",
+        help="print only the paths whose redacted form contains TOKEN (a file-... or dir-... "
+        "token, or a whole redacted path)",
+    )
     return parser
 
 
@@ -276,8 +293,9 @@ def main(argv: list[str] | None = None) -> int:
     for redacted, path in shown:
         print(f"{redacted}\t{path}")
     if args.find is not None and not shown:
-        print(f"--find {args.find}: no input's redacted path contains it (another key, or other inputs?)",
-              file=sys.stderr)
+        print(
+            f"--find {args.find}: no input's redacted path contains it (another key, or other inputs?)", file=sys.stderr
+        )
         return 1
     return 0
 

@@ -44,9 +44,19 @@ def site_summary(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     for row in manifest.get("inputs", ()):
         if row.get("status") not in ("processed", "quarantined"):
             continue
-        site = sites.setdefault(row.get("site") or "(no site)", {
-            "processed": 0, "quarantined": Counter(), "eeg_hours": 0.0, "windows": 0, "repaired": 0,
-            "rejected": 0, "rules": Counter(), "interpolated": Counter()})
+        site = sites.setdefault(
+            row.get("site") or "(no site)",
+            {
+                "processed": 0,
+                "quarantined": Counter(),
+                "eeg_hours": 0.0,
+                "windows": 0,
+                "repaired": 0,
+                "rejected": 0,
+                "rules": Counter(),
+                "interpolated": Counter(),
+            },
+        )
         if row["status"] == "quarantined":
             site["quarantined"][row.get("stage") or "unknown"] += 1
             continue
@@ -93,8 +103,12 @@ def _label_name(label: str, classes: Mapping[str, Sequence[str]], tasks: int) ->
     return f"{task}: {names[int(code)]}" if tasks > 1 else names[int(code)]
 
 
-def draw_report(sites: Mapping[str, Mapping[str, Any]], scores: Mapping[str, np.ndarray], title: str = "",
-                classes: Mapping[str, Sequence[str]] | None = None):
+def draw_report(
+    sites: Mapping[str, Mapping[str, Any]],
+    scores: Mapping[str, np.ndarray],
+    title: str = "",
+    classes: Mapping[str, Sequence[str]] | None = None,
+):
     """The panels as a matplotlib Figure (see the module doc); the fifth, each site's windows by
     label (``classes``: the manifest's class names per task), where the manifest counts them."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -105,8 +119,9 @@ def draw_report(sites: Mapping[str, Mapping[str, Any]], scores: Mapping[str, np.
     with_labels = any(sites[n].get("labels") for n in names)
     figure = Figure(figsize=(18.5 if with_labels else 15, 2.2 + 0.45 * max(len(names), 3)))
     FigureCanvasAgg(figure)
-    panels = figure.subplots(1, 5 if with_labels else 4,
-                             gridspec_kw={"width_ratios": [1, 1, 1.6, 1, 1.2][:5 if with_labels else 4]})
+    panels = figure.subplots(
+        1, 5 if with_labels else 4, gridspec_kw={"width_ratios": [1, 1, 1.6, 1, 1.2][: 5 if with_labels else 4]}
+    )
     recordings, windows, channels, quality = panels[:4]
 
     stages = sorted({stage for s in sites.values() for stage in s["quarantined"]})
@@ -139,10 +154,18 @@ def draw_report(sites: Mapping[str, Mapping[str, Any]], scores: Mapping[str, np.
     windows.legend(fontsize=7, loc="best")
 
     processed = np.array([max(sites[n]["processed"], 1) for n in names], dtype=float)
-    shares = np.array([[sites[n]["interpolated"].get(ch, 0) for ch in CANONICAL_CHANNELS] for n in names],
-                      dtype=float) / processed[:, None]
-    image = channels.imshow(shares, aspect="auto", cmap="Oranges", vmin=0.0, vmax=1.0,
-                            extent=(-0.5, len(CANONICAL_CHANNELS) - 0.5, len(names) - 0.5, -0.5))
+    shares = (
+        np.array([[sites[n]["interpolated"].get(ch, 0) for ch in CANONICAL_CHANNELS] for n in names], dtype=float)
+        / processed[:, None]
+    )
+    image = channels.imshow(
+        shares,
+        aspect="auto",
+        cmap="Oranges",
+        vmin=0.0,
+        vmax=1.0,
+        extent=(-0.5, len(CANONICAL_CHANNELS) - 0.5, len(names) - 0.5, -0.5),
+    )
     channels.set_xticks(range(len(CANONICAL_CHANNELS)), CANONICAL_CHANNELS, rotation=90, fontsize=7)
     channels.set_title("share of recordings with the channel interpolated", fontsize=9)
     figure.colorbar(image, ax=channels, fraction=0.04, pad=0.02)
@@ -150,8 +173,13 @@ def draw_report(sites: Mapping[str, Mapping[str, Any]], scores: Mapping[str, np.
     data = [scores.get(n, np.array([])) for n in names]
     shown = [k for k, values in enumerate(data) if len(values)]
     if shown:
-        quality.boxplot([data[k] for k in shown], positions=rows[shown], orientation="horizontal", widths=0.6,
-                        flierprops={"markersize": 2})
+        quality.boxplot(
+            [data[k] for k in shown],
+            positions=rows[shown],
+            orientation="horizontal",
+            widths=0.6,
+            flierprops={"markersize": 2},
+        )
     quality.set_xlim(0.0, 1.0)
     quality.set_title("windows' artifact_score (0 clean, 1 artifact)", fontsize=9)
     if with_labels:
@@ -198,15 +226,19 @@ def write_report(output: str, target: str | None = None, max_windows: int = 2000
         with open_binary(join_path(output, "manifest.json")) as fileobj:
             manifest = json.loads(fileobj.read())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{join_path(output, 'manifest.json')}: no manifest; expected the --output "
-                                "folder of a finished pipelines.preprocess run") from None
+        raise FileNotFoundError(
+            f"{join_path(output, 'manifest.json')}: no manifest; expected the --output "
+            "folder of a finished pipelines.preprocess run"
+        ) from None
     sites = site_summary(manifest)
     if not sites:
         raise ValueError(f"{output}: its manifest lists no processed or quarantined recording; nothing to draw")
     counts = manifest.get("counts", {})
-    title = (f"{counts.get('processed', 0)} recordings processed, {counts.get('quarantined', 0)} quarantined "
-             f"({counts.get('ignored', 0)} other files listed); {counts.get('windows', 0)} windows, "
-             f"{counts.get('window_eeg_hours', 0):.2f} EEG-hours")
+    title = (
+        f"{counts.get('processed', 0)} recordings processed, {counts.get('quarantined', 0)} quarantined "
+        f"({counts.get('ignored', 0)} other files listed); {counts.get('windows', 0)} windows, "
+        f"{counts.get('window_eeg_hours', 0):.2f} EEG-hours"
+    )
     figure = draw_report(sites, artifact_scores(output, manifest, max_windows), title, manifest.get("classes", {}))
     picture = io.BytesIO()
     figure.savefig(picture, format="png", dpi=110)
@@ -224,15 +256,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m eegfm.pipelines.report",
         description="Draw a pipelines.preprocess run's data quality across sites as one PNG: recordings "
-                    "processed and quarantined (by stage), windows written, repaired and rejected (by rule), how "
-                    "often each 10-20 channel was interpolated, the windows' artifact_score and their labels, one "
-                    "row per site.")
+        "processed and quarantined (by stage), windows written, repaired and rejected (by rule), how "
+        "often each 10-20 channel was interpolated, the windows' artifact_score and their labels, one "
+        "row per site.",
+    )
     parser.add_argument("output", metavar="OUT", help="the --output folder of a finished run (local, gs:// or s3://)")
-    parser.add_argument("--report", default=None,
-                        help="where to write the PNG (default OUT/report.png; local, gs:// or s3://)")
-    parser.add_argument("--max_windows", type=int, default=2000,
-                        help="windows per site whose artifact_score is drawn: the first ones of its shards "
-                        "(more: a fuller picture, a longer read)")
+    parser.add_argument(
+        "--report", default=None, help="where to write the PNG (default OUT/report.png; local, gs:// or s3://)"
+    )
+    parser.add_argument(
+        "--max_windows",
+        type=int,
+        default=2000,
+        help="windows per site whose artifact_score is drawn: the first ones of its shards "
+        "(more: a fuller picture, a longer read)",
+    )
     args = parser.parse_args(argv)
     if args.max_windows < 1:
         parser.error(f"--max_windows: expected an integer >= 1; got {args.max_windows}")

@@ -208,8 +208,9 @@ def _polyphase_plan(up: int, down: int, rem: int) -> _PolyphasePlan:
     return _PolyphasePlan(block, k * down, tuple(groups))
 
 
-def _polyphase(segment: np.ndarray, seg_start: int, plan: ResamplePlan, start: int, stop: int,
-               offset: np.ndarray) -> np.ndarray:
+def _polyphase(
+    segment: np.ndarray, seg_start: int, plan: ResamplePlan, start: int, stop: int, offset: np.ndarray
+) -> np.ndarray:
     """Outputs ``start .. stop`` of ``y[m] = sum_n x[n] h[m * down + half - n * up]`` (taps scaled by
     ``up``) with ``x = segment - offset`` from global index ``seg_start`` on and zero elsewhere."""
     up, down = plan.up, plan.down
@@ -227,14 +228,17 @@ def _polyphase(segment: np.ndarray, seg_start: int, plan: ResamplePlan, start: i
     padded = np.zeros((n_chans, length + 1), dtype=np.float32)
     lo, hi = max(seg_start, origin), min(seg_start + n_seg, origin + length)
     if hi > lo:
-        np.subtract(segment[:, lo - seg_start: hi - seg_start], offset,
-                    out=padded[:, lo - origin: hi - origin])
+        np.subtract(segment[:, lo - seg_start : hi - seg_start], offset, out=padded[:, lo - origin : hi - origin])
     out = np.empty((n_chans, n_blocks, poly.block), dtype=np.float32)
     s_chan, s_time = padded.strides
     for r0, n, j0, matrix in poly.groups:
-        view = as_strided(padded[:, j0 - j_lo:], shape=(n_chans, n_blocks, matrix.shape[0]),
-                          strides=(s_chan, poly.step * s_time, s_time), writeable=False)
-        np.matmul(view, matrix, out=out[:, :, r0: r0 + n])
+        view = as_strided(
+            padded[:, j0 - j_lo :],
+            shape=(n_chans, n_blocks, matrix.shape[0]),
+            strides=(s_chan, poly.step * s_time, s_time),
+            writeable=False,
+        )
+        np.matmul(view, matrix, out=out[:, :, r0 : r0 + n])
     return out.reshape(n_chans, n_blocks * poly.block)[:, :n_out]
 
 
@@ -324,8 +328,7 @@ class Resampler:
             self._n_out += chunk.shape[1]
             return chunk.copy()
         # The offset is subtracted when _polyphase copies the inputs it needs, not here.
-        self._buffer = (chunk.copy() if self._buffer.shape[1] == 0
-                        else np.concatenate([self._buffer, chunk], axis=1))
+        self._buffer = chunk.copy() if self._buffer.shape[1] == 0 else np.concatenate([self._buffer, chunk], axis=1)
         return None
 
     def _emit(self, stop: int) -> np.ndarray:
@@ -335,13 +338,13 @@ class Resampler:
         up, down, half = self.plan.up, self.plan.down, self.plan.half_len
         # First input that output `start` touches; everything before it is no longer needed.
         seg_start = max(self._buffer_start, -(-(start * down - half) // up))
-        segment = self._buffer[:, seg_start - self._buffer_start:]
+        segment = self._buffer[:, seg_start - self._buffer_start :]
         out = _polyphase(segment, seg_start, self.plan, start, stop, self._offset)
         out += self._offset
         self._n_out = stop
         # Keep only inputs that the next output still needs.
         keep_from = max(self._buffer_start, -(-(stop * down - half) // up))
-        self._buffer = self._buffer[:, keep_from - self._buffer_start:]
+        self._buffer = self._buffer[:, keep_from - self._buffer_start :]
         self._buffer_start = keep_from
         return out
 

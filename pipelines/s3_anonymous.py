@@ -22,8 +22,12 @@ from eegfm.core.stores import patch_beam_once
 class AnonymousS3Options(PipelineOptions):
     @classmethod
     def _add_argparse_args(cls, parser: Any) -> None:
-        parser.add_argument("--s3_anonymous", action="store_true", default=False,
-                            help="read s3:// inputs with unsigned requests (public buckets, no credentials)")
+        parser.add_argument(
+            "--s3_anonymous",
+            action="store_true",
+            default=False,
+            help="read s3:// inputs with unsigned requests (public buckets, no credentials)",
+        )
 
 
 def is_anonymous(options: Any) -> bool:

@@ -191,14 +191,14 @@ class WindowRecord:
     def __post_init__(self) -> None:
         self.eeg = field.signal("eeg", self.eeg, ndim=2)
         if self.eeg.shape[0] != N_CHANS:
-            field.fail("eeg", f"{N_CHANS} channels in canonical order (shape [19, n_times])",
-                  f"shape {list(self.eeg.shape)}")
+            field.fail(
+                "eeg", f"{N_CHANS} channels in canonical order (shape [19, n_times])", f"shape {list(self.eeg.shape)}"
+            )
         self.channel_mask = field.channel_mask(self.channel_mask)
         if self.ecg is not None:
             self.ecg = field.signal("ecg", self.ecg, ndim=1)
             if self.ecg.shape[0] != self.n_times:
-                field.fail("ecg", f"{self.n_times} samples (the window's n_times)",
-                      f"{self.ecg.shape[0]}")
+                field.fail("ecg", f"{self.n_times} samples (the window's n_times)", f"{self.ecg.shape[0]}")
         self.sfreq = field.float32("sfreq", self.sfreq)
         if self.sfreq != SFREQ:
             field.fail("sfreq", f"{SFREQ} (every stored window is resampled to it)", f"{self.sfreq}")
@@ -215,8 +215,11 @@ class WindowRecord:
         self.extra = field.float_list("extra", self.extra)
         self.corpus_split = field.text("corpus_split", self.corpus_split)
         if self.corpus_split.decode("utf-8", "replace") not in CORPUS_SPLITS:
-            field.fail("corpus_split", f"one of {CORPUS_SPLITS!r} (empty when the corpus has no split)",
-                  repr(self.corpus_split))
+            field.fail(
+                "corpus_split",
+                f"one of {CORPUS_SPLITS!r} (empty when the corpus has no split)",
+                repr(self.corpus_split),
+            )
         self._normalize_provenance()
 
     def _normalize_ids(self) -> None:
@@ -226,23 +229,26 @@ class WindowRecord:
                 field.fail(name, "a non-empty pseudonym", "b''")
             setattr(self, name, value)
         if not SITE_ID_PATTERN.fullmatch(self.site_id.decode("utf-8", "replace")):
-            field.fail("site_id", f"a path-safe name matching {SITE_ID_PATTERN.pattern!r} "
-                  "(it names the output folder)", repr(self.site_id))
+            field.fail(
+                "site_id",
+                f"a path-safe name matching {SITE_ID_PATTERN.pattern!r} (it names the output folder)",
+                repr(self.site_id),
+            )
 
     def _normalize_labels(self) -> None:
         self.label = field.int64("label", self.label, low=-1)
         self.votes = field.float_list("votes", self.votes)
         if self.votes.size not in (0, len(HMS_CLASSES)):
-            field.fail("votes", f"0 or {len(HMS_CLASSES)} values ({', '.join(HMS_CLASSES)})",
-                  f"{self.votes.size} values")
+            field.fail(
+                "votes", f"0 or {len(HMS_CLASSES)} values ({', '.join(HMS_CLASSES)})", f"{self.votes.size} values"
+            )
         if (self.votes < 0).any():
             field.fail("votes", "non-negative vote counts", f"{self.votes.tolist()}")
         self.task = field.text("task", self.task)
         if not self.task and (self.label != -1 or self.votes.size):
             field.fail("task", "a label space name (e.g. b'hms6') for a labeled window", "b''")
         if self.task == HMS_TASK.encode() and self.label >= len(HMS_CLASSES):
-            field.fail("label", f"-1 or a class index below {len(HMS_CLASSES)} for task {HMS_TASK!r}",
-                  f"{self.label}")
+            field.fail("label", f"-1 or a class index below {len(HMS_CLASSES)} for task {HMS_TASK!r}", f"{self.label}")
 
     def _normalize_provenance(self) -> None:
         self.source_sha256 = field.text("source_sha256", self.source_sha256)
@@ -266,10 +272,7 @@ class WindowRecord:
         """Field-wise equality; arrays compare by value and NaN equals NaN (``age`` unknown)."""
         if not isinstance(other, WindowRecord):
             return NotImplemented
-        return all(
-            field.same_value(getattr(self, f.name), getattr(other, f.name))
-            for f in dataclasses.fields(self)
-        )
+        return all(field.same_value(getattr(self, f.name), getattr(other, f.name)) for f in dataclasses.fields(self))
 
     __hash__ = None  # type: ignore[assignment]  # mutable, like every dataclass with eq
 
@@ -338,9 +341,7 @@ def _feature_values(features: Mapping[str, tuple[str, Any]], name: str) -> Any:
     if kind != spec.kind:
         raise SchemaError(f"feature {name!r}: expected {spec.kind} values; got {kind} values")
     if spec.size is not None and len(values) != spec.size:
-        raise SchemaError(
-            f"feature {name!r}: expected {spec.size} {spec.kind} value(s); got {len(values)}"
-        )
+        raise SchemaError(f"feature {name!r}: expected {spec.size} {spec.kind} value(s); got {len(values)}")
     return values[0] if spec.size == 1 else values
 
 
@@ -348,8 +349,7 @@ def _decode_signal(name: str, raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
     expected = int(np.prod(shape)) * EEG_DTYPE.itemsize
     if len(raw) != expected:
         raise SchemaError(
-            f"feature {name!r}: expected {expected} bytes of float16 for shape {list(shape)}; "
-            f"got {len(raw)}"
+            f"feature {name!r}: expected {expected} bytes of float16 for shape {list(shape)}; got {len(raw)}"
         )
     return np.frombuffer(raw, dtype=EEG_DTYPE).reshape(shape)
 

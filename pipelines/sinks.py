@@ -51,10 +51,16 @@ DEFAULT_MAX_SHARD_BYTES = 128 * 2**20
 class SnappyTFRecordSink(filebasedsink.FileBasedSink):
     """A ``FileBasedSink`` of serialized records (bytes) in TensorFlow's SNAPPY TFRecord format."""
 
-    def __init__(self, file_path_prefix: str, file_name_suffix: str = FILE_NAME_SUFFIX,
-                 num_shards: int = 0, shard_name_template: str = SHARD_NAME_TEMPLATE, *,
-                 max_records_per_shard: int | None = None,
-                 max_bytes_per_shard: int | None = None):
+    def __init__(
+        self,
+        file_path_prefix: str,
+        file_name_suffix: str = FILE_NAME_SUFFIX,
+        num_shards: int = 0,
+        shard_name_template: str = SHARD_NAME_TEMPLATE,
+        *,
+        max_records_per_shard: int | None = None,
+        max_bytes_per_shard: int | None = None,
+    ):
         super().__init__(
             file_path_prefix,
             coder=coders.BytesCoder(),
@@ -96,14 +102,24 @@ class WriteToSnappyTFRecord(beam.PTransform):
     PCollection holds the final file names.
     """
 
-    def __init__(self, file_path_prefix: str, file_name_suffix: str = FILE_NAME_SUFFIX,
-                 num_shards: int = 0, shard_name_template: str = SHARD_NAME_TEMPLATE, *,
-                 max_records_per_shard: int | None = None,
-                 max_bytes_per_shard: int | None = None):
+    def __init__(
+        self,
+        file_path_prefix: str,
+        file_name_suffix: str = FILE_NAME_SUFFIX,
+        num_shards: int = 0,
+        shard_name_template: str = SHARD_NAME_TEMPLATE,
+        *,
+        max_records_per_shard: int | None = None,
+        max_bytes_per_shard: int | None = None,
+    ):
         super().__init__()
         self._sink = SnappyTFRecordSink(
-            file_path_prefix, file_name_suffix, num_shards, shard_name_template,
-            max_records_per_shard=max_records_per_shard, max_bytes_per_shard=max_bytes_per_shard,
+            file_path_prefix,
+            file_name_suffix,
+            num_shards,
+            shard_name_template,
+            max_records_per_shard=max_records_per_shard,
+            max_bytes_per_shard=max_bytes_per_shard,
         )
 
     def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
@@ -115,9 +131,7 @@ def site_name(site: str | bytes) -> str:
     """A site id as the folder name it becomes; rejects names unsafe as a path component."""
     name = site.decode("utf-8", "replace") if isinstance(site, bytes) else site
     if not isinstance(name, str) or not SITE_ID_PATTERN.fullmatch(name):
-        raise ValueError(
-            f"site: expected a name matching {SITE_ID_PATTERN.pattern!r}; got {site!r}"
-        )
+        raise ValueError(f"site: expected a name matching {SITE_ID_PATTERN.pattern!r}; got {site!r}")
     return name
 
 
@@ -126,8 +140,7 @@ def site_file_prefix(output_dir: str, site: str | bytes) -> str:
     return FileSystems.join(output_dir, site_name(site), SITE_FILE_PREFIX)
 
 
-def site_file_pattern(output_dir: str, site: str | bytes,
-                      file_name_suffix: str = FILE_NAME_SUFFIX) -> str:
+def site_file_pattern(output_dir: str, site: str | bytes, file_name_suffix: str = FILE_NAME_SUFFIX) -> str:
     """A glob matching one site's final shards (never Beam's temporary files)."""
     return f"{site_file_prefix(output_dir, site)}-*-of-*{file_name_suffix}"
 
@@ -176,8 +189,12 @@ class ShardTask:
             yield from source.records(first, last)
 
 
-def plan_shards(sources: Iterable[RecordSource], sites: Sequence[str], num_shards: int = 0,
-                max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES) -> list[ShardTask]:
+def plan_shards(
+    sources: Iterable[RecordSource],
+    sites: Sequence[str],
+    num_shards: int = 0,
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+) -> list[ShardTask]:
     """Every declared site's shards, decided by the sources alone (never by the runner's bundles).
 
     A site's sources are concatenated in ``order`` and cut into ``num_shards`` contiguous shards
@@ -191,15 +208,18 @@ def plan_shards(sources: Iterable[RecordSource], sites: Sequence[str], num_shard
         if site not in by_site:
             raise ValueError(
                 f"WriteSnappyTFRecordsBySite: site {site!r} is not one of the {len(sites)} sites declared "
-                f"when the pipeline was built ({', '.join(sites)}); declare every site so no window is dropped")
+                f"when the pipeline was built ({', '.join(sites)}); declare every site so no window is dropped"
+            )
         by_site[site].append(source)
     tasks = []
     for site in sites:
         ordered = sorted(by_site[site], key=lambda s: s.order)
         for a, b in zip(ordered, ordered[1:]):
             if a.order == b.order:
-                raise ValueError(f"site {site}: two record sources share the order {a.order!r}; expected "
-                                 "unique orders, or the shards would depend on the order of arrival")
+                raise ValueError(
+                    f"site {site}: two record sources share the order {a.order!r}; expected "
+                    "unique orders, or the shards would depend on the order of arrival"
+                )
         sizes = [np.asarray(s.sizes, dtype=np.int64) for s in ordered]
         total = int(sum(int(s.sum()) for s in sizes))
         count = num_shards or max(1, -(-total // max_shard_bytes))
@@ -264,8 +284,10 @@ class FinalizeBySiteFn(beam.DoFn):
         for site in self._sites:
             temps = sorted(by_site[site])
             if counts[site] != {len(temps)}:
-                raise RuntimeError(f"site {site}: {len(temps)} written shards; the plan has "
-                                   f"{', '.join(map(str, sorted(counts[site]))) or 'none'}")
+                raise RuntimeError(
+                    f"site {site}: {len(temps)} written shards; the plan has "
+                    f"{', '.join(map(str, sorted(counts[site]))) or 'none'}"
+                )
             prefix = site_file_prefix(self._output_dir, site)
             names = [f"{prefix}-{i:05d}-of-{len(temps):05d}{self._suffix}" for i in range(len(temps))]
             _make_folder(FileSystems.split(prefix)[0])
@@ -307,8 +329,14 @@ class WriteSnappyTFRecordsBySite(beam.PTransform):
     holds the final file names of all sites.
     """
 
-    def __init__(self, output_dir: str, sites: Iterable[str | bytes], num_shards: int = 0,
-                 file_name_suffix: str = FILE_NAME_SUFFIX, max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES):
+    def __init__(
+        self,
+        output_dir: str,
+        sites: Iterable[str | bytes],
+        num_shards: int = 0,
+        file_name_suffix: str = FILE_NAME_SUFFIX,
+        max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+    ):
         super().__init__()
         names = tuple(site_name(site) for site in sites)
         if not names:
@@ -330,14 +358,16 @@ class WriteSnappyTFRecordsBySite(beam.PTransform):
         written = (
             p
             | "Once" >> beam.Create([None])
-            | "PlanShards" >> beam.FlatMap(_plan, beam.pvalue.AsList(sources), self._sites,
-                                           self._num_shards, self._max_shard_bytes)
+            | "PlanShards"
+            >> beam.FlatMap(_plan, beam.pvalue.AsList(sources), self._sites, self._num_shards, self._max_shard_bytes)
             | "Spread" >> beam.Reshuffle()  # shards to every worker
             | "WriteShards" >> beam.ParDo(_WriteShardFn(temp_dir, suffix))
         )
         return (
             p
             | "OnceMore" >> beam.Create([None])
-            | "Finalize" >> beam.ParDo(FinalizeBySiteFn(self._output_dir, self._sites, temp_dir, suffix),
-                                       beam.pvalue.AsList(written))
+            | "Finalize"
+            >> beam.ParDo(
+                FinalizeBySiteFn(self._output_dir, self._sites, temp_dir, suffix), beam.pvalue.AsList(written)
+            )
         )

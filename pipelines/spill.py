@@ -88,10 +88,19 @@ class SpillWriter:
             self._fh, self._first = FileSystems.create(self.path), rec
         framed = frame_record(data)
         self._fh.write(framed)
-        self._rows.append((float(rec.window_start_s), rec.n_times,
-                           f"{rec.task.decode() or 'unlabeled'}:{int(rec.label)}", float(rec.artifact_score),
-                           ae_features(window), offsets["quality"], offsets["artifact_score"],
-                           self._position, len(data)))
+        self._rows.append(
+            (
+                float(rec.window_start_s),
+                rec.n_times,
+                f"{rec.task.decode() or 'unlabeled'}:{int(rec.label)}",
+                float(rec.artifact_score),
+                ae_features(window),
+                offsets["quality"],
+                offsets["artifact_score"],
+                self._position,
+                len(data),
+            )
+        )
         self._position += len(framed)
 
     def close(self) -> None:
@@ -113,11 +122,22 @@ class SpillWriter:
         starts, n_times, labels, scores, features, quality_at, score_at, frame_at, sizes = zip(*self._rows)
         rec = self._first
         return SpilledRecording(
-            source, self.path, rec.site_id.decode(), rec.subject_id.decode(), rec.recording_id.decode(),
-            np.array(starts), np.array(n_times, dtype=np.int64), list(labels),
-            np.array(scores, dtype=np.float32), np.stack(features).astype(np.float32),
-            np.array(quality_at, dtype=np.int64), np.array(score_at, dtype=np.int64),
-            np.array(frame_at, dtype=np.int64), np.array(sizes, dtype=np.int64), rec.corpus_split.decode())
+            source,
+            self.path,
+            rec.site_id.decode(),
+            rec.subject_id.decode(),
+            rec.recording_id.decode(),
+            np.array(starts),
+            np.array(n_times, dtype=np.int64),
+            list(labels),
+            np.array(scores, dtype=np.float32),
+            np.stack(features).astype(np.float32),
+            np.array(quality_at, dtype=np.int64),
+            np.array(score_at, dtype=np.int64),
+            np.array(frame_at, dtype=np.int64),
+            np.array(sizes, dtype=np.int64),
+            rec.corpus_split.decode(),
+        )
 
 
 def sample_items(spilled: SpilledRecording, train_sites: frozenset) -> list[tuple[str, np.ndarray]]:
@@ -128,8 +148,10 @@ def sample_items(spilled: SpilledRecording, train_sites: frozenset) -> list[tupl
     if (train_sites and spilled.site not in train_sites) or spilled.corpus_split == "eval":
         return []
     prefix = spilled.recording_id.encode() + b"|"
-    return [(hashlib.sha256(prefix + str(float(start)).encode()).hexdigest(), features)
-            for start, features in zip(spilled.starts, spilled.features)]
+    return [
+        (hashlib.sha256(prefix + str(float(start)).encode()).hexdigest(), features)
+        for start, features in zip(spilled.starts, spilled.features)
+    ]
 
 
 @dataclasses.dataclass
@@ -160,34 +182,58 @@ class ScoredSpill:
                     fh.seek(at)
                 framed = fh.read(size + FRAME_OVERHEAD)
                 position = at + len(framed)
-                record = unframe_record(framed, size, f"{self.spill} (spill file of {self.source}), record at byte {at}")
+                record = unframe_record(
+                    framed, size, f"{self.spill} (spill file of {self.source}), record at byte {at}"
+                )
                 if self.patch_at is not None:
                     record = bytearray(record)
                     for offset, value in zip(self.patch_at[j], self.patch_values[j]):
-                        record[offset: offset + 4] = value.astype("<f4").tobytes()
+                        record[offset : offset + 4] = value.astype("<f4").tobytes()
                     record = bytes(record)
                 yield record
 
 
-def score_spill(spilled: SpilledRecording, scores: np.ndarray | None, max_score: float
-                ) -> tuple[ScoredSpill, list[RejectedWindow]]:
+def score_spill(
+    spilled: SpilledRecording, scores: np.ndarray | None, max_score: float
+) -> tuple[ScoredSpill, list[RejectedWindow]]:
     """The recording's kept windows after the autoencoder's ``scores`` (ae_score, and artifact_score
     = max(rules, autoencoder)), and a ``RejectedWindow`` for each window whose artifact_score then
     exceeds ``max_score``. ``scores=None``: every window kept as spilled."""
     order = (spilled.recording_id, spilled.source)
     if scores is None:
-        return ScoredSpill(spilled.source, spilled.spill, spilled.site, order, np.arange(len(spilled)),
-                           spilled.frame_offsets, spilled.sizes), []
+        return ScoredSpill(
+            spilled.source,
+            spilled.spill,
+            spilled.site,
+            order,
+            np.arange(len(spilled)),
+            spilled.frame_offsets,
+            spilled.sizes,
+        ), []
     if len(scores) != len(spilled):
         raise ValueError(f"scores: expected {len(spilled)} values for {spilled.source}; got {len(scores)}")
     ae = np.asarray(scores, dtype=np.float32)
     combined = np.maximum(spilled.rule_scores.astype(np.float32), ae)
     keep = combined <= np.float32(max_score)
-    rejected = [RejectedWindow(spilled.source, spilled.site, float(spilled.starts[i]),
-                               [f"artifact_score={float(combined[i]):.4g} > max_artifact_score={max_score:.4g}"])
-                for i in np.flatnonzero(~keep)]
+    rejected = [
+        RejectedWindow(
+            spilled.source,
+            spilled.site,
+            float(spilled.starts[i]),
+            [f"artifact_score={float(combined[i]):.4g} > max_artifact_score={max_score:.4g}"],
+        )
+        for i in np.flatnonzero(~keep)
+    ]
     patch_at = np.stack([spilled.quality_offsets + 4 * AE_INDEX, spilled.score_offsets], axis=1)[keep]
     patch_values = np.stack([ae, combined], axis=1)[keep]
-    return ScoredSpill(spilled.source, spilled.spill, spilled.site, order, np.flatnonzero(keep),
-                       spilled.frame_offsets[keep], spilled.sizes[keep], patch_at, patch_values), rejected
-
+    return ScoredSpill(
+        spilled.source,
+        spilled.spill,
+        spilled.site,
+        order,
+        np.flatnonzero(keep),
+        spilled.frame_offsets[keep],
+        spilled.sizes[keep],
+        patch_at,
+        patch_values,
+    ), rejected

@@ -59,8 +59,14 @@ class ProcessRecordingFn(beam.DoFn):
 
     REJECTED, OUTCOME = "rejected", "outcome"
 
-    def __init__(self, key_file: str, config: PreprocessConfig, spill_dir: str, progress: str | None = None,
-                 redact: tuple[str, ...] | None = None):
+    def __init__(
+        self,
+        key_file: str,
+        config: PreprocessConfig,
+        spill_dir: str,
+        progress: str | None = None,
+        redact: tuple[str, ...] | None = None,
+    ):
         self._key_file, self._config, self._spill_dir = key_file, config, spill_dir
         self._progress = progress  # pipelines.progress's file on a local run, else None
         self._redact = redact  # --redact_paths: the folders whose names stay (redact.kept_folders)
@@ -114,16 +120,24 @@ class ProcessRecordings(beam.PTransform):
         self._fn = ProcessRecordingFn(*args, **kwargs)
 
     def expand(self, items):
-        return (items | "Reshuffle" >> beam.Reshuffle()
-                | "Process" >> beam.ParDo(self._fn).with_outputs(
-                    ProcessRecordingFn.REJECTED, ProcessRecordingFn.OUTCOME, main="recordings"))
+        return (
+            items
+            | "Reshuffle" >> beam.Reshuffle()
+            | "Process"
+            >> beam.ParDo(self._fn).with_outputs(
+                ProcessRecordingFn.REJECTED, ProcessRecordingFn.OUTCOME, main="recordings"
+            )
+        )
 
 
 def _fit_autoencoder(sample: list[tuple[str, np.ndarray]], seed: int):
     model = ArtifactAutoencoder(seed=seed)
     if len(sample) < model.min_fit_windows:
-        log.warning("artifact autoencoder not fitted: %s, fewer than the %d it needs; windows are scored by "
-                    "the rules only", count(len(sample), "training window"), model.min_fit_windows)
+        log.warning(
+            "artifact autoencoder not fitted: %s, fewer than the %d it needs; windows are scored by the rules only",
+            count(len(sample), "training window"),
+            model.min_fit_windows,
+        )
         return None
     features = np.stack([f for _, f in sorted(sample, key=lambda kv: kv[0])])
     with threadpool_limits(limits=1, user_api="blas"):  # as where it scores: a threaded BLAS rounds differently
@@ -137,9 +151,10 @@ def _save_model(model, path: str) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         model.save(os.path.join(tmp, AE_MODEL_NAME))
         for produced in sorted(os.listdir(tmp)):
-            with open(os.path.join(tmp, produced), "rb") as src, FileSystems.create(
-                FileSystems.join(os.path.dirname(path), produced)
-            ) as dst:
+            with (
+                open(os.path.join(tmp, produced), "rb") as src,
+                FileSystems.create(FileSystems.join(os.path.dirname(path), produced)) as dst,
+            ):
                 dst.write(src.read())
     return os.path.basename(path)
 
@@ -178,8 +193,10 @@ class ScoreSpillFn(beam.DoFn):
         for event in rejected:
             yield beam.pvalue.TaggedOutput(self.REJECTED, event)
         for i in kept.kept:
-            yield beam.pvalue.TaggedOutput(self.COUNTED, (
-                spilled.site, spilled.subject, spilled.labels[i], int(spilled.n_times[i]), spilled.corpus_split))
+            yield beam.pvalue.TaggedOutput(
+                self.COUNTED,
+                (spilled.site, spilled.subject, spilled.labels[i], int(spilled.n_times[i]), spilled.corpus_split),
+            )
         if len(kept.kept):
             yield kept
 
@@ -188,8 +205,17 @@ class ScoreArtifacts(beam.PTransform):
     """Fit (or load) the artifact autoencoder on training-site windows, then score every window and
     encode it for the sink."""
 
-    def __init__(self, output: str, config: PreprocessConfig, *, model_path: str | None,
-                 enabled: bool, train_sites: tuple[str, ...], sample_size: int, seed: int = 0):
+    def __init__(
+        self,
+        output: str,
+        config: PreprocessConfig,
+        *,
+        model_path: str | None,
+        enabled: bool,
+        train_sites: tuple[str, ...],
+        sample_size: int,
+        seed: int = 0,
+    ):
         super().__init__()
         self._output, self._config = output, config
         self._model_path, self._enabled = model_path, enabled
@@ -235,42 +261,79 @@ class WriteReports(beam.PTransform):
         quarantined = outcomes | "Quarantined" >> beam.Filter(lambda o: o.status != "processed")
         # Quarantine lines are few (one per rejected input or window), so the manifest step
         # writes them too: sorted, and without a file sink's sub-graph in every job.
-        lines = ((quarantined, rejected, ignored) | "AllQuarantine" >> beam.Flatten()
-                 | "ToJson" >> beam.Map(quarantine_line))
-        counts = (counted | "Counts" >> beam.FlatMap(window_counts)
-                  | "Sum" >> beam.CombinePerKey(sum))
+        lines = (
+            (quarantined, rejected, ignored) | "AllQuarantine" >> beam.Flatten() | "ToJson" >> beam.Map(quarantine_line)
+        )
+        counts = counted | "Counts" >> beam.FlatMap(window_counts) | "Sum" >> beam.CombinePerKey(sum)
         path = FileSystems.join(self._output, MANIFEST_NAME)
         return (
-            p | "Once" >> beam.Create([None])
-            | "Manifest" >> beam.Map(
-                write_manifest, path, self._header,
-                beam.pvalue.AsList(outcomes), beam.pvalue.AsDict(counts),
-                beam.pvalue.AsList(shards), beam.pvalue.AsList(model_used), beam.pvalue.AsList(lines),
-                self._spill_dir)
+            p
+            | "Once" >> beam.Create([None])
+            | "Manifest"
+            >> beam.Map(
+                write_manifest,
+                path,
+                self._header,
+                beam.pvalue.AsList(outcomes),
+                beam.pvalue.AsDict(counts),
+                beam.pvalue.AsList(shards),
+                beam.pvalue.AsList(model_used),
+                beam.pvalue.AsList(lines),
+                self._spill_dir,
+            )
         )
 
 
-def build_pipeline(p, args, config: PreprocessConfig, items: list[SourceItem], ignored: list[Ignored], key: bytes,
-                   progress: str | None = None, output_shown: str | None = None) -> None:
+def build_pipeline(
+    p,
+    args,
+    config: PreprocessConfig,
+    items: list[SourceItem],
+    ignored: list[Ignored],
+    key: bytes,
+    progress: str | None = None,
+    output_shown: str | None = None,
+) -> None:
     """The job's four stages on ``p`` for the launcher's parsed ``args``."""
     sites = tuple(sorted({pseudonym(key, "site", item.site) for item in items}))
-    train_sites = tuple(sorted({pseudonym(key, "site", name.strip())
-                                for name in args.ae_train_sites.split(",") if name.strip()}))
-    header = manifest_header(config, sites, args.output if output_shown is None else output_shown,
-                             args.redact_paths, ignored)
+    train_sites = tuple(
+        sorted({pseudonym(key, "site", name.strip()) for name in args.ae_train_sites.split(",") if name.strip()})
+    )
+    header = manifest_header(
+        config, sites, args.output if output_shown is None else output_shown, args.redact_paths, ignored
+    )
     # One spill folder per run, removed by the last step.
     spill_dir = FileSystems.join(args.output, f".spill-{uuid.uuid4().hex[:12]}")
-    processed = p | "Inputs" >> beam.Create(items) | "ProcessRecordings" >> ProcessRecordings(
-        args.pseudonym_key_file, config, spill_dir, progress,
-        redact=tuple(kept_folders(args.input)) if args.redact_paths else None)
+    processed = (
+        p
+        | "Inputs" >> beam.Create(items)
+        | "ProcessRecordings"
+        >> ProcessRecordings(
+            args.pseudonym_key_file,
+            config,
+            spill_dir,
+            progress,
+            redact=tuple(kept_folders(args.input)) if args.redact_paths else None,
+        )
+    )
     recordings, rejected, outcomes = (
-        (processed.recordings, processed.rejected, processed.outcome) | "DropDuplicates" >> DropDuplicates())
+        processed.recordings,
+        processed.rejected,
+        processed.outcome,
+    ) | "DropDuplicates" >> DropDuplicates()
     scoring = ScoreArtifacts(
-        args.output, config, model_path=args.artifact_model, enabled=not args.no_artifact_model,
-        train_sites=train_sites, sample_size=args.ae_sample_size)
+        args.output,
+        config,
+        model_path=args.artifact_model,
+        enabled=not args.no_artifact_model,
+        train_sites=train_sites,
+        sample_size=args.ae_sample_size,
+    )
     scored = recordings | "ScoreArtifacts" >> scoring
     shards = scored.kept | "WriteWindows" >> WriteSnappyTFRecordsBySite(
-        args.output, sites, args.num_shards, max_shard_bytes=shard_bytes(args.max_shard_mb))
+        args.output, sites, args.num_shards, max_shard_bytes=shard_bytes(args.max_shard_mb)
+    )
     rejected = (rejected, scored.rejected) | "AllRejected" >> beam.Flatten()
     (outcomes, rejected, scored.counted, shards, scoring.model_used) | "WriteReports" >> WriteReports(
-        args.output, header, ignored, spill_dir)
+        args.output, header, ignored, spill_dir
+    )

@@ -56,8 +56,7 @@ class CorruptTFRecordError(OSError):
         self.path, self.offset, self.reason, self.block_offset = path, offset, reason, block_offset
         where = f"byte offset {offset}"
         if block_offset is not None:
-            where += (f" of the decompressed record stream (in the snappy block at file byte "
-                      f"offset {block_offset})")
+            where += f" of the decompressed record stream (in the snappy block at file byte offset {block_offset})"
         super().__init__(f"{path}: corrupt TFRecord at {where}: {reason}")
 
     def __reduce__(self):  # pickled (between processes) by its fields, not its message
@@ -95,8 +94,9 @@ def unframe_record(framed: bytes, size: int, where: str) -> bytes:
     """The ``size``-byte record of one ``frame_record`` frame, its length and CRCs checked; a
     ``CorruptTFRecordError`` naming ``where`` otherwise (e.g. a file cut short)."""
     if len(framed) != size + FRAME_OVERHEAD:
-        raise CorruptTFRecordError(where, 0, f"expected a framed record of {size + FRAME_OVERHEAD} bytes; "
-                                   f"got {len(framed)} (file cut short?)")
+        raise CorruptTFRecordError(
+            where, 0, f"expected a framed record of {size + FRAME_OVERHEAD} bytes; got {len(framed)} (file cut short?)"
+        )
     if framed[:HEADER_BYTES] != record_header(size):
         raise CorruptTFRecordError(where, 0, f"expected the header of a {size}-byte record")
     data = framed[HEADER_BYTES:-FOOTER_BYTES]
@@ -115,8 +115,7 @@ class SnappyTFRecordWriter:
     ``gzip.GzipFile(fileobj=...)``, the caller owns the file by default).
     """
 
-    def __init__(self, fileobj: IO[bytes], *, block_bytes: int = SNAPPY_BLOCK_BYTES,
-                 close_fileobj: bool = False):
+    def __init__(self, fileobj: IO[bytes], *, block_bytes: int = SNAPPY_BLOCK_BYTES, close_fileobj: bool = False):
         check_range("block_bytes", block_bytes, 1, SNAPPY_BLOCK_BYTES)
         self.fileobj = fileobj
         self.block_bytes = int(block_bytes)
@@ -146,8 +145,8 @@ class SnappyTFRecordWriter:
             self._write_block(self._pending)
             self._pending = bytearray()
         while len(data) >= self.block_bytes:  # big records go straight from the caller's buffer
-            self._write_block(data[:self.block_bytes])
-            data = data[self.block_bytes:]
+            self._write_block(data[: self.block_bytes])
+            data = data[self.block_bytes :]
         self._pending += data
 
     def _write_block(self, block: bytes | bytearray | memoryview) -> None:
@@ -179,8 +178,9 @@ class SnappyTFRecordWriter:
         self.close()
 
 
-def write_records(target: str | os.PathLike[str] | IO[bytes], records: Iterable[bytes], *,
-                  compression: str | None = "SNAPPY") -> int:
+def write_records(
+    target: str | os.PathLike[str] | IO[bytes], records: Iterable[bytes], *, compression: str | None = "SNAPPY"
+) -> int:
     """Write ``records`` to a local path or a binary file object; return how many were written.
 
     For object stores pass a file object, e.g. ``apache_beam.io.filesystems.FileSystems.create``.
@@ -236,7 +236,7 @@ class _FileBytes:
             else:
                 part = self._fileobj.read(size - got)
                 n = len(part)
-                view[got:got + n] = part
+                view[got : got + n] = part
             if not n:
                 break
             got += n
@@ -255,17 +255,15 @@ def _snappy_chunks(source: _FileBytes, path: str) -> Iterator[tuple[int | None, 
     decompressed = _Scratch()
     while prefix := source.take(4):
         if len(prefix) < 4:
-            raise CorruptTFRecordError(
-                path, offset, f"truncated block length: expected 4 bytes; got {len(prefix)}")
+            raise CorruptTFRecordError(path, offset, f"truncated block length: expected 4 bytes; got {len(prefix)}")
         (size,) = struct.unpack(">I", prefix)
         if size > _MAX_COMPRESSED_BLOCK:
             raise CorruptTFRecordError(
-                path, offset,
-                f"snappy block length {size} exceeds the limit for {MAX_BLOCK_BYTES}-byte blocks")
+                path, offset, f"snappy block length {size} exceeds the limit for {MAX_BLOCK_BYTES}-byte blocks"
+            )
         block = source.take(size)
         if len(block) < size:
-            raise CorruptTFRecordError(
-                path, offset, f"truncated snappy block: expected {size} bytes; got {len(block)}")
+            raise CorruptTFRecordError(path, offset, f"truncated snappy block: expected {size} bytes; got {len(block)}")
         yield offset, _decompress_block(block, decompressed, path, offset)
         offset += 4 + size
 
@@ -275,15 +273,16 @@ def _decompress_block(block: memoryview, out: _Scratch, path: str, offset: int) 
         size = cramjam.snappy.decompress_raw_len(block)
         if size > MAX_BLOCK_BYTES:
             raise CorruptTFRecordError(
-                path, offset, f"snappy block claims {size} decompressed bytes, over the "
-                f"{MAX_BLOCK_BYTES}-byte limit")
+                path, offset, f"snappy block claims {size} decompressed bytes, over the {MAX_BLOCK_BYTES}-byte limit"
+            )
         view = out.view(size)
         written = cramjam.snappy.decompress_raw_into(block, view)
     except cramjam.DecompressionError as err:
         raise CorruptTFRecordError(path, offset, f"invalid snappy block ({err})") from err
     if written != size:
         raise CorruptTFRecordError(
-            path, offset, f"invalid snappy block (header claims {size} bytes; {written} decompressed)")
+            path, offset, f"invalid snappy block (header claims {size} bytes; {written} decompressed)"
+        )
     return view
 
 
@@ -316,10 +315,10 @@ class _Stream:
         if start + size <= len(self._chunk):  # the common case: inside the current chunk
             self._pos += size
             self.offset += size
-            return bytes(self._chunk[start:self._pos])
+            return bytes(self._chunk[start : self._pos])
         parts, remaining = [], size
         while remaining and not self.at_end():
-            part = bytes(self._chunk[self._pos:self._pos + remaining])
+            part = bytes(self._chunk[self._pos : self._pos + remaining])
             self._pos += len(part)
             self.offset += len(part)
             remaining -= len(part)
@@ -385,13 +384,18 @@ def _records(stream: _Stream, path: str, verify_crc: bool, stride: int, offset: 
             else:
                 _skip_record(stream, verify_crc)
         except _BadRecord as err:
-            raise CorruptTFRecordError(
-                path, start, f"record {index}: {err}", block_offset=block) from None
+            raise CorruptTFRecordError(path, start, f"record {index}: {err}", block_offset=block) from None
         index += 1
 
 
-def read_records(source: str | os.PathLike[str] | IO[bytes], compression: str | None = "SNAPPY",
-                 verify_crc: bool = True, *, stride: int = 1, offset: int = 0) -> Iterator[bytes]:
+def read_records(
+    source: str | os.PathLike[str] | IO[bytes],
+    compression: str | None = "SNAPPY",
+    verify_crc: bool = True,
+    *,
+    stride: int = 1,
+    offset: int = 0,
+) -> Iterator[bytes]:
     """Yield the records of a TFRecord file, plain (``compression=None``) or ``"SNAPPY"``.
 
     ``source`` is a local path or a binary file object (for object stores pass
@@ -417,4 +421,3 @@ def read_records(source: str | os.PathLike[str] | IO[bytes], compression: str | 
     path = str(getattr(source, "name", None) or repr(source))
     chunks = _snappy_chunks(_FileBytes(source), path) if compression else _plain_chunks(source)
     yield from _records(_Stream(chunks), path, verify_crc, stride, offset)
-

@@ -84,16 +84,30 @@ def plan_windows(item: SourceItem, spans: list[Span], config: PreprocessConfig) 
             span.requests.append(Request(start, n_times, w.label, tuple(w.votes), w.task or item.task))
             continue
         where = f"window [{w.offset_s:.2f} s, {w.offset_s + n_times / TARGET_SFREQ:.2f} s)"
-        stops = [(a.end_s, b.onset_s) for a, b in zip(spans, spans[1:])
-                 if w.offset_s < b.onset_s and a.end_s < w.offset_s + w.duration_s]
+        stops = [
+            (a.end_s, b.onset_s)
+            for a, b in zip(spans, spans[1:])
+            if w.offset_s < b.onset_s and a.end_s < w.offset_s + w.duration_s
+        ]
         if stops:
             (gap_start, gap_stop), end = stops[0], w.offset_s + n_times / TARGET_SFREQ
             verb = "lies in" if gap_start <= w.offset_s and end <= gap_stop else "spans"
-            outside.append((w.offset_s, "recording_gap", f"{where} {verb} a gap in the recording (nothing recorded "
-                            f"from {gap_start:.2f} s to {gap_stop:.2f} s)"))
+            outside.append(
+                (
+                    w.offset_s,
+                    "recording_gap",
+                    f"{where} {verb} a gap in the recording (nothing recorded "
+                    f"from {gap_start:.2f} s to {gap_stop:.2f} s)",
+                )
+            )
         else:
-            outside.append((w.offset_s, "outside_recording", f"{where} lies outside the recording "
-                            f"({spans[0].onset_s:.0f} s, {spans[-1].end_s:.2f} s)"))
+            outside.append(
+                (
+                    w.offset_s,
+                    "outside_recording",
+                    f"{where} lies outside the recording ({spans[0].onset_s:.0f} s, {spans[-1].end_s:.2f} s)",
+                )
+            )
     for span in spans:
         span.requests.sort(key=lambda r: (r.start, r.n_times))
     return outside
@@ -116,7 +130,8 @@ def mark_annotated_bad(spans: list[Span], bad_spans: tuple[tuple[int, int], ...]
                 where = f"{a / sfreq:.2f} s" if b - a == 1 else f"[{a / sfreq:.2f} s, {b / sfreq:.2f} s)"
                 more = f" (and {hit.size - 1} more)" if hit.size > 1 else ""
                 span.requests[k] = dataclasses.replace(
-                    req, marked_bad=f"annotated_bad: the recording's annotations mark {where} bad{more}")
+                    req, marked_bad=f"annotated_bad: the recording's annotations mark {where} bad{more}"
+                )
 
 
 def _placed(offset_s: float, n_times: int, spans: list[Span], slack_s: float) -> tuple[Span, int] | None:
@@ -170,8 +185,9 @@ def cut_span(span: Span, cut: Cutting) -> Iterator[Window | RejectedWindow]:
         block = resampler.finish(data) if last else resampler.push(data)
         raw_buf.append(block)
         out_buf.append(filt.finish(block) if last else filt.push(block))
-        bad_buf.append(_resample_mask(bad, start - seg.start, stop - seg.start, cut.sfreq, bad_buf.end,
-                                      block.shape[1])[None])
+        bad_buf.append(
+            _resample_mask(bad, start - seg.start, stop - seg.start, cut.sfreq, bad_buf.end, block.shape[1])[None]
+        )
         ready = []
         while next_req < len(requests) and requests[next_req].start + requests[next_req].n_times <= out_buf.end:
             ready.append(requests[next_req])
@@ -212,7 +228,7 @@ class _Rolling:
         self.data = block if not self.data.shape[1] else np.concatenate([self.data, block], axis=1)
 
     def take(self, start: int, n: int) -> np.ndarray:
-        return self.data[:, start - self.base: start - self.base + n]
+        return self.data[:, start - self.base : start - self.base + n]
 
     def drop_before(self, index: int) -> None:
         cut = max(0, min(index, self.end) - self.base)
@@ -246,8 +262,9 @@ def _make_windows(cut: Cutting, span: Span, batch, raw_buf, out_buf, bad_buf):
     filtered = np.stack([out_buf.take(r.start, r.n_times) for r in batch])
     unfiltered = np.stack([raw_buf.take(r.start, r.n_times)[: schema.N_CHANS] for r in batch])
     referenced = _referenced(filtered, config)
-    reports = compute_quality_batch(referenced[:, : schema.N_CHANS], TARGET_SFREQ, config.quality,
-                                    channel_mask=mask, unfiltered=unfiltered)
+    reports = compute_quality_batch(
+        referenced[:, : schema.N_CHANS], TARGET_SFREQ, config.quality, channel_mask=mask, unfiltered=unfiltered
+    )
     for req, window, own, raw, report in zip(batch, referenced, filtered, unfiltered, reports):
         n_bad = int(bad_buf.take(req.start, req.n_times).sum())
         window_mask, repaired = mask, ()
@@ -267,8 +284,7 @@ _CHANNEL_RULES = {
 }
 
 
-def repair_window(window: np.ndarray, unfiltered: np.ndarray, report, mask: np.ndarray,
-                  config: PreprocessConfig):
+def repair_window(window: np.ndarray, unfiltered: np.ndarray, report, mask: np.ndarray, config: PreprocessConfig):
     """A rejected window (``window``, ``unfiltered``: its electrodes against the recording's own
     reference) whose only fault is at most ``repair_channels`` flat, clipped or out-of-range
     channels, with those channels (and any the recording lacks) interpolated from the window's
@@ -290,14 +306,16 @@ def repair_window(window: np.ndarray, unfiltered: np.ndarray, report, mask: np.n
     if not 0 < bad.sum() <= config.repair_channels or new_mask.sum() < config.min_channels:
         return None
     sources, targets = np.flatnonzero(new_mask), np.flatnonzero(new_mask == 0)
-    weights = interpolation_matrix(tuple(schema.CHANNELS[i] for i in sources),
-                                   tuple(schema.CHANNELS[i] for i in targets))
+    weights = interpolation_matrix(
+        tuple(schema.CHANNELS[i] for i in sources), tuple(schema.CHANNELS[i] for i in targets)
+    )
     window, unfiltered = window.copy(), unfiltered.copy()
     for rows in (window, unfiltered):  # the ECG row, if any, stays as recorded
         rows[targets] = (weights @ rows[sources].astype(np.float64)).astype(np.float32)
     window = _referenced(window, config)
-    fixed = compute_quality_batch(window[None, : schema.N_CHANS], TARGET_SFREQ, quality, channel_mask=new_mask,
-                                  unfiltered=unfiltered[None])[0]
+    fixed = compute_quality_batch(
+        window[None, : schema.N_CHANS], TARGET_SFREQ, quality, channel_mask=new_mask, unfiltered=unfiltered[None]
+    )[0]
     return (window, new_mask, fixed) if validate_window(fixed, quality)[0] else None
 
 
@@ -328,24 +346,34 @@ def _make_window(cut: Cutting, span: Span, req: Request, filtered, report, n_bad
         keep, reasons = False, [f"amplitude: {float(np.abs(eeg).max()):.4g} uV exceeds the float16 range"]
     if not keep:
         return RejectedWindow(item.path, ids["site_id"], window_start_s, reasons)
-    return Window(schema.WindowRecord(
-        eeg=eeg,
-        channel_mask=mask,
-        site_id=ids["site_id"], subject_id=ids["subject_id"], session_id=ids["session_id"],
-        recording_id=ids["recording_id"],
-        window_start_s=window_start_s,
-        window_start_index=start_index,
-        quality=np.append(report.vector(), np.float32(AE_NOT_SCORED)),
-        artifact_score=float(report.artifact_score),
-        label=req.label,
-        votes=np.asarray(req.votes, dtype=np.float32),
-        task=req.task,
-        age=math.nan if cut.clinical["age"] is None else cut.clinical["age"],
-        sex=cut.clinical["sex"],
-        extra=(compute_features(eeg, TARGET_SFREQ, spectrum=report.spectrum) if config.features
-               else np.zeros(0, np.float32)),
-        ecg=filtered[schema.N_CHANS] if cut.n_rows > schema.N_CHANS else None,
-        corpus_split=item.corpus_split,
-        source_sha256=cut.sha,
-        config_hash=cut.config_hash,
-    ), item.path, band_features_from_psd(report.spectrum.freqs, report.spectrum.psd).astype(np.float32), repaired)
+    return Window(
+        schema.WindowRecord(
+            eeg=eeg,
+            channel_mask=mask,
+            site_id=ids["site_id"],
+            subject_id=ids["subject_id"],
+            session_id=ids["session_id"],
+            recording_id=ids["recording_id"],
+            window_start_s=window_start_s,
+            window_start_index=start_index,
+            quality=np.append(report.vector(), np.float32(AE_NOT_SCORED)),
+            artifact_score=float(report.artifact_score),
+            label=req.label,
+            votes=np.asarray(req.votes, dtype=np.float32),
+            task=req.task,
+            age=math.nan if cut.clinical["age"] is None else cut.clinical["age"],
+            sex=cut.clinical["sex"],
+            extra=(
+                compute_features(eeg, TARGET_SFREQ, spectrum=report.spectrum)
+                if config.features
+                else np.zeros(0, np.float32)
+            ),
+            ecg=filtered[schema.N_CHANS] if cut.n_rows > schema.N_CHANS else None,
+            corpus_split=item.corpus_split,
+            source_sha256=cut.sha,
+            config_hash=cut.config_hash,
+        ),
+        item.path,
+        band_features_from_psd(report.spectrum.freqs, report.spectrum.psd).astype(np.float32),
+        repaired,
+    )

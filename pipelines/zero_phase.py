@@ -38,6 +38,7 @@ from eegfm.pipelines.signal_checks import check_chunk, check_n_chans, check_sign
 if TYPE_CHECKING:  # filters imports this module
     from eegfm.pipelines.filters import FilterDesign
 
+
 def _shifted(x: np.ndarray, offset: np.ndarray) -> np.ndarray:
     """``x - offset`` as float32, subtracted in floating point (integer samples would wrap)."""
     if not np.issubdtype(x.dtype, np.floating):
@@ -64,7 +65,7 @@ def _zero_phase_gain(design: FilterDesign, size: int) -> np.ndarray:
         if len(gains) >= 32:
             gains.clear()
         h = sos_response(design.sos, np.fft.rfftfreq(size, 1.0 / design.sfreq), design.sfreq)
-        gain = gains[size] = (h.real ** 2 + h.imag ** 2).astype(np.float32)
+        gain = gains[size] = (h.real**2 + h.imag**2).astype(np.float32)
     return gain
 
 
@@ -82,20 +83,20 @@ def _zero_phase(x: np.ndarray, design: FilterDesign, pad_left: int, pad_right: i
     size = _fft_size(padded + design.padlen)
     start = (size - padded) // 2 + pad_left  # where x lies in the FFT buffer
     ext = np.empty((n_chans, size), dtype=np.float32)
-    ext[:, start:start + n] = x
+    ext[:, start : start + n] = x
     if pad_left:
-        np.subtract(2 * x[:, :1], x[:, pad_left:0:-1], out=ext[:, start - pad_left:start])
+        np.subtract(2 * x[:, :1], x[:, pad_left:0:-1], out=ext[:, start - pad_left : start])
     if pad_right:
-        np.subtract(2 * x[:, -1:], x[:, -2:-pad_right - 2:-1], out=ext[:, start + n:start + n + pad_right])
+        np.subtract(2 * x[:, -1:], x[:, -2 : -pad_right - 2 : -1], out=ext[:, start + n : start + n + pad_right])
     first, last = start - pad_left, start + n + pad_right
-    ext[:, :first] = ext[:, first:first + 1]
-    ext[:, last:] = ext[:, last - 1:last]
+    ext[:, :first] = ext[:, first : first + 1]
+    ext[:, last:] = ext[:, last - 1 : last]
     spectrum = scipy.fft.rfft(ext, axis=1)
     del ext
     spectrum *= _zero_phase_gain(design, size)
     # A view of the FFT's output, not a copy: the streaming filter slices it again and its
     # buffers copy it once anyway (a copy here was 4% of a recording's processing).
-    return scipy.fft.irfft(spectrum, n=size, axis=1)[:, start:start + n]
+    return scipy.fft.irfft(spectrum, n=size, axis=1)[:, start : start + n]
 
 
 def apply_filters(data: np.ndarray, design: FilterDesign) -> np.ndarray:
@@ -115,7 +116,6 @@ def apply_filters(data: np.ndarray, design: FilterDesign) -> np.ndarray:
     if design.dc_gain:
         y += (offset * design.dc_gain).astype(np.float32)
     return y
-
 
 
 class StreamingFilter:
@@ -141,9 +141,7 @@ class StreamingFilter:
     def push(self, chunk: np.ndarray) -> np.ndarray:
         """Add ``chunk`` (n_chans, n_times); return the outputs now final (possibly none)."""
         if self._closed:
-            raise RuntimeError(
-                "StreamingFilter: push() after flush(); create a new StreamingFilter"
-            )
+            raise RuntimeError("StreamingFilter: push() after flush(); create a new StreamingFilter")
         if not self._append(chunk):
             return np.zeros((self.n_chans, 0), dtype=np.float32)
         stop = self._n_in - self.design.margin
@@ -170,8 +168,7 @@ class StreamingFilter:
         if self._offset is None:
             self._offset = chunk[:, :1].copy()
         shifted = _shifted(chunk, self._offset)
-        self._buffer = shifted if self._buffer.shape[1] == 0 else np.concatenate(
-            [self._buffer, shifted], axis=1)
+        self._buffer = shifted if self._buffer.shape[1] == 0 else np.concatenate([self._buffer, shifted], axis=1)
         self._n_in += chunk.shape[1]
         return True
 
@@ -187,17 +184,17 @@ class StreamingFilter:
     def _emit(self, stop: int, *, final: bool) -> np.ndarray:
         margin = self.design.margin
         seg_start = max(0, self._n_out - margin)
-        segment = self._buffer[:, seg_start - self._buffer_start:]
+        segment = self._buffer[:, seg_start - self._buffer_start :]
         if final:
             pad = min(self.design.padlen, self._n_in - 1)
         else:
             pad = self.design.padlen  # n_in > margin > padlen, as in the one-shot path
         y = _zero_phase(segment, self.design, pad if seg_start == 0 else 0, pad if final else 0)
-        out = y[:, self._n_out - seg_start: stop - seg_start]  # y is private: add in place
+        out = y[:, self._n_out - seg_start : stop - seg_start]  # y is private: add in place
         if self.design.dc_gain:
             out += (self._offset * self.design.dc_gain).astype(np.float32)
         self._n_out = stop
         keep_from = max(0, stop - margin)
-        self._buffer = self._buffer[:, keep_from - self._buffer_start:]
+        self._buffer = self._buffer[:, keep_from - self._buffer_start :]
         self._buffer_start = keep_from
         return out

@@ -97,9 +97,11 @@ class OnnxBackend:
             import onnxruntime as ort
 
             if "CUDAExecutionProvider" not in ort.get_available_providers():
-                raise ConfigError(f"--device cuda with --backend onnx: this onnxruntime has no CUDA provider "
-                                  f"(it has {', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
-                                  "or use --backend torch/tensorrt")
+                raise ConfigError(
+                    f"--device cuda with --backend onnx: this onnxruntime has no CUDA provider "
+                    f"(it has {', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
+                    "or use --backend torch/tensorrt"
+                )
             providers.insert(0, "CUDAExecutionProvider")
         self.runner = OnnxEEGFM(path, threads=threads, providers=providers)
         self.path = path
@@ -117,8 +119,17 @@ def engine_name(precision: str, batch_size: int, n_times: int) -> str:
     return f"model.{gpu}.trt{trt.__version__}.{precision}.b{batch_size}.t{n_times}.engine"
 
 
-def build_engine(onnx_path: Path, engine_path: Path, *, times: tuple[int, int, int], max_batch: int,
-                 opt_batch: int, precision: str = "fp16", workspace_gb: float = 4.0, n_chans: int = 19) -> Path:
+def build_engine(
+    onnx_path: Path,
+    engine_path: Path,
+    *,
+    times: tuple[int, int, int],
+    max_batch: int,
+    opt_batch: int,
+    precision: str = "fp16",
+    workspace_gb: float = 4.0,
+    n_chans: int = 19,
+) -> Path:
     """Build and save a TensorRT engine for ``onnx_path`` with one optimisation profile: batch 1 to
     ``max_batch`` (tuned for ``opt_batch``), ``n_chans`` electrodes, ``times`` = (min, opt, max)
     samples."""
@@ -140,8 +151,10 @@ def build_engine(onnx_path: Path, engine_path: Path, *, times: tuple[int, int, i
     profile = builder.create_optimization_profile()
     for index in range(network.num_inputs):
         tensor = network.get_input(index)
-        shapes = [_profile_shape(tensor.name, batch, n_chans, n_times)
-                  for batch, n_times in zip((1, opt_batch, max_batch), times, strict=True)]
+        shapes = [
+            _profile_shape(tensor.name, batch, n_chans, n_times)
+            for batch, n_times in zip((1, opt_batch, max_batch), times, strict=True)
+        ]
         profile.set_shape(tensor.name, *shapes)
     config.add_optimization_profile(profile)
     serialized = builder.build_serialized_network(network, config)
@@ -154,8 +167,14 @@ def build_engine(onnx_path: Path, engine_path: Path, *, times: tuple[int, int, i
 
 
 def _profile_shape(name: str, batch: int, n_chans: int, n_times: int) -> tuple[int, ...]:
-    return {"eeg": (batch, n_chans, n_times), "positions": (batch, n_chans, 3), "channel_mask": (batch, n_chans),
-            "ecg": (batch, n_times), "age": (batch,), "sex": (batch,)}[name]
+    return {
+        "eeg": (batch, n_chans, n_times),
+        "positions": (batch, n_chans, 3),
+        "channel_mask": (batch, n_chans),
+        "ecg": (batch, n_times),
+        "age": (batch,),
+        "sex": (batch,),
+    }[name]
 
 
 def _onnx_inputs(path: Path) -> list[str]:
@@ -167,13 +186,16 @@ def _onnx_inputs(path: Path) -> list[str]:
 class TensorRTBackend:
     name = "tensorrt"
 
-    def __init__(self, onnx_path: Path, *, n_times: int, patch_size: int, batch_size: int,
-                 precision: str = "fp16") -> None:
+    def __init__(
+        self, onnx_path: Path, *, n_times: int, patch_size: int, batch_size: int, precision: str = "fp16"
+    ) -> None:
         try:
             import tensorrt as trt
         except ImportError:
-            raise ConfigError("--backend tensorrt: the tensorrt package is not installed (pip install "
-                              "tensorrt, on a machine with an NVIDIA GPU and its driver)") from None
+            raise ConfigError(
+                "--backend tensorrt: the tensorrt package is not installed (pip install "
+                "tensorrt, on a machine with an NVIDIA GPU and its driver)"
+            ) from None
         if not torch.cuda.is_available():
             raise ConfigError("--backend tensorrt: no CUDA device is visible to torch; expected an NVIDIA GPU")
         from eegfm.model.inputs import canonical_positions
@@ -184,12 +206,20 @@ class TensorRTBackend:
         self.patch_size = patch_size
         engine_path = onnx_path.with_name(engine_name(precision, batch_size, n_times))
         if "spectrogram" in _onnx_inputs(onnx_path):  # the pipeline's windows carry none
-            raise ConfigError("--backend tensorrt: the model takes a spectrogram, which serving does not feed a "
-                              "TensorRT engine; use --backend onnx or torch")
+            raise ConfigError(
+                "--backend tensorrt: the model takes a spectrogram, which serving does not feed a "
+                "TensorRT engine; use --backend onnx or torch"
+            )
         if not engine_path.is_file():
             log.info("building a TensorRT %s engine for %s (once; cached as %s)", precision, onnx_path, engine_path)
-            build_engine(onnx_path, engine_path, times=(patch_size, n_times, self.max_times),
-                         max_batch=batch_size, opt_batch=batch_size, precision=precision)
+            build_engine(
+                onnx_path,
+                engine_path,
+                times=(patch_size, n_times, self.max_times),
+                max_batch=batch_size,
+                opt_batch=batch_size,
+                precision=precision,
+            )
         self.engine = trt.Runtime(trt.Logger(trt.Logger.WARNING)).deserialize_cuda_engine(engine_path.read_bytes())
         if self.engine is None:
             raise RuntimeError(f"{engine_path}: TensorRT cannot load this engine; delete it to rebuild")
@@ -208,9 +238,14 @@ class TensorRTBackend:
             raise ValueError(f"eeg: {n_times} samples per window; this TensorRT engine takes at most {self.max_times}")
         nan = torch.full((batch,), float("nan"), device="cuda")
         ecg = inputs["ecg"][..., :n_times] if "ecg" in inputs else nan[:, None].expand(batch, n_times)
-        values = {"eeg": eeg[..., :n_times], "positions": self.positions.expand(batch, n_chans, 3),
-                  "channel_mask": inputs["channel_mask"], "age": inputs.get("age", nan),
-                  "sex": inputs.get("sex", nan), "ecg": ecg}
+        values = {
+            "eeg": eeg[..., :n_times],
+            "positions": self.positions.expand(batch, n_chans, 3),
+            "channel_mask": inputs["channel_mask"],
+            "age": inputs.get("age", nan),
+            "sex": inputs.get("sex", nan),
+            "ecg": ecg,
+        }
         keep = []  # the buffers must outlive the asynchronous run
         for name in self.inputs:
             tensor = values[name].to("cuda", torch.float32).contiguous()
@@ -228,8 +263,17 @@ class TensorRTBackend:
         return outputs["logits"].cpu()
 
 
-def make_backend(name: str, model_dir: Path, device: torch.device, *, n_times: int, patch_size: int,
-                 batch_size: int, threads: int | None = None, precision: str = "fp16"):
+def make_backend(
+    name: str,
+    model_dir: Path,
+    device: torch.device,
+    *,
+    n_times: int,
+    patch_size: int,
+    batch_size: int,
+    threads: int | None = None,
+    precision: str = "fp16",
+):
     """The backend ``name`` for the model folder."""
     if name == "torch":
         return TorchBackend(_pretrained(model_dir), device)
@@ -237,6 +281,5 @@ def make_backend(name: str, model_dir: Path, device: torch.device, *, n_times: i
     if name == "onnx":
         return OnnxBackend(path, device, threads)
     if name == "tensorrt":
-        return TensorRTBackend(path, n_times=n_times, patch_size=patch_size, batch_size=batch_size,
-                               precision=precision)
+        return TensorRTBackend(path, n_times=n_times, patch_size=patch_size, batch_size=batch_size, precision=precision)
     raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}; got {name!r}")

@@ -41,7 +41,7 @@ def _listing(folder: str) -> dict[str, list]:
     """Name -> [size, last modified] of the files directly in ``folder`` that a predictor reads."""
     found = {}
     for meta in match_below(folder, "*"):
-        name = meta.path[len(folder.rstrip("/")) + 1:]
+        name = meta.path[len(folder.rstrip("/")) + 1 :]
         if name in MODEL_FILES or name in RUN_FILES:
             found[name] = [meta.size_in_bytes, getattr(meta, "last_updated_in_seconds", None)]
     return found
@@ -63,13 +63,17 @@ def fetch_model(url: str) -> Path:
     except OSError as err:
         raise ConfigError(f"--model {url}: cannot list it ({err})") from None
     if "config.json" not in model_files or "model.safetensors" not in model_files:
-        raise ConfigError(f"--model {url}: expected a fine-tuning run folder (with model/config.json and "
-                          f"model/model.safetensors) or its model folder; found {sorted(model_files) or 'no files'}")
+        raise ConfigError(
+            f"--model {url}: expected a fine-tuning run folder (with model/config.json and "
+            f"model/model.safetensors) or its model folder; found {sorted(model_files) or 'no files'}"
+        )
     local = cache_root() / hashlib.sha256(url.encode()).hexdigest()[:16]
     # The weights first: a model.onnx written after them is taken as exported from them (publish_model
     # leaves a stale one out), so the predictor reuses it instead of exporting again.
-    wanted = {**{f"model/{k}": v for k, v in sorted(model_files.items(), key=lambda kv: kv[0] != "model.safetensors")},
-              **run_files}
+    wanted = {
+        **{f"model/{k}": v for k, v in sorted(model_files.items(), key=lambda kv: kv[0] != "model.safetensors")},
+        **run_files,
+    }
     try:  # the store's sizes and times when the copy was made: a re-published model (same sizes) differs
         cached = json.loads((local / SOURCE_FILE).read_text())
     except (OSError, ValueError):
@@ -77,8 +81,9 @@ def fetch_model(url: str) -> Path:
     if cached == wanted and all((local / name).is_file() for name in wanted):
         log.info("model %s: using the copy in %s", url, local)
         return local
-    log.info("model %s: fetching %d files (%.1f MB) to %s", url, len(wanted), sum(v[0] for v in wanted.values()) / 1e6,
-             local)
+    log.info(
+        "model %s: fetching %d files (%.1f MB) to %s", url, len(wanted), sum(v[0] for v in wanted.values()) / 1e6, local
+    )
     local.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{local.name}.", dir=local.parent))
     try:
@@ -103,20 +108,29 @@ def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
     run_dir = Path(run_dir)
     model = run_dir / "model"
     if not (model / "config.json").is_file() or not (model / "model.safetensors").is_file():
-        raise ConfigError(f"{run_dir}: expected a fine-tuning run folder with model/config.json and "
-                          "model/model.safetensors")
+        raise ConfigError(
+            f"{run_dir}: expected a fine-tuning run folder with model/config.json and model/model.safetensors"
+        )
     files = [run_dir / n for n in RUN_FILES if (run_dir / n).is_file()]
     weights_time = (model / "model.safetensors").stat().st_mtime
-    files += sorted((model / n for n in MODEL_FILES if (model / n).is_file()
-                     # an ONNX graph exported from earlier weights would be served as this model's
-                     and not (n == "model.onnx" and (model / n).stat().st_mtime < weights_time)),
-                    key=lambda p: p.name == "model.safetensors")
+    files += sorted(
+        (
+            model / n
+            for n in MODEL_FILES
+            if (model / n).is_file()
+            # an ONNX graph exported from earlier weights would be served as this model's
+            and not (n == "model.onnx" and (model / n).stat().st_mtime < weights_time)
+        ),
+        key=lambda p: p.name == "model.safetensors",
+    )
     written = []
     for path in files:
         target = join_path(url.rstrip("/"), str(path.relative_to(run_dir)).replace(os.sep, "/"))
         if is_remote(target):
-            with filesystems(target).create(target, compression_type=CompressionTypes.UNCOMPRESSED) as out, \
-                    path.open("rb") as src:
+            with (
+                filesystems(target).create(target, compression_type=CompressionTypes.UNCOMPRESSED) as out,
+                path.open("rb") as src,
+            ):
                 shutil.copyfileobj(src, out, 1 << 20)
         else:
             Path(target).parent.mkdir(parents=True, exist_ok=True)
@@ -126,9 +140,11 @@ def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eegfm.serving.model_store",
-                                     description="Publish a fine-tuning run's model to an object store (or "
-                                     "folder) that eegfm-predict / eegfm-serve --model can read.")
+    parser = argparse.ArgumentParser(
+        prog="python -m eegfm.serving.model_store",
+        description="Publish a fine-tuning run's model to an object store (or "
+        "folder) that eegfm-predict / eegfm-serve --model can read.",
+    )
     parser.add_argument("run", help="the training.finetune run folder (with model/)")
     parser.add_argument("url", help="where to: s3://bucket/runs/NAME, gs://..., or a local folder")
     args = parser.parse_args(argv)

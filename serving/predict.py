@@ -46,42 +46,82 @@ log = get_logger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="eegfm-predict", formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="eegfm-predict",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Predict with a fine-tuned eegfm model on raw EEG: the pipeline's preprocessing (as the "
         "model's training windows were made), then the model, window by window.",
-        epilog=__doc__.split("\n\n", 2)[2])
-    parser.add_argument("--model", required=True, type=user_path,
-                        help="a training.finetune run folder, or the model/ folder in it (config.json, "
-                        "model.safetensors, preprocess.json); local, or s3:// / gs:// as published by "
-                        "python -m eegfm.serving.model_store (fetched once into ~/.cache/eegfm)")
-    parser.add_argument("--input", required=True, nargs="+", type=user_path,
-                        help="recordings: files, folders or globs (** recurses), local, gs:// or s3://; "
-                        "every format eegfm-preprocess reads")
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
+    parser.add_argument(
+        "--model",
+        required=True,
+        type=user_path,
+        help="a training.finetune run folder, or the model/ folder in it (config.json, "
+        "model.safetensors, preprocess.json); local, or s3:// / gs:// as published by "
+        "python -m eegfm.serving.model_store (fetched once into ~/.cache/eegfm)",
+    )
+    parser.add_argument(
+        "--input",
+        required=True,
+        nargs="+",
+        type=user_path,
+        help="recordings: files, folders or globs (** recurses), local, gs:// or s3://; "
+        "every format eegfm-preprocess reads",
+    )
     parser.add_argument("--output", required=True, type=Path, help="folder for the predictions (created)")
-    parser.add_argument("--dataset", choices=DATASETS, default="auto",
-                        help="how to read the inputs' layout (as eegfm-preprocess --dataset); auto detects it")
+    parser.add_argument(
+        "--dataset",
+        choices=DATASETS,
+        default="auto",
+        help="how to read the inputs' layout (as eegfm-preprocess --dataset); auto detects it",
+    )
     parser.add_argument("--site", default=None, help="site name for every input (default: from the path)")
-    parser.add_argument("--backend", choices=BACKENDS, default="torch",
-                        help="torch: the model as saved; onnx: ONNX Runtime (model.onnx, exported beside the "
-                        "model on first use); tensorrt: a TensorRT engine built from it (NVIDIA GPU)")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
-                        help="auto: CUDA where torch sees a GPU (tensorrt always uses it)")
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="torch",
+        help="torch: the model as saved; onnx: ONNX Runtime (model.onnx, exported beside the "
+        "model on first use); tensorrt: a TensorRT engine built from it (NVIDIA GPU)",
+    )
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="auto: CUDA where torch sees a GPU (tensorrt always uses it)",
+    )
     parser.add_argument("--batch_size", type=int, default=32, help="windows per forward pass")
-    parser.add_argument("--stride_seconds", type=float, default=None,
-                        help="seconds between window starts (default: the training windows'; less than the "
-                        "window length gives overlapping windows, a smoother timeline)")
-    parser.add_argument("--uncalibrated", action="store_true",
-                        help="probabilities from the logits as trained, without the temperature fitted on "
-                        "validation")
-    parser.add_argument("--no_artifact_model", action="store_true",
-                        help="artifact scores from the pipeline's rules only, not also its autoencoder")
+    parser.add_argument(
+        "--stride_seconds",
+        type=float,
+        default=None,
+        help="seconds between window starts (default: the training windows'; less than the "
+        "window length gives overlapping windows, a smoother timeline)",
+    )
+    parser.add_argument(
+        "--uncalibrated",
+        action="store_true",
+        help="probabilities from the logits as trained, without the temperature fitted on validation",
+    )
+    parser.add_argument(
+        "--no_artifact_model",
+        action="store_true",
+        help="artifact scores from the pipeline's rules only, not also its autoencoder",
+    )
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the model (default: all)")
-    parser.add_argument("--precision", choices=["fp16", "bf16", "fp32"], default="fp16",
-                        help="TensorRT engine precision (--backend tensorrt only)")
+    parser.add_argument(
+        "--precision",
+        choices=["fp16", "bf16", "fp32"],
+        default="fp16",
+        help="TensorRT engine precision (--backend tensorrt only)",
+    )
     parser.add_argument("--no_plots", action="store_true", help="leave out the per-recording timelines")
-    parser.add_argument("--submission", type=Path, default=None,
-                        help="also write the Kaggle HMS submission (eeg_id, seizure_vote ... other_vote) to this "
-                        "CSV; needs a hms6 model and the HMS layout's parquet recordings")
+    parser.add_argument(
+        "--submission",
+        type=Path,
+        default=None,
+        help="also write the Kaggle HMS submission (eeg_id, seizure_vote ... other_vote) to this "
+        "CSV; needs a hms6 model and the HMS layout's parquet recordings",
+    )
     return parser
 
 
@@ -89,13 +129,22 @@ def predict_config(args, parser):
     """The PredictConfig the command line asks for (--device auto: CUDA where torch sees a GPU)."""
     from eegfm.serving.predictor import PredictConfig  # the model and training's loader: not for --help
 
-    device = "cuda" if args.backend == "tensorrt" or args.device == "cuda" or (
-        args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    device = (
+        "cuda"
+        if args.backend == "tensorrt" or args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+        else "cpu"
+    )
     try:
-        return PredictConfig(backend=args.backend, device=device, batch_size=args.batch_size,
-                             calibrated=not args.uncalibrated, stride_seconds=args.stride_seconds,
-                             artifact_model=not args.no_artifact_model, threads=args.threads,
-                             precision=args.precision)
+        return PredictConfig(
+            backend=args.backend,
+            device=device,
+            batch_size=args.batch_size,
+            calibrated=not args.uncalibrated,
+            stride_seconds=args.stride_seconds,
+            artifact_model=not args.no_artifact_model,
+            threads=args.threads,
+            precision=args.precision,
+        )
     except ConfigError as err:
         parser.error(str(err))
 
@@ -118,8 +167,10 @@ def run(argv: list[str] | None = None) -> dict:
     except (ConfigError, FileNotFoundError) as err:
         parser.error(str(err))
     if args.submission and predictor.labels != HMS_CLASSES:
-        parser.error(f"--submission: the Kaggle HMS format needs a six-class hms6 model (labels "
-                     f"{', '.join(HMS_CLASSES)}); this model's labels are {', '.join(predictor.labels)}")
+        parser.error(
+            f"--submission: the Kaggle HMS format needs a six-class hms6 model (labels "
+            f"{', '.join(HMS_CLASSES)}); this model's labels are {', '.join(predictor.labels)}"
+        )
     args.output.mkdir(parents=True, exist_ok=True)
     labels = list(predictor.labels)
     started, recordings, n_windows, eeg_seconds = time.perf_counter(), [], 0, 0.0
@@ -128,21 +179,41 @@ def run(argv: list[str] | None = None) -> dict:
         predictions = predictor.predict(args.input, dataset=args.dataset, site=args.site)
         with partial.open("w", newline="") as fileobj:
             writer = csv.writer(fileobj)
-            writer.writerow(["input", "start_s", "duration_s", *labels,
-                             *(["predicted"] if len(labels) > 1 else []), "artifact_score", "masked_channels",
-                             "votes"])
-            for index, prediction in enumerate(tqdm(predictions, desc="recordings", unit="rec",
-                                                    disable=None), start=1):
+            writer.writerow(
+                [
+                    "input",
+                    "start_s",
+                    "duration_s",
+                    *labels,
+                    *(["predicted"] if len(labels) > 1 else []),
+                    "artifact_score",
+                    "masked_channels",
+                    "votes",
+                ]
+            )
+            for index, prediction in enumerate(tqdm(predictions, desc="recordings", unit="rec", disable=None), start=1):
                 summary = prediction.summary()
                 for w in prediction.windows:
                     best = [labels[int(np.argmax(w.outputs))]] if len(labels) > 1 else []
-                    writer.writerow([prediction.input, f"{w.start_s:.4f}", f"{w.duration_s:g}",
-                                     *(f"{v:.6g}" for v in w.outputs), *best, f"{w.artifact_score:.4f}",
-                                     ";".join(w.masked_channels), ";".join(f"{v:g}" for v in w.votes)])
+                    writer.writerow(
+                        [
+                            prediction.input,
+                            f"{w.start_s:.4f}",
+                            f"{w.duration_s:g}",
+                            *(f"{v:.6g}" for v in w.outputs),
+                            *best,
+                            f"{w.artifact_score:.4f}",
+                            ";".join(w.masked_channels),
+                            ";".join(f"{v:g}" for v in w.votes),
+                        ]
+                    )
                 if prediction.windows and not args.no_plots:
                     name = _plot_name(index, prediction.input)
-                    plot_timeline(prediction, f"{prediction.input}: {summary.get('predicted', '')}",
-                                  args.output / "timelines" / name)
+                    plot_timeline(
+                        prediction,
+                        f"{prediction.input}: {summary.get('predicted', '')}",
+                        args.output / "timelines" / name,
+                    )
                     summary["timeline"] = f"timelines/{name}"
                 if prediction.status != "processed":
                     log.warning("quarantined %s at %s: %s", prediction.input, prediction.stage, prediction.reason)
@@ -155,10 +226,19 @@ def run(argv: list[str] | None = None) -> dict:
     partial.replace(args.output / "predictions.csv")
     seconds = time.perf_counter() - started
     processed = [r for r in recordings if r["status"] == "processed"]
-    report = {"model": str(args.model), **predictor.describe(), "recordings": recordings,
-              "counts": {"recordings": len(recordings), "processed": len(processed),
-                         "quarantined": len(recordings) - len(processed), "windows": n_windows,
-                         "eeg_hours": round(eeg_seconds / 3600, 4), "seconds": round(seconds, 2)}}
+    report = {
+        "model": str(args.model),
+        **predictor.describe(),
+        "recordings": recordings,
+        "counts": {
+            "recordings": len(recordings),
+            "processed": len(processed),
+            "quarantined": len(recordings) - len(processed),
+            "windows": n_windows,
+            "eeg_hours": round(eeg_seconds / 3600, 4),
+            "seconds": round(seconds, 2),
+        },
+    }
     (args.output / "recordings.json").write_text(json.dumps(report, indent=2) + "\n")
     if args.submission:
         write_submission(args.submission, recordings, predictor.prior)
@@ -184,12 +264,19 @@ def write_submission(path: Path, recordings: list[dict], prior: tuple[float, ...
             unscored.append(eeg_id)
         rows.append([eeg_id, *probabilities])
     if skipped:
-        log.warning("--submission: %d input(s) are not HMS parquet recordings and have no row: %s", len(skipped),
-                    ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""))
+        log.warning(
+            "--submission: %d input(s) are not HMS parquet recordings and have no row: %s",
+            len(skipped),
+            ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""),
+        )
     if unscored:
-        log.warning("--submission: eeg_id %s could not be scored (recordings.json says why); their rows hold the "
-                    "%s", ", ".join(unscored), "class prior of the model's training windows" if prior else
-                    "uniform distribution (the model folder has no run.json with a prior)")
+        log.warning(
+            "--submission: eeg_id %s could not be scored (recordings.json says why); their rows hold the %s",
+            ", ".join(unscored),
+            "class prior of the model's training windows"
+            if prior
+            else "uniform distribution (the model folder has no run.json with a prior)",
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as fileobj:
         writer = csv.writer(fileobj)
@@ -202,16 +289,19 @@ def write_submission(path: Path, recordings: list[dict], prior: tuple[float, ...
 def _print_summary(report: dict, output: Path) -> None:
     counts = report["counts"]
     rate = counts["eeg_hours"] * 3600 / counts["seconds"] if counts["seconds"] else 0.0
-    print(f"\n{counts['recordings']} recordings: {counts['processed']} scored, {counts['quarantined']} quarantined; "
-          f"{counts['windows']} windows, {counts['eeg_hours']:.3f} EEG-hours in {counts['seconds']:.1f} s "
-          f"({rate:.0f}x real time; backend {report['backend']})")
+    print(
+        f"\n{counts['recordings']} recordings: {counts['processed']} scored, {counts['quarantined']} quarantined; "
+        f"{counts['windows']} windows, {counts['eeg_hours']:.3f} EEG-hours in {counts['seconds']:.1f} s "
+        f"({rate:.0f}x real time; backend {report['backend']})"
+    )
     shown = report["recordings"][:20]
     width = max([len(r["input"]) for r in shown] + [9])
     for r in shown:
         if r["status"] == "processed":
             said = r.get("predicted") or f"{r['mean_outputs']['value']:.4g}"
-            print(f"  {r['input']:<{width}}  {said:<8} {r['windows']:>5} windows  "
-                  f"artifact {r['mean_artifact_score']:.2f}")
+            print(
+                f"  {r['input']:<{width}}  {said:<8} {r['windows']:>5} windows  artifact {r['mean_artifact_score']:.2f}"
+            )
         else:
             print(f"  {r['input']:<{width}}  quarantined at {r['stage']}: {r['reason']}")
     if len(report["recordings"]) > len(shown):
@@ -220,10 +310,15 @@ def _print_summary(report: dict, output: Path) -> None:
         m = evaluation["metrics"]
         loss, baseline = ("kl", "baseline_kl") if "kl" in m else ("loss", "baseline_loss")
         said = [f"{loss} {m[loss]:.3f}" + (f" (class prior {m[baseline]:.3f})" if baseline in m else "")]
-        said += [f"{name} {m[key]:.3f}" for key, name in (("balanced_accuracy", "balanced accuracy"),
-                                                          ("auroc", "AUROC"), ("ece", "ECE")) if key in m]
-        print(f"the model on {m['n_windows']} held-out {evaluation['split']} windows: {', '.join(said)}"
-              + (" (optimistic: they also chose the checkpoint)" if evaluation["split"] == "validation" else ""))
+        said += [
+            f"{name} {m[key]:.3f}"
+            for key, name in (("balanced_accuracy", "balanced accuracy"), ("auroc", "AUROC"), ("ece", "ECE"))
+            if key in m
+        ]
+        print(
+            f"the model on {m['n_windows']} held-out {evaluation['split']} windows: {', '.join(said)}"
+            + (" (optimistic: they also chose the checkpoint)" if evaluation["split"] == "validation" else "")
+        )
     print(f"wrote {output / 'predictions.csv'} and {output / 'recordings.json'}")
 
 

@@ -104,10 +104,18 @@ class RecordingPrediction:
     def summary(self) -> dict[str, Any]:
         """The recording at a glance: mean outputs over its windows and the most likely label."""
         out: dict[str, Any] = {
-            "input": self.input, "status": self.status, "stage": self.stage, "reason": self.reason,
-            "dataset": self.dataset, "eeg_seconds": round(self.eeg_seconds, 3), "sfreq_in": self.sfreq_in,
-            "interpolated": list(self.interpolated), "line_freq": self.line_freq, "windows": len(self.windows),
-            "rejected_windows": self.rejected_windows, "rejection_rules": self.rejection_rules,
+            "input": self.input,
+            "status": self.status,
+            "stage": self.stage,
+            "reason": self.reason,
+            "dataset": self.dataset,
+            "eeg_seconds": round(self.eeg_seconds, 3),
+            "sfreq_in": self.sfreq_in,
+            "interpolated": list(self.interpolated),
+            "line_freq": self.line_freq,
+            "windows": len(self.windows),
+            "rejected_windows": self.rejected_windows,
+            "rejection_rules": self.rejection_rules,
         }
         if self.windows:
             mean = np.mean([w.outputs for w in self.windows], axis=0)
@@ -119,8 +127,11 @@ class RecordingPrediction:
         return out
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.summary(), "labels": list(self.labels),
-                "window_predictions": [dataclasses.asdict(w) for w in self.windows]}
+        return {
+            **self.summary(),
+            "labels": list(self.labels),
+            "window_predictions": [dataclasses.asdict(w) for w in self.windows],
+        }
 
 
 def resolve_model_dir(path: str | Path) -> tuple[Path, dict[str, Any]]:
@@ -130,8 +141,10 @@ def resolve_model_dir(path: str | Path) -> tuple[Path, dict[str, Any]]:
     path = fetch_model(str(path))
     model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
     if not (model_dir / "config.json").is_file():
-        raise ConfigError(f"--model {path}: expected a fine-tuning run folder (with model/config.json) or its "
-                          "model folder (config.json, model.safetensors); found neither")
+        raise ConfigError(
+            f"--model {path}: expected a fine-tuning run folder (with model/config.json) or its "
+            "model folder (config.json, model.safetensors); found neither"
+        )
     try:
         run = json.loads((model_dir.parent / "run.json").read_text())
     except (OSError, ValueError):
@@ -140,9 +153,25 @@ def resolve_model_dir(path: str | Path) -> tuple[Path, dict[str, Any]]:
 
 
 # eval.json's held-out metrics a client sees in the model's description
-_EVALUATION_KEYS = ("kl", "baseline_kl", "loss", "baseline_loss", "accuracy", "baseline_accuracy",
-                    "balanced_accuracy", "auroc", "auprc", "cohen_kappa", "f1_weighted", "ece", "baseline_ece",
-                    "brier", "baseline_brier", "r2", "n_windows")
+_EVALUATION_KEYS = (
+    "kl",
+    "baseline_kl",
+    "loss",
+    "baseline_loss",
+    "accuracy",
+    "baseline_accuracy",
+    "balanced_accuracy",
+    "auroc",
+    "auprc",
+    "cohen_kappa",
+    "f1_weighted",
+    "ece",
+    "baseline_ece",
+    "brier",
+    "baseline_brier",
+    "r2",
+    "n_windows",
+)
 
 
 def held_out_evaluation(eval_json: Path) -> dict[str, Any] | None:
@@ -159,11 +188,16 @@ def held_out_evaluation(eval_json: Path) -> dict[str, Any] | None:
     if split is None:
         return None
     metrics = {k: report[split][k] for k in _EVALUATION_KEYS if isinstance(report[split].get(k), (int, float))}
-    evaluation = {"split": "test" if split == "test" else "validation", "calibrated": split != "val",
-                  "metrics": metrics}
+    evaluation = {
+        "split": "test" if split == "test" else "validation",
+        "calibrated": split != "val",
+        "metrics": metrics,
+    }
     if split != "test":
-        evaluation["note"] = ("validation windows, which also chose the checkpoint and the temperature: an "
-                              "optimistic estimate (fine-tune with test_fraction > 0 for a test split)")
+        evaluation["note"] = (
+            "validation windows, which also chose the checkpoint and the temperature: an "
+            "optimistic estimate (fine-tune with test_fraction > 0 for a test split)"
+        )
     return evaluation
 
 
@@ -175,8 +209,10 @@ class Predictor:
         self.model_dir, run = resolve_model_dir(model)
         self.model_config = EEGFMConfig.from_pretrained(self.model_dir)
         if "EEGFMModel" not in (self.model_config.architectures or ["EEGFMModel"]):
-            raise ConfigError(f"--model {model}: a {', '.join(self.model_config.architectures)} (a pretraining "
-                              "encoder, whose task head is untrained); expected a fine-tuned EEGFMModel")
+            raise ConfigError(
+                f"--model {model}: a {', '.join(self.model_config.architectures)} (a pretraining "
+                "encoder, whose task head is untrained); expected a fine-tuned EEGFMModel"
+            )
         # runs made before the recipe was saved beside the model: their data's manifest has it
         data = run.get("data") or []
         self.spec = load_preprocess_spec(self.model_dir, [data] if isinstance(data, str) else list(data))
@@ -186,19 +222,31 @@ class Predictor:
         self.preprocess = preprocess
         self.head = self.model_config.head
         id2label = {int(k): v for k, v in (self.model_config.id2label or {}).items()}
-        self.labels = (("value",) if self.head == "regression"
-                       else tuple(id2label[i] for i in sorted(id2label)) if id2label else ("negative", "positive"))
-        self.temperature = (float(self.model_config.temperature or 1.0)
-                            if self.config.calibrated and self.head != "regression" else 1.0)
+        self.labels = (
+            ("value",)
+            if self.head == "regression"
+            else tuple(id2label[i] for i in sorted(id2label))
+            if id2label
+            else ("negative", "positive")
+        )
+        self.temperature = (
+            float(self.model_config.temperature or 1.0) if self.config.calibrated and self.head != "regression" else 1.0
+        )
         self.window_seconds = float(preprocess.window_seconds)
         n_times = int(round(self.window_seconds * SFREQ))
         n_times -= n_times % self.model_config.patch_size
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
-        self.backend = make_backend(self.config.backend, self.model_dir, torch.device(self.config.device),
-                                    n_times=n_times, patch_size=self.model_config.patch_size,
-                                    batch_size=self.config.batch_size, threads=self.config.threads,
-                                    precision=self.config.precision)
+        self.backend = make_backend(
+            self.config.backend,
+            self.model_dir,
+            torch.device(self.config.device),
+            n_times=n_times,
+            patch_size=self.model_config.patch_size,
+            batch_size=self.config.batch_size,
+            threads=self.config.threads,
+            precision=self.config.precision,
+        )
         self.artifact_model = None
         if self.config.artifact_model and self.spec.get("artifact_model"):
             self.artifact_model = ArtifactAutoencoder.load(self.spec["artifact_model"])
@@ -210,15 +258,23 @@ class Predictor:
 
     def describe(self) -> dict[str, Any]:
         """What a client needs to read the predictions."""
-        return {"labels": list(self.labels), "head": self.head, "temperature": self.temperature,
-                "window_seconds": self.window_seconds, "stride_seconds": float(self.preprocess.stride_seconds),
-                "sfreq": SFREQ, "channels": list(CHANNELS), "backend": self.backend.name,
-                "preprocess_config_hash": self.spec["config_hash"],
-                "artifact_model": "autoencoder and rules" if self.artifact_model is not None else "rules",
-                "evaluation": self.evaluation}
+        return {
+            "labels": list(self.labels),
+            "head": self.head,
+            "temperature": self.temperature,
+            "window_seconds": self.window_seconds,
+            "stride_seconds": float(self.preprocess.stride_seconds),
+            "sfreq": SFREQ,
+            "channels": list(CHANNELS),
+            "backend": self.backend.name,
+            "preprocess_config_hash": self.spec["config_hash"],
+            "artifact_model": "autoencoder and rules" if self.artifact_model is not None else "rules",
+            "evaluation": self.evaluation,
+        }
 
-    def predict(self, inputs: Sequence[str], *, dataset: str = "auto", site: str | None = None
-                ) -> Iterator[RecordingPrediction]:
+    def predict(
+        self, inputs: Sequence[str], *, dataset: str = "auto", site: str | None = None
+    ) -> Iterator[RecordingPrediction]:
         """One prediction per recording the inputs hold (``discover``'s items, largest first)."""
         check_option("--dataset", dataset, DATASETS)
         items, _, _ = discover(list(inputs), dataset=dataset, site=site, warn_sidecars=False)
@@ -231,8 +287,18 @@ class Predictor:
         # the pipeline's workers found); torch and ONNX Runtime keep their own thread pools
         with threadpool_limits(limits=1, user_api="blas"):
             outcome = self._score_windows(item, result)
-        for name in ("status", "stage", "reason", "dataset", "eeg_seconds", "sfreq_in", "interpolated", "line_freq",
-                     "rejected_windows", "rejection_rules"):
+        for name in (
+            "status",
+            "stage",
+            "reason",
+            "dataset",
+            "eeg_seconds",
+            "sfreq_in",
+            "interpolated",
+            "line_freq",
+            "rejected_windows",
+            "rejection_rules",
+        ):
             setattr(result, name, getattr(outcome, name))
         if outcome.status != "processed":
             result.windows = []
@@ -265,12 +331,17 @@ class Predictor:
             ae = self.artifact_model.score_features(np.stack([w.ae_features for w in windows]))
             scores = [max(float(a), float(b)) for a, b in zip(scores, ae, strict=True)]
         mask = batch["channel_mask"].numpy()
-        return [WindowPrediction(
-            start_s=float(w.record.window_start_s), duration_s=w.record.n_times / SFREQ,
-            outputs=tuple(float(v) for v in row), artifact_score=float(score),
-            masked_channels=tuple(CHANNELS[c] for c in np.flatnonzero(mask[i] == 0)),
-            votes=tuple(float(v) for v in w.record.votes))
-            for i, (w, row, score) in enumerate(zip(windows, outputs, scores, strict=True))]
+        return [
+            WindowPrediction(
+                start_s=float(w.record.window_start_s),
+                duration_s=w.record.n_times / SFREQ,
+                outputs=tuple(float(v) for v in row),
+                artifact_score=float(score),
+                masked_channels=tuple(CHANNELS[c] for c in np.flatnonzero(mask[i] == 0)),
+                votes=tuple(float(v) for v in w.record.votes),
+            )
+            for i, (w, row, score) in enumerate(zip(windows, outputs, scores, strict=True))
+        ]
 
     def outputs_of(self, logits: torch.Tensor) -> np.ndarray:
         """Probabilities (calibrated unless configured otherwise) or regression values."""

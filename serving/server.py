@@ -62,8 +62,10 @@ def upload_extension(filename: str) -> str:
     for ext in sorted(ACCEPTED, key=len, reverse=True):
         if name.endswith(ext) and len(name) > len(ext):
             return ext
-    raise ValueError(f"filename {filename!r}: expected a name ending in one of {', '.join(ACCEPTED)} (its "
-                     "extension says the format; a recording of several files goes in a .zip)")
+    raise ValueError(
+        f"filename {filename!r}: expected a name ending in one of {', '.join(ACCEPTED)} (its "
+        "extension says the format; a recording of several files goes in a .zip)"
+    )
 
 
 def unpack_zip(archive: Path, folder: Path, max_bytes: int) -> None:
@@ -73,8 +75,10 @@ def unpack_zip(archive: Path, folder: Path, max_bytes: int) -> None:
         with zipfile.ZipFile(archive) as zipped:
             unpacked = sum(member.file_size for member in zipped.infolist())
             if unpacked > max_bytes:
-                raise ValueError(f"the zip unpacks to {unpacked} bytes; expected at most {max_bytes} "
-                                 f"({UNZIP_FACTOR}x the server's --max_upload_mb)")
+                raise ValueError(
+                    f"the zip unpacks to {unpacked} bytes; expected at most {max_bytes} "
+                    f"({UNZIP_FACTOR}x the server's --max_upload_mb)"
+                )
             root = folder.resolve()
             for member in zipped.infolist():
                 target = (folder / member.filename).resolve()
@@ -126,11 +130,10 @@ class PredictionServer(ThreadingHTTPServer):
                 except FileNotFoundError:
                     raise ValueError("the upload holds no recording file") from None
         for recording in recordings:  # name recordings as the client knows them, not by the temporary path
-            inside = recording.input[len(target):].lstrip("/")
+            inside = recording.input[len(target) :].lstrip("/")
             recording.input = f"{filename}/{inside}" if ext == ".zip" else filename
         reply = {"model": self.predictor.describe(), "recordings": [r.as_dict() for r in recordings]}
-        status = HTTPStatus.OK if any(r.status == "processed" for r in recordings) \
-            else HTTPStatus.UNPROCESSABLE_ENTITY
+        status = HTTPStatus.OK if any(r.status == "processed" for r in recordings) else HTTPStatus.UNPROCESSABLE_ENTITY
         return status, reply
 
 
@@ -181,8 +184,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         filename = (urllib.parse.parse_qs(parts.query).get("filename") or [""])[0]
         if not filename:
-            self._error(HTTPStatus.BAD_REQUEST, "query parameter filename: expected the recording's file name, "
-                        "whose extension gives its format (e.g. /v1/predict?filename=recording.edf)")
+            self._error(
+                HTTPStatus.BAD_REQUEST,
+                "query parameter filename: expected the recording's file name, "
+                "whose extension gives its format (e.g. /v1/predict?filename=recording.edf)",
+            )
             return
         length = self.headers.get("Content-Length")
         if length is None or not length.isdigit():
@@ -190,9 +196,11 @@ class _Handler(BaseHTTPRequestHandler):
             return
         length = int(length)
         if length > self.server.max_upload_bytes:
-            self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                        f"upload of {length} bytes: expected at most {self.server.max_upload_bytes} "
-                        "(the server's --max_upload_mb)")
+            self._error(
+                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                f"upload of {length} bytes: expected at most {self.server.max_upload_bytes} "
+                "(the server's --max_upload_mb)",
+            )
             return
         try:
             status, reply = self.server.predict_upload(filename, self.rfile, length)
@@ -207,17 +215,32 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eegfm-serve", formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     description="Serve a fine-tuned eegfm model over HTTP.",
-                                     epilog=__doc__.split("\n\n", 2)[2])
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (0.0.0.0 for every interface: put TLS and authentication "
-                        "in front of it, it has neither)")
+    parser = argparse.ArgumentParser(
+        prog="eegfm-serve",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Serve a fine-tuned eegfm model over HTTP.",
+        epilog=__doc__.split("\n\n", 2)[2],
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (0.0.0.0 for every interface: put TLS and authentication "
+        "in front of it, it has neither)",
+    )
     parser.add_argument("--port", type=int, default=8080, help="port (0: any free one, printed at start)")
     parser.add_argument("--max_upload_mb", type=float, default=2048.0, help="largest upload accepted, MB")
     shared = {a.dest: a for a in predict_parser()._actions}
-    for name in ("model", "backend", "device", "batch_size", "stride_seconds", "uncalibrated", "no_artifact_model",
-                 "threads", "precision"):
+    for name in (
+        "model",
+        "backend",
+        "device",
+        "batch_size",
+        "stride_seconds",
+        "uncalibrated",
+        "no_artifact_model",
+        "threads",
+        "precision",
+    ):
         action = shared[name]
         kwargs = {"help": action.help, "default": action.default, "required": action.required}
         if isinstance(action, argparse._StoreTrueAction):
@@ -254,8 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
 
     signal.signal(signal.SIGTERM, stop)
-    print(f"eegfm-serve: {server.predictor.backend.name} model on http://{host}:{port} "
-          f"(POST /v1/predict?filename=NAME; GET /v1/model, /health); Ctrl-C or SIGTERM stops", flush=True)
+    print(
+        f"eegfm-serve: {server.predictor.backend.name} model on http://{host}:{port} "
+        f"(POST /v1/predict?filename=NAME; GET /v1/model, /health); Ctrl-C or SIGTERM stops",
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -34,8 +34,16 @@ def draw_timeline(prediction: RecordingPrediction, title: str):
         below = np.zeros(len(windows))
         for k, label in enumerate(prediction.labels):
             # one bar per window, so windows that overlap (stride < window) or leave gaps read as such
-            top.bar(starts, outputs[:, k], width=ends - starts, bottom=below, align="edge", color=colors[k],
-                    label=label, linewidth=0)
+            top.bar(
+                starts,
+                outputs[:, k],
+                width=ends - starts,
+                bottom=below,
+                align="edge",
+                color=colors[k],
+                label=label,
+                linewidth=0,
+            )
             below += outputs[:, k]
         top.set_ylim(0, 1)
         top.set_ylabel("probability")

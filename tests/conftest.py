@@ -35,10 +35,7 @@ def free_port() -> int:
 def shared_data() -> Path:
     """The real recordings in ../shared/data (see its README). CI always has them beside the repo."""
     if not (SHARED_DATA / "README.md").exists():
-        pytest.fail(
-            f"real test data not found at {SHARED_DATA}: clone eegfm next to shared/ "
-            "or set EEGFM_SHARED_DATA"
-        )
+        pytest.fail(f"real test data not found at {SHARED_DATA}: clone eegfm next to shared/ or set EEGFM_SHARED_DATA")
     return SHARED_DATA
 
 
@@ -59,16 +56,50 @@ def pipeline_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     root = tmp_path_factory.mktemp("pipeline")
     corpus, unlabeled, out = root / "corpus", root / "unlabeled", root / "tfrecords"
-    assert simulate(["--output", str(corpus), "--sites", "2", "--subjects-per-site", "2",
-                     "--recordings-per-subject", "1", "--minutes", "2", "--format", "edf",
-                     "--seed", "0", "--quiet"]) == 0
+    assert (
+        simulate(
+            [
+                "--output",
+                str(corpus),
+                "--sites",
+                "2",
+                "--subjects-per-site",
+                "2",
+                "--recordings-per-subject",
+                "1",
+                "--minutes",
+                "2",
+                "--format",
+                "edf",
+                "--seed",
+                "0",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     unlabeled.mkdir()
     shutil.move(str(corpus / "edf" / "icu"), str(unlabeled / "icu"))
     key = root / "pseudonym.key"
     key.write_bytes(b"conftest pipeline_output key 0001\n")  # fixed: the same subjects and split every run
-    preprocess(["--input", str(corpus / "edf"), "--input", str(unlabeled), "--output", str(out),
-                "--pseudonym_key_file", str(key), "--num_shards", "2",
-                "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    preprocess(
+        [
+            "--input",
+            str(corpus / "edf"),
+            "--input",
+            str(unlabeled),
+            "--output",
+            str(out),
+            "--pseudonym_key_file",
+            str(key),
+            "--num_shards",
+            "2",
+            "--runner",
+            "DirectRunner",
+            "--direct_running_mode",
+            "in_memory",
+        ]
+    )
     return out
 
 
@@ -77,9 +108,16 @@ def run_lock_held_elsewhere(folder: str | os.PathLike[str]) -> Iterator[subproce
     """Another process (another job's launcher, mid-run) holding ``folder``'s run lock; killed
     (SIGKILL) on leaving."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import time; from eegfm.core.run_lock import hold_run_lock; "
-         f"assert hold_run_lock({str(folder)!r}) is None; print('held', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+        [
+            sys.executable,
+            "-c",
+            "import time; from eegfm.core.run_lock import hold_run_lock; "
+            f"assert hold_run_lock({str(folder)!r}) is None; print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         yield holder
@@ -91,7 +129,10 @@ def run_lock_held_elsewhere(folder: str | os.PathLike[str]) -> Iterator[subproce
 
 def run_lock_free_elsewhere(folder: str | os.PathLike[str]) -> bool:
     """Whether another process can take ``folder``'s run lock now."""
-    take = f"import sys; from eegfm.core.run_lock import hold_run_lock; sys.exit(hold_run_lock({str(folder)!r}) is not None)"
+    take = (
+        f"import sys; from eegfm.core.run_lock import hold_run_lock; "
+        f"sys.exit(hold_run_lock({str(folder)!r}) is not None)"
+    )
     return subprocess.run([sys.executable, "-c", take], cwd=REPO_ROOT).returncode == 0
 
 
@@ -129,12 +170,26 @@ def encoder(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def finetuned(three_sites, encoder, tmp_path_factory) -> Path:
     """The cpu-tiny encoder fine-tuned briefly (2 steps) on eegmat at three sites: a run to serve."""
-    from tests.evaluation.conftest import QUICK
     from eegfm.training import finetune
+    from tests.evaluation.conftest import QUICK
 
     run = tmp_path_factory.mktemp("serve") / "run"
-    assert finetune.main(["--pretrained", str(encoder), "--data", str(three_sites), "--output", str(run), *QUICK,
-                          "--set", "val_fraction=0.34"]) == 0
+    assert (
+        finetune.main(
+            [
+                "--pretrained",
+                str(encoder),
+                "--data",
+                str(three_sites),
+                "--output",
+                str(run),
+                *QUICK,
+                "--set",
+                "val_fraction=0.34",
+            ]
+        )
+        == 0
+    )
     return run
 
 

@@ -46,15 +46,21 @@ class AugmentConfig:
         check_range("AugmentConfig.channel_dropout", self.channel_dropout, 0.0, 1.0, high_inclusive=False)
         check_range("AugmentConfig.crop_seconds", self.crop_seconds, 0.0)
         if self.crop_seconds and self.crop_samples < 1:
-            raise ConfigError(f"AugmentConfig.crop_seconds: expected 0 (off) or at least one sample "
-                              f"(1/{SFREQ:g} s); got {self.crop_seconds!r}")
+            raise ConfigError(
+                f"AugmentConfig.crop_seconds: expected 0 (off) or at least one sample "
+                f"(1/{SFREQ:g} s); got {self.crop_seconds!r}"
+            )
         check_int("AugmentConfig.time_shift", self.time_shift, 0)
         scale = self.amplitude_scale
-        if (not isinstance(scale, (tuple, list)) or len(scale) != 2
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale)
-                or not 0 < scale[0] <= scale[1]):
+        if (
+            not isinstance(scale, (tuple, list))
+            or len(scale) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in scale)
+            or not 0 < scale[0] <= scale[1]
+        ):
             raise ConfigError(
-                f"AugmentConfig.amplitude_scale: expected (low, high) with 0 < low <= high; got {scale!r}")
+                f"AugmentConfig.amplitude_scale: expected (low, high) with 0 < low <= high; got {scale!r}"
+            )
         object.__setattr__(self, "amplitude_scale", (float(scale[0]), float(scale[1])))
         check_range("AugmentConfig.noise_std", self.noise_std, 0.0)
         check_range("AugmentConfig.mixup_alpha", self.mixup_alpha, 0.0)
@@ -76,16 +82,18 @@ def pretrain_augment() -> AugmentConfig:
 
 def finetune_augment() -> AugmentConfig:
     """Fine-tuning on expert votes: light signal augmentation plus mixup/cutmix of vote targets."""
-    return AugmentConfig(channel_dropout=0.05, time_shift=128, amplitude_scale=(0.9, 1.1),
-                         mixup_alpha=0.4, cutmix_alpha=1.0)
+    return AugmentConfig(
+        channel_dropout=0.05, time_shift=128, amplitude_scale=(0.9, 1.1), mixup_alpha=0.4, cutmix_alpha=1.0
+    )
 
 
 def _uniform(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
     return torch.rand(shape, generator=generator, device=generator.device).to(device)
 
 
-def channel_dropout(eeg: torch.Tensor, channel_mask: torch.Tensor, p: float,
-                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def channel_dropout(
+    eeg: torch.Tensor, channel_mask: torch.Tensor, p: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Zero each measured channel with probability ``p`` and set its mask to 0 (the montages of
     sites that lack electrodes); one measured channel per window always survives."""
     measured = channel_mask > 0
@@ -105,8 +113,9 @@ def _take_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     return torch.gather(x, -1, index.expand(*x.shape[:-1], index.shape[-1]))
 
 
-def random_crop(eeg: torch.Tensor, n_keep: int, generator: torch.Generator, *,
-                ecg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def random_crop(
+    eeg: torch.Tensor, n_keep: int, generator: torch.Generator, *, ecg: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """A random crop of ``n_keep`` samples of each window, ECG cropped with its window; windows
     of ``n_keep`` samples or fewer are returned whole (and nothing is drawn)."""
     check_int("n_keep", n_keep, 1)
@@ -118,8 +127,9 @@ def random_crop(eeg: torch.Tensor, n_keep: int, generator: torch.Generator, *,
     return _take_time(eeg, index), None if ecg is None else _take_time(ecg, index)
 
 
-def time_shift(eeg: torch.Tensor, max_shift: int, generator: torch.Generator, *,
-               ecg: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def time_shift(
+    eeg: torch.Tensor, max_shift: int, generator: torch.Generator, *, ecg: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Roll each window by a random s in [-max_shift, max_shift] samples (length unchanged);
     ECG moves with its window."""
     batch, n_times = eeg.shape[0], eeg.shape[-1]
@@ -168,8 +178,9 @@ def _beta(alpha: float, size: int, generator: torch.Generator) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).beta(alpha, alpha, size)).float()
 
 
-def _mix_aux(channel_mask: torch.Tensor | None, ecg: torch.Tensor | None, partner: torch.Tensor,
-             mixed_ecg: torch.Tensor | None) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+def _mix_aux(
+    channel_mask: torch.Tensor | None, ecg: torch.Tensor | None, partner: torch.Tensor, mixed_ecg: torch.Tensor | None
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """A mixed window is measured where both sources are; it has ECG only if both have one."""
     if channel_mask is not None:
         channel_mask = torch.minimum(channel_mask, channel_mask[partner.to(channel_mask.device)])
@@ -180,9 +191,16 @@ def _mix_aux(channel_mask: torch.Tensor | None, ecg: torch.Tensor | None, partne
     return channel_mask, mixed_ecg
 
 
-def mixup(eeg: torch.Tensor, targets: torch.Tensor, has_votes: torch.Tensor, alpha: float,
-          generator: torch.Generator, *, channel_mask: torch.Tensor | None = None,
-          ecg: torch.Tensor | None = None) -> Mixed:
+def mixup(
+    eeg: torch.Tensor,
+    targets: torch.Tensor,
+    has_votes: torch.Tensor,
+    alpha: float,
+    generator: torch.Generator,
+    *,
+    channel_mask: torch.Tensor | None = None,
+    ecg: torch.Tensor | None = None,
+) -> Mixed:
     """Convex combinations ``w x_i + (1 - w) x_j`` of windows with votes and of their vote
     distributions, ``w ~ Beta(alpha, alpha)`` per window."""
     partner = _partners(has_votes, generator)
@@ -198,9 +216,16 @@ def mixup(eeg: torch.Tensor, targets: torch.Tensor, has_votes: torch.Tensor, alp
     return Mixed(mixed_eeg, mixed_targets, channel_mask, mixed_ecg, partner, weight)
 
 
-def cutmix(eeg: torch.Tensor, targets: torch.Tensor, has_votes: torch.Tensor, alpha: float,
-           generator: torch.Generator, *, channel_mask: torch.Tensor | None = None,
-           ecg: torch.Tensor | None = None) -> Mixed:
+def cutmix(
+    eeg: torch.Tensor,
+    targets: torch.Tensor,
+    has_votes: torch.Tensor,
+    alpha: float,
+    generator: torch.Generator,
+    *,
+    channel_mask: torch.Tensor | None = None,
+    ecg: torch.Tensor | None = None,
+) -> Mixed:
     """Replace a random segment of ``1 - w`` of each window (``w ~ Beta(alpha, alpha)``, whole
     samples) by the same segment of another; targets mix by the exact fraction kept."""
     batch, n_times = eeg.shape[0], eeg.shape[-1]

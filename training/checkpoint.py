@@ -91,8 +91,6 @@ _OLD_PREFIX = ".old-"
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt")
 
 
-
-
 def _fsync_path(path: Path) -> None:
     """fsync a file or a directory (a directory's fsync makes its entries durable)."""
     fd = os.open(path, os.O_RDONLY)
@@ -210,8 +208,7 @@ def _check_save_arguments(step: Any, state: Any, keep_last: Any, metric: Any) ->
     """The model's state_dict, once every argument of :func:`save_checkpoint` is valid."""
     if isinstance(step, bool) or not isinstance(step, int) or step < 0:
         raise CheckpointError(f"step: expected a non-negative integer; got {step!r}")
-    if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int)
-                                  or keep_last < 1):
+    if keep_last is not None and (isinstance(keep_last, bool) or not isinstance(keep_last, int) or keep_last < 1):
         raise CheckpointError(f"keep_last: expected an integer >= 1 or None (keep all); got {keep_last!r}")
     if metric is not None and (isinstance(metric, bool) or not isinstance(metric, (int, float))):
         raise CheckpointError(f"metric: expected a number or None; got {metric!r}")
@@ -225,8 +222,14 @@ def _check_save_arguments(step: Any, state: Any, keep_last: Any, metric: Any) ->
     return model_state
 
 
-def _write_step_dir(final: Path, step: int, model_state: Mapping[str, torch.Tensor],
-                    tensors: Mapping[str, torch.Tensor], skeleton: Any, metric: float | None) -> None:
+def _write_step_dir(
+    final: Path,
+    step: int,
+    model_state: Mapping[str, torch.Tensor],
+    tensors: Mapping[str, torch.Tensor],
+    skeleton: Any,
+    metric: float | None,
+) -> None:
     """Write the files into a temporary directory and rename it to ``final`` (see the module docstring)."""
     directory = final.parent
     tmp = directory / f"{_TMP_PREFIX}{final.name}.{os.getpid()}"
@@ -259,8 +262,9 @@ def _write_step_dir(final: Path, step: int, model_state: Mapping[str, torch.Tens
         raise
 
 
-def _decide_best(directory: Path, candidate: Path, metric: float | None, is_best: bool | None,
-                 higher_is_better: bool) -> bool:
+def _decide_best(
+    directory: Path, candidate: Path, metric: float | None, is_best: bool | None, higher_is_better: bool
+) -> bool:
     if is_best is not None:
         return bool(is_best)
     if metric is None:
@@ -377,8 +381,7 @@ def verify_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         expected = document.get("sha256", {}).get(name)
         if expected != _sha256(file):
             raise CheckpointError(
-                f"{file}: sha256 does not match state.json (truncated, corrupted or replaced); "
-                "refusing to load it"
+                f"{file}: sha256 does not match state.json (truncated, corrupted or replaced); refusing to load it"
             )
     return document
 
@@ -390,9 +393,7 @@ def _load_tensors(file: Path, device: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{file}: not a valid safetensors file ({err})") from err
 
 
-def load_checkpoint(
-    path_or_dir: str | os.PathLike[str], *, map_location: str | torch.device = "cpu"
-) -> dict[str, Any]:
+def load_checkpoint(path_or_dir: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint directory (or the newest valid one in a directory of checkpoints).
 
     Returns the saved state: ``"model"`` (a state_dict), every other saved entry rebuilt with its
@@ -457,9 +458,14 @@ def resolve_resume(value: str | os.PathLike[str] | None, directory: str | os.Pat
     if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
         earlier = _list_steps(Path(directory))
         if earlier:
-            log.warning("resume none: %s already holds %d checkpoint(s) up to %s; this run starts fresh and "
-                        "writes its own beside them (the 'latest' pointer follows this run; a new --output keeps "
-                        "runs apart)", directory, len(earlier), earlier[-1][1].name)
+            log.warning(
+                "resume none: %s already holds %d checkpoint(s) up to %s; this run starts fresh and "
+                "writes its own beside them (the 'latest' pointer follows this run; a new --output keeps "
+                "runs apart)",
+                directory,
+                len(earlier),
+                earlier[-1][1].name,
+            )
         return None
     if isinstance(value, str) and value.strip().lower() == "auto":
         found = latest_checkpoint(directory)

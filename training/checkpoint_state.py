@@ -72,8 +72,7 @@ def _flatten(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
         tensors[key] = obj
         return {"t": "tensor", "key": key}
     if isinstance(obj, np.ndarray):
-        return {"t": "ndarray", "dtype": obj.dtype.str, "shape": list(obj.shape),
-                "data": obj.reshape(-1).tolist()}
+        return {"t": "ndarray", "dtype": obj.dtype.str, "shape": list(obj.shape), "data": obj.reshape(-1).tolist()}
     if isinstance(obj, np.generic):
         obj = obj.item()
     if obj is None or isinstance(obj, (bool, int, str)):
@@ -138,7 +137,10 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
     if state.get("cuda") is not None and torch.cuda.is_available():
         cuda_states = [s.cpu() for s in state["cuda"]]
         if len(cuda_states) != torch.cuda.device_count():
-            log.warning("checkpoint has CUDA RNG states for %d devices, this process sees %d; "
-                        "restoring the common ones", len(cuda_states), torch.cuda.device_count())
+            log.warning(
+                "checkpoint has CUDA RNG states for %d devices, this process sees %d; restoring the common ones",
+                len(cuda_states),
+                torch.cuda.device_count(),
+            )
         for index, cuda_state in enumerate(cuda_states[: torch.cuda.device_count()]):
             torch.cuda.set_rng_state(cuda_state, index)

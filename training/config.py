@@ -48,15 +48,31 @@ SPLIT_GROUPS = ("subject", "site")
 UNFREEZE_UNITS = ("epoch", "step")
 # Fine-tuning task -> registered head (model.heads). The data sets' tasks take the classes the
 # pipeline writes for them (eegfm.core.tasks).
-TASK_HEADS = {"hms6": "hms6", "eegmat": "binary", "tuab": "binary", "tuep": "binary", "tusz": "binary",
-              "chbmit": "binary", "siena": "binary", "tuev": "multiclass", "tuar": "multiclass",
-              "eegmmi": "multiclass", "binary": "binary", "multiclass": "multiclass", "regression": "regression"}
+TASK_HEADS = {
+    "hms6": "hms6",
+    "eegmat": "binary",
+    "tuab": "binary",
+    "tuep": "binary",
+    "tusz": "binary",
+    "chbmit": "binary",
+    "siena": "binary",
+    "tuev": "multiclass",
+    "tuar": "multiclass",
+    "eegmmi": "multiclass",
+    "binary": "binary",
+    "multiclass": "multiclass",
+    "regression": "regression",
+}
 _TASK_LABELS = {task: TASK_CLASSES[record_task] for task, record_task in FINETUNE_TASKS.items() if task != "hms6"}
 # EEGFMConfig fields that the run config sets itself: overriding them would be ambiguous.
 _MODEL_FIELDS_SET_BY_RUN = {
-    "preset": "model", "head": "task", "gradient_checkpointing": "activation_checkpointing",
-    "adapter_kind": "adapter_kind", "adapter_rank": "adapter_rank",
-    "transformers_version": None, "architectures": None,
+    "preset": "model",
+    "head": "task",
+    "gradient_checkpointing": "activation_checkpointing",
+    "adapter_kind": "adapter_kind",
+    "adapter_rank": "adapter_rank",
+    "transformers_version": None,
+    "architectures": None,
 }
 INF = math.inf  # no upper bound: check_int then names the range [low, inf]
 
@@ -92,9 +108,11 @@ class OptimConfig(Config):
         self.warmup_steps = check_int("optim.warmup_steps", self.warmup_steps, 0, INF, whole_float=True)
         self.max_steps = check_int("optim.max_steps", self.max_steps, 1, INF, optional=True, whole_float=True)
         if self.max_steps is not None and self.warmup_steps >= self.max_steps:
-            raise ConfigError(f"optim.warmup_steps: expected fewer than max_steps={self.max_steps}; "
-                              f"got {self.warmup_steps} (for a short run lower it too: "
-                              f"--set optim.warmup_steps={self.max_steps // 10})")
+            raise ConfigError(
+                f"optim.warmup_steps: expected fewer than max_steps={self.max_steps}; "
+                f"got {self.warmup_steps} (for a short run lower it too: "
+                f"--set optim.warmup_steps={self.max_steps // 10})"
+            )
         self.min_lr_ratio = check_float("optim.min_lr_ratio", self.min_lr_ratio, 0, 1)
         self.grad_clip = check_float("optim.grad_clip", self.grad_clip, 0)
         self.grad_accum_steps = check_int("optim.grad_accum_steps", self.grad_accum_steps, 1, 4096, whole_float=True)
@@ -104,8 +122,7 @@ class OptimConfig(Config):
         """Multiplier of ``lr`` at optimizer step ``step`` (0-based), for ``LambdaLR``."""
         total = self.max_steps if total_steps is None else total_steps
         if total is None:
-            raise ConfigError("optim.max_steps: the cosine schedule needs a length; set max_steps "
-                              "or pass total_steps")
+            raise ConfigError("optim.max_steps: the cosine schedule needs a length; set max_steps or pass total_steps")
         if step < self.warmup_steps:
             return (step + 1) / self.warmup_steps
         progress = min(1.0, (step - self.warmup_steps) / max(1, total - self.warmup_steps))
@@ -140,8 +157,9 @@ class LoaderSection(Config):
             try:
                 self.num_workers = check_int("loader.num_workers", self.num_workers, 0, 1024, whole_float=True)
             except ConfigError:
-                raise ConfigError(f"loader.num_workers: expected an integer in [0, 1024] or 'auto'; "
-                                  f"got {self.num_workers!r}") from None
+                raise ConfigError(
+                    f"loader.num_workers: expected an integer in [0, 1024] or 'auto'; got {self.num_workers!r}"
+                ) from None
         self.shuffle_buffer = check_int("loader.shuffle_buffer", self.shuffle_buffer, 0, INF, whole_float=True)
         self.full_shuffle_mb = check_float("loader.full_shuffle_mb", self.full_shuffle_mb, 0.0)
         self.seed = check_int("loader.seed", self.seed, 0, 2**63 - 1, whole_float=True)
@@ -199,7 +217,9 @@ class RunConfig(Config):
         self.seed = check_int("seed", self.seed, 0, 2**63 - 1, whole_float=True)
         for name, section in (("loader", LoaderSection), ("optim", OptimConfig), ("wandb", WandbConfig)):
             if not isinstance(getattr(self, name), section):
-                raise ConfigError(f"{name}: expected a mapping of {section.__name__} fields; got {getattr(self, name)!r}")
+                raise ConfigError(
+                    f"{name}: expected a mapping of {section.__name__} fields; got {getattr(self, name)!r}"
+                )
         check_option("precision", self.precision, PRECISIONS)
         for name in ("activation_checkpointing", "compile", "deterministic", "tf32"):
             check_bool(name, getattr(self, name))
@@ -233,8 +253,7 @@ class RunConfig(Config):
 
     def model_config(self) -> EEGFMConfig:
         """The validated ``EEGFMConfig`` of this run (preset + overrides + run-owned fields)."""
-        return self._build_model_config(gradient_checkpointing=self.activation_checkpointing,
-                                        **self._model_fields())
+        return self._build_model_config(gradient_checkpointing=self.activation_checkpointing, **self._model_fields())
 
 
 @dataclasses.dataclass
@@ -269,8 +288,10 @@ class PretrainConfig(RunConfig):
         self.val_windows = check_int("val_windows", self.val_windows, 1, INF, whole_float=True)
         splits = self.exclude_corpus_splits
         if isinstance(splits, str) or not isinstance(splits, Sequence):
-            raise ConfigError(f"exclude_corpus_splits: expected a list of corpus splits "
-                              f"({', '.join(CORPUS_SPLITS[1:])}); got {splits!r}")
+            raise ConfigError(
+                f"exclude_corpus_splits: expected a list of corpus splits "
+                f"({', '.join(CORPUS_SPLITS[1:])}); got {splits!r}"
+            )
         for split in splits:
             check_option("exclude_corpus_splits", split, CORPUS_SPLITS[1:])
         self.exclude_corpus_splits = sorted(set(splits))
@@ -334,12 +355,15 @@ class FinetuneConfig(RunConfig):
     def validate(self) -> None:
         check_option("task", self.task, tuple(TASK_HEADS))
         if TASK_HEADS[self.task] not in list_heads():  # the registry is the source of truth
-            raise ConfigError(f"task: head {TASK_HEADS[self.task]!r} is not registered "
-                              f"(registered: {', '.join(list_heads())})")
+            raise ConfigError(
+                f"task: head {TASK_HEADS[self.task]!r} is not registered (registered: {', '.join(list_heads())})"
+            )
         if self.task == "multiclass" and "id2label" not in self.model_overrides:
             # Else the model's default label space (the six HMS classes) would size the head.
-            raise ConfigError("model_overrides.id2label: task 'multiclass' takes its classes from it; expected the "
-                              "class names by label, e.g. --set 'model_overrides.id2label={0: rest, 1: task}'")
+            raise ConfigError(
+                "model_overrides.id2label: task 'multiclass' takes its classes from it; expected the "
+                "class names by label, e.g. --set 'model_overrides.id2label={0: rest, 1: task}'"
+            )
         check_option("mode", self.mode, FINETUNE_MODES)
         check_option("adapter_kind", self.adapter_kind, ADAPTER_KINDS)
         self.adapter_rank = check_int("adapter_rank", self.adapter_rank, 1, 4096, whole_float=True)
@@ -352,52 +376,75 @@ class FinetuneConfig(RunConfig):
                 raise ConfigError(f"loss: 'kl' needs vote distributions (task 'hms6'); got task {self.task!r}")
         self.label_smoothing = check_float("label_smoothing", self.label_smoothing, 0, 1, high_inclusive=False)
         if regression and self.label_smoothing:
-            raise ConfigError(f"label_smoothing: task 'regression' has no classes; expected 0; got {self.label_smoothing!r}")
+            raise ConfigError(
+                f"label_smoothing: task 'regression' has no classes; expected 0; got {self.label_smoothing!r}"
+            )
         self.focal_gamma = check_float("focal_gamma", self.focal_gamma, 0, 100)
         check_option("unfreeze_unit", self.unfreeze_unit, UNFREEZE_UNITS)
         self._validate_unfreeze_schedule()
-        self.two_stage_min_votes = check_int("two_stage_min_votes", self.two_stage_min_votes, 1, INF,
-                                             optional=True, whole_float=True)
+        self.two_stage_min_votes = check_int(
+            "two_stage_min_votes", self.two_stage_min_votes, 1, INF, optional=True, whole_float=True
+        )
         if self.two_stage_min_votes is not None and self.task != "hms6":
-            raise ConfigError(f"two_stage_min_votes: only task 'hms6' has expert votes; expected None "
-                              f"for task {self.task!r}; got {self.two_stage_min_votes!r}")
-        self.early_stopping_patience = check_int("early_stopping_patience", self.early_stopping_patience, 1, INF,
-                                                 optional=True, whole_float=True)
+            raise ConfigError(
+                f"two_stage_min_votes: only task 'hms6' has expert votes; expected None "
+                f"for task {self.task!r}; got {self.two_stage_min_votes!r}"
+            )
+        self.early_stopping_patience = check_int(
+            "early_stopping_patience", self.early_stopping_patience, 1, INF, optional=True, whole_float=True
+        )
         self._validate_splits()
         check_bool("temperature_scaling", self.temperature_scaling)
         if regression and self.temperature_scaling:
-            raise ConfigError("temperature_scaling: task 'regression' has no probabilities to calibrate; expected "
-                              "false (--set temperature_scaling=false)")
+            raise ConfigError(
+                "temperature_scaling: task 'regression' has no probabilities to calibrate; expected "
+                "false (--set temperature_scaling=false)"
+            )
         self.epochs = check_int("epochs", self.epochs, 1, 100_000, whole_float=True)
         super().validate()  # builds the model config, whose labels class_weights must match
         self._validate_class_weights()
 
     def _validate_splits(self) -> None:
-        self.val_fraction = check_float("val_fraction", self.val_fraction, 0, 1, low_inclusive=False, high_inclusive=False)
+        self.val_fraction = check_float(
+            "val_fraction", self.val_fraction, 0, 1, low_inclusive=False, high_inclusive=False
+        )
         check_option("split_group", self.split_group, SPLIT_GROUPS)
         self.test_fraction = check_float("test_fraction", self.test_fraction, 0, 1, high_inclusive=False)
         if self.val_fraction + self.test_fraction >= 1:
-            raise ConfigError(f"test_fraction: expected val_fraction + test_fraction < 1 (something must be "
-                              f"left to train on); got {self.val_fraction} + {self.test_fraction}")
+            raise ConfigError(
+                f"test_fraction: expected val_fraction + test_fraction < 1 (something must be "
+                f"left to train on); got {self.val_fraction} + {self.test_fraction}"
+            )
         check_bool("corpus_split", self.corpus_split)
         if self.corpus_split and (self.split_group != "subject" or self.test_fraction):
-            raise ConfigError(f"corpus_split: the corpus's eval recordings are the test split, and its splits "
-                              f"are of subjects; expected split_group 'subject' and test_fraction 0; got "
-                              f"{self.split_group!r} and {self.test_fraction}")
+            raise ConfigError(
+                f"corpus_split: the corpus's eval recordings are the test split, and its splits "
+                f"are of subjects; expected split_group 'subject' and test_fraction 0; got "
+                f"{self.split_group!r} and {self.test_fraction}"
+            )
         sites = self.test_sites
-        if isinstance(sites, str) or not isinstance(sites, Sequence) or not all(
-                isinstance(site, str) and site for site in sites):
-            raise ConfigError(f"test_sites: expected a list of site pseudonyms (the manifest's sites, e.g. "
-                              f"[site-0123456789abcdef]); got {sites!r}")
+        if (
+            isinstance(sites, str)
+            or not isinstance(sites, Sequence)
+            or not all(isinstance(site, str) and site for site in sites)
+        ):
+            raise ConfigError(
+                f"test_sites: expected a list of site pseudonyms (the manifest's sites, e.g. "
+                f"[site-0123456789abcdef]); got {sites!r}"
+            )
         self.test_sites = sorted(set(sites))
         if self.test_sites and (self.test_fraction or self.corpus_split):
-            raise ConfigError(f"test_sites: the named sites are the test split; expected test_fraction 0 and "
-                              f"corpus_split false; got {self.test_fraction} and {self.corpus_split}")
+            raise ConfigError(
+                f"test_sites: the named sites are the test split; expected test_fraction 0 and "
+                f"corpus_split false; got {self.test_fraction} and {self.corpus_split}"
+            )
 
     def _validate_unfreeze_schedule(self) -> None:
         schedule = self.unfreeze_schedule
         if not isinstance(schedule, (list, tuple)):
-            raise ConfigError(f"unfreeze_schedule: expected a list of increasing {self.unfreeze_unit} numbers; got {schedule!r}")
+            raise ConfigError(
+                f"unfreeze_schedule: expected a list of increasing {self.unfreeze_unit} numbers; got {schedule!r}"
+            )
         self.unfreeze_schedule = [check_int("unfreeze_schedule", v, 0, INF, whole_float=True) for v in schedule]
         if any(b <= a for a, b in zip(self.unfreeze_schedule, self.unfreeze_schedule[1:])):
             raise ConfigError(f"unfreeze_schedule: expected strictly increasing numbers; got {schedule!r}")
@@ -412,12 +459,15 @@ class FinetuneConfig(RunConfig):
                 raise ConfigError("class_weights: task 'regression' has no classes; expected 'none'")
             return
         if self.task == "regression" or not isinstance(weights, (list, tuple)):
-            raise ConfigError(f"class_weights: expected 'none', 'balanced' or a list of positive "
-                              f"numbers (one per class); got {weights!r}")
+            raise ConfigError(
+                f"class_weights: expected 'none', 'balanced' or a list of positive "
+                f"numbers (one per class); got {weights!r}"
+            )
         n_classes = len(self.model_config().id2label or {})
         if len(weights) != n_classes:
-            raise ConfigError(f"class_weights: expected {n_classes} weights (one per class of task "
-                              f"{self.task!r}); got {len(weights)}")
+            raise ConfigError(
+                f"class_weights: expected {n_classes} weights (one per class of task {self.task!r}); got {len(weights)}"
+            )
         self.class_weights = [check_float("class_weights", w, 0, low_inclusive=False) for w in weights]
 
     @property
@@ -429,9 +479,11 @@ class FinetuneConfig(RunConfig):
         if self.task in _TASK_LABELS and "id2label" not in fields:
             fields["id2label"] = dict(enumerate(_TASK_LABELS[self.task]))
         return self._build_model_config(
-            head=self.head, gradient_checkpointing=self.activation_checkpointing,
+            head=self.head,
+            gradient_checkpointing=self.activation_checkpointing,
             adapter_kind=self.adapter_kind if self.mode == "adapter" else None,
-            adapter_rank=self.adapter_rank, **fields,
+            adapter_rank=self.adapter_rank,
+            **fields,
         )
 
 
@@ -465,6 +517,5 @@ def resolve_precision(precision: str, device: str | torch.device) -> torch.dtype
     check_option("precision", precision, PRECISIONS)
     device_type = torch.device(device).type
     if precision == "fp16" and device_type != "cuda":
-        raise ConfigError(f"precision: 'fp16' needs a CUDA device; got device {device_type!r} "
-                          "(use 'bf16' or 'fp32')")
+        raise ConfigError(f"precision: 'fp16' needs a CUDA device; got device {device_type!r} (use 'bf16' or 'fp32')")
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]

@@ -54,8 +54,10 @@ def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
     path = Path(text) if looks_like_path else CONFIG_DIR / f"{text}.yaml"
     if not path.is_file():
         presets = ", ".join(repr(p) for p in list_config_presets())
-        raise ConfigError(f"config: expected a preset ({presets}) or the path of a YAML file; got {text!r}"
-                          + (" (no such file)" if looks_like_path else ""))
+        raise ConfigError(
+            f"config: expected a preset ({presets}) or the path of a YAML file; got {text!r}"
+            + (" (no such file)" if looks_like_path else "")
+        )
     return path
 
 
@@ -121,12 +123,13 @@ def apply_override(data: dict[str, Any], cls: type[Config], dotted: str, value: 
             fields = {f.name for f in dataclasses.fields(section) if f.init}
             if part not in fields:
                 where = ".".join(parts[:depth]) or section.__name__
-                raise ConfigError(f"override {dotted!r}: unknown key {part!r} in {where}; "
-                                  f"allowed: {', '.join(sorted(fields))}")
+                raise ConfigError(
+                    f"override {dotted!r}: unknown key {part!r} in {where}; allowed: {', '.join(sorted(fields))}"
+                )
             hint = typing.get_type_hints(section)[part]
             next_section = hint if isinstance(hint, type) and issubclass(hint, Config) else None
             if not last and next_section is None and typing.get_origin(hint) is not dict:
-                raise ConfigError(f"override {dotted!r}: {'.'.join(parts[:depth + 1])} is a value, not a section")
+                raise ConfigError(f"override {dotted!r}: {'.'.join(parts[: depth + 1])} is a value, not a section")
             section = next_section
         if last:
             target[part] = value

@@ -38,8 +38,18 @@ class Panel:
 
 
 PRETRAIN_PANELS = (
-    Panel("pretraining loss", ("loss", "reconstruction_loss", "contrastive_loss", "val/loss",
-                               "val/reconstruction_loss", "val/contrastive_loss"), log_y=True),
+    Panel(
+        "pretraining loss",
+        (
+            "loss",
+            "reconstruction_loss",
+            "contrastive_loss",
+            "val/loss",
+            "val/reconstruction_loss",
+            "val/contrastive_loss",
+        ),
+        log_y=True,
+    ),
     Panel("masked reconstruction MSE", ("recon/mse/all", "val/recon/mse/all")),
     Panel("learning rate", ("lr",), log_y=True),
 )
@@ -67,14 +77,23 @@ def read_series(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                 bad.append(number)
                 continue
             for key, value in row.items():
-                if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool) \
-                        and math.isfinite(value):
+                if (
+                    key != "step"
+                    and isinstance(value, (int, float))
+                    and not isinstance(value, bool)
+                    and math.isfinite(value)
+                ):
                     by_key.setdefault(key, {})[step] = float(value)
     if bad:
-        log.warning("%s: line(s) %s are not metrics lines (JSON with a step); left out of the curves", path,
-                    ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else ""))
-    return {key: (np.array(sorted(steps), dtype=np.int64), np.array([steps[s] for s in sorted(steps)]))
-            for key, steps in by_key.items()}
+        log.warning(
+            "%s: line(s) %s are not metrics lines (JSON with a step); left out of the curves",
+            path,
+            ", ".join(map(str, bad[:5])) + (" ..." if len(bad) > 5 else ""),
+        )
+    return {
+        key: (np.array(sorted(steps), dtype=np.int64), np.array([steps[s] for s in sorted(steps)]))
+        for key, steps in by_key.items()
+    }
 
 
 def panels_for(series: dict[str, tuple[np.ndarray, np.ndarray]]) -> tuple[Panel, ...]:
@@ -120,8 +139,7 @@ def draw(series: dict[str, tuple[np.ndarray, np.ndarray]], panels: Sequence[Pane
     return figure
 
 
-def plot_curves(metrics: str | Path, path: str | Path, title: str = "",
-                panels: Sequence[Panel] | None = None) -> bool:
+def plot_curves(metrics: str | Path, path: str | Path, title: str = "", panels: Sequence[Panel] | None = None) -> bool:
     """Draw ``metrics`` (a metrics.jsonl) as a PNG at ``path``, one panel per group of keys the run
     logged (``panels_for`` the run by default); False (and no file) where it logged none of them."""
     series = read_series(metrics)
@@ -149,22 +167,31 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m eegfm.training.curves",
         description="Draw a pretraining or fine-tuning run's learning curves (RUN_DIR/metrics.jsonl) as "
-                    "RUN_DIR/curves.png: losses by step with validation and, for fine-tuning, the class-prior "
-                    "baseline; held-out scores; learning rate. Runs write it themselves when they finish; this "
-                    "draws it for a run in progress or an older one.")
-    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
-                        help="run folder(s) of training.pretrain or training.finetune (holding metrics.jsonl)")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="where to write the PNG (one run only; default RUN_DIR/curves.png)")
+        "RUN_DIR/curves.png: losses by step with validation and, for fine-tuning, the class-prior "
+        "baseline; held-out scores; learning rate. Runs write it themselves when they finish; this "
+        "draws it for a run in progress or an older one.",
+    )
+    parser.add_argument(
+        "runs",
+        nargs="+",
+        type=Path,
+        metavar="RUN_DIR",
+        help="run folder(s) of training.pretrain or training.finetune (holding metrics.jsonl)",
+    )
+    parser.add_argument(
+        "--output", type=Path, default=None, help="where to write the PNG (one run only; default RUN_DIR/curves.png)"
+    )
     args = parser.parse_args(argv)
     if args.output is not None and len(args.runs) > 1:
-        parser.error("--output: expected one RUN_DIR; got %d" % len(args.runs))
+        parser.error(f"--output: expected one RUN_DIR; got {len(args.runs)}")
     status = 0
     for run in args.runs:
         metrics = run / "metrics.jsonl"
         if not metrics.is_file():
-            print(f"curves: {metrics}: no such file (expected the folder of a pretraining or fine-tuning run)",
-                  file=sys.stderr)
+            print(
+                f"curves: {metrics}: no such file (expected the folder of a pretraining or fine-tuning run)",
+                file=sys.stderr,
+            )
             status = 2
             continue
         target = args.output or run / CURVES_NAME

@@ -74,18 +74,24 @@ class Dist:
         # buffers are constants (the default electrode positions): no broadcast before each step
         # (torch 2.13 renamed the switch; the GPU image may carry an older torch).
         ddp = nn.parallel.DistributedDataParallel
-        no_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in inspect.signature(ddp).parameters
-                   else {"broadcast_buffers": False})
+        no_sync = (
+            {"forward_sync_buffers": False}
+            if "forward_sync_buffers" in inspect.signature(ddp).parameters
+            else {"broadcast_buffers": False}
+        )
         return ddp(model, device_ids=device_ids, **no_sync)
 
-    def wrap_optimizer(self, optimizer: torch.optim.Optimizer, model: nn.Module,
-                       accumulation_steps: int) -> torch.optim.Optimizer:
+    def wrap_optimizer(
+        self, optimizer: torch.optim.Optimizer, model: nn.Module, accumulation_steps: int
+    ) -> torch.optim.Optimizer:
         if self.backend != "horovod":
             return optimizer
         hvd = _horovod()
         wrapped = hvd.DistributedOptimizer(
-            optimizer, named_parameters=unwrap(model).named_parameters(),
-            backward_passes_per_step=accumulation_steps, op=hvd.Average,
+            optimizer,
+            named_parameters=unwrap(model).named_parameters(),
+            backward_passes_per_step=accumulation_steps,
+            op=hvd.Average,
         )
         hvd.broadcast_optimizer_state(wrapped, root_rank=0)
         return wrapped
@@ -282,9 +288,14 @@ def init_distributed(backend: str = "auto", *, device: str = "auto", timeout_s: 
         torch.cuda.set_device(dev)
     if not torch_dist.is_initialized():
         timeout = datetime.timedelta(seconds=timeout_s)
-        torch_dist.init_process_group(backend=backend, timeout=timeout, store=_attempt_store(timeout),
-                                      rank=_env_int("RANK", 0), world_size=world_size,
-                                      device_id=dev if dev.type == "cuda" else None)
+        torch_dist.init_process_group(
+            backend=backend,
+            timeout=timeout,
+            store=_attempt_store(timeout),
+            rank=_env_int("RANK", 0),
+            world_size=world_size,
+            device_id=dev if dev.type == "cuda" else None,
+        )
     return Dist(backend, torch_dist.get_rank(), torch_dist.get_world_size(), local_rank, dev)
 
 
@@ -302,13 +313,19 @@ def _attempt_store(timeout: datetime.timedelta) -> torch_dist.Store | None:
     """
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         return None
-    store = torch_dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]),
-                                _env_int("WORLD_SIZE", 1), is_master=False, timeout=timeout)
+    store = torch_dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        _env_int("WORLD_SIZE", 1),
+        is_master=False,
+        timeout=timeout,
+    )
     # A process that joins a group again (evaluation.loso: one fine-tuning run per fold) must not
     # read its earlier group's keys either: every rank counts its joins alike.
     group = next(_GROUPS_JOINED)
-    return torch_dist.PrefixStore(f"eegfm/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/group_{group}",
-                                  store)
+    return torch_dist.PrefixStore(
+        f"eegfm/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/group_{group}", store
+    )
 
 
 def _device(use_cuda: bool, local_rank: int) -> torch.device:

@@ -24,14 +24,13 @@ import numpy as np
 import torch
 
 from eegfm.core.config import user_path
-from eegfm.core.stores import StoreUnreachableError
 from eegfm.core.run_lock import hold_run_lock
+from eegfm.core.stores import StoreUnreachableError
 from eegfm.pipelines.schema import SchemaError
 from eegfm.pipelines.tfrecord import CorruptTFRecordError
 from eegfm.training.augment import AugmentConfig
 from eegfm.training.checkpoint import CheckpointError, load_checkpoint, resolve_resume
-from eegfm.training.config import ConfigError, RunConfig
-from eegfm.training.config import LoaderSection
+from eegfm.training.config import ConfigError, LoaderSection, RunConfig
 from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter
 from eegfm.training.distributed import BACKENDS, Dist, DistributedError, init_distributed, unwrap
 
@@ -43,8 +42,9 @@ def step_seed(*parts: int) -> int:
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
 
 
-def loader_config(section: LoaderSection, patch_size: int, *, filters: RecordFilter | None = None,
-                  train: bool = True) -> LoaderConfig:
+def loader_config(
+    section: LoaderSection, patch_size: int, *, filters: RecordFilter | None = None, train: bool = True
+) -> LoaderConfig:
     """The data loader's settings from a run config's ``loader`` section.
 
     ``batch_size`` is the batch size, or with a ``token_budget`` the cap on windows per batch.
@@ -52,14 +52,20 @@ def loader_config(section: LoaderSection, patch_size: int, *, filters: RecordFil
     """
     return LoaderConfig(
         batch_size=None if section.token_budget else section.batch_size,
-        token_budget=section.token_budget, max_batch_size=section.batch_size, patch_size=patch_size,
+        token_budget=section.token_budget,
+        max_batch_size=section.batch_size,
+        patch_size=patch_size,
         drop_last=section.drop_last and train,
-        num_workers=section.num_workers, shuffle=train, shuffle_buffer=section.shuffle_buffer,
+        num_workers=section.num_workers,
+        shuffle=train,
+        shuffle_buffer=section.shuffle_buffer,
         full_shuffle_mb=section.full_shuffle_mb,
-        seed=section.seed, eeg_dtype=section.eeg_dtype,
+        seed=section.seed,
+        eeg_dtype=section.eeg_dtype,
         augment=AugmentConfig(**section.augment) if train else AugmentConfig(),
         # A window shorter than one patch is one the model cannot read.
-        filters=dataclasses.replace(RecordFilter() if filters is None else filters, min_samples=patch_size))
+        filters=dataclasses.replace(RecordFilter() if filters is None else filters, min_samples=patch_size),
+    )
 
 
 def autocast(dist: Dist, dtype: torch.dtype):
@@ -82,9 +88,14 @@ def backward(loss: torch.Tensor, scaler: torch.amp.GradScaler | None) -> None:
     (scaler.scale(loss) if scaler is not None else loss).backward()
 
 
-def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                   scheduler: torch.optim.lr_scheduler.LRScheduler, scaler: torch.amp.GradScaler | None,
-                   dist: Dist, grad_clip: float) -> torch.Tensor:
+def optimizer_step(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler | None,
+    dist: Dist,
+    grad_clip: float,
+) -> torch.Tensor:
     """Synchronise (Horovod), unscale (fp16), clip, step, zero; returns the pre-clip gradient norm.
 
     The norm stays a 0-dim tensor on the model's device: reading it (``float``) waits for the GPU,
@@ -147,16 +158,21 @@ def core_state(run: TrainState) -> dict[str, Any]:
 MODEL_KEYS = ("model", "model_overrides")  # the config fields that shape a pretraining model's parameters
 
 
-def check_model_unchanged(saved: dict[str, Any], now: dict[str, Any], checkpoint: str | os.PathLike[str],
-                          keys: Sequence[str] = MODEL_KEYS) -> None:
+def check_model_unchanged(
+    saved: dict[str, Any], now: dict[str, Any], checkpoint: str | os.PathLike[str], keys: Sequence[str] = MODEL_KEYS
+) -> None:
     """ConfigError where a config field in ``keys`` (``to_dict`` form) differs from the one the
     checkpoint's run had: its weights would not fit this run's model (or answer another task). A
     checkpoint without a saved config passes."""
-    changed = [f"{key} {saved[key]!r} -> {now.get(key)!r}" for key in keys if key in saved and saved[key] != now.get(key)]
+    changed = [
+        f"{key} {saved[key]!r} -> {now.get(key)!r}" for key in keys if key in saved and saved[key] != now.get(key)
+    ]
     if changed:
-        raise ConfigError(f"resume: {checkpoint} was written by a run with other model settings "
-                          f"({'; '.join(changed)}); a checkpoint continues the run that wrote it: resume with its "
-                          f"settings, or start a new run (another --output, or --resume none)")
+        raise ConfigError(
+            f"resume: {checkpoint} was written by a run with other model settings "
+            f"({'; '.join(changed)}); a checkpoint continues the run that wrote it: resume with its "
+            f"settings, or start a new run (another --output, or --resume none)"
+        )
 
 
 def claim_output(output: str | os.PathLike[str], dist: Dist) -> None:
@@ -175,6 +191,7 @@ def resume_checkpoint(resume: str, output: Path, dist: Dist) -> tuple[str, dict[
     start = dist.broadcast_object(None if start is None else str(start))
     return None if start is None else (start, load_checkpoint(start, map_location="cpu"))
 
+
 def load_core_state(run: TrainState, state: dict[str, Any]) -> None:
     """Restore what :func:`core_state` saved (this rank's loader position)."""
     if state["world_size"] != run.dist.world_size:
@@ -190,9 +207,11 @@ def load_core_state(run: TrainState, state: dict[str, Any]) -> None:
     try:
         run.loader.load_state_dict(state["loader"][run.dist.rank])
     except ValueError as err:  # e.g. --data now names other files: one line, exit 2, not a traceback
-        raise ConfigError(f"resume: the checkpoint's data position does not fit this run ({err}); a checkpoint "
-                          f"continues the run that wrote it: give that run's --data and loader settings, or "
-                          f"start a new run (another --output, or --resume none)") from err
+        raise ConfigError(
+            f"resume: the checkpoint's data position does not fit this run ({err}); a checkpoint "
+            f"continues the run that wrote it: give that run's --data and loader settings, or "
+            f"start a new run (another --output, or --resume none)"
+        ) from err
     run.samples = int(state["samples"])
     run.best_metric = math.inf if state.get("best_metric") is None else float(state["best_metric"])
 
@@ -215,8 +234,9 @@ def check_replicas(run: TrainState, output: Path) -> list[str]:
     """
     digests = run.dist.gather_objects(parameter_digest(run.model))
     if run.dist.is_main:
-        (output / "replicas.json").write_text(json.dumps(
-            {"step": run.step, "backend": run.dist.backend, "digests": digests}, indent=2))
+        (output / "replicas.json").write_text(
+            json.dumps({"step": run.step, "backend": run.dist.backend, "digests": digests}, indent=2)
+        )
     if len(set(digests)) != 1:
         raise RuntimeError(f"replicas diverged at step {run.step}: parameter digests per rank {digests}")
     return digests
@@ -264,40 +284,79 @@ class TimedBatches:
         if self._warned or self._intervals == 1 or not fraction > STARVED_FRACTION:
             return None
         self._warned = True
-        more = (f"raise loader.num_workers (now {num_workers} per rank)" if num_workers else
-                "give the loader worker processes (loader.num_workers; now 0: batches are built in the "
-                "training process)")
-        return (f"the loader is the bottleneck: training waited for data {fraction:.0%} of the last interval's "
-                f"wall time on the slowest rank; {more}, or set loader.eeg_dtype=float16 (half the bytes to hand over)")
+        more = (
+            f"raise loader.num_workers (now {num_workers} per rank)"
+            if num_workers
+            else "give the loader worker processes (loader.num_workers; now 0: batches are built in the "
+            "training process)"
+        )
+        return (
+            f"the loader is the bottleneck: training waited for data {fraction:.0%} of the last interval's "
+            f"wall time on the slowest rank; {more}, or set loader.eeg_dtype=float16 (half the bytes to hand over)"
+        )
 
 
 # ------------------------------------------------------------------------------------------ CLI
 def add_run_arguments(parser: argparse.ArgumentParser, *, kind: str) -> None:
     """The options of every training command (``kind``: pretrain or finetune)."""
-    parser.add_argument("--data", type=user_path, required=True, nargs="+", action="extend", metavar="DIR",
-                        help="the pipeline's output folder(s) (OUTPUT/<site>/part-*.tfrecord), local or gs://; "
-                        "several (--data A B, or --data A --data B: runs over other corpora, or later batches "
-                        "of recordings) are read as one data set, and must agree on channels, sampling rate, "
-                        "quality metrics and each task's classes")
-    parser.add_argument("--config", type=user_path, default="cpu-tiny",
-                        help=f"a preset in training/configs (cpu-tiny, base, large-gpu) or a YAML file; its "
-                        f"{kind}: section is used")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a config field (repeatable), e.g. --set optim.lr=3e-4 "
-                        "--set loader.batch_size=16 --set model_overrides.dropout=0.2")
-    parser.add_argument("--resume", type=user_path, default="auto",
-                        help="'auto' (newest valid checkpoint in OUTPUT/checkpoints, if any), 'none', or a "
-                        "checkpoint directory")
-    parser.add_argument("--backend", default=None, choices=list(BACKENDS),
-                        help="process group (default: the config's backend); auto = NCCL on GPU, gloo on CPU, "
-                        "horovod under horovodrun; without a launcher every choice but horovod runs one process")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                        help="auto picks this rank's GPU when CUDA is available")
-    parser.add_argument("--stop_after", type=int, default=None,
-                        help=f"checkpoint and exit (status {PREEMPTED_EXIT_CODE}) after this many steps of this "
-                        "invocation, as on preemption")
-    parser.add_argument("--wandb", default=None, choices=["offline", "online", "disabled"],
-                        help="override wandb.mode (offline needs no account; upload later with `wandb sync`)")
+    parser.add_argument(
+        "--data",
+        type=user_path,
+        required=True,
+        nargs="+",
+        action="extend",
+        metavar="DIR",
+        help="the pipeline's output folder(s) (OUTPUT/<site>/part-*.tfrecord), local or gs://; "
+        "several (--data A B, or --data A --data B: runs over other corpora, or later batches "
+        "of recordings) are read as one data set, and must agree on channels, sampling rate, "
+        "quality metrics and each task's classes",
+    )
+    parser.add_argument(
+        "--config",
+        type=user_path,
+        default="cpu-tiny",
+        help=f"a preset in training/configs (cpu-tiny, base, large-gpu) or a YAML file; its {kind}: section is used",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field (repeatable), e.g. --set optim.lr=3e-4 "
+        "--set loader.batch_size=16 --set model_overrides.dropout=0.2",
+    )
+    parser.add_argument(
+        "--resume",
+        type=user_path,
+        default="auto",
+        help="'auto' (newest valid checkpoint in OUTPUT/checkpoints, if any), 'none', or a checkpoint directory",
+    )
+    parser.add_argument(
+        "--backend",
+        default=None,
+        choices=list(BACKENDS),
+        help="process group (default: the config's backend); auto = NCCL on GPU, gloo on CPU, "
+        "horovod under horovodrun; without a launcher every choice but horovod runs one process",
+    )
+    parser.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="auto picks this rank's GPU when CUDA is available",
+    )
+    parser.add_argument(
+        "--stop_after",
+        type=int,
+        default=None,
+        help=f"checkpoint and exit (status {PREEMPTED_EXIT_CODE}) after this many steps of this "
+        "invocation, as on preemption",
+    )
+    parser.add_argument(
+        "--wandb",
+        default=None,
+        choices=["offline", "online", "disabled"],
+        help="override wandb.mode (offline needs no account; upload later with `wandb sync`)",
+    )
 
 
 def run_overrides(args: argparse.Namespace) -> list[str]:
@@ -314,8 +373,14 @@ def launch(prog: str, backend: str, device: str, train: Callable[[Dist], int]) -
         return 2
     try:
         return train(dist)
-    except (ConfigError, CheckpointError, FileNotFoundError, StoreUnreachableError, CorruptTFRecordError,
-            SchemaError) as err:
+    except (
+        ConfigError,
+        CheckpointError,
+        FileNotFoundError,
+        StoreUnreachableError,
+        CorruptTFRecordError,
+        SchemaError,
+    ) as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
     finally:

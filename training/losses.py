@@ -39,8 +39,9 @@ def as_distribution(target: torch.Tensor, n_classes: int) -> tuple[torch.Tensor,
         one_hot = F.one_hot(target.clamp(0, n_classes - 1), n_classes).float()
         return one_hot * keep.unsqueeze(1), keep
     if target.dim() != 2 or target.shape[1] != n_classes:
-        raise ValueError(f"target: expected class indices (B,) or distributions (B, {n_classes}); "
-                         f"got shape {tuple(target.shape)}")
+        raise ValueError(
+            f"target: expected class indices (B,) or distributions (B, {n_classes}); got shape {tuple(target.shape)}"
+        )
     target = target.float()
     if bool((target < 0).any()):
         raise ValueError("target: distributions and vote counts must not be negative")
@@ -49,16 +50,18 @@ def as_distribution(target: torch.Tensor, n_classes: int) -> tuple[torch.Tensor,
     return target / total.clamp_min(1e-12), keep
 
 
-def _reduce(per_window: torch.Tensor, distribution: torch.Tensor, keep: torch.Tensor,
-            class_weights: torch.Tensor | None) -> torch.Tensor:
+def _reduce(
+    per_window: torch.Tensor, distribution: torch.Tensor, keep: torch.Tensor, class_weights: torch.Tensor | None
+) -> torch.Tensor:
     weight = keep.to(per_window.dtype)
     if class_weights is not None:
         weight = weight * (distribution @ class_weights.to(distribution))
     return (per_window * weight).sum() / weight.sum().clamp_min(1e-12)
 
 
-def kl_divergence(logits: torch.Tensor, target: torch.Tensor,
-                  class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def kl_divergence(
+    logits: torch.Tensor, target: torch.Tensor, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Mean KL(target || softmax(logits)) over windows with a target (the HMS metric)."""
     distribution, keep = as_distribution(target, logits.shape[-1])
     log_p = F.log_softmax(logits.float(), dim=-1)
@@ -76,8 +79,9 @@ def smooth(distribution: torch.Tensor, label_smoothing: float) -> torch.Tensor:
     return ((1 - label_smoothing) * distribution + label_smoothing / distribution.shape[-1]) * has
 
 
-def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0,
-                       class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def soft_cross_entropy(
+    logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Cross-entropy with soft targets (or indices) and label smoothing; class weights as above
     (they weigh windows by their unsmoothed target)."""
     distribution, keep = as_distribution(target, logits.shape[-1])
@@ -86,8 +90,13 @@ def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor, label_smoothi
     return _reduce(per_window, distribution, keep, class_weights)
 
 
-def focal_loss(logits: torch.Tensor, target: torch.Tensor, gamma: float = 2.0, label_smoothing: float = 0.0,
-               class_weights: torch.Tensor | None = None) -> torch.Tensor:
+def focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    gamma: float = 2.0,
+    label_smoothing: float = 0.0,
+    class_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Focal loss ``-sum_k t_k (1 - p_k)^gamma log p_k``: confident, correct windows count less."""
     if gamma < 0:
         raise ValueError(f"gamma: expected a number >= 0; got {gamma!r}")

@@ -38,8 +38,12 @@ def save_preprocess_spec(data_dirs: list[str], model_dir: str | os.PathLike[str]
     try:
         manifests = [_manifest(d) for d in data_dirs]
     except (OSError, ValueError) as err:
-        log.warning("no %s beside the model: cannot read the data's manifest (%s); predictions on new EEG "
-                    "will need --data naming the pipeline output it was trained on", SPEC_FILE, err)
+        log.warning(
+            "no %s beside the model: cannot read the data's manifest (%s); predictions on new EEG "
+            "will need --data naming the pipeline output it was trained on",
+            SPEC_FILE,
+            err,
+        )
         return None
     first = manifests[0]
     artifact_model = None
@@ -49,22 +53,49 @@ def save_preprocess_spec(data_dirs: list[str], model_dir: str | os.PathLike[str]
                 (model_dir / AE_FILE).write_bytes(src.read())
             artifact_model = AE_FILE
         except OSError as err:
-            log.warning("the data's artifact autoencoder %s is not copied beside the model (%s): predictions "
-                        "score artifacts by rules only", first["artifact_model"], err)
+            log.warning(
+                "the data's artifact autoencoder %s is not copied beside the model (%s): predictions "
+                "score artifacts by rules only",
+                first["artifact_model"],
+                err,
+            )
     return write_preprocess_spec(
-        model_dir, first["config"], first["config_hash"], channels=first["channels"], sfreq=first["sfreq"],
-        pipeline_version=first.get("pipeline_version", ""), data=data_dirs, artifact_model=artifact_model,
-        other_config_hashes=sorted({m["config_hash"] for m in manifests[1:]} - {first["config_hash"]}))
+        model_dir,
+        first["config"],
+        first["config_hash"],
+        channels=first["channels"],
+        sfreq=first["sfreq"],
+        pipeline_version=first.get("pipeline_version", ""),
+        data=data_dirs,
+        artifact_model=artifact_model,
+        other_config_hashes=sorted({m["config_hash"] for m in manifests[1:]} - {first["config_hash"]}),
+    )
 
 
-def write_preprocess_spec(model_dir: str | os.PathLike[str], config: dict[str, Any], config_hash: str, *,
-                          channels: list[str], sfreq: float, pipeline_version: str = "", data: list[str] = (),
-                          artifact_model: str | None = None, other_config_hashes: list[str] = ()) -> Path:
+def write_preprocess_spec(
+    model_dir: str | os.PathLike[str],
+    config: dict[str, Any],
+    config_hash: str,
+    *,
+    channels: list[str],
+    sfreq: float,
+    pipeline_version: str = "",
+    data: list[str] = (),
+    artifact_model: str | None = None,
+    other_config_hashes: list[str] = (),
+) -> Path:
     """Write ``model_dir/preprocess.json``: the pipeline config (``PreprocessConfig.to_dict()``)
     and its hash, the channel order and rate, and the artifact autoencoder's file name beside it."""
-    spec = {"config": config, "config_hash": config_hash, "pipeline_version": pipeline_version,
-            "channels": list(channels), "sfreq": sfreq, "data": list(data),
-            "other_config_hashes": list(other_config_hashes), "artifact_model": artifact_model}
+    spec = {
+        "config": config,
+        "config_hash": config_hash,
+        "pipeline_version": pipeline_version,
+        "channels": list(channels),
+        "sfreq": sfreq,
+        "data": list(data),
+        "other_config_hashes": list(other_config_hashes),
+        "artifact_model": artifact_model,
+    }
     path = Path(model_dir) / SPEC_FILE
     path.write_text(json.dumps(spec, indent=2, sort_keys=True))
     return path
@@ -82,8 +113,9 @@ def load_preprocess_spec(model_dir: str | os.PathLike[str], data_dirs: list[str]
             spec = json.loads(path.read_text())
             _ = spec["config"], spec["config_hash"]
         except (ValueError, KeyError) as err:
-            raise ConfigError(f"{path}: not a preprocessing spec ({err}); expected the file fine-tuning "
-                              "writes beside the model") from None
+            raise ConfigError(
+                f"{path}: not a preprocessing spec ({err}); expected the file fine-tuning writes beside the model"
+            ) from None
         spec["artifact_model"] = str(model_dir / spec["artifact_model"]) if spec.get("artifact_model") else None
         return spec
     for data_dir in data_dirs or ():
@@ -92,10 +124,17 @@ def load_preprocess_spec(model_dir: str | os.PathLike[str], data_dirs: list[str]
         except (OSError, ValueError):
             continue
         model = manifest.get("artifact_model")
-        return {"config": manifest["config"], "config_hash": manifest["config_hash"],
-                "pipeline_version": manifest.get("pipeline_version", ""), "channels": manifest["channels"],
-                "sfreq": manifest["sfreq"], "data": [data_dir],
-                "artifact_model": join_path(data_dir, model) if model else None}
-    raise ConfigError(f"{model_dir}: no {SPEC_FILE} (written by fine-tuning since eegfm 0.1) and no readable "
-                      f"manifest.json in the data it was trained on ({', '.join(data_dirs or []) or 'none named'}); "
-                      "expected one of them to know how the training windows were made")
+        return {
+            "config": manifest["config"],
+            "config_hash": manifest["config_hash"],
+            "pipeline_version": manifest.get("pipeline_version", ""),
+            "channels": manifest["channels"],
+            "sfreq": manifest["sfreq"],
+            "data": [data_dir],
+            "artifact_model": join_path(data_dir, model) if model else None,
+        }
+    raise ConfigError(
+        f"{model_dir}: no {SPEC_FILE} (written by fine-tuning since eegfm 0.1) and no readable "
+        f"manifest.json in the data it was trained on ({', '.join(data_dirs or []) or 'none named'}); "
+        "expected one of them to know how the training windows were made"
+    )

@@ -52,12 +52,33 @@ from eegfm.training import checkpoint as ckpt
 from eegfm.training.config import ConfigError, OptimConfig, PretrainConfig, load_config, resolve_precision
 from eegfm.training.data import EEGLoader, RecordFilter, check_data, data_dirs, data_label, describe, model_inputs
 from eegfm.training.distributed import Dist, StopVote, unwrap
-from eegfm.training.loop import (PREEMPTED_EXIT_CODE, TrainState, add_run_arguments, autocast, backward,
-                                 check_model_unchanged, check_replicas, claim_output, configure_kernels, core_state,
-                                 launch, load_core_state, loader_config, optimizer_step, quiet_transformers,
-                                 resume_checkpoint, run_overrides, step_seed)
-from eegfm.training.pretrain_validation import (Validation, corpus_split_filter, measure_reconstruction,
-                                                plan_validation, validation_due)
+from eegfm.training.loop import (
+    PREEMPTED_EXIT_CODE,
+    TrainState,
+    add_run_arguments,
+    autocast,
+    backward,
+    check_model_unchanged,
+    check_replicas,
+    claim_output,
+    configure_kernels,
+    core_state,
+    launch,
+    load_core_state,
+    loader_config,
+    optimizer_step,
+    quiet_transformers,
+    resume_checkpoint,
+    run_overrides,
+    step_seed,
+)
+from eegfm.training.pretrain_validation import (
+    Validation,
+    corpus_split_filter,
+    measure_reconstruction,
+    plan_validation,
+    validation_due,
+)
 from eegfm.training.run_log import RunLog
 from eegfm.training.splits import HeldOut
 from eegfm.training.tracking import ReconstructionMeter, Tracker
@@ -102,12 +123,17 @@ def configure_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.op
         else:
             (decay if param.dim() >= 2 else no_decay).append(param)
     if fixed:
-        log.info("%d of %d parameters are trained only by fine-tuning (encoder top: pooling, fusion, patch "
-                 "layers); pretraining keeps them at their initial values",
-                 sum(p.numel() for p in fixed), sum(p.numel() for p in unwrap(model).parameters()))
-    groups = [{"params": decay, "weight_decay": cfg.optim.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0},
-              {"params": fixed, "weight_decay": 0.0, "lr": 0.0}]
+        log.info(
+            "%d of %d parameters are trained only by fine-tuning (encoder top: pooling, fusion, patch "
+            "layers); pretraining keeps them at their initial values",
+            sum(p.numel() for p in fixed),
+            sum(p.numel() for p in unwrap(model).parameters()),
+        )
+    groups = [
+        {"params": decay, "weight_decay": cfg.optim.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+        {"params": fixed, "weight_decay": 0.0, "lr": 0.0},
+    ]
     return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
 
 
@@ -137,14 +163,27 @@ def build_run(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], filter
     optimizer = configure_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.optim.lr_factor)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    loader = EEGLoader(data, loader_config(cfg.loader, model.config.patch_size, filters=filters), rank=dist.rank,
-                       world_size=dist.world_size, infinite=True)
+    loader = EEGLoader(
+        data,
+        loader_config(cfg.loader, model.config.patch_size, filters=filters),
+        rank=dist.rank,
+        world_size=dist.world_size,
+        infinite=True,
+    )
     wrapped = dist.wrap_model(model)
     if cfg.compile:
         wrapped = torch.compile(wrapped)
     optimizer = dist.wrap_optimizer(optimizer, wrapped, cfg.optim.grad_accum_steps)
-    return Run(cfg=cfg, dist=dist, model=wrapped, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-               loader=loader, amp_dtype=amp_dtype)
+    return Run(
+        cfg=cfg,
+        dist=dist,
+        model=wrapped,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        loader=loader,
+        amp_dtype=amp_dtype,
+    )
 
 
 def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> dict[str, Any]:
@@ -193,9 +232,12 @@ def check_held_out_unchanged(saved: dict[str, Any], cfg: PretrainConfig, checkpo
     if before["val_fraction"] == now["val_fraction"] == 0 or before == now:
         return
     changed = ", ".join(f"{key} {before[key]!r} -> {now[key]!r}" for key in keys if before[key] != now[key])
-    log.warning("resume: %s was written by a run with other held-out groups (%s); windows validated on now may "
-                "have been trained on before, so val/ losses are not held-out measures for this run", checkpoint,
-                changed)
+    log.warning(
+        "resume: %s was written by a run with other held-out groups (%s); windows validated on now may "
+        "have been trained on before, so val/ losses are not held-out measures for this run",
+        checkpoint,
+        changed,
+    )
 
 
 SCHEDULE_KEYS = ("lr", "warmup_steps", "max_steps", "min_lr_ratio")
@@ -213,10 +255,15 @@ def check_schedule_unchanged(saved: dict[str, Any], cfg: PretrainConfig, checkpo
     if not changed:
         return
     old, new = before.lr * before.lr_factor(step), cfg.optim.lr * cfg.optim.lr_factor(step)
-    log.warning("resume: %s was trained on another learning-rate schedule (%s): at step %d the rate moves from "
-                "%.3g to %.3g%s", checkpoint,
-                ", ".join(f"optim.{key} {getattr(before, key)!r} -> {getattr(cfg.optim, key)!r}" for key in changed),
-                step, old, new, ", a warm restart" if new > 1.5 * old else "")
+    log.warning(
+        "resume: %s was trained on another learning-rate schedule (%s): at step %d the rate moves from %.3g to %.3g%s",
+        checkpoint,
+        ", ".join(f"optim.{key} {getattr(before, key)!r} -> {getattr(cfg.optim, key)!r}" for key in changed),
+        step,
+        old,
+        new,
+        ", a warm restart" if new > 1.5 * old else "",
+    )
 
 
 def save(run: Run, output: Path, metric: float | None) -> Path | None:
@@ -228,14 +275,22 @@ def save(run: Run, output: Path, metric: float | None) -> Path | None:
         if is_best:
             run.best_metric = metric
             state["best_metric"] = metric
-        path = ckpt.save_checkpoint(output / "checkpoints", run.step, state, keep_last=run.cfg.keep_last,
-                                    is_best=is_best)
+        path = ckpt.save_checkpoint(
+            output / "checkpoints", run.step, state, keep_last=run.cfg.keep_last, is_best=is_best
+        )
     run.dist.barrier()
     return path
 
 
-def train(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], output: Path, resume: str = "auto",
-          max_steps: int | None = None, stop_after: int | None = None) -> int:
+def train(
+    cfg: PretrainConfig,
+    dist: Dist,
+    data: str | Sequence[str],
+    output: Path,
+    resume: str = "auto",
+    max_steps: int | None = None,
+    stop_after: int | None = None,
+) -> int:
     """Pretrain; returns the process exit status (0 done, 143 preempted and checkpointed).
 
     ``stop_after`` ends the process after that many steps of *this* invocation, as a preemption
@@ -256,15 +311,30 @@ def check_window_lengths(data: str | Sequence[str], patch_size: int, say: bool =
         return
     short = sum(n for length, n in lengths.items() if int(length) < patch_size)
     if short and short == sum(lengths.values()):
-        raise ConfigError(f"--data {data_label(data)}: every window is shorter than the model's patch of "
-                          f"{patch_size} samples ({patch_size / SFREQ:g} s); lengths in samples: {lengths}")
+        raise ConfigError(
+            f"--data {data_label(data)}: every window is shorter than the model's patch of "
+            f"{patch_size} samples ({patch_size / SFREQ:g} s); lengths in samples: {lengths}"
+        )
     if short and say:
-        log.warning("%d of the %d windows in %s are shorter than the model's patch of %d samples (%g s) and are "
-                    "left out", short, sum(lengths.values()), data_label(data), patch_size, patch_size / SFREQ)
+        log.warning(
+            "%d of the %d windows in %s are shorter than the model's patch of %d samples (%g s) and are left out",
+            short,
+            sum(lengths.values()),
+            data_label(data),
+            patch_size,
+            patch_size / SFREQ,
+        )
 
 
-def _train(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], output: Path, resume: str = "auto",
-           max_steps: int | None = None, stop_after: int | None = None) -> int:
+def _train(
+    cfg: PretrainConfig,
+    dist: Dist,
+    data: str | Sequence[str],
+    output: Path,
+    resume: str = "auto",
+    max_steps: int | None = None,
+    stop_after: int | None = None,
+) -> int:
     """The run, in ``output`` once this process holds it (``loop.claim_output``)."""
     if max_steps is not None:
         cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, max_steps=max_steps))
@@ -277,18 +347,33 @@ def _train(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], output: P
     validation = Validation(run, data, held_out) if held_out is not None and dist.is_main else None
     if held_out is not None:
         every = f"every {cfg.eval_every} steps and " if cfg.eval_every else ""
-        log.info("validation: %s; up to %d of their windows evaluated %sat every checkpoint",
-                 held_out.describe(), cfg.val_windows, every)
+        log.info(
+            "validation: %s; up to %d of their windows evaluated %sat every checkpoint",
+            held_out.describe(),
+            cfg.val_windows,
+            every,
+        )
     claim_output(output, dist)
     _resume(run, resume, output)
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
-        (output / "run.json").write_text(json.dumps({
-            "config": cfg.to_dict(), "world_size": dist.world_size, "backend": dist.backend,
-            "device": str(dist.device), "torch": torch.__version__,
-            "parameters": sum(p.numel() for p in unwrap(run.model).parameters()),
-            "validation": None if held_out is None else dataclasses.asdict(held_out), "data": data_dirs(data),
-        }, indent=2, sort_keys=True, default=str))
+        (output / "run.json").write_text(
+            json.dumps(
+                {
+                    "config": cfg.to_dict(),
+                    "world_size": dist.world_size,
+                    "backend": dist.backend,
+                    "device": str(dist.device),
+                    "torch": torch.__version__,
+                    "parameters": sum(p.numel() for p in unwrap(run.model).parameters()),
+                    "validation": None if held_out is None else dataclasses.asdict(held_out),
+                    "data": data_dirs(data),
+                },
+                indent=2,
+                sort_keys=True,
+                default=str,
+            )
+        )
     run_log = RunLog(cfg, dist, output, f"pretraining ({cfg.model}, up to {total} steps)", log)
     with ckpt.PreemptionHandler() as preemption, run_log:
         status = _steps(run, run_log, validation, held_out, preemption, output, stop_after)
@@ -320,8 +405,15 @@ def _resume(run: Run, resume: str, output: Path) -> None:
     check_schedule_unchanged(saved, run.cfg, start, run.step)
 
 
-def _steps(run: Run, run_log: RunLog, validation: Validation | None, held_out: HeldOut | None,
-           preemption: ckpt.PreemptionHandler, output: Path, stop_after: int | None) -> int:
+def _steps(
+    run: Run,
+    run_log: RunLog,
+    validation: Validation | None,
+    held_out: HeldOut | None,
+    preemption: ckpt.PreemptionHandler,
+    output: Path,
+    stop_after: int | None,
+) -> int:
     """Train to ``optim.max_steps``; returns the exit status (143: stopped early, checkpointed)."""
     cfg, dist, total = run.cfg, run.dist, run.cfg.optim.max_steps
     batches = run_log.timed(run.loader)
@@ -369,14 +461,25 @@ def _validate(run: Run, validation: Validation | None, run_log: RunLog) -> dict[
     with run_log.paused():
         val = validation(run)
     if val:
-        log.info("step %d: validation loss %.4f (reconstruction %.4f, contrastive %.4f) on %d held-out windows",
-                 run.step, val["val/loss"], val["val/reconstruction_loss"], val["val/contrastive_loss"],
-                 val["val/windows"])
+        log.info(
+            "step %d: validation loss %.4f (reconstruction %.4f, contrastive %.4f) on %d held-out windows",
+            run.step,
+            val["val/loss"],
+            val["val/reconstruction_loss"],
+            val["val/contrastive_loss"],
+            val["val/windows"],
+        )
     return val
 
 
-def _log_interval(run: Run, run_log: RunLog, step_metrics: dict[str, Any], meter: ReconstructionMeter,
-                  val: dict[str, float], last_val: float | None) -> None:
+def _log_interval(
+    run: Run,
+    run_log: RunLog,
+    step_metrics: dict[str, Any],
+    meter: ReconstructionMeter,
+    val: dict[str, float],
+    last_val: float | None,
+) -> None:
     """The log step's line: the step's losses, the interval's rates and reconstruction metrics."""
     dist = run.dist
     metrics = dist.mean(step_metrics)
@@ -386,8 +489,9 @@ def _log_interval(run: Run, run_log: RunLog, step_metrics: dict[str, Any], meter
     if dist.is_main:
         metrics.update(ReconstructionMeter.report(recon, CHANNELS), **val)
         run_log.record(metrics, run.step)
-    run_log.end_interval(metrics, run.loader.config.num_workers,
-                         **({"val": f"{last_val:.4f}"} if last_val is not None else {}))
+    run_log.end_interval(
+        metrics, run.loader.config.num_workers, **({"val": f"{last_val:.4f}"} if last_val is not None else {})
+    )
 
 
 def export_best(run: Run, output: Path, tracker: Tracker) -> Path | None:
@@ -407,8 +511,12 @@ def export_best(run: Run, output: Path, tracker: Tracker) -> Path | None:
     model.load_state_dict(ckpt.load_checkpoint(best, map_location="cpu")["model"])
     with quiet_transformers():
         model.save_pretrained(target)
-    log.info("lowest validation loss %.4f at %s: its encoder saved to %s (model/ holds the final step's)",
-             run.best_metric, best.name, target)
+    log.info(
+        "lowest validation loss %.4f at %s: its encoder saved to %s (model/ holds the final step's)",
+        run.best_metric,
+        best.name,
+        target,
+    )
     return target
 
 
@@ -421,9 +529,13 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_run_arguments(parser, kind="pretrain")
-    parser.add_argument("--output", required=True, type=user_file_path,
-                        help="run folder: checkpoints/, model/ (Hugging Face; model-best/ where validation ranked an "
-                        "earlier checkpoint first), metrics.jsonl, curves.png (learning curves), run.json, wandb/")
+    parser.add_argument(
+        "--output",
+        required=True,
+        type=user_file_path,
+        help="run folder: checkpoints/, model/ (Hugging Face; model-best/ where validation ranked an "
+        "earlier checkpoint first), metrics.jsonl, curves.png (learning curves), run.json, wandb/",
+    )
     parser.add_argument("--max_steps", type=int, default=None, help="override optim.max_steps")
     return parser
 
@@ -442,8 +554,10 @@ def _max_steps_overrides(args: argparse.Namespace) -> tuple[list[str], str]:
     if warmup < args.max_steps or args.max_steps < 1:  # below 1: the config's check names max_steps
         return overrides, ""
     overrides.append(f"optim.warmup_steps={args.max_steps // 10}")
-    return overrides, (f"--max_steps {args.max_steps}: the config's {warmup} warm-up steps would fill the run; "
-                       f"warming up for {args.max_steps // 10} instead (--set optim.warmup_steps=N to choose)")
+    return overrides, (
+        f"--max_steps {args.max_steps}: the config's {warmup} warm-up steps would fill the run; "
+        f"warming up for {args.max_steps // 10} instead (--set optim.warmup_steps=N to choose)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -24,8 +24,9 @@ from eegfm.training.tracking import ReconstructionMeter
 log = get_logger("eegfm.training.pretrain")
 
 
-def measure_reconstruction(run: TrainState, meter: ReconstructionMeter, batch: dict[str, Any], inputs: dict[str, Any],
-                           out: Any) -> None:
+def measure_reconstruction(
+    run: TrainState, meter: ReconstructionMeter, batch: dict[str, Any], inputs: dict[str, Any], out: Any
+) -> None:
     """Add a micro-batch's masked reconstruction error, per channel and site, to ``meter``."""
     tokenizer = unwrap(run.model).encoder.tokenizer
     with torch.no_grad():
@@ -40,8 +41,11 @@ def plan_validation(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str]) 
     found: dict[str, Any] = {}
     if dist.is_main:
         try:
-            found = {"held_out": hold_out(data, cfg.val_fraction, cfg.split_group, cfg.seed,
-                                          tuple(cfg.exclude_corpus_splits))}
+            found = {
+                "held_out": hold_out(
+                    data, cfg.val_fraction, cfg.split_group, cfg.seed, tuple(cfg.exclude_corpus_splits)
+                )
+            }
         except (OSError, ValueError) as err:  # a missing folder, an unreachable store, no shards
             found = {"error": f"--data {data_label(data)}: {err}"}
     found = dist.broadcast_object(found)
@@ -61,20 +65,30 @@ def corpus_split_filter(cfg: PretrainConfig, data: str | Sequence[str], say: boo
     excluded = corpus_split_windows(counts, splits) if splits else None
     total = int(counts.get("windows", 0) or 0)
     if excluded and excluded >= total:
-        raise ConfigError(f"exclude_corpus_splits: all {total} windows of {data_label(data)} are of the corpus "
-                          f"split(s) {', '.join(splits)}, which pretraining leaves out (a benchmark's test "
-                          "recordings); preprocess the corpus's train recordings, or set exclude_corpus_splits=[] "
-                          "to pretrain on them")
+        raise ConfigError(
+            f"exclude_corpus_splits: all {total} windows of {data_label(data)} are of the corpus "
+            f"split(s) {', '.join(splits)}, which pretraining leaves out (a benchmark's test "
+            "recordings); preprocess the corpus's train recordings, or set exclude_corpus_splits=[] "
+            "to pretrain on them"
+        )
     if excluded and say:
-        log.info("pretraining leaves out %d of %d windows: the corpus's %s split (exclude_corpus_splits; "
-                 "[] pretrains on them too)", excluded, total, "/".join(splits))
+        log.info(
+            "pretraining leaves out %d of %d windows: the corpus's %s split (exclude_corpus_splits; "
+            "[] pretrains on them too)",
+            excluded,
+            total,
+            "/".join(splits),
+        )
     return RecordFilter(exclude_corpus_splits=splits)
 
 
 def validation_due(cfg: PretrainConfig, step: int) -> bool:
     """Validate at every scheduled checkpoint (its metric picks ``best``) and every ``eval_every``."""
-    return (step % cfg.save_every == 0 or step == cfg.optim.max_steps
-            or (cfg.eval_every is not None and step % cfg.eval_every == 0))
+    return (
+        step % cfg.save_every == 0
+        or step == cfg.optim.max_steps
+        or (cfg.eval_every is not None and step % cfg.eval_every == 0)
+    )
 
 
 class Validation:
@@ -93,8 +107,13 @@ class Validation:
         # Read once and kept: worker processes would only outlive the single pass.
         section = dataclasses.replace(cfg.loader, num_workers=0)
         patch = unwrap(run.model).config.patch_size
-        self.loader = EEGLoader(data, loader_config(section, patch, filters=held_out.val_filter(), train=False),
-                                rank=0, world_size=1, infinite=False)
+        self.loader = EEGLoader(
+            data,
+            loader_config(section, patch, filters=held_out.val_filter(), train=False),
+            rank=0,
+            world_size=1,
+            infinite=False,
+        )
         self.quota, self.held_out = cfg.val_windows, held_out
         self.batches: list[dict[str, Any]] | None = None
 
@@ -114,11 +133,18 @@ class Validation:
                 close()
         self.loader = None  # its buffers go; the batches are all it is needed for
         if count:
-            log.info("validation: %d held-out windows read in %.1f s, kept for every evaluation", count,
-                     time.perf_counter() - started)
+            log.info(
+                "validation: %d held-out windows read in %.1f s, kept for every evaluation",
+                count,
+                time.perf_counter() - started,
+            )
         else:
-            log.warning("validation: the data holds no window of the held-out %ss (its manifest counts %d); "
-                        "no validation loss, so no checkpoint is marked best", self.held_out.group, self.held_out.windows)
+            log.warning(
+                "validation: the data holds no window of the held-out %ss (its manifest counts %d); "
+                "no validation loss, so no checkpoint is marked best",
+                self.held_out.group,
+                self.held_out.windows,
+            )
         return batches
 
     @torch.no_grad()

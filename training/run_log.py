@@ -31,8 +31,9 @@ class RunLog:
 
     def __init__(self, cfg: Any, dist: Dist, output: Path, title: str = "", logger: logging.Logger = log):
         self.dist, self.output, self.title, self.log = dist, output, title, logger
-        self.tracker = Tracker(cfg.wandb.project, output, cfg.to_dict(), mode=cfg.wandb.mode, rank=dist.rank,
-                               run_name=cfg.wandb.run_name)
+        self.tracker = Tracker(
+            cfg.wandb.project, output, cfg.to_dict(), mode=cfg.wandb.mode, rank=dist.rank, run_name=cfg.wandb.run_name
+        )
         self._file = open(output / "metrics.jsonl", "a", encoding="utf-8") if dist.is_main else None
         self._exits = contextlib.ExitStack()
         self.progress: tqdm | None = None
@@ -55,8 +56,15 @@ class RunLog:
 
     def bar(self, total: int, initial: int, desc: str) -> None:
         self.close_bar()
-        self.progress = tqdm(total=total, initial=initial, desc=desc, unit="step", disable=not self.dist.is_main,
-                             dynamic_ncols=True, file=sys.stderr)
+        self.progress = tqdm(
+            total=total,
+            initial=initial,
+            desc=desc,
+            unit="step",
+            disable=not self.dist.is_main,
+            dynamic_ncols=True,
+            file=sys.stderr,
+        )
 
     def close_bar(self) -> None:
         if self.progress is not None:
@@ -89,15 +97,17 @@ class RunLog:
         elapsed = time.perf_counter() - self._tic
         counts = self.dist.mean({k: float(v) for k, v in self._counts.items()})
         rates = {f"{k}_per_s": v * self.dist.world_size / elapsed for k, v in counts.items()}
-        rates.update(self.dist.max({**memory_stats(self.dist.device),
-                                    "data_wait_fraction": self.batches.waited() / elapsed}))
+        rates.update(
+            self.dist.max({**memory_stats(self.dist.device), "data_wait_fraction": self.batches.waited() / elapsed})
+        )
         return rates
 
     def record(self, line: dict[str, Any], step: int) -> None:
         """A metrics.jsonl line (rank 0) and its numbers to the tracker."""
         if self._file is not None:
-            self.tracker.log({k: v for k, v in line.items() if isinstance(v, (int, float)) and not isinstance(v, bool)},
-                             step=step)
+            self.tracker.log(
+                {k: v for k, v in line.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}, step=step
+            )
             self._file.write(json.dumps({"step": step, **line}, sort_keys=True) + "\n")
             self._file.flush()
 
@@ -105,8 +115,12 @@ class RunLog:
         """Show an interval's loss, lr and data wait on the bar (rank 0 warns once if the loader
         starves the step), then start the next interval."""
         if self.dist.is_main:
-            self.progress.set_postfix(loss=f"{metrics['loss']:.4f}", lr=f"{metrics['lr']:.2e}",
-                                      data=f"{metrics['data_wait_fraction']:.0%}", **shown)
+            self.progress.set_postfix(
+                loss=f"{metrics['loss']:.4f}",
+                lr=f"{metrics['lr']:.2e}",
+                data=f"{metrics['data_wait_fraction']:.0%}",
+                **shown,
+            )
             if starved := self.batches.starved(metrics["data_wait_fraction"], num_workers):
                 self.log.warning(starved)
         self._counts, self._tic = dict.fromkeys(self._counts, 0), time.perf_counter()

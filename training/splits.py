@@ -34,8 +34,9 @@ class Split:
         return getattr(self, name)
 
 
-def split_groups(groups: Iterable[str], val_fraction: float, seed: int, test_fraction: float = 0.0,
-                 kind: str = "subject") -> Split:
+def split_groups(
+    groups: Iterable[str], val_fraction: float, seed: int, test_fraction: float = 0.0, kind: str = "subject"
+) -> Split:
     """Split a set of subject (or site) ids into train / val / test; a pure function of the set.
 
     Each id is ranked by ``sha256(seed:id)``; the first ``round(val_fraction * n)`` (at least 1)
@@ -46,17 +47,24 @@ def split_groups(groups: Iterable[str], val_fraction: float, seed: int, test_fra
     """
     ids = sorted(set(groups))
     if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ValueError(f"val_fraction, test_fraction: expected 0 < val, 0 <= test, val + test < 1; "
-                         f"got {val_fraction}, {test_fraction}")
+        raise ValueError(
+            f"val_fraction, test_fraction: expected 0 < val, 0 <= test, val + test < 1; "
+            f"got {val_fraction}, {test_fraction}"
+        )
     n_val = max(1, round(val_fraction * len(ids)))
     n_test = max(1, round(test_fraction * len(ids))) if test_fraction > 0 else 0
     if len(ids) - n_val - n_test < 1:
-        raise ValueError(f"split_group={kind}: {len(ids)} {kind}(s) cannot give {n_val} validation, {n_test} test "
-                         f"and at least 1 training {kind}; the data needs more {kind}s"
-                         + ("" if kind == "subject" else " (or split_group=subject)"))
+        raise ValueError(
+            f"split_group={kind}: {len(ids)} {kind}(s) cannot give {n_val} validation, {n_test} test "
+            f"and at least 1 training {kind}; the data needs more {kind}s"
+            + ("" if kind == "subject" else " (or split_group=subject)")
+        )
     ranked = sorted(ids, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
-    return Split(train=tuple(sorted(ranked[n_val + n_test:])), val=tuple(sorted(ranked[:n_val])),
-                 test=tuple(sorted(ranked[n_val:n_val + n_test])))
+    return Split(
+        train=tuple(sorted(ranked[n_val + n_test :])),
+        val=tuple(sorted(ranked[:n_val])),
+        test=tuple(sorted(ranked[n_val : n_val + n_test])),
+    )
 
 
 def corpus_splits(windows: Iterable[tuple[str, str]], val_fraction: float, seed: int) -> Split:
@@ -69,28 +77,36 @@ def corpus_splits(windows: Iterable[tuple[str, str]], val_fraction: float, seed:
         parts.setdefault(subject, set()).add(part)
     bare = sorted(s for s, found in parts.items() if "" in found)
     if bare:
-        raise ValueError(f"corpus_split: {len(bare)} of {len(parts)} subjects have windows with no corpus split "
-                         f"(subject {bare[0]}, ...): expected every window from a corpus with its own train/dev/eval "
-                         "(preprocess --dataset tuab, tusz or tuev on its edf/train, dev and eval folders; eegmat "
-                         "splits by subject)")
+        raise ValueError(
+            f"corpus_split: {len(bare)} of {len(parts)} subjects have windows with no corpus split "
+            f"(subject {bare[0]}, ...): expected every window from a corpus with its own train/dev/eval "
+            "(preprocess --dataset tuab, tusz or tuev on its edf/train, dev and eval folders; eegmat "
+            "splits by subject)"
+        )
     mixed = sorted(s for s, found in parts.items() if len(found) > 1)
     if mixed:
-        raise ValueError(f"corpus_split: subject {mixed[0]} has recordings in the corpus's "
-                         f"{' and '.join(sorted(parts[mixed[0]]))} splits ({len(mixed)} such subjects); "
-                         "expected each subject in one")
-    named = {name: tuple(sorted(s for s, found in parts.items() if found == {name}))
-             for name in ("train", "dev", "eval")}
+        raise ValueError(
+            f"corpus_split: subject {mixed[0]} has recordings in the corpus's "
+            f"{' and '.join(sorted(parts[mixed[0]]))} splits ({len(mixed)} such subjects); "
+            "expected each subject in one"
+        )
+    named = {
+        name: tuple(sorted(s for s, found in parts.items() if found == {name})) for name in ("train", "dev", "eval")
+    }
     if not named["train"]:
-        raise ValueError(f"corpus_split: no subject in the corpus's train split (found: "
-                         f"{', '.join(f'{k} {len(v)}' for k, v in named.items() if v)}); expected train/ recordings")
+        raise ValueError(
+            f"corpus_split: no subject in the corpus's train split (found: "
+            f"{', '.join(f'{k} {len(v)}' for k, v in named.items() if v)}); expected train/ recordings"
+        )
     if named["dev"]:
         return Split(train=named["train"], val=named["dev"], test=named["eval"])
     inner = split_groups(named["train"], val_fraction, seed)
     return Split(train=inner.train, val=inner.val, test=named["eval"])
 
 
-def site_splits(windows: Iterable[tuple[str, str]], test_sites: Sequence[str], val_fraction: float, seed: int,
-                kind: str = "subject") -> Split:
+def site_splits(
+    windows: Iterable[tuple[str, str]], test_sites: Sequence[str], val_fraction: float, seed: int, kind: str = "subject"
+) -> Split:
     """The groups (subjects, or sites with ``kind`` site) of ``test_sites`` as the test split, from
     ``(group id, site id)`` of every window; the other sites' groups split into train and validation
     (:func:`split_groups`). A subject with windows both in a test site and in another is an error:
@@ -102,19 +118,25 @@ def site_splits(windows: Iterable[tuple[str, str]], test_sites: Sequence[str], v
     wanted = set(test_sites)
     missing = sorted(wanted - set(found))
     if missing:
-        raise ValueError(f"test_sites: {', '.join(missing)} has no window of the task; expected some of "
-                         f"{', '.join(found) or 'no site'}")
+        raise ValueError(
+            f"test_sites: {', '.join(missing)} has no window of the task; expected some of "
+            f"{', '.join(found) or 'no site'}"
+        )
     mixed = sorted(g for g, sites in sites_of.items() if sites & wanted and sites - wanted)
     if mixed:
         sites = sites_of[mixed[0]]
-        raise ValueError(f"test_sites: {kind} {mixed[0]} has windows in the test site {sorted(sites & wanted)[0]} and "
-                         f"in {sorted(sites - wanted)[0]} ({len(mixed)} such {kind}s); expected each {kind} at sites "
-                         "of one side, or test_sites naming all of its sites")
+        raise ValueError(
+            f"test_sites: {kind} {mixed[0]} has windows in the test site {sorted(sites & wanted)[0]} and "
+            f"in {sorted(sites - wanted)[0]} ({len(mixed)} such {kind}s); expected each {kind} at sites "
+            "of one side, or test_sites naming all of its sites"
+        )
     test = tuple(sorted(g for g, sites in sites_of.items() if sites <= wanted))
     rest = sorted(set(sites_of) - set(test))
     if not rest:
-        raise ValueError(f"test_sites: every site ({', '.join(found)}) is a test site; expected at least one "
-                         "other to train and validate on")
+        raise ValueError(
+            f"test_sites: every site ({', '.join(found)}) is a test site; expected at least one "
+            "other to train and validate on"
+        )
     inner = split_groups(rest, val_fraction, seed, kind=kind)
     return Split(train=inner.train, val=inner.val, test=test)
 
@@ -125,11 +147,11 @@ class HeldOut:
     """The groups pretraining leaves out of training and validates on, among the windows not of
     an excluded corpus split."""
 
-    group: str                  # "subject" or "site"
-    val: tuple[str, ...]        # held-out ids
-    n_groups: int               # ids in the data
-    windows: int                # windows of the held-out ids
-    total_windows: int          # windows in the data
+    group: str  # "subject" or "site"
+    val: tuple[str, ...]  # held-out ids
+    n_groups: int  # ids in the data
+    windows: int  # windows of the held-out ids
+    total_windows: int  # windows in the data
     exclude_corpus_splits: tuple[str, ...] = ()  # neither trained nor validated on
 
     def _base(self) -> RecordFilter:
@@ -144,8 +166,10 @@ class HeldOut:
         return dataclasses.replace(self._base(), **{key: self.val})
 
     def describe(self) -> str:
-        return (f"{len(self.val)} of {self.n_groups} {self.group}s held out for validation "
-                f"({self.windows} of {self.total_windows} windows)")
+        return (
+            f"{len(self.val)} of {self.n_groups} {self.group}s held out for validation "
+            f"({self.windows} of {self.total_windows} windows)"
+        )
 
 
 def corpus_split_windows(counts: Mapping, splits: Iterable[str]) -> int | None:
@@ -172,16 +196,21 @@ def group_counts(data: str | Sequence[str], group: str, exclude_corpus_splits: t
     if isinstance(counts, Mapping) and counts and excluded == 0:
         return {str(k): int(v) for k, v in counts.items()}
     splits = ", ".join(exclude_corpus_splits)
-    why = (f"no {key} counts in a manifest" if not (isinstance(counts, Mapping) and counts) else
-           f"its manifest does not count windows by corpus split, and those of {splits} are left out"
-           if excluded is None else f"its counts include {excluded} windows of the corpus split(s) {splits}, left out")
+    why = (
+        f"no {key} counts in a manifest"
+        if not (isinstance(counts, Mapping) and counts)
+        else f"its manifest does not count windows by corpus split, and those of {splits} are left out"
+        if excluded is None
+        else f"its counts include {excluded} windows of the corpus split(s) {splits}, left out"
+    )
     log.info("%s: %s; reading the windows' %s (one pass over the data)", data_label(data), why, feature)
     keep = RecordFilter(exclude_corpus_splits=exclude_corpus_splits)
     return dict(Counter(w[feature] for w in scan_windows(data, keep)))
 
 
-def hold_out(data: str | Sequence[str], val_fraction: float, group: str, seed: int,
-             exclude_corpus_splits: tuple[str, ...] = ()) -> HeldOut | None:
+def hold_out(
+    data: str | Sequence[str], val_fraction: float, group: str, seed: int, exclude_corpus_splits: tuple[str, ...] = ()
+) -> HeldOut | None:
     """The held-out groups for pretraining's validation, or None when ``val_fraction`` is 0 or
     the data has a single group (nothing to hold out; a warning says so). Windows of
     ``exclude_corpus_splits`` are neither counted nor held out."""
@@ -189,10 +218,21 @@ def hold_out(data: str | Sequence[str], val_fraction: float, group: str, seed: i
         return None
     counts = group_counts(data, group, tuple(exclude_corpus_splits))
     if len(counts) < 2:
-        log.warning("validation off: %s holds %d %s(s)%s, and holding one out would leave nothing to pretrain on "
-                    "(set val_fraction=0 to silence this)", data_label(data), len(counts), group,
-                    f" outside the corpus split(s) {', '.join(exclude_corpus_splits)}" if exclude_corpus_splits else "")
+        log.warning(
+            "validation off: %s holds %d %s(s)%s, and holding one out would leave nothing to pretrain on "
+            "(set val_fraction=0 to silence this)",
+            data_label(data),
+            len(counts),
+            group,
+            f" outside the corpus split(s) {', '.join(exclude_corpus_splits)}" if exclude_corpus_splits else "",
+        )
         return None
     split = split_groups(counts, val_fraction, seed, kind=group)
-    return HeldOut(group, split.val, len(counts), sum(counts[g] for g in split.val), sum(counts.values()),
-                   tuple(exclude_corpus_splits))
+    return HeldOut(
+        group,
+        split.val,
+        len(counts),
+        sum(counts[g] for g in split.val),
+        sum(counts.values()),
+        tuple(exclude_corpus_splits),
+    )

@@ -65,7 +65,9 @@ def _check_metrics(metrics: Mapping[str, Any], where: str) -> dict[str, float | 
             )
         if isinstance(value, torch.Tensor):
             if value.numel() != 1:
-                raise TrackingError(f"{where}: metric {name!r}: expected a scalar; got a tensor of shape {tuple(value.shape)}")
+                raise TrackingError(
+                    f"{where}: metric {name!r}: expected a scalar; got a tensor of shape {tuple(value.shape)}"
+                )
             value = value.item()
         if hasattr(value, "dtype") and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
             value = value.item()  # numpy scalars, including numpy bools
@@ -169,8 +171,9 @@ class Tracker:
             self._fall_back(f"cannot reach the W&B server at {failed[0]} ({failed[1]}; WANDB_BASE_URL={base_url})")
 
     def _fall_back(self, why: str) -> None:
-        log.warning("%s; logging offline instead, upload later with `wandb sync %s/wandb/offline-run-*`",
-                    why, self.run_dir)
+        log.warning(
+            "%s; logging offline instead, upload later with `wandb sync %s/wandb/offline-run-*`", why, self.run_dir
+        )
         self.mode = "offline"
 
     def _stored_run_id(self) -> str | None:
@@ -187,11 +190,11 @@ class Tracker:
             mode=self.mode,
             silent=True,
             quiet=True,
-            console="off",           # do not capture stdout/stderr into the run
+            console="off",  # do not capture stdout/stderr into the run
             show_info=False,
             show_warnings=False,
-            x_disable_stats=True,    # no system-metrics sampler process
-            x_disable_meta=True,     # no host/git/program metadata
+            x_disable_stats=True,  # no system-metrics sampler process
+            x_disable_meta=True,  # no host/git/program metadata
             x_disable_machine_info=True,
             disable_git=True,
             save_code=False,
@@ -205,8 +208,14 @@ class Tracker:
             os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
             wandb.setup(settings=wandb.Settings(mode="offline"))
         return wandb.init(
-            project=project, dir=str(self.run_dir), config=config, id=self.run_id, resume="allow",
-            name=run_name, mode=self.mode, settings=settings,
+            project=project,
+            dir=str(self.run_dir),
+            config=config,
+            id=self.run_id,
+            resume="allow",
+            name=run_name,
+            mode=self.mode,
+            settings=settings,
         )
 
     @property
@@ -264,11 +273,17 @@ def memory_stats(device: str | torch.device | None = None) -> dict[str, float]:
     return stats
 
 
-def _moments(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, dims: tuple[int, ...]) -> dict[str, torch.Tensor]:
+def _moments(
+    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, dims: tuple[int, ...]
+) -> dict[str, torch.Tensor]:
     return {
-        "n": weight.sum(dims), "x": (weight * pred).sum(dims), "y": (weight * target).sum(dims),
-        "xx": (weight * pred * pred).sum(dims), "yy": (weight * target * target).sum(dims),
-        "xy": (weight * pred * target).sum(dims), "se": (weight * (pred - target).square()).sum(dims),
+        "n": weight.sum(dims),
+        "x": (weight * pred).sum(dims),
+        "y": (weight * target).sum(dims),
+        "xx": (weight * pred * pred).sum(dims),
+        "yy": (weight * target * target).sum(dims),
+        "xy": (weight * pred * target).sum(dims),
+        "se": (weight * (pred - target).square()).sum(dims),
     }
 
 
@@ -322,13 +337,17 @@ class ReconstructionMeter:
 
     def add(self, pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, site_ids: Sequence[str]) -> None:
         if pred.dim() != 3 or target.dim() != 3 or mask.dim() != 3:
-            raise ValueError(f"pred, target, mask: expected (batch, n_chans, n_times) tensors; got shapes "
-                             f"{tuple(pred.shape)}, {tuple(target.shape)}, {tuple(mask.shape)}")
+            raise ValueError(
+                f"pred, target, mask: expected (batch, n_chans, n_times) tensors; got shapes "
+                f"{tuple(pred.shape)}, {tuple(target.shape)}, {tuple(mask.shape)}"
+            )
         n_times = pred.shape[-1]
         target, mask = target[..., :n_times], mask[..., :n_times]
         if target.shape != pred.shape or mask.shape != pred.shape:
-            raise ValueError(f"target, mask: expected shape {tuple(pred.shape)} (after cutting to the "
-                             f"prediction's n_times); got {tuple(target.shape)}, {tuple(mask.shape)}")
+            raise ValueError(
+                f"target, mask: expected shape {tuple(pred.shape)} (after cutting to the "
+                f"prediction's n_times); got {tuple(target.shape)}, {tuple(mask.shape)}"
+            )
         batch, n_chans, _ = pred.shape
         if len(self.channel_names) != n_chans:
             raise ValueError(f"channel_names: expected {n_chans} names; got {len(self.channel_names)}")
@@ -341,7 +360,7 @@ class ReconstructionMeter:
         w = (mask.detach() > 0).float()
         cells = torch.stack([v.double() for v in _moments(x, y, w, (2,)).values()])  # (7, batch, n_chans)
         self._rows.append(cells.sum(2))  # (7, batch)
-        channels = cells.sum(1)          # (7, n_chans)
+        channels = cells.sum(1)  # (7, n_chans)
         self._channels = channels if self._channels is None else self._channels + channels
         self._sites.extend(site_ids)
 
@@ -355,8 +374,10 @@ class ReconstructionMeter:
             position = {name: i for i, name in enumerate(names)}
             index = torch.tensor([position[s] for s in self._sites])
             per_site = torch.zeros(len(_MOMENTS), len(names), dtype=rows.dtype).index_add_(1, index, rows)
-            state = {"channels": self._channels.cpu().tolist(),
-                     "sites": {name: per_site[:, i].tolist() for i, name in enumerate(names)}}
+            state = {
+                "channels": self._channels.cpu().tolist(),
+                "sites": {name: per_site[:, i].tolist() for i, name in enumerate(names)},
+            }
         self._rows, self._sites, self._channels = [], [], None
         return state
 
@@ -379,8 +400,9 @@ class ReconstructionMeter:
 
         if not channels:
             return out
-        per_channel = [[sum(c[k][j] for c in channels) for k in range(len(_MOMENTS))]
-                       for j in range(len(channel_names))]
+        per_channel = [
+            [sum(c[k][j] for c in channels) for k in range(len(_MOMENTS))] for j in range(len(channel_names))
+        ]
         put("all", [sum(v) for v in zip(*per_channel)])
         for name, sums in zip(channel_names, per_channel):
             put(f"ch/{name}", sums)
@@ -394,7 +416,7 @@ class ReconstructionMeter:
 # --------------------------------------------------------------------------------------------
 
 _LOG_BLOCK = 32768
-_LOG_HEADER = struct.Struct("<4sHB")   # ":W&B", magic 0xBEE1, version
+_LOG_HEADER = struct.Struct("<4sHB")  # ":W&B", magic 0xBEE1, version
 _CHUNK_HEADER = struct.Struct("<IHB")  # crc32, length, chunk type (1 full, 2 first, 3 middle, 4 last)
 
 
@@ -414,7 +436,7 @@ def _records(path: Path) -> list[bytes]:
         if kind == 0:  # zero padding up to the end of the block
             pos += left_in_block
             continue
-        pending += data[pos + _CHUNK_HEADER.size: pos + _CHUNK_HEADER.size + length]
+        pending += data[pos + _CHUNK_HEADER.size : pos + _CHUNK_HEADER.size + length]
         pos += _CHUNK_HEADER.size + length
         if kind in (1, 4):
             records.append(pending)

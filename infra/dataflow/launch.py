@@ -18,8 +18,13 @@ TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
 def switches() -> set[str]:
     """The job's on/off flags (``store_true`` options)."""
     parser = build_parser()
-    return {opt for action in parser._actions if action.nargs == 0 and action.const is True
-            for opt in action.option_strings if opt.startswith("--")}
+    return {
+        opt
+        for action in parser._actions
+        if action.nargs == 0 and action.const is True
+        for opt in action.option_strings
+        if opt.startswith("--")
+    }
 
 
 def translate(argv: list[str]) -> list[str]:

@@ -10,12 +10,30 @@ set folder to its adapter.
 from eegfm.core.tasks import HMS_CLASSES, HMS_VOTE_COLUMNS, TASK_CLASSES, TUAB_LABELS, TUAR_LABELS, TUEV_LABELS
 from eegfm.pipelines.datasets.discovery import DATASETS, detect_dataset, discover
 from eegfm.pipelines.datasets.items import (
-    RECORDING_EXTENSIONS, Ignored, LabeledInterval, LabeledWindow, SourceItem, interval_label,
+    RECORDING_EXTENSIONS,
+    Ignored,
+    LabeledInterval,
+    LabeledWindow,
+    SourceItem,
+    interval_label,
 )
 from eegfm.pipelines.datasets.listing import expand_inputs
 
 __all__ = [
-    "DATASETS", "HMS_CLASSES", "HMS_VOTE_COLUMNS", "RECORDING_EXTENSIONS", "TASK_CLASSES", "TUAB_LABELS",
-    "TUAR_LABELS", "TUEV_LABELS", "Ignored", "LabeledInterval", "LabeledWindow", "SourceItem", "detect_dataset",
-    "discover", "expand_inputs", "interval_label",
+    "DATASETS",
+    "HMS_CLASSES",
+    "HMS_VOTE_COLUMNS",
+    "RECORDING_EXTENSIONS",
+    "TASK_CLASSES",
+    "TUAB_LABELS",
+    "TUAR_LABELS",
+    "TUEV_LABELS",
+    "Ignored",
+    "LabeledInterval",
+    "LabeledWindow",
+    "SourceItem",
+    "detect_dataset",
+    "discover",
+    "expand_inputs",
+    "interval_label",
 ]

@@ -57,9 +57,11 @@ COMPANION_FILES: list[Callable[[str, set[str]], str | None]] = []
 
 def register(name: str, rank: int, detect: Callable[[list[str]], bool] | None = None):
     """Decorator: ``list_items(group) -> (items, ignored)`` is the adapter of the data set ``name``."""
+
     def add(list_items: Callable[[Group], Listing]) -> Callable[[Group], Listing]:
         ADAPTERS[name] = Adapter(name, rank, list_items, detect)
         return list_items
+
     return add
 
 
@@ -93,7 +95,7 @@ def site_from_path(path: str, roots: list[str]) -> str:
     for root in sorted(roots, key=len, reverse=True):
         root = root.rstrip("/")
         if path.startswith(root + "/"):
-            head = path[len(root) + 1:].split("/", 1)
+            head = path[len(root) + 1 :].split("/", 1)
             return head[0] if len(head) == 2 else posixpath.basename(root) or "default"
     return posixpath.basename(posixpath.dirname(path)) or "default"
 
@@ -155,8 +157,11 @@ def _fif_continuations(recordings: list[str]) -> dict[str, str]:
             if before:
                 previous[f] = (names[before], ref.number)
             else:
-                log.warning("%s continues a split FIF recording whose part %s is not among the inputs: "
-                            "read from this part on", f, ref.basename or ref.number)
+                log.warning(
+                    "%s continues a split FIF recording whose part %s is not among the inputs: read from this part on",
+                    f,
+                    ref.basename or ref.number,
+                )
     reasons = {}
     for f, (before, number) in previous.items():
         first, seen = before, {f}
@@ -164,8 +169,9 @@ def _fif_continuations(recordings: list[str]) -> dict[str, str]:
             seen.add(first)
             first = previous[first][0]
         part = f"part {number + 2} " if isinstance(number, int) and number >= 0 else "a later part "
-        reasons[f] = (f"{part}of a split FIF recording; its data are read through the first part, "
-                      f"{posixpath.basename(first)}")
+        reasons[f] = (
+            f"{part}of a split FIF recording; its data are read through the first part, {posixpath.basename(first)}"
+        )
     return reasons
 
 

@@ -72,8 +72,9 @@ class SidecarIndex:
     """The sidecars among ``files`` by folder, for :meth:`applicable` (a data set's files are
     indexed once; each recording then looks only in its own folder and those above it)."""
 
-    def __init__(self, files: Sequence[str], kinds: Sequence[tuple[str, str]] = (("channels", ".tsv"),
-                                                                             ("eeg", ".json"))) -> None:
+    def __init__(
+        self, files: Sequence[str], kinds: Sequence[tuple[str, str]] = (("channels", ".tsv"), ("eeg", ".json"))
+    ) -> None:
         self._by_folder: dict[str, list[tuple[dict[str, str], str, str, str]]] = {}
         for path in files:
             parsed = parse_name(path)
@@ -90,8 +91,11 @@ class SidecarIndex:
         entities, folder, found = parsed[0], posixpath.dirname(recording), []
         while True:
             for their, kind, ext, path in self._by_folder.get(folder, ()):
-                if kind == suffix and ext == extension and all(entities.get(k) == v for k, v in their.items()
-                                                               if k != "space"):
+                if (
+                    kind == suffix
+                    and ext == extension
+                    and all(entities.get(k) == v for k, v in their.items() if k != "space")
+                ):
                     found.append((folder.count("/"), len(their), path))
             parent = posixpath.dirname(folder)
             if parent == folder or not folder:
@@ -105,14 +109,17 @@ def bad_channels(text: str, name: str) -> tuple[str, ...]:
     rows = csv.DictReader(io.StringIO(text), delimiter="\t")
     columns = rows.fieldnames or []
     if "name" not in columns:
-        raise SidecarError(f"{name}: no 'name' column (columns: {', '.join(columns) or 'none'}); "
-                           "a BIDS channels.tsv starts with name, type, units")
+        raise SidecarError(
+            f"{name}: no 'name' column (columns: {', '.join(columns) or 'none'}); "
+            "a BIDS channels.tsv starts with name, type, units"
+        )
     bad = []
     for line, row in enumerate(rows, start=2):
         status = (row.get("status") or "").strip().lower()
         if status not in CHANNEL_STATUS:
-            raise SidecarError(f"{name}: line {line}, status: expected one of 'good', 'bad', 'n/a'; "
-                               f"got {row.get('status')!r}")
+            raise SidecarError(
+                f"{name}: line {line}, status: expected one of 'good', 'bad', 'n/a'; got {row.get('status')!r}"
+            )
         if status == "bad":
             bad.append((row.get("name") or "").strip())
     return tuple(b for b in bad if b)
@@ -125,7 +132,7 @@ def power_line_frequency(value: object, name: str) -> int | None:
     number = value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     if number is not None and math.isfinite(number) and float(number) in LINE_FREQUENCIES:
         return int(number)
-    raise SidecarError(f"{name}: PowerLineFrequency: expected 50, 60 or \"n/a\"; got {value!r}")
+    raise SidecarError(f'{name}: PowerLineFrequency: expected 50, 60 or "n/a"; got {value!r}')
 
 
 def sidecar_info(channels: tuple[str, str] | None, eeg_json: Sequence[tuple[str, str]]) -> SidecarInfo:
@@ -164,9 +171,14 @@ def read_sidecars(channels_tsv: str, eeg_json: Sequence[str]) -> SidecarInfo:
 # placed on the head without the points themselves. Value: the axes (unit vectors in that system)
 # toward the nasion and toward the left ear.
 _FIDUCIAL_FRAMES = {
-    "captrak": ((0, 1, 0), (-1, 0, 0)), "elektaneuromag": ((0, 1, 0), (-1, 0, 0)),
-    "chietiitab": ((0, 1, 0), (-1, 0, 0)), "eeglab": ((1, 0, 0), (0, 1, 0)), "eeglab-hj": ((1, 0, 0), (0, 1, 0)),
-    "ctf": ((1, 0, 0), (0, 1, 0)), "4dbti": ((1, 0, 0), (0, 1, 0)), "kityokogawa": ((1, 0, 0), (0, 1, 0)),
+    "captrak": ((0, 1, 0), (-1, 0, 0)),
+    "elektaneuromag": ((0, 1, 0), (-1, 0, 0)),
+    "chietiitab": ((0, 1, 0), (-1, 0, 0)),
+    "eeglab": ((1, 0, 0), (0, 1, 0)),
+    "eeglab-hj": ((1, 0, 0), (0, 1, 0)),
+    "ctf": ((1, 0, 0), (0, 1, 0)),
+    "4dbti": ((1, 0, 0), (0, 1, 0)),
+    "kityokogawa": ((1, 0, 0), (0, 1, 0)),
 }
 # How far the nasion and the ears lie from such a frame's origin, over the radius of the sphere the
 # electrodes lie on: 0.91-1.17 and 0.77-0.91 on MNE's heads (standard_1005, EGI's, MGH's, EasyCap's).
@@ -186,8 +198,10 @@ def _metres(unit: object, xyz: np.ndarray, name: str, field: str) -> float:
     return 1.0 if radius < 0.3 else 0.01 if radius < 30 else 0.001
 
 
-def electrode_positions(electrodes: tuple[str, str], coordsystem: tuple[str, str] | None,
-                        ) -> tuple[Digitized | None, str]:
+def electrode_positions(
+    electrodes: tuple[str, str],
+    coordsystem: tuple[str, str] | None,
+) -> tuple[Digitized | None, str]:
     """The electrodes an ``electrodes.tsv`` places (``(file name, text)``, with its coordsystem.json),
     in metres, with the nasion and ears that turn them onto the 10-20 sphere: rows NAS/LPA/RPA, the
     coordsystem's AnatomicalLandmarkCoordinates, or, in a frame the fiducials define (CapTrak,
@@ -198,8 +212,9 @@ def electrode_positions(electrodes: tuple[str, str], coordsystem: tuple[str, str
     fields = _json_object(*coordsystem) if coordsystem is not None else {}
     cname = coordsystem[0] if coordsystem else name
     landmarks = {_LANDMARKS[k.lower()]: points.pop(k) for k in list(points) if k.lower() in _LANDMARKS}
-    scale = _metres(fields.get("EEGCoordinateUnits"), np.array(list(points.values())).reshape(-1, 3), cname,
-                    "EEGCoordinateUnits")
+    scale = _metres(
+        fields.get("EEGCoordinateUnits"), np.array(list(points.values())).reshape(-1, 3), cname, "EEGCoordinateUnits"
+    )
     positions = {label: tuple(v * scale for v in p) for label, p in points.items() if label}
     landmarks = {k: tuple(v * scale for v in p) for k, p in landmarks.items()}
     system = str(fields.get("EEGCoordinateSystem") or "n/a")
@@ -211,13 +226,19 @@ def electrode_positions(electrodes: tuple[str, str], coordsystem: tuple[str, str
         return Digitized(positions, landmarks["nasion"], landmarks["lpa"], landmarks["rpa"]), ""
     axes = _FIDUCIAL_FRAMES.get(system.lower())
     if axes is None:
-        return None, (f"{name}: positions in the {system!r} coordinate system ({cname}), with no nasion and ears "
-                      "(NAS, LPA and RPA rows, or AnatomicalLandmarkCoordinates) to place them on the head by")
+        return None, (
+            f"{name}: positions in the {system!r} coordinate system ({cname}), with no nasion and ears "
+            "(NAS, LPA and RPA rows, or AnatomicalLandmarkCoordinates) to place them on the head by"
+        )
     placed = np.array(list(positions.values()))
     radius = float(np.linalg.norm(placed - sphere_fit(placed)[0], axis=1).mean())
     nose, left = (np.asarray(a, dtype=np.float64) for a in axes)
-    return Digitized(positions, tuple(nose * _NASION_OVER_RADIUS * radius), tuple(left * _EAR_OVER_RADIUS * radius),
-                     tuple(-left * _EAR_OVER_RADIUS * radius)), ""
+    return Digitized(
+        positions,
+        tuple(nose * _NASION_OVER_RADIUS * radius),
+        tuple(left * _EAR_OVER_RADIUS * radius),
+        tuple(-left * _EAR_OVER_RADIUS * radius),
+    ), ""
 
 
 def _electrode_rows(name: str, text: str) -> dict[str, tuple[float, float, float]]:
@@ -225,8 +246,9 @@ def _electrode_rows(name: str, text: str) -> dict[str, tuple[float, float, float
     rows = csv.DictReader(io.StringIO(text), delimiter="\t")
     columns = rows.fieldnames or []
     if not {"name", "x", "y", "z"} <= set(columns):
-        raise SidecarError(f"{name}: columns: expected name, x, y, z (then optional ones); got "
-                           f"{', '.join(columns) or 'none'}")
+        raise SidecarError(
+            f"{name}: columns: expected name, x, y, z (then optional ones); got {', '.join(columns) or 'none'}"
+        )
     points: dict[str, tuple[float, float, float]] = {}
     for line, row in enumerate(rows, start=2):
         cells = [(row.get(axis) or "").strip() for axis in "xyz"]
@@ -255,10 +277,15 @@ def _given_landmarks(fields: dict, system: str, name: str) -> dict[str, tuple[fl
     try:
         xyz = {k: np.asarray(v, dtype=np.float64).reshape(3) for k, v in found.items()}
     except (TypeError, ValueError):
-        raise SidecarError(f"{name}: AnatomicalLandmarkCoordinates: expected [x, y, z] for NAS, LPA and RPA; "
-                           f"got {given!r}") from None
-    unit = _metres(fields.get("AnatomicalLandmarkCoordinateUnits", fields.get("EEGCoordinateUnits")),
-                   np.stack(list(xyz.values())), name, "AnatomicalLandmarkCoordinateUnits")
+        raise SidecarError(
+            f"{name}: AnatomicalLandmarkCoordinates: expected [x, y, z] for NAS, LPA and RPA; got {given!r}"
+        ) from None
+    unit = _metres(
+        fields.get("AnatomicalLandmarkCoordinateUnits", fields.get("EEGCoordinateUnits")),
+        np.stack(list(xyz.values())),
+        name,
+        "AnatomicalLandmarkCoordinateUnits",
+    )
     return {k: tuple(float(c) * unit for c in v) for k, v in xyz.items()}
 
 
@@ -289,7 +316,8 @@ _ENTITIES = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
 _NOT_RAW = {
     "sourcedata": "the files the data set's recordings were converted from",
     "derivatives": "processed versions of the data set's recordings",
-    "code": "the data set's code", "stimuli": "the data set's stimuli",
+    "code": "the data set's code",
+    "stimuli": "the data set's stimuli",
 }
 
 
@@ -309,14 +337,17 @@ def _not_raw(path: str, roots: list[str], described: list[str]) -> str | None:
     ... folder), or None. The data set's folder is the outermost one holding a
     dataset_description.json (a derivative data set has its own), else the input folder."""
     root = next((d for d in sorted(described, key=len) if path.startswith(d + "/")), None) or next(
-        (r.rstrip("/") for r in sorted(roots, key=len, reverse=True) if path.startswith(r.rstrip("/") + "/")), None)
+        (r.rstrip("/") for r in sorted(roots, key=len, reverse=True) if path.startswith(r.rstrip("/") + "/")), None
+    )
     if root is None:
         return None
-    top = path[len(root) + 1:].split("/", 1)[0]
-    if top not in _NOT_RAW or top == path[len(root) + 1:]:
+    top = path[len(root) + 1 :].split("/", 1)[0]
+    if top not in _NOT_RAW or top == path[len(root) + 1 :]:
         return None
-    return (f"in the BIDS folder {top}/, {_NOT_RAW[top]}, not one of its raw recordings; give "
-            f"{posixpath.join(root, top)} as --input to process it on its own")
+    return (
+        f"in the BIDS folder {top}/, {_NOT_RAW[top]}, not one of its raw recordings; give "
+        f"{posixpath.join(root, top)} as --input to process it on its own"
+    )
 
 
 def _sidecar_fields(path: str, sidecars: SidecarIndex) -> dict:
@@ -326,11 +357,14 @@ def _sidecar_fields(path: str, sidecars: SidecarIndex) -> dict:
     electrodes_tsv = electrodes[-1] if electrodes else ""
     # the coordsystem.json beside it, of the same space; else the nearest that applies
     coordsystems = sidecars.applicable(path, "coordsystem", ".json")
-    twin = electrodes_tsv[:-len("_electrodes.tsv")] + "_coordsystem.json"
+    twin = electrodes_tsv[: -len("_electrodes.tsv")] + "_coordsystem.json"
     coordsystem = twin if twin in coordsystems else (coordsystems[-1] if coordsystems else "")
-    return dict(channels_tsv=channels[-1] if channels else "", electrodes_tsv=electrodes_tsv,
-                eeg_json=tuple(sidecars.applicable(path, "eeg", ".json")),
-                coordsystem_json=coordsystem if electrodes_tsv else "")
+    return dict(
+        channels_tsv=channels[-1] if channels else "",
+        electrodes_tsv=electrodes_tsv,
+        eeg_json=tuple(sidecars.applicable(path, "eeg", ".json")),
+        coordsystem_json=coordsystem if electrodes_tsv else "",
+    )
 
 
 @register("bids", rank=20, detect=_detect)
@@ -339,18 +373,32 @@ def list_bids(group: Group):
     described = [posixpath.dirname(f) for f in group.files if posixpath.basename(f) == "dataset_description.json"]
     not_raw = {f: why for f in recordings if (why := _not_raw(f, group.roots, described))}
     ignored += [Ignored(f, why) for f, why in not_raw.items()]
-    participants = {row.get("participant_id", "").strip(): row for f in group.files
-                    if posixpath.basename(f) == "participants.tsv" for _, row in csv_rows(f, delimiter="\t")}
-    sidecars = SidecarIndex(group.files, kinds=(("channels", ".tsv"), ("eeg", ".json"), ("electrodes", ".tsv"),
-                                                ("coordsystem", ".json")))
+    participants = {
+        row.get("participant_id", "").strip(): row
+        for f in group.files
+        if posixpath.basename(f) == "participants.tsv"
+        for _, row in csv_rows(f, delimiter="\t")
+    }
+    sidecars = SidecarIndex(
+        group.files, kinds=(("channels", ".tsv"), ("eeg", ".json"), ("electrodes", ".tsv"), ("coordsystem", ".json"))
+    )
     items = []
     for path in [f for f in recordings if f not in not_raw]:
         entities = dict(_ENTITIES.findall(posixpath.basename(path)))
         sub = entities.get("sub", "")
         # participant_id is "sub-<label>"; some data sets leave out the prefix.
         row = participants.get(f"sub-{sub}") or participants.get(sub) or {}
-        items.append(SourceItem(
-            path=path, dataset="bids", site=group.site or posixpath.basename(path.split("/sub-", 1)[0]) or "bids",
-            subject_key=sub or path, session_key=entities.get("ses", ""), task=entities.get("task", ""),
-            age=age_cell(row.get("age")), sex=normalize_sex(row.get("sex")), **_sidecar_fields(path, sidecars)))
+        items.append(
+            SourceItem(
+                path=path,
+                dataset="bids",
+                site=group.site or posixpath.basename(path.split("/sub-", 1)[0]) or "bids",
+                subject_key=sub or path,
+                session_key=entities.get("ses", ""),
+                task=entities.get("task", ""),
+                age=age_cell(row.get("age")),
+                sex=normalize_sex(row.get("sex")),
+                **_sidecar_fields(path, sidecars),
+            )
+        )
     return items, ignored

@@ -37,7 +37,11 @@ def detect_dataset(files: list[str]) -> str:
 
 
 def discover(
-    patterns: list[str], *, dataset: str = "auto", site: str | None = None, exclude: Sequence[str] = (),
+    patterns: list[str],
+    *,
+    dataset: str = "auto",
+    site: str | None = None,
+    exclude: Sequence[str] = (),
     warn_sidecars: bool = True,
 ) -> tuple[list[SourceItem], list[Ignored], dict[str, str]]:
     """Items to process, files deliberately not processed (with reasons), and the dataset used
@@ -55,11 +59,13 @@ def discover(
     for path in left_out:
         del sizes[path]
     if left_out:
-        log.info("%d of the files the inputs match are the job's own (%s): not inputs", len(left_out),
-                 ", ".join(exclude))
+        log.info(
+            "%d of the files the inputs match are the job's own (%s): not inputs", len(left_out), ", ".join(exclude)
+        )
     if not sizes:
-        raise FileNotFoundError(f"--input {' '.join(patterns)}: matched no files but the job's own "
-                                f"({', '.join(exclude)})")
+        raise FileNotFoundError(
+            f"--input {' '.join(patterns)}: matched no files but the job's own ({', '.join(exclude)})"
+        )
     files, inside = _folder_recordings(sorted(sizes), sizes)
     folders = [p.rstrip("/") for p in patterns if is_dir(p)]
     # A file or glob inside an input folder takes its site from that folder, as the folder's own files do.
@@ -79,8 +85,12 @@ def discover(
     if "edf" in used.values():
         warn_unmatched_labels(list(label_files), {item.path for item in items})
     for sidecar in _sidecars_left_out(patterns, set(files)) if warn_sidecars else ():
-        log.warning("%s is not among the inputs, so what it says of them (labels, votes, age, sex) is not used; "
-                    "give its folder %s as --input to read it", sidecar, posixpath.dirname(sidecar))
+        log.warning(
+            "%s is not among the inputs, so what it says of them (labels, votes, age, sex) is not used; "
+            "give its folder %s as --input to read it",
+            sidecar,
+            posixpath.dirname(sidecar),
+        )
     # Largest recordings first: runners hand out work in input order (the DirectRunner deals it
     # to its workers in turn, Dataflow starts it first), so the long tail ends balanced.
     items.sort(key=lambda item: (-sizes.get(item.path, 0), item.path))
@@ -116,7 +126,8 @@ def _sidecars_left_out(patterns: list[str], files: set[str]) -> list[str]:
             if path in files or not FileSystems.exists(path):
                 continue
             if name == "labels.csv" and not any(
-                    labeled_path(folder, row["path"]) in files for _, row in csv_rows(path) if row.get("path")):
+                labeled_path(folder, row["path"]) in files for _, row in csv_rows(path) if row.get("path")
+            ):
                 continue  # describes other files than these
             found.append(path)
     return sorted(set(found))
@@ -139,7 +150,7 @@ def mff_folder(path: str) -> str:
     parts = path.split("/")
     for k, part in enumerate(parts[:-1]):
         if part.lower().endswith(".mff") and not (is_remote(path) and k <= 2):  # a bucket is no recording
-            return "/".join(parts[:k + 1])
+            return "/".join(parts[: k + 1])
     return ""
 
 
@@ -152,7 +163,10 @@ def _folder_recordings(files: list[str], sizes: dict[str, int]) -> tuple[list[st
         folder = mff_folder(f)
         if folder:
             sizes[folder] = sizes.get(folder, 0) + sizes.get(f, 0)
-            inside.append(Ignored(f, f"part of the EGI MFF recording {posixpath.basename(folder)} (a folder, "
-                                     "read as one recording)"))
+            inside.append(
+                Ignored(
+                    f, f"part of the EGI MFF recording {posixpath.basename(folder)} (a folder, read as one recording)"
+                )
+            )
         kept[folder or f] = None
     return list(kept), inside

@@ -36,11 +36,20 @@ def warn_unmatched_labels(label_files: list[str], recordings: set[str]) -> None:
     """Name the labels.csv rows whose file is no input recording (a typo, a file left out)."""
     for f in label_files:
         base = posixpath.dirname(f)
-        unmatched = sorted({target for _, row in csv_rows(f) if row.get("path")
-                            and (target := labeled_path(base, row["path"])) not in recordings})
+        unmatched = sorted(
+            {
+                target
+                for _, row in csv_rows(f)
+                if row.get("path") and (target := labeled_path(base, row["path"])) not in recordings
+            }
+        )
         if unmatched:
-            log.warning("%s: %d labeled file(s) are not among the input recordings, e.g. %s", f, len(unmatched),
-                        ", ".join(unmatched[:3]))
+            log.warning(
+                "%s: %d labeled file(s) are not among the input recordings, e.g. %s",
+                f,
+                len(unmatched),
+                ", ".join(unmatched[:3]),
+            )
 
 
 def label_row(row: dict, where: str) -> LabeledWindow | tuple[str, int]:
@@ -57,8 +66,10 @@ def label_row(row: dict, where: str) -> LabeledWindow | tuple[str, int]:
 
     if not task:
         got = "an empty cell" if "task" in row else "no such column"
-        return problem("task: expected the label space's name (e.g. abnormal) beside a label, or HMS's vote "
-                       f"columns ({', '.join(HMS_VOTE_COLUMNS)}); got {got}")
+        return problem(
+            "task: expected the label space's name (e.g. abnormal) beside a label, or HMS's vote "
+            f"columns ({', '.join(HMS_VOTE_COLUMNS)}); got {got}"
+        )
     try:
         label = number(row, "label", minimum=0.0)
         if label != int(label):
@@ -90,9 +101,15 @@ def _read_labels(label_files):
             if isinstance(got, LabeledWindow):
                 windows.setdefault(target, []).append(got)
             elif target in whole:
-                windows.setdefault(target, []).append(LabeledWindow(
-                    math.nan, 0.0, task=got[0], problem=f"{where}: path: {row['path']} has a label for the whole "
-                    f"recording already ({whole[target][2]}); one per recording"))
+                windows.setdefault(target, []).append(
+                    LabeledWindow(
+                        math.nan,
+                        0.0,
+                        task=got[0],
+                        problem=f"{where}: path: {row['path']} has a label for the whole "
+                        f"recording already ({whole[target][2]}); one per recording",
+                    )
+                )
             else:
                 whole[target] = (*got, where)
             if row.get("patient_id"):
@@ -110,11 +127,25 @@ def list_generic(group: Group):
         windows = tuple(labels.get(path, ()))
         task, label, where = whole.get(path, ("", -1, ""))
         if where and any(not w.problem for w in windows):  # labeled windows are cut alone: the label would go unsaid
-            windows += (LabeledWindow(math.nan, 0.0, task=task, problem=f"{where}: a label for the whole recording "
-                                      "beside labeled windows of it; label either the recording or windows"),)
+            windows += (
+                LabeledWindow(
+                    math.nan,
+                    0.0,
+                    task=task,
+                    problem=f"{where}: a label for the whole recording "
+                    "beside labeled windows of it; label either the recording or windows",
+                ),
+            )
             task, label = "", -1
-        items.append(SourceItem(
-            path=path, dataset="edf", site=group.site_of(path), subject_key=patients.get(path, ""),
-            task=task or ("hms6" if windows else ""), recording_label=label, windows=windows,
-        ))
+        items.append(
+            SourceItem(
+                path=path,
+                dataset="edf",
+                site=group.site_of(path),
+                subject_key=patients.get(path, ""),
+                task=task or ("hms6" if windows else ""),
+                recording_label=label,
+                windows=windows,
+            )
+        )
     return items, ignored

@@ -28,7 +28,8 @@ def _detect(files: list[str]) -> bool:
     if not any(f.lower().endswith(".parquet") for f in files):
         return False
     return bool(set(_CSVS) & {posixpath.basename(f) for f in files}) or all(
-        lower_ext(f) in (".parquet",) + COMPANION_EXTENSIONS for f in files)
+        lower_ext(f) in (".parquet",) + COMPANION_EXTENSIONS for f in files
+    )
 
 
 @companion_files
@@ -47,8 +48,9 @@ def votes_window(row: dict, where: str, task: str = "hms6") -> LabeledWindow:
     except ValueError as err:
         return LabeledWindow(offset, HMS_WINDOW_S, task=task, problem=f"{where}: {err}")
     if not sum(votes) > 0:
-        return LabeledWindow(offset, HMS_WINDOW_S, task=task,
-                             problem=f"{where}: no expert votes ({', '.join(HMS_VOTE_COLUMNS)} all 0)")
+        return LabeledWindow(
+            offset, HMS_WINDOW_S, task=task, problem=f"{where}: no expert votes ({', '.join(HMS_VOTE_COLUMNS)} all 0)"
+        )
     return LabeledWindow(offset, HMS_WINDOW_S, max(range(6), key=lambda k: votes[k]), votes, task)
 
 
@@ -67,7 +69,7 @@ def _id_cell(text: str | None) -> str:
     """An id cell as the file names have it: a csv that went through a float column (pandas, with a
     missing value somewhere) writes ``1000913311.0`` for ``1000913311``."""
     text = (text or "").strip()
-    return text[:text.index(".")] if re.fullmatch(r"\d+\.0+", text) else text
+    return text[: text.index(".")] if re.fullmatch(r"\d+\.0+", text) else text
 
 
 def _root_name(path: str) -> str:
@@ -98,8 +100,12 @@ def _csv_facts(files: list[str]):
 @register("hms", rank=10, detect=_detect)
 def list_hms(group: Group):
     recordings, ignored = split_recordings(group.files)
-    spectrograms = [f for f in recordings if f.lower().endswith(".parquet")
-                    and posixpath.basename(posixpath.dirname(f)) in ("train_spectrograms", "test_spectrograms")]
+    spectrograms = [
+        f
+        for f in recordings
+        if f.lower().endswith(".parquet")
+        and posixpath.basename(posixpath.dirname(f)) in ("train_spectrograms", "test_spectrograms")
+    ]
     ignored += [Ignored(f, "HMS spectrogram (auxiliary modality, not a recording)") for f in spectrograms]
     # EEG parquets by path: train_eegs/ and test_eegs/ may hold the same eeg_id, each its own file.
     parquets = sorted(f for f in recordings if f.lower().endswith(".parquet") and f not in spectrograms)
@@ -111,23 +117,37 @@ def list_hms(group: Group):
         # A train_eegs/ file takes train.csv's rows, a test_eegs/ file test.csv's; one elsewhere either.
         folder = posixpath.basename(posixpath.dirname(path))
         kinds = {"train_eegs": ("train",), "test_eegs": ("test",)}.get(folder, ("train", "test"))
-        windows = tuple(votes_window(row, where) for where, row in rows["train"].get(eeg_id, [])) \
-            if "train" in kinds else ()
+        windows = (
+            tuple(votes_window(row, where) for where, row in rows["train"].get(eeg_id, [])) if "train" in kinds else ()
+        )
         if not windows and "test" in kinds:
             windows = _test_windows(rows["test"].get(eeg_id, []))
         for kind in kinds:
             found[kind].add(eeg_id)
-        items.append(SourceItem(
-            path=path, dataset="hms", site=group.site or site_of.get(eeg_id) or _root_name(path),
-            subject_key=patient_of.get(eeg_id, eeg_id), session_key=eeg_id,
-            task="hms6" if windows else "", windows=windows,
-        ))
+        items.append(
+            SourceItem(
+                path=path,
+                dataset="hms",
+                site=group.site or site_of.get(eeg_id) or _root_name(path),
+                subject_key=patient_of.get(eeg_id, eeg_id),
+                session_key=eeg_id,
+                task="hms6" if windows else "",
+                windows=windows,
+            )
+        )
     # Other recordings beside the layout (an EDF in the folder, say) are processed unlabeled: never
     # dropped from the manifest.
-    items += [SourceItem(path=f, dataset="edf", site=group.site_of(f))
-              for f in recordings if not f.lower().endswith(".parquet")]
+    items += [
+        SourceItem(path=f, dataset="edf", site=group.site_of(f))
+        for f in recordings
+        if not f.lower().endswith(".parquet")
+    ]
     for name in ("train", "test"):
         for eeg_id in sorted(set(rows[name]) - found[name]):
-            ignored.append(Ignored(f"{name}.csv#eeg_id={eeg_id}", f"{name}.csv rows name eeg_id {eeg_id} but "
-                                   f"{name}_eegs/{eeg_id}.parquet is not among the inputs"))
+            ignored.append(
+                Ignored(
+                    f"{name}.csv#eeg_id={eeg_id}",
+                    f"{name}.csv rows name eeg_id {eeg_id} but {name}_eegs/{eeg_id}.parquet is not among the inputs",
+                )
+            )
     return items, ignored

@@ -5,8 +5,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet",
-                        ".mff")
+RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet", ".mff")
 # Files that belong to another recording file and are read through it.
 # (.evt: ANT Neuro events; .cef, .dpa: Curry sidecars)
 COMPANION_EXTENSIONS = (".vmrk", ".eeg", ".fdt", ".evt", ".cef", ".dpa", ".json", ".tsv", ".csv", ".md", ".txt")

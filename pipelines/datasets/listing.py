@@ -68,13 +68,21 @@ def _matches(pattern: str) -> list:
     globs = [] if folder or there else _globstar_variants(pattern)
     below = [pattern] if folder else []  # folders, listed by match_below
     wildcard = bool(globs) and re.search(r"[*?\[]", pattern) is not None
-    links = [] if is_remote(pattern) or not (folder or wildcard) else \
-        linked_folders(pattern.rstrip("/") if folder else root_of(pattern) or ".")
+    links = (
+        []
+        if is_remote(pattern) or not (folder or wildcard)
+        else linked_folders(pattern.rstrip("/") if folder else root_of(pattern) or ".")
+    )
     if links and folder:  # Beam's local listing (os.walk) does not enter linked folders
         below += links
     elif links:
-        log.warning("--input %s: symbolic links to folders below %s are not followed by a glob (%s); give "
-                    "them as --input folders", pattern, root_of(pattern) or ".", ", ".join(links[:5]))
+        log.warning(
+            "--input %s: symbolic links to folders below %s are not followed by a glob (%s); give "
+            "them as --input folders",
+            pattern,
+            root_of(pattern) or ".",
+            ", ".join(links[:5]),
+        )
     try:
         matched = [m for result in FileSystems.match(globs) for m in result.metadata_list] if globs else []
         matched += [m for top in below for m in match_below(top, "**")]

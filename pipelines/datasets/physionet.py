@@ -19,7 +19,14 @@ import re
 from typing import Any
 
 from eegfm.pipelines.datasets.adapters import (
-    Group, by_name, companion_files, every_edf, log, lower_ext, register, sidecar,
+    Group,
+    by_name,
+    companion_files,
+    every_edf,
+    log,
+    lower_ext,
+    register,
+    sidecar,
 )
 from eegfm.pipelines.datasets.items import RECORDING_EXTENSIONS, LabeledInterval, SourceItem
 from eegfm.pipelines.datasets.tables import age_cell, csv_rows, label_files, read_events
@@ -36,9 +43,16 @@ _EEGMMI_NAME = re.compile(r"^(S\d{3})R(\d{2})\.edf$", re.IGNORECASE)
 # run -> (task, label of T1; T2's is the next). Runs 3, 7, 11 move the left or right fist, 4, 8, 12
 # imagine it; 5, 9, 13 move both fists or both feet, 6, 10, 14 imagine it (T0: rest between trials,
 # unlabeled; runs 1 and 2: eyes open, closed, no trials).
-_EEGMMI_RUNS = {run: (task, first) for runs, task, first in (
-    ((3, 7, 11), "eegmmi_movement", 0), ((4, 8, 12), "eegmmi_imagery", 0),
-    ((5, 9, 13), "eegmmi_movement", 2), ((6, 10, 14), "eegmmi_imagery", 2)) for run in runs}
+_EEGMMI_RUNS = {
+    run: (task, first)
+    for runs, task, first in (
+        ((3, 7, 11), "eegmmi_movement", 0),
+        ((4, 8, 12), "eegmmi_imagery", 0),
+        ((5, 9, 13), "eegmmi_movement", 2),
+        ((6, 10, 14), "eegmmi_imagery", 2),
+    )
+    for run in runs
+}
 _CHBMIT_NAME = re.compile(r"^(chb\d{2})[a-z]?_\d+\+?\.edf$", re.IGNORECASE)
 _CHBMIT_SUMMARY = re.compile(r"^chb\d{2}-summary\.txt$", re.IGNORECASE)
 _CHBMIT_SAME_PATIENT = {"chb21": "chb01"}
@@ -61,8 +75,10 @@ def _physionet_files(path: str, _listed: set[str]) -> str | None:
     if name.lower().endswith(".edf.event"):
         return "PhysioNet annotation file (.event), not a recording; the EDF's own annotations hold the same events"
     if lower_ext(path) == ".seizures":
-        return ("CHB-MIT seizure annotation (binary), not a recording; the chbmit adapter reads the same times "
-                "from the case's summary")
+        return (
+            "CHB-MIT seizure annotation (binary), not a recording; the chbmit adapter reads the same times "
+            "from the case's summary"
+        )
     if name == "SUBJECT-INFO":
         return "PhysioNet subject table (age, sex), read by the chbmit adapter"
     if name in _INDEX:
@@ -74,6 +90,7 @@ def _all_named(pattern: re.Pattern):
     def detect(files: list[str]) -> bool:
         recordings = [n for n in map(posixpath.basename, files) if lower_ext(n) in RECORDING_EXTENSIONS]
         return bool(recordings) and all(pattern.match(n) for n in recordings)
+
     return detect
 
 
@@ -87,17 +104,30 @@ def list_eegmat(group: Group):
     items, ignored, named = by_name(group, _EEGMAT_NAME)
     # subject-info.csv (Subject, Age, Gender, ...) is the data set's own record of age and sex;
     # it wins over the EDF headers, which disagree with it for some subjects.
-    info = {row.get("Subject", "").strip(): row for f in group.files
-            if posixpath.basename(f) == "subject-info.csv" for _, row in csv_rows(f)}
+    info = {
+        row.get("Subject", "").strip(): row
+        for f in group.files
+        if posixpath.basename(f) == "subject-info.csv"
+        for _, row in csv_rows(f)
+    }
     for path, m in named:
         subject, state = m.group(1), int(m.group(2))
         row = info.get(f"Subject{subject}", {})
         # File 1 is the resting baseline, file 2 serial subtraction: label 0 rest, 1 task.
-        items.append(SourceItem(
-            path=path, dataset="eegmat", site=group.site_of(path), subject_key=f"eegmat-{subject}",
-            session_key=str(state), task="eegmat_rest_task", recording_label=state - 1,
-            age=age_cell(row.get("Age")), sex=normalize_sex(row.get("Gender")), corpus_split=eegmat_split(int(subject)),
-        ))
+        items.append(
+            SourceItem(
+                path=path,
+                dataset="eegmat",
+                site=group.site_of(path),
+                subject_key=f"eegmat-{subject}",
+                session_key=str(state),
+                task="eegmat_rest_task",
+                recording_label=state - 1,
+                age=age_cell(row.get("Age")),
+                sex=normalize_sex(row.get("Gender")),
+                corpus_split=eegmat_split(int(subject)),
+            )
+        )
     return items, ignored
 
 
@@ -107,11 +137,18 @@ def list_eegmmi(group: Group):
     for path, found in named:
         subject, run = found.group(1).upper(), int(found.group(2))
         task, first = _EEGMMI_RUNS.get(run, ("", -1))
-        items.append(SourceItem(
-            path=path, dataset="eegmmi", site=group.site_of(path), subject_key=f"eegmmi-{subject}",
-            session_key=f"R{run:02d}", task=task,
-            event_labels=(("T1", first), ("T2", first + 1)) if task else (),
-            event_window_s=EEGMMI_TRIAL_S if task else 0.0))
+        items.append(
+            SourceItem(
+                path=path,
+                dataset="eegmmi",
+                site=group.site_of(path),
+                subject_key=f"eegmmi-{subject}",
+                session_key=f"R{run:02d}",
+                task=task,
+                event_labels=(("T1", first), ("T2", first + 1)) if task else (),
+                event_window_s=EEGMMI_TRIAL_S if task else 0.0,
+            )
+        )
     return items, ignored
 
 
@@ -150,11 +187,14 @@ def _summary_entry(entries: dict, name: str, current: str, count: int, starts: l
     if count < 0:
         entries[current] = f"{name}: {current}: Number of Seizures in File: missing"
     elif not (len(starts) == len(ends) == count):
-        entries[current] = (f"{name}: {current}: expected {count} seizure start and end times (its Number of "
-                            f"Seizures in File); got {len(starts)} start and {len(ends)} end")
+        entries[current] = (
+            f"{name}: {current}: expected {count} seizure start and end times (its Number of "
+            f"Seizures in File); got {len(starts)} start and {len(ends)} end"
+        )
     elif bad := [(a, b) for a, b in zip(starts, ends) if not 0 <= a < b]:
-        entries[current] = (f"{name}: {current}: expected start < end; got a seizure from {bad[0][0]:g} s "
-                            f"to {bad[0][1]:g} s")
+        entries[current] = (
+            f"{name}: {current}: expected start < end; got a seizure from {bad[0][0]:g} s to {bad[0][1]:g} s"
+        )
     else:
         entries[current] = tuple(zip(starts, ends))
 
@@ -203,7 +243,8 @@ def _subject_info(text: str, _name: str = "") -> dict[str, tuple[str, float | No
 def _chbmit_detect(files: list[str]) -> bool:
     names = {posixpath.basename(f) for f in files}
     return every_edf(files, lambda f: _CHBMIT_NAME.match(posixpath.basename(f)) is not None) and (
-        "SUBJECT-INFO" in names or any(_CHBMIT_SUMMARY.match(n) for n in names))
+        "SUBJECT-INFO" in names or any(_CHBMIT_SUMMARY.match(n) for n in names)
+    )
 
 
 @register("chbmit", rank=100, detect=_chbmit_detect)
@@ -223,10 +264,19 @@ def list_chbmit(group: Group):
         sex, age = people.get(case, ("", None))
         # A file its case summary does not list is processed unlabeled: its seizures are unknown.
         labels = _seizure_fields(listed.get(posixpath.basename(path), unreadable.get(posixpath.dirname(path))))
-        items.append(SourceItem(
-            path=path, dataset="chbmit", site=_corpus_site(path, group),
-            subject_key=f"chbmit-{_CHBMIT_SAME_PATIENT.get(case, case)}", session_key=case,
-            task="chbmit_seizure" if labels else "", age=age, sex=sex, **labels))
+        items.append(
+            SourceItem(
+                path=path,
+                dataset="chbmit",
+                site=_corpus_site(path, group),
+                subject_key=f"chbmit-{_CHBMIT_SAME_PATIENT.get(case, case)}",
+                session_key=case,
+                task="chbmit_seizure" if labels else "",
+                age=age,
+                sex=sex,
+                **labels,
+            )
+        )
     return items, ignored
 
 
@@ -254,26 +304,35 @@ def siena_seizures(text: str, name: str) -> dict[str, tuple[tuple[float, float],
             if current and current not in entries:
                 entries[current] = []
             continue
-        if not current or isinstance(entries.get(current), str) or key not in (
-                "registration start time", "seizure start time", "start time", "seizure end time", "end time"):
+        if (
+            not current
+            or isinstance(entries.get(current), str)
+            or key
+            not in ("registration start time", "seizure start time", "start time", "seizure end time", "end time")
+        ):
             continue
         clock = _clock_s(value)
         if clock is None:
-            entries[current] = f"{name}: line {k}, {line.split(':')[0].strip()}: expected a clock time " \
-                               f"hh.mm.ss; got {value!r}"
+            entries[current] = (
+                f"{name}: line {k}, {line.split(':')[0].strip()}: expected a clock time hh.mm.ss; got {value!r}"
+            )
         elif key == "registration start time":
             registered = clock
         elif key.endswith("start time"):
             start = clock
         elif registered is None or start is None:
-            entries[current] = f"{name}: line {k}: a seizure end time before the file's registration start " \
-                               "and the seizure's start time"
+            entries[current] = (
+                f"{name}: line {k}: a seizure end time before the file's registration start "
+                "and the seizure's start time"
+            )
         else:
             begin, length = (start - registered) % 86400.0, (clock - start) % 86400.0
             if not 0 < length <= SIENA_MAX_SEIZURE_S:
-                entries[current] = (f"{name}: line {k}: a seizure ending at {value} lasts {length / 60:.0f} min "
-                                    f"after its start; expected up to {SIENA_MAX_SEIZURE_S / 60:.0f} min (a typo "
-                                    "in its clock times?)")
+                entries[current] = (
+                    f"{name}: line {k}: a seizure ending at {value} lasts {length / 60:.0f} min "
+                    f"after its start; expected up to {SIENA_MAX_SEIZURE_S / 60:.0f} min (a typo "
+                    "in its clock times?)"
+                )
             else:
                 entries[current].append((begin, begin + length))
             start = None
@@ -296,7 +355,8 @@ def _siena_file(listed: str, recordings: dict[str, str]) -> str:
 
 def _siena_detect(files: list[str]) -> bool:
     return every_edf(files, lambda f: _SIENA_NAME.match(posixpath.basename(f)) is not None) and any(
-        _SIENA_LIST.match(posixpath.basename(f)) for f in files)
+        _SIENA_LIST.match(posixpath.basename(f)) for f in files
+    )
 
 
 @register("siena", rank=110, detect=_siena_detect)
@@ -311,8 +371,9 @@ def list_siena(group: Group):
         for listed, found in entries.items():
             path = _siena_file(listed, by_folder.get(posixpath.dirname(f), {}))
             if not path:
-                log.warning("%s names %s, which is not among its folder's recordings: its seizures are not used",
-                            f, listed)
+                log.warning(
+                    "%s names %s, which is not among its folder's recordings: its seizures are not used", f, listed
+                )
                 continue
             earlier = seizures.get(path, ())
             if not isinstance(earlier, str):  # a file named twice (two spellings): its seizures add up
@@ -320,7 +381,14 @@ def list_siena(group: Group):
     for path, named in named_files:
         # Every file of the database has a seizure; one its list does not name is processed unlabeled.
         labels = _seizure_fields(seizures.get(path, unreadable.get(posixpath.dirname(path))))
-        items.append(SourceItem(
-            path=path, dataset="siena", site=_corpus_site(path, group),
-            subject_key=f"siena-{named.group(1).upper()}", task="siena_seizure" if labels else "", **labels))
+        items.append(
+            SourceItem(
+                path=path,
+                dataset="siena",
+                site=_corpus_site(path, group),
+                subject_key=f"siena-{named.group(1).upper()}",
+                task="siena_seizure" if labels else "",
+                **labels,
+            )
+        )
     return items, ignored

@@ -31,7 +31,14 @@ from collections.abc import Callable
 
 from eegfm.core.tasks import TUAB_LABELS, TUAR_LABELS, TUEV_LABELS
 from eegfm.pipelines.datasets.adapters import (
-    Group, by_name, companion_files, every_edf, lower_ext, plain, register, sidecar,
+    Group,
+    by_name,
+    companion_files,
+    every_edf,
+    lower_ext,
+    plain,
+    register,
+    sidecar,
 )
 from eegfm.pipelines.datasets.items import LabeledInterval, LabeledWindow, SourceItem
 from eegfm.pipelines.datasets.tables import read_events
@@ -39,8 +46,9 @@ from eegfm.pipelines.datasets.tables import read_events
 _TUH_NAME = re.compile(r"^([a-z]{8})_(s\d{3})_t\d{3}\.edf$")
 _TUAB_FOLDERS = {name: k for k, name in enumerate(TUAB_LABELS)}
 _TUEP_FOLDERS = {"01_no_epilepsy": 0, "00_epilepsy": 1}
-TUSZ_SEIZURE_TYPES = frozenset({"seiz", "fnsz", "gnsz", "spsz", "cpsz", "absz", "tnsz", "cnsz", "tcsz", "atsz",
-                                "mysz", "nesz"})
+TUSZ_SEIZURE_TYPES = frozenset(
+    {"seiz", "fnsz", "gnsz", "spsz", "cpsz", "absz", "tnsz", "cnsz", "tcsz", "atsz", "mysz", "nesz"}
+)
 _TUAR_CODES = {frozenset(name.split("_")): k for k, name in enumerate(TUAR_LABELS)}
 _TUEV_NAME = re.compile(r"^(?:(?:spsw|gped|pled|eyem|artf|bckg)_)?([A-Za-z0-9]+)_\w*\.edf$")
 # An event's window reaches this far either side of it (5 s around the corpus's 1 s events, the
@@ -51,8 +59,11 @@ TUEV_CONTEXT_S = 2.0
 @companion_files
 def _event_files(path: str, listed: set[str]) -> str | None:
     stem, ext = posixpath.splitext(path)
-    if ext.lower() in (".csv_bi", ".csv") and _TUH_NAME.match(posixpath.basename(stem) + ".edf") \
-            and stem + ".edf" in listed:
+    if (
+        ext.lower() in (".csv_bi", ".csv")
+        and _TUH_NAME.match(posixpath.basename(stem) + ".edf")
+        and stem + ".edf" in listed
+    ):
         return sidecar(path)
     if lower_ext(path) == ".rec" and path[:-4] + ".edf" in listed:
         return "TUEV event file (.rec) of the EDF beside it, read by the tuev adapter"
@@ -75,6 +86,7 @@ def _folder_label(path: str, folders: dict[str, int]) -> int:
 
 def _by_folder(dataset: str, rank: int, task: str, folders: dict[str, int]) -> None:
     """Registers a TUH corpus whose folders label each recording (TUAB's normal/abnormal, TUEP's epilepsy)."""
+
     def detect(files: list[str]) -> bool:
         return every_edf(files, lambda f: _folder_label(f, folders) >= 0 and _tuh_named(f))
 
@@ -86,9 +98,18 @@ def _by_folder(dataset: str, rank: int, task: str, folders: dict[str, int]) -> N
             if label < 0:  # not one of the corpus's recordings: processed, unlabeled
                 items.append(plain(path, group))
                 continue
-            items.append(SourceItem(
-                path=path, dataset=dataset, site=group.site_of(path), subject_key=f"tuh-{named.group(1)}",
-                session_key=named.group(2), task=task, recording_label=label, corpus_split=corpus_split(path)))
+            items.append(
+                SourceItem(
+                    path=path,
+                    dataset=dataset,
+                    site=group.site_of(path),
+                    subject_key=f"tuh-{named.group(1)}",
+                    session_key=named.group(2),
+                    task=task,
+                    recording_label=label,
+                    corpus_split=corpus_split(path),
+                )
+            )
         return items, ignored
 
 
@@ -96,22 +117,29 @@ _by_folder("tuab", 50, "tuab_abnormal", _TUAB_FOLDERS)
 _by_folder("tuep", 60, "tuep_epilepsy", _TUEP_FOLDERS)
 
 
-def _csv_intervals(text: str, name: str, code: Callable[[str], int | None], expected: str
-                   ) -> tuple[LabeledInterval, ...]:
+def _csv_intervals(
+    text: str, name: str, code: Callable[[str], int | None], expected: str
+) -> tuple[LabeledInterval, ...]:
     """The labeled stretches of a TUH ``.csv``/``.csv_bi`` (channel,start_time,stop_time,label,
     confidence after ``#`` comment lines), each row's label coded by ``code`` (None: not one of
     the corpus's labels, which ``expected`` lists). Raises ValueError naming the line and field of
     a row it cannot read."""
-    lines = [(k, line) for k, line in enumerate(text.splitlines(), start=1)
-             if line.strip() and not line.lstrip().startswith("#")]
+    lines = [
+        (k, line)
+        for k, line in enumerate(text.splitlines(), start=1)
+        if line.strip() and not line.lstrip().startswith("#")
+    ]
     if not lines:
-        raise ValueError(f"{name}: no events (expected a header channel,start_time,stop_time,label,confidence "
-                         "and one row per event)")
+        raise ValueError(
+            f"{name}: no events (expected a header channel,start_time,stop_time,label,confidence and one row per event)"
+        )
     header = [c.strip() for c in lines[0][1].split(",")]
     missing = [c for c in ("start_time", "stop_time", "label") if c not in header]
     if missing:
-        raise ValueError(f"{name}: line {lines[0][0]}: columns: expected channel,start_time,stop_time,label,"
-                         f"confidence; missing {', '.join(missing)}")
+        raise ValueError(
+            f"{name}: line {lines[0][0]}: columns: expected channel,start_time,stop_time,label,"
+            f"confidence; missing {', '.join(missing)}"
+        )
     column = {c: header.index(c) for c in ("start_time", "stop_time", "label")}
     out = []
     for k, line in lines[1:]:
@@ -124,8 +152,10 @@ def _csv_intervals(text: str, name: str, code: Callable[[str], int | None], expe
         try:
             start, stop = float(cells[column["start_time"]]), float(cells[column["stop_time"]])
         except ValueError:
-            raise ValueError(f"{name}: line {k}: start_time, stop_time: expected seconds; got "
-                             f"{cells[column['start_time']]!r}, {cells[column['stop_time']]!r}") from None
+            raise ValueError(
+                f"{name}: line {k}: start_time, stop_time: expected seconds; got "
+                f"{cells[column['start_time']]!r}, {cells[column['stop_time']]!r}"
+            ) from None
         if not (math.isfinite(start) and math.isfinite(stop) and 0 <= start < stop):
             raise ValueError(f"{name}: line {k}: expected 0 <= start_time < stop_time; got {start:g}, {stop:g}")
         out.append(LabeledInterval(start, stop, label))
@@ -158,6 +188,7 @@ def _artifact_code(label: str) -> int | None:
 def _by_events(dataset: str, rank: int, task: str, extensions: tuple[str, ...], parse) -> None:
     """Registers a TUH corpus whose event files beside each recording (the first of ``extensions``
     there) label its windows: TUSZ's seizures, TUAR's artifacts."""
+
     def detect(files: list[str]) -> bool:
         listed = set(files)
         return every_edf(files, lambda f: _tuh_named(f) and f[:-4] + extensions[0] in listed)
@@ -172,10 +203,19 @@ def _by_events(dataset: str, rank: int, task: str, extensions: tuple[str, ...], 
                 items.append(plain(path, group))
                 continue
             intervals, problem = read_events(events, parse)
-            items.append(SourceItem(
-                path=path, dataset=dataset, site=group.site_of(path), subject_key=f"tuh-{named.group(1)}",
-                session_key=named.group(2), task=task, intervals=intervals or (), label_problem=problem,
-                corpus_split=corpus_split(path)))
+            items.append(
+                SourceItem(
+                    path=path,
+                    dataset=dataset,
+                    site=group.site_of(path),
+                    subject_key=f"tuh-{named.group(1)}",
+                    session_key=named.group(2),
+                    task=task,
+                    intervals=intervals or (),
+                    label_problem=problem,
+                    corpus_split=corpus_split(path),
+                )
+            )
         return items, ignored
 
 
@@ -191,16 +231,20 @@ def _tuev_row(line: str, k: int, name: str) -> tuple[float, float, int]:
     try:
         channel, start, stop, code = float(cells[0]), float(cells[1]), float(cells[2]), float(cells[3])
     except ValueError:
-        raise ValueError(f"{name}: line {k}: expected numbers (channel,start,stop,label); "
-                         f"got {line.strip()!r}") from None
+        raise ValueError(
+            f"{name}: line {k}: expected numbers (channel,start,stop,label); got {line.strip()!r}"
+        ) from None
     if not (channel >= 0 and channel == int(channel)):
         raise ValueError(f"{name}: line {k}, channel: expected a channel index >= 0; got {cells[0]!r}")
     if code not in range(1, len(TUEV_LABELS) + 1):
-        raise ValueError(f"{name}: line {k}, label: expected a code 1-{len(TUEV_LABELS)} "
-                         f"({', '.join(f'{i} {c}' for i, c in enumerate(TUEV_LABELS, 1))}); got {cells[3]!r}")
+        raise ValueError(
+            f"{name}: line {k}, label: expected a code 1-{len(TUEV_LABELS)} "
+            f"({', '.join(f'{i} {c}' for i, c in enumerate(TUEV_LABELS, 1))}); got {cells[3]!r}"
+        )
     if not (math.isfinite(start) and math.isfinite(stop) and 0 <= start < stop):
-        raise ValueError(f"{name}: line {k}: start, stop: expected 0 <= start < stop seconds; "
-                         f"got {cells[1]}, {cells[2]}")
+        raise ValueError(
+            f"{name}: line {k}: start, stop: expected 0 <= start < stop seconds; got {cells[1]}, {cells[2]}"
+        )
     return start, stop, int(code) - 1
 
 
@@ -218,9 +262,15 @@ def tuev_windows(text: str, name: str) -> tuple[LabeledWindow, ...]:
     if not rows:
         raise ValueError(f"{name}: no events (expected one row channel,start,stop,label per event and channel)")
     return tuple(
-        LabeledWindow(start - TUEV_CONTEXT_S, stop - start + 2 * TUEV_CONTEXT_S,
-                      label=min(votes, key=lambda c: (-votes[c], c)), task="tuev_event", slack_s=TUEV_CONTEXT_S)
-        for (start, stop), votes in sorted(rows.items()))
+        LabeledWindow(
+            start - TUEV_CONTEXT_S,
+            stop - start + 2 * TUEV_CONTEXT_S,
+            label=min(votes, key=lambda c: (-votes[c], c)),
+            task="tuev_event",
+            slack_s=TUEV_CONTEXT_S,
+        )
+        for (start, stop), votes in sorted(rows.items())
+    )
 
 
 def _tuev_detect(files: list[str]) -> bool:
@@ -236,7 +286,16 @@ def list_tuev(group: Group):
         # Training files carry TUH's patient codes (as TUAB and TUSZ do); evaluation files a number.
         patient = named.group(1)
         key = f"tuh-{patient}" if re.fullmatch(r"[a-z]{8}", patient) else f"tuev-{patient}"
-        items.append(SourceItem(path=path, dataset="tuev", site=group.site_of(path), subject_key=key,
-                                task="tuev_event", windows=windows or (), label_problem=problem,
-                                corpus_split=corpus_split(path)))
+        items.append(
+            SourceItem(
+                path=path,
+                dataset="tuev",
+                site=group.site_of(path),
+                subject_key=key,
+                task="tuev_event",
+                windows=windows or (),
+                label_problem=problem,
+                corpus_split=corpus_split(path),
+            )
+        )
     return items, ignored

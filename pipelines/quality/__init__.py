@@ -85,6 +85,15 @@ from eegfm.pipelines.quality.report import QUALITY_NAMES, QualityReport
 from eegfm.pipelines.quality.rules import DEFAULT_REJECT_ON, RULES, QualityConfig, validate_window
 
 __all__ = [
-    "DEFAULT_REJECT_ON", "QUALITY_NAMES", "RULES", "QualityConfig", "QualityReport", "clip_mask",
-    "compute_quality", "compute_quality_batch", "detect_pops", "flat_mask", "validate_window",
+    "DEFAULT_REJECT_ON",
+    "QUALITY_NAMES",
+    "RULES",
+    "QualityConfig",
+    "QualityReport",
+    "clip_mask",
+    "compute_quality",
+    "compute_quality_batch",
+    "detect_pops",
+    "flat_mask",
+    "validate_window",
 ]

@@ -24,9 +24,14 @@ from eegfm.pipelines.quality.rules import QualityConfig, channel_scores, default
 
 
 def compute_quality(
-    data: np.ndarray, sfreq: float = 256.0, config: QualityConfig | None = None, *,
-    channel_mask: Sequence[int] | np.ndarray | None = None, unfiltered: np.ndarray | None = None,
-    physical_min: float | Sequence[float] | None = None, physical_max: float | Sequence[float] | None = None,
+    data: np.ndarray,
+    sfreq: float = 256.0,
+    config: QualityConfig | None = None,
+    *,
+    channel_mask: Sequence[int] | np.ndarray | None = None,
+    unfiltered: np.ndarray | None = None,
+    physical_min: float | Sequence[float] | None = None,
+    physical_max: float | Sequence[float] | None = None,
     spectrum: WindowSpectrum | None = None,
 ) -> QualityReport:
     """Quality metrics of one window (n_chans, n_times); :mod:`pipelines.quality` defines each.
@@ -54,18 +59,30 @@ def compute_quality(
         unfiltered = unfiltered[None]
     if spectrum is not None:
         _check_spectrum(spectrum, data.shape, check_sfreq(sfreq))
-        spectrum = WindowSpectrum(spectrum.freqs, spectrum.psd[None], spectrum.sfreq, spectrum.n_times,
-                                  spectrum.segment_s)
+        spectrum = WindowSpectrum(
+            spectrum.freqs, spectrum.psd[None], spectrum.sfreq, spectrum.n_times, spectrum.segment_s
+        )
     return compute_quality_batch(
-        data[None], sfreq, config, channel_mask=channel_mask, unfiltered=unfiltered,
-        physical_min=physical_min, physical_max=physical_max, spectrum=spectrum,
+        data[None],
+        sfreq,
+        config,
+        channel_mask=channel_mask,
+        unfiltered=unfiltered,
+        physical_min=physical_min,
+        physical_max=physical_max,
+        spectrum=spectrum,
     )[0]
 
 
 def compute_quality_batch(
-    windows: np.ndarray, sfreq: float = 256.0, config: QualityConfig | None = None, *,
-    channel_mask: Sequence[int] | np.ndarray | None = None, unfiltered: np.ndarray | None = None,
-    physical_min: float | Sequence[float] | None = None, physical_max: float | Sequence[float] | None = None,
+    windows: np.ndarray,
+    sfreq: float = 256.0,
+    config: QualityConfig | None = None,
+    *,
+    channel_mask: Sequence[int] | np.ndarray | None = None,
+    unfiltered: np.ndarray | None = None,
+    physical_min: float | Sequence[float] | None = None,
+    physical_max: float | Sequence[float] | None = None,
     spectrum: WindowSpectrum | None = None,
 ) -> list[QualityReport]:
     """:func:`compute_quality` of each of ``windows`` (n_windows, n_chans, n_times), one report
@@ -97,8 +114,7 @@ def compute_quality_batch(
             raise ValueError(f"unfiltered: expected shape {data.shape} like data; got {raw.shape}")
         raw, raw_high, raw_low, _ = _zero_nonfinite(raw)
     ptp = high.astype(np.float64) - low  # float32 values are exact in float64
-    flat_frac, clip_frac, pops, artifact = _sample_detectors(
-        x, raw, raw_high, raw_low, ptp, sfreq, config, pmin, pmax)
+    flat_frac, clip_frac, pops, artifact = _sample_detectors(x, raw, raw_high, raw_low, ptp, sfreq, config, pmin, pmax)
     if finite is not None:
         artifact.append(~finite)
     if spectrum is None:
@@ -108,19 +124,31 @@ def compute_quality_batch(
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         snr, muscle, line_db = spectral_metrics(freqs, psd, sfreq, config)
         channel_score = channel_scores(config, snr, flat_frac, clip_frac, ptp, muscle, line_db, pops)
-    metrics = _window_metrics(measured, finite, artifact, snr, flat_frac, clip_frac, ptp, muscle, line_db, pops,
-                              channel_score)
+    metrics = _window_metrics(
+        measured, finite, artifact, snr, flat_frac, clip_frac, ptp, muscle, line_db, pops, channel_score
+    )
     reports = []
     for w in range(len(data)):
         window_metrics = {name: values[w] for name, values in metrics.items()}
         rule_score, flags = window_rules(window_metrics, config)
-        reports.append(QualityReport(
-            **window_metrics, rule_score=rule_score, artifact_score=rule_score, flags=flags,
-            channel_measured=measured[w], channel_snr_db=snr[w], channel_flat_fraction=flat_frac[w],
-            channel_clip_fraction=clip_frac[w], channel_ptp_uv=ptp[w], channel_muscle_ratio=muscle[w],
-            channel_line_noise_db=line_db[w], channel_pops=pops[w], channel_score=channel_score[w],
-            spectrum=WindowSpectrum(freqs, psd[w], sfreq, data.shape[2], DEFAULT_SEGMENT_S),
-        ))
+        reports.append(
+            QualityReport(
+                **window_metrics,
+                rule_score=rule_score,
+                artifact_score=rule_score,
+                flags=flags,
+                channel_measured=measured[w],
+                channel_snr_db=snr[w],
+                channel_flat_fraction=flat_frac[w],
+                channel_clip_fraction=clip_frac[w],
+                channel_ptp_uv=ptp[w],
+                channel_muscle_ratio=muscle[w],
+                channel_line_noise_db=line_db[w],
+                channel_pops=pops[w],
+                channel_score=channel_score[w],
+                spectrum=WindowSpectrum(freqs, psd[w], sfreq, data.shape[2], DEFAULT_SEGMENT_S),
+            )
+        )
     return reports
 
 
@@ -138,8 +166,15 @@ def _zero_nonfinite(data: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 def _sample_detectors(
-    x: np.ndarray, raw: np.ndarray, raw_high: np.ndarray, raw_low: np.ndarray, ptp: np.ndarray, sfreq: float,
-    config: QualityConfig, pmin: np.ndarray | None, pmax: np.ndarray | None,
+    x: np.ndarray,
+    raw: np.ndarray,
+    raw_high: np.ndarray,
+    raw_low: np.ndarray,
+    ptp: np.ndarray,
+    sfreq: float,
+    config: QualityConfig,
+    pmin: np.ndarray | None,
+    pmax: np.ndarray | None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray]]:
     """Flat and clipped fractions and pop counts per channel (n_windows, n_chans), and the
     sample masks of what was found (flat, clipped, pop spans, excursions), on all rows at once."""
@@ -148,9 +183,14 @@ def _sample_detectors(
     rows, raw_rows = x.reshape(n_rows, n_times), raw.reshape(n_rows, n_times)
     flat = find_flat(raw_rows, sfreq, config.flat_tol_uv, config.flat_min_duration_s)
     clipped = find_clipped(
-        raw_rows, sfreq, config.clip_tol_rel, config.clip_min_duration_s,
-        None if pmin is None else np.tile(pmin, n_windows), None if pmax is None else np.tile(pmax, n_windows),
-        raw_high.reshape(-1), raw_low.reshape(-1),
+        raw_rows,
+        sfreq,
+        config.clip_tol_rel,
+        config.clip_min_duration_s,
+        None if pmin is None else np.tile(pmin, n_windows),
+        None if pmax is None else np.tile(pmax, n_windows),
+        raw_high.reshape(-1),
+        raw_low.reshape(-1),
     )
     pops = np.zeros((n_windows, n_chans), dtype=np.int64)
     pop_spans = None
@@ -170,16 +210,25 @@ def _sample_detectors(
         if beyond.any():
             excursion = np.zeros((n_rows, n_times), dtype=bool)
             excursion[wide] = beyond
-    fractions = [np.zeros((n_windows, n_chans)) if m is None else m.reshape(x.shape).mean(axis=2)
-                 for m in (flat, clipped)]
+    fractions = [
+        np.zeros((n_windows, n_chans)) if m is None else m.reshape(x.shape).mean(axis=2) for m in (flat, clipped)
+    ]
     masks = [m.reshape(x.shape) for m in (flat, clipped, pop_spans, excursion) if m is not None]
     return fractions[0], fractions[1], pops, masks
 
 
 def _window_metrics(
-    measured: np.ndarray, finite: np.ndarray | None, masks: list[np.ndarray], snr: np.ndarray,
-    flat_frac: np.ndarray, clip_frac: np.ndarray, ptp: np.ndarray, muscle: np.ndarray, line_db: np.ndarray,
-    pops: np.ndarray, channel_score: np.ndarray,
+    measured: np.ndarray,
+    finite: np.ndarray | None,
+    masks: list[np.ndarray],
+    snr: np.ndarray,
+    flat_frac: np.ndarray,
+    clip_frac: np.ndarray,
+    ptp: np.ndarray,
+    muscle: np.ndarray,
+    line_db: np.ndarray,
+    pops: np.ndarray,
+    channel_score: np.ndarray,
 ) -> dict[str, list[float]]:
     """The window metrics but ``rule_score``, per window, over the measured channels."""
     n_windows, n_chans = measured.shape
@@ -201,13 +250,19 @@ def _window_metrics(
     never_nan = np.stack([flat_frac, clip_frac, muscle])
     never_nan = (never_nan if all_measured else np.where(measured, never_nan, -np.inf)).max(axis=-1)
     metrics = {
-        "nonfinite_fraction": nonfinite_fraction, "snr_db": median[0], "flat_fraction": never_nan[0],
-        "clip_fraction": never_nan[1], "ptp_uv": worst[1], "ptp_uv_median": median[1], "muscle_ratio": never_nan[2],
+        "nonfinite_fraction": nonfinite_fraction,
+        "snr_db": median[0],
+        "flat_fraction": never_nan[0],
+        "clip_fraction": never_nan[1],
+        "ptp_uv": worst[1],
+        "ptp_uv_median": median[1],
+        "muscle_ratio": never_nan[2],
         "line_noise_db": worst[2],
         "pop_channels": np.count_nonzero(pops if all_measured else pops & measured, axis=1),
         "bad_channel_fraction": np.count_nonzero(bad if all_measured else bad & measured, axis=1) / n_measured,
         "channel_quality": (
-            channel_score.mean(axis=1) if all_measured
+            channel_score.mean(axis=1)
+            if all_measured
             else np.array([channel_score[w][measured[w]].mean() for w in range(n_windows)])
         ),
         "artifact_ratio": artifact_ratio,
@@ -236,8 +291,12 @@ def _check_spectrum(spectrum: Any, shape: tuple[int, ...], sfreq: float) -> None
     if not isinstance(spectrum, WindowSpectrum):
         raise TypeError(f"spectrum: expected a pipelines.features.WindowSpectrum; got {type(spectrum).__name__}")
     expected = shape[:-1] + (spectrum.freqs.size,)
-    if (spectrum.psd.shape != expected or spectrum.n_times != shape[-1] or spectrum.sfreq != sfreq
-            or spectrum.segment_s != DEFAULT_SEGMENT_S):
+    if (
+        spectrum.psd.shape != expected
+        or spectrum.n_times != shape[-1]
+        or spectrum.sfreq != sfreq
+        or spectrum.segment_s != DEFAULT_SEGMENT_S
+    ):
         raise ValueError(
             f"spectrum: expected the spectrum of this window (psd shape {expected}, n_times "
             f"{shape[-1]}, sfreq {sfreq}, segment_s {DEFAULT_SEGMENT_S}); got psd shape "

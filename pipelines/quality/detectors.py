@@ -123,8 +123,14 @@ def flat_mask(x: np.ndarray, sfreq: float, tol_uv: float, min_duration_s: float)
 
 
 def find_clipped(
-    x: np.ndarray, sfreq: float, tol_rel: float, min_duration_s: float, physical_min: np.ndarray | None = None,
-    physical_max: np.ndarray | None = None, high: np.ndarray | None = None, low: np.ndarray | None = None,
+    x: np.ndarray,
+    sfreq: float,
+    tol_rel: float,
+    min_duration_s: float,
+    physical_min: np.ndarray | None = None,
+    physical_max: np.ndarray | None = None,
+    high: np.ndarray | None = None,
+    low: np.ndarray | None = None,
 ) -> np.ndarray | None:
     """:func:`clip_mask`, or None when no sample is clipped; ``high``/``low``: row max/min of x."""
     if physical_min is not None and physical_max is not None:
@@ -151,8 +157,12 @@ def find_clipped(
 
 
 def clip_mask(
-    x: np.ndarray, sfreq: float, tol_rel: float, min_duration_s: float,
-    physical_min: np.ndarray | None = None, physical_max: np.ndarray | None = None,
+    x: np.ndarray,
+    sfreq: float,
+    tol_rel: float,
+    min_duration_s: float,
+    physical_min: np.ndarray | None = None,
+    physical_max: np.ndarray | None = None,
 ) -> np.ndarray:
     """Clipped samples: at the declared physical range if given, else plateaus at the extremes."""
     x = np.ascontiguousarray(as_work(np.asarray(x)))
@@ -174,8 +184,12 @@ def _robust_scale(abs_step: np.ndarray) -> np.ndarray:
 
 def _pop_lengths(sfreq: float, config: QualityConfig) -> tuple[int, int, int, int]:
     """Samples in a step, the baseline before it, and the early and late spans after it."""
-    return (max(1, int(round(config.pop_step_s * sfreq))), max(1, int(round(0.1 * sfreq))),
-            int(round(0.2 * sfreq)), int(round(0.3 * sfreq)))
+    return (
+        max(1, int(round(config.pop_step_s * sfreq))),
+        max(1, int(round(0.1 * sfreq))),
+        int(round(0.2 * sfreq)),
+        int(round(0.3 * sfreq)),
+    )
 
 
 def pop_screen(rows: np.ndarray, sfreq: float, config: QualityConfig) -> np.ndarray | None:
@@ -190,7 +204,10 @@ def pop_screen(rows: np.ndarray, sfreq: float, config: QualityConfig) -> np.ndar
 
 
 def find_pops(
-    x: np.ndarray, sfreq: float, config: QualityConfig, screen: np.ndarray | None = None,
+    x: np.ndarray,
+    sfreq: float,
+    config: QualityConfig,
+    screen: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`detect_pops`, with None for an empty span mask; ``screen``: :func:`pop_screen`
     of the rows of ``x`` if already computed.
@@ -241,16 +258,16 @@ def find_pops(
                 continue  # several channels step together: movement or reference, not a pop
             if t0 < pre_len or t0 + k + early_len > n:
                 continue  # cannot see the baseline or the decay inside this window
-            baseline = np.median(signal[t0 - pre_len: t0])
+            baseline = np.median(signal[t0 - pre_len : t0])
             amplitude = signal[t0 + k] - baseline
             if abs(amplitude) < config.pop_min_uv / 2.0:
                 continue  # the "step" only returned towards baseline (end of a ramp or a spike)
-            early = (signal[t0 + k: t0 + k + early_len] - baseline).mean() / amplitude
-            late_seg = signal[t0 + k + early_len: t0 + k + early_len + late_len] - baseline
+            early = (signal[t0 + k : t0 + k + early_len] - baseline).mean() / amplitude
+            late_seg = signal[t0 + k + early_len : t0 + k + early_len + late_len] - baseline
             late = late_seg.mean() / amplitude if late_seg.size else early
             if early >= config.pop_persist and late <= early:
                 counts[ch] += 1
-                spans[ch, t0: min(n, t0 + k + int(round(0.5 * sfreq)))] = True
+                spans[ch, t0 : min(n, t0 + k + int(round(0.5 * sfreq)))] = True
     return counts, (spans if counts.any() else None)
 
 
@@ -261,7 +278,6 @@ def detect_pops(x: np.ndarray, sfreq: float, config: QualityConfig) -> tuple[np.
     """
     counts, spans = find_pops(np.ascontiguousarray(as_work(np.asarray(x))), sfreq, config)
     return counts, (np.zeros(np.shape(x), dtype=bool) if spans is None else spans)
-
 
 
 def _line_bins(freqs: np.ndarray) -> np.ndarray:
@@ -306,14 +322,22 @@ class _SpectralPlan:
 
 @lru_cache(maxsize=32)
 def _spectral_plan(
-    freqs_bytes: bytes, sfreq: float, signal_band: tuple, noise_band: tuple, muscle_band: tuple,
+    freqs_bytes: bytes,
+    sfreq: float,
+    signal_band: tuple,
+    noise_band: tuple,
+    muscle_band: tuple,
     total_band: tuple,
 ) -> _SpectralPlan:
     freqs = np.frombuffer(freqs_bytes, dtype=np.float64)
     nyquist = sfreq / 2.0
     line = _line_bins(freqs)
-    bands = (signal_band, noise_band, (muscle_band[0], min(muscle_band[1], nyquist + 1e-9)),
-             (total_band[0], min(total_band[1], nyquist + 1e-9)))
+    bands = (
+        signal_band,
+        noise_band,
+        (muscle_band[0], min(muscle_band[1], nyquist + 1e-9)),
+        (total_band[0], min(total_band[1], nyquist + 1e-9)),
+    )
     weights = band_weights(freqs, bands) * ~line[:, None]
     counts = weights[:, :2].sum(axis=0)
     weights[:, :2] /= np.maximum(1, counts)  # mean densities
@@ -328,15 +352,24 @@ def _spectral_plan(
 
 
 def spectral_metrics(
-    freqs: np.ndarray, psd: np.ndarray, sfreq: float, config: QualityConfig,
+    freqs: np.ndarray,
+    psd: np.ndarray,
+    sfreq: float,
+    config: QualityConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-channel SNR (dB), muscle ratio and worst mains ratio (dB) from PSDs (..., n_freqs).
 
     The mains ratios are :func:`pipelines.filters.line_ratio_db` (peak over the median of the
     reference windows' maxima) from precomputed bin windows; callers silence floating-point
     warnings (empty bands, zero power)."""
-    plan = _spectral_plan(freqs.tobytes(), sfreq, tuple(config.signal_band), tuple(config.noise_band),
-                          tuple(config.muscle_band), tuple(config.total_band))
+    plan = _spectral_plan(
+        freqs.tobytes(),
+        sfreq,
+        tuple(config.signal_band),
+        tuple(config.noise_band),
+        tuple(config.muscle_band),
+        tuple(config.total_band),
+    )
     psd = psd.astype(np.float64)
     sums = psd @ plan.weights  # (..., 4)
     for col in plan.nan_columns:

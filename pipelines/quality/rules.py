@@ -90,9 +90,15 @@ class QualityConfig(Config):
         for name in ("signal_band", "noise_band", "muscle_band", "total_band"):
             _check_band(name, getattr(self, name))
         for name, high, open_low in (
-            ("flat_tol_uv", None, False), ("flat_min_duration_s", 10.0, True), ("clip_tol_rel", 0.1, False),
-            ("clip_min_duration_s", 10.0, True), ("max_abs_uv", None, True), ("pop_step_s", 0.2, True),
-            ("pop_z", None, True), ("pop_min_uv", None, False), ("pop_persist", 1.0, False),
+            ("flat_tol_uv", None, False),
+            ("flat_min_duration_s", 10.0, True),
+            ("clip_tol_rel", 0.1, False),
+            ("clip_min_duration_s", 10.0, True),
+            ("max_abs_uv", None, True),
+            ("pop_step_s", 0.2, True),
+            ("pop_z", None, True),
+            ("pop_min_uv", None, False),
+            ("pop_persist", 1.0, False),
         ):
             check_range(name, getattr(self, name), 0.0, high, low_inclusive=not open_low)
         for _, field, _, kind in RULES.values():
@@ -141,8 +147,14 @@ def window_rules(metrics: dict[str, float], config: QualityConfig) -> tuple[floa
 
 
 def channel_scores(
-    config: QualityConfig, snr: np.ndarray, flat_frac: np.ndarray, clip_frac: np.ndarray,
-    ptp: np.ndarray, muscle: np.ndarray, line_db: np.ndarray, pops: np.ndarray,
+    config: QualityConfig,
+    snr: np.ndarray,
+    flat_frac: np.ndarray,
+    clip_frac: np.ndarray,
+    ptp: np.ndarray,
+    muscle: np.ndarray,
+    line_db: np.ndarray,
+    pops: np.ndarray,
 ) -> np.ndarray:
     """``1 - max(penalty)`` over the channel metrics (SNR, flat, clip, high and low amplitude,
     muscle, mains, pop count), shape (..., n_chans); callers silence floating-point warnings."""
@@ -175,6 +187,8 @@ def validate_window(report: Any, config: QualityConfig | None = None) -> tuple[b
             op = ">=" if direction == "max" else "<="
             reasons.append(f"{rule}: {metric}={value:.4g} {op} {field}={threshold:.4g}")
     if report.artifact_score > config.max_artifact_score:
-        reasons.append(f"artifact_score: artifact_score={report.artifact_score:.4g} > "
-                       f"max_artifact_score={config.max_artifact_score:.4g}")
+        reasons.append(
+            f"artifact_score: artifact_score={report.artifact_score:.4g} > "
+            f"max_artifact_score={config.max_artifact_score:.4g}"
+        )
     return not reasons, reasons

@@ -7,7 +7,15 @@ from pathlib import Path
 
 from eegfm.pipelines.readers.annotations import annotated_events, annotated_segments, annotation_samples, marks_bad
 from eegfm.pipelines.readers.base import (
-    ARCHIVES, FORMATS, GZIPPED, Reader, ReaderError, RecordingInfo, Segment, format_of, names_electrode,
+    ARCHIVES,
+    FORMATS,
+    GZIPPED,
+    Reader,
+    ReaderError,
+    RecordingInfo,
+    Segment,
+    format_of,
+    names_electrode,
     unique_channel_names,
 )
 from eegfm.pipelines.readers.edf import EdfReader
@@ -16,9 +24,25 @@ from eegfm.pipelines.readers.hms_parquet import HmsParquetReader
 from eegfm.pipelines.readers.mne_reader import EpochsReader, MneReader, digitized_positions, read_epochs
 
 __all__ = [
-    "ARCHIVES", "FORMATS", "GZIPPED", "EdfReader", "EpochsReader", "HmsParquetReader", "MneReader", "Reader",
-    "ReaderError", "RecordingInfo", "Segment", "annotated_events", "annotated_segments", "annotation_samples",
-    "digitized_positions", "eeglab_data_file", "marks_bad", "names_electrode", "open_recording",
+    "ARCHIVES",
+    "FORMATS",
+    "GZIPPED",
+    "EdfReader",
+    "EpochsReader",
+    "HmsParquetReader",
+    "MneReader",
+    "Reader",
+    "ReaderError",
+    "RecordingInfo",
+    "Segment",
+    "annotated_events",
+    "annotated_segments",
+    "annotation_samples",
+    "digitized_positions",
+    "eeglab_data_file",
+    "marks_bad",
+    "names_electrode",
+    "open_recording",
     "unique_channel_names",
 ]
 
@@ -31,8 +55,9 @@ def open_recording(path: str | os.PathLike) -> Reader:
         archive = next((a for a in ARCHIVES if name.endswith(a)), None)
         got = archive or Path(path).suffix
         hint = " (an archive: unpack it and give the folder as --input)" if archive else ""
-        raise ReaderError(path, f"file type: expected one of {', '.join(sorted({*FORMATS, *GZIPPED}))}; "
-                                f"got {got!r}{hint}")
+        raise ReaderError(
+            path, f"file type: expected one of {', '.join(sorted({*FORMATS, *GZIPPED}))}; got {got!r}{hint}"
+        )
     if os.path.getsize(path) == 0:
         raise ReaderError(path, "file size: expected a recording; got an empty (0-byte) file")
     if fmt == "hms_parquet":

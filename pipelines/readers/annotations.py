@@ -19,8 +19,10 @@ def annotation_samples(raw) -> list[tuple[int, int, str]]:
         return []
     sfreq = float(raw.info["sfreq"])
     index = raw.time_as_index(notes.onset, use_rounding=True, origin=notes.orig_time)
-    return [(at, int(round(duration * sfreq)), str(text).strip().lower())
-            for at, duration, text in zip(index.tolist(), notes.duration.tolist(), notes.description)]
+    return [
+        (at, int(round(duration * sfreq)), str(text).strip().lower())
+        for at, duration, text in zip(index.tolist(), notes.duration.tolist(), notes.description)
+    ]
 
 
 def annotated_segments(notes: list[tuple[int, int, str]], n: int, sfreq: float) -> tuple[Segment, ...]:
@@ -40,8 +42,9 @@ def annotated_segments(notes: list[tuple[int, int, str]], n: int, sfreq: float) 
     return tuple(segments) if len(segments) != 1 or segments[0] != Segment(0, n, 0.0) else ()
 
 
-def annotated_events(notes: list[tuple[int, int, str]], segments: Sequence[Segment],
-                     sfreq: float) -> tuple[tuple[float, float, str], ...]:
+def annotated_events(
+    notes: list[tuple[int, int, str]], segments: Sequence[Segment], sfreq: float
+) -> tuple[tuple[float, float, str], ...]:
     """``annotation_samples``' notes as (onset s in the recording's time, duration s, text): a
     sample in a segment lies at its onset plus its offset there (a cut recording's samples are
     not its time)."""
@@ -66,5 +69,3 @@ def annotated_bad_spans(notes: list[tuple[int, int, str]], n: int) -> tuple[tupl
     covers its sample."""
     spans = [(max(0, at), min(n, at + max(1, length))) for at, length, kind in notes if marks_bad(kind)]
     return tuple(sorted((a, b) for a, b in spans if b > a))
-
-

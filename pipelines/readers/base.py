@@ -27,8 +27,14 @@ from eegfm.pipelines.fif_parts import GZIPPED_PART
 
 # Extension -> format name. EDF/BDF use the chunked `readers.edf.EdfReader`.
 FORMATS = {
-    ".edf": "edf", ".bdf": "bdf", ".fif": "fif", ".fif.gz": "fif", ".vhdr": "brainvision",
-    ".set": "eeglab", ".parquet": "hms_parquet", ".mff": "egi",  # EGI's MFF: a folder, read as one recording
+    ".edf": "edf",
+    ".bdf": "bdf",
+    ".fif": "fif",
+    ".fif.gz": "fif",
+    ".vhdr": "brainvision",
+    ".set": "eeglab",
+    ".parquet": "hms_parquet",
+    ".mff": "egi",  # EGI's MFF: a folder, read as one recording
 }
 # gzip-compressed EDF/BDF: decompressed to a temp file first (their readers seek, pipelines.process);
 # MNE reads .fif.gz itself.
@@ -107,15 +113,15 @@ class Reader:
         stop = self.info.n_times if stop is None else stop
         if not 0 <= start <= stop <= self.info.n_times:
             raise ReaderError(
-                self.path, f"sample range: expected 0 <= start <= stop <= {self.info.n_times}; "
-                f"got [{start}, {stop})"
+                self.path, f"sample range: expected 0 <= start <= stop <= {self.info.n_times}; got [{start}, {stop})"
             )
         data = self._read(start, stop)
         if check_finite and not np.all(np.isfinite(data)):
             bad = [self.info.ch_names[i] for i in np.flatnonzero(~np.isfinite(data).all(axis=1))]
             raise ReaderError(
-                self.path, f"samples: expected finite values; channels {', '.join(bad[:8])} "
-                f"contain NaN or infinity in samples [{start}, {stop})"
+                self.path,
+                f"samples: expected finite values; channels {', '.join(bad[:8])} "
+                f"contain NaN or infinity in samples [{start}, {stop})",
             )
         return data
 
@@ -148,12 +154,15 @@ def check_info(path, ch_names, sfreq, n_times) -> None:
     # A derivation recorded twice ('T8-P8-0', 'T8-P8-1') is two measurements of one difference.
     numbered = collections.defaultdict(list)
     for name in ch_names:
-        if (found := _RUNNING_NUMBER.match(name)):
+        if found := _RUNNING_NUMBER.match(name):
             numbered[found.group(1)].append(name)
     twice = [base for base, names in numbered.items() if len(names) > 1 and standard_name(base) is not None]
     if twice:
-        raise ReaderError(path, f"channel names: expected unique names; duplicated {twice} (read as "
-                                f"{', '.join(repr(n) for base in twice for n in numbered[base])})")
+        raise ReaderError(
+            path,
+            f"channel names: expected unique names; duplicated {twice} (read as "
+            f"{', '.join(repr(n) for base in twice for n in numbered[base])})",
+        )
 
 
 _RUNNING_NUMBER = re.compile(r"^(.*\S)-(\d+)$")
@@ -198,5 +207,3 @@ def format_of(path) -> str:
 def one_line(err: BaseException) -> str:
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text[:200]}"
-
-

@@ -30,13 +30,20 @@ from eegfm.pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
 from eegfm.pipelines.harmonize import HarmonizeError, microvolt_scale
 from eegfm.pipelines.readers.annotations import marks_bad
 from eegfm.pipelines.readers.base import (
-    Reader, ReaderError, RecordingInfo, Segment, check_info, names_electrode, unique_channel_names,
+    Reader,
+    ReaderError,
+    RecordingInfo,
+    Segment,
+    check_info,
+    names_electrode,
+    unique_channel_names,
 )
 
 ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
 MAX_SIGNALS = 4096  # well above any real montage; protects against absurd declared counts
-_MONTHS = {m: i + 1 for i, m in enumerate(
-    ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"))}
+_MONTHS = {
+    m: i + 1 for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"))
+}
 _EDFPLUS_DATE = re.compile(r"^(\d{2})-([A-Z]{3})-(\d{4})$")
 # A data record's time-keeping TAL: its onset, maybe a duration, then 0x14 (EDF+ spec, 2.2.4).
 _TIME_KEEPING = re.compile(rb"^([+-]\d+(?:\.\d*)?)[\x14\x15]")
@@ -98,51 +105,76 @@ class EdfHeader:
             raise ReaderError(path, f"header field number of signals: expected 1..{MAX_SIGNALS}; got {n_signals}")
         header_bytes = int(_number(path, head[184:192], "header bytes", integer=True))
         if header_bytes != 256 * (n_signals + 1):
-            raise ReaderError(path, f"header field header bytes: expected 256 * (1 + {n_signals} signals) = "
-                              f"{256 * (n_signals + 1)}; got {header_bytes}")
+            raise ReaderError(
+                path,
+                f"header field header bytes: expected 256 * (1 + {n_signals} signals) = "
+                f"{256 * (n_signals + 1)}; got {header_bytes}",
+            )
         if file_size < header_bytes:
-            raise ReaderError(path, f"header: declares {n_signals} signals ({header_bytes} header bytes) "
-                              f"but the file has only {file_size} bytes")
+            raise ReaderError(
+                path,
+                f"header: declares {n_signals} signals ({header_bytes} header bytes) "
+                f"but the file has only {file_size} bytes",
+            )
         self.reserved = _text(head[192:236])
         self.n_records = int(_number(path, head[236:244], "number of data records", integer=True))
         self.record_duration = _number(path, head[244:252], "duration of a data record")
         self.n_signals, self.header_bytes = n_signals, header_bytes
         self._parse_signals(head[256:header_bytes])
         if all(label in ANNOTATION_LABELS for label in self.labels):  # EDF+ allows a 0 s record here
-            raise ReaderError(path, "signals: expected at least one data signal; the file holds only annotations "
-                              "(an EDF+ annotation file such as a hypnogram describes a recording; it is not one)")
+            raise ReaderError(
+                path,
+                "signals: expected at least one data signal; the file holds only annotations "
+                "(an EDF+ annotation file such as a hypnogram describes a recording; it is not one)",
+            )
         if self.record_duration <= 0:
-            raise ReaderError(path, f"header field duration of a data record: expected seconds > 0; "
-                              f"got {self.record_duration:g}")
+            raise ReaderError(
+                path, f"header field duration of a data record: expected seconds > 0; got {self.record_duration:g}"
+            )
         self._check_size(file_size)
 
     def _parse_signals(self, block: bytes) -> None:
         ns, path = self.n_signals, self.path
         offsets = (0, *itertools.accumulate((16, 80, 8, 8, 8, 8, 8, 80, 8, 32)))  # the fields' widths
-        cols = [[block[a * ns + i * (b - a): a * ns + (i + 1) * (b - a)] for i in range(ns)]
-                for a, b in zip(offsets, offsets[1:])]
+        cols = [
+            [block[a * ns + i * (b - a) : a * ns + (i + 1) * (b - a)] for i in range(ns)]
+            for a, b in zip(offsets, offsets[1:])
+        ]
         self.labels = [_text(b) for b in cols[0]]
         self.units = [_text(b) for b in cols[2]]
 
         def numbers(k: int, field: str, integer: bool = False) -> np.ndarray:
-            return np.array([_number(path, b, f"{field} of signal {i + 1} ({self.labels[i]!r})", integer=integer)
-                             for i, b in enumerate(cols[k])])
+            return np.array(
+                [
+                    _number(path, b, f"{field} of signal {i + 1} ({self.labels[i]!r})", integer=integer)
+                    for i, b in enumerate(cols[k])
+                ]
+            )
 
         self.phys_min, self.phys_max = numbers(3, "physical minimum"), numbers(4, "physical maximum")
         self.dig_min, self.dig_max = numbers(5, "digital minimum", True), numbers(6, "digital maximum", True)
         self.samples_per_record = numbers(8, "samples per record", True)
         for i, label in enumerate(self.labels):
             if self.samples_per_record[i] < 1:
-                raise ReaderError(path, f"header field samples per record of signal {i + 1} ({label!r}): "
-                                  f"expected >= 1 (a sampling rate above 0 Hz); got {self.samples_per_record[i]}")
+                raise ReaderError(
+                    path,
+                    f"header field samples per record of signal {i + 1} ({label!r}): "
+                    f"expected >= 1 (a sampling rate above 0 Hz); got {self.samples_per_record[i]}",
+                )
             if label in ANNOTATION_LABELS:
                 continue
             if self.dig_max[i] <= self.dig_min[i]:
-                raise ReaderError(path, f"header field digital maximum of signal {i + 1} ({label!r}): "
-                                  f"expected > digital minimum {self.dig_min[i]}; got {self.dig_max[i]}")
+                raise ReaderError(
+                    path,
+                    f"header field digital maximum of signal {i + 1} ({label!r}): "
+                    f"expected > digital minimum {self.dig_min[i]}; got {self.dig_max[i]}",
+                )
             if self.phys_max[i] == self.phys_min[i]:
-                raise ReaderError(path, f"header field physical maximum of signal {i + 1} ({label!r}): "
-                                  f"expected != physical minimum; both are {self.phys_min[i]:g}")
+                raise ReaderError(
+                    path,
+                    f"header field physical maximum of signal {i + 1} ({label!r}): "
+                    f"expected != physical minimum; both are {self.phys_min[i]:g}",
+                )
         self.record_bytes = int(self.samples_per_record.sum()) * self.sample_bytes
 
     def _check_size(self, file_size: int) -> None:
@@ -151,15 +183,22 @@ class EdfHeader:
         if self.n_records == -1:  # "unknown": allowed while a recording is in progress
             self.n_records = complete
         elif self.n_records < 1:
-            raise ReaderError(self.path, f"header field number of data records: expected >= 1 (or -1); "
-                                         f"got {self.n_records}")
+            raise ReaderError(
+                self.path, f"header field number of data records: expected >= 1 (or -1); got {self.n_records}"
+            )
         elif complete < self.n_records:
-            raise ReaderError(self.path, f"data records: the header declares {self.n_records} records of "
-                              f"{self.record_bytes} bytes but the file holds {complete} complete ones "
-                              f"({file_size} bytes): truncated file or wrong record count")
+            raise ReaderError(
+                self.path,
+                f"data records: the header declares {self.n_records} records of "
+                f"{self.record_bytes} bytes but the file holds {complete} complete ones "
+                f"({file_size} bytes): truncated file or wrong record count",
+            )
         elif complete > self.n_records:
-            raise ReaderError(self.path, f"header field number of data records: the file holds {complete} "
-                              f"complete records but the header declares {self.n_records}")
+            raise ReaderError(
+                self.path,
+                f"header field number of data records: the file holds {complete} "
+                f"complete records but the header declares {self.n_records}",
+            )
         if self.n_records < 1:
             raise ReaderError(self.path, "data records: expected at least one complete record; got none")
 
@@ -217,13 +256,18 @@ def record_segments(path, onsets: np.ndarray, record_duration: float, samples_pe
     early = np.flatnonzero(steps < record_duration - tolerance)
     if early.size:
         k = int(early[0]) + 1
-        raise ReaderError(path, f"data record {k + 1}: starts at {onsets[k]:g} s, before the previous record "
-                          f"ends ({onsets[k - 1] + record_duration:g} s); EDF+D records must be in time order "
-                          "and must not overlap")
+        raise ReaderError(
+            path,
+            f"data record {k + 1}: starts at {onsets[k]:g} s, before the previous record "
+            f"ends ({onsets[k - 1] + record_duration:g} s); EDF+D records must be in time order "
+            "and must not overlap",
+        )
     firsts = [0, *(np.flatnonzero(steps > record_duration + tolerance) + 1).tolist()]
     lasts = [*firsts[1:], len(onsets)]
-    return tuple(Segment(a * samples_per_record, b * samples_per_record, float(onsets[a] - onsets[0]))
-                 for a, b in zip(firsts, lasts))
+    return tuple(
+        Segment(a * samples_per_record, b * samples_per_record, float(onsets[a] - onsets[0]))
+        for a, b in zip(firsts, lasts)
+    )
 
 
 def bad_spans(notes, origin_s: float, segments: tuple[Segment, ...], sfreq: float) -> tuple[tuple[int, int], ...]:
@@ -288,8 +332,9 @@ class EdfReader(Reader):
             except HarmonizeError:  # blank or unknown ('Volt', a writer's spelling): the range tells
                 to_uv.append(unit_from_range(hdr.labels[i], hdr.phys_max[i] - hdr.phys_min[i]))
         self._gain = (scale[self._idx] * np.array(to_uv))[:, None].astype(np.float64)
-        self._offset = ((hdr.phys_min[self._idx] - hdr.dig_min[self._idx] * scale[self._idx])
-                        * np.array(to_uv))[:, None]
+        self._offset = ((hdr.phys_min[self._idx] - hdr.dig_min[self._idx] * scale[self._idx]) * np.array(to_uv))[
+            :, None
+        ]
         ch_names = unique_channel_names([hdr.labels[i] for i in self._idx])
         sfreq = main / hdr.record_duration
         n_times = hdr.n_records * main
@@ -310,8 +355,11 @@ class EdfReader(Reader):
             self.bad_spans = bad_spans(notes, onsets[0], self.segments, sfreq)
             self.events = tuple((onset - onsets[0], duration, text) for onset, duration, text in notes)
         elif hdr.discontinuous:
-            raise ReaderError(self.path, f"signals: an {hdr.reserved[:5]} file needs an '{ANNOTATION_LABELS[0]}' "
-                              "signal holding each data record's onset; found none")
+            raise ReaderError(
+                self.path,
+                f"signals: an {hdr.reserved[:5]} file needs an '{ANNOTATION_LABELS[0]}' "
+                "signal holding each data record's onset; found none",
+            )
 
     def _annotations(self) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
         """Each data record's onset (s), from the time-keeping TAL that opens its first annotation
@@ -329,15 +377,21 @@ class EdfReader(Reader):
             tals = payload.split(b"\x00")
             match = _TIME_KEEPING.match(tals[0])
             if match is None:  # the bytes are not echoed: annotation text may name the patient
-                raise ReaderError(self.path, f"data record {k + 1}: expected its onset ('+<seconds>' then 0x14) "
-                                  f"at the start of its {hdr.labels[signal]} signal; got none")
+                raise ReaderError(
+                    self.path,
+                    f"data record {k + 1}: expected its onset ('+<seconds>' then 0x14) "
+                    f"at the start of its {hdr.labels[signal]} signal; got none",
+                )
             onsets[k] = float(match.group(1))
             for tal in tals[1:]:
                 note = _TAL.match(tal)
                 if note:
                     texts = note.group(3).split(b"\x14")
-                    notes += [(float(note.group(1)), float(note.group(2) or 0), t.decode("utf-8", "replace"))
-                              for t in texts if t]
+                    notes += [
+                        (float(note.group(1)), float(note.group(2) or 0), t.decode("utf-8", "replace"))
+                        for t in texts
+                        if t
+                    ]
         if not hdr.discontinuous:
             onsets = onsets[0] + hdr.record_duration * np.arange(hdr.n_records)
         return onsets, notes
@@ -354,14 +408,14 @@ class EdfReader(Reader):
             raise ReaderError(self.path, f"data records: expected {size} bytes at offset {at}; got {len(buffer)}")
         block = np.frombuffer(buffer, dtype=np.uint8).reshape(last - first, record)
         for row, off in enumerate(self._offsets):
-            raw = block[:, off * nb: (off + spr) * nb]
+            raw = block[:, off * nb : (off + spr) * nb]
             if nb == 2:
                 digital = raw.reshape(-1).view("<i2").astype(np.float64)
             else:
                 b = raw.reshape(-1, 3).astype(np.int32)
                 digital = (b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16)).astype(np.int32)
                 digital = np.where(digital >= 1 << 23, digital - (1 << 24), digital).astype(np.float64)
-            seg = digital[start - first * spr: stop - first * spr]
+            seg = digital[start - first * spr : stop - first * spr]
             out[row] = seg * self._gain[row, 0] + self._offset[row, 0]
         return out
 

@@ -87,5 +87,3 @@ def eeglab_fiducials(fiducials: dict) -> dict | None:
     turned = {k: (-xyz[1] * scale, xyz[0] * scale, xyz[2] * scale) for k, xyz in fiducials.items()}
     nasion = turned[FIFF.FIFFV_POINT_NASION]
     return turned if nasion[1] > abs(nasion[0]) else None
-
-

@@ -29,8 +29,9 @@ class HmsParquetReader(Reader):
         missing = [c for c in HMS_EEG_COLUMNS if c not in columns]
         if missing:
             raise ReaderError(
-                path, f"columns: expected the 19 HMS EEG columns {' '.join(HMS_EEG_COLUMNS)}; "
-                f"missing {', '.join(missing)} (found {', '.join(columns[:25]) or 'none'})"
+                path,
+                f"columns: expected the 19 HMS EEG columns {' '.join(HMS_EEG_COLUMNS)}; "
+                f"missing {', '.join(missing)} (found {', '.join(columns[:25]) or 'none'})",
             )
         wanted = list(HMS_EEG_COLUMNS) + [c for c in HMS_AUX_COLUMNS if c in columns]
         # HMS files are at most tens of MB: read once, then slice per window.
@@ -39,7 +40,8 @@ class HmsParquetReader(Reader):
         # out so the harmonizer interpolates it (and marks it in channel_mask). NaN stretches
         # inside a recorded column stay, and reject only the windows they touch.
         self.empty_columns = tuple(
-            c for c in wanted
+            c
+            for c in wanted
             if table.num_rows and not np.isfinite(table.column(c).to_numpy(zero_copy_only=False)).any()
         )
         self._columns = [c for c in wanted if c not in self.empty_columns]
@@ -47,9 +49,9 @@ class HmsParquetReader(Reader):
         check_info(path, self._columns, HMS_SFREQ, n_times)
         self.info = RecordingInfo(tuple(self._columns), HMS_SFREQ, n_times)
         self.identity_key = self.path.stem
-        self._data = np.stack([
-            table.column(c).to_numpy(zero_copy_only=False).astype(np.float32) for c in self._columns
-        ])
+        self._data = np.stack(
+            [table.column(c).to_numpy(zero_copy_only=False).astype(np.float32) for c in self._columns]
+        )
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         return self._data[:, start:stop].copy()

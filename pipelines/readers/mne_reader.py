@@ -15,10 +15,20 @@ import numpy as np
 from eegfm.pipelines.channels import Digitized
 from eegfm.pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
 from eegfm.pipelines.readers.annotations import (
-    annotated_bad_spans, annotated_events, annotated_segments, annotation_samples,
+    annotated_bad_spans,
+    annotated_events,
+    annotated_segments,
+    annotation_samples,
 )
 from eegfm.pipelines.readers.base import (
-    Reader, ReaderError, RecordingInfo, Segment, check_info, format_of, one_line, unique_channel_names,
+    Reader,
+    ReaderError,
+    RecordingInfo,
+    Segment,
+    check_info,
+    format_of,
+    one_line,
+    unique_channel_names,
 )
 from eegfm.pipelines.readers.eeglab import eeglab_chaninfo_guard, eeglab_fiducials
 
@@ -80,8 +90,9 @@ class MneReader(Reader):
         try:
             data = self._raw.get_data(start=start, stop=stop)
         except Exception as err:
-            raise ReaderError(self.path, f"data records: unreadable in samples [{start}, {stop}) "
-                              f"({one_line(err)})") from err
+            raise ReaderError(
+                self.path, f"data records: unreadable in samples [{start}, {stop}) ({one_line(err)})"
+            ) from err
         return (data * self._scale).astype(np.float32)
 
     def close(self) -> None:
@@ -114,7 +125,7 @@ def _unique_brainvision_names(path: str):
     folder = os.path.dirname(os.path.abspath(path))
     for (row, _), name in zip(rows, unique):
         key, rest = lines[row].split("=", 1)
-        lines[row] = key + "=" + name.replace(",", "\\1") + rest[len(rest.split(",", 1)[0]):]
+        lines[row] = key + "=" + name.replace(",", "\\1") + rest[len(rest.split(",", 1)[0]) :]
     for i, line in enumerate(lines):
         key, sep, value = line.partition("=")
         if sep and key.strip() in ("DataFile", "MarkerFile") and value.strip():
@@ -138,8 +149,11 @@ def digitized_positions(info, fmt: str = "fif") -> Digitized | None:
 
     if fmt not in ("fif", "egi", "brainvision", "eeglab"):
         return None
-    fiducials = {d["ident"]: tuple(float(v) for v in d["r"]) for d in info.get("dig") or ()
-                 if d["kind"] == FIFF.FIFFV_POINT_CARDINAL and d["coord_frame"] == FIFF.FIFFV_COORD_HEAD}
+    fiducials = {
+        d["ident"]: tuple(float(v) for v in d["r"])
+        for d in info.get("dig") or ()
+        if d["kind"] == FIFF.FIFFV_POINT_CARDINAL and d["coord_frame"] == FIFF.FIFFV_COORD_HEAD
+    }
     wanted = (FIFF.FIFFV_POINT_NASION, FIFF.FIFFV_POINT_LPA, FIFF.FIFFV_POINT_RPA)
     framed = fmt != "brainvision"
     if framed and not all(k in fiducials for k in wanted):
@@ -149,8 +163,12 @@ def digitized_positions(info, fmt: str = "fif") -> Digitized | None:
     found = {}
     for ch in info["chs"]:
         xyz = np.asarray(ch["loc"][:3], dtype=np.float64)
-        if ch["kind"] == FIFF.FIFFV_EEG_CH and ch["coord_frame"] == FIFF.FIFFV_COORD_HEAD \
-                and np.all(np.isfinite(xyz)) and np.linalg.norm(xyz) > 0.01:
+        if (
+            ch["kind"] == FIFF.FIFFV_EEG_CH
+            and ch["coord_frame"] == FIFF.FIFFV_COORD_HEAD
+            and np.all(np.isfinite(xyz))
+            and np.linalg.norm(xyz) > 0.01
+        ):
             found[ch["ch_name"]] = tuple(float(v) for v in xyz)
     if not found:
         return None
@@ -163,8 +181,10 @@ def _microvolt_scale(inst) -> np.ndarray:
     from mne.io.constants import FIFF  # mne: heavy, loaded by the MNE readers only
 
     return np.array(
-        [1e6 if ch["unit"] == FIFF.FIFF_UNIT_V and kind != "stim" else 1.0
-         for ch, kind in zip(inst.info["chs"], inst.get_channel_types())],
+        [
+            1e6 if ch["unit"] == FIFF.FIFF_UNIT_V and kind != "stim" else 1.0
+            for ch, kind in zip(inst.info["chs"], inst.get_channel_types())
+        ],
         dtype=np.float64,
     )[:, None]
 
@@ -197,7 +217,7 @@ class EpochsReader(Reader):
             raise ReaderError(self.path, f"epochs {first + 1}-{last}: unreadable ({one_line(err)})") from err
         data = data.transpose(1, 0, 2).reshape(data.shape[1], -1)
         offset = first * self._n
-        return (data[:, start - offset: stop - offset] * self._scale).astype(np.float32)
+        return (data[:, start - offset : stop - offset] * self._scale).astype(np.float32)
 
 
 def read_epochs(path: str | os.PathLike):
@@ -234,5 +254,3 @@ def _mne_identity(raw) -> str:
     parts = [str(subject.get(k, "")) for k in ("his_id", "last_name", "first_name", "birthday")]
     joined = "|".join(parts)
     return "" if joined.strip("|X0 ") == "" else joined
-
-

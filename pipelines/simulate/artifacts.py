@@ -29,17 +29,50 @@ from eegfm.pipelines.simulate.events import event_train
 N_CHANS = len(CANONICAL_CHANNELS)
 
 BLINK_TOPOGRAPHY = {
-    "Fp1": 1.0, "Fp2": 1.0, "F3": 0.45, "F4": 0.45, "Fz": 0.5, "F7": 0.5, "F8": 0.5,
-    "C3": 0.12, "C4": 0.12, "Cz": 0.15, "T3": 0.1, "T4": 0.1,
-    "P3": 0.04, "P4": 0.04, "Pz": 0.05, "T5": 0.03, "T6": 0.03, "O1": 0.02, "O2": 0.02,
+    "Fp1": 1.0,
+    "Fp2": 1.0,
+    "F3": 0.45,
+    "F4": 0.45,
+    "Fz": 0.5,
+    "F7": 0.5,
+    "F8": 0.5,
+    "C3": 0.12,
+    "C4": 0.12,
+    "Cz": 0.15,
+    "T3": 0.1,
+    "T4": 0.1,
+    "P3": 0.04,
+    "P4": 0.04,
+    "Pz": 0.05,
+    "T5": 0.03,
+    "T6": 0.03,
+    "O1": 0.02,
+    "O2": 0.02,
 }
 MUSCLE_TOPOGRAPHY = {
-    "T3": 1.0, "T4": 1.0, "F7": 0.9, "F8": 0.9, "T5": 0.6, "T6": 0.6, "Fp1": 0.4, "Fp2": 0.4,
-    "F3": 0.25, "F4": 0.25, "Fz": 0.15, "C3": 0.15, "C4": 0.15, "Cz": 0.1,
-    "P3": 0.1, "P4": 0.1, "Pz": 0.08, "O1": 0.3, "O2": 0.3,
+    "T3": 1.0,
+    "T4": 1.0,
+    "F7": 0.9,
+    "F8": 0.9,
+    "T5": 0.6,
+    "T6": 0.6,
+    "Fp1": 0.4,
+    "Fp2": 0.4,
+    "F3": 0.25,
+    "F4": 0.25,
+    "Fz": 0.15,
+    "C3": 0.15,
+    "C4": 0.15,
+    "Cz": 0.1,
+    "P3": 0.1,
+    "P4": 0.1,
+    "Pz": 0.08,
+    "O1": 0.3,
+    "O2": 0.3,
 }
-OCCIPITAL = {c: (1.0 if c in ("O1", "O2") else 0.4 if c in ("P3", "P4", "Pz", "T5", "T6") else 0.0)
-             for c in CANONICAL_CHANNELS}
+OCCIPITAL = {
+    c: (1.0 if c in ("O1", "O2") else 0.4 if c in ("P3", "P4", "Pz", "T5", "T6") else 0.0) for c in CANONICAL_CHANNELS
+}
 LINE_HARMONICS = ((1, 1.0), (2, 0.3), (3, 0.15))
 PHOTIC_FREQUENCIES = (1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 25)
 PHOTIC_TRAIN_S, PHOTIC_GAP_S, PHOTIC_PULSE_S = 10.0, 5.0, 0.02
@@ -83,13 +116,16 @@ class ArtifactPlan:
 
     def counts(self) -> dict[str, int]:
         return {
-            "blinks": int(len(self.blink_times)), "muscle_bursts": len(self.muscle),
-            "electrode_pops": len(self.pops), "heartbeats": int(len(self.beat_times)),
+            "blinks": int(len(self.blink_times)),
+            "muscle_bursts": len(self.muscle),
+            "electrode_pops": len(self.pops),
+            "heartbeats": int(len(self.beat_times)),
             "photic_trains": len(self.photic_trains),
         }
 
 
 # Planning ------------------------------------------------------------------------------------
+
 
 def poisson_times(
     rng: np.random.Generator, duration_s: float, rate_per_min: float, min_gap_s: float = 0.0
@@ -152,7 +188,8 @@ def plan_artifacts(
     blinks = blinks[rng.random(len(blinks)) < awake]
     muscle = tuple(
         MuscleBurst(
-            start_s=round(float(s), 4), duration_s=round(float(rng.uniform(0.5, 3.0)), 4),
+            start_s=round(float(s), 4),
+            duration_s=round(float(rng.uniform(0.5, 3.0)), 4),
             side=str(rng.choice(("left", "right", "both"))),
             amplitude_uv=round(float(rng.uniform(8.0, 35.0)), 3),
             seed=int(rng.integers(2**31)),
@@ -161,7 +198,8 @@ def plan_artifacts(
     )
     pops = tuple(
         Pop(
-            time_s=round(float(s), 4), channel=int(rng.choice(recorded)),
+            time_s=round(float(s), 4),
+            channel=int(rng.choice(recorded)),
             amplitude_uv=round(float(rng.choice((-1.0, 1.0)) * rng.uniform(60.0, 250.0)), 3),
             decay_s=round(float(rng.uniform(0.15, 0.8)), 4),
         )
@@ -186,6 +224,7 @@ def plan_artifacts(
 
 # Rendering (pure functions of sample times) --------------------------------------------------
 
+
 def blink_kernel(tau: np.ndarray) -> np.ndarray:
     """A blink: rises in ~0.1 s, decays over ~0.3 s; peak 1 at ``BLINK_PEAK_S``."""
     x = np.maximum(tau, 0.0) / BLINK_PEAK_S
@@ -194,8 +233,7 @@ def blink_kernel(tau: np.ndarray) -> np.ndarray:
 
 def blink_signal(t: np.ndarray, plan: ArtifactPlan) -> np.ndarray:
     """(n,) blink waveform at Fp1/Fp2 in microvolts."""
-    return event_train(t, plan.blink_times, blink_kernel, before_s=0.0, after_s=0.8,
-                       amplitudes=plan.blink_amplitudes)
+    return event_train(t, plan.blink_times, blink_kernel, before_s=0.0, after_s=0.8, amplitudes=plan.blink_amplitudes)
 
 
 def render_blinks(t: np.ndarray, plan: ArtifactPlan) -> np.ndarray:
@@ -218,8 +256,9 @@ def _muscle_waveform(burst: MuscleBurst, sfreq: float) -> np.ndarray:
     weights = topography(MUSCLE_TOPOGRAPHY)
     if burst.side != "both":
         keep = "1357" if burst.side == "left" else "2468"
-        weights = weights * np.array([1.0 if c[-1] in keep else 0.35 if c.endswith("z") else 0.1
-                                      for c in CANONICAL_CHANNELS])
+        weights = weights * np.array(
+            [1.0 if c[-1] in keep else 0.35 if c.endswith("z") else 0.1 for c in CANONICAL_CHANNELS]
+        )
     envelope = signal.windows.tukey(n, alpha=0.3)
     return burst.amplitude_uv * envelope * np.vstack([weights[:, None] * hf[:N_CHANS], hf[N_CHANS:]])
 
@@ -242,9 +281,9 @@ def render_muscle(
         lo, hi = max(start, first), min(start + n, first + len(t))
         if lo >= hi:
             continue
-        wave = _muscle_waveform(burst, sfreq)[:, lo - start:hi - start]
-        eeg[:, lo - first:hi - first] += wave[:N_CHANS]
-        emg[lo - first:hi - first] += 3.0 * wave[N_CHANS]
+        wave = _muscle_waveform(burst, sfreq)[:, lo - start : hi - start]
+        eeg[:, lo - first : hi - first] += wave[:N_CHANS]
+        emg[lo - first : hi - first] += 3.0 * wave[N_CHANS]
     return emg if out is not None else (eeg, emg)
 
 
@@ -270,22 +309,24 @@ def render_line_noise(t: np.ndarray, plan: ArtifactPlan, sfreq: float) -> np.nda
     harmonics = [(h, rel) for h, rel in LINE_HARMONICS if h * plan.line_freq < 0.45 * sfreq]
     # sin/cos of the fundamental once; harmonics by the multiple-angle identities (cheaper).
     s1, c1 = np.sin(2 * np.pi * plan.line_freq * t), np.cos(2 * np.pi * plan.line_freq * t)
-    basis_of = {1: (s1, c1), 2: (2 * s1 * c1, 1 - 2 * s1 * s1),
-                3: (s1 * (3 - 4 * s1 * s1), c1 * (4 * c1 * c1 - 3))}
+    basis_of = {1: (s1, c1), 2: (2 * s1 * c1, 1 - 2 * s1 * s1), 3: (s1 * (3 - 4 * s1 * s1), c1 * (4 * c1 * c1 - 3))}
     basis = np.stack([b for h, _ in harmonics for b in basis_of[h]])
-    coef = np.concatenate([
-        rel * plan.line_amplitudes[:, None]
-        * np.stack([np.cos(h * plan.line_phases), np.sin(h * plan.line_phases)], axis=1)
-        for h, rel in harmonics
-    ], axis=1)
+    coef = np.concatenate(
+        [
+            rel
+            * plan.line_amplitudes[:, None]
+            * np.stack([np.cos(h * plan.line_phases), np.sin(h * plan.line_phases)], axis=1)
+            for h, rel in harmonics
+        ],
+        axis=1,
+    )
     modulation = 1.0 + 0.2 * np.sin(2 * np.pi * t / 37.0)
     return (coef @ basis) * modulation
 
 
 def ecg_kernel(tau: np.ndarray) -> np.ndarray:
     """One heartbeat (P, Q, R, S, T waves) normalized to R = 1."""
-    waves = ((-0.16, 0.025, 0.12), (-0.03, 0.008, -0.12), (0.0, 0.01, 1.0),
-             (0.03, 0.01, -0.25), (0.28, 0.05, 0.3))
+    waves = ((-0.16, 0.025, 0.12), (-0.03, 0.008, -0.12), (0.0, 0.01, 1.0), (0.03, 0.01, -0.25), (0.28, 0.05, 0.3))
     return sum(a * np.exp(-0.5 * ((tau - c) / w) ** 2) for c, w, a in waves)
 
 

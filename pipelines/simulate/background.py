@@ -22,15 +22,47 @@ N_CHANS = len(CANONICAL_CHANNELS)
 
 # Posterior dominant rhythm topography (fraction of the occipital amplitude).
 ALPHA_TOPOGRAPHY = {
-    "O1": 1.0, "O2": 1.0, "P3": 0.7, "P4": 0.7, "Pz": 0.65, "T5": 0.6, "T6": 0.6,
-    "C3": 0.3, "C4": 0.3, "Cz": 0.3, "T3": 0.25, "T4": 0.25,
-    "F3": 0.12, "F4": 0.12, "Fz": 0.12, "F7": 0.1, "F8": 0.1, "Fp1": 0.05, "Fp2": 0.05,
+    "O1": 1.0,
+    "O2": 1.0,
+    "P3": 0.7,
+    "P4": 0.7,
+    "Pz": 0.65,
+    "T5": 0.6,
+    "T6": 0.6,
+    "C3": 0.3,
+    "C4": 0.3,
+    "Cz": 0.3,
+    "T3": 0.25,
+    "T4": 0.25,
+    "F3": 0.12,
+    "F4": 0.12,
+    "Fz": 0.12,
+    "F7": 0.1,
+    "F8": 0.1,
+    "Fp1": 0.05,
+    "Fp2": 0.05,
 }
 # Sleep-like delta: frontocentral maximum, as slow waves of NREM sleep.
 SLEEP_DELTA_TOPOGRAPHY = {
-    "Fp1": 0.8, "Fp2": 0.8, "F3": 1.0, "F4": 1.0, "Fz": 1.0, "F7": 0.7, "F8": 0.7,
-    "C3": 0.9, "C4": 0.9, "Cz": 0.95, "T3": 0.5, "T4": 0.5, "P3": 0.6, "P4": 0.6, "Pz": 0.65,
-    "T5": 0.45, "T6": 0.45, "O1": 0.4, "O2": 0.4,
+    "Fp1": 0.8,
+    "Fp2": 0.8,
+    "F3": 1.0,
+    "F4": 1.0,
+    "Fz": 1.0,
+    "F7": 0.7,
+    "F8": 0.7,
+    "C3": 0.9,
+    "C4": 0.9,
+    "Cz": 0.95,
+    "T3": 0.5,
+    "T4": 0.5,
+    "P3": 0.6,
+    "P4": 0.6,
+    "Pz": 0.65,
+    "T5": 0.45,
+    "T6": 0.45,
+    "O1": 0.4,
+    "O2": 0.4,
 }
 # Noise columns consumed per sample: 19 broadband sources, 2 alpha, 2 delta (left/right).
 N_NOISE = N_CHANS + 4
@@ -148,14 +180,16 @@ class BackgroundGenerator:
         out = self._mixing @ pink
         sleep = self.sleep_weight(t)
         alpha, self._alpha_zi = signal.sosfilt(
-            self._alpha, self._alpha_coupling @ noise[N_CHANS:N_CHANS + 2], axis=-1, zi=self._alpha_zi
+            self._alpha, self._alpha_coupling @ noise[N_CHANS : N_CHANS + 2], axis=-1, zi=self._alpha_zi
         )
         p = self.params
         wax = 0.75 + 0.25 * np.sin(2 * np.pi * t / p.alpha_wax_period_s + p.alpha_phase)
         out += self._alpha_topo @ (alpha * (wax * (1.0 - 0.85 * sleep)))
         if p.sleep_intervals:
             delta, self._delta_zi = signal.sosfilt(
-                self._delta, self._delta_coupling @ noise[N_CHANS + 2:N_CHANS + 4], axis=-1,
+                self._delta,
+                self._delta_coupling @ noise[N_CHANS + 2 : N_CHANS + 4],
+                axis=-1,
                 zi=self._delta_zi,
             )
             out += self._delta_topo @ (delta * sleep)

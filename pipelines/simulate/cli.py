@@ -28,7 +28,7 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         if message.startswith("argument "):
-            message = message[len("argument "):]
+            message = message[len("argument ") :]
             flag, _, rest = message.partition(": ")
             flag = flag.split("/")[-1]  # '-o/--output' -> '--output'
             message = f"{flag}: {rest}" if rest else flag
@@ -78,31 +78,74 @@ def build_parser() -> OneLineParser:
         epilog="Layout of OUTPUT: see `python -c 'import eegfm.pipelines.simulate as s; help(s)'`.",
     )
     add = parser.add_argument
-    add("-o", "--output", required=True, type=user_file_path, metavar="DIR",
+    add(
+        "-o",
+        "--output",
+        required=True,
+        type=user_file_path,
+        metavar="DIR",
         help="directory to create (required); it must not exist or be empty unless --overwrite. "
-             "Files are staged in a hidden sibling directory and moved into place at the end.")
-    add("--sites", type=_integer(1, 1000), default=4, metavar="N",
+        "Files are staged in a hidden sibling directory and moved into place at the end.",
+    )
+    add(
+        "--sites",
+        type=_integer(1, 1000),
+        default=4,
+        metavar="N",
         help="number of recording sites (default: 4, the built-in archetypes: emu, icu, research, "
-             "community); more sites cycle the archetypes with seeded perturbations")
-    add("--subjects-per-site", type=_integer(1, 10_000), default=3, metavar="N",
-        help="patients per site (default: 3)")
-    add("--recordings-per-subject", type=_integer(1, 999), default=2, metavar="N",
-        help="recording sessions per patient (default: 2)")
-    add("--minutes", type=_minutes, default=5.0, metavar="M",
-        help="length of every recording in minutes, >= 1, rounded to whole seconds (default: 5)")
-    add("--seed", type=_integer(0), default=0, metavar="S",
-        help="random seed; the corpus is a deterministic function of the arguments (default: 0)")
-    add("--format", type=_format, default="both", metavar="{edf,hms,both}",
+        "community); more sites cycle the archetypes with seeded perturbations",
+    )
+    add("--subjects-per-site", type=_integer(1, 10_000), default=3, metavar="N", help="patients per site (default: 3)")
+    add(
+        "--recordings-per-subject",
+        type=_integer(1, 999),
+        default=2,
+        metavar="N",
+        help="recording sessions per patient (default: 2)",
+    )
+    add(
+        "--minutes",
+        type=_minutes,
+        default=5.0,
+        metavar="M",
+        help="length of every recording in minutes, >= 1, rounded to whole seconds (default: 5)",
+    )
+    add(
+        "--seed",
+        type=_integer(0),
+        default=0,
+        metavar="S",
+        help="random seed; the corpus is a deterministic function of the arguments (default: 0)",
+    )
+    add(
+        "--format",
+        type=_format,
+        default="both",
+        metavar="{edf,hms,both}",
         help="edf: EDF/EDF+ files per site plus edf/labels.csv; hms: Kaggle HMS parquet layout "
-             "(hms/train.csv, train_eegs/, train_spectrograms/); both (default)")
-    add("--site-config", type=user_file_path, default=None, metavar="YAML",
+        "(hms/train.csv, train_eegs/, train_spectrograms/); both (default)",
+    )
+    add(
+        "--site-config",
+        type=user_file_path,
+        default=None,
+        metavar="YAML",
         help="YAML file with a list of site profiles (SiteProfile fields) replacing the built-in "
-             "archetypes (default: built-in)")
-    add("--chunk-seconds", type=_integer(1, 3600), default=60, metavar="S",
-        help="seconds rendered per step; bounds memory, never changes the output (default: 60)")
-    add("--overwrite", action="store_true",
+        "archetypes (default: built-in)",
+    )
+    add(
+        "--chunk-seconds",
+        type=_integer(1, 3600),
+        default=60,
+        metavar="S",
+        help="seconds rendered per step; bounds memory, never changes the output (default: 60)",
+    )
+    add(
+        "--overwrite",
+        action="store_true",
         help="replace OUTPUT if it exists and is not empty (the old corpus is removed only after "
-             "the new one is complete)")
+        "the new one is complete)",
+    )
     add("--quiet", action="store_true", help="no progress bar, log lines or summary on stdout")
     return parser
 
@@ -121,8 +164,9 @@ def _load_site_profiles(path: Path | None, parser: OneLineParser) -> tuple:
     except yaml.YAMLError as err:
         parser.error(f"argument --site-config: {path} is not valid YAML ({err})")
     if not isinstance(data, list) or not data:
-        parser.error("argument --site-config: expected a non-empty YAML list of site profiles; "
-                     f"got {type(data).__name__}")
+        parser.error(
+            f"argument --site-config: expected a non-empty YAML list of site profiles; got {type(data).__name__}"
+        )
     try:
         return tuple(SiteProfile.from_dict(item) for item in data)
     except ConfigError as err:
@@ -144,9 +188,13 @@ class _LazyProgress:
             from tqdm import tqdm
 
             width = shutil.get_terminal_size(fallback=(100, 24)).columns or 100  # 0 on some ptys
-            self._bar = tqdm(total=self.total, unit="EEG-min", file=sys.stderr, ncols=min(width, 120),
-                             bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} EEG-min "
-                                        "[{elapsed}<{remaining}]")
+            self._bar = tqdm(
+                total=self.total,
+                unit="EEG-min",
+                file=sys.stderr,
+                ncols=min(width, 120),
+                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} EEG-min [{elapsed}<{remaining}]",
+            )
         self._bar.update(seconds / 60.0)
 
     def close(self) -> None:
@@ -154,9 +202,16 @@ class _LazyProgress:
             self._bar.close()
 
 
-_FLAGS = {"output": "--output", "format": "--format", "minutes": "--minutes", "seed": "--seed",
-          "sites": "--sites", "subjects_per_site": "--subjects-per-site",
-          "recordings_per_subject": "--recordings-per-subject", "chunk_seconds": "--chunk-seconds"}
+_FLAGS = {
+    "output": "--output",
+    "format": "--format",
+    "minutes": "--minutes",
+    "seed": "--seed",
+    "sites": "--sites",
+    "subjects_per_site": "--subjects-per-site",
+    "recordings_per_subject": "--recordings-per-subject",
+    "chunk_seconds": "--chunk-seconds",
+}
 
 
 def _config_error(parser: OneLineParser, err: ConfigError) -> NoReturn:
@@ -191,9 +246,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         config = CorpusConfig(
-            sites=args.sites, subjects_per_site=args.subjects_per_site,
-            recordings_per_subject=args.recordings_per_subject, minutes=args.minutes,
-            seed=args.seed, format=args.format, chunk_seconds=args.chunk_seconds,
+            sites=args.sites,
+            subjects_per_site=args.subjects_per_site,
+            recordings_per_subject=args.recordings_per_subject,
+            minutes=args.minutes,
+            seed=args.seed,
+            format=args.format,
+            chunk_seconds=args.chunk_seconds,
             site_profiles=profiles,
         )
     except ConfigError as err:

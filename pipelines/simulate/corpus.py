@@ -81,9 +81,7 @@ class CorpusConfig(Config):
         check_range("seed", self.seed, 0, 2**63 - 1)
         check_range("chunk_seconds", self.chunk_seconds, 1, 3600)
         check_option("format", self.format, FORMATS)
-        profiles = tuple(
-            p if isinstance(p, SiteProfile) else SiteProfile.from_dict(p) for p in self.site_profiles
-        )
+        profiles = tuple(p if isinstance(p, SiteProfile) else SiteProfile.from_dict(p) for p in self.site_profiles)
         self.site_profiles = profiles
 
     @property
@@ -129,6 +127,7 @@ class CorpusSummary:
 
 # Planning ------------------------------------------------------------------------------------
 
+
 def _unique_ids(seed: int, tag: str, keys: Iterable[tuple[int, ...]], low: int, high: int) -> dict:
     """Deterministic distinct integers per key; a rare collision is redrawn with a counter."""
     keys = list(keys)
@@ -154,14 +153,13 @@ def plan_corpus(config: CorpusConfig) -> CorpusPlan:
     subject_keys = [(i, j) for i in range(len(sites)) for j in range(config.subjects_per_site)]
     recording_keys = [(i, j, k) for i, j in subject_keys for k in range(config.recordings_per_subject)]
     # HMS patient ids have 5 digits; very large corpora get more.
-    patient_ids = _unique_ids(seed, "patient_id", subject_keys, 10_000,
-                              max(100_000, 10_000 + 8 * len(subject_keys)))
-    subject_codes = {key: letters_code(value) for key, value in
-                     _unique_ids(seed, "subject_code", subject_keys, 0, 26**8).items()}
+    patient_ids = _unique_ids(seed, "patient_id", subject_keys, 10_000, max(100_000, 10_000 + 8 * len(subject_keys)))
+    subject_codes = {
+        key: letters_code(value) for key, value in _unique_ids(seed, "subject_code", subject_keys, 0, 26**8).items()
+    }
     eeg_ids = _unique_ids(seed, "eeg_id", recording_keys, 10**8, 4 * 10**9)
     spectrogram_ids = _unique_ids(seed, "spectrogram_id", recording_keys, 10**6, 2 * 10**9)
-    patients = {key: plan_patient(seed, *key, patient_ids[key], subject_codes[key])
-                for key in subject_keys}
+    patients = {key: plan_patient(seed, *key, patient_ids[key], subject_codes[key]) for key in subject_keys}
 
     duration = config.duration_s
     timelines = {key: plan_segments(rng_for(seed, "timeline", *key), duration) for key in recording_keys}
@@ -174,11 +172,20 @@ def plan_corpus(config: CorpusConfig) -> CorpusPlan:
     recordings = []
     for key in recording_keys:
         classes = [next(balanced) for _ in timelines[key]]
-        recordings.append(plan_recording(
-            seed=seed, site_index=key[0], site=sites[key[0]], patient=patients[key[:2]],
-            session_index=key[2], duration_s=duration, classes=classes, segments=timelines[key],
-            eeg_id=eeg_ids[key], spectrogram_id=spectrogram_ids[key],
-        ))
+        recordings.append(
+            plan_recording(
+                seed=seed,
+                site_index=key[0],
+                site=sites[key[0]],
+                patient=patients[key[:2]],
+                session_index=key[2],
+                duration_s=duration,
+                classes=classes,
+                segments=timelines[key],
+                eeg_id=eeg_ids[key],
+                spectrogram_id=spectrogram_ids[key],
+            )
+        )
     return CorpusPlan(config=config, sites=sites, recordings=tuple(_assign_label_ids(seed, recordings)))
 
 
@@ -186,14 +193,15 @@ def _assign_label_ids(seed: int, recordings: list[RecordingPlan]) -> list[Record
     keys = [(*r.key, w.eeg_sub_id) for r in recordings for w in r.windows]
     label_ids = _unique_ids(seed, "label_id", keys, 10**8, 4 * 10**9)
     return [
-        dataclasses.replace(r, windows=tuple(
-            dataclasses.replace(w, label_id=label_ids[(*r.key, w.eeg_sub_id)]) for w in r.windows
-        ))
+        dataclasses.replace(
+            r, windows=tuple(dataclasses.replace(w, label_id=label_ids[(*r.key, w.eeg_sub_id)]) for w in r.windows)
+        )
         for r in recordings
     ]
 
 
 # Rendering one recording ---------------------------------------------------------------------
+
 
 def render_recording(
     plan: RecordingPlan,
@@ -223,9 +231,12 @@ def render_recording(
         if write_hms:
             for folder in ("train_eegs", "train_spectrograms"):
                 (root / "hms" / folder).mkdir(parents=True, exist_ok=True)
-            hms = HmsSink(root / "hms" / "train_eegs" / f"{plan.eeg_id}.parquet",
-                          root / "hms" / "train_spectrograms" / f"{plan.spectrogram_id}.parquet",
-                          plan, first_sample=warmup.start_sample)
+            hms = HmsSink(
+                root / "hms" / "train_eegs" / f"{plan.eeg_id}.parquet",
+                root / "hms" / "train_spectrograms" / f"{plan.spectrogram_id}.parquet",
+                plan,
+                first_sample=warmup.start_sample,
+            )
             hms.write(warmup)
             sinks.append(hms)
         try:
@@ -248,6 +259,7 @@ def render_recording(
 
 # Metadata ------------------------------------------------------------------------------------
 
+
 def truth_record(plan: RecordingPlan, config: CorpusConfig) -> dict[str, Any]:
     """Ground truth for one recording (no identifiers)."""
     site = plan.site
@@ -261,8 +273,7 @@ def truth_record(plan: RecordingPlan, config: CorpusConfig) -> dict[str, Any]:
         "session": plan.session_index + 1,
         "edf_path": plan.edf_relpath if config.write_edf else None,
         "hms_eeg_path": f"train_eegs/{plan.eeg_id}.parquet" if config.write_hms else None,
-        "hms_spectrogram_path": (f"train_spectrograms/{plan.spectrogram_id}.parquet"
-                                 if config.write_hms else None),
+        "hms_spectrogram_path": (f"train_spectrograms/{plan.spectrogram_id}.parquet" if config.write_hms else None),
         "sfreq": site.sfreq,
         "duration_s": plan.duration_s,
         "n_times": plan.n_times,
@@ -285,12 +296,15 @@ def truth_record(plan: RecordingPlan, config: CorpusConfig) -> dict[str, Any]:
         "episodes": [e.summary() for e in plan.episodes],
         "windows": [
             {
-                "eeg_sub_id": w.eeg_sub_id, "label_id": w.label_id,
+                "eeg_sub_id": w.eeg_sub_id,
+                "label_id": w.label_id,
                 "eeg_label_offset_seconds": w.offset_s,
                 "spectrogram_label_offset_seconds": w.spectrogram_offset_s,
-                "episode": w.episode_index, "class": plan.episodes[w.episode_index].cls,
+                "episode": w.episode_index,
+                "class": plan.episodes[w.episode_index].cls,
                 "strength": round(plan.episodes[w.episode_index].strength, 4),
-                "votes": list(w.votes), "expert_consensus": w.consensus,
+                "votes": list(w.votes),
+                "expert_consensus": w.consensus,
             }
             for w in plan.windows
         ],
@@ -305,14 +319,20 @@ def identifier_record(plan: RecordingPlan, config: CorpusConfig) -> dict[str, An
         "site": plan.site.name,
         "edf_path": plan.edf_relpath if config.write_edf else None,
         "patient": {
-            "first_name": identity.first, "last_name": identity.last, "sex": identity.sex,
-            "birthdate": identity.birthdate.isoformat(), "mrn": identity.mrn,
+            "first_name": identity.first,
+            "last_name": identity.last,
+            "sex": identity.sex,
+            "birthdate": identity.birthdate.isoformat(),
+            "mrn": identity.mrn,
         },
         "technician": {"first_name": plan.technician.first, "last_name": plan.technician.last},
         "recording_start": plan.start.isoformat(),
         # Dates are identifiers too; these are how the EDF header writes the start date.
-        "recording_date_formats": [plan.start.date().isoformat(), edf_date(plan.start.date()),
-                                   plan.start.strftime("%d.%m.%y")],
+        "recording_date_formats": [
+            plan.start.date().isoformat(),
+            edf_date(plan.start.date()),
+            plan.start.strftime("%d.%m.%y"),
+        ],
         "patient_field": plan.planted.patient,
         "recording_field": plan.planted.recording,
         "annotations": [a.text for a in plan.planted.annotations],
@@ -330,8 +350,7 @@ def corpus_manifest(plan: CorpusPlan) -> dict[str, Any]:
         "version": __version__,
         "seed": config.seed,
         # chunk_seconds only trades memory for speed; the files do not depend on it.
-        "config": {k: v for k, v in config.to_dict().items()
-                   if k not in ("site_profiles", "chunk_seconds")},
+        "config": {k: v for k, v in config.to_dict().items() if k not in ("site_profiles", "chunk_seconds")},
         "classes": list(CLASSES),
         "conventions": {
             "eeg_window_s": WINDOW_S,
@@ -344,9 +363,7 @@ def corpus_manifest(plan: CorpusPlan) -> dict[str, Any]:
             "hms_units": "microvolts, float32, rounded to 0.01",
             "vote_tie_break": "first class in `classes` order",
         },
-        "sites": [
-            {**site.to_dict(), "n_recordings": per_site.get(site.name, 0)} for site in plan.sites
-        ],
+        "sites": [{**site.to_dict(), "n_recordings": per_site.get(site.name, 0)} for site in plan.sites],
         "counts": {
             "sites": len(plan.sites),
             "patients": len({r.patient.patient_id for r in plan.recordings}),
@@ -364,22 +381,29 @@ def write_metadata(plan: CorpusPlan, root: Path) -> int:
     config = plan.config
     write_json(root / "corpus.json", corpus_manifest(plan))
     write_jsonl(root / "truth.jsonl", (truth_record(r, config) for r in plan.recordings))
-    write_json(root / "identifiers.json", {
-        "warning": "Simulated identities planted in EDF headers, for de-identification tests only. "
-                   "Not an input of the pipeline.",
-        "recordings": [identifier_record(r, config) for r in plan.recordings],
-    })
+    write_json(
+        root / "identifiers.json",
+        {
+            "warning": "Simulated identities planted in EDF headers, for de-identification tests only. "
+            "Not an input of the pipeline.",
+            "recordings": [identifier_record(r, config) for r in plan.recordings],
+        },
+    )
     rows = [row for r in plan.recordings for row in label_rows(r)]
     if config.write_edf:
         paths = {r.eeg_id: r.edf_relpath for r in plan.recordings}
-        write_csv(root / "edf" / "labels.csv", (*TRAIN_COLUMNS, "site", "path"),
-                  ({**row, "path": paths[row["eeg_id"]]} for row in rows))
+        write_csv(
+            root / "edf" / "labels.csv",
+            (*TRAIN_COLUMNS, "site", "path"),
+            ({**row, "path": paths[row["eeg_id"]]} for row in rows),
+        )
     if config.write_hms:
         write_csv(root / "hms" / "train.csv", (*TRAIN_COLUMNS, "site"), rows)
     return len(rows)
 
 
 # The whole corpus ----------------------------------------------------------------------------
+
 
 def generate_corpus(
     config: CorpusConfig,
@@ -395,12 +419,16 @@ def generate_corpus(
     plan = plan_corpus(config)
     staging = stage_directory(ancestor, output)
     try:
-        log.info("simulating %d recordings (%.2f EEG-hours) into %s", len(plan.recordings),
-                 plan.eeg_hours, output)
+        log.info("simulating %d recordings (%.2f EEG-hours) into %s", len(plan.recordings), plan.eeg_hours, output)
         for recording in plan.recordings:
-            render_recording(recording, staging, write_edf=config.write_edf,
-                             write_hms=config.write_hms, chunk_seconds=config.chunk_seconds,
-                             on_progress=progress)
+            render_recording(
+                recording,
+                staging,
+                write_edf=config.write_edf,
+                write_hms=config.write_hms,
+                chunk_seconds=config.chunk_seconds,
+                on_progress=progress,
+            )
         n_rows = write_metadata(plan, staging)
         publish(staging, output)
     except BaseException:
@@ -408,11 +436,15 @@ def generate_corpus(
         raise
     rows = [row for r in plan.recordings for row in label_rows(r)]
     return CorpusSummary(
-        output=output, n_recordings=len(plan.recordings),
-        n_patients=len({r.patient.patient_id for r in plan.recordings}), n_sites=len(plan.sites),
-        eeg_hours=plan.eeg_hours, n_label_rows=n_rows,
+        output=output,
+        n_recordings=len(plan.recordings),
+        n_patients=len({r.patient.patient_id for r in plan.recordings}),
+        n_sites=len(plan.sites),
+        eeg_hours=plan.eeg_hours,
+        n_label_rows=n_rows,
         consensus_counts=dict(Counter(row["expert_consensus"] for row in rows)),
-        seconds=time.perf_counter() - began, files=_layout(output, config),
+        seconds=time.perf_counter() - began,
+        files=_layout(output, config),
     )
 
 

@@ -18,18 +18,67 @@ import numpy as np
 from eegfm.pipelines.edf import Annotation, edf_date, edf_plus_patient, edf_plus_recording
 
 FIRST_NAMES_F = (
-    "Annika", "Beatriz", "Cordelia", "Dorotea", "Evangelina", "Fenella", "Giedre", "Halina",
-    "Ingeborg", "Jolanta", "Katarzyna", "Leontyne", "Marisol", "Nadezhda", "Ottilie", "Perpetua",
+    "Annika",
+    "Beatriz",
+    "Cordelia",
+    "Dorotea",
+    "Evangelina",
+    "Fenella",
+    "Giedre",
+    "Halina",
+    "Ingeborg",
+    "Jolanta",
+    "Katarzyna",
+    "Leontyne",
+    "Marisol",
+    "Nadezhda",
+    "Ottilie",
+    "Perpetua",
 )
 FIRST_NAMES_M = (
-    "Anselm", "Bartholomeus", "Casimir", "Desmond", "Eberhard", "Florian", "Gunnar", "Horatio",
-    "Ignatius", "Jaroslav", "Konstantin", "Leopold", "Maximilian", "Nikodem", "Osvaldo", "Radomir",
+    "Anselm",
+    "Bartholomeus",
+    "Casimir",
+    "Desmond",
+    "Eberhard",
+    "Florian",
+    "Gunnar",
+    "Horatio",
+    "Ignatius",
+    "Jaroslav",
+    "Konstantin",
+    "Leopold",
+    "Maximilian",
+    "Nikodem",
+    "Osvaldo",
+    "Radomir",
 )
 LAST_NAMES = (
-    "Abernathy", "Bergstrom", "Castellano", "Dabrowski", "Eriksdottir", "Fitzgerald", "Gallardo",
-    "Hakkinen", "Iwaszkiewicz", "Jankowska", "Kowalczyk", "Lindqvist", "Marchetti", "Nakashima",
-    "Oyelaran", "Papadakis", "Quintanilla", "Rasmussen", "Szczepanski", "Tokarczuk", "Underhill",
-    "Vasquezmora", "Wisniewska", "Yamaguchi", "Zielinski",
+    "Abernathy",
+    "Bergstrom",
+    "Castellano",
+    "Dabrowski",
+    "Eriksdottir",
+    "Fitzgerald",
+    "Gallardo",
+    "Hakkinen",
+    "Iwaszkiewicz",
+    "Jankowska",
+    "Kowalczyk",
+    "Lindqvist",
+    "Marchetti",
+    "Nakashima",
+    "Oyelaran",
+    "Papadakis",
+    "Quintanilla",
+    "Rasmussen",
+    "Szczepanski",
+    "Tokarczuk",
+    "Underhill",
+    "Vasquezmora",
+    "Wisniewska",
+    "Yamaguchi",
+    "Zielinski",
 )
 EDF_PLUS_TECH_NOTES = (
     "Tech {tech_first} {tech_last}: pt {first} {last} drowsy",
@@ -75,7 +124,9 @@ def draw_identity(rng: np.random.Generator, recording_date: date) -> Identity:
     first = str(rng.choice(FIRST_NAMES_F if sex == "F" else FIRST_NAMES_M))
     age_days = int(rng.integers(18 * 365, 90 * 365))
     return Identity(
-        first=first, last=str(rng.choice(LAST_NAMES)), sex=sex,
+        first=first,
+        last=str(rng.choice(LAST_NAMES)),
+        sex=sex,
         birthdate=recording_date - timedelta(days=age_days),
         mrn=str(int(rng.integers(1_000_000, 9_999_999))),
     )
@@ -108,12 +159,16 @@ def plant(
     dots = identity.birthdate.strftime("%d.%m.%Y")
     admin = f"EEG{int(rng.integers(10_000, 99_999))}"
     if edf_plus:
-        patient = edf_plus_patient(identity.mrn, identity.sex, identity.birthdate,
-                                   f"{identity.last} {identity.first}")
-        recording = edf_plus_recording(start.date(), admin, f"{technician.last} {technician.first}",
-                                       equipment)
-        values = {"first": identity.first, "last": identity.last, "mrn": identity.mrn,
-                  "dob_dots": dots, "tech_first": technician.first, "tech_last": technician.last}
+        patient = edf_plus_patient(identity.mrn, identity.sex, identity.birthdate, f"{identity.last} {identity.first}")
+        recording = edf_plus_recording(start.date(), admin, f"{technician.last} {technician.first}", equipment)
+        values = {
+            "first": identity.first,
+            "last": identity.last,
+            "mrn": identity.mrn,
+            "dob_dots": dots,
+            "tech_first": technician.first,
+            "tech_last": technician.last,
+        }
         n_notes = 2
         onsets = np.sort(rng.uniform(1.0, max(duration_s - 2.0, 1.5), n_notes))
         picks = rng.choice(len(EDF_PLUS_TECH_NOTES), n_notes, replace=False)
@@ -122,17 +177,19 @@ def plant(
             for o, k in zip(onsets, picks)
         )
         strings = (
-            identity.edf_name, f"{technician.last}_{technician.first}", edf_date(identity.birthdate),
-            identity.mrn, f"{identity.first} {identity.last}", dots,
+            identity.edf_name,
+            f"{technician.last}_{technician.first}",
+            edf_date(identity.birthdate),
+            identity.mrn,
+            f"{identity.first} {identity.last}",
+            dots,
         )
     else:
         patient = f"{identity.last}, {identity.first} DOB {iso} MRN {identity.mrn}"
         recording = f"EEG {start:%Y-%m-%d} {admin} tech {technician.first} {technician.last}"
         notes = ()
-        strings = (f"{identity.last}, {identity.first}", iso, identity.mrn,
-                   f"{technician.first} {technician.last}")
+        strings = (f"{identity.last}, {identity.first}", iso, identity.mrn, f"{technician.first} {technician.last}")
     texts = (patient, recording, *(n.text for n in notes))
     candidates = (identity.last, identity.first, technician.last, *strings)
     used = [s for s in dict.fromkeys(candidates) if any(s in text for text in texts)]
-    return PlantedHeader(patient=patient, recording=recording, annotations=notes,
-                         search_strings=tuple(used))
+    return PlantedHeader(patient=patient, recording=recording, annotations=notes, search_strings=tuple(used))

@@ -65,8 +65,12 @@ class Episode:
         if "discharge_times" in self.params:
             params["n_discharges"] = len(self.params["discharge_times"])
         return {
-            "class": self.cls, "start_s": self.start_s, "end_s": self.end_s,
-            "strength": round(self.strength, 4), "hemisphere": self.side, "focus": self.focus,
+            "class": self.cls,
+            "start_s": self.start_s,
+            "end_s": self.end_s,
+            "strength": round(self.strength, 4),
+            "hemisphere": self.side,
+            "focus": self.focus,
             "params": _jsonable(params),
         }
 
@@ -84,6 +88,7 @@ def _jsonable(value):
 
 
 # Spatial and temporal building blocks --------------------------------------------------------
+
 
 def focal_topography(focus: str, width: float = 0.55, floor: float = 0.0) -> np.ndarray:
     """(19,) Gaussian fall-off with unit-sphere distance from ``focus`` (1 at the focus)."""
@@ -143,6 +148,7 @@ def seizure_frequency(tau: np.ndarray, f_start: float, f_end: float, time_consta
 
 # Patterns ------------------------------------------------------------------------------------
 
+
 def render_rhythmic_delta(episode: Episode, t: np.ndarray) -> np.ndarray:
     """LRDA (focal topography) or GRDA (generalized topography)."""
     p = episode.params
@@ -155,8 +161,11 @@ def render_periodic_discharges(episode: Episode, t: np.ndarray) -> np.ndarray:
     p = episode.params
     width = p["discharge_width_s"]
     train = event_train(
-        t, np.asarray(p["discharge_times"]), lambda tau: sharp_wave(tau, width),
-        before_s=2 * width, after_s=7 * width,
+        t,
+        np.asarray(p["discharge_times"]),
+        lambda tau: sharp_wave(tau, width),
+        before_s=2 * width,
+        after_s=7 * width,
     )
     train *= taper(t, episode.start_s, episode.end_s, ramp=1.0)
     return np.outer(p["amplitude_uv"] * np.asarray(p["topography"]), train)
@@ -192,9 +201,7 @@ RENDERERS: dict[str, Callable[[Episode, np.ndarray], np.ndarray]] = {
 }
 
 
-def render_episodes(
-    episodes: Sequence[Episode], t: np.ndarray, out: np.ndarray | None = None
-) -> np.ndarray:
+def render_episodes(episodes: Sequence[Episode], t: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Sum of all episodes overlapping the sample times ``t`` (19, n), added to ``out`` if given."""
     out = np.zeros((N_CHANS, len(t))) if out is None else out
     if len(t) == 0:
@@ -204,11 +211,12 @@ def render_episodes(
             continue
         inside = (t >= episode.start_s) & (t < episode.end_s)
         lo, hi = np.flatnonzero(inside)[[0, -1]]
-        out[:, lo:hi + 1] += RENDERERS[episode.cls](episode, t[lo:hi + 1])
+        out[:, lo : hi + 1] += RENDERERS[episode.cls](episode, t[lo : hi + 1])
     return out
 
 
 # Drawing episode parameters ------------------------------------------------------------------
+
 
 def draw_episode(
     rng: np.random.Generator,
@@ -240,7 +248,8 @@ def draw_episode(
         rate = float(rng.uniform(0.5, 2.0))
         jitter = float(rng.uniform(0.02, 0.08))
         params = {
-            "rate_hz": rate, "jitter": jitter,
+            "rate_hz": rate,
+            "jitter": jitter,
             "discharge_width_s": float(rng.uniform(0.035, 0.07)),
             "amplitude_uv": 70.0 + 130.0 * strength,
             "discharge_times": discharge_times(rng, start_s, end_s, rate, jitter),
@@ -282,11 +291,14 @@ def _draw_seizure(
     topo = focal_topography(focus, width=0.8, floor=0.3 if generalizes else 0.05)
     params = {
         "evolution": evolution,
-        "f_start_hz": f_start, "f_end_hz": f_end,
+        "f_start_hz": f_start,
+        "f_end_hz": f_end,
         "freq_time_constant_s": float(duration * rng.uniform(0.25, 0.4)),
         "amplitude_uv": 80.0 + 160.0 * strength,
         "initial_fraction": float(rng.uniform(0.25, 0.4)),
-        "spread_speed": speed, "generalizes": generalizes, "recruit_s": 2.0,
+        "spread_speed": speed,
+        "generalizes": generalizes,
+        "recruit_s": 2.0,
         "onset_delay_s": (dist / speed).tolist(),
         "topography": topo.tolist(),
     }

@@ -104,6 +104,7 @@ class RecordingPlan:
 
 # Timeline ------------------------------------------------------------------------------------
 
+
 def plan_segments(rng: np.random.Generator, duration_s: int) -> list[tuple[int, int]]:
     """Cut ``[0, duration_s)`` into whole-second segments of 60-240 s (the last may be longer)."""
     if duration_s < MIN_SEGMENT_S:
@@ -142,8 +143,7 @@ def ensure_class_coverage(
         candidates = [i for i, c in enumerate(classes) if counts[c] > 1]
         best = max(
             candidates,
-            key=lambda i: (counts[classes[i]],
-                           assignments[i][0].prevalence()[CLASSES.index(missing)], -i),
+            key=lambda i: (counts[classes[i]], assignments[i][0].prevalence()[CLASSES.index(missing)], -i),
         )
         classes[best] = missing
     return classes
@@ -159,9 +159,7 @@ def seizure_lead_s(rng: np.random.Generator, segment: tuple[int, int]) -> float:
     return round(float(min(rng.uniform(5.0, 15.0), room)), 1)
 
 
-def plan_windows(
-    rng: np.random.Generator, segment: tuple[int, int], duration_s: int
-) -> list[tuple[float, float]]:
+def plan_windows(rng: np.random.Generator, segment: tuple[int, int], duration_s: int) -> list[tuple[float, float]]:
     """(EEG offset, spectrogram offset) of the labeled windows inside one segment.
 
     EEG offsets are even seconds (as in HMS) with the whole 50 s window inside the segment. The
@@ -174,13 +172,11 @@ def plan_windows(
     n = min(MAX_WINDOWS_PER_SEGMENT, 1 + int((end - start - WINDOW_S) // 30), len(candidates))
     offsets = np.sort(rng.choice(candidates, size=n, replace=False))
     latest_spec = max(0.0, duration_s - SPECTROGRAM_WINDOW_S)
-    return [
-        (float(o), float(np.clip(o + WINDOW_S / 2 - SPECTROGRAM_WINDOW_S / 2, 0.0, latest_spec)))
-        for o in offsets
-    ]
+    return [(float(o), float(np.clip(o + WINDOW_S / 2 - SPECTROGRAM_WINDOW_S / 2, 0.0, latest_spec))) for o in offsets]
 
 
 # Patients and recordings ---------------------------------------------------------------------
+
 
 def letters_code(value: int, length: int = 8) -> str:
     """``value`` in base 26 as lower-case letters: a TUH-style pseudonymous subject code."""
@@ -191,14 +187,15 @@ def letters_code(value: int, length: int = 8) -> str:
     return "".join(reversed(letters))
 
 
-def plan_patient(
-    seed: int, site_index: int, subject_index: int, patient_id: int, subject_code: str
-) -> Patient:
+def plan_patient(seed: int, site_index: int, subject_index: int, patient_id: int, subject_code: str) -> Patient:
     rng = rng_for(seed, "patient", site_index, subject_index)
     first_visit = draw_start(rng)
     return Patient(
-        site_index=site_index, subject_index=subject_index, patient_id=patient_id,
-        subject_code=subject_code, identity=draw_identity(rng, first_visit.date()),
+        site_index=site_index,
+        subject_index=subject_index,
+        patient_id=patient_id,
+        subject_code=subject_code,
+        identity=draw_identity(rng, first_visit.date()),
         first_visit=first_visit,
     )
 
@@ -245,38 +242,67 @@ def plan_recording(
         rng = rng_for(seed, "episode", *key, index)
         strength = float(rng.uniform(*site.strength_range))
         start = float(segment[0]) + (seizure_lead_s(rng, segment) if cls == "Seizure" else 0.0)
-        episode = draw_episode(rng, cls, start, float(segment[1]), strength,
-                               recorded=site.recorded_channels())
+        episode = draw_episode(rng, cls, start, float(segment[1]), strength, recorded=site.recorded_channels())
         episodes.append(episode)
         span = (int(np.ceil(episode.start_s)), int(episode.end_s))
         for offset, spec_offset in plan_windows(rng_for(seed, "windows", *key, index), span, duration_s):
             vote_rng = rng_for(seed, "votes", *key, len(windows))
             votes = draw_votes(vote_rng, cls, strength, draw_rater_count(vote_rng))
-            windows.append(LabelWindow(
-                eeg_sub_id=len(windows), offset_s=offset, spectrogram_offset_s=spec_offset,
-                episode_index=index, label_id=0, votes=tuple(int(v) for v in votes),
-            ))
+            windows.append(
+                LabelWindow(
+                    eeg_sub_id=len(windows),
+                    offset_s=offset,
+                    spectrogram_offset_s=spec_offset,
+                    episode_index=index,
+                    label_id=0,
+                    votes=tuple(int(v) for v in votes),
+                )
+            )
     background = plan_background(rng_for(seed, "background", *key), site, duration_s)
     recorded = tuple(i for i, c in enumerate(CANONICAL_CHANNELS) if c not in site.missing_channels)
     artifacts = plan_artifacts(
-        rng_for(seed, "artifacts", *key), duration_s,
-        blink_rate_per_min=site.blink_rate_per_min, muscle_rate_per_min=site.muscle_rate_per_min,
-        pop_rate_per_min=site.pop_rate_per_min, drift_uv=site.drift_uv, line_freq=site.line_freq,
-        line_noise_uv=site.line_noise_uv, sleep_intervals=background.sleep_intervals,
-        photic="photic" in site.aux_channels, recorded=recorded,
+        rng_for(seed, "artifacts", *key),
+        duration_s,
+        blink_rate_per_min=site.blink_rate_per_min,
+        muscle_rate_per_min=site.muscle_rate_per_min,
+        pop_rate_per_min=site.pop_rate_per_min,
+        drift_uv=site.drift_uv,
+        line_freq=site.line_freq,
+        line_noise_uv=site.line_noise_uv,
+        sleep_intervals=background.sleep_intervals,
+        photic="photic" in site.aux_channels,
+        recorded=recorded,
     )
     rng = rng_for(seed, "recording", *key)
-    start = patient.first_visit + timedelta(days=session_index * int(rng.integers(1, 30)),
-                                            seconds=int(rng.integers(0, 6 * 3600)))
+    start = patient.first_visit + timedelta(
+        days=session_index * int(rng.integers(1, 30)), seconds=int(rng.integers(0, 6 * 3600))
+    )
     gains = site.gain * rng.uniform(0.95, 1.05, len(CANONICAL_CHANNELS))  # per-channel gain error
     technician = draw_staff(rng)
-    planted = plant(rng, patient.identity, technician, start, edf_plus=site.edf_plus,
-                    equipment=site.equipment, duration_s=duration_s)
+    planted = plant(
+        rng,
+        patient.identity,
+        technician,
+        start,
+        edf_plus=site.edf_plus,
+        equipment=site.equipment,
+        duration_s=duration_s,
+    )
     return RecordingPlan(
-        seed=seed, site_index=site_index, site=site, patient=patient,
-        session_index=session_index, eeg_id=eeg_id, spectrogram_id=spectrogram_id,
-        duration_s=duration_s, episodes=tuple(episodes), windows=tuple(windows),
-        background=background, artifacts=artifacts,
+        seed=seed,
+        site_index=site_index,
+        site=site,
+        patient=patient,
+        session_index=session_index,
+        eeg_id=eeg_id,
+        spectrogram_id=spectrogram_id,
+        duration_s=duration_s,
+        episodes=tuple(episodes),
+        windows=tuple(windows),
+        background=background,
+        artifacts=artifacts,
         channel_gains=tuple(float(g) for g in gains),
-        start=start, technician=technician, planted=planted,
+        start=start,
+        technician=technician,
+        planted=planted,
     )

@@ -41,8 +41,7 @@ from eegfm.pipelines.simulate.rng import seed_sequence
 N_CHANS = len(CANONICAL_CHANNELS)
 WARMUP_S = 4
 # ECG reaches the scalp mostly near the left ear/mastoid (the heart's axis points left).
-ECG_LEAK = {c: 0.004 if c in ("T3", "T5") else 0.002 if c in ("F7", "O1", "C3") else 0.001
-            for c in CANONICAL_CHANNELS}
+ECG_LEAK = {c: 0.004 if c in ("T3", "T5") else 0.002 if c in ("F7", "O1", "C3") else 0.001 for c in CANONICAL_CHANNELS}
 REFERENCE_ECG_LEAK = 0.003
 EMG_TONIC_UV = 4.0
 
@@ -89,8 +88,7 @@ class RecordingRenderer:
         self.position = -int(warmup_s * plan.site.sfreq)
         self._noise = np.random.default_rng(seed_sequence(plan.seed, "noise", *plan.key))
         self._background = BackgroundGenerator(plan.background, self.sfreq)
-        self._emg_sos = signal.butter(2, min(25.0, 0.4 * self.sfreq), btype="highpass",
-                                      fs=self.sfreq, output="sos")
+        self._emg_sos = signal.butter(2, min(25.0, 0.4 * self.sfreq), btype="highpass", fs=self.sfreq, output="sos")
         self._emg_zi = np.zeros((self._emg_sos.shape[0], 2))
         self._recorded = np.array([c not in plan.site.missing_channels for c in CANONICAL_CHANNELS])
         self._reference = linked_ears_weights()
@@ -125,9 +123,7 @@ class RecordingRenderer:
         photic = render_photic(t, artifacts, out=scalp)
         return scalp, emg_bursts, photic
 
-    def _measure(
-        self, scalp: np.ndarray, ecg: np.ndarray, line: np.ndarray, t: np.ndarray
-    ) -> np.ndarray:
+    def _measure(self, scalp: np.ndarray, ecg: np.ndarray, line: np.ndarray, t: np.ndarray) -> np.ndarray:
         artifacts = self.plan.artifacts
         eeg = scalp  # modified in place from here on
         eeg += self._ecg_leak[:, None] * ecg[None, :]
@@ -143,8 +139,15 @@ class RecordingRenderer:
         eeg[~self._recorded] = np.nan
         return eeg
 
-    def _aux(self, noise: np.ndarray, t: np.ndarray, ecg: np.ndarray, line: np.ndarray,
-             emg_bursts: np.ndarray, photic: np.ndarray) -> dict[str, np.ndarray]:
+    def _aux(
+        self,
+        noise: np.ndarray,
+        t: np.ndarray,
+        ecg: np.ndarray,
+        line: np.ndarray,
+        emg_bursts: np.ndarray,
+        photic: np.ndarray,
+    ) -> dict[str, np.ndarray]:
         """Auxiliary channels; ``line`` is the mains pick-up their leads share with Fp1/F3."""
         gain = self.plan.site.gain
         tonic, self._emg_zi = signal.sosfilt(self._emg_sos, noise[0], zi=self._emg_zi)

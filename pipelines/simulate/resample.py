@@ -68,8 +68,8 @@ class StreamingResampler:
         # Centred output m = causal output g - delay.
         m_end = g_complete_end - self._delay
         m_start = self._emitted
-        out = causal[:, m_start + self._delay - g0:m_end + self._delay - g0]
+        out = causal[:, m_start + self._delay - g0 : m_end + self._delay - g0]
         self._emitted = max(m_end, m_start)
         self._consumed += chunk.shape[1]
-        self._buffer = segment[:, -self._history_len:]
+        self._buffer = segment[:, -self._history_len :]
         return out

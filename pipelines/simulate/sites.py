@@ -64,16 +64,12 @@ class SiteProfile(Config):
     pop_rate_per_min: float = 0.5
     drift_uv: float = 15.0
     sleep_probability: float = 0.3
-    class_prevalence: dict[str, float] = dataclasses.field(
-        default_factory=lambda: {c: 1.0 for c in CLASSES}
-    )
+    class_prevalence: dict[str, float] = dataclasses.field(default_factory=lambda: {c: 1.0 for c in CLASSES})
     strength_range: tuple[float, float] = (0.3, 1.0)
 
     def validate(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
-            raise ConfigError(
-                f"name: expected letters, digits and underscores (it names a folder); got {self.name!r}"
-            )
+            raise ConfigError(f"name: expected letters, digits and underscores (it names a folder); got {self.name!r}")
         check_option("channel_style", self.channel_style, CHANNEL_STYLES)
         check_option("channel_order", self.channel_order, CHANNEL_ORDERS)
         check_option("sfreq", self.sfreq, ALLOWED_SFREQS)
@@ -95,8 +91,9 @@ class SiteProfile(Config):
         for field in ("prefiltering", "transducer", "equipment", "archetype"):
             value = getattr(self, field)
             if not isinstance(value, str) or len(value) > 80 or not value.isascii():
-                raise ConfigError(f"{field}: expected ASCII text of at most 80 characters (it goes "
-                                  f"into EDF headers); got {value!r}")
+                raise ConfigError(
+                    f"{field}: expected ASCII text of at most 80 characters (it goes into EDF headers); got {value!r}"
+                )
         self._validate_channels()
         self._validate_prevalence()
         low, high = self.strength_range
@@ -107,8 +104,7 @@ class SiteProfile(Config):
         unknown = [c for c in self.missing_channels if c not in CANONICAL_CHANNELS]
         if unknown:
             raise ConfigError(
-                f"missing_channels: expected canonical names ({', '.join(CANONICAL_CHANNELS)}); "
-                f"got {unknown}"
+                f"missing_channels: expected canonical names ({', '.join(CANONICAL_CHANNELS)}); got {unknown}"
             )
         if len(set(self.missing_channels)) > 4:
             raise ConfigError(
@@ -125,14 +121,10 @@ class SiteProfile(Config):
 
     def _validate_prevalence(self) -> None:
         if not isinstance(self.class_prevalence, Mapping):
-            raise ConfigError(
-                f"class_prevalence: expected a mapping class -> weight; got {self.class_prevalence!r}"
-            )
+            raise ConfigError(f"class_prevalence: expected a mapping class -> weight; got {self.class_prevalence!r}")
         unknown = sorted(set(self.class_prevalence) - set(CLASSES))
         if unknown:
-            raise ConfigError(
-                f"class_prevalence: expected keys among {', '.join(CLASSES)}; got {unknown}"
-            )
+            raise ConfigError(f"class_prevalence: expected keys among {', '.join(CLASSES)}; got {unknown}")
         for cls, weight in self.class_prevalence.items():
             check_range(f"class_prevalence[{cls}]", weight, 0, None)
         if sum(self.class_prevalence.values()) <= 0:
@@ -150,8 +142,7 @@ class SiteProfile(Config):
         return tuple(c for c in order if c not in self.missing_channels)
 
     def eeg_label(self, canonical: str) -> str:
-        return eeg_label(canonical, self.channel_style, ten_ten=self.ten_ten_names,
-                         upper=self.upper_case)
+        return eeg_label(canonical, self.channel_style, ten_ten=self.ten_ten_names, upper=self.upper_case)
 
     def aux_label(self, kind: str) -> str:
         return aux_label(kind, self.channel_style, upper=self.upper_case)
@@ -162,9 +153,7 @@ class SiteProfile(Config):
 
 
 # Clinical montage listing order: left/right pairs, then midline (as TUH and many systems store).
-_PAIRED_ORDER = tuple(
-    [c for pair in zip(LEFT_CHANNELS, RIGHT_CHANNELS) for c in pair] + ["Fz", "Cz", "Pz"]
-)
+_PAIRED_ORDER = tuple([c for pair in zip(LEFT_CHANNELS, RIGHT_CHANNELS) for c in pair] + ["Fz", "Cz", "Pz"])
 
 
 def eeg_label(canonical: str, style: str, *, ten_ten: bool = False, upper: bool = False) -> str:
@@ -199,6 +188,7 @@ def aux_label(kind: str, style: str, *, upper: bool = False) -> str:
 
 # Default sites -------------------------------------------------------------------------------
 
+
 def _prevalence(seizure, lpd, gpd, lrda, grda, other) -> dict[str, float]:
     return dict(zip(CLASSES, (seizure, lpd, gpd, lrda, grda, other)))
 
@@ -207,43 +197,100 @@ def archetypes() -> tuple[SiteProfile, ...]:
     """The four built-in hospital archetypes (named presets, like a config registry)."""
     return (
         SiteProfile(  # epilepsy monitoring unit, TUH-style export, US mains
-            name="emu", archetype="epilepsy monitoring unit (TUH-style labels)",
-            channel_style="tuh", channel_order="paired", sfreq=250, line_freq=60.0,
-            line_noise_uv=4.0, gain=1.0, physical_dimension="uV", physical_max=4999.9,
-            reference="common", aux_channels=("ecg", "photic"), edf_plus=False,
-            prefiltering="HP:0.5Hz LP:100Hz", transducer="", equipment="XLTEK_EEG32U",
-            blink_rate_per_min=10.0, muscle_rate_per_min=2.0, pop_rate_per_min=0.5, drift_uv=20.0,
+            name="emu",
+            archetype="epilepsy monitoring unit (TUH-style labels)",
+            channel_style="tuh",
+            channel_order="paired",
+            sfreq=250,
+            line_freq=60.0,
+            line_noise_uv=4.0,
+            gain=1.0,
+            physical_dimension="uV",
+            physical_max=4999.9,
+            reference="common",
+            aux_channels=("ecg", "photic"),
+            edf_plus=False,
+            prefiltering="HP:0.5Hz LP:100Hz",
+            transducer="",
+            equipment="XLTEK_EEG32U",
+            blink_rate_per_min=10.0,
+            muscle_rate_per_min=2.0,
+            pop_rate_per_min=0.5,
+            drift_uv=20.0,
             sleep_probability=0.4,
             class_prevalence=_prevalence(0.35, 0.15, 0.05, 0.15, 0.05, 0.25),
         ),
         SiteProfile(  # general ICU, Nihon Kohden export, European mains, two channels unplaced
-            name="icu", archetype="general ICU (Nihon Kohden labels)",
-            channel_style="nihon_kohden", sfreq=500, line_freq=50.0, line_noise_uv=8.0,
-            gain=1.15, physical_dimension="uV", physical_max=3200.0, reference="common",
-            missing_channels=("T5", "T6"), aux_channels=("ecg", "eog", "emg"), edf_plus=True,
-            prefiltering="HP:0.53Hz LP:120Hz", transducer="AgAgCl electrode",
-            equipment="NKC-EEG-1200A", blink_rate_per_min=4.0, muscle_rate_per_min=3.0,
-            pop_rate_per_min=1.5, drift_uv=35.0, sleep_probability=0.5,
+            name="icu",
+            archetype="general ICU (Nihon Kohden labels)",
+            channel_style="nihon_kohden",
+            sfreq=500,
+            line_freq=50.0,
+            line_noise_uv=8.0,
+            gain=1.15,
+            physical_dimension="uV",
+            physical_max=3200.0,
+            reference="common",
+            missing_channels=("T5", "T6"),
+            aux_channels=("ecg", "eog", "emg"),
+            edf_plus=True,
+            prefiltering="HP:0.53Hz LP:120Hz",
+            transducer="AgAgCl electrode",
+            equipment="NKC-EEG-1200A",
+            blink_rate_per_min=4.0,
+            muscle_rate_per_min=3.0,
+            pop_rate_per_min=1.5,
+            drift_uv=35.0,
+            sleep_probability=0.5,
             class_prevalence=_prevalence(0.06, 0.14, 0.12, 0.12, 0.28, 0.28),
         ),
         SiteProfile(  # research-grade recordings, PhysioNet/BCI2000 labels, average reference
-            name="research", archetype="research EEG lab (PhysioNet-style labels)",
-            channel_style="physionet", ten_ten_names=True, sfreq=256, line_freq=60.0,
-            line_noise_uv=1.5, gain=0.9, physical_dimension="uV", physical_max=8092.0,
-            digital_max=8092, reference="average", aux_channels=("eog",), edf_plus=True,
-            prefiltering="HP:0Hz LP:0Hz N:0Hz", equipment="BCI2000",
-            blink_rate_per_min=14.0, muscle_rate_per_min=1.0, pop_rate_per_min=0.2, drift_uv=8.0,
+            name="research",
+            archetype="research EEG lab (PhysioNet-style labels)",
+            channel_style="physionet",
+            ten_ten_names=True,
+            sfreq=256,
+            line_freq=60.0,
+            line_noise_uv=1.5,
+            gain=0.9,
+            physical_dimension="uV",
+            physical_max=8092.0,
+            digital_max=8092,
+            reference="average",
+            aux_channels=("eog",),
+            edf_plus=True,
+            prefiltering="HP:0Hz LP:0Hz N:0Hz",
+            equipment="BCI2000",
+            blink_rate_per_min=14.0,
+            muscle_rate_per_min=1.0,
+            pop_rate_per_min=0.2,
+            drift_uv=8.0,
             sleep_probability=0.15,
             class_prevalence=_prevalence(0.12, 0.22, 0.18, 0.18, 0.12, 0.18),
         ),
         SiteProfile(  # community hospital: plain upper-case 10-10 names, millivolts, no Fz/Pz
-            name="community", archetype="community hospital (plain labels, millivolts)",
-            channel_style="plain", ten_ten_names=True, upper_case=True, sfreq=200,
-            line_freq=50.0, line_noise_uv=12.0, gain=1.3, physical_dimension="mV",
-            physical_max=1.5, reference="common", missing_channels=("Fz", "Pz"),
-            aux_channels=("ecg", "emg", "photic"), edf_plus=False, prefiltering="",
-            equipment="Natus_NeuroWorks", blink_rate_per_min=8.0, muscle_rate_per_min=2.5,
-            pop_rate_per_min=1.0, drift_uv=25.0, sleep_probability=0.3,
+            name="community",
+            archetype="community hospital (plain labels, millivolts)",
+            channel_style="plain",
+            ten_ten_names=True,
+            upper_case=True,
+            sfreq=200,
+            line_freq=50.0,
+            line_noise_uv=12.0,
+            gain=1.3,
+            physical_dimension="mV",
+            physical_max=1.5,
+            reference="common",
+            missing_channels=("Fz", "Pz"),
+            aux_channels=("ecg", "emg", "photic"),
+            edf_plus=False,
+            prefiltering="",
+            equipment="Natus_NeuroWorks",
+            blink_rate_per_min=8.0,
+            muscle_rate_per_min=2.5,
+            pop_rate_per_min=1.0,
+            drift_uv=25.0,
+            sleep_probability=0.3,
             class_prevalence=_prevalence(0.08, 0.12, 0.08, 0.14, 0.18, 0.40),
         ),
     )
@@ -277,9 +324,7 @@ def perturbed(site: SiteProfile, index: int, seed: int, generation: int = 2) -> 
     )
 
 
-def default_sites(
-    n_sites: int, seed: int = 0, base: tuple[SiteProfile, ...] | None = None
-) -> list[SiteProfile]:
+def default_sites(n_sites: int, seed: int = 0, base: tuple[SiteProfile, ...] | None = None) -> list[SiteProfile]:
     """``n_sites`` profiles: the archetypes first, then seeded perturbations of them in turn."""
     if isinstance(n_sites, bool) or not isinstance(n_sites, int) or n_sites < 1:
         raise ConfigError(f"n_sites: expected an integer >= 1; got {n_sites!r}")

@@ -105,13 +105,13 @@ class SpectrogramStream:
             if hi > available and not final and available < self.n_total:
                 break
             a, b = max(lo, 0), min(hi, self.n_total)
-            data = self._buffer[:, a - self._buffer_start:b - self._buffer_start]
+            data = self._buffer[:, a - self._buffer_start : b - self._buffer_start]
             if (a, b) == (lo, hi):
                 interior.append(data)
             else:  # a recording edge: shorter window, normalized by what it covers
                 rows.extend(self._transform(interior))
                 interior = []
-                rows.append(spectrogram_rows(data[None], self._window[a - lo:b - lo])[0])
+                rows.append(spectrogram_rows(data[None], self._window[a - lo : b - lo])[0])
             self._next_row += 1
         rows.extend(self._transform(interior))
         keep_from = max((ROW_S * self._next_row + ROW_S // 2) * HMS_SFREQ - half, 0)

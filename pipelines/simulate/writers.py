@@ -35,8 +35,16 @@ from eegfm.pipelines.simulate.votes import VOTE_COLUMNS
 
 HMS_EEG_COLUMNS: tuple[str, ...] = (*CANONICAL_CHANNELS, "EKG")
 TRAIN_COLUMNS: tuple[str, ...] = (
-    "eeg_id", "eeg_sub_id", "eeg_label_offset_seconds", "spectrogram_id", "spectrogram_sub_id",
-    "spectrogram_label_offset_seconds", "label_id", "patient_id", "expert_consensus", *VOTE_COLUMNS,
+    "eeg_id",
+    "eeg_sub_id",
+    "eeg_label_offset_seconds",
+    "spectrogram_id",
+    "spectrogram_sub_id",
+    "spectrogram_label_offset_seconds",
+    "label_id",
+    "patient_id",
+    "expert_consensus",
+    *VOTE_COLUMNS,
 )
 ECG_RANGE_UV = 10_000.0
 # Parquet row groups of fixed sizes, so files do not depend on chunking and memory stays bounded:
@@ -48,6 +56,7 @@ RECORD_DURATION_S = 1
 
 # EDF -----------------------------------------------------------------------------------------
 
+
 def edf_signals(plan: RecordingPlan) -> tuple[EDFSignal, ...]:
     """Header entries for the site's EEG channels (site order) then its auxiliary channels."""
     site = plan.site
@@ -56,14 +65,21 @@ def edf_signals(plan: RecordingPlan) -> tuple[EDFSignal, ...]:
 
     def make(label: str, physical_max: float, dimension: str, transducer: str) -> EDFSignal:
         return EDFSignal(
-            label=label, physical_min=-physical_max, physical_max=physical_max,
-            samples_per_record=site.sfreq * RECORD_DURATION_S, physical_dimension=dimension,
-            digital_min=digital_min, digital_max=site.digital_max, transducer=transducer,
+            label=label,
+            physical_min=-physical_max,
+            physical_max=physical_max,
+            samples_per_record=site.sfreq * RECORD_DURATION_S,
+            physical_dimension=dimension,
+            digital_min=digital_min,
+            digital_max=site.digital_max,
+            transducer=transducer,
             prefiltering=site.prefiltering,
         )
 
-    signals = [make(site.eeg_label(c), site.physical_max, site.physical_dimension, site.transducer)
-               for c in site.recorded_channels()]
+    signals = [
+        make(site.eeg_label(c), site.physical_max, site.physical_dimension, site.transducer)
+        for c in site.recorded_channels()
+    ]
     for kind in site.aux_channels:
         if kind == "photic":
             signals.append(make(site.aux_label(kind), 1.0, "", ""))
@@ -86,8 +102,11 @@ def edf_annotations(plan: RecordingPlan) -> tuple[Annotation, ...]:
 
 def edf_header(plan: RecordingPlan) -> EDFHeader:
     return EDFHeader(
-        signals=edf_signals(plan), start=plan.start, patient=plan.planted.patient,
-        recording=plan.planted.recording, record_duration=RECORD_DURATION_S,
+        signals=edf_signals(plan),
+        start=plan.start,
+        patient=plan.planted.patient,
+        recording=plan.planted.recording,
+        record_duration=RECORD_DURATION_S,
         edf_plus=plan.site.edf_plus,
     )
 
@@ -118,6 +137,7 @@ class EdfSink:
 
 # HMS parquet ---------------------------------------------------------------------------------
 
+
 @lru_cache(maxsize=1)
 def hms_eeg_schema() -> pa.Schema:
     """Kaggle's EEG parquet schema: 20 float32 columns, with pandas metadata like the originals."""
@@ -146,9 +166,7 @@ class HmsSink:
     it keeps exactly ``duration_s * 200`` samples starting at time 0.
     """
 
-    def __init__(
-        self, eeg_path: Path, spectrogram_path: Path, plan: RecordingPlan, first_sample: int
-    ) -> None:
+    def __init__(self, eeg_path: Path, spectrogram_path: Path, plan: RecordingPlan, first_sample: int) -> None:
         site = plan.site
         self.plan = plan
         self._recorded = np.array([c not in site.missing_channels for c in CANONICAL_CHANNELS])
@@ -163,12 +181,10 @@ class HmsSink:
         self._pending: list[np.ndarray] = []  # float32 blocks (20, n) not yet in a row group
         self._spectrogram = SpectrogramStream(self.n_total)
         self._spectrogram_rows: list[np.ndarray] = []  # (rows, 401) blocks not yet written
-        self._spectrogram_writer = pq.ParquetWriter(spectrogram_path, hms_spectrogram_schema(),
-                                                    compression="snappy")
+        self._spectrogram_writer = pq.ParquetWriter(spectrogram_path, hms_spectrogram_schema(), compression="snappy")
         # Plain encoding: same schema and values as Kaggle's files; dictionary encoding (which
         # Kaggle's writer tried and abandoned for these float columns) costs 10x the time here.
-        self._writer = pq.ParquetWriter(eeg_path, hms_eeg_schema(), compression="snappy",
-                                        use_dictionary=False)
+        self._writer = pq.ParquetWriter(eeg_path, hms_eeg_schema(), compression="snappy", use_dictionary=False)
 
     def write(self, chunk: RenderedChunk) -> None:
         rows = [chunk.eeg[self._recorded]]
@@ -177,19 +193,17 @@ class HmsSink:
         out = self._resampler.process(np.vstack(rows))
         drop = min(self._skip, out.shape[1])
         self._skip -= drop
-        out = out[:, drop:self.n_total - self.n_written + drop]
+        out = out[:, drop : self.n_total - self.n_written + drop]
         if out.shape[1]:
             self._write_rows(out)
 
     def _write_rows(self, resampled: np.ndarray) -> None:
         full = np.full((len(HMS_EEG_COLUMNS), resampled.shape[1]), np.nan)
-        full[:len(CANONICAL_CHANNELS)][self._recorded] = resampled[:int(self._recorded.sum())]
+        full[: len(CANONICAL_CHANNELS)][self._recorded] = resampled[: int(self._recorded.sum())]
         if self._has_ecg:
             full[-1] = resampled[-1]
         values = np.round(full, 2).astype(np.float32)
-        self._spectrogram_rows.append(
-            self._spectrogram.feed(values[:len(CANONICAL_CHANNELS)].astype(np.float64))
-        )
+        self._spectrogram_rows.append(self._spectrogram.feed(values[: len(CANONICAL_CHANNELS)].astype(np.float64)))
         self._write_spectrogram(final=False)
         self._pending.append(values)
         self.n_written += values.shape[1]
@@ -199,7 +213,7 @@ class HmsSink:
         buffered = np.concatenate(self._pending, axis=1) if self._pending else np.empty((20, 0))
         start = 0
         while buffered.shape[1] - start >= ROW_GROUP_ROWS or (final and start < buffered.shape[1]):
-            block = buffered[:, start:start + ROW_GROUP_ROWS]
+            block = buffered[:, start : start + ROW_GROUP_ROWS]
             table = pa.Table.from_arrays([pa.array(v) for v in block], schema=hms_eeg_schema())
             self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
             start += block.shape[1]
@@ -211,7 +225,7 @@ class HmsSink:
         rows = np.concatenate(self._spectrogram_rows, axis=0)
         start = 0
         while len(rows) - start >= SPECTROGRAM_ROW_GROUP_ROWS or (final and start < len(rows)):
-            block = rows[start:start + SPECTROGRAM_ROW_GROUP_ROWS]
+            block = rows[start : start + SPECTROGRAM_ROW_GROUP_ROWS]
             arrays = [pa.array(block[:, 0].astype(np.int64))]
             arrays += [pa.array(block[:, i].astype(np.float32)) for i in range(1, block.shape[1])]
             table = pa.Table.from_arrays(arrays, schema=hms_spectrogram_schema())
@@ -239,16 +253,20 @@ class HmsSink:
 
 # Tables --------------------------------------------------------------------------------------
 
+
 def label_rows(plan: RecordingPlan) -> list[dict[str, Any]]:
     """train.csv rows of one recording (HMS columns + ``site``)."""
     rows = []
     for window in plan.windows:
         row = {
-            "eeg_id": plan.eeg_id, "eeg_sub_id": window.eeg_sub_id,
-            "eeg_label_offset_seconds": window.offset_s, "spectrogram_id": plan.spectrogram_id,
+            "eeg_id": plan.eeg_id,
+            "eeg_sub_id": window.eeg_sub_id,
+            "eeg_label_offset_seconds": window.offset_s,
+            "spectrogram_id": plan.spectrogram_id,
             "spectrogram_sub_id": window.eeg_sub_id,
             "spectrogram_label_offset_seconds": window.spectrogram_offset_s,
-            "label_id": window.label_id, "patient_id": plan.patient.patient_id,
+            "label_id": window.label_id,
+            "patient_id": plan.patient.patient_id,
             "expert_consensus": window.consensus,
         }
         row.update(zip(VOTE_COLUMNS, window.votes))

@@ -38,8 +38,13 @@ def test_the_corpus_has_the_pipeline_layout_and_every_window_once(tmp_path):
     assert 15 < eeg.std() < 25  # about 20 µV RMS
     # Distinct windows, and the loader reads each one exactly once an epoch with 2 workers.
     assert len({r.eeg.tobytes() for r in records}) == 50
-    loader = EEGLoader(str(tmp_path), LoaderConfig(batch_size=4, num_workers=2, eeg_dtype="float16"),
-                       rank=0, world_size=1, infinite=False)
+    loader = EEGLoader(
+        str(tmp_path),
+        LoaderConfig(batch_size=4, num_workers=2, eeg_dtype="float16"),
+        rank=0,
+        world_size=1,
+        infinite=False,
+    )
     seen = Counter(row.numpy().tobytes() for batch in loader for row in batch["eeg"])
     assert sum(seen.values()) == 50 and len(seen) == 50
 
@@ -65,27 +70,78 @@ def test_pink_noise_power_falls_with_frequency():
 
 
 def test_the_command_line_writes_the_corpus_and_names_bad_options(tmp_path):
-    done = subprocess.run([sys.executable, "benchmarks/synthetic_corpus.py", "--output", str(tmp_path / "c"),
-                           "--windows", "7", "--windows-per-file", "3", "--sites", "1"],
-                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "benchmarks/synthetic_corpus.py",
+            "--output",
+            str(tmp_path / "c"),
+            "--windows",
+            "7",
+            "--windows-per-file",
+            "3",
+            "--sites",
+            "1",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["windows"] == 7 and summary["files"] == 3 and summary["bytes"] > 7 * 19 * 2560 * 2
-    bad = subprocess.run([sys.executable, "benchmarks/synthetic_corpus.py", "--output", str(tmp_path / "d"),
-                          "--windows", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "benchmarks/synthetic_corpus.py", "--output", str(tmp_path / "d"), "--windows", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "--windows: expected an integer >= 1; got 0" in bad.stderr
 
 
 def test_the_loader_and_loop_benchmarks_run_on_a_synthetic_corpus(capsys):
     from benchmarks import train_loader, train_loop
 
-    train_loader.main(["--synthetic", "24", "--workers", "0", "--dtypes", "float16", "--rounds", "1",
-                       "--seconds", "0.2", "--batch-size", "4"])
+    train_loader.main(
+        [
+            "--synthetic",
+            "24",
+            "--workers",
+            "0",
+            "--dtypes",
+            "float16",
+            "--rounds",
+            "1",
+            "--seconds",
+            "0.2",
+            "--batch-size",
+            "4",
+        ]
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["data"].startswith("synthetic: 24 windows") and result["files"] == 3
     assert result["loader"]["workers=0,float16"]["windows_per_s"] > 0
-    assert train_loop.main(["--synthetic", "24", "--config", "cpu-tiny", "--max-steps", "4", "--skip-steps", "2",
-                            "--log-every", "2", "--set", "loader.batch_size=4"]) == 0
+    assert (
+        train_loop.main(
+            [
+                "--synthetic",
+                "24",
+                "--config",
+                "cpu-tiny",
+                "--max-steps",
+                "4",
+                "--skip-steps",
+                "2",
+                "--log-every",
+                "2",
+                "--set",
+                "loader.batch_size=4",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["synthetic_windows"] == 24 and result["copies"] == 1 and result["windows"] == 24
     assert result["steady"]["intervals"] == 1 and 0 < result["steady"]["data_wait_fraction"] < 1

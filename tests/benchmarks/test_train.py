@@ -11,8 +11,18 @@ from benchmarks.train import loader_vs_gpu, step_throughput
 
 
 def test_step_throughput_counts_model_flops_per_window_and_reports_mfu():
-    runs = [step_throughput(torch.device("cpu"), preset="tiny", batch=batch, n_times=512, steps=2, warmup=1,
-                            peak=1e12 if batch == 2 else None) for batch in (2, 4, 6)]
+    runs = [
+        step_throughput(
+            torch.device("cpu"),
+            preset="tiny",
+            batch=batch,
+            n_times=512,
+            steps=2,
+            warmup=1,
+            peak=1e12 if batch == 2 else None,
+        )
+        for batch in (2, 4, 6)
+    ]
     assert [run["tokens_per_step"] for run in runs] == [2 * 19 * 2, 4 * 19 * 2, 6 * 19 * 2]  # 1 s patches
     flops = [run["flops_per_step"] for run in runs]
     # nearly linear in the batch (the contrastive head's batch-by-batch similarities add a little)
@@ -46,14 +56,22 @@ def test_tensorflow_reference_reads_every_record_of_our_files(tmp_path):
 
 
 def test_loader_is_compared_with_every_gpu_run_and_the_hungriest():
-    runs = [step_throughput(torch.device("cpu"), preset="tiny", batch=batch, n_times=512, steps=2, warmup=1)
-            for batch in (2, 8)]
-    loader = {"loader": {"workers=2,float16": {"windows_per_s": 10.0}, "workers=4,float16": {"windows_per_s": 3000.0},
-                         "workers=4,float32": {"windows_per_s": 1.0}}}
+    runs = [
+        step_throughput(torch.device("cpu"), preset="tiny", batch=batch, n_times=512, steps=2, warmup=1)
+        for batch in (2, 8)
+    ]
+    loader = {
+        "loader": {
+            "workers=2,float16": {"windows_per_s": 10.0},
+            "workers=4,float16": {"windows_per_s": 3000.0},
+            "workers=4,float32": {"windows_per_s": 1.0},
+        }
+    }
     report = loader_vs_gpu(loader, {"runs": runs}, workers=4)
     assert report["windows_per_s"] == 3000.0
     assert [r["times_step"] for r in report["times_step_per_run"]] == [
-        round(3000.0 / run["samples_per_s"], 2) for run in runs]
+        round(3000.0 / run["samples_per_s"], 2) for run in runs
+    ]
     hungriest = max(run["samples_per_s"] for run in runs)
     assert report["times_hungriest_step"] == round(3000.0 / hungriest, 2)
     with pytest.raises(KeyError):  # the preset's worker count must have been measured

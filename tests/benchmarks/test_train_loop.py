@@ -22,17 +22,44 @@ def test_link_corpus_repeats_every_site_without_copying_data(pipeline_output, tm
 
 
 def test_steady_state_is_the_median_after_the_skipped_steps():
-    metrics = [{"step": s, "samples_per_s": v, "tokens_per_s": 10 * v, "data_wait_fraction": v / 1000}
-               for s, v in ((10, 1.0), (20, 50.0), (30, 70.0), (40, 60.0))]
-    assert steady_state(metrics, 10) == {"from_step": 10, "intervals": 3, "samples_per_s": 60.0,
-                                         "tokens_per_s": 600, "data_wait_fraction": 0.06}
+    metrics = [
+        {"step": s, "samples_per_s": v, "tokens_per_s": 10 * v, "data_wait_fraction": v / 1000}
+        for s, v in ((10, 1.0), (20, 50.0), (30, 70.0), (40, 60.0))
+    ]
+    assert steady_state(metrics, 10) == {
+        "from_step": 10,
+        "intervals": 3,
+        "samples_per_s": 60.0,
+        "tokens_per_s": 600,
+        "data_wait_fraction": 0.06,
+    }
     with pytest.raises(ValueError, match="skip_steps: no logged interval ends after step 40"):
         steady_state(metrics, 40)
 
 
 def test_the_loop_runs_under_torchrun_and_is_compared_with_its_step(pipeline_output, capsys):
-    assert main(["--data", str(pipeline_output), "--config", "cpu-tiny", "--copies", "2", "--max-steps", "6",
-                 "--skip-steps", "2", "--log-every", "2", "--set", "loader.batch_size=4", "--compare-step"]) == 0
+    assert (
+        main(
+            [
+                "--data",
+                str(pipeline_output),
+                "--config",
+                "cpu-tiny",
+                "--copies",
+                "2",
+                "--max-steps",
+                "6",
+                "--skip-steps",
+                "2",
+                "--log-every",
+                "2",
+                "--set",
+                "loader.batch_size=4",
+                "--compare-step",
+            ]
+        )
+        == 0
+    )
     result = json.loads(capsys.readouterr().out)
     assert result["windows"] == 2 * describe(pipeline_output).counts["windows"]
     assert [i["step"] for i in result["intervals"]] == [2, 4, 6] and result["device"] == "cpu"

@@ -97,18 +97,38 @@ def test_command_line_paths_expand_a_leading_tilde_everywhere(monkeypatch, tmp_p
     from eegfm.training.pretrain import build_parser as pretrain_parser
 
     monkeypatch.setenv("HOME", str(tmp_path))
-    args = preprocess_parser().parse_known_args(["--input", "~/a", "~/b", "--output=~/out", "--pseudonym_key_file=~/k",
-                                                 "--artifact_model=~/ae.npz", "--config=~/c.yaml"])[0]
+    args = preprocess_parser().parse_known_args(
+        [
+            "--input",
+            "~/a",
+            "~/b",
+            "--output=~/out",
+            "--pseudonym_key_file=~/k",
+            "--artifact_model=~/ae.npz",
+            "--config=~/c.yaml",
+        ]
+    )[0]
     assert args.input == [f"{tmp_path}/a", f"{tmp_path}/b"] and args.output == f"{tmp_path}/out"
-    assert (args.pseudonym_key_file, args.artifact_model, args.config) == (f"{tmp_path}/k", f"{tmp_path}/ae.npz",
-                                                                           f"{tmp_path}/c.yaml")
+    assert (args.pseudonym_key_file, args.artifact_model, args.config) == (
+        f"{tmp_path}/k",
+        f"{tmp_path}/ae.npz",
+        f"{tmp_path}/c.yaml",
+    )
     assert preprocess_parser().parse_known_args(["--input=gs://b/~x", "--output=s3://b/~y"])[0].output == "s3://b/~y"
     args = pretrain_parser().parse_args(["--data=~/d", "--output=~/o", "--config=~/c.yaml", "--resume=~/ckpt"])
-    assert (args.data, args.output, args.config, args.resume) == ([f"{tmp_path}/d"], tmp_path / "o",
-                                                                  f"{tmp_path}/c.yaml", f"{tmp_path}/ckpt")
+    assert (args.data, args.output, args.config, args.resume) == (
+        [f"{tmp_path}/d"],
+        tmp_path / "o",
+        f"{tmp_path}/c.yaml",
+        f"{tmp_path}/ckpt",
+    )
     from eegfm.pipelines.simulate.cli import build_parser as simulate_parser
 
     assert simulate_parser().parse_args(["--output=~/corpus"]).output == tmp_path / "corpus"
     args = finetune_parser().parse_args(["--data=d", "--pretrained=~/p", "--output=~/o"])
-    assert (args.pretrained, args.output, args.config, args.resume) == (f"{tmp_path}/p", tmp_path / "o", "cpu-tiny",
-                                                                        "auto")
+    assert (args.pretrained, args.output, args.config, args.resume) == (
+        f"{tmp_path}/p",
+        tmp_path / "o",
+        "cpu-tiny",
+        "auto",
+    )

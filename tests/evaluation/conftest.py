@@ -6,9 +6,26 @@ from __future__ import annotations
 import pytest
 import torch
 
-QUICK = ["--task", "eegmat", "--config", "cpu-tiny", "--wandb", "disabled", "--set", "deterministic=false",
-         "--set", "optim.max_steps=2", "--set", "optim.warmup_steps=0", "--set", "epochs=1",
-         "--set", "model_overrides={modalities: []}", "--set", "loader.augment={}"]
+QUICK = [
+    "--task",
+    "eegmat",
+    "--config",
+    "cpu-tiny",
+    "--wandb",
+    "disabled",
+    "--set",
+    "deterministic=false",
+    "--set",
+    "optim.max_steps=2",
+    "--set",
+    "optim.warmup_steps=0",
+    "--set",
+    "epochs=1",
+    "--set",
+    "model_overrides={modalities: []}",
+    "--set",
+    "loader.augment={}",
+]
 
 
 @pytest.fixture(autouse=True)

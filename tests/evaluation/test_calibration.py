@@ -3,8 +3,13 @@ import pytest
 import torch
 
 from eegfm.evaluation import metrics as eval_metrics
-from eegfm.evaluation.calibration import (brier_score, calibration_metrics, ece_of_bins, expected_calibration_error,
-                                          reliability_bins)
+from eegfm.evaluation.calibration import (
+    brier_score,
+    calibration_metrics,
+    ece_of_bins,
+    expected_calibration_error,
+    reliability_bins,
+)
 from eegfm.evaluation.plots import plot_reliability
 
 
@@ -31,7 +36,8 @@ def test_bins_and_ece_by_hand():
     assert expected_calibration_error(probs, _one_hot(labels, 2), n_bins=10) == pytest.approx(expected)
     assert ece_of_bins(bins) == pytest.approx(expected)
     assert brier_score(probs, _one_hot(labels, 2)) == pytest.approx(
-        np.mean([2 * 0.05 ** 2, 2 * 0.92 ** 2, 2 * 0.3 ** 2, 2 * 0.4 ** 2]))
+        np.mean([2 * 0.05**2, 2 * 0.92**2, 2 * 0.3**2, 2 * 0.4**2])
+    )
 
 
 def test_vote_distributions_count_the_share_of_raters_on_the_predicted_class():
@@ -85,8 +91,10 @@ def test_reliability_diagram_is_a_png(tmp_path):
     rng = np.random.default_rng(4)
     logits = rng.normal(0.0, 2.0, size=(400, 6))
     target = _one_hot(_sampled(logits, 5), 6)
-    curves = [("uncalibrated", reliability_bins(torch.softmax(torch.from_numpy(3 * logits), -1).numpy(), target)),
-              ("calibrated", reliability_bins(torch.softmax(torch.from_numpy(logits), -1).numpy(), target))]
+    curves = [
+        ("uncalibrated", reliability_bins(torch.softmax(torch.from_numpy(3 * logits), -1).numpy(), target)),
+        ("calibrated", reliability_bins(torch.softmax(torch.from_numpy(logits), -1).numpy(), target)),
+    ]
     path = tmp_path / "calibration.png"
     plot_reliability(curves, "hms6: test windows", path)
     from PIL import Image

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from eegfm.evaluation import loso
+from eegfm.training.data import scan_windows
 from tests.conftest import REPO_ROOT, free_port
 from tests.evaluation.conftest import QUICK
 from tests.training.conftest import preprocess_corpus
-from eegfm.training.data import scan_windows
 
 
 def _loso(encoder: Path, data: Path, output: Path, *extra: str) -> int:
@@ -45,8 +45,11 @@ def test_each_site_is_the_test_split_of_one_fold_and_the_report_gathers_them(thr
     ratios = [f["test"]["kl"] / f["test"]["baseline_kl"] for f in report["sites"].values()]
     assert summary["vs_baseline"]["mean_ratio"] == pytest.approx(sum(ratios) / 3)
     assert summary["vs_baseline"]["worst_ratio"] == pytest.approx(max(ratios))
-    assert summary["balanced_accuracy"]["min"] <= summary["balanced_accuracy"]["mean"] <= \
-        summary["balanced_accuracy"]["max"]
+    assert (
+        summary["balanced_accuracy"]["min"]
+        <= summary["balanced_accuracy"]["mean"]
+        <= summary["balanced_accuracy"]["max"]
+    )
     # calibration across hospitals: each site's ECE, as its own eval.json reports it
     eces = [f["test"]["ece"] for f in report["sites"].values()]
     assert summary["ece"]["mean"] == pytest.approx(sum(eces) / 3) and summary["ece"]["max"] == pytest.approx(max(eces))
@@ -71,8 +74,10 @@ def test_chosen_sites_only_and_clear_errors(three_sites, encoder, tmp_path, caps
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == [sites[1]]
     capsys.readouterr()
     assert _loso(encoder, three_sites, tmp_path / "x", "--sites", "site-0000000000000000") == 2
-    assert (f"loso: --sites: site-0000000000000000 has no labeled window of 'eegmat_rest_task' in {three_sites}; "
-            f"expected some of {', '.join(sites)}") in capsys.readouterr().err
+    assert (
+        f"loso: --sites: site-0000000000000000 has no labeled window of 'eegmat_rest_task' in {three_sites}; "
+        f"expected some of {', '.join(sites)}"
+    ) in capsys.readouterr().err
     assert _loso(encoder, three_sites, tmp_path / "x", "--set", "test_fraction=0.2") == 2
     assert "leave-one-site-out makes each site the test split in turn" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
@@ -92,10 +97,29 @@ def test_under_torchrun_every_fold_runs_on_both_ranks(three_sites, encoder, tmp_
     the first one's addresses from torchrun's store and fail to connect."""
     out = tmp_path / "ddp"
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2", "--rdzv_backend=c10d",
-         f"--rdzv_endpoint=127.0.0.1:{free_port()}", "-m", "eegfm.evaluation.loso", "--pretrained", str(encoder),
-         "--data", str(three_sites), "--output", str(out), *QUICK, "--set", "backend=gloo"],
-        cwd=REPO_ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, timeout=600)
+        [
+            str(Path(sys.executable).parent / "torchrun"),
+            "--nproc_per_node=2",
+            "--rdzv_backend=c10d",
+            f"--rdzv_endpoint=127.0.0.1:{free_port()}",
+            "-m",
+            "eegfm.evaluation.loso",
+            "--pretrained",
+            str(encoder),
+            "--data",
+            str(three_sites),
+            "--output",
+            str(out),
+            *QUICK,
+            "--set",
+            "backend=gloo",
+        ],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads((out / "loso.json").read_text())
     assert len(report["sites"]) == 3

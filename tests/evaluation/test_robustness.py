@@ -13,15 +13,16 @@ import torch
 from eegfm.evaluation import robustness
 from eegfm.evaluation.robustness import add_mains, add_noise, drop_electrodes, scale_gain
 from eegfm.pipelines.schema import SFREQ
-from tests.evaluation.conftest import QUICK
 from eegfm.training import finetune
 from eegfm.training.data import EEGLoader, LoaderConfig, scan_windows
+from tests.evaluation.conftest import QUICK
 
 
 @pytest.fixture(scope="module")
 def batch(three_sites) -> dict:
-    loader = EEGLoader(str(three_sites), LoaderConfig(batch_size=8, num_workers=0, shuffle=False), rank=0,
-                       world_size=1, infinite=False)
+    loader = EEGLoader(
+        str(three_sites), LoaderConfig(batch_size=8, num_workers=0, shuffle=False), rank=0, world_size=1, infinite=False
+    )
     return next(iter(loader))
 
 
@@ -52,8 +53,24 @@ def test_the_perturbations_reach_their_severity_on_real_windows(batch):
 def finetuned(three_sites, encoder, tmp_path_factory) -> Path:
     """A quick fine-tuning run with a test split: 4 subjects train, 1 validates, 1 tests."""
     run = tmp_path_factory.mktemp("robust") / "run"
-    assert finetune.main(["--pretrained", str(encoder), "--data", str(three_sites), "--output", str(run), *QUICK,
-                          "--set", "val_fraction=0.2", "--set", "test_fraction=0.2"]) == 0
+    assert (
+        finetune.main(
+            [
+                "--pretrained",
+                str(encoder),
+                "--data",
+                str(three_sites),
+                "--output",
+                str(run),
+                *QUICK,
+                "--set",
+                "val_fraction=0.2",
+                "--set",
+                "test_fraction=0.2",
+            ]
+        )
+        == 0
+    )
     return run
 
 
@@ -84,10 +101,24 @@ def test_a_runs_test_split_is_scored_clean_and_perturbed_reproducibly(finetuned,
 
     same = robustness.run(["--run", str(finetuned), "--data", str(three_sites), "--output", str(tmp_path / "b")])
     assert same == report  # seeded draws: the same numbers
-    other = robustness.run(["--run", str(finetuned), "--data", str(three_sites), "--output", str(tmp_path / "c"),
-                            "--seed", "1", "--split", "val", "--uncalibrated"])
+    other = robustness.run(
+        [
+            "--run",
+            str(finetuned),
+            "--data",
+            str(three_sites),
+            "--output",
+            str(tmp_path / "c"),
+            "--seed",
+            "1",
+            "--split",
+            "val",
+            "--uncalibrated",
+        ]
+    )
     assert other["split"] == "val" and other["clean"]["n_windows"] == sum(
-        w["subject_id"] in split["val"] for w in scan_windows(three_sites))
+        w["subject_id"] in split["val"] for w in scan_windows(three_sites)
+    )
     # the logits as trained: eval.json's validation numbers before temperature scaling
     saved = json.loads((finetuned / "model" / "config.json").read_text())["temperature"]
     assert report["temperature"] == saved != 1.0 and other["temperature"] == 1.0
@@ -98,8 +129,10 @@ def test_what_is_not_a_fine_tuning_run_is_refused_by_name(encoder, finetuned, th
     with pytest.raises(SystemExit) as stopped:
         robustness.run(["--run", str(encoder.parent), "--data", str(three_sites)])
     assert stopped.value.code == 2
-    assert (f"--run {encoder.parent}: expected a training.finetune run folder (run.json and model/ with "
-            "config.json); run.json is missing") in capsys.readouterr().err
+    assert (
+        f"--run {encoder.parent}: expected a training.finetune run folder (run.json and model/ with "
+        "config.json); run.json is missing"
+    ) in capsys.readouterr().err
     run = tmp_path / "no-test"
     assert finetune.main(["--pretrained", str(encoder), "--data", str(three_sites), "--output", str(run), *QUICK]) == 0
     with pytest.raises(SystemExit):

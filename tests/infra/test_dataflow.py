@@ -23,8 +23,9 @@ def _launch():
 
 
 def _options() -> dict:
-    return {opt[2:]: action for action in build_parser()._actions for opt in action.option_strings
-            if opt.startswith("--")}
+    return {
+        opt[2:]: action for action in build_parser()._actions for opt in action.option_strings if opt.startswith("--")
+    }
 
 
 def test_every_parameter_is_an_option_of_the_job_with_its_choices():
@@ -49,11 +50,27 @@ def test_every_parameter_is_an_option_of_the_job_with_its_choices():
 
 def test_the_launcher_turns_template_parameters_into_the_jobs_command_line():
     launch = _launch()
-    argv = launch.translate(["--input=gs://a/raw/, gs://b/more", "--output=gs://a/out", "--report=true",
-                             "--ica=false", "--features=", "--window_seconds=5", "--runner=DataflowRunner",
-                             "--project=p"])
-    assert argv == ["--input=gs://a/raw/", "--input=gs://b/more", "--output=gs://a/out", "--report",
-                    "--window_seconds=5", "--runner=DataflowRunner", "--project=p"]
+    argv = launch.translate(
+        [
+            "--input=gs://a/raw/, gs://b/more",
+            "--output=gs://a/out",
+            "--report=true",
+            "--ica=false",
+            "--features=",
+            "--window_seconds=5",
+            "--runner=DataflowRunner",
+            "--project=p",
+        ]
+    )
+    assert argv == [
+        "--input=gs://a/raw/",
+        "--input=gs://b/more",
+        "--output=gs://a/out",
+        "--report",
+        "--window_seconds=5",
+        "--runner=DataflowRunner",
+        "--project=p",
+    ]
     args, beam = build_parser().parse_known_args(argv)
     assert args.input == ["gs://a/raw/", "gs://b/more"] and args.report and not args.ica and args.window_seconds == 5
     assert beam == ["--runner=DataflowRunner", "--project=p"]
@@ -78,10 +95,25 @@ def test_the_launcher_builds_the_dataflow_graph_as_the_template_would(shared_dat
     key.write_bytes(b"0123456789abcdef" * 4)
     key.chmod(0o600)
     result = subprocess.run(
-        [sys.executable, str(DATAFLOW / "launch.py"), f"--input={shared_data / 'eegmmi'}",
-         "--output=gs://eegfm-test-bucket/out", f"--pseudonym_key_file={key}", "--report=false", "--features=true",
-         "--runner=DataflowRunner", "--dry_run=True", "--project=eegfm-test", "--region=europe-west4",
-         "--temp_location=gs://eegfm-test-bucket/tmp", "--setup_file=./setup.py"],
-        capture_output=True, text=True, timeout=600, cwd=DATAFLOW.parents[1])
+        [
+            sys.executable,
+            str(DATAFLOW / "launch.py"),
+            f"--input={shared_data / 'eegmmi'}",
+            "--output=gs://eegfm-test-bucket/out",
+            f"--pseudonym_key_file={key}",
+            "--report=false",
+            "--features=true",
+            "--runner=DataflowRunner",
+            "--dry_run=True",
+            "--project=eegfm-test",
+            "--region=europe-west4",
+            "--temp_location=gs://eegfm-test-bucket/tmp",
+            "--setup_file=./setup.py",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=DATAFLOW.parents[1],
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Building sdist" in result.stderr

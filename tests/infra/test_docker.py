@@ -4,11 +4,7 @@ is copied, its Python and torch are the project's, and its user is the one the p
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import yaml

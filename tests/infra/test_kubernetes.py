@@ -24,8 +24,9 @@ GPU_LABEL, GPU_TAINT = ("eegfm.io/accelerator", "nvidia"), "nvidia.com/gpu"  # i
 def render(workload: str) -> list[dict]:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl (its built-in kustomize renders the manifests) is not installed")
-    done = subprocess.run(["kubectl", "kustomize", str(KUBERNETES / workload)], capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        ["kubectl", "kustomize", str(KUBERNETES / workload)], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     return [doc for doc in yaml.safe_load_all(done.stdout) if doc]
 
@@ -42,9 +43,11 @@ def _pod(docs: list[dict]) -> tuple[dict, dict]:
 
 def _expanded(words: list[str], env: dict[str, str]) -> list[str]:
     """Kubernetes' $(VAR) expansion; an undefined name fails the test."""
+
     def value(match: re.Match) -> str:
         assert match.group(1) in env, f"$({match.group(1)}) is not defined in the container's env"
         return env[match.group(1)]
+
     return [re.sub(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", value, word) for word in words]
 
 
@@ -73,11 +76,13 @@ def test_every_object_is_valid_against_the_kubernetes_api_schema(rendered):
 
 
 def test_pods_meet_the_restricted_pod_security_standard_and_use_the_built_image(rendered):
-    for workload, docs in rendered.items():
+    for docs in rendered.values():
         _, pod = _pod(docs)
         assert pod["serviceAccountName"] == "eegfm"  # the one EKS Pod Identity maps to the S3 role
-        assert pod["securityContext"]["runAsNonRoot"] and pod["securityContext"]["seccompProfile"]["type"] == \
-            "RuntimeDefault"
+        assert (
+            pod["securityContext"]["runAsNonRoot"]
+            and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        )
         [container] = pod["containers"]
         context = container["securityContext"]
         assert context["allowPrivilegeEscalation"] is False and context["capabilities"]["drop"] == ["ALL"]
@@ -91,9 +96,10 @@ def _module_argv(words: list[str], module: str) -> list[str]:
 
 
 def test_command_lines_parse_with_the_commands_own_parsers(rendered):
+    from torch.distributed.run import get_args_parser as torchrun_parser
+
     from eegfm.pipelines.preprocess import build_parser as preprocess_parser
     from eegfm.serving.server import build_parser as serve_parser
-    from torch.distributed.run import get_args_parser as torchrun_parser
     from eegfm.training.finetune import build_parser as finetune_parser
     from eegfm.training.pretrain import build_parser as pretrain_parser
 

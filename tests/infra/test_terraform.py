@@ -43,8 +43,13 @@ def _env() -> dict[str, str]:
 def _terraform(workdir: Path, *args: str) -> subprocess.CompletedProcess[str]:
     try:
         return subprocess.run(
-            ["terraform", *args], cwd=workdir, env=_env(), capture_output=True, text=True,
-            timeout=STEP_TIMEOUT_S, check=False,
+            ["terraform", *args],
+            cwd=workdir,
+            env=_env(),
+            capture_output=True,
+            text=True,
+            timeout=STEP_TIMEOUT_S,
+            check=False,
         )
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"terraform {' '.join(args)} did not finish within {STEP_TIMEOUT_S} s: {exc.stdout!r}")
@@ -62,7 +67,8 @@ def module_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(reason)
     workdir = tmp_path_factory.mktemp("terraform") / "aws"
     shutil.copytree(
-        MODULE, workdir,
+        MODULE,
+        workdir,
         ignore=shutil.ignore_patterns(".terraform", ".terraform.lock.hcl", "*.tfstate*", "*.tfplan"),
     )
     init = _terraform(workdir, "init", "-backend=false", "-input=false", "-no-color", f"-plugin-dir={PLUGIN_DIR}")
@@ -99,7 +105,11 @@ def test_terraform_tests_pass(module_copy: Path) -> None:
 def test_example_tfvars_are_accepted(module_copy: Path) -> None:
     """terraform.tfvars.example passes every variable validation and plans like the defaults."""
     result = _terraform(
-        module_copy, "test", "-no-color", "-var-file=terraform.tfvars.example", "-filter=tests/defaults.tftest.hcl",
+        module_copy,
+        "test",
+        "-no-color",
+        "-var-file=terraform.tfvars.example",
+        "-filter=tests/defaults.tftest.hcl",
     )
     assert result.returncode == 0, _explain(result)
     assert re.search(r"Success! \d+ passed, 0 failed\.", result.stdout), _explain(result)

@@ -41,8 +41,11 @@ def _deterministic() -> Iterator[None]:
     OpenMP threads wait on each other at every op (a tiny forward pass took 10x longer under
     load); one thread keeps the default run near a minute either way.
     """
-    previous = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
-                torch.get_num_threads())
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.get_num_threads(),
+    )
     torch.manual_seed(0)
     torch.use_deterministic_algorithms(True, warn_only=True)
     torch.set_num_threads(1)
@@ -62,8 +65,13 @@ def head_overrides(head: str) -> dict:
 
 
 def expected_logits_shape(head: str, batch: int) -> tuple[int, ...]:
-    return {"hms6": (batch, len(HMS_CLASSES)), "binary": (batch,), "multiclass": (batch, 3),
-            "regression": (batch, 2), "sleep_stage": (batch, 5)}[head]
+    return {
+        "hms6": (batch, len(HMS_CLASSES)),
+        "binary": (batch,),
+        "multiclass": (batch, 3),
+        "regression": (batch, 2),
+        "sleep_stage": (batch, 5),
+    }[head]
 
 
 def make_model(preset: str, head: str = "hms6", seed: int = 0, **overrides) -> EEGFMModel:
@@ -119,12 +127,12 @@ class AllHeadsExportable(ExportableEEGFM):
     def output_names(self) -> list[str]:
         return super().output_names() + [f"logits_{name}" for name in self.extra]
 
-    def forward(self, eeg: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor,
-                *optional: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def forward(
+        self, eeg: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor, *optional: torch.Tensor
+    ) -> tuple[torch.Tensor, ...]:
         extra = dict(zip(self.input_names()[3:], optional))
         features = self.model.forward_features(eeg, positions, channel_mask, **extra)
-        return (self.model.forward_head(features), features.pooled,
-                *(head(features) for head in self.extra.values()))
+        return (self.model.forward_head(features), features.pooled, *(head(features) for head in self.extra.values()))
 
 
 def models_for_every_head(preset: str, seed: int = 3) -> dict[str, EEGFMModel]:
@@ -191,5 +199,16 @@ def eegmat_windows(shared_data: Path) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([_read_eegmat(f, seconds=5) for f in files]))
 
 
-__all__ = ["HEADS", "HEAD_LABELS", "PRESETS", "AllHeadsExportable", "expected_logits_shape", "make_batch",
-           "make_model", "make_targets", "head_overrides", "models_for_every_head", "positions_for"]
+__all__ = [
+    "HEADS",
+    "HEAD_LABELS",
+    "PRESETS",
+    "AllHeadsExportable",
+    "expected_logits_shape",
+    "make_batch",
+    "make_model",
+    "make_targets",
+    "head_overrides",
+    "models_for_every_head",
+    "positions_for",
+]

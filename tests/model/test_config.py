@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from eegfm.model import ConfigError, EEGFMConfig, count_parameters, create_model, get_preset, list_presets, register_preset
+from eegfm.model import (
+    ConfigError,
+    EEGFMConfig,
+    count_parameters,
+    create_model,
+    get_preset,
+    list_presets,
+    register_preset,
+)
 from eegfm.model.config import HMS_CLASSES
 
 
@@ -38,7 +46,11 @@ def test_register_preset_rejects_duplicates():
         ("num_attention_heads", 5, r"num_attention_heads: expected a divisor of hidden_size=64; got 5"),
         ("gnn_impl", "gat", r"gnn_impl: expected one of 'pyg', 'dense', 'gather'; got 'gat'"),
         ("modalities", ["eeg2"], r"modalities: expected one of 'spectrogram', 'ecg', 'clinical'; got 'eeg2'"),
-        ("head", "hms7", r"head: expected a registered head \(binary, hms6, multiclass, regression, sleep_stage\); got 'hms7'"),
+        (
+            "head",
+            "hms7",
+            r"head: expected a registered head \(binary, hms6, multiclass, regression, sleep_stage\); got 'hms7'",
+        ),
         ("dropout", 1.0, r"dropout: expected a number in \[0.0, 1.0\); got 1.0"),
         ("causal", "yes", r"causal: expected True or False; got 'yes'"),
         ("mask_min_ms", 2000.0, r"mask_min_ms: expected a number in \[3.90625, 1000.0\]; got 2000.0"),

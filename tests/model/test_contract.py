@@ -17,7 +17,7 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
-from eegfm.model import EEGFMModel, MODALITIES, positions_for
+from eegfm.model import MODALITIES, EEGFMModel, positions_for
 from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from tests.model.conftest import (
     HEADS,
@@ -36,8 +36,9 @@ def _is_default(preset: str, head: str) -> bool:
     return preset == "tiny" or (preset, head) == ("base", "hms6")
 
 
-PRESET_HEAD = [pytest.param(p, h, marks=() if _is_default(p, h) else slow, id=f"{p}-{h}")
-               for p in PRESETS for h in HEADS]
+PRESET_HEAD = [
+    pytest.param(p, h, marks=() if _is_default(p, h) else slow, id=f"{p}-{h}") for p in PRESETS for h in HEADS
+]
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +116,7 @@ def test_auto_config_round_trip(tmp_path):
 # ONNX parity
 # ------------------------------------------------------------------------------------------------
 
+
 def _onnx_cases(preset: str) -> list[tuple[str, dict[str, torch.Tensor]]]:
     """Inputs that one exported graph must take: batch, time, channels and modalities vary."""
     nan = float("nan")
@@ -142,7 +144,9 @@ def _onnx_cases(preset: str) -> list[tuple[str, dict[str, torch.Tensor]]]:
 
 ONNX_PARAMS = [pytest.param("tiny", "all", id="tiny-every-head"), pytest.param("base", "hms6", id="base-hms6")] + [
     pytest.param(p, h, marks=slow, id=f"{p}-{h}-export_onnx")
-    for p in PRESETS for h in HEADS if (p, h) != ("base", "hms6")
+    for p in PRESETS
+    for h in HEADS
+    if (p, h) != ("base", "hms6")
 ]
 
 
@@ -176,6 +180,7 @@ def test_onnx_parity_dynamic_batch_channels_and_time(preset, head, onnx_export):
 # ------------------------------------------------------------------------------------------------
 # Inputs: variable length, channel subsets and orders, missing channels, missing modalities
 # ------------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("preset,head", PRESET_HEAD)
 def test_variable_length(preset, head, models):
@@ -225,15 +230,59 @@ def test_channel_subsets_and_orders(preset, head, models):
 def test_channel_identity_comes_from_positions():
     model = make_model("tiny")
     inputs = make_batch(1, 5)
-    canonical = positions_for(["Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz", "Pz",
-                               "Fp2", "F4", "C4", "P4", "F8", "T4", "T6", "O2"])
+    canonical = positions_for(
+        [
+            "Fp1",
+            "F3",
+            "C3",
+            "P3",
+            "F7",
+            "T3",
+            "T5",
+            "O1",
+            "Fz",
+            "Cz",
+            "Pz",
+            "Fp2",
+            "F4",
+            "C4",
+            "P4",
+            "F8",
+            "T4",
+            "T6",
+            "O2",
+        ]
+    )
     with torch.no_grad():
         default = model(**inputs).logits
         explicit = model(**inputs, positions=canonical).logits
         # 10-10 aliases name the same electrodes
-        aliases = model(**inputs, positions=positions_for(
-            ["Fp1", "F3", "C3", "P3", "F7", "T7", "P7", "O1", "Fz", "Cz", "Pz",
-             "Fp2", "F4", "C4", "P4", "F8", "T8", "P8", "O2"])).logits
+        aliases = model(
+            **inputs,
+            positions=positions_for(
+                [
+                    "Fp1",
+                    "F3",
+                    "C3",
+                    "P3",
+                    "F7",
+                    "T7",
+                    "P7",
+                    "O1",
+                    "Fz",
+                    "Cz",
+                    "Pz",
+                    "Fp2",
+                    "F4",
+                    "C4",
+                    "P4",
+                    "F8",
+                    "T8",
+                    "P8",
+                    "O2",
+                ]
+            ),
+        ).logits
         swapped = model(**inputs, positions=canonical[:, torch.arange(18, -1, -1)]).logits
     torch.testing.assert_close(explicit, default, rtol=0, atol=0)
     torch.testing.assert_close(aliases, default, rtol=0, atol=0)

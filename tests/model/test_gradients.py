@@ -22,8 +22,11 @@ BATCHES = {
 
 
 def _missing_gradients(model: nn.Module) -> list[str]:
-    return [name for name, p in model.named_parameters()
-            if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())]
+    return [
+        name
+        for name, p in model.named_parameters()
+        if p.requires_grad and (p.grad is None or not torch.isfinite(p.grad).all())
+    ]
 
 
 def _pretraining_batch(modalities: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -42,8 +45,9 @@ def test_pretraining_gives_every_parameter_a_gradient(auxiliary):
     for batch, modalities in BATCHES.items():
         for labels in label_sets:  # a step without auxiliary labels too
             model.zero_grad(set_to_none=True)
-            out = model(**_pretraining_batch(modalities), auxiliary_labels=labels,
-                        generator=torch.Generator().manual_seed(0))
+            out = model(
+                **_pretraining_batch(modalities), auxiliary_labels=labels, generator=torch.Generator().manual_seed(0)
+            )
             out.loss.backward()
             assert _missing_gradients(model) == [], f"{batch}, auxiliary labels {labels}"
 
@@ -103,8 +107,10 @@ def test_tie_ins_change_no_value_and_vanish_outside_training():
     pretraining = create_pretraining_model("tiny")
     pretraining.train()
     out = pretraining(**inputs, generator=torch.Generator().manual_seed(0))
-    expected = (pretraining.config.reconstruction_weight * out.reconstruction_loss
-                + pretraining.config.contrastive_weight * out.contrastive_loss)
+    expected = (
+        pretraining.config.reconstruction_weight * out.reconstruction_loss
+        + pretraining.config.contrastive_weight * out.contrastive_loss
+    )
     torch.testing.assert_close(out.loss, expected, rtol=0, atol=0)
 
     layer = nn.Linear(3, 3)

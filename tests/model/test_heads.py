@@ -26,7 +26,9 @@ def test_hms_loss_is_the_kl_divergence_of_vote_distributions():
     loss = head.loss(torch.cat([perfect, torch.zeros(1, 6)]), votes)
     assert loss.item() == pytest.approx(0.0, abs=1e-6)  # the vote-less row does not count
     uniform = head.loss(torch.zeros(3, 6), votes)
-    expected = torch.nn.functional.kl_div(torch.full((2, 6), -torch.log(torch.tensor(6.0))), target, reduction="batchmean")
+    expected = torch.nn.functional.kl_div(
+        torch.full((2, 6), -torch.log(torch.tensor(6.0))), target, reduction="batchmean"
+    )
     assert uniform.item() == pytest.approx(expected.item(), rel=1e-5)
     assert head.predict(torch.zeros(1, 6)).sum().item() == pytest.approx(1.0)
 
@@ -44,7 +46,9 @@ def test_binary_multiclass_and_regression_losses_ignore_missing_targets():
     kept = torch.nn.functional.cross_entropy(logits[:2], torch.tensor([2, 0]))
     assert multiclass.loss(logits, torch.tensor([2, 0, -1, -1])).item() == pytest.approx(kept.item())
 
-    regression = create_head("regression", EEGFMConfig.from_preset("tiny", head="regression", id2label={0: "age", 1: "x"}))
+    regression = create_head(
+        "regression", EEGFMConfig.from_preset("tiny", head="regression", id2label={0: "age", 1: "x"})
+    )
     prediction = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
     target = torch.tensor([[1.0, float("nan")], [5.0, 4.0]])
     assert regression.loss(prediction, target).item() == pytest.approx(4.0 / 3.0)

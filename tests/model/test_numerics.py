@@ -36,8 +36,11 @@ def test_encoder_runs_under_bfloat16_autocast():
     torch.manual_seed(0)
     pretraining = create_pretraining_model("tiny", auxiliary_head="sleep_stage")
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = pretraining(**make_batch(2, 5, modalities=("clinical",)), auxiliary_labels=torch.tensor([1, 2]),
-                          generator=torch.Generator().manual_seed(0))
+        out = pretraining(
+            **make_batch(2, 5, modalities=("clinical",)),
+            auxiliary_labels=torch.tensor([1, 2]),
+            generator=torch.Generator().manual_seed(0),
+        )
     for name in ("loss", "reconstruction_loss", "contrastive_loss", "auxiliary_loss"):
         value = getattr(out, name)
         assert value.dtype == torch.float32 and torch.isfinite(value), name
@@ -65,8 +68,11 @@ def test_head_losses_are_float32_and_zero_without_targets(head):
     logits = torch.randn(*((4,) if head == "binary" else (4, head_module.n_outputs))).bfloat16().requires_grad_()
     loss = head_module.loss(logits, make_targets(head, 4))
     assert loss.dtype == torch.float32 and torch.isfinite(loss)
-    missing = {"hms6": torch.zeros(4, 6), "binary": torch.full((4,), -1.0),
-               "regression": torch.full((4, 2), float("nan"))}
+    missing = {
+        "hms6": torch.zeros(4, 6),
+        "binary": torch.full((4,), -1.0),
+        "regression": torch.full((4, 2), float("nan")),
+    }
     nothing = head_module.loss(logits, missing.get(head, torch.full((4,), -1)))
     assert nothing.item() == 0.0
     nothing.backward()  # a batch without labels still has a (zero) gradient path, not NaN

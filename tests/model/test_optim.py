@@ -28,9 +28,15 @@ def test_groups_cover_every_trainable_parameter_once_with_depth_decayed_lrs():
     assert lr_of[id(named["encoder.blocks.0.mlp.fc1.weight"])] == pytest.approx(6.25e-5)
     assert lr_of[id(named["encoder.tokenizer.patches.raw.weight"])] == pytest.approx(3.125e-5)
     # no decay on biases, norms and embedding-like tensors; decay on weight matrices
-    for name in ("head.fc.bias", "encoder.final_norm.weight", "encoder.tokenizer.interpolated",
-                 "encoder.fusion.attention.ecg.null", "encoder.fusion.tokenizers.clinical.sex",
-                 "encoder.fusion.tokenizers.clinical.kind", "encoder.blocks.0.spatial.interpolated_logit"):
+    for name in (
+        "head.fc.bias",
+        "encoder.final_norm.weight",
+        "encoder.tokenizer.interpolated",
+        "encoder.fusion.attention.ecg.null",
+        "encoder.fusion.tokenizers.clinical.sex",
+        "encoder.fusion.tokenizers.clinical.kind",
+        "encoder.blocks.0.spatial.interpolated_logit",
+    ):
         assert decay_of[id(named[name])] == 0.0, name
     for name in ("head.fc.weight", "encoder.blocks.0.temporal.qkv.weight", "encoder.tokenizer.electrodes.mlp.0.weight"):
         assert decay_of[id(named[name])] == 0.05, name

@@ -97,13 +97,20 @@ def test_pretraining_step_and_checkpoint_reuse(tmp_path):
     inputs = make_batch(3, 5, modalities=("clinical",))
     mask = torch.ones(3, 19)
     mask[0, 4] = 0
-    out = model(**inputs, channel_mask=mask, auxiliary_labels=torch.tensor([0, 2, -1]),
-                generator=torch.Generator().manual_seed(0))
+    out = model(
+        **inputs,
+        channel_mask=mask,
+        auxiliary_labels=torch.tensor([0, 2, -1]),
+        generator=torch.Generator().manual_seed(0),
+    )
     for name in ("reconstruction_loss", "contrastive_loss", "auxiliary_loss"):
         assert torch.isfinite(getattr(out, name)), name
     config = model.config
-    expected = (config.reconstruction_weight * out.reconstruction_loss + config.contrastive_weight * out.contrastive_loss
-                + config.auxiliary_weight * out.auxiliary_loss)
+    expected = (
+        config.reconstruction_weight * out.reconstruction_loss
+        + config.contrastive_weight * out.contrastive_loss
+        + config.auxiliary_weight * out.auxiliary_loss
+    )
     torch.testing.assert_close(out.loss, expected)
     assert out.sample_mask[torch.arange(3), out.held_out].all()  # the held-out channel is hidden entirely
     assert out.held_out[0] != 4  # never an interpolated channel
@@ -198,4 +205,3 @@ def test_a_gpu_pretraining_step_never_makes_the_host_wait(gnn_impl):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert torch.isfinite(loss).item()
-

@@ -31,8 +31,32 @@ def test_neighbours_are_the_nearest_electrodes_self_first():
         assert distances[i, chosen].max() <= distances[i, left_out].min() + 1e-6
     # Cz's four nearest electrodes in the 10-20 layout
     cz = 9
-    names = {c: i for i, c in enumerate(["Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz",
-                                         "Pz", "Fp2", "F4", "C4", "P4", "F8", "T4", "T6", "O2"])}
+    names = {
+        c: i
+        for i, c in enumerate(
+            [
+                "Fp1",
+                "F3",
+                "C3",
+                "P3",
+                "F7",
+                "T3",
+                "T5",
+                "O1",
+                "Fz",
+                "Cz",
+                "Pz",
+                "Fp2",
+                "F4",
+                "C4",
+                "P4",
+                "F8",
+                "T4",
+                "T6",
+                "O2",
+            ]
+        )
+    }
     assert set(graph.neighbours[0, cz, 1:].tolist()) == {names[n] for n in ("Fz", "Pz", "C3", "C4")}
     assert torch.allclose(graph.geometry[0, :, 0, 0], torch.zeros(19), atol=1e-5)  # self: distance 0
 

@@ -48,7 +48,7 @@ def test_causal_model_ignores_the_future():
     bidirectional = make_model("tiny")
     inputs = make_batch(1, 6)
     future = inputs["eeg"].clone()
-    future[..., 5 * 256:] += 50.0  # change the last second only
+    future[..., 5 * 256 :] += 50.0  # change the last second only
     with torch.no_grad():
         a, b = causal(inputs["eeg"]), causal(future)
         c, d = bidirectional(inputs["eeg"]), bidirectional(future)

@@ -19,8 +19,9 @@ GOOD_EDF = "eegmat/Subject05_2.edf"
 
 
 def _signal(label: str, sfreq: int = 256, unit: str = "uV") -> EDFSignal:
-    return EDFSignal(label=label, physical_min=-3200.0, physical_max=3200.0,
-                     samples_per_record=sfreq, physical_dimension=unit)
+    return EDFSignal(
+        label=label, physical_min=-3200.0, physical_max=3200.0, samples_per_record=sfreq, physical_dimension=unit
+    )
 
 
 def _write(path: Path, labels: list[str], data: np.ndarray) -> None:
@@ -29,7 +30,7 @@ def _write(path: Path, labels: list[str], data: np.ndarray) -> None:
 
 
 def _patch(raw: bytes, offset: int, width: int, text: str) -> bytes:
-    return raw[:offset] + text.ljust(width).encode("ascii") + raw[offset + width:]
+    return raw[:offset] + text.ljust(width).encode("ascii") + raw[offset + width :]
 
 
 def make_bad_corpus(root: Path, shared_data: Path) -> dict[str, str]:
@@ -60,7 +61,9 @@ def make_bad_corpus(root: Path, shared_data: Path) -> dict[str, str]:
     # prefiltering 80 bytes, each stored for all signals in turn.
     spr_offset = 256 + ns * (16 + 80 + 5 * 8 + 80)
     (root / "zero_rate.edf").write_bytes(_patch(good, spr_offset, 8, "0"))
-    expected["zero_rate.edf"] = "samples per record of signal 1 ('EEG Fp1'): expected >= 1 (a sampling rate above 0 Hz); got 0"
+    expected["zero_rate.edf"] = (
+        "samples per record of signal 1 ('EEG Fp1'): expected >= 1 (a sampling rate above 0 Hz); got 0"
+    )
 
     rng = np.random.default_rng(0)
     eeg = rng.normal(0, 20, size=(19, 256 * 30))

@@ -28,8 +28,8 @@ def write_edf_plus_d(source, out, onsets, first: int = 0) -> None:
     raw = open(source, "rb").read()
     ns = int(raw[252:256])
     header_bytes = 256 * (ns + 1)
-    labels = [raw[256 + i * 16: 256 + (i + 1) * 16].decode().strip() for i in range(ns)]
-    spr = [int(raw[256 + ns * 216 + i * 8: 256 + ns * 216 + (i + 1) * 8]) for i in range(ns)]
+    labels = [raw[256 + i * 16 : 256 + (i + 1) * 16].decode().strip() for i in range(ns)]
+    spr = [int(raw[256 + ns * 216 + i * 8 : 256 + ns * 216 + (i + 1) * 8]) for i in range(ns)]
     record = 2 * sum(spr)
 
     def field(value, width):
@@ -42,16 +42,26 @@ def write_edf_plus_d(source, out, onsets, first: int = 0) -> None:
     else:
         tal_at, tal_bytes, new = record, 60, ns + 1
         signals, offset = b"", 256
-        for width, value in [(16, "EDF Annotations"), (80, ""), (8, ""), (8, -1), (8, 1), (8, -32768),
-                             (8, 32767), (80, ""), (8, tal_bytes // 2), (32, "")]:
-            signals += raw[offset: offset + ns * width] + field(value, width)
+        for width, value in [
+            (16, "EDF Annotations"),
+            (80, ""),
+            (8, ""),
+            (8, -1),
+            (8, 1),
+            (8, -32768),
+            (8, 32767),
+            (80, ""),
+            (8, tal_bytes // 2),
+            (32, ""),
+        ]:
+            signals += raw[offset : offset + ns * width] + field(value, width)
             offset += ns * width
     head = raw[:184] + field(256 * (new + 1), 8) + field("EDF+D", 44) + field(len(onsets), 8) + raw[244:252]
     body = bytearray()
     for k, onset in enumerate(onsets):
         at = header_bytes + (first + k) * record
-        rec = bytearray(raw[at: at + record].ljust(tal_at + tal_bytes, b"\0"))
-        rec[tal_at: tal_at + tal_bytes] = f"+{onset:g}\x14\x14".encode("ascii").ljust(tal_bytes, b"\0")
+        rec = bytearray(raw[at : at + record].ljust(tal_at + tal_bytes, b"\0"))
+        rec[tal_at : tal_at + tal_bytes] = f"+{onset:g}\x14\x14".encode("ascii").ljust(tal_bytes, b"\0")
         body += rec
     with open(out, "wb") as fh:
         fh.write(head + field(new, 4) + signals + bytes(body))
@@ -70,8 +80,18 @@ def shared_run(shared_data, key_file, tmp_path_factory):
     from eegfm.pipelines.preprocess import run
 
     out = tmp_path_factory.mktemp("shared-run")
-    manifest = run([
-        "--input", str(shared_data), "--output", str(out), "--pseudonym_key_file", key_file,
-        "--runner", "DirectRunner", "--direct_running_mode", "in_memory",
-    ])
+    manifest = run(
+        [
+            "--input",
+            str(shared_data),
+            "--output",
+            str(out),
+            "--pseudonym_key_file",
+            key_file,
+            "--runner",
+            "DirectRunner",
+            "--direct_running_mode",
+            "in_memory",
+        ]
+    )
     return out, manifest

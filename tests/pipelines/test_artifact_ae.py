@@ -88,8 +88,10 @@ def test_injected_artifacts_score_clearly_higher(data, kind):
     clean = model.score(test_windows)
     dirty = model.score(_inject(test_windows, kind, rng))
     auc = (dirty[:, None] > clean[None, :]).mean()
-    print(f"{kind}: clean median {np.median(clean):.3f} p95 {np.percentile(clean, 95):.3f}; "
-          f"artifact median {np.median(dirty):.3f} p5 {np.percentile(dirty, 5):.3f}; AUC {auc:.4f}")
+    print(
+        f"{kind}: clean median {np.median(clean):.3f} p95 {np.percentile(clean, 95):.3f}; "
+        f"artifact median {np.median(dirty):.3f} p5 {np.percentile(dirty, 5):.3f}; AUC {auc:.4f}"
+    )
     assert auc > 0.95
     assert np.median(dirty) > np.percentile(clean, 95)
     # Every window got worse, not just most: same window, artifact added.
@@ -139,7 +141,7 @@ def test_the_fewest_windows_a_fit_takes_is_what_fit_accepts(data):
         least = ArtifactAutoencoder(calibration_fraction=fraction, epochs=1).min_fit_windows
         ArtifactAutoencoder(calibration_fraction=fraction, epochs=1).fit_features(features[:least])
         with pytest.raises(ValueError, match=f"windows: expected enough windows .*; got {least - 1}"):
-            ArtifactAutoencoder(calibration_fraction=fraction, epochs=1).fit_features(features[:least - 1])
+            ArtifactAutoencoder(calibration_fraction=fraction, epochs=1).fit_features(features[: least - 1])
     assert ArtifactAutoencoder().min_fit_windows == 48  # 38 to train on, 10 to calibrate
 
 
@@ -169,10 +171,8 @@ def _reference_band_features(windows: np.ndarray) -> np.ndarray:
     """The definition: scipy's Welch per window, band power = PSD sum x bin width, log10 + floor."""
     rows = []
     for window in windows:
-        freqs, psd = welch(np.where(np.isfinite(window), window, 0.0).astype(np.float64), SFREQ,
-                           nperseg=512)
-        powers = [psd[:, (freqs >= lo) & (freqs < hi)].sum(axis=1) * (freqs[1] - freqs[0])
-                  for lo, hi in AE_BANDS]
+        freqs, psd = welch(np.where(np.isfinite(window), window, 0.0).astype(np.float64), SFREQ, nperseg=512)
+        powers = [psd[:, (freqs >= lo) & (freqs < hi)].sum(axis=1) * (freqs[1] - freqs[0]) for lo, hi in AE_BANDS]
         rows.append(np.log10(np.stack(powers, axis=1) + 1e-3).reshape(-1))
     return np.array(rows)
 
@@ -182,8 +182,7 @@ def test_band_features_equal_the_reference_computation():
     windows = (30 * rng.standard_normal((19, 19, N_TIMES))).cumsum(axis=2) / 10
     windows = windows.astype(np.float32)  # as preprocess.py passes them
     windows[4, 3, :50] = np.nan
-    np.testing.assert_allclose(band_features(windows), _reference_band_features(windows),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(band_features(windows), _reference_band_features(windows), rtol=1e-12, atol=1e-12)
 
 
 def test_band_features_from_a_shared_psd():

@@ -9,9 +9,31 @@ from eegfm.pipelines.channels import derivation
 from eegfm.pipelines.readers import open_recording
 
 # CHB-MIT's montage as its EDF files carry it (the readers number the second T8-P8).
-CHB_MIT = ("FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-O1", "FP2-F4", "F4-C4", "C4-P4",
-           "P4-O2", "FP2-F8", "F8-T8", "T8-P8-0", "P8-O2", "FZ-CZ", "CZ-PZ", "P7-T7", "T7-FT9", "FT9-FT10",
-           "FT10-T8", "T8-P8-1")
+CHB_MIT = (
+    "FP1-F7",
+    "F7-T7",
+    "T7-P7",
+    "P7-O1",
+    "FP1-F3",
+    "F3-C3",
+    "C3-P3",
+    "P3-O1",
+    "FP2-F4",
+    "F4-C4",
+    "C4-P4",
+    "P4-O2",
+    "FP2-F8",
+    "F8-T8",
+    "T8-P8-0",
+    "P8-O2",
+    "FZ-CZ",
+    "CZ-PZ",
+    "P7-T7",
+    "T7-FT9",
+    "FT9-FT10",
+    "FT10-T8",
+    "T8-P8-1",
+)
 
 
 def _derivations(potentials: dict[str, np.ndarray], names=CHB_MIT) -> np.ndarray:
@@ -20,8 +42,29 @@ def _derivations(potentials: dict[str, np.ndarray], names=CHB_MIT) -> np.ndarray
 
 def test_the_largest_chain_gives_each_electrode_against_the_chains_mean():
     rng = np.random.default_rng(0)
-    sites = ("Fp1", "F7", "T7", "P7", "O1", "F3", "C3", "P3", "Fp2", "F4", "C4", "P4", "O2", "F8", "T8", "P8",
-             "FT9", "FT10", "Fz", "Cz", "Pz")
+    sites = (
+        "Fp1",
+        "F7",
+        "T7",
+        "P7",
+        "O1",
+        "F3",
+        "C3",
+        "P3",
+        "Fp2",
+        "F4",
+        "C4",
+        "P4",
+        "O2",
+        "F8",
+        "T8",
+        "P8",
+        "FT9",
+        "FT10",
+        "Fz",
+        "Cz",
+        "Pz",
+    )
     reference = rng.normal(0, 30, 400)  # whatever the original reference was, it is gone
     potentials = {s: rng.normal(0, 20, 400) + reference for s in sites}
     plan = bipolar_plan(("ECG",) + CHB_MIT + ("--0", "--1"))
@@ -52,8 +95,9 @@ def test_a_bipolar_reader_presents_the_electrodes_and_keeps_the_other_channels(s
         data, names = edf.read(0, 5000), [n.split(" ", 1)[-1] for n in edf.info.ch_names]
     potentials = dict(zip(names, data))
     chain = ("Fp1-F3", "F3-C3", "C3-P3", "P3-O1", "Fp2-F4", "F4-C4", "C4-P4", "P4-O2", "Fp1-Fp2", "O1-O2")
-    _write_edf(tmp_path / "b.edf", list(chain) + ["ECG"], np.vstack([_derivations(potentials, chain),
-                                                                      potentials["ECG"][None]]))
+    _write_edf(
+        tmp_path / "b.edf", list(chain) + ["ECG"], np.vstack([_derivations(potentials, chain), potentials["ECG"][None]])
+    )
     with open_recording(tmp_path / "b.edf") as edf:
         plan = bipolar_plan(edf.info.ch_names)
         reader = BipolarReader(edf, plan)

@@ -8,15 +8,30 @@ from eegfm.pipelines import channels as ch
 
 def test_canonical_order_is_the_hms_order():
     assert ch.CANONICAL_CHANNELS == (
-        "Fp1", "F3", "C3", "P3", "F7", "T3", "T5", "O1", "Fz", "Cz",
-        "Pz", "Fp2", "F4", "C4", "P4", "F8", "T4", "T6", "O2",
+        "Fp1",
+        "F3",
+        "C3",
+        "P3",
+        "F7",
+        "T3",
+        "T5",
+        "O1",
+        "Fz",
+        "Cz",
+        "Pz",
+        "Fp2",
+        "F4",
+        "C4",
+        "P4",
+        "F8",
+        "T4",
+        "T6",
+        "O2",
     )
     assert len(set(ch.CANONICAL_CHANNELS)) == ch.N_CANONICAL == 19
 
 
-@pytest.mark.parametrize(
-    "new, old", [("T7", "T3"), ("T8", "T4"), ("P7", "T5"), ("P8", "T6")]
-)
+@pytest.mark.parametrize("new, old", [("T7", "T3"), ("T8", "T4"), ("P7", "T5"), ("P8", "T6")])
 def test_ten_ten_temporal_names_pin_to_ten_twenty(new, old):
     # MNE maps T5 -> T9; that would silently move a temporal-occipital electrode to the mastoid.
     assert ch.canonical_name(new) == old
@@ -45,10 +60,23 @@ def test_t9_and_t10_are_not_canonical():
         ("FP2", "Fp2"),
         ("EEG O2-AVG", "O2"),
         # Linked ears or mastoids and averages, as systems spell them.
-        ("Fp1-A1+A2", "Fp1"), ("EEG F3-(A1+A2)/2", "F3"), ("C3-A1/A2", "C3"), ("P3-M1M2", "P3"),
-        ("O1-M1+M2", "O1"), ("Cz-CAR", "Cz"), ("Pz_REF", "Pz"), ("T4-Linked Ears", "T4"),
-        ("Fp1 (A1)", "Fp1"), ("EEG F4 (REF)", "F4"), ("C4-CMS", "C4"), ("P4-LM", "P4"), ("O2-RM", "O2"),
-        ("EEG F7-A12", "F7"), ("F8-Mastoids", "F8"), ("FP2-AVE", "Fp2"), ("Cz [REF]", "Cz"),
+        ("Fp1-A1+A2", "Fp1"),
+        ("EEG F3-(A1+A2)/2", "F3"),
+        ("C3-A1/A2", "C3"),
+        ("P3-M1M2", "P3"),
+        ("O1-M1+M2", "O1"),
+        ("Cz-CAR", "Cz"),
+        ("Pz_REF", "Pz"),
+        ("T4-Linked Ears", "T4"),
+        ("Fp1 (A1)", "Fp1"),
+        ("EEG F4 (REF)", "F4"),
+        ("C4-CMS", "C4"),
+        ("P4-LM", "P4"),
+        ("O2-RM", "O2"),
+        ("EEG F7-A12", "F7"),
+        ("F8-Mastoids", "F8"),
+        ("FP2-AVE", "Fp2"),
+        ("Cz [REF]", "Cz"),
         ("T8-Common", "T4"),
         ("Fc5.", None),  # a 10-10 electrode, known but not one of the 19
         ("EEG 001", None),
@@ -62,8 +90,16 @@ def test_canonical_name_handles_clinical_spellings(raw, expected):
 
 @pytest.mark.parametrize(
     "raw, kind",
-    [("EKG", "ecg"), ("ECG ECG", "ecg"), ("EEG EKG1-REF", "ecg"), ("EOG LOC", "eog"),
-     ("EMG chin", "emg"), ("PHOTIC-REF", "stim"), ("Fp1", None), ("EEG Fp1-Ref", None)],
+    [
+        ("EKG", "ecg"),
+        ("ECG ECG", "ecg"),
+        ("EEG EKG1-REF", "ecg"),
+        ("EOG LOC", "eog"),
+        ("EMG chin", "emg"),
+        ("PHOTIC-REF", "stim"),
+        ("Fp1", None),
+        ("EEG Fp1-Ref", None),
+    ],
 )
 def test_auxiliary_channels_are_recognised(raw, kind):
     assert ch.auxiliary_kind(raw) == kind
@@ -119,9 +155,7 @@ def test_every_channel_of_the_real_recordings_maps_as_expected(shared_data):
     assert {ch.canonical_name(lbl) for lbl in mmi_labels} - {None} == set(ch.CANONICAL_CHANNELS)
 
     # This Nihon Kohden export is EDF+D (discontinuous), which pyedflib refuses; MNE reads it.
-    nk = mne.io.read_raw_edf(
-        shared_data / "formats" / "nihonkohden" / "MB0400FU.EDF", preload=False, verbose="error"
-    )
+    nk = mne.io.read_raw_edf(shared_data / "formats" / "nihonkohden" / "MB0400FU.EDF", preload=False, verbose="error")
     nk_mapped = {ch.canonical_name(lbl) for lbl in nk.ch_names} - {None}
     assert nk_mapped == set(ch.CANONICAL_CHANNELS)
 
@@ -152,8 +186,12 @@ def test_a_digitized_head_is_turned_onto_the_ten_twenty_sphere_by_its_nasion_and
         return tuple(float(x) for x in 0.095 * (turn @ v) - np.array([0.0, 0.0, 0.04]))
 
     names = ch.known_electrodes()
-    digitized = ch.Digitized({f"EEG {i:03d}": head(ch.electrode_position(n)) for i, n in enumerate(names)},
-                             head(ch._unit(108.0, 90.0)), head(ch._unit(108.0, 180.0)), head(ch._unit(108.0, 0.0)))
+    digitized = ch.Digitized(
+        {f"EEG {i:03d}": head(ch.electrode_position(n)) for i, n in enumerate(names)},
+        head(ch._unit(108.0, 90.0)),
+        head(ch._unit(108.0, 180.0)),
+        head(ch._unit(108.0, 0.0)),
+    )
     cap = ch.file_cap(digitized)
     positions = ch.cap_positions(cap)
     for i, name in enumerate(names):
@@ -161,8 +199,9 @@ def test_a_digitized_head_is_turned_onto_the_ten_twenty_sphere_by_its_nasion_and
     assert ch.file_cap(digitized) == cap  # the same positions, the same cap
     mirrored = ch.Digitized(digitized.positions, digitized.nasion, digitized.rpa, digitized.lpa)
     assert ch.file_cap(mirrored) == ""  # no turn puts swapped ears where ears are
-    flat = ch.Digitized({k: (v[0], v[1], 0.0) for k, v in digitized.positions.items()},
-                        digitized.nasion, digitized.lpa, digitized.rpa)
+    flat = ch.Digitized(
+        {k: (v[0], v[1], 0.0) for k, v in digitized.positions.items()}, digitized.nasion, digitized.lpa, digitized.rpa
+    )
     assert ch.file_cap(flat) == ""  # a plane of points is no head
 
 
@@ -181,5 +220,9 @@ def test_a_biosemi_caps_electrodes_sit_on_the_sphere_of_the_ten_ten_positions():
     assert np.allclose(ch.electrode_position("biosemi64:B16"), ch.electrode_position("Cz"), atol=1e-6)
     with pytest.raises(KeyError, match="no electrode 'Z9' on cap 'biosemi128'"):
         ch.electrode_position("biosemi128:Z9")
-    with pytest.raises(KeyError, match="cap: expected one of biosemi32, biosemi64, biosemi128, biosemi160, biosemi256, easycap-M10, .*; got 'egi'"):
+    with pytest.raises(
+        KeyError,
+        match="cap: expected one of biosemi32, biosemi64, biosemi128, biosemi160, biosemi256, easycap-M10, "
+        ".*; got 'egi'",
+    ):
         ch.electrode_position("egi:E1")

@@ -35,7 +35,9 @@ def test_pseudonyms_are_stable_keyed_and_domain_separated(tmp_path):
 def test_bad_keys_and_kinds_are_refused(tmp_path):
     short = tmp_path / "short"
     short.write_bytes(b"abc\n")
-    with pytest.raises(PseudonymKeyError, match=r"--pseudonym_key_file .*short: expected at least 16 bytes of secret; got 3"):
+    with pytest.raises(
+        PseudonymKeyError, match=r"--pseudonym_key_file .*short: expected at least 16 bytes of secret; got 3"
+    ):
         load_key(short)
     with pytest.raises(PseudonymKeyError, match="cannot read"):
         load_key(tmp_path / "absent")
@@ -55,7 +57,8 @@ def test_a_key_file_others_can_read_is_named_in_a_warning(tmp_path, caplog):
         warn_if_shared(shared)
     assert [r.getMessage() for r in caplog.records] == [
         f"--pseudonym_key_file {shared}: readable or writable by others (mode 0644); only its owner should read "
-        f"it: chmod 600 {shared}"]
+        f"it: chmod 600 {shared}"
+    ]
 
 
 def test_age_is_whole_years_capped_and_dates_do_not_leave():
@@ -65,7 +68,14 @@ def test_age_is_whole_years_capped_and_dates_do_not_leave():
     assert age_from_dates(None, dt.date(2024, 1, 1)) is None
     assert safe_age(-3) is None and safe_age(200) is None and safe_age(34.9) == 34.0
     assert [normalize_sex(v) for v in ("F", "female", 2, "M", "Male", 1, "X", None)] == [
-        "F", "F", "F", "M", "M", "M", "", ""
+        "F",
+        "F",
+        "F",
+        "M",
+        "M",
+        "M",
+        "",
+        "",
     ]
     with pytest.raises(ValueError, match=r"age: expected 0..90 years"):
         ClinicalInfo(age=95)

@@ -9,9 +9,20 @@ import pyedflib
 import pytest
 
 from eegfm.pipelines.edf import (
-    ANNOTATION_LABEL, Annotation, EDFError, EDFHeader, EDFSignal, EDFWriter, digital_to_physical,
-    edf_plus_patient, edf_plus_recording, encode_tal, format_number, header_bytes,
-    physical_to_digital, write_edf,
+    ANNOTATION_LABEL,
+    Annotation,
+    EDFError,
+    EDFHeader,
+    EDFSignal,
+    EDFWriter,
+    digital_to_physical,
+    edf_plus_patient,
+    edf_plus_recording,
+    encode_tal,
+    format_number,
+    header_bytes,
+    physical_to_digital,
+    write_edf,
 )
 
 SFREQ = 256
@@ -20,22 +31,30 @@ START = datetime(2019, 5, 2, 13, 4, 5)
 
 def _signals(n_eeg=3, sfreq=SFREQ):
     eeg = [
-        EDFSignal(label=f"EEG C{i}-REF", physical_min=-3276.8, physical_max=3276.7,
-                  samples_per_record=sfreq, prefiltering="HP:0.5Hz LP:70Hz",
-                  transducer="AgAgCl electrode")
+        EDFSignal(
+            label=f"EEG C{i}-REF",
+            physical_min=-3276.8,
+            physical_max=3276.7,
+            samples_per_record=sfreq,
+            prefiltering="HP:0.5Hz LP:70Hz",
+            transducer="AgAgCl electrode",
+        )
         for i in range(n_eeg)
     ]
-    ecg = EDFSignal(label="ECG", physical_min=-5.0, physical_max=5.0, samples_per_record=sfreq,
-                    physical_dimension="mV")
+    ecg = EDFSignal(label="ECG", physical_min=-5.0, physical_max=5.0, samples_per_record=sfreq, physical_dimension="mV")
     return tuple(eeg + [ecg])
 
 
 def _header(edf_plus=True, **changes):
     header = EDFHeader(
-        signals=_signals(), start=START, edf_plus=edf_plus,
-        patient=edf_plus_patient("4482913", "F", date(1957, 3, 14), "Kowalski Anna") if edf_plus
+        signals=_signals(),
+        start=START,
+        edf_plus=edf_plus,
+        patient=edf_plus_patient("4482913", "F", date(1957, 3, 14), "Kowalski Anna")
+        if edf_plus
         else "Kowalski, Anna DOB 1957-03-14",
-        recording=edf_plus_recording(START.date(), "ADM123", "Novak Jan", "XLTEK") if edf_plus
+        recording=edf_plus_recording(START.date(), "ADM123", "Novak Jan", "XLTEK")
+        if edf_plus
         else "EEG 2019-05-02 tech Jan Novak",
     )
     return dataclasses.replace(header, **changes)
@@ -84,8 +103,11 @@ def test_round_trip_through_pyedflib_and_mne(tmp_path, edf_plus):
 
 def test_edf_plus_annotations_are_readable(tmp_path):
     path = tmp_path / "ann.edf"
-    notes = [Annotation(1.5, "Pt Kowalski Anna awake"), Annotation(7.25, "Photic 9 Hz", 2.0),
-             Annotation(7.5, "Impedance check")]
+    notes = [
+        Annotation(1.5, "Pt Kowalski Anna awake"),
+        Annotation(7.25, "Photic 9 Hz", 2.0),
+        Annotation(7.5, "Impedance check"),
+    ]
     write_edf(path, _header(), _data(), notes)
 
     reader = pyedflib.EdfReader(str(path))
@@ -110,7 +132,7 @@ def test_every_record_starts_with_a_time_keeping_tal(tmp_path):
     ann_offset = 2 * sum(s.samples_per_record for s in header.signals)
     for k in range(header.n_records):
         start = header.header_size + k * record + ann_offset
-        payload = raw[start:start + 2 * header.annotation_samples]
+        payload = raw[start : start + 2 * header.annotation_samples]
         assert payload.startswith(f"+{k}\x14\x14\x00".encode())
 
 
@@ -121,7 +143,7 @@ def test_multi_chunk_writes_equal_single_chunk_write(tmp_path, chunk):
     write_edf(tmp_path / "one.edf", header, data, notes)
     with EDFWriter(tmp_path / "many.edf", header, notes) as writer:
         for start in range(0, data.shape[1], chunk):
-            writer.write(data[:, start:start + chunk])
+            writer.write(data[:, start : start + chunk])
     assert (tmp_path / "one.edf").read_bytes() == (tmp_path / "many.edf").read_bytes()
 
 
@@ -136,7 +158,7 @@ def test_header_fields_follow_the_spec_byte_layout(tmp_path):
     assert raw[236:244] == b"2       "  # the count patched in on close
     assert raw[252:256] == b"5   "
     on_disk = (tmp_path / "h.edf").read_bytes()
-    assert on_disk[:header.header_size] == raw
+    assert on_disk[: header.header_size] == raw
 
 
 def test_values_outside_the_physical_range_clip_like_an_adc(tmp_path):

@@ -30,8 +30,18 @@ def _column(name: str) -> int:
 
 def test_names_are_fixed_and_channel_major():
     assert CHANNEL_FEATURES == (
-        "mean", "std", "skewness", "kurtosis", "line_length", "hjorth_mobility",
-        "hjorth_complexity", "rel_delta", "rel_theta", "rel_alpha", "rel_beta", "rel_gamma",
+        "mean",
+        "std",
+        "skewness",
+        "kurtosis",
+        "line_length",
+        "hjorth_mobility",
+        "hjorth_complexity",
+        "rel_delta",
+        "rel_theta",
+        "rel_alpha",
+        "rel_beta",
+        "rel_gamma",
         "spectral_entropy",
     )
     assert [b[1:] for b in BANDS] == [(0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 70.0)]
@@ -88,8 +98,8 @@ def test_flat_channel_gives_finite_neutral_features():
     assert np.all(np.isfinite(vector))
     per_channel = vector.reshape(2, -1)
     assert per_channel[1, _column("mean")] == 7.0
-    assert np.all(per_channel[:, _column("std"): _column("rel_delta")] == 0)
-    np.testing.assert_allclose(per_channel[:, _column("rel_delta"): _column("spectral_entropy")], 0.2)
+    assert np.all(per_channel[:, _column("std") : _column("rel_delta")] == 0)
+    np.testing.assert_allclose(per_channel[:, _column("rel_delta") : _column("spectral_entropy")], 0.2)
 
 
 def test_welch_matches_scipy():
@@ -105,7 +115,7 @@ def test_welch_matches_scipy():
 def test_welch_segment_cap_spreads_over_the_recording():
     rng = np.random.default_rng(3)
     x = rng.standard_normal((1, 60 * 256))
-    x[0, 45 * 256:] += 5 * np.sin(2 * np.pi * 30 * np.arange(15 * 256) / SFREQ)  # last 15 s only
+    x[0, 45 * 256 :] += 5 * np.sin(2 * np.pi * 30 * np.arange(15 * 256) / SFREQ)  # last 15 s only
     freqs, full = welch_psd(x, SFREQ)
     _, capped = welch_psd(x, SFREQ, max_segments=4)
     _, uncapped = welch_psd(x, SFREQ, max_segments=1000)
@@ -144,8 +154,7 @@ def test_window_spectrum_float32_matches_float64_welch():
     assert np.all(np.abs(spectrum.psd - reference) <= 1e-6 * total)
     np.testing.assert_allclose(spectrum.psd[:, 1:140], reference[:, 1:140], rtol=1e-4)
     # float64 input (or dtype=float64) is the float64 estimate
-    np.testing.assert_allclose(window_spectrum(x, SFREQ, dtype=np.float64).psd, reference,
-                               rtol=1e-12)
+    np.testing.assert_allclose(window_spectrum(x, SFREQ, dtype=np.float64).psd, reference, rtol=1e-12)
 
 
 def test_window_spectrum_large_offsets_flat_channels_and_batches():
@@ -162,8 +171,7 @@ def test_window_spectrum_large_offsets_flat_channels_and_batches():
     _, reference = welch_psd(x[0], SFREQ)
     np.testing.assert_allclose(batch.psd[0, 2, 1:140], reference[2, 1:140], rtol=1e-3)
     zeroed = np.where(np.isfinite(x[2]), x[2], 0.0).astype(np.float32)
-    np.testing.assert_array_equal(window_spectrum(x[2], SFREQ).psd,
-                                  window_spectrum(zeroed, SFREQ).psd)
+    np.testing.assert_array_equal(window_spectrum(x[2], SFREQ).psd, window_spectrum(zeroed, SFREQ).psd)
     with pytest.raises(ValueError, match=r"data: expected shape \(n_chans, n_times\) or"):
         window_spectrum(np.zeros(10), SFREQ)
     with pytest.raises(ValueError, match="dtype: expected numpy.float32, numpy.float64 or None"):

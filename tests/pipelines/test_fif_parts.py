@@ -7,8 +7,8 @@ import numpy as np
 from eegfm.pipelines.fif_parts import PartReference, next_part_name, previous_part, previous_part_names
 from eegfm.pipelines.preprocess import run
 from eegfm.pipelines.readers import open_recording
-from eegfm.pipelines.tfrecord import read_records
 from eegfm.pipelines.schema import decode_example
+from eegfm.pipelines.tfrecord import read_records
 
 
 def _links(path):
@@ -41,14 +41,15 @@ def test_files_that_are_not_split_or_not_fif_have_no_parts(split_fif, shared_dat
 
 def test_bids_split_names_and_gzipped_parts(split_fif, tmp_path):
     raw = mne.io.read_raw_fif(split_fif / "whole" / "rest_raw.fif", preload=True, verbose="error")
-    raw.save(tmp_path / "sub-01_task-rest_eeg.fif", split_size=1_850_000, split_naming="bids",
-             verbose="error")
+    raw.save(tmp_path / "sub-01_task-rest_eeg.fif", split_size=1_850_000, split_naming="bids", verbose="error")
     assert _links(tmp_path / "sub-01_task-rest_split-01_eeg.fif") == (None, "sub-01_task-rest_split-02_eeg.fif")
     before, after = _links(tmp_path / "sub-01_task-rest_split-02_eeg.fif")
     assert after == "sub-01_task-rest_split-03_eeg.fif"
     # MNE stores the name the recording was saved under, not its first part's: both are tried.
     assert previous_part_names("sub-01_task-rest_split-02_eeg.fif", before) == [
-        "sub-01_task-rest_eeg.fif", "sub-01_task-rest_split-01_eeg.fif"]
+        "sub-01_task-rest_eeg.fif",
+        "sub-01_task-rest_split-01_eeg.fif",
+    ]
     (tmp_path / "gz").mkdir()
     raw.save(tmp_path / "gz" / "x_raw.fif.gz", split_size=1_850_000, verbose="error")
     assert next_part_name(str(tmp_path / "gz" / "x_raw.fif.gz")) == "x_raw.fif-1.gz"  # MNE's naming
@@ -77,8 +78,7 @@ def _eeg_by_site(output):
         with open(shard, "rb") as fh:
             examples = [decode_example(r) for r in read_records(fh, "SNAPPY")]
         found.setdefault(shard.parent.name, []).extend(examples)
-    return {site: [e.eeg.tobytes() for e in sorted(ex, key=lambda e: e.window_start_s)]
-            for site, ex in found.items()}
+    return {site: [e.eeg.tobytes() for e in sorted(ex, key=lambda e: e.window_start_s)] for site, ex in found.items()}
 
 
 def test_a_split_recording_is_read_once_through_its_first_part(split_fif, tmp_path):
@@ -90,8 +90,21 @@ def test_a_split_recording_is_read_once_through_its_first_part(split_fif, tmp_pa
     (partial / "rest_raw.fif").unlink()
     shutil.copytree(split_fif / "split", tmp_path / "in" / "split")
     shutil.copytree(split_fif / "whole", tmp_path / "in" / "whole")
-    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--pseudonym_key_file",
-                    str(key), "--window_seconds", "10", "--stride_seconds", "10", "--no_artifact_model"])
+    manifest = run(
+        [
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "out"),
+            "--pseudonym_key_file",
+            str(key),
+            "--window_seconds",
+            "10",
+            "--stride_seconds",
+            "10",
+            "--no_artifact_model",
+        ]
+    )
     inputs = {e["source"].split("/in/", 1)[1]: e for e in manifest["inputs"]}
     n_parts = len(list((split_fif / "split").iterdir()))
     assert len(inputs) == 2 * n_parts - 1 + 1
@@ -104,7 +117,8 @@ def test_a_split_recording_is_read_once_through_its_first_part(split_fif, tmp_pa
     for k in range(1, n_parts):
         assert inputs[f"split/rest_raw-{k}.fif"]["status"] == "ignored"
         assert inputs[f"split/rest_raw-{k}.fif"]["reason"] == (
-            f"part {k + 1} of a split FIF recording; its data are read through the first part, rest_raw.fif")
+            f"part {k + 1} of a split FIF recording; its data are read through the first part, rest_raw.fif"
+        )
     assert inputs["partial/rest_raw-1.fif"]["status"] == "processed"
     assert inputs["partial/rest_raw-1.fif"]["eeg_seconds"] < split["eeg_seconds"]
     assert inputs["partial/rest_raw-2.fif"]["reason"].endswith("read through the first part, rest_raw-1.fif")

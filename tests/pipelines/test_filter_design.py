@@ -27,8 +27,7 @@ def _freqs(fs: float) -> np.ndarray:
 
 @pytest.mark.parametrize("fs", FS)
 @pytest.mark.parametrize("order", [1, 2, 3, 4, 5, 8])
-@pytest.mark.parametrize("btype,cutoff", [("highpass", 0.375), ("highpass", 7.0), ("lowpass", 40.0),
-                                          ("lowpass", 75.0)])
+@pytest.mark.parametrize("btype,cutoff", [("highpass", 0.375), ("highpass", 7.0), ("lowpass", 40.0), ("lowpass", 75.0)])
 def test_butterworth_response_equals_scipy(fs, order, btype, cutoff):
     ours = butter_sos(order, cutoff, btype, fs)
     theirs = signal.butter(order, cutoff, btype, fs=fs, output="sos")
@@ -44,9 +43,15 @@ def test_butterworth_response_equals_scipy(fs, order, btype, cutoff):
     np.testing.assert_allclose(signal.sosfilt(ours, impulse), signal.sosfilt(theirs, impulse), atol=1e-12)
 
 
-@pytest.mark.parametrize("fs,freq,quality", [
-    (fs, freq, quality) for fs in FS for freq, quality in [(50.0, 50.0), (60.0, 30.0), (100.0, 50.0), (50.0, 2.0)]
-    if freq < fs / 2])
+@pytest.mark.parametrize(
+    "fs,freq,quality",
+    [
+        (fs, freq, quality)
+        for fs in FS
+        for freq, quality in [(50.0, 50.0), (60.0, 30.0), (100.0, 50.0), (50.0, 2.0)]
+        if freq < fs / 2
+    ],
+)
 def test_notch_equals_scipy_iirnotch(fs, freq, quality):
     b, a = signal.iirnotch(freq, quality, fs=fs)
     np.testing.assert_allclose(notch_sos(freq, quality, fs), signal.tf2sos(b, a), rtol=1e-12, atol=1e-15)
@@ -81,17 +86,20 @@ def test_impulse_response_equals_sosfilt_of_an_impulse(fs):
     np.testing.assert_allclose(tail_ours[:end], tail_scipy[:end], rtol=1e-5)
 
 
-@pytest.mark.parametrize("section", [
-    [1.0, 0.5, 0.0, 1.0, -0.9, 0.0],      # first order
-    [0.3, 0.2, 0.1, 1.0, -1.2, 0.35],     # two real poles (0.7, 0.5)
-    [1.0, -2.0, 1.0, 1.0, -1.6, 0.64],    # a double pole at 0.8
-    [1.0, 0.0, 0.0, 1.0, -1.6, 0.64 - 1e-14],  # two real poles 2e-7 apart
-    [1.0, 0.0, 0.0, 1.0, 1.6, 0.6399],    # two negative real poles
-    [1.0, 0.0, 0.0, 1.0, 0.3, -0.4],      # real poles of opposite signs
-    [2.0, 1.0, 0.5, 2.0, -0.5, 0.2],      # complex poles, a0 != 1
-    [1.0, 0.0, 0.0, 1.0, 1.2, 0.9],       # complex poles in the left half
-    [0.5, 0.25, 0.0, 1.0, 0.0, 0.0],      # FIR
-])
+@pytest.mark.parametrize(
+    "section",
+    [
+        [1.0, 0.5, 0.0, 1.0, -0.9, 0.0],  # first order
+        [0.3, 0.2, 0.1, 1.0, -1.2, 0.35],  # two real poles (0.7, 0.5)
+        [1.0, -2.0, 1.0, 1.0, -1.6, 0.64],  # a double pole at 0.8
+        [1.0, 0.0, 0.0, 1.0, -1.6, 0.64 - 1e-14],  # two real poles 2e-7 apart
+        [1.0, 0.0, 0.0, 1.0, 1.6, 0.6399],  # two negative real poles
+        [1.0, 0.0, 0.0, 1.0, 0.3, -0.4],  # real poles of opposite signs
+        [2.0, 1.0, 0.5, 2.0, -0.5, 0.2],  # complex poles, a0 != 1
+        [1.0, 0.0, 0.0, 1.0, 1.2, 0.9],  # complex poles in the left half
+        [0.5, 0.25, 0.0, 1.0, 0.0, 0.0],  # FIR
+    ],
+)
 def test_impulse_response_of_every_kind_of_section(section):
     n = 2000  # every one of these has died out to below 1e-40 by then
     impulse = np.zeros(n)
@@ -111,16 +119,19 @@ def test_hann_equals_scipy_periodic_hann(n):
     np.testing.assert_allclose(hann_periodic(n), signal.get_window("hann", n), atol=1e-15)
 
 
-@pytest.mark.parametrize("call,message", [
-    (lambda: butter_sos(0, 1.0, "lowpass", 256.0), "order: expected a positive integer; got 0"),
-    (lambda: butter_sos(4, 1.0, "bandpass", 256.0), "btype: expected one of lowpass, highpass; got 'bandpass'"),
-    (lambda: butter_sos(4, 128.0, "lowpass", 256.0), "cutoff: expected a frequency in (0, 128) Hz"),
-    (lambda: notch_sos(50.0, 0.0, 256.0), "quality: expected a positive number; got 0.0"),
-    (lambda: notch_sos(130.0, 30.0, 256.0), "freq: expected a frequency in (0, 128) Hz"),
-    (lambda: kaiser_lowpass(21, 1.0, 5.0), "cutoff: expected a fraction of Nyquist in (0, 1); got 1.0"),
-    (lambda: sos_impulse_response(np.array([[1.0, 0, 0, 1.0, 0, 0]]), 0), "n: expected a positive number"),
-    (lambda: hann_periodic(0), "n: expected a positive integer; got 0"),
-])
+@pytest.mark.parametrize(
+    "call,message",
+    [
+        (lambda: butter_sos(0, 1.0, "lowpass", 256.0), "order: expected a positive integer; got 0"),
+        (lambda: butter_sos(4, 1.0, "bandpass", 256.0), "btype: expected one of lowpass, highpass; got 'bandpass'"),
+        (lambda: butter_sos(4, 128.0, "lowpass", 256.0), "cutoff: expected a frequency in (0, 128) Hz"),
+        (lambda: notch_sos(50.0, 0.0, 256.0), "quality: expected a positive number; got 0.0"),
+        (lambda: notch_sos(130.0, 30.0, 256.0), "freq: expected a frequency in (0, 128) Hz"),
+        (lambda: kaiser_lowpass(21, 1.0, 5.0), "cutoff: expected a fraction of Nyquist in (0, 1); got 1.0"),
+        (lambda: sos_impulse_response(np.array([[1.0, 0, 0, 1.0, 0, 0]]), 0), "n: expected a positive number"),
+        (lambda: hann_periodic(0), "n: expected a positive integer; got 0"),
+    ],
+)
 def test_bad_arguments_name_the_parameter(call, message):
     with pytest.raises(ValueError) as err:
         call()
@@ -129,22 +140,27 @@ def test_bad_arguments_name_the_parameter(call, message):
 
 def test_the_job_imports_no_scipy_signal():
     # The reason this module exists: scipy.signal costs 0.6-0.7 s per process to import.
-    code = ("import sys, pipelines.preprocess, pipelines.process, pipelines.artifact_ae; "
-            "print(sorted(m for m in sys.modules if m.startswith(('scipy.signal', 'scipy.stats'))))")
+    code = (
+        "import sys, pipelines.preprocess, pipelines.process, pipelines.artifact_ae; "
+        "print(sorted(m for m in sys.modules if m.startswith(('scipy.signal', 'scipy.stats'))))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("sfreq", [256.0, 500.0])
 @pytest.mark.parametrize("order", [1, 4, 8])
-@pytest.mark.parametrize("l_freq,h_freq,line_freq", [(0.1, 100.0, 50), (0.5, 40.0, 60), (5.0, None, 50), (None, 100.0, None)])
+@pytest.mark.parametrize(
+    "l_freq,h_freq,line_freq", [(0.1, 100.0, 50), (0.5, 40.0, 60), (5.0, None, 50), (None, 100.0, None)]
+)
 def test_filter_lengths_equal_those_sosfilt_measures(sfreq, order, l_freq, h_freq, line_freq):
     # What pipelines.filters takes from the impulse response: the edge padding (all but 1e-3 of
     # its mass) and the streaming look-ahead (all but 1e-7); a 720-setting sweep agreed as well.
     from eegfm.pipelines.filters import FilterConfig, design_filters
 
-    design = design_filters(sfreq, FilterConfig(line_freq=line_freq, l_freq=l_freq, h_freq=h_freq, order=order),
-                            line_freq)
+    design = design_filters(
+        sfreq, FilterConfig(line_freq=line_freq, l_freq=l_freq, h_freq=h_freq, order=order), line_freq
+    )
     limit = int(min(sfreq * 600, max(sfreq * 120, 2**16)))
     impulse = np.zeros(limit)
     impulse[0] = 1.0

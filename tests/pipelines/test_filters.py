@@ -26,7 +26,7 @@ def _assert_matches_sosfiltfilt(y: np.ndarray, x: np.ndarray, design) -> None:
     reference = sosfiltfilt(design.sos, x.astype(np.float64) - x[:, :1], axis=1, padlen=design.padlen)
     error = np.abs(y - reference) / reference.std()
     assert error[:, : -design.padlen].max() < 1e-4
-    assert error[:, -design.padlen:].max() < 1e-2
+    assert error[:, -design.padlen :].max() < 1e-2
 
 
 def _read(path, prefix: str = "EEG ") -> tuple[np.ndarray, float, list[str]]:
@@ -113,7 +113,7 @@ def test_bandpass_response_matches_the_documented_edges():
     x = np.stack([30 * np.sin(2 * np.pi * f * t) for f in tones])
     y = bandpass_filter(x, SFREQ, 0.5, 70.0)
     inner = slice(int(20 * SFREQ), int(40 * SFREQ))
-    gain = [_tone_amplitude(y[i:i + 1, inner], f)[0] / 30 for i, f in enumerate(tones)]
+    gain = [_tone_amplitude(y[i : i + 1, inner], f)[0] / 30 for i, f in enumerate(tones)]
     assert gain[0] == pytest.approx(1, abs=0.01) and gain[1] == pytest.approx(1, abs=0.01)
     assert gain[2] < 1e-3 and gain[3] < 1e-3
 
@@ -176,16 +176,22 @@ def test_fidelity_against_mne(shared_data):
     exact for this length (91000 * 256 / 500 samples is an integer) and an independent check.
     """
     mne = pytest.importorskip("mne")
-    raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_1.edf", preload=True,
-                              verbose="error")
+    raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_1.edf", preload=True, verbose="error")
     raw.pick([n for n in raw.ch_names if n.startswith("EEG ") and "A2-A1" not in n])
     assert len(raw.ch_names) == 19
     x = raw.get_data() * 1e6
-    ours, design = filter_data(resample(x, raw.info["sfreq"]), SFREQ,
-                               FilterConfig(line_freq=50, l_freq=0.5, h_freq=70.0))
+    ours, design = filter_data(
+        resample(x, raw.info["sfreq"]), SFREQ, FilterConfig(line_freq=50, l_freq=0.5, h_freq=70.0)
+    )
     assert design.notch_freqs == (50.0,)
-    theirs = (raw.copy().notch_filter(50.0, verbose="error").filter(0.5, 70.0, verbose="error")
-              .resample(SFREQ, npad=0, verbose="error").get_data() * 1e6)
+    theirs = (
+        raw.copy()
+        .notch_filter(50.0, verbose="error")
+        .filter(0.5, 70.0, verbose="error")
+        .resample(SFREQ, npad=0, verbose="error")
+        .get_data()
+        * 1e6
+    )
     assert ours.shape == theirs.shape
     start = ours.shape[1] // 2 - int(5 * SFREQ)
     window = slice(start, start + int(10 * SFREQ))

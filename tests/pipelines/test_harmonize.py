@@ -32,9 +32,32 @@ def test_duplicate_electrodes_are_an_error():
         map_channels(["T3", "Fp1", "EEG T7-REF"])
 
 
-CHB_MIT = ["FP1-F7", "F7-T7", "T7-P7", "P7-O1", "FP1-F3", "F3-C3", "C3-P3", "P3-O1", "FP2-F4", "F4-C4", "C4-P4",
-           "P4-O2", "FP2-F8", "F8-T8", "T8-P8-0", "P8-O2", "FZ-CZ", "CZ-PZ", "P7-T7", "T7-FT9", "FT9-FT10",
-           "FT10-T8", "T8-P8-1", "ECG"]
+CHB_MIT = [
+    "FP1-F7",
+    "F7-T7",
+    "T7-P7",
+    "P7-O1",
+    "FP1-F3",
+    "F3-C3",
+    "C3-P3",
+    "P3-O1",
+    "FP2-F4",
+    "F4-C4",
+    "C4-P4",
+    "P4-O2",
+    "FP2-F8",
+    "F8-T8",
+    "T8-P8-0",
+    "P8-O2",
+    "FZ-CZ",
+    "CZ-PZ",
+    "P7-T7",
+    "T7-FT9",
+    "FT9-FT10",
+    "FT10-T8",
+    "T8-P8-1",
+    "ECG",
+]
 
 
 def test_derivations_of_a_bipolar_montage_are_no_electrodes():
@@ -44,9 +67,12 @@ def test_derivations_of_a_bipolar_montage_are_no_electrodes():
     assert {"T8-P8-0", "T8-P8-1"} <= set(cmap.bipolar)  # T8-P8 recorded twice, numbered as MNE numbers it
     assert cmap.unknown == () and cmap.auxiliary == {"ecg": [23]}
     # (the pipeline reconstructs the electrodes first: pipelines.bipolar)
-    with pytest.raises(HarmonizeError, match=r"only 0 of the 19 .*; 23 are bipolar derivations \(FP1-F7, F7-T7, "
-                       r"T7-P7, P7-O1 \.\.\.\), differences between two electrodes that give neither electrode's "
-                       r"signal: export the recording with a referential montage$"):
+    with pytest.raises(
+        HarmonizeError,
+        match=r"only 0 of the 19 .*; 23 are bipolar derivations \(FP1-F7, F7-T7, "
+        r"T7-P7, P7-O1 \.\.\.\), differences between two electrodes that give neither electrode's "
+        r"signal: export the recording with a referential montage$",
+    ):
         plan_harmonization(CHB_MIT)
 
 
@@ -54,8 +80,30 @@ def test_channels_against_one_electrode_are_referential():
     against_cz = [f"EEG {c}-Cz" for c in CANONICAL_CHANNELS if c != "Cz"]
     cmap = map_channels(against_cz)
     assert cmap.missing == ("Cz",) and cmap.bipolar == ()  # the reference itself: interpolated
-    against_fcz = [f"{c}-FCz" for c in ("Fp1", "F3", "C3", "P3", "F7", "T7", "P7", "O1", "Fz", "Cz", "Pz", "Fp2",
-                                        "F4", "C4", "P4", "F8", "T8", "P8", "O2")]
+    against_fcz = [
+        f"{c}-FCz"
+        for c in (
+            "Fp1",
+            "F3",
+            "C3",
+            "P3",
+            "F7",
+            "T7",
+            "P7",
+            "O1",
+            "Fz",
+            "Cz",
+            "Pz",
+            "Fp2",
+            "F4",
+            "C4",
+            "P4",
+            "F8",
+            "T8",
+            "P8",
+            "O2",
+        )
+    ]
     assert set(map_channels(against_fcz).canonical) == set(CANONICAL_CHANNELS)
     # Ear and mastoid references differ between the sides and are still one referential montage.
     ears = [f"{c}-{'A1' if c[-1] in '1357' else 'A2'}" for c in CANONICAL_CHANNELS]
@@ -63,17 +111,13 @@ def test_channels_against_one_electrode_are_referential():
 
 
 def test_numbered_and_single_channel_recordings_are_refused_with_what_was_found(shared_data):
-    bv = mne.io.read_raw_brainvision(
-        shared_data / "formats" / "brainvision" / "test_NO.vhdr", verbose="error"
-    )
+    bv = mne.io.read_raw_brainvision(shared_data / "formats" / "brainvision" / "test_NO.vhdr", verbose="error")
     with pytest.raises(HarmonizeError) as err:
         plan_harmonization(bv.ch_names)
     assert "only 0 of the 19 10-20 channels are present" in str(err.value)
     assert "'1', '2', '3'" in str(err.value) and "(+35 more)" in str(err.value)
 
-    fif = mne.io.read_raw_fif(
-        shared_data / "formats" / "fif" / "data_resting_EO_200Hz_raw.fif", verbose="error"
-    )
+    fif = mne.io.read_raw_fif(shared_data / "formats" / "fif" / "data_resting_EO_200Hz_raw.fif", verbose="error")
     with pytest.raises(HarmonizeError, match=r"only 2 of the 19 .* \(F4, Cz\); need at least 10"):
         plan_harmonization(fif.ch_names)
 
@@ -117,7 +161,7 @@ def test_spline_beats_neighbour_average_on_a_dense_cap(shared_data):
     # from the other 63 (10-10 electrodes serve as sources) vs the mean of its 4 nearest
     # neighbours. On a dense cap the spline should win on most channels and on average.
     names, data, sfreq = _read(shared_data / "eegmmi" / "S001R03.edf")
-    data = data[:, int(5 * sfreq): int(65 * sfreq)]
+    data = data[:, int(5 * sfreq) : int(65 * sfreq)]
     positions = np.stack([electrode_position(n) for n in names])
     wins, gains = 0, []
     for target in CANONICAL_CHANNELS:
@@ -151,7 +195,9 @@ def test_average_reference_and_units():
     with pytest.raises(ValueError, match=r"reference: expected one of 'keep', 'average'; got 'cz'"):
         harmonize(data, list(CANONICAL_CHANNELS), reference="cz")
     assert microvolt_scale("mV") == 1e3 and microvolt_scale("µV") == 1.0 and microvolt_scale("V") == 1e6
-    with pytest.raises(HarmonizeError, match=r"channel 'TEMP': physical unit: expected one of uV, mV, V, nV; got 'degC'"):
+    with pytest.raises(
+        HarmonizeError, match=r"channel 'TEMP': physical unit: expected one of uV, mV, V, nV; got 'degC'"
+    ):
         microvolt_scale("degC", channel="TEMP")
 
 
@@ -175,18 +221,22 @@ def test_biosemi_abc_labels_are_placed_by_their_cap_not_taken_for_ten_twenty(sha
         plan_harmonization(abc96)
 
 
-@pytest.mark.parametrize("letters, cap, expected", [
-    ("A", "biosemi32", {"Fp1": "A1", "F3": "A4", "C3": "A8", "Pz": "A13", "Fz": "A31", "Cz": "A32"}),
-    ("AB", "biosemi64", {"Fp1": "A1", "F3": "A5", "T3": "A15", "Pz": "A31", "Fz": "B6", "Cz": "B16", "O2": "B32"}),
-])
+@pytest.mark.parametrize(
+    "letters, cap, expected",
+    [
+        ("A", "biosemi32", {"Fp1": "A1", "F3": "A4", "C3": "A8", "Pz": "A13", "Fz": "A31", "Cz": "A32"}),
+        ("AB", "biosemi64", {"Fp1": "A1", "F3": "A5", "T3": "A15", "Pz": "A31", "Fz": "B6", "Cz": "B16", "O2": "B32"}),
+    ],
+)
 def test_biosemi_32_and_64_abc_labels_are_the_ten_ten_electrodes_of_their_cap(letters, cap, expected):
     # These caps carry 10-10 electrodes; ActiView labels them A1..A32 (and B1..B32) in its own
     # order. All 19 sites are recorded, though the cap draws F3 8 degrees from the idealized F3.
     labels = [f"{letter}{k}" for letter in letters for k in range(1, 33)]
     for recorded in (labels + ["EXG1", "Status"], labels[:-3]):  # a few left out still name the cap
         cmap = map_channels(recorded)
-        assert cmap.cap == cap and {site: recorded[i] for site, i in cmap.canonical.items()
-                                    if site in expected} == {k: v for k, v in expected.items() if v in recorded}
+        assert cmap.cap == cap and {site: recorded[i] for site, i in cmap.canonical.items() if site in expected} == {
+            k: v for k, v in expected.items() if v in recorded
+        }
     cmap = map_channels(labels + ["EXG1", "Status"])
     assert not cmap.missing and cmap.unknown == ("EXG1",) and cmap.auxiliary == {"stim": [len(labels) + 1]}
     assert map_channels(labels, cap).canonical == cmap.canonical  # named by --montage, the same
@@ -196,17 +246,20 @@ def test_biosemi_32_and_64_abc_labels_are_the_ten_ten_electrodes_of_their_cap(le
     assert map_channels([f"{letter}{k}" for letter in "AB" for k in range(1, 13)]).cap == ""
 
 
-@pytest.mark.parametrize("cap, spell, montage, expected", [
-    # BioSemi's own 10-20 equivalents of the 128 cap's electrodes; its labels name the cap
-    ("biosemi128", str, "auto", {"Cz": "A1", "Pz": "A19", "Fz": "C21", "T3": "D23", "T4": "B26"}),
-    ("biosemi64", str, "auto", {"Cz": "B16", "F4": "B8", "T5": "A23"}),
-    # EasyCap's numbered equidistant cap: 1 is Cz, 8 Fz, 14 Pz
-    ("easycap-M10", str, "easycap-M10", {"Cz": "1", "Fz": "8", "Pz": "14"}),
-    # EGI's 129-electrode net, whose vertex reference is named Cz
-    ("GSN-HydroCel-129", str, "GSN-HydroCel-129", {"Cz": "Cz", "O1": "E70", "O2": "E83"}),
-    # MGH's Neuromag cap, as a FIF names its channels: 'EEG 001' (Fp1), 'EEG 003' (Fp2)
-    ("mgh70", lambda label: label.replace("EEG", "EEG "), "mgh70", {"Fp1": "EEG 001", "Fp2": "EEG 003"}),
-])
+@pytest.mark.parametrize(
+    "cap, spell, montage, expected",
+    [
+        # BioSemi's own 10-20 equivalents of the 128 cap's electrodes; its labels name the cap
+        ("biosemi128", str, "auto", {"Cz": "A1", "Pz": "A19", "Fz": "C21", "T3": "D23", "T4": "B26"}),
+        ("biosemi64", str, "auto", {"Cz": "B16", "F4": "B8", "T5": "A23"}),
+        # EasyCap's numbered equidistant cap: 1 is Cz, 8 Fz, 14 Pz
+        ("easycap-M10", str, "easycap-M10", {"Cz": "1", "Fz": "8", "Pz": "14"}),
+        # EGI's 129-electrode net, whose vertex reference is named Cz
+        ("GSN-HydroCel-129", str, "GSN-HydroCel-129", {"Cz": "Cz", "O1": "E70", "O2": "E83"}),
+        # MGH's Neuromag cap, as a FIF names its channels: 'EEG 001' (Fp1), 'EEG 003' (Fp2)
+        ("mgh70", lambda label: label.replace("EEG", "EEG "), "mgh70", {"Fp1": "EEG 001", "Fp2": "EEG 003"}),
+    ],
+)
 def test_a_cap_recording_gives_the_ten_twenty_channels_it_was_made_from(shared_data, cap, spell, montage, expected):
     # eegmat's 19 channels spread over the cap's positions by the spherical spline, labelled as the
     # cap labels them: each site comes back as the electrode nearest it, or interpolated.
@@ -239,8 +292,14 @@ def test_numbered_channels_need_their_cap_named_and_a_cap_only_places_its_own_la
     # A 10-20 recording in the same run keeps its names; a few of the cap's labels are not the cap.
     ten_twenty = [f"EEG {c}" for c in CANONICAL_CHANNELS]
     assert map_channels(ten_twenty, "easycap-M10").cap == "" and not map_channels(ten_twenty, "easycap-M10").missing
-    with pytest.raises(HarmonizeError, match=r"--montage easycap-M10: 5 of the channel names are its electrodes' "
-                                             r"labels, fewer than the 16 that place a recording by it"):
+    with pytest.raises(
+        HarmonizeError,
+        match=r"--montage easycap-M10: 5 of the channel names are its electrodes' "
+        r"labels, fewer than the 16 that place a recording by it",
+    ):
         plan_harmonization(numbered[:5], montage="easycap-M10")
-    with pytest.raises(ValueError, match=r"montage: expected one of 'auto', 'file', 'biosemi32', 'biosemi64', 'biosemi128'.*; got 'egi'"):
+    with pytest.raises(
+        ValueError,
+        match=r"montage: expected one of 'auto', 'file', 'biosemi32', 'biosemi64', 'biosemi128'.*; got 'egi'",
+    ):
         map_channels(numbered, "egi")

@@ -11,8 +11,18 @@ from eegfm.pipelines.readers import open_recording
 
 SFREQ = 500.0
 # Blink field: strongest at the frontopolar electrodes, fading toward the vertex.
-BLINK_GAIN = {"Fp1": 1.0, "Fp2": 1.0, "F7": 0.6, "F8": 0.6, "F3": 0.5, "F4": 0.5, "Fz": 0.5,
-              "C3": 0.2, "C4": 0.2, "Cz": 0.2}
+BLINK_GAIN = {
+    "Fp1": 1.0,
+    "Fp2": 1.0,
+    "F7": 0.6,
+    "F8": 0.6,
+    "F3": 0.5,
+    "F4": 0.5,
+    "Fz": 0.5,
+    "C3": 0.2,
+    "C4": 0.2,
+    "Cz": 0.2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +81,36 @@ def test_the_manifest_records_what_ica_removed_per_recording(shared_data, tmp_pa
     source = shared_data / "eegmat" / "Subject03_1.edf"
     key = tmp_path / "key"
     create_key(str(key))
-    manifest = run(["--input", str(source), "--output", str(tmp_path / "out"), "--pseudonym_key_file", str(key),
-                    "--ica", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    manifest = run(
+        [
+            "--input",
+            str(source),
+            "--output",
+            str(tmp_path / "out"),
+            "--pseudonym_key_file",
+            str(key),
+            "--ica",
+            "--runner",
+            "DirectRunner",
+            "--direct_running_mode",
+            "in_memory",
+        ]
+    )
     (entry,) = [e for e in manifest["inputs"] if e["status"] == "processed"]
     # The pipeline fits on the first ica_fit_seconds (120 s) of the harmonized recording, as here.
     with open_recording(source) as reader:
         raw, names = reader.read(0, int(120 * SFREQ)), reader.info.ch_names
     cleaner = fit_ica_cleaner(harmonize(raw, names).data, SFREQ, np.ones(19, dtype=int))
-    assert entry["ica"] == {"components": 15, "eog_removed": len(cleaner.excluded_eog),
-                            "emg_removed": len(cleaner.excluded_emg)}
-    assert manifest["counts"]["ica_removed"] == {"eog": len(cleaner.excluded_eog),
-                                                 "emg": len(cleaner.excluded_emg), "recordings": 1}
-    assert f"{len(cleaner.excluded_eog)} eye, {len(cleaner.excluded_emg)} muscle in 1 recording" in \
-        summarize(manifest, 1.0)
+    assert entry["ica"] == {
+        "components": 15,
+        "eog_removed": len(cleaner.excluded_eog),
+        "emg_removed": len(cleaner.excluded_emg),
+    }
+    assert manifest["counts"]["ica_removed"] == {
+        "eog": len(cleaner.excluded_eog),
+        "emg": len(cleaner.excluded_emg),
+        "recordings": 1,
+    }
+    assert f"{len(cleaner.excluded_eog)} eye, {len(cleaner.excluded_emg)} muscle in 1 recording" in summarize(
+        manifest, 1.0
+    )

@@ -47,4 +47,3 @@ def test_line_frequency_of_real_recordings(shared_data):
         assert detect_line_frequency(x, sfreq) is None
         assert resolve_line_freq(x, sfreq, FilterConfig()) is None
         assert resolve_line_freq(x, sfreq, FilterConfig(line_freq=50)) == 50
-

@@ -3,8 +3,20 @@ from eegfm.pipelines.pipeline_args import beam_option_names, describe, unrecogni
 
 
 def test_registered_beam_options_are_recognized_in_every_spelling():
-    args = ["--runner", "DataflowRunner", "--direct_num_workers=2", "--dry_run", "True", "--s3_anonymous",
-            "--experiments", "use_runner_v2", "--setup_file", "./setup.py", "--project", "p"]
+    args = [
+        "--runner",
+        "DataflowRunner",
+        "--direct_num_workers=2",
+        "--dry_run",
+        "True",
+        "--s3_anonymous",
+        "--experiments",
+        "use_runner_v2",
+        "--setup_file",
+        "./setup.py",
+        "--project",
+        "p",
+    ]
     assert unrecognized(args) == []
     assert {"--runner", "--direct_running_mode", "--s3_anonymous", "--temp_location"} <= set(beam_option_names())
 
@@ -18,14 +30,17 @@ def test_unknown_options_and_values_that_follow_no_option_are_found_in_order():
 def test_each_unrecognized_argument_is_described_with_the_nearest_names():
     own = ["--window_seconds", "--stride_seconds", "--l_freq", "--h_freq", "--input"]
     beam = ["--runner", "--direct_num_workers", "--num_workers", "--no_auth"]
-    text = describe(["--windows_seconds", "5", "--runer=Direct", "--notch", "--direct_num_worker", "2", "x.edf"],
-                    own, beam)
+    text = describe(
+        ["--windows_seconds", "5", "--runer=Direct", "--notch", "--direct_num_worker", "2", "x.edf"], own, beam
+    )
     assert text.startswith("unrecognized arguments: ")
-    clauses = text[len("unrecognized arguments: "):].split("; ")
+    clauses = text[len("unrecognized arguments: ") :].split("; ")
     assert clauses[0] == ("--windows_seconds 5: not an eegfm-preprocess option or an Apache Beam pipeline option")
     assert clauses[1] == "did you mean --window_seconds?"
     assert clauses[2].startswith("--runer=Direct: ") and clauses[3] == "did you mean --runner?"
     # Nothing close enough among the command's own options, and Beam's must be closer still.
     assert clauses[4].startswith("--notch: ") and clauses[4].endswith("(--help lists eegfm's options)")
     assert clauses[5].startswith("--direct_num_worker 2: ") and clauses[6] == "did you mean --direct_num_workers?"
-    assert clauses[7] == "'x.edf': a value that follows no option (several inputs: --input A B ..., or --input repeated)"
+    assert (
+        clauses[7] == "'x.edf': a value that follows no option (several inputs: --input A B ..., or --input repeated)"
+    )

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from eegfm.pipelines import schema
-from eegfm.pipelines.preprocess import earlier_run_outputs, local_runner, run, summarize, temporary_folders
 from eegfm.pipelines.datasets import expand_inputs
+from eegfm.pipelines.preprocess import earlier_run_outputs, local_runner, run, summarize, temporary_folders
 from eegfm.pipelines.tfrecord import read_records
 from tests.conftest import run_lock_free_elsewhere, run_lock_held_elsewhere
 
@@ -28,8 +28,7 @@ def _records_by_tensorflow(out):
     for path in sorted(glob.glob(os.path.join(out, "site-*", "part-*-of-*.tfrecord"))):
         for raw in tf.data.TFRecordDataset(path, compression_type="SNAPPY"):
             parsed = tf.io.parse_single_example(raw, description)
-            parsed = {k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v
-                      for k, v in parsed.items()}
+            parsed = {k: tf.sparse.to_dense(v) if isinstance(v, tf.SparseTensor) else v for k, v in parsed.items()}
             records.append((path, parsed))
     return records
 
@@ -61,13 +60,20 @@ def test_every_input_is_accounted_for_exactly_once(shared_data, shared_run):
 def test_a_missing_key_file_is_created_only_when_asked(shared_data, tmp_path, capsys):
     # A mistyped key path must not silently start a new key (pseudonyms matching no earlier run).
     key = tmp_path / "keys" / "site.key"
-    base = ["--input", str(shared_data / "eegmmi" / "S001R03.edf"), "--output", str(tmp_path / "out"),
-            "--pseudonym_key_file", str(key)]
+    base = [
+        "--input",
+        str(shared_data / "eegmmi" / "S001R03.edf"),
+        "--output",
+        str(tmp_path / "out"),
+        "--pseudonym_key_file",
+        str(key),
+    ]
     with pytest.raises(SystemExit) as exit_:
         run(base)
     assert exit_.value.code == 2 and not key.exists()
-    assert (f"--pseudonym_key_file {key}: no such file; for a first run pass --create_key_file"
-            in capsys.readouterr().err)
+    assert (
+        f"--pseudonym_key_file {key}: no such file; for a first run pass --create_key_file" in capsys.readouterr().err
+    )
     manifest = run([*base, "--create_key_file"])
     assert manifest["counts"]["processed"] == 1
     assert key.stat().st_mode & 0o777 == 0o600 and len(key.read_bytes().strip()) == 64
@@ -92,9 +98,10 @@ def test_an_earlier_runs_outputs_are_kept_apart_or_overwritten(shared_data, key_
     with pytest.raises(SystemExit) as exit_:
         run(base)
     assert exit_.value.code == 2
-    assert (f"--output {out}: holds an earlier run's outputs (4 TFRecord shard(s), manifest.json, "
-            "quarantine.jsonl, report.png); this run's shards would mix with them. Pass --overwrite"
-            ) in capsys.readouterr().err
+    assert (
+        f"--output {out}: holds an earlier run's outputs (4 TFRecord shard(s), manifest.json, "
+        "quarantine.jsonl, report.png); this run's shards would mix with them. Pass --overwrite"
+    ) in capsys.readouterr().err
     assert sorted(out.glob("site-*/part-*-of-*.tfrecord")) == shards  # nothing touched
     assert len(temporary_folders(str(out))) == 2
     second = run([*base, "--overwrite"])
@@ -102,21 +109,42 @@ def test_an_earlier_runs_outputs_are_kept_apart_or_overwritten(shared_data, key_
     assert [p.name for p in out.glob("site-*/part-*-of-*.tfrecord")] == ["part-00000-of-00001.tfrecord"]
     assert second["counts"]["windows"] == first["counts"]["windows"] > 10
     assert earlier_run_outputs(str(out)) == sorted(  # the first run's report went with its shards
-        [str(out / "manifest.json"), str(out / "quarantine.jsonl"), str(out / second["shards"][0])])
+        [str(out / "manifest.json"), str(out / "quarantine.jsonl"), str(out / second["shards"][0])]
+    )
 
 
 def test_a_second_run_into_a_running_jobs_output_folder_is_refused(shared_data, key_file, tmp_path, capsys):
     out = tmp_path / "out"
     with run_lock_held_elsewhere(out) as holder:
         with pytest.raises(SystemExit) as exit_:  # --overwrite must not delete a running job's files
-            run(["--input", str(shared_data / "eegmat" / "Subject00_1.edf"), "--output", str(out),
-                 "--pseudonym_key_file", key_file, "--overwrite"])
+            run(
+                [
+                    "--input",
+                    str(shared_data / "eegmat" / "Subject00_1.edf"),
+                    "--output",
+                    str(out),
+                    "--pseudonym_key_file",
+                    key_file,
+                    "--overwrite",
+                ]
+            )
         assert exit_.value.code == 2
         assert f"--output {out}: another run is writing to this folder (pid {holder.pid} on " in capsys.readouterr().err
         assert sorted(p.name for p in out.iterdir()) == [".eegfm-run.lock"]
     # Once the holder is gone the folder is free; a run that ends gives it back to other processes
-    assert run(["--input", str(shared_data / "eegmat" / "Subject00_2.edf"), "--output", str(out),
-                "--pseudonym_key_file", key_file])["counts"]["windows"] > 0
+    assert (
+        run(
+            [
+                "--input",
+                str(shared_data / "eegmat" / "Subject00_2.edf"),
+                "--output",
+                str(out),
+                "--pseudonym_key_file",
+                key_file,
+            ]
+        )["counts"]["windows"]
+        > 0
+    )
     assert run_lock_free_elsewhere(out)
 
 
@@ -154,33 +182,67 @@ def test_tensorflow_reads_every_record_with_the_contract(shared_run):
     # eegmmi's two runs: a 4 s trial window at each T1 (8) and T2 (7) annotation, movement in run 3
     # and imagery in run 4, left or right fist
     labels = manifest["counts"]["per_label"]
-    assert set(labels) == {"eegmat_rest_task:0", "eegmat_rest_task:1", "unlabeled:-1", "eegmmi_movement:0",
-                           "eegmmi_movement:1", "eegmmi_imagery:0", "eegmmi_imagery:1"}
+    assert set(labels) == {
+        "eegmat_rest_task:0",
+        "eegmat_rest_task:1",
+        "unlabeled:-1",
+        "eegmmi_movement:0",
+        "eegmmi_movement:1",
+        "eegmmi_imagery:0",
+        "eegmmi_imagery:1",
+    }
     assert [labels[f"eegmmi_{kind}:{k}"] for kind in ("movement", "imagery") for k in (0, 1)] == [8, 7, 8, 7]
     assert os.path.exists(out / "artifact_ae.npz") and manifest["artifact_model"] == "artifact_ae.npz"
     # Each input's recorded SHA-256 is its file's (the provenance every record carries).
     hashed = [d for d in manifest["inputs"] if d.get("source_sha256")]
     assert len(hashed) >= 64 and all(
-        d["source_sha256"] == hashlib.sha256(open(d["source"], "rb").read()).hexdigest() for d in hashed)
+        d["source_sha256"] == hashlib.sha256(open(d["source"], "rb").read()).hexdigest() for d in hashed
+    )
 
 
 def test_same_inputs_give_identical_shards_in_memory_and_on_two_processes(shared_data, key_file, tmp_path):
-    inputs = ["--input", str(shared_data / "eegmmi"), "--input", str(shared_data / "hms"),
-              "--input", str(shared_data / "eegmat" / "Subject1*_2.edf")]
+    inputs = [
+        "--input",
+        str(shared_data / "eegmmi"),
+        "--input",
+        str(shared_data / "hms"),
+        "--input",
+        str(shared_data / "eegmat" / "Subject1*_2.edf"),
+    ]
     common = ["--pseudonym_key_file", key_file, "--runner", "DirectRunner"]
     run(inputs + common + ["--output", str(tmp_path / "a"), "--direct_running_mode", "in_memory"])
     # Worker processes import eegfm as installed in the venv, as a real deployment would.
     env = dict(os.environ)
     done = subprocess.run(
-        [sys.executable, "-m", "eegfm.pipelines.preprocess", *inputs, *common, "--output", str(tmp_path / "b"),
-         "--direct_running_mode", "multi_processing", "--direct_num_workers", "2", "--verbose"],
-        check=True, env=env, capture_output=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "eegfm.pipelines.preprocess",
+            *inputs,
+            *common,
+            "--output",
+            str(tmp_path / "b"),
+            "--direct_running_mode",
+            "multi_processing",
+            "--direct_num_workers",
+            "2",
+            "--verbose",
+        ],
+        check=True,
+        env=env,
+        capture_output=True,
+        timeout=600,
     )
     # Two worker processes ran it, on Beam's FnApiRunner: Beam's DirectRunner would first try
     # to download its Prism runner binary from GitHub.
     log = done.stderr.decode(errors="replace")
-    assert log.count("Created Worker handler <apache_beam.runners.portability.fn_api_runner."
-                     "worker_handlers.SubprocessSdkWorkerHandler") == 2
+    assert (
+        log.count(
+            "Created Worker handler <apache_beam.runners.portability.fn_api_runner."
+            "worker_handlers.SubprocessSdkWorkerHandler"
+        )
+        == 2
+    )
     assert "prism" not in log.lower()
     # Every recording finished in a worker process was counted by the launcher's progress report.
     started = re.search(r"eegfm.preprocess: (\d+) recordings", log)
@@ -190,24 +252,49 @@ def test_same_inputs_give_identical_shards_in_memory_and_on_two_processes(shared
     # planned from the recordings, not from how the runner split the work), so training on
     # either output gives the same model.
     def shards(out):
-        return {os.path.relpath(path, out): open(path, "rb").read()
-                for path in glob.glob(str(out / "site-*" / "part-*.tfrecord"))}
+        return {
+            os.path.relpath(path, out): open(path, "rb").read()
+            for path in glob.glob(str(out / "site-*" / "part-*.tfrecord"))
+        }
 
     a, b = shards(tmp_path / "a"), shards(tmp_path / "b")
-    assert len(a) >= 3 and sum(len(list(read_records(path))) for path in glob.glob(
-        str(tmp_path / "a" / "site-*" / "part-*.tfrecord"))) > 20
+    assert (
+        len(a) >= 3
+        and sum(len(list(read_records(path))) for path in glob.glob(str(tmp_path / "a" / "site-*" / "part-*.tfrecord")))
+        > 20
+    )
     assert sorted(a) == sorted(b) and all(a[name] == b[name] for name in a)
 
 
 def test_dataflow_job_graph_builds_offline(shared_data, key_file, tmp_path):
     # The launcher builds and validates the Dataflow graph; --dry_run stops before submitting.
     result = subprocess.run(
-        [sys.executable, "-m", "eegfm.pipelines.preprocess", "--input", str(shared_data / "eegmmi"),
-         "--output", "gs://eegfm-test-bucket/out", "--pseudonym_key_file", key_file,
-         "--runner", "DataflowRunner", "--dry_run", "True", "--project", "eegfm-test",
-         "--region", "europe-west4", "--temp_location", "gs://eegfm-test-bucket/tmp",
-         "--setup_file", "./setup.py"],
-        capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "eegfm.pipelines.preprocess",
+            "--input",
+            str(shared_data / "eegmmi"),
+            "--output",
+            "gs://eegfm-test-bucket/out",
+            "--pseudonym_key_file",
+            key_file,
+            "--runner",
+            "DataflowRunner",
+            "--dry_run",
+            "True",
+            "--project",
+            "eegfm-test",
+            "--region",
+            "europe-west4",
+            "--temp_location",
+            "gs://eegfm-test-bucket/tmp",
+            "--setup_file",
+            "./setup.py",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -229,9 +316,26 @@ def test_ctrl_c_stops_a_two_worker_run_cleanly_and_removes_what_it_wrote(shared_
         for edf in (shared_data / "eegmat").glob("*.edf"):
             (corpus / site / edf.name).symlink_to(edf)
     job = subprocess.Popen(
-        [sys.executable, "-m", "eegfm.pipelines.preprocess", "--input", str(corpus), "--output", str(out),
-         "--pseudonym_key_file", key_file, "--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "eegfm.pipelines.preprocess",
+            "--input",
+            str(corpus),
+            "--output",
+            str(out),
+            "--pseudonym_key_file",
+            key_file,
+            "--direct_running_mode",
+            "multi_processing",
+            "--direct_num_workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     # Once the first recording is spilled the job has seconds of work left; Ctrl-C then, as a
     # terminal sends it: to the whole process group.
@@ -244,8 +348,9 @@ def test_ctrl_c_stops_a_two_worker_run_cleanly_and_removes_what_it_wrote(shared_
     assert job.returncode == 130, stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == "eegfm-preprocess: interrupted"
     assert "Traceback" not in stderr and "wrote" not in stdout
-    assert re.search(r"stopped before the end: removed this run's [12] temporary folder\(s\) and \d+ finished file",
-                     stderr)
+    assert re.search(
+        r"stopped before the end: removed this run's [12] temporary folder\(s\) and \d+ finished file", stderr
+    )
     # the run folder's lock file stays (deleting it could let two later runs both take a lock)
     assert sorted(path.name for path in out.iterdir()) == [".eegfm-run.lock", ".spill-earlier00000"]
     # The workers went with the job.
@@ -263,23 +368,42 @@ def test_ctrl_c_stops_a_two_worker_run_cleanly_and_removes_what_it_wrote(shared_
         (["--num_shards", "-1"], "--num_shards: expected an integer >= 0"),
         (["--max_shard_mb", "0"], "--max_shard_mb: expected a number of MiB > 0; got 0.0"),
         (["--ae_sample_size", "40"], "--ae_sample_size: expected an integer >= 48; got 40"),
-        (["--ae_train_sites", "eegmmi,boston"],
-         "--ae_train_sites: boston: no such site among the inputs; expected some of eegmmi"),
-        (["--artifact_model", "no-such-model.npz"],
-         "--artifact_model no-such-model.npz: cannot load it as the artifact autoencoder of an earlier run "
-         "(FileNotFoundError"),
+        (
+            ["--ae_train_sites", "eegmmi,boston"],
+            "--ae_train_sites: boston: no such site among the inputs; expected some of eegmmi",
+        ),
+        (
+            ["--artifact_model", "no-such-model.npz"],
+            "--artifact_model no-such-model.npz: cannot load it as the artifact autoencoder of an earlier run "
+            "(FileNotFoundError",
+        ),
         # Beam alone would warn and run on without them: 10 s windows, or one input left out.
-        (["--windows_seconds", "5"], "--windows_seconds 5: not an eegfm-preprocess option or an Apache Beam "
-         "pipeline option; did you mean --window_seconds?"),
+        (
+            ["--windows_seconds", "5"],
+            "--windows_seconds 5: not an eegfm-preprocess option or an Apache Beam "
+            "pipeline option; did you mean --window_seconds?",
+        ),
         (["--direct_num_worker", "2"], "did you mean --direct_num_workers?"),
         (["stray.edf"], "'stray.edf': a value that follows no option"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(shared_data, key_file, tmp_path, args, message):
     result = subprocess.run(
-        [sys.executable, "-m", "eegfm.pipelines.preprocess", "--input", str(shared_data / "eegmmi"),
-         "--output", str(tmp_path / "out"), "--pseudonym_key_file", key_file, *args],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "eegfm.pipelines.preprocess",
+            "--input",
+            str(shared_data / "eegmmi"),
+            "--output",
+            str(tmp_path / "out"),
+            "--pseudonym_key_file",
+            key_file,
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 2 and message in result.stderr
     assert not (tmp_path / "out").exists()
@@ -290,17 +414,34 @@ def test_too_few_windows_for_the_autoencoder_leave_the_rules_to_score(shared_dat
     # the 48 the autoencoder needs. That fit used to fail the whole job after all its work.
     inputs = [str(shared_data / "eegmat" / name) for name in ("Subject00_1.edf", "Subject00_2.edf", "Subject01_1.edf")]
     with caplog.at_level("INFO", logger="eegfm.preprocess"):
-        manifest = run(["--input", *inputs[:2], "--input", inputs[2],
-            "--output", str(tmp_path / "out"), "--pseudonym_key_file", key_file, "--direct_running_mode", "in_memory"])
+        manifest = run(
+            [
+                "--input",
+                *inputs[:2],
+                "--input",
+                inputs[2],
+                "--output",
+                str(tmp_path / "out"),
+                "--pseudonym_key_file",
+                key_file,
+                "--direct_running_mode",
+                "in_memory",
+            ]
+        )
     assert manifest["counts"]["processed"] == 3 and 32 < manifest["counts"]["windows"] < 48
-    assert (f"artifact autoencoder not fitted: {manifest['counts']['windows']} training windows, fewer than the 48 "
-            "it needs; windows are scored by the rules only") in caplog.messages
+    assert (
+        f"artifact autoencoder not fitted: {manifest['counts']['windows']} training windows, fewer than the 48 "
+        "it needs; windows are scored by the rules only"
+    ) in caplog.messages
     assert any(m.startswith("3 recordings (eegmat=eegmat), 0 other files; writing to") for m in caplog.messages)
     assert manifest["artifact_model"] is None and not (tmp_path / "out" / "artifact_ae.npz").exists()
     rows = dict(line.strip().split("  ", 1) for line in summarize(manifest, 1.0).splitlines())
     assert rows["artifact model"].strip() == "none (rules only)"
-    records = [schema.decode_example(raw) for shard in manifest["shards"]
-               for raw in read_records(tmp_path / "out" / shard, "SNAPPY")]
+    records = [
+        schema.decode_example(raw)
+        for shard in manifest["shards"]
+        for raw in read_records(tmp_path / "out" / shard, "SNAPPY")
+    ]
     assert len(records) == manifest["counts"]["windows"]
     ae_score = manifest["quality_names"].index("ae_score")
     assert all(r.quality[ae_score] == -1.0 and 0.0 <= r.artifact_score <= 1.0 for r in records)
@@ -311,12 +452,24 @@ def test_an_output_folder_and_key_inside_the_input_folder_are_never_inputs(share
     (tmp_path / "raw" / "a.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
     key = tmp_path / "raw" / "pseudonym.key"
     key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
-    args = ["--input", str(tmp_path / "raw"), "--output", str(tmp_path / "raw" / "out"),
-            "--pseudonym_key_file", str(key), "--direct_running_mode", "in_memory", "--overwrite"]
+    args = [
+        "--input",
+        str(tmp_path / "raw"),
+        "--output",
+        str(tmp_path / "raw" / "out"),
+        "--pseudonym_key_file",
+        str(key),
+        "--direct_running_mode",
+        "in_memory",
+        "--overwrite",
+    ]
     first = run(args)
     second = run(args)  # the first run's shards, manifest and quarantine lie below the input now
-    assert [e["source"] for e in second["inputs"]] == [e["source"] for e in first["inputs"]] == [
-        str(tmp_path / "raw" / "a.edf")]
+    assert (
+        [e["source"] for e in second["inputs"]]
+        == [e["source"] for e in first["inputs"]]
+        == [str(tmp_path / "raw" / "a.edf")]
+    )
     assert second["counts"]["processed"] == 1 and second["counts"]["quarantined"] == 0
 
 
@@ -328,10 +481,25 @@ def test_an_eeglab_recording_gives_the_windows_of_the_edf_it_was_made_from(share
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "a.edf").symlink_to(edf)
     with open_recording(edf) as reader:
-        _write_eeglab(tmp_path / "in" / "b.set", reader.read(), [n.split(" ", 1)[-1] for n in reader.info.ch_names],
-                      reader.info.sfreq)
-    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--pseudonym_key_file",
-                    key_file, "--direct_running_mode", "in_memory", "--no_artifact_model"])
+        _write_eeglab(
+            tmp_path / "in" / "b.set",
+            reader.read(),
+            [n.split(" ", 1)[-1] for n in reader.info.ch_names],
+            reader.info.sfreq,
+        )
+    manifest = run(
+        [
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "out"),
+            "--pseudonym_key_file",
+            key_file,
+            "--direct_running_mode",
+            "in_memory",
+            "--no_artifact_model",
+        ]
+    )
     assert manifest["counts"]["processed"] == 2 and manifest["counts"]["quarantined"] == 0
     by_recording = {}
     for shard in manifest["shards"]:
@@ -348,8 +516,16 @@ def test_an_output_folder_that_cannot_be_made_is_a_clear_error(shared_data, key_
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     with pytest.raises(SystemExit) as exit_:
-        run(["--input", str(shared_data / "eegmat" / "Subject00_1.edf"), "--output", str(blocker / "out"),
-             "--pseudonym_key_file", key_file])
+        run(
+            [
+                "--input",
+                str(shared_data / "eegmat" / "Subject00_1.edf"),
+                "--output",
+                str(blocker / "out"),
+                "--pseudonym_key_file",
+                key_file,
+            ]
+        )
     assert exit_.value.code == 2
     assert f"--output {blocker / 'out'}: cannot create the output folder (Not a directory)" in capsys.readouterr().err
 
@@ -359,9 +535,24 @@ def test_bad_input_corpus_is_quarantined_file_by_file_and_good_files_still_run(s
 
     expected = make_bad_corpus(tmp_path / "bad", shared_data)
     good = shared_data / "eegmat" / "Subject07_2.edf"
-    manifest = run(["--input", str(tmp_path / "bad"), "--input", str(good), "--dataset", "edf",
-                    "--output", str(tmp_path / "out"), "--pseudonym_key_file", key_file,
-                    "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    manifest = run(
+        [
+            "--input",
+            str(tmp_path / "bad"),
+            "--input",
+            str(good),
+            "--dataset",
+            "edf",
+            "--output",
+            str(tmp_path / "out"),
+            "--pseudonym_key_file",
+            key_file,
+            "--runner",
+            "DirectRunner",
+            "--direct_running_mode",
+            "in_memory",
+        ]
+    )
     by_name = {os.path.basename(e["source"]): e for e in manifest["inputs"]}
     assert set(by_name) == set(expected) | {"Subject07_2.edf"}
     assert by_name["Subject07_2.edf"]["status"] == "processed"
@@ -375,13 +566,14 @@ def test_bad_input_corpus_is_quarantined_file_by_file_and_good_files_still_run(s
     assert {os.path.basename(q["path"]) for q in lines if q["kind"] == "input"} == set(expected)
 
 
-def test_a_recording_that_fails_part_way_sends_none_of_its_spilled_windows(shared_data, key_file, tmp_path,
-                                                                           fails_on_second_chunk):
+def test_a_recording_that_fails_part_way_sends_none_of_its_spilled_windows(
+    shared_data, key_file, tmp_path, fails_on_second_chunk
+):
     from apache_beam.pvalue import TaggedOutput
 
     from eegfm.pipelines import process
-    from eegfm.pipelines.stages import ProcessRecordingFn
     from eegfm.pipelines.datasets import discover
+    from eegfm.pipelines.stages import ProcessRecordingFn
 
     calls = fails_on_second_chunk
     (item,) = [i for i in discover([str(shared_data / "eegmat")])[0] if i.path.endswith("Subject00_1.edf")]
@@ -407,14 +599,48 @@ def simulated_run(key_file, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("sim")
     corpus = root / "corpus"
-    assert simulate(["--output", str(corpus), "--sites", "4", "--subjects-per-site", "1",
-                     "--recordings-per-subject", "1", "--minutes", "3", "--seed", "3", "--quiet"]) == 0
+    assert (
+        simulate(
+            [
+                "--output",
+                str(corpus),
+                "--sites",
+                "4",
+                "--subjects-per-site",
+                "1",
+                "--recordings-per-subject",
+                "1",
+                "--minutes",
+                "3",
+                "--seed",
+                "3",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     out = root / "tfr"
     result = subprocess.run(
-        [sys.executable, "-m", "eegfm.pipelines.preprocess", "--input", str(corpus / "edf"),
-         "--input", str(corpus / "hms"), "--output", str(out), "--pseudonym_key_file", key_file,
-         "--runner", "DirectRunner", "--direct_running_mode", "in_memory", "--verbose"],
-        capture_output=True, timeout=900,
+        [
+            sys.executable,
+            "-m",
+            "eegfm.pipelines.preprocess",
+            "--input",
+            str(corpus / "edf"),
+            "--input",
+            str(corpus / "hms"),
+            "--output",
+            str(out),
+            "--pseudonym_key_file",
+            key_file,
+            "--runner",
+            "DirectRunner",
+            "--direct_running_mode",
+            "in_memory",
+            "--verbose",
+        ],
+        capture_output=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return corpus, out, result.stdout + result.stderr
@@ -429,7 +655,8 @@ def test_simulated_corpus_runs_end_to_end_with_labels_and_sites(simulated_run):
     manifest = json.loads((out / "manifest.json").read_text())
     recordings = [e for e in manifest["inputs"] if e["status"] != "ignored"]
     assert len(recordings) == 8 and all(e["status"] == "processed" for e in recordings), [
-        (e["source"], e.get("reason")) for e in recordings if e["status"] != "processed"]
+        (e["source"], e.get("reason")) for e in recordings if e["status"] != "processed"
+    ]
     assert len(manifest["sites"]) == 4 and len(manifest["counts"]["per_site"]) == 4
     # The manifest names the artifact model only if one was fitted and written.
     assert (manifest["artifact_model"] == "artifact_ae.npz") == (out / "artifact_ae.npz").exists()
@@ -480,7 +707,10 @@ def test_the_start_log_line_names_few_folders_and_counts_many():
 
     assert _describe_datasets({"b": "edf", "a": "eegmat"}) == "a=eegmat, b=edf"
     assert (_count(1, "recording"), _count(0, "other file"), _count(2, "other file")) == (
-        "1 recording", "0 other files", "2 other files")
+        "1 recording",
+        "0 other files",
+        "2 other files",
+    )
     many = {f"patient{i:04d}": "edf" for i in range(2000)} | {"hms": "hms"}
     assert _describe_datasets(many) == "edf in 2000 folders, hms in 1 folder"
 
@@ -490,14 +720,31 @@ def test_a_config_file_is_overridden_only_by_the_flags_given(shared_data, tmp_pa
     ran 10 s windows without a word."""
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "x.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
-    (tmp_path / "job.yaml").write_text("window_seconds: 4\nstride_seconds: 4\nline_freq: 60\nh_freq: 45\n"
-                                       "quality:\n  max_artifact_score: 0.9\n")
+    (tmp_path / "job.yaml").write_text(
+        "window_seconds: 4\nstride_seconds: 4\nline_freq: 60\nh_freq: 45\nquality:\n  max_artifact_score: 0.9\n"
+    )
     key = tmp_path / "key"
     key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
     key.chmod(0o600)
-    manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--pseudonym_key_file",
-                    str(key), "--no_artifact_model", "--config", str(tmp_path / "job.yaml"), "--h_freq", "40",
-                    "--repair_channels", "0", "--montage", "mgh70"])
+    manifest = run(
+        [
+            "--input",
+            str(tmp_path / "in"),
+            "--output",
+            str(tmp_path / "out"),
+            "--pseudonym_key_file",
+            str(key),
+            "--no_artifact_model",
+            "--config",
+            str(tmp_path / "job.yaml"),
+            "--h_freq",
+            "40",
+            "--repair_channels",
+            "0",
+            "--montage",
+            "mgh70",
+        ]
+    )
     config = manifest["config"]
     assert (config["window_seconds"], config["stride_seconds"], config["line_freq"]) == (4.0, 4.0, 60)
     assert config["h_freq"] == 40.0 and config["quality"]["max_artifact_score"] == 0.9
@@ -537,8 +784,20 @@ def test_windows_lie_end_to_end_unless_a_stride_is_given_and_gaps_are_warned_of(
     for name, extra in (("end-to-end", []), ("gaps", ["--stride_seconds", "10"])):
         caplog.clear()
         with caplog.at_level("WARNING", logger="eegfm.preprocess"):
-            manifest = run(["--input", str(tmp_path / "in"), "--output", str(tmp_path / name), "--pseudonym_key_file",
-                            str(key), "--no_artifact_model", "--window_seconds", "5", *extra])
+            manifest = run(
+                [
+                    "--input",
+                    str(tmp_path / "in"),
+                    "--output",
+                    str(tmp_path / name),
+                    "--pseudonym_key_file",
+                    str(key),
+                    "--no_artifact_model",
+                    "--window_seconds",
+                    "5",
+                    *extra,
+                ]
+            )
         counts[name] = manifest["counts"]["windows"], "between windows are in none of them" in caplog.text
     assert counts == {"end-to-end": (12, False), "gaps": (6, True)}
 
@@ -558,17 +817,38 @@ def test_folders_whose_names_look_like_patterns_are_read_and_written(shared_data
     key.chmod(0o600)
     out = tmp_path / "out [x]"
     for extra in ([], ["--overwrite"]):  # the second run finds and deletes the first one's files
-        manifest = run(["--input", str(tmp_path / "EEG [2019]"), "--output", str(out), "--pseudonym_key_file",
-                        str(key), "--no_artifact_model", *extra])
-        assert [(e["source"], e["status"]) for e in manifest["inputs"]] == [(str(inputs / "rec [a]?.edf"),
-                                                                             "processed")]
+        manifest = run(
+            [
+                "--input",
+                str(tmp_path / "EEG [2019]"),
+                "--output",
+                str(out),
+                "--pseudonym_key_file",
+                str(key),
+                "--no_artifact_model",
+                *extra,
+            ]
+        )
+        assert [(e["source"], e["status"]) for e in manifest["inputs"]] == [(str(inputs / "rec [a]?.edf"), "processed")]
         assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [
-            "manifest.json", "quarantine.jsonl", manifest["sites"][0]]
+            "manifest.json",
+            "quarantine.jsonl",
+            manifest["sites"][0],
+        ]
     shards = list_files(str(out))
     assert len(shards) == 1 and sum(1 for _ in read_records(shards[0])) == manifest["counts"]["windows"] > 0
     # A file given by its name is that file, not a pattern.
-    single = run(["--input", str(inputs / "rec [a]?.edf"), "--output", str(tmp_path / "single"),
-                  "--pseudonym_key_file", str(key), "--no_artifact_model"])
+    single = run(
+        [
+            "--input",
+            str(inputs / "rec [a]?.edf"),
+            "--output",
+            str(tmp_path / "single"),
+            "--pseudonym_key_file",
+            str(key),
+            "--no_artifact_model",
+        ]
+    )
     assert [e["source"] for e in single["inputs"]] == [str(inputs / "rec [a]?.edf")]
 
 
@@ -579,8 +859,21 @@ def test_a_local_dry_run_lists_the_plan_and_writes_nothing(shared_data, tmp_path
     key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
     key.chmod(0o600)
     out = tmp_path / "out"
-    assert run(["--input", str(shared_data / "formats"), "--output", str(out), "--pseudonym_key_file", str(key),
-                "--dry_run", "True"]) == {}
+    assert (
+        run(
+            [
+                "--input",
+                str(shared_data / "formats"),
+                "--output",
+                str(out),
+                "--pseudonym_key_file",
+                str(key),
+                "--dry_run",
+                "True",
+            ]
+        )
+        == {}
+    )
     assert not out.exists()
     plan = capsys.readouterr().out
     assert plan.startswith(f"eegfm-preprocess --dry_run: nothing read or written; {out} would receive\n")
@@ -604,26 +897,49 @@ def test_one_job_over_several_benchmark_corpora_labels_each_by_its_own_layout(sh
     (tuev / "spsw_032_a_.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
     (tuev / "spsw_032_a_.rec").write_text("3,20.0,21.0,1\n4,20.0,21.0,1\n0,40.0,41.0,6\n")
     _chb_mit_edf(shared_data / "eegmat" / "Subject01_2.edf", chbmit / "chb01_03.edf")
-    (chbmit / "chb01-summary.txt").write_text("File Name: chb01_03.edf\nNumber of Seizures in File: 1\n"
-                                              "Seizure Start Time: 25 seconds\nSeizure End Time: 47 seconds\n")
+    (chbmit / "chb01-summary.txt").write_text(
+        "File Name: chb01_03.edf\nNumber of Seizures in File: 1\n"
+        "Seizure Start Time: 25 seconds\nSeizure End Time: 47 seconds\n"
+    )
     (root / "chbmit" / "SUBJECT-INFO").write_text("Case\tGender\tAge (years)\nchb01\tF\t11\n")
     (siena / "PN01-1.edf").symlink_to(shared_data / "eegmat" / "Subject02_2.edf")
-    (siena / "Seizures-list-PN01.txt").write_text("File name: PN01-1.edf\nRegistration start time: 08.00.00\n"
-                                                  "Seizure start time: 08.00.30\nSeizure end time: 08.00.50\n")
+    (siena / "Seizures-list-PN01.txt").write_text(
+        "File name: PN01-1.edf\nRegistration start time: 08.00.00\n"
+        "Seizure start time: 08.00.30\nSeizure end time: 08.00.50\n"
+    )
     (eegmmi / "S001R04.edf").symlink_to(shared_data / "eegmmi" / "S001R04.edf")
     out = tmp_path / "out"
-    manifest = run(["--input", str(root), "--output", str(out), "--pseudonym_key_file", key_file,
-                    "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    manifest = run(
+        [
+            "--input",
+            str(root),
+            "--output",
+            str(out),
+            "--pseudonym_key_file",
+            key_file,
+            "--runner",
+            "DirectRunner",
+            "--direct_running_mode",
+            "in_memory",
+        ]
+    )
     assert manifest["counts"]["processed"] == 4 and manifest["counts"]["quarantined"] == 0
     by_name = {os.path.basename(e["source"]): e for e in manifest["inputs"]}
     assert {name: e["dataset"] for name, e in by_name.items() if name.endswith(".edf")} == {
-        "spsw_032_a_.edf": "tuev", "chb01_03.edf": "chbmit", "PN01-1.edf": "siena", "S001R04.edf": "eegmmi"}
+        "spsw_032_a_.edf": "tuev",
+        "chb01_03.edf": "chbmit",
+        "PN01-1.edf": "siena",
+        "S001R04.edf": "eegmmi",
+    }
     assert len(by_name["chb01_03.edf"]["bipolar"]["electrodes"]) == 18
     labels = manifest["counts"]["per_label"]
     assert labels["tuev_event:0"] == 1 and labels["tuev_event:5"] == 1
     assert labels["eegmmi_imagery:0"] == 8 and labels["eegmmi_imagery:1"] == 7
     assert labels["chbmit_seizure:1"] == 3 and labels["siena_seizure:1"] == 2
-    records = [schema.decode_example(raw) for path in glob.glob(str(out / "site-*" / "*.tfrecord"))
-               for raw in read_records(path)]
+    records = [
+        schema.decode_example(raw)
+        for path in glob.glob(str(out / "site-*" / "*.tfrecord"))
+        for raw in read_records(path)
+    ]
     assert {r.corpus_split for r in records if r.task == b"tuev_event"} == {b"eval"}
     assert {(r.age, r.sex) for r in records if r.task == b"chbmit_seizure"} == {(11.0, b"F")}

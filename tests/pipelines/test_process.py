@@ -9,6 +9,7 @@ import pyedflib
 import pytest
 
 from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.datasets import LabeledWindow, SourceItem, discover
 from eegfm.pipelines.harmonize import interpolation_matrix
 from eegfm.pipelines.process import (
     Outcome,
@@ -17,13 +18,13 @@ from eegfm.pipelines.process import (
     Window,
     process_recording,
 )
-from eegfm.pipelines.datasets import LabeledWindow, SourceItem, discover
 from tests.pipelines.conftest import write_edf_plus_d
 
 KEY = b"a-test-key-of-32-bytes-for-hmac!"
 
 
-def _run(item, config=PreprocessConfig()):
+def _run(item, config=None):
+    config = config or PreprocessConfig()
     events = list(process_recording(item, KEY, config, config.config_hash()))
     outcome = events[-1]
     assert isinstance(outcome, Outcome) and not any(isinstance(e, Outcome) for e in events[:-1])
@@ -51,7 +52,7 @@ def test_pipeline_window_matches_an_independent_mne_computation(eegmat_item, sha
     # npad=0: MNE's default FFT padding shifts the signal by ~2 ms mid-recording (see
     # tests/pipelines/test_filters.py), which is MNE's artefact, not a property of resampling.
     raw.resample(256.0, npad=0, verbose="error")
-    reference = raw.get_data()[:, 90 * 256: 100 * 256] * 1e6
+    reference = raw.get_data()[:, 90 * 256 : 100 * 256] * 1e6
     ours = record.eeg.astype(np.float64)
     corr = [np.corrcoef(ours[i], reference[i])[0, 1] for i in range(19)]
     assert min(corr) >= 0.99, dict(zip(CANONICAL_CHANNELS, np.round(corr, 4)))
@@ -67,8 +68,7 @@ def test_chunk_length_does_not_change_the_output(eegmat_item):
         assert float(a.window_start_s) == float(b.window_start_s)
         # Equal up to one float16 step (the streaming filter agrees with the one-shot one to
         # float32 rounding, which can flip the last bit of the stored float16).
-        np.testing.assert_allclose(a.eeg.astype(np.float32), b.eeg.astype(np.float32),
-                                   rtol=2 ** -10, atol=0.05)
+        np.testing.assert_allclose(a.eeg.astype(np.float32), b.eeg.astype(np.float32), rtol=2**-10, atol=0.05)
 
 
 def test_records_carry_labels_pseudonyms_and_clinical_whitelist(eegmat_item):
@@ -87,9 +87,14 @@ def test_records_carry_labels_pseudonyms_and_clinical_whitelist(eegmat_item):
 def test_hms_labeled_windows_keep_votes_and_refuse_windows_past_the_end(shared_data):
     path = str(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
     votes = (0.0, 3.0, 1.0, 0.0, 0.0, 0.0)
-    item = SourceItem(path=path, dataset="hms", site="hms", subject_key="42", task="hms6",
-                      windows=(LabeledWindow(0.0, 50.0, 1, votes, "hms6"),
-                               LabeledWindow(20.0, 50.0, 1, votes, "hms6")))
+    item = SourceItem(
+        path=path,
+        dataset="hms",
+        site="hms",
+        subject_key="42",
+        task="hms6",
+        windows=(LabeledWindow(0.0, 50.0, 1, votes, "hms6"), LabeledWindow(20.0, 50.0, 1, votes, "hms6")),
+    )
     windows, rejected, outcome = _run(item)
     assert len(windows) == 1 and windows[0].eeg.shape == (19, 50 * 256)
     assert windows[0].votes.tolist() == list(votes) and int(windows[0].label) == 1
@@ -106,8 +111,11 @@ def test_windows_of_a_paused_recording_stay_inside_its_segments_on_its_clock(sha
     write_edf_plus_d(source, tmp_path / "before.edf", range(60))
     write_edf_plus_d(source, tmp_path / "after.edf", range(60), first=60)
     config = PreprocessConfig(line_freq=50)
-    events = (LabeledWindow(55.0, 10.0, 1, task="t"), LabeledWindow(165.0, 10.0, 0, task="t"),
-              LabeledWindow(90.0, 10.0, 1, task="t"))
+    events = (
+        LabeledWindow(55.0, 10.0, 1, task="t"),
+        LabeledWindow(165.0, 10.0, 0, task="t"),
+        LabeledWindow(90.0, 10.0, 1, task="t"),
+    )
     paused, _, outcome = _run(SourceItem(path=str(tmp_path / "paused.edf"), dataset="edf", site="s"), config)
     before, _, _ = _run(SourceItem(path=str(tmp_path / "before.edf"), dataset="edf", site="s"), config)
     after, _, _ = _run(SourceItem(path=str(tmp_path / "after.edf"), dataset="edf", site="s"), config)
@@ -118,13 +126,15 @@ def test_windows_of_a_paused_recording_stay_inside_its_segments_on_its_clock(sha
     for ours, alone in zip(paused, before + after):
         np.testing.assert_array_equal(ours.eeg, alone.eeg)
 
-    labeled, rejected, outcome = _run(SourceItem(path=str(tmp_path / "paused.edf"), dataset="edf", site="s",
-                                                 windows=events), config)
+    labeled, rejected, outcome = _run(
+        SourceItem(path=str(tmp_path / "paused.edf"), dataset="edf", site="s", windows=events), config
+    )
     assert [(float(w.window_start_s), int(w.label)) for w in labeled] == [(165.0, 0)]
-    np.testing.assert_array_equal(labeled[0].eeg[:, :256], paused[6].eeg[:, 5 * 256: 6 * 256])
+    np.testing.assert_array_equal(labeled[0].eeg[:, :256], paused[6].eeg[:, 5 * 256 : 6 * 256])
     assert [r.reasons for r in rejected] == [
         ["window [55.00 s, 65.00 s) spans a gap in the recording (nothing recorded from 60.00 s to 160.00 s)"],
-        ["window [90.00 s, 100.00 s) lies in a gap in the recording (nothing recorded from 60.00 s to 160.00 s)"]]
+        ["window [90.00 s, 100.00 s) lies in a gap in the recording (nothing recorded from 60.00 s to 160.00 s)"],
+    ]
     assert outcome.rejection_rules == {"recording_gap": 2}
 
 
@@ -132,14 +142,16 @@ def test_windows_the_recordings_own_annotations_mark_bad_are_rejected(shared_dat
     # MNE users mark artifacts by hand (raw.plot) as 'BAD_...' annotations and save the FIF.
     raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_1.edf", preload=True, verbose="error")
     raw.pick([n for n in raw.ch_names if n.startswith("EEG ") and n != "EEG A2-A1"]).crop(0, 60)
-    raw.set_annotations(mne.Annotations([12.0, 41.0, 55.0], [3.0, 0.0, 1.0],
-                                        ["BAD_muscle Jane Doe", "bad blink", "Eyes closed"]))
+    raw.set_annotations(
+        mne.Annotations([12.0, 41.0, 55.0], [3.0, 0.0, 1.0], ["BAD_muscle Jane Doe", "bad blink", "Eyes closed"])
+    )
     raw.save(tmp_path / "marked_raw.fif", verbose="error")
     windows, rejected, outcome = _run(SourceItem(path=str(tmp_path / "marked_raw.fif"), dataset="edf", site="s"))
     assert [float(w.window_start_s) for w in windows] == [0.0, 20.0, 30.0, 50.0]
     assert [(r.window_start_s, r.reasons) for r in rejected] == [
         (10.0, ["annotated_bad: the recording's annotations mark [12.00 s, 15.00 s) bad"]),
-        (40.0, ["annotated_bad: the recording's annotations mark 41.00 s bad"])]
+        (40.0, ["annotated_bad: the recording's annotations mark 41.00 s bad"]),
+    ]
     assert outcome.rejection_rules == {"annotated_bad": 2}
 
 
@@ -155,13 +167,13 @@ def test_channels_an_export_filled_with_zeros_are_interpolated_not_every_window_
         data = np.stack([edf.readSignal(i)[:30000] for i in range(19)])
     data[names.index("EEG C3")] = 0.0
     data[names.index("EEG O2")] = -12.5  # a constant offset is no signal either
-    signals = tuple(EDFSignal(label=name, physical_min=-3000, physical_max=3000, samples_per_record=500)
-                    for name in names)
+    signals = tuple(
+        EDFSignal(label=name, physical_min=-3000, physical_max=3000, samples_per_record=500) for name in names
+    )
     with EDFWriter(tmp_path / "zeros.edf", EDFHeader(signals=signals, start=datetime.datetime(2020, 1, 1))) as out:
         out.write(data)
     windows, _, outcome = _run(SourceItem(path=str(tmp_path / "zeros.edf"), dataset="edf", site="s"))
-    assert (outcome.status, outcome.constant, outcome.interpolated) == ("processed", ("EEG C3", "EEG O2"),
-                                                                        ("C3", "O2"))
+    assert (outcome.status, outcome.constant, outcome.interpolated) == ("processed", ("EEG C3", "EEG O2"), ("C3", "O2"))
     assert len(windows) == 6 and all(w.channel_mask.sum() == 17 for w in windows)
     c3 = CANONICAL_CHANNELS.index("C3")
     assert all(np.ptp(w.eeg[c3].astype(np.float32)) > 5 for w in windows)  # interpolated from its neighbours
@@ -172,8 +184,9 @@ def _write_edf(path, names, data):
 
     from eegfm.pipelines.edf import EDFHeader, EDFSignal, EDFWriter
 
-    signals = tuple(EDFSignal(label=name, physical_min=-3000, physical_max=3000, samples_per_record=500)
-                    for name in names)
+    signals = tuple(
+        EDFSignal(label=name, physical_min=-3000, physical_max=3000, samples_per_record=500) for name in names
+    )
     with EDFWriter(path, EDFHeader(signals=signals, start=datetime.datetime(2020, 1, 1))) as out:
         out.write(data)
 
@@ -183,9 +196,9 @@ def test_a_window_with_a_few_bad_channels_is_kept_with_them_interpolated(shared_
         names = [edf.getLabel(i) for i in range(19)]
         clean = np.stack([edf.readSignal(i)[:60000] for i in range(19)])
     loose = clean.copy()
-    loose[names.index("EEG C3"), 25 * 500: 48 * 500] = 0.0  # an electrode off for 23 s
-    loose[names.index("EEG T4"), 70 * 500: 75 * 500] = 1500.0 * np.sin(np.arange(2500) / 500 * 2 * np.pi * 0.7)
-    loose[[names.index(f"EEG {c}") for c in ("O1", "O2", "P3", "P4")], 95 * 500: 105 * 500] = 0.0  # too many
+    loose[names.index("EEG C3"), 25 * 500 : 48 * 500] = 0.0  # an electrode off for 23 s
+    loose[names.index("EEG T4"), 70 * 500 : 75 * 500] = 1500.0 * np.sin(np.arange(2500) / 500 * 2 * np.pi * 0.7)
+    loose[[names.index(f"EEG {c}") for c in ("O1", "O2", "P3", "P4")], 95 * 500 : 105 * 500] = 0.0  # too many
     _write_edf(tmp_path / "clean.edf", names, clean)
     _write_edf(tmp_path / "loose.edf", names, loose)
     config = PreprocessConfig(line_freq=50)
@@ -207,14 +220,18 @@ def test_a_window_with_a_few_bad_channels_is_kept_with_them_interpolated(shared_
         # The electrode's signal comes back from its neighbours, not exactly.
         ours, real = window.eeg[lost].astype(np.float64), truth.eeg[lost].astype(np.float64)
         assert 0.6 < np.corrcoef(ours, real)[0, 1] < 0.999
-    off, _, _ = _run(SourceItem(path=str(tmp_path / "loose.edf"), dataset="edf", site="s"),
-                     PreprocessConfig(line_freq=50, repair_channels=0))
+    off, _, _ = _run(
+        SourceItem(path=str(tmp_path / "loose.edf"), dataset="edf", site="s"),
+        PreprocessConfig(line_freq=50, repair_channels=0),
+    )
     assert len(off) == len(windows) - 4
     # Against the average reference the loose electrode is found all the same (it used to be
     # spread over every channel first, so the flat C3 went unnoticed), and the average is
     # taken after the repair.
-    average, _, outcome = _run(SourceItem(path=str(tmp_path / "loose.edf"), dataset="edf", site="s"),
-                               PreprocessConfig(line_freq=50, reference="average"))
+    average, _, outcome = _run(
+        SourceItem(path=str(tmp_path / "loose.edf"), dataset="edf", site="s"),
+        PreprocessConfig(line_freq=50, reference="average"),
+    )
     assert outcome.repaired == {"C3": 3, "T4": 1} and len(average) == len(windows)
     assert all(np.abs(w.eeg.astype(np.float32).mean(axis=0)).max() < 0.05 for w in average)
 
@@ -240,9 +257,11 @@ def test_an_epoched_file_gives_windows_of_its_epochs_or_says_they_are_too_short(
     item = SourceItem(path=str(tmp_path / "ep.set"), dataset="edf", site="s")
     windows, _, outcome = _run(item)
     assert (outcome.status, outcome.stage) == ("quarantined", "windows")
-    assert outcome.reason == ("ep.set: none of its 10 stretches recorded without a break (epochs, or the parts "
-                              "between gaps) is as long as one window: the longest is 5.0 s, windows are 10 s "
-                              "(--window_seconds)")
+    assert outcome.reason == (
+        "ep.set: none of its 10 stretches recorded without a break (epochs, or the parts "
+        "between gaps) is as long as one window: the longest is 5.0 s, windows are 10 s "
+        "(--window_seconds)"
+    )
     windows, _, outcome = _run(item, PreprocessConfig(window_seconds=5.0, stride_seconds=5.0))
     assert [float(w.window_start_s) for w in windows] == [5.0 * k for k in range(10)]
     assert (outcome.status, outcome.segments) == ("processed", 10)
@@ -251,15 +270,25 @@ def test_an_epoched_file_gives_windows_of_its_epochs_or_says_they_are_too_short(
 def test_a_labeled_window_with_a_problem_is_rejected_alone(shared_data):
     path = str(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
     votes = (0.0, 3.0, 1.0, 0.0, 0.0, 0.0)
-    item = SourceItem(path=path, dataset="hms", site="hms", task="hms6", windows=(
-        LabeledWindow(0.0, 50.0, 1, votes, "hms6"),
-        LabeledWindow(0.0, 50.0, task="hms6", problem="train.csv line 3: lpd_vote: expected a number >= 0; got 'nan'"),
-        LabeledWindow(float("nan"), 50.0, task="hms6", problem="train.csv line 4: eeg_label_offset_seconds: ...")))
+    item = SourceItem(
+        path=path,
+        dataset="hms",
+        site="hms",
+        task="hms6",
+        windows=(
+            LabeledWindow(0.0, 50.0, 1, votes, "hms6"),
+            LabeledWindow(
+                0.0, 50.0, task="hms6", problem="train.csv line 3: lpd_vote: expected a number >= 0; got 'nan'"
+            ),
+            LabeledWindow(float("nan"), 50.0, task="hms6", problem="train.csv line 4: eeg_label_offset_seconds: ..."),
+        ),
+    )
     windows, rejected, outcome = _run(item)
     assert len(windows) == 1 and windows[0].votes.tolist() == list(votes)
     assert [(r.stage, r.reasons) for r in rejected] == [
         ("labels", ["train.csv line 3: lpd_vote: expected a number >= 0; got 'nan'"]),
-        ("labels", ["train.csv line 4: eeg_label_offset_seconds: ..."])]
+        ("labels", ["train.csv line 4: eeg_label_offset_seconds: ..."]),
+    ]
     assert outcome.status == "processed" and outcome.rejection_rules == {"bad_label": 2}
 
 
@@ -334,13 +363,41 @@ def test_a_bipolar_montage_is_quarantined_naming_its_derivations(shared_data, tm
     referential recording): 'FZ-CZ' is a derivation like the others, not Fz against a Cz reference."""
     raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_2.edf", preload=True, verbose="error")
     volts = {name.split()[1].upper(): raw.get_data(picks=[name])[0] for name in raw.ch_names if name.startswith("EEG ")}
-    chains = [("FP1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1"), ("FP1", "F3"), ("F3", "C3"), ("C3", "P3"),
-              ("P3", "O1"), ("FP2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2"), ("FP2", "F8"), ("F8", "T4"),
-              ("T4", "T6"), ("T6", "O2"), ("FZ", "CZ"), ("CZ", "PZ")]
+    chains = [
+        ("FP1", "F7"),
+        ("F7", "T3"),
+        ("T3", "T5"),
+        ("T5", "O1"),
+        ("FP1", "F3"),
+        ("F3", "C3"),
+        ("C3", "P3"),
+        ("P3", "O1"),
+        ("FP2", "F4"),
+        ("F4", "C4"),
+        ("C4", "P4"),
+        ("P4", "O2"),
+        ("FP2", "F8"),
+        ("F8", "T4"),
+        ("T4", "T6"),
+        ("T6", "O2"),
+        ("FZ", "CZ"),
+        ("CZ", "PZ"),
+    ]
     signals = np.stack([(volts[a] - volts[b]) * 1e6 for a, b in chains])
-    headers = [{"label": f"{a}-{b}", "dimension": "uV", "sample_frequency": 500, "physical_max": 3000,
-                "physical_min": -3000, "digital_max": 32767, "digital_min": -32768, "transducer": "",
-                "prefilter": ""} for a, b in chains]
+    headers = [
+        {
+            "label": f"{a}-{b}",
+            "dimension": "uV",
+            "sample_frequency": 500,
+            "physical_max": 3000,
+            "physical_min": -3000,
+            "digital_max": 32767,
+            "digital_min": -32768,
+            "transducer": "",
+            "prefilter": "",
+        }
+        for a, b in chains
+    ]
     path = tmp_path / "chb01_01.edf"
     pyedflib.highlevel.write_edf(str(path), signals, headers)
     _, _, outcome = _run(SourceItem(path=str(path), dataset="edf", site="chb"))
@@ -350,7 +407,8 @@ def test_a_bipolar_montage_is_quarantined_naming_its_derivations(shared_data, tm
         "chb01_01.edf: a bipolar montage (18 derivations such as FP2-F4, F4-C4, C4-P4): its derivations form 3 "
         "chains with no electrode in common (C4, F4, F8, Fp2, O2, P4, P8, T8; C3, F3, F7, Fp1, O1, P3, P7, T7; Cz, "
         "Fz, Pz), each against a reference of its own, so only the largest gives electrode potentials: 8 of the 19 "
-        "10-20 sites (Fp2, F4, C4, P4, F8, T4, T6, O2); need at least 10 (--min_channels).")
+        "10-20 sites (Fp2, F4, C4, P4, F8, T4, T6, O2); need at least 10 (--min_channels)."
+    )
     assert outcome.bipolar["left_out"][:2] == ["FP1-F7", "F7-T3"] and len(outcome.bipolar["electrodes"]) == 8
 
 
@@ -377,8 +435,10 @@ def _windows_like(events, reference, n=6, min_r=0.9):
     made_from = {w.record.window_start_index: w.record for w in reference if isinstance(w, Window)}
     assert sorted(windows) == sorted(made_from) and len(windows) == n
     for start, record in windows.items():
-        r = [np.corrcoef(record.eeg[i].astype(np.float32), made_from[start].eeg[i].astype(np.float32))[0, 1]
-             for i in range(19)]
+        r = [
+            np.corrcoef(record.eeg[i].astype(np.float32), made_from[start].eeg[i].astype(np.float32))[0, 1]
+            for i in range(19)
+        ]
         assert min(r) > min_r, np.round(r, 3)
     return windows
 
@@ -390,13 +450,16 @@ def test_a_biosemi_abc_recording_is_written_with_the_electrodes_its_cap_puts_at_
     config = PreprocessConfig(window_seconds=5.0, stride_seconds=5.0)
     *_, refused = process_recording(SourceItem(str(path), "edf", "lab"), b"k" * 32, config, "h")
     assert refused.stage == "harmonize" and "only 8 of the 19 10-20 channels are present" in refused.reason
-    assert ("the labels are BioSemi cap positions (biosemi256): a 10-20 site is present where a recorded "
-            "electrode lies within 7 degrees of it; signals at another sampling rate, left out: A1, A2,") in refused.reason
+    assert (
+        "the labels are BioSemi cap positions (biosemi256): a 10-20 site is present where a recorded "
+        "electrode lies within 7 degrees of it; signals at another sampling rate, left out: A1, A2,"
+    ) in refused.reason
     config = dataclasses.replace(config, min_channels=8)
     *windows, outcome = process_recording(SourceItem(str(path), "edf", "lab"), b"k" * 32, config, "h")
     assert outcome.status == "processed" and len(windows) == outcome.windows + outcome.rejected_windows == 1
     assert outcome.cap == "biosemi256" and sorted(outcome.cap_sites) == sorted(
-        ["F3", "C3", "T3", "O1", "Fp2", "F8", "T6", "O2"])
+        ["F3", "C3", "T3", "O1", "Fp2", "F8", "T6", "O2"]
+    )
     assert outcome.cap_sites["C3"] == "G16" and outcome.cap_sites["O2"] == "B9"  # not the labels 'C3', 'O2'
     assert set(outcome.interpolated) == set(CANONICAL_CHANNELS) - set(outcome.cap_sites)
     assert isinstance(windows[0], Window)
@@ -413,13 +476,14 @@ def test_a_biosemi_64_bdf_labelled_a1_to_b32_gives_the_windows_of_its_ten_twenty
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
     eeg = _ten_twenty(edf)
-    eeg = eeg[:, :eeg.shape[1] // 500 * 500]
+    eeg = eeg[:, : eeg.shape[1] // 500 * 500]
     ten_ten = abc_ten_ten_names("biosemi64")
     site = {name: {"T7": "T3", "T8": "T4", "P7": "T5", "P8": "T6"}.get(name, name) for name in ten_ten.values()}
     others = tuple(name for name in ten_ten.values() if site[name] not in CANONICAL_CHANNELS)
     around = dict(zip(others, interpolation_matrix(CANONICAL_CHANNELS, others) @ eeg))
-    spread = np.stack([around[name] if name in around else eeg[CANONICAL_CHANNELS.index(site[name])]
-                       for name in ten_ten.values()])
+    spread = np.stack(
+        [around[name] if name in around else eeg[CANONICAL_CHANNELS.index(site[name])] for name in ten_ten.values()]
+    )
     bdf = tmp_path / "cap64.bdf"
     _write_bdf(bdf, np.vstack([spread, np.zeros((1, spread.shape[1]))]), 500, [*ten_ten, "Status"])
 
@@ -464,8 +528,7 @@ def test_an_egi_mff_recording_is_placed_by_its_nets_coordinates_or_its_named_net
         _windows_like(got, reference)
 
 
-def test_numbered_channels_of_a_named_cap_give_the_windows_of_the_recording_they_were_made_from(shared_data,
-                                                                                                tmp_path):
+def test_numbered_channels_of_a_named_cap_give_the_windows_of_the_recording_they_were_made_from(shared_data, tmp_path):
     # eegmat's 19 channels spread over EasyCap's numbered M10 cap (1 ... 61), written as BrainVision.
     from eegfm.pipelines.channels import cap_positions
     from tests.pipelines.readers.test_readers import _brainvision
@@ -516,12 +579,16 @@ def test_a_fif_with_digitized_positions_is_placed_by_them_where_its_names_say_no
     # Without the nasion and ears there is no head frame to trust: quarantined, saying so.
     raw.info.set_montage(None)
     raw.save(tmp_path / "bare_raw.fif", verbose="error")
-    *_, bare = process_recording(SourceItem(str(tmp_path / "bare_raw.fif"), "edf", "lab"), b"k" * 32,
-                                 PreprocessConfig(montage="file"), "h")
-    assert bare.stage == "harmonize" and "--montage file: no electrode positions to place the channels by" in bare.reason
+    *_, bare = process_recording(
+        SourceItem(str(tmp_path / "bare_raw.fif"), "edf", "lab"), b"k" * 32, PreprocessConfig(montage="file"), "h"
+    )
+    assert (
+        bare.stage == "harmonize" and "--montage file: no electrode positions to place the channels by" in bare.reason
+    )
     # A 10-20 recording keeps its names under --montage file.
-    *_, ten_twenty = process_recording(SourceItem(str(edf), "edf", "lab"), b"k" * 32,
-                                       PreprocessConfig(montage="file"), "h")
+    *_, ten_twenty = process_recording(
+        SourceItem(str(edf), "edf", "lab"), b"k" * 32, PreprocessConfig(montage="file"), "h"
+    )
     assert ten_twenty.status == "processed" and ten_twenty.cap == "" and ten_twenty.interpolated == ()
 
 
@@ -544,8 +611,11 @@ def test_an_eeglab_file_is_placed_by_its_chanlocs_where_it_keeps_the_nasion_and_
         return np.array([p[1], -p[0], p[2]]) * 1000.0
 
     at = {name: eeglab(p) for name, p in positions.items()}
-    nodatchans = {"Nasion": eeglab(fiducials["NAS"]), "Left periauricular point": eeglab(fiducials["LPA"]),
-                  "Right periauricular point": eeglab(fiducials["RPA"])}
+    nodatchans = {
+        "Nasion": eeglab(fiducials["NAS"]),
+        "Left periauricular point": eeglab(fiducials["LPA"]),
+        "Right periauricular point": eeglab(fiducials["RPA"]),
+    }
     _write_eeglab(tmp_path / "head.set", spread, list(positions), 500.0, positions=at, fiducials=nodatchans)
     _write_eeglab(tmp_path / "bare.set", spread, list(positions), 500.0, positions=at)
     config = PreprocessConfig(montage="file")
@@ -557,7 +627,9 @@ def test_an_eeglab_file_is_placed_by_its_chanlocs_where_it_keeps_the_nasion_and_
     _windows_like(events, reference)
     # Without them, EEGLAB's positions may be in any frame (a template sphere, MNI space): not used
     *_, bare = process_recording(SourceItem(str(tmp_path / "bare.set"), "edf", "lab"), b"k" * 32, config, "h")
-    assert bare.stage == "harmonize" and "--montage file: no electrode positions to place the channels by" in bare.reason
+    assert (
+        bare.stage == "harmonize" and "--montage file: no electrode positions to place the channels by" in bare.reason
+    )
 
 
 def test_a_brainvision_header_with_coordinates_is_placed_by_them_under_montage_file(shared_data, tmp_path):
@@ -590,9 +662,11 @@ def test_tusz_events_label_the_sliding_windows_they_cover(shared_data, tmp_path)
         (folder / f"{name}.edf").symlink_to(shared_data / "eegmat" / source)
     (folder / "aaaaaaac_s001_t000.csv_bi").write_text(
         "# version = csv_v1.0.0\n# duration = 62.00 secs\n#\nchannel,start_time,stop_time,label,confidence\n"
-        "TERM,0.0000,25.0000,bckg,1.0000\nTERM,25.0000,47.0000,seiz,1.0000\nTERM,47.0000,62.0000,bckg,1.0000\n")
+        "TERM,0.0000,25.0000,bckg,1.0000\nTERM,25.0000,47.0000,seiz,1.0000\nTERM,47.0000,62.0000,bckg,1.0000\n"
+    )
     (folder / "aaaaaaac_s001_t001.csv_bi").write_text(
-        "channel,start_time,stop_time,label,confidence\nTERM,0.0000,62.0000,bckgr,1.0000\n")
+        "channel,start_time,stop_time,label,confidence\nTERM,0.0000,62.0000,bckgr,1.0000\n"
+    )
     items, _, _ = discover([str(tmp_path / "tusz")])
     good, bad = sorted(items, key=lambda i: i.path)
     *events, outcome = process_recording(good, b"k" * 32, PreprocessConfig(), "h")
@@ -602,8 +676,9 @@ def test_tusz_events_label_the_sliding_windows_they_cover(shared_data, tmp_path)
     assert [r.label for r in windows] == [0, 0, 1, 1, 1, 0] and {r.task for r in windows} == {b"tusz_seizure"}
     *_, refused = process_recording(bad, b"k" * 32, PreprocessConfig(), "h")
     assert (refused.status, refused.stage) == ("quarantined", "labels")
-    assert refused.reason.startswith("aaaaaaac_s001_t001.edf: aaaaaaac_s001_t001.csv_bi: line 2, label: expected bckg "
-                                     "or a seizure type")
+    assert refused.reason.startswith(
+        "aaaaaaac_s001_t001.edf: aaaaaaac_s001_t001.csv_bi: line 2, label: expected bckg or a seizure type"
+    )
 
 
 def test_tuev_events_each_get_a_five_second_window_moved_inside_at_the_recordings_edges(shared_data, tmp_path):
@@ -614,7 +689,8 @@ def test_tuev_events_each_get_a_five_second_window_moved_inside_at_the_recording
     folder.mkdir(parents=True)
     (folder / "aaaaaaar_00000001.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
     (folder / "aaaaaaar_00000001.rec").write_text(
-        "3,0.5,1.5,4\n4,0.5,1.5,4\n10,30.0,31.0,3\n11,30.0,31.0,3\n12,30.0,31.0,6\n0,60.5,61.5,5\n")
+        "3,0.5,1.5,4\n4,0.5,1.5,4\n10,30.0,31.0,3\n11,30.0,31.0,3\n12,30.0,31.0,6\n0,60.5,61.5,5\n"
+    )
     items, ignored, _ = discover([str(tmp_path / "tuev")])
     *events, outcome = process_recording(items[0], b"k" * 32, PreprocessConfig(), "h")
     windows = sorted((w.record for w in events if isinstance(w, Window)), key=lambda r: r.window_start_s)
@@ -632,7 +708,8 @@ def test_tuev_events_each_get_a_five_second_window_moved_inside_at_the_recording
     *events, outcome = process_recording(items[0], b"k" * 32, PreprocessConfig(), "h")
     assert [r.record.label for r in events if isinstance(r, Window)] == [5]
     assert [r.reasons for r in events if isinstance(r, RejectedWindow)] == [
-        ["window [68.00 s, 73.00 s) lies outside the recording (0 s, 62.00 s)"]]
+        ["window [68.00 s, 73.00 s) lies outside the recording (0 s, 62.00 s)"]
+    ]
 
 
 def test_tuar_artifacts_label_short_sliding_windows_and_unannotated_ones_stay_unlabeled(shared_data, tmp_path):
@@ -647,7 +724,8 @@ def test_tuar_artifacts_label_short_sliding_windows_and_unannotated_ones_stay_un
     (folder / "aaaaaaju_s005_t000.csv").write_text(
         "# version = csv_v1.0.0\n# duration = 62.00 secs\n#\nchannel,start_time,stop_time,label,confidence\n"
         "FP1-F7,10.0000,14.0000,chew,1.0000\nT3-T5,12.0000,14.5000,chew,1.0000\n"
-        "FP2-F8,30.0000,31.2000,eyem,1.0000\nC3-CZ,40.0000,44.0000,musc_eyem,1.0000\n")
+        "FP2-F8,30.0000,31.2000,eyem,1.0000\nC3-CZ,40.0000,44.0000,musc_eyem,1.0000\n"
+    )
     items, _, datasets = discover([str(tmp_path / "tuar")])
     assert set(datasets.values()) == {"tuar"}
     config = PreprocessConfig(window_seconds=2.0, stride_seconds=1.0)
@@ -657,8 +735,20 @@ def test_tuar_artifacts_label_short_sliding_windows_and_unannotated_ones_stay_un
     labeled = {start: TUAR_LABELS[r.label] for start, r in sorted(windows.items()) if r.label >= 0}
     # a window takes the kind covering at least half of it: [9, 11) has 1 s of chewing, [13, 15)
     # 1.5 s, [30, 32) 1.2 s of eye movement; [14, 16) (0.5 s) and [31, 33) (0.2 s) stay unlabeled
-    assert labeled == {9: "chew", 10: "chew", 11: "chew", 12: "chew", 13: "chew", 29: "eyem", 30: "eyem",
-                       39: "eyem_musc", 40: "eyem_musc", 41: "eyem_musc", 42: "eyem_musc", 43: "eyem_musc"}
+    assert labeled == {
+        9: "chew",
+        10: "chew",
+        11: "chew",
+        12: "chew",
+        13: "chew",
+        29: "eyem",
+        30: "eyem",
+        39: "eyem_musc",
+        40: "eyem_musc",
+        41: "eyem_musc",
+        42: "eyem_musc",
+        43: "eyem_musc",
+    }
     assert {r.task for r in windows.values() if r.label >= 0} == {b"tuar_artifact"}
     assert {r.task for r in windows.values() if r.label < 0} == {b""} and len(windows) > len(labeled)
 
@@ -673,8 +763,13 @@ def _chb_mit_edf(recording, path) -> np.ndarray:
     eeg = _ten_twenty(recording)
     potentials = dict(zip(CANONICAL_CHANNELS, eeg))
     potentials.update(zip(("FT9", "FT10"), interpolation_matrix(CANONICAL_CHANNELS, ("FT9", "FT10")) @ eeg))
-    potentials = {**potentials, "T7": potentials["T3"], "T8": potentials["T4"], "P7": potentials["T5"],
-                  "P8": potentials["T6"]}
+    potentials = {
+        **potentials,
+        "T7": potentials["T3"],
+        "T8": potentials["T4"],
+        "P7": potentials["T5"],
+        "P8": potentials["T6"],
+    }
     labels = [name.rsplit("-", 1)[0] if name.startswith("T8-P8") else name for name in CHB_MIT]
     derived = np.stack([potentials[a] - potentials[b] for a, b in map(derivation, CHB_MIT)])
     _write_edf(path, labels + ["ECG"], np.vstack([derived, np.zeros((1, eeg.shape[1]))]))
@@ -715,7 +810,8 @@ def test_chb_mit_seizures_from_the_case_summary_label_the_windows_of_its_bipolar
     (case / "chb01-summary.txt").write_text(
         "Data Sampling Rate: 500 Hz\n\nFile Name: chb01_03.edf\nFile Start Time: 13:43:04\n"
         "File End Time: 13:44:06\nNumber of Seizures in File: 1\nSeizure Start Time: 25 seconds\n"
-        "Seizure End Time: 47 seconds\n")
+        "Seizure End Time: 47 seconds\n"
+    )
     (tmp_path / "chbmit" / "SUBJECT-INFO").write_text("Case\tGender\tAge (years)\nchb01\tF\t11\n")
     items, _, used = discover([str(tmp_path / "chbmit")])
     assert used == {"chbmit": "chbmit"}
@@ -740,15 +836,18 @@ def test_eegmmi_trials_are_windows_at_their_annotations_labelled_by_the_run(shar
     windows = sorted((w.record for w in events if isinstance(w, Window)), key=lambda r: r.window_start_s)
     assert outcome.status == "processed" and {r.eeg.shape for r in windows} == {(19, 4 * 256)}
     assert [(round(float(r.window_start_s), 2), r.label) for r in windows] == [
-        (round(onset, 2), int(text == "T2")) for onset, text in trials]
+        (round(onset, 2), int(text == "T2")) for onset, text in trials
+    ]
     assert {r.task for r in windows} == {b"eegmmi_imagery"}
     # A run whose file holds no trials is quarantined at the labels stage, its annotations unechoed
     (tmp_path / "S001" / "S001R06.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
     items, _, _ = discover([str(tmp_path)])
     *_, refused = process_recording(next(i for i in items if "R06" in i.path), b"k" * 32, PreprocessConfig(), "h")
     assert (refused.status, refused.stage) == ("quarantined", "labels")
-    assert refused.reason == ("S001R06.edf: no annotation T1 or T2 (it has 1 other): expected the data set's event "
-                              "codes, which label its windows")
+    assert refused.reason == (
+        "S001R06.edf: no annotation T1 or T2 (it has 1 other): expected the data set's event "
+        "codes, which label its windows"
+    )
 
 
 def test_a_flat_derivation_is_left_out_of_the_reconstruction(shared_data, tmp_path):
@@ -760,10 +859,12 @@ def test_a_flat_derivation_is_left_out_of_the_reconstruction(shared_data, tmp_pa
         names, data = list(edf.info.ch_names), edf.read()
     data[names.index("P4-O2")] = 0.0
     _write_edf(tmp_path / "flat.edf", [n.rsplit("-", 1)[0] if n.startswith("T8-P8") else n for n in names], data)
-    *events, outcome = process_recording(SourceItem(str(tmp_path / "flat.edf"), "edf", "lab"), b"k" * 32,
-                                         PreprocessConfig(reference="average"), "h")
-    *reference, _ = process_recording(SourceItem(str(tmp_path / "chb.edf"), "edf", "lab"), b"k" * 32,
-                                      PreprocessConfig(reference="average"), "h")
+    *events, outcome = process_recording(
+        SourceItem(str(tmp_path / "flat.edf"), "edf", "lab"), b"k" * 32, PreprocessConfig(reference="average"), "h"
+    )
+    *reference, _ = process_recording(
+        SourceItem(str(tmp_path / "chb.edf"), "edf", "lab"), b"k" * 32, PreprocessConfig(reference="average"), "h"
+    )
     assert outcome.status == "processed" and outcome.bipolar["flat"] == ["P4-O2"]
     assert "P4-O2" not in outcome.bipolar["derivations"] and len(outcome.bipolar["electrodes"]) == 18
     # O2 still reached through P8-O2: the same windows as with the derivation recorded
@@ -780,7 +881,8 @@ def test_siena_seizure_clock_times_label_the_windows_and_a_typo_quarantines_its_
     (patient / "Seizures-list-PN01.txt").write_text(
         "Seizure n 1\nFile name: PN01-1.edf\nRegistration start time: 23.59.50\nSeizure start time: 00.00.15\n"
         "Seizure end time: 00.00.37\n\nSeizure n 2\nFile name: PN01-2.edf\nRegistration start time: 10.00.00\n"
-        "Seizure start time: 10.00.25\nSeizure end time: 11.00.47\n")
+        "Seizure start time: 10.00.25\nSeizure end time: 11.00.47\n"
+    )
     items, _, _ = discover([str(tmp_path / "siena")])
     good, typo = sorted(items, key=lambda i: i.path)
     *events, outcome = process_recording(good, b"k" * 32, PreprocessConfig(), "h")

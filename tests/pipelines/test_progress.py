@@ -46,9 +46,11 @@ def test_recording_progress_never_fails(tmp_path):
 
 def test_the_progress_line_says_how_far_and_how_long():
     assert progress_line(3, 10, 1800.0, 60.0) == (
-        "progress: 3/10 recordings (30%), 0.50 EEG-hours read, 1m00s elapsed, about 2m20s left")
+        "progress: 3/10 recordings (30%), 0.50 EEG-hours read, 1m00s elapsed, about 2m20s left"
+    )
     assert progress_line(10, 10, 7200.0, 4000.0) == (
-        "progress: 10/10 recordings (100%), 2.00 EEG-hours read, 1h06m elapsed")
+        "progress: 10/10 recordings (100%), 2.00 EEG-hours read, 1h06m elapsed"
+    )
 
 
 def _finish(path: str, count: int, pause: float) -> threading.Thread:

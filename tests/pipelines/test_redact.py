@@ -16,17 +16,28 @@ KEY = b"0123456789abcdef0123456789abcdef"
 TOKEN = r"[0-9a-f]{12}"
 
 
-@pytest.mark.parametrize("name, parts", [
-    ("x.edf", ("x", ".edf")), ("x.fif.gz", ("x", ".fif.gz")), ("x.fif-1.gz", ("x", ".fif-1.gz")),
-    ("Doe. John.vhdr", ("Doe. John", ".vhdr")), ("README", ("README", "")), (".hidden", (".hidden", "")),
-])
+@pytest.mark.parametrize(
+    "name, parts",
+    [
+        ("x.edf", ("x", ".edf")),
+        ("x.fif.gz", ("x", ".fif.gz")),
+        ("x.fif-1.gz", ("x", ".fif-1.gz")),
+        ("Doe. John.vhdr", ("Doe. John", ".vhdr")),
+        ("README", ("README", "")),
+        (".hidden", (".hidden", "")),
+    ],
+)
 def test_a_name_splits_into_its_stem_and_extensions(name, parts):
     assert split_name(name) == parts
 
 
 def test_kept_folders_are_where_the_inputs_were_given():
     assert kept_folders(["/data/in", "/data/*/x.edf", "gs://b/a/x.edf", "gs://b", "rel.edf", "sub/x/"]) == [
-        "/data", "/data", "gs://b/a", "sub"]
+        "/data",
+        "/data",
+        "gs://b/a",
+        "sub",
+    ]
 
 
 def test_every_name_below_a_kept_folder_becomes_a_keyed_token_and_its_extension_stays():
@@ -46,27 +57,36 @@ def test_every_name_below_a_kept_folder_becomes_a_keyed_token_and_its_extension_
     mff = r.path("/exports/Doe~ John/QUORRIDGE.mff")
     assert re.fullmatch(rf"/exports/dir-{TOKEN}/file-{TOKEN}\.mff", mff)
     assert r.path("/exports/Doe~ John/QUORRIDGE.mff/signal1.bin").startswith(mff + "/file-")
-    assert r.scrubber(["/exports/Doe~ John/QUORRIDGE.mff"])("part of the EGI MFF recording QUORRIDGE.mff") == \
-        f"part of the EGI MFF recording {mff.rsplit('/', 1)[1]}"
+    assert (
+        r.scrubber(["/exports/Doe~ John/QUORRIDGE.mff"])("part of the EGI MFF recording QUORRIDGE.mff")
+        == f"part of the EGI MFF recording {mff.rsplit('/', 1)[1]}"
+    )
     # a row of a label file keeps its row: train.csv#eeg_id=123
-    assert re.fullmatch(rf"/exports/dir-{TOKEN}/file-{TOKEN}\.csv#eeg_id=123", r.path("/exports/hms/train.csv#eeg_id=123"))
+    assert re.fullmatch(
+        rf"/exports/dir-{TOKEN}/file-{TOKEN}\.csv#eeg_id=123", r.path("/exports/hms/train.csv#eeg_id=123")
+    )
 
 
 def test_a_message_loses_the_names_of_the_paths_it_is_about_and_keeps_its_words():
     r = PathRedactor(KEY, keep=["/exports"])
     scrub = r.scrubber(["/exports/Doe~ John/eeg/Roe.vhdr"])
     token_dir, token_eeg, token_file = r.path("/exports/Doe~ John/eeg/Roe.vhdr").split("/")[2:]
-    text = scrub("Roe.vhdr: names Roe.eeg, not found in /exports/Doe~ John/eeg/Roe.vhdr (Doe~ John/eeg/); "
-                 "the eeg data of Roe")
-    assert text == (f"{token_file}: names {token_file[:-5]}.eeg, not found in /exports/{token_dir}/{token_eeg}/"
-                    f"{token_file} ({token_dir}/{token_eeg}/); the eeg data of Roe")
+    text = scrub(
+        "Roe.vhdr: names Roe.eeg, not found in /exports/Doe~ John/eeg/Roe.vhdr (Doe~ John/eeg/); the eeg data of Roe"
+    )
+    assert text == (
+        f"{token_file}: names {token_file[:-5]}.eeg, not found in /exports/{token_dir}/{token_eeg}/"
+        f"{token_file} ({token_dir}/{token_eeg}/); the eeg data of Roe"
+    )
 
 
 def test_a_short_stem_is_a_file_name_only_before_a_file_extension():
     r = PathRedactor(KEY, keep=["/d"])
     scrub = r.scrubber(["/d/1.edf"])
     token = r.stem("1")
-    assert scrub("1.edf: 1.5 s of 1 channel; its copy 1.EDF") == f"{token}.edf: 1.5 s of 1 channel; its copy {token}.EDF"
+    assert (
+        scrub("1.edf: 1.5 s of 1 channel; its copy 1.EDF") == f"{token}.edf: 1.5 s of 1 channel; its copy {token}.EDF"
+    )
 
 
 def test_held_log_records_come_out_scrubbed_once_the_names_are_known(capsys):
@@ -111,11 +131,20 @@ def test_a_redacted_run_names_no_patient_anywhere_and_the_key_maps_tokens_back(s
     key = tmp_path / "key"
     key.write_bytes(KEY)
     out = tmp_path / "out"
-    manifest = run(["--input", str(root), "--output", str(out), "--pseudonym_key_file", str(key),
-                    "--redact_paths", "--no_artifact_model"])
+    manifest = run(
+        [
+            "--input",
+            str(root),
+            "--output",
+            str(out),
+            "--pseudonym_key_file",
+            str(key),
+            "--redact_paths",
+            "--no_artifact_model",
+        ]
+    )
     printed = capsys.readouterr()
-    assert manifest["counts"] == manifest["counts"] | {"inputs": 6, "processed": 1, "quarantined": 3,
-                                                             "ignored": 2}
+    assert manifest["counts"] == manifest["counts"] | {"inputs": 6, "processed": 1, "quarantined": 3, "ignored": 2}
     stages = sorted(e["stage"] for e in manifest["inputs"] if e["status"] == "quarantined")
     assert stages == ["duplicate", "harmonize", "read"]
     shown = re.escape(str(tmp_path))
@@ -124,8 +153,17 @@ def test_a_redacted_run_names_no_patient_anywhere_and_the_key_maps_tokens_back(s
         assert entry["status"] != "quarantined" or entry["reason"].startswith("file-"), entry["reason"]
     assert manifest["output"] == str(out) and manifest["redact_paths"] is True
 
-    needles = [b"Xanthippe", b"XANTHIPPE", b"Quorridge", b"QUORRIDGE", b"Zebediah", b"ZEBEDIAH",
-               b"Pumpernickel", b"PUMPERNICKEL", b"19700101"]
+    needles = [
+        b"Xanthippe",
+        b"XANTHIPPE",
+        b"Quorridge",
+        b"QUORRIDGE",
+        b"Zebediah",
+        b"ZEBEDIAH",
+        b"Pumpernickel",
+        b"PUMPERNICKEL",
+        b"19700101",
+    ]
     haystacks = {"stdout": printed.out.encode(), "stderr": printed.err.encode()}
     for path in out.rglob("*"):
         if path.is_file() and path.suffix == ".tfrecord":  # compressed signal bytes could spell anything
@@ -149,8 +187,18 @@ def test_an_error_before_the_inputs_are_listed_is_scrubbed_too(tmp_path, capsys)
     key = tmp_path / "key"
     key.write_bytes(KEY)
     with pytest.raises(SystemExit):
-        run(["--input", str(tmp_path / "Xanthippe Quorridge"), str(tmp_path / "QUORRIDGE.edf"),
-             "--output", str(tmp_path / "out"), "--pseudonym_key_file", str(key), "--redact_paths"])
+        run(
+            [
+                "--input",
+                str(tmp_path / "Xanthippe Quorridge"),
+                str(tmp_path / "QUORRIDGE.edf"),
+                "--output",
+                str(tmp_path / "out"),
+                "--pseudonym_key_file",
+                str(key),
+                "--redact_paths",
+            ]
+        )
     err = capsys.readouterr().err
     assert "error: --input" in err and "dir-" in err
     assert "Quorridge" not in err and "QUORRIDGE" not in err

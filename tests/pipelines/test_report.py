@@ -26,7 +26,8 @@ def test_per_site_numbers_add_up_to_the_manifest_and_every_input_has_its_site(sh
     # Quarantined inputs (the BrainVision numbered channels, the 1-channel FIF ...) count against
     # their site too: the site is known before a file is opened.
     assert "(no site)" not in sites and set(sites) == set(manifest["sites"]) | {
-        row["site"] for row in manifest["inputs"] if row["status"] == "quarantined"}
+        row["site"] for row in manifest["inputs"] if row["status"] == "quarantined"
+    }
     assert sum(s["processed"] for s in sites.values()) == counts["processed"]
     assert sum(sum(s["quarantined"].values()) for s in sites.values()) == counts["quarantined"] >= 5
     assert sum(s["windows"] for s in sites.values()) == counts["windows"]
@@ -35,15 +36,20 @@ def test_per_site_numbers_add_up_to_the_manifest_and_every_input_has_its_site(sh
     assert sum(s["eeg_hours"] for s in sites.values()) <= counts["input_eeg_hours"] + 1e-6
     stages = Counter(row["stage"] for row in manifest["inputs"] if row["status"] == "quarantined")
     assert sum((s["quarantined"] for s in sites.values()), Counter()) == stages
-    interpolated = Counter(ch for row in manifest["inputs"] if row["status"] == "processed"
-                           for ch in row["interpolated"])
+    interpolated = Counter(
+        ch for row in manifest["inputs"] if row["status"] == "processed" for ch in row["interpolated"]
+    )
     assert sum((s["interpolated"] for s in sites.values()), Counter()) == interpolated
     # each site's windows by label, as the manifest now counts them
     assert {name: sum(s.get("labels", Counter()).values()) for name, s in sites.items()} == {
-        name: counts["per_site"].get(name, 0) for name in sites}
+        name: counts["per_site"].get(name, 0) for name in sites
+    }
     assert sum((s.get("labels", Counter()) for s in sites.values()), Counter()) == Counter(counts["per_label"])
     assert {label for s in sites.values() for label in s.get("labels", {})} >= {
-        "eegmat_rest_task:0", "eegmat_rest_task:1", "unlabeled:-1"}
+        "eegmat_rest_task:0",
+        "eegmat_rest_task:1",
+        "unlabeled:-1",
+    }
 
 
 def test_artifact_scores_are_the_stored_windows_first_ones_per_site(shared_run):
@@ -82,17 +88,34 @@ def test_the_picture_has_a_row_per_site_in_every_panel(shared_run):
 def test_the_command_writes_the_png_and_names_what_it_lacks(shared_run, tmp_path):
     out, _ = shared_run
     target = tmp_path / "quality.png"
-    done = subprocess.run([sys.executable, "-m", "eegfm.pipelines.report", str(out), "--report", str(target)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "eegfm.pipelines.report", str(out), "--report", str(target)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == str(target) and target.read_bytes()[:8] == PNG
-    done = subprocess.run([sys.executable, "-m", "eegfm.pipelines.report", str(tmp_path / "nothing")], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "eegfm.pipelines.report", str(tmp_path / "nothing")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip() == (f"report: {tmp_path / 'nothing' / 'manifest.json'}: no manifest; expected the "
-                                   "--output folder of a finished pipelines.preprocess run")
+    assert done.stderr.strip() == (
+        f"report: {tmp_path / 'nothing' / 'manifest.json'}: no manifest; expected the "
+        "--output folder of a finished pipelines.preprocess run"
+    )
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty" / "manifest.json").write_text(json.dumps({"inputs": []}))
-    done = subprocess.run([sys.executable, "-m", "eegfm.pipelines.report", str(tmp_path / "empty")], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "eegfm.pipelines.report", str(tmp_path / "empty")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 2 and "lists no processed or quarantined recording" in done.stderr

@@ -31,8 +31,7 @@ def _read_eegmat(path) -> tuple[np.ndarray, float]:
 
 @pytest.mark.parametrize(
     ("sfreq", "up", "down"),
-    [(160, 8, 5), (200, 32, 25), (250, 128, 125), (256, 1, 1), (500, 64, 125), (512, 1, 2),
-     (5000, 32, 625)],
+    [(160, 8, 5), (200, 32, 25), (250, 128, 125), (256, 1, 1), (500, 64, 125), (512, 1, 2), (5000, 32, 625)],
 )
 def test_exact_ratios(sfreq, up, down):
     plan = plan_resample(sfreq)
@@ -69,14 +68,12 @@ def test_sine_recovered_at_exact_times(sfreq):
     assert y.shape == (2, plan.output_length(n_times))
     assert y.shape[1] == -(-n_times * plan.up // plan.down)
     times = np.array([plan.window_start_s(i) for i in range(y.shape[1])])
-    expected = np.stack([50 * np.sin(2 * np.pi * 10 * times),
-                         20 * np.cos(2 * np.pi * 40 * times + 0.3)])
+    expected = np.stack([50 * np.sin(2 * np.pi * 10 * times), 20 * np.cos(2 * np.pi * 40 * times + 0.3)])
     inner = slice(128, -128)  # edges see the zero padding beyond the recording
     assert np.abs(y[:, inner] - expected[:, inner]).max() < 0.2  # uV, of 50 / 20 uV amplitudes
 
 
-@pytest.mark.parametrize(("sfreq", "tone"), [(500.0, 200.0), (500.0, 180.0), (5000.0, 300.0),
-                                               (5000.0, 2300.0)])
+@pytest.mark.parametrize(("sfreq", "tone"), [(500.0, 200.0), (500.0, 180.0), (5000.0, 300.0), (5000.0, 2300.0)])
 def test_content_above_new_nyquist_is_removed_not_aliased(sfreq, tone):
     t = np.arange(int(6 * sfreq)) / sfreq
     x = 100 * np.sin(2 * np.pi * tone * t)[None]
@@ -117,7 +114,7 @@ def test_streaming_equals_one_shot(sfreq):
     chunks, start = [], 0
     while start < n_times:
         size = sizes[len(chunks) % len(sizes)]
-        chunks.append(x[:, start:start + size])
+        chunks.append(x[:, start : start + size])
         start += size
     one_shot = resample(x, sfreq)
     streamed = np.concatenate(list(resample_chunked(chunks, sfreq)), axis=1)
@@ -131,7 +128,7 @@ def test_streaming_real_eeg_equals_one_shot(shared_data):
     one_shot = resample(x, sfreq)
     resampler = Resampler(sfreq, n_chans=x.shape[0])
     step = int(7 * sfreq)
-    parts = [resampler.push(x[:, i:i + step]) for i in range(0, x.shape[1], step)]
+    parts = [resampler.push(x[:, i : i + step]) for i in range(0, x.shape[1], step)]
     parts.append(resampler.flush())
     streamed = np.concatenate(parts, axis=1)
     assert resampler.n_times_in == x.shape[1] and resampler.n_times_out == one_shot.shape[1]

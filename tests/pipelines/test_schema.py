@@ -63,9 +63,17 @@ def make_record(seed: int = 0, n_times: int = 512, **overrides) -> WindowRecord:
 def minimal_record(**overrides) -> WindowRecord:
     """A valid unlabeled window with no optional metadata."""
     fields = dict(
-        eeg=np.zeros((len(CHANNELS), 8)), channel_mask=np.ones(len(CHANNELS), dtype=int),
-        site_id="s", subject_id="p", session_id="", recording_id="r", window_start_s=0,
-        quality=[], artifact_score=0, source_sha256="0" * 64, config_hash="c",
+        eeg=np.zeros((len(CHANNELS), 8)),
+        channel_mask=np.ones(len(CHANNELS), dtype=int),
+        site_id="s",
+        subject_id="p",
+        session_id="",
+        recording_id="r",
+        window_start_s=0,
+        quality=[],
+        artifact_score=0,
+        source_sha256="0" * 64,
+        config_hash="c",
     )
     fields.update(overrides)
     return WindowRecord(**fields)
@@ -79,8 +87,9 @@ def test_contract_constants():
     assert set(tf_feature_description()) == set(FEATURES)
 
 
-@pytest.mark.parametrize("record", [make_record(0), make_record(5, n_times=2560), minimal_record()],
-                         ids=["full", "10s", "minimal"])
+@pytest.mark.parametrize(
+    "record", [make_record(0), make_record(5, n_times=2560), minimal_record()], ids=["full", "10s", "minimal"]
+)
 def test_round_trip_is_exact(record):
     decoded = decode_example(encode_example(record))
     assert decoded == record
@@ -118,13 +127,10 @@ def test_feature_order_does_not_change_bytes():
     assert encode_features(features) == encode_features(reordered)
 
 
-def _tf_example(record: WindowRecord) -> "tf.train.Example":
+def _tf_example(record: WindowRecord) -> tf.train.Example:
     """The same window built with TensorFlow's own protobuf classes (features in random order)."""
-    values = {
-        name: getattr(record, name) for name in FEATURES if name not in ("eeg", "shape", "ecg")
-    }
-    values.update(eeg=record.eeg.tobytes(), shape=record.shape,
-                  ecg=b"" if record.ecg is None else record.ecg.tobytes())
+    values = {name: getattr(record, name) for name in FEATURES if name not in ("eeg", "shape", "ecg")}
+    values.update(eeg=record.eeg.tobytes(), shape=record.shape, ecg=b"" if record.ecg is None else record.ecg.tobytes())
     feature = {}
     for name in np.random.default_rng(0).permutation(list(FEATURES)):
         spec, value = FEATURES[name], values[name]
@@ -155,8 +161,7 @@ def test_tensorflow_parser_agrees_field_by_field():
         if spec.size == 1:
             expected = expected[0]
         np.testing.assert_array_equal(got, expected, err_msg=name)
-    eeg = tf.reshape(tf.io.decode_raw(parsed["eeg"], tf.float16, little_endian=True),
-                     parsed["shape"])
+    eeg = tf.reshape(tf.io.decode_raw(parsed["eeg"], tf.float16, little_endian=True), parsed["shape"])
     np.testing.assert_array_equal(eeg.numpy(), record.eeg)
 
 
@@ -177,8 +182,7 @@ BAD_FIELDS = [
     (dict(eeg=np.zeros((18, 8))), "eeg", "19 channels"),
     (dict(eeg=np.zeros((19, 0))), "eeg", "non-empty"),
     (dict(eeg=np.full((19, 8), 1e5)), "eeg", "float16 range"),
-    (dict(eeg=np.where(np.arange(19 * 8).reshape(19, 8) == 10, np.nan, 0.0)), "eeg",
-     "channel 'F3', sample 2"),
+    (dict(eeg=np.where(np.arange(19 * 8).reshape(19, 8) == 10, np.nan, 0.0)), "eeg", "channel 'F3', sample 2"),
     (dict(eeg=np.zeros((19, 8), dtype=complex)), "eeg", "real-valued"),
     (dict(channel_mask=np.ones(18)), "channel_mask", "19 flags"),
     (dict(channel_mask=np.full(19, 2)), "channel_mask", "0 (interpolated) or 1"),
@@ -204,8 +208,9 @@ BAD_FIELDS = [
 ]
 
 
-@pytest.mark.parametrize("overrides, field, expected", BAD_FIELDS,
-                         ids=[f"{f}-{i}" for i, (_, f, _) in enumerate(BAD_FIELDS)])
+@pytest.mark.parametrize(
+    "overrides, field, expected", BAD_FIELDS, ids=[f"{f}-{i}" for i, (_, f, _) in enumerate(BAD_FIELDS)]
+)
 def test_invalid_fields_name_field_expectation_and_value(overrides, field, expected):
     with pytest.raises(SchemaError, match=rf"^WindowRecord\.{field}: expected .*; got ") as err:
         minimal_record(**overrides)
@@ -224,15 +229,18 @@ def _replaced(name: str, feature) -> bytes:
     return encode_features(features)
 
 
-@pytest.mark.parametrize("data, message", [
-    (_without("recording_id"), "feature 'recording_id': missing"),
-    (_replaced("label", ("float", [1.0])), "'label': expected int64 values; got float values"),
-    (_replaced("channel_mask", ("int64", [1] * 18)), "expected 19 int64 value(s); got 18"),
-    (_replaced("eeg", ("bytes", [b"\x00" * 10])), "expected 304 bytes of float16"),
-    (_replaced("shape", ("int64", [18, 8])), "feature 'shape': expected [19, n_times > 0]"),
-    (encode_example(minimal_record())[:-3], "needs"),
-    (b"\x0a\xff", "truncated varint"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (_without("recording_id"), "feature 'recording_id': missing"),
+        (_replaced("label", ("float", [1.0])), "'label': expected int64 values; got float values"),
+        (_replaced("channel_mask", ("int64", [1] * 18)), "expected 19 int64 value(s); got 18"),
+        (_replaced("eeg", ("bytes", [b"\x00" * 10])), "expected 304 bytes of float16"),
+        (_replaced("shape", ("int64", [18, 8])), "feature 'shape': expected [19, n_times > 0]"),
+        (encode_example(minimal_record())[:-3], "needs"),
+        (b"\x0a\xff", "truncated varint"),
+    ],
+)
 def test_decode_errors_name_the_feature(data, message):
     with pytest.raises(SchemaError) as err:
         decode_example(data)
@@ -261,5 +269,4 @@ def test_float16_cast_is_numpys_bit_for_bit():
         assert got.dtype == np.dtype("<f2") and got.flags.c_contiguous
         np.testing.assert_array_equal(got.view(np.uint16), expected.view(np.uint16))
     window = np.random.default_rng(0).normal(0, 50, (19, 512)).astype(np.float32)[:, ::2]  # strided
-    np.testing.assert_array_equal(float32_to_float16(window).view(np.uint16),
-                                  window.astype(np.float16).view(np.uint16))
+    np.testing.assert_array_equal(float32_to_float16(window).view(np.uint16), window.astype(np.float16).view(np.uint16))

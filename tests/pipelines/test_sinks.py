@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import os
 import tempfile
 from pathlib import Path
 
@@ -75,7 +74,7 @@ def _sources(chunk: int = 4) -> list[InMemorySource]:
     sources = []
     for site in ("site0", "site1", "site2"):
         records = [b for r, b in zip(RECORDS, EXAMPLES) if r.site_id == site.encode()]
-        sources += [InMemorySource(site, k, records[k:k + chunk]) for k in range(0, len(records), chunk)]
+        sources += [InMemorySource(site, k, records[k : k + chunk]) for k in range(0, len(records), chunk)]
     return sources
 
 
@@ -136,7 +135,8 @@ def test_the_plan_depends_on_the_sources_only_not_on_their_arrival():
     first = plan_shards(sources, ("site0", "site1", "site2", "empty"), max_shard_bytes=4 * len(EXAMPLES[0]))
     again = plan_shards(sources[::-1], ("site0", "site1", "site2", "empty"), max_shard_bytes=4 * len(EXAMPLES[0]))
     assert [(t.site, t.index, t.count, list(t.records())) for t in first] == [
-        (t.site, t.index, t.count, list(t.records())) for t in again]
+        (t.site, t.index, t.count, list(t.records())) for t in again
+    ]
     assert [(t.site, t.index, t.count) for t in first if t.site == "empty"] == [("empty", 0, 1)]
     assert [r for t in first if t.site == "site1" for r in t.records()] == _site_records("site1")
     # More shards than records: the extra ones are empty, never missing.
@@ -155,8 +155,11 @@ def test_the_job_graph_does_not_grow_with_the_sites(num_shards):
     # One sink per site cost about 0.2 s of graph building, translation and stages per site.
     def transforms(n_sites: int) -> int:
         p = beam.Pipeline(options=PipelineOptions(IN_MEMORY))
-        _ = (p | beam.Create([InMemorySource("s0", 0, EXAMPLES[:1])])
-             | WriteSnappyTFRecordsBySite("out", [f"s{i}" for i in range(n_sites)], num_shards))
+        _ = (
+            p
+            | beam.Create([InMemorySource("s0", 0, EXAMPLES[:1])])
+            | WriteSnappyTFRecordsBySite("out", [f"s{i}" for i in range(n_sites)], num_shards)
+        )
         return len(p.to_runner_api().components.transforms)
 
     assert transforms(3) == transforms(300)
@@ -176,14 +179,18 @@ def test_finalizing_twice_renames_once_and_gives_the_same_names(tmp_path):
     from apache_beam.io.filesystems import FileSystems
 
     temp_dir = str(tmp_path / "beam-temp-sites-x")
-    written = [("a", _write_temp(temp_dir, "a", 1, EXAMPLES[3:5]), 2),
-               ("a", _write_temp(temp_dir, "a", 0, EXAMPLES[:3]), 2),
-               ("b", _write_temp(temp_dir, "b", 0, EXAMPLES[5:6]), 1)]
+    written = [
+        ("a", _write_temp(temp_dir, "a", 1, EXAMPLES[3:5]), 2),
+        ("a", _write_temp(temp_dir, "a", 0, EXAMPLES[:3]), 2),
+        ("b", _write_temp(temp_dir, "b", 0, EXAMPLES[5:6]), 1),
+    ]
     finalize = FinalizeBySiteFn(str(tmp_path), ("a", "b"), temp_dir, ".tfrecord")
     first = list(finalize.process(None, written))
-    assert first == [str(tmp_path / "a" / "part-00000-of-00002.tfrecord"),
-                     str(tmp_path / "a" / "part-00001-of-00002.tfrecord"),
-                     str(tmp_path / "b" / "part-00000-of-00001.tfrecord")]
+    assert first == [
+        str(tmp_path / "a" / "part-00000-of-00002.tfrecord"),
+        str(tmp_path / "a" / "part-00001-of-00002.tfrecord"),
+        str(tmp_path / "b" / "part-00000-of-00001.tfrecord"),
+    ]
     assert not FileSystems.exists(temp_dir)
     assert list(finalize.process(None, written)) == first
     assert _read_shards(str(tmp_path / "a" / "part-00000-of-00002.tfrecord")) == EXAMPLES[:3]
@@ -193,8 +200,7 @@ def test_finalizing_twice_renames_once_and_gives_the_same_names(tmp_path):
 
 @pytest.mark.slow  # starts two SDK worker processes: about 10 s
 def test_by_site_write_with_worker_processes(tmp_path):
-    options = ["--runner=DirectRunner", "--direct_running_mode=multi_processing",
-               "--direct_num_workers=2"]
+    options = ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     _by_site(options, tmp_path, ["site0", "site1", "site2"], num_shards=2)
     _assert_site_layout(tmp_path, ["site0", "site1", "site2"], num_shards=2)
 
@@ -205,18 +211,25 @@ def test_undeclared_site_fails_the_pipeline_instead_of_dropping_data(tmp_path):
     assert not list(tmp_path.rglob("part-*-of-*.tfrecord"))
 
 
-@pytest.mark.parametrize("sites, message", [
-    ([], "sites: expected at least one site"),
-    (["a", "a"], "unique site names; got duplicates ['a']"),
-    (["../up"], "site: expected a name matching"),
-    (["a/b"], "site: expected a name matching"),
-    (["a"], "num_shards: expected an integer >= 0"),
-    (["a"], "max_shard_bytes: expected an integer >= 1; got 0"),
-])
+@pytest.mark.parametrize(
+    "sites, message",
+    [
+        ([], "sites: expected at least one site"),
+        (["a", "a"], "unique site names; got duplicates ['a']"),
+        (["../up"], "site: expected a name matching"),
+        (["a/b"], "site: expected a name matching"),
+        (["a"], "num_shards: expected an integer >= 0"),
+        (["a"], "max_shard_bytes: expected an integer >= 1; got 0"),
+    ],
+)
 def test_site_list_is_validated_at_construction(sites, message):
     with pytest.raises(ValueError) as err:
-        WriteSnappyTFRecordsBySite("out", sites, num_shards=-1 if "num_shards" in message else 0,
-                                   max_shard_bytes=0 if "max_shard_bytes" in message else 1)
+        WriteSnappyTFRecordsBySite(
+            "out",
+            sites,
+            num_shards=-1 if "num_shards" in message else 0,
+            max_shard_bytes=0 if "max_shard_bytes" in message else 1,
+        )
     assert message in str(err.value)
 
 
@@ -226,13 +239,21 @@ def test_site_paths_use_beam_filesystems():
 
 
 def test_dataflow_graph_builds_offline():
-    options = PipelineOptions([
-        "--runner=DataflowRunner", "--dry_run=True", "--project=eegfm-test",
-        "--region=us-central1", "--temp_location=gs://eegfm-test/tmp",
-    ])
+    options = PipelineOptions(
+        [
+            "--runner=DataflowRunner",
+            "--dry_run=True",
+            "--project=eegfm-test",
+            "--region=us-central1",
+            "--temp_location=gs://eegfm-test/tmp",
+        ]
+    )
     p = beam.Pipeline(options=options)
-    _ = (p | beam.Create([InMemorySource("site0", 0, EXAMPLES[:1])])
-         | WriteSnappyTFRecordsBySite("gs://eegfm-test/out", ["site0", "site1"]))
+    _ = (
+        p
+        | beam.Create([InMemorySource("site0", 0, EXAMPLES[:1])])
+        | WriteSnappyTFRecordsBySite("gs://eegfm-test/out", ["site0", "site1"])
+    )
     p.run()
 
 
@@ -253,16 +274,21 @@ def test_finalizing_removes_what_failed_tasks_left(tmp_path):
 def test_finalizing_fails_loudly_when_a_shard_is_lost_or_missing(tmp_path):
     finalize = FinalizeBySiteFn(str(tmp_path), ("a",), str(tmp_path / "beam-temp-sites-z"), ".tfrecord")
     lost = str(tmp_path / "beam-temp-sites-z" / "a.00000.tfrecord")
-    with pytest.raises(OSError, match=r"site a: temporary shard .*a\.00000\.tfrecord is gone and .*part-00000-of-00001"):
+    with pytest.raises(
+        OSError, match=r"site a: temporary shard .*a\.00000\.tfrecord is gone and .*part-00000-of-00001"
+    ):
         list(finalize.process(None, [("a", lost, 1)]))
     with pytest.raises(RuntimeError, match=r"site a: 1 written shards; the plan has 2"):
         list(finalize.process(None, [("a", lost, 2)]))
 
 
-@pytest.mark.parametrize("transform", [
-    lambda out: WriteToSnappyTFRecord(out + "/w"),
-    lambda out: WriteSnappyTFRecordsBySite(out, ["site0"]),
-])
+@pytest.mark.parametrize(
+    "transform",
+    [
+        lambda out: WriteToSnappyTFRecord(out + "/w"),
+        lambda out: WriteSnappyTFRecordsBySite(out, ["site0"]),
+    ],
+)
 def test_streaming_input_is_refused_when_the_graph_is_built(tmp_path, transform):
     p = beam.Pipeline(options=PipelineOptions(IN_MEMORY))
     pairs = p | beam.Create([("site0", EXAMPLES[0])])

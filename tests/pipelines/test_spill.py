@@ -8,10 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from eegfm.pipelines import schema
-from eegfm.pipelines.process import PreprocessConfig, Window, process_recording
-from eegfm.pipelines.datasets import discover
 from eegfm.core.stores import remove_folder
+from eegfm.pipelines import schema
+from eegfm.pipelines.datasets import discover
+from eegfm.pipelines.process import PreprocessConfig, Window, process_recording
 from eegfm.pipelines.spill import (
     AE_INDEX,
     SpillWriter,
@@ -54,8 +54,8 @@ def test_patchable_encoding_is_encode_example_and_patching_equals_re_encoding(wi
     data, offsets = schema.encode_example_patchable(record, ("quality", "artifact_score"))
     assert data == schema.encode_example(record)
     patched = bytearray(data)
-    patched[offsets["quality"] + 4 * AE_INDEX: offsets["quality"] + 4 * AE_INDEX + 4] = np.float32(0.375).tobytes()
-    patched[offsets["artifact_score"]: offsets["artifact_score"] + 4] = np.float32(0.875).tobytes()
+    patched[offsets["quality"] + 4 * AE_INDEX : offsets["quality"] + 4 * AE_INDEX + 4] = np.float32(0.375).tobytes()
+    patched[offsets["artifact_score"] : offsets["artifact_score"] + 4] = np.float32(0.875).tobytes()
     expected = copy.copy(record)
     expected.quality = record.quality.copy()
     expected.quality[AE_INDEX] = 0.375
@@ -94,7 +94,8 @@ def test_windows_over_the_limit_become_rejections_naming_the_file(windows, tmp_p
     scored, rejected = score_spill(spilled, scores, 0.5)
     over = [i for i, w in enumerate(windows) if i == 1 or float(w.record.artifact_score) > 0.5]
     assert [r.window_start_s for r in rejected] == [
-        pytest.approx(float(windows[i].record.window_start_s)) for i in over]
+        pytest.approx(float(windows[i].record.window_start_s)) for i in over
+    ]
     assert rejected[over.index(1)].source == windows[1].source
     assert "artifact_score=0.9 > max_artifact_score=0.5" in rejected[over.index(1)].reasons[0]
     kept = [i for i in range(len(windows)) if i not in over]
@@ -134,9 +135,11 @@ def test_sample_keys_are_stable_and_sites_filter(windows, tmp_path):
 def test_a_corpus_eval_split_recording_is_counted_by_its_split_and_never_sampled(windows, tmp_path):
     """A benchmark's test recordings (TUH's edf/eval/) shape nothing that scores the windows: the
     artifact autoencoder's sample leaves them out; its train recordings are sampled as before."""
+
     def spilled_as(split):
-        relabeled = [dataclasses.replace(w, record=dataclasses.replace(w.record, corpus_split=split.encode()))
-                     for w in windows]
+        relabeled = [
+            dataclasses.replace(w, record=dataclasses.replace(w.record, corpus_split=split.encode())) for w in windows
+        ]
         return _spill(relabeled, tmp_path / split)
 
     train, evaluation, unsplit = spilled_as("train"), spilled_as("eval"), spilled_as("")

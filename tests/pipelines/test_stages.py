@@ -18,10 +18,14 @@ def _blas_threads() -> set[int]:
     return found
 
 
-@pytest.mark.parametrize("make", [
-    lambda key: ProcessRecordingFn(key, PreprocessConfig(), "unused-spill-dir"),
-    lambda key: ScoreSpillFn(QualityConfig()),
-], ids=["process", "score"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda key: ProcessRecordingFn(key, PreprocessConfig(), "unused-spill-dir"),
+        lambda key: ScoreSpillFn(QualityConfig()),
+    ],
+    ids=["process", "score"],
+)
 def test_the_numeric_dofns_run_with_one_blas_thread(make, tmp_path):
     key_file = str(tmp_path / "pseudonym.key")
     create_key(key_file)  # ProcessRecordingFn's setup loads it

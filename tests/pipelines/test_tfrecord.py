@@ -44,8 +44,14 @@ RECORD_SETS = {
     "empty-record": [b"", b"x", b""],
     "many-small": [_compressible(int(n)) for n in _RNG.integers(0, 200, 500)],
     "over-256KiB": [_random(600 * 1024)],
-    "block-edges": [_random(BLOCK - OVERHEAD), _random(BLOCK - OVERHEAD + 1), _random(BLOCK),
-                    _random(1), _random(BLOCK + 1), _random(3 * BLOCK)],
+    "block-edges": [
+        _random(BLOCK - OVERHEAD),
+        _random(BLOCK - OVERHEAD + 1),
+        _random(BLOCK),
+        _random(1),
+        _random(BLOCK + 1),
+        _random(3 * BLOCK),
+    ],
     "thousands": [_compressible(int(n)) for n in _RNG.integers(0, 3000, 3000)],
     "examples": [encode_example(make_record(seed, n_times=2560)) for seed in range(12)],
 }
@@ -59,8 +65,8 @@ def _blocks(path) -> list[tuple[int, int]]:
     """(compressed, decompressed) size of each block: 4-byte big-endian length + raw snappy."""
     data, sizes, offset = path.read_bytes(), [], 0
     while offset < len(data):
-        (size,) = struct.unpack(">I", data[offset:offset + 4])
-        block = data[offset + 4:offset + 4 + size]
+        (size,) = struct.unpack(">I", data[offset : offset + 4])
+        block = data[offset + 4 : offset + 4 + size]
         sizes.append((size, len(cramjam.snappy.decompress_raw(block))))
         offset += 4 + size
     return sizes
@@ -144,7 +150,8 @@ def test_we_read_tensorflow_written_snappy_files(tmp_path, name):
     assert list(read_records(path)) == RECORD_SETS[name]
     if name == "examples":
         assert [decode_example(r) for r in read_records(path)] == [
-            make_record(seed, n_times=2560) for seed in range(12)]
+            make_record(seed, n_times=2560) for seed in range(12)
+        ]
 
 
 def test_tensorflow_facts_this_module_relies_on(tmp_path):
@@ -179,7 +186,7 @@ class _ShortReads:
 
     def read(self, size: int = -1) -> bytes:
         size = min(1000, len(self._data) - self._pos if size < 0 else size)
-        part = self._data[self._pos:self._pos + size]
+        part = self._data[self._pos : self._pos + size]
         self._pos += len(part)
         return part
 
@@ -220,10 +227,13 @@ def test_flipped_byte_in_snappy_literal_is_a_crc_mismatch_at_the_record(tmp_path
     assert len(list(read_records(path, verify_crc=False))) == 2
 
 
-@pytest.mark.parametrize("where, reason", [
-    (0, "snappy block length"),  # the block's 4-byte length prefix
-    (4, "invalid snappy block"),  # the snappy header (uncompressed length varint)
-])
+@pytest.mark.parametrize(
+    "where, reason",
+    [
+        (0, "snappy block length"),  # the block's 4-byte length prefix
+        (4, "invalid snappy block"),  # the snappy header (uncompressed length varint)
+    ],
+)
 def test_corrupt_block_structure_names_file_and_offset(tmp_path, where, reason):
     path = tmp_path / "bad.tfrecord"
     write_records(path, RECORD_SETS["many-small"][:100])
@@ -252,8 +262,7 @@ def test_truncated_files_name_the_record(tmp_path):
     plain.write_bytes(plain.read_bytes()[:-5])
     with pytest.raises(CorruptTFRecordError, match="truncated snappy block"):
         list(read_records(snappy))
-    with pytest.raises(CorruptTFRecordError,
-                       match=r"at byte offset 116: record 1: truncated record"):
+    with pytest.raises(CorruptTFRecordError, match=r"at byte offset 116: record 1: truncated record"):
         list(read_records(plain, compression=None))
 
 
@@ -261,8 +270,7 @@ def test_uncompressed_crc_mismatch_names_the_exact_offset(tmp_path):
     path = tmp_path / "plain.tfrecord"
     write_records(path, [b"x" * 10, b"y" * 10, b"z" * 10], compression=None)
     _corrupt(path, 2 * 26 + 3)  # third record's length field
-    with pytest.raises(CorruptTFRecordError,
-                       match=r"at byte offset 52: record 2: length crc32c mismatch"):
+    with pytest.raises(CorruptTFRecordError, match=r"at byte offset 52: record 2: length crc32c mismatch"):
         list(read_records(path, compression=None))
 
 
@@ -313,18 +321,23 @@ def test_a_strided_reader_names_a_truncated_record_it_passes_over(tmp_path):
     path = tmp_path / "cut.tfrecord"
     write_records(path, [b"a" * 100, b"b" * 100], compression=None)
     path.write_bytes(path.read_bytes()[:-5])
-    with pytest.raises(CorruptTFRecordError,
-                       match=r"at byte offset 116: record 1: truncated record: header announces 100 data bytes; "
-                             r"the stream ends after 99"):
+    with pytest.raises(
+        CorruptTFRecordError,
+        match=r"at byte offset 116: record 1: truncated record: header announces 100 data bytes; "
+        r"the stream ends after 99",
+    ):
         list(read_records(path, compression=None, stride=2, offset=0))
 
 
-@pytest.mark.parametrize("stride, offset, message", [
-    (0, 0, "stride: expected an integer >= 1; got 0"),
-    (2, -1, "offset: expected an integer >= 0; got -1"),
-    (2, 2, "offset: expected an integer < stride (2); got 2"),
-    (True, 0, "stride: expected an integer >= 1; got True"),
-])
+@pytest.mark.parametrize(
+    "stride, offset, message",
+    [
+        (0, 0, "stride: expected an integer >= 1; got 0"),
+        (2, -1, "offset: expected an integer >= 0; got -1"),
+        (2, 2, "offset: expected an integer < stride (2); got 2"),
+        (True, 0, "stride: expected an integer >= 1; got True"),
+    ],
+)
 def test_stride_arguments_are_checked(tmp_path, stride, offset, message):
     path = tmp_path / "x.tfrecord"
     write_records(path, [b"x"])

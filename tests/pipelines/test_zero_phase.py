@@ -18,7 +18,7 @@ def test_streaming_filter_equals_one_shot_on_real_eeg(shared_data):
     one_shot = apply_filters(x, design)
     stream = StreamingFilter(design, n_chans=x.shape[0])
     step = int(5 * SFREQ)  # chunks much shorter than the look-ahead margin
-    parts = [stream.push(x[:, i:i + step]) for i in range(0, x.shape[1], step)]
+    parts = [stream.push(x[:, i : i + step]) for i in range(0, x.shape[1], step)]
     parts.append(stream.flush())
     streamed = np.concatenate(parts, axis=1)
     assert streamed.shape == one_shot.shape
@@ -88,4 +88,3 @@ def test_streaming_single_chunk_and_short_recording_equal_one_shot():
         np.testing.assert_array_equal(streamed, apply_filters(x, design))
     with pytest.raises(RuntimeError, match="flush\\(\\) called twice"):
         stream.flush()
-

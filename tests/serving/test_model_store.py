@@ -29,8 +29,13 @@ def test_a_run_in_s3_is_fetched_once_and_predicts_as_the_local_one(on_s3, finetu
     url = f"s3://{BUCKET}/runs/ft"
     assert publish([str(finetuned), url]) == 0
     keys = {o["Key"] for o in on_s3.list_objects_v2(Bucket=BUCKET, Prefix="runs/ft/")["Contents"]}
-    assert {"runs/ft/run.json", "runs/ft/eval.json", "runs/ft/model/config.json", "runs/ft/model/model.safetensors",
-            "runs/ft/model/preprocess.json"} <= keys and not any("checkpoints" in k for k in keys)
+    assert {
+        "runs/ft/run.json",
+        "runs/ft/eval.json",
+        "runs/ft/model/config.json",
+        "runs/ft/model/model.safetensors",
+        "runs/ft/model/preprocess.json",
+    } <= keys and not any("checkpoints" in k for k in keys)
     local = fetch_model(url)
     weights = "model/model.safetensors"
     assert (local / weights).read_bytes() == (finetuned / weights).read_bytes()

@@ -21,8 +21,10 @@ def test_every_input_is_accounted_for_with_a_row_per_window(finetuned, raw_sites
         (inputs / name).symlink_to(raw_sites / "hospital1" / name)
     (inputs / "empty.edf").write_bytes(b"")
     out = tmp_path / "out"
-    assert predict.main(["--model", str(finetuned), "--input", str(inputs), "--output", str(out),
-                         "--batch_size", "5"]) == 0
+    assert (
+        predict.main(["--model", str(finetuned), "--input", str(inputs), "--output", str(out), "--batch_size", "5"])
+        == 0
+    )
     report = json.loads((out / "recordings.json").read_text())
     by_name = {Path(r["input"]).name: r for r in report["recordings"]}
     assert set(by_name) == {"Subject03_1.edf", "Subject03_2.edf", "empty.edf"}
@@ -49,8 +51,10 @@ def test_every_input_is_accounted_for_with_a_row_per_window(finetuned, raw_sites
     assert evaluation["split"] == ("test" if split == "test" else "validation") and evaluation["calibrated"]
     assert evaluation["metrics"] == {k: held[k] for k in evaluation["metrics"]}
     assert {"kl", "baseline_kl", "ece", "brier", "balanced_accuracy", "n_windows"} <= set(evaluation["metrics"])
-    assert (f"the model on {held['n_windows']} held-out {evaluation['split']} windows: kl {held['kl']:.3f} "
-            f"(class prior {held['baseline_kl']:.3f})") in printed and f"ECE {held['ece']:.3f}" in printed
+    assert (
+        f"the model on {held['n_windows']} held-out {evaluation['split']} windows: kl {held['kl']:.3f} "
+        f"(class prior {held['baseline_kl']:.3f})"
+    ) in printed and f"ECE {held['ece']:.3f}" in printed
 
 
 def test_a_run_without_a_test_split_says_its_numbers_are_validation_ones(tmp_path):
@@ -58,8 +62,14 @@ def test_a_run_without_a_test_split_says_its_numbers_are_validation_ones(tmp_pat
 
     path = tmp_path / "eval.json"
     assert held_out_evaluation(path) is None  # no eval.json: a bare model folder
-    path.write_text(json.dumps({"val": {"kl": 0.9, "n_windows": 40},
-                                "val_calibrated": {"kl": 0.8, "ece": 0.05, "n_windows": 40, "note": "x"}}))
+    path.write_text(
+        json.dumps(
+            {
+                "val": {"kl": 0.9, "n_windows": 40},
+                "val_calibrated": {"kl": 0.8, "ece": 0.05, "n_windows": 40, "note": "x"},
+            }
+        )
+    )
     evaluation = held_out_evaluation(path)
     assert evaluation["split"] == "validation" and evaluation["calibrated"]
     assert evaluation["metrics"] == {"kl": 0.8, "ece": 0.05, "n_windows": 40} and "optimistic" in evaluation["note"]
@@ -69,12 +79,26 @@ def test_a_run_without_a_test_split_says_its_numbers_are_validation_ones(tmp_pat
 
 def test_nothing_to_score_exits_1_and_usage_errors_exit_2(finetuned, encoder, tmp_path, capsys):
     (tmp_path / "bad.edf").write_bytes(b"0       not an EDF header")
-    assert predict.main(["--model", str(finetuned), "--input", str(tmp_path / "bad.edf"),
-                         "--output", str(tmp_path / "out"), "--no_plots"]) == 1
+    assert (
+        predict.main(
+            [
+                "--model",
+                str(finetuned),
+                "--input",
+                str(tmp_path / "bad.edf"),
+                "--output",
+                str(tmp_path / "out"),
+                "--no_plots",
+            ]
+        )
+        == 1
+    )
     assert "no recording could be scored" in capsys.readouterr().err
-    for argv, message in ((["--model", str(encoder)], "pretraining encoder"),
-                          (["--model", str(finetuned), "--batch_size", "0"], "batch_size"),
-                          (["--model", str(finetuned), "--input", str(tmp_path / "nothing*.edf")], "--input")):
+    for argv, message in (
+        (["--model", str(encoder)], "pretraining encoder"),
+        (["--model", str(finetuned), "--batch_size", "0"], "batch_size"),
+        (["--model", str(finetuned), "--input", str(tmp_path / "nothing*.edf")], "--input"),
+    ):
         args = {"--input": str(tmp_path / "bad.edf"), **dict(zip(argv[::2], argv[1::2]))}
         with pytest.raises(SystemExit) as exit_info:
             predict.main([*(x for kv in args.items() for x in kv), "--output", str(tmp_path / "o")])
@@ -85,24 +109,56 @@ def test_planted_identifiers_reach_no_prediction_and_no_log(finetuned, tmp_path)
     from eegfm.pipelines.simulate.cli import main as simulate
 
     simulated = tmp_path / "simulated"
-    assert simulate(["--output", str(simulated), "--sites", "2", "--subjects-per-site", "1",
-                     "--recordings-per-subject", "1", "--minutes", "1", "--seed", "5", "--quiet"]) == 0
+    assert (
+        simulate(
+            [
+                "--output",
+                str(simulated),
+                "--sites",
+                "2",
+                "--subjects-per-site",
+                "1",
+                "--recordings-per-subject",
+                "1",
+                "--minutes",
+                "1",
+                "--seed",
+                "5",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     planted = json.loads((simulated / "identifiers.json").read_text())["recordings"]
     needles = sorted({s.encode() for rec in planted for s in rec["search_strings"] if len(s) >= 4})
     headers = b"".join(p.read_bytes()[:4096] for p in (simulated / "edf").rglob("*.edf"))
     assert len(needles) >= 8 and sum(n in headers for n in needles) >= len(needles) // 2  # they are there
     out = tmp_path / "out"
-    result = subprocess.run([sys.executable, "-m", "eegfm.serving.predict", "--model", str(finetuned),
-                             "--input", str(simulated / "edf"), "--output", str(out)],
-                            capture_output=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eegfm.serving.predict",
+            "--model",
+            str(finetuned),
+            "--input",
+            str(simulated / "edf"),
+            "--output",
+            str(out),
+        ],
+        capture_output=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((out / "recordings.json").read_text())
     # the simulator's labels.csv gives each recording one 50 s window with expert votes, as the pipeline cuts it
     assert report["counts"]["processed"] == 2 and report["counts"]["windows"] == 2
     with (out / "predictions.csv").open() as fileobj:
         assert all(len(row["votes"].split(";")) == 6 for row in csv.DictReader(fileobj))
-    haystacks = {"stdout+stderr": result.stdout + result.stderr,
-                 **{str(p): p.read_bytes() for p in out.rglob("*") if p.is_file()}}
+    haystacks = {
+        "stdout+stderr": result.stdout + result.stderr,
+        **{str(p): p.read_bytes() for p in out.rglob("*") if p.is_file()},
+    }
     leaks = [(name, n.decode()) for name, blob in haystacks.items() for n in needles if n in blob]
     assert not leaks, leaks[:10]
 
@@ -114,8 +170,22 @@ def test_the_kaggle_hms_test_layout_gets_a_submission_row_per_eeg_id(hms6_run, f
     (layout / "test_eegs" / "1000913311.parquet").symlink_to(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
     (layout / "test_eegs" / "42.parquet").write_text("eeg_id,Fp1\n42,1.0\n")  # a CSV named .parquet
     out, submission = tmp_path / "out", tmp_path / "submission.csv"
-    assert predict.main(["--model", str(hms6_run), "--input", str(layout), "--output", str(out),
-                         "--submission", str(submission), "--no_plots"]) == 0
+    assert (
+        predict.main(
+            [
+                "--model",
+                str(hms6_run),
+                "--input",
+                str(layout),
+                "--output",
+                str(out),
+                "--submission",
+                str(submission),
+                "--no_plots",
+            ]
+        )
+        == 0
+    )
     with submission.open() as fileobj:
         rows = list(csv.reader(fileobj))
     assert rows[0] == ["eeg_id", "seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote"]
@@ -127,6 +197,7 @@ def test_the_kaggle_hms_test_layout_gets_a_submission_row_per_eeg_id(hms6_run, f
     assert report["42.parquet"]["status"] == "quarantined"
     assert [float(v) for v in rows[2][1:]] == [0.1, 0.2, 0.1, 0.15, 0.15, 0.3]  # the training windows' prior
     with pytest.raises(SystemExit) as exit_info:  # an eegmat model has no HMS labels
-        predict.main(["--model", str(finetuned), "--input", str(layout), "--output", str(out),
-                      "--submission", str(submission)])
+        predict.main(
+            ["--model", str(finetuned), "--input", str(layout), "--output", str(out), "--submission", str(submission)]
+        )
     assert exit_info.value.code == 2

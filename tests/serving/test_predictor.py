@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eegfm.model.modeling import EEGFMModel
 from eegfm.core.config import ConfigError
+from eegfm.model.inputs import inputs_for_modalities
+from eegfm.model.modeling import EEGFMModel
 from eegfm.pipelines.schema import decode_example
 from eegfm.pipelines.tfrecord import read_records
 from eegfm.serving.predictor import PredictConfig, Predictor
-from eegfm.model.inputs import inputs_for_modalities
 from eegfm.training.data.batch import collate_records
 from eegfm.training.preprocess_spec import SPEC_FILE
 
@@ -53,7 +53,8 @@ def test_predictions_equal_the_models_on_the_pipelines_records(torch_predictor, 
     np.testing.assert_allclose(got[:, 1], expected, atol=1e-6)  # eegmat's binary head: P(task)
     assert np.allclose(got.sum(1), 1.0) and prediction.labels == ("rest", "task")
     assert [w.artifact_score for w in prediction.windows] == pytest.approx(
-        [decode_example(r).artifact_score for r in raws], abs=1e-6)
+        [decode_example(r).artifact_score for r in raws], abs=1e-6
+    )
     summary = prediction.summary()
     assert summary["predicted"] in ("rest", "task") and sum(summary["windows_by_label"].values()) == 6
 
@@ -70,8 +71,9 @@ def test_uncalibrated_and_overlapping_windows(finetuned, torch_predictor, raw_si
     # The windows that coincide differ only by the temperature
     raw = np.log(np.array([w.outputs for w in dense.windows[::2]]))
     scaled = np.exp(raw / temperature)
-    np.testing.assert_allclose(scaled / scaled.sum(1, keepdims=True),
-                               np.array([w.outputs for w in calibrated.windows]), atol=1e-6)
+    np.testing.assert_allclose(
+        scaled / scaled.sum(1, keepdims=True), np.array([w.outputs for w in calibrated.windows]), atol=1e-6
+    )
 
 
 def test_onnx_runtime_gives_the_same_probabilities(finetuned, torch_predictor, raw_sites):
@@ -81,15 +83,15 @@ def test_onnx_runtime_gives_the_same_probabilities(finetuned, torch_predictor, r
     assert graph.is_file()
     exported = graph.stat().st_mtime_ns
     [by_torch], [by_onnx] = torch_predictor.predict([recording]), onnx.predict([recording])
-    np.testing.assert_allclose([w.outputs for w in by_onnx.windows], [w.outputs for w in by_torch.windows],
-                               atol=1e-5)
+    np.testing.assert_allclose([w.outputs for w in by_onnx.windows], [w.outputs for w in by_torch.windows], atol=1e-5)
     assert onnx.describe()["backend"] == "onnx" and onnx.backend.runner.temperature == torch_predictor.temperature
     Predictor(finetuned, PredictConfig(backend="onnx"))
     assert graph.stat().st_mtime_ns == exported  # exported once, reused
 
 
-def test_a_folder_is_predicted_recording_by_recording_and_a_bad_file_is_quarantined(torch_predictor, raw_sites,
-                                                                                 tmp_path):
+def test_a_folder_is_predicted_recording_by_recording_and_a_bad_file_is_quarantined(
+    torch_predictor, raw_sites, tmp_path
+):
     (tmp_path / "Subject01_1.edf").symlink_to(raw_sites / "hospital0" / "Subject01_1.edf")
     (tmp_path / "cut.edf").write_bytes((raw_sites / "hospital0" / "Subject01_2.edf").read_bytes()[:3000])
     results = {Path(p.input).name: p for p in torch_predictor.predict([str(tmp_path)])}
@@ -130,13 +132,15 @@ def test_tensorrt_engine_agrees_with_torch(finetuned, torch_predictor, raw_sites
     recording = str(raw_sites / "hospital2" / "Subject05_2.edf")
     engine = Predictor(finetuned, PredictConfig(backend="tensorrt", device="cuda", precision="fp16"))
     [by_torch], [by_engine] = torch_predictor.predict([recording]), engine.predict([recording])
-    np.testing.assert_allclose([w.outputs for w in by_engine.windows], [w.outputs for w in by_torch.windows],
-                               atol=1e-2)  # fp16 engine
+    np.testing.assert_allclose(
+        [w.outputs for w in by_engine.windows], [w.outputs for w in by_torch.windows], atol=1e-2
+    )  # fp16 engine
     assert list(finetuned.joinpath("model").glob("model.*.engine"))
 
 
-def test_the_datas_artifact_autoencoder_travels_with_the_model_and_scores_windows(finetuned, three_sites, raw_sites,
-                                                                                 tmp_path):
+def test_the_datas_artifact_autoencoder_travels_with_the_model_and_scores_windows(
+    finetuned, three_sites, raw_sites, tmp_path
+):
     import shutil
 
     from eegfm.pipelines.artifact_ae import ArtifactAutoencoder

@@ -39,15 +39,15 @@ def _request(server, method: str, path: str, body: bytes | None = None, headers:
 def test_an_uploaded_recording_gets_the_predictors_answer(server, raw_sites, caplog):
     recording = raw_sites / "hospital2" / "Subject04_2.edf"
     with caplog.at_level(logging.INFO, logger="eegfm.serving.server"):
-        status, reply = _request(server, "POST", "/v1/predict?filename=Jane%20Roe%201961.edf",
-                                 recording.read_bytes())
+        status, reply = _request(server, "POST", "/v1/predict?filename=Jane%20Roe%201961.edf", recording.read_bytes())
     assert status == 200
     [answer] = reply["recordings"]
     [expected] = server.predictor.predict([str(recording)])
     assert answer["input"] == "Jane Roe 1961.edf" and answer["status"] == "processed"
     assert [w["start_s"] for w in answer["window_predictions"]] == [w.start_s for w in expected.windows]
-    np.testing.assert_allclose([w["outputs"] for w in answer["window_predictions"]],
-                               [w.outputs for w in expected.windows], atol=1e-9)
+    np.testing.assert_allclose(
+        [w["outputs"] for w in answer["window_predictions"]], [w.outputs for w in expected.windows], atol=1e-9
+    )
     assert reply["model"]["labels"] == ["rest", "task"] and answer["labels"] == ["rest", "task"]
     # The client's file name (a patient's, here) is in its reply, never in the server's log
     assert "POST /v1/predict 200" in caplog.text and "Roe" not in caplog.text
@@ -60,14 +60,20 @@ def test_a_recording_of_several_files_comes_zipped(server, raw_sites):
             zipped.write(raw_sites / "hospital0" / name, f"visit/{name}")
     status, reply = _request(server, "POST", "/v1/predict?filename=visit.zip", archive.getvalue())
     assert status == 200
-    assert sorted(r["input"] for r in reply["recordings"]) == ["visit.zip/visit/Subject00_2.edf",
-                                                               "visit.zip/visit/Subject01_2.edf"]
+    assert sorted(r["input"] for r in reply["recordings"]) == [
+        "visit.zip/visit/Subject00_2.edf",
+        "visit.zip/visit/Subject01_2.edf",
+    ]
     assert all(r["windows"] == 6 for r in reply["recordings"])
 
 
 def test_bad_requests_get_a_status_and_a_reason(server, raw_sites):
-    status, reply = _request(server, "POST", "/v1/predict?filename=cut.edf",
-                             (raw_sites / "hospital0" / "Subject00_2.edf").read_bytes()[:2000])
+    status, reply = _request(
+        server,
+        "POST",
+        "/v1/predict?filename=cut.edf",
+        (raw_sites / "hospital0" / "Subject00_2.edf").read_bytes()[:2000],
+    )
     assert status == 422 and reply["recordings"][0]["stage"] == "read"
     assert "upload.edf" in reply["recordings"][0]["reason"]
     assert _request(server, "POST", "/v1/predict", b"x")[0] == 400
@@ -96,7 +102,11 @@ def test_bad_requests_get_a_status_and_a_reason(server, raw_sites):
 
 def test_upload_names_say_the_format():
     assert [upload_extension(n) for n in ("a.EDF", "b.fif.gz", "c.zip", "d.parquet")] == [
-        ".edf", ".fif.gz", ".zip", ".parquet"]
+        ".edf",
+        ".fif.gz",
+        ".zip",
+        ".parquet",
+    ]
     for name in ("", ".edf", "a.vhdr", "a.txt"):
         with pytest.raises(ValueError, match="expected a name ending in one of"):
             upload_extension(name)
@@ -113,8 +123,12 @@ def test_sigterm_lets_the_request_in_flight_finish_and_exits_0(finetuned, raw_si
         for copy in range(4):
             for path in sorted(raw_sites.rglob("*.edf")):
                 zipped.write(path, f"copy{copy}/{path.name}")
-    server = subprocess.Popen([sys.executable, "-m", "eegfm.serving.server", "--model", str(finetuned), "--port", "0"],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "eegfm.serving.server", "--model", str(finetuned), "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         banner = server.stdout.readline()
         host, port = re.search(r"http://([\d.]+):(\d+)", banner).groups()

@@ -18,8 +18,21 @@ def preprocess_corpus(corpus: Path, out: Path) -> dict:
     key = out.parent / f"{out.name}.key"
     key.write_text("0123456789abcdef" * 4 + "\n")
     key.chmod(0o600)
-    return preprocess(["--input", str(corpus), "--output", str(out), "--pseudonym_key_file", str(key),
-                       "--no_artifact_model", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    return preprocess(
+        [
+            "--input",
+            str(corpus),
+            "--output",
+            str(out),
+            "--pseudonym_key_file",
+            str(key),
+            "--no_artifact_model",
+            "--runner",
+            "DirectRunner",
+            "--direct_running_mode",
+            "in_memory",
+        ]
+    )
 
 
 @pytest.fixture(scope="module")
@@ -36,15 +49,21 @@ def tuev_output(shared_data, tmp_path_factory) -> tuple[dict, Path]:
     and output folder (36 windows of 5 s, 24 of the corpus's train split, 12 of its eval)."""
     root = tmp_path_factory.mktemp("tuev")
     corpus = root / "tuev" / "edf"
-    recordings = [("train", "aaaaaaar", "aaaaaaar_00000001"), ("train", "aaaaabdn", "aaaaabdn_00000001"),
-                  ("train", "aaaaacjb", "aaaaacjb_00000002"), ("train", "aaaaadxx", "aaaaadxx_00000001"),
-                  ("eval", "032", "spsw_032_a_"), ("eval", "045", "bckg_045_a_")]
+    recordings = [
+        ("train", "aaaaaaar", "aaaaaaar_00000001"),
+        ("train", "aaaaabdn", "aaaaabdn_00000001"),
+        ("train", "aaaaacjb", "aaaaacjb_00000002"),
+        ("train", "aaaaadxx", "aaaaadxx_00000001"),
+        ("eval", "032", "spsw_032_a_"),
+        ("eval", "045", "bckg_045_a_"),
+    ]
     for k, (part, patient, name) in enumerate(recordings):
         folder = corpus / part / patient
         folder.mkdir(parents=True)
         (folder / f"{name}.edf").symlink_to(shared_data / "eegmat" / f"Subject0{k}_2.edf")
         # six events 8 s apart, every class once, on two channels each (one window apiece)
-        (folder / f"{name}.rec").write_text("".join(
-            f"{c},{5 + 8 * e}.0,{6 + 8 * e}.0,{(e + k) % 6 + 1}\n" for e in range(6) for c in (3, 9)))
+        (folder / f"{name}.rec").write_text(
+            "".join(f"{c},{5 + 8 * e}.0,{6 + 8 * e}.0,{(e + k) % 6 + 1}\n" for e in range(6) for c in (3, 9))
+        )
     out = root / "tfrecords"
     return preprocess_corpus(root / "tuev", out), out

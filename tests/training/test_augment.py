@@ -14,13 +14,16 @@ from eegfm.training.data import LoaderConfig, RecordFilter
 from tests.training.data.conftest import _epoch, _same_batch
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"crop_seconds": -1.0}, r"AugmentConfig.crop_seconds: expected a value in \[0.0, "),
-    ({"crop_seconds": 0.001}, r"AugmentConfig.crop_seconds: expected 0 \(off\) or at least one sample \(1/256 s\)"),
-    ({"channel_dropout": 1.0}, r"AugmentConfig.channel_dropout: expected a value in \[0.0, 1.0\)"),
-    ({"amplitude_scale": (2.0, 1.0)}, "AugmentConfig.amplitude_scale: expected \\(low, high\\)"),
-    ({"time_shift": 1.5}, "AugmentConfig.time_shift: expected an integer >= 0"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"crop_seconds": -1.0}, r"AugmentConfig.crop_seconds: expected a value in \[0.0, "),
+        ({"crop_seconds": 0.001}, r"AugmentConfig.crop_seconds: expected 0 \(off\) or at least one sample \(1/256 s\)"),
+        ({"channel_dropout": 1.0}, r"AugmentConfig.channel_dropout: expected a value in \[0.0, 1.0\)"),
+        ({"amplitude_scale": (2.0, 1.0)}, "AugmentConfig.amplitude_scale: expected \\(low, high\\)"),
+        ({"time_shift": 1.5}, "AugmentConfig.time_shift: expected an integer >= 0"),
+    ],
+)
 def test_augment_config_errors_name_the_field(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         AugmentConfig(**kwargs)
@@ -60,9 +63,9 @@ def test_random_crop_takes_crops_of_longer_windows_and_leaves_the_others_whole(s
     ecg = eeg[:, 3].clone()
     cropped, cropped_ecg = aug.random_crop(eeg, 412, _gen(), ecg=ecg)
     assert cropped.shape[-1] == cropped_ecg.shape[-1] == 412
-    starts = [next(s for s in range(101) if torch.equal(eeg[i, :, s:s + 412], cropped[i])) for i in range(len(eeg))]
+    starts = [next(s for s in range(101) if torch.equal(eeg[i, :, s : s + 412], cropped[i])) for i in range(len(eeg))]
     assert len(set(starts)) > 1
-    assert all(torch.equal(ecg[i, s:s + 412], cropped_ecg[i]) for i, s in enumerate(starts))
+    assert all(torch.equal(ecg[i, s : s + 412], cropped_ecg[i]) for i, s in enumerate(starts))
     for n_keep in (512, 2560):
         whole, whole_ecg = aug.random_crop(eeg, n_keep, _gen(), ecg=ecg)
         assert whole is eeg and whole_ecg is ecg
@@ -120,7 +123,7 @@ def test_mixing_keeps_distributions_and_spares_unvoted(signals, mix):
         assert torch.equal(out.channel_mask[i], torch.minimum(mask[i], mask[p]))
         if mix is aug.cutmix:  # every sample comes from the window itself or its partner
             own = (out.eeg[i] == eeg[i]).all(0)
-            assert ((own | (out.eeg[i] == eeg[p]).all(0)).all() and abs(own.float().mean() - w) < 0.02)
+            assert (own | (out.eeg[i] == eeg[p]).all(0)).all() and abs(own.float().mean() - w) < 0.02
         assert torch.isnan(out.ecg[i]).all() == bool(torch.isnan(ecg[i]).all() or torch.isnan(ecg[p]).all())
 
 

@@ -37,8 +37,14 @@ def _tiny_state(value: float = 1.0, **extra):
 
 def _run_python(code: str, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO_ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _train(model, optimizer, scheduler, steps):
@@ -62,10 +68,17 @@ def test_adamw_resume_is_bitwise_identical(tmp_path):
     torch.manual_seed(0)
     model, optimizer, scheduler = _build()
     _train(model, optimizer, scheduler, 3)
-    path = save_checkpoint(tmp_path, 3, {
-        "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(), "epoch": 1, "loader": {"shard": 2, "offset": 17},
-    })
+    path = save_checkpoint(
+        tmp_path,
+        3,
+        {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": 1,
+            "loader": {"shard": 2, "offset": 17},
+        },
+    )
     _train(model, optimizer, scheduler, 2)
     expected = [p.detach().clone() for p in model.parameters()]
 
@@ -145,13 +158,18 @@ def test_resolve_resume_semantics(tmp_path, caplog):
     assert resolve_resume("auto", tmp_path) == path
     with caplog.at_level(logging.WARNING, logger="eegfm.training.checkpoint"):
         assert resolve_resume("none", tmp_path) is None  # fresh, beside an earlier run's checkpoints: said so
-    assert warnings() == [f"resume none: {tmp_path} already holds 1 checkpoint(s) up to step-00000005; this "
-                          "run starts fresh and writes its own beside them (the 'latest' pointer follows this "
-                          "run; a new --output keeps runs apart)"]
+    assert warnings() == [
+        f"resume none: {tmp_path} already holds 1 checkpoint(s) up to step-00000005; this "
+        "run starts fresh and writes its own beside them (the 'latest' pointer follows this "
+        "run; a new --output keeps runs apart)"
+    ]
     assert resolve_resume(str(path), tmp_path / "elsewhere") == path
     assert resolve_resume(tmp_path, tmp_path / "elsewhere") == path
-    with pytest.raises(CheckpointError, match=r"resume: expected 'auto', 'none' or the path of a "
-                       r"checkpoint directory; got 'latest' \(no such file or directory\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"resume: expected 'auto', 'none' or the path of a "
+        r"checkpoint directory; got 'latest' \(no such file or directory\)",
+    ):
         resolve_resume("latest", tmp_path)
 
 

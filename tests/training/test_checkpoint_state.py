@@ -13,9 +13,14 @@ def test_flatten_round_trip_keeps_types_keys_and_values():
     state = {
         "state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(2, 2)}, 1: {}},
         "param_groups": [{"lr": 1e-3, "betas": (0.9, 0.95), "params": [0, 1], "name": None}],
-        "flags": [True, False], "inf": math.inf, "nan": math.nan, 2.5: "float key",
-        "half": torch.ones(2, dtype=torch.bfloat16), "rng": np.random.get_state(),
-        "np_scalar": np.float32(0.5), "path": Path("/x/y"),
+        "flags": [True, False],
+        "inf": math.inf,
+        "nan": math.nan,
+        2.5: "float key",
+        "half": torch.ones(2, dtype=torch.bfloat16),
+        "rng": np.random.get_state(),
+        "np_scalar": np.float32(0.5),
+        "path": Path("/x/y"),
     }
     tensors, skeleton = flatten_state(state)
     json.dumps(skeleton, allow_nan=False)  # strictly JSON

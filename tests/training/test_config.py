@@ -32,16 +32,30 @@ def test_preset_contents_match_their_purpose():
     assert (tiny.loader.batch_size, tiny.backend, tiny.precision, tiny.wandb.mode) == (8, "gloo", "fp32", "offline")
     assert tiny.optim.max_steps <= 1000 and tiny.loader.num_workers <= 1
     base = load_config("base")
-    assert (base.optim.lr, base.optim.warmup_steps, base.optim.max_steps, base.precision) == (5e-4, 2000, 100_000, "bf16")
+    assert (base.optim.lr, base.optim.warmup_steps, base.optim.max_steps, base.precision) == (
+        5e-4,
+        2000,
+        100_000,
+        "bf16",
+    )
     # GPU presets take exact float16 batches; CPU runs convert in the loader workers
-    assert (base.loader.eeg_dtype, tiny.loader.eeg_dtype, load_config("base", "finetune").loader.eeg_dtype) == \
-        ("float16", "float32", "float32")
+    assert (base.loader.eeg_dtype, tiny.loader.eeg_dtype, load_config("base", "finetune").loader.eeg_dtype) == (
+        "float16",
+        "float32",
+        "float32",
+    )
     # GPU presets size their loader workers to the machine; the CPU preset loads in-process
-    assert {load_config(p, k).loader.num_workers for p in ("base", "large-gpu") for k in ("pretrain", "finetune")} \
-        == {"auto"}
+    assert {load_config(p, k).loader.num_workers for p in ("base", "large-gpu") for k in ("pretrain", "finetune")} == {
+        "auto"
+    }
     assert load_config("cpu-tiny", "pretrain", ["loader.num_workers=auto"]).loader.num_workers == "auto"
     large = load_config("large-gpu")
-    assert (large.backend, large.precision, large.activation_checkpointing, large.compile) == ("nccl", "bf16", True, True)
+    assert (large.backend, large.precision, large.activation_checkpointing, large.compile) == (
+        "nccl",
+        "bf16",
+        True,
+        True,
+    )
     # GPU presets pretrain compiled, with the GNN form that torch.compile fuses; CPU runs keep torch_geometric's
     assert (base.compile, base.model_config().gnn_impl, large.model_config().gnn_impl) == (True, "gather", "gather")
     assert (tiny.compile, tiny.model_config().gnn_impl) == (False, "pyg")
@@ -56,10 +70,20 @@ def test_preset_contents_match_their_purpose():
 
 
 def test_overrides_from_the_command_line_and_from_dicts():
-    config = load_config("cpu-tiny", "pretrain", [
-        "optim.lr=3e-4", "loader.batch_size=16", "optim.max_steps=1e3", "model_overrides.dropout=0.2",
-        "loader.augment.noise_std=0.1", "wandb.mode=disabled", "eval_every=null", "optim.betas=[0.9, 0.99]",
-    ])
+    config = load_config(
+        "cpu-tiny",
+        "pretrain",
+        [
+            "optim.lr=3e-4",
+            "loader.batch_size=16",
+            "optim.max_steps=1e3",
+            "model_overrides.dropout=0.2",
+            "loader.augment.noise_std=0.1",
+            "wandb.mode=disabled",
+            "eval_every=null",
+            "optim.betas=[0.9, 0.99]",
+        ],
+    )
     assert config.optim.lr == 3e-4 and config.optim.max_steps == 1000 and isinstance(config.optim.max_steps, int)
     assert config.loader.batch_size == 16 and config.loader.augment == {"noise_std": 0.1}
     assert config.model_config().dropout == 0.2 and config.wandb.mode == "disabled"
@@ -74,66 +98,96 @@ def test_overrides_from_the_command_line_and_from_dicts():
     assert parse_overrides({"optim.lr": 1, "loader": {"seed": 2}}) == {"optim.lr": 1, "loader.seed": 2}
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["optim.lr=-1"], r"optim.lr: expected a value in \(0, 10\]; got -1"),
-    (["precision=fp8"], r"precision: expected one of 'fp32', 'bf16', 'fp16'; got 'fp8'"),
-    (["loader.batch_size=0"], r"loader.batch_size: expected an integer in \[1, 1048576\]; got 0"),
-    (["loader.batch_size=2.5"], r"loader.batch_size: expected an integer; got 2.5"),
-    (["loader.num_workers=many"], r"loader.num_workers: expected an integer in \[0, 1024\] or 'auto'; got 'many'"),
-    (["loader.num_workers=-1"], r"loader.num_workers: expected an integer in \[0, 1024\] or 'auto'; got -1"),
-    (["loader.eeg_dtype=bfloat16"], r"loader.eeg_dtype: expected one of 'float32', 'float16'; got 'bfloat16'"),
-    (["backend=mpi"], r"backend: expected one of 'auto', 'gloo', 'nccl', 'horovod'; got 'mpi'"),
-    (["model=huge"], r"model: expected one of 'base', 'large', 'tiny'; got 'huge'"),
-    (["compile=1"], r"compile: expected true or false; got 1"),
-    (["tf32=yes please"], r"tf32: expected true or false; got 'yes please'"),
-    (["loader.drop_last=sometimes"], r"loader.drop_last: expected true or false; got 'sometimes'"),
-    (["optim.max_steps=null"], r"optim.max_steps: expected an integer >= 1 for pretraining; got None"),
-    (["optim.warmup_steps=500"], r"optim.warmup_steps: expected fewer than max_steps=300; got 500"),
-    (["model_overrides.num_attention_heads=5"], r"model_overrides: EEGFMConfig.num_attention_heads: "
-                                                r"expected a divisor of hidden_size=64; got 5"),
-    (["model_overrides.hiden_size=32"], r"model_overrides: unknown field 'hiden_size'; allowed: .*hidden_size"),
-    (["model_overrides.gradient_checkpointing=true"], r"model_overrides.gradient_checkpointing: cannot be "
-                                                      r"overridden here; set 'activation_checkpointing'"),
-    (["wandb.mode=cloud"], r"wandb.mode: expected one of 'offline', 'online', 'disabled'; got 'cloud'"),
-    (["val_fraction=1"], r"val_fraction: expected a value in \[0, 1\); got 1"),
-    (["split_group=recording"], r"split_group: expected one of 'subject', 'site'; got 'recording'"),
-    (["val_windows=0"], r"val_windows: expected an integer in \[1, inf\]; got 0"),
-    (["exclude_corpus_splits=[test]"], r"exclude_corpus_splits: expected one of 'train', 'dev', 'eval'; got 'test'"),
-    (["exclude_corpus_splits=eval"], r"exclude_corpus_splits: expected a list of corpus splits \(train, dev, eval\); "
-                                     r"got 'eval'"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["optim.lr=-1"], r"optim.lr: expected a value in \(0, 10\]; got -1"),
+        (["precision=fp8"], r"precision: expected one of 'fp32', 'bf16', 'fp16'; got 'fp8'"),
+        (["loader.batch_size=0"], r"loader.batch_size: expected an integer in \[1, 1048576\]; got 0"),
+        (["loader.batch_size=2.5"], r"loader.batch_size: expected an integer; got 2.5"),
+        (["loader.num_workers=many"], r"loader.num_workers: expected an integer in \[0, 1024\] or 'auto'; got 'many'"),
+        (["loader.num_workers=-1"], r"loader.num_workers: expected an integer in \[0, 1024\] or 'auto'; got -1"),
+        (["loader.eeg_dtype=bfloat16"], r"loader.eeg_dtype: expected one of 'float32', 'float16'; got 'bfloat16'"),
+        (["backend=mpi"], r"backend: expected one of 'auto', 'gloo', 'nccl', 'horovod'; got 'mpi'"),
+        (["model=huge"], r"model: expected one of 'base', 'large', 'tiny'; got 'huge'"),
+        (["compile=1"], r"compile: expected true or false; got 1"),
+        (["tf32=yes please"], r"tf32: expected true or false; got 'yes please'"),
+        (["loader.drop_last=sometimes"], r"loader.drop_last: expected true or false; got 'sometimes'"),
+        (["optim.max_steps=null"], r"optim.max_steps: expected an integer >= 1 for pretraining; got None"),
+        (["optim.warmup_steps=500"], r"optim.warmup_steps: expected fewer than max_steps=300; got 500"),
+        (
+            ["model_overrides.num_attention_heads=5"],
+            r"model_overrides: EEGFMConfig.num_attention_heads: "
+            r"expected a divisor of hidden_size=64; got 5",
+        ),
+        (["model_overrides.hiden_size=32"], r"model_overrides: unknown field 'hiden_size'; allowed: .*hidden_size"),
+        (
+            ["model_overrides.gradient_checkpointing=true"],
+            r"model_overrides.gradient_checkpointing: cannot be "
+            r"overridden here; set 'activation_checkpointing'",
+        ),
+        (["wandb.mode=cloud"], r"wandb.mode: expected one of 'offline', 'online', 'disabled'; got 'cloud'"),
+        (["val_fraction=1"], r"val_fraction: expected a value in \[0, 1\); got 1"),
+        (["split_group=recording"], r"split_group: expected one of 'subject', 'site'; got 'recording'"),
+        (["val_windows=0"], r"val_windows: expected an integer in \[1, inf\]; got 0"),
+        (
+            ["exclude_corpus_splits=[test]"],
+            r"exclude_corpus_splits: expected one of 'train', 'dev', 'eval'; got 'test'",
+        ),
+        (
+            ["exclude_corpus_splits=eval"],
+            r"exclude_corpus_splits: expected a list of corpus splits \(train, dev, eval\); "
+            r"got 'eval'",
+        ),
+    ],
+)
 def test_bad_pretrain_values_name_the_field(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config("cpu-tiny", "pretrain", overrides)
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["task=sleep"], r"task: expected one of 'hms6', 'eegmat', 'tuab', 'tuep', 'tusz', 'chbmit', 'siena', "
-                      r"'tuev', 'tuar', 'eegmmi', 'binary', 'multiclass', 'regression'; got 'sleep'"),
-    (["task=multiclass"], r"model_overrides.id2label: task 'multiclass' takes its classes from it; expected the "
-                          r"class names by label"),
-    (["task=eegmat", "loss=kl"], r"loss: 'kl' needs vote distributions \(task 'hms6'\); got task 'eegmat'"),
-    (["mode=frozen"], r"mode: expected one of 'linear', 'adapter', 'full'; got 'frozen'"),
-    (["class_weights=[1, 2]"], r"class_weights: expected 6 weights \(one per class of task 'hms6'\); got 2"),
-    (["class_weights=inverse"], r"class_weights: expected one of 'none', 'balanced'; got 'inverse'"),
-    (["mode=linear", "unfreeze_schedule=[1, 2]"], r"unfreeze_schedule: gradual unfreezing needs mode 'full'"),
-    (["unfreeze_schedule=[2, 1]"], r"unfreeze_schedule: expected strictly increasing numbers; got \[2, 1\]"),
-    (["task=regression", "loss=null", "two_stage_min_votes=3"], r"two_stage_min_votes: only task 'hms6'"),
-    (["task=regression", "loss=null", "temperature_scaling=false", "label_smoothing=0.1"],
-     r"label_smoothing: task 'regression' has no classes"),
-    (["val_fraction=1.0"], r"val_fraction: expected a value in \(0, 1\); got 1.0"),
-    (["split_group=recording"], r"split_group: expected one of 'subject', 'site'; got 'recording'"),
-    (["adapter_kind=prefix"], r"adapter_kind: expected one of 'lora', 'bottleneck'; got 'prefix'"),
-    (["corpus_split=eval"], r"corpus_split: expected true or false; got 'eval'"),
-    (["corpus_split=true", "test_fraction=0.2"],
-     r"corpus_split: the corpus's eval recordings are the test split, .*expected split_group 'subject' and "
-     r"test_fraction 0; got 'subject' and 0.2"),
-    (["test_sites=site-a"], r"test_sites: expected a list of site pseudonyms .*; got 'site-a'"),
-    (["test_sites=[site-a, 3]"], r"test_sites: expected a list of site pseudonyms .*; got \['site-a', 3\]"),
-    (["test_sites=[site-a]", "test_fraction=0.2"],
-     r"test_sites: the named sites are the test split; expected test_fraction 0 and corpus_split false; got 0.2 "
-     r"and False"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["task=sleep"],
+            r"task: expected one of 'hms6', 'eegmat', 'tuab', 'tuep', 'tusz', 'chbmit', 'siena', "
+            r"'tuev', 'tuar', 'eegmmi', 'binary', 'multiclass', 'regression'; got 'sleep'",
+        ),
+        (
+            ["task=multiclass"],
+            r"model_overrides.id2label: task 'multiclass' takes its classes from it; expected the "
+            r"class names by label",
+        ),
+        (["task=eegmat", "loss=kl"], r"loss: 'kl' needs vote distributions \(task 'hms6'\); got task 'eegmat'"),
+        (["mode=frozen"], r"mode: expected one of 'linear', 'adapter', 'full'; got 'frozen'"),
+        (["class_weights=[1, 2]"], r"class_weights: expected 6 weights \(one per class of task 'hms6'\); got 2"),
+        (["class_weights=inverse"], r"class_weights: expected one of 'none', 'balanced'; got 'inverse'"),
+        (["mode=linear", "unfreeze_schedule=[1, 2]"], r"unfreeze_schedule: gradual unfreezing needs mode 'full'"),
+        (["unfreeze_schedule=[2, 1]"], r"unfreeze_schedule: expected strictly increasing numbers; got \[2, 1\]"),
+        (["task=regression", "loss=null", "two_stage_min_votes=3"], r"two_stage_min_votes: only task 'hms6'"),
+        (
+            ["task=regression", "loss=null", "temperature_scaling=false", "label_smoothing=0.1"],
+            r"label_smoothing: task 'regression' has no classes",
+        ),
+        (["val_fraction=1.0"], r"val_fraction: expected a value in \(0, 1\); got 1.0"),
+        (["split_group=recording"], r"split_group: expected one of 'subject', 'site'; got 'recording'"),
+        (["adapter_kind=prefix"], r"adapter_kind: expected one of 'lora', 'bottleneck'; got 'prefix'"),
+        (["corpus_split=eval"], r"corpus_split: expected true or false; got 'eval'"),
+        (
+            ["corpus_split=true", "test_fraction=0.2"],
+            r"corpus_split: the corpus's eval recordings are the test split, .*expected split_group 'subject' and "
+            r"test_fraction 0; got 'subject' and 0.2",
+        ),
+        (["test_sites=site-a"], r"test_sites: expected a list of site pseudonyms .*; got 'site-a'"),
+        (["test_sites=[site-a, 3]"], r"test_sites: expected a list of site pseudonyms .*; got \['site-a', 3\]"),
+        (
+            ["test_sites=[site-a]", "test_fraction=0.2"],
+            r"test_sites: the named sites are the test split; expected test_fraction 0 and corpus_split false; got 0.2 "
+            r"and False",
+        ),
+    ],
+)
 def test_bad_finetune_values_name_the_field(overrides, message):
     with pytest.raises(ConfigError, match=message):
         load_config("cpu-tiny", "finetune", overrides)
@@ -142,17 +196,32 @@ def test_bad_finetune_values_name_the_field(overrides, message):
 def test_finetune_class_weights_and_multiclass_labels():
     config = load_config("cpu-tiny", "finetune", ["class_weights=[1, 2, 2, 1, 1, 0.5]"])
     assert config.class_weights == [1.0, 2.0, 2.0, 1.0, 1.0, 0.5]
-    multi = load_config("cpu-tiny", "finetune", ["task=multiclass", "loss=focal", "focal_gamma=1.5",
-                                                  "model_overrides.id2label=[a, b, c]", "class_weights=[1, 1, 2]"])
+    multi = load_config(
+        "cpu-tiny",
+        "finetune",
+        [
+            "task=multiclass",
+            "loss=focal",
+            "focal_gamma=1.5",
+            "model_overrides.id2label=[a, b, c]",
+            "class_weights=[1, 1, 2]",
+        ],
+    )
     assert multi.model_config().id2label == {0: "a", 1: "b", 2: "c"} and multi.head == "multiclass"
 
 
 def test_unknown_keys_are_rejected_with_the_valid_ones(tmp_path):
-    with pytest.raises(ConfigError, match=r"override 'optim.lrr': unknown key 'lrr' in optim; "
-                                          r"allowed: betas, eps, grad_accum_steps, grad_clip, layer_decay, lr,"):
+    with pytest.raises(
+        ConfigError,
+        match=r"override 'optim.lrr': unknown key 'lrr' in optim; "
+        r"allowed: betas, eps, grad_accum_steps, grad_clip, layer_decay, lr,",
+    ):
         load_config("cpu-tiny", "pretrain", ["optim.lrr=1"])
-    with pytest.raises(ConfigError, match=r"override 'batchsize': unknown key 'batchsize' in PretrainConfig; "
-                                          r"allowed: activation_checkpointing, backend, compile,"):
+    with pytest.raises(
+        ConfigError,
+        match=r"override 'batchsize': unknown key 'batchsize' in PretrainConfig; "
+        r"allowed: activation_checkpointing, backend, compile,",
+    ):
         load_config("cpu-tiny", "pretrain", {"batchsize": 3})
     with pytest.raises(ConfigError, match=r"override 'optim.lr.x': optim.lr is a value, not a section"):
         load_config("cpu-tiny", "pretrain", ["optim.lr.x=1"])
@@ -166,8 +235,11 @@ def test_unknown_keys_are_rejected_with_the_valid_ones(tmp_path):
     sections.write_text("pretrain: {optim: {max_steps: 10}}\nevaluate: {}\n")
     with pytest.raises(ConfigError, match=r"sections.yaml: unknown section\(s\) evaluate; allowed: pretrain, finetune"):
         load_config(sections)
-    with pytest.raises(ConfigError, match=r"config: expected a preset \('base', 'cpu-tiny', 'large-gpu'\) "
-                                          r"or the path of a YAML file; got 'tiny-cpu'"):
+    with pytest.raises(
+        ConfigError,
+        match=r"config: expected a preset \('base', 'cpu-tiny', 'large-gpu'\) "
+        r"or the path of a YAML file; got 'tiny-cpu'",
+    ):
         load_config("tiny-cpu")
 
 

@@ -15,8 +15,8 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from tests.conftest import free_port
 from eegfm.training.distributed import BACKENDS, DistributedError, StopVote, init_distributed, unwrap
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -80,10 +80,9 @@ def test_unwrap_finds_the_model_inside_ddp_and_compile_wrappers():
 
 def test_under_torchrun_each_restart_attempt_reads_only_its_own_store_keys(monkeypatch):
     import datetime
+    import itertools
 
     import torch.distributed as torch_dist
-
-    import itertools
 
     from eegfm.training import distributed
     from eegfm.training.distributed import _attempt_store
@@ -123,8 +122,9 @@ def test_one_process_stops_at_once_on_its_signal_or_at_stop_after(no_launcher):
 
 
 def _vote_on_two_ranks(rank: int, port: int, results) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     dist = init_distributed("gloo", device="cpu")
     vote = StopVote(dist)
     step, stopped = 0, False
@@ -158,8 +158,9 @@ dist.shutdown()
 """
 
 
-@pytest.mark.skipif(shutil.which("horovodrun", path=os.path.dirname(sys.executable)) is None,
-                    reason="horovod is not installed")
+@pytest.mark.skipif(
+    shutil.which("horovodrun", path=os.path.dirname(sys.executable)) is None, reason="horovod is not installed"
+)
 def test_horovod_object_collectives_match_when_ranks_hold_different_types(tmp_path):
     # Fine-tuning's best_weights broadcast a dict from rank 0 and None elsewhere: both ranks waited forever.
     horovodrun = shutil.which("horovodrun", path=os.path.dirname(sys.executable))
@@ -167,8 +168,14 @@ def test_horovod_object_collectives_match_when_ranks_hold_different_types(tmp_pa
     script.write_text(_HOROVOD_OBJECTS)
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=repo, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
-    done = subprocess.run([horovodrun, "-np", "2", "-H", "localhost:2", "--gloo", sys.executable, str(script)],
-                          capture_output=True, text=True, timeout=180, env=env, cwd=repo)
+    done = subprocess.run(
+        [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo", sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=repo,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     for rank in (0, 1):
         assert f"rank {rank} {{'w': 1}} [[1, 2], None]" in done.stdout

@@ -24,22 +24,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from eegfm.pipelines.preprocess import run as preprocess
+from eegfm.evaluation import metrics as eval_metrics
 from eegfm.pipelines.datasets import TUAB_LABELS, TUEV_LABELS
+from eegfm.pipelines.preprocess import run as preprocess
 from eegfm.pipelines.schema import decode_example, encode_example
 from eegfm.pipelines.simulate.cli import main as simulate
 from eegfm.pipelines.tfrecord import read_records, write_records
 from eegfm.training import checkpoint as ckpt
-from eegfm.evaluation import metrics as eval_metrics
 from eegfm.training import finetune
-from eegfm.training.config import ConfigError
+from eegfm.training.config import ConfigError, load_config
+from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter, list_files, model_inputs, scan_windows
 from eegfm.training.finetune import plan as ft_plan
 from eegfm.training.finetune import setup as ft_setup
 from eegfm.training.loop import PREEMPTED_EXIT_CODE
-from eegfm.training.config import load_config
-from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter, list_files, model_inputs, scan_windows
 from eegfm.training.tracking import read_offline_run
-
 from tests.training.conftest import preprocess_corpus
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,16 +53,52 @@ SITES = """\
 # patterns fill the windows; 5x cheaper steps), batches of 4, 3 of 12 subjects held out for
 # validation, and no age/sex/ECG inputs: with 9 training subjects those identify the subject, and
 # the model then memorised subjects (held-out KL rose above the baseline in our runs).
-RECIPE = ["--config", "cpu-tiny", "--set", "epochs=10", "--set", "optim.lr=7e-4", "--set", "loader.batch_size=4",
-          "--set", "val_fraction=0.25", "--set", "early_stopping_patience=4", "--set", "log_every=5",
-          "--set", "loader.augment={crop_seconds: 10}",
-          "--set", "model_overrides={modalities: []}"]
+RECIPE = [
+    "--config",
+    "cpu-tiny",
+    "--set",
+    "epochs=10",
+    "--set",
+    "optim.lr=7e-4",
+    "--set",
+    "loader.batch_size=4",
+    "--set",
+    "val_fraction=0.25",
+    "--set",
+    "early_stopping_patience=4",
+    "--set",
+    "log_every=5",
+    "--set",
+    "loader.augment={crop_seconds: 10}",
+    "--set",
+    "model_overrides={modalities: []}",
+]
 # In-process runs for the mode tests: two steps on 10 s crops, one validation subject, no W&B,
 # no global deterministic-algorithms switch.
-QUICK = ["--config", "cpu-tiny", "--wandb", "disabled", "--set", "deterministic=false", "--set", "loader.batch_size=4",
-         "--set", "optim.max_steps=2", "--set", "optim.warmup_steps=0", "--set", "epochs=1",
-         "--set", "log_every=1", "--set", "model_overrides={modalities: []}", "--set", "val_fraction=0.05",
-         "--set", "loader.augment={crop_seconds: 10}"]
+QUICK = [
+    "--config",
+    "cpu-tiny",
+    "--wandb",
+    "disabled",
+    "--set",
+    "deterministic=false",
+    "--set",
+    "loader.batch_size=4",
+    "--set",
+    "optim.max_steps=2",
+    "--set",
+    "optim.warmup_steps=0",
+    "--set",
+    "epochs=1",
+    "--set",
+    "log_every=1",
+    "--set",
+    "model_overrides={modalities: []}",
+    "--set",
+    "val_fraction=0.05",
+    "--set",
+    "loader.augment={crop_seconds: 10}",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -85,13 +119,47 @@ def _env() -> dict[str, str]:
 def hms_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("finetune-data")
     (root / "sites.yaml").write_text(SITES)
-    assert simulate(["--output", str(root / "corpus"), "--site-config", str(root / "sites.yaml"), "--sites", "2",
-                     "--subjects-per-site", "6", "--recordings-per-subject", "1", "--minutes", "8",
-                     "--format", "edf", "--seed", "0", "--quiet"]) == 0
+    assert (
+        simulate(
+            [
+                "--output",
+                str(root / "corpus"),
+                "--site-config",
+                str(root / "sites.yaml"),
+                "--sites",
+                "2",
+                "--subjects-per-site",
+                "6",
+                "--recordings-per-subject",
+                "1",
+                "--minutes",
+                "8",
+                "--format",
+                "edf",
+                "--seed",
+                "0",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     (root / "key").write_text("0123456789abcdef" * 4 + "\n")  # fixed: same pseudonyms, same split every run
-    preprocess(["--input", str(root / "corpus" / "edf"), "--output", str(root / "tfrecords"),
-                "--pseudonym_key_file", str(root / "key"), "--num_shards", "2",
-                "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    preprocess(
+        [
+            "--input",
+            str(root / "corpus" / "edf"),
+            "--output",
+            str(root / "tfrecords"),
+            "--pseudonym_key_file",
+            str(root / "key"),
+            "--num_shards",
+            "2",
+            "--runner",
+            "DirectRunner",
+            "--direct_running_mode",
+            "in_memory",
+        ]
+    )
     return root / "tfrecords"
 
 
@@ -99,10 +167,32 @@ def hms_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pretrained(hms_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real training.pretrain output (two steps): its model/ holds EEGFMForPretraining weights."""
     out = tmp_path_factory.mktemp("pretrain") / "run"
-    done = subprocess.run([sys.executable, "-m", "eegfm.training.pretrain", "--data", str(hms_data), "--output", str(out),
-                           "--config", "cpu-tiny", "--set", "loader.batch_size=4", "--set", "optim.warmup_steps=1",
-                           "--max_steps", "2", "--wandb", "disabled"],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eegfm.training.pretrain",
+            "--data",
+            str(hms_data),
+            "--output",
+            str(out),
+            "--config",
+            "cpu-tiny",
+            "--set",
+            "loader.batch_size=4",
+            "--set",
+            "optim.warmup_steps=1",
+            "--max_steps",
+            "2",
+            "--wandb",
+            "disabled",
+        ],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return out / "model"
 
@@ -110,17 +200,36 @@ def pretrained(hms_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="module")
 def finetuned(hms_data: Path, pretrained: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("finetune") / "run"
-    done = subprocess.run([sys.executable, "-m", "eegfm.training.finetune", "--pretrained", str(pretrained.parent),
-                           "--data", str(hms_data), "--task", "hms6", "--output", str(out), *RECIPE],
-                          cwd=REPO, env=_env(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eegfm.training.finetune",
+            "--pretrained",
+            str(pretrained.parent),
+            "--data",
+            str(hms_data),
+            "--task",
+            "hms6",
+            "--output",
+            str(out),
+            *RECIPE,
+        ],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     (out.parent / "stderr.log").write_text(done.stderr)
     return out
 
 
 def _inline(pretrained: Path, data: Path, output: Path, *extra: str) -> int:
-    return finetune.main(["--pretrained", str(pretrained), "--data", str(data), "--output", str(output),
-                          *QUICK, *extra])
+    return finetune.main(
+        ["--pretrained", str(pretrained), "--data", str(data), "--output", str(output), *QUICK, *extra]
+    )
 
 
 def _lines(output: Path) -> list[dict]:
@@ -131,11 +240,16 @@ def _lines(output: Path) -> list[dict]:
 def test_split_filters_keep_every_subject_in_one_split(hms_data):
     cfg = load_config("cpu-tiny", "finetune", ["val_fraction=0.25", "test_fraction=0.2"])
     plan = ft_plan.plan_data(str(hms_data), cfg, "hms6")
-    subjects = {name: {w["subject_id"] for w in scan_windows(hms_data, ft_plan.split_filter(plan, name))}
-                for name in ft_plan.SPLITS}
+    subjects = {
+        name: {w["subject_id"] for w in scan_windows(hms_data, ft_plan.split_filter(plan, name))}
+        for name in ft_plan.SPLITS
+    }
     assert subjects["train"] and subjects["val"] and subjects["test"]
-    assert not (subjects["train"] & subjects["val"] or subjects["train"] & subjects["test"]
-                or subjects["val"] & subjects["test"])
+    assert not (
+        subjects["train"] & subjects["val"]
+        or subjects["train"] & subjects["test"]
+        or subjects["val"] & subjects["test"]
+    )
     everyone = {w["subject_id"] for w in scan_windows(hms_data) if w["task"] == "hms6"}
     assert subjects["train"] | subjects["val"] | subjects["test"] == everyone
     assert everyone == set(plan.split.train + plan.split.val + plan.split.test)
@@ -150,9 +264,12 @@ def test_split_filters_keep_every_subject_in_one_split(hms_data):
     others = scan_windows(hms_data, RecordFilter(tasks=("hms6",), exclude_subjects=plan.split.val))
     assert {w["subject_id"] for w in others} == subjects["train"] | subjects["test"]
     by_site = ft_plan.plan_data(
-        str(hms_data), load_config("cpu-tiny", "finetune", ["split_group=site", "val_fraction=0.5"]), "hms6")
-    sites = {name: {w["site_id"] for w in scan_windows(hms_data, ft_plan.split_filter(by_site, name))}
-             for name in ("train", "val")}
+        str(hms_data), load_config("cpu-tiny", "finetune", ["split_group=site", "val_fraction=0.5"]), "hms6"
+    )
+    sites = {
+        name: {w["site_id"] for w in scan_windows(hms_data, ft_plan.split_filter(by_site, name))}
+        for name in ("train", "val")
+    }
     assert len(sites["train"]) == len(sites["val"]) == 1 and sites["train"] != sites["val"]
 
 
@@ -179,8 +296,9 @@ def test_regression_is_measured_against_the_training_mean():
     target = torch.tensor([0.0, 1.0, 1.0, 2.0])
     got = eval_metrics.evaluate(torch.tensor([[0.5], [1.0], [1.5], [1.5]]), target, cfg, head, [0.5])
     # squared errors 0.25, 0, 0.25, 0.25 against the mean's 0.25, 0.25, 0.25, 2.25
-    assert got == pytest.approx({"loss": 0.1875, "metric": 0.1875, "n_windows": 4, "baseline_loss": 0.75,
-                                 "loss_vs_baseline": 0.25, "r2": 0.75})
+    assert got == pytest.approx(
+        {"loss": 0.1875, "metric": 0.1875, "n_windows": 4, "baseline_loss": 0.75, "loss_vs_baseline": 0.25, "r2": 0.75}
+    )
     from eegfm.model.modeling import EEGFMModel
 
     model = EEGFMModel(EEGFMConfig(head="regression"))
@@ -204,8 +322,10 @@ def test_pretrain_then_finetune_hms6_beats_the_class_prior_on_held_out_subjects(
     # No test split: the last lines call the numbers the validation subjects' and say why they flatter.
     log = (finetuned.parent / "stderr.log").read_text()
     assert f"validation kl {val['kl']:.4f} vs class-prior baseline" in log
-    assert ("these are the validation subjects' numbers; they also chose the checkpoint and the temperature, so "
-            "they flatter the model: --set test_fraction=0.2") in log
+    assert (
+        "these are the validation subjects' numbers; they also chose the checkpoint and the temperature, so "
+        "they flatter the model: --set test_fraction=0.2"
+    ) in log
     lines = _lines(finetuned)
     evals = [line for line in lines if "val/kl" in line]
     assert len(evals) >= 5 and sum(line["best"] for line in evals) >= 2
@@ -217,16 +337,20 @@ def test_pretrain_then_finetune_hms6_beats_the_class_prior_on_held_out_subjects(
 def test_eval_json_breaks_the_held_out_metrics_down_by_site(finetuned, hms_data):
     report = json.loads((finetuned / "eval.json").read_text())
     val_subjects = set(json.loads((finetuned / "run.json").read_text())["split"]["val"])
-    windows = Counter(w["site_id"] for w in scan_windows(hms_data, RecordFilter(tasks=("hms6",)))
-                      if w["subject_id"] in val_subjects)
+    windows = Counter(
+        w["site_id"] for w in scan_windows(hms_data, RecordFilter(tasks=("hms6",))) if w["subject_id"] in val_subjects
+    )
     per_site = report["val_per_site"]
     # The fixture's fixed key puts the 3 validation subjects at both sites.
     assert len(windows) == 2 and {site: m["n_windows"] for site, m in per_site.items()} == dict(windows)
     weighted = sum(m["kl"] * m["n_windows"] for m in per_site.values()) / sum(windows.values())
     assert weighted == pytest.approx(report["val"]["kl"], rel=1e-6)
     summary = read_offline_run(next((finetuned / "wandb").glob("offline-run-*")))["summary"]
-    assert {key.split("/")[1]: value for key, value in summary.items()
-            if key.startswith("val_per_site/") and key.endswith("/kl")} == {s: m["kl"] for s, m in per_site.items()}
+    assert {
+        key.split("/")[1]: value
+        for key, value in summary.items()
+        if key.startswith("val_per_site/") and key.endswith("/kl")
+    } == {s: m["kl"] for s, m in per_site.items()}
     # and drawn: each site's KL beside the class prior's
     assert (finetuned / "sites.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     from eegfm.evaluation.plots import draw_per_site
@@ -236,14 +360,16 @@ def test_eval_json_breaks_the_held_out_metrics_down_by_site(finetuned, hms_data)
     model = [m["kl"] for m in per_site.values()]
     prior = [m["baseline_kl"] for m in per_site.values()]
     assert bars == [(row - 0.2, kl) for row, kl in enumerate(model)] + [(row + 0.2, b) for row, b in enumerate(prior)]
-    assert [t.get_text() for t in losses.get_yticklabels()] == [f"{site} ({m['n_windows']} windows)"
-                                                                for site, m in per_site.items()]
+    assert [t.get_text() for t in losses.get_yticklabels()] == [
+        f"{site} ({m['n_windows']} windows)" for site, m in per_site.items()
+    ]
     assert [t.get_text() for t in losses.texts] == [f" {a / b:.2f}x" for a, b in zip(model, prior)]
     assert [t.get_text() for t in scores.get_legend().get_texts()] == ["balanced_accuracy", "auroc"]
     # each site's calibration beside the class prior's
     bars = [(round(p.get_y() + p.get_height() / 2, 6), p.get_width()) for p in calibration.patches]
     assert bars == [(row - 0.2, m["ece"]) for row, m in enumerate(per_site.values())] + [
-        (row + 0.2, m["baseline_ece"]) for row, m in enumerate(per_site.values())]
+        (row + 0.2, m["baseline_ece"]) for row, m in enumerate(per_site.values())
+    ]
 
 
 def test_per_site_metrics_partition_the_overall_ones():
@@ -262,7 +388,8 @@ def test_per_site_metrics_partition_the_overall_ones():
         weighted = (12 * per_site["site-a"][key] + 18 * per_site["site-b"][key]) / 30
         assert weighted == pytest.approx(overall[key], rel=1e-6)
     assert per_site["site-a"]["kl"] == pytest.approx(
-        eval_metrics.evaluate(logits[:12], target[:12], cfg, head, prior, temperature=1.5)["kl"])
+        eval_metrics.evaluate(logits[:12], target[:12], cfg, head, prior, temperature=1.5)["kl"]
+    )
     assert eval_metrics.evaluate_per_site(logits, target, ["site-a"] * 30, cfg, head, prior) == {}
 
 
@@ -327,10 +454,20 @@ def test_saved_model_reloads_and_gives_the_evaluated_predictions(finetuned, hms_
 
     model = EEGFMModel.from_pretrained(finetuned / "model")
     run = json.loads((finetuned / "run.json").read_text())
-    plan = ft_plan.Plan(run["record_task"], run["split_group"], ft_plan.Split(**run["split"]), run["windows"],
-                         run["class_counts"], run["prior"], None)
-    loader = EEGLoader(hms_data, LoaderConfig(batch_size=16, shuffle=False, num_workers=0,
-                                              filters=ft_plan.split_filter(plan, "val")), infinite=False)
+    plan = ft_plan.Plan(
+        run["record_task"],
+        run["split_group"],
+        ft_plan.Split(**run["split"]),
+        run["windows"],
+        run["class_counts"],
+        run["prior"],
+        None,
+    )
+    loader = EEGLoader(
+        hms_data,
+        LoaderConfig(batch_size=16, shuffle=False, num_workers=0, filters=ft_plan.split_filter(plan, "val")),
+        infinite=False,
+    )
     kl, n = 0.0, 0
     for batch in loader:
         inputs = {k: v for k, v in model_inputs(batch).items() if k in ("eeg", "channel_mask")}
@@ -350,8 +487,9 @@ def _encoder(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def test_linear_probe_trains_only_the_head(pretrained, hms_data, tmp_path):
     out = tmp_path / "linear"
-    assert _inline(pretrained, hms_data, out, "--mode", "linear", "--set", "loss=ce",
-                   "--set", "label_smoothing=0.1") == 0
+    assert (
+        _inline(pretrained, hms_data, out, "--mode", "linear", "--set", "loss=ce", "--set", "label_smoothing=0.1") == 0
+    )
     before = load_file(str(pretrained / "model.safetensors"))
     after = load_file(str(out / "model" / "model.safetensors"))
     encoder = _encoder(after)
@@ -366,8 +504,24 @@ def test_linear_probe_trains_only_the_head(pretrained, hms_data, tmp_path):
 
 def test_adapter_mode_trains_under_5_percent_of_the_parameters(pretrained, hms_data, tmp_path):
     out = tmp_path / "adapter"
-    assert _inline(pretrained, hms_data, out, "--mode", "adapter", "--set", "adapter_kind=lora",
-                   "--set", "adapter_rank=4", "--set", "loss=focal", "--set", "class_weights=balanced") == 0
+    assert (
+        _inline(
+            pretrained,
+            hms_data,
+            out,
+            "--mode",
+            "adapter",
+            "--set",
+            "adapter_kind=lora",
+            "--set",
+            "adapter_rank=4",
+            "--set",
+            "loss=focal",
+            "--set",
+            "class_weights=balanced",
+        )
+        == 0
+    )
     run = json.loads((out / "run.json").read_text())
     assert 0 < run["trainable_parameters"] < 0.05 * run["parameters"]
     config = json.loads((out / "model" / "config.json").read_text())
@@ -382,8 +536,10 @@ def test_adapter_mode_trains_under_5_percent_of_the_parameters(pretrained, hms_d
 
 def test_full_mode_gives_lower_layers_lower_learning_rates(pretrained, hms_data, tmp_path):
     out = tmp_path / "full"
-    assert _inline(pretrained, hms_data, out, "--mode", "full", "--set", "optim.layer_decay=0.5",
-                   "--set", "optim.lr=5e-4") == 0
+    assert (
+        _inline(pretrained, hms_data, out, "--mode", "full", "--set", "optim.layer_decay=0.5", "--set", "optim.lr=5e-4")
+        == 0
+    )
     groups = ckpt.load_checkpoint(ckpt.latest_checkpoint(out / "checkpoints"))["optimizer"]["param_groups"]
     by_layer = {}
     for group in groups:
@@ -430,8 +586,15 @@ def test_two_stage_second_stage_sees_only_windows_with_enough_votes(pretrained, 
     assert min(line["train/min_votes"] for line in first) < 5  # stage 1 trains on every voted window
     assert [line["step"] for line in lines] == [1, 2, 3, 4]  # stage 2 numbers its steps after stage 1
     run = json.loads((out / "run.json").read_text())
-    expected = sum(float(w["votes"].sum()) >= 5 for w in scan_windows(hms_data, ft_plan.split_filter(
-        ft_plan.Plan("hms6", "subject", ft_plan.Split(**run["split"]), {}, [], [], None), "train")))
+    expected = sum(
+        float(w["votes"].sum()) >= 5
+        for w in scan_windows(
+            hms_data,
+            ft_plan.split_filter(
+                ft_plan.Plan("hms6", "subject", ft_plan.Split(**run["split"]), {}, [], [], None), "train"
+            ),
+        )
+    )
     assert run["stages"][1]["windows"] == expected > 0 and run["stages"][0]["windows"] == run["windows"]["train"]
 
 
@@ -453,8 +616,10 @@ def test_interrupted_run_resumes_to_the_same_model(pretrained, hms_data, tmp_pat
     assert "was written by a run with other model settings (task 'hms6' -> 'eegmat')" in capsys.readouterr().err
     assert _inline(pretrained, one_site, tmp_path / "pieces", *common) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("finetune: resume: ") and "continues a run whose split was planned on 4 TFRecord files, " \
-        f"2 of them not in --data {one_site}" in err
+    assert (
+        err.startswith("finetune: resume: ")
+        and f"continues a run whose split was planned on 4 TFRecord files, 2 of them not in --data {one_site}" in err
+    )
     assert _inline(pretrained, hms_data, tmp_path / "pieces", *common) == 0
     whole = load_file(str(tmp_path / "whole" / "model" / "model.safetensors"))
     pieces = load_file(str(tmp_path / "pieces" / "model" / "model.safetensors"))
@@ -473,11 +638,34 @@ def test_torchrun_two_ranks_with_gradual_unfreezing(pretrained, hms_data, tmp_pa
         port = sock.getsockname()[1]
     out = tmp_path / "ddp"
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "torchrun"), "--nproc_per_node=2", f"--master_port={port}",
-         "-m", "eegfm.training.finetune", "--pretrained", str(pretrained), "--data", str(hms_data), "--output", str(out),
-         *QUICK, "--set", "optim.max_steps=3", "--set", "unfreeze_unit=step", "--set", "unfreeze_schedule=[1, 2]",
-         "--set", "val_fraction=0.25"],
-        cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
+        [
+            str(Path(sys.executable).parent / "torchrun"),
+            "--nproc_per_node=2",
+            f"--master_port={port}",
+            "-m",
+            "eegfm.training.finetune",
+            "--pretrained",
+            str(pretrained),
+            "--data",
+            str(hms_data),
+            "--output",
+            str(out),
+            *QUICK,
+            "--set",
+            "optim.max_steps=3",
+            "--set",
+            "unfreeze_unit=step",
+            "--set",
+            "unfreeze_schedule=[1, 2]",
+            "--set",
+            "val_fraction=0.25",
+        ],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     replicas = json.loads((out / "replicas.json").read_text())
     assert replicas["backend"] == "gloo" and len(set(replicas["digests"])) == 1 and len(replicas["digests"]) == 2
@@ -492,15 +680,38 @@ def test_help_explains_every_option(capsys):
         finetune.main(["--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--pretrained", "--data", "--task", "--output", "--mode", "--config", "--set", "--record_task",
-                   "--resume", "--backend", "--device", "--stop_after", "--wandb"):
+    for option in (
+        "--pretrained",
+        "--data",
+        "--task",
+        "--output",
+        "--mode",
+        "--config",
+        "--set",
+        "--record_task",
+        "--resume",
+        "--backend",
+        "--device",
+        "--stop_after",
+        "--wandb",
+    ):
         assert option in text
 
 
 def test_clear_errors(pretrained, hms_data, tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
-        finetune.main(["--pretrained", str(pretrained), "--data", str(hms_data), "--output", str(tmp_path / "x"),
-                       "--task", "sleep"])
+        finetune.main(
+            [
+                "--pretrained",
+                str(pretrained),
+                "--data",
+                str(hms_data),
+                "--output",
+                str(tmp_path / "x"),
+                "--task",
+                "sleep",
+            ]
+        )
     assert exit_info.value.code == 2 and "invalid choice: 'sleep'" in capsys.readouterr().err
 
     empty = tmp_path / "not-a-model"
@@ -550,13 +761,18 @@ def test_a_labels_csv_of_their_own_trains_a_generic_head(shared_data, pretrained
     per_recording = {e["source"].rsplit("/", 1)[1]: e["windows"] for e in manifest["inputs"] if "windows" in e}
     assert manifest["counts"]["per_label"] == {
         "abnormal:0": sum(per_recording[f"r{s}.edf"] for s in (0, 2, 4)),
-        "abnormal:1": sum(per_recording[f"r{s}.edf"] for s in (1, 3, 5))}
+        "abnormal:1": sum(per_recording[f"r{s}.edf"] for s in (1, 3, 5)),
+    }
     assert manifest["counts"]["rejected_windows"] == 1  # r0's second label, quarantined with its line
-    assert "labels.csv line 8: path: ward/r0.edf has a label for the whole recording already" in (
-        out / "quarantine.jsonl").read_text()
+    assert (
+        "labels.csv line 8: path: ward/r0.edf has a label for the whole recording already"
+        in (out / "quarantine.jsonl").read_text()
+    )
     run = tmp_path / "run"
-    assert _inline(pretrained, out, run, "--task", "binary", "--record_task", "abnormal",
-                   "--set", "val_fraction=0.34") == 0
+    assert (
+        _inline(pretrained, out, run, "--task", "binary", "--record_task", "abnormal", "--set", "val_fraction=0.34")
+        == 0
+    )
     report = json.loads((run / "eval.json").read_text())
     assert report["task"] == "binary" and report["record_task"] == "abnormal"
     assert report["val"]["n_windows"] > 0 and 0.0 <= report["val"]["accuracy"] <= 1.0
@@ -565,15 +781,17 @@ def test_a_labels_csv_of_their_own_trains_a_generic_head(shared_data, pretrained
 def test_labels_a_head_cannot_take_are_refused_before_training(shared_data, pretrained, tmp_path, capsys):
     corpus = tmp_path / "clinic"
     corpus.mkdir()
-    for s, label in enumerate((0, 2, 1)):
+    for s in range(3):
         (corpus / f"r{s}.edf").symlink_to(shared_data / "eegmat" / f"Subject0{s}_2.edf")
     (corpus / "labels.csv").write_text("path,task,label\nr0.edf,grade,0\nr1.edf,grade,2\nr2.edf,grade,1\n")
     manifest, out = _preprocess_corpus(corpus, tmp_path)
     n = {e["source"].rsplit("/", 1)[1]: e["windows"] for e in manifest["inputs"] if "windows" in e}["r1.edf"]
     assert _inline(pretrained, out, tmp_path / "run", "--task", "binary", "--record_task", "grade") == 2
     err = capsys.readouterr().err
-    assert (f"task 'binary' takes labels 0..1 (negative, positive); windows of 'grade' have label 2 ({n} windows). "
-            "For more classes use --task multiclass") in err
+    assert (
+        f"task 'binary' takes labels 0..1 (negative, positive); windows of 'grade' have label 2 ({n} windows). "
+        "For more classes use --task multiclass"
+    ) in err
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
@@ -593,27 +811,58 @@ def test_windows_shorter_than_a_patch_are_named_before_training(shared_data, pre
     manifest, out = _preprocess_corpus(corpus, tmp_path)
     assert manifest["counts"]["per_length_samples"] == {"77": 12, "2560": 6}
     assert _inline(pretrained, out, tmp_path / "run", "--task", "binary", "--record_task", "spike") == 2
-    assert ("12 labeled windows of 'spike' are shorter than the model's patch of 256 samples (1 s at 256 Hz), "
-            "the least it reads: 77 samples (0.30 s) the shortest; label windows of at least 1 s "
-            "(labels.csv duration_s, preprocess --window_seconds)") in capsys.readouterr().err
+    assert (
+        "12 labeled windows of 'spike' are shorter than the model's patch of 256 samples (1 s at 256 Hz), "
+        "the least it reads: 77 samples (0.30 s) the shortest; label windows of at least 1 s "
+        "(labels.csv duration_s, preprocess --window_seconds)"
+    ) in capsys.readouterr().err
     with caplog.at_level("WARNING", logger="eegfm.training.pretrain"):
         check_window_lengths(str(out), 256)
     assert f"12 of the 18 windows in {out} are shorter than the model's patch of 256 samples (1 s)" in caplog.text
     with pytest.raises(ConfigError, match=r"every window is shorter than the model's patch of 3072 "):
         check_window_lengths(str(out), 3072)  # nothing left: an error
-    loader = EEGLoader(str(out), LoaderConfig(batch_size=4, num_workers=0, shuffle=False,
-                                              filters=RecordFilter(min_samples=256)), rank=0, world_size=1,
-                       infinite=False)
+    loader = EEGLoader(
+        str(out),
+        LoaderConfig(batch_size=4, num_workers=0, shuffle=False, filters=RecordFilter(min_samples=256)),
+        rank=0,
+        world_size=1,
+        infinite=False,
+    )
     assert sum(len(b["label"]) for b in loader) == 6  # the loaders leave the short windows out
 
 
 def _quick_finetune(pretrained, data, run, task, steps, val_fraction) -> int:
     """A few fine-tuning steps of the tiny model on ``data`` (no auxiliary modalities, no augmentation)."""
-    return finetune.main(["--pretrained", str(pretrained), "--data", str(data), "--output", str(run),
-                          "--task", task, "--config", "cpu-tiny", "--wandb", "disabled",
-                          "--set", "deterministic=false", "--set", f"optim.max_steps={steps}",
-                          "--set", "optim.warmup_steps=0", "--set", "epochs=1", "--set", f"val_fraction={val_fraction}",
-                          "--set", "model_overrides={modalities: []}", "--set", "loader.augment={}"])
+    return finetune.main(
+        [
+            "--pretrained",
+            str(pretrained),
+            "--data",
+            str(data),
+            "--output",
+            str(run),
+            "--task",
+            task,
+            "--config",
+            "cpu-tiny",
+            "--wandb",
+            "disabled",
+            "--set",
+            "deterministic=false",
+            "--set",
+            f"optim.max_steps={steps}",
+            "--set",
+            "optim.warmup_steps=0",
+            "--set",
+            "epochs=1",
+            "--set",
+            f"val_fraction={val_fraction}",
+            "--set",
+            "model_overrides={modalities: []}",
+            "--set",
+            "loader.augment={}",
+        ]
+    )
 
 
 def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared_data, pretrained, tmp_path):
@@ -640,11 +889,39 @@ def test_eegmat_rest_vs_task_on_real_recordings_runs_and_reports_accuracy(shared
     # The same labels as a regression target: the preset's temperature scaling gives way (a
     # regression head has no probabilities), and the baseline is the training mean.
     regression = tmp_path / "regression"
-    assert finetune.main(["--pretrained", str(pretrained), "--data", str(out), "--output", str(regression),
-                          "--task", "regression", "--record_task", "eegmat_rest_task", "--config", "cpu-tiny",
-                          "--wandb", "disabled", "--set", "optim.max_steps=2", "--set", "optim.warmup_steps=0",
-                          "--set", "epochs=1", "--set", "val_fraction=0.2", "--set", "model_overrides={modalities: []}",
-                          "--set", "loader.augment={}"]) == 0
+    assert (
+        finetune.main(
+            [
+                "--pretrained",
+                str(pretrained),
+                "--data",
+                str(out),
+                "--output",
+                str(regression),
+                "--task",
+                "regression",
+                "--record_task",
+                "eegmat_rest_task",
+                "--config",
+                "cpu-tiny",
+                "--wandb",
+                "disabled",
+                "--set",
+                "optim.max_steps=2",
+                "--set",
+                "optim.warmup_steps=0",
+                "--set",
+                "epochs=1",
+                "--set",
+                "val_fraction=0.2",
+                "--set",
+                "model_overrides={modalities: []}",
+                "--set",
+                "loader.augment={}",
+            ]
+        )
+        == 0
+    )
     report = json.loads((regression / "eval.json").read_text())
     labels = [r.label for path in list_files(out) for r in map(decode_example, read_records(path))]
     assert 0 < report["prior"][0] < 1 and min(labels) == 0 and max(labels) == 1
@@ -665,19 +942,51 @@ def test_eegmat_fine_tunes_on_the_papers_benchmark_split_with_corpus_split(share
             (corpus / f"Subject{subject}_{k}.edf").symlink_to(source / f"Subject{recorded:02d}_{k}.edf")
     manifest, out = _preprocess_corpus(corpus, tmp_path)
     windows = scan_windows(out)
-    by_split = {name: {w["subject_id"] for w in windows if w["corpus_split"] == name} for name in ("train", "dev",
-                                                                                                     "eval")}
+    by_split = {
+        name: {w["subject_id"] for w in windows if w["corpus_split"] == name} for name in ("train", "dev", "eval")
+    }
     assert [len(by_split[name]) for name in ("train", "dev", "eval")] == [2, 1, 1]
     assert manifest["counts"]["per_corpus_split"] == dict(Counter(w["corpus_split"] for w in windows))
     run = tmp_path / "run"
-    assert finetune.main(["--pretrained", str(pretrained), "--data", str(out), "--output", str(run),
-                          "--task", "eegmat", "--config", "cpu-tiny", "--wandb", "disabled",
-                          "--set", "deterministic=false", "--set", "optim.max_steps=2", "--set", "optim.warmup_steps=0",
-                          "--set", "epochs=1", "--set", "corpus_split=true",
-                          "--set", "model_overrides={modalities: []}", "--set", "loader.augment={}"]) == 0
+    assert (
+        finetune.main(
+            [
+                "--pretrained",
+                str(pretrained),
+                "--data",
+                str(out),
+                "--output",
+                str(run),
+                "--task",
+                "eegmat",
+                "--config",
+                "cpu-tiny",
+                "--wandb",
+                "disabled",
+                "--set",
+                "deterministic=false",
+                "--set",
+                "optim.max_steps=2",
+                "--set",
+                "optim.warmup_steps=0",
+                "--set",
+                "epochs=1",
+                "--set",
+                "corpus_split=true",
+                "--set",
+                "model_overrides={modalities: []}",
+                "--set",
+                "loader.augment={}",
+            ]
+        )
+        == 0
+    )
     split = json.loads((run / "run.json").read_text())["split"]
     assert {name: set(split[name]) for name in ("train", "val", "test")} == {
-        "train": by_split["train"], "val": by_split["dev"], "test": by_split["eval"]}
+        "train": by_split["train"],
+        "val": by_split["dev"],
+        "test": by_split["eval"],
+    }
     report = json.loads((run / "eval.json").read_text())
     assert report["groups"] == {"train": 2, "val": 1, "test": 1}
     assert report["test"]["n_windows"] == sum(w["corpus_split"] == "eval" for w in windows) > 0
@@ -703,11 +1012,39 @@ def test_a_sites_recordings_preprocessed_in_two_batches_fine_tune_as_one_data_se
     windows = scan_windows(outputs, RecordFilter(tasks=("eegmat_rest_task",)))
     assert len({w["subject_id"] for w in windows}) == 6
     run = tmp_path / "run"
-    assert finetune.main(["--pretrained", str(pretrained), "--data", *map(str, outputs), "--output", str(run),
-                          "--task", "eegmat", "--config", "cpu-tiny", "--wandb", "disabled",
-                          "--set", "deterministic=false", "--set", "optim.max_steps=2", "--set", "optim.warmup_steps=0",
-                          "--set", "epochs=1", "--set", "val_fraction=0.34",
-                          "--set", "model_overrides={modalities: []}", "--set", "loader.augment={}"]) == 0
+    assert (
+        finetune.main(
+            [
+                "--pretrained",
+                str(pretrained),
+                "--data",
+                *map(str, outputs),
+                "--output",
+                str(run),
+                "--task",
+                "eegmat",
+                "--config",
+                "cpu-tiny",
+                "--wandb",
+                "disabled",
+                "--set",
+                "deterministic=false",
+                "--set",
+                "optim.max_steps=2",
+                "--set",
+                "optim.warmup_steps=0",
+                "--set",
+                "epochs=1",
+                "--set",
+                "val_fraction=0.34",
+                "--set",
+                "model_overrides={modalities: []}",
+                "--set",
+                "loader.augment={}",
+            ]
+        )
+        == 0
+    )
     report = json.loads((run / "eval.json").read_text())
     assert report["groups"] == {"train": 4, "val": 2, "test": 0}
     assert sum(report["windows"].values()) == len(windows)
@@ -718,7 +1055,8 @@ def test_a_sites_recordings_preprocessed_in_two_batches_fine_tune_as_one_data_se
 
 
 def test_tuev_events_fine_tune_the_six_class_head_on_the_corpus_train_split_and_report_on_its_eval(
-        tuev_output, pretrained, tmp_path):
+    tuev_output, pretrained, tmp_path
+):
     """TUH EEG Events' layout (``tuev_output``): the pipeline cuts a 5 s window around each event,
     --task tuev fine-tunes the six-class head with corpus_split=true training on the corpus's
     train patients and reporting on its eval ones."""
@@ -732,11 +1070,41 @@ def test_tuev_events_fine_tune_the_six_class_head_on_the_corpus_train_split_and_
     assert manifest["counts"]["per_corpus_split"] == {"train": 24, "eval": 12}
     assert Counter(w["label"] for w in windows) == {c: 6 for c in range(6)}
     run = tmp_path / "run"
-    assert finetune.main(["--pretrained", str(pretrained), "--data", str(out), "--output", str(run), "--task", "tuev",
-                          "--config", "cpu-tiny", "--wandb", "disabled", "--set", "deterministic=false",
-                          "--set", "optim.max_steps=2", "--set", "optim.warmup_steps=0", "--set", "epochs=1",
-                          "--set", "val_fraction=0.25", "--set", "corpus_split=true",
-                          "--set", "model_overrides={modalities: []}", "--set", "loader.augment={}"]) == 0
+    assert (
+        finetune.main(
+            [
+                "--pretrained",
+                str(pretrained),
+                "--data",
+                str(out),
+                "--output",
+                str(run),
+                "--task",
+                "tuev",
+                "--config",
+                "cpu-tiny",
+                "--wandb",
+                "disabled",
+                "--set",
+                "deterministic=false",
+                "--set",
+                "optim.max_steps=2",
+                "--set",
+                "optim.warmup_steps=0",
+                "--set",
+                "epochs=1",
+                "--set",
+                "val_fraction=0.25",
+                "--set",
+                "corpus_split=true",
+                "--set",
+                "model_overrides={modalities: []}",
+                "--set",
+                "loader.augment={}",
+            ]
+        )
+        == 0
+    )
     report = json.loads((run / "eval.json").read_text())
     assert report["task"] == "tuev" and report["record_task"] == "tuev_event"
     # the corpus's 4 training patients give 3 to train and 1 to validate; its 2 eval patients are the test

@@ -28,7 +28,10 @@ def test_horovodrun_two_gloo_ranks_allreduce(tmp_path):
     env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
     result = subprocess.run(
         [horovodrun, "-np", "2", "-H", "localhost:2", "--gloo", sys.executable, str(script)],
-        capture_output=True, text=True, timeout=300, env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     for rank in (0, 1):

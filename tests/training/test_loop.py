@@ -12,8 +12,19 @@ import torch
 
 from eegfm.training.config import ConfigError, load_config
 from eegfm.training.distributed import Dist
-from eegfm.training.loop import (STARVED_FRACTION, TimedBatches, TrainState, add_run_arguments, check_model_unchanged,
-                           configure_kernels, load_core_state, loader_config, optimizer_step, run_overrides, step_seed)
+from eegfm.training.loop import (
+    STARVED_FRACTION,
+    TimedBatches,
+    TrainState,
+    add_run_arguments,
+    check_model_unchanged,
+    configure_kernels,
+    load_core_state,
+    loader_config,
+    optimizer_step,
+    run_overrides,
+    step_seed,
+)
 
 
 def test_step_seeds_are_distinct_per_rank_step_and_micro_step_and_stable():
@@ -53,10 +64,26 @@ def test_core_state_refuses_a_different_world_size():
         def load_state_dict(self, state):
             self.state = state
 
-    run = TrainState(cfg=None, dist=Dist("none"), model=model, optimizer=optimizer, scheduler=scheduler, scaler=None,
-                     loader=Loader(), amp_dtype=torch.float32)
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "scaler": None, "loader": [{"batches": 7}], "samples": 56, "best_metric": 0.5, "world_size": 1}
+    run = TrainState(
+        cfg=None,
+        dist=Dist("none"),
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=None,
+        loader=Loader(),
+        amp_dtype=torch.float32,
+    )
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": None,
+        "loader": [{"batches": 7}],
+        "samples": 56,
+        "best_metric": 0.5,
+        "world_size": 1,
+    }
     load_core_state(run, state)
     assert run.loader.state == {"batches": 7} and run.samples == 56 and run.best_metric == 0.5
     with pytest.raises(ConfigError, match="written by 2 ranks, this run has 1"):
@@ -70,12 +97,31 @@ def test_core_state_turns_a_loader_position_that_does_not_fit_into_a_config_erro
         def load_state_dict(self, state):
             raise ValueError("load_state_dict: the state was taken reading other TFRecord files")
 
-    run = TrainState(cfg=None, dist=Dist("none"), model=model, optimizer=optimizer, scheduler=scheduler, scaler=None,
-                     loader=Loader(), amp_dtype=torch.float32)
-    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-             "scaler": None, "loader": [{}], "samples": 0, "best_metric": None, "world_size": 1}
-    with pytest.raises(ConfigError, match=r"^resume: the checkpoint's data position does not fit this run "
-                                          r"\(load_state_dict: the state was taken reading other TFRecord files\)"):
+    run = TrainState(
+        cfg=None,
+        dist=Dist("none"),
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=None,
+        loader=Loader(),
+        amp_dtype=torch.float32,
+    )
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": None,
+        "loader": [{}],
+        "samples": 0,
+        "best_metric": None,
+        "world_size": 1,
+    }
+    with pytest.raises(
+        ConfigError,
+        match=r"^resume: the checkpoint's data position does not fit this run "
+        r"\(load_state_dict: the state was taken reading other TFRecord files\)",
+    ):
         load_core_state(run, state)
 
 
@@ -92,14 +138,16 @@ def test_a_checkpoint_of_another_model_or_task_is_refused_before_any_weight_is_l
     assert str(err.value) == (
         f"resume: run/checkpoints/step-00000002 was written by a run with other model settings (model_overrides "
         f"{saved['model_overrides']!r} -> {{'dropout': 0.3}}; task 'hms6' -> 'eegmat'); a checkpoint continues the "
-        f"run that wrote it: resume with its settings, or start a new run (another --output, or --resume none)")
+        f"run that wrote it: resume with its settings, or start a new run (another --output, or --resume none)"
+    )
 
 
 def test_common_options_become_config_overrides_with_flags_last():
     parser = argparse.ArgumentParser()
     add_run_arguments(parser, kind="pretrain")
-    args = parser.parse_args(["--data", "d", "--set", "wandb.mode=online", "--set", "optim.lr=1e-3",
-                              "--wandb", "disabled"])
+    args = parser.parse_args(
+        ["--data", "d", "--set", "wandb.mode=online", "--set", "optim.lr=1e-3", "--wandb", "disabled"]
+    )
     assert run_overrides(args) == ["wandb.mode=online", "optim.lr=1e-3", "wandb.mode=disabled"]
     assert args.resume == "auto" and args.config == "cpu-tiny" and args.device == "auto"
 
@@ -108,8 +156,9 @@ def test_loader_config_maps_the_run_section_and_evaluation_keeps_order_without_a
     from eegfm.training.config import LoaderSection as Section
     from eegfm.training.data import RecordFilter
 
-    section = Section(batch_size=16, num_workers=1, shuffle_buffer=64, seed=3, augment={"noise_std": 2.0},
-                      eeg_dtype="float16")
+    section = Section(
+        batch_size=16, num_workers=1, shuffle_buffer=64, seed=3, augment={"noise_std": 2.0}, eeg_dtype="float16"
+    )
     train = loader_config(section, patch_size=256)
     assert (train.batch_size, train.token_budget, train.shuffle, train.seed) == (16, None, True, 3)
     assert train.eeg_dtype == "float16" and loader_config(Section(), 256).eeg_dtype == "float32"

@@ -38,8 +38,10 @@ def test_kl_matches_the_hms_head_loss():
     from eegfm.model import EEGFMConfig, create_head
 
     logits = torch.randn(5, 6, generator=torch.Generator().manual_seed(0))
-    votes = torch.tensor([[3, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1],
-                          [0, 0, 0, 0, 0, 9], [0, 2, 0, 5, 0, 0]], dtype=torch.float32)
+    votes = torch.tensor(
+        [[3, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1], [0, 0, 0, 0, 0, 9], [0, 2, 0, 5, 0, 0]],
+        dtype=torch.float32,
+    )
     head_loss = create_head("hms6", EEGFMConfig.from_preset("tiny")).loss(logits, votes)
     assert float(losses.kl_divergence(logits, votes)) == pytest.approx(float(head_loss), rel=1e-6)
 
@@ -80,7 +82,8 @@ def test_focal_loss_by_hand():
     # gamma 0 is cross-entropy, smoothing included.
     labels = torch.tensor([1, 2])
     assert float(losses.focal_loss(_rows(2), labels, gamma=0.0, label_smoothing=0.1)) == pytest.approx(
-        float(losses.soft_cross_entropy(_rows(2), labels, 0.1)))
+        float(losses.soft_cross_entropy(_rows(2), labels, 0.1))
+    )
 
 
 def test_focal_loss_down_weights_confident_correct_windows():

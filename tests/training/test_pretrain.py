@@ -16,15 +16,25 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import free_port
 from eegfm.training import checkpoint as ckpt
 from eegfm.training.tracking import read_offline_run
+from tests.conftest import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 # Small steps: 4 windows a batch, warm-up of one step, a metrics line every step.
-FAST = ["--config", "cpu-tiny", "--set", "loader.batch_size=4", "--set", "optim.warmup_steps=1",
-        "--set", "log_every=1", "--set", "save_every=1000"]
+FAST = [
+    "--config",
+    "cpu-tiny",
+    "--set",
+    "loader.batch_size=4",
+    "--set",
+    "optim.warmup_steps=1",
+    "--set",
+    "log_every=1",
+    "--set",
+    "save_every=1000",
+]
 
 
 def _env() -> dict[str, str]:
@@ -34,9 +44,14 @@ def _env() -> dict[str, str]:
 
 
 def _pretrain(data: Path, output: Path, *extra: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "eegfm.training.pretrain", "--data", str(data), "--output",
-                           str(output), *FAST, *extra], cwd=REPO, env=_env(), capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "eegfm.training.pretrain", "--data", str(data), "--output", str(output), *FAST, *extra],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def _metrics(output: Path, *, validation_only: bool = False) -> list[dict]:
@@ -101,9 +116,24 @@ def test_single_process_run_writes_checkpoints_model_metrics_and_offline_wandb(p
 
 def test_torchrun_two_gloo_ranks_keep_identical_parameters(pipeline_output, tmp_path):
     out = tmp_path / "ddp"
-    cmd = [str(BIN / "torchrun"), "--nproc_per_node=2", f"--master_port={free_port()}",
-           "-m", "eegfm.training.pretrain", "--data", str(pipeline_output), "--output", str(out), *FAST,
-           "--max_steps", "3", "--set", "backend=gloo", "--set", "wandb.mode=disabled"]
+    cmd = [
+        str(BIN / "torchrun"),
+        "--nproc_per_node=2",
+        f"--master_port={free_port()}",
+        "-m",
+        "eegfm.training.pretrain",
+        "--data",
+        str(pipeline_output),
+        "--output",
+        str(out),
+        *FAST,
+        "--max_steps",
+        "3",
+        "--set",
+        "backend=gloo",
+        "--set",
+        "wandb.mode=disabled",
+    ]
     done = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     replicas = json.loads((out / "replicas.json").read_text())
@@ -114,8 +144,8 @@ def test_torchrun_two_gloo_ranks_keep_identical_parameters(pipeline_output, tmp_
     assert [pos["rank"] for pos in state["loader"]] == [0, 1]
     assert state["world_size"] == 2
     # The weights moved (the all-reduced update happened) and match what rank 0 saved.
-    from eegfm.training.loop import parameter_digest
     from eegfm.model.modeling import EEGFMForPretraining
+    from eegfm.training.loop import parameter_digest
 
     model = EEGFMForPretraining.from_pretrained(out / "model")
     assert parameter_digest(model) == replicas["digests"][0]
@@ -129,10 +159,30 @@ def test_torchrun_two_gloo_ranks_keep_identical_parameters(pipeline_output, tmp_
 @pytest.mark.skipif(shutil.which("horovodrun", path=str(BIN)) is None, reason="horovod is not installed")
 def test_horovodrun_two_ranks_keep_identical_parameters(pipeline_output, tmp_path):
     out = tmp_path / "hvd"
-    cmd = [str(BIN / "horovodrun"), "-np", "2", "-H", "localhost:2", "--gloo",
-           sys.executable, "-m", "eegfm.training.pretrain", "--backend", "horovod",
-           "--data", str(pipeline_output), "--output", str(out), *FAST, "--max_steps", "3",
-           "--set", "optim.grad_accum_steps=2", "--set", "wandb.mode=disabled"]
+    cmd = [
+        str(BIN / "horovodrun"),
+        "-np",
+        "2",
+        "-H",
+        "localhost:2",
+        "--gloo",
+        sys.executable,
+        "-m",
+        "eegfm.training.pretrain",
+        "--backend",
+        "horovod",
+        "--data",
+        str(pipeline_output),
+        "--output",
+        str(out),
+        *FAST,
+        "--max_steps",
+        "3",
+        "--set",
+        "optim.grad_accum_steps=2",
+        "--set",
+        "wandb.mode=disabled",
+    ]
     env = dict(_env(), PATH=f"{BIN}:{os.environ.get('PATH', '')}")
     done = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
@@ -152,9 +202,26 @@ def test_sigterm_mid_epoch_then_resume_ends_bitwise_identical(pipeline_output, t
     interrupted = tmp_path / "interrupted"
     log_path = tmp_path / "interrupted.log"
     log_file = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "-m", "eegfm.training.pretrain", "--data", str(pipeline_output),
-                             "--output", str(interrupted), *FAST, "--max_steps", steps, *dropout],
-                            cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=log_file, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "eegfm.training.pretrain",
+            "--data",
+            str(pipeline_output),
+            "--output",
+            str(interrupted),
+            *FAST,
+            "--max_steps",
+            steps,
+            *dropout,
+        ],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=log_file,
+        text=True,
+    )
     deadline = time.monotonic() + 240
     while len(_metrics(interrupted)) < 3 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -193,10 +260,28 @@ def test_a_killed_run_leaves_its_curves_as_of_its_last_checkpoint(pipeline_outpu
     from eegfm.training.curves import read_series
 
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "eegfm.training.pretrain", "--data", str(pipeline_output),
-                             "--output", str(out), *FAST, "--max_steps", "1000", "--set", "save_every=2",
-                             "--set", "wandb.mode=disabled"],
-                            cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "eegfm.training.pretrain",
+            "--data",
+            str(pipeline_output),
+            "--output",
+            str(out),
+            *FAST,
+            "--max_steps",
+            "1000",
+            "--set",
+            "save_every=2",
+            "--set",
+            "wandb.mode=disabled",
+        ],
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 240
     while not (out / "curves.png").exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -212,8 +297,9 @@ def test_bad_config_and_resume_arguments_fail_with_clear_messages(pipeline_outpu
     done = _pretrain(pipeline_output, tmp_path / "x", "--set", "optim.lr=-1", timeout=120)
     assert done.returncode == 2
     assert "optim.lr" in done.stderr
-    done = _pretrain(pipeline_output, tmp_path / "y", "--max_steps", "2", "--resume", str(tmp_path / "missing"),
-                     timeout=120)
+    done = _pretrain(
+        pipeline_output, tmp_path / "y", "--max_steps", "2", "--resume", str(tmp_path / "missing"), timeout=120
+    )
     assert done.returncode != 0
     assert "resume" in done.stderr and "missing" in done.stderr
     # A checkpoint's data position belongs to the files it was read from: resuming on other data
@@ -225,14 +311,20 @@ def test_bad_config_and_resume_arguments_fail_with_clear_messages(pipeline_outpu
     (one_site / site.name).symlink_to(site)
     done = _pretrain(one_site, tmp_path / "r", "--max_steps", "3", timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith(
-        "pretrain: resume: the checkpoint's data position does not fit this run (load_state_dict: the state was "
-        "taken reading other TFRecord files")
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(
+            "pretrain: resume: the checkpoint's data position does not fit this run (load_state_dict: the state was "
+            "taken reading other TFRecord files"
+        )
+    )
     if not torch.cuda.is_available():  # one line, no traceback
         done = _pretrain(pipeline_output, tmp_path / "z", "--device", "cuda", timeout=120)
         assert done.returncode == 2
         assert done.stderr.strip().splitlines()[-1] == (
-            "pretrain: device: 'cuda' requested but torch.cuda.is_available() is False")
+            "pretrain: device: 'cuda' requested but torch.cuda.is_available() is False"
+        )
         assert "Traceback" not in done.stderr
 
 
@@ -262,9 +354,21 @@ def test_pretraining_on_simulated_eeg_lowers_the_masked_reconstruction_loss(pipe
     out = tmp_path / "learn"
     # Every subject trains: which one cpu-tiny's validation holds out moved the ratio below from
     # 0.64 to 0.86 across pseudonym keys; on all four it is 0.75 with any key (4 keys measured).
-    done = _pretrain(pipeline_output, out, "--max_steps", "80", "--set", "optim.lr=3e-3",
-                     "--set", "optim.warmup_steps=4", "--set", "wandb.mode=disabled", "--set", "val_fraction=0",
-                     timeout=600)
+    done = _pretrain(
+        pipeline_output,
+        out,
+        "--max_steps",
+        "80",
+        "--set",
+        "optim.lr=3e-3",
+        "--set",
+        "optim.warmup_steps=4",
+        "--set",
+        "wandb.mode=disabled",
+        "--set",
+        "val_fraction=0",
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     losses = [m["reconstruction_loss"] for m in _metrics(out)]
     assert len(losses) == 80
@@ -277,13 +381,22 @@ def test_pretraining_on_simulated_eeg_lowers_the_masked_reconstruction_loss(pipe
 
 
 def test_held_out_subjects_give_a_validation_loss_that_ranks_checkpoints_and_leaves_training_unchanged(
-        pipeline_output, tmp_path):
+    pipeline_output, tmp_path
+):
     from eegfm.training.splits import hold_out
 
     held = hold_out(str(pipeline_output), 0.1, "subject", seed=0)  # cpu-tiny's val_fraction
     assert held is not None and len(held.val) == 1
-    quiet = ("--max_steps", "4", "--set", "save_every=2", "--set", "wandb.mode=disabled",
-             "--set", "model_overrides.dropout=0.1")
+    quiet = (
+        "--max_steps",
+        "4",
+        "--set",
+        "save_every=2",
+        "--set",
+        "wandb.mode=disabled",
+        "--set",
+        "model_overrides.dropout=0.1",
+    )
     every_step, at_saves = tmp_path / "every-step", tmp_path / "at-saves"
     done = _pretrain(pipeline_output, every_step, *quiet, "--set", "eval_every=1")
     assert done.returncode == 0, done.stderr[-3000:]
@@ -323,8 +436,9 @@ def test_held_out_subjects_give_a_validation_loss_that_ranks_checkpoints_and_lea
     from eegfm.training.tracking import Tracker
 
     (at_saves / "checkpoints" / "best").write_text(ckpt.step_dir_name(2) + "\n")
-    final = SimpleNamespace(model=EEGFMForPretraining.from_pretrained(at_saves / "model"), step=4,
-                            best_metric=rows[2]["val/loss"])
+    final = SimpleNamespace(
+        model=EEGFMForPretraining.from_pretrained(at_saves / "model"), step=4, best_metric=rows[2]["val/loss"]
+    )
     with Tracker("eegfm", at_saves, {}, mode="disabled") as tracker:
         assert export_best(final, at_saves, tracker) == at_saves / "model-best"
     saved = ckpt.load_checkpoint(at_saves / "checkpoints" / ckpt.step_dir_name(2))["model"]
@@ -345,15 +459,30 @@ def test_a_corpus_eval_split_is_neither_pretrained_nor_validated_on(tuev_output,
     train_subjects = {w["subject_id"] for w in scan_windows(data) if w["corpus_split"] == "train"}
     # Batches of 12: one an epoch where 24 - 6 held-out windows train, two where the eval split's
     # are read too (36 - 12 of two held-out subjects).
-    args = ("--max_steps", "4", "--set", "val_fraction=0.25", "--set", "wandb.mode=disabled",
-            "--set", "loader.batch_size=12", "--set", "loader.drop_last=true", "--set", "save_every=4")
+    args = (
+        "--max_steps",
+        "4",
+        "--set",
+        "val_fraction=0.25",
+        "--set",
+        "wandb.mode=disabled",
+        "--set",
+        "loader.batch_size=12",
+        "--set",
+        "loader.drop_last=true",
+        "--set",
+        "save_every=4",
+    )
     runs = {}
     for name, extra in (("default", ()), ("everything", ("--set", "exclude_corpus_splits=[]"))):
         done = _pretrain(data, tmp_path / name, *args, *extra)
         assert done.returncode == 0, done.stderr[-3000:]
         state = ckpt.load_checkpoint(ckpt.latest_checkpoint(tmp_path / name / "checkpoints"))
-        runs[name] = (done.stderr, json.loads((tmp_path / name / "run.json").read_text())["validation"],
-                      state["loader"][0]["epoch"])
+        runs[name] = (
+            done.stderr,
+            json.loads((tmp_path / name / "run.json").read_text())["validation"],
+            state["loader"][0]["epoch"],
+        )
     stderr, validation, epoch = runs["default"]
     assert "pretraining leaves out 12 of 36 windows: the corpus's eval split" in stderr
     assert validation["exclude_corpus_splits"] == ["eval"]
@@ -367,8 +496,11 @@ def test_a_corpus_eval_split_is_neither_pretrained_nor_validated_on(tuev_output,
     # Pretraining on nothing but a benchmark's test recordings is refused, naming the setting.
     done = _pretrain(data, tmp_path / "none", *args, "--set", "exclude_corpus_splits=[train, eval]", timeout=120)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1].startswith(
-        f"pretrain: exclude_corpus_splits: all 36 windows of {data} are of the corpus split(s) eval, train")
+    assert (
+        done.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"pretrain: exclude_corpus_splits: all 36 windows of {data} are of the corpus split(s) eval, train")
+    )
 
 
 def test_several_output_folders_pretrain_as_one_data_set(pipeline_output, tuev_output, tmp_path):
@@ -381,8 +513,18 @@ def test_several_output_folders_pretrain_as_one_data_set(pipeline_output, tuev_o
 
     _, tuev = tuev_output
     out = tmp_path / "run"
-    done = _pretrain(pipeline_output, out, "--data", str(tuev), "--max_steps", "2", "--set", "val_fraction=0.25",
-                     "--set", "wandb.mode=disabled")
+    done = _pretrain(
+        pipeline_output,
+        out,
+        "--data",
+        str(tuev),
+        "--max_steps",
+        "2",
+        "--set",
+        "val_fraction=0.25",
+        "--set",
+        "wandb.mode=disabled",
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     run = json.loads((out / "run.json").read_text())
     assert run["data"] == [str(pipeline_output), str(tuev)]
@@ -394,27 +536,49 @@ def test_several_output_folders_pretrain_as_one_data_set(pipeline_output, tuev_o
     sites = {k.split("/")[-1] for k in _metrics(out, validation_only=True)[0] if k.startswith("val/recon/mse/site/")}
     assert sites <= set(describe([pipeline_output, tuev]).sites) and sites
 
-    done = _pretrain(pipeline_output, tmp_path / "twice", "--data", str(pipeline_output), "--max_steps", "2",
-                     timeout=120)
+    done = _pretrain(
+        pipeline_output, tmp_path / "twice", "--data", str(pipeline_output), "--max_steps", "2", timeout=120
+    )
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1] == (
-        f"pretrain: --data: {pipeline_output} is given twice; expected each output folder once")
+        f"pretrain: --data: {pipeline_output} is given twice; expected each output folder once"
+    )
     copy = tmp_path / "copy"
     shutil.copytree(pipeline_output, copy)
-    done = _pretrain(pipeline_output, tmp_path / "copied", "--data", str(copy), "--max_steps", "2",
-                     "--set", "wandb.mode=disabled")
+    done = _pretrain(
+        pipeline_output, tmp_path / "copied", "--data", str(copy), "--max_steps", "2", "--set", "wandb.mode=disabled"
+    )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert (f"4 recording(s) are in more than one --data folder (4 in {pipeline_output} and {copy}): the same "
-            "file processed by each run") in done.stderr
+    assert (
+        f"4 recording(s) are in more than one --data folder (4 in {pipeline_output} and {copy}): the same "
+        "file processed by each run"
+    ) in done.stderr
 
 
 def _torchrun(data: Path, output: Path, *extra: str) -> list[str]:
     # The c10d rendezvous (as on a cluster): each restart round forms a fresh process group.
-    return [str(BIN / "torchrun"), "--nproc_per_node=2", "--rdzv_backend=c10d",
-            f"--rdzv_endpoint=127.0.0.1:{free_port()}", *extra,
-            "-m", "eegfm.training.pretrain", "--data", str(data), "--output", str(output), *FAST,
-            "--max_steps", "6", "--set", "save_every=2", "--set", "backend=gloo",
-            "--set", "wandb.mode=disabled"]
+    return [
+        str(BIN / "torchrun"),
+        "--nproc_per_node=2",
+        "--rdzv_backend=c10d",
+        f"--rdzv_endpoint=127.0.0.1:{free_port()}",
+        *extra,
+        "-m",
+        "eegfm.training.pretrain",
+        "--data",
+        str(data),
+        "--output",
+        str(output),
+        *FAST,
+        "--max_steps",
+        "6",
+        "--set",
+        "save_every=2",
+        "--set",
+        "backend=gloo",
+        "--set",
+        "wandb.mode=disabled",
+    ]
 
 
 # Slow (two torchrun runs, one with a restart round), so `make test-all` runs it. Restart rounds
@@ -424,8 +588,9 @@ def _torchrun(data: Path, output: Path, *extra: str) -> list[str]:
 @pytest.mark.slow
 def test_torchrun_restarts_a_killed_rank_and_the_run_resumes_to_the_same_weights(pipeline_output, tmp_path):
     reference = tmp_path / "reference"
-    done = subprocess.run(_torchrun(pipeline_output, reference), cwd=REPO, env=_env(), capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        _torchrun(pipeline_output, reference), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
     crashed = tmp_path / "crashed"
@@ -433,8 +598,15 @@ def test_torchrun_restarts_a_killed_rank_and_the_run_resumes_to_the_same_weights
     log_file = open(log_path, "w")
     # More than one restart allowed, as on a cluster: on a loaded machine the re-formed gloo mesh
     # can miss its short connect window once (a new round then forms), which is what restarts are for.
-    proc = subprocess.Popen(_torchrun(pipeline_output, crashed, "--max-restarts=3"), cwd=REPO, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=log_file, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        _torchrun(pipeline_output, crashed, "--max-restarts=3"),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=log_file,
+        text=True,
+        start_new_session=True,
+    )
     try:
         _kill_one_rank_and_wait(proc, crashed)
     finally:
@@ -451,17 +623,26 @@ def test_torchrun_restarts_a_killed_rank_and_the_run_resumes_to_the_same_weights
 # Slow (three torchrun runs), so `make test-all` runs it.
 @pytest.mark.slow
 def test_sigterm_to_one_rank_stops_both_at_the_same_step_and_the_run_resumes_to_the_same_weights(
-        pipeline_output, tmp_path):
+    pipeline_output, tmp_path
+):
     reference = tmp_path / "reference"
-    done = subprocess.run(_torchrun(pipeline_output, reference), cwd=REPO, env=_env(), capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        _torchrun(pipeline_output, reference), cwd=REPO, env=_env(), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
     interrupted = tmp_path / "interrupted"
     log_path = tmp_path / "torchrun.log"
     log_file = open(log_path, "w")
-    proc = subprocess.Popen(_torchrun(pipeline_output, interrupted), cwd=REPO, env=_env(),
-                            stdout=subprocess.DEVNULL, stderr=log_file, text=True, start_new_session=True)
+    proc = subprocess.Popen(
+        _torchrun(pipeline_output, interrupted),
+        cwd=REPO,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=log_file,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 240
         while len(_metrics(interrupted)) < 3 and proc.poll() is None and time.monotonic() < deadline:
@@ -480,14 +661,22 @@ def test_sigterm_to_one_rank_stops_both_at_the_same_step_and_the_run_resumes_to_
     stops = sorted(line.split("stopping at step ", 1)[1] for line in stderr.splitlines() if "stopping at step" in line)
     assert len(stops) == 2, stderr[-3000:]
     step = int(stops[0].split()[0])
-    assert stops == [f"{step} (another rank's signal); resume with --resume auto",
-                     f"{step} (signal); resume with --resume auto"]
+    assert stops == [
+        f"{step} (another rank's signal); resume with --resume auto",
+        f"{step} (signal); resume with --resume auto",
+    ]
     state = ckpt.load_checkpoint(ckpt.latest_checkpoint(interrupted / "checkpoints"))
     assert state["step"] == step < 6
     assert [position["batches"] for position in state["loader"]] == [step, step]  # both ranks, same step
 
-    resumed = subprocess.run([*_torchrun(pipeline_output, interrupted), "--resume", "auto"], cwd=REPO, env=_env(),
-                             capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [*_torchrun(pipeline_output, interrupted), "--resume", "auto"],
+        cwd=REPO,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     _assert_bitwise_equal(_weights(interrupted), _weights(reference))
 
@@ -532,8 +721,9 @@ def test_resuming_with_other_held_out_groups_warns(caplog):
     cfg = load_config("cpu-tiny", "pretrain")  # val_fraction 0.1, by subject
     with caplog.at_level("WARNING", logger="eegfm.training.pretrain"):
         check_held_out_unchanged(cfg.to_dict(), cfg, Path("step-00000010"))  # a preemption restart
-        check_held_out_unchanged({**cfg.to_dict(), "val_fraction": 0.0},
-                                 load_config("cpu-tiny", "pretrain", ["val_fraction=0"]), Path("x"))
+        check_held_out_unchanged(
+            {**cfg.to_dict(), "val_fraction": 0.0}, load_config("cpu-tiny", "pretrain", ["val_fraction=0"]), Path("x")
+        )
         assert not caplog.records
         check_held_out_unchanged({"seed": 0}, cfg, Path("step-00000010"))  # written before validation existed
         check_held_out_unchanged({**cfg.to_dict(), "split_group": "site"}, cfg, Path("step-00000020"))
@@ -542,7 +732,8 @@ def test_resuming_with_other_held_out_groups_warns(caplog):
         "validated on now may have been trained on before, so val/ losses are not held-out measures for this run",
         "resume: step-00000020 was written by a run with other held-out groups (split_group 'site' -> 'subject'); "
         "windows validated on now may have been trained on before, so val/ losses are not held-out measures for "
-        "this run"]
+        "this run",
+    ]
 
 
 def test_resuming_on_another_learning_rate_schedule_warns(caplog):
@@ -560,4 +751,5 @@ def test_resuming_on_another_learning_rate_schedule_warns(caplog):
     # 1e-4 + 9e-4 * (1 + cos(pi / 3)) / 2 = 7.75e-4.
     assert [r.getMessage() for r in caplog.records] == [
         "resume: step-00000040 was trained on another learning-rate schedule (optim.max_steps 40 -> 80): at step 40 "
-        "the rate moves from 0.0001 to 0.000775, a warm restart"]
+        "the rate moves from 0.0001 to 0.000775, a warm restart"
+    ]

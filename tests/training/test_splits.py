@@ -26,8 +26,11 @@ def test_split_groups_is_deterministic_disjoint_and_independent_of_order():
     grown = split_groups(ids + ["sub-99"], 0.2, seed=0)  # round(0.2 * 21) = 4; no test split
     assert len(grown.val) == 4 and not grown.test
     assert split_groups(["a", "b"], 0.01, seed=0).val  # at least one validation group
-    with pytest.raises(ValueError, match=r"split_group=subject: 2 subject\(s\) cannot give 1 validation, 1 test and "
-                                         r"at least 1 training subject; the data needs more subjects$"):
+    with pytest.raises(
+        ValueError,
+        match=r"split_group=subject: 2 subject\(s\) cannot give 1 validation, 1 test and "
+        r"at least 1 training subject; the data needs more subjects$",
+    ):
         split_groups(["a", "b"], 0.5, seed=0, test_fraction=0.3)
     with pytest.raises(ValueError, match=r"split_group=site: 1 site\(s\) .* more sites \(or split_group=subject\)"):
         split_groups(["a"], 0.2, seed=0, kind="site")
@@ -42,8 +45,11 @@ def test_site_splits_test_on_the_named_sites_subjects_and_split_the_others():
     assert site_splits(by_site, ["s2"], 0.5, seed=0, kind="site").test == ("s2",)
     with pytest.raises(ValueError, match=r"^test_sites: s9 has no window of the task; expected some of s1, s2, s3$"):
         site_splits(windows, ["s9"], 0.25, seed=0)
-    with pytest.raises(ValueError, match=r"^test_sites: subject a has windows in the test site s1 and in s2 \(1 such "
-                                         r"subjects\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^test_sites: subject a has windows in the test site s1 and in s2 \(1 such "
+        r"subjects\)",
+    ):
         site_splits(windows + [("a", "s2")], ["s1"], 0.25, seed=0)
     with pytest.raises(ValueError, match=r"^test_sites: every site \(s1, s2, s3\) is a test site"):
         site_splits(windows, ["s1", "s2", "s3"], 0.25, seed=0)
@@ -55,20 +61,30 @@ def test_corpus_splits_keep_the_corpus_eval_and_dev_subjects_and_validate_on_tra
     no_dev = corpus_splits([w for w in windows if w[1] != "dev"], 0.34, seed=0)
     inner = split_groups(["a", "b", "c"], 0.34, seed=0)
     assert no_dev == Split(train=inner.train, val=inner.val, test=("d",)) and len(inner.val) == 1
-    with pytest.raises(ValueError, match=r"^corpus_split: subject a has recordings in the corpus's eval and train "
-                                         r"splits \(1 such subjects\); expected each subject in one$"):
+    with pytest.raises(
+        ValueError,
+        match=r"^corpus_split: subject a has recordings in the corpus's eval and train "
+        r"splits \(1 such subjects\); expected each subject in one$",
+    ):
         corpus_splits(windows + [("a", "eval")], 0.2, seed=0)
-    with pytest.raises(ValueError, match=r"^corpus_split: 1 of 6 subjects have windows with no corpus split "
-                                         r"\(subject f, ...\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^corpus_split: 1 of 6 subjects have windows with no corpus split "
+        r"\(subject f, ...\)",
+    ):
         corpus_splits(windows + [("f", "")], 0.2, seed=0)
-    with pytest.raises(ValueError, match=r"^corpus_split: no subject in the corpus's train split \(found: dev 1, "
-                                         r"eval 1\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"^corpus_split: no subject in the corpus's train split \(found: dev 1, "
+        r"eval 1\)",
+    ):
         corpus_splits([("d", "eval"), ("e", "dev")], 0.2, seed=0)
 
 
 @pytest.mark.parametrize("group, feature", [("subject", "subject_id"), ("site", "site_id")])
 def test_group_counts_from_the_manifest_match_the_windows_and_a_manifest_without_them_is_scanned(
-        pipeline_output, tmp_path, group, feature):
+    pipeline_output, tmp_path, group, feature
+):
     truth = Counter(w[feature] for w in scan_windows(pipeline_output))
     assert len(truth) == (4 if group == "subject" else 2)
     assert group_counts(str(pipeline_output), group) == dict(truth)
@@ -134,8 +150,10 @@ def test_hold_out_counts_and_holds_out_no_window_of_an_excluded_corpus_split(tue
     (older / "manifest.json").write_text(json.dumps(manifest))
     with caplog.at_level(logging.INFO, logger="eegfm.training.splits"):
         assert hold_out(str(older), 0.25, "subject", seed=0, exclude_corpus_splits=("eval",)) == held
-    assert ("its manifest does not count windows by corpus split, and those of eval are left out; reading the "
-            "windows' subject_id (one pass over the data)") in caplog.text
+    assert (
+        "its manifest does not count windows by corpus split, and those of eval are left out; reading the "
+        "windows' subject_id (one pass over the data)"
+    ) in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="eegfm.training.splits"):
         assert hold_out(str(data), 0.25, "subject", seed=0, exclude_corpus_splits=("eval",)) == held

@@ -13,7 +13,6 @@ import torch
 
 from eegfm.core import stores as object_stores
 from eegfm.core.config import ConfigError
-from tests.conftest import free_port
 from eegfm.training import tracking
 from eegfm.training.tracking import (
     RUN_ID_FILE,
@@ -24,6 +23,7 @@ from eegfm.training.tracking import (
     read_offline_run,
     reconstruction_metrics,
 )
+from tests.conftest import free_port
 
 
 def test_offline_run_records_metrics_and_a_resumed_job_continues_the_same_run(tmp_path, monkeypatch):
@@ -31,8 +31,14 @@ def test_offline_run_records_metrics_and_a_resumed_job_continues_the_same_run(tm
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no netrc: no credentials
     with Tracker("eegfm-test", tmp_path / "run", {"lr": 1e-3, "preset": "tiny"}, run_name="t") as tracker:
         for step in range(3):
-            tracker.log({"train/loss": 1.0 / (step + 1), "train/tokens": np.int64(100 * step),
-                         "recon/mse/site/s01": torch.tensor(0.25)}, step=step)
+            tracker.log(
+                {
+                    "train/loss": 1.0 / (step + 1),
+                    "train/tokens": np.int64(100 * step),
+                    "recon/mse/site/s01": torch.tensor(0.25),
+                },
+                step=step,
+            )
         tracker.summary({"best/val_loss": 0.5})
         run_id = tracker.run_id
     runs = sorted((tmp_path / "run" / "wandb").glob("offline-run-*"))
@@ -90,13 +96,21 @@ def test_an_offline_run_sends_nothing_to_the_wandb_server(tmp_path, wandb_server
     # offline run, unless the process-wide settings are offline too. A fresh process, as a job is
     # (the tests' own WANDB_MODE=offline is left out, as a user's shell has none).
     url, seen = wandb_server
-    script = ("import sys\nfrom eegfm.training.tracking import Tracker\n"
-              "with Tracker('eegfm-test', sys.argv[1], {'lr': 1e-3}) as t:\n"
-              "    t.log({'train/loss': 1.0}, step=0)\n")
+    script = (
+        "import sys\nfrom eegfm.training.tracking import Tracker\n"
+        "with Tracker('eegfm-test', sys.argv[1], {'lr': 1e-3}) as t:\n"
+        "    t.log({'train/loss': 1.0}, step=0)\n"
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     env.update(WANDB_BASE_URL=url, HOME=str(tmp_path / "home"))
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path / "run")], cwd=Path(__file__).parents[2],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "run")],
+        cwd=Path(__file__).parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert seen == [] and "Failed to export" not in done.stderr
     (run,) = (tmp_path / "run" / "wandb").glob("offline-run-*")
@@ -104,7 +118,8 @@ def test_an_offline_run_sends_nothing_to_the_wandb_server(tmp_path, wandb_server
 
 
 def test_online_falls_back_to_offline_when_the_server_cannot_be_reached_or_refuses(
-        tmp_path, monkeypatch, caplog, wandb_server):
+    tmp_path, monkeypatch, caplog, wandb_server
+):
     monkeypatch.setenv("WANDB_API_KEY", "0123456789" * 4)
     monkeypatch.setattr(object_stores, "_REACHABLE", set())
     closed = free_port()  # nothing listens there
@@ -145,8 +160,7 @@ def test_credentials_are_looked_up_for_the_server_runs_go_to(tmp_path, monkeypat
 
 
 def test_only_numbers_under_safe_names_are_accepted_on_every_rank(tmp_path):
-    for tracker in (Tracker("p", tmp_path / "a", {}, mode="disabled"),
-                    Tracker("p", tmp_path / "b", {}, rank=1)):
+    for tracker in (Tracker("p", tmp_path / "a", {}, mode="disabled"), Tracker("p", tmp_path / "b", {}, rank=1)):
         assert not tracker.active and tracker.run_id is None
         with pytest.raises(TrackingError) as err:
             tracker.log({"patient": "Jane Doe 1962-03-04"}, step=0)
@@ -167,12 +181,9 @@ def test_only_numbers_under_safe_names_are_accepted_on_every_rank(tmp_path):
 
 def test_reconstruction_metrics_known_values():
     # Two rows (sites A and B), two channels, four samples.
-    target = torch.tensor([[[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]],
-                           [[0.0, 1.0, 0.0, 1.0], [2.0, 4.0, 6.0, 8.0]]])
-    pred = torch.tensor([[[2.0, 4.0, 6.0, 8.0], [0.0, 0.0, 0.0, 0.0]],
-                         [[0.0, 1.0, 0.0, 1.0], [8.0, 6.0, 4.0, 2.0]]])
-    mask = torch.tensor([[[1, 1, 1, 1], [1, 1, 0, 0]],
-                         [[0, 0, 0, 0], [1, 1, 1, 1]]], dtype=torch.bool)
+    target = torch.tensor([[[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 1.0, 1.0]], [[0.0, 1.0, 0.0, 1.0], [2.0, 4.0, 6.0, 8.0]]])
+    pred = torch.tensor([[[2.0, 4.0, 6.0, 8.0], [0.0, 0.0, 0.0, 0.0]], [[0.0, 1.0, 0.0, 1.0], [8.0, 6.0, 4.0, 2.0]]])
+    mask = torch.tensor([[[1, 1, 1, 1], [1, 1, 0, 0]], [[0, 0, 0, 0], [1, 1, 1, 1]]], dtype=torch.bool)
     out = reconstruction_metrics(pred, target, mask, ["Fp1", "Cz"], ["A", "B"])
     # Fp1: only row A counts: errors 1, 4, 9, 16 -> mse 7.5; pred = 2 * target -> corr 1.
     assert out["recon/mse/ch/Fp1"] == pytest.approx(7.5)

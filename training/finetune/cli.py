@@ -26,27 +26,47 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     add_run_arguments(parser, kind="finetune")
-    parser.add_argument("--pretrained", required=True, type=user_path,
-                        help="Hugging Face model folder with config.json: the model/ folder of training.pretrain "
-                        "(or its run folder; model-best/ for the checkpoint with the lowest validation loss, "
-                        "where pretraining wrote one), or an earlier fine-tuned model")
-    parser.add_argument("--output", required=True, type=user_file_path,
-                        help="run folder: model/ (Hugging Face), eval.json, confusion.png (classification), "
-                        "sites.png (held-out metrics by site), metrics.jsonl, curves.png (learning curves), run.json, "
-                        "checkpoints/, wandb/")
-    parser.add_argument("--task", default=None, choices=sorted(TASK_HEADS),
-                        help="label space and head (hms6: KL to expert-vote distributions; "
-                        + "; ".join(f"{task}: {', '.join(TASK_CLASSES[record])}" for task, record in RECORD_TASKS.items()
-                                    if task != "hms6")
-                        + "; binary/multiclass/regression: generic heads on the windows' `label`, with --record_task); "
-                        "default: the config's task")
-    parser.add_argument("--mode", default=None, choices=["linear", "adapter", "full"],
-                        help="linear probe (frozen encoder), adapters (adapter_kind/adapter_rank) or full "
-                        "fine-tuning; default: the config's mode")
-    parser.add_argument("--record_task", default=None,
-                        help="the `task` value of the windows to train on (default: "
-                        + ", ".join(f"{task} -> {record}" for task, record in RECORD_TASKS.items())
-                        + "; eegmmi's executed movements: eegmmi_movement; required for binary/multiclass/regression)")
+    parser.add_argument(
+        "--pretrained",
+        required=True,
+        type=user_path,
+        help="Hugging Face model folder with config.json: the model/ folder of training.pretrain "
+        "(or its run folder; model-best/ for the checkpoint with the lowest validation loss, "
+        "where pretraining wrote one), or an earlier fine-tuned model",
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        type=user_file_path,
+        help="run folder: model/ (Hugging Face), eval.json, confusion.png (classification), "
+        "sites.png (held-out metrics by site), metrics.jsonl, curves.png (learning curves), run.json, "
+        "checkpoints/, wandb/",
+    )
+    parser.add_argument(
+        "--task",
+        default=None,
+        choices=sorted(TASK_HEADS),
+        help="label space and head (hms6: KL to expert-vote distributions; "
+        + "; ".join(
+            f"{task}: {', '.join(TASK_CLASSES[record])}" for task, record in RECORD_TASKS.items() if task != "hms6"
+        )
+        + "; binary/multiclass/regression: generic heads on the windows' `label`, with --record_task); "
+        "default: the config's task",
+    )
+    parser.add_argument(
+        "--mode",
+        default=None,
+        choices=["linear", "adapter", "full"],
+        help="linear probe (frozen encoder), adapters (adapter_kind/adapter_rank) or full "
+        "fine-tuning; default: the config's mode",
+    )
+    parser.add_argument(
+        "--record_task",
+        default=None,
+        help="the `task` value of the windows to train on (default: "
+        + ", ".join(f"{task} -> {record}" for task, record in RECORD_TASKS.items())
+        + "; eegmmi's executed movements: eegmmi_movement; required for binary/multiclass/regression)",
+    )
     return parser
 
 
@@ -72,7 +92,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(dist: Dist) -> int:
         setup_logging("INFO" if dist.is_main else "WARNING")  # split, epochs, calibration: rank 0 reports
-        return train(cfg, dist, args.data, args.pretrained, args.output, args.resume,
-                     record_task=args.record_task, stop_after=args.stop_after)
+        return train(
+            cfg,
+            dist,
+            args.data,
+            args.pretrained,
+            args.output,
+            args.resume,
+            record_task=args.record_task,
+            stop_after=args.stop_after,
+        )
 
     return launch("finetune", args.backend or cfg.backend, args.device, run)

@@ -20,14 +20,34 @@ from eegfm.training import checkpoint as ckpt
 from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.data import EEGLoader, check_data, data_dirs
 from eegfm.training.distributed import Dist, StopVote, unwrap
-from eegfm.training.finetune.plan import (RECORD_TASKS, Plan, check_plan_files, plan_data, split_filter,
-                                          stages_of)
+from eegfm.training.finetune.plan import RECORD_TASKS, Plan, check_plan_files, plan_data, split_filter, stages_of
 from eegfm.training.finetune.report import best_weights, collect, finish
-from eegfm.training.finetune.setup import (Run, build_run, configure_mode, init_head, inputs_for, load_model,
-                                           patch_size_of, resolve_pretrained, set_trainable, targets_of)
-from eegfm.training.loop import (MODEL_KEYS, PREEMPTED_EXIT_CODE, autocast, backward, check_model_unchanged,
-                                 check_replicas, claim_output, configure_kernels, loader_config, optimizer_step,
-                                 resume_checkpoint, step_seed)
+from eegfm.training.finetune.setup import (
+    Run,
+    build_run,
+    configure_mode,
+    init_head,
+    inputs_for,
+    load_model,
+    patch_size_of,
+    resolve_pretrained,
+    set_trainable,
+    targets_of,
+)
+from eegfm.training.loop import (
+    MODEL_KEYS,
+    PREEMPTED_EXIT_CODE,
+    autocast,
+    backward,
+    check_model_unchanged,
+    check_replicas,
+    claim_output,
+    configure_kernels,
+    loader_config,
+    optimizer_step,
+    resume_checkpoint,
+    step_seed,
+)
 from eegfm.training.run_log import RunLog
 from eegfm.training.splits import SPLITS
 
@@ -60,23 +80,37 @@ def train_step(run: Run, batches) -> dict[str, Any]:
     grad_norm = optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
     run.step += 1
     run.samples += n_samples * dist.world_size
-    return {"loss": total, "grad_norm": grad_norm, "lr": max(run.scheduler.get_last_lr()),
-            "min_votes": min_votes, "samples": n_samples}
+    return {
+        "loss": total,
+        "grad_norm": grad_norm,
+        "lr": max(run.scheduler.get_last_lr()),
+        "min_votes": min_votes,
+        "samples": n_samples,
+    }
 
 
 def save(run: Run, output: Path, is_best: bool) -> None:
     """Collective checkpoint; ``is_best`` moves the ``best`` pointer (kept out of rotation)."""
     state = run.state_dict()
     if run.dist.is_main:
-        path = ckpt.save_checkpoint(output / "checkpoints", run.global_step, state, keep_last=run.cfg.keep_last,
-                                    is_best=is_best)
+        path = ckpt.save_checkpoint(
+            output / "checkpoints", run.global_step, state, keep_last=run.cfg.keep_last, is_best=is_best
+        )
         if is_best:
             log.info("best checkpoint so far: %s", path)
     run.dist.barrier()
 
 
-def train(cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], pretrained: str, output: Path,
-          resume: str = "auto", record_task: str | None = None, stop_after: int | None = None) -> int:
+def train(
+    cfg: FinetuneConfig,
+    dist: Dist,
+    data: str | Sequence[str],
+    pretrained: str,
+    output: Path,
+    resume: str = "auto",
+    record_task: str | None = None,
+    stop_after: int | None = None,
+) -> int:
     """Fine-tune; returns the process exit status (0 done, 143 preempted and checkpointed)."""
     try:
         return _train(cfg, dist, data, pretrained, output, resume, record_task, stop_after)
@@ -84,16 +118,25 @@ def train(cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], pretrained
         release_run_lock(output)  # taken once the arguments are checked (a no-op where none was)
 
 
-def _resume_or_plan(cfg: FinetuneConfig, dist: Dist, data: list[str], pretrained: str, output: Path, resume: str,
-                    record_task: str) -> tuple[Plan, dict[str, Any] | None]:
+def _resume_or_plan(
+    cfg: FinetuneConfig, dist: Dist, data: list[str], pretrained: str, output: Path, resume: str, record_task: str
+) -> tuple[Plan, dict[str, Any] | None]:
     """The checkpoint's plan and state where the run resumes (the split it started with, whatever
     --data holds now), else a new plan (rank 0 scans, every rank fails alike)."""
     if (found := resume_checkpoint(resume, output, dist)) is not None:
         start, state = found
         saved = state.get("config", {})
-        check_model_unchanged(saved, cfg.to_dict(), start, MODEL_KEYS + (
-            ("task", "mode", "adapter_kind", "adapter_rank") if "adapter" in (cfg.mode, saved.get("mode"))
-            else ("task", "mode")))
+        check_model_unchanged(
+            saved,
+            cfg.to_dict(),
+            start,
+            MODEL_KEYS
+            + (
+                ("task", "mode", "adapter_kind", "adapter_rank")
+                if "adapter" in (cfg.mode, saved.get("mode"))
+                else ("task", "mode")
+            ),
+        )
         plan = Plan.from_dict(state["plan"])
         check_plan_files(plan, data, start)
         return plan, state
@@ -125,16 +168,28 @@ class FineTuning:
     best_eval: tuple[torch.Tensor, torch.Tensor, list[str]] | None = None  # the best weights' validation logits
 
 
-def _train(cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], pretrained: str, output: Path,
-           resume: str = "auto", record_task: str | None = None, stop_after: int | None = None) -> int:
+def _train(
+    cfg: FinetuneConfig,
+    dist: Dist,
+    data: str | Sequence[str],
+    pretrained: str,
+    output: Path,
+    resume: str = "auto",
+    record_task: str | None = None,
+    stop_after: int | None = None,
+) -> int:
     """The run, in ``output`` once this process holds it (``loop.claim_output``)."""
     record_task = record_task or RECORD_TASKS.get(cfg.task)
     if record_task is None:
-        raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry "
-                          f"(known: {', '.join(f'{k}={v}' for k, v in RECORD_TASKS.items())})")
+        raise ConfigError(
+            f"--record_task: task {cfg.task!r} needs the `task` value its windows carry "
+            f"(known: {', '.join(f'{k}={v}' for k, v in RECORD_TASKS.items())})"
+        )
     if dist.backend == "horovod" and cfg.unfreeze_schedule:
-        raise ConfigError("unfreeze_schedule: Horovod registers gradient hooks once, so gradual unfreezing "
-                          "needs torchrun (DDP); set unfreeze_schedule: [] for Horovod")
+        raise ConfigError(
+            "unfreeze_schedule: Horovod registers gradient hooks once, so gradual unfreezing "
+            "needs torchrun (DDP); set unfreeze_schedule: [] for Horovod"
+        )
     configure_kernels(cfg, dist.device)
     resolve_pretrained(pretrained)  # fail before the data pass
     data = check_data(data, dist.is_main)
@@ -149,21 +204,50 @@ def _train(cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], pretraine
     stages = stages_of(cfg, plan)
     if dist.is_main:
         output.mkdir(parents=True, exist_ok=True)
-        (output / "run.json").write_text(json.dumps({
-            "config": cfg.to_dict(), "pretrained": str(resolve_pretrained(pretrained)), "data": data_dirs(data),
-            "record_task": plan.record_task, "split_group": plan.split_group,
-            "split": {k: list(plan.split.of(k)) for k in SPLITS}, "windows": plan.windows,
-            "class_counts": plan.class_counts, "prior": plan.prior,
-            "stages": [dataclasses.asdict(s) for s in stages], "world_size": dist.world_size,
-            "backend": dist.backend, "device": str(dist.device), "torch": torch.__version__,
-            "parameters": n_params, "trainable_parameters": n_trainable,
-        }, indent=2, sort_keys=True, default=str))
-    log.info("task %s, mode %s: %d of %d parameters trainable (%.2f%%); windows %s", cfg.task, cfg.mode,
-             n_trainable, n_params, 100.0 * n_trainable / n_params, plan.windows)
+        (output / "run.json").write_text(
+            json.dumps(
+                {
+                    "config": cfg.to_dict(),
+                    "pretrained": str(resolve_pretrained(pretrained)),
+                    "data": data_dirs(data),
+                    "record_task": plan.record_task,
+                    "split_group": plan.split_group,
+                    "split": {k: list(plan.split.of(k)) for k in SPLITS},
+                    "windows": plan.windows,
+                    "class_counts": plan.class_counts,
+                    "prior": plan.prior,
+                    "stages": [dataclasses.asdict(s) for s in stages],
+                    "world_size": dist.world_size,
+                    "backend": dist.backend,
+                    "device": str(dist.device),
+                    "torch": torch.__version__,
+                    "parameters": n_params,
+                    "trainable_parameters": n_trainable,
+                },
+                indent=2,
+                sort_keys=True,
+                default=str,
+            )
+        )
+    log.info(
+        "task %s, mode %s: %d of %d parameters trainable (%.2f%%); windows %s",
+        cfg.task,
+        cfg.mode,
+        n_trainable,
+        n_params,
+        100.0 * n_trainable / n_params,
+        plan.windows,
+    )
     run_log = RunLog(cfg, dist, output, f"fine-tuning: {cfg.task} ({cfg.mode})", log)
     val_config = loader_config(cfg.loader, model.config.patch_size, filters=split_filter(plan, "val"), train=False)
-    val_loader = EEGLoader(data, val_config, rank=dist.rank, world_size=dist.world_size, infinite=False,
-                           windows_per_file=plan.files.get("val"))
+    val_loader = EEGLoader(
+        data,
+        val_config,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        infinite=False,
+        windows_per_file=plan.files.get("val"),
+    )
     job = FineTuning(cfg, dist, output, plan, val_loader, run_log, StopVote(dist), stop_after)
     start_stage = None if state is None else int(state["stage"])
     status, best, offset = 0, math.inf, 0
@@ -222,8 +306,9 @@ def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) 
             break
     job.run_log.close_bar()
     if stop and not run.done:
-        log.warning("stopping in %s at step %d (%s); resume with --resume auto", stage.name, run.step,
-                    job.stop_vote.reason)
+        log.warning(
+            "stopping in %s at step %d (%s); resume with --resume auto", stage.name, run.step, job.stop_vote.reason
+        )
         return True
     return False
 
@@ -237,10 +322,12 @@ def _log_interval(job: FineTuning, run: Run, window: dict[str, Any], result: dic
     dist = job.dist
     metrics = dist.mean({"loss": window["loss"] / window["n"], "grad_norm": result["grad_norm"]})
     metrics["min_votes"] = -dist.max({"m": -window["min_votes"]})["m"]
-    metrics.update(lr=result["lr"], epoch=run.step / run.steps_per_epoch, stage=run.stage.index + 1,
-                   **job.run_log.rates())
-    job.run_log.record({f"train/{k}" if k not in ("epoch", "stage", "lr") else k: v for k, v in metrics.items()},
-                       run.global_step)
+    metrics.update(
+        lr=result["lr"], epoch=run.step / run.steps_per_epoch, stage=run.stage.index + 1, **job.run_log.rates()
+    )
+    job.run_log.record(
+        {f"train/{k}" if k not in ("epoch", "stage", "lr") else k: v for k, v in metrics.items()}, run.global_step
+    )
     job.run_log.end_interval(metrics, run.loader.config.num_workers)
 
 
@@ -258,11 +345,25 @@ def _validate(job: FineTuning, run: Run) -> bool:
     patience = cfg.early_stopping_patience
     if run.step >= run.total_steps or (patience is not None and run.bad_evals >= patience):
         run.done = True
-    job.run_log.record({**{f"val/{k}": v for k, v in val.items()}, "epoch": run.step / run.steps_per_epoch,
-                        "stage": run.stage.index + 1, "best": is_best}, run.global_step)
-    log.info("%s step %d (epoch %.2f): val %s %.4f (class-prior baseline %.4f)%s", run.stage.name,
-             run.step, run.step / run.steps_per_epoch, "kl" if cfg.task == "hms6" else "loss",
-             val["metric"], val.get("baseline_kl", math.nan), ", best so far" if is_best else "")
+    job.run_log.record(
+        {
+            **{f"val/{k}": v for k, v in val.items()},
+            "epoch": run.step / run.steps_per_epoch,
+            "stage": run.stage.index + 1,
+            "best": is_best,
+        },
+        run.global_step,
+    )
+    log.info(
+        "%s step %d (epoch %.2f): val %s %.4f (class-prior baseline %.4f)%s",
+        run.stage.name,
+        run.step,
+        run.step / run.steps_per_epoch,
+        "kl" if cfg.task == "hms6" else "loss",
+        val["metric"],
+        val.get("baseline_kl", math.nan),
+        ", best so far" if is_best else "",
+    )
     if run.done and run.step < run.total_steps:
         log.info("%s: early stopping after %d evaluations without improvement", run.stage.name, run.bad_evals)
     return is_best

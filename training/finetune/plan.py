@@ -28,10 +28,10 @@ class Plan:
     record_task: str
     split_group: str
     split: Split
-    windows: dict[str, int]         # labeled windows per split
-    class_counts: list[int]          # training split, per class (empty for regression)
-    prior: list[float]               # training split mean target distribution
-    stage2_windows: int | None       # training windows with >= two_stage_min_votes votes
+    windows: dict[str, int]  # labeled windows per split
+    class_counts: list[int]  # training split, per class (empty for regression)
+    prior: list[float]  # training split mean target distribution
+    stage2_windows: int | None  # training windows with >= two_stage_min_votes votes
     # Per split, the labeled windows each file holds (empty in a checkpoint from before it).
     files: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
@@ -45,10 +45,10 @@ class Plan:
 
 @dataclasses.dataclass
 class Stage:
-    name: str           # "stage1" | "stage2"
+    name: str  # "stage1" | "stage2"
     index: int
-    min_votes: float    # training windows need at least this many votes (hms6)
-    windows: int        # training windows in this stage
+    min_votes: float  # training windows need at least this many votes (hms6)
+    windows: int  # training windows in this stage
 
 
 def stages_of(cfg: FinetuneConfig, plan: Plan) -> list[Stage]:
@@ -82,11 +82,13 @@ def check_plan_files(plan: Plan, data: str | Sequence[str], checkpoint: str) -> 
             f"file{'s' * (len(planned) != 1)}, "
             f"{len(missing)} of them not in --data {data_label(data)} "
             f"({', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}); "
-            f"give that run's --data (its run.json names it), or start a new run (another --output, or --resume none)")
+            f"give that run's --data (its run.json names it), or start a new run (another --output, or --resume none)"
+        )
 
 
-def labeled_windows(data: str | Sequence[str], cfg: FinetuneConfig, record_task: str,
-                    patch_size: int) -> list[dict[str, Any]]:
+def labeled_windows(
+    data: str | Sequence[str], cfg: FinetuneConfig, record_task: str, patch_size: int
+) -> list[dict[str, Any]]:
     """The scanned windows of ``record_task`` with a target; ConfigError where one is shorter than
     a patch, none has a target, or a label is outside the task's classes."""
     windows = scan_windows(data, RecordFilter())
@@ -98,17 +100,23 @@ def labeled_windows(data: str | Sequence[str], cfg: FinetuneConfig, record_task:
             f"{'are' if len(short) != 1 else 'is'} shorter than the model's patch of {patch_size} samples "
             f"({patch_size / SFREQ:g} s at {SFREQ:g} Hz), the least it reads: {min(short)} samples "
             f"({min(short) / SFREQ:.2f} s) the shortest; label windows of at least {patch_size / SFREQ:g} s "
-            f"(labels.csv duration_s, preprocess --window_seconds)")
+            f"(labels.csv duration_s, preprocess --window_seconds)"
+        )
     if not labeled:
         found = Counter(w["task"] or "<unlabeled>" for w in windows)
         need = "expert votes" if cfg.task == "hms6" else "a label >= 0"
         same = found.get(record_task, 0)
-        why = "" if not same else f"; none of its {same} {record_task!r} window{'s' * (same != 1)} has {need}" + (
-            " (an HMS test.csv layout: windows to classify, not to train on)" if cfg.task == "hms6" else "")
+        why = (
+            ""
+            if not same
+            else f"; none of its {same} {record_task!r} window{'s' * (same != 1)} has {need}"
+            + (" (an HMS test.csv layout: windows to classify, not to train on)" if cfg.task == "hms6" else "")
+        )
         raise ConfigError(
             f"--data {data_label(data)}: no labeled windows for task {cfg.task!r} (windows with task "
             f"{record_task!r} and "
-            f"{need}); the data holds {dict(sorted(found.items())) or 'no windows'}{why}")
+            f"{need}); the data holds {dict(sorted(found.items())) or 'no windows'}{why}"
+        )
     if cfg.task not in ("hms6", "regression"):
         classes = class_names(cfg)
         outside = Counter(int(w["label"]) for w in labeled if not 0 <= w["label"] < len(classes))
@@ -118,7 +126,8 @@ def labeled_windows(data: str | Sequence[str], cfg: FinetuneConfig, record_task:
                 f"--data {data_label(data)}: task {cfg.task!r} takes labels 0..{len(classes) - 1} "
                 f"({', '.join(classes)}); "
                 f"windows of {record_task!r} have label {found}. For more classes use --task multiclass with "
-                f"--set 'model_overrides.id2label={{0: a, 1: b, 2: c}}'")
+                f"--set 'model_overrides.id2label={{0: a, 1: b, 2: c}}'"
+            )
     return labeled
 
 
@@ -126,8 +135,9 @@ def _split(labeled: list[dict[str, Any]], cfg: FinetuneConfig, key: str) -> Spli
     if cfg.corpus_split:
         return corpus_splits(((w["subject_id"], w["corpus_split"]) for w in labeled), cfg.val_fraction, cfg.seed)
     if cfg.test_sites:
-        return site_splits(((w[key], w["site_id"]) for w in labeled), cfg.test_sites, cfg.val_fraction, cfg.seed,
-                           cfg.split_group)
+        return site_splits(
+            ((w[key], w["site_id"]) for w in labeled), cfg.test_sites, cfg.val_fraction, cfg.seed, cfg.split_group
+        )
     return split_groups((w[key] for w in labeled), cfg.val_fraction, cfg.seed, cfg.test_fraction, cfg.split_group)
 
 
@@ -165,14 +175,23 @@ def plan_data(data: str | Sequence[str], cfg: FinetuneConfig, record_task: str, 
     if cfg.two_stage_min_votes is not None:
         stage2 = sum(float(w["votes"].sum()) >= cfg.two_stage_min_votes for w in train)
         if stage2 == 0:
-            raise ConfigError(f"two_stage_min_votes: no training window in {data_label(data)} has >= "
-                              f"{cfg.two_stage_min_votes} votes; lower it or set it to null")
+            raise ConfigError(
+                f"two_stage_min_votes: no training window in {data_label(data)} has >= "
+                f"{cfg.two_stage_min_votes} votes; lower it or set it to null"
+            )
     files: dict[str, Counter] = {name: Counter() for name in SPLITS}
     for w in labeled:
         files[side[w[key]]][w["path"]] += 1
-    return Plan(record_task, cfg.split_group, split,
-                {name: sum(side[w[key]] == name for w in labeled) for name in SPLITS}, counts, prior, stage2,
-                {name: dict(sorted(found.items())) for name, found in files.items()})
+    return Plan(
+        record_task,
+        cfg.split_group,
+        split,
+        {name: sum(side[w[key]] == name for w in labeled) for name in SPLITS},
+        counts,
+        prior,
+        stage2,
+        {name: dict(sorted(found.items())) for name, found in files.items()},
+    )
 
 
 def split_filter(plan: Plan, name: str, min_votes: float = 0.0) -> RecordFilter:

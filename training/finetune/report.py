@@ -14,8 +14,15 @@ import numpy as np
 import torch
 
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.metrics import (TEMPERATURE_RANGE, class_logits, confusion_of, evaluate, evaluate_per_site,
-                                      fit_temperature, reliability_of)
+from eegfm.evaluation.metrics import (
+    TEMPERATURE_RANGE,
+    class_logits,
+    confusion_of,
+    evaluate,
+    evaluate_per_site,
+    fit_temperature,
+    reliability_of,
+)
 from eegfm.evaluation.plots import plot_confusion, plot_per_site, plot_reliability_of
 from eegfm.training import checkpoint as ckpt
 from eegfm.training import losses
@@ -33,8 +40,9 @@ log = get_logger("eegfm.training.finetune")
 
 
 @torch.no_grad()
-def collect(model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfig, dist: Dist,
-            amp_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+def collect(
+    model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfig, dist: Dist, amp_dtype: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """Every rank's logits, targets and site ids of one pass over ``loader``, gathered (on every
     rank), window by window in the same order."""
     net = unwrap(model)
@@ -51,8 +59,7 @@ def collect(model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfig, dist
             sites.extend(batch["site_id"])
     finally:
         net.train(was_training)
-    mine = (torch.cat(logits) if logits else torch.zeros(0),
-            torch.cat(targets) if targets else torch.zeros(0), sites)
+    mine = (torch.cat(logits) if logits else torch.zeros(0), torch.cat(targets) if targets else torch.zeros(0), sites)
     parts = [p for p in dist.gather_objects(mine) if p[0].numel()] or [mine]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), [s for p in parts for s in p[2]]
 
@@ -74,18 +81,36 @@ def _calibrate(report: dict[str, Any], logits: torch.Tensor, target: torch.Tenso
     temperature, before, after = fit_temperature(class_logits(logits, cfg)[keep], distribution[keep])
     report["calibration"] = {"temperature": temperature, "val_kl_before": before, "val_kl_after": after}
     # KL to a one-hot target is the cross-entropy: the loss that eegmat-style tasks report.
-    log.info("temperature scaling: T = %.3f, validation %s %.4f -> %.4f", temperature,
-             "KL" if cfg.task == "hms6" else "cross-entropy", before, after)
+    log.info(
+        "temperature scaling: T = %.3f, validation %s %.4f -> %.4f",
+        temperature,
+        "KL" if cfg.task == "hms6" else "cross-entropy",
+        before,
+        after,
+    )
     if temperature >= TEMPERATURE_RANGE[1] * 0.999:
-        log.warning("temperature scaling: T reached its upper bound %g, so the calibrated model predicts "
-                    "about the same distribution for every window: on these %d validation windows its "
-                    "logits carry no information a uniform guess lacks", TEMPERATURE_RANGE[1], int(keep.sum()))
+        log.warning(
+            "temperature scaling: T reached its upper bound %g, so the calibrated model predicts "
+            "about the same distribution for every window: on these %d validation windows its "
+            "logits carry no information a uniform guess lacks",
+            TEMPERATURE_RANGE[1],
+            int(keep.sum()),
+        )
     return temperature
 
 
-def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], plan: Plan, output: Path,
-           tracker: Tracker, amp_dtype: torch.dtype, val_loader: EEGLoader,
-           best_eval: tuple[torch.Tensor, torch.Tensor, list[str]] | None = None) -> None:
+def finish(
+    run: Run,
+    cfg: FinetuneConfig,
+    dist: Dist,
+    data: str | Sequence[str],
+    plan: Plan,
+    output: Path,
+    tracker: Tracker,
+    amp_dtype: torch.dtype,
+    val_loader: EEGLoader,
+    best_eval: tuple[torch.Tensor, torch.Tensor, list[str]] | None = None,
+) -> None:
     """Reload the best weights, calibrate on validation, evaluate, save the model and eval.json.
 
     ``best_eval``: the validation logits, targets and sites this process computed with the best
@@ -94,12 +119,19 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str],
     weights = best_weights(output, dist)
     if weights is not None:
         model.load_state_dict(weights)
-    logits, target, sites = best_eval if best_eval is not None and weights is not None else \
-        collect(model, val_loader, cfg, dist, amp_dtype)
+    logits, target, sites = (
+        best_eval if best_eval is not None and weights is not None else collect(model, val_loader, cfg, dist, amp_dtype)
+    )
     report: dict[str, Any] = {
-        "task": cfg.task, "record_task": plan.record_task, "metric": "kl" if cfg.task == "hms6" else "loss",
-        "best_val_metric": run.best_metric, "windows": plan.windows, "split_group": plan.split_group,
-        "groups": {k: len(plan.split.of(k)) for k in SPLITS}, "prior": plan.prior}
+        "task": cfg.task,
+        "record_task": plan.record_task,
+        "metric": "kl" if cfg.task == "hms6" else "loss",
+        "best_val_metric": run.best_metric,
+        "windows": plan.windows,
+        "split_group": plan.split_group,
+        "groups": {k: len(plan.split.of(k)) for k in SPLITS},
+        "prior": plan.prior,
+    }
     temperature = _calibrate(report, logits, target, cfg)
     report["val"] = evaluate(logits, target, cfg, model.head, plan.prior)
     if cfg.temperature_scaling:
@@ -109,14 +141,22 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str],
         report["val_per_site"] = per_site
     held_logits, held_target = logits, target
     if plan.split.test:
-        test_config = loader_config(cfg.loader, model.config.patch_size, filters=split_filter(plan, "test"),
-                                    train=False)
-        test_loader = EEGLoader(data, test_config, rank=dist.rank, world_size=dist.world_size, infinite=False,
-                                windows_per_file=plan.files.get("test"))
+        test_config = loader_config(
+            cfg.loader, model.config.patch_size, filters=split_filter(plan, "test"), train=False
+        )
+        test_loader = EEGLoader(
+            data,
+            test_config,
+            rank=dist.rank,
+            world_size=dist.world_size,
+            infinite=False,
+            windows_per_file=plan.files.get("test"),
+        )
         held_logits, held_target, test_sites = collect(model, test_loader, cfg, dist, amp_dtype)
         report["test"] = evaluate(held_logits, held_target, cfg, model.head, plan.prior, temperature)
-        if per_site := evaluate_per_site(held_logits, held_target, test_sites, cfg, model.head, plan.prior,
-                                         temperature):
+        if per_site := evaluate_per_site(
+            held_logits, held_target, test_sites, cfg, model.head, plan.prior, temperature
+        ):
             report["test_per_site"] = per_site
     model.config.temperature = float(temperature)
     if cfg.task != "regression":
@@ -129,10 +169,17 @@ def finish(run: Run, cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str],
         save_preprocess_spec(data_dirs(data), output / "model")
         (output / "eval.json").write_text(json.dumps(report, indent=2, sort_keys=True))
         _draw(report, cfg, output)
-        summary = {f"{split}/{k}": v for split in ("val", "val_calibrated", "test")
-                   for k, v in report.get(split, {}).items()}
-        summary.update({f"{split}/{site}/{k}": v for split in ("val_per_site", "test_per_site")
-                        for site, metrics in report.get(split, {}).items() for k, v in metrics.items()})
+        summary = {
+            f"{split}/{k}": v for split in ("val", "val_calibrated", "test") for k, v in report.get(split, {}).items()
+        }
+        summary.update(
+            {
+                f"{split}/{site}/{k}": v
+                for split in ("val_per_site", "test_per_site")
+                for site, metrics in report.get(split, {}).items()
+                for k, v in metrics.items()
+            }
+        )
         tracker.summary({**summary, "temperature": temperature})
         _log_held_out(report, cfg, output)
 
@@ -141,8 +188,12 @@ def _draw(report: dict[str, Any], cfg: FinetuneConfig, output: Path) -> None:
     """confusion.png, calibration.png (classifiers) and sites.png (held-out windows of several sites)."""
     if "confusion" in report:
         confusion = report["confusion"]
-        plot_confusion(np.array(confusion["matrix"]), confusion["classes"],
-                       f"{cfg.task}: {confusion['split']} windows (true class by row)", output / "confusion.png")
+        plot_confusion(
+            np.array(confusion["matrix"]),
+            confusion["classes"],
+            f"{cfg.task}: {confusion['split']} windows (true class by row)",
+            output / "confusion.png",
+        )
     if "reliability" in report:
         plot_reliability_of(report, cfg.task, output / "calibration.png")
     held_sites = "test_per_site" if "test" in report else "val_per_site"
@@ -158,25 +209,62 @@ def _scores(m: dict[str, float]) -> tuple[float, float]:
 
 def _log_held_out(report: dict[str, Any], cfg: FinetuneConfig, output: Path) -> None:
     held_out = report.get("test", report["val"])
-    ranks = "".join(f", {name} {held_out[key]:.3f}" for key, name in (
-        ("balanced_accuracy", "balanced accuracy"), ("auroc", "AUROC"), ("cohen_kappa", "Cohen's kappa"),
-        ("f1_weighted", "weighted F1"), ("r2", "R^2")) if key in held_out)
+    ranks = "".join(
+        f", {name} {held_out[key]:.3f}"
+        for key, name in (
+            ("balanced_accuracy", "balanced accuracy"),
+            ("auroc", "AUROC"),
+            ("cohen_kappa", "Cohen's kappa"),
+            ("f1_weighted", "weighted F1"),
+            ("r2", "R^2"),
+        )
+        if key in held_out
+    )
     value, baseline = _scores(held_out)
     # Without a test split the numbers are the validation subjects', who also chose the
     # checkpoint (and the temperature): held out from training, yet an optimistic estimate.
-    split = ("the corpus's eval split" if cfg.corpus_split else "the test site" + "s" * (len(cfg.test_sites) > 1)
-             if cfg.test_sites else "held-out test") if "test" in report else "validation"
-    log.info("fine-tuned model saved to %s; %s %s %.4f vs %s baseline %.4f%s", output / "model", split,
-             report["metric"], value, "training-mean" if cfg.task == "regression" else "class-prior", baseline,
-             ranks)
+    split = (
+        (
+            "the corpus's eval split"
+            if cfg.corpus_split
+            else "the test site" + "s" * (len(cfg.test_sites) > 1)
+            if cfg.test_sites
+            else "held-out test"
+        )
+        if "test" in report
+        else "validation"
+    )
+    log.info(
+        "fine-tuned model saved to %s; %s %s %.4f vs %s baseline %.4f%s",
+        output / "model",
+        split,
+        report["metric"],
+        value,
+        "training-mean" if cfg.task == "regression" else "class-prior",
+        baseline,
+        ranks,
+    )
     if "test" not in report:
         # corpus_split takes its test subjects from the corpus (test_fraction must stay 0)
-        remedy = ("the data holds none of the corpus's eval split (TUH: edf/eval/; eegmat: subjects 32-35): "
-                  "preprocess its eval recordings with the others for a test" if cfg.corpus_split else
-                  f"--set test_fraction=0.2 holds out {cfg.split_group}s that only the final model sees")
-        log.info("these are the validation %ss' numbers; they also chose the checkpoint%s, so they flatter the "
-                 "model: %s", cfg.split_group, " and the temperature" if cfg.temperature_scaling else "", remedy)
+        remedy = (
+            "the data holds none of the corpus's eval split (TUH: edf/eval/; eegmat: subjects 32-35): "
+            "preprocess its eval recordings with the others for a test"
+            if cfg.corpus_split
+            else f"--set test_fraction=0.2 holds out {cfg.split_group}s that only the final model sees"
+        )
+        log.info(
+            "these are the validation %ss' numbers; they also chose the checkpoint%s, so they flatter the model: %s",
+            cfg.split_group,
+            " and the temperature" if cfg.temperature_scaling else "",
+            remedy,
+        )
     if sites := report.get("test_per_site" if "test" in report else "val_per_site", {}):
-        log.info("%s %s per site: %s", split, report["metric"], "; ".join(
-            "{} {:.3f} (baseline {:.3f}), ".format(site, *_scores(m)) + f"{m['n_windows']} windows"
-            for site, m in sites.items()))
+        log.info(
+            "%s %s per site: %s",
+            split,
+            report["metric"],
+            "; ".join(
+                "{} {:.3f} (baseline {:.3f}), ".format(site, *_scores(m)) + f"{m['n_windows']} windows"
+                for site, m in sites.items()
+            ),
+        )

@@ -36,8 +36,10 @@ def resolve_pretrained(path: str | os.PathLike[str]) -> Path:
     for candidate in (path, path / "model"):
         if (candidate / "config.json").is_file():
             return candidate
-    raise ConfigError(f"--pretrained {path}: no config.json there (or in {path / 'model'}); expected a "
-                      "Hugging Face model folder, e.g. the model/ folder written by training.pretrain")
+    raise ConfigError(
+        f"--pretrained {path}: no config.json there (or in {path / 'model'}); expected a "
+        "Hugging Face model folder, e.g. the model/ folder written by training.pretrain"
+    )
 
 
 def patch_size_of(pretrained: str | os.PathLike[str]) -> int:
@@ -56,31 +58,50 @@ def load_model(pretrained: str | os.PathLike[str], cfg: FinetuneConfig) -> tuple
     folder = resolve_pretrained(pretrained)
     saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if saved.get("model_type") != "eegfm":
-        raise ConfigError(f"--pretrained {folder}: config.json has model_type {saved.get('model_type')!r}; "
-                          "expected 'eegfm'")
+        raise ConfigError(
+            f"--pretrained {folder}: config.json has model_type {saved.get('model_type')!r}; expected 'eegfm'"
+        )
     if saved.get("preset") not in (None, "custom", cfg.model):
-        log.warning("the run config names model %r but --pretrained holds a %r model; the architecture "
-                    "comes from --pretrained", cfg.model, saved.get("preset"))
+        log.warning(
+            "the run config names model %r but --pretrained holds a %r model; the architecture comes from --pretrained",
+            cfg.model,
+            saved.get("preset"),
+        )
     overrides = {k: v for k, v in cfg._model_fields().items() if k != "id2label"}
     with quiet_transformers():  # our own one-line summary replaces the missing-keys table
         model, info = EEGFMModel.from_pretrained(
-            folder, output_loading_info=True, gradient_checkpointing=cfg.activation_checkpointing,
-            temperature=1.0, **overrides)
+            folder,
+            output_loading_info=True,
+            gradient_checkpointing=cfg.activation_checkpointing,
+            temperature=1.0,
+            **overrides,
+        )
     missing = sorted(k for k in info["missing_keys"] if not k.startswith("head."))
     if missing or info["mismatched_keys"]:
-        raise ConfigError(f"--pretrained {folder}: the weights do not fit the model: missing {missing[:5]}"
-                          f"{' ...' if len(missing) > 5 else ''}, mismatched {sorted(info['mismatched_keys'])[:5]}")
+        raise ConfigError(
+            f"--pretrained {folder}: the weights do not fit the model: missing {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, mismatched {sorted(info['mismatched_keys'])[:5]}"
+        )
     labels = class_names(cfg)
     was = saved.get("architectures") or []
     saved_labels = [str(v) for _, v in sorted((model.config.id2label or {}).items(), key=lambda kv: int(kv[0]))]
-    fresh = ("EEGFMModel" not in was or model.config.head != cfg.head
-             or any(k.startswith("head.") for k in info["missing_keys"])
-             or (cfg.task != "regression" and saved_labels != labels))
+    fresh = (
+        "EEGFMModel" not in was
+        or model.config.head != cfg.head
+        or any(k.startswith("head.") for k in info["missing_keys"])
+        or (cfg.task != "regression" and saved_labels != labels)
+    )
     if fresh:
         torch.manual_seed(cfg.seed)
         model.reset_head(cfg.head, labels if cfg.task != "regression" else None)
-    log.info("loaded %s from %s (%s); %s head %r", "encoder" if fresh else "model", folder,
-             "/".join(was) or "?", "new" if fresh else "kept", cfg.head)
+    log.info(
+        "loaded %s from %s (%s); %s head %r",
+        "encoder" if fresh else "model",
+        folder,
+        "/".join(was) or "?",
+        "new" if fresh else "kept",
+        cfg.head,
+    )
     return model, fresh
 
 
@@ -123,8 +144,10 @@ def configure_mode(model: EEGFMModel, cfg: FinetuneConfig) -> None:
         if kind is None:
             model.add_adapters(cfg.adapter_kind, cfg.adapter_rank)
         elif kind != cfg.adapter_kind or model.config.adapter_rank != cfg.adapter_rank:
-            raise ConfigError(f"adapter_kind: --pretrained already has {kind!r} adapters of rank "
-                              f"{model.config.adapter_rank}; got {cfg.adapter_kind!r} rank {cfg.adapter_rank}")
+            raise ConfigError(
+                f"adapter_kind: --pretrained already has {kind!r} adapters of rank "
+                f"{model.config.adapter_rank}; got {cfg.adapter_kind!r} rank {cfg.adapter_rank}"
+            )
         else:
             for name, parameter in model.named_parameters():
                 parameter.requires_grad = adapters_lib.is_adapter_parameter(name) or name.startswith("head.")
@@ -189,8 +212,9 @@ def targets_of(batch: dict[str, Any], cfg: FinetuneConfig, device: torch.device)
     return label
 
 
-def make_loss(cfg: FinetuneConfig, head: torch.nn.Module, class_weights: torch.Tensor | None
-              ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+def make_loss(
+    cfg: FinetuneConfig, head: torch.nn.Module, class_weights: torch.Tensor | None
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """The training loss ``f(logits, target)`` the config asks for."""
     if cfg.task == "regression":
         return head.loss
@@ -199,9 +223,11 @@ def make_loss(cfg: FinetuneConfig, head: torch.nn.Module, class_weights: torch.T
         return lambda logits, target: losses.kl_divergence(logits, target, class_weights)
     if name == "ce":
         return lambda logits, target: losses.soft_cross_entropy(
-            class_logits(logits, cfg), target, cfg.label_smoothing, class_weights)
+            class_logits(logits, cfg), target, cfg.label_smoothing, class_weights
+        )
     return lambda logits, target: losses.focal_loss(
-        class_logits(logits, cfg), target, cfg.focal_gamma, cfg.label_smoothing, class_weights)
+        class_logits(logits, cfg), target, cfg.focal_gamma, cfg.label_smoothing, class_weights
+    )
 
 
 def resolve_class_weights(cfg: FinetuneConfig, plan: Plan) -> torch.Tensor | None:
@@ -239,8 +265,14 @@ class Run(TrainState):
 
     def state_dict(self) -> dict[str, Any]:
         """Full training state. Collective: every rank must call it (loader positions are gathered)."""
-        return {**core_state(self), "stage": self.stage.index, "offset": self.offset,
-                "bad_evals": self.bad_evals, "done": self.done, "plan": self.plan.to_dict()}
+        return {
+            **core_state(self),
+            "stage": self.stage.index,
+            "offset": self.offset,
+            "bad_evals": self.bad_evals,
+            "done": self.done,
+            "plan": self.plan.to_dict(),
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         load_core_state(self, state)
@@ -249,11 +281,20 @@ class Run(TrainState):
         self.bad_evals, self.done = int(state["bad_evals"]), bool(state["done"])
 
 
-def build_run(cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], plan: Plan, stage: Stage, model: EEGFMModel,
-              best_metric: float = math.inf, offset: int = 0) -> Run:
+def build_run(
+    cfg: FinetuneConfig,
+    dist: Dist,
+    data: str | Sequence[str],
+    plan: Plan,
+    stage: Stage,
+    model: EEGFMModel,
+    best_metric: float = math.inf,
+    offset: int = 0,
+) -> Run:
     amp_dtype = resolve_precision(cfg.precision, dist.device)
-    optimizer = torch.optim.AdamW(optimizer_groups(model, cfg),
-                                  lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
+    optimizer = torch.optim.AdamW(
+        optimizer_groups(model, cfg), lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps
+    )
     batch = cfg.loader.batch_size * cfg.optim.grad_accum_steps * dist.world_size
     steps_per_epoch = max(1, math.ceil(stage.windows / batch))
     total = cfg.epochs * steps_per_epoch
@@ -261,19 +302,44 @@ def build_run(cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], plan: 
         total = min(total, cfg.optim.max_steps)
     optim = cfg.optim
     if optim.warmup_steps >= total:
-        log.warning("optim.warmup_steps=%d is not below the %d steps of %s; warming up for %d steps",
-                    optim.warmup_steps, total, stage.name, total // 10)
+        log.warning(
+            "optim.warmup_steps=%d is not below the %d steps of %s; warming up for %d steps",
+            optim.warmup_steps,
+            total,
+            stage.name,
+            total // 10,
+        )
         optim = dataclasses.replace(optim, warmup_steps=total // 10, max_steps=None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(optim.lr_factor, total_steps=total))
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     filters = split_filter(plan, "train", stage.min_votes)
-    loader = EEGLoader(data, loader_config(cfg.loader, model.config.patch_size, filters=filters), rank=dist.rank,
-                       world_size=dist.world_size, infinite=True, windows_per_file=plan.files.get("train"))
+    loader = EEGLoader(
+        data,
+        loader_config(cfg.loader, model.config.patch_size, filters=filters),
+        rank=dist.rank,
+        world_size=dist.world_size,
+        infinite=True,
+        windows_per_file=plan.files.get("train"),
+    )
     loss_fn = make_loss(cfg, model.head, resolve_class_weights(cfg, plan))
     optimizer = dist.wrap_optimizer(optimizer, model, cfg.optim.grad_accum_steps)
-    return Run(cfg=cfg, dist=dist, plan=plan, stage=stage, model=model, optimizer=optimizer, scheduler=scheduler,
-               scaler=scaler, loader=loader, loss_fn=loss_fn, amp_dtype=amp_dtype, steps_per_epoch=steps_per_epoch,
-               total_steps=total, offset=offset, best_metric=best_metric)
+    return Run(
+        cfg=cfg,
+        dist=dist,
+        plan=plan,
+        stage=stage,
+        model=model,
+        optimizer=optimizer,
+        scheduler=scheduler,
+        scaler=scaler,
+        loader=loader,
+        loss_fn=loss_fn,
+        amp_dtype=amp_dtype,
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total,
+        offset=offset,
+        best_metric=best_metric,
+    )
 
 
 def set_trainable(run: Run) -> None:
@@ -289,6 +355,12 @@ def set_trainable(run: Run) -> None:
     wrapped = run.dist.wrap_model(model)
     run.model = torch.compile(wrapped) if run.cfg.compile else wrapped
     if run.cfg.unfreeze_schedule and run.cfg.mode == "full":
-        log.info("%s step %d: unfreeze level %d of %d, %d trainable parameters", run.stage.name, run.step, level,
-                 len(run.cfg.unfreeze_schedule), adapters_lib.count_trainable(model))
+        log.info(
+            "%s step %d: unfreeze level %d of %d, %d trainable parameters",
+            run.stage.name,
+            run.step,
+            level,
+            len(run.cfg.unfreeze_schedule),
+            adapters_lib.count_trainable(model),
+        )
     run.unfreeze = level

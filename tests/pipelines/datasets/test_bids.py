@@ -29,41 +29,63 @@ def test_bids_names_parse_into_entities_suffix_and_extension():
 def test_sidecars_apply_by_the_inheritance_principle():
     files = [
         RECORDING,
-        "ds/task-rest_eeg.json",                                       # data set level
-        "ds/task-motor_eeg.json",                                      # another task
-        "ds/sub-01/sub-01_task-rest_eeg.json",                         # subject level
-        "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_eeg.json",         # all runs of the session
+        "ds/task-rest_eeg.json",  # data set level
+        "ds/task-motor_eeg.json",  # another task
+        "ds/sub-01/sub-01_task-rest_eeg.json",  # subject level
+        "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_eeg.json",  # all runs of the session
         "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_run-1_channels.tsv",
         "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_run-2_channels.tsv",  # another run
-        "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_channels.tsv",     # farther (fewer entities)
-        "ds/sub-02/sub-02_task-rest_eeg.json",                         # another subject's folder
+        "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_channels.tsv",  # farther (fewer entities)
+        "ds/sub-02/sub-02_task-rest_eeg.json",  # another subject's folder
         "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_run-1_events.tsv",  # not a kind that is read
     ]
     index = SidecarIndex(files)
     assert index.applicable(RECORDING, "eeg", ".json") == [
-        "ds/task-rest_eeg.json", "ds/sub-01/sub-01_task-rest_eeg.json",
-        "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_eeg.json"]
+        "ds/task-rest_eeg.json",
+        "ds/sub-01/sub-01_task-rest_eeg.json",
+        "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_eeg.json",
+    ]
     assert index.applicable(RECORDING, "channels", ".tsv") == [
         "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_channels.tsv",
-        "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_run-1_channels.tsv"]
+        "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_run-1_channels.tsv",
+    ]
     assert index.applicable("ds/sub-02/eeg/sub-02_task-motor_eeg.edf", "eeg", ".json") == ["ds/task-motor_eeg.json"]
 
 
 def test_sidecars_give_bad_channels_and_the_nearest_power_line_frequency():
-    channels = ("c.tsv", "name\ttype\tunits\tstatus\nEEG Fp1\tEEG\tuV\tbad\nEEG Fp2\tEEG\tuV\tgood\n"
-                         "EEG O2\tEEG\tuV\tBAD\nECG\tECG\tuV\tn/a\n")
-    info = sidecar_info(channels, [("far.json", '{"PowerLineFrequency": 50}'),
-                                   ("near.json", '{"PowerLineFrequency": 60.0, "SamplingFrequency": 500}')])
+    channels = (
+        "c.tsv",
+        "name\ttype\tunits\tstatus\nEEG Fp1\tEEG\tuV\tbad\nEEG Fp2\tEEG\tuV\tgood\n"
+        "EEG O2\tEEG\tuV\tBAD\nECG\tECG\tuV\tn/a\n",
+    )
+    info = sidecar_info(
+        channels,
+        [
+            ("far.json", '{"PowerLineFrequency": 50}'),
+            ("near.json", '{"PowerLineFrequency": 60.0, "SamplingFrequency": 500}'),
+        ],
+    )
     assert info.bad_channels == ("EEG Fp1", "EEG O2") and info.line_freq == 60
-    assert sidecar_info(("c.tsv", "name\ttype\tunits\nFp1\tEEG\tuV\n"), [("e.json", '{"PowerLineFrequency": "n/a"}')]) \
-        == sidecar_info(None, [])  # no status column, n/a: nothing known
+    assert sidecar_info(
+        ("c.tsv", "name\ttype\tunits\nFp1\tEEG\tuV\n"), [("e.json", '{"PowerLineFrequency": "n/a"}')]
+    ) == sidecar_info(None, [])  # no status column, n/a: nothing known
     for channels, jsons, message in [
         (("c.tsv", "label\ttype\nFp1\tEEG\n"), [], "c.tsv: no 'name' column (columns: label, type)"),
-        (("c.tsv", "name\tstatus\nFp1\tgood\nFp2\tbroken\n"), [],
-         "c.tsv: line 3, status: expected one of 'good', 'bad', 'n/a'; got 'broken'"),
-        (None, [("e.json", '{"PowerLineFrequency": 400}')], 'e.json: PowerLineFrequency: expected 50, 60 or "n/a"; got 400'),
-        (None, [("a.json", '{"PowerLineFrequency": 50}'), ("e.json", '{"PowerLineFrequency": "fifty"}')],
-         "e.json: PowerLineFrequency: expected 50, 60"),
+        (
+            ("c.tsv", "name\tstatus\nFp1\tgood\nFp2\tbroken\n"),
+            [],
+            "c.tsv: line 3, status: expected one of 'good', 'bad', 'n/a'; got 'broken'",
+        ),
+        (
+            None,
+            [("e.json", '{"PowerLineFrequency": 400}')],
+            'e.json: PowerLineFrequency: expected 50, 60 or "n/a"; got 400',
+        ),
+        (
+            None,
+            [("a.json", '{"PowerLineFrequency": 50}'), ("e.json", '{"PowerLineFrequency": "fifty"}')],
+            "e.json: PowerLineFrequency: expected 50, 60",
+        ),
         (None, [("e.json", '{"PowerLineFrequency": 50,}')], "e.json: not valid JSON"),
         (None, [("e.json", "[50]")], "e.json: expected a JSON object; got list"),
     ]:
@@ -89,8 +111,11 @@ def test_a_channel_marked_bad_is_interpolated_not_used(shared_data):
         plan_harmonization(names, min_channels=18, exclude=["EEG Fp1", "EEG O2"])
     # Constant channels are left out the same way, and named as such.
     assert plan_harmonization(names, exclude=["EEG Fp1"], constant=["EEG O2"])[0].missing == ("Fp1", "O2")
-    with pytest.raises(ValueError, match=r"marked bad and left out: EEG Fp1; constant from start to end \(not "
-                                         r"recorded\), left out: EEG O2$"):
+    with pytest.raises(
+        ValueError,
+        match=r"marked bad and left out: EEG Fp1; constant from start to end \(not "
+        r"recorded\), left out: EEG O2$",
+    ):
         plan_harmonization(names, min_channels=18, exclude=["EEG Fp1"], constant=["EEG O2"])
 
 
@@ -103,25 +128,43 @@ def test_the_job_applies_bids_sidecars_and_quarantines_a_malformed_one(shared_da
     (root / "participants.tsv").write_text("participant_id\tage\tsex\nsub-01\t21\tF\n")
     (root / "task-arith_eeg.json").write_text('{"PowerLineFrequency": 50, "SamplingFrequency": 500}')
     (root / "sub-01" / "eeg" / "sub-01_task-arith_channels.tsv").write_text(
-        "name\ttype\tunits\tstatus\nEEG Fp1\tEEG\tuV\tbad\nEEG Cz\tEEG\tuV\tgood\nEEG O2\tEEG\tuV\tbad\n")
+        "name\ttype\tunits\tstatus\nEEG Fp1\tEEG\tuV\tbad\nEEG Cz\tEEG\tuV\tgood\nEEG O2\tEEG\tuV\tbad\n"
+    )
     (root / "sub-02" / "eeg" / "sub-02_task-arith_eeg.json").write_text('{"PowerLineFrequency": 60}')
     (root / "sub-03" / "eeg" / "sub-03_task-arith_channels.tsv").write_text("label\ttype\nEEG Fp1\tEEG\n")
     key = tmp_path / "key"
     key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
-    manifest = run(["--input", str(root), "--output", str(tmp_path / "out"), "--pseudonym_key_file", str(key),
-                    "--dataset", "bids", "--no_artifact_model", "--runner", "DirectRunner",
-                    "--direct_running_mode", "in_memory"])
+    manifest = run(
+        [
+            "--input",
+            str(root),
+            "--output",
+            str(tmp_path / "out"),
+            "--pseudonym_key_file",
+            str(key),
+            "--dataset",
+            "bids",
+            "--no_artifact_model",
+            "--runner",
+            "DirectRunner",
+            "--direct_running_mode",
+            "in_memory",
+        ]
+    )
     inputs = {os.path.basename(e["source"]): e for e in manifest["inputs"] if "source" in e}
     first, second, third = (inputs[f"sub-0{n}_task-arith_eeg.edf"] for n in (1, 2, 3))
     assert first["status"] == "processed" and first["marked_bad"] == ["EEG Fp1", "EEG O2"]
     assert first["interpolated"] == ["Fp1", "O2"] and first["line_freq"] == 50  # data set level sidecar
     assert second["status"] == "processed" and second["marked_bad"] == [] and second["line_freq"] == 60
     assert (third["status"], third["stage"]) == ("quarantined", "sidecar")
-    assert third["reason"] == ("sub-03_task-arith_eeg.edf: sub-03_task-arith_channels.tsv: no 'name' column "
-                               "(columns: label, type); a BIDS channels.tsv starts with name, type, units")
+    assert third["reason"] == (
+        "sub-03_task-arith_eeg.edf: sub-03_task-arith_channels.tsv: no 'name' column "
+        "(columns: label, type); a BIDS channels.tsv starts with name, type, units"
+    )
     quarantine = [json.loads(line) for line in (tmp_path / "out" / "quarantine.jsonl").read_text().splitlines()]
-    assert [(q["stage"], os.path.basename(q["path"])) for q in quarantine if q["kind"] != "ignored"] \
-        == [("sidecar", "sub-03_task-arith_eeg.edf")]
+    assert [(q["stage"], os.path.basename(q["path"])) for q in quarantine if q["kind"] != "ignored"] == [
+        ("sidecar", "sub-03_task-arith_eeg.edf")
+    ]
     masks = {}
     for path in glob.glob(str(tmp_path / "out" / "*" / "part-*.tfrecord")):
         for raw in read_records(path):
@@ -145,13 +188,17 @@ def _mgh70_head():
     info.set_montage(montage)
     positions = {ch["ch_name"]: np.asarray(ch["loc"][:3]) for ch in info["chs"]}
     fiducials = {d["ident"]: np.asarray(d["r"]) for d in info["dig"] if d["kind"] == FIFF.FIFFV_POINT_CARDINAL}
-    return positions, {"NAS": fiducials[FIFF.FIFFV_POINT_NASION], "LPA": fiducials[FIFF.FIFFV_POINT_LPA],
-                       "RPA": fiducials[FIFF.FIFFV_POINT_RPA]}
+    return positions, {
+        "NAS": fiducials[FIFF.FIFFV_POINT_NASION],
+        "LPA": fiducials[FIFF.FIFFV_POINT_LPA],
+        "RPA": fiducials[FIFF.FIFFV_POINT_RPA],
+    }
 
 
 def _electrodes_tsv(positions, scale=1000.0, turn=lambda p: p, extra=""):
-    rows = "".join(f"{name}\t" + "\t".join(f"{v:.3f}" for v in turn(p) * scale) + "\tcup\n"
-                   for name, p in positions.items())
+    rows = "".join(
+        f"{name}\t" + "\t".join(f"{v:.3f}" for v in turn(p) * scale) + "\tcup\n" for name, p in positions.items()
+    )
     return "name\tx\ty\tz\ttype\n" + rows + "EEG 071\tn/a\tn/a\tn/a\tcup\n" + extra
 
 
@@ -164,8 +211,9 @@ def test_electrodes_tsv_places_a_caps_numbered_channels_by_their_head_frame_what
     by_layout = map_channels(names, "mgh70").canonical
 
     def sites(electrodes, coordsystem):
-        digitized, why = electrode_positions(("sub-01_electrodes.tsv", electrodes),
-                                             ("sub-01_coordsystem.json", json.dumps(coordsystem)))
+        digitized, why = electrode_positions(
+            ("sub-01_electrodes.tsv", electrodes), ("sub-01_coordsystem.json", json.dumps(coordsystem))
+        )
         assert why == "" and digitized is not None
         cmap = map_channels(names, "file", digitized)
         assert cmap.cap.startswith("file-")
@@ -175,17 +223,26 @@ def test_electrodes_tsv_places_a_caps_numbered_channels_by_their_head_frame_what
         return {site for site, i in canonical.items() if by_layout.get(site) == i}
 
     captrak = {"EEGCoordinateSystem": "CapTrak", "EEGCoordinateUnits": "mm"}
-    landmark_rows = "".join(f"{k}\t" + "\t".join(f"{v:.3f}" for v in p * 1000) + "\tfiducial\n"
-                            for k, p in fiducials.items())
+    landmark_rows = "".join(
+        f"{k}\t" + "\t".join(f"{v:.3f}" for v in p * 1000) + "\tfiducial\n" for k, p in fiducials.items()
+    )
     # the fiducials as rows, as coordsystem landmarks (in cm), or only implied by CapTrak's axes
     as_rows = sites(_electrodes_tsv(positions, extra=landmark_rows), captrak)
-    as_landmarks = sites(_electrodes_tsv(positions), {
-        **captrak, "AnatomicalLandmarkCoordinates": {k: list(p * 100) for k, p in fiducials.items()},
-        "AnatomicalLandmarkCoordinateSystem": "CapTrak", "AnatomicalLandmarkCoordinateUnits": "cm"})
+    as_landmarks = sites(
+        _electrodes_tsv(positions),
+        {
+            **captrak,
+            "AnatomicalLandmarkCoordinates": {k: list(p * 100) for k, p in fiducials.items()},
+            "AnatomicalLandmarkCoordinateSystem": "CapTrak",
+            "AnatomicalLandmarkCoordinateUnits": "cm",
+        },
+    )
     by_axes = sites(_electrodes_tsv(positions), captrak)
     # EEGLAB's frame: x toward the nasion, y toward the left ear, units not stated (metres by size)
-    eeglab = sites(_electrodes_tsv(positions, scale=1.0, turn=lambda p: np.array([p[1], -p[0], p[2]])),
-                   {"EEGCoordinateSystem": "EEGLAB", "EEGCoordinateUnits": "n/a"})
+    eeglab = sites(
+        _electrodes_tsv(positions, scale=1.0, turn=lambda p: np.array([p[1], -p[0], p[2]])),
+        {"EEGCoordinateSystem": "EEGLAB", "EEGCoordinateUnits": "n/a"},
+    )
     assert as_rows == as_landmarks and len(agreement(as_rows)) >= 14
     # electrodes.tsv may name the electrodes without the recording's prefix ('001' for 'EEG 001')
     bare = {name.replace("EEG ", ""): p for name, p in positions.items()}
@@ -193,8 +250,17 @@ def test_electrodes_tsv_places_a_caps_numbered_channels_by_their_head_frame_what
     for canonical in (as_rows, by_axes, eeglab):
         # where the fiducials are implied, a site or two near the 7 degree limit may go, none moves
         assert not {site for site, i in canonical.items() if site in by_layout and by_layout[site] != i}
-        assert len(agreement(canonical)) >= 12 and {"Cz", "Fz", "Pz", "Fp1", "Fp2", "O1", "O2", "C3", "C4"} \
-            <= agreement(canonical)
+        assert len(agreement(canonical)) >= 12 and {
+            "Cz",
+            "Fz",
+            "Pz",
+            "Fp1",
+            "Fp2",
+            "O1",
+            "O2",
+            "C3",
+            "C4",
+        } <= agreement(canonical)
         assert names[canonical["Cz"]] == "EEG 034"
 
 
@@ -202,26 +268,38 @@ def test_electrodes_tsv_without_a_head_frame_or_malformed_is_refused_naming_the_
     from eegfm.pipelines.datasets.bids import electrode_positions
 
     positions, _ = _mgh70_head()
-    digitized, why = electrode_positions(("e.tsv", _electrodes_tsv(positions)),
-                                         ("c.json", '{"EEGCoordinateSystem": "MNI152NLin2009cAsym", '
-                                                    '"EEGCoordinateUnits": "mm"}'))
+    digitized, why = electrode_positions(
+        ("e.tsv", _electrodes_tsv(positions)),
+        ("c.json", '{"EEGCoordinateSystem": "MNI152NLin2009cAsym", "EEGCoordinateUnits": "mm"}'),
+    )
     assert digitized is None and why == (
         "e.tsv: positions in the 'MNI152NLin2009cAsym' coordinate system (c.json), with no nasion and ears "
-        "(NAS, LPA and RPA rows, or AnatomicalLandmarkCoordinates) to place them on the head by")
+        "(NAS, LPA and RPA rows, or AnatomicalLandmarkCoordinates) to place them on the head by"
+    )
     assert electrode_positions(("e.tsv", _electrodes_tsv(positions)), None)[0] is None  # no system named
     with pytest.raises(SidecarError, match=r"^e.tsv: line 3, y: expected a number or 'n/a'; got '1,5'$"):
         electrode_positions(("e.tsv", "name\tx\ty\tz\nE1\t1\t2\t3\nE2\t1\t1,5\t3\n"), None)
-    with pytest.raises(SidecarError, match=r"^e.tsv: columns: expected name, x, y, z \(then optional ones\); "
-                                           r"got name, X, Y, Z$"):
+    with pytest.raises(
+        SidecarError,
+        match=r"^e.tsv: columns: expected name, x, y, z \(then optional ones\); "
+        r"got name, X, Y, Z$",
+    ):
         electrode_positions(("e.tsv", "name\tX\tY\tZ\nE1\t1\t2\t3\n"), None)
-    with pytest.raises(SidecarError, match=r"^c.json: EEGCoordinateUnits: expected one of 'm', 'cm', 'mm', 'n/a'; "
-                                           r"got 'inch'$"):
+    with pytest.raises(
+        SidecarError,
+        match=r"^c.json: EEGCoordinateUnits: expected one of 'm', 'cm', 'mm', 'n/a'; "
+        r"got 'inch'$",
+    ):
         electrode_positions(("e.tsv", _electrodes_tsv(positions)), ("c.json", '{"EEGCoordinateUnits": "inch"}'))
 
 
 def test_electrodes_and_coordsystem_apply_across_their_space_entity():
-    files = ["ds/sub-01/eeg/sub-01_task-rest_eeg.edf", "ds/sub-01/eeg/sub-01_space-CapTrak_electrodes.tsv",
-             "ds/sub-01/eeg/sub-01_space-CapTrak_coordsystem.json", "ds/sub-02/eeg/sub-02_space-CapTrak_electrodes.tsv"]
+    files = [
+        "ds/sub-01/eeg/sub-01_task-rest_eeg.edf",
+        "ds/sub-01/eeg/sub-01_space-CapTrak_electrodes.tsv",
+        "ds/sub-01/eeg/sub-01_space-CapTrak_coordsystem.json",
+        "ds/sub-02/eeg/sub-02_space-CapTrak_electrodes.tsv",
+    ]
     index = SidecarIndex(files, kinds=(("electrodes", ".tsv"), ("coordsystem", ".json")))
     assert index.applicable(files[0], "electrodes", ".tsv") == [files[1]]
     assert index.applicable(files[0], "coordsystem", ".json") == [files[2]]
@@ -238,22 +316,36 @@ def test_the_job_places_a_bids_recordings_numbered_channels_by_its_electrodes_ts
     root = tmp_path / "ds"
     (root / "dataset_description.json").parent.mkdir(parents=True)
     (root / "dataset_description.json").write_text('{"Name": "a cap", "BIDSVersion": "1.9.0"}')
-    systems = {"01": {"EEGCoordinateSystem": "CapTrak", "EEGCoordinateUnits": "mm"},
-               "02": {"EEGCoordinateSystem": "MNI305", "EEGCoordinateUnits": "mm"},
-               "03": {"EEGCoordinateSystem": "CapTrak", "EEGCoordinateUnits": "mm"}}
+    systems = {
+        "01": {"EEGCoordinateSystem": "CapTrak", "EEGCoordinateUnits": "mm"},
+        "02": {"EEGCoordinateSystem": "MNI305", "EEGCoordinateUnits": "mm"},
+        "03": {"EEGCoordinateSystem": "CapTrak", "EEGCoordinateUnits": "mm"},
+    }
     for sub, system in systems.items():
         folder = root / f"sub-{sub}" / "eeg"
         folder.mkdir(parents=True)
         start = 1000 * int(sub)  # not the same recording three times (duplicates are left out)
-        _write_edf(folder / f"sub-{sub}_task-arith_eeg.edf", list(positions), spread[:, start:start + 30000])
+        _write_edf(folder / f"sub-{sub}_task-arith_eeg.edf", list(positions), spread[:, start : start + 30000])
         text = _electrodes_tsv(positions)
         (folder / f"sub-{sub}_space-{system['EEGCoordinateSystem']}_electrodes.tsv").write_text(
-            text if sub != "03" else text.replace("cup\n", "cup\nEEG 000\t1,5\t0\t0\tcup\n", 1))
+            text if sub != "03" else text.replace("cup\n", "cup\nEEG 000\t1,5\t0\t0\tcup\n", 1)
+        )
         (folder / f"sub-{sub}_space-{system['EEGCoordinateSystem']}_coordsystem.json").write_text(json.dumps(system))
     key = tmp_path / "key"
     key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
-    args = ["--input", str(root), "--pseudonym_key_file", str(key), "--dataset", "bids", "--no_artifact_model",
-            "--runner", "DirectRunner", "--direct_running_mode", "in_memory"]
+    args = [
+        "--input",
+        str(root),
+        "--pseudonym_key_file",
+        str(key),
+        "--dataset",
+        "bids",
+        "--no_artifact_model",
+        "--runner",
+        "DirectRunner",
+        "--direct_running_mode",
+        "in_memory",
+    ]
     manifest = run([*args, "--output", str(tmp_path / "out"), "--montage", "file"])
     inputs = {os.path.basename(e["source"])[:6]: e for e in manifest["inputs"] if "source" in e}
     placed, unplaced, malformed = inputs["sub-01"], inputs["sub-02"], inputs["sub-03"]
@@ -263,20 +355,26 @@ def test_the_job_places_a_bids_recordings_numbered_channels_by_its_electrodes_ts
     assert unplaced["reason"].endswith(
         "sub-02_space-MNI305_electrodes.tsv: positions in the 'MNI305' coordinate system "
         "(sub-02_space-MNI305_coordsystem.json), with no nasion and ears (NAS, LPA and RPA rows, or "
-        "AnatomicalLandmarkCoordinates) to place them on the head by")
+        "AnatomicalLandmarkCoordinates) to place them on the head by"
+    )
     assert (malformed["status"], malformed["stage"]) == ("quarantined", "sidecar")
-    assert malformed["reason"].endswith("sub-03_space-CapTrak_electrodes.tsv: line 3, x: expected a number or "
-                                        "'n/a'; got '1,5'")
+    assert malformed["reason"].endswith(
+        "sub-03_space-CapTrak_electrodes.tsv: line 3, x: expected a number or 'n/a'; got '1,5'"
+    )
     # Without --montage file the sidecars are not read: numbered channels, quarantined as before
     manifest = run([*args, "--output", str(tmp_path / "names")])
-    assert {(e["status"], e.get("stage")) for e in manifest["inputs"] if e.get("source", "").endswith(".edf")} \
-        == {("quarantined", "harmonize")}
+    assert {(e["status"], e.get("stage")) for e in manifest["inputs"] if e.get("source", "").endswith(".edf")} == {
+        ("quarantined", "harmonize")
+    }
 
 
 def test_bids_layout_takes_subjects_sessions_and_participants_tsv(tmp_path, shared_data):
     root = tmp_path / "ds"
-    for sub, ses, src in [("01", "a", "Subject00_1.edf"), ("01", "b", "Subject00_2.edf"),
-                          ("02", "a", "Subject01_1.edf")]:
+    for sub, ses, src in [
+        ("01", "a", "Subject00_1.edf"),
+        ("01", "b", "Subject00_2.edf"),
+        ("02", "a", "Subject01_1.edf"),
+    ]:
         eeg = root / f"sub-{sub}" / f"ses-{ses}" / "eeg"
         eeg.mkdir(parents=True, exist_ok=True)
         (eeg / f"sub-{sub}_ses-{ses}_task-rest_eeg.edf").symlink_to(shared_data / "eegmat" / src)
@@ -305,19 +403,27 @@ def test_bids_sourcedata_and_derivatives_are_not_read_as_more_recordings(tmp_pat
     versions (derivatives/, often a BIDS data set of its own): the same recordings again."""
     root = tmp_path / "ds"
     recording = shared_data / "eegmat" / "Subject00_2.edf"
-    layout = ["sub-01/eeg/sub-01_task-rest_eeg.edf", "sourcedata/sub-01/eeg/sub-01_task-rest_eeg.edf",
-              "derivatives/clean/sub-01/eeg/sub-01_task-rest_desc-clean_eeg.edf", "code/example.edf"]
+    layout = [
+        "sub-01/eeg/sub-01_task-rest_eeg.edf",
+        "sourcedata/sub-01/eeg/sub-01_task-rest_eeg.edf",
+        "derivatives/clean/sub-01/eeg/sub-01_task-rest_desc-clean_eeg.edf",
+        "code/example.edf",
+    ]
     for name in layout:
         (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).symlink_to(recording)
     (root / "dataset_description.json").write_text('{"Name": "t", "BIDSVersion": "1.8.0"}')
-    (root / "derivatives" / "clean" / "dataset_description.json").write_text('{"Name": "c", "DatasetType": "derivative"}')
+    (root / "derivatives" / "clean" / "dataset_description.json").write_text(
+        '{"Name": "c", "DatasetType": "derivative"}'
+    )
     items, ignored, datasets = discover([str(root)])
     assert datasets == {"ds": "bids"} and [i.path for i in items] == [str(root / layout[0])]
-    why = {g.path[len(str(root)) + 1:]: g.reason for g in ignored}
-    assert why[layout[1]] == (f"in the BIDS folder sourcedata/, the files the data set's recordings were converted "
-                              f"from, not one of its raw recordings; give {root}/sourcedata as --input to process "
-                              f"it on its own")
+    why = {g.path[len(str(root)) + 1 :]: g.reason for g in ignored}
+    assert why[layout[1]] == (
+        f"in the BIDS folder sourcedata/, the files the data set's recordings were converted "
+        f"from, not one of its raw recordings; give {root}/sourcedata as --input to process "
+        f"it on its own"
+    )
     assert why[layout[2]].startswith("in the BIDS folder derivatives/, processed versions of the data set's")
     assert why[layout[3]].startswith("in the BIDS folder code/")
     # Given as the input, a derivative data set is read as one.

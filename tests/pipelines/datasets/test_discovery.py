@@ -40,7 +40,7 @@ def test_a_globstar_matches_zero_or_more_folders_and_gives_the_sites_the_folder_
     assert expand_inputs([f"{raw}/*/**/*.edf"]) == every[:2]  # site-a/a.edf and site-b/deep/b.edf
 
     def sites(*patterns):
-        return {i.path[len(str(raw)) + 1:]: i.site for i in discover(list(patterns), dataset="edf")[0]}
+        return {i.path[len(str(raw)) + 1 :]: i.site for i in discover(list(patterns), dataset="edf")[0]}
 
     by_folder = sites(str(raw))
     assert by_folder == {"top.edf": "raw", "site-a/a.edf": "site-a", "site-b/deep/b.edf": "site-b"}
@@ -49,8 +49,7 @@ def test_a_globstar_matches_zero_or_more_folders_and_gives_the_sites_the_folder_
     assert sites(str(raw / "site-b/deep/b.edf")) == {"site-b/deep/b.edf": "deep"}
 
 
-def test_linked_site_folders_are_inputs_once_and_a_glob_names_the_links_it_cannot_follow(shared_data, tmp_path,
-                                                                                          caplog):
+def test_linked_site_folders_are_inputs_once_and_a_glob_names_the_links_it_cannot_follow(shared_data, tmp_path, caplog):
     data = tmp_path / "data"
     (data / "site-a").mkdir(parents=True)
     os.symlink(shared_data / "eegmmi", data / "site-b")  # a site folder linked in (it was skipped unlisted)
@@ -59,8 +58,11 @@ def test_linked_site_folders_are_inputs_once_and_a_glob_names_the_links_it_canno
     shutil.copy(shared_data / "eegmat" / "Subject00_2.edf", data / "site-a")
     items, _, _ = discover([str(data)])
     sites = sorted((i.site, os.path.relpath(i.path, data)) for i in items)
-    assert sites == [("site-a", "site-a/Subject00_2.edf"), ("site-b", "site-b/S001R03.edf"),
-                     ("site-b", "site-b/S001R04.edf")]  # the shallower link first; "same" would repeat it
+    assert sites == [
+        ("site-a", "site-a/Subject00_2.edf"),
+        ("site-b", "site-b/S001R03.edf"),
+        ("site-b", "site-b/S001R04.edf"),
+    ]  # the shallower link first; "same" would repeat it
     assert "site-a/same ->" in caplog.text and "site-a/up ->" in caplog.text and "not followed" in caplog.text
     caplog.clear()
     assert expand_inputs([str(data / "**" / "*.edf")]) == [str(data / "site-a" / "Subject00_2.edf")]
@@ -81,8 +83,11 @@ def test_excluded_files_and_folders_are_not_inputs(shared_data, tmp_path, monkey
 
 
 def test_bad_arguments_are_named(shared_data, tmp_path):
-    with pytest.raises(ValueError, match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', "
-                                         r"'eegmmi', 'tuab', 'tuep', 'tusz', 'tuev', 'tuar', 'chbmit', 'siena'; got 'tuh'"):
+    with pytest.raises(
+        ValueError,
+        match=r"--dataset: expected one of 'auto', 'edf', 'hms', 'bids', 'eegmat', "
+        r"'eegmmi', 'tuab', 'tuep', 'tusz', 'tuev', 'tuar', 'chbmit', 'siena'; got 'tuh'",
+    ):
         discover([str(shared_data)], dataset="tuh")
     with pytest.raises(FileNotFoundError, match=r"--input .*nothing\*.edf: matched no files"):
         discover([str(tmp_path / "nothing*.edf")])
@@ -91,8 +96,12 @@ def test_bad_arguments_are_named(shared_data, tmp_path):
 def test_one_file_spelled_several_ways_is_one_input(shared_data, tmp_path):
     (tmp_path / "site-a").mkdir()
     (tmp_path / "site-a" / "x.edf").symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
-    spellings = [f"{tmp_path}/site-a/x.edf", f"{tmp_path}/site-a/./x.edf", f"{tmp_path}//site-a/x.edf",
-                 f"{tmp_path}/site-b/../site-a/x.edf"]
+    spellings = [
+        f"{tmp_path}/site-a/x.edf",
+        f"{tmp_path}/site-a/./x.edf",
+        f"{tmp_path}//site-a/x.edf",
+        f"{tmp_path}/site-b/../site-a/x.edf",
+    ]
     items, _, _ = discover(spellings)
     assert [(i.path, i.site) for i in items] == [(f"{tmp_path}/site-a/x.edf", "site-a")]
     assert expand_inputs(spellings) == [f"{tmp_path}/site-a/x.edf"]
@@ -114,7 +123,9 @@ def test_sidecars_a_file_or_glob_input_leaves_out_are_named(tmp_path, shared_dat
     def warned(*inputs):
         caplog.clear()
         discover([str(p) for p in inputs])
-        return sorted(line.split(" is not among")[0] for line in caplog.messages if "is not among the inputs, so" in line)
+        return sorted(
+            line.split(" is not among")[0] for line in caplog.messages if "is not among the inputs, so" in line
+        )
 
     assert warned(hms / "train_eegs") == [str(hms / "train.csv")]
     assert warned(f"{hms}/train_eegs/*.parquet") == [str(hms / "train.csv")]
@@ -129,17 +140,31 @@ def test_the_manifest_says_which_metadata_files_are_read(tmp_path, shared_data):
     for name in ("labels.csv", "site-a/events.csv", "site-a/notes.json"):
         (tmp_path / name).write_text("path\n")
     _, ignored, _ = discover([str(tmp_path)])
-    why = {g.path[len(str(tmp_path)) + 1:]: g.reason for g in ignored}
-    assert why == {"labels.csv": "metadata sidecar (.csv), read by the data set adapter",
-                   "site-a/events.csv": "metadata (.csv), not a recording; no data set adapter reads events.csv",
-                   "site-a/notes.json": "metadata (.json), not a recording; no data set adapter reads notes.json"}
+    why = {g.path[len(str(tmp_path)) + 1 :]: g.reason for g in ignored}
+    assert why == {
+        "labels.csv": "metadata sidecar (.csv), read by the data set adapter",
+        "site-a/events.csv": "metadata (.csv), not a recording; no data set adapter reads events.csv",
+        "site-a/notes.json": "metadata (.json), not a recording; no data set adapter reads notes.json",
+    }
 
 
 def test_age_cells():
     from eegfm.pipelines.datasets.tables import age_cell
 
-    cells = {"34": 34.0, " 42.7 ": 42.0, "89+": 89.0, ">89": 89.0, "97": 90.0, "n/a": None, "": None, None: None,
-             "unknown": None, "-3": None, "nan": None, "inf": None}
+    cells = {
+        "34": 34.0,
+        " 42.7 ": 42.0,
+        "89+": 89.0,
+        ">89": 89.0,
+        "97": 90.0,
+        "n/a": None,
+        "": None,
+        None: None,
+        "unknown": None,
+        "-3": None,
+        "nan": None,
+        "inf": None,
+    }
     assert {cell: age_cell(cell) for cell in cells} == cells
 
 
@@ -154,18 +179,27 @@ def test_gzipped_edf_and_bdf_files_are_recordings_and_file_system_metadata_is_no
 
 
 def test_an_egi_mff_folder_is_one_recording_and_its_files_are_read_through_it(tmp_path):
-    for name in ("site/night.mff/info.xml", "site/night.mff/signal1.bin", "site/night.mff/coordinates.xml",
-                 "site/day.MFF/signal1.bin", "site/a.edf"):
+    for name in (
+        "site/night.mff/info.xml",
+        "site/night.mff/signal1.bin",
+        "site/night.mff/coordinates.xml",
+        "site/day.MFF/signal1.bin",
+        "site/a.edf",
+    ):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_bytes(b"x" * 10)
     items, ignored, _ = discover([str(tmp_path)])
     assert sorted(os.path.relpath(i.path, tmp_path) for i in items) == ["site/a.edf", "site/day.MFF", "site/night.mff"]
     assert {i.site for i in items} == {"site"}
     assert sorted(os.path.relpath(g.path, tmp_path) for g in ignored) == [
-        "site/day.MFF/signal1.bin", "site/night.mff/coordinates.xml", "site/night.mff/info.xml",
-        "site/night.mff/signal1.bin"]
+        "site/day.MFF/signal1.bin",
+        "site/night.mff/coordinates.xml",
+        "site/night.mff/info.xml",
+        "site/night.mff/signal1.bin",
+    ]
     assert {g.reason for g in ignored if "night" in g.path} == {
-        "part of the EGI MFF recording night.mff (a folder, read as one recording)"}
+        "part of the EGI MFF recording night.mff (a folder, read as one recording)"
+    }
     # the largest recording first: a folder weighs all its files
     assert os.path.basename(items[0].path) == "night.mff"
     # the folder itself as --input

@@ -18,8 +18,7 @@ T3 = CANONICAL_CHANNELS.index("T3")
 def clean_windows(shared_data) -> np.ndarray:
     """5 s windows of eegmat Subject00_1 (resting EEG) through resample + filter, canonical order."""
     mne = pytest.importorskip("mne")
-    raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_1.edf", preload=True,
-                              verbose="error")
+    raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_1.edf", preload=True, verbose="error")
     x = raw.get_data(picks=[f"EEG {name}" for name in CANONICAL_CHANNELS]) * 1e6
     y, _ = filter_data(resample(x, raw.info["sfreq"]), SFREQ)
     n = y.shape[1] // N_TIMES

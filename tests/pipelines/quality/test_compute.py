@@ -74,16 +74,16 @@ def _ref_pops(x: np.ndarray, sfreq: float, cfg: QualityConfig) -> tuple[np.ndarr
                 continue
             if t0 < pre or t0 + k + early > n:
                 continue
-            baseline = np.median(x[ch, t0 - pre:t0])
+            baseline = np.median(x[ch, t0 - pre : t0])
             amplitude = x[ch, t0 + k] - baseline
             if abs(amplitude) < cfg.pop_min_uv / 2:
                 continue
-            e = (x[ch, t0 + k:t0 + k + early] - baseline).mean() / amplitude
-            late_seg = x[ch, t0 + k + early:t0 + k + early + late] - baseline
+            e = (x[ch, t0 + k : t0 + k + early] - baseline).mean() / amplitude
+            late_seg = x[ch, t0 + k + early : t0 + k + early + late] - baseline
             lt = late_seg.mean() / amplitude if late_seg.size else e
             if e >= cfg.pop_persist and lt <= e:
                 counts[ch] += 1
-                spans[ch, t0:min(n, t0 + k + round(0.5 * sfreq))] = True
+                spans[ch, t0 : min(n, t0 + k + round(0.5 * sfreq))] = True
     return counts, spans
 
 
@@ -100,8 +100,9 @@ def _ref_severity(value, threshold: float, direction: str, kind: str) -> np.ndar
     return np.where(np.isnan(value), 0.0, out)
 
 
-def _reference_quality(data, sfreq=SFREQ, cfg=None, channel_mask=None, unfiltered=None,
-                       physical_min=None, physical_max=None) -> dict:
+def _reference_quality(
+    data, sfreq=SFREQ, cfg=None, channel_mask=None, unfiltered=None, physical_min=None, physical_max=None
+) -> dict:
     cfg = cfg or QualityConfig()
     n_chans, n_times = data.shape
     measured = np.ones(n_chans, bool) if channel_mask is None else np.asarray(channel_mask, bool)
@@ -123,8 +124,9 @@ def _reference_quality(data, sfreq=SFREQ, cfg=None, channel_mask=None, unfiltere
     else:
         hi, lo = raw.max(axis=1, keepdims=True), raw.min(axis=1, keepdims=True)
         tol = cfg.clip_tol_rel * (hi - lo)
-        clipped = _ref_runs(((raw >= hi - tol) | (raw <= lo + tol)) & (hi > lo),
-                            max(2, round(cfg.clip_min_duration_s * sfreq)))
+        clipped = _ref_runs(
+            ((raw >= hi - tol) | (raw <= lo + tol)) & (hi > lo), max(2, round(cfg.clip_min_duration_s * sfreq))
+        )
     pops, pop_spans = _ref_pops(x, sfreq, cfg)
     excursion = np.abs(x - x.mean(axis=1, keepdims=True)) > cfg.max_abs_uv
     artifact = flat | clipped | pop_spans | excursion | ~finite
@@ -140,8 +142,10 @@ def _reference_quality(data, sfreq=SFREQ, cfg=None, channel_mask=None, unfiltere
 
     tiny = np.finfo(float).tiny
     with np.errstate(all="ignore"):
-        snr = 10 * np.log10(np.maximum(psd[:, band(*cfg.signal_band)].mean(axis=1), tiny)
-                            / np.maximum(psd[:, band(*cfg.noise_band)].mean(axis=1), tiny))
+        snr = 10 * np.log10(
+            np.maximum(psd[:, band(*cfg.signal_band)].mean(axis=1), tiny)
+            / np.maximum(psd[:, band(*cfg.noise_band)].mean(axis=1), tiny)
+        )
         total = psd[:, band(*cfg.total_band)].sum(axis=1)
         muscle = np.where(total > 0, psd[:, band(*cfg.muscle_band)].sum(axis=1) / total, 0.0)
         line_db = np.stack([line_ratio_db(freqs, psd, f) for f in LINE_FREQUENCIES], axis=1)
@@ -149,20 +153,27 @@ def _reference_quality(data, sfreq=SFREQ, cfg=None, channel_mask=None, unfiltere
     line_db = np.where(np.isfinite(line_db), line_db, np.nan)
     ptp = x.max(axis=1) - x.min(axis=1)
     channel = {
-        "channel_snr_db": snr, "channel_flat_fraction": flat.mean(axis=1),
-        "channel_clip_fraction": clipped.mean(axis=1), "channel_ptp_uv": ptp,
-        "channel_muscle_ratio": muscle, "channel_line_noise_db": line_db, "channel_pops": pops,
+        "channel_snr_db": snr,
+        "channel_flat_fraction": flat.mean(axis=1),
+        "channel_clip_fraction": clipped.mean(axis=1),
+        "channel_ptp_uv": ptp,
+        "channel_muscle_ratio": muscle,
+        "channel_line_noise_db": line_db,
+        "channel_pops": pops,
     }
-    severity = np.stack([
-        _ref_severity(snr, cfg.min_snr_db, "min", "db"),
-        _ref_severity(flat.mean(axis=1), cfg.max_flat_fraction, "max", "ratio"),
-        _ref_severity(clipped.mean(axis=1), cfg.max_clip_fraction, "max", "ratio"),
-        _ref_severity(ptp, cfg.max_ptp_uv, "max", "ratio"),
-        _ref_severity(ptp, cfg.min_ptp_uv, "min", "ratio"),
-        _ref_severity(muscle, cfg.max_muscle_ratio, "max", "ratio"),
-        _ref_severity(line_db, cfg.max_line_noise_db, "max", "db"),
-        pops.astype(float),
-    ], axis=1)
+    severity = np.stack(
+        [
+            _ref_severity(snr, cfg.min_snr_db, "min", "db"),
+            _ref_severity(flat.mean(axis=1), cfg.max_flat_fraction, "max", "ratio"),
+            _ref_severity(clipped.mean(axis=1), cfg.max_clip_fraction, "max", "ratio"),
+            _ref_severity(ptp, cfg.max_ptp_uv, "max", "ratio"),
+            _ref_severity(ptp, cfg.min_ptp_uv, "min", "ratio"),
+            _ref_severity(muscle, cfg.max_muscle_ratio, "max", "ratio"),
+            _ref_severity(line_db, cfg.max_line_noise_db, "max", "db"),
+            pops.astype(float),
+        ],
+        axis=1,
+    )
     channel["channel_score"] = 1 - np.minimum(1, severity / 2).max(axis=1)
 
     def over_measured(values, fn):
@@ -198,8 +209,17 @@ def _reference_quality(data, sfreq=SFREQ, cfg=None, channel_mask=None, unfiltere
 # ones exactly. In dB, a relative rounding error r of a power ratio is 4.3 r: up to 2e-4 dB seen.
 
 
-_SPECTRAL = {"snr_db", "muscle_ratio", "line_noise_db", "channel_quality", "rule_score",
-             "channel_snr_db", "channel_muscle_ratio", "channel_line_noise_db", "channel_score"}
+_SPECTRAL = {
+    "snr_db",
+    "muscle_ratio",
+    "line_noise_db",
+    "channel_quality",
+    "rule_score",
+    "channel_snr_db",
+    "channel_muscle_ratio",
+    "channel_line_noise_db",
+    "channel_score",
+}
 
 
 def _assert_matches_reference(report: QualityReport, ref: dict, case: str = "") -> None:
@@ -209,8 +229,9 @@ def _assert_matches_reference(report: QualityReport, ref: dict, case: str = "") 
             continue
         actual = getattr(report, name)
         if name in _SPECTRAL:
-            np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-3 if name.endswith("_db") else 1e-4,
-                                       err_msg=f"{case}: {name}")
+            np.testing.assert_allclose(
+                actual, expected, rtol=1e-4, atol=1e-3 if name.endswith("_db") else 1e-4, err_msg=f"{case}: {name}"
+            )
         else:
             np.testing.assert_array_equal(actual, expected, err_msg=f"{case}: {name}")
 
@@ -255,23 +276,32 @@ def test_fast_path_matches_the_float64_reference(clean_windows):
     for name, window, kwargs in _dirty_windows(clean_windows):
         ref = _reference_quality(window, **kwargs)
         _assert_matches_reference(compute_quality(window, **kwargs), ref, name)  # float32
-        f64 = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) and v.ndim == 2 else v)
-               for k, v in kwargs.items()}
+        f64 = {k: (v.astype(np.float64) if isinstance(v, np.ndarray) and v.ndim == 2 else v) for k, v in kwargs.items()}
         _assert_matches_reference(compute_quality(window.astype(np.float64), **f64), ref, name)
-    assert {"flat", "clipping", "electrode_pop", "non_finite", "high_amplitude", "muscle",
-            "line_noise", "low_snr", "low_amplitude"} <= {
-        f for _, w, kw in _dirty_windows(clean_windows) for f in compute_quality(w, **kw).flags}
+    assert {
+        "flat",
+        "clipping",
+        "electrode_pop",
+        "non_finite",
+        "high_amplitude",
+        "muscle",
+        "line_noise",
+        "low_snr",
+        "low_amplitude",
+    } <= {f for _, w, kw in _dirty_windows(clean_windows) for f in compute_quality(w, **kw).flags}
 
 
 def test_pop_screen_and_odd_configs_match_the_reference(clean_windows):
     t = np.arange(N_TIMES) / SFREQ
     window = clean_windows[2].astype(np.float32)
     window[6, 900:] += (200 * np.exp(-(t[900:] - t[900]) / 0.5)).astype(np.float32)
-    for cfg in (QualityConfig(pop_min_uv=0.0), QualityConfig(pop_z=3.0),
-                QualityConfig(flat_min_duration_s=0.004, flat_tol_uv=2.0),
-                QualityConfig(clip_min_duration_s=0.004, clip_tol_rel=0.05)):
-        _assert_matches_reference(compute_quality(window, config=cfg),
-                                  _reference_quality(window, cfg=cfg))
+    for cfg in (
+        QualityConfig(pop_min_uv=0.0),
+        QualityConfig(pop_z=3.0),
+        QualityConfig(flat_min_duration_s=0.004, flat_tol_uv=2.0),
+        QualityConfig(clip_min_duration_s=0.004, clip_tol_rel=0.05),
+    ):
+        _assert_matches_reference(compute_quality(window, config=cfg), _reference_quality(window, cfg=cfg))
     # Pop thresholds around the injected pop's z (about 24.6): the step statistics decide.
     found = []
     for pop_z in (15.0, 18.0, 21.0, 23.0, 24.0, 26.0, 30.0):
@@ -290,7 +320,7 @@ def test_pop_screen_and_odd_configs_match_the_reference(clean_windows):
 def test_non_contiguous_views_give_the_same_report(clean_windows):
     # process.py passes views into a wider rolling buffer.
     buffer = np.concatenate([clean_windows[3], clean_windows[4]], axis=1).astype(np.float32)
-    view = buffer[:, 100:100 + N_TIMES]
+    view = buffer[:, 100 : 100 + N_TIMES]
     a = compute_quality(view, unfiltered=view)
     b = compute_quality(np.ascontiguousarray(view), unfiltered=np.ascontiguousarray(view))
     np.testing.assert_array_equal(a.vector(), b.vector())
@@ -305,16 +335,24 @@ def test_batch_equals_one_window_at_a_time(clean_windows):
     raw[1, 4, 200:700] = 3000.0  # a rail plateau in one window's unfiltered data
     kwargs = dict(unfiltered=raw, physical_min=-5000.0, physical_max=5000.0)
     batch = compute_quality_batch(windows, SFREQ, channel_mask=masks, **kwargs)
-    given = compute_quality_batch(windows, SFREQ, channel_mask=masks,
-                                  spectrum=window_spectrum(windows, SFREQ), **kwargs)
+    given = compute_quality_batch(
+        windows, SFREQ, channel_mask=masks, spectrum=window_spectrum(windows, SFREQ), **kwargs
+    )
     assert len(batch) == len(given) == len(windows)
     for i, (a, b) in enumerate(zip(batch, given)):
-        one = compute_quality(windows[i], SFREQ, channel_mask=masks[i], unfiltered=raw[i],
-                              physical_min=-5000.0, physical_max=5000.0)
+        one = compute_quality(
+            windows[i], SFREQ, channel_mask=masks[i], unfiltered=raw[i], physical_min=-5000.0, physical_max=5000.0
+        )
         assert a.flags == one.flags, cases[i][0]
         np.testing.assert_array_equal(a.vector(), one.vector(), err_msg=cases[i][0])
-        for name in ("channel_measured", "channel_flat_fraction", "channel_clip_fraction",
-                     "channel_pops", "channel_score", "channel_snr_db"):
+        for name in (
+            "channel_measured",
+            "channel_flat_fraction",
+            "channel_clip_fraction",
+            "channel_pops",
+            "channel_score",
+            "channel_snr_db",
+        ):
             np.testing.assert_array_equal(getattr(a, name), getattr(one, name))
         np.testing.assert_array_equal(a.spectrum.psd, one.spectrum.psd)
         np.testing.assert_allclose(b.vector(), one.vector(), rtol=1e-4, atol=1e-4)

@@ -12,7 +12,7 @@ from tests.pipelines.quality.conftest import N_TIMES, SFREQ, T3
 
 def test_flat_segment_fraction_matches_injection(window, clean_windows):
     flat_samples = 512  # 2 s of a 5 s window
-    window[5, 300:300 + flat_samples] = window[5, 300]
+    window[5, 300 : 300 + flat_samples] = window[5, 300]
     report = compute_quality(window)
     assert abs(report.channel_flat_fraction[5] - flat_samples / N_TIMES) <= 2 / N_TIMES
     assert report.flat_fraction == report.channel_flat_fraction[5]
@@ -104,8 +104,8 @@ def test_electrode_pop_on_one_channel(window):
     assert compute_quality(window + pop).pop_channels == 0
     # A brief biphasic spike returns to baseline: not a pop.
     spike = np.zeros(N_TIMES)
-    spike[t0:t0 + 5] = 150
-    spike[t0 + 5:t0 + 12] = -60
+    spike[t0 : t0 + 5] = 150
+    spike[t0 + 5 : t0 + 12] = -60
     assert compute_quality(window + spike * (np.arange(19) == 11)[:, None]).pop_channels == 0
 
 

@@ -14,9 +14,19 @@ def test_quality_names_are_the_pinned_contract():
     # The manifest records these names and the TFRecord `quality` vector follows this order:
     # changing them is a data-contract change.
     assert QUALITY_NAMES == (
-        "nonfinite_fraction", "snr_db", "flat_fraction", "clip_fraction", "ptp_uv",
-        "ptp_uv_median", "muscle_ratio", "line_noise_db", "pop_channels",
-        "bad_channel_fraction", "channel_quality", "artifact_ratio", "rule_score",
+        "nonfinite_fraction",
+        "snr_db",
+        "flat_fraction",
+        "clip_fraction",
+        "ptp_uv",
+        "ptp_uv_median",
+        "muscle_ratio",
+        "line_noise_db",
+        "pop_channels",
+        "bad_channel_fraction",
+        "channel_quality",
+        "artifact_ratio",
+        "rule_score",
     )
 
 

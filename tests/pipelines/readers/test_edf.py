@@ -6,14 +6,13 @@ import numpy as np
 import pytest
 
 from eegfm.pipelines.edf import EDFHeader, EDFSignal, edf_plus_patient, edf_plus_recording, write_edf
-from eegfm.pipelines.readers.edf import EdfReader
 from eegfm.pipelines.readers import MneReader, ReaderError, Segment, open_recording
+from eegfm.pipelines.readers.edf import EdfReader
 from tests.pipelines.conftest import write_edf_plus_d
 
 
 def _edf_files(shared_data):
-    return sorted(f for f in glob.glob(str(shared_data / "**" / "*"), recursive=True)
-                  if f.lower().endswith(".edf"))
+    return sorted(f for f in glob.glob(str(shared_data / "**" / "*"), recursive=True) if f.lower().endswith(".edf"))
 
 
 def test_samples_equal_mne_on_every_real_edf(shared_data):
@@ -42,14 +41,23 @@ def _write_bdf(path, data_uv: np.ndarray, sfreq: int, labels: list[str]) -> None
 
     head = b"\xffBIOSEMI" + f("X X X X", 80) + f("Startdate X X X X", 80) + f("01.02.24", 8)
     head += f("10.00.00", 8) + f(256 * (ns + 1), 8) + f("24BIT", 44) + f(n_rec, 8) + f(1, 8) + f(ns, 4)
-    for width, values in [(16, labels), (80, [""] * ns), (8, ["uV"] * ns), (8, [pmin] * ns),
-                          (8, [pmax] * ns), (8, [dmin] * ns), (8, [dmax] * ns), (80, [""] * ns),
-                          (8, [sfreq] * ns), (32, [""] * ns)]:
+    for width, values in [
+        (16, labels),
+        (80, [""] * ns),
+        (8, ["uV"] * ns),
+        (8, [pmin] * ns),
+        (8, [pmax] * ns),
+        (8, [dmin] * ns),
+        (8, [dmax] * ns),
+        (80, [""] * ns),
+        (8, [sfreq] * ns),
+        (32, [""] * ns),
+    ]:
         head += b"".join(f(v if not isinstance(v, float) else f"{v:g}", width) for v in values)
     body = bytearray()
     for r in range(n_rec):
         for ch in range(ns):
-            block = digital[ch, r * sfreq:(r + 1) * sfreq].astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]
+            block = digital[ch, r * sfreq : (r + 1) * sfreq].astype("<i4").view(np.uint8).reshape(-1, 4)[:, :3]
             body += block.tobytes()
     path.write_bytes(head + bytes(body))
 
@@ -81,8 +89,12 @@ def test_a_long_recording_is_read_in_bounded_memory(shared_data, tmp_path):
         "        r.read(s, min(n, s + step))\n"
         "    print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024, n)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, str(long_edf)], capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parents[3])
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(long_edf)],
+        capture_output=True,
+        text=True,
+        cwd=Path(__file__).resolve().parents[3],
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     grown_mb, n_times = map(int, done.stdout.split())
     assert long_edf.stat().st_size > 140 * 2**20 and n_times == 40 * 182 * 500
@@ -134,8 +146,8 @@ def test_the_eeg_electrodes_rate_wins_over_more_slow_channels(tmp_path):
     assert reader.info.ch_names == ("EEG Fp1-REF", "EEG Fp2-REF", "EEG Cz-REF") and reader.info.sfreq == 256.0
     assert reader.skipped == ["SpO2", "Pleth", "Pos", "HR", "Temp"]
     np.testing.assert_allclose(reader.read(0, 1024)[0], data[0], atol=0.02)
-    from eegfm.pipelines.process import PreprocessConfig, process_recording
     from eegfm.pipelines.datasets import SourceItem
+    from eegfm.pipelines.process import PreprocessConfig, process_recording
 
     *_, outcome = process_recording(SourceItem(str(path), "edf", "icu"), b"k" * 32, PreprocessConfig(), "h")
     assert outcome.stage == "harmonize" and outcome.other_rate == ("SpO2", "Pleth", "Pos", "HR", "Temp")
@@ -153,8 +165,7 @@ def test_a_blank_physical_dimension_is_read_in_the_unit_the_declared_range_impli
         signals.append(EDFSignal("SpO2", 0, 100, 256, physical_dimension=""))  # no voltage: values as they are
         path = tmp_path / f"{unit}.edf"
         spo2 = rng.uniform(90, 99, eeg_uv.shape[1])
-        write_edf(path, EDFHeader(signals=tuple(signals), start=datetime(2024, 3, 13, 9)),
-                  [*(eeg_uv * factor), spo2])
+        write_edf(path, EDFHeader(signals=tuple(signals), start=datetime(2024, 3, 13, 9)), [*(eeg_uv * factor), spo2])
         with open_recording(path) as reader:
             data = reader.read()
         np.testing.assert_allclose(data[:3], eeg_uv, atol=limit / factor / 2**15 * 2)  # within 2 steps
@@ -166,7 +177,9 @@ def test_header_errors_name_the_field(tmp_path, shared_data):
     bad = good[:8] + b"Y" * 80 + good[88:184] + b"1000    " + good[192:]
     path = tmp_path / "hdr.edf"
     path.write_bytes(bad)
-    with pytest.raises(ReaderError, match=r"hdr.edf: header field header bytes: expected 256 \* \(1 \+ 22 signals\) = 5888; got 1000"):
+    with pytest.raises(
+        ReaderError, match=r"hdr.edf: header field header bytes: expected 256 \* \(1 \+ 22 signals\) = 5888; got 1000"
+    ):
         EdfReader(path)
     short = tmp_path / "short.edf"
     short.write_bytes(good[:100])
@@ -190,25 +203,34 @@ def test_edf_plus_d_records_after_a_gap_start_a_segment_on_the_recording_clock(s
 def test_edf_plus_d_records_out_of_order_or_without_an_onset_are_refused(shared_data, tmp_path):
     source = shared_data / "eegmat" / "Subject00_1.edf"
     write_edf_plus_d(source, tmp_path / "overlap.edf", [0, 1, 2, 2.5, 4])
-    with pytest.raises(ReaderError, match=r"overlap.edf: data record 4: starts at 2.5 s, before the previous "
-                                          r"record ends \(3 s\); EDF\+D records must be in time order"):
+    with pytest.raises(
+        ReaderError,
+        match=r"overlap.edf: data record 4: starts at 2.5 s, before the previous "
+        r"record ends \(3 s\); EDF\+D records must be in time order",
+    ):
         open_recording(tmp_path / "overlap.edf")
     write_edf_plus_d(source, tmp_path / "text.edf", [0, 1, 2])
     raw = bytearray((tmp_path / "text.edf").read_bytes())
     first = raw.index(b"+1\x14\x14")  # record 2's time-keeping TAL, replaced by free text
-    raw[first: first + 9] = b"Jane Doe\x14"
+    raw[first : first + 9] = b"Jane Doe\x14"
     (tmp_path / "text.edf").write_bytes(bytes(raw))
-    with pytest.raises(ReaderError, match=r"text.edf: data record 2: expected its onset .* at the start of its "
-                                          r"EDF Annotations signal; got none") as err:
+    with pytest.raises(
+        ReaderError,
+        match=r"text.edf: data record 2: expected its onset .* at the start of its "
+        r"EDF Annotations signal; got none",
+    ) as err:
         open_recording(tmp_path / "text.edf")
     assert "Jane" not in str(err.value)
     # EDF+D without an annotation signal has no record onsets at all.
     raw = bytearray((tmp_path / "overlap.edf").read_bytes())
     at = raw.index(b"EDF Annotations")
-    raw[at: at + 15] = b"Event channel  "
+    raw[at : at + 15] = b"Event channel  "
     (tmp_path / "nosignal.edf").write_bytes(bytes(raw))
-    with pytest.raises(ReaderError, match=r"nosignal.edf: signals: an EDF\+D file needs an 'EDF Annotations' "
-                                          r"signal holding each data record's onset; found none"):
+    with pytest.raises(
+        ReaderError,
+        match=r"nosignal.edf: signals: an EDF\+D file needs an 'EDF Annotations' "
+        r"signal holding each data record's onset; found none",
+    ):
         open_recording(tmp_path / "nosignal.edf")
 
 
@@ -223,8 +245,8 @@ def test_a_header_padded_with_nul_bytes_reads_as_the_space_padded_one(shared_dat
         fields += [(offset + i * width, width) for i in range(ns)]
         offset += ns * width
     for at, width in fields:
-        value = bytes(raw[at: at + width]).rstrip(b" ")
-        raw[at: at + width] = value.ljust(width, b"\0")
+        value = bytes(raw[at : at + width]).rstrip(b" ")
+        raw[at : at + width] = value.ljust(width, b"\0")
     (tmp_path / "nul.edf").write_bytes(bytes(raw))
     with open_recording(tmp_path / "nul.edf") as padded, open_recording(source) as spaced:
         assert padded.info == spaced.info and padded.identity_key == spaced.identity_key
@@ -237,8 +259,10 @@ def test_readers_left_open_at_interpreter_exit_close_quietly(shared_data):
     import subprocess
     import sys
 
-    script = ("import sys\nimport eegfm.pipelines.datasets\nfrom eegfm.pipelines.readers import open_recording\n"
-              "kept = [open_recording(p) for p in sys.argv[1:]]\n")
+    script = (
+        "import sys\nimport eegfm.pipelines.datasets\nfrom eegfm.pipelines.readers import open_recording\n"
+        "kept = [open_recording(p) for p in sys.argv[1:]]\n"
+    )
     files = [str(shared_data / "eegmat" / f"Subject0{i}_1.edf") for i in range(4)]
     done = subprocess.run([sys.executable, "-c", script, *files], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and "Exception ignored" not in done.stderr, done.stderr[-2000:]
@@ -251,13 +275,34 @@ def test_an_annotation_only_edf_plus_is_named_as_one(tmp_path):
         return str(value).ljust(width).encode("ascii")
 
     tal = b"+0\x14\x14\x00+0\x1530\x14Sleep stage W\x14\x00"
-    head = (field(0, 8) + field("X X X X", 80) + field("Startdate X X X X", 80) + field("01.02.24", 8)
-            + field("10.00.00", 8) + field(512, 8) + field("EDF+C", 44) + field(1, 8) + field(0, 8) + field(1, 4)
-            + field("EDF Annotations", 16) + field("", 80) + field("", 8) + field(-1, 8) + field(1, 8)
-            + field(-32768, 8) + field(32767, 8) + field("", 80) + field(len(tal) // 2 + 1, 8) + field("", 32))
+    head = (
+        field(0, 8)
+        + field("X X X X", 80)
+        + field("Startdate X X X X", 80)
+        + field("01.02.24", 8)
+        + field("10.00.00", 8)
+        + field(512, 8)
+        + field("EDF+C", 44)
+        + field(1, 8)
+        + field(0, 8)
+        + field(1, 4)
+        + field("EDF Annotations", 16)
+        + field("", 80)
+        + field("", 8)
+        + field(-1, 8)
+        + field(1, 8)
+        + field(-32768, 8)
+        + field(32767, 8)
+        + field("", 80)
+        + field(len(tal) // 2 + 1, 8)
+        + field("", 32)
+    )
     (tmp_path / "SC4001EC-Hypnogram.edf").write_bytes(head + tal.ljust(2 * (len(tal) // 2 + 1), b"\0"))
-    with pytest.raises(ReaderError, match=r"SC4001EC-Hypnogram.edf: signals: expected at least one data signal; "
-                                          r"the file holds only annotations \(an EDF\+ annotation file"):
+    with pytest.raises(
+        ReaderError,
+        match=r"SC4001EC-Hypnogram.edf: signals: expected at least one data signal; "
+        r"the file holds only annotations \(an EDF\+ annotation file",
+    ):
         open_recording(tmp_path / "SC4001EC-Hypnogram.edf")
 
 
@@ -271,9 +316,22 @@ def test_bad_annotations_of_an_edf_plus_mark_sample_spans(shared_data, tmp_path)
         names = [edf.getLabel(i) for i in range(19)]
         data = np.stack([edf.readSignal(i)[:30000] for i in range(19)])
     writer = pyedflib.EdfWriter(str(tmp_path / "marked.edf"), 19, file_type=pyedflib.FILETYPE_EDFPLUS)
-    writer.setSignalHeaders([{"label": n, "dimension": "uV", "sample_frequency": 500, "physical_max": 3000,
-                              "physical_min": -3000, "digital_max": 32767, "digital_min": -32768,
-                              "transducer": "", "prefilter": ""} for n in names])
+    writer.setSignalHeaders(
+        [
+            {
+                "label": n,
+                "dimension": "uV",
+                "sample_frequency": 500,
+                "physical_max": 3000,
+                "physical_min": -3000,
+                "digital_max": 32767,
+                "digital_min": -32768,
+                "transducer": "",
+                "prefilter": "",
+            }
+            for n in names
+        ]
+    )
     writer.writeSamples(list(data))
     for onset, duration, text in ((12.0, 3.0, "BAD_muscle"), (41.0, -1, "bad blink"), (55.0, 1.0, "Eyes closed")):
         writer.writeAnnotation(onset, duration, text)

@@ -40,9 +40,7 @@ def test_reader_contract_on_real_files(shared_data, rel, sfreq, n_chans, n_times
         assert chunk.dtype == np.float32 and chunk.shape == (n_chans, stop)
         # Reading in two pieces gives the same samples as one read: chunked processing is exact.
         half = stop // 2
-        np.testing.assert_array_equal(
-            np.concatenate([reader.read(0, half), reader.read(half, stop)], axis=1), chunk
-        )
+        np.testing.assert_array_equal(np.concatenate([reader.read(0, half), reader.read(half, stop)], axis=1), chunk)
         with pytest.raises(ReaderError, match="sample range"):
             reader.read(0, n_times + 1)
 
@@ -55,8 +53,17 @@ def _eegmat(path, stop=None, channels=None):
         return edf.read(0, stop)[rows], [name.split(" ", 1)[-1] for name in edf.info.ch_names][rows], edf.info.sfreq
 
 
-def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, events=(), data_file: str = "",
-                  positions=None, fiducials=None, chaninfo=True) -> None:
+def _write_eeglab(
+    path,
+    data_uv: np.ndarray,
+    names: list[str],
+    sfreq: float,
+    events=(),
+    data_file: str = "",
+    positions=None,
+    fiducials=None,
+    chaninfo=True,
+) -> None:
     """An EEGLAB .set (MATLAB 5 file holding the EEG struct, data inside) as EEGLAB writes one;
     ``events`` are (type, latency in 1-based samples, duration in samples). A 3-D ``data_uv``
     (channels, points, trials) is an epoched file with one 'stim' event at each epoch's start.
@@ -74,8 +81,9 @@ def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, eve
         chanlocs[0, i] = (name, "", *xyz)
     chaninfo, keep = {"nosedir": "+X"}, chaninfo
     if fiducials:
-        nodatchans = np.zeros((1, len(fiducials)), dtype=[(k, "O") for k in ("labels", "type", "description",
-                                                                           "X", "Y", "Z")])
+        nodatchans = np.zeros(
+            (1, len(fiducials)), dtype=[(k, "O") for k in ("labels", "type", "description", "X", "Y", "Z")]
+        )
         for i, (what, xyz) in enumerate(fiducials.items()):
             nodatchans[0, i] = (what.split()[0], "FID", what, *(float(v) for v in xyz))
         chaninfo["nodatchans"] = nodatchans
@@ -90,17 +98,36 @@ def _write_eeglab(path, data_uv: np.ndarray, names: list[str], sfreq: float, eve
     epoch = np.zeros((1, trials), dtype=[(k, "O") for k in ("event", "eventtype", "eventlatency")])
     for k in range(trials):
         epoch[0, k] = (float(k + 1), "stim", 0.0)
-    savemat(path, {"EEG": {
-        "setname": "eegmat", "nbchan": float(len(names)), "trials": float(trials), "pnts": float(n), "srate": sfreq,
-        "xmin": 0.0, "xmax": (n - 1) / sfreq, "times": np.arange(n) / sfreq * 1000.0,
-        "data": data_file or data_uv.astype(np.float32), "chanlocs": chanlocs, "event": event if len(events) else empty,
-        "epoch": epoch if trials > 1 else empty,
-        "icawinv": empty, "icasphere": empty, "icaweights": empty, "ref": "common",
-        "chaninfo": chaninfo if keep else empty}},
-        appendmat=False, oned_as="row")
+    savemat(
+        path,
+        {
+            "EEG": {
+                "setname": "eegmat",
+                "nbchan": float(len(names)),
+                "trials": float(trials),
+                "pnts": float(n),
+                "srate": sfreq,
+                "xmin": 0.0,
+                "xmax": (n - 1) / sfreq,
+                "times": np.arange(n) / sfreq * 1000.0,
+                "data": data_file or data_uv.astype(np.float32),
+                "chanlocs": chanlocs,
+                "event": event if len(events) else empty,
+                "epoch": epoch if trials > 1 else empty,
+                "icawinv": empty,
+                "icasphere": empty,
+                "icaweights": empty,
+                "ref": "common",
+                "chaninfo": chaninfo if keep else empty,
+            }
+        },
+        appendmat=False,
+        oned_as="row",
+    )
     if data_file:
-        data_uv.reshape(len(names), -1, order="F").astype(np.float32).ravel(order="F").tofile(os.path.join(
-            os.path.dirname(path), data_file))
+        data_uv.reshape(len(names), -1, order="F").astype(np.float32).ravel(order="F").tofile(
+            os.path.join(os.path.dirname(path), data_file)
+        )
 
 
 def test_eeglab_recording_reads_as_the_edf_it_was_made_from(shared_data, tmp_path):
@@ -117,8 +144,9 @@ def test_an_eeglab_file_whose_chaninfo_is_an_empty_array_reads_like_any_other(sh
     # alone fails on it ("'numpy.ndarray' object has no attribute 'get'").
     data, names, sfreq = _eegmat(shared_data / "eegmat" / "Subject00_2.edf", stop=5000)
     _write_eeglab(tmp_path / "bare.set", data, names, sfreq, chaninfo=False)
-    _write_eeglab(tmp_path / "ep.set", data.reshape(len(names), 2, 2500).transpose(0, 2, 1), names, sfreq,
-                  chaninfo=False)
+    _write_eeglab(
+        tmp_path / "ep.set", data.reshape(len(names), 2, 2500).transpose(0, 2, 1), names, sfreq, chaninfo=False
+    )
     with open_recording(tmp_path / "bare.set") as reader:
         np.testing.assert_allclose(reader.read(), data, rtol=0, atol=1e-3)
     with open_recording(tmp_path / "ep.set") as reader:
@@ -129,11 +157,15 @@ def test_an_eeglab_file_whose_chaninfo_is_an_empty_array_reads_like_any_other(sh
 def test_an_eeglab_recording_with_cuts_has_a_segment_between_each(shared_data, tmp_path):
     # EEGLAB marks where it removed data (clean_rawdata, pop_select) with 'boundary' events.
     data, names, sfreq = _eegmat(shared_data / "eegmat" / "Subject00_2.edf")
-    _write_eeglab(tmp_path / "cut.set", data, names, sfreq,
-                  events=[("boundary", 10000.5, 500.0), ("stim", 12000.0, 0.0), ("boundary", 20000.5, 0.0)])
+    _write_eeglab(
+        tmp_path / "cut.set",
+        data,
+        names,
+        sfreq,
+        events=[("boundary", 10000.5, 500.0), ("stim", 12000.0, 0.0), ("boundary", 20000.5, 0.0)],
+    )
     with open_recording(tmp_path / "cut.set") as reader:
-        assert reader.segments == (Segment(0, 10000, 0.0), Segment(10000, 20000, 20.0),
-                                   Segment(20000, 31000, 40.0))
+        assert reader.segments == (Segment(0, 10000, 0.0), Segment(10000, 20000, 20.0), Segment(20000, 31000, 40.0))
 
 
 def test_epoched_files_read_as_their_epochs_each_a_segment(shared_data, tmp_path):
@@ -153,8 +185,12 @@ def test_epoched_files_read_as_their_epochs_each_a_segment(shared_data, tmp_path
     cut.drop([2, 3], verbose="error")
     cut.save(tmp_path / "s-epo.fif", verbose="error")
     with open_recording(tmp_path / "s-epo.fif") as reader:
-        assert reader.segments[:4] == (Segment(0, 6000, 0.0), Segment(6000, 12000, 12.0),
-                                       Segment(12000, 18000, 48.0), Segment(18000, 24000, 60.0))
+        assert reader.segments[:4] == (
+            Segment(0, 6000, 0.0),
+            Segment(6000, 12000, 12.0),
+            Segment(12000, 18000, 48.0),
+            Segment(18000, 24000, 60.0),
+        )
         np.testing.assert_allclose(reader.read(6000, 18000), data[:, np.r_[6000:12000, 24000:30000]], atol=1e-3)
 
 
@@ -168,12 +204,16 @@ def _brainvision(folder, names, data, sfreq=500.0, markers=""):
         + ("MarkerFile=x.vmrk\n" if markers else "")
         + f"DataFormat=BINARY\nDataOrientation=MULTIPLEXED\nNumberOfChannels={len(names)}\n"
         f"SamplingInterval={1e6 / sfreq:g}\n[Binary Infos]\nBinaryFormat=IEEE_FLOAT_32\n[Channel Infos]\n{channels}\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     if markers:
         (folder / "x.vmrk").write_text(
             "Brain Vision Data Exchange Marker File, Version 1.0\n[Common Infos]\nCodepage=UTF-8\nDataFile=x.eeg\n"
-            f"[Marker Infos]\n{markers}", encoding="utf-8")
+            f"[Marker Infos]\n{markers}",
+            encoding="utf-8",
+        )
     return folder / "x.vhdr"
+
 
 def _mff(folder, data, sfreq=500, device="HydroCel GSN 128 1.0", resumed=None):
     """An EGI MFF recording (a folder) of ``data`` (µV, one row per sensor of ``device``, the last
@@ -185,7 +225,7 @@ def _mff(folder, data, sfreq=500, device="HydroCel GSN 128 1.0", resumed=None):
     from mffpy.bin_writer import BinWriter
 
     writer = Writer(str(folder))
-    writer.addxml("fileInfo", recordTime=datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc))
+    writer.addxml("fileInfo", recordTime=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
     signal = BinWriter(sampling_rate=int(sfreq), data_type="EEG")
     signal.add_block(np.asarray(data, dtype=np.float32), offset_us=0)
     if resumed is not None:
@@ -222,8 +262,13 @@ def test_an_egi_mff_folder_is_one_recording_with_its_nets_positions(shared_data,
 def test_a_brainvision_recording_resumed_after_a_pause_has_a_segment_from_each_start(shared_data, tmp_path):
     data, names, _ = _eegmat(shared_data / "eegmat" / "Subject00_1.edf", 30000, channels=19)
     # Recorder writes a 'New Segment' marker where recording starts and wherever it resumes.
-    header = _brainvision(tmp_path, names, data, markers="Mk1=New Segment,,1,1,0,20200101100000000000\n"
-                          "Mk2=Stimulus,S  1,5000,1,0\nMk3=New Segment,,15001,1,0,20200101101000000000\n")
+    header = _brainvision(
+        tmp_path,
+        names,
+        data,
+        markers="Mk1=New Segment,,1,1,0,20200101100000000000\n"
+        "Mk2=Stimulus,S  1,5000,1,0\nMk3=New Segment,,15001,1,0,20200101101000000000\n",
+    )
     with open_recording(header) as reader:
         assert reader.segments == (Segment(0, 15000, 0.0), Segment(15000, 30000, 30.0))
         np.testing.assert_allclose(reader.read(), data, rtol=1e-6)
@@ -245,13 +290,18 @@ def test_annotated_segments_leave_out_skips_and_split_at_cuts():
     import mne
 
     raw = mne.io.RawArray(np.zeros((2, 1000)), mne.create_info(["Fz", "Cz"], 100.0, "eeg"), verbose="error")
+
     def segments(raw):
         return annotated_segments(annotation_samples(raw), raw.n_times, raw.info["sfreq"])
 
     assert segments(raw) == ()  # continuous: the reader's default single segment
-    raw.set_annotations(mne.Annotations([0.0, 1.0, 2.0, 2.5, 6.0, 9.5], [0.0, 0.0, 1.0, 1.0, 0.0, 0.5],
-                                        ["New Segment/", "stim", "BAD_ACQ_SKIP", "BAD_ACQ_SKIP", "boundary",
-                                         "BAD_ACQ_SKIP"]))
+    raw.set_annotations(
+        mne.Annotations(
+            [0.0, 1.0, 2.0, 2.5, 6.0, 9.5],
+            [0.0, 0.0, 1.0, 1.0, 0.0, 0.5],
+            ["New Segment/", "stim", "BAD_ACQ_SKIP", "BAD_ACQ_SKIP", "boundary", "BAD_ACQ_SKIP"],
+        )
+    )
     # A skip's samples belong to no segment (overlapping skips merge); a cut splits; the first
     # 'New Segment' (where every BrainVision recording starts) and other annotations change nothing.
     assert segments(raw) == (Segment(0, 200, 0.0), Segment(350, 600, 3.5), Segment(600, 950, 6.0))
@@ -268,12 +318,32 @@ def test_an_eeglab_file_saved_as_matlab_v73_reads_as_the_edf_it_was_made_from(sh
     for i, name in enumerate(names):
         chanlocs[0, i] = (name, "", empty, empty, empty)
     n = data.shape[1]
-    eeg = {"setname": "eegmat", "nbchan": float(len(names)), "trials": 1.0, "pnts": float(n), "srate": sfreq,
-           "xmin": 0.0, "xmax": (n - 1) / sfreq, "times": np.arange(n) / sfreq * 1000.0, "data": data,
-           "chanlocs": chanlocs, "event": empty, "epoch": empty, "icawinv": empty, "icasphere": empty,
-           "icaweights": empty, "ref": "common"}
-    hdf5storage.savemat(str(tmp_path / "v73.mat"), {"EEG": eeg}, format="7.3", oned_as="row",
-                        store_python_metadata=False, matlab_compatible=True)
+    eeg = {
+        "setname": "eegmat",
+        "nbchan": float(len(names)),
+        "trials": 1.0,
+        "pnts": float(n),
+        "srate": sfreq,
+        "xmin": 0.0,
+        "xmax": (n - 1) / sfreq,
+        "times": np.arange(n) / sfreq * 1000.0,
+        "data": data,
+        "chanlocs": chanlocs,
+        "event": empty,
+        "epoch": empty,
+        "icawinv": empty,
+        "icasphere": empty,
+        "icaweights": empty,
+        "ref": "common",
+    }
+    hdf5storage.savemat(
+        str(tmp_path / "v73.mat"),
+        {"EEG": eeg},
+        format="7.3",
+        oned_as="row",
+        store_python_metadata=False,
+        matlab_compatible=True,
+    )
     (tmp_path / "v73.mat").rename(tmp_path / "v73.set")
     with open_recording(tmp_path / "v73.set") as reader:
         assert (list(reader.info.ch_names), reader.info.sfreq) == (names, sfreq)
@@ -292,8 +362,14 @@ def test_a_set_names_its_data_file_and_reads_through_it_when_both_were_renamed(s
     # EEGLAB's newer files keep the fields at the top; v7.3 files are HDF5; Windows paths happen.
     savemat(tmp_path / "top.set", {"data": "C:\\eeg\\top.fdt", "srate": sfreq}, appendmat=False)
     assert eeglab_data_file(tmp_path / "top.set") == "top.fdt"
-    hdf5storage.savemat(str(tmp_path / "v73.set"), {"EEG": {"data": "v73.fdt", "srate": sfreq}}, format="7.3",
-                        store_python_metadata=False, matlab_compatible=True, appendmat=False)
+    hdf5storage.savemat(
+        str(tmp_path / "v73.set"),
+        {"EEG": {"data": "v73.fdt", "srate": sfreq}},
+        format="7.3",
+        store_python_metadata=False,
+        matlab_compatible=True,
+        appendmat=False,
+    )
     assert eeglab_data_file(tmp_path / "v73.set") == "v73.fdt"
     (tmp_path / "edf.set").write_bytes((shared_data / "eegmat" / "Subject00_2.edf").read_bytes()[:4096])
     assert eeglab_data_file(tmp_path / "edf.set") is None
@@ -304,9 +380,7 @@ def test_a_set_names_its_data_file_and_reads_through_it_when_both_were_renamed(s
         np.testing.assert_allclose(reader.read(), data, rtol=0, atol=1e-3)
 
 
-@pytest.mark.parametrize(
-    "rel", ["eegmat/Subject00_1.edf", "eegmmi/S001R03.edf", "hms/train_eegs/1000913311.parquet"]
-)
+@pytest.mark.parametrize("rel", ["eegmat/Subject00_1.edf", "eegmmi/S001R03.edf", "hms/train_eegs/1000913311.parquet"])
 def test_eeg_comes_out_in_microvolts(shared_data, rel):
     with open_recording(shared_data / rel) as reader:
         data = reader.read(0, int(10 * reader.info.sfreq))
@@ -337,7 +411,9 @@ def test_bad_files_fail_with_the_file_and_the_problem(tmp_path, shared_data):
     partial = tmp_path / "partial.parquet"
     real = pd.read_parquet(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
     real.drop(columns=["Cz", "O2"]).head(400).to_parquet(partial)
-    with pytest.raises(ReaderError, match=r"partial.parquet: columns: expected the 19 HMS EEG columns .* missing Cz, O2"):
+    with pytest.raises(
+        ReaderError, match=r"partial.parquet: columns: expected the 19 HMS EEG columns .* missing Cz, O2"
+    ):
         HmsParquetReader(partial)
 
     nan = tmp_path / "nan.parquet"
@@ -347,11 +423,17 @@ def test_bad_files_fail_with_the_file_and_the_problem(tmp_path, shared_data):
     with pytest.raises(ReaderError, match=r"nan.parquet: samples: expected finite values; channels C3"):
         open_recording(nan).read()
 
-    with pytest.raises(ReaderError, match=r"notes.txt: file type: expected one of .bdf, .bdf.gz, .edf, .edf.gz, "
-                       r".fif, .fif.gz, .mff, .parquet, .set, .vhdr; got '.txt'$"):
+    with pytest.raises(
+        ReaderError,
+        match=r"notes.txt: file type: expected one of .bdf, .bdf.gz, .edf, .edf.gz, "
+        r".fif, .fif.gz, .mff, .parquet, .set, .vhdr; got '.txt'$",
+    ):
         open_recording(tmp_path / "notes.txt")
-    with pytest.raises(ReaderError, match=r"eeg.tar.gz: file type: .*; got '.tar.gz' \(an archive: unpack it and "
-                       r"give the folder as --input\)$"):
+    with pytest.raises(
+        ReaderError,
+        match=r"eeg.tar.gz: file type: .*; got '.tar.gz' \(an archive: unpack it and "
+        r"give the folder as --input\)$",
+    ):
         open_recording(tmp_path / "eeg.tar.gz")
 
     truncated = tmp_path / "truncated.edf"
@@ -430,9 +512,12 @@ def test_the_recordings_annotations_are_its_events_in_its_own_time(shared_data, 
     raw.save(tmp_path / "run_raw.fif", verbose="error")
     with open_recording(tmp_path / "run_raw.fif") as fif:
         assert [(round(a, 3), round(b, 3), c) for a, b, c in fif.events] == [
-            (round(a, 3), round(b, 3), c.lower()) for a, b, c in events]
+            (round(a, 3), round(b, 3), c.lower()) for a, b, c in events
+        ]
     from eegfm.pipelines.readers import Segment, annotated_events
 
     segments = (Segment(0, 4800, 0.0), Segment(4800, 9600, 50.0))
     assert annotated_events([(160, 16, "t1"), (6400, 32, "t2")], segments, 160.0) == (
-        (1.0, 0.1, "t1"), (60.0, 0.2, "t2"))
+        (1.0, 0.1, "t1"),
+        (60.0, 0.2, "t2"),
+    )

@@ -7,7 +7,6 @@ by any re-referencing) for amplitude growth, and baseline-relative envelope cros
 timing.
 """
 
-
 import numpy as np
 from scipy import signal
 
@@ -45,7 +44,7 @@ def envelope_periodicity(x: np.ndarray, sfreq: float, period_s: float) -> tuple[
     amplitude = np.sqrt(np.mean(filtered**2, axis=0))
     envelope = np.convolve(amplitude, np.ones(int(0.1 * sfreq)) / int(0.1 * sfreq), mode="same")
     envelope -= envelope.mean()
-    acf = signal.correlate(envelope, envelope, mode="full", method="fft")[len(envelope) - 1:]
+    acf = signal.correlate(envelope, envelope, mode="full", method="fft")[len(envelope) - 1 :]
     acf /= acf[0]
     lag = int(round(period_s * sfreq))
     return float(acf[lag]), float(acf[lag // 2])
@@ -72,9 +71,11 @@ def onset_times(x: np.ndarray, sfreq: float, baseline: slice, after: int) -> np.
             onsets[c] = crossing[0] / sfreq
     return onsets
 
+
 # Real files, used by path and never copied (see ../shared/data/README.md); one location for the
 # whole suite, EEGFM_SHARED_DATA included.
 from tests.conftest import SHARED_DATA  # noqa: E402
+
 REAL_EEG = SHARED_DATA / "hms" / "train_eegs" / "1000913311.parquet"
 REAL_SPECTROGRAM = SHARED_DATA / "hms" / "train_spectrograms" / "1000189855.parquet"
 

@@ -7,8 +7,17 @@ from scipy import signal
 
 from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.simulate.artifacts import (
-    MuscleBurst, Pop, blink_kernel, blink_signal, plan_artifacts, render_blinks, render_ecg,
-    render_line_noise, render_muscle, render_photic, render_pops,
+    MuscleBurst,
+    Pop,
+    blink_kernel,
+    blink_signal,
+    plan_artifacts,
+    render_blinks,
+    render_ecg,
+    render_line_noise,
+    render_muscle,
+    render_photic,
+    render_pops,
 )
 
 SFREQ = 500.0
@@ -16,8 +25,15 @@ T = np.arange(0, 60 * SFREQ) / SFREQ
 
 
 def _plan(seed=0, **overrides):
-    kwargs = dict(blink_rate_per_min=15.0, muscle_rate_per_min=4.0, pop_rate_per_min=3.0,
-                  drift_uv=20.0, line_freq=50.0, line_noise_uv=5.0, photic=True)
+    kwargs = dict(
+        blink_rate_per_min=15.0,
+        muscle_rate_per_min=4.0,
+        pop_rate_per_min=3.0,
+        drift_uv=20.0,
+        line_freq=50.0,
+        line_noise_uv=5.0,
+        photic=True,
+    )
     kwargs.update(overrides)
     return plan_artifacts(np.random.default_rng(seed), 60.0, **kwargs)
 
@@ -40,14 +56,12 @@ def test_muscle_bursts_are_broadband_above_20_hz():
     plan = dataclasses.replace(_plan(), muscle=(burst,))
     eeg, emg = render_muscle(T, plan, SFREQ)
     t3, t4 = CANONICAL_CHANNELS.index("T3"), CANONICAL_CHANNELS.index("T4")
-    freqs, psd = signal.welch(eeg[t3, int(10 * SFREQ):int(12 * SFREQ)], fs=SFREQ, nperseg=256)
+    freqs, psd = signal.welch(eeg[t3, int(10 * SFREQ) : int(12 * SFREQ)], fs=SFREQ, nperseg=256)
     assert psd[freqs > 20].sum() > 20 * psd[freqs < 15].sum()
     assert eeg[t3].std() > 5 * eeg[t4].std()  # left-sided
     assert emg.std() > 0 and not eeg[:, : int(9 * SFREQ)].any()
     # A burst cut by a chunk boundary renders identically.
-    halves = np.concatenate(
-        [render_muscle(T[:5500], plan, SFREQ)[0], render_muscle(T[5500:], plan, SFREQ)[0]], axis=1
-    )
+    halves = np.concatenate([render_muscle(T[:5500], plan, SFREQ)[0], render_muscle(T[5500:], plan, SFREQ)[0]], axis=1)
     np.testing.assert_array_equal(halves, eeg)
 
 

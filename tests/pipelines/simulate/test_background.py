@@ -5,7 +5,12 @@ from scipy import signal
 
 from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.simulate.background import (
-    N_NOISE, BackgroundGenerator, BackgroundParams, pink_sos, smooth_intervals, spatial_mixing,
+    N_NOISE,
+    BackgroundGenerator,
+    BackgroundParams,
+    pink_sos,
+    smooth_intervals,
+    spatial_mixing,
 )
 
 SFREQ = 250
@@ -17,7 +22,7 @@ def _run(params, seconds=120, chunk=None, seed=0):
     t = np.arange(seconds * SFREQ) / SFREQ
     chunk = chunk or len(t)
     return np.concatenate(
-        [gen.step(noise[:, i:i + chunk], t[i:i + chunk]) for i in range(0, len(t), chunk)], axis=1
+        [gen.step(noise[:, i : i + chunk], t[i : i + chunk]) for i in range(0, len(t), chunk)], axis=1
     )
 
 
@@ -57,7 +62,7 @@ def test_alpha_is_posterior_and_amplitudes_are_realistic():
 
 def test_sleep_like_periods_have_more_delta_and_less_alpha():
     x = _run(BackgroundParams(sleep_intervals=((60.0, 120.0),), sleep_delta_uv=40.0))
-    awake, asleep = x[:, 5 * SFREQ:45 * SFREQ], x[:, 80 * SFREQ:120 * SFREQ]
+    awake, asleep = x[:, 5 * SFREQ : 45 * SFREQ], x[:, 80 * SFREQ : 120 * SFREQ]
 
     def power(seg, lo, hi):
         freqs, psd = signal.welch(seg, fs=SFREQ, nperseg=4 * SFREQ)

@@ -13,8 +13,14 @@ REPO = Path(__file__).resolve().parents[3]
 
 def _run(*args, cwd=REPO):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run([sys.executable, "-m", "eegfm.pipelines.simulate", *map(str, args)],
-                          capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "eegfm.pipelines.simulate", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+    )
 
 
 @pytest.mark.parametrize(
@@ -74,8 +80,20 @@ def test_non_empty_output_needs_overwrite_and_overwrite_replaces_it(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "old.txt").write_text("previous run")
-    args = ["--output", out, "--sites", "1", "--subjects-per-site", "1",
-            "--recordings-per-subject", "1", "--minutes", "1", "--format", "edf"]
+    args = [
+        "--output",
+        out,
+        "--sites",
+        "1",
+        "--subjects-per-site",
+        "1",
+        "--recordings-per-subject",
+        "1",
+        "--minutes",
+        "1",
+        "--format",
+        "edf",
+    ]
     refused = _run(*args)
     assert refused.returncode == 2 and len(refused.stderr.splitlines()) == 1
     assert "--output" in refused.stderr and "--overwrite" in refused.stderr
@@ -95,9 +113,19 @@ def test_non_empty_output_needs_overwrite_and_overwrite_replaces_it(tmp_path):
 def test_help_explains_every_option():
     result = _run("--help")
     assert result.returncode == 0
-    for flag in ("--output", "--sites", "--subjects-per-site", "--recordings-per-subject",
-                 "--minutes", "--seed", "--format", "--overwrite", "--quiet", "--site-config",
-                 "--chunk-seconds"):
+    for flag in (
+        "--output",
+        "--sites",
+        "--subjects-per-site",
+        "--recordings-per-subject",
+        "--minutes",
+        "--seed",
+        "--format",
+        "--overwrite",
+        "--quiet",
+        "--site-config",
+        "--chunk-seconds",
+    ):
         assert flag in result.stdout
     assert result.stdout.count("default") >= 7
 
@@ -109,8 +137,23 @@ def test_site_config_yaml_replaces_the_archetypes(tmp_path):
         "- {name: south, channel_style: plain, sfreq: 160, line_freq: 50.0, missing_channels: [Cz]}\n"
     )
     out = tmp_path / "out"
-    result = _run("--output", out, "--site-config", config, "--sites", "2", "--subjects-per-site", "1",
-                  "--recordings-per-subject", "1", "--minutes", "1", "--format", "edf", "--quiet")
+    result = _run(
+        "--output",
+        out,
+        "--site-config",
+        config,
+        "--sites",
+        "2",
+        "--subjects-per-site",
+        "1",
+        "--recordings-per-subject",
+        "1",
+        "--minutes",
+        "1",
+        "--format",
+        "edf",
+        "--quiet",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     assert sorted(p.name for p in (out / "edf").iterdir() if p.is_dir()) == ["north", "south"]

@@ -19,14 +19,31 @@ from eegfm.pipelines.simulate.sites import CLASSES, default_sites
 from eegfm.pipelines.simulate.votes import VOTE_COLUMNS
 from tests.pipelines.simulate.conftest import SMALL
 from tests.pipelines.simulate.measures import (
-    REAL_EEG, REAL_SPECTROGRAM, dominant_frequency, envelope_periodicity, gfp_rms, lateralization,
+    REAL_EEG,
+    REAL_SPECTROGRAM,
+    dominant_frequency,
+    envelope_periodicity,
+    gfp_rms,
+    lateralization,
     onset_times,
 )
 
 HMS_TRAIN_COLUMNS = [
-    "eeg_id", "eeg_sub_id", "eeg_label_offset_seconds", "spectrogram_id", "spectrogram_sub_id",
-    "spectrogram_label_offset_seconds", "label_id", "patient_id", "expert_consensus",
-    "seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote",
+    "eeg_id",
+    "eeg_sub_id",
+    "eeg_label_offset_seconds",
+    "spectrogram_id",
+    "spectrogram_sub_id",
+    "spectrogram_label_offset_seconds",
+    "label_id",
+    "patient_id",
+    "expert_consensus",
+    "seizure_vote",
+    "lpd_vote",
+    "gpd_vote",
+    "lrda_vote",
+    "grda_vote",
+    "other_vote",
 ]
 SITES = {s.name: s for s in default_sites(SMALL.sites, SMALL.seed)}
 HMS_SFREQ = 200
@@ -48,7 +65,7 @@ def _episodes(truth, cls):
 
 def _inside(x, episode, margin=5.0):
     start, end = episode["start_s"] + margin, episode["end_s"] - margin
-    return x[:, int(start * HMS_SFREQ):int(end * HMS_SFREQ)]
+    return x[:, int(start * HMS_SFREQ) : int(end * HMS_SFREQ)]
 
 
 def test_layout_and_all_six_classes(corpus, truth):
@@ -57,14 +74,23 @@ def test_layout_and_all_six_classes(corpus, truth):
     assert {e["class"] for r in truth for e in r["episodes"]} == set(CLASSES)
     manifest = json.loads((corpus / "corpus.json").read_text())
     assert manifest["seed"] == 0 and manifest["counts"]["recordings"] == len(truth) == 4
-    assert set(manifest) == {"generator", "version", "seed", "config", "classes", "conventions",
-                             "sites", "counts"}  # no wall times: the file is reproducible
+    assert set(manifest) == {
+        "generator",
+        "version",
+        "seed",
+        "config",
+        "classes",
+        "conventions",
+        "sites",
+        "counts",
+    }  # no wall times: the file is reproducible
     assert not list(corpus.parent.glob(".*partial*"))
 
 
 # ---------------------------------------------------------------------------------------------
 # EDF, read back with MNE and pyedflib
 # ---------------------------------------------------------------------------------------------
+
 
 def test_edf_files_follow_each_sites_conventions(corpus, truth):
     for record in truth:
@@ -95,8 +121,7 @@ def test_edf_files_follow_each_sites_conventions(corpus, truth):
             assert reader.getDigitalMaximum(0) == site.digital_max
             assert reader.getFileDuration() == record["duration_s"]
             scale = {"uV": 1e-6, "mV": 1e-3}[site.physical_dimension]
-            np.testing.assert_allclose(reader.readSignal(0) * scale, raw.get_data(picks=[0])[0],
-                                       rtol=1e-6, atol=1e-12)
+            np.testing.assert_allclose(reader.readSignal(0) * scale, raw.get_data(picks=[0])[0], rtol=1e-6, atol=1e-12)
         finally:
             reader.close()
 
@@ -107,7 +132,8 @@ def test_units_and_quantization_differ_between_sites(corpus, truth):
         reader = pyedflib.EdfReader(str(corpus / "edf" / record["edf_path"]))
         try:
             step = (reader.getPhysicalMaximum(0) - reader.getPhysicalMinimum(0)) / (
-                reader.getDigitalMaximum(0) - reader.getDigitalMinimum(0))
+                reader.getDigitalMaximum(0) - reader.getDigitalMinimum(0)
+            )
             steps[record["site"]] = step * (1000.0 if reader.getPhysicalDimension(0) == "mV" else 1.0)
             assert reader.getPhysicalDimension(0) == record["physical_dimension"]
         finally:
@@ -130,6 +156,7 @@ def test_hms_parquet_is_the_same_recording_as_the_edf(corpus, truth):
 # ---------------------------------------------------------------------------------------------
 # Patterns in the rendered files (HMS parquet: canonical channels at 200 Hz), located by truth
 # ---------------------------------------------------------------------------------------------
+
 
 def test_rhythmic_delta_is_lateralized_for_lrda_and_symmetric_for_grda(corpus, truth):
     for record, episode in _episodes(truth, "LRDA"):
@@ -160,8 +187,8 @@ def test_seizures_evolve_and_start_at_their_focus(corpus, truth):
         focus = CANONICAL_CHANNELS.index(episode["focus"])
         start, end = int(episode["start_s"] * HMS_SFREQ), int(episode["end_s"] * HMS_SFREQ)
         third = (end - start) // 3
-        early = x[:, start + 2 * HMS_SFREQ:start + (end - start) // 4]
-        late = x[:, end - third:end - 2 * HMS_SFREQ]
+        early = x[:, start + 2 * HMS_SFREQ : start + (end - start) // 4]
+        late = x[:, end - third : end - 2 * HMS_SFREQ]
         f_early = dominant_frequency(early[focus], HMS_SFREQ)
         f_late = dominant_frequency(late[focus], HMS_SFREQ)
         assert abs(f_early - f_late) >= 1.0, (record["site"], f_early, f_late)
@@ -169,9 +196,10 @@ def test_seizures_evolve_and_start_at_their_focus(corpus, truth):
         # under an average reference, never in the GFP.
         assert gfp_rms(late, HMS_SFREQ) > 1.3 * gfp_rms(early, HMS_SFREQ), record["site"]
 
-        segment = x[:, start - 5 * HMS_SFREQ:end]
-        onsets = onset_times(segment, HMS_SFREQ, baseline=slice(HMS_SFREQ // 2, int(4.5 * HMS_SFREQ)),
-                             after=5 * HMS_SFREQ)
+        segment = x[:, start - 5 * HMS_SFREQ : end]
+        onsets = onset_times(
+            segment, HMS_SFREQ, baseline=slice(HMS_SFREQ // 2, int(4.5 * HMS_SFREQ)), after=5 * HMS_SFREQ
+        )
         dist = np.linalg.norm(pos - pos[focus], axis=1)
         far = (dist > 0.6) & ~np.isnan(x[:, start])
         assert onsets[focus] < 5.0
@@ -181,6 +209,7 @@ def test_seizures_evolve_and_start_at_their_focus(corpus, truth):
 # ---------------------------------------------------------------------------------------------
 # Labels and votes
 # ---------------------------------------------------------------------------------------------
+
 
 def test_train_csv_votes_and_consensus(corpus, truth):
     rows = _rows(corpus / "hms" / "train.csv")
@@ -199,11 +228,17 @@ def test_train_csv_votes_and_consensus(corpus, truth):
 # Planted identifiers
 # ---------------------------------------------------------------------------------------------
 
+
 def test_identifiers_are_in_edf_headers_and_nowhere_else(corpus):
     planted = json.loads((corpus / "identifiers.json").read_text())["recordings"]
     assert len(planted) == 4
-    others = [corpus / "corpus.json", corpus / "truth.jsonl", corpus / "edf" / "labels.csv",
-              corpus / "hms" / "train.csv", *(corpus / "hms").rglob("*.parquet")]
+    others = [
+        corpus / "corpus.json",
+        corpus / "truth.jsonl",
+        corpus / "edf" / "labels.csv",
+        corpus / "hms" / "train.csv",
+        *(corpus / "hms").rglob("*.parquet"),
+    ]
     other_bytes = [p.read_bytes() for p in others]
     paths = "\n".join(str(p.relative_to(corpus)) for p in corpus.rglob("*"))
     for record in planted:
@@ -223,6 +258,7 @@ def test_identifiers_are_in_edf_headers_and_nowhere_else(corpus):
 # ---------------------------------------------------------------------------------------------
 # HMS layout
 # ---------------------------------------------------------------------------------------------
+
 
 def test_hms_tables_match_kaggle(corpus, truth):
     rows = _rows(corpus / "hms" / "train.csv")
@@ -263,9 +299,13 @@ def test_edf_labels_point_at_existing_files(corpus):
 # Determinism and atomicity
 # ---------------------------------------------------------------------------------------------
 
+
 def _digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_same_seed_gives_identical_bytes_whatever_the_chunk_size(corpus, tmp_path):

@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 
 from eegfm.pipelines.simulate.identities import (
-    FIRST_NAMES_F, FIRST_NAMES_M, LAST_NAMES, draw_identity, draw_staff, draw_start, plant,
+    FIRST_NAMES_F,
+    FIRST_NAMES_M,
+    LAST_NAMES,
+    draw_identity,
+    draw_staff,
+    draw_start,
+    plant,
 )
 
 
@@ -14,8 +20,9 @@ def _planted(edf_plus, seed=0):
     rng = np.random.default_rng(seed)
     start = draw_start(rng)
     identity = draw_identity(rng, start.date())
-    return identity, plant(rng, identity, draw_staff(rng), start, edf_plus=edf_plus,
-                           equipment="XLTEK EEG32U", duration_s=300.0)
+    return identity, plant(
+        rng, identity, draw_staff(rng), start, edf_plus=edf_plus, equipment="XLTEK EEG32U", duration_s=300.0
+    )
 
 
 def test_edf_plus_fields_have_the_four_and_five_subfield_syntax():

@@ -5,10 +5,18 @@ import pytest
 
 from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_positions
 from eegfm.pipelines.simulate.patterns import (
-    Episode, draw_episode, render_episodes, render_seizure, seizure_frequency, sharp_wave,
+    Episode,
+    draw_episode,
+    render_episodes,
+    render_seizure,
+    seizure_frequency,
+    sharp_wave,
 )
 from tests.pipelines.simulate.measures import (
-    dominant_frequency, envelope_periodicity, lateralization, onset_times,
+    dominant_frequency,
+    envelope_periodicity,
+    lateralization,
+    onset_times,
 )
 
 SFREQ = 200.0
@@ -26,11 +34,13 @@ def _render(episode, t=T):
 @pytest.mark.parametrize("seed", range(4))
 def test_lrda_is_lateralized_rhythmic_delta_and_grda_is_not(seed):
     lrda, grda = _episode("LRDA", seed), _episode("GRDA", seed)
-    x = _render(lrda)[:, int(5 * SFREQ):int(75 * SFREQ)]
+    x = _render(lrda)[:, int(5 * SFREQ) : int(75 * SFREQ)]
     assert lateralization(x, SFREQ, 0.5, 3.0, lrda.side) > 5.0
-    assert abs(dominant_frequency(x[CANONICAL_CHANNELS.index(lrda.focus)], SFREQ, 0.4, 4.0)
-               - lrda.params["freq_hz"]) <= 0.5
-    y = _render(grda)[:, int(5 * SFREQ):int(75 * SFREQ)]
+    assert (
+        abs(dominant_frequency(x[CANONICAL_CHANNELS.index(lrda.focus)], SFREQ, 0.4, 4.0) - lrda.params["freq_hz"])
+        <= 0.5
+    )
+    y = _render(grda)[:, int(5 * SFREQ) : int(75 * SFREQ)]
     assert 0.9 < lateralization(y, SFREQ, 0.5, 3.0, "left") < 1.1
     front = [CANONICAL_CHANNELS.index(c) for c in ("Fp1", "Fp2", "F3", "F4", "Fz")]
     back = [CANONICAL_CHANNELS.index(c) for c in ("O1", "O2", "P3", "P4", "Pz")]
@@ -41,7 +51,7 @@ def test_lrda_is_lateralized_rhythmic_delta_and_grda_is_not(seed):
 def test_periodic_discharges_repeat_at_their_period(seed):
     for cls in ("LPD", "GPD"):
         episode = _episode(cls, seed)
-        x = _render(episode)[:, int(5 * SFREQ):int(75 * SFREQ)]
+        x = _render(episode)[:, int(5 * SFREQ) : int(75 * SFREQ)]
         at_period, at_half = envelope_periodicity(x, SFREQ, 1.0 / episode.params["rate_hz"])
         assert at_period > 0.5 and at_period > at_half + 0.3, (cls, at_period, at_half)
 
@@ -49,9 +59,9 @@ def test_periodic_discharges_repeat_at_their_period(seed):
 @pytest.mark.parametrize("seed", range(4))
 def test_lpd_is_lateralized_and_gpd_bilateral_and_synchronous(seed):
     lpd, gpd = _episode("LPD", seed), _episode("GPD", seed)
-    x = _render(lpd)[:, int(5 * SFREQ):int(75 * SFREQ)]
+    x = _render(lpd)[:, int(5 * SFREQ) : int(75 * SFREQ)]
     assert lateralization(x, SFREQ, 1.0, 20.0, lpd.side) > 3.0
-    y = _render(gpd)[:, int(5 * SFREQ):int(75 * SFREQ)]
+    y = _render(gpd)[:, int(5 * SFREQ) : int(75 * SFREQ)]
     assert 0.9 < lateralization(y, SFREQ, 1.0, 20.0, "left") < 1.1
     left, right = CANONICAL_CHANNELS.index("F3"), CANONICAL_CHANNELS.index("F4")
     assert np.corrcoef(y[left], y[right])[0, 1] > 0.99  # same discharges, same time
@@ -74,11 +84,15 @@ def test_seizure_evolves_in_frequency_and_amplitude(seed):
     episode = _episode("Seizure", seed, start=0.0, end=90.0)
     t90 = np.arange(0, 90 * SFREQ) / SFREQ
     focus = render_seizure(episode, t90)[CANONICAL_CHANNELS.index(episode.focus)]
-    early, late = focus[int(3 * SFREQ):int(20 * SFREQ)], focus[int(65 * SFREQ):int(88 * SFREQ)]
+    early, late = focus[int(3 * SFREQ) : int(20 * SFREQ)], focus[int(65 * SFREQ) : int(88 * SFREQ)]
     f_early, f_late = dominant_frequency(early, SFREQ), dominant_frequency(late, SFREQ)
     assert abs(f_early - f_late) >= 1.5, (f_early, f_late, episode.params["evolution"])
-    expected = seizure_frequency(np.array([11.5, 76.5]), episode.params["f_start_hz"],
-                                 episode.params["f_end_hz"], episode.params["freq_time_constant_s"])
+    expected = seizure_frequency(
+        np.array([11.5, 76.5]),
+        episode.params["f_start_hz"],
+        episode.params["f_end_hz"],
+        episode.params["freq_time_constant_s"],
+    )
     assert f_late == pytest.approx(expected[1], abs=1.0)
     assert late.std() > 1.5 * early.std()
 
@@ -102,12 +116,12 @@ def test_seizure_starts_at_the_focus_and_spreads(seed):
 
 
 def test_other_renders_nothing_and_chunks_do_not_matter():
-    episodes = [_episode(c, seed=2, start=10.0 * i, end=10.0 * i + 60.0)
-                for i, c in enumerate(("Seizure", "LPD", "LRDA", "Other"))]
+    episodes = [
+        _episode(c, seed=2, start=10.0 * i, end=10.0 * i + 60.0)
+        for i, c in enumerate(("Seizure", "LPD", "LRDA", "Other"))
+    ]
     whole = render_episodes(episodes, T)
-    pieces = np.concatenate(
-        [render_episodes(episodes, T[i:i + 777]) for i in range(0, len(T), 777)], axis=1
-    )
+    pieces = np.concatenate([render_episodes(episodes, T[i : i + 777]) for i in range(0, len(T), 777)], axis=1)
     np.testing.assert_array_equal(whole, pieces)
     other = Episode("Other", 0.0, 80.0, 0.5)
     assert not render_episodes([other], T).any()

@@ -7,7 +7,11 @@ import pytest
 
 from eegfm.pipelines.simulate.corpus import CorpusConfig, plan_corpus
 from eegfm.pipelines.simulate.plan import (
-    MIN_SEGMENT_S, WINDOW_S, ensure_class_coverage, plan_segments, plan_windows,
+    MIN_SEGMENT_S,
+    WINDOW_S,
+    ensure_class_coverage,
+    plan_segments,
+    plan_windows,
 )
 from eegfm.pipelines.simulate.sites import CLASSES, archetypes
 

@@ -14,7 +14,7 @@ def test_chunked_output_equals_one_shot_output(sfreq):
     for chunk_s in (20, 7, 1):
         resampler, parts = StreamingResampler(sfreq, 200, 3), []
         for start in range(0, x.shape[1], chunk_s * sfreq):
-            parts.append(resampler.process(x[:, start:start + chunk_s * sfreq]))
+            parts.append(resampler.process(x[:, start : start + chunk_s * sfreq]))
         outputs.append(np.concatenate(parts, axis=1))
     for out in outputs[1:]:
         np.testing.assert_array_equal(out, outputs[0])

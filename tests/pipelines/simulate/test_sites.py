@@ -2,18 +2,31 @@
 
 import pytest
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS, auxiliary_kind, canonical_name
 from eegfm.core.config import ConfigError
+from eegfm.pipelines.channels import CANONICAL_CHANNELS, auxiliary_kind, canonical_name
 from eegfm.pipelines.simulate.sites import (
-    AUX_KINDS, CHANNEL_STYLES, SiteProfile, archetypes, aux_label, default_sites, eeg_label,
+    AUX_KINDS,
+    CHANNEL_STYLES,
+    SiteProfile,
+    archetypes,
+    aux_label,
+    default_sites,
+    eeg_label,
 )
 
 
 def test_archetypes_differ_in_what_makes_hospitals_differ():
     sites = archetypes()
     assert len(sites) == 4
-    for field in ("channel_style", "sfreq", "line_freq", "physical_dimension", "reference",
-                  "missing_channels", "edf_plus"):
+    for field in (
+        "channel_style",
+        "sfreq",
+        "line_freq",
+        "physical_dimension",
+        "reference",
+        "missing_channels",
+        "edf_plus",
+    ):
         assert len({repr(getattr(s, field)) for s in sites}) > 1, field
     emu, icu = sites[0], sites[1]
     assert emu.prevalence()[0] == max(emu.prevalence())  # seizure-rich monitoring unit

@@ -6,7 +6,13 @@ import pytest
 
 from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.simulate.spectrogram import (
-    CHAINS, FREQ_BINS, HMS_SFREQ, NFFT, SpectrogramStream, n_rows, spectrogram_columns,
+    CHAINS,
+    FREQ_BINS,
+    HMS_SFREQ,
+    NFFT,
+    SpectrogramStream,
+    n_rows,
+    spectrogram_columns,
 )
 from tests.pipelines.simulate.measures import REAL_SPECTROGRAM
 
@@ -25,7 +31,7 @@ def _sine_eeg(seconds, freq, channel="T3"):
 
 def _run(x, chunk):
     stream = SpectrogramStream(x.shape[1])
-    rows = [stream.feed(x[:, start:start + chunk]) for start in range(0, x.shape[1], chunk)]
+    rows = [stream.feed(x[:, start : start + chunk]) for start in range(0, x.shape[1], chunk)]
     return np.concatenate([*rows, stream.finish()], axis=0)
 
 

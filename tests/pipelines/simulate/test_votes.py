@@ -5,7 +5,12 @@ import pytest
 
 from eegfm.pipelines.simulate.sites import CLASSES
 from eegfm.pipelines.simulate.votes import (
-    CONFUSIONS, MAX_RATERS, VOTE_COLUMNS, agreement_probability, consensus, draw_rater_count,
+    CONFUSIONS,
+    MAX_RATERS,
+    VOTE_COLUMNS,
+    agreement_probability,
+    consensus,
+    draw_rater_count,
     draw_votes,
 )
 
@@ -55,9 +60,7 @@ def test_disagreements_follow_the_documented_confusions():
 
 def test_consensus_ties_go_to_the_earlier_class_and_columns_follow_hms():
     assert consensus(np.array([0, 2, 2, 0, 0, 0])) == "LPD"
-    assert VOTE_COLUMNS == (
-        "seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote"
-    )
+    assert VOTE_COLUMNS == ("seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote")
 
 
 def test_bad_arguments_are_named():
