@@ -19,8 +19,9 @@
   (times ``W``) where ``W`` cores are free. This machine is shared, so every measurement repeats
   ``--rounds`` times interleaved and the median is reported, with the load average.
 
-- ``--mechanisms``: instead, the loader against itself with DataLoader's own transfer
-  (``fast_ipc=False``) and against a plain DataLoader, windows/s and CPU per window, interleaved.
+- ``--mechanisms``: instead, the loader against itself with protobuf parsing whole records
+  (``split_samples=False``), with DataLoader's own transfer (``fast_ipc=False``) and against a
+  plain DataLoader (``--against`` picks some), windows/s and CPU per window, interleaved.
 
 Usage: ``python benchmarks/train_loader.py [--data outputs/demo/tfrecords] [--seconds 3] [--copies 40]``
 (``make demo`` writes the default data), or ``--simulate 60`` to simulate and preprocess a corpus
@@ -143,7 +144,7 @@ def loader_rate(data: str, workers: int, dtype: str, batch_size: int, seconds: f
 # (1.49-1.73x over four runs; CPU 1.28-1.45x), decoding the small fields' varints by hand
 # (1.19-1.45x; CPU 1.06-1.10x), glibc's heap kept by mallopt (1.13x; CPU 0.97x). All three
 # together: the loader with them 1.32x (float32) and 1.09x (float16) the windows/s without them.
-VARIANTS = ("loader", "loader-plain-ipc", "plain")
+VARIANTS = ("loader", "loader-whole-parse", "loader-plain-ipc", "plain")
 
 
 def _plain_batches(files: list[str], batch_size: int, workers: int, dtype: str) -> Iterator[dict]:
@@ -199,7 +200,7 @@ def _variant_rate(data: str, variant: str, workers: int, dtype: str, batch_size:
             queue.put(_rate(_plain_batches(list_files(data), batch_size, workers, dtype), seconds))
             return
         config = LoaderConfig(batch_size=batch_size, num_workers=workers, pin_memory=False, eeg_dtype=dtype,
-                              fast_ipc=variant == "loader")
+                              fast_ipc=variant != "loader-plain-ipc", split_samples=variant != "loader-whole-parse")
         queue.put(_rate(iter(EEGLoader(data, config, rank=0, world_size=1)), seconds))
 
     context = multiprocessing.get_context("fork")
@@ -212,23 +213,25 @@ def _variant_rate(data: str, variant: str, workers: int, dtype: str, batch_size:
 
 
 def mechanism_benchmark(data: str, *, workers: int = 2, dtype: str = "float32", batch_size: int = BASE_BATCH,
-                        seconds: float = 3.0, rounds: int = 3) -> dict:
-    """windows/s and CPU per window of the loader, of the loader with DataLoader's own transfer
-    (``fast_ipc=False``) and of a plain DataLoader, interleaved round by round; medians and ratios."""
-    runs: dict[str, list[tuple[float, float]]] = {v: [] for v in VARIANTS}
+                        seconds: float = 3.0, rounds: int = 3, against: tuple[str, ...] = VARIANTS[1:]) -> dict:
+    """windows/s and CPU per window of the loader and of the variants ``against`` (``VARIANTS``: the
+    loader parsing whole records, with DataLoader's own transfer, a plain DataLoader), interleaved
+    round by round; medians and ratios."""
+    variants = ("loader", *against)
+    runs: dict[str, list[tuple[float, float]]] = {v: [] for v in variants}
     loads = [open("/proc/loadavg").read().split()[:3]]
     for _ in range(rounds):
-        for variant in VARIANTS:
+        for variant in variants:
             runs[variant].append(_variant_rate(data, variant, workers, dtype, batch_size, seconds))
         loads.append(open("/proc/loadavg").read().split()[:3])
-    rate = {v: statistics.median(r for r, _ in runs[v]) for v in VARIANTS}
-    cpu = {v: statistics.median(c for _, c in runs[v]) for v in VARIANTS}
+    rate = {v: statistics.median(r for r, _ in runs[v]) for v in variants}
+    cpu = {v: statistics.median(c for _, c in runs[v]) for v in variants}
     ratios = {f"loader / {other}": {"windows_per_s": round(rate["loader"] / rate[other], 3),
                                     "cpu_per_window": round(cpu[other] / cpu["loader"], 3)}
-              for other in VARIANTS[1:]}
+              for other in against}
     return {"workers": workers, "eeg_dtype": dtype, "batch_size": batch_size, "seconds": seconds,
             "variants": {v: {"windows_per_s": round(rate[v], 1), "cpu_us_per_window": round(cpu[v]),
-                             "rounds_windows_per_s": [round(r) for r, _ in runs[v]]} for v in VARIANTS},
+                             "rounds_windows_per_s": [round(r) for r, _ in runs[v]]} for v in variants},
             "ratios": ratios, "keep_if": "windows_per_s ratio >= 1.5", "loadavg": loads}
 
 
@@ -325,9 +328,11 @@ def main(argv: list[str] | None = None) -> None:
                         "image), many workers on a small one each get an epoch of a few windows, and a "
                         "loader's epoch ends cost more than its steady state")
     parser.add_argument("--mechanisms", action="store_true",
-                        help="instead of the throughput report, compare the loader with its own transfer "
-                        "(fast_ipc), with DataLoader's (loader-plain-ipc) and a plain DataLoader (max of --workers, "
-                        "first of --dtypes)")
+                        help="instead of the throughput report, compare the loader with the --against variants "
+                        "(max of --workers, first of --dtypes)")
+    parser.add_argument("--against", nargs="+", default=list(VARIANTS[1:]), choices=VARIANTS[1:],
+                        help="with --mechanisms: protobuf parsing whole records (split_samples=False), "
+                        "DataLoader's own transfer (fast_ipc=False), a plain DataLoader (default: all)")
     args = parser.parse_args(argv)
     if args.copies < 1:
         parser.error(f"--copies: expected an integer >= 1; got {args.copies}")
@@ -349,7 +354,8 @@ def main(argv: list[str] | None = None) -> None:
             data = str(Path(tmp) / "copies")
         if args.mechanisms:
             result = mechanism_benchmark(data, workers=max(args.workers), dtype=args.dtypes[0],
-                                         batch_size=args.batch_size, seconds=args.seconds, rounds=args.rounds)
+                                         batch_size=args.batch_size, seconds=args.seconds, rounds=args.rounds,
+                                         against=tuple(args.against))
             result["data"] = data
         else:
             result = loader_benchmark(data, workers=tuple(args.workers), dtypes=tuple(args.dtypes),

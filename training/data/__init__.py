@@ -2,7 +2,8 @@
 
 Each shard (one DataLoader worker of one DDP rank) runs, every epoch::
 
-    files (order shuffled by (seed, epoch)) -> this shard's records -> each parsed by protobuf
+    files (order shuffled by (seed, epoch)) -> this shard's records -> each one's samples split out
+    in place, the rest parsed by protobuf (``LoaderConfig.split_samples``)
     -> filters -> seeded shuffle: each window joins one of the open batches of its length (batch
        size or token budget), its samples copied into its row at once -> full batches out
     -> small fields + augmentation, only for batches handed to the caller

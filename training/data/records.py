@@ -1,5 +1,10 @@
-"""One window record as read: parsed by protobuf's C parser (upb, the ``protobuf`` package's
-default backend), from message classes built here so that neither TensorFlow nor protoc is needed."""
+"""One window record as read: its samples split out in place (:func:`split_samples`), the rest
+parsed by protobuf's C parser (upb, the ``protobuf`` package's default backend), from message
+classes built here so that neither TensorFlow nor protoc is needed.
+
+Splitting the samples out is the loader's one hand-written parsing step, switched by
+``LoaderConfig.split_samples``; off, protobuf parses whole records (the same batches).
+"""
 
 from __future__ import annotations
 
@@ -51,6 +56,94 @@ def _example_class() -> type:
 
 
 Example = _example_class()
+Features = message_factory.GetMessageClass(Example.DESCRIPTOR.fields_by_name["features"].message_type)
+
+_LEN_TAG = 0x0A  # field 1, wire type 2: Example.features, a map entry, an entry's key, BytesList.value
+_VALUE_TAG = 0x12  # field 2, wire type 2: a map entry's value
+_EEG_KEY = bytes([_LEN_TAG, 3]) + b"eeg"
+_ECG_KEY = bytes([_LEN_TAG, 3]) + b"ecg"
+_SAMPLE_TAGS = bytes([_VALUE_TAG, _LEN_TAG, _LEN_TAG])  # Feature.bytes_list, BytesList.value
+
+
+def _length(raw: bytes, pos: int) -> tuple[int, int]:
+    """The varint at ``pos`` and the position after it (IndexError past the end). Stops after 10
+    bytes: an overlong or bogus length only sends the record to protobuf's full parse."""
+    byte = raw[pos]
+    if byte < 0x80:
+        return byte, pos + 1
+    second = raw[pos + 1]  # a window's samples take 3 bytes of length: unrolled, not looped
+    if second < 0x80:
+        return (byte & 0x7F) | second << 7, pos + 2
+    third = raw[pos + 2]
+    if third < 0x80:
+        return (byte & 0x7F) | (second & 0x7F) << 7 | third << 14, pos + 3
+    result, shift, pos = (byte & 0x7F) | (second & 0x7F) << 7 | (third & 0x7F) << 14, 21, pos + 3
+    while True:
+        byte = raw[pos]
+        pos += 1
+        result |= (byte & 0x7F) << shift
+        if byte < 0x80 or shift > 63:
+            return result, pos
+        shift += 7
+
+
+def _nested_bytes(raw: bytes, pos: int, stop: int, tags: bytes) -> int | None:
+    """Where the payload starts if ``raw[pos:stop]`` is exactly ``tags[0] len (tags[1] len (...))``,
+    each length running to ``stop``; None otherwise."""
+    for tag in tags:
+        if raw[pos] != tag:
+            return None
+        size, pos = _length(raw, pos + 1)
+        if pos + size != stop:
+            return None
+    return pos
+
+
+def split_samples(raw: bytes) -> tuple[bytes, memoryview, memoryview | None] | None:
+    """``(the Features payload without its eeg entry, the eeg samples' bytes in place, the ecg
+    samples' bytes in place or None)``; ecg only where its entry comes before eeg's, as with
+    sorted keys, else it stays in the payload.
+
+    The samples are nearly all of a record: left in place they are neither copied into protobuf's
+    arena by the parse nor out of it again as a ``bytes`` object (together more than reading the
+    record costs). The layout is the one protobuf serializers and the pipeline write (one Features
+    field, map entries key first, eeg a one-value BytesList); with any other layout, or a
+    malformed one, this returns None and protobuf parses the whole record.
+    """
+    try:
+        if raw[0] != _LEN_TAG:
+            return None
+        size, start = _length(raw, 1)
+        pos, end = start, start + size
+        if end != len(raw):
+            return None
+        ecg = None  # (entry start, entry stop, samples start)
+        while pos < end:  # the entries before eeg's; with sorted keys (the pipeline's) it is the 6th
+            if raw[pos] != _LEN_TAG:
+                return None
+            size, body = raw[pos + 1], pos + 2  # small entries skip the varint call
+            if size >= 0x80:
+                size, body = _length(raw, pos + 1)
+            stop = body + size
+            if raw[body + 1] != 3:  # not a 3-letter key: neither eeg nor ecg
+                pos = stop
+                continue
+            if raw.startswith(_EEG_KEY, body):
+                samples = _nested_bytes(raw, body + len(_EEG_KEY), stop, _SAMPLE_TAGS)
+                if samples is None:
+                    return None
+                view = memoryview(raw)
+                if ecg is None:
+                    return raw[start:pos] + raw[stop:end], view[samples:stop], None
+                return raw[start:ecg[0]] + raw[ecg[1]:pos] + raw[stop:end], view[samples:stop], view[ecg[2]:ecg[1]]
+            if ecg is None and raw.startswith(_ECG_KEY, body):
+                samples = _nested_bytes(raw, body + len(_ECG_KEY), stop, _SAMPLE_TAGS)
+                if samples is not None:  # any other shape (an empty list ...) stays for protobuf
+                    ecg = pos, stop, samples
+            pos = stop
+    except IndexError:  # truncated: protobuf's parse reports it
+        return None
+    return None
 
 
 def _parse_failure(raw: bytes, error: Exception) -> str:
@@ -64,17 +157,26 @@ def _parse_failure(raw: bytes, error: Exception) -> str:
 
 
 class Window:
-    """One record: its features (protobuf's map of Feature), its length, and once its samples are
+    """One record: its features (protobuf's map of Feature), its length, its samples' bytes in place
+    where ``split_samples`` found them (else they are in the features), and once its samples are
     copied into a batch row (``stream``), where they are: ``placed = (tensors, row, has ECG)``."""
 
-    __slots__ = ("path", "index", "features", "n_times", "placed")
+    __slots__ = ("path", "index", "features", "eeg", "ecg", "n_times", "placed")
 
-    def __init__(self, raw: bytes, path: str, index: int):
+    def __init__(self, raw: bytes, path: str, index: int, split: bool = True):
         self.path, self.index, self.placed = path, index, None
+        parts = split_samples(raw) if split else None
         try:
-            self.features = Example.FromString(raw).features.feature
+            if parts is not None:
+                payload, self.eeg, self.ecg = parts
+                self.features = Features.FromString(payload).feature
+            if parts is None or "eeg" in self.features:  # another layout, or a later eeg entry (which wins)
+                self.eeg = self.ecg = None
+                self.features = Example.FromString(raw).features.feature
         except DecodeError as err:
             raise self.error(_parse_failure(raw, err)) from None
+        if self.ecg is not None and "ecg" in self.features:
+            self.ecg = None  # a later ecg entry wins, as in protobuf
         shape = self.features.get("shape")
         shape = shape.int64_list.value if shape is not None else ()
         if len(shape) != 2 or shape[0] != N_CHANS or shape[1] <= 0:
@@ -127,9 +229,12 @@ class Window:
             fields[name] = self.scalar(name)
         return fields
 
-    def samples(self, name: str) -> bytes | None:
-        """The float16 bytes of ``eeg`` or ``ecg`` (None: no ECG), their length checked."""
-        raw = self.bytes(name)
+    def samples(self, name: str) -> bytes | memoryview | None:
+        """The float16 bytes of ``eeg`` or ``ecg`` (None: no ECG), their length checked. Not for a
+        placed window: its samples are in the batch (``placed``)."""
+        raw = self.eeg if name == "eeg" else self.ecg
+        if raw is None:
+            raw = self.bytes(name)
         if name == "ecg" and not raw:
             return None
         size = 2 * self.n_times * (N_CHANS if name == "eeg" else 1)

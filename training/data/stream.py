@@ -107,14 +107,15 @@ class Open:
         return self.tensors
 
     def place(self, window: Window, row: int, size: int, dtype: torch.dtype, storage: Storage) -> None:
-        """Copy ``window``'s samples into row ``row`` now, while its record is in the CPU cache; the
-        window remembers where its samples are."""
+        """Copy ``window``'s samples into row ``row`` now, while its record is in the CPU cache, and
+        let the record go; the window remembers where its samples are."""
         if self.tensors is None:
             self.allocate(size, window.n_times, dtype, storage)
         ecg = window.samples("ecg")
         self.rows[0].put(row, window.samples("eeg"))
         self.rows[1].put(row, ecg)
         self.ecg |= ecg is not None
+        window.eeg = window.ecg = None
         window.placed = self.tensors, row, ecg is not None
 
 
@@ -177,7 +178,7 @@ class ShardStream:
                 try:
                     records = read_records(source, "SNAPPY", self.config.verify_crc, stride=stride, offset=offset)
                     for index, raw in zip(itertools.count(offset, stride), records):
-                        window = Window(raw, path, index)
+                        window = Window(raw, path, index, self.config.split_samples)
                         if keep(window):
                             lengths.append(window.n_times)
                             yield window

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 import pytest
+import torch
 
 from eegfm.pipelines import schema
 from eegfm.pipelines.schema import N_CHANS, SchemaError, decode_example, encode_example
@@ -39,6 +41,8 @@ def test_example_classes_match_the_pipelines_wire_format(pipeline_output):
     raws = [raw for path in list_files(pipeline_output) for raw in read_records(path)]
     assert len(raws) == 30
     assert all(Example.FromString(raw).SerializeToString(deterministic=True) == raw for raw in raws)
+    assert all(Window(raw, "mem", i).eeg is not None for i, raw in enumerate(raws))  # samples in place
+    assert all(Window(raw, "mem", i, split=False).eeg is None for i, raw in enumerate(raws))
 
 
 def test_other_layouts_parse_like_protobuf(records):
@@ -46,18 +50,19 @@ def test_other_layouts_parse_like_protobuf(records):
     raw = encode_example(record)
     other = (record.eeg[:, ::-1].copy()).tobytes()
     duplicate = Window(_with_entry(raw, _entry("eeg", "bytes", [other])), "mem", 0)
-    assert np.array_equal(duplicate.decode()["eeg"], record.eeg[:, ::-1])  # protobuf's "last entry wins"
+    assert duplicate.eeg is None  # parsed whole: protobuf's "last entry wins"
+    assert np.array_equal(duplicate.decode()["eeg"], record.eeg[:, ::-1])
     assert Window(_with_entry(raw, _entry("label", "int64", [4])), "mem", 0).decode()["label"] == 4
     unsorted = schema.len_field(1, b"".join(reversed([
         _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items())])))
     window = Window(unsorted, "mem", 0)
-    assert np.array_equal(window.decode()["eeg"], record.eeg)
+    assert window.eeg is not None and np.array_equal(window.decode()["eeg"], record.eeg)
     with_ecg = next(r for r in records if r.ecg is not None)
     window = Window(encode_example(with_ecg), "mem", 0)
-    assert np.array_equal(window.decode()["ecg"], with_ecg.ecg)
+    assert window.ecg is not None and np.array_equal(window.decode()["ecg"], with_ecg.ecg)  # in place
     later = (with_ecg.ecg[::-1].copy()).tobytes()
     window = Window(_with_entry(encode_example(with_ecg), _entry("ecg", "bytes", [later])), "mem", 0)
-    assert np.array_equal(window.decode()["ecg"], with_ecg.ecg[::-1])  # the last wins
+    assert window.ecg is None and np.array_equal(window.decode()["ecg"], with_ecg.ecg[::-1])  # the last wins
     floats = _with_entry(raw, _entry("eeg", "float", [1.0, 2.0]))
     with pytest.raises(SchemaError, match="^f: record 3: feature 'eeg': expected bytes values$"):
         Window(floats, "f", 3).decode()
@@ -65,6 +70,33 @@ def test_other_layouts_parse_like_protobuf(records):
         _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items()) if name != "label"))
     with pytest.raises(SchemaError, match="^f: record 3: feature 'label': missing from the Example"):
         Window(without_label, "f", 3).decode()
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Equal dtype, shape and bytes (so NaN equals NaN, and -0.0 differs from 0.0)."""
+    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.contiguous().view(torch.uint8),
+                                                                      b.contiguous().view(torch.uint8))
+
+
+@pytest.mark.parametrize("eeg_dtype", ["float32", "float16"])
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_split_samples_gives_the_batches_of_protobufs_whole_parse(pipeline_output, eeg_dtype, num_workers):
+    # LoaderConfig.split_samples=False: protobuf parses whole records. A shuffle buffer smaller than
+    # the epoch copies some windows' samples on arrival and others when their batch is emitted.
+    config = LoaderConfig(batch_size=4, num_workers=num_workers, shuffle_buffer=6, seed=3, eeg_dtype=eeg_dtype)
+    split, whole = (_epoch(pipeline_output, dataclasses.replace(config, split_samples=on)) for on in (True, False))
+    assert len(split) == len(whole) > 1
+    assert sum(len(b["label"]) for b in split) == 30
+    for a, b in zip(split, whole, strict=True):
+        assert a.keys() == b.keys()
+        for key, value in a.items():
+            if isinstance(value, torch.Tensor):
+                assert _same_bits(value, b[key]), key
+            else:
+                assert value == b[key], key
+    assert all(b["eeg"].dtype == getattr(torch, eeg_dtype) for b in split)
+    assert any(b["has_votes"].any() and (b["label"] >= 0).any() for b in split)  # labeled windows with votes
+    assert any("ecg" in b for b in split)
 
 
 @pytest.mark.parametrize("cut", ["small field", "samples", "garbage"])
@@ -97,7 +129,7 @@ def test_samples_that_disagree_with_the_shape_name_the_record(records):
     fields = schema.decode_features(encode_example(record))
     fields["shape"] = ("int64", [N_CHANS, n_times // 2])  # whole time points, but half as many
     raw = schema.len_field(1, b"".join(_entry(name, *feature) for name, feature in sorted(fields.items())))
-    window = Window(raw, "f", 3)  # the samples alone say n_times: the shape is read with the fields
+    window = Window(raw, "f", 3)  # the shape says n_times: the samples' length is checked as they are stacked
     with pytest.raises(SchemaError, match=f"^f: record 3: feature 'eeg': expected {N_CHANS * n_times} bytes "
                                           f"of float16 for shape \\[{N_CHANS}, {n_times // 2}\\]; got {2 * N_CHANS * n_times}$"):
         collate([window])
