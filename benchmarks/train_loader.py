@@ -140,10 +140,11 @@ def loader_rate(data: str, workers: int, dtype: str, batch_size: int, seconds: f
 # does. Measured on eegmat (757 windows of 10 s, linked 6 times), 2 workers, float32, batches of 64,
 # interleaved rounds on a machine under load 5-14 (ratios of median windows/s; CPU per window):
 # the hand-off 2.0-3.1x (CPU 2.0-2.5x) over DataLoader's transfer: kept, as LoaderConfig.fast_ipc;
-# removed, each under 1.5x: splitting a record's samples out by hand before protobuf's parse
-# (1.49-1.73x over four runs; CPU 1.28-1.45x), decoding the small fields' varints by hand
-# (1.19-1.45x; CPU 1.06-1.10x), glibc's heap kept by mallopt (1.13x; CPU 0.97x). All three
-# together: the loader with them 1.32x (float32) and 1.09x (float16) the windows/s without them.
+# splitting a record's samples out by hand before protobuf's parse 1.49-1.73x over four runs (CPU
+# 1.28-1.45x), kept as LoaderConfig.split_samples: without it benchmarks/train.py's loader lost
+# 20-26% of its windows/s. At load 2-3.5 it measured 1.17-1.19x (float32) and 1.27-1.29x (float16)
+# with 0 and 2 workers (CPU alike). Removed, under 1.5x: decoding the small fields' varints by hand
+# (1.19-1.45x; CPU 1.06-1.10x), glibc's heap kept by mallopt (1.13x; CPU 0.97x).
 VARIANTS = ("loader", "loader-whole-parse", "loader-plain-ipc", "plain")
 
 
