@@ -101,8 +101,9 @@ def tf_rate(files: list[str], seconds: float) -> tuple[float, int] | None:
     """tf.data's (records/s, records per pass over ``files``), one thread, graph mode; None
     without TensorFlow."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, "-c", _TF_RATE, str(seconds), *files], env=env,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-c", _TF_RATE, str(seconds), *files], env=env, capture_output=True, text=True
+    )
     if done.returncode:
         if "No module named 'tensorflow'" in done.stderr:
             return None
@@ -113,8 +114,12 @@ def tf_rate(files: list[str], seconds: float) -> tuple[float, int] | None:
 
 def preset_workers(data: str | Path) -> int:
     """The workers the ``base`` preset's ``num_workers`` (``auto``) gives on this machine for ``data``."""
-    config = LoaderConfig(batch_size=BASE_BATCH, num_workers=BASE_LOADER.num_workers,
-                          shuffle_buffer=BASE_LOADER.shuffle_buffer, eeg_dtype=BASE_LOADER.eeg_dtype)
+    config = LoaderConfig(
+        batch_size=BASE_BATCH,
+        num_workers=BASE_LOADER.num_workers,
+        shuffle_buffer=BASE_LOADER.shuffle_buffer,
+        eeg_dtype=BASE_LOADER.eeg_dtype,
+    )
     return EEGLoader(str(data), config, rank=0, world_size=1).config.num_workers
 
 
@@ -130,9 +135,11 @@ def loader_rate(data: str, workers: int, dtype: str, batch_size: int, seconds: f
         count += len(next(batches)["label"])
     elapsed = time.perf_counter() - first
     batches.close()  # shuts the workers down, so their CPU time is counted
-    return {"per_s": count / elapsed, "first_batch_s": first - start,
-            "cpu_us": (_cpu_seconds() - cpu) / (total + count) * 1e6}
-
+    return {
+        "per_s": count / elapsed,
+        "first_batch_s": first - start,
+        "cpu_us": (_cpu_seconds() - cpu) / (total + count) * 1e6,
+    }
 
 
 # --- The loader's own transfer against the plain library path ----------------------------------
@@ -160,22 +167,26 @@ def _plain_batches(files: list[str], batch_size: int, workers: int, dtype: str) 
     class Windows(IterableDataset):
         def __iter__(self):
             info = get_worker_info()
-            mine = files if info is None else files[info.id::info.num_workers]
+            mine = files if info is None else files[info.id :: info.num_workers]
             while True:
                 for path in mine:
                     for raw in read_records(path, "SNAPPY"):
                         f = Example.FromString(raw).features.feature
                         eeg = np.frombuffer(f["eeg"].bytes_list.value[0], "<f2").reshape(N_CHANS, -1)
-                        yield {"eeg": eeg.astype(dtype), "channel_mask": np.float32(f["channel_mask"].int64_list.value),
-                               "age": np.float32(f["age"].float_list.value[0]),
-                               "label": f["label"].int64_list.value[0],
-                               "artifact_score": np.float32(f["artifact_score"].float_list.value[0]),
-                               "window_start": f["window_start_index"].int64_list.value[0],
-                               "site_id": f["site_id"].bytes_list.value[0].decode(),
-                               "subject_id": f["subject_id"].bytes_list.value[0].decode()}
+                        yield {
+                            "eeg": eeg.astype(dtype),
+                            "channel_mask": np.float32(f["channel_mask"].int64_list.value),
+                            "age": np.float32(f["age"].float_list.value[0]),
+                            "label": f["label"].int64_list.value[0],
+                            "artifact_score": np.float32(f["artifact_score"].float_list.value[0]),
+                            "window_start": f["window_start_index"].int64_list.value[0],
+                            "site_id": f["site_id"].bytes_list.value[0].decode(),
+                            "subject_id": f["subject_id"].bytes_list.value[0].decode(),
+                        }
 
-    return iter(DataLoader(Windows(), batch_size=batch_size, num_workers=workers,
-                           prefetch_factor=4 if workers else None))
+    return iter(
+        DataLoader(Windows(), batch_size=batch_size, num_workers=workers, prefetch_factor=4 if workers else None)
+    )
 
 
 def _rate(batches: Iterator[dict], seconds: float) -> tuple[float, float]:
@@ -190,8 +201,9 @@ def _rate(batches: Iterator[dict], seconds: float) -> tuple[float, float]:
     return rate, (_cpu_seconds() - cpu) / (count + steady) * 1e6
 
 
-def _variant_rate(data: str, variant: str, workers: int, dtype: str, batch_size: int, seconds: float
-                  ) -> tuple[float, float]:
+def _variant_rate(
+    data: str, variant: str, workers: int, dtype: str, batch_size: int, seconds: float
+) -> tuple[float, float]:
     """``_rate`` of one variant, in a forked child whose workers' CPU time is its own."""
     import multiprocessing
 
@@ -200,8 +212,14 @@ def _variant_rate(data: str, variant: str, workers: int, dtype: str, batch_size:
         if variant == "plain":
             queue.put(_rate(_plain_batches(list_files(data), batch_size, workers, dtype), seconds))
             return
-        config = LoaderConfig(batch_size=batch_size, num_workers=workers, pin_memory=False, eeg_dtype=dtype,
-                              fast_ipc=variant != "loader-plain-ipc", split_samples=variant != "loader-whole-parse")
+        config = LoaderConfig(
+            batch_size=batch_size,
+            num_workers=workers,
+            pin_memory=False,
+            eeg_dtype=dtype,
+            fast_ipc=variant != "loader-plain-ipc",
+            split_samples=variant != "loader-whole-parse",
+        )
         queue.put(_rate(iter(EEGLoader(data, config, rank=0, world_size=1)), seconds))
 
     context = multiprocessing.get_context("fork")
@@ -213,8 +231,16 @@ def _variant_rate(data: str, variant: str, workers: int, dtype: str, batch_size:
     return rate
 
 
-def mechanism_benchmark(data: str, *, workers: int = 2, dtype: str = "float32", batch_size: int = BASE_BATCH,
-                        seconds: float = 3.0, rounds: int = 3, against: tuple[str, ...] = VARIANTS[1:]) -> dict:
+def mechanism_benchmark(
+    data: str,
+    *,
+    workers: int = 2,
+    dtype: str = "float32",
+    batch_size: int = BASE_BATCH,
+    seconds: float = 3.0,
+    rounds: int = 3,
+    against: tuple[str, ...] = VARIANTS[1:],
+) -> dict:
     """windows/s and CPU per window of the loader and of the variants ``against`` (``VARIANTS``: the
     loader parsing whole records, with DataLoader's own transfer, a plain DataLoader), interleaved
     round by round; medians and ratios."""
@@ -227,19 +253,43 @@ def mechanism_benchmark(data: str, *, workers: int = 2, dtype: str = "float32", 
         loads.append(open("/proc/loadavg").read().split()[:3])
     rate = {v: statistics.median(r for r, _ in runs[v]) for v in variants}
     cpu = {v: statistics.median(c for _, c in runs[v]) for v in variants}
-    ratios = {f"loader / {other}": {"windows_per_s": round(rate["loader"] / rate[other], 3),
-                                    "cpu_per_window": round(cpu[other] / cpu["loader"], 3)}
-              for other in against}
-    return {"workers": workers, "eeg_dtype": dtype, "batch_size": batch_size, "seconds": seconds,
-            "variants": {v: {"windows_per_s": round(rate[v], 1), "cpu_us_per_window": round(cpu[v]),
-                             "rounds_windows_per_s": [round(r) for r, _ in runs[v]]} for v in variants},
-            "ratios": ratios, "keep_if": "windows_per_s ratio >= 1.5", "loadavg": loads}
+    ratios = {
+        f"loader / {other}": {
+            "windows_per_s": round(rate["loader"] / rate[other], 3),
+            "cpu_per_window": round(cpu[other] / cpu["loader"], 3),
+        }
+        for other in against
+    }
+    return {
+        "workers": workers,
+        "eeg_dtype": dtype,
+        "batch_size": batch_size,
+        "seconds": seconds,
+        "variants": {
+            v: {
+                "windows_per_s": round(rate[v], 1),
+                "cpu_us_per_window": round(cpu[v]),
+                "rounds_windows_per_s": [round(r) for r, _ in runs[v]],
+            }
+            for v in variants
+        },
+        "ratios": ratios,
+        "keep_if": "windows_per_s ratio >= 1.5",
+        "loadavg": loads,
+    }
 
 
-def loader_benchmark(data: str | Path, *, workers: tuple[int, ...] = (0, 2),
-                     dtypes: tuple[str, ...] = ("float32", "float16"), batch_size: int = BASE_BATCH,
-                     seconds: float = 3.0, rounds: int = 3, consumed_per_s: float | None = None,
-                     tf_reference: bool = False) -> dict:
+def loader_benchmark(
+    data: str | Path,
+    *,
+    workers: tuple[int, ...] = (0, 2),
+    dtypes: tuple[str, ...] = ("float32", "float16"),
+    batch_size: int = BASE_BATCH,
+    seconds: float = 3.0,
+    rounds: int = 3,
+    consumed_per_s: float | None = None,
+    tf_reference: bool = False,
+) -> dict:
     """The loader section of the report; ``consumed_per_s``: windows/s a training step takes;
     ``tf_reference``: also time tf.data's reader (skipped, with a note, without TensorFlow)."""
     data = str(data)
@@ -268,72 +318,137 @@ def loader_benchmark(data: str | Path, *, workers: tuple[int, ...] = (0, 2),
     for (n_workers, dtype), values in runs.items():
         rate, cpu = median(values, "per_s"), median(values, "cpu_us")
         loader[f"workers={n_workers},{dtype}"] = {
-            "windows_per_s": round(rate, 1), "first_batch_s": round(median(values, "first_batch_s"), 2),
-            "cpu_us_per_window": round(cpu), "ratio": round(rate / raw_rate_, 3),
+            "windows_per_s": round(rate, 1),
+            "first_batch_s": round(median(values, "first_batch_s"), 2),
+            "cpu_us_per_window": round(cpu),
+            "ratio": round(rate / raw_rate_, 3),
             "ratio_per_core": round(raw_cpu / cpu, 3),
         }
         if consumed_per_s:
             loader[f"workers={n_workers},{dtype}"]["times_training_demand"] = round(rate / consumed_per_s, 1)
     tensorflow = None
     if tf_reference:
-        tensorflow = ({"note": "TensorFlow is not installed (pip install -e .[tf])"} if None in tf_rates else
-                      {"records_per_s": round(statistics.median(r for r, _ in tf_rates), 1),
-                       "note": "tf.data.TFRecordDataset, SNAPPY, one thread, graph mode, nothing parsed"})
+        tensorflow = (
+            {"note": "TensorFlow is not installed (pip install -e .[tf])"}
+            if None in tf_rates
+            else {
+                "records_per_s": round(statistics.median(r for r, _ in tf_rates), 1),
+                "note": "tf.data.TFRecordDataset, SNAPPY, one thread, graph mode, nothing parsed",
+            }
+        )
     for value in loader.values():
         if tensorflow and "records_per_s" in tensorflow:
             value["loader_vs_tensorflow"] = round(value["windows_per_s"] / tensorflow["records_per_s"], 2)
     return {
-        "data": data, "files": len(files), "batch_size": batch_size, "cpu_count": os.cpu_count(),
-        "preset": {"name": "base", "batch_size": BASE_LOADER.batch_size, "eeg_dtype": BASE_LOADER.eeg_dtype,
-                   "num_workers": BASE_LOADER.num_workers, "num_workers_here": preset_workers(data)},
-        "rounds": rounds, "seconds": seconds,
+        "data": data,
+        "files": len(files),
+        "batch_size": batch_size,
+        "cpu_count": os.cpu_count(),
+        "preset": {
+            "name": "base",
+            "batch_size": BASE_LOADER.batch_size,
+            "eeg_dtype": BASE_LOADER.eeg_dtype,
+            "num_workers": BASE_LOADER.num_workers,
+            "num_workers_here": preset_workers(data),
+        },
+        "rounds": rounds,
+        "seconds": seconds,
         "raw": {"records_per_s": round(raw_rate_, 1), "cpu_us_per_record": round(raw_cpu)},
         **({"tensorflow": tensorflow} if tf_reference else {}),
         "loader": loader,
         "training_consumes_windows_per_s": consumed_per_s,
         "targets": {"ratio": ">= 0.5", "times_training_demand": ">= 10"},
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
-        **({"note": f"{len(files)} files for up to {max(workers)} workers: workers share files, and each "
-                    "reads (decompresses) the records of its files that other workers keep"}
-           if len(files) < max(workers) else {}),
+        **(
+            {
+                "note": f"{len(files)} files for up to {max(workers)} workers: workers share files, and each "
+                "reads (decompresses) the records of its files that other workers keep"
+            }
+            if len(files) < max(workers)
+            else {}
+        ),
     }
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(REPO / "outputs" / "demo" / "tfrecords"),
-                        help="folder of the pipeline's TFRecords (default: what `make demo` writes)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2],
-                        help="DataLoader worker counts to measure (0: batches built in this process)")
-    parser.add_argument("--dtypes", nargs="+", default=["float32", "float16"], choices=["float32", "float16"],
-                        help="eeg_dtype of the batches; the GPU presets use float16")
-    parser.add_argument("--batch-size", type=int, default=BASE_BATCH,
-                        help=f"windows per batch (default: the base pretraining preset's, {BASE_BATCH})")
-    parser.add_argument("--seconds", type=float, default=3.0,
-                        help="steady-state seconds of each measurement (after the first batch)")
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved repetitions of every measurement; the median is reported")
-    parser.add_argument("--tf-reference", action="store_true",
-                        help="also time tf.data's own SNAPPY TFRecord reader on the same files (one "
-                        "thread, in a subprocess) and report the loader's rate against it")
-    parser.add_argument("--simulate", type=float, default=0, metavar="MINUTES",
-                        help="instead of --data, simulate 3 sites x 4 subjects x MINUTES of EEG and preprocess "
-                        "it (2 files per site) into a temporary folder first")
-    parser.add_argument("--synthetic", type=int, default=0, metavar="WINDOWS",
-                        help="instead of --data, write a corpus of this many 10 s windows of noise in files of "
-                        f"{WINDOWS_PER_FILE} (benchmarks/synthetic_corpus.py: the pipeline's layout without Beam, "
-                        "for the GPU image) into a temporary folder first")
-    parser.add_argument("--copies", type=int, default=1,
-                        help="read the corpus as this many copies of its site folders (symbolic links, as "
-                        "train_loop.py makes): where Beam is missing to preprocess a larger corpus (the GPU "
-                        "image), many workers on a small one each get an epoch of a few windows, and a "
-                        "loader's epoch ends cost more than its steady state")
-    parser.add_argument("--mechanisms", action="store_true",
-                        help="instead of the throughput report, compare the loader with the --against variants "
-                        "(max of --workers, first of --dtypes)")
-    parser.add_argument("--against", nargs="+", default=list(VARIANTS[1:]), choices=VARIANTS[1:],
-                        help="with --mechanisms: protobuf parsing whole records (split_samples=False), "
-                        "DataLoader's own transfer (fast_ipc=False), a plain DataLoader (default: all)")
+    parser.add_argument(
+        "--data",
+        default=str(REPO / "outputs" / "demo" / "tfrecords"),
+        help="folder of the pipeline's TFRecords (default: what `make demo` writes)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[0, 2],
+        help="DataLoader worker counts to measure (0: batches built in this process)",
+    )
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float32", "float16"],
+        choices=["float32", "float16"],
+        help="eeg_dtype of the batches; the GPU presets use float16",
+    )
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=BASE_BATCH,
+        help=f"windows per batch (default: the base pretraining preset's, {BASE_BATCH})",
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=3.0, help="steady-state seconds of each measurement (after the first batch)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved repetitions of every measurement; the median is reported"
+    )
+    parser.add_argument(
+        "--tf-reference",
+        action="store_true",
+        help="also time tf.data's own SNAPPY TFRecord reader on the same files (one "
+        "thread, in a subprocess) and report the loader's rate against it",
+    )
+    parser.add_argument(
+        "--simulate",
+        type=float,
+        default=0,
+        metavar="MINUTES",
+        help="instead of --data, simulate 3 sites x 4 subjects x MINUTES of EEG and preprocess "
+        "it (2 files per site) into a temporary folder first",
+    )
+    parser.add_argument(
+        "--synthetic",
+        type=int,
+        default=0,
+        metavar="WINDOWS",
+        help="instead of --data, write a corpus of this many 10 s windows of noise in files of "
+        f"{WINDOWS_PER_FILE} (benchmarks/synthetic_corpus.py: the pipeline's layout without Beam, "
+        "for the GPU image) into a temporary folder first",
+    )
+    parser.add_argument(
+        "--copies",
+        type=int,
+        default=1,
+        help="read the corpus as this many copies of its site folders (symbolic links, as "
+        "train_loop.py makes): where Beam is missing to preprocess a larger corpus (the GPU "
+        "image), many workers on a small one each get an epoch of a few windows, and a "
+        "loader's epoch ends cost more than its steady state",
+    )
+    parser.add_argument(
+        "--mechanisms",
+        action="store_true",
+        help="instead of the throughput report, compare the loader with the --against variants "
+        "(max of --workers, first of --dtypes)",
+    )
+    parser.add_argument(
+        "--against",
+        nargs="+",
+        default=list(VARIANTS[1:]),
+        choices=VARIANTS[1:],
+        help="with --mechanisms: protobuf parsing whole records (split_samples=False), "
+        "DataLoader's own transfer (fast_ipc=False), a plain DataLoader (default: all)",
+    )
     args = parser.parse_args(argv)
     if args.copies < 1:
         parser.error(f"--copies: expected an integer >= 1; got {args.copies}")
@@ -354,14 +469,26 @@ def main(argv: list[str] | None = None) -> None:
             link_corpus(Path(data), args.copies, Path(tmp) / "copies")
             data = str(Path(tmp) / "copies")
         if args.mechanisms:
-            result = mechanism_benchmark(data, workers=max(args.workers), dtype=args.dtypes[0],
-                                         batch_size=args.batch_size, seconds=args.seconds, rounds=args.rounds,
-                                         against=tuple(args.against))
+            result = mechanism_benchmark(
+                data,
+                workers=max(args.workers),
+                dtype=args.dtypes[0],
+                batch_size=args.batch_size,
+                seconds=args.seconds,
+                rounds=args.rounds,
+                against=tuple(args.against),
+            )
             result["data"] = data
         else:
-            result = loader_benchmark(data, workers=tuple(args.workers), dtypes=tuple(args.dtypes),
-                                      batch_size=args.batch_size, seconds=args.seconds, rounds=args.rounds,
-                                      tf_reference=args.tf_reference)
+            result = loader_benchmark(
+                data,
+                workers=tuple(args.workers),
+                dtypes=tuple(args.dtypes),
+                batch_size=args.batch_size,
+                seconds=args.seconds,
+                rounds=args.rounds,
+                tf_reference=args.tf_reference,
+            )
     if args.simulate > 0:
         result["data"] = f"simulated: 3 sites x 4 subjects x {args.simulate:g} min, 10 s windows, 2 files per site"
     if args.synthetic:

@@ -43,10 +43,29 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "catalog": ("SHARD_PATTERN", "DatasetInfo", "check_data", "data_dirs", "data_label", "describe", "file_key",
-                "list_files", "list_shards", "scan_windows", "shard_name", "shared_recordings"),
-    "config": ("AUTO", "EEG_DTYPES", "LoaderConfig", "RecordFilter", "eval_config", "finetune_config",
-               "pretrain_config"),
+    "catalog": (
+        "SHARD_PATTERN",
+        "DatasetInfo",
+        "check_data",
+        "data_dirs",
+        "data_label",
+        "describe",
+        "file_key",
+        "list_files",
+        "list_shards",
+        "scan_windows",
+        "shard_name",
+        "shared_recordings",
+    ),
+    "config": (
+        "AUTO",
+        "EEG_DTYPES",
+        "LoaderConfig",
+        "RecordFilter",
+        "eval_config",
+        "finetune_config",
+        "pretrain_config",
+    ),
     "records": ("N_CLASSES",),
     "batch": ("collate_records",),
     "stream": ("shard_files", "shard_loads"),

@@ -52,7 +52,7 @@ class Rows:
             return
         signal = self.nan if signal is None else signal
         if self.stage is None:
-            self.bytes[row * self.size:(row + 1) * self.size] = signal
+            self.bytes[row * self.size : (row + 1) * self.size] = signal
         else:
             self.bytes[:] = signal
             self.tensor[row].copy_(self.stage)
@@ -100,8 +100,9 @@ def assemble(windows: Sequence[Window], signals: dict[str, torch.Tensor]) -> dic
     np.divide(votes, n_votes[:, None], out=targets, where=has_votes[:, None])
     sexes = _firsts(windows, "sex")
     sex = [_SEX.get(value) for value in sexes]
-    mask = np.fromiter(itertools.chain.from_iterable(_lists(windows, "channel_mask", (N_CHANS,))),
-                       np.float32, len(windows) * N_CHANS).reshape(len(windows), N_CHANS)
+    mask = np.fromiter(
+        itertools.chain.from_iterable(_lists(windows, "channel_mask", (N_CHANS,))), np.float32, len(windows) * N_CHANS
+    ).reshape(len(windows), N_CHANS)
     batch: dict[str, Any] = {
         "eeg": signals["eeg"],
         "channel_mask": torch.from_numpy(mask),

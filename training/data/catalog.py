@@ -54,8 +54,9 @@ def list_files(data_dir: DataPaths, *, sites: Iterable[str] = (), exclude_sites:
     return [path for path, _ in list_shards(data_dir, sites=sites, exclude_sites=exclude_sites)]
 
 
-def list_shards(data_dir: DataPaths, *,
-                sites: Iterable[str] = (), exclude_sites: Iterable[str] = ()) -> list[tuple[str, int | None]]:
+def list_shards(
+    data_dir: DataPaths, *, sites: Iterable[str] = (), exclude_sites: Iterable[str] = ()
+) -> list[tuple[str, int | None]]:
     """:func:`list_files` with each file's size in bytes (None for a named remote file: asking
     costs a request, and only the worker count's estimate of the corpus uses it)."""
     entries = [data_dir] if isinstance(data_dir, (str, os.PathLike)) else list(data_dir)
@@ -70,15 +71,21 @@ def list_shards(data_dir: DataPaths, *,
             files[entry] = None if is_remote(entry) else os.path.getsize(entry)
             continue
         if not is_remote(entry) and not os.path.isdir(entry):
-            raise FileNotFoundError(f"data_dir: {entry} is not a directory (expected the output folder "
-                                    "of pipelines.preprocess, or .tfrecord files)")
+            raise FileNotFoundError(
+                f"data_dir: {entry} is not a directory (expected the output folder "
+                "of pipelines.preprocess, or .tfrecord files)"
+            )
         found = _shards_below(entry)
         if not found:
             raise FileNotFoundError(
                 f"data_dir: no TFRecord shards in {entry}; expected <site>/{SHARD_PATTERN} files "
-                "written by pipelines.preprocess (with manifest.json beside the site folders)")
-        files.update((path, size) for path, size in found if size > 0 and (not keep or _site_of(path) in keep)
-                     and _site_of(path) not in drop)
+                "written by pipelines.preprocess (with manifest.json beside the site folders)"
+            )
+        files.update(
+            (path, size)
+            for path, size in found
+            if size > 0 and (not keep or _site_of(path) in keep) and _site_of(path) not in drop
+        )
     return sorted(files.items())
 
 
@@ -120,19 +127,27 @@ def describe(data_dir: DataPaths) -> DatasetInfo:
     for folder, info in infos[1:]:
         for field in ("channels", "sfreq", "quality_names"):
             if getattr(info, field) != getattr(merged, field):
-                raise ValueError(f"--data {first_dir} and {folder}: their manifests' {field} differ "
-                                 f"({getattr(merged, field)} vs {getattr(info, field)}); expected outputs of the "
-                                 "same pipeline version, read together")
+                raise ValueError(
+                    f"--data {first_dir} and {folder}: their manifests' {field} differ "
+                    f"({getattr(merged, field)} vs {getattr(info, field)}); expected outputs of the "
+                    "same pipeline version, read together"
+                )
         for task in set(info.classes) & set(merged.classes):
             if list(info.classes[task]) != list(merged.classes[task]):
-                raise ValueError(f"--data {first_dir} and {folder}: task {task!r} has classes "
-                                 f"{merged.classes[task]} in one and {info.classes[task]} in the other")
+                raise ValueError(
+                    f"--data {first_dir} and {folder}: task {task!r} has classes "
+                    f"{merged.classes[task]} in one and {info.classes[task]} in the other"
+                )
         merged = DatasetInfo(
-            sites=tuple(sorted({*merged.sites, *info.sites})), channels=merged.channels, sfreq=merged.sfreq,
-            quality_names=merged.quality_names, classes={**merged.classes, **info.classes},
+            sites=tuple(sorted({*merged.sites, *info.sites})),
+            channels=merged.channels,
+            sfreq=merged.sfreq,
+            quality_names=merged.quality_names,
+            classes={**merged.classes, **info.classes},
             counts=_added(merged.counts, info.counts),
             config_hash=",".join(sorted({*merged.config_hash.split(","), info.config_hash} - {""})),
-            pipeline_version=",".join(sorted({*merged.pipeline_version.split(","), info.pipeline_version} - {""})))
+            pipeline_version=",".join(sorted({*merged.pipeline_version.split(","), info.pipeline_version} - {""})),
+        )
     return merged
 
 
@@ -150,9 +165,12 @@ def check_data(data: DataPaths, say: bool = True) -> str | tuple[str, ...]:
     if len(dirs) > 1 and say:
         shared = shared_recordings(dirs)
         if shared:
-            log.warning("%d recording(s) are in more than one --data folder (%s): the same file processed by "
-                        "each run, whose windows are read once per folder", len(shared),
-                        "; ".join(f"{n} in {pair}" for pair, n in sorted(Counter(shared.values()).items())))
+            log.warning(
+                "%d recording(s) are in more than one --data folder (%s): the same file processed by "
+                "each run, whose windows are read once per folder",
+                len(shared),
+                "; ".join(f"{n} in {pair}" for pair, n in sorted(Counter(shared.values()).items())),
+            )
     return dirs[0] if len(dirs) == 1 else tuple(dirs)
 
 
@@ -197,9 +215,12 @@ def shared_recordings(dirs: Sequence[str]) -> dict[str, str]:
 def _describe_one(data_dir: str) -> DatasetInfo:
     manifest = _manifest(data_dir)
     return DatasetInfo(
-        sites=tuple(manifest.get("sites", ())), channels=tuple(manifest["channels"]),
-        sfreq=float(manifest["sfreq"]), quality_names=tuple(manifest.get("quality_names", ())),
-        classes=dict(manifest.get("classes", {})), counts=dict(manifest.get("counts", {})),
+        sites=tuple(manifest.get("sites", ())),
+        channels=tuple(manifest["channels"]),
+        sfreq=float(manifest["sfreq"]),
+        quality_names=tuple(manifest.get("quality_names", ())),
+        classes=dict(manifest.get("classes", {})),
+        counts=dict(manifest.get("counts", {})),
         config_hash=str(manifest.get("config_hash", "")),
         pipeline_version=str(manifest.get("pipeline_version", "")),
     )
@@ -234,8 +255,9 @@ def first_record_bytes(path: str) -> int:
         return next((len(raw) for raw in read_records(source, "SNAPPY")), 0)
 
 
-def scan_windows(data_dir: DataPaths, filters: RecordFilter | None = None, *, verify_crc: bool = True
-                 ) -> list[dict[str, Any]]:
+def scan_windows(
+    data_dir: DataPaths, filters: RecordFilter | None = None, *, verify_crc: bool = True
+) -> list[dict[str, Any]]:
     """Metadata of every window that passes ``filters``, in file order, without decoding samples:
     ``site_id``, ``subject_id``, ``task`` (str), ``label`` (int), ``votes`` (float32 array,
     empty without votes), ``n_times`` (samples), ``corpus_split`` (str) and the ``path`` of its
@@ -247,8 +269,16 @@ def scan_windows(data_dir: DataPaths, filters: RecordFilter | None = None, *, ve
             for index, raw in enumerate(read_records(source, "SNAPPY", verify_crc)):
                 window = Window(raw, path, index)
                 if filters.accepts(window):
-                    found.append({"site_id": window.text("site_id"), "subject_id": window.text("subject_id"),
-                                  "task": window.text("task"), "label": window.scalar("label"),
-                                  "votes": window.floats("votes"), "n_times": window.n_times, "path": path,
-                                  "corpus_split": window.text("corpus_split")})
+                    found.append(
+                        {
+                            "site_id": window.text("site_id"),
+                            "subject_id": window.text("subject_id"),
+                            "task": window.text("task"),
+                            "label": window.scalar("label"),
+                            "votes": window.floats("votes"),
+                            "n_times": window.n_times,
+                            "path": path,
+                            "corpus_split": window.text("corpus_split"),
+                        }
+                    )
     return found

@@ -124,8 +124,10 @@ class LoaderConfig:
 
     def __post_init__(self) -> None:
         if (self.batch_size is None) == (self.token_budget is None):
-            raise ConfigError("LoaderConfig.batch_size, LoaderConfig.token_budget: expected exactly one "
-                              f"of them; got batch_size={self.batch_size!r}, token_budget={self.token_budget!r}")
+            raise ConfigError(
+                "LoaderConfig.batch_size, LoaderConfig.token_budget: expected exactly one "
+                f"of them; got batch_size={self.batch_size!r}, token_budget={self.token_budget!r}"
+            )
         check_int("LoaderConfig.batch_size", self.batch_size, 1, optional=True)
         check_int("LoaderConfig.token_budget", self.token_budget, 1, optional=True)
         check_int("LoaderConfig.max_batch_size", self.max_batch_size, 1)
@@ -135,10 +137,14 @@ class LoaderConfig:
             raise ConfigError(f"LoaderConfig.num_workers: expected an integer >= 0 or {AUTO!r}; got {workers!r}")
         check_int("LoaderConfig.prefetch_factor", self.prefetch_factor, 1)
         check_int("LoaderConfig.shuffle_buffer", self.shuffle_buffer, 0)
-        if isinstance(self.full_shuffle_mb, bool) or not isinstance(self.full_shuffle_mb, (int, float)) \
-                or not 0 <= self.full_shuffle_mb < math.inf:
-            raise ConfigError("LoaderConfig.full_shuffle_mb: expected a number of MiB >= 0; "
-                              f"got {self.full_shuffle_mb!r}")
+        if (
+            isinstance(self.full_shuffle_mb, bool)
+            or not isinstance(self.full_shuffle_mb, (int, float))
+            or not 0 <= self.full_shuffle_mb < math.inf
+        ):
+            raise ConfigError(
+                f"LoaderConfig.full_shuffle_mb: expected a number of MiB >= 0; got {self.full_shuffle_mb!r}"
+            )
         check_int("LoaderConfig.seed", self.seed, 0)
         for name in ("drop_last", "shuffle", "verify_crc", "fast_ipc", "split_samples"):
             if not isinstance(getattr(self, name), bool):
@@ -160,15 +166,15 @@ class LoaderConfig:
 
 def pretrain_config(**overrides: Any) -> LoaderConfig:
     """Self-supervised pretraining: every window, token-budget batches of 1 s patches, augmented."""
-    return dataclasses.replace(LoaderConfig(batch_size=None, token_budget=32 * 50, patch_size=256,
-                                            augment=pretrain_augment()), **overrides)
+    return dataclasses.replace(
+        LoaderConfig(batch_size=None, token_budget=32 * 50, patch_size=256, augment=pretrain_augment()), **overrides
+    )
 
 
 def finetune_config(min_votes: float = 0.0, **overrides: Any) -> LoaderConfig:
     """Fine-tuning on HMS expert votes; raise ``min_votes`` for the second stage."""
     filters = RecordFilter(tasks=("hms6",), min_votes=max(min_votes, 1.0))
-    return dataclasses.replace(LoaderConfig(batch_size=32, augment=finetune_augment(), filters=filters),
-                               **overrides)
+    return dataclasses.replace(LoaderConfig(batch_size=32, augment=finetune_augment(), filters=filters), **overrides)
 
 
 def eval_config(**overrides: Any) -> LoaderConfig:

@@ -42,11 +42,13 @@ _PROC_FD = os.path.isdir("/proc/self/fd")  # a segment's second description (Han
 
 def handoff_supported() -> bool:
     """Whether :class:`Handoff` works here (Linux, forked workers, torch's default sharing)."""
-    return (hasattr(os, "memfd_create") and hasattr(socket, "send_fds")
-            and hasattr(torch.UntypedStorage, "_new_shared_fd_cpu")
-            and torch.multiprocessing.get_sharing_strategy() == "file_descriptor"
-            and (multiprocessing.get_start_method(allow_none=True)
-                 or multiprocessing.get_all_start_methods()[0]) == "fork")
+    return (
+        hasattr(os, "memfd_create")
+        and hasattr(socket, "send_fds")
+        and hasattr(torch.UntypedStorage, "_new_shared_fd_cpu")
+        and torch.multiprocessing.get_sharing_strategy() == "file_descriptor"
+        and (multiprocessing.get_start_method(allow_none=True) or multiprocessing.get_all_start_methods()[0]) == "fork"
+    )
 
 
 Specs = Mapping[str, tuple[torch.dtype, tuple[int, ...]]]  # name -> (dtype, shape)
@@ -66,7 +68,7 @@ def _layout(specs: Specs) -> tuple[list[tuple[str, torch.dtype, tuple[int, ...],
 
 
 def _fill(fd: int, tensors: Mapping[str, torch.Tensor], layout: list) -> None:
-    for (name, _, _, offset) in layout:
+    for name, _, _, offset in layout:
         data, written = memoryview(tensors[name].contiguous().numpy()).cast("B"), 0
         while written < len(data):
             written += os.pwrite(fd, data[written:], offset + written)
@@ -97,8 +99,10 @@ class _Pooled:
     def views(self, layout: list) -> dict[str, torch.Tensor]:
         if self.mapping is None:
             self.mapping = torch.frombuffer(mmap.mmap(self.fd, self.total), dtype=torch.uint8)
-        return {name: self.mapping[offset:offset + math.prod(shape) * dtype.itemsize].view(dtype).view(shape)
-                for name, dtype, shape, offset in layout}
+        return {
+            name: self.mapping[offset : offset + math.prod(shape) * dtype.itemsize].view(dtype).view(shape)
+            for name, dtype, shape, offset in layout
+        }
 
     def close(self) -> None:
         self.mapping = None  # the mmap closes once no tensor refers to it
@@ -132,8 +136,10 @@ def _locked_description(fd: int) -> int | None:
 
 def _views(fd: int, layout: list, total: int) -> dict[str, torch.Tensor]:
     storage = torch.UntypedStorage._new_shared_fd_cpu(fd, total)  # maps it; keeps its own dup
-    return {name: torch.empty(0, dtype=dtype).set_(storage, offset // dtype.itemsize, shape)
-            for name, dtype, shape, offset in layout}
+    return {
+        name: torch.empty(0, dtype=dtype).set_(storage, offset // dtype.itemsize, shape)
+        for name, dtype, shape, offset in layout
+    }
 
 
 @dataclasses.dataclass(frozen=True)
@@ -149,8 +155,10 @@ class SharedBatch:
     def resolve(self) -> dict[str, torch.Tensor]:
         handoff = _OPEN.get(self.token)
         if handoff is None:
-            raise RuntimeError("SharedBatch: its loader iteration has ended; batches can only be "
-                               "resolved while the DataLoader that made them runs")
+            raise RuntimeError(
+                "SharedBatch: its loader iteration has ended; batches can only be "
+                "resolved while the DataLoader that made them runs"
+            )
         return handoff.receive(self)
 
     def pin_memory(self) -> dict[str, torch.Tensor]:  # DataLoader's pin-memory thread calls this
@@ -164,8 +172,10 @@ class Handoff:
 
     def __init__(self, n_workers: int, extra_segments: int = 0):
         if not handoff_supported():
-            raise RuntimeError("Handoff: needs Linux memfd, socket.send_fds, forked DataLoader workers "
-                               "and torch's file_descriptor sharing strategy")
+            raise RuntimeError(
+                "Handoff: needs Linux memfd, socket.send_fds, forked DataLoader workers "
+                "and torch's file_descriptor sharing strategy"
+            )
         self.token = next(_TOKENS)
         self._pairs = [socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET) for _ in range(n_workers)]
         for receiver, _ in self._pairs:
@@ -226,8 +236,11 @@ class Handoff:
     def _built_with(self, tensors: Mapping[str, torch.Tensor]) -> list[int]:
         """Indices in ``_built`` of the segments any of ``tensors`` lies in."""
         pointers = {t.untyped_storage().data_ptr() for t in tensors.values()}
-        return [i for i, (segment, _, _) in enumerate(self._built)
-                if segment.mapping is not None and segment.mapping.untyped_storage().data_ptr() in pointers]
+        return [
+            i
+            for i, (segment, _, _) in enumerate(self._built)
+            if segment.mapping is not None and segment.mapping.untyped_storage().data_ptr() in pointers
+        ]
 
     def discard(self, tensors: Mapping[str, torch.Tensor]) -> bool:
         """In a worker: give back, unsent, the segment that :meth:`buffers` made ``tensors`` in
@@ -257,8 +270,9 @@ class Handoff:
             # built segment cloned first, since that segment goes back to the pool for the fill.
             if found:
                 pointers = {self._built[i][0].mapping.untyped_storage().data_ptr() for i in found}
-                tensors = {name: t.clone() if t.untyped_storage().data_ptr() in pointers else t
-                           for name, t in tensors.items()}
+                tensors = {
+                    name: t.clone() if t.untyped_storage().data_ptr() in pointers else t for name, t in tensors.items()
+                }
                 for i in reversed(found):
                     del self._built[i]
             layout, total = _layout(_specs(tensors))
@@ -291,12 +305,15 @@ class Handoff:
         try:
             message, fds, _, _ = socket.recv_fds(self._pairs[ref.worker][0], _SEQ.size, 1)
         except TimeoutError:
-            raise RuntimeError(f"Handoff: no shared-memory segment from worker {ref.worker} in "
-                               f"{RECEIVE_TIMEOUT_S:.0f} s for its batch {ref.seq}") from None
+            raise RuntimeError(
+                f"Handoff: no shared-memory segment from worker {ref.worker} in "
+                f"{RECEIVE_TIMEOUT_S:.0f} s for its batch {ref.seq}"
+            ) from None
         try:
             if len(fds) != 1 or len(message) != _SEQ.size or _SEQ.unpack(message)[0] != ref.seq:
-                raise RuntimeError(f"Handoff: worker {ref.worker} sent {message!r} with {len(fds)} "
-                                   f"descriptors for its batch {ref.seq}")
+                raise RuntimeError(
+                    f"Handoff: worker {ref.worker} sent {message!r} with {len(fds)} descriptors for its batch {ref.seq}"
+                )
             self._received[ref.worker] += 1
             return _views(fds[0], list(ref.layout), ref.total)
         finally:

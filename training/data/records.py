@@ -32,24 +32,52 @@ def _example_class() -> type:
     Mirrors tensorflow/core/example/{example,feature}.proto (see pipelines/schema.py): only the
     field numbers and types matter on the wire, and these are TensorFlow's.
     """
-    def field(name: str, number: int, kind: str = "TYPE_MESSAGE", message: str = "", repeated: bool = False,
-              **more: Any) -> dict[str, Any]:
+
+    def field(
+        name: str, number: int, kind: str = "TYPE_MESSAGE", message: str = "", repeated: bool = False, **more: Any
+    ) -> dict[str, Any]:
         label = "LABEL_REPEATED" if repeated else "LABEL_OPTIONAL"
-        return {"name": name, "number": number, "type": kind, "label": label,
-                **({"typeName": f".tensorflow.{message}"} if message else {}), **more}
+        return {
+            "name": name,
+            "number": number,
+            "type": kind,
+            "label": label,
+            **({"typeName": f".tensorflow.{message}"} if message else {}),
+            **more,
+        }
 
     lists = (("BytesList", "TYPE_BYTES"), ("FloatList", "TYPE_FLOAT"), ("Int64List", "TYPE_INT64"))
-    entry = {"name": "FeatureEntry", "options": {"mapEntry": True},  # map<string, Feature> on the wire
-             "field": [field("key", 1, "TYPE_STRING"), field("value", 2, message="Feature")]}
-    messages = [*({"name": name, "field": [field("value", 1, kind, repeated=True)]} for name, kind in lists),
-                {"name": "Feature", "oneofDecl": [{"name": "kind"}],
-                 "field": [field(f"{name[:-4].lower()}_list", number, message=name, oneofIndex=0)
-                           for number, (name, _) in enumerate(lists, start=1)]},
-                {"name": "Features", "nestedType": [entry],
-                 "field": [field("feature", 1, message="Features.FeatureEntry", repeated=True)]},
-                {"name": "Example", "field": [field("features", 1, message="Features")]}]
-    proto = json_format.ParseDict({"name": "eegfm/training/tf_example.proto", "package": "tensorflow",
-                                   "syntax": "proto3", "messageType": messages}, descriptor_pb2.FileDescriptorProto())
+    entry = {
+        "name": "FeatureEntry",
+        "options": {"mapEntry": True},  # map<string, Feature> on the wire
+        "field": [field("key", 1, "TYPE_STRING"), field("value", 2, message="Feature")],
+    }
+    messages = [
+        *({"name": name, "field": [field("value", 1, kind, repeated=True)]} for name, kind in lists),
+        {
+            "name": "Feature",
+            "oneofDecl": [{"name": "kind"}],
+            "field": [
+                field(f"{name[:-4].lower()}_list", number, message=name, oneofIndex=0)
+                for number, (name, _) in enumerate(lists, start=1)
+            ],
+        },
+        {
+            "name": "Features",
+            "nestedType": [entry],
+            "field": [field("feature", 1, message="Features.FeatureEntry", repeated=True)],
+        },
+        {"name": "Example", "field": [field("features", 1, message="Features")]},
+    ]
+    proto = json_format.ParseDict(
+        {
+            "name": "eegfm/training/tf_example.proto",
+            "package": "tensorflow",
+            "syntax": "proto3",
+            "messageType": messages,
+        },
+        descriptor_pb2.FileDescriptorProto(),
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(proto)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
@@ -135,7 +163,11 @@ def split_samples(raw: bytes) -> tuple[bytes, memoryview, memoryview | None] | N
                 view = memoryview(raw)
                 if ecg is None:
                     return raw[start:pos] + raw[stop:end], view[samples:stop], None
-                return raw[start:ecg[0]] + raw[ecg[1]:pos] + raw[stop:end], view[samples:stop], view[ecg[2]:ecg[1]]
+                return (
+                    raw[start : ecg[0]] + raw[ecg[1] : pos] + raw[stop:end],
+                    view[samples:stop],
+                    view[ecg[2] : ecg[1]],
+                )
             if ecg is None and raw.startswith(_ECG_KEY, body):
                 samples = _nested_bytes(raw, body + len(_ECG_KEY), stop, _SAMPLE_TAGS)
                 if samples is not None:  # any other shape (an empty list ...) stays for protobuf

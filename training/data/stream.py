@@ -48,8 +48,10 @@ def shard_files(n_files: int, n_shards: int, shard: int, every_file: bool = Fals
 def shard_loads(counts: Sequence[int], n_shards: int, every_file: bool = False) -> list[float]:
     """The windows each shard gets (about: shared files split evenly) when file ``j`` holds
     ``counts[j]`` of the windows wanted."""
-    return [sum(counts[j] / stride for j, stride, _ in shard_files(len(counts), n_shards, shard, every_file))
-            for shard in range(n_shards)]
+    return [
+        sum(counts[j] / stride for j, stride, _ in shard_files(len(counts), n_shards, shard, every_file))
+        for shard in range(n_shards)
+    ]
 
 
 def seed_sequence(seed: int, epoch: int, purpose: int, *more: int) -> np.random.SeedSequence:
@@ -146,8 +148,7 @@ class ShardStream:
     windows wait for their batch to be emitted.
     """
 
-    def __init__(self, files: Sequence[str], config: LoaderConfig, shard: int, n_shards: int,
-                 every_file: bool = False):
+    def __init__(self, files: Sequence[str], config: LoaderConfig, shard: int, n_shards: int, every_file: bool = False):
         self.files, self.config, self.shard, self.n_shards = list(files), config, shard, n_shards
         self.every_file = every_file
         self.dtype = EEG_DTYPES[config.eeg_dtype]
@@ -166,8 +167,13 @@ class ShardStream:
         """``(path, stride, offset)`` of each file share the shard reads in ``epoch``, in order."""
         if self._epoch_shares[0] != epoch:  # asked twice an epoch (plan, read)
             files = self.file_order(epoch)
-            self._epoch_shares = epoch, [(files[position], stride, offset) for position, stride, offset
-                                         in shard_files(len(files), self.n_shards, self.shard, self.every_file)]
+            self._epoch_shares = (
+                epoch,
+                [
+                    (files[position], stride, offset)
+                    for position, stride, offset in shard_files(len(files), self.n_shards, self.shard, self.every_file)
+                ],
+            )
         return self._epoch_shares[1]
 
     def windows(self, epoch: int) -> Iterator[Window]:
@@ -183,7 +189,8 @@ class ShardStream:
                             lengths.append(window.n_times)
                             yield window
                     self._lengths[path, stride, offset] = tuple(
-                        (n_times, sum(1 for _ in run)) for n_times, run in itertools.groupby(lengths))
+                        (n_times, sum(1 for _ in run)) for n_times, run in itertools.groupby(lengths)
+                    )
                 except CorruptTFRecordError as err:
                     if err.path == path:
                         raise
@@ -197,8 +204,9 @@ class ShardStream:
             return 1
         return max(1, -(-config.shuffle_buffer // config.batch_size_for(n_times)))
 
-    def batches(self, epoch: int, skip: int = 0, storage: Storage | None = None
-                ) -> Iterator[tuple[int, bool, dict[str, Any] | None]]:
+    def batches(
+        self, epoch: int, skip: int = 0, storage: Storage | None = None
+    ) -> Iterator[tuple[int, bool, dict[str, Any] | None]]:
         """``(index, last of the epoch, batch)`` for each batch of ``epoch``; the first ``skip``
         batches come as None, and no sample of theirs is copied (fast-forward on resume)."""
         storage = Storage() if storage is None else storage
@@ -209,8 +217,9 @@ class ShardStream:
             yield index, last, self.finish(windows, epoch, index, filled)
             storage.release(filled.tensors)  # sent or copied out by now
 
-    def _grouped(self, epoch: int, skip: int, storage: Storage, arrivals: Iterable[Any] | None = None
-                 ) -> Iterator[tuple[list[Window], Open | None]]:
+    def _grouped(
+        self, epoch: int, skip: int, storage: Storage, arrivals: Iterable[Any] | None = None
+    ) -> Iterator[tuple[list[Window], Open | None]]:
         """The epoch's batches as windows and, from ``skip`` on, their filled tensors; given
         ``arrivals`` (``_plan``'s stand-ins), those batched and never filled."""
         config, dtype = self.config, self.dtype
@@ -260,8 +269,8 @@ class ShardStream:
                 while len(base.windows) < size and group:
                     donor = group[-1]
                     take = min(size - len(base.windows), len(donor.windows))
-                    base.windows += donor.windows[len(donor.windows) - take:]
-                    del donor.windows[len(donor.windows) - take:]
+                    base.windows += donor.windows[len(donor.windows) - take :]
+                    del donor.windows[len(donor.windows) - take :]
                     if not donor.windows:
                         drained.append(group.pop())
                 if len(base.windows) < size and config.drop_last:
@@ -295,12 +304,14 @@ class ShardStream:
             return None
         lengths = [n_times for share in runs for n_times, count in share for _ in range(count)]
         arrivals = [_Arrival(index, n_times) for index, n_times in enumerate(lengths)]
-        batches = [[arrival.index for arrival in windows]
-                   for windows, _ in self._grouped(epoch, 0, Storage(), arrivals)]
+        batches = [
+            [arrival.index for arrival in windows] for windows, _ in self._grouped(epoch, 0, Storage(), arrivals)
+        ]
         return batches, lengths
 
-    def _placed(self, epoch: int, skip: int, storage: Storage, plan: list[list[int]], lengths: list[int]
-                ) -> Iterator[tuple[list[Window], Open | None]]:
+    def _placed(
+        self, epoch: int, skip: int, storage: Storage, plan: list[list[int]], lengths: list[int]
+    ) -> Iterator[tuple[list[Window], Open | None]]:
         """``_grouped``'s batches by ``plan``: each window placed on arrival, each batch emitted
         once it and all before it are complete; batches before ``skip`` are counted, not filled."""
         batch_of, row_of = [-1] * len(lengths), [0] * len(lengths)  # -1: in no batch (drop_last)
@@ -312,9 +323,11 @@ class ShardStream:
         emitted, arrived = 0, 0
         for arrived, window in enumerate(self.windows(epoch), 1):
             if arrived > len(lengths) or window.n_times != lengths[arrived - 1]:
-                raise RuntimeError(f"{window.path}: record {window.index}: expected the windows an earlier pass "
-                                   f"read from it ({len(lengths)} this epoch); window {arrived} differs (length "
-                                   f"{window.n_times}): the file changed during training")
+                raise RuntimeError(
+                    f"{window.path}: record {window.index}: expected the windows an earlier pass "
+                    f"read from it ({len(lengths)} this epoch); window {arrived} differs (length "
+                    f"{window.n_times}): the file changed during training"
+                )
             number = batch_of[arrived - 1]
             if number < 0:
                 continue
@@ -331,8 +344,10 @@ class ShardStream:
                 yield ([], None) if batch is None else (batch.windows, batch)
                 emitted += 1
         if arrived != len(lengths):
-            raise RuntimeError(f"shard {self.shard}: epoch {epoch}: expected the {len(lengths)} windows of an earlier "
-                               f"pass over its files; got {arrived}: a file changed during training")
+            raise RuntimeError(
+                f"shard {self.shard}: epoch {epoch}: expected the {len(lengths)} windows of an earlier "
+                f"pass over its files; got {arrived}: a file changed during training"
+            )
 
     def _filled(self, batch: Open, live: bool, storage: Storage) -> Open | None:
         """``batch`` with every window's samples in its tensors (None for a skipped batch); windows
@@ -341,12 +356,14 @@ class ShardStream:
             return None
         windows = batch.windows
         tensors = batch.tensors
-        if tensors is not None and all(w.placed is not None and w.placed[0] is tensors and w.placed[1] == row
-                                       for row, w in enumerate(windows)):
+        if tensors is not None and all(
+            w.placed is not None and w.placed[0] is tensors and w.placed[1] == row for row, w in enumerate(windows)
+        ):
             return batch
         ecgs = [w.samples("ecg") if w.placed is None else None for w in windows]
-        batch.ecg = any(ecg is not None if w.placed is None else w.placed[2]
-                        for w, ecg in zip(windows, ecgs, strict=True))
+        batch.ecg = any(
+            ecg is not None if w.placed is None else w.placed[2] for w, ecg in zip(windows, ecgs, strict=True)
+        )
         if tensors is None:
             tensors = batch.allocate(len(windows), windows[0].n_times, self.dtype, storage)
         if all(w.placed is None for w in windows):
@@ -368,8 +385,11 @@ class ShardStream:
         """The batch dict of ``windows`` around ``batch``'s tensors, augmented by a generator
         seeded by epoch, shard and batch index."""
         n = len(windows)  # an epoch's last batch may fill only the first rows
-        signals = {name: tensor if tensor.shape[0] == n else tensor[:n] for name, tensor in batch.tensors.items()
-                   if name == "eeg" or batch.ecg}
+        signals = {
+            name: tensor if tensor.shape[0] == n else tensor[:n]
+            for name, tensor in batch.tensors.items()
+            if name == "eeg" or batch.ecg
+        }
         out = assemble(windows, signals)
         if self.config.augment.enabled:
             state = seed_sequence(self.config.seed, epoch, 2, self.shard, index).generate_state(1, np.uint64)

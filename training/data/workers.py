@@ -61,6 +61,7 @@ class Machine:
 def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> int | None:
     """The CPUs a container's CFS quota allows (rounded up), from cgroup v2's ``cpu.max`` or v1's
     ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``; None without a quota."""
+
     def read(*parts: str) -> str | None:
         try:
             with open(os.path.join(root, *parts)) as fileobj:
@@ -94,8 +95,9 @@ def _available_memory() -> int | None:
     return None
 
 
-def auto_num_workers(config: LoaderConfig, record_bytes: int, machine: Machine,
-                     corpus_windows: int | None = None, world_size: int = 1) -> tuple[int, str]:
+def auto_num_workers(
+    config: LoaderConfig, record_bytes: int, machine: Machine, corpus_windows: int | None = None, world_size: int = 1
+) -> tuple[int, str]:
     """The workers ``num_workers="auto"`` runs with, and why.
 
     On a GPU every CPU of this rank's share but one (a GPU step consumes windows far faster than
@@ -111,8 +113,14 @@ def auto_num_workers(config: LoaderConfig, record_bytes: int, machine: Machine,
         return 1, "CPU training: one worker overlaps reading with compute"
     bound = machine.cpus < machine.total_cpus
     share = machine.cpus if bound else machine.total_cpus // max(1, machine.local_ranks)
-    workers, why = share - 1, (f"{machine.cpus} CPUs bound to this rank, less one for it" if bound else
-                               f"{machine.total_cpus} CPUs / {machine.local_ranks} local rank(s), less one each")
+    workers, why = (
+        share - 1,
+        (
+            f"{machine.cpus} CPUs bound to this rank, less one for it"
+            if bound
+            else f"{machine.total_cpus} CPUs / {machine.local_ranks} local rank(s), less one each"
+        ),
+    )
     if workers > AUTO_MAX_WORKERS:
         workers, why = AUTO_MAX_WORKERS, f"{why}, capped at {AUTO_MAX_WORKERS}"
     batch = config.batch_size or config.max_batch_size
@@ -121,14 +129,24 @@ def auto_num_workers(config: LoaderConfig, record_bytes: int, machine: Machine,
     if machine.memory is not None:
         fits = machine.memory // 2 // max(1, machine.local_ranks) // held
         if fits < workers:
-            workers, why = fits, (f"{why}; memory: each worker holds about {held / 2**20:.0f} MiB and half of "
-                                  f"{machine.memory / 2**30:.1f} GiB available is shared by "
-                                  f"{machine.local_ranks} rank(s)")
+            workers, why = (
+                fits,
+                (
+                    f"{why}; memory: each worker holds about {held / 2**20:.0f} MiB and half of "
+                    f"{machine.memory / 2**30:.1f} GiB available is shared by "
+                    f"{machine.local_ranks} rank(s)"
+                ),
+            )
     if corpus_windows is not None:
         enough = corpus_windows // (max(1, world_size) * batch * AUTO_MIN_BATCHES)
         if enough < workers:
-            workers, why = enough, (f"{why}; corpus: about {corpus_windows} windows over {world_size} rank(s) give "
-                                    f"each worker at least {AUTO_MIN_BATCHES} batches of {batch} an epoch")
+            workers, why = (
+                enough,
+                (
+                    f"{why}; corpus: about {corpus_windows} windows over {world_size} rank(s) give "
+                    f"each worker at least {AUTO_MIN_BATCHES} batches of {batch} an epoch"
+                ),
+            )
     return max(1, workers), why
 
 
@@ -167,9 +185,18 @@ class ShardDataset(IterableDataset):
     ``starts[w]`` is logical worker ``w``'s (epoch, batches delivered); DataLoader slot ``k`` plays
     logical worker ``(k + first) % n_workers``. ``pass_epoch``: the one epoch to run (None: all)."""
 
-    def __init__(self, files: Sequence[str], config: LoaderConfig, rank: int, world_size: int,
-                 starts: Sequence[tuple[int, int]], first: int, pass_epoch: int | None,
-                 handoff: Handoff | None = None, every_file: bool = False):
+    def __init__(
+        self,
+        files: Sequence[str],
+        config: LoaderConfig,
+        rank: int,
+        world_size: int,
+        starts: Sequence[tuple[int, int]],
+        first: int,
+        pass_epoch: int | None,
+        handoff: Handoff | None = None,
+        every_file: bool = False,
+    ):
         self.files, self.config, self.rank, self.world_size = files, config, rank, world_size
         self.every_file = every_file
         self.starts, self.first, self.pass_epoch = list(starts), first, pass_epoch
@@ -206,9 +233,16 @@ class ShardDataset(IterableDataset):
                 return
             empty = 0 if delivered else empty + 1
             if empty > max(2, len(self.files)):
-                dropped = (f" and drop_last (an epoch's incomplete batch is dropped; batch size "
-                           f"{self.config.batch_size or self.config.max_batch_size})") if self.config.drop_last else ""
+                dropped = (
+                    (
+                        f" and drop_last (an epoch's incomplete batch is dropped; batch size "
+                        f"{self.config.batch_size or self.config.max_batch_size})"
+                    )
+                    if self.config.drop_last
+                    else ""
+                )
                 raise RuntimeError(
                     f"shard {shard} of {stream.n_shards} (rank {self.rank}, worker {worker}) got no windows "
                     f"in {empty} epochs in a row: too few windows after filters{dropped} for world_size "
-                    f"{self.world_size} x {n_workers} workers ({len(self.files)} files)")
+                    f"{self.world_size} x {n_workers} workers ({len(self.files)} files)"
+                )

@@ -37,7 +37,9 @@ def _epoch(out, config: LoaderConfig, **kwargs) -> list[dict]:
 
 def _entry(name: str, kind: str, values) -> bytes:
     """One serialized map entry of Example.features, as pipelines.schema writes it."""
-    return schema.len_field(1, schema.len_field(1, name.encode()) + schema.len_field(2, schema.encode_list(kind, values)))
+    return schema.len_field(
+        1, schema.len_field(1, name.encode()) + schema.len_field(2, schema.encode_list(kind, values))
+    )
 
 
 def _with_entry(raw: bytes, entry: bytes) -> bytes:
@@ -48,10 +50,13 @@ def _with_entry(raw: bytes, entry: bytes) -> bytes:
 
 def _same_batch(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(
-        torch.equal(a[k], b[k]) if isinstance(a[k], torch.Tensor) and not a[k].is_floating_point()
-        else torch.equal(a[k].nan_to_num(-1e9), b[k].nan_to_num(-1e9)) if isinstance(a[k], torch.Tensor)
+        torch.equal(a[k], b[k])
+        if isinstance(a[k], torch.Tensor) and not a[k].is_floating_point()
+        else torch.equal(a[k].nan_to_num(-1e9), b[k].nan_to_num(-1e9))
+        if isinstance(a[k], torch.Tensor)
         else a[k] == b[k]
-        for k in a)
+        for k in a
+    )
 
 
 @contextlib.contextmanager

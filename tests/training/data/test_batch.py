@@ -50,12 +50,22 @@ def test_batch_format_feeds_the_model(pipeline_output):
 def test_a_batch_holds_each_windows_decoded_fields(records, dtype):
     voted = next(r for r in records if r.votes.size and r.ecg is not None)
     same = [r for r in records if r.eeg.shape == voted.eeg.shape][:4]
-    variants = [dataclasses.replace(same[0], age=42.0, sex=b"F")] + same[1:] + [
-        dataclasses.replace(voted, ecg=None), dataclasses.replace(voted, votes=np.zeros(0, np.float32))]
+    variants = (
+        [dataclasses.replace(same[0], age=42.0, sex=b"F")]
+        + same[1:]
+        + [dataclasses.replace(voted, ecg=None), dataclasses.replace(voted, votes=np.zeros(0, np.float32))]
+    )
     raws = [encode_example(r) for r in variants]
-    raws.append(schema.len_field(1, b"".join(  # age and sex absent: their defaults
-        _entry(name, *feature) for name, feature in sorted(schema.decode_features(raws[0]).items())
-        if name not in ("age", "sex"))))
+    raws.append(
+        schema.len_field(
+            1,
+            b"".join(  # age and sex absent: their defaults
+                _entry(name, *feature)
+                for name, feature in sorted(schema.decode_features(raws[0]).items())
+                if name not in ("age", "sex")
+            ),
+        )
+    )
     windows = [Window(raw, "mem", i) for i, raw in enumerate(raws)]
     for threads in (1, 2):  # one conversion per window, or one for the batch
         with _num_threads(threads):
@@ -73,8 +83,8 @@ def test_a_batch_holds_each_windows_decoded_fields(records, dtype):
             assert batch["has_votes"][row] == bool(fields["votes"].size)
             assert batch["label"][row] == fields["label"] and batch["window_start"][row] == fields["window_start_index"]
             assert batch["site_id"][row] == fields["site_id"].decode() and batch["task"][row] == fields["task"].decode()
-            torch.testing.assert_close(batch["age"][row:row + 1], encode_age([fields["age"]]), equal_nan=True)
-            torch.testing.assert_close(batch["sex"][row:row + 1], encode_sex([fields["sex"]]), equal_nan=True)
+            torch.testing.assert_close(batch["age"][row : row + 1], encode_age([fields["age"]]), equal_nan=True)
+            torch.testing.assert_close(batch["sex"][row : row + 1], encode_sex([fields["sex"]]), equal_nan=True)
     assert batch["age"][0] == 42 and batch["sex"][0] == 0 and batch["age"][-1].isnan() and batch["sex"][-1].isnan()
 
 

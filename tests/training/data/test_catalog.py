@@ -56,7 +56,8 @@ def test_several_output_folders_are_described_together_and_must_agree(pipeline_o
     processed = [r for r in json.loads((copy / "manifest.json").read_text())["inputs"] if r["status"] == "processed"]
     assert len(shared) == len(processed) == 4 and set(shared.values()) == {f"{pipeline_output} and {copy}"}
     assert data.describe([pipeline_output, copy]).counts["per_subject"] == {
-        s: 2 * n for s, n in one.counts["per_subject"].items()}
+        s: 2 * n for s, n in one.counts["per_subject"].items()
+    }
 
     manifest = json.loads((copy / "manifest.json").read_text())
     manifest["channels"] = manifest["channels"][::-1]
@@ -98,10 +99,18 @@ def test_window_counts_tell_apart_two_folders_shards_of_the_same_name(pipeline_o
     files = {out: list_files(out) for out in (first, second)}
     assert [data.shard_name(p) for p in files[first]] == [data.shard_name(p) for p in files[second]]
     assert data.file_key(files[first] + files[second]) is os.fspath and data.file_key(files[first]) is data.shard_name
-    counts = {**{path: 0 for path in files[first]},
-              **{path: sum(1 for _ in read_records(path)) for path in files[second]}}
-    loader = EEGLoader([first, second], LoaderConfig(batch_size=4, num_workers=0, shuffle=False), rank=0, world_size=1,
-                       infinite=False, windows_per_file=counts)
+    counts = {
+        **{path: 0 for path in files[first]},
+        **{path: sum(1 for _ in read_records(path)) for path in files[second]},
+    }
+    loader = EEGLoader(
+        [first, second],
+        LoaderConfig(batch_size=4, num_workers=0, shuffle=False),
+        rank=0,
+        world_size=1,
+        infinite=False,
+        windows_per_file=counts,
+    )
     assert loader.files == files[second] and sum(len(b["label"]) for b in loader) == 30
 
 

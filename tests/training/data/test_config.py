@@ -12,16 +12,19 @@ from eegfm.training.data import LoaderConfig, RecordFilter
 from tests.training.data.conftest import _epoch, _keys, _record_keys
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"batch_size": None}, "batch_size, LoaderConfig.token_budget: expected exactly one"),
-    ({"num_workers": -1}, "LoaderConfig.num_workers: expected an integer >= 0 or 'auto'; got -1"),
-    ({"num_workers": "all"}, "LoaderConfig.num_workers: expected an integer >= 0 or 'auto'; got 'all'"),
-    ({"eeg_dtype": "bfloat16"}, "LoaderConfig.eeg_dtype: expected one of 'float32', 'float16'"),
-    ({"shuffle": "yes"}, "LoaderConfig.shuffle: expected True or False"),
-    ({"split_samples": 1}, "LoaderConfig.split_samples: expected True or False; got 1"),
-    ({"full_shuffle_mb": -1}, "LoaderConfig.full_shuffle_mb: expected a number of MiB >= 0; got -1"),
-    ({"filters": RecordFilter(), "augment": {"noise_std": 1}}, "LoaderConfig.augment: expected a AugmentConfig"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"batch_size": None}, "batch_size, LoaderConfig.token_budget: expected exactly one"),
+        ({"num_workers": -1}, "LoaderConfig.num_workers: expected an integer >= 0 or 'auto'; got -1"),
+        ({"num_workers": "all"}, "LoaderConfig.num_workers: expected an integer >= 0 or 'auto'; got 'all'"),
+        ({"eeg_dtype": "bfloat16"}, "LoaderConfig.eeg_dtype: expected one of 'float32', 'float16'"),
+        ({"shuffle": "yes"}, "LoaderConfig.shuffle: expected True or False"),
+        ({"split_samples": 1}, "LoaderConfig.split_samples: expected True or False; got 1"),
+        ({"full_shuffle_mb": -1}, "LoaderConfig.full_shuffle_mb: expected a number of MiB >= 0; got -1"),
+        ({"filters": RecordFilter(), "augment": {"noise_std": 1}}, "LoaderConfig.augment: expected a AugmentConfig"),
+    ],
+)
 def test_loader_config_errors_name_the_field(kwargs, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         LoaderConfig(**kwargs)

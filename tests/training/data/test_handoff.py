@@ -17,8 +17,10 @@ needs_handoff = pytest.mark.skipif(not handoff_supported(), reason="needs memfd,
 
 def _tensors(seed: int) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
-    return {"eeg": torch.randn(3, 19, 256, generator=generator).half(),
-            "ecg": torch.randn(3, 256, generator=generator).half()}
+    return {
+        "eeg": torch.randn(3, 19, 256, generator=generator).half(),
+        "ecg": torch.randn(3, 256, generator=generator).half(),
+    }
 
 
 def _send_from_child(channel: Handoff, worker: int, seeds: list[int], refs) -> None:
@@ -30,8 +32,10 @@ def _send_from_child(channel: Handoff, worker: int, seeds: list[int], refs) -> N
 def test_batches_cross_from_forked_workers_in_order_with_their_values():
     channel = Handoff(2)
     refs = multiprocessing.get_context("fork").Queue()
-    children = [multiprocessing.get_context("fork").Process(target=_send_from_child, args=(channel, w, seeds, refs))
-                for w, seeds in ((0, [1, 2, 3]), (1, [4, 5]))]
+    children = [
+        multiprocessing.get_context("fork").Process(target=_send_from_child, args=(channel, w, seeds, refs))
+        for w, seeds in ((0, [1, 2, 3]), (1, [4, 5]))
+    ]
     try:
         for child in children:
             child.start()
@@ -205,12 +209,14 @@ def test_loader_workers_send_references_and_the_loader_closes_its_sockets(pipeli
         batches = [workers.from_wire(b) for b in wire]
     finally:
         channel.close()
-    reference = list(EEGLoader(pipeline_output, dataclasses.replace(config, num_workers=0),
-                               rank=0, world_size=1, infinite=False))
+    reference = list(
+        EEGLoader(pipeline_output, dataclasses.replace(config, num_workers=0), rank=0, world_size=1, infinite=False)
+    )
     assert sum(len(b["label"]) for b in batches) == sum(len(b["label"]) for b in reference)
     assert all(b["eeg"].dtype == torch.float16 and b["eeg"].is_shared() for b in batches)
-    assert sorted(float(b["eeg"].double().sum()) for b in batches) == \
-        sorted(float(b["eeg"].double().sum()) for b in _worker_free(pipeline_output, config))
+    assert sorted(float(b["eeg"].double().sum()) for b in batches) == sorted(
+        float(b["eeg"].double().sum()) for b in _worker_free(pipeline_output, config)
+    )
     list(loader)  # a whole pass through __iter__ leaves no hand-off open
     assert not handoff._OPEN
 
@@ -230,8 +236,14 @@ def test_the_plain_transfer_yields_the_same_batches(pipeline_output, augmented):
     config = LoaderConfig(batch_size=4, num_workers=2, shuffle_buffer=6, seed=3, eeg_dtype="float16")
     if augmented:
         config = dataclasses.replace(config, augment=AugmentConfig(time_shift=64, noise_std=1.0))
-    fast, plain = (list(EEGLoader(pipeline_output, dataclasses.replace(config, fast_ipc=fast_ipc), rank=0,
-                                  world_size=1, infinite=False)) for fast_ipc in (True, False))
+    fast, plain = (
+        list(
+            EEGLoader(
+                pipeline_output, dataclasses.replace(config, fast_ipc=fast_ipc), rank=0, world_size=1, infinite=False
+            )
+        )
+        for fast_ipc in (True, False)
+    )
     assert len(fast) == len(plain) > 1 and not handoff._OPEN
     for a, b in zip(fast, plain):
         assert a.keys() == b.keys()

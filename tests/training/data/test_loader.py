@@ -31,18 +31,24 @@ def test_windows_per_file_reads_only_the_files_that_hold_wanted_windows(pipeline
     n_files = len(list_files(pipeline_output))
     assert len({w["path"] for w in wanted}) < n_files
     config = LoaderConfig(batch_size=4, num_workers=0, shuffle=False, filters=RecordFilter(subjects=subjects))
-    dealt = [sum(len(b["label"]) for b in _epoch(pipeline_output, config, rank=rank, world_size=n_files))
-             for rank in range(n_files)]
+    dealt = [
+        sum(len(b["label"]) for b in _epoch(pipeline_output, config, rank=rank, world_size=n_files))
+        for rank in range(n_files)
+    ]
     assert 0 in dealt and sum(dealt) == len(wanted)
     counts = dict(Counter(w["path"] for w in wanted))
-    loaders = [EEGLoader(pipeline_output, config, rank=rank, world_size=n_files, infinite=False,
-                         windows_per_file=counts) for rank in range(n_files)]
+    loaders = [
+        EEGLoader(pipeline_output, config, rank=rank, world_size=n_files, infinite=False, windows_per_file=counts)
+        for rank in range(n_files)
+    ]
     assert all(loader.files == sorted(counts) and not loader.every_file for loader in loaders)
     keys = [[k for batch in loader for k in _keys(batch)] for loader in loaders]
     assert min(map(len, keys)) > 0 and max(map(len, keys)) - min(map(len, keys)) <= 2
     assert Counter(k for part in keys for k in part) == Counter(
-        _key(r.recording_id.decode(), r.window_start_index, r.label) for r in _records(pipeline_output)
-        if r.subject_id.decode() in subjects)
+        _key(r.recording_id.decode(), r.window_start_index, r.label)
+        for r in _records(pipeline_output)
+        if r.subject_id.decode() in subjects
+    )
     with pytest.raises(ValueError, match="windows_per_file: expected window counts for files of"):
         EEGLoader(pipeline_output, config, rank=0, world_size=2, windows_per_file={"elsewhere.tfrecord": 3})
 
@@ -56,11 +62,15 @@ def test_windows_per_file_evens_the_shares_of_uneven_files(pipeline_output, tmp_
     write_records(small, raws[20:])
     config = LoaderConfig(batch_size=4, num_workers=0, shuffle=False)
     with caplog.at_level("INFO", logger="eegfm.training.data"):
-        loaders = [EEGLoader(tmp_path, config, rank=rank, world_size=2, infinite=False,
-                             windows_per_file={big: 20, small: 2}) for rank in range(2)]
+        loaders = [
+            EEGLoader(tmp_path, config, rank=rank, world_size=2, infinite=False, windows_per_file={big: 20, small: 2})
+            for rank in range(2)
+        ]
     assert all(loader.every_file for loader in loaders)
-    assert ("loader: dealing the 2 files that hold the 22 windows wanted to 2 shards would give them 2 to 20 "
-            "windows each; every shard reads all 2 files and keeps its share of each") in caplog.messages
+    assert (
+        "loader: dealing the 2 files that hold the 22 windows wanted to 2 shards would give them 2 to 20 "
+        "windows each; every shard reads all 2 files and keeps its share of each"
+    ) in caplog.messages
     keys = [[k for batch in loader for k in _keys(batch)] for loader in loaders]
     assert [len(part) for part in keys] == [11, 11]
     assert Counter(keys[0] + keys[1]) == _record_keys(decode_example(raw) for raw in raws)
@@ -73,8 +83,15 @@ def test_windows_per_file_evens_the_shares_of_uneven_files(pipeline_output, tmp_
 def test_a_known_epoch_that_fits_is_shuffled_whole_whatever_the_file_order(pipeline_output, tmp_path, caplog):
     # Label-sorted storage (eegmat's output holds every rest window before every task window) fed
     # fine-tuning batches of one class for half of each epoch through a small shuffle buffer.
-    raws = sorted((raw for path in list_files(pipeline_output) for raw in read_records(path)
-                   if decode_example(raw).eeg.shape[1] == 2560), key=lambda raw: decode_example(raw).recording_id)
+    raws = sorted(
+        (
+            raw
+            for path in list_files(pipeline_output)
+            for raw in read_records(path)
+            if decode_example(raw).eeg.shape[1] == 2560
+        ),
+        key=lambda raw: decode_example(raw).recording_id,
+    )
     recordings = [decode_example(raw).recording_id.decode() for raw in raws]
     first = recordings[0]
     assert len(raws) >= 24 and recordings.count(first) >= len(raws) // 3
@@ -89,8 +106,10 @@ def test_a_known_epoch_that_fits_is_shuffled_whole_whatever_the_file_order(pipel
 
     with caplog.at_level("INFO", logger="eegfm.training.data"):
         whole = epochs(config)
-    assert (f"loader: shuffle buffer 4 -> {len(raws)} windows, a shard's whole epoch (2 MiB of at most "
-            "full_shuffle_mb=1024): each epoch is a uniform shuffle") in caplog.messages
+    assert (
+        f"loader: shuffle buffer 4 -> {len(raws)} windows, a shard's whole epoch (2 MiB of at most "
+        "full_shuffle_mb=1024): each epoch is a uniform shuffle"
+    ) in caplog.messages
     half = len(raws) // 2
     share = recordings.count(first) / len(raws)
     for order in whole:
@@ -101,22 +120,33 @@ def test_a_known_epoch_that_fits_is_shuffled_whole_whatever_the_file_order(pipel
     assert all(order[:8] == [first] * 8 for order in streamed)
 
 
-@pytest.mark.parametrize("counts, n_shards, every_file, expected", [
-    ([30], 1, False, 30),                # one shard reads everything
-    ([30, 10, 20], 2, False, 50),        # a shard gets 2 of 3 whole files: at most the 2 largest
-    ([30, 10], 4, False, 15),            # each file read by 2 of the 4 shards, each keeping half
-    ([30, 10, 20], 5, False, 30),        # 1 or 2 readers a file: at most a whole file
-    ([30, 10], 2, True, 20),             # every shard keeps its share of every file
-    ([3, 2], 1, False, 8),               # the configured buffer holds it already
-])
+@pytest.mark.parametrize(
+    "counts, n_shards, every_file, expected",
+    [
+        ([30], 1, False, 30),  # one shard reads everything
+        ([30, 10, 20], 2, False, 50),  # a shard gets 2 of 3 whole files: at most the 2 largest
+        ([30, 10], 4, False, 15),  # each file read by 2 of the 4 shards, each keeping half
+        ([30, 10, 20], 5, False, 30),  # 1 or 2 readers a file: at most a whole file
+        ([30, 10], 2, True, 20),  # every shard keeps its share of every file
+        ([3, 2], 1, False, 8),  # the configured buffer holds it already
+    ],
+)
 def test_the_whole_epoch_buffer_is_a_shards_largest_epoch(pipeline_output, counts, n_shards, every_file, expected):
     sample = list_files(pipeline_output)[0]
     config = LoaderConfig(batch_size=4, shuffle_buffer=8)
     assert _whole_epoch_shuffle(config, counts, n_shards, every_file, sample, 0).shuffle_buffer == expected
-    assert _whole_epoch_shuffle(dataclasses.replace(config, full_shuffle_mb=0.01), counts, n_shards,
-                                     every_file, sample, 0).shuffle_buffer == 8  # does not fit: as configured
-    assert _whole_epoch_shuffle(dataclasses.replace(config, shuffle=False), counts, n_shards,
-                                     every_file, sample, 0).shuffle_buffer == 8
+    assert (
+        _whole_epoch_shuffle(
+            dataclasses.replace(config, full_shuffle_mb=0.01), counts, n_shards, every_file, sample, 0
+        ).shuffle_buffer
+        == 8
+    )  # does not fit: as configured
+    assert (
+        _whole_epoch_shuffle(
+            dataclasses.replace(config, shuffle=False), counts, n_shards, every_file, sample, 0
+        ).shuffle_buffer
+        == 8
+    )
 
 
 def test_fewer_files_than_shards_is_a_warning_that_says_what_to_do(pipeline_output, caplog):
@@ -130,7 +160,8 @@ def test_fewer_files_than_shards_is_a_warning_that_says_what_to_do(pipeline_outp
     assert [r.getMessage() for r in caplog.records] == [
         "loader: 4 file(s) for 8 shards (4 rank(s) x 2 worker(s)): each file is read by up to 2 shards, and "
         "each of them reads and decompresses all of it to keep its share of the records; write at least 8 "
-        "files (eegfm-preprocess --max_shard_mb or --num_shards) to read every record once"]
+        "files (eegfm-preprocess --max_shard_mb or --num_shards) to read every record once"
+    ]
 
 
 @pytest.mark.parametrize("sites, world_size, workers", [(None, 2, 2), (1, 4, 0)])
@@ -178,10 +209,22 @@ def test_infinite_stream_counts_epochs(pipeline_output, records):
 @pytest.mark.parametrize("drop_last", [False, True])
 def test_resume_repeats_the_uninterrupted_batches_bitwise(pipeline_output, drop_last):
     workers = 2
-    config = LoaderConfig(batch_size=4, num_workers=workers, prefetch_factor=2, shuffle_buffer=6, seed=7,
-                          drop_last=drop_last,
-                          augment=AugmentConfig(channel_dropout=0.2, time_shift=64, noise_std=1.0,
-                                                amplitude_scale=(0.9, 1.1), mixup_alpha=0.4, cutmix_alpha=1.0))
+    config = LoaderConfig(
+        batch_size=4,
+        num_workers=workers,
+        prefetch_factor=2,
+        shuffle_buffer=6,
+        seed=7,
+        drop_last=drop_last,
+        augment=AugmentConfig(
+            channel_dropout=0.2,
+            time_shift=64,
+            noise_std=1.0,
+            amplitude_scale=(0.9, 1.1),
+            mixup_alpha=0.4,
+            cutmix_alpha=1.0,
+        ),
+    )
     total, cut = 14, 5  # crosses epoch boundaries (about 5 batches per worker and epoch)
 
     def take(loader, n):
@@ -202,8 +245,9 @@ def test_resume_repeats_the_uninterrupted_batches_bitwise(pipeline_output, drop_
     assert all(_same_batch(a, b) for a, b in zip(reference, head + tail))
     assert resumed.state_dict()["batches"] == total and resumed.epoch >= 1
     with pytest.raises(ValueError, match="num_workers 'auto' takes the checkpoint's"):
-        EEGLoader(pipeline_output, dataclasses.replace(config, num_workers=workers + 1),
-                  rank=0, world_size=1).load_state_dict(state)
+        EEGLoader(
+            pipeline_output, dataclasses.replace(config, num_workers=workers + 1), rank=0, world_size=1
+        ).load_state_dict(state)
     # "auto" resolves to one worker on a machine without a GPU, then continues with the checkpoint's two
     auto = EEGLoader(pipeline_output, dataclasses.replace(config, num_workers="auto"), rank=0, world_size=1)
     if not torch.cuda.is_available():

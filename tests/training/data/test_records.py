@@ -53,8 +53,9 @@ def test_other_layouts_parse_like_protobuf(records):
     assert duplicate.eeg is None  # parsed whole: protobuf's "last entry wins"
     assert np.array_equal(duplicate.decode()["eeg"], record.eeg[:, ::-1])
     assert Window(_with_entry(raw, _entry("label", "int64", [4])), "mem", 0).decode()["label"] == 4
-    unsorted = schema.len_field(1, b"".join(reversed([
-        _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items())])))
+    unsorted = schema.len_field(
+        1, b"".join(reversed([_entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items())]))
+    )
     window = Window(unsorted, "mem", 0)
     assert window.eeg is not None and np.array_equal(window.decode()["eeg"], record.eeg)
     with_ecg = next(r for r in records if r.ecg is not None)
@@ -66,16 +67,23 @@ def test_other_layouts_parse_like_protobuf(records):
     floats = _with_entry(raw, _entry("eeg", "float", [1.0, 2.0]))
     with pytest.raises(SchemaError, match="^f: record 3: feature 'eeg': expected bytes values$"):
         Window(floats, "f", 3).decode()
-    without_label = schema.len_field(1, b"".join(
-        _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items()) if name != "label"))
+    without_label = schema.len_field(
+        1,
+        b"".join(
+            _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items()) if name != "label"
+        ),
+    )
     with pytest.raises(SchemaError, match="^f: record 3: feature 'label': missing from the Example"):
         Window(without_label, "f", 3).decode()
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     """Equal dtype, shape and bytes (so NaN equals NaN, and -0.0 differs from 0.0)."""
-    return a.dtype == b.dtype and a.shape == b.shape and torch.equal(a.contiguous().view(torch.uint8),
-                                                                      b.contiguous().view(torch.uint8))
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8))
+    )
 
 
 @pytest.mark.parametrize("eeg_dtype", ["float32", "float16"])
@@ -106,7 +114,7 @@ def test_malformed_examples_say_where(records, cut):
         at = raw.index(b"\n\x05label") + 7
         raw[at + 1] += 100
     elif cut == "samples":
-        raw = raw[:len(raw) // 2]
+        raw = raw[: len(raw) // 2]
     else:
         raw = bytearray(b"\xff" * 64)
     with pytest.raises(SchemaError, match=r"^f: record 3: (Example|not a valid).*(byte|field|wire type)"):
@@ -130,8 +138,11 @@ def test_samples_that_disagree_with_the_shape_name_the_record(records):
     fields["shape"] = ("int64", [N_CHANS, n_times // 2])  # whole time points, but half as many
     raw = schema.len_field(1, b"".join(_entry(name, *feature) for name, feature in sorted(fields.items())))
     window = Window(raw, "f", 3)  # the shape says n_times: the samples' length is checked as they are stacked
-    with pytest.raises(SchemaError, match=f"^f: record 3: feature 'eeg': expected {N_CHANS * n_times} bytes "
-                                          f"of float16 for shape \\[{N_CHANS}, {n_times // 2}\\]; got {2 * N_CHANS * n_times}$"):
+    with pytest.raises(
+        SchemaError,
+        match=f"^f: record 3: feature 'eeg': expected {N_CHANS * n_times} bytes "
+        f"of float16 for shape \\[{N_CHANS}, {n_times // 2}\\]; got {2 * N_CHANS * n_times}$",
+    ):
         collate([window])
 
 

@@ -38,9 +38,13 @@ def test_shard_files_covers_every_record_once(n_files, n_shards):
 
 def test_every_file_sharding_gives_each_shard_its_share_of_every_file():
     for n_shards in (1, 2, 3):
-        seen = Counter((j, r) for shard in range(n_shards)
-                       for j, stride, offset in data.shard_files(3, n_shards, shard, every_file=True)
-                       for r in range(10) if r % stride == offset)
+        seen = Counter(
+            (j, r)
+            for shard in range(n_shards)
+            for j, stride, offset in data.shard_files(3, n_shards, shard, every_file=True)
+            for r in range(10)
+            if r % stride == offset
+        )
         assert seen == Counter((j, r) for j in range(3) for r in range(10))
     assert data.shard_loads([700, 10, 10], 2) == [710, 10]
     assert data.shard_loads([700, 10, 10], 2, every_file=True) == [360, 360]
@@ -57,7 +61,9 @@ def test_shuffle_is_seeded_by_seed_and_epoch(pipeline_output):
     other_seed = [k for b in _epoch(pipeline_output, dataclasses.replace(config, seed=4)) for k in _keys(b)]
     assert again == first and other_seed != first
     in_order = [k for b in _epoch(pipeline_output, dataclasses.replace(config, shuffle=False)) for k in _keys(b)]
-    assert in_order == [k for b in _epoch(pipeline_output, dataclasses.replace(config, shuffle=False)) for k in _keys(b)]
+    assert in_order == [
+        k for b in _epoch(pipeline_output, dataclasses.replace(config, shuffle=False)) for k in _keys(b)
+    ]
 
 
 @pytest.mark.parametrize("dtype, threads", [("float16", 1), ("float32", 1), ("float32", 2)])
@@ -120,42 +126,55 @@ def _stream(out, config, n_shards, shard, epochs, monkeypatch, skip=0, every_fil
         read.update(stream._shares(epoch))
         rows = []
         for index, last, batch in stream.batches(epoch, skip if epoch == epochs - 1 else 0):
-            batches.append((epoch, index, last, batch and {k: v.clone() if isinstance(v, torch.Tensor) else v
-                                                             for k, v in batch.items()}))
+            batches.append(
+                (
+                    epoch,
+                    index,
+                    last,
+                    batch and {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in batch.items()},
+                )
+            )
         copies.append((len(rows), sum(rows)))
     monkeypatch.undo()
     return batches, planned, copies
 
 
-@pytest.mark.parametrize("config, n_shards, every_file", [
-    (LoaderConfig(batch_size=4, shuffle_buffer=8, seed=3), 1, False),
-    (LoaderConfig(batch_size=4, shuffle_buffer=64, seed=1, eeg_dtype="float16"), 1, False),  # epoch < buffer
-    (LoaderConfig(batch_size=3, shuffle_buffer=8, drop_last=True), 3, False),  # a file on two shards
-    (LoaderConfig(batch_size=4, shuffle_buffer=8, drop_last=True, seed=2), 1, False),  # 2 of 6 long windows dropped
-    (LoaderConfig(batch_size=2, shuffle_buffer=5), 2, True),
-    (LoaderConfig(batch_size=None, token_budget=4 * 12800, max_batch_size=6, shuffle_buffer=12), 1, False),
-    (LoaderConfig(batch_size=4, shuffle=False), 2, False),
-    (LoaderConfig(batch_size=4, filters=RecordFilter(tasks=("hms6",)), shuffle_buffer=4), 1, False),
-])
-def test_planned_epochs_are_the_same_batches_with_each_window_copied_on_arrival(pipeline_output, monkeypatch,
-                                                                                 config, n_shards, every_file):
+@pytest.mark.parametrize(
+    "config, n_shards, every_file",
+    [
+        (LoaderConfig(batch_size=4, shuffle_buffer=8, seed=3), 1, False),
+        (LoaderConfig(batch_size=4, shuffle_buffer=64, seed=1, eeg_dtype="float16"), 1, False),  # epoch < buffer
+        (LoaderConfig(batch_size=3, shuffle_buffer=8, drop_last=True), 3, False),  # a file on two shards
+        (LoaderConfig(batch_size=4, shuffle_buffer=8, drop_last=True, seed=2), 1, False),  # 2 of 6 long windows dropped
+        (LoaderConfig(batch_size=2, shuffle_buffer=5), 2, True),
+        (LoaderConfig(batch_size=None, token_budget=4 * 12800, max_batch_size=6, shuffle_buffer=12), 1, False),
+        (LoaderConfig(batch_size=4, shuffle=False), 2, False),
+        (LoaderConfig(batch_size=4, filters=RecordFilter(tasks=("hms6",)), shuffle_buffer=4), 1, False),
+    ],
+)
+def test_planned_epochs_are_the_same_batches_with_each_window_copied_on_arrival(
+    pipeline_output, monkeypatch, config, n_shards, every_file
+):
     # Once a shard has read its files through, it knows an epoch's windows in advance and copies
     # each one into its batch row as it arrives (while its record is in the CPU cache), once:
     # the batches must not change.
     with _num_threads(1):
         for shard in range(n_shards):
-            planned, known, copies = _stream(pipeline_output, config, n_shards, shard, 4, monkeypatch, skip=1,
-                                             every_file=every_file)
-            reference, unknown, late = _stream(pipeline_output, config, n_shards, shard, 4, monkeypatch, skip=1,
-                                               every_file=every_file, plan=False)
+            planned, known, copies = _stream(
+                pipeline_output, config, n_shards, shard, 4, monkeypatch, skip=1, every_file=every_file
+            )
+            reference, unknown, late = _stream(
+                pipeline_output, config, n_shards, shard, 4, monkeypatch, skip=1, every_file=every_file, plan=False
+            )
             assert [b[:3] for b in planned] == [b[:3] for b in reference] and len(planned) >= 4
             assert all(a[3] is b[3] is None or _same_batch(a[3], b[3]) for a, b in zip(planned, reference))
             assert known[0] is False and known[3] is True and not any(unknown)
             assert [b[3] is None for b in planned if b[0] == 3][:2] == [True, False]  # epoch 3 resumed at batch 1
             for epoch in range(4):
                 delivered = [b[3] for b in planned if b[0] == epoch and b[3] is not None]
-                samples = sum(len(b["label"]) + (int((~b["ecg"].isnan().all(1)).sum()) if "ecg" in b else 0)
-                              for b in delivered)  # every window's eeg, and its ecg where it has one
+                samples = sum(
+                    len(b["label"]) + (int((~b["ecg"].isnan().all(1)).sum()) if "ecg" in b else 0) for b in delivered
+                )  # every window's eeg, and its ecg where it has one
                 everything, on_arrival = copies[epoch]
                 assert everything >= samples and (everything == on_arrival == samples or not known[epoch])
                 if epoch < 3 and config.shuffle:  # unplanned, an epoch's first shuffle_buffer windows wait
@@ -173,11 +192,17 @@ def test_a_file_that_changes_between_epochs_is_named(pipeline_output, tmp_path):
     stream = ShardStream([str(path)], LoaderConfig(batch_size=2, eeg_dtype="float16"), 0, 1)
     assert sum(len(b["label"]) for _, _, b in stream.batches(0)) == len(records)
     write_records(str(path), records[:-1])
-    with pytest.raises(RuntimeError, match=rf"shard 0: epoch 1: expected the {len(records)} windows .* got "
-                                           f"{len(records) - 1}: a file changed during training"):
+    with pytest.raises(
+        RuntimeError,
+        match=rf"shard 0: epoch 1: expected the {len(records)} windows .* got "
+        f"{len(records) - 1}: a file changed during training",
+    ):
         list(stream.batches(1))
     write_records(str(path), records + records[:1])  # epoch 1 read the shorter file through: its length is known
-    with pytest.raises(RuntimeError, match=rf"{path}: record {len(records) - 1}: expected the windows an earlier "
-                                           rf"pass read from it \({len(records) - 1} this epoch\); window "
-                                           f"{len(records)} differs"):
+    with pytest.raises(
+        RuntimeError,
+        match=rf"{path}: record {len(records) - 1}: expected the windows an earlier "
+        rf"pass read from it \({len(records) - 1} this epoch\); window "
+        f"{len(records)} differs",
+    ):
         list(stream.batches(2))

@@ -18,30 +18,36 @@ def _machine(cpus=16, total=None, ranks=1, memory=None, cuda=True):
     return data.Machine(cpus, cpus if total is None else total, ranks, memory, cuda)
 
 
-@pytest.mark.parametrize("machine, expected, why", [
-    (_machine(cuda=False), 1, "CPU training"),
-    (_machine(16), 15, "16 CPUs / 1 local rank"),
-    (_machine(96, ranks=8), 11, "96 CPUs / 8 local rank"),
-    (_machine(4, total=64, ranks=8), 3, "4 CPUs bound to this rank"),  # mpirun's binding
-    (_machine(128), data.AUTO_MAX_WORKERS, f"capped at {data.AUTO_MAX_WORKERS}"),
-    (_machine(1), 1, "1 CPUs / 1 local rank"),
-    # 32 open batches of 64 + 5 x 64 in flight, x 100 kB = 237 MB a worker; half of 4 GiB over 2 ranks: 4
-    (_machine(32, ranks=2, memory=4 << 30), 4, "memory: each worker holds about 226 MiB"),
-    (_machine(16, memory=100 << 20), 1, "memory"),
-])
+@pytest.mark.parametrize(
+    "machine, expected, why",
+    [
+        (_machine(cuda=False), 1, "CPU training"),
+        (_machine(16), 15, "16 CPUs / 1 local rank"),
+        (_machine(96, ranks=8), 11, "96 CPUs / 8 local rank"),
+        (_machine(4, total=64, ranks=8), 3, "4 CPUs bound to this rank"),  # mpirun's binding
+        (_machine(128), data.AUTO_MAX_WORKERS, f"capped at {data.AUTO_MAX_WORKERS}"),
+        (_machine(1), 1, "1 CPUs / 1 local rank"),
+        # 32 open batches of 64 + 5 x 64 in flight, x 100 kB = 237 MB a worker; half of 4 GiB over 2 ranks: 4
+        (_machine(32, ranks=2, memory=4 << 30), 4, "memory: each worker holds about 226 MiB"),
+        (_machine(16, memory=100 << 20), 1, "memory"),
+    ],
+)
 def test_auto_workers_fit_the_cpus_and_memory_of_the_rank(machine, expected, why):
     config = LoaderConfig(batch_size=64, num_workers="auto", shuffle_buffer=2000, prefetch_factor=4)
     workers, reason = data.auto_num_workers(config, 100_000, machine)
     assert workers == expected and why in reason
 
 
-@pytest.mark.parametrize("windows, ranks, expected, why", [
-    (216, 1, 1, "corpus: about 216 windows"),  # the benchmark's corpus: 14 windows a worker, batches of 64
-    (2_560, 1, 10, "corpus: about 2560 windows over 1 rank(s)"),
-    (2_560, 2, 5, "over 2 rank(s)"),
-    (360_000, 8, 15, "16 CPUs / 1 local rank"),  # 1,000 EEG-hours: no cap
-    (None, 1, 15, "16 CPUs / 1 local rank"),  # size unknown (a named remote file): no cap
-])
+@pytest.mark.parametrize(
+    "windows, ranks, expected, why",
+    [
+        (216, 1, 1, "corpus: about 216 windows"),  # the benchmark's corpus: 14 windows a worker, batches of 64
+        (2_560, 1, 10, "corpus: about 2560 windows over 1 rank(s)"),
+        (2_560, 2, 5, "over 2 rank(s)"),
+        (360_000, 8, 15, "16 CPUs / 1 local rank"),  # 1,000 EEG-hours: no cap
+        (None, 1, 15, "16 CPUs / 1 local rank"),  # size unknown (a named remote file): no cap
+    ],
+)
 def test_auto_workers_leave_each_worker_whole_batches_of_a_small_corpus(windows, ranks, expected, why):
     config = LoaderConfig(batch_size=64, num_workers="auto", shuffle_buffer=2000)
     workers, reason = data.auto_num_workers(config, 100_000, _machine(16), windows, ranks)
@@ -50,15 +56,18 @@ def test_auto_workers_leave_each_worker_whole_batches_of_a_small_corpus(windows,
         assert windows // (ranks * workers) >= data.AUTO_MIN_BATCHES * 64 or workers == 1
 
 
-@pytest.mark.parametrize("files, expected", [
-    ({"cpu.max": "800000 100000\n"}, 8),  # cgroup v2: a Kubernetes limit of 8 CPUs
-    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: rounded up
-    ({"cpu.max": "max 100000\n"}, None),
-    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),  # cgroup v1
-    ({"cpu,cpuacct/cpu.cfs_quota_us": "200000", "cpu,cpuacct/cpu.cfs_period_us": "100000"}, 2),
-    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
-    ({}, None),
-])
+@pytest.mark.parametrize(
+    "files, expected",
+    [
+        ({"cpu.max": "800000 100000\n"}, 8),  # cgroup v2: a Kubernetes limit of 8 CPUs
+        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: rounded up
+        ({"cpu.max": "max 100000\n"}, None),
+        ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),  # cgroup v1
+        ({"cpu,cpuacct/cpu.cfs_quota_us": "200000", "cpu,cpuacct/cpu.cfs_period_us": "100000"}, 2),
+        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+        ({}, None),
+    ],
+)
 def test_a_container_cpu_quota_limits_the_machine(tmp_path, files, expected):
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
