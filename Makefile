@@ -25,7 +25,7 @@ demo: $(STAMP)  ## simulate a multi-site corpus and run every stage that exists 
 lint: $(STAMP)  ## ruff: lint and format check (ruff.toml)
 	@$(VENV)/bin/ruff check --quiet . && $(VENV)/bin/ruff format --check --quiet .
 
-test: $(STAMP)  ## the default test suite (slow end-to-end tests excluded)
+test: lint  ## lint, then the default test suite (slow end-to-end tests excluded)
 	@bash scripts/run_tests.sh "$(PY)" -m "not slow" $(PYTEST_ARGS)
 
 test-all: $(STAMP)  ## every test, slow ones included
