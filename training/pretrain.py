@@ -49,28 +49,29 @@ from eegfm.core.run_lock import release_run_lock
 from eegfm.model.modeling import EEGFMForPretraining
 from eegfm.pipelines.schema import CHANNELS, SFREQ
 from eegfm.training import checkpoint as ckpt
-from eegfm.training.config import ConfigError, OptimConfig, PretrainConfig, load_config, resolve_precision
-from eegfm.training.data import EEGLoader, RecordFilter, check_data, data_dirs, data_label, describe, model_inputs
+from eegfm.training.config import ConfigError, OptimConfig, PretrainConfig, load_config
+from eegfm.training.data import check_data, data_dirs, data_label, describe, model_inputs
 from eegfm.training.distributed import Dist, StopVote, unwrap
 from eegfm.training.loop import (
     PREEMPTED_EXIT_CODE,
-    TrainState,
     add_run_arguments,
     autocast,
     backward,
     check_model_unchanged,
     check_replicas,
     claim_output,
-    configure_kernels,
-    core_state,
     launch,
-    load_core_state,
-    loader_config,
     optimizer_step,
     quiet_transformers,
     resume_checkpoint,
     run_overrides,
     step_seed,
+)
+from eegfm.training.pretrain_setup import (  # noqa: F401 - configure_optimizer, untrained_by_pretraining: importable from here too
+    Run,
+    build_run,
+    configure_optimizer,
+    untrained_by_pretraining,
 )
 from eegfm.training.pretrain_validation import (
     Validation,
@@ -84,106 +85,6 @@ from eegfm.training.splits import HeldOut
 from eegfm.training.tracking import ReconstructionMeter, Tracker
 
 log = get_logger(__name__)
-
-
-def untrained_by_pretraining(model: EEGFMForPretraining) -> set[str]:
-    """Names of the parameters that the pretraining losses give no gradient (probe: one step).
-
-    Both objectives read the per-channel tokens, so the encoder's top (channel pooling, fusion,
-    the patch layers, the final norm) is only trained by fine-tuning. The model ties those
-    parameters in with a zero weight (plain DDP needs a gradient for every parameter), and AdamW
-    would still decay them toward zero; they go to an lr-0 group and keep their initial values.
-    The probe passes no auxiliary labels, as this loop never does, so an auxiliary head stays fixed.
-    """
-    probe = torch.randn(2, 19, 4 * model.config.patch_size, generator=torch.Generator().manual_seed(0))
-    was_training = model.training
-    model.train()
-    rng = torch.get_rng_state()
-    try:
-        out = model(probe.to(model.device) * 20.0, generator=torch.Generator().manual_seed(0))
-        objective = out.reconstruction_loss + out.contrastive_loss
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        grads = torch.autograd.grad(objective, [p for _, p in named], allow_unused=True)
-    finally:
-        torch.set_rng_state(rng)  # the probe must not shift the run's random streams
-        model.train(was_training)
-    return {n for (n, _), g in zip(named, grads) if g is None}
-
-
-def configure_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases, norms and embeddings (1-D tensors); lr 0 for the
-    parameters pretraining does not train (see :func:`untrained_by_pretraining`)."""
-    frozen = untrained_by_pretraining(unwrap(model))
-    decay, no_decay, fixed = [], [], []
-    for name, param in sorted(unwrap(model).named_parameters()):
-        if not param.requires_grad:
-            continue
-        if name in frozen:
-            fixed.append(param)
-        else:
-            (decay if param.dim() >= 2 else no_decay).append(param)
-    if fixed:
-        log.info(
-            "%d of %d parameters are trained only by fine-tuning (encoder top: pooling, fusion, patch "
-            "layers); pretraining keeps them at their initial values",
-            sum(p.numel() for p in fixed),
-            sum(p.numel() for p in unwrap(model).parameters()),
-        )
-    groups = [
-        {"params": decay, "weight_decay": cfg.optim.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-        {"params": fixed, "weight_decay": 0.0, "lr": 0.0},
-    ]
-    return torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas, eps=cfg.optim.eps)
-
-
-@dataclasses.dataclass(kw_only=True)
-class Run(TrainState):
-    """Everything a step touches, and what a checkpoint must hold to continue it."""
-
-    cfg: PretrainConfig
-
-    def state_dict(self) -> dict[str, Any]:
-        """Full training state. Collective: every rank must call it (loader positions are gathered)."""
-        return core_state(self)
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        load_core_state(self, state)
-        self.step = int(state["step"])
-
-
-def build_run(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], filters: RecordFilter | None = None) -> Run:
-    """The model, optimizer and infinite loader of a run; ``filters`` choose the training windows
-    (all by default; :func:`corpus_split_filter` leaves a corpus's eval split out, and
-    :meth:`HeldOut.train_filter` the validation subjects too)."""
-    configure_kernels(cfg, dist.device)
-    amp_dtype = resolve_precision(cfg.precision, dist.device)
-    torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts)
-    model = EEGFMForPretraining(cfg.model_config()).to(dist.device)
-    optimizer = configure_optimizer(model, cfg)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.optim.lr_factor)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    loader = EEGLoader(
-        data,
-        loader_config(cfg.loader, model.config.patch_size, filters=filters),
-        rank=dist.rank,
-        world_size=dist.world_size,
-        infinite=True,
-    )
-    wrapped = dist.wrap_model(model)
-    if cfg.compile:
-        wrapped = torch.compile(wrapped)
-    optimizer = dist.wrap_optimizer(optimizer, wrapped, cfg.optim.grad_accum_steps)
-    return Run(
-        cfg=cfg,
-        dist=dist,
-        model=wrapped,
-        optimizer=optimizer,
-        scheduler=scheduler,
-        scaler=scaler,
-        loader=loader,
-        amp_dtype=amp_dtype,
-    )
 
 
 def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> dict[str, Any]:

@@ -16,11 +16,20 @@ from eegfm.core.logs import get_logger
 from eegfm.core.run_lock import release_run_lock
 from eegfm.evaluation.metrics import evaluate
 from eegfm.model import adapters as adapters_lib
+from eegfm.model.modeling import EEGFMModel
 from eegfm.training import checkpoint as ckpt
 from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.data import EEGLoader, check_data, data_dirs
 from eegfm.training.distributed import Dist, StopVote, unwrap
-from eegfm.training.finetune.plan import RECORD_TASKS, Plan, check_plan_files, plan_data, split_filter, stages_of
+from eegfm.training.finetune.plan import (
+    RECORD_TASKS,
+    Plan,
+    Stage,
+    check_plan_files,
+    plan_data,
+    split_filter,
+    stages_of,
+)
 from eegfm.training.finetune.report import best_weights, collect, finish
 from eegfm.training.finetune.setup import (
     Run,
@@ -179,56 +188,17 @@ def _train(
     stop_after: int | None = None,
 ) -> int:
     """The run, in ``output`` once this process holds it (``loop.claim_output``)."""
-    record_task = record_task or RECORD_TASKS.get(cfg.task)
-    if record_task is None:
-        raise ConfigError(
-            f"--record_task: task {cfg.task!r} needs the `task` value its windows carry "
-            f"(known: {', '.join(f'{k}={v}' for k, v in RECORD_TASKS.items())})"
-        )
-    if dist.backend == "horovod" and cfg.unfreeze_schedule:
-        raise ConfigError(
-            "unfreeze_schedule: Horovod registers gradient hooks once, so gradual unfreezing "
-            "needs torchrun (DDP); set unfreeze_schedule: [] for Horovod"
-        )
+    record_task = _check_run(cfg, dist, record_task)
     configure_kernels(cfg, dist.device)
     resolve_pretrained(pretrained)  # fail before the data pass
     data = check_data(data, dist.is_main)
     claim_output(output, dist)
     plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task)
-    model, fresh = load_model(pretrained, cfg)
-    if fresh:
-        init_head(model, plan.prior, cfg.task, cfg.seed)
-    configure_mode(model, cfg)
-    model.to(dist.device)
+    model = _prepare_model(pretrained, cfg, plan, dist)
     n_params, n_trainable = adapters_lib.count_parameters(model), adapters_lib.count_trainable(model)
     stages = stages_of(cfg, plan)
     if dist.is_main:
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "run.json").write_text(
-            json.dumps(
-                {
-                    "config": cfg.to_dict(),
-                    "pretrained": str(resolve_pretrained(pretrained)),
-                    "data": data_dirs(data),
-                    "record_task": plan.record_task,
-                    "split_group": plan.split_group,
-                    "split": {k: list(plan.split.of(k)) for k in SPLITS},
-                    "windows": plan.windows,
-                    "class_counts": plan.class_counts,
-                    "prior": plan.prior,
-                    "stages": [dataclasses.asdict(s) for s in stages],
-                    "world_size": dist.world_size,
-                    "backend": dist.backend,
-                    "device": str(dist.device),
-                    "torch": torch.__version__,
-                    "parameters": n_params,
-                    "trainable_parameters": n_trainable,
-                },
-                indent=2,
-                sort_keys=True,
-                default=str,
-            )
-        )
+        _write_run_json(output, cfg, dist, data, pretrained, plan, stages, n_params, n_trainable)
     log.info(
         "task %s, mode %s: %d of %d parameters trainable (%.2f%%); windows %s",
         cfg.task,
@@ -275,6 +245,74 @@ def _train(
             finish(run, cfg, dist, data, plan, output, run_log.tracker, run.amp_dtype, val_loader, job.best_eval)
     dist.barrier()
     return status
+
+
+def _check_run(cfg: FinetuneConfig, dist: Dist, record_task: str | None) -> str:
+    """The ``task`` value the windows carry (``--record_task``, else the task's own); ConfigError
+    where there is none, or where the backend cannot run the config."""
+    record_task = record_task or RECORD_TASKS.get(cfg.task)
+    if record_task is None:
+        raise ConfigError(
+            f"--record_task: task {cfg.task!r} needs the `task` value its windows carry "
+            f"(known: {', '.join(f'{k}={v}' for k, v in RECORD_TASKS.items())})"
+        )
+    if dist.backend == "horovod" and cfg.unfreeze_schedule:
+        raise ConfigError(
+            "unfreeze_schedule: Horovod registers gradient hooks once, so gradual unfreezing "
+            "needs torchrun (DDP); set unfreeze_schedule: [] for Horovod"
+        )
+    return record_task
+
+
+def _prepare_model(pretrained: str, cfg: FinetuneConfig, plan: Plan, dist: Dist) -> EEGFMModel:
+    """The ``--pretrained`` model on the device, a fresh task head initialised from the class
+    prior, its trainable parameters chosen by ``mode``."""
+    model, fresh = load_model(pretrained, cfg)
+    if fresh:
+        init_head(model, plan.prior, cfg.task, cfg.seed)
+    configure_mode(model, cfg)
+    model.to(dist.device)
+    return model
+
+
+def _write_run_json(
+    output: Path,
+    cfg: FinetuneConfig,
+    dist: Dist,
+    data: str | Sequence[str],
+    pretrained: str,
+    plan: Plan,
+    stages: list[Stage],
+    n_params: int,
+    n_trainable: int,
+) -> None:
+    """``run.json``: the config, the data and its split, the stages, the machine, the parameter counts."""
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "run.json").write_text(
+        json.dumps(
+            {
+                "config": cfg.to_dict(),
+                "pretrained": str(resolve_pretrained(pretrained)),
+                "data": data_dirs(data),
+                "record_task": plan.record_task,
+                "split_group": plan.split_group,
+                "split": {k: list(plan.split.of(k)) for k in SPLITS},
+                "windows": plan.windows,
+                "class_counts": plan.class_counts,
+                "prior": plan.prior,
+                "stages": [dataclasses.asdict(s) for s in stages],
+                "world_size": dist.world_size,
+                "backend": dist.backend,
+                "device": str(dist.device),
+                "torch": torch.__version__,
+                "parameters": n_params,
+                "trainable_parameters": n_trainable,
+            },
+            indent=2,
+            sort_keys=True,
+            default=str,
+        )
+    )
 
 
 def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) -> bool:

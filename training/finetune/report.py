@@ -169,19 +169,24 @@ def finish(
         save_preprocess_spec(data_dirs(data), output / "model")
         (output / "eval.json").write_text(json.dumps(report, indent=2, sort_keys=True))
         _draw(report, cfg, output)
-        summary = {
-            f"{split}/{k}": v for split in ("val", "val_calibrated", "test") for k, v in report.get(split, {}).items()
-        }
-        summary.update(
-            {
-                f"{split}/{site}/{k}": v
-                for split in ("val_per_site", "test_per_site")
-                for site, metrics in report.get(split, {}).items()
-                for k, v in metrics.items()
-            }
-        )
-        tracker.summary({**summary, "temperature": temperature})
+        tracker.summary({**_summary(report), "temperature": temperature})
         _log_held_out(report, cfg, output)
+
+
+def _summary(report: dict[str, Any]) -> dict[str, Any]:
+    """eval.json's metrics as the tracker's flat keys: ``split/metric`` and ``split/site/metric``."""
+    summary = {
+        f"{split}/{k}": v for split in ("val", "val_calibrated", "test") for k, v in report.get(split, {}).items()
+    }
+    summary.update(
+        {
+            f"{split}/{site}/{k}": v
+            for split in ("val_per_site", "test_per_site")
+            for site, metrics in report.get(split, {}).items()
+            for k, v in metrics.items()
+        }
+    )
+    return summary
 
 
 def _draw(report: dict[str, Any], cfg: FinetuneConfig, output: Path) -> None:
