@@ -184,37 +184,106 @@ def _fold_argv(argv: Sequence[str], folder: Path, site: str) -> list[str]:
     return [*argv, "--output", str(folder), "--set", f"test_sites=[{site}]"]
 
 
+def _plan(args) -> tuple[Any, str, Counter, list[str]]:
+    """The fine-tuning config, the record task, the labeled windows per site and the sites to hold
+    out; ConfigError where the command line cannot make a leave-one-site-out evaluation."""
+    cfg = finetune.config_from_args(args)
+    if cfg.test_sites or cfg.test_fraction or cfg.corpus_split:
+        raise ConfigError(
+            "test_sites, test_fraction, corpus_split: leave-one-site-out makes each site the test "
+            f"split in turn; expected none of them set; got {cfg.test_sites}, {cfg.test_fraction}, "
+            f"{cfg.corpus_split}"
+        )
+    resolve_pretrained(args.pretrained)
+    record_task = args.record_task or RECORD_TASKS.get(cfg.task)
+    if record_task is None:
+        raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry")
+    found = labeled_sites(args.data, cfg, record_task)
+    if len(found) < 2:
+        raise ConfigError(
+            f"--data {data_label(args.data)}: {len(found)} site(s) with labeled windows of "
+            f"{record_task!r} ({', '.join(sorted(found)) or 'none'}); leave-one-site-out needs at "
+            "least 2, one to test on and one to train on"
+        )
+    sites = sorted(found) if args.sites is None else list(dict.fromkeys(args.sites))
+    unknown = [s for s in sites if s not in found]
+    if unknown:
+        raise ConfigError(
+            f"--sites: {', '.join(unknown)} has no labeled window of {record_task!r} in "
+            f"{data_label(args.data)}; expected some of {', '.join(sorted(found))}"
+        )
+    return cfg, record_task, found, sites
+
+
+def _keep_finished_fold(args, cfg, folder: Path, site: str, k: int, n: int) -> bool:
+    """Whether the finished fold in ``folder`` ran with this evaluation's settings (logged as kept);
+    False, with the settings that differ on stderr, where it did not."""
+    expected = {
+        "config": dataclasses.replace(cfg, test_sites=[site]).to_dict(),
+        "pretrained": str(args.pretrained),
+        "data": list(args.data),
+    }
+    differ = fold_differences(folder, expected)
+    if differ:
+        print(
+            f"loso: {folder} holds a fold run with other settings ({', '.join(differ)}); give another "
+            "--output, or delete that folder to run the fold again",
+            file=sys.stderr,
+        )
+        return False
+    log.info(
+        "fold %d/%d (%s held out): done earlier, %s kept (delete the folder to run it again)",
+        k,
+        n,
+        site,
+        folder / "eval.json",
+    )
+    return True
+
+
+def _run_fold(own: Sequence[str], output: Path, folder: Path, site: str, windows: int, k: int, n: int) -> int:
+    """Fine-tune the fold that holds ``site`` out into ``folder``; its exit status."""
+    log.info("fold %d/%d: %s held out, %d windows", k, n, site, windows)
+    started = time.time()
+    status = finetune.main(_fold_argv(own, folder, site))
+    if status != 0:
+        log.error(
+            "fold %d/%d (%s held out) exited with status %d; the folds before it are in %s; run the "
+            "same command again to go on",
+            k,
+            n,
+            site,
+            status,
+            output,
+        )
+        return status
+    log.info("fold %d/%d done in %.0f s", k, n, time.time() - started)
+    return 0
+
+
+def _log_summary(summary: Mapping[str, Any], n_folds: int) -> None:
+    vs = summary.get("vs_baseline")
+    if vs:
+        log.info(
+            "leave-one-site-out: mean test %s %.2fx the class prior's over %d sites; worst %s at %.2fx%s",
+            vs["metric"],
+            vs["mean_ratio"],
+            n_folds,
+            vs["worst_site"],
+            vs["worst_ratio"],
+            f"; worse than the prior at {', '.join(vs['sites_worse_than_baseline'])}"
+            if vs["sites_worse_than_baseline"]
+            else "",
+        )
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging("INFO")
     try:
-        cfg = finetune.config_from_args(args)
-        if cfg.test_sites or cfg.test_fraction or cfg.corpus_split:
-            raise ConfigError(
-                "test_sites, test_fraction, corpus_split: leave-one-site-out makes each site the test "
-                f"split in turn; expected none of them set; got {cfg.test_sites}, {cfg.test_fraction}, "
-                f"{cfg.corpus_split}"
-            )
-        resolve_pretrained(args.pretrained)
-        record_task = args.record_task or RECORD_TASKS.get(cfg.task)
-        if record_task is None:
-            raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry")
-        found = labeled_sites(args.data, cfg, record_task)
-        if len(found) < 2:
-            raise ConfigError(
-                f"--data {data_label(args.data)}: {len(found)} site(s) with labeled windows of "
-                f"{record_task!r} ({', '.join(sorted(found)) or 'none'}); leave-one-site-out needs at "
-                "least 2, one to test on and one to train on"
-            )
-        sites = sorted(found) if args.sites is None else list(dict.fromkeys(args.sites))
-        unknown = [s for s in sites if s not in found]
-        if unknown:
-            raise ConfigError(
-                f"--sites: {', '.join(unknown)} has no labeled window of {record_task!r} in "
-                f"{data_label(args.data)}; expected some of {', '.join(sorted(found))}"
-            )
+        cfg, record_task, found, sites = _plan(args)
     except ConfigError as err:
         print(f"loso: {err}", file=sys.stderr)
         return 2
@@ -236,60 +305,18 @@ def main(argv: list[str] | None = None) -> int:
         folder = fold_folder(args.output, site)
         done = folder / "eval.json"
         if done.is_file():
-            expected = {
-                "config": dataclasses.replace(cfg, test_sites=[site]).to_dict(),
-                "pretrained": str(args.pretrained),
-                "data": list(args.data),
-            }
-            differ = fold_differences(folder, expected)
-            if differ:
-                print(
-                    f"loso: {folder} holds a fold run with other settings ({', '.join(differ)}); give another "
-                    "--output, or delete that folder to run the fold again",
-                    file=sys.stderr,
-                )
+            if not _keep_finished_fold(args, cfg, folder, site, k, len(sites)):
                 return 2
-            log.info(
-                "fold %d/%d (%s held out): done earlier, %s kept (delete the folder to run it again)",
-                k,
-                len(sites),
-                site,
-                done,
-            )
         else:
-            log.info("fold %d/%d: %s held out, %d windows", k, len(sites), site, found[site])
-            started = time.time()
-            status = finetune.main(_fold_argv(own, folder, site))
+            status = _run_fold(own, args.output, folder, site, found[site], k, len(sites))
             if status != 0:
-                log.error(
-                    "fold %d/%d (%s held out) exited with status %d; the folds before it are in %s; run the "
-                    "same command again to go on",
-                    k,
-                    len(sites),
-                    site,
-                    status,
-                    args.output,
-                )
                 return status
-            log.info("fold %d/%d done in %.0f s", k, len(sites), time.time() - started)
         if main_rank:  # the other ranks may get here before rank 0 has written eval.json
             folds[site] = json.loads(done.read_text())
     if not main_rank:
         return 0
     report = write_report(args.output, folds, cfg.task, record_task)
-    vs = report["summary"].get("vs_baseline")
-    if vs:
-        log.info(
-            "leave-one-site-out: mean test %s %.2fx the class prior's over %d sites; worst %s at %.2fx%s",
-            vs["metric"],
-            vs["mean_ratio"],
-            len(folds),
-            vs["worst_site"],
-            vs["worst_ratio"],
-            f"; worse than the prior at {', '.join(vs['sites_worse_than_baseline'])}"
-            if vs["sites_worse_than_baseline"]
-            else "",
-        )
+    _log_summary(report["summary"], len(folds))
     log.info("wrote %s and %s", args.output / REPORT_NAME, args.output / PLOT_NAME)
     return 0
 

@@ -278,25 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run(argv: list[str] | None = None) -> dict[str, Any]:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    setup_logging("INFO")
-    if args.batch_size < 1:
-        parser.error(f"--batch_size: expected an integer >= 1; got {args.batch_size}")
-    try:
-        cfg, ran, model_dir = load_run(args.run)
-        name, groups = held_out(ran, args.split)
-        data = check_data(args.data, True)
-    except ConfigError as err:
-        parser.error(str(err))
-    device = torch.device(
-        "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
-    )
-    model = EEGFMModel.from_pretrained(model_dir).to(device)
+def _held_out_loader(data, cfg, ran: Mapping[str, Any], groups: Sequence[str], model, batch_size: int):
+    """The run's held-out windows (its groups: sites or subjects, as the run split them) in order,
+    once; and which grouping that is."""
     by = "sites" if ran["split_group"] == "site" else "subjects"
     filters = RecordFilter(tasks=(ran["record_task"],), **{by: groups})
-    section = dataclasses.replace(cfg.loader, batch_size=args.batch_size, token_budget=None, num_workers=0)
+    section = dataclasses.replace(cfg.loader, batch_size=batch_size, token_budget=None, num_workers=0)
     loader = EEGLoader(
         data,
         loader_config(section, model.config.patch_size, filters=filters, train=False),
@@ -304,26 +291,21 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
         world_size=1,
         infinite=False,
     )
-    perturbations = [
-        dataclasses.replace(p, apply=lambda e, m, s, g: add_mains(e, m, s, g, args.mains_freq))
-        if p.name == "mains"
-        else p
+    return loader, by
+
+
+def _perturbations(mains_freq: float) -> list[Perturbation]:
+    """PERTURBATIONS with the mains one at ``mains_freq`` Hz."""
+    return [
+        dataclasses.replace(p, apply=lambda e, m, s, g: add_mains(e, m, s, g, mains_freq)) if p.name == "mains" else p
         for p in PERTURBATIONS
     ]
-    log.info(
-        "scoring the %s split of %s (%d %s) clean and under %d perturbed conditions, from %s",
-        name,
-        args.run,
-        len(groups),
-        by,
-        sum(len(p.severities) for p in perturbations),
-        data_label(data),
-    )
-    try:
-        logits, target = score(model, loader, cfg, perturbations, args.seed, device)
-    except ConfigError as err:
-        parser.error(f"--data {data_label(data)}: {err}")
-    temperature = 1.0 if args.uncalibrated else float(getattr(model.config, "temperature", 1.0) or 1.0)
+
+
+def _temperature(model, uncalibrated: bool) -> float:
+    """The temperature to score with: 1 with --uncalibrated, else the model's fitted one (warned
+    about where it hit the bound of its fit)."""
+    temperature = 1.0 if uncalibrated else float(getattr(model.config, "temperature", 1.0) or 1.0)
     if temperature >= TEMPERATURE_RANGE[1] * 0.999:
         log.warning(
             "the model's temperature is %g, the bound of its fit: calibrated, it predicts about the same "
@@ -331,26 +313,12 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             "logits as trained",
             temperature,
         )
-    report = report_of(logits, target, cfg, model.head, ran["prior"], temperature, perturbations)
-    report.update(
-        run=str(args.run),
-        split=name,
-        seed=args.seed,
-        mains_freq=args.mains_freq,
-        task=cfg.task,
-        temperature=temperature,
-    )
-    output = args.output or args.run / "robustness"
-    output.mkdir(parents=True, exist_ok=True)
-    partial = output / f".{REPORT_NAME}.partial"
-    partial.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    partial.replace(output / REPORT_NAME)
+    return temperature
+
+
+def _log_worst(report: Mapping[str, Any]) -> None:
+    """The clean metric and each perturbation's at its worst severity (and ECE for classifiers)."""
     key, clean = report["metric"], report["clean"]
-    plot(
-        report,
-        f"robustness of {args.run.name} ({cfg.task}), {name} split, {clean['n_windows']} windows",
-        output / PLOT_NAME,
-    )
     worst = {pname: part["conditions"][-1] for pname, part in report["perturbations"].items()}
     log.info(
         "clean %s %.4f (class prior %.4f); at the worst severity: %s",
@@ -368,6 +336,60 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
             clean["baseline_ece"],
             "; ".join(f"{pname} {row['ece']:.3f}" for pname, row in worst.items()),
         )
+
+
+def run(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging("INFO")
+    if args.batch_size < 1:
+        parser.error(f"--batch_size: expected an integer >= 1; got {args.batch_size}")
+    try:
+        cfg, ran, model_dir = load_run(args.run)
+        name, groups = held_out(ran, args.split)
+        data = check_data(args.data, True)
+    except ConfigError as err:
+        parser.error(str(err))
+    device = torch.device(
+        "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
+    model = EEGFMModel.from_pretrained(model_dir).to(device)
+    loader, by = _held_out_loader(data, cfg, ran, groups, model, args.batch_size)
+    perturbations = _perturbations(args.mains_freq)
+    log.info(
+        "scoring the %s split of %s (%d %s) clean and under %d perturbed conditions, from %s",
+        name,
+        args.run,
+        len(groups),
+        by,
+        sum(len(p.severities) for p in perturbations),
+        data_label(data),
+    )
+    try:
+        logits, target = score(model, loader, cfg, perturbations, args.seed, device)
+    except ConfigError as err:
+        parser.error(f"--data {data_label(data)}: {err}")
+    temperature = _temperature(model, args.uncalibrated)
+    report = report_of(logits, target, cfg, model.head, ran["prior"], temperature, perturbations)
+    report.update(
+        run=str(args.run),
+        split=name,
+        seed=args.seed,
+        mains_freq=args.mains_freq,
+        task=cfg.task,
+        temperature=temperature,
+    )
+    output = args.output or args.run / "robustness"
+    output.mkdir(parents=True, exist_ok=True)
+    partial = output / f".{REPORT_NAME}.partial"
+    partial.write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    partial.replace(output / REPORT_NAME)
+    plot(
+        report,
+        f"robustness of {args.run.name} ({cfg.task}), {name} split, {report['clean']['n_windows']} windows",
+        output / PLOT_NAME,
+    )
+    _log_worst(report)
     log.info("wrote %s and %s", output / REPORT_NAME, output / PLOT_NAME)
     return report
 

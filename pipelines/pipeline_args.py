@@ -93,8 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
         "else boto3's usual sources (AWS_* variables, ~/.aws, the instance role).",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    _add_input_output_options(parser.add_argument_group("inputs and outputs"))
-    _add_signal_options(parser.add_argument_group("signal processing"))
+    io_ = parser.add_argument_group("inputs and outputs")
+    _add_input_output_options(io_)
+    _add_pseudonym_options(io_)
+    _add_sharding_options(io_)
+    sig = parser.add_argument_group("signal processing")
+    _add_window_and_filter_options(sig)
+    _add_channel_options(sig)
+    _add_chunk_feature_and_ica_options(sig)
     _add_artifact_options(parser.add_argument_group("artifacts and quality"))
     parser.add_argument(
         "--cold_workers",
@@ -151,6 +157,9 @@ def _add_input_output_options(io_) -> None:
         help="read s3:// inputs with unsigned requests, without credentials (public buckets such as "
         "s3://openneuro.org/); --output and --pseudonym_key_file cannot be on S3 then",
     )
+
+
+def _add_pseudonym_options(io_) -> None:
     io_.add_argument(
         "--pseudonym_key_file",
         type=user_path,
@@ -172,6 +181,9 @@ def _add_input_output_options(io_) -> None:
         "folder each --input is given in, in manifest.json, quarantine.jsonl, the logs and messages, "
         "for exports named after patients; eegfm-redact maps tokens back",
     )
+
+
+def _add_sharding_options(io_) -> None:
     io_.add_argument(
         "--num_shards",
         type=int,
@@ -188,7 +200,7 @@ def _add_input_output_options(io_) -> None:
     )
 
 
-def _add_signal_options(sig) -> None:
+def _add_window_and_filter_options(sig) -> None:
     sig.add_argument(
         "--window_seconds",
         type=float,
@@ -219,6 +231,9 @@ def _add_signal_options(sig) -> None:
         "of the 256 Hz output, because the resampler's anti-aliasing filter already rolls off "
         "from about 105 Hz and content near Nyquist is partly aliased",
     )
+
+
+def _add_channel_options(sig) -> None:
     sig.add_argument(
         "--min_channels",
         type=int,
@@ -251,6 +266,9 @@ def _add_signal_options(sig) -> None:
         choices=["keep", "average"],
         help="keep the recording's reference, or re-reference to the average of the 19 channels",
     )
+
+
+def _add_chunk_feature_and_ica_options(sig) -> None:
     sig.add_argument(
         "--chunk_seconds",
         type=float,

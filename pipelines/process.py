@@ -256,70 +256,16 @@ def _stream(item, reader, key, config, config_hash, sha) -> Iterator[Window | Re
     info = reader.info
     if item.event_labels:
         item = dataclasses.replace(item, windows=_event_windows(item, reader.events))
-    try:
-        cmap = map_channels(info.ch_names, config.montage, digitized)
-        constant = constant_channels(reader, cmap, config.quality.flat_tol_uv)
-        yield {"constant": constant}
-        if constant and len(constant) == len({*cmap.canonical.values(), *cmap.extra_eeg.values()}):
-            raise StageError(
-                "quality",
-                f"all {len(constant)} EEG channels are constant from start to end "
-                f"(peak-to-peak within {config.quality.flat_tol_uv:g} uV wherever probed): a flat "
-                "recording, nothing was recorded",
-            )
-        plan = plan_harmonization(
-            info.ch_names,
-            min_channels=config.min_channels,
-            exclude=marked_bad,
-            constant=constant,
-            montage=config.montage,
-            cmap=cmap,
-        )
-    except HarmonizeError as err:
-        empty = getattr(reader, "empty_columns", ())
-        note = f"; columns entirely NaN (not recorded): {', '.join(empty)}" if empty else ""
-        if other_rate:
-            note += f"; signals at another sampling rate, left out: {', '.join(other_rate)}"
-        if unplaced:
-            note += f"; {unplaced}"
-        raise StageError("harmonize", f"{err}{note}") from err
+    plan = yield from _plan_channels(reader, config, marked_bad, digitized, unplaced, other_rate)
     cmap = plan[0]
     ids = _ids(item, reader, key, sha)
-    yield {
-        "interpolated": cmap.missing,
-        "site": ids["site_id"],
-        **(
-            {
-                "cap": "file" if cmap.cap.startswith("file-") else cmap.cap,  # 'file': its digitized positions
-                "cap_sites": {site: info.ch_names[i] for site, i in cmap.canonical.items()},
-            }
-            if cmap.cap
-            else {}
-        ),
-    }
+    yield {"interpolated": cmap.missing, "site": ids["site_id"], **_cap_record(cmap, info.ch_names)}
     n_rows = schema.N_CHANS + int("ecg" in cmap.auxiliary)
     mask = np.array([0 if c in cmap.missing else 1 for c in schema.CHANNELS], dtype=np.int64)
     harmonized = _harmonizer(reader, plan, n_rows)
     if config.ica:
-        n_fit = min(info.n_times, int(config.ica_fit_seconds * info.sfreq))
-        try:
-            cleaner = fit_ica_cleaner(harmonized(0, n_fit)[0][: schema.N_CHANS], info.sfreq, mask)
-        except ValueError as err:
-            raise StageError("ica", str(err)) from err
-        yield {
-            "ica": {
-                "components": cleaner.n_components,
-                "eog_removed": len(cleaner.excluded_eog),
-                "emg_removed": len(cleaner.excluded_emg),
-            }
-        }
-        harmonized = _harmonizer(reader, plan, n_rows, cleaner)
-    line_freq = config.line_freq
-    if line_freq == "auto" and sidecars.line_freq is not None:  # the data set's own record of its mains
-        line_freq = sidecars.line_freq
-    elif line_freq == "auto":
-        n_detect = min(info.n_times, int(config.line_detect_seconds * info.sfreq))
-        line_freq = detect_line_frequency(harmonized(0, n_detect)[0][: schema.N_CHANS], info.sfreq)
+        harmonized = yield from _with_ica(reader, plan, n_rows, mask, harmonized, config)
+    line_freq = _line_frequency(config, sidecars, info, harmonized)
     yield {"line_freq": line_freq}
     # The data set's own sidecar (participants.tsv, subject-info.csv) wins over file headers.
     clinical = {"age": item.age if item.age is not None else info.clinical.age, "sex": item.sex or info.clinical.sex}
@@ -337,6 +283,82 @@ def _stream(item, reader, key, config, config_hash, sha) -> Iterator[Window | Re
         sha,
     )
     yield from _windows(cut, reader)
+
+
+def _plan_channels(reader: Reader, config: PreprocessConfig, marked_bad, digitized, unplaced, other_rate):
+    """Yields the channels constant from start to end, then returns the harmonization plan; a
+    flat recording, or one whose channels cannot be harmonized, raises `StageError` (the latter
+    with what else the reader found missing)."""
+    info = reader.info
+    try:
+        cmap = map_channels(info.ch_names, config.montage, digitized)
+        constant = constant_channels(reader, cmap, config.quality.flat_tol_uv)
+        yield {"constant": constant}
+        if constant and len(constant) == len({*cmap.canonical.values(), *cmap.extra_eeg.values()}):
+            raise StageError(
+                "quality",
+                f"all {len(constant)} EEG channels are constant from start to end "
+                f"(peak-to-peak within {config.quality.flat_tol_uv:g} uV wherever probed): a flat "
+                "recording, nothing was recorded",
+            )
+        return plan_harmonization(
+            info.ch_names,
+            min_channels=config.min_channels,
+            exclude=marked_bad,
+            constant=constant,
+            montage=config.montage,
+            cmap=cmap,
+        )
+    except HarmonizeError as err:
+        empty = getattr(reader, "empty_columns", ())
+        note = f"; columns entirely NaN (not recorded): {', '.join(empty)}" if empty else ""
+        if other_rate:
+            note += f"; signals at another sampling rate, left out: {', '.join(other_rate)}"
+        if unplaced:
+            note += f"; {unplaced}"
+        raise StageError("harmonize", f"{err}{note}") from err
+
+
+def _cap_record(cmap, ch_names) -> dict:
+    """The cap and the recorded electrode each 10-20 site took, for a recording named by cap
+    position; empty otherwise."""
+    if not cmap.cap:
+        return {}
+    return {
+        "cap": "file" if cmap.cap.startswith("file-") else cmap.cap,  # 'file': its digitized positions
+        "cap_sites": {site: ch_names[i] for site, i in cmap.canonical.items()},
+    }
+
+
+def _with_ica(reader: Reader, plan, n_rows: int, mask: np.ndarray, harmonized, config: PreprocessConfig):
+    """Fits the ICA cleaner on the recording's first ``ica_fit_seconds``, yields what it removed,
+    and returns the harmonizer that applies it."""
+    info = reader.info
+    n_fit = min(info.n_times, int(config.ica_fit_seconds * info.sfreq))
+    try:
+        cleaner = fit_ica_cleaner(harmonized(0, n_fit)[0][: schema.N_CHANS], info.sfreq, mask)
+    except ValueError as err:
+        raise StageError("ica", str(err)) from err
+    yield {
+        "ica": {
+            "components": cleaner.n_components,
+            "eog_removed": len(cleaner.excluded_eog),
+            "emg_removed": len(cleaner.excluded_emg),
+        }
+    }
+    return _harmonizer(reader, plan, n_rows, cleaner)
+
+
+def _line_frequency(config: PreprocessConfig, sidecars, info, harmonized):
+    """The mains frequency to notch (None: none): the configured one; for ``auto`` the sidecars'
+    record, else the one detected in the recording's first ``line_detect_seconds``."""
+    line_freq = config.line_freq
+    if line_freq == "auto" and sidecars.line_freq is not None:  # the data set's own record of its mains
+        line_freq = sidecars.line_freq
+    elif line_freq == "auto":
+        n_detect = min(info.n_times, int(config.line_detect_seconds * info.sfreq))
+        line_freq = detect_line_frequency(harmonized(0, n_detect)[0][: schema.N_CHANS], info.sfreq)
+    return line_freq
 
 
 def _sidecars(item: SourceItem, reader: Reader, config: PreprocessConfig):

@@ -103,6 +103,82 @@ def _label_name(label: str, classes: Mapping[str, Sequence[str]], tasks: int) ->
     return f"{task}: {names[int(code)]}" if tasks > 1 else names[int(code)]
 
 
+# colours of the quarantining stages, taken in turn (green is the processed recordings')
+_STAGE_COLOURS = ("tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:gray")
+
+
+def _draw_recordings(axes, sites: Mapping[str, Mapping[str, Any]], names: list[str], rows: np.ndarray) -> None:
+    """Recordings processed and quarantined (stacked by stage), each site's EEG hours beside its bar."""
+    stages = sorted({stage for s in sites.values() for stage in s["quarantined"]})
+    left = np.array([sites[n]["processed"] for n in names], dtype=float)
+    axes.barh(rows, left, color="tab:green", label="processed")
+    for k, stage in enumerate(stages):
+        counts = np.array([sites[n]["quarantined"].get(stage, 0) for n in names], dtype=float)
+        axes.barh(
+            rows, counts, left=left, color=_STAGE_COLOURS[k % len(_STAGE_COLOURS)], label=f"quarantined at {stage}"
+        )
+        left += counts
+    for row, name in zip(rows, names):
+        axes.annotate(f" {sites[name]['eeg_hours']:.2f} h", (left[row], row), va="center", fontsize=7)
+    axes.set_title("recordings (EEG hours processed)", fontsize=9)
+    axes.set_xlim(0, 1.25 * max(left.max(), 1))  # room for the hours written beside the longest bar
+    axes.legend(fontsize=7, loc="best")
+
+
+def _draw_windows(axes, sites: Mapping[str, Mapping[str, Any]], names: list[str], rows: np.ndarray) -> None:
+    """Windows written, repaired and rejected, each site's three commonest rejection rules beside its bar."""
+    written = np.array([sites[n]["windows"] for n in names], dtype=float)
+    repaired = np.array([sites[n]["repaired"] for n in names], dtype=float)
+    rejected = np.array([sites[n]["rejected"] for n in names], dtype=float)
+    axes.barh(rows, written - repaired, color="tab:blue", label="written")
+    axes.barh(rows, repaired, left=written - repaired, color="tab:cyan", label="written, repaired")
+    axes.barh(rows, rejected, left=written, color="tab:red", label="rejected")
+    for row, name in zip(rows, names):
+        rules = sites[name]["rules"]
+        if rules:
+            text = ", ".join(f"{rule} {n}" for rule, n in rules.most_common(3))
+            axes.annotate(f" {text}", (written[row] + rejected[row], row), va="center", fontsize=6)
+    axes.set_title("windows (rejection rules)", fontsize=9)
+    axes.set_xlim(0, 1.25 * max((written + rejected).max(), 1))
+    axes.legend(fontsize=7, loc="best")
+
+
+def _draw_channels(figure, axes, sites: Mapping[str, Mapping[str, Any]], names: list[str]) -> None:
+    """Per site and 10-20 channel, the share of its processed recordings with the channel interpolated."""
+    processed = np.array([max(sites[n]["processed"], 1) for n in names], dtype=float)
+    shares = (
+        np.array([[sites[n]["interpolated"].get(ch, 0) for ch in CANONICAL_CHANNELS] for n in names], dtype=float)
+        / processed[:, None]
+    )
+    image = axes.imshow(
+        shares,
+        aspect="auto",
+        cmap="Oranges",
+        vmin=0.0,
+        vmax=1.0,
+        extent=(-0.5, len(CANONICAL_CHANNELS) - 0.5, len(names) - 0.5, -0.5),
+    )
+    axes.set_xticks(range(len(CANONICAL_CHANNELS)), CANONICAL_CHANNELS, rotation=90, fontsize=7)
+    axes.set_title("share of recordings with the channel interpolated", fontsize=9)
+    figure.colorbar(image, ax=axes, fraction=0.04, pad=0.02)
+
+
+def _draw_quality(axes, scores: Mapping[str, np.ndarray], names: list[str], rows: np.ndarray) -> None:
+    """A box plot of each site's sampled artifact scores (none for a site without any)."""
+    data = [scores.get(n, np.array([])) for n in names]
+    shown = [k for k, values in enumerate(data) if len(values)]
+    if shown:
+        axes.boxplot(
+            [data[k] for k in shown],
+            positions=rows[shown],
+            orientation="horizontal",
+            widths=0.6,
+            flierprops={"markersize": 2},
+        )
+    axes.set_xlim(0.0, 1.0)
+    axes.set_title("windows' artifact_score (0 clean, 1 artifact)", fontsize=9)
+
+
 def draw_report(
     sites: Mapping[str, Mapping[str, Any]],
     scores: Mapping[str, np.ndarray],
@@ -123,65 +199,10 @@ def draw_report(
         1, 5 if with_labels else 4, gridspec_kw={"width_ratios": [1, 1, 1.6, 1, 1.2][: 5 if with_labels else 4]}
     )
     recordings, windows, channels, quality = panels[:4]
-
-    stages = sorted({stage for s in sites.values() for stage in s["quarantined"]})
-    left = np.array([sites[n]["processed"] for n in names], dtype=float)
-    recordings.barh(rows, left, color="tab:green", label="processed")
-    palette = ("tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:gray")
-    for k, stage in enumerate(stages):
-        counts = np.array([sites[n]["quarantined"].get(stage, 0) for n in names], dtype=float)
-        recordings.barh(rows, counts, left=left, color=palette[k % len(palette)], label=f"quarantined at {stage}")
-        left += counts
-    for row, name in zip(rows, names):
-        recordings.annotate(f" {sites[name]['eeg_hours']:.2f} h", (left[row], row), va="center", fontsize=7)
-    recordings.set_title("recordings (EEG hours processed)", fontsize=9)
-    recordings.set_xlim(0, 1.25 * max(left.max(), 1))  # room for the hours written beside the longest bar
-    recordings.legend(fontsize=7, loc="best")
-
-    written = np.array([sites[n]["windows"] for n in names], dtype=float)
-    repaired = np.array([sites[n]["repaired"] for n in names], dtype=float)
-    rejected = np.array([sites[n]["rejected"] for n in names], dtype=float)
-    windows.barh(rows, written - repaired, color="tab:blue", label="written")
-    windows.barh(rows, repaired, left=written - repaired, color="tab:cyan", label="written, repaired")
-    windows.barh(rows, rejected, left=written, color="tab:red", label="rejected")
-    for row, name in zip(rows, names):
-        rules = sites[name]["rules"]
-        if rules:
-            text = ", ".join(f"{rule} {n}" for rule, n in rules.most_common(3))
-            windows.annotate(f" {text}", (written[row] + rejected[row], row), va="center", fontsize=6)
-    windows.set_title("windows (rejection rules)", fontsize=9)
-    windows.set_xlim(0, 1.25 * max((written + rejected).max(), 1))
-    windows.legend(fontsize=7, loc="best")
-
-    processed = np.array([max(sites[n]["processed"], 1) for n in names], dtype=float)
-    shares = (
-        np.array([[sites[n]["interpolated"].get(ch, 0) for ch in CANONICAL_CHANNELS] for n in names], dtype=float)
-        / processed[:, None]
-    )
-    image = channels.imshow(
-        shares,
-        aspect="auto",
-        cmap="Oranges",
-        vmin=0.0,
-        vmax=1.0,
-        extent=(-0.5, len(CANONICAL_CHANNELS) - 0.5, len(names) - 0.5, -0.5),
-    )
-    channels.set_xticks(range(len(CANONICAL_CHANNELS)), CANONICAL_CHANNELS, rotation=90, fontsize=7)
-    channels.set_title("share of recordings with the channel interpolated", fontsize=9)
-    figure.colorbar(image, ax=channels, fraction=0.04, pad=0.02)
-
-    data = [scores.get(n, np.array([])) for n in names]
-    shown = [k for k, values in enumerate(data) if len(values)]
-    if shown:
-        quality.boxplot(
-            [data[k] for k in shown],
-            positions=rows[shown],
-            orientation="horizontal",
-            widths=0.6,
-            flierprops={"markersize": 2},
-        )
-    quality.set_xlim(0.0, 1.0)
-    quality.set_title("windows' artifact_score (0 clean, 1 artifact)", fontsize=9)
+    _draw_recordings(recordings, sites, names, rows)
+    _draw_windows(windows, sites, names, rows)
+    _draw_channels(figure, channels, sites, names)
+    _draw_quality(quality, scores, names, rows)
     if with_labels:
         _draw_labels(panels[4], [sites[n].get("labels", Counter()) for n in names], rows, classes or {})
     for axes in panels:  # one row per site, first at the top, in every panel

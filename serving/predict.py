@@ -154,9 +154,64 @@ def _plot_name(index: int, path: str) -> str:
     return f"{index:03d}_{stem}.png"
 
 
+def _csv_header(labels: list[str]) -> list[str]:
+    return [
+        "input",
+        "start_s",
+        "duration_s",
+        *labels,
+        *(["predicted"] if len(labels) > 1 else []),
+        "artifact_score",
+        "masked_channels",
+        "votes",
+    ]
+
+
+def _csv_row(prediction, w, labels: list[str]) -> list[str]:
+    """predictions.csv's row of the window ``w`` of ``prediction``."""
+    best = [labels[int(np.argmax(w.outputs))]] if len(labels) > 1 else []
+    return [
+        prediction.input,
+        f"{w.start_s:.4f}",
+        f"{w.duration_s:g}",
+        *(f"{v:.6g}" for v in w.outputs),
+        *best,
+        f"{w.artifact_score:.4f}",
+        ";".join(w.masked_channels),
+        ";".join(f"{v:g}" for v in w.votes),
+    ]
+
+
+def _write_predictions(predictions, fileobj, labels: list[str], args) -> tuple[list[dict], int, float]:
+    """Each prediction's windows as predictions.csv rows in ``fileobj`` and, unless --no_plots, its
+    timeline; the recordings' summaries, the windows and the EEG seconds scored."""
+    from eegfm.serving.timeline import plot_timeline
+
+    recordings, n_windows, eeg_seconds = [], 0, 0.0
+    writer = csv.writer(fileobj)
+    writer.writerow(_csv_header(labels))
+    for index, prediction in enumerate(tqdm(predictions, desc="recordings", unit="rec", disable=None), start=1):
+        summary = prediction.summary()
+        for w in prediction.windows:
+            writer.writerow(_csv_row(prediction, w, labels))
+        if prediction.windows and not args.no_plots:
+            name = _plot_name(index, prediction.input)
+            plot_timeline(
+                prediction,
+                f"{prediction.input}: {summary.get('predicted', '')}",
+                args.output / "timelines" / name,
+            )
+            summary["timeline"] = f"timelines/{name}"
+        if prediction.status != "processed":
+            log.warning("quarantined %s at %s: %s", prediction.input, prediction.stage, prediction.reason)
+        recordings.append(summary)
+        n_windows += len(prediction.windows)
+        eeg_seconds += prediction.eeg_seconds
+    return recordings, n_windows, eeg_seconds
+
+
 def run(argv: list[str] | None = None) -> dict:
     from eegfm.serving.predictor import Predictor  # the model and training's loader: not for --help
-    from eegfm.serving.timeline import plot_timeline
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -172,54 +227,12 @@ def run(argv: list[str] | None = None) -> dict:
             f"{', '.join(HMS_CLASSES)}); this model's labels are {', '.join(predictor.labels)}"
         )
     args.output.mkdir(parents=True, exist_ok=True)
-    labels = list(predictor.labels)
-    started, recordings, n_windows, eeg_seconds = time.perf_counter(), [], 0, 0.0
+    started = time.perf_counter()
     partial = args.output / ".predictions.csv.partial"
     try:
         predictions = predictor.predict(args.input, dataset=args.dataset, site=args.site)
         with partial.open("w", newline="") as fileobj:
-            writer = csv.writer(fileobj)
-            writer.writerow(
-                [
-                    "input",
-                    "start_s",
-                    "duration_s",
-                    *labels,
-                    *(["predicted"] if len(labels) > 1 else []),
-                    "artifact_score",
-                    "masked_channels",
-                    "votes",
-                ]
-            )
-            for index, prediction in enumerate(tqdm(predictions, desc="recordings", unit="rec", disable=None), start=1):
-                summary = prediction.summary()
-                for w in prediction.windows:
-                    best = [labels[int(np.argmax(w.outputs))]] if len(labels) > 1 else []
-                    writer.writerow(
-                        [
-                            prediction.input,
-                            f"{w.start_s:.4f}",
-                            f"{w.duration_s:g}",
-                            *(f"{v:.6g}" for v in w.outputs),
-                            *best,
-                            f"{w.artifact_score:.4f}",
-                            ";".join(w.masked_channels),
-                            ";".join(f"{v:g}" for v in w.votes),
-                        ]
-                    )
-                if prediction.windows and not args.no_plots:
-                    name = _plot_name(index, prediction.input)
-                    plot_timeline(
-                        prediction,
-                        f"{prediction.input}: {summary.get('predicted', '')}",
-                        args.output / "timelines" / name,
-                    )
-                    summary["timeline"] = f"timelines/{name}"
-                if prediction.status != "processed":
-                    log.warning("quarantined %s at %s: %s", prediction.input, prediction.stage, prediction.reason)
-                recordings.append(summary)
-                n_windows += len(prediction.windows)
-                eeg_seconds += prediction.eeg_seconds
+            recordings, n_windows, eeg_seconds = _write_predictions(predictions, fileobj, list(predictor.labels), args)
     except (ConfigError, FileNotFoundError) as err:
         partial.unlink(missing_ok=True)
         parser.error(f"--input {' '.join(args.input)}: {err}")

@@ -87,6 +87,28 @@ def build_parser() -> OneLineParser:
         help="directory to create (required); it must not exist or be empty unless --overwrite. "
         "Files are staged in a hidden sibling directory and moved into place at the end.",
     )
+    _add_corpus_options(parser)
+    add(
+        "--chunk-seconds",
+        type=_integer(1, 3600),
+        default=60,
+        metavar="S",
+        help="seconds rendered per step; bounds memory, never changes the output (default: 60)",
+    )
+    add(
+        "--overwrite",
+        action="store_true",
+        help="replace OUTPUT if it exists and is not empty (the old corpus is removed only after "
+        "the new one is complete)",
+    )
+    add("--quiet", action="store_true", help="no progress bar, log lines or summary on stdout")
+    return parser
+
+
+def _add_corpus_options(parser: OneLineParser) -> None:
+    """The options that say what the corpus holds: sites, patients, recordings, their length, the
+    seed, the file formats and the site profiles."""
+    add = parser.add_argument
     add(
         "--sites",
         type=_integer(1, 1000),
@@ -133,21 +155,6 @@ def build_parser() -> OneLineParser:
         help="YAML file with a list of site profiles (SiteProfile fields) replacing the built-in "
         "archetypes (default: built-in)",
     )
-    add(
-        "--chunk-seconds",
-        type=_integer(1, 3600),
-        default=60,
-        metavar="S",
-        help="seconds rendered per step; bounds memory, never changes the output (default: 60)",
-    )
-    add(
-        "--overwrite",
-        action="store_true",
-        help="replace OUTPUT if it exists and is not empty (the old corpus is removed only after "
-        "the new one is complete)",
-    )
-    add("--quiet", action="store_true", help="no progress bar, log lines or summary on stdout")
-    return parser
 
 
 def _load_site_profiles(path: Path | None, parser: OneLineParser) -> tuple:

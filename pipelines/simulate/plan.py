@@ -219,24 +219,16 @@ def plan_background(rng: np.random.Generator, site: SiteProfile, duration_s: int
     )
 
 
-def plan_recording(
-    *,
+def _plan_episodes(
     seed: int,
-    site_index: int,
+    key: tuple[int, int, int],
     site: SiteProfile,
-    patient: Patient,
-    session_index: int,
-    duration_s: int,
     classes: list[str],
     segments: list[tuple[int, int]],
-    eeg_id: int,
-    spectrogram_id: int,
-) -> RecordingPlan:
-    """Fill in everything for one recording once its segments and their classes are fixed.
-
-    Windows get ``label_id`` 0 here; the corpus assigns unique label ids once all are planned.
-    """
-    key = (site_index, patient.subject_index, session_index)
+    duration_s: int,
+) -> tuple[list[Episode], list[LabelWindow]]:
+    """One episode of its class per segment, and the labeled windows (with their votes) within
+    each; ``key`` is (site, subject, session), which seeds them."""
     episodes, windows = [], []
     for index, (segment, cls) in enumerate(zip(segments, classes)):
         rng = rng_for(seed, "episode", *key, index)
@@ -258,10 +250,16 @@ def plan_recording(
                     votes=tuple(int(v) for v in votes),
                 )
             )
-    background = plan_background(rng_for(seed, "background", *key), site, duration_s)
+    return episodes, windows
+
+
+def _plan_site_artifacts(
+    rng: np.random.Generator, site: SiteProfile, duration_s: int, background: BackgroundParams
+) -> ArtifactPlan:
+    """The recording's artifacts at the site's rates and mains, on the channels it records."""
     recorded = tuple(i for i, c in enumerate(CANONICAL_CHANNELS) if c not in site.missing_channels)
-    artifacts = plan_artifacts(
-        rng_for(seed, "artifacts", *key),
+    return plan_artifacts(
+        rng,
         duration_s,
         blink_rate_per_min=site.blink_rate_per_min,
         muscle_rate_per_min=site.muscle_rate_per_min,
@@ -273,6 +271,29 @@ def plan_recording(
         photic="photic" in site.aux_channels,
         recorded=recorded,
     )
+
+
+def plan_recording(
+    *,
+    seed: int,
+    site_index: int,
+    site: SiteProfile,
+    patient: Patient,
+    session_index: int,
+    duration_s: int,
+    classes: list[str],
+    segments: list[tuple[int, int]],
+    eeg_id: int,
+    spectrogram_id: int,
+) -> RecordingPlan:
+    """Fill in everything for one recording once its segments and their classes are fixed.
+
+    Windows get ``label_id`` 0 here; the corpus assigns unique label ids once all are planned.
+    """
+    key = (site_index, patient.subject_index, session_index)
+    episodes, windows = _plan_episodes(seed, key, site, classes, segments, duration_s)
+    background = plan_background(rng_for(seed, "background", *key), site, duration_s)
+    artifacts = _plan_site_artifacts(rng_for(seed, "artifacts", *key), site, duration_s, background)
     rng = rng_for(seed, "recording", *key)
     start = patient.first_visit + timedelta(
         days=session_index * int(rng.integers(1, 30)), seconds=int(rng.integers(0, 6 * 3600))
