@@ -4,10 +4,8 @@
   decompression, CRC checks; nothing parsed): the bound the loader works from. Records per
   second of wall time, and CPU microseconds per record.
 - ``loader``: ``training.data.EEGLoader`` in training mode (infinite stream, shuffle buffer,
-  batches of ``--batch-size``, by default the ``base`` pretraining preset's, no augmentation as in
-  that preset, no pinned memory), for each ``--workers`` count
-  and each ``eeg_dtype`` (float32 batches; float16 batches, converted on the GPU by the model,
-  which is what the GPU presets ``base`` and ``large-gpu`` use: ``preset`` says so).
+  batches of ``--batch-size``, by default the ``base`` preset's, no augmentation, no pinned
+  memory), for each ``--workers`` count and each ``eeg_dtype`` (float16: what the GPU presets use).
   ``windows_per_s`` is steady state (from the first batch on), ``first_batch_s`` the start-up,
   ``cpu_us_per_window`` the CPU time of the main process and its workers per window delivered.
 - ``tensorflow``: with ``--tf-reference``, ``tf.data.TFRecordDataset(files, compression_type=
@@ -27,9 +25,8 @@ Usage: ``python benchmarks/train_loader.py [--data outputs/demo/tfrecords] [--se
 (``make demo`` writes the default data), or ``--simulate 60`` to simulate and preprocess a corpus
 of 3 sites x 4 subjects x 60 minutes (4,320 windows of 10 s, 6 files, about 420 MB) first, or
 ``--synthetic 8640`` to write 8,640 windows of noise in 60 files of 144 without Beam (the GPU image
-has none; ``benchmarks/synthetic_corpus.py``). The
-ratio depends on the corpus: on one much smaller than the shuffle buffers and the CPU caches
-(the demo's few hundred windows), every window stays cached from read to batch.
+has none; ``benchmarks/synthetic_corpus.py``). The ratio depends on the corpus: on one much smaller
+than the shuffle buffers and the CPU caches, every window stays cached from read to batch.
 """
 
 from __future__ import annotations
