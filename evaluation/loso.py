@@ -31,10 +31,11 @@ from typing import Any
 
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger, setup_logging
+from eegfm.core.tasks import FINETUNE_TASKS
 from eegfm.evaluation.plots import plot_per_site
 from eegfm.training import finetune
 from eegfm.training.data import RecordFilter, data_label, scan_windows
-from eegfm.training.finetune.plan import RECORD_TASKS, is_labeled
+from eegfm.training.finetune.plan import is_labeled
 from eegfm.training.finetune.setup import resolve_pretrained
 
 log = get_logger(__name__)
@@ -195,7 +196,7 @@ def _plan(args) -> tuple[Any, str, Counter, list[str]]:
             f"{cfg.corpus_split}"
         )
     resolve_pretrained(args.pretrained)
-    record_task = args.record_task or RECORD_TASKS.get(cfg.task)
+    record_task = args.record_task or FINETUNE_TASKS.get(cfg.task)
     if record_task is None:
         raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry")
     found = labeled_sites(args.data, cfg, record_task)

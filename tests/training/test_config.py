@@ -4,6 +4,8 @@ import pytest
 import torch
 
 from eegfm.core.config import ConfigError
+from eegfm.core.tasks import FINETUNE_TASKS
+from eegfm.pipelines.datasets import TASK_CLASSES
 from eegfm.training.config import (
     FinetuneConfig,
     OptimConfig,
@@ -275,10 +277,7 @@ def test_runtime_check_for_precision():
 def test_each_data_sets_task_has_the_classes_the_pipeline_writes_for_it():
     """The head's id2label of a data set's task is the label space the pipeline's manifest lists
     for the windows that task trains on: class k means the same on both sides."""
-    from eegfm.pipelines.datasets import TASK_CLASSES
-    from eegfm.training.finetune.plan import RECORD_TASKS
-
-    for task, record_task in RECORD_TASKS.items():
+    for task, record_task in FINETUNE_TASKS.items():
         cfg = load_config("cpu-tiny", "finetune", [f"task={task}"])
         labels = tuple(name for _, name in sorted(cfg.model_config().id2label.items()))
         assert labels == tuple(TASK_CLASSES[record_task]), task

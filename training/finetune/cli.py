@@ -7,11 +7,10 @@ import sys
 
 from eegfm.core.config import user_file_path, user_path
 from eegfm.core.logs import setup_logging
-from eegfm.core.tasks import TASK_CLASSES
+from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
 from eegfm.training.config import TASK_HEADS, ConfigError, FinetuneConfig, load_config
 from eegfm.training.distributed import Dist
 from eegfm.training.finetune.loop import train
-from eegfm.training.finetune.plan import RECORD_TASKS
 from eegfm.training.finetune.setup import resolve_pretrained
 from eegfm.training.loop import add_run_arguments, launch, run_overrides
 
@@ -48,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=sorted(TASK_HEADS),
         help="label space and head (hms6: KL to expert-vote distributions; "
         + "; ".join(
-            f"{task}: {', '.join(TASK_CLASSES[record])}" for task, record in RECORD_TASKS.items() if task != "hms6"
+            f"{task}: {', '.join(TASK_CLASSES[record])}" for task, record in FINETUNE_TASKS.items() if task != "hms6"
         )
         + "; binary/multiclass/regression: generic heads on the windows' `label`, with --record_task); "
         "default: the config's task",
@@ -64,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--record_task",
         default=None,
         help="the `task` value of the windows to train on (default: "
-        + ", ".join(f"{task} -> {record}" for task, record in RECORD_TASKS.items())
+        + ", ".join(f"{task} -> {record}" for task, record in FINETUNE_TASKS.items())
         + "; eegmmi's executed movements: eegmmi_movement; required for binary/multiclass/regression)",
     )
     return parser

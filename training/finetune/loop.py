@@ -14,6 +14,7 @@ import torch
 
 from eegfm.core.logs import get_logger
 from eegfm.core.run_lock import release_run_lock
+from eegfm.core.tasks import FINETUNE_TASKS
 from eegfm.evaluation.metrics import evaluate
 from eegfm.model import adapters as adapters_lib
 from eegfm.model.modeling import EEGFMModel
@@ -22,7 +23,6 @@ from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.data import EEGLoader, check_data, data_dirs
 from eegfm.training.distributed import Dist, StopVote, unwrap
 from eegfm.training.finetune.plan import (
-    RECORD_TASKS,
     Plan,
     Stage,
     check_plan_files,
@@ -250,11 +250,11 @@ def _train(
 def _check_run(cfg: FinetuneConfig, dist: Dist, record_task: str | None) -> str:
     """The ``task`` value the windows carry (``--record_task``, else the task's own); ConfigError
     where there is none, or where the backend cannot run the config."""
-    record_task = record_task or RECORD_TASKS.get(cfg.task)
+    record_task = record_task or FINETUNE_TASKS.get(cfg.task)
     if record_task is None:
         raise ConfigError(
             f"--record_task: task {cfg.task!r} needs the `task` value its windows carry "
-            f"(known: {', '.join(f'{k}={v}' for k, v in RECORD_TASKS.items())})"
+            f"(known: {', '.join(f'{k}={v}' for k, v in FINETUNE_TASKS.items())})"
         )
     if dist.backend == "horovod" and cfg.unfreeze_schedule:
         raise ConfigError(

@@ -11,14 +11,10 @@ from typing import Any
 
 import numpy as np
 
-from eegfm.core.tasks import FINETUNE_TASKS
 from eegfm.pipelines.schema import SFREQ
 from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.data import RecordFilter, data_label, file_key, list_files, scan_windows
 from eegfm.training.splits import SPLITS, Split, corpus_splits, site_splits, split_groups
-
-# Fine-tuning task -> the ``task`` value its windows carry in the data contract.
-RECORD_TASKS = FINETUNE_TASKS
 
 
 @dataclasses.dataclass
