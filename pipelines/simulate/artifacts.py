@@ -1,17 +1,10 @@
 """Non-cerebral signals: artifacts, mains interference and auxiliary channels.
 
-Real clinical EEG is rarely clean, and the preprocessing pipeline's artifact scoring, notch and
-channel-typing need something real to work on. Each artifact below is planned as a list of
-events in absolute time (:func:`plan_artifacts`) and rendered by a pure function of sample times:
-
-- eye blinks: 0.3-0.5 s positive deflections, largest at Fp1/Fp2, also seen in the EOG channel;
-- muscle bursts: broadband activity above 20 Hz over temporal/frontal channels (and EMG);
-- electrode pops: a step on one channel decaying exponentially (an electrode's impedance jumps);
-- slow drift: sweat/movement potentials below 0.1 Hz;
-- mains interference: 50 or 60 Hz plus harmonics, different on every channel (electrode
-  impedances differ), slowly modulated;
-- ECG: QRS complexes with heart-rate variability, in the ECG channel and leaking into EEG;
-- photic stimulation: flash trains in the stimulator channel, with occipital driving.
+Each artifact is planned as events in absolute time (:func:`plan_artifacts`) and rendered by a pure
+function of sample times: eye blinks (frontal, and in the EOG), muscle bursts above 20 Hz
+(temporal, and in the EMG), electrode pops, slow drift below 0.1 Hz, 50/60 Hz mains with harmonics
+(different on every channel), ECG with heart-rate variability, and photic flash trains with
+occipital driving.
 """
 
 from __future__ import annotations
@@ -23,56 +16,10 @@ import numpy as np
 from scipy import signal
 
 from eegfm.pipelines.channels import CANONICAL_CHANNELS
-from eegfm.pipelines.simulate.background import smooth_intervals, topography
-from eegfm.pipelines.simulate.events import event_train
+from eegfm.pipelines.simulate.background import TOPOGRAPHIES, smooth_intervals
+from eegfm.pipelines.simulate.patterns import event_train
 
 N_CHANS = len(CANONICAL_CHANNELS)
-
-BLINK_TOPOGRAPHY = {
-    "Fp1": 1.0,
-    "Fp2": 1.0,
-    "F3": 0.45,
-    "F4": 0.45,
-    "Fz": 0.5,
-    "F7": 0.5,
-    "F8": 0.5,
-    "C3": 0.12,
-    "C4": 0.12,
-    "Cz": 0.15,
-    "T3": 0.1,
-    "T4": 0.1,
-    "P3": 0.04,
-    "P4": 0.04,
-    "Pz": 0.05,
-    "T5": 0.03,
-    "T6": 0.03,
-    "O1": 0.02,
-    "O2": 0.02,
-}
-MUSCLE_TOPOGRAPHY = {
-    "T3": 1.0,
-    "T4": 1.0,
-    "F7": 0.9,
-    "F8": 0.9,
-    "T5": 0.6,
-    "T6": 0.6,
-    "Fp1": 0.4,
-    "Fp2": 0.4,
-    "F3": 0.25,
-    "F4": 0.25,
-    "Fz": 0.15,
-    "C3": 0.15,
-    "C4": 0.15,
-    "Cz": 0.1,
-    "P3": 0.1,
-    "P4": 0.1,
-    "Pz": 0.08,
-    "O1": 0.3,
-    "O2": 0.3,
-}
-OCCIPITAL = {
-    c: (1.0 if c in ("O1", "O2") else 0.4 if c in ("P3", "P4", "Pz", "T5", "T6") else 0.0) for c in CANONICAL_CHANNELS
-}
 LINE_HARMONICS = ((1, 1.0), (2, 0.3), (3, 0.15))
 PHOTIC_FREQUENCIES = (1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 25)
 PHOTIC_TRAIN_S, PHOTIC_GAP_S, PHOTIC_PULSE_S = 10.0, 5.0, 0.02
@@ -237,7 +184,7 @@ def blink_signal(t: np.ndarray, plan: ArtifactPlan) -> np.ndarray:
 
 
 def render_blinks(t: np.ndarray, plan: ArtifactPlan) -> np.ndarray:
-    return np.outer(topography(BLINK_TOPOGRAPHY), blink_signal(t, plan))
+    return np.outer(TOPOGRAPHIES["blink"], blink_signal(t, plan))
 
 
 @lru_cache(maxsize=16)
@@ -253,7 +200,7 @@ def _muscle_waveform(burst: MuscleBurst, sfreq: float) -> np.ndarray:
     # Noise has no phase to preserve, so one causal pass is enough; the taper hides its onset.
     hf = signal.sosfilt(_muscle_highpass(float(sfreq)), noise, axis=-1)
     hf /= hf.std(axis=-1, keepdims=True) + 1e-12
-    weights = topography(MUSCLE_TOPOGRAPHY)
+    weights = TOPOGRAPHIES["muscle"]
     if burst.side != "both":
         keep = "1357" if burst.side == "left" else "2468"
         weights = weights * np.array(
@@ -352,7 +299,7 @@ def render_photic(
         if 4.0 <= freq <= 25.0:  # the visual cortex follows flashes in this range
             driving[inside] = 4.0 * np.sin(2 * np.pi * phase)
     if out is None:
-        return marker, np.outer(topography(OCCIPITAL), driving)
+        return marker, np.outer(TOPOGRAPHIES["photic"], driving)
     if plan.photic_trains:
-        out += topography(OCCIPITAL)[:, None] * driving[None, :]
+        out += TOPOGRAPHIES["photic"][:, None] * driving[None, :]
     return marker

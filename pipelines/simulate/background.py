@@ -1,11 +1,8 @@
 """Ongoing background EEG: spatially correlated 1/f activity, posterior alpha, sleep-like slowing.
 
-Scalp EEG is dominated by broadband activity whose power falls roughly as 1/f^alpha (alpha about
-1-2) and which is correlated between nearby electrodes because of volume conduction. On top of it
-sits the posterior dominant rhythm (8-12 Hz, largest over O1/O2, waxing and waning) and, in
-drowsiness or sleep, diffuse delta with less alpha. Everything here is produced by IIR filters
-driven by white noise whose state is carried from chunk to chunk, so a recording rendered in
-10 s chunks is identical to one rendered in 60 s chunks.
+Everything is produced by IIR filters driven by white noise whose state is carried from chunk to
+chunk, so a recording rendered in 10 s chunks is identical to one rendered in 60 s chunks. The
+channel weights of every simulated source (background and artifacts) live in :data:`TOPOGRAPHIES`.
 """
 
 from __future__ import annotations
@@ -19,58 +16,37 @@ from scipy import signal
 from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_positions
 
 N_CHANS = len(CANONICAL_CHANNELS)
-
-# Posterior dominant rhythm topography (fraction of the occipital amplitude).
-ALPHA_TOPOGRAPHY = {
-    "O1": 1.0,
-    "O2": 1.0,
-    "P3": 0.7,
-    "P4": 0.7,
-    "Pz": 0.65,
-    "T5": 0.6,
-    "T6": 0.6,
-    "C3": 0.3,
-    "C4": 0.3,
-    "Cz": 0.3,
-    "T3": 0.25,
-    "T4": 0.25,
-    "F3": 0.12,
-    "F4": 0.12,
-    "Fz": 0.12,
-    "F7": 0.1,
-    "F8": 0.1,
-    "Fp1": 0.05,
-    "Fp2": 0.05,
+# Relative amplitude per channel of: the posterior dominant rhythm; NREM-like delta (frontocentral);
+# eye blinks; muscle (temporal); photic driving (occipital); ECG reaching the scalp (mostly near
+# the left ear/mastoid, as the heart's axis points left).
+_TOPOGRAPHY_KINDS = ("alpha", "sleep_delta", "blink", "muscle", "photic", "ecg")
+_TOPOGRAPHY_TABLE = {
+    "Fp1": (0.05, 0.8, 1.0, 0.4, 0.0, 0.001),
+    "F3": (0.12, 1.0, 0.45, 0.25, 0.0, 0.001),
+    "C3": (0.3, 0.9, 0.12, 0.15, 0.0, 0.002),
+    "P3": (0.7, 0.6, 0.04, 0.1, 0.4, 0.001),
+    "F7": (0.1, 0.7, 0.5, 0.9, 0.0, 0.002),
+    "T3": (0.25, 0.5, 0.1, 1.0, 0.0, 0.004),
+    "T5": (0.6, 0.45, 0.03, 0.6, 0.4, 0.004),
+    "O1": (1.0, 0.4, 0.02, 0.3, 1.0, 0.002),
+    "Fz": (0.12, 1.0, 0.5, 0.15, 0.0, 0.001),
+    "Cz": (0.3, 0.95, 0.15, 0.1, 0.0, 0.001),
+    "Pz": (0.65, 0.65, 0.05, 0.08, 0.4, 0.001),
+    "Fp2": (0.05, 0.8, 1.0, 0.4, 0.0, 0.001),
+    "F4": (0.12, 1.0, 0.45, 0.25, 0.0, 0.001),
+    "C4": (0.3, 0.9, 0.12, 0.15, 0.0, 0.001),
+    "P4": (0.7, 0.6, 0.04, 0.1, 0.4, 0.001),
+    "F8": (0.1, 0.7, 0.5, 0.9, 0.0, 0.001),
+    "T4": (0.25, 0.5, 0.1, 1.0, 0.0, 0.001),
+    "T6": (0.6, 0.45, 0.03, 0.6, 0.4, 0.001),
+    "O2": (1.0, 0.4, 0.02, 0.3, 1.0, 0.001),
 }
-# Sleep-like delta: frontocentral maximum, as slow waves of NREM sleep.
-SLEEP_DELTA_TOPOGRAPHY = {
-    "Fp1": 0.8,
-    "Fp2": 0.8,
-    "F3": 1.0,
-    "F4": 1.0,
-    "Fz": 1.0,
-    "F7": 0.7,
-    "F8": 0.7,
-    "C3": 0.9,
-    "C4": 0.9,
-    "Cz": 0.95,
-    "T3": 0.5,
-    "T4": 0.5,
-    "P3": 0.6,
-    "P4": 0.6,
-    "Pz": 0.65,
-    "T5": 0.45,
-    "T6": 0.45,
-    "O1": 0.4,
-    "O2": 0.4,
+# (19,) weight vectors in canonical order.
+TOPOGRAPHIES: dict[str, np.ndarray] = {
+    kind: np.array([_TOPOGRAPHY_TABLE[c][i] for c in CANONICAL_CHANNELS]) for i, kind in enumerate(_TOPOGRAPHY_KINDS)
 }
 # Noise columns consumed per sample: 19 broadband sources, 2 alpha, 2 delta (left/right).
 N_NOISE = N_CHANS + 4
-
-
-def topography(weights: dict[str, float]) -> np.ndarray:
-    """A (19,) weight vector in canonical order from a channel -> weight table."""
-    return np.array([weights[c] for c in CANONICAL_CHANNELS], dtype=np.float64)
 
 
 def hemisphere_split(weights: np.ndarray) -> np.ndarray:
@@ -151,6 +127,20 @@ class BackgroundParams:
     channel_scale: tuple[float, ...] = (1.0,) * N_CHANS
 
 
+class _Bilateral:
+    """Left and right band-limited generators, partly coherent, projected onto a topography."""
+
+    def __init__(self, sos: np.ndarray, coherence: float, topography: np.ndarray) -> None:
+        self.sos = sos
+        self.zi = np.zeros((sos.shape[0], 2, 2))
+        self.coupling = np.array([[1.0, 0.0], [coherence, np.sqrt(1 - coherence**2)]])
+        self.topography = topography
+
+    def __call__(self, noise: np.ndarray, envelope: np.ndarray) -> np.ndarray:
+        x, self.zi = signal.sosfilt(self.sos, self.coupling @ noise, axis=-1, zi=self.zi)
+        return self.topography @ (x * envelope)
+
+
 class BackgroundGenerator:
     """Stateful chunk generator of background EEG, shape (19, n) in microvolts."""
 
@@ -158,18 +148,15 @@ class BackgroundGenerator:
         self.params = params
         self.sfreq = float(sfreq)
         self._pink = pink_sos(sfreq, params.exponent)
-        self._alpha = bandpass_sos(sfreq, params.alpha_freq - 1.2, params.alpha_freq + 1.2)
-        self._delta = bandpass_sos(sfreq, 0.5, 2.5)
         self._pink_zi = np.zeros((self._pink.shape[0], N_CHANS, 2))
-        self._alpha_zi = np.zeros((self._alpha.shape[0], 2, 2))
-        self._delta_zi = np.zeros((self._delta.shape[0], 2, 2))
         scale = np.asarray(params.channel_scale, dtype=np.float64)
         self._mixing = spatial_mixing() * (params.broadband_uv * scale)[:, None]
-        self._alpha_topo = hemisphere_split(topography(ALPHA_TOPOGRAPHY)).T * params.alpha_uv
-        self._delta_topo = hemisphere_split(topography(SLEEP_DELTA_TOPOGRAPHY)).T * params.sleep_delta_uv
-        # Left and right alpha generators are partly coherent, as real posterior rhythms are.
-        self._alpha_coupling = np.array([[1.0, 0.0], [0.7, np.sqrt(1 - 0.7**2)]])
-        self._delta_coupling = np.array([[1.0, 0.0], [0.8, np.sqrt(1 - 0.8**2)]])
+        # Left and right posterior rhythms are partly coherent, as real ones are.
+        alpha_sos = bandpass_sos(sfreq, params.alpha_freq - 1.2, params.alpha_freq + 1.2)
+        alpha_topo = hemisphere_split(TOPOGRAPHIES["alpha"]).T * params.alpha_uv
+        self._alpha = _Bilateral(alpha_sos, 0.7, alpha_topo)
+        delta_topo = hemisphere_split(TOPOGRAPHIES["sleep_delta"]).T * params.sleep_delta_uv
+        self._delta = _Bilateral(bandpass_sos(sfreq, 0.5, 2.5), 0.8, delta_topo)
 
     def sleep_weight(self, t: np.ndarray) -> np.ndarray:
         return smooth_intervals(t, np.array(self.params.sleep_intervals), ramp_s=20.0)
@@ -179,18 +166,9 @@ class BackgroundGenerator:
         pink, self._pink_zi = signal.sosfilt(self._pink, noise[:N_CHANS], axis=-1, zi=self._pink_zi)
         out = self._mixing @ pink
         sleep = self.sleep_weight(t)
-        alpha, self._alpha_zi = signal.sosfilt(
-            self._alpha, self._alpha_coupling @ noise[N_CHANS : N_CHANS + 2], axis=-1, zi=self._alpha_zi
-        )
         p = self.params
         wax = 0.75 + 0.25 * np.sin(2 * np.pi * t / p.alpha_wax_period_s + p.alpha_phase)
-        out += self._alpha_topo @ (alpha * (wax * (1.0 - 0.85 * sleep)))
+        out += self._alpha(noise[N_CHANS : N_CHANS + 2], wax * (1.0 - 0.85 * sleep))
         if p.sleep_intervals:
-            delta, self._delta_zi = signal.sosfilt(
-                self._delta,
-                self._delta_coupling @ noise[N_CHANS + 2 : N_CHANS + 4],
-                axis=-1,
-                zi=self._delta_zi,
-            )
-            out += self._delta_topo @ (delta * sleep)
+            out += self._delta(noise[N_CHANS + 2 : N_CHANS + 4], sleep)
         return out

@@ -17,68 +17,18 @@ import numpy as np
 
 from eegfm.pipelines.edf import Annotation, edf_date, edf_plus_patient, edf_plus_recording
 
-FIRST_NAMES_F = (
-    "Annika",
-    "Beatriz",
-    "Cordelia",
-    "Dorotea",
-    "Evangelina",
-    "Fenella",
-    "Giedre",
-    "Halina",
-    "Ingeborg",
-    "Jolanta",
-    "Katarzyna",
-    "Leontyne",
-    "Marisol",
-    "Nadezhda",
-    "Ottilie",
-    "Perpetua",
+FIRST_NAMES_F = tuple(
+    "Annika Beatriz Cordelia Dorotea Evangelina Fenella Giedre Halina Ingeborg Jolanta Katarzyna "
+    "Leontyne Marisol Nadezhda Ottilie Perpetua".split()
 )
-FIRST_NAMES_M = (
-    "Anselm",
-    "Bartholomeus",
-    "Casimir",
-    "Desmond",
-    "Eberhard",
-    "Florian",
-    "Gunnar",
-    "Horatio",
-    "Ignatius",
-    "Jaroslav",
-    "Konstantin",
-    "Leopold",
-    "Maximilian",
-    "Nikodem",
-    "Osvaldo",
-    "Radomir",
+FIRST_NAMES_M = tuple(
+    "Anselm Bartholomeus Casimir Desmond Eberhard Florian Gunnar Horatio Ignatius Jaroslav Konstantin "
+    "Leopold Maximilian Nikodem Osvaldo Radomir".split()
 )
-LAST_NAMES = (
-    "Abernathy",
-    "Bergstrom",
-    "Castellano",
-    "Dabrowski",
-    "Eriksdottir",
-    "Fitzgerald",
-    "Gallardo",
-    "Hakkinen",
-    "Iwaszkiewicz",
-    "Jankowska",
-    "Kowalczyk",
-    "Lindqvist",
-    "Marchetti",
-    "Nakashima",
-    "Oyelaran",
-    "Papadakis",
-    "Quintanilla",
-    "Rasmussen",
-    "Szczepanski",
-    "Tokarczuk",
-    "Underhill",
-    "Vasquezmora",
-    "Wisniewska",
-    "Yamaguchi",
-    "Zielinski",
+LAST_NAMES = tuple(
+    "Abernathy Bergstrom Castellano Dabrowski Eriksdottir Fitzgerald Gallardo Hakkinen Iwaszkiewicz "
+    "Jankowska Kowalczyk Lindqvist Marchetti Nakashima Oyelaran Papadakis Quintanilla Rasmussen "
+    "Szczepanski Tokarczuk Underhill Vasquezmora Wisniewska Yamaguchi Zielinski".split()
 )
 EDF_PLUS_TECH_NOTES = (
     "Tech {tech_first} {tech_last}: pt {first} {last} drowsy",

@@ -1,20 +1,12 @@
-"""The six HMS classes as pure functions of absolute time.
+"""The six HMS classes as pure functions of absolute time (ACNS critical-care EEG terminology).
 
-Each pattern is ``f(t) -> (19, n)`` microvolts for sample times ``t`` in seconds, with every random
-choice (frequencies, discharge times, focus) fixed beforehand in an :class:`Episode`. Because
-nothing depends on chunk boundaries, a pattern rendered in pieces equals the pattern rendered at
-once, and tests can evaluate the functions directly.
+Each pattern is ``f(t) -> (19, n)`` microvolts, every random choice fixed beforehand in an
+:class:`Episode`, so rendering in chunks equals rendering at once.
 
-The definitions follow the ACNS critical-care EEG terminology the HMS labels use:
-
-- **Seizure**: an evolving rhythm. Its frequency moves (fast-to-slow, or slow-to-faster) and its
-  amplitude grows over seconds; it starts on a few channels around a focus in one hemisphere and
-  spreads to neighbours at a finite speed, generalizing in some episodes.
-- **LPD**: lateralized periodic discharges: sharp waves (spike 40-80 ms, then an after-going slow
-  wave, 100-200 ms in all) repeating at 0.5-2 Hz with small jitter, maximal over one hemisphere.
-- **GPD**: the same discharges, bilateral, synchronous and frontally predominant.
-- **LRDA**: lateralized rhythmic delta activity, 0.5-3 Hz, over one hemisphere.
-- **GRDA**: generalized rhythmic delta, bilateral with frontal predominance.
+- **Seizure**: an evolving rhythm (frequency and amplitude change over seconds) starting around a
+  focus and spreading to neighbours at a finite speed, generalizing in some episodes.
+- **LPD** / **GPD**: periodic sharp waves at 0.5-2 Hz, over one hemisphere / bilateral and frontal.
+- **LRDA** / **GRDA**: rhythmic delta at 0.5-3 Hz, over one hemisphere / bilateral and frontal.
 - **Other**: none of the above (background, sleep, artifacts only); renders nothing.
 """
 
@@ -26,7 +18,6 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_positions
-from eegfm.pipelines.simulate.events import event_train
 
 N_CHANS = len(CANONICAL_CHANNELS)
 _POS = canonical_positions()
@@ -41,10 +32,9 @@ EPISODE_RAMP_S = 3.0  # onset/offset taper of non-seizure patterns
 class Episode:
     """One stretch of a recording generated as one class.
 
-    ``side`` is 'left', 'right', 'bilateral' (GPD, GRDA) or None (Other); ``focus`` the
-    canonical channel at the centre of a lateralized pattern or where a seizure starts.
-    ``params`` holds the class-specific numbers
-    (frequencies, amplitude, discharge times...) and is what truth.jsonl reports.
+    ``side`` is 'left', 'right', 'bilateral' (GPD, GRDA) or None (Other); ``focus`` the channel at
+    the centre of a lateralized pattern or where a seizure starts; ``params`` the class-specific
+    numbers, reported in truth.jsonl.
     """
 
     cls: str
@@ -87,9 +77,6 @@ def _jsonable(value):
     return value
 
 
-# Spatial and temporal building blocks --------------------------------------------------------
-
-
 def focal_topography(focus: str, width: float = 0.55, floor: float = 0.0) -> np.ndarray:
     """(19,) Gaussian fall-off with unit-sphere distance from ``focus`` (1 at the focus)."""
     dist = np.linalg.norm(_POS - _POS[_INDEX[focus]], axis=1)
@@ -109,17 +96,50 @@ def taper(t: np.ndarray, start: float, end: float, ramp: float = EPISODE_RAMP_S)
     return 0.5 - 0.5 * np.cos(np.pi * x)
 
 
+def event_train(
+    t: np.ndarray,
+    times: np.ndarray,
+    kernel: Callable[[np.ndarray], np.ndarray],
+    *,
+    before_s: float,
+    after_s: float,
+    amplitudes: np.ndarray | None = None,
+) -> np.ndarray:
+    """Sum of ``amplitude_k * kernel(t - times[k])`` for kernels supported on ``[-before_s, after_s]``
+    (``times`` sorted). Only events overlapping ``t`` are evaluated, so chunking does not matter."""
+    t = np.asarray(t, dtype=np.float64)
+    out = np.zeros_like(t)
+    times = np.asarray(times, dtype=np.float64)
+    if len(times) == 0 or len(t) == 0:
+        return out
+    first = np.searchsorted(times, t[0] - after_s, side="left")
+    last = np.searchsorted(times, t[-1] + before_s, side="right")
+    if last <= first:
+        return out
+    times = times[first:last]
+    amps = None if amplitudes is None else np.asarray(amplitudes, dtype=np.float64)[first:last]
+    # For every sample, the range [lo, hi) of events covering it; loop over the few that overlap.
+    lo = np.searchsorted(times, t - after_s, side="left")
+    hi = np.searchsorted(times, t + before_s, side="right")
+    for j in range(int((hi - lo).max())):
+        idx = lo + j
+        mask = idx < hi
+        if not mask.any():
+            continue
+        k = idx[mask]
+        values = kernel(t[mask] - times[k])
+        out[mask] += values if amps is None else amps[k] * values
+    return out
+
+
 def smoothstep(x: np.ndarray) -> np.ndarray:
     x = np.clip(x, 0.0, 1.0)
     return x * x * (3.0 - 2.0 * x)
 
 
 def sharp_wave(tau: np.ndarray, width_s: float) -> np.ndarray:
-    """A periodic discharge: surface-negative sharp transient then an after-going slow wave.
-
-    Peak value -1 at ``tau`` = 0 (EEG convention draws negative up). The sharp component lasts
-    about ``2 * width_s``; the slow wave peaks ~3 widths later with 40 % amplitude.
-    """
+    """A periodic discharge: a sharp transient of peak -1 at ``tau`` = 0 (surface-negative),
+    lasting about ``2 * width_s``, then a slow wave ~3 widths later with 40 % amplitude."""
     sharp = -np.exp(-0.5 * (tau / (0.5 * width_s)) ** 2)
     slow = 0.4 * np.exp(-0.5 * ((tau - 2.5 * width_s) / (1.3 * width_s)) ** 2)
     return sharp + slow
@@ -132,11 +152,8 @@ def rhythmic_delta(t: np.ndarray, freq: float, phase: float, wander: float = 0.4
 
 
 def seizure_phase(tau: np.ndarray, f_start: float, f_end: float, time_constant: float) -> np.ndarray:
-    """Phase (radians) of a rhythm whose frequency relaxes from ``f_start`` to ``f_end``.
-
-    f(tau) = f_end + (f_start - f_end) exp(-tau / T); the phase is its exact integral, so the
-    waveform is smooth however it is chunked.
-    """
+    """Phase (radians) of a rhythm whose frequency relaxes from ``f_start`` to ``f_end``: the exact
+    integral of :func:`seizure_frequency`, so the waveform is smooth however it is chunked."""
     tau = np.maximum(tau, 0.0)
     integral = f_end * tau + (f_start - f_end) * time_constant * (1.0 - np.exp(-tau / time_constant))
     return 2 * np.pi * integral
@@ -144,9 +161,6 @@ def seizure_phase(tau: np.ndarray, f_start: float, f_end: float, time_constant: 
 
 def seizure_frequency(tau: np.ndarray, f_start: float, f_end: float, time_constant: float) -> np.ndarray:
     return f_end + (f_start - f_end) * np.exp(-np.maximum(tau, 0.0) / time_constant)
-
-
-# Patterns ------------------------------------------------------------------------------------
 
 
 def render_rhythmic_delta(episode: Episode, t: np.ndarray) -> np.ndarray:
@@ -215,9 +229,6 @@ def render_episodes(episodes: Sequence[Episode], t: np.ndarray, out: np.ndarray 
     return out
 
 
-# Drawing episode parameters ------------------------------------------------------------------
-
-
 def draw_episode(
     rng: np.random.Generator,
     cls: str,
@@ -226,14 +237,11 @@ def draw_episode(
     strength: float,
     recorded: tuple[str, ...] = CANONICAL_CHANNELS,
 ) -> Episode:
-    """Random parameters for one episode of ``cls`` (amplitudes scale with ``strength``).
-
-    Foci are drawn among ``recorded`` channels, so the truth names an electrode that exists in
-    the file (a focus under a missing electrode would be reported where nobody can see it).
-    """
+    """Random parameters for one episode of ``cls`` (amplitudes scale with ``strength``); foci are
+    drawn among ``recorded`` channels, so the truth never names an electrode missing from the file."""
     side = str(rng.choice(("left", "right")))
-    foci = [c for c in (LEFT_FOCI if side == "left" else RIGHT_FOCI) if c in recorded]
-    focus = str(rng.choice(foci or (LEFT_FOCI if side == "left" else RIGHT_FOCI)))
+    foci = LEFT_FOCI if side == "left" else RIGHT_FOCI
+    focus = str(rng.choice([c for c in foci if c in recorded] or foci))
     if cls == "Other":
         return Episode(cls, start_s, end_s, strength)
     if cls in ("LRDA", "GRDA"):

@@ -33,15 +33,13 @@ from eegfm.pipelines.simulate.artifacts import (
     render_photic,
     render_pops,
 )
-from eegfm.pipelines.simulate.background import N_NOISE, BackgroundGenerator, topography
+from eegfm.pipelines.simulate.background import N_NOISE, TOPOGRAPHIES, BackgroundGenerator
 from eegfm.pipelines.simulate.patterns import render_episodes
 from eegfm.pipelines.simulate.plan import RecordingPlan
 from eegfm.pipelines.simulate.rng import seed_sequence
 
 N_CHANS = len(CANONICAL_CHANNELS)
 WARMUP_S = 4
-# ECG reaches the scalp mostly near the left ear/mastoid (the heart's axis points left).
-ECG_LEAK = {c: 0.004 if c in ("T3", "T5") else 0.002 if c in ("F7", "O1", "C3") else 0.001 for c in CANONICAL_CHANNELS}
 REFERENCE_ECG_LEAK = 0.003
 EMG_TONIC_UV = 4.0
 
@@ -92,7 +90,7 @@ class RecordingRenderer:
         self._emg_zi = np.zeros((self._emg_sos.shape[0], 2))
         self._recorded = np.array([c not in plan.site.missing_channels for c in CANONICAL_CHANNELS])
         self._reference = linked_ears_weights()
-        self._ecg_leak = topography(ECG_LEAK)
+        self._ecg_leak = TOPOGRAPHIES["ecg"]
         self._gains = np.asarray(plan.channel_gains)[:, None]
 
     def render(self, n_times: int) -> RenderedChunk:

@@ -1,12 +1,9 @@
 """Recording sites: how each hospital's EEG differs, as validated configs.
 
-Leave-one-site-out evaluation is only honest if sites differ the way real hospitals do. A
-:class:`SiteProfile` captures those differences: channel naming conventions (TUH ``EEG FP1-REF``,
-PhysioNet ``Fp1.``, Nihon Kohden ``EEG Fp1-Ref``, plain ``Fp1``; 10-10 or 10-20 temporal names;
-case), sampling rate, mains frequency, amplifier gain and physical units (so quantization differs),
-reference scheme, channels not recorded, auxiliary channels, artifact rates, class prevalence and
-EDF vs EDF+ headers. Four archetypes form the default set; larger corpora cycle through them with
-seeded perturbations (:func:`default_sites`).
+Leave-one-site-out evaluation is only honest if sites differ the way real hospitals do: a
+:class:`SiteProfile` holds channel naming conventions, sampling rate, mains, gain and units,
+reference, missing and auxiliary channels, artifact rates, class prevalence and EDF vs EDF+. Four
+archetypes form the default set; larger corpora add seeded perturbations of them.
 """
 
 from __future__ import annotations
@@ -130,7 +127,6 @@ class SiteProfile(Config):
         if sum(self.class_prevalence.values()) <= 0:
             raise ConfigError("class_prevalence: weights must not all be 0")
 
-    # derived views ---------------------------------------------------------------------------
     def prevalence(self) -> np.ndarray:
         """Class probabilities in :data:`CLASSES` order (missing keys weigh 0)."""
         weights = np.array([float(self.class_prevalence.get(c, 0.0)) for c in CLASSES])
@@ -186,15 +182,8 @@ def aux_label(kind: str, style: str, *, upper: bool = False) -> str:
     return label.upper() if upper else label
 
 
-# Default sites -------------------------------------------------------------------------------
-
-
-def _prevalence(seizure, lpd, gpd, lrda, grda, other) -> dict[str, float]:
-    return dict(zip(CLASSES, (seizure, lpd, gpd, lrda, grda, other)))
-
-
-# The built-in hospital archetypes as SiteProfile fields; class_prevalence holds the weights in
-# CLASSES order (seizure, lpd, gpd, lrda, grda, other).
+# The built-in hospital archetypes as SiteProfile fields (the others keep their defaults);
+# class_prevalence holds the weights in CLASSES order (seizure, lpd, gpd, lrda, grda, other).
 _ARCHETYPES: tuple[dict, ...] = (
     dict(  # epilepsy monitoring unit, TUH-style export, US mains
         name="emu",
@@ -204,18 +193,13 @@ _ARCHETYPES: tuple[dict, ...] = (
         sfreq=250,
         line_freq=60.0,
         line_noise_uv=4.0,
-        gain=1.0,
-        physical_dimension="uV",
         physical_max=4999.9,
-        reference="common",
         aux_channels=("ecg", "photic"),
         edf_plus=False,
         prefiltering="HP:0.5Hz LP:100Hz",
-        transducer="",
         equipment="XLTEK_EEG32U",
         blink_rate_per_min=10.0,
         muscle_rate_per_min=2.0,
-        pop_rate_per_min=0.5,
         drift_uv=20.0,
         sleep_probability=0.4,
         class_prevalence=(0.35, 0.15, 0.05, 0.15, 0.05, 0.25),
@@ -225,15 +209,11 @@ _ARCHETYPES: tuple[dict, ...] = (
         archetype="general ICU (Nihon Kohden labels)",
         channel_style="nihon_kohden",
         sfreq=500,
-        line_freq=50.0,
         line_noise_uv=8.0,
         gain=1.15,
-        physical_dimension="uV",
         physical_max=3200.0,
-        reference="common",
         missing_channels=("T5", "T6"),
         aux_channels=("ecg", "eog", "emg"),
-        edf_plus=True,
         prefiltering="HP:0.53Hz LP:120Hz",
         transducer="AgAgCl electrode",
         equipment="NKC-EEG-1200A",
@@ -249,16 +229,13 @@ _ARCHETYPES: tuple[dict, ...] = (
         archetype="research EEG lab (PhysioNet-style labels)",
         channel_style="physionet",
         ten_ten_names=True,
-        sfreq=256,
         line_freq=60.0,
         line_noise_uv=1.5,
         gain=0.9,
-        physical_dimension="uV",
         physical_max=8092.0,
         digital_max=8092,
         reference="average",
         aux_channels=("eog",),
-        edf_plus=True,
         prefiltering="HP:0Hz LP:0Hz N:0Hz",
         equipment="BCI2000",
         blink_rate_per_min=14.0,
@@ -271,36 +248,29 @@ _ARCHETYPES: tuple[dict, ...] = (
     dict(  # community hospital: plain upper-case 10-10 names, millivolts, no Fz/Pz
         name="community",
         archetype="community hospital (plain labels, millivolts)",
-        channel_style="plain",
         ten_ten_names=True,
         upper_case=True,
         sfreq=200,
-        line_freq=50.0,
         line_noise_uv=12.0,
         gain=1.3,
         physical_dimension="mV",
         physical_max=1.5,
-        reference="common",
         missing_channels=("Fz", "Pz"),
         aux_channels=("ecg", "emg", "photic"),
         edf_plus=False,
-        prefiltering="",
         equipment="Natus_NeuroWorks",
-        blink_rate_per_min=8.0,
         muscle_rate_per_min=2.5,
         pop_rate_per_min=1.0,
         drift_uv=25.0,
-        sleep_probability=0.3,
         class_prevalence=(0.08, 0.12, 0.08, 0.14, 0.18, 0.40),
     ),
 )
 
 
 def archetypes() -> tuple[SiteProfile, ...]:
-    """The four built-in hospital archetypes (named presets, like a config registry), as new
-    profiles on every call."""
+    """The four built-in hospital archetypes, as new profiles on every call."""
     return tuple(
-        SiteProfile(**{**fields, "class_prevalence": _prevalence(*fields["class_prevalence"])})
+        SiteProfile(**{**fields, "class_prevalence": dict(zip(CLASSES, fields["class_prevalence"]))})
         for fields in _ARCHETYPES
     )
 
@@ -310,11 +280,7 @@ _EXTRA_MISSING = ((), ("Fz", "Pz"), ("T5", "T6"), ("Fp1", "Fp2"), ("O1",), ("Cz"
 
 
 def perturbed(site: SiteProfile, index: int, seed: int, generation: int = 2) -> SiteProfile:
-    """A new site derived from an archetype: same conventions, different numbers.
-
-    Used to grow the default set beyond four sites; every number that makes hospitals differ is
-    redrawn from a seeded generator, so the corpus stays reproducible.
-    """
+    """A new site derived from an archetype: same conventions, numbers redrawn from the seed."""
     rng = rng_for(seed, "site", index)
     base = site.prevalence()
     prevalence = rng.dirichlet(base * 20.0 + 0.5)

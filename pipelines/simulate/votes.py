@@ -1,15 +1,8 @@
-"""Expert votes for labeled windows, as in the HMS competition.
+"""Expert votes for labeled windows, as in HMS (1 to ~20 raters per window, mostly a few).
 
-In HMS, each 50 s window was reviewed by 1 to ~20 experts (most by a handful, a minority by many)
-and the label is the vote distribution. Experts agree more on clear, high-amplitude patterns and
-disagree in characteristic ways. Here each rater independently votes for the generating class with
-a probability that grows with the episode's strength, and otherwise picks from that class's
-documented confusions:
-
-- LPD <-> GPD (lateralized or not is a judgement call),
-- LRDA <-> GRDA (likewise for rhythmic delta),
-- Seizure <-> LPD (fast periodic discharges vs an evolving seizure),
-- any class <-> Other (is it there at all?).
+Each rater votes for the generating class with a probability that grows with the episode's
+strength, and otherwise picks from that class's typical confusions (:data:`CONFUSIONS`: lateralized
+or not, seizure or periodic discharges, there at all or Other).
 """
 
 from __future__ import annotations
@@ -47,9 +40,7 @@ def draw_rater_count(rng: np.random.Generator) -> int:
 
 def confusion_row(cls: str) -> np.ndarray:
     """(6,) distribution of a disagreeing rater's vote for generating class ``cls``."""
-    row = np.zeros(len(CLASSES))
-    for other, weight in CONFUSIONS[cls].items():
-        row[CLASSES.index(other)] = weight
+    row = np.array([CONFUSIONS[cls].get(other, 0.0) for other in CLASSES])
     return row / row.sum()
 
 

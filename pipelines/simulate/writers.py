@@ -1,15 +1,10 @@
 """Writing rendered recordings: EDF/EDF+ per site conventions, HMS parquet, CSV and JSON.
 
 Sinks consume :class:`~pipelines.simulate.render.RenderedChunk` objects one at a time, so a
-recording of any length is written with bounded memory:
-
-- :class:`EdfSink`: the site's channel labels and order, physical units and ranges (quantized by
-  :mod:`pipelines.edf`), auxiliary channels, identifiers planted in the header, and for EDF+ sites
-  technician and photic annotations.
-- :class:`HmsSink`: exactly Kaggle's layout: ``train_eegs/<eeg_id>.parquet`` with the 19 canonical
-  channels + ``EKG`` as float32 microvolts at 200 Hz (rounded to 0.01 µV like the real files;
-  channels the site does not record are NaN), and ``train_spectrograms/<spectrogram_id>.parquet``
-  (see :mod:`pipelines.simulate.spectrogram`).
+recording of any length is written with bounded memory. :class:`HmsSink` writes exactly Kaggle's
+layout: ``train_eegs/<eeg_id>.parquet`` (19 canonical channels + ``EKG``, float32 µV at 200 Hz
+rounded to 0.01, NaN for channels the site does not record) and
+``train_spectrograms/<spectrogram_id>.parquet`` (:mod:`pipelines.simulate.spectrogram`).
 """
 
 from __future__ import annotations
@@ -54,16 +49,17 @@ SPECTROGRAM_ROW_GROUP_ROWS = 1_800
 RECORD_DURATION_S = 1
 
 
-# EDF -----------------------------------------------------------------------------------------
-
-
 def edf_signals(plan: RecordingPlan) -> tuple[EDFSignal, ...]:
     """Header entries for the site's EEG channels (site order) then its auxiliary channels."""
     site = plan.site
-    scale = site.units_per_uv
     digital_min = -32768 if site.digital_max == 32767 else -site.digital_max
 
-    def make(label: str, physical_max: float, dimension: str, transducer: str) -> EDFSignal:
+    def make(
+        label: str,
+        physical_max: float = site.physical_max,
+        dimension: str = site.physical_dimension,
+        transducer: str = site.transducer,
+    ) -> EDFSignal:
         return EDFSignal(
             label=label,
             physical_min=-physical_max,
@@ -76,17 +72,13 @@ def edf_signals(plan: RecordingPlan) -> tuple[EDFSignal, ...]:
             prefiltering=site.prefiltering,
         )
 
-    signals = [
-        make(site.eeg_label(c), site.physical_max, site.physical_dimension, site.transducer)
-        for c in site.recorded_channels()
-    ]
-    for kind in site.aux_channels:
-        if kind == "photic":
-            signals.append(make(site.aux_label(kind), 1.0, "", ""))
-        else:
-            physical_max = ECG_RANGE_UV * scale if kind == "ecg" else site.physical_max
-            signals.append(make(site.aux_label(kind), physical_max, site.physical_dimension, site.transducer))
-    return tuple(signals)
+    # The photic marker is a unitless 0/1; ECG is far larger than EEG. EOG and EMG are like EEG.
+    aux = {
+        "photic": dict(physical_max=1.0, dimension="", transducer=""),
+        "ecg": dict(physical_max=ECG_RANGE_UV * site.units_per_uv),
+    }
+    eeg = [make(site.eeg_label(c)) for c in site.recorded_channels()]
+    return (*eeg, *(make(site.aux_label(kind), **aux.get(kind, {})) for kind in site.aux_channels))
 
 
 def edf_annotations(plan: RecordingPlan) -> tuple[Annotation, ...]:
@@ -135,9 +127,6 @@ class EdfSink:
         self._writer.abort()
 
 
-# HMS parquet ---------------------------------------------------------------------------------
-
-
 @lru_cache(maxsize=1)
 def hms_eeg_schema() -> pa.Schema:
     """Kaggle's EEG parquet schema: 20 float32 columns, with pandas metadata like the originals."""
@@ -156,6 +145,40 @@ def hms_spectrogram_schema() -> pa.Schema:
     frame = pd.DataFrame(np.empty((0, len(columns) - 1), dtype=np.float32), columns=columns[1:])
     frame.insert(0, "time", np.empty(0, dtype=np.int64))
     return pa.Schema.from_pandas(frame, preserve_index=False)
+
+
+class _RowGroupWriter:
+    """A parquet file written in row groups of exactly ``rows`` rows (the last may be shorter), so
+    files do not depend on chunking and memory stays bounded."""
+
+    def __init__(self, path: Path, schema: pa.Schema, rows: int, **options: Any) -> None:
+        self._writer = pq.ParquetWriter(path, schema, compression="snappy", **options)
+        self._schema, self._rows = schema, rows
+        self._pending: list[np.ndarray] = []  # (n, columns) blocks not yet in a row group
+        self._n_pending = 0
+
+    def write(self, block: np.ndarray, *, final: bool = False) -> None:
+        """Buffer an (n, columns) block; write every full row group, and the rest if ``final``."""
+        self._pending.append(block)
+        self._n_pending += len(block)
+        if self._n_pending < self._rows and not final:
+            return
+        buffered = np.concatenate(self._pending)
+        start = 0
+        while len(buffered) - start >= self._rows or (final and start < len(buffered)):
+            group = buffered[start : start + self._rows]
+            types = [field.type.to_pandas_dtype() for field in self._schema]
+            arrays = [pa.array(column.astype(dtype)) for column, dtype in zip(group.T, types)]
+            self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema), row_group_size=self._rows)
+            start += len(group)
+        self._pending = [buffered[start:]]
+        self._n_pending = len(buffered) - start
+
+    def close(self, *, flush: bool = False) -> None:
+        """Close the file, first writing the buffered rows if ``flush``."""
+        if flush:
+            self.write(np.empty((0, len(self._schema)), dtype=np.float32), final=True)
+        self._writer.close()
 
 
 class HmsSink:
@@ -178,13 +201,11 @@ class HmsSink:
         self._skip = -first_sample * HMS_SFREQ // site.sfreq
         self.n_total = plan.duration_s * HMS_SFREQ
         self.n_written = 0
-        self._pending: list[np.ndarray] = []  # float32 blocks (20, n) not yet in a row group
         self._spectrogram = SpectrogramStream(self.n_total)
-        self._spectrogram_rows: list[np.ndarray] = []  # (rows, 401) blocks not yet written
-        self._spectrogram_writer = pq.ParquetWriter(spectrogram_path, hms_spectrogram_schema(), compression="snappy")
+        self._spectrogram_file = _RowGroupWriter(spectrogram_path, hms_spectrogram_schema(), SPECTROGRAM_ROW_GROUP_ROWS)
         # Plain encoding: same schema and values as Kaggle's files; dictionary encoding (which
         # Kaggle's writer tried and abandoned for these float columns) costs 10x the time here.
-        self._writer = pq.ParquetWriter(eeg_path, hms_eeg_schema(), compression="snappy", use_dictionary=False)
+        self._eeg_file = _RowGroupWriter(eeg_path, hms_eeg_schema(), ROW_GROUP_ROWS, use_dictionary=False)
 
     def write(self, chunk: RenderedChunk) -> None:
         rows = [chunk.eeg[self._recorded]]
@@ -203,55 +224,24 @@ class HmsSink:
         if self._has_ecg:
             full[-1] = resampled[-1]
         values = np.round(full, 2).astype(np.float32)
-        self._spectrogram_rows.append(self._spectrogram.feed(values[: len(CANONICAL_CHANNELS)].astype(np.float64)))
-        self._write_spectrogram(final=False)
-        self._pending.append(values)
+        self._spectrogram_file.write(self._spectrogram.feed(values[: len(CANONICAL_CHANNELS)].astype(np.float64)))
         self.n_written += values.shape[1]
-        self._write_row_groups(final=self.n_written >= self.n_total)
-
-    def _write_row_groups(self, *, final: bool) -> None:
-        buffered = np.concatenate(self._pending, axis=1) if self._pending else np.empty((20, 0))
-        start = 0
-        while buffered.shape[1] - start >= ROW_GROUP_ROWS or (final and start < buffered.shape[1]):
-            block = buffered[:, start : start + ROW_GROUP_ROWS]
-            table = pa.Table.from_arrays([pa.array(v) for v in block], schema=hms_eeg_schema())
-            self._writer.write_table(table, row_group_size=ROW_GROUP_ROWS)
-            start += block.shape[1]
-        self._pending = [buffered[:, start:]] if start < buffered.shape[1] else []
-
-    def _write_spectrogram(self, *, final: bool) -> None:
-        if not final and sum(len(r) for r in self._spectrogram_rows) < SPECTROGRAM_ROW_GROUP_ROWS:
-            return  # wait for a full row group
-        rows = np.concatenate(self._spectrogram_rows, axis=0)
-        start = 0
-        while len(rows) - start >= SPECTROGRAM_ROW_GROUP_ROWS or (final and start < len(rows)):
-            block = rows[start : start + SPECTROGRAM_ROW_GROUP_ROWS]
-            arrays = [pa.array(block[:, 0].astype(np.int64))]
-            arrays += [pa.array(block[:, i].astype(np.float32)) for i in range(1, block.shape[1])]
-            table = pa.Table.from_arrays(arrays, schema=hms_spectrogram_schema())
-            self._spectrogram_writer.write_table(table, row_group_size=SPECTROGRAM_ROW_GROUP_ROWS)
-            start += len(block)
-        self._spectrogram_rows = [rows[start:]]
+        self._eeg_file.write(values.T)
 
     def close(self) -> None:
-        self._write_row_groups(final=True)
-        self._writer.close()
+        self._eeg_file.close(flush=True)
         if self.n_written != self.n_total:
-            self._spectrogram_writer.close()
+            self._spectrogram_file.close()
             raise RuntimeError(
                 f"eeg {self.plan.eeg_id}: wrote {self.n_written} samples at 200 Hz, expected "
                 f"{self.n_total} (feed the renderer past the end of the recording)"
             )
-        self._spectrogram_rows.append(self._spectrogram.finish())
-        self._write_spectrogram(final=True)
-        self._spectrogram_writer.close()
+        self._spectrogram_file.write(self._spectrogram.finish())
+        self._spectrogram_file.close(flush=True)
 
     def abort(self) -> None:
-        self._writer.close()
-        self._spectrogram_writer.close()
-
-
-# Tables --------------------------------------------------------------------------------------
+        self._eeg_file.close()
+        self._spectrogram_file.close()
 
 
 def label_rows(plan: RecordingPlan) -> list[dict[str, Any]]:
@@ -275,26 +265,18 @@ def label_rows(plan: RecordingPlan) -> list[dict[str, Any]]:
     return rows
 
 
-def write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> int:
+def write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
     """Write rows with a fixed column order; floats as Python prints them (0.0, 125.0)."""
-    count = 0
     with open(path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(columns), lineterminator="\n")
         writer.writeheader()
-        for row in rows:
-            writer.writerow({c: row[c] for c in columns})
-            count += 1
-    return count
+        writer.writerows({c: row[c] for c in columns} for row in rows)
 
 
 def write_json(path: Path, payload: Any) -> None:
     path.write_text(json.dumps(payload, indent=2, sort_keys=False) + "\n", encoding="utf-8")
 
 
-def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> int:
-    count = 0
+def write_jsonl(path: Path, records: Iterable[dict[str, Any]]) -> None:
     with open(path, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record, sort_keys=False) + "\n")
-            count += 1
-    return count
+        handle.writelines(json.dumps(record, sort_keys=False) + "\n" for record in records)
