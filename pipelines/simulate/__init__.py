@@ -1,48 +1,35 @@
 """The built-in simulator: a multi-hospital clinical EEG corpus with six-class expert votes.
 
-``python -m eegfm.pipelines.simulate --output DIR`` (console script ``eegfm-simulate``) writes a corpus
-that exercises every later stage honestly: several sites that differ like real hospitals do
-(:mod:`~pipelines.simulate.sites`), spatially correlated background EEG
-(:mod:`~pipelines.simulate.background`), the six HMS patterns at graded strengths
-(:mod:`~pipelines.simulate.patterns`), artifacts and auxiliary channels
-(:mod:`~pipelines.simulate.artifacts`), expert votes (:mod:`~pipelines.simulate.votes`) and fake
-patient identifiers planted in the EDF headers (:mod:`~pipelines.simulate.identities`).
-
-Layout of OUTPUT::
+``python -m eegfm.pipelines.simulate --output DIR`` (console script ``eegfm-simulate``) writes
+sites that differ like real hospitals (:mod:`~pipelines.simulate.sites`), correlated background
+EEG, the six HMS patterns at graded strengths, artifacts and auxiliary channels, expert votes
+and fake patient identifiers planted in the EDF headers. Layout of OUTPUT::
 
     OUTPUT/
       corpus.json          seed, configuration, site profiles (no identifiers), counts, conventions
-      truth.jsonl          one line per recording: eeg_id, spectrogram_id, site, patient_id,
-                           sfreq, duration, line_freq, reference, recorded/missing channels,
-                           channel labels, episodes [{class, start_s, end_s, strength,
-                           hemisphere, focus, params}], labeled windows with votes (no identifiers)
-      identifiers.json     the planted fake identities per recording (names, birth date in every
-                           format used, MRN, technician, the header fields and annotation texts,
-                           and `search_strings` to byte-search outputs for). NOT a pipeline input.
+      truth.jsonl          per recording: ids, site, patient_id, sfreq, duration, line_freq,
+                           reference, recorded/missing channels and labels, episodes [{class,
+                           start_s, end_s, strength, hemisphere, focus, params}], labeled windows
+                           with votes (no identifiers)
+      identifiers.json     the planted fake identities per recording, with the header fields,
+                           annotation texts and `search_strings` to byte-search outputs for.
+                           NOT a pipeline input.
       edf/<site>/<subject code>_s<NNN>_t000.edf      --format edf|both (no identifiers in paths)
       edf/labels.csv       HMS train.csv columns + `site` + `path` (relative to edf/)
       hms/train.csv        HMS train.csv columns + `site`                 --format hms|both
       hms/train_eegs/<eeg_id>.parquet                Kaggle layout: Fp1 ... O2, EKG; float32 µV
       hms/train_spectrograms/<spectrogram_id>.parquet  `time` + LL_/RL_/LP_/RP_ 0.59..19.92 Hz
 
-Conventions (also recorded in corpus.json):
+Conventions (also in corpus.json): a labeled window starts at ``eeg_label_offset_seconds`` (even)
+and lasts 50 s, experts labeled its central 10 s, and it lies inside one episode. The 10-minute
+spectrogram window shares its centre: ``clip(eeg_offset + 25 - 300, 0, max(0, duration - 600))``;
+both parquet files of a recording share time 0. HMS parquet files hold the whole recording at
+200 Hz in canonical order, rounded to 0.01 µV, NaN for channels (and ``EKG``) a site lacks.
+``expert_consensus`` is the most voted class, ties to the earlier of Seizure, LPD, GPD, LRDA,
+GRDA, Other. ids derive from the seed and the recording's (site, subject, session).
 
-- A labeled window starts at ``eeg_label_offset_seconds`` (an even number of seconds) and lasts
-  50 s; experts labeled its central 10 s. Every window lies inside one episode.
-- The spectrogram window lasts 10 minutes and shares its centre with the EEG window:
-  ``spectrogram_label_offset_seconds = clip(eeg_offset + 25 - 300, 0, max(0, duration - 600))``.
-  The EEG and spectrogram parquet files of a recording share time 0.
-- HMS parquet files hold the whole recording resampled to 200 Hz in the canonical channel
-  order (what Kaggle ships); channels a site does not record are NaN, and so is ``EKG`` at sites
-  without an ECG lead. Values are rounded to 0.01 µV like the real files.
-- ``expert_consensus`` is the class with most votes, ties going to the earlier class in
-  Seizure, LPD, GPD, LRDA, GRDA, Other.
-- ids (eeg_id, spectrogram_id, patient_id, label_id) are deterministic integers derived from
-  the seed and the recording's position (site, subject, session), not from generation order.
-
-Determinism: the same arguments give byte-identical files (no wall-clock times anywhere in
-the corpus); every random stream is keyed by what it is for (:mod:`~pipelines.simulate.rng`).
-Memory is bounded: recordings are rendered and written in chunks (``--chunk-seconds``).
+The same arguments give byte-identical files (no wall-clock times; every random stream is keyed
+by its purpose, :mod:`~pipelines.simulate.rng`); recordings are rendered in bounded chunks.
 """
 
 from __future__ import annotations

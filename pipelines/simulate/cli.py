@@ -10,8 +10,9 @@ import argparse
 import shutil
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from eegfm.core.config import ConfigError, user_file_path
 from eegfm.core.logs import setup_logging
@@ -35,35 +36,77 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
 
 
-def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+def _number(cast: Callable[[str], Any], low: float, high: float | None, allowed: str) -> Callable[[str], Any]:
+    """An argparse type: ``cast(text)`` within [low, high], or an error naming what is ``allowed``."""
+
+    def parse(text: str) -> Any:
         try:
-            value = int(text, 10)
+            value = cast(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected {allowed}; got {text!r}") from None
-        if value < low or (high is not None and value > high):
-            raise argparse.ArgumentTypeError(f"expected {allowed}; got {value}")
+        if not (low <= value and (high is None or value <= high)):  # also rejects nan
+            raise argparse.ArgumentTypeError(f"expected {allowed}; got {text if cast is float else value}")
         return value
 
     return parse
 
 
-def _minutes(text: str) -> float:
-    allowed = f"a number of minutes in [1, {MAX_MINUTES}] (one 50 s labeled window needs 1)"
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {allowed}; got {text!r}") from None
-    if not 1 <= value <= MAX_MINUTES:  # also rejects nan
-        raise argparse.ArgumentTypeError(f"expected {allowed}; got {text}")
-    return value
+def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    return _number(lambda text: int(text, 10), low, high, allowed)
 
 
 def _format(text: str) -> str:
     if text not in FORMAT_CHOICES:
         raise argparse.ArgumentTypeError(f"expected one of {', '.join(FORMAT_CHOICES)}; got {text!r}")
     return text
+
+
+# What the corpus holds: (flag, type, default, metavar, help), added in this order.
+_CORPUS_OPTIONS = (
+    (
+        "--sites",
+        _integer(1, 1000),
+        4,
+        "N",
+        "number of recording sites (default: 4, the built-in archetypes: emu, icu, research, community); more "
+        "sites cycle the archetypes with seeded perturbations",
+    ),
+    ("--subjects-per-site", _integer(1, 10_000), 3, "N", "patients per site (default: 3)"),
+    ("--recordings-per-subject", _integer(1, 999), 2, "N", "recording sessions per patient (default: 2)"),
+    (
+        "--minutes",
+        _number(float, 1, MAX_MINUTES, f"a number of minutes in [1, {MAX_MINUTES}] (one 50 s labeled window needs 1)"),
+        5.0,
+        "M",
+        "length of every recording in minutes, >= 1, rounded to whole seconds (default: 5)",
+    ),
+    (
+        "--seed",
+        _integer(0),
+        0,
+        "S",
+        "random seed; the corpus is a deterministic function of the arguments (default: 0)",
+    ),
+    (
+        "--format",
+        _format,
+        "both",
+        "{edf,hms,both}",
+        "edf: EDF/EDF+ files per site plus edf/labels.csv; hms: Kaggle HMS parquet layout (hms/train.csv, "
+        "train_eegs/, train_spectrograms/); both (default)",
+    ),
+    (
+        "--site-config",
+        user_file_path,
+        None,
+        "YAML",
+        "YAML file with a list of site profiles (SiteProfile fields) replacing the built-in archetypes "
+        "(default: built-in)",
+    ),
+)
+# CorpusConfig fields set from the flag of the same name.
+_CONFIG_FIELDS = ("sites", "subjects_per_site", "recordings_per_subject", "minutes", "seed", "format", "chunk_seconds")
 
 
 def build_parser() -> OneLineParser:
@@ -87,7 +130,8 @@ def build_parser() -> OneLineParser:
         help="directory to create (required); it must not exist or be empty unless --overwrite. "
         "Files are staged in a hidden sibling directory and moved into place at the end.",
     )
-    _add_corpus_options(parser)
+    for flag, parse, default, metavar, help_text in _CORPUS_OPTIONS:
+        add(flag, type=parse, default=default, metavar=metavar, help=help_text)
     add(
         "--chunk-seconds",
         type=_integer(1, 3600),
@@ -103,58 +147,6 @@ def build_parser() -> OneLineParser:
     )
     add("--quiet", action="store_true", help="no progress bar, log lines or summary on stdout")
     return parser
-
-
-def _add_corpus_options(parser: OneLineParser) -> None:
-    """The options that say what the corpus holds: sites, patients, recordings, their length, the
-    seed, the file formats and the site profiles."""
-    add = parser.add_argument
-    add(
-        "--sites",
-        type=_integer(1, 1000),
-        default=4,
-        metavar="N",
-        help="number of recording sites (default: 4, the built-in archetypes: emu, icu, research, "
-        "community); more sites cycle the archetypes with seeded perturbations",
-    )
-    add("--subjects-per-site", type=_integer(1, 10_000), default=3, metavar="N", help="patients per site (default: 3)")
-    add(
-        "--recordings-per-subject",
-        type=_integer(1, 999),
-        default=2,
-        metavar="N",
-        help="recording sessions per patient (default: 2)",
-    )
-    add(
-        "--minutes",
-        type=_minutes,
-        default=5.0,
-        metavar="M",
-        help="length of every recording in minutes, >= 1, rounded to whole seconds (default: 5)",
-    )
-    add(
-        "--seed",
-        type=_integer(0),
-        default=0,
-        metavar="S",
-        help="random seed; the corpus is a deterministic function of the arguments (default: 0)",
-    )
-    add(
-        "--format",
-        type=_format,
-        default="both",
-        metavar="{edf,hms,both}",
-        help="edf: EDF/EDF+ files per site plus edf/labels.csv; hms: Kaggle HMS parquet layout "
-        "(hms/train.csv, train_eegs/, train_spectrograms/); both (default)",
-    )
-    add(
-        "--site-config",
-        type=user_file_path,
-        default=None,
-        metavar="YAML",
-        help="YAML file with a list of site profiles (SiteProfile fields) replacing the built-in "
-        "archetypes (default: built-in)",
-    )
 
 
 def _load_site_profiles(path: Path | None, parser: OneLineParser) -> tuple:
@@ -209,22 +201,10 @@ class _LazyProgress:
             self._bar.close()
 
 
-_FLAGS = {
-    "output": "--output",
-    "format": "--format",
-    "minutes": "--minutes",
-    "seed": "--seed",
-    "sites": "--sites",
-    "subjects_per_site": "--subjects-per-site",
-    "recordings_per_subject": "--recordings-per-subject",
-    "chunk_seconds": "--chunk-seconds",
-}
-
-
 def _config_error(parser: OneLineParser, err: ConfigError) -> NoReturn:
     """Report a ConfigError under the flag it concerns (site profile errors: --site-config)."""
     field, _, rest = str(err).partition(": ")
-    flag = _FLAGS.get(field)
+    flag = "--" + field.replace("_", "-") if field in ("output", *_CONFIG_FIELDS) else None
     parser.error(f"argument {flag}: {rest}" if flag else f"argument --site-config: {err}")
 
 
@@ -252,31 +232,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from eegfm.pipelines.simulate.corpus import CorpusConfig, generate_corpus
 
     try:
-        config = CorpusConfig(
-            sites=args.sites,
-            subjects_per_site=args.subjects_per_site,
-            recordings_per_subject=args.recordings_per_subject,
-            minutes=args.minutes,
-            seed=args.seed,
-            format=args.format,
-            chunk_seconds=args.chunk_seconds,
-            site_profiles=profiles,
-        )
+        config = CorpusConfig(**{name: getattr(args, name) for name in _CONFIG_FIELDS}, site_profiles=profiles)
     except ConfigError as err:
         _config_error(parser, err)
     setup_logging("WARNING")  # progress and the summary are the user-facing output
     total = config.duration_s * config.sites * config.subjects_per_site * config.recordings_per_subject
-    progress = _LazyProgress(total / 60.0, args.quiet)
     try:
-        result = generate_corpus(config, args.output, overwrite=args.overwrite, progress=progress)
+        with closing(_LazyProgress(total / 60.0, args.quiet)) as progress:
+            result = generate_corpus(config, args.output, overwrite=args.overwrite, progress=progress)
     except ConfigError as err:  # e.g. the staging directory could not be created
-        progress.close()
         _config_error(parser, err)
     except KeyboardInterrupt:
-        progress.close()
         print(f"{PROG}: interrupted; nothing was written to {args.output}", file=sys.stderr)
         return 130
-    progress.close()
     if not args.quiet:
         print(_summary(result, config))
     return 0

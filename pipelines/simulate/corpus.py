@@ -107,9 +107,9 @@ class CorpusPlan:
     def eeg_hours(self) -> float:
         return sum(r.duration_s for r in self.recordings) / 3600.0
 
-    @property
-    def n_windows(self) -> int:
-        return sum(len(r.windows) for r in self.recordings)
+    def label_rows(self) -> list[dict[str, Any]]:
+        """train.csv rows of every recording (HMS columns + ``site``)."""
+        return [row for r in self.recordings for row in label_rows(r)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,9 +123,6 @@ class CorpusSummary:
     consensus_counts: dict[str, int]
     seconds: float
     files: dict[str, str]
-
-
-# Planning ------------------------------------------------------------------------------------
 
 
 def _unique_ids(seed: int, tag: str, keys: Iterable[tuple[int, ...]], low: int, high: int) -> dict:
@@ -172,20 +169,9 @@ def plan_corpus(config: CorpusConfig) -> CorpusPlan:
     recordings = []
     for key in recording_keys:
         classes = [next(balanced) for _ in timelines[key]]
-        recordings.append(
-            plan_recording(
-                seed=seed,
-                site_index=key[0],
-                site=sites[key[0]],
-                patient=patients[key[:2]],
-                session_index=key[2],
-                duration_s=duration,
-                classes=classes,
-                segments=timelines[key],
-                eeg_id=eeg_ids[key],
-                spectrogram_id=spectrogram_ids[key],
-            )
-        )
+        ids = (eeg_ids[key], spectrogram_ids[key])
+        patient = patients[key[:2]]
+        recordings.append(plan_recording(seed, sites[key[0]], patient, key[2], duration, timelines[key], classes, ids))
     return CorpusPlan(config=config, sites=sites, recordings=tuple(_assign_label_ids(seed, recordings)))
 
 
@@ -200,9 +186,6 @@ def _assign_label_ids(seed: int, recordings: list[RecordingPlan]) -> list[Record
     ]
 
 
-# Rendering one recording ---------------------------------------------------------------------
-
-
 def render_recording(
     plan: RecordingPlan,
     root: Path,
@@ -214,9 +197,8 @@ def render_recording(
 ) -> None:
     """Render ``plan`` chunk by chunk into ``root/edf/...`` and/or ``root/hms/...``.
 
-    The renderer always runs its warm-up, so the EDF samples do not depend on which formats are
-    written; only the HMS sink also consumes the warm-up and one second past the end (filter
-    history and look-ahead for resampling).
+    The warm-up always runs, so EDF samples do not depend on the formats written; only the HMS
+    sink consumes it and one second past the end (the resampling filter's history and look-ahead).
     """
     sfreq = plan.site.sfreq
     sinks: list[Any] = []
@@ -255,9 +237,6 @@ def render_recording(
             for sink in sinks:
                 sink.abort()
             raise
-
-
-# Metadata ------------------------------------------------------------------------------------
 
 
 def truth_record(plan: RecordingPlan, config: CorpusConfig) -> dict[str, Any]:
@@ -343,7 +322,7 @@ def identifier_record(plan: RecordingPlan, config: CorpusConfig) -> dict[str, An
 def corpus_manifest(plan: CorpusPlan) -> dict[str, Any]:
     """corpus.json: configuration, site profiles and counts. No wall times (byte-reproducible)."""
     config = plan.config
-    rows = [row for r in plan.recordings for row in label_rows(r)]
+    rows = plan.label_rows()
     per_site = Counter(r.site.name for r in plan.recordings)
     return {
         "generator": "eegfm.pipelines.simulate",
@@ -389,7 +368,7 @@ def write_metadata(plan: CorpusPlan, root: Path) -> int:
             "recordings": [identifier_record(r, config) for r in plan.recordings],
         },
     )
-    rows = [row for r in plan.recordings for row in label_rows(r)]
+    rows = plan.label_rows()
     if config.write_edf:
         paths = {r.eeg_id: r.edf_relpath for r in plan.recordings}
         write_csv(
@@ -400,9 +379,6 @@ def write_metadata(plan: CorpusPlan, root: Path) -> int:
     if config.write_hms:
         write_csv(root / "hms" / "train.csv", (*TRAIN_COLUMNS, "site"), rows)
     return len(rows)
-
-
-# The whole corpus ----------------------------------------------------------------------------
 
 
 def generate_corpus(
@@ -434,7 +410,7 @@ def generate_corpus(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    rows = [row for r in plan.recordings for row in label_rows(r)]
+    rows = plan.label_rows()
     return CorpusSummary(
         output=output,
         n_recordings=len(plan.recordings),
@@ -448,17 +424,18 @@ def generate_corpus(
     )
 
 
+# What the summary lists: name, path under the output, and whether the format writes it.
+_LAYOUT = (
+    ("corpus", "corpus.json", None),
+    ("truth", "truth.jsonl", None),
+    ("identifiers", "identifiers.json", None),
+    ("edf", "edf", "write_edf"),
+    ("edf_labels", "edf/labels.csv", "write_edf"),
+    ("hms_train_csv", "hms/train.csv", "write_hms"),
+    ("hms_eegs", "hms/train_eegs", "write_hms"),
+    ("hms_spectrograms", "hms/train_spectrograms", "write_hms"),
+)
+
+
 def _layout(output: Path, config: CorpusConfig) -> dict[str, str]:
-    files = {
-        "corpus": str(output / "corpus.json"),
-        "truth": str(output / "truth.jsonl"),
-        "identifiers": str(output / "identifiers.json"),
-    }
-    if config.write_edf:
-        files["edf"] = str(output / "edf")
-        files["edf_labels"] = str(output / "edf" / "labels.csv")
-    if config.write_hms:
-        files["hms_train_csv"] = str(output / "hms" / "train.csv")
-        files["hms_eegs"] = str(output / "hms" / "train_eegs")
-        files["hms_spectrograms"] = str(output / "hms" / "train_spectrograms")
-    return files
+    return {name: str(output / path) for name, path, flag in _LAYOUT if flag is None or getattr(config, flag)}

@@ -1,11 +1,9 @@
 """Fake patient and staff identities planted in EDF headers, to test de-identification.
 
-Clinical EDF files carry protected health information in the patient and recording fields and in
-free-text annotations, written differently by every vendor. The simulator plants *generated*
-identities there (drawn deterministically from the small built-in name lists below, never from
-real records) and lists every planted string in ``identifiers.json``, so a de-identification test
-can byte-search the pipeline's outputs for them. Names are at least five letters and not English
-words, so a search does not match by accident.
+Generated identities (from the built-in name lists, never real records) go where vendors write
+protected health information: patient and recording fields and free-text annotations. Every
+planted string is listed in ``identifiers.json`` for byte-searching the outputs; names have at
+least five letters and are not English words, so a search does not match by accident.
 """
 
 from __future__ import annotations

@@ -1,10 +1,9 @@
 """Planning a recording: every random choice made up front, before any sample is rendered.
 
-A :class:`RecordingPlan` fixes a recording's timeline (episodes of the six classes, each at least
-one labeled window long), its labeled windows with expert votes, its background and artifact
-events, its identifiers and its file names. Rendering is then a deterministic function of the
-plan, so signals, labels and ground truth can never disagree, and a corpus can be planned (cheap)
-and checked as a whole before it is rendered (expensive).
+A :class:`RecordingPlan` fixes a recording's episodes, labeled windows with expert votes,
+background, artifacts, identifiers and file names. Rendering is a deterministic function of the
+plan, so signals, labels and ground truth never disagree, and a corpus is planned (cheap) as a
+whole before it is rendered (expensive).
 """
 
 from __future__ import annotations
@@ -102,9 +101,6 @@ class RecordingPlan:
         return int(self.duration_s * self.site.sfreq)
 
 
-# Timeline ------------------------------------------------------------------------------------
-
-
 def plan_segments(rng: np.random.Generator, duration_s: int) -> list[tuple[int, int]]:
     """Cut ``[0, duration_s)`` into whole-second segments of 60-240 s (the last may be longer)."""
     if duration_s < MIN_SEGMENT_S:
@@ -123,16 +119,10 @@ def draw_classes(rng: np.random.Generator, site: SiteProfile, n: int) -> list[st
     return [CLASSES[i] for i in rng.choice(len(CLASSES), size=n, p=site.prevalence())]
 
 
-def ensure_class_coverage(
-    assignments: list[tuple[SiteProfile, str]],
-) -> list[str]:
-    """Reassign a few segments so that every class occurs when there are >= 6 segments.
-
-    Small corpora (tests, smoke runs) would otherwise often miss a class entirely and leave a
-    classifier head untested. For each missing class, the segment taken is one whose class is
-    the most common in the corpus, at the site where the missing class is most prevalent; ties
-    go to the earliest segment, so the result is deterministic.
-    """
+def ensure_class_coverage(assignments: list[tuple[SiteProfile, str]]) -> list[str]:
+    """Reassign a few segments so that every class occurs when there are >= 6 segments (small
+    corpora would often miss one). A missing class takes a segment of the most common class, at
+    the site where the missing class is most prevalent; ties go to the earliest segment."""
     classes = [cls for _, cls in assignments]
     if len(classes) < len(CLASSES):
         return classes
@@ -150,22 +140,16 @@ def ensure_class_coverage(
 
 
 def seizure_lead_s(rng: np.random.Generator, segment: tuple[int, int]) -> float:
-    """Seconds of ongoing background before a seizure starts within its segment (5-15 s).
-
-    Seizures arise from a background, and the onset (where and when it starts) is part of what
-    is being simulated, so it should be visible. The lead leaves >= 50 s of seizure for a window.
-    """
+    """Seconds of background before a seizure starts in its segment (5-15 s), so its onset is
+    visible; >= 50 s of seizure is left for a window."""
     room = segment[1] - segment[0] - WINDOW_S - 4.0
     return round(float(min(rng.uniform(5.0, 15.0), room)), 1)
 
 
 def plan_windows(rng: np.random.Generator, segment: tuple[int, int], duration_s: int) -> list[tuple[float, float]]:
-    """(EEG offset, spectrogram offset) of the labeled windows inside one segment.
-
-    EEG offsets are even seconds (as in HMS) with the whole 50 s window inside the segment. The
-    10-minute spectrogram window shares its centre with the EEG window, clipped to the recording
-    (recordings shorter than 10 minutes use offset 0).
-    """
+    """(EEG offset, spectrogram offset) of the labeled windows inside one segment: EEG offsets are
+    even seconds (as in HMS), the 10-minute spectrogram window is centred on the EEG window and
+    clipped to the recording (offset 0 when it is shorter)."""
     start, end = segment
     first = int(np.ceil(start / 2.0)) * 2
     candidates = np.arange(first, end - WINDOW_S + 1, 2)
@@ -173,9 +157,6 @@ def plan_windows(rng: np.random.Generator, segment: tuple[int, int], duration_s:
     offsets = np.sort(rng.choice(candidates, size=n, replace=False))
     latest_spec = max(0.0, duration_s - SPECTROGRAM_WINDOW_S)
     return [(float(o), float(np.clip(o + WINDOW_S / 2 - SPECTROGRAM_WINDOW_S / 2, 0.0, latest_spec))) for o in offsets]
-
-
-# Patients and recordings ---------------------------------------------------------------------
 
 
 def letters_code(value: int, length: int = 8) -> str:
@@ -227,8 +208,8 @@ def _plan_episodes(
     segments: list[tuple[int, int]],
     duration_s: int,
 ) -> tuple[list[Episode], list[LabelWindow]]:
-    """One episode of its class per segment, and the labeled windows (with their votes) within
-    each; ``key`` is (site, subject, session), which seeds them."""
+    """One episode per segment and the labeled windows (with votes) within each; ``key`` is
+    (site, subject, session)."""
     episodes, windows = [], []
     for index, (segment, cls) in enumerate(zip(segments, classes)):
         rng = rng_for(seed, "episode", *key, index)
@@ -253,13 +234,23 @@ def _plan_episodes(
     return episodes, windows
 
 
-def _plan_site_artifacts(
-    rng: np.random.Generator, site: SiteProfile, duration_s: int, background: BackgroundParams
-) -> ArtifactPlan:
-    """The recording's artifacts at the site's rates and mains, on the channels it records."""
-    recorded = tuple(i for i, c in enumerate(CANONICAL_CHANNELS) if c not in site.missing_channels)
-    return plan_artifacts(
-        rng,
+def plan_recording(
+    seed: int,
+    site: SiteProfile,
+    patient: Patient,
+    session_index: int,
+    duration_s: int,
+    segments: list[tuple[int, int]],
+    classes: list[str],
+    ids: tuple[int, int],
+) -> RecordingPlan:
+    """Everything for one recording, given its segments, their classes and (eeg_id,
+    spectrogram_id). Windows get ``label_id`` 0; the corpus assigns unique ones."""
+    key = (patient.site_index, patient.subject_index, session_index)
+    episodes, windows = _plan_episodes(seed, key, site, classes, segments, duration_s)
+    background = plan_background(rng_for(seed, "background", *key), site, duration_s)
+    artifacts = plan_artifacts(
+        rng_for(seed, "artifacts", *key),
         duration_s,
         blink_rate_per_min=site.blink_rate_per_min,
         muscle_rate_per_min=site.muscle_rate_per_min,
@@ -269,31 +260,8 @@ def _plan_site_artifacts(
         line_noise_uv=site.line_noise_uv,
         sleep_intervals=background.sleep_intervals,
         photic="photic" in site.aux_channels,
-        recorded=recorded,
+        recorded=tuple(i for i, c in enumerate(CANONICAL_CHANNELS) if c not in site.missing_channels),
     )
-
-
-def plan_recording(
-    *,
-    seed: int,
-    site_index: int,
-    site: SiteProfile,
-    patient: Patient,
-    session_index: int,
-    duration_s: int,
-    classes: list[str],
-    segments: list[tuple[int, int]],
-    eeg_id: int,
-    spectrogram_id: int,
-) -> RecordingPlan:
-    """Fill in everything for one recording once its segments and their classes are fixed.
-
-    Windows get ``label_id`` 0 here; the corpus assigns unique label ids once all are planned.
-    """
-    key = (site_index, patient.subject_index, session_index)
-    episodes, windows = _plan_episodes(seed, key, site, classes, segments, duration_s)
-    background = plan_background(rng_for(seed, "background", *key), site, duration_s)
-    artifacts = _plan_site_artifacts(rng_for(seed, "artifacts", *key), site, duration_s, background)
     rng = rng_for(seed, "recording", *key)
     start = patient.first_visit + timedelta(
         days=session_index * int(rng.integers(1, 30)), seconds=int(rng.integers(0, 6 * 3600))
@@ -311,12 +279,12 @@ def plan_recording(
     )
     return RecordingPlan(
         seed=seed,
-        site_index=site_index,
+        site_index=patient.site_index,
         site=site,
         patient=patient,
         session_index=session_index,
-        eeg_id=eeg_id,
-        spectrogram_id=spectrogram_id,
+        eeg_id=ids[0],
+        spectrogram_id=ids[1],
         duration_s=duration_s,
         episodes=tuple(episodes),
         windows=tuple(windows),

@@ -1,18 +1,11 @@
 """Rendering a planned recording chunk by chunk: brain, body, electrodes, amplifier.
 
-The signal path mirrors how a real recording is made, so that what differs between sites differs
-for the right physical reason:
-
-1. scalp potentials: background + pattern episodes + blinks + muscle + photic driving, plus a
-   small ECG field (all in microvolts, reference-free);
-2. referencing: a common (linked-ears-like) reference that itself picks up nearby brain activity
-   and ECG, or an average over the channels the site records;
-3. electrode and environment: pops, slow drift and mains interference, per channel;
-4. amplifier: the site's gain and a small per-channel gain error.
-
-Channels a site does not record are NaN. :class:`RecordingRenderer` is sequential: every call
-continues where the last stopped (filter states and the noise stream are carried), and starts
-``warmup_s`` before time 0 so that filters are in steady state when the recording begins.
+The signal path mirrors a real recording, so sites differ for the right physical reason: scalp
+potentials (background, episodes, blinks, muscle, photic driving, a little ECG); then the
+reference (linked ears that see nearby brain activity and ECG, or the average of recorded
+channels); then pops, drift and mains per electrode; then the amplifier's gain and per-channel
+gain error. Channels a site does not record are NaN. :class:`RecordingRenderer` carries filter
+states and the noise stream from call to call and starts ``warmup_s`` before time 0.
 """
 
 from __future__ import annotations

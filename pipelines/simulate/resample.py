@@ -1,10 +1,8 @@
 """Streaming rational resampling (e.g. 250 Hz -> 200 Hz) with chunk-independent output.
 
-The HMS rendering of a recording is the same signal as its EDF, resampled to 200 Hz. Recordings
-are produced in chunks, so the resampler must give exactly the output a one-shot zero-phase
-polyphase filter would, whatever the chunking: it keeps enough input history for the FIR filter
-and emits only output samples whose full filter support has arrived. The filter is linear phase
-and centred (its delay is compensated), so output sample m sits exactly at time m / sfreq_out.
+Gives exactly what a one-shot zero-phase polyphase filter would, whatever the chunking: it keeps
+enough input history for the FIR filter and emits only outputs whose full support has arrived.
+The filter's delay is compensated, so output sample m sits exactly at time m / sfreq_out.
 """
 
 from __future__ import annotations

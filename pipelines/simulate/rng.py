@@ -1,9 +1,6 @@
-"""Order-independent random streams.
-
-Every random quantity in the corpus comes from a generator keyed by *what* it is for
-(``rng_for(seed, "recording", site, subject, session)``), not from a shared stream consumed in
-loop order. Adding a site, changing the number of recordings or rendering in another order
-therefore leaves every other recording byte-identical.
+"""Order-independent random streams: every random quantity comes from a generator keyed by what
+it is for (``rng_for(seed, "recording", site, subject, session)``), so adding a site or rendering
+in another order leaves every other recording byte-identical.
 """
 
 from __future__ import annotations

@@ -1,16 +1,10 @@
 """Kaggle-HMS-style spectrograms computed from the 200 Hz rendering.
 
-HMS ships, next to each EEG, a spectrogram parquet: an integer ``time`` column (seconds, odd
-values 1, 3, 5, ... i.e. one row per 2 s, labelled by its centre) and 400 float columns
-``LL_/RL_/LP_/RP_<freq>`` for four bipolar chains and 100 frequencies ``k * 200 / 1024`` Hz,
-k = 3..102 (0.59 .. 19.92 Hz; names rounded half-up to 2 decimals, e.g. ``LL_3.13``).
-
-Kaggle did not publish its exact method. Ours, documented so later stages can rely on it:
-for each row, a 1024-sample Hann window (5.12 s) centred on ``time`` (clipped at the recording
-edges, with the normalization adjusted), one-sided power spectral density in µV²/Hz of every
-bipolar pair, averaged over the chain's four pairs. Values are on the same order as the real
-file's. Pairs involving a channel the site does not record are NaN and left out of the average
-(a chain with no pair left is NaN).
+Rows every 2 s (``time`` = 1, 3, 5, ... s, the row's centre) and 400 columns ``LL_/RL_/LP_/RP_<f>``:
+four bipolar chains at ``k * 200 / 1024`` Hz, k = 3..102 (0.59 .. 19.92 Hz). Kaggle did not publish
+its method; ours: a 1024-sample Hann window centred on ``time`` (clipped at the recording edges,
+normalization adjusted), one-sided PSD in µV²/Hz of each bipolar pair, averaged over the chain's
+pairs that the site records (NaN if none).
 """
 
 from __future__ import annotations
