@@ -71,9 +71,6 @@ class ArtifactPlan:
         }
 
 
-# Planning ------------------------------------------------------------------------------------
-
-
 def poisson_times(
     rng: np.random.Generator, duration_s: float, rate_per_min: float, min_gap_s: float = 0.0
 ) -> np.ndarray:
@@ -169,9 +166,6 @@ def plan_artifacts(
     )
 
 
-# Rendering (pure functions of sample times) --------------------------------------------------
-
-
 def blink_kernel(tau: np.ndarray) -> np.ndarray:
     """A blink: rises in ~0.1 s, decays over ~0.3 s; peak 1 at ``BLINK_PEAK_S``."""
     x = np.maximum(tau, 0.0) / BLINK_PEAK_S
@@ -213,10 +207,7 @@ def _muscle_waveform(burst: MuscleBurst, sfreq: float) -> np.ndarray:
 def render_muscle(
     t: np.ndarray, plan: ArtifactPlan, sfreq: float, out: np.ndarray | None = None
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Muscle artifact in EEG (19, n) and the matching chin-EMG bursts (n,).
-
-    Returns ``(eeg, emg)``; with ``out`` the EEG part is added to it and only ``emg`` returned.
-    """
+    """Muscle artifact ``(eeg (19, n), chin EMG (n,))``; with ``out``, EEG is added to it and only EMG returned."""
     eeg = np.zeros((N_CHANS, len(t))) if out is None else out
     emg = np.zeros(len(t))
     if len(t) == 0:
@@ -284,11 +275,8 @@ def render_ecg(t: np.ndarray, plan: ArtifactPlan) -> np.ndarray:
 def render_photic(
     t: np.ndarray, plan: ArtifactPlan, out: np.ndarray | None = None
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Stimulator marker (n,) of 0/1 flashes and occipital photic driving (19, n) in microvolts.
-
-    Returns ``(marker, driving)``; with ``out`` the driving is added to it and only the marker
-    returned.
-    """
+    """Stimulator marker (n,) of 0/1 flashes and occipital driving (19, n) in µV; with ``out``, the
+    driving is added to it and only the marker returned."""
     marker, driving = np.zeros(len(t)), np.zeros(len(t))
     for start, end, freq in plan.photic_trains:
         inside = (t >= start) & (t < end)

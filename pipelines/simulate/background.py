@@ -59,23 +59,18 @@ def hemisphere_split(weights: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=8)
 def spatial_mixing(length_scale: float = 0.45) -> np.ndarray:
-    """(19, 19) mixing matrix L with L @ L.T = exp(-distance / length_scale) (unit diagonal).
-
-    Volume conduction makes neighbouring electrodes correlate; an exponential kernel on
-    unit-sphere distances is positive definite and gives ~0.3-0.4 correlation between neighbours.
-    """
+    """(19, 19) L with L @ L.T = exp(-distance / length_scale): volume conduction correlates
+    neighbouring electrodes (~0.3-0.4 with this positive-definite kernel)."""
     pos = canonical_positions()
     dist = np.linalg.norm(pos[:, None, :] - pos[None, :, :], axis=-1)
     return np.linalg.cholesky(np.exp(-dist / length_scale))
 
 
 def pink_sos(sfreq: float, exponent: float = 1.6, f_low: float = 0.4) -> np.ndarray:
-    """Second-order sections whose power response falls as 1/f**exponent above ``f_low``.
+    """Second-order sections whose power falls as 1/f**exponent above ``f_low``, unit output RMS.
 
-    Alternating real poles and zeros, spaced evenly on a log-frequency axis, approximate a
-    fractional slope: with poles every ``ratio`` and each zero ``ratio**(exponent/2)`` above its
-    pole, the magnitude falls by ``10*exponent`` dB per decade on average. The response is
-    normalized to unit output RMS for unit-variance white input.
+    Real poles evenly spaced on a log-frequency axis, each with a zero ``ratio**(exponent/2)``
+    above it, fall by ``10*exponent`` dB per decade on average.
     """
     f_high = 0.45 * sfreq
     n_poles = max(2, int(np.ceil(np.log10(f_high / f_low) * 2)))

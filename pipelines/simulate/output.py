@@ -21,11 +21,8 @@ def nearest_existing_ancestor(path: Path) -> Path:
 
 
 def check_output(output: Path, overwrite: bool) -> Path:
-    """Raise ConfigError unless ``output`` can be (re)created; returns where to stage files.
-
-    Checks everything before any file is written: the path is not a file, an existing directory
-    is empty unless ``overwrite``, and the nearest existing ancestor is a writable directory.
-    """
+    """Where to stage files; ConfigError if ``output`` is a file, a non-empty directory (unless
+    ``overwrite``) or under no writable directory."""
     output = Path(output)
     if output.exists() and not output.is_dir():
         raise ConfigError(f"output: expected a directory path; {output} is an existing file")

@@ -39,12 +39,8 @@ EMG_TONIC_UV = 4.0
 
 @dataclasses.dataclass(frozen=True)
 class RenderedChunk:
-    """Samples ``[start_sample, start_sample + n)`` at the site's rate.
-
-    ``eeg`` is (19, n) in canonical order, microvolts as measured (NaN rows for channels the
-    site does not record); ``aux`` maps 'ecg'/'eog'/'emg' to microvolts and 'photic' to the
-    stimulator marker (0 or 1).
-    """
+    """Samples ``[start_sample, start_sample + n)``: ``eeg`` (19, n) µV as measured, canonical order;
+    ``aux`` maps 'ecg'/'eog'/'emg' to µV and 'photic' to the 0/1 stimulator marker."""
 
     start_sample: int
     eeg: np.ndarray
@@ -56,11 +52,8 @@ class RenderedChunk:
 
 
 def linked_ears_weights(width: float = 0.6, pickup: float = 0.5) -> np.ndarray:
-    """(19,) weights approximating the potential at linked ear electrodes from scalp channels.
-
-    An ear reference is not silent: it sees the brain activity near it (temporal lobes), which
-    then appears inverted in every referential channel. ``pickup`` scales how much it sees.
-    """
+    """(19,) weights giving the potential at linked ear electrodes from the scalp channels: an ear
+    reference sees nearby (temporal) activity, which appears inverted in every channel."""
     pos = canonical_positions()
     weights = np.zeros(N_CHANS)
     for ear in ("A1", "A2"):

@@ -14,12 +14,8 @@ from scipy import signal
 
 
 class StreamingResampler:
-    """Resample (n_chans, n) chunks from ``sfreq_in`` to ``sfreq_out`` (integer rates).
-
-    Output sample ``m`` (counted from the first input sample fed) is the band-limited value at
-    time ``m / sfreq_out``. Outputs that need input not yet fed are held back: call
-    :meth:`process` with more input (the caller feeds a little past the end it needs).
-    """
+    """Resample (n_chans, n) chunks from ``sfreq_in`` to ``sfreq_out`` (integer rates); outputs
+    needing input not yet fed are held back, so callers feed a little past the end they need."""
 
     def __init__(self, sfreq_in: int, sfreq_out: int, n_chans: int, taps_per_phase: int = 10) -> None:
         if sfreq_in <= 0 or sfreq_out <= 0:

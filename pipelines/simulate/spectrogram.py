@@ -63,11 +63,10 @@ def spectrogram_rows(frames: np.ndarray, taper: np.ndarray) -> np.ndarray:
 
 
 class SpectrogramStream:
-    """Compute spectrogram rows while 200 Hz canonical EEG (19, n) arrives in chunks.
+    """Spectrogram rows of 200 Hz canonical EEG (19, n) arriving in chunks, keeping a few seconds.
 
-    ``feed`` and ``finish`` return the rows completed so far as a (rows, 401) float64 array:
-    the ``time`` column, then the 400 chain spectra rounded to 0.01 like Kaggle's files. Only a
-    few seconds of EEG are kept, so memory does not grow with the recording.
+    ``feed`` and ``finish`` return the rows completed so far, (rows, 401) float64: ``time`` then
+    the 400 chain spectra rounded to 0.01 like Kaggle's files.
     """
 
     def __init__(self, n_times: int) -> None:
