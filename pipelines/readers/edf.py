@@ -58,6 +58,12 @@ def _number(path, raw: bytes, field: str, *, integer: bool = False) -> float:
     return value
 
 
+def _expect(ok: bool, path, field: str, expected: str, got) -> None:
+    """ReaderError ``header field <field>: expected <expected>; got <got>`` unless ``ok``."""
+    if not ok:
+        raise ReaderError(path, f"header field {field}: expected {expected}; got {got}")
+
+
 def unit_from_range(label: str, span: float) -> float:
     """The µV factor of a voltage signal whose physical dimension is blank or unknown, from its
     declared range: EEG in volts spans ±0.0032, in mV ±3.2, in µV ±3200 (MNE assumes volts, 10^3
@@ -85,15 +91,10 @@ class EdfHeader:
         self.recording_field = _text(head[88:168])
         self.start_date = _text(head[168:176])
         n_signals = int(_number(path, head[252:256], "number of signals", integer=True))
-        if not 1 <= n_signals <= MAX_SIGNALS:
-            raise ReaderError(path, f"header field number of signals: expected 1..{MAX_SIGNALS}; got {n_signals}")
+        _expect(1 <= n_signals <= MAX_SIGNALS, path, "number of signals", f"1..{MAX_SIGNALS}", n_signals)
         header_bytes = int(_number(path, head[184:192], "header bytes", integer=True))
-        if header_bytes != 256 * (n_signals + 1):
-            raise ReaderError(
-                path,
-                f"header field header bytes: expected 256 * (1 + {n_signals} signals) = "
-                f"{256 * (n_signals + 1)}; got {header_bytes}",
-            )
+        expected = f"256 * (1 + {n_signals} signals) = {256 * (n_signals + 1)}"
+        _expect(header_bytes == 256 * (n_signals + 1), path, "header bytes", expected, header_bytes)
         if file_size < header_bytes:
             raise ReaderError(
                 path,
@@ -111,10 +112,8 @@ class EdfHeader:
                 "signals: expected at least one data signal; the file holds only annotations "
                 "(an EDF+ annotation file such as a hypnogram describes a recording; it is not one)",
             )
-        if self.record_duration <= 0:
-            raise ReaderError(
-                path, f"header field duration of a data record: expected seconds > 0; got {self.record_duration:g}"
-            )
+        duration = self.record_duration
+        _expect(duration > 0, path, "duration of a data record", "seconds > 0", f"{duration:g}")
         self._check_size(file_size)
 
     def _parse_signals(self, block: bytes) -> None:
@@ -139,38 +138,24 @@ class EdfHeader:
         self.dig_min, self.dig_max = numbers(5, "digital minimum", True), numbers(6, "digital maximum", True)
         self.samples_per_record = numbers(8, "samples per record", True)
         for i, label in enumerate(self.labels):
-            if self.samples_per_record[i] < 1:
-                raise ReaderError(
-                    path,
-                    f"header field samples per record of signal {i + 1} ({label!r}): "
-                    f"expected >= 1 (a sampling rate above 0 Hz); got {self.samples_per_record[i]}",
-                )
+            signal, spr = f"of signal {i + 1} ({label!r})", self.samples_per_record[i]
+            _expect(spr >= 1, path, f"samples per record {signal}", ">= 1 (a sampling rate above 0 Hz)", spr)
             if label in ANNOTATION_LABELS:
                 continue
-            if self.dig_max[i] <= self.dig_min[i]:
-                raise ReaderError(
-                    path,
-                    f"header field digital maximum of signal {i + 1} ({label!r}): "
-                    f"expected > digital minimum {self.dig_min[i]}; got {self.dig_max[i]}",
-                )
+            expected = f"> digital minimum {self.dig_min[i]}"
+            _expect(self.dig_max[i] > self.dig_min[i], path, f"digital maximum {signal}", expected, self.dig_max[i])
             if self.phys_max[i] == self.phys_min[i]:
-                raise ReaderError(
-                    path,
-                    f"header field physical maximum of signal {i + 1} ({label!r}): "
-                    f"expected != physical minimum; both are {self.phys_min[i]:g}",
-                )
+                both = f"both are {self.phys_min[i]:g}"
+                raise ReaderError(path, f"header field physical maximum {signal}: expected != physical minimum; {both}")
         self.record_bytes = int(self.samples_per_record.sum()) * self.sample_bytes
 
     def _check_size(self, file_size: int) -> None:
-        data_bytes = file_size - self.header_bytes
-        complete = data_bytes // self.record_bytes
+        complete = (file_size - self.header_bytes) // self.record_bytes
         if self.n_records == -1:  # "unknown": allowed while a recording is in progress
             self.n_records = complete
-        elif self.n_records < 1:
-            raise ReaderError(
-                self.path, f"header field number of data records: expected >= 1 (or -1); got {self.n_records}"
-            )
-        elif complete < self.n_records:
+        else:
+            _expect(self.n_records >= 1, self.path, "number of data records", ">= 1 (or -1)", self.n_records)
+        if complete < self.n_records:
             raise ReaderError(
                 self.path,
                 f"data records: the header declares {self.n_records} records of "
