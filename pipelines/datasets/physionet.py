@@ -158,30 +158,30 @@ def list_eegmmi(group: Group):
     return items, ignored
 
 
-def _seizure_fields(found: tuple[tuple[float, float], ...] | str | None) -> dict[str, Any]:
-    """A recording's SourceItem fields from its seizures: intervals (1 seizure, 0 the background around
-    them to the end), else a label problem (quarantined at "labels"), or {} (not listed: unlabeled)."""
-    if found is None:
-        return {}
+def _seizure_item(
+    dataset: str, path: str, group: Group, found: tuple[tuple[float, float], ...] | str | None, **fields: Any
+) -> SourceItem:
+    """A CHB-MIT or Siena recording labelled by its seizures ``found``: intervals (1 seizure, 0 the
+    background around them to the end), a label problem (quarantined at "labels"), or with None
+    (not listed) unlabeled. Its site: the corpus folder above its patient folder (chbNN/, PNxx/)
+    where the inputs reach it (one hospital, one site), else the patient folder."""
+    labels: dict[str, Any] = {}
     if isinstance(found, str):
-        return {"label_problem": found}
-    out, reach = [], 0.0
-    for start, end in sorted(found):
-        if start > reach:
-            out.append(LabeledInterval(reach, start, 0))
-        out.append(LabeledInterval(start, end, 1))
-        reach = max(reach, end)
-    out.append(LabeledInterval(reach, math.inf, 0))
-    return {"intervals": tuple(out)}
-
-
-def _corpus_site(path: str, group: Group) -> str:
-    """The corpus folder above a recording's patient folder (chbNN/, PNxx/) where the inputs reach it
-    (one hospital is one site, not a site per patient), else the patient folder."""
+        labels = {"label_problem": found}
+    elif found is not None:
+        out, reach = [], 0.0
+        for start, end in sorted(found):
+            if start > reach:
+                out.append(LabeledInterval(reach, start, 0))
+            out.append(LabeledInterval(start, end, 1))
+            reach = max(reach, end)
+        labels = {"intervals": (*out, LabeledInterval(reach, math.inf, 0))}
     case = posixpath.dirname(path)
     corpus = posixpath.dirname(case)
     inside = any(corpus == r.rstrip("/") or corpus.startswith(r.rstrip("/") + "/") for r in group.roots)
-    return group.site or posixpath.basename(corpus if inside else case)
+    site = group.site or posixpath.basename(corpus if inside else case)
+    task = f"{dataset}_seizure" if labels else ""
+    return SourceItem(path=path, dataset=dataset, site=site, task=task, **labels, **fields)
 
 
 def _summary_entry(entries: dict, name: str, current: str, count: int, starts: list, ends: list) -> None:
@@ -262,19 +262,10 @@ def list_chbmit(group: Group):
         case = named.group(1).lower()
         sex, age = people.get(case, ("", None))
         # A file its case summary does not list is processed unlabeled: its seizures are unknown.
-        labels = _seizure_fields(listed.get(posixpath.basename(path), unreadable.get(posixpath.dirname(path))))
+        found = listed.get(posixpath.basename(path), unreadable.get(posixpath.dirname(path)))
+        subject_key = f"chbmit-{_CHBMIT_SAME_PATIENT.get(case, case)}"
         items.append(
-            SourceItem(
-                path=path,
-                dataset="chbmit",
-                site=_corpus_site(path, group),
-                subject_key=f"chbmit-{_CHBMIT_SAME_PATIENT.get(case, case)}",
-                session_key=case,
-                task="chbmit_seizure" if labels else "",
-                age=age,
-                sex=sex,
-                **labels,
-            )
+            _seizure_item("chbmit", path, group, found, subject_key=subject_key, session_key=case, age=age, sex=sex)
         )
     return items, ignored
 
@@ -367,15 +358,6 @@ def list_siena(group: Group):
                 seizures[path] = found if isinstance(found, str) else earlier + found
     for path, named in named_files:
         # Every file of the database has a seizure; one its list does not name is processed unlabeled.
-        labels = _seizure_fields(seizures.get(path, unreadable.get(posixpath.dirname(path))))
-        items.append(
-            SourceItem(
-                path=path,
-                dataset="siena",
-                site=_corpus_site(path, group),
-                subject_key=f"siena-{named.group(1).upper()}",
-                task="siena_seizure" if labels else "",
-                **labels,
-            )
-        )
+        found = seizures.get(path, unreadable.get(posixpath.dirname(path)))
+        items.append(_seizure_item("siena", path, group, found, subject_key=f"siena-{named.group(1).upper()}"))
     return items, ignored
