@@ -182,8 +182,7 @@ def _metres(unit: object, xyz: np.ndarray, name: str, field: str) -> float:
 
 
 def electrode_positions(
-    electrodes: tuple[str, str],
-    coordsystem: tuple[str, str] | None,
+    electrodes: tuple[str, str], coordsystem: tuple[str, str] | None
 ) -> tuple[Digitized | None, str]:
     """The electrodes an ``electrodes.tsv`` places (``(file name, text)``, with its coordsystem.json), in
     metres, with the nasion and ears from NAS/LPA/RPA rows, AnatomicalLandmarkCoordinates or a frame's
@@ -193,9 +192,8 @@ def electrode_positions(
     fields = _json_object(*coordsystem) if coordsystem is not None else {}
     cname = coordsystem[0] if coordsystem else name
     landmarks = {_LANDMARKS[k.lower()]: points.pop(k) for k in list(points) if k.lower() in _LANDMARKS}
-    scale = _metres(
-        fields.get("EEGCoordinateUnits"), np.array(list(points.values())).reshape(-1, 3), cname, "EEGCoordinateUnits"
-    )
+    xyz = np.array(list(points.values())).reshape(-1, 3)
+    scale = _metres(fields.get("EEGCoordinateUnits"), xyz, cname, "EEGCoordinateUnits")
     positions = {label: tuple(v * scale for v in p) for label, p in points.items() if label}
     landmarks = {k: tuple(v * scale for v in p) for k, p in landmarks.items()}
     system = str(fields.get("EEGCoordinateSystem") or "n/a")
@@ -214,12 +212,8 @@ def electrode_positions(
     placed = np.array(list(positions.values()))
     radius = float(np.linalg.norm(placed - sphere_fit(placed)[0], axis=1).mean())
     nose, left = (np.asarray(a, dtype=np.float64) for a in axes)
-    return Digitized(
-        positions,
-        tuple(nose * _NASION_OVER_RADIUS * radius),
-        tuple(left * _EAR_OVER_RADIUS * radius),
-        tuple(-left * _EAR_OVER_RADIUS * radius),
-    ), ""
+    ear = left * _EAR_OVER_RADIUS * radius
+    return Digitized(positions, tuple(nose * _NASION_OVER_RADIUS * radius), tuple(ear), tuple(-ear)), ""
 
 
 def _electrode_rows(name: str, text: str) -> dict[str, tuple[float, float, float]]:
