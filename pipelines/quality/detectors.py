@@ -15,7 +15,7 @@ from functools import lru_cache
 import numpy as np
 
 from eegfm.pipelines.features import band_weights
-from eegfm.pipelines.filters import LINE_FREQUENCIES
+from eegfm.pipelines.line_noise import LINE_FREQUENCIES, line_windows
 from eegfm.pipelines.quality.rules import QualityConfig
 
 
@@ -289,28 +289,6 @@ def _line_bins(freqs: np.ndarray) -> np.ndarray:
     return mask
 
 
-def _line_windows(freqs: np.ndarray, freq: float) -> np.ndarray | None:
-    """Bin indices of the peak window and the reference windows of :func:`line_ratio_db` at
-    ``freq``, one row each (peak first, rows padded by repeating an index: maxima are unchanged),
-    or None where that function returns NaN."""
-    if freq + 0.5 > freqs[-1] or freq - 0.5 < freqs[0]:
-        return None
-    centers = [freq] + [
-        freq + side * step
-        for step in (2.0, 3.0, 4.0, 5.0)
-        for side in (-1.0, 1.0)
-        if freqs[0] <= freq + side * step - 0.5 and freq + side * step + 0.5 <= freqs[-1]
-    ]
-    rows = [np.flatnonzero(np.abs(freqs - center) <= 0.5) for center in centers]
-    if rows[0].size == 0:
-        return None
-    rows = [rows[0]] + [r for r in rows[1:] if r.size]
-    if len(rows) < 2:
-        return None
-    width = max(r.size for r in rows)
-    return np.stack([np.concatenate([r, np.full(width - r.size, r[0])]) for r in rows])
-
-
 @dataclasses.dataclass(frozen=True)
 class _SpectralPlan:
     weights: np.ndarray  # (n_freqs, 4): signal mean, noise mean, muscle sum, total sum
@@ -345,7 +323,7 @@ def _spectral_plan(
     nan_columns = tuple(col for col in (0, 1) if counts[col] == 0)
     groups: dict[tuple[int, ...], list[np.ndarray]] = {}
     for freq in LINE_FREQUENCIES:
-        windows = _line_windows(freqs, freq)
+        windows = line_windows(freqs, freq)
         if windows is not None:
             groups.setdefault(windows.shape, []).append(windows)
     return _SpectralPlan(weights, nan_columns, tuple(np.stack(g) for g in groups.values()))
