@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from eegfm.pipelines.features import DEFAULT_SEGMENT_S, WindowSpectrum, check_sfreq, welch
+from eegfm.pipelines.features import DEFAULT_SEGMENT_S, WindowSpectrum, welch
 from eegfm.pipelines.quality.detectors import (
     as_work,
     find_clipped,
@@ -21,6 +21,7 @@ from eegfm.pipelines.quality.detectors import (
 )
 from eegfm.pipelines.quality.report import QualityReport
 from eegfm.pipelines.quality.rules import QualityConfig, channel_scores, default_config, window_rules
+from eegfm.pipelines.signal_checks import check_sfreq
 
 
 def compute_quality(
