@@ -126,7 +126,7 @@ def _welch_plan(
     nperseg = int(min(n_times, round(segment_s * sfreq)))
     step = nperseg - nperseg // 2
     n_segments = 1 + (n_times - nperseg) // step
-    window = _hann(nperseg)
+    window = hann_periodic(nperseg)  # as scipy.signal.welch uses
     # One-sided density: double every bin except DC and (for even lengths) Nyquist.
     scale = np.full(nperseg // 2 + 1, 2.0 / (sfreq * (window**2).sum()))
     scale[0] /= 2.0
@@ -144,8 +144,7 @@ def _welch_plan(
 _MAX_DC_TO_RMS = 10.0
 
 
-# Rows are transformed in groups whose segment buffer (bytes) stays in cache: twice as fast on
-# whole recordings.
+# Rows are transformed in groups whose segment buffer (bytes) stays in cache.
 _CHUNK_BYTES = 1 << 20
 
 
@@ -229,13 +228,6 @@ def _welch_float32(x: np.ndarray, segments: np.ndarray, window: np.ndarray, scal
         rows = np.nonzero(redo)
         psd[rows] = _welch_centred(segments[rows], window, scale)
     return psd
-
-
-@lru_cache(maxsize=16)
-def _hann(n: int) -> np.ndarray:
-    window = hann_periodic(n)  # as scipy.signal.welch uses
-    window.setflags(write=False)
-    return window
 
 
 def band_mask(freqs: np.ndarray, low: float, high: float) -> np.ndarray:

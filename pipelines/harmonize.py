@@ -314,25 +314,17 @@ def plan_harmonization(
     if len(cmap.canonical) < min_channels:
         found = ", ".join(repr(n) for n in ch_names[:30]) or "none"
         more = f" (+{len(ch_names) - 30} more)" if len(ch_names) > 30 else ""
+        bad, flat_names = (", ".join(ch_names[i] for i in sorted(g)) for g in (dropped - not_recorded, not_recorded))
+        derivations = ", ".join(cmap.bipolar[:4]) + (" ..." if len(cmap.bipolar) > 4 else "")
         raise HarmonizeError(
             f"only {len(cmap.canonical)} of the 19 10-20 channels are present "
             f"({', '.join(cmap.canonical) or 'none'}); need at least {min_channels} "
             f"(--min_channels). Channels found: {found}{more}"
+            + (f"; marked bad and left out: {bad}" if dropped - not_recorded else "")
+            + (f"; constant from start to end (not recorded), left out: {flat_names}" if not_recorded else "")
             + (
-                f"; marked bad and left out: {', '.join(ch_names[i] for i in sorted(dropped - not_recorded))}"
-                if dropped - not_recorded
-                else ""
-            )
-            + (
-                f"; constant from start to end (not recorded), left out: "
-                f"{', '.join(ch_names[i] for i in sorted(not_recorded))}"
-                if not_recorded
-                else ""
-            )
-            + (
-                f"; {len(cmap.bipolar)} are bipolar derivations ({', '.join(cmap.bipolar[:4])}"
-                f"{' ...' if len(cmap.bipolar) > 4 else ''}), differences between two electrodes that give neither "
-                f"electrode's signal: export the recording with a referential montage"
+                f"; {len(cmap.bipolar)} are bipolar derivations ({derivations}), differences between two "
+                "electrodes that give neither electrode's signal: export the recording with a referential montage"
                 if cmap.bipolar
                 else ""
             )
