@@ -145,7 +145,6 @@ class ArtifactAutoencoder:
         self.n_chans: int | None = None
         self.n_fit_windows = 0
 
-    # ------------------------------------------------------------------ model
     @property
     def is_fitted(self) -> bool:
         return bool(self.weights)
@@ -222,7 +221,6 @@ class ArtifactAutoencoder:
         self.weights = [w.astype(np.float64) for w in self.weights]
         self.biases = [b.astype(np.float64) for b in self.biases]
 
-    # ------------------------------------------------------------------ public API
     def fit(self, windows: np.ndarray | Sequence[np.ndarray], groups: Sequence | None = None) -> ArtifactAutoencoder:
         """Fit on (n_windows, n_chans, n_times) windows at ``sfreq``; returns self. ``groups`` (a label
         per window, e.g. subject) holds out whole groups for calibration, as production sees them."""
@@ -320,7 +318,6 @@ class ArtifactAutoencoder:
         """Artifact scores in [0, 1] (0 clean, 1 artifact), one per window."""
         return self._calibrate(self.reconstruction_error(windows))
 
-    # ------------------------------------------------------------------ persistence
     def _header(self) -> dict:
         return {
             "format": FORMAT,

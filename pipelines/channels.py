@@ -38,9 +38,8 @@ _AUX_PATTERNS: tuple[tuple[str, str], ...] = (
 
 # Prefixes and suffixes clinical systems wrap around electrode names.
 _PREFIX = re.compile(r"^(EEG|EOG|ECG|EKG|EMG|POL)[\s_:-]+", re.IGNORECASE)
-# The reference after a dash (or an underscore before a reference word), or in brackets: a system's
-# word for its reference, average (AVG, CAR), an ear or mastoid (LM/RM), BioSemi's CMS, or linked
-# ears/mastoids however they are written (A1A2, A12, A1+A2, (A1+A2)/2, A1/A2, M1M2, Mastoids ...).
+# The reference after a dash or underscore, or in brackets: a reference word, average, an ear or
+# mastoid, BioSemi's CMS, or linked ears/mastoids however written (A1A2, (A1+A2)/2, M1M2 ...).
 _REF_SUFFIX = re.compile(
     r"([\s_]*-[\s_]*(AR|AV|A1|A2|M1|M2|CZ|CMS|LM|RM|A12|M12|MASTOIDS?|(\(?[AM][12][+/]?[AM][12]\)?(/2)?))"
     r"|[\s_]*[-_][\s_]*(REF|LE|AVG|AVE|CAR|AVERAGE|LINKED|LINKED[\s_]?EARS|COMMON)"
@@ -82,17 +81,14 @@ def _ten_ten_positions() -> dict[str, np.ndarray]:
     positions: dict[str, np.ndarray] = {}
     for row, polar, right_az in _ROWS:
         mid = _unit(abs(polar), 90.0 if polar >= 0 else -90.0)
-        ring = {"right": _unit(90.0, right_az), "left": _unit(90.0, 180.0 - right_az)}
-        below = {"right": _unit(112.5, right_az), "left": _unit(112.5, 180.0 - right_az)}
         positions[f"{row}z"] = mid
-        ring_prefix = _RING_NAMES.get(row, row)
         for col in range(1, 11):
-            side = "left" if col % 2 == 1 else "right"
-            prefix = ring_prefix if col in (7, 8, 9, 10) else row
+            azimuth = 180.0 - right_az if col % 2 == 1 else right_az  # odd numbers left
+            name = f"{_RING_NAMES.get(row, row) if col >= 7 else row}{col}"
             if col >= 9:
-                positions[f"{prefix}{col}"] = below[side]
+                positions[name] = _unit(112.5, azimuth)
             else:
-                positions[f"{prefix}{col}"] = _slerp(mid, ring[side], ((col + 1) // 2) / 4.0)
+                positions[name] = _slerp(mid, _unit(90.0, azimuth), ((col + 1) // 2) / 4.0)
     # The Fp and O rows lie on the ring itself.
     positions.update(
         {

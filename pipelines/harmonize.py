@@ -66,8 +66,7 @@ class ChannelMap:
     auxiliary: dict[str, list[int]]  # 'ecg' | 'eog' | 'emg' | 'stim' | 'misc' -> indices
     unknown: tuple[str, ...]  # names that are none of the above
     bipolar: tuple[str, ...] = ()  # derivations of a bipolar montage (Fp1-F7 ...): no electrode of their own
-    # the cap whose layout placed the electrodes (labels that name no 10-20 site: BioSemi ABC, a
-    # --montage), or 'file-<hex>' for a recording's own digitized positions (channels.file_cap)
+    # the cap whose layout placed the electrodes, or 'file-<hex>' for digitized ones (channels.file_cap)
     cap: str = ""
 
     @property
@@ -167,8 +166,7 @@ def _cap_note(ch_names, cmap: ChannelMap, montage: str = "auto") -> str:
 CAP_MIN_LABELS = 16
 
 
-# --montage file places a recording by its digitized positions only where its names give fewer
-# 10-20 sites than this: a 10-20 cap keeps its names (a digitized head is no idealized sphere).
+# --montage file uses digitized positions only where the names give fewer 10-20 sites than this.
 FILE_NAMES_ENOUGH = 10
 MONTAGES = ("auto", "file", *CAP_LAYOUTS)
 
@@ -202,16 +200,14 @@ def _plain(label: str) -> str:
 
 def _map_names(ch_names) -> ChannelMap:
     if is_biosemi_abc_layout(ch_names):
-        # ABC labels name positions on a BioSemi cap, not 10-20 sites ('C3' is no C3): the cap
-        # places them. Without its layout (a cap with other letters) none is an electrode we know.
+        # ABC labels name positions on a BioSemi cap, not 10-20 sites ('C3' is no C3).
         return _map_by_cap(ch_names, biosemi_cap(ch_names))
     return _map_ten_ten(ch_names)
 
 
 def _map_by_cap(ch_names, cap: str) -> ChannelMap:
     if named := abc_ten_ten_names(cap):
-        # BioSemi's 32 and 64 caps carry 10-10 electrodes under ABC labels: its 'A5' is F3 itself,
-        # though the cap's drawing puts it 8 degrees from the idealized F3.
+        # BioSemi's 32 and 64 caps carry 10-10 electrodes under ABC labels ('A5' is F3 itself).
         cmap = _map_ten_ten([named.get(cap_label(n), n) for n in ch_names])
         return dataclasses.replace(cmap, cap=cap)
     return _map_cap(ch_names, cap)

@@ -138,8 +138,7 @@ def resample(
     return resampler.finish(data)
 
 
-# Outputs per tap matrix: large enough for BLAS to pay off, small enough that the matrix (whose
-# input span grows with it) stays mostly non-zero.
+# Outputs per tap matrix: large enough for BLAS to pay off, small enough to stay mostly non-zero.
 _GROUP = 16
 
 
@@ -189,8 +188,7 @@ def _polyphase(
     n_blocks = -(-n_out // poly.block)
     j_lo = min(g[2] for g in poly.groups)
     j_hi = max(g[2] + g[3].shape[0] for g in poly.groups)
-    # The padded input starts at global index first + j_lo: zeros before seg_start and after the
-    # segment's end stand for inputs outside it.
+    # The padded input starts at global index first + j_lo; zeros stand for inputs outside the segment.
     origin = first + j_lo
     length = (n_blocks - 1) * poly.step + (j_hi - j_lo)
     padded = np.zeros((n_chans, length + 1), dtype=np.float32)
