@@ -37,17 +37,8 @@ AE_BANDS: tuple[tuple[float, float], ...] = (
 )
 POWER_FLOOR_UV2 = 1e-3
 # The constructor's arguments and what fitting learns beside the weights, as the saved header names them.
-_HYPERPARAMETERS = (
-    "hidden",
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "weight_decay",
-    "calibration_fraction",
-    "z_center",
-    "z_width",
-    "sfreq",
-    "seed",
+_HYPERPARAMETERS = tuple(
+    "hidden epochs batch_size learning_rate weight_decay calibration_fraction z_center z_width sfreq seed".split()
 )
 _FITTED = ("n_chans", "n_fit_windows", "error_center", "error_scale")
 

@@ -29,14 +29,8 @@ BANDS: tuple[tuple[str, float, float], ...] = (
     ("beta", 13.0, 30.0),
     ("gamma", 30.0, 70.0),
 )
-TIME_FEATURES: tuple[str, ...] = (
-    "mean",
-    "std",
-    "skewness",
-    "kurtosis",
-    "line_length",
-    "hjorth_mobility",
-    "hjorth_complexity",
+TIME_FEATURES: tuple[str, ...] = tuple(
+    "mean std skewness kurtosis line_length hjorth_mobility hjorth_complexity".split()
 )
 CHANNEL_FEATURES: tuple[str, ...] = TIME_FEATURES + tuple(f"rel_{name}" for name, _, _ in BANDS) + ("spectral_entropy",)
 # Welch segments of 2 s: 0.5 Hz bins, and several averaged segments in a 5-10 s window.
