@@ -1,11 +1,7 @@
-"""How far a classifier's stated confidence can be trusted: expected calibration error (ECE),
-the Brier score and the reliability bins that calibration.png (``evaluation.plots``) draws.
-
-Targets may be distributions (hms6's expert votes) as well as one-hot labels. A window's
-"correctness" is then the share of its target on the predicted class: the chance that a rater
-drawn from its panel agrees with the model. For one-hot targets that is plain accuracy, so
-the definitions reduce to the usual ones. A model whose 0.8-confidence windows get 0.8 of
-their raters' votes is calibrated, whatever the raters' disagreement.
+"""How far a classifier's stated confidence can be trusted: expected calibration error (ECE), the
+Brier score and the reliability bins calibration.png draws. Targets may be distributions (hms6's
+expert votes): a window's "correctness" is the target's share on the predicted class (the chance
+that a rater from its panel agrees), which for one-hot targets is plain accuracy.
 """
 
 from __future__ import annotations
@@ -25,9 +21,8 @@ def _checked(probs: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndar
 
 
 def reliability_bins(probs: np.ndarray, target: np.ndarray, n_bins: int = N_BINS) -> dict[str, list]:
-    """Per confidence bin (``edges[b]`` < top-class probability <= ``edges[b + 1]``; the first bin
-    includes 0): the windows in it, their mean confidence and the mean target share of the class
-    predicted (NaN for an empty bin)."""
+    """Per confidence bin (``edges[b]`` < top-class probability <= ``edges[b + 1]``, 0 in the first):
+    the windows, their mean confidence and mean target share of the predicted class (NaN if empty)."""
     probs, target = _checked(probs, target)
     if n_bins < 1:
         raise ValueError(f"n_bins: expected an integer >= 1; got {n_bins}")
@@ -50,8 +45,7 @@ def reliability_bins(probs: np.ndarray, target: np.ndarray, n_bins: int = N_BINS
 
 
 def expected_calibration_error(probs: np.ndarray, target: np.ndarray, n_bins: int = N_BINS) -> float:
-    """The windows-weighted mean gap between confidence and the target share of the predicted
-    class over ``n_bins`` equal-width bins (0: calibrated; NaN without windows)."""
+    """Windows-weighted mean gap between confidence and observed share over the bins (NaN without windows)."""
     return ece_of_bins(reliability_bins(probs, target, n_bins))
 
 

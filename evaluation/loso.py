@@ -3,15 +3,12 @@
     python -m eegfm.evaluation.loso --pretrained runs/pt/model --data OUT/tfrecords --task hms6 \
         --output runs/loso [any training.finetune option]
 
-A model fitted and validated on one hospital's patients can still lose to the class prior at the
-next, whose montage, amplifiers, population and labelling habits differ; a random split of
-patients hides that. Here each site with labeled windows of the task is in turn the test split of
-one fine-tuning run (``training.finetune`` with ``test_sites`` that site), which trains and
-validates on the other sites' subjects. ``OUTPUT/<site>/`` is that fold's run folder (eval.json,
-model/, curves.png, ...); ``OUTPUT/loso.json`` gathers each fold's test metrics beside its
-baseline (the class prior of the sites it trained on) with their mean, spread and worst site, and
-``OUTPUT/loso.png`` draws them. A fold whose eval.json exists is kept, and an unfinished one
-resumes from its checkpoints, so an interrupted evaluation picks up where it stopped.
+A model can beat the class prior at the hospitals it was fitted on and lose to it at the next
+(other montage, amplifiers, population, labelling habits), which a random split of patients
+hides. Each site with labeled windows is in turn the test split of one ``training.finetune`` run
+(``OUTPUT/<site>/``) that trains and validates on the other sites; ``OUTPUT/loso.json`` gathers the
+folds' test metrics beside their baselines with mean, spread and worst site, ``OUTPUT/loso.png``
+draws them. Finished folds are kept and unfinished ones resume, so an interrupted run picks up.
 """
 
 from __future__ import annotations
@@ -95,9 +92,8 @@ def fold_folder(output: Path, site: str) -> Path:
 
 
 def summarize(folds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Mean, standard deviation (across sites, unweighted: each hospital counts once) and range of
-    every test metric all folds report, and the site where the model fares worst against its
-    baseline."""
+    """Mean, standard deviation (each site counts once) and range of every test metric all folds
+    report, and the site where the model fares worst against its baseline."""
     tests = {site: fold["test"] for site, fold in folds.items()}
     summary: dict[str, Any] = {"n_sites": len(tests)}
     for key in _SUMMARIZED:
@@ -162,8 +158,8 @@ def _dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def fold_differences(folder: Path, expected: Mapping[str, Any]) -> list[str]:
-    """What a finished fold's run.json says it ran with that ``expected`` (its config, ``pretrained``
-    and ``data``) does not: the settings (dotted) that differ; [] when the fold is this evaluation's."""
+    """The settings (dotted) where a finished fold's run.json differs from ``expected`` (its config,
+    ``pretrained`` and ``data``); [] when the fold is this evaluation's."""
     try:
         ran = json.loads((folder / "run.json").read_text())
     except (OSError, ValueError):
@@ -186,8 +182,8 @@ def _fold_argv(argv: Sequence[str], folder: Path, site: str) -> list[str]:
 
 
 def _plan(args) -> tuple[Any, str, Counter, list[str]]:
-    """The fine-tuning config, the record task, the labeled windows per site and the sites to hold
-    out; ConfigError where the command line cannot make a leave-one-site-out evaluation."""
+    """The fine-tuning config, record task, labeled windows per site and sites to hold out;
+    ConfigError where the command line cannot make a leave-one-site-out evaluation."""
     cfg = finetune.config_from_args(args)
     if cfg.test_sites or cfg.test_fraction or cfg.corpus_split:
         raise ConfigError(
@@ -217,8 +213,8 @@ def _plan(args) -> tuple[Any, str, Counter, list[str]]:
 
 
 def _keep_finished_fold(args, cfg, folder: Path, site: str, k: int, n: int) -> bool:
-    """Whether the finished fold in ``folder`` ran with this evaluation's settings (logged as kept);
-    False, with the settings that differ on stderr, where it did not."""
+    """Whether the finished fold in ``folder`` ran with this evaluation's settings (else the
+    settings that differ go to stderr)."""
     expected = {
         "config": dataclasses.replace(cfg, test_sites=[site]).to_dict(),
         "pretrained": str(args.pretrained),

@@ -1,9 +1,7 @@
-"""A fine-tuned model's held-out metrics, as eval.json, loso.json and robustness.json report them:
-KL and accuracy against the class-prior baseline, ranking scores, calibration, per-site metrics,
-the confusion matrix and temperature scaling.
-
-``cfg`` is a run's ``FinetuneConfig`` (its ``task`` and ``head`` are read); ``logits`` are the
-head's output (a binary head's single logit becomes the class logits ``[0, z]``).
+"""A fine-tuned model's held-out metrics (eval.json, loso.json, robustness.json): KL and accuracy
+against the class-prior baseline, ranking scores, calibration, per-site metrics, the confusion
+matrix and temperature scaling. ``cfg`` is a run's ``FinetuneConfig`` (``task`` and ``head`` are
+read); ``logits`` are the head's output.
 """
 
 from __future__ import annotations
@@ -27,10 +25,9 @@ def class_logits(logits: torch.Tensor, cfg: Any) -> torch.Tensor:
 
 
 def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> tuple[float, float, float]:
-    """The temperature T minimising the mean KL(target || softmax(logits / T)) (= the negative
-    log-likelihood up to the targets' entropy): a log-spaced grid from 0.01 to 100, refined by
-    golden-section search around the best grid point. Returns (T, KL at T=1, KL at T); T=1 is on
-    the grid and kept unless beaten, so calibration never raises the validation KL."""
+    """(T, KL at T=1, KL at T) for the temperature minimising the mean KL(target || softmax(logits / T)):
+    a log-spaced grid over ``TEMPERATURE_RANGE`` refined by golden-section search. T=1 is on the grid
+    and kept unless beaten, so calibration never raises the validation KL."""
     logits, target = logits.double(), target.double()
 
     def objective(log_t: float) -> float:
@@ -85,11 +82,9 @@ def classification_metrics(
 
 
 def ranking_metrics(probs: np.ndarray, top: np.ndarray) -> dict[str, float]:
-    """What papers on imbalanced EEG tasks report (eegmat is 3:1 rest:task), from the class
-    probabilities ``probs`` [N, C] and each window's target class ``top``: balanced accuracy
-    (the mean recall of the classes present), AUROC (binary; macro one-vs-rest over the classes
-    present with C > 2) and, for two classes, AUPRC of class 1; with more, Cohen's kappa and the
-    class-weighted F1 (what the TUEV benchmarks report). NaN where a class is missing."""
+    """Scores for imbalanced tasks from ``probs`` [N, C] and each window's target class ``top``:
+    balanced accuracy, AUROC (macro one-vs-rest over the classes present for C > 2), and AUPRC of
+    class 1 for two classes, else Cohen's kappa and class-weighted F1. NaN where a class is missing."""
     from sklearn.metrics import average_precision_score, cohen_kappa_score, f1_score, roc_auc_score  # 1 s to import
 
     present = sorted(set(top.tolist()))
@@ -151,8 +146,7 @@ def evaluate_per_site(
     prior: Sequence[float],
     temperature: float = 1.0,
 ) -> dict[str, dict[str, float]]:
-    """:func:`evaluate` on each site's windows (against the same training prior): where a model
-    fitted on several sites works and where it does not. Empty for a single site."""
+    """:func:`evaluate` on each site's windows, against the same training prior; {} for one site."""
     names, found = np.asarray(sites), sorted(set(sites))
     if len(found) < 2:
         return {}
@@ -183,8 +177,8 @@ def confusion_of(
 def reliability_of(
     logits: torch.Tensor, target: torch.Tensor, cfg: Any, split: str, temperature: float
 ) -> dict[str, Any]:
-    """The held-out windows' reliability bins before and, where a temperature was fitted, after
-    calibration, for eval.json and calibration.png."""
+    """The held-out windows' reliability bins before and (where a temperature was fitted) after
+    calibration."""
     logits = class_logits(logits, cfg)
     distribution, keep = losses.as_distribution(target, logits.shape[-1])
     logits, distribution = logits[keep].double(), distribution[keep].double().numpy()

@@ -1,8 +1,6 @@
-"""The pictures beside a fine-tuned model's eval.json and loso.json: the held-out confusion matrix
-(confusion.png, each row as shares of its class), the reliability diagram (calibration.png), and the
-held-out metric site by site against the baseline's (sites.png, loso.png): a model fitted on several
-sites can beat the class prior overall and lose to it at one site, which the overall number hides.
-matplotlib is imported inside each function: training and evaluation import this module without it.
+"""The pictures beside eval.json and loso.json: confusion.png (rows as shares of their class),
+calibration.png (reliability diagram), and sites.png / loso.png (the held-out metric per site
+against its baseline, which an overall number hides). matplotlib is imported where it draws.
 """
 
 from __future__ import annotations
@@ -31,10 +29,8 @@ def _paired(axes, rows: np.ndarray, model: list[float], baseline: list[float] | 
 
 
 def draw_per_site(per_site: Mapping[str, Mapping[str, float]], title: str = ""):
-    """A Figure: per site, the held-out loss against its baseline (the class prior's; a regression's
-    training mean), beside it the ranking scores every site has (balanced accuracy, AUROC, R²) and,
-    for classifiers, each site's expected calibration error against the class prior's: a model
-    calibrated on its training hospitals can be overconfident at another."""
+    """A Figure: per site, the held-out loss against its baseline (class prior or training mean),
+    the ranking scores every site has and, for classifiers, ECE against the class prior's."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -130,9 +126,8 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], title: str, path:
 
 
 def plot_reliability(curves: Sequence[tuple[str, dict[str, list]]], title: str, path: str | Path) -> None:
-    """A reliability diagram at ``path`` (PNG): each ``(name, reliability_bins(...))`` as observed
-    against stated confidence, points sized by their windows, over the diagonal a calibrated model
-    follows; below, how the windows spread over the confidence bins."""
+    """A reliability diagram PNG: each ``(name, reliability_bins(...))`` as observed against stated
+    confidence (points sized by windows) over the diagonal; below, the windows per bin."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -3,24 +3,14 @@ ways clinical recordings do.
 
     python -m eegfm.evaluation.robustness --run runs/ft --data OUT/tfrecords
 
-A fine-tuning run's held-out windows (its test split, else its validation split: subjects it never
-trained on) are scored clean and under each perturbation at increasing severity:
-
-- ``noise``: white noise at a signal-to-noise ratio (dB, per window and channel) - a poor
-  amplifier or high electrode impedance;
-- ``gain``: every channel scaled by a factor - an amplifier calibrated differently, µV read as
-  another unit;
-- ``electrodes``: that many measured channels per window zeroed and marked missing
-  (``channel_mask`` 0), as the pipeline marks channels it could not measure - electrodes that came
-  off;
-- ``mains``: a sinusoid at the mains frequency with an amplitude relative to the channel's RMS -
-  mains interference the recording's notch did not remove (the pipeline's records are notched).
-
-Each perturbation draws from a generator seeded by (seed, perturbation, severity, batch), so a
-run is reproducible. ``OUTPUT/robustness.json`` holds every condition's metrics (those of
-``training.finetune``'s eval.json) and its ratio to the clean metric; ``OUTPUT/robustness.png``
-draws the metric, and for classifiers the expected calibration error, against severity beside
-the clean model and the class prior.
+A run's held-out windows (its test split, else validation) are scored clean and under each
+perturbation at increasing severity: ``noise`` (white noise at an SNR in dB: a poor amplifier, high
+impedance), ``gain`` (channels scaled: another calibration or unit), ``electrodes`` (measured
+channels zeroed and marked missing, as the pipeline marks lost electrodes) and ``mains`` (a mains
+sinusoid relative to the channel's RMS, which the pipeline's notch would have removed). Draws are
+seeded by (seed, perturbation, severity, batch). ``OUTPUT/robustness.json`` holds every condition's
+eval.json metrics and ratio to the clean metric; ``OUTPUT/robustness.png`` draws them (and ECE for
+classifiers) against severity beside the clean model and the class prior.
 """
 
 from __future__ import annotations
@@ -65,8 +55,7 @@ def scale_gain(eeg: torch.Tensor, mask: torch.Tensor, factor: float, generator: 
 
 
 def drop_electrodes(eeg: torch.Tensor, mask: torch.Tensor, count: float, generator: torch.Generator):
-    """``count`` of each window's measured channels (fewer where fewer are measured) zeroed and
-    marked missing, chosen at random."""
+    """``count`` random measured channels per window (or all measured ones) zeroed and marked missing."""
     measured = mask > 0.5
     scores = torch.rand(mask.shape, generator=generator).to(mask.device)
     scores = torch.where(measured, scores, torch.full_like(scores, -1.0))  # measured ones first
@@ -183,8 +172,8 @@ def report_of(
 
 def plot(report: Mapping[str, Any], title: str, path: Path) -> None:
     """The metric against severity, a panel per perturbation, beside the clean model and the class
-    prior; for classifiers a second row does the same for ECE: under shift a model can keep its
-    accuracy yet grow overconfident, which is what a clinician reading its probabilities trusts."""
+    prior; for classifiers a second row for ECE (under shift a model can keep its accuracy yet grow
+    overconfident)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullLocator
@@ -279,8 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _held_out_loader(data, cfg, ran: Mapping[str, Any], groups: Sequence[str], model, batch_size: int):
-    """The run's held-out windows (its groups: sites or subjects, as the run split them) in order,
-    once; and which grouping that is."""
+    """A single pass over the run's held-out groups (sites or subjects, as the run split them),
+    and which grouping that is."""
     by = "sites" if ran["split_group"] == "site" else "subjects"
     filters = RecordFilter(tasks=(ran["record_task"],), **{by: groups})
     section = dataclasses.replace(cfg.loader, batch_size=batch_size, token_budget=None, num_workers=0)
@@ -303,8 +292,7 @@ def _perturbations(mains_freq: float) -> list[Perturbation]:
 
 
 def _temperature(model, uncalibrated: bool) -> float:
-    """The temperature to score with: 1 with --uncalibrated, else the model's fitted one (warned
-    about where it hit the bound of its fit)."""
+    """1 with --uncalibrated, else the model's fitted temperature (warned about at its bound)."""
     temperature = 1.0 if uncalibrated else float(getattr(model.config, "temperature", 1.0) or 1.0)
     if temperature >= TEMPERATURE_RANGE[1] * 0.999:
         log.warning(

@@ -1,15 +1,10 @@
 """Parameter-efficient fine-tuning: LoRA or bottleneck adapters, and encoder (un)freezing.
 
-``add_adapters(model, "lora", rank=8)`` freezes the encoder and makes only the adapters and the
-task head trainable (a few percent of the parameters at most; tests pin < 5 %). The choice is
-written to ``config.adapter_kind`` / ``adapter_rank``, so ``save_pretrained`` / ``from_pretrained``
-rebuild the same modules before loading their weights.
-
-- ``lora``: every attention projection (temporal, patch-level and fusion cross-attention) and the
-  GNN value/output projections get ``W x + (alpha / r) B A x`` with ``B`` zero-initialised, so a
-  freshly adapted model computes exactly what the frozen one did.
-- ``bottleneck``: after every encoder block and patch layer, ``x + up(gelu(down(norm(x))))`` with
-  ``up`` zero-initialised (Houlsby-style, one adapter per block).
+``add_adapters(model, "lora", rank=8)`` freezes the encoder and trains only the adapters and the
+head (< 5 % of the parameters); ``config.adapter_kind`` / ``adapter_rank`` record the choice, so
+``from_pretrained`` rebuilds the modules. ``lora``: every attention and GNN value/output projection
+computes ``W x + (alpha / r) B A x``; ``bottleneck``: ``x + up(gelu(down(norm(x))))`` after every
+block and patch layer. ``B`` and ``up`` start at zero: an adapted model starts as the frozen one.
 """
 
 from __future__ import annotations
@@ -38,11 +33,7 @@ class LoRALinear(nn.Module):
         self.scale = LORA_ALPHA_OVER_RANK
         self.lora_a = nn.Parameter(torch.empty(rank, base.in_features))
         self.lora_b = nn.Parameter(torch.zeros(base.out_features, rank))
-        self.reset_lora()
-
-    def reset_lora(self) -> None:
         nn.init.kaiming_uniform_(self.lora_a, a=math.sqrt(5))
-        nn.init.zeros_(self.lora_b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base(x) + F.linear(F.linear(x, self.lora_a), self.lora_b) * self.scale
@@ -59,9 +50,6 @@ class BottleneckAdapter(nn.Module):
         self.down = nn.Linear(width, rank)
         self.up = nn.Linear(rank, width)
         self.up.zero_init = True  # read by EEGFMPreTrainedModel._init_weights
-        self.reset_adapter()
-
-    def reset_adapter(self) -> None:
         nn.init.zeros_(self.up.weight)
         nn.init.zeros_(self.up.bias)
 
@@ -99,8 +87,8 @@ def is_adapter_parameter(name: str) -> bool:
 
 
 def add_adapters(model: nn.Module, kind: str = "lora", rank: int = 8) -> int:
-    """Add adapters to the encoder of an eegfm model (``EEGFMPreTrainedModel``), freeze everything
-    else except the head; return the number of trainable parameters."""
+    """Add adapters to an eegfm model's encoder and freeze all but them and the head; the number of
+    trainable parameters."""
     if model.config.adapter_kind is not None:
         raise ConfigError(
             f"add_adapters: the model already has {model.config.adapter_kind!r} adapters; "
@@ -110,8 +98,7 @@ def add_adapters(model: nn.Module, kind: str = "lora", rank: int = 8) -> int:
         raise ConfigError(f"add_adapters rank: expected a positive integer; got {rank!r}")
     reference = next(model.parameters())
     build_adapters(model.encoder, kind, rank, model.config.layer_norm_eps)
-    # New modules are float32 on the CPU: move them to the model's device and dtype (a bfloat16
-    # model would otherwise fail with a dtype mismatch in its first adapted matmul).
+    # New modules are float32 on the CPU: move them to the model's device and dtype.
     model.encoder.to(device=reference.device, dtype=reference.dtype)
     model.config.adapter_kind, model.config.adapter_rank = kind, rank
     for name, parameter in model.named_parameters():
@@ -121,8 +108,7 @@ def add_adapters(model: nn.Module, kind: str = "lora", rank: int = 8) -> int:
 
 def freeze_encoder(model: nn.Module) -> None:
     """Linear probing: only parameters outside the encoder (the head) stay trainable."""
-    for parameter in model.encoder.parameters():
-        parameter.requires_grad = False
+    model.encoder.requires_grad_(False)
 
 
 def unfreeze_encoder(model: nn.Module, last_n_layers: int | None = None) -> None:
@@ -130,8 +116,7 @@ def unfreeze_encoder(model: nn.Module, last_n_layers: int | None = None) -> None
     layers first, then the spatio-temporal blocks from the top) and its final norms and fusion."""
     encoder = model.encoder
     if last_n_layers is None:
-        for parameter in encoder.parameters():
-            parameter.requires_grad = True
+        encoder.requires_grad_(True)
         return
     layers = list(encoder.blocks) + list(encoder.patch_layers)
     if isinstance(last_n_layers, bool) or not isinstance(last_n_layers, int) or not 0 <= last_n_layers <= len(layers):
@@ -140,14 +125,11 @@ def unfreeze_encoder(model: nn.Module, last_n_layers: int | None = None) -> None
         )
     freeze_encoder(model)
     top = layers[len(layers) - last_n_layers :] if last_n_layers else []
-    for module in top + [encoder.final_norm]:
-        for parameter in module.parameters():
-            parameter.requires_grad = True
     if last_n_layers > len(encoder.patch_layers):  # the unfrozen range reaches below the fusion
-        for module in (encoder.fusion, encoder.channel_pool, encoder.norm):
-            if module is not None:
-                for parameter in module.parameters():
-                    parameter.requires_grad = True
+        top += [encoder.fusion, encoder.channel_pool, encoder.norm]
+    for module in top + [encoder.final_norm]:
+        if module is not None:
+            module.requires_grad_(True)
 
 
 def count_trainable(model: nn.Module) -> int:

@@ -1,21 +1,16 @@
 """``EEGFMConfig``: the one configuration of the eegfm encoder, its heads and its pretraining losses.
 
-It is a Hugging Face ``PreTrainedConfig`` (a dataclass in transformers 5), so ``save_pretrained``
-writes it as ``config.json`` next to ``model.safetensors`` and ``AutoConfig`` reads it back. Every
-field is validated in ``__post_init__``; errors name the field, the allowed values and what was
-received, like the rest of eegfm (``eegfm.core.config``).
+A Hugging Face ``PreTrainedConfig`` (saved as ``config.json``); every field is validated in
+``__post_init__`` and errors name the field, the allowed values and what was received. Named presets
+are registered with :func:`register_preset`: ``EEGFMConfig.from_preset("base", head="binary")``.
 
-Named presets are small functions registered with :func:`register_preset` (the torchtitan
-``config_registry`` pattern): ``EEGFMConfig.from_preset("base", head="binary")``.
-
-=====  ======  =======  ==============  ===========  =========================================
-name   width   blocks   patch layers    parameters   use
-=====  ======  =======  ==============  ===========  =========================================
-tiny   64      2        1               0.30 M       tests, CPU demo
-base   192     4        4               5.01 M       comparable to CBraMod (5.15 M) / LaBraM-base
-                                                     (5.82 M); 8.8 ms batch-1 in ONNX Runtime
-large  512     8        4               48.9 M       scaling runs
-=====  ======  =======  ==============  ===========  =========================================
+=====  ======  =======  ============  ==========  ============================================
+name   width   blocks   patch layers  parameters  use
+=====  ======  =======  ============  ==========  ============================================
+tiny   64      2        1             0.30 M      tests, CPU demo
+base   192     4        4             5.01 M      like CBraMod (5.15 M) / LaBraM-base (5.82 M)
+large  512     8        4             48.9 M      scaling runs
+=====  ======  =======  ============  ==========  ============================================
 
 (Counts for ``EEGFMModel`` with the ``hms6`` head; pretraining heads add 0.05 / 0.36 / 2.2 M.)
 """
@@ -67,49 +62,26 @@ def _check_option(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
 
 
 class EEGFMConfig(PreTrainedConfig):
-    r"""Configuration of :class:`model.modeling.EEGFMModel` and ``EEGFMForPretraining``.
+    """Configuration of :class:`model.modeling.EEGFMModel` and ``EEGFMForPretraining``.
 
-    Signal and tokens:
-        sfreq: sampling rate the model expects (Hz); the data contract resamples everything to 256.
-        patch_size: samples per patch (256 = 1 s). Inputs are cut to a whole number of patches.
-        input_scale_uv: microvolts are divided by this inside the model (100 µV -> 1.0).
-        spectral_patch_features: also embed each patch's log-magnitude spectrum.
-    Encoder:
-        hidden_size: token width. num_attention_heads: heads in every attention layer.
-        num_hidden_layers: spatio-temporal blocks over (channel, patch) tokens; each block is
-            temporal self-attention, one electrode-graph GNN layer and an MLP.
-        num_patch_layers: transformer layers over patch tokens (channels pooled), after fusion.
-        mlp_ratio: MLP hidden width / hidden_size.
-        graph_neighbours: k of the electrode k-nearest-neighbour graph (self-loop added).
-        gnn_impl: ``"pyg"`` (torch_geometric message passing over the disjoint union of all
-            batch x patch graphs), ``"dense"`` (the same sums as a batched matmul; numerically
-            equal, used where scatter kernels are slow) or ``"gather"`` (a neighbour gather and
-            weighted sum, which ``torch.compile`` fuses into one kernel on GPUs). Switchable on
-            a built model.
-        causal: causal temporal attention (patch t sees patches <= t).
-        gradient_checkpointing: recompute blocks in backward to save memory.
-        dropout, attention_dropout: dropout rates.
-    Fusion:
-        modalities: optional inputs the model can fuse (any subset of ``MODALITIES``); each one
-            may still be absent in any batch.
-        spectrogram_bins: rows of the spectrogram (400 in the Kaggle HMS layout).
-        spectrogram_pool: spectrogram frames averaged into one token.
-    Heads:
-        head: task head name in the head registry (``model.heads.list_heads()``).
-        id2label / label2id: class names of the head (set from the head's defaults if absent).
-        head_dropout: dropout before the head's linear layer.
-        adapter_kind / adapter_rank: adapters added by ``add_adapters`` (recorded so that
-            ``from_pretrained`` rebuilds them).
-        temperature: softmax (sigmoid) temperature that ``predict`` divides the logits by; set by
-            fine-tuning's temperature scaling on the validation split (1.0 = uncalibrated).
-    Pretraining:
-        mask_min_ms / mask_max_ms: span lengths of masked segments; mask_ratio: masked fraction.
-        contrastive_dim, contrastive_temperature: InfoNCE projection width and temperature.
-        reconstruction_weight / contrastive_weight / auxiliary_weight: loss weights. The
-            reconstruction loss is a normalised MSE (1.0 = predicting zero) and InfoNCE starts at
-            log(number of keys) ~ 6-7; at contrastive_weight 0.5 the contrastive gradients held
-            reconstruction back (tiny preset, real EEG), 0.1 lets both fall together.
-        auxiliary_head: optional registered head trained alongside (e.g. ``"sleep_stage"``).
+    Signal: ``sfreq`` (Hz), ``patch_size`` (samples per token, 256 = 1 s; inputs are cut to whole
+    patches), ``input_scale_uv`` (µV divided by it inside the model), ``spectral_patch_features``
+    (also embed each patch's log-magnitude spectrum).
+    Encoder: ``num_hidden_layers`` spatio-temporal blocks over (channel, patch) tokens (temporal
+    attention, one electrode-graph GNN layer, an MLP), then ``num_patch_layers`` transformer layers
+    over patch tokens. ``graph_neighbours``: k of the electrode k-NN graph. ``gnn_impl``: ``"pyg"``
+    (torch_geometric message passing), ``"dense"`` (the same sums as a batched matmul) or
+    ``"gather"`` (a neighbour gather that ``torch.compile`` fuses); switchable on a built model.
+    ``causal``: patch t attends to patches <= t.
+    Fusion: ``modalities`` the model can fuse (a subset of ``MODALITIES``, each may be absent in any
+    batch); ``spectrogram_bins`` rows (400 in the Kaggle layout), ``spectrogram_pool`` frames per token.
+    Heads: ``head`` (``model.heads.list_heads()``); ``id2label`` defaults to the head's labels;
+    ``adapter_kind`` / ``adapter_rank`` are recorded so ``from_pretrained`` rebuilds the adapters;
+    ``temperature`` divides the logits in ``predict`` (fitted on validation; 1.0 = uncalibrated).
+    Pretraining: masked spans of ``mask_min_ms``..``mask_max_ms`` covering ``mask_ratio``; InfoNCE
+    with ``contrastive_dim`` / ``contrastive_temperature``; loss weights. Reconstruction is a
+    normalised MSE (1.0 = predicting zero) and InfoNCE starts at ~6-7: at contrastive_weight 0.5 the
+    contrastive gradients held reconstruction back, at 0.1 both fall together.
     """
 
     model_type = "eegfm"
@@ -248,10 +220,6 @@ def n_outputs_for(config: EEGFMConfig, head: str | None = None) -> int:
     return HEAD_REGISTRY[name].n_outputs(config, name == config.head)
 
 
-# --------------------------------------------------------------------------------------------
-# Preset registry
-# --------------------------------------------------------------------------------------------
-
 _PRESETS: dict[str, Callable[[], dict[str, Any]]] = {}
 
 
@@ -294,11 +262,8 @@ def tiny() -> dict[str, Any]:
 
 @register_preset("base")
 def base() -> dict[str, Any]:
-    """About 5.0 M parameters, the size class of CBraMod (5.2 M) and LaBraM-base (5.8 M).
-
-    Width 192 keeps the (channel x patch) blocks, where the compute is, at about 0.8 GFLOP per
-    10 s of 19-channel EEG; four patch layers (1/19 of the tokens) add capacity almost for free.
-    """
+    """Width 192 keeps the (channel x patch) blocks, where the compute is, at about 0.8 GFLOP per
+    10 s of 19-channel EEG; four patch layers (1/19 of the tokens) add capacity almost for free."""
     return dict(
         hidden_size=192,
         num_attention_heads=6,

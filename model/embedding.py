@@ -1,16 +1,10 @@
 """Channel tokens: each channel's 1 s patches embedded, plus where on the head the channel sits.
 
 A token is ``LayerNorm(raw(patch) + spectrum(patch) [+ masked(sample_mask)]) + electrode(xyz)
-[+ interpolated]``:
-
-- ``raw``: a linear map of the patch samples (microvolts / ``input_scale_uv``).
-- ``spectrum``: a linear map of the patch's log-magnitude spectrum, computed as a product with a
-  fixed real DFT basis rather than ``torch.fft`` so the exported ONNX graph is plain MatMuls.
-- ``masked``: during masked-segment pretraining, which samples were hidden (zeros otherwise).
-- ``electrode``: an MLP of Fourier features of the electrode's unit-sphere position, so any
-  electrode with a 10-10 position gets an embedding, including ones never seen in training.
-- ``interpolated``: a learned vector added to channels with ``channel_mask == 0`` (interpolated by
-  the pipeline, or missing), so the model knows which inputs carry no measurement of their own.
+[+ interpolated]``. The spectrum is a product with a fixed real DFT basis rather than ``torch.fft``,
+so the ONNX graph is plain MatMuls; ``masked`` flags samples hidden by pretraining; the electrode
+MLP of Fourier features embeds any 10-10 position, seen in training or not; ``interpolated`` is
+added to channels with ``channel_mask == 0``, which carry no measurement of their own.
 """
 
 from __future__ import annotations
@@ -53,12 +47,8 @@ class PatchEmbedding(nn.Module):
         self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
 
     def log_spectrum(self, patches: torch.Tensor) -> torch.Tensor:
-        """log(1 + |rfft(patch)|), always in float32.
-
-        Under float16 autocast the DFT sums and their squares overflow (a 20 (x100 µV) patch has
-        a DC term of 5120, squared 2.6e7 > 65504: inf, then NaN after the LayerNorm), and
-        bfloat16 keeps about 3 significant digits of a 256-term sum; the matmuls are small.
-        """
+        """log(1 + |rfft(patch)|) in float32: in float16 the squared DFT sums overflow (a 2 mV
+        patch's DC term squared is 2.6e7 > 65504) and bfloat16 keeps ~3 digits of a 256-term sum."""
         with float32_region(patches.device):
             patches = patches.float()
             cos, sin = real_dft_basis(self.patch_size, device=patches.device, dtype=torch.float32)
@@ -92,12 +82,8 @@ class ElectrodeEmbedding(nn.Module):
 
 
 class ChannelTokenizer(nn.Module):
-    """EEG (B, C, T) microvolts -> tokens (B, C, n_patches, hidden_size).
-
-    ``T`` is cut to ``n_patches * patch_size`` samples: a trailing remainder shorter than one patch
-    is dropped (the caller's windows are whole seconds in the data contract, so nothing is lost
-    there). ``sample_mask`` (B, C, T), 1 where pretraining hid the sample, is cut the same way.
-    """
+    """EEG (B, C, T) microvolts -> tokens (B, C, T // patch_size, hidden_size); a trailing partial
+    patch is dropped, from ``sample_mask`` (1 where pretraining hid the sample) too."""
 
     def __init__(self, config: EEGFMConfig) -> None:
         super().__init__()
@@ -108,7 +94,6 @@ class ChannelTokenizer(nn.Module):
         self.interpolated = nn.Parameter(torch.zeros(config.hidden_size))
 
     def to_patches(self, signal: torch.Tensor) -> torch.Tensor:
-        """(..., T) -> (..., T // patch_size, patch_size), the remainder dropped."""
         n_patches = signal.shape[-1] // self.patch_size
         signal = signal[..., : n_patches * self.patch_size]
         return signal.reshape(*signal.shape[:-1], n_patches, self.patch_size)

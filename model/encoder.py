@@ -1,21 +1,13 @@
 """The eegfm encoder: channel tokens -> spatio-temporal blocks -> patch tokens -> fusion -> embedding.
 
-Shapes (B batch, C channels, T samples, P = T // patch_size patches, D hidden_size):
+EEG (B, C, T) -> (B, C, P, D) channel tokens (P = T // patch_size) -> ``num_hidden_layers``
+spatio-temporal blocks (attention along P, a GNN step across C, an MLP) -> softmax pooling over
+channels to (B, P, D) -> fusion of the optional modalities -> ``num_patch_layers`` transformer
+layers -> final norm; the mean over patches is the recording embedding (B, D). Only the blocks
+run on C x P tokens, which keeps the ``base`` preset fast on CPUs.
 
-1. ``ChannelTokenizer``: EEG (B, C, T) -> (B, C, P, D) tokens, one per channel and second.
-2. ``num_hidden_layers`` x ``SpatioTemporalBlock``: temporal self-attention along P for every
-   channel, one message-passing step on the electrode graph for every patch, an MLP.
-3. Channel pooling: attention weights over C -> per-patch tokens (B, P, D).
-4. ``CrossModalFusion`` (when the config names modalities): spectrogram, ECG, age/sex.
-5. ``num_patch_layers`` transformer layers over the P patch tokens (cheap: 1/C of the tokens),
-   a final LayerNorm, and the mean over patches as the recording embedding (B, D).
-
-The expensive part runs on C x P tokens and the fusion and summary layers on P tokens, which is
-how the ``base`` preset stays fast on CPUs at a parameter count like CBraMod's.
-
-``config.causal`` makes both temporal stacks causal; the fusion's modality gates read the mean of
-all patches and the spectrogram is context for every patch, so with optional modalities present
-a patch can depend on later EEG through the gate (without them the whole encoder is causal).
+``config.causal`` makes both temporal stacks causal; the fusion's gates read the mean of all
+patches, so with optional modalities present a patch can depend on later EEG through them.
 """
 
 from __future__ import annotations

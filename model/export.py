@@ -5,26 +5,13 @@ The exported graph takes every input as a tensor, with NaN for "absent" (``model
     eeg (B, C, T) float32 µV        positions (B, C, 3)        channel_mask (B, C)
     spectrogram (B, 400, F)  ecg (B, T)  age (B,)  sex (B,)     -- only the configured modalities
 
-and returns ``logits`` (B, n_outputs) and ``embedding`` (B, D). ``B``, ``C``, ``T`` and ``F`` are
-dynamic (``torch.export.Dim``): one graph serves the 19 contract channels and any other montage of
-2 to ``MAX_CHANNELS`` electrodes (``export_onnx(..., n_chans=8)`` fixes the count instead). In the
-graph ``T`` is a whole number of patches and ``F`` of spectrogram tokens (derived dimensions: no
-floor divisions in the traced shape arithmetic); ``OnnxEEGFM.feed`` drops a remainder exactly as the
-PyTorch model ignores it. Label names, patch size and modalities travel in the ONNX
-``metadata_props``.
-
-Why the channel axis can be dynamic: the electrode graph always has ``graph_neighbours + 1``
-neighbour slots per electrode (montages with fewer electrodes pad them with zero-weight slots,
-``model.spatial``), so no shape depends on ``C`` through a ``min``; channel pooling, the GNN's
-dense (B, heads, C, C) adjacency and the per-channel attention take ``C`` symbolically. Tests pin
-ONNX Runtime parity at 3, 12 and 19 channels on one exported graph.
-
-``OnnxEEGFM(path)(eeg, positions=..., ...)`` fills the NaN placeholders for omitted modalities
-and tiles ``positions`` over the batch, so calling it mirrors calling the PyTorch model.
-
-The GNN is exported in its ``"dense"`` formulation by default (equal sums, no scatter kernels;
-2x faster in ONNX Runtime on CPU); ``export_onnx(..., gnn_impl="pyg")`` exports the
-torch_geometric message passing itself, which the dynamo exporter also handles.
+and returns ``logits`` (B, n_outputs) and ``embedding`` (B, D). ``B``, ``C`` (2 to
+``MAX_CHANNELS``, or fixed with ``n_chans``), ``T`` and ``F`` are dynamic; ``C`` can be because the
+electrode graph has a fixed number of neighbour slots (``model.spatial``). In the graph ``T`` is a
+whole number of patches and ``F`` of spectrogram tokens; ``OnnxEEGFM.feed`` drops a remainder as
+the PyTorch model ignores it, fills NaN for omitted modalities and tiles ``positions``. Label names,
+patch size and modalities travel in the ONNX ``metadata_props``. The GNN is exported in its
+``"dense"`` form by default (no scatter kernels: 2x faster in ONNX Runtime on CPU).
 """
 
 from __future__ import annotations
@@ -41,6 +28,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from eegfm.model.config import MODALITIES
 from eegfm.model.inputs import canonical_positions
 from eegfm.model.modeling import EEGFMModel
 
@@ -48,14 +36,12 @@ DEFAULT_OPSET = 20  # opset 20 has a native Gelu, which ONNX Runtime runs as one
 MAX_BATCH = 4096
 MAX_CHANNELS = 512  # the channel dimension's upper bound (high-density nets have 256)
 MAX_SECONDS = 3600  # the time dimension's upper bound, one hour at the model's rate
+MODALITY_INPUTS = {"spectrogram": ("spectrogram",), "ecg": ("ecg",), "clinical": ("age", "sex")}
 
 
 class ExportableEEGFM(nn.Module):
-    """A forward with a fixed, all-tensor signature: (logits, embedding).
-
-    Subclasses may return more outputs (after these two), named by :meth:`output_names`; they
-    export with :func:`export_onnx` too.
-    """
+    """A forward with a fixed, all-tensor signature: (logits, embedding); subclasses may add
+    outputs after these two, named by :meth:`output_names`."""
 
     def __init__(self, model: EEGFMModel) -> None:
         super().__init__()
@@ -63,14 +49,8 @@ class ExportableEEGFM(nn.Module):
         self.modalities = tuple(model.config.modalities)
 
     def input_names(self) -> list[str]:
-        names = ["eeg", "positions", "channel_mask"]
-        if "spectrogram" in self.modalities:
-            names.append("spectrogram")
-        if "ecg" in self.modalities:
-            names.append("ecg")
-        if "clinical" in self.modalities:
-            names += ["age", "sex"]
-        return names
+        optional = [name for m in MODALITIES if m in self.modalities for name in MODALITY_INPUTS[m]]
+        return ["eeg", "positions", "channel_mask", *optional]
 
     def output_names(self) -> list[str]:
         return ["logits", "embedding"]
@@ -113,9 +93,8 @@ def dynamic_shapes(model: EEGFMModel, *, dynamic_channels: bool = True) -> dict[
     batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
     # At least 2 electrodes, as the PyTorch model requires (EEGFMPreTrainedModel.prepare_inputs).
     chans = torch.export.Dim("n_chans", min=2, max=MAX_CHANNELS) if dynamic_channels else None
-    # Time and frames are whole multiples of the patch / pooling size: derived dimensions keep the
-    # exported shape arithmetic free of floor divisions (which make export slow and guard-laden);
-    # OnnxEEGFM.feed trims a remainder exactly as the PyTorch model ignores it.
+    # Time and frames as whole multiples of the patch / pooling size: no floor divisions (slow,
+    # guard-laden) in the exported shape arithmetic.
     n_patches = torch.export.Dim("n_patches", min=1, max=int(MAX_SECONDS * model.config.sfreq) // patch)
     time = patch * n_patches
     n_tokens = torch.export.Dim("spectrogram_tokens", min=1, max=100_000)
@@ -145,14 +124,10 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     verbose: bool = False,
 ) -> Path:
-    """Export ``model`` (eval mode) to ``path`` with dynamic batch, channels, time and frames.
+    """Export ``model`` (or an :class:`ExportableEEGFM`) in eval mode to ``path``.
 
-    ``model`` may also be an :class:`ExportableEEGFM` (or a subclass with more outputs).
-    ``n_chans``: None (the default) keeps the channel count dynamic (2 to ``MAX_CHANNELS``
-    electrodes, identified by their ``positions``); an integer fixes it to that count.
-    ``gnn_impl`` selects the GNN formulation for the exported graph (``"dense"`` by default: the
-    same sums as torch_geometric's message passing, without scatter kernels, which ONNX Runtime
-    runs faster on CPU); ``None`` keeps the model's own setting. The model is restored after.
+    ``n_chans``: None keeps the channel count dynamic, an integer fixes it. ``gnn_impl``: the GNN
+    formulation to export (None: the model's own). The model's modes are restored after.
     """
     wrapper = model if isinstance(model, ExportableEEGFM) else ExportableEEGFM(model)
     model = wrapper.model
@@ -254,11 +229,8 @@ class OnnxEEGFM:
         age: np.ndarray | torch.Tensor | None = None,
         sex: np.ndarray | torch.Tensor | None = None,
     ) -> dict[str, np.ndarray]:
-        """Inputs for ``session.run``: numpy float32, NaN for absent modalities.
-
-        Samples after the last whole patch and spectrogram frames after the last whole token are
-        dropped here, as the PyTorch model ignores them (the graph takes whole patches only).
-        """
+        """Inputs for ``session.run``: numpy float32, NaN for absent modalities, trimmed to whole
+        patches and spectrogram tokens (the graph takes no remainder)."""
         eeg = _numpy(eeg)
         if eeg.ndim != 3:
             raise ValueError(f"eeg: expected an array (batch, n_chans, n_times); got shape {eeg.shape}")
@@ -272,10 +244,12 @@ class OnnxEEGFM:
             )
         if n_chans < 2:
             raise ValueError(f"eeg: expected at least 2 channels; got {n_chans}")
+        pool, whole = self.spectrogram_pool, n_times - n_times % self.patch_size
         if ecg is not None:
             ecg = _numpy(ecg)
             if ecg.shape != (batch, n_times):
                 raise ValueError(f"ecg: expected shape {(batch, n_times)} to match eeg; got {ecg.shape}")
+            ecg = np.ascontiguousarray(ecg[..., :whole])
         if spectrogram is not None:
             spectrogram = _numpy(spectrogram)
             if (
@@ -287,13 +261,7 @@ class OnnxEEGFM:
                     f"spectrogram: expected shape ({batch}, {self.spectrogram_bins}, n_frames >= "
                     f"{self.spectrogram_pool}); got {spectrogram.shape}"
                 )
-        n_times -= n_times % self.patch_size
-        eeg = eeg[..., :n_times]
-        if ecg is not None:
-            ecg = ecg[..., :n_times]
-        if spectrogram is not None:
-            n_frames = spectrogram.shape[-1] - spectrogram.shape[-1] % self.spectrogram_pool
-            spectrogram = spectrogram[..., :n_frames]
+            spectrogram = np.ascontiguousarray(spectrogram[..., : spectrogram.shape[-1] // pool * pool])
         if positions is None:
             if n_chans != 19:
                 raise ValueError(
@@ -306,29 +274,28 @@ class OnnxEEGFM:
         positions = np.ascontiguousarray(np.broadcast_to(positions, (batch, n_chans, 3)))
         mask = np.ones((batch, n_chans), np.float32) if channel_mask is None else _numpy(channel_mask)
         mask = np.ascontiguousarray(np.broadcast_to(mask.reshape(-1, n_chans), (batch, n_chans)))
-        nan = np.float32("nan")
         values = {
-            "eeg": eeg,
+            "eeg": eeg[..., :whole],
             "positions": positions,
             "channel_mask": mask,
-            "spectrogram": (
-                np.full((batch, self.spectrogram_bins, self.spectrogram_pool), nan, np.float32)
-                if spectrogram is None
-                else np.ascontiguousarray(spectrogram)
-            ),
-            "ecg": np.full((batch, n_times), nan, np.float32) if ecg is None else np.ascontiguousarray(ecg),
-            "age": np.full(batch, nan, np.float32) if age is None else _numpy(age),
-            "sex": np.full(batch, nan, np.float32) if sex is None else _numpy(sex),
+            "spectrogram": _numpy_or_nan(spectrogram, batch, self.spectrogram_bins, pool),
+            "ecg": _numpy_or_nan(ecg, batch, whole),
+            "age": _numpy_or_nan(age, batch),
+            "sex": _numpy_or_nan(sex, batch),
         }
         return {name: values[name] for name in self.input_names}
 
     def __call__(self, *args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
         """(logits, embedding) for the same arguments as ``EEGFMModel.forward``."""
-        logits, embedding = self.session.run(["logits", "embedding"], self.feed(*args, **kwargs))
-        return logits, embedding
+        return tuple(self.session.run(["logits", "embedding"], self.feed(*args, **kwargs)))
 
 
 def _numpy(value: np.ndarray | torch.Tensor) -> np.ndarray:
     if isinstance(value, torch.Tensor):
         value = value.detach().cpu().numpy()
     return np.ascontiguousarray(value, dtype=np.float32)
+
+
+def _numpy_or_nan(value: np.ndarray | torch.Tensor | None, *shape: int) -> np.ndarray:
+    """``value`` as float32 numpy, or NaN ("absent") of ``shape`` where it is None."""
+    return np.full(shape, np.nan, np.float32) if value is None else _numpy(value)

@@ -1,22 +1,15 @@
 """Cross-modal fusion: EEG patch tokens attend to the optional modalities, through learned gates.
 
-Modalities (each tokenised to (B, L, D) with a per-token validity mask and a per-sample presence):
+Each modality becomes (B, L, D) tokens with a validity mask and a per-sample presence:
+``spectrogram`` (the Kaggle HMS layout, (B, 400, n_frames): log1p power pooled over
+``spectrogram_pool`` frames, plus a code of the time from its centre), ``ecg`` ((B, n_times) µV
+embedded per 1 s patch; keys and queries carry the same code of the patch's second, so EEG patch t
+finds ECG patch t) and ``clinical`` (one token each for age and sex).
 
-- ``spectrogram``: the HMS 10-minute spectrogram, (B, 400, n_frames) in the Kaggle layout (rows
-  LL, RL, LP, RP x 100 frequencies). log1p power, ``spectrogram_pool`` frames averaged per token,
-  plus a sinusoidal code of the token's time relative to the spectrogram's centre (computed at
-  call time: any number of frames works).
-- ``ecg``: the ECG/EKG channel, (B, n_times) microvolts aligned with the EEG, embedded per 1 s
-  patch; keys and queries carry the same sinusoidal code of the patch's second, so EEG patch t can
-  find ECG patch t.
-- ``clinical``: ``age`` (years) and ``sex`` (0 F, 1 M): one token each.
-
-NaN marks absence (``model.inputs``): an all-NaN ECG or spectrogram row, a NaN age or sex. For
-each modality, every EEG patch token cross-attends to ``[null token, modality tokens]``; the null
-token is always valid, so a sample without the modality never produces an all-masked softmax.
-The attended value is multiplied by a gate, ``sigmoid(linear(mean EEG token))`` per modality and
-sample, times the modality's presence: an absent modality contributes exactly zero, so passing
-``None`` and passing NaN give identical outputs, at train and at test time.
+Every EEG patch token cross-attends to ``[null token, modality tokens]`` (the null token keeps a
+sample without the modality from an all-masked softmax), times a gate ``sigmoid(linear(mean EEG
+token))`` and the modality's presence: an absent modality (``None`` or NaN, ``model.inputs``)
+contributes exactly zero, at train and at test time.
 """
 
 from __future__ import annotations
@@ -188,10 +181,7 @@ class CrossModalFusion(nn.Module):
                 q = queries
             else:
                 applied.append(patch_tokens.new_zeros(batch))
-                # Absent from the whole batch: the branch (tokenizer, attention, gate column, and
-                # the ECG's query-time code) is tied in with a zero weight, so that every trainable
-                # parameter still gets a gradient (DDP without find_unused_parameters; see
-                # model.numerics.tie_unused). The values of ``fused`` are unchanged.
+                # Absent from the whole batch: tie the branch in with a zero weight (tie_unused).
                 branch = [self.tokenizers[modality], self.attention[modality]]
                 if modality == "ecg":
                     branch.append(self.query_time)

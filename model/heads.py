@@ -90,8 +90,7 @@ class TaskHead(nn.Module):
         return x if pre_logits else self.fc(x)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Scalar loss of ``logits`` against ``target``; computed in float32 whatever the
-        logits' dtype (autocast), and 0 with a gradient path when no target counts."""
+        """Scalar float32 loss; 0 with a gradient path when no target counts."""
         raise NotImplementedError
 
     def predict(self, logits: torch.Tensor) -> torch.Tensor:
@@ -176,8 +175,7 @@ class MultiClassHead(TaskHead):
         return n
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        # Masked mean rather than logits[keep]: no host sync, no data-dependent shapes (DDP,
-        # torch.compile), and 0 rather than NaN for a batch without labels.
+        # Masked mean, not logits[keep]: no host sync or data-dependent shapes, 0 (not NaN) without labels.
         _check_target_size(self.name, logits[..., 0], target, "one class index")
         target = target.reshape(-1).long()
         keep = target >= 0

@@ -1,16 +1,9 @@
-"""Turning channel names and clinical metadata into the tensors the model (and ONNX) consumes.
+"""Channel names and clinical metadata -> the tensors the model (and ONNX) consumes.
 
-The encoder never sees strings: a channel is identified by its electrode's 3-D position on the
-unit sphere (``pipelines.channels``: x right, y front, z up), so any subset of 10-20/10-10
-electrodes, in any order, is a valid input. ``positions_for(ch_names)`` does the name lookup once,
-outside the model, which keeps the exported graph free of string handling.
-
-Conventions shared by PyTorch and ONNX inputs (NaN always means "absent"):
-
-- ``age``: years, float, NaN when unknown.
-- ``sex``: float, 0 = female, 1 = male, NaN when unknown (:func:`encode_sex`).
-- ``ecg`` (B, n_times) and ``spectrogram`` (B, 400, n_frames): a row that is entirely NaN marks the
-  modality absent for that sample; isolated NaN values (Kaggle spectrograms have them) read as 0.
+A channel is identified by its electrode's unit-sphere position (``pipelines.channels``), so any
+subset of 10-20/10-10 electrodes, in any order, is a valid input and the exported graph holds no
+strings. NaN always means "absent": ``age`` (years), ``sex`` (0 female, 1 male), and an all-NaN
+``ecg`` (B, n_times) or ``spectrogram`` (B, 400, n_frames) row; isolated NaN values read as 0.
 """
 
 from __future__ import annotations
@@ -28,11 +21,8 @@ SEX_CODES: dict[str, float] = {"F": 0.0, "M": 1.0}
 
 
 def positions_for(ch_names: Sequence[str], *, batch_size: int | None = None) -> torch.Tensor:
-    """Electrode positions (1, n_chans, 3) for channel names (10-20, 10-10 or clinical spellings).
-
-    With ``batch_size`` the result is repeated to (batch_size, n_chans, 3), the shape the exported
-    ONNX model takes. Unknown names raise ``KeyError`` naming the channel.
-    """
+    """Electrode positions (1 or batch_size, n_chans, 3) for channel names (10-20, 10-10 or
+    clinical spellings); ``KeyError`` names an unknown channel."""
     if isinstance(ch_names, str) or not len(ch_names):
         raise ValueError(f"ch_names: expected a non-empty sequence of channel names; got {ch_names!r}")
     seen: dict[str, str] = {}
@@ -59,22 +49,15 @@ def canonical_positions(batch_size: int | None = None) -> torch.Tensor:
 
 
 def encode_sex(values: Iterable[str | bytes | float | None]) -> torch.Tensor:
-    """``["F", "M", "", None]`` -> ``tensor([0., 1., nan, nan])`` (the data contract's ``sex``).
-
-    A float NaN (a missing value from pandas) is unknown too; other non-strings are an error.
-    """
+    """``["F", "M", "", None, nan]`` -> ``tensor([0., 1., nan, nan, nan])`` (the data contract's ``sex``)."""
     codes = []
     for value in values:
+        text = value.decode(errors="replace") if isinstance(value, bytes) else value
         if value is None or (isinstance(value, float) and math.isnan(value)):
             text = ""
-        elif isinstance(value, (str, bytes)):
-            text = value.decode(errors="replace") if isinstance(value, bytes) else value
-        else:
+        elif not isinstance(text, str) or text.strip().upper() not in (*SEX_CODES, ""):
             raise ValueError(f"sex: expected one of 'F', 'M' or '' (unknown); got {value!r}")
-        text = text.strip().upper()
-        if text and text not in SEX_CODES:
-            raise ValueError(f"sex: expected one of 'F', 'M' or '' (unknown); got {value!r}")
-        codes.append(SEX_CODES.get(text, float("nan")))
+        codes.append(SEX_CODES.get(text.strip().upper(), float("nan")))
     return torch.tensor(codes, dtype=torch.float32)
 
 
@@ -89,9 +72,8 @@ MODEL_KEYS = ("eeg", "channel_mask", "ecg", "age", "sex")
 def model_inputs(
     batch: dict[str, Any], device: torch.device | str | None = None, *, non_blocking: bool = False
 ) -> dict[str, torch.Tensor]:
-    """The keyword arguments of ``EEGFMModel.forward`` / ``EEGFMForPretraining.forward`` in a batch
-    (``eeg``, ``channel_mask``, ``age``, ``sex`` and ``ecg`` when present), optionally moved to
-    ``device``. Positions default to the 19 canonical channels, which is what the batches hold."""
+    """The ``MODEL_KEYS`` of a batch (the model's forward arguments; positions default to the 19
+    canonical channels the batches hold), optionally moved to ``device``."""
     inputs = {key: batch[key] for key in MODEL_KEYS if key in batch}
     if device is not None:
         inputs = {key: value.to(device, non_blocking=non_blocking) for key, value in inputs.items()}

@@ -1,10 +1,7 @@
 """Hugging Face models: ``EEGFMModel`` (encoder + task head) and ``EEGFMForPretraining``.
 
-Both share the encoder under the attribute ``encoder``, so a pretraining checkpoint loads into a
-task model directly (``EEGFMModel.from_pretrained(pretrain_dir, head="hms6")``: the encoder
-weights are reused, the head is initialised, the pretraining heads are ignored).
-
-Inputs (all tensors; see ``model.inputs`` for building them from names and metadata):
+Both hold the encoder as ``encoder``, so ``EEGFMModel.from_pretrained(pretrain_dir, head="hms6")``
+reuses a pretraining checkpoint's encoder with a fresh head. Inputs (``model.inputs`` builds them):
 
 ==============  ==================  =========================================================
 eeg             (B, C, T)           microvolts at 256 Hz, any C >= 2 electrodes, T >= 1 patch;
@@ -17,7 +14,7 @@ ecg             (B, T)              optional, microvolts; all-NaN row = absent
 age, sex        (B,)                optional; years, 0 F / 1 M; NaN = unknown
 ==============  ==================  =========================================================
 
-``T`` need not be a multiple of the 1 s patch: the trailing remainder (< 1 s) is ignored.
+A trailing remainder of ``T`` shorter than a patch is ignored.
 """
 
 from __future__ import annotations
@@ -36,17 +33,10 @@ from eegfm.model.config import GNN_IMPLS, EEGFMConfig
 from eegfm.model.encoder import EEGFMEncoder, EncoderOutput
 from eegfm.model.heads import HEAD_REGISTRY, TaskHead, create_head
 from eegfm.model.inputs import canonical_positions
-from eegfm.model.pretraining import (
-    ChannelContrastiveHead,
-    MaskedReconstructionHead,
-    choose_held_out,
-    span_mask,
-)
+from eegfm.model.pretraining import ChannelContrastiveHead, MaskedReconstructionHead, choose_held_out, span_mask
 
 N_CANONICAL = 19
-# Computed once: building it per call walks the channel table in numpy, and under torch.compile
-# that code was traced on every step and recompiled until dynamo's limit (positions=None is what
-# the training loop passes for the 19 contract channels). Read-only: never modified in place.
+# Computed once (per call, torch.compile traced the numpy lookup every step); never modified in place.
 _CANONICAL_POSITIONS = canonical_positions()
 
 
@@ -84,18 +74,15 @@ class EEGFMPreTrainedModel(PreTrainedModel):
 
     def __init__(self, config: EEGFMConfig, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
-        # The default positions move with the model: copying a pageable CPU tensor to a GPU in
-        # every forward pass made the host wait for the GPU's whole queue (a sync per step).
-        # Not persistent: they are constants of the data contract, not weights.
+        # A buffer moves with the model (a per-step CPU-to-GPU copy synchronised the host); not a weight.
         self.register_buffer("default_positions", _CANONICAL_POSITIONS.clone(), persistent=False)
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         std = self.config.initializer_range
         if isinstance(module, nn.Linear):
-            # Output layers flagged ``zero_init`` start at zero (adapter up-projections: the
-            # adapted model starts equal to the frozen one; reconstruction: predict zero first).
-            # Flags sit on the Linear itself: Hugging Face skips parameter-less parent modules.
+            # ``zero_init`` output layers (adapter up-projections, reconstruction) start at zero;
+            # the flag sits on the Linear: Hugging Face skips parameter-less parent modules.
             if getattr(module, "zero_init", False):
                 init.zeros_(module.weight)
             else:
@@ -200,6 +187,10 @@ class EEGFMPreTrainedModel(PreTrainedModel):
             prepared[name] = value
         return prepared
 
+    def _output(self, output: ModelOutput, return_dict: bool | None) -> Any:
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
     def set_gnn_impl(self, impl: str) -> None:
         """Switch the GNN between ``"pyg"`` message passing and the equal ``"dense"`` and ``"gather"`` forms."""
         if impl not in GNN_IMPLS:
@@ -257,16 +248,7 @@ class EEGFMModel(EEGFMPreTrainedModel):
         features = self.forward_features(eeg, positions, channel_mask, spectrogram, ecg, age, sex)
         logits = self.forward_head(features)
         loss = None if labels is None else self.head.loss(logits, labels.to(logits.device))
-        output = EEGFMOutput(
-            loss=loss,
-            logits=logits,
-            pooled=features.pooled,
-            patch_tokens=features.patch_tokens,
-            channel_tokens=features.channel_tokens,
-            modality_gates=features.modality_gates,
-        )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
+        return self._output(EEGFMOutput(loss=loss, logits=logits, **features), return_dict)
 
     def predict(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         """Head probabilities (or values, for regression) in eval mode without gradients; the
@@ -281,10 +263,6 @@ class EEGFMModel(EEGFMPreTrainedModel):
                 return self.head.predict(logits)
         finally:
             self.train(was_training)
-
-    # ---------------------------------------------------------------------------------------
-    # Heads, freezing, adapters (timm-style API)
-    # ---------------------------------------------------------------------------------------
 
     def get_classifier(self) -> TaskHead:
         return self.head
@@ -341,10 +319,8 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
         self.auxiliary = None if config.auxiliary_head is None else create_head(config.auxiliary_head, config)
         self.post_init()
 
-    # Left out of torch.compile: the random numbers are drawn on the CPU (from ``generator`` when
-    # given), so a compiled and an eager step draw the same masks on any device, and no graph
-    # depends on the RNG (torch 2.11 failed to trace ``span_mask`` once a new batch size made the
-    # batch dimension dynamic).
+    # Not compiled: masks are drawn on the CPU, the same in compiled and eager steps on any device
+    # (and torch 2.11 failed to trace ``span_mask`` with a dynamic batch dimension).
     @torch.compiler.disable
     def make_views(
         self, eeg: torch.Tensor, channel_mask: torch.Tensor, generator: torch.Generator | None = None
@@ -364,8 +340,7 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
             draw_device="cpu",
         )
         held_out = choose_held_out(channel_mask, generator, draw_device="cpu")
-        # Comparisons, not ``mask[rows, held_out] = True``: indexed assignment of a Python scalar
-        # copies it from pageable host memory, which waits for the GPU's whole queue.
+        # Comparisons, not ``mask[rows, held_out] = True``, whose host copy waits for the GPU.
         is_held_out = torch.arange(n_chans, device=eeg.device) == held_out.unsqueeze(1)  # (B, C)
         mask = mask | is_held_out.unsqueeze(-1)
         context_mask = channel_mask.masked_fill(is_held_out, 0.0)
@@ -405,11 +380,8 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
             auxiliary_loss = self.auxiliary.loss(self.auxiliary(features), auxiliary_labels.to(eeg.device))
             loss = loss + self.config.auxiliary_weight * auxiliary_loss
         if self.training and torch.is_grad_enabled():
-            # Both losses read the channel tokens only, so the encoder's top (channel pooling,
-            # fusion, patch layers, final norm) and, in a step without auxiliary labels, the
-            # auxiliary head would get no gradient, which plain DDP (no find_unused_parameters)
-            # and Horovod cannot handle. A zero-weighted term ties them in; the loss value is
-            # unchanged (model.numerics.tie_unused explains the trade-off).
+            # Both losses read the channel tokens only: tie the encoder's top (and an unused
+            # auxiliary head) in with a zero weight, for DDP (see model.numerics.tie_unused).
             unused = features.pooled.float().sum()
             if self.auxiliary is not None and auxiliary_loss is None:
                 unused = unused + self.auxiliary(features).float().sum()
@@ -423,8 +395,7 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
             sample_mask=mask,
             held_out=held_out,
         )
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
+        return self._output(output, return_dict)
 
 
 def create_model(
@@ -433,11 +404,8 @@ def create_model(
     pretrained: str | None = None,
     **overrides: Any,
 ) -> EEGFMModel:
-    """timm-style factory: a task model from a preset (or a saved directory) with overrides.
-
-    ``create_model("base", head="binary")``; ``create_model(pretrained="runs/x", head="hms6")``
-    loads the saved encoder and, when the head differs, initialises a fresh one.
-    """
+    """timm-style factory: a task model from a preset, or from a saved directory (``pretrained``)
+    with a fresh head where ``head`` differs from the saved one."""
     if pretrained is not None:
         model = EEGFMModel.from_pretrained(pretrained, **overrides)
         if head is not None and head != model.config.head:

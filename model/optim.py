@@ -70,15 +70,9 @@ def param_groups_lrd(
     weight_decay: float,
     layer_decay: float = 1.0,
 ) -> list[dict[str, Any]]:
-    """Optimizer parameter groups with layer-wise lr decay and weight-decay exemptions.
-
-    ``model``: an ``EEGFMModel`` or ``EEGFMForPretraining``, possibly wrapped by DDP or
-    ``torch.compile`` (``.module`` / ``._orig_mod`` are followed). Each group holds ``params``,
-    ``lr`` (already scaled), ``weight_decay``, and, for schedulers that set the lr themselves,
-    ``lr_scale`` and ``layer_id``; one group per (depth, decay) pair, all at ``base_lr`` when
-    ``layer_decay=1``.
-    ``LambdaLR`` schedules scale each group's own ``lr``, so the decay survives warmup/cosine.
-    """
+    """One group per (depth, decay) pair with ``params``, ``lr`` (already scaled; ``LambdaLR``
+    schedules scale it further), ``weight_decay``, ``lr_scale`` and ``layer_id``. ``model`` may be
+    wrapped by DDP or ``torch.compile``."""
     model = getattr(model, "module", model)  # DistributedDataParallel
     model = getattr(model, "_orig_mod", model)  # torch.compile
     config = getattr(model, "config", None)

@@ -1,24 +1,13 @@
 """Self-supervised pretraining objectives. Each head owns its loss.
 
-Masked segment reconstruction
-    Random spans of ``mask_min_ms``..``mask_max_ms`` (15-500 ms by default) are hidden in every
-    channel until about ``mask_ratio`` of the samples are covered. Hidden samples are set to zero
-    and flagged to the tokenizer (``sample_mask``); the head predicts every sample of every patch
-    from the channel tokens, and the loss is the squared error over hidden samples of measured
-    channels only (interpolated channels carry no signal of their own to recover), normalised by
-    the targets' power there (1.0 = predicting zero). Targets are in model units (microvolts /
-    ``input_scale_uv``).
-
-Contrastive channel prediction
-    One measured channel per sample is held out: its samples are hidden entirely and it is marked
-    interpolated, as a missing electrode would be. From the context token at the held-out
-    electrode, patch by patch, the model must pick that channel's true content (the patch
-    embedding of the unmasked signal, as a key) among negatives: the other channels and patches of
-    the same sample and all channels and patches of the other samples in the batch (InfoNCE).
-
-Auxiliary head
-    Optionally any registered task head (``config.auxiliary_head``, e.g. ``"sleep_stage"``) on the
-    pooled embedding, for corpora with such labels.
+- Masked segment reconstruction: random spans of ``mask_min_ms``..``mask_max_ms`` are zeroed (and
+  flagged to the tokenizer) until about ``mask_ratio`` of the samples are covered; the loss is the
+  squared error over hidden samples of measured channels, normalised by the targets' power there
+  (1.0 = predicting zero), in model units (µV / ``input_scale_uv``).
+- Contrastive channel prediction: one measured channel per sample is hidden and marked
+  interpolated; from the context at its electrode the model must pick, patch by patch, that
+  channel's true content among every other (channel, patch) of the batch (InfoNCE).
+- Optionally any registered task head (``config.auxiliary_head``) on the pooled embedding.
 """
 
 from __future__ import annotations
@@ -46,17 +35,13 @@ def span_mask(
     device: torch.device | str = "cpu",
     draw_device: torch.device | str | None = None,
 ) -> torch.Tensor:
-    """(batch, n_chans, n_times) bool mask of random spans on ``device``, vectorised (no loops over rows).
+    """(batch, n_chans, n_times) bool mask of random spans, from +1/-1 marks and a cumulative sum.
 
-    Each row gets ``ceil(ratio * n_times / mean span)`` spans with uniform lengths in
-    ``[min_len, max_len]`` and uniform starts; overlaps make the covered fraction a little
-    below ``ratio`` on average. Built from +1/-1 marks at span starts/ends and a cumulative sum.
-
-    The span bounds are drawn on ``draw_device`` (default ``device``; ``generator``, if given, must
-    live there) and the mask is built on ``device``: pretraining draws from a CPU generator, so runs are
-    reproducible on any device, and builds the (B, C, T) mask on the GPU, where it costs
-    microseconds rather than the ~90 ms of CPU time a batch of 256 ten-second windows took. The
-    marks are small integers, so the mask is the same bit for bit wherever it is built.
+    Each row gets ``ceil(ratio * n_times / mean span)`` spans of uniform lengths in
+    ``[min_len, max_len]`` at uniform starts (overlaps cover a little less than ``ratio``). Spans
+    are drawn on ``draw_device`` (``generator``'s; default ``device``) and the mask is built on
+    ``device``: a CPU generator makes runs reproducible on any device, and the mask, the same bit
+    for bit, costs microseconds on a GPU instead of ~90 ms of CPU per batch.
     """
     max_len = max(min(max_len, n_times), 1)
     min_len = max(min(min_len, max_len), 1)
@@ -78,8 +63,7 @@ def span_mask(
 
 
 def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
-    """``tensor`` on ``device``; a CPU tensor goes to a GPU through pinned memory without blocking,
-    so drawing random numbers on the CPU never makes the host wait for the GPU's queue."""
+    """``tensor`` on ``device``; CPU to GPU through pinned memory, so the host never waits for the GPU."""
     if tensor.device == device:
         return tensor
     if tensor.device.type == "cpu" and device.type == "cuda":
@@ -90,8 +74,7 @@ def to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
 def choose_held_out(
     channel_mask: torch.Tensor, generator: torch.Generator | None = None, draw_device: torch.device | str | None = None
 ) -> torch.Tensor:
-    """(B,) index of one measured channel per sample (any channel if none is measured), on
-    ``channel_mask``'s device; the random scores are drawn on ``draw_device`` (default: that device)."""
+    """(B,) index of one measured channel per sample (any if none is), scores drawn on ``draw_device``."""
     draw_device = channel_mask.device if draw_device is None else torch.device(draw_device)
     scores = torch.rand(channel_mask.shape, generator=generator, device=draw_device)
     return (to_device(scores, channel_mask.device) + 2.0 * (channel_mask > 0.5)).argmax(dim=1)
@@ -106,18 +89,11 @@ def info_nce(
 ) -> torch.Tensor:
     """InfoNCE of (B, E) queries against (N, E) keys; ``positive`` (B,) indexes each query's key.
 
-    Queries and keys are L2-normalised (cosine similarity / temperature). Invalid keys never act
-    as negatives; a query's own positive is always kept, so no row is entirely masked. Computed
-    in float32, also under autocast (a bfloat16 cosine is off by up to ~0.004, 0.04 in a logit at
-    temperature 0.1).
-
-    At a batch of 1,024 windows the (B*P, B*C*P) logits are 8 GB, and every pass over them costs
-    more than all of the encoder's layer norms, so the loss is written to touch them as few times
-    as possible: the temperature is folded into the (small) queries, invalid keys leave through an
-    additive column bias added in place, the positives' logits come from the small inputs rather
-    than from the big matrix, and the log-normaliser is one ``logsumexp`` (under ``torch.compile``:
-    bias and reduction fuse into one read, and backward is one read and one write). Equal to
-    cross-entropy over the masked logits up to float32 rounding (``tests/model/test_pretraining``).
+    Cosine similarity / temperature, in float32 (a bfloat16 cosine is off by up to 0.04 in a logit).
+    Invalid keys never act as negatives; a query's own positive is always kept. The (B*P, B*C*P)
+    logits reach 8 GB at 1,024 windows, so they are touched as few times as possible: temperature
+    folded into the queries, invalid keys masked by an in-place column bias, positives from the
+    small inputs, one ``logsumexp``. Equal to masked cross-entropy up to float32 rounding.
     """
     with float32_region(queries.device):
         queries = F.normalize(queries.float(), dim=-1) / temperature
@@ -151,13 +127,9 @@ class MaskedReconstructionHead(nn.Module):
 
     @staticmethod
     def loss(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Normalised MSE over the samples where ``mask`` is set; other samples have no influence.
-
-        Squared error divided by the target's power over the same masked samples: predicting
-        zero scores 1.0 whatever the amplitudes, and the loss stays O(1) next to InfoNCE (a raw
-        MSE in model units is ~0.01 on typical EEG, and its gradients drowned in the
-        contrastive ones, so reconstruction stopped learning).
-        """
+        """Squared error over the samples where ``mask`` is set, divided by the target's power there:
+        predicting zero scores 1.0, which keeps the loss O(1) next to InfoNCE (a raw MSE of ~0.01
+        drowned in the contrastive gradients and stopped learning)."""
         n_times = prediction.shape[-1]
         prediction = prediction.float()  # squared errors summed in float32, also under autocast
         target, mask = target[..., :n_times].float(), mask[..., :n_times] > 0
@@ -170,10 +142,9 @@ class MaskedReconstructionHead(nn.Module):
 class ChannelContrastiveHead(nn.Module):
     """Predicts the held-out channel's content per patch (queries) and embeds contents (keys).
 
-    The prediction is a cross-attention from the held-out electrode (its token plus an embedding
-    of its position) to the other channels' tokens of the same patch: at initialisation the
-    held-out token barely differs between samples (its input is zero), so reading the
-    neighbours' content through attention is what makes the task learnable from the start.
+    The prediction cross-attends from the held-out electrode (its token plus its position's
+    embedding) to the other channels' tokens of the patch: its own input is zero, so reading the
+    neighbours is what makes the task learnable from the start.
     """
 
     def __init__(self, config: EEGFMConfig) -> None:
@@ -222,12 +193,8 @@ class ChannelContrastiveHead(nn.Module):
         held_out: torch.Tensor,
         positions: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Queries (B * P, E) for the held-out electrodes; keys (B * C * P, E) of every channel.
-
-        ``content`` is (B, C, P, D): each patch's embedding of the unmasked signal. Matching is
-        per patch, so a key carries that second's waveform, which tells samples (and channels)
-        apart far better than a window average would.
-        """
+        """Queries (B * P, E) for the held-out electrodes; keys (B * C * P, E) of every channel from
+        ``content`` (B, C, P, D), each patch's embedding of the unmasked signal."""
         batch, n_chans, n_patches, width = content.shape
         prediction = self.predict(channel_tokens, positions, held_out)
         return self.query(prediction).reshape(batch * n_patches, -1), self.key(content).reshape(

@@ -1,33 +1,17 @@
 """The electrode graph and the GNN layer that passes messages along it.
 
-Graph: every electrode is joined to its ``k`` nearest electrodes on the head (Euclidean distance
-between unit-sphere positions) plus itself. The graph depends on the montage only, so it is built
-once per forward pass from ``positions`` and shared by all GNN layers, patches and (for a shared
-montage) samples.
+Every electrode is joined to its ``k`` nearest electrodes on the head plus itself; the graph
+depends on the montage only, so it is built once per forward pass and shared by all layers and
+patches. A layer computes ``h_i <- W_o sum_j w_ij^h W_v h_j``, with edge weights learned from the
+edge's geometry and whether the neighbour was interpolated, softmax-normalised over each
+neighbourhood (on a small (B, C, k+1, heads) tensor, since they do not depend on the features).
 
-Layer: a head-wise weighted sum of neighbour values, ``h_i <- W_o sum_j w_ij^h W_v h_j``, where the
-edge weights ``w_ij`` are learned per layer from the edge's geometry (distance and direction) and
-from whether the neighbour was interpolated (``channel_mask == 0``), then normalised over each
-electrode's neighbourhood. Because they do not depend on the features, the softmax over
-neighbours runs on a small (B, C, k+1, heads) tensor instead of on every edge.
-
-Three implementations of the same sums, selected by ``EEGFMConfig.gnn_impl``:
-
-- ``"pyg"``: a ``torch_geometric`` ``MessagePassing`` layer over one disjoint-union graph holding
-  all B x n_patches graphs; its ``edge_index`` is built with tensor arithmetic, no Python loops.
-  Tokens stay in the encoder's (B, C, P, D) layout: node ``(b, c, p)`` is row ``(b*C + c)*P + p``,
-  so no transpose is needed between the temporal and the spatial layers.
-- ``"dense"``: the same weights scattered into a (B, heads, C, C) adjacency and applied with one
-  batched matmul. With C = 19 this avoids scatter kernels entirely, which is faster on CPUs and
-  in ONNX Runtime; tests check that both agree to float32 rounding.
-- ``"gather"``: each electrode gathers its K neighbours' values along the channel axis and sums
-  them weighted, ``(B, C, K, P, D) -> (B, C, P, D)``. Eagerly this materialises K copies of the
-  values as the ``pyg`` path does, but under ``torch.compile`` the gather, product and sum fuse
-  into one kernel that reads every value once per neighbour from cache and writes the output
-  once: no K-fold message tensor in memory and no scatter in the forward pass.
-
-``pyg`` and ``dense`` export with the dynamo ONNX exporter (dynamic batch, channels and time);
-``model.export`` uses ``dense`` by default.
+Three implementations of the same sums (``EEGFMConfig.gnn_impl``): ``"pyg"``, a torch_geometric
+``MessagePassing`` over the disjoint union of all B x P graphs (node ``(b, c, p)`` is row
+``(b*C + c)*P + p``, so tokens keep the encoder's layout); ``"dense"``, a (B, heads, C, C)
+adjacency and one batched matmul (no scatter kernels: faster on CPUs and in ONNX Runtime, the
+export default); ``"gather"``, a gather of the K neighbours' values and a weighted sum, which
+``torch.compile`` fuses into one kernel without a K-fold message tensor in memory.
 """
 
 from __future__ import annotations
@@ -43,13 +27,11 @@ from eegfm.model.config import EEGFMConfig
 
 @dataclasses.dataclass
 class ElectrodeGraph:
-    """k-NN electrode graph of a batch: per-electrode neighbour lists, shared by every patch.
+    """k-NN electrode graph of a batch, shared by every patch.
 
-    Every electrode has ``K = k + 1`` neighbour slots (itself included), whatever the montage: a
-    montage with fewer than ``k + 1`` electrodes fills the slots it cannot use with the electrode
-    itself and marks them absent (``neighbour_present`` False, weight exactly 0). A fixed ``K``
-    keeps every shape independent of the channel count, which is what lets the ONNX export take a
-    dynamic number of channels (``model.export``).
+    Every electrode has ``K = k + 1`` neighbour slots (itself included): a montage of fewer
+    electrodes fills the rest with the electrode itself, marked absent (weight exactly 0). A fixed
+    ``K`` keeps every shape independent of the channel count, so ONNX can keep it dynamic.
     """
 
     neighbours: torch.Tensor  # (B, C, K) int64, neighbour indices, nearest first (self included)
@@ -63,12 +45,8 @@ class ElectrodeGraph:
         return self.neighbours.shape[-1]  # no int(): it would specialise a traced shape
 
     def edge_index(self, n_patches: int | torch.SymInt) -> torch.Tensor:
-        """(2, B*C*K*P) edges (source, target) of the disjoint union of all B x P graphs.
-
-        Edges are ordered (b, target c, neighbour k, patch p), the order of the edge weights in
-        :meth:`SpatialGNNLayer._message_passing`. Built once and reused by the layers of a forward
-        pass (all of which see the same number of patches).
-        """
+        """(2, B*C*K*P) edges (source, target) of the disjoint union of all B x P graphs, ordered
+        (b, target c, neighbour k, patch p) as the edge weights; cached for the forward pass."""
         cached = None if self._edges is None else self._edges[0]
         # Identity for traced SymInts (comparing them would add a guard), equality for ints.
         same = cached is n_patches or (isinstance(n_patches, int) and isinstance(cached, int) and cached == n_patches)
@@ -90,10 +68,8 @@ def build_electrode_graph(positions: torch.Tensor, channel_mask: torch.Tensor, k
     # and ONNX Runtime; a tiny index-dependent offset makes the choice unique and identical.
     tie_break = torch.arange(n_chans, device=positions.device, dtype=positions.dtype) * (1e-4 / n_chans)
     scores = sq_dist + tie_break
-    # k padding columns, farther than any electrode: topk(k + 1) is valid for any C >= 1 and a
-    # montage with C <= k electrodes gets C real neighbours and k + 1 - C absent ones. (Taking
-    # topk(min(k, C - 1) + 1) instead makes the neighbour count, and every shape after it, depend
-    # on C: torch.export cannot keep C dynamic through that min.)
+    # k padding columns, farther than any electrode: topk(k + 1) is valid for any C >= 1 (a
+    # topk(min(k, C - 1) + 1) would make every shape depend on C, which torch.export cannot keep dynamic).
     padding = torch.full_like(scores[..., :1], _FAR).expand(*scores.shape[:-1], k)
     order = torch.cat([scores, padding], dim=-1).topk(k + 1, dim=-1, largest=False).indices
     present = order < n_chans  # (B or 1, C, K)
@@ -120,10 +96,7 @@ def disjoint_union_edges(neighbours: torch.Tensor, n_patches: int | torch.SymInt
 
 
 class ElectrodeGraphConv(MessagePassing):
-    """Sum of neighbour features weighted per edge and head: out_i = sum_j w_ij * x_j.
-
-    ``x`` is (n_nodes, heads, head_dim), ``edge_weight`` (n_edges, heads).
-    """
+    """out_i = sum_j w_ij * x_j for ``x`` (n_nodes, heads, head_dim), ``edge_weight`` (n_edges, heads)."""
 
     def __init__(self) -> None:
         super().__init__(aggr="add", node_dim=0)
@@ -151,12 +124,8 @@ class SpatialGNNLayer(nn.Module):
         self.conv = ElectrodeGraphConv()
 
     def edge_weights(self, graph: ElectrodeGraph) -> torch.Tensor:
-        """(B, C, K, heads) weights, each electrode's K incoming weights summing to 1 per head.
-
-        The softmax runs in float32, also under autocast (the tensor is tiny); padding slots of
-        small montages get exactly 0, and every row keeps its real neighbours (the electrode itself
-        at least), so no row is all-masked.
-        """
+        """(B, C, K, heads) weights summing to 1 over each electrode's K slots, in float32 (the
+        tensor is tiny); padding slots get exactly 0, and the electrode itself is always real."""
         logits = self.edge_logits(graph.geometry).float()
         logits = logits + graph.neighbour_interpolated.unsqueeze(-1).float() * self.interpolated_logit.float()
         logits = logits.masked_fill(~graph.neighbour_present.unsqueeze(-1), torch.finfo(torch.float32).min)
@@ -165,13 +134,8 @@ class SpatialGNNLayer(nn.Module):
     def forward(self, x: torch.Tensor, graph: ElectrodeGraph) -> torch.Tensor:
         values = self.value(x)
         weights = self.edge_weights(graph).to(values.dtype)
-        if self.impl == "pyg":
-            mixed = self._message_passing(values, weights, graph)
-        elif self.impl == "gather":
-            mixed = self._gather(values, weights, graph)
-        else:
-            mixed = self._dense(values, weights, graph)
-        return self.out(mixed)
+        mix = {"pyg": self._message_passing, "gather": self._gather}.get(self.impl, self._dense)
+        return self.out(mix(values, weights, graph))
 
     def _message_passing(self, values: torch.Tensor, weights: torch.Tensor, graph: ElectrodeGraph) -> torch.Tensor:
         batch, n_chans, n_patches, width = values.shape

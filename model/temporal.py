@@ -1,15 +1,11 @@
 """Temporal self-attention over patches, with rotary (relative) position encoding.
 
 Rotary tables are computed from the sequence length at call time, so no maximum length is baked
-into the weights: a model trained on 10 s windows runs on 5-60 s windows (and the ONNX graph keeps
-time dynamic). Attention goes through ``scaled_dot_product_attention``; ``causal=True`` lets patch
-``t`` attend to patches ``<= t`` only, for streaming use.
+into the weights (a model trained on 10 s windows runs on 5-60 s ones; ONNX keeps time dynamic).
 
 On CUDA, sequences of at most ``MATH_ATTENTION_MAX_LENGTH`` patches use SDPA's math backend: the
-fused kernels tile 64+ queries, so 10-patch sequences mostly compute padding. On an H100 (base
-preset, 1,024 10 s windows, torch.compile, TF32 on), the compiled pretraining step fell from
-135.5 ms to 119.9 ms and attention from 35% to 14% of kernel time. Longer sequences, and every
-other device, keep SDPA's own choice.
+fused kernels tile 64+ queries, so 10-patch sequences mostly compute padding (on an H100 the
+compiled base pretraining step fell from 135.5 to 119.9 ms).
 """
 
 from __future__ import annotations

@@ -1,42 +1,14 @@
 """An unsupervised artifact detector: a small autoencoder over log band powers.
 
-Rule-based quality scores (:mod:`pipelines.quality`) catch artifacts someone thought of. This
-detector learns what ordinary windows of a training site look like and scores how badly a new
-window fits: EMG bursts, electrode pops, dead channels and drifts all distort a window's spectral
-profile in ways a model of clean EEG cannot reconstruct.
-
-Features: for every channel, ``log10`` of the power (uV^2) in :data:`AE_BANDS` plus a floor of
-``1e-3`` uV^2 (so a dead channel reads -3, not minus infinity), from the same Welch estimate as the
-quality stage. 19 channels x 8 bands = 152 numbers per window. They are standardized with the
-median and interquartile range of the fitting sample (robust to the artifacts that sample contains).
-:func:`band_features` computes them from the windows (float64 PSD); where the quality stage has
-already computed a window's PSD (``QualityReport.spectrum``), :func:`band_features_from_psd` reads
-them off it for about 1 % of the cost (equal to 1e-6 in log10 power: float32 PSD rounding).
-
-Model: a fully connected autoencoder ``n_features -> 64 -> 16 -> 64 -> n_features`` with tanh
-hidden units and a linear output, trained on mean squared error with weight decay (1e-4, weights
-only) by Adam (learning rate 1e-3, 100 epochs of 128-window mini-batches, float32 arithmetic;
-0.14 s for 757 windows and 0.38 s for 2,000, the pipeline's default sample, on one core). It is
-written in numpy (no scikit-learn or torch on the Beam workers that score windows), and every
-random choice comes from one ``numpy.random.Generator(seed)``, so fitting is
-deterministic for a given seed and input.
-
-Calibration: a seeded ``calibration_fraction`` (20 %) of the fitting windows is held out of
-training; pass ``groups`` (subject or recording per window) to hold out whole groups, which is
-what production looks like. Their ``log`` reconstruction errors give a centre (median) and scale
-(1.4826 * MAD); a new window's score is ``1 / (1 + exp(-(z - z_center) / z_width))`` with ``z``
-its robust z-score. A score is not a CDF value: with ``z_center = 3`` a typical clean window (z near
-0) scores about 0.05, a window three robust SDs beyond the clean distribution 0.5, and six beyond
-about 0.95, so "0 clean, 1 artifact" holds as the data contract means it.
-
-Measured (tests/pipelines/test_artifact_ae.py: fitted on eegmat subjects 00-07, scored on resting
-windows of unseen subjects 24-27): clean windows score median 0.014 (95th percentile 0.06); with
-a 2 s EMG burst on three channels median 0.92, a 300 uV pop on one channel 0.40, three dead
-channels 1.00, a 150 uV 0.3 Hz sway 0.88, all with AUC > 0.999 against the clean windows.
-
-Persistence: :meth:`ArtifactAutoencoder.save` writes one ``.npz`` with plain float arrays and a JSON
-header (no pickle: loading is ``numpy.load(allow_pickle=False)``), so a detector fitted on a sample
-of training-site windows travels with the pipeline output and scores identically when reloaded.
+Features: per channel, ``log10`` of the power (uV^2) in :data:`AE_BANDS` plus ``POWER_FLOOR_UV2``
+(a dead channel reads -3), standardized by the fitting sample's median and IQR. Model:
+``n_features -> 64 -> 16 -> 64 -> n_features``, tanh, trained by Adam on mean squared error with
+weight decay, in numpy (no torch on the Beam workers), every random choice from one seeded
+Generator. Calibration: the log reconstruction errors of a held-out 20 % (whole ``groups`` if given)
+give a robust z-score, mapped to ``1 / (1 + exp(-(z - z_center) / z_width))``: clean windows score
+about 0.05, three robust SDs out 0.5. On unseen eegmat subjects, EMG bursts, pops, dead channels
+and drifts score with AUC > 0.999 (tests/pipelines/test_artifact_ae.py). :meth:`ArtifactAutoencoder.save`
+writes one ``.npz`` of plain arrays and a JSON header (no pickle).
 """
 
 from __future__ import annotations
@@ -64,18 +36,9 @@ AE_BANDS: tuple[tuple[float, float], ...] = (
     (45.0, 70.0),
 )
 POWER_FLOOR_UV2 = 1e-3
-# The constructor's arguments, and what fitting learns beside the weights, as the saved header names them.
-_HYPERPARAMETERS = (
-    "hidden",
-    "epochs",
-    "batch_size",
-    "learning_rate",
-    "weight_decay",
-    "calibration_fraction",
-    "z_center",
-    "z_width",
-    "sfreq",
-    "seed",
+# The constructor's arguments and what fitting learns beside the weights, as the saved header names them.
+_HYPERPARAMETERS = tuple(
+    "hidden epochs batch_size learning_rate weight_decay calibration_fraction z_center z_width sfreq seed".split()
 )
 _FITTED = ("n_chans", "n_fit_windows", "error_center", "error_scale")
 
@@ -93,18 +56,13 @@ def _as_windows(windows: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
     return arr
 
 
-# Windows per PSD batch in band_features: large enough to amortize per-call overhead, small enough
-# that the float64 segment buffer (windows x 19 x 9 x 512 x 8 bytes) stays in cache (about 6 MB).
+# Windows per PSD batch in band_features: the float64 segment buffer stays in cache (about 6 MB).
 _BATCH_WINDOWS = 8
 
 
 def band_features(windows: np.ndarray | Sequence[np.ndarray], sfreq: float = 256.0) -> np.ndarray:
-    """(n_windows, n_chans * len(AE_BANDS)) log10 band powers, channel-major; NaN/inf read as 0.
-
-    Computed from the float64 Welch PSD (:func:`pipelines.features.welch_psd`). When the window's
-    PSD is already at hand (``QualityReport.spectrum``), :func:`band_features_from_psd` gives the
-    same row without recomputing it.
-    """
+    """(n_windows, n_chans * len(AE_BANDS)) log10 band powers from the float64 Welch PSD,
+    channel-major; NaN/inf read as 0."""
     arr = _as_windows(windows)
     out = np.empty((arr.shape[0], arr.shape[1] * len(AE_BANDS)))
     for start in range(0, arr.shape[0], _BATCH_WINDOWS):
@@ -114,13 +72,8 @@ def band_features(windows: np.ndarray | Sequence[np.ndarray], sfreq: float = 256
 
 
 def band_features_from_psd(freqs: np.ndarray, psd: np.ndarray) -> np.ndarray:
-    """:func:`band_features` from a Welch PSD: ``psd`` (n_chans, n_freqs) gives (n_chans * 8,),
-    a batch (n_windows, n_chans, n_freqs) gives (n_windows, n_chans * 8).
-
-    Pass ``report.spectrum.freqs, report.spectrum.psd`` of a
-    :class:`pipelines.quality.QualityReport` (or of a :func:`pipelines.features.window_spectrum`)
-    to score a window without a second PSD.
-    """
+    """:func:`band_features` from a Welch PSD (e.g. ``QualityReport.spectrum``): (n_chans, n_freqs)
+    gives (n_chans * 8,), a batch (n_windows, n_chans, n_freqs) gives (n_windows, n_chans * 8)."""
     freqs = np.asarray(freqs, dtype=np.float64)
     psd = np.asarray(psd)
     if freqs.ndim != 1 or freqs.size < 2 or psd.ndim not in (2, 3) or psd.shape[-1] != freqs.size:
@@ -183,7 +136,6 @@ class ArtifactAutoencoder:
         self.n_chans: int | None = None
         self.n_fit_windows = 0
 
-    # ------------------------------------------------------------------ model
     @property
     def is_fitted(self) -> bool:
         return bool(self.weights)
@@ -203,15 +155,12 @@ class ArtifactAutoencoder:
         return (features - self.feature_center) / self.feature_scale
 
     def _train(self, x: np.ndarray, rng: np.random.Generator) -> None:
-        # float32 arithmetic: the step is bound by its matrix products, which run twice as fast
-        # as in float64 (0.28 -> 0.14 s for the 757 eegmat windows), and Adam's noise dwarfs the
-        # rounding. The fitted weights are kept in float64, so scoring and saved files are as before.
+        # float32: twice as fast, and Adam's noise dwarfs the rounding; the fitted weights are float64.
         x = np.asarray(x, dtype=np.float32)
         n_features = x.shape[1]
         sizes = [n_features, self.hidden[0], self.hidden[1], self.hidden[0], n_features]
         shapes = [(a, b) for a, b in zip(sizes[:-1], sizes[1:])] + [(b,) for b in sizes[1:]]
-        # All parameters live in one flat vector (weights and biases are views into it), and so do
-        # their gradients, so each Adam step is a handful of in-place vector operations.
+        # Parameters and gradients in flat vectors (layers are views): Adam steps are vector operations.
         n_params = sum(int(np.prod(s)) for s in shapes)
         theta, grad = np.zeros(n_params, dtype=np.float32), np.zeros(n_params, dtype=np.float32)
         views, grad_views, offset = [], [], 0
@@ -263,15 +212,9 @@ class ArtifactAutoencoder:
         self.weights = [w.astype(np.float64) for w in self.weights]
         self.biases = [b.astype(np.float64) for b in self.biases]
 
-    # ------------------------------------------------------------------ public API
     def fit(self, windows: np.ndarray | Sequence[np.ndarray], groups: Sequence | None = None) -> ArtifactAutoencoder:
-        """Fit on (n_windows, n_chans, n_times) windows at ``sfreq``; returns self.
-
-        ``groups`` (one label per window, e.g. subject or recording) makes the calibration hold-out
-        whole groups, so the score scale reflects windows from people the network never saw, as in
-        production. Without it calibration windows are drawn individually, and windows of unseen
-        subjects will score somewhat higher than the calibration promises.
-        """
+        """Fit on (n_windows, n_chans, n_times) windows at ``sfreq``; returns self. ``groups`` (a label
+        per window, e.g. subject) holds out whole groups for calibration, as production sees them."""
         arr = _as_windows(windows)
         self.n_chans = int(arr.shape[1])
         return self.fit_features(band_features(arr, self.sfreq), groups=groups, n_chans=self.n_chans)
@@ -366,7 +309,6 @@ class ArtifactAutoencoder:
         """Artifact scores in [0, 1] (0 clean, 1 artifact), one per window."""
         return self._calibrate(self.reconstruction_error(windows))
 
-    # ------------------------------------------------------------------ persistence
     def _header(self) -> dict:
         return {
             "format": FORMAT,

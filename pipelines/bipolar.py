@@ -1,16 +1,10 @@
-"""Electrode potentials from a bipolar recording (the double banana of CHB-MIT and many clinical
-exports), so that it harmonizes like a referential one.
+"""Electrode potentials from a bipolar recording (CHB-MIT's double banana and many clinical exports),
+so that it harmonizes like a referential one.
 
-A derivation ``A-B`` records the difference of two electrodes' potentials. Over a set of
-derivations that connect electrodes into one chain (a connected graph), the potentials follow up
-to one signal common to all of them, the reference, which no derivation can show. Least squares
-with the smallest norm (the pseudo-inverse of the derivations' incidence matrix) fixes it to the
-mean of those electrodes: exactly their average reference, whatever the original reference was.
-Redundant derivations (a chain that closes, a derivation recorded twice) are averaged.
-
-Electrodes of chains not connected to the largest one are not reconstructed: each such chain has
-a reference of its own, so its potentials cannot be put on the same reference. They are left out
-(and interpolated, if they are 10-20 sites) and named in the manifest.
+Over derivations ``A-B`` that connect electrodes into one chain, the minimum-norm least-squares
+solution (the pseudo-inverse of the incidence matrix) gives the potentials on their average
+reference; redundant derivations are averaged. Chains not connected to the largest one have a
+reference of their own: they are left out (and interpolated) and named in the manifest.
 """
 
 from __future__ import annotations
@@ -44,9 +38,8 @@ class BipolarPlan:
 
 def bipolar_plan(ch_names: Sequence[str], exclude: Sequence[str] = ()) -> BipolarPlan | None:
     """The reconstruction of a bipolar montage's electrodes, or None where the channels are not one
-    (fewer than two derivations, or all against one electrode: that is a referential montage
-    with that electrode as reference, 'Fp1-Cz', 'F3-Cz' ...). ``exclude``: channels known to be
-    bad (not used)."""
+    (fewer than two derivations, or all against one electrode: a referential montage). ``exclude``:
+    channels known to be bad."""
     excluded = set(exclude)
     pairs = {
         i: pair
@@ -88,9 +81,8 @@ def bipolar_plan(ch_names: Sequence[str], exclude: Sequence[str] = ()) -> Bipola
 
 
 def _kept_channels(ch_names: Sequence[str], plan: BipolarPlan) -> list[int]:
-    """The channels a reconstructed recording keeps beside the electrodes: everything that names
-    no electrode (ECG, EOG, stim, unknown labels). A lone referential electrode or a derivation
-    outside the chain is dropped: its reference is not the reconstruction's."""
+    """The channels a reconstructed recording keeps beside the electrodes: those that name no
+    electrode (others have another reference than the reconstruction's)."""
     used = set(plan.derivations)
     return [
         i
@@ -100,9 +92,8 @@ def _kept_channels(ch_names: Sequence[str], plan: BipolarPlan) -> list[int]:
 
 
 class BipolarReader:
-    """A recording's reader presenting the reconstructed electrodes (named as 10-10 sites) first,
-    then its channels that name no electrode; everything else (segments, annotations, identity)
-    is the wrapped reader's."""
+    """A reader presenting the reconstructed electrodes first, then the channels that name no
+    electrode; everything else is the wrapped reader's."""
 
     def __init__(self, reader, plan: BipolarPlan):
         self._reader, self.bipolar = reader, plan

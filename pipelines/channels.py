@@ -1,12 +1,9 @@
 """The canonical 10-20 channel table, its aliases and electrode positions.
 
-Every stage of eegfm speaks one channel vocabulary: the 19 channels of the HMS set, in the HMS
-order, with the old 10-20 names (T3/T4/T5/T6) as canonical and the 10-10 names (T7/T8/P7/P8) as
-aliases. Positions are on an idealized unit sphere (x right, y front, z up) computed from the
-10-10 layout rules, so they are reproducible without downloading or vendoring a montage file.
-
-MNE's own alias table maps T5 to T9, which is wrong for our purpose; this module is the single
-source of truth and `tests/pipelines/test_channels.py` pins the mapping.
+The 19 channels of the HMS set in HMS order, with the old 10-20 names (T3/T4/T5/T6) canonical and
+the 10-10 names (T7/T8/P7/P8) as aliases (MNE's alias table maps T5 to T9, wrong here). Positions
+are on an idealized unit sphere (x right, y front, z up) computed from the 10-10 layout rules, so
+no montage file is needed.
 """
 
 from __future__ import annotations
@@ -19,27 +16,7 @@ from functools import cache, lru_cache
 
 import numpy as np
 
-CANONICAL_CHANNELS: tuple[str, ...] = (
-    "Fp1",
-    "F3",
-    "C3",
-    "P3",
-    "F7",
-    "T3",
-    "T5",
-    "O1",
-    "Fz",
-    "Cz",
-    "Pz",
-    "Fp2",
-    "F4",
-    "C4",
-    "P4",
-    "F8",
-    "T4",
-    "T6",
-    "O2",
-)
+CANONICAL_CHANNELS: tuple[str, ...] = tuple("Fp1 F3 C3 P3 F7 T3 T5 O1 Fz Cz Pz Fp2 F4 C4 P4 F8 T4 T6 O2".split())
 N_CANONICAL = len(CANONICAL_CHANNELS)
 
 # 10-10 name -> canonical 10-20 name (T7/T8/P7/P8 were renamed in the 10-10 system).
@@ -61,9 +38,8 @@ _AUX_PATTERNS: tuple[tuple[str, str], ...] = (
 
 # Prefixes and suffixes clinical systems wrap around electrode names.
 _PREFIX = re.compile(r"^(EEG|EOG|ECG|EKG|EMG|POL)[\s_:-]+", re.IGNORECASE)
-# The reference after a dash (or an underscore before a reference word), or in brackets: a system's
-# word for its reference, average (AVG, CAR), an ear or mastoid (LM/RM), BioSemi's CMS, or linked
-# ears/mastoids however they are written (A1A2, A12, A1+A2, (A1+A2)/2, A1/A2, M1M2, Mastoids ...).
+# The reference after a dash or underscore, or in brackets: a reference word, average, an ear or
+# mastoid, BioSemi's CMS, or linked ears/mastoids however written (A1A2, (A1+A2)/2, M1M2 ...).
 _REF_SUFFIX = re.compile(
     r"([\s_]*-[\s_]*(AR|AV|A1|A2|M1|M2|CZ|CMS|LM|RM|A12|M12|MASTOIDS?|(\(?[AM][12][+/]?[AM][12]\)?(/2)?))"
     r"|[\s_]*[-_][\s_]*(REF|LE|AVG|AVE|CAR|AVERAGE|LINKED|LINKED[\s_]?EARS|COMMON)"
@@ -72,20 +48,18 @@ _REF_SUFFIX = re.compile(
 )
 
 # 10-10 electrode rows between the Fp and O rings: (row prefix, polar angle of the midline
-# electrode from the vertex, positive toward the nose). The ring through Fpz-T7-Oz-T8 is the
-# equator (the "10 % line"); a row's columns 1..8 run from the midline to that ring in four equal
-# steps (odd numbers left), and columns 9/10 sit one step below it.
-_ROWS: tuple[tuple[str, float], ...] = (
-    ("AF", 67.5),
-    ("F", 45.0),
-    ("FC", 22.5),
-    ("C", 0.0),
-    ("CP", -22.5),
-    ("P", -45.0),
-    ("PO", -67.5),
+# electrode from the vertex, positive toward the nose, azimuth where the row meets the equator on
+# the right, 0 = right ear, 90 = nose). The equator is the ring through Fpz-T7-Oz-T8; a row's
+# columns 1..8 run from the midline to it in four equal steps (odd numbers left), 9/10 one step below.
+_ROWS: tuple[tuple[str, float, float], ...] = (
+    ("AF", 67.5, 54.0),
+    ("F", 45.0, 36.0),
+    ("FC", 22.5, 18.0),
+    ("C", 0.0, 0.0),
+    ("CP", -22.5, -18.0),
+    ("P", -45.0, -36.0),
+    ("PO", -67.5, -54.0),
 )
-# Azimuth (degrees, 0 = right ear, 90 = nose) where each row meets the equator on the right.
-_ROW_RING_AZIMUTH = {"AF": 54.0, "F": 36.0, "FC": 18.0, "C": 0.0, "CP": -18.0, "P": -36.0, "PO": -54.0}
 # Ring electrodes with names of their own in the 10-10 system.
 _RING_NAMES = {"FC": "FT", "C": "T", "CP": "TP"}
 
@@ -105,20 +79,16 @@ def _slerp(a: np.ndarray, b: np.ndarray, t: float) -> np.ndarray:
 @lru_cache(maxsize=1)
 def _ten_ten_positions() -> dict[str, np.ndarray]:
     positions: dict[str, np.ndarray] = {}
-    for row, polar in _ROWS:
+    for row, polar, right_az in _ROWS:
         mid = _unit(abs(polar), 90.0 if polar >= 0 else -90.0)
-        right_az = _ROW_RING_AZIMUTH[row]
-        ring = {"right": _unit(90.0, right_az), "left": _unit(90.0, 180.0 - right_az)}
-        below = {"right": _unit(112.5, right_az), "left": _unit(112.5, 180.0 - right_az)}
         positions[f"{row}z"] = mid
-        ring_prefix = _RING_NAMES.get(row, row)
         for col in range(1, 11):
-            side = "left" if col % 2 == 1 else "right"
-            prefix = ring_prefix if col in (7, 8, 9, 10) else row
+            azimuth = 180.0 - right_az if col % 2 == 1 else right_az  # odd numbers left
+            name = f"{_RING_NAMES.get(row, row) if col >= 7 else row}{col}"
             if col >= 9:
-                positions[f"{prefix}{col}"] = below[side]
+                positions[name] = _unit(112.5, azimuth)
             else:
-                positions[f"{prefix}{col}"] = _slerp(mid, ring[side], ((col + 1) // 2) / 4.0)
+                positions[name] = _slerp(mid, _unit(90.0, azimuth), ((col + 1) // 2) / 4.0)
     # The Fp and O rows lie on the ring itself.
     positions.update(
         {
@@ -165,11 +135,8 @@ _EAR_REFERENCES = frozenset({"A1", "A2", "M1", "M2"})
 
 def derivation(raw: str) -> tuple[str, str] | None:
     """The two 10-10 electrodes of a channel named as one minus another, 'EEG FP1-F7' ->
-    ('Fp1', 'F7'), else None. An ear or mastoid (Fp1-A1, Fp1-M2) or a reference word (Fp1-REF)
-    as the second makes a referential channel, not a derivation. Whether 'Fz-Cz' is Fz against a
-    Cz reference or a bipolar derivation only the recording's other channels can tell
-    (``pipelines.harmonize.map_channels``). A duplicated name the readers numbered as MNE does
-    is still the pair ('T8-P8-1': CHB-MIT records T8-P8 twice)."""
+    ('Fp1', 'F7'), else None; an ear, mastoid or reference word as the second is a referential
+    channel. 'T8-P8-1' (a duplicate numbered as MNE does) is still the pair."""
     name = _PREFIX.sub("", raw.strip().strip(".").strip())
     parts = re.split(r"\s*-\s*", name)
     if len(parts) == 3 and parts[2].isdigit():
@@ -208,17 +175,12 @@ def auxiliary_kind(raw: str) -> str | None:
     return None
 
 
-# BioSemi's ABC caps by their last letter: A1..A32 is the 32-electrode cap, A1..B32 the 64, A1..D32
-# the 128, A1..E32 the 160 and A1..H32 the 256.
+# BioSemi's ABC caps by their last letter (A1..B32 is the 64-electrode cap).
 BIOSEMI_CAPS = {"A": "biosemi32", "B": "biosemi64", "D": "biosemi128", "E": "biosemi160", "H": "biosemi256"}
-# The 32 and 64 caps carry 10-10 electrodes, which MNE's layouts name: A1, A2 ... (then B1 ...) are
-# their electrodes in the layout's order (A1 Fp1, A2 AF3 ... on the 32; A1 Fp1, A2 AF7 ... B32 O2 on
-# the 64), the order of BioSemi's own cap tables.
+# The 32 and 64 caps carry 10-10 electrodes: A1, A2 ... (then B1 ...) in MNE's layout order.
 _ABC_NAMED_BY_LAYOUT = {"biosemi32": "A", "biosemi64": "AB"}
-# Caps whose labels name no 10-20 site, by the names of their layout files that MNE installs with
-# itself (no download): BioSemi's ABC caps (recognised by their labels), and those a run names
-# with --montage: EasyCap's numbered equidistant caps, EGI's nets (E1, E2 ...) and MGH's
-# Neuromag caps (EEG001 ...).
+# Caps whose labels name no 10-20 site, by MNE's built-in layout names: BioSemi's ABC caps
+# (recognised by their labels) and those a run names with --montage (EasyCap, EGI, MGH).
 CAP_LAYOUTS: tuple[str, ...] = (
     *BIOSEMI_CAPS.values(),
     "easycap-M10",
@@ -280,10 +242,8 @@ def abc_ten_ten_names(cap: str) -> dict[str, str]:
 
 
 def sphere_fit(xyz: np.ndarray) -> tuple[np.ndarray, float]:
-    """The centre of the sphere that fits electrode positions best, and how far from it they lie
-    (std of their radii over the radius). The idealized caps (BioSemi, EasyCap) lie on a sphere
-    about the origin, like the 10-10 positions above; measured ones (EGI's larger nets, MGH's, a
-    digitized head) sit 1-2 cm off it, so directions are taken from this centre."""
+    """The centre of the sphere that fits electrode positions best, and their spread (std of radii
+    over the radius). Measured caps sit 1-2 cm off the origin, so directions are taken from it."""
     # |p - c|^2 = r^2  <=>  2 p.c + (r^2 - |c|^2) = |p|^2: linear least squares in (c, r^2 - |c|^2)
     fit = np.linalg.lstsq(np.c_[2 * xyz, np.ones(len(xyz))], (xyz**2).sum(axis=1), rcond=None)[0]
     radii = np.linalg.norm(xyz - fit[:3], axis=1)
@@ -294,8 +254,7 @@ def _direction(v: np.ndarray) -> np.ndarray:
     return v / np.linalg.norm(v, axis=-1, keepdims=True)
 
 
-# The recordings' own caps, the latest few: a worker reads a corpus of FIFs one after another,
-# and each needs its cap only while its channels are planned.
+# The recordings' own caps, the latest few: each is needed only while its channels are planned.
 _FILE_CAPS: collections.OrderedDict[str, dict[str, np.ndarray]] = collections.OrderedDict()
 _FILE_CAPS_KEPT = 64
 # Digitized positions farther than this (std of radii over radius) from a sphere are not a scalp.
@@ -304,10 +263,9 @@ _MAX_SPHERE_SPREAD = 0.2
 
 @dataclasses.dataclass(frozen=True)
 class Digitized:
-    """Electrode positions a recording holds (x toward the right ear, y toward the nose; metres):
-    digitized in a head frame, with the nasion and ears that define it (a FIF's, an EGI MFF's,
-    EEGLAB chanlocs, a BIDS electrodes.tsv); or a BrainVision header's [Coordinates], angles on the
-    10-20 sphere itself (no fiducials: nothing to turn)."""
+    """Electrode positions a recording holds (x toward the right ear, y toward the nose; metres),
+    in a head frame with the nasion and ears that define it, or without them on the 10-20 sphere
+    itself (a BrainVision header's [Coordinates])."""
 
     positions: dict[str, tuple[float, float, float]]
     nasion: tuple[float, float, float] | None = None
@@ -315,8 +273,7 @@ class Digitized:
     rpa: tuple[float, float, float] | None = None
 
 
-# The nasion and the ears' preauricular points lie 10 % of the nasion-inion arc (18 degrees)
-# below the ring through Fpz, T7, Oz and T8: where a digitized head's sit on the 10-10 sphere.
+# The nasion and the ears lie 18 degrees (10 % of the nasion-inion arc) below the Fpz-T7-Oz-T8 ring.
 _FIDUCIAL_POLAR_DEG = 108.0
 # A real head's nasion and ears, turned onto those points, land within a few degrees of them.
 _MAX_FIDUCIAL_MISFIT_DEG = 20.0
@@ -324,9 +281,8 @@ _MAX_FIDUCIAL_MISFIT_DEG = 20.0
 
 def file_cap(digitized: Digitized) -> str:
     """A recording's own electrode positions as a cap of this process, turned so that its nasion
-    and ears sit where the 10-20 system puts them (a head frame is tilted against the 10-20 sphere:
-    its nasion is lower than Fpz); named by their digest (the same positions, the same name, so
-    interpolation matrices are cached once). '' where they lie on no plausible head."""
+    and ears sit where the 10-20 system puts them, named by their digest (so interpolation matrices
+    are cached once); '' where they lie on no plausible head."""
     labels = sorted(digitized.positions)
     xyz = np.array([digitized.positions[label] for label in labels], dtype=np.float64)
     if len(labels) < 4:

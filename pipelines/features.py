@@ -1,26 +1,11 @@
 """Optional hand-crafted EEG features per window, as one flat float32 vector in a fixed order.
 
-Per channel, in this order (:data:`CHANNEL_FEATURES`):
-
-- ``mean`` (uV), ``std`` (uV), ``skewness``, ``kurtosis`` (excess: 0 for a Gaussian),
-- ``line_length``: mean absolute sample-to-sample change, in uV per second (independent of window
-  length and close to independent of the sampling rate),
-- ``hjorth_mobility`` (1/s): ``sqrt(var(x') / var(x))`` with the derivative in uV/s; divided by
-  2 pi it is the signal's RMS frequency in Hz,
-- ``hjorth_complexity``: mobility of ``x'`` over mobility of ``x`` (1 for a pure sine),
-- ``rel_delta`` (0.5-4 Hz), ``rel_theta`` (4-8), ``rel_alpha`` (8-13), ``rel_beta`` (13-30),
-  ``rel_gamma`` (30-70): band power over the 0.5-70 Hz total, so they sum to 1,
-- ``spectral_entropy``: Shannon entropy of the 0.5-70 Hz PSD normalized to a distribution, divided
-  by the log of the number of bins: 0 for a pure tone, 1 for white noise.
-
-Names are ``"<channel>.<feature>"``, channel-major (all features of Fp1, then F3, ...), so
-:data:`FEATURE_NAMES` for the 19 canonical channels has 19 * 13 = 247 entries. A flat channel
-(zero variance) has zero skewness, kurtosis and Hjorth parameters and uniform relative powers rather
-than NaN, so vectors stay finite for downstream models.
-
-The Welch PSD here (:func:`welch`, :func:`welch_psd`, :func:`window_spectrum`) is the one every
-stage measures power with (:mod:`pipelines.quality`, :mod:`pipelines.artifact_ae`,
-:mod:`pipelines.filters`); a window's :class:`WindowSpectrum` is computed once and shared.
+Per channel (:data:`CHANNEL_FEATURES`): mean and std (uV), skewness, excess kurtosis, line length
+(mean absolute change, uV/s), Hjorth mobility (1/s; over 2 pi, the RMS frequency in Hz) and
+complexity, the relative power of each of :data:`BANDS` over 0.5-70 Hz, and the spectral entropy
+of the 0.5-70 Hz PSD normalized to [0, 1]. Names are ``"<channel>.<feature>"``, channel-major; a
+flat channel gives zeros and uniform powers rather than NaN. The Welch PSD here is the one every
+stage measures power with; a window's :class:`WindowSpectrum` is computed once and shared.
 """
 
 from __future__ import annotations
@@ -35,6 +20,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.filter_design import hann_periodic
+from eegfm.pipelines.signal_checks import check_sfreq
 
 BANDS: tuple[tuple[str, float, float], ...] = (
     ("delta", 0.5, 4.0),
@@ -43,14 +29,8 @@ BANDS: tuple[tuple[str, float, float], ...] = (
     ("beta", 13.0, 30.0),
     ("gamma", 30.0, 70.0),
 )
-TIME_FEATURES: tuple[str, ...] = (
-    "mean",
-    "std",
-    "skewness",
-    "kurtosis",
-    "line_length",
-    "hjorth_mobility",
-    "hjorth_complexity",
+TIME_FEATURES: tuple[str, ...] = tuple(
+    "mean std skewness kurtosis line_length hjorth_mobility hjorth_complexity".split()
 )
 CHANNEL_FEATURES: tuple[str, ...] = TIME_FEATURES + tuple(f"rel_{name}" for name, _, _ in BANDS) + ("spectral_entropy",)
 # Welch segments of 2 s: 0.5 Hz bins, and several averaged segments in a 5-10 s window.
@@ -63,15 +43,6 @@ def feature_names(ch_names: Sequence[str] = CANONICAL_CHANNELS) -> tuple[str, ..
 
 
 FEATURE_NAMES: tuple[str, ...] = feature_names()
-
-
-def check_sfreq(sfreq: object) -> float:
-    """``sfreq`` as a float, or TypeError/ValueError naming it."""
-    if isinstance(sfreq, bool) or not isinstance(sfreq, (int, float, np.integer, np.floating)):
-        raise TypeError(f"sfreq: expected a sampling rate in Hz; got {sfreq!r}")
-    if not np.isfinite(sfreq) or sfreq <= 0:
-        raise ValueError(f"sfreq: expected a finite rate > 0 Hz; got {sfreq!r}")
-    return float(sfreq)
 
 
 def _check_window(data: np.ndarray, sfreq: float) -> tuple[np.ndarray, float]:
@@ -90,16 +61,10 @@ def welch_psd(
     *,
     max_segments: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Welch PSD (uV^2/Hz): Hann segments of ``segment_s`` (the whole window if shorter), 50 %
-    overlap, each segment's mean removed, one-sided density. Returns ``(freqs, psd)`` with ``psd``
-    (n_chans, n_freqs), float64.
-
-    ``max_segments`` bounds the cost on long recordings: when there are more segments, that many
-    are averaged, spread evenly over the whole recording.
-
-    Numerically the same estimate as ``scipy.signal.welch`` with its defaults (a test pins this);
-    written out because windows are short and many, and scipy's general STFT machinery costs
-    several times more per call than the few array operations needed here.
+    """Welch PSD (uV^2/Hz) as ``scipy.signal.welch``'s defaults compute it (tested), several times
+    cheaper on short windows: Hann segments of ``segment_s`` (the whole window if shorter), 50 %
+    overlap, means removed, one-sided. Returns ``(freqs, psd)``, psd (n_chans, n_freqs) float64.
+    ``max_segments``: average that many segments spread evenly over a long recording.
     """
     data, sfreq = _check_window(data, sfreq)
     return welch(np.asarray(data, dtype=np.float64), sfreq, segment_s, max_segments)
@@ -107,14 +72,8 @@ def welch_psd(
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class WindowSpectrum:
-    """The Welch PSD of one window (or a batch), computed once and shared by the stages using it.
-
-    ``psd`` has shape (n_chans, n_freqs), or (n_windows, n_chans, n_freqs) for a batch, in uV^2/Hz
-    (float32 for float16/float32 input, else float64); ``freqs`` (n_freqs,) in Hz. Made by
-    :func:`window_spectrum`; accepted by :func:`pipelines.quality.compute_quality` (``spectrum=``)
-    and :func:`pipelines.artifact_ae.band_features_from_psd`, and attached to every
-    :class:`pipelines.quality.QualityReport` as ``report.spectrum``.
-    """
+    """The Welch PSD of one window or a batch, computed once and shared (``QualityReport.spectrum``):
+    ``psd`` (n_chans, n_freqs) or (n_windows, n_chans, n_freqs) in uV^2/Hz, ``freqs`` in Hz."""
 
     freqs: np.ndarray
     psd: np.ndarray
@@ -130,12 +89,9 @@ def window_spectrum(
     *,
     dtype: type | None = None,
 ) -> WindowSpectrum:
-    """:func:`welch_psd` of a window (n_chans, n_times) or batch (n_windows, n_chans, n_times).
-
-    Non-finite samples are read as 0 (as the quality and autoencoder stages do). ``dtype`` is the
-    precision of the transform: by default float32 for float16/float32 input (about twice as fast
-    as float64 and equal to it within float32 rounding, relative 1e-6 of a segment's power) and
-    float64 otherwise.
+    """:func:`welch_psd` of a window (n_chans, n_times) or batch (n_windows, n_chans, n_times), with
+    non-finite samples read as 0. ``dtype``: the transform's precision; by default float32 for
+    float16/float32 input (twice as fast, within float32 rounding) and float64 otherwise.
     """
     arr = np.asarray(data)
     if arr.ndim not in (2, 3) or arr.shape[-1] < 2:
@@ -164,7 +120,7 @@ def _welch_plan(
     nperseg = int(min(n_times, round(segment_s * sfreq)))
     step = nperseg - nperseg // 2
     n_segments = 1 + (n_times - nperseg) // step
-    window = _hann(nperseg)
+    window = hann_periodic(nperseg)  # as scipy.signal.welch uses
     # One-sided density: double every bin except DC and (for even lengths) Nyquist.
     scale = np.full(nperseg // 2 + 1, 2.0 / (sfreq * (window**2).sum()))
     scale[0] /= 2.0
@@ -177,15 +133,12 @@ def _welch_plan(
     return (nperseg, step, n_segments) + arrays
 
 
-# The float32 fast path removes segment means after the transform (see _welch_float32); it falls
-# back to removing them before when a segment's mean exceeds this many times the channel's RMS,
-# where float32 rounding of the un-centred transform would no longer be negligible.
+# _welch_float32 removes segment means after the transform, unless a mean exceeds this many times
+# the channel's RMS (float32 rounding of the un-centred transform would then matter).
 _MAX_DC_TO_RMS = 10.0
 
 
-# Rows (channels) are transformed in groups whose segment buffer stays about this size (bytes), so
-# the buffer, its transform and the squares stay in cache: on whole recordings (line detection)
-# this halves the time against one buffer for all channels.
+# Rows are transformed in groups whose segment buffer (bytes) stays in cache.
 _CHUNK_BYTES = 1 << 20
 
 
@@ -250,12 +203,9 @@ def _density(spectrum: np.ndarray, scale: np.ndarray) -> np.ndarray:
 def _welch_float32(x: np.ndarray, segments: np.ndarray, window: np.ndarray, scale: np.ndarray, df: float) -> np.ndarray:
     """Welch PSD of float32 ``x`` whose segments are two half-segment blocks (the default).
 
-    A segment's mean is removed after the transform rather than before, which saves a pass: for
-    the periodic Hann window ``w``, ``rfft(w * (s - m))`` is ``rfft(w * s)`` minus ``m * N / 2`` in
-    bin 0 and plus ``m * N / 4`` in bin 1. The means come from sums over the half-segment blocks.
-    Rows (channels) whose mean is large next to their signal (see ``_MAX_DC_TO_RMS``) are redone
-    with the means removed first. Each row's result depends on that row alone, so a batch gives
-    the same PSDs as its windows one at a time.
+    Segment means are removed after the transform, saving a pass: for the periodic Hann window,
+    ``rfft(w * (s - m))`` is ``rfft(w * s)`` minus ``m * N / 2`` in bin 0 and plus ``m * N / 4`` in
+    bin 1. Rows with a large mean (``_MAX_DC_TO_RMS``) are redone with the means removed first.
     """
     n_segments, nperseg = segments.shape[-2:]
     step = nperseg // 2
@@ -272,13 +222,6 @@ def _welch_float32(x: np.ndarray, segments: np.ndarray, window: np.ndarray, scal
         rows = np.nonzero(redo)
         psd[rows] = _welch_centred(segments[rows], window, scale)
     return psd
-
-
-@lru_cache(maxsize=16)
-def _hann(n: int) -> np.ndarray:
-    window = hann_periodic(n)  # as scipy.signal.welch uses
-    window.setflags(write=False)
-    return window
 
 
 def band_mask(freqs: np.ndarray, low: float, high: float) -> np.ndarray:
@@ -350,12 +293,8 @@ def spectral_features(
 
 
 def compute_features(data: np.ndarray, sfreq: float = 256.0, *, spectrum: WindowSpectrum | None = None) -> np.ndarray:
-    """All :data:`CHANNEL_FEATURES` for every channel, flattened channel-major, float32.
-
-    For a (19, n_times) window in canonical order the entries line up with :data:`FEATURE_NAMES`;
-    for other channel sets use :func:`feature_names` with the same channel list. ``spectrum``:
-    the window's :func:`window_spectrum` (e.g. ``QualityReport.spectrum``) to reuse its PSD.
-    """
+    """All :data:`CHANNEL_FEATURES` for every channel, flattened channel-major (:func:`feature_names`),
+    float32. ``spectrum``: the window's :func:`window_spectrum`, to reuse its PSD."""
     data, sfreq = _check_window(data, sfreq)
     psd = None
     if spectrum is not None:

@@ -2,13 +2,9 @@
 frequency and impulse responses, the Kaiser-windowed low-pass of polyphase resampling, and the
 periodic Hann window of Welch's method.
 
-Why not ``scipy.signal``: importing it takes 0.6-0.7 s (it rewrites the docstrings of hundreds
-of functions and imports ``scipy.stats``), paid by every process that runs the job: on the 64
-eegmat recordings that was an eighth of a one-worker run (4.31 -> 3.79 s). The designs are textbook formulas, and
-the tests pin each one to ``scipy.signal`` to float64 rounding.
-
-Second-order sections (``sos``) use scipy's layout: one row ``[b0, b1, b2, a0, a1, a2]`` per
-section, ``a0 = 1``; a first-order section has ``b2 = a2 = 0``.
+Not ``scipy.signal``: importing it costs every worker 0.6-0.7 s. The tests pin each design to
+``scipy.signal`` to float64 rounding. Sections (``sos``) use scipy's layout, one row
+``[b0, b1, b2, a0, a1, a2]`` per section with ``a0 = 1``.
 """
 
 from __future__ import annotations
@@ -21,13 +17,9 @@ BTYPES = ("lowpass", "highpass")
 
 
 def butter_sos(order: int, cutoff: float, btype: str, fs: float) -> np.ndarray:
-    """Digital Butterworth filter of ``order`` with its -3 dB point at ``cutoff`` Hz, as sections.
-
-    The analog prototype's poles, frequency-warped to ``cutoff`` and mapped by the bilinear
-    transform, as ``scipy.signal.butter(order, cutoff, btype, fs=fs, output="sos")`` designs it.
-    Conjugate poles share a section with two of the zeros (all at z = -1 for a low-pass, z = 1 for
-    a high-pass); an odd order adds one first-order section. The overall gain sits in the first
-    section.
+    """``scipy.signal.butter(order, cutoff, btype, fs=fs, output="sos")``: the analog prototype's
+    poles, pre-warped and mapped by the bilinear transform; one section per conjugate pair (plus a
+    first-order one for an odd order), the overall gain in the first section.
     """
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise ValueError(f"order: expected a positive integer; got {order!r}")
@@ -79,11 +71,8 @@ def notch_sos(freq: float, quality: float, fs: float) -> np.ndarray:
 
 
 def sos_response(sos: np.ndarray, freqs: np.ndarray, fs: float) -> np.ndarray:
-    """Complex frequency response of the cascade at ``freqs`` Hz (``scipy.signal.sosfreqz``).
-
-    Each section is evaluated as two quadratics in ``z^-1`` by Horner's rule, which keeps the
-    relative accuracy of double zeros at z = 1 (a high-pass edge) at very low frequencies.
-    """
+    """Complex frequency response of the cascade at ``freqs`` Hz (``scipy.signal.sosfreqz``); Horner's
+    rule in ``z^-1`` keeps double zeros at z = 1 accurate at very low frequencies."""
     sos = np.atleast_2d(np.asarray(sos, dtype=np.float64))
     zm1 = np.exp(-2j * np.pi * np.asarray(freqs, dtype=np.float64) / fs)
     h = np.ones_like(zm1)
@@ -95,11 +84,9 @@ def sos_response(sos: np.ndarray, freqs: np.ndarray, fs: float) -> np.ndarray:
 def sos_impulse_response(sos: np.ndarray, n: int) -> np.ndarray:
     """The cascade's first ``n`` impulse response samples (``scipy.signal.sosfilt`` of an impulse).
 
-    ``h[0] = D`` and ``h[k] = C A^(k-1) B`` for the cascade's state-space form, computed in blocks
-    of ``_BLOCK`` samples: the columns ``A^j B`` of one block once, then each block as one row
-    ``C A^(k-1)`` times them. Like a recursion, and unlike an inverse FFT of the frequency
-    response, its error shrinks with the response, so a tail's mass is accurate down to 1e-7 of
-    the total however long ``n`` is; it costs a Python step per block, not per sample.
+    ``h[k] = C A^(k-1) B`` of the state-space form, one matrix product per block of ``_BLOCK``
+    samples. Unlike an inverse FFT its error shrinks with the response, so a tail's mass is
+    accurate down to 1e-7 of the total.
     """
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n: expected a positive number of samples; got {n!r}")
@@ -160,8 +147,7 @@ def kaiser_lowpass(numtaps: int, cutoff: float, beta: float) -> np.ndarray:
 
 
 def hann_periodic(n: int) -> np.ndarray:
-    """The periodic Hann window of ``n`` samples (``scipy.signal.get_window("hann", n)``), the one
-    spectral estimators use: the symmetric window of ``n + 1`` samples without its last."""
+    """The periodic Hann window of ``n`` samples (``scipy.signal.get_window("hann", n)``)."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n: expected a positive integer; got {n!r}")
     if n == 1:

@@ -1,44 +1,18 @@
-"""Mains-notch and band-pass filter designs, and filtering with them (:mod:`pipelines.zero_phase`).
+"""Mains-notch and Butterworth band-pass designs, applied with zero phase (:mod:`pipelines.zero_phase`).
 
-The pipeline resamples to 256 Hz first (:mod:`pipelines.resample`), then filters: filtering costs a
-fixed amount per sample, so 500 Hz data costs about half as much after resampling (on the 64 eegmat
-files: ``benchmarks/signal_stages.py``), and the resampler has already removed everything above
-128 Hz. Mains detection (``line_freq='auto'``) is :mod:`pipelines.line_noise`.
-
-The cascade is designed as IIR second-order sections (``sos``) and applied with zero phase: the
-output is what ``sosfiltfilt`` (forward, then backward) computes, with a magnitude response equal
-to the square of the single-pass design (a 4th-order Butterworth edge becomes -6 dB at its cutoff
-and falls at 48 dB/octave) and no phase shift, so EEG waveforms (spikes, sharp waves) keep their
-timing and shape.
-
-``l_freq`` and ``h_freq`` are *passband* edges, as in MNE's ``filter``: content inside them passes
-essentially unattenuated (0.04 dB down at 0.5 Hz, within 0.01 dB from 1 to 45 Hz, 1.4 dB down at
-70 Hz, where a Butterworth's knee is softer than a long FIR's), and each Butterworth cutoff (the
-zero-phase -6 dB point) sits in the middle of a transition band outside the edge, sized by MNE's
-documented "auto" rule: ``min(max(0.25 * l_freq, 2), l_freq)`` below the high-pass edge and
-``min(max(0.25 * h_freq, 2), nyquist - h_freq)`` above the low-pass edge. So 0.5-70 Hz has cutoffs
-at 0.25 and 78.75 Hz. With MNE's convention "0.5-70 Hz" means the same here as in the MNE-based
-preprocessing scripts common in the EEG foundation-model literature; on eegmat the outputs
-correlate with MNE's at r > 0.9999 per channel (``tests/pipelines/test_filters.py``).
-
-The defaults are a 0.5-70 Hz band-pass plus a notch at the detected mains frequency:
-
-- ``l_freq = 0.5`` removes electrode drift and sweat artifacts while keeping delta (slow waves of
-  sleep and encephalopathy start around 0.5 Hz); it matches the high-pass of most clinical
-  systems and of the public EEG foundation-model corpora.
-- ``h_freq = 70`` keeps beta and low gamma (and with them the EMG signature that quality scoring and
-  the model must be able to see) while staying clear of the band near the 128 Hz Nyquist frequency of
-  the 256 Hz output. The upper edge must stay below 128 Hz: a digital low-pass needs its cutoff
-  strictly below Nyquist (at or above it the design is undefined, the band simply does not exist
-  at 256 Hz), and the resampler's anti-aliasing filter is flat only to about 110 Hz, -6 dB at
-  128 Hz, and folds 128-148 Hz back into 108-128 Hz, so an edge near Nyquist would keep a band
-  that is neither flat nor alias-free. 70 Hz also makes the low-pass, not a notch, remove the
-  100 / 120 Hz mains harmonics (46 / 135 dB down), so only the fundamental needs a notch.
+Filtering runs after resampling to 256 Hz (cheaper per second of EEG). The output equals
+``sosfiltfilt``: magnitude ``|H|^2`` of the single-pass design, no phase shift. ``l_freq`` and
+``h_freq`` are *passband* edges as in MNE's ``filter``: each cutoff (zero-phase -6 dB) sits in the
+middle of MNE's "auto" transition band outside the edge, so 0.5-70 Hz has cutoffs at 0.25 and
+78.75 Hz and matches MNE-based preprocessing (r > 0.9999 on eegmat). ``h_freq`` must stay well
+below the 128 Hz Nyquist frequency, where the resampler's anti-aliasing is neither flat nor
+alias-free; at 70 Hz the low-pass also removes the 100/120 Hz harmonics, so only mains needs a notch.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -55,13 +29,10 @@ from eegfm.pipelines.signal_checks import check_sfreq, check_signal
 from eegfm.pipelines.zero_phase import StreamingFilter, apply_filters  # noqa: F401 (StreamingFilter: re-exported)
 
 OUTPUT_NYQUIST = 128.0  # Nyquist frequency of the 256 Hz data contract
-# A harmonic is notched only where the band-pass leaves it above this level (zero-phase dB): below
-# it the low-pass already removes the harmonic better than a notch would.
+# A harmonic is notched only where the band-pass leaves it above this level (zero-phase dB).
 _HARMONIC_SKIP_DB = -40.0
-# Padding (odd reflection) at the true recording edges: the length over which the impulse
-# response carries all but 1e-3 of its mass, so the edge transient is small.
+# Edge padding and streaming look-ahead: where the impulse response keeps less than this of its mass.
 _PAD_TOL = 1e-3
-# Look-ahead/behind of the streaming filter: all but 1e-7 of the impulse response's mass.
 _MARGIN_TOL = 1e-7
 
 
@@ -69,17 +40,11 @@ _MARGIN_TOL = 1e-7
 class FilterConfig(Config):
     """Notch and band-pass settings.
 
-    line_freq: ``'auto'`` (detect from the spectrum, see :func:`detect_line_frequency`), ``50``,
-        ``60`` or ``None`` (no notch).
-    notch_harmonics: also notch multiples of the mains frequency below Nyquist that the low-pass
-        does not already attenuate by 40 dB.
-    notch_width_hz: -3 dB bandwidth of each notch (single pass). 2 Hz tolerates mains drift of
-        +-0.2 Hz with more than 25 dB of zero-phase attenuation while removing little EEG.
-    l_freq, h_freq: band-pass passband edges in Hz (cutoffs lie outside them, see the module
-        docstring); ``None`` disables a side. ``h_freq`` must be below 128 Hz, the Nyquist
-        frequency of the 256 Hz output.
-    order: Butterworth order of each band edge per pass (the zero-phase response doubles it).
-    line_threshold_db, line_margin_db: detection thresholds, see :func:`detect_line_frequency`.
+    line_freq: ``'auto'`` (:func:`detect_line_frequency`), ``50``, ``60`` or ``None`` (no notch).
+    notch_harmonics: also notch mains multiples the low-pass does not already attenuate by 40 dB.
+    notch_width_hz: -3 dB bandwidth of each notch (single pass); 2 Hz tolerates +-0.2 Hz drift.
+    l_freq, h_freq: passband edges in Hz, ``None`` disables a side; ``h_freq`` < 128 Hz.
+    order: Butterworth order per edge and pass (the zero-phase response doubles it).
     """
 
     line_freq: Any = "auto"
@@ -128,12 +93,9 @@ def resolve_line_freq(data: np.ndarray, sfreq: float, config: FilterConfig) -> i
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class FilterDesign:
-    """A concrete filter cascade for one sampling rate.
-
-    ``sos`` (float64) holds notch sections first, then the high-pass and low-pass. ``l_cutoff`` /
-    ``h_cutoff`` are the Butterworth cutoffs (zero-phase -6 dB) for the passband edges ``l_freq``
-    / ``h_freq``. ``padlen`` is the odd reflection used at the true recording edges, ``margin``
-    the look-ahead/behind of :class:`StreamingFilter` (both in samples).
+    """A filter cascade for one sampling rate: ``sos`` (float64) holds the notches, then the
+    high-pass and low-pass; ``l_cutoff``/``h_cutoff`` are the Butterworth cutoffs. ``padlen`` (odd
+    reflection at recording edges) and ``margin`` (:class:`StreamingFilter` look-ahead) are samples.
     """
 
     sfreq: float
@@ -158,8 +120,7 @@ class FilterDesign:
 
     def response_db(self, freqs: np.ndarray) -> np.ndarray:
         """Zero-phase magnitude response in dB at ``freqs`` (Hz): twice the single-pass response."""
-        h = sos_response(self.sos, freqs, self.sfreq)
-        return 20.0 * np.log10(np.maximum(np.abs(h) ** 2, 1e-300))
+        return _response_db(self.sos, freqs, self.sfreq)
 
     def describe(self) -> dict[str, Any]:
         """Plain values for the manifest."""
@@ -177,13 +138,6 @@ class FilterDesign:
         }
 
 
-def _tail_mass(sos: np.ndarray, limit: int) -> np.ndarray:
-    """``tail[n]``: the mass ``sum_{k >= n} |h[k]|`` of the cascade's impulse response within
-    ``limit`` samples."""
-    h = np.abs(sos_impulse_response(sos, limit))
-    return np.cumsum(h[::-1])[::-1]
-
-
 def _settle_samples(tail: np.ndarray, tol: float) -> int:
     """Samples after which the impulse response keeps less than ``tol`` of its mass."""
     beyond = np.nonzero(tail <= tol * tail[0])[0]
@@ -196,29 +150,19 @@ def _settle_samples(tail: np.ndarray, tol: float) -> int:
 
 
 def design_filters(sfreq: float, config: FilterConfig | None = None, line_freq: int | None = None) -> FilterDesign:
-    """Design the notch + band-pass cascade for ``sfreq`` with an already resolved ``line_freq``.
-
-    ``line_freq`` is 50, 60 or None; use :func:`resolve_line_freq` to turn ``config.line_freq``
-    (which may be ``'auto'``) into it. Raises ValueError when an edge is not below Nyquist.
+    """The notch + band-pass cascade for ``sfreq`` and a resolved ``line_freq`` (50, 60 or None:
+    see :func:`resolve_line_freq`). Raises ValueError when an edge is not below Nyquist.
     """
     config = FilterConfig() if config is None else config
     sfreq = check_sfreq(sfreq)
     check_option("line_freq", line_freq, (*LINE_FREQUENCIES, None))
-    # Measuring the settling time filters up to 10 minutes of impulse response (about 30 ms);
-    # a corpus has a handful of distinct designs, so each is computed once per process.
-    key = (sfreq, dataclasses.astuple(config), line_freq)
-    design = _DESIGNS.get(key)
-    if design is None:
-        if len(_DESIGNS) >= 64:
-            _DESIGNS.clear()
-        design = _DESIGNS[key] = _design_filters(sfreq, config, line_freq)
-    return design
+    return _design_filters(sfreq, dataclasses.astuple(config), line_freq)
 
 
-_DESIGNS: dict[tuple, FilterDesign] = {}
-
-
-def _design_filters(sfreq: float, config: FilterConfig, line_freq: int | None) -> FilterDesign:
+# Measuring the settling time costs ~30 ms; a corpus has a handful of distinct designs.
+@lru_cache(maxsize=64)
+def _design_filters(sfreq: float, config_values: tuple, line_freq: int | None) -> FilterDesign:
+    config = FilterConfig(*config_values)
     nyquist = sfreq / 2.0
     for name in ("l_freq", "h_freq"):
         value = getattr(config, name)
@@ -243,8 +187,7 @@ def _design_filters(sfreq: float, config: FilterConfig, line_freq: int | None) -
         while harmonic + config.notch_width_hz / 2.0 < nyquist:
             keep = harmonic == line_freq
             if not keep and config.notch_harmonics:
-                level = _zero_phase_db(band_sos, harmonic, sfreq)
-                keep = level > _HARMONIC_SKIP_DB
+                keep = _response_db(band_sos, [harmonic], sfreq)[0] > _HARMONIC_SKIP_DB
             if keep:
                 notch_freqs.append(harmonic)
                 sections.append(notch_sos(harmonic, harmonic / config.notch_width_hz, sfreq))
@@ -256,7 +199,7 @@ def _design_filters(sfreq: float, config: FilterConfig, line_freq: int | None) -
     if sos.shape[0] == 0:
         sos = np.array([[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]])  # identity section
     limit = int(min(sfreq * 600, max(sfreq * 120, 2**16)))
-    tail = _tail_mass(sos, limit)
+    tail = np.cumsum(np.abs(sos_impulse_response(sos, limit))[::-1])[::-1]  # sum_{k >= n} |h[k]|
     padlen = _settle_samples(tail, _PAD_TOL)
     margin = max(_settle_samples(tail, _MARGIN_TOL), padlen + 1)
     return FilterDesign(
@@ -285,18 +228,13 @@ def lowpass_cutoff(h_freq: float, sfreq: float) -> float:
     return h_freq + transition / 2.0
 
 
-def _zero_phase_db(sos: np.ndarray, freq: float, sfreq: float) -> float:
-    if sos.shape[0] == 0:
-        return 0.0
-    h = sos_response(sos, [freq], sfreq)
-    return float(20.0 * np.log10(max(abs(h[0]) ** 2, 1e-300)))
+def _response_db(sos: np.ndarray, freqs: np.ndarray, sfreq: float) -> np.ndarray:
+    h = sos_response(sos, freqs, sfreq)
+    return 20.0 * np.log10(np.maximum(np.abs(h) ** 2, 1e-300))
 
 
 def filter_data(data: np.ndarray, sfreq: float, config: FilterConfig | None = None) -> tuple[np.ndarray, FilterDesign]:
-    """Resolve the line frequency (``'auto'`` detects it on ``data``), design, and filter.
-
-    Returns the float32 filtered data and the design (its ``describe()`` goes to the manifest).
-    """
+    """Resolve the line frequency on ``data``, design and filter: (float32 data, design)."""
     config = FilterConfig() if config is None else config
     data = check_signal(data)
     sfreq = check_sfreq(sfreq)

@@ -1,17 +1,10 @@
 """Channel harmonization: any montage -> the 19 canonical 10-20 channels in microvolts.
 
-Three pure steps, each testable alone:
-
-1. `map_channels(ch_names)` decides what every recorded channel is: one of the 19 canonical
-   electrodes, another 10-10 electrode (useful as an interpolation source), an auxiliary signal
-   (ECG/EOG/EMG/stim/misc), or unknown. Duplicates and unmappable montages raise
-   `HarmonizeError` with the channels found, so the pipeline can quarantine with a reason.
-2. `interpolation_matrix(sources, targets)` computes MNE's spherical-spline interpolation
-   (Perrin et al. 1989) from the available electrodes to the missing canonical ones. The spline
-   is linear in the data, so the matrix is computed once per montage by interpolating an identity
-   matrix and is then applied to every chunk of a long recording with one matmul.
-3. `harmonize(data, ch_names, ...)` applies both and returns the canonical array plus
-   `channel_mask` (1 measured, 0 interpolated) and the auxiliary channels kept for fusion.
+:func:`map_channels` decides what each recorded channel is (canonical electrode, other 10-10
+electrode, auxiliary signal or unknown; HarmonizeError on duplicates), :func:`interpolation_matrix`
+fills missing canonical channels with MNE's spherical spline (a matrix per montage, since the
+spline is linear), and :func:`harmonize` applies both, returning ``channel_mask`` (1 measured,
+0 interpolated) and the auxiliary channels.
 """
 
 from __future__ import annotations
@@ -73,8 +66,7 @@ class ChannelMap:
     auxiliary: dict[str, list[int]]  # 'ecg' | 'eog' | 'emg' | 'stim' | 'misc' -> indices
     unknown: tuple[str, ...]  # names that are none of the above
     bipolar: tuple[str, ...] = ()  # derivations of a bipolar montage (Fp1-F7 ...): no electrode of their own
-    # the cap whose layout placed the electrodes (labels that name no 10-20 site: BioSemi ABC, a
-    # --montage), or 'file-<hex>' for a recording's own digitized positions (channels.file_cap)
+    # the cap whose layout placed the electrodes, or 'file-<hex>' for digitized ones (channels.file_cap)
     cap: str = ""
 
     @property
@@ -88,10 +80,8 @@ _LETTER_NUMBER = re.compile(r"^[A-H](\d+)$")
 
 def is_biosemi_abc_layout(ch_names) -> bool:
     """True for BioSemi's A1..H32 cap labels, where 'C3' or 'F7' are NOT 10-20 positions: at least
-    32 such labels from A and at least one more letter, or 24 of the 32-electrode cap's A1..A32;
-    16 of them no 10-10 electrode has (B5, D12, A20 ...), and no letter numbered past 32 (EGI's
-    nets run E1 ... E256). Any subset of a cap's labels counts, since a reader may leave some out
-    (another sampling rate)."""
+    32 such labels (24 of A1..A32 alone), 16 of them no 10-10 name, none numbered past 32 (EGI's E1
+    ... E256)."""
     names = [n.strip() for n in ch_names]
     abc = [n for n in names if _BIOSEMI_ABC.match(n)]
     letters = {n[0] for n in abc}
@@ -102,9 +92,8 @@ def is_biosemi_abc_layout(ch_names) -> bool:
     return enough and sum(standard_name(n) is None for n in abc) >= 16
 
 
-# How far (degrees of arc on the head sphere; 7 degrees is about 12 mm on an adult head) a cap's
-# electrode may lie from a 10-20 site and still record it: within the spread of 10-20 placement by
-# tape measure. BioSemi's 128, 160 and 256 caps have one within 6.3 degrees of every site.
+# How far (degrees of arc; 7 is about 12 mm on an adult head) a cap's electrode may lie from a 10-20
+# site and still record it: the spread of placement by tape measure.
 CAP_SITE_TOLERANCE_DEG = 7.0
 
 
@@ -144,19 +133,14 @@ def _map_cap(ch_names, cap: str) -> ChannelMap:
 
 
 def _cap_note(ch_names, cmap: ChannelMap, montage: str = "auto") -> str:
+    placed = f"a 10-20 site is present where a recorded electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it"
     if cmap.cap.startswith("file-"):
-        return (
-            f"; the channels are placed by the positions digitized in the file: a 10-20 site is present where a "
-            f"recorded electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it"
-        )
+        return f"; the channels are placed by the positions digitized in the file: {placed}"
     if abc_ten_ten_names(cmap.cap):
         return f"; the labels are BioSemi cap positions ({cmap.cap}), each standing for the 10-10 electrode there"
     if cmap.cap:
         maker = "BioSemi cap" if cmap.cap in BIOSEMI_CAPS.values() else "cap"
-        return (
-            f"; the labels are {maker} positions ({cmap.cap}): a 10-20 site is present where a recorded "
-            f"electrode lies within {CAP_SITE_TOLERANCE_DEG:g} degrees of it"
-        )
+        return f"; the labels are {maker} positions ({cmap.cap}): {placed}"
     if montage == "file":
         return (
             f"; --montage file: no electrode positions to place the channels by (a FIF's, EGI MFF's or EEGLAB "
@@ -182,8 +166,7 @@ def _cap_note(ch_names, cmap: ChannelMap, montage: str = "auto") -> str:
 CAP_MIN_LABELS = 16
 
 
-# --montage file places a recording by its digitized positions only where its names give fewer
-# 10-20 sites than this: a 10-20 cap keeps its names (a digitized head is no idealized sphere).
+# --montage file uses digitized positions only where the names give fewer 10-20 sites than this.
 FILE_NAMES_ENOUGH = 10
 MONTAGES = ("auto", "file", *CAP_LAYOUTS)
 
@@ -191,11 +174,10 @@ MONTAGES = ("auto", "file", *CAP_LAYOUTS)
 def map_channels(
     ch_names: list[str] | tuple[str, ...], montage: str = "auto", digitized: Digitized | None = None
 ) -> ChannelMap:
-    """Classify recorded channel names; raise HarmonizeError on duplicate electrodes. ``montage``:
-    a cap of CAP_LAYOUTS whose labels (EGI's E1 ..., EasyCap's numbers) a run's recordings use;
-    'file': the electrode positions ``digitized`` the file (``readers.digitized_positions``) or a BIDS
-    electrodes.tsv (``bids.electrode_positions``) holds, for channels whose names say nothing
-    ('EEG 001'); 'auto' recognises BioSemi's ABC labels only, the one layout that names itself."""
+    """Classify recorded channel names; raise HarmonizeError on duplicate electrodes. ``montage``: a
+    cap of CAP_LAYOUTS whose labels the recordings use; 'file': place channels whose names say
+    nothing by the positions ``digitized`` in the file or a BIDS electrodes.tsv; 'auto': names,
+    and BioSemi's ABC labels (the one layout that names itself)."""
     check_option("montage", montage, MONTAGES)
     if montage not in ("auto", "file"):
         labels = cap_positions(montage)
@@ -218,16 +200,14 @@ def _plain(label: str) -> str:
 
 def _map_names(ch_names) -> ChannelMap:
     if is_biosemi_abc_layout(ch_names):
-        # ABC labels name positions on a BioSemi cap, not 10-20 sites ('C3' is no C3): the cap
-        # places them. Without its layout (a cap with other letters) none is an electrode we know.
+        # ABC labels name positions on a BioSemi cap, not 10-20 sites ('C3' is no C3).
         return _map_by_cap(ch_names, biosemi_cap(ch_names))
     return _map_ten_ten(ch_names)
 
 
 def _map_by_cap(ch_names, cap: str) -> ChannelMap:
     if named := abc_ten_ten_names(cap):
-        # BioSemi's 32 and 64 caps carry 10-10 electrodes under ABC labels: its 'A5' is F3 itself,
-        # though the cap's drawing puts it 8 degrees from the idealized F3.
+        # BioSemi's 32 and 64 caps carry 10-10 electrodes under ABC labels ('A5' is F3 itself).
         cmap = _map_ten_ten([named.get(cap_label(n), n) for n in ch_names])
         return dataclasses.replace(cmap, cap=cap)
     return _map_cap(ch_names, cap)
@@ -273,11 +253,7 @@ def _map_ten_ten(ch_names) -> ChannelMap:
 
 @lru_cache(maxsize=256)
 def interpolation_matrix(sources: tuple[str, ...], targets: tuple[str, ...]) -> np.ndarray:
-    """Spherical-spline weights, shape (len(targets), len(sources)), from MNE.
-
-    Cached by montage: a corpus has few distinct montages and the spline solve is the only
-    non-trivial cost of interpolation.
-    """
+    """Spherical-spline weights from MNE, shape (len(targets), len(sources)), cached by montage."""
     import mne  # heavy: loaded only when a montage needs interpolation
 
     names = list(sources) + list(targets)
@@ -313,10 +289,8 @@ def plan_harmonization(
 ) -> tuple[ChannelMap, np.ndarray | None]:
     """Map channels and, when some canonical ones are missing, the matrix that fills them in.
 
-    ``exclude``: recorded channels (by name) known to be bad, e.g. from a BIDS channels.tsv;
-    ``constant``: channels whose signal never moves (not recorded; an export filled them in).
-    Both are neither used nor interpolated from, so a canonical one among them is interpolated.
-    ``cmap``: the channels as ``map_channels(ch_names, montage, digitized)`` mapped them already.
+    ``exclude`` (known bad) and ``constant`` (not recorded) channels are neither used nor
+    interpolated from. ``cmap``: ``map_channels(ch_names, montage, digitized)``, if already done.
     Raises HarmonizeError when fewer than `min_channels` canonical electrodes are present.
     """
     if not 1 <= min_channels <= N_CANONICAL:
@@ -336,25 +310,17 @@ def plan_harmonization(
     if len(cmap.canonical) < min_channels:
         found = ", ".join(repr(n) for n in ch_names[:30]) or "none"
         more = f" (+{len(ch_names) - 30} more)" if len(ch_names) > 30 else ""
+        bad, flat_names = (", ".join(ch_names[i] for i in sorted(g)) for g in (dropped - not_recorded, not_recorded))
+        derivations = ", ".join(cmap.bipolar[:4]) + (" ..." if len(cmap.bipolar) > 4 else "")
         raise HarmonizeError(
             f"only {len(cmap.canonical)} of the 19 10-20 channels are present "
             f"({', '.join(cmap.canonical) or 'none'}); need at least {min_channels} "
             f"(--min_channels). Channels found: {found}{more}"
+            + (f"; marked bad and left out: {bad}" if dropped - not_recorded else "")
+            + (f"; constant from start to end (not recorded), left out: {flat_names}" if not_recorded else "")
             + (
-                f"; marked bad and left out: {', '.join(ch_names[i] for i in sorted(dropped - not_recorded))}"
-                if dropped - not_recorded
-                else ""
-            )
-            + (
-                f"; constant from start to end (not recorded), left out: "
-                f"{', '.join(ch_names[i] for i in sorted(not_recorded))}"
-                if not_recorded
-                else ""
-            )
-            + (
-                f"; {len(cmap.bipolar)} are bipolar derivations ({', '.join(cmap.bipolar[:4])}"
-                f"{' ...' if len(cmap.bipolar) > 4 else ''}), differences between two electrodes that give neither "
-                f"electrode's signal: export the recording with a referential montage"
+                f"; {len(cmap.bipolar)} are bipolar derivations ({derivations}), differences between two "
+                "electrodes that give neither electrode's signal: export the recording with a referential montage"
                 if cmap.bipolar
                 else ""
             )
@@ -375,14 +341,11 @@ def harmonize(
     plan: tuple[ChannelMap, np.ndarray | None] | None = None,
     out: np.ndarray | None = None,
 ) -> Harmonized:
-    """Canonical 19-channel array (microvolts) from a recording's channels.
+    """Canonical 19-channel array (microvolts) from ``data`` (n_chans, n_times) in microvolts.
 
-    `data` is (n_chans, n_times) in microvolts, rows matching `ch_names`. `reference='average'`
-    re-references the 19 canonical channels to their mean after interpolation; 'keep' leaves the
-    recording's reference alone. Pass `plan` (from `plan_harmonization`) to reuse the channel map
-    and interpolation matrix across the chunks of one recording. `out`, a float32 (19, n_times)
-    array (say the first rows of a larger buffer), receives the canonical channels instead of a
-    new array.
+    ``reference='average'`` re-references the 19 channels to their mean after interpolation.
+    ``plan``: :func:`plan_harmonization`'s, reused across a recording's chunks. ``out``: a float32
+    (19, n_times) array to write into instead of a new one.
     """
     check_option("reference", reference, ("keep", "average"))
     data = np.asarray(data)

@@ -1,16 +1,10 @@
-"""Optional ICA-based removal of eye (EOG) and muscle (EMG) artifacts (`--ica`).
+"""Optional ICA removal of eye (EOG) and muscle (EMG) artifacts (`--ica`).
 
-Fit once per recording on its first minutes, then apply the same linear cleaning to every chunk,
-so long recordings stay bounded in memory and chunk boundaries stay seamless (the cleaning is a
-fixed matrix). Solves the extended-Infomax model with Picard (MNE's recommended solver: MNE's own
-Infomax loop needed ~300 s for one minute of ordinary eegmat EEG, Picard ~4 s) on a 1 Hz
-high-passed copy of the data (slow drifts make ICA unstable), as is standard practice.
-
-Clinical recordings rarely have EOG electrodes, so eye components are found by their correlation
-with the frontopolar channels Fp1/Fp2 (where blinks are largest); muscle components by MNE's
-spectral-slope criterion (`find_bads_muscle`). The cleaning is read off MNE's own `ICA.apply`
-(it is affine in the data) and applied to measured channels only; the caller propagates the removed
-artifact to interpolated channels through the spline weights (`pipelines.process`).
+Extended Infomax solved by Picard (MNE's Infomax took ~300 s for one minute of EEG, Picard ~4 s),
+fitted once per recording on a 1 Hz high-passed copy of its first minutes; the cleaning is then a
+fixed affine map read off MNE's `ICA.apply`, so chunks stay seamless. Eye components correlate with
+Fp1/Fp2 (clinical recordings rarely have EOG electrodes), muscle ones by `find_bads_muscle`. Only
+measured channels are cleaned; `pipelines.process` propagates it to interpolated ones.
 """
 
 from __future__ import annotations

@@ -1,30 +1,13 @@
 """Resampling any EEG rate to the 256 Hz of the data contract, one-shot or chunk by chunk.
 
-Polyphase FIR (the sum ``scipy.signal.resample_poly`` computes), not FFT resampling: it works on
-bounded chunks with bounded look-ahead, costs O(taps / up) per output sample and does not wrap the
-end of a recording onto its start. The anti-aliasing filter is scipy's default, a Kaiser (beta 5)
-sinc of ``20 * max(up, down) + 1`` taps: downsampling to 256 Hz it is flat (0.1 dB) to 110 Hz,
--6 dB at 128 Hz and 50 dB down beyond 148 Hz, so 128-148 Hz folds into 108-128 Hz. The band-pass
-of :mod:`pipelines.filters` removes all that afterwards, which is why its upper edge (70 Hz by
-default) must stay well below 128 Hz.
-
-The ratio ``256 / sfreq`` becomes integers ``up / down`` (:class:`fractions.Fraction`): exact for
-integer rates; a rate such as the Bonn data set's 173.61 Hz gets the smallest denominator within
-``max_ratio_error`` (default 1e-6: 3682 / 2497, error 3.1e-8). Such output is labelled 256 Hz
-while its true rate is ``256 * (1 + ratio_error)``, a drift of at most 3.6 ms per hour (under one
-sample); :meth:`ResamplePlan.window_start_s` maps output samples back to the input clock exactly,
-so window offsets stay true.
-
-``resample_poly`` pads with zeros, which turns a channel's DC offset (hundreds of microvolts from a
-DC-coupled amplifier) into a ringing step; each channel's first sample is therefore subtracted
-before filtering and added back after. It is known from the first chunk on, so streaming and
-one-shot results are identical.
-
-The polyphase sum runs as small dense matrix products (BLAS), not scipy's scalar ``upfirdn`` loop:
-within a block of ``K * up`` outputs the taps repeat, so every 16 consecutive outputs are one
-(inputs x 16) tap matrix applied with one ``matmul`` to a strided view of the input, about four
-times faster on 500 Hz EEG and equal to ``resample_poly`` to float32 rounding (tested). Input,
-taps and output are float32: 24 bits of mantissa, far finer than EDF's 16-bit integers.
+Polyphase FIR with ``scipy.signal.resample_poly``'s default filter (Kaiser, beta 5, ``20 *
+max(up, down) + 1`` taps: flat to 110 Hz, -6 dB at 128 Hz), so chunks need bounded look-ahead and
+the end does not wrap onto the start. ``256 / sfreq`` becomes ``up / down``: exact for integer
+rates, else the smallest denominator within ``max_ratio_error`` (Bonn's 173.61 Hz: 3682 / 2497),
+and :meth:`ResamplePlan.window_start_s` maps output samples back to the input clock exactly. Each
+channel's first sample is subtracted before filtering and added back (zero padding would ring on a
+DC offset). The sum runs as small float32 matrix products (BLAS), equal to ``resample_poly`` to
+float32 rounding (tested).
 """
 
 from __future__ import annotations
@@ -41,8 +24,7 @@ from eegfm.pipelines.filter_design import kaiser_lowpass
 from eegfm.pipelines.signal_checks import check_chunk, check_n_chans, check_seconds, check_sfreq, check_signal
 
 TARGET_SFREQ = 256.0
-# Relative ratio error allowed when a rate has no small exact fraction: under one output sample of
-# drift per hour at 256 Hz (3600 s * 1e-6 = 3.6 ms < 1 / 256 s).
+# Under one output sample of drift per hour at 256 Hz (3600 s * 1e-6 = 3.6 ms < 1 / 256 s).
 DEFAULT_MAX_RATIO_ERROR = 1e-6
 # scipy.signal.resample_poly's default window, a Kaiser window's beta.
 _KAISER_BETA = 5.0
@@ -51,11 +33,8 @@ _MAX_DENOMINATOR = 2**24
 
 @dataclasses.dataclass(frozen=True)
 class ResamplePlan:
-    """How one input rate maps onto the output rate.
-
-    ``up / down`` (coprime) is the rational factor actually applied; ``ratio_error`` is
-    ``(up / down) / (sfreq_out / sfreq_in) - 1``, zero for exact ratios.
-    """
+    """How one input rate maps onto the output rate: ``up / down`` (coprime) is applied, and
+    ``ratio_error`` is ``(up / down) / (sfreq_out / sfreq_in) - 1``, zero for exact ratios."""
 
     sfreq_in: float
     sfreq_out: float
@@ -77,13 +56,8 @@ class ResamplePlan:
         return -(-int(n_times) * self.up // self.down)
 
     def window_start_s(self, index: int) -> float:
-        """Time in seconds, on the input recording's clock, of output sample ``index``.
-
-        Output sample ``m`` sits at input position ``m * down / up`` (the polyphase filter is
-        centred, so there is no group delay). The product is formed with integers and divided once,
-        so for exact ratios this equals ``index / sfreq_out`` to the last bit: 256 is a power of two,
-        and ``index / 256`` is exact in binary floating point for any realistic index.
-        """
+        """Time in seconds, on the input recording's clock, of output sample ``index`` (input
+        position ``index * down / up``: the filter is centred); exact for exact ratios."""
         index = _check_index("index", index)
         if self.ratio_error == 0.0:
             return index / self.sfreq_out
@@ -111,11 +85,8 @@ def plan_resample(
     sfreq_out: float = TARGET_SFREQ,
     max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR,
 ) -> ResamplePlan:
-    """The smallest ``up / down`` within ``max_ratio_error`` of ``sfreq_out / sfreq_in``.
-
-    Denominator limits are tried in powers of two, so exact small fractions (500 Hz -> 64/125)
-    are found exactly and awkward rates get the shortest filter that meets the error bound.
-    """
+    """The smallest ``up / down`` within ``max_ratio_error`` of ``sfreq_out / sfreq_in`` (denominator
+    limits tried in powers of two: the shortest filter that meets the bound)."""
     sfreq_in = check_sfreq(sfreq_in, "sfreq_in")
     sfreq_out = check_sfreq(sfreq_out, "sfreq_out")
     if not 0.0 <= max_ratio_error < 0.01:
@@ -158,11 +129,8 @@ def resample(
     *,
     max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR,
 ) -> np.ndarray:
-    """Resample ``data`` (n_chans, n_times) from ``sfreq`` to ``sfreq_out`` Hz, float32.
-
-    Returns ``plan.output_length(n_times)`` samples per channel. The first sample of each channel
-    is removed before filtering and restored after, so DC offsets do not ring at the start.
-    """
+    """Resample ``data`` (n_chans, n_times) from ``sfreq`` to ``sfreq_out`` Hz: float32,
+    ``plan.output_length(n_times)`` samples per channel."""
     data = _as_2d_float32(data)
     resampler = Resampler(sfreq, max(1, data.shape[0]), sfreq_out, max_ratio_error=max_ratio_error)
     if resampler.plan.is_identity or data.shape[1] == 0 or data.shape[0] == 0:
@@ -170,8 +138,7 @@ def resample(
     return resampler.finish(data)
 
 
-# Outputs per tap matrix: large enough for BLAS to pay off, small enough that the matrix (whose
-# input span grows with it) stays mostly non-zero.
+# Outputs per tap matrix: large enough for BLAS to pay off, small enough to stay mostly non-zero.
 _GROUP = 16
 
 
@@ -221,8 +188,7 @@ def _polyphase(
     n_blocks = -(-n_out // poly.block)
     j_lo = min(g[2] for g in poly.groups)
     j_hi = max(g[2] + g[3].shape[0] for g in poly.groups)
-    # The padded input starts at global index first + j_lo: zeros before seg_start and after the
-    # segment's end stand for inputs outside it.
+    # The padded input starts at global index first + j_lo; zeros stand for inputs outside the segment.
     origin = first + j_lo
     length = (n_blocks - 1) * poly.step + (j_hi - j_lo)
     padded = np.zeros((n_chans, length + 1), dtype=np.float32)
@@ -245,15 +211,9 @@ def _polyphase(
 class Resampler:
     """Streaming resampler: push chunks, get output; equals :func:`resample` of the concatenation.
 
-    Output sample ``m`` is ``sum_n x[n] h[m * down + half_len - n * up]``; it needs input up to
-    ``(m * down + half_len) // up``, so each :meth:`push` returns every output whose inputs have all
-    arrived, and :meth:`flush` returns the tail (zero-padded past the end, as scipy does). Only the
-    inputs still needed are buffered: about ``half_len / up`` input samples (10 input samples per
-    output-rate sample when downsampling), independent of recording length.
-
-    >>> r = Resampler(500.0, n_chans=19)
-    >>> parts = [r.push(chunk) for chunk in chunks]  # doctest: +SKIP
-    >>> parts.append(r.flush())                      # doctest: +SKIP
+    :meth:`push` returns every output whose inputs have all arrived, :meth:`flush` the tail
+    (zero-padded past the end, as scipy does). Only the about ``half_len / up`` inputs still needed
+    are buffered.
     """
 
     def __init__(
@@ -309,12 +269,10 @@ class Resampler:
         if self._closed:
             raise RuntimeError("Resampler: finish() after flush(); create a new Resampler")
         passed = self._append(chunk)
+        if passed is None:
+            return self.flush()
         self._closed = True
-        if passed is not None:
-            return passed
-        if self._offset is None:
-            return np.zeros((self.n_chans, 0), dtype=np.float32)
-        return self._emit(self.plan.output_length(self._n_in))
+        return passed
 
     def _append(self, chunk: np.ndarray) -> np.ndarray | None:
         """Buffer ``chunk``; for the identity plan return it (copied) instead."""
@@ -356,11 +314,7 @@ def resample_chunked(
     *,
     max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR,
 ) -> Iterator[np.ndarray]:
-    """Yield resampled pieces of an iterable of (n_chans, n_times) chunks; see :class:`Resampler`.
-
-    Concatenating the yielded pieces equals :func:`resample` of the concatenated chunks, up to
-    float32 rounding. Empty pieces are not yielded.
-    """
+    """Yield the non-empty resampled pieces of (n_chans, n_times) chunks (:class:`Resampler`)."""
     resampler: Resampler | None = None
     for chunk in chunks:
         chunk = _as_2d_float32(chunk, "chunk")

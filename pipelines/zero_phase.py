@@ -1,27 +1,11 @@
-"""Applying a filter design with zero phase, in the frequency domain: one-shot or chunk by chunk.
+"""Applying a filter design with zero phase in the frequency domain, one-shot or chunk by chunk.
 
-The zero-phase response ``|H(f)|^2`` is evaluated in float64 (once per design and FFT size) and
-multiplied into the signal's real FFT, in float32, rather than running the recursion forward and
-backward (``sosfiltfilt``):
-
-- Cost. The recursion costs 2 passes x 6 sections of multiply-adds, about 21 ns per sample here; a
-  float32 real FFT and its inverse 4 to 6 ns. On the 64 eegmat files the stage takes 0.42 s
-  instead of 0.73 s (``benchmarks/signal_stages.py``).
-- Precision. The 0.25 Hz high-pass has poles 2.3e-3 inside the unit circle at 256 Hz, where a
-  float32 recursion loses digits (7e-4 of the signal's spread on eegmat); the FFT's rounding is
-  about 2e-6 of it.
-
-Each channel's first sample is subtracted first (:func:`apply_filters`), so a DC offset of tens of
-millivolts does not set the scale of the rounding. The result equals float64 ``sosfiltfilt`` with
-the same odd-reflection padding to 1e-4 of the signal's spread, except in the last few seconds,
-where the two extrapolate past the end differently (``sosfiltfilt`` holds the forward output's
-last value, this the padded signal's) and differ by up to 1%. The FFT is circular: the padded
-signal is continued by constants up to the FFT size, at least ``padlen`` samples in all, so what
-wraps around reaches the data only through the impulse response's tail beyond ``1.5 * padlen``.
-
-A zero-phase filter is not causal: :class:`StreamingFilter` keeps ``design.margin`` samples of
-look-ahead and look-behind, after which the impulse response has decayed below 1e-7 of its total
-(float32 rounding), so its output equals :func:`apply_filters` on the whole recording up to rounding.
+``|H(f)|^2`` (float64, once per design and FFT size) multiplies the signal's float32 real FFT
+instead of running ``sosfiltfilt``'s recursion: about 4x cheaper, and more precise (a float32
+recursion loses digits at the 0.25 Hz high-pass poles). The result equals float64 ``sosfiltfilt``
+with the same odd-reflection padding to 1e-4 of the signal's spread, except in the last seconds
+(the two extrapolate past the end differently). :class:`StreamingFilter` keeps ``design.margin``
+samples of look-ahead, beyond which the impulse response is below 1e-7 of its mass.
 """
 
 from __future__ import annotations
@@ -47,9 +31,8 @@ def _shifted(x: np.ndarray, offset: np.ndarray) -> np.ndarray:
 
 
 def _fft_size(n: int) -> int:
-    """The smallest size >= ``n`` of the form m * 2**k, m in 16, 18, 20, 24, 27, 30: fast for a real
-    FFT, at most 20% over ``n``, and few enough that recordings of similar length share one
-    (``_zero_phase_gain`` is computed once per size)."""
+    """The smallest size >= ``n`` of the form m * 2**k, m in 16, 18, 20, 24, 27, 30: fast, at most
+    20% over ``n``, and shared (with its cached gain) by recordings of similar length."""
     k = max(0, (max(n, 1) - 1).bit_length() - 5)
     return min(m << j for j in (k, k + 1) for m in (16, 18, 20, 24, 27, 30) if m << j >= n)
 
@@ -70,13 +53,9 @@ def _zero_phase_gain(design: FilterDesign, size: int) -> np.ndarray:
 
 
 def _zero_phase(x: np.ndarray, design: FilterDesign, pad_left: int, pad_right: int) -> np.ndarray:
-    """``x`` (float32) filtered with ``|H|^2``, odd-reflected by the given lengths at each end;
-    a writable view (rows not contiguous) into a private buffer.
-
-    The padded signal is continued by its end values up to the FFT size, at least
-    ``design.padlen`` samples in all, split between the two ends: where both ends are padded, what
-    the circular FFT wraps around reaches ``x`` only through the impulse response's tail beyond
-    ``1.5 * padlen``. Separate pads let the streaming filter pad only at true recording edges.
+    """``x`` (float32) filtered with ``|H|^2``, odd-reflected by the given lengths at each end; a
+    writable view into a private buffer. The padded signal is continued by its end values up to
+    the FFT size (at least ``padlen`` more), so what the circular FFT wraps around is negligible.
     """
     n_chans, n = x.shape
     padded = pad_left + n + pad_right
@@ -94,18 +73,15 @@ def _zero_phase(x: np.ndarray, design: FilterDesign, pad_left: int, pad_right: i
     spectrum = scipy.fft.rfft(ext, axis=1)
     del ext
     spectrum *= _zero_phase_gain(design, size)
-    # A view of the FFT's output, not a copy: the streaming filter slices it again and its
-    # buffers copy it once anyway (a copy here was 4% of a recording's processing).
+    # A view, not a copy: callers slice it again and copy it once anyway.
     return scipy.fft.irfft(spectrum, n=size, axis=1)[:, start : start + n]
 
 
 def apply_filters(data: np.ndarray, design: FilterDesign) -> np.ndarray:
     """Filter a whole recording (n_chans, n_times) with ``design``; float32 out.
 
-    Each channel's first sample is subtracted before filtering and ``offset * dc_gain`` added
-    after (exact by linearity: 0 with a high-pass, 1 without). A DC-coupled amplifier can leave
-    offsets of tens of millivolts; in float32 the FFT's rounding error scales with the
-    signal's magnitude, so filtering the offset along would cost microvolts of accuracy.
+    Each channel's first sample is subtracted first and ``offset * dc_gain`` added after (exact by
+    linearity), so a DC offset of tens of millivolts does not set the float32 FFT's rounding.
     """
     x = check_signal(data)
     if x.shape[1] == 0:
@@ -121,11 +97,8 @@ def apply_filters(data: np.ndarray, design: FilterDesign) -> np.ndarray:
 class StreamingFilter:
     """Chunk-by-chunk :func:`apply_filters`: same output for the concatenated input, up to rounding.
 
-    Each :meth:`push` returns the samples that are at least ``design.margin`` before the newest
-    input; :meth:`flush` returns the rest. Every output block is computed from the input
-    ``margin`` samples either side of it, where the neighbouring context's influence on the
-    impulse response has fallen below 1e-7; at the true start and end of the recording the same odd
-    reflection as the one-shot path is used. Memory is bounded by chunk size + 2 * margin.
+    :meth:`push` returns the samples at least ``design.margin`` before the newest input, each
+    computed from ``margin`` samples of context either side; :meth:`flush` returns the rest.
     """
 
     def __init__(self, design: FilterDesign, n_chans: int) -> None:
@@ -150,11 +123,7 @@ class StreamingFilter:
         return self._emit(stop, final=False)
 
     def finish(self, chunk: np.ndarray) -> np.ndarray:
-        """``push(chunk)`` then ``flush()`` in one pass: every remaining output, stream closed.
-
-        Equal to concatenating the two, but filters the last ``margin`` samples once instead of
-        twice; a recording that arrives in a single chunk is filtered exactly once, as one shot.
-        """
+        """``push(chunk)`` then ``flush()``, filtering the last ``margin`` samples once, not twice."""
         if self._closed:
             raise RuntimeError("StreamingFilter: finish() after flush(); create a new StreamingFilter")
         self._append(chunk)

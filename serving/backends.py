@@ -1,19 +1,11 @@
 """Engines that turn a batch of model inputs into logits: PyTorch, ONNX Runtime, TensorRT.
 
-All three take the keyword inputs of ``EEGFMModel.forward`` (``eeg`` (B, 19, T) µV,
-``channel_mask``, and ``ecg``/``age``/``sex`` where the model was trained with them) as torch
-tensors and return the head's logits (B, n_outputs) as a float32 CPU tensor, so the predictor's
-arithmetic after them (temperature, softmax) is one code path.
-
-- ``torch``: the Hugging Face model folder itself (``EEGFMModel.from_pretrained``, safetensors).
-- ``onnx``: ``model.onnx`` beside it, exported on first use (``model.export``; the dense GNN,
-  dynamic batch and time) and reused after; ONNX Runtime's CPU provider, or CUDA's with
-  ``device="cuda"`` where onnxruntime-gpu is installed.
-- ``tensorrt``: an engine built from that ONNX graph for this GPU and TensorRT version (fp16 by
-  default), cached beside it as ``model.<gpu>.trt<version>.<precision>.b<batch>.t<samples>.engine``;
-  it runs on torch's CUDA stream with torch-allocated buffers (no pycuda). Needs an NVIDIA GPU and
-  the ``tensorrt`` package, which the CPU install leaves out. Models that take a spectrogram are
-  refused (the pipeline's windows carry none; ONNX Runtime and PyTorch fill it with NaN).
+All take the keyword inputs of ``EEGFMModel.forward`` as torch tensors and return the head's
+logits (B, n_outputs) as a float32 CPU tensor, so what follows (temperature, softmax) is one path.
+``torch`` loads the model folder; ``onnx`` runs ``model.onnx``, exported beside it on first use,
+on ONNX Runtime's CPU (or CUDA) provider; ``tensorrt`` builds an engine from that graph for this
+GPU, TensorRT version, precision and profile (cached beside it) and runs it on torch's CUDA stream
+with torch-allocated buffers. TensorRT refuses models that take a spectrogram (serving feeds none).
 """
 
 from __future__ import annotations
@@ -38,8 +30,7 @@ log = get_logger(__name__)
 
 
 def _writable_dir(model_dir: Path) -> Path:
-    """Where derived files (ONNX graph, engines) go: beside the model, or a temporary folder when
-    the model folder is read-only (a mounted model store)."""
+    """Where derived files (ONNX graph, engines) go: beside the model, else (read-only) a temporary folder."""
     if os.access(model_dir, os.W_OK):
         return model_dir
     cache = Path(tempfile.gettempdir()) / f"eegfm-{hashlib.sha256(str(model_dir.resolve()).encode()).hexdigest()[:16]}"
@@ -49,8 +40,7 @@ def _writable_dir(model_dir: Path) -> Path:
 
 
 def onnx_path_for(model_dir: Path) -> Path:
-    """``model.onnx`` for the model folder, exported (atomically) where it is missing or older than
-    the weights."""
+    """``model.onnx`` for the model folder, exported (atomically) where missing or older than the weights."""
     weights = model_dir / "model.safetensors"
     path = _writable_dir(model_dir) / ONNX_NAME
     if path.is_file() and (not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime):
@@ -131,8 +121,7 @@ def build_engine(
     n_chans: int = 19,
 ) -> Path:
     """Build and save a TensorRT engine for ``onnx_path`` with one optimisation profile: batch 1 to
-    ``max_batch`` (tuned for ``opt_batch``), ``n_chans`` electrodes, ``times`` = (min, opt, max)
-    samples."""
+    ``max_batch`` (tuned for ``opt_batch``), ``times`` = (min, opt, max) samples."""
     import tensorrt as trt
 
     logger = trt.Logger(trt.Logger.WARNING)

@@ -1,16 +1,11 @@
 """A fine-tuned model in an object store (``s3://``, ``gs://``): published there, fetched to serve.
 
-``python -m eegfm.serving.model_store RUN_DIR URL`` publishes a fine-tuning run (its run.json, eval.json
-and ``model/`` files; not checkpoints) to ``URL``, as the cluster's fine-tuning job does when it ends.
-
-A cluster's pods start from an image without the model: ``--model s3://bucket/runs/ft`` (the run
-folder, or its ``model/``) downloads the files a predictor reads (``MODEL_FILES``, and the run's
-``RUN_FILES``: run.json's class prior, eval.json's held-out evaluation) through Beam's
-FileSystems, the same clients and credentials the pipeline uses, into
-``~/.cache/eegfm/models/<hash of the URL>/`` (``EEGFM_CACHE`` moves it). A copy already there is
-reused while the store lists the same files with the same sizes and modification times; a model
-published again is fetched again. Files land in a temporary folder that is renamed at the end, so
-a pod killed mid-download never leaves a half-written model for the next one.
+``python -m eegfm.serving.model_store RUN_DIR URL`` publishes a fine-tuning run's serving files
+(``RUN_FILES`` and ``model/``'s ``MODEL_FILES``; no checkpoints). ``--model s3://bucket/runs/ft``
+fetches them through Beam's FileSystems (the pipeline's clients and credentials) into
+``~/.cache/eegfm/models/<hash of the URL>/`` (``EEGFM_CACHE`` moves it), reused while the store
+lists the same sizes and times; a staging folder renamed at the end means a pod killed
+mid-download never leaves a half-written model.
 """
 
 from __future__ import annotations

@@ -1,21 +1,12 @@
 """Predictions for raw EEG from a fine-tuned model: the pipeline's steps, then the model, per window.
 
-``Predictor(model_dir)`` reads a fine-tuning run (its folder, or the ``model/`` in it) and the
-preprocessing recipe saved beside the model (``training.preprocess_spec``). ``predict(inputs)``
-takes what ``eegfm-preprocess --input`` takes (files, folders, globs, BIDS, the HMS layout, local
-or ``gs://``/``s3://``) and gives one :class:`RecordingPrediction` per recording: every window the
-pipeline would have written, scored by the model, in time order; or the quarantine stage and reason.
-
-Why it cannot drift from training: a window goes through ``pipelines.process.process_recording``
-(read, de-identify, harmonize, resample, notch, bandpass, quality), is serialized as the TFRecord
-sink would write it, and decoded into a batch by the training loader's own code
-(``training.data.collate_records``). Tests check that the probabilities equal the model's on the
-pipeline's TFRecords of the same recording.
-
-Nothing a reader sees in a file's header reaches a prediction: the windows' pseudonyms are made
-with a random key per predictor and never output; a recording is named by the path it was given as.
-Windows are scored ``batch_size`` at a time as they are cut, so a 24 h recording never holds more
-than one batch of signal.
+``Predictor(model_dir)`` reads a fine-tuning run (or its ``model/``) and the preprocessing recipe
+saved beside the model; ``predict(inputs)`` takes what ``eegfm-preprocess --input`` takes and gives
+one :class:`RecordingPrediction` per recording: every window the pipeline would have written, scored
+in time order, or the quarantine stage and reason. Windows go through the pipeline's own
+``process_recording``, the TFRecord encoding and the training loader's ``collate_records``, so
+serving cannot drift from training. Pseudonyms use a random key per predictor and are never output;
+windows are scored ``batch_size`` at a time as they are cut, so memory stays at one batch.
 """
 
 from __future__ import annotations
@@ -134,10 +125,15 @@ class RecordingPrediction:
         }
 
 
+# what the pipeline's Outcome reports about a recording
+_OUTCOME_FIELDS = tuple(
+    f.name for f in dataclasses.fields(RecordingPrediction) if f.name not in ("input", "labels", "windows")
+)
+
+
 def resolve_model_dir(path: str | Path) -> tuple[Path, dict[str, Any]]:
-    """The model folder of a fine-tuning run (the run folder or its ``model/``) and the run's
-    run.json ({} where there is none). A run in an object store is fetched to a local cache
-    first (``serving.model_store``)."""
+    """The model folder of a fine-tuning run (the run folder or its ``model/``, fetched first from
+    an object store) and the run's run.json ({} where there is none)."""
     path = fetch_model(str(path))
     model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
     if not (model_dir / "config.json").is_file():
@@ -175,9 +171,8 @@ _EVALUATION_KEYS = (
 
 
 def held_out_evaluation(eval_json: Path) -> dict[str, Any] | None:
-    """The run's held-out numbers from its eval.json (None where there is none): what the model was
-    measured to do, on which windows, so that a served model carries its own evaluation. The test
-    split where there is one; else the validation split after calibration, flagged as optimistic."""
+    """The run's held-out numbers from its eval.json (None without), so a served model carries its
+    own evaluation: the test split, else the calibrated validation split flagged as optimistic."""
     try:
         report = json.loads(eval_json.read_text())
     except (OSError, ValueError):
@@ -283,22 +278,10 @@ class Predictor:
 
     def predict_item(self, item) -> RecordingPrediction:
         result = RecordingPrediction(input=item.path, status="quarantined", labels=self.labels)
-        # numpy's BLAS threads fight over the pipeline's small matrices (4-5x slower on 2 cores, as
-        # the pipeline's workers found); torch and ONNX Runtime keep their own thread pools
+        # numpy's BLAS threads fight over the pipeline's small matrices (4-5x slower on 2 cores)
         with threadpool_limits(limits=1, user_api="blas"):
             outcome = self._score_windows(item, result)
-        for name in (
-            "status",
-            "stage",
-            "reason",
-            "dataset",
-            "eeg_seconds",
-            "sfreq_in",
-            "interpolated",
-            "line_freq",
-            "rejected_windows",
-            "rejection_rules",
-        ):
+        for name in _OUTCOME_FIELDS:
             setattr(result, name, getattr(outcome, name))
         if outcome.status != "processed":
             result.windows = []

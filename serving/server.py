@@ -54,6 +54,8 @@ log = get_logger(__name__)
 CHUNK = 1 << 20
 UNZIP_FACTOR = 8  # EEG compresses about 2-4x; more than this is not a recording
 ACCEPTED = tuple(sorted({*RECORDING_EXTENSIONS, ".zip"} - {".mff", ".vhdr"}))  # those two are never one file
+# eegfm-predict's options about inputs and outputs; the rest configure the served predictor too
+NOT_SERVED = ("help", "input", "output", "dataset", "site", "no_plots", "submission")
 
 
 def upload_extension(filename: str) -> str:
@@ -229,19 +231,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--port", type=int, default=8080, help="port (0: any free one, printed at start)")
     parser.add_argument("--max_upload_mb", type=float, default=2048.0, help="largest upload accepted, MB")
-    shared = {a.dest: a for a in predict_parser()._actions}
-    for name in (
-        "model",
-        "backend",
-        "device",
-        "batch_size",
-        "stride_seconds",
-        "uncalibrated",
-        "no_artifact_model",
-        "threads",
-        "precision",
-    ):
-        action = shared[name]
+    for action in predict_parser()._actions:
+        if action.dest in NOT_SERVED:
+            continue
         kwargs = {"help": action.help, "default": action.default, "required": action.required}
         if isinstance(action, argparse._StoreTrueAction):
             kwargs["action"] = "store_true"

@@ -1,8 +1,7 @@
 """The dataset adapter registry, and what every adapter does with a data set folder's files.
 
-An adapter module registers its corpus with :func:`register` (how to detect its layout, how to list
-its recordings and labels) and the files it reads beside the recordings with :func:`companion_files`,
-so a new corpus is one new module imported by ``datasets/__init__.py``.
+A corpus module registers its adapter with :func:`register` and the files it reads beside the
+recordings with :func:`companion_files`: a new corpus is one new module imported by ``discovery``.
 """
 
 from __future__ import annotations
@@ -133,9 +132,8 @@ def split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
 
 
 def _fif_continuations(recordings: list[str]) -> dict[str, str]:
-    """``{part: reason}`` for the FIF files that continue another input FIF (``pipelines.fif_parts``):
-    read through the recording's first part, never as recordings of their own. Only FIF files
-    sharing a folder with another are opened (a part always lies beside the one before it)."""
+    """``{part: reason}`` for the FIF files that continue another input FIF (``pipelines.fif_parts``),
+    read through its first part. Only FIFs beside another are opened (a part lies beside the one before)."""
     folders: dict[str, list[str]] = {}
     for f in recordings:
         if lower_ext(f) in (".fif", ".fif.gz"):
@@ -181,10 +179,9 @@ def plain(path: str, group: Group) -> SourceItem:
 
 
 def by_name(group: Group, pattern: re.Pattern, *companions: str):
-    """A data set folder's recordings: ``(items, ignored, named)`` where ``named`` pairs each
-    recording named as the data set names its files (``pattern``), with a file of each
-    ``companions`` extension beside it, with the name's match; the others are in ``items`` as
-    plain recordings (processed, unlabeled)."""
+    """A data set folder's recordings as ``(items, ignored, named)``: ``named`` pairs each recording
+    ``pattern`` names, with a file of each ``companions`` extension beside it, with the match; the
+    others are `plain` items."""
     recordings, ignored = split_recordings(group.files)
     listed = set(group.files)
     items, named = [], []

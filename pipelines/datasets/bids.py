@@ -1,19 +1,12 @@
 """BIDS: ``sub-<label>[/ses-<label>]/eeg/*_eeg.<ext>``, and the sidecars that change how a recording is processed.
 
-``participants.tsv`` supplies age and sex; ``*_channels.tsv`` the channels whose ``status`` is ``bad``
-(left out and interpolated, as if not recorded); ``*_eeg.json`` ``PowerLineFrequency`` (the notch
-frequency, where ``--line_freq auto`` would otherwise detect it); under ``--montage file``,
-``*_electrodes.tsv`` with its ``*_coordsystem.json`` where each electrode sits, for channels whose
-names give no 10-20 site. Recordings in the data set's ``sourcedata/``, ``derivatives/``, ``code/``
-and ``stimuli/`` folders are `Ignored`: its recordings before conversion or after processing.
-
-BIDS's inheritance principle decides which sidecars apply to a recording: a sidecar in the
-recording's folder or any folder above it, up to the data set root, whose entities (``sub-01``,
-``task-rest`` ...) are all among the recording's. JSON sidecars are merged from the farthest to the
-nearest (nearer values win); of the TSV files, the nearest applies. The launcher finds them
-(:class:`SidecarIndex`, from file names only); each worker reads its recording's
-(:func:`read_sidecars`), so one malformed sidecar quarantines its recordings with a reason that
-names the file and the field, and no other.
+``participants.tsv``: age and sex; ``*_channels.tsv``: channels with ``status`` bad (interpolated);
+``*_eeg.json``: ``PowerLineFrequency`` (the notch); under ``--montage file``, ``*_electrodes.tsv`` and
+``*_coordsystem.json``: electrode positions. Recordings in ``sourcedata/``, ``derivatives/``, ``code/``
+and ``stimuli/`` are `Ignored`. A sidecar applies (BIDS inheritance) from the recording's folder or one
+above whose entities are all the recording's: JSON merged farthest to nearest, the nearest TSV. The
+launcher finds them by name (:class:`SidecarIndex`); each worker reads its own (:func:`read_sidecars`),
+so a malformed sidecar quarantines only its recordings, naming the file and the field.
 """
 
 from __future__ import annotations
@@ -69,8 +62,7 @@ def parse_name(path: str) -> tuple[dict[str, str], str, str] | None:
 
 
 class SidecarIndex:
-    """The sidecars among ``files`` by folder, for :meth:`applicable` (a data set's files are
-    indexed once; each recording then looks only in its own folder and those above it)."""
+    """The sidecars among ``files`` by folder, for :meth:`applicable`."""
 
     def __init__(
         self, files: Sequence[str], kinds: Sequence[tuple[str, str]] = (("channels", ".tsv"), ("eeg", ".json"))
@@ -82,9 +74,8 @@ class SidecarIndex:
                 self._by_folder.setdefault(posixpath.dirname(path), []).append((*parsed, path))
 
     def applicable(self, recording: str, suffix: str, extension: str) -> list[str]:
-        """The ``*_<suffix><extension>`` sidecars that apply to ``recording``, farthest first. A
-        ``space-`` entity (electrodes.tsv, coordsystem.json) names a coordinate system, not
-        something of the recording."""
+        """The ``*_<suffix><extension>`` sidecars that apply to ``recording``, farthest first (a
+        ``space-`` entity names a coordinate system, not something of the recording)."""
         parsed = parse_name(recording)
         if parsed is None:
             return []
@@ -136,10 +127,10 @@ def power_line_frequency(value: object, name: str) -> int | None:
 
 
 def sidecar_info(channels: tuple[str, str] | None, eeg_json: Sequence[tuple[str, str]]) -> SidecarInfo:
-    """What the sidecars say, from ``(file name, text)`` pairs: the nearest channels.tsv, and
-    the eeg.json files farthest first."""
+    """What the sidecars say, from ``(file name, text)`` pairs: the nearest channels.tsv, and the
+    eeg.json files farthest first."""
     merged: dict[str, object] = {}
-    source = {}
+    source: dict[str, str] = {}
     for name, text in eeg_json:
         fields = _json_object(name, text)
         merged.update(fields)
@@ -166,19 +157,11 @@ def read_sidecars(channels_tsv: str, eeg_json: Sequence[str]) -> SidecarInfo:
     return sidecar_info(_read(channels_tsv) if channels_tsv else None, [_read(p) for p in eeg_json])
 
 
-# BIDS coordinate systems defined by the nasion and the two preauricular points: the origin halfway
-# between the ears, one axis through the nasion and one through an ear. Their positions can be
-# placed on the head without the points themselves. Value: the axes (unit vectors in that system)
-# toward the nasion and toward the left ear.
+# BIDS coordinate systems the nasion and ears define (origin between the ears), whose positions can
+# be placed on the head without those points: their axes toward the nasion and toward the left ear.
 _FIDUCIAL_FRAMES = {
-    "captrak": ((0, 1, 0), (-1, 0, 0)),
-    "elektaneuromag": ((0, 1, 0), (-1, 0, 0)),
-    "chietiitab": ((0, 1, 0), (-1, 0, 0)),
-    "eeglab": ((1, 0, 0), (0, 1, 0)),
-    "eeglab-hj": ((1, 0, 0), (0, 1, 0)),
-    "ctf": ((1, 0, 0), (0, 1, 0)),
-    "4dbti": ((1, 0, 0), (0, 1, 0)),
-    "kityokogawa": ((1, 0, 0), (0, 1, 0)),
+    **dict.fromkeys(("captrak", "elektaneuromag", "chietiitab"), ((0, 1, 0), (-1, 0, 0))),
+    **dict.fromkeys(("eeglab", "eeglab-hj", "ctf", "4dbti", "kityokogawa"), ((1, 0, 0), (0, 1, 0))),
 }
 # How far the nasion and the ears lie from such a frame's origin, over the radius of the sphere the
 # electrodes lie on: 0.91-1.17 and 0.77-0.91 on MNE's heads (standard_1005, EGI's, MGH's, EasyCap's).
@@ -199,22 +182,18 @@ def _metres(unit: object, xyz: np.ndarray, name: str, field: str) -> float:
 
 
 def electrode_positions(
-    electrodes: tuple[str, str],
-    coordsystem: tuple[str, str] | None,
+    electrodes: tuple[str, str], coordsystem: tuple[str, str] | None
 ) -> tuple[Digitized | None, str]:
-    """The electrodes an ``electrodes.tsv`` places (``(file name, text)``, with its coordsystem.json),
-    in metres, with the nasion and ears that turn them onto the 10-20 sphere: rows NAS/LPA/RPA, the
-    coordsystem's AnatomicalLandmarkCoordinates, or, in a frame the fiducials define (CapTrak,
-    EEGLAB ...), where its axes put them. ``(None, why)`` where nothing places them on the head.
-    Raises SidecarError for a malformed file."""
+    """The electrodes an ``electrodes.tsv`` places (``(file name, text)``, with its coordsystem.json), in
+    metres, with the nasion and ears from NAS/LPA/RPA rows, AnatomicalLandmarkCoordinates or a frame's
+    axes (`_FIDUCIAL_FRAMES`); ``(None, why)`` where nothing places them on the head. SidecarError: malformed."""
     name = electrodes[0]
     points = _electrode_rows(*electrodes)
     fields = _json_object(*coordsystem) if coordsystem is not None else {}
     cname = coordsystem[0] if coordsystem else name
     landmarks = {_LANDMARKS[k.lower()]: points.pop(k) for k in list(points) if k.lower() in _LANDMARKS}
-    scale = _metres(
-        fields.get("EEGCoordinateUnits"), np.array(list(points.values())).reshape(-1, 3), cname, "EEGCoordinateUnits"
-    )
+    xyz = np.array(list(points.values())).reshape(-1, 3)
+    scale = _metres(fields.get("EEGCoordinateUnits"), xyz, cname, "EEGCoordinateUnits")
     positions = {label: tuple(v * scale for v in p) for label, p in points.items() if label}
     landmarks = {k: tuple(v * scale for v in p) for k, p in landmarks.items()}
     system = str(fields.get("EEGCoordinateSystem") or "n/a")
@@ -233,12 +212,8 @@ def electrode_positions(
     placed = np.array(list(positions.values()))
     radius = float(np.linalg.norm(placed - sphere_fit(placed)[0], axis=1).mean())
     nose, left = (np.asarray(a, dtype=np.float64) for a in axes)
-    return Digitized(
-        positions,
-        tuple(nose * _NASION_OVER_RADIUS * radius),
-        tuple(left * _EAR_OVER_RADIUS * radius),
-        tuple(-left * _EAR_OVER_RADIUS * radius),
-    ), ""
+    ear = left * _EAR_OVER_RADIUS * radius
+    return Digitized(positions, tuple(nose * _NASION_OVER_RADIUS * radius), tuple(ear), tuple(-ear)), ""
 
 
 def _electrode_rows(name: str, text: str) -> dict[str, tuple[float, float, float]]:
@@ -254,19 +229,22 @@ def _electrode_rows(name: str, text: str) -> dict[str, tuple[float, float, float
         cells = [(row.get(axis) or "").strip() for axis in "xyz"]
         if any(cell.lower() in ("n/a", "") for cell in cells):
             continue
+        xyz = []
         for axis, cell in zip("xyz", cells):
-            if not _is_number(cell):
-                raise SidecarError(f"{name}: line {line}, {axis}: expected a number or 'n/a'; got {row.get(axis)!r}")
-        xyz = tuple(float(cell) for cell in cells)
+            try:
+                xyz.append(float(cell))
+            except ValueError:
+                raise SidecarError(
+                    f"{name}: line {line}, {axis}: expected a number or 'n/a'; got {row.get(axis)!r}"
+                ) from None
         if not all(math.isfinite(v) for v in xyz):
             raise SidecarError(f"{name}: line {line}: expected finite coordinates; got {cells}")
-        points[(row.get("name") or "").strip()] = xyz
+        points[(row.get("name") or "").strip()] = tuple(xyz)
     return points
 
 
 def _given_landmarks(fields: dict, system: str, name: str) -> dict[str, tuple[float, ...]]:
-    """A coordsystem.json's AnatomicalLandmarkCoordinates NAS, LPA and RPA in metres, where they
-    are in the electrodes' coordinate system; {} otherwise."""
+    """AnatomicalLandmarkCoordinates NAS, LPA and RPA in metres, if in the electrodes' coordinate system; else {}."""
     given = fields.get("AnatomicalLandmarkCoordinates")
     theirs = str(fields.get("AnatomicalLandmarkCoordinateSystem") or system)
     if not isinstance(given, dict) or theirs.lower() != system.lower():
@@ -289,14 +267,6 @@ def _given_landmarks(fields: dict, system: str, name: str) -> dict[str, tuple[fl
     return {k: tuple(float(c) * unit for c in v) for k, v in xyz.items()}
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def read_electrodes(electrodes_tsv: str, coordsystem_json: str) -> tuple[Digitized | None, str]:
     """:func:`electrode_positions` of the named files (local or any Beam file system)."""
     return electrode_positions(_read(electrodes_tsv), _read(coordsystem_json) if coordsystem_json else None)
@@ -311,8 +281,7 @@ def _read(path: str) -> tuple[str, str]:
 
 _SIDECAR_SUFFIXES = ("_channels.tsv", "_eeg.json", "_electrodes.tsv", "_coordsystem.json")
 _ENTITIES = re.compile(r"(sub|ses|task|run)-([A-Za-z0-9]+)")
-# Folders of a BIDS data set that hold no raw recordings of it. Read with the raw ones, each
-# recording would be written two or three times (and a derivative data set under a site of its own).
+# Folders of a BIDS data set that hold no raw recordings of it (read, a recording would be written twice).
 _NOT_RAW = {
     "sourcedata": "the files the data set's recordings were converted from",
     "derivatives": "processed versions of the data set's recordings",
@@ -333,9 +302,8 @@ def _bids_sidecars(path: str, _listed: set[str]) -> str | None:
 
 
 def _not_raw(path: str, roots: list[str], described: list[str]) -> str | None:
-    """Why ``path`` is not a raw recording of its BIDS data set (in its sourcedata/, derivatives/
-    ... folder), or None. The data set's folder is the outermost one holding a
-    dataset_description.json (a derivative data set has its own), else the input folder."""
+    """Why ``path`` is not a raw recording of its BIDS data set (in its sourcedata/ ... folder), or None.
+    The data set's folder: the outermost holding a dataset_description.json, else the input folder."""
     root = next((d for d in sorted(described, key=len) if path.startswith(d + "/")), None) or next(
         (r.rstrip("/") for r in sorted(roots, key=len, reverse=True) if path.startswith(r.rstrip("/") + "/")), None
     )

@@ -1,11 +1,8 @@
-"""Input discovery: `--input` patterns -> one `SourceItem` per recording, an `Ignored` entry per other file.
+"""Input discovery, on the launcher: `--input` patterns -> one `SourceItem` per recording, an `Ignored` per other file.
 
-Discovery runs on the launcher (as Beam's own file-pattern sources do). The files are grouped by
-data set (a folder holding a layout marker, else each first-level folder below an input folder),
-and each group is listed by its dataset adapter (``--dataset``, or with ``auto`` the first
-registered adapter that recognises the group's layout). Every file the patterns match is either an
-item or an `Ignored` entry with the reason (sidecars such as `.vmrk`/`.eeg` that belong to a
-`.vhdr`, READMEs ...), so the manifest can account for it.
+The files are grouped by data set (a folder holding a layout marker, else each first-level folder
+below an input folder), each group listed by its adapter (``--dataset``, or with ``auto`` the first
+that recognises the layout), so the manifest accounts for every file matched.
 """
 
 from __future__ import annotations
@@ -44,14 +41,10 @@ def discover(
     exclude: Sequence[str] = (),
     warn_sidecars: bool = True,
 ) -> tuple[list[SourceItem], list[Ignored], dict[str, str]]:
-    """Items to process, files deliberately not processed (with reasons), and the dataset used
-    per site. With `auto`, each top-level folder below an input folder is detected on its own,
-    so one run can cover a mixed tree such as an HMS export beside a folder of EDF files.
-
-    ``exclude``: files, and folders with all below them, that are not inputs wherever the
-    patterns reach them (the job's own output folder and key file). ``warn_sidecars``: warn of
-    label files beside the inputs that the patterns leave out (off where labels do not matter:
-    predictions)."""
+    """Items to process, files not processed (with reasons), and the dataset used per group (with
+    `auto` each is detected on its own, so one run covers a mixed tree). ``exclude``: files and
+    folders that are no inputs (the job's own output and key file). ``warn_sidecars``: warn of
+    label files beside the inputs that the patterns leave out (off for predictions)."""
     check_option("--dataset", dataset, DATASETS)
     patterns = normalized(patterns)
     sizes = file_sizes(patterns)
@@ -98,9 +91,8 @@ def discover(
 
 
 def _sidecar_places(pattern: str) -> set[tuple[str, tuple[str, ...]]]:
-    """``(folder, names)`` where sidecars describing what ``pattern`` matches may lie: the folder a file
-    or glob input starts in, above a train_eegs/ or test_eegs/ folder (HMS's csv files), or at the
-    top of a BIDS data set (participants.tsv)."""
+    """``(folder, names)`` where sidecars of what ``pattern`` matches may lie: where a file or glob
+    starts, the folders above it, above train_eegs/ or test_eegs/ (HMS), atop a BIDS data set."""
     folder = is_dir(pattern)
     root = pattern.rstrip("/") if folder else root_of(pattern)
     places = set() if folder else {(root, _SIDECARS)}
@@ -117,8 +109,7 @@ def _sidecar_places(pattern: str) -> set[tuple[str, tuple[str, ...]]]:
 
 
 def _sidecars_left_out(patterns: list[str], files: set[str]) -> list[str]:
-    """Sidecars that describe what the inputs match but are not inputs themselves, e.g. train.csv
-    for ``--input 'hms/train_eegs/*.parquet'``."""
+    """Sidecars of what the inputs match that are no inputs (train.csv for ``hms/train_eegs/*.parquet``)."""
     found = []
     for folder, names in sorted(set().union(*map(_sidecar_places, patterns))):
         for name in names:
@@ -134,8 +125,7 @@ def _sidecars_left_out(patterns: list[str], files: set[str]) -> list[str]:
 
 
 def _group_by_layout(files: list[str], roots: list[str]) -> dict[str, list[str]]:
-    """Files grouped by data set: a root holding a layout marker is one group, otherwise each
-    first-level folder below the root is one (a site, in the usual multi-site layout)."""
+    """Files grouped by data set: a root holding a layout marker, else each first-level folder (a site)."""
     marked = {r for r in roots if any(f == join_path(r, m) for f in files for m in _LAYOUT_MARKERS)}
     groups: dict[str, list[str]] = {}
     for f in files:
@@ -155,18 +145,15 @@ def mff_folder(path: str) -> str:
 
 
 def _folder_recordings(files: list[str], sizes: dict[str, int]) -> tuple[list[str], list[Ignored]]:
-    """``files`` with each EGI MFF folder's files replaced by the folder, a recording of its own
-    (its size the sum of theirs, in ``sizes``), and those files, listed as read through it."""
+    """``files`` with each EGI MFF folder's files replaced by the folder (its size theirs, in ``sizes``),
+    and those files, as read through it."""
     kept: dict[str, None] = {}
     inside = []
     for f in files:
         folder = mff_folder(f)
         if folder:
             sizes[folder] = sizes.get(folder, 0) + sizes.get(f, 0)
-            inside.append(
-                Ignored(
-                    f, f"part of the EGI MFF recording {posixpath.basename(folder)} (a folder, read as one recording)"
-                )
-            )
+            why = f"part of the EGI MFF recording {posixpath.basename(folder)} (a folder, read as one recording)"
+            inside.append(Ignored(f, why))
         kept[folder or f] = None
     return list(kept), inside

@@ -1,10 +1,8 @@
 """Any folder of EDF/BDF/FIF/BrainVision/EEGLAB files, labeled by an optional ``labels.csv``.
 
-``labels.csv`` attaches labels by ``path`` (relative to it): HMS's vote columns give an hms6 window
-(the simulator's layout); ``task`` + ``label`` give every window of the recording that label, or
-with ``start_s`` and ``duration_s`` one labeled window (events; several rows per file). A FIF
-recording split into parts is one item, its first part (``pipelines.fif_parts``); the later parts
-are `Ignored`.
+``labels.csv`` attaches labels by ``path`` (relative to it): HMS's vote columns give an hms6 window;
+``task`` + ``label`` label the whole recording, or with ``start_s`` and ``duration_s`` one window
+(several rows per file). A FIF split into parts is one item, its first part (``pipelines.fif_parts``).
 """
 
 from __future__ import annotations
@@ -26,8 +24,7 @@ def _labels_csv(path: str, _listed: set[str]) -> str | None:
 
 
 def labeled_path(base: str, cell: str) -> str:
-    """The file a labels.csv ``path`` cell names, relative to the csv's folder ``base``: written on
-    Windows (``site-a\\r1.edf``) or with ``./`` it is the same file."""
+    """The file a labels.csv ``path`` cell names, relative to its folder ``base`` (also ``a\\r1.edf``, ``./r1.edf``)."""
     cell = cell.strip().replace("\\", "/")
     return cell if cell.startswith("/") or "://" in cell else join_path(base, posixpath.normpath(cell))
 
@@ -52,23 +49,24 @@ def warn_unmatched_labels(label_files: list[str], recordings: set[str]) -> None:
             )
 
 
+def _unusable(task: str, problem: str) -> LabeledWindow:
+    """A window standing for a label that cannot be used: quarantined with ``problem``."""
+    return LabeledWindow(math.nan, 0.0, task=task, problem=problem)
+
+
 def label_row(row: dict, where: str) -> LabeledWindow | tuple[str, int]:
-    """What a labels.csv row labels: with HMS's vote columns, an hms6 window (``votes_window``);
-    with ``task`` and ``label`` (an integer >= 0, the schema's: a class index, or a whole-number
-    regression target), the window ``start_s`` .. ``start_s + duration_s``, or without ``start_s`` the whole
-    recording: ``(task, label)``. An unusable row is a window with a ``problem`` naming the line and column."""
+    """What a labels.csv row labels: with HMS's vote columns an hms6 window (``votes_window``); with
+    ``task`` and ``label`` (an integer >= 0) the window ``start_s`` .. ``start_s + duration_s``, or
+    without ``start_s`` the whole recording, ``(task, label)``. An unusable row: an `_unusable` window."""
     task = (row.get("task") or "").strip()
     if not task and any(column in row for column in HMS_VOTE_COLUMNS):
         return votes_window(row, where)
-
-    def problem(text: str) -> LabeledWindow:
-        return LabeledWindow(math.nan, 0.0, task=task, problem=f"{where}: {text}")
-
     if not task:
         got = "an empty cell" if "task" in row else "no such column"
-        return problem(
-            "task: expected the label space's name (e.g. abnormal) beside a label, or HMS's vote "
-            f"columns ({', '.join(HMS_VOTE_COLUMNS)}); got {got}"
+        return _unusable(
+            task,
+            f"{where}: task: expected the label space's name (e.g. abnormal) beside a label, or HMS's vote "
+            f"columns ({', '.join(HMS_VOTE_COLUMNS)}); got {got}",
         )
     try:
         label = number(row, "label", minimum=0.0)
@@ -81,7 +79,7 @@ def label_row(row: dict, where: str) -> LabeledWindow | tuple[str, int]:
         if duration <= 0:
             raise ValueError(f"duration_s: expected a number of seconds > 0; got {row['duration_s'].strip()!r}")
     except ValueError as err:
-        return problem(str(err))
+        return _unusable(task, f"{where}: {err}")
     return LabeledWindow(start, duration, int(label), (), task)
 
 
@@ -101,14 +99,9 @@ def _read_labels(label_files):
             if isinstance(got, LabeledWindow):
                 windows.setdefault(target, []).append(got)
             elif target in whole:
+                problem = f"{where}: path: {row['path']} has a label for the whole recording already"
                 windows.setdefault(target, []).append(
-                    LabeledWindow(
-                        math.nan,
-                        0.0,
-                        task=got[0],
-                        problem=f"{where}: path: {row['path']} has a label for the whole "
-                        f"recording already ({whole[target][2]}); one per recording",
-                    )
+                    _unusable(got[0], f"{problem} ({whole[target][2]}); one per recording")
                 )
             else:
                 whole[target] = (*got, where)
@@ -127,15 +120,8 @@ def list_generic(group: Group):
         windows = tuple(labels.get(path, ()))
         task, label, where = whole.get(path, ("", -1, ""))
         if where and any(not w.problem for w in windows):  # labeled windows are cut alone: the label would go unsaid
-            windows += (
-                LabeledWindow(
-                    math.nan,
-                    0.0,
-                    task=task,
-                    problem=f"{where}: a label for the whole recording "
-                    "beside labeled windows of it; label either the recording or windows",
-                ),
-            )
+            problem = f"{where}: a label for the whole recording beside labeled windows of it"
+            windows += (_unusable(task, f"{problem}; label either the recording or windows"),)
             task, label = "", -1
         items.append(
             SourceItem(

@@ -1,12 +1,9 @@
 """Kaggle's HMS layout: ``train.csv`` + ``train_eegs/<eeg_id>.parquet``, ``test.csv`` + ``test_eegs/``.
 
-A train parquet's item holds every labeled 50 s sub-window with its six vote counts; a test parquet's
-each row's 50 s window (from ``eeg_label_offset_seconds``, else the start), task ``hms6`` without
-votes: what a model is asked to classify. Parquets without csv rows are processed unlabeled; csv rows
-whose parquet is absent are reported, never dropped silently. A row with a cell that is not a usable
-number (a vote that is empty, negative or NaN, all six votes 0, an offset that is not a number) makes
-a window with a ``problem``: quarantined with the csv line and column, the recording's other windows
-kept.
+A train parquet's item holds every labeled 50 s window with its six vote counts; a test parquet's
+each row's 50 s window (task ``hms6``, no votes). Parquets without csv rows are processed unlabeled;
+csv rows without a parquet are reported. A row with an unusable cell (a vote empty, negative, NaN or
+all 0, an offset not a number) makes a window with a ``problem``, quarantined alone.
 """
 
 from __future__ import annotations
@@ -45,12 +42,10 @@ def votes_window(row: dict, where: str, task: str = "hms6") -> LabeledWindow:
         return LabeledWindow(math.nan, HMS_WINDOW_S, task=task, problem=f"{where}: {err}")
     try:
         votes = tuple(number(row, c, minimum=0.0) for c in HMS_VOTE_COLUMNS)
+        if not sum(votes) > 0:
+            raise ValueError(f"no expert votes ({', '.join(HMS_VOTE_COLUMNS)} all 0)")
     except ValueError as err:
         return LabeledWindow(offset, HMS_WINDOW_S, task=task, problem=f"{where}: {err}")
-    if not sum(votes) > 0:
-        return LabeledWindow(
-            offset, HMS_WINDOW_S, task=task, problem=f"{where}: no expert votes ({', '.join(HMS_VOTE_COLUMNS)} all 0)"
-        )
     return LabeledWindow(offset, HMS_WINDOW_S, max(range(6), key=lambda k: votes[k]), votes, task)
 
 
@@ -66,8 +61,7 @@ def _test_windows(rows: list[tuple[str, dict]]) -> tuple[LabeledWindow, ...]:
 
 
 def _id_cell(text: str | None) -> str:
-    """An id cell as the file names have it: a csv that went through a float column (pandas, with a
-    missing value somewhere) writes ``1000913311.0`` for ``1000913311``."""
+    """An id cell as the file names have it (a csv that went through pandas' floats: ``1000913311.0``)."""
     text = (text or "").strip()
     return text[: text.index(".")] if re.fullmatch(r"\d+\.0+", text) else text
 
@@ -100,15 +94,12 @@ def _csv_facts(files: list[str]):
 @register("hms", rank=10, detect=_detect)
 def list_hms(group: Group):
     recordings, ignored = split_recordings(group.files)
-    spectrograms = [
-        f
-        for f in recordings
-        if f.lower().endswith(".parquet")
-        and posixpath.basename(posixpath.dirname(f)) in ("train_spectrograms", "test_spectrograms")
-    ]
+    parquets = [f for f in recordings if f.lower().endswith(".parquet")]
+    aux = ("train_spectrograms", "test_spectrograms")
+    spectrograms = [f for f in parquets if posixpath.basename(posixpath.dirname(f)) in aux]
     ignored += [Ignored(f, "HMS spectrogram (auxiliary modality, not a recording)") for f in spectrograms]
     # EEG parquets by path: train_eegs/ and test_eegs/ may hold the same eeg_id, each its own file.
-    parquets = sorted(f for f in recordings if f.lower().endswith(".parquet") and f not in spectrograms)
+    parquets = sorted(f for f in parquets if f not in spectrograms)
     rows, patient_of, site_of = _csv_facts(group.files)
     items = []
     found = {"train": set(), "test": set()}  # eeg_ids with a parquet each csv's rows can use
@@ -135,13 +126,8 @@ def list_hms(group: Group):
                 windows=windows,
             )
         )
-    # Other recordings beside the layout (an EDF in the folder, say) are processed unlabeled: never
-    # dropped from the manifest.
-    items += [
-        SourceItem(path=f, dataset="edf", site=group.site_of(f))
-        for f in recordings
-        if not f.lower().endswith(".parquet")
-    ]
+    others = [f for f in recordings if not f.lower().endswith(".parquet")]  # an EDF beside, say: unlabeled
+    items += [SourceItem(path=f, dataset="edf", site=group.site_of(f)) for f in others]
     for name in ("train", "test"):
         for eeg_id in sorted(set(rows[name]) - found[name]):
             ignored.append(

@@ -27,8 +27,7 @@ def expand_inputs(patterns: list[str]) -> list[str]:
 
 
 def normalized(patterns: list[str]) -> list[str]:
-    """Local paths spelled one way (``a//b``, ``a/./b``, ``a/x/../b``: ``a/b``), so one file is
-    one input and its site the folder's name, not "."; object-store paths are left as given."""
+    """Local paths spelled one way (``a//b``, ``a/./b``: ``a/b``): one file, one input; object-store paths as given."""
     return [p if is_remote(p) else os.path.normpath(p) for p in patterns]
 
 
@@ -47,12 +46,8 @@ def root_of(pattern: str) -> str:
 
 
 def _globstar_variants(pattern: str) -> list[str]:
-    """``pattern`` and, for each ``/**/`` in it, the same with zero folders there.
-
-    Beam's ``**`` matches any characters, "/" included, so ``raw/**/*.edf`` needs a folder between
-    ``raw/`` and the file; as in bash's globstar and Python's glob it should also match
-    ``raw/x.edf``, which would otherwise be left out without a word.
-    """
+    """``pattern`` and, for each ``/**/`` in it, the same with zero folders there: Beam's ``**`` needs
+    a folder in ``raw/**/*.edf``, which should also match ``raw/x.edf`` (as bash's globstar does)."""
     parts = pattern.split("/**/")
     variants = [parts[0]]
     for part in parts[1:]:
@@ -102,9 +97,8 @@ def file_sizes(patterns: list[str]) -> dict[str, int]:
 
 
 def linked_folders(folder: str) -> list[str]:
-    """Symbolic links to folders anywhere below the local ``folder`` (a site folder linked into a
-    data set folder, say), reached through the links too. A link into a tree already listed, or
-    to a folder above one (a cycle), is left out with a warning: its files would come twice."""
+    """Symbolic links to folders anywhere below the local ``folder``, through the links too; one into a
+    tree already listed or above one (a cycle) is left out with a warning: its files would come twice."""
     if not os.path.isdir(folder):
         return []
     listed = [os.path.realpath(folder)]

@@ -2,13 +2,10 @@
 
 - eegmat: ``SubjectNN_1.edf`` rest, ``SubjectNN_2.edf`` task; ``subject-info.csv`` age and sex.
 - EEGMMI: ``SNNN/SNNNRKK.edf``, 14 runs per subject; T1 and T2 annotations mark 4 s trials.
-- CHB-MIT: ``chbNN/chbNN_MM.edf`` (chb17a_03 ...), each case's seizures in ``chbNN/chbNN-summary.txt``
-  (seconds from each file's start), age and sex in ``SUBJECT-INFO``. chb21 is chb01 recorded 1.5
-  years later: one patient.
-- Siena: ``PNxx/PNxx-N.edf``, each patient's seizures in ``PNxx/Seizures-list-PNxx.txt`` as clock
-  times, with each file's registration start time to count from.
-
-CHB-MIT's and Siena's windows: 0 background, 1 seizure.
+- CHB-MIT: ``chbNN/chbNN_MM.edf``, seizures in ``chbNN/chbNN-summary.txt`` (seconds from each file's
+  start), age and sex in ``SUBJECT-INFO``; chb21 is chb01 recorded 1.5 years later (one patient).
+- Siena: ``PNxx/PNxx-N.edf``, seizures in ``PNxx/Seizures-list-PNxx.txt`` as clock times, counted
+  from each file's registration start. CHB-MIT's and Siena's windows: 0 background, 1 seizure.
 """
 
 from __future__ import annotations
@@ -16,6 +13,7 @@ from __future__ import annotations
 import math
 import posixpath
 import re
+from collections.abc import Callable
 from typing import Any
 
 from eegfm.pipelines.datasets.adapters import (
@@ -33,16 +31,13 @@ from eegfm.pipelines.datasets.tables import age_cell, csv_rows, label_files, rea
 from eegfm.pipelines.deid import normalize_sex
 
 _EEGMAT_NAME = re.compile(r"^Subject(\d+)_([12])\.edf$", re.IGNORECASE)
-# The split EEG foundation-model papers evaluate eegmat on (CBraMod, LaBraM, BIOT comparisons): the
-# sorted subjects 00-27 train, 28-31 validate, 32-35 test. Kept as the corpus's own split, it lets
-# fine-tuning reproduce their numbers (corpus_split=true) and keeps the test subjects out of
-# pretraining and of the artifact autoencoder's sample.
+# The split EEG foundation-model papers evaluate eegmat on (CBraMod, LaBraM, BIOT): as the corpus's
+# own split it lets fine-tuning reproduce their numbers and keeps the test subjects out of pretraining.
 EEGMAT_SPLIT = (("train", range(0, 28)), ("dev", range(28, 32)), ("eval", range(32, 36)))
 EEGMMI_TRIAL_S = 4.0
 _EEGMMI_NAME = re.compile(r"^(S\d{3})R(\d{2})\.edf$", re.IGNORECASE)
-# run -> (task, label of T1; T2's is the next). Runs 3, 7, 11 move the left or right fist, 4, 8, 12
-# imagine it; 5, 9, 13 move both fists or both feet, 6, 10, 14 imagine it (T0: rest between trials,
-# unlabeled; runs 1 and 2: eyes open, closed, no trials).
+# run -> (task, label of T1; T2's is the next): left or right fist, then both fists or both feet
+# (T0, rest between trials, and runs 1-2, eyes open and closed, stay unlabeled).
 _EEGMMI_RUNS = {
     run: (task, first)
     for runs, task, first in (
@@ -61,6 +56,7 @@ _SIENA_LIST = re.compile(r"^Seizures-list-PN\d{2}\.txt$", re.IGNORECASE)
 # A seizure listed as lasting longer is a typo in its clock times (the list has one: an end hour
 # off by one), not a seizure: its file is quarantined rather than labelled seizure for an hour.
 SIENA_MAX_SEIZURE_S = 1800.0
+_SIENA_KEYS = ("registration start time", "seizure start time", "start time", "seizure end time", "end time")
 # PhysioNet's index files beside a database's recordings.
 _INDEX = ("RECORDS", "RECORDS-WITH-SEIZURES", "ANNOTATORS", "SUBJECT-INFO", "wfdbcal")
 
@@ -84,6 +80,16 @@ def _physionet_files(path: str, _listed: set[str]) -> str | None:
     if name in _INDEX:
         return "PhysioNet index (a list of records, annotators or calibrations), not a recording"
     return sidecar(path) if name == "subject-info.csv" else None
+
+
+def _edfs_named(pattern: re.Pattern, beside: Callable[[str], object]):
+    """Detects a folder whose EDFs all match ``pattern``, beside a file whose name ``beside`` accepts."""
+
+    def detect(files: list[str]) -> bool:
+        named = every_edf(files, lambda f: pattern.match(posixpath.basename(f)) is not None)
+        return named and any(beside(posixpath.basename(f)) for f in files)
+
+    return detect
 
 
 def _all_named(pattern: re.Pattern):
@@ -152,32 +158,30 @@ def list_eegmmi(group: Group):
     return items, ignored
 
 
-def _seizure_fields(found: tuple[tuple[float, float], ...] | str | None) -> dict[str, Any]:
-    """A recording's SourceItem fields from what its summary or seizure list says of it: its
-    seizures (label 1) and the background around them (label 0) to the end of the recording, why
-    that cannot be read (it is quarantined at "labels"), or nothing (not listed: processed unlabeled)."""
-    if found is None:
-        return {}
+def _seizure_item(
+    dataset: str, path: str, group: Group, found: tuple[tuple[float, float], ...] | str | None, **fields: Any
+) -> SourceItem:
+    """A CHB-MIT or Siena recording labelled by its seizures ``found``: intervals (1 seizure, 0 the
+    background around them to the end), a label problem (quarantined at "labels"), or with None
+    (not listed) unlabeled. Its site: the corpus folder above its patient folder (chbNN/, PNxx/)
+    where the inputs reach it (one hospital, one site), else the patient folder."""
+    labels: dict[str, Any] = {}
     if isinstance(found, str):
-        return {"label_problem": found}
-    out, reach = [], 0.0
-    for start, end in sorted(found):
-        if start > reach:
-            out.append(LabeledInterval(reach, start, 0))
-        out.append(LabeledInterval(start, end, 1))
-        reach = max(reach, end)
-    out.append(LabeledInterval(reach, math.inf, 0))
-    return {"intervals": tuple(out)}
-
-
-def _corpus_site(path: str, group: Group) -> str:
-    """The corpus folder above a recording's patient folder (CHB-MIT's chbNN/, Siena's PNxx/),
-    where the inputs reach it: one hospital's recordings are one site, not a site per patient;
-    else the patient folder."""
+        labels = {"label_problem": found}
+    elif found is not None:
+        out, reach = [], 0.0
+        for start, end in sorted(found):
+            if start > reach:
+                out.append(LabeledInterval(reach, start, 0))
+            out.append(LabeledInterval(start, end, 1))
+            reach = max(reach, end)
+        labels = {"intervals": (*out, LabeledInterval(reach, math.inf, 0))}
     case = posixpath.dirname(path)
     corpus = posixpath.dirname(case)
     inside = any(corpus == r.rstrip("/") or corpus.startswith(r.rstrip("/") + "/") for r in group.roots)
-    return group.site or posixpath.basename(corpus if inside else case)
+    site = group.site or posixpath.basename(corpus if inside else case)
+    task = f"{dataset}_seizure" if labels else ""
+    return SourceItem(path=path, dataset=dataset, site=site, task=task, **labels, **fields)
 
 
 def _summary_entry(entries: dict, name: str, current: str, count: int, starts: list, ends: list) -> None:
@@ -200,9 +204,9 @@ def _summary_entry(entries: dict, name: str, current: str, count: int, starts: l
 
 
 def chbmit_seizures(text: str, name: str) -> dict[str, tuple[tuple[float, float], ...] | str]:
-    """Each file a CHB-MIT case summary describes: its seizures as (start_s, end_s), or why its
-    entry cannot be used (naming the summary, line and field). 'Seizure Start Time: 2996
-    seconds' and 'Seizure 1 Start Time: ...' are both the summaries' spellings."""
+    """Each file a CHB-MIT case summary describes: its seizures as (start_s, end_s), or why its entry
+    cannot be used (naming the summary, line and field). Both 'Seizure Start Time' and 'Seizure 1
+    Start Time' occur."""
     entries: dict[str, tuple[tuple[float, float], ...] | str] = {}
     current, count, starts, ends = "", -1, [], []
     for k, line in enumerate(text.splitlines(), start=1):
@@ -240,14 +244,9 @@ def _subject_info(text: str, _name: str = "") -> dict[str, tuple[str, float | No
     return out
 
 
-def _chbmit_detect(files: list[str]) -> bool:
-    names = {posixpath.basename(f) for f in files}
-    return every_edf(files, lambda f: _CHBMIT_NAME.match(posixpath.basename(f)) is not None) and (
-        "SUBJECT-INFO" in names or any(_CHBMIT_SUMMARY.match(n) for n in names)
-    )
-
-
-@register("chbmit", rank=100, detect=_chbmit_detect)
+@register(
+    "chbmit", rank=100, detect=_edfs_named(_CHBMIT_NAME, lambda n: n == "SUBJECT-INFO" or _CHBMIT_SUMMARY.match(n))
+)
 def list_chbmit(group: Group):
     items, ignored, named_files = by_name(group, _CHBMIT_NAME)
     summaries, unreadable = label_files(group.files, _CHBMIT_SUMMARY, chbmit_seizures)
@@ -263,19 +262,10 @@ def list_chbmit(group: Group):
         case = named.group(1).lower()
         sex, age = people.get(case, ("", None))
         # A file its case summary does not list is processed unlabeled: its seizures are unknown.
-        labels = _seizure_fields(listed.get(posixpath.basename(path), unreadable.get(posixpath.dirname(path))))
+        found = listed.get(posixpath.basename(path), unreadable.get(posixpath.dirname(path)))
+        subject_key = f"chbmit-{_CHBMIT_SAME_PATIENT.get(case, case)}"
         items.append(
-            SourceItem(
-                path=path,
-                dataset="chbmit",
-                site=_corpus_site(path, group),
-                subject_key=f"chbmit-{_CHBMIT_SAME_PATIENT.get(case, case)}",
-                session_key=case,
-                task="chbmit_seizure" if labels else "",
-                age=age,
-                sex=sex,
-                **labels,
-            )
+            _seizure_item("chbmit", path, group, found, subject_key=subject_key, session_key=case, age=age, sex=sex)
         )
     return items, ignored
 
@@ -292,8 +282,7 @@ def _clock_s(text: str) -> float | None:
 def siena_seizures(text: str, name: str) -> dict[str, tuple[tuple[float, float], ...] | str]:
     """Each file a Siena seizure list names: its seizures as (start_s, end_s) from the file's
     registration start (clock times past midnight wrap), or why its entry cannot be used (naming
-    the list, line and field). The lists spell a seizure's times 'Seizure start time:' or
-    'Start time:'."""
+    the list, line and field)."""
     entries: dict[str, list[tuple[float, float]] | str] = {}
     current, registered, start = "", None, None
     for k, line in enumerate(text.splitlines(), start=1):
@@ -304,12 +293,7 @@ def siena_seizures(text: str, name: str) -> dict[str, tuple[tuple[float, float],
             if current and current not in entries:
                 entries[current] = []
             continue
-        if (
-            not current
-            or isinstance(entries.get(current), str)
-            or key
-            not in ("registration start time", "seizure start time", "start time", "seizure end time", "end time")
-        ):
+        if not current or isinstance(entries.get(current), str) or key not in _SIENA_KEYS:
             continue
         clock = _clock_s(value)
         if clock is None:
@@ -353,13 +337,7 @@ def _siena_file(listed: str, recordings: dict[str, str]) -> str:
     return found[0] if len(found) == 1 else ""
 
 
-def _siena_detect(files: list[str]) -> bool:
-    return every_edf(files, lambda f: _SIENA_NAME.match(posixpath.basename(f)) is not None) and any(
-        _SIENA_LIST.match(posixpath.basename(f)) for f in files
-    )
-
-
-@register("siena", rank=110, detect=_siena_detect)
+@register("siena", rank=110, detect=_edfs_named(_SIENA_NAME, _SIENA_LIST.match))
 def list_siena(group: Group):
     items, ignored, named_files = by_name(group, _SIENA_NAME)
     by_folder: dict[str, dict[str, str]] = {}
@@ -380,15 +358,6 @@ def list_siena(group: Group):
                 seizures[path] = found if isinstance(found, str) else earlier + found
     for path, named in named_files:
         # Every file of the database has a seizure; one its list does not name is processed unlabeled.
-        labels = _seizure_fields(seizures.get(path, unreadable.get(posixpath.dirname(path))))
-        items.append(
-            SourceItem(
-                path=path,
-                dataset="siena",
-                site=_corpus_site(path, group),
-                subject_key=f"siena-{named.group(1).upper()}",
-                task="siena_seizure" if labels else "",
-                **labels,
-            )
-        )
+        found = seizures.get(path, unreadable.get(posixpath.dirname(path)))
+        items.append(_seizure_item("siena", path, group, found, subject_key=f"siena-{named.group(1).upper()}"))
     return items, ignored

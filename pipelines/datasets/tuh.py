@@ -1,24 +1,13 @@
 """The TUH EEG corpora: TUAB, TUEP (folders label each recording), TUSZ, TUAR, TUEV (event files beside each).
 
-Their file names are ``<patient>_<session>_<token>.edf`` (aaaaaaaq_s004_t000.edf): a patient's
-sessions share the patient code, so splits keep them together; the nearest folder named train, dev
-or eval is the corpus's own split.
+Files are ``<patient>_<session>_<token>.edf`` (aaaaaaaq_s004_t000.edf): splits keep a patient's
+sessions together; the nearest folder named train, dev or eval is the corpus's own split.
 
-- TUAB: ``edf/{train,eval}/{normal,abnormal}/<montage>/<file>.edf``; the folder is the
-  neurologist's reading of the whole recording.
-- TUEP: ``00_epilepsy/`` and ``01_no_epilepsy/`` hold the patients a neurologist diagnosed with
-  epilepsy or not (``<patient>/<session>/<montage>/<file>.edf``); 1 epilepsy.
-- TUSZ: beside each ``<file>.edf`` a ``<file>.csv_bi`` of its term-based events (channel TERM; bckg,
-  or seiz where a neurologist marked a seizure) and a ``<file>.csv`` of its channel-based ones
-  (seizure types: fnsz, gnsz, cpsz ...). Windows: 0 background, 1 seizure.
-- TUAR: ``edf/<montage>/<file>.edf``, each with a ``<file>.csv`` of artifact events per channel
-  (as TUSZ writes them). Its classes: the five artifact kinds and the pairs the annotators marked
-  together (an order the corpus does not use, musc_eyem say, reads as its pair; elpp, electrode pop
-  in older releases, as elec). Stretches it left unannotated are not known to be clean: windows
-  there stay unlabeled.
-- TUEV: beside each ``<file>.edf`` a ``<file>.rec`` of its events, one row per event and channel of
-  the corpus's bipolar montage: channel,start_s,stop_s,code (1 spsw ... 6 bckg). Training files are
-  named ``<patient>_<n>.edf``, evaluation files ``<class>_<patient>_<segment>_.edf``.
+- TUAB: ``{normal,abnormal}/`` folders; TUEP: ``00_epilepsy/`` (1), ``01_no_epilepsy/`` (0).
+- TUSZ: a term-based ``<file>.csv_bi`` (else the channel-based ``<file>.csv``): 0 bckg, 1 seizure.
+- TUAR: a ``<file>.csv`` of artifact events per channel; unannotated stretches stay unlabeled.
+- TUEV: a ``<file>.rec`` of channel,start_s,stop_s,code rows (1 spsw ... 6 bckg); training files
+  are ``<patient>_<n>.edf``, evaluation files ``<class>_<patient>_<segment>_.edf``.
 """
 
 from __future__ import annotations
@@ -30,22 +19,11 @@ from collections import Counter
 from collections.abc import Callable
 
 from eegfm.core.tasks import TUAB_LABELS, TUAR_LABELS, TUEV_LABELS
-from eegfm.pipelines.datasets.adapters import (
-    Group,
-    by_name,
-    companion_files,
-    every_edf,
-    lower_ext,
-    plain,
-    register,
-    sidecar,
-)
+from eegfm.pipelines.datasets.adapters import Group, by_name, companion_files, every_edf, plain, register, sidecar
 from eegfm.pipelines.datasets.items import LabeledInterval, LabeledWindow, SourceItem
 from eegfm.pipelines.datasets.tables import read_events
 
 _TUH_NAME = re.compile(r"^([a-z]{8})_(s\d{3})_t\d{3}\.edf$")
-_TUAB_FOLDERS = {name: k for k, name in enumerate(TUAB_LABELS)}
-_TUEP_FOLDERS = {"01_no_epilepsy": 0, "00_epilepsy": 1}
 TUSZ_SEIZURE_TYPES = frozenset(
     {"seiz", "fnsz", "gnsz", "spsz", "cpsz", "absz", "tnsz", "cnsz", "tcsz", "atsz", "mysz", "nesz"}
 )
@@ -65,13 +43,9 @@ def _event_files(path: str, listed: set[str]) -> str | None:
         and stem + ".edf" in listed
     ):
         return sidecar(path)
-    if lower_ext(path) == ".rec" and path[:-4] + ".edf" in listed:
+    if ext.lower() == ".rec" and stem + ".edf" in listed:
         return "TUEV event file (.rec) of the EDF beside it, read by the tuev adapter"
     return None
-
-
-def _tuh_named(path: str) -> bool:
-    return _TUH_NAME.match(posixpath.basename(path)) is not None
 
 
 def corpus_split(path: str) -> str:
@@ -84,18 +58,35 @@ def _folder_label(path: str, folders: dict[str, int]) -> int:
     return next((folders[p.lower()] for p in reversed(path.split("/")[:-1]) if p.lower() in folders), -1)
 
 
-def _by_folder(dataset: str, rank: int, task: str, folders: dict[str, int]) -> None:
-    """Registers a TUH corpus whose folders label each recording (TUAB's normal/abnormal, TUEP's epilepsy)."""
+def _register_tuh(
+    dataset: str,
+    rank: int,
+    task: str,
+    folders: dict[str, int] | None = None,
+    events: tuple[str, ...] = (),
+    parse: Callable[[str, str], tuple[LabeledInterval, ...]] | None = None,
+) -> None:
+    """Registers a TUH corpus labelled by the nearest of ``folders`` above each recording, or else by
+    the first of the ``events`` files beside it (detected by the first kind); a recording without
+    either is processed unlabeled."""
 
     def detect(files: list[str]) -> bool:
-        return every_edf(files, lambda f: _folder_label(f, folders) >= 0 and _tuh_named(f))
+        listed = set(files)
+        known = (lambda f: _folder_label(f, folders) >= 0) if folders else (lambda f: f[:-4] + events[0] in listed)
+        return every_edf(files, lambda f: known(f) and _TUH_NAME.match(posixpath.basename(f)) is not None)
 
     @register(dataset, rank, detect)
     def list_items(group: Group):
         items, ignored, named_files = by_name(group, _TUH_NAME)
+        listed = set(group.files)
         for path, named in named_files:
-            label = _folder_label(path, folders)
-            if label < 0:  # not one of the corpus's recordings: processed, unlabeled
+            fields = {}
+            if folders and (label := _folder_label(path, folders)) >= 0:
+                fields = {"recording_label": label}
+            elif event_file := next((path[:-4] + ext for ext in events if path[:-4] + ext in listed), ""):
+                intervals, problem = read_events(event_file, parse)
+                fields = {"intervals": intervals or (), "label_problem": problem}
+            if not fields:
                 items.append(plain(path, group))
                 continue
             items.append(
@@ -106,24 +97,19 @@ def _by_folder(dataset: str, rank: int, task: str, folders: dict[str, int]) -> N
                     subject_key=f"tuh-{named.group(1)}",
                     session_key=named.group(2),
                     task=task,
-                    recording_label=label,
                     corpus_split=corpus_split(path),
+                    **fields,
                 )
             )
         return items, ignored
-
-
-_by_folder("tuab", 50, "tuab_abnormal", _TUAB_FOLDERS)
-_by_folder("tuep", 60, "tuep_epilepsy", _TUEP_FOLDERS)
 
 
 def _csv_intervals(
     text: str, name: str, code: Callable[[str], int | None], expected: str
 ) -> tuple[LabeledInterval, ...]:
     """The labeled stretches of a TUH ``.csv``/``.csv_bi`` (channel,start_time,stop_time,label,
-    confidence after ``#`` comment lines), each row's label coded by ``code`` (None: not one of
-    the corpus's labels, which ``expected`` lists). Raises ValueError naming the line and field of
-    a row it cannot read."""
+    confidence after ``#`` comment lines), each label coded by ``code`` (None: not one of
+    ``expected``). Raises ValueError naming the line and field of a row it cannot read."""
     lines = [
         (k, line)
         for k, line in enumerate(text.splitlines(), start=1)
@@ -140,21 +126,21 @@ def _csv_intervals(
             f"{name}: line {lines[0][0]}: columns: expected channel,start_time,stop_time,label,"
             f"confidence; missing {', '.join(missing)}"
         )
-    column = {c: header.index(c) for c in ("start_time", "stop_time", "label")}
+    at_start, at_stop, at_label = (header.index(c) for c in ("start_time", "stop_time", "label"))
     out = []
     for k, line in lines[1:]:
         cells = [c.strip() for c in line.split(",")]
         if len(cells) < len(header):
             raise ValueError(f"{name}: line {k}: expected {len(header)} fields; got {len(cells)}")
-        label = code(cells[column["label"]].lower())
+        label = code(cells[at_label].lower())
         if label is None:
-            raise ValueError(f"{name}: line {k}, label: expected {expected}; got {cells[column['label']]!r}")
+            raise ValueError(f"{name}: line {k}, label: expected {expected}; got {cells[at_label]!r}")
         try:
-            start, stop = float(cells[column["start_time"]]), float(cells[column["stop_time"]])
+            start, stop = float(cells[at_start]), float(cells[at_stop])
         except ValueError:
             raise ValueError(
                 f"{name}: line {k}: start_time, stop_time: expected seconds; got "
-                f"{cells[column['start_time']]!r}, {cells[column['stop_time']]!r}"
+                f"{cells[at_start]!r}, {cells[at_stop]!r}"
             ) from None
         if not (math.isfinite(start) and math.isfinite(stop) and 0 <= start < stop):
             raise ValueError(f"{name}: line {k}: expected 0 <= start_time < stop_time; got {start:g}, {stop:g}")
@@ -163,64 +149,31 @@ def _csv_intervals(
 
 
 def tusz_intervals(text: str, name: str) -> tuple[LabeledInterval, ...]:
-    """The labeled stretches of a TUSZ ``.csv_bi`` (term-based: channel TERM, or every channel
-    of a ``.csv``): 1 where a row's label is a seizure type, 0 for ``bckg``. Raises ValueError
-    naming the line and field of a row it cannot read."""
+    """The labeled stretches of a TUSZ ``.csv_bi`` or ``.csv``: 1 a seizure type, 0 ``bckg``."""
     types = ", ".join(sorted(TUSZ_SEIZURE_TYPES))
-    return _csv_intervals(text, name, _seizure_code, f"bckg or a seizure type ({types})")
-
-
-def _seizure_code(label: str) -> int | None:
-    return 0 if label == "bckg" else 1 if label in TUSZ_SEIZURE_TYPES else None
+    return _csv_intervals(
+        text,
+        name,
+        lambda label: 0 if label == "bckg" else 1 if label in TUSZ_SEIZURE_TYPES else None,
+        f"bckg or a seizure type ({types})",
+    )
 
 
 def tuar_intervals(text: str, name: str) -> tuple[LabeledInterval, ...]:
-    """The artifact stretches of a TUAR ``.csv`` (one row per event and channel), coded as the
-    index of their kind in ``TUAR_LABELS``. Raises ValueError naming the line and field of a row
-    it cannot read."""
-    return _csv_intervals(text, name, _artifact_code, f"an artifact kind ({', '.join(TUAR_LABELS)})")
+    """The artifact stretches of a TUAR ``.csv``, coded as their kind's index in ``TUAR_LABELS``: a
+    pair in another order (musc_eyem) reads as the pair, elpp (older releases' electrode pop) as elec."""
+    return _csv_intervals(
+        text,
+        name,
+        lambda label: _TUAR_CODES.get(frozenset(label.replace("elpp", "elec").split("_"))),
+        f"an artifact kind ({', '.join(TUAR_LABELS)})",
+    )
 
 
-def _artifact_code(label: str) -> int | None:
-    return _TUAR_CODES.get(frozenset(label.replace("elpp", "elec").split("_")))
-
-
-def _by_events(dataset: str, rank: int, task: str, extensions: tuple[str, ...], parse) -> None:
-    """Registers a TUH corpus whose event files beside each recording (the first of ``extensions``
-    there) label its windows: TUSZ's seizures, TUAR's artifacts."""
-
-    def detect(files: list[str]) -> bool:
-        listed = set(files)
-        return every_edf(files, lambda f: _tuh_named(f) and f[:-4] + extensions[0] in listed)
-
-    @register(dataset, rank, detect)
-    def list_items(group: Group):
-        items, ignored, named_files = by_name(group, _TUH_NAME)
-        listed = set(group.files)
-        for path, named in named_files:
-            events = next((path[:-4] + ext for ext in extensions if path[:-4] + ext in listed), "")
-            if not events:
-                items.append(plain(path, group))
-                continue
-            intervals, problem = read_events(events, parse)
-            items.append(
-                SourceItem(
-                    path=path,
-                    dataset=dataset,
-                    site=group.site_of(path),
-                    subject_key=f"tuh-{named.group(1)}",
-                    session_key=named.group(2),
-                    task=task,
-                    intervals=intervals or (),
-                    label_problem=problem,
-                    corpus_split=corpus_split(path),
-                )
-            )
-        return items, ignored
-
-
-_by_events("tusz", 70, "tusz_seizure", (".csv_bi", ".csv"), tusz_intervals)
-_by_events("tuar", 90, "tuar_artifact", (".csv",), tuar_intervals)
+_register_tuh("tuab", 50, "tuab_abnormal", folders={name: k for k, name in enumerate(TUAB_LABELS)})
+_register_tuh("tuep", 60, "tuep_epilepsy", folders={"01_no_epilepsy": 0, "00_epilepsy": 1})
+_register_tuh("tusz", 70, "tusz_seizure", events=(".csv_bi", ".csv"), parse=tusz_intervals)
+_register_tuh("tuar", 90, "tuar_artifact", events=(".csv",), parse=tuar_intervals)
 
 
 def _tuev_row(line: str, k: int, name: str) -> tuple[float, float, int]:
@@ -229,7 +182,7 @@ def _tuev_row(line: str, k: int, name: str) -> tuple[float, float, int]:
     if len(cells) != 4:
         raise ValueError(f"{name}: line {k}: expected 4 fields (channel,start,stop,label); got {len(cells)}")
     try:
-        channel, start, stop, code = float(cells[0]), float(cells[1]), float(cells[2]), float(cells[3])
+        channel, start, stop, code = map(float, cells)
     except ValueError:
         raise ValueError(
             f"{name}: line {k}: expected numbers (channel,start,stop,label); got {line.strip()!r}"
@@ -249,11 +202,9 @@ def _tuev_row(line: str, k: int, name: str) -> tuple[float, float, int]:
 
 
 def tuev_windows(text: str, name: str) -> tuple[LabeledWindow, ...]:
-    """One labeled window per event of a TUEV ``.rec``: ``TUEV_CONTEXT_S`` either side of it.
-    The corpus marks an event once per channel it shows on; those rows make one window (the
-    harmonized montage has no bipolar channels), labelled by most rows, a tie by the lower code
-    (the epileptiform classes come first). Raises ValueError naming the line and field of a row
-    it cannot read."""
+    """One labeled window per event of a TUEV ``.rec``, ``TUEV_CONTEXT_S`` either side of it. An
+    event's rows (one per channel it shows on) make one window, labelled by most rows, a tie by the
+    lower code (the epileptiform classes come first). ValueError names a bad row's line and field."""
     rows: dict[tuple[float, float], Counter] = {}
     for k, line in enumerate(text.splitlines(), start=1):
         if line.strip():
@@ -285,13 +236,12 @@ def list_tuev(group: Group):
         windows, problem = read_events(path[:-4] + ".rec", tuev_windows)
         # Training files carry TUH's patient codes (as TUAB and TUSZ do); evaluation files a number.
         patient = named.group(1)
-        key = f"tuh-{patient}" if re.fullmatch(r"[a-z]{8}", patient) else f"tuev-{patient}"
         items.append(
             SourceItem(
                 path=path,
                 dataset="tuev",
                 site=group.site_of(path),
-                subject_key=key,
+                subject_key=f"tuh-{patient}" if re.fullmatch(r"[a-z]{8}", patient) else f"tuev-{patient}",
                 task="tuev_event",
                 windows=windows or (),
                 label_problem=problem,

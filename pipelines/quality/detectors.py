@@ -1,10 +1,9 @@
-"""The measurements: sample-level detectors (flat runs, clipping, electrode pops) and the spectral
-metrics (SNR, muscle ratio, residual mains) of :mod:`pipelines.quality`.
+"""The measurements of :mod:`pipelines.quality`: sample-level detectors (flat runs, clipping,
+electrode pops) and spectral metrics (SNR, muscle ratio, residual mains).
 
-The detectors run on float32 windows as they come (no float64 copy): thresholds given in float64
-are turned into the nearest float32 on the safe side, so every comparison decides exactly as it
-would on the float64 values. The rare expensive parts (run bookkeeping, pop candidates) run only
-after a cheap test shows they can find something.
+Detectors run on float32 windows as they come: float64 thresholds become the nearest float32 on
+the safe side, so every comparison decides as on float64 values. Expensive parts run only after a
+cheap test shows they can find something.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from eegfm.pipelines.features import band_weights
-from eegfm.pipelines.filters import LINE_FREQUENCIES
+from eegfm.pipelines.line_noise import LINE_FREQUENCIES, line_windows
 from eegfm.pipelines.quality.rules import QualityConfig
 
 
@@ -40,8 +39,7 @@ def _float32_threshold(threshold: np.ndarray | float, dtype: np.dtype, safe_side
 
 @lru_cache(maxsize=64)
 def _scalar_le_threshold(threshold: float, dtype_char: str) -> np.ndarray:
-    """:func:`_le_threshold` of one threshold, cached (the flat tolerance of every window)."""
-    return _le_threshold(threshold, np.dtype(dtype_char))
+    return _le_threshold(threshold, np.dtype(dtype_char))  # cached: the flat tolerance of every window
 
 
 def as_work(x: np.ndarray) -> np.ndarray:
@@ -171,15 +169,8 @@ def clip_mask(
 
 
 def _robust_scale(abs_step: np.ndarray) -> np.ndarray:
-    """``max(1.4826 * median, 1e-6)`` per row, as ``np.median`` computes it (one partition)."""
-    n = abs_step.shape[1]
-    half = n // 2
-    if n % 2:
-        median = np.partition(abs_step, half, axis=1)[:, half]
-    else:
-        part = np.partition(abs_step, (half - 1, half), axis=1)
-        median = (part[:, half - 1] + part[:, half]) / 2.0
-    return np.maximum(1.4826 * median, 1e-6)
+    """Robust SD of steps centred on zero, per row: ``max(1.4826 * median |step|, 1e-6)``."""
+    return np.maximum(1.4826 * np.median(abs_step, axis=1), 1e-6)
 
 
 def _pop_lengths(sfreq: float, config: QualityConfig) -> tuple[int, int, int, int]:
@@ -209,13 +200,9 @@ def find_pops(
     config: QualityConfig,
     screen: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """:func:`detect_pops`, with None for an empty span mask; ``screen``: :func:`pop_screen`
-    of the rows of ``x`` if already computed.
-
-    A pop needs a step of at least ``pop_min_uv``, which most windows do not have: one pass finds
-    the channels that do, and only if one of them also has a step of ``pop_z`` robust SDs are the
-    other channels' step statistics computed, and their z only around the candidate steps.
-    Decisions use float64 steps, as if ``x`` were float64.
+    """:func:`detect_pops`, with None for an empty span mask; ``screen``: :func:`pop_screen` of the
+    rows of ``x`` if already computed. Other channels' steps are computed only once a channel has a
+    candidate; decisions use float64 steps, as if ``x`` were float64.
     """
     n_chans, n = x.shape
     counts = np.zeros(n_chans, dtype=np.int64)
@@ -227,7 +214,6 @@ def find_pops(
     maybe = np.flatnonzero(screen)
     # From here on float64 steps, exactly as if x were float64.
     abs_maybe = _lagged_abs_diff(x[maybe].astype(np.float64), k, 0.0)[:, :-k]
-    # Robust SD of the steps (they are centred on zero: 1.4826 * median |step|).
     scale_maybe = _robust_scale(abs_maybe)
     z_maybe = abs_maybe / scale_maybe[:, None]
     candidates = (z_maybe >= config.pop_z) & (abs_maybe >= config.pop_min_uv)
@@ -272,10 +258,8 @@ def find_pops(
 
 
 def detect_pops(x: np.ndarray, sfreq: float, config: QualityConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Electrode pops per channel: (counts (n_chans,), span mask (n_chans, n_times)).
-
-    See the module docstring for the criteria (step, single channel, persistence, relaxation).
-    """
+    """Electrode pops per channel (:mod:`pipelines.quality` gives the criteria): (counts (n_chans,),
+    span mask (n_chans, n_times))."""
     counts, spans = find_pops(np.ascontiguousarray(as_work(np.asarray(x))), sfreq, config)
     return counts, (np.zeros(np.shape(x), dtype=bool) if spans is None else spans)
 
@@ -287,28 +271,6 @@ def _line_bins(freqs: np.ndarray) -> np.ndarray:
         for harmonic in np.arange(base, freqs[-1] + 1.0, base):
             mask |= np.abs(freqs - harmonic) <= 1.0
     return mask
-
-
-def _line_windows(freqs: np.ndarray, freq: float) -> np.ndarray | None:
-    """Bin indices of the peak window and the reference windows of :func:`line_ratio_db` at
-    ``freq``, one row each (peak first, rows padded by repeating an index: maxima are unchanged),
-    or None where that function returns NaN."""
-    if freq + 0.5 > freqs[-1] or freq - 0.5 < freqs[0]:
-        return None
-    centers = [freq] + [
-        freq + side * step
-        for step in (2.0, 3.0, 4.0, 5.0)
-        for side in (-1.0, 1.0)
-        if freqs[0] <= freq + side * step - 0.5 and freq + side * step + 0.5 <= freqs[-1]
-    ]
-    rows = [np.flatnonzero(np.abs(freqs - center) <= 0.5) for center in centers]
-    if rows[0].size == 0:
-        return None
-    rows = [rows[0]] + [r for r in rows[1:] if r.size]
-    if len(rows) < 2:
-        return None
-    width = max(r.size for r in rows)
-    return np.stack([np.concatenate([r, np.full(width - r.size, r[0])]) for r in rows])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -345,7 +307,7 @@ def _spectral_plan(
     nan_columns = tuple(col for col in (0, 1) if counts[col] == 0)
     groups: dict[tuple[int, ...], list[np.ndarray]] = {}
     for freq in LINE_FREQUENCIES:
-        windows = _line_windows(freqs, freq)
+        windows = line_windows(freqs, freq)
         if windows is not None:
             groups.setdefault(windows.shape, []).append(windows)
     return _SpectralPlan(weights, nan_columns, tuple(np.stack(g) for g in groups.values()))
@@ -357,11 +319,8 @@ def spectral_metrics(
     sfreq: float,
     config: QualityConfig,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-channel SNR (dB), muscle ratio and worst mains ratio (dB) from PSDs (..., n_freqs).
-
-    The mains ratios are :func:`pipelines.filters.line_ratio_db` (peak over the median of the
-    reference windows' maxima) from precomputed bin windows; callers silence floating-point
-    warnings (empty bands, zero power)."""
+    """Per-channel SNR (dB), muscle ratio and worst :func:`pipelines.line_noise.line_ratio_db` from
+    PSDs (..., n_freqs); callers silence floating-point warnings (empty bands, zero power)."""
     plan = _spectral_plan(
         freqs.tobytes(),
         sfreq,

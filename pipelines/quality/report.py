@@ -30,14 +30,9 @@ QUALITY_NAMES: tuple[str, ...] = (
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class QualityReport:
-    """Quality of one window. Window metrics are attributes named as in :data:`QUALITY_NAMES`.
-
-    Per-channel arrays (length n_chans, channel order of the input) start with ``channel_``;
-    ``channel_measured`` is the mask the window metrics were computed over. ``flags`` lists the
-    window rules that fired, ``artifact_score`` is ``rule_score`` unless combined with a learned
-    score by :meth:`with_ae_score`. ``spectrum`` is the window's Welch PSD, for
-    :func:`pipelines.artifact_ae.band_features_from_psd`.
-    """
+    """Quality of one window: the metrics of :data:`QUALITY_NAMES`, per-channel arrays (``channel_``;
+    ``channel_measured`` is the mask the window metrics used), the rules that fired (``flags``) and
+    the window's Welch PSD (``spectrum``)."""
 
     nonfinite_fraction: float
     snr_db: float
@@ -74,11 +69,8 @@ class QualityReport:
         return {name: float(getattr(self, name)) for name in QUALITY_NAMES}
 
     def with_ae_score(self, ae_score: float) -> QualityReport:
-        """A copy whose ``artifact_score`` is ``max(rule_score, ae_score)``.
-
-        The maximum, not a mean: each detector is calibrated so that clean windows score low, and
-        an artifact one of them sees should not be diluted by the other's silence.
-        """
+        """A copy whose ``artifact_score`` is ``max(rule_score, ae_score)`` (not a mean: an artifact one
+        detector sees should not be diluted by the other's silence)."""
         if not 0.0 <= float(ae_score) <= 1.0 or math.isnan(float(ae_score)):
             raise ValueError(f"ae_score: expected a value in [0, 1]; got {ae_score!r}")
         return dataclasses.replace(self, ae_score=float(ae_score), artifact_score=max(self.rule_score, float(ae_score)))

@@ -43,15 +43,8 @@ def _check_band(name: str, band: Any) -> None:
 
 @dataclasses.dataclass
 class QualityConfig(Config):
-    """Thresholds and bands for :func:`compute_quality` / :func:`validate_window`.
-
-    Defaults were checked on the 1,515 5 s windows of the 64 eegmat recordings (resting and task
-    EEG, 50 Hz notch, 0.5-70 Hz): 1,511 are kept; the 4 rejected are 2 data dropouts where all 19
-    channels are exactly constant for 1.4-1.8 s and 2 windows above 500 uV peak-to-peak. About 2 %
-    carry a scored flag, mostly genuine electrode pops (step and slow decay on one channel). Injected
-    flat, clipped, popping, EMG-laden and mains-laden channels cross their thresholds
-    (tests/pipelines/quality/test_detectors.py).
-    """
+    """Thresholds and bands for :func:`compute_quality` / :func:`validate_window`. On the 1,515 eegmat
+    windows the defaults reject 4 (2 dropouts, 2 above 500 uV peak-to-peak) and flag about 2 %."""
 
     signal_band: tuple[float, float] = (1.0, 30.0)
     noise_band: tuple[float, float] = (30.0, 70.0)
@@ -72,9 +65,7 @@ class QualityConfig(Config):
     min_snr_db: float = 3.0
     max_flat_fraction: float = 0.2
     max_clip_fraction: float = 0.01
-    # Hard rejection only for amplitudes no scalp EEG or eye blink reaches: blinks on Fp1/Fp2
-    # routinely give 500-800 uV peak-to-peak (PhysioNet eegmmi S001: 720 uV after band-pass), and
-    # they are scored as artifacts, not discarded.
+    # Above what any eye blink reaches (500-800 uV peak-to-peak on Fp1/Fp2): blinks are scored, not dropped.
     max_ptp_uv: float = 1000.0
     min_ptp_uv: float = 2.0
     max_muscle_ratio: float = 0.5

@@ -26,9 +26,8 @@ def annotation_samples(raw) -> list[tuple[int, int, str]]:
 
 
 def annotated_segments(notes: list[tuple[int, int, str]], n: int, sfreq: float) -> tuple[Segment, ...]:
-    """The continuous stretches of a recording of ``n`` samples between the cuts and outside the
-    skipped spans its annotations (``annotation_samples``) mark; () when there is only one (the
-    reader's default)."""
+    """The continuous stretches of ``n`` samples between the cuts and outside the skipped spans the
+    notes (``annotation_samples``) mark; () when there is only one (the reader's default)."""
     holes = [(at, at + length) for at, length, kind in notes if kind.startswith(_SKIP)]
     holes += [(at, at) for at, _, kind in notes if kind in _CUTS and 0 < at < n]
     if not holes:
@@ -45,9 +44,8 @@ def annotated_segments(notes: list[tuple[int, int, str]], n: int, sfreq: float) 
 def annotated_events(
     notes: list[tuple[int, int, str]], segments: Sequence[Segment], sfreq: float
 ) -> tuple[tuple[float, float, str], ...]:
-    """``annotation_samples``' notes as (onset s in the recording's time, duration s, text): a
-    sample in a segment lies at its onset plus its offset there (a cut recording's samples are
-    not its time)."""
+    """``annotation_samples``' notes as (onset s in the recording's time, duration s, text), placed
+    by the segment they fall in (a cut recording's samples are not its time)."""
     out = []
     for at, length, text in notes:
         segment = next((s for s in segments if s.start <= at < s.stop), segments[-1] if segments else None)
@@ -57,15 +55,12 @@ def annotated_events(
 
 
 def marks_bad(text: str) -> bool:
-    """Whether an annotation marks its span bad: MNE's 'BAD...' convention, skips aside (they
-    are gaps, ``annotated_segments``)."""
+    """Whether an annotation marks its span bad (MNE's 'BAD...'), skips aside (they are gaps)."""
     kind = text.strip().lower()
     return kind.startswith("bad") and not kind.startswith(_SKIP)
 
 
 def annotated_bad_spans(notes: list[tuple[int, int, str]], n: int) -> tuple[tuple[int, int], ...]:
-    """Sample ranges of the annotations whose description starts 'BAD' (how MNE users mark
-    artifacts by hand: raw.plot, autoreject, BIDS' BAD_ events), skips aside; a zero-length one
-    covers its sample."""
+    """Sample ranges of the annotations that `marks_bad`; a zero-length one covers its sample."""
     spans = [(max(0, at), min(n, at + max(1, length))) for at, length, kind in notes if marks_bad(kind)]
     return tuple(sorted((a, b) for a, b in spans if b > a))

@@ -1,13 +1,9 @@
 """What every recording reader is: the `Reader` interface, its `RecordingInfo` and `Segment`s, `ReaderError`.
 
-A reader opens a recording lazily, exposes its channel names, sampling rate and length, and
-returns any sample range in microvolts as float32, so a 24-hour recording is processed in bounded
-chunks and never loaded whole. Patient identifiers stay inside the reader: the only patient facts
-it hands out are `ClinicalInfo` (whole-year age, sex) and `identity_key`, an opaque string that
-the caller must pass straight to `deid.pseudonym` and never log.
-
-Readers fail with `ReaderError`, whose message names the file, the field and what was expected,
-so a corrupt recording becomes one quarantine line and never stops a pipeline run.
+A reader opens a recording lazily and returns any sample range in microvolts as float32, so a
+24-hour recording is never loaded whole. The only patient facts it hands out are `ClinicalInfo`
+(whole-year age, sex) and `identity_key`, an opaque string only for `deid.pseudonym`, never logged.
+Readers fail with `ReaderError` naming the file, the field and what was expected: one quarantine line.
 """
 
 from __future__ import annotations
@@ -25,7 +21,7 @@ from eegfm.pipelines.channels import Digitized, derivation, standard_name
 from eegfm.pipelines.deid import ClinicalInfo
 from eegfm.pipelines.fif_parts import GZIPPED_PART
 
-# Extension -> format name. EDF/BDF use the chunked `readers.edf.EdfReader`.
+# Extension -> format name.
 FORMATS = {
     ".edf": "edf",
     ".bdf": "bdf",
@@ -36,8 +32,7 @@ FORMATS = {
     ".parquet": "hms_parquet",
     ".mff": "egi",  # EGI's MFF: a folder, read as one recording
 }
-# gzip-compressed EDF/BDF: decompressed to a temp file first (their readers seek, pipelines.process);
-# MNE reads .fif.gz itself.
+# gzip-compressed EDF/BDF: decompressed to a temp file first (pipelines.process); MNE reads .fif.gz itself.
 GZIPPED = (".edf.gz", ".bdf.gz")
 # Archives people download data sets as; their recordings are read once unpacked.
 ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
@@ -65,10 +60,8 @@ class RecordingInfo:
 
 @dataclasses.dataclass(frozen=True)
 class Segment:
-    """Samples [start, stop) of a reader recorded back to back, beginning ``onset_s`` seconds
-    into the recording. A recording paused and resumed (EDF+D, a FIF with skips, an EEGLAB file
-    with cuts) has several; no window may span two, and window times stay on the recording's
-    own time axis."""
+    """Samples [start, stop) recorded back to back, beginning ``onset_s`` seconds into the recording.
+    A recording paused and resumed (EDF+D, FIF skips, EEGLAB cuts) has several; no window spans two."""
 
     start: int
     stop: int
@@ -82,19 +75,12 @@ class Reader:
     info: RecordingInfo
     identity_key: str = ""  # opaque; only for deid.pseudonym
     _segments: tuple[Segment, ...] = ()
-    # Sample ranges [start, stop) the recording's own annotations mark bad (MNE's 'BAD_...'
-    # convention): windows touching them are rejected.
-    bad_spans: tuple[tuple[int, int], ...] = ()
-    # Channels the file itself marks bad (a FIF's info['bads']): left out and interpolated.
-    bad_channels: tuple[str, ...] = ()
-    # The recording's annotations as (onset s in the recording's time, duration s, text as written).
-    # Free text may name the patient: only ever matched against a data set's own event codes
-    # (SourceItem.event_labels), never logged or written.
+    bad_spans: tuple[tuple[int, int], ...] = ()  # sample ranges its annotations mark 'BAD...': windows rejected
+    bad_channels: tuple[str, ...] = ()  # channels the file marks bad (a FIF's info['bads']): interpolated
+    # Annotations as (onset s, duration s, text). Free text may name the patient: only ever matched
+    # against a data set's event codes (SourceItem.event_labels), never logged or written.
     events: tuple[tuple[float, float, str], ...] = ()
-    # Electrode positions the file holds (``digitized_positions``: a FIF's or EGI MFF's digitized
-    # head, EEGLAB chanlocs with fiducials, a BrainVision header's [Coordinates]): where its labels
-    # name no 10-20 site, --montage file places the channels by them.
-    digitized: Digitized | None = None
+    digitized: Digitized | None = None  # electrode positions in the file, for --montage file
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -105,11 +91,8 @@ class Reader:
         return self._segments or (Segment(0, self.info.n_times, 0.0),)
 
     def read(self, start: int = 0, stop: int | None = None, *, check_finite: bool = True) -> np.ndarray:
-        """Samples [start, stop) of every channel, microvolts, float32, shape (n_chans, n).
-
-        With `check_finite=False` NaN/inf samples are returned as they are, for callers that
-        reject the affected windows instead of the whole recording.
-        """
+        """Samples [start, stop) of every channel, microvolts, float32, shape (n_chans, n); with
+        `check_finite=False` NaN/inf are returned as they are (the caller rejects those windows)."""
         stop = self.info.n_times if stop is None else stop
         if not 0 <= start <= stop <= self.info.n_times:
             raise ReaderError(
@@ -145,19 +128,15 @@ def check_info(path, ch_names, sfreq, n_times) -> None:
         raise ReaderError(path, f"length: expected at least one sample; got {n_times}")
     if len(ch_names) == 0:
         raise ReaderError(path, "channels: expected at least one signal; got none")
-    seen = collections.Counter(ch_names)
-    dupes = [n for n, k in seen.items() if k > 1]
-    if dupes:
+    if dupes := [n for n, k in collections.Counter(ch_names).items() if k > 1]:
         raise ReaderError(path, f"channel names: expected unique names; duplicated {dupes}")
-    # MNE numbers duplicated names ('Fp1-0', 'Fp1-1') and reads on: two signals named as one
-    # electrode cannot both be it, and neither would map, so the electrode would pass for missing.
-    # A derivation recorded twice ('T8-P8-0', 'T8-P8-1') is two measurements of one difference.
+    # MNE numbers duplicated names ('Fp1-0', 'Fp1-1'): two signals cannot both be one electrode
+    # (a derivation recorded twice, 'T8-P8-0' and 'T8-P8-1', is two measurements of it).
     numbered = collections.defaultdict(list)
     for name in ch_names:
         if found := _RUNNING_NUMBER.match(name):
             numbered[found.group(1)].append(name)
-    twice = [base for base, names in numbered.items() if len(names) > 1 and standard_name(base) is not None]
-    if twice:
+    if twice := [base for base, names in numbered.items() if len(names) > 1 and standard_name(base) is not None]:
         raise ReaderError(
             path,
             f"channel names: expected unique names; duplicated {twice} (read as "
@@ -174,10 +153,8 @@ def names_electrode(name: str) -> bool:
 
 
 def unique_channel_names(names: Sequence[str]) -> tuple[str, ...]:
-    """``names`` with each duplicate that names no electrode numbered as MNE numbers them
-    (``ECG-0``, ``ECG-1``; a blank label ``-0``, ``-1``; a derivation ``T8-P8-0``, ``T8-P8-1``): a
-    second ECG or an unused slot costs nothing, and a derivation recorded twice is two measurements
-    of it. Duplicated electrodes stay as they are, for `check_info` to refuse."""
+    """``names`` with each duplicate that names no electrode numbered as MNE numbers them (``ECG-0``,
+    ``ECG-1``, a blank ``-0``, a derivation ``T8-P8-0``); duplicated electrodes stay, for `check_info` to refuse."""
     counts = collections.Counter(names)
     taken = set(names)
     running: collections.Counter = collections.Counter()

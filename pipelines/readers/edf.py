@@ -1,18 +1,10 @@
 """A strict EDF/EDF+/BDF reader that reads a chunk of data records at a time.
 
-Why our own: the pipeline reads every sample of every recording, and one ``pread`` of a chunk's
-data records scaled by the header's gains is several times faster than per-channel library reads.
-Not a memory map: its pages stay in the process's RSS once touched, so memory grew with recording
-length (a 24 h EDF took the job's peak RSS from 554 to 1211 MB), and page faults made it slower
-than the read (eegmat, 60 s chunks: 0.173 s against 0.123).
-
-Strictness matters as much: a clinical archive holds truncated uploads, headers with wrong record
-counts, non-numeric fields and absurd signal counts, and each must become one clear
-quarantine line naming the file, the header field and what was expected, before any sample is
-trusted. MNE and pyedflib either guess or fail with messages about internals.
-
-Only ages and sex leave the header (see `pipelines.deid`); the patient and recording fields are
-kept private to this module and folded into an opaque `identity_key` for pseudonyms.
+Our own because one ``pread`` of a chunk's records scaled by the header's gains is several times
+faster than per-channel library reads (a memory map would keep every touched page in RSS), and
+because each defect of a clinical archive (truncated uploads, wrong record counts, non-numeric
+fields) must become one quarantine line naming the file, the header field and what was expected.
+Only age and sex leave the header (`pipelines.deid`); the patient field becomes an opaque `identity_key`.
 """
 
 from __future__ import annotations
@@ -41,9 +33,7 @@ from eegfm.pipelines.readers.base import (
 
 ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
 MAX_SIGNALS = 4096  # well above any real montage; protects against absurd declared counts
-_MONTHS = {
-    m: i + 1 for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"))
-}
+_MONTHS = {m: i for i, m in enumerate("JAN FEB MAR APR MAY JUN JUL AUG SEP OCT NOV DEC".split(), start=1)}
 _EDFPLUS_DATE = re.compile(r"^(\d{2})-([A-Z]{3})-(\d{4})$")
 # A data record's time-keeping TAL: its onset, maybe a duration, then 0x14 (EDF+ spec, 2.2.4).
 _TIME_KEEPING = re.compile(rb"^([+-]\d+(?:\.\d*)?)[\x14\x15]")
@@ -68,21 +58,21 @@ def _number(path, raw: bytes, field: str, *, integer: bool = False) -> float:
     return value
 
 
+def _expect(ok: bool, path, field: str, expected: str, got) -> None:
+    """ReaderError ``header field <field>: expected <expected>; got <got>`` unless ``ok``."""
+    if not ok:
+        raise ReaderError(path, f"header field {field}: expected {expected}; got {got}")
+
+
 def unit_from_range(label: str, span: float) -> float:
-    """The µV factor of a voltage signal whose header leaves the physical dimension blank (or
-    spells it as no writer should), from the physical range it declares: EEG in volts spans
-    millivolts (±0.0032), in millivolts a few units (±3.2), in microvolts hundreds or thousands
-    (±3200). MNE takes a blank for volts and this reader took it for microvolts; each is a
-    factor of 10^3 or 10^6 off for the other writers.
-    Signals that name no electrode or ECG/EOG/EMG lead keep their values (a blank SpO2 in %)."""
+    """The µV factor of a voltage signal whose physical dimension is blank or unknown, from its
+    declared range: EEG in volts spans ±0.0032, in mV ±3.2, in µV ±3200 (MNE assumes volts, 10^3
+    or 10^6 off for other writers). Signals that name no electrode or ECG/EOG/EMG lead keep their
+    values (a blank SpO2 in %)."""
     if not (names_electrode(label) or auxiliary_kind(label) in ("ecg", "eog", "emg")):
         return 1.0
     span = abs(float(span))
-    if span < 0.1:
-        return 1e6
-    if span < 100.0:
-        return 1e3
-    return 1.0
+    return 1e6 if span < 0.1 else 1e3 if span < 100.0 else 1.0
 
 
 class EdfHeader:
@@ -101,15 +91,10 @@ class EdfHeader:
         self.recording_field = _text(head[88:168])
         self.start_date = _text(head[168:176])
         n_signals = int(_number(path, head[252:256], "number of signals", integer=True))
-        if not 1 <= n_signals <= MAX_SIGNALS:
-            raise ReaderError(path, f"header field number of signals: expected 1..{MAX_SIGNALS}; got {n_signals}")
+        _expect(1 <= n_signals <= MAX_SIGNALS, path, "number of signals", f"1..{MAX_SIGNALS}", n_signals)
         header_bytes = int(_number(path, head[184:192], "header bytes", integer=True))
-        if header_bytes != 256 * (n_signals + 1):
-            raise ReaderError(
-                path,
-                f"header field header bytes: expected 256 * (1 + {n_signals} signals) = "
-                f"{256 * (n_signals + 1)}; got {header_bytes}",
-            )
+        expected = f"256 * (1 + {n_signals} signals) = {256 * (n_signals + 1)}"
+        _expect(header_bytes == 256 * (n_signals + 1), path, "header bytes", expected, header_bytes)
         if file_size < header_bytes:
             raise ReaderError(
                 path,
@@ -127,10 +112,8 @@ class EdfHeader:
                 "signals: expected at least one data signal; the file holds only annotations "
                 "(an EDF+ annotation file such as a hypnogram describes a recording; it is not one)",
             )
-        if self.record_duration <= 0:
-            raise ReaderError(
-                path, f"header field duration of a data record: expected seconds > 0; got {self.record_duration:g}"
-            )
+        duration = self.record_duration
+        _expect(duration > 0, path, "duration of a data record", "seconds > 0", f"{duration:g}")
         self._check_size(file_size)
 
     def _parse_signals(self, block: bytes) -> None:
@@ -155,38 +138,24 @@ class EdfHeader:
         self.dig_min, self.dig_max = numbers(5, "digital minimum", True), numbers(6, "digital maximum", True)
         self.samples_per_record = numbers(8, "samples per record", True)
         for i, label in enumerate(self.labels):
-            if self.samples_per_record[i] < 1:
-                raise ReaderError(
-                    path,
-                    f"header field samples per record of signal {i + 1} ({label!r}): "
-                    f"expected >= 1 (a sampling rate above 0 Hz); got {self.samples_per_record[i]}",
-                )
+            signal, spr = f"of signal {i + 1} ({label!r})", self.samples_per_record[i]
+            _expect(spr >= 1, path, f"samples per record {signal}", ">= 1 (a sampling rate above 0 Hz)", spr)
             if label in ANNOTATION_LABELS:
                 continue
-            if self.dig_max[i] <= self.dig_min[i]:
-                raise ReaderError(
-                    path,
-                    f"header field digital maximum of signal {i + 1} ({label!r}): "
-                    f"expected > digital minimum {self.dig_min[i]}; got {self.dig_max[i]}",
-                )
+            expected = f"> digital minimum {self.dig_min[i]}"
+            _expect(self.dig_max[i] > self.dig_min[i], path, f"digital maximum {signal}", expected, self.dig_max[i])
             if self.phys_max[i] == self.phys_min[i]:
-                raise ReaderError(
-                    path,
-                    f"header field physical maximum of signal {i + 1} ({label!r}): "
-                    f"expected != physical minimum; both are {self.phys_min[i]:g}",
-                )
+                both = f"both are {self.phys_min[i]:g}"
+                raise ReaderError(path, f"header field physical maximum {signal}: expected != physical minimum; {both}")
         self.record_bytes = int(self.samples_per_record.sum()) * self.sample_bytes
 
     def _check_size(self, file_size: int) -> None:
-        data_bytes = file_size - self.header_bytes
-        complete = data_bytes // self.record_bytes
+        complete = (file_size - self.header_bytes) // self.record_bytes
         if self.n_records == -1:  # "unknown": allowed while a recording is in progress
             self.n_records = complete
-        elif self.n_records < 1:
-            raise ReaderError(
-                self.path, f"header field number of data records: expected >= 1 (or -1); got {self.n_records}"
-            )
-        elif complete < self.n_records:
+        else:
+            _expect(self.n_records >= 1, self.path, "number of data records", ">= 1 (or -1)", self.n_records)
+        if complete < self.n_records:
             raise ReaderError(
                 self.path,
                 f"data records: the header declares {self.n_records} records of "
@@ -204,7 +173,7 @@ class EdfHeader:
 
     @property
     def discontinuous(self) -> bool:
-        return self.reserved.startswith("EDF+D") or self.reserved.startswith("BDF+D")
+        return self.reserved.startswith(("EDF+D", "BDF+D"))
 
     @property
     def edf_plus(self) -> bool:
@@ -271,9 +240,9 @@ def record_segments(path, onsets: np.ndarray, record_duration: float, samples_pe
 
 
 def bad_spans(notes, origin_s: float, segments: tuple[Segment, ...], sfreq: float) -> tuple[tuple[int, int], ...]:
-    """Sample ranges of the annotations whose text starts 'BAD' (MNE's mark for artifacts, kept
-    when MNE exports EDF), placed on the segments' clock (``origin_s``: the first record's onset);
-    a span over a gap covers each side's part, a zero-length one its sample."""
+    """Sample ranges of the 'BAD...' annotations (MNE's artifact marks) on the segments' clock
+    (``origin_s``: the first record's onset); a span over a gap covers each side's part, a
+    zero-length one its sample."""
     spans = []
     for onset, duration, text in notes:
         if not marks_bad(text):
@@ -292,9 +261,9 @@ def bad_spans(notes, origin_s: float, segments: tuple[Segment, ...], sfreq: floa
 
 
 def _eeg_rate(labels: list[str], samples_per_record: np.ndarray) -> int:
-    """The samples per record of the signals a reader returns; signals at other rates (a slow SpO2
-    or body position next to the EEG, say) are left out. The rate of the most EEG electrodes,
-    then of the most signals: a clinical export may hold more 1 Hz trend channels than EEG."""
+    """The samples per record of the signals a reader returns (others, a slow SpO2 say, are left
+    out): the rate of the most EEG electrodes, then of the most signals (a clinical export may hold
+    more 1 Hz trend channels than EEG)."""
     groups: dict[int, list[int]] = {}
     for label, rate in zip(labels, samples_per_record.tolist()):
         electrodes, signals = groups.setdefault(rate, [0, 0])
@@ -332,9 +301,8 @@ class EdfReader(Reader):
             except HarmonizeError:  # blank or unknown ('Volt', a writer's spelling): the range tells
                 to_uv.append(unit_from_range(hdr.labels[i], hdr.phys_max[i] - hdr.phys_min[i]))
         self._gain = (scale[self._idx] * np.array(to_uv))[:, None].astype(np.float64)
-        self._offset = ((hdr.phys_min[self._idx] - hdr.dig_min[self._idx] * scale[self._idx]) * np.array(to_uv))[
-            :, None
-        ]
+        offset = hdr.phys_min[self._idx] - hdr.dig_min[self._idx] * scale[self._idx]
+        self._offset = (offset * np.array(to_uv))[:, None]
         ch_names = unique_channel_names([hdr.labels[i] for i in self._idx])
         sfreq = main / hdr.record_duration
         n_times = hdr.n_records * main
@@ -362,9 +330,8 @@ class EdfReader(Reader):
             )
 
     def _annotations(self) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
-        """Each data record's onset (s), from the time-keeping TAL that opens its first annotation
-        signal, and the annotations the records hold as (onset, duration, text). Only an EDF+D
-        needs every record's onset; an EDF+C's come from the first (``record_duration`` apart)."""
+        """Each data record's onset (s), from the time-keeping TAL opening its first annotation signal
+        (an EDF+C's follow from the first), and the records' annotations as (onset, duration, text)."""
         hdr, nb = self.header, self.header.sample_bytes
         signal = next(i for i, lbl in enumerate(hdr.labels) if lbl in ANNOTATION_LABELS)
         at = hdr.header_bytes + int(hdr.samples_per_record[:signal].sum()) * nb

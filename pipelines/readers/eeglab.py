@@ -11,9 +11,7 @@ import numpy as np
 
 def eeglab_data_file(path: str | os.PathLike) -> str | None:
     """The file name an EEGLAB .set gives for its data (``EEG.data``: ``x.fdt``), or None where the
-    .set holds its data itself or cannot be read. MATLAB 5 files name their variables without
-    loading them, so a .set with its fields at the top reads only that one; MATLAB 7.3 (HDF5)
-    reads the one dataset either way."""
+    .set holds its data itself or cannot be read; reads only that variable."""
     import scipy.io  # only where a recording is an EEGLAB file
 
     value = None
@@ -52,10 +50,8 @@ def _hdf5_text(path) -> str | None:
 
 
 def eeglab_chaninfo_guard() -> None:
-    """Let MNE read an EEGLAB file whose ``EEG.chaninfo`` is an empty array (a .set written by a
-    script that never set it; EEGLAB's own saves write a struct): MNE calls ``chaninfo.get`` and
-    fails. Its loader is wrapped, once, to read such a field as an empty struct, which is what
-    it means; nothing else changes. The wrapper is left installed, so threads need no lock."""
+    """Let MNE read an EEGLAB file whose ``EEG.chaninfo`` is an empty array (a scripted .set), on which
+    ``chaninfo.get`` fails: MNE's loader is wrapped, once and for good (no lock), to read it as an empty struct."""
     from mne.io.eeglab import eeglab as module  # mne: heavy, loaded by the MNE readers only
 
     load = module._check_load_mat
@@ -73,11 +69,9 @@ def eeglab_chaninfo_guard() -> None:
 
 
 def eeglab_fiducials(fiducials: dict) -> dict | None:
-    """EEGLAB's nasion and ears in the frame and unit MNE gives its channels. MNE turns chanlocs
-    from EEGLAB's frame (x toward the nose, y toward the left ear) to its own (x toward the right
-    ear, y toward the nose) and into metres, but keeps nodatchans' fiducials as they are written;
-    their unit is the one that puts them 3 to 30 cm from the origin. None where the nasion then
-    does not lie ahead (a reader that turned them already)."""
+    """EEGLAB's nasion and ears turned into MNE's frame (x toward the right ear, y the nose) and metres,
+    as MNE turns the chanlocs but not nodatchans' fiducials; their unit puts them 3 to 30 cm from the
+    origin. None where the nasion then does not lie ahead (a reader turned them already)."""
     from mne.io.constants import FIFF  # mne: heavy, loaded by the MNE readers only
 
     norms = [math.hypot(*xyz) for xyz in fiducials.values()]

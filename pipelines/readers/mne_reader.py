@@ -34,8 +34,7 @@ from eegfm.pipelines.readers.eeglab import eeglab_chaninfo_guard, eeglab_fiducia
 
 
 def _quiet_mffpy() -> None:
-    """mffpy, which MNE reads EGI's MFF through, prints to stdout (a note for every MFF without
-    epoch categories, as continuous recordings are) and logs its XML registry at INFO."""
+    """Silence mffpy (MNE's EGI MFF reader): it prints a note to stdout for every continuous MFF and logs at INFO."""
     logging.getLogger("XMLType").setLevel(logging.WARNING)  # before the import that registers
     import mffpy.reader  # after the line above, and only for MFF files
 
@@ -49,42 +48,37 @@ class MneReader(Reader):
         super().__init__(path)
         import mne  # heavy: only where a file is not EDF or parquet
 
-        if format_of(path) == "egi":
+        fmt = format_of(path)
+        if fmt == "egi":
             _quiet_mffpy()
-        if format_of(path) == "eeglab":
+        if fmt == "eeglab":
             eeglab_chaninfo_guard()
-
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 # read_raw goes by the extension, and a later part of a split x.fif.gz ends -1.gz
-                read = mne.io.read_raw_fif if format_of(path) == "fif" else mne.io.read_raw
+                read = mne.io.read_raw_fif if fmt == "fif" else mne.io.read_raw
                 with _unique_brainvision_names(self.path) as header:
                     self._raw = read(header, preload=False, verbose="error")
         except ReaderError:
             raise
         except Exception as err:  # MNE raises many types for malformed files; all mean "unreadable"
-            raise ReaderError(path, f"not a readable {format_of(path)} file ({one_line(err)})") from err
-        raw = self._raw
-        check_info(path, raw.ch_names, float(raw.info["sfreq"]), int(raw.n_times))
+            raise ReaderError(path, f"not a readable {fmt} file ({one_line(err)})") from err
+        raw, sfreq, n_times = self._raw, float(self._raw.info["sfreq"]), int(self._raw.n_times)
+        check_info(path, raw.ch_names, sfreq, n_times)
         self._scale = _microvolt_scale(raw)
-        self.info = RecordingInfo(tuple(raw.ch_names), float(raw.info["sfreq"]), int(raw.n_times), _mne_clinical(raw))
+        self.info = RecordingInfo(tuple(raw.ch_names), sfreq, n_times, _mne_clinical(raw))
         self.identity_key = _mne_identity(raw)
-        if format_of(path) == "fif":
-            self._split_parts(raw)
+        # A split FIF (``pipelines.fif_parts``): MNE read this part and every one after it.
+        parts = [os.path.basename(str(f)) for f in raw.filenames if f] if fmt == "fif" else []
+        if len(parts) > 1:
+            self.split_parts = tuple(parts)
         notes = annotation_samples(raw)
-        self._segments = annotated_segments(notes, int(raw.n_times), float(raw.info["sfreq"]))
-        self.bad_spans = annotated_bad_spans(notes, int(raw.n_times))
-        self.events = annotated_events(notes, self.segments, float(raw.info["sfreq"]))
+        self._segments = annotated_segments(notes, n_times, sfreq)
+        self.bad_spans = annotated_bad_spans(notes, n_times)
+        self.events = annotated_events(notes, self.segments, sfreq)
         self.bad_channels = tuple(raw.info["bads"])
-        self.digitized = digitized_positions(raw.info, format_of(path))
-
-    def _split_parts(self, raw) -> None:
-        """A split FIF (``pipelines.fif_parts``): MNE read this part and every one after it (a
-        missing part is an error there, which quarantines the recording with MNE's reason)."""
-        files = [os.path.basename(str(f)) for f in raw.filenames if f]
-        if len(files) > 1:
-            self.split_parts = tuple(files)
+        self.digitized = digitized_positions(raw.info, fmt)
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         try:
@@ -101,9 +95,8 @@ class MneReader(Reader):
 
 @contextlib.contextmanager
 def _unique_brainvision_names(path: str):
-    """``path``, or for a BrainVision header naming two channels alike (two 'EOG' leads, unused
-    slots left blank) a copy whose duplicates are numbered as MNE numbers them elsewhere: MNE's
-    own BrainVision reader fails on them. An electrode named twice is refused, as in any format."""
+    """``path``, or for a BrainVision header naming two channels alike (two 'EOG' leads, blank slots),
+    on which MNE fails, a copy with the duplicates numbered (`unique_channel_names`)."""
     if format_of(path) != "brainvision":
         yield path
         return
@@ -138,13 +131,10 @@ def _unique_brainvision_names(path: str):
 
 
 def digitized_positions(info, fmt: str = "fif") -> Digitized | None:
-    """The EEG channels' positions a recording holds: a FIF's in its head frame (x toward the
-    right ear, y toward the nasion) where they were digitized, with the nasion and ears (None
-    without them: no head frame to trust), and so an EGI MFF's (its coordinates.xml); a
-    BrainVision header's [Coordinates], angles on the 10-20 sphere (MNE's fiducials for them are
-    made up, on its equator); an EEGLAB file's chanlocs where its chaninfo.nodatchans holds the
-    nasion and ears (without them EEGLAB's positions may be in any frame: a template's sphere, MNI
-    space). A channel without a position (all zeros) has none. Other formats: None."""
+    """The EEG channels' digitized positions (head frame: x toward the right ear, y the nasion): a
+    FIF's or EGI MFF's with the nasion and ears (None without them: no frame to trust); a BrainVision
+    header's [Coordinates] (angles on the 10-20 sphere; MNE's fiducials for them are made up); EEGLAB
+    chanlocs where chaninfo.nodatchans holds the nasion and ears. All-zero positions are none."""
     from mne.io.constants import FIFF  # mne: heavy, loaded by the MNE readers only
 
     if fmt not in ("fif", "egi", "brainvision", "eeglab"):
@@ -190,9 +180,8 @@ def _microvolt_scale(inst) -> np.ndarray:
 
 
 class EpochsReader(Reader):
-    """An epoched FIF (``-epo.fif``) or EEGLAB file (``trials`` > 1): its epochs back to back, each
-    a `Segment` (no window spans two). A FIF epoch starts at its event's time in the recording it
-    was cut from; EEGLAB keeps no such clock, so its epochs follow each other."""
+    """An epoched FIF or EEGLAB file: its epochs back to back, each a `Segment`, at its event's time
+    (a FIF's) or right after the one before (EEGLAB keeps no such clock)."""
 
     def __init__(self, path: str | os.PathLike, epochs):
         super().__init__(path)
