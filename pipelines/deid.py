@@ -18,7 +18,8 @@ from pathlib import Path
 
 MIN_KEY_BYTES = 16
 AGE_CAP_YEARS = 90.0
-PSEUDONYM_KINDS = ("site", "subject", "session", "recording")
+_PREFIXES = {"site": "site", "subject": "sub", "session": "ses", "recording": "rec"}
+PSEUDONYM_KINDS = tuple(_PREFIXES)
 
 
 class PseudonymKeyError(ValueError):
@@ -84,8 +85,7 @@ def pseudonym(key: bytes, kind: str, value: str, *, length: int = 16) -> str:
     """`<kind-prefix>-<hex>`: HMAC-SHA256 of the identifier, domain-separated by its kind."""
     if kind not in PSEUDONYM_KINDS:
         raise ValueError(f"kind: expected one of {', '.join(PSEUDONYM_KINDS)}; got {kind!r}")
-    prefix = {"site": "site", "subject": "sub", "session": "ses", "recording": "rec"}[kind]
-    return f"{prefix}-{keyed_hex(key, kind, value)[:length]}"
+    return f"{_PREFIXES[kind]}-{keyed_hex(key, kind, value)[:length]}"
 
 
 @dataclasses.dataclass(frozen=True)

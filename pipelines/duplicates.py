@@ -59,21 +59,20 @@ def _copies_of(group: tuple[str, Iterable[tuple[str, int, int]]]) -> list[tuple[
     return sorted(duplicate_sources((sha, *copy) for copy in copies).items())
 
 
-class DropDuplicates(beam.PTransform):
+@beam.ptransform_fn
+def DropDuplicates(pcolls):
     """``(recordings, rejected windows, outcomes)``, the same three without the copies: their
     spilled recordings and rejected windows left out, their outcomes quarantined."""
-
-    def expand(self, pcolls):
-        recordings, rejected, outcomes = pcolls
-        copies = (
-            outcomes
-            | "Hashes" >> beam.FlatMap(_hash_of)
-            | "ByHash" >> beam.GroupByKey()
-            | "Copies" >> beam.FlatMap(_copies_of)
-        )
-        found = beam.pvalue.AsDict(copies)
-        return (
-            recordings | "DropRecordings" >> beam.Filter(lambda rec, c: rec.source not in c, found),
-            rejected | "DropRejected" >> beam.Filter(lambda event, c: event.source not in c, found),
-            outcomes | "MarkOutcomes" >> beam.Map(mark_duplicate, found),
-        )
+    recordings, rejected, outcomes = pcolls
+    copies = (
+        outcomes
+        | "Hashes" >> beam.FlatMap(_hash_of)
+        | "ByHash" >> beam.GroupByKey()
+        | "Copies" >> beam.FlatMap(_copies_of)
+    )
+    found = beam.pvalue.AsDict(copies)
+    return (
+        recordings | "DropRecordings" >> beam.Filter(lambda rec, c: rec.source not in c, found),
+        rejected | "DropRejected" >> beam.Filter(lambda event, c: event.source not in c, found),
+        outcomes | "MarkOutcomes" >> beam.Map(mark_duplicate, found),
+    )

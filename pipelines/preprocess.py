@@ -89,12 +89,6 @@ def _run(parser, argv, args, beam_args, redaction: RunRedaction) -> dict:
         config, items, ignored, datasets, key = _inputs(parser, argv, args, options, redaction)
     except (ConfigError, PseudonymKeyError, ValueError, *STORE_ERRORS) as err:
         parser.error(str(err))
-    if not items:
-        parser.error(f"--input {' '.join(args.input)}: no recordings found (only {len(ignored)} sidecar/doc files)")
-    try:
-        _check_artifact_options(args, {item.site for item in items})
-    except ConfigError as err:
-        parser.error(str(err))
     if options.view_as(StandardOptions).runner is None:
         # Name the runner explicitly (Beam otherwise logs that it is guessing one); its
         # --direct_running_mode defaults to in_memory, one process.
@@ -154,7 +148,7 @@ def _pipeline_options(parser, args, beam_args: list[str]) -> PipelineOptions:
 
 def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedaction):
     """The run's config, recordings, files passed over, data sets and key, once every path it needs
-    is reachable; keys ``redaction`` with the inputs."""
+    is reachable and the artifact options hold; keys ``redaction`` with the inputs."""
     check_s3_credentials([*([] if args.s3_anonymous else args.input), args.output, args.pseudonym_key_file], options)
     dry_run = options.get_all_options().get("dry_run")  # a dry run lists inputs but writes nothing
     if not dry_run:
@@ -169,7 +163,7 @@ def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedactio
             config.stride_seconds - config.window_seconds,
         )
     check_sharding(args)
-    args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file, args.create_key_file)
+    _ensure_key(args.pseudonym_key_file, args.create_key_file)
     key = load_key(args.pseudonym_key_file)
     if "://" not in args.pseudonym_key_file:  # object stores have their own access control
         warn_if_shared(args.pseudonym_key_file)
@@ -181,6 +175,9 @@ def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedactio
     named = [*args.input, *(p for item in items for p in related_paths(item)), *(g.path for g in ignored)]
     redaction.keyed(key, named, kept_folders(args.input))
     ignored = [Ignored(redaction.redactor.path(g.path), redaction.scrub(g.reason)) for g in ignored]
+    if not items:
+        raise ValueError(f"--input {' '.join(args.input)}: no recordings found (only {len(ignored)} sidecar/doc files)")
+    _check_artifact_options(args, {item.site for item in items})
     return config, items, ignored, datasets, key
 
 
@@ -398,10 +395,10 @@ def _check_artifact_options(args, sites: set[str]) -> None:
         )
 
 
-def _ensure_key(path: str, create: bool = False) -> str:
+def _ensure_key(path: str, create: bool = False) -> None:
+    """A new key file at a missing ``path`` that is the default or ``create``; PseudonymKeyError elsewhere."""
     if "://" in path or os.path.exists(path):
-        load_key(path)  # fail now, on the launcher, with a clear message
-        return path
+        return
     if path != DEFAULT_KEY_FILE and not create:
         raise PseudonymKeyError(
             f"--pseudonym_key_file {path}: no such file; for a first run pass --create_key_file to create a "
@@ -409,7 +406,6 @@ def _ensure_key(path: str, create: bool = False) -> str:
         )
     create_key(path)
     log.info("created a new pseudonym key at %s (keep it for stable pseudonyms)", path)
-    return path
 
 
 def _describe_datasets(datasets: dict[str, str], redactor: PathRedactor | None = None) -> str:

@@ -32,6 +32,15 @@ from eegfm.pipelines.windowing import Cutting, Span, cut_span, mark_annotated_ba
 
 log = get_logger("process")
 
+# What reading a file raises for its own or its store's reasons, including Beam's S3ClientError
+# (a 403 Forbidden, say), which is no OSError.
+try:
+    from apache_beam.io.aws.clients.s3.messages import S3ClientError
+
+    READ_ERRORS = (*STORE_ERRORS, S3ClientError)
+except ImportError:
+    READ_ERRORS = STORE_ERRORS
+
 
 # Stretches the constant-channel test reads, spread over the recording: a channel must be still in
 # every one, so a dropout or an electrode loose for a while is not taken for one never recorded.
@@ -61,19 +70,6 @@ def _ids(item: SourceItem, reader: Reader, key: bytes, sha: str) -> dict[str, st
         "session_id": pseudonym(key, "session", f"{subject_raw}\x00{item.session_key}") if item.session_key else "",
         "recording_id": pseudonym(key, "recording", sha),
     }
-
-
-def _read_errors() -> tuple[type[BaseException], ...]:
-    """What reading a file raises for its own or its store's reasons, including Beam's S3ClientError
-    (a 403 Forbidden, say), which is no OSError."""
-    try:
-        from apache_beam.io.aws.clients.s3.messages import S3ClientError
-    except ImportError:
-        return STORE_ERRORS
-    return (*STORE_ERRORS, S3ClientError)
-
-
-READ_ERRORS = _read_errors()
 
 
 def process_recording(

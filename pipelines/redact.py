@@ -100,9 +100,7 @@ class PathRedactor:
         return self._names_of(path, relative=False)
 
     def _names_of(self, path: str, relative: bool) -> str:
-        scheme, sep, rest = ("", "", path) if relative else path.partition("://")
-        if not sep:
-            scheme, rest = "", path
+        scheme, sep, rest = ("", "", path) if relative or "://" not in path else path.partition("://")
         parts = rest.split("/")
         last = len(parts) - 1
         out = []
@@ -170,9 +168,7 @@ def kept_folders(inputs: Iterable[str]) -> list[str]:
     glob, the folder before its first wildcard); names below them are redacted."""
     kept = []
     for given in inputs:
-        scheme, sep, rest = given.partition("://")
-        if not sep:
-            scheme, rest = "", given
+        scheme, sep, rest = given.partition("://") if "://" in given else ("", "", given)
         parts = rest.rstrip("/").split("/")
         wild = next((i for i, part in enumerate(parts) if _WILDCARD.search(part)), None)
         parts = parts[:wild] if wild is not None else parts[:-1]
