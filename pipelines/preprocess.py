@@ -121,11 +121,8 @@ def _pipeline_options(parser, args, beam_args: list[str]) -> PipelineOptions:
     """Beam's options from the arguments the job's parser left; refuses those Beam does not know either."""
     unknown = unrecognized(beam_args)
     if unknown:  # Beam would only warn and run without them
-        parser.error(
-            describe(
-                unknown, [flag for action in parser._actions for flag in action.option_strings], beam_option_names()
-            )
-        )
+        own = [flag for action in parser._actions for flag in action.option_strings]
+        parser.error(describe(unknown, own, beam_option_names()))
     if args.s3_anonymous:
         private = [
             f"{flag} {path}"

@@ -137,16 +137,11 @@ def _count(outcome: Outcome, event: Window | RejectedWindow) -> None:
             outcome.repaired[channel] = outcome.repaired.get(channel, 0) + 1
 
 
-@contextlib.contextmanager
-def _open(local: str) -> Iterator[Reader]:
+def _open(local: str) -> contextlib.closing[Reader]:
     try:
-        reader = open_recording(local)
+        return contextlib.closing(open_recording(local))
     except ReaderError as err:
         raise StageError("read", str(err).split(": ", 1)[-1]) from err
-    try:
-        yield reader
-    finally:
-        reader.close()
 
 
 def _event_windows(item: SourceItem, events) -> tuple[LabeledWindow, ...]:
@@ -196,15 +191,13 @@ def _electrodes(reader: Reader, plan, config: PreprocessConfig) -> Reader:
         chains = "; ".join(", ".join(chain) for chain in plan.chains)
         raise StageError(
             "harmonize",
-            (
-                f"a bipolar montage ({len(plan.derivations) + len(plan.left_out)} derivations such as "
-                f"{', '.join(names[i] for i in plan.derivations[:3])}): its derivations form {len(plan.chains)} "
-                f"chains with no electrode in common ({chains}), each against a reference of its own, so only the "
-                f"largest gives electrode potentials: {len(sites)} of the 19 10-20 sites "
-                f"({', '.join(sorted(sites, key=schema.CHANNELS.index))}); need at least {config.min_channels} "
-                "(--min_channels). A derivation joining the chains (the double banana's T7-FT9, FT9-FT10, FT10-T8 "
-                "bridge) or a referential export would give them all"
-            ),
+            f"a bipolar montage ({len(plan.derivations) + len(plan.left_out)} derivations such as "
+            f"{', '.join(names[i] for i in plan.derivations[:3])}): its derivations form {len(plan.chains)} "
+            f"chains with no electrode in common ({chains}), each against a reference of its own, so only the "
+            f"largest gives electrode potentials: {len(sites)} of the 19 10-20 sites "
+            f"({', '.join(sorted(sites, key=schema.CHANNELS.index))}); need at least {config.min_channels} "
+            "(--min_channels). A derivation joining the chains (the double banana's T7-FT9, FT9-FT10, FT10-T8 "
+            "bridge) or a referential export would give them all",
         )
     return BipolarReader(reader, plan)
 

@@ -10,6 +10,7 @@ as encoding the updated record).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 from collections.abc import Iterator
@@ -108,10 +109,8 @@ class SpillWriter:
         """Forget every window added and delete the spill file (after :meth:`close`)."""
         if self._rows:
             self._rows.clear()
-            try:
+            with contextlib.suppress(BeamIOError, OSError):  # the run removes its spill folder at the end anyway
                 delete([self.path])
-            except (BeamIOError, OSError):  # the run removes its spill folder at the end anyway
-                pass
 
     def recording(self, source: str) -> SpilledRecording:
         """The metadata of everything added (at least one window), after :meth:`close`."""
