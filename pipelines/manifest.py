@@ -53,15 +53,6 @@ def window_counts(counted: tuple[str, str, str, int, str]) -> list[tuple[str, fl
     ]
 
 
-def _per_site_label(counts: dict) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for key, value in sorted(counts.items()):
-        if key.startswith("site_label/"):
-            site, label = key[len("site_label/") :].split("/", 1)
-            out.setdefault(site, {})[label] = int(value)
-    return out
-
-
 def quarantine_line(event) -> str:
     """The quarantine.jsonl line of a quarantined input (`Outcome`), an `Ignored` file or a `RejectedWindow`."""
     if isinstance(event, Outcome):
@@ -110,6 +101,11 @@ def _counts(inputs: list[dict], counts: dict, n_inputs: int, n_ignored: int) -> 
     def named(prefix: str) -> dict[str, int]:
         return {k[len(prefix) :]: int(v) for k, v in sorted(counts.items()) if k.startswith(prefix)}
 
+    per_site_label: dict[str, dict[str, int]] = {}
+    for key, n in named("site_label/").items():
+        site, label = key.split("/", 1)
+        per_site_label.setdefault(site, {})[label] = n
+
     return {
         "inputs": n_inputs,
         "processed": sum(d["status"] == "processed" for d in inputs),
@@ -129,12 +125,12 @@ def _counts(inputs: list[dict], counts: dict, n_inputs: int, n_ignored: int) -> 
         "per_subject": named("subject/"),
         "per_label": named("label/"),
         # each site's windows by label: a class balance that differs between sites shows here
-        "per_site_label": _per_site_label(counts),
+        "per_site_label": per_site_label,
         # windows by the corpus's own split (the TUH corpora's train, dev, eval); pretraining
         # reads it to say how many windows its exclude_corpus_splits leaves out
         "per_corpus_split": named("split/"),
         # windows by length in samples at 256 Hz: sliding windows, HMS's 50 s, labels.csv events ...
-        "per_length_samples": {k[8:]: int(v) for k, v in counts.items() if k.startswith("samples/")},
+        "per_length_samples": named("samples/"),
     }
 
 
