@@ -1,12 +1,10 @@
 """The eegfm data contract: one ``tf.train.Example`` per EEG window (``docs/design.md``).
 
-This module is the single owner of the contract. ``WindowRecord`` holds one window exactly as it
-will be stored (samples already rounded to float16, scalars to float32), so
-``decode_example(encode_example(r)) == r`` holds bit for bit. The wire format is written by hand
-(:mod:`pipelines.example_wire`), so nothing but ``tf_feature_description()`` (for ``tf.data``
-users) needs TensorFlow; :mod:`pipelines.record_fields` checks and casts each field.
-
-Features (all are always written, so every file parses with one fixed description):
+``WindowRecord`` holds a window exactly as stored (samples rounded to float16, scalars to
+float32), so ``decode_example(encode_example(r)) == r`` bit for bit. The wire format is
+:mod:`pipelines.example_wire`'s and the field checks :mod:`pipelines.record_fields`'s; only
+``tf_feature_description()`` needs TensorFlow. Every feature is always written, so every file parses
+with one fixed description; decoding ignores unknown features, so a newer writer's files stay readable.
 
 ===================  =========  ===============================================================
 feature              type       meaning
@@ -39,9 +37,6 @@ ecg                  bytes      optional auxiliary ECG, float16 little-endian [n
 corpus_split         bytes      the source corpus's own split of the recording, ``train``,
                                 ``dev`` or ``eval`` (TUAB, TUSZ, TUEV); empty when it has none
 ===================  =========  ===============================================================
-
-Decoding ignores features it does not know, so files from a newer writer that only adds features
-stay readable.
 """
 
 from __future__ import annotations
@@ -57,7 +52,7 @@ import numpy as np
 from eegfm.core.tasks import HMS_CLASSES, HMS_VOTE_COLUMNS  # noqa: F401 (re-exported)
 from eegfm.pipelines import record_fields as field
 from eegfm.pipelines.channels import CANONICAL_CHANNELS, N_CANONICAL
-from eegfm.pipelines.example_wire import (  # noqa: F401
+from eegfm.pipelines.example_wire import (  # noqa: F401 (re-exported)
     SchemaError,
     decode_features,
     empty_list,
@@ -68,7 +63,7 @@ from eegfm.pipelines.example_wire import (  # noqa: F401
     len_field,
     varint,
 )
-from eegfm.pipelines.record_fields import EEG_DTYPE, FLOAT16_MAX, FLOAT32_MAX, float32_to_float16  # noqa: F401
+from eegfm.pipelines.record_fields import EEG_DTYPE, float32_to_float16  # noqa: F401 (re-exported)
 
 CHANNELS: tuple[str, ...] = CANONICAL_CHANNELS
 N_CHANS: int = N_CANONICAL
@@ -84,16 +79,10 @@ SITE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HEX64 = re.compile(rb"[0-9a-f]{64}")
 
 
-# The feature table: one declaration drives encoding, decoding and the TensorFlow description.
-
-
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
-    """How one feature is stored: list kind, number of values (None: any) and default if absent.
-
-    A feature with ``size=None`` is a variable-length list (``tf.io.VarLenFeature``; absent reads
-    as empty). A fixed-size feature without a default is required.
-    """
+    """How one feature is stored: list kind, number of values (None: a variable-length list that
+    reads as empty when absent) and the value an absent feature reads as (None: required)."""
 
     kind: str  # "bytes" | "float" | "int64"
     size: int | None = 1
@@ -132,7 +121,6 @@ def tf_feature_description() -> dict[str, Any]:
 
     ``eeg`` and ``ecg`` come back as raw bytes: decode with
     ``tf.io.decode_raw(x, tf.float16, little_endian=True)`` and reshape with ``shape``.
-    TensorFlow is imported here only, so nothing else in this module needs it.
     """
     import tensorflow as tf
 
@@ -148,9 +136,6 @@ def tf_feature_description() -> dict[str, Any]:
     return description
 
 
-# WindowRecord -------------------------------------------------------------------------------
-
-
 def _empty_f32() -> np.ndarray:
     return np.zeros(0, dtype=np.float32)
 
@@ -159,10 +144,9 @@ def _empty_f32() -> np.ndarray:
 class WindowRecord:
     """One EEG window with its metadata, normalized to exactly what the Example stores.
 
-    ``__post_init__`` validates every field and normalizes types: ``eeg``/``ecg`` become C-ordered
-    little-endian float16, ``channel_mask`` int64, ``quality``/``votes``/``extra`` float32 arrays,
-    float scalars are rounded to float32 and text fields become bytes (str is UTF-8 encoded).
-    Errors raise ``SchemaError`` naming the field, what was expected and what was received.
+    ``__post_init__`` validates every field: ``eeg``/``ecg`` become C-ordered little-endian float16,
+    ``channel_mask`` int64, lists float32 arrays, float scalars float32-rounded floats and text
+    bytes (str is UTF-8 encoded). ``SchemaError`` names the field, what was expected and what came.
     """
 
     eeg: np.ndarray
@@ -202,38 +186,31 @@ class WindowRecord:
         self.sfreq = field.float32("sfreq", self.sfreq)
         if self.sfreq != SFREQ:
             field.fail("sfreq", f"{SFREQ} (every stored window is resampled to it)", f"{self.sfreq}")
-        self._normalize_ids()
-        self.window_start_s = field.float32("window_start_s", self.window_start_s, low=0.0)
-        self.window_start_index = field.int64("window_start_index", self.window_start_index, low=-1)
-        self.quality = field.float_list("quality", self.quality)
-        self.artifact_score = field.float32("artifact_score", self.artifact_score, low=0.0, high=1.0)
-        self._normalize_labels()
-        self.age = field.float32("age", self.age, low=0.0, high=150.0, allow_nan=True)
-        self.sex = field.text("sex", self.sex)
-        if self.sex.decode("utf-8", "replace") not in SEXES:
-            field.fail("sex", f"one of {SEXES!r} (empty when unknown)", repr(self.sex))
-        self.extra = field.float_list("extra", self.extra)
-        self.corpus_split = field.text("corpus_split", self.corpus_split)
-        if self.corpus_split.decode("utf-8", "replace") not in CORPUS_SPLITS:
-            field.fail(
-                "corpus_split",
-                f"one of {CORPUS_SPLITS!r} (empty when the corpus has no split)",
-                repr(self.corpus_split),
-            )
-        self._normalize_provenance()
-
-    def _normalize_ids(self) -> None:
         for name in ("site_id", "subject_id", "session_id", "recording_id"):
-            value = field.text(name, getattr(self, name))
-            if not value and name != "session_id":
-                field.fail(name, "a non-empty pseudonym", "b''")
-            setattr(self, name, value)
+            required = "" if name == "session_id" else "a non-empty pseudonym"
+            setattr(self, name, field.text(name, getattr(self, name), required=required))
         if not SITE_ID_PATTERN.fullmatch(self.site_id.decode("utf-8", "replace")):
             field.fail(
                 "site_id",
                 f"a path-safe name matching {SITE_ID_PATTERN.pattern!r} (it names the output folder)",
                 repr(self.site_id),
             )
+        self.window_start_s = field.float32("window_start_s", self.window_start_s, low=0.0)
+        self.window_start_index = field.int64("window_start_index", self.window_start_index, low=-1)
+        self.quality = field.float_list("quality", self.quality)
+        self.artifact_score = field.float32("artifact_score", self.artifact_score, low=0.0, high=1.0)
+        self._normalize_labels()
+        self.age = field.float32("age", self.age, low=0.0, high=150.0, allow_nan=True)
+        self.sex = field.choice("sex", self.sex, SEXES, "empty when unknown")
+        self.extra = field.float_list("extra", self.extra)
+        self.corpus_split = field.choice(
+            "corpus_split", self.corpus_split, CORPUS_SPLITS, "empty when the corpus has no split"
+        )
+        self.source_sha256 = field.text("source_sha256", self.source_sha256)
+        if not _HEX64.fullmatch(self.source_sha256):
+            field.fail("source_sha256", "64 lowercase hex digits", repr(self.source_sha256))
+        self.pipeline_version = field.text("pipeline_version", self.pipeline_version, required="a non-empty string")
+        self.config_hash = field.text("config_hash", self.config_hash, required="a non-empty string")
 
     def _normalize_labels(self) -> None:
         self.label = field.int64("label", self.label, low=-1)
@@ -249,16 +226,6 @@ class WindowRecord:
             field.fail("task", "a label space name (e.g. b'hms6') for a labeled window", "b''")
         if self.task == HMS_TASK.encode() and self.label >= len(HMS_CLASSES):
             field.fail("label", f"-1 or a class index below {len(HMS_CLASSES)} for task {HMS_TASK!r}", f"{self.label}")
-
-    def _normalize_provenance(self) -> None:
-        self.source_sha256 = field.text("source_sha256", self.source_sha256)
-        if not _HEX64.fullmatch(self.source_sha256):
-            field.fail("source_sha256", "64 lowercase hex digits", repr(self.source_sha256))
-        for name in ("pipeline_version", "config_hash"):
-            value = field.text(name, getattr(self, name))
-            if not value:
-                field.fail(name, "a non-empty string", "b''")
-            setattr(self, name, value)
 
     @property
     def n_times(self) -> int:
@@ -277,11 +244,10 @@ class WindowRecord:
     __hash__ = None  # type: ignore[assignment]  # mutable, like every dataclass with eq
 
 
-# WindowRecord <-> Example -------------------------------------------------------------------
-
-
 def _record_features(record: WindowRecord) -> dict[str, tuple[str, Any]]:
     """``{name: (kind, values)}`` for every feature; scalars become one-element lists."""
+    if not isinstance(record, WindowRecord):
+        raise SchemaError(f"encode_example: expected a WindowRecord; got {type(record).__name__}")
     derived = {
         "eeg": record.eeg.tobytes(),
         "shape": record.shape,
@@ -296,8 +262,6 @@ def _record_features(record: WindowRecord) -> dict[str, tuple[str, Any]]:
 
 def encode_example(record: WindowRecord) -> bytes:
     """Serialize a validated window as a deterministic ``tf.train.Example``."""
-    if not isinstance(record, WindowRecord):
-        raise SchemaError(f"encode_example: expected a WindowRecord; got {type(record).__name__}")
     return encode_features(_record_features(record))
 
 
@@ -308,8 +272,6 @@ def encode_example_patchable(record: WindowRecord, floats: Sequence[str]) -> tup
     Floats have a fixed width on the wire, so overwriting them there (e.g. an artifact score known
     only later) gives exactly the bytes ``encode_example`` would give for the updated record.
     """
-    if not isinstance(record, WindowRecord):
-        raise SchemaError(f"encode_example: expected a WindowRecord; got {type(record).__name__}")
     features = _record_features(record)
     entries = feature_entries(features)
     body = sum(size for _, size, _ in entries)
@@ -328,8 +290,11 @@ def encode_example_patchable(record: WindowRecord, floats: Sequence[str]) -> tup
     return join_entries(entries), offsets
 
 
+_SCALAR = {"bytes": bytes, "float": float, "int64": int}
+
+
 def _feature_values(features: Mapping[str, tuple[str, Any]], name: str) -> Any:
-    """The values of ``name`` checked against ``FEATURES``: a scalar for size 1, else a list."""
+    """The values of ``name`` checked against ``FEATURES``: a Python scalar for size 1, else a list."""
     spec = FEATURES[name]
     if name not in features:
         if spec.size is None:
@@ -342,7 +307,7 @@ def _feature_values(features: Mapping[str, tuple[str, Any]], name: str) -> Any:
         raise SchemaError(f"feature {name!r}: expected {spec.kind} values; got {kind} values")
     if spec.size is not None and len(values) != spec.size:
         raise SchemaError(f"feature {name!r}: expected {spec.size} {spec.kind} value(s); got {len(values)}")
-    return values[0] if spec.size == 1 else values
+    return _SCALAR[spec.kind](values[0]) if spec.size == 1 else values
 
 
 def _decode_signal(name: str, raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
@@ -368,9 +333,4 @@ def decode_example(data: bytes | memoryview) -> WindowRecord:
     values["eeg"] = _decode_signal("eeg", values["eeg"], shape)
     ecg = values.pop("ecg")
     values["ecg"] = _decode_signal("ecg", ecg, shape[1:]) if ecg else None
-    values["sfreq"], values["window_start_s"], values["artifact_score"], values["age"] = (
-        float(values[k]) for k in ("sfreq", "window_start_s", "artifact_score", "age")
-    )
-    values["label"] = int(values["label"])
-    values["window_start_index"] = int(values["window_start_index"])
     return WindowRecord(**values)
