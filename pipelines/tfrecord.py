@@ -4,25 +4,13 @@ Framing (TensorFlow's ``core/lib/io/record_writer.cc``), all integers little-end
 
     uint64 length | uint32 masked_crc32c(length) | data | uint32 masked_crc32c(data)
 
-SNAPPY compression (``core/lib/io/snappy/snappy_{output,input}stream``): the framed record stream
-is cut into blocks, each written as a 4-byte *big-endian* compressed length followed by one raw
-snappy block (no stream identifier, no per-chunk CRC; framed snappy is not readable by TF). Block
-boundaries need not align with records: the reader concatenates the decompressed blocks into one
-stream.
-
-Checked against TensorFlow 2.21 (``tests/pipelines/test_tfrecord.py`` pins these): its SNAPPY
-reader rejects any block that *decompresses* to over 262144 bytes, whatever its ``buffer_size``,
-and reads smaller blocks and records split across blocks; its writer
-(``tf.data.experimental.TFRecordWriter(path, "SNAPPY")``; ``tf.io.TFRecordOptions`` refuses
-"SNAPPY") compresses a write that does not fit its 256 KiB buffer as one block, so it writes
-records over 256 KiB that it cannot read back; ``flush`` ends a block early; an empty file is a
-valid stream of no records.
-
-So this writer cuts the stream into blocks of exactly ``SNAPPY_BLOCK_BYTES`` (256 KiB) of input,
-the last one shorter: records of any size stay readable by TensorFlow and full blocks compress
-best. The bytes differ from TF's (block boundaries; cramjam's snappy encoder makes other valid
-choices than Google's), the format does not. The reader takes blocks up to ``MAX_BLOCK_BYTES``,
-so TF-written files with big records read here although TF cannot read them.
+SNAPPY (``core/lib/io/snappy/snappy_{output,input}stream``): the framed stream is cut into blocks,
+each a 4-byte *big-endian* compressed length and one raw snappy block (framed snappy is not readable
+by TF); blocks need not align with records. TensorFlow 2.21's reader rejects a block that
+decompresses to over 256 KiB (``tests/pipelines/test_tfrecord.py`` pins this), and its writer
+writes such blocks for bigger records. So this writer cuts the stream into blocks of exactly
+``SNAPPY_BLOCK_BYTES`` of input, the last one shorter: records of any size stay readable by TF. The
+bytes differ from TF's, the format does not. The reader takes blocks up to ``MAX_BLOCK_BYTES``.
 """
 
 from __future__ import annotations
@@ -42,6 +30,7 @@ MAX_BLOCK_BYTES = 64 * 1024 * 1024  # reader's bound, so a corrupt length cannot
 COMPRESSIONS = ("SNAPPY", None)
 HEADER_BYTES = 12  # uint64 length + uint32 masked crc of it
 FOOTER_BYTES = 4  # uint32 masked crc of the data
+FRAME_OVERHEAD = HEADER_BYTES + FOOTER_BYTES
 
 # snappy::MaxCompressedLength: the worst case for incompressible input.
 _MAX_COMPRESSED_BLOCK = 32 + MAX_BLOCK_BYTES + MAX_BLOCK_BYTES // 6
@@ -52,7 +41,7 @@ _READ_CHUNK = 1 << 20
 class CorruptTFRecordError(OSError):
     """A TFRecord file is truncated or corrupt; the message names the file and the byte offset."""
 
-    def __init__(self, path: str, offset: int, reason: str, *, block_offset: int | None = None):
+    def __init__(self, path: str, offset: int, reason: str, block_offset: int | None = None):
         self.path, self.offset, self.reason, self.block_offset = path, offset, reason, block_offset
         where = f"byte offset {offset}"
         if block_offset is not None:
@@ -60,18 +49,11 @@ class CorruptTFRecordError(OSError):
         super().__init__(f"{path}: corrupt TFRecord at {where}: {reason}")
 
     def __reduce__(self):  # pickled (between processes) by its fields, not its message
-        return _corrupt_tfrecord_error, (self.path, self.offset, self.reason, self.block_offset)
-
-
-def _corrupt_tfrecord_error(path: str, offset: int, reason: str, block_offset: int | None) -> CorruptTFRecordError:
-    return CorruptTFRecordError(path, offset, reason, block_offset=block_offset)
+        return CorruptTFRecordError, (self.path, self.offset, self.reason, self.block_offset)
 
 
 def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
-    """TFRecord's masked CRC-32C: rotate right by 15 bits, add a constant (mod 2**32).
-
-    TensorFlow masks CRCs because CRCs of data that itself contains CRCs are weak.
-    """
+    """TFRecord's masked CRC-32C: rotated right by 15 bits, plus a constant (mod 2**32)."""
     crc = google_crc32c.value(data if isinstance(data, bytes) else bytes(data))
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
@@ -85,9 +67,6 @@ def record_header(length: int) -> bytes:
 def frame_record(data: bytes) -> bytes:
     """One record in TFRecord framing (what an uncompressed TFRecord file is a concatenation of)."""
     return record_header(len(data)) + data + struct.pack("<I", masked_crc32c(data))
-
-
-FRAME_OVERHEAD = HEADER_BYTES + FOOTER_BYTES
 
 
 def unframe_record(framed: bytes, size: int, where: str) -> bytes:
@@ -106,13 +85,11 @@ def unframe_record(framed: bytes, size: int, where: str) -> bytes:
 
 
 class SnappyTFRecordWriter:
-    """Writes TFRecords to a binary file object as TensorFlow-readable SNAPPY blocks.
+    """Writes serialized records to a binary file object as TensorFlow-readable SNAPPY blocks.
 
-    ``write`` takes one record (already serialized, e.g. a ``tf.train.Example``); the framed stream
-    is buffered and written as full ``block_bytes`` blocks. ``flush`` ends the current block early
-    (the file stays valid, compression gets slightly worse) and flushes ``fileobj``. ``close``
-    writes the last block; it also closes ``fileobj`` only if ``close_fileobj`` (like
-    ``gzip.GzipFile(fileobj=...)``, the caller owns the file by default).
+    The framed stream is written in full ``block_bytes`` blocks; ``flush`` ends a block early (the
+    file stays valid) and flushes ``fileobj``; ``close`` writes the last block, and closes
+    ``fileobj`` only if ``close_fileobj`` (the caller owns it by default).
     """
 
     def __init__(self, fileobj: IO[bytes], *, block_bytes: int = SNAPPY_BLOCK_BYTES, close_fileobj: bool = False):
@@ -201,14 +178,9 @@ def write_records(
     return writer.records_written
 
 
-# Reading ----------------------------------------------------------------------------------------
-
-
 class _Scratch:
-    """A reusable byte buffer. Each snappy block is read and decompressed into memory that is
-    already mapped and cached, where new objects per block (the compressed bytes, cramjam's
-    output and a ``bytes`` copy of it) cost a third of the reader's time per record. A larger
-    request gets a new buffer, never a resize: views of the old one may still be alive."""
+    """A reusable byte buffer: new objects per snappy block cost a third of the reader's time. A
+    larger request gets a new buffer, never a resize: views of the old one may still be alive."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -249,8 +221,7 @@ def _plain_chunks(fileobj: IO[bytes]) -> Iterator[tuple[int | None, bytes]]:
 
 
 def _snappy_chunks(source: _FileBytes, path: str) -> Iterator[tuple[int | None, memoryview]]:
-    """Yield ``(file_offset, decompressed_block)`` for each snappy block of the file. The block is
-    a view of a buffer that the next block overwrites: copy out what must outlive it."""
+    """``(file_offset, decompressed_block)`` per snappy block; the next block overwrites the view."""
     offset = 0
     decompressed = _Scratch()
     while prefix := source.take(4):
@@ -287,11 +258,8 @@ def _decompress_block(block: memoryview, out: _Scratch, path: str, offset: int) 
 
 
 class _Stream:
-    """Exact-size reads across a sequence of chunks, remembering where each byte came from.
-
-    A chunk may be a view of a reused buffer (``_snappy_chunks``): what ``read`` returns is always
-    a copy, taken before the next chunk is fetched.
-    """
+    """Exact-size reads across chunks, remembering where each byte came from. A chunk may be a
+    reused buffer (``_snappy_chunks``), so ``read`` returns a copy."""
 
     def __init__(self, chunks: Iterator[tuple[int | None, bytes | memoryview]]):
         self._chunks = chunks
@@ -366,8 +334,7 @@ def _read_record(stream: _Stream, verify_crc: bool) -> bytes:
 
 
 def _skip_record(stream: _Stream, verify_crc: bool) -> None:
-    """Pass over a record: its length is checked (the next record's position depends on it), its
-    data neither copied nor checked."""
+    """Pass over a record: its length is checked (the next one starts after it), its data not."""
     length = _read_length(stream, verify_crc)
     skipped = stream.skip(length + FOOTER_BYTES)
     if skipped < length + FOOTER_BYTES:
@@ -403,11 +370,8 @@ def read_records(
     ``CorruptTFRecordError`` naming the file and byte offset on truncation, invalid snappy data or,
     with ``verify_crc``, a CRC mismatch. Records of an earlier, intact part are yielded first.
 
-    ``stride``/``offset``: only the records ``r`` with ``r % stride == offset`` (the k-th one
-    yielded is record ``offset + k * stride``), for readers that share a file. The others are
-    passed over: their lengths are read and checked, their data neither copied nor checked (the
-    reader that keeps a record checks it), which saves about a third of reading them (the
-    snappy blocks must still be decompressed to find where each record starts).
+    ``stride``/``offset``: only the records ``r`` with ``r % stride == offset``, for readers that
+    share a file; the others' lengths are checked, their data neither copied nor checked.
     """
     check_option("compression", compression, COMPRESSIONS)
     check_int("stride", stride, 1)
