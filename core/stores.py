@@ -179,12 +179,17 @@ def _via_proxy(url: str) -> tuple[str, str, int]:
     return f"{host}:{port}", host, port
 
 
-def _connect(host: str, port: int) -> str | None:
-    """None once a TCP connection to ``host:port`` opens; else why none did."""
+def unreachable(url: str) -> tuple[str, str] | None:
+    """None where a TCP connection to ``url``'s host (or the proxy that carries it) opens, else
+    ``(what was tried, why it failed)``; a host that answered once is not tried again."""
+    target, host, port = _via_proxy(url)
+    if (host, port) in _REACHABLE:
+        return None
     reason = ""
     for _ in range(CONNECT_ATTEMPTS):
         try:
             with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+                _REACHABLE.add((host, port))
                 return None
         except socket.gaierror as err:
             reason = f"its name does not resolve: {err.strerror or err}"
@@ -192,20 +197,7 @@ def _connect(host: str, port: int) -> str | None:
             reason = f"no answer within {CONNECT_TIMEOUT_S:g} s"
         except OSError as err:
             reason = err.strerror or type(err).__name__
-    return reason
-
-
-def unreachable(url: str) -> tuple[str, str] | None:
-    """None where a TCP connection to ``url``'s host (or the proxy that carries it) opens, else
-    ``(what was tried, why it failed)``; a host that answered once is not tried again."""
-    target, host, port = _via_proxy(url)
-    if (host, port) in _REACHABLE:
-        return None
-    reason = _connect(host, port)
-    if reason is not None:
-        return target, reason
-    _REACHABLE.add((host, port))
-    return None
+    return target, reason
 
 
 def check_reachable(paths: list[str], options: Any = None) -> None:

@@ -3,40 +3,9 @@
 ``WindowRecord`` holds a window exactly as stored (samples rounded to float16, scalars to
 float32), so ``decode_example(encode_example(r)) == r`` bit for bit. The wire format is
 :mod:`pipelines.example_wire`'s and the field checks :mod:`pipelines.record_fields`'s; only
-``tf_feature_description()`` needs TensorFlow. Every feature is always written, so every file parses
-with one fixed description; decoding ignores unknown features, so a newer writer's files stay readable.
-
-===================  =========  ===============================================================
-feature              type       meaning
-===================  =========  ===============================================================
-eeg                  bytes      float16 little-endian, C order, shape [19, n_times], microvolts
-shape                int64[2]   [19, n_times]
-channel_mask         int64[19]  1 measured, 0 interpolated
-sfreq                float      256.0
-site_id, subject_id  bytes      pseudonyms (keyed hash), never raw identifiers; ``site_id``
-session_id,                     also names the output folder, so it is path-safe; ``session_id``
-recording_id                    is empty when the source has no sessions
-window_start_s       float      offset of the window in the recording (float32: exact for
-                                whole samples at 256 Hz up to 18.2 h, then ~8 ms steps)
-window_start_index   int64      the same offset as a sample index at 256 Hz: exact at any
-                                length (-1 in records from writers that predate it)
-quality              float[k]   quality metrics; names and order are recorded in the manifest
-artifact_score       float      0 clean ... 1 artifact
-label                int64      class index in ``task``'s label space, or -1
-votes                float[6]   HMS expert votes (Seizure, LPD, GPD, LRDA, GRDA, Other) or empty
-task                 bytes      label space, e.g. ``hms6``; empty only for unlabeled windows
-age                  float      years; NaN when unknown
-sex                  bytes      ``F``, ``M`` or empty when unknown
-source_sha256        bytes      hex SHA-256 of the source file
-pipeline_version     bytes      ``PIPELINE_VERSION`` of the writer
-config_hash          bytes      hash of the preprocessing config
-extra                float[m]   optional extra per-window features (e.g. band powers); names and
-                                order are recorded in the manifest like ``quality``; usually empty
-ecg                  bytes      optional auxiliary ECG, float16 little-endian [n_times], same
-                                window and sfreq as ``eeg``; empty when absent
-corpus_split         bytes      the source corpus's own split of the recording, ``train``,
-                                ``dev`` or ``eval`` (TUAB, TUSZ, TUEV); empty when it has none
-===================  =========  ===============================================================
+``tf_feature_description()`` needs TensorFlow. Every feature in ``FEATURES`` is always written, so
+every file parses with one fixed description; decoding ignores unknown features, so a newer writer's
+files stay readable.
 """
 
 from __future__ import annotations
@@ -90,38 +59,37 @@ class FeatureSpec:
 
 
 FEATURES: dict[str, FeatureSpec] = {
-    "eeg": FeatureSpec("bytes"),
-    "shape": FeatureSpec("int64", 2),
-    "channel_mask": FeatureSpec("int64", N_CHANS),
-    "sfreq": FeatureSpec("float"),
+    "eeg": FeatureSpec("bytes"),  # float16 little-endian, C order, shape [19, n_times], microvolts
+    "shape": FeatureSpec("int64", 2),  # [19, n_times]
+    "channel_mask": FeatureSpec("int64", N_CHANS),  # 1 measured, 0 interpolated
+    "sfreq": FeatureSpec("float"),  # 256.0
+    # Pseudonyms (keyed hash), never raw identifiers; site_id also names the output folder (path-safe).
     "site_id": FeatureSpec("bytes"),
     "subject_id": FeatureSpec("bytes"),
-    "session_id": FeatureSpec("bytes"),
+    "session_id": FeatureSpec("bytes"),  # empty when the source has no sessions
     "recording_id": FeatureSpec("bytes"),
+    # Offset in the recording: float32 is exact for whole samples at 256 Hz up to 18.2 h, then ~8 ms steps.
     "window_start_s": FeatureSpec("float"),
-    "window_start_index": FeatureSpec("int64", 1, -1),
-    "quality": FeatureSpec("float", None),
-    "artifact_score": FeatureSpec("float"),
-    "label": FeatureSpec("int64"),
-    "votes": FeatureSpec("float", None),
-    "task": FeatureSpec("bytes"),
-    "age": FeatureSpec("float", 1, math.nan),
-    "sex": FeatureSpec("bytes", 1, b""),
-    "source_sha256": FeatureSpec("bytes"),
-    "pipeline_version": FeatureSpec("bytes"),
-    "config_hash": FeatureSpec("bytes"),
-    "extra": FeatureSpec("float", None),
-    "ecg": FeatureSpec("bytes", 1, b""),
-    "corpus_split": FeatureSpec("bytes", 1, b""),
+    "window_start_index": FeatureSpec("int64", 1, -1),  # the same in samples at 256 Hz (-1: an older writer)
+    "quality": FeatureSpec("float", None),  # quality metrics, named in the manifest
+    "artifact_score": FeatureSpec("float"),  # 0 clean ... 1 artifact
+    "label": FeatureSpec("int64"),  # class index in task's label space, or -1
+    "votes": FeatureSpec("float", None),  # HMS expert votes (HMS_CLASSES order) or empty
+    "task": FeatureSpec("bytes"),  # label space, e.g. hms6; empty only for unlabeled windows
+    "age": FeatureSpec("float", 1, math.nan),  # years; NaN when unknown
+    "sex": FeatureSpec("bytes", 1, b""),  # F, M or empty when unknown
+    "source_sha256": FeatureSpec("bytes"),  # hex SHA-256 of the source file
+    "pipeline_version": FeatureSpec("bytes"),  # PIPELINE_VERSION of the writer
+    "config_hash": FeatureSpec("bytes"),  # hash of the preprocessing config
+    "extra": FeatureSpec("float", None),  # optional per-window features (e.g. band powers), named in the manifest
+    "ecg": FeatureSpec("bytes", 1, b""),  # optional ECG, float16 little-endian [n_times] like eeg's; empty if absent
+    "corpus_split": FeatureSpec("bytes", 1, b""),  # the corpus's own split (train, dev, eval: TUAB, TUSZ, TUEV)
 }
 
 
 def tf_feature_description() -> dict[str, Any]:
-    """The ``tf.io.parse_single_example`` description of every feature in ``FEATURES``.
-
-    ``eeg`` and ``ecg`` come back as raw bytes: decode with
-    ``tf.io.decode_raw(x, tf.float16, little_endian=True)`` and reshape with ``shape``.
-    """
+    """The ``tf.io.parse_single_example`` description of ``FEATURES``; ``eeg`` and ``ecg`` come back
+    as bytes for ``tf.io.decode_raw(x, tf.float16, little_endian=True)``, reshaped by ``shape``."""
     import tensorflow as tf
 
     dtypes = {"bytes": tf.string, "float": tf.float32, "int64": tf.int64}
@@ -266,12 +234,9 @@ def encode_example(record: WindowRecord) -> bytes:
 
 
 def encode_example_patchable(record: WindowRecord, floats: Sequence[str]) -> tuple[bytes, dict[str, int]]:
-    """``encode_example(record)`` and, for each name in ``floats`` (float features), the byte offset
-    of its packed float32 values in it.
-
-    Floats have a fixed width on the wire, so overwriting them there (e.g. an artifact score known
-    only later) gives exactly the bytes ``encode_example`` would give for the updated record.
-    """
+    """``encode_example(record)`` and the byte offset in it of each float feature in ``floats``:
+    overwriting those fixed-width values (e.g. an artifact score known only later) gives exactly
+    the bytes ``encode_example`` would give for the updated record."""
     features = _record_features(record)
     entries = feature_entries(features)
     body = sum(size for _, size, _ in entries)
@@ -320,11 +285,8 @@ def _decode_signal(name: str, raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def decode_example(data: bytes | memoryview) -> WindowRecord:
-    """Parse a serialized ``tf.train.Example`` back into a validated ``WindowRecord``.
-
-    ``eeg`` and ``ecg`` are read-only views of the decoded bytes (no copy); copy them before
-    writing in place.
-    """
+    """A serialized ``tf.train.Example`` as a validated ``WindowRecord``; ``eeg`` and ``ecg`` are
+    read-only views of ``data`` (copy them before writing in place)."""
     features = decode_features(data)
     values = {name: _feature_values(features, name) for name in FEATURES}
     shape = tuple(int(v) for v in values.pop("shape"))

@@ -130,11 +130,8 @@ def site_file_pattern(output_dir: str, site: str | bytes, file_name_suffix: str 
 
 
 class RecordSource(Protocol):
-    """Records of one site that stay together and in order, read on demand (a recording's windows).
-
-    ``order`` places the source among its site's sources (unique within the site); ``sizes`` are
-    its records' lengths in bytes; ``records(first, last)`` yields records ``first..last-1``.
-    """
+    """Records of one site that stay together and in order, read on demand (a recording's windows):
+    ``order`` is unique within the site, ``sizes`` the records' lengths in bytes."""
 
     site: str
     order: Any

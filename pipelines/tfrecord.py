@@ -158,10 +158,8 @@ class SnappyTFRecordWriter:
 def write_records(
     target: str | os.PathLike[str] | IO[bytes], records: Iterable[bytes], *, compression: str | None = "SNAPPY"
 ) -> int:
-    """Write ``records`` to a local path or a binary file object; return how many were written.
-
-    For object stores pass a file object, e.g. ``apache_beam.io.filesystems.FileSystems.create``.
-    """
+    """Write ``records`` to a local path or a binary file object (e.g. ``FileSystems.create``'s
+    for object stores); return how many were written."""
     check_option("compression", compression, COMPRESSIONS)
     if isinstance(target, (str, os.PathLike)):
         with open(target, "wb") as fileobj:
@@ -365,13 +363,11 @@ def read_records(
 ) -> Iterator[bytes]:
     """Yield the records of a TFRecord file, plain (``compression=None``) or ``"SNAPPY"``.
 
-    ``source`` is a local path or a binary file object (for object stores pass
-    ``FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)``). Raises
-    ``CorruptTFRecordError`` naming the file and byte offset on truncation, invalid snappy data or,
-    with ``verify_crc``, a CRC mismatch. Records of an earlier, intact part are yielded first.
-
-    ``stride``/``offset``: only the records ``r`` with ``r % stride == offset``, for readers that
-    share a file; the others' lengths are checked, their data neither copied nor checked.
+    ``source``: a local path or a binary file object (for object stores ``FileSystems.open(path,
+    compression_type=CompressionTypes.UNCOMPRESSED)``). ``CorruptTFRecordError`` names the file and
+    byte offset of a truncation, invalid snappy data or (``verify_crc``) a CRC mismatch, after the
+    intact records before it. ``stride``/``offset``: only the records ``r % stride == offset``, for
+    readers that share a file; the others' lengths are checked, their data not.
     """
     check_option("compression", compression, COMPRESSIONS)
     check_int("stride", stride, 1)
