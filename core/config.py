@@ -30,11 +30,8 @@ def check_option(name: str, value: Any, allowed: Iterable[Any]) -> Any:
 def check_int(
     name: str, value: Any, low: int, high: float | None = None, *, optional: bool = False, whole_float: bool = False
 ) -> Any:
-    """``value`` if it is an integer (numpy's too, not a bool) >= ``low``, or None with ``optional``.
-
-    With ``high`` (``math.inf``: unbounded) also <= ``high``, the error reading "an integer in [low,
-    high]". ``whole_float`` takes an integral float as its int (YAML reads ``1e5`` as a float).
-    """
+    """``value`` if it is an integer (numpy's too, not a bool) >= ``low`` (and <= ``high``, which
+    may be ``math.inf``), or None with ``optional``. ``whole_float``: YAML's ``1e5`` counts."""
     if optional and value is None:
         return value
     if whole_float and isinstance(value, float) and value.is_integer():

@@ -253,12 +253,9 @@ def annotation_samples_needed(
 
 
 class EDFWriter:
-    """Stream physical samples into an EDF/EDF+C file, record by record.
-
-    ``write`` takes any number of samples (chunk sizes do not change the file). ``close`` writes the
-    record count into the header; a trailing partial record is an error unless ``pad_last_record``
-    (filled with the physical value closest to 0). Annotations must fall within the data written.
-    """
+    """Stream physical samples into an EDF/EDF+C file, in chunks of any size (they do not change
+    the file). ``close`` writes the record count into the header; a trailing partial record is an
+    error unless ``pad_last_record`` (filled with the physical value closest to 0)."""
 
     def __init__(
         self,

@@ -36,9 +36,8 @@ GZIPPED_PART = re.compile(r"\.fif-\d+\.gz$", re.IGNORECASE)
 
 @dataclasses.dataclass(frozen=True)
 class PartReference:
-    """A reference block: the role (``"previous"``/``"next"``), the file's name as stored
-    (MNE writes the previous part's full path on the machine that wrote it: only its base name
-    means anything here) and its part number (0 for the first)."""
+    """A reference block: role (``"previous"``/``"next"``), the file's name as stored (a path on the
+    machine that wrote it: only its base name means anything) and part number (0 for the first)."""
 
     role: str
     name: str

@@ -110,12 +110,9 @@ def _empty_f32() -> np.ndarray:
 
 @dataclasses.dataclass(eq=False)
 class WindowRecord:
-    """One EEG window with its metadata, normalized to exactly what the Example stores.
-
-    ``__post_init__`` validates every field: ``eeg``/``ecg`` become C-ordered little-endian float16,
-    ``channel_mask`` int64, lists float32 arrays, float scalars float32-rounded floats and text
-    bytes (str is UTF-8 encoded). ``SchemaError`` names the field, what was expected and what came.
-    """
+    """One EEG window with its metadata, validated and cast to exactly what the Example stores
+    (``record_fields``): signals float16, lists float32, float scalars float32-rounded, text bytes;
+    ``SchemaError`` names the field, what was expected and what came."""
 
     eeg: np.ndarray
     channel_mask: np.ndarray

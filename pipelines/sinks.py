@@ -176,12 +176,9 @@ def plan_shards(
     num_shards: int = 0,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
 ) -> list[ShardTask]:
-    """Every declared site's shards, decided by the sources alone (never by the runner's bundles).
-
-    A site's sources are concatenated in ``order`` and cut into ``num_shards`` contiguous shards of
-    about equal bytes, or (``num_shards=0``) into as few as keep each within ``max_shard_bytes``
-    (at most one record over it). A site without records gets one empty shard, or ``num_shards``.
-    """
+    """Every declared site's shards: its sources, in ``order``, cut into ``num_shards`` contiguous
+    shards of about equal bytes, or (``num_shards=0``) as few as keep each within ``max_shard_bytes``
+    (at most one record over). A site without records gets one empty shard, or ``num_shards``."""
     by_site: dict[str, list[RecordSource]] = {site: [] for site in sites}
     for source in sources:
         site = source.site

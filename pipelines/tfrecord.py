@@ -85,12 +85,9 @@ def unframe_record(framed: bytes, size: int, where: str) -> bytes:
 
 
 class SnappyTFRecordWriter:
-    """Writes serialized records to a binary file object as TensorFlow-readable SNAPPY blocks.
-
-    The framed stream is written in full ``block_bytes`` blocks; ``flush`` ends a block early (the
-    file stays valid) and flushes ``fileobj``; ``close`` writes the last block, and closes
-    ``fileobj`` only if ``close_fileobj`` (the caller owns it by default).
-    """
+    """Writes serialized records to a binary file object in TensorFlow-readable SNAPPY blocks of
+    ``block_bytes``; ``flush`` ends a block early (still valid). ``close`` closes ``fileobj`` only
+    if ``close_fileobj``: by default the caller owns it."""
 
     def __init__(self, fileobj: IO[bytes], *, block_bytes: int = SNAPPY_BLOCK_BYTES, close_fileobj: bool = False):
         check_range("block_bytes", block_bytes, 1, SNAPPY_BLOCK_BYTES)
@@ -306,37 +303,27 @@ class _BadRecord(Exception):
     """Why a record cannot be read; ``_records`` adds the file and offset."""
 
 
-def _read_length(stream: _Stream, verify_crc: bool) -> int:
+def _next_record(stream: _Stream, verify_crc: bool, keep: bool) -> bytes | None:
+    """The next record's data, or None for one passed over: its length is checked (the next one
+    starts after it), its data neither copied nor checked."""
     header = stream.read(HEADER_BYTES)
     if len(header) < HEADER_BYTES:
         raise _BadRecord(f"truncated header: expected {HEADER_BYTES} bytes; got {len(header)}")
     length, length_crc = struct.unpack("<QI", header)
     if verify_crc and masked_crc32c(header[:8]) != length_crc:
         raise _BadRecord(f"length crc32c mismatch (length field reads {length})")
-    return length
-
-
-def _truncated(length: int, got: int) -> _BadRecord:
-    return _BadRecord(f"truncated record: header announces {length} data bytes; the stream ends after {got}")
-
-
-def _read_record(stream: _Stream, verify_crc: bool) -> bytes:
-    length = _read_length(stream, verify_crc)
-    data = stream.read(length)
-    footer = stream.read(FOOTER_BYTES)
-    if len(data) < length or len(footer) < FOOTER_BYTES:
-        raise _truncated(length, len(data))
-    if verify_crc and masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+    if keep:
+        data, footer = stream.read(length), stream.read(FOOTER_BYTES)
+        got = len(data) + len(footer)
+    else:
+        data, got = None, stream.skip(length + FOOTER_BYTES)
+    if got < length + FOOTER_BYTES:
+        raise _BadRecord(
+            f"truncated record: header announces {length} data bytes; the stream ends after {min(got, length)}"
+        )
+    if keep and verify_crc and masked_crc32c(data) != struct.unpack("<I", footer)[0]:
         raise _BadRecord(f"data crc32c mismatch over {length} bytes")
     return data
-
-
-def _skip_record(stream: _Stream, verify_crc: bool) -> None:
-    """Pass over a record: its length is checked (the next one starts after it), its data not."""
-    length = _read_length(stream, verify_crc)
-    skipped = stream.skip(length + FOOTER_BYTES)
-    if skipped < length + FOOTER_BYTES:
-        raise _truncated(length, min(skipped, length))
 
 
 def _records(stream: _Stream, path: str, verify_crc: bool, stride: int, offset: int) -> Iterator[bytes]:
@@ -344,12 +331,11 @@ def _records(stream: _Stream, path: str, verify_crc: bool, stride: int, offset: 
     while not stream.at_end():
         start, block = stream.offset, stream.block_offset
         try:
-            if index % stride == offset:
-                yield _read_record(stream, verify_crc)
-            else:
-                _skip_record(stream, verify_crc)
+            record = _next_record(stream, verify_crc, keep=index % stride == offset)
         except _BadRecord as err:
             raise CorruptTFRecordError(path, start, f"record {index}: {err}", block_offset=block) from None
+        if record is not None:
+            yield record
         index += 1
 
 
