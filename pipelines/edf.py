@@ -240,15 +240,13 @@ def assign_annotations(annotations: Sequence[Annotation], record_duration: float
     return by_record
 
 
-def annotation_samples_needed(
-    annotations: Sequence[Annotation], record_duration: float, n_records_hint: int = 10_000_000
-) -> int:
-    """Annotation-signal samples per record big enough for the fullest record (plus the TAL end)."""
+def annotation_samples_needed(annotations: Sequence[Annotation], record_duration: float) -> int:
+    """Annotation-signal samples per record big enough for the fullest record (plus the TAL end);
+    the time-keeping TAL is sized for a recording of up to 10 million records."""
     by_record = assign_annotations(annotations, record_duration)
-    longest_keeper = len(record_annotation_bytes(max(n_records_hint, 1) * record_duration, []))
-    longest = max(
-        [longest_keeper] + [len(record_annotation_bytes(k * record_duration, notes)) for k, notes in by_record.items()]
-    )
+    payloads = [record_annotation_bytes(10_000_000 * record_duration, [])]
+    payloads += [record_annotation_bytes(k * record_duration, notes) for k, notes in by_record.items()]
+    longest = max(map(len, payloads))
     return (longest + 1) // 2 + 1  # +1 sample so every record ends in at least one 0 byte
 
 
