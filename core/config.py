@@ -1,9 +1,5 @@
-"""The configuration pattern shared by every eegfm stage.
-
-Configs are small dataclasses that validate themselves in ``__post_init__`` and load from YAML or a
-dict. Errors name the parameter, what is allowed and what was received, so a typo in a YAML file
-reads like a typo and not like a stack trace.
-"""
+"""The configuration pattern shared by every eegfm stage: small dataclasses that validate themselves
+and load from YAML or a dict, with errors that name the parameter, what is allowed and what came."""
 
 from __future__ import annotations
 
@@ -34,12 +30,8 @@ def check_option(name: str, value: Any, allowed: Iterable[Any]) -> Any:
 def check_int(
     name: str, value: Any, low: int, high: float | None = None, *, optional: bool = False, whole_float: bool = False
 ) -> Any:
-    """``value`` if it is an integer (numpy's too, not a bool) >= ``low``, or None with ``optional``.
-
-    With ``high`` (``math.inf`` for no upper bound) the value must also be <= ``high`` and an error
-    reads "an integer in [low, high]". ``whole_float`` takes an integral float as its int: YAML
-    reads ``1e5`` as a float.
-    """
+    """``value`` if it is an integer (numpy's too, not a bool) >= ``low`` (and <= ``high``, which
+    may be ``math.inf``), or None with ``optional``. ``whole_float``: YAML's ``1e5`` counts."""
     if optional and value is None:
         return value
     if whole_float and isinstance(value, float) and value.is_integer():
@@ -95,9 +87,8 @@ def check_float(name: str, value: Any, low: float | None = None, high: float | N
 
 
 def user_path(text: str) -> str:
-    """A path from the command line with a leading ``~`` expanded: the shell leaves it alone in
-    ``--output=~/x`` or a quoted "~/x", and the program would make a folder named ``~``.
-    Object-store URLs come back as given."""
+    """A command-line path with a leading ``~`` expanded (the shell leaves ``--output=~/x`` alone);
+    object-store URLs come back as given."""
     return text if "://" in text else os.path.expanduser(text)
 
 

@@ -10,20 +10,7 @@ import logging
 import os
 import sys
 
-_NOISY = (
-    "mne",
-    "tensorflow",
-    "absl",
-    "apache_beam",
-    "urllib3",
-    "matplotlib",
-    "h5py",
-    "numexpr",
-    "botocore",
-    "boto3",
-    "s3transfer",
-    "google.auth",
-)
+_NOISY = "mne tensorflow absl apache_beam urllib3 matplotlib h5py numexpr botocore boto3 s3transfer google.auth".split()
 # Relays every worker-process warning of the DirectRunner's multi_processing mode (missing
 # semi-persistent directories, options it does not parse): noise for users, kept with --verbose.
 _RELAYS = ("apache_beam.runners.portability.local_job_service",)
@@ -36,7 +23,7 @@ class _StderrHandler(logging.StreamHandler):
     _eegfm = True
 
     def __init__(self) -> None:
-        super().__init__(sys.stderr)
+        logging.Handler.__init__(self)  # not StreamHandler's: it would set the stream
         self.verbose = False
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -54,10 +41,6 @@ class _StderrHandler(logging.StreamHandler):
     @property  # type: ignore[override]
     def stream(self):
         return sys.stderr
-
-    @stream.setter
-    def stream(self, _value) -> None:
-        pass
 
 
 def setup_logging(level: str | int = "INFO", *, verbose: bool = False) -> logging.Logger:

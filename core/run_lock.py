@@ -1,11 +1,8 @@
 """One run at a time in an output folder: an exclusive file lock held for the life of the process.
 
-Two runs writing to one folder (a job launched twice, a cron job that overlaps its last run, a
-rescheduled pod whose old copy still runs on a shared volume) would interleave what they write:
-shards and a manifest from different runs, or checkpoints, metrics and a W&B run. ``filelock``
-takes a ``flock``, which the kernel drops with the process, SIGKILL included, so a restarted job
-takes it again; processes forked from the holder (loader and Beam workers) share it while they
-live. A run that ends releases it (``release_run_lock``).
+Two runs writing to one folder (a job launched twice, an old pod still running) would interleave
+shards, manifests or checkpoints. ``filelock`` takes a ``flock``, which the kernel drops with the
+process (SIGKILL included) and which processes forked from the holder share.
 """
 
 from __future__ import annotations

@@ -2,24 +2,14 @@
 
 Three things Beam leaves to its callers:
 
-- **Options.** Beam builds a filesystem per call from the options given to
-  ``FileSystems.set_options``; its S3 filesystem refuses to work without them ("Must provide one
-  of client or options"). The preprocessing job sets its own pipeline options (``--s3_endpoint_url``,
-  ``--s3_access_key_id`` ...). Processes that run no pipeline (training, evaluation) call
-  :func:`filesystems`, which sets empty options, so boto3 and google-auth find credentials and
-  endpoints where they always look: ``AWS_ACCESS_KEY_ID``, ``AWS_ENDPOINT_URL``, ``~/.aws``,
-  ``GOOGLE_APPLICATION_CREDENTIALS``, the VM's service account.
-- **Empty files on S3.** Beam's ``S3Uploader`` (apache-beam 2.77) writes every file as a
-  multipart upload and completes one that has no part when nothing was written. S3 refuses that
-  (400 MalformedXML), so an empty ``quarantine.jsonl`` or an empty shard failed the job after all
-  its work. :func:`fix_s3_empty_uploads` makes the uploader send one empty part first, which S3
-  accepts (a multipart upload's last part has no minimum size), as the AWS SDKs' own uploaders do.
-  Modules that write through ``FileSystems`` apply it when imported, so it holds in every worker.
-- **An unreachable store.** Where the store's endpoint cannot be reached (no network, a firewall,
-  a wrong ``--s3_endpoint_url``), Beam retries every request with exponential backoff: two
-  minutes of tracebacks for ``gs://``, more than ten for ``s3://``, before the job fails.
-  :func:`check_reachable` opens one TCP connection to the endpoint (or to the proxy that carries
-  it) and fails at once, naming the path and the host.
+- **Options.** Beam's S3 filesystem refuses to work without ``FileSystems.set_options``. Processes
+  that run no pipeline (training, evaluation) call :func:`filesystems`, which sets empty options,
+  so boto3 and google-auth find credentials and endpoints where they always look.
+- **Empty files on S3.** Beam's ``S3Uploader`` (apache-beam 2.77) completes a multipart upload with
+  no part for an empty file, which S3 refuses (400 MalformedXML). :func:`fix_s3_empty_uploads`
+  makes it send one empty part first, as the AWS SDKs do.
+- **An unreachable store.** Beam retries every request for minutes before failing;
+  :func:`check_reachable` opens one TCP connection to the endpoint (or its proxy) and fails at once.
 """
 
 from __future__ import annotations
@@ -73,24 +63,19 @@ def fix_s3_empty_uploads() -> None:
     patch_beam_once("apache_beam.io.aws.s3io", "S3Uploader", "finish", wrap)
 
 
-def _store_errors() -> tuple[type[BaseException], ...]:
-    try:  # google-cloud-storage's own, raised past Beam (a RetryError when the store cannot be reached)
-        from google.api_core.exceptions import GoogleAPIError
-    except ImportError:
-        return (OSError,)
-    return (OSError, GoogleAPIError)
+# What a file-system call on an object store raises for the store's reasons (not the caller's):
+# also google-cloud-storage's own errors, raised past Beam (a RetryError for an unreachable store).
+try:
+    from google.api_core.exceptions import GoogleAPIError
 
-
-# What a file-system call on an object store raises for the store's reasons (not the caller's).
-STORE_ERRORS = _store_errors()
+    STORE_ERRORS: tuple[type[BaseException], ...] = (OSError, GoogleAPIError)
+except ImportError:
+    STORE_ERRORS = (OSError,)
 
 
 def storage_error(err: BaseException) -> str:
-    """One line for a failed file-system call: each path and what the store said of it.
-
-    Beam wraps the store's exceptions per path, sometimes twice (a match that lists), in
-    ``BeamIOError``s whose text is a dict repr; this unwraps them to the innermost causes.
-    """
+    """One line for a failed file-system call: each path and what the store said of it (Beam's
+    ``BeamIOError``s, a dict of causes per path, sometimes nested, unwrapped)."""
     details = getattr(err, "exception_details", None)
     if isinstance(details, dict) and details:
         parts = []
@@ -104,9 +89,8 @@ def storage_error(err: BaseException) -> str:
 
 def check_s3_credentials(paths: list[str], options: Any = None) -> None:
     """Fail at once, naming the path, where an ``s3://`` path is to be used and boto3 finds no
-    credentials. Beam would retry each request with exponential backoff for many minutes,
-    logging a traceback per attempt, before giving up. ``options``: the pipeline options
-    (``--s3_access_key_id`` counts as credentials); None where no pipeline runs."""
+    credentials (Beam would retry for minutes). ``options``: the pipeline options, if any
+    (``--s3_access_key_id`` counts as credentials)."""
     remote = [p for p in paths if p.startswith("s3://")]
     if not remote:
         return
@@ -130,9 +114,8 @@ def check_s3_credentials(paths: list[str], options: Any = None) -> None:
 
 
 def check_gcs_credentials(paths: list[str]) -> None:
-    """Fail at once, naming the path, where a ``gs://`` path is to be written or holds a secret
-    and google-auth finds no credentials. Beam would first retry finding them with exponential
-    backoff (about 25 s of tracebacks), then go on anonymously and fail on the first write.
+    """Fail at once, naming the path, where a ``gs://`` path to be written (or holding a secret)
+    meets no google-auth credentials; Beam would retry for 25 s, then fail on the first write.
     Inputs are not checked: a public bucket can be read anonymously."""
     remote = [p for p in paths if p.startswith("gs://")]
     global _GCP_CREDENTIALS_FOUND
@@ -196,12 +179,17 @@ def _via_proxy(url: str) -> tuple[str, str, int]:
     return f"{host}:{port}", host, port
 
 
-def _connect(host: str, port: int) -> str | None:
-    """None once a TCP connection to ``host:port`` opens; else why none did."""
+def unreachable(url: str) -> tuple[str, str] | None:
+    """None where a TCP connection to ``url``'s host (or the proxy that carries it) opens, else
+    ``(what was tried, why it failed)``; a host that answered once is not tried again."""
+    target, host, port = _via_proxy(url)
+    if (host, port) in _REACHABLE:
+        return None
     reason = ""
     for _ in range(CONNECT_ATTEMPTS):
         try:
             with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S):
+                _REACHABLE.add((host, port))
                 return None
         except socket.gaierror as err:
             reason = f"its name does not resolve: {err.strerror or err}"
@@ -209,20 +197,7 @@ def _connect(host: str, port: int) -> str | None:
             reason = f"no answer within {CONNECT_TIMEOUT_S:g} s"
         except OSError as err:
             reason = err.strerror or type(err).__name__
-    return reason
-
-
-def unreachable(url: str) -> tuple[str, str] | None:
-    """None where a TCP connection to ``url``'s host (or the proxy that carries it) opens, else
-    ``(what was tried, why it failed)``; a host that answered once is not tried again."""
-    target, host, port = _via_proxy(url)
-    if (host, port) in _REACHABLE:
-        return None
-    reason = _connect(host, port)
-    if reason is not None:
-        return target, reason
-    _REACHABLE.add((host, port))
-    return None
+    return target, reason
 
 
 def check_reachable(paths: list[str], options: Any = None) -> None:
@@ -283,10 +258,9 @@ _PATTERN_CHARS = re.compile(r"[*?\[\]]")
 
 
 def match_below(folder: str, pattern: str = "*", limit: int | None = None) -> list:
-    """Beam ``FileMetadata`` of the files matching ``pattern`` (wildcards allowed) below ``folder``
-    (local, gs://, s3://), whose own name is taken as it is. A name such as ``EEG [2019]`` or
-    ``out [x]`` is a character class to Beam's patterns, and its files were not found: the
-    pattern has "?" in place of such characters and the matches are kept only below ``folder``."""
+    """Beam ``FileMetadata`` of the files matching ``pattern`` below ``folder``, whose own name is
+    taken literally: wildcard characters in it (``EEG [2019]``) become "?" and the matches are
+    filtered to those really below ``folder``."""
     from apache_beam.io.filesystems import FileSystems
 
     folder = folder.rstrip("/")
@@ -309,9 +283,8 @@ def match_path(path: str) -> list:
 
 
 def delete(paths: list[str]) -> None:
-    """Delete these files (or folders, with what is in them) exactly: Beam's local file system
-    takes the paths it is asked to delete as patterns, so a file in ``out [x]/`` was "not found".
-    Object stores delete the objects named."""
+    """Delete these files (or folders, with their contents) exactly: Beam's local file system
+    takes the paths as patterns, so a file in ``out [x]/`` was "not found"."""
     from apache_beam.io.filesystems import FileSystems
 
     local = [p for p in paths if "://" not in p]

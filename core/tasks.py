@@ -14,22 +14,10 @@ EEGMAT_LABELS = ("rest", "task")
 TUAB_LABELS = ("normal", "abnormal")
 TUEP_LABELS = ("no_epilepsy", "epilepsy")
 SEIZURE_LABELS = ("background", "seizure")  # TUSZ's, CHB-MIT's and Siena's windows
-# The five artifact kinds, then the pairs TUAR's annotators marked together.
-TUAR_LABELS = (
-    "eyem",
-    "chew",
-    "shiv",
-    "elec",
-    "musc",
-    "eyem_musc",
-    "musc_elec",
-    "eyem_elec",
-    "eyem_chew",
-    "chew_musc",
-    "chew_elec",
-    "eyem_shiv",
-    "shiv_elec",
-)
+# TUAR's five artifact kinds, then the pairs its annotators marked together.
+_TUAR_KINDS = ("eyem", "chew", "shiv", "elec", "musc")
+_TUAR_PAIRS = ("eyem_musc", "musc_elec", "eyem_elec", "eyem_chew", "chew_musc", "chew_elec", "eyem_shiv", "shiv_elec")
+TUAR_LABELS = _TUAR_KINDS + _TUAR_PAIRS
 TUEV_LABELS = ("spsw", "gped", "pled", "eyem", "artf", "bckg")
 EEGMMI_LABELS = ("left_fist", "right_fist", "both_fists", "both_feet")
 

@@ -1,10 +1,8 @@
 """De-identification: keyed pseudonyms and the few clinical fields allowed out of a reader.
 
-Readers see patient names, birth dates, hospital codes and free-text recording fields; none of it
-may reach an output, a log or a metric. The rule is a whitelist, not a blacklist: a reader returns
-a `ClinicalInfo` (age in whole years, capped at 90 as HIPAA's safe harbour requires, and sex), and
-identifiers are replaced by HMAC-SHA256 pseudonyms under a secret key, so they are stable across
-runs and machines that share the key but cannot be reversed or recomputed by anyone without it.
+A whitelist: a reader returns only a `ClinicalInfo` (age in whole years capped at 90, as HIPAA's
+safe harbour requires, and sex); identifiers become HMAC-SHA256 pseudonyms under a secret key,
+stable wherever the key is shared and irreversible without it.
 """
 
 from __future__ import annotations
@@ -20,7 +18,8 @@ from pathlib import Path
 
 MIN_KEY_BYTES = 16
 AGE_CAP_YEARS = 90.0
-PSEUDONYM_KINDS = ("site", "subject", "session", "recording")
+_PREFIXES = {"site": "site", "subject": "sub", "session": "ses", "recording": "rec"}
+PSEUDONYM_KINDS = tuple(_PREFIXES)
 
 
 class PseudonymKeyError(ValueError):
@@ -28,8 +27,8 @@ class PseudonymKeyError(ValueError):
 
 
 def load_key(path: str | os.PathLike) -> bytes:
-    """Read a pseudonym key (raw bytes; surrounding whitespace ignored): a local file, or one on
-    an object store (gs://, s3://) through Beam's filesystems."""
+    """Read a pseudonym key (raw bytes, whitespace stripped), local or on an object store; raises
+    PseudonymKeyError."""
     if "://" in str(path):
         # Beam only for a key on an object store: readers and the predictor run without it.
         from apache_beam.io.filesystems import FileSystems
@@ -54,8 +53,7 @@ def load_key(path: str | os.PathLike) -> bytes:
 
 
 def warn_if_shared(path: str | os.PathLike) -> None:
-    """Warn where a local key file is open to other users than its owner: whoever holds the key
-    can link pseudonyms back to the identifiers they try (names, MRNs)."""
+    """Warn where a local key file is open to others: the key links pseudonyms to the identifiers tried."""
     mode = Path(path).stat().st_mode & 0o777
     if mode & 0o077:
         logging.getLogger("eegfm.deid").warning(
@@ -87,8 +85,7 @@ def pseudonym(key: bytes, kind: str, value: str, *, length: int = 16) -> str:
     """`<kind-prefix>-<hex>`: HMAC-SHA256 of the identifier, domain-separated by its kind."""
     if kind not in PSEUDONYM_KINDS:
         raise ValueError(f"kind: expected one of {', '.join(PSEUDONYM_KINDS)}; got {kind!r}")
-    prefix = {"site": "site", "subject": "sub", "session": "ses", "recording": "rec"}[kind]
-    return f"{prefix}-{keyed_hex(key, kind, value)[:length]}"
+    return f"{_PREFIXES[kind]}-{keyed_hex(key, kind, value)[:length]}"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,15 +1,9 @@
-"""Inputs with the same bytes: one recording, written once.
+"""Inputs with the same bytes (``Outcome.source_sha256``): one recording, written once.
 
-Archives hold the same export in several places: a site folder and an "all" folder, a copy per
-study, a colleague's copy of a subject's files. Written once per copy, a recording weighs double
-in pretraining, and where the copies lie in two site folders a leave-one-site-out evaluation
-tests on recordings it trained on. Inputs are compared by the SHA-256 of the file as stored
-(``Outcome.source_sha256``, computed as the file is read): of each set of processed inputs with
-one hash, one is kept and every other is quarantined at stage ``duplicate``, naming the one kept.
-The one kept is the copy with the most labeled windows (a copy in a folder its labels do not
-reach, say an HMS parquet beside its train.csv and in a plain folder, gives the same EEG without
-them), then the most windows, then the first by path. Only byte-identical files are found; a
-re-exported copy (another header, another rate) is another file.
+A copy written twice weighs double in pretraining, and copies in two site folders would let a
+leave-one-site-out evaluation test on what it trained on. Of each set of processed inputs with one
+hash, the copy with the most labeled windows (its labels may reach only one copy), then the most
+windows, then the first by path is kept; the others are quarantined at stage ``duplicate``.
 """
 
 from __future__ import annotations
@@ -65,21 +59,20 @@ def _copies_of(group: tuple[str, Iterable[tuple[str, int, int]]]) -> list[tuple[
     return sorted(duplicate_sources((sha, *copy) for copy in copies).items())
 
 
-class DropDuplicates(beam.PTransform):
+@beam.ptransform_fn
+def DropDuplicates(pcolls):
     """``(recordings, rejected windows, outcomes)``, the same three without the copies: their
     spilled recordings and rejected windows left out, their outcomes quarantined."""
-
-    def expand(self, pcolls):
-        recordings, rejected, outcomes = pcolls
-        copies = (
-            outcomes
-            | "Hashes" >> beam.FlatMap(_hash_of)
-            | "ByHash" >> beam.GroupByKey()
-            | "Copies" >> beam.FlatMap(_copies_of)
-        )
-        found = beam.pvalue.AsDict(copies)
-        return (
-            recordings | "DropRecordings" >> beam.Filter(lambda rec, c: rec.source not in c, found),
-            rejected | "DropRejected" >> beam.Filter(lambda event, c: event.source not in c, found),
-            outcomes | "MarkOutcomes" >> beam.Map(mark_duplicate, found),
-        )
+    recordings, rejected, outcomes = pcolls
+    copies = (
+        outcomes
+        | "Hashes" >> beam.FlatMap(_hash_of)
+        | "ByHash" >> beam.GroupByKey()
+        | "Copies" >> beam.FlatMap(_copies_of)
+    )
+    found = beam.pvalue.AsDict(copies)
+    return (
+        recordings | "DropRecordings" >> beam.Filter(lambda rec, c: rec.source not in c, found),
+        rejected | "DropRejected" >> beam.Filter(lambda event, c: event.source not in c, found),
+        outcomes | "MarkOutcomes" >> beam.Map(mark_duplicate, found),
+    )

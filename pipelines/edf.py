@@ -1,17 +1,10 @@
 """European Data Format (EDF, EDF+C) writing in plain numpy.
 
-EDF: a fixed-width ASCII header (256 bytes, then 256 bytes per signal, each field left-aligned and
-space-padded), then data records of little-endian int16 samples, one block per signal per record.
-EDF+ adds structured patient/recording fields and an ``EDF Annotations`` signal of Time-stamped
-Annotation Lists (TALs), the first of each record giving its onset. Spec:
-https://www.edfplus.info/specs/edf.html and https://www.edfplus.info/specs/edfplus.html.
-
-Why not pyedflib: it wants whole signals in memory (or per-record calls from Python), and the
-simulator and tests need every header byte: to plant realistic identifiers for de-identification
-tests and to forge damaged files for reader tests. So the pieces are public: :func:`header_bytes`
-(forgers splice them), :func:`physical_to_digital` (quantized with the gains *as written*: the
-8-character fields round the physical limits, and a reader has only those), and
-:class:`EDFWriter`, which streams records chunk by chunk and patches the record count in on close.
+EDF: a fixed-width ASCII header (256 bytes, then 256 per signal), then data records of int16
+samples, one block per signal per record; EDF+ adds an ``EDF Annotations`` signal of Time-stamped
+Annotation Lists (TALs). Spec: https://www.edfplus.info/specs/edf.html and .../edfplus.html.
+Not pyedflib: it wants whole signals in memory, and the simulator and tests need every header byte
+(planted identifiers, forged damaged files), so :func:`header_bytes` and the rest are public.
 """
 
 from __future__ import annotations
@@ -27,8 +20,7 @@ import numpy as np
 
 ANNOTATION_LABEL = "EDF Annotations"
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
-# Offset of the 8-byte "number of data records" field in the fixed header.
-_N_RECORDS_OFFSET = 236
+_N_RECORDS_OFFSET = 236  # of the 8-byte "number of data records" field
 # TAL separators (EDF+ section 2.2.2).
 _TAL_ONSET_END = b"\x14"
 _TAL_DURATION = b"\x15"
@@ -66,12 +58,9 @@ class Annotation:
 
 @dataclasses.dataclass(frozen=True)
 class EDFHeader:
-    """The whole header. ``edf_plus`` appends an ``EDF Annotations`` signal and marks ``EDF+C``.
-
-    ``n_records`` may be -1 ("unknown", allowed by the spec while recording); :class:`EDFWriter`
-    writes the true count when it closes. ``annotation_samples`` is the size of the annotation
-    signal in 2-byte samples per record; :class:`EDFWriter` sizes it from its annotations.
-    """
+    """The whole header. ``edf_plus`` appends an ``EDF Annotations`` signal of
+    ``annotation_samples`` 2-byte samples per record and marks ``EDF+C``. ``n_records`` -1 means
+    unknown (the spec allows it while recording)."""
 
     signals: tuple[EDFSignal, ...]
     start: datetime
@@ -87,16 +76,8 @@ class EDFHeader:
         """The signals as they appear in the file, annotation signal (if any) last."""
         if not self.edf_plus:
             return tuple(self.signals)
-        return (
-            *self.signals,
-            EDFSignal(
-                label=ANNOTATION_LABEL,
-                physical_min=-1.0,
-                physical_max=1.0,
-                samples_per_record=self.annotation_samples,
-                physical_dimension="",
-            ),
-        )
+        annotations = EDFSignal(ANNOTATION_LABEL, -1.0, 1.0, self.annotation_samples, physical_dimension="")
+        return (*self.signals, annotations)
 
     @property
     def header_size(self) -> int:
@@ -133,8 +114,8 @@ def _subfield(value: str) -> str:
 
 
 def format_number(value: float, width: int = 8, *, field: str = "number") -> str:
-    """The shortest decimal form of ``value`` that fits ``width`` characters (EDF's number fields:
-    8); EDFError for a value that does not fit even rounded (123456789), never a truncated field."""
+    """The shortest decimal form of ``value`` that fits ``width`` characters; EDFError for a value
+    that does not fit even rounded (123456789), never a truncated field."""
     if not math.isfinite(value):
         raise EDFError(f"{field}: expected a finite number; got {value!r}")
     if float(value).is_integer() and len(str(int(value))) <= width:
@@ -196,8 +177,8 @@ def header_bytes(header: EDFHeader) -> bytes:
 
 
 def written_scaling(signal: EDFSignal) -> tuple[float, float]:
-    """``(gain, offset)`` with physical = digital * gain + offset, from the limits *as written*: a
-    reader sees only those, and so gets back the values meant (within half a digital step)."""
+    """``(gain, offset)`` with physical = digital * gain + offset, from the limits *as written*
+    (8-character fields round them), the only ones a reader sees."""
     pmin = float(format_number(signal.physical_min))
     pmax = float(format_number(signal.physical_max))
     if pmax == pmin:
@@ -246,10 +227,7 @@ def _encode_annotation_text(text: str) -> bytes:
 
 def record_annotation_bytes(record_onset: float, annotations: Sequence[Annotation]) -> bytes:
     """The annotation signal payload of one record: time-keeping TAL, then one TAL per annotation."""
-    payload = encode_tal(record_onset)
-    for note in annotations:
-        payload += encode_tal(note.onset, [note.text], note.duration)
-    return payload
+    return encode_tal(record_onset) + b"".join(encode_tal(a.onset, [a.text], a.duration) for a in annotations)
 
 
 def assign_annotations(annotations: Sequence[Annotation], record_duration: float) -> dict[int, list[Annotation]]:
@@ -262,31 +240,20 @@ def assign_annotations(annotations: Sequence[Annotation], record_duration: float
     return by_record
 
 
-def annotation_samples_needed(
-    annotations: Sequence[Annotation], record_duration: float, n_records_hint: int = 10_000_000
-) -> int:
-    """Annotation-signal samples per record big enough for the fullest record (plus the TAL end)."""
+def annotation_samples_needed(annotations: Sequence[Annotation], record_duration: float) -> int:
+    """Annotation-signal samples per record big enough for the fullest record (plus the TAL end);
+    the time-keeping TAL is sized for a recording of up to 10 million records."""
     by_record = assign_annotations(annotations, record_duration)
-    longest_keeper = len(record_annotation_bytes(max(n_records_hint, 1) * record_duration, []))
-    longest = max(
-        [longest_keeper] + [len(record_annotation_bytes(k * record_duration, notes)) for k, notes in by_record.items()]
-    )
+    payloads = [record_annotation_bytes(10_000_000 * record_duration, [])]
+    payloads += [record_annotation_bytes(k * record_duration, notes) for k, notes in by_record.items()]
+    longest = max(map(len, payloads))
     return (longest + 1) // 2 + 1  # +1 sample so every record ends in at least one 0 byte
 
 
 class EDFWriter:
-    """Stream physical samples into an EDF/EDF+C file, record by record.
-
-    >>> with EDFWriter(path, header, annotations) as writer:   # doctest: +SKIP
-    ...     for block in chunks:            # float array (n_signals, n_times), any n_times
-    ...         writer.write(block)
-
-    ``write`` accepts any number of samples; complete records are written at once and the rest
-    is kept for the next call, so chunk sizes do not change the file. On close the record count
-    is written into the header; a trailing partial record is an error unless ``pad_last_record``
-    (then it is completed with the physical value closest to 0). Annotations are placed in the
-    record their onset falls in, so they must fall within the data written.
-    """
+    """Stream physical samples into an EDF/EDF+C file, in chunks of any size (they do not change
+    the file). ``close`` writes the record count into the header; a trailing partial record is an
+    error unless ``pad_last_record`` (filled with the physical value closest to 0)."""
 
     def __init__(
         self,

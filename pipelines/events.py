@@ -1,9 +1,5 @@
-"""What ``process_recording`` takes and yields: its config, and its three kinds of events.
-
-- `Window`: a kept window as a `WindowRecord` (artifact score from the rules so far; the Beam job
-  adds the learned autoencoder score in a later stage);
-- `RejectedWindow`: a window the quality rules refused, with reasons (one quarantine line);
-- `Outcome`: exactly one per input, last: processed (with counts) or quarantined (with a reason).
+"""What ``process_recording`` takes (`PreprocessConfig`) and yields: `Window`s (kept, scored by the
+rules so far), `RejectedWindow`s (one quarantine line each) and, last, one `Outcome` per input.
 """
 
 from __future__ import annotations
@@ -18,8 +14,8 @@ from eegfm.pipelines.channels import CAP_LAYOUTS
 from eegfm.pipelines.filters import FilterConfig
 from eegfm.pipelines.quality import QUALITY_NAMES, QualityConfig
 
-# The TFRecord `quality` vector: the rule metrics, then the learned autoencoder score (-1 until
-# the artifact stage fills it in, and in runs with the autoencoder switched off).
+# The TFRecord `quality` vector: the rule metrics, then the autoencoder's score (-1 until the
+# artifact stage fills it in, or without the autoencoder).
 AE_NOT_SCORED = -1.0
 RECORD_QUALITY_NAMES = QUALITY_NAMES + ("ae_score",)
 
@@ -112,9 +108,8 @@ class Outcome:
     constant: tuple[str, ...] = ()  # EEG channels that never move (not recorded): left out, interpolated
     split_parts: tuple[str, ...] = ()  # a split FIF recording: the files read, first part first
     segments: int = 0  # stretches recorded back to back: more than 1 where recording paused (EDF+D ...)
-    # channels placed by a cap (BioSemi ABC labels, --montage) or by the file's own positions
-    # ('file'): the cap, and the electrode recorded as each 10-20 site (the one its label names on
-    # BioSemi's 32/64 caps, else the nearest within harmonize.CAP_SITE_TOLERANCE_DEG)
+    # channels placed by a cap (--montage) or by the file's own positions ('file'): the cap, and
+    # the electrode recorded as each 10-20 site
     cap: str = ""
     cap_sites: dict[str, str] = dataclasses.field(default_factory=dict)
     line_freq: int | None = None
@@ -126,9 +121,8 @@ class Outcome:
     repaired: dict[str, int] = dataclasses.field(default_factory=dict)
     # --ica: components fitted, and the eye (eog) and muscle (emg) ones removed
     ica: dict[str, int] = dataclasses.field(default_factory=dict)
-    # a bipolar recording: the derivations its electrodes were reconstructed from (pipelines.bipolar),
-    # those electrodes, the derivations of chains not connected to them (left out) and those
-    # constant from start to end (flat: not used)
+    # a bipolar recording: the derivations its electrodes were rebuilt from (pipelines.bipolar),
+    # those electrodes, and the derivations left out (unconnected chains) or flat
     bipolar: dict[str, list[str]] = dataclasses.field(default_factory=dict)
 
     def as_dict(self) -> dict:

@@ -1,7 +1,6 @@
 """The protobuf wire format of ``tf.train.Example``, written and read without TensorFlow or protobuf.
 
-Beam workers and the torch data loader read and write records with these functions; the messages
-(tensorflow/core/example/{example,feature}.proto) are::
+The messages (tensorflow/core/example/{example,feature}.proto)::
 
   Example   { Features features = 1; }
   Features  { map<string, Feature> feature = 1; }
@@ -12,10 +11,9 @@ Beam workers and the torch data loader read and write records with these functio
   FloatList { repeated float value = 1 [packed = true]; }   (little-endian float32s)
   Int64List { repeated int64 value = 1 [packed = true]; }   (varints, negatives as 10 bytes)
 
-Every field is written as a tag varint (field_number << 3 | wire_type) followed by its value;
-messages, strings and packed lists use wire type 2: a varint length, then the payload. Map entries
-are written in sorted key order, the order protobuf's deterministic serialization uses, so the
-same record always encodes to the same bytes.
+A field is a tag varint (field_number << 3 | wire_type), then its value; messages, strings and
+packed lists (wire type 2) a varint length, then the payload. Map entries are written in sorted key
+order, as protobuf's deterministic serialization does, so a record always encodes to the same bytes.
 """
 
 from __future__ import annotations
@@ -34,8 +32,6 @@ _VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
 _KIND_FIELDS = {"bytes": 1, "float": 2, "int64": 3}
 _FIELD_KINDS = {number: kind for kind, number in _KIND_FIELDS.items()}
 _UINT64 = (1 << 64) - 1
-
-
 _ONE_BYTE = tuple(bytes([i]) for i in range(0x80))  # tags, short lengths, small ints
 
 
@@ -61,9 +57,8 @@ def len_field(field: int, payload: bytes) -> bytes:
     return _header(field, len(payload)) + payload
 
 
-# An Example nests the samples five messages deep. Each level is built as a list of pieces and
-# the record is joined once at the end: wrapping bytes level by level copied the 97 KB of a 10 s
-# window's samples seven times.
+# Each message level is a list of pieces, joined once at the end: wrapping bytes level by level
+# copied a window's samples, five messages deep, seven times.
 def _list_parts(kind: str, values: Sequence[Any] | np.ndarray) -> list[bytes]:
     """The pieces of one Feature message holding ``values`` as a list of ``kind``."""
     parts: list[bytes] = []
@@ -128,12 +123,8 @@ def _read_varint(buf: memoryview, pos: int, where: str) -> tuple[int, int]:
 
 
 def _fields(buf: memoryview, where: str) -> list[tuple[int, int, int | memoryview]]:
-    """``(field_number, wire_type, value)`` for each field of one message, in order.
-
-    Varints come back as ints; fixed-width and length-delimited values as memoryviews (no copy).
-    One-byte tags and lengths, nearly all of them in an Example, skip the varint call: decoding
-    sits on the data loader's hot path.
-    """
+    """``(field_number, wire_type, value)`` for each field of one message, in order: varints as
+    ints, other values as memoryviews (no copy). One-byte tags skip the varint call (hot path)."""
     fields: list[tuple[int, int, int | memoryview]] = []
     pos, end = 0, len(buf)
     while pos < end:
@@ -160,12 +151,17 @@ def _fields(buf: memoryview, where: str) -> list[tuple[int, int, int | memoryvie
     return fields
 
 
+def _bodies(buf: memoryview, where: str) -> list[tuple[int, memoryview]]:
+    """``(field_number, body)`` of the fields of one message that are not varints."""
+    return [(field, body) for field, _, body in _fields(buf, where) if isinstance(body, memoryview)]
+
+
 def _decode_list(buf: memoryview, name: str) -> tuple[str, list[Any] | np.ndarray]:
     """Decode one Feature message; like protobuf, the last kind set in the oneof wins."""
     where = f"feature {name!r}"
     kind, values = "bytes", []  # an empty Feature reads as an empty list
-    for field, _, body in _fields(buf, where):
-        if field not in _FIELD_KINDS or not isinstance(body, memoryview):
+    for field, body in _bodies(buf, where):
+        if field not in _FIELD_KINDS:
             continue  # unknown fields are skipped, as protobuf parsers do
         kind = _FIELD_KINDS[field]
         items = [(wire, value) for number, wire, value in _fields(body, where) if number == 1]
@@ -210,26 +206,17 @@ _LIST_DECODERS = {"bytes": _decode_bytes, "float": _decode_floats, "int64": _dec
 
 
 def decode_features(data: bytes | memoryview) -> dict[str, tuple[str, list[Any] | np.ndarray]]:
-    """Parse a serialized ``tf.train.Example`` into ``{name: (kind, values)}`` without TensorFlow.
-
-    ``kind`` is ``"bytes"`` (a list of bytes), ``"float"`` (float32 array) or ``"int64"`` (int64
-    array).
-    """
+    """A serialized ``tf.train.Example`` as ``{name: (kind, values)}``: a list of bytes, or a
+    float32 or int64 array."""
     features: dict[str, tuple[str, list[Any] | np.ndarray]] = {}
-    for field, _, body in _fields(memoryview(data), "Example"):
-        if field != 1 or not isinstance(body, memoryview):
+    for field, body in _bodies(memoryview(data), "Example"):
+        if field != 1:
             continue
-        for map_field, _, map_body in _fields(body, "Example.features"):
-            if map_field != 1 or not isinstance(map_body, memoryview):
-                continue
-            key, value = b"", memoryview(b"")
-            for entry_field, _, entry_body in _fields(map_body, "Example.features entry"):
-                if entry_field == 1 and isinstance(entry_body, memoryview):
-                    key = bytes(entry_body)
-                elif entry_field == 2 and isinstance(entry_body, memoryview):
-                    value = entry_body
-            name = key.decode("utf-8", "replace")
-            features[name] = _decode_list(value, name)
+        for map_field, entry in _bodies(body, "Example.features"):
+            if map_field == 1:
+                parts = dict(_bodies(entry, "Example.features entry"))  # the last key and value win
+                name = bytes(parts.get(1, b"")).decode("utf-8", "replace")
+                features[name] = _decode_list(parts.get(2, memoryview(b"")), name)
     return features
 
 

@@ -1,16 +1,12 @@
 """Split FIF recordings: which file continues which.
 
-MNE and the MEGIN/Neuromag acquisition software split a recording larger than 2 GB (or than
-MNE's ``split_size``) into parts: ``x_raw.fif``, ``x_raw-1.fif``, ``x_raw-2.fif`` ... (BIDS:
-``..._split-01_eeg.fif``, ``..._split-02_eeg.fif`` ...). A part after the first holds, before its
-data, a reference to the part before it; every part but the last ends with a reference to the
-next. MNE, asked for a part, reads it and every part after it. So a folder of parts is one
-recording read through its first part, and each later part given as an input of its own would be
-read again: a recording's data twice, or more, in the output.
+MNE and MEGIN/Neuromag split a recording over 2 GB into parts ``x_raw.fif``, ``x_raw-1.fif`` ...
+(BIDS: ``..._split-01_eeg.fif`` ...). A later part references the part before it, ahead of its
+data; every part but the last ends with a reference to the next. MNE, asked for a part, reads it
+and every part after it, so a later part given as an input of its own would be read twice.
 
 A FIF file is a sequence of tags: kind, type, size and next (big-endian int32), then ``size``
-bytes of data. A reference is a block ``FIFFB_REF`` holding its role (previous or next file), the
-file's name and its number.
+bytes of data. A reference is a ``FIFFB_REF`` block holding its role, the file's name and number.
 """
 
 from __future__ import annotations
@@ -27,7 +23,8 @@ _TAG = struct.Struct(">iiii")
 _BLOCK_START, _BLOCK_END = 104, 105
 _REF_BLOCK = 118  # FIFFB_REF
 _REF_ROLE, _REF_FILE_NUM, _REF_FILE_NAME = 115, 117, 118
-_ROLE_PREVIOUS, _ROLE_NEXT = 1, 2
+_REF_FIELDS = {_REF_ROLE: "role", _REF_FILE_NUM: "number", _REF_FILE_NAME: "name"}
+_ROLES = {1: "previous", 2: "next"}
 _DATA_BUFFER = 300
 # The reference to a previous part comes right after the measurement info, at the start of the
 # raw data block and before its first buffer; the info, even with hundreds of channels and
@@ -39,9 +36,8 @@ GZIPPED_PART = re.compile(r"\.fif-\d+\.gz$", re.IGNORECASE)
 
 @dataclasses.dataclass(frozen=True)
 class PartReference:
-    """A reference block: the role (``"previous"``/``"next"``), the file's name as stored
-    (MNE writes the previous part's full path on the machine that wrote it: only its base name
-    means anything here) and its part number (0 for the first)."""
+    """A reference block: role (``"previous"``/``"next"``), the file's name as stored (a path on the
+    machine that wrote it: only its base name means anything) and part number (0 for the first)."""
 
     role: str
     name: str
@@ -65,9 +61,7 @@ def _references(fh: BinaryIO, limit: int | None) -> list[PartReference]:
         kind, _type, size, _next = _TAG.unpack(header)
         if size < 0:
             break  # not a FIF file, or a damaged one: MNE's reader says which
-        wanted = kind in (_BLOCK_START, _BLOCK_END) or (
-            current is not None and kind in (_REF_ROLE, _REF_FILE_NUM, _REF_FILE_NAME)
-        )
+        wanted = kind in (_BLOCK_START, _BLOCK_END) or (current is not None and kind in _REF_FIELDS)
         if limit is not None and kind == _DATA_BUFFER:
             break
         if wanted and size <= 4096:
@@ -85,16 +79,13 @@ def _references(fh: BinaryIO, limit: int | None) -> list[PartReference]:
         if kind == _BLOCK_START and value == _REF_BLOCK:
             current = {}
         elif kind == _BLOCK_END and value == _REF_BLOCK and current is not None:
-            role = {_ROLE_PREVIOUS: "previous", _ROLE_NEXT: "next"}.get(current.get("role"))
+            role = _ROLES.get(current.get("role"))
             if role:
                 found.append(PartReference(role, current.get("name", ""), current.get("number")))
             current = None
-        elif current is not None and kind == _REF_ROLE:
-            current["role"] = value
-        elif current is not None and kind == _REF_FILE_NUM:
-            current["number"] = value
-        elif current is not None and kind == _REF_FILE_NAME:
-            current["name"] = data.decode("utf-8", "replace").rstrip("\x00")
+        elif current is not None and kind in _REF_FIELDS:
+            text = data.decode("utf-8", "replace").rstrip("\x00")
+            current[_REF_FIELDS[kind]] = text if kind == _REF_FILE_NAME else value
     return found
 
 

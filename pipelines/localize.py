@@ -1,9 +1,8 @@
 """A local copy of a recording wherever it is stored, and the SHA-256 of the file as stored.
 
-Remote files (gs://, s3://) stream to a temporary folder with the companions their readers open
-(BrainVision's .eeg/.vmrk, EEGLAB's .fdt, a split FIF's later parts); a gzipped EDF/BDF is
-decompressed into one; an EGI MFF folder is fetched file by file. Beam's filesystems are imported
-where a remote file needs them: the per-recording core (and the predictor) run without Beam.
+Remote files stream to a temporary folder with the companions their readers open (BrainVision's
+.eeg/.vmrk, EEGLAB's .fdt, a split FIF's later parts); a gzipped EDF/BDF is decompressed; an EGI
+MFF folder is fetched file by file. Beam is imported only where a remote file needs it.
 """
 
 from __future__ import annotations
@@ -36,7 +35,7 @@ class _Hashing:
         return block
 
 
-def _copy(src, dst, digest, gzipped: bool) -> None:
+def _copy(src, dst, digest, gzipped: bool = False) -> None:
     """``src`` to ``dst`` in blocks, ``digest`` over the bytes as stored; gunzipped on the way."""
     source = _Hashing(src, digest)
     if not gzipped:
@@ -53,12 +52,10 @@ def _copy(src, dst, digest, gzipped: bool) -> None:
 
 @contextlib.contextmanager
 def localized(path: str) -> Iterator[tuple[str, str]]:
-    """A local path for `path` (remote files are streamed to a temp file, a gzipped EDF/BDF is
-    decompressed into one) and the SHA-256 of the file as stored."""
-    from apache_beam.io.filesystem import CompressionTypes
+    """A local path for `path` (a temporary copy of a remote or gzipped file) and the SHA-256 of
+    the file as stored."""
     from apache_beam.io.filesystems import FileSystems
 
-    raw = CompressionTypes.UNCOMPRESSED  # as stored: a .fif.gz stays gzip, as on local disk
     if path.lower().endswith(".mff") and ("://" in path or os.path.isdir(path)):
         with _localized_folder(path) as found:
             yield found
@@ -79,8 +76,7 @@ def localized(path: str) -> Iterator[tuple[str, str]]:
         fif = path.lower().endswith((".fif", ".fif.gz"))
         named = fif or path.lower().endswith(".set")
         local = os.path.join(tmp, os.path.basename(path) if named else "recording." + suffix.lstrip("."))
-        opened = open(path, "rb") if "://" not in path else FileSystems.open(path, compression_type=raw)
-        with opened as src, open(local, "wb") as dst:
+        with open(path, "rb") if "://" not in path else _open_raw(path) as src, open(local, "wb") as dst:
             _copy(src, dst, digest, gzipped)
         # BrainVision/EEGLAB headers name companion files next to them; fetch those too.
         companions = _companions(path, local)
@@ -88,21 +84,25 @@ def localized(path: str) -> Iterator[tuple[str, str]]:
             companions = _renamed_eeglab_data(path, local)
         for companion in companions:
             if FileSystems.exists(companion):
-                target = os.path.join(tmp, os.path.basename(companion))
-                with FileSystems.open(companion, compression_type=raw) as src, open(target, "wb") as dst:
+                with _open_raw(companion) as src, open(os.path.join(tmp, os.path.basename(companion)), "wb") as dst:
                     shutil.copyfileobj(src, dst)
         if fif:
             _fetch_split_parts(path, local)
         yield local, digest.hexdigest()
 
 
-@contextlib.contextmanager
-def _localized_folder(path: str) -> Iterator[tuple[str, str]]:
-    """A recording that is a folder (EGI's MFF): a local one as it is, a remote one fetched file by
-    file into one of the same name. The SHA-256 covers each file's name and bytes, so both agree."""
+def _open_raw(path: str):
+    """A remote file opened as stored (a .fif.gz stays gzip, as on local disk)."""
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
+    return FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)
+
+
+@contextlib.contextmanager
+def _localized_folder(path: str) -> Iterator[tuple[str, str]]:
+    """A recording that is a folder (EGI's MFF): a local one as it is, a remote one fetched file by
+    file. The SHA-256 covers each file's name and bytes, so both agree."""
     top = path.rstrip("/")
     digest = hashlib.sha256()
     if "://" not in path:
@@ -122,11 +122,8 @@ def _localized_folder(path: str) -> Iterator[tuple[str, str]]:
             target = os.path.join(local, *name.split("/"))
             os.makedirs(os.path.dirname(target), exist_ok=True)
             one = hashlib.sha256()
-            with (
-                FileSystems.open(meta.path, compression_type=CompressionTypes.UNCOMPRESSED) as src,
-                open(target, "wb") as dst,
-            ):
-                _copy(src, dst, one, False)
+            with _open_raw(meta.path) as src, open(target, "wb") as dst:
+                _copy(src, dst, one)
             digest.update(name.encode() + b"\0" + one.digest())
         if not os.path.isdir(local):
             raise StageError("read", "an EGI MFF recording: expected a folder of files; found none under it")
@@ -134,9 +131,8 @@ def _localized_folder(path: str) -> Iterator[tuple[str, str]]:
 
 
 def _fetch_split_parts(path: str, local: str) -> None:
-    """The later parts of the split FIF recording ``path`` (remote), beside its local copy
-    ``local``, as MNE reads them from beside the first; stops at a part that is not there."""
-    from apache_beam.io.filesystem import CompressionTypes
+    """The later parts of the remote split FIF ``path`` beside its local copy ``local``, where MNE
+    reads them; stops at a part that is not there."""
     from apache_beam.io.filesystems import FileSystems
 
     current = local
@@ -145,15 +141,14 @@ def _fetch_split_parts(path: str, local: str) -> None:
         remote = posixpath.join(posixpath.dirname(path), name)
         if os.path.exists(target) or not FileSystems.exists(remote):
             return  # a loop of names, or a missing part: MNE's reader names it
-        with FileSystems.open(remote, compression_type=CompressionTypes.UNCOMPRESSED) as src, open(target, "wb") as dst:
+        with _open_raw(remote) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst, 1 << 20)
         current = target
 
 
 def _companions(path: str, header: str | None = None) -> list[str]:
-    """The files beside ``path`` its reader opens too. A BrainVision header names its data and
-    marker files (``header``: a local copy of it), which keep their names when the header is
-    renamed; without those lines, the header's own name with .eeg/.vmrk."""
+    """The files beside ``path`` its reader opens too: those a BrainVision header (``header``, its
+    local copy) names, else the header's own name with .vmrk/.eeg; an EEGLAB .set's .fdt."""
     base, ext = os.path.splitext(path)
     ext = ext.lower()
     if ext == ".set":
@@ -169,10 +164,8 @@ def _companions(path: str, header: str | None = None) -> list[str]:
 
 
 def _renamed_eeglab_data(path: str, local: str) -> list[str]:
-    """The data file of the remote EEGLAB ``path`` that is not ``<name>.fdt``: a .set renamed after
-    it was saved still names its old .fdt (``EEG.data``), where MNE looks first. The .set (``local``,
-    its copy) is opened only where ``path``'s folder holds some .fdt: a .set without one holds its
-    data itself, and may be large."""
+    """The data file a renamed EEGLAB .set still names (``EEG.data``), where MNE looks first; its
+    copy ``local`` is read only where ``path``'s folder holds some .fdt (else it holds its data)."""
     if not match_below(posixpath.dirname(path), "*.fdt", limit=1):
         return []
     name = eeglab_data_file(local)

@@ -1,7 +1,5 @@
-"""The job's reports: ``manifest.json`` (config, channel order, quality names, counts, every input
-with its outcome, shards), ``quarantine.jsonl`` (one line per rejected input or window) and the
-summary printed at the end of a local run.
-"""
+"""The job's reports: ``manifest.json`` (config, channels, counts, every input with its outcome,
+shards), ``quarantine.jsonl`` (a line per rejected input or window), and a local run's summary."""
 
 from __future__ import annotations
 
@@ -55,43 +53,24 @@ def window_counts(counted: tuple[str, str, str, int, str]) -> list[tuple[str, fl
     ]
 
 
-def _per_site_label(counts: dict) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for key, value in sorted(counts.items()):
-        if key.startswith("site_label/"):
-            site, label = key[len("site_label/") :].split("/", 1)
-            out.setdefault(site, {})[label] = int(value)
-    return out
-
-
 def quarantine_line(event) -> str:
+    """The quarantine.jsonl line of a quarantined input (`Outcome`), an `Ignored` file or a `RejectedWindow`."""
     if isinstance(event, Outcome):
-        return json.dumps(
-            {"path": event.source, "stage": event.stage, "reason": event.reason, "kind": "input"}, sort_keys=True
-        )
-    if isinstance(event, Ignored):
-        return json.dumps(
-            {"path": event.path, "stage": "discover", "reason": event.reason, "kind": "ignored"}, sort_keys=True
-        )
-    start = float(event.window_start_s)
-    return json.dumps(
-        {
-            "path": event.source,
-            "stage": event.stage,
-            "reason": "; ".join(event.reasons),
-            "window_start_s": round(start, 6) if math.isfinite(start) else None,
-            "site": event.site,
-            "kind": "window",
-        },
-        sort_keys=True,
-    )
+        line = {"path": event.source, "stage": event.stage, "reason": event.reason, "kind": "input"}
+    elif isinstance(event, Ignored):
+        line = {"path": event.path, "stage": "discover", "reason": event.reason, "kind": "ignored"}
+    else:
+        start = float(event.window_start_s)
+        line = {"path": event.source, "stage": event.stage, "reason": "; ".join(event.reasons), "kind": "window"}
+        line.update(window_start_s=round(start, 6) if math.isfinite(start) else None, site=event.site)
+    return json.dumps(line, sort_keys=True)
 
 
 def write_manifest(_, path, header, outcomes, counts, shards, model_used, quarantine_lines, spill_dir):
-    """Write quarantine.jsonl and the manifest at ``path``; remove the spill folder (every spill
-    file has been read back once the shards exist)."""
-    # This runs in whichever worker Beam picks, maybe one that imported no sink: an empty
-    # quarantine.jsonl on S3 needs the uploader fix there too.
+    """Write quarantine.jsonl and the manifest at ``path``; remove the spill folder (read back once
+    the shards exist)."""
+    # Any worker may run this, maybe one that imported no sink: an empty quarantine.jsonl on S3
+    # needs the uploader fix there too.
     fix_s3_empty_uploads()
     remove_folder(spill_dir)
     with FileSystems.create(FileSystems.join(os.path.dirname(path), QUARANTINE_NAME)) as fh:
@@ -116,11 +95,16 @@ def write_manifest(_, path, header, outcomes, counts, shards, model_used, quaran
 
 
 def _counts(inputs: list[dict], counts: dict, n_inputs: int, n_ignored: int) -> dict:
-    """The manifest's ``counts``: of the inputs' outcomes, and of the windows written (``counts``:
-    the sums of ``window_counts``)."""
+    """The manifest's ``counts`` of the inputs' outcomes and of the windows written (``counts``: the
+    sums of ``window_counts``)."""
 
     def named(prefix: str) -> dict[str, int]:
         return {k[len(prefix) :]: int(v) for k, v in sorted(counts.items()) if k.startswith(prefix)}
+
+    per_site_label: dict[str, dict[str, int]] = {}
+    for key, n in named("site_label/").items():
+        site, label = key.split("/", 1)
+        per_site_label.setdefault(site, {})[label] = n
 
     return {
         "inputs": n_inputs,
@@ -141,17 +125,17 @@ def _counts(inputs: list[dict], counts: dict, n_inputs: int, n_ignored: int) -> 
         "per_subject": named("subject/"),
         "per_label": named("label/"),
         # each site's windows by label: a class balance that differs between sites shows here
-        "per_site_label": _per_site_label(counts),
+        "per_site_label": per_site_label,
         # windows by the corpus's own split (the TUH corpora's train, dev, eval); pretraining
         # reads it to say how many windows its exclude_corpus_splits leaves out
         "per_corpus_split": named("split/"),
         # windows by length in samples at 256 Hz: sliding windows, HMS's 50 s, labels.csv events ...
-        "per_length_samples": {k[8:]: int(v) for k, v in counts.items() if k.startswith("samples/")},
+        "per_length_samples": named("samples/"),
     }
 
 
 def _ica_totals(inputs: list[dict]) -> dict:
-    """``{"ica_removed": {"eog", "emg", "recordings"}}`` over the recordings ICA cleaned (--ica); {} without."""
+    """``{"ica_removed": {"eog", "emg", "recordings"}}`` over the recordings --ica cleaned; {} without."""
     cleaned = [d["ica"] for d in inputs if d.get("ica")]
     if not cleaned:
         return {}
@@ -169,8 +153,13 @@ def count(n: int, noun: str) -> str:
 
 
 def summarize(manifest: dict, seconds: float) -> str:
+    """The table a local run prints at its end; rows without anything to say are left out."""
     c = manifest["counts"]
     rate = c["input_eeg_hours"] / seconds if seconds > 0 else float("nan")
+    ica = c.get("ica_removed")
+    overlap = ""
+    if c["window_eeg_hours"] > c["input_eeg_hours"]:
+        overlap = " (windows overlap: stride < window, or overlapping labeled sub-windows)"
     rows = [
         ("input files", c["inputs"]),
         ("processed", c["processed"]),
@@ -179,38 +168,22 @@ def summarize(manifest: dict, seconds: float) -> str:
         ("ignored (sidecars, parts, docs)", c["ignored"]),
         ("windows written", c["windows"]),
         ("windows rejected", c["rejected_windows"]),
-        *(
-            [("windows repaired", f"{c['repaired_windows']} (kept with a few bad channels interpolated)")]
-            if c.get("repaired_windows")
-            else []
-        ),
-        *([("placed by cap layout", ", ".join(f"{cap} {n}" for cap, n in c["caps"].items()))] if c.get("caps") else []),
+        c.get("repaired_windows")
+        and ("windows repaired", f"{c['repaired_windows']} (kept with a few bad channels interpolated)"),
+        c.get("caps") and ("placed by cap layout", ", ".join(f"{cap} {n}" for cap, n in c["caps"].items())),
         ("EEG hours read", f"{c['input_eeg_hours']:.3f}"),
-        (
-            "EEG hours in windows",
-            f"{c['window_eeg_hours']:.3f}"
-            + (
-                " (windows overlap: stride < window, or overlapping labeled sub-windows)"
-                if c["window_eeg_hours"] > c["input_eeg_hours"]
-                else ""
-            ),
-        ),
+        ("EEG hours in windows", f"{c['window_eeg_hours']:.3f}{overlap}"),
         ("sites", len(c["per_site"])),
         ("TFRecord files", len(manifest.get("shards", ()))),
         ("artifact model", manifest.get("artifact_model") or "none (rules only)"),
-        *(
-            [
-                (
-                    "ICA components removed",
-                    f"{c['ica_removed']['eog']} eye, {c['ica_removed']['emg']} muscle in "
-                    + count(c["ica_removed"]["recordings"], "recording"),
-                )
-            ]
-            if "ica_removed" in c
-            else []
+        ica
+        and (
+            "ICA components removed",
+            f"{ica['eog']} eye, {ica['emg']} muscle in " + count(ica["recordings"], "recording"),
         ),
         ("wall time", f"{seconds:.1f} s"),
         ("throughput", f"{rate:.3f} EEG-hours/s"),
     ]
+    rows = [row for row in rows if row]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"  {k.ljust(width)}  {v}" for k, v in rows)

@@ -1,18 +1,14 @@
-"""The command line of eegfm-preprocess: its own options (``build_parser``), the config they give
-(``config_from_args``), and the arguments that neither it nor Apache Beam knows.
-
-The job hands every argument its own parser does not define to Beam's ``PipelineOptions``, and
-Beam only logs a warning for those it does not know either, then runs without them. A typo such
-as ``--windows_seconds 5`` then runs with the default 10 s windows, and a second path after
-``--input`` (an unquoted shell glob) is left out of the job. ``unrecognized`` finds such
-arguments so that the command can refuse them; ``describe`` says what each one is, with the
-nearest option names.
+"""The command line of eegfm-preprocess: its options (``build_parser``), the config they give
+(``config_from_args``), and the arguments neither it nor Beam knows (``unrecognized``,
+``describe``): Beam only warns of those and runs without them, so a typo such as
+``--windows_seconds 5`` would silently run with 10 s windows.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import difflib
 import math
 import os
@@ -33,13 +29,13 @@ DEFAULT_KEY_FILE = os.path.join(os.path.expanduser("~"), ".config", "eegfm", "ps
 
 
 def unrecognized(beam_args: Sequence[str]) -> list[str]:
-    """The arguments of ``beam_args`` that no registered Beam pipeline option (``--runner``,
-    ``--direct_num_workers``, ``--s3_anonymous`` ...) takes, in their order, values included."""
+    """The arguments of ``beam_args`` (values included, in order) that no registered Beam pipeline
+    option takes."""
     found: list[str] = []
 
     def parse(parser) -> None:
-        # Called with the parser of every option class Beam knows, before Beam adds any of the
-        # unknown ones (retain_unknown_options=True also keeps Beam from logging them).
+        # Called with Beam's parser of every known option before it adds the unknown ones
+        # (retain_unknown_options=True also keeps Beam from logging them).
         _, unknown = parser.parse_known_args(list(beam_args))
         found.extend(unknown)
 
@@ -53,9 +49,8 @@ def beam_option_names() -> list[str]:
 
 
 def describe(unknown: Sequence[str], own: Iterable[str], beam: Iterable[str]) -> str:
-    """One clause per unrecognized argument: an unknown option (and the value given to it) with the
-    closest names, from the command's ``own`` options first, else from ``beam``'s; or a value that
-    follows no option."""
+    """One clause per unrecognized argument: an unknown option (with its value) and the closest of
+    the command's ``own`` names, else of ``beam``'s; or a value that follows no option."""
     own, beam = sorted(set(own)), sorted(set(beam) - set(own))
     parts, i = [], 0
     while i < len(unknown):
@@ -339,31 +334,14 @@ def _add_artifact_options(art) -> None:
     )
 
 
-# PreprocessConfig fields that have a flag of the same name.
-_CONFIG_FLAGS = (
-    "window_seconds",
-    "stride_seconds",
-    "line_freq",
-    "l_freq",
-    "h_freq",
-    "min_channels",
-    "reference",
-    "chunk_seconds",
-    "features",
-    "ica",
-    "ica_fit_seconds",
-    "repair_channels",
-    "montage",
-)
-
-
 def config_from_args(args, given: set[str] | None = None) -> PreprocessConfig:
-    """The job's config: ``--config``'s YAML (else the defaults) with the flags on top. ``given``:
-    the flags the command line set; with a YAML file only those override it (a flag left at its
-    default must not undo the file). None: every flag counts (no YAML file, or a caller's args)."""
+    """``--config``'s YAML (else the defaults) with the flags of PreprocessConfig's fields on top.
+    ``given``: the flags the command line set; with a YAML file only those override it (a flag left
+    at its default must not undo the file). None: every flag counts."""
     base = PreprocessConfig.from_yaml(args.config) if args.config else PreprocessConfig()
     wanted = (lambda name: True) if given is None or not args.config else given.__contains__
-    fields = {name: getattr(args, name) for name in _CONFIG_FLAGS if wanted(name)}
+    names = [f.name for f in dataclasses.fields(PreprocessConfig) if hasattr(args, f.name)]
+    fields = {name: getattr(args, name) for name in names if wanted(name)}
     if fields.get("stride_seconds", 0.0) is None:
         del fields["stride_seconds"]  # not given: windows end to end, unless a YAML file overlaps them
     if "window_seconds" in fields and "stride_seconds" not in fields and base.stride_seconds == base.window_seconds:

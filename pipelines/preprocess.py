@@ -1,13 +1,11 @@
-"""The eegfm preprocessing job: raw EEG recordings -> de-identified, harmonized, 256 Hz, artifact-
-scored windows in snappy TFRecords, with a manifest that accounts for every input.
+"""The launcher of the preprocessing job: raw EEG -> de-identified, 256 Hz, artifact-scored windows
+in snappy TFRecords, with a manifest of every input.
 
     python -m eegfm.pipelines.preprocess --input DIR_OR_GLOB [...] --output OUT [beam options]
 
-This module is the launcher: it checks the command line (``pipelines.pipeline_args``), finds the
-inputs, holds the output folder (an earlier run's shards there are refused, or deleted with
-``--overwrite``: readers take every shard there), runs the Beam pipeline (``pipelines.stages``)
-and removes what a run that stopped early wrote. Runs unchanged on the DirectRunner (in_memory or
-multi_processing) and on Dataflow (``--runner DataflowRunner --setup_file ./setup.py ...``).
+Checks the command line (``pipeline_args``), finds the inputs, holds the output folder (an earlier
+run's shards are refused, or deleted with ``--overwrite``), runs the Beam pipeline (``stages``) on
+the DirectRunner or Dataflow, and removes what a run that stopped early wrote.
 """
 
 from __future__ import annotations
@@ -91,22 +89,12 @@ def _run(parser, argv, args, beam_args, redaction: RunRedaction) -> dict:
         config, items, ignored, datasets, key = _inputs(parser, argv, args, options, redaction)
     except (ConfigError, PseudonymKeyError, ValueError, *STORE_ERRORS) as err:
         parser.error(str(err))
-    if not items:
-        parser.error(f"--input {' '.join(args.input)}: no recordings found (only {len(ignored)} sidecar/doc files)")
-    try:
-        _check_artifact_options(args, {item.site for item in items})
-    except ConfigError as err:
-        parser.error(str(err))
     if options.view_as(StandardOptions).runner is None:
         # Name the runner explicitly (Beam otherwise logs that it is guessing one); its
         # --direct_running_mode defaults to in_memory, one process.
         options.view_as(StandardOptions).runner = "DirectRunner"
     if options.get_all_options().get("dry_run") and _is_local(options):
-        print(
-            redaction.scrub(
-                _dry_run_plan(args, items, ignored, datasets, (key, redaction.redactor) if args.redact_paths else None)
-            )
-        )
+        print(redaction.scrub(_dry_run_plan(args, items, ignored, datasets, key, redaction.redactor)))
         return {}
     log.info(
         "%s (%s), %s; writing to %s",
@@ -133,11 +121,8 @@ def _pipeline_options(parser, args, beam_args: list[str]) -> PipelineOptions:
     """Beam's options from the arguments the job's parser left; refuses those Beam does not know either."""
     unknown = unrecognized(beam_args)
     if unknown:  # Beam would only warn and run without them
-        parser.error(
-            describe(
-                unknown, [flag for action in parser._actions for flag in action.option_strings], beam_option_names()
-            )
-        )
+        own = [flag for action in parser._actions for flag in action.option_strings]
+        parser.error(describe(unknown, own, beam_option_names()))
     if args.s3_anonymous:
         private = [
             f"{flag} {path}"
@@ -159,8 +144,8 @@ def _pipeline_options(parser, args, beam_args: list[str]) -> PipelineOptions:
 
 
 def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedaction):
-    """The run's config, recordings, files passed over, data sets and key, after checking that
-    every path it needs can be reached; redaction keyed with its inputs."""
+    """The run's config, recordings, files passed over, data sets and key, once every path it needs
+    is reachable and the artifact options hold; keys ``redaction`` with the inputs."""
     check_s3_credentials([*([] if args.s3_anonymous else args.input), args.output, args.pseudonym_key_file], options)
     dry_run = options.get_all_options().get("dry_run")  # a dry run lists inputs but writes nothing
     if not dry_run:
@@ -175,7 +160,7 @@ def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedactio
             config.stride_seconds - config.window_seconds,
         )
     check_sharding(args)
-    args.pseudonym_key_file = _ensure_key(args.pseudonym_key_file, args.create_key_file)
+    _ensure_key(args.pseudonym_key_file, args.create_key_file)
     key = load_key(args.pseudonym_key_file)
     if "://" not in args.pseudonym_key_file:  # object stores have their own access control
         warn_if_shared(args.pseudonym_key_file)
@@ -183,24 +168,22 @@ def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedactio
     items, ignored, datasets = discover(
         args.input, dataset=args.dataset, site=args.site, exclude=[args.output, args.pseudonym_key_file]
     )
-    redaction.keyed(key, _named_paths(args, items, ignored), kept_folders(args.input))
+    # Every input path a report or log line may name: as given, as found, sidecars, files passed over.
+    named = [*args.input, *(p for item in items for p in related_paths(item)), *(g.path for g in ignored)]
+    redaction.keyed(key, named, kept_folders(args.input))
     ignored = [Ignored(redaction.redactor.path(g.path), redaction.scrub(g.reason)) for g in ignored]
+    if not items:
+        raise ValueError(f"--input {' '.join(args.input)}: no recordings found (only {len(ignored)} sidecar/doc files)")
+    _check_artifact_options(args, {item.site for item in items})
     return config, items, ignored, datasets, key
 
 
-def _named_paths(args, items, ignored) -> list[str]:
-    """Every input path a report or log line of this run may name: the inputs as given and as found,
-    their sidecars, the files passed over."""
-    return [*args.input, *(p for item in items for p in related_paths(item)), *(g.path for g in ignored)]
-
-
-def _dry_run_plan(args, items, ignored, datasets, redacted: tuple[bytes, PathRedactor] | None = None) -> str:
-    """What a local ``--dry_run`` prints instead of running: the recordings found per site and
-    data set, and the files that would not be read, with why (Dataflow's dry run builds its graph).
-    Under --redact_paths sites show as their pseudonyms and folders as tokens: a site may be a folder's name."""
-    key, redactor = redacted or (None, None)
+def _dry_run_plan(args, items, ignored, datasets, key: bytes, redactor: PathRedactor) -> str:
+    """What a local ``--dry_run`` prints: recordings per site and data set, and the files not read,
+    with why. Under --redact_paths sites show as pseudonyms and folders as tokens (a site may be a
+    folder's name)."""
     per_site = collections.Counter(
-        (item.site if key is None else pseudonym(key, "site", item.site), item.dataset) for item in items
+        (pseudonym(key, "site", item.site) if args.redact_paths else item.site, item.dataset) for item in items
     )
     labeled = sum(bool(item.windows) or item.recording_label >= 0 for item in items)
     lines = [
@@ -217,8 +200,8 @@ def _dry_run_plan(args, items, ignored, datasets, redacted: tuple[bytes, PathRed
 
 
 def _write_output(parser, args, options, config, items, ignored, key, scrub) -> dict:
-    """The job itself, once the output folder is this run's: earlier outputs cleared or refused,
-    the pipeline run, and what a stopped run wrote removed; the manifest (empty on Dataflow)."""
+    """Clears (or refuses) an earlier run's outputs, runs the pipeline, removes what a stopped run
+    wrote; returns the manifest (empty on Dataflow)."""
     cleared = False  # no earlier run's outputs in args.output: any found later are this run's
     if "://" in args.output and options.get_all_options().get("dry_run"):
         log.info("--dry_run: %s is not checked for an earlier run's outputs", args.output)
@@ -253,9 +236,8 @@ def _write_output(parser, args, options, config, items, ignored, key, scrub) -> 
 
 
 def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, finished_are_ours: bool) -> None:
-    """What a run that stopped before its manifest wrote: its temporary folders, and (where
-    ``finished_are_ours``: the output held no earlier run's) the shards and artifact model it had
-    finished, which without a manifest would pass for a whole data set."""
+    """Removes a stopped run's temporary folders and, where ``finished_are_ours`` (the output held no
+    earlier run's), its finished shards and artifact model, which would pass for a whole data set."""
     ours = sorted(set(temporary_folders(output)) - earlier_temporary)
     discard_folders(ours)
     if FileSystems.exists(FileSystems.join(output, MANIFEST_NAME)):  # stopped after its last step
@@ -305,9 +287,8 @@ def _run_pipeline(args, options, config, items, ignored, key, scrub) -> None:
 
 
 def _quiet_worker_threads() -> None:
-    """After Ctrl-C: Beam's thread for each worker process reports that process's end, which the
-    interrupted job brings about, as an error ("Worker subprocess exited with return code ..."),
-    one traceback per worker. Those reports are dropped; any other thread error still shows."""
+    """After Ctrl-C, drop the traceback Beam's thread for each worker process prints when that worker
+    ends ("Worker subprocess exited with return code ..."); other thread errors still show."""
     previous = threading.excepthook
 
     def hook(args: threading.ExceptHookArgs) -> None:
@@ -321,14 +302,14 @@ def _quiet_worker_threads() -> None:
 
 
 def earlier_run_outputs(output: str) -> list[str]:
-    """What an earlier run left in ``output`` that would mix with a new run's: its manifest, its
-    quarantine list, its report and every site's shards (readers take every ``part-*-of-*`` file)."""
+    """An earlier run's manifest, quarantine list, report and shards in ``output`` (readers take every
+    ``part-*-of-*`` file, so they would mix with a new run's)."""
     patterns = [MANIFEST_NAME, QUARANTINE_NAME, REPORT_NAME, f"*/{SITE_FILE_PREFIX}-*-of-*{FILE_NAME_SUFFIX}"]
     return sorted(m.path for pattern in patterns for m in match_below(output, pattern))
 
 
-# A run's temporary folders in its output: spilled windows, and shards not yet renamed. A run that
-# stops early (Ctrl-C, a crash, a killed machine) can leave them.
+# A run's temporary folders in its output (spilled windows, shards not yet renamed): a run that
+# stops early can leave them.
 TEMPORARY_FOLDERS = (".spill-*", "beam-temp-sites-*")
 
 
@@ -339,16 +320,15 @@ def temporary_folders(output: str) -> dict[str, int]:
         for meta in match_below(output, f"{pattern}/*"):
             folder = meta.path.rsplit("/", 1)[0]
             found[folder] = found.get(folder, 0) + meta.size_in_bytes
-    if "://" not in output:  # empty local folders have no files to match
-        for pattern in TEMPORARY_FOLDERS:
+        if "://" not in output:  # empty local folders have no files to match
             for folder in glob.glob(os.path.join(glob.escape(output), pattern)):
                 found.setdefault(folder, 0)
     return found
 
 
 def _clear_earlier_run(output: str, overwrite: bool) -> None:
-    """Delete an earlier run's outputs with ``overwrite``; without it, refuse to mix with them.
-    Temporary folders of runs that stopped early go with ``overwrite``; otherwise a warning."""
+    """With ``overwrite``, delete an earlier run's outputs and stopped runs' temporary folders;
+    without it, refuse the outputs (ValueError) and warn of the folders."""
     stale = temporary_folders(output)
     if stale and overwrite:
         discard_folders(stale)
@@ -389,8 +369,8 @@ def _clear_earlier_run(output: str, overwrite: bool) -> None:
 
 
 def _check_artifact_options(args, sites: set[str]) -> None:
-    """Fail on the launcher, before any recording is read, where the artifact model's options
-    could only fail (or do nothing) at the end of the run."""
+    """ConfigError, before any recording is read, where the artifact model's options would only fail
+    (or do nothing) at the end of the run."""
     if args.no_artifact_model:
         return
     if args.artifact_model:
@@ -412,10 +392,10 @@ def _check_artifact_options(args, sites: set[str]) -> None:
         )
 
 
-def _ensure_key(path: str, create: bool = False) -> str:
+def _ensure_key(path: str, create: bool = False) -> None:
+    """A new key file at a missing ``path`` that is the default or ``create``; PseudonymKeyError elsewhere."""
     if "://" in path or os.path.exists(path):
-        load_key(path)  # fail now, on the launcher, with a clear message
-        return path
+        return
     if path != DEFAULT_KEY_FILE and not create:
         raise PseudonymKeyError(
             f"--pseudonym_key_file {path}: no such file; for a first run pass --create_key_file to create a "
@@ -423,12 +403,11 @@ def _ensure_key(path: str, create: bool = False) -> str:
         )
     create_key(path)
     log.info("created a new pseudonym key at %s (keep it for stable pseudonyms)", path)
-    return path
 
 
 def _describe_datasets(datasets: dict[str, str], redactor: PathRedactor | None = None) -> str:
-    """``folder=dataset`` for a few input folders; counts per dataset for many (a log line, not
-    a listing of an archive of thousands of patient folders). Folders as tokens under --redact_paths."""
+    """``folder=dataset`` for a few input folders, else counts per dataset (a log line, not a listing
+    of thousands of patient folders); folders as tokens under --redact_paths."""
     if len(datasets) <= 8:
         shown = redactor.folder if redactor is not None and redactor.enabled else str
         return ", ".join(f"{shown(k)}={v}" for k, v in sorted(datasets.items()))
@@ -441,14 +420,9 @@ def _is_local(options: PipelineOptions) -> bool:
 
 
 def local_runner(options: PipelineOptions):
-    """The runner object for ``options``: Beam's FnApiRunner for the DirectRunner, else None.
-
-    Beam's DirectRunner first tries its Prism runner, which downloads a Go binary from GitHub at
-    run time (and, where that works, ignores ``--direct_running_mode``). The job must never depend
-    on a download, so the DirectRunner is the FnApiRunner directly, set up as Beam's own
-    DirectRunner sets it up, honouring ``--direct_running_mode`` and ``--direct_num_workers``.
-    Other runners (Dataflow ...) are left to Beam (None).
-    """
+    """Beam's FnApiRunner for the DirectRunner (set up as the DirectRunner does, honouring
+    ``--direct_running_mode`` and ``--direct_num_workers``), else None: the DirectRunner would first
+    try Prism, which downloads a Go binary at run time and ignores ``--direct_running_mode``."""
     if not _is_local(options):
         return None
     from apache_beam.portability.api import beam_provision_api_pb2
@@ -462,10 +436,8 @@ def local_runner(options: PipelineOptions):
     from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
     class QuietWorkersRunner(fn_runner.FnApiRunner):
-        """Beam's worker command started with SIGINT ignored (Beam runs it through a shell): Ctrl-C
-        reaches the whole process group, and the job, which ends its workers, reports it once,
-        instead of every worker printing a traceback. Beam assigns its own command to
-        ``_default_environment`` in ``run_pipeline``; this keeps ours."""
+        """Workers started with SIGINT ignored, so Ctrl-C is reported once by the job, not by every
+        worker; the setter keeps ``run_pipeline`` from replacing this command with Beam's."""
 
         _workers = SubprocessSDKEnvironment.from_command_string(
             f"trap '' INT; exec {shlex.quote(sys.executable)} -m apache_beam.runners.worker.sdk_worker_main"

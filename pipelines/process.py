@@ -1,10 +1,8 @@
-"""Per-recording processing: the pure core that the Beam job's DoFn wraps.
+"""The per-recording core the Beam job wraps (and nothing here knows about Beam).
 
-`process_recording(item, key, config, config_hash)` reads one recording in bounded chunks and
-streams it through harmonize -> resample to 256 Hz -> notch + band-pass -> windows -> quality
-rules, yielding `Window`s, `RejectedWindow`s and, last, its one `Outcome` (``pipelines.events``).
-Memory is bounded by the chunk length plus one window plus the filters' margins, whatever the
-recording's length (``pipelines.windowing``). Nothing here knows about Beam.
+`process_recording` streams one recording in bounded chunks through harmonize -> resample to
+256 Hz -> notch + band-pass -> windows -> quality rules (``windowing``), yielding `Window`s,
+`RejectedWindow`s and, last, its one `Outcome` (``events``).
 """
 
 from __future__ import annotations
@@ -23,13 +21,7 @@ from eegfm.pipelines.bipolar import BipolarReader, bipolar_plan
 from eegfm.pipelines.datasets import LabeledWindow, SourceItem
 from eegfm.pipelines.datasets.bids import SidecarError, read_electrodes, read_sidecars
 from eegfm.pipelines.deid import pseudonym
-from eegfm.pipelines.events import (
-    Outcome,
-    PreprocessConfig,
-    RejectedWindow,
-    StageError,
-    Window,
-)
+from eegfm.pipelines.events import Outcome, PreprocessConfig, RejectedWindow, StageError, Window
 from eegfm.pipelines.filters import design_filters, detect_line_frequency
 from eegfm.pipelines.harmonize import HarmonizeError, harmonize, map_channels, plan_harmonization
 from eegfm.pipelines.ica import fit_ica_cleaner
@@ -40,22 +32,24 @@ from eegfm.pipelines.windowing import Cutting, Span, cut_span, mark_annotated_ba
 
 log = get_logger("process")
 
+# What reading a file raises for its own or its store's reasons, including Beam's S3ClientError
+# (a 403 Forbidden, say), which is no OSError.
+try:
+    from apache_beam.io.aws.clients.s3.messages import S3ClientError
+
+    READ_ERRORS = (*STORE_ERRORS, S3ClientError)
+except ImportError:
+    READ_ERRORS = STORE_ERRORS
+
 
 # Stretches the constant-channel test reads, spread over the recording: a channel must be still in
-# every one, so a dropout (all channels still for a second or two) or an electrode that comes
-# loose for a while is not taken for one that was never recorded.
+# every one, so a dropout or an electrode loose for a while is not taken for one never recorded.
 _PROBES, _PROBE_SECONDS = 8, 2.0
 
 
-def constant_channels(reader: Reader, cmap, tol_uv: float) -> tuple[str, ...]:
-    """The EEG channels whose peak-to-peak stays within ``tol_uv`` in every probe stretch: not
-    recorded, but written anyway (an export's montage template fills unconnected electrodes with
-    zeros). Interpolated like a missing channel, they would otherwise make every window flat."""
-    return constant_rows(reader, sorted({*cmap.canonical.values(), *cmap.extra_eeg.values()}), tol_uv)
-
-
 def constant_rows(reader: Reader, rows: list[int], tol_uv: float) -> tuple[str, ...]:
-    """The names of the channels ``rows`` that stay within ``tol_uv`` in every probe stretch."""
+    """The names of the channels ``rows`` within ``tol_uv`` peak-to-peak in every probe stretch:
+    never recorded (an export's template fills them with zeros), so interpolated as missing."""
     n, width = reader.info.n_times, max(1, int(_PROBE_SECONDS * reader.info.sfreq))
     if not rows:
         return ()
@@ -78,24 +72,11 @@ def _ids(item: SourceItem, reader: Reader, key: bytes, sha: str) -> dict[str, st
     }
 
 
-def _read_errors() -> tuple[type[BaseException], ...]:
-    """What reading a file raises for the file's or its store's reasons: OSError, GCS's errors and
-    Beam's S3ClientError (an object that answers 403 Forbidden, say), which is no OSError."""
-    try:
-        from apache_beam.io.aws.clients.s3.messages import S3ClientError
-    except ImportError:
-        return STORE_ERRORS
-    return (*STORE_ERRORS, S3ClientError)
-
-
-READ_ERRORS = _read_errors()
-
-
 def process_recording(
     item: SourceItem, key: bytes, config: PreprocessConfig, config_hash: str
 ) -> Iterator[Window | RejectedWindow | Outcome]:
-    """Stream one input file to windows; always ends with exactly one `Outcome`. A recording that
-    fails part-way ends quarantined with ``windows`` 0: the caller drops the windows it yielded."""
+    """Stream one input file to windows, then exactly one `Outcome`; one that fails part-way ends
+    quarantined with ``windows`` 0, and the caller drops the windows it yielded."""
     # The site is known before the file is opened: a quarantined input counts against its site.
     outcome = Outcome(
         source=item.path, status="quarantined", dataset=item.dataset, site=pseudonym(key, "site", item.site)
@@ -143,7 +124,6 @@ def process_recording(
 
 
 def _count(outcome: Outcome, event: Window | RejectedWindow) -> None:
-    """Add a window to its recording's counts."""
     if isinstance(event, RejectedWindow):
         outcome.rejected_windows += 1
         for rule in event.rule_names():
@@ -157,16 +137,11 @@ def _count(outcome: Outcome, event: Window | RejectedWindow) -> None:
             outcome.repaired[channel] = outcome.repaired.get(channel, 0) + 1
 
 
-@contextlib.contextmanager
-def _open(local: str) -> Iterator[Reader]:
+def _open(local: str) -> contextlib.closing[Reader]:
     try:
-        reader = open_recording(local)
+        return contextlib.closing(open_recording(local))
     except ReaderError as err:
         raise StageError("read", str(err).split(": ", 1)[-1]) from err
-    try:
-        yield reader
-    finally:
-        reader.close()
 
 
 def _event_windows(item: SourceItem, events) -> tuple[LabeledWindow, ...]:
@@ -189,7 +164,7 @@ def _event_windows(item: SourceItem, events) -> tuple[LabeledWindow, ...]:
 
 def _bipolar(reader: Reader, marked_bad: tuple[str, ...], config: PreprocessConfig, digitized):
     """A bipolar recording's plan (``pipelines.bipolar``) and its flat derivations, where its channels
-    alone place fewer than ``min_channels`` 10-20 sites; else None (the reader is used as it is)."""
+    alone place fewer than ``min_channels`` 10-20 sites; else None."""
     names = reader.info.ch_names
     plan = bipolar_plan(names, exclude=marked_bad)
     if plan is None:
@@ -216,15 +191,13 @@ def _electrodes(reader: Reader, plan, config: PreprocessConfig) -> Reader:
         chains = "; ".join(", ".join(chain) for chain in plan.chains)
         raise StageError(
             "harmonize",
-            (
-                f"a bipolar montage ({len(plan.derivations) + len(plan.left_out)} derivations such as "
-                f"{', '.join(names[i] for i in plan.derivations[:3])}): its derivations form {len(plan.chains)} "
-                f"chains with no electrode in common ({chains}), each against a reference of its own, so only the "
-                f"largest gives electrode potentials: {len(sites)} of the 19 10-20 sites "
-                f"({', '.join(sorted(sites, key=schema.CHANNELS.index))}); need at least {config.min_channels} "
-                "(--min_channels). A derivation joining the chains (the double banana's T7-FT9, FT9-FT10, FT10-T8 "
-                "bridge) or a referential export would give them all"
-            ),
+            f"a bipolar montage ({len(plan.derivations) + len(plan.left_out)} derivations such as "
+            f"{', '.join(names[i] for i in plan.derivations[:3])}): its derivations form {len(plan.chains)} "
+            f"chains with no electrode in common ({chains}), each against a reference of its own, so only the "
+            f"largest gives electrode potentials: {len(sites)} of the 19 10-20 sites "
+            f"({', '.join(sorted(sites, key=schema.CHANNELS.index))}); need at least {config.min_channels} "
+            "(--min_channels). A derivation joining the chains (the double banana's T7-FT9, FT9-FT10, FT10-T8 "
+            "bridge) or a referential export would give them all",
         )
     return BipolarReader(reader, plan)
 
@@ -237,8 +210,8 @@ def _read(reader: Reader, start: int, stop: int) -> np.ndarray:
 
 
 def _stream(item, reader, key, config, config_hash, sha) -> Iterator[Window | RejectedWindow | dict]:
-    """The recording's windows, and dicts of what its `Outcome` records as it is learned (so a
-    recording quarantined part-way still shows what was found before)."""
+    """The recording's windows, and dicts of what its `Outcome` records as soon as it is known (a
+    recording quarantined part-way still shows it)."""
     other_rate = tuple(getattr(reader, "skipped", ()))
     yield {
         "sfreq_in": reader.info.sfreq,
@@ -269,32 +242,21 @@ def _stream(item, reader, key, config, config_hash, sha) -> Iterator[Window | Re
     yield {"line_freq": line_freq}
     # The data set's own sidecar (participants.tsv, subject-info.csv) wins over file headers.
     clinical = {"age": item.age if item.age is not None else info.clinical.age, "sex": item.sex or info.clinical.sex}
-    cut = Cutting(
-        item,
-        info.sfreq,
-        harmonized,
-        design_filters(TARGET_SFREQ, config.filter_config(), line_freq),
-        n_rows,
-        mask,
-        ids,
-        clinical,
-        config,
-        config_hash,
-        sha,
-    )
+    design = design_filters(TARGET_SFREQ, config.filter_config(), line_freq)
+    cut = Cutting(item, info.sfreq, harmonized, design, n_rows, mask, ids, clinical, config, config_hash, sha)
     yield from _windows(cut, reader)
 
 
 def _plan_channels(reader: Reader, config: PreprocessConfig, marked_bad, digitized, unplaced, other_rate):
-    """Yields the channels constant from start to end, then returns the harmonization plan; a
-    flat recording, or one whose channels cannot be harmonized, raises `StageError` (the latter
-    with what else the reader found missing)."""
+    """Yields the channels constant from start to end, then returns the harmonization plan;
+    `StageError` for a flat recording or channels that cannot be harmonized."""
     info = reader.info
     try:
         cmap = map_channels(info.ch_names, config.montage, digitized)
-        constant = constant_channels(reader, cmap, config.quality.flat_tol_uv)
+        eeg_rows = sorted({*cmap.canonical.values(), *cmap.extra_eeg.values()})
+        constant = constant_rows(reader, eeg_rows, config.quality.flat_tol_uv)
         yield {"constant": constant}
-        if constant and len(constant) == len({*cmap.canonical.values(), *cmap.extra_eeg.values()}):
+        if constant and len(constant) == len(eeg_rows):
             raise StageError(
                 "quality",
                 f"all {len(constant)} EEG channels are constant from start to end "
@@ -320,8 +282,7 @@ def _plan_channels(reader: Reader, config: PreprocessConfig, marked_bad, digitiz
 
 
 def _cap_record(cmap, ch_names) -> dict:
-    """The cap and the recorded electrode each 10-20 site took, for a recording named by cap
-    position; empty otherwise."""
+    """The cap and the electrode each 10-20 site took, for a recording named by cap position."""
     if not cmap.cap:
         return {}
     return {
@@ -331,8 +292,8 @@ def _cap_record(cmap, ch_names) -> dict:
 
 
 def _with_ica(reader: Reader, plan, n_rows: int, mask: np.ndarray, harmonized, config: PreprocessConfig):
-    """Fits the ICA cleaner on the recording's first ``ica_fit_seconds``, yields what it removed,
-    and returns the harmonizer that applies it."""
+    """Fits the ICA cleaner on the first ``ica_fit_seconds``, yields what it removed, returns the
+    harmonizer that applies it."""
     info = reader.info
     n_fit = min(info.n_times, int(config.ica_fit_seconds * info.sfreq))
     try:
@@ -350,20 +311,19 @@ def _with_ica(reader: Reader, plan, n_rows: int, mask: np.ndarray, harmonized, c
 
 
 def _line_frequency(config: PreprocessConfig, sidecars, info, harmonized):
-    """The mains frequency to notch (None: none): the configured one; for ``auto`` the sidecars'
-    record, else the one detected in the recording's first ``line_detect_seconds``."""
-    line_freq = config.line_freq
-    if line_freq == "auto" and sidecars.line_freq is not None:  # the data set's own record of its mains
-        line_freq = sidecars.line_freq
-    elif line_freq == "auto":
-        n_detect = min(info.n_times, int(config.line_detect_seconds * info.sfreq))
-        line_freq = detect_line_frequency(harmonized(0, n_detect)[0][: schema.N_CHANS], info.sfreq)
-    return line_freq
+    """The mains frequency to notch (None: none); for ``auto`` the sidecars' record, else the one
+    detected in the first ``line_detect_seconds``."""
+    if config.line_freq != "auto":
+        return config.line_freq
+    if sidecars.line_freq is not None:  # the data set's own record of its mains
+        return sidecars.line_freq
+    n_detect = min(info.n_times, int(config.line_detect_seconds * info.sfreq))
+    return detect_line_frequency(harmonized(0, n_detect)[0][: schema.N_CHANS], info.sfreq)
 
 
 def _sidecars(item: SourceItem, reader: Reader, config: PreprocessConfig):
-    """The recording's BIDS sidecars, the channels they or the file mark bad, and the electrode
-    positions (digitized, and what could not be placed) where ``--montage file`` asks for them."""
+    """The BIDS sidecars, the channels they or the file mark bad, and, for ``--montage file``, the
+    electrode positions (digitized, and what could not be placed)."""
     try:
         sidecars = read_sidecars(item.channels_tsv, item.eeg_json)
     except SidecarError as err:
@@ -381,7 +341,7 @@ def _sidecars(item: SourceItem, reader: Reader, config: PreprocessConfig):
 
 
 def _windows(cut: Cutting, reader: Reader) -> Iterator[Window | RejectedWindow | dict]:
-    """Every window of the recording: its labels' unusable ones, those outside it, and those cut from its spans."""
+    """Every window: the labels' unusable ones, those outside the recording, those cut from its spans."""
     item, config, sfreq = cut.item, cut.config, cut.sfreq
     rate_plan = Resampler(sfreq, cut.n_rows).plan
     spans = [Span(seg, rate_plan.output_length(seg.stop - seg.start)) for seg in reader.segments]
@@ -415,15 +375,14 @@ def _harmonizer(reader: Reader, plan, n_rows: int, cleaner=None):
 
     def harmonized(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         raw = _read(reader, start, stop)
-        # A column sum is NaN or infinite if any of its samples is (or, rarely, if finite samples
-        # overflow): one cheap pass finds clean chunks, the exact test runs only on suspect ones.
+        # A column sum is non-finite if any sample is (or, rarely, on overflow): one cheap pass
+        # clears clean chunks, the exact test runs only on suspect ones.
         bad_samples = ~np.isfinite(raw.sum(axis=0))
         if bad_samples.any():
             finite = np.isfinite(raw)
             bad_samples = ~finite.all(axis=0)
             raw = np.where(finite, raw, 0.0).astype(np.float32)
-        # EEG and ECG rows go straight into one buffer: concatenating them after was a copy of
-        # the whole chunk at the input rate.
+        # EEG and ECG rows go straight into one buffer: no copy of the chunk to concatenate them.
         rows = np.empty((n_rows, raw.shape[1]), dtype=np.float32)
         out = harmonize(raw, reader.info.ch_names, reference="keep", plan=plan, out=rows[: schema.N_CHANS])
         eeg = out.data if cleaner is None else _clean(cleaner, out.data, plan)

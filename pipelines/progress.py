@@ -1,10 +1,8 @@
-"""Progress of a local run: how many inputs the workers have finished, shown while the job runs.
+"""Progress of a local run, which Beam's DirectRunner does not report until the end.
 
-Beam's DirectRunner reports nothing until the pipeline ends. On a local run each finished input
-appends one line, its EEG seconds, to a file in a private temporary folder (an ``O_APPEND`` write
-of a few bytes is atomic, so worker processes need no lock). A thread of the launching process
-counts the lines: a progress bar on a terminal, else a log line every ``log_every`` seconds. The
-lines hold numbers only: no path, name or pseudonym. Dataflow has its own progress page.
+Each finished input appends one line, its EEG seconds (numbers only), to a file in a private
+temporary folder (a short ``O_APPEND`` write is atomic: workers need no lock). A thread of the
+launcher counts the lines: a progress bar on a terminal, else a log line every ``log_every`` s.
 """
 
 from __future__ import annotations
@@ -35,9 +33,8 @@ def record_done(path: str | None, eeg_seconds: float) -> None:
 
 
 def read_progress(path: str, since: int = 0) -> tuple[int, float, int]:
-    """``(inputs finished, EEG seconds read, offset)`` in the lines from byte ``since`` on, where
-    ``offset`` is the byte after the last complete line: pass it as ``since`` next time to read
-    only what was added (a line still being written is left for then)."""
+    """``(inputs finished, EEG seconds read, offset)`` in the complete lines from byte ``since`` on;
+    ``offset``, after the last complete line, is the next call's ``since``."""
     try:
         with open(path, "rb") as fh:
             fh.seek(since)
@@ -97,7 +94,7 @@ class ProgressReporter:
         return self
 
     def _read(self) -> tuple[int, float]:
-        """Inputs finished and EEG seconds so far; each poll reads only the lines added since the last."""
+        """Inputs finished and EEG seconds so far (each poll reads only the lines added since)."""
         done, seconds, self._offset = read_progress(self.path, self._offset)
         self._done, self._seconds = self._done + done, self._seconds + seconds
         return self._done, self._seconds
@@ -118,17 +115,14 @@ class ProgressReporter:
                 logged = time.monotonic()
                 log.info(progress_line(min(done, self.total), self.total, seconds, logged - self._start))
             if done >= self.total:  # what is left runs after the last recording: say what it is
-                self._stage_two(seconds)
+                if self._bar is not None:
+                    self._draw(self.total, seconds, refresh=True)
+                log.info(
+                    "all %d recordings read (%.2f EEG-hours); scoring artifacts and writing the TFRecord shards",
+                    self.total,
+                    seconds / 3600.0,
+                )
                 return
-
-    def _stage_two(self, seconds: float) -> None:
-        message = (
-            f"all {self.total} recordings read ({seconds / 3600.0:.2f} EEG-hours); scoring artifacts "
-            "and writing the TFRecord shards"
-        )
-        if self._bar is not None:
-            self._draw(self.total, seconds, refresh=True)
-        log.info(message)
 
     def __exit__(self, *exc_info) -> None:
         self._stop.set()

@@ -43,13 +43,8 @@ def signal(name: str, value: Any, *, ndim: int) -> np.ndarray:
         fail(name, "a real-valued numeric array", f"dtype {array.dtype}")
     if array.ndim != ndim or array.shape[-1] == 0:
         fail(name, f"a non-empty {ndim}-d array", f"shape {list(array.shape)}")
-    if array.dtype == EEG_DTYPE:  # decoded windows: already stored precision, no cast
-        stored = np.ascontiguousarray(array)
-    elif array.dtype == np.float32:  # what the pipeline makes
-        stored = float32_to_float16(array)
-    else:
-        with np.errstate(over="ignore", invalid="ignore"):  # reported below, by position
-            stored = np.ascontiguousarray(array, dtype=EEG_DTYPE)
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below, by position
+        stored = np.ascontiguousarray(array, dtype=EEG_DTYPE)
     # float16 inf and NaN have all five exponent bits set; testing the bits is 5x faster than
     # np.isfinite, which has no native half-precision loop.
     bad = (stored.view(np.uint16) & 0x7C00) == 0x7C00
@@ -65,35 +60,9 @@ def signal(name: str, value: Any, *, ndim: int) -> np.ndarray:
 
 
 def float32_to_float16(x: np.ndarray) -> np.ndarray:
-    """``x.astype(float16)`` as a C-ordered little-endian array, bit for bit (round to nearest
-    even, subnormals, overflow to infinity, NaN payloads), about twice as fast: numpy converts
-    one value at a time (120 us for a 10 s window), this takes a few vector passes over the bits.
-    """
-    bits = np.ascontiguousarray(x, dtype="<f4").view(np.uint32)
-    magnitude = bits & np.uint32(0x7FFFFFFF)
-    # Normal results: rebias the exponent (127 -> 15), add half an ulp of float16 less one plus
-    # the lowest kept bit (ties to even), then drop the 13 extra mantissa bits.
-    half = magnitude >> 13
-    half &= 1
-    half += magnitude
-    half += np.uint32(0xC8000FFF)
-    half >>= 13
-    subnormal = magnitude < np.uint32(113 << 23)  # below float16's smallest normal, 2**-14
-    if subnormal.any():
-        # Adding 0.5 lines the value's bits up with float16's subnormal steps; the float unit
-        # rounds to even on the way.
-        with np.errstate(invalid="ignore"):  # signalling NaNs among the other values
-            shifted = (magnitude.view(np.float32) + np.float32(0.5)).view(np.uint32)
-        shifted -= np.uint32(0x3F000000)
-        np.copyto(half, shifted, where=subnormal)
-    special = magnitude >= np.uint32(143 << 23)  # rounds past 65504, infinite, or NaN
-    if special.any():
-        np.copyto(half, np.uint32(0x7C00), where=special)
-        nan = magnitude > np.uint32(0x7F800000)
-        if nan.any():
-            half[nan] = x.reshape(half.shape)[nan].astype(np.float16).view(np.uint16)
-    half |= (bits >> 16) & np.uint32(0x8000)
-    return half.astype("<u2").view(EEG_DTYPE)
+    """``x`` rounded to float32, then ``astype(float16)`` as a C-ordered little-endian array."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.ascontiguousarray(x, dtype="<f4").astype(EEG_DTYPE)
 
 
 def channel_mask(value: Any) -> np.ndarray:
@@ -144,9 +113,22 @@ def int64(name: str, value: Any, *, low: int) -> int:
     return int(value)
 
 
-def text(name: str, value: Any) -> bytes:
+def text(name: str, value: Any, *, required: str = "") -> bytes:
+    """``value`` as bytes (str is UTF-8 encoded); ``required``: what an empty value should be."""
     if isinstance(value, str):
-        return value.encode("utf-8")
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value)
-    fail(name, "bytes or str", f"{type(value).__name__} {value!r}")
+        stored = value.encode("utf-8")
+    elif isinstance(value, (bytes, bytearray, memoryview)):
+        stored = bytes(value)
+    else:
+        fail(name, "bytes or str", f"{type(value).__name__} {value!r}")
+    if required and not stored:
+        fail(name, required, "b''")
+    return stored
+
+
+def choice(name: str, value: Any, allowed: tuple[str, ...], note: str) -> bytes:
+    """``text`` that must be one of ``allowed`` (``note`` says what empty means)."""
+    stored = text(name, value)
+    if stored.decode("utf-8", "replace") not in allowed:
+        fail(name, f"one of {allowed!r} ({note})", repr(stored))
+    return stored

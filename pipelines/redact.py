@@ -1,16 +1,10 @@
-"""Keyed pseudonyms for file and folder names (``--redact_paths``).
+"""Keyed tokens for file and folder names (``--redact_paths``), for exports named after patients.
 
-Clinical systems often name an export after its patient (``Doe~ John_3f2a.edf``, a folder per
-patient name or hospital number). Headers never leave a reader, but the manifest, quarantine.jsonl
-and the logs must say which file each line is about. With ``--redact_paths`` they name it by a
-path whose folder and file names below the folder an --input was given in are replaced by keyed
-hashes of those names: with ``--input /data/exports``, ``/data/exports/Doe~ John/EEG1.edf``
-becomes ``/data/dir-5b0c.../dir-91e4.../file-2d7a....edf``.
-
-Each name is hashed on its own, so a path keeps its shape (files of one folder share its token)
-and the same name gives the same token in every run with the same key; the file's extensions stay
-(``.edf``, ``.fif.gz``), and a sidecar named like its recording (``x.vhdr`` / ``x.eeg``) gets the
-same stem. Whoever holds the key maps tokens back with ``eegfm-redact`` (``python -m eegfm.pipelines.redact``).
+In the manifest, quarantine.jsonl and the logs, every folder and file name below the folder an
+--input was given in is replaced by a keyed hash of that name: with ``--input /data/exports``,
+``/data/exports/Doe~ John/EEG1.edf`` becomes ``/data/dir-5b0c.../dir-91e4.../file-2d7a....edf``.
+Each name is hashed on its own (a path keeps its shape; a sidecar ``x.eeg`` of ``x.vhdr`` shares
+its stem's token) and extensions stay. ``eegfm-redact`` maps tokens back for the key's holder.
 """
 
 from __future__ import annotations
@@ -106,9 +100,7 @@ class PathRedactor:
         return self._names_of(path, relative=False)
 
     def _names_of(self, path: str, relative: bool) -> str:
-        scheme, sep, rest = ("", "", path) if relative else path.partition("://")
-        if not sep:
-            scheme, rest = "", path
+        scheme, sep, rest = ("", "", path) if relative or "://" not in path else path.partition("://")
         parts = rest.split("/")
         last = len(parts) - 1
         out = []
@@ -126,11 +118,10 @@ class PathRedactor:
 
 
 class Scrubber:
-    """Replaces each of a set of paths in any text: in full, as its file name, as its stem with any
-    extension (a sidecar: ``x.eeg`` of ``x.vhdr``), or as a folder name next to a slash. Other words
-    stay, even where they spell a folder's name ("eeg", "data"). A substring test picks the few
-    names a text holds before any pattern is built, so a scrubber of every input of a large run
-    costs milliseconds per log line."""
+    """Replaces each of a set of paths in any text: in full, as its stem with an extension, or as a
+    folder name next to a slash; other words stay, even where they spell a folder's name ("eeg").
+    A substring test picks the few names a text holds before a pattern is built: milliseconds per
+    log line even with every input of a large run."""
 
     def __init__(self, redactor: PathRedactor, paths: Iterable[str]):
         self.enabled = redactor.enabled
@@ -173,14 +164,11 @@ class Scrubber:
 
 
 def kept_folders(inputs: Iterable[str]) -> list[str]:
-    """The folders the operator named: each --input's parent folder (for a glob, the folder before
-    its first wildcard). Names below them, where exports name patients, are redacted; these stay,
-    so the output folder and the key file beside the data still read as themselves."""
+    """The folders the operator named, which stay readable: each --input's parent folder (for a
+    glob, the folder before its first wildcard); names below them are redacted."""
     kept = []
     for given in inputs:
-        scheme, sep, rest = given.partition("://")
-        if not sep:
-            scheme, rest = "", given
+        scheme, sep, rest = given.partition("://") if "://" in given else ("", "", given)
         parts = rest.rstrip("/").split("/")
         wild = next((i for i, part in enumerate(parts) if _WILDCARD.search(part)), None)
         parts = parts[:wild] if wild is not None else parts[:-1]
@@ -198,8 +186,8 @@ def related_paths(item) -> list[str]:
 
 
 def redacted_events(item, redactor: PathRedactor):
-    """``process_recording``'s events for ``item`` as the reports may show them: the outcome's and
-    rejected windows' paths and reasons redacted (windows themselves hold no path)."""
+    """A function giving ``process_recording``'s events for ``item`` with the paths and reasons of
+    outcomes and rejected windows redacted (windows hold no path)."""
     if not redactor.enabled:
         return lambda event: event
     scrub = redactor.scrubber(related_paths(item))
@@ -221,9 +209,8 @@ def redacted_events(item, redactor: PathRedactor):
 
 
 class RunRedaction:
-    """``--redact_paths`` over one run of the launcher: log records held until the inputs are listed,
-    then scrubbed of every input's names; before the key is read, names are hidden under a throwaway
-    key (an early error still says what went wrong, not which patient's file)."""
+    """``--redact_paths`` over one launcher run: log records held until the inputs are listed, then
+    scrubbed of their names; before the key is read, a throwaway key hides them."""
 
     def __init__(self, enabled: bool, paths: Iterable[str]):
         self.enabled = enabled

@@ -1,17 +1,8 @@
-"""A pipeline run's data quality across sites, as one picture: ``python -m eegfm.pipelines.report OUT``
-writes ``OUT/report.png`` from the run's ``manifest.json`` and a sample of its windows.
-
-Panels with one row per site, so a site that differs stands out before a model is trained on it:
-1. recordings processed and quarantined (by the stage that refused them);
-2. windows written, repaired (a few bad channels interpolated) and rejected, with the rules that
-   rejected them;
-3. how often each 10-20 channel had to be interpolated (absent from the recording, or bad);
-4. the distribution of the windows' ``artifact_score`` (the first ``--max_windows`` of each site);
-5. each site's windows by label, as shares (where the manifest counts them per site): a class
-   balance that differs between sites, which a cross-site evaluation must account for.
-
-Everything drawn is already de-identified: site pseudonyms, counts and scores; no path or header
-field of a recording is read.
+"""A run's data quality across sites as one picture: ``python -m eegfm.pipelines.report OUT`` writes
+``OUT/report.png`` from ``manifest.json`` and a sample of the windows, one row per site in each panel:
+recordings processed and quarantined (by stage); windows written, repaired and rejected (by rule);
+how often each 10-20 channel was interpolated; the windows' ``artifact_score``; and, where the
+manifest counts them, the windows' labels. Only de-identified data is drawn (pseudonyms, counts).
 """
 
 from __future__ import annotations
@@ -35,28 +26,18 @@ REPORT_NAME = "report.png"
 
 
 def site_summary(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per site (pseudonym): recordings processed, quarantined by stage, EEG hours, windows
-    written / repaired / rejected, the rejection rules' counts and, per 10-20 channel, the
-    recordings in which it was interpolated; ``labels``, its windows by label, where the manifest
-    counts them. Inputs of a manifest that names no site for them (written before quarantined
-    inputs had one) count under ``"(no site)"``; ignored files (sidecars, documents) not at all."""
+    """Per site: recordings processed, quarantined by stage, EEG hours, windows written / repaired /
+    rejected, rejection rules, per channel the recordings that interpolated it, and ``labels``
+    where the manifest counts them. Inputs without a site (older manifests) count under ``"(no site)"``."""
     sites: dict[str, dict[str, Any]] = {}
     for row in manifest.get("inputs", ()):
         if row.get("status") not in ("processed", "quarantined"):
             continue
-        site = sites.setdefault(
-            row.get("site") or "(no site)",
-            {
-                "processed": 0,
-                "quarantined": Counter(),
-                "eeg_hours": 0.0,
-                "windows": 0,
-                "repaired": 0,
-                "rejected": 0,
-                "rules": Counter(),
-                "interpolated": Counter(),
-            },
-        )
+        name = row.get("site") or "(no site)"
+        if name not in sites:
+            counters = {"quarantined": Counter(), "rules": Counter(), "interpolated": Counter()}
+            sites[name] = {"processed": 0, "eeg_hours": 0.0, "windows": 0, "repaired": 0, "rejected": 0, **counters}
+        site = sites[name]
         if row["status"] == "quarantined":
             site["quarantined"][row.get("stage") or "unknown"] += 1
             continue
@@ -75,8 +56,7 @@ def site_summary(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def artifact_scores(output: str, manifest: Mapping[str, Any], max_windows: int) -> dict[str, np.ndarray]:
-    """The ``artifact_score`` of up to ``max_windows`` windows per site: the first ones of its
-    shards in file order (the same every time)."""
+    """The ``artifact_score`` of the first ``max_windows`` windows of each site's shards."""
     scores: dict[str, list[float]] = {}
     for shard in manifest.get("shards", ()):
         # <site>/<file> under the folder given: the manifest names remote shards by the URL the job
@@ -107,40 +87,43 @@ def _label_name(label: str, classes: Mapping[str, Sequence[str]], tasks: int) ->
 _STAGE_COLOURS = ("tab:orange", "tab:red", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:gray")
 
 
+def _stacked_bars(axes, rows: np.ndarray, bars, notes: list[str], fontsize: int, title: str) -> None:
+    """``bars`` ((values, colour, label) ...) stacked left to right, each row's note beside its bar."""
+    left = np.zeros(len(rows))
+    for values, colour, label in bars:
+        axes.barh(rows, values, left=left, color=colour, label=label)
+        left = left + values
+    for row, note in zip(rows, notes):
+        if note:
+            axes.annotate(f" {note}", (left[row], row), va="center", fontsize=fontsize)
+    axes.set_title(title, fontsize=9)
+    axes.set_xlim(0, 1.25 * max(left.max(), 1))  # room for the notes beside the longest bar
+    axes.legend(fontsize=7, loc="best")
+
+
 def _draw_recordings(axes, sites: Mapping[str, Mapping[str, Any]], names: list[str], rows: np.ndarray) -> None:
     """Recordings processed and quarantined (stacked by stage), each site's EEG hours beside its bar."""
     stages = sorted({stage for s in sites.values() for stage in s["quarantined"]})
-    left = np.array([sites[n]["processed"] for n in names], dtype=float)
-    axes.barh(rows, left, color="tab:green", label="processed")
+    bars = [(np.array([sites[n]["processed"] for n in names], dtype=float), "tab:green", "processed")]
     for k, stage in enumerate(stages):
         counts = np.array([sites[n]["quarantined"].get(stage, 0) for n in names], dtype=float)
-        axes.barh(
-            rows, counts, left=left, color=_STAGE_COLOURS[k % len(_STAGE_COLOURS)], label=f"quarantined at {stage}"
-        )
-        left += counts
-    for row, name in zip(rows, names):
-        axes.annotate(f" {sites[name]['eeg_hours']:.2f} h", (left[row], row), va="center", fontsize=7)
-    axes.set_title("recordings (EEG hours processed)", fontsize=9)
-    axes.set_xlim(0, 1.25 * max(left.max(), 1))  # room for the hours written beside the longest bar
-    axes.legend(fontsize=7, loc="best")
+        bars.append((counts, _STAGE_COLOURS[k % len(_STAGE_COLOURS)], f"quarantined at {stage}"))
+    hours = [f"{sites[n]['eeg_hours']:.2f} h" for n in names]
+    _stacked_bars(axes, rows, bars, hours, 7, "recordings (EEG hours processed)")
 
 
 def _draw_windows(axes, sites: Mapping[str, Mapping[str, Any]], names: list[str], rows: np.ndarray) -> None:
     """Windows written, repaired and rejected, each site's three commonest rejection rules beside its bar."""
-    written = np.array([sites[n]["windows"] for n in names], dtype=float)
-    repaired = np.array([sites[n]["repaired"] for n in names], dtype=float)
-    rejected = np.array([sites[n]["rejected"] for n in names], dtype=float)
-    axes.barh(rows, written - repaired, color="tab:blue", label="written")
-    axes.barh(rows, repaired, left=written - repaired, color="tab:cyan", label="written, repaired")
-    axes.barh(rows, rejected, left=written, color="tab:red", label="rejected")
-    for row, name in zip(rows, names):
-        rules = sites[name]["rules"]
-        if rules:
-            text = ", ".join(f"{rule} {n}" for rule, n in rules.most_common(3))
-            axes.annotate(f" {text}", (written[row] + rejected[row], row), va="center", fontsize=6)
-    axes.set_title("windows (rejection rules)", fontsize=9)
-    axes.set_xlim(0, 1.25 * max((written + rejected).max(), 1))
-    axes.legend(fontsize=7, loc="best")
+    written, repaired, rejected = (
+        np.array([sites[n][k] for n in names], dtype=float) for k in ("windows", "repaired", "rejected")
+    )
+    bars = [
+        (written - repaired, "tab:blue", "written"),
+        (repaired, "tab:cyan", "written, repaired"),
+        (rejected, "tab:red", "rejected"),
+    ]
+    rules = [", ".join(f"{rule} {n}" for rule, n in sites[name]["rules"].most_common(3)) for name in names]
+    _stacked_bars(axes, rows, bars, rules, 6, "windows (rejection rules)")
 
 
 def _draw_channels(figure, axes, sites: Mapping[str, Mapping[str, Any]], names: list[str]) -> None:
@@ -264,12 +247,8 @@ def write_report(output: str, target: str | None = None, max_windows: int = 2000
     picture = io.BytesIO()
     figure.savefig(picture, format="png", dpi=110)
     target = target or join_path(output, REPORT_NAME)
-    if is_remote(target):
-        with filesystems(target).create(target) as fileobj:
-            fileobj.write(picture.getvalue())
-    else:
-        with open(target, "wb") as fileobj:
-            fileobj.write(picture.getvalue())
+    with filesystems(target).create(target) if is_remote(target) else open(target, "wb") as fileobj:
+        fileobj.write(picture.getvalue())
     return target
 
 

@@ -1,13 +1,8 @@
-"""``--s3_anonymous``: read public S3 buckets (OpenNeuro's BIDS data sets, ``s3://openneuro.org``)
-without an AWS account.
+"""``--s3_anonymous``: read public S3 buckets (``s3://openneuro.org``) without credentials.
 
-Beam's S3 client signs every request, and boto3 cannot sign without credentials, so a bucket that
-anyone may read was unreadable without them. With this Beam pipeline option the job's S3 client
-sends unsigned requests, as ``aws s3 ls --no-sign-request`` does; objects the bucket does not make
-public answer 403, named in the quarantine like any unreadable file. Importing this module
-registers the option; ``install_s3_anonymous`` changes Beam's S3 client in the calling process:
-the launcher calls it where it parses the options, and the DoFn that reads the recordings in its
-``setup`` on every worker. Unsigned requests cannot write, so outputs and the key file stay elsewhere.
+Importing this module registers the Beam pipeline option; ``install_s3_anonymous`` makes Beam's S3
+client in the calling process send unsigned requests (as ``aws s3 --no-sign-request``) where the
+option is set: the launcher and every worker's reading DoFn call it. Unsigned requests cannot write.
 """
 
 from __future__ import annotations

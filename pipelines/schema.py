@@ -1,47 +1,11 @@
 """The eegfm data contract: one ``tf.train.Example`` per EEG window (``docs/design.md``).
 
-This module is the single owner of the contract. ``WindowRecord`` holds one window exactly as it
-will be stored (samples already rounded to float16, scalars to float32), so
-``decode_example(encode_example(r)) == r`` holds bit for bit. The wire format is written by hand
-(:mod:`pipelines.example_wire`), so nothing but ``tf_feature_description()`` (for ``tf.data``
-users) needs TensorFlow; :mod:`pipelines.record_fields` checks and casts each field.
-
-Features (all are always written, so every file parses with one fixed description):
-
-===================  =========  ===============================================================
-feature              type       meaning
-===================  =========  ===============================================================
-eeg                  bytes      float16 little-endian, C order, shape [19, n_times], microvolts
-shape                int64[2]   [19, n_times]
-channel_mask         int64[19]  1 measured, 0 interpolated
-sfreq                float      256.0
-site_id, subject_id  bytes      pseudonyms (keyed hash), never raw identifiers; ``site_id``
-session_id,                     also names the output folder, so it is path-safe; ``session_id``
-recording_id                    is empty when the source has no sessions
-window_start_s       float      offset of the window in the recording (float32: exact for
-                                whole samples at 256 Hz up to 18.2 h, then ~8 ms steps)
-window_start_index   int64      the same offset as a sample index at 256 Hz: exact at any
-                                length (-1 in records from writers that predate it)
-quality              float[k]   quality metrics; names and order are recorded in the manifest
-artifact_score       float      0 clean ... 1 artifact
-label                int64      class index in ``task``'s label space, or -1
-votes                float[6]   HMS expert votes (Seizure, LPD, GPD, LRDA, GRDA, Other) or empty
-task                 bytes      label space, e.g. ``hms6``; empty only for unlabeled windows
-age                  float      years; NaN when unknown
-sex                  bytes      ``F``, ``M`` or empty when unknown
-source_sha256        bytes      hex SHA-256 of the source file
-pipeline_version     bytes      ``PIPELINE_VERSION`` of the writer
-config_hash          bytes      hash of the preprocessing config
-extra                float[m]   optional extra per-window features (e.g. band powers); names and
-                                order are recorded in the manifest like ``quality``; usually empty
-ecg                  bytes      optional auxiliary ECG, float16 little-endian [n_times], same
-                                window and sfreq as ``eeg``; empty when absent
-corpus_split         bytes      the source corpus's own split of the recording, ``train``,
-                                ``dev`` or ``eval`` (TUAB, TUSZ, TUEV); empty when it has none
-===================  =========  ===============================================================
-
-Decoding ignores features it does not know, so files from a newer writer that only adds features
-stay readable.
+``WindowRecord`` holds a window exactly as stored (samples rounded to float16, scalars to
+float32), so ``decode_example(encode_example(r)) == r`` bit for bit. The wire format is
+:mod:`pipelines.example_wire`'s and the field checks :mod:`pipelines.record_fields`'s; only
+``tf_feature_description()`` needs TensorFlow. Every feature in ``FEATURES`` is always written, so
+every file parses with one fixed description; decoding ignores unknown features, so a newer writer's
+files stay readable.
 """
 
 from __future__ import annotations
@@ -57,7 +21,7 @@ import numpy as np
 from eegfm.core.tasks import HMS_CLASSES, HMS_VOTE_COLUMNS  # noqa: F401 (re-exported)
 from eegfm.pipelines import record_fields as field
 from eegfm.pipelines.channels import CANONICAL_CHANNELS, N_CANONICAL
-from eegfm.pipelines.example_wire import (  # noqa: F401
+from eegfm.pipelines.example_wire import (  # noqa: F401 (re-exported)
     SchemaError,
     decode_features,
     empty_list,
@@ -68,7 +32,7 @@ from eegfm.pipelines.example_wire import (  # noqa: F401
     len_field,
     varint,
 )
-from eegfm.pipelines.record_fields import EEG_DTYPE, FLOAT16_MAX, FLOAT32_MAX, float32_to_float16  # noqa: F401
+from eegfm.pipelines.record_fields import EEG_DTYPE, float32_to_float16  # noqa: F401 (re-exported)
 
 CHANNELS: tuple[str, ...] = CANONICAL_CHANNELS
 N_CHANS: int = N_CANONICAL
@@ -84,16 +48,10 @@ SITE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HEX64 = re.compile(rb"[0-9a-f]{64}")
 
 
-# The feature table: one declaration drives encoding, decoding and the TensorFlow description.
-
-
 @dataclasses.dataclass(frozen=True)
 class FeatureSpec:
-    """How one feature is stored: list kind, number of values (None: any) and default if absent.
-
-    A feature with ``size=None`` is a variable-length list (``tf.io.VarLenFeature``; absent reads
-    as empty). A fixed-size feature without a default is required.
-    """
+    """How one feature is stored: list kind, number of values (None: a variable-length list that
+    reads as empty when absent) and the value an absent feature reads as (None: required)."""
 
     kind: str  # "bytes" | "float" | "int64"
     size: int | None = 1
@@ -101,39 +59,37 @@ class FeatureSpec:
 
 
 FEATURES: dict[str, FeatureSpec] = {
-    "eeg": FeatureSpec("bytes"),
-    "shape": FeatureSpec("int64", 2),
-    "channel_mask": FeatureSpec("int64", N_CHANS),
-    "sfreq": FeatureSpec("float"),
+    "eeg": FeatureSpec("bytes"),  # float16 little-endian, C order, shape [19, n_times], microvolts
+    "shape": FeatureSpec("int64", 2),  # [19, n_times]
+    "channel_mask": FeatureSpec("int64", N_CHANS),  # 1 measured, 0 interpolated
+    "sfreq": FeatureSpec("float"),  # 256.0
+    # Pseudonyms (keyed hash), never raw identifiers; site_id also names the output folder (path-safe).
     "site_id": FeatureSpec("bytes"),
     "subject_id": FeatureSpec("bytes"),
-    "session_id": FeatureSpec("bytes"),
+    "session_id": FeatureSpec("bytes"),  # empty when the source has no sessions
     "recording_id": FeatureSpec("bytes"),
+    # Offset in the recording: float32 is exact for whole samples at 256 Hz up to 18.2 h, then ~8 ms steps.
     "window_start_s": FeatureSpec("float"),
-    "window_start_index": FeatureSpec("int64", 1, -1),
-    "quality": FeatureSpec("float", None),
-    "artifact_score": FeatureSpec("float"),
-    "label": FeatureSpec("int64"),
-    "votes": FeatureSpec("float", None),
-    "task": FeatureSpec("bytes"),
-    "age": FeatureSpec("float", 1, math.nan),
-    "sex": FeatureSpec("bytes", 1, b""),
-    "source_sha256": FeatureSpec("bytes"),
-    "pipeline_version": FeatureSpec("bytes"),
-    "config_hash": FeatureSpec("bytes"),
-    "extra": FeatureSpec("float", None),
-    "ecg": FeatureSpec("bytes", 1, b""),
-    "corpus_split": FeatureSpec("bytes", 1, b""),
+    "window_start_index": FeatureSpec("int64", 1, -1),  # the same in samples at 256 Hz (-1: an older writer)
+    "quality": FeatureSpec("float", None),  # quality metrics, named in the manifest
+    "artifact_score": FeatureSpec("float"),  # 0 clean ... 1 artifact
+    "label": FeatureSpec("int64"),  # class index in task's label space, or -1
+    "votes": FeatureSpec("float", None),  # HMS expert votes (HMS_CLASSES order) or empty
+    "task": FeatureSpec("bytes"),  # label space, e.g. hms6; empty only for unlabeled windows
+    "age": FeatureSpec("float", 1, math.nan),  # years; NaN when unknown
+    "sex": FeatureSpec("bytes", 1, b""),  # F, M or empty when unknown
+    "source_sha256": FeatureSpec("bytes"),  # hex SHA-256 of the source file
+    "pipeline_version": FeatureSpec("bytes"),  # PIPELINE_VERSION of the writer
+    "config_hash": FeatureSpec("bytes"),  # hash of the preprocessing config
+    "extra": FeatureSpec("float", None),  # optional per-window features (e.g. band powers), named in the manifest
+    "ecg": FeatureSpec("bytes", 1, b""),  # optional ECG, float16 little-endian [n_times] like eeg's; empty if absent
+    "corpus_split": FeatureSpec("bytes", 1, b""),  # the corpus's own split (train, dev, eval: TUAB, TUSZ, TUEV)
 }
 
 
 def tf_feature_description() -> dict[str, Any]:
-    """The ``tf.io.parse_single_example`` description of every feature in ``FEATURES``.
-
-    ``eeg`` and ``ecg`` come back as raw bytes: decode with
-    ``tf.io.decode_raw(x, tf.float16, little_endian=True)`` and reshape with ``shape``.
-    TensorFlow is imported here only, so nothing else in this module needs it.
-    """
+    """The ``tf.io.parse_single_example`` description of ``FEATURES``; ``eeg`` and ``ecg`` come back
+    as bytes for ``tf.io.decode_raw(x, tf.float16, little_endian=True)``, reshaped by ``shape``."""
     import tensorflow as tf
 
     dtypes = {"bytes": tf.string, "float": tf.float32, "int64": tf.int64}
@@ -148,22 +104,15 @@ def tf_feature_description() -> dict[str, Any]:
     return description
 
 
-# WindowRecord -------------------------------------------------------------------------------
-
-
 def _empty_f32() -> np.ndarray:
     return np.zeros(0, dtype=np.float32)
 
 
 @dataclasses.dataclass(eq=False)
 class WindowRecord:
-    """One EEG window with its metadata, normalized to exactly what the Example stores.
-
-    ``__post_init__`` validates every field and normalizes types: ``eeg``/``ecg`` become C-ordered
-    little-endian float16, ``channel_mask`` int64, ``quality``/``votes``/``extra`` float32 arrays,
-    float scalars are rounded to float32 and text fields become bytes (str is UTF-8 encoded).
-    Errors raise ``SchemaError`` naming the field, what was expected and what was received.
-    """
+    """One EEG window with its metadata, validated and cast to exactly what the Example stores
+    (``record_fields``): signals float16, lists float32, float scalars float32-rounded, text bytes;
+    ``SchemaError`` names the field, what was expected and what came."""
 
     eeg: np.ndarray
     channel_mask: np.ndarray
@@ -202,38 +151,31 @@ class WindowRecord:
         self.sfreq = field.float32("sfreq", self.sfreq)
         if self.sfreq != SFREQ:
             field.fail("sfreq", f"{SFREQ} (every stored window is resampled to it)", f"{self.sfreq}")
-        self._normalize_ids()
-        self.window_start_s = field.float32("window_start_s", self.window_start_s, low=0.0)
-        self.window_start_index = field.int64("window_start_index", self.window_start_index, low=-1)
-        self.quality = field.float_list("quality", self.quality)
-        self.artifact_score = field.float32("artifact_score", self.artifact_score, low=0.0, high=1.0)
-        self._normalize_labels()
-        self.age = field.float32("age", self.age, low=0.0, high=150.0, allow_nan=True)
-        self.sex = field.text("sex", self.sex)
-        if self.sex.decode("utf-8", "replace") not in SEXES:
-            field.fail("sex", f"one of {SEXES!r} (empty when unknown)", repr(self.sex))
-        self.extra = field.float_list("extra", self.extra)
-        self.corpus_split = field.text("corpus_split", self.corpus_split)
-        if self.corpus_split.decode("utf-8", "replace") not in CORPUS_SPLITS:
-            field.fail(
-                "corpus_split",
-                f"one of {CORPUS_SPLITS!r} (empty when the corpus has no split)",
-                repr(self.corpus_split),
-            )
-        self._normalize_provenance()
-
-    def _normalize_ids(self) -> None:
         for name in ("site_id", "subject_id", "session_id", "recording_id"):
-            value = field.text(name, getattr(self, name))
-            if not value and name != "session_id":
-                field.fail(name, "a non-empty pseudonym", "b''")
-            setattr(self, name, value)
+            required = "" if name == "session_id" else "a non-empty pseudonym"
+            setattr(self, name, field.text(name, getattr(self, name), required=required))
         if not SITE_ID_PATTERN.fullmatch(self.site_id.decode("utf-8", "replace")):
             field.fail(
                 "site_id",
                 f"a path-safe name matching {SITE_ID_PATTERN.pattern!r} (it names the output folder)",
                 repr(self.site_id),
             )
+        self.window_start_s = field.float32("window_start_s", self.window_start_s, low=0.0)
+        self.window_start_index = field.int64("window_start_index", self.window_start_index, low=-1)
+        self.quality = field.float_list("quality", self.quality)
+        self.artifact_score = field.float32("artifact_score", self.artifact_score, low=0.0, high=1.0)
+        self._normalize_labels()
+        self.age = field.float32("age", self.age, low=0.0, high=150.0, allow_nan=True)
+        self.sex = field.choice("sex", self.sex, SEXES, "empty when unknown")
+        self.extra = field.float_list("extra", self.extra)
+        self.corpus_split = field.choice(
+            "corpus_split", self.corpus_split, CORPUS_SPLITS, "empty when the corpus has no split"
+        )
+        self.source_sha256 = field.text("source_sha256", self.source_sha256)
+        if not _HEX64.fullmatch(self.source_sha256):
+            field.fail("source_sha256", "64 lowercase hex digits", repr(self.source_sha256))
+        self.pipeline_version = field.text("pipeline_version", self.pipeline_version, required="a non-empty string")
+        self.config_hash = field.text("config_hash", self.config_hash, required="a non-empty string")
 
     def _normalize_labels(self) -> None:
         self.label = field.int64("label", self.label, low=-1)
@@ -249,16 +191,6 @@ class WindowRecord:
             field.fail("task", "a label space name (e.g. b'hms6') for a labeled window", "b''")
         if self.task == HMS_TASK.encode() and self.label >= len(HMS_CLASSES):
             field.fail("label", f"-1 or a class index below {len(HMS_CLASSES)} for task {HMS_TASK!r}", f"{self.label}")
-
-    def _normalize_provenance(self) -> None:
-        self.source_sha256 = field.text("source_sha256", self.source_sha256)
-        if not _HEX64.fullmatch(self.source_sha256):
-            field.fail("source_sha256", "64 lowercase hex digits", repr(self.source_sha256))
-        for name in ("pipeline_version", "config_hash"):
-            value = field.text(name, getattr(self, name))
-            if not value:
-                field.fail(name, "a non-empty string", "b''")
-            setattr(self, name, value)
 
     @property
     def n_times(self) -> int:
@@ -277,11 +209,10 @@ class WindowRecord:
     __hash__ = None  # type: ignore[assignment]  # mutable, like every dataclass with eq
 
 
-# WindowRecord <-> Example -------------------------------------------------------------------
-
-
 def _record_features(record: WindowRecord) -> dict[str, tuple[str, Any]]:
     """``{name: (kind, values)}`` for every feature; scalars become one-element lists."""
+    if not isinstance(record, WindowRecord):
+        raise SchemaError(f"encode_example: expected a WindowRecord; got {type(record).__name__}")
     derived = {
         "eeg": record.eeg.tobytes(),
         "shape": record.shape,
@@ -296,20 +227,13 @@ def _record_features(record: WindowRecord) -> dict[str, tuple[str, Any]]:
 
 def encode_example(record: WindowRecord) -> bytes:
     """Serialize a validated window as a deterministic ``tf.train.Example``."""
-    if not isinstance(record, WindowRecord):
-        raise SchemaError(f"encode_example: expected a WindowRecord; got {type(record).__name__}")
     return encode_features(_record_features(record))
 
 
 def encode_example_patchable(record: WindowRecord, floats: Sequence[str]) -> tuple[bytes, dict[str, int]]:
-    """``encode_example(record)`` and, for each name in ``floats`` (float features), the byte offset
-    of its packed float32 values in it.
-
-    Floats have a fixed width on the wire, so overwriting them there (e.g. an artifact score known
-    only later) gives exactly the bytes ``encode_example`` would give for the updated record.
-    """
-    if not isinstance(record, WindowRecord):
-        raise SchemaError(f"encode_example: expected a WindowRecord; got {type(record).__name__}")
+    """``encode_example(record)`` and the byte offset in it of each float feature in ``floats``:
+    overwriting those fixed-width values (e.g. an artifact score known only later) gives exactly
+    the bytes ``encode_example`` would give for the updated record."""
     features = _record_features(record)
     entries = feature_entries(features)
     body = sum(size for _, size, _ in entries)
@@ -328,8 +252,11 @@ def encode_example_patchable(record: WindowRecord, floats: Sequence[str]) -> tup
     return join_entries(entries), offsets
 
 
+_SCALAR = {"bytes": bytes, "float": float, "int64": int}
+
+
 def _feature_values(features: Mapping[str, tuple[str, Any]], name: str) -> Any:
-    """The values of ``name`` checked against ``FEATURES``: a scalar for size 1, else a list."""
+    """The values of ``name`` checked against ``FEATURES``: a Python scalar for size 1, else a list."""
     spec = FEATURES[name]
     if name not in features:
         if spec.size is None:
@@ -342,7 +269,7 @@ def _feature_values(features: Mapping[str, tuple[str, Any]], name: str) -> Any:
         raise SchemaError(f"feature {name!r}: expected {spec.kind} values; got {kind} values")
     if spec.size is not None and len(values) != spec.size:
         raise SchemaError(f"feature {name!r}: expected {spec.size} {spec.kind} value(s); got {len(values)}")
-    return values[0] if spec.size == 1 else values
+    return _SCALAR[spec.kind](values[0]) if spec.size == 1 else values
 
 
 def _decode_signal(name: str, raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
@@ -355,11 +282,8 @@ def _decode_signal(name: str, raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def decode_example(data: bytes | memoryview) -> WindowRecord:
-    """Parse a serialized ``tf.train.Example`` back into a validated ``WindowRecord``.
-
-    ``eeg`` and ``ecg`` are read-only views of the decoded bytes (no copy); copy them before
-    writing in place.
-    """
+    """A serialized ``tf.train.Example`` as a validated ``WindowRecord``; ``eeg`` and ``ecg`` are
+    read-only views of ``data`` (copy them before writing in place)."""
     features = decode_features(data)
     values = {name: _feature_values(features, name) for name in FEATURES}
     shape = tuple(int(v) for v in values.pop("shape"))
@@ -368,9 +292,4 @@ def decode_example(data: bytes | memoryview) -> WindowRecord:
     values["eeg"] = _decode_signal("eeg", values["eeg"], shape)
     ecg = values.pop("ecg")
     values["ecg"] = _decode_signal("ecg", ecg, shape[1:]) if ecg else None
-    values["sfreq"], values["window_start_s"], values["artifact_score"], values["age"] = (
-        float(values[k]) for k in ("sfreq", "window_start_s", "artifact_score", "age")
-    )
-    values["label"] = int(values["label"])
-    values["window_start_index"] = int(values["window_start_index"])
     return WindowRecord(**values)

@@ -1,22 +1,14 @@
 """Beam sinks that write TensorFlow-readable SNAPPY TFRecords.
 
-Beam's Python ``CompressionTypes`` has no SNAPPY, and framed snappy (what a generic codec would
-write) is not readable by TensorFlow. ``SnappyTFRecordSink`` therefore opens Beam's temporary
-shard uncompressed and wraps it in ``pipelines.tfrecord.SnappyTFRecordWriter``; everything else is
-``FileBasedSink``'s: shards are renamed to their final ``-SSSSS-of-NNNNN`` names only once every
-bundle has succeeded, so retried or failed bundles never leave partial files.
+Beam has no SNAPPY codec TensorFlow can read, so ``SnappyTFRecordSink`` wraps Beam's uncompressed
+temporary shard in ``pipelines.tfrecord.SnappyTFRecordWriter``; the rest (rename to the final
+``-SSSSS-of-NNNNN`` names once every bundle succeeded) is ``FileBasedSink``'s.
 
-Per-site output (``OUTPUT/<site>/part-SSSSS-of-NNNNN.tfrecord``): Python's ``FileBasedSink`` has no
-dynamic destinations, and one sink per site made the graph grow with the sites (192 one-recording
-sites took 41.5 s, where processing their EEG took about 8). ``WriteSnappyTFRecordsBySite`` is one
-stage for any number of sites. Its input is ``RecordSource``s (a recording's windows, kept in the
-job's spill file until written): once all are known, :func:`plan_shards` cuts each site's sources,
-in their ``order``, into contiguous shards of at most ``max_shard_bytes``, each written by one task
-into a ``beam-temp-*`` folder; one finalizing step renames them and deletes the folder. The layout
-depends only on the inputs: the same recordings give byte-identical shards in-memory, on any number
-of workers and on Dataflow. The size cap matters to the training loader: every loader worker and
-rank that shares a file reads and decompresses all of it. An element whose site was not declared
-fails the pipeline with a message naming it, rather than being dropped.
+``WriteSnappyTFRecordsBySite`` writes ``OUTPUT/<site>/part-SSSSS-of-NNNNN.tfrecord`` in one stage
+for any number of sites (one sink per site made the graph grow with them): :func:`plan_shards` cuts
+each site's ``RecordSource``s, in ``order``, into contiguous shards of at most ``max_shard_bytes``
+(every loader worker sharing a file reads all of it), so the same inputs give byte-identical shards
+on any runner. An undeclared site fails the pipeline, naming it, rather than being dropped.
 """
 
 from __future__ import annotations
@@ -41,10 +33,8 @@ from eegfm.pipelines.tfrecord import SnappyTFRecordWriter
 SHARD_NAME_TEMPLATE = "-SSSSS-of-NNNNN"
 FILE_NAME_SUFFIX = ".tfrecord"
 SITE_FILE_PREFIX = "part"
-# Per-site shards of the default (runner-decided) layout close at this many bytes of records:
-# about 1,350 ten-second windows (3.7 EEG-hours). Over 100 MB a file, as TensorFlow's input
-# guide recommends for object stores, and small enough that a corpus of a few dozen EEG-hours
-# gives every loader worker of a GPU machine files of its own.
+# About 1,350 ten-second windows (3.7 EEG-hours): over the 100 MB TensorFlow recommends for object
+# stores, yet a corpus of a few dozen EEG-hours still gives every loader worker files of its own.
 DEFAULT_MAX_SHARD_BYTES = 128 * 2**20
 
 
@@ -82,9 +72,6 @@ class SnappyTFRecordSink(filebasedsink.FileBasedSink):
     def write_encoded_record(self, file_handle: SnappyTFRecordWriter, encoded_value: bytes) -> None:
         file_handle.write(encoded_value)
 
-    # FileBasedSink.close(file_handle) calls file_handle.close(): the writer writes its last
-    # block, then closes the temporary file.
-
     def display_data(self) -> dict[str, Any]:
         return {**super().display_data(), "format": "TFRecord, TensorFlow SNAPPY blocks"}
 
@@ -95,12 +82,9 @@ def _require_bounded(pcoll: beam.PCollection, transform: str) -> None:
 
 
 class WriteToSnappyTFRecord(beam.PTransform):
-    """Write a bounded PCollection of serialized records as SNAPPY TFRecord shards.
-
-    Files are ``file_path_prefix + shard_name_template + file_name_suffix`` with ``SSSSS``/``NNNNN``
-    replaced by the shard number and count; ``num_shards=0`` lets the runner choose. The output
-    PCollection holds the final file names.
-    """
+    """Write a bounded PCollection of serialized records as SNAPPY TFRecord shards,
+    ``file_path_prefix + shard_name_template + file_name_suffix`` (``num_shards=0``: the runner
+    chooses); outputs the final file names."""
 
     def __init__(
         self,
@@ -146,11 +130,8 @@ def site_file_pattern(output_dir: str, site: str | bytes, file_name_suffix: str 
 
 
 class RecordSource(Protocol):
-    """Records of one site that stay together and in order, read on demand (a recording's windows).
-
-    ``order`` places the source among its site's sources (unique within the site); ``sizes`` are
-    its records' lengths in bytes; ``records(first, last)`` yields records ``first..last-1``.
-    """
+    """Records of one site that stay together and in order, read on demand (a recording's windows):
+    ``order`` is unique within the site, ``sizes`` the records' lengths in bytes."""
 
     site: str
     order: Any
@@ -195,13 +176,9 @@ def plan_shards(
     num_shards: int = 0,
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
 ) -> list[ShardTask]:
-    """Every declared site's shards, decided by the sources alone (never by the runner's bundles).
-
-    A site's sources are concatenated in ``order`` and cut into ``num_shards`` contiguous shards
-    of about equal bytes, or with ``num_shards=0`` into as few as keep each shard within
-    ``max_shard_bytes`` (so at most one record over it). Equal inputs give equal files on any runner
-    and worker count. A site without records gets one empty shard, or ``num_shards`` of them.
-    """
+    """Every declared site's shards: its sources, in ``order``, cut into ``num_shards`` contiguous
+    shards of about equal bytes, or (``num_shards=0``) as few as keep each within ``max_shard_bytes``
+    (at most one record over). A site without records gets one empty shard, or ``num_shards``."""
     by_site: dict[str, list[RecordSource]] = {site: [] for site in sites}
     for source in sources:
         site = source.site
@@ -279,7 +256,7 @@ class FinalizeBySiteFn(beam.DoFn):
         for site, path, count in written:
             by_site[site].append(path)
             counts[site].add(count)
-        present = set(_listing(self._temp_dir))  # one listing, not a request per file
+        present = {m.path for m in match_below(self._temp_dir)}  # one listing, not a request per file
         sources, destinations, final = [], [], []
         for site in self._sites:
             temps = sorted(by_site[site])
@@ -305,10 +282,6 @@ class FinalizeBySiteFn(beam.DoFn):
         yield from final
 
 
-def _listing(folder: str) -> list[str]:
-    return [m.path for m in match_below(folder)]
-
-
 def _make_folder(path: str) -> None:
     """Create ``path`` where the file system has folders (local disk; a no-op on object stores)."""
     if FileSystems.get_filesystem(path).has_dirs() and not FileSystems.exists(path):
@@ -320,14 +293,9 @@ def _make_folder(path: str) -> None:
 
 
 class WriteSnappyTFRecordsBySite(beam.PTransform):
-    """Write ``RecordSource``s to ``output_dir/<site>/part-SSSSS-of-NNNNN.tfrecord``.
-
-    ``sites`` must list every site that can occur (see the module docstring for why). The shards
-    are planned by :func:`plan_shards` once every source is known, then each is written by one
-    task: the same inputs give byte-identical files on every runner and worker count, and no
-    record passes through a shuffle (only the sources' descriptions do). The output PCollection
-    holds the final file names of all sites.
-    """
+    """Write ``RecordSource``s to ``output_dir/<site>/part-SSSSS-of-NNNNN.tfrecord``; outputs the
+    final file names. ``sites`` lists every site that can occur. Shards are planned once every
+    source is known, then each written by one task: no record passes through a shuffle."""
 
     def __init__(
         self,

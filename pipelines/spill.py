@@ -1,18 +1,16 @@
 """Spill files: a recording's encoded windows kept out of the Beam graph until they are scored.
 
-The artifact autoencoder is fitted on a sample of every window's features, so no window can be
-scored before all recordings are processed. Windows flowing through the graph would be
-materialized in full between processing and scoring (a shuffle of all the EEG on Dataflow, two
-trips through the runner process in ``multi_processing`` mode). Instead, processing writes each
-recording's windows to one spill file (plain TFRecord framing of the encoded ``tf.train.Example``s)
-and passes on a small :class:`SpilledRecording`: per window, the autoencoder features, the rule
-score, and where its record and its two scores lie in the file. :func:`score_spill` turns it into
-a :class:`ScoredSpill`, which the TFRecord sink reads back once, overwriting the scores in place
-(floats have a fixed width on the wire, so the bytes equal those of encoding the updated record).
+No window can be scored before the autoencoder is fitted on a sample of all of them, and windows in
+the graph would be materialized in full meanwhile (a shuffle of all the EEG on Dataflow). So each
+recording's windows go to one spill file (TFRecord framing) and a small `SpilledRecording` travels
+on: per window, its features, rule score and byte offsets. `score_spill` makes it a `ScoredSpill`,
+which the sink reads back once, overwriting the fixed-width float scores in place (the same bytes
+as encoding the updated record).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 from collections.abc import Iterator
@@ -56,8 +54,7 @@ class SpilledRecording:
 
 
 def spill_path(spill_dir: str, source: str) -> str:
-    """The spill file of input ``source``: named by a hash of its path (never by its contents or
-    header), so a retried bundle rewrites the same file."""
+    """The spill file of input ``source``, named by a hash of its path: a retried bundle rewrites it."""
     return FileSystems.join(spill_dir, hashlib.sha256(source.encode()).hexdigest()[:32] + ".tfrecord")
 
 
@@ -112,10 +109,8 @@ class SpillWriter:
         """Forget every window added and delete the spill file (after :meth:`close`)."""
         if self._rows:
             self._rows.clear()
-            try:
+            with contextlib.suppress(BeamIOError, OSError):  # the run removes its spill folder at the end anyway
                 delete([self.path])
-            except (BeamIOError, OSError):  # the run removes its spill folder at the end anyway
-                pass
 
     def recording(self, source: str) -> SpilledRecording:
         """The metadata of everything added (at least one window), after :meth:`close`."""
@@ -141,10 +136,9 @@ class SpillWriter:
 
 
 def sample_items(spilled: SpilledRecording, train_sites: frozenset) -> list[tuple[str, np.ndarray]]:
-    """(sample key, features) of a recording's windows if it is from a training site (all sites when
-    ``train_sites`` is empty) and not from a corpus's eval split (a benchmark's test recordings
-    shape nothing that scores the windows). The key hashes the recording pseudonym and the window
-    start, so every runner and worker count draws the same sample."""
+    """(sample key, features) of a recording's windows if it is from a training site (any, when
+    ``train_sites`` is empty) and not from a corpus's eval split. The key hashes the recording
+    pseudonym and the window start, so every runner and worker count draws the same sample."""
     if (train_sites and spilled.site not in train_sites) or spilled.corpus_split == "eval":
         return []
     prefix = spilled.recording_id.encode() + b"|"
@@ -156,8 +150,8 @@ def sample_items(spilled: SpilledRecording, train_sites: frozenset) -> list[tupl
 
 @dataclasses.dataclass
 class ScoredSpill:
-    """A recording's kept windows as the sink's ``RecordSource``: read back from the spill file on
-    demand, with the autoencoder's scores written in. Holds no EEG, so it is cheap to pass around."""
+    """A recording's kept windows as the sink's ``RecordSource``, read back from the spill file with
+    the autoencoder's scores written in; holds no EEG."""
 
     source: str
     spill: str
@@ -199,17 +193,17 @@ def score_spill(
     """The recording's kept windows after the autoencoder's ``scores`` (ae_score, and artifact_score
     = max(rules, autoencoder)), and a ``RejectedWindow`` for each window whose artifact_score then
     exceeds ``max_score``. ``scores=None``: every window kept as spilled."""
-    order = (spilled.recording_id, spilled.source)
+    scored = ScoredSpill(
+        spilled.source,
+        spilled.spill,
+        spilled.site,
+        (spilled.recording_id, spilled.source),
+        np.arange(len(spilled)),
+        spilled.frame_offsets,
+        spilled.sizes,
+    )
     if scores is None:
-        return ScoredSpill(
-            spilled.source,
-            spilled.spill,
-            spilled.site,
-            order,
-            np.arange(len(spilled)),
-            spilled.frame_offsets,
-            spilled.sizes,
-        ), []
+        return scored, []
     if len(scores) != len(spilled):
         raise ValueError(f"scores: expected {len(spilled)} values for {spilled.source}; got {len(scores)}")
     ae = np.asarray(scores, dtype=np.float32)
@@ -226,14 +220,5 @@ def score_spill(
     ]
     patch_at = np.stack([spilled.quality_offsets + 4 * AE_INDEX, spilled.score_offsets], axis=1)[keep]
     patch_values = np.stack([ae, combined], axis=1)[keep]
-    return ScoredSpill(
-        spilled.source,
-        spilled.spill,
-        spilled.site,
-        order,
-        np.flatnonzero(keep),
-        spilled.frame_offsets[keep],
-        spilled.sizes[keep],
-        patch_at,
-        patch_values,
-    ), rejected
+    kept = dict(kept=np.flatnonzero(keep), frame_offsets=spilled.frame_offsets[keep], sizes=spilled.sizes[keep])
+    return dataclasses.replace(scored, **kept, patch_at=patch_at, patch_values=patch_values), rejected

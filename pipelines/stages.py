@@ -1,16 +1,11 @@
-"""The Beam job's stages, each one composite PTransform around the pure functions it runs:
+"""The Beam job's stages, each a composite transform around pure functions:
 
-1. `ProcessRecordings`: a thin DoFn around `pipelines.process.process_recording`. Each recording's
-   encoded windows go to a spill file (`pipelines.spill`); only their features and scores travel
-   on. Bad inputs become tagged dead-letter outcomes, never crashes.
-2. `ScoreArtifacts`: fits the unsupervised artifact autoencoder on a deterministic sample of
-   windows from the training sites (or loads `--artifact_model`), saves it with the output, and
-   scores every recording's windows from their features (rejecting those over the limit).
-3. `WriteSnappyTFRecordsBySite` (`pipelines.sinks`): plans each site's shards from the recordings
-   alone (ordered by recording pseudonym), then writes each shard from the spill files with the
-   scores written into the records: the same inputs give the same files on every runner.
-4. `WriteReports`: `manifest.json` and `quarantine.jsonl` (`pipelines.manifest`); removes the
-   spill folder.
+1. `ProcessRecordings`: `process.process_recording` per input; windows go to spill files
+   (`spill`), only their features and scores travel on; bad inputs become tagged outcomes.
+2. `ScoreArtifacts`: fits the artifact autoencoder on a deterministic sample of training-site
+   windows (or loads `--artifact_model`), saves it, and scores every window.
+3. `WriteSnappyTFRecordsBySite` (`sinks`): each site's shards, the same on every runner.
+4. `WriteReports`: `manifest.json` and `quarantine.jsonl` (`manifest`); removes the spill folder.
 """
 
 from __future__ import annotations
@@ -53,9 +48,19 @@ log = get_logger("preprocess")
 AE_MODEL_NAME = "artifact_ae.npz"
 
 
-class ProcessRecordingFn(beam.DoFn):
-    """Thin wrapper: each recording's windows to a spill file (main output: its
-    ``SpilledRecording``), rejected windows and outcomes to tagged outputs."""
+class _OneBlasThread(beam.DoFn):
+    """A numeric DoFn: the runner already runs a worker per core, and a threaded BLAS rounds differently."""
+
+    def setup(self):
+        self._blas = threadpool_limits(limits=1, user_api="blas")
+
+    def teardown(self):
+        self._blas.restore_original_limits()
+
+
+class ProcessRecordingFn(_OneBlasThread):
+    """Each recording's windows to a spill file (main output: its ``SpilledRecording``); rejected
+    windows and outcomes to tagged outputs."""
 
     REJECTED, OUTCOME = "rejected", "outcome"
 
@@ -80,10 +85,7 @@ class ProcessRecordingFn(beam.DoFn):
         # Read on the worker, so a gs:// key never travels inside the pipeline graph.
         self._key = load_key(self._key_file)
         self._redactor = PathRedactor(self._key, self._redact is not None, keep=self._redact or ())
-        self._blas = threadpool_limits(limits=1, user_api="blas")  # the runner runs a worker per core already
-
-    def teardown(self):
-        self._blas.restore_original_limits()
+        super().setup()
 
     def process(self, item: SourceItem):
         spill = SpillWriter(spill_path(self._spill_dir, item.path))
@@ -112,26 +114,16 @@ class ProcessRecordingFn(beam.DoFn):
             spill.close()
 
 
-class ProcessRecordings(beam.PTransform):
+@beam.ptransform_fn
+def ProcessRecordings(items, *args, **kwargs):
     """The recordings spread over the workers, each through ``ProcessRecordingFn(*args, **kwargs)``."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__()
-        self._fn = ProcessRecordingFn(*args, **kwargs)
-
-    def expand(self, items):
-        return (
-            items
-            | "Reshuffle" >> beam.Reshuffle()
-            | "Process"
-            >> beam.ParDo(self._fn).with_outputs(
-                ProcessRecordingFn.REJECTED, ProcessRecordingFn.OUTCOME, main="recordings"
-            )
-        )
+    fn = ProcessRecordingFn(*args, **kwargs)
+    process = beam.ParDo(fn).with_outputs(fn.REJECTED, fn.OUTCOME, main="recordings")
+    return items | "Reshuffle" >> beam.Reshuffle() | "Process" >> process
 
 
-def _fit_autoencoder(sample: list[tuple[str, np.ndarray]], seed: int):
-    model = ArtifactAutoencoder(seed=seed)
+def _fit_autoencoder(sample: list[tuple[str, np.ndarray]]):
+    model = ArtifactAutoencoder()
     if len(sample) < model.min_fit_windows:
         log.warning(
             "artifact autoencoder not fitted: %s, fewer than the %d it needs; windows are scored by the rules only",
@@ -171,21 +163,14 @@ def load_model(path: str) -> ArtifactAutoencoder:
         return ArtifactAutoencoder.load(os.path.join(tmp, "m.npz"))
 
 
-class ScoreSpillFn(beam.DoFn):
-    """Scores a recording's spilled windows with the autoencoder (from their features; the spill file
-    is read only when the shards are written) and emits its kept windows as a ``ScoredSpill``;
-    windows over ``max_artifact_score`` go to REJECTED, and every kept window's counts to COUNTED."""
+class ScoreSpillFn(_OneBlasThread):
+    """Scores a recording's spilled windows from their features and emits the kept ones as a
+    ``ScoredSpill``; windows over ``max_artifact_score`` go to REJECTED, kept windows' counts to COUNTED."""
 
     REJECTED, COUNTED = "rejected", "counted"
 
     def __init__(self, quality: QualityConfig):
         self._max_score = quality.max_artifact_score
-
-    def setup(self):
-        self._blas = threadpool_limits(limits=1, user_api="blas")
-
-    def teardown(self):
-        self._blas.restore_original_limits()
 
     def process(self, spilled: SpilledRecording, model):
         scores = None if model is None else model.score_features(spilled.features)
@@ -201,87 +186,60 @@ class ScoreSpillFn(beam.DoFn):
             yield kept
 
 
-class ScoreArtifacts(beam.PTransform):
-    """Fit (or load) the artifact autoencoder on training-site windows, then score every window and
-    encode it for the sink."""
-
-    def __init__(
-        self,
-        output: str,
-        config: PreprocessConfig,
-        *,
-        model_path: str | None,
-        enabled: bool,
-        train_sites: tuple[str, ...],
-        sample_size: int,
-        seed: int = 0,
-    ):
-        super().__init__()
-        self._output, self._config = output, config
-        self._model_path, self._enabled = model_path, enabled
-        self._train_sites, self._sample_size, self._seed = train_sites, sample_size, seed
-
-    def expand(self, recordings):
-        pipeline = recordings.pipeline
-        # `self.model_used`: what the manifest records: the saved file's name, the reused
-        # model's path, or '' when no autoencoder scored the windows.
-        if not self._enabled:
-            model = pipeline | "NoModel" >> beam.Create([None])
-            self.model_used = pipeline | "NoModelUsed" >> beam.Create([""])
-        elif self._model_path:
-            path = self._model_path
-            model = pipeline | "ModelPath" >> beam.Create([path]) | "LoadModel" >> beam.Map(load_model)
-            self.model_used = pipeline | "ModelReused" >> beam.Create([path])
-        else:
-            train = frozenset(self._train_sites)
-            sample = (
-                recordings
-                | "Features" >> beam.FlatMap(sample_items, train)
-                # Deterministic sample: the windows with the smallest keyed hash, so every runner
-                # and worker count fits the same model.
-                | "Sample" >> beam.combiners.Top.Of(self._sample_size, key=lambda kv: kv[0], reverse=True)
-            )
-            model = sample | "Fit" >> beam.Map(_fit_autoencoder, self._seed)
-            target = FileSystems.join(self._output, AE_MODEL_NAME)
-            self.model_used = model | "SaveModel" >> beam.Map(_save_model, target)
-        return recordings | "Score" >> beam.ParDo(
-            ScoreSpillFn(self._config.quality), beam.pvalue.AsSingleton(model)
-        ).with_outputs(ScoreSpillFn.REJECTED, ScoreSpillFn.COUNTED, main="kept")
-
-
-class WriteReports(beam.PTransform):
-    def __init__(self, output: str, header: dict, ignored: list[Ignored], spill_dir: str):
-        super().__init__()
-        self._output, self._header, self._ignored, self._spill_dir = output, header, ignored, spill_dir
-
-    def expand(self, pcolls):
-        outcomes, rejected, counted, shards, model_used = pcolls
-        p = outcomes.pipeline
-        ignored = p | "Ignored" >> beam.Create(self._ignored)
-        quarantined = outcomes | "Quarantined" >> beam.Filter(lambda o: o.status != "processed")
-        # Quarantine lines are few (one per rejected input or window), so the manifest step
-        # writes them too: sorted, and without a file sink's sub-graph in every job.
-        lines = (
-            (quarantined, rejected, ignored) | "AllQuarantine" >> beam.Flatten() | "ToJson" >> beam.Map(quarantine_line)
+@beam.ptransform_fn
+def ScoreArtifacts(recordings, args, config: PreprocessConfig, train_sites: tuple[str, ...]):
+    """Fits (or loads) the artifact autoencoder on training-site windows and scores every window:
+    (kept, rejected, counted, model_used); ``model_used``, for the manifest, holds the saved file's
+    name, the reused model's path, or '' when no autoencoder scored the windows."""
+    pipeline = recordings.pipeline
+    if args.no_artifact_model:
+        model = pipeline | "NoModel" >> beam.Create([None])
+        model_used = pipeline | "NoModelUsed" >> beam.Create([""])
+    elif args.artifact_model:
+        path = args.artifact_model
+        model = pipeline | "ModelPath" >> beam.Create([path]) | "LoadModel" >> beam.Map(load_model)
+        model_used = pipeline | "ModelReused" >> beam.Create([path])
+    else:
+        sample = (
+            recordings
+            | "Features" >> beam.FlatMap(sample_items, frozenset(train_sites))
+            # The windows with the smallest keyed hash: every runner and worker count fits the same model.
+            | "Sample" >> beam.combiners.Top.Of(args.ae_sample_size, key=lambda kv: kv[0], reverse=True)
         )
-        counts = counted | "Counts" >> beam.FlatMap(window_counts) | "Sum" >> beam.CombinePerKey(sum)
-        path = FileSystems.join(self._output, MANIFEST_NAME)
-        return (
-            p
-            | "Once" >> beam.Create([None])
-            | "Manifest"
-            >> beam.Map(
-                write_manifest,
-                path,
-                self._header,
-                beam.pvalue.AsList(outcomes),
-                beam.pvalue.AsDict(counts),
-                beam.pvalue.AsList(shards),
-                beam.pvalue.AsList(model_used),
-                beam.pvalue.AsList(lines),
-                self._spill_dir,
-            )
+        model = sample | "Fit" >> beam.Map(_fit_autoencoder)
+        model_used = model | "SaveModel" >> beam.Map(_save_model, FileSystems.join(args.output, AE_MODEL_NAME))
+    scored = recordings | "Score" >> beam.ParDo(
+        ScoreSpillFn(config.quality), beam.pvalue.AsSingleton(model)
+    ).with_outputs(ScoreSpillFn.REJECTED, ScoreSpillFn.COUNTED, main="kept")
+    return scored.kept, scored.rejected, scored.counted, model_used
+
+
+@beam.ptransform_fn
+def WriteReports(pcolls, output: str, header: dict, ignored: list[Ignored], spill_dir: str):
+    outcomes, rejected, counted, shards, model_used = pcolls
+    p = outcomes.pipeline
+    ignored = p | "Ignored" >> beam.Create(ignored)
+    quarantined = outcomes | "Quarantined" >> beam.Filter(lambda o: o.status != "processed")
+    # Quarantine lines are few (one per rejected input or window), so the manifest step writes
+    # them too: sorted, and without a file sink's sub-graph in every job.
+    lines = (quarantined, rejected, ignored) | "AllQuarantine" >> beam.Flatten() | "ToJson" >> beam.Map(quarantine_line)
+    counts = counted | "Counts" >> beam.FlatMap(window_counts) | "Sum" >> beam.CombinePerKey(sum)
+    return (
+        p
+        | "Once" >> beam.Create([None])
+        | "Manifest"
+        >> beam.Map(
+            write_manifest,
+            FileSystems.join(output, MANIFEST_NAME),
+            header,
+            beam.pvalue.AsList(outcomes),
+            beam.pvalue.AsDict(counts),
+            beam.pvalue.AsList(shards),
+            beam.pvalue.AsList(model_used),
+            beam.pvalue.AsList(lines),
+            spill_dir,
         )
+    )
 
 
 def build_pipeline(
@@ -304,36 +262,22 @@ def build_pipeline(
     )
     # One spill folder per run, removed by the last step.
     spill_dir = FileSystems.join(args.output, f".spill-{uuid.uuid4().hex[:12]}")
+    redact = tuple(kept_folders(args.input)) if args.redact_paths else None
     processed = (
         p
         | "Inputs" >> beam.Create(items)
-        | "ProcessRecordings"
-        >> ProcessRecordings(
-            args.pseudonym_key_file,
-            config,
-            spill_dir,
-            progress,
-            redact=tuple(kept_folders(args.input)) if args.redact_paths else None,
-        )
+        | "ProcessRecordings" >> ProcessRecordings(args.pseudonym_key_file, config, spill_dir, progress, redact=redact)
     )
     recordings, rejected, outcomes = (
         processed.recordings,
         processed.rejected,
         processed.outcome,
     ) | "DropDuplicates" >> DropDuplicates()
-    scoring = ScoreArtifacts(
-        args.output,
-        config,
-        model_path=args.artifact_model,
-        enabled=not args.no_artifact_model,
-        train_sites=train_sites,
-        sample_size=args.ae_sample_size,
-    )
-    scored = recordings | "ScoreArtifacts" >> scoring
-    shards = scored.kept | "WriteWindows" >> WriteSnappyTFRecordsBySite(
+    kept, scored_out, counted, model_used = recordings | "ScoreArtifacts" >> ScoreArtifacts(args, config, train_sites)
+    shards = kept | "WriteWindows" >> WriteSnappyTFRecordsBySite(
         args.output, sites, args.num_shards, max_shard_bytes=shard_bytes(args.max_shard_mb)
     )
-    rejected = (rejected, scored.rejected) | "AllRejected" >> beam.Flatten()
-    (outcomes, rejected, scored.counted, shards, scoring.model_used) | "WriteReports" >> WriteReports(
+    rejected = (rejected, scored_out) | "AllRejected" >> beam.Flatten()
+    (outcomes, rejected, counted, shards, model_used) | "WriteReports" >> WriteReports(
         args.output, header, ignored, spill_dir
     )

@@ -4,25 +4,13 @@ Framing (TensorFlow's ``core/lib/io/record_writer.cc``), all integers little-end
 
     uint64 length | uint32 masked_crc32c(length) | data | uint32 masked_crc32c(data)
 
-SNAPPY compression (``core/lib/io/snappy/snappy_{output,input}stream``): the framed record stream
-is cut into blocks, each written as a 4-byte *big-endian* compressed length followed by one raw
-snappy block (no stream identifier, no per-chunk CRC; framed snappy is not readable by TF). Block
-boundaries need not align with records: the reader concatenates the decompressed blocks into one
-stream.
-
-Checked against TensorFlow 2.21 (``tests/pipelines/test_tfrecord.py`` pins these): its SNAPPY
-reader rejects any block that *decompresses* to over 262144 bytes, whatever its ``buffer_size``,
-and reads smaller blocks and records split across blocks; its writer
-(``tf.data.experimental.TFRecordWriter(path, "SNAPPY")``; ``tf.io.TFRecordOptions`` refuses
-"SNAPPY") compresses a write that does not fit its 256 KiB buffer as one block, so it writes
-records over 256 KiB that it cannot read back; ``flush`` ends a block early; an empty file is a
-valid stream of no records.
-
-So this writer cuts the stream into blocks of exactly ``SNAPPY_BLOCK_BYTES`` (256 KiB) of input,
-the last one shorter: records of any size stay readable by TensorFlow and full blocks compress
-best. The bytes differ from TF's (block boundaries; cramjam's snappy encoder makes other valid
-choices than Google's), the format does not. The reader takes blocks up to ``MAX_BLOCK_BYTES``,
-so TF-written files with big records read here although TF cannot read them.
+SNAPPY (``core/lib/io/snappy/snappy_{output,input}stream``): the framed stream is cut into blocks,
+each a 4-byte *big-endian* compressed length and one raw snappy block (framed snappy is not readable
+by TF); blocks need not align with records. TensorFlow 2.21's reader rejects a block that
+decompresses to over 256 KiB (``tests/pipelines/test_tfrecord.py`` pins this), and its writer
+writes such blocks for bigger records. So this writer cuts the stream into blocks of exactly
+``SNAPPY_BLOCK_BYTES`` of input, the last one shorter: records of any size stay readable by TF. The
+bytes differ from TF's, the format does not. The reader takes blocks up to ``MAX_BLOCK_BYTES``.
 """
 
 from __future__ import annotations
@@ -42,6 +30,7 @@ MAX_BLOCK_BYTES = 64 * 1024 * 1024  # reader's bound, so a corrupt length cannot
 COMPRESSIONS = ("SNAPPY", None)
 HEADER_BYTES = 12  # uint64 length + uint32 masked crc of it
 FOOTER_BYTES = 4  # uint32 masked crc of the data
+FRAME_OVERHEAD = HEADER_BYTES + FOOTER_BYTES
 
 # snappy::MaxCompressedLength: the worst case for incompressible input.
 _MAX_COMPRESSED_BLOCK = 32 + MAX_BLOCK_BYTES + MAX_BLOCK_BYTES // 6
@@ -52,7 +41,7 @@ _READ_CHUNK = 1 << 20
 class CorruptTFRecordError(OSError):
     """A TFRecord file is truncated or corrupt; the message names the file and the byte offset."""
 
-    def __init__(self, path: str, offset: int, reason: str, *, block_offset: int | None = None):
+    def __init__(self, path: str, offset: int, reason: str, block_offset: int | None = None):
         self.path, self.offset, self.reason, self.block_offset = path, offset, reason, block_offset
         where = f"byte offset {offset}"
         if block_offset is not None:
@@ -60,18 +49,11 @@ class CorruptTFRecordError(OSError):
         super().__init__(f"{path}: corrupt TFRecord at {where}: {reason}")
 
     def __reduce__(self):  # pickled (between processes) by its fields, not its message
-        return _corrupt_tfrecord_error, (self.path, self.offset, self.reason, self.block_offset)
-
-
-def _corrupt_tfrecord_error(path: str, offset: int, reason: str, block_offset: int | None) -> CorruptTFRecordError:
-    return CorruptTFRecordError(path, offset, reason, block_offset=block_offset)
+        return CorruptTFRecordError, (self.path, self.offset, self.reason, self.block_offset)
 
 
 def masked_crc32c(data: bytes | bytearray | memoryview) -> int:
-    """TFRecord's masked CRC-32C: rotate right by 15 bits, add a constant (mod 2**32).
-
-    TensorFlow masks CRCs because CRCs of data that itself contains CRCs are weak.
-    """
+    """TFRecord's masked CRC-32C: rotated right by 15 bits, plus a constant (mod 2**32)."""
     crc = google_crc32c.value(data if isinstance(data, bytes) else bytes(data))
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
@@ -85,9 +67,6 @@ def record_header(length: int) -> bytes:
 def frame_record(data: bytes) -> bytes:
     """One record in TFRecord framing (what an uncompressed TFRecord file is a concatenation of)."""
     return record_header(len(data)) + data + struct.pack("<I", masked_crc32c(data))
-
-
-FRAME_OVERHEAD = HEADER_BYTES + FOOTER_BYTES
 
 
 def unframe_record(framed: bytes, size: int, where: str) -> bytes:
@@ -106,14 +85,9 @@ def unframe_record(framed: bytes, size: int, where: str) -> bytes:
 
 
 class SnappyTFRecordWriter:
-    """Writes TFRecords to a binary file object as TensorFlow-readable SNAPPY blocks.
-
-    ``write`` takes one record (already serialized, e.g. a ``tf.train.Example``); the framed stream
-    is buffered and written as full ``block_bytes`` blocks. ``flush`` ends the current block early
-    (the file stays valid, compression gets slightly worse) and flushes ``fileobj``. ``close``
-    writes the last block; it also closes ``fileobj`` only if ``close_fileobj`` (like
-    ``gzip.GzipFile(fileobj=...)``, the caller owns the file by default).
-    """
+    """Writes serialized records to a binary file object in TensorFlow-readable SNAPPY blocks of
+    ``block_bytes``; ``flush`` ends a block early (still valid). ``close`` closes ``fileobj`` only
+    if ``close_fileobj``: by default the caller owns it."""
 
     def __init__(self, fileobj: IO[bytes], *, block_bytes: int = SNAPPY_BLOCK_BYTES, close_fileobj: bool = False):
         check_range("block_bytes", block_bytes, 1, SNAPPY_BLOCK_BYTES)
@@ -181,10 +155,8 @@ class SnappyTFRecordWriter:
 def write_records(
     target: str | os.PathLike[str] | IO[bytes], records: Iterable[bytes], *, compression: str | None = "SNAPPY"
 ) -> int:
-    """Write ``records`` to a local path or a binary file object; return how many were written.
-
-    For object stores pass a file object, e.g. ``apache_beam.io.filesystems.FileSystems.create``.
-    """
+    """Write ``records`` to a local path or a binary file object (e.g. ``FileSystems.create``'s
+    for object stores); return how many were written."""
     check_option("compression", compression, COMPRESSIONS)
     if isinstance(target, (str, os.PathLike)):
         with open(target, "wb") as fileobj:
@@ -201,14 +173,9 @@ def write_records(
     return writer.records_written
 
 
-# Reading ----------------------------------------------------------------------------------------
-
-
 class _Scratch:
-    """A reusable byte buffer. Each snappy block is read and decompressed into memory that is
-    already mapped and cached, where new objects per block (the compressed bytes, cramjam's
-    output and a ``bytes`` copy of it) cost a third of the reader's time per record. A larger
-    request gets a new buffer, never a resize: views of the old one may still be alive."""
+    """A reusable byte buffer: new objects per snappy block cost a third of the reader's time. A
+    larger request gets a new buffer, never a resize: views of the old one may still be alive."""
 
     def __init__(self) -> None:
         self._buffer = bytearray()
@@ -249,8 +216,7 @@ def _plain_chunks(fileobj: IO[bytes]) -> Iterator[tuple[int | None, bytes]]:
 
 
 def _snappy_chunks(source: _FileBytes, path: str) -> Iterator[tuple[int | None, memoryview]]:
-    """Yield ``(file_offset, decompressed_block)`` for each snappy block of the file. The block is
-    a view of a buffer that the next block overwrites: copy out what must outlive it."""
+    """``(file_offset, decompressed_block)`` per snappy block; the next block overwrites the view."""
     offset = 0
     decompressed = _Scratch()
     while prefix := source.take(4):
@@ -287,11 +253,8 @@ def _decompress_block(block: memoryview, out: _Scratch, path: str, offset: int) 
 
 
 class _Stream:
-    """Exact-size reads across a sequence of chunks, remembering where each byte came from.
-
-    A chunk may be a view of a reused buffer (``_snappy_chunks``): what ``read`` returns is always
-    a copy, taken before the next chunk is fetched.
-    """
+    """Exact-size reads across chunks, remembering where each byte came from. A chunk may be a
+    reused buffer (``_snappy_chunks``), so ``read`` returns a copy."""
 
     def __init__(self, chunks: Iterator[tuple[int | None, bytes | memoryview]]):
         self._chunks = chunks
@@ -340,38 +303,27 @@ class _BadRecord(Exception):
     """Why a record cannot be read; ``_records`` adds the file and offset."""
 
 
-def _read_length(stream: _Stream, verify_crc: bool) -> int:
+def _next_record(stream: _Stream, verify_crc: bool, keep: bool) -> bytes | None:
+    """The next record's data, or None for one passed over: its length is checked (the next one
+    starts after it), its data neither copied nor checked."""
     header = stream.read(HEADER_BYTES)
     if len(header) < HEADER_BYTES:
         raise _BadRecord(f"truncated header: expected {HEADER_BYTES} bytes; got {len(header)}")
     length, length_crc = struct.unpack("<QI", header)
     if verify_crc and masked_crc32c(header[:8]) != length_crc:
         raise _BadRecord(f"length crc32c mismatch (length field reads {length})")
-    return length
-
-
-def _truncated(length: int, got: int) -> _BadRecord:
-    return _BadRecord(f"truncated record: header announces {length} data bytes; the stream ends after {got}")
-
-
-def _read_record(stream: _Stream, verify_crc: bool) -> bytes:
-    length = _read_length(stream, verify_crc)
-    data = stream.read(length)
-    footer = stream.read(FOOTER_BYTES)
-    if len(data) < length or len(footer) < FOOTER_BYTES:
-        raise _truncated(length, len(data))
-    if verify_crc and masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+    if keep:
+        data, footer = stream.read(length), stream.read(FOOTER_BYTES)
+        got = len(data) + len(footer)
+    else:
+        data, got = None, stream.skip(length + FOOTER_BYTES)
+    if got < length + FOOTER_BYTES:
+        raise _BadRecord(
+            f"truncated record: header announces {length} data bytes; the stream ends after {min(got, length)}"
+        )
+    if keep and verify_crc and masked_crc32c(data) != struct.unpack("<I", footer)[0]:
         raise _BadRecord(f"data crc32c mismatch over {length} bytes")
     return data
-
-
-def _skip_record(stream: _Stream, verify_crc: bool) -> None:
-    """Pass over a record: its length is checked (the next record's position depends on it), its
-    data neither copied nor checked."""
-    length = _read_length(stream, verify_crc)
-    skipped = stream.skip(length + FOOTER_BYTES)
-    if skipped < length + FOOTER_BYTES:
-        raise _truncated(length, min(skipped, length))
 
 
 def _records(stream: _Stream, path: str, verify_crc: bool, stride: int, offset: int) -> Iterator[bytes]:
@@ -379,12 +331,11 @@ def _records(stream: _Stream, path: str, verify_crc: bool, stride: int, offset: 
     while not stream.at_end():
         start, block = stream.offset, stream.block_offset
         try:
-            if index % stride == offset:
-                yield _read_record(stream, verify_crc)
-            else:
-                _skip_record(stream, verify_crc)
+            record = _next_record(stream, verify_crc, keep=index % stride == offset)
         except _BadRecord as err:
             raise CorruptTFRecordError(path, start, f"record {index}: {err}", block_offset=block) from None
+        if record is not None:
+            yield record
         index += 1
 
 
@@ -398,16 +349,11 @@ def read_records(
 ) -> Iterator[bytes]:
     """Yield the records of a TFRecord file, plain (``compression=None``) or ``"SNAPPY"``.
 
-    ``source`` is a local path or a binary file object (for object stores pass
-    ``FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED)``). Raises
-    ``CorruptTFRecordError`` naming the file and byte offset on truncation, invalid snappy data or,
-    with ``verify_crc``, a CRC mismatch. Records of an earlier, intact part are yielded first.
-
-    ``stride``/``offset``: only the records ``r`` with ``r % stride == offset`` (the k-th one
-    yielded is record ``offset + k * stride``), for readers that share a file. The others are
-    passed over: their lengths are read and checked, their data neither copied nor checked (the
-    reader that keeps a record checks it), which saves about a third of reading them (the
-    snappy blocks must still be decompressed to find where each record starts).
+    ``source``: a local path or a binary file object (for object stores ``FileSystems.open(path,
+    compression_type=CompressionTypes.UNCOMPRESSED)``). ``CorruptTFRecordError`` names the file and
+    byte offset of a truncation, invalid snappy data or (``verify_crc``) a CRC mismatch, after the
+    intact records before it. ``stride``/``offset``: only the records ``r % stride == offset``, for
+    readers that share a file; the others' lengths are checked, their data not.
     """
     check_option("compression", compression, COMPRESSIONS)
     check_int("stride", stride, 1)

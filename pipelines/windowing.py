@@ -1,14 +1,14 @@
 """Where a recording's windows lie, and how they are cut from its streamed signal.
 
-`plan_windows` places the windows (sliding, or the data set's labeled ones) in the recording's
-spans (the stretches recorded without a break); `cut_span` reads one span in bounded chunks,
-resamples it to 256 Hz, filters it and yields its windows, each scored by the quality rules:
-memory is bounded by the chunk length plus one window plus the filters' margins.
+`plan_windows` places the windows (sliding, or the data set's labeled ones) in the spans recorded
+without a break; `cut_span` reads a span in bounded chunks, resamples, filters and yields its
+windows scored by the quality rules, in memory bounded by a chunk plus a window plus filter margins.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Callable, Iterator
 
@@ -60,9 +60,8 @@ class Span:
 
 def plan_windows(item: SourceItem, spans: list[Span], config: PreprocessConfig) -> list[tuple[float, str, str]]:
     """Fill each span's requests; return the windows that fit in none as (start_s, rule, reason).
-    Labeled windows with a ``problem`` are left out (their ``problem``) and cut alone; a
-    recording whose label rows were all unusable gets none, unless it has a label of its own
-    (``recording_label``): then windows slide over each span."""
+    Labeled windows with a ``problem`` are left out; a recording whose label rows are all unusable
+    gets no window, unless it has a ``recording_label``: then windows slide over each span."""
     usable = [w for w in item.windows if not w.problem]
     if not (usable or (item.windows and item.recording_label < 0)):
         size = int(round(config.window_seconds * TARGET_SFREQ))
@@ -83,31 +82,21 @@ def plan_windows(item: SourceItem, spans: list[Span], config: PreprocessConfig) 
             span, start = placed
             span.requests.append(Request(start, n_times, w.label, tuple(w.votes), w.task or item.task))
             continue
-        where = f"window [{w.offset_s:.2f} s, {w.offset_s + n_times / TARGET_SFREQ:.2f} s)"
+        end = w.offset_s + n_times / TARGET_SFREQ
+        where = f"window [{w.offset_s:.2f} s, {end:.2f} s)"
         stops = [
             (a.end_s, b.onset_s)
             for a, b in zip(spans, spans[1:])
             if w.offset_s < b.onset_s and a.end_s < w.offset_s + w.duration_s
         ]
         if stops:
-            (gap_start, gap_stop), end = stops[0], w.offset_s + n_times / TARGET_SFREQ
+            gap_start, gap_stop = stops[0]
             verb = "lies in" if gap_start <= w.offset_s and end <= gap_stop else "spans"
-            outside.append(
-                (
-                    w.offset_s,
-                    "recording_gap",
-                    f"{where} {verb} a gap in the recording (nothing recorded "
-                    f"from {gap_start:.2f} s to {gap_stop:.2f} s)",
-                )
-            )
+            gap = f"nothing recorded from {gap_start:.2f} s to {gap_stop:.2f} s"
+            outside.append((w.offset_s, "recording_gap", f"{where} {verb} a gap in the recording ({gap})"))
         else:
-            outside.append(
-                (
-                    w.offset_s,
-                    "outside_recording",
-                    f"{where} lies outside the recording ({spans[0].onset_s:.0f} s, {spans[-1].end_s:.2f} s)",
-                )
-            )
+            span = f"({spans[0].onset_s:.0f} s, {spans[-1].end_s:.2f} s)"
+            outside.append((w.offset_s, "outside_recording", f"{where} lies outside the recording {span}"))
     for span in spans:
         span.requests.sort(key=lambda r: (r.start, r.n_times))
     return outside
@@ -139,15 +128,11 @@ def _placed(offset_s: float, n_times: int, spans: list[Span], slack_s: float) ->
     most ``slack_s`` moves inside it (a TUEV event near the recording's start keeps its 5 s)."""
     slack = int(round(slack_s * TARGET_SFREQ))
     for span in spans:
-        start = _local_start(offset_s, span)
+        start = int(round((offset_s - span.onset_s) * TARGET_SFREQ))
         fitted = min(max(start, 0), span.n_out - n_times)
         if fitted >= 0 and abs(fitted - start) <= slack:
             return span, fitted
     return None
-
-
-def _local_start(offset_s: float, span: Span) -> int:
-    return int(round((offset_s - span.onset_s) * TARGET_SFREQ))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -220,8 +205,8 @@ class _Rolling:
         return self.base + self.data.shape[1]
 
     def append(self, block: np.ndarray) -> None:
-        """Add ``block`` after the end; an empty buffer adopts it (the caller never writes to it
-        again), which saves copying a whole recording that arrives in one chunk."""
+        """Add ``block`` after the end; an empty buffer adopts it without a copy (the caller never
+        writes to it again)."""
         if not block.shape[1]:
             return
         block = block.astype(self.data.dtype, copy=False)
@@ -244,14 +229,10 @@ _QUALITY_BATCH = 32
 
 def _quality_batches(requests: list) -> Iterator[list]:
     """Consecutive runs of equally long requests, at most _QUALITY_BATCH each."""
-    batch: list = []
-    for req in requests:
-        if batch and (len(batch) == _QUALITY_BATCH or req.n_times != batch[0].n_times):
-            yield batch
-            batch = []
-        batch.append(req)
-    if batch:
-        yield batch
+    for _, run in itertools.groupby(requests, key=lambda req: req.n_times):
+        run = list(run)
+        for i in range(0, len(run), _QUALITY_BATCH):
+            yield run[i : i + _QUALITY_BATCH]
 
 
 def _make_windows(cut: Cutting, span: Span, batch, raw_buf, out_buf, bad_buf):
@@ -285,13 +266,10 @@ _CHANNEL_RULES = {
 
 
 def repair_window(window: np.ndarray, unfiltered: np.ndarray, report, mask: np.ndarray, config: PreprocessConfig):
-    """A rejected window (``window``, ``unfiltered``: its electrodes against the recording's own
-    reference) whose only fault is at most ``repair_channels`` flat, clipped or out-of-range
-    channels, with those channels (and any the recording lacks) interpolated from the window's
-    other measured channels: (window as written, channel_mask, quality report), or None when it
-    cannot be saved that way. Interpolation is spatial and filtering temporal, both linear, so
-    interpolating the filtered window equals filtering an interpolated recording; an electrode
-    that comes loose for a minute costs its own channel for that minute, not the whole minute."""
+    """A rejected window (against the recording's own reference) whose only fault is at most
+    ``repair_channels`` flat, clipped or out-of-range channels, those (and any the recording lacks)
+    interpolated from its other measured channels: (window, channel_mask, quality report), or None.
+    Interpolation (spatial) and filtering (temporal) are both linear, so they commute."""
     quality = config.quality
     keep, reasons = validate_window(report, quality)
     fired = {reason.split(":", 1)[0] for reason in reasons}  # rule names (or artifact_score)
@@ -320,8 +298,8 @@ def repair_window(window: np.ndarray, unfiltered: np.ndarray, report, mask: np.n
 
 
 def _referenced(windows: np.ndarray, config: PreprocessConfig) -> np.ndarray:
-    """``windows`` (..., rows, n_times) with the 19 EEG rows against their average where
-    ``--reference average`` asks for it (a copy); the ECG row, if any, is left alone."""
+    """``windows`` (..., rows, n_times) with the 19 EEG rows (not ECG) against their average, as a
+    copy, under ``--reference average``."""
     if config.reference != "average":
         return windows
     out = windows.copy()
