@@ -1,11 +1,6 @@
-"""EEG batch augmentations: pure functions on torch tensors, driven by an explicit generator.
-
-Every draw comes from the ``torch.Generator`` passed in, never a global RNG: the loader seeds one
-per batch from (seed, epoch, shard, batch index), so a resumed run augments each batch as the
-uninterrupted one did, and worker processes never share RNG state. The generator lives on the
-CPU (the loader augments in its workers); draws move to the data's device. Tensors are the
-loader's batches' (``training.data``): ``eeg`` (B, n_chans, n_times) µV, ``channel_mask``
-(B, n_chans), ``ecg`` (B, n_times) with all-NaN rows for "no ECG", ``targets`` (B, n_classes).
+"""EEG batch augmentations: pure functions on the loader's batch tensors, every draw from the
+``torch.Generator`` passed in (a CPU one the loader seeds per batch), so a resumed run augments
+each batch as the uninterrupted one did.
 """
 
 from __future__ import annotations
@@ -22,17 +17,10 @@ from eegfm.pipelines.schema import SFREQ
 
 @dataclasses.dataclass(frozen=True)
 class AugmentConfig:
-    """Which augmentations a batch gets, in the order they are applied; defaults: none.
-
-    channel_dropout: probability that each measured channel is zeroed and marked missing.
-    crop_seconds: a random crop of this many seconds of each longer window (0: off); shorter
-        windows stay whole, so ``10`` crops 50 s HMS windows and leaves 10 s ones as they are.
-    time_shift: each window rolled by a random amount in [-time_shift, time_shift] samples.
-    amplitude_scale: (low, high) range of a random gain per window; (1, 1) is off.
-    noise_std: gaussian noise in µV (before dropout, so dropped channels stay exactly zero).
-    mixup_alpha / cutmix_alpha: Beta(alpha, alpha) mixing between windows with expert votes;
-        with both set, each batch uses one of them, chosen at random.
-    """
+    """Which augmentations a batch gets (defaults: none): ``crop_seconds`` of each longer window,
+    ``time_shift`` (samples), ``amplitude_scale`` (gain range), ``noise_std`` (µV),
+    ``channel_dropout`` (probability per channel), then ``mixup_alpha`` or ``cutmix_alpha`` (one of
+    them per batch) between windows with expert votes."""
 
     channel_dropout: float = 0.0
     crop_seconds: float = 0.0
@@ -94,8 +82,8 @@ def _uniform(shape: tuple[int, ...], generator: torch.Generator, device: torch.d
 def channel_dropout(
     eeg: torch.Tensor, channel_mask: torch.Tensor, p: float, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Zero each measured channel with probability ``p`` and set its mask to 0 (the montages of
-    sites that lack electrodes); one measured channel per window always survives."""
+    """Zero each measured channel with probability ``p`` and set its mask to 0; one measured
+    channel per window always survives."""
     measured = channel_mask > 0
     draw = _uniform(tuple(channel_mask.shape), generator, channel_mask.device)
     drop = (draw < p) & measured
@@ -164,8 +152,7 @@ class Mixed(NamedTuple):
 
 
 def _partners(has_votes: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """A random permutation among the windows with votes; the others keep themselves (mixing
-    one would blend a zero target into a distribution)."""
+    """A random permutation among the windows with votes; the others (zero targets) keep themselves."""
     partner = torch.arange(has_votes.shape[0])
     voted = torch.nonzero(has_votes.cpu(), as_tuple=True)[0]
     partner[voted] = voted[torch.randperm(len(voted), generator=generator, device=generator.device).cpu()]

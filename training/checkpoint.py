@@ -5,48 +5,25 @@ A checkpoint is one directory per step::
     <directory>/
         step-00001200/
             model.safetensors       the model's state_dict
-            optimizer.safetensors   every other tensor: optimizer, scheduler and scaler states,
-                                    torch RNG states (flattened, keys are paths like
-                                    ``optimizer/state/0/exp_avg``)
-            state.json              everything that is not a tensor (step, epoch, loader position,
-                                    scheduler/scaler scalars, python and numpy RNG states, config,
-                                    metrics), the structure needed to rebuild the nested state,
+            optimizer.safetensors   every other tensor (optimizer, scheduler, scaler, torch RNG),
+                                    flattened to keys like ``optimizer/state/0/exp_avg``
+            state.json              everything else, the structure to rebuild the nested state,
                                     a format version and the sha256 of both safetensors files
-        step-00001400/ ...
-        latest                      name of the newest checkpoint (for shells and other tools)
+        latest                      name of the newest checkpoint
         best                        name of the best checkpoint by metric (kept out of rotation)
 
-Why this format: ``torch.save`` files are pickles, and unpickling runs arbitrary code, so a
-checkpoint copied from a shared bucket could execute anything on the training cluster.
-safetensors files only hold tensors and JSON holds only data, so reading a checkpoint can never
-execute code; anything else found in a checkpoint (``.pt``/``.pth``/``.bin`` pickles, a safetensors
-file that does not parse or whose hash does not match) is refused with :class:`CheckpointError`.
+Why this format: ``torch.save`` files are pickles, and unpickling runs arbitrary code; safetensors
+and JSON hold only data. Pickles, unparsable safetensors and hash mismatches raise
+:class:`CheckpointError`.
 
-Why the write order: a job killed at any moment (SIGKILL on preemption, a node dying) must leave
-the previous checkpoint loadable and must not leave something that looks complete but is not.
-Files are written into ``.tmp-step-...`` next to the target, each fsynced, the temporary directory
-fsynced, renamed to its final name in one ``os.rename``, and the parent fsynced. Only then are the
-pointers updated (atomically, with ``os.replace``) and old checkpoints rotated out.
-:func:`latest_checkpoint` never trusts a directory it has not verified: it takes the checkpoint the
-``latest`` pointer names if its hashes verify, else the highest ``step-*`` that does, so a stale
-pointer or a half-written or corrupted directory cannot break ``--resume auto``.
+Why the write order: a job killed at any moment must leave the previous checkpoint loadable and
+nothing that looks complete but is not. Files go into ``.tmp-step-...``, each fsynced, then one
+``os.rename`` and a parent fsync; only then are the pointers replaced and old checkpoints rotated.
+:func:`latest_checkpoint` only returns a directory whose hashes verify.
 
-Typical use in a loop::
-
-    state = {"model": model.state_dict(), "optimizer": opt.state_dict(),
-             "scheduler": sched.state_dict(), "epoch": epoch, "loader": loader.state_dict()}
-    save_checkpoint(run_dir / "checkpoints", step, state, metric=val_loss)
-    ...
-    path = resolve_resume(args.resume, run_dir / "checkpoints")   # "auto" | "none" | a path
-    if path is not None:
-        state = load_checkpoint(path)
-        model.load_state_dict(state["model"]); opt.load_state_dict(state["optimizer"])
-        restore_rng_state(state["rng"])
-
-``save_checkpoint`` records the process's RNG states under ``"rng"`` unless the state already has
-an ``"rng"`` entry. Only one process (rank 0) should save into a directory. ``training.checkpoint_state``
-splits the nested state into tensors and JSON; ``training.preemption`` turns SIGTERM into a save at
-the next step boundary (both re-exported here).
+``save_checkpoint`` records the RNG states under ``"rng"`` unless the state has one. Only rank 0
+saves. ``training.checkpoint_state`` (tensors/JSON split) and ``training.preemption`` (SIGTERM ->
+save at the next step) are re-exported here.
 """
 
 from __future__ import annotations
@@ -178,13 +155,11 @@ def save_checkpoint(
     is_best: bool | None = None,
     higher_is_better: bool = False,
 ) -> Path:
-    """Write ``state`` as the checkpoint of ``step`` durably; returns its directory.
+    """Write ``state`` (``state["model"]``: a flat state_dict) as the checkpoint of ``step``; returns its directory.
 
-    ``state["model"]`` (a flat ``{name: tensor}`` state_dict) goes to ``model.safetensors``; every
-    other entry is split by :func:`flatten_state` into ``optimizer.safetensors`` and
-    ``state.json``. ``keep_last`` newest checkpoints are kept (None keeps all) plus the best one:
-    ``is_best`` decides explicitly, otherwise ``metric`` is compared with the current best's
-    (lower is better unless ``higher_is_better``). Saving a step that exists replaces it.
+    ``keep_last`` newest checkpoints are kept (None keeps all) plus the best one: ``is_best``
+    decides, else ``metric`` against the current best's (lower is better unless
+    ``higher_is_better``). Saving a step that exists replaces it.
     """
     directory = Path(directory)
     model_state = _check_save_arguments(step, state, keep_last, metric)
@@ -283,11 +258,8 @@ def _decide_best(
 
 
 def _rotate(directory: Path, keep_last: int, protect: Path) -> None:
-    """Delete all but the newest ``keep_last`` checkpoints, the best one and ``protect``.
-
-    ``protect`` is the checkpoint just written: after resuming from an older step in a directory
-    that holds newer ones, it is not among the newest but must survive.
-    """
+    """Delete all but the newest ``keep_last`` checkpoints, the best one and ``protect`` (the one
+    just written, which after resuming from an older step is not among the newest)."""
     steps = _list_steps(directory)
     keep = {protect.name}
     best = _read_pointer(directory, BEST_POINTER)
@@ -360,9 +332,7 @@ def _read_document(path: Path) -> dict[str, Any]:
 
 def verify_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Check a checkpoint directory without loading tensors; returns its ``state.json``.
-
-    Raises :class:`CheckpointError` for pickle files, missing files and hash mismatches.
-    """
+    Raises :class:`CheckpointError` for pickle files, missing files and hash mismatches."""
     path = Path(path)
     if not path.is_dir():
         _refuse_pickles([path])
@@ -394,11 +364,8 @@ def _load_tensors(file: Path, device: str) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(path_or_dir: str | os.PathLike[str], *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint directory (or the newest valid one in a directory of checkpoints).
-
-    Returns the saved state: ``"model"`` (a state_dict), every other saved entry rebuilt with its
-    original types, ``"rng"`` and ``"step"``. Never unpickles anything.
-    """
+    """The saved state of a checkpoint directory (or the newest valid one in a directory of them):
+    ``"model"``, every other entry with its original types, ``"rng"`` and ``"step"``."""
     path = Path(path_or_dir)
     if path.is_dir() and not (path / STATE_FILE).exists() and _list_steps(path):
         newest = latest_checkpoint(path)
@@ -418,13 +385,9 @@ def load_checkpoint(path_or_dir: str | os.PathLike[str], *, map_location: str | 
 
 
 def latest_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
-    """The newest complete checkpoint in ``directory`` whose hashes verify, or None.
-
-    "Newest" is the one the ``latest`` pointer names (the last one saved, so a run rewound to an
-    earlier step continues from its own timeline), else the highest step. Temporary directories
-    of interrupted writes are never candidates; a ``step-*`` directory that fails verification is
-    skipped with a warning naming it.
-    """
+    """The newest checkpoint in ``directory`` whose hashes verify, or None; a ``step-*`` that fails
+    is skipped with a warning. "Newest": the ``latest`` pointer's (so a run rewound to an earlier
+    step continues its own timeline), else the highest step."""
     directory = Path(directory)
     candidates = [path for _, path in reversed(_list_steps(directory))]
     pointed = _read_pointer(directory, LATEST_POINTER)
@@ -448,12 +411,8 @@ def best_checkpoint(directory: str | os.PathLike[str]) -> Path | None:
 
 
 def resolve_resume(value: str | os.PathLike[str] | None, directory: str | os.PathLike[str]) -> Path | None:
-    """Interpret a ``--resume`` value: ``"auto"``, ``"none"`` or a checkpoint path.
-
-    ``"auto"``: the newest valid checkpoint in ``directory``, or None to start fresh.
-    ``"none"`` (or None): start fresh. A path: that checkpoint directory (or the newest valid one
-    inside a directory of checkpoints), which must exist and verify.
-    """
+    """The checkpoint a ``--resume`` value names: ``"auto"`` the newest valid one in ``directory``
+    (None: start fresh), ``"none"``/None start fresh, else a path that must exist and verify."""
     allowed = "'auto', 'none' or the path of a checkpoint directory"
     if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
         earlier = _list_steps(Path(directory))

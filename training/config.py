@@ -1,17 +1,7 @@
-"""Configuration of pretraining and fine-tuning runs: validated dataclasses (``eegfm.core.config.Config``)::
-
-    PretrainConfig  model preset + overrides, loader, optim, precision, cadence, W&B, backend
-    FinetuneConfig  the same run settings plus task, mode (linear/adapter/full), loss, splits ...
-    OptimConfig     AdamW + linear warmup + cosine decay to lr * min_lr_ratio (``lr_factor``)
-    LoaderSection   batch size / token budget, workers, shuffle buffer, seed, augment (as-is)
-    WandbConfig     project, mode (offline | online | disabled), run name
-
-:func:`load_config` reads a preset (``training/configs/<name>.yaml``: ``cpu-tiny``, ``base``,
-``large-gpu``) or a YAML file and applies command-line overrides (``training.config_files``). The
-sections both kinds share (optim, loader, wandb) are defined in ``training.config_sections``.
-
-Whether ``fp16`` or ``nccl`` are usable depends on the machine the run lands on, so
-:func:`resolve_precision` and ``training.distributed.init_distributed`` check them at start-up.
+"""Configuration of pretraining and fine-tuning runs: validated dataclasses (``PretrainConfig``,
+``FinetuneConfig``; their shared sections are in ``training.config_sections``). :func:`load_config`
+reads a preset (``training/configs/<name>.yaml``) or a YAML file and applies command-line
+overrides. ``fp16`` is checked at start-up (:func:`resolve_precision`): it depends on the machine.
 """
 
 from __future__ import annotations
@@ -37,13 +27,7 @@ from eegfm.training.config_files import (  # noqa: F401 - list_config_presets: p
     read_section,
     resolve_config_path,
 )
-from eegfm.training.config_sections import (  # noqa: F401 - WANDB_MODES: part of this module's interface
-    INF,
-    WANDB_MODES,
-    LoaderSection,
-    OptimConfig,
-    WandbConfig,
-)
+from eegfm.training.config_sections import INF, LoaderSection, OptimConfig, WandbConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 BACKENDS = ("auto", "gloo", "nccl", "horovod")
@@ -51,8 +35,7 @@ FINETUNE_MODES = ("linear", "adapter", "full")
 LOSSES = ("kl", "ce", "focal")
 SPLIT_GROUPS = ("subject", "site")
 UNFREEZE_UNITS = ("epoch", "step")
-# Fine-tuning task -> registered head (model.heads). The data sets' tasks take the classes the
-# pipeline writes for them (eegfm.core.tasks).
+# Fine-tuning task -> registered head (model.heads); classes from eegfm.core.tasks.
 TASK_HEADS = {
     "hms6": "hms6",
     "eegmat": "binary",
@@ -85,13 +68,10 @@ _MODEL_FIELDS_SET_BY_RUN = {
 class RunConfig(Config):
     """What every training run has: the model, data, optimizer, numerics, cadence and logging.
 
-    ``eval_every``/``save_every`` count optimizer steps; ``eval_every`` None means the loop's
-    default (pretraining: at each checkpoint, when it validates; fine-tuning: every epoch).
-    ``deterministic`` asks torch for deterministic kernels (slower). ``tf32`` lets CUDA float32
-    matrix products (the InfoNCE logits; every product of an fp32 run) use TF32 tensor cores:
-    inputs keep 10 mantissa bits, a cosine of unit vectors moves by at most ~2e-4 (bfloat16:
-    ~1e-3); no effect on the CPU.
-    ``seed`` seeds model initialisation and masking; the data order has its own ``loader.seed``.
+    ``eval_every``/``save_every`` count optimizer steps (``eval_every`` None: at each checkpoint
+    in pretraining, every epoch in fine-tuning). ``tf32``: CUDA float32 matrix products on TF32
+    tensor cores (a cosine of unit vectors moves by <= ~2e-4). ``seed`` seeds initialisation and
+    masking; the data order has ``loader.seed``.
     """
 
     model: str = "tiny"
@@ -160,18 +140,11 @@ class RunConfig(Config):
 class PretrainConfig(RunConfig):
     """A self-supervised pretraining run; ``optim.max_steps`` is its length.
 
-    val_fraction / split_group: the fraction of subjects (or sites) held out of training; the
-        pretraining losses on their windows are the validation loss, which picks the ``best``
-        checkpoint. 0 trains on everything (``best`` then follows the training loss). Data
-        with a single subject (site) trains on everything, with a warning.
-    val_windows: the held-out windows rank 0 evaluates (the first ones in file order, whole batches,
-        kept in memory after the first pass: about 0.1 MB each for 10 s), the same every time.
-    Validation runs at step 0 (the initial weights), at every ``save_every`` checkpoint and
-    every ``eval_every`` steps.
-    exclude_corpus_splits: windows of these corpus splits (``corpus_split``: ``train``, ``dev``,
-        ``eval``, as the TUH corpora split their recordings) are neither trained nor validated on.
-        The default leaves out ``eval``: a benchmark's test recordings must not shape the
-        encoder that is later fine-tuned and tested on them. ``[]`` pretrains on everything.
+    val_fraction / split_group: the subjects (sites) held out; their loss picks the ``best``
+        checkpoint (0: all train, ``best`` follows the training loss).
+    val_windows: held-out windows evaluated (kept in memory, ~0.1 MB each for 10 s).
+    exclude_corpus_splits: corpus splits never read; default ``eval``, so a benchmark's test
+        recordings do not shape the encoder later tested on them.
     """
 
     val_fraction: float = 0.0
@@ -201,34 +174,18 @@ class PretrainConfig(RunConfig):
 class FinetuneConfig(RunConfig):
     """A supervised fine-tuning run of a pretrained encoder.
 
-    task: label space (``TASK_HEADS`` maps it to a registered head; eegmat = rest vs task; tuab =
-        normal vs abnormal; tusz, chbmit, siena = background vs seizure; tuev = spsw, gped, pled, eyem, artf, bckg;
-        tuar = TUH's artifact kinds (eyem, chew, shiv, elec, musc and the pairs marked together);
-        eegmmi = left fist, right fist, both fists, both feet; tuep = no epilepsy vs epilepsy).
-    mode: ``linear`` (frozen encoder, head only), ``adapter`` (``adapter_kind`` adapters of
-        ``adapter_rank`` plus head) or ``full``.
-    loss: None uses the head's own loss (hms6: KL to the vote distribution, binary: BCE,
-        multiclass: cross-entropy, regression: MSE); ``kl`` (hms6 only), ``ce`` or ``focal``
-        (``focal_gamma``) for classification. label_smoothing applies to ce/focal.
+    task: label space (``TASK_HEADS``: its head; classes from ``eegfm.core.tasks``).
+    mode: ``linear`` (head only), ``adapter`` (``adapter_kind``/``adapter_rank`` + head) or ``full``.
+    loss: None is the head's own (hms6 KL, binary BCE, multiclass CE, regression MSE); else ``kl``
+        (hms6), ``ce`` or ``focal``; label_smoothing applies to ce/focal.
     class_weights: ``none``, ``balanced`` (inverse training frequency) or one weight per class.
-    unfreeze_schedule: gradual unfreezing in ``full`` mode: the epochs (or steps, per
-        ``unfreeze_unit``) at which the next deeper group of layers is unfrozen, top-down,
-        starting from the head alone; empty trains everything from the start.
-    two_stage_min_votes: hms6 only: a second stage trains on windows with at least this many
-        expert votes (the cleaner labels); None trains one stage.
+    unfreeze_schedule: ``full`` mode: the epochs (steps, per ``unfreeze_unit``) at which the next
+        deeper layers unfreeze, starting from the head alone; empty trains all from the start.
+    two_stage_min_votes: hms6: a second stage on windows with at least this many votes.
     early_stopping_patience: evaluations without improvement before stopping; None never stops.
-    val_fraction / split_group: validation split by subject (no subject in both) or by site.
-    test_fraction: a third split of subjects (sites) held out from training and validation,
-        evaluated once with the final model; 0 reports on the validation split only.
-    corpus_split: keep to the corpus's own split (the windows' ``corpus_split``: TUAB, TUSZ,
-        TUEV by folder, eegmat by subject), as their published benchmarks do: its eval
-        recordings are the test split, its dev recordings validation (without dev,
-        ``val_fraction`` of its training subjects); the training split is the rest of its train
-        recordings. Needs split_group subject and test_fraction 0.
-    test_sites: site pseudonyms held out as the test split (leave-one-site-out:
-        ``evaluation.loso`` names one at a time); the other sites' subjects (sites) split into
-        training and validation by ``val_fraction``. Needs test_fraction 0 and corpus_split false.
-    temperature_scaling: fit a softmax temperature on the validation split after training.
+    val_fraction / test_fraction / split_group: held-out subjects (sites); test is evaluated once.
+    corpus_split: the corpus's own split (eval = test, dev = validation), as its benchmarks do.
+    test_sites: sites held out as the test split (``evaluation.loso``: one at a time).
     epochs: passes over the training split; ``optim.max_steps``, if set, stops earlier.
     """
 
@@ -395,11 +352,8 @@ def load_config(
     kind: str = "pretrain",
     overrides: Mapping[str, Any] | Sequence[str] | None = None,
 ) -> PretrainConfig | FinetuneConfig:
-    """Load a preset (``training/configs/<name>.yaml``) or a YAML file, apply overrides, validate.
-
-    ``overrides`` are ``"key.sub=value"`` strings (values parsed as YAML, e.g. from
-    ``--set optim.lr=3e-4``) or a dict, nested or with dotted keys.
-    """
+    """Load a preset or a YAML file, apply ``overrides`` (``"key.sub=value"`` strings, values as
+    YAML, or a nested or dotted dict), validate."""
     check_option("kind", kind, KINDS)
     path = resolve_config_path(name_or_path)
     data = read_section(path, kind)

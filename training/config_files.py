@@ -1,10 +1,7 @@
 """Reading run configurations: presets and YAML files, their sections, command-line overrides.
 
-A preset is ``training/configs/<name>.yaml``; one file holds both kinds of run, each in its own
-section (``pretrain:``, ``finetune:``), so a preset is one name for the whole
-pretrain-then-fine-tune recipe. A file without those keys is read as one section of the kind
-asked for. Overrides (``optim.lr=3e-4``, values parsed as YAML) are checked key by key against
-the dataclass fields, and an unknown key lists the valid ones.
+A file holds a ``pretrain:`` and a ``finetune:`` section (one name for the whole recipe), or is one
+section. Overrides are checked key by key against the dataclass fields.
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
-"""The sections of a run configuration that pretraining and fine-tuning share, each a validated
-dataclass (``eegfm.core.config.Config``) that ``training.config.RunConfig`` nests::
-
-    optim   OptimConfig    AdamW + linear warmup + cosine decay to lr * min_lr_ratio (``lr_factor``)
-    loader  LoaderSection  batch size / token budget, workers, shuffle buffer, seed, augment (as-is)
-    wandb   WandbConfig    project, mode (offline | online | disabled), run name
-"""
+"""The run configuration's sections that pretraining and fine-tuning share (``optim``, ``loader``,
+``wandb``), validated dataclasses that ``training.config.RunConfig`` nests."""
 
 from __future__ import annotations
 
@@ -21,13 +16,9 @@ INF = math.inf  # no upper bound: check_int then names the range [low, inf]
 
 @dataclasses.dataclass
 class OptimConfig(Config):
-    """AdamW with linear warmup then cosine decay to ``lr * min_lr_ratio`` at ``max_steps``.
-
-    ``max_steps`` is required for pretraining; for fine-tuning it may stay None and the schedule
-    then spans ``epochs`` (the loop passes the total to :meth:`lr_factor`). ``grad_clip`` 0 turns
-    clipping off. ``layer_decay`` < 1 gives layer-wise learning-rate decay (LLRD) in fine-tuning:
-    layer k of n from the top trains at ``lr * layer_decay**k``.
-    """
+    """AdamW with linear warmup then cosine decay to ``lr * min_lr_ratio`` at ``max_steps`` (None in
+    fine-tuning: the schedule spans ``epochs``). ``grad_clip`` 0: off. ``layer_decay`` < 1:
+    fine-tuning's layer k from the top trains at ``lr * layer_decay**k``."""
 
     lr: float = 5.0e-4
     weight_decay: float = 0.05
@@ -73,13 +64,9 @@ class OptimConfig(Config):
 
 @dataclasses.dataclass
 class LoaderSection(Config):
-    """A run's ``loader:`` section: the settings of ``training.data.LoaderConfig`` that a user chooses
-    (``training.loop.loader_config`` derives the loader's from it and the model's patch size).
-
-    ``batch_size`` is the maximum number of windows where a ``token_budget`` caps the patches per
-    batch. ``augment`` holds ``training.augment.AugmentConfig`` fields, checked there. ``drop_last``
-    applies to training loaders only: with ``torch.compile`` every batch then has the same shape.
-    """
+    """A run's ``loader:`` section, the ``LoaderConfig`` settings a user chooses
+    (``training.loop.loader_config``). With a ``token_budget``, ``batch_size`` caps the windows
+    per batch; ``augment`` holds ``AugmentConfig`` fields; ``drop_last`` applies to training only."""
 
     batch_size: int = 8
     token_budget: int | None = None

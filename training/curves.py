@@ -1,11 +1,6 @@
-"""A run's learning curves from its ``metrics.jsonl``, drawn as ``curves.png`` beside it: the
-training and held-out losses by step (with the class-prior baseline a fine-tuned model must beat),
-the held-out scores, and the learning rate. Pretraining and fine-tuning write it when they finish
-or stop, pretraining at every checkpoint too; ``python -m eegfm.training.curves RUN_DIR`` draws it for
-any run, in progress or not.
-
-A resumed run logs again the steps after the checkpoint it resumed from; the line logged last at a
-step is the one drawn, so the curve is the trajectory the final weights came from.
+"""A run's learning curves from its ``metrics.jsonl``, drawn as ``curves.png`` beside it: losses
+(with the class-prior baseline), held-out scores and the learning rate. The line logged last at a
+step wins, so a resumed run's curve is the trajectory its final weights came from.
 """
 
 from __future__ import annotations
@@ -61,9 +56,8 @@ FINETUNE_PANELS = (
 
 
 def read_series(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every numeric key of a metrics.jsonl as (steps, values) in step order, the value logged
-    last at a step winning. A line that is not JSON (one cut short by a killed process) is
-    skipped with a warning naming it."""
+    """Every numeric key of a metrics.jsonl as (steps, values) in step order, the value logged last
+    at a step winning; a line that is not JSON (cut short by a kill) is skipped with a warning."""
     by_key: dict[str, dict[int, float]] = {}
     bad = []
     with open(path, encoding="utf-8") as lines:
@@ -151,8 +145,7 @@ def plot_curves(metrics: str | Path, path: str | Path, title: str = "", panels: 
 
 
 def write_curves(output: Path, title: str) -> Path | None:
-    """``output/curves.png`` from ``output/metrics.jsonl``; a run's last act, so a problem drawing
-    it is a warning, not a failed run (the metrics themselves are already written)."""
+    """``output/curves.png`` from ``output/metrics.jsonl``; a problem drawing it is only a warning."""
     metrics, partial = output / "metrics.jsonl", output / f".{CURVES_NAME}.partial"
     try:
         if metrics.exists() and plot_curves(metrics, partial, title):

@@ -1,16 +1,9 @@
 """One process group for every launcher: torchrun (DDP over gloo or NCCL), horovodrun, or none.
 
-The training loops never ask which launcher started them. :func:`init_distributed` reads the
-environment (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` from torchrun, or Horovod's own), picks the
-device and returns a :class:`Dist` whose few collectives (mean, max, gather of small Python
-objects, barrier) work the same way on all of them.
-
-Gradient synchronisation differs and stays visible where it happens:
-
-- DDP wraps the model (:meth:`Dist.wrap_model`) and all-reduces gradients during ``backward``;
-  the loop skips that on non-final accumulation micro-steps with ``model.no_sync()``.
-- Horovod wraps the optimizer (:meth:`Dist.wrap_optimizer`): gradients are all-reduced once per
-  ``backward_passes_per_step`` micro-steps and before ``optimizer.step()``.
+:func:`init_distributed` reads the launcher's environment and returns a :class:`Dist` whose few
+collectives work the same on all of them. Gradient synchronisation differs: DDP wraps the model
+(:meth:`Dist.wrap_model`, skipped on accumulation micro-steps by :meth:`Dist.no_sync`), Horovod
+the optimizer (:meth:`Dist.wrap_optimizer`).
 """
 
 from __future__ import annotations
@@ -69,10 +62,9 @@ class Dist:
         if not self.uses_ddp:
             return model
         device_ids = [self.device.index] if self.device.type == "cuda" else None
-        # Every parameter gets a gradient each step (tests/model pin this), so DDP needs no
-        # unused-parameter search, which would cost an extra graph traversal per step. The only
-        # buffers are constants (the default electrode positions): no broadcast before each step
-        # (torch 2.13 renamed the switch; the GPU image may carry an older torch).
+        # Every parameter gets a gradient each step (tests/model pin this): no unused-parameter
+        # search. The only buffers are constants: no broadcast before each step (torch 2.13
+        # renamed the switch; the GPU image may carry an older torch).
         ddp = nn.parallel.DistributedDataParallel
         no_sync = (
             {"forward_sync_buffers": False}
@@ -135,10 +127,8 @@ class Dist:
         return self.max({"flag": float(flag)})["flag"] > 0.5
 
     def any_started(self, flag: bool) -> Callable[[], bool]:
-        """:meth:`any` in two halves: the reduction starts now, and the returned function waits for
-        it and reads it. Between the two the host can queue more GPU work: on NCCL the result sits
-        behind every kernel queued before it, so reading it at once makes the host wait for the
-        GPU to drain, and the GPU then idles while the host prepares what comes next."""
+        """:meth:`any` in two halves: the reduction starts now, the returned function reads it.
+        Meanwhile the host can queue more GPU work (on NCCL, reading at once waits for the GPU)."""
         if not self.is_distributed or self.backend == "horovod":
             value = self.any(flag)  # Horovod reduces host tensors on its own thread: nothing queued
             return lambda: value
@@ -146,8 +136,7 @@ class Dist:
         work = torch_dist.all_reduce(tensor, op=torch_dist.ReduceOp.MAX, async_op=True)
         if self.device.type != "cuda":
             return lambda: (work.wait(), bool(tensor.item() > 0.5))[1]
-        # Queue the read-back now, behind the reduction: reading ``tensor`` later would queue it
-        # behind the next step's kernels too. NCCL's wait() orders the streams, the host goes on.
+        # Queue the read-back now, before the next step's kernels; NCCL's wait() orders the streams.
         work.wait()
         host = torch.empty(1, pin_memory=True)
         host.copy_(tensor, non_blocking=True)
@@ -160,8 +149,7 @@ class Dist:
         if not self.is_distributed:
             return [obj]
         if self.backend == "horovod":
-            # Horovod matches ranks' collectives by name, by default the object's type: a rank
-            # holding None where another holds a dict would wait forever.
+            # Horovod matches collectives by name, by default the object's type: None vs dict hangs.
             return list(_horovod().allgather_object(obj, name="eegfm.gather_objects"))
         out: list[Any] = [None] * self.world_size
         torch_dist.all_gather_object(out, obj)
@@ -191,15 +179,12 @@ class Dist:
 
 
 class StopVote:
-    """Whether to stop after this step, agreed by all ranks at the same step: some rank was asked
-    to stop (say, one node got the SIGTERM of a spot preemption), or ``--stop_after`` was reached.
+    """Whether to stop after this step, agreed by all ranks: some rank got a signal, or
+    ``--stop_after`` was reached. Call :meth:`vote` once per step on every rank.
 
-    Call :meth:`vote` once per step on every rank. A single process acts on its own signal at
-    once. Distributed runs act on the previous step's vote: each call starts this step's
-    reduction (:meth:`Dist.any_started`) and reads the one before, which by then is behind a
-    finished step, so the host never waits for the GPU to drain. Every rank stops at the same
-    step, one step after the signal. :meth:`close` waits for the reduction still in flight (call
-    it before the collectives that follow the loop).
+    Distributed runs act on the previous step's vote (started by :meth:`Dist.any_started`), so the
+    host never waits for the GPU; every rank stops one step after the signal. :meth:`close` waits
+    for the reduction in flight (call it before the collectives that follow the loop).
     """
 
     def __init__(self, dist: Dist) -> None:
@@ -246,11 +231,7 @@ def _env_int(name: str, default: int) -> int:
 
 def init_distributed(backend: str = "auto", *, device: str = "auto", timeout_s: float = 1800.0) -> Dist:
     """Join the process group the launcher set up; a single process when there is none.
-
-    backend: ``auto`` (NCCL on GPU, gloo on CPU when launched by torchrun; none otherwise),
-        ``none``, ``gloo``, ``nccl`` or ``horovod`` (launched by ``horovodrun``).
-    device: ``auto`` (this rank's GPU when CUDA is available, else CPU), ``cpu`` or ``cuda``.
-    """
+    ``backend`` auto: NCCL on GPU, gloo on CPU under torchrun; ``device`` auto: this rank's GPU if any."""
     if backend not in BACKENDS:
         raise DistributedError(f"backend: expected one of {', '.join(BACKENDS)}; got {backend!r}")
     if device not in ("auto", "cpu", "cuda"):
@@ -303,13 +284,10 @@ _GROUPS_JOINED = itertools.count()
 
 
 def _attempt_store(timeout: datetime.timedelta) -> torch_dist.Store | None:
-    """Under torchrun, the agent's store with keys of this restart attempt only; else None (the
-    default ``env://`` rendezvous).
+    """Under torchrun, the agent's store with keys of this restart attempt only; else None.
 
-    torchrun (``TORCHELASTIC_USE_AGENT_STORE``) hands every restart round the agent's TCP store,
-    and torch adds no per-attempt prefix to it. The ranks of a new round could then read the
-    addresses the killed round published, and both sides of a gloo pair waited to be connected
-    until the timeout (seen in about half of the rank-kill restarts here).
+    torchrun hands every restart round the same store without a per-attempt prefix: a new round
+    could read the addresses the killed round published and wait for a gloo pair until the timeout.
     """
     if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
         return None
@@ -320,8 +298,7 @@ def _attempt_store(timeout: datetime.timedelta) -> torch_dist.Store | None:
         is_master=False,
         timeout=timeout,
     )
-    # A process that joins a group again (evaluation.loso: one fine-tuning run per fold) must not
-    # read its earlier group's keys either: every rank counts its joins alike.
+    # Nor its earlier group's keys where a process joins again (evaluation.loso: one run per fold).
     group = next(_GROUPS_JOINED)
     return torch_dist.PrefixStore(
         f"eegfm/attempt_{os.environ.get('TORCHELASTIC_RESTART_COUNT', '0')}/group_{group}", store

@@ -1,9 +1,5 @@
 """What pretraining and fine-tuning share: seeding, the optimizer step, the resumable core state,
-the replicas' check, the data-wait timer and the command-line options every training command has
-(``training.run_log`` records what both loops log). Each loop (``training.pretrain``,
-``training.finetune.loop``) stays readable top to bottom and calls these for the parts that must
-behave identically in both.
-"""
+the replicas' check, the data-wait timer and the options of every training command."""
 
 from __future__ import annotations
 
@@ -45,11 +41,8 @@ def step_seed(*parts: int) -> int:
 def loader_config(
     section: LoaderSection, patch_size: int, *, filters: RecordFilter | None = None, train: bool = True
 ) -> LoaderConfig:
-    """The data loader's settings from a run config's ``loader`` section.
-
-    ``batch_size`` is the batch size, or with a ``token_budget`` the cap on windows per batch.
-    Evaluation loaders (``train=False``) keep the file order, do not augment and drop nothing.
-    """
+    """The data loader's settings from a run config's ``loader`` section; evaluation loaders
+    (``train=False``) keep the file order, do not augment and drop nothing."""
     return LoaderConfig(
         batch_size=None if section.token_budget else section.batch_size,
         token_budget=section.token_budget,
@@ -74,8 +67,7 @@ def autocast(dist: Dist, dtype: torch.dtype):
 
 
 def configure_kernels(cfg: RunConfig, device: torch.device) -> None:
-    """Process-wide kernel choices of a run: deterministic algorithms, TF32 matrix products.
-    Both ways: a run in a process that ran a deterministic one before is not left deterministic."""
+    """Process-wide kernel choices of a run (set both ways, so an earlier run's do not linger)."""
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=cfg.deterministic and device.type == "cuda")
     if cfg.deterministic:
         if device.type == "cuda":
@@ -96,11 +88,8 @@ def optimizer_step(
     dist: Dist,
     grad_clip: float,
 ) -> torch.Tensor:
-    """Synchronise (Horovod), unscale (fp16), clip, step, zero; returns the pre-clip gradient norm.
-
-    The norm stays a 0-dim tensor on the model's device: reading it (``float``) waits for the GPU,
-    so the loops read it only when they log, and the CPU can queue the next step meanwhile.
-    """
+    """Synchronise (Horovod), unscale (fp16), clip, step, zero; returns the pre-clip gradient norm
+    as a 0-dim device tensor (reading it waits for the GPU, so the loops read it only to log)."""
     if dist.backend == "horovod":
         optimizer.synchronize()  # all-reduce now, so clipping sees the averaged gradients
     if scaler is not None:
@@ -121,8 +110,7 @@ def optimizer_step(
 
 @dataclasses.dataclass(kw_only=True)
 class TrainState:
-    """What every training loop steps and checkpoints (:func:`core_state` saves it); pretraining
-    and fine-tuning extend it with their own fields."""
+    """What every training loop steps and checkpoints (:func:`core_state`)."""
 
     cfg: Any  # the run's config section (PretrainConfig, FinetuneConfig)
     dist: Dist
@@ -139,9 +127,7 @@ class TrainState:
 
 def core_state(run: TrainState) -> dict[str, Any]:
     """Model, optimizer, scheduler, scaler, every rank's loader position and the world size.
-
-    Collective: every rank must call it (loader positions are gathered to all ranks).
-    """
+    Collective: every rank must call it."""
     return {
         "model": unwrap(run.model).state_dict(),
         "optimizer": run.optimizer.state_dict(),
@@ -161,9 +147,8 @@ MODEL_KEYS = ("model", "model_overrides")  # the config fields that shape a pret
 def check_model_unchanged(
     saved: dict[str, Any], now: dict[str, Any], checkpoint: str | os.PathLike[str], keys: Sequence[str] = MODEL_KEYS
 ) -> None:
-    """ConfigError where a config field in ``keys`` (``to_dict`` form) differs from the one the
-    checkpoint's run had: its weights would not fit this run's model (or answer another task). A
-    checkpoint without a saved config passes."""
+    """ConfigError where a config field in ``keys`` differs from the checkpoint's run's: its
+    weights would not fit this run's model (or answer another task)."""
     changed = [
         f"{key} {saved[key]!r} -> {now.get(key)!r}" for key in keys if key in saved and saved[key] != now.get(key)
     ]
@@ -176,17 +161,23 @@ def check_model_unchanged(
 
 
 def claim_output(output: str | os.PathLike[str], dist: Dist) -> None:
-    """Rank 0 takes the run folder's lock (``checkpoint.hold_run_lock``); every rank fails alike
-    when another run holds it, so none waits forever."""
+    """Rank 0 takes the run folder's lock; every rank fails alike when another run holds it."""
     problem = hold_run_lock(output) if dist.is_main else None
     problem = dist.broadcast_object(problem)
     if problem:
         raise ConfigError(problem)
 
 
+def write_run_json(output: Path, dist: Dist, **fields: Any) -> None:
+    """``run.json``: the run's ``fields`` and the machine it runs on."""
+    output.mkdir(parents=True, exist_ok=True)
+    fields.update(world_size=dist.world_size, backend=dist.backend, device=str(dist.device), torch=torch.__version__)
+    (output / "run.json").write_text(json.dumps(fields, indent=2, sort_keys=True, default=str))
+
+
 def resume_checkpoint(resume: str, output: Path, dist: Dist) -> tuple[str, dict[str, Any]] | None:
-    """The checkpoint ``--resume`` names (auto: the newest valid one in ``output/checkpoints``),
-    chosen by rank 0, and its state on every rank; None to start afresh."""
+    """The checkpoint ``--resume`` names, chosen by rank 0, and its state on every rank; None to
+    start afresh."""
     start = resolve_resume(resume, output / "checkpoints") if dist.is_main else None
     start = dist.broadcast_object(None if start is None else str(start))
     return None if start is None else (start, load_checkpoint(start, map_location="cpu"))
@@ -226,12 +217,8 @@ def parameter_digest(model: torch.nn.Module) -> str:
 
 
 def check_replicas(run: TrainState, output: Path) -> list[str]:
-    """Gather each rank's parameter digest; rank 0 records them and fails loudly if they differ.
-
-    Data parallelism is only correct while every replica holds the same weights; a rank that
-    silently diverged (a missed all-reduce, non-deterministic kernels in a broadcast) would
-    otherwise go unnoticed until evaluation.
-    """
+    """Gather each rank's parameter digest; rank 0 records them, and differing replicas (a missed
+    all-reduce, non-deterministic kernels) fail here rather than go unnoticed."""
     digests = run.dist.gather_objects(parameter_digest(run.model))
     if run.dist.is_main:
         (output / "replicas.json").write_text(
@@ -246,15 +233,8 @@ STARVED_FRACTION = 0.2  # share of an interval's wall time spent waiting for dat
 
 
 class TimedBatches:
-    """A loader's batches with the time the loop spends waiting for them.
-
-    While the loader keeps up, its workers have the next batch ready when the step asks and
-    ``next`` returns at once; the time spent in ``next`` is the time training stood still for
-    data. On a GPU the host may be steps ahead of the device, so that wait bounds the device's
-    idle time for data from above. The loops log it per interval as ``data_wait_fraction`` (the
-    slowest rank's, since DDP steps at the pace of the slowest) and warn once when it passes
-    ``STARVED_FRACTION``.
-    """
+    """A loader's batches with the time the loop spends waiting for them: an upper bound of the
+    device's idle time for data, logged per interval as ``data_wait_fraction``."""
 
     def __init__(self, batches: Iterator[Any]):
         self._batches = batches
@@ -278,8 +258,8 @@ class TimedBatches:
         return waited
 
     def starved(self, fraction: float, num_workers: int) -> str | None:
-        """The warning for an interval whose wall time was ``fraction`` waiting for data: once
-        per run, and not for the first interval, whose first batch waits for the workers to start."""
+        """The warning for an interval that waited ``fraction`` of its time for data: once per run,
+        and not for the first interval (whose first batch waits for the workers to start)."""
         self._intervals += 1
         if self._warned or self._intervals == 1 or not fraction > STARVED_FRACTION:
             return None

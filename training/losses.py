@@ -1,25 +1,9 @@
 """Fine-tuning losses: pure functions of logits and targets, each pinned by hand-computed tests.
 
-Targets are class distributions ``(B, K)`` (HMS vote distributions, possibly mixed by mixup, or
-one-hot labels) or class indices ``(B,)`` with ``-1`` for "no label". Every loss returns the
-weighted mean over the windows that have a target::
-
-    loss = sum_i w_i * l_i / sum_i w_i,   w_i = sum_k t_ik * class_weight_k   (1 without weights)
-
-which for one-hot targets is exactly ``torch.nn.functional.cross_entropy(..., weight=w)``'s
-convention (the mean is divided by the summed weights, so weights change the balance between
-classes, not the scale of the loss). Windows without a target (all-zero row, index -1) count for
-nothing; a batch without any target gives 0 with a gradient path.
-
-==================  =========================================================================
-kl_divergence       KL(t || softmax(z)) = sum_k t_k (log t_k - log p_k); 0 log 0 = 0 (Kaggle HMS)
-soft_cross_entropy  -sum_k t~_k log p_k with t~ = (1 - eps) t + eps / K (label smoothing eps)
-focal_loss          -sum_k t~_k (1 - p_k)^gamma log p_k (Lin et al. 2017; gamma 0 = cross-entropy)
-==================  =========================================================================
-
-:func:`balanced_class_weights` gives scikit-learn's ``"balanced"`` weights ``n / (K * n_k)``.
-:func:`binary_logits` turns a binary head's single logit ``z`` into two-class logits ``[0, z]``,
-whose softmax is ``[1 - sigmoid(z), sigmoid(z)]``, so the same losses serve binary heads.
+Targets are class distributions ``(B, K)`` or class indices ``(B,)`` (``-1``: no label). Every
+loss is the weighted mean over the windows with a target, ``sum_i w_i l_i / sum_i w_i`` with
+``w_i = sum_k t_ik class_weight_k`` (``F.cross_entropy(..., weight=w)``'s convention); a batch
+without targets gives 0 with a gradient path.
 """
 
 from __future__ import annotations
@@ -82,12 +66,9 @@ def smooth(distribution: torch.Tensor, label_smoothing: float) -> torch.Tensor:
 def soft_cross_entropy(
     logits: torch.Tensor, target: torch.Tensor, label_smoothing: float = 0.0, class_weights: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Cross-entropy with soft targets (or indices) and label smoothing; class weights as above
-    (they weigh windows by their unsmoothed target)."""
-    distribution, keep = as_distribution(target, logits.shape[-1])
-    log_p = F.log_softmax(logits.float(), dim=-1)
-    per_window = -(smooth(distribution, label_smoothing) * log_p).sum(dim=-1)
-    return _reduce(per_window, distribution, keep, class_weights)
+    """``-sum_k t~_k log p_k`` with smoothed targets ``t~`` (class weights by the unsmoothed ones):
+    :func:`focal_loss` with gamma 0, whose modulation is exactly 1."""
+    return focal_loss(logits, target, 0.0, label_smoothing, class_weights)
 
 
 def focal_loss(
@@ -108,10 +89,7 @@ def focal_loss(
 
 
 def balanced_class_weights(counts: Sequence[float] | torch.Tensor) -> torch.Tensor:
-    """``n / (K * n_k)`` per class (scikit-learn's "balanced"); a class with no windows gets 1.
-
-    With these weights every class contributes the same total weight to the loss.
-    """
+    """``n / (K * n_k)`` per class (scikit-learn's "balanced"); a class with no windows gets 1."""
     counts = torch.as_tensor(counts, dtype=torch.float64)
     if counts.dim() != 1 or len(counts) < 1 or bool((counts < 0).any()):
         raise ValueError(f"counts: expected non-negative counts, one per class; got {counts.tolist()}")
@@ -122,7 +100,7 @@ def balanced_class_weights(counts: Sequence[float] | torch.Tensor) -> torch.Tens
 
 
 def binary_logits(logit: torch.Tensor) -> torch.Tensor:
-    """A binary head's logits ``(B,)`` -> two-class logits ``(B, 2)`` ``[0, z]``."""
+    """A binary head's logits ``(B,)`` -> two-class logits ``[0, z]`` (softmax ``[1 - sigmoid, sigmoid]``)."""
     return torch.stack([torch.zeros_like(logit), logit], dim=-1)
 
 

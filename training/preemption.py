@@ -17,21 +17,11 @@ log = get_logger(__name__)
 
 
 class PreemptionHandler:
-    """Turns SIGTERM (and SIGINT) into a flag the training loop checks at step boundaries.
+    """Turns SIGTERM (and SIGINT) into a flag the training loop checks at step boundaries, so a
+    preempted job finishes its step and saves before the scheduler's SIGKILL.
 
-    Schedulers (Kubernetes, Slurm, spot instances) send SIGTERM and then SIGKILL after a grace
-    period; dying inside ``optimizer.step()`` or a checkpoint write wastes the work since the last
-    save. With the handler installed the loop finishes its step, saves and exits::
-
-        with PreemptionHandler() as preemption:
-            for step in ...:
-                train_step(...)
-                if preemption.requested:   # in DDP: all-reduce the flag so every rank stops
-                    save_checkpoint(...); break
-
-    A second signal of the same kind restores the previous handler and re-delivers the signal, so
-    pressing Ctrl-C twice still interrupts immediately. ``close`` (or leaving the ``with``)
-    restores the previous handlers. Must be installed from the main thread.
+    A second signal of the same kind re-delivers it to the previous handler (Ctrl-C twice still
+    interrupts). Leaving the ``with`` restores the previous handlers. Main thread only.
     """
 
     def __init__(self, signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT)) -> None:
@@ -53,10 +43,8 @@ class PreemptionHandler:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         received = signal.Signals(signum)
         if os.getpid() != self._owner:
-            # A forked child inherited the handler: a loader worker. Ctrl-C reaches the whole
-            # process group; the training process stops and then ends its workers, which need not
-            # react (each used to log the warning below). SIGTERM to a worker (DataLoader shutting
-            # it down) must end it as it would without the handler.
+            # A loader worker inherited the handler: the training process handles Ctrl-C and ends
+            # it; SIGTERM (DataLoader's shutdown) must end it as it would without the handler.
             if received != signal.SIGINT:
                 signal.signal(signum, signal.SIG_DFL)
                 signal.raise_signal(received)

@@ -1,13 +1,8 @@
 """How a fine-tuned model's windows were made, saved beside the model so new EEG is prepared the same way.
 
-A model only means something on windows cut, filtered and scaled as its training windows were. The
-pipeline's manifest holds that recipe (``config``: window length, filters, mains handling, quality
-thresholds; its hash; the artifact autoencoder). Fine-tuning copies it into the model folder as
-``preprocess.json`` (plus ``artifact_ae.npz``), so the folder alone serves predictions
-(``serving.predictor``) on another machine, without the training data.
-
-Several ``--data`` folders: the first one's recipe is saved and the others' hashes listed; the
-data loader already checked that they agree on channels and rate.
+Fine-tuning copies the pipeline manifest's recipe (config, its hash, the artifact autoencoder) into
+the model folder as ``preprocess.json`` (plus ``artifact_ae.npz``), so the folder alone serves
+predictions. With several ``--data`` folders the first one's recipe is saved, the others' hashes listed.
 """
 
 from __future__ import annotations
@@ -102,10 +97,8 @@ def write_preprocess_spec(
 
 
 def load_preprocess_spec(model_dir: str | os.PathLike[str], data_dirs: list[str] | None = None) -> dict[str, Any]:
-    """The recipe saved beside the model, else (older runs) the one in its data's manifest.
-
-    Returns the spec with ``artifact_model`` an absolute path or None. ConfigError naming both
-    places when neither has it."""
+    """The recipe saved beside the model, else (older runs) its data's manifest's, with
+    ``artifact_model`` an absolute path or None; ConfigError when neither has it."""
     model_dir = Path(model_dir)
     path = model_dir / SPEC_FILE
     if path.is_file():

@@ -8,32 +8,17 @@ One process per device, launched by any of::
         --max-restarts=3 -m eegfm.training.pretrain ...                                  # multi-node
     horovodrun -np 2 -H localhost:2 python -m eegfm.training.pretrain --backend horovod ...
 
-The loop (``train``) is step-based: ``optim.max_steps`` optimizer steps, each of
-``optim.grad_accum_steps`` micro-batches; DDP's all-reduce runs only on the last micro-step. Every
-source of randomness is a function of (seed, rank, step): dropout and the masking draw from
-generators re-seeded at every step, and the loader's order and augmentations from (seed, epoch,
-shard, batch). So a run stopped at any step and resumed from its checkpoint continues bit for
-bit as if it had never stopped (on CPU with ``deterministic: true``).
-
-Preemption: SIGTERM (spot reclaim, ``kubectl delete``) makes every rank finish the current step,
-rank 0 save a checkpoint, and the job exit with status 143 so that the scheduler (a Kubernetes
-Job, torchrun ``--max-restarts``) starts it again; ``--resume auto`` (the default) continues.
-
-Validation (``val_fraction`` > 0, ``training.pretrain_validation``) ranks the checkpoints for
-``best``; without it, ``best`` follows the training loss.
-
-Outputs in ``--output``: ``checkpoints/step-*`` (full training state, see training.checkpoint),
-``model/`` (the pretrained encoder in Hugging Face format, for ``training.finetune``; with
-validation, ``model-best/`` too where an earlier checkpoint had the lowest validation loss),
-``metrics.jsonl`` (every logged step; ``val/...`` keys at validations, from step 0, the initial
-weights, on) and ``curves.png``, ``run.json`` (config and environment), ``wandb/``.
+``optim.max_steps`` optimizer steps of ``optim.grad_accum_steps`` micro-batches. All randomness is a
+function of (seed, rank, step), so a run resumed from a checkpoint continues bit for bit (on CPU
+with ``deterministic: true``). SIGTERM checkpoints at the step boundary and exits 143, for the
+scheduler to restart with ``--resume auto``. Validation (``val_fraction`` > 0) ranks checkpoints
+for ``best``; without it ``best`` follows the training loss. Outputs: see ``build_parser``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
 import shutil
 import sys
@@ -66,13 +51,9 @@ from eegfm.training.loop import (
     resume_checkpoint,
     run_overrides,
     step_seed,
+    write_run_json,
 )
-from eegfm.training.pretrain_setup import (  # noqa: F401 - configure_optimizer, untrained_by_pretraining: importable from here too
-    Run,
-    build_run,
-    configure_optimizer,
-    untrained_by_pretraining,
-)
+from eegfm.training.pretrain_setup import Run, build_run
 from eegfm.training.pretrain_validation import (
     Validation,
     corpus_split_filter,
@@ -88,19 +69,18 @@ log = get_logger(__name__)
 
 
 def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> dict[str, Any]:
-    """One optimizer step over ``grad_accum_steps`` micro-batches; returns the step's metrics.
-    ``meter`` adds up every micro-batch's reconstruction error."""
+    """One optimizer step over ``grad_accum_steps`` micro-batches (``meter`` sums their
+    reconstruction errors); returns the step's metrics."""
     cfg, dist, model = run.cfg, run.dist, run.model
     accum = cfg.optim.grad_accum_steps
     model.train()
-    # Become 0-dim device tensors, read only when the loop logs: float() here would wait for the GPU
+    # 0-dim device tensors, read only when the loop logs: float() here would wait for the GPU
     totals = dict.fromkeys(("loss", "reconstruction_loss", "contrastive_loss"), 0.0)
     n_samples = n_tokens = 0
     for micro in range(accum):
         batch = next(batches)
-        # Dropout and masking draw from streams fixed by (seed, rank, step, micro-step), seeded
-        # after the fetch: a DataLoader iterator draws its base seed from the global generator
-        # when it starts, which happens at a different step in a resumed run.
+        # Seeded after the fetch: a DataLoader iterator draws its base seed from the global
+        # generator when it starts, which is at another step in a resumed run.
         torch.manual_seed(step_seed(cfg.seed, dist.rank, run.step, 0, micro))
         inputs = model_inputs(batch, dist.device, non_blocking=True)
         generator = torch.Generator().manual_seed(step_seed(cfg.seed, dist.rank, run.step, micro + 1))
@@ -124,9 +104,8 @@ def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> d
 
 
 def check_held_out_unchanged(saved: dict[str, Any], cfg: PretrainConfig, checkpoint: Path) -> None:
-    """Warn when a resumed run holds out other subjects than the run that wrote its checkpoint
-    (a checkpoint from before validation existed held out none): windows that are validation
-    now may have been trained on, and the validation loss is then no held-out measure."""
+    """Warn when a resumed run holds out other groups than its checkpoint's run: its validation
+    windows may have been trained on."""
     keys = {"val_fraction": 0.0, "split_group": "subject", "seed": cfg.seed}
     before = {key: saved.get(key, default) for key, default in keys.items()}
     now = {key: getattr(cfg, key) for key in keys}
@@ -145,9 +124,8 @@ SCHEDULE_KEYS = ("lr", "warmup_steps", "max_steps", "min_lr_ratio")
 
 
 def check_schedule_unchanged(saved: dict[str, Any], cfg: PretrainConfig, checkpoint: Path, step: int) -> None:
-    """Warn when a resumed run's learning-rate schedule is not its checkpoint's, most often a
-    larger ``--max_steps`` to train on: the cosine is recomputed over the new length, so the rate
-    jumps at the resumed step (from the end of the old decay back up: a warm restart)."""
+    """Warn when a resumed run's learning-rate schedule is not its checkpoint's (e.g. a larger
+    ``--max_steps``): the rate jumps at the resumed step."""
     try:
         before = OptimConfig.from_dict(saved["optim"])
     except (KeyError, TypeError, ConfigError):  # a checkpoint without its config: nothing to compare
@@ -183,29 +161,9 @@ def save(run: Run, output: Path, metric: float | None) -> Path | None:
     return path
 
 
-def train(
-    cfg: PretrainConfig,
-    dist: Dist,
-    data: str | Sequence[str],
-    output: Path,
-    resume: str = "auto",
-    max_steps: int | None = None,
-    stop_after: int | None = None,
-) -> int:
-    """Pretrain; returns the process exit status (0 done, 143 preempted and checkpointed).
-
-    ``stop_after`` ends the process after that many steps of *this* invocation, as a preemption
-    would (for tests and for chopping long jobs into scheduler-sized pieces).
-    """
-    try:
-        return _train(cfg, dist, data, output, resume, max_steps, stop_after)
-    finally:
-        release_run_lock(output)  # taken once the arguments are checked (a no-op where none was)
-
-
 def check_window_lengths(data: str | Sequence[str], patch_size: int, say: bool = True) -> None:
-    """The loaders leave out windows shorter than one patch (``loop.loader_config``): say how many,
-    from the manifest's window lengths (older manifests have none); ConfigError where none is left."""
+    """Say how many windows the loaders leave out as shorter than one patch (from the manifest);
+    ConfigError where none is left."""
     try:
         lengths = describe(data).counts.get("per_length_samples") or {}
     except FileNotFoundError:  # shards without their manifest (copied apart): nothing to count from
@@ -227,7 +185,7 @@ def check_window_lengths(data: str | Sequence[str], patch_size: int, say: bool =
         )
 
 
-def _train(
+def train(
     cfg: PretrainConfig,
     dist: Dist,
     data: str | Sequence[str],
@@ -236,45 +194,46 @@ def _train(
     max_steps: int | None = None,
     stop_after: int | None = None,
 ) -> int:
-    """The run, in ``output`` once this process holds it (``loop.claim_output``)."""
-    if max_steps is not None:
-        cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, max_steps=max_steps))
-    total = cfg.optim.max_steps
-    data = check_data(data, dist.is_main)
-    keep = corpus_split_filter(cfg, data, dist.is_main)
-    held_out = plan_validation(cfg, dist, data)
-    run = build_run(cfg, dist, data, keep if held_out is None else held_out.train_filter())
-    check_window_lengths(data, unwrap(run.model).config.patch_size, dist.is_main)
-    validation = Validation(run, data, held_out) if held_out is not None and dist.is_main else None
-    if held_out is not None:
-        every = f"every {cfg.eval_every} steps and " if cfg.eval_every else ""
-        log.info(
-            "validation: %s; up to %d of their windows evaluated %sat every checkpoint",
-            held_out.describe(),
-            cfg.val_windows,
-            every,
-        )
-    claim_output(output, dist)
-    _resume(run, resume, output)
-    if dist.is_main:
-        output.mkdir(parents=True, exist_ok=True)
-        (output / "run.json").write_text(
-            json.dumps(
-                {
-                    "config": cfg.to_dict(),
-                    "world_size": dist.world_size,
-                    "backend": dist.backend,
-                    "device": str(dist.device),
-                    "torch": torch.__version__,
-                    "parameters": sum(p.numel() for p in unwrap(run.model).parameters()),
-                    "validation": None if held_out is None else dataclasses.asdict(held_out),
-                    "data": data_dirs(data),
-                },
-                indent=2,
-                sort_keys=True,
-                default=str,
+    """Pretrain; returns the exit status (0 done, 143 stopped and checkpointed: preempted, or
+    after ``stop_after`` steps of this invocation)."""
+    try:
+        if max_steps is not None:
+            cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, max_steps=max_steps))
+        data = check_data(data, dist.is_main)
+        keep = corpus_split_filter(cfg, data, dist.is_main)
+        held_out = plan_validation(cfg, dist, data)
+        run = build_run(cfg, dist, data, keep if held_out is None else held_out.train_filter())
+        check_window_lengths(data, unwrap(run.model).config.patch_size, dist.is_main)
+        validation = Validation(run, data, held_out) if held_out is not None and dist.is_main else None
+        if held_out is not None:
+            every = f"every {cfg.eval_every} steps and " if cfg.eval_every else ""
+            log.info(
+                "validation: %s; up to %d of their windows evaluated %sat every checkpoint",
+                held_out.describe(),
+                cfg.val_windows,
+                every,
             )
-        )
+        claim_output(output, dist)
+        _resume(run, resume, output)
+        if dist.is_main:
+            write_run_json(
+                output,
+                dist,
+                config=cfg.to_dict(),
+                parameters=sum(p.numel() for p in unwrap(run.model).parameters()),
+                validation=None if held_out is None else dataclasses.asdict(held_out),
+                data=data_dirs(data),
+            )
+        return _run(run, held_out, validation, output, stop_after)
+    finally:
+        release_run_lock(output)  # taken by claim_output (a no-op where none was)
+
+
+def _run(
+    run: Run, held_out: HeldOut | None, validation: Validation | None, output: Path, stop_after: int | None
+) -> int:
+    """Train in ``output``, now this process holds it; save the final encoder."""
+    cfg, dist, total = run.cfg, run.dist, run.cfg.optim.max_steps
     run_log = RunLog(cfg, dist, output, f"pretraining ({cfg.model}, up to {total} steps)", log)
     with ckpt.PreemptionHandler() as preemption, run_log:
         status = _steps(run, run_log, validation, held_out, preemption, output, stop_after)
@@ -342,8 +301,7 @@ def _steps(
         if run.step % cfg.save_every == 0 or run.step == total or stop:
             mean_loss = dist.mean({"loss": window["loss"] / max(1, window["n"])})["loss"]
             window = {"loss": 0.0, "n": 0}
-            # With validation, the held-out loss ranks checkpoints; a save between its
-            # evaluations (preemption) has none and is never "best". Rank 0 decides.
+            # With validation, a save between evaluations (preemption) is never "best".
             save(run, output, mean_loss if held_out is None else val.get("val/loss"))
             if run.step < total and not stop:
                 run_log.curves()
@@ -396,9 +354,8 @@ def _log_interval(
 
 
 def export_best(run: Run, output: Path, tracker: Tracker) -> Path | None:
-    """Where validation ranked an earlier checkpoint first, its encoder as ``model-best/`` (Hugging
-    Face format, for ``training.finetune --pretrained``); returns that folder, or None when the
-    final step is the best (``model/``) or nothing was ranked. A stale ``model-best/`` goes."""
+    """The best checkpoint's encoder as ``model-best/`` where it is not the final step's; returns
+    that folder, else None (and a stale ``model-best/`` goes)."""
     best = ckpt.best_checkpoint(output / "checkpoints")
     target = output / "model-best"
     if best is None or math.isinf(run.best_metric):
@@ -442,9 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _max_steps_overrides(args: argparse.Namespace) -> tuple[list[str], str]:
-    """The config overrides of the command line, and a note for the log. A ``--max_steps`` at or
-    below the config's warm-up (a smoke test of a preset) shortens the warm-up to a tenth of the
-    run, unless ``--set`` gave the warm-up."""
+    """The command line's config overrides and a note for the log: a ``--max_steps`` at or below
+    the config's warm-up shortens the warm-up to a tenth of the run, unless ``--set`` gave it."""
     overrides = run_overrides(args)
     if args.max_steps is None:
         return overrides, ""

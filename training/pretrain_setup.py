@@ -1,6 +1,5 @@
-"""Pretraining's set-up: the model, an AdamW whose groups leave the parameters pretraining gives no
-gradient at lr 0, the learning-rate schedule, the infinite loader, all wrapped for the backend, as
-one :class:`Run`, the state that ``training.pretrain``'s steps advance and its checkpoints hold."""
+"""Pretraining's set-up: the model, AdamW, the schedule and the infinite loader, wrapped for the
+backend, as one :class:`Run` that ``training.pretrain``'s steps advance and checkpoints hold."""
 
 from __future__ import annotations
 
@@ -23,11 +22,8 @@ log = get_logger("eegfm.training.pretrain")  # one logger name for all of pretra
 def untrained_by_pretraining(model: EEGFMForPretraining) -> set[str]:
     """Names of the parameters that the pretraining losses give no gradient (probe: one step).
 
-    Both objectives read the per-channel tokens, so the encoder's top (channel pooling, fusion,
-    the patch layers, the final norm) is only trained by fine-tuning. The model ties those
-    parameters in with a zero weight (plain DDP needs a gradient for every parameter), and AdamW
-    would still decay them toward zero; they go to an lr-0 group and keep their initial values.
-    The probe passes no auxiliary labels, as the pretraining loop never does, so an auxiliary head stays fixed.
+    Both objectives read the per-channel tokens, so the encoder's top is only trained by
+    fine-tuning; AdamW would still decay those parameters, so they go to an lr-0 group.
     """
     probe = torch.randn(2, 19, 4 * model.config.patch_size, generator=torch.Generator().manual_seed(0))
     was_training = model.training
@@ -78,7 +74,7 @@ class Run(TrainState):
     cfg: PretrainConfig
 
     def state_dict(self) -> dict[str, Any]:
-        """Full training state. Collective: every rank must call it (loader positions are gathered)."""
+        """Full training state. Collective: every rank must call it."""
         return core_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -87,9 +83,7 @@ class Run(TrainState):
 
 
 def build_run(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], filters: RecordFilter | None = None) -> Run:
-    """The model, optimizer and infinite loader of a run; ``filters`` choose the training windows
-    (all by default; ``pretrain_validation.corpus_split_filter`` leaves a corpus's eval split out,
-    and ``HeldOut.train_filter`` the validation subjects too)."""
+    """The model, optimizer and infinite loader of a run; ``filters`` choose the training windows."""
     configure_kernels(cfg, dist.device)
     amp_dtype = resolve_precision(cfg.precision, dist.device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts)

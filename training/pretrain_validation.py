@@ -1,10 +1,9 @@
-"""Pretraining's validation: the subjects (``split_group: site``: sites) that ``val_fraction``
-holds out of training, chosen from the manifest's counts by :func:`training.splits.hold_out`, and
-the pretraining losses on up to ``val_windows`` of their windows, logged as ``val/...`` at every
-checkpoint (and every ``eval_every`` steps) to rank the checkpoints for ``best``."""
+"""Pretraining's validation: the pretraining losses on up to ``val_windows`` windows of the held-out
+subjects (sites), logged as ``val/...`` at every checkpoint to rank them for ``best``."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -36,8 +35,7 @@ def measure_reconstruction(
 
 
 def plan_validation(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str]) -> HeldOut | None:
-    """Rank 0 chooses the held-out groups (from the manifest) and every rank gets them; a data
-    problem fails every rank alike rather than leaving the others waiting."""
+    """Rank 0 chooses the held-out groups and every rank gets them (or fails alike)."""
     found: dict[str, Any] = {}
     if dist.is_main:
         try:
@@ -55,8 +53,7 @@ def plan_validation(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str]) 
 
 
 def corpus_split_filter(cfg: PretrainConfig, data: str | Sequence[str], say: bool) -> RecordFilter:
-    """The windows pretraining reads: all but those of ``exclude_corpus_splits``. Says how many
-    that leaves out where the manifest counts them; none left is an error naming the setting."""
+    """The windows pretraining reads: all but those of ``exclude_corpus_splits`` (none left: ConfigError)."""
     splits = tuple(cfg.exclude_corpus_splits)
     try:
         counts = describe(data).counts
@@ -92,19 +89,14 @@ def validation_due(cfg: PretrainConfig, step: int) -> bool:
 
 
 class Validation:
-    """The pretraining losses on held-out windows (``PretrainConfig.val_fraction``), on rank 0.
-
-    Rank 0 reads the first ``val_windows`` held-out windows in file order (whole batches) once
-    and keeps them; every evaluation runs the same batches with the same masks (generators seeded
-    by seed and batch), so two validation losses differ only by the weights that produced them,
-    whatever the number of ranks. The other ranks wait at their next collective meanwhile (a few
-    seconds every ``save_every`` steps), which costs less than each of them scanning the data
-    for its own share.
+    """The pretraining losses on held-out windows, on rank 0 (the others wait at their next
+    collective). The first ``val_windows`` are read once and kept, and every evaluation uses the
+    same masks, so two validation losses differ only by the weights.
     """
 
     def __init__(self, run: TrainState, data: str | Sequence[str], held_out: HeldOut):
         cfg = run.cfg
-        # Read once and kept: worker processes would only outlive the single pass.
+        # Read once: worker processes would only outlive the single pass.
         section = dataclasses.replace(cfg.loader, num_workers=0)
         patch = unwrap(run.model).config.patch_size
         self.loader = EEGLoader(
@@ -120,17 +112,12 @@ class Validation:
     def _read(self) -> list[dict[str, Any]]:
         started = time.perf_counter()
         batches, count = [], 0
-        stream = iter(self.loader)
-        try:
+        with contextlib.closing(iter(self.loader)) as stream:
             for batch in stream:
                 batches.append(batch)
                 count += len(batch["label"])
                 if count >= self.quota:
                     break
-        finally:
-            close = getattr(stream, "close", None)
-            if close is not None:
-                close()
         self.loader = None  # its buffers go; the batches are all it is needed for
         if count:
             log.info(
@@ -149,8 +136,7 @@ class Validation:
 
     @torch.no_grad()
     def __call__(self, run: TrainState) -> dict[str, float]:
-        """``val/loss``, ``val/reconstruction_loss``, ``val/contrastive_loss``, ``val/windows`` and
-        the reconstruction metrics (``val/recon/...``); {} without held-out windows."""
+        """``val/`` losses, window count and reconstruction metrics; {} without held-out windows."""
         if self.batches is None:
             self.batches = self._read()
         net = unwrap(run.model)

@@ -1,9 +1,6 @@
-"""Subject- (or site-) grouped splits: fine-tuning's train / validation / test, and the subjects
-pretraining holds out to measure its reconstruction on people it never trained on.
-
-A split is a pure function of the set of group ids and a seed (:func:`split_groups`), so every
-rank, every resumed run and every later run on the same data gets the same one.
-"""
+"""Subject- (or site-) grouped splits: fine-tuning's train / validation / test, and the groups
+pretraining holds out; each a pure function of the group ids and a seed, the same on every rank
+and every resumed run."""
 
 from __future__ import annotations
 
@@ -37,13 +34,9 @@ class Split:
 def split_groups(
     groups: Iterable[str], val_fraction: float, seed: int, test_fraction: float = 0.0, kind: str = "subject"
 ) -> Split:
-    """Split a set of subject (or site) ids into train / val / test; a pure function of the set.
-
-    Each id is ranked by ``sha256(seed:id)``; the first ``round(val_fraction * n)`` (at least 1)
-    are validation, the next ``round(test_fraction * n)`` (at least 1 when asked for) test, the
-    rest training. The same ids and seed always give the same split, whatever their order or
-    repetitions; an id's rank does not depend on the other ids, so adding subjects to a data set
-    moves few of the others.
+    """Split a set of subject (or site) ids into train / val / test by ranking each by
+    ``sha256(seed:id)``: the first ``round(val_fraction * n)`` (at least 1) validate, the next
+    ``round(test_fraction * n)`` test. An id's rank ignores the others, so adding subjects moves few.
     """
     ids = sorted(set(groups))
     if not 0 < val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
@@ -68,10 +61,9 @@ def split_groups(
 
 
 def corpus_splits(windows: Iterable[tuple[str, str]], val_fraction: float, seed: int) -> Split:
-    """Subjects split as their corpus splits them, from ``(subject_id, corpus_split)`` of every
-    window: ``eval`` is the test split, ``dev`` validation; without ``dev``, ``val_fraction`` of the
-    ``train`` subjects validate (:func:`split_groups`) and the rest train. A window with no corpus
-    split, or a subject in two of them, is an error: the split would not be the corpus's."""
+    """Subjects split as their corpus splits them, from every window's ``(subject_id, corpus_split)``:
+    ``eval`` tests, ``dev`` (else ``val_fraction`` of ``train``) validates. A window without a corpus
+    split, or a subject in two, is an error."""
     parts: dict[str, set[str]] = {}
     for subject, part in windows:
         parts.setdefault(subject, set()).add(part)
@@ -107,10 +99,8 @@ def corpus_splits(windows: Iterable[tuple[str, str]], val_fraction: float, seed:
 def site_splits(
     windows: Iterable[tuple[str, str]], test_sites: Sequence[str], val_fraction: float, seed: int, kind: str = "subject"
 ) -> Split:
-    """The groups (subjects, or sites with ``kind`` site) of ``test_sites`` as the test split, from
-    ``(group id, site id)`` of every window; the other sites' groups split into train and validation
-    (:func:`split_groups`). A subject with windows both in a test site and in another is an error:
-    it would be trained on and tested on."""
+    """The groups of ``test_sites`` as the test split, from every window's ``(group id, site id)``;
+    the others split by :func:`split_groups`. A group at a test site and another is an error."""
     sites_of: dict[str, set[str]] = {}
     for group, site in windows:
         sites_of.setdefault(group, set()).add(site)
@@ -144,8 +134,7 @@ def site_splits(
 # ------------------------------------------------------------------------------ pretraining's
 @dataclasses.dataclass(frozen=True)
 class HeldOut:
-    """The groups pretraining leaves out of training and validates on, among the windows not of
-    an excluded corpus split."""
+    """The groups pretraining leaves out of training and validates on."""
 
     group: str  # "subject" or "site"
     val: tuple[str, ...]  # held-out ids
@@ -173,8 +162,7 @@ class HeldOut:
 
 
 def corpus_split_windows(counts: Mapping, splits: Iterable[str]) -> int | None:
-    """Windows of the corpus ``splits`` by a manifest's counts; None where it does not count
-    them (an output written before it did)."""
+    """Windows of the corpus ``splits`` by a manifest's counts; None where it does not count them."""
     per_split = counts.get("per_corpus_split")
     if not isinstance(per_split, Mapping):
         return None
@@ -182,9 +170,8 @@ def corpus_split_windows(counts: Mapping, splits: Iterable[str]) -> int | None:
 
 
 def group_counts(data: str | Sequence[str], group: str, exclude_corpus_splits: tuple[str, ...] = ()) -> dict[str, int]:
-    """Windows per subject (site) of a pipeline output, leaving out ``exclude_corpus_splits``:
-    from its manifest, or, where there is none (``.tfrecord`` files, a folder of shards alone),
-    it lacks the counts or its counts include excluded windows, from one metadata pass."""
+    """Windows per subject (site) of a pipeline output, leaving out ``exclude_corpus_splits``: from
+    its manifest where that can tell, else from one metadata pass."""
     feature, key = _GROUP_KEYS[group]
     try:
         manifest = describe(data).counts
@@ -211,9 +198,8 @@ def group_counts(data: str | Sequence[str], group: str, exclude_corpus_splits: t
 def hold_out(
     data: str | Sequence[str], val_fraction: float, group: str, seed: int, exclude_corpus_splits: tuple[str, ...] = ()
 ) -> HeldOut | None:
-    """The held-out groups for pretraining's validation, or None when ``val_fraction`` is 0 or
-    the data has a single group (nothing to hold out; a warning says so). Windows of
-    ``exclude_corpus_splits`` are neither counted nor held out."""
+    """The held-out groups for pretraining's validation; None when ``val_fraction`` is 0 or the
+    data has a single group (with a warning)."""
     if val_fraction <= 0:
         return None
     counts = group_counts(data, group, tuple(exclude_corpus_splits))

@@ -1,20 +1,11 @@
 """Experiment tracking with Weights & Biases, from rank 0 only, offline unless asked otherwise.
 
-Why offline by default: training must run on air-gapped hospital machines and in CI without an
-API key, and nothing should leave the machine unless someone chose so. An offline run writes
-``<run_dir>/wandb/offline-run-<time>-<id>/run-<id>.wandb``; ``wandb sync`` uploads it later, and
-:func:`read_offline_run` reads it back here (wandb 0.31 no longer ships a Python reader).
-``mode="online"`` needs credentials (``WANDB_API_KEY`` or a ``wandb login`` netrc entry) and a
-server that answers; without them, or where ``wandb.init`` fails online, the tracker falls back to
-offline with a warning rather than killing a long job at start.
-
-Why only numbers: EEG metadata carries patient identifiers, and a string logged by mistake would be
-uploaded for good. :class:`Tracker` accepts numeric scalars only, under names made of
-``[A-Za-z0-9_.:/+-]`` (pseudonymous site ids can be name suffixes, e.g. ``recon/mse/site/s3f2a``);
-a string value is rejected without echoing it.
-
-The run id is kept in ``<run_dir>/wandb-run-id`` so a job resumed from a checkpoint continues the
-same W&B run (``resume="allow"``). Ranks other than 0 get a tracker that validates and drops.
+Offline by default: training runs on air-gapped hospital machines and in CI, and nothing leaves
+the machine unless someone chose so (``wandb sync`` uploads later; :func:`read_offline_run` reads a
+run back). Online without credentials or a server that answers falls back to offline with a warning.
+Only numbers under safe names are logged: EEG metadata carries patient identifiers, and a string
+logged by mistake would be uploaded for good. ``<run_dir>/wandb-run-id`` keeps a resumed job in
+the same W&B run.
 """
 
 from __future__ import annotations
@@ -111,11 +102,8 @@ def _new_run_id() -> str:
 
 
 class Tracker:
-    """A W&B run for one training job (a context manager); a no-op on ranks other than 0.
-
-    ``log`` and ``summary`` validate on every rank, so a bad metric fails in a single-process test
-    as well as on the cluster.
-    """
+    """A W&B run for one training job (a context manager); a no-op on ranks other than 0, which
+    still validate, so a bad metric fails in a single-process test too."""
 
     def __init__(
         self,
@@ -160,8 +148,7 @@ class Tracker:
             self._run = self._start(project, dict(config), run_name)
 
     def _go_offline_unless_online_works(self) -> None:
-        """Online needs credentials and a server that answers; without either, W&B retried for
-        about 90 s and then raised, ending the job, where logging offline loses nothing."""
+        """Offline without credentials or an answering server (W&B would retry ~90 s, then raise)."""
         from eegfm.core.stores import unreachable
 
         base_url = _base_url()
@@ -201,10 +188,8 @@ class Tracker:
             disable_job_creation=True,
         )
         if self.mode == "offline":
-            # Offline means nothing leaves the machine. wandb 0.31's SDK telemetry follows the
-            # process-wide settings, not the run's, and WANDB_ERROR_REPORTING: left as they were,
-            # an offline run posted OpenTelemetry metrics to the W&B server at exit. The variable
-            # also keeps error reports from wandb's service process (read when it starts).
+            # wandb 0.31's telemetry follows the process-wide settings and WANDB_ERROR_REPORTING,
+            # not the run's: left alone, an offline run posted metrics to the W&B server at exit.
             os.environ.setdefault("WANDB_ERROR_REPORTING", "false")
             wandb.setup(settings=wandb.Settings(mode="offline"))
         return wandb.init(
@@ -237,10 +222,8 @@ class Tracker:
     def finish(self, exit_code: int = 0) -> None:
         """End the run; on return its data is on disk (offline) or uploaded (online).
 
-        ``run.finish`` alone returns before wandb's service process has flushed the offline
-        transaction log (measured with wandb 0.31: often only the file header was written), and
-        its atexit fallback is unreliable under multiprocessing, so the service is torn down
-        here, which waits for it. One tracker per process is assumed.
+        ``run.finish`` alone returns before wandb's service has flushed the log, so the service is
+        torn down here, which waits for it (one tracker per process is assumed).
         """
         if self._run is not None:
             import wandb
@@ -254,11 +237,6 @@ class Tracker:
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         self.finish(exit_code=0 if exc_type is None else 1)
-
-
-# --------------------------------------------------------------------------------------------
-# Metrics helpers
-# --------------------------------------------------------------------------------------------
 
 
 def memory_stats(device: str | torch.device | None = None) -> dict[str, float]:
@@ -306,13 +284,9 @@ def reconstruction_metrics(
     channel_names: Sequence[str],
     site_ids: Sequence[str],
 ) -> dict[str, float]:
-    """MSE and Pearson correlation over the masked samples, overall, per channel and per site.
-
-    ``pred``/``target``/``mask`` are ``(batch, n_chans, n_times)``; a prediction shorter than the
-    target (whole patches only) is compared on its own length. Names: ``recon/mse/all``,
-    ``recon/mse/ch/<channel>``, ``recon/corr/site/<site>``. A group with no masked sample has no
-    entry, and a correlation is left out where either side is constant.
-    """
+    """MSE and Pearson correlation over the masked samples of ``(batch, n_chans, n_times)`` tensors,
+    as ``recon/{mse,corr}/{all,ch/<channel>,site/<site>}``; empty groups and constant sides have no
+    entry. A prediction shorter than the target (whole patches) is compared on its own length."""
     meter = ReconstructionMeter(channel_names)
     meter.add(pred, target, mask, site_ids)
     return ReconstructionMeter.report([meter.pop()], channel_names)
@@ -322,12 +296,8 @@ _MOMENTS = ("n", "x", "y", "xx", "yy", "xy", "se")
 
 
 class ReconstructionMeter:
-    """The sums behind :func:`reconstruction_metrics`, added up over batches until :meth:`pop`:
-    a log interval's metrics from all its batches (and, merged, all ranks), not from one.
-
-    The sums stay on the batches' device until ``pop``, so adding a batch never makes the host
-    wait for the GPU; ``pop`` (at a log step, which waits anyway) brings them over at once.
-    """
+    """The sums behind :func:`reconstruction_metrics`, added up over batches (on their device, so
+    the host never waits for the GPU) until :meth:`pop`."""
 
     def __init__(self, channel_names: Sequence[str]):
         self.channel_names = list(channel_names)
@@ -353,9 +323,7 @@ class ReconstructionMeter:
             raise ValueError(f"channel_names: expected {n_chans} names; got {len(self.channel_names)}")
         if len(site_ids) != batch:
             raise ValueError(f"site_ids: expected one site per batch row ({batch}); got {len(site_ids)}")
-        # One pass per moment, over time, in float32 (sums of 2,560 samples lose nothing that
-        # matters here); the (batch, channel) sums then go to float64 for the rest. This runs
-        # on every micro-batch, so on a CPU its cost counts against the step's.
+        # Sums over time in float32 (cheap on every micro-batch), then float64.
         x, y = pred.detach().float(), target.detach().float()
         w = (mask.detach() > 0).float()
         cells = torch.stack([v.double() for v in _moments(x, y, w, (2,)).values()])  # (7, batch, n_chans)
@@ -411,10 +379,6 @@ class ReconstructionMeter:
         return out
 
 
-# --------------------------------------------------------------------------------------------
-# Reading an offline run back
-# --------------------------------------------------------------------------------------------
-
 _LOG_BLOCK = 32768
 _LOG_HEADER = struct.Struct("<4sHB")  # ":W&B", magic 0xBEE1, version
 _CHUNK_HEADER = struct.Struct("<IHB")  # crc32, length, chunk type (1 full, 2 first, 3 middle, 4 last)
@@ -445,11 +409,8 @@ def _records(path: Path) -> list[bytes]:
 
 
 def read_offline_run(run_path: str | os.PathLike[str]) -> dict[str, Any]:
-    """History rows, final summary and config of an offline run directory (or its .wandb file).
-
-    For checking what a run recorded without uploading it: ``{"history": [{name: value, ...}],
-    "summary": {...}, "config": {...}}`` with JSON-decoded values.
-    """
+    """``{"history": [{name: value}], "summary": {...}, "config": {...}}`` of an offline run
+    directory (or its .wandb file), for checking what a run recorded without uploading it."""
     from wandb.proto import wandb_internal_pb2
 
     path = Path(run_path)
@@ -471,8 +432,7 @@ def read_offline_run(run_path: str | os.PathLike[str]) -> dict[str, Any]:
             result["history"].append({key(i): json.loads(i.value_json) for i in record.history.item})
         elif kind == "summary":
             result["summary"].update({key(i): json.loads(i.value_json) for i in record.summary.update})
-        elif kind == "run":
-            result["config"].update({key(i): json.loads(i.value_json) for i in record.run.config.update})
-        elif kind == "config":
-            result["config"].update({key(i): json.loads(i.value_json) for i in record.config.update})
+        elif kind in ("run", "config"):
+            config = record.run.config if kind == "run" else record.config
+            result["config"].update({key(i): json.loads(i.value_json) for i in config.update})
     return result

@@ -1,18 +1,9 @@
 """The preprocessing pipeline's snappy TFRecords as torch batches, for step-based DDP training.
 
-Each shard (one DataLoader worker of one DDP rank) runs, every epoch::
-
-    files (order shuffled by (seed, epoch)) -> this shard's records -> each one's samples split out
-    in place, the rest parsed by protobuf (``LoaderConfig.split_samples``)
-    -> filters -> seeded shuffle: each window joins one of the open batches of its length (batch
-       size or token budget), its samples copied into its row at once -> full batches out
-    -> small fields + augmentation, only for batches handed to the caller
-
-so fast-forwarding on resume replays the same draws and copies no sample of a skipped batch.
-
-Modules: ``catalog`` (shards, manifests), ``config``, ``records`` (one window record), ``batch``
-(windows as a batch; serving's decoder too), ``stream`` (sharding and one shard's shuffled
-stream), ``handoff`` and ``workers`` (DataLoader workers), ``loader`` (``EEGLoader``).
+Each shard (one DataLoader worker of one rank) reads its files' records in a seeded order,
+filters them and shuffles them into open batches; only batches handed out get their small fields
+and augmentation, so a resume fast-forwards without copying skipped samples. Modules: ``catalog``,
+``config``, ``records``, ``batch``, ``stream``, ``handoff``, ``workers``, ``loader`` (``EEGLoader``).
 
 Batches are dicts (``model_inputs`` picks the model's keyword arguments):
 
@@ -77,8 +68,7 @@ __all__ = sorted([*_MODULE_OF, "MODEL_KEYS", "inputs_for_modalities", "model_inp
 
 
 def __getattr__(name: str) -> Any:
-    # Imported on first use, so that serving's import of ``batch`` brings no loader (workers,
-    # hand-off, files) with it.
+    # Imported on first use: serving's import of ``batch`` brings no loader with it.
     if name in ("MODEL_KEYS", "inputs_for_modalities", "model_inputs"):
         return getattr(importlib.import_module("eegfm.model.inputs"), name)
     if name not in _MODULE_OF:

@@ -1,8 +1,5 @@
-"""Equal-length windows as one batch: their samples stacked, their small fields as columns.
-
-Serving decodes its records with :func:`collate_records`, so what a served model sees equals what
-it saw in training; this module brings none of the loader's processes or files with it.
-"""
+"""Equal-length windows as one batch: their samples stacked, their small fields as columns
+(serving decodes with :func:`collate_records` too, without the loader's processes or files)."""
 
 from __future__ import annotations
 
@@ -31,9 +28,8 @@ def signal_specs(batch_size: int, n_times: int, dtype: torch.dtype, ecg: bool = 
 
 
 class Rows:
-    """Row-by-row writes of float16 samples into a batch tensor (float16 or float32): raw bytes
-    are copied as bytes, into the tensor itself or, for float32, into a one-row float16 stage
-    that is then converted; no tensor is made per row."""
+    """Row-by-row writes of float16 samples into a float16 or float32 batch tensor (the latter
+    through a one-row float16 stage); no tensor is made per row."""
 
     __slots__ = ("tensor", "stage", "bytes", "size", "nan")
 
@@ -60,13 +56,8 @@ class Rows:
 
 def stack(signals: Sequence[bytes | None], out: torch.Tensor) -> torch.Tensor:
     """Stack float16 signals (raw bytes; None: an all-NaN row) into ``out`` (float32 or float16).
-
-    float16 rows are plain byte copies. Single-threaded (DataLoader workers), each float32 row
-    converts straight into the batch. With more intra-op threads, windows are gathered as
-    float16 and converted in one call: torch's conversion is a parallel region, and entering one
-    per window costs far more than the copy when the training process's threads compete for
-    the cores.
-    """
+    With several intra-op threads float32 converts in one call: a parallel region per row costs
+    far more than the copy."""
     gather = out.dtype != torch.float16 and torch.get_num_threads() > 1
     stage = torch.empty(out.shape, dtype=torch.float16) if gather else out
     rows = Rows(stage)
@@ -124,8 +115,8 @@ def assemble(windows: Sequence[Window], signals: dict[str, torch.Tensor]) -> dic
 
 
 def _lists(windows: Sequence[Window], name: str, lengths: tuple[int, ...]) -> list[Sequence[Any]]:
-    """Each window's values of list feature ``name`` (``Window.values``), where every count is one
-    of ``lengths``; otherwise the window's own check (``Window.channel_mask``, ``votes``) raises."""
+    """Each window's values of list feature ``name``; a count not in ``lengths`` raises through the
+    window's own check."""
     found = [window.values(name) for window in windows]
     for window, values in zip(windows, found, strict=True):
         if len(values) not in lengths:
@@ -134,8 +125,7 @@ def _lists(windows: Sequence[Window], name: str, lengths: tuple[int, ...]) -> li
 
 
 def _firsts(windows: Sequence[Window], name: str) -> list[Any]:
-    """Each window's first value of scalar feature ``name``, as ``Window.scalar``/``bytes`` give
-    it; one getter call per window where every window has the value (the batch's usual case)."""
+    """Each window's first value of scalar feature ``name``, as ``Window.scalar``/``bytes`` give it."""
     getter = VALUES[name]
     try:
         return [getter(w.features.get(name))[0] for w in windows]
@@ -145,6 +135,5 @@ def _firsts(windows: Sequence[Window], name: str) -> list[Any]:
 
 
 def collate_records(records: Sequence[bytes], source: str = "") -> dict[str, Any]:
-    """Serialized window records (``pipelines.schema.encode_example``) of one length as the loader's
-    batch, decoded by the same code: what a served model sees equals what it saw in training."""
+    """Serialized window records of one length as the loader's batch, decoded by the same code."""
     return collate([Window(raw, source, index) for index, raw in enumerate(records)])

@@ -32,8 +32,7 @@ def open_source(path: str) -> contextlib.AbstractContextManager[str | IO[bytes]]
 
 
 def _shards_below(folder: str) -> list[tuple[str, int]]:
-    """``(path, size in bytes)`` of an output folder's ``<site>/part-*`` shards (the folder's own
-    name is no pattern: "out [x]")."""
+    """``(path, size in bytes)`` of an output folder's ``<site>/part-*`` shards."""
     if is_remote(folder):
         filesystems(join_path(folder, "*", SHARD_PATTERN))  # the store's client, as configured; errors name the pattern
         found = [(m.path, m.size_in_bytes) for m in match_below(folder, f"*/{SHARD_PATTERN}")]
@@ -48,17 +47,15 @@ def _site_of(path: str) -> str:
 
 
 def list_files(data_dir: DataPaths, *, sites: Iterable[str] = (), exclude_sites: Iterable[str] = ()) -> list[str]:
-    """Sorted non-empty TFRecord shards (``<folder>/<site>/part-*.tfrecord``) under pipeline output
-    folder(s), or named ``.tfrecord`` files; ``sites`` / ``exclude_sites`` prune by the site folder,
-    which the data contract makes the ``site_id``."""
+    """Sorted non-empty TFRecord shards under pipeline output folder(s), or named ``.tfrecord``
+    files; ``sites`` / ``exclude_sites`` prune by the site folder (the ``site_id``)."""
     return [path for path, _ in list_shards(data_dir, sites=sites, exclude_sites=exclude_sites)]
 
 
 def list_shards(
     data_dir: DataPaths, *, sites: Iterable[str] = (), exclude_sites: Iterable[str] = ()
 ) -> list[tuple[str, int | None]]:
-    """:func:`list_files` with each file's size in bytes (None for a named remote file: asking
-    costs a request, and only the worker count's estimate of the corpus uses it)."""
+    """:func:`list_files` with each file's size in bytes (None for a named remote file)."""
     entries = [data_dir] if isinstance(data_dir, (str, os.PathLike)) else list(data_dir)
     if not entries:
         raise ValueError("data_dir: expected a pipeline output folder or .tfrecord files; got an empty list")
@@ -104,8 +101,7 @@ class DatasetInfo:
 
 
 def data_dirs(data: DataPaths) -> list[str]:
-    """The output folder(s) ``data`` names, each once (a folder given twice is an error: its
-    windows would be read twice)."""
+    """The output folder(s) ``data`` names; a folder given twice is an error."""
     dirs = [os.fspath(data)] if isinstance(data, (str, os.PathLike)) else [os.fspath(d) for d in data]
     twice = sorted({d for d in dirs if dirs.count(d) > 1})
     if twice:
@@ -119,8 +115,8 @@ def data_label(data: DataPaths) -> str:
 
 
 def describe(data_dir: DataPaths) -> DatasetInfo:
-    """``manifest.json`` of the output folder(s): several together must agree on channels, rate,
-    quality metrics and each task's classes; their counts add up, their sites and classes join."""
+    """``manifest.json`` of the output folder(s), merged: they must agree on channels, rate,
+    quality metrics and each task's classes."""
     dirs = data_dirs(data_dir)
     infos = [(d, _describe_one(d)) for d in dirs]
     first_dir, merged = infos[0]
@@ -153,7 +149,7 @@ def describe(data_dir: DataPaths) -> DatasetInfo:
 
 def check_data(data: DataPaths, say: bool = True) -> str | tuple[str, ...]:
     """``data`` as a run reads it: one output folder, or several whose manifests agree (ConfigError
-    otherwise); a recording that two of them hold is read once per folder, which ``say`` warns of."""
+    otherwise); ``say`` warns of recordings that several of them hold."""
     try:
         dirs = data_dirs(data)
         if len(dirs) > 1:
@@ -198,8 +194,7 @@ def _manifest(data_dir: str) -> dict[str, Any]:
 
 
 def shared_recordings(dirs: Sequence[str]) -> dict[str, str]:
-    """The recordings (content digests of the manifests' inputs) that more than one of ``dirs``
-    holds, each with the folders that do ("A and B"); a folder without a manifest holds none."""
+    """The recordings (content digests) that more than one of ``dirs`` holds -> "A and B"."""
     holders: dict[str, set[str]] = {}
     for folder in dirs:
         try:
@@ -232,18 +227,15 @@ def shard_name(path: str) -> str:
 
 
 def file_key(files: Sequence[str]) -> Callable[[str], str]:
-    """How the shards ``files`` are told apart in a run's records (fine-tuning's window counts
-    per file): by :func:`shard_name`, so a resumed run may find its data at another path, unless
-    two of them share one (two output folders of the same site, from runs with the same key):
-    then by full path."""
+    """How a run's records name the shards ``files``: by :func:`shard_name` (so a resumed run may
+    find its data elsewhere), or by full path where two share one."""
     names = [shard_name(path) for path in files]
     return shard_name if len(set(names)) == len(names) else os.fspath
 
 
 def estimated_windows(shards: Sequence[tuple[str, int | None]], record_bytes: int) -> int | None:
-    """Windows in the files, from their sizes over the first record's. EEG samples barely compress
-    and the framing adds 16 bytes a record, so it is close enough to size the workers: 223 for 216
-    ten-second windows in 18 files, 5 for 6 fifty-second ones. None where a size is unknown."""
+    """Windows in the files, from their sizes over the first record's (EEG barely compresses: 223
+    for 216 windows in 18 files); None where a size is unknown."""
     if record_bytes <= 0 or any(size is None for _, size in shards):
         return None
     return sum(size for _, size in shards) // record_bytes
@@ -258,10 +250,8 @@ def first_record_bytes(path: str) -> int:
 def scan_windows(
     data_dir: DataPaths, filters: RecordFilter | None = None, *, verify_crc: bool = True
 ) -> list[dict[str, Any]]:
-    """Metadata of every window that passes ``filters``, in file order, without decoding samples:
-    ``site_id``, ``subject_id``, ``task`` (str), ``label`` (int), ``votes`` (float32 array,
-    empty without votes), ``n_times`` (samples), ``corpus_split`` (str) and the ``path`` of its
-    file. One pass over the files (fine-tuning plans its splits with it)."""
+    """Metadata of every window that passes ``filters``, in file order, without decoding samples
+    (fine-tuning plans its splits with it)."""
     filters = RecordFilter() if filters is None else filters
     found = []
     for path in list_files(data_dir, sites=filters.sites, exclude_sites=filters.exclude_sites):

@@ -25,16 +25,9 @@ def _names(name: str, value: Any) -> tuple[str, ...]:
 
 @dataclasses.dataclass(frozen=True)
 class RecordFilter:
-    """Which windows an epoch contains; defaults keep everything.
-
-    sites / exclude_sites, subjects / exclude_subjects: pseudonyms to keep / drop (leave-one-site-
-        out evaluation, subject-grouped splits). tasks: label spaces to keep (``""``: unlabeled).
-    min_votes: keep windows with at least this many expert votes (fine-tuning's second stage).
-    max_artifact_score: drop windows scored more artifactual than this.
-    min_samples: drop shorter windows; a model's loaders drop those shorter than its patch.
-    exclude_corpus_splits: drop windows of these ``corpus_split`` values (``train``, ``dev``,
-        ``eval``); pretraining leaves a benchmark's ``eval`` recordings out this way.
-    """
+    """Which windows an epoch contains; defaults keep everything. ``sites``, ``subjects`` and
+    ``tasks`` keep (``""``: unlabeled); ``exclude_*`` drop; ``min_votes`` (expert votes),
+    ``max_artifact_score`` and ``min_samples`` are thresholds."""
 
     sites: tuple[str, ...] = ()
     exclude_sites: tuple[str, ...] = ()
@@ -80,27 +73,12 @@ class RecordFilter:
 class LoaderConfig:
     """How windows become batches. Give exactly one of ``batch_size`` and ``token_budget``.
 
-    A run's ``loader`` section (``training.config.LoaderSection``) sets the fields a user chooses;
-    ``training.loop.loader_config`` derives this from it.
-
-    token_budget: batches of ``max(1, min(max_batch_size, token_budget // tokens))`` windows of
-        ``ceil(n_times / patch_size)`` tokens each; windows are bucketed by exact length.
-    drop_last: drop each epoch's incomplete batch per length bucket.
-    num_workers: DataLoader worker processes; ``"auto"``: ``workers.auto_num_workers``.
-    pin_memory: page-locked batches; None means "if CUDA is there".
-    shuffle: shuffle files per epoch and windows over ``shuffle_buffer`` windows of open batches
-        (``stream.ShardStream``); off gives the file order.
-    full_shuffle_mb: where the loader knows each shard's windows (``EEGLoader(windows_per_file=...)``)
-        and they fit in this many MiB, the shuffle buffer holds a whole epoch (0: never).
-    seed: seeds file order, shuffle and augmentation together with the epoch.
-    verify_crc: check TFRecord CRCs (about half the read time).
-    eeg_dtype: ``"float16"`` (exact, the stored precision) halves the bytes handed over, pinned
-        and sent to the GPU, where the model casts them.
-    fast_ipc: workers build batches in shared-memory segments they reuse and pass over a socket
-        (``handoff``); False: DataLoader's own transfer (same batches, a third of the windows/s).
-    split_samples: take each record's samples out in place before protobuf parses the rest
-        (``records.split_samples``); False: protobuf parses whole records (same batches, 0.78-0.85x
-        the windows/s).
+    token_budget: ``max(1, min(max_batch_size, token_budget // tokens))`` windows of one length.
+    pin_memory: None means "if CUDA is there". full_shuffle_mb: where the loader knows each
+        shard's windows and they fit, the shuffle buffer holds a whole epoch (0: never).
+    eeg_dtype: ``"float16"`` (the stored precision) halves the bytes handed over.
+    fast_ipc (``handoff``, 3x the windows/s) and split_samples (``records``, 1.2-1.3x): off,
+        the same batches come by DataLoader's transfer and protobuf's whole parse.
     """
 
     batch_size: int | None = 32

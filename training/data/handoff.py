@@ -1,16 +1,10 @@
 """A DataLoader worker's big tensors to the main process in shared memory, one descriptor per batch.
 
-DataLoader passes each tensor's descriptor through a new, authenticated connection to the
-worker's resource-sharer thread (about 0.4 ms of the training process per batch), in new shared
-memory whose pages the kernel allocates, zeroes and frees every batch. :class:`Handoff` opens one
-socket pair per worker before the workers fork. A worker builds a batch in a pooled memfd segment
-(:meth:`Handoff.buffers`) or has the kernel copy finished tensors in (``pwrite``), sends the
-descriptor, and pickles a small :class:`SharedBatch` reference with the batch; the main process
-maps the segment for as long as a tensor of the batch lives. Messages carry checked sequence
-numbers; DataLoader's pin-memory thread resolves references itself (``SharedBatch.pin_memory``).
-A worker writes a segment again once the main process has let go of its batch (a shared
-``flock`` tells it; :meth:`Handoff.send`). About 3x DataLoader's windows/s
-(``benchmarks/train_loader.py --mechanisms``). :func:`handoff_supported` says where it works.
+DataLoader sends each tensor over a new connection, in new shared memory the kernel zeroes every
+batch. :class:`Handoff` opens one socket pair per worker before they fork; a worker builds a batch
+in a pooled memfd segment, sends its descriptor and pickles a small :class:`SharedBatch` reference;
+it reuses a segment once the main process has let go of its batch (a shared ``flock`` tells it).
+About 3x DataLoader's windows/s (``benchmarks/train_loader.py --mechanisms``).
 """
 
 from __future__ import annotations
@@ -251,14 +245,10 @@ class Handoff:
         return bool(found)
 
     def send(self, worker: int, tensors: Mapping[str, torch.Tensor]) -> SharedBatch:
-        """In worker ``worker`` (``get_worker_info().id``): one segment holding ``tensors``.
-
-        Tensors of one :meth:`buffers` call are sent in place; others are written into a segment
-        whose previous batch the main process has let go of (its pages exist: cheaper than the
-        kernel's new ones). The worker sends a second open file description of the segment holding
-        a shared ``flock``, which the receiver's storage keeps open as long as any tensor of the
-        batch lives; the worker reuses a segment only when it can take the exclusive lock.
-        """
+        """In worker ``worker``: one segment holding ``tensors`` (those of one :meth:`buffers` call in
+        place, others copied into a free one). The receiver keeps a second file description with a
+        shared ``flock`` open while the batch lives; the worker reuses a segment only when it can
+        take the exclusive lock."""
         found = self._built_with(tensors)
         built = self._built[found[0]] if len(found) == 1 else None
         if built is not None and tensors and all(built[2].get(name) is t for name, t in tensors.items()):

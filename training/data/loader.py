@@ -1,18 +1,11 @@
 """The loader a training or evaluation loop iterates: one DDP rank's batches, resumable.
 
-Order and resume: DataLoader hands out worker batches strictly round-robin, skipping workers
-that finished. Every batch carries its shard position (worker, epoch, index in epoch, last of
-epoch) to the main process, where :class:`EEGLoader` records it as the batch is handed out.
-``state_dict()`` holds those positions, the epoch and the number of batches consumed. On resume
-each worker restarts its epoch and skips the batches it had delivered without decoding them, and
-worker slots are rotated so that the worker after the last one to deliver goes first: the same
-round-robin then repeats the uninterrupted sequence bit for bit. Augmentation draws come from a
-generator seeded by (seed, epoch, shard, batch index), so they repeat too. Resuming needs the
-same files, seed, world_size and num_workers (checked); each DDP rank saves its own state.
-
-Shards differ in size by up to a file, which is why training iterates forever
-(``infinite=True``): ranks never run out at different steps, and each shard counts its own
-epochs. ``infinite=False`` gives one epoch per ``iter()`` (evaluation).
+Every batch carries its shard position (worker, epoch, index, last of epoch); ``state_dict()``
+holds each worker's. On resume each worker skips the batches it had delivered without decoding
+them, and the worker after the last to deliver goes first, so DataLoader's round-robin repeats the
+uninterrupted sequence bit for bit (same files, seed, world_size and num_workers: checked).
+Training iterates forever (``infinite=True``: shards differ by up to a file, so ranks never run
+out at different steps); ``infinite=False`` gives one epoch per ``iter()``.
 """
 
 from __future__ import annotations
@@ -128,14 +121,10 @@ def _whole_epoch_shuffle(
 class EEGLoader:
     """Batches of pipeline windows for one DDP rank; iterate it, checkpoint it with ``state_dict``.
 
-    ``infinite=False`` (evaluation): each ``iter()`` runs the current epoch, then advances it; one
-    abandoned part-way is continued by the next. The position counts batches handed out (not
-    prefetched ones). ``rank`` / ``world_size`` default to torch.distributed's or torchrun's
-    (Horovod: ``hvd.rank()``, ``hvd.size()``). ``windows_per_file``: the wanted windows in each
-    file, where the caller knows (fine-tuning): files without any are not read, and where dealing
-    whole files would leave a shard with none or under half another's windows, every shard reads
-    every file and keeps its share. ``num_workers="auto"`` is resolved here and yields to a
-    checkpoint's count on ``load_state_dict``, so a resumed run continues the same stream.
+    ``rank`` / ``world_size`` default to torch.distributed's or torchrun's. ``windows_per_file``
+    (fine-tuning): the wanted windows per file; files without any are not read, and where dealing
+    whole files is uneven every shard reads every file and keeps its share. ``num_workers="auto"``
+    yields to a checkpoint's count on ``load_state_dict``.
     """
 
     def __init__(
@@ -194,8 +183,7 @@ class EEGLoader:
                 self.files[0],
                 self.rank,
             )
-        # Training loaders only: an evaluation pass over a held-out site's one or two files is
-        # small, and the remedy (more shards) is for the training data.
+        # Training loaders only: the remedy (more shards) is for the training data.
         if len(self.files) < n_shards and self.rank == 0 and not self.every_file and infinite:
             log.warning(
                 "loader: %d file(s) for %d shards (%d rank(s) x %d worker(s)): each file is read by up to %d "

@@ -1,9 +1,6 @@
-"""One window record as read: its samples split out in place (:func:`split_samples`), the rest
-parsed by protobuf's C parser (upb, the ``protobuf`` package's default backend), from message
-classes built here so that neither TensorFlow nor protoc is needed.
-
-Splitting the samples out is the loader's one hand-written parsing step, switched by
-``LoaderConfig.split_samples``; off, protobuf parses whole records (the same batches).
+"""One window record as read: its samples split out in place (:func:`split_samples`, switched by
+``LoaderConfig.split_samples``), the rest parsed by protobuf's C parser from message classes built
+here, so that neither TensorFlow nor protoc is needed.
 """
 
 from __future__ import annotations
@@ -27,11 +24,8 @@ SCALAR_FIELDS = ("label", "window_start_index", "age", "artifact_score")
 
 
 def _example_class() -> type:
-    """``tf.train.Example`` as a message class of a private descriptor pool.
-
-    Mirrors tensorflow/core/example/{example,feature}.proto (see pipelines/schema.py): only the
-    field numbers and types matter on the wire, and these are TensorFlow's.
-    """
+    """``tf.train.Example`` as a message class of a private descriptor pool (TensorFlow's field
+    numbers and types: all that matters on the wire)."""
 
     def field(
         name: str, number: int, kind: str = "TYPE_MESSAGE", message: str = "", repeated: bool = False, **more: Any
@@ -129,14 +123,10 @@ def _nested_bytes(raw: bytes, pos: int, stop: int, tags: bytes) -> int | None:
 
 def split_samples(raw: bytes) -> tuple[bytes, memoryview, memoryview | None] | None:
     """``(the Features payload without its eeg entry, the eeg samples' bytes in place, the ecg
-    samples' bytes in place or None)``; ecg only where its entry comes before eeg's, as with
-    sorted keys, else it stays in the payload.
+    samples' bytes in place or None)``; ecg only where its entry comes before eeg's (sorted keys).
 
-    The samples are nearly all of a record: left in place they are neither copied into protobuf's
-    arena by the parse nor out of it again as a ``bytes`` object (together more than reading the
-    record costs). The layout is the one protobuf serializers and the pipeline write (one Features
-    field, map entries key first, eeg a one-value BytesList); with any other layout, or a
-    malformed one, this returns None and protobuf parses the whole record.
+    The samples, nearly all of a record, are then neither copied into protobuf's arena nor out of
+    it. Any layout but the serializers' (or a malformed one) returns None: protobuf parses it all.
     """
     try:
         if raw[0] != _LEN_TAG:
@@ -179,8 +169,7 @@ def split_samples(raw: bytes) -> tuple[bytes, memoryview, memoryview | None] | N
 
 
 def _parse_failure(raw: bytes, error: Exception) -> str:
-    """Why an Example does not parse. protobuf only says that it failed; the pure-Python decoder
-    of pipelines.schema says which field and byte (slow, but only on this error path)."""
+    """Why an Example does not parse: pipelines.schema's decoder names the field and byte."""
     try:
         decode_features(raw)
     except SchemaError as detail:
@@ -189,9 +178,8 @@ def _parse_failure(raw: bytes, error: Exception) -> str:
 
 
 class Window:
-    """One record: its features (protobuf's map of Feature), its length, its samples' bytes in place
-    where ``split_samples`` found them (else they are in the features), and once its samples are
-    copied into a batch row (``stream``), where they are: ``placed = (tensors, row, has ECG)``."""
+    """One record: its features, its length, its samples' bytes in place where ``split_samples``
+    found them, and once copied into a batch row, ``placed = (tensors, row, has ECG)``."""
 
     __slots__ = ("path", "index", "features", "eeg", "ecg", "n_times", "placed")
 
@@ -250,7 +238,7 @@ class Window:
 
     def decode(self) -> dict[str, Any]:
         """The fields the batches carry, named like ``WindowRecord``'s; ``eeg``/``ecg`` are read-only
-        float16 arrays. (``batch.collate`` reads the same fields for a whole batch at once.)"""
+        float16 arrays."""
         fields = {name: self.bytes(name) for name in TEXT_FIELDS}
         eeg, ecg = self.samples("eeg"), self.samples("ecg")
         fields["eeg"] = np.frombuffer(eeg, dtype="<f2").reshape(N_CHANS, self.n_times)
@@ -262,8 +250,7 @@ class Window:
         return fields
 
     def samples(self, name: str) -> bytes | memoryview | None:
-        """The float16 bytes of ``eeg`` or ``ecg`` (None: no ECG), their length checked. Not for a
-        placed window: its samples are in the batch (``placed``)."""
+        """The float16 bytes of ``eeg`` or ``ecg`` (None: no ECG), their length checked."""
         raw = self.eeg if name == "eeg" else self.ecg
         if raw is None:
             raw = self.bytes(name)

@@ -1,14 +1,9 @@
 """One shard's deterministic batch stream: its files' records, filtered, shuffled into open
 batches, each window's samples copied into its batch row as it arrives.
 
-Sharding: exactly once per epoch overall. There are ``S = world_size * W`` shards with
-``W = max(1, num_workers)``; shard ``s = rank * W + worker``. All shards draw the same file
-permutation for an epoch. With ``F`` files and ``m = min(F, S)``, file ``j`` of that order is
-read by the shards ``s`` with ``s % m == j % m``, and its record ``r`` belongs to the
-``(r % c)``-th of those ``c`` readers. With ``F >= S`` (the normal case) every file goes whole to
-one shard and nothing is read twice; only data sets with fewer files than shards read a file on
-several shards, each keeping every c-th record and passing over the others' (decompressed, not
-copied or checked; the loader warns, and ``eegfm-preprocess --max_shard_mb`` writes more files).
+Sharding: ``S = world_size * max(1, num_workers)`` shards (``s = rank * W + worker``) share one
+file permutation per epoch; with ``m = min(F, S)``, file ``j`` is read by the ``c`` shards with
+``s % m == j % m``, each keeping every c-th record. With ``F >= S`` every file goes whole to one shard.
 """
 
 from __future__ import annotations
@@ -136,24 +131,17 @@ class _Arrival:
 class ShardStream:
     """The deterministic batch stream of one shard: everything but the DataLoader plumbing.
 
-    Each window that passes the filters joins one of ``k = ceil(shuffle_buffer / batch size)``
-    open batches of its length, chosen by a seeded draw; a full batch is emitted and a new one
-    opened in its place, so a batch mixes about the last ``shuffle_buffer`` records, as a shuffle
-    buffer would. The epoch's first ``shuffle_buffer`` windows arrive permuted (``_mixed``); at
-    its end the fullest open batch is topped up from the emptiest (only the last may be short).
-
-    A window's samples are copied into its row as it arrives, while its record is in the CPU
-    cache; a shuffle buffer copies them once they went cold (1.09-1.115x the windows/s on 4,320
-    windows of 10 s). Unless the epoch is planned (``_plan``), its first ``shuffle_buffer``
-    windows wait for their batch to be emitted.
+    Each window joins one of ``ceil(shuffle_buffer / batch size)`` open batches of its length by a
+    seeded draw; a full batch is emitted and replaced, so a batch mixes about the last
+    ``shuffle_buffer`` records. Samples are copied into their row on arrival, while the record is
+    in the CPU cache (1.09-1.115x the windows/s of a shuffle buffer).
     """
 
     def __init__(self, files: Sequence[str], config: LoaderConfig, shard: int, n_shards: int, every_file: bool = False):
         self.files, self.config, self.shard, self.n_shards = list(files), config, shard, n_shards
         self.every_file = every_file
         self.dtype = EEG_DTYPES[config.eeg_dtype]
-        # (path, stride, offset) -> the lengths of the windows kept from that share of the file,
-        # in order, as (n_times, count) runs: learned on reading it through, for _plan
+        # (path, stride, offset) -> its kept windows' lengths as (n_times, count) runs, for _plan
         self._lengths: dict[tuple[str, int, int], tuple[tuple[int, int], ...]] = {}
         self._epoch_shares: tuple[int, list[tuple[str, int, int]]] = (-1, [])
 
@@ -283,9 +271,8 @@ class ShardStream:
                     storage.release(batch.tensors)
 
     def _mixed(self, epoch: int, rng: np.random.Generator, arrivals: Iterable[Any] | None = None) -> Iterator[Any]:
-        """The epoch's windows with the first ``shuffle_buffer`` of them in random order: open
-        batches alone mix only what has arrived, and on data stored in label order (eegmat's rest
-        windows before its task windows) the first batches would all be of one class."""
+        """The epoch's windows with the first ``shuffle_buffer`` permuted: on data stored in label
+        order the first open batches would otherwise all be of one class."""
         windows = iter(self.windows(epoch) if arrivals is None else arrivals)
         if self.config.shuffle and self.config.shuffle_buffer > 1:
             first = list(itertools.islice(windows, self.config.shuffle_buffer))
@@ -294,11 +281,9 @@ class ShardStream:
         yield from windows
 
     def _plan(self, epoch: int) -> tuple[list[list[int]], list[int]] | None:
-        """Where each of ``epoch``'s windows goes, once the shard has read all its file shares
-        (at most ``_PLAN_MAX_WINDOWS`` windows): the batches in emission order, each as the
-        arrival numbers of its rows, and the windows' lengths; else None. It is the stream's own
-        algorithm run on stand-ins, so the batches are the same, but every window is copied on
-        arrival (the first ``shuffle_buffer`` too) and none twice."""
+        """The batches of ``epoch`` (each as its rows' arrival numbers) and the windows' lengths, from
+        the stream's own algorithm run on stand-ins, once the shard has read its file shares through
+        (at most ``_PLAN_MAX_WINDOWS`` windows); else None. Lets every window be copied on arrival."""
         runs = [self._lengths.get(share) for share in self._shares(epoch)]
         if None in runs or sum(count for share in runs for _, count in share) > _PLAN_MAX_WINDOWS:
             return None

@@ -1,10 +1,6 @@
-"""The loader's DataLoader workers: how many (``num_workers="auto"``), what each runs (its shard's
-stream, from a start position), and how its batches cross to the main process.
-
-A worker's batch crosses as its small fields pickled by value (numpy arrays: a tensor would
-cross as a shared-memory segment and a file descriptor of its own) and its ``eeg``/``ecg``
-either in one hand-off segment (``LoaderConfig.fast_ipc``: ``handoff``), or as tensors in
-shared memory that DataLoader's pickler passes by descriptor.
+"""The loader's DataLoader workers: how many (``num_workers="auto"``), what each runs, and how its
+batches cross: small fields pickled by value as numpy arrays (a tensor would cross as a segment and
+a descriptor of its own), ``eeg``/``ecg`` in one hand-off segment (``fast_ipc``) or shared tensors.
 """
 
 from __future__ import annotations
@@ -35,10 +31,9 @@ AUTO_MIN_BATCHES = 4  # per worker and epoch, for num_workers "auto" (see auto_n
 
 @dataclasses.dataclass(frozen=True)
 class Machine:
-    """What ``num_workers="auto"`` sizes the loader by (``Machine.here()`` reads it): ``cpus`` in
-    this process's affinity mask; ``total_cpus``, the machine's or its container's CPU quota (a
-    Kubernetes limit leaves the mask at every CPU of the node); ``local_ranks`` (torchrun's,
-    Horovod's, Open MPI's local size); available ``memory`` in bytes (None: unknown)."""
+    """What ``num_workers="auto"`` sizes the loader by: ``cpus`` in the affinity mask,
+    ``total_cpus`` (the machine's, or its container's quota), ``local_ranks``, ``memory`` available
+    in bytes (None: unknown)."""
 
     cpus: int
     total_cpus: int
@@ -100,14 +95,10 @@ def auto_num_workers(
 ) -> tuple[int, str]:
     """The workers ``num_workers="auto"`` runs with, and why.
 
-    On a GPU every CPU of this rank's share but one (a GPU step consumes windows far faster than
-    a worker makes them): the affinity mask where the launcher bound the rank (mpirun), else the
-    CPUs over the local ranks (torchrun); at most ``AUTO_MAX_WORKERS``, and as many as the open
-    and in-flight batches of all local ranks (``record_bytes`` a window) fit in half the available
-    memory. On the CPU one worker: the trainer needs the cores. A small corpus (``corpus_windows``
-    over ``world_size`` ranks) leaves each worker at least ``AUTO_MIN_BATCHES`` batches an epoch
-    (every shard ends its epoch with a partial batch: 216 windows over 15 workers gave batches
-    of about 14 where 64 were configured).
+    On the CPU one (the trainer needs the cores). On a GPU every CPU of this rank's share but one,
+    at most ``AUTO_MAX_WORKERS``, as many as fit in half the available memory, and few enough that
+    each gets ``AUTO_MIN_BATCHES`` batches an epoch of a small corpus (each shard's epoch ends
+    with a partial batch).
     """
     if not machine.cuda:
         return 1, "CPU training: one worker overlaps reading with compute"
@@ -172,9 +163,8 @@ def from_wire(batch: dict[str, Any]) -> dict[str, Any]:
 
 
 def open_segments(config: LoaderConfig) -> int:
-    """Segments a worker may hold beyond the hand-off's pool: its open batches (see
-    ``ShardStream``) for two window lengths, and the batch held back to flag an epoch's last.
-    More open batches than that (token budgets of long windows) are built in plain tensors."""
+    """Segments a worker may hold beyond the hand-off's pool: its open batches for two window
+    lengths and the batch held back to flag an epoch's last."""
     if not config.shuffle or config.shuffle_buffer <= 1:
         return 3
     return min(64, 2 * -(-config.shuffle_buffer // (config.batch_size or config.max_batch_size)) + 1)
@@ -227,8 +217,7 @@ class ShardDataset(IterableDataset):
             except (CorruptTFRecordError, SchemaError) as err:
                 if info is None:
                     raise
-                # DataLoader would re-raise it in the main process as a RuntimeError holding the
-                # worker's traceback; sent as a value, it is raised there as itself.
+                # Sent as a value, it is raised in the main process as itself (not a RuntimeError).
                 yield FAILED, err
                 return
             empty = 0 if delivered else empty + 1

@@ -4,7 +4,6 @@ log; evaluate the validation split every epoch (or ``eval_every`` steps); checkp
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,7 +26,6 @@ from eegfm.training.finetune.plan import (
     Stage,
     check_plan_files,
     plan_data,
-    split_filter,
     stages_of,
 )
 from eegfm.training.finetune.report import best_weights, collect, finish
@@ -41,6 +39,7 @@ from eegfm.training.finetune.setup import (
     patch_size_of,
     resolve_pretrained,
     set_trainable,
+    split_loader,
     targets_of,
 )
 from eegfm.training.loop import (
@@ -52,10 +51,10 @@ from eegfm.training.loop import (
     check_replicas,
     claim_output,
     configure_kernels,
-    loader_config,
     optimizer_step,
     resume_checkpoint,
     step_seed,
+    write_run_json,
 )
 from eegfm.training.run_log import RunLog
 from eegfm.training.splits import SPLITS
@@ -110,23 +109,6 @@ def save(run: Run, output: Path, is_best: bool) -> None:
     run.dist.barrier()
 
 
-def train(
-    cfg: FinetuneConfig,
-    dist: Dist,
-    data: str | Sequence[str],
-    pretrained: str,
-    output: Path,
-    resume: str = "auto",
-    record_task: str | None = None,
-    stop_after: int | None = None,
-) -> int:
-    """Fine-tune; returns the process exit status (0 done, 143 preempted and checkpointed)."""
-    try:
-        return _train(cfg, dist, data, pretrained, output, resume, record_task, stop_after)
-    finally:
-        release_run_lock(output)  # taken once the arguments are checked (a no-op where none was)
-
-
 def _resume_or_plan(
     cfg: FinetuneConfig, dist: Dist, data: list[str], pretrained: str, output: Path, resume: str, record_task: str
 ) -> tuple[Plan, dict[str, Any] | None]:
@@ -177,7 +159,7 @@ class FineTuning:
     best_eval: tuple[torch.Tensor, torch.Tensor, list[str]] | None = None  # the best weights' validation logits
 
 
-def _train(
+def train(
     cfg: FinetuneConfig,
     dist: Dist,
     data: str | Sequence[str],
@@ -187,37 +169,63 @@ def _train(
     record_task: str | None = None,
     stop_after: int | None = None,
 ) -> int:
-    """The run, in ``output`` once this process holds it (``loop.claim_output``)."""
-    record_task = _check_run(cfg, dist, record_task)
-    configure_kernels(cfg, dist.device)
-    resolve_pretrained(pretrained)  # fail before the data pass
-    data = check_data(data, dist.is_main)
-    claim_output(output, dist)
-    plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task)
-    model = _prepare_model(pretrained, cfg, plan, dist)
-    n_params, n_trainable = adapters_lib.count_parameters(model), adapters_lib.count_trainable(model)
-    stages = stages_of(cfg, plan)
-    if dist.is_main:
-        _write_run_json(output, cfg, dist, data, pretrained, plan, stages, n_params, n_trainable)
-    log.info(
-        "task %s, mode %s: %d of %d parameters trainable (%.2f%%); windows %s",
-        cfg.task,
-        cfg.mode,
-        n_trainable,
-        n_params,
-        100.0 * n_trainable / n_params,
-        plan.windows,
-    )
+    """Fine-tune; returns the exit status (0 done, 143 stopped and checkpointed: preempted, or
+    after ``stop_after`` steps of this invocation)."""
+    try:
+        record_task = _check_run(cfg, dist, record_task)
+        configure_kernels(cfg, dist.device)
+        resolve_pretrained(pretrained)  # fail before the data pass
+        data = check_data(data, dist.is_main)
+        claim_output(output, dist)
+        plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task)
+        model = _prepare_model(pretrained, cfg, plan, dist)
+        n_params, n_trainable = adapters_lib.count_parameters(model), adapters_lib.count_trainable(model)
+        stages = stages_of(cfg, plan)
+        if dist.is_main:
+            write_run_json(
+                output,
+                dist,
+                config=cfg.to_dict(),
+                pretrained=str(resolve_pretrained(pretrained)),
+                data=data_dirs(data),
+                record_task=plan.record_task,
+                split_group=plan.split_group,
+                split={k: list(plan.split.of(k)) for k in SPLITS},
+                windows=plan.windows,
+                class_counts=plan.class_counts,
+                prior=plan.prior,
+                stages=[dataclasses.asdict(s) for s in stages],
+                parameters=n_params,
+                trainable_parameters=n_trainable,
+            )
+        log.info(
+            "task %s, mode %s: %d of %d parameters trainable (%.2f%%); windows %s",
+            cfg.task,
+            cfg.mode,
+            n_trainable,
+            n_params,
+            100.0 * n_trainable / n_params,
+            plan.windows,
+        )
+        return _run(cfg, dist, data, output, plan, model, stages, state, stop_after)
+    finally:
+        release_run_lock(output)  # taken by claim_output (a no-op where none was)
+
+
+def _run(
+    cfg: FinetuneConfig,
+    dist: Dist,
+    data: str | Sequence[str],
+    output: Path,
+    plan: Plan,
+    model: EEGFMModel,
+    stages: list[Stage],
+    state: dict[str, Any] | None,
+    stop_after: int | None,
+) -> int:
+    """Train the stages in ``output``, now this process holds it; evaluate and save the model."""
     run_log = RunLog(cfg, dist, output, f"fine-tuning: {cfg.task} ({cfg.mode})", log)
-    val_config = loader_config(cfg.loader, model.config.patch_size, filters=split_filter(plan, "val"), train=False)
-    val_loader = EEGLoader(
-        data,
-        val_config,
-        rank=dist.rank,
-        world_size=dist.world_size,
-        infinite=False,
-        windows_per_file=plan.files.get("val"),
-    )
+    val_loader = split_loader(cfg, dist, data, plan, "val", model.config.patch_size)
     job = FineTuning(cfg, dist, output, plan, val_loader, run_log, StopVote(dist), stop_after)
     start_stage = None if state is None else int(state["stage"])
     status, best, offset = 0, math.inf, 0
@@ -273,46 +281,6 @@ def _prepare_model(pretrained: str, cfg: FinetuneConfig, plan: Plan, dist: Dist)
     configure_mode(model, cfg)
     model.to(dist.device)
     return model
-
-
-def _write_run_json(
-    output: Path,
-    cfg: FinetuneConfig,
-    dist: Dist,
-    data: str | Sequence[str],
-    pretrained: str,
-    plan: Plan,
-    stages: list[Stage],
-    n_params: int,
-    n_trainable: int,
-) -> None:
-    """``run.json``: the config, the data and its split, the stages, the machine, the parameter counts."""
-    output.mkdir(parents=True, exist_ok=True)
-    (output / "run.json").write_text(
-        json.dumps(
-            {
-                "config": cfg.to_dict(),
-                "pretrained": str(resolve_pretrained(pretrained)),
-                "data": data_dirs(data),
-                "record_task": plan.record_task,
-                "split_group": plan.split_group,
-                "split": {k: list(plan.split.of(k)) for k in SPLITS},
-                "windows": plan.windows,
-                "class_counts": plan.class_counts,
-                "prior": plan.prior,
-                "stages": [dataclasses.asdict(s) for s in stages],
-                "world_size": dist.world_size,
-                "backend": dist.backend,
-                "device": str(dist.device),
-                "torch": torch.__version__,
-                "parameters": n_params,
-                "trainable_parameters": n_trainable,
-            },
-            indent=2,
-            sort_keys=True,
-            default=str,
-        )
-    )
 
 
 def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) -> bool:

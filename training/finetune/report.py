@@ -29,9 +29,9 @@ from eegfm.training import losses
 from eegfm.training.config import FinetuneConfig
 from eegfm.training.data import EEGLoader, data_dirs
 from eegfm.training.distributed import Dist, unwrap
-from eegfm.training.finetune.plan import Plan, class_names, split_filter
-from eegfm.training.finetune.setup import Run, inputs_for, targets_of
-from eegfm.training.loop import loader_config, quiet_transformers
+from eegfm.training.finetune.plan import Plan, class_names
+from eegfm.training.finetune.setup import Run, inputs_for, split_loader, targets_of
+from eegfm.training.loop import quiet_transformers
 from eegfm.training.preprocess_spec import save_preprocess_spec
 from eegfm.training.splits import SPLITS
 from eegfm.training.tracking import Tracker
@@ -141,17 +141,7 @@ def finish(
         report["val_per_site"] = per_site
     held_logits, held_target = logits, target
     if plan.split.test:
-        test_config = loader_config(
-            cfg.loader, model.config.patch_size, filters=split_filter(plan, "test"), train=False
-        )
-        test_loader = EEGLoader(
-            data,
-            test_config,
-            rank=dist.rank,
-            world_size=dist.world_size,
-            infinite=False,
-            windows_per_file=plan.files.get("test"),
-        )
+        test_loader = split_loader(cfg, dist, data, plan, "test", model.config.patch_size)
         held_logits, held_target, test_sites = collect(model, test_loader, cfg, dist, amp_dtype)
         report["test"] = evaluate(held_logits, held_target, cfg, model.head, plan.prior, temperature)
         if per_site := evaluate_per_site(

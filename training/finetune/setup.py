@@ -50,11 +50,7 @@ def patch_size_of(pretrained: str | os.PathLike[str]) -> int:
 
 def load_model(pretrained: str | os.PathLike[str], cfg: FinetuneConfig) -> tuple[EEGFMModel, bool]:
     """The task model from a pretraining or fine-tuning output; returns (model, head is new).
-
-    The architecture comes from the saved config; the run config sets the head and labels of its
-    task, activation checkpointing and any ``model_overrides`` (e.g. dropout). A pretraining
-    output must provide every encoder weight: a missing one is an error, not a silent init.
-    """
+    The architecture is the saved one; every encoder weight must be there (no silent init)."""
     folder = resolve_pretrained(pretrained)
     saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if saved.get("model_type") != "eegfm":
@@ -106,23 +102,19 @@ def load_model(pretrained: str | os.PathLike[str], cfg: FinetuneConfig) -> tuple
 
 
 def init_head(model: EEGFMModel, prior: Sequence[float], task: str, seed: int) -> None:
-    """Initialise a new head: weights N(0, 1/hidden_size), bias at the training class prior.
+    """Initialise a new head: weights N(0, 1/hidden_size), bias at the training class prior (the
+    untrained head predicts the baseline).
 
-    The head reads a LayerNorm-ed embedding (unit variance per feature), so weights of standard
-    deviation ``1/sqrt(hidden_size)`` give logits of unit scale whose gradients reach the encoder
-    from the first step; the model's generic init (``initializer_range`` 0.02) makes them ~6x
-    smaller for the tiny preset, and on the simulated HMS corpus training then sat at the
-    baseline for several epochs (measured: tiny model, 10 s crops, 3 held-out subjects, three
-    splits: held-out KL after 10 epochs 0.46-0.52 x the class-prior baseline with this init,
-    0.71-0.83 x with 0.02). The bias makes the untrained head predict the training prior
-    (sigmoid for binary heads), i.e. the baseline.
+    Unit-scale logits on the LayerNorm-ed embedding reach the encoder from the first step; the
+    generic init (0.02) left the tiny model at the baseline for epochs (held-out KL after 10
+    epochs 0.71-0.83x the baseline, against 0.46-0.52x with this init).
     """
     fc = model.head.fc
     generator = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         fc.weight.copy_(torch.randn(fc.weight.shape, generator=generator) / math.sqrt(fc.in_features))
         fc.bias.zero_()
-        if task == "regression":  # the bias at the training mean: the untrained head predicts the baseline
+        if task == "regression":  # the bias at the training mean
             if len(prior) == fc.bias.numel():
                 fc.bias.copy_(torch.tensor(prior, dtype=fc.bias.dtype))
             return
@@ -181,10 +173,8 @@ def apply_unfreeze(model: EEGFMModel, cfg: FinetuneConfig, level: int) -> None:
 
 
 def optimizer_groups(model: EEGFMModel, cfg: FinetuneConfig) -> list[dict[str, Any]]:
-    """AdamW groups with layer-wise lr decay (``model.optim.param_groups_lrd``: the head at
-    ``optim.lr``, each layer below at ``optim.layer_decay`` times the one above), built over every
-    parameter, frozen or not: AdamW skips parameters without gradients, so gradual unfreezing
-    needs no new optimizer and frozen parameters stay bit-for-bit unchanged."""
+    """AdamW groups with layer-wise lr decay over every parameter, frozen or not: AdamW skips
+    parameters without gradients, so gradual unfreezing needs no new optimizer."""
     frozen = [p for p in model.parameters() if not p.requires_grad]
     for parameter in frozen:
         parameter.requires_grad_(True)
@@ -197,8 +187,7 @@ def optimizer_groups(model: EEGFMModel, cfg: FinetuneConfig) -> list[dict[str, A
 
 def inputs_for(model: torch.nn.Module, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
     """The batch's model inputs, without the optional ones the model was configured without
-    (``model_overrides: {modalities: [...]}``; e.g. no age/sex for a handful of subjects, where
-    they identify the subject and the head memorises subjects instead of EEG patterns)."""
+    (``model_overrides: {modalities: [...]}``)."""
     return inputs_for_modalities(batch, unwrap(model).config.modalities, device)
 
 
@@ -238,10 +227,23 @@ def resolve_class_weights(cfg: FinetuneConfig, plan: Plan) -> torch.Tensor | Non
     return torch.tensor(cfg.class_weights, dtype=torch.float32)
 
 
+def split_loader(
+    cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], plan: Plan, name: str, patch_size: int
+) -> EEGLoader:
+    """One pass over a held-out split (``val``, ``test``) in file order, sharded over the ranks."""
+    return EEGLoader(
+        data,
+        loader_config(cfg.loader, patch_size, filters=split_filter(plan, name), train=False),
+        rank=dist.rank,
+        world_size=dist.world_size,
+        infinite=False,
+        windows_per_file=plan.files.get(name),
+    )
+
+
 @dataclasses.dataclass(kw_only=True)
 class Run(TrainState):
-    """One stage's training state (``step`` counts this stage's steps); what a checkpoint holds to
-    continue it."""
+    """One stage's training state (``step`` counts this stage's steps)."""
 
     cfg: FinetuneConfig
     plan: Plan
@@ -264,7 +266,7 @@ class Run(TrainState):
         return self.offset + self.step
 
     def state_dict(self) -> dict[str, Any]:
-        """Full training state. Collective: every rank must call it (loader positions are gathered)."""
+        """Full training state. Collective: every rank must call it."""
         return {
             **core_state(self),
             "stage": self.stage.index,
@@ -343,8 +345,8 @@ def build_run(
 
 
 def set_trainable(run: Run) -> None:
-    """Apply the unfreeze level of the current step; (re)wrap for DDP when it changes (DDP fixes
-    the set of parameters it synchronises when it is built)."""
+    """Apply the unfreeze level of the current step; rewrap for DDP when it changes (DDP fixes
+    the parameters it synchronises when built)."""
     level = len(run.cfg.unfreeze_schedule)  # stage 2 continues with everything the mode trains
     if run.stage.index == 0:
         level = unfreeze_level(run.cfg, run.step, run.steps_per_epoch)
