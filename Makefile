@@ -6,9 +6,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 DEMO_DIR ?= outputs/demo
+BENCH_DIR ?= outputs/benchmark
+EEGMAT ?= ../shared/data/eegmat
 PYTEST_ARGS ?=
 
-.PHONY: install demo lint test test-all bench bench-deps lock clean help
+.PHONY: install demo lint test test-all benchmark bench bench-deps lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -30,6 +32,10 @@ test: lint  ## lint, then the default test suite (slow end-to-end tests excluded
 
 test-all: $(STAMP)  ## every test, slow ones included
 	@bash scripts/run_tests.sh "$(PY)" $(PYTEST_ARGS)
+
+benchmark: $(STAMP)  ## eegfm vs baselines over seeds: eegmat (EEGMAT=its EDF folder) and the simulated corpus
+	$(PY) -m eegfm.evaluation.benchmark eegmat --data "$(EEGMAT)" --output "$(BENCH_DIR)/eegmat"
+	$(PY) -m eegfm.evaluation.benchmark simulated --output "$(BENCH_DIR)/simulated"
 
 bench-deps: $(STAMP)  ## install the benchmark-only peers (braindecode ...) without touching torch
 	@$(PY) -m pip install --quiet --no-deps -r requirements/bench.txt

@@ -81,7 +81,9 @@ class EEGFMConfig(PreTrainedConfig):
     Pretraining: masked spans of ``mask_min_ms``..``mask_max_ms`` covering ``mask_ratio``; InfoNCE
     with ``contrastive_dim`` / ``contrastive_temperature``; loss weights. Reconstruction is a
     normalised MSE (1.0 = predicting zero) and InfoNCE starts at ~6-7: at contrastive_weight 0.5 the
-    contrastive gradients held reconstruction back, at 0.1 both fall together.
+    contrastive gradients held reconstruction back, at 0.1 both fall together. ``summary_weight``
+    > 0 adds the pooled embedding's band-power objective (``model.pretraining.BandPowerSummaryHead``),
+    which trains the encoder's top too.
     """
 
     model_type = "eegfm"
@@ -119,6 +121,7 @@ class EEGFMConfig(PreTrainedConfig):
     contrastive_weight: float = 0.1
     auxiliary_weight: float = 0.2
     auxiliary_head: str | None = None
+    summary_weight: float = 0.0
     initializer_range: float = 0.02
     layer_norm_eps: float = 1e-5
 
@@ -180,7 +183,7 @@ class EEGFMConfig(PreTrainedConfig):
         _check_float("mask_ratio", self.mask_ratio, 0.0, 0.95)
         _check_int("contrastive_dim", self.contrastive_dim, 2, 16384)
         _check_float("contrastive_temperature", self.contrastive_temperature, 1e-3, 10.0)
-        for name in ("reconstruction_weight", "contrastive_weight", "auxiliary_weight"):
+        for name in ("reconstruction_weight", "contrastive_weight", "auxiliary_weight", "summary_weight"):
             _check_float(name, getattr(self, name), 0.0, 1e6)
         _check_float("initializer_range", self.initializer_range, 0.0, 1.0)
         _check_float("layer_norm_eps", self.layer_norm_eps, 0.0, 1.0)

@@ -33,7 +33,13 @@ from eegfm.model.config import GNN_IMPLS, EEGFMConfig
 from eegfm.model.encoder import EEGFMEncoder, EncoderOutput
 from eegfm.model.heads import HEAD_REGISTRY, TaskHead, create_head
 from eegfm.model.inputs import canonical_positions
-from eegfm.model.pretraining import ChannelContrastiveHead, MaskedReconstructionHead, choose_held_out, span_mask
+from eegfm.model.pretraining import (
+    BandPowerSummaryHead,
+    ChannelContrastiveHead,
+    MaskedReconstructionHead,
+    choose_held_out,
+    span_mask,
+)
 
 N_CANONICAL = 19
 # Computed once (per call, torch.compile traced the numpy lookup every step); never modified in place.
@@ -61,6 +67,7 @@ class PretrainingOutput(ModelOutput):
     reconstruction: torch.Tensor | None = None
     sample_mask: torch.Tensor | None = None
     held_out: torch.Tensor | None = None
+    summary_loss: torch.Tensor | None = None
 
 
 class EEGFMPreTrainedModel(PreTrainedModel):
@@ -309,7 +316,8 @@ class EEGFMModel(EEGFMPreTrainedModel):
 
 
 class EEGFMForPretraining(EEGFMPreTrainedModel):
-    """Encoder + masked-segment reconstruction + contrastive channel prediction (+ auxiliary)."""
+    """Encoder + masked-segment reconstruction + contrastive channel prediction (+ band-power
+    summary from the pooled embedding, + auxiliary)."""
 
     def __init__(self, config: EEGFMConfig) -> None:
         super().__init__(config)
@@ -317,6 +325,7 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
         self.reconstruction = MaskedReconstructionHead(config)
         self.contrastive = ChannelContrastiveHead(config)
         self.auxiliary = None if config.auxiliary_head is None else create_head(config.auxiliary_head, config)
+        self.summary = BandPowerSummaryHead(config) if config.summary_weight > 0 else None
         self.post_init()
 
     # Not compiled: masks are drawn on the CPU, the same in compiled and eager steps on any device
@@ -379,10 +388,15 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
         if self.auxiliary is not None and auxiliary_labels is not None:
             auxiliary_loss = self.auxiliary.loss(self.auxiliary(features), auxiliary_labels.to(eeg.device))
             loss = loss + self.config.auxiliary_weight * auxiliary_loss
+        summary_loss = None
+        if self.summary is not None:
+            prediction = self.summary(features.pooled)
+            summary_loss = self.summary.loss(prediction, eeg * tokenizer.scale, channel_mask)
+            loss = loss + self.config.summary_weight * summary_loss
         if self.training and torch.is_grad_enabled():
-            # Both losses read the channel tokens only: tie the encoder's top (and an unused
-            # auxiliary head) in with a zero weight, for DDP (see model.numerics.tie_unused).
-            unused = features.pooled.float().sum()
+            # Without the summary head the losses read the channel tokens only: tie the encoder's
+            # top (and an unused auxiliary head) in with a zero weight, for DDP (model.numerics.tie_unused).
+            unused = features.pooled.float().sum() if summary_loss is None else 0.0
             if self.auxiliary is not None and auxiliary_loss is None:
                 unused = unused + self.auxiliary(features).float().sum()
             loss = loss + 0.0 * unused
@@ -394,8 +408,14 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
             reconstruction=reconstruction,
             sample_mask=mask,
             held_out=held_out,
+            summary_loss=summary_loss,
         )
         return self._output(output, return_dict)
+
+
+def pretraining_losses(model: EEGFMForPretraining) -> tuple[str, ...]:
+    """The losses ``model`` reports (``summary_loss`` only with ``summary_weight`` > 0)."""
+    return ("reconstruction_loss", "contrastive_loss") + (("summary_loss",) if model.summary is not None else ())
 
 
 def create_model(

@@ -216,3 +216,58 @@ class ChannelContrastiveHead(nn.Module):
         positive = (sample * n_chans + held_out[sample]) * n_patches + patch
         key_valid = (channel_mask > 0.5).unsqueeze(-1).expand(-1, -1, n_patches).reshape(-1)
         return info_nce(queries, keys, positive, self.temperature, key_valid=key_valid)
+
+
+# Delta, theta, alpha, beta, gamma (Hz): the bands clinical EEG reads power in.
+SUMMARY_BANDS: tuple[tuple[float, float], ...] = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 70.0))
+
+
+def log_band_powers(signal: torch.Tensor, sfreq: float, bands=SUMMARY_BANDS) -> torch.Tensor:
+    """(B, C, T) -> (B, C, n_bands): log mean power in each band of a Hann-windowed periodogram of
+    the whole window (float32; a function of each window alone)."""
+    with float32_region(signal.device):
+        signal = signal.float() - signal.float().mean(dim=-1, keepdim=True)
+        n_times = signal.shape[-1]
+        window = torch.hann_window(n_times, periodic=False, device=signal.device)
+        power = torch.fft.rfft(signal * window).abs().square()
+        freqs = torch.fft.rfftfreq(n_times, 1.0 / sfreq).to(signal.device)
+        weights = torch.stack([((freqs >= lo) & (freqs < hi)).float() for lo, hi in bands], dim=1)
+        return torch.log(power @ (weights / weights.sum(0).clamp_min(1.0)) + 1e-6)
+
+
+class BandPowerSummaryHead(nn.Module):
+    """Pooled embedding (B, D) -> every channel's log band powers (B, C, n_bands) of the unmasked window.
+
+    The other objectives read channel tokens only; this one trains the whole path to the pooled
+    embedding (channel pooling, fusion, patch layers, final norm) that fine-tuning's heads read,
+    and asks it, from the masked input, for the spectral summary that decides many EEG tasks.
+    """
+
+    def __init__(self, config: EEGFMConfig, n_chans: int = 19) -> None:
+        super().__init__()
+        width = config.hidden_size
+        self.sfreq, self.n_chans = config.sfreq, n_chans
+        self.mlp = nn.Sequential(
+            nn.LayerNorm(width, eps=config.layer_norm_eps),
+            nn.Linear(width, width),
+            nn.GELU(),
+            nn.Linear(width, n_chans * len(SUMMARY_BANDS)),
+        )
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.mlp(pooled).view(-1, self.n_chans, len(SUMMARY_BANDS))
+
+    def loss(self, prediction: torch.Tensor, signal: torch.Tensor, channel_mask: torch.Tensor) -> torch.Tensor:
+        """Squared error of the deviations from the batch mean (per channel and band, over
+        measured channels), over the targets' variance: 1.0 = predicting the batch mean. Centring
+        drops the absolute level, which depends on the amplifier and carries little, and lets
+        the loss start near 1 instead of at the level's square."""
+        target = log_band_powers(signal, self.sfreq)
+        measured = (channel_mask > 0.5).unsqueeze(-1).expand_as(target).float()
+        count = measured.sum(0).clamp_min(1.0)
+
+        def centred(x: torch.Tensor) -> torch.Tensor:
+            return (x - (x * measured).sum(0) / count) * measured
+
+        target, prediction = centred(target), centred(prediction.float())
+        return (prediction - target).square().sum() / target.square().sum().clamp_min(1e-6)

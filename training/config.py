@@ -186,6 +186,8 @@ class FinetuneConfig(RunConfig):
     val_fraction / test_fraction / split_group: held-out subjects (sites); test is evaluated once.
     corpus_split: the corpus's own split (eval = test, dev = validation), as its benchmarks do.
     test_sites: sites held out as the test split (``evaluation.loso``: one at a time).
+    train_subject_fraction: train on the labels of this fraction of the training split's groups
+        (at least one, drawn by ``seed``); the others are left out (label-efficiency benchmarks).
     epochs: passes over the training split; ``optim.max_steps``, if set, stops earlier.
     """
 
@@ -204,6 +206,7 @@ class FinetuneConfig(RunConfig):
     val_fraction: float = 0.15
     split_group: str = "subject"
     test_fraction: float = 0.0
+    train_subject_fraction: float = 1.0
     corpus_split: bool = False
     test_sites: list[str] = dataclasses.field(default_factory=list)
     temperature_scaling: bool = False
@@ -272,6 +275,9 @@ class FinetuneConfig(RunConfig):
                 f"test_fraction: expected val_fraction + test_fraction < 1 (something must be "
                 f"left to train on); got {self.val_fraction} + {self.test_fraction}"
             )
+        self.train_subject_fraction = check_float(
+            "train_subject_fraction", self.train_subject_fraction, 0, 1, low_inclusive=False
+        )
         check_bool("corpus_split", self.corpus_split)
         if self.corpus_split and (self.split_group != "subject" or self.test_fraction):
             raise ConfigError(

@@ -295,7 +295,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, kind: str) -> None:
         "--config",
         type=user_path,
         default="cpu-tiny",
-        help=f"a preset in training/configs (cpu-tiny, base, large-gpu) or a YAML file; its {kind}: section is used",
+        help=f"a preset in training/configs (cpu-tiny, cpu-small, base, large-gpu) or a YAML file; its {kind}: "
+        "section is used",
     )
     parser.add_argument(
         "--set",

@@ -31,7 +31,7 @@ import torch
 from eegfm.core.config import user_file_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.run_lock import release_run_lock
-from eegfm.model.modeling import EEGFMForPretraining
+from eegfm.model.modeling import EEGFMForPretraining, pretraining_losses
 from eegfm.pipelines.schema import CHANNELS, SFREQ
 from eegfm.training import checkpoint as ckpt
 from eegfm.training.config import ConfigError, OptimConfig, PretrainConfig, load_config
@@ -75,7 +75,7 @@ def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> d
     accum = cfg.optim.grad_accum_steps
     model.train()
     # 0-dim device tensors, read only when the loop logs: float() here would wait for the GPU
-    totals = dict.fromkeys(("loss", "reconstruction_loss", "contrastive_loss"), 0.0)
+    totals = dict.fromkeys(("loss", *pretraining_losses(unwrap(model))), 0.0)
     n_samples = n_tokens = 0
     for micro in range(accum):
         batch = next(batches)

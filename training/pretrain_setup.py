@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from eegfm.core.logs import get_logger
-from eegfm.model.modeling import EEGFMForPretraining
+from eegfm.model.modeling import EEGFMForPretraining, pretraining_losses
 from eegfm.training.config import PretrainConfig, resolve_precision
 from eegfm.training.data import EEGLoader, RecordFilter
 from eegfm.training.distributed import Dist, unwrap
@@ -22,8 +22,9 @@ log = get_logger("eegfm.training.pretrain")  # one logger name for all of pretra
 def untrained_by_pretraining(model: EEGFMForPretraining) -> set[str]:
     """Names of the parameters that the pretraining losses give no gradient (probe: one step).
 
-    Both objectives read the per-channel tokens, so the encoder's top is only trained by
-    fine-tuning; AdamW would still decay those parameters, so they go to an lr-0 group.
+    Without the summary objective (``summary_weight`` 0) both objectives read the per-channel
+    tokens, so the encoder's top is only trained by fine-tuning; AdamW would still decay those
+    parameters, so they go to an lr-0 group.
     """
     probe = torch.randn(2, 19, 4 * model.config.patch_size, generator=torch.Generator().manual_seed(0))
     was_training = model.training
@@ -31,7 +32,7 @@ def untrained_by_pretraining(model: EEGFMForPretraining) -> set[str]:
     rng = torch.get_rng_state()
     try:
         out = model(probe.to(model.device) * 20.0, generator=torch.Generator().manual_seed(0))
-        objective = out.reconstruction_loss + out.contrastive_loss
+        objective = sum(getattr(out, name) for name in pretraining_losses(model))
         named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
         grads = torch.autograd.grad(objective, [p for _, p in named], allow_unused=True)
     finally:

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from eegfm.core.logs import get_logger
+from eegfm.model.modeling import pretraining_losses
 from eegfm.pipelines.schema import CHANNELS
 from eegfm.training.config import ConfigError, PretrainConfig
 from eegfm.training.data import EEGLoader, RecordFilter, data_label, describe, model_inputs
@@ -143,7 +144,8 @@ class Validation:
         was_training = net.training
         net.eval()
         meter = ReconstructionMeter(CHANNELS)
-        sums = torch.zeros(3, dtype=torch.float64)
+        names = ("loss", *pretraining_losses(net))
+        sums = torch.zeros(len(names), dtype=torch.float64)
         count = 0
         try:
             for index, batch in enumerate(self.batches):
@@ -152,7 +154,7 @@ class Validation:
                 with autocast(run.dist, run.amp_dtype):
                     out = net(**inputs, generator=generator)
                 size = inputs["eeg"].shape[0]
-                losses = torch.stack([out.loss, out.reconstruction_loss, out.contrastive_loss])
+                losses = torch.stack([getattr(out, name) for name in names])
                 sums += size * losses.double().cpu()
                 count += size
                 measure_reconstruction(run, meter, batch, inputs, out)
@@ -160,7 +162,7 @@ class Validation:
             net.train(was_training)
         if count == 0:
             return {}
-        metrics = dict(zip(("val/loss", "val/reconstruction_loss", "val/contrastive_loss"), (sums / count).tolist()))
+        metrics = {f"val/{name}": value for name, value in zip(names, (sums / count).tolist())}
         metrics["val/windows"] = float(count)
         recon = ReconstructionMeter.report([meter.pop()], CHANNELS)
         metrics.update({f"val/{name}": value for name, value in recon.items()})

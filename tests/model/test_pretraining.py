@@ -7,7 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from eegfm.model import EEGFMModel, canonical_positions, create_pretraining_model
-from eegfm.model.pretraining import MaskedReconstructionHead, choose_held_out, info_nce, span_mask
+from eegfm.model.pretraining import (
+    SUMMARY_BANDS,
+    MaskedReconstructionHead,
+    choose_held_out,
+    info_nce,
+    log_band_powers,
+    span_mask,
+)
 from tests.model.conftest import make_batch
 
 
@@ -158,6 +165,46 @@ def test_short_pretraining_run_on_real_eeg_lowers_both_losses(eegmat_windows):
     assert reconstruction_after < 0.8, f"reconstruction {reconstruction_before:.3f} -> {reconstruction_after:.3f}"
     chance = torch.log(torch.tensor(8.0 * 19 * 5)).item()  # keys: 8 samples x 19 channels x 5 s
     assert contrastive_after < 0.95 * chance, f"contrastive {contrastive_before:.3f} -> {contrastive_after:.3f}"
+
+
+def test_log_band_powers_put_a_10_hz_rhythm_in_alpha_and_depend_on_one_window_only():
+    t = torch.arange(1280) / 256.0
+    sine = (torch.sin(2 * torch.pi * 10 * t) + 0.01 * torch.randn(19, 1280)).expand(2, 19, 1280).clone()
+    sine[1] *= 3.0  # three times the amplitude: log power up by log 9
+    powers = log_band_powers(sine, 256.0)
+    assert powers.shape == (2, 19, len(SUMMARY_BANDS))
+    assert int(powers[0, 0].argmax()) == 2  # (8, 13) Hz
+    torch.testing.assert_close(
+        powers[1, :, 2] - powers[0, :, 2], torch.full((19,), torch.log(torch.tensor(9.0)).item())
+    )
+    torch.testing.assert_close(log_band_powers(sine[1:], 256.0)[0], powers[1])
+
+
+def test_summary_objective_trains_every_layer_fine_tuning_reads(eegmat_windows):
+    """With ``summary_weight`` the pooled path (channel pooling, patch layers, final norm) gets a
+    gradient; predicting the batch mean scores 1.0, and 150 steps on real EEG go well below it on
+    windows left out of training."""
+    torch.manual_seed(0)
+    model = create_pretraining_model("tiny", summary_weight=1.0)
+    out = model(eegmat_windows[:8], generator=torch.Generator().manual_seed(0))
+    grads = torch.autograd.grad(out.loss, list(model.parameters()), allow_unused=True)
+    assert all(g is not None for g in grads)
+    constant = torch.zeros(8, 19, len(SUMMARY_BANDS))
+    signal = eegmat_windows[:8] / model.config.input_scale_uv
+    assert model.summary.loss(constant, signal, torch.ones(8, 19)).item() == pytest.approx(1.0)
+    left_out = torch.arange(len(eegmat_windows)) % 9 == 0  # windows of every subject
+    held_out, train = eegmat_windows[left_out][:16], eegmat_windows[~left_out]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(150):
+        loss = model(train[torch.randint(0, len(train), (8,), generator=generator)], generator=generator).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    with torch.no_grad():
+        after = model(held_out, generator=torch.Generator().manual_seed(1)).summary_loss.item()
+    assert after < 0.75, f"summary loss on left-out windows 1.0 -> {after:.3f}"
 
 
 @pytest.mark.gpu

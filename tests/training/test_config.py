@@ -17,19 +17,21 @@ from eegfm.training.config import (
 )
 
 
-@pytest.mark.parametrize("preset", ["cpu-tiny", "base", "large-gpu"])
+@pytest.mark.parametrize("preset", ["cpu-tiny", "cpu-small", "base", "large-gpu"])
 @pytest.mark.parametrize("kind", ["pretrain", "finetune"])
 def test_presets_load_validate_and_round_trip(preset, kind):
     config = load_config(preset, kind)
     assert isinstance(config, PretrainConfig if kind == "pretrain" else FinetuneConfig)
     assert type(config).from_dict(config.to_dict()) == config
     model = config.model_config()
-    assert model.preset == {"cpu-tiny": "tiny", "base": "base", "large-gpu": "large"}[preset]
+    assert model.preset == {"cpu-tiny": "tiny", "cpu-small": "tiny", "base": "base", "large-gpu": "large"}[preset]
     assert model.gradient_checkpointing == config.activation_checkpointing
 
 
 def test_preset_contents_match_their_purpose():
-    assert {"base", "cpu-tiny", "large-gpu"} <= set(list_config_presets())
+    assert {"base", "cpu-tiny", "cpu-small", "large-gpu"} <= set(list_config_presets())
+    # the benchmark recipe pretrains every layer fine-tuning reads
+    assert load_config("cpu-small", "pretrain").model_config().summary_weight > 0
     tiny = load_config("cpu-tiny")
     assert (tiny.loader.batch_size, tiny.backend, tiny.precision, tiny.wandb.mode) == (8, "gloo", "fp32", "offline")
     assert tiny.optim.max_steps <= 1000 and tiny.loader.num_workers <= 1
@@ -239,7 +241,7 @@ def test_unknown_keys_are_rejected_with_the_valid_ones(tmp_path):
         load_config(sections)
     with pytest.raises(
         ConfigError,
-        match=r"config: expected a preset \('base', 'cpu-tiny', 'large-gpu'\) "
+        match=r"config: expected a preset \('base', 'cpu-small', 'cpu-tiny', 'large-gpu'\) "
         r"or the path of a YAML file; got 'tiny-cpu'",
     ):
         load_config("tiny-cpu")

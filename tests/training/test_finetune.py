@@ -273,6 +273,20 @@ def test_split_filters_keep_every_subject_in_one_split(hms_data):
     assert len(sites["train"]) == len(sites["val"]) == 1 and sites["train"] != sites["val"]
 
 
+def test_a_fraction_of_the_training_subjects_keeps_validation_and_test_whole(hms_data):
+    full = ft_plan.plan_data(str(hms_data), load_config("cpu-tiny", "finetune", ["test_fraction=0.2"]), "hms6")
+    cfg = load_config("cpu-tiny", "finetune", ["test_fraction=0.2", "train_subject_fraction=0.34"])
+    few = ft_plan.plan_data(str(hms_data), cfg, "hms6")
+    assert few.split.val == full.split.val and few.split.test == full.split.test
+    assert set(few.split.train) < set(full.split.train)
+    assert len(few.split.train) == max(1, round(0.34 * len(full.split.train)))
+    trained = {w["subject_id"] for w in scan_windows(hms_data, ft_plan.split_filter(few, "train"))}
+    assert trained == set(few.split.train) and few.windows["train"] < full.windows["train"]
+    assert few.windows["val"] == full.windows["val"] and sum(few.files["train"].values()) == few.windows["train"]
+    with pytest.raises(ConfigError, match="train_subject_fraction"):
+        load_config("cpu-tiny", "finetune", ["train_subject_fraction=0"])
+
+
 def test_ranking_metrics_by_hand():
     top = np.array([0, 0, 0, 1])
     p1 = np.array([0.1, 0.8, 0.6, 0.7])

@@ -137,6 +137,13 @@ def _split(labeled: list[dict[str, Any]], cfg: FinetuneConfig, key: str) -> Spli
     return split_groups((w[key] for w in labeled), cfg.val_fraction, cfg.seed, cfg.test_fraction, cfg.split_group)
 
 
+def _fewer_training_groups(split: Split, fraction: float, seed: int) -> Split:
+    """``split`` with a seeded ``fraction`` (at least one) of its training groups."""
+    n = max(1, round(fraction * len(split.train)))
+    kept = np.random.default_rng(seed).choice(sorted(split.train), size=n, replace=False)
+    return dataclasses.replace(split, train=tuple(sorted(kept.tolist())))
+
+
 def _class_counts_and_prior(train: list[dict[str, Any]], cfg: FinetuneConfig) -> tuple[list[int], list[float]]:
     """The training windows per class, and their mean target distribution (regression: mean label)."""
     if cfg.task == "regression":  # the baseline predicts the training split's mean
@@ -164,7 +171,10 @@ def plan_data(data: str | Sequence[str], cfg: FinetuneConfig, record_task: str, 
         split = _split(labeled, cfg, key)
     except ValueError as err:
         raise ConfigError(f"--data {data_label(data)}, task {cfg.task!r}: {err}") from None
+    if cfg.train_subject_fraction < 1:
+        split = _fewer_training_groups(split, cfg.train_subject_fraction, cfg.seed)
     side = {g: name for name in SPLITS for g in split.of(name)}
+    labeled = [w for w in labeled if w[key] in side]
     train = [w for w in labeled if side[w[key]] == "train"]
     counts, prior = _class_counts_and_prior(train, cfg)
     stage2 = None

@@ -1,0 +1,5 @@
+import sys
+
+from eegfm.evaluation.benchmark.cli import main
+
+sys.exit(main())

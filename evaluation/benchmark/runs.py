@@ -1,0 +1,139 @@
+"""eegfm's rows of a benchmark: one pretraining on the windows it may use, then fine-tuning runs
+over seeds, each through the same ``training.pretrain`` / ``training.finetune`` a user runs.
+
+Methods (fine-tuning ``mode`` and the encoder it starts from):
+
+- ``eegfm``: the pretrained encoder, fully fine-tuned;
+- ``scratch``: the same architecture from random weights, fine-tuned the same way;
+- ``linear_probe``: the pretrained encoder frozen, a linear head trained;
+- ``eegfm_10pct`` / ``scratch_10pct``: the first two with the labels of 10 % of the training
+  subjects (``train_subject_fraction``; drawn by the seed).
+
+Pretraining reads only the training split (``exclude_corpus_splits: [dev, eval]``) plus any
+``unlabeled`` folders, so no validation or test subject's window reaches it, even unlabeled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eegfm.core.logs import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    pretrained: bool
+    mode: str = "full"
+    subject_fraction: float = 1.0
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method("eegfm", "eegfm: pretrained, fine-tuned", True),
+        Method("scratch", "same architecture from scratch", False),
+        Method("linear_probe", "linear probe of the pretrained encoder", True, mode="linear"),
+        Method("eegfm_10pct", "eegfm, 10 % of training subjects' labels", True, subject_fraction=0.1),
+        Method("scratch_10pct", "from scratch, 10 % of training subjects' labels", False, subject_fraction=0.1),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class RecipeOptions:
+    """What the eegfm runs share: preset, pretraining length and data, fine-tuning overrides."""
+
+    config: str
+    task: str
+    pretrain_steps: int | None = None
+    unlabeled: tuple[str, ...] = ()
+    finetune_set: tuple[str, ...] = ()
+    pretrain_set: tuple[str, ...] = ()
+
+
+def _run(main, argv: Sequence[str], what: str) -> None:
+    log.info("%s: %s", what, " ".join(argv))
+    status = main(list(argv))
+    if status:
+        raise RuntimeError(f"{what} failed with exit status {status} (its log above says why)")
+
+
+def pretrain(data: Sequence[str], output: Path, opts: RecipeOptions) -> Path:
+    """Pretrain on the training split of ``data`` and the unlabeled folders; returns the model folder."""
+    from eegfm.training import pretrain as pretraining  # torch + the loader: only when eegfm runs
+
+    argv = ["--data", *data, *opts.unlabeled, "--config", opts.config, "--output", str(output), "--wandb", "disabled"]
+    argv += ["--set", "exclude_corpus_splits=[dev, eval]"]
+    if opts.pretrain_steps is not None:
+        argv += ["--max_steps", str(opts.pretrain_steps)]
+    for item in opts.pretrain_set:
+        argv += ["--set", item]
+    if not (output / "model" / "config.json").is_file():
+        _run(pretraining.main, argv, "pretraining")
+    return output / "model"
+
+
+def untrained(output: Path, opts: RecipeOptions, seed: int) -> Path:
+    """The pretraining architecture with seeded random weights, saved as a model folder."""
+    from eegfm.model.modeling import EEGFMForPretraining
+    from eegfm.training.config import load_config
+
+    folder = output / f"seed{seed}"
+    if not (folder / "config.json").is_file():
+        cfg = load_config(opts.config, "pretrain", list(opts.pretrain_set))
+        torch.manual_seed(seed)
+        EEGFMForPretraining(cfg.model_config()).save_pretrained(folder)
+    return folder
+
+
+def finetune(
+    data: str, encoder: Path, output: Path, method: Method, seed: int, opts: RecipeOptions, split: Sequence[str]
+) -> dict:
+    """One fine-tuning run (``split``: the settings choosing its held-out subjects or site);
+    returns its eval.json (reused where the run already finished)."""
+    from eegfm.training import finetune as finetuning
+
+    report = output / "eval.json"
+    if not report.is_file():
+        argv = ["--data", data, "--pretrained", str(encoder), "--output", str(output), "--config", opts.config]
+        argv += ["--task", opts.task, "--mode", method.mode, "--wandb", "disabled"]
+        settings = [*split, f"seed={seed}", f"loader.seed={seed}"]
+        if method.subject_fraction < 1:
+            settings.append(f"train_subject_fraction={method.subject_fraction}")
+        for item in (*settings, *opts.finetune_set):
+            argv += ["--set", item]
+        _run(finetuning.main, argv, f"fine-tuning {method.name} seed {seed}")
+    return json.loads(report.read_text(encoding="utf-8"))
+
+
+def run_methods(
+    data: str,
+    output: Path,
+    methods: Sequence[str],
+    seeds: Sequence[int],
+    opts: RecipeOptions,
+    folds: Mapping[str, Sequence[str]],
+    pretrain_data: Sequence[str],
+) -> dict[str, dict[str, list[dict[str, Any]]]]:
+    """``{method: {fold: [eval.json per seed]}}``; ``folds`` maps a fold's name to the fine-tuning
+    settings that hold its subjects or site out; one pretraining on ``pretrain_data`` serves all."""
+    chosen = [METHODS[name] for name in methods]
+    pretrained = pretrain(pretrain_data, output / "pretrain", opts) if any(m.pretrained for m in chosen) else None
+    reports: dict[str, dict[str, list[dict[str, Any]]]] = {m.name: {fold: [] for fold in folds} for m in chosen}
+    for seed in seeds:
+        for fold, split in folds.items():
+            for method in chosen:
+                encoder = pretrained if method.pretrained else untrained(output / "scratch-init", opts, seed)
+                folder = output / "runs" / method.name / fold / f"seed{seed}"
+                reports[method.name][fold].append(finetune(data, encoder, folder, method, seed, opts, split))
+    return reports

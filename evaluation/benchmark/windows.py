@@ -1,0 +1,90 @@
+"""The preprocessed windows of a benchmark as numpy arrays, grouped by the corpus's own split.
+
+Baselines read them here; eegfm's runs read the same TFRecords through the training loader, so
+both see the same windows of the same subjects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+
+from eegfm.pipelines.tfrecord import read_records
+from eegfm.training.data import RecordFilter, list_files
+from eegfm.training.data.batch import collate
+from eegfm.training.data.catalog import open_source
+from eegfm.training.data.records import Window
+
+BENCHMARK_SPLITS = ("train", "dev", "eval")  # training, validation, test: the corpus's own names
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowSet:
+    """Labeled windows of one task. ``eeg`` float32 [N, 19, T] in uV; ``label`` int64 [N]
+    (-1 where a window has only votes); ``votes`` float32 [N, C] (zeros without votes);
+    ``subject`` and ``split`` (``train``/``dev``/``eval``) one string per window."""
+
+    eeg: np.ndarray
+    label: np.ndarray
+    votes: np.ndarray
+    subject: np.ndarray
+    site: np.ndarray
+    split: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.label)
+
+    def where(self, mask: np.ndarray) -> WindowSet:
+        return WindowSet(**{f.name: getattr(self, f.name)[mask] for f in dataclasses.fields(self)})
+
+    def of_split(self, split: str) -> WindowSet:
+        return self.where(self.split == split)
+
+    def subjects(self) -> list[str]:
+        return sorted(set(self.subject.tolist()))
+
+
+def load_windows(data: str | Sequence[str], task: str, *, batch: int = 256) -> WindowSet:
+    """Every window of ``task`` under ``data`` (the pipeline's output), in file order."""
+    filters = RecordFilter(tasks=(task,))
+    parts: dict[str, list] = {name: [] for name in ("eeg", "label", "votes", "subject", "site", "split")}
+    pending: list[Window] = []
+
+    def flush() -> None:
+        collated = collate(pending)
+        parts["eeg"].append(collated["eeg"].numpy().astype(np.float32))
+        parts["label"].append(collated["label"].numpy())
+        parts["votes"].append(collated["votes"].numpy())
+        parts["subject"] += [w.text("subject_id") for w in pending]
+        parts["site"] += [w.text("site_id") for w in pending]
+        parts["split"] += [w.text("corpus_split") for w in pending]
+        pending.clear()
+
+    for path in list_files(data):
+        with open_source(path) as source:
+            for index, raw in enumerate(read_records(source, "SNAPPY")):
+                window = Window(raw, path, index)
+                if not filters.accepts(window):
+                    continue
+                if pending and window.n_times != pending[0].n_times:
+                    flush()  # a batch holds windows of one length
+                pending.append(window)
+                if len(pending) == batch:
+                    flush()
+    if pending:
+        flush()
+    if not parts["label"]:
+        raise FileNotFoundError(f"data: no window of task {task!r} under {data}; expected the pipeline's output")
+    lengths = {a.shape[-1] for a in parts["eeg"]}
+    if len(lengths) > 1:
+        raise ValueError(f"data: windows of task {task!r} differ in length ({sorted(lengths)} samples); expected one")
+    return WindowSet(
+        eeg=np.concatenate(parts["eeg"]),
+        label=np.concatenate(parts["label"]),
+        votes=np.concatenate(parts["votes"]),
+        subject=np.array(parts["subject"]),
+        site=np.array(parts["site"]),
+        split=np.array(parts["split"]),
+    )

@@ -1,0 +1,118 @@
+"""The eegmat benchmark on real PhysioNet recordings: a tiny run end to end (2 subjects per
+split, a few steps), its outputs, the band-power floor, and that no validation or test subject's
+window reaches a training loader."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from eegfm.evaluation.benchmark import baselines
+from eegfm.evaluation.benchmark.cli import main
+from eegfm.evaluation.benchmark.windows import load_windows
+from eegfm.training.data import EEGLoader, scan_windows
+
+SUBJECTS = ("00", "01", "28", "29")  # two training, two validation subjects of the published split
+
+
+def eegmat_subset(shared: Path, folder: Path, subjects=SUBJECTS) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for subject in subjects:
+        for part in (1, 2):
+            name = f"Subject{subject}_{part}.edf"
+            (folder / name).symlink_to(shared / "eegmat" / name)
+    (folder / "subject-info.csv").symlink_to(shared / "eegmat" / "subject-info.csv")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tiny_run(shared_data, tmp_path_factory):
+    """One tiny benchmark run; every training loader's subjects recorded on the way."""
+    base = tmp_path_factory.mktemp("eegmat-benchmark")
+    data = eegmat_subset(shared_data, base / "recordings")
+    seen: list[tuple[bool, list[str]]] = []
+    original = EEGLoader.__iter__
+
+    def recording_iter(self):
+        for batch in original(self):
+            seen.append((self.infinite, list(batch["subject_id"])))
+            yield batch
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EEGLoader, "__iter__", recording_iter)
+        argv = ["eegmat", "--data", str(data), "--output", str(base / "out"), "--config", "cpu-tiny"]
+        argv += ["--seeds", "0", "--methods", "eegfm", "scratch", "--pretrain_steps", "4"]
+        argv += ["--finetune_set", "epochs=1", "--pretrain_set", "val_fraction=0"]
+        assert main(argv) == 0
+    return base / "out", seen
+
+
+def test_outputs_name_method_split_metric(tiny_run):
+    output, _ = tiny_run
+    report = json.loads((output / "benchmark.json").read_text())
+    for method in ("class_prior", "band_power_lr", "eegfm", "scratch"):
+        for metric in ("balanced_accuracy", "auroc", "auprc"):
+            summary = report[f"{method}.val.{metric}"]
+            assert set(summary) == {"mean", "std", "runs"} and 0.0 <= summary["mean"] <= 1.0
+    assert not any(key.split(".")[1] == "test" for key in report if key != "run")  # subjects 32-35 are absent
+    assert report["run"]["windows"] == {"train": 2, "dev": 2, "eval": 0}
+    table = (output / "benchmark.md").read_text()
+    assert "| log band powers + logistic regression (`band_power_lr`) |" in table and "NeurIPT" in table
+    assert "validation only" in table
+    assert (output / "benchmark.png").stat().st_size > 10_000
+
+
+def test_band_power_floor_beats_chance_on_validation_subjects(tiny_run):
+    output, _ = tiny_run
+    report = json.loads((output / "benchmark.json").read_text())
+    assert report["class_prior.val.balanced_accuracy"]["mean"] == pytest.approx(0.5)
+    assert report["band_power_lr.val.auroc"]["mean"] > 0.75
+    assert report["band_power_lr.val.balanced_accuracy"]["mean"] > 0.6
+
+
+def test_no_validation_or_test_window_reaches_a_training_loader(tiny_run):
+    output, seen = tiny_run
+    split_of = {w["subject_id"]: w["corpus_split"] for w in scan_windows(str(output / "data"))}
+    assert sorted(set(split_of.values())) == ["dev", "train"]
+    trained = {subject for infinite, subjects in seen if infinite for subject in subjects}
+    evaluated = {subject for infinite, subjects in seen if not infinite for subject in subjects}
+    assert trained and {split_of[s] for s in trained} == {"train"}
+    assert {split_of[s] for s in evaluated} >= {"dev"}  # the validation subjects were read, but only to evaluate
+
+
+def test_band_powers_are_per_window_log10_powers(shared_data, tmp_path):
+    windows = load_windows(str(tiny_data(tmp_path, shared_data)), "eegmat_rest_task")
+    features = baselines.log_band_powers(windows.eeg[:3])
+    assert features.shape == (3, 19 * 5) and np.isfinite(features).all()
+    # one window alone gives the same features as in a batch: nothing spans windows
+    np.testing.assert_allclose(baselines.log_band_powers(windows.eeg[1:2])[0], features[1], rtol=1e-10)
+    # alpha power (8-13 Hz) of a 10 Hz sine of 10 uV amplitude: 50 uV^2 -> log10 = 1.70
+    t = np.arange(1280) / 256.0
+    sine = np.tile(10 * np.sin(2 * np.pi * 10 * t), (19, 1))[None]
+    assert baselines.log_band_powers(sine).reshape(19, 5)[0, 2] == pytest.approx(np.log10(50.0), abs=0.02)
+
+
+def tiny_data(tmp_path: Path, shared: Path) -> Path:
+    from eegfm.pipelines import preprocess
+
+    data = eegmat_subset(shared, tmp_path / "recordings", ("00",))
+    out = tmp_path / "data"
+    preprocess.run(
+        ["--input", str(data), "--output", str(out), "--dataset", "eegmat", "--window_seconds", "5"]
+        + ["--no_artifact_model", "--pseudonym_key_file", str(tmp_path / "key"), "--create_key_file"]
+    )
+    return out
+
+
+@pytest.mark.slow
+def test_the_default_run_on_every_shared_subject(shared_data, tmp_path):
+    """The documented command as a user runs it (every method, 3 seeds, the cpu-small recipe)."""
+    assert main(["eegmat", "--data", str(shared_data / "eegmat"), "--output", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    assert report["run"]["windows"] == {"train": 28, "dev": 4, "eval": 0}
+    for method in ("eegfm", "scratch", "linear_probe", "eegfm_10pct", "scratch_10pct"):
+        assert len(report[f"{method}.val.auroc"]["runs"]) == 3
+    assert report["band_power_lr.val.auroc"]["mean"] > 0.85

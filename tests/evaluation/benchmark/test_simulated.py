@@ -1,0 +1,28 @@
+"""The simulated suite end to end on a small corpus: leave-one-site-out folds for every method."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eegfm.evaluation.benchmark.cli import main
+
+
+@pytest.mark.slow
+def test_leave_one_site_out_on_a_small_simulated_corpus(tmp_path):
+    argv = ["simulated", "--output", str(tmp_path), "--sites", "2", "--seeds", "0", "--config", "cpu-tiny"]
+    assert main([*argv, "--pretrain_steps", "4", "--finetune_set", "epochs=1"]) == 0
+    report = json.loads((tmp_path / "benchmark.json").read_text())
+    assert len(report["run"]["sites"]) == 2
+    for method in ("class_prior", "band_power_lr", "eegfm", "scratch"):
+        for metric in ("kl", "kl_vs_baseline", "balanced_accuracy"):
+            assert f"{method}.heldout.{metric}" in report
+    assert report["class_prior.heldout.kl_vs_baseline"]["mean"] == pytest.approx(1.0)
+    assert set(report["run"]["folds"]["eegfm"]) == set(report["run"]["sites"])
+    assert "leave-one-site-out" in (tmp_path / "benchmark.md").read_text()
+
+
+def test_fewer_than_two_sites_is_refused(tmp_path, capsys):
+    assert main(["simulated", "--output", str(tmp_path), "--sites", "1"]) == 2
+    assert "--sites: leave-one-site-out needs at least 2 sites; got 1" in capsys.readouterr().err
