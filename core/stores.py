@@ -95,14 +95,14 @@ def check_s3_credentials(paths: list[str], options: Any = None) -> None:
     if not remote:
         return
     if options is not None:
-        from apache_beam.options.pipeline_options import S3Options
+        from apache_beam.options.pipeline_options import S3Options  # Beam: heavy, only where options were passed
 
         if options.view_as(S3Options).s3_access_key_id:
             return
     global _AWS_CREDENTIALS_FOUND
     if _AWS_CREDENTIALS_FOUND:
         return
-    import boto3
+    import boto3  # heavy: only where an s3:// path is used
 
     _AWS_CREDENTIALS_FOUND = boto3.session.Session().get_credentials() is not None
     if not _AWS_CREDENTIALS_FOUND:
@@ -121,6 +121,7 @@ def check_gcs_credentials(paths: list[str]) -> None:
     global _GCP_CREDENTIALS_FOUND
     if not remote or _GCP_CREDENTIALS_FOUND or os.environ.get("STORAGE_EMULATOR_HOST"):
         return
+    # google-auth: heavy, only where a gs:// path is written
     import google.auth
     from google.auth.exceptions import DefaultCredentialsError
 
@@ -152,7 +153,7 @@ def store_endpoint(path: str, options: Any = None) -> str | None:
         return None
     endpoint = region = None
     if options is not None:
-        from apache_beam.options.pipeline_options import S3Options
+        from apache_beam.options.pipeline_options import S3Options  # Beam: heavy, only where options were passed
 
         s3 = options.view_as(S3Options)
         endpoint, region = s3.s3_endpoint_url, s3.s3_region_name
@@ -162,7 +163,7 @@ def store_endpoint(path: str, options: Any = None) -> str | None:
 @functools.lru_cache(maxsize=8)
 def _default_s3_endpoint(region: str | None) -> str:
     """boto3's endpoint (a client costs tens of milliseconds; a loader asks per file)."""
-    import boto3
+    import boto3  # heavy: only for an s3:// path
 
     return boto3.session.Session().client("s3", region_name=region).meta.endpoint_url
 
@@ -224,6 +225,7 @@ def check_reachable(paths: list[str], options: Any = None) -> None:
 def filesystems(*paths: str) -> Any:
     """Beam's ``FileSystems``, with options set where no pipeline set them (see the module doc),
     after :func:`check_s3_credentials` and :func:`check_reachable` for ``paths``."""
+    # apache_beam: ~1 s to import; only where a file system is really used
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
 
@@ -248,7 +250,7 @@ def open_binary(path: str) -> IO[bytes]:
     """``path`` opened for reading bytes: a local file, or an object through Beam's FileSystems."""
     if not is_remote(path):
         return open(path, "rb")
-    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.filesystem import CompressionTypes  # Beam: heavy, only for a remote path
 
     return filesystems(path).open(path, compression_type=CompressionTypes.UNCOMPRESSED)
 
@@ -261,7 +263,7 @@ def match_below(folder: str, pattern: str = "*", limit: int | None = None) -> li
     """Beam ``FileMetadata`` of the files matching ``pattern`` below ``folder``, whose own name is
     taken literally: wildcard characters in it (``EEG [2019]``) become "?" and the matches are
     filtered to those really below ``folder``."""
-    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; not at module load
 
     folder = folder.rstrip("/")
     special = _PATTERN_CHARS.search(folder) is not None
@@ -274,7 +276,7 @@ def match_below(folder: str, pattern: str = "*", limit: int | None = None) -> li
 def match_path(path: str) -> list:
     """Beam ``FileMetadata`` of the file ``path`` itself ([] if it is not there), whatever
     characters its name holds (``match_below``)."""
-    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; not at module load
 
     if _PATTERN_CHARS.search(path) is None:  # Beam asks for the one file's metadata
         return [m for m in FileSystems.match([path])[0].metadata_list if m.path == path]
@@ -285,7 +287,7 @@ def match_path(path: str) -> list:
 def delete(paths: list[str]) -> None:
     """Delete these files (or folders, with their contents) exactly: Beam's local file system
     takes the paths as patterns, so a file in ``out [x]/`` was "not found"."""
-    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; not at module load
 
     local = [p for p in paths if "://" not in p]
     for path in local:
@@ -299,7 +301,7 @@ def delete(paths: list[str]) -> None:
 def remove_folder(path: str) -> None:
     """Delete the files in ``path`` (a flat folder: a run's spill files or unfinished shards), then
     the folder itself where the file system has folders (an object store has only the objects)."""
-    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; not at module load
 
     files = [m.path for m in match_below(path)]
     if files:

@@ -31,6 +31,7 @@ def _paired(axes, rows: np.ndarray, model: list[float], baseline: list[float] | 
 def draw_per_site(per_site: Mapping[str, Mapping[str, float]], title: str = ""):
     """A Figure: per site, the held-out loss against its baseline (class prior or training mean),
     the ranking scores every site has and, for classifiers, ECE against the class prior's."""
+    # matplotlib: heavy, and in the train extra only; needed only where a plot is drawn
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -93,6 +94,7 @@ def plot_per_site(per_site: Mapping[str, Mapping[str, float]], title: str, path:
 def plot_confusion(matrix: np.ndarray, classes: Sequence[str], title: str, path: str | Path) -> None:
     """``matrix`` drawn with each row as shares of its class (the recall on the diagonal) and the
     counts written in; a PNG at ``path``."""
+    # matplotlib: heavy, and in the train extra only; needed only where a plot is drawn
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -128,6 +130,7 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], title: str, path:
 def plot_reliability(curves: Sequence[tuple[str, dict[str, list]]], title: str, path: str | Path) -> None:
     """A reliability diagram PNG: each ``(name, reliability_bins(...))`` as observed against stated
     confidence (points sized by windows) over the diagonal; below, the windows per bin."""
+    # matplotlib: heavy, and in the train extra only; needed only where a plot is drawn
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

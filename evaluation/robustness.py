@@ -174,6 +174,7 @@ def plot(report: Mapping[str, Any], title: str, path: Path) -> None:
     """The metric against severity, a panel per perturbation, beside the clean model and the class
     prior; for classifiers a second row for ECE (under shift a model can keep its accuracy yet grow
     overconfident)."""
+    # matplotlib: heavy, and in the train extra only; needed only where a plot is drawn
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullLocator

@@ -30,7 +30,8 @@ def load_key(path: str | os.PathLike) -> bytes:
     """Read a pseudonym key (raw bytes, whitespace stripped), local or on an object store; raises
     PseudonymKeyError."""
     if "://" in str(path):
-        # Beam only for a key on an object store: readers and the predictor run without it.
+        # Beam and core.stores (google-api-core, ~180 modules) only for a key on an object store:
+        # the readers, which import this module, run without them.
         from apache_beam.io.filesystems import FileSystems
 
         from eegfm.core.stores import STORE_ERRORS, storage_error

@@ -54,7 +54,7 @@ def _copy(src, dst, digest, gzipped: bool = False) -> None:
 def localized(path: str) -> Iterator[tuple[str, str]]:
     """A local path for `path` (a temporary copy of a remote or gzipped file) and the SHA-256 of
     the file as stored."""
-    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; not at module load
 
     if path.lower().endswith(".mff") and ("://" in path or os.path.isdir(path)):
         with _localized_folder(path) as found:
@@ -93,6 +93,7 @@ def localized(path: str) -> Iterator[tuple[str, str]]:
 
 def _open_raw(path: str):
     """A remote file opened as stored (a .fif.gz stays gzip, as on local disk)."""
+    # apache_beam: ~1 s to import; only for a remote file
     from apache_beam.io.filesystem import CompressionTypes
     from apache_beam.io.filesystems import FileSystems
 
@@ -133,7 +134,7 @@ def _localized_folder(path: str) -> Iterator[tuple[str, str]]:
 def _fetch_split_parts(path: str, local: str) -> None:
     """The later parts of the remote split FIF ``path`` beside its local copy ``local``, where MNE
     reads them; stops at a part that is not there."""
-    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; only for a remote file
 
     current = local
     while (name := next_part_name(current)) is not None:

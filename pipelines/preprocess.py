@@ -24,6 +24,7 @@ import time
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
 from eegfm.core.config import ConfigError, check_int
 from eegfm.core.logs import get_logger, setup_logging
@@ -425,6 +426,7 @@ def local_runner(options: PipelineOptions):
     try Prism, which downloads a Go binary at run time and ignores ``--direct_running_mode``."""
     if not _is_local(options):
         return None
+    # Beam's runner and SDK-worker stack (40 more modules): only for a local run, never on Dataflow
     from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle
@@ -433,7 +435,6 @@ def local_runner(options: PipelineOptions):
     provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
     if options.view_as(DirectOptions).direct_running_mode != "multi_processing":
         return fn_runner.FnApiRunner(provision_info=provision)
-    from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
     class QuietWorkersRunner(fn_runner.FnApiRunner):
         """Workers started with SIGINT ignored, so Ctrl-C is reported once by the job, not by every

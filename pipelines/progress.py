@@ -13,6 +13,9 @@ import threading
 import time
 from typing import IO
 
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
 from eegfm.core.logs import get_logger
 
 log = get_logger("preprocess")
@@ -81,9 +84,6 @@ class ProgressReporter:
     def __enter__(self) -> ProgressReporter:
         self._start = time.monotonic()
         if self.stream.isatty():
-            from tqdm import tqdm
-            from tqdm.contrib.logging import logging_redirect_tqdm
-
             self._bar = tqdm(
                 total=self.total, desc="recordings", unit="recording", file=self.stream, dynamic_ncols=True, leave=False
             )

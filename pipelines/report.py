@@ -170,6 +170,7 @@ def draw_report(
 ):
     """The panels as a matplotlib Figure (see the module doc); the fifth, each site's windows by
     label (``classes``: the manifest's class names per task), where the manifest counts them."""
+    # matplotlib: heavy, only where a report is drawn
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -206,7 +207,7 @@ def _label_order(label: str) -> tuple[bool, str, int]:
 
 def _draw_labels(axes, labels: Sequence[Counter], rows: np.ndarray, classes: Mapping[str, Sequence[str]]) -> None:
     """Each site's windows by label as shares of its windows (stacked): class balance by site."""
-    import matplotlib
+    import matplotlib  # heavy: only where a report is drawn
 
     every = sorted({label for counts in labels for label in counts}, key=_label_order)
     tasks = len({label.rpartition(":")[0] for label in every} - {"unlabeled"})

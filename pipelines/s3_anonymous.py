@@ -39,7 +39,7 @@ def install_s3_anonymous() -> None:
         def init_unsigned_when_anonymous(self: Any, options: Any) -> None:
             init(self, options)
             if is_anonymous(options):
-                from botocore.handlers import disable_signing
+                from botocore.handlers import disable_signing  # heavy: only where a client is anonymous
 
                 self.client.meta.events.register("choose-signer.s3.*", disable_signing)
 

@@ -90,7 +90,7 @@ FEATURES: dict[str, FeatureSpec] = {
 def tf_feature_description() -> dict[str, Any]:
     """The ``tf.io.parse_single_example`` description of ``FEATURES``; ``eeg`` and ``ecg`` come back
     as bytes for ``tf.io.decode_raw(x, tf.float16, little_endian=True)``, reshaped by ``shape``."""
-    import tensorflow as tf
+    import tensorflow as tf  # heavy and optional (the tf extra): only this function needs it
 
     dtypes = {"bytes": tf.string, "float": tf.float32, "int64": tf.int64}
     description: dict[str, Any] = {}

@@ -80,11 +80,11 @@ class OnnxBackend:
     name = "onnx"
 
     def __init__(self, path: Path, device: torch.device, threads: int | None = None) -> None:
-        from eegfm.model.export import OnnxEEGFM  # onnxruntime, an optional dependency
+        from eegfm.model.export import OnnxEEGFM  # the model (transformers): not for eegfm-predict --help
 
         providers = ["CPUExecutionProvider"]
         if device.type == "cuda":
-            import onnxruntime as ort
+            import onnxruntime as ort  # heavy: only for --backend onnx (OnnxEEGFM imports it too)
 
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise ConfigError(
@@ -103,7 +103,7 @@ class OnnxBackend:
 
 def engine_name(precision: str, batch_size: int, n_times: int) -> str:
     """An engine serves one GPU model, TensorRT version, precision and optimisation profile."""
-    import tensorrt as trt
+    import tensorrt as trt  # optional: in no extra, only for --backend tensorrt
 
     gpu = re.sub(r"[^A-Za-z0-9]+", "-", torch.cuda.get_device_name()).strip("-").lower()
     return f"model.{gpu}.trt{trt.__version__}.{precision}.b{batch_size}.t{n_times}.engine"
@@ -122,7 +122,7 @@ def build_engine(
 ) -> Path:
     """Build and save a TensorRT engine for ``onnx_path`` with one optimisation profile: batch 1 to
     ``max_batch`` (tuned for ``opt_batch``), ``times`` = (min, opt, max) samples."""
-    import tensorrt as trt
+    import tensorrt as trt  # optional: in no extra, only for --backend tensorrt
 
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
@@ -167,7 +167,7 @@ def _profile_shape(name: str, batch: int, n_chans: int, n_times: int) -> tuple[i
 
 
 def _onnx_inputs(path: Path) -> list[str]:
-    import onnx
+    import onnx  # heavy: only for --backend tensorrt
 
     return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
 
@@ -179,7 +179,7 @@ class TensorRTBackend:
         self, onnx_path: Path, *, n_times: int, patch_size: int, batch_size: int, precision: str = "fp16"
     ) -> None:
         try:
-            import tensorrt as trt
+            import tensorrt as trt  # optional: in no extra, only for --backend tensorrt
         except ImportError:
             raise ConfigError(
                 "--backend tensorrt: the tensorrt package is not installed (pip install "
@@ -187,7 +187,7 @@ class TensorRTBackend:
             ) from None
         if not torch.cuda.is_available():
             raise ConfigError("--backend tensorrt: no CUDA device is visible to torch; expected an NVIDIA GPU")
-        from eegfm.model.inputs import canonical_positions
+        from eegfm.model.inputs import canonical_positions  # eegfm.model loads transformers: not for --help
 
         # Windows of the training length run at the tuned shape; labeled windows of other lengths
         # (the HMS layout's 50 s) up to TENSORRT_MAX_SECONDS still run.

@@ -98,7 +98,7 @@ def fetch_model(url: str) -> Path:
 def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
     """Upload a fine-tuning run's serving files to ``url`` (local folders too); the paths written.
     ``model.safetensors`` goes last, so a reader that finds it finds the rest."""
-    from apache_beam.io.filesystem import CompressionTypes  # Beam: only to write to an object store
+    from apache_beam.io.filesystem import CompressionTypes  # Beam: heavy, only to publish a model
 
     run_dir = Path(run_dir)
     model = run_dir / "model"

@@ -185,7 +185,7 @@ def _csv_row(prediction, w, labels: list[str]) -> list[str]:
 def _write_predictions(predictions, fileobj, labels: list[str], args) -> tuple[list[dict], int, float]:
     """Each prediction's windows as predictions.csv rows in ``fileobj`` and, unless --no_plots, its
     timeline; the recordings' summaries, the windows and the EEG seconds scored."""
-    from eegfm.serving.timeline import plot_timeline
+    from eegfm.serving.timeline import plot_timeline  # imports the predictor (the model): not for --help
 
     recordings, n_windows, eeg_seconds = [], 0, 0.0
     writer = csv.writer(fileobj)

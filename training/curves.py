@@ -108,6 +108,7 @@ def _style(key: str) -> dict:
 def draw(series: dict[str, tuple[np.ndarray, np.ndarray]], panels: Sequence[Panel], title: str = ""):
     """A matplotlib Figure with a panel for each of ``panels`` that has a key in ``series`` (shared
     step axis); None where none has."""
+    # matplotlib: heavy, and in the train extra only; needed only where curves are drawn
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

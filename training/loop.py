@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers.utils import logging as hf_logging
 
 from eegfm.core.config import user_path
 from eegfm.core.run_lock import hold_run_lock
@@ -371,8 +372,6 @@ def launch(prog: str, backend: str, device: str, train: Callable[[Dist], int]) -
 @contextlib.contextmanager
 def quiet_transformers():
     """No Hugging Face progress bars or loading reports (rank 0 has its own progress bar)."""
-    from transformers.utils import logging as hf_logging
-
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

@@ -30,6 +30,7 @@ import torch
 
 from eegfm.core.config import ConfigError, check_option
 from eegfm.core.logs import get_logger
+from eegfm.core.stores import unreachable
 
 log = get_logger(__name__)
 
@@ -78,7 +79,7 @@ def _base_url() -> str:
     0.31's is https://api.forge.coreweave.com, not the api.wandb.ai of earlier versions)."""
     if os.environ.get("WANDB_BASE_URL"):
         return os.environ["WANDB_BASE_URL"].rstrip("/")
-    import wandb
+    import wandb  # heavy (1 s): only where no WANDB_BASE_URL is set
 
     return str(wandb.Settings().base_url)
 
@@ -141,7 +142,7 @@ class Tracker:
             if self.mode != "online":
                 raise
             # A server that refuses the key or fails mid-handshake must not kill a job at start.
-            import wandb
+            import wandb  # heavy (1 s): only rank 0 needs it
 
             self._fall_back(f"wandb.init failed online ({type(err).__name__}: {' '.join(str(err).split())[:300]})")
             wandb.teardown()  # the failed run still holds its id in wandb's service
@@ -149,8 +150,6 @@ class Tracker:
 
     def _go_offline_unless_online_works(self) -> None:
         """Offline without credentials or an answering server (W&B would retry ~90 s, then raise)."""
-        from eegfm.core.stores import unreachable
-
         base_url = _base_url()
         if not _has_credentials(base_url):
             self._fall_back(f"wandb mode 'online' needs WANDB_API_KEY (or `wandb login`) for {base_url}")
@@ -226,7 +225,7 @@ class Tracker:
         torn down here, which waits for it (one tracker per process is assumed).
         """
         if self._run is not None:
-            import wandb
+            import wandb  # heavy (1 s): only rank 0 needs it
 
             run, self._run = self._run, None
             run.finish(exit_code=exit_code)
@@ -411,7 +410,7 @@ def _records(path: Path) -> list[bytes]:
 def read_offline_run(run_path: str | os.PathLike[str]) -> dict[str, Any]:
     """``{"history": [{name: value}], "summary": {...}, "config": {...}}`` of an offline run
     directory (or its .wandb file), for checking what a run recorded without uploading it."""
-    from wandb.proto import wandb_internal_pb2
+    from wandb.proto import wandb_internal_pb2  # wandb: heavy, only to read a run back
 
     path = Path(run_path)
     if path.is_dir():

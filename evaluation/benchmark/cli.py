@@ -29,6 +29,11 @@ def _common(parser: argparse.ArgumentParser, methods: list[str]) -> None:
         "--unlabeled", nargs="+", default=[], metavar="DIR", help="more preprocessed folders for pretraining only"
     )
     parser.add_argument(
+        "--pseudonym_key_file",
+        default=None,
+        help="your own pseudonym key (for data that is not a public corpus); default: the benchmarks' fixed key",
+    )
+    parser.add_argument(
         "--pretrain_set", action="append", default=[], metavar="KEY=VALUE", help="pretraining config override"
     )
     parser.add_argument(
@@ -64,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging("INFO")
-    from eegfm.evaluation.benchmark import eegmat, simulated
+    from eegfm.evaluation.benchmark import eegmat, simulated  # torch, Beam: not for --help
 
     try:
         if args.suite == "simulated" and args.sites < 2:

@@ -73,13 +73,13 @@ def markdown(
 
 def plot(path: Path, flat: Mapping[str, Mapping], methods: Sequence[str], metrics: Sequence[str], title: str) -> None:
     """Grouped bars (mean, error bar: std over seeds) per metric, one panel per split."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # heavy: only when the figure is drawn
+    from matplotlib.figure import Figure
 
     splits = sorted({key.split(".")[1] for key in flat}, key=["val", "test", "heldout"].index)
-    fig, axes = plt.subplots(1, len(splits), figsize=(6 * len(splits), 4), squeeze=False)
+    fig = Figure(figsize=(6 * len(splits), 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(splits), squeeze=False)
     width = 0.8 / max(len(methods), 1)
     for ax, split in zip(axes[0], splits):
         for i, method in enumerate(methods):
@@ -92,7 +92,6 @@ def plot(path: Path, flat: Mapping[str, Mapping], methods: Sequence[str], metric
     axes[0][-1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def write(output: Path, flat: Mapping[str, Mapping], extra: Mapping, text: str, figure) -> None:

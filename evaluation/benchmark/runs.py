@@ -24,6 +24,10 @@ from typing import Any
 import torch
 
 from eegfm.core.logs import get_logger
+from eegfm.model.modeling import EEGFMForPretraining
+from eegfm.training import finetune as finetuning
+from eegfm.training import pretrain as pretraining
+from eegfm.training.config import load_config
 
 log = get_logger(__name__)
 
@@ -70,7 +74,6 @@ def _run(main, argv: Sequence[str], what: str) -> None:
 
 def pretrain(data: Sequence[str], output: Path, opts: RecipeOptions) -> Path:
     """Pretrain on the training split of ``data`` and the unlabeled folders; returns the model folder."""
-    from eegfm.training import pretrain as pretraining  # torch + the loader: only when eegfm runs
 
     argv = ["--data", *data, *opts.unlabeled, "--config", opts.config, "--output", str(output), "--wandb", "disabled"]
     argv += ["--set", "exclude_corpus_splits=[dev, eval]"]
@@ -85,8 +88,6 @@ def pretrain(data: Sequence[str], output: Path, opts: RecipeOptions) -> Path:
 
 def untrained(output: Path, opts: RecipeOptions, seed: int) -> Path:
     """The pretraining architecture with seeded random weights, saved as a model folder."""
-    from eegfm.model.modeling import EEGFMForPretraining
-    from eegfm.training.config import load_config
 
     folder = output / f"seed{seed}"
     if not (folder / "config.json").is_file():
@@ -101,7 +102,6 @@ def finetune(
 ) -> dict:
     """One fine-tuning run (``split``: the settings choosing its held-out subjects or site);
     returns its eval.json (reused where the run already finished)."""
-    from eegfm.training import finetune as finetuning
 
     report = output / "eval.json"
     if not report.is_file():

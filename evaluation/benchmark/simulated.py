@@ -20,9 +20,12 @@ import torch
 from eegfm.core.logs import get_logger
 from eegfm.core.tasks import FINETUNE_TASKS, HMS_CLASSES
 from eegfm.evaluation.benchmark import baselines, report
+from eegfm.evaluation.benchmark.eegmat import benchmark_key
 from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, run_methods
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
 from eegfm.evaluation.metrics import classification_metrics
+from eegfm.pipelines import preprocess as pipeline
+from eegfm.pipelines.simulate import cli as simulator
 
 log = get_logger(__name__)
 TASK = "hms6"
@@ -30,10 +33,8 @@ METRICS = ("kl", "kl_vs_baseline", "balanced_accuracy")
 BASELINES = {"class_prior": "class prior", "band_power_lr": "log band powers + multinomial logistic regression"}
 
 
-def simulate_and_preprocess(output: Path, sites: int, seed: int) -> str:
+def simulate_and_preprocess(output: Path, sites: int, seed: int, key_file: str | None = None) -> str:
     """A simulated corpus (EDF layout) and its preprocessed windows; earlier complete ones are reused."""
-    from eegfm.pipelines import preprocess as pipeline
-    from eegfm.pipelines.simulate import cli as simulator
 
     corpus, data = output / "corpus", output / "data"
     if not (corpus / "corpus.json").is_file():
@@ -42,10 +43,9 @@ def simulate_and_preprocess(output: Path, sites: int, seed: int) -> str:
             + ["--recordings-per-subject", "1", "--minutes", "6", "--seed", str(seed), "--format", "edf", "--quiet"]
         )
     if not (data / "manifest.json").is_file():
-        key = output / "pseudonym.key"
         pipeline.run(
             ["--input", str(corpus / "edf"), "--output", str(data), "--no_artifact_model"]
-            + ["--pseudonym_key_file", str(key), "--create_key_file", "--overwrite"]
+            + ["--pseudonym_key_file", str(benchmark_key(output, key_file)), "--overwrite"]
         )
     return str(data)
 
@@ -75,8 +75,8 @@ def _mean_over_sites(per_site: dict[str, dict[str, float]], metric: str) -> floa
 
 def run(args) -> dict[str, Any]:
     output = Path(args.output)
-    data = simulate_and_preprocess(output / "labeled", args.sites, args.seed)
-    unlabeled = simulate_and_preprocess(output / "unlabeled", args.sites, args.seed + 1000)
+    data = simulate_and_preprocess(output / "labeled", args.sites, args.seed, args.pseudonym_key_file)
+    unlabeled = simulate_and_preprocess(output / "unlabeled", args.sites, args.seed + 1000, args.pseudonym_key_file)
     windows = load_windows(data, FINETUNE_TASKS[TASK])
     sites = sorted(set(windows.site.tolist()))
     results: dict[str, Any] = {}

@@ -22,11 +22,13 @@ BENCHMARK_SPLITS = ("train", "dev", "eval")  # training, validation, test: the c
 
 @dataclasses.dataclass(frozen=True)
 class WindowSet:
-    """Labeled windows of one task. ``eeg`` float32 [N, 19, T] in uV; ``label`` int64 [N]
+    """Labeled windows of one task. ``eeg`` float32 [N, 19, T] in uV; ``channel_mask`` [N, 19]
+    (1 measured, 0 interpolated); ``label`` int64 [N]
     (-1 where a window has only votes); ``votes`` float32 [N, C] (zeros without votes);
     ``subject`` and ``split`` (``train``/``dev``/``eval``) one string per window."""
 
     eeg: np.ndarray
+    channel_mask: np.ndarray
     label: np.ndarray
     votes: np.ndarray
     subject: np.ndarray
@@ -49,12 +51,15 @@ class WindowSet:
 def load_windows(data: str | Sequence[str], task: str, *, batch: int = 256) -> WindowSet:
     """Every window of ``task`` under ``data`` (the pipeline's output), in file order."""
     filters = RecordFilter(tasks=(task,))
-    parts: dict[str, list] = {name: [] for name in ("eeg", "label", "votes", "subject", "site", "split")}
+    parts: dict[str, list] = {
+        name: [] for name in ("eeg", "channel_mask", "label", "votes", "subject", "site", "split")
+    }
     pending: list[Window] = []
 
     def flush() -> None:
         collated = collate(pending)
         parts["eeg"].append(collated["eeg"].numpy().astype(np.float32))
+        parts["channel_mask"].append(collated["channel_mask"].numpy().astype(np.float32))
         parts["label"].append(collated["label"].numpy())
         parts["votes"].append(collated["votes"].numpy())
         parts["subject"] += [w.text("subject_id") for w in pending]
@@ -82,6 +87,7 @@ def load_windows(data: str | Sequence[str], task: str, *, batch: int = 256) -> W
         raise ValueError(f"data: windows of task {task!r} differ in length ({sorted(lengths)} samples); expected one")
     return WindowSet(
         eeg=np.concatenate(parts["eeg"]),
+        channel_mask=np.concatenate(parts["channel_mask"]),
         label=np.concatenate(parts["label"]),
         votes=np.concatenate(parts["votes"]),
         subject=np.array(parts["subject"]),

@@ -12,7 +12,7 @@ import numpy as np
 def eeglab_data_file(path: str | os.PathLike) -> str | None:
     """The file name an EEGLAB .set gives for its data (``EEG.data``: ``x.fdt``), or None where the
     .set holds its data itself or cannot be read; reads only that variable."""
-    import scipy.io  # only where a recording is an EEGLAB file
+    import scipy.io  # heavy: only where a recording is an EEGLAB file
 
     value = None
     try:

@@ -19,7 +19,7 @@ class HmsParquetReader(Reader):
 
     def __init__(self, path: str | os.PathLike):
         super().__init__(path)
-        import pyarrow.parquet as pq  # only where a recording is an HMS parquet
+        import pyarrow.parquet as pq  # heavy: only where a recording is an HMS parquet
 
         try:
             self._file = pq.ParquetFile(self.path)

@@ -14,6 +14,9 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, NoReturn
 
+import yaml
+from tqdm import tqdm
+
 from eegfm.core.config import ConfigError, user_file_path
 from eegfm.core.logs import setup_logging
 from eegfm.core.tasks import HMS_CLASSES
@@ -152,9 +155,7 @@ def build_parser() -> OneLineParser:
 def _load_site_profiles(path: Path | None, parser: OneLineParser) -> tuple:
     if path is None:
         return ()
-    import yaml
-
-    from eegfm.pipelines.simulate.sites import SiteProfile
+    from eegfm.pipelines.simulate.sites import SiteProfile  # numpy: not for --help or a bad argument
 
     try:
         data = yaml.safe_load(path.read_text())
@@ -184,8 +185,6 @@ class _LazyProgress:
         if self.disable:
             return
         if self._bar is None:
-            from tqdm import tqdm
-
             width = shutil.get_terminal_size(fallback=(100, 24)).columns or 100  # 0 on some ptys
             self._bar = tqdm(
                 total=self.total,
@@ -229,7 +228,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         _config_error(parser, err)
     profiles = _load_site_profiles(args.site_config, parser)
-    from eegfm.pipelines.simulate.corpus import CorpusConfig, generate_corpus
+    from eegfm.pipelines.simulate.corpus import CorpusConfig, generate_corpus  # numpy: only once the arguments pass
 
     try:
         config = CorpusConfig(**{name: getattr(args, name) for name in _CONFIG_FIELDS}, site_profiles=profiles)

@@ -139,7 +139,7 @@ def hms_eeg_schema() -> pa.Schema:
 
 @lru_cache(maxsize=1)
 def hms_spectrogram_schema() -> pa.Schema:
-    import pandas as pd
+    import pandas as pd  # heavy: only for the metadata, as above
 
     columns = spectrogram_columns()
     frame = pd.DataFrame(np.empty((0, len(columns) - 1), dtype=np.float32), columns=columns[1:])

@@ -12,6 +12,7 @@ import pytest
 
 from eegfm.evaluation.benchmark import baselines
 from eegfm.evaluation.benchmark.cli import main
+from eegfm.evaluation.benchmark.eegmat import ensemble_results
 from eegfm.evaluation.benchmark.windows import load_windows
 from eegfm.training.data import EEGLoader, scan_windows
 
@@ -83,6 +84,17 @@ def test_no_validation_or_test_window_reaches_a_training_loader(tiny_run):
     assert {split_of[s] for s in evaluated} >= {"dev"}  # the validation subjects were read, but only to evaluate
 
 
+def test_an_ensemble_of_one_model_scores_what_its_run_reported(tiny_run):
+    """The ensemble re-predicts the saved models' windows: the same numbers as fine-tuning's eval.json."""
+    output, _ = tiny_run
+    run = output / "runs" / "eegfm" / "corpus" / "seed0"
+    windows = load_windows(str(output / "data"), "eegmat_rest_task")
+    found = ensemble_results([run / "model"], windows, ["dev"])["val"]
+    reported = json.loads((run / "eval.json").read_text())["val"]
+    for metric in ("balanced_accuracy", "auroc", "auprc"):
+        assert found[metric] == [pytest.approx(reported[metric], abs=1e-6)]
+
+
 def test_band_powers_are_per_window_log10_powers(shared_data, tmp_path):
     windows = load_windows(str(tiny_data(tmp_path, shared_data)), "eegmat_rest_task")
     features = baselines.log_band_powers(windows.eeg[:3])
@@ -115,4 +127,5 @@ def test_the_default_run_on_every_shared_subject(shared_data, tmp_path):
     assert report["run"]["windows"] == {"train": 28, "dev": 4, "eval": 0}
     for method in ("eegfm", "scratch", "linear_probe", "eegfm_10pct", "scratch_10pct"):
         assert len(report[f"{method}.val.auroc"]["runs"]) == 3
+    assert "eegfm_ensemble.val.auroc" in report
     assert report["band_power_lr.val.auroc"]["mean"] > 0.85
