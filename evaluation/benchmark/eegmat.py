@@ -117,14 +117,7 @@ def run(args) -> dict[str, Any]:
         notes.append("the test subjects (32-35) are absent from --data: validation only (they also chose checkpoints)")
         log.warning(notes[-1])
     results, chosen = baseline_results(windows, splits)
-    opts = RecipeOptions(
-        config=args.config,
-        task=TASK,
-        pretrain_steps=args.pretrain_steps,
-        unlabeled=tuple(args.unlabeled),
-        finetune_set=tuple(args.finetune_set),
-        pretrain_set=tuple(args.pretrain_set),
-    )
+    opts = RecipeOptions.from_args(args, TASK)
     reports = run_methods(
         data, output, args.methods, args.seeds, opts, folds={"corpus": ("corpus_split=true",)}, pretrain_data=[data]
     )

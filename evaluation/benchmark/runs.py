@@ -64,6 +64,18 @@ class RecipeOptions:
     finetune_set: tuple[str, ...] = ()
     pretrain_set: tuple[str, ...] = ()
 
+    @classmethod
+    def from_args(cls, args: Any, task: str, *pretrain_set: str) -> RecipeOptions:
+        """From the suites' common options; ``pretrain_set``: the suite's own pretraining overrides."""
+        return cls(
+            config=args.config,
+            task=task,
+            pretrain_steps=args.pretrain_steps,
+            unlabeled=tuple(args.unlabeled),
+            finetune_set=tuple(args.finetune_set),
+            pretrain_set=(*args.pretrain_set, *pretrain_set),
+        )
+
 
 def _run(main, argv: Sequence[str], what: str) -> None:
     log.info("%s: %s", what, " ".join(argv))

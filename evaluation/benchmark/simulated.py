@@ -84,14 +84,7 @@ def run(args) -> dict[str, Any]:
     for name, folds in baseline_folds(windows, sites).items():
         results[name] = {"heldout": {m: [_mean_over_sites(folds, m)] for m in METRICS}}
         per_fold[name] = {site: {m: folds[site][m] for m in METRICS} for site in sites}
-    opts = RecipeOptions(
-        config=args.config,
-        task=TASK,
-        pretrain_steps=args.pretrain_steps,
-        unlabeled=tuple(args.unlabeled),
-        finetune_set=tuple(args.finetune_set),
-        pretrain_set=(*args.pretrain_set, "exclude_corpus_splits=[]"),
-    )
+    opts = RecipeOptions.from_args(args, TASK, "exclude_corpus_splits=[]")
     folds = {site: (f"test_sites=[{site}]",) for site in sites}
     reports = run_methods(data, output, args.methods, args.seeds, opts, folds, pretrain_data=[unlabeled])
     for method, by_site in reports.items():
