@@ -46,7 +46,6 @@ def benchmark_key(folder: Path, own: str | None = None) -> Path:
 def preprocess(inputs: str, output: Path, key_file: str | None = None) -> str:
     """eegfm's pipeline on the recordings (5 s windows; rule-based artifact scores, so nothing is
     fitted across subjects); an earlier complete output is reused."""
-
     if not (output / "manifest.json").is_file():
         key = benchmark_key(output.parent, key_file)
         pipeline.run(
@@ -62,31 +61,28 @@ def metrics_of(probs: np.ndarray, windows: WindowSet, prior: np.ndarray) -> dict
     return classification_metrics(logits, torch.as_tensor(windows.label), prior.tolist())
 
 
-def baseline_results(windows: WindowSet, splits: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    train = windows.of_split("train")
-    prior = baselines.targets(train, 2).mean(0)
-    lr, c = baselines.band_power_lr(train, 2)
-    predictors = {"class_prior": baselines.class_prior(train, 2), "band_power_lr": lr}
-    results = {
-        name: {
-            report.SPLIT_NAMES[split]: {
-                m: [metrics_of(predict(windows.of_split(split)), windows.of_split(split), prior)[m]] for m in METRICS
-            }
-            for split in splits
-        }
-        for name, predict in predictors.items()
-    }
-    return results, {"band_power_lr.C": c}
-
-
-def ensemble_results(models: list[Path], windows: WindowSet, splits: list[str]) -> dict[str, Any]:
+def predictor_results(predict, windows: WindowSet, splits: list[str]) -> dict[str, Any]:
+    """``{split name: {metric: [value]}}`` of one predictor of class probabilities (each split
+    predicted once), against the training split's class prior."""
     prior = baselines.targets(windows.of_split("train"), 2).mean(0)
     found = {}
     for split in splits:
         held = windows.of_split(split)
-        metrics = metrics_of(ensemble_probabilities(models, held), held, prior)
+        metrics = metrics_of(predict(held), held, prior)
         found[report.SPLIT_NAMES[split]] = {m: [metrics[m]] for m in METRICS}
     return found
+
+
+def baseline_results(windows: WindowSet, splits: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    train = windows.of_split("train")
+    lr, c = baselines.band_power_lr(train, 2)
+    predictors = {"class_prior": baselines.class_prior(train, 2), "band_power_lr": lr}
+    results = {name: predictor_results(predict, windows, splits) for name, predict in predictors.items()}
+    return results, {"band_power_lr.C": c}
+
+
+def ensemble_results(models: list[Path], windows: WindowSet, splits: list[str]) -> dict[str, Any]:
+    return predictor_results(lambda held: ensemble_probabilities(models, held), windows, splits)
 
 
 def model_results(reports: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:

@@ -86,7 +86,6 @@ def _run(main, argv: Sequence[str], what: str) -> None:
 
 def pretrain(data: Sequence[str], output: Path, opts: RecipeOptions) -> Path:
     """Pretrain on the training split of ``data`` and the unlabeled folders; returns the model folder."""
-
     argv = ["--data", *data, *opts.unlabeled, "--config", opts.config, "--output", str(output), "--wandb", "disabled"]
     argv += ["--set", "exclude_corpus_splits=[dev, eval]"]
     if opts.pretrain_steps is not None:
@@ -100,7 +99,6 @@ def pretrain(data: Sequence[str], output: Path, opts: RecipeOptions) -> Path:
 
 def untrained(output: Path, opts: RecipeOptions, seed: int) -> Path:
     """The pretraining architecture with seeded random weights, saved as a model folder."""
-
     folder = output / f"seed{seed}"
     if not (folder / "config.json").is_file():
         cfg = load_config(opts.config, "pretrain", list(opts.pretrain_set))
@@ -114,7 +112,6 @@ def finetune(
 ) -> dict:
     """One fine-tuning run (``split``: the settings choosing its held-out subjects or site);
     returns its eval.json (reused where the run already finished)."""
-
     report = output / "eval.json"
     if not report.is_file():
         argv = ["--data", data, "--pretrained", str(encoder), "--output", str(output), "--config", opts.config]

@@ -35,7 +35,6 @@ BASELINES = {"class_prior": "class prior", "band_power_lr": "log band powers + m
 
 def simulate_and_preprocess(output: Path, sites: int, seed: int, key_file: str | None = None) -> str:
     """A simulated corpus (EDF layout) and its preprocessed windows; earlier complete ones are reused."""
-
     corpus, data = output / "corpus", output / "data"
     if not (corpus / "corpus.json").is_file():
         simulator.main(
