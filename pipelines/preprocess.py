@@ -278,28 +278,39 @@ def _run_pipeline(args, options, config, items, ignored, key, scrub) -> None:
         if _is_local(options):  # Dataflow shows its own progress; its workers cannot reach this disk
             progress = os.path.join(stack.enter_context(tempfile.TemporaryDirectory(prefix="eegfm-progress-")), "done")
             stack.enter_context(ProgressReporter(progress, len(items)))
-        try:
-            with beam.Pipeline(runner=local_runner(options), options=options) as p:
-                build_pipeline(p, args, config, items, ignored, key, progress, output_shown=scrub(args.output))
-        except KeyboardInterrupt:
-            if _is_local(options) and options.view_as(DirectOptions).direct_running_mode == "multi_processing":
-                _quiet_worker_threads()
-            raise
+            if options.view_as(DirectOptions).direct_running_mode == "multi_processing":
+                stack.enter_context(_worker_exit_errors_dropped_on_ctrl_c())
+        with beam.Pipeline(runner=local_runner(options), options=options) as p:
+            build_pipeline(p, args, config, items, ignored, key, progress, output_shown=scrub(args.output))
 
 
-def _quiet_worker_threads() -> None:
-    """After Ctrl-C, drop the traceback Beam's thread for each worker process prints when that worker
-    ends ("Worker subprocess exited with return code ..."); other thread errors still show."""
+@contextlib.contextmanager
+def _worker_exit_errors_dropped_on_ctrl_c():
+    """Hold back the traceback Beam's thread for each worker process prints when that worker ends
+    ("Worker subprocess exited with return code ..."): dropped if the run ends by Ctrl-C, shown
+    otherwise. Held rather than filtered once Ctrl-C is seen, because a worker's thread can report
+    before the main thread, blocked in gRPC, runs Python's SIGINT handler."""
     previous = threading.excepthook
+    held: list[threading.ExceptHookArgs] = []
 
     def hook(args: threading.ExceptHookArgs) -> None:
-        if not (
-            isinstance(args.exc_value, RuntimeError)
-            and str(args.exc_value).startswith("Worker subprocess exited with return code")
+        if isinstance(args.exc_value, RuntimeError) and str(args.exc_value).startswith(
+            "Worker subprocess exited with return code"
         ):
+            held.append(args)
+        else:
             previous(args)
 
     threading.excepthook = hook
+    try:
+        yield
+    except KeyboardInterrupt:
+        held.clear()
+        raise
+    finally:
+        threading.excepthook = previous
+        for args in held:
+            previous(args)
 
 
 def earlier_run_outputs(output: str) -> list[str]:
