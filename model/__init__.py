@@ -6,8 +6,9 @@
 
 Modules: ``config`` (EEGFMConfig, presets), ``inputs`` (names/metadata -> tensors), ``embedding``
 (channel tokens), ``temporal`` (rotary self-attention), ``spatial`` (electrode-graph GNN),
-``fusion`` (spectrogram / ECG / clinical cross-attention), ``encoder``, ``heads`` (registry),
-``pretraining`` (masked reconstruction, contrastive channel prediction), ``adapters`` (LoRA,
+``fusion`` (spectrogram / ECG / clinical cross-attention), ``readout`` (electrode-position filters
+of the channel tokens), ``encoder``, ``heads`` (registry), ``pretraining`` (masked reconstruction,
+contrastive channel prediction, band-power summary), ``adapters`` (LoRA,
 bottleneck, freezing), ``modeling`` (Hugging Face models, ``create_model``), ``optim`` (parameter
 groups, layer-wise lr decay), ``numerics`` (autocast-safe regions, DDP tie-ins), ``export`` (ONNX).
 """

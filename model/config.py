@@ -69,7 +69,10 @@ class EEGFMConfig(PreTrainedConfig):
     (also embed each patch's log-magnitude spectrum).
     Encoder: ``num_hidden_layers`` spatio-temporal blocks over (channel, patch) tokens (temporal
     attention, one electrode-graph GNN layer, an MLP), then ``num_patch_layers`` transformer layers
-    over patch tokens. ``graph_neighbours``: k of the electrode k-NN graph. ``gnn_impl``: ``"pyg"``
+    over patch tokens. ``channel_pool_heads``: softmax weightings of the channels pooled per patch
+    (concatenated). ``spatial_filters`` > 0 adds ``model.readout.SpatialReadout`` (that many
+    electrode-position filters of the channel tokens) to the embedding. ``graph_neighbours``: k of
+    the electrode k-NN graph. ``gnn_impl``: ``"pyg"``
     (torch_geometric message passing), ``"dense"`` (the same sums as a batched matmul) or
     ``"gather"`` (a neighbour gather that ``torch.compile`` fuses); switchable on a built model.
     ``causal``: patch t attends to patches <= t.
@@ -97,6 +100,8 @@ class EEGFMConfig(PreTrainedConfig):
     num_attention_heads: int = 8
     num_hidden_layers: int = 4
     num_patch_layers: int = 2
+    channel_pool_heads: int = 1
+    spatial_filters: int = 0
     mlp_ratio: float = 4.0
     graph_neighbours: int = 6
     gnn_impl: str = "pyg"
@@ -156,6 +161,8 @@ class EEGFMConfig(PreTrainedConfig):
         _check_int("num_hidden_layers", self.num_hidden_layers, 1, 256)
         _check_int("num_patch_layers", self.num_patch_layers, 0, 256)
         _check_float("mlp_ratio", self.mlp_ratio, 0.25, 64.0)
+        _check_int("channel_pool_heads", self.channel_pool_heads, 1, 64)
+        _check_int("spatial_filters", self.spatial_filters, 0, 1024)
         _check_int("graph_neighbours", self.graph_neighbours, 1, 64)
         _check_option("gnn_impl", self.gnn_impl, GNN_IMPLS)
         for name in ("causal", "gradient_checkpointing", "spectral_patch_features"):

@@ -3,7 +3,8 @@
 EEG (B, C, T) -> (B, C, P, D) channel tokens (P = T // patch_size) -> ``num_hidden_layers``
 spatio-temporal blocks (attention along P, a GNN step across C, an MLP) -> softmax pooling over
 channels to (B, P, D) -> fusion of the optional modalities -> ``num_patch_layers`` transformer
-layers -> final norm; the mean over patches is the recording embedding (B, D). Only the blocks
+layers -> final norm; the mean over patches (+ ``model.readout``'s spatial readout of the channel
+tokens, with ``spatial_filters``) is the recording embedding (B, D). Only the blocks
 run on C x P tokens, which keeps the ``base`` preset fast on CPUs.
 
 ``config.causal`` makes both temporal stacks causal; the fusion's gates read the mean of all
@@ -22,6 +23,7 @@ from transformers.utils import ModelOutput
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.embedding import ChannelTokenizer
 from eegfm.model.fusion import CrossModalFusion
+from eegfm.model.readout import SpatialReadout
 from eegfm.model.spatial import ElectrodeGraph, SpatialGNNLayer, build_electrode_graph
 from eegfm.model.temporal import MLP, SelfAttention, TransformerLayer, rotary_tables
 
@@ -32,7 +34,7 @@ class EncoderOutput(ModelOutput):
 
     channel_tokens: (B, C, P, D) per channel and patch, after the spatio-temporal blocks.
     patch_tokens: (B, P, D) per patch, after channel pooling, fusion and the patch layers.
-    pooled: (B, D) recording embedding (mean of ``patch_tokens``).
+    pooled: (B, D) recording embedding (mean of ``patch_tokens``, + the spatial readout if configured).
     modality_gates: (B, n_modalities) gate applied to each configured modality (0 if absent), in
         ``config.modalities`` order; None when the config has no modalities.
     """
@@ -74,16 +76,19 @@ class SpatioTemporalBlock(nn.Module):
 
 
 class ChannelPool(nn.Module):
-    """(B, C, P, D) -> (B, P, D): a learned softmax weighting of the channels of each patch."""
+    """(B, C, P, D) -> (B, P, D): ``channel_pool_heads`` learned softmax weightings of the channels
+    of each patch, concatenated and projected; one head alone is a single weighted mean."""
 
     def __init__(self, config: EEGFMConfig) -> None:
         super().__init__()
-        self.score = nn.Linear(config.hidden_size, 1)
-        self.proj = nn.Linear(config.hidden_size, config.hidden_size)
+        heads, width = config.channel_pool_heads, config.hidden_size
+        self.score = nn.Linear(width, heads)
+        self.proj = nn.Linear(heads * width, width)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        weights = self.score(tokens).softmax(dim=1)
-        return self.proj((weights * tokens).sum(dim=1))
+        weights = self.score(tokens).softmax(dim=1)  # (B, C, P, H)
+        pooled = torch.einsum("bcph,bcpd->bphd", weights, tokens)
+        return self.proj(pooled.flatten(2))
 
 
 class EEGFMEncoder(nn.Module):
@@ -98,6 +103,7 @@ class EEGFMEncoder(nn.Module):
         self.fusion = CrossModalFusion(config) if config.modalities else None
         self.patch_layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_patch_layers))
         self.final_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.spatial_readout = SpatialReadout(config) if config.spatial_filters else None
         # Hugging Face's activation_checkpointing_enable() flips this flag (and may set the function).
         self.gradient_checkpointing = config.gradient_checkpointing
         self._gradient_checkpointing_func = None
@@ -139,9 +145,12 @@ class EEGFMEncoder(nn.Module):
         for layer in self.patch_layers:
             patch_tokens = self._run(layer, patch_tokens, rotary, causal)
         patch_tokens = self.final_norm(patch_tokens)
+        pooled = patch_tokens.mean(dim=1)
+        if self.spatial_readout is not None:
+            pooled = pooled + self.spatial_readout(channel_tokens, positions)
         return EncoderOutput(
             channel_tokens=channel_tokens,
             patch_tokens=patch_tokens,
-            pooled=patch_tokens.mean(dim=1),
+            pooled=pooled,
             modality_gates=gates,
         )

@@ -21,6 +21,7 @@ from eegfm.core.logs import get_logger
 from eegfm.core.tasks import FINETUNE_TASKS, HMS_CLASSES
 from eegfm.evaluation.benchmark import baselines, report
 from eegfm.evaluation.benchmark.eegmat import benchmark_key
+from eegfm.evaluation.benchmark.ensemble import ensemble_probabilities
 from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, run_methods
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
 from eegfm.evaluation.metrics import classification_metrics
@@ -55,17 +56,42 @@ def _metrics(probs: np.ndarray, windows: WindowSet, prior: np.ndarray) -> dict[s
     return classification_metrics(logits, target, prior.tolist())
 
 
+def per_site(windows: WindowSet, sites: list[str], predictors_of) -> dict[str, dict[str, dict[str, float]]]:
+    """``{predictor: {site: metrics}}``: ``predictors_of(site, training windows)`` gives
+    ``{name: predict}`` for a held-out site, each judged against the other sites' class prior."""
+    found: dict[str, dict[str, dict[str, float]]] = {}
+    for site in sites:
+        train, test = windows.where(windows.site != site), windows.where(windows.site == site)
+        prior = baselines.targets(train, len(HMS_CLASSES)).mean(0)
+        for name, predict in predictors_of(site, train).items():
+            found.setdefault(name, {})[site] = _metrics(predict(test), test, prior)
+    return found
+
+
 def baseline_folds(windows: WindowSet, sites: list[str]) -> dict[str, dict[str, dict[str, float]]]:
     """``{baseline: {site: metrics}}``, each site predicted by a model of the other sites."""
     n = len(HMS_CLASSES)
-    found: dict[str, dict[str, dict[str, float]]] = {name: {} for name in BASELINES}
-    for site in sites:
-        train, test = windows.where(windows.site != site), windows.where(windows.site == site)
-        prior = baselines.targets(train, n).mean(0)
-        lr, _ = baselines.band_power_lr(train, n, balanced=False)
-        found["class_prior"][site] = _metrics(baselines.class_prior(train, n)(test), test, prior)
-        found["band_power_lr"][site] = _metrics(lr(test), test, prior)
-    return found
+    return per_site(
+        windows,
+        sites,
+        lambda _site, train: {
+            "class_prior": baselines.class_prior(train, n),
+            "band_power_lr": baselines.band_power_lr(train, n, balanced=False)[0],
+        },
+    )
+
+
+def ensemble_folds(output: Path, seeds: list[int], windows: WindowSet, sites: list[str]) -> dict[str, dict]:
+    """``{"eegfm_ensemble": {site: metrics}}``: the mean probabilities of the seeds' models of each fold."""
+
+    def models(site: str) -> list[Path]:
+        return [output / "runs" / "eegfm" / site / f"seed{seed}" / "model" for seed in seeds]
+
+    return per_site(
+        windows,
+        sites,
+        lambda site, _train: {"eegfm_ensemble": lambda test: ensemble_probabilities(models(site), test)},
+    )
 
 
 def _mean_over_sites(per_site: dict[str, dict[str, float]], metric: str) -> float:
@@ -80,9 +106,13 @@ def run(args) -> dict[str, Any]:
     sites = sorted(set(windows.site.tolist()))
     results: dict[str, Any] = {}
     per_fold: dict[str, Any] = {}
-    for name, folds in baseline_folds(windows, sites).items():
-        results[name] = {"heldout": {m: [_mean_over_sites(folds, m)] for m in METRICS}}
-        per_fold[name] = {site: {m: folds[site][m] for m in METRICS} for site in sites}
+
+    def add_folds(found: dict[str, dict[str, dict[str, float]]]) -> None:
+        for name, folds in found.items():
+            results[name] = {"heldout": {m: [_mean_over_sites(folds, m)] for m in METRICS}}
+            per_fold[name] = {site: {m: folds[site][m] for m in METRICS} for site in sites}
+
+    add_folds(baseline_folds(windows, sites))
     opts = RecipeOptions.from_args(args, TASK, "exclude_corpus_splits=[]")
     folds = {site: (f"test_sites=[{site}]",) for site in sites}
     reports = run_methods(data, output, args.methods, args.seeds, opts, folds, pretrain_data=[unlabeled])
@@ -95,8 +125,11 @@ def run(args) -> dict[str, Any]:
             }
         }
         per_fold[method] = {s: {m: [r["test"].get(m, math.nan) for r in by_site[s]] for m in METRICS} for s in sites}
-    flat = report.flat_results(results)
     methods = {**BASELINES, **{m: METHODS[m].description for m in args.methods}}
+    if "eegfm" in args.methods and len(args.seeds) > 1:
+        add_folds(ensemble_folds(output, args.seeds, windows, sites))
+        methods["eegfm_ensemble"] = f"eegfm, mean probabilities of the {len(args.seeds)} seeds' models"
+    flat = report.flat_results(results)
     notes = [
         f"{len(sites)} simulated sites, leave-one-site-out: each row is the mean over held-out sites "
         "(± std over fine-tuning seeds)",

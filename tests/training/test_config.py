@@ -30,8 +30,9 @@ def test_presets_load_validate_and_round_trip(preset, kind):
 
 def test_preset_contents_match_their_purpose():
     assert {"base", "cpu-tiny", "cpu-small", "large-gpu"} <= set(list_config_presets())
-    # the benchmark recipe pretrains every layer fine-tuning reads
-    assert load_config("cpu-small", "pretrain").model_config().summary_weight > 0
+    # the benchmark recipe pretrains every layer fine-tuning reads, and reads where channels sit
+    small = load_config("cpu-small", "pretrain").model_config()
+    assert small.summary_weight > 0 and small.spatial_filters > 0
     tiny = load_config("cpu-tiny")
     assert (tiny.loader.batch_size, tiny.backend, tiny.precision, tiny.wandb.mode) == (8, "gloo", "fp32", "offline")
     assert tiny.optim.max_steps <= 1000 and tiny.loader.num_workers <= 1
