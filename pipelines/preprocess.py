@@ -289,27 +289,33 @@ def _worker_exit_errors_dropped_on_ctrl_c():
     """Hold back the traceback Beam's thread for each worker process prints when that worker ends
     ("Worker subprocess exited with return code ..."): dropped if the run ends by Ctrl-C, shown
     otherwise. Held rather than filtered once Ctrl-C is seen, because a worker's thread can report
-    before the main thread, blocked in gRPC, runs Python's SIGINT handler."""
+    before the main thread, blocked in gRPC, runs Python's SIGINT handler; and still dropped after a
+    Ctrl-C has left this block, because the last workers can report while the command exits."""
     previous = threading.excepthook
     held: list[threading.ExceptHookArgs] = []
 
-    def hook(args: threading.ExceptHookArgs) -> None:
-        if isinstance(args.exc_value, RuntimeError) and str(args.exc_value).startswith(
+    def is_worker_exit(args: threading.ExceptHookArgs) -> bool:
+        return isinstance(args.exc_value, RuntimeError) and str(args.exc_value).startswith(
             "Worker subprocess exited with return code"
-        ):
-            held.append(args)
-        else:
+        )
+
+    def hold(args: threading.ExceptHookArgs) -> None:
+        held.append(args) if is_worker_exit(args) else previous(args)
+
+    def drop(args: threading.ExceptHookArgs) -> None:
+        if not is_worker_exit(args):
             previous(args)
 
-    threading.excepthook = hook
+    threading.excepthook = hold
+    interrupted = False
     try:
         yield
     except KeyboardInterrupt:
-        held.clear()
+        interrupted = True
         raise
     finally:
-        threading.excepthook = previous
-        for args in held:
+        threading.excepthook = drop if interrupted else previous
+        for args in [] if interrupted else held:
             previous(args)
 
 
