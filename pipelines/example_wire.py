@@ -1,4 +1,5 @@
-"""The protobuf wire format of ``tf.train.Example``, written and read without TensorFlow or protobuf.
+"""``tf.train.Example`` without TensorFlow: message classes for writing, and a reader of the wire
+format that names the field and byte of a defect.
 
 The messages (tensorflow/core/example/{example,feature}.proto)::
 
@@ -11,9 +12,10 @@ The messages (tensorflow/core/example/{example,feature}.proto)::
   FloatList { repeated float value = 1 [packed = true]; }   (little-endian float32s)
   Int64List { repeated int64 value = 1 [packed = true]; }   (varints, negatives as 10 bytes)
 
-A field is a tag varint (field_number << 3 | wire_type), then its value; messages, strings and
-packed lists (wire type 2) a varint length, then the payload. Map entries are written in sorted key
-order, as protobuf's deterministic serialization does, so a record always encodes to the same bytes.
+``Example`` and ``Features`` are built from a private descriptor pool (neither TensorFlow nor protoc
+is needed); protobuf's deterministic serialization writes map entries in sorted key order, so a
+record always encodes to the same bytes. Decoding is by hand: protobuf's parser reports only that a
+message is invalid, and a quarantine or loader error should say which field and byte.
 """
 
 from __future__ import annotations
@@ -22,87 +24,92 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 
 
 class SchemaError(ValueError):
     """A window or a serialized Example breaks the data contract; the message names the field."""
 
 
-_VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
-_KIND_FIELDS = {"bytes": 1, "float": 2, "int64": 3}
-_FIELD_KINDS = {number: kind for kind, number in _KIND_FIELDS.items()}
-_UINT64 = (1 << 64) - 1
-_ONE_BYTE = tuple(bytes([i]) for i in range(0x80))  # tags, short lengths, small ints
+LIST_FIELDS = {"bytes": "bytes_list", "float": "float_list", "int64": "int64_list"}
 
 
-def varint(value: int) -> bytes:
-    if 0 <= value < 0x80:
-        return _ONE_BYTE[value]
-    value &= _UINT64  # int64 negatives are their 64-bit two's complement
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
+def _example_class() -> type:
+    """``tf.train.Example`` as a message class of a private descriptor pool (TensorFlow's field
+    numbers and types: all that matters on the wire)."""
+
+    def field(
+        name: str, number: int, kind: str = "TYPE_MESSAGE", message: str = "", repeated: bool = False, **more: Any
+    ) -> dict[str, Any]:
+        label = "LABEL_REPEATED" if repeated else "LABEL_OPTIONAL"
+        return {
+            "name": name,
+            "number": number,
+            "type": kind,
+            "label": label,
+            **({"typeName": f".tensorflow.{message}"} if message else {}),
+            **more,
+        }
+
+    lists = (("BytesList", "TYPE_BYTES"), ("FloatList", "TYPE_FLOAT"), ("Int64List", "TYPE_INT64"))
+    entry = {
+        "name": "FeatureEntry",
+        "options": {"mapEntry": True},  # map<string, Feature> on the wire
+        "field": [field("key", 1, "TYPE_STRING"), field("value", 2, message="Feature")],
+    }
+    messages = [
+        *({"name": name, "field": [field("value", 1, kind, repeated=True)]} for name, kind in lists),
+        {
+            "name": "Feature",
+            "oneofDecl": [{"name": "kind"}],
+            "field": [
+                field(f"{name[:-4].lower()}_list", number, message=name, oneofIndex=0)
+                for number, (name, _) in enumerate(lists, start=1)
+            ],
+        },
+        {
+            "name": "Features",
+            "nestedType": [entry],
+            "field": [field("feature", 1, message="Features.FeatureEntry", repeated=True)],
+        },
+        {"name": "Example", "field": [field("features", 1, message="Features")]},
+    ]
+    proto = json_format.ParseDict(
+        {
+            "name": "eegfm/pipelines/tf_example.proto",
+            "package": "tensorflow",
+            "syntax": "proto3",
+            "messageType": messages,
+        },
+        descriptor_pb2.FileDescriptorProto(),
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
 
 
-def _header(field: int, length: int) -> bytes:
-    """Tag and length of a length-delimited field; its ``length`` bytes follow."""
-    return varint(field << 3 | _LEN) + varint(length)
+Example = _example_class()
+Features = message_factory.GetMessageClass(Example.DESCRIPTOR.fields_by_name["features"].message_type)
 
 
-def len_field(field: int, payload: bytes) -> bytes:
-    """A length-delimited field: tag, length, ``payload``."""
-    return _header(field, len(payload)) + payload
-
-
-# Each message level is a list of pieces, joined once at the end: wrapping bytes level by level
-# copied a window's samples, five messages deep, seven times.
-def _list_parts(kind: str, values: Sequence[Any] | np.ndarray) -> list[bytes]:
-    """The pieces of one Feature message holding ``values`` as a list of ``kind``."""
-    parts: list[bytes] = []
-    if kind == "bytes":
-        for value in values:
-            value = bytes(value)
-            parts += (_header(1, len(value)), value)
-    else:
-        packed = (
-            np.asarray(values, dtype="<f4").tobytes() if kind == "float" else b"".join(varint(int(v)) for v in values)
-        )
-        if packed:  # empty packed lists are omitted
-            parts += (_header(1, len(packed)), packed)
-    return [_header(_KIND_FIELDS[kind], sum(map(len, parts))), *parts]
-
-
-def encode_list(kind: str, values: Sequence[Any] | np.ndarray) -> bytes:
-    """The bytes of one Feature message holding ``values`` as a list of ``kind``."""
-    return b"".join(_list_parts(kind, values))
-
-
-def feature_entries(
-    features: Mapping[str, tuple[str, Sequence[Any] | np.ndarray]],
-) -> list[tuple[str, int, list[bytes]]]:
-    """Each feature's map entry (key, then the Feature) in sorted key order: (name, size, pieces)."""
-    entries = []
-    for name, feature in sorted(features.items()):
-        value = _list_parts(*feature)
-        inner = [len_field(1, name.encode("utf-8")), _header(2, sum(map(len, value))), *value]
-        size = sum(map(len, inner))
-        head = _header(1, size)
-        entries.append((name, len(head) + size, [head, *inner]))
-    return entries
-
-
-def join_entries(entries: list[tuple[str, int, list[bytes]]]) -> bytes:
-    """The Example message (one ``features`` field) holding ``entries``."""
-    body = sum(size for _, size, _ in entries)
-    return b"".join([_header(1, body), *(part for _, _, parts in entries for part in parts)])
+def example_message(features: Mapping[str, tuple[str, Sequence[Any] | np.ndarray]]) -> Any:
+    """An ``Example`` holding ``{name: (kind, values)}``; an empty list still sets its kind."""
+    example = Example()
+    feature_map = example.features.feature
+    for name, (kind, values) in features.items():
+        values_list = getattr(feature_map[name], LIST_FIELDS[kind])
+        values_list.SetInParent()
+        values_list.value.extend(values)
+    return example
 
 
 def encode_features(features: Mapping[str, tuple[str, Sequence[Any] | np.ndarray]]) -> bytes:
     """Serialize ``{name: (kind, values)}`` as a ``tf.train.Example``, keys in sorted order."""
-    return join_entries(feature_entries(features))
+    return example_message(features).SerializeToString(deterministic=True)
+
+
+_VARINT, _FIXED64, _LEN, _FIXED32 = 0, 1, 2, 5
+_FIELD_KINDS = {1: "bytes", 2: "float", 3: "int64"}
 
 
 def _read_varint(buf: memoryview, pos: int, where: str) -> tuple[int, int]:

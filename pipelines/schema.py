@@ -1,8 +1,8 @@
 """The eegfm data contract: one ``tf.train.Example`` per EEG window (``docs/design.md``).
 
 ``WindowRecord`` holds a window exactly as stored (samples rounded to float16, scalars to
-float32), so ``decode_example(encode_example(r)) == r`` bit for bit. The wire format is
-:mod:`pipelines.example_wire`'s and the field checks :mod:`pipelines.record_fields`'s; only
+float32), so ``decode_example(encode_example(r)) == r`` bit for bit. The message classes and the
+reader are :mod:`pipelines.example_wire`'s and the field checks :mod:`pipelines.record_fields`'s; only
 ``tf_feature_description()`` needs TensorFlow. Every feature in ``FEATURES`` is always written, so
 every file parses with one fixed description; decoding ignores unknown features, so a newer writer's
 files stay readable.
@@ -22,15 +22,12 @@ from eegfm.core.tasks import HMS_CLASSES, HMS_VOTE_COLUMNS  # noqa: F401 (re-exp
 from eegfm.pipelines import record_fields as field
 from eegfm.pipelines.channels import CANONICAL_CHANNELS, N_CANONICAL
 from eegfm.pipelines.example_wire import (  # noqa: F401 (re-exported)
+    Features,
     SchemaError,
     decode_features,
     empty_list,
     encode_features,
-    encode_list,
-    feature_entries,
-    join_entries,
-    len_field,
-    varint,
+    example_message,
 )
 from eegfm.pipelines.record_fields import EEG_DTYPE, float32_to_float16  # noqa: F401 (re-exported)
 
@@ -235,21 +232,23 @@ def encode_example_patchable(record: WindowRecord, floats: Sequence[str]) -> tup
     overwriting those fixed-width values (e.g. an artifact score known only later) gives exactly
     the bytes ``encode_example`` would give for the updated record."""
     features = _record_features(record)
-    entries = feature_entries(features)
-    body = sum(size for _, size, _ in entries)
-    offsets, position = {}, 1 + len(varint(body))  # after Example.features' tag and length
-    for name, size, _ in entries:
-        position += size
-        if name in floats:
-            kind, values = features[name]
-            if kind != "float" or len(values) == 0:
-                raise SchemaError(f"feature {name!r}: expected a non-empty float list to patch; got {kind}")
-            # A packed float list ends its map entry.
-            offsets[name] = position - 4 * len(values)
+    example = example_message(features)
+    data, feature_map = example.SerializeToString(deterministic=True), example.features.feature
+    offsets = {}
+    for name in floats:
+        if name not in features:
+            continue
+        kind, values = features[name]
+        if kind != "float" or len(values) == 0:
+            raise SchemaError(f"feature {name!r}: expected a non-empty float list to patch; got {kind}")
+        # Map entries are written one after another in sorted key order, and a packed float list
+        # ends its entry: the values end where the entries of the later keys begin.
+        later = Features(feature={key: feature_map[key] for key in features if key > name}).ByteSize()
+        offsets[name] = len(data) - later - 4 * len(values)
     missing = sorted(set(floats) - set(offsets))
     if missing:
         raise SchemaError(f"floats: expected feature names of the record; got unknown {missing}")
-    return join_entries(entries), offsets
+    return data, offsets
 
 
 _SCALAR = {"bytes": bytes, "float": float, "int64": int}

@@ -1,6 +1,6 @@
 """One window record as read: its samples split out in place (:func:`split_samples`, switched by
-``LoaderConfig.split_samples``), the rest parsed by protobuf's C parser from message classes built
-here, so that neither TensorFlow nor protoc is needed.
+``LoaderConfig.split_samples``), the rest parsed by protobuf's C parser with the message classes
+the pipeline writes with (``pipelines.example_wire``), so that neither TensorFlow nor protoc is needed.
 """
 
 from __future__ import annotations
@@ -10,75 +10,17 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
 from google.protobuf.message import DecodeError
 
+from eegfm.pipelines.example_wire import LIST_FIELDS, Example, Features
 from eegfm.pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError, decode_features
 
 N_CLASSES = len(HMS_CLASSES)
-_LIST_FIELD = {"bytes": "bytes_list", "float": "float_list", "int64": "int64_list"}
-_FEATURE_LIST = {name: _LIST_FIELD[spec.kind] for name, spec in FEATURES.items()}
+_FEATURE_LIST = {name: LIST_FIELDS[spec.kind] for name, spec in FEATURES.items()}
 VALUES = {name: operator.attrgetter(f"{field}.value") for name, field in _FEATURE_LIST.items()}
 TEXT_FIELDS = ("site_id", "subject_id", "recording_id", "task", "sex")
 SCALAR_FIELDS = ("label", "window_start_index", "age", "artifact_score")
 
-
-def _example_class() -> type:
-    """``tf.train.Example`` as a message class of a private descriptor pool (TensorFlow's field
-    numbers and types: all that matters on the wire)."""
-
-    def field(
-        name: str, number: int, kind: str = "TYPE_MESSAGE", message: str = "", repeated: bool = False, **more: Any
-    ) -> dict[str, Any]:
-        label = "LABEL_REPEATED" if repeated else "LABEL_OPTIONAL"
-        return {
-            "name": name,
-            "number": number,
-            "type": kind,
-            "label": label,
-            **({"typeName": f".tensorflow.{message}"} if message else {}),
-            **more,
-        }
-
-    lists = (("BytesList", "TYPE_BYTES"), ("FloatList", "TYPE_FLOAT"), ("Int64List", "TYPE_INT64"))
-    entry = {
-        "name": "FeatureEntry",
-        "options": {"mapEntry": True},  # map<string, Feature> on the wire
-        "field": [field("key", 1, "TYPE_STRING"), field("value", 2, message="Feature")],
-    }
-    messages = [
-        *({"name": name, "field": [field("value", 1, kind, repeated=True)]} for name, kind in lists),
-        {
-            "name": "Feature",
-            "oneofDecl": [{"name": "kind"}],
-            "field": [
-                field(f"{name[:-4].lower()}_list", number, message=name, oneofIndex=0)
-                for number, (name, _) in enumerate(lists, start=1)
-            ],
-        },
-        {
-            "name": "Features",
-            "nestedType": [entry],
-            "field": [field("feature", 1, message="Features.FeatureEntry", repeated=True)],
-        },
-        {"name": "Example", "field": [field("features", 1, message="Features")]},
-    ]
-    proto = json_format.ParseDict(
-        {
-            "name": "eegfm/training/tf_example.proto",
-            "package": "tensorflow",
-            "syntax": "proto3",
-            "messageType": messages,
-        },
-        descriptor_pb2.FileDescriptorProto(),
-    )
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
-
-
-Example = _example_class()
-Features = message_factory.GetMessageClass(Example.DESCRIPTOR.fields_by_name["features"].message_type)
 
 _LEN_TAG = 0x0A  # field 1, wire type 2: Example.features, a map entry, an entry's key, BytesList.value
 _VALUE_TAG = 0x12  # field 2, wire type 2: a map entry's value

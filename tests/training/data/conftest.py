@@ -36,16 +36,23 @@ def _epoch(out, config: LoaderConfig, **kwargs) -> list[dict]:
 
 
 def _entry(name: str, kind: str, values) -> bytes:
-    """One serialized map entry of Example.features, as pipelines.schema writes it."""
-    return schema.len_field(
-        1, schema.len_field(1, name.encode()) + schema.len_field(2, schema.encode_list(kind, values))
-    )
+    """One serialized map entry of Example.features (its tag included), as pipelines.schema writes it."""
+    return schema.example_message({name: (kind, values)}).features.SerializeToString()
+
+
+def _example(entries: bytes) -> bytes:
+    """An Example whose features hold the serialized map ``entries`` in the order given (protobuf
+    would sort them): the features field's tag and length, then the entries."""
+    size, length = len(entries), bytearray()
+    while size > 0x7F:  # a varint, 7 bits a byte
+        length.append(size & 0x7F | 0x80)
+        size >>= 7
+    return b"\x0a" + bytes(length) + bytes([size]) + entries
 
 
 def _with_entry(raw: bytes, entry: bytes) -> bytes:
     """``raw`` (one Features field) with ``entry`` appended to its map."""
-    features = Example.FromString(raw).features.SerializeToString(deterministic=True)
-    return schema.len_field(1, features + entry)
+    return _example(Example.FromString(raw).features.SerializeToString(deterministic=True) + entry)
 
 
 def _same_batch(a: dict, b: dict) -> bool:

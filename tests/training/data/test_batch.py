@@ -15,7 +15,7 @@ from eegfm.pipelines.schema import encode_example
 from eegfm.training.data import LoaderConfig, RecordFilter, model_inputs
 from eegfm.training.data.batch import collate
 from eegfm.training.data.records import Window
-from tests.training.data.conftest import _entry, _epoch, _num_threads, _same_batch
+from tests.training.data.conftest import _entry, _epoch, _example, _num_threads, _same_batch
 
 
 def test_batch_format_feeds_the_model(pipeline_output):
@@ -57,8 +57,7 @@ def test_a_batch_holds_each_windows_decoded_fields(records, dtype):
     )
     raws = [encode_example(r) for r in variants]
     raws.append(
-        schema.len_field(
-            1,
+        _example(
             b"".join(  # age and sex absent: their defaults
                 _entry(name, *feature)
                 for name, feature in sorted(schema.decode_features(raws[0]).items())

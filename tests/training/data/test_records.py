@@ -15,7 +15,7 @@ from eegfm.pipelines.tfrecord import read_records, write_records
 from eegfm.training.data import LoaderConfig, list_files
 from eegfm.training.data.batch import collate
 from eegfm.training.data.records import Example, Window
-from tests.training.data.conftest import _entry, _epoch, _with_entry
+from tests.training.data.conftest import _entry, _epoch, _example, _with_entry
 
 
 def test_fast_decoder_equals_decode_example(pipeline_output):
@@ -53,8 +53,8 @@ def test_other_layouts_parse_like_protobuf(records):
     assert duplicate.eeg is None  # parsed whole: protobuf's "last entry wins"
     assert np.array_equal(duplicate.decode()["eeg"], record.eeg[:, ::-1])
     assert Window(_with_entry(raw, _entry("label", "int64", [4])), "mem", 0).decode()["label"] == 4
-    unsorted = schema.len_field(
-        1, b"".join(reversed([_entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items())]))
+    unsorted = _example(
+        b"".join(reversed([_entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items())]))
     )
     window = Window(unsorted, "mem", 0)
     assert window.eeg is not None and np.array_equal(window.decode()["eeg"], record.eeg)
@@ -67,8 +67,7 @@ def test_other_layouts_parse_like_protobuf(records):
     floats = _with_entry(raw, _entry("eeg", "float", [1.0, 2.0]))
     with pytest.raises(SchemaError, match="^f: record 3: feature 'eeg': expected bytes values$"):
         Window(floats, "f", 3).decode()
-    without_label = schema.len_field(
-        1,
+    without_label = _example(
         b"".join(
             _entry(name, *feature) for name, feature in sorted(schema.decode_features(raw).items()) if name != "label"
         ),
@@ -136,7 +135,7 @@ def test_samples_that_disagree_with_the_shape_name_the_record(records):
     n_times = record.eeg.shape[1]
     fields = schema.decode_features(encode_example(record))
     fields["shape"] = ("int64", [N_CHANS, n_times // 2])  # whole time points, but half as many
-    raw = schema.len_field(1, b"".join(_entry(name, *feature) for name, feature in sorted(fields.items())))
+    raw = _example(b"".join(_entry(name, *feature) for name, feature in sorted(fields.items())))
     window = Window(raw, "f", 3)  # the shape says n_times: the samples' length is checked as they are stacked
     with pytest.raises(
         SchemaError,
