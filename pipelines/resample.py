@@ -13,7 +13,6 @@ float32 rounding (tested).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from functools import lru_cache
 
@@ -21,7 +20,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from eegfm.pipelines.filter_design import kaiser_lowpass
-from eegfm.pipelines.signal_checks import check_chunk, check_n_chans, check_seconds, check_sfreq, check_signal
+from eegfm.pipelines.signal_checks import check_chunk, check_n_chans, check_sfreq, check_signal
 
 TARGET_SFREQ = 256.0
 # Under one output sample of drift per hour at 256 Hz (3600 s * 1e-6 = 3.6 ms < 1 / 256 s).
@@ -62,13 +61,6 @@ class ResamplePlan:
         if self.ratio_error == 0.0:
             return index / self.sfreq_out
         return float(Fraction(index * self.down, self.up) / Fraction(self.sfreq_in))
-
-    def index_at(self, seconds: float) -> int:
-        """The output sample nearest to ``seconds`` on the input clock (inverse of window_start_s)."""
-        seconds = check_seconds(seconds)
-        if self.ratio_error == 0.0:
-            return round(seconds * self.sfreq_out)
-        return round(Fraction(seconds) * Fraction(self.sfreq_in) * self.up / self.down)
 
 
 def _check_index(name: str, index: int) -> int:
@@ -233,14 +225,6 @@ class Resampler:
         self._offset: np.ndarray | None = None
         self._closed = False
 
-    @property
-    def n_times_in(self) -> int:
-        return self._n_in
-
-    @property
-    def n_times_out(self) -> int:
-        return self._n_out
-
     def push(self, chunk: np.ndarray) -> np.ndarray:
         """Add ``chunk`` (n_chans, n_times); return the outputs now complete (possibly none)."""
         if self._closed:
@@ -305,39 +289,6 @@ class Resampler:
         self._buffer = self._buffer[:, keep_from - self._buffer_start :]
         self._buffer_start = keep_from
         return out
-
-
-def resample_chunked(
-    chunks: Iterable[np.ndarray],
-    sfreq: float,
-    sfreq_out: float = TARGET_SFREQ,
-    *,
-    max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR,
-) -> Iterator[np.ndarray]:
-    """Yield the non-empty resampled pieces of (n_chans, n_times) chunks (:class:`Resampler`)."""
-    resampler: Resampler | None = None
-    for chunk in chunks:
-        chunk = _as_2d_float32(chunk, "chunk")
-        if resampler is None:
-            resampler = Resampler(sfreq, chunk.shape[0], sfreq_out, max_ratio_error=max_ratio_error)
-        out = resampler.push(chunk)
-        if out.shape[1]:
-            yield out
-    if resampler is not None:
-        out = resampler.flush()
-        if out.shape[1]:
-            yield out
-
-
-def sample_to_seconds(index: int, sfreq: float = TARGET_SFREQ) -> float:
-    """Seconds of sample ``index`` at ``sfreq``; exact for 256 Hz (a power of two)."""
-    index = _check_index("index", index)
-    return index / check_sfreq(sfreq, "sfreq")
-
-
-def seconds_to_sample(seconds: float, sfreq: float = TARGET_SFREQ) -> int:
-    """The sample index nearest to ``seconds`` at ``sfreq``; inverse of :func:`sample_to_seconds`."""
-    return round(check_seconds(seconds) * check_sfreq(sfreq, "sfreq"))
 
 
 def window_start_s(index: int, sfreq_in: float, sfreq_out: float = TARGET_SFREQ) -> float:

@@ -31,15 +31,6 @@ def check_chunk(chunk: np.ndarray, n_chans: int) -> np.ndarray:
     return chunk
 
 
-def check_seconds(seconds: float) -> float:
-    """A finite time >= 0 in seconds as a float; TypeError/ValueError otherwise."""
-    if isinstance(seconds, bool) or not isinstance(seconds, (int, float, np.floating)):
-        raise TypeError(f"seconds: expected a number; got {seconds!r}")
-    if not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"seconds: expected a finite value >= 0; got {seconds!r}")
-    return float(seconds)
-
-
 def check_sfreq(sfreq: float, name: str = "sfreq") -> float:
     """A finite sampling rate > 0 Hz as a float; TypeError/ValueError naming ``name`` otherwise."""
     if isinstance(sfreq, bool) or not isinstance(sfreq, (int, float, np.integer, np.floating)):
