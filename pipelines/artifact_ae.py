@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eegfm.core.config import check_int
 from eegfm.pipelines.features import band_weights, window_spectrum
 
 FORMAT = "eegfm-artifact-ae"
@@ -113,9 +114,8 @@ class ArtifactAutoencoder:
     ) -> None:
         if len(hidden) != 2 or any(not isinstance(h, int) or h < 1 for h in hidden):
             raise ValueError(f"hidden: expected two positive layer sizes (wide, bottleneck); got {hidden!r}")
-        for name, value, low, high in (("epochs", epochs, 1, 100_000), ("batch_size", batch_size, 1, 1_000_000)):
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise ValueError(f"{name}: expected an integer in [{low}, {high}]; got {value!r}")
+        check_int("epochs", epochs, 1, 100_000)
+        check_int("batch_size", batch_size, 1, 1_000_000)
         for name, value in (("learning_rate", learning_rate), ("z_width", z_width), ("sfreq", sfreq)):
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
                 raise ValueError(f"{name}: expected a finite value > 0; got {value!r}")

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from eegfm.core.config import Config, ConfigError, check_option, check_range
+from eegfm.core.config import Config, ConfigError, check_int, check_option, check_range
 from eegfm.pipelines.filter_design import butter_sos, notch_sos, sos_impulse_response, sos_response
 from eegfm.pipelines.line_noise import (  # noqa: F401 (line_noise_db, line_ratio_db: re-exported)
     LINE_FREQUENCIES,
@@ -74,9 +74,7 @@ class FilterConfig(Config):
                 )
         if self.l_freq is not None and self.h_freq is not None and self.l_freq >= self.h_freq:
             raise ConfigError(f"l_freq: expected a value below h_freq={self.h_freq!r}; got {self.l_freq!r}")
-        order = self.order
-        if isinstance(order, bool) or not isinstance(order, int) or not 1 <= order <= 8:
-            raise ConfigError(f"order: expected an integer in [1, 8]; got {self.order!r}")
+        check_int("order", self.order, 1, 8)
         check_range("line_threshold_db", self.line_threshold_db, 0.0, 60.0)
         check_range("line_margin_db", self.line_margin_db, 0.0, 60.0)
 

@@ -59,12 +59,6 @@ def signal(name: str, value: Any, *, ndim: int) -> np.ndarray:
     return stored
 
 
-def float32_to_float16(x: np.ndarray) -> np.ndarray:
-    """``x`` rounded to float32, then ``astype(float16)`` as a C-ordered little-endian array."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        return np.ascontiguousarray(x, dtype="<f4").astype(EEG_DTYPE)
-
-
 def channel_mask(value: Any) -> np.ndarray:
     mask = np.asarray(value)
     if mask.shape != (N_CANONICAL,):

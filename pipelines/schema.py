@@ -29,7 +29,7 @@ from eegfm.pipelines.example_wire import (  # noqa: F401 (re-exported)
     encode_features,
     example_message,
 )
-from eegfm.pipelines.record_fields import EEG_DTYPE, float32_to_float16  # noqa: F401 (re-exported)
+from eegfm.pipelines.record_fields import EEG_DTYPE
 
 CHANNELS: tuple[str, ...] = CANONICAL_CHANNELS
 N_CHANS: int = N_CANONICAL

@@ -1,8 +1,8 @@
-"""Beam sinks that write TensorFlow-readable SNAPPY TFRecords.
+"""The Beam sink that writes TensorFlow-readable SNAPPY TFRecords, one folder per site.
 
-Beam has no SNAPPY codec TensorFlow can read, so ``SnappyTFRecordSink`` wraps Beam's uncompressed
-temporary shard in ``pipelines.tfrecord.SnappyTFRecordWriter``; the rest (rename to the final
-``-SSSSS-of-NNNNN`` names once every bundle succeeded) is ``FileBasedSink``'s.
+Beam has no SNAPPY codec TensorFlow can read, so each shard is written uncompressed through Beam's
+``FileSystems`` by ``pipelines.tfrecord.SnappyTFRecordWriter`` (:func:`open_shard`) to a temporary
+file, renamed to its final ``-SSSSS-of-NNNNN`` name once every shard is written.
 
 ``WriteSnappyTFRecordsBySite`` writes ``OUTPUT/<site>/part-SSSSS-of-NNNNN.tfrecord`` in one stage
 for any number of sites (one sink per site made the graph grow with them): :func:`plan_shards` cuts
@@ -20,8 +20,6 @@ from typing import Any, Protocol
 
 import apache_beam as beam
 import numpy as np
-from apache_beam import coders
-from apache_beam.io import filebasedsink
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
@@ -38,77 +36,17 @@ SITE_FILE_PREFIX = "part"
 DEFAULT_MAX_SHARD_BYTES = 128 * 2**20
 
 
-class SnappyTFRecordSink(filebasedsink.FileBasedSink):
-    """A ``FileBasedSink`` of serialized records (bytes) in TensorFlow's SNAPPY TFRecord format."""
-
-    def __init__(
-        self,
-        file_path_prefix: str,
-        file_name_suffix: str = FILE_NAME_SUFFIX,
-        num_shards: int = 0,
-        shard_name_template: str = SHARD_NAME_TEMPLATE,
-        *,
-        max_records_per_shard: int | None = None,
-        max_bytes_per_shard: int | None = None,
-    ):
-        super().__init__(
-            file_path_prefix,
-            coder=coders.BytesCoder(),
-            file_name_suffix=file_name_suffix,
-            num_shards=num_shards,
-            shard_name_template=shard_name_template,
-            mime_type="application/octet-stream",
-            # The snappy blocks are written by SnappyTFRecordWriter, not by a Beam codec.
-            compression_type=CompressionTypes.UNCOMPRESSED,
-            max_records_per_shard=max_records_per_shard,
-            max_bytes_per_shard=max_bytes_per_shard,
-        )
-
-    def open(self, temp_path: str) -> SnappyTFRecordWriter:
-        fix_s3_empty_uploads()  # in the worker that writes: a shard may be empty (core.stores)
-        # super().open counts bytes for max_bytes_per_shard, so the limit is on compressed bytes.
-        return SnappyTFRecordWriter(super().open(temp_path), close_fileobj=True)
-
-    def write_encoded_record(self, file_handle: SnappyTFRecordWriter, encoded_value: bytes) -> None:
-        file_handle.write(encoded_value)
-
-    def display_data(self) -> dict[str, Any]:
-        return {**super().display_data(), "format": "TFRecord, TensorFlow SNAPPY blocks"}
+def open_shard(path: str) -> SnappyTFRecordWriter:
+    """A SNAPPY TFRecord writer of a new file at ``path``, on any Beam file system; closing the
+    writer closes the file."""
+    fix_s3_empty_uploads()  # in the worker that writes: a shard may be empty (core.stores)
+    fileobj = FileSystems.create(path, "application/octet-stream", CompressionTypes.UNCOMPRESSED)
+    return SnappyTFRecordWriter(fileobj, close_fileobj=True)
 
 
 def _require_bounded(pcoll: beam.PCollection, transform: str) -> None:
     if not pcoll.is_bounded:
         raise ValueError(f"{transform}: expected a bounded PCollection (batch pipeline); got an unbounded one")
-
-
-class WriteToSnappyTFRecord(beam.PTransform):
-    """Write a bounded PCollection of serialized records as SNAPPY TFRecord shards,
-    ``file_path_prefix + shard_name_template + file_name_suffix`` (``num_shards=0``: the runner
-    chooses); outputs the final file names."""
-
-    def __init__(
-        self,
-        file_path_prefix: str,
-        file_name_suffix: str = FILE_NAME_SUFFIX,
-        num_shards: int = 0,
-        shard_name_template: str = SHARD_NAME_TEMPLATE,
-        *,
-        max_records_per_shard: int | None = None,
-        max_bytes_per_shard: int | None = None,
-    ):
-        super().__init__()
-        self._sink = SnappyTFRecordSink(
-            file_path_prefix,
-            file_name_suffix,
-            num_shards,
-            shard_name_template,
-            max_records_per_shard=max_records_per_shard,
-            max_bytes_per_shard=max_bytes_per_shard,
-        )
-
-    def expand(self, pcoll: beam.PCollection) -> beam.PCollection:
-        _require_bounded(pcoll, "WriteToSnappyTFRecord")
-        return pcoll | beam.io.Write(self._sink)
 
 
 def site_name(site: str | bytes) -> str:
@@ -124,11 +62,6 @@ def site_file_prefix(output_dir: str, site: str | bytes) -> str:
     return FileSystems.join(output_dir, site_name(site), SITE_FILE_PREFIX)
 
 
-def site_file_pattern(output_dir: str, site: str | bytes, file_name_suffix: str = FILE_NAME_SUFFIX) -> str:
-    """A glob matching one site's final shards (never Beam's temporary files)."""
-    return f"{site_file_prefix(output_dir, site)}-*-of-*{file_name_suffix}"
-
-
 class RecordSource(Protocol):
     """Records of one site that stay together and in order, read on demand (a recording's windows):
     ``order`` is unique within the site, ``sizes`` the records' lengths in bytes."""
@@ -138,22 +71,6 @@ class RecordSource(Protocol):
     sizes: np.ndarray
 
     def records(self, first: int, last: int) -> Iterable[bytes]: ...
-
-
-@dataclasses.dataclass
-class InMemorySource:
-    """A ``RecordSource`` holding its records (small jobs and tests)."""
-
-    site: str
-    order: Any
-    data: list[bytes]
-
-    @property
-    def sizes(self) -> np.ndarray:
-        return np.array([len(r) for r in self.data], dtype=np.int64)
-
-    def records(self, first: int, last: int) -> Iterable[bytes]:
-        return self.data[first:last]
 
 
 @dataclasses.dataclass
@@ -223,12 +140,11 @@ class _WriteShardFn(beam.DoFn):
 
     def __init__(self, temp_dir: str, suffix: str):
         self._temp_dir, self._suffix = temp_dir, suffix
-        self._sink = SnappyTFRecordSink(FileSystems.join(temp_dir, "part"), suffix)
 
     def process(self, task: ShardTask):
         # Named by the shard's index, so a retried task rewrites the same file.
         path = temp_shard_path(self._temp_dir, task.site, task.index, self._suffix)
-        writer = self._sink.open(path)
+        writer = open_shard(path)
         for record in task.records():
             writer.write(record)
         writer.close()
