@@ -28,7 +28,6 @@ from eegfm.core.stores import discard_folders, fix_s3_empty_uploads, match_below
 from eegfm.pipelines.schema import SITE_ID_PATTERN
 from eegfm.pipelines.tfrecord import SnappyTFRecordWriter
 
-SHARD_NAME_TEMPLATE = "-SSSSS-of-NNNNN"
 FILE_NAME_SUFFIX = ".tfrecord"
 SITE_FILE_PREFIX = "part"
 # About 1,350 ten-second windows (3.7 EEG-hours): over the 100 MB TensorFlow recommends for object
