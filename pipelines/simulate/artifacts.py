@@ -204,14 +204,11 @@ def _muscle_waveform(burst: MuscleBurst, sfreq: float) -> np.ndarray:
     return burst.amplitude_uv * envelope * np.vstack([weights[:, None] * hf[:N_CHANS], hf[N_CHANS:]])
 
 
-def render_muscle(
-    t: np.ndarray, plan: ArtifactPlan, sfreq: float, out: np.ndarray | None = None
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Muscle artifact ``(eeg (19, n), chin EMG (n,))``; with ``out``, EEG is added to it and only EMG returned."""
-    eeg = np.zeros((N_CHANS, len(t))) if out is None else out
+def render_muscle(t: np.ndarray, plan: ArtifactPlan, sfreq: float, out: np.ndarray) -> np.ndarray:
+    """Add muscle artifact to the EEG ``out`` (19, n); return the chin EMG's (n,)."""
     emg = np.zeros(len(t))
     if len(t) == 0:
-        return emg if out is not None else (eeg, emg)
+        return emg
     first = int(round(t[0] * sfreq))
     for burst in plan.muscle:
         start = int(round(burst.start_s * sfreq))
@@ -220,9 +217,9 @@ def render_muscle(
         if lo >= hi:
             continue
         wave = _muscle_waveform(burst, sfreq)[:, lo - start : hi - start]
-        eeg[:, lo - first : hi - first] += wave[:N_CHANS]
+        out[:, lo - first : hi - first] += wave[:N_CHANS]
         emg[lo - first : hi - first] += 3.0 * wave[N_CHANS]
-    return emg if out is not None else (eeg, emg)
+    return emg
 
 
 def render_pops(t: np.ndarray, plan: ArtifactPlan, out: np.ndarray | None = None) -> np.ndarray:
@@ -272,11 +269,9 @@ def render_ecg(t: np.ndarray, plan: ArtifactPlan) -> np.ndarray:
     return event_train(t, plan.beat_times, ecg_kernel, before_s=0.3, after_s=0.5) * plan.ecg_amplitude_uv
 
 
-def render_photic(
-    t: np.ndarray, plan: ArtifactPlan, out: np.ndarray | None = None
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Stimulator marker (n,) of 0/1 flashes and occipital driving (19, n) in µV; with ``out``, the
-    driving is added to it and only the marker returned."""
+def render_photic(t: np.ndarray, plan: ArtifactPlan, out: np.ndarray) -> np.ndarray:
+    """Add occipital photic driving (µV) to ``out`` (19, n); return the stimulator marker (n,) of 0/1
+    flashes."""
     marker, driving = np.zeros(len(t)), np.zeros(len(t))
     for start, end, freq in plan.photic_trains:
         inside = (t >= start) & (t < end)
@@ -286,8 +281,6 @@ def render_photic(
         marker[inside] = (phase < PHOTIC_PULSE_S * freq).astype(float)
         if 4.0 <= freq <= 25.0:  # the visual cortex follows flashes in this range
             driving[inside] = 4.0 * np.sin(2 * np.pi * phase)
-    if out is None:
-        return marker, np.outer(TOPOGRAPHIES["photic"], driving)
     if plan.photic_trains:
         out += TOPOGRAPHIES["photic"][:, None] * driving[None, :]
     return marker

@@ -201,17 +201,13 @@ def render_seizure(episode: Episode, t: np.ndarray) -> np.ndarray:
     return p["amplitude_uv"] * np.asarray(p["topography"])[:, None] * envelope * wave[None, :]
 
 
-def render_nothing(episode: Episode, t: np.ndarray) -> np.ndarray:
-    return np.zeros((N_CHANS, len(t)))
-
-
+# "Other" has no renderer: it is background, sleep and artifacts only.
 RENDERERS: dict[str, Callable[[Episode, np.ndarray], np.ndarray]] = {
     "Seizure": render_seizure,
     "LPD": render_periodic_discharges,
     "GPD": render_periodic_discharges,
     "LRDA": render_rhythmic_delta,
     "GRDA": render_rhythmic_delta,
-    "Other": render_nothing,
 }
 
 
@@ -265,7 +261,7 @@ def draw_episode(
     elif cls == "Seizure":
         return _draw_seizure(rng, start_s, end_s, strength, side, focus)
     else:
-        raise ValueError(f"cls: expected one of {', '.join(RENDERERS)}; got {cls!r}")
+        raise ValueError(f"cls: expected one of {', '.join(RENDERERS)}, Other; got {cls!r}")
     if lateral:
         params["topography"] = focal_topography(focus, width=float(rng.uniform(0.5, 0.7))).tolist()
         return Episode(cls, start_s, end_s, strength, side, focus, params)

@@ -127,23 +127,14 @@ class EdfSink:
         self._writer.abort()
 
 
-@lru_cache(maxsize=1)
-def hms_eeg_schema() -> pa.Schema:
-    """Kaggle's EEG parquet schema: 20 float32 columns, with pandas metadata like the originals."""
+@lru_cache(maxsize=2)
+def hms_schema(kind: str) -> pa.Schema:
+    """Kaggle's parquet schemas with the pandas metadata of the originals: ``eeg``, 20 float32
+    columns; ``spectrogram``, int64 ``time`` then 400 float32 columns."""
     import pandas as pd  # only for the metadata; imported here to keep start-up light
 
-    empty = np.empty((0, len(HMS_EEG_COLUMNS)), dtype=np.float32)
-    frame = pd.DataFrame(empty, columns=list(HMS_EEG_COLUMNS))
-    return pa.Schema.from_pandas(frame, preserve_index=False)
-
-
-@lru_cache(maxsize=1)
-def hms_spectrogram_schema() -> pa.Schema:
-    import pandas as pd  # heavy: only for the metadata, as above
-
-    columns = spectrogram_columns()
-    frame = pd.DataFrame(np.empty((0, len(columns) - 1), dtype=np.float32), columns=columns[1:])
-    frame.insert(0, "time", np.empty(0, dtype=np.int64))
+    columns = HMS_EEG_COLUMNS if kind == "eeg" else spectrogram_columns()
+    frame = pd.DataFrame({c: np.empty(0, dtype=np.int64 if c == "time" else np.float32) for c in columns})
     return pa.Schema.from_pandas(frame, preserve_index=False)
 
 
@@ -202,10 +193,12 @@ class HmsSink:
         self.n_total = plan.duration_s * HMS_SFREQ
         self.n_written = 0
         self._spectrogram = SpectrogramStream(self.n_total)
-        self._spectrogram_file = _RowGroupWriter(spectrogram_path, hms_spectrogram_schema(), SPECTROGRAM_ROW_GROUP_ROWS)
+        self._spectrogram_file = _RowGroupWriter(
+            spectrogram_path, hms_schema("spectrogram"), SPECTROGRAM_ROW_GROUP_ROWS
+        )
         # Plain encoding: same schema and values as Kaggle's files; dictionary encoding (which
         # Kaggle's writer tried and abandoned for these float columns) costs 10x the time here.
-        self._eeg_file = _RowGroupWriter(eeg_path, hms_eeg_schema(), ROW_GROUP_ROWS, use_dictionary=False)
+        self._eeg_file = _RowGroupWriter(eeg_path, hms_schema("eeg"), ROW_GROUP_ROWS, use_dictionary=False)
 
     def write(self, chunk: RenderedChunk) -> None:
         rows = [chunk.eeg[self._recorded]]
