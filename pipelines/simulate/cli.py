@@ -106,9 +106,16 @@ _CORPUS_OPTIONS = (
         "YAML file with a list of site profiles (SiteProfile fields) replacing the built-in archetypes "
         "(default: built-in)",
     ),
+    (
+        "--chunk-seconds",
+        _integer(1, 3600),
+        60,
+        "S",
+        "seconds rendered per step; bounds memory, never changes the output (default: 60)",
+    ),
 )
-# CorpusConfig fields set from the flag of the same name.
-_CONFIG_FIELDS = ("sites", "subjects_per_site", "recordings_per_subject", "minutes", "seed", "format", "chunk_seconds")
+# CorpusConfig fields set from the flag of the same name (--site-config becomes site_profiles).
+_CONFIG_FIELDS = tuple(flag[2:].replace("-", "_") for flag, *_ in _CORPUS_OPTIONS if flag != "--site-config")
 
 
 def build_parser() -> OneLineParser:
@@ -134,13 +141,6 @@ def build_parser() -> OneLineParser:
     )
     for flag, parse, default, metavar, help_text in _CORPUS_OPTIONS:
         add(flag, type=parse, default=default, metavar=metavar, help=help_text)
-    add(
-        "--chunk-seconds",
-        type=_integer(1, 3600),
-        default=60,
-        metavar="S",
-        help="seconds rendered per step; bounds memory, never changes the output (default: 60)",
-    )
     add(
         "--overwrite",
         action="store_true",

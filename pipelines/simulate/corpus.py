@@ -422,18 +422,12 @@ def generate_corpus(
     )
 
 
-# What the summary lists: name, path under the output, and whether the format writes it.
-_LAYOUT = (
-    ("corpus", "corpus.json", None),
-    ("truth", "truth.jsonl", None),
-    ("identifiers", "identifiers.json", None),
-    ("edf", "edf", "write_edf"),
-    ("edf_labels", "edf/labels.csv", "write_edf"),
-    ("hms_train_csv", "hms/train.csv", "write_hms"),
-    ("hms_eegs", "hms/train_eegs", "write_hms"),
-    ("hms_spectrograms", "hms/train_spectrograms", "write_hms"),
-)
-
-
 def _layout(output: Path, config: CorpusConfig) -> dict[str, str]:
-    return {name: str(output / path) for name, path, flag in _LAYOUT if flag is None or getattr(config, flag)}
+    """What the summary lists: name -> path of each file or folder the format writes."""
+    files = {"corpus": "corpus.json", "truth": "truth.jsonl", "identifiers": "identifiers.json"}
+    if config.write_edf:
+        files.update(edf="edf", edf_labels="edf/labels.csv")
+    if config.write_hms:
+        files.update(hms_train_csv="hms/train.csv", hms_eegs="hms/train_eegs")
+        files.update(hms_spectrograms="hms/train_spectrograms")
+    return {name: str(output / path) for name, path in files.items()}

@@ -145,30 +145,25 @@ class _RowGroupWriter:
     def __init__(self, path: Path, schema: pa.Schema, rows: int, **options: Any) -> None:
         self._writer = pq.ParquetWriter(path, schema, compression="snappy", **options)
         self._schema, self._rows = schema, rows
-        self._pending: list[np.ndarray] = []  # (n, columns) blocks not yet in a row group
-        self._n_pending = 0
+        self._pending = np.empty((0, len(schema)), dtype=np.float32)  # rows not yet in a row group
 
-    def write(self, block: np.ndarray, *, final: bool = False) -> None:
-        """Buffer an (n, columns) block; write every full row group, and the rest if ``final``."""
-        self._pending.append(block)
-        self._n_pending += len(block)
-        if self._n_pending < self._rows and not final:
-            return
-        buffered = np.concatenate(self._pending)
-        start = 0
-        while len(buffered) - start >= self._rows or (final and start < len(buffered)):
-            group = buffered[start : start + self._rows]
-            types = [field.type.to_pandas_dtype() for field in self._schema]
-            arrays = [pa.array(column.astype(dtype)) for column, dtype in zip(group.T, types)]
+    def write(self, block: np.ndarray) -> None:
+        """Buffer an (n, columns) block and write every full row group."""
+        self._pending = np.concatenate([self._pending, block])
+        self._write_rows(len(self._pending) // self._rows * self._rows)
+
+    def _write_rows(self, n: int) -> None:
+        """Write the first ``n`` buffered rows (write_table cuts them into row groups)."""
+        if n:
+            columns = zip(self._pending[:n].T, self._schema)
+            arrays = [pa.array(column.astype(field.type.to_pandas_dtype())) for column, field in columns]
             self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema), row_group_size=self._rows)
-            start += len(group)
-        self._pending = [buffered[start:]]
-        self._n_pending = len(buffered) - start
+        self._pending = self._pending[n:]
 
     def close(self, *, flush: bool = False) -> None:
         """Close the file, first writing the buffered rows if ``flush``."""
         if flush:
-            self.write(np.empty((0, len(self._schema)), dtype=np.float32), final=True)
+            self._write_rows(len(self._pending))
         self._writer.close()
 
 
