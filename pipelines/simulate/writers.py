@@ -108,8 +108,7 @@ class EdfSink:
 
     def __init__(self, path: Path, plan: RecordingPlan) -> None:
         self.plan = plan
-        index = {c: i for i, c in enumerate(CANONICAL_CHANNELS)}
-        self._rows = [index[c] for c in plan.site.recorded_channels()]
+        self._rows = [CANONICAL_CHANNELS.index(c) for c in plan.site.recorded_channels()]
         self._writer = EDFWriter(path, edf_header(plan), edf_annotations(plan))
 
     def write(self, chunk: RenderedChunk) -> None:
@@ -178,10 +177,10 @@ class HmsSink:
     def __init__(self, eeg_path: Path, spectrogram_path: Path, plan: RecordingPlan, first_sample: int) -> None:
         site = plan.site
         self.plan = plan
-        self._recorded = np.array([c not in site.missing_channels for c in CANONICAL_CHANNELS])
-        self._has_ecg = "ecg" in site.aux_channels
-        n_rows = int(self._recorded.sum()) + int(self._has_ecg)
-        self._resampler = StreamingResampler(site.sfreq, HMS_SFREQ, n_rows)
+        # The HMS columns the site records (its EEG channels, EKG if it records ECG); the rest are NaN.
+        recorded = [c not in site.missing_channels for c in CANONICAL_CHANNELS] + ["ecg" in site.aux_channels]
+        self._columns = np.array(recorded)
+        self._resampler = StreamingResampler(site.sfreq, HMS_SFREQ, int(self._columns.sum()))
         if (first_sample * HMS_SFREQ) % site.sfreq:
             raise ValueError(f"first_sample: must be whole seconds before time 0; got {first_sample}")
         self._skip = -first_sample * HMS_SFREQ // site.sfreq
@@ -196,21 +195,14 @@ class HmsSink:
         self._eeg_file = _RowGroupWriter(eeg_path, hms_schema("eeg"), ROW_GROUP_ROWS, use_dictionary=False)
 
     def write(self, chunk: RenderedChunk) -> None:
-        rows = [chunk.eeg[self._recorded]]
-        if self._has_ecg:
-            rows.append(chunk.aux["ecg"][None, :])
-        out = self._resampler.process(np.vstack(rows))
+        out = self._resampler.process(np.vstack([chunk.eeg, chunk.aux["ecg"]])[self._columns])
         drop = min(self._skip, out.shape[1])
         self._skip -= drop
         out = out[:, drop : self.n_total - self.n_written + drop]
-        if out.shape[1]:
-            self._write_rows(out)
-
-    def _write_rows(self, resampled: np.ndarray) -> None:
-        full = np.full((len(HMS_EEG_COLUMNS), resampled.shape[1]), np.nan)
-        full[: len(CANONICAL_CHANNELS)][self._recorded] = resampled[: int(self._recorded.sum())]
-        if self._has_ecg:
-            full[-1] = resampled[-1]
+        if not out.shape[1]:
+            return
+        full = np.full((len(HMS_EEG_COLUMNS), out.shape[1]), np.nan)
+        full[self._columns] = out
         values = np.round(full, 2).astype(np.float32)
         self._spectrogram_file.write(self._spectrogram.feed(values[: len(CANONICAL_CHANNELS)].astype(np.float64)))
         self.n_written += values.shape[1]
