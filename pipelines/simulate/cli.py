@@ -173,7 +173,8 @@ def _load_site_profiles(path: Path | None, parser: OneLineParser) -> tuple:
 
 
 def _progress_bar(total_minutes: float, quiet: bool) -> tqdm:
-    """A bar on an interactive stderr; ``delay`` keeps it silent until the first EEG is written."""
+    """A bar on an interactive stderr. A ``delay`` (above the clock's resolution) keeps it silent
+    until the first EEG is written, so a run that fails before that prints nothing."""
     width = shutil.get_terminal_size(fallback=(100, 24)).columns or 100  # 0 on some ptys
     return tqdm(
         total=total_minutes,
@@ -182,7 +183,7 @@ def _progress_bar(total_minutes: float, quiet: bool) -> tqdm:
         ncols=min(width, 120),
         bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} EEG-min [{elapsed}<{remaining}]",
         disable=quiet or not sys.stderr.isatty(),
-        delay=1e-9,
+        delay=0.01,
     )
 
 
