@@ -18,6 +18,7 @@ from scipy import signal
 from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.simulate.background import TOPOGRAPHIES, smooth_intervals
 from eegfm.pipelines.simulate.patterns import event_train
+from eegfm.pipelines.simulate.sites import SiteProfile
 
 N_CHANS = len(CANONICAL_CHANNELS)
 LINE_HARMONICS = ((1, 1.0), (2, 0.3), (3, 0.15))
@@ -115,19 +116,14 @@ def photic_trains(rng: np.random.Generator, duration_s: float) -> tuple[tuple[fl
 def plan_artifacts(
     rng: np.random.Generator,
     duration_s: float,
-    *,
-    blink_rate_per_min: float,
-    muscle_rate_per_min: float,
-    pop_rate_per_min: float,
-    drift_uv: float,
-    line_freq: float,
-    line_noise_uv: float,
+    site: SiteProfile,
     sleep_intervals: tuple[tuple[float, float], ...] = (),
-    photic: bool = False,
-    recorded: tuple[int, ...] = tuple(range(N_CHANS)),
 ) -> ArtifactPlan:
-    """Draw all artifact events of one recording (blinks are rarer during sleep-like periods)."""
-    blinks = poisson_times(rng, duration_s, blink_rate_per_min, min_gap_s=0.8)
+    """Draw all artifact events of one recording at ``site``: its rates, drift, mains, photic
+    stimulation if it records a photic channel, pops on the electrodes it records; blinks are
+    rarer during sleep-like periods."""
+    recorded = tuple(i for i, c in enumerate(CANONICAL_CHANNELS) if c not in site.missing_channels)
+    blinks = poisson_times(rng, duration_s, site.blink_rate_per_min, min_gap_s=0.8)
     awake = 1.0 - 0.9 * smooth_intervals(blinks, np.array(sleep_intervals), ramp_s=20.0)
     blinks = blinks[rng.random(len(blinks)) < awake]
     muscle = tuple(
@@ -138,7 +134,7 @@ def plan_artifacts(
             amplitude_uv=round(float(rng.uniform(8.0, 35.0)), 3),
             seed=int(rng.integers(2**31)),
         )
-        for s in poisson_times(rng, duration_s, muscle_rate_per_min)
+        for s in poisson_times(rng, duration_s, site.muscle_rate_per_min)
     )
     pops = tuple(
         Pop(
@@ -147,7 +143,7 @@ def plan_artifacts(
             amplitude_uv=round(float(rng.choice((-1.0, 1.0)) * rng.uniform(60.0, 250.0)), 3),
             decay_s=round(float(rng.uniform(0.15, 0.8)), 4),
         )
-        for s in poisson_times(rng, duration_s, pop_rate_per_min)
+        for s in poisson_times(rng, duration_s, site.pop_rate_per_min)
     )
     return ArtifactPlan(
         blink_times=blinks,
@@ -156,13 +152,13 @@ def plan_artifacts(
         pops=pops,
         drift_freqs=rng.uniform(0.008, 0.06, 3),
         drift_phases=rng.uniform(0, 2 * np.pi, 3),
-        drift_weights=drift_uv * rng.uniform(-1.0, 1.0, (N_CHANS, 3)) / np.sqrt(3),
-        line_freq=line_freq,
-        line_amplitudes=line_noise_uv * rng.lognormal(0.0, 0.6, N_CHANS),
+        drift_weights=site.drift_uv * rng.uniform(-1.0, 1.0, (N_CHANS, 3)) / np.sqrt(3),
+        line_freq=site.line_freq,
+        line_amplitudes=site.line_noise_uv * rng.lognormal(0.0, 0.6, N_CHANS),
         line_phases=rng.uniform(-0.3, 0.3, N_CHANS) + float(rng.uniform(0, 2 * np.pi)),
         beat_times=heartbeat_times(rng, duration_s),
         ecg_amplitude_uv=float(rng.uniform(600.0, 1500.0)),
-        photic_trains=photic_trains(rng, duration_s) if photic else (),
+        photic_trains=photic_trains(rng, duration_s) if "photic" in site.aux_channels else (),
     )
 
 

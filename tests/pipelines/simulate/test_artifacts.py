@@ -19,23 +19,23 @@ from eegfm.pipelines.simulate.artifacts import (
     render_photic,
     render_pops,
 )
+from eegfm.pipelines.simulate.sites import SiteProfile
 
 SFREQ = 500.0
 T = np.arange(0, 60 * SFREQ) / SFREQ
 
 
 def _plan(seed=0, **overrides):
-    kwargs = dict(
+    site = SiteProfile(
         blink_rate_per_min=15.0,
         muscle_rate_per_min=4.0,
         pop_rate_per_min=3.0,
         drift_uv=20.0,
         line_freq=50.0,
         line_noise_uv=5.0,
-        photic=True,
+        aux_channels=("ecg", "photic"),
     )
-    kwargs.update(overrides)
-    return plan_artifacts(np.random.default_rng(seed), 60.0, **kwargs)
+    return plan_artifacts(np.random.default_rng(seed), 60.0, site.replace(**overrides))
 
 
 def test_blinks_are_frontal_and_brief():
