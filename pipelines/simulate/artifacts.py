@@ -18,6 +18,7 @@ from scipy import signal
 from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.simulate.background import TOPOGRAPHIES, smooth_intervals
 from eegfm.pipelines.simulate.patterns import event_train
+from eegfm.pipelines.simulate.sites import SiteProfile
 
 N_CHANS = len(CANONICAL_CHANNELS)
 LINE_HARMONICS = ((1, 1.0), (2, 0.3), (3, 0.15))
@@ -115,19 +116,14 @@ def photic_trains(rng: np.random.Generator, duration_s: float) -> tuple[tuple[fl
 def plan_artifacts(
     rng: np.random.Generator,
     duration_s: float,
-    *,
-    blink_rate_per_min: float,
-    muscle_rate_per_min: float,
-    pop_rate_per_min: float,
-    drift_uv: float,
-    line_freq: float,
-    line_noise_uv: float,
+    site: SiteProfile,
     sleep_intervals: tuple[tuple[float, float], ...] = (),
-    photic: bool = False,
-    recorded: tuple[int, ...] = tuple(range(N_CHANS)),
 ) -> ArtifactPlan:
-    """Draw all artifact events of one recording (blinks are rarer during sleep-like periods)."""
-    blinks = poisson_times(rng, duration_s, blink_rate_per_min, min_gap_s=0.8)
+    """Draw all artifact events of one recording at ``site``: its rates, drift, mains, photic
+    stimulation if it records a photic channel, pops on the electrodes it records; blinks are
+    rarer during sleep-like periods."""
+    recorded = tuple(i for i, c in enumerate(CANONICAL_CHANNELS) if c not in site.missing_channels)
+    blinks = poisson_times(rng, duration_s, site.blink_rate_per_min, min_gap_s=0.8)
     awake = 1.0 - 0.9 * smooth_intervals(blinks, np.array(sleep_intervals), ramp_s=20.0)
     blinks = blinks[rng.random(len(blinks)) < awake]
     muscle = tuple(
@@ -138,7 +134,7 @@ def plan_artifacts(
             amplitude_uv=round(float(rng.uniform(8.0, 35.0)), 3),
             seed=int(rng.integers(2**31)),
         )
-        for s in poisson_times(rng, duration_s, muscle_rate_per_min)
+        for s in poisson_times(rng, duration_s, site.muscle_rate_per_min)
     )
     pops = tuple(
         Pop(
@@ -147,7 +143,7 @@ def plan_artifacts(
             amplitude_uv=round(float(rng.choice((-1.0, 1.0)) * rng.uniform(60.0, 250.0)), 3),
             decay_s=round(float(rng.uniform(0.15, 0.8)), 4),
         )
-        for s in poisson_times(rng, duration_s, pop_rate_per_min)
+        for s in poisson_times(rng, duration_s, site.pop_rate_per_min)
     )
     return ArtifactPlan(
         blink_times=blinks,
@@ -156,13 +152,13 @@ def plan_artifacts(
         pops=pops,
         drift_freqs=rng.uniform(0.008, 0.06, 3),
         drift_phases=rng.uniform(0, 2 * np.pi, 3),
-        drift_weights=drift_uv * rng.uniform(-1.0, 1.0, (N_CHANS, 3)) / np.sqrt(3),
-        line_freq=line_freq,
-        line_amplitudes=line_noise_uv * rng.lognormal(0.0, 0.6, N_CHANS),
+        drift_weights=site.drift_uv * rng.uniform(-1.0, 1.0, (N_CHANS, 3)) / np.sqrt(3),
+        line_freq=site.line_freq,
+        line_amplitudes=site.line_noise_uv * rng.lognormal(0.0, 0.6, N_CHANS),
         line_phases=rng.uniform(-0.3, 0.3, N_CHANS) + float(rng.uniform(0, 2 * np.pi)),
         beat_times=heartbeat_times(rng, duration_s),
         ecg_amplitude_uv=float(rng.uniform(600.0, 1500.0)),
-        photic_trains=photic_trains(rng, duration_s) if photic else (),
+        photic_trains=photic_trains(rng, duration_s) if "photic" in site.aux_channels else (),
     )
 
 
@@ -204,14 +200,11 @@ def _muscle_waveform(burst: MuscleBurst, sfreq: float) -> np.ndarray:
     return burst.amplitude_uv * envelope * np.vstack([weights[:, None] * hf[:N_CHANS], hf[N_CHANS:]])
 
 
-def render_muscle(
-    t: np.ndarray, plan: ArtifactPlan, sfreq: float, out: np.ndarray | None = None
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Muscle artifact ``(eeg (19, n), chin EMG (n,))``; with ``out``, EEG is added to it and only EMG returned."""
-    eeg = np.zeros((N_CHANS, len(t))) if out is None else out
+def render_muscle(t: np.ndarray, plan: ArtifactPlan, sfreq: float, out: np.ndarray) -> np.ndarray:
+    """Add muscle artifact to the EEG ``out`` (19, n); return the chin EMG's (n,)."""
     emg = np.zeros(len(t))
     if len(t) == 0:
-        return emg if out is not None else (eeg, emg)
+        return emg
     first = int(round(t[0] * sfreq))
     for burst in plan.muscle:
         start = int(round(burst.start_s * sfreq))
@@ -220,9 +213,9 @@ def render_muscle(
         if lo >= hi:
             continue
         wave = _muscle_waveform(burst, sfreq)[:, lo - start : hi - start]
-        eeg[:, lo - first : hi - first] += wave[:N_CHANS]
+        out[:, lo - first : hi - first] += wave[:N_CHANS]
         emg[lo - first : hi - first] += 3.0 * wave[N_CHANS]
-    return emg if out is not None else (eeg, emg)
+    return emg
 
 
 def render_pops(t: np.ndarray, plan: ArtifactPlan, out: np.ndarray | None = None) -> np.ndarray:
@@ -272,11 +265,9 @@ def render_ecg(t: np.ndarray, plan: ArtifactPlan) -> np.ndarray:
     return event_train(t, plan.beat_times, ecg_kernel, before_s=0.3, after_s=0.5) * plan.ecg_amplitude_uv
 
 
-def render_photic(
-    t: np.ndarray, plan: ArtifactPlan, out: np.ndarray | None = None
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Stimulator marker (n,) of 0/1 flashes and occipital driving (19, n) in µV; with ``out``, the
-    driving is added to it and only the marker returned."""
+def render_photic(t: np.ndarray, plan: ArtifactPlan, out: np.ndarray) -> np.ndarray:
+    """Add occipital photic driving (µV) to ``out`` (19, n); return the stimulator marker (n,) of 0/1
+    flashes."""
     marker, driving = np.zeros(len(t)), np.zeros(len(t))
     for start, end, freq in plan.photic_trains:
         inside = (t >= start) & (t < end)
@@ -286,8 +277,6 @@ def render_photic(
         marker[inside] = (phase < PHOTIC_PULSE_S * freq).astype(float)
         if 4.0 <= freq <= 25.0:  # the visual cortex follows flashes in this range
             driving[inside] = 4.0 * np.sin(2 * np.pi * phase)
-    if out is None:
-        return marker, np.outer(TOPOGRAPHIES["photic"], driving)
     if plan.photic_trains:
         out += TOPOGRAPHIES["photic"][:, None] * driving[None, :]
     return marker

@@ -14,6 +14,7 @@ import numpy as np
 from scipy import signal
 
 from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_positions
+from eegfm.pipelines.simulate.patterns import taper
 
 N_CHANS = len(CANONICAL_CHANNELS)
 # Relative amplitude per channel of: the posterior dominant rhythm; NREM-like delta (frontocentral);
@@ -101,9 +102,7 @@ def smooth_intervals(t: np.ndarray, intervals: np.ndarray, ramp_s: float) -> np.
     """1 inside the (start, end) intervals, 0 outside, raised-cosine ramps of ``ramp_s``."""
     out = np.zeros_like(t, dtype=np.float64)
     for start, end in np.asarray(intervals, dtype=np.float64).reshape(-1, 2):
-        rise = np.clip((t - start) / ramp_s, 0.0, 1.0)
-        fall = np.clip((end - t) / ramp_s, 0.0, 1.0)
-        out = np.maximum(out, 0.5 - 0.5 * np.cos(np.pi * np.minimum(rise, fall)))
+        out = np.maximum(out, taper(t, start, end, ramp_s))
     return out
 
 

@@ -10,7 +10,6 @@ import argparse
 import shutil
 import sys
 from collections.abc import Callable, Sequence
-from contextlib import closing
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -107,9 +106,16 @@ _CORPUS_OPTIONS = (
         "YAML file with a list of site profiles (SiteProfile fields) replacing the built-in archetypes "
         "(default: built-in)",
     ),
+    (
+        "--chunk-seconds",
+        _integer(1, 3600),
+        60,
+        "S",
+        "seconds rendered per step; bounds memory, never changes the output (default: 60)",
+    ),
 )
-# CorpusConfig fields set from the flag of the same name.
-_CONFIG_FIELDS = ("sites", "subjects_per_site", "recordings_per_subject", "minutes", "seed", "format", "chunk_seconds")
+# CorpusConfig fields set from the flag of the same name (--site-config becomes site_profiles).
+_CONFIG_FIELDS = tuple(flag[2:].replace("-", "_") for flag, *_ in _CORPUS_OPTIONS if flag != "--site-config")
 
 
 def build_parser() -> OneLineParser:
@@ -135,13 +141,6 @@ def build_parser() -> OneLineParser:
     )
     for flag, parse, default, metavar, help_text in _CORPUS_OPTIONS:
         add(flag, type=parse, default=default, metavar=metavar, help=help_text)
-    add(
-        "--chunk-seconds",
-        type=_integer(1, 3600),
-        default=60,
-        metavar="S",
-        help="seconds rendered per step; bounds memory, never changes the output (default: 60)",
-    )
     add(
         "--overwrite",
         action="store_true",
@@ -173,31 +172,19 @@ def _load_site_profiles(path: Path | None, parser: OneLineParser) -> tuple:
         parser.error(f"argument --site-config: {path}: {err}")
 
 
-class _LazyProgress:
-    """A tqdm bar created on the first update, so nothing reaches stderr before validation ends."""
-
-    def __init__(self, total_minutes: float, quiet: bool) -> None:
-        self.total = total_minutes
-        self.disable = quiet or not sys.stderr.isatty()
-        self._bar = None
-
-    def __call__(self, seconds: float) -> None:
-        if self.disable:
-            return
-        if self._bar is None:
-            width = shutil.get_terminal_size(fallback=(100, 24)).columns or 100  # 0 on some ptys
-            self._bar = tqdm(
-                total=self.total,
-                unit="EEG-min",
-                file=sys.stderr,
-                ncols=min(width, 120),
-                bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} EEG-min [{elapsed}<{remaining}]",
-            )
-        self._bar.update(seconds / 60.0)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+def _progress_bar(total_minutes: float, quiet: bool) -> tqdm:
+    """A bar on an interactive stderr. A ``delay`` (above the clock's resolution) keeps it silent
+    until the first EEG is written, so a run that fails before that prints nothing."""
+    width = shutil.get_terminal_size(fallback=(100, 24)).columns or 100  # 0 on some ptys
+    return tqdm(
+        total=total_minutes,
+        unit="EEG-min",
+        file=sys.stderr,
+        ncols=min(width, 120),
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} EEG-min [{elapsed}<{remaining}]",
+        disable=quiet or not sys.stderr.isatty(),
+        delay=0.01,
+    )
 
 
 def _config_error(parser: OneLineParser, err: ConfigError) -> NoReturn:
@@ -237,8 +224,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     setup_logging("WARNING")  # progress and the summary are the user-facing output
     total = config.duration_s * config.sites * config.subjects_per_site * config.recordings_per_subject
     try:
-        with closing(_LazyProgress(total / 60.0, args.quiet)) as progress:
-            result = generate_corpus(config, args.output, overwrite=args.overwrite, progress=progress)
+        with _progress_bar(total / 60.0, args.quiet) as bar:
+            result = generate_corpus(
+                config, args.output, overwrite=args.overwrite, progress=lambda seconds: bar.update(seconds / 60.0)
+            )
     except ConfigError as err:  # e.g. the staging directory could not be created
         _config_error(parser, err)
     except KeyboardInterrupt:

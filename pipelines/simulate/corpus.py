@@ -9,6 +9,7 @@ an error or an interruption never leaves a partial corpus at the output path.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import shutil
 import time
 from collections import Counter
@@ -16,11 +17,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from threadpoolctl import threadpool_limits
 
 from eegfm.core import __version__
-from eegfm.core.config import Config, ConfigError, check_option, check_range
+from eegfm.core.config import Config, check_int, check_option, check_range
 from eegfm.core.logs import get_logger
 from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.edf import edf_date
@@ -70,16 +70,13 @@ class CorpusConfig(Config):
     site_profiles: tuple[SiteProfile, ...] = ()
 
     def validate(self) -> None:
-        for name in ("sites", "subjects_per_site", "recordings_per_subject", "seed", "chunk_seconds"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-                raise ConfigError(f"{name}: expected an integer; got {value!r}")
-        check_range("sites", self.sites, 1, 1000)
-        check_range("subjects_per_site", self.subjects_per_site, 1, 10_000)
-        check_range("recordings_per_subject", self.recordings_per_subject, 1, 999)
+        # int(): numpy integers pass check_int but not json.dumps (corpus.json).
+        self.sites = int(check_int("sites", self.sites, 1, 1000))
+        self.subjects_per_site = int(check_int("subjects_per_site", self.subjects_per_site, 1, 10_000))
+        self.recordings_per_subject = int(check_int("recordings_per_subject", self.recordings_per_subject, 1, 999))
+        self.seed = int(check_int("seed", self.seed, 0, 2**63 - 1))
+        self.chunk_seconds = int(check_int("chunk_seconds", self.chunk_seconds, 1, 3600))
         check_range("minutes", self.minutes, 1, MAX_MINUTES)
-        check_range("seed", self.seed, 0, 2**63 - 1)
-        check_range("chunk_seconds", self.chunk_seconds, 1, 3600)
         check_option("format", self.format, FORMATS)
         profiles = tuple(p if isinstance(p, SiteProfile) else SiteProfile.from_dict(p) for p in self.site_profiles)
         self.site_profiles = profiles
@@ -107,6 +104,7 @@ class CorpusPlan:
     def eeg_hours(self) -> float:
         return sum(r.duration_s for r in self.recordings) / 3600.0
 
+    @functools.cached_property
     def label_rows(self) -> list[dict[str, Any]]:
         """train.csv rows of every recording (HMS columns + ``site``)."""
         return [row for r in self.recordings for row in label_rows(r)]
@@ -322,7 +320,7 @@ def identifier_record(plan: RecordingPlan, config: CorpusConfig) -> dict[str, An
 def corpus_manifest(plan: CorpusPlan) -> dict[str, Any]:
     """corpus.json: configuration, site profiles and counts. No wall times (byte-reproducible)."""
     config = plan.config
-    rows = plan.label_rows()
+    rows = plan.label_rows
     per_site = Counter(r.site.name for r in plan.recordings)
     return {
         "generator": "eegfm.pipelines.simulate",
@@ -355,10 +353,11 @@ def corpus_manifest(plan: CorpusPlan) -> dict[str, Any]:
     }
 
 
-def write_metadata(plan: CorpusPlan, root: Path) -> int:
-    """corpus.json, truth.jsonl, identifiers.json and the label tables; returns the row count."""
+def write_metadata(plan: CorpusPlan, root: Path) -> dict[str, Any]:
+    """corpus.json, truth.jsonl, identifiers.json and the label tables; returns corpus.json's counts."""
     config = plan.config
-    write_json(root / "corpus.json", corpus_manifest(plan))
+    manifest = corpus_manifest(plan)
+    write_json(root / "corpus.json", manifest)
     write_jsonl(root / "truth.jsonl", (truth_record(r, config) for r in plan.recordings))
     write_json(
         root / "identifiers.json",
@@ -368,7 +367,7 @@ def write_metadata(plan: CorpusPlan, root: Path) -> int:
             "recordings": [identifier_record(r, config) for r in plan.recordings],
         },
     )
-    rows = plan.label_rows()
+    rows = plan.label_rows
     if config.write_edf:
         paths = {r.eeg_id: r.edf_relpath for r in plan.recordings}
         write_csv(
@@ -378,7 +377,7 @@ def write_metadata(plan: CorpusPlan, root: Path) -> int:
         )
     if config.write_hms:
         write_csv(root / "hms" / "train.csv", (*TRAIN_COLUMNS, "site"), rows)
-    return len(rows)
+    return manifest["counts"]
 
 
 def generate_corpus(
@@ -405,37 +404,30 @@ def generate_corpus(
                 chunk_seconds=config.chunk_seconds,
                 on_progress=progress,
             )
-        n_rows = write_metadata(plan, staging)
+        counts = write_metadata(plan, staging)
         publish(staging, output)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    rows = plan.label_rows()
     return CorpusSummary(
         output=output,
-        n_recordings=len(plan.recordings),
-        n_patients=len({r.patient.patient_id for r in plan.recordings}),
-        n_sites=len(plan.sites),
+        n_recordings=counts["recordings"],
+        n_patients=counts["patients"],
+        n_sites=counts["sites"],
         eeg_hours=plan.eeg_hours,
-        n_label_rows=n_rows,
-        consensus_counts=dict(Counter(row["expert_consensus"] for row in rows)),
+        n_label_rows=counts["label_rows"],
+        consensus_counts=counts["consensus_per_class"],
         seconds=time.perf_counter() - began,
         files=_layout(output, config),
     )
 
 
-# What the summary lists: name, path under the output, and whether the format writes it.
-_LAYOUT = (
-    ("corpus", "corpus.json", None),
-    ("truth", "truth.jsonl", None),
-    ("identifiers", "identifiers.json", None),
-    ("edf", "edf", "write_edf"),
-    ("edf_labels", "edf/labels.csv", "write_edf"),
-    ("hms_train_csv", "hms/train.csv", "write_hms"),
-    ("hms_eegs", "hms/train_eegs", "write_hms"),
-    ("hms_spectrograms", "hms/train_spectrograms", "write_hms"),
-)
-
-
 def _layout(output: Path, config: CorpusConfig) -> dict[str, str]:
-    return {name: str(output / path) for name, path, flag in _LAYOUT if flag is None or getattr(config, flag)}
+    """What the summary lists: name -> path of each file or folder the format writes."""
+    files = {"corpus": "corpus.json", "truth": "truth.jsonl", "identifiers": "identifiers.json"}
+    if config.write_edf:
+        files.update(edf="edf", edf_labels="edf/labels.csv")
+    if config.write_hms:
+        files.update(hms_train_csv="hms/train.csv", hms_eegs="hms/train_eegs")
+        files.update(hms_spectrograms="hms/train_spectrograms")
+    return {name: str(output / path) for name, path in files.items()}

@@ -46,10 +46,6 @@ class Identity:
     birthdate: date
     mrn: str  # medical record number (digits)
 
-    @property
-    def edf_name(self) -> str:
-        return f"{self.last}_{self.first}"
-
 
 @dataclasses.dataclass(frozen=True)
 class Staff:
@@ -125,7 +121,7 @@ def plant(
             for o, k in zip(onsets, picks)
         )
         strings = (
-            identity.edf_name,
+            f"{identity.last}_{identity.first}",
             f"{technician.last}_{technician.first}",
             edf_date(identity.birthdate),
             identity.mrn,

@@ -21,7 +21,6 @@ from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_positions
 
 N_CHANS = len(CANONICAL_CHANNELS)
 _POS = canonical_positions()
-_INDEX = {c: i for i, c in enumerate(CANONICAL_CHANNELS)}
 # Where lateralized patterns and focal seizures are centred (frontal, central, temporal, parietal).
 LEFT_FOCI = ("F7", "T3", "F3", "C3", "T5", "P3")
 RIGHT_FOCI = ("F8", "T4", "F4", "C4", "T6", "P4")
@@ -79,7 +78,7 @@ def _jsonable(value):
 
 def focal_topography(focus: str, width: float = 0.55, floor: float = 0.0) -> np.ndarray:
     """(19,) Gaussian fall-off with unit-sphere distance from ``focus`` (1 at the focus)."""
-    dist = np.linalg.norm(_POS - _POS[_INDEX[focus]], axis=1)
+    dist = np.linalg.norm(_POS - _POS[CANONICAL_CHANNELS.index(focus)], axis=1)
     return floor + (1.0 - floor) * np.exp(-0.5 * (dist / width) ** 2)
 
 
@@ -201,17 +200,13 @@ def render_seizure(episode: Episode, t: np.ndarray) -> np.ndarray:
     return p["amplitude_uv"] * np.asarray(p["topography"])[:, None] * envelope * wave[None, :]
 
 
-def render_nothing(episode: Episode, t: np.ndarray) -> np.ndarray:
-    return np.zeros((N_CHANS, len(t)))
-
-
+# "Other" has no renderer: it is background, sleep and artifacts only.
 RENDERERS: dict[str, Callable[[Episode, np.ndarray], np.ndarray]] = {
     "Seizure": render_seizure,
     "LPD": render_periodic_discharges,
     "GPD": render_periodic_discharges,
     "LRDA": render_rhythmic_delta,
     "GRDA": render_rhythmic_delta,
-    "Other": render_nothing,
 }
 
 
@@ -265,7 +260,7 @@ def draw_episode(
     elif cls == "Seizure":
         return _draw_seizure(rng, start_s, end_s, strength, side, focus)
     else:
-        raise ValueError(f"cls: expected one of {', '.join(RENDERERS)}; got {cls!r}")
+        raise ValueError(f"cls: expected one of {', '.join(RENDERERS)}, Other; got {cls!r}")
     if lateral:
         params["topography"] = focal_topography(focus, width=float(rng.uniform(0.5, 0.7))).tolist()
         return Episode(cls, start_s, end_s, strength, side, focus, params)
@@ -295,7 +290,7 @@ def _draw_seizure(
         evolution, f_start, f_end = "accelerating", float(rng.uniform(1.5, 2.5)), float(rng.uniform(5.0, 7.0))
     generalizes = bool(rng.random() < 0.5)
     speed = float(rng.uniform(0.08, 0.2))  # unit-sphere distance per second
-    dist = np.linalg.norm(_POS - _POS[_INDEX[focus]], axis=1)
+    dist = np.linalg.norm(_POS - _POS[CANONICAL_CHANNELS.index(focus)], axis=1)
     topo = focal_topography(focus, width=0.8, floor=0.3 if generalizes else 0.05)
     params = {
         "evolution": evolution,

@@ -249,19 +249,7 @@ def plan_recording(
     key = (patient.site_index, patient.subject_index, session_index)
     episodes, windows = _plan_episodes(seed, key, site, classes, segments, duration_s)
     background = plan_background(rng_for(seed, "background", *key), site, duration_s)
-    artifacts = plan_artifacts(
-        rng_for(seed, "artifacts", *key),
-        duration_s,
-        blink_rate_per_min=site.blink_rate_per_min,
-        muscle_rate_per_min=site.muscle_rate_per_min,
-        pop_rate_per_min=site.pop_rate_per_min,
-        drift_uv=site.drift_uv,
-        line_freq=site.line_freq,
-        line_noise_uv=site.line_noise_uv,
-        sleep_intervals=background.sleep_intervals,
-        photic="photic" in site.aux_channels,
-        recorded=tuple(i for i, c in enumerate(CANONICAL_CHANNELS) if c not in site.missing_channels),
-    )
+    artifacts = plan_artifacts(rng_for(seed, "artifacts", *key), duration_s, site, background.sleep_intervals)
     rng = rng_for(seed, "recording", *key)
     start = patient.first_visit + timedelta(
         days=session_index * int(rng.integers(1, 30)), seconds=int(rng.integers(0, 6 * 3600))

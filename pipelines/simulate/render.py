@@ -46,10 +46,6 @@ class RenderedChunk:
     eeg: np.ndarray
     aux: dict[str, np.ndarray]
 
-    @property
-    def n_times(self) -> int:
-        return self.eeg.shape[1]
-
 
 def linked_ears_weights(width: float = 0.6, pickup: float = 0.5) -> np.ndarray:
     """(19,) weights giving the potential at linked ear electrodes from the scalp channels: an ear

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from eegfm.core.config import Config, ConfigError, check_option, check_range
+from eegfm.core.config import Config, ConfigError, check_int, check_option, check_range
 from eegfm.core.tasks import HMS_CLASSES
 from eegfm.pipelines.channels import CANONICAL_CHANNELS, CANONICAL_TO_TEN_TEN, LEFT_CHANNELS, RIGHT_CHANNELS
 from eegfm.pipelines.simulate.rng import rng_for
@@ -301,8 +301,7 @@ def perturbed(site: SiteProfile, index: int, seed: int, generation: int = 2) -> 
 
 def default_sites(n_sites: int, seed: int = 0, base: tuple[SiteProfile, ...] | None = None) -> list[SiteProfile]:
     """``n_sites`` profiles: the archetypes first, then seeded perturbations of them in turn."""
-    if isinstance(n_sites, bool) or not isinstance(n_sites, int) or n_sites < 1:
-        raise ConfigError(f"n_sites: expected an integer >= 1; got {n_sites!r}")
+    check_int("n_sites", n_sites, 1)
     base = tuple(base) if base else archetypes()
     names = [s.name for s in base]
     if len(set(names)) != len(names):

@@ -38,10 +38,9 @@ def spectrogram_columns() -> list[str]:
     return ["time"] + [f"{chain}_{_freq_label(int(k))}" for chain in CHAINS for k in FREQ_BINS]
 
 
-def _pair_indices() -> tuple[np.ndarray, np.ndarray]:
-    index = {c: i for i, c in enumerate(CANONICAL_CHANNELS)}
-    pairs = [p for chain in CHAINS.values() for p in chain]
-    return np.array([index[a] for a, _ in pairs]), np.array([index[b] for _, b in pairs])
+def _pair_indices() -> np.ndarray:
+    """(2, 16) canonical indices of the bipolar pairs' first and second electrodes, chain by chain."""
+    return np.array([[CANONICAL_CHANNELS.index(c) for c in pair] for chain in CHAINS.values() for pair in chain]).T
 
 
 def n_rows(n_times: int) -> int:

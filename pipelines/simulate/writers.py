@@ -108,8 +108,7 @@ class EdfSink:
 
     def __init__(self, path: Path, plan: RecordingPlan) -> None:
         self.plan = plan
-        index = {c: i for i, c in enumerate(CANONICAL_CHANNELS)}
-        self._rows = [index[c] for c in plan.site.recorded_channels()]
+        self._rows = [CANONICAL_CHANNELS.index(c) for c in plan.site.recorded_channels()]
         self._writer = EDFWriter(path, edf_header(plan), edf_annotations(plan))
 
     def write(self, chunk: RenderedChunk) -> None:
@@ -127,23 +126,14 @@ class EdfSink:
         self._writer.abort()
 
 
-@lru_cache(maxsize=1)
-def hms_eeg_schema() -> pa.Schema:
-    """Kaggle's EEG parquet schema: 20 float32 columns, with pandas metadata like the originals."""
+@lru_cache(maxsize=2)
+def hms_schema(kind: str) -> pa.Schema:
+    """Kaggle's parquet schemas with the pandas metadata of the originals: ``eeg``, 20 float32
+    columns; ``spectrogram``, int64 ``time`` then 400 float32 columns."""
     import pandas as pd  # only for the metadata; imported here to keep start-up light
 
-    empty = np.empty((0, len(HMS_EEG_COLUMNS)), dtype=np.float32)
-    frame = pd.DataFrame(empty, columns=list(HMS_EEG_COLUMNS))
-    return pa.Schema.from_pandas(frame, preserve_index=False)
-
-
-@lru_cache(maxsize=1)
-def hms_spectrogram_schema() -> pa.Schema:
-    import pandas as pd  # heavy: only for the metadata, as above
-
-    columns = spectrogram_columns()
-    frame = pd.DataFrame(np.empty((0, len(columns) - 1), dtype=np.float32), columns=columns[1:])
-    frame.insert(0, "time", np.empty(0, dtype=np.int64))
+    columns = HMS_EEG_COLUMNS if kind == "eeg" else spectrogram_columns()
+    frame = pd.DataFrame({c: np.empty(0, dtype=np.int64 if c == "time" else np.float32) for c in columns})
     return pa.Schema.from_pandas(frame, preserve_index=False)
 
 
@@ -154,30 +144,25 @@ class _RowGroupWriter:
     def __init__(self, path: Path, schema: pa.Schema, rows: int, **options: Any) -> None:
         self._writer = pq.ParquetWriter(path, schema, compression="snappy", **options)
         self._schema, self._rows = schema, rows
-        self._pending: list[np.ndarray] = []  # (n, columns) blocks not yet in a row group
-        self._n_pending = 0
+        self._pending = np.empty((0, len(schema)), dtype=np.float32)  # rows not yet in a row group
 
-    def write(self, block: np.ndarray, *, final: bool = False) -> None:
-        """Buffer an (n, columns) block; write every full row group, and the rest if ``final``."""
-        self._pending.append(block)
-        self._n_pending += len(block)
-        if self._n_pending < self._rows and not final:
-            return
-        buffered = np.concatenate(self._pending)
-        start = 0
-        while len(buffered) - start >= self._rows or (final and start < len(buffered)):
-            group = buffered[start : start + self._rows]
-            types = [field.type.to_pandas_dtype() for field in self._schema]
-            arrays = [pa.array(column.astype(dtype)) for column, dtype in zip(group.T, types)]
+    def write(self, block: np.ndarray) -> None:
+        """Buffer an (n, columns) block and write every full row group."""
+        self._pending = np.concatenate([self._pending, block])
+        self._write_rows(len(self._pending) // self._rows * self._rows)
+
+    def _write_rows(self, n: int) -> None:
+        """Write the first ``n`` buffered rows (write_table cuts them into row groups)."""
+        if n:
+            columns = zip(self._pending[:n].T, self._schema)
+            arrays = [pa.array(column.astype(field.type.to_pandas_dtype())) for column, field in columns]
             self._writer.write_table(pa.Table.from_arrays(arrays, schema=self._schema), row_group_size=self._rows)
-            start += len(group)
-        self._pending = [buffered[start:]]
-        self._n_pending = len(buffered) - start
+        self._pending = self._pending[n:]
 
     def close(self, *, flush: bool = False) -> None:
         """Close the file, first writing the buffered rows if ``flush``."""
         if flush:
-            self.write(np.empty((0, len(self._schema)), dtype=np.float32), final=True)
+            self._write_rows(len(self._pending))
         self._writer.close()
 
 
@@ -192,37 +177,32 @@ class HmsSink:
     def __init__(self, eeg_path: Path, spectrogram_path: Path, plan: RecordingPlan, first_sample: int) -> None:
         site = plan.site
         self.plan = plan
-        self._recorded = np.array([c not in site.missing_channels for c in CANONICAL_CHANNELS])
-        self._has_ecg = "ecg" in site.aux_channels
-        n_rows = int(self._recorded.sum()) + int(self._has_ecg)
-        self._resampler = StreamingResampler(site.sfreq, HMS_SFREQ, n_rows)
+        # The HMS columns the site records (its EEG channels, EKG if it records ECG); the rest are NaN.
+        recorded = [c not in site.missing_channels for c in CANONICAL_CHANNELS] + ["ecg" in site.aux_channels]
+        self._columns = np.array(recorded)
+        self._resampler = StreamingResampler(site.sfreq, HMS_SFREQ, int(self._columns.sum()))
         if (first_sample * HMS_SFREQ) % site.sfreq:
             raise ValueError(f"first_sample: must be whole seconds before time 0; got {first_sample}")
         self._skip = -first_sample * HMS_SFREQ // site.sfreq
         self.n_total = plan.duration_s * HMS_SFREQ
         self.n_written = 0
         self._spectrogram = SpectrogramStream(self.n_total)
-        self._spectrogram_file = _RowGroupWriter(spectrogram_path, hms_spectrogram_schema(), SPECTROGRAM_ROW_GROUP_ROWS)
+        self._spectrogram_file = _RowGroupWriter(
+            spectrogram_path, hms_schema("spectrogram"), SPECTROGRAM_ROW_GROUP_ROWS
+        )
         # Plain encoding: same schema and values as Kaggle's files; dictionary encoding (which
         # Kaggle's writer tried and abandoned for these float columns) costs 10x the time here.
-        self._eeg_file = _RowGroupWriter(eeg_path, hms_eeg_schema(), ROW_GROUP_ROWS, use_dictionary=False)
+        self._eeg_file = _RowGroupWriter(eeg_path, hms_schema("eeg"), ROW_GROUP_ROWS, use_dictionary=False)
 
     def write(self, chunk: RenderedChunk) -> None:
-        rows = [chunk.eeg[self._recorded]]
-        if self._has_ecg:
-            rows.append(chunk.aux["ecg"][None, :])
-        out = self._resampler.process(np.vstack(rows))
+        out = self._resampler.process(np.vstack([chunk.eeg, chunk.aux["ecg"]])[self._columns])
         drop = min(self._skip, out.shape[1])
         self._skip -= drop
         out = out[:, drop : self.n_total - self.n_written + drop]
-        if out.shape[1]:
-            self._write_rows(out)
-
-    def _write_rows(self, resampled: np.ndarray) -> None:
-        full = np.full((len(HMS_EEG_COLUMNS), resampled.shape[1]), np.nan)
-        full[: len(CANONICAL_CHANNELS)][self._recorded] = resampled[: int(self._recorded.sum())]
-        if self._has_ecg:
-            full[-1] = resampled[-1]
+        if not out.shape[1]:
+            return
+        full = np.full((len(HMS_EEG_COLUMNS), out.shape[1]), np.nan)
+        full[self._columns] = out
         values = np.round(full, 2).astype(np.float32)
         self._spectrogram_file.write(self._spectrogram.feed(values[: len(CANONICAL_CHANNELS)].astype(np.float64)))
         self.n_written += values.shape[1]

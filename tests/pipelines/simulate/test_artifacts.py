@@ -19,23 +19,23 @@ from eegfm.pipelines.simulate.artifacts import (
     render_photic,
     render_pops,
 )
+from eegfm.pipelines.simulate.sites import SiteProfile
 
 SFREQ = 500.0
 T = np.arange(0, 60 * SFREQ) / SFREQ
 
 
 def _plan(seed=0, **overrides):
-    kwargs = dict(
+    site = SiteProfile(
         blink_rate_per_min=15.0,
         muscle_rate_per_min=4.0,
         pop_rate_per_min=3.0,
         drift_uv=20.0,
         line_freq=50.0,
         line_noise_uv=5.0,
-        photic=True,
+        aux_channels=("ecg", "photic"),
     )
-    kwargs.update(overrides)
-    return plan_artifacts(np.random.default_rng(seed), 60.0, **kwargs)
+    return plan_artifacts(np.random.default_rng(seed), 60.0, site.replace(**overrides))
 
 
 def test_blinks_are_frontal_and_brief():
@@ -54,14 +54,17 @@ def test_blinks_are_frontal_and_brief():
 def test_muscle_bursts_are_broadband_above_20_hz():
     burst = MuscleBurst(start_s=10.0, duration_s=2.0, side="left", amplitude_uv=30.0, seed=7)
     plan = dataclasses.replace(_plan(), muscle=(burst,))
-    eeg, emg = render_muscle(T, plan, SFREQ)
+    eeg = np.zeros((len(CANONICAL_CHANNELS), len(T)))
+    emg = render_muscle(T, plan, SFREQ, out=eeg)
     t3, t4 = CANONICAL_CHANNELS.index("T3"), CANONICAL_CHANNELS.index("T4")
     freqs, psd = signal.welch(eeg[t3, int(10 * SFREQ) : int(12 * SFREQ)], fs=SFREQ, nperseg=256)
     assert psd[freqs > 20].sum() > 20 * psd[freqs < 15].sum()
     assert eeg[t3].std() > 5 * eeg[t4].std()  # left-sided
     assert emg.std() > 0 and not eeg[:, : int(9 * SFREQ)].any()
     # A burst cut by a chunk boundary renders identically.
-    halves = np.concatenate([render_muscle(T[:5500], plan, SFREQ)[0], render_muscle(T[5500:], plan, SFREQ)[0]], axis=1)
+    halves = np.zeros_like(eeg)
+    render_muscle(T[:5500], plan, SFREQ, out=halves[:, :5500])
+    render_muscle(T[5500:], plan, SFREQ, out=halves[:, 5500:])
     np.testing.assert_array_equal(halves, eeg)
 
 
@@ -99,7 +102,8 @@ def test_ecg_has_qrs_complexes_at_a_heart_rate():
 
 def test_photic_marker_flashes_at_the_train_frequency():
     plan = _plan()
-    marker, driving = render_photic(T, plan)
+    driving = np.zeros((len(CANONICAL_CHANNELS), len(T)))
+    marker = render_photic(T, plan, out=driving)
     start, end, freq = plan.photic_trains[0]
     inside = (T >= start) & (T < end)
     flashes = np.flatnonzero(np.diff(marker[inside]) > 0.5)
