@@ -65,14 +65,17 @@ class RecipeOptions:
     pretrain_set: tuple[str, ...] = ()
 
     @classmethod
-    def from_args(cls, args: Any, task: str, *pretrain_set: str) -> RecipeOptions:
-        """From the suites' common options; ``pretrain_set``: the suite's own pretraining overrides."""
+    def from_args(
+        cls, args: Any, task: str, pretrain_set: Sequence[str] = (), finetune_defaults: Sequence[str] = ()
+    ) -> RecipeOptions:
+        """From the suites' common options. ``pretrain_set``: the suite's own pretraining overrides;
+        ``finetune_defaults``: the suite's fine-tuning settings, which ``--finetune_set`` overrides."""
         return cls(
             config=args.config,
             task=task,
             pretrain_steps=args.pretrain_steps,
             unlabeled=tuple(args.unlabeled),
-            finetune_set=tuple(args.finetune_set),
+            finetune_set=(*finetune_defaults, *args.finetune_set),
             pretrain_set=(*args.pretrain_set, *pretrain_set),
         )
 
