@@ -19,6 +19,7 @@ import json
 import math
 import os
 import re
+import statistics
 import sys
 import time
 from collections import Counter
@@ -31,6 +32,7 @@ from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS
 from eegfm.evaluation.plots import plot_per_site
 from eegfm.training import finetune
+from eegfm.training.config_files import dotted
 from eegfm.training.data import RecordFilter, data_label, scan_windows
 from eegfm.training.finetune.plan import is_labeled
 from eegfm.training.finetune.setup import resolve_pretrained
@@ -99,9 +101,8 @@ def summarize(folds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     for key in _SUMMARIZED:
         values = [t[key] for t in tests.values() if key in t and not math.isnan(t[key])]
         if values and len(values) == len(tests):
-            mean = sum(values) / len(values)
-            spread = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1)) if len(values) > 1 else 0.0
-            summary[key] = {"mean": mean, "std": spread, "min": min(values), "max": max(values)}
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary[key] = {"mean": statistics.fmean(values), "std": spread, "min": min(values), "max": max(values)}
     value, baseline = ("kl", "baseline_kl") if all("kl" in t for t in tests.values()) else ("loss", "baseline_loss")
     ratios = {site: t[value] / t[baseline] for site, t in tests.items() if t.get(baseline, 0) > 0}
     if ratios:
@@ -147,16 +148,6 @@ def write_report(output: Path, folds: Mapping[str, Mapping[str, Any]], task: str
 _BOOKKEEPING = ("wandb", "log_every", "save_every", "keep_last", "backend")
 
 
-def _dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping) and value:
-            flat.update(_dotted(value, f"{prefix}{key}."))
-        else:
-            flat[prefix + key] = value
-    return flat
-
-
 def fold_differences(folder: Path, expected: Mapping[str, Any]) -> list[str]:
     """The settings (dotted) where a finished fold's run.json differs from ``expected`` (its config,
     ``pretrained`` and ``data``); [] when the fold is this evaluation's."""
@@ -164,8 +155,8 @@ def fold_differences(folder: Path, expected: Mapping[str, Any]) -> list[str]:
         ran = json.loads((folder / "run.json").read_text())
     except (OSError, ValueError):
         return ["run.json (missing or unreadable)"]
-    config = _dotted({k: v for k, v in ran.get("config", {}).items() if k not in _BOOKKEEPING})
-    wanted = _dotted({k: v for k, v in expected["config"].items() if k not in _BOOKKEEPING})
+    config = dotted({k: v for k, v in ran.get("config", {}).items() if k not in _BOOKKEEPING})
+    wanted = dotted({k: v for k, v in expected["config"].items() if k not in _BOOKKEEPING})
     differ = [k for k in sorted(set(config) | set(wanted)) if config.get(k) != wanted.get(k)]
     return differ + [k for k in ("pretrained", "data") if ran.get(k) != expected[k]]
 

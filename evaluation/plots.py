@@ -32,7 +32,6 @@ def draw_per_site(per_site: Mapping[str, Mapping[str, float]], title: str = ""):
     """A Figure: per site, the held-out loss against its baseline (class prior or training mean),
     the ranking scores every site has and, for classifiers, ECE against the class prior's."""
     # matplotlib: heavy, and in the train extra only; needed only where a plot is drawn
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     sites = list(per_site)
@@ -45,7 +44,6 @@ def draw_per_site(per_site: Mapping[str, Mapping[str, float]], title: str = ""):
     rows = np.arange(len(sites))
     n_panels = 1 + bool(scores) + calibration
     figure = Figure(figsize=(1.5 + 4.75 * n_panels, 1.6 + 0.5 * len(sites)))
-    FigureCanvasAgg(figure)
     panels = list(figure.subplots(1, n_panels, squeeze=False)[0])
     losses = panels[0]
     prior_label = "class prior" if value == "kl" else "training mean"
@@ -95,7 +93,6 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], title: str, path:
     """``matrix`` drawn with each row as shares of its class (the recall on the diagonal) and the
     counts written in; a PNG at ``path``."""
     # matplotlib: heavy, and in the train extra only; needed only where a plot is drawn
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     n = len(classes)
@@ -103,7 +100,6 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], title: str, path:
     shares = np.divide(matrix, totals, out=np.zeros(matrix.shape), where=totals > 0)
     size = 1.2 + 0.9 * n
     figure = Figure(figsize=(size + 1.2, size))
-    FigureCanvasAgg(figure)
     axes = figure.add_subplot()
     image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
     figure.colorbar(image, ax=axes, label="share of the class's windows")
@@ -131,11 +127,9 @@ def plot_reliability(curves: Sequence[tuple[str, dict[str, list]]], title: str, 
     """A reliability diagram PNG: each ``(name, reliability_bins(...))`` as observed against stated
     confidence (points sized by windows) over the diagonal; below, the windows per bin."""
     # matplotlib: heavy, and in the train extra only; needed only where a plot is drawn
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(5.6, 6.4))
-    FigureCanvasAgg(figure)
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     top.plot([0, 1], [0, 1], color="0.6", linestyle="--", linewidth=1, label="calibrated")
     colours = ("tab:red", "tab:blue", "tab:green", "tab:purple")

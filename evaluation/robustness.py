@@ -175,7 +175,6 @@ def plot(report: Mapping[str, Any], title: str, path: Path) -> None:
     prior; for classifiers a second row for ECE (under shift a model can keep its accuracy yet grow
     overconfident)."""
     # matplotlib: heavy, and in the train extra only; needed only where a plot is drawn
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import NullLocator
 
@@ -185,7 +184,6 @@ def plot(report: Mapping[str, Any], title: str, path: Path) -> None:
         rows.append(("ece", "ECE (lower is better)"))
     names = list(report["perturbations"])
     figure = Figure(figsize=(3.3 * len(names), 0.4 + 3.0 * len(rows)))
-    FigureCanvasAgg(figure)
     grid = figure.subplots(len(rows), len(names), squeeze=False)
     for (metric, label), panels in zip(rows, grid):
         baseline = report["clean"].get(f"baseline_{metric}")

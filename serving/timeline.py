@@ -16,15 +16,13 @@ from eegfm.serving.predictor import RecordingPrediction
 
 
 def draw_timeline(prediction: RecordingPrediction, title: str):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # matplotlib: only where a plot is drawn
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # matplotlib: only where a plot is drawn
 
     windows = prediction.windows
     starts = np.array([w.start_s for w in windows]) / 60.0
     ends = starts + np.array([w.duration_s for w in windows]) / 60.0
     outputs = np.array([w.outputs for w in windows])
     figure = Figure(figsize=(11, 4.2))
-    FigureCanvasAgg(figure)
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     if prediction.labels == ("value",):
         top.hlines(outputs[:, 0], starts, ends, color="tab:blue")

@@ -63,18 +63,6 @@ class AugmentConfig:
         return self != AugmentConfig()
 
 
-def pretrain_augment() -> AugmentConfig:
-    """Self-supervised pretraining: robustness to missing electrodes, gain, noise and phase."""
-    return AugmentConfig(channel_dropout=0.1, time_shift=256, amplitude_scale=(0.8, 1.25), noise_std=1.0)
-
-
-def finetune_augment() -> AugmentConfig:
-    """Fine-tuning on expert votes: light signal augmentation plus mixup/cutmix of vote targets."""
-    return AugmentConfig(
-        channel_dropout=0.05, time_shift=128, amplitude_scale=(0.9, 1.1), mixup_alpha=0.4, cutmix_alpha=1.0
-    )
-
-
 def _uniform(shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
     return torch.rand(shape, generator=generator, device=generator.device).to(device)
 

@@ -82,23 +82,28 @@ def read_section(path: Path, kind: str) -> dict[str, Any]:
     return dict(section)
 
 
+def dotted(tree: Mapping[str, Any]) -> dict[str, Any]:
+    """A nested mapping as ``{"a.b": value}``; an empty mapping is a value of its own."""
+    flat: dict[str, Any] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, Mapping) and value:
+            for key, sub in value.items():
+                walk(f"{prefix}.{key}" if prefix else str(key), sub)
+        else:
+            flat[prefix] = value
+
+    for key, value in tree.items():
+        walk(str(key), value)
+    return flat
+
+
 def parse_overrides(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
     """``["optim.lr=3e-4", "loader.augment={}"]`` or a (dotted or nested) dict -> ``{dotted: value}``."""
     if overrides is None:
         return {}
     if isinstance(overrides, Mapping):
-        flat: dict[str, Any] = {}
-
-        def walk(prefix: str, value: Any) -> None:
-            if isinstance(value, Mapping) and value:
-                for key, sub in value.items():
-                    walk(f"{prefix}.{key}" if prefix else str(key), sub)
-            else:
-                flat[prefix] = value
-
-        for key, value in overrides.items():
-            walk(str(key), value)
-        return flat
+        return dotted(overrides)
     if isinstance(overrides, str):
         overrides = [overrides]
     parsed = {}

@@ -109,14 +109,12 @@ def draw(series: dict[str, tuple[np.ndarray, np.ndarray]], panels: Sequence[Pane
     """A matplotlib Figure with a panel for each of ``panels`` that has a key in ``series`` (shared
     step axis); None where none has."""
     # matplotlib: heavy, and in the train extra only; needed only where curves are drawn
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     panels = [p for p in panels if any(k in series for k in p.keys)]
     if not panels:
         return None
     figure = Figure(figsize=(8.6, 2.6 * len(panels) + 0.4))
-    FigureCanvasAgg(figure)
     axes_list = figure.subplots(len(panels), 1, sharex=True, squeeze=False)[:, 0]
     for axes, panel in zip(axes_list, panels):
         for key in panel.keys:

@@ -26,7 +26,7 @@ from eegfm.core.stores import StoreUnreachableError
 from eegfm.pipelines.schema import SchemaError
 from eegfm.pipelines.tfrecord import CorruptTFRecordError
 from eegfm.training.augment import AugmentConfig
-from eegfm.training.checkpoint import CheckpointError, load_checkpoint, resolve_resume
+from eegfm.training.checkpoint import CheckpointError, load_checkpoint, resolve_resume, save_checkpoint
 from eegfm.training.config import ConfigError, LoaderSection, RunConfig
 from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter
 from eegfm.training.distributed import BACKENDS, Dist, DistributedError, init_distributed, unwrap
@@ -140,6 +140,17 @@ def core_state(run: TrainState) -> dict[str, Any]:
         "world_size": run.dist.world_size,
         "config": run.cfg.to_dict(),
     }
+
+
+def save_state(run: TrainState, output: Path, step: int, is_best: bool) -> Path | None:
+    """Collective checkpoint of ``run.state_dict()`` as ``step``: every rank contributes its loader
+    position, rank 0 writes (``is_best`` moves the ``best`` pointer, kept out of rotation)."""
+    state = run.state_dict()
+    path = None
+    if run.dist.is_main:
+        path = save_checkpoint(output / "checkpoints", step, state, keep_last=run.cfg.keep_last, is_best=is_best)
+    run.dist.barrier()
+    return path
 
 
 MODEL_KEYS = ("model", "model_overrides")  # the config fields that shape a pretraining model's parameters

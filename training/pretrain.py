@@ -50,6 +50,7 @@ from eegfm.training.loop import (
     quiet_transformers,
     resume_checkpoint,
     run_overrides,
+    save_state,
     step_seed,
     write_run_json,
 )
@@ -146,19 +147,11 @@ def check_schedule_unchanged(saved: dict[str, Any], cfg: PretrainConfig, checkpo
 
 
 def save(run: Run, output: Path, metric: float | None) -> Path | None:
-    """Collective checkpoint: every rank contributes its loader position, rank 0 writes."""
-    state = run.state_dict()
-    path = None
-    if run.dist.is_main:
-        is_best = metric is not None and metric < run.best_metric
-        if is_best:
-            run.best_metric = metric
-            state["best_metric"] = metric
-        path = ckpt.save_checkpoint(
-            output / "checkpoints", run.step, state, keep_last=run.cfg.keep_last, is_best=is_best
-        )
-    run.dist.barrier()
-    return path
+    """Collective checkpoint; rank 0 ranks it by ``metric`` (lower is better) for ``best``."""
+    is_best = run.dist.is_main and metric is not None and metric < run.best_metric
+    if is_best:
+        run.best_metric = metric
+    return save_state(run, output, run.step, is_best)
 
 
 def check_window_lengths(data: str | Sequence[str], patch_size: int, say: bool = True) -> None:

@@ -73,12 +73,10 @@ def markdown(
 
 def plot(path: Path, flat: Mapping[str, Mapping], methods: Sequence[str], metrics: Sequence[str], title: str) -> None:
     """Grouped bars (mean, error bar: std over seeds) per metric, one panel per split."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # heavy: only when the figure is drawn
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # heavy: only when the figure is drawn
 
     splits = sorted({key.split(".")[1] for key in flat}, key=["val", "test", "heldout"].index)
     fig = Figure(figsize=(6 * len(splits), 4))
-    FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(splits), squeeze=False)
     width = 0.8 / max(len(methods), 1)
     for ax, split in zip(axes[0], splits):

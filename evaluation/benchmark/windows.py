@@ -17,8 +17,6 @@ from eegfm.training.data.batch import collate
 from eegfm.training.data.catalog import open_source
 from eegfm.training.data.records import Window
 
-BENCHMARK_SPLITS = ("train", "dev", "eval")  # training, validation, test: the corpus's own names
-
 
 @dataclasses.dataclass(frozen=True)
 class WindowSet:

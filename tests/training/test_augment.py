@@ -129,7 +129,9 @@ def test_mixing_keeps_distributions_and_spares_unvoted(signals, mix):
 
 def test_augment_batch_is_reproducible_from_its_generator(pipeline_output):
     batch = _epoch(pipeline_output, LoaderConfig(batch_size=6, num_workers=0, filters=RecordFilter(tasks=("hms6",))))[0]
-    config = aug.finetune_augment()
+    config = aug.AugmentConfig(
+        channel_dropout=0.05, time_shift=128, amplitude_scale=(0.9, 1.1), mixup_alpha=0.4, cutmix_alpha=1.0
+    )
     a, b = aug.augment_batch(batch, config, _gen(9)), aug.augment_batch(batch, config, _gen(9))
     assert _same_batch(a, b) and not torch.equal(a["eeg"], batch["eeg"])
     assert torch.allclose(a["targets"].sum(1), torch.ones(len(a["targets"])))

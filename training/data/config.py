@@ -11,7 +11,7 @@ import torch
 
 from eegfm.core.config import ConfigError, check_int, check_option, check_range
 from eegfm.pipelines.schema import CORPUS_SPLITS
-from eegfm.training.augment import AugmentConfig, finetune_augment, pretrain_augment
+from eegfm.training.augment import AugmentConfig
 
 EEG_DTYPES = {"float32": torch.float32, "float16": torch.float16}
 AUTO = "auto"  # num_workers: as many as this process's share of the machine's CPUs and memory allows
@@ -140,21 +140,3 @@ class LoaderConfig:
             return self.batch_size
         tokens = -(-n_times // self.patch_size)
         return max(1, min(self.max_batch_size, self.token_budget // tokens))
-
-
-def pretrain_config(**overrides: Any) -> LoaderConfig:
-    """Self-supervised pretraining: every window, token-budget batches of 1 s patches, augmented."""
-    return dataclasses.replace(
-        LoaderConfig(batch_size=None, token_budget=32 * 50, patch_size=256, augment=pretrain_augment()), **overrides
-    )
-
-
-def finetune_config(min_votes: float = 0.0, **overrides: Any) -> LoaderConfig:
-    """Fine-tuning on HMS expert votes; raise ``min_votes`` for the second stage."""
-    filters = RecordFilter(tasks=("hms6",), min_votes=max(min_votes, 1.0))
-    return dataclasses.replace(LoaderConfig(batch_size=32, augment=finetune_augment(), filters=filters), **overrides)
-
-
-def eval_config(**overrides: Any) -> LoaderConfig:
-    """Evaluation: file order, no shuffle, no augmentation (use with ``infinite=False``)."""
-    return dataclasses.replace(LoaderConfig(batch_size=64, shuffle=False), **overrides)

@@ -53,6 +53,7 @@ from eegfm.training.loop import (
     configure_kernels,
     optimizer_step,
     resume_checkpoint,
+    save_state,
     step_seed,
     write_run_json,
 )
@@ -99,14 +100,9 @@ def train_step(run: Run, batches) -> dict[str, Any]:
 
 def save(run: Run, output: Path, is_best: bool) -> None:
     """Collective checkpoint; ``is_best`` moves the ``best`` pointer (kept out of rotation)."""
-    state = run.state_dict()
-    if run.dist.is_main:
-        path = ckpt.save_checkpoint(
-            output / "checkpoints", run.global_step, state, keep_last=run.cfg.keep_last, is_best=is_best
-        )
-        if is_best:
-            log.info("best checkpoint so far: %s", path)
-    run.dist.barrier()
+    path = save_state(run, output, run.global_step, is_best)
+    if is_best:
+        log.info("best checkpoint so far: %s", path)
 
 
 def _resume_or_plan(

@@ -31,7 +31,7 @@ from eegfm.training.data import EEGLoader, data_dirs
 from eegfm.training.distributed import Dist, unwrap
 from eegfm.training.finetune.plan import Plan, class_names
 from eegfm.training.finetune.setup import Run, inputs_for, split_loader, targets_of
-from eegfm.training.loop import quiet_transformers
+from eegfm.training.loop import autocast, quiet_transformers
 from eegfm.training.preprocess_spec import save_preprocess_spec
 from eegfm.training.splits import SPLITS
 from eegfm.training.tracking import Tracker
@@ -52,7 +52,7 @@ def collect(
     try:
         for batch in loader:
             inputs = inputs_for(model, batch, dist.device)
-            with torch.autocast(dist.device.type, dtype=amp_dtype, enabled=amp_dtype != torch.float32):
+            with autocast(dist, amp_dtype):
                 out = net(**inputs)
             logits.append(out.logits.float().cpu())
             targets.append(targets_of(batch, cfg, torch.device("cpu")))

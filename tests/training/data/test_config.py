@@ -7,7 +7,6 @@ from collections import Counter
 import pytest
 
 from eegfm.core.config import ConfigError
-from eegfm.training import data
 from eegfm.training.data import LoaderConfig, RecordFilter
 from tests.training.data.conftest import _epoch, _keys, _record_keys
 
@@ -30,9 +29,7 @@ def test_loader_config_errors_name_the_field(kwargs, message):
         LoaderConfig(**kwargs)
 
 
-def test_presets_and_filter_validation():
-    assert data.finetune_config(min_votes=10).filters.min_votes == 10
-    assert data.pretrain_config().batch_size_for(12800) == 32 and not data.eval_config().shuffle
+def test_filter_validation():
     with pytest.raises(ConfigError, match="RecordFilter.sites: expected a list of strings"):
         RecordFilter(sites="site-a")
     with pytest.raises(ConfigError, match=r"RecordFilter.max_artifact_score: expected a value in \[0.0, 1.0\]"):
