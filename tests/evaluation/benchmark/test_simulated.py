@@ -26,6 +26,10 @@ def test_leave_one_site_out_on_a_small_simulated_corpus(tmp_path):
         seeds = report["run"]["folds"]["eegfm"][site]["kl"]
         assert len(seeds) == 2 and ensemble["kl"] <= sum(seeds) / 2 + 1e-6
     assert "leave-one-site-out" in (tmp_path / "benchmark.md").read_text()
+    # The suite's fine-tuning settings reach every run, and --finetune_set overrides them.
+    site = report["run"]["sites"][0]
+    run = json.loads((tmp_path / "runs" / "eegfm" / site / "seed0" / "run.json").read_text())
+    assert run["config"]["class_weights"] == "none" and run["config"]["epochs"] == 1
 
 
 def test_fewer_than_two_sites_is_refused(tmp_path, capsys):
