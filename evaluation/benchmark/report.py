@@ -76,7 +76,7 @@ def plot(path: Path, flat: Mapping[str, Mapping], methods: Sequence[str], metric
     from matplotlib.figure import Figure  # heavy: only when the figure is drawn
 
     splits = sorted({key.split(".")[1] for key in flat}, key=["val", "test", "heldout"].index)
-    fig = Figure(figsize=(6 * len(splits), 4))
+    fig = Figure(figsize=(6 * len(splits) + 2, 4), layout="constrained")
     axes = fig.subplots(1, len(splits), squeeze=False)
     width = 0.8 / max(len(methods), 1)
     for ax, split in zip(axes[0], splits):
@@ -87,8 +87,8 @@ def plot(path: Path, flat: Mapping[str, Mapping], methods: Sequence[str], metric
         ax.set_xticks(np.arange(len(metrics)) + 0.4 - width / 2, metrics)
         ax.set_title(f"{title}: {split}")
         ax.grid(axis="y", alpha=0.3)
-    axes[0][-1].legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
+    # Beside the panels, not over them: a low metric's bars (AUPRC) would hide behind it.
+    fig.legend(*axes[0][0].get_legend_handles_labels(), fontsize=8, loc="outside right center")
     fig.savefig(path, dpi=120)
 
 
