@@ -300,7 +300,10 @@ def _worker_exit_errors_dropped_on_ctrl_c():
         )
 
     def hold(args: threading.ExceptHookArgs) -> None:
-        held.append(args) if is_worker_exit(args) else previous(args)
+        if is_worker_exit(args):
+            held.append(args)
+        else:
+            previous(args)
 
     def drop(args: threading.ExceptHookArgs) -> None:
         if not is_worker_exit(args):
@@ -315,8 +318,9 @@ def _worker_exit_errors_dropped_on_ctrl_c():
         raise
     finally:
         threading.excepthook = drop if interrupted else previous
-        for args in [] if interrupted else held:
-            previous(args)
+        if not interrupted:
+            for args in held:
+                previous(args)
 
 
 def earlier_run_outputs(output: str) -> list[str]:
