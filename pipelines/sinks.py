@@ -43,11 +43,6 @@ def open_shard(path: str) -> SnappyTFRecordWriter:
     return SnappyTFRecordWriter(fileobj, close_fileobj=True)
 
 
-def _require_bounded(pcoll: beam.PCollection, transform: str) -> None:
-    if not pcoll.is_bounded:
-        raise ValueError(f"{transform}: expected a bounded PCollection (batch pipeline); got an unbounded one")
-
-
 def site_name(site: str | bytes) -> str:
     """A site id as the folder name it becomes; rejects names unsafe as a path component."""
     name = site.decode("utf-8", "replace") if isinstance(site, bytes) else site
@@ -182,7 +177,13 @@ class FinalizeBySiteFn(beam.DoFn):
                 )
             prefix = site_file_prefix(self._output_dir, site)
             names = [f"{prefix}-{i:05d}-of-{len(temps):05d}{self._suffix}" for i in range(len(temps))]
-            _make_folder(FileSystems.split(prefix)[0])
+            folder = FileSystems.split(prefix)[0]
+            if FileSystems.get_filesystem(folder).has_dirs() and not FileSystems.exists(folder):  # local disk
+                try:
+                    FileSystems.mkdirs(folder)
+                except OSError:  # created meanwhile by another writer
+                    if not FileSystems.exists(folder):
+                        raise
             for temp, name in zip(temps, names):
                 if temp in present:
                     sources.append(temp)
@@ -195,16 +196,6 @@ class FinalizeBySiteFn(beam.DoFn):
             FileSystems.rename(sources, destinations)
         discard_folders([self._temp_dir])  # the shards are final: a leftover file is only clutter
         yield from final
-
-
-def _make_folder(path: str) -> None:
-    """Create ``path`` where the file system has folders (local disk; a no-op on object stores)."""
-    if FileSystems.get_filesystem(path).has_dirs() and not FileSystems.exists(path):
-        try:
-            FileSystems.mkdirs(path)
-        except OSError:  # created meanwhile by another writer
-            if not FileSystems.exists(path):
-                raise
 
 
 class WriteSnappyTFRecordsBySite(beam.PTransform):
@@ -234,7 +225,10 @@ class WriteSnappyTFRecordsBySite(beam.PTransform):
         self._file_name_suffix = file_name_suffix
 
     def expand(self, sources: beam.PCollection) -> beam.PCollection:
-        _require_bounded(sources, "WriteSnappyTFRecordsBySite")
+        if not sources.is_bounded:
+            raise ValueError(
+                "WriteSnappyTFRecordsBySite: expected a bounded PCollection (batch pipeline); got an unbounded one"
+            )
         temp_dir = FileSystems.join(self._output_dir, f"beam-temp-sites-{uuid.uuid4().hex}")
         suffix = self._file_name_suffix
         p = sources.pipeline

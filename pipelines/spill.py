@@ -114,7 +114,7 @@ class SpillWriter:
 
     def recording(self, source: str) -> SpilledRecording:
         """The metadata of everything added (at least one window), after :meth:`close`."""
-        starts, n_times, labels, scores, features, quality_at, score_at, frame_at, sizes = zip(*self._rows)
+        starts, n_times, labels, scores, features, *offsets = zip(*self._rows)
         rec = self._first
         return SpilledRecording(
             source,
@@ -127,10 +127,7 @@ class SpillWriter:
             list(labels),
             np.array(scores, dtype=np.float32),
             np.stack(features).astype(np.float32),
-            np.array(quality_at, dtype=np.int64),
-            np.array(score_at, dtype=np.int64),
-            np.array(frame_at, dtype=np.int64),
-            np.array(sizes, dtype=np.int64),
+            *(np.array(column, dtype=np.int64) for column in offsets),  # quality, score and frame offsets, sizes
             rec.corpus_split.decode(),
         )
 

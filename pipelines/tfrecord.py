@@ -95,7 +95,6 @@ class SnappyTFRecordWriter:
         self.block_bytes = int(block_bytes)
         self.close_fileobj = close_fileobj
         self.records_written = 0
-        self.bytes_written = 0  # compressed bytes handed to fileobj
         self.closed = False
         self._pending = bytearray()
 
@@ -126,7 +125,6 @@ class SnappyTFRecordWriter:
     def _write_block(self, block: bytes | bytearray | memoryview) -> None:
         compressed = bytes(cramjam.snappy.compress_raw(block))
         self.fileobj.write(struct.pack(">I", len(compressed)) + compressed)
-        self.bytes_written += 4 + len(compressed)
 
     def flush(self) -> None:
         if self.closed:

@@ -8,7 +8,7 @@ set folder to its adapter.
 """
 
 from eegfm.core.tasks import HMS_CLASSES, HMS_VOTE_COLUMNS, TASK_CLASSES, TUAB_LABELS, TUAR_LABELS, TUEV_LABELS
-from eegfm.pipelines.datasets.discovery import DATASETS, detect_dataset, discover
+from eegfm.pipelines.datasets.discovery import DATASETS, discover
 from eegfm.pipelines.datasets.items import (
     RECORDING_EXTENSIONS,
     Ignored,
@@ -32,7 +32,6 @@ __all__ = [
     "LabeledInterval",
     "LabeledWindow",
     "SourceItem",
-    "detect_dataset",
     "discover",
     "expand_inputs",
     "interval_label",

@@ -5,45 +5,25 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from eegfm.pipelines.readers.annotations import annotated_events, annotated_segments, annotation_samples, marks_bad
-from eegfm.pipelines.readers.base import (
-    ARCHIVES,
-    FORMATS,
-    GZIPPED,
-    Reader,
-    ReaderError,
-    RecordingInfo,
-    Segment,
-    format_of,
-    names_electrode,
-    unique_channel_names,
-)
+from eegfm.pipelines.readers.annotations import annotated_events, annotated_segments, annotation_samples
+from eegfm.pipelines.readers.base import ARCHIVES, FORMATS, GZIPPED, Reader, ReaderError, Segment, format_of
 from eegfm.pipelines.readers.edf import EdfReader
 from eegfm.pipelines.readers.eeglab import eeglab_data_file
 from eegfm.pipelines.readers.hms_parquet import HmsParquetReader
-from eegfm.pipelines.readers.mne_reader import EpochsReader, MneReader, digitized_positions, read_epochs
+from eegfm.pipelines.readers.mne_reader import EpochsReader, MneReader, read_epochs
 
 __all__ = [
-    "ARCHIVES",
-    "FORMATS",
     "GZIPPED",
-    "EdfReader",
-    "EpochsReader",
     "HmsParquetReader",
     "MneReader",
     "Reader",
     "ReaderError",
-    "RecordingInfo",
     "Segment",
     "annotated_events",
     "annotated_segments",
     "annotation_samples",
-    "digitized_positions",
     "eeglab_data_file",
-    "marks_bad",
-    "names_electrode",
     "open_recording",
-    "unique_channel_names",
 ]
 
 
@@ -51,8 +31,7 @@ def open_recording(path: str | os.PathLike) -> Reader:
     """The reader for a file, chosen by extension."""
     fmt = format_of(path)
     if fmt == "recording":
-        name = Path(path).name.lower()
-        archive = next((a for a in ARCHIVES if name.endswith(a)), None)
+        archive = next((a for a in ARCHIVES if Path(path).name.lower().endswith(a)), None)
         got = archive or Path(path).suffix
         hint = " (an archive: unpack it and give the folder as --input)" if archive else ""
         raise ReaderError(
@@ -67,7 +46,7 @@ def open_recording(path: str | os.PathLike) -> Reader:
     try:
         return MneReader(path)
     except ReaderError:
-        epochs = read_epochs(path) if format_of(path) in ("fif", "eeglab") else None
+        epochs = read_epochs(path) if fmt in ("fif", "eeglab") else None
         if epochs is None:
             raise
         return EpochsReader(path, epochs)
