@@ -1,9 +1,8 @@
 """Inputs with the same bytes (``Outcome.source_sha256``): one recording, written once.
 
 A copy written twice weighs double in pretraining, and copies in two site folders would let a
-leave-one-site-out evaluation test on what it trained on. Of each set of processed inputs with one
-hash, the copy with the most labeled windows (its labels may reach only one copy), then the most
-windows, then the first by path is kept; the others are quarantined at stage ``duplicate``.
+leave-one-site-out evaluation test on what it trained on. One copy is kept (its labels may reach only
+one copy: the most labeled windows wins); the others are quarantined at stage ``duplicate``.
 """
 
 from __future__ import annotations
@@ -35,14 +34,12 @@ def mark_duplicate(outcome: Outcome, copies: dict[str, str]) -> Outcome:
     kept = copies.get(outcome.source)
     if kept is None:
         return outcome
+    cleared = dict(windows=0, labeled_windows=0, rejected_windows=0, rejection_rules={})
     return dataclasses.replace(
         outcome,
+        **cleared,
         status="quarantined",
         stage="duplicate",
-        windows=0,
-        labeled_windows=0,
-        rejected_windows=0,
-        rejection_rules={},
         reason=f"{os.path.basename(outcome.source)}: the same file (SHA-256 {outcome.source_sha256[:16]}...) as "
         f"{kept}, whose windows are written; a copy is not written twice",
     )

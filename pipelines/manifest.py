@@ -139,13 +139,8 @@ def _ica_totals(inputs: list[dict]) -> dict:
     cleaned = [d["ica"] for d in inputs if d.get("ica")]
     if not cleaned:
         return {}
-    return {
-        "ica_removed": {
-            "eog": sum(c["eog_removed"] for c in cleaned),
-            "emg": sum(c["emg_removed"] for c in cleaned),
-            "recordings": len(cleaned),
-        }
-    }
+    removed = {kind: sum(c[f"{kind}_removed"] for c in cleaned) for kind in ("eog", "emg")}
+    return {"ica_removed": {**removed, "recordings": len(cleaned)}}
 
 
 def count(n: int, noun: str) -> str:

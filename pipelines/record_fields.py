@@ -22,9 +22,7 @@ FLOAT32_MAX: float = float(np.finfo(np.float32).max)
 def same_value(a: Any, b: Any) -> bool:
     """Equal values; arrays by shape, dtype and value, and NaN equals NaN."""
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)):
-            return False
-        if a.shape != b.shape or a.dtype != b.dtype:
+        if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)) or (a.shape, a.dtype) != (b.shape, b.dtype):
             return False
         return bool(np.array_equal(a, b, equal_nan=a.dtype.kind == "f"))
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):

@@ -1,11 +1,9 @@
 """The eegfm data contract: one ``tf.train.Example`` per EEG window (``docs/design.md``).
 
 ``WindowRecord`` holds a window exactly as stored (samples rounded to float16, scalars to
-float32), so ``decode_example(encode_example(r)) == r`` bit for bit. The message classes and the
-reader are :mod:`pipelines.example_wire`'s and the field checks :mod:`pipelines.record_fields`'s; only
-``tf_feature_description()`` needs TensorFlow. Every feature in ``FEATURES`` is always written, so
-every file parses with one fixed description; decoding ignores unknown features, so a newer writer's
-files stay readable.
+float32), so ``decode_example(encode_example(r)) == r`` bit for bit. Every feature in ``FEATURES`` is
+always written, so every file parses with one fixed description; decoding ignores unknown features, so
+a newer writer's files stay readable.
 """
 
 from __future__ import annotations

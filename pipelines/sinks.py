@@ -1,14 +1,8 @@
-"""The Beam sink that writes TensorFlow-readable SNAPPY TFRecords, one folder per site.
+"""The Beam sink that writes TensorFlow-readable SNAPPY TFRecords, ``OUTPUT/<site>/part-SSSSS-of-NNNNN.tfrecord``.
 
 Beam has no SNAPPY codec TensorFlow can read, so each shard is written uncompressed through Beam's
-``FileSystems`` by ``pipelines.tfrecord.SnappyTFRecordWriter`` (:func:`open_shard`) to a temporary
-file, renamed to its final ``-SSSSS-of-NNNNN`` name once every shard is written.
-
-``WriteSnappyTFRecordsBySite`` writes ``OUTPUT/<site>/part-SSSSS-of-NNNNN.tfrecord`` in one stage
-for any number of sites (one sink per site made the graph grow with them): :func:`plan_shards` cuts
-each site's ``RecordSource``s, in ``order``, into contiguous shards of at most ``max_shard_bytes``
-(every loader worker sharing a file reads all of it), so the same inputs give byte-identical shards
-on any runner. An undeclared site fails the pipeline, naming it, rather than being dropped.
+``FileSystems`` by ``SnappyTFRecordWriter`` (:func:`open_shard`) to a temporary file, renamed once every
+shard is written. Every site goes through one stage (one sink per site made the graph grow with them).
 """
 
 from __future__ import annotations

@@ -2,10 +2,8 @@
 
 No window can be scored before the autoencoder is fitted on a sample of all of them, and windows in
 the graph would be materialized in full meanwhile (a shuffle of all the EEG on Dataflow). So each
-recording's windows go to one spill file (TFRecord framing) and a small `SpilledRecording` travels
-on: per window, its features, rule score and byte offsets. `score_spill` makes it a `ScoredSpill`,
-which the sink reads back once, overwriting the fixed-width float scores in place (the same bytes
-as encoding the updated record).
+recording's windows go to one spill file and a small `SpilledRecording` travels on; the sink reads
+its `ScoredSpill` back once, overwriting the fixed-width float scores in place.
 """
 
 from __future__ import annotations

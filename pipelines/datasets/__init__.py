@@ -1,10 +1,7 @@
 """Input discovery and dataset adapters: `--input` patterns -> one `SourceItem` per input file.
 
-Each adapter module knows how its corpus's layout names subjects, sessions, sites and labels, and
-registers itself (``adapters.register``): ``hms`` (Kaggle HMS), ``bids``, ``physionet`` (eegmat,
-eegmmi, chbmit, siena), ``tuh`` (tuab, tuep, tusz, tuev, tuar) and ``generic`` (``edf``: any folder
-of recordings, an optional labels.csv). ``discovery.discover`` lists the inputs and hands each data
-set folder to its adapter.
+Each corpus module (hms, bids, physionet, tuh, generic) registers its adapter (``adapters.register``);
+``discovery.discover`` lists the inputs and hands each data set folder to its adapter.
 """
 
 from eegfm.core.tasks import HMS_CLASSES, HMS_VOTE_COLUMNS, TASK_CLASSES, TUAB_LABELS, TUAR_LABELS, TUEV_LABELS

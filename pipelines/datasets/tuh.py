@@ -37,15 +37,11 @@ TUEV_CONTEXT_S = 2.0
 @companion_files
 def _event_files(path: str, listed: set[str]) -> str | None:
     stem, ext = posixpath.splitext(path)
-    if (
-        ext.lower() in (".csv_bi", ".csv")
-        and _TUH_NAME.match(posixpath.basename(stem) + ".edf")
-        and stem + ".edf" in listed
-    ):
+    if stem + ".edf" not in listed:
+        return None
+    if ext.lower() in (".csv_bi", ".csv") and _TUH_NAME.match(posixpath.basename(stem) + ".edf"):
         return sidecar(path)
-    if ext.lower() == ".rec" and stem + ".edf" in listed:
-        return "TUEV event file (.rec) of the EDF beside it, read by the tuev adapter"
-    return None
+    return "TUEV event file (.rec) of the EDF beside it, read by the tuev adapter" if ext.lower() == ".rec" else None
 
 
 def corpus_split(path: str) -> str:
