@@ -24,7 +24,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
 
 class SchemaError(ValueError):
@@ -34,61 +34,41 @@ class SchemaError(ValueError):
 LIST_FIELDS = {"bytes": "bytes_list", "float": "float_list", "int64": "int64_list"}
 
 
-def _example_class() -> type:
-    """``tf.train.Example`` as a message class of a private descriptor pool (TensorFlow's field
-    numbers and types: all that matters on the wire)."""
-
-    def field(
-        name: str, number: int, kind: str = "TYPE_MESSAGE", message: str = "", repeated: bool = False, **more: Any
-    ) -> dict[str, Any]:
-        label = "LABEL_REPEATED" if repeated else "LABEL_OPTIONAL"
-        return {
-            "name": name,
-            "number": number,
-            "type": kind,
-            "label": label,
-            **({"typeName": f".tensorflow.{message}"} if message else {}),
-            **more,
-        }
-
-    lists = (("BytesList", "TYPE_BYTES"), ("FloatList", "TYPE_FLOAT"), ("Int64List", "TYPE_INT64"))
-    entry = {
-        "name": "FeatureEntry",
-        "options": {"mapEntry": True},  # map<string, Feature> on the wire
-        "field": [field("key", 1, "TYPE_STRING"), field("value", 2, message="Feature")],
-    }
-    messages = [
-        *({"name": name, "field": [field("value", 1, kind, repeated=True)]} for name, kind in lists),
-        {
-            "name": "Feature",
-            "oneofDecl": [{"name": "kind"}],
-            "field": [
-                field(f"{name[:-4].lower()}_list", number, message=name, oneofIndex=0)
-                for number, (name, _) in enumerate(lists, start=1)
-            ],
-        },
-        {
-            "name": "Features",
-            "nestedType": [entry],
-            "field": [field("feature", 1, message="Features.FeatureEntry", repeated=True)],
-        },
-        {"name": "Example", "field": [field("features", 1, message="Features")]},
-    ]
-    proto = json_format.ParseDict(
-        {
-            "name": "eegfm/pipelines/tf_example.proto",
-            "package": "tensorflow",
-            "syntax": "proto3",
-            "messageType": messages,
-        },
-        descriptor_pb2.FileDescriptorProto(),
-    )
-    pool = descriptor_pool.DescriptorPool()
-    pool.Add(proto)
-    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.Example"))
+# ``tf.train.Example`` in a private descriptor pool: TensorFlow's field numbers and types, all that matters on the wire.
+_EXAMPLE_PROTO = """
+name: "eegfm/pipelines/tf_example.proto" package: "tensorflow" syntax: "proto3"
+message_type { name: "BytesList" field { name: "value" number: 1 label: LABEL_REPEATED type: TYPE_BYTES } }
+message_type { name: "FloatList" field { name: "value" number: 1 label: LABEL_REPEATED type: TYPE_FLOAT } }
+message_type { name: "Int64List" field { name: "value" number: 1 label: LABEL_REPEATED type: TYPE_INT64 } }
+message_type {
+  name: "Feature" oneof_decl { name: "kind" }
+  field { name: "bytes_list" number: 1 label: LABEL_OPTIONAL type: TYPE_MESSAGE type_name: ".tensorflow.BytesList"
+          oneof_index: 0 }
+  field { name: "float_list" number: 2 label: LABEL_OPTIONAL type: TYPE_MESSAGE type_name: ".tensorflow.FloatList"
+          oneof_index: 0 }
+  field { name: "int64_list" number: 3 label: LABEL_OPTIONAL type: TYPE_MESSAGE type_name: ".tensorflow.Int64List"
+          oneof_index: 0 }
+}
+message_type {
+  name: "Features"
+  nested_type {
+    name: "FeatureEntry" options { map_entry: true }
+    field { name: "key" number: 1 label: LABEL_OPTIONAL type: TYPE_STRING }
+    field { name: "value" number: 2 label: LABEL_OPTIONAL type: TYPE_MESSAGE type_name: ".tensorflow.Feature" }
+  }
+  field { name: "feature" number: 1 label: LABEL_REPEATED type: TYPE_MESSAGE
+          type_name: ".tensorflow.Features.FeatureEntry" }
+}
+message_type {
+  name: "Example"
+  field { name: "features" number: 1 label: LABEL_OPTIONAL type: TYPE_MESSAGE type_name: ".tensorflow.Features" }
+}
+"""
+_POOL = descriptor_pool.DescriptorPool()
+_POOL.Add(text_format.Parse(_EXAMPLE_PROTO, descriptor_pb2.FileDescriptorProto()))
 
 
-Example = _example_class()
+Example = message_factory.GetMessageClass(_POOL.FindMessageTypeByName("tensorflow.Example"))
 Features = message_factory.GetMessageClass(Example.DESCRIPTOR.fields_by_name["features"].message_type)
 
 

@@ -118,14 +118,10 @@ def _why_not_recording(f: str, listed: set[str]) -> str | None:
 
 def split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
     """A folder's recordings, and its other files with why each is not one."""
-    recordings, ignored = [], []
     listed = set(files)
-    for f in files:
-        reason = _why_not_recording(f, listed)
-        if reason:
-            ignored.append(Ignored(f, reason))
-        else:
-            recordings.append(f)
+    reasons = [(f, _why_not_recording(f, listed)) for f in files]
+    recordings = [f for f, reason in reasons if not reason]
+    ignored = [Ignored(f, reason) for f, reason in reasons if reason]
     continued = _fif_continuations(recordings)
     ignored += [Ignored(f, reason) for f, reason in continued.items()]
     return [f for f in recordings if f not in continued], ignored

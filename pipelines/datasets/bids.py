@@ -46,19 +46,12 @@ class SidecarInfo:
 def parse_name(path: str) -> tuple[dict[str, str], str, str] | None:
     """``(entities, suffix, extension)`` of a BIDS file name (``sub-01_task-rest_eeg.edf``:
     ``({'sub': '01', 'task': 'rest'}, 'eeg', '.edf')``); None where it is not one."""
-    name = posixpath.basename(path)
-    stem, dot, ext = name.partition(".")
-    parts = stem.split("_")
-    entities: dict[str, str] = {}
-    for part in parts[:-1]:
-        match = _ENTITY.match(part)
-        if match is None:
-            return None
-        entities[match.group(1)] = match.group(2)
-    suffix = parts[-1]
-    if not suffix.isalnum():
+    stem, dot, ext = posixpath.basename(path).partition(".")
+    *pairs, suffix = stem.split("_")
+    matches = [_ENTITY.match(part) for part in pairs]
+    if not suffix.isalnum() or not all(matches):
         return None
-    return entities, suffix, dot + ext.lower()
+    return {m.group(1): m.group(2) for m in matches}, suffix, dot + ext.lower()
 
 
 class SidecarIndex:
@@ -81,13 +74,12 @@ class SidecarIndex:
             return []
         entities, folder, found = parsed[0], posixpath.dirname(recording), []
         while True:
-            for their, kind, ext, path in self._by_folder.get(folder, ()):
-                if (
-                    kind == suffix
-                    and ext == extension
-                    and all(entities.get(k) == v for k, v in their.items() if k != "space")
-                ):
-                    found.append((folder.count("/"), len(their), path))
+            found += [
+                (folder.count("/"), len(their), path)
+                for their, kind, ext, path in self._by_folder.get(folder, ())
+                if (kind, ext) == (suffix, extension)
+                and all(entities.get(k) == v for k, v in their.items() if k != "space")
+            ]
             parent = posixpath.dirname(folder)
             if parent == folder or not folder:
                 break
