@@ -88,15 +88,12 @@ def tf_feature_description() -> dict[str, Any]:
     import tensorflow as tf  # heavy and optional (the tf extra): only this function needs it
 
     dtypes = {"bytes": tf.string, "float": tf.float32, "int64": tf.int64}
-    description: dict[str, Any] = {}
-    for name, spec in FEATURES.items():
-        dtype = dtypes[spec.kind]
-        if spec.size is None:
-            description[name] = tf.io.VarLenFeature(dtype)
-        else:
-            shape = [] if spec.size == 1 else [spec.size]
-            description[name] = tf.io.FixedLenFeature(shape, dtype, default_value=spec.default)
-    return description
+    return {
+        name: tf.io.VarLenFeature(dtypes[spec.kind])
+        if spec.size is None
+        else tf.io.FixedLenFeature([] if spec.size == 1 else [spec.size], dtypes[spec.kind], default_value=spec.default)
+        for name, spec in FEATURES.items()
+    }
 
 
 def _empty_f32() -> np.ndarray:
@@ -213,11 +210,8 @@ def _record_features(record: WindowRecord) -> dict[str, tuple[str, Any]]:
         "shape": record.shape,
         "ecg": b"" if record.ecg is None else record.ecg.tobytes(),
     }
-    features = {}
-    for name, spec in FEATURES.items():
-        value = derived[name] if name in derived else getattr(record, name)
-        features[name] = (spec.kind, [value] if spec.size == 1 else value)
-    return features
+    values = {name: derived[name] if name in derived else getattr(record, name) for name in FEATURES}
+    return {name: (spec.kind, [values[name]] if spec.size == 1 else values[name]) for name, spec in FEATURES.items()}
 
 
 def encode_example(record: WindowRecord) -> bytes:

@@ -36,22 +36,17 @@ class HmsParquetReader(Reader):
         wanted = list(HMS_EEG_COLUMNS) + [c for c in HMS_AUX_COLUMNS if c in columns]
         # HMS files are at most tens of MB: read once, then slice per window.
         table = self._file.read(columns=wanted)
+        arrays = {c: table.column(c).to_numpy(zero_copy_only=False) for c in wanted}
         # A column that is NaN from start to end is an electrode that was not recorded: leave it
         # out so the harmonizer interpolates it (and marks it in channel_mask). NaN stretches
         # inside a recorded column stay, and reject only the windows they touch.
-        self.empty_columns = tuple(
-            c
-            for c in wanted
-            if table.num_rows and not np.isfinite(table.column(c).to_numpy(zero_copy_only=False)).any()
-        )
+        self.empty_columns = tuple(c for c, a in arrays.items() if table.num_rows and not np.isfinite(a).any())
         self._columns = [c for c in wanted if c not in self.empty_columns]
         n_times = int(self._file.metadata.num_rows)
         check_info(path, self._columns, HMS_SFREQ, n_times)
         self.info = RecordingInfo(tuple(self._columns), HMS_SFREQ, n_times)
         self.identity_key = self.path.stem
-        self._data = np.stack(
-            [table.column(c).to_numpy(zero_copy_only=False).astype(np.float32) for c in self._columns]
-        )
+        self._data = np.stack([arrays[c].astype(np.float32) for c in self._columns])
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         return self._data[:, start:stop].copy()
