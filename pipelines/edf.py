@@ -21,10 +21,6 @@ import numpy as np
 ANNOTATION_LABEL = "EDF Annotations"
 _MONTHS = ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")
 _N_RECORDS_OFFSET = 236  # of the 8-byte "number of data records" field
-# TAL separators (EDF+ section 2.2.2).
-_TAL_ONSET_END = b"\x14"
-_TAL_DURATION = b"\x15"
-_TAL_END = b"\x00"
 
 
 class EDFError(ValueError):
@@ -209,13 +205,13 @@ def digital_to_physical(digital: np.ndarray, signal: EDFSignal) -> np.ndarray:
 
 
 def encode_tal(onset: float, texts: Sequence[str] = (), duration: float | None = None) -> bytes:
-    """One Time-stamped Annotation List; with no texts a time-keeping TAL, ``+12\\x14\\x14\\x00``."""
+    """One Time-stamped Annotation List (EDF+ 2.2.2: 0x15 before a duration, 0x14 after the onset and each
+    text, 0x00 at the end); with no texts a time-keeping TAL, ``+12\\x14\\x14\\x00``."""
     head = (("-" if onset < 0 else "+") + format_number(abs(onset), width=20, field="annotation onset")).encode()
     if duration is not None:
-        length = format_number(duration, width=20, field="annotation duration")
-        head += _TAL_DURATION + length.encode("ascii")
-    body = b"".join(_encode_annotation_text(t) + _TAL_ONSET_END for t in texts)
-    return head + _TAL_ONSET_END + (body or _TAL_ONSET_END) + _TAL_END
+        head += b"\x15" + format_number(duration, width=20, field="annotation duration").encode("ascii")
+    body = b"".join(_encode_annotation_text(t) + b"\x14" for t in texts)
+    return head + b"\x14" + (body or b"\x14") + b"\x00"
 
 
 def _encode_annotation_text(text: str) -> bytes:

@@ -95,9 +95,7 @@ class PathRedactor:
         if hash_:
             return self.path(path) + hash_ + fragment
         kept, rest = self.split(path)
-        if kept:
-            return kept + self._names_of(rest, relative=True)
-        return self._names_of(path, relative=False)
+        return kept + self._names_of(rest, relative=True) if kept else self._names_of(path, relative=False)
 
     def _names_of(self, path: str, relative: bool) -> str:
         scheme, sep, rest = ("", "", path) if relative or "://" not in path else path.partition("://")

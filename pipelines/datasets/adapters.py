@@ -77,10 +77,7 @@ def lower_ext(path: str) -> str:
     name = posixpath.basename(path).lower()
     if GZIPPED_PART.search(name):
         return ".fif.gz"
-    for double in (".fif.gz", ".edf.gz", ".bdf.gz"):
-        if name.endswith(double):
-            return double
-    return posixpath.splitext(name)[1]
+    return next((d for d in (".fif.gz", ".edf.gz", ".bdf.gz") if name.endswith(d)), posixpath.splitext(name)[1])
 
 
 def every_edf(files: list[str], named: Callable[[str], bool]) -> bool:

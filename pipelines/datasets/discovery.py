@@ -65,9 +65,7 @@ def discover(
     roots = folders + [root for root in map(root_of, patterns) if not under_any(root, folders)]
     # Label sidecars may sit above the site folders they describe (simulator: edf/labels.csv).
     label_files = tuple(f for f in files if posixpath.basename(f) == "labels.csv")
-    items: list[SourceItem] = []
-    ignored: list[Ignored] = []
-    used: dict[str, str] = {}
+    items, ignored, used = [], [], {}
     for key, group_files in sorted(_group_by_layout(files, roots).items()):
         kind = detect_dataset(group_files) if dataset == "auto" else dataset
         got, skipped = ADAPTERS[kind].list_items(Group(group_files, roots, site, label_files))

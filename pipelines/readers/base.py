@@ -175,10 +175,7 @@ def format_of(path) -> str:
     name = str(path).lower()
     if GZIPPED_PART.search(name):  # a later part of a split x.fif.gz, read alone
         return "fif"
-    for ext, fmt in FORMATS.items():
-        if name.endswith(ext):
-            return fmt
-    return "recording"
+    return next((fmt for ext, fmt in FORMATS.items() if name.endswith(ext)), "recording")
 
 
 def one_line(err: BaseException) -> str:
