@@ -71,8 +71,7 @@ def create_key(path: str | os.PathLike) -> bytes:
     path = Path(path)
     key = secrets.token_hex(32).encode()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
         fh.write(key + b"\n")
     return key
 

@@ -120,11 +120,9 @@ def next_part_name(path: str) -> str | None:
     opener = gzip.open if path.lower().endswith(".gz") else open
     with opener(path, "rb") as fh:
         ref = next((r for r in _references(fh, None) if r.role == "next"), None)
-    if ref is None:
-        return None
-    if ref.name:
+    if ref is not None and ref.name:
         return ref.basename
-    if ref.number is None:
+    if ref is None or ref.number is None:
         return None
     # Only a number: MNE derives the name from this file's ("x_raw.fif" -> "x_raw-1.fif").
     base = os.path.basename(path)

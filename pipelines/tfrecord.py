@@ -91,9 +91,7 @@ class SnappyTFRecordWriter:
 
     def __init__(self, fileobj: IO[bytes], *, block_bytes: int = SNAPPY_BLOCK_BYTES, close_fileobj: bool = False):
         check_range("block_bytes", block_bytes, 1, SNAPPY_BLOCK_BYTES)
-        self.fileobj = fileobj
-        self.block_bytes = int(block_bytes)
-        self.close_fileobj = close_fileobj
+        self.fileobj, self.block_bytes, self.close_fileobj = fileobj, int(block_bytes), close_fileobj
         self.records_written = 0
         self.closed = False
         self._pending = bytearray()

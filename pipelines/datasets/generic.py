@@ -33,13 +33,7 @@ def warn_unmatched_labels(label_files: list[str], recordings: set[str]) -> None:
     """Name the labels.csv rows whose file is no input recording (a typo, a file left out)."""
     for f in label_files:
         base = posixpath.dirname(f)
-        unmatched = sorted(
-            {
-                target
-                for _, row in csv_rows(f)
-                if row.get("path") and (target := labeled_path(base, row["path"])) not in recordings
-            }
-        )
+        unmatched = sorted({labeled_path(base, row["path"]) for _, row in csv_rows(f) if row.get("path")} - recordings)
         if unmatched:
             log.warning(
                 "%s: %d labeled file(s) are not among the input recordings, e.g. %s",

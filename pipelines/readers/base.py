@@ -21,7 +21,6 @@ from eegfm.pipelines.channels import Digitized, derivation, standard_name
 from eegfm.pipelines.deid import ClinicalInfo
 from eegfm.pipelines.fif_parts import GZIPPED_PART
 
-# Extension -> format name.
 FORMATS = {
     ".edf": "edf",
     ".bdf": "bdf",

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from eegfm.pipelines.channels import Digitized
-from eegfm.pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
+from eegfm.pipelines.deid import ClinicalInfo, age_from_dates
 from eegfm.pipelines.readers.annotations import (
     annotated_bad_spans,
     annotated_events,
@@ -150,16 +150,14 @@ def digitized_positions(info, fmt: str = "fif") -> Digitized | None:
         return None
     if fmt == "eeglab" and not (fiducials := eeglab_fiducials(fiducials)):
         return None
-    found = {}
-    for ch in info["chs"]:
-        xyz = np.asarray(ch["loc"][:3], dtype=np.float64)
-        if (
-            ch["kind"] == FIFF.FIFFV_EEG_CH
-            and ch["coord_frame"] == FIFF.FIFFV_COORD_HEAD
-            and np.all(np.isfinite(xyz))
-            and np.linalg.norm(xyz) > 0.01
-        ):
-            found[ch["ch_name"]] = tuple(float(v) for v in xyz)
+    placed = [
+        (ch["ch_name"], np.asarray(ch["loc"][:3], dtype=np.float64))
+        for ch in info["chs"]
+        if ch["kind"] == FIFF.FIFFV_EEG_CH and ch["coord_frame"] == FIFF.FIFFV_COORD_HEAD
+    ]
+    found = {
+        name: tuple(xyz.tolist()) for name, xyz in placed if np.all(np.isfinite(xyz)) and np.linalg.norm(xyz) > 0.01
+    }
     if not found:
         return None
     return Digitized(found, *(fiducials[k] for k in wanted)) if framed else Digitized(found)
@@ -233,9 +231,7 @@ def _mne_clinical(raw) -> ClinicalInfo:
     meas = raw.info.get("meas_date")
     birth = birthday if isinstance(birthday, dt.date) else None
     recorded = meas.date() if isinstance(meas, dt.datetime) else None
-    sex_code = subject.get("sex")
-    sex = normalize_sex({1: "M", 2: "F"}.get(sex_code, "")) if sex_code is not None else ""
-    return ClinicalInfo(age=age_from_dates(birth, recorded), sex=sex)
+    return ClinicalInfo(age=age_from_dates(birth, recorded), sex={1: "M", 2: "F"}.get(subject.get("sex"), ""))
 
 
 def _mne_identity(raw) -> str:
