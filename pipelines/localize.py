@@ -177,10 +177,9 @@ def _brainvision_files(header: str) -> dict[str, str]:
     """``{"DataFile": name, "MarkerFile": name}`` as the header's [Common Infos] gives them (base
     names only: a header never fetches a file from another folder)."""
     named = {}
-    with contextlib.suppress(OSError):
-        with open(header, encoding="latin-1") as fh:
-            for line in fh:
-                key, sep, value = line.strip().partition("=")
-                if sep and key in ("DataFile", "MarkerFile") and value.strip():
-                    named[key] = posixpath.basename(value.strip().replace("\\", "/"))
+    with contextlib.suppress(OSError), open(header, encoding="latin-1") as fh:
+        for line in fh:
+            key, sep, value = line.strip().partition("=")
+            if sep and key in ("DataFile", "MarkerFile") and value.strip():
+                named[key] = posixpath.basename(value.strip().replace("\\", "/"))
     return named
