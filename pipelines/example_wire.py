@@ -1,16 +1,9 @@
 """``tf.train.Example`` without TensorFlow: message classes for writing, and a reader of the wire
 format that names the field and byte of a defect.
 
-The messages (tensorflow/core/example/{example,feature}.proto)::
-
-  Example   { Features features = 1; }
-  Features  { map<string, Feature> feature = 1; }
-            (each map entry is a message { string key = 1; Feature value = 2; })
-  Feature   { oneof kind { BytesList bytes_list = 1; FloatList float_list = 2;
-                           Int64List int64_list = 3; } }
-  BytesList { repeated bytes value = 1; }
-  FloatList { repeated float value = 1 [packed = true]; }   (little-endian float32s)
-  Int64List { repeated int64 value = 1 [packed = true]; }   (varints, negatives as 10 bytes)
+The messages are tensorflow/core/example/{example,feature}.proto's (``_EXAMPLE_PROTO``): Features a
+map<string, Feature> (each entry a message {key = 1, value = 2}), Feature a oneof of BytesList, FloatList
+(packed little-endian float32s) and Int64List (packed varints, negatives as 10 bytes).
 
 ``Example`` and ``Features`` are built from a private descriptor pool (neither TensorFlow nor protoc
 is needed); protobuf's deterministic serialization writes map entries in sorted key order, so a
