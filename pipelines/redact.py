@@ -214,9 +214,7 @@ class RunRedaction:
         self.enabled = enabled
         self.redactor = PathRedactor(secrets.token_bytes(32), enabled, kept_folders(paths))
         self.scrub = self.redactor.scrubber(paths)
-        self._filter = None
-        if enabled:
-            self._filter = RedactingFilter().install()
+        self._filter = RedactingFilter().install() if enabled else None
 
     def keyed(self, key: bytes, paths: Iterable[str], keep: Iterable[str] = ()) -> None:
         """The run's key and inputs are known: scrub with them, and let held records out."""

@@ -209,14 +209,11 @@ class WriteSnappyTFRecordsBySite(beam.PTransform):
         names = tuple(site_name(site) for site in sites)
         if not names:
             raise ValueError("sites: expected at least one site; got none")
-        duplicates = sorted({name for name in names if names.count(name) > 1})
-        if duplicates:
+        if duplicates := sorted({name for name in names if names.count(name) > 1}):
             raise ValueError(f"sites: expected unique site names; got duplicates {duplicates}")
         self._num_shards = check_int("num_shards", num_shards, 0)  # 0: as many as max_shard_bytes needs
         self._max_shard_bytes = check_int("max_shard_bytes", max_shard_bytes, 1)
-        self._output_dir = output_dir
-        self._sites = names
-        self._file_name_suffix = file_name_suffix
+        self._output_dir, self._sites, self._file_name_suffix = output_dir, names, file_name_suffix
 
     def expand(self, sources: beam.PCollection) -> beam.PCollection:
         if not sources.is_bounded:

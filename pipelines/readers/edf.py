@@ -244,9 +244,7 @@ def bad_spans(notes, origin_s: float, segments: tuple[Segment, ...], sfreq: floa
     (``origin_s``: the first record's onset); a span over a gap covers each side's part, a
     zero-length one its sample."""
     spans = []
-    for onset, duration, text in notes:
-        if not marks_bad(text):
-            continue
+    for onset, duration, _ in (note for note in notes if marks_bad(note[2])):
         start_s, stop_s = onset - origin_s, onset - origin_s + duration
         for seg in segments:
             seg_stop_s = seg.onset_s + (seg.stop - seg.start) / sfreq
