@@ -27,8 +27,7 @@ class PseudonymKeyError(ValueError):
 
 
 def load_key(path: str | os.PathLike) -> bytes:
-    """Read a pseudonym key (raw bytes, whitespace stripped), local or on an object store; raises
-    PseudonymKeyError."""
+    """Read a pseudonym key (raw bytes, whitespace stripped), local or on an object store; raises PseudonymKeyError."""
     if "://" in str(path):
         # Beam and core.stores (google-api-core, ~180 modules) only for a key on an object store:
         # the readers, which import this module, run without them.

@@ -54,9 +54,8 @@ class Annotation:
 
 @dataclasses.dataclass(frozen=True)
 class EDFHeader:
-    """The whole header. ``edf_plus`` appends an ``EDF Annotations`` signal of
-    ``annotation_samples`` 2-byte samples per record and marks ``EDF+C``. ``n_records`` -1 means
-    unknown (the spec allows it while recording)."""
+    """The whole header. ``edf_plus`` appends an ``EDF Annotations`` signal of ``annotation_samples`` 2-byte samples per
+    record and marks ``EDF+C``. ``n_records`` -1 means unknown (the spec allows it while recording)."""
 
     signals: tuple[EDFSignal, ...]
     start: datetime

@@ -1,6 +1,5 @@
-"""What ``process_recording`` takes (`PreprocessConfig`) and yields: `Window`s (kept, scored by the
-rules so far), `RejectedWindow`s (one quarantine line each) and, last, one `Outcome` per input.
-"""
+"""What ``process_recording`` takes (`PreprocessConfig`) and yields: `Window`s (kept, scored by the rules so far),
+`RejectedWindow`s (one quarantine line each) and, last, one `Outcome` per input."""
 
 from __future__ import annotations
 

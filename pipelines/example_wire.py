@@ -186,8 +186,7 @@ _LIST_DECODERS = {"bytes": _decode_bytes, "float": _decode_floats, "int64": _dec
 
 
 def decode_features(data: bytes | memoryview) -> dict[str, tuple[str, list[Any] | np.ndarray]]:
-    """A serialized ``tf.train.Example`` as ``{name: (kind, values)}``: a list of bytes, or a
-    float32 or int64 array."""
+    """A serialized ``tf.train.Example`` as ``{name: (kind, values)}``: a list of bytes, or a float32 or int64 array."""
     features: dict[str, tuple[str, list[Any] | np.ndarray]] = {}
     for field, body in _bodies(memoryview(data), "Example"):
         if field != 1:

@@ -52,8 +52,7 @@ def _copy(src, dst, digest, gzipped: bool = False) -> None:
 
 @contextlib.contextmanager
 def localized(path: str) -> Iterator[tuple[str, str]]:
-    """A local path for `path` (a temporary copy of a remote or gzipped file) and the SHA-256 of
-    the file as stored."""
+    """A local path for `path` (a temporary copy of a remote or gzipped file) and the SHA-256 of the file as stored."""
     from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; not at module load
 
     if path.lower().endswith(".mff") and ("://" in path or os.path.isdir(path)):

@@ -116,10 +116,9 @@ class PathRedactor:
 
 
 class Scrubber:
-    """Replaces each of a set of paths in any text: in full, as its stem with an extension, or as a
-    folder name next to a slash; other words stay, even where they spell a folder's name ("eeg").
-    A substring test picks the few names a text holds before a pattern is built: milliseconds per
-    log line even with every input of a large run."""
+    """Replaces each of a set of paths in any text: in full, as its stem with an extension, or as a folder name next to
+    a slash; other words stay, even where they spell a folder's name ("eeg"). A substring test picks the few names a
+    text holds before a pattern is built: milliseconds per log line even with every input of a large run."""
 
     def __init__(self, redactor: PathRedactor, paths: Iterable[str]):
         self.enabled = redactor.enabled

@@ -145,9 +145,8 @@ def temp_shard_path(temp_dir: str, site: str, index: int, suffix: str = FILE_NAM
 
 
 class FinalizeBySiteFn(beam.DoFn):
-    """Once: every site's temporary shards renamed to ``<site>/part-SSSSS-of-NNNNN``, the temporary
-    folder deleted. Emits every final file name. Safe to retry: a file already renamed by an
-    earlier attempt is not renamed again."""
+    """Once: every site's temporary shards renamed to ``<site>/part-SSSSS-of-NNNNN``, the temporary folder deleted.
+    Emits every final file name. Safe to retry: a file already renamed by an earlier attempt is not renamed again."""
 
     def __init__(self, output_dir: str, sites: tuple[str, ...], temp_dir: str, suffix: str):
         self._output_dir, self._sites = output_dir, sites

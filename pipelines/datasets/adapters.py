@@ -172,9 +172,8 @@ def plain(path: str, group: Group) -> SourceItem:
 
 
 def by_name(group: Group, pattern: re.Pattern, *companions: str):
-    """A data set folder's recordings as ``(items, ignored, named)``: ``named`` pairs each recording
-    ``pattern`` names, with a file of each ``companions`` extension beside it, with the match; the
-    others are `plain` items."""
+    """A data set folder's recordings as ``(items, ignored, named)``: ``named`` pairs each recording ``pattern`` names,
+    with a file of each ``companions`` extension beside it, with the match; the others are `plain` items."""
     recordings, ignored = split_recordings(group.files)
     listed = set(group.files)
     items, named = [], []

@@ -204,9 +204,8 @@ def _summary_entry(entries: dict, name: str, current: str, count: int, starts: l
 
 
 def chbmit_seizures(text: str, name: str) -> dict[str, tuple[tuple[float, float], ...] | str]:
-    """Each file a CHB-MIT case summary describes: its seizures as (start_s, end_s), or why its entry
-    cannot be used (naming the summary, line and field). Both 'Seizure Start Time' and 'Seizure 1
-    Start Time' occur."""
+    """Each file a CHB-MIT case summary describes: its seizures as (start_s, end_s), or why its entry cannot be used
+    (naming the summary, line and field). Both 'Seizure Start Time' and 'Seizure 1 Start Time' occur."""
     entries: dict[str, tuple[tuple[float, float], ...] | str] = {}
     current, count, starts, ends = "", -1, [], []
     for k, line in enumerate(text.splitlines(), start=1):
@@ -280,9 +279,8 @@ def _clock_s(text: str) -> float | None:
 
 
 def siena_seizures(text: str, name: str) -> dict[str, tuple[tuple[float, float], ...] | str]:
-    """Each file a Siena seizure list names: its seizures as (start_s, end_s) from the file's
-    registration start (clock times past midnight wrap), or why its entry cannot be used (naming
-    the list, line and field)."""
+    """Each file a Siena seizure list names: its seizures as (start_s, end_s) from the file's registration start (clock
+    times past midnight wrap), or why its entry cannot be used (naming the list, line and field)."""
     entries: dict[str, list[tuple[float, float]] | str] = {}
     current, registered, start = "", None, None
     for k, line in enumerate(text.splitlines(), start=1):

@@ -62,9 +62,8 @@ def _register_tuh(
     events: tuple[str, ...] = (),
     parse: Callable[[str, str], tuple[LabeledInterval, ...]] | None = None,
 ) -> None:
-    """Registers a TUH corpus labelled by the nearest of ``folders`` above each recording, or else by
-    the first of the ``events`` files beside it (detected by the first kind); a recording without
-    either is processed unlabeled."""
+    """Registers a TUH corpus labelled by the nearest of ``folders`` above each recording, or else by the first of the
+    ``events`` files beside it (detected by the first kind); a recording without either is processed unlabeled."""
 
     def detect(files: list[str]) -> bool:
         listed = set(files)

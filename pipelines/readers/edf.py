@@ -65,10 +65,9 @@ def _expect(ok: bool, path, field: str, expected: str, got) -> None:
 
 
 def unit_from_range(label: str, span: float) -> float:
-    """The µV factor of a voltage signal whose physical dimension is blank or unknown, from its
-    declared range: EEG in volts spans ±0.0032, in mV ±3.2, in µV ±3200 (MNE assumes volts, 10^3
-    or 10^6 off for other writers). Signals that name no electrode or ECG/EOG/EMG lead keep their
-    values (a blank SpO2 in %)."""
+    """The µV factor of a voltage signal whose physical dimension is blank or unknown, from its declared range: EEG in
+    volts spans ±0.0032, in mV ±3.2, in µV ±3200 (MNE assumes volts, 10^3 or 10^6 off for other writers). Signals that
+    name no electrode or ECG/EOG/EMG lead keep their values (a blank SpO2 in %)."""
     if not (names_electrode(label) or auxiliary_kind(label) in ("ecg", "eog", "emg")):
         return 1.0
     span = abs(float(span))
@@ -240,9 +239,8 @@ def record_segments(path, onsets: np.ndarray, record_duration: float, samples_pe
 
 
 def bad_spans(notes, origin_s: float, segments: tuple[Segment, ...], sfreq: float) -> tuple[tuple[int, int], ...]:
-    """Sample ranges of the 'BAD...' annotations (MNE's artifact marks) on the segments' clock
-    (``origin_s``: the first record's onset); a span over a gap covers each side's part, a
-    zero-length one its sample."""
+    """Sample ranges of the 'BAD...' annotations (MNE's artifact marks) on the segments' clock (``origin_s``: the first
+    record's onset); a span over a gap covers each side's part, a zero-length one its sample."""
     spans = []
     for onset, duration, _ in (note for note in notes if marks_bad(note[2])):
         start_s, stop_s = onset - origin_s, onset - origin_s + duration
@@ -259,9 +257,8 @@ def bad_spans(notes, origin_s: float, segments: tuple[Segment, ...], sfreq: floa
 
 
 def _eeg_rate(labels: list[str], samples_per_record: np.ndarray) -> int:
-    """The samples per record of the signals a reader returns (others, a slow SpO2 say, are left
-    out): the rate of the most EEG electrodes, then of the most signals (a clinical export may hold
-    more 1 Hz trend channels than EEG)."""
+    """The samples per record of the signals a reader returns (others, a slow SpO2 say, are left out): the rate of the
+    most EEG electrodes, then of the most signals (a clinical export may hold more 1 Hz trend channels than EEG)."""
     groups: dict[int, list[int]] = {}
     for label, rate in zip(labels, samples_per_record.tolist()):
         electrodes, signals = groups.setdefault(rate, [0, 0])
