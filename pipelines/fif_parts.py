@@ -26,9 +26,8 @@ _REF_ROLE, _REF_FILE_NUM, _REF_FILE_NAME = 115, 117, 118
 _REF_FIELDS = {_REF_ROLE: "role", _REF_FILE_NUM: "number", _REF_FILE_NAME: "name"}
 _ROLES = {1: "previous", 2: "next"}
 _DATA_BUFFER = 300
-# The reference to a previous part comes right after the measurement info, at the start of the
-# raw data block and before its first buffer; the info, even with hundreds of channels and
-# projectors, stays well under this.
+# The reference to a previous part comes right after the measurement info, at the start of the raw data block and before
+# its first buffer; the info, even with hundreds of channels and projectors, stays well under this.
 HEAD_BYTES = 4 << 20
 # MNE names the later parts of a gzipped ``x.fif.gz`` ``x.fif-1.gz``, ``x.fif-2.gz`` ...
 GZIPPED_PART = re.compile(r"\.fif-\d+\.gz$", re.IGNORECASE)
