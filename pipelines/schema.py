@@ -237,8 +237,7 @@ def encode_example_patchable(record: WindowRecord, floats: Sequence[str]) -> tup
         # ends its entry: the values end where the entries of the later keys begin.
         later = Features(feature={key: feature_map[key] for key in features if key > name}).ByteSize()
         offsets[name] = len(data) - later - 4 * len(values)
-    missing = sorted(set(floats) - set(offsets))
-    if missing:
+    if missing := sorted(set(floats) - set(offsets)):
         raise SchemaError(f"floats: expected feature names of the record; got unknown {missing}")
     return data, offsets
 

@@ -83,19 +83,18 @@ class SpillWriter:
             self._fh, self._first = FileSystems.create(self.path), rec
         framed = frame_record(data)
         self._fh.write(framed)
-        self._rows.append(
-            (
-                float(rec.window_start_s),
-                rec.n_times,
-                f"{rec.task.decode() or 'unlabeled'}:{int(rec.label)}",
-                float(rec.artifact_score),
-                ae_features(window),
-                offsets["quality"],
-                offsets["artifact_score"],
-                self._position,
-                len(data),
-            )
+        row = (
+            float(rec.window_start_s),
+            rec.n_times,
+            f"{rec.task.decode() or 'unlabeled'}:{int(rec.label)}",
+            float(rec.artifact_score),
+            ae_features(window),
+            offsets["quality"],
+            offsets["artifact_score"],
+            self._position,
+            len(data),
         )
+        self._rows.append(row)
         self._position += len(framed)
 
     def close(self) -> None:

@@ -126,12 +126,8 @@ class EdfHeader:
         self.units = [_text(b) for b in cols[2]]
 
         def numbers(k: int, field: str, integer: bool = False) -> np.ndarray:
-            return np.array(
-                [
-                    _number(path, b, f"{field} of signal {i + 1} ({self.labels[i]!r})", integer=integer)
-                    for i, b in enumerate(cols[k])
-                ]
-            )
+            named = (f"{field} of signal {i} ({label!r})" for i, label in enumerate(self.labels, start=1))
+            return np.array([_number(path, b, name, integer=integer) for b, name in zip(cols[k], named)])
 
         self.phys_min, self.phys_max = numbers(3, "physical minimum"), numbers(4, "physical maximum")
         self.dig_min, self.dig_max = numbers(5, "digital minimum", True), numbers(6, "digital maximum", True)

@@ -168,13 +168,9 @@ def _microvolt_scale(inst) -> np.ndarray:
     whatever its type (EEG typed 'bio' by hand, say); trigger and unitless channels stay as stored."""
     from mne.io.constants import FIFF  # mne: heavy, loaded by the MNE readers only
 
-    return np.array(
-        [
-            1e6 if ch["unit"] == FIFF.FIFF_UNIT_V and kind != "stim" else 1.0
-            for ch, kind in zip(inst.info["chs"], inst.get_channel_types())
-        ],
-        dtype=np.float64,
-    )[:, None]
+    typed = zip(inst.info["chs"], inst.get_channel_types())
+    scales = [1e6 if ch["unit"] == FIFF.FIFF_UNIT_V and kind != "stim" else 1.0 for ch, kind in typed]
+    return np.array(scales, dtype=np.float64)[:, None]
 
 
 class EpochsReader(Reader):
