@@ -250,12 +250,8 @@ def _given_landmarks(fields: dict, system: str, name: str) -> dict[str, tuple[fl
         raise SidecarError(
             f"{name}: AnatomicalLandmarkCoordinates: expected [x, y, z] for NAS, LPA and RPA; got {given!r}"
         ) from None
-    unit = _metres(
-        fields.get("AnatomicalLandmarkCoordinateUnits", fields.get("EEGCoordinateUnits")),
-        np.stack(list(xyz.values())),
-        name,
-        "AnatomicalLandmarkCoordinateUnits",
-    )
+    units = fields.get("AnatomicalLandmarkCoordinateUnits", fields.get("EEGCoordinateUnits"))
+    unit = _metres(units, np.stack(list(xyz.values())), name, "AnatomicalLandmarkCoordinateUnits")
     return {k: tuple(float(c) * unit for c in v) for k, v in xyz.items()}
 
 
