@@ -55,11 +55,7 @@ def _check_window(data: np.ndarray, sfreq: float) -> tuple[np.ndarray, float]:
 
 
 def welch_psd(
-    data: np.ndarray,
-    sfreq: float,
-    segment_s: float = DEFAULT_SEGMENT_S,
-    *,
-    max_segments: int | None = None,
+    data: np.ndarray, sfreq: float, segment_s: float = DEFAULT_SEGMENT_S, *, max_segments: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Welch PSD (uV^2/Hz) as ``scipy.signal.welch``'s defaults compute it (tested), several times
     cheaper on short windows: Hann segments of ``segment_s`` (the whole window if shorter), 50 %
@@ -83,11 +79,7 @@ class WindowSpectrum:
 
 
 def window_spectrum(
-    data: np.ndarray,
-    sfreq: float,
-    segment_s: float = DEFAULT_SEGMENT_S,
-    *,
-    dtype: type | None = None,
+    data: np.ndarray, sfreq: float, segment_s: float = DEFAULT_SEGMENT_S, *, dtype: type | None = None
 ) -> WindowSpectrum:
     """:func:`welch_psd` of a window (n_chans, n_times) or batch (n_windows, n_chans, n_times), with
     non-finite samples read as 0. ``dtype``: the transform's precision; by default float32 for

@@ -69,11 +69,7 @@ def line_noise_db(data: np.ndarray, sfreq: float, freq: float) -> np.ndarray:
 
 
 def detect_line_frequency(
-    data: np.ndarray,
-    sfreq: float,
-    *,
-    threshold_db: float = 3.0,
-    margin_db: float = 3.0,
+    data: np.ndarray, sfreq: float, *, threshold_db: float = 3.0, margin_db: float = 3.0
 ) -> int | None:
     """The mains frequency visible in ``data``: 50, 60, or None.
 

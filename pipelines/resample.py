@@ -73,9 +73,7 @@ def _check_index(name: str, index: int) -> int:
 
 @lru_cache(maxsize=64)
 def plan_resample(
-    sfreq_in: float,
-    sfreq_out: float = TARGET_SFREQ,
-    max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR,
+    sfreq_in: float, sfreq_out: float = TARGET_SFREQ, max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR
 ) -> ResamplePlan:
     """The smallest ``up / down`` within ``max_ratio_error`` of ``sfreq_out / sfreq_in`` (denominator
     limits tried in powers of two: the shortest filter that meets the bound)."""
@@ -115,11 +113,7 @@ def _as_2d_float32(data: np.ndarray, name: str = "data") -> np.ndarray:
 
 
 def resample(
-    data: np.ndarray,
-    sfreq: float,
-    sfreq_out: float = TARGET_SFREQ,
-    *,
-    max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR,
+    data: np.ndarray, sfreq: float, sfreq_out: float = TARGET_SFREQ, *, max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR
 ) -> np.ndarray:
     """Resample ``data`` (n_chans, n_times) from ``sfreq`` to ``sfreq_out`` Hz: float32,
     ``plan.output_length(n_times)`` samples per channel."""

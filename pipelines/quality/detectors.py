@@ -195,10 +195,7 @@ def pop_screen(rows: np.ndarray, sfreq: float, config: QualityConfig) -> np.ndar
 
 
 def find_pops(
-    x: np.ndarray,
-    sfreq: float,
-    config: QualityConfig,
-    screen: np.ndarray | None = None,
+    x: np.ndarray, sfreq: float, config: QualityConfig, screen: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`detect_pops`, with None for an empty span mask; ``screen``: :func:`pop_screen` of the
     rows of ``x`` if already computed. Other channels' steps are computed only once a channel has a
@@ -284,12 +281,7 @@ class _SpectralPlan:
 
 @lru_cache(maxsize=32)
 def _spectral_plan(
-    freqs_bytes: bytes,
-    sfreq: float,
-    signal_band: tuple,
-    noise_band: tuple,
-    muscle_band: tuple,
-    total_band: tuple,
+    freqs_bytes: bytes, sfreq: float, signal_band: tuple, noise_band: tuple, muscle_band: tuple, total_band: tuple
 ) -> _SpectralPlan:
     freqs = np.frombuffer(freqs_bytes, dtype=np.float64)
     nyquist = sfreq / 2.0
@@ -314,10 +306,7 @@ def _spectral_plan(
 
 
 def spectral_metrics(
-    freqs: np.ndarray,
-    psd: np.ndarray,
-    sfreq: float,
-    config: QualityConfig,
+    freqs: np.ndarray, psd: np.ndarray, sfreq: float, config: QualityConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-channel SNR (dB), muscle ratio and worst :func:`pipelines.line_noise.line_ratio_db` from
     PSDs (..., n_freqs); callers silence floating-point warnings (empty bands, zero power)."""
