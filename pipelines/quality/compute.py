@@ -48,13 +48,8 @@ def compute_quality(
     data = np.asarray(data)
     if data.ndim != 2 or data.shape[1] < 2:
         raise ValueError(f"data: expected shape (n_chans, n_times) with n_times >= 2; got {data.shape}")
-    if channel_mask is not None:
-        channel_mask = np.asarray(channel_mask).reshape(-1)
-    if unfiltered is not None:
-        unfiltered = np.asarray(unfiltered)
-        if unfiltered.shape != data.shape:
-            raise ValueError(f"unfiltered: expected shape {data.shape} like data; got {unfiltered.shape}")
-        unfiltered = unfiltered[None]
+    if unfiltered is not None and np.shape(unfiltered) != data.shape:
+        raise ValueError(f"unfiltered: expected shape {data.shape} like data; got {np.shape(unfiltered)}")
     if spectrum is not None:
         _check_spectrum(spectrum, data.shape, check_sfreq(sfreq))
         spectrum = dataclasses.replace(spectrum, psd=spectrum.psd[None])
@@ -63,7 +58,7 @@ def compute_quality(
         sfreq,
         config,
         channel_mask=channel_mask,
-        unfiltered=unfiltered,
+        unfiltered=None if unfiltered is None else np.asarray(unfiltered)[None],
         physical_min=physical_min,
         physical_max=physical_max,
         spectrum=spectrum,
@@ -275,12 +270,8 @@ def _check_spectrum(spectrum: Any, shape: tuple[int, ...], sfreq: float) -> None
     if not isinstance(spectrum, WindowSpectrum):
         raise TypeError(f"spectrum: expected a pipelines.features.WindowSpectrum; got {type(spectrum).__name__}")
     expected = shape[:-1] + (spectrum.freqs.size,)
-    if (
-        spectrum.psd.shape != expected
-        or spectrum.n_times != shape[-1]
-        or spectrum.sfreq != sfreq
-        or spectrum.segment_s != DEFAULT_SEGMENT_S
-    ):
+    got = (spectrum.psd.shape, spectrum.n_times, spectrum.sfreq, spectrum.segment_s)
+    if got != (expected, shape[-1], sfreq, DEFAULT_SEGMENT_S):
         raise ValueError(
             f"spectrum: expected the spectrum of this window (psd shape {expected}, n_times "
             f"{shape[-1]}, sfreq {sfreq}, segment_s {DEFAULT_SEGMENT_S}); got psd shape "
@@ -298,9 +289,7 @@ def _check_measured(channel_mask: Any, shape: tuple[int, int]) -> np.ndarray:
     if measured.shape != shape:
         if measured.size != n_chans:
             raise ValueError(f"channel_mask: expected {n_chans} entries; got {measured.shape[-1]}")
-        measured = measured.reshape(1, n_chans)
-        if n_windows > 1:
-            measured = measured.repeat(n_windows, axis=0)
+        measured = measured.reshape(1, n_chans).repeat(n_windows, axis=0)
     if not measured.any(axis=1).all():
         raise ValueError("channel_mask: expected at least one measured channel (1); got all 0")
     return measured
