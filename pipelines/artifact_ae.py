@@ -13,6 +13,7 @@ writes one ``.npz`` of plain arrays and a JSON header (no pickle).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -26,15 +27,8 @@ from eegfm.pipelines.features import band_weights, window_spectrum
 
 FORMAT = "eegfm-artifact-ae"
 FORMAT_VERSION = 1
-AE_BANDS: tuple[tuple[float, float], ...] = (
-    (0.0, 1.0),
-    (1.0, 4.0),
-    (4.0, 8.0),
-    (8.0, 13.0),
-    (13.0, 20.0),
-    (20.0, 30.0),
-    (30.0, 45.0),
-    (45.0, 70.0),
+AE_BANDS: tuple[tuple[float, float], ...] = tuple(
+    itertools.pairwise((0.0, 1.0, 4.0, 8.0, 13.0, 20.0, 30.0, 45.0, 70.0))
 )
 POWER_FLOOR_UV2 = 1e-3
 # The constructor's arguments and what fitting learns beside the weights, as the saved header names them.
