@@ -205,9 +205,7 @@ class Resampler:
         self.plan = plan_resample(sfreq, sfreq_out, max_ratio_error)
         self.n_chans = check_n_chans(n_chans)
         self._buffer = np.zeros((self.n_chans, 0), dtype=np.float32)
-        self._buffer_start = 0  # global input index of the buffer's first sample
-        self._n_in = 0  # input samples received
-        self._n_out = 0  # output samples returned
+        self._buffer_start = self._n_in = self._n_out = 0  # global indices: buffer start, inputs in, outputs out
         self._offset: np.ndarray | None = None
         self._closed = False
 

@@ -105,9 +105,7 @@ class StreamingFilter:
         self.design = design
         self.n_chans = check_n_chans(n_chans)
         self._buffer = np.zeros((self.n_chans, 0), dtype=np.float32)
-        self._buffer_start = 0
-        self._n_in = 0
-        self._n_out = 0
+        self._buffer_start = self._n_in = self._n_out = 0  # global indices: buffer start, inputs in, outputs out
         self._closed = False
         self._offset: np.ndarray | None = None
 
@@ -115,12 +113,9 @@ class StreamingFilter:
         """Add ``chunk`` (n_chans, n_times); return the outputs now final (possibly none)."""
         if self._closed:
             raise RuntimeError("StreamingFilter: push() after flush(); create a new StreamingFilter")
-        if not self._append(chunk):
+        if not self._append(chunk) or self._n_in - self.design.margin <= self._n_out:
             return np.zeros((self.n_chans, 0), dtype=np.float32)
-        stop = self._n_in - self.design.margin
-        if stop <= self._n_out:
-            return np.zeros((self.n_chans, 0), dtype=np.float32)
-        return self._emit(stop, final=False)
+        return self._emit(self._n_in - self.design.margin, final=False)
 
     def finish(self, chunk: np.ndarray) -> np.ndarray:
         """``push(chunk)`` then ``flush()``, filtering the last ``margin`` samples once, not twice."""
@@ -154,10 +149,7 @@ class StreamingFilter:
         margin = self.design.margin
         seg_start = max(0, self._n_out - margin)
         segment = self._buffer[:, seg_start - self._buffer_start :]
-        if final:
-            pad = min(self.design.padlen, self._n_in - 1)
-        else:
-            pad = self.design.padlen  # n_in > margin > padlen, as in the one-shot path
+        pad = min(self.design.padlen, self._n_in - 1)  # not final: n_in > margin > padlen
         y = _zero_phase(segment, self.design, pad if seg_start == 0 else 0, pad if final else 0)
         out = y[:, self._n_out - seg_start : stop - seg_start]  # y is private: add in place
         if self.design.dc_gain:
