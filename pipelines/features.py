@@ -128,8 +128,6 @@ def _welch_plan(
 # _welch_float32 removes segment means after the transform, unless a mean exceeds this many times
 # the channel's RMS (float32 rounding of the un-centred transform would then matter).
 _MAX_DC_TO_RMS = 10.0
-
-
 # Rows are transformed in groups whose segment buffer (bytes) stays in cache.
 _CHUNK_BYTES = 1 << 20
 
@@ -234,9 +232,7 @@ def band_power(freqs: np.ndarray, psd: np.ndarray, low: float, high: float) -> n
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    out = np.zeros(np.broadcast(num, den).shape)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
 
 
 def time_domain_features(data: np.ndarray, sfreq: float) -> np.ndarray:
