@@ -183,18 +183,8 @@ _ABC_NAMED_BY_LAYOUT = {"biosemi32": "A", "biosemi64": "AB"}
 # (recognised by their labels) and those a run names with --montage (EasyCap, EGI, MGH).
 CAP_LAYOUTS: tuple[str, ...] = (
     *BIOSEMI_CAPS.values(),
-    "easycap-M10",
-    "easycap-M43",
-    "EGI_256",
-    "GSN-HydroCel-32",
-    "GSN-HydroCel-64_1.0",
-    "GSN-HydroCel-65_1.0",
-    "GSN-HydroCel-128",
-    "GSN-HydroCel-129",
-    "GSN-HydroCel-256",
-    "GSN-HydroCel-257",
-    "mgh60",
-    "mgh70",
+    *"easycap-M10 easycap-M43 EGI_256 GSN-HydroCel-32 GSN-HydroCel-64_1.0 GSN-HydroCel-65_1.0 GSN-HydroCel-128 "
+    "GSN-HydroCel-129 GSN-HydroCel-256 GSN-HydroCel-257 mgh60 mgh70".split(),
 )
 
 
