@@ -103,11 +103,10 @@ class ProcessRecordingFn(_OneBlasThread):
                     if event.status != "processed":  # failed part-way: none of its windows go out
                         self._windows.dec(len(spill))
                         spill.discard()
-                    elif len(spill):
-                        yield spill.recording(event.source)
-                    if event.status != "processed":
                         self._quarantined.inc()
                         log.warning("quarantined %s at %s: %s", event.source, event.stage, event.reason)
+                    elif len(spill):
+                        yield spill.recording(event.source)
                     record_done(self._progress, event.eeg_seconds)
                     yield beam.pvalue.TaggedOutput(self.OUTCOME, event)
         finally:

@@ -103,10 +103,7 @@ def compute_quality_batch(
     flat_frac, clip_frac, pops, artifact = _sample_detectors(x, raw, raw_high, raw_low, ptp, sfreq, config, pmin, pmax)
     if finite is not None:
         artifact.append(~finite)
-    if spectrum is None:
-        freqs, psd = welch(x, sfreq, DEFAULT_SEGMENT_S)
-    else:
-        freqs, psd = spectrum.freqs, spectrum.psd
+    freqs, psd = welch(x, sfreq, DEFAULT_SEGMENT_S) if spectrum is None else (spectrum.freqs, spectrum.psd)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         snr, muscle, line_db = spectral_metrics(freqs, psd, sfreq, config)
         score = channel_scores(config, snr, flat_frac, clip_frac, ptp, muscle, line_db, pops)

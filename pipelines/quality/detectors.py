@@ -310,14 +310,8 @@ def spectral_metrics(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-channel SNR (dB), muscle ratio and worst :func:`pipelines.line_noise.line_ratio_db` from
     PSDs (..., n_freqs); callers silence floating-point warnings (empty bands, zero power)."""
-    plan = _spectral_plan(
-        freqs.tobytes(),
-        sfreq,
-        tuple(config.signal_band),
-        tuple(config.noise_band),
-        tuple(config.muscle_band),
-        tuple(config.total_band),
-    )
+    bands = (config.signal_band, config.noise_band, config.muscle_band, config.total_band)
+    plan = _spectral_plan(freqs.tobytes(), sfreq, *map(tuple, bands))
     psd = psd.astype(np.float64)
     sums = psd @ plan.weights  # (..., 4)
     for col in plan.nan_columns:
