@@ -125,8 +125,7 @@ class ArtifactAutoencoder:
         self.biases: list[np.ndarray] = []
         self.feature_center: np.ndarray | None = None
         self.feature_scale: np.ndarray | None = None
-        self.error_center = math.nan
-        self.error_scale = math.nan
+        self.error_center = self.error_scale = math.nan
         self.n_chans: int | None = None
         self.n_fit_windows = 0
 
@@ -319,8 +318,7 @@ class ArtifactAutoencoder:
         path = Path(path)
         arrays = {f"weight_{i}": w for i, w in enumerate(self.weights)}
         arrays.update({f"bias_{i}": b for i, b in enumerate(self.biases)})
-        arrays["feature_center"] = self.feature_center
-        arrays["feature_scale"] = self.feature_scale
+        arrays.update(feature_center=self.feature_center, feature_scale=self.feature_scale)
         arrays["header"] = np.array(json.dumps(self._header(), sort_keys=True))
         with path.open("wb") as handle:
             np.savez(handle, **arrays)
@@ -351,9 +349,7 @@ class ArtifactAutoencoder:
             n_layers = sum(1 for name in data.files if name.startswith("weight_"))
             model.weights = [np.array(data[f"weight_{i}"]) for i in range(n_layers)]
             model.biases = [np.array(data[f"bias_{i}"]) for i in range(n_layers)]
-            model.feature_center = np.array(data["feature_center"])
-            model.feature_scale = np.array(data["feature_scale"])
-        model.error_center = float(header["error_center"])
-        model.error_scale = float(header["error_scale"])
+            model.feature_center, model.feature_scale = (np.array(data[k]) for k in ("feature_center", "feature_scale"))
+        model.error_center, model.error_scale = float(header["error_center"]), float(header["error_scale"])
         model.n_chans, model.n_fit_windows = header["n_chans"], header["n_fit_windows"]
         return model
