@@ -167,12 +167,8 @@ def canonical_of(standard: str) -> str | None:
 
 def auxiliary_kind(raw: str) -> str | None:
     """'ecg', 'eog', 'emg', 'stim' or 'misc' for a recognised non-EEG channel, else None."""
-    name = raw.strip().upper()
-    name = re.sub(r"^(POL|EEG)[\s_:-]+", "", name)
-    for pattern, kind in _AUX_PATTERNS:
-        if re.match(pattern, name):
-            return kind
-    return None
+    name = re.sub(r"^(POL|EEG)[\s_:-]+", "", raw.strip().upper())
+    return next((kind for pattern, kind in _AUX_PATTERNS if re.match(pattern, name)), None)
 
 
 # BioSemi's ABC caps by their last letter (A1..B32 is the 64-electrode cap).
@@ -285,9 +281,7 @@ def file_cap(digitized: Digitized) -> str:
     if digitized.nasion is None:  # angles on the 10-20 sphere already
         return _register(xyz, labels, directions)
     measured = _direction(np.array([digitized.nasion, digitized.lpa, digitized.rpa], dtype=np.float64) - centre)
-    ideal = np.array(
-        [_unit(_FIDUCIAL_POLAR_DEG, 90.0), _unit(_FIDUCIAL_POLAR_DEG, 180.0), _unit(_FIDUCIAL_POLAR_DEG, 0.0)]
-    )
+    ideal = np.array([_unit(_FIDUCIAL_POLAR_DEG, azimuth) for azimuth in (90.0, 180.0, 0.0)])  # nasion, ears
     # Kabsch: the rotation taking the measured fiducial directions closest to the ideal ones
     u, _, vt = np.linalg.svd(measured.T @ ideal)
     flip = np.sign(np.linalg.det(vt.T @ u.T))

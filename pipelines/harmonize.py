@@ -183,7 +183,8 @@ def map_channels(
         labels = cap_positions(montage)
         if sum(cap_label(n) in labels for n in ch_names) >= min(CAP_MIN_LABELS, len(labels)):
             return _map_by_cap(ch_names, montage)
-    named = _map_names(ch_names)
+    # BioSemi's ABC labels name positions on its cap, not 10-20 sites ('C3' is no C3).
+    named = _map_by_cap(ch_names, biosemi_cap(ch_names)) if is_biosemi_abc_layout(ch_names) else _map_ten_ten(ch_names)
     if montage == "file" and digitized is not None and len(named.canonical) < FILE_NAMES_ENOUGH:
         # A position's label may lack the channel's system prefix or reference ('E1' of 'EEG E1-Ref')
         plain = {_plain(label): p for label, p in digitized.positions.items()}
@@ -198,18 +199,10 @@ def _plain(label: str) -> str:
     return cap_label(clean_channel_name(label)).upper()
 
 
-def _map_names(ch_names) -> ChannelMap:
-    if is_biosemi_abc_layout(ch_names):
-        # ABC labels name positions on a BioSemi cap, not 10-20 sites ('C3' is no C3).
-        return _map_by_cap(ch_names, biosemi_cap(ch_names))
-    return _map_ten_ten(ch_names)
-
-
 def _map_by_cap(ch_names, cap: str) -> ChannelMap:
     if named := abc_ten_ten_names(cap):
         # BioSemi's 32 and 64 caps carry 10-10 electrodes under ABC labels ('A5' is F3 itself).
-        cmap = _map_ten_ten([named.get(cap_label(n), n) for n in ch_names])
-        return dataclasses.replace(cmap, cap=cap)
+        return dataclasses.replace(_map_ten_ten([named.get(cap_label(n), n) for n in ch_names]), cap=cap)
     return _map_cap(ch_names, cap)
 
 
