@@ -288,8 +288,7 @@ def plan_harmonization(
     """
     if not 1 <= min_channels <= N_CANONICAL:
         raise ValueError(f"min_channels: expected 1..{N_CANONICAL}; got {min_channels}")
-    if cmap is None:
-        cmap = map_channels(list(ch_names), montage, digitized)
+    cmap = map_channels(list(ch_names), montage, digitized) if cmap is None else cmap
     excluded, flat = set(exclude), set(constant) - set(exclude)
     dropped = {i for i, name in enumerate(ch_names) if name in excluded}
     not_recorded = {i for i, name in enumerate(ch_names) if name in flat}

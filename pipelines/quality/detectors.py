@@ -204,8 +204,7 @@ def find_pops(
     n_chans, n = x.shape
     counts = np.zeros(n_chans, dtype=np.int64)
     k, pre_len, early_len, late_len = _pop_lengths(sfreq, config)
-    if screen is None:
-        screen = pop_screen(x, sfreq, config)
+    screen = pop_screen(x, sfreq, config) if screen is None else screen
     if screen is None or not screen.any():
         return counts, None
     maybe = np.flatnonzero(screen)
