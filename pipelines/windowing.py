@@ -107,8 +107,7 @@ def mark_annotated_bad(spans: list[Span], bad_spans: tuple[tuple[int, int], ...]
     The annotation's text is not repeated: it is free text, and may name the patient."""
     if not bad_spans:
         return
-    starts = np.array([a for a, _ in bad_spans])
-    stops = np.array([b for _, b in bad_spans])
+    starts, stops = np.array(bad_spans).T
     for span in spans:
         for k, req in enumerate(span.requests):
             first = span.segment.start + math.floor(req.start * sfreq / TARGET_SFREQ)
