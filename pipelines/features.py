@@ -60,8 +60,7 @@ def welch_psd(
     """Welch PSD (uV^2/Hz) as ``scipy.signal.welch``'s defaults compute it (tested), several times
     cheaper on short windows: Hann segments of ``segment_s`` (the whole window if shorter), 50 %
     overlap, means removed, one-sided. Returns ``(freqs, psd)``, psd (n_chans, n_freqs) float64.
-    ``max_segments``: average that many segments spread evenly over a long recording.
-    """
+    ``max_segments``: average that many segments spread evenly over a long recording."""
     data, sfreq = _check_window(data, sfreq)
     return welch(np.asarray(data, dtype=np.float64), sfreq, segment_s, max_segments)
 
@@ -83,8 +82,7 @@ def window_spectrum(
 ) -> WindowSpectrum:
     """:func:`welch_psd` of a window (n_chans, n_times) or batch (n_windows, n_chans, n_times), with
     non-finite samples read as 0. ``dtype``: the transform's precision; by default float32 for
-    float16/float32 input (twice as fast, within float32 rounding) and float64 otherwise.
-    """
+    float16/float32 input (twice as fast, within float32 rounding) and float64 otherwise."""
     arr = np.asarray(data)
     if arr.ndim not in (2, 3) or arr.shape[-1] < 2:
         raise ValueError(
@@ -195,8 +193,7 @@ def _welch_float32(x: np.ndarray, segments: np.ndarray, window: np.ndarray, scal
 
     Segment means are removed after the transform, saving a pass: for the periodic Hann window,
     ``rfft(w * (s - m))`` is ``rfft(w * s)`` minus ``m * N / 2`` in bin 0 and plus ``m * N / 4`` in
-    bin 1. Rows with a large mean (``_MAX_DC_TO_RMS``) are redone with the means removed first.
-    """
+    bin 1. Rows with a large mean (``_MAX_DC_TO_RMS``) are redone with the means removed first."""
     n_segments, nperseg = segments.shape[-2:]
     step = nperseg // 2
     blocks = x[..., : (n_segments + 1) * step].reshape(*x.shape[:-1], n_segments + 1, step)
@@ -261,8 +258,7 @@ def spectral_features(
 ) -> np.ndarray:
     """(n_chans, 6) array: relative power in each of :data:`BANDS`, then spectral entropy.
 
-    Bands above Nyquist are empty (zero power). Pass ``psd=(freqs, psd)`` to reuse a PSD.
-    """
+    Bands above Nyquist are empty (zero power). Pass ``psd=(freqs, psd)`` to reuse a PSD."""
     data, sfreq = _check_window(data, sfreq)
     freqs, pxx = welch_psd(data, sfreq) if psd is None else psd
     low, high = BANDS[0][1], BANDS[-1][2]

@@ -19,8 +19,7 @@ BTYPES = ("lowpass", "highpass")
 def butter_sos(order: int, cutoff: float, btype: str, fs: float) -> np.ndarray:
     """``scipy.signal.butter(order, cutoff, btype, fs=fs, output="sos")``: the analog prototype's
     poles, pre-warped and mapped by the bilinear transform; one section per conjugate pair (plus a
-    first-order one for an odd order), the overall gain in the first section.
-    """
+    first-order one for an odd order), the overall gain in the first section."""
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise ValueError(f"order: expected a positive integer; got {order!r}")
     if btype not in BTYPES:
@@ -86,8 +85,7 @@ def sos_impulse_response(sos: np.ndarray, n: int) -> np.ndarray:
 
     ``h[k] = C A^(k-1) B`` of the state-space form, one matrix product per block of ``_BLOCK``
     samples. Unlike an inverse FFT its error shrinks with the response, so a tail's mass is
-    accurate down to 1e-7 of the total.
-    """
+    accurate down to 1e-7 of the total."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n: expected a positive number of samples; got {n!r}")
     a, b, c, d = _state_space(np.atleast_2d(np.asarray(sos, dtype=np.float64)))
@@ -135,8 +133,7 @@ def _state_space(sos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, f
 
 def kaiser_lowpass(numtaps: int, cutoff: float, beta: float) -> np.ndarray:
     """Linear-phase FIR low-pass: a Kaiser-windowed sinc with ``cutoff`` as a fraction of Nyquist,
-    scaled to unit gain at 0 Hz (``scipy.signal.firwin(numtaps, cutoff, window=("kaiser", beta))``).
-    """
+    scaled to unit gain at 0 Hz (``scipy.signal.firwin(numtaps, cutoff, window=("kaiser", beta))``)."""
     if isinstance(numtaps, bool) or not isinstance(numtaps, int) or numtaps < 1:
         raise ValueError(f"numtaps: expected a positive integer; got {numtaps!r}")
     if not 0 < cutoff < 1:

@@ -44,8 +44,7 @@ class FilterConfig(Config):
     notch_harmonics: also notch mains multiples the low-pass does not already attenuate by 40 dB.
     notch_width_hz: -3 dB bandwidth of each notch (single pass); 2 Hz tolerates +-0.2 Hz drift.
     l_freq, h_freq: passband edges in Hz, ``None`` disables a side; ``h_freq`` < 128 Hz.
-    order: Butterworth order per edge and pass (the zero-phase response doubles it).
-    """
+    order: Butterworth order per edge and pass (the zero-phase response doubles it)."""
 
     line_freq: Any = "auto"
     notch_harmonics: bool = True
@@ -90,8 +89,7 @@ def resolve_line_freq(data: np.ndarray, sfreq: float, config: FilterConfig) -> i
 class FilterDesign:
     """A filter cascade for one sampling rate: ``sos`` (float64) holds the notches, then the
     high-pass and low-pass; ``l_cutoff``/``h_cutoff`` are the Butterworth cutoffs. ``padlen`` (odd
-    reflection at recording edges) and ``margin`` (:class:`StreamingFilter` look-ahead) are samples.
-    """
+    reflection at recording edges) and ``margin`` (:class:`StreamingFilter` look-ahead) are samples."""
 
     sfreq: float
     line_freq: int | None
@@ -127,8 +125,7 @@ def _settle_samples(tail: np.ndarray, tol: float) -> int:
 
 def design_filters(sfreq: float, config: FilterConfig | None = None, line_freq: int | None = None) -> FilterDesign:
     """The notch + band-pass cascade for ``sfreq`` and a resolved ``line_freq`` (50, 60 or None:
-    see :func:`resolve_line_freq`). Raises ValueError when an edge is not below Nyquist.
-    """
+    see :func:`resolve_line_freq`). Raises ValueError when an edge is not below Nyquist."""
     config = FilterConfig() if config is None else config
     sfreq = check_sfreq(sfreq)
     check_option("line_freq", line_freq, (*LINE_FREQUENCIES, None))

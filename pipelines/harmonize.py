@@ -284,8 +284,7 @@ def plan_harmonization(
 
     ``exclude`` (known bad) and ``constant`` (not recorded) channels are neither used nor
     interpolated from. ``cmap``: ``map_channels(ch_names, montage, digitized)``, if already done.
-    Raises HarmonizeError when fewer than `min_channels` canonical electrodes are present.
-    """
+    Raises HarmonizeError when fewer than `min_channels` canonical electrodes are present."""
     if not 1 <= min_channels <= N_CANONICAL:
         raise ValueError(f"min_channels: expected 1..{N_CANONICAL}; got {min_channels}")
     cmap = map_channels(list(ch_names), montage, digitized) if cmap is None else cmap
@@ -337,8 +336,7 @@ def harmonize(
 
     ``reference='average'`` re-references the 19 channels to their mean after interpolation.
     ``plan``: :func:`plan_harmonization`'s, reused across a recording's chunks. ``out``: a float32
-    (19, n_times) array to write into instead of a new one.
-    """
+    (19, n_times) array to write into instead of a new one."""
     check_option("reference", reference, ("keep", "average"))
     data = np.asarray(data)
     if data.ndim != 2 or data.shape[0] != len(ch_names):

@@ -191,8 +191,7 @@ class Resampler:
 
     :meth:`push` returns every output whose inputs have all arrived, :meth:`flush` the tail
     (zero-padded past the end, as scipy does). Only the about ``half_len / up`` inputs still needed
-    are buffered.
-    """
+    are buffered."""
 
     def __init__(
         self,

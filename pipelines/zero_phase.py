@@ -55,8 +55,7 @@ def _zero_phase_gain(design: FilterDesign, size: int) -> np.ndarray:
 def _zero_phase(x: np.ndarray, design: FilterDesign, pad_left: int, pad_right: int) -> np.ndarray:
     """``x`` (float32) filtered with ``|H|^2``, odd-reflected by the given lengths at each end; a
     writable view into a private buffer. The padded signal is continued by its end values up to
-    the FFT size (at least ``padlen`` more), so what the circular FFT wraps around is negligible.
-    """
+    the FFT size (at least ``padlen`` more), so what the circular FFT wraps around is negligible."""
     n_chans, n = x.shape
     padded = pad_left + n + pad_right
     size = _fft_size(padded + design.padlen)
@@ -81,8 +80,7 @@ def apply_filters(data: np.ndarray, design: FilterDesign) -> np.ndarray:
     """Filter a whole recording (n_chans, n_times) with ``design``; float32 out.
 
     Each channel's first sample is subtracted first and ``offset * dc_gain`` added after (exact by
-    linearity), so a DC offset of tens of millivolts does not set the float32 FFT's rounding.
-    """
+    linearity), so a DC offset of tens of millivolts does not set the float32 FFT's rounding."""
     x = check_signal(data)
     if x.shape[1] == 0:
         return x.astype(np.float32)
@@ -98,8 +96,7 @@ class StreamingFilter:
     """Chunk-by-chunk :func:`apply_filters`: same output for the concatenated input, up to rounding.
 
     :meth:`push` returns the samples at least ``design.margin`` before the newest input, each
-    computed from ``margin`` samples of context either side; :meth:`flush` returns the rest.
-    """
+    computed from ``margin`` samples of context either side; :meth:`flush` returns the rest."""
 
     def __init__(self, design: FilterDesign, n_chans: int) -> None:
         self.design = design

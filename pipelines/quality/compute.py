@@ -43,8 +43,7 @@ def compute_quality(
     physical_min, physical_max: the declared physical range in uV (scalar or per channel), both or
         neither, for exact clipping detection.
     spectrum: the window's :func:`pipelines.features.window_spectrum`, if already computed.
-    float32 windows are processed without a float64 copy, equal to float64 up to PSD rounding.
-    """
+    float32 windows are processed without a float64 copy, equal to float64 up to PSD rounding."""
     data = np.asarray(data)
     if data.ndim != 2 or data.shape[1] < 2:
         raise ValueError(f"data: expected shape (n_chans, n_times) with n_times >= 2; got {data.shape}")
@@ -78,8 +77,7 @@ def compute_quality_batch(
 ) -> list[QualityReport]:
     """:func:`compute_quality` of each of ``windows`` (n_windows, n_chans, n_times), identical to one
     at a time and about a fifth cheaper in batches of 8. ``channel_mask``: (n_chans,) or (n_windows,
-    n_chans); ``spectrum``: a batch :func:`pipelines.features.window_spectrum`.
-    """
+    n_chans); ``spectrum``: a batch :func:`pipelines.features.window_spectrum`."""
     config = default_config() if config is None else config
     data = np.asarray(windows)
     if data.ndim != 3 or data.shape[0] < 1 or data.shape[2] < 2:

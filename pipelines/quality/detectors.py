@@ -199,8 +199,7 @@ def find_pops(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`detect_pops`, with None for an empty span mask; ``screen``: :func:`pop_screen` of the
     rows of ``x`` if already computed. Other channels' steps are computed only once a channel has a
-    candidate; decisions use float64 steps, as if ``x`` were float64.
-    """
+    candidate; decisions use float64 steps, as if ``x`` were float64."""
     n_chans, n = x.shape
     counts = np.zeros(n_chans, dtype=np.int64)
     k, pre_len, early_len, late_len = _pop_lengths(sfreq, config)

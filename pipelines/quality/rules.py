@@ -162,8 +162,7 @@ def validate_window(report: Any, config: QualityConfig | None = None) -> tuple[b
     """Whether to keep a window (a :class:`QualityReport`), and human-readable reasons when not.
 
     A reason names the rule, the metric, its value and the threshold, e.g.
-    ``"flat: flat_fraction=0.62 >= max_flat_fraction=0.2"``.
-    """
+    ``"flat: flat_fraction=0.62 >= max_flat_fraction=0.2"``."""
     config = default_config() if config is None else config
     reasons = []
     for rule in config.reject_on:
