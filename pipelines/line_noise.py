@@ -94,8 +94,6 @@ def detect_line_frequency(
         return None
     best = max(evidence, key=evidence.get)
     others = [v for f, v in evidence.items() if f != best]
-    if evidence[best] < threshold_db:
-        return None
-    if others and evidence[best] - max(others) < margin_db:
+    if evidence[best] < threshold_db or (others and evidence[best] - max(others) < margin_db):
         return None
     return best
