@@ -175,12 +175,8 @@ def _robust_scale(abs_step: np.ndarray) -> np.ndarray:
 
 def _pop_lengths(sfreq: float, config: QualityConfig) -> tuple[int, int, int, int]:
     """Samples in a step, the baseline before it, and the early and late spans after it."""
-    return (
-        max(1, int(round(config.pop_step_s * sfreq))),
-        max(1, int(round(0.1 * sfreq))),
-        int(round(0.2 * sfreq)),
-        int(round(0.3 * sfreq)),
-    )
+    step, pre, early, late = (int(round(seconds * sfreq)) for seconds in (config.pop_step_s, 0.1, 0.2, 0.3))
+    return max(1, step), max(1, pre), early, late
 
 
 def pop_screen(rows: np.ndarray, sfreq: float, config: QualityConfig) -> np.ndarray | None:
