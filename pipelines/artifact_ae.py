@@ -152,16 +152,12 @@ class ArtifactAutoencoder:
         x = np.asarray(x, dtype=np.float32)
         n_features = x.shape[1]
         sizes = [n_features, self.hidden[0], self.hidden[1], self.hidden[0], n_features]
-        shapes = [(a, b) for a, b in zip(sizes[:-1], sizes[1:])] + [(b,) for b in sizes[1:]]
+        shapes = [*itertools.pairwise(sizes), *((b,) for b in sizes[1:])]
         # Parameters and gradients in flat vectors (layers are views): Adam steps are vector operations.
-        n_params = sum(int(np.prod(s)) for s in shapes)
-        theta, grad = np.zeros(n_params, dtype=np.float32), np.zeros(n_params, dtype=np.float32)
-        views, grad_views, offset = [], [], 0
-        for shape in shapes:
-            size = int(np.prod(shape))
-            views.append(theta[offset : offset + size].reshape(shape))
-            grad_views.append(grad[offset : offset + size].reshape(shape))
-            offset += size
+        bounds = np.cumsum([int(np.prod(shape)) for shape in shapes])
+        theta, grad = np.zeros(bounds[-1], dtype=np.float32), np.zeros(bounds[-1], dtype=np.float32)
+        views = [part.reshape(shape) for part, shape in zip(np.split(theta, bounds[:-1]), shapes)]
+        grad_views = [part.reshape(shape) for part, shape in zip(np.split(grad, bounds[:-1]), shapes)]
         n_layers = len(sizes) - 1
         self.weights, self.biases = views[:n_layers], views[n_layers:]
         grads_w, grads_b = grad_views[:n_layers], grad_views[n_layers:]
