@@ -264,8 +264,7 @@ def spectral_features(
     low, high = BANDS[0][1], BANDS[-1][2]
     powers = np.stack([band_power(freqs, pxx, lo, hi) for _, lo, hi in BANDS], axis=1)
     total = powers.sum(axis=1, keepdims=True)
-    n_bands = len(BANDS)
-    relative = np.where(total > 0, _safe_ratio(powers, total), 1.0 / n_bands)
+    relative = np.where(total > 0, _safe_ratio(powers, total), 1.0 / len(BANDS))
     in_band = pxx[:, band_mask(freqs, low, high)]
     n_bins = in_band.shape[1]
     dist = _safe_ratio(in_band, in_band.sum(axis=1, keepdims=True))

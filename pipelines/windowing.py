@@ -317,8 +317,7 @@ def _make_window(cut: Cutting, span: Span, req: Request, filtered, report, n_bad
     if req.marked_bad:
         keep, reasons = False, [req.marked_bad] + reasons
     if n_bad:
-        keep = False
-        reasons = [f"non_finite: {n_bad} samples were NaN or infinite in the source"] + reasons
+        keep, reasons = False, [f"non_finite: {n_bad} samples were NaN or infinite in the source"] + reasons
     if keep and float(np.abs(eeg).max()) >= 65504:
         keep, reasons = False, [f"amplitude: {float(np.abs(eeg).max()):.4g} uV exceeds the float16 range"]
     if not keep:
