@@ -267,11 +267,8 @@ def build_pipeline(
         | "Inputs" >> beam.Create(items)
         | "ProcessRecordings" >> ProcessRecordings(args.pseudonym_key_file, config, spill_dir, progress, redact=redact)
     )
-    recordings, rejected, outcomes = (
-        processed.recordings,
-        processed.rejected,
-        processed.outcome,
-    ) | "DropDuplicates" >> DropDuplicates()
+    outputs = (processed.recordings, processed.rejected, processed.outcome)
+    recordings, rejected, outcomes = outputs | "DropDuplicates" >> DropDuplicates()
     kept, scored_out, counted, model_used = recordings | "ScoreArtifacts" >> ScoreArtifacts(args, config, train_sites)
     shards = kept | "WriteWindows" >> WriteSnappyTFRecordsBySite(
         args.output, sites, args.num_shards, max_shard_bytes=shard_bytes(args.max_shard_mb)
