@@ -164,8 +164,6 @@ def _cap_note(ch_names, cmap: ChannelMap, montage: str = "auto") -> str:
 
 # A run's --montage places a recording by that cap where this many of its labels are the cap's.
 CAP_MIN_LABELS = 16
-
-
 # --montage file uses digitized positions only where the names give fewer 10-20 sites than this.
 FILE_NAMES_ENOUGH = 10
 MONTAGES = ("auto", "file", *CAP_LAYOUTS)
