@@ -85,10 +85,8 @@ def _ten_ten_positions() -> dict[str, np.ndarray]:
         for col in range(1, 11):
             azimuth = 180.0 - right_az if col % 2 == 1 else right_az  # odd numbers left
             name = f"{_RING_NAMES.get(row, row) if col >= 7 else row}{col}"
-            if col >= 9:
-                positions[name] = _unit(112.5, azimuth)
-            else:
-                positions[name] = _slerp(mid, _unit(90.0, azimuth), ((col + 1) // 2) / 4.0)
+            step = ((col + 1) // 2) / 4.0
+            positions[name] = _unit(112.5, azimuth) if col >= 9 else _slerp(mid, _unit(90.0, azimuth), step)
     # The Fp and O rows lie on the ring itself.
     positions.update(
         {
