@@ -165,7 +165,16 @@ def _design_filters(sfreq: float, config_values: tuple, line_freq: int | None) -
     padlen = _settle_samples(tail, _PAD_TOL)
     margin = max(_settle_samples(tail, _MARGIN_TOL), padlen + 1)
     return FilterDesign(
-        sfreq, line_freq, tuple(notch_freqs), config.l_freq, config.h_freq, l_cutoff, h_cutoff, sos, padlen, margin
+        sfreq=sfreq,
+        line_freq=line_freq,
+        notch_freqs=tuple(notch_freqs),
+        l_freq=config.l_freq,
+        h_freq=config.h_freq,
+        l_cutoff=l_cutoff,
+        h_cutoff=h_cutoff,
+        sos=sos,
+        padlen=padlen,
+        margin=margin,
     )
 
 

@@ -85,5 +85,11 @@ def fit_ica_cleaner(
     zero = cleaned(np.zeros((n, 1)))
     unit = 1e-6  # probe at microvolt scale, like the data, so the whitening sees sane values
     matrix = (cleaned(np.eye(n) * unit) - zero) / unit
-    excluded_eog, excluded_emg = tuple(sorted(eog)), tuple(sorted(set(emg) - set(eog)))
-    return IcaCleaner(matrix, zero * 1e6, measured, excluded_eog, excluded_emg, n_comp)
+    return IcaCleaner(
+        matrix=matrix,
+        offset=zero * 1e6,
+        measured=measured,
+        excluded_eog=tuple(sorted(eog)),
+        excluded_emg=tuple(sorted(set(emg) - set(eog))),
+        n_components=n_comp,
+    )
