@@ -13,6 +13,7 @@ writes one ``.npz`` of plain arrays and a JSON header (no pickle).
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from collections.abc import Sequence
@@ -26,15 +27,8 @@ from eegfm.pipelines.features import band_weights, window_spectrum
 
 FORMAT = "eegfm-artifact-ae"
 FORMAT_VERSION = 1
-AE_BANDS: tuple[tuple[float, float], ...] = (
-    (0.0, 1.0),
-    (1.0, 4.0),
-    (4.0, 8.0),
-    (8.0, 13.0),
-    (13.0, 20.0),
-    (20.0, 30.0),
-    (30.0, 45.0),
-    (45.0, 70.0),
+AE_BANDS: tuple[tuple[float, float], ...] = tuple(
+    itertools.pairwise((0.0, 1.0, 4.0, 8.0, 13.0, 20.0, 30.0, 45.0, 70.0))
 )
 POWER_FLOOR_UV2 = 1e-3
 # The constructor's arguments and what fitting learns beside the weights, as the saved header names them.
@@ -131,8 +125,7 @@ class ArtifactAutoencoder:
         self.biases: list[np.ndarray] = []
         self.feature_center: np.ndarray | None = None
         self.feature_scale: np.ndarray | None = None
-        self.error_center = math.nan
-        self.error_scale = math.nan
+        self.error_center = self.error_scale = math.nan
         self.n_chans: int | None = None
         self.n_fit_windows = 0
 
@@ -159,16 +152,12 @@ class ArtifactAutoencoder:
         x = np.asarray(x, dtype=np.float32)
         n_features = x.shape[1]
         sizes = [n_features, self.hidden[0], self.hidden[1], self.hidden[0], n_features]
-        shapes = [(a, b) for a, b in zip(sizes[:-1], sizes[1:])] + [(b,) for b in sizes[1:]]
+        shapes = [*itertools.pairwise(sizes), *((b,) for b in sizes[1:])]
         # Parameters and gradients in flat vectors (layers are views): Adam steps are vector operations.
-        n_params = sum(int(np.prod(s)) for s in shapes)
-        theta, grad = np.zeros(n_params, dtype=np.float32), np.zeros(n_params, dtype=np.float32)
-        views, grad_views, offset = [], [], 0
-        for shape in shapes:
-            size = int(np.prod(shape))
-            views.append(theta[offset : offset + size].reshape(shape))
-            grad_views.append(grad[offset : offset + size].reshape(shape))
-            offset += size
+        bounds = np.cumsum([int(np.prod(shape)) for shape in shapes])
+        theta, grad = np.zeros(bounds[-1], dtype=np.float32), np.zeros(bounds[-1], dtype=np.float32)
+        views = [part.reshape(shape) for part, shape in zip(np.split(theta, bounds[:-1]), shapes)]
+        grad_views = [part.reshape(shape) for part, shape in zip(np.split(grad, bounds[:-1]), shapes)]
         n_layers = len(sizes) - 1
         self.weights, self.biases = views[:n_layers], views[n_layers:]
         grads_w, grads_b = grad_views[:n_layers], grad_views[n_layers:]
@@ -325,8 +314,7 @@ class ArtifactAutoencoder:
         path = Path(path)
         arrays = {f"weight_{i}": w for i, w in enumerate(self.weights)}
         arrays.update({f"bias_{i}": b for i, b in enumerate(self.biases)})
-        arrays["feature_center"] = self.feature_center
-        arrays["feature_scale"] = self.feature_scale
+        arrays.update(feature_center=self.feature_center, feature_scale=self.feature_scale)
         arrays["header"] = np.array(json.dumps(self._header(), sort_keys=True))
         with path.open("wb") as handle:
             np.savez(handle, **arrays)
@@ -357,9 +345,7 @@ class ArtifactAutoencoder:
             n_layers = sum(1 for name in data.files if name.startswith("weight_"))
             model.weights = [np.array(data[f"weight_{i}"]) for i in range(n_layers)]
             model.biases = [np.array(data[f"bias_{i}"]) for i in range(n_layers)]
-            model.feature_center = np.array(data["feature_center"])
-            model.feature_scale = np.array(data["feature_scale"])
-        model.error_center = float(header["error_center"])
-        model.error_scale = float(header["error_scale"])
+            model.feature_center, model.feature_scale = (np.array(data[k]) for k in ("feature_center", "feature_scale"))
+        model.error_center, model.error_scale = float(header["error_center"]), float(header["error_scale"])
         model.n_chans, model.n_fit_windows = header["n_chans"], header["n_fit_windows"]
         return model

@@ -80,17 +80,6 @@ def bipolar_plan(ch_names: Sequence[str], exclude: Sequence[str] = ()) -> Bipola
     return BipolarPlan(electrodes, used, np.linalg.pinv(incidence), left_out, (electrodes, *others))
 
 
-def _kept_channels(ch_names: Sequence[str], plan: BipolarPlan) -> list[int]:
-    """The channels a reconstructed recording keeps beside the electrodes: those that name no
-    electrode (others have another reference than the reconstruction's)."""
-    used = set(plan.derivations)
-    return [
-        i
-        for i, name in enumerate(ch_names)
-        if i not in used and derivation(name) is None and standard_name(name) is None
-    ]
-
-
 class BipolarReader:
     """A reader presenting the reconstructed electrodes first, then the channels that name no
     electrode; everything else is the wrapped reader's."""
@@ -98,7 +87,11 @@ class BipolarReader:
     def __init__(self, reader, plan: BipolarPlan):
         self._reader, self.bipolar = reader, plan
         names = reader.info.ch_names
-        self._kept = _kept_channels(names, plan)
+        # Beside the electrodes, the channels that name none (others have another reference).
+        used = set(plan.derivations)
+        self._kept = [
+            i for i, n in enumerate(names) if i not in used and derivation(n) is None and standard_name(n) is None
+        ]
         self.info = dataclasses.replace(reader.info, ch_names=plan.electrodes + tuple(names[i] for i in self._kept))
         self._matrix = plan.matrix.astype(np.float32)
         self._rows = list(plan.derivations)

@@ -85,10 +85,8 @@ def _ten_ten_positions() -> dict[str, np.ndarray]:
         for col in range(1, 11):
             azimuth = 180.0 - right_az if col % 2 == 1 else right_az  # odd numbers left
             name = f"{_RING_NAMES.get(row, row) if col >= 7 else row}{col}"
-            if col >= 9:
-                positions[name] = _unit(112.5, azimuth)
-            else:
-                positions[name] = _slerp(mid, _unit(90.0, azimuth), ((col + 1) // 2) / 4.0)
+            step = ((col + 1) // 2) / 4.0
+            positions[name] = _unit(112.5, azimuth) if col >= 9 else _slerp(mid, _unit(90.0, azimuth), step)
     # The Fp and O rows lie on the ring itself.
     positions.update(
         {
@@ -167,12 +165,8 @@ def canonical_of(standard: str) -> str | None:
 
 def auxiliary_kind(raw: str) -> str | None:
     """'ecg', 'eog', 'emg', 'stim' or 'misc' for a recognised non-EEG channel, else None."""
-    name = raw.strip().upper()
-    name = re.sub(r"^(POL|EEG)[\s_:-]+", "", name)
-    for pattern, kind in _AUX_PATTERNS:
-        if re.match(pattern, name):
-            return kind
-    return None
+    name = re.sub(r"^(POL|EEG)[\s_:-]+", "", raw.strip().upper())
+    return next((kind for pattern, kind in _AUX_PATTERNS if re.match(pattern, name)), None)
 
 
 # BioSemi's ABC caps by their last letter (A1..B32 is the 64-electrode cap).
@@ -183,18 +177,8 @@ _ABC_NAMED_BY_LAYOUT = {"biosemi32": "A", "biosemi64": "AB"}
 # (recognised by their labels) and those a run names with --montage (EasyCap, EGI, MGH).
 CAP_LAYOUTS: tuple[str, ...] = (
     *BIOSEMI_CAPS.values(),
-    "easycap-M10",
-    "easycap-M43",
-    "EGI_256",
-    "GSN-HydroCel-32",
-    "GSN-HydroCel-64_1.0",
-    "GSN-HydroCel-65_1.0",
-    "GSN-HydroCel-128",
-    "GSN-HydroCel-129",
-    "GSN-HydroCel-256",
-    "GSN-HydroCel-257",
-    "mgh60",
-    "mgh70",
+    *"easycap-M10 easycap-M43 EGI_256 GSN-HydroCel-32 GSN-HydroCel-64_1.0 GSN-HydroCel-65_1.0 GSN-HydroCel-128 "
+    "GSN-HydroCel-129 GSN-HydroCel-256 GSN-HydroCel-257 mgh60 mgh70".split(),
 )
 
 
@@ -295,9 +279,7 @@ def file_cap(digitized: Digitized) -> str:
     if digitized.nasion is None:  # angles on the 10-20 sphere already
         return _register(xyz, labels, directions)
     measured = _direction(np.array([digitized.nasion, digitized.lpa, digitized.rpa], dtype=np.float64) - centre)
-    ideal = np.array(
-        [_unit(_FIDUCIAL_POLAR_DEG, 90.0), _unit(_FIDUCIAL_POLAR_DEG, 180.0), _unit(_FIDUCIAL_POLAR_DEG, 0.0)]
-    )
+    ideal = np.array([_unit(_FIDUCIAL_POLAR_DEG, azimuth) for azimuth in (90.0, 180.0, 0.0)])  # nasion, ears
     # Kabsch: the rotation taking the measured fiducial directions closest to the ideal ones
     u, _, vt = np.linalg.svd(measured.T @ ideal)
     flip = np.sign(np.linalg.det(vt.T @ u.T))

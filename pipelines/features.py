@@ -55,17 +55,12 @@ def _check_window(data: np.ndarray, sfreq: float) -> tuple[np.ndarray, float]:
 
 
 def welch_psd(
-    data: np.ndarray,
-    sfreq: float,
-    segment_s: float = DEFAULT_SEGMENT_S,
-    *,
-    max_segments: int | None = None,
+    data: np.ndarray, sfreq: float, segment_s: float = DEFAULT_SEGMENT_S, *, max_segments: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Welch PSD (uV^2/Hz) as ``scipy.signal.welch``'s defaults compute it (tested), several times
     cheaper on short windows: Hann segments of ``segment_s`` (the whole window if shorter), 50 %
     overlap, means removed, one-sided. Returns ``(freqs, psd)``, psd (n_chans, n_freqs) float64.
-    ``max_segments``: average that many segments spread evenly over a long recording.
-    """
+    ``max_segments``: average that many segments spread evenly over a long recording."""
     data, sfreq = _check_window(data, sfreq)
     return welch(np.asarray(data, dtype=np.float64), sfreq, segment_s, max_segments)
 
@@ -83,16 +78,11 @@ class WindowSpectrum:
 
 
 def window_spectrum(
-    data: np.ndarray,
-    sfreq: float,
-    segment_s: float = DEFAULT_SEGMENT_S,
-    *,
-    dtype: type | None = None,
+    data: np.ndarray, sfreq: float, segment_s: float = DEFAULT_SEGMENT_S, *, dtype: type | None = None
 ) -> WindowSpectrum:
     """:func:`welch_psd` of a window (n_chans, n_times) or batch (n_windows, n_chans, n_times), with
     non-finite samples read as 0. ``dtype``: the transform's precision; by default float32 for
-    float16/float32 input (twice as fast, within float32 rounding) and float64 otherwise.
-    """
+    float16/float32 input (twice as fast, within float32 rounding) and float64 otherwise."""
     arr = np.asarray(data)
     if arr.ndim not in (2, 3) or arr.shape[-1] < 2:
         raise ValueError(
@@ -136,8 +126,6 @@ def _welch_plan(
 # _welch_float32 removes segment means after the transform, unless a mean exceeds this many times
 # the channel's RMS (float32 rounding of the un-centred transform would then matter).
 _MAX_DC_TO_RMS = 10.0
-
-
 # Rows are transformed in groups whose segment buffer (bytes) stays in cache.
 _CHUNK_BYTES = 1 << 20
 
@@ -205,8 +193,7 @@ def _welch_float32(x: np.ndarray, segments: np.ndarray, window: np.ndarray, scal
 
     Segment means are removed after the transform, saving a pass: for the periodic Hann window,
     ``rfft(w * (s - m))`` is ``rfft(w * s)`` minus ``m * N / 2`` in bin 0 and plus ``m * N / 4`` in
-    bin 1. Rows with a large mean (``_MAX_DC_TO_RMS``) are redone with the means removed first.
-    """
+    bin 1. Rows with a large mean (``_MAX_DC_TO_RMS``) are redone with the means removed first."""
     n_segments, nperseg = segments.shape[-2:]
     step = nperseg // 2
     blocks = x[..., : (n_segments + 1) * step].reshape(*x.shape[:-1], n_segments + 1, step)
@@ -242,9 +229,7 @@ def band_power(freqs: np.ndarray, psd: np.ndarray, low: float, high: float) -> n
 
 
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    out = np.zeros(np.broadcast(num, den).shape)
-    np.divide(num, den, out=out, where=den > 0)
-    return out
+    return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
 
 
 def time_domain_features(data: np.ndarray, sfreq: float) -> np.ndarray:
@@ -273,15 +258,13 @@ def spectral_features(
 ) -> np.ndarray:
     """(n_chans, 6) array: relative power in each of :data:`BANDS`, then spectral entropy.
 
-    Bands above Nyquist are empty (zero power). Pass ``psd=(freqs, psd)`` to reuse a PSD.
-    """
+    Bands above Nyquist are empty (zero power). Pass ``psd=(freqs, psd)`` to reuse a PSD."""
     data, sfreq = _check_window(data, sfreq)
     freqs, pxx = welch_psd(data, sfreq) if psd is None else psd
     low, high = BANDS[0][1], BANDS[-1][2]
     powers = np.stack([band_power(freqs, pxx, lo, hi) for _, lo, hi in BANDS], axis=1)
     total = powers.sum(axis=1, keepdims=True)
-    n_bands = len(BANDS)
-    relative = np.where(total > 0, _safe_ratio(powers, total), 1.0 / n_bands)
+    relative = np.where(total > 0, _safe_ratio(powers, total), 1.0 / len(BANDS))
     in_band = pxx[:, band_mask(freqs, low, high)]
     n_bins = in_band.shape[1]
     dist = _safe_ratio(in_band, in_band.sum(axis=1, keepdims=True))

@@ -19,8 +19,7 @@ BTYPES = ("lowpass", "highpass")
 def butter_sos(order: int, cutoff: float, btype: str, fs: float) -> np.ndarray:
     """``scipy.signal.butter(order, cutoff, btype, fs=fs, output="sos")``: the analog prototype's
     poles, pre-warped and mapped by the bilinear transform; one section per conjugate pair (plus a
-    first-order one for an odd order), the overall gain in the first section.
-    """
+    first-order one for an odd order), the overall gain in the first section."""
     if isinstance(order, bool) or not isinstance(order, int) or order < 1:
         raise ValueError(f"order: expected a positive integer; got {order!r}")
     if btype not in BTYPES:
@@ -32,13 +31,9 @@ def butter_sos(order: int, cutoff: float, btype: str, fs: float) -> np.ndarray:
     prototype = -np.exp(1j * np.pi * np.arange(-order + 1, order, 2) / (2 * order))
     warped = 4.0 * math.tan(math.pi * cutoff / fs)
     if btype == "lowpass":
-        analog = prototype * warped
-        gain = warped**order
-        zero = -1.0
+        analog, gain, zero = prototype * warped, warped**order, -1.0
     else:
-        analog = warped / prototype
-        gain = float(np.real(1.0 / np.prod(-prototype)))
-        zero = 1.0
+        analog, gain, zero = warped / prototype, float(np.real(1.0 / np.prod(-prototype))), 1.0
     poles = (4.0 + analog) / (4.0 - analog)
     # The bilinear transform's gain: the analog zeros (none, or all at s = 0 for the high-pass)
     # over the poles, each as (fs2 - s) with fs2 = 4.
@@ -46,11 +41,8 @@ def butter_sos(order: int, cutoff: float, btype: str, fs: float) -> np.ndarray:
     # One section per conjugate pair, the pairs closest to the unit circle last (scipy's order;
     # the cascade's response does not depend on it), after the real pole of an odd order.
     upper = sorted((p for p in poles if p.imag > 1e-300), key=abs)
-    sections = []
-    for p in (p.real for p in poles if abs(p.imag) <= 1e-300):
-        sections.append([1.0, -zero, 0.0, 1.0, -p, 0.0])
-    for p in upper:
-        sections.append([1.0, -2.0 * zero, 1.0, 1.0, -2.0 * p.real, abs(p) ** 2])
+    sections = [[1.0, -zero, 0.0, 1.0, -p.real, 0.0] for p in poles if abs(p.imag) <= 1e-300]
+    sections += [[1.0, -2.0 * zero, 1.0, 1.0, -2.0 * p.real, abs(p) ** 2] for p in upper]
     sos = np.array(sections, dtype=np.float64)
     sos[0, :3] *= gain
     return sos
@@ -86,8 +78,7 @@ def sos_impulse_response(sos: np.ndarray, n: int) -> np.ndarray:
 
     ``h[k] = C A^(k-1) B`` of the state-space form, one matrix product per block of ``_BLOCK``
     samples. Unlike an inverse FFT its error shrinks with the response, so a tail's mass is
-    accurate down to 1e-7 of the total.
-    """
+    accurate down to 1e-7 of the total."""
     if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
         raise ValueError(f"n: expected a positive number of samples; got {n!r}")
     a, b, c, d = _state_space(np.atleast_2d(np.asarray(sos, dtype=np.float64)))
@@ -112,10 +103,7 @@ _BLOCK = 512
 
 def _state_space(sos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """(A, B, C, D) of the cascade, two states per section (transposed direct form II)."""
-    a = np.zeros((0, 0))
-    b = np.zeros(0)
-    c = np.zeros(0)
-    d = 1.0
+    a, b, c, d = np.zeros((0, 0)), np.zeros(0), np.zeros(0), 1.0
     for b0, b1, b2, _a0, a1, a2 in sos / sos[:, 3:4]:
         # One section: y = z1 + b0 u; z1' = -a1 z1 + z2 + (b1 - a1 b0) u; z2' = -a2 z1 + (b2 - a2 b0) u.
         a_s = np.array([[-a1, 1.0], [-a2, 0.0]])
@@ -135,8 +123,7 @@ def _state_space(sos: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, f
 
 def kaiser_lowpass(numtaps: int, cutoff: float, beta: float) -> np.ndarray:
     """Linear-phase FIR low-pass: a Kaiser-windowed sinc with ``cutoff`` as a fraction of Nyquist,
-    scaled to unit gain at 0 Hz (``scipy.signal.firwin(numtaps, cutoff, window=("kaiser", beta))``).
-    """
+    scaled to unit gain at 0 Hz (``scipy.signal.firwin(numtaps, cutoff, window=("kaiser", beta))``)."""
     if isinstance(numtaps, bool) or not isinstance(numtaps, int) or numtaps < 1:
         raise ValueError(f"numtaps: expected a positive integer; got {numtaps!r}")
     if not 0 < cutoff < 1:

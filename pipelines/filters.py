@@ -44,8 +44,7 @@ class FilterConfig(Config):
     notch_harmonics: also notch mains multiples the low-pass does not already attenuate by 40 dB.
     notch_width_hz: -3 dB bandwidth of each notch (single pass); 2 Hz tolerates +-0.2 Hz drift.
     l_freq, h_freq: passband edges in Hz, ``None`` disables a side; ``h_freq`` < 128 Hz.
-    order: Butterworth order per edge and pass (the zero-phase response doubles it).
-    """
+    order: Butterworth order per edge and pass (the zero-phase response doubles it)."""
 
     line_freq: Any = "auto"
     notch_harmonics: bool = True
@@ -86,15 +85,11 @@ def resolve_line_freq(data: np.ndarray, sfreq: float, config: FilterConfig) -> i
     return detect_line_frequency(data, sfreq, threshold_db=config.line_threshold_db, margin_db=config.line_margin_db)
 
 
-# Design -------------------------------------------------------------------------------------
-
-
 @dataclasses.dataclass(frozen=True, eq=False)
 class FilterDesign:
     """A filter cascade for one sampling rate: ``sos`` (float64) holds the notches, then the
     high-pass and low-pass; ``l_cutoff``/``h_cutoff`` are the Butterworth cutoffs. ``padlen`` (odd
-    reflection at recording edges) and ``margin`` (:class:`StreamingFilter` look-ahead) are samples.
-    """
+    reflection at recording edges) and ``margin`` (:class:`StreamingFilter` look-ahead) are samples."""
 
     sfreq: float
     line_freq: int | None
@@ -112,28 +107,9 @@ class FilterDesign:
         """Zero-phase gain at 0 Hz: 0.0 with a high-pass, else 1.0 (notches and low-pass pass DC)."""
         return 0.0 if self.l_freq is not None else 1.0
 
-    @property
-    def n_sections(self) -> int:
-        return int(self.sos.shape[0])
-
     def response_db(self, freqs: np.ndarray) -> np.ndarray:
         """Zero-phase magnitude response in dB at ``freqs`` (Hz): twice the single-pass response."""
         return _response_db(self.sos, freqs, self.sfreq)
-
-    def describe(self) -> dict[str, Any]:
-        """Plain values for the manifest."""
-        return {
-            "sfreq": self.sfreq,
-            "line_freq": self.line_freq,
-            "notch_freqs": list(self.notch_freqs),
-            "l_freq": self.l_freq,
-            "h_freq": self.h_freq,
-            "l_cutoff": self.l_cutoff,
-            "h_cutoff": self.h_cutoff,
-            "n_sections": self.n_sections,
-            "dtype": "float32",
-            "applied": "zero-phase |H|^2 in the frequency domain",
-        }
 
 
 def _settle_samples(tail: np.ndarray, tol: float) -> int:
@@ -149,8 +125,7 @@ def _settle_samples(tail: np.ndarray, tol: float) -> int:
 
 def design_filters(sfreq: float, config: FilterConfig | None = None, line_freq: int | None = None) -> FilterDesign:
     """The notch + band-pass cascade for ``sfreq`` and a resolved ``line_freq`` (50, 60 or None:
-    see :func:`resolve_line_freq`). Raises ValueError when an edge is not below Nyquist.
-    """
+    see :func:`resolve_line_freq`). Raises ValueError when an edge is not below Nyquist."""
     config = FilterConfig() if config is None else config
     sfreq = check_sfreq(sfreq)
     check_option("line_freq", line_freq, (*LINE_FREQUENCIES, None))
@@ -168,32 +143,21 @@ def _design_filters(sfreq: float, config_values: tuple, line_freq: int | None) -
             raise ValueError(
                 f"{name}: expected a value below the Nyquist frequency {nyquist:g} Hz of sfreq={sfreq:g}; got {value!r}"
             )
-    sections: list[np.ndarray] = []
-    band: list[np.ndarray] = []
-    l_cutoff = h_cutoff = None
-    if config.l_freq is not None:
-        l_cutoff = highpass_cutoff(config.l_freq)
-        band.append(butter_sos(config.order, l_cutoff, "highpass", sfreq))
-    if config.h_freq is not None:
-        h_cutoff = lowpass_cutoff(config.h_freq, sfreq)
-        band.append(butter_sos(config.order, h_cutoff, "lowpass", sfreq))
+    l_cutoff = None if config.l_freq is None else highpass_cutoff(config.l_freq)
+    h_cutoff = None if config.h_freq is None else lowpass_cutoff(config.h_freq, sfreq)
+    cutoffs = ((l_cutoff, "highpass"), (h_cutoff, "lowpass"))
+    band = [butter_sos(config.order, cutoff, btype, sfreq) for cutoff, btype in cutoffs if cutoff is not None]
     band_sos = np.concatenate(band) if band else np.zeros((0, 6))
-
     notch_freqs: list[float] = []
     if line_freq is not None:
-        harmonic = float(line_freq)
-        while harmonic + config.notch_width_hz / 2.0 < nyquist:
-            keep = harmonic == line_freq
-            if not keep and config.notch_harmonics:
-                keep = _response_db(band_sos, [harmonic], sfreq)[0] > _HARMONIC_SKIP_DB
-            if keep:
-                notch_freqs.append(harmonic)
-                sections.append(notch_sos(harmonic, harmonic / config.notch_width_hz, sfreq))
-            if not config.notch_harmonics:
+        n_harmonics = int(nyquist // line_freq) if config.notch_harmonics else 1
+        for harmonic in (float(line_freq * k) for k in range(1, n_harmonics + 1)):
+            if harmonic + config.notch_width_hz / 2.0 >= nyquist:
                 break
-            harmonic += line_freq
-    sections.append(band_sos)
-    sos = np.concatenate(sections)
+            if harmonic == line_freq or _response_db(band_sos, [harmonic], sfreq)[0] > _HARMONIC_SKIP_DB:
+                notch_freqs.append(harmonic)
+    sections = [notch_sos(f, f / config.notch_width_hz, sfreq) for f in notch_freqs]
+    sos = np.concatenate([*sections, band_sos])
     if sos.shape[0] == 0:
         sos = np.array([[1.0, 0.0, 0.0, 1.0, 0.0, 0.0]])  # identity section
     limit = int(min(sfreq * 600, max(sfreq * 120, 2**16)))

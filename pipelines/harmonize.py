@@ -164,8 +164,6 @@ def _cap_note(ch_names, cmap: ChannelMap, montage: str = "auto") -> str:
 
 # A run's --montage places a recording by that cap where this many of its labels are the cap's.
 CAP_MIN_LABELS = 16
-
-
 # --montage file uses digitized positions only where the names give fewer 10-20 sites than this.
 FILE_NAMES_ENOUGH = 10
 MONTAGES = ("auto", "file", *CAP_LAYOUTS)
@@ -183,7 +181,8 @@ def map_channels(
         labels = cap_positions(montage)
         if sum(cap_label(n) in labels for n in ch_names) >= min(CAP_MIN_LABELS, len(labels)):
             return _map_by_cap(ch_names, montage)
-    named = _map_names(ch_names)
+    # BioSemi's ABC labels name positions on its cap, not 10-20 sites ('C3' is no C3).
+    named = _map_by_cap(ch_names, biosemi_cap(ch_names)) if is_biosemi_abc_layout(ch_names) else _map_ten_ten(ch_names)
     if montage == "file" and digitized is not None and len(named.canonical) < FILE_NAMES_ENOUGH:
         # A position's label may lack the channel's system prefix or reference ('E1' of 'EEG E1-Ref')
         plain = {_plain(label): p for label, p in digitized.positions.items()}
@@ -198,18 +197,10 @@ def _plain(label: str) -> str:
     return cap_label(clean_channel_name(label)).upper()
 
 
-def _map_names(ch_names) -> ChannelMap:
-    if is_biosemi_abc_layout(ch_names):
-        # ABC labels name positions on a BioSemi cap, not 10-20 sites ('C3' is no C3).
-        return _map_by_cap(ch_names, biosemi_cap(ch_names))
-    return _map_ten_ten(ch_names)
-
-
 def _map_by_cap(ch_names, cap: str) -> ChannelMap:
     if named := abc_ten_ten_names(cap):
         # BioSemi's 32 and 64 caps carry 10-10 electrodes under ABC labels ('A5' is F3 itself).
-        cmap = _map_ten_ten([named.get(cap_label(n), n) for n in ch_names])
-        return dataclasses.replace(cmap, cap=cap)
+        return dataclasses.replace(_map_ten_ten([named.get(cap_label(n), n) for n in ch_names]), cap=cap)
     return _map_cap(ch_names, cap)
 
 
@@ -291,12 +282,10 @@ def plan_harmonization(
 
     ``exclude`` (known bad) and ``constant`` (not recorded) channels are neither used nor
     interpolated from. ``cmap``: ``map_channels(ch_names, montage, digitized)``, if already done.
-    Raises HarmonizeError when fewer than `min_channels` canonical electrodes are present.
-    """
+    Raises HarmonizeError when fewer than `min_channels` canonical electrodes are present."""
     if not 1 <= min_channels <= N_CANONICAL:
         raise ValueError(f"min_channels: expected 1..{N_CANONICAL}; got {min_channels}")
-    if cmap is None:
-        cmap = map_channels(list(ch_names), montage, digitized)
+    cmap = map_channels(list(ch_names), montage, digitized) if cmap is None else cmap
     excluded, flat = set(exclude), set(constant) - set(exclude)
     dropped = {i for i, name in enumerate(ch_names) if name in excluded}
     not_recorded = {i for i, name in enumerate(ch_names) if name in flat}
@@ -345,8 +334,7 @@ def harmonize(
 
     ``reference='average'`` re-references the 19 channels to their mean after interpolation.
     ``plan``: :func:`plan_harmonization`'s, reused across a recording's chunks. ``out``: a float32
-    (19, n_times) array to write into instead of a new one.
-    """
+    (19, n_times) array to write into instead of a new one."""
     check_option("reference", reference, ("keep", "average"))
     data = np.asarray(data)
     if data.ndim != 2 or data.shape[0] != len(ch_names):

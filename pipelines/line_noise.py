@@ -40,8 +40,7 @@ def line_ratio_db(freqs: np.ndarray, psd: np.ndarray, freq: float) -> np.ndarray
     The peak is the PSD's maximum within +-0.5 Hz of ``freq`` (mains drifts); the reference is the
     median of the same maxima 2, 3, 4 and 5 Hz away on either side (a maximum against maxima reads
     about 0 dB without a line). Negative values mean the recording was already notched there; NaN
-    where ``freq`` +- 0.5 Hz is not inside the spectrum.
-    """
+    where ``freq`` +- 0.5 Hz is not inside the spectrum."""
     freqs = np.asarray(freqs, dtype=np.float64)
     psd = np.asarray(psd, dtype=np.float64)
     if psd.ndim != 2 or psd.shape[1] != freqs.size:
@@ -69,19 +68,14 @@ def line_noise_db(data: np.ndarray, sfreq: float, freq: float) -> np.ndarray:
 
 
 def detect_line_frequency(
-    data: np.ndarray,
-    sfreq: float,
-    *,
-    threshold_db: float = 3.0,
-    margin_db: float = 3.0,
+    data: np.ndarray, sfreq: float, *, threshold_db: float = 3.0, margin_db: float = 3.0
 ) -> int | None:
     """The mains frequency visible in ``data``: 50, 60, or None.
 
     The evidence for a candidate is the median over channels of :func:`line_ratio_db`; the larger
     wins if it is at least ``threshold_db`` and ``margin_db`` above the other candidate. None when
     neither stands out (including recordings notched at acquisition) or Nyquist is below 50.5 Hz.
-    Needs at least 1 s of data; give it minutes (single 10 s windows read 3-5 dB of noise alone).
-    """
+    Needs at least 1 s of data; give it minutes (single 10 s windows read 3-5 dB of noise alone)."""
     data = check_signal(data)
     sfreq = check_sfreq(sfreq)
     if data.shape[1] < sfreq:
@@ -100,8 +94,6 @@ def detect_line_frequency(
         return None
     best = max(evidence, key=evidence.get)
     others = [v for f, v in evidence.items() if f != best]
-    if evidence[best] < threshold_db:
-        return None
-    if others and evidence[best] - max(others) < margin_db:
+    if evidence[best] < threshold_db or (others and evidence[best] - max(others) < margin_db):
         return None
     return best

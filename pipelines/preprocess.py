@@ -293,32 +293,24 @@ def _worker_exit_errors_dropped_on_ctrl_c():
     Ctrl-C has left this block, because the last workers can report while the command exits."""
     previous = threading.excepthook
     held: list[threading.ExceptHookArgs] = []
-
-    def is_worker_exit(args: threading.ExceptHookArgs) -> bool:
-        return isinstance(args.exc_value, RuntimeError) and str(args.exc_value).startswith(
-            "Worker subprocess exited with return code"
-        )
-
-    def hold(args: threading.ExceptHookArgs) -> None:
-        if is_worker_exit(args):
-            held.append(args)
-        else:
-            previous(args)
-
-    def drop(args: threading.ExceptHookArgs) -> None:
-        if not is_worker_exit(args):
-            previous(args)
-
-    threading.excepthook = hold
     interrupted = False
+
+    def hook(args: threading.ExceptHookArgs) -> None:
+        error = args.exc_value
+        if not (isinstance(error, RuntimeError) and str(error).startswith("Worker subprocess exited with return code")):
+            previous(args)
+        elif not interrupted:
+            held.append(args)
+
+    threading.excepthook = hook
     try:
         yield
     except KeyboardInterrupt:
-        interrupted = True
+        interrupted = True  # the hook stays, dropping the worker exits still to come
         raise
     finally:
-        threading.excepthook = drop if interrupted else previous
         if not interrupted:
+            threading.excepthook = previous
             for args in held:
                 previous(args)
 

@@ -171,10 +171,8 @@ def _bipolar(reader: Reader, marked_bad: tuple[str, ...], config: PreprocessConf
         return None
     # A flat derivation (an unplugged pair, a template's zeros) would tie its two electrodes together.
     flat = constant_rows(reader, list(plan.derivations), config.quality.flat_tol_uv)
-    if flat:
-        plan = bipolar_plan(names, exclude=[*marked_bad, *flat])
-        if plan is None:
-            return None
+    if flat and (plan := bipolar_plan(names, exclude=[*marked_bad, *flat])) is None:
+        return None
     try:
         if len(map_channels(names, config.montage, digitized).canonical) >= config.min_channels:
             return None
@@ -385,9 +383,8 @@ def _harmonizer(reader: Reader, plan, n_rows: int, cleaner=None):
         # EEG and ECG rows go straight into one buffer: no copy of the chunk to concatenate them.
         rows = np.empty((n_rows, raw.shape[1]), dtype=np.float32)
         out = harmonize(raw, reader.info.ch_names, reference="keep", plan=plan, out=rows[: schema.N_CHANS])
-        eeg = out.data if cleaner is None else _clean(cleaner, out.data, plan)
-        if eeg is not out.data:
-            rows[: schema.N_CHANS] = eeg
+        if cleaner is not None:
+            rows[: schema.N_CHANS] = _clean(cleaner, out.data, plan)
         if n_rows > schema.N_CHANS:
             rows[schema.N_CHANS] = out.auxiliary["ecg"]
         return rows, bad_samples

@@ -133,14 +133,8 @@ def _draw_channels(figure, axes, sites: Mapping[str, Mapping[str, Any]], names: 
         np.array([[sites[n]["interpolated"].get(ch, 0) for ch in CANONICAL_CHANNELS] for n in names], dtype=float)
         / processed[:, None]
     )
-    image = axes.imshow(
-        shares,
-        aspect="auto",
-        cmap="Oranges",
-        vmin=0.0,
-        vmax=1.0,
-        extent=(-0.5, len(CANONICAL_CHANNELS) - 0.5, len(names) - 0.5, -0.5),
-    )
+    extent = (-0.5, len(CANONICAL_CHANNELS) - 0.5, len(names) - 0.5, -0.5)
+    image = axes.imshow(shares, aspect="auto", cmap="Oranges", vmin=0.0, vmax=1.0, extent=extent)
     axes.set_xticks(range(len(CANONICAL_CHANNELS)), CANONICAL_CHANNELS, rotation=90, fontsize=7)
     axes.set_title("share of recordings with the channel interpolated", fontsize=9)
     figure.colorbar(image, ax=axes, fraction=0.04, pad=0.02)
@@ -151,13 +145,8 @@ def _draw_quality(axes, scores: Mapping[str, np.ndarray], names: list[str], rows
     data = [scores.get(n, np.array([])) for n in names]
     shown = [k for k, values in enumerate(data) if len(values)]
     if shown:
-        axes.boxplot(
-            [data[k] for k in shown],
-            positions=rows[shown],
-            orientation="horizontal",
-            widths=0.6,
-            flierprops={"markersize": 2},
-        )
+        boxes = [data[k] for k in shown]
+        axes.boxplot(boxes, positions=rows[shown], orientation="horizontal", widths=0.6, flierprops={"markersize": 2})
     axes.set_xlim(0.0, 1.0)
     axes.set_title("windows' artifact_score (0 clean, 1 artifact)", fontsize=9)
 
@@ -179,9 +168,8 @@ def draw_report(
     with_labels = any(sites[n].get("labels") for n in names)
     figure = Figure(figsize=(18.5 if with_labels else 15, 2.2 + 0.45 * max(len(names), 3)))
     FigureCanvasAgg(figure)
-    panels = figure.subplots(
-        1, 5 if with_labels else 4, gridspec_kw={"width_ratios": [1, 1, 1.6, 1, 1.2][: 5 if with_labels else 4]}
-    )
+    n_panels = 5 if with_labels else 4
+    panels = figure.subplots(1, n_panels, gridspec_kw={"width_ratios": [1, 1, 1.6, 1, 1.2][:n_panels]})
     recordings, windows, channels, quality = panels[:4]
     _draw_recordings(recordings, sites, names, rows)
     _draw_windows(windows, sites, names, rows)

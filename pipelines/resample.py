@@ -57,25 +57,19 @@ class ResamplePlan:
     def window_start_s(self, index: int) -> float:
         """Time in seconds, on the input recording's clock, of output sample ``index`` (input
         position ``index * down / up``: the filter is centred); exact for exact ratios."""
-        index = _check_index("index", index)
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"index: expected an integer sample index; got {index!r}")
+        if index < 0:
+            raise ValueError(f"index: expected an index >= 0; got {index}")
+        index = int(index)
         if self.ratio_error == 0.0:
             return index / self.sfreq_out
         return float(Fraction(index * self.down, self.up) / Fraction(self.sfreq_in))
 
 
-def _check_index(name: str, index: int) -> int:
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
-        raise TypeError(f"{name}: expected an integer sample index; got {index!r}")
-    if index < 0:
-        raise ValueError(f"{name}: expected an index >= 0; got {index}")
-    return int(index)
-
-
 @lru_cache(maxsize=64)
 def plan_resample(
-    sfreq_in: float,
-    sfreq_out: float = TARGET_SFREQ,
-    max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR,
+    sfreq_in: float, sfreq_out: float = TARGET_SFREQ, max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR
 ) -> ResamplePlan:
     """The smallest ``up / down`` within ``max_ratio_error`` of ``sfreq_out / sfreq_in`` (denominator
     limits tried in powers of two: the shortest filter that meets the bound)."""
@@ -110,20 +104,12 @@ def _fir_taps(up: int, down: int) -> np.ndarray:
     return taps
 
 
-def _as_2d_float32(data: np.ndarray, name: str = "data") -> np.ndarray:
-    return np.ascontiguousarray(check_signal(data, name), dtype=np.float32)
-
-
 def resample(
-    data: np.ndarray,
-    sfreq: float,
-    sfreq_out: float = TARGET_SFREQ,
-    *,
-    max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR,
+    data: np.ndarray, sfreq: float, sfreq_out: float = TARGET_SFREQ, *, max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR
 ) -> np.ndarray:
     """Resample ``data`` (n_chans, n_times) from ``sfreq`` to ``sfreq_out`` Hz: float32,
     ``plan.output_length(n_times)`` samples per channel."""
-    data = _as_2d_float32(data)
+    data = np.ascontiguousarray(check_signal(data), dtype=np.float32)
     resampler = Resampler(sfreq, max(1, data.shape[0]), sfreq_out, max_ratio_error=max_ratio_error)
     if resampler.plan.is_identity or data.shape[1] == 0 or data.shape[0] == 0:
         return data.copy()
@@ -205,8 +191,7 @@ class Resampler:
 
     :meth:`push` returns every output whose inputs have all arrived, :meth:`flush` the tail
     (zero-padded past the end, as scipy does). Only the about ``half_len / up`` inputs still needed
-    are buffered.
-    """
+    are buffered."""
 
     def __init__(
         self,
@@ -219,9 +204,7 @@ class Resampler:
         self.plan = plan_resample(sfreq, sfreq_out, max_ratio_error)
         self.n_chans = check_n_chans(n_chans)
         self._buffer = np.zeros((self.n_chans, 0), dtype=np.float32)
-        self._buffer_start = 0  # global input index of the buffer's first sample
-        self._n_in = 0  # input samples received
-        self._n_out = 0  # output samples returned
+        self._buffer_start = self._n_in = self._n_out = 0  # global indices: buffer start, inputs in, outputs out
         self._offset: np.ndarray | None = None
         self._closed = False
 
@@ -289,8 +272,3 @@ class Resampler:
         self._buffer = self._buffer[:, keep_from - self._buffer_start :]
         self._buffer_start = keep_from
         return out
-
-
-def window_start_s(index: int, sfreq_in: float, sfreq_out: float = TARGET_SFREQ) -> float:
-    """Offset in seconds (input clock) of output sample ``index`` when resampling sfreq_in -> out."""
-    return plan_resample(sfreq_in, sfreq_out).window_start_s(index)

@@ -103,11 +103,10 @@ class ProcessRecordingFn(_OneBlasThread):
                     if event.status != "processed":  # failed part-way: none of its windows go out
                         self._windows.dec(len(spill))
                         spill.discard()
-                    elif len(spill):
-                        yield spill.recording(event.source)
-                    if event.status != "processed":
                         self._quarantined.inc()
                         log.warning("quarantined %s at %s: %s", event.source, event.stage, event.reason)
+                    elif len(spill):
+                        yield spill.recording(event.source)
                     record_done(self._progress, event.eeg_seconds)
                     yield beam.pvalue.TaggedOutput(self.OUTCOME, event)
         finally:
@@ -268,11 +267,8 @@ def build_pipeline(
         | "Inputs" >> beam.Create(items)
         | "ProcessRecordings" >> ProcessRecordings(args.pseudonym_key_file, config, spill_dir, progress, redact=redact)
     )
-    recordings, rejected, outcomes = (
-        processed.recordings,
-        processed.rejected,
-        processed.outcome,
-    ) | "DropDuplicates" >> DropDuplicates()
+    outputs = (processed.recordings, processed.rejected, processed.outcome)
+    recordings, rejected, outcomes = outputs | "DropDuplicates" >> DropDuplicates()
     kept, scored_out, counted, model_used = recordings | "ScoreArtifacts" >> ScoreArtifacts(args, config, train_sites)
     shards = kept | "WriteWindows" >> WriteSnappyTFRecordsBySite(
         args.output, sites, args.num_shards, max_shard_bytes=shard_bytes(args.max_shard_mb)

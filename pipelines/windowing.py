@@ -107,8 +107,7 @@ def mark_annotated_bad(spans: list[Span], bad_spans: tuple[tuple[int, int], ...]
     The annotation's text is not repeated: it is free text, and may name the patient."""
     if not bad_spans:
         return
-    starts = np.array([a for a, _ in bad_spans])
-    stops = np.array([b for _, b in bad_spans])
+    starts, stops = np.array(bad_spans).T
     for span in spans:
         for k, req in enumerate(span.requests):
             first = span.segment.start + math.floor(req.start * sfreq / TARGET_SFREQ)
@@ -318,8 +317,7 @@ def _make_window(cut: Cutting, span: Span, req: Request, filtered, report, n_bad
     if req.marked_bad:
         keep, reasons = False, [req.marked_bad] + reasons
     if n_bad:
-        keep = False
-        reasons = [f"non_finite: {n_bad} samples were NaN or infinite in the source"] + reasons
+        keep, reasons = False, [f"non_finite: {n_bad} samples were NaN or infinite in the source"] + reasons
     if keep and float(np.abs(eeg).max()) >= 65504:
         keep, reasons = False, [f"amplitude: {float(np.abs(eeg).max()):.4g} uV exceeds the float16 range"]
     if not keep:

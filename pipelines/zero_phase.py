@@ -55,8 +55,7 @@ def _zero_phase_gain(design: FilterDesign, size: int) -> np.ndarray:
 def _zero_phase(x: np.ndarray, design: FilterDesign, pad_left: int, pad_right: int) -> np.ndarray:
     """``x`` (float32) filtered with ``|H|^2``, odd-reflected by the given lengths at each end; a
     writable view into a private buffer. The padded signal is continued by its end values up to
-    the FFT size (at least ``padlen`` more), so what the circular FFT wraps around is negligible.
-    """
+    the FFT size (at least ``padlen`` more), so what the circular FFT wraps around is negligible."""
     n_chans, n = x.shape
     padded = pad_left + n + pad_right
     size = _fft_size(padded + design.padlen)
@@ -81,8 +80,7 @@ def apply_filters(data: np.ndarray, design: FilterDesign) -> np.ndarray:
     """Filter a whole recording (n_chans, n_times) with ``design``; float32 out.
 
     Each channel's first sample is subtracted first and ``offset * dc_gain`` added after (exact by
-    linearity), so a DC offset of tens of millivolts does not set the float32 FFT's rounding.
-    """
+    linearity), so a DC offset of tens of millivolts does not set the float32 FFT's rounding."""
     x = check_signal(data)
     if x.shape[1] == 0:
         return x.astype(np.float32)
@@ -98,16 +96,13 @@ class StreamingFilter:
     """Chunk-by-chunk :func:`apply_filters`: same output for the concatenated input, up to rounding.
 
     :meth:`push` returns the samples at least ``design.margin`` before the newest input, each
-    computed from ``margin`` samples of context either side; :meth:`flush` returns the rest.
-    """
+    computed from ``margin`` samples of context either side; :meth:`flush` returns the rest."""
 
     def __init__(self, design: FilterDesign, n_chans: int) -> None:
         self.design = design
         self.n_chans = check_n_chans(n_chans)
         self._buffer = np.zeros((self.n_chans, 0), dtype=np.float32)
-        self._buffer_start = 0
-        self._n_in = 0
-        self._n_out = 0
+        self._buffer_start = self._n_in = self._n_out = 0  # global indices: buffer start, inputs in, outputs out
         self._closed = False
         self._offset: np.ndarray | None = None
 
@@ -115,12 +110,9 @@ class StreamingFilter:
         """Add ``chunk`` (n_chans, n_times); return the outputs now final (possibly none)."""
         if self._closed:
             raise RuntimeError("StreamingFilter: push() after flush(); create a new StreamingFilter")
-        if not self._append(chunk):
+        if not self._append(chunk) or self._n_in - self.design.margin <= self._n_out:
             return np.zeros((self.n_chans, 0), dtype=np.float32)
-        stop = self._n_in - self.design.margin
-        if stop <= self._n_out:
-            return np.zeros((self.n_chans, 0), dtype=np.float32)
-        return self._emit(stop, final=False)
+        return self._emit(self._n_in - self.design.margin, final=False)
 
     def finish(self, chunk: np.ndarray) -> np.ndarray:
         """``push(chunk)`` then ``flush()``, filtering the last ``margin`` samples once, not twice."""
@@ -154,10 +146,7 @@ class StreamingFilter:
         margin = self.design.margin
         seg_start = max(0, self._n_out - margin)
         segment = self._buffer[:, seg_start - self._buffer_start :]
-        if final:
-            pad = min(self.design.padlen, self._n_in - 1)
-        else:
-            pad = self.design.padlen  # n_in > margin > padlen, as in the one-shot path
+        pad = min(self.design.padlen, self._n_in - 1)  # not final: n_in > margin > padlen
         y = _zero_phase(segment, self.design, pad if seg_start == 0 else 0, pad if final else 0)
         out = y[:, self._n_out - seg_start : stop - seg_start]  # y is private: add in place
         if self.design.dc_gain:

@@ -175,12 +175,8 @@ def _robust_scale(abs_step: np.ndarray) -> np.ndarray:
 
 def _pop_lengths(sfreq: float, config: QualityConfig) -> tuple[int, int, int, int]:
     """Samples in a step, the baseline before it, and the early and late spans after it."""
-    return (
-        max(1, int(round(config.pop_step_s * sfreq))),
-        max(1, int(round(0.1 * sfreq))),
-        int(round(0.2 * sfreq)),
-        int(round(0.3 * sfreq)),
-    )
+    step, pre, early, late = (int(round(seconds * sfreq)) for seconds in (config.pop_step_s, 0.1, 0.2, 0.3))
+    return max(1, step), max(1, pre), early, late
 
 
 def pop_screen(rows: np.ndarray, sfreq: float, config: QualityConfig) -> np.ndarray | None:
@@ -195,20 +191,15 @@ def pop_screen(rows: np.ndarray, sfreq: float, config: QualityConfig) -> np.ndar
 
 
 def find_pops(
-    x: np.ndarray,
-    sfreq: float,
-    config: QualityConfig,
-    screen: np.ndarray | None = None,
+    x: np.ndarray, sfreq: float, config: QualityConfig, screen: np.ndarray | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`detect_pops`, with None for an empty span mask; ``screen``: :func:`pop_screen` of the
     rows of ``x`` if already computed. Other channels' steps are computed only once a channel has a
-    candidate; decisions use float64 steps, as if ``x`` were float64.
-    """
+    candidate; decisions use float64 steps, as if ``x`` were float64."""
     n_chans, n = x.shape
     counts = np.zeros(n_chans, dtype=np.int64)
     k, pre_len, early_len, late_len = _pop_lengths(sfreq, config)
-    if screen is None:
-        screen = pop_screen(x, sfreq, config)
+    screen = pop_screen(x, sfreq, config) if screen is None else screen
     if screen is None or not screen.any():
         return counts, None
     maybe = np.flatnonzero(screen)
@@ -284,12 +275,7 @@ class _SpectralPlan:
 
 @lru_cache(maxsize=32)
 def _spectral_plan(
-    freqs_bytes: bytes,
-    sfreq: float,
-    signal_band: tuple,
-    noise_band: tuple,
-    muscle_band: tuple,
-    total_band: tuple,
+    freqs_bytes: bytes, sfreq: float, signal_band: tuple, noise_band: tuple, muscle_band: tuple, total_band: tuple
 ) -> _SpectralPlan:
     freqs = np.frombuffer(freqs_bytes, dtype=np.float64)
     nyquist = sfreq / 2.0
@@ -314,21 +300,12 @@ def _spectral_plan(
 
 
 def spectral_metrics(
-    freqs: np.ndarray,
-    psd: np.ndarray,
-    sfreq: float,
-    config: QualityConfig,
+    freqs: np.ndarray, psd: np.ndarray, sfreq: float, config: QualityConfig
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-channel SNR (dB), muscle ratio and worst :func:`pipelines.line_noise.line_ratio_db` from
     PSDs (..., n_freqs); callers silence floating-point warnings (empty bands, zero power)."""
-    plan = _spectral_plan(
-        freqs.tobytes(),
-        sfreq,
-        tuple(config.signal_band),
-        tuple(config.noise_band),
-        tuple(config.muscle_band),
-        tuple(config.total_band),
-    )
+    bands = (config.signal_band, config.noise_band, config.muscle_band, config.total_band)
+    plan = _spectral_plan(freqs.tobytes(), sfreq, *map(tuple, bands))
     psd = psd.astype(np.float64)
     sums = psd @ plan.weights  # (..., 4)
     for col in plan.nan_columns:

@@ -11,20 +11,9 @@ import numpy as np
 
 from eegfm.pipelines.features import WindowSpectrum
 
-QUALITY_NAMES: tuple[str, ...] = (
-    "nonfinite_fraction",
-    "snr_db",
-    "flat_fraction",
-    "clip_fraction",
-    "ptp_uv",
-    "ptp_uv_median",
-    "muscle_ratio",
-    "line_noise_db",
-    "pop_channels",
-    "bad_channel_fraction",
-    "channel_quality",
-    "artifact_ratio",
-    "rule_score",
+QUALITY_NAMES: tuple[str, ...] = tuple(
+    "nonfinite_fraction snr_db flat_fraction clip_fraction ptp_uv ptp_uv_median muscle_ratio line_noise_db "
+    "pop_channels bad_channel_fraction channel_quality artifact_ratio rule_score".split()
 )
 
 

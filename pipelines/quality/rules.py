@@ -127,14 +127,9 @@ def severity(value: float, threshold: float, direction: str, kind: str) -> float
 
 def window_rules(metrics: dict[str, float], config: QualityConfig) -> tuple[float, tuple[str, ...]]:
     """The window's ``rule_score`` (largest rule penalty) and the rules that fired."""
-    flags = []
-    rule_score = 0.0
-    for rule, (metric, field, direction, kind) in RULES.items():
-        value = severity(metrics[metric], getattr(config, field), direction, kind)
-        rule_score = max(rule_score, min(1.0, value / 2.0))
-        if value >= 1.0:
-            flags.append(rule)
-    return rule_score, tuple(flags)
+    severities = {rule: severity(metrics[m], getattr(config, f), d, k) for rule, (m, f, d, k) in RULES.items()}
+    rule_score = max(0.0, *(min(1.0, value / 2.0) for value in severities.values()))
+    return rule_score, tuple(rule for rule, value in severities.items() if value >= 1.0)
 
 
 def channel_scores(
@@ -167,8 +162,7 @@ def validate_window(report: Any, config: QualityConfig | None = None) -> tuple[b
     """Whether to keep a window (a :class:`QualityReport`), and human-readable reasons when not.
 
     A reason names the rule, the metric, its value and the threshold, e.g.
-    ``"flat: flat_fraction=0.62 >= max_flat_fraction=0.2"``.
-    """
+    ``"flat: flat_fraction=0.62 >= max_flat_fraction=0.2"``."""
     config = default_config() if config is None else config
     reasons = []
     for rule in config.reject_on:
