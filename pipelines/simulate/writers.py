@@ -22,9 +22,9 @@ import pyarrow.parquet as pq
 
 from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.edf import Annotation, EDFHeader, EDFSignal, EDFWriter
+from eegfm.pipelines.resample import Resampler
 from eegfm.pipelines.simulate.plan import RecordingPlan
 from eegfm.pipelines.simulate.render import RenderedChunk
-from eegfm.pipelines.simulate.resample import StreamingResampler
 from eegfm.pipelines.simulate.spectrogram import HMS_SFREQ, SpectrogramStream, spectrogram_columns
 from eegfm.pipelines.simulate.votes import VOTE_COLUMNS
 
@@ -180,7 +180,7 @@ class HmsSink:
         # The HMS columns the site records (its EEG channels, EKG if it records ECG); the rest are NaN.
         recorded = [c not in site.missing_channels for c in CANONICAL_CHANNELS] + ["ecg" in site.aux_channels]
         self._columns = np.array(recorded)
-        self._resampler = StreamingResampler(site.sfreq, HMS_SFREQ, int(self._columns.sum()))
+        self._resampler = Resampler(site.sfreq, int(self._columns.sum()), HMS_SFREQ)
         if (first_sample * HMS_SFREQ) % site.sfreq:
             raise ValueError(f"first_sample: must be whole seconds before time 0; got {first_sample}")
         self._skip = -first_sample * HMS_SFREQ // site.sfreq
@@ -195,7 +195,10 @@ class HmsSink:
         self._eeg_file = _RowGroupWriter(eeg_path, hms_schema("eeg"), ROW_GROUP_ROWS, use_dictionary=False)
 
     def write(self, chunk: RenderedChunk) -> None:
-        out = self._resampler.process(np.vstack([chunk.eeg, chunk.aux["ecg"]])[self._columns])
+        x = np.vstack([chunk.eeg, chunk.aux["ecg"]])[self._columns]
+        second = self.plan.site.sfreq
+        # One push per second: the resampler's float32 BLAS rounding then does not depend on the chunking.
+        out = np.hstack([self._resampler.push(x[:, s : s + second]) for s in range(0, x.shape[1], second)])
         drop = min(self._skip, out.shape[1])
         self._skip -= drop
         out = out[:, drop : self.n_total - self.n_written + drop]
