@@ -272,14 +272,8 @@ def _held_out_loader(data, cfg, ran: Mapping[str, Any], groups: Sequence[str], m
     by = "sites" if ran["split_group"] == "site" else "subjects"
     filters = RecordFilter(tasks=(ran["record_task"],), **{by: groups})
     section = dataclasses.replace(cfg.loader, batch_size=batch_size, token_budget=None, num_workers=0)
-    loader = EEGLoader(
-        data,
-        loader_config(section, model.config.patch_size, filters=filters, train=False),
-        rank=0,
-        world_size=1,
-        infinite=False,
-    )
-    return loader, by
+    config = loader_config(section, model.config.patch_size, filters=filters, train=False)
+    return EEGLoader(data, config, rank=0, world_size=1, infinite=False), by
 
 
 def _perturbations(mains_freq: float) -> list[Perturbation]:
