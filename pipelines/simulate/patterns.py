@@ -13,6 +13,7 @@ Each pattern is ``f(t) -> (19, n)`` microvolts, every random choice fixed before
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -172,14 +173,8 @@ def render_rhythmic_delta(episode: Episode, t: np.ndarray) -> np.ndarray:
 def render_periodic_discharges(episode: Episode, t: np.ndarray) -> np.ndarray:
     """LPD or GPD: a train of sharp waves at the planned discharge times."""
     p = episode.params
-    width = p["discharge_width_s"]
-    train = event_train(
-        t,
-        np.asarray(p["discharge_times"]),
-        lambda tau: sharp_wave(tau, width),
-        before_s=2 * width,
-        after_s=7 * width,
-    )
+    width, times = p["discharge_width_s"], np.asarray(p["discharge_times"])
+    train = event_train(t, times, functools.partial(sharp_wave, width_s=width), before_s=2 * width, after_s=7 * width)
     train *= taper(t, episode.start_s, episode.end_s, ramp=1.0)
     return np.outer(p["amplitude_uv"] * np.asarray(p["topography"]), train)
 

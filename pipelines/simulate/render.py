@@ -86,22 +86,18 @@ class RecordingRenderer:
         # float32 draws are ~3x faster and indistinguishable once filtered in float64.
         draws = self._noise.standard_normal((n_times, N_NOISE + 2), dtype=np.float32)
         noise = np.ascontiguousarray(draws.T, dtype=np.float64)
-        scalp, emg_bursts, photic = self._scalp(noise[:N_NOISE], t)
-        ecg = render_ecg(t, self.plan.artifacts)
-        line = render_line_noise(t, self.plan.artifacts, self.sfreq)
-        eeg = self._measure(scalp, ecg, line, t)
-        aux = self._aux(noise[N_NOISE:], t, ecg, line[:2].mean(axis=0), emg_bursts, photic)
-        self.position += n_times
-        return RenderedChunk(start_sample=start, eeg=eeg, aux=aux)
-
-    def _scalp(self, noise: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         artifacts = self.plan.artifacts
-        scalp = self._background.step(noise, t)
+        scalp = self._background.step(noise[:N_NOISE], t)
         render_episodes(self.plan.episodes, t, out=scalp)
         scalp += render_blinks(t, artifacts)
         emg_bursts = render_muscle(t, artifacts, self.sfreq, out=scalp)
         photic = render_photic(t, artifacts, out=scalp)
-        return scalp, emg_bursts, photic
+        ecg = render_ecg(t, artifacts)
+        line = render_line_noise(t, artifacts, self.sfreq)
+        eeg = self._measure(scalp, ecg, line, t)
+        aux = self._aux(noise[N_NOISE:], t, ecg, line[:2].mean(axis=0), emg_bursts, photic)
+        self.position += n_times
+        return RenderedChunk(start_sample=start, eeg=eeg, aux=aux)
 
     def _measure(self, scalp: np.ndarray, ecg: np.ndarray, line: np.ndarray, t: np.ndarray) -> np.ndarray:
         artifacts = self.plan.artifacts

@@ -85,10 +85,8 @@ def edf_annotations(plan: RecordingPlan) -> tuple[Annotation, ...]:
     """Technician notes (planted identifiers) and photic-stimulation markers, EDF+ sites only."""
     if not plan.site.edf_plus:
         return ()
-    photic = []
-    if "photic" in plan.site.aux_channels:
-        for start, end, freq in plan.artifacts.photic_trains:
-            photic.append(Annotation(onset=start, text=f"Photic {freq:g} Hz", duration=end - start))
+    # Photic trains are planned only where the site records a photic channel.
+    photic = [Annotation(onset=s, text=f"Photic {f:g} Hz", duration=e - s) for s, e, f in plan.artifacts.photic_trains]
     return tuple(sorted((*plan.planted.annotations, *photic), key=lambda a: a.onset))
 
 
