@@ -92,8 +92,7 @@ def summarize(folds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             summary[key] = {"mean": statistics.fmean(values), "std": spread, "min": min(values), "max": max(values)}
     value, baseline = ("kl", "baseline_kl") if all("kl" in t for t in tests.values()) else ("loss", "baseline_loss")
-    ratios = {site: t[value] / t[baseline] for site, t in tests.items() if t.get(baseline, 0) > 0}
-    if ratios:
+    if ratios := {site: t[value] / t[baseline] for site, t in tests.items() if t.get(baseline, 0) > 0}:
         worst = max(ratios, key=ratios.get)
         summary["vs_baseline"] = {
             "metric": value,
@@ -166,8 +165,7 @@ def _plan(args) -> tuple[Any, str, Counter, list[str]]:
             "least 2, one to test on and one to train on"
         )
     sites = sorted(found) if args.sites is None else list(dict.fromkeys(args.sites))
-    unknown = [s for s in sites if s not in found]
-    if unknown:
+    if unknown := [s for s in sites if s not in found]:
         raise ConfigError(
             f"--sites: {', '.join(unknown)} has no labeled window of {record_task!r} in "
             f"{data_label(args.data)}; expected some of {', '.join(sorted(found))}"

@@ -209,14 +209,11 @@ def render_recording(
             path.parent.mkdir(parents=True, exist_ok=True)
             sinks.append(EdfSink(path, plan))
         if write_hms:
-            for folder in ("train_eegs", "train_spectrograms"):
-                (root / "hms" / folder).mkdir(parents=True, exist_ok=True)
-            hms = HmsSink(
-                root / "hms" / "train_eegs" / f"{plan.eeg_id}.parquet",
-                root / "hms" / "train_spectrograms" / f"{plan.spectrogram_id}.parquet",
-                plan,
-                first_sample=warmup.start_sample,
-            )
+            eeg_path = root / "hms" / "train_eegs" / f"{plan.eeg_id}.parquet"
+            spectrogram_path = root / "hms" / "train_spectrograms" / f"{plan.spectrogram_id}.parquet"
+            for path in (eeg_path, spectrogram_path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            hms = HmsSink(eeg_path, spectrogram_path, plan, first_sample=warmup.start_sample)
             hms.write(warmup)
             sinks.append(hms)
         try:
