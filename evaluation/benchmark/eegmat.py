@@ -81,6 +81,10 @@ def baseline_results(windows: WindowSet, splits: list[str]) -> tuple[dict[str, A
     return results, {"band_power_lr.C": c}
 
 
+def ensemble_results(models: list[Path], windows: WindowSet, splits: list[str]) -> dict[str, Any]:
+    return predictor_results(lambda held: ensemble_probabilities(models, held), windows, splits)
+
+
 def model_results(reports: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
     """Per method, split and metric, the value of each seed's run (one fold: the corpus split)."""
     return {
@@ -117,9 +121,7 @@ def run(args) -> dict[str, Any]:
     methods = {**BASELINES, **{m: METHODS[m].description for m in args.methods}}
     if "eegfm" in args.methods and len(args.seeds) > 1:
         models = [output / "runs" / "eegfm" / "corpus" / f"seed{seed}" / "model" for seed in args.seeds]
-        results["eegfm_ensemble"] = predictor_results(
-            lambda held: ensemble_probabilities(models, held), windows, splits
-        )
+        results["eegfm_ensemble"] = ensemble_results(models, windows, splits)
         methods["eegfm_ensemble"] = f"eegfm, mean probabilities of the {len(models)} seeds' models"
     flat = report.flat_results(results)
     text = report.markdown("eegmat: rest vs mental arithmetic", flat, methods, METRICS, notes, report.PUBLISHED_EEGMAT)
