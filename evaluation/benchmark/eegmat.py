@@ -55,10 +55,11 @@ def preprocess(inputs: str, output: Path, key_file: str | None = None) -> str:
     return str(output)
 
 
-def metrics_of(probs: np.ndarray, windows: WindowSet, prior: np.ndarray) -> dict[str, float]:
-    """The fine-tuning report's metrics (``evaluation.metrics``) of class probabilities."""
+def metrics_of(probs: np.ndarray, target: np.ndarray, prior: np.ndarray) -> dict[str, float]:
+    """The fine-tuning report's metrics (``evaluation.metrics``) of class probabilities against
+    ``target`` (labels or distributions)."""
     logits = torch.log(torch.as_tensor(probs).clamp_min(1e-12))
-    return classification_metrics(logits, torch.as_tensor(windows.label), prior.tolist())
+    return classification_metrics(logits, torch.as_tensor(target), prior.tolist())
 
 
 def predictor_results(predict, windows: WindowSet, splits: list[str]) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def predictor_results(predict, windows: WindowSet, splits: list[str]) -> dict[st
     found = {}
     for split in splits:
         held = windows.of_split(split)
-        metrics = metrics_of(predict(held), held, prior)
+        metrics = metrics_of(predict(held), held.label, prior)
         found[report.SPLIT_NAMES[split]] = {m: [metrics[m]] for m in METRICS}
     return found
 
