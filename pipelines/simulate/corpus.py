@@ -356,14 +356,11 @@ def write_metadata(plan: CorpusPlan, root: Path) -> dict[str, Any]:
     manifest = corpus_manifest(plan)
     write_json(root / "corpus.json", manifest)
     write_jsonl(root / "truth.jsonl", (truth_record(r, config) for r in plan.recordings))
-    write_json(
-        root / "identifiers.json",
-        {
-            "warning": "Simulated identities planted in EDF headers, for de-identification tests only. "
-            "Not an input of the pipeline.",
-            "recordings": [identifier_record(r, config) for r in plan.recordings],
-        },
+    warning = (
+        "Simulated identities planted in EDF headers, for de-identification tests only. Not an input of the pipeline."
     )
+    identifiers = [identifier_record(r, config) for r in plan.recordings]
+    write_json(root / "identifiers.json", {"warning": warning, "recordings": identifiers})
     rows = plan.label_rows
     if config.write_edf:
         paths = {r.eeg_id: r.edf_relpath for r in plan.recordings}

@@ -95,7 +95,17 @@ class RecordingRenderer:
         ecg = render_ecg(t, artifacts)
         line = render_line_noise(t, artifacts, self.sfreq)
         eeg = self._measure(scalp, ecg, line, t)
-        aux = self._aux(noise[N_NOISE:], t, ecg, line[:2].mean(axis=0), emg_bursts, photic)
+        # Auxiliary channels; their leads share the mains pick-up of Fp1/F3.
+        gain = self.plan.site.gain
+        aux_line = line[:2].mean(axis=0)
+        tonic, self._emg_zi = signal.sosfilt(self._emg_sos, noise[N_NOISE], zi=self._emg_zi)
+        awake = 1.0 - 0.7 * self._background.sleep_weight(t)
+        aux = {
+            "ecg": gain * (ecg + aux_line),
+            "eog": gain * (1.6 * blink_signal(t, artifacts) + aux_line + 3.0 * noise[N_NOISE + 1]),
+            "emg": gain * (EMG_TONIC_UV * awake * tonic + emg_bursts + aux_line),
+            "photic": photic,
+        }
         self.position += n_times
         return RenderedChunk(start_sample=start, eeg=eeg, aux=aux)
 
@@ -114,23 +124,3 @@ class RecordingRenderer:
         eeg *= self._gains
         eeg[~self._recorded] = np.nan
         return eeg
-
-    def _aux(
-        self,
-        noise: np.ndarray,
-        t: np.ndarray,
-        ecg: np.ndarray,
-        line: np.ndarray,
-        emg_bursts: np.ndarray,
-        photic: np.ndarray,
-    ) -> dict[str, np.ndarray]:
-        """Auxiliary channels; ``line`` is the mains pick-up their leads share with Fp1/F3."""
-        gain = self.plan.site.gain
-        tonic, self._emg_zi = signal.sosfilt(self._emg_sos, noise[0], zi=self._emg_zi)
-        awake = 1.0 - 0.7 * self._background.sleep_weight(t)
-        return {
-            "ecg": gain * (ecg + line),
-            "eog": gain * (1.6 * blink_signal(t, self.plan.artifacts) + line + 3.0 * noise[1]),
-            "emg": gain * (EMG_TONIC_UV * awake * tonic + emg_bursts + line),
-            "photic": photic,
-        }

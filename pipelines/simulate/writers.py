@@ -111,11 +111,8 @@ class EdfSink:
 
     def write(self, chunk: RenderedChunk) -> None:
         scale = self.plan.site.units_per_uv
-        rows = [chunk.eeg[self._rows] * scale]
-        for kind in self.plan.site.aux_channels:
-            factor = 1.0 if kind == "photic" else scale
-            rows.append(chunk.aux[kind][None, :] * factor)
-        self._writer.write(np.vstack(rows))
+        aux = [chunk.aux[kind] * (1.0 if kind == "photic" else scale) for kind in self.plan.site.aux_channels]
+        self._writer.write(np.vstack([chunk.eeg[self._rows] * scale, *aux]))
 
     def close(self) -> None:
         self._writer.close()
