@@ -224,9 +224,8 @@ class HmsSink:
 
 def label_rows(plan: RecordingPlan) -> list[dict[str, Any]]:
     """train.csv rows of one recording (HMS columns + ``site``)."""
-    rows = []
-    for window in plan.windows:
-        row = {
+    return [
+        {
             "eeg_id": plan.eeg_id,
             "eeg_sub_id": window.eeg_sub_id,
             "eeg_label_offset_seconds": window.offset_s,
@@ -236,11 +235,11 @@ def label_rows(plan: RecordingPlan) -> list[dict[str, Any]]:
             "label_id": window.label_id,
             "patient_id": plan.patient.patient_id,
             "expert_consensus": window.consensus,
+            **dict(zip(VOTE_COLUMNS, window.votes)),
+            "site": plan.site.name,
         }
-        row.update(zip(VOTE_COLUMNS, window.votes))
-        row["site"] = plan.site.name
-        rows.append(row)
-    return rows
+        for window in plan.windows
+    ]
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
