@@ -71,11 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def labeled_sites(data: str | Sequence[str], cfg, record_task: str) -> Counter:
-    """Labeled windows of ``record_task`` per site."""
-    return Counter(w["site_id"] for w in scan_windows(data, RecordFilter(tasks=(record_task,))) if is_labeled(w, cfg))
-
-
 def fold_folder(output: Path, site: str) -> Path:
     """The run folder of the fold that holds ``site`` out (a pseudonym; anything else made safe)."""
     return output / re.sub(r"[^A-Za-z0-9_.-]", "_", site)
@@ -157,7 +152,8 @@ def _plan(args) -> tuple[Any, str, Counter, list[str]]:
     record_task = args.record_task or FINETUNE_TASKS.get(cfg.task)
     if record_task is None:
         raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry")
-    found = labeled_sites(args.data, cfg, record_task)
+    windows = scan_windows(args.data, RecordFilter(tasks=(record_task,)))
+    found = Counter(w["site_id"] for w in windows if is_labeled(w, cfg))  # labeled windows per site
     if len(found) < 2:
         raise ConfigError(
             f"--data {data_label(args.data)}: {len(found)} site(s) with labeled windows of "
