@@ -235,14 +235,12 @@ def draw_episode(
     if cls == "Other":
         return Episode(cls, start_s, end_s, strength)
     if cls in ("LRDA", "GRDA"):
-        lateral = cls == "LRDA"
         params = {
             "freq_hz": float(rng.uniform(0.75, 2.5)),
             "phase": float(rng.uniform(0, 2 * np.pi)),
             "amplitude_uv": 35.0 + 95.0 * strength,
         }
     elif cls in ("LPD", "GPD"):
-        lateral = cls == "LPD"
         rate = float(rng.uniform(0.5, 2.0))
         jitter = float(rng.uniform(0.02, 0.08))
         params = {
@@ -256,7 +254,7 @@ def draw_episode(
         return _draw_seizure(rng, start_s, end_s, strength, side, focus)
     else:
         raise ValueError(f"cls: expected one of {', '.join(RENDERERS)}, Other; got {cls!r}")
-    if lateral:
+    if cls in ("LRDA", "LPD"):  # lateralized
         params["topography"] = focal_topography(focus, width=float(rng.uniform(0.5, 0.7))).tolist()
         return Episode(cls, start_s, end_s, strength, side, focus, params)
     params["topography"] = generalized_topography(float(rng.uniform(0.4, 0.8))).tolist()

@@ -133,8 +133,7 @@ def hms_schema(kind: str) -> pa.Schema:
 
 
 class _RowGroupWriter:
-    """A parquet file written in row groups of exactly ``rows`` rows (the last may be shorter), so
-    files do not depend on chunking and memory stays bounded."""
+    """A parquet file written in row groups of exactly ``rows`` rows (the last may be shorter)."""
 
     def __init__(self, path: Path, schema: pa.Schema, rows: int, **options: Any) -> None:
         self._writer = pq.ParquetWriter(path, schema, compression="snappy", **options)
