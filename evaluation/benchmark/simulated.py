@@ -80,14 +80,11 @@ def baseline_folds(windows: WindowSet, sites: list[str]) -> dict[str, dict[str, 
 def ensemble_folds(output: Path, seeds: list[int], windows: WindowSet, sites: list[str]) -> dict[str, dict]:
     """``{"eegfm_ensemble": {site: metrics}}``: the mean probabilities of the seeds' models of each fold."""
 
-    def models(site: str) -> list[Path]:
-        return [output / "runs" / "eegfm" / site / f"seed{seed}" / "model" for seed in seeds]
+    def predictors(site: str, _train: WindowSet) -> dict:
+        models = [output / "runs" / "eegfm" / site / f"seed{seed}" / "model" for seed in seeds]
+        return {"eegfm_ensemble": lambda test: ensemble_probabilities(models, test)}
 
-    return per_site(
-        windows,
-        sites,
-        lambda site, _train: {"eegfm_ensemble": lambda test: ensemble_probabilities(models(site), test)},
-    )
+    return per_site(windows, sites, predictors)
 
 
 def run(args) -> dict[str, Any]:

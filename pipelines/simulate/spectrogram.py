@@ -38,11 +38,6 @@ def spectrogram_columns() -> list[str]:
     return ["time"] + [f"{chain}_{_freq_label(int(k))}" for chain in CHAINS for k in FREQ_BINS]
 
 
-def _pair_indices() -> np.ndarray:
-    """(2, 16) canonical indices of the bipolar pairs' first and second electrodes, chain by chain."""
-    return np.array([[CANONICAL_CHANNELS.index(c) for c in pair] for chain in CHAINS.values() for pair in chain]).T
-
-
 def n_rows(n_times: int) -> int:
     """Rows for a recording of ``n_times`` at 200 Hz: one per complete 2 s."""
     return n_times // (ROW_S * HMS_SFREQ)
@@ -70,7 +65,9 @@ class SpectrogramStream:
 
     def __init__(self, n_times: int) -> None:
         self.n_total = int(n_times)
-        self._first, self._second = _pair_indices()
+        # Canonical indices of the 16 bipolar pairs' first and second electrodes, chain by chain.
+        pairs = [[CANONICAL_CHANNELS.index(c) for c in pair] for chain in CHAINS.values() for pair in chain]
+        self._first, self._second = np.array(pairs).T
         self._buffer = np.zeros((len(self._first), 0))
         self._buffer_start = 0
         self._next_row = 0

@@ -90,24 +90,21 @@ def edf_annotations(plan: RecordingPlan) -> tuple[Annotation, ...]:
     return tuple(sorted((*plan.planted.annotations, *photic), key=lambda a: a.onset))
 
 
-def edf_header(plan: RecordingPlan) -> EDFHeader:
-    return EDFHeader(
-        signals=edf_signals(plan),
-        start=plan.start,
-        patient=plan.planted.patient,
-        recording=plan.planted.recording,
-        record_duration=RECORD_DURATION_S,
-        edf_plus=plan.site.edf_plus,
-    )
-
-
 class EdfSink:
     """Writes one recording as the site would export it."""
 
     def __init__(self, path: Path, plan: RecordingPlan) -> None:
         self.plan = plan
         self._rows = [CANONICAL_CHANNELS.index(c) for c in plan.site.recorded_channels()]
-        self._writer = EDFWriter(path, edf_header(plan), edf_annotations(plan))
+        header = EDFHeader(
+            signals=edf_signals(plan),
+            start=plan.start,
+            patient=plan.planted.patient,
+            recording=plan.planted.recording,
+            record_duration=RECORD_DURATION_S,
+            edf_plus=plan.site.edf_plus,
+        )
+        self._writer = EDFWriter(path, header, edf_annotations(plan))
 
     def write(self, chunk: RenderedChunk) -> None:
         scale = self.plan.site.units_per_uv
