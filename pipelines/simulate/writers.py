@@ -10,6 +10,7 @@ rounded to 0.01, NaN for channels the site does not record) and
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -52,33 +53,26 @@ RECORD_DURATION_S = 1
 def edf_signals(plan: RecordingPlan) -> tuple[EDFSignal, ...]:
     """Header entries for the site's EEG channels (site order) then its auxiliary channels."""
     site = plan.site
-    digital_min = -32768 if site.digital_max == 32767 else -site.digital_max
-
-    def make(
-        label: str,
-        physical_max: float = site.physical_max,
-        dimension: str = site.physical_dimension,
-        transducer: str = site.transducer,
-    ) -> EDFSignal:
-        return EDFSignal(
-            label=label,
-            physical_min=-physical_max,
-            physical_max=physical_max,
-            samples_per_record=site.sfreq * RECORD_DURATION_S,
-            physical_dimension=dimension,
-            digital_min=digital_min,
-            digital_max=site.digital_max,
-            transducer=transducer,
-            prefiltering=site.prefiltering,
-        )
-
+    eeg = EDFSignal(
+        label="",
+        physical_min=-site.physical_max,
+        physical_max=site.physical_max,
+        samples_per_record=site.sfreq * RECORD_DURATION_S,
+        physical_dimension=site.physical_dimension,
+        digital_min=-32768 if site.digital_max == 32767 else -site.digital_max,
+        digital_max=site.digital_max,
+        transducer=site.transducer,
+        prefiltering=site.prefiltering,
+    )
     # The photic marker is a unitless 0/1; ECG is far larger than EEG. EOG and EMG are like EEG.
+    ecg_max = ECG_RANGE_UV * site.units_per_uv
     aux = {
-        "photic": dict(physical_max=1.0, dimension="", transducer=""),
-        "ecg": dict(physical_max=ECG_RANGE_UV * site.units_per_uv),
+        "photic": dict(physical_min=-1.0, physical_max=1.0, physical_dimension="", transducer=""),
+        "ecg": dict(physical_min=-ecg_max, physical_max=ecg_max),
     }
-    eeg = [make(site.eeg_label(c)) for c in site.recorded_channels()]
-    return (*eeg, *(make(site.aux_label(kind), **aux.get(kind, {})) for kind in site.aux_channels))
+    signals = [dataclasses.replace(eeg, label=site.eeg_label(c)) for c in site.recorded_channels()]
+    signals += [dataclasses.replace(eeg, label=site.aux_label(k), **aux.get(k, {})) for k in site.aux_channels]
+    return tuple(signals)
 
 
 def edf_annotations(plan: RecordingPlan) -> tuple[Annotation, ...]:
