@@ -48,11 +48,8 @@ def spectrogram_rows(frames: np.ndarray, taper: np.ndarray) -> np.ndarray:
     spectrum = np.fft.rfft(frames * taper, n=NFFT, axis=-1)[..., FREQ_BINS]
     psd = 2.0 * np.abs(spectrum) ** 2 / (HMS_SFREQ * np.sum(taper**2))
     psd = psd.reshape(len(frames), len(CHAINS), 4, len(FREQ_BINS))
-    valid = ~np.isnan(psd)
-    count = valid.sum(axis=2)
-    total = np.where(valid, psd, 0.0).sum(axis=2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        chain = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    count = (~np.isnan(psd)).sum(axis=2)  # recorded pairs per chain; NaN for a chain without any
+    chain = np.where(count > 0, np.nansum(psd, axis=2) / np.maximum(count, 1), np.nan)
     return chain.reshape(len(frames), -1)
 
 
