@@ -40,21 +40,9 @@ from eegfm.training.finetune.setup import resolve_pretrained
 log = get_logger(__name__)
 REPORT_NAME, PLOT_NAME = "loso.json", "loso.png"
 # eval.json's test metrics that every fold's summary averages, where all folds have them
-_SUMMARIZED = (
-    "kl",
-    "baseline_kl",
-    "kl_vs_baseline",
-    "loss",
-    "baseline_loss",
-    "accuracy",
-    "balanced_accuracy",
-    "auroc",
-    "auprc",
-    "cohen_kappa",
-    "f1_weighted",
-    "ece",
-    "brier",
-    "r2",
+_SUMMARIZED = tuple(
+    "kl baseline_kl kl_vs_baseline loss baseline_loss accuracy balanced_accuracy auroc auprc cohen_kappa "
+    "f1_weighted ece brier r2".split()
 )
 
 
@@ -83,11 +71,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def labeled_sites(data: str | Sequence[str], cfg, record_task: str) -> Counter:
-    """Labeled windows of ``record_task`` per site."""
-    return Counter(w["site_id"] for w in scan_windows(data, RecordFilter(tasks=(record_task,))) if is_labeled(w, cfg))
-
-
 def fold_folder(output: Path, site: str) -> Path:
     """The run folder of the fold that holds ``site`` out (a pseudonym; anything else made safe)."""
     return output / re.sub(r"[^A-Za-z0-9_.-]", "_", site)
@@ -104,8 +87,7 @@ def summarize(folds: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             spread = statistics.stdev(values) if len(values) > 1 else 0.0
             summary[key] = {"mean": statistics.fmean(values), "std": spread, "min": min(values), "max": max(values)}
     value, baseline = ("kl", "baseline_kl") if all("kl" in t for t in tests.values()) else ("loss", "baseline_loss")
-    ratios = {site: t[value] / t[baseline] for site, t in tests.items() if t.get(baseline, 0) > 0}
-    if ratios:
+    if ratios := {site: t[value] / t[baseline] for site, t in tests.items() if t.get(baseline, 0) > 0}:
         worst = max(ratios, key=ratios.get)
         summary["vs_baseline"] = {
             "metric": value,
@@ -124,12 +106,7 @@ def write_report(output: Path, folds: Mapping[str, Mapping[str, Any]], task: str
         "record_task": record_task,
         "summary": summarize(folds),
         "sites": {
-            site: {
-                "test": fold["test"],
-                "groups": fold["groups"],
-                "windows": fold["windows"],
-                "val": fold.get("val", {}),
-            }
+            site: {"val": fold.get("val", {}), **{k: fold[k] for k in ("test", "groups", "windows")}}
             for site, fold in folds.items()
         },
     }
@@ -161,17 +138,6 @@ def fold_differences(folder: Path, expected: Mapping[str, Any]) -> list[str]:
     return differ + [k for k in ("pretrained", "data") if ran.get(k) != expected[k]]
 
 
-def _without_sites(argv: Sequence[str]) -> list[str]:
-    picker = argparse.ArgumentParser(add_help=False)
-    picker.add_argument("--sites", nargs="+")
-    return picker.parse_known_args(argv)[1]
-
-
-def _fold_argv(argv: Sequence[str], folder: Path, site: str) -> list[str]:
-    # argparse keeps the last --output; --set test_sites comes after the user's own --set options
-    return [*argv, "--output", str(folder), "--set", f"test_sites=[{site}]"]
-
-
 def _plan(args) -> tuple[Any, str, Counter, list[str]]:
     """The fine-tuning config, record task, labeled windows per site and sites to hold out;
     ConfigError where the command line cannot make a leave-one-site-out evaluation."""
@@ -186,7 +152,8 @@ def _plan(args) -> tuple[Any, str, Counter, list[str]]:
     record_task = args.record_task or FINETUNE_TASKS.get(cfg.task)
     if record_task is None:
         raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry")
-    found = labeled_sites(args.data, cfg, record_task)
+    windows = scan_windows(args.data, RecordFilter(tasks=(record_task,)))
+    found = Counter(w["site_id"] for w in windows if is_labeled(w, cfg))  # labeled windows per site
     if len(found) < 2:
         raise ConfigError(
             f"--data {data_label(args.data)}: {len(found)} site(s) with labeled windows of "
@@ -194,8 +161,7 @@ def _plan(args) -> tuple[Any, str, Counter, list[str]]:
             "least 2, one to test on and one to train on"
         )
     sites = sorted(found) if args.sites is None else list(dict.fromkeys(args.sites))
-    unknown = [s for s in sites if s not in found]
-    if unknown:
+    if unknown := [s for s in sites if s not in found]:
         raise ConfigError(
             f"--sites: {', '.join(unknown)} has no labeled window of {record_task!r} in "
             f"{data_label(args.data)}; expected some of {', '.join(sorted(found))}"
@@ -211,21 +177,15 @@ def _keep_finished_fold(args, cfg, folder: Path, site: str, k: int, n: int) -> b
         "pretrained": str(args.pretrained),
         "data": list(args.data),
     }
-    differ = fold_differences(folder, expected)
-    if differ:
+    if differ := fold_differences(folder, expected):
         print(
             f"loso: {folder} holds a fold run with other settings ({', '.join(differ)}); give another "
             "--output, or delete that folder to run the fold again",
             file=sys.stderr,
         )
         return False
-    log.info(
-        "fold %d/%d (%s held out): done earlier, %s kept (delete the folder to run it again)",
-        k,
-        n,
-        site,
-        folder / "eval.json",
-    )
+    done = folder / "eval.json"
+    log.info("fold %d/%d (%s held out): done earlier, %s kept (delete the folder to run it again)", k, n, site, done)
     return True
 
 
@@ -233,7 +193,8 @@ def _run_fold(own: Sequence[str], output: Path, folder: Path, site: str, windows
     """Fine-tune the fold that holds ``site`` out into ``folder``; its exit status."""
     log.info("fold %d/%d: %s held out, %d windows", k, n, site, windows)
     started = time.time()
-    status = finetune.main(_fold_argv(own, folder, site))
+    # argparse keeps the last --output; --set test_sites comes after the user's own --set options
+    status = finetune.main([*own, "--output", str(folder), "--set", f"test_sites=[{site}]"])
     if status != 0:
         log.error(
             "fold %d/%d (%s held out) exited with status %d; the folds before it are in %s; run the "
@@ -249,22 +210,6 @@ def _run_fold(own: Sequence[str], output: Path, folder: Path, site: str, windows
     return 0
 
 
-def _log_summary(summary: Mapping[str, Any], n_folds: int) -> None:
-    vs = summary.get("vs_baseline")
-    if vs:
-        log.info(
-            "leave-one-site-out: mean test %s %.2fx the class prior's over %d sites; worst %s at %.2fx%s",
-            vs["metric"],
-            vs["mean_ratio"],
-            n_folds,
-            vs["worst_site"],
-            vs["worst_ratio"],
-            f"; worse than the prior at {', '.join(vs['sites_worse_than_baseline'])}"
-            if vs["sites_worse_than_baseline"]
-            else "",
-        )
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
@@ -276,18 +221,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"loso: {err}", file=sys.stderr)
         return 2
     # the fine-tuning options: the command line without --sites
-    own = _without_sites(argv)
+    picker = argparse.ArgumentParser(add_help=False)
+    picker.add_argument("--sites", nargs="+")
+    own = picker.parse_known_args(argv)[1]
     # Under torchrun every rank runs every fold together; rank 0 writes what the folds report.
     main_rank = os.environ.get("RANK", "0") == "0"
     if not main_rank:
         setup_logging("WARNING")
     args.output.mkdir(parents=True, exist_ok=True)
-    log.info(
-        "leave-one-site-out over %d sites of %s (%s)",
-        len(sites),
-        data_label(args.data),
-        ", ".join(f"{s}: {found[s]} windows" for s in sites),
-    )
+    windows = ", ".join(f"{s}: {found[s]} windows" for s in sites)
+    log.info("leave-one-site-out over %d sites of %s (%s)", len(sites), data_label(args.data), windows)
     folds: dict[str, dict[str, Any]] = {}
     for k, site in enumerate(sites, 1):
         folder = fold_folder(args.output, site)
@@ -295,16 +238,24 @@ def main(argv: list[str] | None = None) -> int:
         if done.is_file():
             if not _keep_finished_fold(args, cfg, folder, site, k, len(sites)):
                 return 2
-        else:
-            status = _run_fold(own, args.output, folder, site, found[site], k, len(sites))
-            if status != 0:
-                return status
+        elif status := _run_fold(own, args.output, folder, site, found[site], k, len(sites)):
+            return status
         if main_rank:  # the other ranks may get here before rank 0 has written eval.json
             folds[site] = json.loads(done.read_text())
     if not main_rank:
         return 0
     report = write_report(args.output, folds, cfg.task, record_task)
-    _log_summary(report["summary"], len(folds))
+    if vs := report["summary"].get("vs_baseline"):
+        worse = ", ".join(vs["sites_worse_than_baseline"])
+        log.info(
+            "leave-one-site-out: mean test %s %.2fx the class prior's over %d sites; worst %s at %.2fx%s",
+            vs["metric"],
+            vs["mean_ratio"],
+            len(folds),
+            vs["worst_site"],
+            vs["worst_ratio"],
+            f"; worse than the prior at {worse}" if worse else "",
+        )
     log.info("wrote %s and %s", args.output / REPORT_NAME, args.output / PLOT_NAME)
     return 0
 

@@ -119,14 +119,13 @@ def evaluate(
                 r2=1 - loss / baseline if baseline > 0 else math.nan,
             )
         return metrics
-    metrics = classification_metrics(class_logits(logits, cfg), target, prior, temperature)
-    metrics["loss"] = (
-        metrics["kl"]
-        if cfg.task == "hms6"
-        else float(losses.soft_cross_entropy(class_logits(logits, cfg).double() / temperature, target))
-    )
-    metrics["metric"] = metrics["kl"] if cfg.task == "hms6" else metrics["loss"]
-    return metrics
+    logits = class_logits(logits, cfg)
+    metrics = classification_metrics(logits, target, prior, temperature)
+    if cfg.task == "hms6":
+        loss = metrics["kl"]
+    else:
+        loss = float(losses.soft_cross_entropy(logits.double() / temperature, target))
+    return {**metrics, "loss": loss, "metric": loss}
 
 
 def evaluate_per_site(

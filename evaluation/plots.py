@@ -5,6 +5,7 @@ against its baseline, which an overall number hides). matplotlib is imported whe
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,13 +48,8 @@ def draw_per_site(per_site: Mapping[str, Mapping[str, float]], title: str = ""):
     panels = list(figure.subplots(1, n_panels, squeeze=False)[0])
     losses = panels[0]
     prior_label = "class prior" if value == "kl" else "training mean"
-    _paired(
-        losses,
-        rows,
-        [m[value] for m in metrics],
-        None if baseline is None else [m[baseline] for m in metrics],
-        prior_label,
-    )
+    baselines = None if baseline is None else [m[baseline] for m in metrics]
+    _paired(losses, rows, [m[value] for m in metrics], baselines, prior_label)
     if baseline is not None:
         for row, m in zip(rows, metrics):  # the model's share of the baseline's loss
             ratio = m[value] / m[baseline] if m[baseline] > 0 else float("nan")
@@ -103,17 +99,9 @@ def plot_confusion(matrix: np.ndarray, classes: Sequence[str], title: str, path:
     axes = figure.add_subplot()
     image = axes.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
     figure.colorbar(image, ax=axes, label="share of the class's windows")
-    for i in range(n):
-        for j in range(n):
-            axes.text(
-                j,
-                i,
-                f"{matrix[i, j]}\n{shares[i, j]:.0%}",
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="white" if shares[i, j] > 0.6 else "black",
-            )
+    for i, j in itertools.product(range(n), range(n)):
+        colour = "white" if shares[i, j] > 0.6 else "black"
+        axes.text(j, i, f"{matrix[i, j]}\n{shares[i, j]:.0%}", ha="center", va="center", fontsize=8, color=colour)
     axes.set_xticks(range(n), classes, rotation=45, ha="right")
     axes.set_yticks(range(n), [f"{c} ({int(t)})" for c, t in zip(classes, totals[:, 0])])
     axes.set_xlabel("predicted class")
@@ -157,16 +145,11 @@ def plot_reliability(curves: Sequence[tuple[str, dict[str, list]]], title: str, 
 def plot_reliability_of(report: Mapping[str, Any], task: str, path: str | Path) -> None:
     """calibration.png: eval.json's held-out reliability diagram before and after temperature scaling."""
     reliability = report["reliability"]
-    curves = [
-        (f"uncalibrated (T = 1): ECE {ece_of_bins(reliability['uncalibrated']):.3f}", reliability["uncalibrated"])
-    ]
-    if "calibrated" in reliability:
-        curves.append(
-            (
-                f"calibrated (T = {reliability['temperature']:.2f}): ECE {ece_of_bins(reliability['calibrated']):.3f}",
-                reliability["calibrated"],
-            )
-        )
+    uncalibrated = reliability["uncalibrated"]
+    curves = [(f"uncalibrated (T = 1): ECE {ece_of_bins(uncalibrated):.3f}", uncalibrated)]
+    if calibrated := reliability.get("calibrated"):
+        name = f"calibrated (T = {reliability['temperature']:.2f}): ECE {ece_of_bins(calibrated):.3f}"
+        curves.append((name, calibrated))
     # Validation windows also fitted T: their calibrated curve is optimistic.
     split = "test windows" if reliability["split"] == "test" else "validation windows (which fitted T)"
     plot_reliability(curves, f"{task}: {split}", path)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import math
 import sys
@@ -137,9 +138,8 @@ def score(model, loader, cfg, perturbations: Sequence[Perturbation], seed: int, 
         logits["clean"].append(model(**inputs).logits.float().cpu())
         for p, perturbation in enumerate(perturbations):
             for s, severity in enumerate(perturbation.severities):
-                eeg, mask = perturbation.apply(
-                    inputs["eeg"], inputs["channel_mask"], severity, _generator(seed, p, s, b)
-                )
+                generator = _generator(seed, p, s, b)
+                eeg, mask = perturbation.apply(inputs["eeg"], inputs["channel_mask"], severity, generator)
                 out = model(**{**inputs, "eeg": eeg, "channel_mask": mask}).logits.float().cpu()
                 logits.setdefault((perturbation.name, severity), []).append(out)
         targets.append(targets_of(batch, cfg, torch.device("cpu")))
@@ -236,10 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="the pipeline output(s) the run was fine-tuned on (its run.json names them)",
     )
     parser.add_argument(
-        "--output",
-        type=user_file_path,
-        default=None,
-        help="folder for the report and the picture (default: RUN/robustness)",
+        "--output", type=user_file_path, help="folder for the report and the picture (default: RUN/robustness)"
     )
     parser.add_argument(
         "--split",
@@ -272,22 +269,8 @@ def _held_out_loader(data, cfg, ran: Mapping[str, Any], groups: Sequence[str], m
     by = "sites" if ran["split_group"] == "site" else "subjects"
     filters = RecordFilter(tasks=(ran["record_task"],), **{by: groups})
     section = dataclasses.replace(cfg.loader, batch_size=batch_size, token_budget=None, num_workers=0)
-    loader = EEGLoader(
-        data,
-        loader_config(section, model.config.patch_size, filters=filters, train=False),
-        rank=0,
-        world_size=1,
-        infinite=False,
-    )
-    return loader, by
-
-
-def _perturbations(mains_freq: float) -> list[Perturbation]:
-    """PERTURBATIONS with the mains one at ``mains_freq`` Hz."""
-    return [
-        dataclasses.replace(p, apply=lambda e, m, s, g: add_mains(e, m, s, g, mains_freq)) if p.name == "mains" else p
-        for p in PERTURBATIONS
-    ]
+    config = loader_config(section, model.config.patch_size, filters=filters, train=False)
+    return EEGLoader(data, config, rank=0, world_size=1, infinite=False), by
 
 
 def _temperature(model, uncalibrated: bool) -> float:
@@ -342,7 +325,8 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     )
     model = EEGFMModel.from_pretrained(model_dir).to(device)
     loader, by = _held_out_loader(data, cfg, ran, groups, model, args.batch_size)
-    perturbations = _perturbations(args.mains_freq)
+    mains = functools.partial(add_mains, freq=args.mains_freq)
+    perturbations = [dataclasses.replace(p, apply=mains) if p.name == "mains" else p for p in PERTURBATIONS]
     log.info(
         "scoring the %s split of %s (%d %s) clean and under %d perturbed conditions, from %s",
         name,

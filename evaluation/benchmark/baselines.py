@@ -56,12 +56,8 @@ def _soft_rows(x: np.ndarray, y: np.ndarray, groups: np.ndarray):
 
 
 def _fit(x, y, weight, c: float, balanced: bool):
-    model = make_pipeline(
-        StandardScaler(),
-        LogisticRegression(C=c, max_iter=2000, class_weight="balanced" if balanced else None),
-    )
-    model.fit(x, y, logisticregression__sample_weight=weight)
-    return model
+    classifier = LogisticRegression(C=c, max_iter=2000, class_weight="balanced" if balanced else None)
+    return make_pipeline(StandardScaler(), classifier).fit(x, y, logisticregression__sample_weight=weight)
 
 
 def _cv_log_loss(x, y, weight, groups, c: float, balanced: bool, folds: int) -> float:

@@ -55,10 +55,11 @@ def preprocess(inputs: str, output: Path, key_file: str | None = None) -> str:
     return str(output)
 
 
-def metrics_of(probs: np.ndarray, windows: WindowSet, prior: np.ndarray) -> dict[str, float]:
-    """The fine-tuning report's metrics (``evaluation.metrics``) of class probabilities."""
+def metrics_of(probs: np.ndarray, target: np.ndarray, prior: np.ndarray) -> dict[str, float]:
+    """The fine-tuning report's metrics (``evaluation.metrics``) of class probabilities against
+    ``target`` (labels or distributions)."""
     logits = torch.log(torch.as_tensor(probs).clamp_min(1e-12))
-    return classification_metrics(logits, torch.as_tensor(windows.label), prior.tolist())
+    return classification_metrics(logits, torch.as_tensor(target), prior.tolist())
 
 
 def predictor_results(predict, windows: WindowSet, splits: list[str]) -> dict[str, Any]:
@@ -68,17 +69,9 @@ def predictor_results(predict, windows: WindowSet, splits: list[str]) -> dict[st
     found = {}
     for split in splits:
         held = windows.of_split(split)
-        metrics = metrics_of(predict(held), held, prior)
+        metrics = metrics_of(predict(held), held.label, prior)
         found[report.SPLIT_NAMES[split]] = {m: [metrics[m]] for m in METRICS}
     return found
-
-
-def baseline_results(windows: WindowSet, splits: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    train = windows.of_split("train")
-    lr, c = baselines.band_power_lr(train, 2)
-    predictors = {"class_prior": baselines.class_prior(train, 2), "band_power_lr": lr}
-    results = {name: predictor_results(predict, windows, splits) for name, predict in predictors.items()}
-    return results, {"band_power_lr.C": c}
 
 
 def ensemble_results(models: list[Path], windows: WindowSet, splits: list[str]) -> dict[str, Any]:
@@ -112,7 +105,10 @@ def run(args) -> dict[str, Any]:
     if not counts["eval"]:
         notes.append("the test subjects (32-35) are absent from --data: validation only (they also chose checkpoints)")
         log.warning(notes[-1])
-    results, chosen = baseline_results(windows, splits)
+    train = windows.of_split("train")
+    lr, c = baselines.band_power_lr(train, 2)
+    predictors = {"class_prior": baselines.class_prior(train, 2), "band_power_lr": lr}
+    results = {name: predictor_results(predict, windows, splits) for name, predict in predictors.items()}
     opts = RecipeOptions.from_args(args, TASK)
     reports = run_methods(
         data, output, args.methods, args.seeds, opts, folds={"corpus": ("corpus_split=true",)}, pretrain_data=[data]
@@ -125,6 +121,6 @@ def run(args) -> dict[str, Any]:
         methods["eegfm_ensemble"] = f"eegfm, mean probabilities of the {len(models)} seeds' models"
     flat = report.flat_results(results)
     text = report.markdown("eegmat: rest vs mental arithmetic", flat, methods, METRICS, notes, report.PUBLISHED_EEGMAT)
-    extra = {"suite": TASK, "seeds": list(args.seeds), "config": args.config, "windows": counts, **chosen}
+    extra = {"suite": TASK, "seeds": list(args.seeds), "config": args.config, "windows": counts, "band_power_lr.C": c}
     report.write(output, flat, extra, text, lambda p: report.plot(p, flat, list(methods), METRICS, "eegmat"))
     return flat

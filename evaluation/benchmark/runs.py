@@ -82,8 +82,7 @@ class RecipeOptions:
 
 def _run(main, argv: Sequence[str], what: str) -> None:
     log.info("%s: %s", what, " ".join(argv))
-    status = main(list(argv))
-    if status:
+    if status := main(list(argv)):
         raise RuntimeError(f"{what} failed with exit status {status} (its log above says why)")
 
 

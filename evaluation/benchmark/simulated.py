@@ -15,16 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from eegfm.core.logs import get_logger
 from eegfm.core.tasks import FINETUNE_TASKS, HMS_CLASSES
 from eegfm.evaluation.benchmark import baselines, report
-from eegfm.evaluation.benchmark.eegmat import benchmark_key
+from eegfm.evaluation.benchmark.eegmat import benchmark_key, metrics_of
 from eegfm.evaluation.benchmark.ensemble import ensemble_probabilities
 from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, run_methods
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
-from eegfm.evaluation.metrics import classification_metrics
 from eegfm.pipelines import preprocess as pipeline
 from eegfm.pipelines.simulate import cli as simulator
 
@@ -54,21 +52,15 @@ def simulate_and_preprocess(output: Path, sites: int, seed: int, key_file: str |
     return str(data)
 
 
-def _metrics(probs: np.ndarray, windows: WindowSet, prior: np.ndarray) -> dict[str, float]:
-    logits = torch.log(torch.as_tensor(probs).clamp_min(1e-12))
-    target = torch.as_tensor(baselines.targets(windows, len(HMS_CLASSES)))
-    return classification_metrics(logits, target, prior.tolist())
-
-
 def per_site(windows: WindowSet, sites: list[str], predictors_of) -> dict[str, dict[str, dict[str, float]]]:
     """``{predictor: {site: metrics}}``: ``predictors_of(site, training windows)`` gives
     ``{name: predict}`` for a held-out site, each judged against the other sites' class prior."""
     found: dict[str, dict[str, dict[str, float]]] = {}
     for site in sites:
         train, test = windows.where(windows.site != site), windows.where(windows.site == site)
-        prior = baselines.targets(train, len(HMS_CLASSES)).mean(0)
+        prior, target = baselines.targets(train, len(HMS_CLASSES)).mean(0), baselines.targets(test, len(HMS_CLASSES))
         for name, predict in predictors_of(site, train).items():
-            found.setdefault(name, {})[site] = _metrics(predict(test), test, prior)
+            found.setdefault(name, {})[site] = metrics_of(predict(test), target, prior)
     return found
 
 
@@ -88,18 +80,11 @@ def baseline_folds(windows: WindowSet, sites: list[str]) -> dict[str, dict[str, 
 def ensemble_folds(output: Path, seeds: list[int], windows: WindowSet, sites: list[str]) -> dict[str, dict]:
     """``{"eegfm_ensemble": {site: metrics}}``: the mean probabilities of the seeds' models of each fold."""
 
-    def models(site: str) -> list[Path]:
-        return [output / "runs" / "eegfm" / site / f"seed{seed}" / "model" for seed in seeds]
+    def predictors(site: str, _train: WindowSet) -> dict:
+        models = [output / "runs" / "eegfm" / site / f"seed{seed}" / "model" for seed in seeds]
+        return {"eegfm_ensemble": lambda test: ensemble_probabilities(models, test)}
 
-    return per_site(
-        windows,
-        sites,
-        lambda site, _train: {"eegfm_ensemble": lambda test: ensemble_probabilities(models(site), test)},
-    )
-
-
-def _mean_over_sites(per_site: dict[str, dict[str, float]], metric: str) -> float:
-    return float(np.nanmean([m.get(metric, math.nan) for m in per_site.values()]))
+    return per_site(windows, sites, predictors)
 
 
 def run(args) -> dict[str, Any]:
@@ -113,7 +98,7 @@ def run(args) -> dict[str, Any]:
 
     def add_folds(found: dict[str, dict[str, dict[str, float]]]) -> None:
         for name, folds in found.items():
-            results[name] = {"heldout": {m: [_mean_over_sites(folds, m)] for m in METRICS}}
+            results[name] = {"heldout": {m: [float(np.nanmean([folds[s][m] for s in sites]))] for m in METRICS}}
             per_fold[name] = {site: {m: folds[site][m] for m in METRICS} for site in sites}
 
     add_folds(baseline_folds(windows, sites))
@@ -121,14 +106,9 @@ def run(args) -> dict[str, Any]:
     folds = {site: (f"test_sites=[{site}]",) for site in sites}
     reports = run_methods(data, output, args.methods, args.seeds, opts, folds, pretrain_data=[unlabeled])
     for method, by_site in reports.items():
-        seeds = len(args.seeds)
-        results[method] = {
-            "heldout": {
-                m: [float(np.nanmean([by_site[s][i]["test"].get(m, math.nan) for s in sites])) for i in range(seeds)]
-                for m in METRICS
-            }
-        }
         per_fold[method] = {s: {m: [r["test"].get(m, math.nan) for r in by_site[s]] for m in METRICS} for s in sites}
+        by_seed = {m: zip(*(per_fold[method][s][m] for s in sites)) for m in METRICS}  # each seed's sites
+        results[method] = {"heldout": {m: [float(np.nanmean(v)) for v in values] for m, values in by_seed.items()}}
     methods = {**BASELINES, **{m: METHODS[m].description for m in args.methods}}
     if "eegfm" in args.methods and len(args.seeds) > 1:
         add_folds(ensemble_folds(output, args.seeds, windows, sites))

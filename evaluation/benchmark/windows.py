@@ -42,27 +42,22 @@ class WindowSet:
     def of_split(self, split: str) -> WindowSet:
         return self.where(self.split == split)
 
-    def subjects(self) -> list[str]:
-        return sorted(set(self.subject.tolist()))
+
+_ARRAYS = ("eeg", "channel_mask", "label", "votes")  # collated per batch; the other fields are strings
 
 
 def load_windows(data: str | Sequence[str], task: str, *, batch: int = 256) -> WindowSet:
     """Every window of ``task`` under ``data`` (the pipeline's output), in file order."""
     filters = RecordFilter(tasks=(task,))
-    parts: dict[str, list] = {
-        name: [] for name in ("eeg", "channel_mask", "label", "votes", "subject", "site", "split")
-    }
+    parts: dict[str, list] = {field.name: [] for field in dataclasses.fields(WindowSet)}
     pending: list[Window] = []
 
     def flush() -> None:
-        collated = collate(pending)
-        parts["eeg"].append(collated["eeg"].numpy().astype(np.float32))
-        parts["channel_mask"].append(collated["channel_mask"].numpy().astype(np.float32))
-        parts["label"].append(collated["label"].numpy())
-        parts["votes"].append(collated["votes"].numpy())
-        parts["subject"] += [w.text("subject_id") for w in pending]
-        parts["site"] += [w.text("site_id") for w in pending]
-        parts["split"] += [w.text("corpus_split") for w in pending]
+        collated = collate(pending)  # float32 eeg and channel_mask
+        for name in _ARRAYS:
+            parts[name].append(collated[name].numpy())
+        for name, key in (("subject", "subject_id"), ("site", "site_id"), ("split", "corpus_split")):
+            parts[name] += [w.text(key) for w in pending]
         pending.clear()
 
     for path in list_files(data):
@@ -83,12 +78,4 @@ def load_windows(data: str | Sequence[str], task: str, *, batch: int = 256) -> W
     lengths = {a.shape[-1] for a in parts["eeg"]}
     if len(lengths) > 1:
         raise ValueError(f"data: windows of task {task!r} differ in length ({sorted(lengths)} samples); expected one")
-    return WindowSet(
-        eeg=np.concatenate(parts["eeg"]),
-        channel_mask=np.concatenate(parts["channel_mask"]),
-        label=np.concatenate(parts["label"]),
-        votes=np.concatenate(parts["votes"]),
-        subject=np.array(parts["subject"]),
-        site=np.array(parts["site"]),
-        split=np.array(parts["split"]),
-    )
+    return WindowSet(**{name: np.concatenate(v) if name in _ARRAYS else np.array(v) for name, v in parts.items()})

@@ -242,15 +242,8 @@ def render_line_noise(t: np.ndarray, plan: ArtifactPlan, sfreq: float) -> np.nda
     s1, c1 = np.sin(2 * np.pi * plan.line_freq * t), np.cos(2 * np.pi * plan.line_freq * t)
     basis_of = {1: (s1, c1), 2: (2 * s1 * c1, 1 - 2 * s1 * s1), 3: (s1 * (3 - 4 * s1 * s1), c1 * (4 * c1 * c1 - 3))}
     basis = np.stack([b for h, _ in harmonics for b in basis_of[h]])
-    coef = np.concatenate(
-        [
-            rel
-            * plan.line_amplitudes[:, None]
-            * np.stack([np.cos(h * plan.line_phases), np.sin(h * plan.line_phases)], axis=1)
-            for h, rel in harmonics
-        ],
-        axis=1,
-    )
+    amplitudes, phases = plan.line_amplitudes[:, None], plan.line_phases
+    coef = np.hstack([rel * amplitudes * np.stack([np.cos(h * phases), np.sin(h * phases)], 1) for h, rel in harmonics])
     modulation = 1.0 + 0.2 * np.sin(2 * np.pi * t / 37.0)
     return (coef @ basis) * modulation
 

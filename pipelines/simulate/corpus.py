@@ -209,14 +209,11 @@ def render_recording(
             path.parent.mkdir(parents=True, exist_ok=True)
             sinks.append(EdfSink(path, plan))
         if write_hms:
-            for folder in ("train_eegs", "train_spectrograms"):
-                (root / "hms" / folder).mkdir(parents=True, exist_ok=True)
-            hms = HmsSink(
-                root / "hms" / "train_eegs" / f"{plan.eeg_id}.parquet",
-                root / "hms" / "train_spectrograms" / f"{plan.spectrogram_id}.parquet",
-                plan,
-                first_sample=warmup.start_sample,
-            )
+            eeg_path = root / "hms" / "train_eegs" / f"{plan.eeg_id}.parquet"
+            spectrogram_path = root / "hms" / "train_spectrograms" / f"{plan.spectrogram_id}.parquet"
+            for path in (eeg_path, spectrogram_path):
+                path.parent.mkdir(parents=True, exist_ok=True)
+            hms = HmsSink(eeg_path, spectrogram_path, plan, first_sample=warmup.start_sample)
             hms.write(warmup)
             sinks.append(hms)
         try:
@@ -359,14 +356,11 @@ def write_metadata(plan: CorpusPlan, root: Path) -> dict[str, Any]:
     manifest = corpus_manifest(plan)
     write_json(root / "corpus.json", manifest)
     write_jsonl(root / "truth.jsonl", (truth_record(r, config) for r in plan.recordings))
-    write_json(
-        root / "identifiers.json",
-        {
-            "warning": "Simulated identities planted in EDF headers, for de-identification tests only. "
-            "Not an input of the pipeline.",
-            "recordings": [identifier_record(r, config) for r in plan.recordings],
-        },
+    warning = (
+        "Simulated identities planted in EDF headers, for de-identification tests only. Not an input of the pipeline."
     )
+    identifiers = [identifier_record(r, config) for r in plan.recordings]
+    write_json(root / "identifiers.json", {"warning": warning, "recordings": identifiers})
     rows = plan.label_rows
     if config.write_edf:
         paths = {r.eeg_id: r.edf_relpath for r in plan.recordings}

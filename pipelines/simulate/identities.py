@@ -28,11 +28,12 @@ LAST_NAMES = tuple(
     "Jankowska Kowalczyk Lindqvist Marchetti Nakashima Oyelaran Papadakis Quintanilla Rasmussen "
     "Szczepanski Tokarczuk Underhill Vasquezmora Wisniewska Yamaguchi Zielinski".split()
 )
+# Formatted with p (the patient's Identity), tech (the technician's Staff) and dob_dots.
 EDF_PLUS_TECH_NOTES = (
-    "Tech {tech_first} {tech_last}: pt {first} {last} drowsy",
-    "{first} {last} repositioned by tech {tech_last}",
-    "Pt {last}, {first} (MRN {mrn}) awake, eyes closed",
-    "Nurse at bedside, {first} {last} DOB {dob_dots}",
+    "Tech {tech.first} {tech.last}: pt {p.first} {p.last} drowsy",
+    "{p.first} {p.last} repositioned by tech {tech.last}",
+    "Pt {p.last}, {p.first} (MRN {p.mrn}) awake, eyes closed",
+    "Nurse at bedside, {p.first} {p.last} DOB {dob_dots}",
 )
 
 
@@ -105,20 +106,11 @@ def plant(
     if edf_plus:
         patient = edf_plus_patient(identity.mrn, identity.sex, identity.birthdate, f"{identity.last} {identity.first}")
         recording = edf_plus_recording(start.date(), admin, f"{technician.last} {technician.first}", equipment)
-        values = {
-            "first": identity.first,
-            "last": identity.last,
-            "mrn": identity.mrn,
-            "dob_dots": dots,
-            "tech_first": technician.first,
-            "tech_last": technician.last,
-        }
-        n_notes = 2
-        onsets = np.sort(rng.uniform(1.0, max(duration_s - 2.0, 1.5), n_notes))
-        picks = rng.choice(len(EDF_PLUS_TECH_NOTES), n_notes, replace=False)
+        onsets = np.sort(rng.uniform(1.0, max(duration_s - 2.0, 1.5), 2))  # two technician notes
+        templates = [EDF_PLUS_TECH_NOTES[int(k)] for k in rng.choice(len(EDF_PLUS_TECH_NOTES), 2, replace=False)]
         notes = tuple(
-            Annotation(onset=round(float(o), 2), text=EDF_PLUS_TECH_NOTES[int(k)].format(**values))
-            for o, k in zip(onsets, picks)
+            Annotation(onset=round(float(o), 2), text=t.format(p=identity, tech=technician, dob_dots=dots))
+            for o, t in zip(onsets, templates)
         )
         strings = (
             f"{identity.last}_{identity.first}",

@@ -13,13 +13,6 @@ from pathlib import Path
 from eegfm.core.config import ConfigError
 
 
-def nearest_existing_ancestor(path: Path) -> Path:
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return Path(path.anchor or ".")
-
-
 def check_output(output: Path, overwrite: bool) -> Path:
     """Where to stage files; ConfigError if ``output`` is a file, a non-empty directory (unless
     ``overwrite``) or under no writable directory."""
@@ -28,7 +21,7 @@ def check_output(output: Path, overwrite: bool) -> Path:
         raise ConfigError(f"output: expected a directory path; {output} is an existing file")
     if output.is_dir() and any(output.iterdir()) and not overwrite:
         raise ConfigError(f"output: {output} exists and is not empty (use --overwrite to replace it)")
-    ancestor = nearest_existing_ancestor(output.parent)
+    ancestor = next((p for p in output.parents if p.exists()), Path(output.anchor or "."))  # nearest existing
     if not ancestor.is_dir():
         raise ConfigError(f"output: cannot create {output}: {ancestor} is a file, not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):

@@ -13,6 +13,7 @@ Each pattern is ``f(t) -> (19, n)`` microvolts, every random choice fixed before
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -172,14 +173,8 @@ def render_rhythmic_delta(episode: Episode, t: np.ndarray) -> np.ndarray:
 def render_periodic_discharges(episode: Episode, t: np.ndarray) -> np.ndarray:
     """LPD or GPD: a train of sharp waves at the planned discharge times."""
     p = episode.params
-    width = p["discharge_width_s"]
-    train = event_train(
-        t,
-        np.asarray(p["discharge_times"]),
-        lambda tau: sharp_wave(tau, width),
-        before_s=2 * width,
-        after_s=7 * width,
-    )
+    width, times = p["discharge_width_s"], np.asarray(p["discharge_times"])
+    train = event_train(t, times, functools.partial(sharp_wave, width_s=width), before_s=2 * width, after_s=7 * width)
     train *= taper(t, episode.start_s, episode.end_s, ramp=1.0)
     return np.outer(p["amplitude_uv"] * np.asarray(p["topography"]), train)
 
@@ -240,14 +235,12 @@ def draw_episode(
     if cls == "Other":
         return Episode(cls, start_s, end_s, strength)
     if cls in ("LRDA", "GRDA"):
-        lateral = cls == "LRDA"
         params = {
             "freq_hz": float(rng.uniform(0.75, 2.5)),
             "phase": float(rng.uniform(0, 2 * np.pi)),
             "amplitude_uv": 35.0 + 95.0 * strength,
         }
     elif cls in ("LPD", "GPD"):
-        lateral = cls == "LPD"
         rate = float(rng.uniform(0.5, 2.0))
         jitter = float(rng.uniform(0.02, 0.08))
         params = {
@@ -261,7 +254,7 @@ def draw_episode(
         return _draw_seizure(rng, start_s, end_s, strength, side, focus)
     else:
         raise ValueError(f"cls: expected one of {', '.join(RENDERERS)}, Other; got {cls!r}")
-    if lateral:
+    if cls in ("LRDA", "LPD"):  # lateralized
         params["topography"] = focal_topography(focus, width=float(rng.uniform(0.5, 0.7))).tolist()
         return Episode(cls, start_s, end_s, strength, side, focus, params)
     params["topography"] = generalized_topography(float(rng.uniform(0.4, 0.8))).tolist()

@@ -161,11 +161,7 @@ def plan_windows(rng: np.random.Generator, segment: tuple[int, int], duration_s:
 
 def letters_code(value: int, length: int = 8) -> str:
     """``value`` in base 26 as lower-case letters: a TUH-style pseudonymous subject code."""
-    letters = []
-    for _ in range(length):
-        value, digit = divmod(value, 26)
-        letters.append(chr(ord("a") + digit))
-    return "".join(reversed(letters))
+    return "".join(chr(ord("a") + value // 26**i % 26) for i in reversed(range(length)))
 
 
 def plan_patient(seed: int, site_index: int, subject_index: int, patient_id: int, subject_code: str) -> Patient:

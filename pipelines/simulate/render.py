@@ -86,22 +86,28 @@ class RecordingRenderer:
         # float32 draws are ~3x faster and indistinguishable once filtered in float64.
         draws = self._noise.standard_normal((n_times, N_NOISE + 2), dtype=np.float32)
         noise = np.ascontiguousarray(draws.T, dtype=np.float64)
-        scalp, emg_bursts, photic = self._scalp(noise[:N_NOISE], t)
-        ecg = render_ecg(t, self.plan.artifacts)
-        line = render_line_noise(t, self.plan.artifacts, self.sfreq)
-        eeg = self._measure(scalp, ecg, line, t)
-        aux = self._aux(noise[N_NOISE:], t, ecg, line[:2].mean(axis=0), emg_bursts, photic)
-        self.position += n_times
-        return RenderedChunk(start_sample=start, eeg=eeg, aux=aux)
-
-    def _scalp(self, noise: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         artifacts = self.plan.artifacts
-        scalp = self._background.step(noise, t)
+        scalp = self._background.step(noise[:N_NOISE], t)
         render_episodes(self.plan.episodes, t, out=scalp)
         scalp += render_blinks(t, artifacts)
         emg_bursts = render_muscle(t, artifacts, self.sfreq, out=scalp)
         photic = render_photic(t, artifacts, out=scalp)
-        return scalp, emg_bursts, photic
+        ecg = render_ecg(t, artifacts)
+        line = render_line_noise(t, artifacts, self.sfreq)
+        eeg = self._measure(scalp, ecg, line, t)
+        # Auxiliary channels; their leads share the mains pick-up of Fp1/F3.
+        gain = self.plan.site.gain
+        aux_line = line[:2].mean(axis=0)
+        tonic, self._emg_zi = signal.sosfilt(self._emg_sos, noise[N_NOISE], zi=self._emg_zi)
+        awake = 1.0 - 0.7 * self._background.sleep_weight(t)
+        aux = {
+            "ecg": gain * (ecg + aux_line),
+            "eog": gain * (1.6 * blink_signal(t, artifacts) + aux_line + 3.0 * noise[N_NOISE + 1]),
+            "emg": gain * (EMG_TONIC_UV * awake * tonic + emg_bursts + aux_line),
+            "photic": photic,
+        }
+        self.position += n_times
+        return RenderedChunk(start_sample=start, eeg=eeg, aux=aux)
 
     def _measure(self, scalp: np.ndarray, ecg: np.ndarray, line: np.ndarray, t: np.ndarray) -> np.ndarray:
         artifacts = self.plan.artifacts
@@ -118,23 +124,3 @@ class RecordingRenderer:
         eeg *= self._gains
         eeg[~self._recorded] = np.nan
         return eeg
-
-    def _aux(
-        self,
-        noise: np.ndarray,
-        t: np.ndarray,
-        ecg: np.ndarray,
-        line: np.ndarray,
-        emg_bursts: np.ndarray,
-        photic: np.ndarray,
-    ) -> dict[str, np.ndarray]:
-        """Auxiliary channels; ``line`` is the mains pick-up their leads share with Fp1/F3."""
-        gain = self.plan.site.gain
-        tonic, self._emg_zi = signal.sosfilt(self._emg_sos, noise[0], zi=self._emg_zi)
-        awake = 1.0 - 0.7 * self._background.sleep_weight(t)
-        return {
-            "ecg": gain * (ecg + line),
-            "eog": gain * (1.6 * blink_signal(t, self.plan.artifacts) + line + 3.0 * noise[1]),
-            "emg": gain * (EMG_TONIC_UV * awake * tonic + emg_bursts + line),
-            "photic": photic,
-        }

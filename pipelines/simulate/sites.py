@@ -98,8 +98,7 @@ class SiteProfile(Config):
         check_range("strength_range[1]", high, low, 1)
 
     def _validate_channels(self) -> None:
-        unknown = [c for c in self.missing_channels if c not in CANONICAL_CHANNELS]
-        if unknown:
+        if unknown := [c for c in self.missing_channels if c not in CANONICAL_CHANNELS]:
             raise ConfigError(
                 f"missing_channels: expected canonical names ({', '.join(CANONICAL_CHANNELS)}); got {unknown}"
             )
@@ -119,8 +118,7 @@ class SiteProfile(Config):
     def _validate_prevalence(self) -> None:
         if not isinstance(self.class_prevalence, Mapping):
             raise ConfigError(f"class_prevalence: expected a mapping class -> weight; got {self.class_prevalence!r}")
-        unknown = sorted(set(self.class_prevalence) - set(CLASSES))
-        if unknown:
+        if unknown := sorted(set(self.class_prevalence) - set(CLASSES)):
             raise ConfigError(f"class_prevalence: expected keys among {', '.join(CLASSES)}; got {unknown}")
         for cls, weight in self.class_prevalence.items():
             check_range(f"class_prevalence[{cls}]", weight, 0, None)
@@ -282,8 +280,7 @@ _EXTRA_MISSING = ((), ("Fz", "Pz"), ("T5", "T6"), ("Fp1", "Fp2"), ("O1",), ("Cz"
 def perturbed(site: SiteProfile, index: int, seed: int, generation: int = 2) -> SiteProfile:
     """A new site derived from an archetype: same conventions, numbers redrawn from the seed."""
     rng = rng_for(seed, "site", index)
-    base = site.prevalence()
-    prevalence = rng.dirichlet(base * 20.0 + 0.5)
+    prevalence = rng.dirichlet(site.prevalence() * 20.0 + 0.5)
     return site.replace(
         name=f"{site.name}{generation}",
         sfreq=int(rng.choice(_EXTRA_SFREQS)),
@@ -306,7 +303,5 @@ def default_sites(n_sites: int, seed: int = 0, base: tuple[SiteProfile, ...] | N
     names = [s.name for s in base]
     if len(set(names)) != len(names):
         raise ConfigError(f"site names must be unique; got {names}")
-    sites = list(base[:n_sites])
-    for index in range(len(base), n_sites):
-        sites.append(perturbed(base[index % len(base)], index, seed, index // len(base) + 1))
-    return sites
+    extra = [perturbed(base[i % len(base)], i, seed, i // len(base) + 1) for i in range(len(base), n_sites)]
+    return [*base[:n_sites], *extra]

@@ -38,11 +38,6 @@ def spectrogram_columns() -> list[str]:
     return ["time"] + [f"{chain}_{_freq_label(int(k))}" for chain in CHAINS for k in FREQ_BINS]
 
 
-def _pair_indices() -> np.ndarray:
-    """(2, 16) canonical indices of the bipolar pairs' first and second electrodes, chain by chain."""
-    return np.array([[CANONICAL_CHANNELS.index(c) for c in pair] for chain in CHAINS.values() for pair in chain]).T
-
-
 def n_rows(n_times: int) -> int:
     """Rows for a recording of ``n_times`` at 200 Hz: one per complete 2 s."""
     return n_times // (ROW_S * HMS_SFREQ)
@@ -53,11 +48,8 @@ def spectrogram_rows(frames: np.ndarray, taper: np.ndarray) -> np.ndarray:
     spectrum = np.fft.rfft(frames * taper, n=NFFT, axis=-1)[..., FREQ_BINS]
     psd = 2.0 * np.abs(spectrum) ** 2 / (HMS_SFREQ * np.sum(taper**2))
     psd = psd.reshape(len(frames), len(CHAINS), 4, len(FREQ_BINS))
-    valid = ~np.isnan(psd)
-    count = valid.sum(axis=2)
-    total = np.where(valid, psd, 0.0).sum(axis=2)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        chain = np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    count = (~np.isnan(psd)).sum(axis=2)  # recorded pairs per chain; NaN for a chain without any
+    chain = np.where(count > 0, np.nansum(psd, axis=2) / np.maximum(count, 1), np.nan)
     return chain.reshape(len(frames), -1)
 
 
@@ -70,7 +62,9 @@ class SpectrogramStream:
 
     def __init__(self, n_times: int) -> None:
         self.n_total = int(n_times)
-        self._first, self._second = _pair_indices()
+        # Canonical indices of the 16 bipolar pairs' first and second electrodes, chain by chain.
+        pairs = [[CANONICAL_CHANNELS.index(c) for c in pair] for chain in CHAINS.values() for pair in chain]
+        self._first, self._second = np.array(pairs).T
         self._buffer = np.zeros((len(self._first), 0))
         self._buffer_start = 0
         self._next_row = 0

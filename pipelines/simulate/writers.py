@@ -10,6 +10,7 @@ rounded to 0.01, NaN for channels the site does not record) and
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -22,9 +23,9 @@ import pyarrow.parquet as pq
 
 from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.edf import Annotation, EDFHeader, EDFSignal, EDFWriter
+from eegfm.pipelines.resample import Resampler
 from eegfm.pipelines.simulate.plan import RecordingPlan
 from eegfm.pipelines.simulate.render import RenderedChunk
-from eegfm.pipelines.simulate.resample import StreamingResampler
 from eegfm.pipelines.simulate.spectrogram import HMS_SFREQ, SpectrogramStream, spectrogram_columns
 from eegfm.pipelines.simulate.votes import VOTE_COLUMNS
 
@@ -52,55 +53,35 @@ RECORD_DURATION_S = 1
 def edf_signals(plan: RecordingPlan) -> tuple[EDFSignal, ...]:
     """Header entries for the site's EEG channels (site order) then its auxiliary channels."""
     site = plan.site
-    digital_min = -32768 if site.digital_max == 32767 else -site.digital_max
-
-    def make(
-        label: str,
-        physical_max: float = site.physical_max,
-        dimension: str = site.physical_dimension,
-        transducer: str = site.transducer,
-    ) -> EDFSignal:
-        return EDFSignal(
-            label=label,
-            physical_min=-physical_max,
-            physical_max=physical_max,
-            samples_per_record=site.sfreq * RECORD_DURATION_S,
-            physical_dimension=dimension,
-            digital_min=digital_min,
-            digital_max=site.digital_max,
-            transducer=transducer,
-            prefiltering=site.prefiltering,
-        )
-
+    eeg = EDFSignal(
+        label="",
+        physical_min=-site.physical_max,
+        physical_max=site.physical_max,
+        samples_per_record=site.sfreq * RECORD_DURATION_S,
+        physical_dimension=site.physical_dimension,
+        digital_min=-32768 if site.digital_max == 32767 else -site.digital_max,
+        digital_max=site.digital_max,
+        transducer=site.transducer,
+        prefiltering=site.prefiltering,
+    )
     # The photic marker is a unitless 0/1; ECG is far larger than EEG. EOG and EMG are like EEG.
+    ecg_max = ECG_RANGE_UV * site.units_per_uv
     aux = {
-        "photic": dict(physical_max=1.0, dimension="", transducer=""),
-        "ecg": dict(physical_max=ECG_RANGE_UV * site.units_per_uv),
+        "photic": dict(physical_min=-1.0, physical_max=1.0, physical_dimension="", transducer=""),
+        "ecg": dict(physical_min=-ecg_max, physical_max=ecg_max),
     }
-    eeg = [make(site.eeg_label(c)) for c in site.recorded_channels()]
-    return (*eeg, *(make(site.aux_label(kind), **aux.get(kind, {})) for kind in site.aux_channels))
+    signals = [dataclasses.replace(eeg, label=site.eeg_label(c)) for c in site.recorded_channels()]
+    signals += [dataclasses.replace(eeg, label=site.aux_label(k), **aux.get(k, {})) for k in site.aux_channels]
+    return tuple(signals)
 
 
 def edf_annotations(plan: RecordingPlan) -> tuple[Annotation, ...]:
     """Technician notes (planted identifiers) and photic-stimulation markers, EDF+ sites only."""
     if not plan.site.edf_plus:
         return ()
-    photic = []
-    if "photic" in plan.site.aux_channels:
-        for start, end, freq in plan.artifacts.photic_trains:
-            photic.append(Annotation(onset=start, text=f"Photic {freq:g} Hz", duration=end - start))
+    # Photic trains are planned only where the site records a photic channel.
+    photic = [Annotation(onset=s, text=f"Photic {f:g} Hz", duration=e - s) for s, e, f in plan.artifacts.photic_trains]
     return tuple(sorted((*plan.planted.annotations, *photic), key=lambda a: a.onset))
-
-
-def edf_header(plan: RecordingPlan) -> EDFHeader:
-    return EDFHeader(
-        signals=edf_signals(plan),
-        start=plan.start,
-        patient=plan.planted.patient,
-        recording=plan.planted.recording,
-        record_duration=RECORD_DURATION_S,
-        edf_plus=plan.site.edf_plus,
-    )
 
 
 class EdfSink:
@@ -109,15 +90,20 @@ class EdfSink:
     def __init__(self, path: Path, plan: RecordingPlan) -> None:
         self.plan = plan
         self._rows = [CANONICAL_CHANNELS.index(c) for c in plan.site.recorded_channels()]
-        self._writer = EDFWriter(path, edf_header(plan), edf_annotations(plan))
+        header = EDFHeader(
+            signals=edf_signals(plan),
+            start=plan.start,
+            patient=plan.planted.patient,
+            recording=plan.planted.recording,
+            record_duration=RECORD_DURATION_S,
+            edf_plus=plan.site.edf_plus,
+        )
+        self._writer = EDFWriter(path, header, edf_annotations(plan))
 
     def write(self, chunk: RenderedChunk) -> None:
         scale = self.plan.site.units_per_uv
-        rows = [chunk.eeg[self._rows] * scale]
-        for kind in self.plan.site.aux_channels:
-            factor = 1.0 if kind == "photic" else scale
-            rows.append(chunk.aux[kind][None, :] * factor)
-        self._writer.write(np.vstack(rows))
+        aux = [chunk.aux[kind] * (1.0 if kind == "photic" else scale) for kind in self.plan.site.aux_channels]
+        self._writer.write(np.vstack([chunk.eeg[self._rows] * scale, *aux]))
 
     def close(self) -> None:
         self._writer.close()
@@ -138,8 +124,7 @@ def hms_schema(kind: str) -> pa.Schema:
 
 
 class _RowGroupWriter:
-    """A parquet file written in row groups of exactly ``rows`` rows (the last may be shorter), so
-    files do not depend on chunking and memory stays bounded."""
+    """A parquet file written in row groups of exactly ``rows`` rows (the last may be shorter)."""
 
     def __init__(self, path: Path, schema: pa.Schema, rows: int, **options: Any) -> None:
         self._writer = pq.ParquetWriter(path, schema, compression="snappy", **options)
@@ -180,7 +165,7 @@ class HmsSink:
         # The HMS columns the site records (its EEG channels, EKG if it records ECG); the rest are NaN.
         recorded = [c not in site.missing_channels for c in CANONICAL_CHANNELS] + ["ecg" in site.aux_channels]
         self._columns = np.array(recorded)
-        self._resampler = StreamingResampler(site.sfreq, HMS_SFREQ, int(self._columns.sum()))
+        self._resampler = Resampler(site.sfreq, int(self._columns.sum()), HMS_SFREQ)
         if (first_sample * HMS_SFREQ) % site.sfreq:
             raise ValueError(f"first_sample: must be whole seconds before time 0; got {first_sample}")
         self._skip = -first_sample * HMS_SFREQ // site.sfreq
@@ -195,7 +180,10 @@ class HmsSink:
         self._eeg_file = _RowGroupWriter(eeg_path, hms_schema("eeg"), ROW_GROUP_ROWS, use_dictionary=False)
 
     def write(self, chunk: RenderedChunk) -> None:
-        out = self._resampler.process(np.vstack([chunk.eeg, chunk.aux["ecg"]])[self._columns])
+        x = np.vstack([chunk.eeg, chunk.aux["ecg"]])[self._columns]
+        second = self.plan.site.sfreq
+        # One push per second: the resampler's float32 BLAS rounding then does not depend on the chunking.
+        out = np.hstack([self._resampler.push(x[:, s : s + second]) for s in range(0, x.shape[1], second)])
         drop = min(self._skip, out.shape[1])
         self._skip -= drop
         out = out[:, drop : self.n_total - self.n_written + drop]
@@ -226,9 +214,8 @@ class HmsSink:
 
 def label_rows(plan: RecordingPlan) -> list[dict[str, Any]]:
     """train.csv rows of one recording (HMS columns + ``site``)."""
-    rows = []
-    for window in plan.windows:
-        row = {
+    return [
+        {
             "eeg_id": plan.eeg_id,
             "eeg_sub_id": window.eeg_sub_id,
             "eeg_label_offset_seconds": window.offset_s,
@@ -238,11 +225,11 @@ def label_rows(plan: RecordingPlan) -> list[dict[str, Any]]:
             "label_id": window.label_id,
             "patient_id": plan.patient.patient_id,
             "expert_consensus": window.consensus,
+            **dict(zip(VOTE_COLUMNS, window.votes)),
+            "site": plan.site.name,
         }
-        row.update(zip(VOTE_COLUMNS, window.votes))
-        row["site"] = plan.site.name
-        rows.append(row)
-    return rows
+        for window in plan.windows
+    ]
 
 
 def write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
