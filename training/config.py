@@ -38,18 +38,9 @@ UNFREEZE_UNITS = ("epoch", "step")
 # Fine-tuning task -> registered head (model.heads); classes from eegfm.core.tasks.
 TASK_HEADS = {
     "hms6": "hms6",
-    "eegmat": "binary",
-    "tuab": "binary",
-    "tuep": "binary",
-    "tusz": "binary",
-    "chbmit": "binary",
-    "siena": "binary",
-    "tuev": "multiclass",
-    "tuar": "multiclass",
-    "eegmmi": "multiclass",
-    "binary": "binary",
-    "multiclass": "multiclass",
-    "regression": "regression",
+    **dict.fromkeys(("eegmat", "tuab", "tuep", "tusz", "chbmit", "siena"), "binary"),
+    **dict.fromkeys(("tuev", "tuar", "eegmmi"), "multiclass"),
+    **{head: head for head in ("binary", "multiclass", "regression")},
 }
 _TASK_LABELS = {task: TASK_CLASSES[record_task] for task, record_task in FINETUNE_TASKS.items() if task != "hms6"}
 # EEGFMConfig fields that the run config sets itself: overriding them would be ambiguous.
@@ -286,11 +277,7 @@ class FinetuneConfig(RunConfig):
                 f"{self.split_group!r} and {self.test_fraction}"
             )
         sites = self.test_sites
-        if (
-            isinstance(sites, str)
-            or not isinstance(sites, Sequence)
-            or not all(isinstance(site, str) and site for site in sites)
-        ):
+        if not isinstance(sites, (list, tuple)) or not all(isinstance(site, str) and site for site in sites):
             raise ConfigError(
                 f"test_sites: expected a list of site pseudonyms (the manifest's sites, e.g. "
                 f"[site-0123456789abcdef]); got {sites!r}"

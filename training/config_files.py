@@ -82,19 +82,14 @@ def read_section(path: Path, kind: str) -> dict[str, Any]:
     return dict(section)
 
 
-def dotted(tree: Mapping[str, Any]) -> dict[str, Any]:
+def dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """A nested mapping as ``{"a.b": value}``; an empty mapping is a value of its own."""
     flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, Mapping) and value:
-            for key, sub in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), sub)
-        else:
-            flat[prefix] = value
-
     for key, value in tree.items():
-        walk(str(key), value)
+        if isinstance(value, Mapping) and value:
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
     return flat
 
 

@@ -18,7 +18,6 @@ import os
 import re
 import resource
 import secrets
-import string
 import struct
 import sys
 from collections.abc import Mapping, Sequence
@@ -97,11 +96,6 @@ def _has_credentials(base_url: str) -> bool:
         return False
 
 
-def _new_run_id() -> str:
-    alphabet = string.ascii_lowercase + string.digits
-    return "".join(secrets.choice(alphabet) for _ in range(8))
-
-
 class Tracker:
     """A W&B run for one training job (a context manager); a no-op on ranks other than 0, which
     still validate, so a bad metric fails in a single-process test too."""
@@ -134,7 +128,7 @@ class Tracker:
         if mode == "online":
             self._go_offline_unless_online_works()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.run_id = resume_id or self._stored_run_id() or _new_run_id()
+        self.run_id = resume_id or self._stored_run_id() or secrets.token_hex(4)
         (self.run_dir / RUN_ID_FILE).write_text(self.run_id + "\n", encoding="utf-8")
         try:
             self._run = self._start(project, dict(config), run_name)
