@@ -244,20 +244,6 @@ def memory_stats(device: str | torch.device | None = None) -> dict[str, float]:
     return stats
 
 
-def _moments(
-    pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, dims: tuple[int, ...]
-) -> dict[str, torch.Tensor]:
-    return {
-        "n": weight.sum(dims),
-        "x": (weight * pred).sum(dims),
-        "y": (weight * target).sum(dims),
-        "xx": (weight * pred * pred).sum(dims),
-        "yy": (weight * target * target).sum(dims),
-        "xy": (weight * pred * target).sum(dims),
-        "se": (weight * (pred - target).square()).sum(dims),
-    }
-
-
 def _mse_and_corr(m: Mapping[str, float]) -> tuple[float | None, float | None]:
     n = m["n"]
     if n <= 0:
@@ -319,7 +305,8 @@ class ReconstructionMeter:
         # Sums over time in float32 (cheap on every micro-batch), then float64.
         x, y = pred.detach().float(), target.detach().float()
         w = (mask.detach() > 0).float()
-        cells = torch.stack([v.double() for v in _moments(x, y, w, (2,)).values()])  # (7, batch, n_chans)
+        pairs = ((1, 1), (x, 1), (y, 1), (x, x), (y, y), (x, y), (x - y, x - y))  # the sums of w * a * b: _MOMENTS
+        cells = torch.stack([(w * a * b).sum(2).double() for a, b in pairs])  # (7, batch, n_chans)
         self._rows.append(cells.sum(2))  # (7, batch)
         channels = cells.sum(1)  # (7, n_chans)
         self._channels = channels if self._channels is None else self._channels + channels

@@ -21,27 +21,10 @@ from eegfm.training import checkpoint as ckpt
 from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.data import EEGLoader, check_data, data_dirs
 from eegfm.training.distributed import Dist, StopVote, unwrap
-from eegfm.training.finetune.plan import (
-    Plan,
-    Stage,
-    check_plan_files,
-    plan_data,
-    stages_of,
-)
+from eegfm.training.finetune import setup
+from eegfm.training.finetune.plan import Plan, Stage, check_plan_files, plan_data, stages_of
 from eegfm.training.finetune.report import best_weights, collect, finish
-from eegfm.training.finetune.setup import (
-    Run,
-    build_run,
-    configure_mode,
-    init_head,
-    inputs_for,
-    load_model,
-    patch_size_of,
-    resolve_pretrained,
-    set_trainable,
-    split_loader,
-    targets_of,
-)
+from eegfm.training.finetune.setup import Run
 from eegfm.training.loop import (
     MODEL_KEYS,
     PREEMPTED_EXIT_CODE,
@@ -76,8 +59,8 @@ def train_step(run: Run, batches) -> dict[str, Any]:
         # Dropout draws from a stream fixed by (seed, rank, stage, step, micro-step), seeded after
         # the loader (whose first batch draws a DataLoader seed from the global RNG): resume-exact.
         torch.manual_seed(step_seed(cfg.seed, dist.rank, run.stage.index, run.step, micro))
-        inputs = inputs_for(model, batch, dist.device)
-        target = targets_of(batch, cfg, dist.device)
+        inputs = setup.inputs_for(model, batch, dist.device)
+        target = setup.targets_of(batch, cfg, dist.device)
         with dist.no_sync(model, skip=micro < accum - 1):
             with autocast(dist, run.amp_dtype):
                 logits = model(**inputs).logits
@@ -130,7 +113,7 @@ def _resume_or_plan(
     planned: dict[str, Any] = {}
     if dist.is_main:
         try:
-            planned = {"plan": plan_data(data, cfg, record_task, patch_size_of(pretrained)).to_dict()}
+            planned = {"plan": plan_data(data, cfg, record_task, setup.patch_size_of(pretrained)).to_dict()}
         except (ConfigError, FileNotFoundError) as err:
             planned = {"error": str(err)}
     planned = dist.broadcast_object(planned)  # every rank fails alike, none waits forever
@@ -170,7 +153,7 @@ def train(
     try:
         record_task = _check_run(cfg, dist, record_task)
         configure_kernels(cfg, dist.device)
-        resolve_pretrained(pretrained)  # fail before the data pass
+        setup.resolve_pretrained(pretrained)  # fail before the data pass
         data = check_data(data, dist.is_main)
         claim_output(output, dist)
         plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task)
@@ -182,7 +165,7 @@ def train(
                 output,
                 dist,
                 config=cfg.to_dict(),
-                pretrained=str(resolve_pretrained(pretrained)),
+                pretrained=str(setup.resolve_pretrained(pretrained)),
                 data=data_dirs(data),
                 record_task=plan.record_task,
                 split_group=plan.split_group,
@@ -221,7 +204,7 @@ def _run(
 ) -> int:
     """Train the stages in ``output``, now this process holds it; evaluate and save the model."""
     run_log = RunLog(cfg, dist, output, f"fine-tuning: {cfg.task} ({cfg.mode})", log)
-    val_loader = split_loader(cfg, dist, data, plan, "val", model.config.patch_size)
+    val_loader = setup.split_loader(cfg, dist, data, plan, "val", model.config.patch_size)
     job = FineTuning(cfg, dist, output, plan, val_loader, run_log, StopVote(dist), stop_after)
     start_stage = None if state is None else int(state["stage"])
     status, best, offset = 0, math.inf, 0
@@ -233,7 +216,7 @@ def _run(
                 weights = best_weights(output, dist)  # stage 2 starts from stage 1's best
                 if weights is not None:
                     unwrap(model).load_state_dict(weights)
-            run = build_run(cfg, dist, data, plan, stage, unwrap(model), best_metric=best, offset=offset)
+            run = setup.build_run(cfg, dist, data, plan, stage, unwrap(model), best_metric=best, offset=offset)
             if state is not None and int(state["stage"]) == stage.index:
                 run.load_state_dict(state)
                 log.info("resumed %s at step %d (epoch %d)", stage.name, run.step, run.epoch)
@@ -271,10 +254,10 @@ def _check_run(cfg: FinetuneConfig, dist: Dist, record_task: str | None) -> str:
 def _prepare_model(pretrained: str, cfg: FinetuneConfig, plan: Plan, dist: Dist) -> EEGFMModel:
     """The ``--pretrained`` model on the device, a fresh task head initialised from the class
     prior, its trainable parameters chosen by ``mode``."""
-    model, fresh = load_model(pretrained, cfg)
+    model, fresh = setup.load_model(pretrained, cfg)
     if fresh:
-        init_head(model, plan.prior, cfg.task, cfg.seed)
-    configure_mode(model, cfg)
+        setup.init_head(model, plan.prior, cfg.task, cfg.seed)
+    setup.configure_mode(model, cfg)
     model.to(dist.device)
     return model
 
@@ -283,12 +266,12 @@ def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) 
     """Train ``run``'s stage to its end (all epochs, or early stopping); True where the job
     stops first (preemption, ``--stop_after``), checkpointed."""
     cfg, stage = job.cfg, run.stage
-    set_trainable(run)
+    setup.set_trainable(run)
     batches = job.run_log.timed(run.loader)
     job.run_log.bar(run.total_steps, run.step, f"finetune {stage.name}")
     window, stop = _empty_window(), False
     while not run.done and run.step < run.total_steps:
-        set_trainable(run)
+        setup.set_trainable(run)
         result = train_step(run, batches)
         job.steps_here += 1
         window["loss"] += result["loss"]

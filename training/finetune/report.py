@@ -202,33 +202,29 @@ def _scores(m: dict[str, float]) -> tuple[float, float]:
     return m.get("kl", m.get("loss")), m.get("baseline_kl", m.get("baseline_loss", math.nan))
 
 
+_SCORE_NAMES = {
+    "balanced_accuracy": "balanced accuracy",
+    "auroc": "AUROC",
+    "cohen_kappa": "Cohen's kappa",
+    "f1_weighted": "weighted F1",
+    "r2": "R^2",
+}
+
+
 def _log_held_out(report: dict[str, Any], cfg: FinetuneConfig, output: Path) -> None:
     held_out = report.get("test", report["val"])
-    ranks = "".join(
-        f", {name} {held_out[key]:.3f}"
-        for key, name in (
-            ("balanced_accuracy", "balanced accuracy"),
-            ("auroc", "AUROC"),
-            ("cohen_kappa", "Cohen's kappa"),
-            ("f1_weighted", "weighted F1"),
-            ("r2", "R^2"),
-        )
-        if key in held_out
-    )
+    ranks = "".join(f", {name} {held_out[key]:.3f}" for key, name in _SCORE_NAMES.items() if key in held_out)
     value, baseline = _scores(held_out)
     # Without a test split the numbers are the validation subjects', who also chose the
     # checkpoint (and the temperature): held out from training, yet an optimistic estimate.
-    split = (
-        (
-            "the corpus's eval split"
-            if cfg.corpus_split
-            else "the test site" + "s" * (len(cfg.test_sites) > 1)
-            if cfg.test_sites
-            else "held-out test"
-        )
-        if "test" in report
-        else "validation"
-    )
+    if "test" not in report:
+        split = "validation"
+    elif cfg.corpus_split:
+        split = "the corpus's eval split"
+    elif cfg.test_sites:
+        split = "the test site" + "s" * (len(cfg.test_sites) > 1)
+    else:
+        split = "held-out test"
     log.info(
         "fine-tuned model saved to %s; %s %s %.4f vs %s baseline %.4f%s",
         output / "model",

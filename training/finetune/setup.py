@@ -147,10 +147,6 @@ def configure_mode(model: EEGFMModel, cfg: FinetuneConfig) -> None:
         model.unfreeze_encoder(None)
 
 
-def encoder_layers(model: EEGFMModel) -> int:
-    return len(model.encoder.blocks) + len(model.encoder.patch_layers)
-
-
 def unfreeze_level(cfg: FinetuneConfig, step: int, steps_per_epoch: int) -> int:
     """How many milestones of ``unfreeze_schedule`` have passed at ``step`` (0-based)."""
     now = step // steps_per_epoch if cfg.unfreeze_unit == "epoch" else step
@@ -168,7 +164,7 @@ def apply_unfreeze(model: EEGFMModel, cfg: FinetuneConfig, level: int) -> None:
     if level == 0:
         model.freeze_encoder()
     else:
-        n_layers = encoder_layers(model)
+        n_layers = len(model.encoder.blocks) + len(model.encoder.patch_layers)
         model.unfreeze_encoder(max(1, round(n_layers * level / len(schedule))))
 
 
