@@ -146,14 +146,6 @@ def check_schedule_unchanged(saved: dict[str, Any], cfg: PretrainConfig, checkpo
     )
 
 
-def save(run: Run, output: Path, metric: float | None) -> Path | None:
-    """Collective checkpoint; rank 0 ranks it by ``metric`` (lower is better) for ``best``."""
-    is_best = run.dist.is_main and metric is not None and metric < run.best_metric
-    if is_best:
-        run.best_metric = metric
-    return save_state(run, output, run.step, is_best)
-
-
 def check_window_lengths(data: str | Sequence[str], patch_size: int, say: bool = True) -> None:
     """Say how many windows the loaders leave out as shorter than one patch (from the manifest);
     ConfigError where none is left."""
@@ -294,8 +286,12 @@ def _steps(
         if run.step % cfg.save_every == 0 or run.step == total or stop:
             mean_loss = dist.mean({"loss": window["loss"] / max(1, window["n"])})["loss"]
             window = {"loss": 0.0, "n": 0}
-            # With validation, a save between evaluations (preemption) is never "best".
-            save(run, output, mean_loss if held_out is None else val.get("val/loss"))
+            # Rank 0 ranks checkpoints for "best"; with validation, a save between evaluations (preemption) never is.
+            metric = mean_loss if held_out is None else val.get("val/loss")
+            is_best = dist.is_main and metric is not None and metric < run.best_metric
+            if is_best:
+                run.best_metric = metric
+            save_state(run, output, run.step, is_best)
             if run.step < total and not stop:
                 run_log.curves()
         if stop and run.step < total:

@@ -40,11 +40,8 @@ def plan_validation(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str]) 
     found: dict[str, Any] = {}
     if dist.is_main:
         try:
-            found = {
-                "held_out": hold_out(
-                    data, cfg.val_fraction, cfg.split_group, cfg.seed, tuple(cfg.exclude_corpus_splits)
-                )
-            }
+            held_out = hold_out(data, cfg.val_fraction, cfg.split_group, cfg.seed, tuple(cfg.exclude_corpus_splits))
+            found = {"held_out": held_out}
         except (OSError, ValueError) as err:  # a missing folder, an unreachable store, no shards
             found = {"error": f"--data {data_label(data)}: {err}"}
     found = dist.broadcast_object(found)

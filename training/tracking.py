@@ -257,11 +257,7 @@ def _mse_and_corr(m: Mapping[str, float]) -> tuple[float | None, float | None]:
 
 
 def reconstruction_metrics(
-    pred: torch.Tensor,
-    target: torch.Tensor,
-    mask: torch.Tensor,
-    channel_names: Sequence[str],
-    site_ids: Sequence[str],
+    pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, channel_names: Sequence[str], site_ids: Sequence[str]
 ) -> dict[str, float]:
     """MSE and Pearson correlation over the masked samples of ``(batch, n_chans, n_times)`` tensors,
     as ``recon/{mse,corr}/{all,ch/<channel>,site/<site>}``; empty groups and constant sides have no

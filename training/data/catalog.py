@@ -134,11 +134,9 @@ def describe(data_dir: DataPaths) -> DatasetInfo:
                     f"--data {first_dir} and {folder}: task {task!r} has classes "
                     f"{merged.classes[task]} in one and {info.classes[task]} in the other"
                 )
-        merged = DatasetInfo(
+        merged = dataclasses.replace(
+            merged,
             sites=tuple(sorted({*merged.sites, *info.sites})),
-            channels=merged.channels,
-            sfreq=merged.sfreq,
-            quality_names=merged.quality_names,
             classes={**merged.classes, **info.classes},
             counts=_added(merged.counts, info.counts),
             config_hash=",".join(sorted({*merged.config_hash.split(","), info.config_hash} - {""})),

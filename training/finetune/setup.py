@@ -295,9 +295,7 @@ def build_run(
     )
     batch = cfg.loader.batch_size * cfg.optim.grad_accum_steps * dist.world_size
     steps_per_epoch = max(1, math.ceil(stage.windows / batch))
-    total = cfg.epochs * steps_per_epoch
-    if cfg.optim.max_steps is not None:
-        total = min(total, cfg.optim.max_steps)
+    total = min(cfg.epochs * steps_per_epoch, cfg.optim.max_steps or math.inf)
     optim = cfg.optim
     if optim.warmup_steps >= total:
         log.warning(
