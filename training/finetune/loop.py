@@ -96,17 +96,8 @@ def _resume_or_plan(
     if (found := resume_checkpoint(resume, output, dist)) is not None:
         start, state = found
         saved = state.get("config", {})
-        check_model_unchanged(
-            saved,
-            cfg.to_dict(),
-            start,
-            MODEL_KEYS
-            + (
-                ("task", "mode", "adapter_kind", "adapter_rank")
-                if "adapter" in (cfg.mode, saved.get("mode"))
-                else ("task", "mode")
-            ),
-        )
+        adapter = ("adapter_kind", "adapter_rank") if "adapter" in (cfg.mode, saved.get("mode")) else ()
+        check_model_unchanged(saved, cfg.to_dict(), start, (*MODEL_KEYS, "task", "mode", *adapter))
         plan = Plan.from_dict(state["plan"])
         check_plan_files(plan, data, start)
         return plan, state
@@ -330,15 +321,9 @@ def _validate(job: FineTuning, run: Run) -> bool:
     patience = cfg.early_stopping_patience
     if run.step >= run.total_steps or (patience is not None and run.bad_evals >= patience):
         run.done = True
-    job.run_log.record(
-        {
-            **{f"val/{k}": v for k, v in val.items()},
-            "epoch": run.step / run.steps_per_epoch,
-            "stage": run.stage.index + 1,
-            "best": is_best,
-        },
-        run.global_step,
-    )
+    line = {f"val/{k}": v for k, v in val.items()}
+    line.update(epoch=run.step / run.steps_per_epoch, stage=run.stage.index + 1, best=is_best)
+    job.run_log.record(line, run.global_step)
     log.info(
         "%s step %d (epoch %.2f): val %s %.4f (class-prior baseline %.4f)%s",
         run.stage.name,
