@@ -23,7 +23,7 @@ from eegfm.training.data import EEGLoader, check_data, data_dirs
 from eegfm.training.distributed import Dist, StopVote, unwrap
 from eegfm.training.finetune import setup
 from eegfm.training.finetune.plan import Plan, Stage, check_plan_files, plan_data, stages_of
-from eegfm.training.finetune.report import best_weights, collect, finish
+from eegfm.training.finetune.report import Evaluation, best_weights, collect, finish
 from eegfm.training.finetune.setup import Run
 from eegfm.training.loop import (
     MODEL_KEYS,
@@ -126,7 +126,7 @@ class FineTuning:
     stop_vote: StopVote
     stop_after: int | None
     steps_here: int = 0
-    best_eval: tuple[torch.Tensor, torch.Tensor, list[str]] | None = None  # the best weights' validation logits
+    best_eval: Evaluation | None = None  # the best weights' validation logits
 
 
 def train(
@@ -158,12 +158,8 @@ def train(
                 config=cfg.to_dict(),
                 pretrained=str(setup.resolve_pretrained(pretrained)),
                 data=data_dirs(data),
-                record_task=plan.record_task,
-                split_group=plan.split_group,
                 split={k: list(plan.split.of(k)) for k in SPLITS},
-                windows=plan.windows,
-                class_counts=plan.class_counts,
-                prior=plan.prior,
+                **{k: getattr(plan, k) for k in ("record_task", "split_group", "windows", "class_counts", "prior")},
                 stages=[dataclasses.asdict(s) for s in stages],
                 parameters=n_params,
                 trainable_parameters=n_trainable,
@@ -220,7 +216,7 @@ def _run(
         job.stop_vote.close()
         if status == 0:
             check_replicas(run, output)
-            finish(run, cfg, dist, data, plan, output, run_log.tracker, run.amp_dtype, val_loader, job.best_eval)
+            finish(run, data, output, run_log.tracker, val_loader, job.best_eval)
     dist.barrier()
     return status
 

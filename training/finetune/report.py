@@ -29,7 +29,7 @@ from eegfm.training import losses
 from eegfm.training.config import FinetuneConfig
 from eegfm.training.data import EEGLoader, data_dirs
 from eegfm.training.distributed import Dist, unwrap
-from eegfm.training.finetune.plan import Plan, class_names
+from eegfm.training.finetune.plan import class_names
 from eegfm.training.finetune.setup import Run, inputs_for, split_loader, targets_of
 from eegfm.training.loop import autocast, quiet_transformers
 from eegfm.training.preprocess_spec import save_preprocess_spec
@@ -37,12 +37,13 @@ from eegfm.training.splits import SPLITS
 from eegfm.training.tracking import Tracker
 
 log = get_logger("eegfm.training.finetune")
+Evaluation = tuple[torch.Tensor, torch.Tensor, list[str]]  # logits, targets and site ids of a split's windows
 
 
 @torch.no_grad()
 def collect(
     model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfig, dist: Dist, amp_dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+) -> Evaluation:
     """Every rank's logits, targets and site ids of one pass over ``loader``, gathered (on every
     rank), window by window in the same order."""
     net = unwrap(model)
@@ -101,21 +102,17 @@ def _calibrate(report: dict[str, Any], logits: torch.Tensor, target: torch.Tenso
 
 def finish(
     run: Run,
-    cfg: FinetuneConfig,
-    dist: Dist,
     data: str | Sequence[str],
-    plan: Plan,
     output: Path,
     tracker: Tracker,
-    amp_dtype: torch.dtype,
     val_loader: EEGLoader,
-    best_eval: tuple[torch.Tensor, torch.Tensor, list[str]] | None = None,
+    best_eval: Evaluation | None = None,
 ) -> None:
     """Reload the best weights, calibrate on validation, evaluate, save the model and eval.json.
 
     ``best_eval``: the validation logits, targets and sites this process computed with the best
     weights (None after a resume: they are computed again)."""
-    model = unwrap(run.model)
+    cfg, dist, plan, amp_dtype, model = run.cfg, run.dist, run.plan, run.amp_dtype, unwrap(run.model)
     weights = best_weights(output, dist)
     if weights is not None:
         model.load_state_dict(weights)
