@@ -92,13 +92,8 @@ def build_run(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], filter
     optimizer = configure_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.optim.lr_factor)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    loader = EEGLoader(
-        data,
-        loader_config(cfg.loader, model.config.patch_size, filters=filters),
-        rank=dist.rank,
-        world_size=dist.world_size,
-        infinite=True,
-    )
+    config = loader_config(cfg.loader, model.config.patch_size, filters=filters)
+    loader = EEGLoader(data, config, rank=dist.rank, world_size=dist.world_size, infinite=True)
     wrapped = dist.wrap_model(model)
     if cfg.compile:
         wrapped = torch.compile(wrapped)

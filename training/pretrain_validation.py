@@ -97,13 +97,8 @@ class Validation:
         # Read once: worker processes would only outlive the single pass.
         section = dataclasses.replace(cfg.loader, num_workers=0)
         patch = unwrap(run.model).config.patch_size
-        self.loader = EEGLoader(
-            data,
-            loader_config(section, patch, filters=held_out.val_filter(), train=False),
-            rank=0,
-            world_size=1,
-            infinite=False,
-        )
+        config = loader_config(section, patch, filters=held_out.val_filter(), train=False)
+        self.loader = EEGLoader(data, config, rank=0, world_size=1, infinite=False)
         self.quota, self.held_out = cfg.val_windows, held_out
         self.batches: list[dict[str, Any]] | None = None
 

@@ -173,26 +173,17 @@ def train(
             100.0 * n_trainable / n_params,
             plan.windows,
         )
-        return _run(cfg, dist, data, output, plan, model, stages, state, stop_after)
+        run_log = RunLog(cfg, dist, output, f"fine-tuning: {cfg.task} ({cfg.mode})", log)
+        val_loader = setup.split_loader(cfg, dist, data, plan, "val", model.config.patch_size)
+        job = FineTuning(cfg, dist, output, plan, val_loader, run_log, StopVote(dist), stop_after)
+        return _run(job, data, model, stages, state)
     finally:
         release_run_lock(output)  # taken by claim_output (a no-op where none was)
 
 
-def _run(
-    cfg: FinetuneConfig,
-    dist: Dist,
-    data: str | Sequence[str],
-    output: Path,
-    plan: Plan,
-    model: EEGFMModel,
-    stages: list[Stage],
-    state: dict[str, Any] | None,
-    stop_after: int | None,
-) -> int:
+def _run(job: FineTuning, data: str | Sequence[str], model: EEGFMModel, stages: list[Stage], state: dict | None) -> int:
     """Train the stages in ``output``, now this process holds it; evaluate and save the model."""
-    run_log = RunLog(cfg, dist, output, f"fine-tuning: {cfg.task} ({cfg.mode})", log)
-    val_loader = setup.split_loader(cfg, dist, data, plan, "val", model.config.patch_size)
-    job = FineTuning(cfg, dist, output, plan, val_loader, run_log, StopVote(dist), stop_after)
+    cfg, dist, output, plan, run_log = job.cfg, job.dist, job.output, job.plan, job.run_log
     start_stage = None if state is None else int(state["stage"])
     status, best, offset = 0, math.inf, 0
     with ckpt.PreemptionHandler() as preemption, run_log:
@@ -216,7 +207,7 @@ def _run(
         job.stop_vote.close()
         if status == 0:
             check_replicas(run, output)
-            finish(run, data, output, run_log.tracker, val_loader, job.best_eval)
+            finish(run, data, output, run_log.tracker, job.val_loader, job.best_eval)
     dist.barrier()
     return status
 

@@ -227,13 +227,9 @@ def split_loader(
     cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], plan: Plan, name: str, patch_size: int
 ) -> EEGLoader:
     """One pass over a held-out split (``val``, ``test``) in file order, sharded over the ranks."""
+    config = loader_config(cfg.loader, patch_size, filters=split_filter(plan, name), train=False)
     return EEGLoader(
-        data,
-        loader_config(cfg.loader, patch_size, filters=split_filter(plan, name), train=False),
-        rank=dist.rank,
-        world_size=dist.world_size,
-        infinite=False,
-        windows_per_file=plan.files.get(name),
+        data, config, rank=dist.rank, world_size=dist.world_size, infinite=False, windows_per_file=plan.files.get(name)
     )
 
 
@@ -308,10 +304,10 @@ def build_run(
         optim = dataclasses.replace(optim, warmup_steps=total // 10, max_steps=None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(optim.lr_factor, total_steps=total))
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    filters = split_filter(plan, "train", stage.min_votes)
+    config = loader_config(cfg.loader, model.config.patch_size, filters=split_filter(plan, "train", stage.min_votes))
     loader = EEGLoader(
         data,
-        loader_config(cfg.loader, model.config.patch_size, filters=filters),
+        config,
         rank=dist.rank,
         world_size=dist.world_size,
         infinite=True,
