@@ -280,10 +280,9 @@ def _steps(
                 run_log.curves()
         if stop and run.step < total:
             log.warning("stopping at step %d (%s); resume with --resume auto", run.step, stop_vote.reason)
-            stop_vote.close()
-            return loop.PREEMPTED_EXIT_CODE
+            break
     stop_vote.close()
-    return 0
+    return 0 if run.step >= total else loop.PREEMPTED_EXIT_CODE
 
 
 def _validate(run: Run, validation: Validation | None, run_log: RunLog) -> dict[str, float]:

@@ -18,6 +18,7 @@ from eegfm.evaluation.metrics import evaluate
 from eegfm.model import adapters as adapters_lib
 from eegfm.model.modeling import EEGFMModel
 from eegfm.training import checkpoint as ckpt
+from eegfm.training import loop
 from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.data import EEGLoader, check_data, data_dirs
 from eegfm.training.distributed import Dist, StopVote, unwrap
@@ -25,21 +26,6 @@ from eegfm.training.finetune import setup
 from eegfm.training.finetune.plan import Plan, Stage, check_plan_files, plan_data, stages_of
 from eegfm.training.finetune.report import Evaluation, best_weights, collect, finish
 from eegfm.training.finetune.setup import Run
-from eegfm.training.loop import (
-    MODEL_KEYS,
-    PREEMPTED_EXIT_CODE,
-    autocast,
-    backward,
-    check_model_unchanged,
-    check_replicas,
-    claim_output,
-    configure_kernels,
-    optimizer_step,
-    resume_checkpoint,
-    save_state,
-    step_seed,
-    write_run_json,
-)
 from eegfm.training.run_log import RunLog
 from eegfm.training.splits import SPLITS
 
@@ -58,18 +44,18 @@ def train_step(run: Run, batches) -> dict[str, Any]:
         batch = next(batches)
         # Dropout draws from a stream fixed by (seed, rank, stage, step, micro-step), seeded after
         # the loader (whose first batch draws a DataLoader seed from the global RNG): resume-exact.
-        torch.manual_seed(step_seed(cfg.seed, dist.rank, run.stage.index, run.step, micro))
+        torch.manual_seed(loop.step_seed(cfg.seed, dist.rank, run.stage.index, run.step, micro))
         inputs = setup.inputs_for(model, batch, dist.device)
         target = setup.targets_of(batch, cfg, dist.device)
         with dist.no_sync(model, skip=micro < accum - 1):
-            with autocast(dist, run.amp_dtype):
+            with loop.autocast(dist, run.amp_dtype):
                 logits = model(**inputs).logits
             loss = run.loss_fn(logits.float(), target) / accum
-            backward(loss, run.scaler)
+            loop.backward(loss, run.scaler)
         total += loss.detach().double()  # read when the loop logs, not here: float() would wait for the GPU
         n_samples += inputs["eeg"].shape[0]
         min_votes = min(min_votes, float(batch["n_votes"].min()))
-    grad_norm = optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
+    grad_norm = loop.optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
     run.step += 1
     run.samples += n_samples * dist.world_size
     return {
@@ -83,7 +69,7 @@ def train_step(run: Run, batches) -> dict[str, Any]:
 
 def save(run: Run, output: Path, is_best: bool) -> None:
     """Collective checkpoint; ``is_best`` moves the ``best`` pointer (kept out of rotation)."""
-    path = save_state(run, output, run.global_step, is_best)
+    path = loop.save_state(run, output, run.global_step, is_best)
     if is_best:
         log.info("best checkpoint so far: %s", path)
 
@@ -93,11 +79,11 @@ def _resume_or_plan(
 ) -> tuple[Plan, dict[str, Any] | None]:
     """The checkpoint's plan and state where the run resumes (the split it started with, whatever
     --data holds now), else a new plan (rank 0 scans, every rank fails alike)."""
-    if (found := resume_checkpoint(resume, output, dist)) is not None:
+    if (found := loop.resume_checkpoint(resume, output, dist)) is not None:
         start, state = found
         saved = state.get("config", {})
         adapter = ("adapter_kind", "adapter_rank") if "adapter" in (cfg.mode, saved.get("mode")) else ()
-        check_model_unchanged(saved, cfg.to_dict(), start, (*MODEL_KEYS, "task", "mode", *adapter))
+        loop.check_model_unchanged(saved, cfg.to_dict(), start, (*loop.MODEL_KEYS, "task", "mode", *adapter))
         plan = Plan.from_dict(state["plan"])
         check_plan_files(plan, data, start)
         return plan, state
@@ -143,16 +129,16 @@ def train(
     after ``stop_after`` steps of this invocation)."""
     try:
         record_task = _check_run(cfg, dist, record_task)
-        configure_kernels(cfg, dist.device)
+        loop.configure_kernels(cfg, dist.device)
         setup.resolve_pretrained(pretrained)  # fail before the data pass
         data = check_data(data, dist.is_main)
-        claim_output(output, dist)
+        loop.claim_output(output, dist)
         plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task)
         model = _prepare_model(pretrained, cfg, plan, dist)
         n_params, n_trainable = adapters_lib.count_parameters(model), adapters_lib.count_trainable(model)
         stages = stages_of(cfg, plan)
         if dist.is_main:
-            write_run_json(
+            loop.write_run_json(
                 output,
                 dist,
                 config=cfg.to_dict(),
@@ -178,7 +164,7 @@ def train(
         job = FineTuning(cfg, dist, output, plan, val_loader, run_log, StopVote(dist), stop_after)
         return _run(job, data, model, stages, state)
     finally:
-        release_run_lock(output)  # taken by claim_output (a no-op where none was)
+        release_run_lock(output)  # taken by loop.claim_output (a no-op where none was)
 
 
 def _run(job: FineTuning, data: str | Sequence[str], model: EEGFMModel, stages: list[Stage], state: dict | None) -> int:
@@ -202,11 +188,11 @@ def _run(job: FineTuning, data: str | Sequence[str], model: EEGFMModel, stages: 
             stopped = _train_stage(job, run, preemption)
             best, offset = run.best_metric, run.global_step
             if stopped:
-                status = PREEMPTED_EXIT_CODE
+                status = loop.PREEMPTED_EXIT_CODE
                 break
         job.stop_vote.close()
         if status == 0:
-            check_replicas(run, output)
+            loop.check_replicas(run, output)
             finish(run, data, output, run_log.tracker, job.val_loader, job.best_eval)
     dist.barrier()
     return status
@@ -268,12 +254,12 @@ def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) 
         if stop and not run.done:
             break
     job.run_log.close_bar()
-    if stop and not run.done:
+    stopped = stop and not run.done
+    if stopped:
         log.warning(
             "stopping in %s at step %d (%s); resume with --resume auto", stage.name, run.step, job.stop_vote.reason
         )
-        return True
-    return False
+    return stopped
 
 
 def _empty_window() -> dict[str, float]:
