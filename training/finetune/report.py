@@ -78,17 +78,13 @@ def _calibrate(report: dict[str, Any], logits: torch.Tensor, target: torch.Tenso
     """Fit the temperature on the validation logits (``temperature_scaling``); 1 without."""
     if not cfg.temperature_scaling:
         return 1.0
-    distribution, keep = losses.as_distribution(target, class_logits(logits, cfg).shape[-1])
-    temperature, before, after = fit_temperature(class_logits(logits, cfg)[keep], distribution[keep])
+    logits = class_logits(logits, cfg)
+    distribution, keep = losses.as_distribution(target, logits.shape[-1])
+    temperature, before, after = fit_temperature(logits[keep], distribution[keep])
     report["calibration"] = {"temperature": temperature, "val_kl_before": before, "val_kl_after": after}
     # KL to a one-hot target is the cross-entropy: the loss that eegmat-style tasks report.
-    log.info(
-        "temperature scaling: T = %.3f, validation %s %.4f -> %.4f",
-        temperature,
-        "KL" if cfg.task == "hms6" else "cross-entropy",
-        before,
-        after,
-    )
+    loss = "KL" if cfg.task == "hms6" else "cross-entropy"
+    log.info("temperature scaling: T = %.3f, validation %s %.4f -> %.4f", temperature, loss, before, after)
     if temperature >= TEMPERATURE_RANGE[1] * 0.999:
         log.warning(
             "temperature scaling: T reached its upper bound %g, so the calibrated model predicts "
@@ -162,17 +158,13 @@ def finish(
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
     """eval.json's metrics as the tracker's flat keys: ``split/metric`` and ``split/site/metric``."""
-    summary = {
-        f"{split}/{k}": v for split in ("val", "val_calibrated", "test") for k, v in report.get(split, {}).items()
-    }
-    summary.update(
-        {
-            f"{split}/{site}/{k}": v
-            for split in ("val_per_site", "test_per_site")
-            for site, metrics in report.get(split, {}).items()
-            for k, v in metrics.items()
-        }
-    )
+    summary = {}
+    for split in ("val", "val_calibrated", "test", "val_per_site", "test_per_site"):
+        for key, value in report.get(split, {}).items():
+            if split.endswith("_per_site"):
+                summary.update({f"{split}/{key}/{k}": v for k, v in value.items()})
+            else:
+                summary[f"{split}/{key}"] = value
     return summary
 
 

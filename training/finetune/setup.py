@@ -157,11 +157,11 @@ def apply_unfreeze(model: EEGFMModel, cfg: FinetuneConfig, level: int) -> None:
     """Gradual unfreezing (full mode): level 0 trains the head alone; level i of k the top
     ``round(i / k)`` share of the encoder's layers (``unfreeze_encoder`` order); level k all."""
     schedule = cfg.unfreeze_schedule
-    if cfg.mode != "full" or not schedule or level >= len(schedule):
-        if cfg.mode == "full":
-            model.unfreeze_encoder(None)
+    if cfg.mode != "full":
         return
-    if level == 0:
+    if not schedule or level >= len(schedule):
+        model.unfreeze_encoder(None)
+    elif level == 0:
         model.freeze_encoder()
     else:
         n_layers = len(model.encoder.blocks) + len(model.encoder.patch_layers)
