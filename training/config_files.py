@@ -71,8 +71,7 @@ def read_section(path: Path, kind: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: expected a mapping at the top level; got {type(data).__name__}")
     if not any(k in KINDS for k in data):
         return dict(data)
-    unknown = sorted(str(k) for k in data if k not in KINDS)
-    if unknown:
+    if unknown := sorted(str(k) for k in data if k not in KINDS):
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(KINDS)}")
     if kind not in data:
         raise ConfigError(f"{path}: has no {kind!r} section (sections: {', '.join(map(str, data))})")

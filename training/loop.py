@@ -173,8 +173,7 @@ def check_model_unchanged(
 
 def claim_output(output: str | os.PathLike[str], dist: Dist) -> None:
     """Rank 0 takes the run folder's lock; every rank fails alike when another run holds it."""
-    problem = dist.broadcast_object(hold_run_lock(output) if dist.is_main else None)
-    if problem:
+    if problem := dist.broadcast_object(hold_run_lock(output) if dist.is_main else None):
         raise ConfigError(problem)
 
 

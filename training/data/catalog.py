@@ -103,8 +103,7 @@ class DatasetInfo:
 def data_dirs(data: DataPaths) -> list[str]:
     """The output folder(s) ``data`` names; a folder given twice is an error."""
     dirs = [os.fspath(data)] if isinstance(data, (str, os.PathLike)) else [os.fspath(d) for d in data]
-    twice = sorted({d for d in dirs if dirs.count(d) > 1})
-    if twice:
+    if twice := sorted({d for d in dirs if dirs.count(d) > 1}):
         raise ValueError(f"--data: {twice[0]} is given twice; expected each output folder once")
     return dirs
 
@@ -157,8 +156,7 @@ def check_data(data: DataPaths, say: bool = True) -> str | tuple[str, ...]:
     except FileNotFoundError:  # shards without their manifest: the loaders still read them
         pass
     if len(dirs) > 1 and say:
-        shared = shared_recordings(dirs)
-        if shared:
+        if shared := shared_recordings(dirs):
             log.warning(
                 "%d recording(s) are in more than one --data folder (%s): the same file processed by "
                 "each run, whose windows are read once per folder",
