@@ -246,10 +246,7 @@ class TimedBatches:
     device's idle time for data, logged per interval as ``data_wait_fraction``."""
 
     def __init__(self, batches: Iterator[Any]):
-        self._batches = batches
-        self._waited = 0.0
-        self._intervals = 0
-        self._warned = False
+        self._batches, self._waited, self._intervals, self._warned = batches, 0.0, 0, False
 
     def __iter__(self) -> TimedBatches:
         return self

@@ -273,15 +273,8 @@ class EEGLoader:
             log.info("loader: resuming with the checkpoint's %d workers (auto gives %d here)", saved, self.n_workers)
             self.config = dataclasses.replace(self.config, num_workers=saved)
             self.n_workers = saved
-        expected = {
-            "version": STATE_VERSION,
-            "seed": self.config.seed,
-            "rank": self.rank,
-            "world_size": self.world_size,
-            "num_workers": self.n_workers,
-            "infinite": self.infinite,
-            "files": self._fingerprint(),
-        }
+        checked = ("version", "seed", "rank", "world_size", "num_workers", "infinite", "files")
+        expected = {key: value for key, value in self.state_dict().items() if key in checked}
         for key, value in expected.items():
             if state.get(key) != value:
                 if key == "files":

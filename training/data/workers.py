@@ -45,11 +45,9 @@ class Machine:
     def here(cls) -> Machine:
         total = min(os.cpu_count() or 1, cgroup_cpu_limit() or 1 << 30)
         cpus = min(total, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total)
-        local = 1
-        for name in ("LOCAL_WORLD_SIZE", "HOROVOD_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE"):
-            if os.environ.get(name, "").isdigit() and int(os.environ[name]) > 0:
-                local = int(os.environ[name])
-                break
+        names = ("LOCAL_WORLD_SIZE", "HOROVOD_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE")
+        sizes = [os.environ.get(name, "") for name in names]
+        local = next((int(size) for size in sizes if size.isdigit() and int(size) > 0), 1)
         return cls(cpus, total, local, _available_memory(), torch.cuda.is_available())
 
 
