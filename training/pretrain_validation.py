@@ -112,12 +112,9 @@ class Validation:
                 if count >= self.quota:
                     break
         self.loader = None  # its buffers go; the batches are all it is needed for
+        seconds = time.perf_counter() - started
         if count:
-            log.info(
-                "validation: %d held-out windows read in %.1f s, kept for every evaluation",
-                count,
-                time.perf_counter() - started,
-            )
+            log.info("validation: %d held-out windows read in %.1f s, kept for every evaluation", count, seconds)
         else:
             log.warning(
                 "validation: the data holds no window of the held-out %ss (its manifest counts %d); "
