@@ -172,12 +172,8 @@ def _draw(report: dict[str, Any], cfg: FinetuneConfig, output: Path) -> None:
     """confusion.png, calibration.png (classifiers) and sites.png (held-out windows of several sites)."""
     if "confusion" in report:
         confusion = report["confusion"]
-        plot_confusion(
-            np.array(confusion["matrix"]),
-            confusion["classes"],
-            f"{cfg.task}: {confusion['split']} windows (true class by row)",
-            output / "confusion.png",
-        )
+        title = f"{cfg.task}: {confusion['split']} windows (true class by row)"
+        plot_confusion(np.array(confusion["matrix"]), confusion["classes"], title, output / "confusion.png")
     if "reliability" in report:
         plot_reliability_of(report, cfg.task, output / "calibration.png")
     held_sites = "test_per_site" if "test" in report else "val_per_site"
