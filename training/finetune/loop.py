@@ -134,7 +134,11 @@ def train(
         data = check_data(data, dist.is_main)
         loop.claim_output(output, dist)
         plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task)
-        model = _prepare_model(pretrained, cfg, plan, dist)
+        model, fresh = setup.load_model(pretrained, cfg)
+        if fresh:  # a new task head, initialised from the class prior
+            setup.init_head(model, plan.prior, cfg.task, cfg.seed)
+        setup.configure_mode(model, cfg)  # which parameters train
+        model.to(dist.device)
         n_params, n_trainable = adapters_lib.count_parameters(model), adapters_lib.count_trainable(model)
         stages = stages_of(cfg, plan)
         if dist.is_main:
@@ -213,17 +217,6 @@ def _check_run(cfg: FinetuneConfig, dist: Dist, record_task: str | None) -> str:
             "needs torchrun (DDP); set unfreeze_schedule: [] for Horovod"
         )
     return record_task
-
-
-def _prepare_model(pretrained: str, cfg: FinetuneConfig, plan: Plan, dist: Dist) -> EEGFMModel:
-    """The ``--pretrained`` model on the device, a fresh task head initialised from the class
-    prior, its trainable parameters chosen by ``mode``."""
-    model, fresh = setup.load_model(pretrained, cfg)
-    if fresh:
-        setup.init_head(model, plan.prior, cfg.task, cfg.seed)
-    setup.configure_mode(model, cfg)
-    model.to(dist.device)
-    return model
 
 
 def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) -> bool:
