@@ -153,17 +153,26 @@ def _beta(alpha: float, size: int, generator: torch.Generator) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).beta(alpha, alpha, size)).float()
 
 
-def _mix_aux(
-    channel_mask: torch.Tensor | None, ecg: torch.Tensor | None, partner: torch.Tensor, mixed_ecg: torch.Tensor | None
-) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """A mixed window is measured where both sources are; it has ECG only if both have one."""
+def _mixed(
+    eeg: torch.Tensor,
+    targets: torch.Tensor,
+    channel_mask: torch.Tensor | None,
+    ecg: torch.Tensor | None,
+    mixed_ecg: torch.Tensor | None,
+    partner: torch.Tensor,
+    weight: torch.Tensor,
+) -> Mixed:
+    """Targets mixed by ``weight``; a mixed window is measured where both sources are, and has ECG
+    only if both have one."""
+    wt = weight.to(device=targets.device, dtype=targets.dtype).view(-1, 1)
+    mixed_targets = wt * targets + (1 - wt) * targets[partner.to(targets.device)]
     if channel_mask is not None:
         channel_mask = torch.minimum(channel_mask, channel_mask[partner.to(channel_mask.device)])
     if ecg is not None and mixed_ecg is not None:
         absent = torch.isnan(ecg).all(1)
         absent = absent | absent[partner.to(ecg.device)]
         mixed_ecg = torch.where(absent.unsqueeze(1), torch.full_like(mixed_ecg, float("nan")), mixed_ecg)
-    return channel_mask, mixed_ecg
+    return Mixed(eeg, mixed_targets, channel_mask, mixed_ecg, partner, weight)
 
 
 def mixup(
@@ -184,11 +193,8 @@ def mixup(
     w = weight.to(device=eeg.device, dtype=eeg.dtype)
     p = partner.to(eeg.device)
     mixed_eeg = w.view(-1, 1, 1) * eeg + (1 - w.view(-1, 1, 1)) * eeg[p]
-    wt = weight.to(device=targets.device, dtype=targets.dtype).view(-1, 1)
-    mixed_targets = wt * targets + (1 - wt) * targets[partner.to(targets.device)]
     mixed_ecg = None if ecg is None else w.view(-1, 1) * ecg + (1 - w.view(-1, 1)) * ecg[p]
-    channel_mask, mixed_ecg = _mix_aux(channel_mask, ecg, partner, mixed_ecg)
-    return Mixed(mixed_eeg, mixed_targets, channel_mask, mixed_ecg, partner, weight)
+    return _mixed(mixed_eeg, targets, channel_mask, ecg, mixed_ecg, partner, weight)
 
 
 def cutmix(
@@ -212,13 +218,9 @@ def cutmix(
     t = torch.arange(n_times)
     cut = (t >= starts.unsqueeze(1)) & (t < (starts + lengths).unsqueeze(1))  # (B, n_times)
     weight = 1 - lengths.float() / n_times
-    p, cut_dev = partner.to(eeg.device), cut.to(eeg.device)
-    mixed_eeg = torch.where(cut_dev.unsqueeze(1), eeg[p], eeg)
-    wt = weight.to(device=targets.device, dtype=targets.dtype).view(-1, 1)
-    mixed_targets = wt * targets + (1 - wt) * targets[partner.to(targets.device)]
+    mixed_eeg = torch.where(cut.to(eeg.device).unsqueeze(1), eeg[partner.to(eeg.device)], eeg)
     mixed_ecg = None if ecg is None else torch.where(cut.to(ecg.device), ecg[partner.to(ecg.device)], ecg)
-    channel_mask, mixed_ecg = _mix_aux(channel_mask, ecg, partner, mixed_ecg)
-    return Mixed(mixed_eeg, mixed_targets, channel_mask, mixed_ecg, partner, weight)
+    return _mixed(mixed_eeg, targets, channel_mask, ecg, mixed_ecg, partner, weight)
 
 
 def augment_batch(batch: dict[str, Any], config: AugmentConfig, generator: torch.Generator) -> dict[str, Any]:

@@ -129,12 +129,7 @@ def _list_steps(directory: Path) -> list[tuple[int, Path]]:
     """Complete-looking ``step-*`` directories, oldest first (temporary ones never match)."""
     if not directory.is_dir():
         return []
-    found = []
-    for entry in directory.iterdir():
-        match = _STEP_DIR.match(entry.name)
-        if match and entry.is_dir():
-            found.append((int(match.group(1)), entry))
-    return sorted(found)
+    return sorted((int(m.group(1)), e) for e in directory.iterdir() if (m := _STEP_DIR.match(e.name)) and e.is_dir())
 
 
 def _read_pointer(directory: Path, name: str) -> Path | None:
@@ -260,12 +255,9 @@ def _decide_best(
 def _rotate(directory: Path, keep_last: int, protect: Path) -> None:
     """Delete all but the newest ``keep_last`` checkpoints, the best one and ``protect`` (the one
     just written, which after resuming from an older step is not among the newest)."""
-    steps = _list_steps(directory)
-    keep = {protect.name}
     best = _read_pointer(directory, BEST_POINTER)
-    if best is not None:
-        keep.add(best.name)
-    for _, path in steps[:-keep_last]:
+    keep = {protect.name, None if best is None else best.name}
+    for _, path in _list_steps(directory)[:-keep_last]:
         if path.name in keep:
             continue
         # Rename first so that a crash mid-delete leaves a temporary, never a partial step-*.

@@ -82,9 +82,7 @@ def _flatten(obj: Any, path: str, tensors: dict[str, torch.Tensor]) -> Any:
     if isinstance(obj, os.PathLike):
         return os.fspath(obj)
     if isinstance(obj, Mapping):
-        items = []
-        for key, value in obj.items():
-            items.append([_key_to_json(key, path), _flatten(value, _join(path, key), tensors)])
+        items = [[_key_to_json(key, path), _flatten(value, _join(path, key), tensors)] for key, value in obj.items()]
         return {"t": "dict", "items": items}
     if isinstance(obj, (list, tuple)):
         items = [_flatten(v, _join(path, i), tensors) for i, v in enumerate(obj)]
@@ -102,9 +100,7 @@ def _join(path: str, key: Any) -> str:
 def _key_to_json(key: Any, path: str) -> Any:
     if isinstance(key, np.generic):
         key = key.item()
-    if key is None or isinstance(key, (bool, int, str)):
-        return key
-    if isinstance(key, float) and math.isfinite(key):
+    if key is None or isinstance(key, (bool, int, str)) or (isinstance(key, float) and math.isfinite(key)):
         return key
     raise CheckpointError(
         f"state {path or '<root>'}: dict key {key!r} of type {type(key).__name__} cannot be stored "

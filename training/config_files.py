@@ -71,8 +71,7 @@ def read_section(path: Path, kind: str) -> dict[str, Any]:
         raise ConfigError(f"{path}: expected a mapping at the top level; got {type(data).__name__}")
     if not any(k in KINDS for k in data):
         return dict(data)
-    unknown = sorted(str(k) for k in data if k not in KINDS)
-    if unknown:
+    if unknown := sorted(str(k) for k in data if k not in KINDS):
         raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(KINDS)}")
     if kind not in data:
         raise ConfigError(f"{path}: has no {kind!r} section (sections: {', '.join(map(str, data))})")
@@ -82,19 +81,14 @@ def read_section(path: Path, kind: str) -> dict[str, Any]:
     return dict(section)
 
 
-def dotted(tree: Mapping[str, Any]) -> dict[str, Any]:
+def dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """A nested mapping as ``{"a.b": value}``; an empty mapping is a value of its own."""
     flat: dict[str, Any] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, Mapping) and value:
-            for key, sub in value.items():
-                walk(f"{prefix}.{key}" if prefix else str(key), sub)
-        else:
-            flat[prefix] = value
-
     for key, value in tree.items():
-        walk(str(key), value)
+        if isinstance(value, Mapping) and value:
+            flat.update(dotted(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
     return flat
 
 

@@ -32,21 +32,9 @@ class Panel:
     log_y: bool = False
 
 
+_PRETRAIN_LOSSES = ("loss", "reconstruction_loss", "contrastive_loss", "summary_loss")
 PRETRAIN_PANELS = (
-    Panel(
-        "pretraining loss",
-        (
-            "loss",
-            "reconstruction_loss",
-            "contrastive_loss",
-            "summary_loss",
-            "val/loss",
-            "val/reconstruction_loss",
-            "val/contrastive_loss",
-            "val/summary_loss",
-        ),
-        log_y=True,
-    ),
+    Panel("pretraining loss", (*_PRETRAIN_LOSSES, *(f"val/{k}" for k in _PRETRAIN_LOSSES)), log_y=True),
     Panel("masked reconstruction MSE", ("recon/mse/all", "val/recon/mse/all")),
     Panel("learning rate", ("lr",), log_y=True),
 )
@@ -73,12 +61,7 @@ def read_series(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
                 bad.append(number)
                 continue
             for key, value in row.items():
-                if (
-                    key != "step"
-                    and isinstance(value, (int, float))
-                    and not isinstance(value, bool)
-                    and math.isfinite(value)
-                ):
+                if key != "step" and type(value) in (int, float) and math.isfinite(value):  # JSON numbers, not bools
                     by_key.setdefault(key, {})[step] = float(value)
     if bad:
         log.warning(

@@ -66,12 +66,8 @@ class Dist:
         # search. The only buffers are constants: no broadcast before each step (torch 2.13
         # renamed the switch; the GPU image may carry an older torch).
         ddp = nn.parallel.DistributedDataParallel
-        no_sync = (
-            {"forward_sync_buffers": False}
-            if "forward_sync_buffers" in inspect.signature(ddp).parameters
-            else {"broadcast_buffers": False}
-        )
-        return ddp(model, device_ids=device_ids, **no_sync)
+        renamed = "forward_sync_buffers" in inspect.signature(ddp).parameters
+        return ddp(model, device_ids=device_ids, **{"forward_sync_buffers" if renamed else "broadcast_buffers": False})
 
     def wrap_optimizer(
         self, optimizer: torch.optim.Optimizer, model: nn.Module, accumulation_steps: int

@@ -70,10 +70,9 @@ def autocast(dist: Dist, dtype: torch.dtype):
 def configure_kernels(cfg: RunConfig, device: torch.device) -> None:
     """Process-wide kernel choices of a run (set both ways, so an earlier run's do not linger)."""
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=cfg.deterministic and device.type == "cuda")
-    if cfg.deterministic:
-        if device.type == "cuda":
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.backends.cudnn.benchmark = False
+    if cfg.deterministic and device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
     torch.backends.cuda.matmul.allow_tf32 = cfg.tf32
 
 
@@ -174,9 +173,7 @@ def check_model_unchanged(
 
 def claim_output(output: str | os.PathLike[str], dist: Dist) -> None:
     """Rank 0 takes the run folder's lock; every rank fails alike when another run holds it."""
-    problem = hold_run_lock(output) if dist.is_main else None
-    problem = dist.broadcast_object(problem)
-    if problem:
+    if problem := dist.broadcast_object(hold_run_lock(output) if dist.is_main else None):
         raise ConfigError(problem)
 
 
@@ -249,10 +246,7 @@ class TimedBatches:
     device's idle time for data, logged per interval as ``data_wait_fraction``."""
 
     def __init__(self, batches: Iterator[Any]):
-        self._batches = batches
-        self._waited = 0.0
-        self._intervals = 0
-        self._warned = False
+        self._batches, self._waited, self._intervals, self._warned = batches, 0.0, 0, False
 
     def __iter__(self) -> TimedBatches:
         return self
@@ -357,6 +351,9 @@ def run_overrides(args: argparse.Namespace) -> list[str]:
     return list(args.set) + ([f"wandb.mode={args.wandb}"] if args.wandb else [])
 
 
+_BAD_INPUT = (ConfigError, CheckpointError, FileNotFoundError, StoreUnreachableError, CorruptTFRecordError, SchemaError)
+
+
 def launch(prog: str, backend: str, device: str, train: Callable[[Dist], int]) -> int:
     """Join the process group, run ``train``, leave the group; bad input exits 2 with one line."""
     try:
@@ -366,14 +363,7 @@ def launch(prog: str, backend: str, device: str, train: Callable[[Dist], int]) -
         return 2
     try:
         return train(dist)
-    except (
-        ConfigError,
-        CheckpointError,
-        FileNotFoundError,
-        StoreUnreachableError,
-        CorruptTFRecordError,
-        SchemaError,
-    ) as err:
+    except _BAD_INPUT as err:
         print(f"{prog}: {err}", file=sys.stderr)
         return 2
     finally:

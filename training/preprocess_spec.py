@@ -26,6 +26,12 @@ def _manifest(data_dir: str) -> dict[str, Any]:
         return json.loads(fileobj.read())
 
 
+def _recipe(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A manifest's preprocessing recipe: its config and hash, pipeline version, channel order and rate."""
+    recipe = {key: manifest[key] for key in ("config", "config_hash", "channels", "sfreq")}
+    return {**recipe, "pipeline_version": manifest.get("pipeline_version", "")}
+
+
 def save_preprocess_spec(data_dirs: list[str], model_dir: str | os.PathLike[str]) -> Path | None:
     """Write ``model_dir/preprocess.json`` (and the artifact autoencoder) from the first data
     folder's manifest; None, with a warning, where there is no readable manifest."""
@@ -54,16 +60,9 @@ def save_preprocess_spec(data_dirs: list[str], model_dir: str | os.PathLike[str]
                 first["artifact_model"],
                 err,
             )
+    others = sorted({m["config_hash"] for m in manifests[1:]} - {first["config_hash"]})
     return write_preprocess_spec(
-        model_dir,
-        first["config"],
-        first["config_hash"],
-        channels=first["channels"],
-        sfreq=first["sfreq"],
-        pipeline_version=first.get("pipeline_version", ""),
-        data=data_dirs,
-        artifact_model=artifact_model,
-        other_config_hashes=sorted({m["config_hash"] for m in manifests[1:]} - {first["config_hash"]}),
+        model_dir, **_recipe(first), data=data_dirs, artifact_model=artifact_model, other_config_hashes=others
     )
 
 
@@ -117,15 +116,8 @@ def load_preprocess_spec(model_dir: str | os.PathLike[str], data_dirs: list[str]
         except (OSError, ValueError):
             continue
         model = manifest.get("artifact_model")
-        return {
-            "config": manifest["config"],
-            "config_hash": manifest["config_hash"],
-            "pipeline_version": manifest.get("pipeline_version", ""),
-            "channels": manifest["channels"],
-            "sfreq": manifest["sfreq"],
-            "data": [data_dir],
-            "artifact_model": join_path(data_dir, model) if model else None,
-        }
+        artifact_model = join_path(data_dir, model) if model else None
+        return {**_recipe(manifest), "data": [data_dir], "artifact_model": artifact_model}
     raise ConfigError(
         f"{model_dir}: no {SPEC_FILE} (written by fine-tuning since eegfm 0.1) and no readable "
         f"manifest.json in the data it was trained on ({', '.join(data_dirs or []) or 'none named'}); "

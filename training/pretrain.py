@@ -34,26 +34,10 @@ from eegfm.core.run_lock import release_run_lock
 from eegfm.model.modeling import EEGFMForPretraining, pretraining_losses
 from eegfm.pipelines.schema import CHANNELS, SFREQ
 from eegfm.training import checkpoint as ckpt
+from eegfm.training import loop
 from eegfm.training.config import ConfigError, OptimConfig, PretrainConfig, load_config
 from eegfm.training.data import check_data, data_dirs, data_label, describe, model_inputs
 from eegfm.training.distributed import Dist, StopVote, unwrap
-from eegfm.training.loop import (
-    PREEMPTED_EXIT_CODE,
-    add_run_arguments,
-    autocast,
-    backward,
-    check_model_unchanged,
-    check_replicas,
-    claim_output,
-    launch,
-    optimizer_step,
-    quiet_transformers,
-    resume_checkpoint,
-    run_overrides,
-    save_state,
-    step_seed,
-    write_run_json,
-)
 from eegfm.training.pretrain_setup import Run, build_run
 from eegfm.training.pretrain_validation import (
     Validation,
@@ -82,13 +66,13 @@ def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> d
         batch = next(batches)
         # Seeded after the fetch: a DataLoader iterator draws its base seed from the global
         # generator when it starts, which is at another step in a resumed run.
-        torch.manual_seed(step_seed(cfg.seed, dist.rank, run.step, 0, micro))
+        torch.manual_seed(loop.step_seed(cfg.seed, dist.rank, run.step, 0, micro))
         inputs = model_inputs(batch, dist.device, non_blocking=True)
-        generator = torch.Generator().manual_seed(step_seed(cfg.seed, dist.rank, run.step, micro + 1))
+        generator = torch.Generator().manual_seed(loop.step_seed(cfg.seed, dist.rank, run.step, micro + 1))
         with dist.no_sync(model, skip=micro < accum - 1):
-            with autocast(dist, run.amp_dtype):
+            with loop.autocast(dist, run.amp_dtype):
                 out = model(**inputs, generator=generator)
-            backward(out.loss / accum, run.scaler)
+            loop.backward(out.loss / accum, run.scaler)
         for key in totals:
             totals[key] += getattr(out, key).detach().double() / accum
         n_samples += inputs["eeg"].shape[0]
@@ -98,7 +82,7 @@ def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> d
         if meter is not None:
             measure_reconstruction(run, meter, batch, inputs, out)
 
-    grad_norm = optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
+    grad_norm = loop.optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
     run.step += 1
     totals.update(grad_norm=grad_norm, lr=run.scheduler.get_last_lr()[0])
     return {"metrics": totals, "samples": n_samples, "tokens": n_tokens}
@@ -144,14 +128,6 @@ def check_schedule_unchanged(saved: dict[str, Any], cfg: PretrainConfig, checkpo
         new,
         ", a warm restart" if new > 1.5 * old else "",
     )
-
-
-def save(run: Run, output: Path, metric: float | None) -> Path | None:
-    """Collective checkpoint; rank 0 ranks it by ``metric`` (lower is better) for ``best``."""
-    is_best = run.dist.is_main and metric is not None and metric < run.best_metric
-    if is_best:
-        run.best_metric = metric
-    return save_state(run, output, run.step, is_best)
 
 
 def check_window_lengths(data: str | Sequence[str], patch_size: int, say: bool = True) -> None:
@@ -206,10 +182,10 @@ def train(
                 cfg.val_windows,
                 every,
             )
-        claim_output(output, dist)
+        loop.claim_output(output, dist)
         _resume(run, resume, output)
         if dist.is_main:
-            write_run_json(
+            loop.write_run_json(
                 output,
                 dist,
                 config=cfg.to_dict(),
@@ -219,7 +195,7 @@ def train(
             )
         return _run(run, held_out, validation, output, stop_after)
     finally:
-        release_run_lock(output)  # taken by claim_output (a no-op where none was)
+        release_run_lock(output)  # taken by loop.claim_output (a no-op where none was)
 
 
 def _run(
@@ -231,10 +207,10 @@ def _run(
     with ckpt.PreemptionHandler() as preemption, run_log:
         status = _steps(run, run_log, validation, held_out, preemption, output, stop_after)
         run_log.close_bar()
-        check_replicas(run, output)
+        loop.check_replicas(run, output)
         if status == 0 and dist.is_main:
             final = output / "model"
-            with quiet_transformers():
+            with loop.quiet_transformers():
                 unwrap(run.model).save_pretrained(final)
             run_log.tracker.summary({"final_step": run.step})
             log.info("pretrained encoder saved to %s", final)
@@ -247,11 +223,11 @@ def _run(
 
 def _resume(run: Run, resume: str, output: Path) -> None:
     """Continue from the checkpoint ``--resume`` names (auto: the newest), if any."""
-    if (found := resume_checkpoint(resume, output, run.dist)) is None:
+    if (found := loop.resume_checkpoint(resume, output, run.dist)) is None:
         return
     start, state = found
     saved = state.get("config", {})
-    check_model_unchanged(saved, run.cfg.to_dict(), start)
+    loop.check_model_unchanged(saved, run.cfg.to_dict(), start)
     run.load_state_dict(state)
     log.info("resumed from %s at step %d", start, run.step)
     check_held_out_unchanged(saved, run.cfg, start)
@@ -294,16 +270,19 @@ def _steps(
         if run.step % cfg.save_every == 0 or run.step == total or stop:
             mean_loss = dist.mean({"loss": window["loss"] / max(1, window["n"])})["loss"]
             window = {"loss": 0.0, "n": 0}
-            # With validation, a save between evaluations (preemption) is never "best".
-            save(run, output, mean_loss if held_out is None else val.get("val/loss"))
+            # Rank 0 ranks checkpoints for "best"; with validation, a save between evaluations (preemption) never is.
+            metric = mean_loss if held_out is None else val.get("val/loss")
+            is_best = dist.is_main and metric is not None and metric < run.best_metric
+            if is_best:
+                run.best_metric = metric
+            loop.save_state(run, output, run.step, is_best)
             if run.step < total and not stop:
                 run_log.curves()
         if stop and run.step < total:
             log.warning("stopping at step %d (%s); resume with --resume auto", run.step, stop_vote.reason)
-            stop_vote.close()
-            return PREEMPTED_EXIT_CODE
+            break
     stop_vote.close()
-    return 0
+    return 0 if run.step >= total else loop.PREEMPTED_EXIT_CODE
 
 
 def _validate(run: Run, validation: Validation | None, run_log: RunLog) -> dict[str, float]:
@@ -360,7 +339,7 @@ def export_best(run: Run, output: Path, tracker: Tracker) -> Path | None:
         return None
     model = EEGFMForPretraining(unwrap(run.model).config)
     model.load_state_dict(ckpt.load_checkpoint(best, map_location="cpu")["model"])
-    with quiet_transformers():
+    with loop.quiet_transformers():
         model.save_pretrained(target)
     log.info(
         "lowest validation loss %.4f at %s: its encoder saved to %s (model/ holds the final step's)",
@@ -379,7 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
         "torchrun for DDP or horovodrun (--backend horovod) for Horovod.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    add_run_arguments(parser, kind="pretrain")
+    loop.add_run_arguments(parser, kind="pretrain")
     parser.add_argument(
         "--output",
         required=True,
@@ -394,13 +373,13 @@ def build_parser() -> argparse.ArgumentParser:
 def _max_steps_overrides(args: argparse.Namespace) -> tuple[list[str], str]:
     """The command line's config overrides and a note for the log: a ``--max_steps`` at or below
     the config's warm-up shortens the warm-up to a tenth of the run, unless ``--set`` gave it."""
-    overrides = run_overrides(args)
+    overrides = loop.run_overrides(args)
     if args.max_steps is None:
         return overrides, ""
     overrides.append(f"optim.max_steps={args.max_steps}")
     if any(item.split("=", 1)[0].strip() in ("optim", "optim.warmup_steps") for item in args.set):
         return overrides, ""
-    warmup = load_config(args.config, "pretrain", run_overrides(args)).optim.warmup_steps
+    warmup = load_config(args.config, "pretrain", loop.run_overrides(args)).optim.warmup_steps
     if warmup < args.max_steps or args.max_steps < 1:  # below 1: the config's check names max_steps
         return overrides, ""
     overrides.append(f"optim.warmup_steps={args.max_steps // 10}")
@@ -425,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info(note)
         return train(cfg, dist, args.data, args.output, args.resume, stop_after=args.stop_after)
 
-    return launch("pretrain", args.backend or cfg.backend, args.device, run)
+    return loop.launch("pretrain", args.backend or cfg.backend, args.device, run)
 
 
 if __name__ == "__main__":

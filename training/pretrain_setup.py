@@ -45,14 +45,10 @@ def configure_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.op
     """AdamW; no weight decay on biases, norms and embeddings (1-D tensors); lr 0 for the
     parameters pretraining does not train (see :func:`untrained_by_pretraining`)."""
     frozen = untrained_by_pretraining(unwrap(model))
-    decay, no_decay, fixed = [], [], []
-    for name, param in sorted(unwrap(model).named_parameters()):
-        if not param.requires_grad:
-            continue
-        if name in frozen:
-            fixed.append(param)
-        else:
-            (decay if param.dim() >= 2 else no_decay).append(param)
+    params = [(name, p) for name, p in sorted(unwrap(model).named_parameters()) if p.requires_grad]
+    fixed = [p for name, p in params if name in frozen]
+    decay = [p for name, p in params if name not in frozen and p.dim() >= 2]
+    no_decay = [p for name, p in params if name not in frozen and p.dim() < 2]
     if fixed:
         log.info(
             "%d of %d parameters are trained only by fine-tuning (encoder top: pooling, fusion, patch "
@@ -92,13 +88,8 @@ def build_run(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], filter
     optimizer = configure_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.optim.lr_factor)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    loader = EEGLoader(
-        data,
-        loader_config(cfg.loader, model.config.patch_size, filters=filters),
-        rank=dist.rank,
-        world_size=dist.world_size,
-        infinite=True,
-    )
+    config = loader_config(cfg.loader, model.config.patch_size, filters=filters)
+    loader = EEGLoader(data, config, rank=dist.rank, world_size=dist.world_size, infinite=True)
     wrapped = dist.wrap_model(model)
     if cfg.compile:
         wrapped = torch.compile(wrapped)

@@ -40,11 +40,8 @@ def plan_validation(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str]) 
     found: dict[str, Any] = {}
     if dist.is_main:
         try:
-            found = {
-                "held_out": hold_out(
-                    data, cfg.val_fraction, cfg.split_group, cfg.seed, tuple(cfg.exclude_corpus_splits)
-                )
-            }
+            held_out = hold_out(data, cfg.val_fraction, cfg.split_group, cfg.seed, tuple(cfg.exclude_corpus_splits))
+            found = {"held_out": held_out}
         except (OSError, ValueError) as err:  # a missing folder, an unreachable store, no shards
             found = {"error": f"--data {data_label(data)}: {err}"}
     found = dist.broadcast_object(found)
@@ -100,13 +97,8 @@ class Validation:
         # Read once: worker processes would only outlive the single pass.
         section = dataclasses.replace(cfg.loader, num_workers=0)
         patch = unwrap(run.model).config.patch_size
-        self.loader = EEGLoader(
-            data,
-            loader_config(section, patch, filters=held_out.val_filter(), train=False),
-            rank=0,
-            world_size=1,
-            infinite=False,
-        )
+        config = loader_config(section, patch, filters=held_out.val_filter(), train=False)
+        self.loader = EEGLoader(data, config, rank=0, world_size=1, infinite=False)
         self.quota, self.held_out = cfg.val_windows, held_out
         self.batches: list[dict[str, Any]] | None = None
 
@@ -120,12 +112,9 @@ class Validation:
                 if count >= self.quota:
                     break
         self.loader = None  # its buffers go; the batches are all it is needed for
+        seconds = time.perf_counter() - started
         if count:
-            log.info(
-                "validation: %d held-out windows read in %.1f s, kept for every evaluation",
-                count,
-                time.perf_counter() - started,
-            )
+            log.info("validation: %d held-out windows read in %.1f s, kept for every evaluation", count, seconds)
         else:
             log.warning(
                 "validation: the data holds no window of the held-out %ss (its manifest counts %d); "

@@ -53,11 +53,8 @@ def split_groups(
             + ("" if kind == "subject" else " (or split_group=subject)")
         )
     ranked = sorted(ids, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
-    return Split(
-        train=tuple(sorted(ranked[n_val + n_test :])),
-        val=tuple(sorted(ranked[:n_val])),
-        test=tuple(sorted(ranked[n_val : n_val + n_test])),
-    )
+    train, val, test = ranked[n_val + n_test :], ranked[:n_val], ranked[n_val : n_val + n_test]
+    return Split(*(tuple(sorted(part)) for part in (train, val, test)))
 
 
 def corpus_splits(windows: Iterable[tuple[str, str]], val_fraction: float, seed: int) -> Split:
@@ -67,16 +64,14 @@ def corpus_splits(windows: Iterable[tuple[str, str]], val_fraction: float, seed:
     parts: dict[str, set[str]] = {}
     for subject, part in windows:
         parts.setdefault(subject, set()).add(part)
-    bare = sorted(s for s, found in parts.items() if "" in found)
-    if bare:
+    if bare := sorted(s for s, found in parts.items() if "" in found):
         raise ValueError(
             f"corpus_split: {len(bare)} of {len(parts)} subjects have windows with no corpus split "
             f"(subject {bare[0]}, ...): expected every window from a corpus with its own train/dev/eval "
             "(preprocess --dataset tuab, tusz or tuev on its edf/train, dev and eval folders; eegmat "
             "splits by subject)"
         )
-    mixed = sorted(s for s, found in parts.items() if len(found) > 1)
-    if mixed:
+    if mixed := sorted(s for s, found in parts.items() if len(found) > 1):
         raise ValueError(
             f"corpus_split: subject {mixed[0]} has recordings in the corpus's "
             f"{' and '.join(sorted(parts[mixed[0]]))} splits ({len(mixed)} such subjects); "
@@ -106,14 +101,12 @@ def site_splits(
         sites_of.setdefault(group, set()).add(site)
     found = sorted(set().union(*sites_of.values())) if sites_of else []
     wanted = set(test_sites)
-    missing = sorted(wanted - set(found))
-    if missing:
+    if missing := sorted(wanted - set(found)):
         raise ValueError(
             f"test_sites: {', '.join(missing)} has no window of the task; expected some of "
             f"{', '.join(found) or 'no site'}"
         )
-    mixed = sorted(g for g, sites in sites_of.items() if sites & wanted and sites - wanted)
-    if mixed:
+    if mixed := sorted(g for g, sites in sites_of.items() if sites & wanted and sites - wanted):
         sites = sites_of[mixed[0]]
         raise ValueError(
             f"test_sites: {kind} {mixed[0]} has windows in the test site {sorted(sites & wanted)[0]} and "
@@ -143,16 +136,15 @@ class HeldOut:
     total_windows: int  # windows in the data
     exclude_corpus_splits: tuple[str, ...] = ()  # neither trained nor validated on
 
-    def _base(self) -> RecordFilter:
-        return RecordFilter(exclude_corpus_splits=self.exclude_corpus_splits)
-
     def train_filter(self) -> RecordFilter:
-        key = "exclude_sites" if self.group == "site" else "exclude_subjects"
-        return dataclasses.replace(self._base(), **{key: self.val})
+        return self._filter("exclude_")
 
     def val_filter(self) -> RecordFilter:
-        key = "sites" if self.group == "site" else "subjects"
-        return dataclasses.replace(self._base(), **{key: self.val})
+        return self._filter("")
+
+    def _filter(self, prefix: str) -> RecordFilter:
+        key = prefix + ("sites" if self.group == "site" else "subjects")
+        return RecordFilter(exclude_corpus_splits=self.exclude_corpus_splits, **{key: self.val})
 
     def describe(self) -> str:
         return (
@@ -214,11 +206,5 @@ def hold_out(
         )
         return None
     split = split_groups(counts, val_fraction, seed, kind=group)
-    return HeldOut(
-        group,
-        split.val,
-        len(counts),
-        sum(counts[g] for g in split.val),
-        sum(counts.values()),
-        tuple(exclude_corpus_splits),
-    )
+    held = sum(counts[g] for g in split.val)
+    return HeldOut(group, split.val, len(counts), held, sum(counts.values()), tuple(exclude_corpus_splits))

@@ -48,12 +48,7 @@ _EXPORTS = {
         "shard_name",
         "shared_recordings",
     ),
-    "config": (
-        "AUTO",
-        "EEG_DTYPES",
-        "LoaderConfig",
-        "RecordFilter",
-    ),
+    "config": ("AUTO", "EEG_DTYPES", "LoaderConfig", "RecordFilter"),
     "records": ("N_CLASSES",),
     "batch": ("collate_records",),
     "stream": ("shard_files", "shard_loads"),

@@ -103,8 +103,7 @@ class DatasetInfo:
 def data_dirs(data: DataPaths) -> list[str]:
     """The output folder(s) ``data`` names; a folder given twice is an error."""
     dirs = [os.fspath(data)] if isinstance(data, (str, os.PathLike)) else [os.fspath(d) for d in data]
-    twice = sorted({d for d in dirs if dirs.count(d) > 1})
-    if twice:
+    if twice := sorted({d for d in dirs if dirs.count(d) > 1}):
         raise ValueError(f"--data: {twice[0]} is given twice; expected each output folder once")
     return dirs
 
@@ -134,11 +133,9 @@ def describe(data_dir: DataPaths) -> DatasetInfo:
                     f"--data {first_dir} and {folder}: task {task!r} has classes "
                     f"{merged.classes[task]} in one and {info.classes[task]} in the other"
                 )
-        merged = DatasetInfo(
+        merged = dataclasses.replace(
+            merged,
             sites=tuple(sorted({*merged.sites, *info.sites})),
-            channels=merged.channels,
-            sfreq=merged.sfreq,
-            quality_names=merged.quality_names,
             classes={**merged.classes, **info.classes},
             counts=_added(merged.counts, info.counts),
             config_hash=",".join(sorted({*merged.config_hash.split(","), info.config_hash} - {""})),
@@ -159,8 +156,7 @@ def check_data(data: DataPaths, say: bool = True) -> str | tuple[str, ...]:
     except FileNotFoundError:  # shards without their manifest: the loaders still read them
         pass
     if len(dirs) > 1 and say:
-        shared = shared_recordings(dirs)
-        if shared:
+        if shared := shared_recordings(dirs):
             log.warning(
                 "%d recording(s) are in more than one --data folder (%s): the same file processed by "
                 "each run, whose windows are read once per folder",

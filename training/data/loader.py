@@ -60,11 +60,8 @@ _BATCHING = ("batch_size", "token_budget", "max_batch_size", "patch_size", "drop
 
 def _batching(config: LoaderConfig) -> dict[str, Any]:
     """What decides which windows make up a shard's n-th batch, as a checkpoint keeps it (JSON types)."""
-    return json.loads(
-        json.dumps(
-            {**{name: getattr(config, name) for name in _BATCHING}, "filters": dataclasses.asdict(config.filters)}
-        )
-    )
+    batching = {**{name: getattr(config, name) for name in _BATCHING}, "filters": dataclasses.asdict(config.filters)}
+    return json.loads(json.dumps(batching))
 
 
 def _uneven(counts: list[int], n_shards: int, rank: int) -> bool:
@@ -171,18 +168,11 @@ class EEGLoader:
             self.config = dataclasses.replace(self.config, num_workers=workers)
         self.n_workers = max(1, self.config.num_workers)
         n_shards = self.world_size * self.n_workers
-        self.every_file = windows_per_file is not None and _uneven(
-            [windows_per_file[key(path)] for path in self.files], n_shards, self.rank
-        )
+        self.every_file = False
         if windows_per_file is not None:
-            self.config = _whole_epoch_shuffle(
-                self.config,
-                [windows_per_file[key(p)] for p in self.files],
-                n_shards,
-                self.every_file,
-                self.files[0],
-                self.rank,
-            )
+            counts = [windows_per_file[key(p)] for p in self.files]
+            self.every_file = _uneven(counts, n_shards, self.rank)
+            self.config = _whole_epoch_shuffle(self.config, counts, n_shards, self.every_file, self.files[0], self.rank)
         # Training loaders only: the remedy (more shards) is for the training data.
         if len(self.files) < n_shards and self.rank == 0 and not self.every_file and infinite:
             log.warning(
@@ -219,7 +209,7 @@ class EEGLoader:
             config,
             self.rank,
             self.world_size,
-            self._positions,
+            list(self._positions),
             self._next_worker,
             None if self.infinite else self._epoch,
             handoff,
@@ -227,13 +217,9 @@ class EEGLoader:
         )
         pin = torch.cuda.is_available() if config.pin_memory is None else config.pin_memory
         workers = config.num_workers
+        prefetch = config.prefetch_factor if workers else None
         return DataLoader(
-            dataset,
-            batch_size=None,
-            collate_fn=as_is,
-            num_workers=workers,
-            pin_memory=pin,
-            prefetch_factor=config.prefetch_factor if workers else None,
+            dataset, batch_size=None, collate_fn=as_is, num_workers=workers, pin_memory=pin, prefetch_factor=prefetch
         )
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
@@ -282,26 +268,13 @@ class EEGLoader:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue exactly where ``state`` was taken; the next ``iter()`` resumes there."""
         saved = state.get("num_workers")
-        if (
-            self.auto_workers
-            and isinstance(saved, int)
-            and not isinstance(saved, bool)
-            and saved >= 1
-            and saved != self.n_workers
-        ):
+        if self.auto_workers and type(saved) is int and saved >= 1 and saved != self.n_workers:
             # The shards are cut per worker: a run continues with the workers it started with.
             log.info("loader: resuming with the checkpoint's %d workers (auto gives %d here)", saved, self.n_workers)
             self.config = dataclasses.replace(self.config, num_workers=saved)
             self.n_workers = saved
-        expected = {
-            "version": STATE_VERSION,
-            "seed": self.config.seed,
-            "rank": self.rank,
-            "world_size": self.world_size,
-            "num_workers": self.n_workers,
-            "infinite": self.infinite,
-            "files": self._fingerprint(),
-        }
+        checked = ("version", "seed", "rank", "world_size", "num_workers", "infinite", "files")
+        expected = {key: value for key, value in self.state_dict().items() if key in checked}
         for key, value in expected.items():
             if state.get(key) != value:
                 if key == "files":

@@ -155,13 +155,8 @@ class ShardStream:
         """``(path, stride, offset)`` of each file share the shard reads in ``epoch``, in order."""
         if self._epoch_shares[0] != epoch:  # asked twice an epoch (plan, read)
             files = self.file_order(epoch)
-            self._epoch_shares = (
-                epoch,
-                [
-                    (files[position], stride, offset)
-                    for position, stride, offset in shard_files(len(files), self.n_shards, self.shard, self.every_file)
-                ],
-            )
+            shares = shard_files(len(files), self.n_shards, self.shard, self.every_file)
+            self._epoch_shares = (epoch, [(files[position], stride, offset) for position, stride, offset in shares])
         return self._epoch_shares[1]
 
     def windows(self, epoch: int) -> Iterator[Window]:

@@ -45,11 +45,9 @@ class Machine:
     def here(cls) -> Machine:
         total = min(os.cpu_count() or 1, cgroup_cpu_limit() or 1 << 30)
         cpus = min(total, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total)
-        local = 1
-        for name in ("LOCAL_WORLD_SIZE", "HOROVOD_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE"):
-            if os.environ.get(name, "").isdigit() and int(os.environ[name]) > 0:
-                local = int(os.environ[name])
-                break
+        names = ("LOCAL_WORLD_SIZE", "HOROVOD_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE")
+        sizes = [os.environ.get(name, "") for name in names]
+        local = next((int(size) for size in sizes if size.isdigit() and int(size) > 0), 1)
         return cls(cpus, total, local, _available_memory(), torch.cuda.is_available())
 
 
@@ -104,13 +102,11 @@ def auto_num_workers(
         return 1, "CPU training: one worker overlaps reading with compute"
     bound = machine.cpus < machine.total_cpus
     share = machine.cpus if bound else machine.total_cpus // max(1, machine.local_ranks)
-    workers, why = (
-        share - 1,
-        (
-            f"{machine.cpus} CPUs bound to this rank, less one for it"
-            if bound
-            else f"{machine.total_cpus} CPUs / {machine.local_ranks} local rank(s), less one each"
-        ),
+    workers = share - 1
+    why = (
+        f"{machine.cpus} CPUs bound to this rank, less one for it"
+        if bound
+        else f"{machine.total_cpus} CPUs / {machine.local_ranks} local rank(s), less one each"
     )
     if workers > AUTO_MAX_WORKERS:
         workers, why = AUTO_MAX_WORKERS, f"{why}, capped at {AUTO_MAX_WORKERS}"
@@ -120,23 +116,18 @@ def auto_num_workers(
     if machine.memory is not None:
         fits = machine.memory // 2 // max(1, machine.local_ranks) // held
         if fits < workers:
-            workers, why = (
-                fits,
-                (
-                    f"{why}; memory: each worker holds about {held / 2**20:.0f} MiB and half of "
-                    f"{machine.memory / 2**30:.1f} GiB available is shared by "
-                    f"{machine.local_ranks} rank(s)"
-                ),
+            workers = fits
+            why += (
+                f"; memory: each worker holds about {held / 2**20:.0f} MiB and half of "
+                f"{machine.memory / 2**30:.1f} GiB available is shared by {machine.local_ranks} rank(s)"
             )
     if corpus_windows is not None:
         enough = corpus_windows // (max(1, world_size) * batch * AUTO_MIN_BATCHES)
         if enough < workers:
-            workers, why = (
-                enough,
-                (
-                    f"{why}; corpus: about {corpus_windows} windows over {world_size} rank(s) give "
-                    f"each worker at least {AUTO_MIN_BATCHES} batches of {batch} an epoch"
-                ),
+            workers = enough
+            why += (
+                f"; corpus: about {corpus_windows} windows over {world_size} rank(s) give "
+                f"each worker at least {AUTO_MIN_BATCHES} batches of {batch} an epoch"
             )
     return max(1, workers), why
 
@@ -170,27 +161,21 @@ def open_segments(config: LoaderConfig) -> int:
     return min(64, 2 * -(-config.shuffle_buffer // (config.batch_size or config.max_batch_size)) + 1)
 
 
+@dataclasses.dataclass(eq=False)
 class ShardDataset(IterableDataset):
     """What each DataLoader worker runs: its shard's batches from a start position, with positions.
     ``starts[w]`` is logical worker ``w``'s (epoch, batches delivered); DataLoader slot ``k`` plays
     logical worker ``(k + first) % n_workers``. ``pass_epoch``: the one epoch to run (None: all)."""
 
-    def __init__(
-        self,
-        files: Sequence[str],
-        config: LoaderConfig,
-        rank: int,
-        world_size: int,
-        starts: Sequence[tuple[int, int]],
-        first: int,
-        pass_epoch: int | None,
-        handoff: Handoff | None = None,
-        every_file: bool = False,
-    ):
-        self.files, self.config, self.rank, self.world_size = files, config, rank, world_size
-        self.every_file = every_file
-        self.starts, self.first, self.pass_epoch = list(starts), first, pass_epoch
-        self.handoff = handoff
+    files: Sequence[str]
+    config: LoaderConfig
+    rank: int
+    world_size: int
+    starts: Sequence[tuple[int, int]]
+    first: int
+    pass_epoch: int | None
+    handoff: Handoff | None = None
+    every_file: bool = False
 
     def __iter__(self) -> Iterator[tuple[tuple[int, int, int, bool], dict[str, Any]]]:
         n_workers = len(self.starts)
@@ -222,14 +207,10 @@ class ShardDataset(IterableDataset):
                 return
             empty = 0 if delivered else empty + 1
             if empty > max(2, len(self.files)):
-                dropped = (
-                    (
-                        f" and drop_last (an epoch's incomplete batch is dropped; batch size "
-                        f"{self.config.batch_size or self.config.max_batch_size})"
-                    )
-                    if self.config.drop_last
-                    else ""
-                )
+                dropped = ""
+                if self.config.drop_last:
+                    batch_size = self.config.batch_size or self.config.max_batch_size
+                    dropped = f" and drop_last (an epoch's incomplete batch is dropped; batch size {batch_size})"
                 raise RuntimeError(
                     f"shard {shard} of {stream.n_shards} (rank {self.rank}, worker {worker}) got no windows "
                     f"in {empty} epochs in a row: too few windows after filters{dropped} for world_size "

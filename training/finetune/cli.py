@@ -91,15 +91,6 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(dist: Dist) -> int:
         setup_logging("INFO" if dist.is_main else "WARNING")  # split, epochs, calibration: rank 0 reports
-        return train(
-            cfg,
-            dist,
-            args.data,
-            args.pretrained,
-            args.output,
-            args.resume,
-            record_task=args.record_task,
-            stop_after=args.stop_after,
-        )
+        return train(cfg, dist, args.data, args.pretrained, args.output, args.resume, args.record_task, args.stop_after)
 
     return launch("finetune", args.backend or cfg.backend, args.device, run)

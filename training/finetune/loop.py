@@ -18,45 +18,14 @@ from eegfm.evaluation.metrics import evaluate
 from eegfm.model import adapters as adapters_lib
 from eegfm.model.modeling import EEGFMModel
 from eegfm.training import checkpoint as ckpt
+from eegfm.training import loop
 from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.data import EEGLoader, check_data, data_dirs
 from eegfm.training.distributed import Dist, StopVote, unwrap
-from eegfm.training.finetune.plan import (
-    Plan,
-    Stage,
-    check_plan_files,
-    plan_data,
-    stages_of,
-)
-from eegfm.training.finetune.report import best_weights, collect, finish
-from eegfm.training.finetune.setup import (
-    Run,
-    build_run,
-    configure_mode,
-    init_head,
-    inputs_for,
-    load_model,
-    patch_size_of,
-    resolve_pretrained,
-    set_trainable,
-    split_loader,
-    targets_of,
-)
-from eegfm.training.loop import (
-    MODEL_KEYS,
-    PREEMPTED_EXIT_CODE,
-    autocast,
-    backward,
-    check_model_unchanged,
-    check_replicas,
-    claim_output,
-    configure_kernels,
-    optimizer_step,
-    resume_checkpoint,
-    save_state,
-    step_seed,
-    write_run_json,
-)
+from eegfm.training.finetune import setup
+from eegfm.training.finetune.plan import Plan, Stage, check_plan_files, plan_data, stages_of
+from eegfm.training.finetune.report import Evaluation, best_weights, collect, finish
+from eegfm.training.finetune.setup import Run
 from eegfm.training.run_log import RunLog
 from eegfm.training.splits import SPLITS
 
@@ -75,18 +44,18 @@ def train_step(run: Run, batches) -> dict[str, Any]:
         batch = next(batches)
         # Dropout draws from a stream fixed by (seed, rank, stage, step, micro-step), seeded after
         # the loader (whose first batch draws a DataLoader seed from the global RNG): resume-exact.
-        torch.manual_seed(step_seed(cfg.seed, dist.rank, run.stage.index, run.step, micro))
-        inputs = inputs_for(model, batch, dist.device)
-        target = targets_of(batch, cfg, dist.device)
+        torch.manual_seed(loop.step_seed(cfg.seed, dist.rank, run.stage.index, run.step, micro))
+        inputs = setup.inputs_for(model, batch, dist.device)
+        target = setup.targets_of(batch, cfg, dist.device)
         with dist.no_sync(model, skip=micro < accum - 1):
-            with autocast(dist, run.amp_dtype):
+            with loop.autocast(dist, run.amp_dtype):
                 logits = model(**inputs).logits
             loss = run.loss_fn(logits.float(), target) / accum
-            backward(loss, run.scaler)
+            loop.backward(loss, run.scaler)
         total += loss.detach().double()  # read when the loop logs, not here: float() would wait for the GPU
         n_samples += inputs["eeg"].shape[0]
         min_votes = min(min_votes, float(batch["n_votes"].min()))
-    grad_norm = optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
+    grad_norm = loop.optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
     run.step += 1
     run.samples += n_samples * dist.world_size
     return {
@@ -100,7 +69,7 @@ def train_step(run: Run, batches) -> dict[str, Any]:
 
 def save(run: Run, output: Path, is_best: bool) -> None:
     """Collective checkpoint; ``is_best`` moves the ``best`` pointer (kept out of rotation)."""
-    path = save_state(run, output, run.global_step, is_best)
+    path = loop.save_state(run, output, run.global_step, is_best)
     if is_best:
         log.info("best checkpoint so far: %s", path)
 
@@ -110,27 +79,18 @@ def _resume_or_plan(
 ) -> tuple[Plan, dict[str, Any] | None]:
     """The checkpoint's plan and state where the run resumes (the split it started with, whatever
     --data holds now), else a new plan (rank 0 scans, every rank fails alike)."""
-    if (found := resume_checkpoint(resume, output, dist)) is not None:
+    if (found := loop.resume_checkpoint(resume, output, dist)) is not None:
         start, state = found
         saved = state.get("config", {})
-        check_model_unchanged(
-            saved,
-            cfg.to_dict(),
-            start,
-            MODEL_KEYS
-            + (
-                ("task", "mode", "adapter_kind", "adapter_rank")
-                if "adapter" in (cfg.mode, saved.get("mode"))
-                else ("task", "mode")
-            ),
-        )
+        adapter = ("adapter_kind", "adapter_rank") if "adapter" in (cfg.mode, saved.get("mode")) else ()
+        loop.check_model_unchanged(saved, cfg.to_dict(), start, (*loop.MODEL_KEYS, "task", "mode", *adapter))
         plan = Plan.from_dict(state["plan"])
         check_plan_files(plan, data, start)
         return plan, state
     planned: dict[str, Any] = {}
     if dist.is_main:
         try:
-            planned = {"plan": plan_data(data, cfg, record_task, patch_size_of(pretrained)).to_dict()}
+            planned = {"plan": plan_data(data, cfg, record_task, setup.patch_size_of(pretrained)).to_dict()}
         except (ConfigError, FileNotFoundError) as err:
             planned = {"error": str(err)}
     planned = dist.broadcast_object(planned)  # every rank fails alike, none waits forever
@@ -152,7 +112,7 @@ class FineTuning:
     stop_vote: StopVote
     stop_after: int | None
     steps_here: int = 0
-    best_eval: tuple[torch.Tensor, torch.Tensor, list[str]] | None = None  # the best weights' validation logits
+    best_eval: Evaluation | None = None  # the best weights' validation logits
 
 
 def train(
@@ -169,27 +129,27 @@ def train(
     after ``stop_after`` steps of this invocation)."""
     try:
         record_task = _check_run(cfg, dist, record_task)
-        configure_kernels(cfg, dist.device)
-        resolve_pretrained(pretrained)  # fail before the data pass
+        loop.configure_kernels(cfg, dist.device)
+        setup.resolve_pretrained(pretrained)  # fail before the data pass
         data = check_data(data, dist.is_main)
-        claim_output(output, dist)
+        loop.claim_output(output, dist)
         plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task)
-        model = _prepare_model(pretrained, cfg, plan, dist)
+        model, fresh = setup.load_model(pretrained, cfg)
+        if fresh:  # a new task head, initialised from the class prior
+            setup.init_head(model, plan.prior, cfg.task, cfg.seed)
+        setup.configure_mode(model, cfg)  # which parameters train
+        model.to(dist.device)
         n_params, n_trainable = adapters_lib.count_parameters(model), adapters_lib.count_trainable(model)
         stages = stages_of(cfg, plan)
         if dist.is_main:
-            write_run_json(
+            loop.write_run_json(
                 output,
                 dist,
                 config=cfg.to_dict(),
-                pretrained=str(resolve_pretrained(pretrained)),
+                pretrained=str(setup.resolve_pretrained(pretrained)),
                 data=data_dirs(data),
-                record_task=plan.record_task,
-                split_group=plan.split_group,
                 split={k: list(plan.split.of(k)) for k in SPLITS},
-                windows=plan.windows,
-                class_counts=plan.class_counts,
-                prior=plan.prior,
+                **{k: getattr(plan, k) for k in ("record_task", "split_group", "windows", "class_counts", "prior")},
                 stages=[dataclasses.asdict(s) for s in stages],
                 parameters=n_params,
                 trainable_parameters=n_trainable,
@@ -203,26 +163,17 @@ def train(
             100.0 * n_trainable / n_params,
             plan.windows,
         )
-        return _run(cfg, dist, data, output, plan, model, stages, state, stop_after)
+        run_log = RunLog(cfg, dist, output, f"fine-tuning: {cfg.task} ({cfg.mode})", log)
+        val_loader = setup.split_loader(cfg, dist, data, plan, "val", model.config.patch_size)
+        job = FineTuning(cfg, dist, output, plan, val_loader, run_log, StopVote(dist), stop_after)
+        return _run(job, data, model, stages, state)
     finally:
-        release_run_lock(output)  # taken by claim_output (a no-op where none was)
+        release_run_lock(output)  # taken by loop.claim_output (a no-op where none was)
 
 
-def _run(
-    cfg: FinetuneConfig,
-    dist: Dist,
-    data: str | Sequence[str],
-    output: Path,
-    plan: Plan,
-    model: EEGFMModel,
-    stages: list[Stage],
-    state: dict[str, Any] | None,
-    stop_after: int | None,
-) -> int:
+def _run(job: FineTuning, data: str | Sequence[str], model: EEGFMModel, stages: list[Stage], state: dict | None) -> int:
     """Train the stages in ``output``, now this process holds it; evaluate and save the model."""
-    run_log = RunLog(cfg, dist, output, f"fine-tuning: {cfg.task} ({cfg.mode})", log)
-    val_loader = split_loader(cfg, dist, data, plan, "val", model.config.patch_size)
-    job = FineTuning(cfg, dist, output, plan, val_loader, run_log, StopVote(dist), stop_after)
+    cfg, dist, output, plan, run_log = job.cfg, job.dist, job.output, job.plan, job.run_log
     start_stage = None if state is None else int(state["stage"])
     status, best, offset = 0, math.inf, 0
     with ckpt.PreemptionHandler() as preemption, run_log:
@@ -233,7 +184,7 @@ def _run(
                 weights = best_weights(output, dist)  # stage 2 starts from stage 1's best
                 if weights is not None:
                     unwrap(model).load_state_dict(weights)
-            run = build_run(cfg, dist, data, plan, stage, unwrap(model), best_metric=best, offset=offset)
+            run = setup.build_run(cfg, dist, data, plan, stage, unwrap(model), best_metric=best, offset=offset)
             if state is not None and int(state["stage"]) == stage.index:
                 run.load_state_dict(state)
                 log.info("resumed %s at step %d (epoch %d)", stage.name, run.step, run.epoch)
@@ -241,12 +192,12 @@ def _run(
             stopped = _train_stage(job, run, preemption)
             best, offset = run.best_metric, run.global_step
             if stopped:
-                status = PREEMPTED_EXIT_CODE
+                status = loop.PREEMPTED_EXIT_CODE
                 break
         job.stop_vote.close()
         if status == 0:
-            check_replicas(run, output)
-            finish(run, cfg, dist, data, plan, output, run_log.tracker, run.amp_dtype, val_loader, job.best_eval)
+            loop.check_replicas(run, output)
+            finish(run, data, output, run_log.tracker, job.val_loader, job.best_eval)
     dist.barrier()
     return status
 
@@ -268,27 +219,16 @@ def _check_run(cfg: FinetuneConfig, dist: Dist, record_task: str | None) -> str:
     return record_task
 
 
-def _prepare_model(pretrained: str, cfg: FinetuneConfig, plan: Plan, dist: Dist) -> EEGFMModel:
-    """The ``--pretrained`` model on the device, a fresh task head initialised from the class
-    prior, its trainable parameters chosen by ``mode``."""
-    model, fresh = load_model(pretrained, cfg)
-    if fresh:
-        init_head(model, plan.prior, cfg.task, cfg.seed)
-    configure_mode(model, cfg)
-    model.to(dist.device)
-    return model
-
-
 def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) -> bool:
     """Train ``run``'s stage to its end (all epochs, or early stopping); True where the job
     stops first (preemption, ``--stop_after``), checkpointed."""
     cfg, stage = job.cfg, run.stage
-    set_trainable(run)
+    setup.set_trainable(run)
     batches = job.run_log.timed(run.loader)
     job.run_log.bar(run.total_steps, run.step, f"finetune {stage.name}")
     window, stop = _empty_window(), False
     while not run.done and run.step < run.total_steps:
-        set_trainable(run)
+        setup.set_trainable(run)
         result = train_step(run, batches)
         job.steps_here += 1
         window["loss"] += result["loss"]
@@ -307,12 +247,12 @@ def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) 
         if stop and not run.done:
             break
     job.run_log.close_bar()
-    if stop and not run.done:
+    stopped = stop and not run.done
+    if stopped:
         log.warning(
             "stopping in %s at step %d (%s); resume with --resume auto", stage.name, run.step, job.stop_vote.reason
         )
-        return True
-    return False
+    return stopped
 
 
 def _empty_window() -> dict[str, float]:
@@ -347,15 +287,9 @@ def _validate(job: FineTuning, run: Run) -> bool:
     patience = cfg.early_stopping_patience
     if run.step >= run.total_steps or (patience is not None and run.bad_evals >= patience):
         run.done = True
-    job.run_log.record(
-        {
-            **{f"val/{k}": v for k, v in val.items()},
-            "epoch": run.step / run.steps_per_epoch,
-            "stage": run.stage.index + 1,
-            "best": is_best,
-        },
-        run.global_step,
-    )
+    line = {f"val/{k}": v for k, v in val.items()}
+    line.update(epoch=run.step / run.steps_per_epoch, stage=run.stage.index + 1, best=is_best)
+    job.run_log.record(line, run.global_step)
     log.info(
         "%s step %d (epoch %.2f): val %s %.4f (class-prior baseline %.4f)%s",
         run.stage.name,

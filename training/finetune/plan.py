@@ -71,8 +71,7 @@ def check_plan_files(plan: Plan, data: str | Sequence[str], checkpoint: str) -> 
     files = list_files(data)
     key = file_key(files)
     planned = {key(path) for counts in plan.files.values() for path, n in counts.items() if n > 0}
-    missing = sorted(planned - set(map(key, files)))
-    if missing:
+    if missing := sorted(planned - set(map(key, files))):
         raise ConfigError(
             f"resume: {checkpoint} continues a run whose split was planned on {len(planned)} TFRecord "
             f"file{'s' * (len(planned) != 1)}, "
@@ -89,8 +88,7 @@ def labeled_windows(
     a patch, none has a target, or a label is outside the task's classes."""
     windows = scan_windows(data, RecordFilter())
     labeled = [w for w in windows if w["task"] == record_task and is_labeled(w, cfg)]
-    short = [w["n_times"] for w in labeled if w["n_times"] < patch_size]
-    if short:
+    if short := [w["n_times"] for w in labeled if w["n_times"] < patch_size]:
         raise ConfigError(
             f"--data {data_label(data)}: {len(short)} labeled window{'s' * (len(short) != 1)} of {record_task!r} "
             f"{'are' if len(short) != 1 else 'is'} shorter than the model's patch of {patch_size} samples "
@@ -115,8 +113,7 @@ def labeled_windows(
         )
     if cfg.task not in ("hms6", "regression"):
         classes = class_names(cfg)
-        outside = Counter(int(w["label"]) for w in labeled if not 0 <= w["label"] < len(classes))
-        if outside:
+        if outside := Counter(int(w["label"]) for w in labeled if not 0 <= w["label"] < len(classes)):
             found = ", ".join(f"{label} ({n} window{'s' * (n != 1)})" for label, n in sorted(outside.items()))
             raise ConfigError(
                 f"--data {data_label(data)}: task {cfg.task!r} takes labels 0..{len(classes) - 1} "

@@ -29,7 +29,7 @@ from eegfm.training import losses
 from eegfm.training.config import FinetuneConfig
 from eegfm.training.data import EEGLoader, data_dirs
 from eegfm.training.distributed import Dist, unwrap
-from eegfm.training.finetune.plan import Plan, class_names
+from eegfm.training.finetune.plan import class_names
 from eegfm.training.finetune.setup import Run, inputs_for, split_loader, targets_of
 from eegfm.training.loop import autocast, quiet_transformers
 from eegfm.training.preprocess_spec import save_preprocess_spec
@@ -37,12 +37,13 @@ from eegfm.training.splits import SPLITS
 from eegfm.training.tracking import Tracker
 
 log = get_logger("eegfm.training.finetune")
+Evaluation = tuple[torch.Tensor, torch.Tensor, list[str]]  # logits, targets and site ids of a split's windows
 
 
 @torch.no_grad()
 def collect(
     model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfig, dist: Dist, amp_dtype: torch.dtype
-) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+) -> Evaluation:
     """Every rank's logits, targets and site ids of one pass over ``loader``, gathered (on every
     rank), window by window in the same order."""
     net = unwrap(model)
@@ -77,17 +78,13 @@ def _calibrate(report: dict[str, Any], logits: torch.Tensor, target: torch.Tenso
     """Fit the temperature on the validation logits (``temperature_scaling``); 1 without."""
     if not cfg.temperature_scaling:
         return 1.0
-    distribution, keep = losses.as_distribution(target, class_logits(logits, cfg).shape[-1])
-    temperature, before, after = fit_temperature(class_logits(logits, cfg)[keep], distribution[keep])
+    logits = class_logits(logits, cfg)
+    distribution, keep = losses.as_distribution(target, logits.shape[-1])
+    temperature, before, after = fit_temperature(logits[keep], distribution[keep])
     report["calibration"] = {"temperature": temperature, "val_kl_before": before, "val_kl_after": after}
     # KL to a one-hot target is the cross-entropy: the loss that eegmat-style tasks report.
-    log.info(
-        "temperature scaling: T = %.3f, validation %s %.4f -> %.4f",
-        temperature,
-        "KL" if cfg.task == "hms6" else "cross-entropy",
-        before,
-        after,
-    )
+    loss = "KL" if cfg.task == "hms6" else "cross-entropy"
+    log.info("temperature scaling: T = %.3f, validation %s %.4f -> %.4f", temperature, loss, before, after)
     if temperature >= TEMPERATURE_RANGE[1] * 0.999:
         log.warning(
             "temperature scaling: T reached its upper bound %g, so the calibrated model predicts "
@@ -101,21 +98,17 @@ def _calibrate(report: dict[str, Any], logits: torch.Tensor, target: torch.Tenso
 
 def finish(
     run: Run,
-    cfg: FinetuneConfig,
-    dist: Dist,
     data: str | Sequence[str],
-    plan: Plan,
     output: Path,
     tracker: Tracker,
-    amp_dtype: torch.dtype,
     val_loader: EEGLoader,
-    best_eval: tuple[torch.Tensor, torch.Tensor, list[str]] | None = None,
+    best_eval: Evaluation | None = None,
 ) -> None:
     """Reload the best weights, calibrate on validation, evaluate, save the model and eval.json.
 
     ``best_eval``: the validation logits, targets and sites this process computed with the best
     weights (None after a resume: they are computed again)."""
-    model = unwrap(run.model)
+    cfg, dist, plan, amp_dtype, model = run.cfg, run.dist, run.plan, run.amp_dtype, unwrap(run.model)
     weights = best_weights(output, dist)
     if weights is not None:
         model.load_state_dict(weights)
@@ -165,17 +158,13 @@ def finish(
 
 def _summary(report: dict[str, Any]) -> dict[str, Any]:
     """eval.json's metrics as the tracker's flat keys: ``split/metric`` and ``split/site/metric``."""
-    summary = {
-        f"{split}/{k}": v for split in ("val", "val_calibrated", "test") for k, v in report.get(split, {}).items()
-    }
-    summary.update(
-        {
-            f"{split}/{site}/{k}": v
-            for split in ("val_per_site", "test_per_site")
-            for site, metrics in report.get(split, {}).items()
-            for k, v in metrics.items()
-        }
-    )
+    summary = {}
+    for split in ("val", "val_calibrated", "test", "val_per_site", "test_per_site"):
+        for key, value in report.get(split, {}).items():
+            if split.endswith("_per_site"):
+                summary.update({f"{split}/{key}/{k}": v for k, v in value.items()})
+            else:
+                summary[f"{split}/{key}"] = value
     return summary
 
 
@@ -183,12 +172,8 @@ def _draw(report: dict[str, Any], cfg: FinetuneConfig, output: Path) -> None:
     """confusion.png, calibration.png (classifiers) and sites.png (held-out windows of several sites)."""
     if "confusion" in report:
         confusion = report["confusion"]
-        plot_confusion(
-            np.array(confusion["matrix"]),
-            confusion["classes"],
-            f"{cfg.task}: {confusion['split']} windows (true class by row)",
-            output / "confusion.png",
-        )
+        title = f"{cfg.task}: {confusion['split']} windows (true class by row)"
+        plot_confusion(np.array(confusion["matrix"]), confusion["classes"], title, output / "confusion.png")
     if "reliability" in report:
         plot_reliability_of(report, cfg.task, output / "calibration.png")
     held_sites = "test_per_site" if "test" in report else "val_per_site"
@@ -202,33 +187,29 @@ def _scores(m: dict[str, float]) -> tuple[float, float]:
     return m.get("kl", m.get("loss")), m.get("baseline_kl", m.get("baseline_loss", math.nan))
 
 
+_SCORE_NAMES = {
+    "balanced_accuracy": "balanced accuracy",
+    "auroc": "AUROC",
+    "cohen_kappa": "Cohen's kappa",
+    "f1_weighted": "weighted F1",
+    "r2": "R^2",
+}
+
+
 def _log_held_out(report: dict[str, Any], cfg: FinetuneConfig, output: Path) -> None:
     held_out = report.get("test", report["val"])
-    ranks = "".join(
-        f", {name} {held_out[key]:.3f}"
-        for key, name in (
-            ("balanced_accuracy", "balanced accuracy"),
-            ("auroc", "AUROC"),
-            ("cohen_kappa", "Cohen's kappa"),
-            ("f1_weighted", "weighted F1"),
-            ("r2", "R^2"),
-        )
-        if key in held_out
-    )
+    ranks = "".join(f", {name} {held_out[key]:.3f}" for key, name in _SCORE_NAMES.items() if key in held_out)
     value, baseline = _scores(held_out)
     # Without a test split the numbers are the validation subjects', who also chose the
     # checkpoint (and the temperature): held out from training, yet an optimistic estimate.
-    split = (
-        (
-            "the corpus's eval split"
-            if cfg.corpus_split
-            else "the test site" + "s" * (len(cfg.test_sites) > 1)
-            if cfg.test_sites
-            else "held-out test"
-        )
-        if "test" in report
-        else "validation"
-    )
+    if "test" not in report:
+        split = "validation"
+    elif cfg.corpus_split:
+        split = "the corpus's eval split"
+    elif cfg.test_sites:
+        split = "the test site" + "s" * (len(cfg.test_sites) > 1)
+    else:
+        split = "held-out test"
     log.info(
         "fine-tuned model saved to %s; %s %s %.4f vs %s baseline %.4f%s",
         output / "model",

@@ -147,10 +147,6 @@ def configure_mode(model: EEGFMModel, cfg: FinetuneConfig) -> None:
         model.unfreeze_encoder(None)
 
 
-def encoder_layers(model: EEGFMModel) -> int:
-    return len(model.encoder.blocks) + len(model.encoder.patch_layers)
-
-
 def unfreeze_level(cfg: FinetuneConfig, step: int, steps_per_epoch: int) -> int:
     """How many milestones of ``unfreeze_schedule`` have passed at ``step`` (0-based)."""
     now = step // steps_per_epoch if cfg.unfreeze_unit == "epoch" else step
@@ -161,14 +157,14 @@ def apply_unfreeze(model: EEGFMModel, cfg: FinetuneConfig, level: int) -> None:
     """Gradual unfreezing (full mode): level 0 trains the head alone; level i of k the top
     ``round(i / k)`` share of the encoder's layers (``unfreeze_encoder`` order); level k all."""
     schedule = cfg.unfreeze_schedule
-    if cfg.mode != "full" or not schedule or level >= len(schedule):
-        if cfg.mode == "full":
-            model.unfreeze_encoder(None)
+    if cfg.mode != "full":
         return
-    if level == 0:
+    if not schedule or level >= len(schedule):
+        model.unfreeze_encoder(None)
+    elif level == 0:
         model.freeze_encoder()
     else:
-        n_layers = encoder_layers(model)
+        n_layers = len(model.encoder.blocks) + len(model.encoder.patch_layers)
         model.unfreeze_encoder(max(1, round(n_layers * level / len(schedule))))
 
 
@@ -231,13 +227,9 @@ def split_loader(
     cfg: FinetuneConfig, dist: Dist, data: str | Sequence[str], plan: Plan, name: str, patch_size: int
 ) -> EEGLoader:
     """One pass over a held-out split (``val``, ``test``) in file order, sharded over the ranks."""
+    config = loader_config(cfg.loader, patch_size, filters=split_filter(plan, name), train=False)
     return EEGLoader(
-        data,
-        loader_config(cfg.loader, patch_size, filters=split_filter(plan, name), train=False),
-        rank=dist.rank,
-        world_size=dist.world_size,
-        infinite=False,
-        windows_per_file=plan.files.get(name),
+        data, config, rank=dist.rank, world_size=dist.world_size, infinite=False, windows_per_file=plan.files.get(name)
     )
 
 
@@ -299,9 +291,7 @@ def build_run(
     )
     batch = cfg.loader.batch_size * cfg.optim.grad_accum_steps * dist.world_size
     steps_per_epoch = max(1, math.ceil(stage.windows / batch))
-    total = cfg.epochs * steps_per_epoch
-    if cfg.optim.max_steps is not None:
-        total = min(total, cfg.optim.max_steps)
+    total = min(cfg.epochs * steps_per_epoch, cfg.optim.max_steps or math.inf)
     optim = cfg.optim
     if optim.warmup_steps >= total:
         log.warning(
@@ -314,10 +304,10 @@ def build_run(
         optim = dataclasses.replace(optim, warmup_steps=total // 10, max_steps=None)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, functools.partial(optim.lr_factor, total_steps=total))
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    filters = split_filter(plan, "train", stage.min_votes)
+    config = loader_config(cfg.loader, model.config.patch_size, filters=split_filter(plan, "train", stage.min_votes))
     loader = EEGLoader(
         data,
-        loader_config(cfg.loader, model.config.patch_size, filters=filters),
+        config,
         rank=dist.rank,
         world_size=dist.world_size,
         infinite=True,
