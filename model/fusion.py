@@ -122,11 +122,7 @@ class ModalityAttention(nn.Module):
         n_keys = tokens.shape[1]
         k, v = self.kv(tokens).view(batch, n_keys, 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=valid[:, None, None, :],
-            dropout_p=self.attention_dropout if self.training else 0.0,
+            q, k, v, attn_mask=valid[:, None, None, :], dropout_p=self.attention_dropout if self.training else 0.0
         )
         return self.out(out.transpose(1, 2).reshape(batch, n_queries, width))
 

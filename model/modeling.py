@@ -274,11 +274,7 @@ class EEGFMModel(EEGFMPreTrainedModel):
     def get_classifier(self) -> TaskHead:
         return self.head
 
-    def reset_head(
-        self,
-        head: str | None = None,
-        id2label: dict[int, str] | list[str] | None = None,
-    ) -> TaskHead:
+    def reset_head(self, head: str | None = None, id2label: dict[int, str] | list[str] | None = None) -> TaskHead:
         """Replace the task head (a fresh, initialised one); config.head / id2label follow."""
         name = self.config.head if head is None else head
         if name not in HEAD_REGISTRY:
@@ -419,10 +415,7 @@ def pretraining_losses(model: EEGFMForPretraining) -> tuple[str, ...]:
 
 
 def create_model(
-    preset: str = "base",
-    head: str | None = None,
-    pretrained: str | None = None,
-    **overrides: Any,
+    preset: str = "base", head: str | None = None, pretrained: str | None = None, **overrides: Any
 ) -> EEGFMModel:
     """timm-style factory: a task model from a preset, or from a saved directory (``pretrained``)
     with a fresh head where ``head`` differs from the saved one."""

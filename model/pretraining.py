@@ -187,11 +187,7 @@ class ChannelContrastiveHead(nn.Module):
         return self.out(attended.reshape(batch, n_patches, width))
 
     def forward(
-        self,
-        channel_tokens: torch.Tensor,
-        content: torch.Tensor,
-        held_out: torch.Tensor,
-        positions: torch.Tensor,
+        self, channel_tokens: torch.Tensor, content: torch.Tensor, held_out: torch.Tensor, positions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries (B * P, E) for the held-out electrodes; keys (B * C * P, E) of every channel from
         ``content`` (B, C, P, D), each patch's embedding of the unmasked signal."""
@@ -202,11 +198,7 @@ class ChannelContrastiveHead(nn.Module):
         )
 
     def loss(
-        self,
-        queries: torch.Tensor,
-        keys: torch.Tensor,
-        held_out: torch.Tensor,
-        channel_mask: torch.Tensor,
+        self, queries: torch.Tensor, keys: torch.Tensor, held_out: torch.Tensor, channel_mask: torch.Tensor
     ) -> torch.Tensor:
         """InfoNCE; negatives: every other (channel, patch) of this and the other samples."""
         batch, n_chans = channel_mask.shape

@@ -197,9 +197,7 @@ def _write_predictions(predictions, fileobj, labels: list[str], args) -> tuple[l
         if prediction.windows and not args.no_plots:
             name = _plot_name(index, prediction.input)
             plot_timeline(
-                prediction,
-                f"{prediction.input}: {summary.get('predicted', '')}",
-                args.output / "timelines" / name,
+                prediction, f"{prediction.input}: {summary.get('predicted', '')}", args.output / "timelines" / name
             )
             summary["timeline"] = f"timelines/{name}"
         if prediction.status != "processed":
