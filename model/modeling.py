@@ -105,12 +105,10 @@ class EEGFMPreTrainedModel(PreTrainedModel):
         for name, parameter in module.named_parameters(recurse=False):
             if name in ("interpolated", "null", "sex", "kind"):
                 init.normal_(parameter, std=std)
-            elif name == "interpolated_logit":
+            elif name in ("interpolated_logit", "lora_b"):
                 init.zeros_(parameter)
             elif name == "lora_a":
                 init.normal_(parameter, std=1.0 / module.rank)
-            elif name == "lora_b":
-                init.zeros_(parameter)
 
     def prepare_inputs(
         self,
