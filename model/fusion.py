@@ -178,10 +178,8 @@ class CrossModalFusion(nn.Module):
             else:
                 applied.append(patch_tokens.new_zeros(batch))
                 # Absent from the whole batch: tie the branch in with a zero weight (tie_unused).
-                branch = [self.tokenizers[modality], self.attention[modality]]
-                if modality == "ecg":
-                    branch.append(self.query_time)
-                fused = tie_unused(fused, *branch)
+                query_time = self.query_time if modality == "ecg" else None
+                fused = tie_unused(fused, self.tokenizers[modality], self.attention[modality], query_time)
                 if self.training and torch.is_grad_enabled():
                     fused = fused + 0.0 * gates[:, index].sum()
                 continue

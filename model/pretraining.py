@@ -193,9 +193,8 @@ class ChannelContrastiveHead(nn.Module):
         ``content`` (B, C, P, D), each patch's embedding of the unmasked signal."""
         batch, n_chans, n_patches, width = content.shape
         prediction = self.predict(channel_tokens, positions, held_out)
-        return self.query(prediction).reshape(batch * n_patches, -1), self.key(content).reshape(
-            batch * n_chans * n_patches, -1
-        )
+        queries = self.query(prediction).reshape(batch * n_patches, -1)
+        return queries, self.key(content).reshape(batch * n_chans * n_patches, -1)
 
     def loss(
         self, queries: torch.Tensor, keys: torch.Tensor, held_out: torch.Tensor, channel_mask: torch.Tensor
