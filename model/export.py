@@ -252,10 +252,7 @@ class OnnxEEGFM:
                     f"positions: required for {n_chans} channels; use model.inputs.positions_for(ch_names)"
                 )
             positions = canonical_positions().numpy()
-        positions = _numpy(positions)
-        if positions.ndim == 2:
-            positions = positions[None]
-        positions = np.ascontiguousarray(np.broadcast_to(positions, (batch, n_chans, 3)))
+        positions = np.ascontiguousarray(np.broadcast_to(_numpy(positions), (batch, n_chans, 3)))
         mask = np.ones((batch, n_chans), np.float32) if channel_mask is None else _numpy(channel_mask)
         mask = np.ascontiguousarray(np.broadcast_to(mask.reshape(-1, n_chans), (batch, n_chans)))
         values = {

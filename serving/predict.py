@@ -130,17 +130,13 @@ def predict_config(args, parser):
     from eegfm.serving.predictor import PredictConfig  # the model and training's loader: not for --help
 
     gpu = args.backend == "tensorrt" or args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    device = "cuda" if gpu else "cpu"
+    same = {name: getattr(args, name) for name in ("backend", "batch_size", "stride_seconds", "threads", "precision")}
     try:
         return PredictConfig(
-            backend=args.backend,
-            device=device,
-            batch_size=args.batch_size,
+            device="cuda" if gpu else "cpu",
             calibrated=not args.uncalibrated,
-            stride_seconds=args.stride_seconds,
             artifact_model=not args.no_artifact_model,
-            threads=args.threads,
-            precision=args.precision,
+            **same,
         )
     except ConfigError as err:
         parser.error(str(err))
