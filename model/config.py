@@ -250,14 +250,46 @@ def get_preset(name: str) -> dict[str, Any]:
     return dict(_PRESETS[name]())
 
 
-# The built-in presets (see the module doc). ``base``: width 192 keeps the (channel x patch) blocks, where the
-# compute is, at about 0.8 GFLOP per 10 s of 19-channel EEG; four patch layers (1/19 of the tokens) add capacity
-# almost for free. ``tiny`` is fast enough for unit tests and a CPU demo.
-_PRESET_FIELDS = ("hidden_size", "num_attention_heads", "num_hidden_layers", "num_patch_layers", "mlp_ratio")
-_PRESET_FIELDS += ("graph_neighbours", "contrastive_dim", "dropout")
-for _name, _values in {
-    "tiny": (64, 4, 2, 1, 2.0, 4, 32, 0.0),
-    "base": (192, 6, 4, 4, 4.0, 6, 128, 0.1),
-    "large": (512, 8, 8, 4, 4.0, 8, 256, 0.1),
-}.items():
-    register_preset(_name)(dict(zip(_PRESET_FIELDS, _values, strict=True)).copy)
+@register_preset("tiny")
+def tiny() -> dict[str, Any]:
+    """Fast enough for unit tests and a CPU demo."""
+    return dict(
+        hidden_size=64,
+        num_attention_heads=4,
+        num_hidden_layers=2,
+        num_patch_layers=1,
+        mlp_ratio=2.0,
+        graph_neighbours=4,
+        contrastive_dim=32,
+        dropout=0.0,
+    )
+
+
+@register_preset("base")
+def base() -> dict[str, Any]:
+    """Width 192 keeps the (channel x patch) blocks, where the compute is, at about 0.8 GFLOP per
+    10 s of 19-channel EEG; four patch layers (1/19 of the tokens) add capacity almost for free."""
+    return dict(
+        hidden_size=192,
+        num_attention_heads=6,
+        num_hidden_layers=4,
+        num_patch_layers=4,
+        mlp_ratio=4.0,
+        graph_neighbours=6,
+        contrastive_dim=128,
+        dropout=0.1,
+    )
+
+
+@register_preset("large")
+def large() -> dict[str, Any]:
+    return dict(
+        hidden_size=512,
+        num_attention_heads=8,
+        num_hidden_layers=8,
+        num_patch_layers=4,
+        mlp_ratio=4.0,
+        graph_neighbours=8,
+        contrastive_dim=256,
+        dropout=0.1,
+    )
