@@ -91,17 +91,15 @@ def check_s3_credentials(paths: list[str], options: Any = None) -> None:
     """Fail at once, naming the path, where an ``s3://`` path is to be used and boto3 finds no
     credentials (Beam would retry for minutes). ``options``: the pipeline options, if any
     (``--s3_access_key_id`` counts as credentials)."""
+    global _AWS_CREDENTIALS_FOUND
     remote = [p for p in paths if p.startswith("s3://")]
-    if not remote:
+    if not remote or _AWS_CREDENTIALS_FOUND:
         return
     if options is not None:
         from apache_beam.options.pipeline_options import S3Options  # Beam: heavy, only where options were passed
 
         if options.view_as(S3Options).s3_access_key_id:
             return
-    global _AWS_CREDENTIALS_FOUND
-    if _AWS_CREDENTIALS_FOUND:
-        return
     import boto3  # heavy: only where an s3:// path is used
 
     _AWS_CREDENTIALS_FOUND = boto3.session.Session().get_credentials() is not None

@@ -76,10 +76,8 @@ def build_adapters(encoder: nn.Module, kind: str, rank: int, eps: float = 1e-5) 
         for parent, attr in _lora_targets(encoder):
             setattr(parent, attr, LoRALinear(getattr(parent, attr), rank))
     else:
-        layers = list(encoder.blocks) + list(encoder.patch_layers)
-        width = encoder.config.hidden_size
-        for layer in layers:
-            layer.adapter = BottleneckAdapter(width, rank, eps)
+        for layer in [*encoder.blocks, *encoder.patch_layers]:
+            layer.adapter = BottleneckAdapter(encoder.config.hidden_size, rank, eps)
 
 
 def is_adapter_parameter(name: str) -> bool:

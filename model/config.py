@@ -134,10 +134,10 @@ class EEGFMConfig(PreTrainedConfig):
         if self.modalities is None:
             self.modalities = list(MODALITIES)
         # A head's default label names, unless the caller (or config.json) gives its own.
-        if self.id2label is None and "num_labels" not in kwargs:
-            labels = _default_labels(self.head)
-            if labels is not None:
-                self.id2label = dict(enumerate(labels))
+        head_class = HEAD_REGISTRY.get(self.head) if isinstance(self.head, str) else None
+        labels = getattr(head_class, "default_labels", None)
+        if self.id2label is None and "num_labels" not in kwargs and labels is not None:
+            self.id2label = dict(enumerate(labels))
         super().__post_init__(**kwargs)
         if self.id2label is not None:
             self.label2id = {name: index for index, name in self.id2label.items()}
@@ -217,11 +217,6 @@ class EEGFMConfig(PreTrainedConfig):
 def _check_head(field: str, name: Any) -> None:
     if name not in HEAD_REGISTRY:
         _fail(field, f"a registered head ({', '.join(sorted(HEAD_REGISTRY))})", name)
-
-
-def _default_labels(head: Any) -> tuple[str, ...] | None:
-    head_class = HEAD_REGISTRY.get(head) if isinstance(head, str) else None
-    return None if head_class is None else head_class.default_labels
 
 
 def n_outputs_for(config: EEGFMConfig, head: str | None = None) -> int:

@@ -59,11 +59,7 @@ class SpatioTemporalBlock(nn.Module):
         self.adapter: nn.Module | None = None  # set by model.adapters.add_adapters
 
     def forward(
-        self,
-        x: torch.Tensor,
-        graph: ElectrodeGraph,
-        rotary: tuple[torch.Tensor, torch.Tensor],
-        causal: bool,
+        self, x: torch.Tensor, graph: ElectrodeGraph, rotary: tuple[torch.Tensor, torch.Tensor], causal: bool
     ) -> torch.Tensor:
         batch, n_chans, n_patches, width = x.shape
         sequences = self.temporal_norm(x).reshape(batch * n_chans, n_patches, width)
@@ -149,8 +145,5 @@ class EEGFMEncoder(nn.Module):
         if self.spatial_readout is not None:
             pooled = pooled + self.spatial_readout(channel_tokens, positions)
         return EncoderOutput(
-            channel_tokens=channel_tokens,
-            patch_tokens=patch_tokens,
-            pooled=pooled,
-            modality_gates=gates,
+            channel_tokens=channel_tokens, patch_tokens=patch_tokens, pooled=pooled, modality_gates=gates
         )

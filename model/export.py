@@ -16,12 +16,11 @@ patch size and modalities travel in the ONNX ``metadata_props``. The GNN is expo
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -70,13 +69,11 @@ def example_inputs(
     generator = torch.Generator().manual_seed(0)
     n_times = n_seconds * model.config.patch_size
     wrapper = ExportableEEGFM(model)
-    if n_chans == 19:
-        positions = canonical_positions(batch_size)
-    else:
-        positions = torch.nn.functional.normalize(torch.randn(batch_size, n_chans, 3, generator=generator), dim=-1)
     tensors = {
+        "positions": canonical_positions(batch_size)
+        if n_chans == 19
+        else torch.nn.functional.normalize(torch.randn(batch_size, n_chans, 3, generator=generator), dim=-1),
         "eeg": 20 * torch.randn(batch_size, n_chans, n_times, generator=generator),
-        "positions": positions,
         "channel_mask": torch.ones(batch_size, n_chans),
         "spectrogram": torch.rand(batch_size, model.config.spectrogram_bins, n_frames, generator=generator),
         "ecg": 100 * torch.randn(batch_size, n_times, generator=generator),
@@ -142,8 +139,10 @@ def export_onnx(
     if gnn_impl is not None:
         model.set_gnn_impl(gnn_impl)
     wrapper.eval()
+    if not verbose:  # the exporter logs every stage (and warns about unused torchvision ops)
+        logging.disable(logging.WARNING)
     try:
-        with warnings.catch_warnings(), _quiet_exporter(verbose):
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(
                 wrapper,
@@ -159,6 +158,8 @@ def export_onnx(
             program.model.metadata_props.update(export_metadata(model))
             program.save(str(path))
     finally:
+        if not verbose:
+            logging.disable(logging.NOTSET)
         model.set_gnn_impl(previous_impl)
         for module, mode in training.items():
             module.training = mode
@@ -179,19 +180,6 @@ def export_metadata(model: EEGFMModel) -> dict[str, str]:
         # the calibration fitted on validation (fine-tuning): divide the logits by it for probabilities
         "eegfm.temperature": repr(float(getattr(config, "temperature", 1.0) or 1.0)),
     }
-
-
-@contextlib.contextmanager
-def _quiet_exporter(verbose: bool) -> Iterator[None]:
-    """The exporter logs every stage (and warns about unused torchvision ops); quiet unless verbose."""
-    if verbose:
-        yield
-        return
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(logging.NOTSET)
 
 
 class OnnxEEGFM:
@@ -252,26 +240,19 @@ class OnnxEEGFM:
             ecg = np.ascontiguousarray(ecg[..., :whole])
         if spectrogram is not None:
             spectrogram = _numpy(spectrogram)
-            if (
-                spectrogram.ndim != 3
-                or spectrogram.shape[:2] != (batch, self.spectrogram_bins)
-                or spectrogram.shape[2] < self.spectrogram_pool
-            ):
+            shape = spectrogram.shape
+            if len(shape) != 3 or shape[:2] != (batch, self.spectrogram_bins) or shape[2] < pool:
                 raise ValueError(
-                    f"spectrogram: expected shape ({batch}, {self.spectrogram_bins}, n_frames >= "
-                    f"{self.spectrogram_pool}); got {spectrogram.shape}"
+                    f"spectrogram: expected shape ({batch}, {self.spectrogram_bins}, n_frames >= {pool}); got {shape}"
                 )
-            spectrogram = np.ascontiguousarray(spectrogram[..., : spectrogram.shape[-1] // pool * pool])
+            spectrogram = np.ascontiguousarray(spectrogram[..., : shape[-1] // pool * pool])
         if positions is None:
             if n_chans != 19:
                 raise ValueError(
                     f"positions: required for {n_chans} channels; use model.inputs.positions_for(ch_names)"
                 )
             positions = canonical_positions().numpy()
-        positions = _numpy(positions)
-        if positions.ndim == 2:
-            positions = positions[None]
-        positions = np.ascontiguousarray(np.broadcast_to(positions, (batch, n_chans, 3)))
+        positions = np.ascontiguousarray(np.broadcast_to(_numpy(positions), (batch, n_chans, 3)))
         mask = np.ones((batch, n_chans), np.float32) if channel_mask is None else _numpy(channel_mask)
         mask = np.ascontiguousarray(np.broadcast_to(mask.reshape(-1, n_chans), (batch, n_chans)))
         values = {

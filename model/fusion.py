@@ -122,11 +122,7 @@ class ModalityAttention(nn.Module):
         n_keys = tokens.shape[1]
         k, v = self.kv(tokens).view(batch, n_keys, 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         out = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=valid[:, None, None, :],
-            dropout_p=self.attention_dropout if self.training else 0.0,
+            q, k, v, attn_mask=valid[:, None, None, :], dropout_p=self.attention_dropout if self.training else 0.0
         )
         return self.out(out.transpose(1, 2).reshape(batch, n_queries, width))
 
@@ -182,10 +178,8 @@ class CrossModalFusion(nn.Module):
             else:
                 applied.append(patch_tokens.new_zeros(batch))
                 # Absent from the whole batch: tie the branch in with a zero weight (tie_unused).
-                branch = [self.tokenizers[modality], self.attention[modality]]
-                if modality == "ecg":
-                    branch.append(self.query_time)
-                fused = tie_unused(fused, *branch)
+                query_time = self.query_time if modality == "ecg" else None
+                fused = tie_unused(fused, self.tokenizers[modality], self.attention[modality], query_time)
                 if self.training and torch.is_grad_enabled():
                     fused = fused + 0.0 * gates[:, index].sum()
                 continue

@@ -105,12 +105,10 @@ class EEGFMPreTrainedModel(PreTrainedModel):
         for name, parameter in module.named_parameters(recurse=False):
             if name in ("interpolated", "null", "sex", "kind"):
                 init.normal_(parameter, std=std)
-            elif name == "interpolated_logit":
+            elif name in ("interpolated_logit", "lora_b"):
                 init.zeros_(parameter)
             elif name == "lora_a":
                 init.normal_(parameter, std=1.0 / module.rank)
-            elif name == "lora_b":
-                init.zeros_(parameter)
 
     def prepare_inputs(
         self,
@@ -274,11 +272,7 @@ class EEGFMModel(EEGFMPreTrainedModel):
     def get_classifier(self) -> TaskHead:
         return self.head
 
-    def reset_head(
-        self,
-        head: str | None = None,
-        id2label: dict[int, str] | list[str] | None = None,
-    ) -> TaskHead:
+    def reset_head(self, head: str | None = None, id2label: dict[int, str] | list[str] | None = None) -> TaskHead:
         """Replace the task head (a fresh, initialised one); config.head / id2label follow."""
         name = self.config.head if head is None else head
         if name not in HEAD_REGISTRY:
@@ -419,10 +413,7 @@ def pretraining_losses(model: EEGFMForPretraining) -> tuple[str, ...]:
 
 
 def create_model(
-    preset: str = "base",
-    head: str | None = None,
-    pretrained: str | None = None,
-    **overrides: Any,
+    preset: str = "base", head: str | None = None, pretrained: str | None = None, **overrides: Any
 ) -> EEGFMModel:
     """timm-style factory: a task model from a preset, or from a saved directory (``pretrained``)
     with a fresh head where ``head`` differs from the saved one."""

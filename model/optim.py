@@ -65,10 +65,7 @@ def decays(name: str, parameter: nn.Parameter) -> bool:
 
 
 def param_groups_lrd(
-    model: nn.Module,
-    base_lr: float,
-    weight_decay: float,
-    layer_decay: float = 1.0,
+    model: nn.Module, base_lr: float, weight_decay: float, layer_decay: float = 1.0
 ) -> list[dict[str, Any]]:
     """One group per (depth, decay) pair with ``params``, ``lr`` (already scaled; ``LambdaLR``
     schedules scale it further), ``weight_decay``, ``lr_scale`` and ``layer_id``. ``model`` may be

@@ -187,26 +187,17 @@ class ChannelContrastiveHead(nn.Module):
         return self.out(attended.reshape(batch, n_patches, width))
 
     def forward(
-        self,
-        channel_tokens: torch.Tensor,
-        content: torch.Tensor,
-        held_out: torch.Tensor,
-        positions: torch.Tensor,
+        self, channel_tokens: torch.Tensor, content: torch.Tensor, held_out: torch.Tensor, positions: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Queries (B * P, E) for the held-out electrodes; keys (B * C * P, E) of every channel from
         ``content`` (B, C, P, D), each patch's embedding of the unmasked signal."""
         batch, n_chans, n_patches, width = content.shape
         prediction = self.predict(channel_tokens, positions, held_out)
-        return self.query(prediction).reshape(batch * n_patches, -1), self.key(content).reshape(
-            batch * n_chans * n_patches, -1
-        )
+        queries = self.query(prediction).reshape(batch * n_patches, -1)
+        return queries, self.key(content).reshape(batch * n_chans * n_patches, -1)
 
     def loss(
-        self,
-        queries: torch.Tensor,
-        keys: torch.Tensor,
-        held_out: torch.Tensor,
-        channel_mask: torch.Tensor,
+        self, queries: torch.Tensor, keys: torch.Tensor, held_out: torch.Tensor, channel_mask: torch.Tensor
     ) -> torch.Tensor:
         """InfoNCE; negatives: every other (channel, patch) of this and the other samples."""
         batch, n_chans = channel_mask.shape

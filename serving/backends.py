@@ -252,23 +252,16 @@ class TensorRTBackend:
         return outputs["logits"].cpu()
 
 
-def make_backend(
-    name: str,
-    model_dir: Path,
-    device: torch.device,
-    *,
-    n_times: int,
-    patch_size: int,
-    batch_size: int,
-    threads: int | None = None,
-    precision: str = "fp16",
-):
-    """The backend ``name`` for the model folder."""
-    if name == "torch":
+def make_backend(config, model_dir: Path, *, n_times: int, patch_size: int):
+    """The backend a ``PredictConfig`` names (``backend``, ``device``, ``threads`` ...) for the model folder."""
+    device = torch.device(config.device)
+    if config.backend == "torch":
         return TorchBackend(_pretrained(model_dir), device)
     path = onnx_path_for(model_dir)
-    if name == "onnx":
-        return OnnxBackend(path, device, threads)
-    if name == "tensorrt":
-        return TensorRTBackend(path, n_times=n_times, patch_size=patch_size, batch_size=batch_size, precision=precision)
-    raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}; got {name!r}")
+    if config.backend == "onnx":
+        return OnnxBackend(path, device, config.threads)
+    if config.backend == "tensorrt":
+        return TensorRTBackend(
+            path, n_times=n_times, patch_size=patch_size, batch_size=config.batch_size, precision=config.precision
+        )
+    raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}; got {config.backend!r}")

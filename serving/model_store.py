@@ -108,16 +108,10 @@ def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
         )
     files = [run_dir / n for n in RUN_FILES if (run_dir / n).is_file()]
     weights_time = (model / "model.safetensors").stat().st_mtime
-    files += sorted(
-        (
-            model / n
-            for n in MODEL_FILES
-            if (model / n).is_file()
-            # an ONNX graph exported from earlier weights would be served as this model's
-            and not (n == "model.onnx" and (model / n).stat().st_mtime < weights_time)
-        ),
-        key=lambda p: p.name == "model.safetensors",
-    )
+    present = [model / n for n in MODEL_FILES if (model / n).is_file()]
+    # an ONNX graph exported from earlier weights would be served as this model's
+    present = [p for p in present if p.name != "model.onnx" or p.stat().st_mtime >= weights_time]
+    files += sorted(present, key=lambda p: p.name == "model.safetensors")
     written = []
     for path in files:
         target = join_path(url.rstrip("/"), str(path.relative_to(run_dir)).replace(os.sep, "/"))

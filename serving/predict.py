@@ -129,21 +129,14 @@ def predict_config(args, parser):
     """The PredictConfig the command line asks for (--device auto: CUDA where torch sees a GPU)."""
     from eegfm.serving.predictor import PredictConfig  # the model and training's loader: not for --help
 
-    device = (
-        "cuda"
-        if args.backend == "tensorrt" or args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-        else "cpu"
-    )
+    gpu = args.backend == "tensorrt" or args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
+    same = {name: getattr(args, name) for name in ("backend", "batch_size", "stride_seconds", "threads", "precision")}
     try:
         return PredictConfig(
-            backend=args.backend,
-            device=device,
-            batch_size=args.batch_size,
+            device="cuda" if gpu else "cpu",
             calibrated=not args.uncalibrated,
-            stride_seconds=args.stride_seconds,
             artifact_model=not args.no_artifact_model,
-            threads=args.threads,
-            precision=args.precision,
+            **same,
         )
     except ConfigError as err:
         parser.error(str(err))
@@ -152,19 +145,6 @@ def predict_config(args, parser):
 def _plot_name(index: int, path: str) -> str:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0])[:60]
     return f"{index:03d}_{stem}.png"
-
-
-def _csv_header(labels: list[str]) -> list[str]:
-    return [
-        "input",
-        "start_s",
-        "duration_s",
-        *labels,
-        *(["predicted"] if len(labels) > 1 else []),
-        "artifact_score",
-        "masked_channels",
-        "votes",
-    ]
 
 
 def _csv_row(prediction, w, labels: list[str]) -> list[str]:
@@ -189,7 +169,8 @@ def _write_predictions(predictions, fileobj, labels: list[str], args) -> tuple[l
 
     recordings, n_windows, eeg_seconds = [], 0, 0.0
     writer = csv.writer(fileobj)
-    writer.writerow(_csv_header(labels))
+    best = ["predicted"] if len(labels) > 1 else []
+    writer.writerow(["input", "start_s", "duration_s", *labels, *best, "artifact_score", "masked_channels", "votes"])
     for index, prediction in enumerate(tqdm(predictions, desc="recordings", unit="rec", disable=None), start=1):
         summary = prediction.summary()
         for w in prediction.windows:
@@ -197,9 +178,7 @@ def _write_predictions(predictions, fileobj, labels: list[str], args) -> tuple[l
         if prediction.windows and not args.no_plots:
             name = _plot_name(index, prediction.input)
             plot_timeline(
-                prediction,
-                f"{prediction.input}: {summary.get('predicted', '')}",
-                args.output / "timelines" / name,
+                prediction, f"{prediction.input}: {summary.get('predicted', '')}", args.output / "timelines" / name
             )
             summary["timeline"] = f"timelines/{name}"
         if prediction.status != "processed":

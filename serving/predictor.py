@@ -150,24 +150,9 @@ def resolve_model_dir(path: str | Path) -> tuple[Path, dict[str, Any]]:
 
 # eval.json's held-out metrics a client sees in the model's description
 _EVALUATION_KEYS = (
-    "kl",
-    "baseline_kl",
-    "loss",
-    "baseline_loss",
-    "accuracy",
-    "baseline_accuracy",
-    "balanced_accuracy",
-    "auroc",
-    "auprc",
-    "cohen_kappa",
-    "f1_weighted",
-    "ece",
-    "baseline_ece",
-    "brier",
-    "baseline_brier",
-    "r2",
-    "n_windows",
-)
+    "kl baseline_kl loss baseline_loss accuracy baseline_accuracy balanced_accuracy auroc auprc cohen_kappa "
+    "f1_weighted ece baseline_ece brier baseline_brier r2 n_windows"
+).split()
 
 
 def held_out_evaluation(eval_json: Path) -> dict[str, Any] | None:
@@ -217,13 +202,8 @@ class Predictor:
         self.preprocess = preprocess
         self.head = self.model_config.head
         id2label = {int(k): v for k, v in (self.model_config.id2label or {}).items()}
-        self.labels = (
-            ("value",)
-            if self.head == "regression"
-            else tuple(id2label[i] for i in sorted(id2label))
-            if id2label
-            else ("negative", "positive")
-        )
+        labels = tuple(id2label[i] for i in sorted(id2label)) or ("negative", "positive")
+        self.labels = ("value",) if self.head == "regression" else labels
         self.temperature = (
             float(self.model_config.temperature or 1.0) if self.config.calibrated and self.head != "regression" else 1.0
         )
@@ -233,14 +213,7 @@ class Predictor:
         if self.config.threads:
             torch.set_num_threads(self.config.threads)
         self.backend = make_backend(
-            self.config.backend,
-            self.model_dir,
-            torch.device(self.config.device),
-            n_times=n_times,
-            patch_size=self.model_config.patch_size,
-            batch_size=self.config.batch_size,
-            threads=self.config.threads,
-            precision=self.config.precision,
+            self.config, self.model_dir, n_times=n_times, patch_size=self.model_config.patch_size
         )
         self.artifact_model = None
         if self.config.artifact_model and self.spec.get("artifact_model"):

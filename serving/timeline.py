@@ -20,34 +20,24 @@ def draw_timeline(prediction: RecordingPrediction, title: str):
 
     windows = prediction.windows
     starts = np.array([w.start_s for w in windows]) / 60.0
-    ends = starts + np.array([w.duration_s for w in windows]) / 60.0
+    widths = np.array([w.duration_s for w in windows]) / 60.0
     outputs = np.array([w.outputs for w in windows])
     figure = Figure(figsize=(11, 4.2))
     top, bottom = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
     if prediction.labels == ("value",):
-        top.hlines(outputs[:, 0], starts, ends, color="tab:blue")
+        top.hlines(outputs[:, 0], starts, starts + widths, color="tab:blue")
         top.set_ylabel("predicted value")
     else:
-        colors = [f"C{k}" for k in range(len(prediction.labels))]
         below = np.zeros(len(windows))
         for k, label in enumerate(prediction.labels):
             # one bar per window, so windows that overlap (stride < window) or leave gaps read as such
-            top.bar(
-                starts,
-                outputs[:, k],
-                width=ends - starts,
-                bottom=below,
-                align="edge",
-                color=colors[k],
-                label=label,
-                linewidth=0,
-            )
+            top.bar(starts, outputs[:, k], widths, below, align="edge", color=f"C{k}", label=label, linewidth=0)
             below += outputs[:, k]
         top.set_ylim(0, 1)
         top.set_ylabel("probability")
         top.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     scores = np.array([w.artifact_score for w in windows])
-    bottom.bar(starts, scores, width=ends - starts, align="edge", color="0.4", linewidth=0)
+    bottom.bar(starts, scores, widths, align="edge", color="0.4", linewidth=0)
     bottom.axhline(0.5, color="tab:red", linewidth=0.8, linestyle="--")
     bottom.set_ylim(0, 1)
     bottom.set_ylabel("artifact", fontsize=8)
