@@ -16,6 +16,10 @@ from eegfm.pipelines.quality import QUALITY_NAMES, QualityConfig
 # The TFRecord `quality` vector: the rule metrics, then the autoencoder's score (-1 until the
 # artifact stage fills it in, or without the autoencoder).
 AE_NOT_SCORED = -1.0
+# How far a gzipped EDF/BDF may expand while it is decompressed to a temporary file (pipelines.localize):
+# EEG compresses 2-4x, so 50x is no recording; 20 GB is 43 h of 64 channels at 1 kHz in EDF.
+DEFAULT_MAX_DECOMPRESSED_RATIO = 50.0
+DEFAULT_MAX_DECOMPRESSED_GB = 20.0
 RECORD_QUALITY_NAMES = QUALITY_NAMES + ("ae_score",)
 
 
@@ -42,6 +46,8 @@ class PreprocessConfig(Config):
     # a cap whose labels name no 10-20 site (EGI's E1 ..., EasyCap's numbers), for recordings that
     # use its labels: harmonize.CAP_LAYOUTS; 'auto' recognises BioSemi's ABC labels only
     montage: str = "auto"
+    max_decompressed_ratio: float = DEFAULT_MAX_DECOMPRESSED_RATIO
+    max_decompressed_gb: float = DEFAULT_MAX_DECOMPRESSED_GB
     quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
 
     def validate(self) -> None:
@@ -57,6 +63,8 @@ class PreprocessConfig(Config):
         check_range("ica_fit_seconds", self.ica_fit_seconds, 10.0, 3600)
         check_range("repair_channels", self.repair_channels, 0, schema.N_CHANS - 1)
         check_option("montage", self.montage, ("auto", "file", *CAP_LAYOUTS))
+        check_range("max_decompressed_ratio", self.max_decompressed_ratio, 1.0, 1e6)
+        check_range("max_decompressed_gb", self.max_decompressed_gb, 0.0, 1e6, low_inclusive=False)
         self.filter_config()  # validates l_freq / h_freq against the 256 Hz Nyquist
 
     def filter_config(self) -> FilterConfig:

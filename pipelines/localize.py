@@ -8,8 +8,10 @@ MFF folder is fetched file by file. Beam is imported only where a remote file ne
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import hashlib
+import math
 import os
 import posixpath
 import shutil
@@ -17,10 +19,14 @@ import tempfile
 import zlib
 from collections.abc import Iterator
 
-from eegfm.core.stores import match_below
-from eegfm.pipelines.events import StageError
+from eegfm.core.stores import match_below, match_path
+from eegfm.pipelines.events import DEFAULT_MAX_DECOMPRESSED_GB, DEFAULT_MAX_DECOMPRESSED_RATIO, StageError
 from eegfm.pipelines.fif_parts import next_part_name
 from eegfm.pipelines.readers import GZIPPED, eeglab_data_file
+
+# A gzipped file may always expand this far: a short recording of flat channels compresses far
+# more than EEG's 2-4x without being a bomb.
+RATIO_FLOOR = 16 << 20
 
 
 class _Hashing:
@@ -35,15 +41,44 @@ class _Hashing:
         return block
 
 
-def _copy(src, dst, digest, gzipped: bool = False) -> None:
-    """``src`` to ``dst`` in blocks, ``digest`` over the bytes as stored; gunzipped on the way."""
+@dataclasses.dataclass(frozen=True)
+class DecompressLimit:
+    """How far a gzipped recording may expand: ``ratio`` times its size as stored (a file that stays
+    under ``RATIO_FLOOR`` bytes is never refused by it) and ``gb`` GB (10^9 bytes) in all."""
+
+    ratio: float = DEFAULT_MAX_DECOMPRESSED_RATIO
+    gb: float = DEFAULT_MAX_DECOMPRESSED_GB
+
+    def cap(self, stored: int) -> tuple[int, str]:
+        """The most bytes a file of ``stored`` bytes may expand to, and what to say on reaching it."""
+        by_ratio, total = max(RATIO_FLOOR, int(self.ratio * stored)), int(self.gb * 1e9)
+        if by_ratio < total:
+            return by_ratio, (
+                f"over {self.ratio:g}x the {stored} bytes stored (the max_decompressed_ratio cap): a gzip bomb "
+                "or not a recording; if it is a recording after all, raise --max_decompressed_ratio"
+            )
+        return total, (
+            f"over the {self.gb:g} GB cap (max_decompressed_gb); if the recording is this large, "
+            "raise --max_decompressed_gb"
+        )
+
+
+def _copy(src, dst, digest, gzipped: bool = False, cap: tuple[int, str] | None = None) -> None:
+    """``src`` to ``dst`` in blocks, ``digest`` over the bytes as stored; gunzipped on the way, and
+    with ``cap`` (`DecompressLimit.cap`) a `StageError` before the first block that would pass it."""
     source = _Hashing(src, digest)
     if not gzipped:
         shutil.copyfileobj(source, dst, 1 << 20)
         return
+    limit, why = cap or (math.inf, "")
+    written = 0
     try:
         with gzip.GzipFile(fileobj=source, mode="rb") as unzipped:
-            shutil.copyfileobj(unzipped, dst, 1 << 20)
+            while block := unzipped.read(1 << 20):
+                if written + len(block) > limit:
+                    raise StageError("read", f"decompressed size: {why}; stopped after {written} bytes")
+                dst.write(block)
+                written += len(block)
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise StageError("read", f"not a valid gzip file ({' '.join(str(err).split())[:200]})") from None
     while source.read(1 << 20):  # the digest covers the whole file, whatever gzip left unread
@@ -51,8 +86,9 @@ def _copy(src, dst, digest, gzipped: bool = False) -> None:
 
 
 @contextlib.contextmanager
-def localized(path: str) -> Iterator[tuple[str, str]]:
-    """A local path for `path` (a temporary copy of a remote or gzipped file) and the SHA-256 of the file as stored."""
+def localized(path: str, limit: DecompressLimit = DecompressLimit()) -> Iterator[tuple[str, str]]:
+    """A local path for `path` (a temporary copy of a remote or gzipped file) and the SHA-256 of the file as
+    stored; a gzipped file that expands past ``limit`` is a `StageError` at ``read``, its partial copy deleted."""
     from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; not at module load
 
     if path.lower().endswith(".mff") and ("://" in path or os.path.isdir(path)):
@@ -75,8 +111,10 @@ def localized(path: str) -> Iterator[tuple[str, str]]:
         fif = path.lower().endswith((".fif", ".fif.gz"))
         named = fif or path.lower().endswith(".set")
         local = os.path.join(tmp, os.path.basename(path) if named else "recording." + suffix.lstrip("."))
+        cap = limit.cap(_stored_size(path)) if gzipped else None
+        # A StageError leaves through the temporary folder, which deletes the partial copy with it.
         with open(path, "rb") if "://" not in path else _open_raw(path) as src, open(local, "wb") as dst:
-            _copy(src, dst, digest, gzipped)
+            _copy(src, dst, digest, gzipped, cap)
         # BrainVision/EEGLAB headers name companion files next to them; fetch those too.
         companions = _companions(path, local)
         if path.lower().endswith(".set") and not FileSystems.exists(companions[0]):
@@ -88,6 +126,14 @@ def localized(path: str) -> Iterator[tuple[str, str]]:
         if fif:
             _fetch_split_parts(path, local)
         yield local, digest.hexdigest()
+
+
+def _stored_size(path: str) -> int:
+    """The bytes of ``path`` as stored; 0 for a remote file the store does not list (opening it says why)."""
+    if "://" not in path:
+        return os.path.getsize(path)
+    found = match_path(path)
+    return int(found[0].size_in_bytes) if found else 0
 
 
 def _open_raw(path: str):

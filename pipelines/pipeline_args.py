@@ -21,7 +21,7 @@ from eegfm.pipelines import s3_anonymous  # noqa: F401 - registers the --s3_anon
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.channels import CAP_LAYOUTS
 from eegfm.pipelines.datasets import DATASETS
-from eegfm.pipelines.events import PreprocessConfig
+from eegfm.pipelines.events import DEFAULT_MAX_DECOMPRESSED_GB, DEFAULT_MAX_DECOMPRESSED_RATIO, PreprocessConfig
 from eegfm.pipelines.features import FEATURE_NAMES
 from eegfm.pipelines.sinks import DEFAULT_MAX_SHARD_BYTES
 
@@ -145,6 +145,21 @@ def _add_input_output_options(io_) -> None:
         default=None,
         help="site name for every input; default: the first folder below each input folder (for "
         "a glob, below the folder before its first wildcard; for a file, its folder)",
+    )
+    io_.add_argument(
+        "--max_decompressed_ratio",
+        type=float,
+        default=DEFAULT_MAX_DECOMPRESSED_RATIO,
+        help="a gzipped EDF/BDF (.edf.gz, .bdf.gz) is quarantined at read, its partial copy deleted, once it "
+        "expands past this many times its stored size (files under 16 MiB decompressed never are): EEG "
+        "compresses 2-4x, a gzip bomb thousands of times",
+    )
+    io_.add_argument(
+        "--max_decompressed_gb",
+        type=float,
+        default=DEFAULT_MAX_DECOMPRESSED_GB,
+        help="a gzipped EDF/BDF is quarantined at read once it expands past this many GB (10^9 bytes): "
+        "the most temporary disk one recording takes",
     )
     io_.add_argument(
         "--s3_anonymous",

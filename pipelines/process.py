@@ -25,7 +25,7 @@ from eegfm.pipelines.events import Outcome, PreprocessConfig, RejectedWindow, St
 from eegfm.pipelines.filters import design_filters, detect_line_frequency
 from eegfm.pipelines.harmonize import HarmonizeError, harmonize, map_channels, plan_harmonization
 from eegfm.pipelines.ica import fit_ica_cleaner
-from eegfm.pipelines.localize import localized
+from eegfm.pipelines.localize import DecompressLimit, localized
 from eegfm.pipelines.readers import Reader, ReaderError, open_recording
 from eegfm.pipelines.resample import TARGET_SFREQ, Resampler
 from eegfm.pipelines.windowing import Cutting, Span, cut_span, mark_annotated_bad, plan_windows
@@ -85,7 +85,8 @@ def process_recording(
     try:
         if item.label_problem:
             raise StageError("labels", item.label_problem)
-        with localized(item.path) as (local, sha):
+        limit = DecompressLimit(config.max_decompressed_ratio, config.max_decompressed_gb)
+        with localized(item.path, limit) as (local, sha):
             outcome.source_sha256 = sha
             with _open(local) as reader:
                 for event in _stream(item, reader, key, config, config_hash, sha):

@@ -33,6 +33,10 @@ FORMATS = {
 }
 # gzip-compressed EDF/BDF: decompressed to a temp file first (pipelines.process); MNE reads .fif.gz itself.
 GZIPPED = (".edf.gz", ".bdf.gz")
+# Sampling rates a recording may have: EEG is sampled at 100 Hz to a few kHz, research amplifiers reach
+# ~20-50 kHz, and a rate outside this range is a corrupt header (EDF's record duration, say), whose
+# filters and windows would otherwise fail far from the cause.
+MIN_SFREQ, MAX_SFREQ = 1.0, 100_000.0
 # Archives people download data sets as; their recordings are read once unpacked.
 ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z", ".rar")
 
@@ -123,6 +127,8 @@ class Reader:
 def check_info(path, ch_names, sfreq, n_times) -> None:
     if not np.isfinite(sfreq) or sfreq <= 0:
         raise ReaderError(path, f"sampling rate: expected a positive number; got {sfreq!r}")
+    if not MIN_SFREQ <= sfreq <= MAX_SFREQ:
+        raise ReaderError(path, f"sampling rate: expected {MIN_SFREQ:g} to {MAX_SFREQ:g} Hz; got {sfreq:g} Hz")
     if n_times <= 0:
         raise ReaderError(path, f"length: expected at least one sample; got {n_times}")
     if len(ch_names) == 0:

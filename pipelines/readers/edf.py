@@ -22,6 +22,8 @@ from eegfm.pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
 from eegfm.pipelines.harmonize import HarmonizeError, microvolt_scale
 from eegfm.pipelines.readers.annotations import marks_bad
 from eegfm.pipelines.readers.base import (
+    MAX_SFREQ,
+    MIN_SFREQ,
     Reader,
     ReaderError,
     RecordingInfo,
@@ -296,6 +298,12 @@ class EdfReader(Reader):
         self._offset = (offset * np.array(to_uv))[:, None]
         ch_names = unique_channel_names([hdr.labels[i] for i in self._idx])
         sfreq = main / hdr.record_duration
+        if not MIN_SFREQ <= sfreq <= MAX_SFREQ:
+            raise ReaderError(
+                self.path,
+                f"header fields duration of a data record ({hdr.record_duration:g} s) and samples per record "
+                f"({main}) give a sampling rate of {sfreq:g} Hz; expected {MIN_SFREQ:g} to {MAX_SFREQ:g} Hz",
+            )
         n_times = hdr.n_records * main
         check_info(self.path, ch_names, sfreq, n_times)
         self.info = RecordingInfo(ch_names, sfreq, n_times, hdr.clinical())
