@@ -50,7 +50,8 @@ class HmsParquetReader(Reader):
         # out so the harmonizer interpolates it (and marks it in channel_mask). NaN stretches
         # inside a recorded column stay, and reject only the windows they touch.
         typed = [c for c in wanted if c not in untyped]
-        self.empty_columns = (*untyped, *_all_nan(path, self._file, typed)) if n_times else ()
+        empty = {*untyped, *_all_nan(path, self._file, typed)} if n_times else set()
+        self.empty_columns = tuple(c for c in wanted if c in empty)
         self._columns = [c for c in wanted if c not in self.empty_columns]
         check_info(path, self._columns, HMS_SFREQ, n_times)
         self.info = RecordingInfo(tuple(self._columns), HMS_SFREQ, n_times)
@@ -63,6 +64,8 @@ class HmsParquetReader(Reader):
 
     def _read(self, start: int, stop: int) -> np.ndarray:
         out = np.empty((len(self._columns), stop - start), dtype=np.float32)
+        if stop == start:
+            return out
         group_start = self._group_starts[bisect.bisect_right(self._group_starts, start) - 1]
         if self._batches is None or start < self._held_start or group_start > self._next_row:
             self._seek(start)  # backwards, or a later row group: no decoding of the rows between
@@ -102,6 +105,10 @@ class HmsParquetReader(Reader):
         if self._next_row > needed:
             self._held_start = first
             self._held = np.stack([_floats(batch.column(c)) for c in self._columns])
+
+    def close(self) -> None:
+        self._batches = None
+        self._file.close()
 
 
 def _floats(column) -> np.ndarray:

@@ -65,7 +65,15 @@ def test_any_sample_range_reads_the_rows_the_file_holds(tmp_path):
         assert reader.info.n_times == n
         expected = np.stack([data[c] for c in reader.info.ch_names])
         # forwards, backwards, across row groups and batches, empty, the very end
-        for start, stop in [(0, 10), (BATCH_ROWS - 5, BATCH_ROWS + 5), (5, 7), (n - 3, n), (150_000, 197_000), (0, 0)]:
+        for start, stop in [
+            (0, 10),
+            (BATCH_ROWS - 5, BATCH_ROWS + 5),
+            (5, 7),
+            (n - 3, n),
+            (150_000, 197_000),
+            (0, 0),
+            (n, n),
+        ]:
             got = reader.read(start, stop, check_finite=False)
             np.testing.assert_array_equal(got, expected[:, start:stop])
         np.testing.assert_array_equal(reader.read(check_finite=False), expected)
