@@ -7,18 +7,92 @@ launcher counts the lines: a progress bar on a terminal, else a log line every `
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
+import shutil
+import socket
 import sys
+import tempfile
 import threading
 import time
+import zlib
+from collections.abc import Iterator
 from typing import IO
 
+import psutil
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from eegfm.core.logs import get_logger
 
 log = get_logger("preprocess")
+
+
+PROGRESS_PREFIX = "eegfm-progress-"
+# eegfm-progress-HOST-PID-START-...: the host (a CRC of its name), pid and start time of the owner.
+_OWNED = re.compile(re.escape(PROGRESS_PREFIX) + r"([0-9a-f]{8})-(\d+)-(\d+)-")
+
+
+def host_tag() -> str:
+    """This host in progress folder names: a CRC of its name (the name itself may say whose it is)."""
+    return f"{zlib.crc32(socket.gethostname().encode()):08x}"
+
+
+@contextlib.contextmanager
+def progress_file() -> Iterator[str]:
+    """A new progress file in a private temp folder, named by this process so a later run can tell
+    the folder of a killed run (``clear_stale_progress``); the folder is removed at the end."""
+    owner = f"{host_tag()}-{os.getpid()}-{int(psutil.Process().create_time())}"
+    with tempfile.TemporaryDirectory(prefix=f"{PROGRESS_PREFIX}{owner}-") as folder:
+        yield os.path.join(folder, "done")
+
+
+def _running(pid: int, start: int) -> bool:
+    """Whether process ``pid`` started at ``start`` (s since the epoch) still runs (a pid is reused)."""
+    try:
+        return abs(psutil.Process(pid).create_time() - start) < 2.0
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.Error:  # not ours to inspect: it runs
+        return True
+
+
+def _bytes_below(folder: str) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def clear_stale_progress(temp: str | None = None) -> int:
+    """Remove the progress folders in ``temp`` (the temp folder) of runs on this host, by this user,
+    whose process no longer runs (killed: a stopped run removes its own), logging their number and
+    size; the number removed. A folder of another host (a shared temp folder) or of no known owner
+    (an older version's) is left alone."""
+    temp = temp or tempfile.gettempdir()
+    removed, size = 0, 0
+    try:
+        entries = list(os.scandir(temp))
+    except OSError:
+        return 0
+    for entry in entries:
+        owner = _OWNED.match(entry.name)
+        try:
+            mine = entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid()
+        except OSError:
+            continue
+        if not (owner and mine and owner[1] == host_tag()) or _running(int(owner[2]), int(owner[3])):
+            continue
+        folder_size = _bytes_below(entry.path)
+        shutil.rmtree(entry.path, ignore_errors=True)
+        if not os.path.exists(entry.path):
+            removed, size = removed + 1, size + folder_size
+    if removed:
+        log.info("removed %d progress folder(s) (%.1f kB) of killed runs from the temp folder", removed, size / 1e3)
+    return removed
 
 
 def record_done(path: str | None, eeg_seconds: float) -> None:
