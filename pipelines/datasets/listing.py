@@ -105,22 +105,19 @@ def _matches(pattern: str) -> tuple[list, dict[str, str]]:
     return matched, unreadable(walked, {m.path for m in matched}, named)
 
 
-def _problem(path: str, err: OSError | None = None) -> str:
-    """What is wrong with ``path``, which cannot be looked at (``err``: the error doing so)."""
-    if err is None:
-        try:
-            os.stat(path)
-        except OSError as error:
-            err = error
-        else:
-            return _unreadable_listed(path)
-    if err.errno == errno.ENOENT and os.path.islink(path):
-        return "dangling symbolic link: what it points to does not exist"
-    if err.errno == errno.ELOOP:
-        return "symbolic link loop: it leads back to itself"
-    if err.errno in (errno.EACCES, errno.EPERM):
-        return "permission denied: this user may not look it up"
-    return f"cannot look it up ({err.strerror or err})"
+def _problem(path: str) -> str:
+    """What keeps this user from reading the local entry ``path``, or '' (none, or it is gone)."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ENOENT:  # a link to nothing; else removed since it was listed
+            return "dangling symbolic link: what it points to does not exist" if os.path.islink(path) else ""
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop: it leads back to itself"
+        if err.errno in (errno.EACCES, errno.EPERM):
+            return "permission denied: this user may not look it up"
+        return f"cannot look it up ({err.strerror or err})"
+    return _unreadable_listed(path)
 
 
 def unreadable(tops: list[str], listed: set[str], named=None) -> dict[str, str]:
