@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import shutil
-import socket
 import sys
 import tempfile
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from typing import IO
 
-import psutil
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -30,32 +27,17 @@ log = get_logger("preprocess")
 
 
 PROGRESS_PREFIX = "eegfm-progress-"
-# eegfm-progress-HOST-PID-START-...: the host (a CRC of its name), pid and start time of the owner.
-_OWNED = re.compile(re.escape(PROGRESS_PREFIX) + r"([0-9a-f]{8})-(\d+)-(\d+)-")
-
-
-def host_tag() -> str:
-    """This host in progress folder names: a CRC of its name (the name itself may say whose it is)."""
-    return f"{zlib.crc32(socket.gethostname().encode()):08x}"
+# Held by the run that owns a progress folder: the kernel drops it with the process (SIGKILL included).
+_OWNER_LOCK = "owner.lock"
 
 
 @contextlib.contextmanager
 def progress_file() -> Iterator[str]:
-    """A new progress file in a private temp folder, named by this process so a later run can tell
-    the folder of a killed run (``clear_stale_progress``); the folder is removed at the end."""
-    owner = f"{host_tag()}-{os.getpid()}-{int(psutil.Process().create_time())}"
-    with tempfile.TemporaryDirectory(prefix=f"{PROGRESS_PREFIX}{owner}-") as folder:
-        yield os.path.join(folder, "done")
-
-
-def _running(pid: int, start: int) -> bool:
-    """Whether process ``pid`` started at ``start`` (s since the epoch) still runs (a pid is reused)."""
-    try:
-        return abs(psutil.Process(pid).create_time() - start) < 2.0
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:  # not ours to inspect: it runs
-        return True
+    """A new progress file in a private temp folder that holds a lock while the run goes on, so a
+    later run can tell the folder of a killed run (``clear_stale_progress``); removed at the end."""
+    with tempfile.TemporaryDirectory(prefix=PROGRESS_PREFIX) as folder:
+        with FileLock(os.path.join(folder, _OWNER_LOCK), timeout=0, thread_local=False):
+            yield os.path.join(folder, "done")
 
 
 def _bytes_below(folder: str) -> int:
@@ -67,29 +49,40 @@ def _bytes_below(folder: str) -> int:
     return total
 
 
+def _remove_if_unowned(folder: str) -> int | None:
+    """Remove a progress folder whose owner lock no process holds: its bytes, or None if it is in use
+    or has no owner lock (an older version's, or one being made: its owner unknown)."""
+    owner = os.path.join(folder, _OWNER_LOCK)
+    if not os.path.isfile(owner):
+        return None
+    lock = FileLock(owner, timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except (Timeout, OSError):  # its run goes on (or the lock cannot be taken: leave it)
+        return None
+    try:
+        size = _bytes_below(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        lock.release()
+    return None if os.path.exists(folder) else size
+
+
 def clear_stale_progress(temp: str | None = None) -> int:
-    """Remove the progress folders in ``temp`` (the temp folder) of runs on this host, by this user,
-    whose process no longer runs (killed: a stopped run removes its own), logging their number and
-    size; the number removed. A folder of another host (a shared temp folder) or of no known owner
-    (an older version's) is left alone."""
+    """Remove this user's progress folders in ``temp`` (the temp folder) whose run no longer runs
+    (killed: a stopped run removes its own), logging their number and size; the number removed."""
     temp = temp or tempfile.gettempdir()
     removed, size = 0, 0
     try:
-        entries = list(os.scandir(temp))
+        entries = [e for e in os.scandir(temp) if e.name.startswith(PROGRESS_PREFIX)]
     except OSError:
         return 0
     for entry in entries:
-        owner = _OWNED.match(entry.name)
-        try:
-            mine = entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid()
-        except OSError:
-            continue
-        if not (owner and mine and owner[1] == host_tag()) or _running(int(owner[2]), int(owner[3])):
-            continue
-        folder_size = _bytes_below(entry.path)
-        shutil.rmtree(entry.path, ignore_errors=True)
-        if not os.path.exists(entry.path):
-            removed, size = removed + 1, size + folder_size
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                freed = _remove_if_unowned(entry.path)
+                if freed is not None:
+                    removed, size = removed + 1, size + freed
     if removed:
         log.info("removed %d progress folder(s) (%.1f kB) of killed runs from the temp folder", removed, size / 1e3)
     return removed

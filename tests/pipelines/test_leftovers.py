@@ -9,11 +9,10 @@ import sys
 import tempfile
 import time
 
-import psutil
 import pytest
 
 from eegfm.pipelines.preprocess import run
-from eegfm.pipelines.progress import PROGRESS_PREFIX, clear_stale_progress, host_tag, progress_file
+from eegfm.pipelines.progress import PROGRESS_PREFIX, clear_stale_progress, progress_file
 from eegfm.pipelines.tfrecord import read_records
 
 
@@ -31,29 +30,20 @@ def _progress_folders(temp) -> list[str]:
     return sorted(p.name for p in temp.iterdir() if p.name.startswith(PROGRESS_PREFIX))
 
 
-def test_only_progress_folders_of_processes_that_are_gone_are_cleared(private_temp, caplog):
-    gone = subprocess.Popen([sys.executable, "-c", "pass"])
-    gone.wait()
-    started = int(psutil.Process().create_time())
-    killed = private_temp / f"{PROGRESS_PREFIX}{host_tag()}-{gone.pid}-{int(time.time())}-a1"
-    killed.mkdir()
-    (killed / "done").write_text("1.000\n" * 500)
-    reused = private_temp / f"{PROGRESS_PREFIX}{host_tag()}-{os.getpid()}-{started - 3600}-b2"  # the pid, now another's
-    reused.mkdir()
-    kept = {
-        f"{PROGRESS_PREFIX}{host_tag()}-{os.getpid()}-{started}-c3",  # this process's: it runs
-        f"{PROGRESS_PREFIX}0000abcd-{gone.pid}-{started}-d4",  # another host's (a shared temp folder)
-        f"{PROGRESS_PREFIX}x7y8z9",  # an older version's: owner unknown
-    }
-    for name in kept:
-        (private_temp / name).mkdir()
-    with caplog.at_level("INFO", logger="eegfm.preprocess"):
-        assert clear_stale_progress() == 2
-    assert set(_progress_folders(private_temp)) == kept
-    assert "removed 2 progress folder(s) (3.0 kB) of killed runs from the temp folder" in caplog.text
-    with progress_file() as path:  # a run's own: named by it, so never taken for a killed run's
-        assert clear_stale_progress() == 0 and os.path.isdir(os.path.dirname(path))
-    assert not os.path.exists(os.path.dirname(path))
+def test_only_progress_folders_no_run_holds_are_cleared(private_temp, caplog):
+    with progress_file() as running:  # this run's own: its lock is held
+        # As a killed run leaves it: the owner lock file, no longer held by anyone, and the progress lines.
+        killed = private_temp / f"{PROGRESS_PREFIX}k1ll3d"
+        killed.mkdir()
+        (killed / "owner.lock").touch()
+        (killed / "done").write_text("1.000\n" * 500)
+        older = private_temp / f"{PROGRESS_PREFIX}0ld3r"  # an older version's: no owner lock, owner unknown
+        older.mkdir()
+        with caplog.at_level("INFO", logger="eegfm.preprocess"):
+            assert clear_stale_progress() == 1
+        assert _progress_folders(private_temp) == sorted([os.path.basename(os.path.dirname(running)), older.name])
+    assert "removed 1 progress folder(s) (3.0 kB) of killed runs from the temp folder" in caplog.text
+    assert _progress_folders(private_temp) == [older.name]  # a finished run removes its own
 
 
 def test_a_run_clears_what_a_killed_run_left_in_its_output_and_the_temp_folder(
