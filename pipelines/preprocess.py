@@ -179,9 +179,9 @@ def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedactio
 
 
 def _dry_run_plan(args, items, ignored, datasets, key: bytes, redactor: PathRedactor) -> str:
-    """What a local ``--dry_run`` prints: recordings per site and data set, and the files not read,
-    with why. Under --redact_paths sites show as pseudonyms and folders as tokens (a site may be a
-    folder's name)."""
+    """What a local ``--dry_run`` prints: recordings per site and data set, the inputs that cannot be
+    read and the files not read, with why. Under --redact_paths sites show as pseudonyms and folders
+    as tokens (a site may be a folder's name)."""
     per_site = collections.Counter(
         (pseudonym(key, "site", item.site) if args.redact_paths else item.site, item.dataset) for item in items
     )
@@ -191,11 +191,13 @@ def _dry_run_plan(args, items, ignored, datasets, key: bytes, redactor: PathReda
         f"  {count(len(items), 'recording')} ({labeled} with labels) from {_describe_datasets(datasets, redactor)}",
     ]
     lines += [f"    site {site!r:24} {dataset:8} {n}" for (site, dataset), n in sorted(per_site.items())]
-    if ignored:
-        lines.append(f"  {count(len(ignored), 'file')} not read as recordings:")
-        lines += [f"    {entry.path}: {entry.reason}" for entry in ignored[:20]]
-        if len(ignored) > 20:
-            lines.append(f"    ... and {len(ignored) - 20} more")
+    unread = [Ignored(redactor.path(item.path), item.read_problem) for item in items if item.read_problem]
+    for entries, heading in ((unread, "that cannot be read, to quarantine"), (ignored, "not read as recordings")):
+        if entries:
+            lines.append(f"  {count(len(entries), 'file')} {heading}:")
+            lines += [f"    {entry.path}: {entry.reason}" for entry in entries[:20]]
+            if len(entries) > 20:
+                lines.append(f"    ... and {len(entries) - 20} more")
     return "\n".join(lines)
 
 

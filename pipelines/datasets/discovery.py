@@ -96,20 +96,22 @@ def discover(
 def _unreadable_inputs(
     unreadable: dict[str, str], roots: list[str], site: str | None, dataset: str, used: dict[str, str]
 ) -> tuple[list[SourceItem], list[Ignored]]:
-    """The entries no one can read (``listing.unreadable``): a recording (or what may be one, a
-    folder that cannot be listed) as an input quarantined at ``read`` with what is wrong, any other
-    file passed over with it. No adapter saw them: each takes its folder's data set, if known."""
+    """The entries this user cannot read (``listing.unreadable``): a recording (or what may hold one,
+    a folder that cannot be listed) as an input quarantined at ``read`` with what is wrong, any other
+    file passed over with it. No adapter saw them: each takes its site's data set, if known."""
     items, ignored = [], []
     kinds = set(used.values())
     only = kinds.pop() if len(kinds) == 1 else "edf"  # the data set of every readable input, if one
     for path, problem in sorted(unreadable.items()):
-        folder = site_from_path(path, roots)
-        why_not = [] if os.path.isdir(path) else split_recordings([path])[1]
+        folder = os.path.isdir(path)
+        # A folder's site as its files' would be (a site folder that cannot be listed is that site).
+        site_name = site_from_path(path + "/" if folder else path, roots)
+        why_not = [] if folder else split_recordings([path])[1]
         if why_not:
-            ignored.append(Ignored(path, f"{problem} ({why_not[0].reason})"))
+            ignored.append(Ignored(path, f"{problem}; {why_not[0].reason}"))
             continue
-        kind = dataset if dataset != "auto" else used.get(folder, only)
-        items.append(SourceItem(path, kind, site or folder, read_problem=problem))
+        kind = dataset if dataset != "auto" else used.get(site_name, only)
+        items.append(SourceItem(path, kind, site or site_name, read_problem=problem))
     return items, ignored
 
 

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from eegfm.pipelines.datasets import discover, expand_inputs
+from eegfm.pipelines.preprocess import run
 
 # Root reads and lists anything: without the capabilities that let it, it meets file modes as any user does.
 _NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
@@ -76,11 +77,21 @@ def test_dangling_and_looping_links_are_listed_with_what_is_wrong(unreadable_tre
     assert problems[paths["loop"]] == "symbolic link loop: it leads back to itself"
     assert next(item.site for item in items if item.path == paths["x"]) == "site-a"
     reasons = {entry.path: entry.reason for entry in ignored}
-    assert reasons[paths["notes"]].startswith("dangling symbolic link: what it points to does not exist (documentation")
+    assert reasons[paths["notes"]].startswith("dangling symbolic link: what it points to does not exist; documentation")
     # Given as it is, a link to nothing is an input too, not "matched no files".
     assert expand_inputs([paths["x"]]) == [paths["x"]]
     # A glob names only the entries it matches.
     assert expand_inputs([f"{corpus}/**/*.txt"]) == [paths["notes"]]
+
+
+def test_a_dry_run_names_the_inputs_that_cannot_be_read(unreadable_tree, key_file, tmp_path, capsys):
+    corpus, paths = unreadable_tree
+    argv = ["--input", str(corpus), "--output", str(tmp_path / "out"), "--pseudonym_key_file", key_file]
+    assert run([*argv, "--dry_run", "True"]) == {}
+    plan = capsys.readouterr().out
+    assert "files that cannot be read, to quarantine:" in plan
+    assert f"    {paths['x']}: dangling symbolic link: what it points to does not exist" in plan
+    assert f"    {paths['loop']}: symbolic link loop: it leads back to itself" in plan
 
 
 def test_the_job_quarantines_each_unreadable_entry_at_read_and_runs_the_rest(unreadable_tree, key_file, tmp_path):
