@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import glob
 import json
 import os
 import shlex
 import sys
-import tempfile
 import threading
 import time
 
@@ -43,6 +41,7 @@ from eegfm.core.stores import (
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.datasets import Ignored, discover
 from eegfm.pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
+from eegfm.pipelines.leftovers import clear_temporary_folders, temporary_folders
 from eegfm.pipelines.manifest import MANIFEST_NAME, QUARANTINE_NAME, count, summarize
 from eegfm.pipelines.pipeline_args import (
     DEFAULT_KEY_FILE,
@@ -54,7 +53,7 @@ from eegfm.pipelines.pipeline_args import (
     given_flags,
     unrecognized,
 )
-from eegfm.pipelines.progress import ProgressReporter
+from eegfm.pipelines.progress import ProgressReporter, clear_stale_progress, progress_file
 from eegfm.pipelines.redact import PathRedactor, RunRedaction, kept_folders, related_paths
 from eegfm.pipelines.report import REPORT_NAME, write_report
 from eegfm.pipelines.s3_anonymous import install_s3_anonymous
@@ -180,9 +179,9 @@ def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedactio
 
 
 def _dry_run_plan(args, items, ignored, datasets, key: bytes, redactor: PathRedactor) -> str:
-    """What a local ``--dry_run`` prints: recordings per site and data set, and the files not read,
-    with why. Under --redact_paths sites show as pseudonyms and folders as tokens (a site may be a
-    folder's name)."""
+    """What a local ``--dry_run`` prints: recordings per site and data set, the inputs that cannot be
+    read and the files not read, with why. Under --redact_paths sites show as pseudonyms and folders
+    as tokens (a site may be a folder's name)."""
     per_site = collections.Counter(
         (pseudonym(key, "site", item.site) if args.redact_paths else item.site, item.dataset) for item in items
     )
@@ -192,11 +191,13 @@ def _dry_run_plan(args, items, ignored, datasets, key: bytes, redactor: PathReda
         f"  {count(len(items), 'recording')} ({labeled} with labels) from {_describe_datasets(datasets, redactor)}",
     ]
     lines += [f"    site {site!r:24} {dataset:8} {n}" for (site, dataset), n in sorted(per_site.items())]
-    if ignored:
-        lines.append(f"  {count(len(ignored), 'file')} not read as recordings:")
-        lines += [f"    {entry.path}: {entry.reason}" for entry in ignored[:20]]
-        if len(ignored) > 20:
-            lines.append(f"    ... and {len(ignored) - 20} more")
+    unread = [Ignored(redactor.path(item.path), item.read_problem) for item in items if item.read_problem]
+    for entries, heading in ((unread, "that cannot be read, to quarantine"), (ignored, "not read as recordings")):
+        if entries:
+            lines.append(f"  {count(len(entries), 'file')} {heading}:")
+            lines += [f"    {entry.path}: {entry.reason}" for entry in entries[:20]]
+            if len(entries) > 20:
+                lines.append(f"    ... and {len(entries) - 20} more")
     return "\n".join(lines)
 
 
@@ -208,13 +209,16 @@ def _write_output(parser, args, options, config, items, ignored, key, scrub) -> 
         log.info("--dry_run: %s is not checked for an earlier run's outputs", args.output)
     else:
         try:
-            _clear_earlier_run(args.output, args.overwrite)
+            # A local output is locked (``_run``): no other run uses what is in it.
+            _clear_earlier_run(args.output, args.overwrite, locked="://" not in args.output)
             cleared = True
         except (ValueError, *STORE_ERRORS) as err:
             parser.error(str(err))
     # A run that stops early on this machine removes its temporary folders (a Dataflow job goes on
     # without its launcher: its folders stay in use).
     earlier_temporary = set(temporary_folders(args.output)) if _is_local(options) else None
+    if _is_local(options):
+        clear_stale_progress()
     start = time.time()
     try:
         _run_pipeline(args, options, config, items, ignored, key, scrub)
@@ -276,7 +280,7 @@ def _run_pipeline(args, options, config, items, ignored, key, scrub) -> None:
     with contextlib.ExitStack() as stack:
         progress = None
         if _is_local(options):  # Dataflow shows its own progress; its workers cannot reach this disk
-            progress = os.path.join(stack.enter_context(tempfile.TemporaryDirectory(prefix="eegfm-progress-")), "done")
+            progress = stack.enter_context(progress_file())
             stack.enter_context(ProgressReporter(progress, len(items)))
             if options.view_as(DirectOptions).direct_running_mode == "multi_processing":
                 stack.enter_context(_worker_exit_errors_dropped_on_ctrl_c())
@@ -322,49 +326,12 @@ def earlier_run_outputs(output: str) -> list[str]:
     return sorted(m.path for pattern in patterns for m in match_below(output, pattern))
 
 
-# A run's temporary folders in its output (spilled windows, shards not yet renamed): a run that
-# stops early can leave them.
-TEMPORARY_FOLDERS = (".spill-*", "beam-temp-sites-*")
-
-
-def temporary_folders(output: str) -> dict[str, int]:
-    """The temporary folders in ``output`` with the bytes of their files (0: empty or unknown)."""
-    found: dict[str, int] = {}
-    for pattern in TEMPORARY_FOLDERS:
-        for meta in match_below(output, f"{pattern}/*"):
-            folder = meta.path.rsplit("/", 1)[0]
-            found[folder] = found.get(folder, 0) + meta.size_in_bytes
-        if "://" not in output:  # empty local folders have no files to match
-            for folder in glob.glob(os.path.join(glob.escape(output), pattern)):
-                found.setdefault(folder, 0)
-    return found
-
-
-def _clear_earlier_run(output: str, overwrite: bool) -> None:
-    """With ``overwrite``, delete an earlier run's outputs and stopped runs' temporary folders;
-    without it, refuse the outputs (ValueError) and warn of the folders."""
-    stale = temporary_folders(output)
-    if stale and overwrite:
-        discard_folders(stale)
-        log.info(
-            "--overwrite: deleted %d temporary folder(s) of runs that stopped early in %s (%.1f MB)",
-            len(stale),
-            output,
-            sum(stale.values()) / 1e6,
-        )
-    elif stale:
-        log.warning(
-            "%s holds %d temporary folder(s) of runs that stopped early (%s; %.1f MB): --overwrite deletes them",
-            output,
-            len(stale),
-            ", ".join(sorted(os.path.basename(f) for f in stale)[:3]),
-            sum(stale.values()) / 1e6,
-        )
+def _clear_earlier_run(output: str, overwrite: bool, locked: bool) -> None:
+    """Refuse an earlier run's outputs (ValueError), or delete them with ``overwrite``; then remove the
+    temporary folders runs killed before the end left (``leftovers``): a refused run touches nothing."""
     found = earlier_run_outputs(output)
-    if not found:
-        return
     shards = sum(path.endswith(FILE_NAME_SUFFIX) for path in found)
-    if not overwrite:
+    if found and not overwrite:
         names = ", ".join(
             name for name in (MANIFEST_NAME, QUARANTINE_NAME, REPORT_NAME) if FileSystems.join(output, name) in found
         )
@@ -373,6 +340,9 @@ def _clear_earlier_run(output: str, overwrite: bool) -> None:
             f"{', ' + names if names else ''}); this run's shards would mix with them. Pass --overwrite "
             "to delete them first, or choose another folder"
         )
+    clear_temporary_folders(output, locked=locked, overwrite=overwrite)
+    if not found:
+        return
     delete(found)
     log.info(
         "--overwrite: deleted an earlier run's %d shard(s) and %d report file(s) in %s",

@@ -7,18 +7,85 @@ launcher counts the lines: a progress bar on a terminal, else a log line every `
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from typing import IO
 
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from eegfm.core.logs import get_logger
 
 log = get_logger("preprocess")
+
+
+PROGRESS_PREFIX = "eegfm-progress-"
+# Held by the run that owns a progress folder: the kernel drops it with the process (SIGKILL included).
+_OWNER_LOCK = "owner.lock"
+
+
+@contextlib.contextmanager
+def progress_file() -> Iterator[str]:
+    """A new progress file in a private temp folder that holds a lock while the run goes on, so a
+    later run can tell the folder of a killed run (``clear_stale_progress``); removed at the end."""
+    with tempfile.TemporaryDirectory(prefix=PROGRESS_PREFIX) as folder:
+        with FileLock(os.path.join(folder, _OWNER_LOCK), timeout=0, thread_local=False):
+            yield os.path.join(folder, "done")
+
+
+def _bytes_below(folder: str) -> int:
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(root, name)).st_size
+    return total
+
+
+def _remove_if_unowned(folder: str) -> int | None:
+    """Remove a progress folder whose owner lock no process holds: its bytes, or None if it is in use
+    or has no owner lock (an older version's, or one being made: its owner unknown)."""
+    owner = os.path.join(folder, _OWNER_LOCK)
+    if not os.path.isfile(owner):
+        return None
+    lock = FileLock(owner, timeout=0, thread_local=False)
+    try:
+        lock.acquire()
+    except (Timeout, OSError):  # its run goes on (or the lock cannot be taken: leave it)
+        return None
+    try:
+        size = _bytes_below(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    finally:
+        lock.release()
+    return None if os.path.exists(folder) else size
+
+
+def clear_stale_progress(temp: str | None = None) -> int:
+    """Remove this user's progress folders in ``temp`` (the temp folder) whose run no longer runs
+    (killed: a stopped run removes its own), logging their number and size; the number removed."""
+    temp = temp or tempfile.gettempdir()
+    removed, size = 0, 0
+    try:
+        entries = [e for e in os.scandir(temp) if e.name.startswith(PROGRESS_PREFIX)]
+    except OSError:
+        return 0
+    for entry in entries:
+        with contextlib.suppress(OSError):
+            if entry.is_dir(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.getuid():
+                freed = _remove_if_unowned(entry.path)
+                if freed is not None:
+                    removed, size = removed + 1, size + freed
+    if removed:
+        log.info("removed %d progress folder(s) (%.1f kB) of killed runs from the temp folder", removed, size / 1e3)
+    return removed
 
 
 def record_done(path: str | None, eeg_seconds: float) -> None:

@@ -26,7 +26,7 @@ from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.datasets import Ignored, SourceItem
 from eegfm.pipelines.deid import load_key, pseudonym
 from eegfm.pipelines.duplicates import DropDuplicates
-from eegfm.pipelines.events import PreprocessConfig, RejectedWindow, Window
+from eegfm.pipelines.events import Outcome, PreprocessConfig, RejectedWindow, Window
 from eegfm.pipelines.manifest import (
     MANIFEST_NAME,
     count,
@@ -90,8 +90,13 @@ class ProcessRecordingFn(_OneBlasThread):
     def process(self, item: SourceItem):
         spill = SpillWriter(spill_path(self._spill_dir, item.path))
         redacted = redacted_events(item, self._redactor)
+        events = (
+            [_unread(item, self._key)]
+            if item.read_problem
+            else process_recording(item, self._key, self._config, self._config_hash)
+        )
         try:
-            for event in map(redacted, process_recording(item, self._key, self._config, self._config_hash)):
+            for event in map(redacted, events):
                 if isinstance(event, Window):
                     self._windows.inc()
                     spill.add(event)
@@ -111,6 +116,18 @@ class ProcessRecordingFn(_OneBlasThread):
                     yield beam.pvalue.TaggedOutput(self.OUTCOME, event)
         finally:
             spill.close()
+
+
+def _unread(item: SourceItem, key: bytes) -> Outcome:
+    """The outcome of an input discovery found it cannot read (``SourceItem.read_problem``)."""
+    return Outcome(
+        source=item.path,
+        status="quarantined",
+        site=pseudonym(key, "site", item.site),
+        stage="read",
+        reason=f"{os.path.basename(item.path)}: {item.read_problem}",
+        dataset=item.dataset,
+    )
 
 
 @beam.ptransform_fn

@@ -7,6 +7,7 @@ that recognises the layout), so the manifest accounts for every file matched.
 
 from __future__ import annotations
 
+import os
 import posixpath
 from collections.abc import Sequence
 
@@ -15,10 +16,10 @@ from apache_beam.io.filesystems import FileSystems
 from eegfm.core.config import check_option
 from eegfm.core.stores import is_remote, join_path
 from eegfm.pipelines.datasets import bids, hms, physionet, tuh  # noqa: F401 (they register their adapters)
-from eegfm.pipelines.datasets.adapters import ADAPTERS, Group, log, site_from_path
+from eegfm.pipelines.datasets.adapters import ADAPTERS, Group, log, site_from_path, split_recordings
 from eegfm.pipelines.datasets.generic import labeled_path, warn_unmatched_labels
 from eegfm.pipelines.datasets.items import Ignored, SourceItem
-from eegfm.pipelines.datasets.listing import file_sizes, is_dir, normalized, root_of, under_any
+from eegfm.pipelines.datasets.listing import is_dir, listing, normalized, root_of, under_any
 from eegfm.pipelines.datasets.tables import csv_rows
 
 _BY_RANK = sorted(ADAPTERS.values(), key=lambda adapter: adapter.rank)
@@ -47,15 +48,16 @@ def discover(
     label files beside the inputs that the patterns leave out (off for predictions)."""
     check_option("--dataset", dataset, DATASETS)
     patterns = normalized(patterns)
-    sizes = file_sizes(patterns)
-    left_out = [path for path in sizes if under_any(path, exclude)]
+    sizes, unreadable = listing(patterns)
+    left_out = [path for path in [*sizes, *unreadable] if under_any(path, exclude)]
     for path in left_out:
-        del sizes[path]
+        sizes.pop(path, None)
+        unreadable.pop(path, None)
     if left_out:
         log.info(
             "%d of the files the inputs match are the job's own (%s): not inputs", len(left_out), ", ".join(exclude)
         )
-    if not sizes:
+    if not sizes and not unreadable:
         raise FileNotFoundError(
             f"--input {' '.join(patterns)}: matched no files but the job's own ({', '.join(exclude)})"
         )
@@ -73,6 +75,9 @@ def discover(
         ignored += skipped
         used[key] = kind
     ignored += inside
+    unread, passed_over = _unreadable_inputs(unreadable, roots, site, dataset, used)
+    items += unread
+    ignored += passed_over
     if "edf" in used.values():
         warn_unmatched_labels(list(label_files), {item.path for item in items})
     for sidecar in _sidecars_left_out(patterns, set(files)) if warn_sidecars else ():
@@ -86,6 +91,28 @@ def discover(
     # to its workers in turn, Dataflow starts it first), so the long tail ends balanced.
     items.sort(key=lambda item: (-sizes.get(item.path, 0), item.path))
     return items, ignored, used
+
+
+def _unreadable_inputs(
+    unreadable: dict[str, str], roots: list[str], site: str | None, dataset: str, used: dict[str, str]
+) -> tuple[list[SourceItem], list[Ignored]]:
+    """The entries this user cannot read (``listing.unreadable``): a recording (or what may hold one,
+    a folder that cannot be listed) as an input quarantined at ``read`` with what is wrong, any other
+    file passed over with it. No adapter saw them: each takes its site's data set, if known."""
+    items, ignored = [], []
+    kinds = set(used.values())
+    only = kinds.pop() if len(kinds) == 1 else "edf"  # the data set of every readable input, if one
+    for path, problem in sorted(unreadable.items()):
+        folder = os.path.isdir(path)
+        # A folder's site as its files' would be (a site folder that cannot be listed is that site).
+        site_name = site_from_path(path + "/" if folder else path, roots)
+        why_not = [] if folder else split_recordings([path])[1]
+        if why_not:
+            ignored.append(Ignored(path, f"{problem}; {why_not[0].reason}"))
+            continue
+        kind = dataset if dataset != "auto" else used.get(site_name, only)
+        items.append(SourceItem(path, kind, site or site_name, read_problem=problem))
+    return items, ignored
 
 
 def _sidecar_places(pattern: str) -> set[tuple[str, tuple[str, ...]]]:

@@ -54,6 +54,7 @@ class SourceItem:
     coordsystem_json: str = ""  # BIDS: the coordsystem.json of its coordinates, if any
     intervals: tuple[LabeledInterval, ...] = ()  # labels of stretches (TUSZ seizures), for sliding windows
     label_problem: str = ""  # why its label file cannot be used: the recording is quarantined, stage "labels"
+    read_problem: str = ""  # why it cannot be read (a dangling link, no permission): quarantined, stage "read"
     corpus_split: str = ""  # the corpus's own split (TUH: train, dev, eval), for benchmarks that keep to it
     # Labels of the recording's own annotations (code -> class, case-insensitive: EEGMMI's T1, T2):
     # a window of event_window_s from each such annotation's onset.

@@ -1,12 +1,19 @@
 """`--input` patterns -> the files they name, through Beam's FileSystems: local paths, globs (`**`
-recurses), folders, `gs://` and `s3://`."""
+recurses), folders, `gs://` and `s3://`.
+
+Beam's local listing passes over, in silence, what it cannot look at: a dangling symbolic link, a
+link loop, a file or folder it may not read. Those are listed here too, each with what is wrong
+(``unreadable``), so that every entry the inputs name is accounted for in the manifest.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Sequence
 
+from apache_beam.io.filesystem import FileSystem
 from apache_beam.io.filesystems import FileSystems
 
 from eegfm.core.stores import STORE_ERRORS, is_remote, match_below, match_path, storage_error
@@ -22,8 +29,10 @@ def is_dir(path: str) -> bool:
 
 
 def expand_inputs(patterns: list[str]) -> list[str]:
-    """Every file the patterns name (a folder means all files below it), sorted, de-duplicated."""
-    return sorted(file_sizes(normalized(patterns)))
+    """Every file the patterns name (a folder means all files below it), sorted, de-duplicated;
+    with the entries that cannot be read (``listing``)."""
+    sizes, unreadable = listing(normalized(patterns))
+    return sorted({*sizes, *unreadable})
 
 
 def normalized(patterns: list[str]) -> list[str]:
@@ -55,8 +64,9 @@ def _globstar_variants(pattern: str) -> list[str]:
     return sorted(set(variants))
 
 
-def _matches(pattern: str) -> list:
-    """Beam ``FileMetadata`` of every file one pattern names."""
+def _matches(pattern: str) -> tuple[list, dict[str, str]]:
+    """Beam ``FileMetadata`` of every file one pattern names, and the entries it names that cannot
+    be read, with why (local paths only)."""
     folder = is_dir(pattern)
     # A folder or file that is there is itself, whatever characters its name holds ("EEG [2019]").
     there = not folder and FileSystems.exists(pattern)
@@ -81,19 +91,81 @@ def _matches(pattern: str) -> list:
     try:
         matched = [m for result in FileSystems.match(globs) for m in result.metadata_list] if globs else []
         matched += [m for top in below for m in match_below(top, "**")]
-        return matched + (match_path(pattern) if there else [])
+        matched += match_path(pattern) if there else []
     except STORE_ERRORS as err:  # an object store: credentials, endpoint, bucket, network
         raise OSError(f"--input {pattern}: cannot list it ({storage_error(err)})") from None
+    if is_remote(pattern):
+        return matched, {}
+    if there or (globs and os.path.lexists(pattern)):  # one file (or a link to nothing), given as it is
+        problem = _problem(pattern)
+        return matched, {pattern: problem} if problem else {}
+    walked = below if folder else [root_of(pattern) or "."] if wildcard else []
+    variants = [re.compile(FileSystem.translate_pattern(g)) for g in globs]
+    named = (lambda path: any(v.match(path) for v in variants)) if wildcard else None
+    return matched, unreadable(walked, {m.path for m in matched}, named)
 
 
-def file_sizes(patterns: list[str]) -> dict[str, int]:
+def _problem(path: str) -> str:
+    """What keeps this user from reading the local entry ``path``, or '' (none, or it is gone)."""
+    try:
+        os.stat(path)
+    except OSError as err:
+        if err.errno == errno.ENOENT:  # a link to nothing; else removed since it was listed
+            return "dangling symbolic link: what it points to does not exist" if os.path.islink(path) else ""
+        if err.errno == errno.ELOOP:
+            return "symbolic link loop: it leads back to itself"
+        if err.errno in (errno.EACCES, errno.EPERM):
+            return "permission denied: this user may not look it up"
+        return f"cannot look it up ({err.strerror or err})"
+    return _unreadable_listed(path)
+
+
+def unreadable(tops: list[str], listed: set[str], named=None) -> dict[str, str]:
+    """``{path: problem}`` for the entries below the local folders ``tops`` that Beam's listing
+    (``listed``) leaves out or that this user may not read, the files among them those ``named``
+    accepts (all: None): a dangling or looping link, a file without permission, and any folder that
+    cannot be listed (what it holds is unknown, so it may hold inputs)."""
+    found: dict[str, str] = {}
+
+    def folder_error(err: OSError) -> None:
+        if err.filename:
+            found[err.filename] = (
+                "permission denied: this user may not list this folder, so its recordings cannot be read"
+                if err.errno in (errno.EACCES, errno.EPERM)
+                else f"cannot list this folder ({err.strerror or err})"
+            )
+
+    for top in tops:
+        for root, _, files in os.walk(top, onerror=folder_error):
+            for name in files:
+                path = os.path.join(root, name)
+                if named is not None and not named(path):
+                    continue
+                problem = _problem(path) if path not in listed else _unreadable_listed(path)
+                if problem:
+                    found[path] = problem
+    return found
+
+
+def _unreadable_listed(path: str) -> str:
+    """Why this user may not read a file Beam listed (its size known: it can be looked up), or ''."""
+    return "" if os.access(path, os.R_OK) else "permission denied: this user may not read it"
+
+
+def listing(patterns: list[str]) -> tuple[dict[str, int], dict[str, str]]:
+    """The size of every readable file the patterns name, and what is wrong with each entry they
+    name that cannot be read (``unreadable``); FileNotFoundError for a pattern that names nothing."""
     sizes: dict[str, int] = {}
+    problems: dict[str, str] = {}
     for pattern in patterns:
-        matched = _matches(pattern)
-        if not matched:
+        matched, unread = _matches(pattern)
+        if not matched and not unread:
             raise FileNotFoundError(f"--input {pattern}: matched no files")
         sizes.update((m.path, m.size_in_bytes) for m in matched)
-    return sizes
+        problems.update(unread)
+    for path in problems.keys() & sizes.keys():  # listed, but not to be read: no adapter opens it
+        del sizes[path]
+    return sizes, problems
 
 
 def linked_folders(folder: str) -> list[str]:
