@@ -221,6 +221,7 @@ def shard_problems(folder: str) -> list[ShardProblem]:
     try:
         manifest = _manifest(folder)
     except FileNotFoundError:
+        list_shards(folder)  # no folder, or no shards: that error first, as the loaders would say it
         return [ShardProblem(folder, "manifest.json", "no manifest")]
     listed = {shard_name(name) for name in manifest.get("shards", ())}
     sizes = {shard_name(k): int(v) for k, v in (manifest.get("shard_bytes") or {}).items()}

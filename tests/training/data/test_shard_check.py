@@ -116,6 +116,13 @@ def test_allow_partial_reads_what_is_there_and_warns_of_what_is_missing(copy, ho
     assert len(scan_windows(copy)) == whole - gone + extra  # the rest, read
 
 
+def test_a_folder_that_is_not_there_or_holds_no_shards_is_named_as_such(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"data_dir: {tmp_path / 'nowhere'} is not a directory"):
+        check_data(str(tmp_path / "nowhere"), allow_partial=True)
+    with pytest.raises(FileNotFoundError, match=f"data_dir: no TFRecord shards in {tmp_path}"):
+        check_data(str(tmp_path))
+
+
 def test_allow_partial_still_refuses_a_cut_shard_no_reader_gets_through(copy):
     _, said = _damage(copy, "cut")
     with pytest.raises(IncompleteDataError, match="remove the cut file") as err:
