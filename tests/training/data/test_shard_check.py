@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from eegfm.evaluation.benchmark.windows import load_windows
+from eegfm.evaluation.loso import main as loso_main
 from eegfm.pipelines.preprocess import run as preprocess
 from eegfm.pipelines.tfrecord import read_records
 from eegfm.training import pretrain
@@ -146,3 +148,13 @@ def test_pretraining_and_fine_tuning_exit_2_naming_the_shard_and_allow_partial_t
     assert (tmp_path / "partial" / "model" / "config.json").is_file()
     assert json.loads((tmp_path / "partial" / "run.json").read_text())["config"]["allow_partial"] is True
     assert len(list_files(copy)) == 3 and os.path.getsize(copy / name) == 0
+
+
+def test_evaluation_refuses_a_damaged_output_by_name(copy, encoder, tmp_path, capsys):
+    _, said = _damage(copy, "missing")
+    loso = ["--pretrained", str(encoder), "--data", str(copy), "--output", str(tmp_path / "loso"), "--task", "eegmat"]
+    assert loso_main([*loso, "--config", "cpu-tiny", "--wandb", "disabled"]) == 2
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "loso").exists()
+    with pytest.raises(IncompleteDataError, match="missing; manifest.json lists"):
+        load_windows(str(copy), "eegmat_rest_task")
