@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
-from eegfm.core.stores import filesystems, is_remote, join_path, match_below, open_binary
+from eegfm.core.stores import StoreUnreachableError, filesystems, is_remote, join_path, match_below, open_binary
 from eegfm.pipelines.tfrecord import read_records
 from eegfm.training.data.config import RecordFilter
 from eegfm.training.data.records import Window
@@ -218,6 +218,8 @@ def count_of(n: int | None, noun: str) -> str:
 def shard_problems(folder: str) -> list[ShardProblem]:
     """How the shards in the output ``folder`` differ from its manifest's ``shards`` (and, from
     manifests that list them, ``shard_bytes``/``shard_records``): [] when they are the same."""
+    # The listing first: an unreachable store is named by the shards' pattern, as the loaders name it.
+    found = {shard_name(path): size for path, size in _shards_below(folder)}
     try:
         manifest = _manifest(folder)
     except FileNotFoundError:
@@ -226,7 +228,6 @@ def shard_problems(folder: str) -> list[ShardProblem]:
     listed = {shard_name(name) for name in manifest.get("shards", ())}
     sizes = {shard_name(k): int(v) for k, v in (manifest.get("shard_bytes") or {}).items()}
     records = {shard_name(k): int(v) for k, v in (manifest.get("shard_records") or {}).items()}
-    found = {shard_name(path): size for path, size in _shards_below(folder)}
     problems = []
     for name in sorted(listed | set(found)):
         want, have = sizes.get(name), found.get(name)
@@ -250,7 +251,10 @@ def check_shards(data: DataPaths, *, allow_partial: bool = False, say: bool = Tr
     shards differ from their manifests, or that have none: a run stopped mid-write, a shard lost or
     cut. ``allow_partial`` reads what is there and warns (``say``) of what is not, but for a cut
     file, which no reader gets through. Named ``.tfrecord`` files are not checked."""
-    problems = [p for d in data_dirs(data) if not d.endswith(".tfrecord") for p in shard_problems(d)]
+    try:
+        problems = [p for d in data_dirs(data) if not d.endswith(".tfrecord") for p in shard_problems(d)]
+    except StoreUnreachableError as err:
+        raise StoreUnreachableError(f"--data {data_label(data)}: {err}") from None
     cut = [p for p in problems if p.unreadable]
     if problems and not (allow_partial and not cut):
         shown = cut if allow_partial else problems
