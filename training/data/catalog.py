@@ -179,7 +179,8 @@ class IncompleteDataError(ConfigError):
 class ShardProblem:
     """One way an output folder's shards differ from its manifest. ``kind``: ``no manifest``,
     ``missing``, ``empty``, ``short``, ``longer`` or ``extra``; ``records``/``bytes`` are what the
-    manifest lists (None where it does not say), ``found`` the bytes on disk."""
+    manifest lists (None where it does not say), ``found`` the bytes on disk (without a manifest:
+    the shards there)."""
 
     folder: str
     shard: str
@@ -197,8 +198,8 @@ class ShardProblem:
         where = join_path(self.folder, self.shard)
         if self.kind == "no manifest":
             return (
-                f"{where}: missing; expected the manifest a finished pipelines.preprocess run writes beside "
-                "its shards (a run stopped before its end writes none)"
+                f"{where}: missing beside {count_of(self.found, 'shard')}; expected the manifest a finished "
+                "pipelines.preprocess run writes beside its shards (a run stopped before its end writes none)"
             )
         if self.kind == "extra":
             return f"{where}: not among the shards manifest.json lists (a file of another run?)"
@@ -224,7 +225,7 @@ def shard_problems(folder: str) -> list[ShardProblem]:
         manifest = _manifest(folder)
     except FileNotFoundError:
         list_shards(folder)  # no folder, or no shards: that error first, as the loaders would say it
-        return [ShardProblem(folder, "manifest.json", "no manifest")]
+        return [ShardProblem(folder, "manifest.json", "no manifest", found=len(found))]
     listed = {shard_name(name) for name in manifest.get("shards", ())}
     sizes = {shard_name(k): int(v) for k, v in (manifest.get("shard_bytes") or {}).items()}
     records = {shard_name(k): int(v) for k, v in (manifest.get("shard_records") or {}).items()}

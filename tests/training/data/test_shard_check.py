@@ -89,7 +89,7 @@ def _damage(folder: Path, how: str) -> tuple[str, str]:
     # A run stopped while renaming its shards: some are there, the manifest is not.
     (folder / "manifest.json").unlink()
     path.unlink()
-    return "manifest.json", f"{folder / 'manifest.json'}: missing; expected the manifest a finished"
+    return "manifest.json", f"{folder / 'manifest.json'}: missing beside 3 shards; expected the manifest a finished"
 
 
 @pytest.mark.parametrize("how", ["empty", "cut", "missing", "extra", "no manifest"])
