@@ -74,6 +74,8 @@ def write_corpus(
     # Windows are dealt to sites in turn; each site's windows fill its files in order.
     per_site = [len(range(s, windows, sites)) for s in range(sites)]
     shards, per_subject = [], {}
+    shard_records: dict[str, int] = {}
+    shard_bytes: dict[str, int] = {}
     for site, site_id, count in zip(range(sites), site_ids, per_site):
         n_files = -(-count // windows_per_file)
         for part in range(n_files):
@@ -106,6 +108,7 @@ def write_corpus(
             path.parent.mkdir(parents=True, exist_ok=True)
             write_records(path, records)
             shards.append(str(path.relative_to(output)))
+            shard_records[shards[-1]], shard_bytes[shards[-1]] = len(records), path.stat().st_size
     manifest = {
         "pipeline_version": PIPELINE_VERSION,
         "config_hash": _CONFIG_HASH,
@@ -117,6 +120,9 @@ def write_corpus(
         "classes": {"hms6": list(HMS_CLASSES)},
         "output": str(output),
         "shards": sorted(shards),
+        # what training checks each shard against (training.data.catalog.check_shards)
+        "shard_records": dict(sorted(shard_records.items())),
+        "shard_bytes": dict(sorted(shard_bytes.items())),
         "synthetic": {
             "seed": seed,
             "windows_per_file": windows_per_file,

@@ -46,19 +46,29 @@ from benchmarks.synthetic_corpus import WINDOWS_PER_FILE, write_corpus  # noqa: 
 
 def link_corpus(data: Path, copies: int, target: Path) -> int:
     """``target`` as a pipeline output holding ``data``'s site folders ``copies`` times (symbolic
-    links named ``<site>-c<i>``) and its manifest; returns the number of windows it holds."""
+    links named ``<site>-c<i>``) and its manifest, listing the linked shards; returns the number
+    of windows it holds."""
     from eegfm.training.data import describe, list_files
 
     if copies < 1:
         raise ValueError(f"copies: expected an integer >= 1; got {copies}")
     sites = sorted({Path(path).parent for path in list_files(os.fspath(data))})
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("manifest.json", "artifact_ae.npz"):
-        if (data / name).exists():
-            shutil.copy(data / name, target / name)
+    if (data / "artifact_ae.npz").exists():
+        shutil.copy(data / "artifact_ae.npz", target / "artifact_ae.npz")
     for copy in range(copies):
         for site in sites:
             (target / f"{site.name}-c{copy}").symlink_to(site.resolve(), target_is_directory=True)
+    manifest = json.loads((data / "manifest.json").read_text())
+    # Training checks the shards against the manifest: it lists the linked names.
+    linked = {site.name for site in sites}
+    listed = [name for name in manifest.get("shards", ()) if name.split("/")[-2] in linked]
+    renamed = {f"{n.split('/')[-2]}-c{c}/{n.split('/')[-1]}": n for c in range(copies) for n in listed}
+    manifest["shards"] = sorted(renamed)
+    for key in ("shard_records", "shard_bytes"):
+        if key in manifest:
+            manifest[key] = {new: manifest[key][old] for new, old in sorted(renamed.items())}
+    (target / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return int(describe(data).counts.get("windows", 0)) * copies
 
 

@@ -33,7 +33,7 @@ from eegfm.core.tasks import FINETUNE_TASKS
 from eegfm.evaluation.plots import plot_per_site
 from eegfm.training import finetune
 from eegfm.training.config_files import dotted
-from eegfm.training.data import RecordFilter, data_label, scan_windows
+from eegfm.training.data import RecordFilter, check_data, data_label, scan_windows
 from eegfm.training.finetune.plan import is_labeled
 from eegfm.training.finetune.setup import resolve_pretrained
 
@@ -152,7 +152,7 @@ def _plan(args) -> tuple[Any, str, Counter, list[str]]:
     record_task = args.record_task or FINETUNE_TASKS.get(cfg.task)
     if record_task is None:
         raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry")
-    windows = scan_windows(args.data, RecordFilter(tasks=(record_task,)))
+    windows = scan_windows(check_data(args.data, True, cfg.allow_partial), RecordFilter(tasks=(record_task,)))
     found = Counter(w["site_id"] for w in windows if is_labeled(w, cfg))  # labeled windows per site
     if len(found) < 2:
         raise ConfigError(

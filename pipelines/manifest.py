@@ -68,7 +68,7 @@ def quarantine_line(event) -> str:
 
 def write_manifest(_, path, header, outcomes, counts, shards, model_used, quarantine_lines, spill_dir):
     """Write quarantine.jsonl and the manifest at ``path``; remove the spill folder (read back once
-    the shards exist)."""
+    the shards exist). ``shards``: the sink's ``(path, records, bytes)`` of every shard."""
     # Any worker may run this, maybe one that imported no sink: an empty quarantine.jsonl on S3
     # needs the uploader fix there too.
     fix_s3_empty_uploads()
@@ -85,9 +85,12 @@ def write_manifest(_, path, header, outcomes, counts, shards, model_used, quaran
     # Local shards relative to the output folder; remote ones under it as header["output"] shows
     # it (its names redacted under --redact_paths).
     output, shown = os.path.dirname(path).rstrip("/"), header["output"].rstrip("/")
-    manifest["shards"] = sorted(
-        os.path.relpath(s, output) if "://" not in s else shown + s[len(output) :] for s in shards
-    )
+    named = {os.path.relpath(s[0], output) if "://" not in s[0] else shown + s[0][len(output) :]: s for s in shards}
+    manifest["shards"] = sorted(named)
+    # Beside the list (which older readers take as it is): what each shard holds, so a reader
+    # refuses a truncated, emptied or missing one instead of training on the rest.
+    manifest["shard_records"] = {name: int(named[name][1]) for name in manifest["shards"]}
+    manifest["shard_bytes"] = {name: int(named[name][2]) for name in manifest["shards"]}
     manifest["artifact_model"] = next((m for m in model_used if m), None)
     with FileSystems.create(path) as fh:
         fh.write(json.dumps(manifest, indent=2, sort_keys=True).encode())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import apache_beam as beam
 import numpy as np
@@ -123,8 +123,17 @@ def _plan(_, sources, sites, num_shards, max_shard_bytes) -> list[ShardTask]:
     return plan_shards(sources, sites, num_shards, max_shard_bytes)
 
 
+class WrittenShard(NamedTuple):
+    """A final shard: its path, its records and its size in bytes (what the manifest lists, so a
+    reader can tell a truncated or missing shard from a whole one)."""
+
+    path: str
+    records: int
+    bytes: int
+
+
 class _WriteShardFn(beam.DoFn):
-    """One ``ShardTask`` to its temporary file: ``(site, temp_path, count)``."""
+    """One ``ShardTask`` to its temporary file: ``(site, temp_path, count, records)``."""
 
     def __init__(self, temp_dir: str, suffix: str):
         self._temp_dir, self._suffix = temp_dir, suffix
@@ -136,7 +145,7 @@ class _WriteShardFn(beam.DoFn):
         for record in task.records():
             writer.write(record)
         writer.close()
-        yield task.site, path, task.count
+        yield task.site, path, task.count, writer.records_written
 
 
 def temp_shard_path(temp_dir: str, site: str, index: int, suffix: str = FILE_NAME_SUFFIX) -> str:
@@ -146,19 +155,22 @@ def temp_shard_path(temp_dir: str, site: str, index: int, suffix: str = FILE_NAM
 
 class FinalizeBySiteFn(beam.DoFn):
     """Once: every site's temporary shards renamed to ``<site>/part-SSSSS-of-NNNNN``, the temporary folder deleted.
-    Emits every final file name. Safe to retry: a file already renamed by an earlier attempt is not renamed again."""
+    Emits a ``WrittenShard`` per final file. Safe to retry: a file already renamed by an earlier attempt is not
+    renamed again."""
 
     def __init__(self, output_dir: str, sites: tuple[str, ...], temp_dir: str, suffix: str):
         self._output_dir, self._sites = output_dir, sites
         self._temp_dir, self._suffix = temp_dir, suffix
 
     def process(self, _, written):
-        """``written``: ``(site, temp_path, count)`` of every shard."""
+        """``written``: ``(site, temp_path, count, records)`` of every shard."""
         by_site: dict[str, list[str]] = {site: [] for site in self._sites}
         counts: dict[str, set[int]] = {site: set() for site in self._sites}
-        for site, path, count in written:
+        records: dict[str, int] = {}
+        for site, path, count, n in written:
             by_site[site].append(path)
             counts[site].add(count)
+            records[path] = n
         present = {m.path for m in match_below(self._temp_dir)}  # one listing, not a request per file
         sources, destinations, final = [], [], []
         for site in self._sites:
@@ -184,17 +196,25 @@ class FinalizeBySiteFn(beam.DoFn):
                 elif not FileSystems.exists(name):  # neither: a file was lost
                     raise OSError(f"site {site}: temporary shard {temp} is gone and {name} does not exist")
                 # else: renamed by an earlier attempt of this step
-            final += names
+                final.append((name, records[temp]))
         if sources:
             FileSystems.rename(sources, destinations)
         discard_folders([self._temp_dir])  # the shards are final: a leftover file is only clutter
-        yield from final
+        # The sizes the manifest lists are those of the final files (one listing), as a reader finds them.
+        sizes = {_tail(m.path): m.size_in_bytes for m in match_below(self._output_dir, f"*/*{self._suffix}")}
+        yield from (WrittenShard(name, n, sizes[_tail(name)]) for name, n in final)
+
+
+def _tail(path: str) -> str:
+    """``<site>/<file>``: a shard's name however its folder is spelled (``out/``, ``./out``)."""
+    return "/".join(path.replace("\\", "/").split("/")[-2:])
 
 
 class WriteSnappyTFRecordsBySite(beam.PTransform):
-    """Write ``RecordSource``s to ``output_dir/<site>/part-SSSSS-of-NNNNN.tfrecord``; outputs the
-    final file names. ``sites`` lists every site that can occur. Shards are planned once every
-    source is known, then each written by one task: no record passes through a shuffle."""
+    """Write ``RecordSource``s to ``output_dir/<site>/part-SSSSS-of-NNNNN.tfrecord``; outputs a
+    ``WrittenShard`` (final name, records, bytes) per file. ``sites`` lists every site that can
+    occur. Shards are planned once every source is known, then each written by one task: no record
+    passes through a shuffle."""
 
     def __init__(
         self,

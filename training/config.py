@@ -162,7 +162,9 @@ class RunConfig(Config):
     ``eval_every``/``save_every`` count optimizer steps (``eval_every`` None: at each checkpoint
     in pretraining, every epoch in fine-tuning). ``tf32``: CUDA float32 matrix products on TF32
     tensor cores (a cosine of unit vectors moves by <= ~2e-4). ``seed`` seeds initialisation and
-    masking; the data order has ``loader.seed``.
+    masking; the data order has ``loader.seed``. ``allow_partial``: train on the shards there are
+    when an output's shards are not those its manifest lists (or it has none), with a warning
+    naming what is missing; otherwise such data is refused.
     """
 
     model: str = "tiny"
@@ -175,6 +177,7 @@ class RunConfig(Config):
     compile: bool = False
     deterministic: bool = False
     tf32: bool = False
+    allow_partial: bool = False
     log_every: int = 10
     eval_every: int | None = None
     save_every: int = 1000
@@ -192,7 +195,7 @@ class RunConfig(Config):
                     f"{name}: expected a mapping of {section.__name__} fields; got {getattr(self, name)!r}"
                 )
         check_option("precision", self.precision, PRECISIONS)
-        for name in ("activation_checkpointing", "compile", "deterministic", "tf32"):
+        for name in ("activation_checkpointing", "compile", "deterministic", "tf32", "allow_partial"):
             check_bool(name, getattr(self, name))
         self.log_every = check_int("log_every", self.log_every, 1, INF, whole_float=True)
         self.eval_every = check_int("eval_every", self.eval_every, 1, INF, optional=True, whole_float=True)

@@ -339,6 +339,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, kind: str) -> None:
         "invocation, as on preemption",
     )
     parser.add_argument(
+        "--allow_partial",
+        action="store_true",
+        help="train on the shards there are when --data's shards are not those its manifest.json lists "
+        "(missing, empty, extra) or it has no manifest (a run stopped mid-write); a warning names what "
+        "is missing. Without it such data is refused (exit 2). Same as --set allow_partial=true",
+    )
+    parser.add_argument(
         "--wandb",
         default=None,
         choices=["offline", "online", "disabled"],
@@ -348,7 +355,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, kind: str) -> None:
 
 def run_overrides(args: argparse.Namespace) -> list[str]:
     """Config overrides from the common options (``--set`` first, flags after, so flags win)."""
-    return list(args.set) + ([f"wandb.mode={args.wandb}"] if args.wandb else [])
+    flags = [f"wandb.mode={args.wandb}"] if args.wandb else []
+    return list(args.set) + flags + (["allow_partial=true"] if args.allow_partial else [])
 
 
 _BAD_INPUT = (ConfigError, CheckpointError, FileNotFoundError, StoreUnreachableError, CorruptTFRecordError, SchemaError)

@@ -168,7 +168,7 @@ def train(
     try:
         if max_steps is not None:
             cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, max_steps=max_steps))
-        data = check_data(data, dist.is_main)
+        data = check_data(data, dist.is_main, cfg.allow_partial)
         keep = corpus_split_filter(cfg, data, dist.is_main)
         held_out = plan_validation(cfg, dist, data)
         run = build_run(cfg, dist, data, keep if held_out is None else held_out.train_filter())

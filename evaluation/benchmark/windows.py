@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from eegfm.pipelines.tfrecord import read_records
-from eegfm.training.data import RecordFilter, list_files
+from eegfm.training.data import RecordFilter, check_data, list_files
 from eegfm.training.data.batch import collate
 from eegfm.training.data.catalog import open_source
 from eegfm.training.data.records import Window
@@ -47,7 +47,8 @@ _ARRAYS = ("eeg", "channel_mask", "label", "votes")  # collated per batch; the o
 
 
 def load_windows(data: str | Sequence[str], task: str, *, batch: int = 256) -> WindowSet:
-    """Every window of ``task`` under ``data`` (the pipeline's output), in file order."""
+    """Every window of ``task`` under ``data`` (the pipeline's output, every shard its manifest
+    lists: ``check_data``), in file order."""
     filters = RecordFilter(tasks=(task,))
     parts: dict[str, list] = {field.name: [] for field in dataclasses.fields(WindowSet)}
     pending: list[Window] = []
@@ -60,7 +61,7 @@ def load_windows(data: str | Sequence[str], task: str, *, batch: int = 256) -> W
             parts[name] += [w.text(key) for w in pending]
         pending.clear()
 
-    for path in list_files(data):
+    for path in list_files(check_data(data, say=False)):
         with open_source(path) as source:
             for index, raw in enumerate(read_records(source, "SNAPPY")):
                 window = Window(raw, path, index)

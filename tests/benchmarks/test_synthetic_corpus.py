@@ -14,7 +14,7 @@ import pytest
 from benchmarks.synthetic_corpus import pink_noise, write_corpus
 from eegfm.pipelines.schema import N_CHANS, decode_example
 from eegfm.pipelines.tfrecord import read_records
-from eegfm.training.data import EEGLoader, LoaderConfig, describe, list_files
+from eegfm.training.data import EEGLoader, LoaderConfig, check_shards, describe, list_files
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -24,6 +24,7 @@ def test_the_corpus_has_the_pipeline_layout_and_every_window_once(tmp_path):
     files = list_files(str(tmp_path))
     # 17/17/16 windows over 3 sites, in files of at most 8: 3 + 3 + 2
     assert len(files) == len(manifest["shards"]) == 8
+    assert check_shards(tmp_path) == [] and sum(manifest["shard_records"].values()) == 50  # as training checks it
     per_site = Counter(p.split("/")[-2] for p in files)
     assert sorted(per_site.values()) == [2, 3, 3]
     assert all(p.endswith(f"-of-{per_site[p.split('/')[-2]]:05d}.tfrecord") for p in files)

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from benchmarks.train_loop import link_corpus, main, steady_state
-from eegfm.training.data import describe, list_files
+from eegfm.training.data import check_shards, describe, list_files
 
 
 def test_link_corpus_repeats_every_site_without_copying_data(pipeline_output, tmp_path):
@@ -17,6 +17,7 @@ def test_link_corpus_repeats_every_site_without_copying_data(pipeline_output, tm
     assert windows == 3 * describe(pipeline_output).counts["windows"]
     assert all((tmp_path / "corpus" / site).is_symlink() for site in {p.split("/")[-2] for p in shards})
     assert describe(tmp_path / "corpus").channels == describe(pipeline_output).channels
+    assert check_shards(tmp_path / "corpus") == []  # its manifest lists every linked shard: training reads it
     with pytest.raises(ValueError, match="copies: expected an integer >= 1; got 0"):
         link_corpus(pipeline_output, 0, tmp_path / "none")
 

@@ -24,7 +24,7 @@ from eegfm.core.run_lock import RUN_LOCK
 from eegfm.core.stores import StoreUnreachableError, check_reachable, filesystems, storage_error
 from eegfm.pipelines.readers import open_recording
 from eegfm.pipelines.tfrecord import read_records
-from eegfm.training.data import EEGLoader, LoaderConfig, describe
+from eegfm.training.data import EEGLoader, LoaderConfig, check_shards, describe
 from tests.conftest import free_port
 from tests.pipelines.readers.test_readers import _eegmat, _mff, _write_eeglab
 
@@ -527,6 +527,8 @@ def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, b
     # The training loader reads the output where it lies.
     info = describe(f"s3://{BUCKET}/out")
     assert info.counts["windows"] == manifest["counts"]["windows"] and len(info.sites) == 3
+    # Its manifest lists each object's size as the store lists it: training's check passes.
+    assert check_shards(f"s3://{BUCKET}/out") == [] and len(manifest["shard_bytes"]) == len(manifest["shards"])
     loader = EEGLoader(
         f"s3://{BUCKET}/out",
         LoaderConfig(batch_size=8, num_workers=0, shuffle=False),

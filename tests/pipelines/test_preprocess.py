@@ -153,6 +153,10 @@ def test_the_summary_counts_what_the_run_wrote(shared_run):
     rows = dict(line.strip().split("  ", 1) for line in summarize(manifest, 2.0).splitlines())
     files = sorted(str(p.relative_to(out)) for p in out.glob("site-*/part-*-of-*.tfrecord"))
     assert manifest["shards"] == files
+    # each shard's records and bytes, which training checks the files against
+    assert manifest["shard_bytes"] == {f: (out / f).stat().st_size for f in files}
+    assert sorted(manifest["shard_records"]) == files
+    assert sum(manifest["shard_records"].values()) == manifest["counts"]["windows"]
     assert int(rows["TFRecord files"]) == len(files) and int(rows["sites"]) == len({f.split("/")[0] for f in files})
     assert int(rows["windows written"]) == manifest["counts"]["windows"]
     assert rows["quarantined"].strip() == f"{manifest['counts']['quarantined']} (reasons in quarantine.jsonl)"

@@ -17,6 +17,7 @@ from eegfm.pipelines.schema import encode_example
 from eegfm.pipelines.sinks import (
     FinalizeBySiteFn,
     WriteSnappyTFRecordsBySite,
+    WrittenShard,
     open_shard,
     plan_shards,
     site_file_prefix,
@@ -181,19 +182,22 @@ def test_finalizing_twice_renames_once_and_gives_the_same_names(tmp_path):
 
     temp_dir = str(tmp_path / "beam-temp-sites-x")
     written = [
-        ("a", _write_temp(temp_dir, "a", 1, EXAMPLES[3:5]), 2),
-        ("a", _write_temp(temp_dir, "a", 0, EXAMPLES[:3]), 2),
-        ("b", _write_temp(temp_dir, "b", 0, EXAMPLES[5:6]), 1),
+        ("a", _write_temp(temp_dir, "a", 1, EXAMPLES[3:5]), 2, 2),
+        ("a", _write_temp(temp_dir, "a", 0, EXAMPLES[:3]), 2, 3),
+        ("b", _write_temp(temp_dir, "b", 0, EXAMPLES[5:6]), 1, 1),
     ]
     finalize = FinalizeBySiteFn(str(tmp_path), ("a", "b"), temp_dir, ".tfrecord")
     first = list(finalize.process(None, written))
-    assert first == [
+    names = [
         str(tmp_path / "a" / "part-00000-of-00002.tfrecord"),
         str(tmp_path / "a" / "part-00001-of-00002.tfrecord"),
         str(tmp_path / "b" / "part-00000-of-00001.tfrecord"),
     ]
+    # Each final file with its records and its size on disk, as the manifest lists them.
+    assert first == [WrittenShard(name, n, Path(name).stat().st_size) for name, n in zip(names, (3, 2, 1))]
+    assert all(shard.bytes > 0 for shard in first)
     assert not FileSystems.exists(temp_dir)
-    assert list(finalize.process(None, written)) == first
+    assert list(finalize.process(None, written)) == first  # a retry finds the renamed files and their sizes
     assert _read_shards(str(tmp_path / "a" / "part-00000-of-00002.tfrecord")) == EXAMPLES[:3]
     assert _read_shards(str(tmp_path / "a" / "part-00001-of-00002.tfrecord")) == EXAMPLES[3:5]
     assert _read_shards(str(tmp_path / "b" / "*.tfrecord")) == EXAMPLES[5:6]
@@ -265,9 +269,9 @@ def test_finalizing_removes_what_failed_tasks_left(tmp_path):
     orphan = open_shard(temp_dir + "/a.orphan.tfrecord")
     orphan.write(EXAMPLES[1])
     orphan.close()
-    names = list(FinalizeBySiteFn(str(tmp_path), ("a",), temp_dir, ".tfrecord").process(None, [("a", done, 1)]))
-    assert names == [str(tmp_path / "a" / "part-00000-of-00001.tfrecord")]
-    assert _read_shards(names[0]) == EXAMPLES[:1]
+    shards = list(FinalizeBySiteFn(str(tmp_path), ("a",), temp_dir, ".tfrecord").process(None, [("a", done, 1, 1)]))
+    assert [shard.path for shard in shards] == [str(tmp_path / "a" / "part-00000-of-00001.tfrecord")]
+    assert _read_shards(shards[0].path) == EXAMPLES[:1]
     assert not _leftovers(tmp_path)
 
 
@@ -277,9 +281,9 @@ def test_finalizing_fails_loudly_when_a_shard_is_lost_or_missing(tmp_path):
     with pytest.raises(
         OSError, match=r"site a: temporary shard .*a\.00000\.tfrecord is gone and .*part-00000-of-00001"
     ):
-        list(finalize.process(None, [("a", lost, 1)]))
+        list(finalize.process(None, [("a", lost, 1, 1)]))
     with pytest.raises(RuntimeError, match=r"site a: 1 written shards; the plan has 2"):
-        list(finalize.process(None, [("a", lost, 2)]))
+        list(finalize.process(None, [("a", lost, 2, 1)]))
 
 
 def test_streaming_input_is_refused_when_the_graph_is_built(tmp_path):

@@ -117,6 +117,7 @@ def test_overrides_from_the_command_line_and_from_dicts():
         (["model=huge"], r"model: expected one of 'base', 'large', 'tiny'; got 'huge'"),
         (["compile=1"], r"compile: expected true or false; got 1"),
         (["tf32=yes please"], r"tf32: expected true or false; got 'yes please'"),
+        (["allow_partial=maybe"], r"allow_partial: expected true or false; got 'maybe'"),
         (["loader.drop_last=sometimes"], r"loader.drop_last: expected true or false; got 'sometimes'"),
         (["optim.max_steps=null"], r"optim.max_steps: expected an integer >= 1 for pretraining; got None"),
         (["optim.warmup_steps=500"], r"optim.warmup_steps: expected fewer than max_steps=300; got 500"),
@@ -225,7 +226,7 @@ def test_unknown_keys_are_rejected_with_the_valid_ones(tmp_path):
     with pytest.raises(
         ConfigError,
         match=r"override 'batchsize': unknown key 'batchsize' in PretrainConfig; "
-        r"allowed: activation_checkpointing, backend, compile,",
+        r"allowed: activation_checkpointing, allow_partial, backend, compile,",
     ):
         load_config("cpu-tiny", "pretrain", {"batchsize": 3})
     with pytest.raises(ConfigError, match=r"override 'optim.lr.x': optim.lr is a value, not a section"):

@@ -149,6 +149,7 @@ def test_common_options_become_config_overrides_with_flags_last():
         ["--data", "d", "--set", "wandb.mode=online", "--set", "optim.lr=1e-3", "--wandb", "disabled"]
     )
     assert run_overrides(args) == ["wandb.mode=online", "optim.lr=1e-3", "wandb.mode=disabled"]
+    assert run_overrides(parser.parse_args(["--data", "d", "--allow_partial"])) == ["allow_partial=true"]
     assert args.resume == "auto" and args.config == "cpu-tiny" and args.device == "auto"
 
 

@@ -37,7 +37,10 @@ _EXPORTS = {
     "catalog": (
         "SHARD_PATTERN",
         "DatasetInfo",
+        "IncompleteDataError",
+        "ShardProblem",
         "check_data",
+        "check_shards",
         "data_dirs",
         "data_label",
         "describe",
@@ -46,6 +49,7 @@ _EXPORTS = {
         "list_shards",
         "scan_windows",
         "shard_name",
+        "shard_problems",
         "shared_recordings",
     ),
     "config": ("AUTO", "EEG_DTYPES", "LoaderConfig", "RecordFilter"),

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
-from eegfm.core.stores import filesystems, is_remote, join_path, match_below, open_binary
+from eegfm.core.stores import StoreUnreachableError, filesystems, is_remote, join_path, match_below, open_binary
 from eegfm.pipelines.tfrecord import read_records
 from eegfm.training.data.config import RecordFilter
 from eegfm.training.data.records import Window
@@ -144,16 +144,21 @@ def describe(data_dir: DataPaths) -> DatasetInfo:
     return merged
 
 
-def check_data(data: DataPaths, say: bool = True) -> str | tuple[str, ...]:
-    """``data`` as a run reads it: one output folder, or several whose manifests agree (ConfigError
-    otherwise); ``say`` warns of recordings that several of them hold."""
+def check_data(data: DataPaths, say: bool = True, allow_partial: bool = False) -> str | tuple[str, ...]:
+    """``data`` as a run reads it: one output folder, or several whose manifests agree, each holding
+    the shards its manifest lists (ConfigError otherwise; ``allow_partial`` warns instead, see
+    :func:`check_shards`); ``say`` warns of recordings that several of them hold."""
     try:
         dirs = data_dirs(data)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    check_shards(dirs, allow_partial=allow_partial, say=say)
+    try:
         if len(dirs) > 1:
             describe(dirs)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    except FileNotFoundError:  # shards without their manifest: the loaders still read them
+    except FileNotFoundError:  # shards without their manifest, read under allow_partial
         pass
     if len(dirs) > 1 and say:
         if shared := shared_recordings(dirs):
@@ -164,6 +169,122 @@ def check_data(data: DataPaths, say: bool = True) -> str | tuple[str, ...]:
                 "; ".join(f"{n} in {pair}" for pair, n in sorted(Counter(shared.values()).items())),
             )
     return dirs[0] if len(dirs) == 1 else tuple(dirs)
+
+
+class IncompleteDataError(ConfigError):
+    """A pipeline output whose shards are not the ones its manifest lists, or without a manifest."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardProblem:
+    """One way an output folder's shards differ from its manifest. ``kind``: ``no manifest``,
+    ``missing``, ``empty``, ``short``, ``longer`` or ``extra``; ``records``/``bytes`` are what the
+    manifest lists (None where it does not say), ``found`` the bytes on disk (without a manifest:
+    the shards there)."""
+
+    folder: str
+    shard: str
+    kind: str
+    records: int | None = None
+    bytes: int | None = None
+    found: int | None = None
+
+    @property
+    def unreadable(self) -> bool:
+        """A cut file: its reader fails at the cut, so even a partial run cannot read it."""
+        return self.kind == "short"
+
+    def __str__(self) -> str:
+        where = join_path(self.folder, self.shard)
+        if self.kind == "no manifest":
+            return (
+                f"{where}: missing beside {count_of(self.found, 'shard')}; expected the manifest a finished "
+                "pipelines.preprocess run writes beside its shards (a run stopped before its end writes none)"
+            )
+        if self.kind == "extra":
+            return f"{where}: not among the shards manifest.json lists (a file of another run?)"
+        listed = "listed in manifest.json" if self.bytes is None else f"manifest.json lists {self.expected()}"
+        if self.kind == "missing":
+            return f"{where}: missing; {listed}"
+        return f"{where}: {self.kind} ({self.found} bytes); {listed}"
+
+    def expected(self) -> str:
+        return f"{count_of(self.records, 'record')}, {count_of(self.bytes, 'byte')}"
+
+
+def count_of(n: int | None, noun: str) -> str:
+    return f"? {noun}s" if n is None else f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def shard_problems(folder: str) -> list[ShardProblem]:
+    """How the shards in the output ``folder`` differ from its manifest's ``shards`` (and, from
+    manifests that list them, ``shard_bytes``/``shard_records``): [] when they are the same."""
+    # The listing first: an unreachable store is named by the shards' pattern, as the loaders name it.
+    found = {shard_name(path): size for path, size in _shards_below(folder)}
+    try:
+        manifest = _manifest(folder)
+    except FileNotFoundError:
+        list_shards(folder)  # no folder, or no shards: that error first, as the loaders would say it
+        return [ShardProblem(folder, "manifest.json", "no manifest", found=len(found))]
+    listed = {shard_name(name) for name in manifest.get("shards", ())}
+    sizes = {shard_name(k): int(v) for k, v in (manifest.get("shard_bytes") or {}).items()}
+    records = {shard_name(k): int(v) for k, v in (manifest.get("shard_records") or {}).items()}
+    problems = []
+    for name in sorted(listed | set(found)):
+        want, have = sizes.get(name), found.get(name)
+        kind = None
+        if name not in listed:
+            kind = "extra"
+        elif have is None:
+            kind = "missing"
+        elif want is not None and have != want:
+            kind = "empty" if have == 0 else "short" if have < want else "longer"
+        if kind:
+            problems.append(ShardProblem(folder, name, kind, records.get(name), want, have))
+    return problems
+
+
+_NAMED = 20  # problems a warning names one by one; the rest are counted by site
+
+
+def check_shards(data: DataPaths, *, allow_partial: bool = False, say: bool = True) -> list[ShardProblem]:
+    """Refuse (``IncompleteDataError``, naming each file and what was expected) output folders whose
+    shards differ from their manifests, or that have none: a run stopped mid-write, a shard lost or
+    cut. ``allow_partial`` reads what is there and warns (``say``) of what is not, but for a cut
+    file, which no reader gets through. Named ``.tfrecord`` files are not checked."""
+    try:
+        problems = [p for d in data_dirs(data) if not d.endswith(".tfrecord") for p in shard_problems(d)]
+    except StoreUnreachableError as err:
+        raise StoreUnreachableError(f"--data {data_label(data)}: {err}") from None
+    cut = [p for p in problems if p.unreadable]
+    if problems and not (allow_partial and not cut):
+        shown = cut if allow_partial else problems
+        more = f"; and {len(shown) - 5} more" if len(shown) > 5 else ""
+        hint = (
+            "remove the cut file(s) to train on the rest with --allow_partial, or rerun pipelines.preprocess"
+            if allow_partial
+            else "rerun pipelines.preprocess for a whole data set, or pass --allow_partial to train on what is there"
+        )
+        raise IncompleteDataError(
+            f"--data {data_label(data)}: {count_of(len(shown), 'problem')} with its shards: "
+            f"{'; '.join(map(str, shown[:5]))}{more}. Expected every shard its manifest lists, whole; {hint}"
+        )
+    if problems and say:
+        lost = [p for p in problems if p.kind in ("missing", "empty")]
+        bare = [p for p in problems if p.kind == "no manifest"]
+        summary = [
+            lost and f"{count_of(len(lost), 'shard')} missing or empty",
+            lost and f"{sum(p.records or 0 for p in lost)} windows the manifest lists not read",
+            bare and f"{count_of(len(bare), 'folder')} without a manifest, its shards unchecked",
+        ]
+        rest = Counter(p.shard.split("/")[0] for p in problems[_NAMED:])
+        log.warning(
+            "--allow_partial: training on what is there (%s): %s%s",
+            ", ".join(filter(None, summary)) or "shards differ from the manifest",
+            "; ".join(map(str, problems[:_NAMED])),
+            f"; and {len(problems) - _NAMED} more, by site: {dict(sorted(rest.items()))}" if rest else "",
+        )
+    return problems
 
 
 def _added(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:

@@ -131,7 +131,7 @@ def train(
         record_task = _check_run(cfg, dist, record_task)
         loop.configure_kernels(cfg, dist.device)
         setup.resolve_pretrained(pretrained)  # fail before the data pass
-        data = check_data(data, dist.is_main)
+        data = check_data(data, dist.is_main, cfg.allow_partial)
         loop.claim_output(output, dist)
         plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task)
         model, fresh = setup.load_model(pretrained, cfg)
