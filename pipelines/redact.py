@@ -312,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eegfm-redact",
         description="Print the redacted path of every input file, next to the real one, so the holder of "
-        "the pseudonym key can find the file a --redact_paths manifest or quarantine line names. The "
+        "the pseudonym key can find the file a redacted manifest or quarantine line names. The "
         "output holds the real paths: keep it on this machine.",
     )
     parser.add_argument(
