@@ -351,6 +351,7 @@ def test_missing_objects_fail_the_command_with_the_option_and_path(s3):
             f"s3://{BUCKET}/errors/pseudonym.key",
             "--s3_endpoint_url",
             endpoint,
+            "--keep_paths",
         ],
         cwd=REPO,
         capture_output=True,
