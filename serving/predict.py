@@ -5,10 +5,10 @@
 Every recording the inputs hold is prepared exactly as the model's training windows were (the
 recipe saved beside the model) and scored window by window. Written to ``--output``:
 
-- ``predictions.csv``: one row per window: the input, its start and length (s), one column per
-  label (probabilities, calibrated unless ``--uncalibrated``; a regression head's value), the most
-  likely label, the artifact score and the channels interpolated in it (and the expert votes where
-  the input has them: the HMS layout);
+- ``predictions.csv``: one row per window: the recording's index and input, its start and length
+  (s), one column per label (probabilities, calibrated unless ``--uncalibrated``; a regression
+  head's value), the most likely label, the artifact score and the channels interpolated in it
+  (and the expert votes where the input has them: the HMS layout);
 - ``recordings.json``: one entry per recording with its mean probabilities, most likely label and
   windows per label, or the stage and reason it was quarantined; and the model's description;
 - ``timelines/NNN_<name>.png``: each recording's probabilities over time above its artifact
@@ -173,6 +173,7 @@ def _csv_row(prediction, w, labels: list[str]) -> list[str]:
     """predictions.csv's row of the window ``w`` of ``prediction``."""
     best = [labels[int(np.argmax(w.outputs))]] if len(labels) > 1 else []
     return [
+        str(prediction.index),
         prediction.input,
         f"{w.start_s:.4f}",
         f"{w.duration_s:g}",
@@ -192,7 +193,9 @@ def _write_predictions(predictions, fileobj, labels: list[str], args) -> tuple[l
     recordings, n_windows, eeg_seconds = [], 0, 0.0
     writer = csv.writer(fileobj)
     best = ["predicted"] if len(labels) > 1 else []
-    writer.writerow(["input", "start_s", "duration_s", *labels, *best, "artifact_score", "masked_channels", "votes"])
+    writer.writerow(
+        ["index", "input", "start_s", "duration_s", *labels, *best, "artifact_score", "masked_channels", "votes"]
+    )
     for prediction in tqdm(predictions, desc="recordings", unit="rec", disable=None):
         summary = prediction.summary()
         for w in prediction.windows:

@@ -230,6 +230,9 @@ def test_by_default_a_recording_is_named_by_index_and_token_never_by_its_name(hm
     assert report["counts"] == report["counts"] | {"processed": 2, "quarantined": 2}
     timelines = sorted(p.name for p in (tmp_path / "out" / "timelines").iterdir())
     assert len(timelines) == 2 and all(re.fullmatch(r"00[1-4]_file-[0-9a-f]{12}\.png", n) for n in timelines)
+    with (tmp_path / "out" / "predictions.csv").open() as fileobj:
+        named = {(int(row["index"]), row["input"]) for row in csv.DictReader(fileobj)}
+    assert named == {(r["index"], r["input"]) for r in report["recordings"] if r["status"] == "processed"}
     reasons = " ".join(r["reason"] for r in report["recordings"])
     assert "'chan-" in reasons and "quarantined at harmonize" in printed.out
     assert not leaks(tmp_path / "out", printed.out, printed.err)
