@@ -72,9 +72,10 @@ def get_logger(name: str) -> logging.Logger:
 
 
 class RedactingFilter(logging.Filter):
-    """Rewrites every record the root logger's handlers emit through ``scrub`` (``--redact_paths``:
-    input file and folder names may name patients). Until :meth:`release` gives it the scrubber
-    it holds records back, since the names to replace are known only once the inputs are listed."""
+    """Rewrites every record the root logger's handlers emit through ``scrub`` (redaction, the default of
+    eegfm-preprocess and eegfm-predict: input file and folder names and channel labels may name patients).
+    Until :meth:`release` gives it the scrubber it holds records back, since the names to replace are
+    known only once the inputs are listed."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -131,9 +131,13 @@ class Outcome:
     # a bipolar recording: the derivations its electrodes were rebuilt from (pipelines.bipolar),
     # those electrodes, and the derivations left out (unconnected chains) or flat
     bipolar: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    # the channel labels as recorded, for the redactor (pipelines.redact) to find in the reason; never written
+    channel_labels: tuple[str, ...] = dataclasses.field(default=(), repr=False)
 
     def as_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        out = dataclasses.asdict(self)
+        del out["channel_labels"]
+        return out
 
 
 class StageError(Exception):

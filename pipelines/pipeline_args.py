@@ -184,12 +184,20 @@ def _add_pseudonym_options(io_) -> None:
         help="create --pseudonym_key_file with a new random key if it does not exist (local paths); "
         "without it a missing key file is an error, not a new key that matches no earlier run",
     )
-    io_.add_argument(
+    names = io_.add_mutually_exclusive_group()
+    names.add_argument(
+        "--keep_paths",
+        action="store_true",
+        help="file and folder names appear as given; use only where names carry no identifiers. By default the "
+        "inputs are named by keyed tokens (dir-<hex>, file-<hex> with its extensions) below the folder each "
+        "--input is given in, and channel labels that are no electrode, reference or auxiliary signal by "
+        "chan-<hex>, in manifest.json, quarantine.jsonl, the logs and messages; eegfm-redact maps tokens back",
+    )
+    names.add_argument(
         "--redact_paths",
         action="store_true",
-        help="name the inputs by keyed tokens (dir-<hex>, file-<hex> with its extensions) below the "
-        "folder each --input is given in, in manifest.json, quarantine.jsonl, the logs and messages, "
-        "for exports named after patients; eegfm-redact maps tokens back",
+        help="the default (names and non-electrode channel labels redacted, see --keep_paths); accepted so "
+        "older command lines still run",
     )
 
 

@@ -68,6 +68,7 @@ def run(argv: list[str] | None = None) -> dict:
     args, beam_args = parser.parse_known_args(argv)
     # First: Beam logs through the root logger, which, without a handler, then gets Python's own.
     setup_logging("DEBUG" if args.verbose else "INFO", verbose=args.verbose)
+    args.redact_paths = not args.keep_paths  # redacted by default; --redact_paths is kept for old command lines
     redaction = RunRedaction(args.redact_paths, args.input)
     if args.redact_paths:
         error = parser.error

@@ -106,6 +106,8 @@ def process_recording(
             )
     except StageError as err:
         outcome.stage, outcome.reason = err.stage, f"{name}: {err.reason}"
+        # a header that fails to parse may name its labels before a reader gives them
+        outcome.channel_labels = outcome.channel_labels or getattr(err.__cause__, "labels", ())
     except READ_ERRORS as err:
         detail = (
             storage_error(err) if getattr(err, "exception_details", None) or not isinstance(err, OSError) else err
@@ -215,6 +217,7 @@ def _stream(item, reader, key, config, config_hash, sha) -> Iterator[Window | Re
     yield {
         "sfreq_in": reader.info.sfreq,
         "n_chans_in": len(reader.info.ch_names),
+        "channel_labels": tuple(reader.info.ch_names),
         "other_rate": other_rate,
         "split_parts": tuple(getattr(reader, "split_parts", ())),
     }

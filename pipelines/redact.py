@@ -1,10 +1,13 @@
-"""Keyed tokens for file and folder names (``--redact_paths``), for exports named after patients.
+"""Keyed tokens for file and folder names and for channel labels, for exports named after patients
+(the default; ``--keep_paths`` turns it off).
 
 In the manifest, quarantine.jsonl and the logs, every folder and file name below the folder an
 --input was given in is replaced by a keyed hash of that name: with ``--input /data/exports``,
 ``/data/exports/Doe~ John/EEG1.edf`` becomes ``/data/dir-5b0c.../dir-91e4.../file-2d7a....edf``.
 Each name is hashed on its own (a path keeps its shape; a sidecar ``x.eeg`` of ``x.vhdr`` shares
 its stem's token) and extensions stay. ``eegfm-redact`` maps tokens back for the key's holder.
+A channel label that is no recognised electrode, reference or auxiliary signal (a clinic may type
+the patient's name or record number into one) becomes ``chan-<hex>`` the same way.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Iterable
 
 from eegfm.core.logs import RedactingFilter, setup_logging
 from eegfm.core.stores import STORE_ERRORS
+from eegfm.pipelines.channels import auxiliary_kind, cap_label, clean_channel_name, derivation, standard_name
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.deid import PseudonymKeyError, keyed_hex, load_key
 from eegfm.pipelines.events import Outcome, RejectedWindow
@@ -34,6 +38,31 @@ _FILE_EXT = (
 # What may sit right before or after a name in a message (a name never continues past these).
 _BEFORE = r"(?<![A-Za-z0-9_.~-])"
 _AFTER = r"(?![A-Za-z0-9_~-])"
+# Labels that name a reference, ground or annotation channel, not a person (upper case).
+_REFERENCE_LABELS = frozenset("REF GND GROUND CMS DRL COM COMMON AVG AVE AVERAGE CAR LE A1A2 M1M2".split()) | {
+    "EDF ANNOTATIONS",
+    "BDF ANNOTATIONS",
+}
+# Caps' position labels (EGI's E1, BioSemi's A1..H32, mgh's EEG 001, EasyCap's 1..128) say where, not who.
+_CAP_STYLE = re.compile(r"^((E|EEG)?\d{1,3}|[A-H]\d{1,2})$", re.IGNORECASE)
+# Five digits in a row are a record number or a date, whatever prefix a label has ('ECG 1960-01-01' too).
+_IDENTIFIER_LIKE = re.compile(r"\d{5}|\d{2,4}[-/.]\d{1,2}[-/.]\d{1,4}")
+
+
+def known_label(label: str) -> bool:
+    """True for a channel label that names an electrode, a derivation of two, a reference or an
+    auxiliary signal (``pipelines.channels``): one that can stay readable in outputs."""
+    name = label.strip()
+    if not name or len(name) > 32 or _IDENTIFIER_LIKE.search(name):
+        return False
+    return (
+        standard_name(name) is not None
+        or auxiliary_kind(name) is not None
+        or derivation(name) is not None
+        or clean_channel_name(name).upper() in _REFERENCE_LABELS
+        or name.upper() in _REFERENCE_LABELS
+        or bool(_CAP_STYLE.match(cap_label(name)))
+    )
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -69,6 +98,17 @@ class PathRedactor:
 
     def folder(self, name: str) -> str:
         return self._digest("dir", name)
+
+    def label(self, label: str) -> str:
+        """A channel label as it may be shown: itself where ``known_label``, else ``chan-<hex>``."""
+        if not self.enabled or known_label(label):
+            return label
+        token = self._digest("chan", label)
+        _LABELS_SEEN.setdefault(label, token)
+        return token
+
+    def labels(self, labels: Iterable[str]) -> tuple[str, ...]:
+        return tuple(map(self.label, labels))
 
     def name(self, name: str) -> str:
         """A file name's token, its extensions kept: ``Doe.edf`` -> ``file-<hex>.edf``."""
@@ -111,22 +151,34 @@ class PathRedactor:
                 out.append(self.folder(part))
         return (scheme + "://" if sep else "") + "/".join(out)
 
-    def scrubber(self, paths: Iterable[str]) -> Scrubber:
-        return Scrubber(self, paths)
+    def scrubber(self, paths: Iterable[str], labels: Iterable[str] = ()) -> Scrubber:
+        return Scrubber(self, paths, labels)
+
+
+# Every label a redactor of this process replaced: a log line is scrubbed by the launcher's filter, which
+# never saw the recording's header (the DirectRunner's workers log through it), and must lose it too.
+_LABELS_SEEN: dict[str, str] = {}
 
 
 class Scrubber:
     """Replaces each of a set of paths in any text: in full, as its stem with an extension, or as a folder name next to
-    a slash; other words stay, even where they spell a folder's name ("eeg"). A substring test picks the few names a
-    text holds before a pattern is built: milliseconds per log line even with every input of a large run."""
+    a slash; other words stay, even where they spell a folder's name ("eeg"). Channel labels that are no electrode's
+    (``labels``, and those any redactor of the process met) become their tokens wherever they stand as a word. A
+    substring test picks the few names a text holds before a pattern is built: milliseconds per log line even with
+    every input of a large run."""
 
-    def __init__(self, redactor: PathRedactor, paths: Iterable[str]):
+    def __init__(self, redactor: PathRedactor, paths: Iterable[str], labels: Iterable[str] = ()):
         self.enabled = redactor.enabled
         self._full: dict[str, str] = {}
         self._stems: dict[str, str] = {}
         self._folders: dict[str, str] = {}
+        self._labels: dict[str, str] = {}
         if not self.enabled:
             return
+        for label in labels:
+            token = redactor.label(label)
+            if token != label and label.strip():
+                self._labels[label.strip()] = token
         for path in paths:
             if not path or path in self._full:
                 continue
@@ -157,7 +209,15 @@ class Scrubber:
                 _BEFORE + "(" + names + ")" + _AFTER + "(?=/)|(?<=/)(" + names + ")" + _AFTER + r"(?!\.[A-Za-z0-9])"
             )
             text = re.sub(pattern, lambda m: self._folders[m.group(1) or m.group(2)], text)
-        return text
+        return self._scrub_labels(text)
+
+    def _scrub_labels(self, text: str) -> str:
+        tokens = {**_LABELS_SEEN, **self._labels}
+        found = [label for label in tokens if label and label in text]
+        if not found:
+            return text
+        names = "|".join(map(re.escape, sorted(found, key=len, reverse=True)))
+        return re.sub(r"(?<![A-Za-z0-9])(" + names + r")(?![A-Za-z0-9])", lambda m: tokens[m.group(1)], text)
 
 
 def kept_folders(inputs: Iterable[str]) -> list[str]:
@@ -182,20 +242,36 @@ def related_paths(item) -> list[str]:
     return [item.path, item.channels_tsv, *item.eeg_json, item.electrodes_tsv, item.coordsystem_json]
 
 
+def redacted_outcome(outcome: Outcome, item, redactor: PathRedactor) -> Outcome:
+    """``outcome`` with its paths, its reason and every channel label it lists redacted."""
+    parts, labels = outcome.split_parts, outcome.channel_labels
+    scrub = redactor.scrubber([*related_paths(item), *parts], labels)
+    bipolar = {k: [scrub(v) for v in values] for k, values in outcome.bipolar.items()}
+    return dataclasses.replace(
+        outcome,
+        source=redactor.path(outcome.source),
+        reason=scrub(outcome.reason),
+        split_parts=tuple(map(redactor.path, parts)),
+        marked_bad=redactor.labels(outcome.marked_bad),
+        other_rate=redactor.labels(outcome.other_rate),
+        constant=redactor.labels(outcome.constant),
+        cap_sites={site: redactor.label(label) for site, label in outcome.cap_sites.items()},
+        repaired={redactor.label(k): v for k, v in outcome.repaired.items()},
+        bipolar=bipolar,
+        channel_labels=redactor.labels(labels),
+    )
+
+
 def redacted_events(item, redactor: PathRedactor):
-    """A function giving ``process_recording``'s events for ``item`` with the paths and reasons of
-    outcomes and rejected windows redacted (windows hold no path)."""
+    """A function giving ``process_recording``'s events for ``item`` with the paths, reasons and
+    channel labels of outcomes and rejected windows redacted (windows hold no path)."""
     if not redactor.enabled:
         return lambda event: event
     scrub = redactor.scrubber(related_paths(item))
 
     def redacted(event):
         if isinstance(event, Outcome):
-            parts = event.split_parts
-            reason = redactor.scrubber([*related_paths(item), *parts])(event.reason) if parts else scrub(event.reason)
-            return dataclasses.replace(
-                event, source=redactor.path(event.source), reason=reason, split_parts=tuple(map(redactor.path, parts))
-            )
+            return redacted_outcome(event, item, redactor)
         if isinstance(event, RejectedWindow):
             return dataclasses.replace(
                 event, source=redactor.path(event.source), reasons=list(map(scrub, event.reasons))
@@ -206,7 +282,7 @@ def redacted_events(item, redactor: PathRedactor):
 
 
 class RunRedaction:
-    """``--redact_paths`` over one launcher run: log records held until the inputs are listed, then
+    """Redaction (unless ``--keep_paths``) over one launcher run: log records held until the inputs are listed, then
     scrubbed of their names; before the key is read, a throwaway key hides them."""
 
     def __init__(self, enabled: bool, paths: Iterable[str]):
@@ -236,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eegfm-redact",
         description="Print the redacted path of every input file, next to the real one, so the holder of "
-        "the pseudonym key can find the file a --redact_paths manifest or quarantine line names. The "
+        "the pseudonym key can find the file a redacted manifest or quarantine line names. The "
         "output holds the real paths: keep it on this machine.",
     )
     parser.add_argument(

@@ -5,14 +5,18 @@
 Every recording the inputs hold is prepared exactly as the model's training windows were (the
 recipe saved beside the model) and scored window by window. Written to ``--output``:
 
-- ``predictions.csv``: one row per window: the input, its start and length (s), one column per
-  label (probabilities, calibrated unless ``--uncalibrated``; a regression head's value), the most
-  likely label, the artifact score and the channels interpolated in it (and the expert votes where
-  the input has them: the HMS layout);
+- ``predictions.csv``: one row per window: the recording's index and input, its start and length
+  (s), one column per label (probabilities, calibrated unless ``--uncalibrated``; a regression
+  head's value), the most likely label, the artifact score and the channels interpolated in it
+  (and the expert votes where the input has them: the HMS layout);
 - ``recordings.json``: one entry per recording with its mean probabilities, most likely label and
   windows per label, or the stage and reason it was quarantined; and the model's description;
 - ``timelines/NNN_<name>.png``: each recording's probabilities over time above its artifact
   scores (``--no_plots`` leaves them out);
+- by default a recording is named in all of these, on stdout and in the log by its index and a
+  keyed token of its file name (``file-<hex>.edf``), never by its name or path, and a channel
+  label that is no electrode, reference or auxiliary signal by ``chan-<hex>`` (``--keep_paths``:
+  names as given);
 - with ``--submission FILE`` (a six-class HMS model on the Kaggle layout: ``test.csv`` +
   ``test_eegs/``): the competition's submission, a row per eeg_id with the six class
   probabilities (the mean over the recording's windows; the class prior of the model's training
@@ -39,6 +43,8 @@ from tqdm import tqdm
 from eegfm.core.config import ConfigError, user_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.pipelines.datasets import DATASETS, HMS_CLASSES, HMS_VOTE_COLUMNS
+from eegfm.pipelines.deid import PseudonymKeyError, load_key
+from eegfm.pipelines.redact import RunRedaction, kept_folders, related_paths
 from eegfm.serving.backends import BACKENDS
 
 log = get_logger(__name__)
@@ -122,6 +128,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="also write the Kaggle HMS submission (eeg_id, seizure_vote ... other_vote) to this "
         "CSV; needs a hms6 model and the HMS layout's parquet recordings",
     )
+    parser.add_argument(
+        "--keep_paths",
+        action="store_true",
+        help="file and folder names appear as given; use only where names carry no identifiers (default: a "
+        "recording is named by its index and a keyed token, file-<hex>, and channel labels that are no "
+        "electrode by chan-<hex>, in every output, on stdout and in the log)",
+    )
+    parser.add_argument(
+        "--pseudonym_key_file",
+        type=user_path,
+        default=None,
+        help="the key of the tokens (eegfm-preprocess's key file gives the tokens its manifest and eegfm-redact "
+        "give); default: a random key per run, so tokens are consistent within the run only",
+    )
     return parser
 
 
@@ -135,6 +155,7 @@ def predict_config(args, parser):
         return PredictConfig(
             device="cuda" if gpu else "cpu",
             calibrated=not args.uncalibrated,
+            redact=not getattr(args, "keep_paths", False),  # eegfm-serve asks per request (echo_name)
             artifact_model=not args.no_artifact_model,
             **same,
         )
@@ -142,8 +163,9 @@ def predict_config(args, parser):
         parser.error(str(err))
 
 
-def _plot_name(index: int, path: str) -> str:
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", path.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0])[:60]
+def _plot_name(index: int, name: str) -> str:
+    """``NNN_<stem>.png``; ``name``: a recording's path, or its token under redaction."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0])[:60]
     return f"{index:03d}_{stem}.png"
 
 
@@ -151,6 +173,7 @@ def _csv_row(prediction, w, labels: list[str]) -> list[str]:
     """predictions.csv's row of the window ``w`` of ``prediction``."""
     best = [labels[int(np.argmax(w.outputs))]] if len(labels) > 1 else []
     return [
+        str(prediction.index),
         prediction.input,
         f"{w.start_s:.4f}",
         f"{w.duration_s:g}",
@@ -170,13 +193,15 @@ def _write_predictions(predictions, fileobj, labels: list[str], args) -> tuple[l
     recordings, n_windows, eeg_seconds = [], 0, 0.0
     writer = csv.writer(fileobj)
     best = ["predicted"] if len(labels) > 1 else []
-    writer.writerow(["input", "start_s", "duration_s", *labels, *best, "artifact_score", "masked_channels", "votes"])
-    for index, prediction in enumerate(tqdm(predictions, desc="recordings", unit="rec", disable=None), start=1):
+    writer.writerow(
+        ["index", "input", "start_s", "duration_s", *labels, *best, "artifact_score", "masked_channels", "votes"]
+    )
+    for prediction in tqdm(predictions, desc="recordings", unit="rec", disable=None):
         summary = prediction.summary()
         for w in prediction.windows:
             writer.writerow(_csv_row(prediction, w, labels))
         if prediction.windows and not args.no_plots:
-            name = _plot_name(index, prediction.input)
+            name = _plot_name(prediction.index, prediction.input)
             plot_timeline(
                 prediction, f"{prediction.input}: {summary.get('predicted', '')}", args.output / "timelines" / name
             )
@@ -195,10 +220,21 @@ def run(argv: list[str] | None = None) -> dict:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging("INFO")
+    # Log records are held until the inputs are listed, then come out without their names.
+    redaction = RunRedaction(not args.keep_paths, args.input)
+    try:
+        return _run(parser, args, redaction, Predictor)
+    finally:
+        redaction.close()
+
+
+def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
     config = predict_config(args, parser)
     try:
-        predictor = Predictor(args.model, config)
-    except (ConfigError, FileNotFoundError) as err:
+        key = load_key(args.pseudonym_key_file) if args.pseudonym_key_file else None
+        predictor = predictor_class(args.model, config, name_key=key)
+    except (ConfigError, FileNotFoundError, PseudonymKeyError) as err:
+        redaction.release()
         parser.error(str(err))
     if args.submission and predictor.labels != HMS_CLASSES:
         parser.error(
@@ -209,12 +245,16 @@ def run(argv: list[str] | None = None) -> dict:
     started = time.perf_counter()
     partial = args.output / ".predictions.csv.partial"
     try:
-        predictions = predictor.predict(args.input, dataset=args.dataset, site=args.site)
+        items = predictor.discover(args.input, dataset=args.dataset, site=args.site)
+        named = [*args.input, *(p for item in items for p in related_paths(item))]
+        redaction.keyed(predictor.name_key, named, kept_folders(args.input))
+        predictions = predictor.predict_items(items)
         with partial.open("w", newline="") as fileobj:
             recordings, n_windows, eeg_seconds = _write_predictions(predictions, fileobj, list(predictor.labels), args)
     except (ConfigError, FileNotFoundError) as err:
         partial.unlink(missing_ok=True)
-        parser.error(f"--input {' '.join(args.input)}: {err}")
+        redaction.release()
+        parser.error(redaction.scrub(f"--input {' '.join(args.input)}: {err}"))
     partial.replace(args.output / "predictions.csv")
     seconds = time.perf_counter() - started
     processed = [r for r in recordings if r["status"] == "processed"]
@@ -244,11 +284,10 @@ def write_submission(path: Path, recordings: list[dict], prior: tuple[float, ...
     fallback = prior or tuple(1 / len(HMS_CLASSES) for _ in HMS_CLASSES)
     rows, unscored, skipped = [], [], []
     for recording in recordings:
-        name = recording["input"].rstrip("/").rsplit("/", 1)[-1]
-        if not name.lower().endswith(".parquet"):
+        eeg_id = recording.get("eeg_id")  # under redaction the input is a token, not the parquet's name
+        if not eeg_id:
             skipped.append(recording["input"])
             continue
-        eeg_id = name[: -len(".parquet")]
         if recording["status"] == "processed":
             probabilities = [recording["mean_outputs"][label] for label in HMS_CLASSES]
         else:
@@ -289,13 +328,12 @@ def _print_summary(report: dict, output: Path) -> None:
     shown = report["recordings"][:20]
     width = max([len(r["input"]) for r in shown] + [9])
     for r in shown:
+        name = f"{r['index']:>3} {r['input']:<{width}}"
         if r["status"] == "processed":
             said = r.get("predicted") or f"{r['mean_outputs']['value']:.4g}"
-            print(
-                f"  {r['input']:<{width}}  {said:<8} {r['windows']:>5} windows  artifact {r['mean_artifact_score']:.2f}"
-            )
+            print(f"  {name}  {said:<8} {r['windows']:>5} windows  artifact {r['mean_artifact_score']:.2f}")
         else:
-            print(f"  {r['input']:<{width}}  quarantined at {r['stage']}: {r['reason']}")
+            print(f"  {name}  quarantined at {r['stage']}: {r['reason']}")
     if len(report["recordings"]) > len(shown):
         print(f"  ... and {len(report['recordings']) - len(shown)} more in recordings.json")
     if (evaluation := report.get("evaluation")) and "n_windows" in evaluation["metrics"]:

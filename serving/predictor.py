@@ -6,7 +6,10 @@ one :class:`RecordingPrediction` per recording: every window the pipeline would 
 in time order, or the quarantine stage and reason. Windows go through the pipeline's own
 ``process_recording``, the TFRecord encoding and the training loader's ``collate_records``, so
 serving cannot drift from training. Pseudonyms use a random key per predictor and are never output;
-windows are scored ``batch_size`` at a time as they are cut, so memory stays at one batch.
+windows are scored ``batch_size`` at a time as they are cut, so memory stays at one batch. Unless
+``redact`` is off, a recording is named by its index and a keyed token of its file name
+(``file-<hex>.edf``, ``pipelines.redact``), never its path, and channel labels that are no
+electrode's by ``chan-<hex>``, in everything it reports.
 """
 
 from __future__ import annotations
@@ -28,8 +31,9 @@ from eegfm.core.logs import get_logger
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.inputs import inputs_for_modalities
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
-from eegfm.pipelines.datasets import DATASETS, discover
+from eegfm.pipelines.datasets import DATASETS, SourceItem, discover
 from eegfm.pipelines.process import Outcome, PreprocessConfig, Window, process_recording
+from eegfm.pipelines.redact import PathRedactor, redacted_outcome
 from eegfm.pipelines.schema import CHANNELS, SFREQ, encode_example
 from eegfm.serving.backends import BACKENDS, make_backend
 from eegfm.serving.model_store import fetch_model
@@ -52,6 +56,7 @@ class PredictConfig(Config):
     artifact_model: bool = True  # score artifacts with the training data's autoencoder as well as rules
     threads: int | None = None
     precision: str = "fp16"  # tensorrt engines only
+    redact: bool = True  # name recordings by index and keyed token, non-electrode labels by token
 
     def validate(self) -> None:
         check_option("backend", self.backend, BACKENDS)
@@ -61,6 +66,7 @@ class PredictConfig(Config):
             check_range("stride_seconds", self.stride_seconds, 0.5, 3600)
         check_int("threads", self.threads, 1, optional=True)
         check_option("precision", self.precision, ("fp16", "bf16", "fp32"))
+        check_option("redact", self.redact, (True, False))
 
 
 @dataclasses.dataclass
@@ -78,9 +84,11 @@ class WindowPrediction:
 class RecordingPrediction:
     """One input recording: its windows' predictions, or why it was quarantined."""
 
-    input: str
+    input: str  # the path, or under redaction its file name's keyed token (file-<hex>.edf)
     status: str  # 'processed' | 'quarantined'
     labels: tuple[str, ...]
+    index: int = 0  # 1, 2 ... in the order the recordings were scored
+    eeg_id: str = ""  # a Kaggle HMS recording's own numeric id (its parquet's name): not an identifier
     windows: list[WindowPrediction] = dataclasses.field(default_factory=list)
     stage: str = ""
     reason: str = ""
@@ -95,7 +103,9 @@ class RecordingPrediction:
     def summary(self) -> dict[str, Any]:
         """The recording at a glance: mean outputs over its windows and the most likely label."""
         out: dict[str, Any] = {
+            "index": self.index,
             "input": self.input,
+            **({"eeg_id": self.eeg_id} if self.eeg_id else {}),
             "status": self.status,
             "stage": self.stage,
             "reason": self.reason,
@@ -127,7 +137,9 @@ class RecordingPrediction:
 
 # what the pipeline's Outcome reports about a recording
 _OUTCOME_FIELDS = tuple(
-    f.name for f in dataclasses.fields(RecordingPrediction) if f.name not in ("input", "labels", "windows")
+    f.name
+    for f in dataclasses.fields(RecordingPrediction)
+    if f.name not in ("input", "labels", "windows", "index", "eeg_id")
 )
 
 
@@ -184,7 +196,7 @@ def held_out_evaluation(eval_json: Path) -> dict[str, Any] | None:
 class Predictor:
     """A fine-tuned model behind the pipeline's preprocessing; see the module docstring."""
 
-    def __init__(self, model: str | Path, config: PredictConfig | None = None) -> None:
+    def __init__(self, model: str | Path, config: PredictConfig | None = None, name_key: bytes | None = None) -> None:
         self.config = config or PredictConfig()
         self.model_dir, run = resolve_model_dir(model)
         self.model_config = EEGFMConfig.from_pretrained(self.model_dir)
@@ -222,6 +234,8 @@ class Predictor:
         self.prior = tuple(map(float, prior)) if isinstance(prior, list) and len(prior) == len(self.labels) else None
         self.evaluation = held_out_evaluation(self.model_dir.parent / "eval.json")
         self._key = secrets.token_bytes(32)  # pseudonyms inside the records; never output
+        # the recordings' tokens: a --pseudonym_key_file's key gives those eegfm-preprocess and eegfm-redact give
+        self.name_key = name_key or secrets.token_bytes(32)
         self._config_hash = preprocess.config_hash()
 
     def describe(self) -> dict[str, Any]:
@@ -240,20 +254,42 @@ class Predictor:
             "evaluation": self.evaluation,
         }
 
-    def predict(
-        self, inputs: Sequence[str], *, dataset: str = "auto", site: str | None = None
-    ) -> Iterator[RecordingPrediction]:
-        """One prediction per recording the inputs hold (``discover``'s items, largest first)."""
+    def discover(self, inputs: Sequence[str], *, dataset: str = "auto", site: str | None = None) -> list[SourceItem]:
+        """The recordings the inputs hold (``discover``'s items, largest first)."""
         check_option("--dataset", dataset, DATASETS)
-        items, _, _ = discover(list(inputs), dataset=dataset, site=site, warn_sidecars=False)
-        for item in items:
-            yield self.predict_item(item)
+        return discover(list(inputs), dataset=dataset, site=site, warn_sidecars=False)[0]
 
-    def predict_item(self, item) -> RecordingPrediction:
-        result = RecordingPrediction(input=item.path, status="quarantined", labels=self.labels)
+    def predict(
+        self, inputs: Sequence[str], *, dataset: str = "auto", site: str | None = None, redact: bool | None = None
+    ) -> Iterator[RecordingPrediction]:
+        """One prediction per recording the inputs hold; ``redact`` None: the config's."""
+        yield from self.predict_items(self.discover(inputs, dataset=dataset, site=site), redact=redact)
+
+    def predict_items(
+        self, items: Sequence[SourceItem], *, redact: bool | None = None
+    ) -> Iterator[RecordingPrediction]:
+        redactor = PathRedactor(self.name_key, self.config.redact if redact is None else redact)
+        for index, item in enumerate(items, start=1):
+            yield self.predict_item(item, index, redactor)
+
+    def predict_item(
+        self, item: SourceItem, index: int = 1, redactor: PathRedactor | None = None
+    ) -> RecordingPrediction:
+        """``item``'s prediction; with an enabled ``redactor`` named by its token, its labels redacted."""
+        redactor = redactor or PathRedactor(self.name_key, self.config.redact)
+        name = item.path.rstrip("/").rsplit("/", 1)[-1]
+        result = RecordingPrediction(
+            input=redactor.name(name) if redactor.enabled else item.path,
+            status="quarantined",
+            labels=self.labels,
+            index=index,
+            eeg_id=_hms_eeg_id(item, name),
+        )
         # numpy's BLAS threads fight over the pipeline's small matrices (4-5x slower on 2 cores)
         with threadpool_limits(limits=1, user_api="blas"):
             outcome = self._score_windows(item, result)
+        if redactor.enabled:
+            outcome = redacted_outcome(outcome, item, redactor)
         for name in _OUTCOME_FIELDS:
             setattr(result, name, getattr(outcome, name))
         if outcome.status != "processed":
@@ -307,3 +343,9 @@ class Predictor:
         if logits.shape[-1] == 1:  # binary: one logit for the positive class, as [0, z] over both labels
             logits = binary_logits(logits[:, 0])
         return torch.softmax(logits / self.temperature, dim=-1).numpy()
+
+
+def _hms_eeg_id(item: SourceItem, name: str) -> str:
+    """A Kaggle HMS parquet's eeg_id (its numeric name), which --submission rows need; else ''."""
+    stem = name[: -len(".parquet")] if name.lower().endswith(".parquet") else ""
+    return stem if stem.isdigit() else ""

@@ -14,6 +14,10 @@ Endpoints:
   "recordings": [...]}``: per recording the summary ``eegfm-predict`` writes to recordings.json
   plus ``window_predictions`` (start, length, outputs in label order, artifact score, interpolated
   channels). Optional ``stride_seconds=S`` is not accepted per request: start the server with it.
+  A recording is named in the reply by its index and a keyed token (``file-<hex>.edf``, a random key
+  per server unless ``--pseudonym_key_file``), and a channel label that is no electrode, reference or
+  auxiliary signal by ``chan-<hex>``; ``echo_name=true`` gives back the client's file name (and the
+  members' names in a zip) and the labels as recorded.
 
 Status codes: 200 with at least one recording scored; 422 when the file was read but every
 recording in it is quarantined (the body says at which stage and why); 400 for a missing or unknown
@@ -24,9 +28,10 @@ SIGTERM (Kubernetes stopping the pod) stops the server accepting; the requests i
 answered (with ``Connection: close``) and the process exits 0.
 
 The upload is written to a private temporary folder as ``upload.<ext>`` and deleted after: the
-client's file name (which may carry a patient's name) is echoed in its own reply, never logged; the
-access log has method, path without query, status and size. Requests are served by threads, the
-model one request at a time (a lock): one process per CPU socket or GPU scales it out.
+client's file name (which may carry a patient's name) is echoed in its own reply only with
+``echo_name=true``, never logged; the access log has method, path without query, status and size.
+Requests are served by threads, the model one request at a time (a lock): one process per CPU
+socket or GPU scales it out.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from typing import Any
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.pipelines.datasets import RECORDING_EXTENSIONS
+from eegfm.pipelines.deid import PseudonymKeyError, load_key
 from eegfm.serving.predict import build_parser as predict_parser
 from eegfm.serving.predict import predict_config
 
@@ -55,7 +61,7 @@ CHUNK = 1 << 20
 UNZIP_FACTOR = 8  # EEG compresses about 2-4x; more than this is not a recording
 ACCEPTED = tuple(sorted({*RECORDING_EXTENSIONS, ".zip"} - {".mff", ".vhdr"}))  # those two are never one file
 # eegfm-predict's options about inputs and outputs; the rest configure the served predictor too
-NOT_SERVED = ("help", "input", "output", "dataset", "site", "no_plots", "submission")
+NOT_SERVED = ("help", "input", "output", "dataset", "site", "no_plots", "submission", "keep_paths")
 
 
 def upload_extension(filename: str) -> str:
@@ -65,7 +71,7 @@ def upload_extension(filename: str) -> str:
         if name.endswith(ext) and len(name) > len(ext):
             return ext
     raise ValueError(
-        f"filename {filename!r}: expected a name ending in one of {', '.join(ACCEPTED)} (its "
+        f"filename: expected a name ending in one of {', '.join(ACCEPTED)} (its "
         "extension says the format; a recording of several files goes in a .zip)"
     )
 
@@ -85,7 +91,9 @@ def unpack_zip(archive: Path, folder: Path, max_bytes: int) -> None:
             for member in zipped.infolist():
                 target = (folder / member.filename).resolve()
                 if not target.is_relative_to(root):
-                    raise ValueError(f"zip member {member.filename!r}: expected a path inside the archive")
+                    raise ValueError(  # the member's name is not echoed: it may name the patient
+                        "a zip member: expected a path inside the archive; one is absolute or goes above it (..)"
+                    )
             zipped.extractall(folder)
     except zipfile.BadZipFile as err:
         raise ValueError(f"the upload is not a zip archive ({err})") from None
@@ -107,8 +115,9 @@ class PredictionServer(ThreadingHTTPServer):
         self.stopping = True
         threading.Thread(target=self.shutdown, daemon=True).start()
 
-    def predict_upload(self, filename: str, body, length: int) -> tuple[int, dict[str, Any]]:
-        """Status and reply for an uploaded file of ``length`` bytes read from ``body``."""
+    def predict_upload(self, filename: str, body, length: int, echo_name: bool = False) -> tuple[int, dict[str, Any]]:
+        """Status and reply for an uploaded file of ``length`` bytes read from ``body``; the recordings named
+        by index and token, their non-electrode labels by token, unless ``echo_name``."""
         ext = upload_extension(filename)
         with tempfile.TemporaryDirectory(prefix="eegfm-upload-") as tmp:
             folder = Path(tmp) / "upload"
@@ -128,10 +137,10 @@ class PredictionServer(ThreadingHTTPServer):
             target = str(folder / "files") if ext == ".zip" else str(path)
             with self.model_lock:
                 try:
-                    recordings = list(self.predictor.predict([target]))
+                    recordings = list(self.predictor.predict([target], redact=not echo_name))
                 except FileNotFoundError:
                     raise ValueError("the upload holds no recording file") from None
-        for recording in recordings:  # name recordings as the client knows them, not by the temporary path
+        for recording in recordings if echo_name else ():  # as the client knows them, not by the temporary path
             inside = recording.input[len(target) :].lstrip("/")
             recording.input = f"{filename}/{inside}" if ext == ".zip" else filename
         reply = {"model": self.predictor.describe(), "recordings": [r.as_dict() for r in recordings]}
@@ -184,7 +193,12 @@ class _Handler(BaseHTTPRequestHandler):
         if parts.path != "/v1/predict":
             self._error(HTTPStatus.NOT_FOUND, f"no endpoint {parts.path}; expected POST /v1/predict?filename=NAME")
             return
-        filename = (urllib.parse.parse_qs(parts.query).get("filename") or [""])[0]
+        query = urllib.parse.parse_qs(parts.query)
+        filename = (query.get("filename") or [""])[0]
+        echo = (query.get("echo_name") or ["false"])[0].lower()
+        if echo not in ("true", "false", "1", "0"):
+            self._error(HTTPStatus.BAD_REQUEST, "query parameter echo_name: expected true or false")
+            return
         if not filename:
             self._error(
                 HTTPStatus.BAD_REQUEST,
@@ -205,7 +219,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             return
         try:
-            status, reply = self.server.predict_upload(filename, self.rfile, length)
+            status, reply = self.server.predict_upload(filename, self.rfile, length, echo_name=echo in ("true", "1"))
         except ValueError as err:
             self._error(HTTPStatus.BAD_REQUEST, str(err))
             return
@@ -251,8 +265,9 @@ def make_server(argv: list[str] | None = None) -> PredictionServer:
     if args.max_upload_mb <= 0:
         parser.error(f"--max_upload_mb: expected a positive size; got {args.max_upload_mb}")
     try:
-        predictor = Predictor(args.model, predict_config(args, parser))
-    except (ConfigError, FileNotFoundError) as err:
+        key = load_key(args.pseudonym_key_file) if args.pseudonym_key_file else None
+        predictor = Predictor(args.model, predict_config(args, parser), name_key=key)
+    except (ConfigError, FileNotFoundError, PseudonymKeyError) as err:
         parser.error(str(err))
     return PredictionServer((args.host, args.port), predictor, int(args.max_upload_mb * 2**20))
 

@@ -44,8 +44,9 @@ ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".7z", ".r
 class ReaderError(ValueError):
     """A recording cannot be read; the message names the file, the field and the expectation."""
 
-    def __init__(self, path: str | os.PathLike, message: str):
+    def __init__(self, path: str | os.PathLike, message: str, labels: tuple[str, ...] = ()):
         self.path = str(path)
+        self.labels = labels  # the channel labels the message may name, for redaction (pipelines.redact)
         super().__init__(f"{Path(path).name}: {message}")
 
 

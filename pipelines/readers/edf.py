@@ -106,7 +106,11 @@ class EdfHeader:
         self.n_records = int(_number(path, head[236:244], "number of data records", integer=True))
         self.record_duration = _number(path, head[244:252], "duration of a data record")
         self.n_signals, self.header_bytes = n_signals, header_bytes
-        self._parse_signals(head[256:header_bytes])
+        try:
+            self._parse_signals(head[256:header_bytes])
+        except ReaderError as err:
+            err.labels = tuple(getattr(self, "labels", ()))  # its message names them: for redaction
+            raise
         if all(label in ANNOTATION_LABELS for label in self.labels):  # EDF+ allows a 0 s record here
             raise ReaderError(
                 path,

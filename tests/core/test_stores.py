@@ -116,7 +116,8 @@ def _mff_files(edf, tmp) -> dict[str, bytes]:
 
 def _preprocess(args, env=None):
     done = subprocess.run(
-        [sys.executable, "-m", "eegfm.pipelines.preprocess", *args],
+        # the tests find inputs by name; redaction has its own (tests/pipelines/test_redact.py)
+        [sys.executable, "-m", "eegfm.pipelines.preprocess", *args, "--keep_paths"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -350,6 +351,7 @@ def test_missing_objects_fail_the_command_with_the_option_and_path(s3):
             f"s3://{BUCKET}/errors/pseudonym.key",
             "--s3_endpoint_url",
             endpoint,
+            "--keep_paths",
         ],
         cwd=REPO,
         capture_output=True,
@@ -401,6 +403,7 @@ def test_a_public_bucket_is_read_without_credentials(s3, shared_data, tmp_path):
         [
             *args,
             "--s3_anonymous",
+            "--keep_paths",
             "--direct_running_mode",
             "multi_processing",
             "--direct_num_workers",

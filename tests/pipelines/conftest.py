@@ -92,6 +92,7 @@ def shared_run(shared_data, key_file, tmp_path_factory):
             "DirectRunner",
             "--direct_running_mode",
             "in_memory",
+            "--keep_paths",  # the tests find inputs by name; redaction has its own (test_redact.py)
         ]
     )
     return out, manifest

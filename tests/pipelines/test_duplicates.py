@@ -74,6 +74,7 @@ def test_a_recording_copied_into_two_sites_is_written_once(shared_data, tmp_path
             "--pseudonym_key_file",
             str(key),
             "--no_artifact_model",
+            "--keep_paths",
         ]
     )
     inputs = {e["source"].split("/in/", 1)[1]: e for e in manifest["inputs"]}

@@ -103,6 +103,7 @@ def test_a_split_recording_is_read_once_through_its_first_part(split_fif, tmp_pa
             "--stride_seconds",
             "10",
             "--no_artifact_model",
+            "--keep_paths",
         ]
     )
     inputs = {e["source"].split("/in/", 1)[1]: e for e in manifest["inputs"]}

@@ -430,6 +430,7 @@ def test_too_few_windows_for_the_autoencoder_leave_the_rules_to_score(shared_dat
                 key_file,
                 "--direct_running_mode",
                 "in_memory",
+                "--keep_paths",  # the start line names the data set folder
             ]
         )
     assert manifest["counts"]["processed"] == 3 and 32 < manifest["counts"]["windows"] < 48
@@ -466,6 +467,7 @@ def test_an_output_folder_and_key_inside_the_input_folder_are_never_inputs(share
         "--direct_running_mode",
         "in_memory",
         "--overwrite",
+        "--keep_paths",
     ]
     first = run(args)
     second = run(args)  # the first run's shards, manifest and quarantine lie below the input now
@@ -555,6 +557,7 @@ def test_bad_input_corpus_is_quarantined_file_by_file_and_good_files_still_run(s
             "DirectRunner",
             "--direct_running_mode",
             "in_memory",
+            "--keep_paths",  # the reasons are found by file name
         ]
     )
     by_name = {os.path.basename(e["source"]): e for e in manifest["inputs"]}
@@ -830,6 +833,7 @@ def test_folders_whose_names_look_like_patterns_are_read_and_written(shared_data
                 "--pseudonym_key_file",
                 str(key),
                 "--no_artifact_model",
+                "--keep_paths",
                 *extra,
             ]
         )
@@ -851,6 +855,7 @@ def test_folders_whose_names_look_like_patterns_are_read_and_written(shared_data
             "--pseudonym_key_file",
             str(key),
             "--no_artifact_model",
+            "--keep_paths",
         ]
     )
     assert [e["source"] for e in single["inputs"]] == [str(inputs / "rec [a]?.edf")]
@@ -874,6 +879,7 @@ def test_a_local_dry_run_lists_the_plan_and_writes_nothing(shared_data, tmp_path
                 str(key),
                 "--dry_run",
                 "True",
+                "--keep_paths",
             ]
         )
         == {}
@@ -925,6 +931,7 @@ def test_one_job_over_several_benchmark_corpora_labels_each_by_its_own_layout(sh
             "DirectRunner",
             "--direct_running_mode",
             "in_memory",
+            "--keep_paths",
         ]
     )
     assert manifest["counts"]["processed"] == 4 and manifest["counts"]["quarantined"] == 0

@@ -1,4 +1,5 @@
-"""--redact_paths: file and folder names that name patients never reach a report or a log."""
+"""Redaction (the default; --keep_paths turns it off): file and folder names and channel labels that name patients
+never reach a report or a log."""
 
 import json
 import logging
@@ -11,6 +12,7 @@ from eegfm.core.logs import RedactingFilter, setup_logging
 from eegfm.pipelines.preprocess import run
 from eegfm.pipelines.redact import PathRedactor, kept_folders, main, split_name
 from eegfm.pipelines.tfrecord import read_records
+from tests.pipelines.named_ward import IDENTIFIER, leaks, write_named_ward
 
 KEY = b"0123456789abcdef0123456789abcdef"
 TOKEN = r"[0-9a-f]{12}"
@@ -214,3 +216,59 @@ def test_the_lookup_names_what_it_cannot_read(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--input", str(tmp_path), "--pseudonym_key_file", str(tmp_path / "no.key")])
     assert "--pseudonym_key_file" in capsys.readouterr().err
+
+
+def test_by_default_no_name_record_number_or_birth_date_leaves_a_run(shared_data, tmp_path, capsys):
+    ward = write_named_ward(shared_data, tmp_path / "ward")
+    key = tmp_path / "key"
+    key.write_bytes(KEY)
+    common = ["--input", str(ward), "--pseudonym_key_file", str(key), "--no_artifact_model"]
+    manifest = run([*common, "--output", str(tmp_path / "out")])
+    printed = capsys.readouterr()
+    assert manifest["counts"] == manifest["counts"] | {"inputs": 4, "processed": 2, "quarantined": 2}
+    assert manifest["redact_paths"] is True
+    by_stage = {e["stage"]: e for e in manifest["inputs"] if e["status"] == "quarantined"}
+    assert set(by_stage) == {"harmonize", "read"}
+    assert re.search(
+        rf"Channels found: .*'chan-{TOKEN}', 'chan-{TOKEN}', 'chan-{TOKEN}'", by_stage["harmonize"]["reason"]
+    )
+    assert re.search(rf"\('chan-{TOKEN}'\)", by_stage["read"]["reason"])  # the header field's signal, by token
+    assert "quarantined " in printed.err and "EEG Pz" in by_stage["harmonize"]["reason"]  # electrodes stay
+    assert not leaks(tmp_path / "out", printed.out, printed.err)
+
+    # --keep_paths: names and labels as given; --redact_paths alone is the default, still accepted
+    kept = run([*common, "--output", str(tmp_path / "kept"), "--keep_paths"])
+    printed = capsys.readouterr()
+    sources = {os.path.basename(e["source"]) for e in kept["inputs"]}
+    assert f"{IDENTIFIER}.edf" in sources and kept["redact_paths"] is False
+    reasons = " ".join(e.get("reason", "") for e in kept["inputs"])
+    assert "'DOE_JOHN', 'MRN1234567_1960'" in reasons and IDENTIFIER in printed.err
+    assert run([*common, "--output", str(tmp_path / "old"), "--redact_paths"])["redact_paths"] is True
+    capsys.readouterr()
+    with pytest.raises(SystemExit):
+        run([*common, "--output", str(tmp_path / "both"), "--redact_paths", "--keep_paths"])
+    assert "not allowed with" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "label, kept",
+    [
+        ("EEG Fp1-REF", True),
+        ("Fp1-F7", True),
+        ("ECG ECG", True),
+        ("EEG A2-A1", True),
+        ("E17", True),
+        ("EDF Annotations", True),
+        ("DOE_JOHN", False),
+        ("Z1", False),
+        ("ECG 1960-01-01", False),
+        ("EOG MRN1234567", False),
+    ],
+)
+def test_only_electrode_reference_and_auxiliary_labels_stay_readable(label, kept):
+    redactor = PathRedactor(KEY)
+    assert (redactor.label(label) == label) is kept
+    if not kept:
+        assert re.fullmatch(rf"chan-{TOKEN}", redactor.label(label))
+        assert redactor.scrubber([], [label])(f"channel {label!r}: unit") == f"channel '{redactor.label(label)}': unit"
+    assert PathRedactor(KEY, enabled=False).label(label) == label

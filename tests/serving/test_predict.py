@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from eegfm.pipelines.redact import PathRedactor
 from eegfm.serving import predict
+from tests.pipelines.named_ward import IDENTIFIER, leaks, write_named_ward
 
 
 def test_every_input_is_accounted_for_with_a_row_per_window(finetuned, raw_sites, tmp_path, capsys):
@@ -22,7 +25,19 @@ def test_every_input_is_accounted_for_with_a_row_per_window(finetuned, raw_sites
     (inputs / "empty.edf").write_bytes(b"")
     out = tmp_path / "out"
     assert (
-        predict.main(["--model", str(finetuned), "--input", str(inputs), "--output", str(out), "--batch_size", "5"])
+        predict.main(
+            [
+                "--model",
+                str(finetuned),
+                "--input",
+                str(inputs),
+                "--output",
+                str(out),
+                "--batch_size",
+                "5",
+                "--keep_paths",
+            ]
+        )
         == 0
     )
     report = json.loads((out / "recordings.json").read_text())
@@ -190,14 +205,48 @@ def test_the_kaggle_hms_test_layout_gets_a_submission_row_per_eeg_id(hms6_run, f
         rows = list(csv.reader(fileobj))
     assert rows[0] == ["eeg_id", "seizure_vote", "lpd_vote", "gpd_vote", "lrda_vote", "grda_vote", "other_vote"]
     assert [r[0] for r in rows[1:]] == ["1000913311", "42"]
-    report = {Path(r["input"]).name: r for r in json.loads((out / "recordings.json").read_text())["recordings"]}
-    scored = report["1000913311.parquet"]
+    report = {r["eeg_id"]: r for r in json.loads((out / "recordings.json").read_text())["recordings"]}
+    assert all(re.fullmatch(r"file-[0-9a-f]{12}\.parquet", r["input"]) for r in report.values())  # redacted
+    scored = report["1000913311"]
     assert scored["status"] == "processed" and scored["windows"] == 1  # test.csv's one 50 s window
     assert [float(v) for v in rows[1][1:]] == pytest.approx(list(scored["mean_outputs"].values()), abs=1e-5)
-    assert report["42.parquet"]["status"] == "quarantined"
+    assert report["42"]["status"] == "quarantined"
     assert [float(v) for v in rows[2][1:]] == [0.1, 0.2, 0.1, 0.15, 0.15, 0.3]  # the training windows' prior
     with pytest.raises(SystemExit) as exit_info:  # an eegmat model has no HMS labels
         predict.main(
             ["--model", str(finetuned), "--input", str(layout), "--output", str(out), "--submission", str(submission)]
         )
     assert exit_info.value.code == 2
+
+
+def test_by_default_a_recording_is_named_by_index_and_token_never_by_its_name(hms6_run, shared_data, tmp_path, capsys):
+    ward = write_named_ward(shared_data, tmp_path / "ward")
+    common = ["--model", str(hms6_run), "--input", str(ward), "--no_artifact_model"]
+    assert predict.main([*common, "--output", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr()
+    report = json.loads((tmp_path / "out" / "recordings.json").read_text())
+    assert [r["index"] for r in report["recordings"]] == [1, 2, 3, 4]
+    assert all(re.fullmatch(r"file-[0-9a-f]{12}\.edf", r["input"]) for r in report["recordings"])
+    assert report["counts"] == report["counts"] | {"processed": 2, "quarantined": 2}
+    timelines = sorted(p.name for p in (tmp_path / "out" / "timelines").iterdir())
+    assert len(timelines) == 2 and all(re.fullmatch(r"00[1-4]_file-[0-9a-f]{12}\.png", n) for n in timelines)
+    with (tmp_path / "out" / "predictions.csv").open() as fileobj:
+        named = {(int(row["index"]), row["input"]) for row in csv.DictReader(fileobj)}
+    assert named == {(r["index"], r["input"]) for r in report["recordings"] if r["status"] == "processed"}
+    reasons = " ".join(r["reason"] for r in report["recordings"])
+    assert "'chan-" in reasons and "quarantined at harmonize" in printed.out
+    assert not leaks(tmp_path / "out", printed.out, printed.err)
+
+    # one key file, the same tokens as eegfm-preprocess's manifest gives (and eegfm-redact maps back)
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef")
+    assert predict.main([*common, "--output", str(tmp_path / "keyed"), "--pseudonym_key_file", str(key)]) == 0
+    keyed = json.loads((tmp_path / "keyed" / "recordings.json").read_text())["recordings"]
+    capsys.readouterr()
+    assert {r["input"] for r in keyed} == {PathRedactor(key.read_bytes()).name(p.name) for p in ward.iterdir()}
+
+    assert predict.main([*common, "--output", str(tmp_path / "kept"), "--keep_paths", "--no_plots"]) == 0
+    printed = capsys.readouterr()
+    kept = json.loads((tmp_path / "kept" / "recordings.json").read_text())["recordings"]
+    assert str(ward / f"{IDENTIFIER}.edf") in {r["input"] for r in kept} and IDENTIFIER in printed.out
+    assert "'DOE_JOHN', 'MRN1234567_1960'" in " ".join(r["reason"] for r in kept)

@@ -40,6 +40,13 @@ def test_an_uploaded_recording_gets_the_predictors_answer(server, raw_sites, cap
     recording = raw_sites / "hospital2" / "Subject04_2.edf"
     with caplog.at_level(logging.INFO, logger="eegfm.serving.server"):
         status, reply = _request(server, "POST", "/v1/predict?filename=Jane%20Roe%201961.edf", recording.read_bytes())
+        assert status == 200
+        # named by index and token unless the client asks for its own name back
+        assert re.fullmatch(r"file-[0-9a-f]{12}\.edf", reply["recordings"][0]["input"])
+        assert reply["recordings"][0]["index"] == 1 and "Roe" not in json.dumps(reply)
+        status, reply = _request(
+            server, "POST", "/v1/predict?filename=Jane%20Roe%201961.edf&echo_name=true", recording.read_bytes()
+        )
     assert status == 200
     [answer] = reply["recordings"]
     [expected] = server.predictor.predict([str(recording)])
@@ -58,7 +65,7 @@ def test_a_recording_of_several_files_comes_zipped(server, raw_sites):
     with zipfile.ZipFile(archive, "w") as zipped:
         for name in ("Subject00_2.edf", "Subject01_2.edf"):
             zipped.write(raw_sites / "hospital0" / name, f"visit/{name}")
-    status, reply = _request(server, "POST", "/v1/predict?filename=visit.zip", archive.getvalue())
+    status, reply = _request(server, "POST", "/v1/predict?filename=visit.zip&echo_name=1", archive.getvalue())
     assert status == 200
     assert sorted(r["input"] for r in reply["recordings"]) == [
         "visit.zip/visit/Subject00_2.edf",
@@ -75,10 +82,12 @@ def test_bad_requests_get_a_status_and_a_reason(server, raw_sites):
         (raw_sites / "hospital0" / "Subject00_2.edf").read_bytes()[:2000],
     )
     assert status == 422 and reply["recordings"][0]["stage"] == "read"
-    assert "upload.edf" in reply["recordings"][0]["reason"]
+    [cut] = reply["recordings"]
+    assert cut["reason"].startswith(cut["input"] + ": header: declares 22 signals")  # its token, as in "input"
     assert _request(server, "POST", "/v1/predict", b"x")[0] == 400
     status, reply = _request(server, "POST", "/v1/predict?filename=notes.txt", b"x")
-    assert status == 400 and ".edf" in reply["error"]
+    assert status == 400 and ".edf" in reply["error"] and "notes" not in reply["error"]
+    assert _request(server, "POST", "/v1/predict?filename=a.edf&echo_name=maybe", b"x")[0] == 400
     evil = io.BytesIO()
     with zipfile.ZipFile(evil, "w") as zipped:
         zipped.writestr("../../escape.edf", b"x")

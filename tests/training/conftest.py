@@ -31,6 +31,7 @@ def preprocess_corpus(corpus: Path, out: Path) -> dict:
             "DirectRunner",
             "--direct_running_mode",
             "in_memory",
+            "--keep_paths",  # the tests find recordings by name in the manifest
         ]
     )
 

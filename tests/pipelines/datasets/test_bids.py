@@ -149,6 +149,7 @@ def test_the_job_applies_bids_sidecars_and_quarantines_a_malformed_one(shared_da
             "DirectRunner",
             "--direct_running_mode",
             "in_memory",
+            "--keep_paths",
         ]
     )
     inputs = {os.path.basename(e["source"]): e for e in manifest["inputs"] if "source" in e}
@@ -345,6 +346,7 @@ def test_the_job_places_a_bids_recordings_numbered_channels_by_its_electrodes_ts
         "DirectRunner",
         "--direct_running_mode",
         "in_memory",
+        "--keep_paths",
     ]
     manifest = run([*args, "--output", str(tmp_path / "out"), "--montage", "file"])
     inputs = {os.path.basename(e["source"])[:6]: e for e in manifest["inputs"] if "source" in e}
