@@ -15,10 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from eegfm.core.config import ConfigError
+from eegfm.pipelines.deid import load_key
 from eegfm.pipelines.events import PreprocessConfig, StageError
 from eegfm.pipelines.localize import RATIO_FLOOR, DecompressLimit, _copy, localized
 from eegfm.pipelines.pipeline_args import build_parser, config_from_args
 from eegfm.pipelines.preprocess import run
+from eegfm.pipelines.redact import PathRedactor
 from tests.pipelines.readers.test_sampling_rate_range import write_rate_edf
 
 BOMB_BYTES = 200 << 20
@@ -97,46 +99,66 @@ def _typed_parquet(source, path, column: str, values: pa.Array) -> None:
     pq.write_table(table.set_column(table.schema.get_field_index(column), column, values), path)
 
 
-def test_the_job_quarantines_each_untrustworthy_input_at_read_and_processes_the_good_ones(
-    shared_data, key_file, bomb, temp_folder, tmp_path
+IDENTIFIER = "DOE_JOHN_MRN1234567_1960-01-01"
+
+
+def test_a_bad_input_corpus_is_quarantined_at_read_naming_file_and_field_and_leaks_no_identifier(
+    shared_data, key_file, bomb, temp_folder, tmp_path, caplog
 ):
-    hms, edf = tmp_path / "in" / "hms" / "train_eegs", tmp_path / "in" / "ward"
+    """Untrustworthy inputs beside good ones, under clinic-style names, with default options: each bad one is
+    quarantined at read naming its (tokenized) file and the field, the good ones are processed, the temp folder
+    is left empty, and the name, record number and birth date reach no output or log."""
+    hms, ward = tmp_path / "in" / "hms" / "train_eegs", tmp_path / "in" / IDENTIFIER
     hms.mkdir(parents=True)
-    edf.mkdir(parents=True)
+    ward.mkdir(parents=True)
     good_parquet = shared_data / "hms" / "train_eegs" / "1000913311.parquet"
     (hms / "1000913311.parquet").symlink_to(good_parquet)
     n = pq.ParquetFile(good_parquet).metadata.num_rows
     _typed_parquet(good_parquet, hms / "1.parquet", "Cz", pa.array(np.arange(n) % 2 == 0))
     _typed_parquet(good_parquet, hms / "2.parquet", "F3", pa.array(np.arange(n).astype("datetime64[ms]")))
     _typed_parquet(good_parquet, hms / "3.parquet", "EKG", pa.array([str(v) for v in range(n)]))
-    (edf / "bomb.edf.gz").symlink_to(bomb)
-    (edf / "good.edf.gz").write_bytes(gzip.compress((shared_data / "eegmat" / "Subject00_2.edf").read_bytes(), 1))
-    write_rate_edf(edf / "fast.edf", 0.000001, 500)
-    manifest = run(
-        [
-            *("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")),
-            *("--pseudonym_key_file", key_file, "--no_artifact_model"),
-            *("--max_decompressed_gb", "0.05", "--max_decompressed_ratio", "10000"),
-            *("--runner", "DirectRunner", "--direct_running_mode", "in_memory"),
-        ]
-    )
+    (ward / f"{IDENTIFIER}_bomb.edf.gz").symlink_to(bomb)
+    good_edf = (shared_data / "eegmat" / "Subject00_2.edf").read_bytes()
+    (ward / f"{IDENTIFIER}_good.edf.gz").write_bytes(gzip.compress(good_edf, 1))
+    write_rate_edf(ward / f"{IDENTIFIER}_fast.edf", 0.000001, 500)
+    (ward / f"{IDENTIFIER}_gone.edf").symlink_to(tmp_path / "nowhere.edf")
+    with caplog.at_level("INFO"):
+        manifest = run(
+            [
+                *("--input", str(tmp_path / "in"), "--output", str(tmp_path / "out")),
+                *("--pseudonym_key_file", key_file, "--no_artifact_model"),
+                *("--max_decompressed_gb", "0.05", "--max_decompressed_ratio", "10000"),
+                *("--runner", "DirectRunner", "--direct_running_mode", "in_memory"),
+            ]
+        )
+    token = PathRedactor(load_key(key_file)).name
     found = {os.path.basename(entry["source"]): entry for entry in manifest["inputs"]}
-    assert found["1000913311.parquet"]["status"] == found["good.edf.gz"]["status"] == "processed"
+    assert (
+        found[token("1000913311.parquet")]["status"]
+        == found[token(f"{IDENTIFIER}_good.edf.gz")]["status"]
+        == "processed"
+    )
     expected = {
-        "1.parquet": "column Cz: expected numbers (an integer or floating-point type); got type bool",
-        "2.parquet": "column F3: expected numbers (an integer or floating-point type); got type timestamp[ms]",
-        "3.parquet": "column EKG: expected numbers (an integer or floating-point type); got type string",
-        "bomb.edf.gz": "decompressed size: over the 0.05 GB cap (max_decompressed_gb); if the recording is "
-        "this large, raise --max_decompressed_gb; stopped after ",
-        "fast.edf": "header fields duration of a data record (1e-06 s) and samples per record (500) give a "
-        "sampling rate of 5e+08 Hz; expected 1 to 100000 Hz",
+        token("1.parquet"): "column Cz: expected numbers (an integer or floating-point type); got type bool",
+        token("2.parquet"): "column F3: expected numbers (an integer or floating-point type); got type timestamp[ms]",
+        token("3.parquet"): "column EKG: expected numbers (an integer or floating-point type); got type string",
+        token(f"{IDENTIFIER}_bomb.edf.gz"): "decompressed size: over the 0.05 GB cap (max_decompressed_gb); if the "
+        "recording is this large, raise --max_decompressed_gb; stopped after ",
+        token(f"{IDENTIFIER}_fast.edf"): "header fields duration of a data record (1e-06 s) and samples per record "
+        "(500) give a sampling rate of 5e+08 Hz; expected 1 to 100000 Hz",
+        token(f"{IDENTIFIER}_gone.edf"): "dangling symbolic link",
     }
     for name, reason in expected.items():
         assert (found[name]["status"], found[name]["stage"]) == ("quarantined", "read"), found[name]
-        assert found[name]["reason"].startswith(f"{name}: {reason}")
-    assert _stopped_after(found["bomb.edf.gz"]["reason"]) <= 50_000_000
+        assert found[name]["reason"].startswith(f"{name}: {reason}"), found[name]["reason"]
+    assert _stopped_after(found[token(f"{IDENTIFIER}_bomb.edf.gz")]["reason"]) <= 50_000_000
     lines = [json.loads(line) for line in open(tmp_path / "out" / "quarantine.jsonl")]
     quarantined = {os.path.basename(q["path"]): q for q in lines if q["kind"] == "input"}
     assert set(quarantined) == set(expected)
     assert all(quarantined[name]["reason"] == found[name]["reason"] for name in expected)
     assert [p for p in os.listdir(temp_folder) if p.startswith("eegfm-")] == []
+    outputs = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    texts = [caplog.text] + [p.read_text() for p in outputs if p.suffix in (".json", ".jsonl", ".csv", ".txt", ".md")]
+    for part in ("DOE", "JOHN", "MRN1234567", "1960"):
+        assert not any(part in text for text in texts), part
+        assert not any(part in str(p) for p in outputs), part
