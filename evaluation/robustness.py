@@ -260,6 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch_size", type=int, default=32, help="windows per forward pass")
     parser.add_argument("--seed", type=int, default=0, help="seeds every perturbation's random draws")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA where available")
+    parser.add_argument(
+        "--allow_partial",
+        action="store_true",
+        help="measure on the shards there are when some its manifest lists are missing or empty, with a warning "
+        "naming them; without it such data is refused (exit 2)",
+    )
     return parser
 
 
@@ -317,7 +323,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         cfg, ran, model_dir = load_run(args.run)
         name, groups = held_out(ran, args.split)
-        data = check_data(args.data, True)
+        data = check_data(args.data, True, args.allow_partial)
     except ConfigError as err:
         parser.error(str(err))
     device = torch.device(
