@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import tempfile
-import time
 
 import pytest
 
 from eegfm.pipelines.preprocess import run
 from eegfm.pipelines.progress import PROGRESS_PREFIX, clear_stale_progress, progress_file
 from eegfm.pipelines.tfrecord import read_records
+from tests.pipelines.interrupted_job import signal_after_first_spill
 
 
 @pytest.fixture
@@ -54,20 +52,7 @@ def test_a_run_clears_what_a_killed_run_left_in_its_output_and_the_temp_folder(
     for name in ("Subject00_1.edf", "Subject01_1.edf"):  # seconds of work: the kill below lands mid-run
         (corpus / name).symlink_to(shared_data / "eegmat" / name)
     argv = ["--input", str(corpus), "--output", str(out), "--pseudonym_key_file", key_file]
-    job = subprocess.Popen(
-        [sys.executable, "-m", "eegfm.pipelines.preprocess", *argv],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    while not list(out.glob(".spill-*/*.tfrecord")) and job.poll() is None:
-        assert time.monotonic() < deadline, "no recording was spilled in 120 s"
-        time.sleep(0.02)
-    assert job.poll() is None, "the job ended before any recording was seen spilled: nothing to kill"
-    os.killpg(job.pid, signal.SIGKILL)  # no handler runs: what it wrote stays
-    job.communicate(timeout=60)
+    signal_after_first_spill(argv, out, signal.SIGKILL)  # no handler runs: what it wrote stays
     spilled = list(out.glob(".spill-*"))
     assert spilled and len(_progress_folders(private_temp)) == 1
     assert not (out / "manifest.json").exists()

@@ -8,7 +8,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -18,6 +17,7 @@ from eegfm.pipelines.datasets import expand_inputs
 from eegfm.pipelines.preprocess import earlier_run_outputs, local_runner, run, summarize, temporary_folders
 from eegfm.pipelines.tfrecord import read_records
 from tests.conftest import run_lock_free_elsewhere, run_lock_held_elsewhere
+from tests.pipelines.interrupted_job import signal_after_first_spill
 
 
 def _records_by_tensorflow(out):
@@ -319,36 +319,9 @@ def test_ctrl_c_stops_a_two_worker_run_cleanly_and_removes_what_it_wrote(shared_
         (corpus / site).mkdir(parents=True)
         for edf in (shared_data / "eegmat").glob("*.edf"):
             (corpus / site / edf.name).symlink_to(edf)
-    job = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "eegfm.pipelines.preprocess",
-            "--input",
-            str(corpus),
-            "--output",
-            str(out),
-            "--pseudonym_key_file",
-            key_file,
-            "--direct_running_mode",
-            "multi_processing",
-            "--direct_num_workers",
-            "2",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 120
-    # Once the first recording is spilled the job has seconds of work left; Ctrl-C then, as a
-    # terminal sends it: to the whole process group.
-    while not list(out.glob(".spill-[0-9a-f]*[0-9a-f]/*.tfrecord")) and job.poll() is None:
-        assert time.monotonic() < deadline, "no recording was spilled in 120 s"
-        time.sleep(0.02)
-    assert job.poll() is None, "the job ended before any recording was seen spilled: nothing to interrupt"
-    os.killpg(job.pid, signal.SIGINT)
-    stdout, stderr = job.communicate(timeout=60)
+    argv = ["--input", str(corpus), "--output", str(out), "--pseudonym_key_file", key_file]
+    argv += ["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"]
+    job, stdout, stderr = signal_after_first_spill(argv, out, signal.SIGINT)
     assert job.returncode == 130, stderr[-3000:]
     assert stderr.strip().splitlines()[-1] == "eegfm-preprocess: interrupted"
     assert "Traceback" not in stderr and "wrote" not in stdout
