@@ -82,6 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="how to read the inputs' layout (as eegfm-preprocess --dataset); auto detects it",
     )
     parser.add_argument("--site", default=None, help="site name for every input (default: from the path)")
+    _add_model_options(parser)
+    parser.add_argument("--no_plots", action="store_true", help="leave out the per-recording timelines")
+    parser.add_argument(
+        "--submission",
+        type=Path,
+        default=None,
+        help="also write the Kaggle HMS submission (eeg_id, seizure_vote ... other_vote) to this "
+        "CSV; needs a hms6 model and the HMS layout's parquet recordings",
+    )
+    _add_redaction_options(parser)
+    return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """How the model runs: back-end, device, batch, windows, calibration, threads, precision."""
     parser.add_argument(
         "--backend",
         choices=BACKENDS,
@@ -120,14 +135,10 @@ def build_parser() -> argparse.ArgumentParser:
         default="fp16",
         help="TensorRT engine precision (--backend tensorrt only)",
     )
-    parser.add_argument("--no_plots", action="store_true", help="leave out the per-recording timelines")
-    parser.add_argument(
-        "--submission",
-        type=Path,
-        default=None,
-        help="also write the Kaggle HMS submission (eeg_id, seizure_vote ... other_vote) to this "
-        "CSV; needs a hms6 model and the HMS layout's parquet recordings",
-    )
+
+
+def _add_redaction_options(parser: argparse.ArgumentParser) -> None:
+    """Names in outputs: keyed tokens by default."""
     parser.add_argument(
         "--keep_paths",
         action="store_true",
@@ -142,7 +153,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="the key of the tokens (eegfm-preprocess's key file gives the tokens its manifest and eegfm-redact "
         "give); default: a random key per run, so tokens are consistent within the run only",
     )
-    return parser
 
 
 def predict_config(args, parser):
