@@ -247,7 +247,8 @@ def _stream(item, reader, key, config, config_hash, sha) -> Iterator[Window | Re
     clinical = {"age": item.age if item.age is not None else info.clinical.age, "sex": item.sex or info.clinical.sex}
     design = design_filters(TARGET_SFREQ, config.filter_config(), line_freq)
     spectrograms = WindowSpectrograms(item, config.spectrogram, ids["recording_id"])
-    cut = Cutting(item, info.sfreq, harmonized, design, n_rows, mask, ids, clinical, config, config_hash, sha, spectrograms)
+    cut = Cutting(item, info.sfreq, harmonized, design, n_rows, mask, ids, clinical, config, config_hash, sha)
+    cut = dataclasses.replace(cut, spectrograms=spectrograms)
     yield from _windows(cut, reader)
 
 

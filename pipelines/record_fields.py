@@ -64,7 +64,8 @@ def spectrogram(value: Any, n_rows: int) -> np.ndarray:
     if array.dtype.kind not in "fiu":
         fail("spectrogram", "a real-valued numeric array", f"dtype {array.dtype}")
     if array.ndim != 2 or array.shape[0] != n_rows or array.shape[1] == 0:
-        fail("spectrogram", f"shape [{n_rows}, n_frames > 0] (log1p power, Kaggle's rows)", f"shape {list(array.shape)}")
+        expected = f"shape [{n_rows}, n_frames > 0] (log1p power, Kaggle's rows)"
+        fail("spectrogram", expected, f"shape {list(array.shape)}")
     with np.errstate(over="ignore", invalid="ignore"):
         stored = np.ascontiguousarray(array, dtype=EEG_DTYPE)
     bits = stored.view(np.uint16)

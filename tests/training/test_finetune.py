@@ -1184,7 +1184,8 @@ def test_a_model_with_the_spectrogram_modality_is_fed_the_records_spectrograms(
     monkeypatch.setattr(SpectrogramTokenizer, "forward", recording_forward)
     out = tmp_path / "spectrogram"
     modalities = ["spectrogram", "ecg", "clinical"]
-    assert _inline(pretrained, hms_data, out, "--set", f"model_overrides={{modalities: [{', '.join(modalities)}]}}") == 0
+    overrides = f"model_overrides={{modalities: [{', '.join(modalities)}]}}"
+    assert _inline(pretrained, hms_data, out, "--set", overrides) == 0
     assert json.loads((out / "model" / "config.json").read_text())["modalities"] == modalities
     assert len(seen) >= 2 and all(s.shape[1:] == (400, 25) for s in seen)
     values = torch.cat([s.flatten() for s in seen])

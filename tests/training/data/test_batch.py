@@ -116,7 +116,8 @@ def hms_spectrogram_records(shared_data):
     """The real HMS EEG's 50 s window three ways: with a Kaggle spectrogram (300 frames), with one
     computed from the window (25 frames) and with none."""
     from eegfm.pipelines.datasets import LabeledWindow, SourceItem
-    from eegfm.pipelines.events import PreprocessConfig, Window as PipelineWindow
+    from eegfm.pipelines.events import PreprocessConfig
+    from eegfm.pipelines.events import Window as PipelineWindow
     from eegfm.pipelines.process import process_recording
 
     hms = shared_data / "hms"
