@@ -211,6 +211,8 @@ class Predictor:
         preprocess = PreprocessConfig.from_dict(self.spec["config"])
         if self.config.stride_seconds is not None:
             preprocess = dataclasses.replace(preprocess, stride_seconds=self.config.stride_seconds)
+        if "spectrogram" not in self.model_config.modalities:  # computed for nothing otherwise
+            preprocess = dataclasses.replace(preprocess, spectrogram=False)
         self.preprocess = preprocess
         self.head = self.model_config.head
         id2label = {int(k): v for k, v in (self.model_config.id2label or {}).items()}
