@@ -46,7 +46,7 @@ def test_each_unrecognized_argument_is_described_with_the_nearest_names():
     )
 
 
-def test_no_spectrogram_switches_the_spectrogram_off_and_changes_the_config_hash():
+def test_no_spectrogram_switches_the_spectrogram_off_and_changes_the_config_hash(tmp_path):
     from eegfm.pipelines.pipeline_args import build_parser, config_from_args, given_flags
 
     parser = build_parser()
@@ -57,3 +57,8 @@ def test_no_spectrogram_switches_the_spectrogram_off_and_changes_the_config_hash
     assert on.spectrogram is True and off.spectrogram is False
     assert on.config_hash() != off.config_hash()
     assert "--no_spectrogram" in parser.format_help() and "--spectrogram" in parser.format_help()
+    (tmp_path / "job.yaml").write_text("spectrogram: false\n")  # a --config file's value stands
+    from_file = [*base, "--config", str(tmp_path / "job.yaml")]
+    assert config_from_args(parser.parse_args(from_file), given_flags(parser, from_file)).spectrogram is False
+    flag_wins = [*from_file, "--spectrogram"]
+    assert config_from_args(parser.parse_args(flag_wins), given_flags(parser, flag_wins)).spectrogram is True
