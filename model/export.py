@@ -5,6 +5,8 @@ The exported graph takes every input as a tensor, with NaN for "absent" (``model
     eeg (B, C, T) float32 µV        positions (B, C, 3)        channel_mask (B, C)
     spectrogram (B, 400, F)  ecg (B, T)  age (B,)  sex (B,)     -- only the configured modalities
 
+(``spectrogram``: log1p µV²/Hz in Kaggle's HMS layout, as the records store it; no log in the graph)
+
 and returns ``logits`` (B, n_outputs) and ``embedding`` (B, D). ``B``, ``C`` (2 to
 ``MAX_CHANNELS``, or fixed with ``n_chans``), ``T`` and ``F`` are dynamic; ``C`` can be because the
 electrode graph has a fixed number of neighbour slots (``model.spatial``). In the graph ``T`` is a

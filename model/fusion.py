@@ -1,8 +1,9 @@
 """Cross-modal fusion: EEG patch tokens attend to the optional modalities, through learned gates.
 
 Each modality becomes (B, L, D) tokens with a validity mask and a per-sample presence:
-``spectrogram`` (the Kaggle HMS layout, (B, 400, n_frames): log1p power pooled over
-``spectrogram_pool`` frames, plus a code of the time from its centre), ``ecg`` ((B, n_times) µV
+``spectrogram`` (the Kaggle HMS layout, (B, 400, n_frames) of log1p power in µV²/Hz as the pipeline
+stores it (``pipelines.spectrogram``), pooled over ``spectrogram_pool`` frames, plus a code of the
+time from its centre), ``ecg`` ((B, n_times) µV
 embedded per 1 s patch; keys and queries carry the same code of the patch's second, so EEG patch t
 finds ECG patch t) and ``clinical`` (one token each for age and sex).
 
@@ -43,6 +44,9 @@ def _nan_to_zero(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class SpectrogramTokenizer(nn.Module):
+    """(B, 400, n_frames) log1p µV²/Hz (already log power: no transform here; NaN rows absent) ->
+    (B, n_frames // pool, D) tokens and (B,) presence."""
+
     def __init__(self, config: EEGFMConfig) -> None:
         super().__init__()
         self.pool = config.spectrogram_pool
@@ -52,7 +56,6 @@ class SpectrogramTokenizer(nn.Module):
 
     def forward(self, spectrogram: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         values, present = _nan_to_zero(spectrogram)
-        values = torch.log1p(values.clamp(min=0.0))
         batch, bins, n_frames = values.shape
         n_tokens = n_frames // self.pool  # trailing frames that do not fill a token are dropped
         pooled = values[..., : n_tokens * self.pool].reshape(batch, bins, n_tokens, self.pool).mean(-1)

@@ -4,6 +4,8 @@ A channel is identified by its electrode's unit-sphere position (``pipelines.cha
 subset of 10-20/10-10 electrodes, in any order, is a valid input and the exported graph holds no
 strings. NaN always means "absent": ``age`` (years), ``sex`` (0 female, 1 male), and an all-NaN
 ``ecg`` (B, n_times) or ``spectrogram`` (B, 400, n_frames) row; isolated NaN values read as 0.
+``spectrogram`` holds log1p power in µV²/Hz in Kaggle's HMS layout (``pipelines.spectrogram``),
+as the records store it: the model applies no further log.
 """
 
 from __future__ import annotations
@@ -81,10 +83,20 @@ def model_inputs(
 
 
 def inputs_for_modalities(
-    batch: dict[str, Any], modalities: Sequence[str], device: torch.device | str | None = None
+    batch: dict[str, Any],
+    modalities: Sequence[str],
+    device: torch.device | str | None = None,
+    *,
+    spectrogram_pool: int = 1,
 ) -> dict[str, torch.Tensor]:
     """:func:`model_inputs` without the optional ones a model was configured without (age and
-    sex are ``clinical``)."""
+    sex are ``clinical``), plus the batch's ``spectrogram`` for a model with that modality when it
+    has at least ``spectrogram_pool`` frames (the model's ``config.spectrogram_pool``; a shorter
+    one, a short window's, would make no token: the model sees the modality absent)."""
     skip = set() if "clinical" in modalities else {"age", "sex"}
     skip |= set() if "ecg" in modalities else {"ecg"}
-    return {k: v for k, v in model_inputs(batch, device, non_blocking=True).items() if k not in skip}
+    inputs = {k: v for k, v in model_inputs(batch, device, non_blocking=True).items() if k not in skip}
+    spectrogram = batch.get("spectrogram")
+    if "spectrogram" in modalities and spectrogram is not None and spectrogram.shape[-1] >= spectrogram_pool:
+        inputs["spectrogram"] = spectrogram if device is None else spectrogram.to(device, non_blocking=True)
+    return inputs

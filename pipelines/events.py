@@ -7,7 +7,7 @@ import dataclasses
 
 import numpy as np
 
-from eegfm.core.config import Config, check_option, check_range
+from eegfm.core.config import Config, check_bool, check_option, check_range
 from eegfm.pipelines import schema
 from eegfm.pipelines.channels import CAP_LAYOUTS
 from eegfm.pipelines.filters import FilterConfig
@@ -38,6 +38,8 @@ class PreprocessConfig(Config):
     chunk_seconds: float = 300.0
     line_detect_seconds: float = 120.0
     features: bool = False
+    # each window's Kaggle-layout spectrogram (pipelines.spectrogram) in its record
+    spectrogram: bool = True
     ica: bool = False
     ica_fit_seconds: float = 120.0
     # A window rejected only because a few channels are flat, clipped or beyond max_ptp_uv is
@@ -52,6 +54,7 @@ class PreprocessConfig(Config):
 
     def validate(self) -> None:
         check_range("window_seconds", self.window_seconds, 0.5, 3600)
+        check_bool("spectrogram", self.spectrogram)
         if self.stride_seconds is None:
             self.stride_seconds = self.window_seconds
         check_range("stride_seconds", self.stride_seconds, 0.5, 3600)

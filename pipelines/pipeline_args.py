@@ -301,6 +301,22 @@ def _add_chunk_feature_and_ica_options(sig) -> None:
         "relative band powers, spectral entropy) in the 'extra' field",
     )
     sig.add_argument(
+        "--spectrogram",
+        dest="spectrogram",
+        action="store_true",
+        default=True,
+        help="store each window's spectrogram in Kaggle's HMS layout (400 rows: LL, RL, LP, RP chains x "
+        "0.59-19.92 Hz, a frame per 2 s, log1p uV^2/Hz) in the 'spectrogram' field: for HMS labeled "
+        "windows the 10 min of train_spectrograms/<spectrogram_id>.parquet, else computed from the "
+        "window (default)",
+    )
+    sig.add_argument(
+        "--no_spectrogram",
+        dest="spectrogram",
+        action="store_false",
+        help="store no spectrogram (smaller records; models without the spectrogram modality)",
+    )
+    sig.add_argument(
         "--ica",
         action="store_true",
         help="remove eye-blink and muscle components with ICA (extended Infomax solved by Picard, "

@@ -28,6 +28,7 @@ from eegfm.pipelines.ica import fit_ica_cleaner
 from eegfm.pipelines.localize import DecompressLimit, localized
 from eegfm.pipelines.readers import Reader, ReaderError, open_recording
 from eegfm.pipelines.resample import TARGET_SFREQ, Resampler
+from eegfm.pipelines.window_spectrograms import WindowSpectrograms
 from eegfm.pipelines.windowing import Cutting, Span, cut_span, mark_annotated_bad, plan_windows
 
 log = get_logger("process")
@@ -245,7 +246,9 @@ def _stream(item, reader, key, config, config_hash, sha) -> Iterator[Window | Re
     # The data set's own sidecar (participants.tsv, subject-info.csv) wins over file headers.
     clinical = {"age": item.age if item.age is not None else info.clinical.age, "sex": item.sex or info.clinical.sex}
     design = design_filters(TARGET_SFREQ, config.filter_config(), line_freq)
+    spectrograms = WindowSpectrograms(item, config.spectrogram, ids["recording_id"])
     cut = Cutting(item, info.sfreq, harmonized, design, n_rows, mask, ids, clinical, config, config_hash, sha)
+    cut = dataclasses.replace(cut, spectrograms=spectrograms)
     yield from _windows(cut, reader)
 
 

@@ -57,6 +57,29 @@ def signal(name: str, value: Any, *, ndim: int) -> np.ndarray:
     return stored
 
 
+def spectrogram(value: Any, n_rows: int) -> np.ndarray:
+    """A (n_rows, n_frames) spectrogram (log1p µV²/Hz) as C-ordered little-endian float16; NaN
+    (a chain not recorded) is kept, infinities and values beyond float16 are rejected."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiu":
+        fail("spectrogram", "a real-valued numeric array", f"dtype {array.dtype}")
+    if array.ndim != 2 or array.shape[0] != n_rows or array.shape[1] == 0:
+        expected = f"shape [{n_rows}, n_frames > 0] (log1p power, Kaggle's rows)"
+        fail("spectrogram", expected, f"shape {list(array.shape)}")
+    with np.errstate(over="ignore", invalid="ignore"):
+        stored = np.ascontiguousarray(array, dtype=EEG_DTYPE)
+    bits = stored.view(np.uint16)
+    infinite = (bits & 0x7FFF) == 0x7C00  # float16 infinity: exponent all ones, mantissa zero
+    if infinite.any():
+        row, frame = np.unravel_index(int(np.argmax(infinite)), infinite.shape)
+        fail(
+            "spectrogram",
+            f"finite values or NaN within the float16 range ±{FLOAT16_MAX:g}",
+            f"{int(infinite.sum())} infinite or out-of-range value(s), first at row {row}, frame {frame}",
+        )
+    return stored
+
+
 def channel_mask(value: Any) -> np.ndarray:
     mask = np.asarray(value)
     if mask.shape != (N_CANONICAL,):

@@ -28,6 +28,7 @@ from eegfm.pipelines.example_wire import (  # noqa: F401 (re-exported)
     example_message,
 )
 from eegfm.pipelines.record_fields import EEG_DTYPE
+from eegfm.pipelines.spectrogram import N_SPECTROGRAM_ROWS
 
 CHANNELS: tuple[str, ...] = CANONICAL_CHANNELS
 N_CHANS: int = N_CANONICAL
@@ -79,12 +80,17 @@ FEATURES: dict[str, FeatureSpec] = {
     "extra": FeatureSpec("float", None),  # optional per-window features (e.g. band powers), named in the manifest
     "ecg": FeatureSpec("bytes", 1, b""),  # optional ECG, float16 little-endian [n_times] like eeg's; empty if absent
     "corpus_split": FeatureSpec("bytes", 1, b""),  # the corpus's own split (train, dev, eval: TUAB, TUSZ, TUEV)
+    # optional Kaggle-layout spectrogram (pipelines.spectrogram): float16 little-endian, C order,
+    # shape [400, spectrogram_frames], log1p µV²/Hz, NaN for a chain not recorded; empty if absent
+    "spectrogram": FeatureSpec("bytes", 1, b""),
+    "spectrogram_frames": FeatureSpec("int64", 1, 0),  # its frames (2 s apart); 0 without one
 }
 
 
 def tf_feature_description() -> dict[str, Any]:
-    """The ``tf.io.parse_single_example`` description of ``FEATURES``; ``eeg`` and ``ecg`` come back
-    as bytes for ``tf.io.decode_raw(x, tf.float16, little_endian=True)``, reshaped by ``shape``."""
+    """The ``tf.io.parse_single_example`` description of ``FEATURES``; ``eeg``, ``ecg`` and
+    ``spectrogram`` come back as bytes for ``tf.io.decode_raw(x, tf.float16, little_endian=True)``,
+    reshaped by ``shape`` (``[400, spectrogram_frames]`` for the spectrogram)."""
     import tensorflow as tf  # heavy and optional (the tf extra): only this function needs it
 
     dtypes = {"bytes": tf.string, "float": tf.float32, "int64": tf.int64}
@@ -126,6 +132,7 @@ class WindowRecord:
     ecg: np.ndarray | None = None
     window_start_index: int = -1
     corpus_split: bytes = b""
+    spectrogram: np.ndarray | None = None  # (400, n_frames) log1p µV²/Hz, NaN where not recorded
     sfreq: float = SFREQ
     pipeline_version: bytes = PIPELINE_VERSION.encode()
 
@@ -140,6 +147,8 @@ class WindowRecord:
             self.ecg = field.signal("ecg", self.ecg, ndim=1)
             if self.ecg.shape[0] != self.n_times:
                 field.fail("ecg", f"{self.n_times} samples (the window's n_times)", f"{self.ecg.shape[0]}")
+        if self.spectrogram is not None:
+            self.spectrogram = field.spectrogram(self.spectrogram, N_SPECTROGRAM_ROWS)
         self.sfreq = field.float32("sfreq", self.sfreq)
         if self.sfreq != SFREQ:
             field.fail("sfreq", f"{SFREQ} (every stored window is resampled to it)", f"{self.sfreq}")
@@ -192,6 +201,10 @@ class WindowRecord:
     def shape(self) -> tuple[int, int]:
         return (N_CHANS, self.n_times)
 
+    @property
+    def spectrogram_frames(self) -> int:
+        return 0 if self.spectrogram is None else int(self.spectrogram.shape[1])
+
     def __eq__(self, other: object) -> bool:
         """Field-wise equality; arrays compare by value and NaN equals NaN (``age`` unknown)."""
         if not isinstance(other, WindowRecord):
@@ -209,6 +222,8 @@ def _record_features(record: WindowRecord) -> dict[str, tuple[str, Any]]:
         "eeg": record.eeg.tobytes(),
         "shape": record.shape,
         "ecg": b"" if record.ecg is None else record.ecg.tobytes(),
+        "spectrogram": b"" if record.spectrogram is None else record.spectrogram.tobytes(),
+        "spectrogram_frames": record.spectrogram_frames,
     }
     values = {name: derived[name] if name in derived else getattr(record, name) for name in FEATURES}
     return {name: (spec.kind, [values[name]] if spec.size == 1 else values[name]) for name, spec in FEATURES.items()}
@@ -272,8 +287,8 @@ def _decode_signal(name: str, raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
 
 
 def decode_example(data: bytes | memoryview) -> WindowRecord:
-    """A serialized ``tf.train.Example`` as a validated ``WindowRecord``; ``eeg`` and ``ecg`` are
-    read-only views of ``data`` (copy them before writing in place)."""
+    """A serialized ``tf.train.Example`` as a validated ``WindowRecord``; ``eeg``, ``ecg`` and
+    ``spectrogram`` are read-only views of ``data`` (copy them before writing in place)."""
     features = decode_features(data)
     values = {name: _feature_values(features, name) for name in FEATURES}
     shape = tuple(int(v) for v in values.pop("shape"))
@@ -282,4 +297,14 @@ def decode_example(data: bytes | memoryview) -> WindowRecord:
     values["eeg"] = _decode_signal("eeg", values["eeg"], shape)
     ecg = values.pop("ecg")
     values["ecg"] = _decode_signal("ecg", ecg, shape[1:]) if ecg else None
+    values["spectrogram"] = _decode_spectrogram(values.pop("spectrogram"), values.pop("spectrogram_frames"))
     return WindowRecord(**values)
+
+
+def _decode_spectrogram(raw: bytes, n_frames: int) -> np.ndarray | None:
+    """The stored spectrogram (None when absent: no bytes and 0 frames, as older files read)."""
+    if not raw and n_frames == 0:
+        return None
+    if n_frames <= 0:
+        raise SchemaError(f"feature 'spectrogram_frames': expected n_frames > 0 with spectrogram bytes; got {n_frames}")
+    return _decode_signal("spectrogram", raw, (N_SPECTROGRAM_ROWS, n_frames))

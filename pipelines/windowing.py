@@ -24,6 +24,7 @@ from eegfm.pipelines.harmonize import interpolation_matrix
 from eegfm.pipelines.quality import compute_quality_batch, validate_window
 from eegfm.pipelines.readers import Segment
 from eegfm.pipelines.resample import TARGET_SFREQ, Resampler
+from eegfm.pipelines.window_spectrograms import WindowSpectrograms
 
 # Input samples per channel read at once, whatever chunk_seconds asks: about 7 min at 5 kHz, so
 # a high-rate recording's chunk (float64 read, float32 copies) stays a few hundred MB.
@@ -38,6 +39,7 @@ class Request:
     votes: tuple[float, ...]
     task: str
     marked_bad: str = ""  # why the recording's own annotations reject it, if they do
+    spectrogram_offset_s: float | None = None  # HMS: its window of the recording's Kaggle spectrogram
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +82,8 @@ def plan_windows(item: SourceItem, spans: list[Span], config: PreprocessConfig) 
         placed = _placed(w.offset_s, n_times, spans, 0) or _placed(w.offset_s, n_times, spans, w.slack_s)
         if placed is not None:
             span, start = placed
-            span.requests.append(Request(start, n_times, w.label, tuple(w.votes), w.task or item.task))
+            request = Request(start, n_times, w.label, tuple(w.votes), w.task or item.task)
+            span.requests.append(dataclasses.replace(request, spectrogram_offset_s=w.spectrogram_offset_s))
             continue
         end = w.offset_s + n_times / TARGET_SFREQ
         where = f"window [{w.offset_s:.2f} s, {end:.2f} s)"
@@ -149,6 +152,7 @@ class Cutting:
     config: PreprocessConfig
     config_hash: str
     sha: str
+    spectrograms: WindowSpectrograms | None = None  # None: windows carry no spectrogram
 
 
 def cut_span(span: Span, cut: Cutting) -> Iterator[Window | RejectedWindow]:
@@ -345,6 +349,9 @@ def _make_window(cut: Cutting, span: Span, req: Request, filtered, report, n_bad
                 else np.zeros(0, np.float32)
             ),
             ecg=filtered[schema.N_CHANS] if cut.n_rows > schema.N_CHANS else None,
+            spectrogram=(
+                None if cut.spectrograms is None else cut.spectrograms.for_window(req.spectrogram_offset_s, eeg, mask)
+            ),
             corpus_split=item.corpus_split,
             source_sha256=cut.sha,
             config_hash=cut.config_hash,

@@ -211,6 +211,8 @@ class Predictor:
         preprocess = PreprocessConfig.from_dict(self.spec["config"])
         if self.config.stride_seconds is not None:
             preprocess = dataclasses.replace(preprocess, stride_seconds=self.config.stride_seconds)
+        if "spectrogram" not in self.model_config.modalities:  # computed for nothing otherwise
+            preprocess = dataclasses.replace(preprocess, spectrogram=False)
         self.preprocess = preprocess
         self.head = self.model_config.head
         id2label = {int(k): v for k, v in (self.model_config.id2label or {}).items()}
@@ -316,7 +318,9 @@ class Predictor:
 
     def _score(self, windows: list[Window]) -> list[WindowPrediction]:
         batch = collate_records([encode_example(w.record) for w in windows])
-        logits = self.backend.logits(inputs_for_modalities(batch, self.model_config.modalities))
+        config = self.model_config
+        inputs = inputs_for_modalities(batch, config.modalities, spectrogram_pool=config.spectrogram_pool)
+        logits = self.backend.logits(inputs)
         outputs = self.outputs_of(logits)
         scores = [w.record.artifact_score for w in windows]
         if self.artifact_model is not None and all(w.ae_features is not None for w in windows):

@@ -223,6 +223,16 @@ def cutmix(
     return _mixed(mixed_eeg, targets, channel_mask, ecg, mixed_ecg, partner, weight)
 
 
+def mix_spectrogram(spectrogram: torch.Tensor, partner: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """A mixed batch's spectrograms (B, 400, F) of log power: each row ``w`` its own and ``1 - w``
+    its partner's (after cutmix too: its frames outlast the cut, so they mix by the fraction kept,
+    like the targets); NaN where either source has none."""
+    w = weight.to(device=spectrogram.device, dtype=spectrogram.dtype).view(-1, 1, 1)
+    own = partner.to(spectrogram.device) == torch.arange(len(partner), device=spectrogram.device)
+    mixed = w * spectrogram + (1 - w) * spectrogram[partner.to(spectrogram.device)]
+    return torch.where(own.view(-1, 1, 1), spectrogram, mixed)
+
+
 def augment_batch(batch: dict[str, Any], config: AugmentConfig, generator: torch.Generator) -> dict[str, Any]:
     """A new loader batch with ``config`` applied: crop, time shift, amplitude, noise, channel
     dropout, then mixup/cutmix, which mixes ``targets`` only (``votes``, ``label`` and the ids keep
@@ -246,6 +256,8 @@ def augment_batch(batch: dict[str, Any], config: AugmentConfig, generator: torch
         mix, alpha = mixers[choice]
         mixed = mix(eeg, out["targets"], out["has_votes"], alpha, generator, channel_mask=mask, ecg=ecg)
         eeg, mask, ecg, out["targets"] = mixed.eeg, mixed.channel_mask, mixed.ecg, mixed.targets
+        if "spectrogram" in out:
+            out["spectrogram"] = mix_spectrogram(out["spectrogram"], mixed.partner, mixed.weight)
     out["eeg"], out["channel_mask"] = eeg, mask
     if ecg is not None:
         out["ecg"] = ecg

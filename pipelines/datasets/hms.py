@@ -4,10 +4,16 @@ A train parquet's item holds every labeled 50 s window with its six vote counts;
 each row's 50 s window (task ``hms6``, no votes). Parquets without csv rows are processed unlabeled;
 csv rows without a parquet are reported. A row with an unusable cell (a vote empty, negative, NaN or
 all 0, an offset not a number) makes a window with a ``problem``, quarantined alone.
+
+``train_spectrograms/<spectrogram_id>.parquet`` beside ``train_eegs/`` is the spectrogram of the
+train.csv rows naming that ``spectrogram_id``: the item carries its path, each labeled window its
+``spectrogram_label_offset_seconds`` (the pipeline stores those 10 minutes with the window). A
+spectrogram file no row names is reported as ignored.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import posixpath
 import re
@@ -46,7 +52,12 @@ def votes_window(row: dict, where: str, task: str = "hms6") -> LabeledWindow:
             raise ValueError(f"no expert votes ({', '.join(HMS_VOTE_COLUMNS)} all 0)")
     except ValueError as err:
         return LabeledWindow(offset, HMS_WINDOW_S, task=task, problem=f"{where}: {err}")
-    return LabeledWindow(offset, HMS_WINDOW_S, max(range(6), key=lambda k: votes[k]), votes, task)
+    try:  # only the spectrogram is lost to a bad cell here, never the window
+        spectrogram_offset = number(row, "spectrogram_label_offset_seconds", minimum=0.0)
+    except ValueError:
+        spectrogram_offset = None
+    label = max(range(6), key=lambda k: votes[k])
+    return LabeledWindow(offset, HMS_WINDOW_S, label, votes, task, spectrogram_offset_s=spectrogram_offset)
 
 
 def _test_windows(rows: list[tuple[str, dict]]) -> tuple[LabeledWindow, ...]:
@@ -91,16 +102,37 @@ def _csv_facts(files: list[str]):
     return rows, patient_of, site_of
 
 
+def _with_spectrogram(
+    train_rows: list[tuple[str, dict]], spectrograms: dict[str, str]
+) -> tuple[tuple[LabeledWindow, ...], str]:
+    """The labeled windows of an EEG's train.csv rows and the path of their spectrogram ("" if its
+    file is not among the inputs). An EEG's rows name one spectrogram_id in Kaggle's data; rows
+    naming another keep no spectrogram offset (their windows' spectrograms are computed)."""
+    windows = [votes_window(row, where) for where, row in train_rows]
+    ids = [_id_cell(row.get("spectrogram_id")) for _, row in train_rows]
+    path = spectrograms.get(ids[0], "") if ids else ""
+    windows = [
+        w if spectrogram_id == ids[0] and path else dataclasses.replace(w, spectrogram_offset_s=None)
+        for w, spectrogram_id in zip(windows, ids)
+    ]
+    return tuple(windows), path
+
+
 @register("hms", rank=10, detect=_detect)
 def list_hms(group: Group):
     recordings, ignored = split_recordings(group.files)
     parquets = [f for f in recordings if f.lower().endswith(".parquet")]
     aux = ("train_spectrograms", "test_spectrograms")
     spectrograms = [f for f in parquets if posixpath.basename(posixpath.dirname(f)) in aux]
-    ignored += [Ignored(f, "HMS spectrogram (auxiliary modality, not a recording)") for f in spectrograms]
     # EEG parquets by path: train_eegs/ and test_eegs/ may hold the same eeg_id, each its own file.
     parquets = sorted(f for f in parquets if f not in spectrograms)
     rows, patient_of, site_of = _csv_facts(group.files)
+    train_spectrograms = {
+        posixpath.splitext(posixpath.basename(f))[0]: f
+        for f in spectrograms
+        if posixpath.basename(posixpath.dirname(f)) == "train_spectrograms"
+    }
+    used: set[str] = set()
     items = []
     found = {"train": set(), "test": set()}  # eeg_ids with a parquet each csv's rows can use
     for path in parquets:
@@ -108,9 +140,9 @@ def list_hms(group: Group):
         # A train_eegs/ file takes train.csv's rows, a test_eegs/ file test.csv's; one elsewhere either.
         folder = posixpath.basename(posixpath.dirname(path))
         kinds = {"train_eegs": ("train",), "test_eegs": ("test",)}.get(folder, ("train", "test"))
-        windows = (
-            tuple(votes_window(row, where) for where, row in rows["train"].get(eeg_id, [])) if "train" in kinds else ()
-        )
+        train_rows = rows["train"].get(eeg_id, []) if "train" in kinds else []
+        windows, spectrogram = _with_spectrogram(train_rows, train_spectrograms)
+        used.add(spectrogram)
         if not windows and "test" in kinds:
             windows = _test_windows(rows["test"].get(eeg_id, []))
         for kind in kinds:
@@ -124,8 +156,11 @@ def list_hms(group: Group):
                 session_key=eeg_id,
                 task="hms6" if windows else "",
                 windows=windows,
+                spectrogram_path=spectrogram,
             )
         )
+    reason = "HMS spectrogram that no train.csv row names (spectrogram_id) beside its EEG"
+    ignored += [Ignored(f, reason) for f in spectrograms if f not in used]
     others = [f for f in recordings if not f.lower().endswith(".parquet")]  # an EDF beside, say: unlabeled
     items += [SourceItem(path=f, dataset="edf", site=group.site_of(f)) for f in others]
     for name in ("train", "test"):

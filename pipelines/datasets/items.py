@@ -22,6 +22,8 @@ class LabeledWindow:
     task: str = ""
     problem: str = ""  # why the window cannot be used (a bad csv cell): it is quarantined, not the recording
     slack_s: float = 0.0  # where it overhangs the recording's start or end by at most this, it moves inside
+    # HMS: where its 10 min window starts in the item's spectrogram_path (None: no such window)
+    spectrogram_offset_s: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +62,8 @@ class SourceItem:
     # a window of event_window_s from each such annotation's onset.
     event_labels: tuple[tuple[str, int], ...] = ()
     event_window_s: float = 0.0
+    # HMS: the Kaggle spectrogram file of its labeled windows (train_spectrograms/<spectrogram_id>.parquet)
+    spectrogram_path: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

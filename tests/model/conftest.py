@@ -93,7 +93,8 @@ def make_batch(
     n_times = int(seconds * SFREQ)
     inputs: dict[str, torch.Tensor] = {"eeg": 20.0 * torch.randn(batch, n_chans, n_times, generator=generator)}
     if "spectrogram" in modalities:
-        inputs["spectrogram"] = torch.rand(batch, 400, n_frames, generator=generator) * 50
+        # log1p µV²/Hz, as the records store it (0 .. 8: power up to about 3000 µV²/Hz)
+        inputs["spectrogram"] = torch.rand(batch, 400, n_frames, generator=generator) * 8
     if "ecg" in modalities:
         inputs["ecg"] = 300.0 * torch.randn(batch, n_times, generator=generator)
     if "clinical" in modalities:

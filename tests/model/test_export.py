@@ -104,3 +104,47 @@ def test_fixed_channel_export_without_modalities(tmp_path):
         runner(inputs["eeg"])
     with pytest.raises(ValueError, match="eeg: this graph was exported for 8 channels; got 19"):
         runner(make_batch(1, 5)["eeg"])
+
+
+def test_onnx_and_torch_agree_on_a_real_batch_with_spectrograms(onnx_export, shared_data):
+    """The real HMS EEG's window as the pipeline writes it, with a Kaggle spectrogram (300 frames),
+    a computed one (25) and none, collated by the loader and fed to both runtimes."""
+    import dataclasses
+
+    from eegfm.model.inputs import inputs_for_modalities
+    from eegfm.pipelines.datasets import LabeledWindow, SourceItem
+    from eegfm.pipelines.events import PreprocessConfig, Window
+    from eegfm.pipelines.process import process_recording
+    from eegfm.pipelines.schema import encode_example
+    from eegfm.training.data import collate_records
+
+    models, path = onnx_export("tiny", "all")
+    model = models["hms6"]
+    assert "spectrogram" in model.config.modalities
+    item = SourceItem(
+        path=str(shared_data / "hms" / "train_eegs" / "1000913311.parquet"),
+        dataset="hms",
+        site="hms",
+        task="hms6",
+        windows=(LabeledWindow(0.0, 50.0, 1, (0.0, 3.0, 1.0, 0.0, 0.0, 0.0), "hms6", spectrogram_offset_s=0.0),),
+        spectrogram_path=str(shared_data / "hms" / "train_spectrograms" / "1000189855.parquet"),
+    )
+    raws = []
+    for variant, config in (
+        (item, PreprocessConfig()),
+        (dataclasses.replace(item, spectrogram_path=""), PreprocessConfig()),
+        (item, PreprocessConfig(spectrogram=False)),
+    ):
+        events = process_recording(variant, b"k" * 32, config, config.config_hash())
+        raws += [encode_example(e.record) for e in events if isinstance(e, Window)]
+    batch = collate_records(raws)
+    inputs = inputs_for_modalities(batch, model.config.modalities, spectrogram_pool=model.config.spectrogram_pool)
+    assert inputs["spectrogram"].shape == (3, 400, 25) and torch.isnan(inputs["spectrogram"][2]).all()
+    with torch.no_grad():
+        reference = model(**inputs)
+        without = model(**{k: v for k, v in inputs.items() if k != "spectrogram"})
+    assert not torch.allclose(reference.logits[:2], without.logits[:2])  # the spectrogram counts
+    torch.testing.assert_close(reference.logits[2], without.logits[2])  # an all-NaN row is absent
+    logits, embedding = OnnxEEGFM(path)(**inputs)
+    np.testing.assert_allclose(logits, reference.logits.numpy(), atol=1e-4, rtol=0)
+    np.testing.assert_allclose(embedding, reference.pooled.numpy(), atol=1e-4, rtol=0)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from eegfm.model import EEGFMConfig, encode_age, encode_sex
-from eegfm.model.fusion import CrossModalFusion
+from eegfm.model.fusion import CrossModalFusion, sinusoidal_time
 from tests.model.conftest import make_batch, make_model
 
 
@@ -40,6 +40,19 @@ def test_absent_modalities_contribute_exactly_nothing():
     assert gates_age[0, 2] > 0 and gates_age[1, 2] == 0 and gates_age[2, 2] > 0
     torch.testing.assert_close(with_age[1], nothing[1], rtol=0, atol=0)
     assert not torch.allclose(with_age[0], nothing[0])
+
+
+def test_the_spectrogram_tokenizer_takes_log_power_as_it_comes():
+    """The input is already log1p µV²/Hz (the records' values): pooled and projected, not logged again."""
+    tokenizer = _fusion().tokenizers["spectrogram"]
+    log_power = torch.rand(2, 400, 8) * 8
+    with torch.no_grad():
+        tokens, present = tokenizer(log_power)
+        pooled = log_power.reshape(2, 400, 2, 4).mean(-1).transpose(1, 2)  # spectrogram_pool 4
+        t = (torch.arange(2.0) + 0.5 - 1.0) / 8.0
+        expected = tokenizer.proj(tokenizer.norm(pooled)) + tokenizer.time(sinusoidal_time(t))
+    assert present.tolist() == [1.0, 1.0]
+    torch.testing.assert_close(tokens, expected)
 
 
 def test_isolated_nan_values_in_a_spectrogram_read_as_zero():

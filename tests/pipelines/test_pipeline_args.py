@@ -44,3 +44,21 @@ def test_each_unrecognized_argument_is_described_with_the_nearest_names():
     assert (
         clauses[7] == "'x.edf': a value that follows no option (several inputs: --input A B ..., or --input repeated)"
     )
+
+
+def test_no_spectrogram_switches_the_spectrogram_off_and_changes_the_config_hash(tmp_path):
+    from eegfm.pipelines.pipeline_args import build_parser, config_from_args, given_flags
+
+    parser = build_parser()
+    base = ["--input", "in", "--output", "out"]
+    on = config_from_args(parser.parse_args(base), given_flags(parser, base))
+    off_argv = [*base, "--no_spectrogram"]
+    off = config_from_args(parser.parse_args(off_argv), given_flags(parser, off_argv))
+    assert on.spectrogram is True and off.spectrogram is False
+    assert on.config_hash() != off.config_hash()
+    assert "--no_spectrogram" in parser.format_help() and "--spectrogram" in parser.format_help()
+    (tmp_path / "job.yaml").write_text("spectrogram: false\n")  # a --config file's value stands
+    from_file = [*base, "--config", str(tmp_path / "job.yaml")]
+    assert config_from_args(parser.parse_args(from_file), given_flags(parser, from_file)).spectrogram is False
+    flag_wins = [*from_file, "--spectrogram"]
+    assert config_from_args(parser.parse_args(flag_wins), given_flags(parser, flag_wins)).spectrogram is True

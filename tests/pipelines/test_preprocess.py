@@ -651,6 +651,9 @@ def test_simulated_corpus_runs_end_to_end_with_labels_and_sites(simulated_run):
     hms = [ex for _, ex in records if ex["task"].numpy() == b"hms6"]
     assert hms and all(ex["votes"].numpy().shape == (6,) for ex in hms)
     assert all(int(ex["shape"].numpy()[1]) == 50 * 256 for ex in hms)
+    # HMS parquets' windows carry their 3 min Kaggle spectrogram (90 frames from offset 0); the
+    # EDF export's the 25 frames computed from their 50 s
+    assert {int(ex["spectrogram_frames"].numpy()) for ex in hms} == {25, 90}
 
 
 def test_planted_identifiers_reach_no_output_and_no_log(simulated_run):

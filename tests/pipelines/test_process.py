@@ -891,3 +891,30 @@ def test_siena_seizure_clock_times_label_the_windows_and_a_typo_quarantines_its_
     assert {r.task for r in windows} == {b"siena_seizure"}
     *_, refused = process_recording(typo, b"k" * 32, PreprocessConfig(), "h")
     assert (refused.status, refused.stage) == ("quarantined", "labels") and "lasts 60 min" in refused.reason
+
+
+def test_eegmat_windows_carry_a_spectrogram_computed_from_the_window(eegmat_item):
+    windows, _, _ = _run(eegmat_item, PreprocessConfig(window_seconds=6.0))
+    assert windows and {w.spectrogram_frames for w in windows} == {3}  # window_seconds / 2
+    spectrogram = windows[0].spectrogram.astype(np.float32)
+    assert spectrogram.shape == (400, 3) and not np.isnan(spectrogram).any()
+    # EEG power falls with frequency: 0.6-4.3 Hz above 16-20 Hz in every chain
+    chains = spectrogram.reshape(4, 100, 3)
+    assert (np.median(chains[:, :20], axis=(1, 2)) > np.median(chains[:, -20:], axis=(1, 2))).all()
+
+
+def test_an_hms_labeled_window_carries_the_kaggle_spectrogram_beside_it(shared_data):
+    # 1000189855 belongs to another recording (no train.csv here): only the wiring is tested.
+    item = SourceItem(
+        path=str(shared_data / "hms" / "train_eegs" / "1000913311.parquet"),
+        dataset="hms",
+        site="hms",
+        task="hms6",
+        windows=(LabeledWindow(0.0, 50.0, 1, (0.0, 3.0, 1.0, 0.0, 0.0, 0.0), "hms6", spectrogram_offset_s=40.0),),
+        spectrogram_path=str(shared_data / "hms" / "train_spectrograms" / "1000189855.parquet"),
+    )
+    (window,), _, _ = _run(item)
+    kaggle = pd.read_parquet(item.spectrogram_path)
+    rows = kaggle[(kaggle.time >= 40) & (kaggle.time < 640)].drop(columns="time").to_numpy()
+    assert window.spectrogram_frames == 300
+    np.testing.assert_array_equal(window.spectrogram, np.log1p(rows.T).astype(np.float16))

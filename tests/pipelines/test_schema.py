@@ -54,9 +54,17 @@ def make_record(seed: int = 0, n_times: int = 512, **overrides) -> WindowRecord:
         extra=[1.5, -2.25],
         ecg=rng.normal(0.0, 300.0, n_times),
         corpus_split="eval",
+        spectrogram=_spectrogram(rng, n_frames=max(1, n_times // 512)),
     )
     fields.update(overrides)
     return WindowRecord(**fields)
+
+
+def _spectrogram(rng, n_frames: int) -> np.ndarray:
+    """log1p power (400, n_frames) with one chain (LP) not recorded: NaN."""
+    values = rng.uniform(0.0, 8.0, (400, n_frames))
+    values[200:300] = np.nan
+    return values
 
 
 def minimal_record(**overrides) -> WindowRecord:
@@ -103,6 +111,19 @@ def test_minimal_record_defaults_survive_round_trip():
     assert decoded.pipeline_version == PIPELINE_VERSION.encode()
     # records written before corpus_split existed read as having none
     assert decode_example(_without("corpus_split")).corpus_split == b""
+    # and before the spectrogram existed, as having none
+    older = decode_example(_without("spectrogram", "spectrogram_frames"))
+    assert older.spectrogram is None and older.spectrogram_frames == 0 and older == minimal_record()
+
+
+def test_spectrogram_round_trips_with_its_nan_chain():
+    record = make_record(6, n_times=2560)
+    decoded = decode_example(encode_example(record))
+    assert decoded.spectrogram.shape == (400, 5) and decoded.spectrogram_frames == 5
+    assert decoded.spectrogram.dtype == np.dtype("<f2")
+    assert np.isnan(decoded.spectrogram[200:300]).all() and not np.isnan(decoded.spectrogram[:200]).any()
+    np.testing.assert_array_equal(decoded.spectrogram, record.spectrogram)
+    assert decode_features(encode_example(record))["spectrogram_frames"][1].tolist() == [5]
 
 
 def test_record_holds_the_stored_precision():
@@ -128,8 +149,9 @@ def test_feature_order_does_not_change_bytes():
 
 def _tf_example(record: WindowRecord) -> tf.train.Example:
     """The same window built with TensorFlow's own protobuf classes (features in random order)."""
-    values = {name: getattr(record, name) for name in FEATURES if name not in ("eeg", "shape", "ecg")}
+    values = {name: getattr(record, name) for name in FEATURES if name not in ("eeg", "shape", "ecg", "spectrogram")}
     values.update(eeg=record.eeg.tobytes(), shape=record.shape, ecg=b"" if record.ecg is None else record.ecg.tobytes())
+    values["spectrogram"] = b"" if record.spectrogram is None else record.spectrogram.tobytes()
     feature = {}
     for name in np.random.default_rng(0).permutation(list(FEATURES)):
         spec, value = FEATURES[name], values[name]
@@ -202,6 +224,9 @@ BAD_FIELDS = [
     (dict(sex="male"), "sex", "'F'"),
     (dict(corpus_split="test"), "corpus_split", "'train', 'dev', 'eval'"),
     (dict(ecg=np.zeros(7)), "ecg", "8 samples"),
+    (dict(spectrogram=np.zeros((399, 2))), "spectrogram", "shape [400, n_frames > 0]"),
+    (dict(spectrogram=np.full((400, 2), np.inf)), "spectrogram", "finite values or NaN"),
+    (dict(spectrogram=np.full((400, 2), 1e6)), "spectrogram", "first at row 0, frame 0"),
     (dict(source_sha256="abc"), "source_sha256", "64 lowercase hex"),
     (dict(config_hash=""), "config_hash", "non-empty"),
 ]
@@ -216,9 +241,10 @@ def test_invalid_fields_name_field_expectation_and_value(overrides, field, expec
     assert expected in str(err.value)
 
 
-def _without(name: str) -> bytes:
+def _without(*names: str) -> bytes:
     features = decode_features(encode_example(minimal_record()))
-    del features[name]
+    for name in names:
+        del features[name]
     return encode_features(features)
 
 
@@ -236,6 +262,8 @@ def _replaced(name: str, feature) -> bytes:
         (_replaced("channel_mask", ("int64", [1] * 18)), "expected 19 int64 value(s); got 18"),
         (_replaced("eeg", ("bytes", [b"\x00" * 10])), "expected 304 bytes of float16"),
         (_replaced("shape", ("int64", [18, 8])), "feature 'shape': expected [19, n_times > 0]"),
+        (_replaced("spectrogram_frames", ("int64", [3])), "feature 'spectrogram': expected 2400 bytes"),
+        (_replaced("spectrogram", ("bytes", [b"\x00" * 800])), "'spectrogram_frames': expected n_frames > 0"),
         (encode_example(minimal_record())[:-3], "needs"),
         (b"\x0a\xff", "truncated varint"),
     ],
@@ -251,3 +279,4 @@ def test_record_equality_compares_values():
     assert record == dataclasses.replace(record)
     assert record != dataclasses.replace(record, label=(record.label + 1) % 6)
     assert record != dataclasses.replace(record, ecg=None)
+    assert record != dataclasses.replace(record, spectrogram=None)

@@ -127,6 +127,27 @@ def test_mixing_keeps_distributions_and_spares_unvoted(signals, mix):
         assert torch.isnan(out.ecg[i]).all() == bool(torch.isnan(ecg[i]).all() or torch.isnan(ecg[p]).all())
 
 
+@pytest.mark.parametrize("mix", [aug.mixup, aug.cutmix])
+def test_mixing_mixes_the_spectrograms_log_power_like_the_targets(signals, mix):
+    eeg, mask, targets, has = _voted_batch(signals)
+    spectrogram = torch.rand(len(eeg), 400, 25, generator=_gen(3)) * 8
+    spectrogram[1] = float("nan")  # a window without one
+    out = mix(eeg, targets, has, 0.4, _gen(), channel_mask=mask)
+    mixed = aug.mix_spectrogram(spectrogram, out.partner, out.weight)
+    for i in range(len(eeg)):
+        p, w = int(out.partner[i]), float(out.weight[i])
+        if p == i:
+            torch.testing.assert_close(mixed[i], spectrogram[i], rtol=0, atol=0, equal_nan=True)
+        elif torch.isnan(spectrogram[i]).all() or torch.isnan(spectrogram[p]).all():
+            assert torch.isnan(mixed[i]).all()  # absent where either source has none
+        else:
+            torch.testing.assert_close(mixed[i], w * spectrogram[i] + (1 - w) * spectrogram[p])
+    batch = {"eeg": eeg, "channel_mask": mask, "targets": targets, "has_votes": has, "spectrogram": spectrogram}
+    augmented = aug.augment_batch(batch, aug.AugmentConfig(mixup_alpha=0.4), _gen())
+    changed = ~torch.isclose(augmented["spectrogram"], spectrogram, equal_nan=True)
+    assert changed.any()  # augment_batch mixes it
+
+
 def test_augment_batch_is_reproducible_from_its_generator(pipeline_output):
     batch = _epoch(pipeline_output, LoaderConfig(batch_size=6, num_workers=0, filters=RecordFilter(tasks=("hms6",))))[0]
     config = aug.AugmentConfig(

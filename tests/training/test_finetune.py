@@ -1163,3 +1163,31 @@ def test_tuab_normal_vs_abnormal_from_the_corpus_layout_fine_tunes_a_binary_head
     assert report["task"] == "tuab" and report["record_task"] == "tuab_abnormal" and report["val"]["n_windows"] > 0
     saved = EEGFMModel.from_pretrained(run / "model")
     assert saved.config.head == "binary" and saved.config.id2label == {0: "normal", 1: "abnormal"}
+
+
+def test_a_model_with_the_spectrogram_modality_is_fed_the_records_spectrograms(
+    pretrained, hms_data, tmp_path, monkeypatch
+):
+    """The records carry spectrograms (log1p µV²/Hz, 25 frames per 50 s window): fine-tuning a
+    model with the spectrogram modality feeds them to its spectrogram branch. (All three
+    modalities: the fusion gate's size follows their number, so a pretrained encoder loads only
+    with the set it was pretrained with.)"""
+    from eegfm.model.fusion import SpectrogramTokenizer
+
+    seen: list[torch.Tensor] = []
+    forward = SpectrogramTokenizer.forward
+
+    def recording_forward(self, spectrogram):
+        seen.append(spectrogram.detach().clone())
+        return forward(self, spectrogram)
+
+    monkeypatch.setattr(SpectrogramTokenizer, "forward", recording_forward)
+    out = tmp_path / "spectrogram"
+    modalities = ["spectrogram", "ecg", "clinical"]
+    overrides = f"model_overrides={{modalities: [{', '.join(modalities)}]}}"
+    assert _inline(pretrained, hms_data, out, "--set", overrides) == 0
+    assert json.loads((out / "model" / "config.json").read_text())["modalities"] == modalities
+    assert len(seen) >= 2 and all(s.shape[1:] == (400, 25) for s in seen)
+    values = torch.cat([s.flatten() for s in seen])
+    values = values[~torch.isnan(values)]
+    assert values.numel() and 0.0 <= values.min() and values.max() < 20.0  # log power, not raw µV²/Hz

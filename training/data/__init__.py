@@ -14,6 +14,9 @@ eeg                float32 [B,19,T]  µV, canonical channel order (float16 with 
 channel_mask       float32 [B,19]    1 measured, 0 interpolated (or dropped by augmentation)
 age, sex           float32 [B]       years; 0 female, 1 male (``model.inputs``); NaN unknown
 ecg                float32 [B,T]     only if some window has ECG; all-NaN rows where absent
+spectrogram        float32 [B,400,F] only if some window has one: log1p µV²/Hz, Kaggle's HMS
+                                     layout; all-NaN rows where absent; frame counts that
+                                     differ are centre-cropped to the fewest
 votes              float32 [B,6]     expert votes; zeros without votes
 targets            float32 [B,6]     votes as a distribution (mixed by mixup/cutmix); zeros
                                      without votes

@@ -13,6 +13,7 @@ import torch
 
 from eegfm.model.inputs import SEX_CODES, encode_sex
 from eegfm.pipelines.schema import FEATURES, N_CHANS
+from eegfm.pipelines.spectrogram import N_SPECTROGRAM_ROWS
 from eegfm.training.data.records import N_CLASSES, VALUES, Window
 
 Specs = dict[str, tuple[torch.dtype, tuple[int, ...]]]  # name -> (dtype, shape)
@@ -81,7 +82,8 @@ def collate(windows: Sequence[Window], dtype: torch.dtype = torch.float32) -> di
 
 
 def assemble(windows: Sequence[Window], signals: dict[str, torch.Tensor]) -> dict[str, Any]:
-    """The batch of ``windows`` around their ``signals`` (``eeg`` and, if any has ECG, ``ecg``)."""
+    """The batch of ``windows`` around their ``signals`` (``eeg`` and, if any has ECG, ``ecg``), with
+    ``spectrogram`` if any window has one (:func:`stack_spectrograms`)."""
     # numpy, not torch: on arrays this small each torch call costs several times the arithmetic
     none = (0.0,) * N_CLASSES
     votes = np.array([v if v else none for v in _lists(windows, "votes", (0, N_CLASSES))], np.float32)
@@ -109,9 +111,30 @@ def assemble(windows: Sequence[Window], signals: dict[str, torch.Tensor]) -> dic
     }
     if "ecg" in signals:
         batch["ecg"] = signals["ecg"]
+    spectrogram = stack_spectrograms(windows)
+    if spectrogram is not None:
+        batch["spectrogram"] = spectrogram
     for name in ("site_id", "subject_id", "recording_id", "task"):
         batch[name] = [value.decode("utf-8") for value in _firsts(windows, name)]
     return batch
+
+
+def stack_spectrograms(windows: Sequence[Window]) -> torch.Tensor | None:
+    """float32 (B, 400, F) of the windows' spectrograms (log1p µV²/Hz), an all-NaN row for a window
+    without one; None if none has one. Where frame counts differ (an HMS window's 300 Kaggle frames
+    beside 25 computed ones), each is centre-cropped to the fewest: Kaggle's 10 minutes are centred
+    on the labeled EEG window, so the middle frames are the window's own time."""
+    found = [w.spectrogram() for w in windows]
+    frames = [s.shape[1] for s in found if s is not None]
+    if not frames:
+        return None
+    n_frames = min(frames)
+    out = np.full((len(windows), N_SPECTROGRAM_ROWS, n_frames), np.nan, dtype=np.float32)
+    for row, spectrogram in enumerate(found):
+        if spectrogram is not None:
+            start = (spectrogram.shape[1] - n_frames) // 2
+            out[row] = spectrogram[:, start : start + n_frames]
+    return torch.from_numpy(out)
 
 
 def _lists(windows: Sequence[Window], name: str, lengths: tuple[int, ...]) -> list[Sequence[Any]]:

@@ -14,6 +14,7 @@ from google.protobuf.message import DecodeError
 
 from eegfm.pipelines.example_wire import LIST_FIELDS, Example, Features
 from eegfm.pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError, decode_features
+from eegfm.pipelines.spectrogram import N_SPECTROGRAM_ROWS
 
 N_CLASSES = len(HMS_CLASSES)
 _FEATURE_LIST = {name: LIST_FIELDS[spec.kind] for name, spec in FEATURES.items()}
@@ -203,6 +204,18 @@ class Window:
             shape = [N_CHANS, self.n_times] if name == "eeg" else [self.n_times]
             raise self.error(f"feature {name!r}: expected {size} bytes of float16 for shape {shape}; got {len(raw)}")
         return raw
+
+    def spectrogram(self) -> np.ndarray | None:
+        """The stored spectrogram, a read-only float16 (400, frames) view (None: the window has none)."""
+        raw, n_frames = self.bytes("spectrogram"), self.scalar("spectrogram_frames")
+        if not raw and not n_frames:
+            return None
+        if n_frames <= 0 or len(raw) != 2 * N_SPECTROGRAM_ROWS * n_frames:
+            raise self.error(
+                f"feature 'spectrogram': expected {2 * N_SPECTROGRAM_ROWS * max(n_frames, 0)} bytes of float16 for "
+                f"shape [{N_SPECTROGRAM_ROWS}, {n_frames}] (spectrogram_frames > 0); got {len(raw)}"
+            )
+        return np.frombuffer(raw, dtype="<f2").reshape(N_SPECTROGRAM_ROWS, n_frames)
 
     def channel_mask(self) -> Sequence[int]:
         mask = self.values("channel_mask")

@@ -184,7 +184,8 @@ def optimizer_groups(model: EEGFMModel, cfg: FinetuneConfig) -> list[dict[str, A
 def inputs_for(model: torch.nn.Module, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
     """The batch's model inputs, without the optional ones the model was configured without
     (``model_overrides: {modalities: [...]}``)."""
-    return inputs_for_modalities(batch, unwrap(model).config.modalities, device)
+    config = unwrap(model).config
+    return inputs_for_modalities(batch, config.modalities, device, spectrogram_pool=config.spectrogram_pool)
 
 
 def targets_of(batch: dict[str, Any], cfg: FinetuneConfig, device: torch.device) -> torch.Tensor:

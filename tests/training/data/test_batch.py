@@ -109,3 +109,60 @@ def test_token_budget_buckets_by_length_within_budget(pipeline_output):
     assert patches.batch_size_for(2560) == 2 and patches.batch_size_for(12800) == 1
     fixed = _epoch(pipeline_output, LoaderConfig(batch_size=4, num_workers=0, filters=RecordFilter(tasks=("",))))
     assert [len(b["label"]) for b in fixed] == [4] * 6  # uniform lengths: a fixed batch size
+
+
+@pytest.fixture(scope="module")
+def hms_spectrogram_records(shared_data):
+    """The real HMS EEG's 50 s window three ways: with a Kaggle spectrogram (300 frames), with one
+    computed from the window (25 frames) and with none."""
+    from eegfm.pipelines.datasets import LabeledWindow, SourceItem
+    from eegfm.pipelines.events import PreprocessConfig
+    from eegfm.pipelines.events import Window as PipelineWindow
+    from eegfm.pipelines.process import process_recording
+
+    hms = shared_data / "hms"
+    item = SourceItem(
+        path=str(hms / "train_eegs" / "1000913311.parquet"),
+        dataset="hms",
+        site="hms",
+        task="hms6",
+        windows=(LabeledWindow(0.0, 50.0, 1, (0.0, 3.0, 1.0, 0.0, 0.0, 0.0), "hms6", spectrogram_offset_s=0.0),),
+        spectrogram_path=str(hms / "train_spectrograms" / "1000189855.parquet"),
+    )
+    records = []
+    for variant, config in (
+        (item, PreprocessConfig()),
+        (dataclasses.replace(item, spectrogram_path=""), PreprocessConfig()),
+        (item, PreprocessConfig(spectrogram=False)),
+    ):
+        events = process_recording(variant, b"k" * 32, config, config.config_hash())
+        records += [e.record for e in events if isinstance(e, PipelineWindow)]
+    assert [r.spectrogram_frames for r in records] == [300, 25, 0]
+    return records
+
+
+def test_spectrograms_are_centre_cropped_to_the_fewest_frames_with_nan_rows_where_absent(hms_spectrogram_records):
+    from eegfm.training.data import collate_records
+
+    kaggle, computed, none = hms_spectrogram_records
+    batch = collate_records([encode_example(r) for r in (kaggle, computed, none)])
+    spectrogram = batch["spectrogram"]
+    assert spectrogram.dtype == torch.float32 and spectrogram.shape == (3, 400, 25)
+    # Kaggle's 300 frames keep their middle 25 ((300 - 25) // 2 = 137 on): the EEG window's own time
+    np.testing.assert_array_equal(spectrogram[0].numpy(), kaggle.spectrogram[:, 137:162].astype(np.float32))
+    np.testing.assert_array_equal(spectrogram[1].numpy(), computed.spectrogram.astype(np.float32))
+    assert torch.isnan(spectrogram[2]).all()
+    alone = collate_records([encode_example(kaggle)])["spectrogram"]
+    assert alone.shape == (1, 400, 300)  # nothing to crop to
+    assert "spectrogram" not in collate_records([encode_example(none)])
+
+
+def test_only_a_model_with_the_spectrogram_modality_is_fed_one(hms_spectrogram_records):
+    from eegfm.model.inputs import inputs_for_modalities
+    from eegfm.training.data import collate_records
+
+    batch = collate_records([encode_example(r) for r in hms_spectrogram_records])
+    assert "spectrogram" not in inputs_for_modalities(batch, ("ecg", "clinical"))
+    assert inputs_for_modalities(batch, ("spectrogram",))["spectrogram"] is batch["spectrogram"]
+    # fewer frames than the model pools into one token: the modality reads as absent
+    assert "spectrogram" not in inputs_for_modalities(batch, ("spectrogram",), spectrogram_pool=26)

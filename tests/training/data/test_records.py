@@ -149,3 +149,17 @@ def test_votes_of_another_length_name_the_record(records):
     raw = _with_entry(encode_example(records[0]), _entry("votes", "float", [1.0, 2.0]))
     with pytest.raises(SchemaError, match="^f: record 3: feature 'votes': expected 0 or 6 values .*got 2$"):
         collate([Window(raw, "f", 3)])
+
+
+def test_a_windows_spectrogram_is_read_in_place_and_a_bad_one_is_named(records):
+    """The pipeline's records carry computed spectrograms (one frame per 2 s of the window)."""
+    record = records[0]
+    assert record.spectrogram is not None and record.spectrogram_frames == record.n_times // 512
+    window = Window(encode_example(record), "shard.tfrecord", 3)
+    np.testing.assert_array_equal(window.spectrogram(), record.spectrogram)
+    assert Window(encode_example(dataclasses.replace(record, spectrogram=None)), "s", 0).spectrogram() is None
+    features = schema.decode_features(encode_example(record))
+    features["spectrogram_frames"] = ("int64", [record.spectrogram_frames + 1])
+    bad = Window(schema.encode_features(features), "shard.tfrecord", 3)
+    with pytest.raises(SchemaError, match=r"shard.tfrecord: record 3: feature 'spectrogram': expected \d+ bytes"):
+        bad.spectrogram()

@@ -1,0 +1,162 @@
+"""The Kaggle HMS spectrogram representation, shared by the pipeline, the simulator and the model.
+
+Layout: 400 rows, four double-banana chains LL (Fp1-F7-T3-T5-O1), RL (Fp2-F8-T4-T6-O2), LP
+(Fp1-F3-C3-P3-O1) and RP (Fp2-F4-C4-P4-O2), each at Kaggle's 100 frequencies ``k * 200 / 1024`` Hz,
+k = 3..102 (0.59 .. 19.92 Hz), in the order ``LL_0.59 .. LL_19.92, RL_.., LP_.., RP_19.92``
+(:func:`row_names`); one frame every 2 s, centred on ``1, 3, 5, ...`` s. Kaggle's files store the
+power in µV²/Hz; the pipeline's records and the model take ``log1p`` of it (:func:`log_power`),
+NaN where a chain was not recorded.
+
+Kaggle did not publish its method; ours, applied to EEG at 200 Hz: per frame a 1024-sample Hann
+window centred on the frame (clipped at the edges of the signal, normalized by the part it
+covers), the one-sided PSD in µV²/Hz of each bipolar pair, averaged over the chain's pairs whose
+both electrodes were recorded (NaN for a chain with none). :func:`window_spectrogram` gives the
+same representation of a pipeline window (19 canonical channels at 256 Hz): resampled to 200 Hz by
+``pipelines.resample``, channels with ``channel_mask`` 0 (interpolated) count as not recorded, one
+frame per whole 2 s of the window.
+"""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal
+
+import numpy as np
+
+from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.pipelines.resample import resample
+
+HMS_SFREQ = 200
+NFFT = 1024
+FRAME_STEP_S = 2
+FREQ_BINS = np.arange(3, 103)
+FREQUENCIES_HZ = FREQ_BINS * HMS_SFREQ / NFFT
+CHAINS: dict[str, tuple[tuple[str, str], ...]] = {
+    "LL": (("Fp1", "F7"), ("F7", "T3"), ("T3", "T5"), ("T5", "O1")),
+    "RL": (("Fp2", "F8"), ("F8", "T4"), ("T4", "T6"), ("T6", "O2")),
+    "LP": (("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1")),
+    "RP": (("Fp2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2")),
+}
+N_SPECTROGRAM_ROWS = len(CHAINS) * len(FREQ_BINS)  # 400
+# Canonical indices of the 16 bipolar pairs' first and second electrodes, chain by chain.
+PAIRS = np.array([[CANONICAL_CHANNELS.index(c) for c in pair] for chain in CHAINS.values() for pair in chain])
+
+
+def _freq_label(k: int) -> str:
+    # k * 200 / 1024 is exact in binary, so Decimal rounds it exactly half-up like Kaggle did.
+    text = str((Decimal(k) * HMS_SFREQ / NFFT).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP))
+    return text.rstrip("0").rstrip(".")
+
+
+def row_names() -> list[str]:
+    """``['LL_0.59', ..., 'RP_19.92']``: the 400 rows in order, named like Kaggle's columns."""
+    return [f"{chain}_{_freq_label(int(k))}" for chain in CHAINS for k in FREQ_BINS]
+
+
+def spectrogram_columns() -> list[str]:
+    """``['time', 'LL_0.59', ..., 'RP_19.92']``: a Kaggle spectrogram file's columns."""
+    return ["time", *row_names()]
+
+
+def n_frames(n_times: int) -> int:
+    """Frames for ``n_times`` samples at 200 Hz: one per complete 2 s."""
+    return n_times // (FRAME_STEP_S * HMS_SFREQ)
+
+
+def chain_power(frames: np.ndarray, taper: np.ndarray) -> np.ndarray:
+    """(n_frames, 400) chain-averaged PSD in µV²/Hz. ``frames`` is (n_frames, 16 pairs, m) bipolar
+    µV at 200 Hz (NaN for a pair not recorded), ``taper`` the m-sample window."""
+    spectrum = np.fft.rfft(frames * taper, n=NFFT, axis=-1)[..., FREQ_BINS]
+    psd = 2.0 * np.abs(spectrum) ** 2 / (HMS_SFREQ * np.sum(taper**2))
+    psd = psd.reshape(len(frames), len(CHAINS), 4, len(FREQ_BINS))
+    count = (~np.isnan(psd)).sum(axis=2)  # recorded pairs per chain; NaN for a chain without any
+    chain = np.where(count > 0, np.nansum(psd, axis=2) / np.maximum(count, 1), np.nan)
+    return chain.reshape(len(frames), -1)
+
+
+def log_power(power: np.ndarray) -> np.ndarray:
+    """``log1p`` of power in µV²/Hz as float32 (negative rounding noise clipped to 0; NaN stays NaN)."""
+    power = np.asarray(power, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return np.log1p(np.where(np.isnan(power), np.nan, np.maximum(power, 0.0))).astype(np.float32)
+
+
+class PowerStream:
+    """Chain power of 200 Hz canonical EEG (19, n) arriving in chunks, keeping a few seconds.
+
+    ``feed`` and ``finish`` return ``(times, power)`` of the frames completed so far: frame centres
+    in seconds (float64) and (frames, 400) float64 µV²/Hz.
+    """
+
+    def __init__(self, n_times: int) -> None:
+        self.n_total = int(n_times)
+        self._first, self._second = PAIRS.T
+        self._buffer = np.zeros((len(self._first), 0))
+        self._buffer_start = 0
+        self._next_row = 0
+        self._window = np.hanning(NFFT)
+
+    def feed(self, eeg: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        bipolar = eeg[self._first] - eeg[self._second]
+        self._buffer = np.concatenate([self._buffer, bipolar], axis=1)
+        return self._emit(final=False)
+
+    def finish(self) -> tuple[np.ndarray, np.ndarray]:
+        """The remaining frames (the last windows are clipped at the end of the signal)."""
+        return self._emit(final=True)
+
+    def _emit(self, *, final: bool) -> tuple[np.ndarray, np.ndarray]:
+        half = NFFT // 2
+        available = self._buffer_start + self._buffer.shape[1]
+        first_row = self._next_row
+        rows: list[np.ndarray] = []
+        interior: list[np.ndarray] = []  # frames with a full window, transformed together
+        while self._next_row < n_frames(self.n_total):
+            centre = (FRAME_STEP_S * self._next_row + FRAME_STEP_S // 2) * HMS_SFREQ
+            lo, hi = centre - half, centre + half
+            if hi > available and not final and available < self.n_total:
+                break
+            a, b = max(lo, 0), min(hi, self.n_total)
+            data = self._buffer[:, a - self._buffer_start : b - self._buffer_start]
+            if (a, b) == (lo, hi):
+                interior.append(data)
+            else:  # an edge of the signal: shorter window, normalized by what it covers
+                rows.extend(self._transform(interior))
+                interior = []
+                rows.append(chain_power(data[None], self._window[a - lo : b - lo])[0])
+            self._next_row += 1
+        rows.extend(self._transform(interior))
+        keep_from = max((FRAME_STEP_S * self._next_row + FRAME_STEP_S // 2) * HMS_SFREQ - half, 0)
+        drop = max(0, keep_from - self._buffer_start)
+        self._buffer = self._buffer[:, drop:]
+        self._buffer_start += drop
+        power = np.array(rows).reshape(-1, N_SPECTROGRAM_ROWS)
+        times = FRAME_STEP_S * np.arange(first_row, self._next_row) + FRAME_STEP_S // 2
+        return times.astype(np.float64), power
+
+    def _transform(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        return list(chain_power(np.stack(frames), self._window)) if frames else []
+
+
+def window_spectrogram(eeg_uv: np.ndarray, channel_mask: np.ndarray, sfreq: float = 256.0) -> np.ndarray:
+    """float32 (400, n_frames) log1p µV²/Hz of one window: ``eeg_uv`` (19, n) canonical channels
+    at ``sfreq`` Hz, ``channel_mask`` (19,) 1 measured, 0 interpolated (not recorded). Chains
+    without a recorded pair are NaN; ``n_frames`` is the whole 2 s in the window (0 under 2 s)."""
+    eeg = np.asarray(eeg_uv)
+    mask = np.asarray(channel_mask)
+    if eeg.ndim != 2 or eeg.shape[0] != len(CANONICAL_CHANNELS):
+        raise ValueError(f"eeg_uv: expected shape (19, n_times) in canonical order; got {list(eeg.shape)}")
+    if mask.shape != (len(CANONICAL_CHANNELS),):
+        raise ValueError(f"channel_mask: expected 19 flags in canonical order; got shape {list(mask.shape)}")
+    at_200 = resample(eeg, sfreq, HMS_SFREQ).astype(np.float64)
+    at_200[mask == 0] = np.nan
+    stream = PowerStream(at_200.shape[1])
+    _, power = stream.feed(at_200)
+    _, rest = stream.finish()
+    return log_power(np.concatenate([power, rest]).T)
+
+
+def kaggle_window(times: np.ndarray, power: np.ndarray, offset_s: float, duration_s: float = 600.0) -> np.ndarray:
+    """float32 (400, frames) log1p of a Kaggle spectrogram's frames with ``time`` in
+    ``[offset_s, offset_s + duration_s)``: ``times`` (n,), ``power`` (n, 400) µV²/Hz (NaN stays NaN)."""
+    keep = (times >= offset_s) & (times < offset_s + duration_s)
+    return log_power(power[keep].T)
