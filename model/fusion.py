@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eegfm.model.config import EEGFMConfig
+from eegfm.model.config import MODALITIES, EEGFMConfig
 from eegfm.model.embedding import PatchEmbedding
 from eegfm.model.numerics import tie_unused
 from eegfm.model.temporal import MLP
@@ -142,9 +142,24 @@ class CrossModalFusion(nn.Module):
         self.attention = nn.ModuleDict({m: ModalityAttention(config) for m in self.modalities})
         self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.query_time = nn.Linear(2 * N_TIME_FREQUENCIES, width)  # for the time-aligned ECG
-        self.gate = nn.Linear(width, len(self.modalities))
+        # One gate per modality, keyed by name, so an encoder pretrained with every modality loads
+        # into a model fine-tuned with any subset of them.
+        self.gate = nn.ModuleDict({m: nn.Linear(width, 1) for m in self.modalities})
         self.mlp_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.mlp = MLP(config)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        # Checkpoints written before the per-modality gates hold one (n_modalities, D) gate whose
+        # rows follow the configured order (the full set: MODALITIES' order).
+        for part in ("weight", "bias"):
+            old = state_dict.pop(prefix + f"gate.{part}", None)
+            if old is None:
+                continue
+            order = self.modalities if len(old) == len(self.modalities) else MODALITIES
+            for row, modality in zip(old, order, strict=False):
+                if modality in self.modalities:
+                    state_dict[prefix + f"gate.{modality}.{part}"] = row.unsqueeze(0) if part == "weight" else row[None]
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def forward(
         self,
@@ -157,7 +172,8 @@ class CrossModalFusion(nn.Module):
         """(B, P, D) -> fused (B, P, D) and the applied gates (B, n_modalities), 0 where absent."""
         batch, n_patches, _ = patch_tokens.shape
         queries = self.norm(patch_tokens)
-        gates = torch.sigmoid(self.gate(queries.mean(dim=1)))
+        pooled = queries.mean(dim=1)
+        gates = torch.cat([torch.sigmoid(self.gate[m](pooled)) for m in self.modalities], dim=1)
         applied = []
         fused = patch_tokens
         for index, modality in enumerate(self.modalities):

@@ -87,7 +87,7 @@ def test_each_modality_changes_the_embedding_and_gates_are_learned():
     model.train()
     out = model(**full)
     out.logits.sum().backward()
-    assert model.encoder.fusion.gate.weight.grad.abs().sum() > 0
+    assert model.encoder.fusion.gate.spectrogram.weight.grad.abs().sum() > 0
 
 
 def test_metadata_encoders():
@@ -97,3 +97,33 @@ def test_metadata_encoders():
     assert ages[0] == 34 and torch.isnan(ages[1])
     with pytest.raises(ValueError, match="sex: expected one of 'F', 'M' or ''"):
         encode_sex(["X"])
+
+
+def test_a_fusion_of_every_modality_loads_into_one_of_a_subset_gate_by_gate():
+    full = _fusion()
+    config = EEGFMConfig.from_preset("tiny")
+    config.modalities = ["spectrogram"]
+    subset = CrossModalFusion(config).eval()
+    missing, unexpected = subset.load_state_dict(full.state_dict(), strict=False)
+    assert not missing and "gate.ecg.weight" in unexpected
+    torch.testing.assert_close(subset.gate["spectrogram"].weight, full.gate["spectrogram"].weight)
+    tokens, spectrogram = torch.randn(2, 5, 64), torch.rand(2, 400, 8)
+    with torch.no_grad():
+        fused_full, gates_full = full(tokens, spectrogram=spectrogram)
+        fused_subset, gates_subset = subset(tokens, spectrogram=spectrogram)
+    torch.testing.assert_close(gates_subset[:, 0], gates_full[:, 0])
+    torch.testing.assert_close(fused_subset, fused_full)  # the absent ECG and clinical add nothing
+
+
+def test_a_checkpoint_with_one_stacked_gate_still_loads():
+    full = _fusion()
+    state = full.state_dict()
+    order = list(full.modalities)
+    state["gate.weight"] = torch.cat([state.pop(f"gate.{m}.weight") for m in order])
+    state["gate.bias"] = torch.cat([state.pop(f"gate.{m}.bias") for m in order])
+    config = EEGFMConfig.from_preset("tiny")
+    config.modalities = ["ecg"]
+    subset = CrossModalFusion(config)
+    subset.load_state_dict(state, strict=False)
+    torch.testing.assert_close(subset.gate["ecg"].weight, full.gate["ecg"].weight)
+    torch.testing.assert_close(subset.gate["ecg"].bias, full.gate["ecg"].bias)

@@ -23,7 +23,7 @@ def test_groups_cover_every_trainable_parameter_once_with_depth_decayed_lrs():
     assert lr_of[id(named["head.fc.weight"])] == 1e-3
     assert lr_of[id(named["encoder.final_norm.weight"])] == 1e-3
     assert lr_of[id(named["encoder.patch_layers.0.attention.qkv.weight"])] == pytest.approx(5e-4)
-    assert lr_of[id(named["encoder.fusion.gate.weight"])] == pytest.approx(2.5e-4)
+    assert lr_of[id(named["encoder.fusion.gate.spectrogram.weight"])] == pytest.approx(2.5e-4)
     assert lr_of[id(named["encoder.blocks.1.mlp.fc1.weight"])] == pytest.approx(1.25e-4)
     assert lr_of[id(named["encoder.blocks.0.mlp.fc1.weight"])] == pytest.approx(6.25e-5)
     assert lr_of[id(named["encoder.tokenizer.patches.raw.weight"])] == pytest.approx(3.125e-5)
