@@ -60,25 +60,32 @@ _UNIT_THRESHOLDS = ("min_probability", "min_confidence", "min_normalized_entropy
 
 @dataclasses.dataclass(frozen=True)
 class WindowEvidence:
-    """What the rules read about one window."""
+    """What the rules read about one window; a condition on a quantity that is None never holds."""
 
-    probabilities: dict[str, float]  # label -> probability
-    entropy: float
+    probabilities: dict[str, float]  # label -> probability; empty for a regression head
+    entropy: float | None  # predictive entropy, nats
     mutual_information: float | None  # None without samples
     artifact_score: float
 
     @property
-    def predicted(self) -> str:
-        return max(self.probabilities, key=self.probabilities.__getitem__)
+    def predicted(self) -> str | None:
+        return max(self.probabilities, key=self.probabilities.__getitem__) if self.probabilities else None
 
     @property
-    def confidence(self) -> float:
-        return max(self.probabilities.values())
+    def confidence(self) -> float | None:
+        return max(self.probabilities.values()) if self.probabilities else None
 
     @property
-    def normalized_entropy(self) -> float:
+    def normalized_entropy(self) -> float | None:
         n = len(self.probabilities)
-        return self.entropy / math.log(n) if n > 1 else 0.0
+        if self.entropy is None or n < 2:
+            return None
+        return self.entropy / math.log(n)
+
+
+def _at_least(value: float | None, threshold: float | None) -> bool:
+    """True where no threshold is set; else whether ``value`` is known and reaches it."""
+    return threshold is None or (value is not None and value >= threshold)
 
 
 @dataclasses.dataclass
@@ -122,24 +129,16 @@ class Rule(Config):
         return tuple(("classes", c) for c in self.classes) + tuple(("predicted", c) for c in self.predicted)
 
     def matches(self, window: WindowEvidence) -> bool:
-        checks = (
-            (self.classes, lambda: max(window.probabilities[c] for c in self.classes) >= self.min_probability),
-            (self.predicted, lambda: window.predicted in self.predicted),
-            (self.min_confidence is not None, lambda: window.confidence >= self.min_confidence),
-            (self.min_entropy is not None, lambda: window.entropy >= self.min_entropy),
-            (
-                self.min_normalized_entropy is not None,
-                lambda: window.normalized_entropy >= self.min_normalized_entropy,
-            ),
-            (
-                self.min_mutual_information is not None,
-                lambda: (
-                    window.mutual_information is not None and window.mutual_information >= self.min_mutual_information
-                ),
-            ),
-            (self.min_artifact_score is not None, lambda: window.artifact_score >= self.min_artifact_score),
+        class_probability = max((window.probabilities.get(c, 0.0) for c in self.classes), default=None)
+        return (
+            _at_least(class_probability, self.min_probability)
+            and (not self.predicted or window.predicted in self.predicted)
+            and _at_least(window.confidence, self.min_confidence)
+            and _at_least(window.entropy, self.min_entropy)
+            and _at_least(window.normalized_entropy, self.min_normalized_entropy)
+            and _at_least(window.mutual_information, self.min_mutual_information)
+            and _at_least(window.artifact_score, self.min_artifact_score)
         )
-        return all(check() for applies, check in checks if applies)
 
 
 @dataclasses.dataclass
