@@ -44,6 +44,7 @@ def validate_prediction(recording: dict) -> None:
 
     schema = json.loads(resources.files("eegfm.serving").joinpath("prediction.schema.json").read_text())
     jsonschema.Draft202012Validator.check_schema(schema)
+    recording = json.loads(json.dumps(recording))  # as a client reads it (tuples are arrays)
     jsonschema.Draft202012Validator(schema).validate(recording)
     for window in recording["window_predictions"]:
         probabilities = window["class_probabilities"]
