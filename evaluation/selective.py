@@ -121,7 +121,7 @@ def selective_summary(
     probabilities = np.asarray(probabilities, float)
     losses = window_losses(probabilities, target)
     summary: dict[str, Any] = {"n_windows": len(probabilities), "coverage": coverage, "risks": {}}
-    helped = []
+    helped: dict[str, list[str]] = {}  # risk -> the scores that lower it
     for name, curves in curves_of(probabilities, target, sample_probabilities, scores).items():
         full = float(losses[name].mean())
         _, oracle = risk_coverage(losses[name], losses[name])
@@ -130,14 +130,16 @@ def selective_summary(
             at = risk_at(cov, risk, coverage)
             area = aurc(risk)
             improves = area < full and at < full
-            helped += [score] * improves
+            if improves:
+                helped.setdefault(name, []).append(score)
             entry["scores"][score] = {"aurc": area, f"risk_at_{coverage:g}": at, "improves": improves}
             if name == "error":
                 entry["scores"][score].update({f"accuracy_at_{coverage:g}": 1 - at, "accuracy_at_1": 1 - full})
         summary["risks"][name] = entry
     summary["uncertainty_helps"] = bool(helped)
     summary["note"] = (
-        f"keeping the most certain {coverage:.0%} by {', '.join(sorted(set(helped)))} lowers the risk"
+        f"keeping the most certain {coverage:.0%} of {len(probabilities)} windows lowers "
+        + "; ".join(f"the {name} by {', '.join(scores)}" for name, scores in helped.items())
         if helped
         else "no uncertainty score ranks these windows' errors last: keeping the most certain "
         f"{coverage:.0%} does not lower the risk (the scores do not flag this model's mistakes)"

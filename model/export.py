@@ -220,8 +220,11 @@ class OnnxEEGFM:
         self.id2label = {int(k): v for k, v in json.loads(meta["eegfm.id2label"]).items()}
         self.head = meta.get("eegfm.head", "")
         self.temperature = float(meta.get("eegfm.temperature", "1.0"))  # graphs exported before it: 1
-        outputs = [o.name for o in self.session.get_outputs()]
-        self.mc_passes = int(meta.get("eegfm.mc_passes", "0")) if "sample_logits" in outputs else 0
+        samples = next((o for o in self.session.get_outputs() if o.name == "sample_logits"), None)
+        # S from the metadata, else the output's static shape (any graph with the output, e.g. an ensemble's)
+        static = samples.shape[1] if samples is not None and isinstance(samples.shape[1], int) else 0
+        self.mc_passes = int(meta.get("eegfm.mc_passes", static)) if samples is not None else 0
+        self.has_samples = samples is not None
 
     def feed(
         self,
@@ -289,7 +292,7 @@ class OnnxEEGFM:
     def logits_with_samples(self, *args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray | None]:
         """(logits, sample_logits (B, S, n_outputs)) from one run; None for the samples of a graph
         exported without MC-dropout masks (``mc_passes`` 0, or before they existed)."""
-        if not self.mc_passes:
+        if not self.has_samples:
             return self.session.run(["logits"], self.feed(*args, **kwargs))[0], None
         logits, samples = self.session.run(["logits", "sample_logits"], self.feed(*args, **kwargs))
         return logits, samples

@@ -67,9 +67,11 @@ def _graph_passes(path: Path) -> int:
     import onnx  # heavy: only for --backend onnx / tensorrt
 
     graph = onnx.load(str(path), load_external_data=False)
-    if "sample_logits" not in [o.name for o in graph.graph.output]:
+    output = next((o for o in graph.graph.output if o.name == "sample_logits"), None)
+    if output is None:
         return 0
-    return int({p.key: p.value for p in graph.metadata_props}.get("eegfm.mc_passes", "0"))
+    static = output.type.tensor_type.shape.dim[1].dim_value  # 0 where the dimension is symbolic
+    return int({p.key: p.value for p in graph.metadata_props}.get("eegfm.mc_passes", static))
 
 
 def _first_samples(samples: torch.Tensor | None, mc_passes: int | None) -> torch.Tensor | None:

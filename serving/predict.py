@@ -408,7 +408,11 @@ def _print_summary(report: dict, output: Path) -> None:
         name = f"{r['index']:>3} {r['input']:<{width}}"
         if r["status"] == "processed":
             said = r.get("predicted") or f"{r['mean_outputs']['value']:.4g}"
-            print(f"  {name}  {said:<8} {r['windows']:>5} windows  artifact {r['mean_artifact_score']:.2f}")
+            flagged = len(r.get("flagged_episodes", []))
+            print(
+                f"  {name}  {said:<8} {r['windows']:>5} windows  artifact {r['mean_artifact_score']:.2f}"
+                + (f"  {flagged} flagged episode{'s' * (flagged > 1)}" if flagged else "")
+            )
         else:
             print(f"  {name}  quarantined at {r['stage']}: {r['reason']}")
     if len(report["recordings"]) > len(shown):
