@@ -115,7 +115,11 @@ setup(
     python_requires=">=3.11,<3.12",
     packages=PACKAGES,
     package_dir={f"eegfm.{stage}": stage for stage in STAGES},
-    package_data={"eegfm.training": ["configs/*.yaml"], "eegfm.pipelines": ["*.yaml"]},
+    package_data={
+        "eegfm.training": ["configs/*.yaml"],
+        "eegfm.pipelines": ["*.yaml"],
+        "eegfm.serving": ["recommendation.yaml", "prediction.schema.json"],
+    },
     install_requires=CORE,
     extras_require=EXTRAS,
     entry_points={"console_scripts": CONSOLE_SCRIPTS},

@@ -81,6 +81,8 @@ class EEGFMConfig(PreTrainedConfig):
     Heads: ``head`` (``model.heads.list_heads()``); ``id2label`` defaults to the head's labels;
     ``adapter_kind`` / ``adapter_rank`` are recorded so ``from_pretrained`` rebuilds the adapters;
     ``temperature`` divides the logits in ``predict`` (fitted on validation; 1.0 = uncalibrated).
+    Uncertainty (``model.uncertainty``): ``mc_passes`` fixed dropout masks on the head's pre-logits
+    (0: none), dropping ``mc_dropout`` of the features (None: ``head_dropout``), drawn from ``mc_seed``.
     Pretraining: masked spans of ``mask_min_ms``..``mask_max_ms`` covering ``mask_ratio``; InfoNCE
     with ``contrastive_dim`` / ``contrastive_temperature``; loss weights. Reconstruction is a
     normalised MSE (1.0 = predicting zero) and InfoNCE starts at ~6-7: at contrastive_weight 0.5 the
@@ -114,6 +116,9 @@ class EEGFMConfig(PreTrainedConfig):
     spectrogram_pool: int = 4
     head: str = "hms6"
     head_dropout: float = 0.1
+    mc_passes: int = 20
+    mc_dropout: float | None = None
+    mc_seed: int = 0
     adapter_kind: str | None = None
     adapter_rank: int = 8
     temperature: float = 1.0
@@ -178,6 +183,10 @@ class EEGFMConfig(PreTrainedConfig):
         _check_int("spectrogram_bins", self.spectrogram_bins, 1, 100_000)
         _check_int("spectrogram_pool", self.spectrogram_pool, 1, 10_000)
         _check_head("head", self.head)
+        _check_int("mc_passes", self.mc_passes, 0, 1000)
+        if self.mc_dropout is not None:
+            _check_float("mc_dropout", self.mc_dropout, 0.0, 1.0, high_open=True)
+        _check_int("mc_seed", self.mc_seed, 0, 2**31 - 1)
         if self.auxiliary_head is not None:
             _check_head("auxiliary_head", self.auxiliary_head)
         if self.adapter_kind is not None:

@@ -7,7 +7,9 @@ The exported graph takes every input as a tensor, with NaN for "absent" (``model
 
 (``spectrogram``: log1p µV²/Hz in Kaggle's HMS layout, as the records store it; no log in the graph)
 
-and returns ``logits`` (B, n_outputs) and ``embedding`` (B, D). ``B``, ``C`` (2 to
+and returns ``logits`` (B, n_outputs) and ``embedding`` (B, D), and where ``config.mc_passes`` > 0
+``sample_logits`` (B, S, n_outputs): the head under its S fixed dropout masks (``model.uncertainty``),
+the same numbers as ``EEGFMModel.sample_logits``. ``B``, ``C`` (2 to
 ``MAX_CHANNELS``, or fixed with ``n_chans``), ``T`` and ``F`` are dynamic; ``C`` can be because the
 electrode graph has a fixed number of neighbour slots (``model.spatial``). In the graph ``T`` is a
 whole number of patches and ``F`` of spectrogram tokens; ``OnnxEEGFM.feed`` drops a remainder as
@@ -54,14 +56,25 @@ class ExportableEEGFM(nn.Module):
         return ["eeg", "positions", "channel_mask", *optional]
 
     def output_names(self) -> list[str]:
-        return ["logits", "embedding"]
+        return ["logits", "embedding", *(["sample_logits"] if self.samples_head() is not None else [])]
+
+    def samples_head(self):
+        """The head whose fixed-mask samples are the ``sample_logits`` output; None without masks."""
+        head = getattr(self.model, "head", None)
+        masks = getattr(head, "mc_masks", None)
+        return head if masks is not None and len(masks) else None
 
     def forward(
         self, eeg: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor, *optional: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, ...]:
         extra = dict(zip(self.input_names()[3:], optional))
-        features = self.model.forward_features(eeg, positions, channel_mask, **extra)
-        return self.model.forward_head(features), features.pooled
+        return self.outputs_of(self.model.forward_features(eeg, positions, channel_mask, **extra))
+
+    def outputs_of(self, features) -> tuple[torch.Tensor, ...]:
+        """The outputs :meth:`output_names` names before a subclass's own, for the encoder's features."""
+        outputs = (self.model.forward_head(features), features.pooled)
+        head = self.samples_head()
+        return outputs if head is None else (*outputs, head.sample_logits(features))
 
 
 def example_inputs(
@@ -181,6 +194,7 @@ def export_metadata(model: EEGFMModel) -> dict[str, str]:
         "eegfm.modalities": ",".join(config.modalities),
         # the calibration fitted on validation (fine-tuning): divide the logits by it for probabilities
         "eegfm.temperature": repr(float(getattr(config, "temperature", 1.0) or 1.0)),
+        "eegfm.mc_passes": str(int(getattr(config, "mc_passes", 0) or 0)),
     }
 
 
@@ -208,6 +222,11 @@ class OnnxEEGFM:
         self.id2label = {int(k): v for k, v in json.loads(meta["eegfm.id2label"]).items()}
         self.head = meta.get("eegfm.head", "")
         self.temperature = float(meta.get("eegfm.temperature", "1.0"))  # graphs exported before it: 1
+        samples = next((o for o in self.session.get_outputs() if o.name == "sample_logits"), None)
+        # S from the metadata, else the output's static shape (any graph with the output, e.g. an ensemble's)
+        static = samples.shape[1] if samples is not None and isinstance(samples.shape[1], int) else 0
+        self.mc_passes = int(meta.get("eegfm.mc_passes", static)) if samples is not None else 0
+        self.has_samples = samples is not None
 
     def feed(
         self,
@@ -271,6 +290,14 @@ class OnnxEEGFM:
     def __call__(self, *args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray]:
         """(logits, embedding) for the same arguments as ``EEGFMModel.forward``."""
         return tuple(self.session.run(["logits", "embedding"], self.feed(*args, **kwargs)))
+
+    def logits_with_samples(self, *args: object, **kwargs: object) -> tuple[np.ndarray, np.ndarray | None]:
+        """(logits, sample_logits (B, S, n_outputs)) from one run; None for the samples of a graph
+        exported without MC-dropout masks (``mc_passes`` 0, or before they existed)."""
+        if not self.has_samples:
+            return self.session.run(["logits"], self.feed(*args, **kwargs))[0], None
+        logits, samples = self.session.run(["logits", "sample_logits"], self.feed(*args, **kwargs))
+        return logits, samples
 
 
 def _numpy(value: np.ndarray | torch.Tensor) -> np.ndarray:

@@ -6,6 +6,7 @@ A head maps the encoder's features to outputs and owns its loss::
     logits = head(features)              # features: EncoderOutput (or a (B, D) embedding)
     loss = head.loss(logits, target)
     probabilities = head.predict(logits)
+    samples = head.sample_logits(features)  # (B, S, n_outputs): fixed MC-dropout masks (model.uncertainty)
 
 =============  =========  ===========================================  ==========================
 name           outputs    target given to ``loss``                     loss
@@ -31,6 +32,7 @@ from torch import nn
 from eegfm.core.tasks import HMS_CLASSES, SLEEP_STAGES
 from eegfm.model.config import HEAD_REGISTRY, ConfigError, EEGFMConfig
 from eegfm.model.encoder import EncoderOutput
+from eegfm.model.uncertainty import config_masks
 
 
 def register_head(name: str) -> Callable[[type[TaskHead]], type[TaskHead]]:
@@ -68,6 +70,22 @@ class TaskHead(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.head_dropout)
         self.fc = nn.Linear(config.hidden_size, n_outputs)
+        # Not saved: rebuilt from config.json (mc_passes, mc_dropout, mc_seed), so they cannot drift.
+        self.register_buffer("mc_masks", config_masks(config), persistent=False)
+
+    def set_mc_masks(self, masks: torch.Tensor) -> None:
+        """Sample with these (S, hidden_size) masks from now on (``model.uncertainty.dropout_masks``)."""
+        if masks.dim() != 2 or masks.shape[1] != self.fc.in_features:
+            raise ValueError(f"masks: expected shape (S, {self.fc.in_features}); got {tuple(masks.shape)}")
+        self.mc_masks = masks.to(device=self.fc.weight.device, dtype=self.mc_masks.dtype)
+
+    def sample_logits(self, features: EncoderOutput | torch.Tensor) -> torch.Tensor:
+        """(B, S, n_outputs): the head's logits under each fixed dropout mask (S = ``mc_passes``;
+        no randomness, so eval mode, ONNX and any rerun give the same samples)."""
+        pooled = features if isinstance(features, torch.Tensor) else features.pooled
+        normed = self.norm(pooled)
+        masks = self.mc_masks.to(normed.dtype)
+        return self.fc(normed.unsqueeze(1) * masks.unsqueeze(0))
 
     @classmethod
     def n_outputs(cls, config: EEGFMConfig, use_config_labels: bool) -> int:  # noqa: D401

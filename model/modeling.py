@@ -41,6 +41,7 @@ from eegfm.model.pretraining import (
     choose_held_out,
     span_mask,
 )
+from eegfm.model.uncertainty import config_masks
 
 N_CANONICAL = 19
 # Computed once (per call, torch.compile traced the numpy lookup every step); never modified in place.
@@ -102,6 +103,8 @@ class EEGFMPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         if isinstance(module, EEGFMPreTrainedModel):  # from_pretrained builds buffers empty
             init.copy_(module.default_positions, _CANONICAL_POSITIONS)
+        if isinstance(module, TaskHead):  # its fixed MC-dropout masks, from the config (model.uncertainty)
+            init.copy_(module.mc_masks, config_masks(self.config).to(module.mc_masks.device))
         # Modules owning raw parameters; children were initialised first, so these rules win.
         for name, parameter in module.named_parameters(recurse=False):
             if name in ("interpolated", "null", "sex", "kind"):
@@ -269,6 +272,24 @@ class EEGFMModel(EEGFMPreTrainedModel):
                 return self.head.predict(logits)
         finally:
             self.train(was_training)
+
+    def sample_logits(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        """(B, S, n_outputs) logits under the head's S fixed dropout masks (``model.uncertainty``;
+        last-layer MC dropout), for the inputs of ``forward``; S = ``config.mc_passes``."""
+        return self.logits_with_samples(*args, **kwargs)[1]
+
+    def logits_with_samples(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """``forward``'s logits and ``sample_logits`` from one run of the encoder."""
+        features = self.forward_features(*args, **kwargs)
+        return self.forward_head(features), self.head.sample_logits(features)
+
+    def set_mc_passes(self, passes: int) -> None:
+        """Sample ``passes`` masks from now on (0: none); ``config.mc_passes`` follows, so a model
+        saved after samples as this one does. The first masks do not change."""
+        if isinstance(passes, bool) or not isinstance(passes, int) or not 0 <= passes <= 1000:
+            raise ValueError(f"mc_passes: expected an integer in [0, 1000]; got {passes!r}")
+        self.config.mc_passes = passes
+        self.head.set_mc_masks(config_masks(self.config))
 
     def get_classifier(self) -> TaskHead:
         return self.head

@@ -1,7 +1,10 @@
 """Engines that turn a batch of model inputs into logits: PyTorch, ONNX Runtime, TensorRT.
 
 All take the keyword inputs of ``EEGFMModel.forward`` as torch tensors and return the head's
-logits (B, n_outputs) as a float32 CPU tensor, so what follows (temperature, softmax) is one path.
+logits (B, n_outputs) as a float32 CPU tensor, so what follows (temperature, softmax) is one path;
+``logits_and_samples`` adds the (B, S, n_outputs) ``sample_logits`` of the head's fixed MC-dropout
+masks from the same run (None where the model has none), ``mc_passes`` of them when given (a graph
+exported with more is sliced: its first masks are the same; one with fewer is exported again).
 ``torch`` loads the model folder; ``onnx`` runs ``model.onnx``, exported beside it on first use,
 on ONNX Runtime's CPU (or CUDA) provider; ``tensorrt`` builds an engine from that graph for this
 GPU, TensorRT version, precision and profile (cached beside it) and runs it on torch's CUDA stream
@@ -39,19 +42,43 @@ def _writable_dir(model_dir: Path) -> Path:
     return cache
 
 
-def onnx_path_for(model_dir: Path) -> Path:
-    """``model.onnx`` for the model folder, exported (atomically) where missing or older than the weights."""
+def onnx_path_for(model_dir: Path, mc_passes: int | None = None) -> Path:
+    """``model.onnx`` for the model folder, exported (atomically) where missing, older than the
+    weights or with fewer than ``mc_passes`` samples (None: the model's own number)."""
     weights = model_dir / "model.safetensors"
     path = _writable_dir(model_dir) / ONNX_NAME
-    if path.is_file() and (not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime):
+    fresh = path.is_file() and (not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime)
+    if fresh and (mc_passes is None or _graph_passes(path) >= mc_passes):
         return path
     from eegfm.model.export import export_onnx  # onnx, transformers: not for eegfm-predict --help
 
     log.info("exporting %s to ONNX (once; reused after)", model_dir)
+    model = _pretrained(model_dir)
+    if mc_passes is not None and mc_passes > model.config.mc_passes:
+        model.set_mc_passes(mc_passes)
     partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    export_onnx(_pretrained(model_dir), partial)
+    export_onnx(model, partial)
     partial.replace(path)
     return path
+
+
+def _graph_passes(path: Path) -> int:
+    """How many MC-dropout samples the graph's ``sample_logits`` output gives (0 without it)."""
+    import onnx  # heavy: only for --backend onnx / tensorrt
+
+    graph = onnx.load(str(path), load_external_data=False)
+    output = next((o for o in graph.graph.output if o.name == "sample_logits"), None)
+    if output is None:
+        return 0
+    static = output.type.tensor_type.shape.dim[1].dim_value  # 0 where the dimension is symbolic
+    return int({p.key: p.value for p in graph.metadata_props}.get("eegfm.mc_passes", static))
+
+
+def _first_samples(samples: torch.Tensor | None, mc_passes: int | None) -> torch.Tensor | None:
+    """The first ``mc_passes`` samples (None: all); None for none."""
+    if samples is not None and mc_passes is not None:
+        samples = samples[:, :mc_passes]
+    return None if samples is None or samples.shape[1] == 0 else samples
 
 
 def _pretrained(model_dir: Path):
@@ -66,20 +93,37 @@ def _pretrained(model_dir: Path):
 class TorchBackend:
     name = "torch"
 
-    def __init__(self, model, device: torch.device) -> None:
+    def __init__(self, model, device: torch.device, mc_passes: int | None = None) -> None:
         self.model = model.to(device).eval()
         self.device = device
+        if mc_passes is not None and hasattr(self.model, "set_mc_passes"):
+            self.model.set_mc_passes(mc_passes)
+        self.mc_passes = mc_passes
 
     @torch.no_grad()
     def logits(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         out = self.model(**{k: v.to(self.device) for k, v in inputs.items()})
         return out.logits.float().cpu()
 
+    @torch.no_grad()
+    def logits_and_samples(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        inputs = {k: v.to(self.device) for k, v in inputs.items()}
+        if hasattr(self.model, "logits_with_samples"):  # one encoder run
+            logits, samples = self.model.logits_with_samples(**inputs)
+        elif hasattr(self.model, "sample_logits"):  # any model with the interface, e.g. an ensemble
+            logits, samples = self.model(**inputs).logits, self.model.sample_logits(**inputs)
+        else:
+            logits, samples = self.model(**inputs).logits, None
+        samples = None if samples is None else samples.float().cpu()
+        return logits.float().cpu(), _first_samples(samples, self.mc_passes)
+
 
 class OnnxBackend:
     name = "onnx"
 
-    def __init__(self, path: Path, device: torch.device, threads: int | None = None) -> None:
+    def __init__(
+        self, path: Path, device: torch.device, threads: int | None = None, mc_passes: int | None = None
+    ) -> None:
         from eegfm.model.export import OnnxEEGFM  # the model (transformers): not for eegfm-predict --help
 
         providers = ["CPUExecutionProvider"]
@@ -95,10 +139,16 @@ class OnnxBackend:
             providers.insert(0, "CUDAExecutionProvider")
         self.runner = OnnxEEGFM(path, threads=threads, providers=providers)
         self.path = path
+        self.mc_passes = mc_passes
 
     def logits(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         logits, _ = self.runner(**inputs)
         return torch.from_numpy(logits)
+
+    def logits_and_samples(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        logits, samples = self.runner.logits_with_samples(**inputs)
+        samples = None if samples is None else torch.from_numpy(samples)
+        return torch.from_numpy(logits), _first_samples(samples, self.mc_passes)
 
 
 def engine_name(precision: str, batch_size: int, n_times: int) -> str:
@@ -176,7 +226,14 @@ class TensorRTBackend:
     name = "tensorrt"
 
     def __init__(
-        self, onnx_path: Path, *, n_times: int, patch_size: int, batch_size: int, precision: str = "fp16"
+        self,
+        onnx_path: Path,
+        *,
+        n_times: int,
+        patch_size: int,
+        batch_size: int,
+        precision: str = "fp16",
+        mc_passes: int | None = None,
     ) -> None:
         try:
             import tensorrt as trt  # optional: in no extra, only for --backend tensorrt
@@ -215,11 +272,16 @@ class TensorRTBackend:
         self.context = self.engine.create_execution_context()
         names = [self.engine.get_tensor_name(i) for i in range(self.engine.num_io_tensors)]
         self.inputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        self.outputs = [n for n in names if self.engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self.mc_passes = mc_passes
         self.positions = canonical_positions().cuda()
         self.path = engine_path
 
-    @torch.no_grad()
     def logits(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.logits_and_samples(inputs)[0]
+
+    @torch.no_grad()
+    def logits_and_samples(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor | None]:
         eeg = inputs["eeg"]
         batch, n_chans, n_times = eeg.shape
         n_times -= n_times % self.patch_size  # whole patches, as the PyTorch model reads them
@@ -242,26 +304,33 @@ class TensorRTBackend:
             self.context.set_input_shape(name, tuple(tensor.shape))
             self.context.set_tensor_address(name, tensor.data_ptr())
         outputs = {}
-        for name in ("logits", "embedding"):
+        for name in self.outputs:
             outputs[name] = torch.empty(tuple(self.context.get_tensor_shape(name)), device="cuda", dtype=torch.float32)
             self.context.set_tensor_address(name, outputs[name].data_ptr())
         stream = torch.cuda.current_stream()
         if not self.context.execute_async_v3(stream.cuda_stream):
             raise RuntimeError(f"{self.path}: TensorRT execution failed")
         stream.synchronize()
-        return outputs["logits"].cpu()
+        samples = outputs["sample_logits"].cpu() if "sample_logits" in outputs else None
+        return outputs["logits"].cpu(), _first_samples(samples, self.mc_passes)
 
 
 def make_backend(config, model_dir: Path, *, n_times: int, patch_size: int):
     """The backend a ``PredictConfig`` names (``backend``, ``device``, ``threads`` ...) for the model folder."""
     device = torch.device(config.device)
+    passes = getattr(config, "mc_passes", None)  # None: the model's own number of MC-dropout samples
     if config.backend == "torch":
-        return TorchBackend(_pretrained(model_dir), device)
-    path = onnx_path_for(model_dir)
+        return TorchBackend(_pretrained(model_dir), device, passes)
+    path = onnx_path_for(model_dir, passes)
     if config.backend == "onnx":
-        return OnnxBackend(path, device, config.threads)
+        return OnnxBackend(path, device, config.threads, passes)
     if config.backend == "tensorrt":
         return TensorRTBackend(
-            path, n_times=n_times, patch_size=patch_size, batch_size=config.batch_size, precision=config.precision
+            path,
+            n_times=n_times,
+            patch_size=patch_size,
+            batch_size=config.batch_size,
+            precision=config.precision,
+            mc_passes=passes,
         )
     raise ConfigError(f"--backend: expected one of {', '.join(BACKENDS)}; got {config.backend!r}")

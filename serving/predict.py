@@ -8,9 +8,13 @@ recipe saved beside the model) and scored window by window. Written to ``--outpu
 - ``predictions.csv``: one row per window: the recording's index and input, its start and length
   (s), one column per label (probabilities, calibrated unless ``--uncalibrated``; a regression
   head's value), the most likely label, the artifact score and the channels interpolated in it
-  (and the expert votes where the input has them: the HMS layout);
-- ``recordings.json``: one entry per recording with its mean probabilities, most likely label and
-  windows per label, or the stage and reason it was quarantined; and the model's description;
+  (and the expert votes where the input has them: the HMS layout); then the confidence, the
+  uncertainty (entropy, mutual information of ``--mc_passes`` MC-dropout samples), the clinical
+  recommendation (``--recommendation_rules``), the rule that gave it and the model's version;
+- ``recordings.json``: one entry per recording with its mean probabilities, most likely label,
+  windows per label, minutes per class, flagged episodes (contiguous windows recommended for
+  urgent or expert review) and every window's prediction, or the stage and reason it was
+  quarantined; and the model's description (schema: serving/prediction.schema.json);
 - ``timelines/NNN_<name>.png``: each recording's probabilities over time above its artifact
   scores (``--no_plots`` leaves them out);
 - by default a recording is named in all of these, on stdout and in the log by its index and a
@@ -135,6 +139,27 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         default="fp16",
         help="TensorRT engine precision (--backend tensorrt only)",
     )
+    _add_uncertainty_options(parser)
+
+
+def _add_uncertainty_options(parser: argparse.ArgumentParser) -> None:
+    """How uncertain windows are measured and what is recommended for them."""
+    parser.add_argument(
+        "--mc_passes",
+        type=int,
+        default=None,
+        help="Monte-Carlo dropout samples per window for its uncertainty: fixed masks on the model's "
+        "head, so every run and backend gives the same numbers; 0: none (mutual information null); "
+        "default: the model's config (mc_passes, 20 unless set)",
+    )
+    parser.add_argument(
+        "--recommendation_rules",
+        type=user_path,
+        default=None,
+        help="a YAML rule table giving each window its clinical recommendation from its probabilities, "
+        "uncertainty and artifact score (docs/serving.md); default: the package's "
+        "serving/recommendation.yaml",
+    )
 
 
 def _add_redaction_options(parser: argparse.ArgumentParser) -> None:
@@ -160,13 +185,17 @@ def predict_config(args, parser):
     from eegfm.serving.predictor import PredictConfig  # the model and training's loader: not for --help
 
     gpu = args.backend == "tensorrt" or args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
-    same = {name: getattr(args, name) for name in ("backend", "batch_size", "stride_seconds", "threads", "precision")}
+    same = {
+        name: getattr(args, name)
+        for name in ("backend", "batch_size", "stride_seconds", "threads", "precision", "mc_passes")
+    }
     try:
         return PredictConfig(
             device="cuda" if gpu else "cpu",
             calibrated=not args.uncalibrated,
             redact=not getattr(args, "keep_paths", False),  # eegfm-serve asks per request (echo_name)
             artifact_model=not args.no_artifact_model,
+            recommendation_rules=args.recommendation_rules,
             **same,
         )
     except ConfigError as err:
@@ -192,6 +221,33 @@ def _csv_row(prediction, w, labels: list[str]) -> list[str]:
         f"{w.artifact_score:.4f}",
         ";".join(w.masked_channels),
         ";".join(f"{v:g}" for v in w.votes),
+        *_reading_cells(w),
+    ]
+
+
+CLINICAL_COLUMNS = [
+    "confidence",
+    "entropy",
+    "mutual_information",
+    "mc_passes",
+    "clinical_recommendation",
+    "recommendation_rule",
+    "model_version",
+]
+
+
+def _reading_cells(w) -> list[str]:
+    """predictions.csv's cells of CLINICAL_COLUMNS for the window ``w`` ('' for a null)."""
+    number = lambda v: "" if v is None else f"{v:.6g}"  # noqa: E731
+    u = w.uncertainty
+    return [
+        number(w.confidence),
+        number(u.get("entropy")),
+        number(u.get("mutual_information")),
+        str(u.get("passes", 0)),
+        w.clinical_recommendation,
+        w.recommendation_rule,
+        w.model_version,
     ]
 
 
@@ -204,10 +260,21 @@ def _write_predictions(predictions, fileobj, labels: list[str], args) -> tuple[l
     writer = csv.writer(fileobj)
     best = ["predicted"] if len(labels) > 1 else []
     writer.writerow(
-        ["index", "input", "start_s", "duration_s", *labels, *best, "artifact_score", "masked_channels", "votes"]
+        [
+            "index",
+            "input",
+            "start_s",
+            "duration_s",
+            *labels,
+            *best,
+            "artifact_score",
+            "masked_channels",
+            "votes",
+            *CLINICAL_COLUMNS,
+        ]
     )
     for prediction in tqdm(predictions, desc="recordings", unit="rec", disable=None):
-        summary = prediction.summary()
+        summary = prediction.as_dict()  # the summary, the labels and every window's prediction
         for w in prediction.windows:
             writer.writerow(_csv_row(prediction, w, labels))
         if prediction.windows and not args.no_plots:
@@ -341,7 +408,11 @@ def _print_summary(report: dict, output: Path) -> None:
         name = f"{r['index']:>3} {r['input']:<{width}}"
         if r["status"] == "processed":
             said = r.get("predicted") or f"{r['mean_outputs']['value']:.4g}"
-            print(f"  {name}  {said:<8} {r['windows']:>5} windows  artifact {r['mean_artifact_score']:.2f}")
+            flagged = len(r.get("flagged_episodes", []))
+            print(
+                f"  {name}  {said:<8} {r['windows']:>5} windows  artifact {r['mean_artifact_score']:.2f}"
+                + (f"  {flagged} flagged episode{'s' * (flagged > 1)}" if flagged else "")
+            )
         else:
             print(f"  {name}  quarantined at {r['stage']}: {r['reason']}")
     if len(report["recordings"]) > len(shown):

@@ -15,6 +15,7 @@ electrode's by ``chan-<hex>``, in everything it reports.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import secrets
 from collections import Counter
@@ -36,7 +37,9 @@ from eegfm.pipelines.process import Outcome, PreprocessConfig, Window, process_r
 from eegfm.pipelines.redact import PathRedactor, redacted_outcome
 from eegfm.pipelines.schema import CHANNELS, SFREQ, encode_example
 from eegfm.serving.backends import BACKENDS, make_backend
+from eegfm.serving.clinical import flagged_episodes, minutes_by_class, read_windows
 from eegfm.serving.model_store import fetch_model
+from eegfm.serving.recommendation import load_rules
 from eegfm.training.data.batch import collate_records
 from eegfm.training.losses import binary_logits
 from eegfm.training.preprocess_spec import load_preprocess_spec
@@ -57,6 +60,8 @@ class PredictConfig(Config):
     threads: int | None = None
     precision: str = "fp16"  # tensorrt engines only
     redact: bool = True  # name recordings by index and keyed token, non-electrode labels by token
+    mc_passes: int | None = None  # MC-dropout samples per window (0: none); None: the model's config
+    recommendation_rules: str | None = None  # a rule table (YAML); None: serving/recommendation.yaml
 
     def validate(self) -> None:
         check_option("backend", self.backend, BACKENDS)
@@ -67,6 +72,7 @@ class PredictConfig(Config):
         check_int("threads", self.threads, 1, optional=True)
         check_option("precision", self.precision, ("fp16", "bf16", "fp32"))
         check_option("redact", self.redact, (True, False))
+        check_int("mc_passes", self.mc_passes, 0, 1000, optional=True)
 
 
 @dataclasses.dataclass
@@ -78,6 +84,14 @@ class WindowPrediction:
     artifact_score: float
     masked_channels: tuple[str, ...]  # interpolated for this window (missing or repaired electrodes)
     votes: tuple[float, ...] = ()  # expert votes where the input carries them (the HMS layout)
+    # the clinical reading (serving.clinical): None / {} for a regression head
+    predicted_class: str | None = None
+    class_probabilities: dict[str, float] = dataclasses.field(default_factory=dict)
+    confidence: float | None = None
+    uncertainty: dict[str, Any] = dataclasses.field(default_factory=dict)  # entropy, mutual_information, passes
+    clinical_recommendation: str = ""
+    recommendation_rule: str = ""
+    model_version: str = ""
 
 
 @dataclasses.dataclass
@@ -99,6 +113,8 @@ class RecordingPrediction:
     line_freq: int | None = None
     rejected_windows: int = 0
     rejection_rules: dict[str, int] = dataclasses.field(default_factory=dict)
+    model_version: str = ""
+    flagged: tuple[str, ...] = ()  # the recommendations that make flagged episodes
 
     def summary(self) -> dict[str, Any]:
         """The recording at a glance: mean outputs over its windows and the most likely label."""
@@ -125,7 +141,17 @@ class RecordingPrediction:
                 out["predicted"] = self.labels[int(mean.argmax())]
                 out["windows_by_label"] = dict(Counter(self.labels[int(np.argmax(w.outputs))] for w in self.windows))
             out["mean_artifact_score"] = float(np.mean([w.artifact_score for w in self.windows]))
+        out.update(self.clinical_summary())
         return out
+
+    def clinical_summary(self) -> dict[str, Any]:
+        """Minutes per class, recommendations per window and the flagged episodes."""
+        return {
+            "model_version": self.model_version,
+            "minutes_by_class": minutes_by_class(self.windows, self.labels),
+            "recommendations": dict(Counter(w.clinical_recommendation for w in self.windows)),
+            "flagged_episodes": flagged_episodes(self.windows, self.flagged),
+        }
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -139,7 +165,7 @@ class RecordingPrediction:
 _OUTCOME_FIELDS = tuple(
     f.name
     for f in dataclasses.fields(RecordingPrediction)
-    if f.name not in ("input", "labels", "windows", "index", "eeg_id")
+    if f.name not in ("input", "labels", "windows", "index", "eeg_id", "model_version", "flagged")
 )
 
 
@@ -239,6 +265,8 @@ class Predictor:
         # the recordings' tokens: a --pseudonym_key_file's key gives those eegfm-preprocess and eegfm-redact give
         self.name_key = name_key or secrets.token_bytes(32)
         self._config_hash = preprocess.config_hash()
+        self.rules = load_rules(self.config.recommendation_rules).for_labels(self.labels)
+        self.model_version = model_version(self.model_dir)
 
     def describe(self) -> dict[str, Any]:
         """What a client needs to read the predictions."""
@@ -254,7 +282,24 @@ class Predictor:
             "preprocess_config_hash": self.spec["config_hash"],
             "artifact_model": "autoencoder and rules" if self.artifact_model is not None else "rules",
             "evaluation": self.evaluation,
+            "model_version": self.model_version,
+            "uncertainty": {
+                "method": "last-layer Monte-Carlo dropout with fixed masks (the head only)",
+                "passes": self.mc_passes,
+            },
+            "recommendation": {
+                "rules": [rule.name for rule in self.rules.rules],
+                "default": self.rules.default,
+                "flagged": list(self.rules.flagged),
+            },
         }
+
+    @property
+    def mc_passes(self) -> int:
+        """MC-dropout samples per window: the configured number, else the model's."""
+        if self.head == "regression":
+            return 0
+        return int(self.config.mc_passes if self.config.mc_passes is not None else self.model_config.mc_passes)
 
     def discover(self, inputs: Sequence[str], *, dataset: str = "auto", site: str | None = None) -> list[SourceItem]:
         """The recordings the inputs hold (``discover``'s items, largest first)."""
@@ -285,6 +330,8 @@ class Predictor:
             status="quarantined",
             labels=self.labels,
             index=index,
+            model_version=self.model_version,
+            flagged=self.rules.flagged,
             eeg_id=_hms_eeg_id(item, name),
         )
         # numpy's BLAS threads fight over the pipeline's small matrices (4-5x slower on 2 cores)
@@ -320,12 +367,15 @@ class Predictor:
         batch = collate_records([encode_example(w.record) for w in windows])
         config = self.model_config
         inputs = inputs_for_modalities(batch, config.modalities, spectrogram_pool=config.spectrogram_pool)
-        logits = self.backend.logits(inputs)
+        logits, samples = self.backend.logits_and_samples(inputs)
         outputs = self.outputs_of(logits)
         scores = [w.record.artifact_score for w in windows]
         if self.artifact_model is not None and all(w.ae_features is not None for w in windows):
             ae = self.artifact_model.score_features(np.stack([w.ae_features for w in windows]))
             scores = [max(float(a), float(b)) for a, b in zip(scores, ae, strict=True)]
+        regression = self.head == "regression"
+        sampled = None if samples is None or regression else self.sample_outputs_of(samples)
+        readings = read_windows(outputs, sampled, scores, self.labels, self.rules, regression=regression)
         mask = batch["channel_mask"].numpy()
         return [
             WindowPrediction(
@@ -335,9 +385,16 @@ class Predictor:
                 artifact_score=float(score),
                 masked_channels=tuple(CHANNELS[c] for c in np.flatnonzero(mask[i] == 0)),
                 votes=tuple(float(v) for v in w.record.votes),
+                **dataclasses.asdict(reading),
+                model_version=self.model_version,
             )
-            for i, (w, row, score) in enumerate(zip(windows, outputs, scores, strict=True))
+            for i, (w, row, score, reading) in enumerate(zip(windows, outputs, scores, readings, strict=True))
         ]
+
+    def sample_outputs_of(self, samples: torch.Tensor) -> np.ndarray:
+        """(B, S, C) probabilities of (B, S, n_outputs) sampled logits, as :meth:`outputs_of` makes them."""
+        batch, passes = samples.shape[:2]
+        return self.outputs_of(samples.reshape(batch * passes, -1)).reshape(batch, passes, -1)
 
     def outputs_of(self, logits: torch.Tensor) -> np.ndarray:
         """Probabilities (calibrated unless configured otherwise) or regression values."""
@@ -347,6 +404,18 @@ class Predictor:
         if logits.shape[-1] == 1:  # binary: one logit for the positive class, as [0, z] over both labels
             logits = binary_logits(logits[:, 0])
         return torch.softmax(logits / self.temperature, dim=-1).numpy()
+
+
+def model_version(model_dir: Path) -> str:
+    """``sha256:<16 hex>`` of the model folder's config.json and weights (every ``*.safetensors``,
+    by name): equal for the same model wherever it is copied, different after any retraining."""
+    digest = hashlib.sha256()
+    for path in [model_dir / "config.json", *sorted(model_dir.glob("*.safetensors"))]:
+        digest.update(path.name.encode())
+        with path.open("rb") as fileobj:
+            for chunk in iter(lambda: fileobj.read(1 << 20), b""):
+                digest.update(chunk)
+    return f"sha256:{digest.hexdigest()[:16]}"
 
 
 def _hms_eeg_id(item: SourceItem, name: str) -> str:

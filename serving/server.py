@@ -6,14 +6,17 @@
 Endpoints:
 
 - ``GET /health``: ``{"status": "ok"}`` once the model is loaded (a readiness probe).
-- ``GET /v1/model``: labels, head, temperature, window and stride, channels, backend.
+- ``GET /v1/model``: labels, head, temperature, window and stride, channels, backend, model version,
+  MC-dropout passes and the recommendation rules.
 - ``POST /v1/predict?filename=NAME``: the body is one recording file (EDF, BDF, FIF, EEGLAB
   ``.set`` with its data inside, HMS ``.parquet``, ...), its format taken from NAME's extension;
   or a ``.zip`` of a recording made of several files (BrainVision ``.vhdr``/``.vmrk``/``.eeg``,
   EEGLAB ``.set``/``.fdt``), or of several recordings. The reply is ``{"model": ...,
   "recordings": [...]}``: per recording the summary ``eegfm-predict`` writes to recordings.json
   plus ``window_predictions`` (start, length, outputs in label order, artifact score, interpolated
-  channels). Optional ``stride_seconds=S`` is not accepted per request: start the server with it.
+  channels, and the class, probabilities, confidence, uncertainty, clinical recommendation and
+  model version: ``serving/prediction.schema.json``). Optional ``stride_seconds=S`` is not
+  accepted per request: start the server with it.
   A recording is named in the reply by its index and a keyed token (``file-<hex>.edf``, a random key
   per server unless ``--pseudonym_key_file``), and a channel label that is no electrode, reference or
   auxiliary signal by ``chan-<hex>``; ``echo_name=true`` gives back the client's file name (and the

@@ -117,7 +117,7 @@ def make_targets(head: str, batch: int) -> torch.Tensor:
 
 
 class AllHeadsExportable(ExportableEEGFM):
-    """(logits, embedding) of the first model, then ``logits_<head>`` of every other model's head
+    """(logits, embedding, sample_logits) of the first model, then ``logits_<head>`` of every other model's head
     applied to the same features: one export checks every head (the models share one encoder)."""
 
     def __init__(self, models: dict[str, EEGFMModel]) -> None:
@@ -133,7 +133,7 @@ class AllHeadsExportable(ExportableEEGFM):
     ) -> tuple[torch.Tensor, ...]:
         extra = dict(zip(self.input_names()[3:], optional))
         features = self.model.forward_features(eeg, positions, channel_mask, **extra)
-        return (self.model.forward_head(features), features.pooled, *(head(features) for head in self.extra.values()))
+        return (*self.outputs_of(features), *(head(features) for head in self.extra.values()))
 
 
 def models_for_every_head(preset: str, seed: int = 3) -> dict[str, EEGFMModel]:

@@ -31,3 +31,24 @@ def hms6_run(tmp_path_factory) -> Path:
     write_preprocess_spec(run / "model", config.to_dict(), config.config_hash(), channels=list(CHANNELS), sfreq=SFREQ)
     (run / "run.json").write_text(json.dumps({"prior": [0.1, 0.2, 0.1, 0.15, 0.15, 0.3]}))
     return run
+
+
+def validate_prediction(recording: dict) -> None:
+    """Check one recording's output against serving/prediction.schema.json, and what a schema cannot
+    say: each window's probabilities sum to 1 and its predicted class is the most likely."""
+    import json
+    import math
+    from importlib import resources
+
+    import jsonschema
+
+    schema = json.loads(resources.files("eegfm.serving").joinpath("prediction.schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    recording = json.loads(json.dumps(recording))  # as a client reads it (tuples are arrays)
+    jsonschema.Draft202012Validator(schema).validate(recording)
+    for window in recording["window_predictions"]:
+        probabilities = window["class_probabilities"]
+        if probabilities:
+            assert math.isclose(sum(probabilities.values()), 1.0, abs_tol=1e-6)
+            assert window["predicted_class"] == max(probabilities, key=probabilities.get)
+            assert window["confidence"] == max(probabilities.values())

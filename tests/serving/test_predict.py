@@ -15,6 +15,7 @@ import pytest
 from eegfm.pipelines.redact import PathRedactor
 from eegfm.serving import predict
 from tests.pipelines.named_ward import IDENTIFIER, leaks, write_named_ward
+from tests.serving.conftest import validate_prediction
 
 
 def test_every_input_is_accounted_for_with_a_row_per_window(finetuned, raw_sites, tmp_path, capsys):
@@ -250,3 +251,45 @@ def test_by_default_a_recording_is_named_by_index_and_token_never_by_its_name(hm
     kept = json.loads((tmp_path / "kept" / "recordings.json").read_text())["recordings"]
     assert str(ward / f"{IDENTIFIER}.edf") in {r["input"] for r in kept} and IDENTIFIER in printed.out
     assert "'DOE_JOHN', 'MRN1234567_1960'" in " ".join(r["reason"] for r in kept)
+
+
+def test_each_window_gets_its_uncertainty_and_recommendation_as_the_schema_says(hms6_run, shared_data, tmp_path):
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "labels: [Seizure, LPD, GPD, LRDA, GRDA, Other]\ndefault: routine\nflagged: [look]\n"
+        "rules:\n  - {name: any seizure, recommendation: look, classes: [Seizure], min_probability: 0.01}\n"
+    )
+    common = ["--model", str(hms6_run), "--input", str(shared_data / "eegmat" / "Subject00_2.edf"), "--no_plots"]
+    assert (
+        predict.main(
+            [*common, "--output", str(tmp_path / "out"), "--mc_passes", "5", "--recommendation_rules", str(rules)]
+        )
+        == 0
+    )
+    [recording] = json.loads((tmp_path / "out" / "recordings.json").read_text())["recordings"]
+    validate_prediction(recording)
+    windows = recording["window_predictions"]
+    assert len(windows) == recording["windows"] == 6 and {w["uncertainty"]["passes"] for w in windows} == {5}
+    assert all(w["clinical_recommendation"] == "look" and w["recommendation_rule"] == "any seizure" for w in windows)
+    # the six windows are contiguous: one flagged episode over the 60 s they cover
+    assert recording["flagged_episodes"] == [
+        {"start_s": 0.0, "end_s": 60.0, "class": recording["predicted"], "recommendation": "look", "windows": 6}
+    ]
+    assert sum(recording["minutes_by_class"].values()) == pytest.approx(1.0)
+    with (tmp_path / "out" / "predictions.csv").open() as fileobj:
+        rows = list(csv.DictReader(fileobj))
+    assert [float(r["mutual_information"]) for r in rows] == pytest.approx(
+        [w["uncertainty"]["mutual_information"] for w in windows], rel=1e-5
+    )
+    assert {r["model_version"] for r in rows} == {recording["model_version"]}
+    # no samples: the entropy of the probabilities, no mutual information; the default rules
+    assert predict.main([*common, "--output", str(tmp_path / "none"), "--mc_passes", "0"]) == 0
+    [bare] = json.loads((tmp_path / "none" / "recordings.json").read_text())["recordings"]
+    validate_prediction(bare)
+    assert all(w["uncertainty"]["mutual_information"] is None for w in bare["window_predictions"])
+    assert [w["outputs"] for w in bare["window_predictions"]] == [w["outputs"] for w in windows]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("rules:\n  - {name: typo, recommendation: look, predicted: [Seizur]}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main([*common, "--output", str(tmp_path / "bad"), "--recommendation_rules", str(bad)])
+    assert exit_info.value.code == 2

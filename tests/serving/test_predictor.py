@@ -18,6 +18,7 @@ from eegfm.pipelines.tfrecord import read_records
 from eegfm.serving.predictor import PredictConfig, Predictor
 from eegfm.training.data.batch import collate_records
 from eegfm.training.preprocess_spec import SPEC_FILE
+from tests.serving.conftest import validate_prediction
 
 
 def _records_of(data: Path, recording: Path) -> list[bytes]:
@@ -84,6 +85,18 @@ def test_onnx_runtime_gives_the_same_probabilities(finetuned, torch_predictor, r
     exported = graph.stat().st_mtime_ns
     [by_torch], [by_onnx] = torch_predictor.predict([recording]), onnx.predict([recording])
     np.testing.assert_allclose([w.outputs for w in by_onnx.windows], [w.outputs for w in by_torch.windows], atol=1e-5)
+    # the MC-dropout samples are the graph's sample_logits output: every field agrees
+    for got, expected in zip(by_onnx.windows, by_torch.windows, strict=True):
+        assert got.predicted_class == expected.predicted_class
+        assert got.clinical_recommendation == expected.clinical_recommendation
+        assert got.model_version == expected.model_version and got.uncertainty["passes"] == 20
+        for key in ("entropy", "mutual_information"):
+            assert got.uncertainty[key] == pytest.approx(expected.uncertainty[key], abs=1e-5)
+        assert got.confidence == pytest.approx(expected.confidence, abs=1e-5)
+    assert by_onnx.summary()["flagged_episodes"] == by_torch.summary()["flagged_episodes"]
+    assert by_onnx.summary()["minutes_by_class"] == by_torch.summary()["minutes_by_class"]
+    assert max(w.uncertainty["mutual_information"] for w in by_torch.windows) > 0
+    validate_prediction(by_onnx.as_dict())
     assert onnx.describe()["backend"] == "onnx" and onnx.backend.runner.temperature == torch_predictor.temperature
     Predictor(finetuned, PredictConfig(backend="onnx"))
     assert graph.stat().st_mtime_ns == exported  # exported once, reused

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from eegfm.serving.server import make_server, upload_extension
+from tests.serving.conftest import validate_prediction
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +57,12 @@ def test_an_uploaded_recording_gets_the_predictors_answer(server, raw_sites, cap
         [w["outputs"] for w in answer["window_predictions"]], [w.outputs for w in expected.windows], atol=1e-9
     )
     assert reply["model"]["labels"] == ["rest", "task"] and answer["labels"] == ["rest", "task"]
+    # every window's reading, as the schema in the package describes it
+    validate_prediction(answer)
+    assert [w["clinical_recommendation"] for w in answer["window_predictions"]] == [
+        w.clinical_recommendation for w in expected.windows
+    ]
+    assert reply["model"]["model_version"] == answer["model_version"] and reply["model"]["uncertainty"]["passes"] == 20
     # The client's file name (a patient's, here) is in its reply, never in the server's log
     assert "POST /v1/predict 200" in caplog.text and "Roe" not in caplog.text
 

@@ -463,6 +463,26 @@ def test_eval_json_reports_calibration_and_calibration_png_draws_it(finetuned):
         assert image.format == "PNG"
 
 
+def test_eval_json_says_whether_uncertainty_picks_out_the_held_out_errors(finetuned):
+    from PIL import Image
+
+    report = json.loads((finetuned / "eval.json").read_text())
+    selective = report["selective"]
+    held = "test" if "test" in report else "val"
+    assert selective["split"] == held and selective["n_windows"] == report[held]["n_windows"]
+    # hms6's soft labels: the error rate and the KL to the votes, by each score incl. MC-dropout disagreement
+    assert set(selective["risks"]) == {"error", "kl"}
+    for risk in selective["risks"].values():
+        assert set(risk["scores"]) == {"confidence", "entropy", "mutual_information"}
+        assert risk["oracle_aurc"] <= min(s["aurc"] for s in risk["scores"].values()) + 1e-12
+    error = selective["risks"]["error"]
+    assert error["full_coverage_risk"] == pytest.approx(1 - report[held]["accuracy"], abs=1e-6)
+    helps = any(s["improves"] for r in selective["risks"].values() for s in r["scores"].values())
+    assert selective["uncertainty_helps"] == helps and selective["note"]
+    with Image.open(finetuned / "selective.png") as image:
+        assert image.format == "PNG"
+
+
 def test_saved_model_reloads_and_gives_the_evaluated_predictions(finetuned, hms_data):
     from eegfm.model import EEGFMModel
 

@@ -24,6 +24,7 @@ from eegfm.evaluation.metrics import (
     reliability_of,
 )
 from eegfm.evaluation.plots import plot_confusion, plot_per_site, plot_reliability_of
+from eegfm.evaluation.selective import curves_of, plot_risk_coverage, selective_summary
 from eegfm.training import checkpoint as ckpt
 from eegfm.training import losses
 from eegfm.training.config import FinetuneConfig
@@ -63,6 +64,55 @@ def collect(
     mine = (torch.cat(logits) if logits else torch.zeros(0), torch.cat(targets) if targets else torch.zeros(0), sites)
     parts = [p for p in dist.gather_objects(mine) if p[0].numel()] or [mine]
     return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]), [s for p in parts for s in p[2]]
+
+
+@torch.no_grad()
+def collect_samples(
+    model: torch.nn.Module, loader: EEGLoader, dist: Dist, amp_dtype: torch.dtype
+) -> torch.Tensor | None:
+    """Every rank's (N, S, n_outputs) MC-dropout sample logits (``model.uncertainty``) over ``loader``,
+    in ``collect``'s order; None for a model without them."""
+    net = unwrap(model)
+    if not getattr(net.config, "mc_passes", 0) or not hasattr(net, "sample_logits"):
+        return None
+    was_training = net.training
+    net.eval()
+    samples = []
+    try:
+        for batch in loader:
+            with autocast(dist, amp_dtype):
+                samples.append(net.sample_logits(**inputs_for(model, batch, dist.device)).float().cpu())
+    finally:
+        net.train(was_training)
+    # a tensor from every rank, empty where it had no windows (Horovod matches collectives by type)
+    parts = [p for p in dist.gather_objects(torch.cat(samples) if samples else torch.zeros(0)) if p.numel()]
+    return torch.cat(parts) if parts else None
+
+
+def selective_of(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    samples: torch.Tensor | None,
+    cfg: FinetuneConfig,
+    temperature: float,
+    plot: Path | None = None,
+) -> dict[str, Any]:
+    """``evaluation.selective``'s summary of the held-out windows with a target: does keeping the most
+    certain 80 % (by confidence, entropy, MC-dropout mutual information) lower the error (and the
+    KL to the votes, hms6)? Its risk-coverage curves drawn to ``plot``."""
+    logits = class_logits(logits, cfg)
+    distribution, keep = losses.as_distribution(target, logits.shape[-1])
+    probabilities = torch.softmax(logits.double() / temperature, -1)[keep].numpy()
+    sampled = None
+    if samples is not None and len(samples) == len(keep):
+        n, passes = samples.shape[:2]
+        sample_logits = class_logits(samples.reshape(n * passes, -1).squeeze(-1), cfg).reshape(n, passes, -1)
+        sampled = torch.softmax(sample_logits.double() / temperature, -1)[keep].numpy()
+    soft = distribution[keep].numpy() if cfg.task == "hms6" else distribution[keep].argmax(-1).numpy()
+    if plot is not None:
+        curves = curves_of(probabilities, soft, sampled)
+        plot_risk_coverage(curves, f"{cfg.task}: {len(soft)} held-out windows, most certain kept first", plot)
+    return selective_summary(probabilities, soft, sampled)
 
 
 def best_weights(output: Path, dist: Dist) -> dict[str, torch.Tensor] | None:
@@ -132,10 +182,11 @@ def finish(
     # Per site, as "val" (before calibration, which these windows were used for) and "test" (after).
     if per_site := evaluate_per_site(logits, target, sites, cfg, model.head, plan.prior):
         report["val_per_site"] = per_site
-    held_logits, held_target = logits, target
+    held_logits, held_target, held_loader = logits, target, val_loader
     if plan.split.test:
         test_loader = split_loader(cfg, dist, data, plan, "test", model.config.patch_size)
         held_logits, held_target, test_sites = collect(model, test_loader, cfg, dist, amp_dtype)
+        held_loader = test_loader
         report["test"] = evaluate(held_logits, held_target, cfg, model.head, plan.prior, temperature)
         if per_site := evaluate_per_site(
             held_logits, held_target, test_sites, cfg, model.head, plan.prior, temperature
@@ -146,6 +197,9 @@ def finish(
         held = "test" if plan.split.test else "val"
         report["confusion"] = confusion_of(held_logits, held_target, cfg, held, class_names(cfg))
         report["reliability"] = reliability_of(held_logits, held_target, cfg, held, temperature)
+        samples = collect_samples(model, held_loader, dist, amp_dtype)
+        plot = output / "selective.png" if dist.is_main else None
+        report["selective"] = {"split": held, **selective_of(held_logits, held_target, samples, cfg, temperature, plot)}
     if dist.is_main:
         with quiet_transformers():
             model.save_pretrained(output / "model")
