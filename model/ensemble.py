@@ -142,6 +142,11 @@ class EnsembleModel(nn.Module):
         self.register_buffer("weights", torch.tensor(config.weights, dtype=torch.float32))
         self.register_buffer("bias", torch.tensor(config.bias, dtype=torch.float32))
 
+    @property
+    def required_inputs(self) -> tuple[str, ...]:
+        """Inputs some member cannot do without (the spectrogram CNN's ``spectrogram``)."""
+        return tuple(dict.fromkeys(n for m in self.members for n in getattr(m, "required_inputs", ())))
+
     @staticmethod
     def inputs_of(member: nn.Module, inputs: dict[str, torch.Tensor | None]) -> dict[str, torch.Tensor]:
         """The inputs ``member`` takes: EEG (always accepted) and its configured modalities."""
