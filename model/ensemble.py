@@ -39,6 +39,7 @@ from torch import nn
 
 from eegfm.model.architectures import ENSEMBLE_FILE, architecture_of, load_model_folder
 from eegfm.model.config import KAGGLE_SPECTROGRAM_BINS, MODALITIES, ConfigError
+from eegfm.model.export import ExportableEEGFM
 from eegfm.model.modeling import EEGFMOutput
 
 EEG_INPUTS = ("eeg", "positions", "channel_mask")
@@ -197,6 +198,10 @@ class EnsembleModel(nn.Module):
         output = EEGFMOutput(logits=self.stack(log_probs), pooled=pooled)
         return output if return_dict in (None, True) else output.to_tuple()
 
+    def exportable(self) -> ExportableEnsemble:
+        """The ONNX export wrapper (``model.export.export_onnx`` asks for it)."""
+        return ExportableEnsemble(self)
+
     def predict(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         """Class probabilities, in eval mode without gradients."""
         was_training = self.training
@@ -240,6 +245,21 @@ class EnsembleModel(nn.Module):
             member_configs=[m.config for m in members],
         )
         return cls(members, config)
+
+
+class ExportableEnsemble(ExportableEEGFM):
+    """One ONNX graph of the members and the weights: outputs ``logits`` (B, C) (stacked
+    log-probabilities), ``embedding`` (the members' side by side) and ``sample_logits`` (B, M, C)."""
+
+    def output_names(self) -> list[str]:
+        return ["logits", "embedding", "sample_logits"]
+
+    def forward(
+        self, eeg: torch.Tensor, positions: torch.Tensor, channel_mask: torch.Tensor, *optional: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        extra = dict(zip(self.input_names()[3:], optional))
+        log_probs, pooled = self.model._member_outputs(eeg=eeg, positions=positions, channel_mask=channel_mask, **extra)
+        return self.model.stack(log_probs), pooled, log_probs
 
 
 def _objective(log_probs: torch.Tensor, target: torch.Tensor, l2: float):

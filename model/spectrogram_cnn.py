@@ -86,6 +86,7 @@ class SpectrogramCNNConfig(PreTrainedConfig):
     initializer_range: float = 0.02
     modalities: list[str] | None = None
     patch_size: int = 1
+    spectrogram_pool: int = 1  # frames read in whole multiples of (the ONNX runner trims to them)
     sfreq: float = 256.0
 
     def __post_init__(self, **kwargs: Any) -> None:

@@ -41,7 +41,7 @@ def _writable_dir(model_dir: Path) -> Path:
 
 def onnx_path_for(model_dir: Path) -> Path:
     """``model.onnx`` for the model folder, exported (atomically) where missing or older than the weights."""
-    weights = model_dir / "model.safetensors"
+    weights = model_dir / ("ensemble.json" if (model_dir / "ensemble.json").is_file() else "model.safetensors")
     path = _writable_dir(model_dir) / ONNX_NAME
     if path.is_file() and (not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime):
         return path
@@ -56,11 +56,11 @@ def onnx_path_for(model_dir: Path) -> Path:
 
 def _pretrained(model_dir: Path):
     # transformers: not needed by eegfm-predict --help, which reads BACKENDS from here
-    from eegfm.model.modeling import EEGFMModel
+    from eegfm.model.architectures import load_model_folder  # eegfm, spectrogram CNN or ensemble
     from eegfm.training.loop import quiet_transformers
 
     with quiet_transformers():
-        return EEGFMModel.from_pretrained(model_dir)
+        return load_model_folder(model_dir)
 
 
 class TorchBackend:

@@ -144,7 +144,7 @@ def fit_ensemble(
     if not plan.windows["test"]:
         del predictions["test"]
     report = fit_on_validation(ensemble, predictions, cfg, plan)
-    ensemble.config.fit.update(data=data_label(data), record_task=record_task, windows_by_split=plan.windows)
+    ensemble.config.fit.update(record_task=record_task, windows_by_split=plan.windows)
     with quiet_transformers():
         ensemble.save_pretrained(output / "model")
     save_preprocess_spec(data_dirs(data), output / "model")
