@@ -96,6 +96,8 @@ def scores(
         return {}
     columns = {name: log_probs[:, m] for m, name in enumerate(ensemble.config.members)}
     columns["ensemble"] = ensemble.stack(log_probs)
+    if cfg.head == "binary":  # evaluate reads a binary head's one logit z as [0, z]
+        columns = {name: lp[:, 1] - lp[:, 0] for name, lp in columns.items()}
     return {name: evaluate(logits, target, cfg, None, prior) for name, logits in columns.items()}
 
 
@@ -140,9 +142,8 @@ def fit_ensemble(
         raise ConfigError(f"--data {data_label(data)}: no validation windows to fit the stacking weights on")
     for folder in folders:
         check_member_split(folder, plan)
-    predictions = {name: predict_split(ensemble, data, plan, cfg, name) for name in ("val", "test")}
-    if not plan.windows["test"]:
-        del predictions["test"]
+    held_out = [name for name in ("val", "test") if plan.windows[name]]
+    predictions = {name: predict_split(ensemble, data, plan, cfg, name) for name in held_out}
     report = fit_on_validation(ensemble, predictions, cfg, plan)
     ensemble.config.fit.update(record_task=record_task, windows_by_split=plan.windows)
     with quiet_transformers():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -103,3 +104,24 @@ def test_every_option_has_help():
     for action in parser._actions:
         assert action.help, action.dest
     assert "validation" in parser.format_help()
+
+
+@pytest.mark.slow
+def test_predictor_serves_a_fitted_ensemble_like_a_model(finetuned, three_sites, raw_sites, tmp_path):
+    """About 75 s (the fixtures preprocess eegmat and fine-tune; the ONNX export): an ensemble of
+    a fine-tuned eegmat run, stacked on its own split, scored by eegfm-predict's Predictor on a real
+    recording, in PyTorch and ONNX Runtime alike."""
+    from eegfm.serving.predictor import PredictConfig, Predictor
+
+    split = ["--set", "val_fraction=0.34"]  # the split of the fine-tuning (tests.conftest: finetuned)
+    argv = ["--members", str(finetuned), str(finetuned), "--data", str(three_sites), "--output", str(tmp_path)]
+    assert ensemble_cli.main([*argv, "--set", "task=eegmat", *split]) == 0
+    recording = raw_sites / "hospital1" / "Subject02_2.edf"
+    served = Predictor(tmp_path)
+    assert served.labels == ("rest", "task") and served.temperature == 1.0
+    assert served.evaluation is not None  # eval.json's held-out numbers travel with it
+    [prediction] = served.predict([str(recording)])
+    got = np.array([w.outputs for w in prediction.windows])
+    assert prediction.status == "processed" and len(got) == 6 and np.allclose(got.sum(1), 1.0)
+    [onnx] = Predictor(tmp_path, PredictConfig(backend="onnx")).predict([str(recording)])
+    np.testing.assert_allclose(np.array([w.outputs for w in onnx.windows]), got, atol=1e-4)
