@@ -11,7 +11,8 @@ of the channel tokens), ``encoder``, ``heads`` (registry), ``pretraining`` (mask
 contrastive channel prediction, band-power summary), ``adapters`` (LoRA,
 bottleneck, freezing), ``modeling`` (Hugging Face models, ``create_model``), ``optim`` (parameter
 groups, layer-wise lr decay), ``numerics`` (autocast-safe regions, DDP tie-ins), ``export`` (ONNX),
-``spectrogram_cnn`` (an EfficientNet-style CNN on the HMS spectrogram), ``architectures`` (the
+``spectrogram_cnn`` (an EfficientNet-style CNN on the HMS spectrogram), ``eeg_cnn_gru`` (a 1-D
+CNN-GRU on raw EEG), ``architectures`` (the
 registry of task models by ``model_type``; ``load_model_folder`` loads any saved model or ensemble),
 ``ensemble`` (members stacked by weights fitted on validation).
 """

@@ -6,7 +6,10 @@ name               model_type                  model
 =================  ==========================  ===============================================
 eegfm              eegfm                       ``EEGFMModel``: the encoder on raw EEG (+ fusion)
 spectrogram_cnn    eegfm_spectrogram_cnn       ``SpectrogramCNN``: a 2-D CNN on the spectrogram
+eeg_cnn_gru        eegfm_eeg_cnn_gru           ``EEGCNNGRU``: a 1-D CNN-GRU on raw EEG (torch only)
 =================  ==========================  ===============================================
+
+Architectures built from scratch have a ``config_class.presets`` dict and ``from_preset``.
 
 A folder with ``ensemble.json`` is an ``EnsembleModel`` of such folders (``model.ensemble``).
 Every model answers ``model(**inputs).logits`` and has a ``config`` with ``head``, ``id2label``,
@@ -24,6 +27,7 @@ from typing import Any
 from transformers import AutoConfig, AutoModel
 
 from eegfm.model.config import ConfigError, EEGFMConfig
+from eegfm.model.eeg_cnn_gru import EEGCNNGRU, EEGCNNGRUConfig
 from eegfm.model.modeling import EEGFMModel
 from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig
 
@@ -102,3 +106,4 @@ def load_model_config(folder: str | os.PathLike[str]):
 
 register_architecture("eegfm", EEGFMConfig, EEGFMModel, from_scratch=False)
 register_architecture("spectrogram_cnn", SpectrogramCNNConfig, SpectrogramCNN, from_scratch=True)
+register_architecture("eeg_cnn_gru", EEGCNNGRUConfig, EEGCNNGRU, from_scratch=True)

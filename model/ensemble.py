@@ -100,6 +100,12 @@ class EnsembleConfig:
         return math.lcm(*(int(c.patch_size) for c in self.member_configs))
 
     @property
+    def fixed_channels(self) -> int | None:
+        """The channel count a member with one input per channel fixes (the ONNX export's); else None."""
+        counts = {c.fixed_channels for c in self.member_configs if getattr(c, "fixed_channels", None)}
+        return counts.pop() if len(counts) == 1 else None
+
+    @property
     def spectrogram_pool(self) -> int:
         """Frames the graph reads whole multiples of: the eegfm members' spectrogram tokens."""
         pools = [int(getattr(c, "spectrogram_pool", 1)) for c in self.member_configs if "spectrogram" in c.modalities]
@@ -199,7 +205,11 @@ class EnsembleModel(nn.Module):
         return output if return_dict in (None, True) else output.to_tuple()
 
     def exportable(self) -> ExportableEnsemble:
-        """The ONNX export wrapper (``model.export.export_onnx`` asks for it)."""
+        """The ONNX export wrapper (``model.export.export_onnx`` asks for it); a member that
+        cannot be exported (``EEGCNNGRU``) refuses here, by name."""
+        for member in self.members:
+            if (check := getattr(member, "exportable", None)) is not None:
+                check()
         return ExportableEnsemble(self)
 
     def predict(self, *args: Any, **kwargs: Any) -> torch.Tensor:

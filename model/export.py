@@ -128,6 +128,8 @@ def export_onnx(
     """
     wrapper = model if isinstance(model, ExportableEEGFM) else _exportable(model)
     model = wrapper.model
+    if n_chans is None:  # a model with one input per canonical channel (model.eeg_cnn_gru) fixes it
+        n_chans = getattr(model.config, "fixed_channels", None)
     if n_chans is not None and (
         isinstance(n_chans, bool) or not isinstance(n_chans, int) or not 2 <= n_chans <= MAX_CHANNELS
     ):

@@ -68,6 +68,7 @@ class SpectrogramCNNConfig(PreTrainedConfig):
     """
 
     model_type = MODEL_TYPE
+    presets = None  # set to PRESETS below (a class attribute, not a config field)
 
     preset: str = "custom"
     spectrogram_bins: int = KAGGLE_SPECTROGRAM_BINS
@@ -148,6 +149,9 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "base": {},
 }
+
+
+SpectrogramCNNConfig.presets = PRESETS
 
 
 class SqueezeExcitation(nn.Module):

@@ -284,10 +284,11 @@ class FinetuneConfig(RunConfig):
         (at least one, drawn by ``seed``); the others are left out (label-efficiency benchmarks).
     epochs: passes over the training split; ``optim.max_steps``, if set, stops earlier.
     architecture: the task model (``model.architectures``): ``eegfm`` loads ``--pretrained``;
-        ``spectrogram_cnn`` is built from random initialisation (its preset: ``model`` where the CNN
-        has one, tiny or base, else base) unless ``--pretrained`` holds a saved one, trains in mode
-        ``full`` with plain AdamW groups (no layer decay, no gradual unfreezing) and reads the
-        batches' ``spectrogram``; ``model_overrides`` are eegfm settings and do not apply to it.
+        ``spectrogram_cnn`` (on the batches' ``spectrogram``) and ``eeg_cnn_gru`` (on raw EEG) are
+        built from random initialisation (their preset: ``model`` where they have one, tiny or
+        base, else base) unless ``--pretrained`` holds a saved one, and train in mode ``full``
+        with plain AdamW groups (no layer decay, no gradual unfreezing); ``model_overrides`` are
+        eegfm settings and do not apply to them.
     """
 
     task: str = "hms6"

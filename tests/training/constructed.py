@@ -50,9 +50,10 @@ def write_hms_windows(root: Path, n_subjects: int = 8, per_subject: int = 6, n_t
     return root
 
 
-def spectrogram_batch(batch: int, frames: int, seed: int) -> dict[str, torch.Tensor]:
+def labeled_batch(batch: int, frames: int, seed: int) -> dict[str, torch.Tensor]:
     """A loader-style hms6 batch with a ``spectrogram`` (B, 400, frames) following the contract
-    (log1p power; LL, RL, LP, RP x 100 bins): each class raises the power of its own band of bins."""
+    (log1p power; LL, RL, LP, RP x 100 bins), in which each class raises the power of its own band
+    of bins, and 1 s of EEG carrying the class's rhythm ((label + 1) * 2 Hz) in noise."""
     generator = torch.Generator().manual_seed(seed)
     labels = torch.randint(0, N_CLASSES, (batch,), generator=generator)
     spectrogram = torch.rand(batch, 400, frames, generator=generator)
@@ -61,8 +62,11 @@ def spectrogram_batch(batch: int, frames: int, seed: int) -> dict[str, torch.Ten
         spectrogram[row, bins] += 2.0
         spectrogram[row, 200 + bins] += 2.0
     votes = torch.nn.functional.one_hot(labels, N_CLASSES).float() * 3
+    time = torch.arange(256) / 256
+    rhythm = torch.sin(2 * torch.pi * 2 * (labels[:, None] + 1) * time)  # (B, 256)
+    eeg = 20 * torch.randn(batch, 19, 256, generator=generator) + 40 * rhythm[:, None]
     return {
-        "eeg": torch.zeros(batch, 19, 256),
+        "eeg": eeg,
         "channel_mask": torch.ones(batch, 19),
         "spectrogram": spectrogram,
         "votes": votes,

@@ -15,7 +15,7 @@ from eegfm.training.distributed import Dist
 from eegfm.training.finetune import loop as ft_loop
 from eegfm.training.finetune import setup as ft_setup
 from eegfm.training.finetune.plan import Stage
-from tests.training.constructed import spectrogram_batch, write_hms_windows
+from tests.training.constructed import labeled_batch, write_hms_windows
 
 CNN = ["architecture=spectrogram_cnn", "deterministic=false", "optim.warmup_steps=0"]
 
@@ -29,7 +29,7 @@ def one_thread():
 
 
 def test_config_names_the_architecture_and_its_constraints():
-    with pytest.raises(ConfigError, match=r"architecture: expected one of 'eegfm', 'spectrogram_cnn'"):
+    with pytest.raises(ConfigError, match=r"architecture: expected one of 'eeg_cnn_gru', 'eegfm', 'spectrogram_cnn'"):
         load_config("cpu-tiny", "finetune", ["architecture=resnet"])
     with pytest.raises(ConfigError, match="mode: architecture 'spectrogram_cnn' has no pretrained encoder"):
         load_config("cpu-tiny", "finetune", [*CNN, "mode=linear"])
@@ -57,10 +57,12 @@ def test_cnn_is_built_from_scratch_with_the_task_labels(tmp_path):
         ft_setup.load_model(tmp_path / "cnn", hms)
 
 
-def test_a_short_finetune_of_the_cnn_lowers_the_loss():
+@pytest.mark.parametrize("architecture", ["spectrogram_cnn", "eeg_cnn_gru"])
+def test_a_short_finetune_from_scratch_lowers_the_loss(architecture):
     """Fine-tuning's own step (``finetune.loop.train_step``: inputs, KL loss to the votes, AdamW
-    groups, clipping) on constructed batches that follow the spectrogram contract."""
-    cfg = load_config("cpu-tiny", "finetune", [*CNN, "optim.lr=3e-3", "loader.batch_size=16"])
+    groups, clipping) on constructed batches that follow the spectrogram contract (EEG for the GRU)."""
+    overrides = [*CNN, f"architecture={architecture}", "optim.lr=3e-3", "loader.batch_size=16"]
+    cfg = load_config("cpu-tiny", "finetune", overrides)
     model, _ = ft_setup.load_model(None, cfg)
     ft_setup.init_head(model, [1 / 6] * 6, cfg.task, cfg.seed)
     ft_setup.configure_mode(model, cfg)
@@ -81,10 +83,10 @@ def test_a_short_finetune_of_the_cnn_lowers_the_loss():
         steps_per_epoch=1,
         total_steps=60,
     )
-    held_out = spectrogram_batch(64, 20, seed=999)
+    held_out = labeled_batch(64, 20, seed=999)
     evaluate = functools.partial(_loss, run, held_out)
     before = evaluate()
-    batches = (spectrogram_batch(16, 20, seed=step) for step in range(60))
+    batches = (labeled_batch(16, 20, seed=step) for step in range(60))
     losses = [float(ft_loop.train_step(run, batches)["loss"]) for _ in range(60)]
     assert run.step == 60 and sum(losses[-5:]) < sum(losses[:5])
     after = evaluate()
@@ -101,7 +103,7 @@ def _loss(run: ft_setup.Run, batch: dict, /) -> float:
 def test_batches_without_a_spectrogram_name_the_data_and_the_feature():
     cfg = load_config("cpu-tiny", "finetune", CNN)
     model, _ = ft_setup.load_model(None, cfg)
-    batch = spectrogram_batch(2, 4, seed=0)
+    batch = labeled_batch(2, 4, seed=0)
     assert ft_setup.inputs_for(model, batch, torch.device("cpu"))["spectrogram"] is batch["spectrogram"]
     del batch["spectrogram"]
     with pytest.raises(ConfigError, match=r"--data /data/hms: its windows carry no 'spectrogram' feature"):

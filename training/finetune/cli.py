@@ -39,9 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--architecture",
         default=None,
         choices=list_architectures(),
-        help="the task model: eegfm (the pretrained encoder on raw EEG) or spectrogram_cnn (an "
-        "EfficientNet-style CNN on the windows' spectrogram, from random initialisation, mode full; "
-        "an ensemble member, see python -m eegfm.training.ensemble); default: the config's architecture",
+        help="the task model: eegfm (the pretrained encoder on raw EEG), spectrogram_cnn (an "
+        "EfficientNet-style CNN on the windows' spectrogram) or eeg_cnn_gru (a small 1-D CNN-GRU on raw "
+        "EEG); the last two from random initialisation, mode full, as ensemble members (python -m "
+        "eegfm.training.ensemble); default: the config's architecture",
     )
     parser.add_argument(
         "--output",

@@ -22,7 +22,6 @@ from eegfm.model import adapters as adapters_lib
 from eegfm.model.architectures import architecture_of, get_architecture
 from eegfm.model.modeling import EEGFMModel
 from eegfm.model.optim import decays, param_groups_lrd
-from eegfm.model.spectrogram_cnn import PRESETS as CNN_PRESETS
 from eegfm.training import losses
 from eegfm.training.config import ConfigError, FinetuneConfig, resolve_precision
 from eegfm.training.data import EEGLoader, data_label, inputs_for_modalities
@@ -144,7 +143,7 @@ def build_model(pretrained: str | os.PathLike[str] | None, cfg: FinetuneConfig) 
             )
         log.info("loaded %s model from %s", cfg.architecture, folder)
         return model, False
-    preset = cfg.model if cfg.model in CNN_PRESETS else "base"
+    preset = cfg.model if cfg.model in architecture.config_class.presets else "base"
     torch.manual_seed(cfg.seed)
     config = architecture.config_class.from_preset(preset, head=cfg.head, id2label=dict(enumerate(labels)))
     model = architecture.model_class(config)
