@@ -216,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--record_task",
         default=None,
-        help="the `task` value of the windows (default: the task's own, e.g. hms6 -> hms6)",
+        help="the `task` value of the windows; None: the task's own (hms6 -> hms6)",
     )
     return parser
 
