@@ -10,10 +10,15 @@ Modules: ``config`` (EEGFMConfig, presets), ``inputs`` (names/metadata -> tensor
 of the channel tokens), ``encoder``, ``heads`` (registry), ``pretraining`` (masked reconstruction,
 contrastive channel prediction, band-power summary), ``adapters`` (LoRA,
 bottleneck, freezing), ``modeling`` (Hugging Face models, ``create_model``), ``optim`` (parameter
-groups, layer-wise lr decay), ``numerics`` (autocast-safe regions, DDP tie-ins), ``export`` (ONNX).
+groups, layer-wise lr decay), ``numerics`` (autocast-safe regions, DDP tie-ins), ``export`` (ONNX),
+``spectrogram_cnn`` (an EfficientNet-style CNN on the HMS spectrogram), ``eeg_cnn_gru`` (a 1-D
+CNN-GRU on raw EEG), ``architectures`` (the
+registry of task models by ``model_type``; ``load_model_folder`` loads any saved model or ensemble),
+``ensemble`` (members stacked by weights fitted on validation).
 """
 
 from eegfm.model.adapters import add_adapters, count_parameters, count_trainable, freeze_encoder, unfreeze_encoder
+from eegfm.model.architectures import list_architectures, load_model_folder, register_architecture
 from eegfm.model.config import (
     HMS_CLASSES,
     MODALITIES,
@@ -37,6 +42,7 @@ from eegfm.model.modeling import (
     register_auto_classes,
 )
 from eegfm.model.optim import param_groups_lrd
+from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig
 
 __all__ = [
     "HMS_CLASSES",
@@ -49,6 +55,8 @@ __all__ = [
     "EEGFMPreTrainedModel",
     "EncoderOutput",
     "PretrainingOutput",
+    "SpectrogramCNN",
+    "SpectrogramCNNConfig",
     "TaskHead",
     "add_adapters",
     "canonical_positions",
@@ -61,10 +69,13 @@ __all__ = [
     "encode_sex",
     "freeze_encoder",
     "get_preset",
+    "list_architectures",
     "list_heads",
     "list_presets",
+    "load_model_folder",
     "param_groups_lrd",
     "positions_for",
+    "register_architecture",
     "register_auto_classes",
     "register_head",
     "register_preset",

@@ -141,18 +141,22 @@ def export_onnx(
     ``n_chans``: None keeps the channel count dynamic, an integer fixes it. ``gnn_impl``: the GNN
     formulation to export (None: the model's own). The model's modes are restored after.
     """
-    wrapper = model if isinstance(model, ExportableEEGFM) else ExportableEEGFM(model)
+    wrapper = model if isinstance(model, ExportableEEGFM) else _exportable(model)
     model = wrapper.model
+    if n_chans is None:  # a model with one input per canonical channel (model.eeg_cnn_gru) fixes it
+        n_chans = getattr(model.config, "fixed_channels", None)
     if n_chans is not None and (
         isinstance(n_chans, bool) or not isinstance(n_chans, int) or not 2 <= n_chans <= MAX_CHANNELS
     ):
         raise ValueError(f"n_chans: expected None (dynamic) or an integer in [2, {MAX_CHANNELS}]; got {n_chans!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    previous_impl = model.config.gnn_impl
+    # eegfm models, alone or inside an ensemble (other architectures have no GNN)
+    encoders = [m for m in wrapper.modules() if isinstance(m, EEGFMModel)]
+    previous_impls = [m.config.gnn_impl for m in encoders]
     training = {module: module.training for module in wrapper.modules()}
-    if gnn_impl is not None:
-        model.set_gnn_impl(gnn_impl)
+    for encoder in encoders if gnn_impl is not None else ():
+        encoder.set_gnn_impl(gnn_impl)
     wrapper.eval()
     if not verbose:  # the exporter logs every stage (and warns about unused torchvision ops)
         logging.disable(logging.WARNING)
@@ -175,10 +179,17 @@ def export_onnx(
     finally:
         if not verbose:
             logging.disable(logging.NOTSET)
-        model.set_gnn_impl(previous_impl)
+        for encoder, impl in zip(encoders, previous_impls):
+            encoder.set_gnn_impl(impl)
         for module, mode in training.items():
             module.training = mode
     return path
+
+
+def _exportable(model: nn.Module) -> ExportableEEGFM:
+    """The model's own export wrapper where it has one (an ensemble adds ``sample_logits``)."""
+    make = getattr(model, "exportable", None)
+    return make() if make is not None else ExportableEEGFM(model)
 
 
 def export_metadata(model: EEGFMModel) -> dict[str, str]:

@@ -45,7 +45,9 @@ def _writable_dir(model_dir: Path) -> Path:
 def onnx_path_for(model_dir: Path, mc_passes: int | None = None) -> Path:
     """``model.onnx`` for the model folder, exported (atomically) where missing, older than the
     weights or with fewer than ``mc_passes`` samples (None: the model's own number)."""
-    weights = model_dir / "model.safetensors"
+    ensemble = (model_dir / "ensemble.json").is_file()
+    weights = model_dir / ("ensemble.json" if ensemble else "model.safetensors")
+    mc_passes = None if ensemble else mc_passes  # an ensemble's samples are its members, not MC passes
     path = _writable_dir(model_dir) / ONNX_NAME
     fresh = path.is_file() and (not weights.is_file() or path.stat().st_mtime >= weights.stat().st_mtime)
     if fresh and (mc_passes is None or _graph_passes(path) >= mc_passes):
@@ -83,11 +85,11 @@ def _first_samples(samples: torch.Tensor | None, mc_passes: int | None) -> torch
 
 def _pretrained(model_dir: Path):
     # transformers: not needed by eegfm-predict --help, which reads BACKENDS from here
-    from eegfm.model.modeling import EEGFMModel
+    from eegfm.model.architectures import load_model_folder  # eegfm, spectrogram CNN or ensemble
     from eegfm.training.loop import quiet_transformers
 
     with quiet_transformers():
-        return EEGFMModel.from_pretrained(model_dir)
+        return load_model_folder(model_dir)
 
 
 class TorchBackend:
@@ -319,6 +321,8 @@ def make_backend(config, model_dir: Path, *, n_times: int, patch_size: int):
     """The backend a ``PredictConfig`` names (``backend``, ``device``, ``threads`` ...) for the model folder."""
     device = torch.device(config.device)
     passes = getattr(config, "mc_passes", None)  # None: the model's own number of MC-dropout samples
+    if (model_dir / "ensemble.json").is_file():
+        passes = None  # an ensemble's samples are its members
     if config.backend == "torch":
         return TorchBackend(_pretrained(model_dir), device, passes)
     path = onnx_path_for(model_dir, passes)

@@ -29,7 +29,6 @@ from threadpoolctl import threadpool_limits
 
 from eegfm.core.config import Config, ConfigError, check_int, check_option, check_range
 from eegfm.core.logs import get_logger
-from eegfm.model.config import EEGFMConfig
 from eegfm.model.inputs import inputs_for_modalities
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.datasets import DATASETS, SourceItem, discover
@@ -173,17 +172,22 @@ def resolve_model_dir(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """The model folder of a fine-tuning run (the run folder or its ``model/``, fetched first from
     an object store) and the run's run.json ({} where there is none)."""
     path = fetch_model(str(path))
-    model_dir = path / "model" if (path / "model" / "config.json").is_file() else path
-    if not (model_dir / "config.json").is_file():
+    model_dir = path / "model" if _is_model_folder(path / "model") else path
+    if not _is_model_folder(model_dir):
         raise ConfigError(
             f"--model {path}: expected a fine-tuning run folder (with model/config.json) or its "
-            "model folder (config.json, model.safetensors); found neither"
+            "model folder (config.json, model.safetensors), or an ensemble's (ensemble.json); found neither"
         )
     try:
         run = json.loads((model_dir.parent / "run.json").read_text())
     except (OSError, ValueError):
         run = {}
     return model_dir, run if isinstance(run, dict) else {}
+
+
+def _is_model_folder(folder: Path) -> bool:
+    # one model (config.json) or an ensemble of them (model.ensemble: ensemble.json)
+    return (folder / "config.json").is_file() or (folder / "ensemble.json").is_file()
 
 
 # eval.json's held-out metrics a client sees in the model's description
@@ -225,8 +229,10 @@ class Predictor:
     def __init__(self, model: str | Path, config: PredictConfig | None = None, name_key: bytes | None = None) -> None:
         self.config = config or PredictConfig()
         self.model_dir, run = resolve_model_dir(model)
-        self.model_config = EEGFMConfig.from_pretrained(self.model_dir)
-        if "EEGFMModel" not in (self.model_config.architectures or ["EEGFMModel"]):
+        from eegfm.model.architectures import load_model_config  # the model classes: not for --help
+
+        self.model_config = load_model_config(self.model_dir)
+        if "EEGFMForPretraining" in (self.model_config.architectures or []):
             raise ConfigError(
                 f"--model {model}: a {', '.join(self.model_config.architectures)} (a pretraining "
                 "encoder, whose task head is untrained); expected a fine-tuned EEGFMModel"
@@ -284,7 +290,9 @@ class Predictor:
             "evaluation": self.evaluation,
             "model_version": self.model_version,
             "uncertainty": {
-                "method": "last-layer Monte-Carlo dropout with fixed masks (the head only)",
+                "method": "the ensemble's members"
+                if self.is_ensemble
+                else "last-layer Monte-Carlo dropout with fixed masks (the head only)",
                 "passes": self.mc_passes,
             },
             "recommendation": {
@@ -295,10 +303,16 @@ class Predictor:
         }
 
     @property
+    def is_ensemble(self) -> bool:
+        return (self.model_dir / "ensemble.json").is_file()
+
+    @property
     def mc_passes(self) -> int:
         """MC-dropout samples per window: the configured number, else the model's."""
         if self.head == "regression":
             return 0
+        if self.is_ensemble:
+            return int(self.model_config.mc_passes)
         return int(self.config.mc_passes if self.config.mc_passes is not None else self.model_config.mc_passes)
 
     def discover(self, inputs: Sequence[str], *, dataset: str = "auto", site: str | None = None) -> list[SourceItem]:

@@ -283,9 +283,16 @@ class FinetuneConfig(RunConfig):
     train_subject_fraction: train on the labels of this fraction of the training split's groups
         (at least one, drawn by ``seed``); the others are left out (label-efficiency benchmarks).
     epochs: passes over the training split; ``optim.max_steps``, if set, stops earlier.
+    architecture: the task model (``model.architectures``): ``eegfm`` loads ``--pretrained``;
+        ``spectrogram_cnn`` (on the batches' ``spectrogram``) and ``eeg_cnn_gru`` (on raw EEG) are
+        built from random initialisation (their preset: ``model`` where they have one, tiny or
+        base, else base) unless ``--pretrained`` holds a saved one, and train in mode ``full``
+        with plain AdamW groups (no layer decay, no gradual unfreezing); ``model_overrides`` are
+        eegfm settings and do not apply to them.
     """
 
     task: str = "hms6"
+    architecture: str = "eegfm"
     mode: str = "full"
     adapter_kind: str = "lora"
     adapter_rank: int = 8
@@ -355,6 +362,7 @@ class FinetuneConfig(RunConfig):
                 "false (--set temperature_scaling=false)"
             )
         self.epochs = check_int("epochs", self.epochs, 1, 100_000, whole_float=True)
+        self._validate_architecture()
         super().validate()  # builds the model config, whose labels class_weights must match
         self._validate_class_weights()
 
@@ -390,6 +398,22 @@ class FinetuneConfig(RunConfig):
             raise ConfigError(
                 f"test_sites: the named sites are the test split; expected test_fraction 0 and "
                 f"corpus_split false; got {self.test_fraction} and {self.corpus_split}"
+            )
+
+    def _validate_architecture(self) -> None:
+        from eegfm.model.architectures import list_architectures  # the model registry, not for --help
+
+        check_option("architecture", self.architecture, tuple(list_architectures()))
+        if self.architecture == "eegfm":
+            return
+        if self.mode != "full":
+            raise ConfigError(
+                f"mode: architecture {self.architecture!r} has no pretrained encoder to freeze or adapt; "
+                f"expected mode 'full'; got {self.mode!r}"
+            )
+        if self.task == "regression":
+            raise ConfigError(
+                f"task: architecture {self.architecture!r} has classification heads only; got task 'regression'"
             )
 
     def _validate_unfreeze_schedule(self) -> None:

@@ -8,10 +8,11 @@ import sys
 from eegfm.core.config import user_file_path, user_path
 from eegfm.core.logs import setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
+from eegfm.model.architectures import list_architectures
 from eegfm.training.config import TASK_HEADS, ConfigError, FinetuneConfig, load_config
 from eegfm.training.distributed import Dist
 from eegfm.training.finetune.loop import train
-from eegfm.training.finetune.setup import resolve_pretrained
+from eegfm.training.finetune.setup import check_pretrained
 from eegfm.training.loop import add_run_arguments, launch, run_overrides
 
 
@@ -27,11 +28,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_arguments(parser, kind="finetune")
     parser.add_argument(
         "--pretrained",
-        required=True,
+        default=None,
         type=user_path,
         help="Hugging Face model folder with config.json: the model/ folder of training.pretrain "
         "(or its run folder; model-best/ for the checkpoint with the lowest validation loss, "
-        "where pretraining wrote one), or an earlier fine-tuned model",
+        "where pretraining wrote one), or an earlier fine-tuned model; required for --architecture "
+        "eegfm, optional for architectures trained from scratch (spectrogram_cnn: continue a saved one)",
+    )
+    parser.add_argument(
+        "--architecture",
+        default=None,
+        choices=list_architectures(),
+        help="the task model: eegfm (the pretrained encoder on raw EEG), spectrogram_cnn (an "
+        "EfficientNet-style CNN on the windows' spectrogram) or eeg_cnn_gru (a small 1-D CNN-GRU on raw "
+        "EEG); the last two from random initialisation, mode full, as ensemble members (python -m "
+        "eegfm.training.ensemble); default: the config's architecture",
     )
     parser.add_argument(
         "--output",
@@ -74,6 +85,7 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     overrides = run_overrides(args)
     overrides += [f"task={args.task}"] if args.task else []
     overrides += [f"mode={args.mode}"] if args.mode else []
+    overrides += [f"architecture={args.architecture}"] if args.architecture else []
     if args.task == "regression" and not any(o.partition("=")[0].strip() == "temperature_scaling" for o in overrides):
         # The presets calibrate classifiers; a regression head has no probabilities to calibrate.
         overrides.append("temperature_scaling=false")
@@ -84,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        resolve_pretrained(args.pretrained)
+        check_pretrained(args.pretrained, cfg)
     except ConfigError as err:
         print(f"finetune: {err}", file=sys.stderr)
         return 2

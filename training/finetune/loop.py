@@ -45,7 +45,7 @@ def train_step(run: Run, batches) -> dict[str, Any]:
         # Dropout draws from a stream fixed by (seed, rank, stage, step, micro-step), seeded after
         # the loader (whose first batch draws a DataLoader seed from the global RNG): resume-exact.
         torch.manual_seed(loop.step_seed(cfg.seed, dist.rank, run.stage.index, run.step, micro))
-        inputs = setup.inputs_for(model, batch, dist.device)
+        inputs = setup.inputs_for(model, batch, dist.device, run.data)
         target = setup.targets_of(batch, cfg, dist.device)
         with dist.no_sync(model, skip=micro < accum - 1):
             with loop.autocast(dist, run.amp_dtype):
@@ -83,14 +83,15 @@ def _resume_or_plan(
         start, state = found
         saved = state.get("config", {})
         adapter = ("adapter_kind", "adapter_rank") if "adapter" in (cfg.mode, saved.get("mode")) else ()
-        loop.check_model_unchanged(saved, cfg.to_dict(), start, (*loop.MODEL_KEYS, "task", "mode", *adapter))
+        keys = (*loop.MODEL_KEYS, "task", "mode", "architecture", *adapter)
+        loop.check_model_unchanged(saved, cfg.to_dict(), start, keys)
         plan = Plan.from_dict(state["plan"])
         check_plan_files(plan, data, start)
         return plan, state
     planned: dict[str, Any] = {}
     if dist.is_main:
         try:
-            planned = {"plan": plan_data(data, cfg, record_task, setup.patch_size_of(pretrained)).to_dict()}
+            planned = {"plan": plan_data(data, cfg, record_task, setup.patch_size_of(pretrained, cfg)).to_dict()}
         except (ConfigError, FileNotFoundError) as err:
             planned = {"error": str(err)}
     planned = dist.broadcast_object(planned)  # every rank fails alike, none waits forever
@@ -119,7 +120,7 @@ def train(
     cfg: FinetuneConfig,
     dist: Dist,
     data: str | Sequence[str],
-    pretrained: str,
+    pretrained: str | None,
     output: Path,
     resume: str = "auto",
     record_task: str | None = None,
@@ -130,7 +131,7 @@ def train(
     try:
         record_task = _check_run(cfg, dist, record_task)
         loop.configure_kernels(cfg, dist.device)
-        setup.resolve_pretrained(pretrained)  # fail before the data pass
+        pretrained_folder = setup.check_pretrained(pretrained, cfg)  # fail before the data pass
         data = check_data(data, dist.is_main, cfg.allow_partial)
         loop.claim_output(output, dist)
         plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task)
@@ -146,7 +147,8 @@ def train(
                 output,
                 dist,
                 config=cfg.to_dict(),
-                pretrained=str(setup.resolve_pretrained(pretrained)),
+                pretrained=None if pretrained_folder is None else str(pretrained_folder),
+                architecture=cfg.architecture,
                 data=data_dirs(data),
                 split={k: list(plan.split.of(k)) for k in SPLITS},
                 **{k: getattr(plan, k) for k in ("record_task", "split_group", "windows", "class_counts", "prior")},

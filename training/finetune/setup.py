@@ -1,6 +1,7 @@
-"""Fine-tuning's model and optimizer: the pretrained encoder with its task head, which parameters
-train (mode, gradual unfreezing), the optimizer with layer-wise lr decay, the loss, and the state
-of one stage's training (:class:`Run`)."""
+"""Fine-tuning's model and optimizer: the pretrained encoder with its task head (or another
+registered architecture, built from scratch: ``model.architectures``), which parameters train
+(mode, gradual unfreezing), the optimizer with layer-wise lr decay, the loss, and the state of one
+stage's training (:class:`Run`)."""
 
 from __future__ import annotations
 
@@ -18,11 +19,12 @@ import torch
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.metrics import class_logits
 from eegfm.model import adapters as adapters_lib
+from eegfm.model.architectures import architecture_of, get_architecture
 from eegfm.model.modeling import EEGFMModel
-from eegfm.model.optim import param_groups_lrd
+from eegfm.model.optim import decays, param_groups_lrd
 from eegfm.training import losses
 from eegfm.training.config import ConfigError, FinetuneConfig, resolve_precision
-from eegfm.training.data import EEGLoader, inputs_for_modalities
+from eegfm.training.data import EEGLoader, data_label, inputs_for_modalities
 from eegfm.training.distributed import Dist, unwrap
 from eegfm.training.finetune.plan import Plan, Stage, class_names, split_filter
 from eegfm.training.loop import TrainState, core_state, load_core_state, loader_config, quiet_transformers
@@ -42,15 +44,38 @@ def resolve_pretrained(path: str | os.PathLike[str]) -> Path:
     )
 
 
-def patch_size_of(pretrained: str | os.PathLike[str]) -> int:
-    """The saved model's patch length in samples (its config.json), before the model is loaded."""
+def check_pretrained(pretrained: str | os.PathLike[str] | None, cfg: FinetuneConfig) -> Path | None:
+    """``--pretrained``'s model folder; None where the architecture starts from scratch without one."""
+    if pretrained is None:
+        if not get_architecture(cfg.architecture).from_scratch:
+            raise ConfigError(
+                f"--pretrained: architecture {cfg.architecture!r} fine-tunes a pretrained encoder; "
+                "expected its folder (the model/ folder of training.pretrain)"
+            )
+        return None
+    folder = resolve_pretrained(pretrained)
+    if (saved := architecture_of(folder).name) != cfg.architecture:
+        raise ConfigError(
+            f"--pretrained {folder}: holds a {saved!r} model; the run's architecture is {cfg.architecture!r}"
+        )
+    return folder
+
+
+def patch_size_of(pretrained: str | os.PathLike[str] | None, cfg: FinetuneConfig | None = None) -> int:
+    """The model's patch length in samples (its config.json), before the model is loaded; 1 for a
+    model built from scratch that reads no EEG patches."""
+    if pretrained is None:
+        return 1
     saved = json.loads((resolve_pretrained(pretrained) / "config.json").read_text())
     return int(saved.get("patch_size") or 1)
 
 
-def load_model(pretrained: str | os.PathLike[str], cfg: FinetuneConfig) -> tuple[EEGFMModel, bool]:
-    """The task model from a pretraining or fine-tuning output; returns (model, head is new).
-    The architecture is the saved one; every encoder weight must be there (no silent init)."""
+def load_model(pretrained: str | os.PathLike[str] | None, cfg: FinetuneConfig) -> tuple[torch.nn.Module, bool]:
+    """The task model; returns (model, head is new). eegfm: from a pretraining or fine-tuning
+    output, the saved architecture, every encoder weight there (no silent init); another
+    architecture: its saved model, else a new one (:func:`build_model`)."""
+    if cfg.architecture != "eegfm":
+        return build_model(pretrained, cfg)
     folder = resolve_pretrained(pretrained)
     saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     if saved.get("model_type") != "eegfm":
@@ -99,6 +124,33 @@ def load_model(pretrained: str | os.PathLike[str], cfg: FinetuneConfig) -> tuple
         cfg.head,
     )
     return model, fresh
+
+
+def build_model(pretrained: str | os.PathLike[str] | None, cfg: FinetuneConfig) -> tuple[torch.nn.Module, bool]:
+    """A non-eegfm architecture: the one saved in ``pretrained`` (same labels), else built from its
+    preset (``cfg.model`` where the architecture has it, else base) with random initialisation."""
+    architecture = get_architecture(cfg.architecture)
+    labels = class_names(cfg)
+    if pretrained is not None:
+        folder = check_pretrained(pretrained, cfg)
+        with quiet_transformers():
+            model = architecture.model_class.from_pretrained(folder, temperature=1.0)
+        saved = [str(v) for _, v in sorted(model.config.id2label.items(), key=lambda kv: int(kv[0]))]
+        if saved != labels or model.config.head != cfg.head:
+            raise ConfigError(
+                f"--pretrained {folder}: a {model.config.head!r} model of labels {saved}; task {cfg.task!r} "
+                f"needs head {cfg.head!r} with labels {labels}"
+            )
+        log.info("loaded %s model from %s", cfg.architecture, folder)
+        return model, False
+    preset = cfg.model if cfg.model in architecture.config_class.presets else "base"
+    torch.manual_seed(cfg.seed)
+    config = architecture.config_class.from_preset(preset, head=cfg.head, id2label=dict(enumerate(labels)))
+    model = architecture.model_class(config)
+    log.info("built %s (%s preset) from random initialisation", cfg.architecture, preset)
+    if cfg.unfreeze_schedule:
+        log.info("unfreeze_schedule %s: ignored, a model trained from scratch trains all of it", cfg.unfreeze_schedule)
+    return model, True
 
 
 def init_head(model: EEGFMModel, prior: Sequence[float], task: str, seed: int) -> None:
@@ -159,6 +211,9 @@ def apply_unfreeze(model: EEGFMModel, cfg: FinetuneConfig, level: int) -> None:
     schedule = cfg.unfreeze_schedule
     if cfg.mode != "full":
         return
+    if not isinstance(model, EEGFMModel):  # built from scratch (build_model): everything trains
+        model.unfreeze_encoder(None)
+        return
     if not schedule or level >= len(schedule):
         model.unfreeze_encoder(None)
     elif level == 0:
@@ -170,7 +225,16 @@ def apply_unfreeze(model: EEGFMModel, cfg: FinetuneConfig, level: int) -> None:
 
 def optimizer_groups(model: EEGFMModel, cfg: FinetuneConfig) -> list[dict[str, Any]]:
     """AdamW groups with layer-wise lr decay over every parameter, frozen or not: AdamW skips
-    parameters without gradients, so gradual unfreezing needs no new optimizer."""
+    parameters without gradients, so gradual unfreezing needs no new optimizer. Architectures
+    other than eegfm: two groups, with and without weight decay, at the base lr."""
+    if not isinstance(model, EEGFMModel):
+        named = list(model.named_parameters())
+        decayed = [p for n, p in named if decays(n, p)]
+        rest = [p for n, p in named if not decays(n, p)]
+        return [
+            {"params": decayed, "lr": cfg.optim.lr, "weight_decay": cfg.optim.weight_decay},
+            {"params": rest, "lr": cfg.optim.lr, "weight_decay": 0.0},
+        ]
     frozen = [p for p in model.parameters() if not p.requires_grad]
     for parameter in frozen:
         parameter.requires_grad_(True)
@@ -181,11 +245,26 @@ def optimizer_groups(model: EEGFMModel, cfg: FinetuneConfig) -> list[dict[str, A
             parameter.requires_grad_(False)
 
 
-def inputs_for(model: torch.nn.Module, batch: dict[str, Any], device: torch.device) -> dict[str, torch.Tensor]:
+def inputs_for(
+    model: torch.nn.Module, batch: dict[str, Any], device: torch.device, data: str | Sequence[str] | None = None
+) -> dict[str, torch.Tensor]:
     """The batch's model inputs, without the optional ones the model was configured without
-    (``model_overrides: {modalities: [...]}``)."""
-    config = unwrap(model).config
-    return inputs_for_modalities(batch, config.modalities, device, spectrogram_pool=config.spectrogram_pool)
+    (``model_overrides: {modalities: [...]}``); ConfigError naming ``data`` and the feature where
+    the batch lacks one the model cannot do without (the spectrogram CNN's ``spectrogram``)."""
+    net = unwrap(model)
+    config = net.config
+    inputs = inputs_for_modalities(batch, config.modalities, device, spectrogram_pool=config.spectrogram_pool)
+    for name in getattr(net, "required_inputs", ()):
+        if name in inputs:
+            continue
+        if batch.get(name) is None:
+            where = f"--data {data_label(data)}" if data is not None else "the data"
+            raise ConfigError(
+                f"{where}: its windows carry no {name!r} feature, which a {type(net).__name__} reads; "
+                f"preprocess the recordings again with the {name} (windows written before it have none)"
+            )
+        inputs[name] = batch[name].to(device, non_blocking=True)
+    return inputs
 
 
 def targets_of(batch: dict[str, Any], cfg: FinetuneConfig, device: torch.device) -> torch.Tensor:
@@ -242,6 +321,7 @@ class Run(TrainState):
     plan: Plan
     stage: Stage
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    data: str | Sequence[str]
     steps_per_epoch: int
     total_steps: int
     offset: int = 0  # steps of the stages before this one (checkpoint and log numbering)
@@ -327,6 +407,7 @@ def build_run(
         scaler=scaler,
         loader=loader,
         loss_fn=loss_fn,
+        data=data,
         amp_dtype=amp_dtype,
         steps_per_epoch=steps_per_epoch,
         total_steps=total,

@@ -1,0 +1,109 @@
+"""The registry of task-model architectures, keyed by ``config.json``'s ``model_type``, and the one
+loader of a saved model folder (a single model or an ensemble) that serving, export and fine-tuning use.
+
+=================  ==========================  ===============================================
+name               model_type                  model
+=================  ==========================  ===============================================
+eegfm              eegfm                       ``EEGFMModel``: the encoder on raw EEG (+ fusion)
+spectrogram_cnn    eegfm_spectrogram_cnn       ``SpectrogramCNN``: a 2-D CNN on the spectrogram
+eeg_cnn_gru        eegfm_eeg_cnn_gru           ``EEGCNNGRU``: a 1-D CNN-GRU on raw EEG (torch only)
+=================  ==========================  ===============================================
+
+Architectures built from scratch have a ``config_class.presets`` dict and ``from_preset``.
+
+A folder with ``ensemble.json`` is an ``EnsembleModel`` of such folders (``model.ensemble``).
+Every model answers ``model(**inputs).logits`` and has a ``config`` with ``head``, ``id2label``,
+``temperature``, ``modalities`` and ``patch_size``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from transformers import AutoConfig, AutoModel
+
+from eegfm.model.config import ConfigError, EEGFMConfig
+from eegfm.model.eeg_cnn_gru import EEGCNNGRU, EEGCNNGRUConfig
+from eegfm.model.modeling import EEGFMModel
+from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig
+
+ENSEMBLE_FILE = "ensemble.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    name: str
+    config_class: type
+    model_class: type
+    from_scratch: bool  # fine-tuning may build it without a pretrained folder
+
+
+ARCHITECTURES: dict[str, Architecture] = {}
+
+
+def register_architecture(name: str, config_class: type, model_class: type, *, from_scratch: bool) -> None:
+    if name in ARCHITECTURES:
+        raise ConfigError(f"register_architecture: architecture {name!r} is already registered")
+    ARCHITECTURES[name] = Architecture(name, config_class, model_class, from_scratch)
+    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+    AutoModel.register(config_class, model_class, exist_ok=True)
+
+
+def list_architectures() -> list[str]:
+    return sorted(ARCHITECTURES)
+
+
+def get_architecture(name: str) -> Architecture:
+    if name not in ARCHITECTURES:
+        raise ConfigError(f"architecture: expected one of {', '.join(map(repr, list_architectures()))}; got {name!r}")
+    return ARCHITECTURES[name]
+
+
+def architecture_of(folder: str | os.PathLike[str]) -> Architecture:
+    """The architecture of a saved single-model folder, from its config.json's ``model_type``."""
+    path = Path(folder) / "config.json"
+    try:
+        model_type = json.loads(path.read_text(encoding="utf-8")).get("model_type")
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"{path}: expected a model's config.json; {err}") from None
+    for architecture in ARCHITECTURES.values():
+        if architecture.config_class.model_type == model_type:
+            return architecture
+    known = ", ".join(repr(a.config_class.model_type) for a in ARCHITECTURES.values())
+    raise ConfigError(f"{path}: model_type {model_type!r} is no registered architecture ({known})")
+
+
+def is_model_folder(folder: str | os.PathLike[str]) -> bool:
+    """Whether ``folder`` holds a saved model: config.json (one model) or ensemble.json."""
+    return (Path(folder) / "config.json").is_file() or (Path(folder) / ENSEMBLE_FILE).is_file()
+
+
+def is_ensemble(folder: str | os.PathLike[str]) -> bool:
+    return (Path(folder) / ENSEMBLE_FILE).is_file()
+
+
+def load_model_folder(folder: str | os.PathLike[str], **overrides: Any):
+    """The model saved in ``folder``, in eval mode: an ensemble where it holds ensemble.json."""
+    if is_ensemble(folder):
+        from eegfm.model.ensemble import EnsembleModel  # it loads its members through this module
+
+        return EnsembleModel.from_pretrained(folder).eval()
+    return architecture_of(folder).model_class.from_pretrained(folder, **overrides).eval()
+
+
+def load_model_config(folder: str | os.PathLike[str]):
+    """The config of the model saved in ``folder`` (``EnsembleConfig`` for an ensemble)."""
+    if is_ensemble(folder):
+        from eegfm.model.ensemble import EnsembleConfig
+
+        return EnsembleConfig.from_folder(folder)
+    return architecture_of(folder).config_class.from_pretrained(folder)
+
+
+register_architecture("eegfm", EEGFMConfig, EEGFMModel, from_scratch=False)
+register_architecture("spectrogram_cnn", SpectrogramCNNConfig, SpectrogramCNN, from_scratch=True)
+register_architecture("eeg_cnn_gru", EEGCNNGRUConfig, EEGCNNGRU, from_scratch=True)

@@ -1,0 +1,236 @@
+"""A small 1-D CNN-GRU on the raw 19-channel EEG: a third, cheap ensemble member beside the eegfm
+encoder and the spectrogram CNN.
+
+Input: ``eeg`` (B, 19, T) µV at 256 Hz in the data contract's canonical channel order (any T >= 1;
+``positions`` must be omitted or the canonical ones: the network has one input per channel) and
+``channel_mask`` (B, 19), 1 measured, 0 interpolated. The EEG is divided by ``input_scale_uv`` and
+the mask is appended as 19 more input channels, so the network knows which signals are
+interpolated. Strided 1-D convolutions (BatchNorm, SiLU; padding keeps every T >= 1 valid) reduce
+the rate by the product of ``conv_strides`` (4 x 4 x 4: 4 frames per second), a bidirectional GRU
+reads the frames, and the mean and maximum over time of its outputs are the pooled features a
+registered head reads. Call interface and outputs are the eegfm classifier's; other inputs
+(spectrogram, ECG, age, sex) are accepted and ignored. PyTorch only: ``torch.export`` unrolls the
+GRU's loop over frames for the traced length, so no ONNX graph with a dynamic time dimension can be
+made (:meth:`EEGCNNGRU.exportable` says so); serve it, or an ensemble with it, with the torch backend.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import initialization as init
+
+from eegfm.model import config as eegfm_config
+from eegfm.model.config import HEAD_REGISTRY, ConfigError
+from eegfm.model.encoder import EncoderOutput
+from eegfm.model.heads import TaskHead, create_head
+from eegfm.model.modeling import EEGFMOutput
+
+N_CANONICAL = 19
+
+
+def _fail(name: str, expected: str, got: Any) -> None:
+    raise ConfigError(f"EEGCNNGRUConfig.{name}: expected {expected}; got {got!r}")
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        _fail(name, f"an integer in [{low}, {high}]", value)
+
+
+class EEGCNNGRUConfig(PreTrainedConfig):
+    """Configuration of :class:`EEGCNNGRU` (``model_type`` ``eegfm_eeg_cnn_gru``).
+
+    ``conv_widths`` / ``conv_strides``: one strided convolution (kernel ``kernel_size``) per entry;
+    ``gru_hidden``: units per direction; the pooled features are ``4 * gru_hidden`` wide (mean and
+    max of both directions). ``head``, ``head_dropout``, ``id2label``, ``temperature``: as in
+    ``EEGFMConfig``. ``modalities`` is empty and ``patch_size`` 1, for code that asks every model.
+    """
+
+    model_type = "eegfm_eeg_cnn_gru"
+    presets = {
+        "tiny": dict(conv_widths=[16, 24, 32], gru_hidden=16),
+        "base": {},
+    }
+
+    preset: str = "custom"
+    input_scale_uv: float = 100.0
+    conv_widths: list[int] | None = None
+    conv_strides: list[int] | None = None
+    kernel_size: int = 7
+    gru_hidden: int = 64
+    dropout: float = 0.1
+    head: str = "hms6"
+    head_dropout: float = 0.2
+    temperature: float = 1.0
+    layer_norm_eps: float = 1e-5
+    initializer_range: float = 0.02
+    modalities: list[str] | None = None
+    patch_size: int = 1
+    spectrogram_pool: int = 1
+    spectrogram_bins: int = 400  # not read: for the code that builds every model's example inputs
+    fixed_channels: int = N_CANONICAL  # the ONNX export fixes the channel count to it
+    sfreq: float = 256.0
+
+    def __post_init__(self, **kwargs: Any) -> None:
+        self.conv_widths = [32, 64, 96] if self.conv_widths is None else list(self.conv_widths)
+        self.conv_strides = [4] * len(self.conv_widths) if self.conv_strides is None else list(self.conv_strides)
+        self.modalities = []
+        labels = getattr(HEAD_REGISTRY.get(self.head) if isinstance(self.head, str) else None, "default_labels", None)
+        if self.id2label is None and "num_labels" not in kwargs and labels is not None:
+            self.id2label = dict(enumerate(labels))
+        super().__post_init__(**kwargs)
+        if self.id2label is not None:
+            self.label2id = {name: index for index, name in self.id2label.items()}
+        self.validate_cnn_gru()
+
+    @property
+    def hidden_size(self) -> int:
+        return 4 * self.gru_hidden
+
+    def validate_cnn_gru(self) -> None:
+        if not self.conv_widths or len(self.conv_widths) != len(self.conv_strides):
+            _fail("conv_widths", "conv_widths and conv_strides of one non-zero length", self.conv_widths)
+        for width, stride in zip(self.conv_widths, self.conv_strides):
+            _check_int("conv_widths", width, 4, 4096)
+            _check_int("conv_strides", stride, 1, 16)
+        _check_int("kernel_size", self.kernel_size, 1, 255)
+        if self.kernel_size % 2 == 0:
+            _fail("kernel_size", "an odd integer (centred padding)", self.kernel_size)
+        _check_int("gru_hidden", self.gru_hidden, 2, 4096)
+        for name in ("dropout", "head_dropout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
+                _fail(name, "a number in [0, 1)", value)
+        if isinstance(self.input_scale_uv, bool) or not self.input_scale_uv > 0:
+            _fail("input_scale_uv", "a positive number", self.input_scale_uv)
+        if self.head not in HEAD_REGISTRY or self.head == "regression":
+            classifiers = sorted(name for name in HEAD_REGISTRY if name != "regression")
+            _fail("head", f"a registered classification head ({', '.join(classifiers)})", self.head)
+        eegfm_config.n_outputs_for(self)
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> EEGCNNGRUConfig:
+        if name not in cls.presets:
+            raise ConfigError(f"eeg_cnn_gru preset: expected one of {', '.join(map(repr, cls.presets))}; got {name!r}")
+        return cls(preset=name, **{**cls.presets[name], **overrides})
+
+
+class CNNGRUEncoder(nn.Module):
+    """(B, 19, T) µV and (B, 19) mask -> (B, 4 * gru_hidden): strided convs, BiGRU, mean and max."""
+
+    def __init__(self, config: EEGCNNGRUConfig) -> None:
+        super().__init__()
+        self.scale = config.input_scale_uv
+        layers, width = [], 2 * N_CANONICAL
+        for out, stride in zip(config.conv_widths, config.conv_strides):
+            pad = config.kernel_size // 2
+            layers += [
+                nn.Conv1d(width, out, config.kernel_size, stride, pad, bias=False),
+                nn.BatchNorm1d(out),
+                nn.SiLU(),
+            ]
+            width = out
+        self.convs = nn.Sequential(*layers)
+        self.dropout = nn.Dropout(config.dropout)
+        self.gru = nn.GRU(width, config.gru_hidden, batch_first=True, bidirectional=True)
+
+    def forward(self, eeg: torch.Tensor, channel_mask: torch.Tensor) -> torch.Tensor:
+        mask = channel_mask.unsqueeze(-1).to(eeg.dtype)
+        x = torch.cat([eeg / self.scale, mask.expand_as(eeg)], dim=1)
+        frames, _ = self.gru(self.dropout(self.convs(x)).transpose(1, 2))  # (B, frames, 2 * hidden)
+        return torch.cat([frames.mean(dim=1), frames.amax(dim=1)], dim=-1)
+
+
+class EEGCNNGRU(PreTrainedModel):
+    """The CNN-GRU with one task head; Hugging Face ``save_pretrained`` / ``from_pretrained``."""
+
+    config_class = EEGCNNGRUConfig
+    config: EEGCNNGRUConfig
+    base_model_prefix = "eeg_cnn_gru"
+    main_input_name = "eeg"
+
+    def __init__(self, config: EEGCNNGRUConfig) -> None:
+        super().__init__(config)
+        self.encoder = CNNGRUEncoder(config)
+        self.head: TaskHead = create_head(config.head, config)
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module: nn.Module) -> None:
+        if isinstance(module, nn.Conv1d):
+            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.Linear):
+            init.normal_(module.weight, std=self.config.initializer_range)
+            init.zeros_(module.bias)
+        elif isinstance(module, (nn.BatchNorm1d, nn.LayerNorm)):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+
+    def forward_features(
+        self, eeg: torch.Tensor, positions: Any = None, channel_mask: torch.Tensor | None = None, **_: Any
+    ) -> EncoderOutput:
+        if not isinstance(eeg, torch.Tensor) or eeg.dim() != 3 or eeg.shape[1] != N_CANONICAL or eeg.shape[2] < 1:
+            got = tuple(eeg.shape) if isinstance(eeg, torch.Tensor) else type(eeg).__name__
+            raise ValueError(f"eeg: expected (batch, 19, n_times >= 1) in the canonical channel order; got {got}")
+        if positions is not None and positions.shape[-2] != N_CANONICAL:
+            raise ValueError(
+                f"positions: this model reads the 19 canonical channels only; got {tuple(positions.shape)}"
+            )
+        eeg = eeg.to(device=self.device, dtype=self.dtype)
+        mask = eeg.new_ones(eeg.shape[:2]) if channel_mask is None else channel_mask.reshape(-1, N_CANONICAL)
+        return EncoderOutput(pooled=self.encoder(eeg, mask.to(eeg).expand(eeg.shape[0], N_CANONICAL)))
+
+    def forward_head(self, features: EncoderOutput | torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        return self.head(features, pre_logits=pre_logits)
+
+    def forward(
+        self,
+        eeg: torch.Tensor,
+        positions: torch.Tensor | None = None,
+        channel_mask: torch.Tensor | None = None,
+        spectrogram: torch.Tensor | None = None,
+        ecg: torch.Tensor | None = None,
+        age: torch.Tensor | None = None,
+        sex: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+    ) -> EEGFMOutput | tuple[torch.Tensor, ...]:
+        """Head logits (and ``loss`` with ``labels``), as ``EEGFMModel.forward``."""
+        features = self.forward_features(eeg, positions, channel_mask)
+        logits = self.forward_head(features)
+        loss = None if labels is None else self.head.loss(logits, labels.to(logits.device))
+        output = EEGFMOutput(loss=loss, logits=logits, pooled=features.pooled)
+        return_dict = self.config.return_dict if return_dict is None else return_dict
+        return output if return_dict else output.to_tuple()
+
+    def predict(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                return self.head.predict(self(*args, **kwargs).logits / self.config.temperature)
+        finally:
+            self.train(was_training)
+
+    def get_classifier(self) -> TaskHead:
+        return self.head
+
+    def exportable(self) -> None:
+        """Refuse the ONNX export by name (``model.export.export_onnx`` asks every model)."""
+        raise ValueError(
+            "EEGCNNGRU: no ONNX export: torch.export unrolls the GRU over the traced number of frames "
+            "(no dynamic time dimension); serve this model, or an ensemble holding it, with --backend torch"
+        )
+
+    def freeze_encoder(self) -> None:
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad = name.startswith("head.")
+
+    def unfreeze_encoder(self, last_n_layers: int | None = None) -> None:
+        """Train everything (fine-tuning from scratch; ``last_n_layers`` is not used)."""
+        for parameter in self.parameters():
+            parameter.requires_grad = True

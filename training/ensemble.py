@@ -1,0 +1,241 @@
+"""Fit an ensemble of fine-tuned models: ``python -m eegfm.training.ensemble --members A B --data D --output O``.
+
+The members (fine-tuning run folders or their ``model/`` folders: the eegfm encoder, the
+spectrogram CNN ...) are loaded, the data is split exactly as fine-tuning splits it
+(``finetune.plan.plan_data`` with the same ``--config`` / ``--set``; a member whose run.json
+records another split is refused, since its training windows would then be scored as held out),
+every member predicts the validation (and test) windows, and the stacking weights are fitted on
+the VALIDATION windows only (``model.ensemble.fit_stacking``). The output is a run folder like
+fine-tuning's: ``model/`` (ensemble.json and the members, with the preprocessing recipe, so
+``eegfm-predict --model O`` and the server load it), ``eval.json`` (every member and the ensemble
+side by side on validation and test: KL, balanced accuracy ...) and ``run.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eegfm.core.config import user_file_path, user_path
+from eegfm.core.logs import get_logger, setup_logging
+from eegfm.core.tasks import FINETUNE_TASKS
+from eegfm.evaluation.metrics import evaluate
+from eegfm.model.architectures import is_model_folder
+from eegfm.model.ensemble import EnsembleModel, fit_stacking
+from eegfm.training.config import ConfigError, FinetuneConfig, load_config
+from eegfm.training.data import data_dirs, data_label
+from eegfm.training.distributed import Dist
+from eegfm.training.finetune.plan import Plan, plan_data
+from eegfm.training.finetune.setup import inputs_for, split_loader, targets_of
+from eegfm.training.loop import quiet_transformers
+from eegfm.training.preprocess_spec import save_preprocess_spec
+from eegfm.training.splits import SPLITS
+
+log = get_logger("eegfm.training.ensemble")
+SCORES = ("kl", "balanced_accuracy", "accuracy", "n_windows")
+
+
+def member_folder(path: str | Path) -> Path:
+    """A member's model folder: ``path`` itself, or ``path/model`` (a fine-tuning run folder)."""
+    path = Path(path)
+    for candidate in (path / "model", path):
+        if is_model_folder(candidate):
+            return candidate
+    raise ConfigError(
+        f"--members {path}: no config.json there (or in {path / 'model'}); expected a fine-tuned model "
+        "folder or its fine-tuning run folder"
+    )
+
+
+def check_member_split(folder: Path, plan: Plan) -> None:
+    """ConfigError where the member's fine-tuning (its run.json) split the groups otherwise."""
+    try:
+        run = json.loads((folder.parent / "run.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        log.warning("%s: no run.json beside it; cannot check that it never trained on held-out windows", folder)
+        return
+    saved = {name: set(run.get("split", {}).get(name, [])) for name in SPLITS}
+    held_out = set(plan.split.val) | set(plan.split.test)
+    if leaked := saved["train"] & held_out:
+        raise ConfigError(
+            f"--members {folder}: its fine-tuning trained on {len(leaked)} {plan.split_group}(s) that this split "
+            f"holds out for validation or test; give the --config / --set (val_fraction, test_fraction, seed, "
+            f"split_group ...) its run used (its run.json), so that stacking and scores use unseen windows"
+        )
+
+
+@torch.no_grad()
+def predict_split(
+    ensemble: EnsembleModel, data: Sequence[str], plan: Plan, cfg: FinetuneConfig, split: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every member's log-probabilities (N, members, C) and the targets of one split's windows."""
+    dist = Dist(backend="none")
+    loader = split_loader(cfg, dist, data, plan, split, ensemble.config.patch_size)
+    log_probs, targets = [], []
+    for batch in loader:
+        log_probs.append(ensemble.sample_logits(**inputs_for(ensemble, batch, dist.device, data)))
+        targets.append(targets_of(batch, cfg, dist.device))
+    n_classes = len(ensemble.config.labels)
+    if not log_probs:
+        return torch.zeros(0, len(ensemble.members), n_classes), torch.zeros(0, n_classes)
+    return torch.cat(log_probs), torch.cat(targets)
+
+
+def scores(
+    ensemble: EnsembleModel, log_probs: torch.Tensor, target: torch.Tensor, cfg: FinetuneConfig, prior: list[float]
+) -> dict[str, dict[str, float]]:
+    """Each member's and the ensemble's metrics (``evaluation.metrics.evaluate``) on one split."""
+    if not len(target):
+        return {}
+    columns = {name: log_probs[:, m] for m, name in enumerate(ensemble.config.members)}
+    columns["ensemble"] = ensemble.stack(log_probs)
+    if cfg.head == "binary":  # evaluate reads a binary head's one logit z as [0, z]
+        columns = {name: lp[:, 1] - lp[:, 0] for name, lp in columns.items()}
+    return {name: evaluate(logits, target, cfg, None, prior) for name, logits in columns.items()}
+
+
+def fit_on_validation(
+    ensemble: EnsembleModel, predictions: dict[str, tuple[torch.Tensor, torch.Tensor]], cfg: FinetuneConfig, plan: Plan
+) -> dict[str, Any]:
+    """Fit the stacking weights on ``predictions["val"]`` alone; the report of every split."""
+    val_log_probs, val_target = predictions["val"]
+    weights, bias, fit = fit_stacking(val_log_probs, val_target)
+    ensemble.weights.copy_(torch.tensor(weights))
+    ensemble.bias.copy_(torch.tensor(bias))
+    report = {name: scores(ensemble, *predictions[name], cfg, plan.prior) for name in predictions}
+    fit.update(split="val", weights=dict(zip(ensemble.config.members, weights)))
+    fit["val_kl"] = report["val"]["ensemble"].get("kl", math.nan)
+    ensemble.config.fit = fit
+    return report
+
+
+def comparison_table(report: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Members and the ensemble side by side: one line each, KL and balanced accuracy per split."""
+    splits = [s for s in ("val", "test") if report.get(s)]
+    header = f"{'model':<32}" + "".join(f"{s + ' KL':>10}{s + ' bal.acc':>14}" for s in splits)
+    lines = [header]
+    for name in report["val"]:
+        cells = "".join(
+            f"{report[s][name].get('kl', math.nan):>10.4f}{report[s][name].get('balanced_accuracy', math.nan):>14.3f}"
+            for s in splits
+        )
+        lines.append(f"{name:<32}{cells}")
+    return "\n".join(lines)
+
+
+def fit_ensemble(
+    members: Sequence[str | Path], data: Sequence[str], output: Path, cfg: FinetuneConfig, record_task: str
+) -> dict[str, Any]:
+    """Load, split, predict, fit on validation, save; returns eval.json's content."""
+    folders = [member_folder(m) for m in members]
+    with quiet_transformers():
+        ensemble = EnsembleModel.from_members(folders)
+    plan = plan_data(data, cfg, record_task, ensemble.config.patch_size)
+    if not plan.windows["val"]:
+        raise ConfigError(f"--data {data_label(data)}: no validation windows to fit the stacking weights on")
+    for folder in folders:
+        check_member_split(folder, plan)
+    held_out = [name for name in ("val", "test") if plan.windows[name]]
+    predictions = {name: predict_split(ensemble, data, plan, cfg, name) for name in held_out}
+    report = fit_on_validation(ensemble, predictions, cfg, plan)
+    ensemble.config.fit.update(record_task=record_task, windows_by_split=plan.windows)
+    with quiet_transformers():
+        ensemble.save_pretrained(output / "model")
+    save_preprocess_spec(data_dirs(data), output / "model")
+    evaluation = {
+        "task": cfg.task,
+        "metric": "kl" if cfg.task == "hms6" else "loss",
+        "windows": plan.windows,
+        "prior": plan.prior,
+        "members": {split: report[split] for split in report},
+        "stacking": ensemble.config.fit,
+        **{split: report[split]["ensemble"] for split in report},
+    }
+    (output / "eval.json").write_text(json.dumps(evaluation, indent=2, sort_keys=True, default=float))
+    run = {"members": [str(f) for f in folders], "data": data_dirs(data), "prior": plan.prior, "config": cfg.to_dict()}
+    run["split"] = {name: list(plan.split.of(name)) for name in SPLITS}
+    (output / "run.json").write_text(json.dumps(run, indent=2))
+    log.info(
+        "stacking weights %s (fitted on %d validation windows)", ensemble.config.fit["weights"], plan.windows["val"]
+    )
+    log.info("members and ensemble:\n%s", comparison_table(report))
+    return evaluation
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eegfm.training.ensemble",
+        description="Stack fine-tuned models (eegfm encoder, spectrogram CNN ...) into one ensemble model "
+        "folder: weights fitted on the validation windows of fine-tuning's split, every member and the "
+        "ensemble compared on validation and test.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--members",
+        required=True,
+        nargs="+",
+        type=user_path,
+        metavar="DIR",
+        help="fine-tuning run folders (or their model/ folders) of the members, all with the same labels",
+    )
+    parser.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        type=user_path,
+        metavar="DIR",
+        help="the pipeline output folder(s) the members were fine-tuned on (the split is computed again)",
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        type=user_file_path,
+        help="run folder to write: model/ (ensemble.json, members/, preprocess.json), eval.json, run.json",
+    )
+    parser.add_argument(
+        "--config",
+        type=user_path,
+        default="cpu-tiny",
+        help="the fine-tuning config preset or YAML the members used: its split settings (val_fraction, "
+        "test_fraction, seed, split_group ...), task and loader are read",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config field (repeatable) as the members' fine-tuning did, e.g. --set test_fraction=0.2",
+    )
+    parser.add_argument(
+        "--record_task",
+        default=None,
+        help="the `task` value of the windows; None: the task's own (hms6 -> hms6)",
+    )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging("INFO")
+    try:
+        cfg = load_config(args.config, "finetune", list(args.set))
+        record_task = args.record_task or FINETUNE_TASKS.get(cfg.task)
+        if record_task is None:
+            raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry")
+        args.output.mkdir(parents=True, exist_ok=True)
+        fit_ensemble(args.members, [str(d) for d in args.data], args.output, cfg, record_task)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"ensemble: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
