@@ -1,20 +1,24 @@
 """Two tests an explanation must pass before anyone reads it as the model's reasons.
 
+Both compare maps (``serving.explain``: each channel-second's signed contribution to a class's
+logit) by the *absolute* Spearman rank correlation: a map and its negative are one explanation read
+two ways (``a_c * g(x)`` for a negative ``a_c`` is still ``g``'s map).
+
 **Class specificity.** A published spectrogram-XAI report on the HMS task found Grad-CAM and
 integrated-gradient maps nearly identical for every class: the maps showed where the model looks,
-not why it chose one class over another. Here the predicted class's attribution map (|attribution|
-summed per channel and second) is rank-correlated (Spearman) with every other class's map; the
-window fails when the *median* correlation exceeds the threshold. The median, not the maximum:
-clinically related classes (seizure and LPD, LRDA and GRDA) may rightly share their evidence, and
-one such pair must not condemn a window, whereas the failure reported was every class sharing one
-map, which moves the median. ``statistic="max"`` is the stricter choice.
+not why it chose one class over another. Here the predicted class's map is rank-correlated with
+every other class's; the window fails when the *median* of these |correlations| exceeds the
+threshold (default 0.9). The median, not the maximum: clinically related classes (seizure and LPD,
+LRDA and GRDA) may rightly share their evidence, and one such pair must not condemn a window,
+whereas the failure reported was every class sharing one map, which moves the median.
+``statistic="max"`` is the stricter choice.
 
 **Model randomisation** (Adebayo et al. 2018, "Sanity checks for saliency maps"). The predicted
 class's map is recomputed on a copy of the model whose every weight tensor is redrawn from a
 normal distribution with that tensor's own mean and standard deviation (the same scale, none of
 the learned structure); an explanation that survives the model losing what it learned shows the
 input (its amplitude, its artifacts) or the architecture, not the model: the window fails when the
-two maps' rank correlation exceeds the threshold.
+two maps' |rank correlation| exceeds the threshold (default 0.5).
 
 A map that is constant has no ranking: two constant maps count as identical (correlation 1), a
 constant map against a varying one as unrelated (0).
@@ -49,7 +53,8 @@ def class_specificity(
     maps: np.ndarray, predicted: int, labels: list[str], *, threshold: float, statistic: str = "median"
 ) -> dict:
     """The predicted class's map (``maps[predicted]`` of (n_classes, ...)) against each other
-    class's: the correlations, their ``statistic`` and whether it stays at or below ``threshold``."""
+    class's: the (signed) correlations, the ``statistic`` of their absolute values and whether it
+    stays at or below ``threshold``."""
     if statistic not in SPECIFICITY_STATISTICS:
         raise ValueError(f"statistic: expected one of {', '.join(SPECIFICITY_STATISTICS)}; got {statistic!r}")
     if len(maps) < 2:
@@ -57,7 +62,7 @@ def class_specificity(
     correlations = {
         labels[c]: round(rank_correlation(maps[predicted], maps[c]), 4) for c in range(len(maps)) if c != predicted
     }
-    values = list(correlations.values())
+    values = [abs(v) for v in correlations.values()]
     value = float(np.median(values) if statistic == "median" else np.max(values))
     return {
         "applicable": True,
@@ -87,8 +92,8 @@ def randomised_copy(model: nn.Module, seed: int = 0) -> nn.Module:
 
 
 def randomisation_check(trained_map: np.ndarray, randomised_map: np.ndarray, *, threshold: float) -> dict:
-    """Whether the predicted class's map changed when the weights were randomised."""
-    value = rank_correlation(trained_map, randomised_map)
+    """Whether the predicted class's map changed when the weights were randomised (|correlation|)."""
+    value = abs(rank_correlation(trained_map, randomised_map))
     return {"correlation": round(value, 4), "threshold": threshold, "passed": bool(value <= threshold)}
 
 
@@ -102,12 +107,12 @@ def verdict(specificity: dict, randomisation: dict, predicted_map: np.ndarray) -
         )
     if not specificity["passed"]:
         reasons.append(
-            f"class specificity: {specificity['statistic']} rank correlation with the other classes' maps "
+            f"class specificity: {specificity['statistic']} |rank correlation| with the other classes' maps "
             f"{specificity['value']:.3f} > {specificity['threshold']:g} (the maps do not depend on the class)"
         )
     if not randomisation["passed"]:
         reasons.append(
-            f"model randomisation: rank correlation with the randomised model's map "
+            f"model randomisation: |rank correlation| with the randomised model's map "
             f"{randomisation['correlation']:.3f} > {randomisation['threshold']:g} (the map does not depend "
             "on the learned weights)"
         )
