@@ -109,6 +109,18 @@ def test_the_figure_has_the_attention_panel_of_a_real_model(tiny, window, tmp_pa
     assert titles[0].startswith(f"{predicted} (predicted): p = {explanation.probabilities[explanation.predicted]:.3f}")
 
 
+def test_a_binary_heads_one_logit_is_explained_as_its_positive_label_without_specificity(window):
+    torch.manual_seed(0)
+    model = EEGFMModel(EEGFMConfig.from_preset("tiny", head="binary", modalities=[])).eval()
+    explanation = explain_window(model, window, ["rest", "task"], ExplainConfig(steps=2))
+    assert explanation.labels == ["task"] and explanation.maps.shape == (1, 19, 10)
+    with torch.no_grad():
+        assert explanation.probabilities[0] == pytest.approx(torch.sigmoid(model(**window).logits).item(), rel=1e-5)
+    assert explanation.specificity == {**explanation.specificity, "applicable": False, "passed": True}
+    report = explanation_json(explanation, ExplainConfig())
+    assert list(report["classes"]) == ["task"] and report["predicted"] == "task"
+
+
 @pytest.mark.parametrize(
     "field, value, message",
     [
