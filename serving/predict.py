@@ -268,8 +268,8 @@ def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
         redaction.release()
         parser.error(redaction.scrub(f"--input {' '.join(args.input)}: {err}"))
     partial.replace(args.output / "predictions.csv")
-    explain_recordings(args, predictor, items, recordings)
     seconds = time.perf_counter() - started
+    explain_recordings(args, predictor, items, recordings)
     processed = [r for r in recordings if r["status"] == "processed"]
     report = {
         "model": str(args.model),
