@@ -19,8 +19,9 @@ Choices, and why:
   place and drops the direction, and mostly follows the EEG's amplitude: on the tiny model
   fine-tuned on the simulated HMS classes, the |attribution| maps of the six classes rank-correlated
   at 0.96-0.97 in every window tried (the "same map for every class" of the published report),
-  their signed maps at 0.26-0.67. The JSON still ranks the top channels and seconds by summed
-  |attribution| (where the model is sensitive) and gives each one's signed contribution.
+  their signed maps at 0.26-0.67. The JSON (``serving.explain_report``) still ranks the top
+  channels and seconds by summed |attribution| (where the model is sensitive) and gives each one's
+  signed contribution.
 - Baseline zeros: 0 µV on every channel is a flat, silent EEG, which the pipeline's band-pass
   filtering makes the signal's own mean, so a map is the contributions to the logit's difference
   between this window and no activity at all. A blurred or noise baseline would attribute only what
@@ -43,7 +44,7 @@ import torch
 from torch import nn
 
 from eegfm.core.config import Config, check_int, check_option, check_range
-from eegfm.pipelines.schema import CHANNELS, SFREQ
+from eegfm.pipelines.schema import SFREQ
 from eegfm.serving.explain_attention import attention_maps
 from eegfm.serving.explain_checks import (
     SPECIFICITY_STATISTICS,
@@ -237,70 +238,3 @@ def _probabilities(logits: torch.Tensor, temperature: float) -> np.ndarray:
     if len(logits) == 1:
         return torch.sigmoid(logits / temperature).numpy()
     return torch.softmax(logits / temperature, dim=-1).numpy()
-
-
-def _ranked(magnitude: np.ndarray, contribution: np.ndarray, names: list, key: str, top_k: int) -> list[dict]:
-    """The ``top_k`` names by ``magnitude``, each with its share of the total and its signed
-    ``contribution`` (None where there is none: attention)."""
-    total = float(magnitude.sum()) or 1.0
-    order = np.argsort(-magnitude, kind="stable")[:top_k]
-    return [
-        {
-            key: names[i],
-            "share": round(float(magnitude[i]) / total, 4),
-            **({} if contribution is None else {"contribution": round(float(contribution[i]), 6)}),
-        }
-        for i in order
-    ]
-
-
-def explanation_json(explanation: WindowExplanation, config: ExplainConfig, *, start_s: float = 0.0) -> dict:
-    """The window's explanation as JSON: per class its probability, top channels and seconds
-    (shares of the class's summed |attribution|), completeness error; the checks; the attention's
-    top channels and seconds; ``explanation_reliable`` and ``why``."""
-    n_bins = explanation.maps.shape[-1]
-    seconds = [round(start_s + k * config.resolution_seconds, 3) for k in range(n_bins)]
-    channels = list(CHANNELS) if explanation.maps.shape[1] == len(CHANNELS) else None
-    if channels is None:
-        raise ValueError(
-            f"explanation: expected the {len(CHANNELS)} canonical channels; got {explanation.maps.shape[1]}"
-        )
-    classes = {}
-    magnitudes = binned(explanation.attributions, config.resolution_seconds, absolute=True)
-    for c, label in enumerate(explanation.labels):
-        size, signed = magnitudes[c], explanation.maps[c]
-        classes[label] = {
-            "probability": round(float(explanation.probabilities[c]), 6),
-            "top_channels": _ranked(size.sum(axis=1), signed.sum(axis=1), channels, "channel", config.top_k),
-            "top_seconds": _ranked(size.sum(axis=0), signed.sum(axis=0), seconds, "start_s", config.top_k),
-            "completeness_error": round(float(explanation.completeness[c]), 4),
-        }
-    # The pooling weights sum to 1 over channels in every patch, so they rank channels only; the
-    # patch layers' received attention ranks the seconds (patches are 1 s).
-    attention = {}
-    if "channel_pool" in explanation.attention:
-        pool = explanation.attention["channel_pool"].sum(axis=1)
-        attention["channel_pool_top_channels"] = _ranked(pool, None, channels, "channel", config.top_k)
-    if "patch" in explanation.attention:
-        patch = explanation.attention["patch"]
-        patch_seconds = (explanation.attributions.shape[-1] // len(patch)) / SFREQ
-        patch_starts = [round(start_s + k * patch_seconds, 3) for k in range(len(patch))]
-        attention["patch_layers_top_seconds"] = _ranked(patch, None, patch_starts, "start_s", config.top_k)
-    return {
-        "start_s": round(start_s, 3),
-        "predicted": explanation.labels[explanation.predicted],
-        "method": {
-            "attribution": "integrated_gradients",
-            "target": config.target.replace("_", " "),
-            "baseline": "zeros (flat EEG)",
-            "steps": config.steps,
-            "resolution_seconds": config.resolution_seconds,
-            "map": "signed attribution summed per channel and bin (contribution to the target)",
-        },
-        "channels": channels,
-        "classes": classes,
-        "checks": {"class_specificity": explanation.specificity, "model_randomisation": explanation.randomisation},
-        "attention": attention,
-        "explanation_reliable": explanation.reliable,
-        "why": explanation.why,
-    }

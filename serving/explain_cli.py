@@ -5,8 +5,8 @@ a window's index ``k`` is its row among the recording's rows of predictions.csv 
 scored by the torch model, and the ``--explain_max_windows`` with the highest predicted-class
 probability are explained by ``serving.explain``. Written beside the predictions:
 
-- ``explanations/NNN_<token>_w<k>.json``: ``serving.explain.explanation_json`` plus the recording's
-  index and name (its keyed token under redaction, as everywhere in predict's outputs);
+- ``explanations/NNN_<token>_w<k>.json``: ``serving.explain_report.explanation_json`` plus the
+  recording's index and name (its keyed token under redaction, as everywhere in predict's outputs);
 - ``explanations/NNN_<token>_w<k>.png``: ``serving.explain_plot``'s figure;
 - in recordings.json, per explained recording, ``explanations``: each window's ``k``, start,
   predicted label, ``explanation_reliable``, ``why`` and the two files.
@@ -106,8 +106,9 @@ def _most_confident_windows(predictor, model, item, count: int) -> tuple[list[tu
 def _explain_recording(summary: dict, item, predictor, model, randomised, config, output: Path) -> list[dict]:
     from eegfm.model.inputs import inputs_for_modalities
     from eegfm.pipelines.schema import SFREQ, encode_example
-    from eegfm.serving.explain import explain_window, explanation_json
+    from eegfm.serving.explain import explain_window
     from eegfm.serving.explain_plot import plot_explanation
+    from eegfm.serving.explain_report import explanation_json
     from eegfm.training.data.batch import collate_records
 
     chosen, starts = _most_confident_windows(predictor, model, item, config.max_windows)

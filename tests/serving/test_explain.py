@@ -14,9 +14,10 @@ from eegfm.model.config import EEGFMConfig
 from eegfm.model.modeling import EEGFMModel
 from eegfm.model.temporal import SelfAttention
 from eegfm.pipelines.schema import CHANNELS
-from eegfm.serving.explain import ExplainConfig, binned, explain_window, explanation_json, integrated_gradients
+from eegfm.serving.explain import ExplainConfig, binned, explain_window, integrated_gradients
 from eegfm.serving.explain_attention import attention_maps, attention_probabilities
 from eegfm.serving.explain_plot import plot_explanation
+from eegfm.serving.explain_report import explanation_json
 from tests.serving.explain_models import HMS_LABELS, ChannelReader, real_window
 
 
