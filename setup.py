@@ -61,7 +61,8 @@ CORE = pinned(
     # MNE reads EGI's .mff recordings (folders) through it.
     "mffpy",
 )
-MODEL = pinned("torch", "torch-geometric", "transformers", "safetensors", "onnx", "onnxruntime", "onnxscript")
+# captum: eegfm-predict --explain's integrated gradients (it brings matplotlib for the figures).
+MODEL = pinned("torch", "torch-geometric", "transformers", "safetensors", "onnx", "onnxruntime", "onnxscript", "captum")
 TRAIN = pinned("wandb", "matplotlib")
 TF = pinned("tensorflow-cpu")
 # moto's S3 server and gcp-storage-emulator stand in for S3 and GCS in the object-store tests.

@@ -50,6 +50,7 @@ from eegfm.pipelines.datasets import DATASETS, HMS_CLASSES, HMS_VOTE_COLUMNS
 from eegfm.pipelines.deid import PseudonymKeyError, load_key
 from eegfm.pipelines.redact import RunRedaction, kept_folders, related_paths
 from eegfm.serving.backends import BACKENDS
+from eegfm.serving.explain_cli import add_explain_options, explain_recordings
 
 log = get_logger(__name__)
 
@@ -96,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         "CSV; needs a hms6 model and the HMS layout's parquet recordings",
     )
     _add_redaction_options(parser)
+    add_explain_options(parser)
     return parser
 
 
@@ -334,6 +336,7 @@ def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
         parser.error(redaction.scrub(f"--input {' '.join(args.input)}: {err}"))
     partial.replace(args.output / "predictions.csv")
     seconds = time.perf_counter() - started
+    explain_recordings(args, predictor, items, recordings)
     processed = [r for r in recordings if r["status"] == "processed"]
     report = {
         "model": str(args.model),
