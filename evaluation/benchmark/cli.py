@@ -10,6 +10,8 @@ from eegfm.core.config import ConfigError
 from eegfm.core.logs import setup_logging
 from eegfm.evaluation.benchmark.runs import METHODS
 
+EEGMAT_METHODS = ("eegfm", "scratch", "linear_probe", "eegfm_10pct", "scratch_10pct")
+
 DEFAULT_CONFIG = "cpu-small"
 
 
@@ -54,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     eegmat.add_argument("--data", required=True, help="folder of PhysioNet eegmat recordings (SubjectNN_1/2.edf)")
-    _common(eegmat, list(METHODS))
+    _common(eegmat, list(EEGMAT_METHODS))
     simulated = suites.add_parser(
         "simulated",
         help="six-class expert votes on a generated multi-site corpus, leave-one-site-out",

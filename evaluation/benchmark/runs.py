@@ -7,7 +7,11 @@ Methods (fine-tuning ``mode`` and the encoder it starts from):
 - ``scratch``: the same architecture from random weights, fine-tuned the same way;
 - ``linear_probe``: the pretrained encoder frozen, a linear head trained;
 - ``eegfm_10pct`` / ``scratch_10pct``: the first two with the labels of 10 % of the training
-  subjects (``train_subject_fraction``; drawn by the seed).
+  subjects (``train_subject_fraction``; drawn by the seed);
+- ``eegfm_fusion``: ``eegfm`` with the records' spectrograms fused (``modalities: [spectrogram]``);
+- ``spectrogram_cnn``: the 2-D CNN on the spectrograms (``model.spectrogram_cnn``), from scratch;
+- ``ensemble``: ``eegfm`` and ``spectrogram_cnn`` of the same fold and seed stacked by
+  ``training.ensemble``, its weights fitted on the fold's validation windows.
 
 Pretraining reads only the training split (``exclude_corpus_splits: [dev, eval]``) plus any
 ``unlabeled`` folders, so no validation or test subject's window reaches it, even unlabeled.
@@ -25,6 +29,7 @@ import torch
 
 from eegfm.core.logs import get_logger
 from eegfm.model.modeling import EEGFMForPretraining
+from eegfm.training import ensemble as ensembling
 from eegfm.training import finetune as finetuning
 from eegfm.training import pretrain as pretraining
 from eegfm.training.config import load_config
@@ -39,6 +44,9 @@ class Method:
     pretrained: bool
     mode: str = "full"
     subject_fraction: float = 1.0
+    architecture: str = "eegfm"
+    settings: tuple[str, ...] = ()  # the method's own fine-tuning overrides
+    members: tuple[str, ...] = ()  # an ensemble's member methods (fine-tuned first, same fold and seed)
 
 
 METHODS: dict[str, Method] = {
@@ -49,6 +57,20 @@ METHODS: dict[str, Method] = {
         Method("linear_probe", "linear probe of the pretrained encoder", True, mode="linear"),
         Method("eegfm_10pct", "eegfm, 10 % of training subjects' labels", True, subject_fraction=0.1),
         Method("scratch_10pct", "from scratch, 10 % of training subjects' labels", False, subject_fraction=0.1),
+        Method(
+            "eegfm_fusion",
+            "eegfm with the spectrogram fused",
+            True,
+            settings=("model_overrides={modalities: [spectrogram]}",),
+        ),
+        Method("spectrogram_cnn", "2-D CNN on the spectrograms, from scratch", False, architecture="spectrogram_cnn"),
+        Method(
+            "ensemble",
+            "eegfm + spectrogram CNN, stacked on validation",
+            False,
+            architecture="ensemble",
+            members=("eegfm", "spectrogram_cnn"),
+        ),
     )
 }
 
@@ -110,20 +132,46 @@ def untrained(output: Path, opts: RecipeOptions, seed: int) -> Path:
 
 
 def finetune(
-    data: str, encoder: Path, output: Path, method: Method, seed: int, opts: RecipeOptions, split: Sequence[str]
+    data: str, encoder: Path | None, output: Path, method: Method, seed: int, opts: RecipeOptions, split: Sequence[str]
 ) -> dict:
-    """One fine-tuning run (``split``: the settings choosing its held-out subjects or site);
-    returns its eval.json (reused where the run already finished)."""
+    """One fine-tuning run (``split``: the settings choosing its held-out subjects or site;
+    ``encoder``: None for an architecture trained from scratch); returns its eval.json (reused
+    where the run already finished)."""
     report = output / "eval.json"
     if not report.is_file():
-        argv = ["--data", data, "--pretrained", str(encoder), "--output", str(output), "--config", opts.config]
-        argv += ["--task", opts.task, "--mode", method.mode, "--wandb", "disabled"]
-        settings = [*split, f"seed={seed}", f"loader.seed={seed}"]
-        if method.subject_fraction < 1:
-            settings.append(f"train_subject_fraction={method.subject_fraction}")
-        for item in (*settings, *opts.finetune_set):
+        argv = ["--data", data, "--output", str(output), "--config", opts.config, "--task", opts.task]
+        argv += ["--mode", method.mode, "--architecture", method.architecture, "--wandb", "disabled"]
+        argv += ["--pretrained", str(encoder)] if encoder is not None else []
+        for item in (*_split_settings(split, seed, method), *opts.finetune_set, *method.settings):
             argv += ["--set", item]
         _run(finetuning.main, argv, f"fine-tuning {method.name} seed {seed}")
+    return json.loads(report.read_text(encoding="utf-8"))
+
+
+def _split_settings(split: Sequence[str], seed: int, method: Method) -> list[str]:
+    settings = [*split, f"seed={seed}", f"loader.seed={seed}"]
+    if method.subject_fraction < 1:
+        settings.append(f"train_subject_fraction={method.subject_fraction}")
+    return settings
+
+
+def stack(
+    data: str,
+    members: Sequence[Path],
+    output: Path,
+    method: Method,
+    seed: int,
+    opts: RecipeOptions,
+    split: Sequence[str],
+) -> dict:
+    """The members' runs stacked (``training.ensemble``, weights fitted on the same split's
+    validation windows); returns its eval.json (reused where it exists)."""
+    report = output / "eval.json"
+    if not report.is_file():
+        argv = ["--members", *map(str, members), "--data", data, "--output", str(output), "--config", opts.config]
+        for item in (*_split_settings(split, seed, method), *opts.finetune_set, f"task={opts.task}"):
+            argv += ["--set", item]
+        _run(ensembling.main, argv, f"stacking {method.name} seed {seed}")
     return json.loads(report.read_text(encoding="utf-8"))
 
 
@@ -139,12 +187,26 @@ def run_methods(
     """``{method: {fold: [eval.json per seed]}}``; ``folds`` maps a fold's name to the fine-tuning
     settings that hold its subjects or site out; one pretraining on ``pretrain_data`` serves all."""
     chosen = [METHODS[name] for name in methods]
-    pretrained = pretrain(pretrain_data, output / "pretrain", opts) if any(m.pretrained for m in chosen) else None
+    needed = chosen + [METHODS[m] for method in chosen for m in method.members]
+    pretrained = pretrain(pretrain_data, output / "pretrain", opts) if any(m.pretrained for m in needed) else None
     reports: dict[str, dict[str, list[dict[str, Any]]]] = {m.name: {fold: [] for fold in folds} for m in chosen}
+
+    def run(method: Method, seed: int, fold: str, split: Sequence[str]) -> dict:
+        folder = output / "runs" / method.name / fold / f"seed{seed}"
+        if method.members:
+            members = [METHODS[name] for name in method.members]
+            for member in members:
+                run(member, seed, fold, split)
+            runs = [output / "runs" / m.name / fold / f"seed{seed}" for m in members]
+            return stack(data, runs, folder, method, seed, opts, split)
+        if method.architecture != "eegfm":
+            encoder = None
+        else:
+            encoder = pretrained if method.pretrained else untrained(output / "scratch-init", opts, seed)
+        return finetune(data, encoder, folder, method, seed, opts, split)
+
     for seed in seeds:
         for fold, split in folds.items():
             for method in chosen:
-                encoder = pretrained if method.pretrained else untrained(output / "scratch-init", opts, seed)
-                folder = output / "runs" / method.name / fold / f"seed{seed}"
-                reports[method.name][fold].append(finetune(data, encoder, folder, method, seed, opts, split))
+                reports[method.name][fold].append(run(method, seed, fold, split))
     return reports
