@@ -8,7 +8,7 @@ exported with more is sliced: its first masks are the same; one with fewer is ex
 ``torch`` loads the model folder; ``onnx`` runs ``model.onnx``, exported beside it on first use,
 on ONNX Runtime's CPU (or CUDA) provider; ``tensorrt`` builds an engine from that graph for this
 GPU, TensorRT version, precision and profile (cached beside it) and runs it on torch's CUDA stream
-with torch-allocated buffers. TensorRT refuses models that take a spectrogram (serving feeds none).
+with torch-allocated buffers; a spectrogram input runs at 1 to ``TENSORRT_MAX_FRAMES`` frames (Kaggle's 10 minutes).
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ import torch
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
 from eegfm.pipelines.schema import SFREQ
+from eegfm.pipelines.spectrogram import FRAME_STEP_S, N_SPECTROGRAM_ROWS
 
 BACKENDS = ("torch", "onnx", "tensorrt")
 ONNX_NAME = "model.onnx"
 TENSORRT_MAX_SECONDS = 60.0  # the longest window a TensorRT engine's profile takes
+TENSORRT_MAX_FRAMES = 300  # the longest spectrogram: Kaggle's 10 minutes at one frame per 2 s
 log = get_logger(__name__)
 
 
@@ -166,6 +168,7 @@ def build_engine(
     engine_path: Path,
     *,
     times: tuple[int, int, int],
+    frames: tuple[int, int, int] = (1, 1, 1),
     max_batch: int,
     opt_batch: int,
     precision: str = "fp16",
@@ -173,7 +176,8 @@ def build_engine(
     n_chans: int = 19,
 ) -> Path:
     """Build and save a TensorRT engine for ``onnx_path`` with one optimisation profile: batch 1 to
-    ``max_batch`` (tuned for ``opt_batch``), ``times`` = (min, opt, max) samples."""
+    ``max_batch`` (tuned for ``opt_batch``), ``times`` = (min, opt, max) samples and ``frames`` the
+    same for a spectrogram input."""
     import tensorrt as trt  # optional: in no extra, only for --backend tensorrt
 
     logger = trt.Logger(trt.Logger.WARNING)
@@ -193,8 +197,8 @@ def build_engine(
     for index in range(network.num_inputs):
         tensor = network.get_input(index)
         shapes = [
-            _profile_shape(tensor.name, batch, n_chans, n_times)
-            for batch, n_times in zip((1, opt_batch, max_batch), times, strict=True)
+            _profile_shape(tensor.name, batch, n_chans, n_times, n_frames)
+            for batch, n_times, n_frames in zip((1, opt_batch, max_batch), times, frames, strict=True)
         ]
         profile.set_shape(tensor.name, *shapes)
     config.add_optimization_profile(profile)
@@ -207,21 +211,16 @@ def build_engine(
     return engine_path
 
 
-def _profile_shape(name: str, batch: int, n_chans: int, n_times: int) -> tuple[int, ...]:
+def _profile_shape(name: str, batch: int, n_chans: int, n_times: int, n_frames: int) -> tuple[int, ...]:
     return {
         "eeg": (batch, n_chans, n_times),
+        "spectrogram": (batch, N_SPECTROGRAM_ROWS, n_frames),
         "positions": (batch, n_chans, 3),
         "channel_mask": (batch, n_chans),
         "ecg": (batch, n_times),
         "age": (batch,),
         "sex": (batch,),
     }[name]
-
-
-def _onnx_inputs(path: Path) -> list[str]:
-    import onnx  # heavy: only for --backend tensorrt
-
-    return [i.name for i in onnx.load(str(path), load_external_data=False).graph.input]
 
 
 class TensorRTBackend:
@@ -253,17 +252,19 @@ class TensorRTBackend:
         self.max_times = max(n_times, int(TENSORRT_MAX_SECONDS * SFREQ) // patch_size * patch_size)
         self.patch_size = patch_size
         engine_path = onnx_path.with_name(engine_name(precision, batch_size, n_times))
-        if "spectrogram" in _onnx_inputs(onnx_path):  # the pipeline's windows carry none
-            raise ConfigError(
-                "--backend tensorrt: the model takes a spectrogram, which serving does not feed a "
-                "TensorRT engine; use --backend onnx or torch"
-            )
+        self.pool = _spectrogram_pool(onnx_path)  # None: the graph takes no spectrogram
+        pool = self.pool or 1
+        # A window's own spectrogram has one frame per 2 s; Kaggle's HMS files give 300 around it.
+        own_frames = n_times // int(FRAME_STEP_S * SFREQ) // pool * pool
+        frames = (pool, max(pool, own_frames), TENSORRT_MAX_FRAMES // pool * pool)
+        self.max_frames = frames[2]
         if not engine_path.is_file():
             log.info("building a TensorRT %s engine for %s (once; cached as %s)", precision, onnx_path, engine_path)
             build_engine(
                 onnx_path,
                 engine_path,
                 times=(patch_size, n_times, self.max_times),
+                frames=frames,
                 max_batch=batch_size,
                 opt_batch=batch_size,
                 precision=precision,
@@ -299,6 +300,8 @@ class TensorRTBackend:
             "sex": inputs.get("sex", nan),
             "ecg": ecg,
         }
+        if self.pool is not None:
+            values["spectrogram"] = self._spectrogram(inputs.get("spectrogram"), batch)
         keep = []  # the buffers must outlive the asynchronous run
         for name in self.inputs:
             tensor = values[name].to("cuda", torch.float32).contiguous()
@@ -315,6 +318,26 @@ class TensorRTBackend:
         stream.synchronize()
         samples = outputs["sample_logits"].cpu() if "sample_logits" in outputs else None
         return outputs["logits"].cpu(), _first_samples(samples, self.mc_passes)
+
+    def _spectrogram(self, spectrogram: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """Whole tokens of the spectrogram, centre-cropped to the engine's frames; NaN (absent) if None."""
+        if spectrogram is None:
+            return torch.full((batch, N_SPECTROGRAM_ROWS, self.pool), float("nan"), device="cuda")
+        n_frames = min(spectrogram.shape[-1], self.max_frames) // self.pool * self.pool
+        if n_frames == 0:
+            raise ValueError(f"spectrogram: {spectrogram.shape[-1]} frames; this model reads {self.pool} per token")
+        start = (spectrogram.shape[-1] - n_frames) // 2
+        return spectrogram[..., start : start + n_frames]
+
+
+def _spectrogram_pool(onnx_path: Path) -> int | None:
+    """The frames per spectrogram token of a graph that takes a spectrogram (its metadata); else None."""
+    import onnx  # heavy: only for --backend tensorrt
+
+    graph = onnx.load(str(onnx_path), load_external_data=False)
+    if "spectrogram" not in [i.name for i in graph.graph.input]:
+        return None
+    return int({p.key: p.value for p in graph.metadata_props}.get("eegfm.spectrogram_pool", 1))
 
 
 def make_backend(config, model_dir: Path, *, n_times: int, patch_size: int):
