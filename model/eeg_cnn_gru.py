@@ -24,10 +24,10 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 
 from eegfm.model import config as eegfm_config
+from eegfm.model.classifier import HeadClassifier
 from eegfm.model.config import HEAD_REGISTRY, ConfigError
 from eegfm.model.encoder import EncoderOutput
 from eegfm.model.heads import TaskHead, create_head
-from eegfm.model.modeling import EEGFMOutput
 
 N_CANONICAL = 19
 
@@ -145,7 +145,7 @@ class CNNGRUEncoder(nn.Module):
         return torch.cat([frames.mean(dim=1), frames.amax(dim=1)], dim=-1)
 
 
-class EEGCNNGRU(PreTrainedModel):
+class EEGCNNGRU(HeadClassifier, PreTrainedModel):
     """The CNN-GRU with one task head; Hugging Face ``save_pretrained`` / ``from_pretrained``."""
 
     config_class = EEGCNNGRUConfig
@@ -171,7 +171,7 @@ class EEGCNNGRU(PreTrainedModel):
             init.zeros_(module.bias)
 
     def forward_features(
-        self, eeg: torch.Tensor, positions: Any = None, channel_mask: torch.Tensor | None = None, **_: Any
+        self, eeg: torch.Tensor, positions: Any = None, channel_mask: torch.Tensor | None = None, *_: Any
     ) -> EncoderOutput:
         if not isinstance(eeg, torch.Tensor) or eeg.dim() != 3 or eeg.shape[1] != N_CANONICAL or eeg.shape[2] < 1:
             got = tuple(eeg.shape) if isinstance(eeg, torch.Tensor) else type(eeg).__name__
@@ -184,51 +184,12 @@ class EEGCNNGRU(PreTrainedModel):
         mask = eeg.new_ones(eeg.shape[:2]) if channel_mask is None else channel_mask.reshape(-1, N_CANONICAL)
         return EncoderOutput(pooled=self.encoder(eeg, mask.to(eeg).expand(eeg.shape[0], N_CANONICAL)))
 
-    def forward_head(self, features: EncoderOutput | torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(features, pre_logits=pre_logits)
-
-    def forward(
-        self,
-        eeg: torch.Tensor,
-        positions: torch.Tensor | None = None,
-        channel_mask: torch.Tensor | None = None,
-        spectrogram: torch.Tensor | None = None,
-        ecg: torch.Tensor | None = None,
-        age: torch.Tensor | None = None,
-        sex: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> EEGFMOutput | tuple[torch.Tensor, ...]:
-        """Head logits (and ``loss`` with ``labels``), as ``EEGFMModel.forward``."""
-        features = self.forward_features(eeg, positions, channel_mask)
-        logits = self.forward_head(features)
-        loss = None if labels is None else self.head.loss(logits, labels.to(logits.device))
-        output = EEGFMOutput(loss=loss, logits=logits, pooled=features.pooled)
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
-
-    def predict(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                return self.head.predict(self(*args, **kwargs).logits / self.config.temperature)
-        finally:
-            self.train(was_training)
-
-    def get_classifier(self) -> TaskHead:
-        return self.head
-
     def exportable(self) -> None:
         """Refuse the ONNX export by name (``model.export.export_onnx`` asks every model)."""
         raise ValueError(
             "EEGCNNGRU: no ONNX export: torch.export unrolls the GRU over the traced number of frames "
             "(no dynamic time dimension); serve this model, or an ensemble holding it, with --backend torch"
         )
-
-    def freeze_encoder(self) -> None:
-        for name, parameter in self.named_parameters():
-            parameter.requires_grad = name.startswith("head.")
 
     def unfreeze_encoder(self, last_n_layers: int | None = None) -> None:
         """Train everything (fine-tuning from scratch; ``last_n_layers`` is not used)."""

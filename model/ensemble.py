@@ -38,9 +38,9 @@ from scipy import optimize
 from torch import nn
 
 from eegfm.model.architectures import ENSEMBLE_FILE, architecture_of, load_model_folder
+from eegfm.model.classifier import EEGFMOutput
 from eegfm.model.config import KAGGLE_SPECTROGRAM_BINS, MODALITIES, ConfigError
 from eegfm.model.export import ExportableEEGFM
-from eegfm.model.modeling import EEGFMOutput
 
 EEG_INPUTS = ("eeg", "positions", "channel_mask")
 MODALITY_INPUTS = {"spectrogram": ("spectrogram",), "ecg": ("ecg",), "clinical": ("age", "sex")}

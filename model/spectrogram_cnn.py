@@ -30,10 +30,10 @@ from transformers import PreTrainedConfig, PreTrainedModel
 from transformers import initialization as init
 
 from eegfm.model import config as eegfm_config
+from eegfm.model.classifier import HeadClassifier
 from eegfm.model.config import HEAD_REGISTRY, KAGGLE_SPECTROGRAM_BINS, ConfigError
 from eegfm.model.encoder import EncoderOutput
 from eegfm.model.heads import TaskHead, create_head
-from eegfm.model.modeling import EEGFMOutput
 
 N_CHAINS = 4  # LL, RL, LP, RP
 MODEL_TYPE = "eegfm_spectrogram_cnn"
@@ -243,7 +243,7 @@ class SpectrogramEncoder(nn.Module):
         return F.silu(self.top(x)).mean(dim=(2, 3))  # global pooling: any number of frames
 
 
-class SpectrogramCNN(PreTrainedModel):
+class SpectrogramCNN(HeadClassifier, PreTrainedModel):
     """The spectrogram CNN with one task head; Hugging Face ``save_pretrained`` / ``from_pretrained``."""
 
     config_class = SpectrogramCNNConfig
@@ -271,56 +271,14 @@ class SpectrogramCNN(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
 
-    def forward_features(self, eeg: Any = None, positions: Any = None, channel_mask: Any = None, **inputs: Any):
+    def forward_features(self, eeg: Any = None, positions: Any = None, channel_mask: Any = None, spectrogram=None, *_):
         """``EncoderOutput`` with ``pooled`` (B, hidden_size); only ``spectrogram`` is read."""
-        spectrogram = inputs.get("spectrogram")
         if spectrogram is None:
             raise ValueError(
                 "spectrogram: this model reads only the spectrogram (batch, 400, n_frames); got None "
                 "(windows preprocessed without the spectrogram feature)"
             )
         return EncoderOutput(pooled=self.encoder(spectrogram.to(self.device)))
-
-    def forward_head(self, features: EncoderOutput | torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(features, pre_logits=pre_logits)
-
-    def forward(
-        self,
-        eeg: torch.Tensor | None = None,
-        positions: torch.Tensor | None = None,
-        channel_mask: torch.Tensor | None = None,
-        spectrogram: torch.Tensor | None = None,
-        ecg: torch.Tensor | None = None,
-        age: torch.Tensor | None = None,
-        sex: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> EEGFMOutput | tuple[torch.Tensor, ...]:
-        """Head logits (and ``loss`` with ``labels``), as ``EEGFMModel.forward``; the EEG inputs are ignored."""
-        features = self.forward_features(spectrogram=spectrogram)
-        logits = self.forward_head(features)
-        loss = None if labels is None else self.head.loss(logits, labels.to(logits.device))
-        output = EEGFMOutput(loss=loss, logits=logits, pooled=features.pooled)
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
-
-    def predict(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """Calibrated head probabilities, in eval mode without gradients (as ``EEGFMModel.predict``)."""
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                return self.head.predict(self(*args, **kwargs).logits / self.config.temperature)
-        finally:
-            self.train(was_training)
-
-    def get_classifier(self) -> TaskHead:
-        return self.head
-
-    def freeze_encoder(self) -> None:
-        """Train the head alone (fine-tuning's ``linear`` mode)."""
-        for name, parameter in self.named_parameters():
-            parameter.requires_grad = name.startswith("head.")
 
     def unfreeze_encoder(self, last_n_layers: int | None = None) -> None:
         """Train everything (``last_n_layers``: the top that many MBConv blocks, the head and the top conv)."""
