@@ -20,12 +20,7 @@ from tests.training.constructed import write_hms_windows
 SPLIT = ["--set", "val_fraction=0.25", "--set", "test_fraction=0.25"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
