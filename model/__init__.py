@@ -11,14 +11,16 @@ of the channel tokens), ``encoder``, ``heads`` (registry), ``pretraining`` (mask
 contrastive channel prediction, band-power summary), ``adapters`` (LoRA,
 bottleneck, freezing), ``modeling`` (Hugging Face models, ``create_model``), ``optim`` (parameter
 groups, layer-wise lr decay), ``numerics`` (autocast-safe regions, DDP tie-ins), ``export`` (ONNX),
-``spectrogram_cnn`` (an EfficientNet-style CNN on the HMS spectrogram), ``eeg_cnn_gru`` (a 1-D
-CNN-GRU on raw EEG), ``architectures`` (the
-registry of task models by ``model_type``; ``load_model_folder`` loads any saved model or ensemble),
+``classifier`` (the head, ``predict`` and outputs every task model shares), ``spectrogram_cnn``
+(an EfficientNet-style CNN on the HMS spectrogram), ``eeg_cnn_gru`` (a 1-D CNN-GRU on raw EEG),
+``architectures`` (the registry of task models by ``model_type``; ``load_model_folder`` loads any
+saved model or ensemble),
 ``ensemble`` (members stacked by weights fitted on validation).
 """
 
 from eegfm.model.adapters import add_adapters, count_parameters, count_trainable, freeze_encoder, unfreeze_encoder
 from eegfm.model.architectures import list_architectures, load_model_folder, register_architecture
+from eegfm.model.classifier import EEGFMOutput, HeadClassifier
 from eegfm.model.config import (
     HMS_CLASSES,
     MODALITIES,
@@ -34,7 +36,6 @@ from eegfm.model.inputs import canonical_positions, encode_age, encode_sex, posi
 from eegfm.model.modeling import (
     EEGFMForPretraining,
     EEGFMModel,
-    EEGFMOutput,
     EEGFMPreTrainedModel,
     PretrainingOutput,
     create_model,
@@ -52,6 +53,7 @@ __all__ = [
     "EEGFMForPretraining",
     "EEGFMModel",
     "EEGFMOutput",
+    "HeadClassifier",
     "EEGFMPreTrainedModel",
     "EncoderOutput",
     "PretrainingOutput",

@@ -20,28 +20,18 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 
-from eegfm.model import config as eegfm_config
-from eegfm.model.config import HEAD_REGISTRY, ConfigError
+from eegfm.model.classifier import HeadClassifier
 from eegfm.model.encoder import EncoderOutput
 from eegfm.model.heads import TaskHead, create_head
-from eegfm.model.modeling import EEGFMOutput
+from eegfm.model.task_config import TaskModelConfig
 
 N_CANONICAL = 19
 
 
-def _fail(name: str, expected: str, got: Any) -> None:
-    raise ConfigError(f"EEGCNNGRUConfig.{name}: expected {expected}; got {got!r}")
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        _fail(name, f"an integer in [{low}, {high}]", value)
-
-
-class EEGCNNGRUConfig(PreTrainedConfig):
+class EEGCNNGRUConfig(TaskModelConfig):
     """Configuration of :class:`EEGCNNGRU` (``model_type`` ``eegfm_eeg_cnn_gru``).
 
     ``conv_widths`` / ``conv_strides``: one strided convolution (kernel ``kernel_size``) per entry;
@@ -56,67 +46,38 @@ class EEGCNNGRUConfig(PreTrainedConfig):
         "base": {},
     }
 
-    preset: str = "custom"
     input_scale_uv: float = 100.0
     conv_widths: list[int] | None = None
     conv_strides: list[int] | None = None
     kernel_size: int = 7
     gru_hidden: int = 64
     dropout: float = 0.1
-    head: str = "hms6"
-    head_dropout: float = 0.2
-    temperature: float = 1.0
-    layer_norm_eps: float = 1e-5
-    initializer_range: float = 0.02
-    modalities: list[str] | None = None
-    patch_size: int = 1
-    spectrogram_pool: int = 1
     spectrogram_bins: int = 400  # not read: for the code that builds every model's example inputs
     fixed_channels: int = N_CANONICAL  # the ONNX export fixes the channel count to it
-    sfreq: float = 256.0
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.conv_widths = [32, 64, 96] if self.conv_widths is None else list(self.conv_widths)
         self.conv_strides = [4] * len(self.conv_widths) if self.conv_strides is None else list(self.conv_strides)
         self.modalities = []
-        labels = getattr(HEAD_REGISTRY.get(self.head) if isinstance(self.head, str) else None, "default_labels", None)
-        if self.id2label is None and "num_labels" not in kwargs and labels is not None:
-            self.id2label = dict(enumerate(labels))
         super().__post_init__(**kwargs)
-        if self.id2label is not None:
-            self.label2id = {name: index for index, name in self.id2label.items()}
-        self.validate_cnn_gru()
 
     @property
     def hidden_size(self) -> int:
         return 4 * self.gru_hidden
 
-    def validate_cnn_gru(self) -> None:
+    def validate_fields(self) -> None:
         if not self.conv_widths or len(self.conv_widths) != len(self.conv_strides):
-            _fail("conv_widths", "conv_widths and conv_strides of one non-zero length", self.conv_widths)
+            self.fail("conv_widths", "conv_widths and conv_strides of one non-zero length", self.conv_widths)
         for width, stride in zip(self.conv_widths, self.conv_strides):
-            _check_int("conv_widths", width, 4, 4096)
-            _check_int("conv_strides", stride, 1, 16)
-        _check_int("kernel_size", self.kernel_size, 1, 255)
+            self.check_int("conv_widths", width, 4, 4096)
+            self.check_int("conv_strides", stride, 1, 16)
+        self.check_int("kernel_size", self.kernel_size, 1, 255)
         if self.kernel_size % 2 == 0:
-            _fail("kernel_size", "an odd integer (centred padding)", self.kernel_size)
-        _check_int("gru_hidden", self.gru_hidden, 2, 4096)
-        for name in ("dropout", "head_dropout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1:
-                _fail(name, "a number in [0, 1)", value)
+            self.fail("kernel_size", "an odd integer (centred padding)", self.kernel_size)
+        self.check_int("gru_hidden", self.gru_hidden, 2, 4096)
+        self.check_number("dropout", self.dropout, 0.0, 1.0)
         if isinstance(self.input_scale_uv, bool) or not self.input_scale_uv > 0:
-            _fail("input_scale_uv", "a positive number", self.input_scale_uv)
-        if self.head not in HEAD_REGISTRY or self.head == "regression":
-            classifiers = sorted(name for name in HEAD_REGISTRY if name != "regression")
-            _fail("head", f"a registered classification head ({', '.join(classifiers)})", self.head)
-        eegfm_config.n_outputs_for(self)
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> EEGCNNGRUConfig:
-        if name not in cls.presets:
-            raise ConfigError(f"eeg_cnn_gru preset: expected one of {', '.join(map(repr, cls.presets))}; got {name!r}")
-        return cls(preset=name, **{**cls.presets[name], **overrides})
+            self.fail("input_scale_uv", "a positive number", self.input_scale_uv)
 
 
 class CNNGRUEncoder(nn.Module):
@@ -145,7 +106,7 @@ class CNNGRUEncoder(nn.Module):
         return torch.cat([frames.mean(dim=1), frames.amax(dim=1)], dim=-1)
 
 
-class EEGCNNGRU(PreTrainedModel):
+class EEGCNNGRU(HeadClassifier, PreTrainedModel):
     """The CNN-GRU with one task head; Hugging Face ``save_pretrained`` / ``from_pretrained``."""
 
     config_class = EEGCNNGRUConfig
@@ -171,7 +132,7 @@ class EEGCNNGRU(PreTrainedModel):
             init.zeros_(module.bias)
 
     def forward_features(
-        self, eeg: torch.Tensor, positions: Any = None, channel_mask: torch.Tensor | None = None, **_: Any
+        self, eeg: torch.Tensor, positions: Any = None, channel_mask: torch.Tensor | None = None, *_: Any
     ) -> EncoderOutput:
         if not isinstance(eeg, torch.Tensor) or eeg.dim() != 3 or eeg.shape[1] != N_CANONICAL or eeg.shape[2] < 1:
             got = tuple(eeg.shape) if isinstance(eeg, torch.Tensor) else type(eeg).__name__
@@ -184,51 +145,12 @@ class EEGCNNGRU(PreTrainedModel):
         mask = eeg.new_ones(eeg.shape[:2]) if channel_mask is None else channel_mask.reshape(-1, N_CANONICAL)
         return EncoderOutput(pooled=self.encoder(eeg, mask.to(eeg).expand(eeg.shape[0], N_CANONICAL)))
 
-    def forward_head(self, features: EncoderOutput | torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(features, pre_logits=pre_logits)
-
-    def forward(
-        self,
-        eeg: torch.Tensor,
-        positions: torch.Tensor | None = None,
-        channel_mask: torch.Tensor | None = None,
-        spectrogram: torch.Tensor | None = None,
-        ecg: torch.Tensor | None = None,
-        age: torch.Tensor | None = None,
-        sex: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> EEGFMOutput | tuple[torch.Tensor, ...]:
-        """Head logits (and ``loss`` with ``labels``), as ``EEGFMModel.forward``."""
-        features = self.forward_features(eeg, positions, channel_mask)
-        logits = self.forward_head(features)
-        loss = None if labels is None else self.head.loss(logits, labels.to(logits.device))
-        output = EEGFMOutput(loss=loss, logits=logits, pooled=features.pooled)
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
-
-    def predict(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                return self.head.predict(self(*args, **kwargs).logits / self.config.temperature)
-        finally:
-            self.train(was_training)
-
-    def get_classifier(self) -> TaskHead:
-        return self.head
-
     def exportable(self) -> None:
         """Refuse the ONNX export by name (``model.export.export_onnx`` asks every model)."""
         raise ValueError(
             "EEGCNNGRU: no ONNX export: torch.export unrolls the GRU over the traced number of frames "
             "(no dynamic time dimension); serve this model, or an ensemble holding it, with --backend torch"
         )
-
-    def freeze_encoder(self) -> None:
-        for name, parameter in self.named_parameters():
-            parameter.requires_grad = name.startswith("head.")
 
     def unfreeze_encoder(self, last_n_layers: int | None = None) -> None:
         """Train everything (fine-tuning from scratch; ``last_n_layers`` is not used)."""

@@ -38,9 +38,9 @@ from scipy import optimize
 from torch import nn
 
 from eegfm.model.architectures import ENSEMBLE_FILE, architecture_of, load_model_folder
+from eegfm.model.classifier import EEGFMOutput
 from eegfm.model.config import KAGGLE_SPECTROGRAM_BINS, MODALITIES, ConfigError
 from eegfm.model.export import ExportableEEGFM
-from eegfm.model.modeling import EEGFMOutput
 
 EEG_INPUTS = ("eeg", "positions", "channel_mask")
 MODALITY_INPUTS = {"spectrogram": ("spectrogram",), "ecg": ("ecg",), "clinical": ("age", "sex")}
@@ -169,19 +169,9 @@ class EnsembleModel(nn.Module):
             pooled.append(out.pooled.float())
         return torch.stack(log_probs, dim=1), torch.cat(pooled, dim=-1)
 
-    def sample_logits(
-        self,
-        eeg: torch.Tensor | None = None,
-        positions: torch.Tensor | None = None,
-        channel_mask: torch.Tensor | None = None,
-        spectrogram: torch.Tensor | None = None,
-        ecg: torch.Tensor | None = None,
-        age: torch.Tensor | None = None,
-        sex: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """(B, members, C): every member's log-probabilities, for the same inputs as ``forward``."""
-        inputs = dict(eeg=eeg, positions=positions, channel_mask=channel_mask, spectrogram=spectrogram)
-        return self._member_outputs(**inputs, ecg=ecg, age=age, sex=sex)[0]
+    def sample_logits(self, eeg: torch.Tensor | None = None, **inputs: torch.Tensor | None) -> torch.Tensor:
+        """(B, members, C): every member's log-probabilities, for the inputs of ``forward``."""
+        return self._member_outputs(eeg=eeg, **inputs)[0]
 
     def stack(self, log_probs: torch.Tensor) -> torch.Tensor:
         """(B, members, C) member log-probabilities -> (B, C) ensemble log-probabilities."""
@@ -189,19 +179,14 @@ class EnsembleModel(nn.Module):
         return F.log_softmax(combined, dim=-1)
 
     def forward(
-        self,
-        eeg: torch.Tensor | None = None,
-        positions: torch.Tensor | None = None,
-        channel_mask: torch.Tensor | None = None,
-        spectrogram: torch.Tensor | None = None,
-        ecg: torch.Tensor | None = None,
-        age: torch.Tensor | None = None,
-        sex: torch.Tensor | None = None,
-        return_dict: bool | None = None,
+        self, eeg: torch.Tensor | None = None, *, return_dict: bool | None = None, **inputs: torch.Tensor | None
     ) -> EEGFMOutput | tuple:
-        """``EEGFMOutput`` (``logits``: stacked log-probabilities; ``pooled``: members' embeddings)."""
-        inputs = dict(eeg=eeg, positions=positions, channel_mask=channel_mask, spectrogram=spectrogram)
-        log_probs, pooled = self._member_outputs(**inputs, ecg=ecg, age=age, sex=sex)
+        """``EEGFMOutput`` (``logits``: stacked log-probabilities; ``pooled``: members' embeddings) of
+        the inputs by name: ``eeg``, ``positions``, ``channel_mask`` and the modalities'."""
+        unknown = set(inputs) - {*EEG_INPUTS, *(n for names in MODALITY_INPUTS.values() for n in names)}
+        if unknown:
+            raise TypeError(f"EnsembleModel: unexpected inputs {sorted(unknown)}")
+        log_probs, pooled = self._member_outputs(eeg=eeg, **inputs)
         output = EEGFMOutput(logits=self.stack(log_probs), pooled=pooled)
         return output if return_dict in (None, True) else output.to_tuple()
 

@@ -30,6 +30,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from eegfm.model import adapters as adapters_lib
+from eegfm.model.classifier import HeadClassifier
 from eegfm.model.config import GNN_IMPLS, EEGFMConfig
 from eegfm.model.encoder import EEGFMEncoder, EncoderOutput
 from eegfm.model.heads import HEAD_REGISTRY, TaskHead, create_head
@@ -46,18 +47,6 @@ from eegfm.model.uncertainty import config_masks
 N_CANONICAL = 19
 # Computed once (per call, torch.compile traced the numpy lookup every step); never modified in place.
 _CANONICAL_POSITIONS = canonical_positions()
-
-
-@dataclass
-class EEGFMOutput(ModelOutput):
-    """``loss`` (when ``labels`` are given), head ``logits`` and the encoder's features."""
-
-    loss: torch.Tensor | None = None
-    logits: torch.Tensor | None = None
-    pooled: torch.Tensor | None = None
-    patch_tokens: torch.Tensor | None = None
-    channel_tokens: torch.Tensor | None = None
-    modality_gates: torch.Tensor | None = None
 
 
 @dataclass
@@ -208,7 +197,7 @@ class EEGFMPreTrainedModel(PreTrainedModel):
         self.encoder.set_gnn_impl(impl)
 
 
-class EEGFMModel(EEGFMPreTrainedModel):
+class EEGFMModel(HeadClassifier, EEGFMPreTrainedModel):
     """The eegfm encoder with one task head (``config.head``), in timm's encoder/head split."""
 
     def __init__(self, config: EEGFMConfig) -> None:
@@ -238,41 +227,6 @@ class EEGFMModel(EEGFMPreTrainedModel):
             )
         return self.encoder(**inputs, sample_mask=sample_mask)
 
-    def forward_head(self, features: EncoderOutput | torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(features, pre_logits=pre_logits)
-
-    def forward(
-        self,
-        eeg: torch.Tensor,
-        positions: torch.Tensor | None = None,
-        channel_mask: torch.Tensor | None = None,
-        spectrogram: torch.Tensor | None = None,
-        ecg: torch.Tensor | None = None,
-        age: torch.Tensor | None = None,
-        sex: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> EEGFMOutput | tuple[torch.Tensor, ...]:
-        """Head logits and features; ``loss`` too when ``labels`` are given (see ``model.heads``)."""
-        features = self.forward_features(eeg, positions, channel_mask, spectrogram, ecg, age, sex)
-        logits = self.forward_head(features)
-        loss = None if labels is None else self.head.loss(logits, labels.to(logits.device))
-        return self._output(EEGFMOutput(loss=loss, logits=logits, **features), return_dict)
-
-    def predict(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """Head probabilities (or values, for regression) in eval mode without gradients; the
-        logits of classification heads are divided by ``config.temperature`` (calibration)."""
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                logits = self(*args, **kwargs).logits
-                if self.config.head != "regression":
-                    logits = logits / self.config.temperature
-                return self.head.predict(logits)
-        finally:
-            self.train(was_training)
-
     def sample_logits(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         """(B, S, n_outputs) logits under the head's S fixed dropout masks (``model.uncertainty``;
         last-layer MC dropout), for the inputs of ``forward``; S = ``config.mc_passes``."""
@@ -290,9 +244,6 @@ class EEGFMModel(EEGFMPreTrainedModel):
             raise ValueError(f"mc_passes: expected an integer in [0, 1000]; got {passes!r}")
         self.config.mc_passes = passes
         self.head.set_mc_masks(config_masks(self.config))
-
-    def get_classifier(self) -> TaskHead:
-        return self.head
 
     def reset_head(self, head: str | None = None, id2label: dict[int, str] | list[str] | None = None) -> TaskHead:
         """Replace the task head (a fresh, initialised one); config.head / id2label follow."""

@@ -26,34 +26,20 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import PreTrainedConfig, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 
-from eegfm.model import config as eegfm_config
-from eegfm.model.config import HEAD_REGISTRY, KAGGLE_SPECTROGRAM_BINS, ConfigError
+from eegfm.model.classifier import HeadClassifier
+from eegfm.model.config import KAGGLE_SPECTROGRAM_BINS
 from eegfm.model.encoder import EncoderOutput
 from eegfm.model.heads import TaskHead, create_head
-from eegfm.model.modeling import EEGFMOutput
+from eegfm.model.task_config import TaskModelConfig
 
 N_CHAINS = 4  # LL, RL, LP, RP
 MODEL_TYPE = "eegfm_spectrogram_cnn"
 
 
-def _fail(name: str, expected: str, got: Any) -> None:
-    raise ConfigError(f"SpectrogramCNNConfig.{name}: expected {expected}; got {got!r}")
-
-
-def _check_int(name: str, value: Any, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        _fail(name, f"an integer in [{low}, {high}]", value)
-
-
-def _check_float(name: str, value: Any, low: float, high: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
-        _fail(name, f"a number in [{low}, {high})", value)
-
-
-class SpectrogramCNNConfig(PreTrainedConfig):
+class SpectrogramCNNConfig(TaskModelConfig):
     """Configuration of :class:`SpectrogramCNN` (saved as ``config.json``, ``model_type``
     ``eegfm_spectrogram_cnn``).
 
@@ -68,9 +54,7 @@ class SpectrogramCNNConfig(PreTrainedConfig):
     """
 
     model_type = MODEL_TYPE
-    presets = None  # set to PRESETS below (a class attribute, not a config field)
 
-    preset: str = "custom"
     spectrogram_bins: int = KAGGLE_SPECTROGRAM_BINS
     stem_width: int = 24
     stage_widths: list[int] | None = None
@@ -80,60 +64,31 @@ class SpectrogramCNNConfig(PreTrainedConfig):
     se_ratio: float = 0.25
     hidden_size: int = 256
     drop_path: float = 0.1
-    head: str = "hms6"
-    head_dropout: float = 0.2
-    temperature: float = 1.0
-    layer_norm_eps: float = 1e-5
-    initializer_range: float = 0.02
-    modalities: list[str] | None = None
-    patch_size: int = 1
-    spectrogram_pool: int = 1  # frames read in whole multiples of (the ONNX runner trims to them)
-    sfreq: float = 256.0
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.stage_widths = [32, 48, 96, 160] if self.stage_widths is None else list(self.stage_widths)
         self.stage_depths = [1, 2, 2, 2] if self.stage_depths is None else list(self.stage_depths)
         self.stage_strides = [2, 2, 2, 1] if self.stage_strides is None else list(self.stage_strides)
         self.modalities = ["spectrogram"]
-        labels = getattr(HEAD_REGISTRY.get(self.head) if isinstance(self.head, str) else None, "default_labels", None)
-        if self.id2label is None and "num_labels" not in kwargs and labels is not None:
-            self.id2label = dict(enumerate(labels))
         super().__post_init__(**kwargs)
-        if self.id2label is not None:
-            self.label2id = {name: index for index, name in self.id2label.items()}
-        self.validate_cnn()
 
-    def validate_cnn(self) -> None:
-        """Raise :class:`ConfigError` naming the field for any value that is not allowed."""
+    def validate_fields(self) -> None:
         if self.spectrogram_bins % N_CHAINS:
-            _fail("spectrogram_bins", f"a multiple of {N_CHAINS} (chains x frequencies)", self.spectrogram_bins)
-        _check_int("spectrogram_bins", self.spectrogram_bins, N_CHAINS, 100_000)
-        _check_int("stem_width", self.stem_width, 4, 4096)
+            self.fail("spectrogram_bins", f"a multiple of {N_CHAINS} (chains x frequencies)", self.spectrogram_bins)
+        self.check_int("spectrogram_bins", self.spectrogram_bins, N_CHAINS, 100_000)
+        self.check_int("stem_width", self.stem_width, 4, 4096)
         stages = (self.stage_widths, self.stage_depths, self.stage_strides)
         if len({len(s) for s in stages}) != 1 or not self.stage_widths:
-            _fail("stage_widths", "stage_widths, stage_depths and stage_strides of one non-zero length", stages)
+            self.fail("stage_widths", "stage_widths, stage_depths and stage_strides of one non-zero length", stages)
         for width, depth, stride in zip(*stages):
-            _check_int("stage_widths", width, 4, 4096)
-            _check_int("stage_depths", depth, 1, 64)
+            self.check_int("stage_widths", width, 4, 4096)
+            self.check_int("stage_depths", depth, 1, 64)
             if stride not in (1, 2):
-                _fail("stage_strides", "1 or 2 per stage", self.stage_strides)
-        _check_int("expand_ratio", self.expand_ratio, 1, 16)
-        _check_float("se_ratio", self.se_ratio, 0.0, 1.0)
-        _check_int("hidden_size", self.hidden_size, 8, 16384)
-        _check_float("drop_path", self.drop_path, 0.0, 1.0)
-        _check_float("head_dropout", self.head_dropout, 0.0, 1.0)
-        if self.head not in HEAD_REGISTRY or self.head == "regression":
-            classifiers = sorted(name for name in HEAD_REGISTRY if name != "regression")
-            _fail("head", f"a registered classification head ({', '.join(classifiers)})", self.head)
-        eegfm_config.n_outputs_for(self)  # a label set the head cannot take fails here
-        _check_float("temperature", self.temperature, 1e-3, 1e3)
-        _check_float("layer_norm_eps", self.layer_norm_eps, 0.0, 1.0)
-
-    @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> SpectrogramCNNConfig:
-        if name not in PRESETS:
-            raise ConfigError(f"spectrogram_cnn preset: expected one of {', '.join(map(repr, PRESETS))}; got {name!r}")
-        return cls(preset=name, **{**PRESETS[name], **overrides})
+                self.fail("stage_strides", "1 or 2 per stage", self.stage_strides)
+        self.check_int("expand_ratio", self.expand_ratio, 1, 16)
+        self.check_number("se_ratio", self.se_ratio, 0.0, 1.0)
+        self.check_int("hidden_size", self.hidden_size, 8, 16384)
+        self.check_number("drop_path", self.drop_path, 0.0, 1.0)
 
 
 # "tiny" for tests and CPU demos (5.3 k parameters); "base" for training (0.61 M parameters).
@@ -243,7 +198,7 @@ class SpectrogramEncoder(nn.Module):
         return F.silu(self.top(x)).mean(dim=(2, 3))  # global pooling: any number of frames
 
 
-class SpectrogramCNN(PreTrainedModel):
+class SpectrogramCNN(HeadClassifier, PreTrainedModel):
     """The spectrogram CNN with one task head; Hugging Face ``save_pretrained`` / ``from_pretrained``."""
 
     config_class = SpectrogramCNNConfig
@@ -271,56 +226,14 @@ class SpectrogramCNN(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
 
-    def forward_features(self, eeg: Any = None, positions: Any = None, channel_mask: Any = None, **inputs: Any):
+    def forward_features(self, eeg: Any = None, positions: Any = None, channel_mask: Any = None, spectrogram=None, *_):
         """``EncoderOutput`` with ``pooled`` (B, hidden_size); only ``spectrogram`` is read."""
-        spectrogram = inputs.get("spectrogram")
         if spectrogram is None:
             raise ValueError(
                 "spectrogram: this model reads only the spectrogram (batch, 400, n_frames); got None "
                 "(windows preprocessed without the spectrogram feature)"
             )
         return EncoderOutput(pooled=self.encoder(spectrogram.to(self.device)))
-
-    def forward_head(self, features: EncoderOutput | torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        return self.head(features, pre_logits=pre_logits)
-
-    def forward(
-        self,
-        eeg: torch.Tensor | None = None,
-        positions: torch.Tensor | None = None,
-        channel_mask: torch.Tensor | None = None,
-        spectrogram: torch.Tensor | None = None,
-        ecg: torch.Tensor | None = None,
-        age: torch.Tensor | None = None,
-        sex: torch.Tensor | None = None,
-        labels: torch.Tensor | None = None,
-        return_dict: bool | None = None,
-    ) -> EEGFMOutput | tuple[torch.Tensor, ...]:
-        """Head logits (and ``loss`` with ``labels``), as ``EEGFMModel.forward``; the EEG inputs are ignored."""
-        features = self.forward_features(spectrogram=spectrogram)
-        logits = self.forward_head(features)
-        loss = None if labels is None else self.head.loss(logits, labels.to(logits.device))
-        output = EEGFMOutput(loss=loss, logits=logits, pooled=features.pooled)
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
-
-    def predict(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """Calibrated head probabilities, in eval mode without gradients (as ``EEGFMModel.predict``)."""
-        was_training = self.training
-        self.eval()
-        try:
-            with torch.no_grad():
-                return self.head.predict(self(*args, **kwargs).logits / self.config.temperature)
-        finally:
-            self.train(was_training)
-
-    def get_classifier(self) -> TaskHead:
-        return self.head
-
-    def freeze_encoder(self) -> None:
-        """Train the head alone (fine-tuning's ``linear`` mode)."""
-        for name, parameter in self.named_parameters():
-            parameter.requires_grad = name.startswith("head.")
 
     def unfreeze_encoder(self, last_n_layers: int | None = None) -> None:
         """Train everything (``last_n_layers``: the top that many MBConv blocks, the head and the top conv)."""

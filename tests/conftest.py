@@ -31,6 +31,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """In-process runs use one intra-op thread, as the subprocesses do (OMP_NUM_THREADS=1): on a
+    busy two-core machine two threads made a training step 30x slower, not faster."""
+    import torch  # not every test module needs it
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The real recordings in ../shared/data (see its README). CI always has them beside the repo."""

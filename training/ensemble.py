@@ -8,7 +8,8 @@ every member predicts the validation (and test) windows, and the stacking weight
 the VALIDATION windows only (``model.ensemble.fit_stacking``). The output is a run folder like
 fine-tuning's: ``model/`` (ensemble.json and the members, with the preprocessing recipe, so
 ``eegfm-predict --model O`` and the server load it), ``eval.json`` (every member and the ensemble
-side by side on validation and test: KL, balanced accuracy ...) and ``run.json``.
+side by side on validation and test: KL, balanced accuracy ...; the selective-prediction summary
+with the members as the uncertainty samples, drawn to ``selective.png``) and ``run.json``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from eegfm.training.config import ConfigError, FinetuneConfig, load_config
 from eegfm.training.data import data_dirs, data_label
 from eegfm.training.distributed import Dist
 from eegfm.training.finetune.plan import Plan, plan_data
+from eegfm.training.finetune.report import selective_of
 from eegfm.training.finetune.setup import inputs_for, split_loader, targets_of
 from eegfm.training.loop import quiet_transformers
 from eegfm.training.preprocess_spec import save_preprocess_spec
@@ -116,6 +118,19 @@ def fit_on_validation(
     return report
 
 
+def ensemble_selective(
+    ensemble: EnsembleModel, predictions: dict[str, tuple[torch.Tensor, torch.Tensor]], cfg: FinetuneConfig, plot: Path
+) -> dict[str, Any]:
+    """Selective prediction on the test windows (else validation's, which also fitted the weights),
+    with the members' disagreement as the samples (``training.finetune.report.selective_of``)."""
+    held = "test" if "test" in predictions else "val"
+    log_probs, target = predictions[held]
+    logits, samples = ensemble.stack(log_probs), log_probs
+    if cfg.head == "binary":  # selective_of reads a binary head's one logit z as [0, z]
+        logits, samples = logits[:, 1] - logits[:, 0], samples[..., 1:] - samples[..., :1]
+    return {"split": held, **selective_of(logits, target, samples, cfg, 1.0, plot)}
+
+
 def comparison_table(report: dict[str, dict[str, dict[str, float]]]) -> str:
     """Members and the ensemble side by side: one line each, KL and balanced accuracy per split."""
     splits = [s for s in ("val", "test") if report.get(s)]
@@ -156,6 +171,7 @@ def fit_ensemble(
         "prior": plan.prior,
         "members": {split: report[split] for split in report},
         "stacking": ensemble.config.fit,
+        "selective": ensemble_selective(ensemble, predictions, cfg, output / "selective.png"),
         **{split: report[split]["ensemble"] for split in report},
     }
     (output / "eval.json").write_text(json.dumps(evaluation, indent=2, sort_keys=True, default=float))

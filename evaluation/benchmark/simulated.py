@@ -87,6 +87,43 @@ def ensemble_folds(output: Path, seeds: list[int], windows: WindowSet, sites: li
     return per_site(windows, sites, predictors)
 
 
+def selective_means(reports: dict[str, dict[str, list[dict]]], sites: list[str]) -> dict[str, dict[str, float]]:
+    """``{method: {risk: {"all": mean risk of every held-out window, score: mean risk of the most
+    certain 80 % by that score}}}``: the means over held-out sites and seeds of the selective summaries
+    the runs wrote (``eval.json["selective"]``, ``evaluation.selective``); methods without one are left out."""
+    found: dict[str, dict[str, dict[str, list[float]]]] = {}
+    for method, by_site in reports.items():
+        for summary in (r["selective"] for site in sites for r in by_site[site] if "selective" in r):
+            for risk, entry in summary["risks"].items():
+                cells = found.setdefault(method, {}).setdefault(risk, {})
+                cells.setdefault("all", []).append(entry["full_coverage_risk"])
+                for score, values in entry["scores"].items():
+                    cells.setdefault(score, []).append(values[f"risk_at_{summary['coverage']:g}"])
+    return {
+        m: {r: {k: float(np.mean(v)) for k, v in c.items()} for r, c in risks.items()} for m, risks in found.items()
+    }
+
+
+def selective_markdown(means: dict[str, dict[str, dict[str, float]]]) -> list[str]:
+    """The selective-prediction table: each method's risks with every window and with the most certain 80 %."""
+    if not means:
+        return []
+    scores = sorted({s for risks in means.values() for cells in risks.values() for s in cells if s != "all"})
+    lines = [
+        "",
+        "Selective prediction on the held-out sites (mean over sites): risk of every window, and of the "
+        "most certain 80 % by each score",
+        "",
+        "| method | risk | all windows | " + " | ".join(scores) + " |",
+        "|---|---|---|" + "---|" * len(scores),
+    ]
+    for method, risks in means.items():
+        for risk, cells in risks.items():
+            row = [f"{cells[s]:.3f}" if s in cells else "" for s in scores]
+            lines.append(f"| {method} | {risk} | {cells['all']:.3f} | " + " | ".join(row) + " |")
+    return lines
+
+
 def run(args) -> dict[str, Any]:
     output = Path(args.output)
     data = simulate_and_preprocess(output / "labeled", args.sites, args.seed, args.pseudonym_key_file)
@@ -119,7 +156,10 @@ def run(args) -> dict[str, Any]:
         "(± std over fine-tuning seeds)",
         "kl_vs_baseline: KL over the class prior's KL on the same held-out site (lower is better)",
     ]
+    selective = selective_means(reports, sites)
     text = report.markdown("simulated: six-class leave-one-site-out", flat, methods, METRICS, notes)
+    text += "\n".join(selective_markdown(selective)) + "\n"
     extra = {"suite": "simulated", "seeds": list(args.seeds), "config": args.config, "sites": sites, "folds": per_fold}
+    extra["selective"] = selective
     report.write(output, flat, extra, text, lambda p: report.plot(p, flat, list(methods), METRICS, "simulated"))
     return flat

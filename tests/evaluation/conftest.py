@@ -4,7 +4,6 @@ The data (``three_sites``) and the encoder to fine-tune (``encoder``) are in ``t
 from __future__ import annotations
 
 import pytest
-import torch
 
 QUICK = [
     "--task",
@@ -29,8 +28,5 @@ QUICK = [
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every evaluation test runs in-process with one intra-op thread (``tests/conftest.py``)."""

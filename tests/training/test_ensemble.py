@@ -20,12 +20,7 @@ from tests.training.constructed import write_hms_windows
 SPLIT = ["--set", "val_fraction=0.25", "--set", "test_fraction=0.25"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +50,9 @@ def test_fits_on_validation_and_reports_members_and_ensemble(setup, tmp_path):
     # untrained members: the stacked prediction is at least as good as either on the windows it was fitted to
     val = evaluation["members"]["val"]
     assert val["ensemble"]["kl"] <= min(val["members/0-eegfm"]["kl"], val["members/1-eegfm"]["kl"]) + 1e-6
+    selective = evaluation["selective"]  # the members' disagreement as the uncertainty, on the test windows
+    assert selective["split"] == "test" and selective["n_windows"] == 12 and (output / "selective.png").is_file()
+    assert set(selective["risks"]["error"]["scores"]) >= {"confidence", "mutual_information"}
     run = json.loads((output / "run.json").read_text())
     assert len(run["split"]["val"]) == 2 and len(run["split"]["test"]) == 2
     loaded = load_model_folder(output / "model")

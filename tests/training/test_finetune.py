@@ -101,14 +101,7 @@ QUICK = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process runs use one intra-op thread, as the subprocesses do (OMP_NUM_THREADS=1): on a
-    busy two-core machine two threads made a training step 30x slower, not faster."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _env() -> dict[str, str]:

@@ -20,12 +20,7 @@ from tests.training.constructed import labeled_batch, write_hms_windows
 CNN = ["architecture=spectrogram_cnn", "deterministic=false", "optim.warmup_steps=0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_config_names_the_architecture_and_its_constraints():

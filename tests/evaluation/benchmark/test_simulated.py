@@ -6,16 +6,18 @@ import json
 
 import pytest
 
+from eegfm.evaluation.benchmark import simulated
 from eegfm.evaluation.benchmark.cli import main
 
 
 @pytest.mark.slow
 def test_leave_one_site_out_on_a_small_simulated_corpus(tmp_path):
     argv = ["simulated", "--output", str(tmp_path), "--sites", "2", "--seeds", "0", "1", "--config", "cpu-tiny"]
-    assert main([*argv, "--pretrain_steps", "4", "--finetune_set", "epochs=1"]) == 0
+    methods = ["--methods", "eegfm", "scratch", "ensemble"]  # ensemble: eegfm + spectrogram CNN, stacked
+    assert main([*argv, *methods, "--pretrain_steps", "4", "--finetune_set", "epochs=1"]) == 0
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert len(report["run"]["sites"]) == 2
-    for method in ("class_prior", "band_power_lr", "eegfm", "scratch"):
+    for method in ("class_prior", "band_power_lr", "eegfm", "scratch", "ensemble"):
         for metric in ("kl", "kl_vs_baseline", "balanced_accuracy"):
             assert f"{method}.heldout.{metric}" in report
     assert report["class_prior.heldout.kl_vs_baseline"]["mean"] == pytest.approx(1.0)
@@ -26,6 +28,9 @@ def test_leave_one_site_out_on_a_small_simulated_corpus(tmp_path):
         seeds = report["run"]["folds"]["eegfm"][site]["kl"]
         assert len(seeds) == 2 and ensemble["kl"] <= sum(seeds) / 2 + 1e-6
     assert "leave-one-site-out" in (tmp_path / "benchmark.md").read_text()
+    stacked = json.loads((tmp_path / "runs" / "ensemble" / site_of(report) / "seed0" / "eval.json").read_text())
+    assert set(stacked["members"]["test"]) == {"members/0-eegfm", "members/1-spectrogram_cnn", "ensemble"}
+    assert {"eegfm", "ensemble"} <= set(report["run"]["selective"])
     # The suite's fine-tuning settings reach every run, and --finetune_set overrides them.
     site = report["run"]["sites"][0]
     run = json.loads((tmp_path / "runs" / "eegfm" / site / "seed0" / "run.json").read_text())
@@ -35,3 +40,23 @@ def test_leave_one_site_out_on_a_small_simulated_corpus(tmp_path):
 def test_fewer_than_two_sites_is_refused(tmp_path, capsys):
     assert main(["simulated", "--output", str(tmp_path), "--sites", "1"]) == 2
     assert "--sites: leave-one-site-out needs at least 2 sites; got 1" in capsys.readouterr().err
+
+
+def site_of(report: dict) -> str:
+    return report["run"]["sites"][0]
+
+
+def test_selective_means_average_the_held_out_sites_summaries():
+    def summary(full: float, at: float) -> dict:
+        scores = {"confidence": {"risk_at_0.8": at, "aurc": at}, "entropy": {"risk_at_0.8": full, "aurc": full}}
+        return {"coverage": 0.8, "risks": {"error": {"full_coverage_risk": full, "scores": scores}}}
+
+    reports = {
+        "eegfm": {"a": [{"selective": summary(0.5, 0.3)}], "b": [{"selective": summary(0.7, 0.5)}]},
+        "old_run": {"a": [{}], "b": [{}]},  # runs written before the summary: left out
+    }
+    means = simulated.selective_means(reports, ["a", "b"])
+    assert set(means) == {"eegfm"}
+    assert means["eegfm"]["error"] == pytest.approx({"all": 0.6, "confidence": 0.4, "entropy": 0.6})
+    table = simulated.selective_markdown(means)
+    assert "| eegfm | error | 0.600 | 0.400 | 0.600 |" in table
