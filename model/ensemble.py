@@ -274,14 +274,15 @@ def _objective(log_probs: torch.Tensor, target: torch.Tensor, l2: float):
 
 
 def fit_stacking(
-    log_probs: torch.Tensor, target: torch.Tensor, *, l2: float = 1e-4
+    log_probs: torch.Tensor, target: torch.Tensor, *, l2: float = 1e-4, fit_bias: bool = True
 ) -> tuple[list[float], list[float], dict[str, Any]]:
     """Weights (>= 0) and bias minimising the mean KL from ``target`` to the stacked prediction.
 
     ``log_probs``: (N, members, C) member log-probabilities of the VALIDATION windows only.
     ``target``: (N, C) vote counts or distributions (soft targets; KL differs from cross-entropy by
     the targets' entropy, a constant) or (N,) class indices (hard labels: cross-entropy). Windows
-    without a target are left out. ``l2`` keeps the bias finite where a class never occurs.
+    without a target are left out. ``l2`` (on the bias) keeps it finite where a class never occurs,
+    and larger values shrink it towards the members' own prior; ``fit_bias=False`` keeps it at 0.
     Returns (weights, bias, {objective, windows, kl_before (equal weights), kl_after, converged}).
     """
     log_probs = log_probs.detach().double()
@@ -301,12 +302,13 @@ def fit_stacking(
     entropy = float(torch.xlogy(target, target).sum(dim=-1).mean())
     function = _objective(log_probs, target, l2)
     start = np.concatenate([np.full(n_members, 1.0 / n_members), np.zeros(n_classes)])
-    bounds = [(0.0, None)] * n_members + [(None, None)] * n_classes
+    bounds = [(0.0, None)] * n_members + [(None, None) if fit_bias else (0.0, 0.0)] * n_classes
     result = optimize.minimize(function, start, jac=True, method="L-BFGS-B", bounds=bounds)
     weights, bias = result.x[:n_members], result.x[n_members:]
     info = {
         "objective": objective,
         "optimizer": "scipy L-BFGS-B, weights >= 0",
+        "bias": f"fitted, l2 {l2:g}" if fit_bias else "none",
         "windows": int(len(target)),
         "kl_equal_weights": function(start)[0] + entropy,
         "kl_fitted": float(result.fun) + entropy,

@@ -24,7 +24,7 @@ from typing import Any
 
 import torch
 
-from eegfm.core.config import user_file_path, user_path
+from eegfm.core.config import check_range, user_file_path, user_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS
 from eegfm.evaluation.metrics import evaluate
@@ -104,11 +104,16 @@ def scores(
 
 
 def fit_on_validation(
-    ensemble: EnsembleModel, predictions: dict[str, tuple[torch.Tensor, torch.Tensor]], cfg: FinetuneConfig, plan: Plan
+    ensemble: EnsembleModel,
+    predictions: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    cfg: FinetuneConfig,
+    plan: Plan,
+    **stacking: Any,
 ) -> dict[str, Any]:
-    """Fit the stacking weights on ``predictions["val"]`` alone; the report of every split."""
+    """Fit the stacking weights (``stacking``: ``fit_stacking``'s options) on ``predictions["val"]``
+    alone; the report of every split."""
     val_log_probs, val_target = predictions["val"]
-    weights, bias, fit = fit_stacking(val_log_probs, val_target)
+    weights, bias, fit = fit_stacking(val_log_probs, val_target, **stacking)
     ensemble.weights.copy_(torch.tensor(weights))
     ensemble.bias.copy_(torch.tensor(bias))
     report = {name: scores(ensemble, *predictions[name], cfg, plan.prior) for name in predictions}
@@ -146,7 +151,12 @@ def comparison_table(report: dict[str, dict[str, dict[str, float]]]) -> str:
 
 
 def fit_ensemble(
-    members: Sequence[str | Path], data: Sequence[str], output: Path, cfg: FinetuneConfig, record_task: str
+    members: Sequence[str | Path],
+    data: Sequence[str],
+    output: Path,
+    cfg: FinetuneConfig,
+    record_task: str,
+    **stacking: Any,
 ) -> dict[str, Any]:
     """Load, split, predict, fit on validation, save; returns eval.json's content."""
     folders = [member_folder(m) for m in members]
@@ -159,7 +169,7 @@ def fit_ensemble(
         check_member_split(folder, plan)
     held_out = [name for name in ("val", "test") if plan.windows[name]]
     predictions = {name: predict_split(ensemble, data, plan, cfg, name) for name in held_out}
-    report = fit_on_validation(ensemble, predictions, cfg, plan)
+    report = fit_on_validation(ensemble, predictions, cfg, plan, **stacking)
     ensemble.config.fit.update(record_task=record_task, windows_by_split=plan.windows)
     with quiet_transformers():
         ensemble.save_pretrained(output / "model")
@@ -230,6 +240,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="override a config field (repeatable) as the members' fine-tuning did, e.g. --set test_fraction=0.2",
     )
     parser.add_argument(
+        "--bias",
+        choices=("fit", "none"),
+        default="fit",
+        help="fit a per-class offset beside the member weights (fit), or keep it at 0 (none: fewer "
+        "parameters to fit on a small validation split)",
+    )
+    parser.add_argument(
+        "--bias_l2",
+        type=float,
+        default=1e-4,
+        help="L2 penalty on the per-class offset; larger values shrink it towards the members' own prior",
+    )
+    parser.add_argument(
         "--record_task",
         default=None,
         help="the `task` value of the windows; None: the task's own (hms6 -> hms6)",
@@ -246,7 +269,9 @@ def main(argv: list[str] | None = None) -> int:
         if record_task is None:
             raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry")
         args.output.mkdir(parents=True, exist_ok=True)
-        fit_ensemble(args.members, [str(d) for d in args.data], args.output, cfg, record_task)
+        check_range("--bias_l2", args.bias_l2, 0.0, 1e6)
+        stacking = {"fit_bias": args.bias == "fit", "l2": args.bias_l2}
+        fit_ensemble(args.members, [str(d) for d in args.data], args.output, cfg, record_task, **stacking)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         print(f"ensemble: {err}", file=sys.stderr)
         return 2

@@ -36,6 +36,17 @@ def test_fit_recovers_known_weights_and_bias():
     assert info["objective"] == "kl" and info["kl_fitted"] < 1e-5 < info["kl_equal_weights"] and info["converged"]
 
 
+def test_without_bias_only_the_weights_move_and_a_strong_l2_shrinks_the_bias():
+    log_probs = member_log_probs(3000)
+    weights, bias = torch.tensor([1.5, 0.4], dtype=torch.float64), torch.tensor([0.8, -0.6, 0.0, 0.1, 0.0, -0.3])
+    target = torch.softmax(torch.einsum("nmc,m->nc", log_probs, weights) + bias.double(), dim=-1)
+    fitted_w, fitted_b, info = fit_stacking(log_probs, target, fit_bias=False)
+    assert fitted_b == [0.0] * 6 and info["bias"] == "none" and info["kl_fitted"] > 1e-3
+    _, free_b, _ = fit_stacking(log_probs, target, l2=0.0)
+    _, shrunk_b, info = fit_stacking(log_probs, target, l2=1.0)
+    assert np.ptp(shrunk_b) < 0.5 * np.ptp(free_b) and info["bias"] == "fitted, l2 1"
+
+
 def test_fit_gives_an_uninformative_member_no_weight():
     generator = torch.Generator().manual_seed(1)
     truth = 2.0 * torch.randn(2000, 6, generator=generator)
