@@ -64,6 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulated.add_argument("--sites", type=int, default=6, help="simulated sites (>= 2), each one a fold")
     simulated.add_argument("--seed", type=int, default=0, help="the simulated corpus's seed")
+    simulated.add_argument(
+        "--layout",
+        choices=("edf", "hms"),
+        default="edf",
+        help="the labeled corpus's layout: edf (10 s windows, spectrograms computed from each) or hms "
+        "(Kaggle's: 50 s windows at the label rows, each with its recording's 10-minute spectrogram file)",
+    )
     _common(simulated, ["eegfm", "scratch"])
     return parser
 

@@ -36,17 +36,21 @@ FINETUNE_DEFAULTS = ("class_weights=none", "epochs=30", "early_stopping_patience
 BASELINES = {"class_prior": "class prior", "band_power_lr": "log band powers + multinomial logistic regression"}
 
 
-def simulate_and_preprocess(output: Path, sites: int, seed: int, key_file: str | None = None) -> str:
-    """A simulated corpus (EDF layout) and its preprocessed windows; earlier complete ones are reused."""
+def simulate_and_preprocess(
+    output: Path, sites: int, seed: int, key_file: str | None = None, layout: str = "edf"
+) -> str:
+    """A simulated corpus and its preprocessed windows; earlier complete ones are reused. ``layout``:
+    ``edf`` (10 s windows, each with the spectrogram computed from it) or ``hms`` (Kaggle's layout:
+    50 s windows at the label rows, each with its recording's Kaggle-style 10-minute spectrogram)."""
     corpus, data = output / "corpus", output / "data"
     if not (corpus / "corpus.json").is_file():
         simulator.main(
             ["--output", str(corpus), "--sites", str(sites), "--subjects-per-site", "4"]
-            + ["--recordings-per-subject", "1", "--minutes", "6", "--seed", str(seed), "--format", "edf", "--quiet"]
+            + ["--recordings-per-subject", "1", "--minutes", "6", "--seed", str(seed), "--format", layout, "--quiet"]
         )
     if not (data / "manifest.json").is_file():
         pipeline.run(
-            ["--input", str(corpus / "edf"), "--output", str(data), "--no_artifact_model"]
+            ["--input", str(corpus / layout), "--output", str(data), "--no_artifact_model"]
             + ["--pseudonym_key_file", str(benchmark_key(output, key_file)), "--overwrite"]
         )
     return str(data)
@@ -126,7 +130,7 @@ def selective_markdown(means: dict[str, dict[str, dict[str, float]]]) -> list[st
 
 def run(args) -> dict[str, Any]:
     output = Path(args.output)
-    data = simulate_and_preprocess(output / "labeled", args.sites, args.seed, args.pseudonym_key_file)
+    data = simulate_and_preprocess(output / "labeled", args.sites, args.seed, args.pseudonym_key_file, args.layout)
     unlabeled = simulate_and_preprocess(output / "unlabeled", args.sites, args.seed + 1000, args.pseudonym_key_file)
     windows = load_windows(data, FINETUNE_TASKS[TASK])
     sites = sorted(set(windows.site.tolist()))
@@ -152,14 +156,15 @@ def run(args) -> dict[str, Any]:
         methods["eegfm_ensemble"] = f"eegfm, mean probabilities of the {len(args.seeds)} seeds' models"
     flat = report.flat_results(results)
     notes = [
-        f"{len(sites)} simulated sites, leave-one-site-out: each row is the mean over held-out sites "
-        "(± std over fine-tuning seeds)",
+        f"{len(sites)} simulated sites ({args.layout} layout), leave-one-site-out: each row is the mean over "
+        "held-out sites (± std over fine-tuning seeds)",
         "kl_vs_baseline: KL over the class prior's KL on the same held-out site (lower is better)",
     ]
     selective = selective_means(reports, sites)
     text = report.markdown("simulated: six-class leave-one-site-out", flat, methods, METRICS, notes)
     text += "\n".join(selective_markdown(selective)) + "\n"
     extra = {"suite": "simulated", "seeds": list(args.seeds), "config": args.config, "sites": sites, "folds": per_fold}
+    extra["layout"] = args.layout
     extra["selective"] = selective
     report.write(output, flat, extra, text, lambda p: report.plot(p, flat, list(methods), METRICS, "simulated"))
     return flat
