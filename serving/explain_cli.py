@@ -156,12 +156,19 @@ def explain_recordings(args: argparse.Namespace, predictor, items: list, recordi
         return 0
     from tqdm import tqdm
 
-    from eegfm.model.modeling import EEGFMModel
+    from eegfm.model.architectures import load_model_folder
     from eegfm.serving.explain import ExplainConfig
     from eegfm.serving.explain_checks import randomised_copy
 
     config = ExplainConfig(steps=args.explain_steps, max_windows=args.explain_max_windows)
-    model = EEGFMModel.from_pretrained(predictor.model_dir).float().eval()
+    model = load_model_folder(predictor.model_dir).float().eval()  # eegfm, ensemble ...
+    if getattr(model, "main_input_name", "eeg") != "eeg":
+        log.warning(
+            "--explain: this %s reads no EEG, so its integrated gradients over the EEG would be 0; "
+            "no explanations written (an ensemble's are those of its EEG members)",
+            type(model).__name__,
+        )
+        return 0
     randomised = randomised_copy(model, config.seed)  # one copy for every window: the same random model
     explained = 0
     for summary in tqdm(recordings, desc="explaining", unit="rec", disable=None):
