@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.evaluation.conftest import one_thread  # noqa: F401 - one torch thread here too (autouse)
+
+@pytest.fixture(autouse=True)
+def _one_thread(one_thread):
+    """Every serving test runs in-process with one intra-op thread (``tests/conftest.py``)."""
 
 
 @pytest.fixture(scope="session")
