@@ -421,11 +421,14 @@ class Predictor:
 
 
 def model_version(model_dir: Path) -> str:
-    """``sha256:<16 hex>`` of the model folder's config.json and weights (every ``*.safetensors``,
-    by name): equal for the same model wherever it is copied, different after any retraining."""
+    """``sha256:<16 hex>`` of the model folder's config.json / ensemble.json and weights (every
+    ``*.safetensors``, an ensemble's members' too, by relative path): equal for the same model
+    wherever it is copied, different after any retraining."""
     digest = hashlib.sha256()
-    for path in [model_dir / "config.json", *sorted(model_dir.glob("*.safetensors"))]:
-        digest.update(path.name.encode())
+    kept = ("config.json", "ensemble.json")
+    files = [p for p in model_dir.rglob("*") if p.is_file() and (p.name in kept or p.suffix == ".safetensors")]
+    for path in sorted(files, key=lambda p: p.relative_to(model_dir).as_posix()):
+        digest.update(path.relative_to(model_dir).as_posix().encode())
         with path.open("rb") as fileobj:
             for chunk in iter(lambda: fileobj.read(1 << 20), b""):
                 digest.update(chunk)

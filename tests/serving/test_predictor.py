@@ -182,3 +182,22 @@ def test_the_datas_artifact_autoencoder_travels_with_the_model_and_scores_window
     rules = np.array([w.artifact_score for w in ruled.windows])
     assert np.all(ae >= rules) and np.any(ae > rules)
     np.testing.assert_allclose([w.outputs for w in scored.windows], [w.outputs for w in ruled.windows])
+
+
+def test_model_version_covers_an_ensembles_members(tmp_path):
+    from eegfm.serving.predictor import model_version
+
+    single = tmp_path / "single"
+    single.mkdir()
+    (single / "config.json").write_text("{}")
+    (single / "model.safetensors").write_bytes(b"weights")
+    ensemble = tmp_path / "ensemble"
+    (ensemble / "members" / "0-eegfm").mkdir(parents=True)
+    (ensemble / "ensemble.json").write_text("{}")
+    member = ensemble / "members" / "0-eegfm"
+    (member / "config.json").write_text("{}")
+    (member / "model.safetensors").write_bytes(b"weights")
+    before = model_version(ensemble)
+    assert before.startswith("sha256:") and before != model_version(single)
+    (member / "model.safetensors").write_bytes(b"retrained")  # a member retrained: another version
+    assert model_version(ensemble) != before
