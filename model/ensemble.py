@@ -10,7 +10,8 @@ temperature, so stacking calibrates the members and the ensemble in one fit (the
 temperatures are not used; the ensemble's ``temperature`` is 1); (2) the KL (or cross-entropy) of
 this form is convex in (w, b), so L-BFGS-B with the bounds w >= 0 finds the global optimum, and a
 member that carries no information beyond the others gets w = 0; (3) members that agree sharpen
-the prediction, as independent evidence should. The bias ``b`` absorbs the members' shared prior.
+the prediction, as independent evidence should. The bias ``b`` (optional; ``training.ensemble``
+fits it only with ``--bias fit``) absorbs the members' shared prior.
 
 Saved folder: ``ensemble.json`` (member folders relative to it, weights, bias, labels, how and on
 which windows the weights were fitted, validation scores) and one subfolder per member, each a

@@ -242,9 +242,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--bias",
         choices=("fit", "none"),
-        default="fit",
-        help="fit a per-class offset beside the member weights (fit), or keep it at 0 (none: fewer "
-        "parameters to fit on a small validation split)",
+        default="none",
+        help="keep the per-class offset at 0 (none), or fit it beside the member weights (fit: for a "
+        "validation split large enough to fit six offsets; on the simulated benchmark's 30-window "
+        "folds it doubled the held-out KL)",
     )
     parser.add_argument(
         "--bias_l2",
