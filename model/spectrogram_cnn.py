@@ -13,7 +13,7 @@ with a zero mask: the network learns to predict about the class prior for it.
 Network (random initialisation, nothing downloaded; ``timm`` does not install against this torch,
 see docs/training.md): stem conv 3x3 stride 2 -> stages of MBConv blocks (1x1 expand, depthwise 3x3,
 squeeze-excitation, 1x1 project, residual with optional stochastic depth) -> 1x1 conv to
-``hidden_size`` -> global average pooling (any F) -> a registered task head (``model.heads``: the
+``hidden_size`` -> pooling (any F) -> a registered task head (``model.heads``: the
 same hms6 head and loss as the eegfm model). The call interface is the eegfm classifier's:
 ``model(eeg=None, positions=None, channel_mask=None, spectrogram=..., ...).logits`` (B, C); the EEG
 inputs are accepted and ignored, so a predictor can call every member alike.
@@ -37,6 +37,7 @@ from eegfm.model.task_config import TaskModelConfig
 
 N_CHAINS = 4  # LL, RL, LP, RP
 MODEL_TYPE = "eegfm_spectrogram_cnn"
+POOLINGS = ("frequency", "global")
 
 
 class SpectrogramCNNConfig(TaskModelConfig):
@@ -48,6 +49,11 @@ class SpectrogramCNNConfig(TaskModelConfig):
     blocks (the first block of a stage has the stride). ``expand_ratio``: MBConv expansion;
     ``se_ratio``: squeeze-excitation width over the block input's. ``hidden_size``: the pooled feature
     width the head reads. ``drop_path``: stochastic depth at the last block (linear from 0).
+    ``pooling``: ``frequency`` (default) averages the feature map over time and weighs its frequency
+    rows with weights learned per feature, so the head knows *which* band a feature fired in (delta
+    from alpha); ``global`` averages over time and frequency alike (EfficientNet's, position-blind).
+    ``spec_augment``: while training, each sample loses one band of frequencies and one span of
+    frames, each up to this fraction of its axis, set to the sample's mean (SpecAugment; 0: off).
     ``head`` / ``head_dropout`` / ``id2label``: the task head, as in ``EEGFMConfig``;
     ``temperature`` divides the logits in ``predict``. ``modalities`` is ``["spectrogram"]`` and
     ``patch_size`` 1 (the model reads no EEG), for the code that asks every model for them.
@@ -64,6 +70,8 @@ class SpectrogramCNNConfig(TaskModelConfig):
     se_ratio: float = 0.25
     hidden_size: int = 256
     drop_path: float = 0.1
+    pooling: str = "frequency"
+    spec_augment: float = 0.0
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.stage_widths = [32, 48, 96, 160] if self.stage_widths is None else list(self.stage_widths)
@@ -89,6 +97,9 @@ class SpectrogramCNNConfig(TaskModelConfig):
         self.check_number("se_ratio", self.se_ratio, 0.0, 1.0)
         self.check_int("hidden_size", self.hidden_size, 8, 16384)
         self.check_number("drop_path", self.drop_path, 0.0, 1.0)
+        if self.pooling not in POOLINGS:
+            self.fail("pooling", f"one of {', '.join(POOLINGS)}", self.pooling)
+        self.check_number("spec_augment", self.spec_augment, 0.0, 1.0)
 
 
 # "tiny" for tests and CPU demos (5.3 k parameters); "base" for training (0.61 M parameters).
@@ -174,12 +185,30 @@ def spectrogram_image(spectrogram: torch.Tensor, bins: int) -> torch.Tensor:
     return torch.cat([standard, weight.amax(dim=1, keepdim=True)], dim=1)
 
 
+def mask_bands(image: torch.Tensor, max_fraction: float) -> torch.Tensor:
+    """SpecAugment on (B, channels, frequencies, frames): per sample one random band of frequencies
+    and one span of frames, each of width up to ``max_fraction`` of its axis, set to 0 (the mean of
+    a standardised sample) in every channel."""
+    keep = torch.ones_like(image[:, :1])
+    for axis in (2, 3):
+        size = image.shape[axis]
+        width = (torch.rand(image.shape[0], device=image.device) * max_fraction * size).long()
+        start = (torch.rand(image.shape[0], device=image.device) * (size - width + 1)).long()
+        index = torch.arange(size, device=image.device)
+        inside = (index >= start[:, None]) & (index < (start + width)[:, None])  # (B, size)
+        shape = [image.shape[0], 1, 1, 1]
+        shape[axis] = size
+        keep = keep * (~inside).to(image.dtype).reshape(shape)
+    return image * keep
+
+
 class SpectrogramEncoder(nn.Module):
-    """Stem, MBConv stages, 1x1 conv to ``hidden_size``, global average pooling: (B, hidden_size)."""
+    """Stem, MBConv stages, 1x1 conv to ``hidden_size``, pooling (``config.pooling``): (B, hidden_size)."""
 
     def __init__(self, config: SpectrogramCNNConfig) -> None:
         super().__init__()
         self.bins = config.spectrogram_bins
+        self.spec_augment = config.spec_augment
         self.stem = conv_bn(N_CHAINS + 1, config.stem_width, 3, stride=2)
         n_blocks = sum(config.stage_depths)
         blocks, width, index = [], config.stem_width, 0
@@ -190,12 +219,25 @@ class SpectrogramEncoder(nn.Module):
                 width, index = out, index + 1
         self.blocks = nn.ModuleList(blocks)
         self.top = conv_bn(width, config.hidden_size, 1)
+        rows = config.spectrogram_bins // N_CHAINS
+        for stride in (2, *config.stage_strides):  # the stem's and each stage's: 'same' padding, ceil
+            rows = (rows + stride - 1) // stride
+        # Frequency pooling starts as the plain average and learns per feature which rows matter.
+        self.frequency_weight = (
+            nn.Parameter(torch.full((config.hidden_size, rows), 1.0 / rows)) if config.pooling == "frequency" else None
+        )
 
     def forward(self, spectrogram: torch.Tensor) -> torch.Tensor:
-        x = F.silu(self.stem(spectrogram_image(spectrogram, self.bins)))
+        x = spectrogram_image(spectrogram, self.bins)
+        if self.training and self.spec_augment > 0:
+            x = mask_bands(x, self.spec_augment)
+        x = F.silu(self.stem(x))
         for block in self.blocks:
             x = block(x)
-        return F.silu(self.top(x)).mean(dim=(2, 3))  # global pooling: any number of frames
+        x = F.silu(self.top(x)).mean(dim=3)  # over frames: any number of them
+        if self.frequency_weight is None:
+            return x.mean(dim=2)
+        return (x * self.frequency_weight).sum(dim=2)
 
 
 class SpectrogramCNN(HeadClassifier, PreTrainedModel):

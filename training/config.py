@@ -20,14 +20,7 @@ from eegfm.model.config import ADAPTER_KINDS, EEGFMConfig, list_presets
 from eegfm.model.config import ConfigError as ModelConfigError
 from eegfm.model.heads import list_heads
 from eegfm.pipelines.schema import CORPUS_SPLITS
-from eegfm.training.config_files import (  # noqa: F401 - list_config_presets: part of this module's interface
-    KINDS,
-    apply_override,
-    list_config_presets,
-    parse_overrides,
-    read_section,
-    resolve_config_path,
-)
+from eegfm.training.config_files import KINDS, apply_override, parse_overrides, read_section, resolve_config_path
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 BACKENDS = ("auto", "gloo", "nccl", "horovod")
@@ -204,9 +197,9 @@ class RunConfig(Config):
         check_option("backend", self.backend, BACKENDS)
         self.model_config()  # the model part must build: errors surface at load time
 
-    def _model_fields(self) -> dict[str, Any]:
-        """Validated ``model_overrides`` (unknown or run-owned EEGFMConfig fields are errors)."""
-        valid = {f.name for f in dataclasses.fields(EEGFMConfig)} - set(_MODEL_FIELDS_SET_BY_RUN)
+    def _model_fields(self, config_class: type = EEGFMConfig) -> dict[str, Any]:
+        """Validated ``model_overrides`` (unknown or run-owned fields of ``config_class`` are errors)."""
+        valid = {f.name for f in dataclasses.fields(config_class)} - set(_MODEL_FIELDS_SET_BY_RUN)
         for key in self.model_overrides:
             if key in _MODEL_FIELDS_SET_BY_RUN:
                 owner = _MODEL_FIELDS_SET_BY_RUN[key]
@@ -219,9 +212,11 @@ class RunConfig(Config):
             fields["id2label"] = dict(enumerate(fields["id2label"]))
         return fields
 
-    def _build_model_config(self, **fields: Any) -> EEGFMConfig:
+    def _build_model_config(self, config_class: type = EEGFMConfig, **fields: Any) -> EEGFMConfig:
+        # A from-scratch architecture has presets of its own: ``model`` where it has that one, else base.
+        preset = self.model if config_class is EEGFMConfig or self.model in config_class.presets else "base"
         try:
-            return EEGFMConfig.from_preset(self.model, **fields)
+            return config_class.from_preset(preset, **fields)
         except ModelConfigError as err:
             raise ConfigError(f"model_overrides: {err}") from err
 
@@ -284,11 +279,10 @@ class FinetuneConfig(RunConfig):
         (at least one, drawn by ``seed``); the others are left out (label-efficiency benchmarks).
     epochs: passes over the training split; ``optim.max_steps``, if set, stops earlier.
     architecture: the task model (``model.architectures``): ``eegfm`` loads ``--pretrained``;
-        ``spectrogram_cnn`` (on the batches' ``spectrogram``) and ``eeg_cnn_gru`` (on raw EEG) are
-        built from random initialisation (their preset: ``model`` where they have one, tiny or
-        base, else base) unless ``--pretrained`` holds a saved one, and train in mode ``full``
-        with plain AdamW groups (no layer decay, no gradual unfreezing); ``model_overrides`` are
-        eegfm settings and do not apply to them.
+        ``spectrogram_cnn`` and ``eeg_cnn_gru`` are built from random initialisation (their preset,
+        ``model`` where they have it, else base, with ``model_overrides`` of their own config's
+        fields) unless ``--pretrained`` holds a saved one, and train in mode ``full`` with plain
+        AdamW groups (no layer decay, no gradual unfreezing).
     """
 
     task: str = "hms6"
@@ -452,9 +446,15 @@ class FinetuneConfig(RunConfig):
         return TASK_HEADS[self.task]
 
     def model_config(self) -> EEGFMConfig:
-        fields = self._model_fields()
+        """``EEGFMConfig``, or the config of a from-scratch ``architecture`` (``model.architectures``)."""
+        from eegfm.model.architectures import get_architecture  # the model registry, not for --help
+
+        scratch = None if self.architecture == "eegfm" else get_architecture(self.architecture).config_class
+        fields = self._model_fields(scratch or EEGFMConfig)
         if self.task in _TASK_LABELS and "id2label" not in fields:
             fields["id2label"] = dict(enumerate(_TASK_LABELS[self.task]))
+        if scratch is not None:
+            return self._build_model_config(scratch, head=self.head, **fields)
         return self._build_model_config(
             head=self.head,
             gradient_checkpointing=self.activation_checkpointing,

@@ -12,7 +12,7 @@ from transformers import AutoModel
 from eegfm.model.architectures import architecture_of, load_model_config, load_model_folder
 from eegfm.model.config import ConfigError
 from eegfm.model.export import OnnxEEGFM, export_onnx
-from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig, spectrogram_image
+from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig, mask_bands, spectrogram_image
 from tests.conftest import SHARED_DATA
 
 REAL_SPECTROGRAM = SHARED_DATA / "hms" / "train_spectrograms" / "1000189855.parquet"
@@ -101,6 +101,8 @@ def test_save_and_load_round_trip(tmp_path, real_spectrogram):
         ({"stage_strides": [3, 2]}, "stage_strides"),
         ({"head": "regression"}, "head"),
         ({"drop_path": 1.0}, "drop_path"),
+        ({"pooling": "max"}, "pooling"),
+        ({"spec_augment": 1.5}, "spec_augment"),
     ],
 )
 def test_config_errors_name_the_field(overrides, field):
@@ -139,3 +141,40 @@ def test_onnx_export_matches_torch_for_other_frame_counts(tmp_path, real_spectro
         expected = model(spectrogram=spectrogram)
         np.testing.assert_allclose(logits, expected.logits.detach().numpy(), atol=1e-4)
         np.testing.assert_allclose(embedding, expected.pooled.detach().numpy(), atol=1e-4)
+
+
+def test_frequency_pooling_starts_as_the_average_and_tells_bands_apart(real_spectrogram):
+    """At initialisation frequency pooling is global average pooling; a feature map that differs
+    only in which frequency rows are active pools alike under ``global`` and apart under learned
+    frequency weights."""
+    frequency, average = tiny(pooling="frequency"), tiny(pooling="global")
+    average.load_state_dict(frequency.state_dict(), strict=False)  # every weight but the pooling's
+    assert torch.allclose(
+        frequency(spectrogram=real_spectrogram).logits, average(spectrogram=real_spectrogram).logits, atol=1e-5
+    )
+    weight = frequency.encoder.frequency_weight
+    features = torch.zeros(2, weight.shape[0], weight.shape[1], 3)
+    features[0, :, 0], features[1, :, -1] = 1.0, 1.0  # the same activity in the lowest / highest rows
+    with torch.no_grad():
+        weight.copy_(torch.linspace(0, 1, weight.shape[1]).expand_as(weight))
+    pooled = (features.mean(dim=3) * weight).sum(dim=2)
+    assert torch.allclose(features.mean(dim=(2, 3))[0], features.mean(dim=(2, 3))[1])
+    assert not torch.allclose(pooled[0], pooled[1])
+
+
+def test_spec_augment_masks_one_band_and_one_span_only_while_training(real_spectrogram):
+    torch.manual_seed(1)
+    image = torch.ones(64, 5, 100, 300)
+    masked = mask_bands(image, 0.3)
+    zero = masked == 0
+    rows, frames = zero[:, 0].all(dim=2), zero[:, 0].all(dim=1)  # fully masked frequency rows / frames
+    assert (rows.sum(1) <= 30).all() and (frames.sum(1) <= 90).all() and rows.any() and frames.any()
+    assert torch.equal(zero, zero[:, :1].expand_as(zero))  # every channel alike
+    # each masked set is one contiguous band / span
+    for mask in (rows, frames):
+        for sample in mask:
+            where = sample.nonzero().flatten()
+            assert len(where) == 0 or where[-1] - where[0] + 1 == len(where)
+    model = tiny(spec_augment=0.5)
+    eval_a = model(spectrogram=real_spectrogram).logits
+    assert torch.equal(eval_a, model(spectrogram=real_spectrogram).logits)  # off in eval mode

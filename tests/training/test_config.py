@@ -10,11 +10,11 @@ from eegfm.training.config import (
     FinetuneConfig,
     OptimConfig,
     PretrainConfig,
-    list_config_presets,
     load_config,
     parse_overrides,
     resolve_precision,
 )
+from eegfm.training.config_files import list_config_presets
 
 
 @pytest.mark.parametrize("preset", ["cpu-tiny", "cpu-small", "base", "large-gpu"])
@@ -285,3 +285,14 @@ def test_each_data_sets_task_has_the_classes_the_pipeline_writes_for_it():
         cfg = load_config("cpu-tiny", "finetune", [f"task={task}"])
         labels = tuple(name for _, name in sorted(cfg.model_config().id2label.items()))
         assert labels == tuple(TASK_CLASSES[record_task]), task
+
+
+def test_model_overrides_of_a_from_scratch_architecture_are_its_own_fields():
+    cfg = load_config("cpu-small", "finetune", ["architecture=spectrogram_cnn", "model_overrides={spec_augment: 0.3}"])
+    model_config = cfg.model_config()
+    assert type(model_config).__name__ == "SpectrogramCNNConfig"
+    assert (model_config.preset, model_config.spec_augment, model_config.head) == ("tiny", 0.3, "hms6")
+    with pytest.raises(ConfigError, match="model_overrides: unknown field 'dropout'; allowed: .*spec_augment"):
+        load_config("cpu-small", "finetune", ["architecture=spectrogram_cnn", "model_overrides={dropout: 0.2}"])
+    with pytest.raises(ConfigError, match="SpectrogramCNNConfig.pooling: expected one of frequency, global"):
+        load_config("cpu-small", "finetune", ["architecture=spectrogram_cnn", "model_overrides={pooling: max}"])

@@ -128,7 +128,8 @@ def load_model(pretrained: str | os.PathLike[str] | None, cfg: FinetuneConfig) -
 
 def build_model(pretrained: str | os.PathLike[str] | None, cfg: FinetuneConfig) -> tuple[torch.nn.Module, bool]:
     """A non-eegfm architecture: the one saved in ``pretrained`` (same labels), else built from its
-    preset (``cfg.model`` where the architecture has it, else base) with random initialisation."""
+    preset (``cfg.model`` where the architecture has it, else base) and ``cfg.model_overrides`` with
+    random initialisation."""
     architecture = get_architecture(cfg.architecture)
     labels = class_names(cfg)
     if pretrained is not None:
@@ -143,11 +144,10 @@ def build_model(pretrained: str | os.PathLike[str] | None, cfg: FinetuneConfig) 
             )
         log.info("loaded %s model from %s", cfg.architecture, folder)
         return model, False
-    preset = cfg.model if cfg.model in architecture.config_class.presets else "base"
     torch.manual_seed(cfg.seed)
-    config = architecture.config_class.from_preset(preset, head=cfg.head, id2label=dict(enumerate(labels)))
+    config = cfg.model_config()  # its preset and ``model_overrides``, validated with the run config
     model = architecture.model_class(config)
-    log.info("built %s (%s preset) from random initialisation", cfg.architecture, preset)
+    log.info("built %s (%s preset) from random initialisation", cfg.architecture, config.preset)
     if cfg.unfreeze_schedule:
         log.info("unfreeze_schedule %s: ignored, a model trained from scratch trains all of it", cfg.unfreeze_schedule)
     return model, True
