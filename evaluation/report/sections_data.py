@@ -13,13 +13,19 @@ from eegfm.evaluation.report.discover import Found, read_json
 from eegfm.evaluation.report.document import Picture, Section, Table, fmt, missing, png_of
 
 log = get_logger(__name__)
+MAX_SCAN_BYTES = 2_000_000_000  # shards read to count subjects per site (about 10 s per GB here)
 MAX_CURVES = 4  # runs whose learning curves are drawn; every run has its row
 
 
-def _subjects_per_site(folder: Path) -> dict[str, int]:
-    """Distinct subjects per site from the windows' metadata; {} where the shards cannot be read."""
+def _subjects_per_site(folder: Path, manifest: dict[str, Any]) -> dict[str, int]:
+    """Distinct subjects per site from the windows' metadata; {} where the shards cannot be read
+    or are too large to read for a count (the manifest counts subjects, not per site)."""
     from eegfm.training.data import scan_windows
 
+    size = sum(int(n) for n in manifest.get("shard_bytes", {}).values())
+    if size > MAX_SCAN_BYTES:
+        log.info("%s: %.1f GB of shards; subjects per site not counted", folder, size / 1e9)
+        return {}
     try:
         windows = scan_windows(str(folder), verify_crc=False)
     except (OSError, ValueError) as err:
@@ -57,7 +63,7 @@ def data_section(found: Found) -> Section:
     for folder in found.manifests:
         manifest = read_json(folder / "manifest.json", "counts")
         counts = manifest["counts"]
-        sites = _site_rows(manifest, _subjects_per_site(folder))
+        sites = _site_rows(manifest, _subjects_per_site(folder, manifest))
         classes = manifest.get("classes", {})
         inputs = manifest.get("inputs", [])
         by_reason = collections.Counter(d.get("reason") or "?" for d in inputs if d.get("status") == "quarantined")

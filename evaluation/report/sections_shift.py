@@ -15,6 +15,14 @@ from eegfm.evaluation.report.sections_sites import ALL_SITES
 from eegfm.evaluation.report.stats import mmd_permutation_p, mmd_squared, project_2d, site_probe
 
 N_PERMUTATIONS = 200
+MAX_MMD_WINDOWS = 500  # per side: the kernel matrices grow with the square, the permutations repeat them
+
+
+def _at_most(points: np.ndarray, seed: int) -> np.ndarray:
+    """``points``, or a seeded random ``MAX_MMD_WINDOWS`` of them."""
+    if len(points) <= MAX_MMD_WINDOWS:
+        return points
+    return points[np.random.default_rng(seed).choice(len(points), MAX_MMD_WINDOWS, replace=False)]
 
 
 def _scatter(coordinates: np.ndarray, groups: Mapping[str, np.ndarray], method: str) -> bytes:
@@ -91,7 +99,7 @@ def shift_section(scored: Scored | None, per_site: Mapping[str, Any], seed: int,
     rows, mmd = [], {}
     for k, site in enumerate(sites):
         mine = scored.sites == site
-        x, y = scored.embeddings[mine], scored.embeddings[~mine]
+        x, y = _at_most(scored.embeddings[mine], seed), _at_most(scored.embeddings[~mine], seed)
         mmd[site] = {
             "mmd2": mmd_squared(x, y),
             "p_value": mmd_permutation_p(x, y, N_PERMUTATIONS, seed + k),
@@ -120,7 +128,8 @@ def shift_section(scored: Scored | None, per_site: Mapping[str, Any], seed: int,
         )
     section.paragraphs.append(
         "MMD²: squared maximum mean discrepancy (RBF kernel, median-distance bandwidth) between a site's embeddings "
-        f"and the other sites'; p: share of {N_PERMUTATIONS} random splits as far apart. The gap is the site's KL / "
+        f"and the other sites' (at most {MAX_MMD_WINDOWS} random windows of each); p: share of {N_PERMUTATIONS} "
+        "random splits as far apart. The gap is the site's KL / "
         "class prior minus that of all held-out windows together (positive: the model does worse there)."
     )
     section.tables.append(Table(["site", "windows", "MMD²", "p", "performance gap (KL ratio)"], rows))
