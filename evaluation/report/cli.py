@@ -57,7 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=user_path,
         metavar="DIR",
         help="the pipeline output(s) the models were fine-tuned on, to score their held-out windows; default: "
-        "the pipeline output found below the RUN_DIRs, else the one the run's run.json names",
+        "those each run's run.json names, from here where they exist, else the pipeline output below the RUN_DIRs "
+        "whose path ends the same",
     )
     parser.add_argument("--bootstrap", type=int, default=1000, help="subject resamples per confidence interval")
     parser.add_argument("--seed", type=int, default=0, help="seeds the bootstrap, the site probe's folds and t-SNE")
