@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: run every eegfm stage that exists, end to end, on the built-in simulated corpus.
-# Stages: simulate -> preprocess -> pretrain -> fine-tune -> robustness -> leave-one-site-out -> predict.
+# Stages: simulate -> preprocess -> pretrain -> fine-tune -> robustness -> leave-one-site-out -> predict,
+# then the cross-site report of them all.
 # Each reads the previous stage's output.
 set -euo pipefail
 PY=${1:-.venv/bin/python}
@@ -92,6 +93,8 @@ echo "demo: [7/7] predict: the fine-tuned model on one hospital's raw EDF files,
 rm -rf "$OUT/predictions"
 "$PY" -m eegfm.serving.predict --model "$OUT/finetune" --input "$OUT/corpus/edf/icu" --output "$OUT/predictions" \
   --backend onnx
+echo "demo: the cross-site report: every stage's outputs in one self-contained HTML file -> $OUT/report.html"
+"$PY" -m eegfm.evaluation.report "$OUT" --output "$OUT/report.html"
 echo
 echo "demo: finished in $(( $(date +%s) - start )) s. Outputs:"
 echo "  simulated corpus   $OUT/corpus      (corpus.json: sites; edf/ and hms/: recordings; truth.jsonl: ground truth)"
@@ -101,4 +104,6 @@ echo "  fine-tuned model   $OUT/finetune     (model/, eval.json: held-out KL vs 
                                       robustness/: robustness.json and .png, its KL under perturbed EEG)"
 echo "  leave-one-site-out $OUT/loso         (loso.json: each site's test KL vs the class prior's, mean and worst; loso.png; <site>/: each fold's run)"
 echo "  predictions        $OUT/predictions  (predictions.csv: a row per 10 s window; recordings.json; timelines/: each recording's probabilities over time)"
+echo "  cross-site report  $OUT/report.html  (one file: data, curves, per-site CIs, shift; report.md + report_files/, report.json)"
 echo "  serve it over HTTP: $PY -m eegfm.serving.server --model $OUT/finetune  (then POST an EDF to /v1/predict?filename=x.edf)"
+echo "demo: the report: $OUT/report.html"

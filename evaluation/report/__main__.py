@@ -1,0 +1,5 @@
+import sys
+
+from eegfm.evaluation.report.cli import main
+
+sys.exit(main())

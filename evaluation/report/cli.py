@@ -1,0 +1,204 @@
+"""``python -m eegfm.evaluation.report RUN_DIR ... --output report.html``: the cross-site report.
+
+Reads what the stages wrote below the RUN_DIRs (see ``discover``), scores the fine-tuned model and
+each leave-one-site-out fold on their held-out windows, and writes one self-contained HTML file,
+the same content as Markdown (its figures in ``<stem>_files/`` beside it) and every number as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from eegfm.core.config import ConfigError, user_file_path, user_path
+from eegfm.core.logs import get_logger, setup_logging
+from eegfm.evaluation.report import sections_checks, sections_data, sections_shift, sections_sites
+from eegfm.evaluation.report.discover import Found, discover
+from eegfm.evaluation.report.document import Section, as_json
+from eegfm.evaluation.report.render import to_html, to_markdown
+from eegfm.evaluation.report.scoring import Scored, score_run
+from eegfm.evaluation.report.sections_summary import summary_section
+
+log = get_logger(__name__)
+TITLE = "eegfm cross-site report"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m eegfm.evaluation.report",
+        description="Gather a pipeline output, pretraining and fine-tuning runs, leave-one-site-out, robustness, "
+        "benchmark and explanation outputs found below the RUN_DIRs into one report: a self-contained HTML "
+        "file, the same as Markdown and every number as JSON. A section whose inputs are absent says which.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        type=user_file_path,
+        metavar="RUN_DIR",
+        help="folders searched (4 levels deep) for outputs",
+    )
+    parser.add_argument(
+        "--output",
+        type=user_file_path,
+        default=Path("report.html"),
+        help="the HTML file; report.md, report.json and report_files/ (the Markdown's figures) go beside it, "
+        "named after its stem",
+    )
+    parser.add_argument(
+        "--data",
+        nargs="+",
+        type=user_path,
+        metavar="DIR",
+        help="the pipeline output(s) the models were fine-tuned on, to score their held-out windows; default: "
+        "those each run's run.json names, from here where they exist, else the pipeline output below the RUN_DIRs "
+        "whose path ends the same",
+    )
+    parser.add_argument("--bootstrap", type=int, default=1000, help="subject resamples per confidence interval")
+    parser.add_argument("--seed", type=int, default=0, help="seeds the bootstrap, the site probe's folds and t-SNE")
+    parser.add_argument(
+        "--projection", choices=["pca", "tsne"], default="pca", help="the 2-D projection of the embeddings"
+    )
+    parser.add_argument("--batch_size", type=int, default=32, help="windows per forward pass when scoring")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="auto: CUDA where available")
+    parser.add_argument(
+        "--no_scoring",
+        action="store_true",
+        help="do not run the models: leave out the per-site intervals, the embeddings and the domain shift",
+    )
+    return parser
+
+
+def _data_for(run: Path, args: argparse.Namespace, found: Found) -> Any:
+    """The pipeline output(s) to score ``run`` on: --data, else those its run.json names, each as
+    given where it exists, else the pipeline output found below the RUN_DIRs whose path ends with it
+    (a run names its data relative to where it was started)."""
+    if args.data:
+        return [str(p) for p in args.data] if len(args.data) > 1 else str(args.data[0])
+    named = json.loads((run / "run.json").read_text()).get("data") or []
+    if not named:
+        raise ConfigError(f"{run}/run.json: no 'data' field naming its pipeline output; pass --data")
+    resolved = []
+    for name in named:
+        tail = Path(name).parts
+        matches = [m for m in found.manifests if m.parts[-len(tail) :] == tail]
+        if Path(name).is_dir() or "://" in name:
+            resolved.append(name)
+        elif matches:
+            resolved.append(str(matches[0]))
+        else:
+            raise ConfigError(
+                f"{run}/run.json: its data {name} is neither a folder from here nor below the RUN_DIRs; pass --data"
+            )
+    return resolved if len(resolved) > 1 else resolved[0]
+
+
+def _score_all(args: argparse.Namespace, found: Found) -> tuple[Scored | None, dict[str, Scored], str]:
+    """The fine-tuned model's held-out windows and each fold's unseen site, scored; with the reason
+    where the model's could not be."""
+    if args.no_scoring:
+        return None, {}, "Not scored (--no_scoring)."
+    device = torch.device(
+        "cuda" if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()) else "cpu"
+    )
+    within, why = None, "No fine-tuned model (run.json, eval.json, model/) below the run folders."
+    if found.finetuned is not None:
+        try:
+            within = score_run(found.finetuned, _data_for(found.finetuned, args, found), args.batch_size, device)
+        except ConfigError as err:
+            why = f"The fine-tuned model could not be scored: {err}"
+            log.warning(why)
+    unseen = {}
+    for folder in found.loso:
+        sites = json.loads((folder / "loso.json").read_text()).get("sites", {})
+        for run in (r for r in found.finetune_runs if r.parent == folder):
+            try:
+                scored = score_run(run, _data_for(run, args, found), args.batch_size, device)
+            except ConfigError as err:
+                log.warning("leave-one-site-out fold %s not scored: %s", run, err)
+                continue
+            if scored.split == "test" and len(set(scored.sites.tolist())) == 1 and scored.sites[0] in sites:
+                unseen[str(scored.sites[0])] = scored
+    return within, unseen, why
+
+
+def build_sections(args: argparse.Namespace, found: Found) -> list[Section]:
+    within, unseen, why = _score_all(args, found)
+    site_section = sections_sites.per_site_section(within, unseen, args.bootstrap, args.seed, why)
+    groups = site_section.numbers.get("groups", {})
+    sections = [
+        sections_data.data_section(found),
+        sections_data.curves_section(found),
+        site_section,
+        sections_checks.loso_section(found),
+        sections_checks.confusion_section(found),
+        sections_checks.calibration_section(found),
+        sections_checks.robustness_section(found),
+        sections_data.benchmark_section(found),
+        sections_shift.embeddings_section(within, args.projection, args.seed, why),
+        sections_shift.shift_section(within, groups, args.seed, why),
+        sections_data.explanations_section(found),
+    ]
+    return [summary_section(sections), *sections]
+
+
+def write_report(output: Path, sections: list[Section], meta: list[str], header: dict[str, Any]) -> dict[str, Path]:
+    """The HTML, Markdown (figures in ``<stem>_files/``) and JSON, each written whole or not at all."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    paths = {"html": output, "markdown": output.with_suffix(".md"), "json": output.with_suffix(".json")}
+    texts = {
+        "html": to_html(TITLE, meta, sections),
+        "markdown": to_markdown(TITLE, meta, sections, output.parent / f"{output.stem}_files"),
+        "json": json.dumps(as_json(sections, header), indent=2, allow_nan=False) + "\n",
+    }
+    for kind, path in paths.items():
+        partial = path.with_name(f".{path.name}.partial")
+        partial.write_text(texts[kind], encoding="utf-8")
+        partial.replace(path)
+    return paths
+
+
+def run(argv: list[str] | None = None) -> dict[str, Path]:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging("INFO")
+    if args.bootstrap < 100:
+        parser.error(f"--bootstrap: expected an integer >= 100; got {args.bootstrap}")
+    if args.batch_size < 1:
+        parser.error(f"--batch_size: expected an integer >= 1; got {args.batch_size}")
+    if args.output.suffix.lower() not in (".html", ".htm"):
+        parser.error(f"--output: expected a file name ending in .html; got {args.output}")
+    try:
+        found = discover(args.run_dirs)
+        sections = build_sections(args, found)
+    except ConfigError as err:
+        parser.error(str(err))
+    created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    meta = [f"Created {created} from {', '.join(p.name or str(p) for p in args.run_dirs)}."]
+    missing = [s.title for s in sections if s.missing]
+    if missing:
+        meta.append(f"Without their inputs: {', '.join(missing)}.")
+    header = {
+        "created": created,
+        "run_dirs": [str(p) for p in args.run_dirs],
+        "seed": args.seed,
+        "bootstrap": args.bootstrap,
+    }
+    paths = write_report(args.output, sections, meta, header)
+    log.info("wrote %s, %s and %s", *paths.values())
+    return paths
+
+
+def main(argv: list[str] | None = None) -> int:
+    print(run(argv)["html"])
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
