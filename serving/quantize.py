@@ -237,8 +237,8 @@ def quantize_model(model: str | Path, data: str | Path, config: QuantizeConfig, 
     if not Path(data).exists() and "://" not in str(data):
         raise FileNotFoundError(f"--data {data}: no such folder; expected the output folder of eegfm-preprocess")
     model_dir, _ = resolve_model_dir(model)
+    windows = sample_windows(data, config.calibration_windows, config.seed)  # before a slow export
     float_path = onnx_path_for(model_dir)
-    windows = sample_windows(data, config.calibration_windows, config.seed)
     log.info("calibrating on %d windows of --data (%s ranges)", len(windows), config.method)
     runner = OnnxEEGFM(float_path, threads=1)
     total = -(-len(windows) // config.batch_size)
@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="*",
         default=list(DEFAULT_EXCLUDE),
         help="module paths whose nodes stay float32 (matched inside the exporter's node scopes and "
-        "names); none: quantize every MatMul/Gemm",
+        "names); --exclude with no path quantizes every MatMul/Gemm",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help="seed of the calibration windows' draw")
     return parser

@@ -18,21 +18,29 @@ from eegfm.serving.backends import int8_graph_for
 from eegfm.serving.predictor import PredictConfig, Predictor
 from tests.serving.conftest import validate_prediction
 
-# Largest change of a class probability allowed against float32. Measured: 0.044 at most (0.005 on
-# average) on the 171 eegmat validation windows of the benchmark's trained cpu-small model.
-TOLERANCE = 0.05
+# Largest change of a class probability allowed against float32. Measured (benchmarks/quantize.py):
+# 0.056 at most, 0.005 on average, on the 171 eegmat validation windows of a trained cpu-small model.
+TOLERANCE = 0.06
 
 
 @pytest.fixture(scope="module")
-def int8_graph(finetuned, three_sites) -> Path:
+def run(finetuned, tmp_path_factory) -> Path:
+    """A copy of the fine-tuned run (its model.onnx too, where exported): the INT8 graph goes beside it."""
+    copy = tmp_path_factory.mktemp("int8") / "run"
+    shutil.copytree(finetuned, copy, ignore=shutil.ignore_patterns("checkpoints", quantize.INT8_NAME))
+    return copy
+
+
+@pytest.fixture(scope="module")
+def int8_graph(run, three_sites) -> Path:
     """``model.int8.onnx`` of the fine-tuned run, made by the command line (64 calibration windows)."""
-    args = ["--model", str(finetuned), "--data", str(three_sites), "--calibration_windows", "64"]
+    args = ["--model", str(run), "--data", str(three_sites), "--calibration_windows", "64"]
     assert quantize.main(args) == 0
-    return finetuned / "model" / quantize.INT8_NAME
+    return run / "model" / quantize.INT8_NAME
 
 
-def test_the_int8_graph_is_smaller_and_quantized(int8_graph, finetuned):
-    float_graph = finetuned / "model" / "model.onnx"
+def test_the_int8_graph_is_smaller_and_quantized(int8_graph, run):
+    float_graph = run / "model" / "model.onnx"
     assert int8_graph.is_file() and float_graph.is_file()
     assert float_graph.stat().st_size / int8_graph.stat().st_size >= 2.0
     graph = onnx.load(str(int8_graph))
@@ -49,12 +57,12 @@ def test_the_int8_graph_is_smaller_and_quantized(int8_graph, finetuned):
     assert not any(node.metadata_props for node in graph.graph.node)
 
 
-def test_eegfm_predict_with_the_int8_backend_is_close_to_float32(int8_graph, finetuned, raw_sites, tmp_path):
+def test_eegfm_predict_with_the_int8_backend_is_close_to_float32(int8_graph, run, raw_sites, tmp_path):
     recordings = [str(raw_sites / "hospital2" / name) for name in ("Subject04_1.edf", "Subject04_2.edf")]
     reports = {}
     for backend in ("onnx", "onnx-int8"):
         out = tmp_path / backend
-        args = ["--model", str(finetuned), "--input", *recordings, "--output", str(out), "--no_plots"]
+        args = ["--model", str(run), "--input", *recordings, "--output", str(out), "--no_plots"]
         assert predict.main([*args, "--backend", backend, "--batch_size", "8"]) == 0
         reports[backend] = json.loads((out / "recordings.json").read_text())
     assert reports["onnx-int8"]["backend"] == "onnx-int8"
@@ -71,12 +79,12 @@ def test_eegfm_predict_with_the_int8_backend_is_close_to_float32(int8_graph, fin
     assert difference.max() > 0  # the int8 graph ran, not the float one
 
 
-def test_a_missing_float_model_or_calibration_data_is_named(finetuned, three_sites, tmp_path, capsys):
+def test_a_missing_float_model_or_calibration_data_is_named(run, three_sites, tmp_path, capsys):
     cases = [
         (["--model", str(tmp_path / "absent"), "--data", str(three_sites)], "--model"),
         (["--model", str(tmp_path), "--data", str(three_sites)], "config.json"),  # a folder without a model
-        (["--model", str(finetuned), "--data", str(tmp_path / "absent")], "--data"),
-        (["--model", str(finetuned), "--data", str(tmp_path)], "--data"),  # a folder without shards
+        (["--model", str(run), "--data", str(tmp_path / "absent")], "--data"),
+        (["--model", str(run), "--data", str(tmp_path)], "--data"),  # a folder without shards
     ]
     for args, named in cases:
         with pytest.raises(SystemExit) as exit_info:
