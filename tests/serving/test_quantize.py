@@ -57,6 +57,22 @@ def test_the_int8_graph_is_smaller_and_quantized(int8_graph, run):
     assert not any(node.metadata_props for node in graph.graph.node)
 
 
+def test_the_tokenizer_stays_float_and_the_blocks_are_quantized(int8_graph, run):
+    float_graph = onnx.load(str(run / "model" / "model.onnx"))
+    kept = set(quantize.excluded_nodes(float_graph.graph, quantize.DEFAULT_EXCLUDE))
+    graph = onnx.load(str(int8_graph)).graph
+    weights = {i.name for i in float_graph.graph.initializer}
+    made_by = {out: node.op_type for node in graph.node for out in node.output}
+    linear = [
+        n for n in graph.node if n.op_type in ("MatMul", "Gemm") and n.name in {m.name for m in float_graph.graph.node}
+    ]
+    dequantized = {n.name: any(made_by.get(i) == "DequantizeLinear" for i in n.input) for n in linear}
+    float_linear = [n for n in float_graph.graph.node if n.op_type in ("MatMul", "Gemm")]
+    with_weights = {n.name for n in float_linear if any(i in weights for i in n.input)}
+    assert {n for n in with_weights if n in kept} and not any(dequantized[n] for n in with_weights & kept)
+    assert all(dequantized[n] for n in with_weights - kept)  # every other layer with weights is int8
+
+
 def test_eegfm_predict_with_the_int8_backend_is_close_to_float32(int8_graph, run, raw_sites, tmp_path):
     recordings = [str(raw_sites / "hospital2" / name) for name in ("Subject04_1.edf", "Subject04_2.edf")]
     reports = {}
