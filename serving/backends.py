@@ -6,9 +6,11 @@ logits (B, n_outputs) as a float32 CPU tensor, so what follows (temperature, sof
 masks from the same run (None where the model has none), ``mc_passes`` of them when given (a graph
 exported with more is sliced: its first masks are the same; one with fewer is exported again).
 ``torch`` loads the model folder; ``onnx`` runs ``model.onnx``, exported beside it on first use,
-on ONNX Runtime's CPU (or CUDA) provider; ``tensorrt`` builds an engine from that graph for this
-GPU, TensorRT version, precision and profile (cached beside it) and runs it on torch's CUDA stream
-with torch-allocated buffers; a spectrogram input runs at 1 to ``TENSORRT_MAX_FRAMES`` frames (Kaggle's 10 minutes).
+on ONNX Runtime's CPU (or CUDA) provider; ``onnx-int8`` runs its static INT8 quantization
+``model.int8.onnx`` the same way (made by ``serving.quantize``, which needs calibration windows:
+never here); ``tensorrt`` builds an engine from ``model.onnx`` for this GPU, TensorRT version,
+precision and profile (cached beside it) and runs it on torch's CUDA stream with torch-allocated
+buffers; a spectrogram input runs at 1 to ``TENSORRT_MAX_FRAMES`` frames (Kaggle's 10 minutes).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from eegfm.core.logs import get_logger
 from eegfm.pipelines.schema import SFREQ
 from eegfm.pipelines.spectrogram import FRAME_STEP_S, N_SPECTROGRAM_ROWS
 
-BACKENDS = ("torch", "onnx", "tensorrt")
+BACKENDS = ("torch", "onnx", "onnx-int8", "tensorrt")
 ONNX_NAME = "model.onnx"
 TENSORRT_MAX_SECONDS = 60.0  # the longest window a TensorRT engine's profile takes
 TENSORRT_MAX_FRAMES = 300  # the longest spectrogram: Kaggle's 10 minutes at one frame per 2 s
@@ -153,6 +155,34 @@ class OnnxBackend:
         logits, samples = self.runner.logits_with_samples(**inputs)
         samples = None if samples is None else torch.from_numpy(samples)
         return torch.from_numpy(logits), _first_samples(samples, self.mc_passes)
+
+
+class OnnxInt8Backend(OnnxBackend):
+    name = "onnx-int8"
+
+
+def int8_graph_for(model_dir: Path, mc_passes: int | None = None) -> Path:
+    """The model folder's ``model.int8.onnx``; ConfigError saying how to make it where it is
+    missing, older than the weights or has fewer than ``mc_passes`` MC-dropout samples."""
+    from eegfm.serving.quantize import INT8_NAME, int8_path
+
+    path = int8_path(model_dir)
+    make = (
+        f"make it with: python -m eegfm.serving.quantize --model {model_dir} --data PREPROCESSED_DIR "
+        "(the model's training windows)"
+    )
+    if not path.is_file():
+        raise ConfigError(f"--backend onnx-int8: {model_dir} has no {INT8_NAME}; {make}")
+    ensemble = (model_dir / "ensemble.json").is_file()
+    weights = model_dir / ("ensemble.json" if ensemble else "model.safetensors")
+    if weights.is_file() and path.stat().st_mtime < weights.stat().st_mtime:
+        raise ConfigError(f"--backend onnx-int8: {path} is older than {weights.name} (retrained?); {make}")
+    if mc_passes is not None and _graph_passes(path) < mc_passes:
+        raise ConfigError(
+            f"--mc_passes {mc_passes}: {path} has {_graph_passes(path)} MC-dropout samples; ask for at most "
+            f"that many, or quantize a model.onnx exported with more"
+        )
+    return path
 
 
 def engine_name(precision: str, batch_size: int, n_times: int) -> str:
@@ -348,6 +378,8 @@ def make_backend(config, model_dir: Path, *, n_times: int, patch_size: int):
         passes = None  # an ensemble's samples are its members
     if config.backend == "torch":
         return TorchBackend(_pretrained(model_dir), device, passes)
+    if config.backend == "onnx-int8":
+        return OnnxInt8Backend(int8_graph_for(model_dir, passes), device, config.threads, passes)
     path = onnx_path_for(model_dir, passes)
     if config.backend == "onnx":
         return OnnxBackend(path, device, config.threads, passes)

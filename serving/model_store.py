@@ -23,7 +23,14 @@ from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.stores import filesystems, is_remote, join_path, match_below, open_binary
 
 SOURCE_FILE = "source.json"  # in a cached copy: what the store listed when it was fetched
-MODEL_FILES = ("config.json", "model.safetensors", "preprocess.json", "artifact_ae.npz", "model.onnx")
+MODEL_FILES = (
+    "config.json",
+    "model.safetensors",
+    "preprocess.json",
+    "artifact_ae.npz",
+    "model.onnx",
+    "model.int8.onnx",
+)
 RUN_FILES = ("run.json", "eval.json")  # the training prior, and the evaluation a served model reports
 log = get_logger(__name__)
 
@@ -109,8 +116,8 @@ def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
     files = [run_dir / n for n in RUN_FILES if (run_dir / n).is_file()]
     weights_time = (model / "model.safetensors").stat().st_mtime
     present = [model / n for n in MODEL_FILES if (model / n).is_file()]
-    # an ONNX graph exported from earlier weights would be served as this model's
-    present = [p for p in present if p.name != "model.onnx" or p.stat().st_mtime >= weights_time]
+    # an ONNX graph exported (or quantized) from earlier weights would be served as this model's
+    present = [p for p in present if p.suffix != ".onnx" or p.stat().st_mtime >= weights_time]
     files += sorted(present, key=lambda p: p.name == "model.safetensors")
     written = []
     for path in files:

@@ -108,7 +108,8 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         choices=BACKENDS,
         default="torch",
         help="torch: the model as saved; onnx: ONNX Runtime (model.onnx, exported beside the "
-        "model on first use); tensorrt: a TensorRT engine built from it (NVIDIA GPU)",
+        "model on first use); onnx-int8: ONNX Runtime on its static INT8 quantization (model.int8.onnx, "
+        "made by python -m eegfm.serving.quantize); tensorrt: a TensorRT engine built from model.onnx (NVIDIA GPU)",
     )
     parser.add_argument(
         "--device",
