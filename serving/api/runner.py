@@ -1,0 +1,84 @@
+"""uvicorn set up for eegfm-serve: the connection limits, the header deadline, a socket bound before
+the banner (``--port 0`` prints the port it got), one process or ``--workers`` processes, and an exit
+status of 0 after SIGTERM once the requests in flight are answered."""
+
+from __future__ import annotations
+
+import signal
+import socket
+
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from eegfm.core.logs import get_logger
+from eegfm.serving.api.protocol import HeaderDeadlineProtocol
+
+log = get_logger("eegfm.serving.server")
+
+
+def _ignore(_signum, _frame) -> None:
+    """What a signal does once uvicorn has stopped on it: uvicorn raises it again after its graceful
+    shutdown, and the process should then exit 0, not die of it."""
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, saying what SIGTERM does and exiting 0 after it."""
+
+    def handle_exit(self, sig: int, frame) -> None:
+        if not self.should_exit:
+            log.info(
+                "%s: finishing the requests in flight, then stopping (at most %gs)",
+                signal.Signals(sig).name,
+                self.config.timeout_graceful_shutdown,
+            )
+        super().handle_exit(sig, frame)
+
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        previous = signal.getsignal(signal.SIGTERM) if _main_thread() else None
+        if previous is not None:
+            signal.signal(signal.SIGTERM, _ignore)
+        try:
+            super().run(sockets=sockets)
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def serve_socket(self, sock: socket.socket) -> None:
+        """Serve ``sock`` until SIGTERM or Ctrl-C: here, or in ``--workers`` processes."""
+        if self.config.workers and self.config.workers > 1:
+            Multiprocess(self.config, target=self.run, sockets=[sock]).run()
+        else:
+            try:
+                self.run(sockets=[sock])
+            except KeyboardInterrupt:
+                pass
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def make_uvicorn_server(app, args) -> tuple[GracefulServer, socket.socket]:
+    """The server for ``app`` (an application, or for several workers its factory's import path)
+    and the socket it will serve, already bound to ``args.host``:``args.port``."""
+    config = uvicorn.Config(
+        app,
+        factory=isinstance(app, str),
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        http=HeaderDeadlineProtocol,
+        ws="none",
+        lifespan="on",
+        log_config=None,  # eegfm's logging; uvicorn's own loggers propagate to it
+        access_log=False,  # its lines carry the query string (a file name): api.metrics logs requests
+        limit_concurrency=args.limit_concurrency,
+        timeout_keep_alive=args.timeout_keep_alive,
+        timeout_graceful_shutdown=args.graceful_timeout,
+        server_header=False,
+    )
+    config.header_timeout = args.header_timeout  # read by HeaderDeadlineProtocol, in every worker
+    sock = config.bind_socket()
+    return GracefulServer(config), sock
