@@ -26,6 +26,7 @@ from eegfm.serving.api import auth
 from eegfm.serving.api.metrics import Metrics, MetricsMiddleware
 from eegfm.serving.api.service import MAX_BATCH_FILES, PredictionService
 from eegfm.serving.api.signals import SignalsError, SignalsRequest, parse_signals
+from eegfm.serving.api.stopping import CloseWhenStopping, StoppingError, before_stop
 from eegfm.serving.api.uploads import BodyGuard, UploadError, save_body, upload_extension
 
 log = get_logger(__name__)
@@ -90,8 +91,13 @@ def _error(status: int, message: str, headers: dict | None = None, close: bool =
 
 
 async def _in_thread(function, *args):
-    # abandoned on cancel: a server told to stop past its grace period does not wait for the model
-    return await anyio.to_thread.run_sync(function, *args, abandon_on_cancel=True)
+    """``function(*args)`` in a worker thread; UploadError 503 if the server's grace period runs out
+    first (the thread is abandoned: the process exits without it)."""
+    job = anyio.to_thread.run_sync(function, *args, abandon_on_cancel=True)
+    try:
+        return await before_stop(job)
+    except StoppingError:
+        raise UploadError(503, "the server is stopping; the request did not end in its --graceful_timeout") from None
 
 
 def create_app(service: PredictionService, api_keys: frozenset[str] | None, metrics: Metrics) -> FastAPI:
@@ -112,6 +118,7 @@ def create_app(service: PredictionService, api_keys: frozenset[str] | None, metr
     )
     app.state.api_keys, app.state.service = api_keys, service
     metrics.set_model(service.description)
+    app.add_middleware(CloseWhenStopping)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _add_error_handlers(app)
     _add_probes(app, service, metrics)

@@ -4,14 +4,19 @@ status of 0 after SIGTERM once the requests in flight are answered."""
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import socket
+import sys
+import threading
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from eegfm.core.logs import get_logger
 from eegfm.serving.api.protocol import HeaderDeadlineProtocol
+from eegfm.serving.api.stopping import STOP
 
 log = get_logger("eegfm.serving.server")
 
@@ -31,10 +36,12 @@ class GracefulServer(uvicorn.Server):
                 signal.Signals(sig).name,
                 self.config.timeout_graceful_shutdown,
             )
+        STOP.start(self.config.timeout_graceful_shutdown)
         super().handle_exit(sig, frame)
 
     def run(self, sockets: list[socket.socket] | None = None) -> None:
-        previous = signal.getsignal(signal.SIGTERM) if _main_thread() else None
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.getsignal(signal.SIGTERM) if main else None
         if previous is not None:
             signal.signal(signal.SIGTERM, _ignore)
         try:
@@ -42,6 +49,8 @@ class GracefulServer(uvicorn.Server):
         finally:
             if previous is not None:
                 signal.signal(signal.SIGTERM, previous)
+        if main:
+            _leave_abandoned_predictions()
 
     def serve_socket(self, sock: socket.socket) -> None:
         """Serve ``sock`` until SIGTERM or Ctrl-C: here, or in ``--workers`` processes."""
@@ -54,10 +63,18 @@ class GracefulServer(uvicorn.Server):
                 pass
 
 
-def _main_thread() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
+def _leave_abandoned_predictions() -> None:
+    """Exit now (status 0) if predictions cut off by --graceful_timeout still run in worker threads:
+    the interpreter would otherwise wait for them past the grace period."""
+    running = [t for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    for thread in running:
+        thread.join(timeout=0.2)
+    left = sum(thread.is_alive() for thread in running)
+    if left:
+        log.warning("%d prediction(s) cut off by --graceful_timeout: exiting without them", left)
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(0)
 
 
 def make_uvicorn_server(app, args) -> tuple[GracefulServer, socket.socket]:
@@ -81,4 +98,5 @@ def make_uvicorn_server(app, args) -> tuple[GracefulServer, socket.socket]:
     )
     config.header_timeout = args.header_timeout  # read by HeaderDeadlineProtocol, in every worker
     sock = config.bind_socket()
+    sock.listen(config.backlog)  # from now on: a client connecting before the loop runs waits in the backlog
     return GracefulServer(config), sock

@@ -8,7 +8,6 @@ than the pipeline's ratio cap of its size as stored), while other requests are s
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 import zipfile
 import zlib
@@ -16,6 +15,7 @@ from pathlib import Path
 
 from eegfm.pipelines.datasets import RECORDING_EXTENSIONS
 from eegfm.pipelines.localize import DecompressLimit
+from eegfm.serving.api.stopping import StoppingError, before_stop
 
 UNZIP_FACTOR = 8  # EEG compresses about 2-4x; more than this is not a recording
 ACCEPTED = tuple(sorted({*RECORDING_EXTENSIONS, ".zip"} - {".mff", ".vhdr"}))  # those two are never one file
@@ -159,13 +159,15 @@ class BodyGuard:
 
     async def __call__(self):
         try:
-            message = await asyncio.wait_for(self._receive(), self.stall_seconds)
+            message = await before_stop(self._receive(), self.stall_seconds)
         except TimeoutError:
             raise UploadError(
                 408,
                 f"the upload stalled: nothing received for {self.stall_seconds:g} s after {self.received} bytes "
                 "(the server's --upload_timeout)",
             ) from None
+        except StoppingError:
+            raise UploadError(503, "the server is stopping; the upload did not end in its --graceful_timeout") from None
         if message["type"] == "http.request":
             self.received += len(message.get("body", b""))
             if self.received > self.max_bytes:

@@ -35,7 +35,8 @@ def server(finetuned, keys_file):
 def test_an_uploaded_recording_gets_the_predictors_answer(server, raw_sites, caplog):
     recording = raw_sites / "hospital2" / "Subject04_2.edf"
     with caplog.at_level(logging.INFO, logger="eegfm.serving"):
-        status, reply, _ = server.request("POST", "/v1/predict?filename=Jane%20Roe%201961.edf", recording.read_bytes(), RAW)
+        named = "/v1/predict?filename=Jane%20Roe%201961.edf"
+        status, reply, _ = server.request("POST", named, recording.read_bytes(), RAW)
         assert status == 200
         # named by index and token unless the client asks for its own name back
         assert re.fullmatch(r"file-[0-9a-f]{12}\.edf", reply["recordings"][0]["input"])
@@ -63,16 +64,21 @@ def test_multipart_uploads_and_curls_default_content_type_are_recordings_too(ser
     recording = raw_sites / "hospital0" / "Subject00_2.edf"
     boundary = "eegfm-test-boundary"
     body = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="visit.edf"\r\n'
-        "Content-Type: application/octet-stream\r\n\r\n"
-    ).encode() + recording.read_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="visit.edf"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + recording.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
     headers = {**AUTH, "Content-Type": f"multipart/form-data; boundary={boundary}"}
     status, reply, _ = server.request("POST", "/v1/predict?echo_name=1", body, headers)
     assert status == 200 and reply["recordings"][0]["input"] == "visit.edf"
     assert reply["recordings"][0]["windows"] == 6
     form = {**AUTH, "Content-Type": "application/x-www-form-urlencoded"}  # what curl --data-binary sends
     status, again, _ = server.request("POST", "/v1/predict?filename=a.edf", recording.read_bytes(), form)
-    assert status == 200 and again["recordings"][0]["window_predictions"] == reply["recordings"][0]["window_predictions"]
+    assert status == 200
+    assert again["recordings"][0]["window_predictions"] == reply["recordings"][0]["window_predictions"]
 
 
 def test_a_recording_of_several_files_comes_zipped(server, raw_sites):
@@ -107,7 +113,8 @@ def test_every_route_asks_for_a_key_where_it_should(server, raw_sites):
     status, text, _ = server.request("GET", "/metrics")
     assert status == 200 and "eegfm_requests_total" in text
     status, spec, _ = server.request("GET", "/openapi.json")
-    assert status == 200 and {"/v1/predict", "/v1/predict_batch", "/v1/model", "/health", "/ready"} <= set(spec["paths"])
+    assert status == 200
+    assert {"/v1/predict", "/v1/predict_batch", "/v1/model", "/health", "/ready"} <= set(spec["paths"])
     assert spec["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
 
 
@@ -138,7 +145,8 @@ def test_without_keys_the_server_needs_no_auth_said_out_loud(finetuned, raw_site
         assert server.request("GET", "/ready")[0] == 200
     monkeypatch.setenv("EEGFM_API_KEYS", f"{API_KEY}, second-key-abcdefghijklmnop")
     with serving(["--model", str(finetuned)]) as server:
-        assert server.request("GET", "/v1/model", headers={"Authorization": "Bearer second-key-abcdefghijklmnop"})[0] == 200
+        second = {"Authorization": "Bearer second-key-abcdefghijklmnop"}
+        assert server.request("GET", "/v1/model", headers=second)[0] == 200
         assert server.request("GET", "/v1/model")[0] == 401
 
 
