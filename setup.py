@@ -84,7 +84,7 @@ DEV = pinned(
 EXTRAS = {
     "model": MODEL,
     "serve": MODEL + SERVE,
-    "train": MODEL + TRAIN,
+    "train": MODEL + SERVE + TRAIN,  # the cluster's one image serves too (infra/docker)
     "tf": TF,
     # Horovod must be built from source with a C++17 patch: scripts/install_horovod.sh does it.
     "horovod": pinned("cloudpickle", "psutil", "pyyaml", "packaging"),

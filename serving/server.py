@@ -206,12 +206,12 @@ def main(argv: list[str] | None = None) -> int:
             "/v1/predict_batch; GET /v1/model, /health, /ready, /metrics, /docs); Ctrl-C or SIGTERM stops",
             flush=True,
         )
-        server.serve_socket(sock)
+        status = server.serve_socket(sock)
     finally:
         if multiproc_dir:
             shutil.rmtree(multiproc_dir, ignore_errors=True)
     log.info("stopped")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ import signal
 import socket
 import sys
 import threading
+import time
 
 import uvicorn
-from uvicorn.supervisors import Multiprocess
+from uvicorn._subprocess import get_subprocess
 
 from eegfm.core.logs import get_logger
 from eegfm.serving.api.protocol import HeaderDeadlineProtocol
@@ -52,15 +53,38 @@ class GracefulServer(uvicorn.Server):
         if main:
             _leave_abandoned_predictions()
 
-    def serve_socket(self, sock: socket.socket) -> None:
-        """Serve ``sock`` until SIGTERM or Ctrl-C: here, or in ``--workers`` processes."""
+    def serve_socket(self, sock: socket.socket) -> int:
+        """Serve ``sock`` until SIGTERM or Ctrl-C, here or in ``--workers`` processes; the exit status."""
         if self.config.workers and self.config.workers > 1:
-            Multiprocess(self.config, target=self.run, sockets=[sock]).run()
+            return self._supervise_workers(sock)
+        try:
+            self.run(sockets=[sock])
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    def _supervise_workers(self, sock: socket.socket) -> int:
+        """``--workers`` processes serving ``sock`` (each loads the model); SIGTERM or SIGINT is passed
+        on to them and waited for (status 0); a worker that dies on its own stops the others (status
+        1: the orchestrator restarts the whole server, not one worker with a half-loaded model)."""
+        received: list[int] = []
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda signum, _frame: received.append(signum))
+        workers = [get_subprocess(self.config, target=self.run, sockets=[sock]) for _ in range(self.config.workers)]
+        for worker in workers:
+            worker.start()
+        while not received and all(worker.is_alive() for worker in workers):
+            time.sleep(0.2)
+        if received:
+            log.info("%s: stopping the %d workers", signal.Signals(received[0]).name, len(workers))
         else:
-            try:
-                self.run(sockets=[sock])
-            except KeyboardInterrupt:
-                pass
+            log.error("a worker exited (status %s): stopping the others", [w.exitcode for w in workers])
+        for worker in workers:
+            if worker.is_alive():
+                os.kill(worker.pid, signal.SIGTERM)
+        for worker in workers:
+            worker.join()
+        return 0 if received else 1
 
 
 def _leave_abandoned_predictions() -> None:
