@@ -7,6 +7,7 @@ limit at fault; a request whose body may be unread is answered with ``Connection
 from __future__ import annotations
 
 import contextlib
+import math
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -26,7 +27,7 @@ from eegfm.serving.api import auth
 from eegfm.serving.api.metrics import Metrics, MetricsMiddleware
 from eegfm.serving.api.service import MAX_BATCH_FILES, PredictionService
 from eegfm.serving.api.signals import SignalsError, SignalsRequest, parse_signals
-from eegfm.serving.api.stopping import CloseWhenStopping, StoppingError, before_stop
+from eegfm.serving.api.stopping import STOP, CloseWhenStopping, StoppingError, before_stop
 from eegfm.serving.api.uploads import BodyGuard, UploadError, save_body, upload_extension
 
 log = get_logger(__name__)
@@ -154,10 +155,15 @@ def _add_probes(app: FastAPI, service: PredictionService, metrics: Metrics) -> N
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/ready", summary="readiness: the model is loaded (no key needed)", responses={503: {"model": ErrorReply}})
+    @app.get(
+        "/ready",
+        summary="readiness: the model is loaded and the server is not stopping (no key needed)",
+        responses={503: {"model": ErrorReply}},
+    )
     async def ready():
-        if service.predictor is None:
-            return _error(503, "the model is not loaded yet")
+        # the model is loaded before the port accepts: only stopping makes a server unready
+        if STOP.left() < math.inf:
+            return _error(503, "the server is stopping")
         return {"status": "ready", "model_version": service.description["model_version"]}
 
     @app.get("/metrics", summary="Prometheus metrics (no key needed)", response_class=Response)

@@ -145,3 +145,18 @@ def test_sigterm_answers_the_request_in_flight_cuts_trickles_at_the_grace_period
         assert "SIGTERM: finishing the requests in flight" in log and "Traceback" not in log
         with pytest.raises(OSError):  # nothing listens any more
             socket.create_connection((server.host, server.port), timeout=5)
+
+
+def test_a_stopping_server_is_not_ready_and_closes_connections(server):
+    from eegfm.serving.api.stopping import STOP
+
+    assert server.request("GET", "/ready")[0] == 200
+    STOP.start(30)  # what SIGTERM does, without stopping the test's server
+    try:
+        status, reply, headers = server.request("GET", "/ready")
+        assert status == 503 and reply["error"] == "the server is stopping"
+        assert headers["connection"] == "close"
+        assert server.request("GET", "/health")[2]["connection"] == "close"
+    finally:
+        STOP.deadline = float("inf")
+    assert server.request("GET", "/ready")[0] == 200

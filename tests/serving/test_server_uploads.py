@@ -175,6 +175,16 @@ def _parquet_bomb(path, rows: int) -> None:
             writer.write_table(table)
 
 
+def test_reading_and_decompression_never_wait_for_the_model(server, raw_sites):
+    service = server.server.config.app.state.service
+    cut = (raw_sites / "hospital0" / "Subject00_2.edf").read_bytes()[:2000]
+    with service.model_lock:  # the model busy for as long as this block lasts
+        status, reply, _ = server.request("POST", "/v1/predict?filename=r.edf.gz", _gzip_bomb(6), RAW, timeout=30)
+        assert status == 413  # decompressed up to its cap and refused, the model never asked
+        status, reply, _ = server.request("POST", "/v1/predict?filename=cut.edf", cut, RAW, timeout=30)
+        assert status == 422 and reply["recordings"][0]["stage"] == "read"  # read and quarantined
+
+
 def test_bombs_are_refused_within_caps_while_a_valid_request_is_answered(server, raw_sites, tmp_path):
     valid = (raw_sites / "hospital1" / "Subject03_2.edf").read_bytes()
     started = time.perf_counter()
