@@ -211,7 +211,7 @@ def _add_predict(app: FastAPI, service: PredictionService) -> None:
     ):
         echo = _echo(echo_name)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        with tempfile.TemporaryDirectory(prefix="eegfm-upload-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="eegfm-upload-", ignore_cleanup_errors=True) as tmp:
             folder = Path(tmp) / "upload"
             folder.mkdir()
             try:
@@ -229,6 +229,11 @@ def _add_predict(app: FastAPI, service: PredictionService) -> None:
                     )
             except ValueError as err:
                 return _error(400, str(err), close=True)
+            except (UploadError, HTTPException):
+                raise  # the error handlers answer them
+            except Exception as err:  # a fault of the server's: the client learns what failed, the server goes on
+                log.exception("prediction failed")
+                return _error(500, f"prediction failed: {type(err).__name__}", close=True)
         return JSONResponse(reply, status_code=status)
 
     async def _predict_raw(request: Request, service, folder: Path, filename: str, echo: bool):
@@ -313,7 +318,7 @@ def _add_batch(app: FastAPI, service: PredictionService) -> None:
 async def _batch_entry(service: PredictionService, index: int, upload, echo: bool) -> dict[str, Any]:
     """One file's result: its status and recordings, or its status and error."""
     entry: dict[str, Any] = {"index": index, **({"filename": upload.filename} if echo else {})}
-    with tempfile.TemporaryDirectory(prefix="eegfm-upload-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="eegfm-upload-", ignore_cleanup_errors=True) as tmp:
         try:
             ext = upload_extension(upload.filename or "")
             status, reply = await _in_thread(service.predict_stream, upload.file, Path(tmp), ext, upload.filename, echo)
@@ -322,4 +327,7 @@ async def _batch_entry(service: PredictionService, index: int, upload, echo: boo
             entry.update(status=err.status, error=err.message)
         except ValueError as err:
             entry.update(status=400, error=str(err))
+        except Exception as err:  # a fault of the server's: this file's entry says so, the others are answered
+            log.exception("prediction failed")
+            entry.update(status=500, error=f"prediction failed: {type(err).__name__}")
     return entry

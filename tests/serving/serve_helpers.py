@@ -44,6 +44,18 @@ class Running:
         return f"http://{self.host}:{self.port}"
 
 
+def multipart(field: str, files: list[tuple[str, bytes]], boundary: str = "eegfm-test-boundary") -> tuple[bytes, dict]:
+    """A multipart/form-data body of ``files`` (name, bytes) in ``field``, and its Content-Type header."""
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{field}"; filename="{name}"\r\n\r\n'.encode()
+        + data
+        + b"\r\n"
+        for name, data in files
+    ]
+    content_type = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    return b"".join(parts) + f"--{boundary}--\r\n".encode(), content_type
+
+
 @contextlib.contextmanager
 def serving(argv: list[str]) -> Iterator[Running]:
     """eegfm-serve with ``argv`` in a thread of this process; stopped on leaving."""

@@ -13,7 +13,7 @@ import zlib
 import numpy as np
 import pytest
 
-from tests.serving.serve_helpers import AUTH, serving
+from tests.serving.serve_helpers import AUTH, multipart, serving
 
 RAW = {**AUTH, "Content-Type": "application/octet-stream"}
 JSON = {**AUTH, "Content-Type": "application/json"}
@@ -129,17 +129,7 @@ def test_a_body_past_the_limit_is_refused_before_or_while_it_is_read(server):
 def test_a_batch_answers_each_file_on_its_own(server, raw_sites):
     good = (raw_sites / "hospital1" / "Subject02_1.edf").read_bytes()
     files = [("a.edf", good), ("notes.txt", b"hello"), ("cut.edf", good[:2000]), ("b.edf.gz", gzip.compress(good))]
-    boundary = "batch-boundary"
-    body = (
-        b"".join(
-            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; filename="{name}"\r\n\r\n'.encode()
-            + data
-            + b"\r\n"
-            for name, data in files
-        )
-        + f"--{boundary}--\r\n".encode()
-    )
-    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    body, headers = multipart("files", files)
     status, reply, _ = server.request("POST", "/v1/predict_batch?echo_name=true", body, headers)
     assert status == 200
     results = reply["results"]
@@ -218,3 +208,26 @@ def test_bombs_are_refused_within_caps_while_a_valid_request_is_answered(server,
     status, reply, _ = answers["parquet"]
     assert status == 413 and "declares 12582912 rows of 20 columns" in reply["error"]
     assert "ratio cap" in reply["error"] or "--max_upload_mb" in reply["error"]
+
+
+def test_a_fault_of_the_server_is_a_json_500_and_the_server_goes_on(server, raw_sites, monkeypatch, caplog):
+    service = server.server.config.app.state.service
+    good = (raw_sites / "hospital1" / "Subject02_1.edf").read_bytes()
+    real_predict = service.predictor.predict
+
+    def failing_on_the_second(inputs, **kwargs):
+        if failing_on_the_second.calls == 1:
+            raise RuntimeError("a fault that may quote /uploads/Jane_Roe.edf")
+        failing_on_the_second.calls += 1
+        return real_predict(inputs, **kwargs)
+
+    failing_on_the_second.calls = 1
+    monkeypatch.setattr(service.predictor, "predict", failing_on_the_second)
+    status, reply, headers = server.request("POST", "/v1/predict?filename=a.edf", good, RAW)
+    assert (status, reply) == (500, {"error": "prediction failed: RuntimeError", "status": 500})
+    assert headers["connection"] == "close" and "prediction failed" in caplog.text
+    failing_on_the_second.calls = 0  # the batch's first file is scored, its second fails
+    body, headers = multipart("files", [("first.edf", good), ("second.edf", good)])
+    status, reply, _ = server.request("POST", "/v1/predict_batch", body, headers)
+    assert status == 200 and [r["status"] for r in reply["results"]] == [200, 500]
+    assert reply["results"][1]["error"] == "prediction failed: RuntimeError"
