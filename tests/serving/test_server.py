@@ -14,7 +14,7 @@ import pytest
 
 from eegfm.serving.api.uploads import upload_extension
 from tests.serving.conftest import validate_prediction
-from tests.serving.serve_helpers import API_KEY, AUTH, serving
+from tests.serving.serve_helpers import API_KEY, AUTH, multipart, serving
 
 RAW = {**AUTH, "Content-Type": "application/octet-stream"}
 
@@ -97,9 +97,14 @@ def test_a_recording_of_several_files_comes_zipped(server, raw_sites):
 
 def test_every_route_asks_for_a_key_where_it_should(server, raw_sites):
     recording = (raw_sites / "hospital0" / "Subject00_2.edf").read_bytes()
-    for method, path, body in (("GET", "/v1/model", None), ("POST", "/v1/predict?filename=a.edf", recording)):
+    batch, batch_type = multipart("files", [("a.edf", recording)])
+    for method, path, body, kind in (
+        ("GET", "/v1/model", None, {}),
+        ("POST", "/v1/predict?filename=a.edf", recording, {"Content-Type": "application/octet-stream"}),
+        ("POST", "/v1/predict_batch", batch, batch_type),
+    ):
         for headers in ({}, {"Authorization": "Bearer wrong-key-0123456789abcdef"}, {"Authorization": "Basic eA=="}):
-            status, reply, got = server.request(method, path, body, headers)
+            status, reply, got = server.request(method, path, body, {**headers, **kind})
             assert status == 401 and got["www-authenticate"].startswith('Bearer realm="eegfm"'), (path, headers)
             assert reply["error"].startswith("header Authorization") and reply["status"] == 401
     other = {"Authorization": "Bearer another-key-abcdefghijklmnop"}  # every key of the file works
@@ -143,6 +148,9 @@ def test_without_keys_the_server_needs_no_auth_said_out_loud(finetuned, raw_site
         assert status == 200 and reply["recordings"][0]["status"] == "processed"
         assert server.request("GET", "/v1/model")[0] == 200
         assert server.request("GET", "/ready")[0] == 200
+        batch, batch_type = multipart("files", [("a.edf", b"0" * 300)])
+        status, reply, _ = server.request("POST", "/v1/predict_batch", batch, batch_type)
+        assert status == 200 and reply["results"][0]["status"] == 422
     monkeypatch.setenv("EEGFM_API_KEYS", f"{API_KEY}, second-key-abcdefghijklmnop")
     with serving(["--model", str(finetuned)]) as server:
         second = {"Authorization": "Bearer second-key-abcdefghijklmnop"}
