@@ -22,7 +22,8 @@ Status codes: 200 with at least one recording scored; 422 when every recording i
 body says at which stage and why) or a JSON field is wrong; 400 for a bad file name, zip or query;
 401 without a valid key; 408 when an upload stalls (``--upload_timeout``) or a connection's headers
 do not arrive in ``--header_timeout``; 411 without Content-Length; 413 above ``--max_upload_mb`` or
-when an upload would unpack past 8x that (zip, gzip, parquet bombs); 415 for another content type.
+when an upload would unpack past 8x that (zip, gzip, parquet bombs); 415 for another content type;
+503 past ``--limit_concurrency`` or when the server stops before a request ends.
 
 A recording is named in the reply by its index and a keyed token (``file-<hex>.edf``, a random key
 per server unless ``--pseudonym_key_file``) unless ``echo_name=true``; the log names the route, never
