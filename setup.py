@@ -63,6 +63,8 @@ CORE = pinned(
 )
 # captum: eegfm-predict --explain's integrated gradients (it brings matplotlib for the figures).
 MODEL = pinned("torch", "torch-geometric", "transformers", "safetensors", "onnx", "onnxruntime", "onnxscript", "captum")
+# eegfm-serve: the HTTP API (FastAPI on uvicorn), its metrics and its /docs page's assets (no CDN).
+SERVE = pinned("fastapi", "uvicorn", "prometheus-client", "python-multipart", "swagger-ui-py")
 TRAIN = pinned("wandb", "matplotlib")
 TF = pinned("tensorflow-cpu")
 # moto's S3 server and gcp-storage-emulator stand in for S3 and GCS in the object-store tests.
@@ -76,15 +78,17 @@ DEV = pinned(
     "flask-cors",
     "gcp-storage-emulator",
     "hdf5storage",
+    "schemathesis",  # property-based tests of eegfm-serve's OpenAPI description
 )  # hdf5storage writes the tests' MATLAB v7.3 EEGLAB file
 
 EXTRAS = {
     "model": MODEL,
-    "train": MODEL + TRAIN,
+    "serve": MODEL + SERVE,
+    "train": MODEL + SERVE + TRAIN,  # the cluster's one image serves too (infra/docker)
     "tf": TF,
     # Horovod must be built from source with a C++17 patch: scripts/install_horovod.sh does it.
     "horovod": pinned("cloudpickle", "psutil", "pyyaml", "packaging"),
-    "dev": DEV + TF,
+    "dev": DEV + TF + SERVE,
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 

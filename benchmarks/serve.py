@@ -40,8 +40,12 @@ from eegfm.model.modeling import EEGFMModel
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.process import PreprocessConfig, process_recording
 from eegfm.pipelines.schema import CHANNELS, SFREQ
+from eegfm.serving.api.app import create_app
+from eegfm.serving.api.metrics import Metrics
+from eegfm.serving.api.runner import make_uvicorn_server
+from eegfm.serving.api.service import PredictionService, ServeLimits
 from eegfm.serving.predictor import PredictConfig, Predictor
-from eegfm.serving.server import PredictionServer
+from eegfm.serving.server import build_parser as serve_parser
 from eegfm.training.preprocess_spec import write_preprocess_spec
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "eegmat"
@@ -76,16 +80,25 @@ def predict_all(predictor, files: list[str]) -> tuple[float, float]:
 
 
 def http_latencies(predictor, files: list[str]) -> tuple[list[float], list[float]]:
-    server = PredictionServer(("127.0.0.1", 0), predictor, 1 << 31)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    options = serve_parser().parse_args(["--model", "-", "--port", "0", "--no-auth"])
+    app = create_app(PredictionService(predictor, ServeLimits()), None, Metrics())
+    server, sock = make_uvicorn_server(app, options)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
+    while not server.started:
+        time.sleep(0.01)
     over_http, in_process = [], []
     try:
         for path in files:
             body = Path(path).read_bytes()
             start = time.perf_counter()
-            connection = http.client.HTTPConnection(*server.server_address[:2], timeout=600)
-            connection.request("POST", "/v1/predict?filename=recording.edf", body=body)
+            connection = http.client.HTTPConnection(*sock.getsockname()[:2], timeout=600)
+            connection.request(
+                "POST",
+                "/v1/predict?filename=recording.edf",
+                body=body,
+                headers={"Content-Type": "application/octet-stream"},
+            )
             response = connection.getresponse()
             response.read()
             connection.close()
@@ -95,8 +108,8 @@ def http_latencies(predictor, files: list[str]) -> tuple[list[float], list[float
             list(predictor.predict([path]))
             in_process.append(time.perf_counter() - start)
     finally:
-        server.shutdown()
-        server.server_close()
+        server.should_exit = True
+        thread.join()
     return over_http, in_process
 
 

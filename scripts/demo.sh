@@ -105,5 +105,5 @@ echo "  fine-tuned model   $OUT/finetune     (model/, eval.json: held-out KL vs 
 echo "  leave-one-site-out $OUT/loso         (loso.json: each site's test KL vs the class prior's, mean and worst; loso.png; <site>/: each fold's run)"
 echo "  predictions        $OUT/predictions  (predictions.csv: a row per 10 s window; recordings.json; timelines/: each recording's probabilities over time)"
 echo "  cross-site report  $OUT/report.html  (one file: data, curves, per-site CIs, shift; report.md + report_files/, report.json)"
-echo "  serve it over HTTP: $PY -m eegfm.serving.server --model $OUT/finetune  (then POST an EDF to /v1/predict?filename=x.edf)"
+echo "  serve it over HTTP: $PY -m eegfm.serving.server --model $OUT/finetune --no-auth  (then POST an EDF to /v1/predict?filename=x.edf)"
 echo "demo: the report: $OUT/report.html"

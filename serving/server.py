@@ -1,236 +1,51 @@
-"""``eegfm-serve``: a fine-tuned model behind an HTTP API (standard library server, JSON replies).
+"""``eegfm-serve``: a fine-tuned model behind an HTTP API (FastAPI on uvicorn, JSON replies).
 
-    eegfm-serve --model outputs/demo/finetune --port 8080
-    curl --data-binary @recording.edf "http://127.0.0.1:8080/v1/predict?filename=recording.edf"
+    eegfm-serve --model outputs/demo/finetune --api_keys_file keys.txt --port 8080
+    curl -H "Authorization: Bearer $KEY" -H "Content-Type: application/octet-stream" \\
+      --data-binary @recording.edf "http://127.0.0.1:8080/v1/predict?filename=recording.edf"
 
-Endpoints:
+Routes (docs/serving.md has the details; /openapi.json and /docs describe them):
 
-- ``GET /health``: ``{"status": "ok"}`` once the model is loaded (a readiness probe).
-- ``GET /v1/model``: labels, head, temperature, window and stride, channels, backend, model version,
-  MC-dropout passes and the recommendation rules.
-- ``POST /v1/predict?filename=NAME``: the body is one recording file (EDF, BDF, FIF, EEGLAB
-  ``.set`` with its data inside, HMS ``.parquet``, ...), its format taken from NAME's extension;
-  or a ``.zip`` of a recording made of several files (BrainVision ``.vhdr``/``.vmrk``/``.eeg``,
-  EEGLAB ``.set``/``.fdt``), or of several recordings. The reply is ``{"model": ...,
-  "recordings": [...]}``: per recording the summary ``eegfm-predict`` writes to recordings.json
-  plus ``window_predictions`` (start, length, outputs in label order, artifact score, interpolated
-  channels, and the class, probabilities, confidence, uncertainty, clinical recommendation and
-  model version: ``serving/prediction.schema.json``). Optional ``stride_seconds=S`` is not
-  accepted per request: start the server with it.
-  A recording is named in the reply by its index and a keyed token (``file-<hex>.edf``, a random key
-  per server unless ``--pseudonym_key_file``), and a channel label that is no electrode, reference or
-  auxiliary signal by ``chan-<hex>``; ``echo_name=true`` gives back the client's file name (and the
-  members' names in a zip) and the labels as recorded.
+- ``POST /v1/predict``: one recording: a raw body with ``?filename=NAME`` (its extension gives the
+  format; a ``.zip`` holds a recording of several files, or several recordings), a multipart field
+  ``file``, or JSON ``{"signals": [[µV ...] ...], "sfreq": 256, "channel_names": [...]}``.
+  The reply is ``{"model": ..., "recordings": [...]}`` (serving/prediction.schema.json per window).
+- ``POST /v1/predict_batch``: several files (multipart field ``files``): one result each, with its
+  own status.
+- ``GET /v1/model``: the model served. ``GET /health`` (liveness), ``GET /ready`` (readiness),
+  ``GET /metrics`` (Prometheus): no API key needed.
 
-Status codes: 200 with at least one recording scored; 422 when the file was read but every
-recording in it is quarantined (the body says at which stage and why); 400 for a missing or unknown
-filename extension, a zip that is not one, or one with unsafe member paths; 411 without a
-Content-Length; 413 above ``--max_upload_mb``; 404 and 405 elsewhere.
+API keys: ``Authorization: Bearer KEY``, a key of ``--api_keys_file`` (one per line) or of
+``EEGFM_API_KEYS`` (comma separated); without keys the server refuses to start unless ``--no-auth``.
 
-SIGTERM (Kubernetes stopping the pod) stops the server accepting; the requests in flight are
-answered (with ``Connection: close``) and the process exits 0.
+Status codes: 200 with at least one recording scored; 422 when every recording is quarantined (the
+body says at which stage and why) or a JSON field is wrong; 400 for a bad file name, zip or query;
+401 without a valid key; 408 when an upload stalls (``--upload_timeout``) or a connection's headers
+do not arrive in ``--header_timeout``; 411 without Content-Length; 413 above ``--max_upload_mb`` or
+when an upload would unpack past 8x that (zip, gzip, parquet bombs); 415 for another content type;
+503 past ``--limit_concurrency`` or when the server stops before a request ends.
 
-The upload is written to a private temporary folder as ``upload.<ext>`` and deleted after: the
-client's file name (which may carry a patient's name) is echoed in its own reply only with
-``echo_name=true``, never logged; the access log has method, path without query, status and size.
-Requests are served by threads, the model one request at a time (a lock): one process per CPU
-socket or GPU scales it out.
+A recording is named in the reply by its index and a keyed token (``file-<hex>.edf``, a random key
+per server unless ``--pseudonym_key_file``) unless ``echo_name=true``; the log names the route, never
+the client's file name or query. SIGTERM stops accepting, answers the requests in flight (with
+``Connection: close``) within ``--graceful_timeout`` seconds, and exits 0.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import signal
+import os
+import shutil
 import sys
 import tempfile
-import threading
-import urllib.parse
-import zipfile
-from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
 
-from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger, setup_logging
-from eegfm.pipelines.datasets import RECORDING_EXTENSIONS
-from eegfm.pipelines.deid import PseudonymKeyError, load_key
-from eegfm.serving.predict import build_parser as predict_parser
-from eegfm.serving.predict import predict_config
 
 log = get_logger(__name__)
-CHUNK = 1 << 20
-UNZIP_FACTOR = 8  # EEG compresses about 2-4x; more than this is not a recording
-ACCEPTED = tuple(sorted({*RECORDING_EXTENSIONS, ".zip"} - {".mff", ".vhdr"}))  # those two are never one file
 # eegfm-predict's options about inputs and outputs; the rest configure the served predictor too
 NOT_SERVED = ("help", "input", "output", "dataset", "site", "no_plots", "submission", "keep_paths")
-
-
-def upload_extension(filename: str) -> str:
-    """The recording format a client's file name says, or ValueError naming what is accepted."""
-    name = filename.strip().lower()
-    for ext in sorted(ACCEPTED, key=len, reverse=True):
-        if name.endswith(ext) and len(name) > len(ext):
-            return ext
-    raise ValueError(
-        f"filename: expected a name ending in one of {', '.join(ACCEPTED)} (its "
-        "extension says the format; a recording of several files goes in a .zip)"
-    )
-
-
-def unpack_zip(archive: Path, folder: Path, max_bytes: int) -> None:
-    """Extract ``archive`` into ``folder``; ValueError for a bad zip, a member that would land
-    outside it (absolute paths, ``..``), or more than ``max_bytes`` unpacked (a zip bomb)."""
-    try:
-        with zipfile.ZipFile(archive) as zipped:
-            unpacked = sum(member.file_size for member in zipped.infolist())
-            if unpacked > max_bytes:
-                raise ValueError(
-                    f"the zip unpacks to {unpacked} bytes; expected at most {max_bytes} "
-                    f"({UNZIP_FACTOR}x the server's --max_upload_mb)"
-                )
-            root = folder.resolve()
-            for member in zipped.infolist():
-                target = (folder / member.filename).resolve()
-                if not target.is_relative_to(root):
-                    raise ValueError(  # the member's name is not echoed: it may name the patient
-                        "a zip member: expected a path inside the archive; one is absolute or goes above it (..)"
-                    )
-            zipped.extractall(folder)
-    except zipfile.BadZipFile as err:
-        raise ValueError(f"the upload is not a zip archive ({err})") from None
-
-
-class PredictionServer(ThreadingHTTPServer):
-    # server_close() waits for requests in flight: a pod told to stop (SIGTERM) answers them first
-    daemon_threads = False
-    block_on_close = True
-
-    def __init__(self, address: tuple[str, int], predictor, max_upload_bytes: int) -> None:
-        super().__init__(address, _Handler)
-        self.predictor, self.max_upload_bytes = predictor, max_upload_bytes
-        self.model_lock = threading.Lock()
-        self.stopping = False  # set on SIGTERM: answers close their connections
-
-    def stop(self) -> None:
-        """Stop accepting; requests in flight are answered (``server_close`` waits for them)."""
-        self.stopping = True
-        threading.Thread(target=self.shutdown, daemon=True).start()
-
-    def predict_upload(self, filename: str, body, length: int, echo_name: bool = False) -> tuple[int, dict[str, Any]]:
-        """Status and reply for an uploaded file of ``length`` bytes read from ``body``; the recordings named
-        by index and token, their non-electrode labels by token, unless ``echo_name``."""
-        ext = upload_extension(filename)
-        with tempfile.TemporaryDirectory(prefix="eegfm-upload-") as tmp:
-            folder = Path(tmp) / "upload"
-            folder.mkdir()
-            path = folder / f"upload{ext}"
-            left = length
-            with path.open("wb") as out:
-                while left:
-                    chunk = body.read(min(CHUNK, left))
-                    if not chunk:
-                        raise ValueError(f"the upload ended after {length - left} of its {length} bytes")
-                    out.write(chunk)
-                    left -= len(chunk)
-            if ext == ".zip":
-                unpack_zip(path, folder / "files", UNZIP_FACTOR * self.max_upload_bytes)
-                path.unlink()
-            target = str(folder / "files") if ext == ".zip" else str(path)
-            with self.model_lock:
-                try:
-                    recordings = list(self.predictor.predict([target], redact=not echo_name))
-                except FileNotFoundError:
-                    raise ValueError("the upload holds no recording file") from None
-        for recording in recordings if echo_name else ():  # as the client knows them, not by the temporary path
-            inside = recording.input[len(target) :].lstrip("/")
-            recording.input = f"{filename}/{inside}" if ext == ".zip" else filename
-        reply = {"model": self.predictor.describe(), "recordings": [r.as_dict() for r in recordings]}
-        status = HTTPStatus.OK if any(r.status == "processed" for r in recordings) else HTTPStatus.UNPROCESSABLE_ENTITY
-        return status, reply
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: PredictionServer
-    server_version = "eegfm-serve"
-    protocol_version = "HTTP/1.1"
-    timeout = 15  # seconds a kept-alive connection may idle (or an upload stall) before it is closed
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        pass  # replaced by _log: the default line holds the query string (a file name)
-
-    def _log(self, status: int, size: int) -> None:
-        log.info("%s %s %d %d bytes", self.command, urllib.parse.urlsplit(self.path).path, status, size)
-
-    def _reply(self, status: int, body: dict[str, Any]) -> None:
-        data = (json.dumps(body) + "\n").encode()
-        if self.server.stopping:
-            self.close_connection = True
-        self.send_response(status)
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-        self._log(status, len(data))
-
-    def _error(self, status: int, message: str) -> None:
-        self.close_connection = True  # the body may be unread
-        self._reply(status, {"error": message, "status": int(status)})
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        path = urllib.parse.urlsplit(self.path).path
-        if path == "/health":
-            self._reply(HTTPStatus.OK, {"status": "ok"})
-        elif path == "/v1/model":
-            self._reply(HTTPStatus.OK, self.server.predictor.describe())
-        elif path == "/v1/predict":
-            self._error(HTTPStatus.METHOD_NOT_ALLOWED, "POST a recording to /v1/predict?filename=NAME")
-        else:
-            self._error(HTTPStatus.NOT_FOUND, f"no endpoint {path}; expected /health, /v1/model or /v1/predict")
-
-    def do_POST(self) -> None:  # noqa: N802
-        parts = urllib.parse.urlsplit(self.path)
-        if parts.path != "/v1/predict":
-            self._error(HTTPStatus.NOT_FOUND, f"no endpoint {parts.path}; expected POST /v1/predict?filename=NAME")
-            return
-        query = urllib.parse.parse_qs(parts.query)
-        filename = (query.get("filename") or [""])[0]
-        echo = (query.get("echo_name") or ["false"])[0].lower()
-        if echo not in ("true", "false", "1", "0"):
-            self._error(HTTPStatus.BAD_REQUEST, "query parameter echo_name: expected true or false")
-            return
-        if not filename:
-            self._error(
-                HTTPStatus.BAD_REQUEST,
-                "query parameter filename: expected the recording's file name, "
-                "whose extension gives its format (e.g. /v1/predict?filename=recording.edf)",
-            )
-            return
-        length = self.headers.get("Content-Length")
-        if length is None or not length.isdigit():
-            self._error(HTTPStatus.LENGTH_REQUIRED, "header Content-Length: expected the upload's size in bytes")
-            return
-        length = int(length)
-        if length > self.server.max_upload_bytes:
-            self._error(
-                HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                f"upload of {length} bytes: expected at most {self.server.max_upload_bytes} "
-                "(the server's --max_upload_mb)",
-            )
-            return
-        try:
-            status, reply = self.server.predict_upload(filename, self.rfile, length, echo_name=echo in ("true", "1"))
-        except ValueError as err:
-            self._error(HTTPStatus.BAD_REQUEST, str(err))
-            return
-        except Exception as err:  # the server keeps serving; the client learns what failed
-            log.exception("prediction failed")
-            self._error(HTTPStatus.INTERNAL_SERVER_ERROR, f"prediction failed: {type(err).__name__}")
-            return
-        self._reply(status, reply)
+ARGV_ENV = "EEGFM_SERVE_ARGV"  # the command line, for the workers of --workers > 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -241,13 +56,60 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 2)[2],
     )
     parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="address to listen on (0.0.0.0 for every interface: put TLS and authentication "
-        "in front of it, it has neither)",
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface; put TLS in front)"
     )
     parser.add_argument("--port", type=int, default=8080, help="port (0: any free one, printed at start)")
+    parser.add_argument("--workers", type=int, default=1, help="processes serving the port, each loading the model")
     parser.add_argument("--max_upload_mb", type=float, default=2048.0, help="largest upload accepted, MB")
+    parser.add_argument(
+        "--upload_timeout", type=float, default=30.0, help="seconds an upload may send nothing before it gets 408"
+    )
+    parser.add_argument(
+        "--header_timeout",
+        type=float,
+        default=10.0,
+        help="seconds a connection has to send a request's headers (slow clients get 408 and are closed)",
+    )
+    parser.add_argument(
+        "--timeout_keep_alive", type=int, default=5, help="seconds an idle kept-alive connection stays open"
+    )
+    parser.add_argument(
+        "--limit_concurrency",
+        type=int,
+        default=512,
+        help="connections and requests at once per worker; past it a request gets 503",
+    )
+    parser.add_argument(
+        "--graceful_timeout",
+        type=float,
+        default=30.0,
+        help="seconds SIGTERM waits for the requests in flight before closing them",
+    )
+    _add_auth_options(parser)
+    _add_predictor_options(parser)
+    return parser
+
+
+def _add_auth_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api_keys_file",
+        default=None,
+        help="a file of API keys, one per line ('#' comments); clients send 'Authorization: Bearer KEY'. "
+        "EEGFM_API_KEYS (comma separated) adds keys",
+    )
+    parser.add_argument(
+        "--no-auth",
+        "--no_auth",
+        dest="no_auth",
+        action="store_true",
+        help="serve predictions without API keys (logged as a warning): only behind an authenticating proxy",
+    )
+
+
+def _add_predictor_options(parser: argparse.ArgumentParser) -> None:
+    """eegfm-predict's options that configure the predictor (backend, batch, stride ...), as it has them."""
+    from eegfm.serving.predict import build_parser as predict_parser
+
     for action in predict_parser()._actions:
         if action.dest in NOT_SERVED:
             continue
@@ -257,49 +119,100 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             kwargs.update(type=action.type, choices=action.choices)
         parser.add_argument(*action.option_strings, **kwargs)
-    return parser
 
 
-def make_server(argv: list[str] | None = None) -> PredictionServer:
+def _checked_args(parser: argparse.ArgumentParser, argv: list[str] | None):
+    from eegfm.core.config import ConfigError
+    from eegfm.serving.api.auth import ApiKeyError, load_api_keys
+    from eegfm.serving.api.service import ServeLimits
+
+    args = parser.parse_args(argv)
+    try:
+        args.limits = ServeLimits(args.max_upload_mb, args.upload_timeout)
+    except ConfigError as err:
+        parser.error(f"--{err}")
+    for name in ("workers", "limit_concurrency", "timeout_keep_alive"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name}: expected a positive whole number; got {getattr(args, name)}")
+    for name in ("header_timeout", "graceful_timeout"):
+        if not 0 < getattr(args, name) <= 3600:
+            parser.error(f"--{name}: expected seconds in (0, 3600]; got {getattr(args, name)}")
+    try:
+        keys = load_api_keys(args.api_keys_file)
+    except ApiKeyError as err:
+        parser.error(str(err))
+    if not keys and not args.no_auth:
+        parser.error("no API keys: give --api_keys_file or EEGFM_API_KEYS, or --no-auth to serve without")
+    args.api_keys = None if args.no_auth else keys
+    return args
+
+
+def _load_app(parser: argparse.ArgumentParser, args):
+    """The application around a predictor loaded now (once per process)."""
+    from eegfm.core.config import ConfigError
+    from eegfm.pipelines.deid import PseudonymKeyError, load_key
+    from eegfm.serving.api.app import create_app
+    from eegfm.serving.api.metrics import Metrics
+    from eegfm.serving.api.service import PredictionService
+    from eegfm.serving.predict import predict_config
     from eegfm.serving.predictor import Predictor  # the model and training's loader: not for --help
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.max_upload_mb <= 0:
-        parser.error(f"--max_upload_mb: expected a positive size; got {args.max_upload_mb}")
     try:
         key = load_key(args.pseudonym_key_file) if args.pseudonym_key_file else None
         predictor = Predictor(args.model, predict_config(args, parser), name_key=key)
     except (ConfigError, FileNotFoundError, PseudonymKeyError) as err:
         parser.error(str(err))
-    return PredictionServer((args.host, args.port), predictor, int(args.max_upload_mb * 2**20))
+    metrics = Metrics()
+    return create_app(PredictionService(predictor, args.limits, metrics), args.api_keys, metrics)
+
+
+def worker_app():
+    """The application of one worker of ``--workers`` > 1 (uvicorn's factory, in a new process)."""
+    setup_logging("INFO")
+    parser = build_parser()
+    return _load_app(parser, _checked_args(parser, json.loads(os.environ[ARGV_ENV])))
+
+
+def make_server(argv: list[str] | None = None):
+    """The uvicorn server (``api.runner.GracefulServer``) and its bound socket; with one worker the
+    model is loaded now, with more each worker loads it."""
+    from eegfm.serving.api.runner import make_uvicorn_server
+
+    parser = build_parser()
+    args = _checked_args(parser, argv)
+    if args.no_auth:
+        log.warning("--no-auth: predictions are served to anyone who reaches %s:%d", args.host, args.port)
+    if args.workers == 1:
+        app = _load_app(parser, args)
+    else:
+        os.environ[ARGV_ENV] = json.dumps(sys.argv[1:] if argv is None else list(argv))
+        app = "eegfm.serving.server:worker_app"
+    return make_uvicorn_server(app, args)
 
 
 def main(argv: list[str] | None = None) -> int:
     setup_logging("INFO")
-    server = make_server(argv)
-    host, port = server.server_address[:2]
-
-    def stop(signum, _frame) -> None:
-        # Kubernetes sends SIGTERM, then SIGKILL after the grace period: stop accepting, answer what
-        # is in flight (server_close), exit 0. shutdown() waits for serve_forever, so not from here.
-        log.info("%s: finishing the requests in flight, then stopping", signal.Signals(signum).name)
-        server.stop()
-
-    signal.signal(signal.SIGTERM, stop)
-    print(
-        f"eegfm-serve: {server.predictor.backend.name} model on http://{host}:{port} "
-        f"(POST /v1/predict?filename=NAME; GET /v1/model, /health); Ctrl-C or SIGTERM stops",
-        flush=True,
-    )
+    multiproc_dir = None
+    args = build_parser().parse_args(argv)
+    if args.workers > 1:  # each worker's metric samples, summed by /metrics: a private folder, removed after
+        multiproc_dir = tempfile.mkdtemp(prefix="eegfm-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = multiproc_dir
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        server, sock = make_server(argv)
+        host, port = sock.getsockname()[:2]
+        app = server.config.app
+        what = f"{app.state.service.predictor.backend.name} model" if not isinstance(app, str) else "model"
+        print(
+            f"eegfm-serve: {what} on http://{host}:{port} with {args.workers} worker(s) (POST /v1/predict, "
+            "/v1/predict_batch; GET /v1/model, /health, /ready, /metrics, /docs); Ctrl-C or SIGTERM stops",
+            flush=True,
+        )
+        status = server.serve_socket(sock)
     finally:
-        server.server_close()
+        if multiproc_dir:
+            shutil.rmtree(multiproc_dir, ignore_errors=True)
     log.info("stopped")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

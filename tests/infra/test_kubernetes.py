@@ -56,7 +56,7 @@ def _env(docs: list[dict], container: dict) -> dict[str, str]:
     env = {}
     for source in container.get("envFrom", []):
         env.update(configmaps[source["configMapRef"]["name"]])
-    env.update({e["name"]: e["value"] for e in container.get("env", [])})
+    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})  # not secrets
     return env
 
 
@@ -166,11 +166,8 @@ def test_the_gpu_nodes_get_the_device_plugin_that_offers_their_gpus():
     assert re.fullmatch(r"\S+/k8s-device-plugin:v\d+\.\d+\.\d+", pod["containers"][0]["image"])  # pinned
 
 
-def test_the_serving_probes_and_ports_match_the_server(rendered, finetuned):
-    import http.client
-    import threading
-
-    from eegfm.serving.server import make_server
+def test_the_serving_probes_and_ports_match_the_server(rendered, finetuned, monkeypatch):
+    from tests.serving.serve_helpers import API_KEY, serving
 
     docs = rendered["serve"]
     deployment, pod = _pod(docs)
@@ -181,19 +178,16 @@ def test_the_serving_probes_and_ports_match_the_server(rendered, finetuned):
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     [hpa] = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
-    # every probe path answers 200 on a real server
-    served = make_server(["--model", str(finetuned), "--port", "0"])
-    thread = threading.Thread(target=served.serve_forever, daemon=True)
-    thread.start()
-    try:
+    # the API keys come from a Secret, as EEGFM_API_KEYS; every probe path answers 200 without one
+    [keys] = [e for e in container["env"] if e["name"] == "EEGFM_API_KEYS"]
+    assert keys["valueFrom"]["secretKeyRef"]["name"] == "eegfm-serve-api-keys"
+    monkeypatch.setenv("EEGFM_API_KEYS", API_KEY)
+    with serving(["--model", str(finetuned)]) as server:
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            connection = http.client.HTTPConnection(*served.server_address[:2], timeout=30)
-            connection.request("GET", container[probe]["httpGet"]["path"])
-            assert connection.getresponse().status == 200, probe
-            connection.close()
-    finally:
-        served.shutdown()
-        served.server_close()
+            assert server.request("GET", container[probe]["httpGet"]["path"])[0] == 200, probe
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert server.request("GET", annotations["prometheus.io/path"])[0] == 200
+        assert int(annotations["prometheus.io/port"]) == port
 
 
 def test_the_configmap_has_the_keys_terraform_outputs_for_it(rendered):

@@ -1,0 +1,333 @@
+"""eegfm-serve's routes (FastAPI): predictions, the model's description, probes, metrics, docs.
+
+Every error is a JSON ``{"error": message, "status": code}`` whose message names the field, header or
+limit at fault; a request whose body may be unread is answered with ``Connection: close``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import JSONResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from eegfm.core.logs import get_logger
+from eegfm.serving.api import auth
+from eegfm.serving.api.metrics import Metrics, MetricsMiddleware
+from eegfm.serving.api.service import MAX_BATCH_FILES, PredictionService
+from eegfm.serving.api.signals import SignalsError, SignalsRequest, parse_signals
+from eegfm.serving.api.stopping import STOP, CloseWhenStopping, StoppingError, before_stop
+from eegfm.serving.api.uploads import BodyGuard, UploadError, save_body, upload_extension
+
+log = get_logger(__name__)
+# A raw body is a recording file; curl --data-binary sends form-urlencoded unless told otherwise
+RAW_TYPES = ("", "application/octet-stream", "application/x-www-form-urlencoded", "application/zip", "application/gzip")
+BINARY = {"type": "string", "format": "binary"}
+ECHO_HELP = "true: the reply names the recordings by the client's file names and channel labels as recorded"
+
+
+class ErrorReply(BaseModel):
+    error: str
+    status: int
+
+
+ERRORS = {code: {"model": ErrorReply} for code in (400, 401, 408, 411, 413, 415, 422)}
+PREDICT_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "a recording file (raw body with ?filename=NAME, or a multipart field `file`), "
+        "or a JSON signal array",
+        "content": {
+            "application/octet-stream": {"schema": BINARY},
+            "multipart/form-data": {"schema": {"type": "object", "properties": {"file": BINARY}, "required": ["file"]}},
+            "application/json": {"schema": SignalsRequest.model_json_schema()},
+        },
+    }
+}
+BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"files": {"type": "array", "items": BINARY}},
+                    "required": ["files"],
+                }
+            }
+        },
+    }
+}
+
+
+def _authorized(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(auth.bearer)]
+) -> None:
+    auth.require_key(request, credentials)
+
+
+def _echo(value: str) -> bool:
+    echo = value.lower()
+    if echo not in ("true", "false", "1", "0"):
+        raise UploadError(400, "query parameter echo_name: expected true or false")
+    return echo in ("true", "1")
+
+
+def _error(status: int, message: str, headers: dict | None = None, close: bool = False) -> JSONResponse:
+    headers = dict(headers or {})
+    if close:  # the body may be unread: the connection cannot carry another request
+        headers["Connection"] = "close"
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
+
+
+async def _in_thread(function, *args):
+    """``function(*args)`` in a worker thread; UploadError 503 if the server's grace period runs out
+    first (the thread is abandoned: the process exits without it)."""
+    job = anyio.to_thread.run_sync(function, *args, abandon_on_cancel=True)
+    try:
+        return await before_stop(job)
+    except StoppingError:
+        raise UploadError(503, "the server is stopping; the request did not end in its --graceful_timeout") from None
+
+
+def create_app(service: PredictionService, api_keys: frozenset[str] | None, metrics: Metrics) -> FastAPI:
+    """The application: ``api_keys`` None serves without authentication (--no-auth)."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        metrics.worker_stopped()
+
+    app = FastAPI(
+        title="eegfm-serve",
+        summary="A fine-tuned eegfm model's predictions for EEG recordings.",
+        version="1",
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.api_keys, app.state.service = api_keys, service
+    metrics.set_model(service.description)
+    app.add_middleware(CloseWhenStopping)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    _add_error_handlers(app)
+    _add_probes(app, service, metrics)
+    _add_docs(app)
+    _add_predict(app, service)
+    _add_batch(app, service)
+    return app
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(UploadError)
+    async def upload_error(request: Request, err: UploadError):
+        return _error(err.status, err.message, close=request.method == "POST")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException):
+        message = str(err.detail)
+        if err.status_code == 404:
+            message = "no such endpoint; expected /v1/predict, /v1/predict_batch, /v1/model, /health, /ready, /metrics"
+        elif err.status_code == 405:
+            message = f"method {request.method}: not allowed here (see /openapi.json)"
+        return _error(err.status_code, message, err.headers, close=request.method == "POST")
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, err: RequestValidationError):
+        first = err.errors()[0] if err.errors() else {"loc": ("request",), "msg": "invalid"}
+        where = " ".join(str(part) for part in first["loc"])
+        return _error(422, f"{where}: {first['msg']}", close=request.method == "POST")
+
+
+def _add_probes(app: FastAPI, service: PredictionService, metrics: Metrics) -> None:
+    @app.get("/health", summary="liveness: the process answers (no key needed)")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/ready",
+        summary="readiness: the model is loaded and the server is not stopping (no key needed)",
+        responses={503: {"model": ErrorReply}},
+    )
+    async def ready():
+        # the model is loaded before the port accepts: only stopping makes a server unready
+        if STOP.left() < math.inf:
+            return _error(503, "the server is stopping")
+        return {"status": "ready", "model_version": service.description["model_version"]}
+
+    @app.get("/metrics", summary="Prometheus metrics (no key needed)", response_class=Response)
+    async def prometheus_metrics() -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, media_type=content_type)
+
+    @app.get("/v1/model", summary="the model served", dependencies=[Depends(_authorized)], responses={401: ERRORS[401]})
+    async def model() -> dict[str, Any]:
+        return service.description
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI from the swagger-ui-py package's files: the page loads nothing from a CDN."""
+    from swagger_ui import core  # its static folder: Swagger UI 5 (OpenAPI 3.1)
+
+    static = Path(core.__file__).parent / "static"
+    app.mount("/docs/static", StaticFiles(directory=static), name="swagger-ui")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="eegfm-serve",
+            swagger_js_url="/docs/static/swagger-ui-bundle.js",
+            swagger_css_url="/docs/static/swagger-ui.css",
+            swagger_favicon_url="/docs/static/favicon-32x32.png",
+        )
+
+
+def _add_predict(app: FastAPI, service: PredictionService) -> None:
+    limits = service.limits
+
+    @app.post(
+        "/v1/predict",
+        summary="predictions for one recording (file, zip of files, or JSON signal array)",
+        dependencies=[Depends(_authorized)],
+        openapi_extra=PREDICT_BODY,
+        responses=ERRORS,
+    )
+    async def predict(
+        request: Request,
+        filename: Annotated[str, Query(description="a raw body's file name: its extension gives the format")] = "",
+        echo_name: Annotated[str, Query(description=ECHO_HELP)] = "false",
+    ):
+        echo = _echo(echo_name)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        with tempfile.TemporaryDirectory(prefix="eegfm-upload-", ignore_cleanup_errors=True) as tmp:
+            folder = Path(tmp) / "upload"
+            folder.mkdir()
+            try:
+                if kind == "application/json":
+                    status, reply = await _predict_json(request, service, folder, echo)
+                elif kind == "multipart/form-data":
+                    status, reply = await _predict_multipart(request, service, folder, echo)
+                elif kind in RAW_TYPES:
+                    status, reply = await _predict_raw(request, service, folder, filename, echo)
+                else:
+                    raise UploadError(
+                        415,
+                        f"header Content-Type: expected application/octet-stream (a recording file), "
+                        f"multipart/form-data or application/json; got {kind[:60]}",
+                    )
+            except ValueError as err:
+                return _error(400, str(err), close=True)
+            except (UploadError, HTTPException):
+                raise  # the error handlers answer them
+            except Exception as err:  # a fault of the server's: the client learns what failed, the server goes on
+                log.exception("prediction failed")
+                return _error(500, f"prediction failed: {type(err).__name__}", close=True)
+        return JSONResponse(reply, status_code=status)
+
+    async def _predict_raw(request: Request, service, folder: Path, filename: str, echo: bool):
+        if not filename:
+            raise UploadError(
+                400,
+                "query parameter filename: expected the recording's file name, whose extension gives "
+                "its format (e.g. /v1/predict?filename=recording.edf)",
+            )
+        ext = upload_extension(filename)
+        length = request.headers.get("content-length")
+        if length is None or not length.isdigit():
+            raise UploadError(411, "header Content-Length: expected the upload's size in bytes")
+        if int(length) > limits.max_upload_bytes:
+            raise UploadError(413, _too_large(length, limits))
+        path = folder / f"upload{ext}"
+        guard = BodyGuard(request.receive, limits.max_upload_bytes, limits.upload_timeout)
+        await save_body(guard, path, int(length))
+        return await _in_thread(service.predict_file, path, ext, filename, echo)
+
+    async def _predict_json(request: Request, service, folder: Path, echo: bool):
+        guard = BodyGuard(request.receive, limits.json_max_bytes, limits.upload_timeout, "the JSON body limit")
+        body = folder / "body.json"
+        await save_body(guard, body)
+        try:
+            parsed = await _in_thread(parse_signals, body.read_bytes())
+        except SignalsError as err:
+            raise UploadError(422, str(err)) from None
+        return await _in_thread(service.predict_signals, parsed, folder, echo)
+
+    async def _predict_multipart(request: Request, service, folder: Path, echo: bool):
+        async with _form(request, limits, max_files=1) as form:
+            uploads = [value for value in form.values() if not isinstance(value, str)]
+            if len(uploads) != 1 or "file" not in form:
+                raise UploadError(422, "multipart field file: expected exactly one recording file in field 'file'")
+            [upload] = uploads
+            ext = upload_extension(upload.filename or "")
+            return await _in_thread(service.predict_stream, upload.file, folder, ext, upload.filename, echo)
+
+
+def _too_large(length: str, limits) -> str:
+    return f"upload of {length} bytes: expected at most {limits.max_upload_bytes} (the server's --max_upload_mb)"
+
+
+@contextlib.asynccontextmanager
+async def _form(request: Request, limits, max_files: int):
+    """The multipart form of ``request``, its body read within the upload limits; files closed after."""
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limits.max_upload_bytes:
+        raise UploadError(413, _too_large(length, limits))
+    guard = BodyGuard(request.receive, limits.max_upload_bytes, limits.upload_timeout)
+    form = await Request(request.scope, guard).form(max_files=max_files, max_fields=16)
+    try:
+        yield form
+    finally:
+        await form.close()
+
+
+def _add_batch(app: FastAPI, service: PredictionService) -> None:
+    @app.post(
+        "/v1/predict_batch",
+        summary="predictions for several recordings: one result per file, each with its own status",
+        dependencies=[Depends(_authorized)],
+        openapi_extra=BATCH_BODY,
+        responses=ERRORS,
+    )
+    async def predict_batch(
+        request: Request, echo_name: Annotated[str, Query(description=ECHO_HELP)] = "false"
+    ) -> JSONResponse:
+        echo = _echo(echo_name)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "multipart/form-data":
+            raise UploadError(415, f"header Content-Type: expected multipart/form-data (field files); got {kind[:60]}")
+        async with _form(request, service.limits, max_files=MAX_BATCH_FILES) as form:
+            uploads = [value for _, value in form.multi_items() if not isinstance(value, str)]
+            if not uploads:
+                raise UploadError(422, "multipart field files: expected one or more recording files")
+            results = [await _batch_entry(service, index, upload, echo) for index, upload in enumerate(uploads, 1)]
+        return JSONResponse({"model": service.description, "results": results})
+
+
+async def _batch_entry(service: PredictionService, index: int, upload, echo: bool) -> dict[str, Any]:
+    """One file's result: its status and recordings, or its status and error."""
+    entry: dict[str, Any] = {"index": index, **({"filename": upload.filename} if echo else {})}
+    with tempfile.TemporaryDirectory(prefix="eegfm-upload-", ignore_cleanup_errors=True) as tmp:
+        try:
+            ext = upload_extension(upload.filename or "")
+            status, reply = await _in_thread(service.predict_stream, upload.file, Path(tmp), ext, upload.filename, echo)
+            entry.update(status=status, recordings=reply["recordings"])
+        except UploadError as err:
+            entry.update(status=err.status, error=err.message)
+        except ValueError as err:
+            entry.update(status=400, error=str(err))
+        except Exception as err:  # a fault of the server's: this file's entry says so, the others are answered
+            log.exception("prediction failed")
+            entry.update(status=500, error=f"prediction failed: {type(err).__name__}")
+    return entry
