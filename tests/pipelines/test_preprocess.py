@@ -307,6 +307,7 @@ def test_dataflow_job_graph_builds_offline(shared_data, key_file, tmp_path):
     assert "No module named build" not in result.stderr and "Building sdist" in result.stderr
 
 
+@pytest.mark.slow  # Beam with two workers killed mid-run: 30 s
 def test_ctrl_c_stops_a_two_worker_run_cleanly_and_removes_what_it_wrote(shared_data, key_file, tmp_path):
     out = tmp_path / "out"
     out.mkdir()
