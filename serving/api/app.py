@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,7 +17,7 @@ import anyio
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -24,6 +25,7 @@ from starlette.exceptions import HTTPException
 
 from eegfm.core.logs import get_logger
 from eegfm.serving.api import auth
+from eegfm.serving.api.explaining import MAX_STEPS, ExplainService
 from eegfm.serving.api.metrics import Metrics, MetricsMiddleware
 from eegfm.serving.api.service import MAX_BATCH_FILES, PredictionService
 from eegfm.serving.api.signals import SignalsError, SignalsRequest, parse_signals
@@ -53,6 +55,13 @@ PREDICT_BODY = {
             "multipart/form-data": {"schema": {"type": "object", "properties": {"file": BINARY}, "required": ["file"]}},
             "application/json": {"schema": SignalsRequest.model_json_schema()},
         },
+    }
+}
+PREDICT_BODY_FILES = {
+    "requestBody": {
+        "required": True,
+        "description": "a recording file (raw body with ?filename=NAME, or a multipart field `file`)",
+        "content": {k: v for k, v in PREDICT_BODY["requestBody"]["content"].items() if k != "application/json"},
     }
 }
 BATCH_BODY = {
@@ -126,6 +135,8 @@ def create_app(service: PredictionService, api_keys: frozenset[str] | None, metr
     _add_docs(app)
     _add_predict(app, service)
     _add_batch(app, service)
+    _add_page(app)
+    _add_explain(app, ExplainService(service.predictor, service.limits))
     return app
 
 
@@ -138,7 +149,10 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, err: HTTPException):
         message = str(err.detail)
         if err.status_code == 404:
-            message = "no such endpoint; expected /v1/predict, /v1/predict_batch, /v1/model, /health, /ready, /metrics"
+            message = (
+                "no such endpoint; expected / (the page), /v1/predict, /v1/predict_batch, /v1/explain, /v1/model, "
+                "/health, /ready, /metrics"
+            )
         elif err.status_code == 405:
             message = f"method {request.method}: not allowed here (see /openapi.json)"
         return _error(err.status_code, message, err.headers, close=request.method == "POST")
@@ -331,3 +345,86 @@ async def _batch_entry(service: PredictionService, index: int, upload, echo: boo
             log.exception("prediction failed")
             entry.update(status=500, error=f"prediction failed: {type(err).__name__}")
     return entry
+
+
+STATIC = Path(__file__).parent / "static"
+
+
+def _add_page(app: FastAPI) -> None:
+    """The page for one recording (``/``) and its scripts and styles (``/static``): all local, no key
+    needed to load them (the page sends the key it is given with its requests)."""
+    app.mount("/static", StaticFiles(directory=STATIC), name="page")
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
+
+
+def _add_explain(app: FastAPI, explainer: ExplainService) -> None:
+    @app.post(
+        "/v1/explain",
+        summary="one window of a recording explained: integrated gradients per class over channels x time, "
+        "and whether the explanation is reliable",
+        dependencies=[Depends(_authorized)],
+        openapi_extra=PREDICT_BODY_FILES,
+        responses=ERRORS,
+    )
+    async def explain(
+        request: Request,
+        window: Annotated[
+            int, Query(ge=0, description="the window's index: its entry in /v1/predict's window_predictions")
+        ],
+        filename: Annotated[str, Query(description="a raw body's file name: its extension gives the format")] = "",
+        steps: Annotated[
+            int, Query(ge=2, le=MAX_STEPS, description="integrated-gradient points per piece of the path")
+        ] = 8,
+        resolution_s: Annotated[float, Query(ge=0.05, le=10.0, description="the maps' time bins (seconds)")] = 0.25,
+    ):
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        with tempfile.TemporaryDirectory(prefix="eegfm-upload-", ignore_cleanup_errors=True) as tmp:
+            folder = Path(tmp) / "upload"
+            folder.mkdir()
+            try:
+                path, ext = await _saved_upload(request, kind, folder, filename, service_limits=explainer.limits)
+                reply = await _in_thread(explainer.explain_file, path, ext, window, steps, resolution_s)
+            except ValueError as err:
+                return _error(400, str(err), close=True)
+            except (UploadError, HTTPException):
+                raise
+            except Exception as err:  # a fault of the server's: the client learns what failed
+                log.exception("explanation failed")
+                return _error(500, f"explanation failed: {type(err).__name__}", close=True)
+        return JSONResponse(reply)
+
+
+async def _saved_upload(request: Request, kind: str, folder: Path, filename: str, service_limits) -> tuple[Path, str]:
+    """A recording upload (multipart field ``file``, or a raw body named by ``filename``) saved in
+    ``folder``; its path and extension."""
+    if kind == "multipart/form-data":
+        async with _form(request, service_limits, max_files=1) as form:
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise UploadError(422, "multipart field file: expected exactly one recording file in field 'file'")
+            ext = upload_extension(upload.filename or "")
+            path = folder / f"upload{ext}"
+            with path.open("wb") as out:
+                await anyio.to_thread.run_sync(shutil.copyfileobj, upload.file, out, 1 << 20)
+            return path, ext
+    if kind not in RAW_TYPES:
+        raise UploadError(
+            415, f"header Content-Type: expected multipart/form-data or application/octet-stream; got {kind[:60]}"
+        )
+    if not filename:
+        raise UploadError(
+            400, "query parameter filename: expected the recording's file name (e.g. ?filename=recording.edf)"
+        )
+    ext = upload_extension(filename)
+    length = request.headers.get("content-length")
+    if length is None or not length.isdigit():
+        raise UploadError(411, "header Content-Length: expected the upload's size in bytes")
+    if int(length) > service_limits.max_upload_bytes:
+        raise UploadError(413, _too_large(length, service_limits))
+    path = folder / f"upload{ext}"
+    guard = BodyGuard(request.receive, service_limits.max_upload_bytes, service_limits.upload_timeout)
+    await save_body(guard, path, int(length))
+    return path, ext
