@@ -79,6 +79,7 @@ DEV = pinned(
     "gcp-storage-emulator",
     "hdf5storage",
     "schemathesis",  # property-based tests of eegfm-serve's OpenAPI description
+    "websockets",  # the browser tests drive headless Chromium over the DevTools protocol
 )  # hdf5storage writes the tests' MATLAB v7.3 EEGLAB file
 
 EXTRAS = {
@@ -124,6 +125,7 @@ setup(
         "eegfm.training": ["configs/*.yaml"],
         "eegfm.pipelines": ["*.yaml"],
         "eegfm.serving": ["recommendation.yaml", "prediction.schema.json"],
+        "eegfm.serving.api": ["static/*.html", "static/*.js", "static/*.css"],  # the page at / (no CDN)
     },
     install_requires=CORE,
     extras_require=EXTRAS,

@@ -5,7 +5,8 @@
 (function () {
   const LEFT = 34;
   const BOTTOM = 16;
-  const ROW = 11;
+  const ROW = 13;
+  const WIDTH = 500;
 
   function diverging(value, scale) {
     const v = Math.max(-1, Math.min(1, value / scale));
@@ -25,15 +26,24 @@
       }),
     );
     ctx.fillStyle = "#333";
-    ctx.font = "9px system-ui, sans-serif";
+    ctx.font = "10px system-ui, sans-serif";
     ctx.textAlign = "right";
-    channels.forEach((name, c) => ctx.fillText(name, LEFT - 3, c * ROW + 8.5));
+    channels.forEach((name, c) => ctx.fillText(name, LEFT - 3, c * ROW + 10));
     ctx.textAlign = "center";
     const seconds = reply.duration_s;
     for (let t = 0; t <= seconds; t += Math.max(1, Math.round(seconds / 5))) {
       const x = LEFT + (width * t) / seconds;
       ctx.fillText(`${(reply.start_s + t).toFixed(0)} s`, Math.min(Math.max(x, LEFT + 10), canvas.width - 12), channels.length * ROW + 12);
     }
+  }
+
+  function checksText(checks) {
+    const specificity = checks.class_specificity;
+    const random = checks.model_randomisation;
+    const first = specificity.applicable
+      ? `class specificity: ${specificity.statistic} |rank correlation| ${specificity.value.toFixed(2)} (at most ${specificity.threshold})`
+      : "class specificity: not applicable (one output)";
+    return `${first}; model randomisation: |rank correlation| ${random.correlation.toFixed(2)} (at most ${random.threshold})`;
   }
 
   function render(reply, colours, labels) {
@@ -50,6 +60,7 @@
     reasons.replaceChildren(...reply.reasons.map((text) => Object.assign(document.createElement("li"), { textContent: text })));
     const all = Object.values(reply.maps).flat(2).map(Math.abs);
     const scale = Math.max(1e-12, ...all);
+    document.getElementById("checks").textContent = `${checksText(reply.checks)}; colour scale ±${scale.toPrecision(2)} (logit per channel and ${reply.resolution_s} s)`;
     const holder = document.getElementById("heatmaps");
     holder.replaceChildren();
     reply.labels.forEach((label) => {
@@ -59,7 +70,7 @@
       caption.innerHTML = `<i style="display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;background:${colour}"></i>`;
       caption.append(`${label}: p = ${reply.probabilities[label].toFixed(3)}`);
       const canvas = document.createElement("canvas");
-      canvas.width = 360;
+      canvas.width = WIDTH;
       canvas.height = reply.channels.length * ROW + BOTTOM;
       canvas.className = "heatmap";
       canvas.dataset.label = label;

@@ -132,7 +132,8 @@ function drawUncertainty(windows) {
   const canvas = $("uncertainty");
   const { ctx, width, height } = context(canvas);
   const end = Math.max(...windows.map((w) => w.start_s + w.duration_s));
-  const top = Math.max(1e-6, ...windows.map((w) => w.uncertainty.entropy || 0));
+  // entropy is at most ln(classes): the axis ends a little above it, so a maximal line shows
+  const top = 1.1 * Math.max(Math.log(Math.max(2, page.labels.length)), ...windows.map((w) => w.uncertainty.entropy || 0));
   const x = (t) => MARGIN.left + ((width - MARGIN.left - MARGIN.right) * t) / end;
   const y = (v) => height - MARGIN.bottom - ((height - MARGIN.top - MARGIN.bottom) * v) / top;
   [["entropy", "#333"], ["mutual_information", "#d95f02"]].forEach(([field, colour]) => {
@@ -143,6 +144,8 @@ function drawUncertainty(windows) {
     ctx.strokeStyle = colour;
     ctx.lineWidth = 1.5;
     ctx.stroke();
+    ctx.fillStyle = colour;
+    points.forEach((w) => ctx.fillRect(x(w.start_s + w.duration_s / 2) - 2, y(w.uncertainty[field]) - 2, 4, 4));
   });
   valueAxis(ctx, height, [top.toFixed(2), (top / 2).toFixed(2), "0"]);
   timeAxis(ctx, width, height, end);
