@@ -251,21 +251,7 @@ def _add_predict(app: FastAPI, service: PredictionService) -> None:
         return JSONResponse(reply, status_code=status)
 
     async def _predict_raw(request: Request, service, folder: Path, filename: str, echo: bool):
-        if not filename:
-            raise UploadError(
-                400,
-                "query parameter filename: expected the recording's file name, whose extension gives "
-                "its format (e.g. /v1/predict?filename=recording.edf)",
-            )
-        ext = upload_extension(filename)
-        length = request.headers.get("content-length")
-        if length is None or not length.isdigit():
-            raise UploadError(411, "header Content-Length: expected the upload's size in bytes")
-        if int(length) > limits.max_upload_bytes:
-            raise UploadError(413, _too_large(length, limits))
-        path = folder / f"upload{ext}"
-        guard = BodyGuard(request.receive, limits.max_upload_bytes, limits.upload_timeout)
-        await save_body(guard, path, int(length))
+        path, ext = await _save_raw(request, folder, filename, limits)
         return await _in_thread(service.predict_file, path, ext, filename, echo)
 
     async def _predict_json(request: Request, service, folder: Path, echo: bool):
@@ -414,17 +400,24 @@ async def _saved_upload(request: Request, kind: str, folder: Path, filename: str
         raise UploadError(
             415, f"header Content-Type: expected multipart/form-data or application/octet-stream; got {kind[:60]}"
         )
+    return await _save_raw(request, folder, filename, service_limits)
+
+
+async def _save_raw(request: Request, folder: Path, filename: str, limits) -> tuple[Path, str]:
+    """A raw body (a recording file named by ``filename``) saved in ``folder``; its path and extension."""
     if not filename:
         raise UploadError(
-            400, "query parameter filename: expected the recording's file name (e.g. ?filename=recording.edf)"
+            400,
+            "query parameter filename: expected the recording's file name, whose extension gives "
+            "its format (e.g. ?filename=recording.edf)",
         )
     ext = upload_extension(filename)
     length = request.headers.get("content-length")
     if length is None or not length.isdigit():
         raise UploadError(411, "header Content-Length: expected the upload's size in bytes")
-    if int(length) > service_limits.max_upload_bytes:
-        raise UploadError(413, _too_large(length, service_limits))
+    if int(length) > limits.max_upload_bytes:
+        raise UploadError(413, _too_large(length, limits))
     path = folder / f"upload{ext}"
-    guard = BodyGuard(request.receive, service_limits.max_upload_bytes, service_limits.upload_timeout)
+    guard = BodyGuard(request.receive, limits.max_upload_bytes, limits.upload_timeout)
     await save_body(guard, path, int(length))
     return path, ext

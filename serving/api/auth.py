@@ -1,8 +1,8 @@
 """API keys: bearer tokens from a file (one per line) or ``EEGFM_API_KEYS`` (comma separated).
 
 Keys are compared in constant time and never logged. The probes and metrics (``/health``,
-``/ready``, ``/metrics``) need no key: a kubelet and a Prometheus scraper have none, and they
-reveal no recording.
+``/ready``, ``/metrics``) and the page (``/``, ``/static``) need no key: a kubelet and a Prometheus
+scraper have none, and they reveal no recording (the page sends the key its user types).
 """
 
 from __future__ import annotations
