@@ -18,7 +18,7 @@ from eegfm.evaluation.robustness import held_out, load_run
 from eegfm.training import losses
 from eegfm.training.data import EEGLoader, RecordFilter
 from eegfm.training.finetune.setup import inputs_for, targets_of
-from eegfm.training.loop import loader_config
+from eegfm.training.loop import loader_config, quiet_transformers
 
 log = get_logger(__name__)
 
@@ -98,7 +98,8 @@ def score_run(run_dir: Path, data: Any, batch_size: int, device: torch.device) -
     if cfg.task == "regression":
         raise ConfigError(f"{run_dir}/run.json: task regression has no classes to report per site")
     split, groups = held_out(run, "auto")
-    model = EEGFMModel.from_pretrained(model_dir).to(device).eval()
+    with quiet_transformers():  # no loading bar per scored run
+        model = EEGFMModel.from_pretrained(model_dir).to(device).eval()
     by = "sites" if run["split_group"] == "site" else "subjects"
     section = dataclasses.replace(cfg.loader, batch_size=batch_size, token_budget=None, num_workers=0)
     filters = RecordFilter(tasks=(run["record_task"],), **{by: groups})
