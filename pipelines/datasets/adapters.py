@@ -15,7 +15,14 @@ from apache_beam.io.filesystems import FileSystems
 
 from eegfm.core.logs import get_logger
 from eegfm.core.stores import STORE_ERRORS
-from eegfm.pipelines.datasets.items import COMPANION_EXTENSIONS, RECORDING_EXTENSIONS, Ignored, SourceItem
+from eegfm.pipelines.datasets.companions import part_of_recording
+from eegfm.pipelines.datasets.items import (
+    COMPANION_EXTENSIONS,
+    RECORDING_EXTENSIONS,
+    RECORDING_OR_PART,
+    Ignored,
+    SourceItem,
+)
 from eegfm.pipelines.fif_parts import GZIPPED_PART, previous_part, previous_part_names
 
 log = get_logger("datasets")
@@ -100,7 +107,9 @@ def _why_not_recording(f: str, listed: set[str]) -> str | None:
     ext, name = lower_ext(f), posixpath.basename(f)
     if name.startswith("._") or name in _FILE_SYSTEM_METADATA:
         return "file-system metadata (macOS '._' and .DS_Store, Windows Thumbs.db), not a recording"
-    if ext in RECORDING_EXTENSIONS:
+    if part := part_of_recording(f, listed):
+        return part
+    if ext in RECORDING_EXTENSIONS or ext in RECORDING_OR_PART:
         return None
     if reason := next((r for r in (known(f, listed) for known in COMPANION_FILES) if r), None):
         return reason

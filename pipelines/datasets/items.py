@@ -5,7 +5,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-RECORDING_EXTENSIONS = (".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet", ".mff")
+RECORDING_EXTENSIONS = (
+    *(".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet", ".mff"),
+    *(".gdf", ".cnt", ".lay", ".cdt", ".nxe", ".nedf"),
+)
+# A .eeg (Nihon Kohden's, or BrainVision's data) and a .dat (Curry 7's, or Persyst's data) are recordings
+# or parts of one by the files beside them and their content (datasets.companions).
+RECORDING_OR_PART = (".eeg", ".dat")
 # Files that belong to another recording file and are read through it.
 # (.evt: ANT Neuro events; .cef, .dpa: Curry sidecars)
 COMPANION_EXTENSIONS = (".vmrk", ".eeg", ".fdt", ".evt", ".cef", ".dpa", ".json", ".tsv", ".csv", ".md", ".txt")

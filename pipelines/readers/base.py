@@ -30,6 +30,14 @@ FORMATS = {
     ".set": "eeglab",
     ".parquet": "hms_parquet",
     ".mff": "egi",  # EGI's MFF: a folder, read as one recording
+    ".gdf": "gdf",
+    ".cnt": "cnt",  # Neuroscan's or ANT Neuro's: told apart by content (readers.mne_formats)
+    ".eeg": "nihon",  # Nihon Kohden's (with .21E/.PNT/.LOG); BrainVision's .eeg is read through its .vhdr
+    ".lay": "persyst",  # with its .dat
+    ".cdt": "curry",  # Curry 8 (with .cdt.dpa/.cdt.cef)
+    ".dat": "curry",  # Curry 7 (with .dap/.rs3); Persyst's .dat is read through its .lay
+    ".nxe": "eximia",
+    ".nedf": "nedf",
 }
 # gzip-compressed EDF/BDF: decompressed to a temp file first (pipelines.process); MNE reads .fif.gz itself.
 GZIPPED = (".edf.gz", ".bdf.gz")

@@ -1,4 +1,4 @@
-"""FIF, BrainVision, EEGLAB, EGI MFF, BDF and EDF through MNE's lazy readers: continuous recordings and epochs."""
+"""Every format but EDF/BDF's fast path and parquet through MNE's lazy readers: continuous recordings and epochs."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from eegfm.pipelines.readers.base import (
     unique_channel_names,
 )
 from eegfm.pipelines.readers.eeglab import eeglab_chaninfo_guard, eeglab_fiducials
+from eegfm.pipelines.readers.mne_formats import read_raw_by_format
 
 
 def _quiet_mffpy() -> None:
@@ -42,12 +43,10 @@ def _quiet_mffpy() -> None:
 
 
 class MneReader(Reader):
-    """FIF, BrainVision, EEGLAB, EGI MFF, BDF and EDF through MNE's lazy readers."""
+    """A recording through MNE's lazy reader for its format (`readers.mne_formats`)."""
 
     def __init__(self, path: str | os.PathLike):
         super().__init__(path)
-        import mne  # heavy: only where a file is not EDF or parquet
-
         fmt = format_of(path)
         if fmt == "egi":
             _quiet_mffpy()
@@ -56,10 +55,8 @@ class MneReader(Reader):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                # read_raw goes by the extension, and a later part of a split x.fif.gz ends -1.gz
-                read = mne.io.read_raw_fif if fmt == "fif" else mne.io.read_raw
                 with _unique_brainvision_names(self.path) as header:
-                    self._raw = read(header, preload=False, verbose="error")
+                    self._raw = read_raw_by_format(header)
         except ReaderError:
             raise
         except Exception as err:  # MNE raises many types for malformed files; all mean "unreadable"

@@ -866,9 +866,10 @@ def test_a_local_dry_run_lists_the_plan_and_writes_nothing(shared_data, tmp_path
     assert plan.startswith(f"eegfm-preprocess --dry_run: nothing read or written; {out} would receive\n")
     assert "  14 recordings (0 with labels) from edf in 10 folders" in plan
     assert "    site 'fif'                    edf      2" in plan
-    for companion in ("test_NO.vmrk", "test_CA_208.evt", "Curry 8.cdt.cef", "Curry 8.cdt.dpa"):
-        ext = companion.rsplit(".", 1)[1]
-        assert f"{companion}: data part of another recording (.{ext}), read through its header file" in plan
+    assert "test_NO.vmrk: data part of another recording (.vmrk), read through its header file" in plan
+    assert "test_CA_208.evt: ANT Neuro part of the recording test_CA_208.cnt (.evt), read with it" in plan
+    for ext in ("cef", "dpa"):
+        assert f"Curry 8.cdt.{ext}: Curry part of the recording test_bdf_stim_channel Curry 8.cdt (.cdt.{ext})" in plan
 
 
 def test_one_job_over_several_benchmark_corpora_labels_each_by_its_own_layout(shared_data, key_file, tmp_path):

@@ -27,6 +27,9 @@ REAL_FILES = [
     ("formats/brainvision/test_NO.vhdr", 5000.0, 65, 2238),
     ("formats/fif/data_resting_EO_200Hz_raw.fif", 200.0, 2, 72000),
     ("formats/fif/sample_invalid_birthday_raw.fif", pytest.approx(300.307, abs=1e-3), 1, 31),
+    ("formats/cnt/test_CNT_events_mne_JWoess_clipped.cnt", 1000.0, 2, 90000),
+    ("formats/eximia/test_eximia.nxe", 1450.0, 64, 15678),
+    ("formats/eeglab/test_raw_chanloc.set", 128.0, 61, 385),
 ]
 
 
@@ -425,8 +428,8 @@ def test_bad_files_fail_with_the_file_and_the_problem(tmp_path, shared_data):
 
     with pytest.raises(
         ReaderError,
-        match=r"notes.txt: file type: expected one of .bdf, .bdf.gz, .edf, .edf.gz, "
-        r".fif, .fif.gz, .mff, .parquet, .set, .vhdr; got '.txt'$",
+        match=r"notes.txt: file type: expected one of .bdf, .bdf.gz, .cdt, .cnt, .dat, .edf, .edf.gz, .eeg, "
+        r".fif, .fif.gz, .gdf, .lay, .mff, .nedf, .nxe, .parquet, .set, .vhdr; got '.txt'$",
     ):
         open_recording(tmp_path / "notes.txt")
     with pytest.raises(
