@@ -65,3 +65,12 @@ def test_a_dat_without_curry_or_persyst_header_is_refused(shared_data, tmp_path)
 def test_eximia_is_read_by_its_reader(shared_data):
     with open_recording(shared_data / "formats/eximia/test_eximia.nxe") as reader:
         assert reader.info.sfreq == 1450.0 and reader.info.ch_names[4:7] == ("Fp1", "Fpz", "Fp2")
+
+
+def test_chanlocs_without_the_files_nasion_and_ears_place_nothing(shared_data):
+    """test_raw_chanloc.set keeps no fiducials (chaninfo.nodatchans is empty); MNE stands in its own at
+    the head's equator, which would tilt the cap by a row (Fz placed at FCz): its positions are not used,
+    and its channels are placed by their 10-10 names."""
+    with open_recording(shared_data / "formats/eeglab/test_raw_chanloc.set") as reader:
+        assert reader.digitized is None
+        assert reader.info.ch_names[:5] == ("Fp1", "Fp2", "F7", "F3", "Fz")
