@@ -15,7 +15,7 @@ import posixpath
 from apache_beam.io.filesystems import FileSystems
 
 from eegfm.core.stores import STORE_ERRORS
-from eegfm.pipelines.readers.mne_formats import NIHON_KOHDEN_MAGIC
+from eegfm.pipelines.file_magic import NIHON_KOHDEN_MAGIC
 
 # Part extension -> (format, the recording extensions it belongs to), matched on the lower-cased name.
 _PARTS = {

@@ -13,12 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from eegfm.pipelines.file_magic import ANT_MAGIC, NIHON_KOHDEN_MAGIC
 from eegfm.pipelines.readers.base import ReaderError, format_of, one_line
 
-# ANT Neuro's eego .cnt is a RIFF (or, past 4 GB, RF64) container; Neuroscan's starts with its version text.
-ANT_MAGIC = (b"RIFF", b"RF64")
-# Nihon Kohden's .EEG opens with its device and version (MNE's list: 'EEG-1100A V01.00', 'QI-403A   V02.00' ...).
-NIHON_KOHDEN_MAGIC = (b"EEG-", b"QI-", b"DAE-")
 # The packages MNE's readers import for a format, where they are not MNE's own dependencies.
 NEEDS_PACKAGE = {"ant": "antio", "curry": "curryreader"}
 _NAMES = {
