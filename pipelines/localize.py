@@ -109,7 +109,7 @@ def localized(path: str, limit: DecompressLimit = DecompressLimit()) -> Iterator
         # A split FIF keeps its name: a part may name the next only by number, relative to its own;
         # so does an EEGLAB .set, whose data file MNE looks for under the .set's own name too.
         fif = path.lower().endswith((".fif", ".fif.gz"))
-        named = fif or path.lower().endswith(".set")
+        named = fif or path.lower().endswith((".set", *_NAMED_PARTS))
         local = os.path.join(tmp, os.path.basename(path) if named else "recording." + suffix.lstrip("."))
         cap = limit.cap(_stored_size(path)) if gzipped else None
         # A StageError leaves through the temporary folder, which deletes the partial copy with it.
@@ -192,13 +192,29 @@ def _fetch_split_parts(path: str, local: str) -> None:
         current = target
 
 
+# Recordings whose reader opens files of their own name beside them (datasets.companions): Nihon
+# Kohden's .EEG, Curry's .cdt (x.cdt.dpa ...) and .dat, ANT Neuro's .cnt; Persyst's .lay names its .dat.
+_NAMED_PARTS = {
+    ".eeg": (".21E", ".PNT", ".LOG", ".21e", ".pnt", ".log"),
+    ".cdt": (".cdt.dpa", ".cdt.cef", ".cdt.ceo"),
+    ".dat": (".dap", ".rs3", ".ceo"),
+    ".cnt": (".evt",),
+    ".lay": (".dat",),
+}
+
+
 def _companions(path: str, header: str | None = None) -> list[str]:
     """The files beside ``path`` its reader opens too: those a BrainVision header (``header``, its
-    local copy) names, else the header's own name with .vmrk/.eeg; an EEGLAB .set's .fdt."""
+    local copy) names, else the header's own name with .vmrk/.eeg; an EEGLAB .set's .fdt; the parts
+    of `_NAMED_PARTS` (a Persyst .lay's data file as its File= names it)."""
     base, ext = os.path.splitext(path)
     ext = ext.lower()
     if ext == ".set":
         return [base + ".fdt"]
+    if ext == ".lay" and header and (data := _persyst_data_file(header)):
+        return [posixpath.join(posixpath.dirname(path), data)]
+    if ext in _NAMED_PARTS:
+        return [base + part for part in _NAMED_PARTS[ext]]
     if ext != ".vhdr":
         return []
     named = _brainvision_files(header) if header else {}
@@ -216,6 +232,16 @@ def _renamed_eeglab_data(path: str, local: str) -> list[str]:
         return []
     name = eeglab_data_file(local)
     return [posixpath.join(posixpath.dirname(path), name)] if name else []
+
+
+def _persyst_data_file(header: str) -> str | None:
+    """The data file a Persyst .lay's [FileInfo] File= names (its base name), or None."""
+    with contextlib.suppress(OSError), open(header, encoding="latin-1") as fh:
+        for line in fh:
+            key, sep, value = line.strip().partition("=")
+            if sep and key.strip().lower() == "file" and value.strip():
+                return posixpath.basename(value.strip().replace("\\", "/"))
+    return None
 
 
 def _brainvision_files(header: str) -> dict[str, str]:

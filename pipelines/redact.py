@@ -32,7 +32,8 @@ _SUFFIX = re.compile(r"(\.[A-Za-z0-9_-]{1,12})$")
 _WILDCARD = re.compile(r"[*?\[]")
 # A stem is a file's name only before an extension of the files a run reads ('1.edf', not '1.5 s').
 _FILE_EXT = (
-    r"(?=\.(?i:edf|bdf|fif|vhdr|vmrk|eeg|set|fdt|parquet|csv|tsv|json|txt|md|gz|mat|mff|fif-\d+)"
+    r"(?=\.(?i:edf|bdf|fif|vhdr|vmrk|eeg|set|fdt|parquet|csv|tsv|json|txt|md|gz|mat|mff|fif-\d+"
+    r"|gdf|cnt|evt|21e|pnt|log|lay|dat|cdt|dpa|cef|ceo|dap|rs3|nxe|nedf)"
     r"(?![A-Za-z0-9]))"
 )
 # What may sit right before or after a name in a message (a name never continues past these).

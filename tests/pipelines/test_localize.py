@@ -11,3 +11,15 @@ def test_a_brainvision_header_brings_the_data_and_marker_files_it_names(shared_d
     assert _companions("gs://b/r/y.vhdr", str(header)) == ["gs://b/r/y.vmrk", "gs://b/r/x.eeg"]
     assert _companions("gs://b/r/y.VHDR") == ["gs://b/r/y.vmrk", "gs://b/r/y.eeg"]
     assert _companions("gs://b/r/y.set") == ["gs://b/r/y.fdt"] and _companions("gs://b/r/y.edf") == []
+
+
+def test_a_remote_recording_brings_the_parts_of_its_format(tmp_path):
+    nk = ["gs://b/r/DA1.21E", "gs://b/r/DA1.PNT", "gs://b/r/DA1.LOG", "gs://b/r/DA1.21e", "gs://b/r/DA1.pnt"]
+    assert _companions("gs://b/r/DA1.EEG")[:5] == nk
+    assert _companions("gs://b/r/c 8.cdt") == ["gs://b/r/c 8.cdt.dpa", "gs://b/r/c 8.cdt.cef", "gs://b/r/c 8.cdt.ceo"]
+    assert _companions("gs://b/r/c.dat") == ["gs://b/r/c.dap", "gs://b/r/c.rs3", "gs://b/r/c.ceo"]
+    assert _companions("gs://b/r/a.cnt") == ["gs://b/r/a.evt"]
+    lay = tmp_path / "recording.lay"  # a remote header's local copy
+    lay.write_text("[FileInfo]\nFile=C:\\export\\p 1.dat\nFileType=Interleaved\n")
+    assert _companions("gs://b/r/p.lay", str(lay)) == ["gs://b/r/p 1.dat"]
+    assert _companions("gs://b/r/p.lay") == ["gs://b/r/p.dat"]

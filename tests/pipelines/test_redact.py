@@ -272,3 +272,15 @@ def test_only_electrode_reference_and_auxiliary_labels_stay_readable(label, kept
         assert re.fullmatch(rf"chan-{TOKEN}", redactor.label(label))
         assert redactor.scrubber([], [label])(f"channel {label!r}: unit") == f"channel '{redactor.label(label)}': unit"
     assert PathRedactor(KEY, enabled=False).label(label) == label
+
+
+def test_the_parts_of_every_format_are_redacted_in_reasons():
+    r = PathRedactor(KEY, keep=["/exports"])
+    for recording, part, reason in [
+        ("Doe.cnt", "Doe.evt", "ANT Neuro part of the recording Doe.cnt (.evt), read with it"),
+        ("Doe.lay", "Doe.dat", "Persyst data of Doe.lay (.dat), read through it"),
+        ("DOE.EEG", "DOE.21E", "Nihon Kohden part of the recording DOE.EEG (.21e), read with it"),
+        ("Doe 8.cdt", "Doe 8.cdt.dpa", "Curry part of the recording Doe 8.cdt (.cdt.dpa), read with it"),
+    ]:
+        scrubbed = r.scrubber([f"/exports/Doe/{recording}", f"/exports/Doe/{part}"])(reason)
+        assert "Doe" not in scrubbed and "DOE" not in scrubbed, scrubbed
