@@ -1,7 +1,10 @@
 """A fine-tuned model in an object store (``s3://``, ``gs://``): published there, fetched to serve.
 
-``python -m eegfm.serving.model_store RUN_DIR URL`` publishes a fine-tuning run's serving files
-(``RUN_FILES`` and ``model/``'s ``MODEL_FILES``; no checkpoints). ``--model s3://bucket/runs/ft``
+``python -m eegfm.serving.model_store publish RUN_DIR STORE/NAME`` publishes a fine-tuning run's
+serving files (``RUN_FILES`` and ``model/``'s ``MODEL_FILES``; no checkpoints) as a version of the
+model NAME (``model_versions``: ``alias`` moves an alias, ``list`` lists them);
+``python -m eegfm.serving.model_store RUN_DIR URL`` copies them to URL, unversioned.
+``--model s3://bucket/models/NAME@production`` fetches a version; ``--model s3://bucket/runs/ft``
 fetches them through Beam's FileSystems (the pipeline's clients and credentials) into
 ``~/.cache/eegfm/models/<hash of the URL>/`` (``EEGFM_CACHE`` moves it), reused while the store
 lists the same sizes and times; a staging folder renamed at the end means a pod killed
@@ -15,6 +18,7 @@ import hashlib
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -32,6 +36,7 @@ MODEL_FILES = (
     "model.int8.onnx",
 )
 RUN_FILES = ("run.json", "eval.json")  # the training prior, and the evaluation a served model reports
+ALIAS_HELP = "a name matching [a-z][a-z0-9_-]*, e.g. staging, production"
 log = get_logger(__name__)
 
 
@@ -51,7 +56,12 @@ def _listing(folder: str) -> dict[str, list]:
 
 def fetch_model(url: str) -> Path:
     """The local run folder for ``url`` (a run folder or its model folder in an object store);
-    ConfigError naming what is missing. Local paths are returned as they are."""
+    ConfigError naming what is missing. Local paths are returned as they are. ``.../NAME@ALIAS``
+    or ``.../NAME@sha256:DIGEST`` is a published version (``model_versions``)."""
+    if "@" in url.rstrip("/").rsplit("/", 1)[-1] and (is_remote(url) or not Path(url).exists()):
+        from eegfm.serving.model_versions import resolve_version  # it imports this module
+
+        url = resolve_version(url)
     if not is_remote(url):
         return Path(url)
     url = url.rstrip("/")
@@ -102,12 +112,9 @@ def fetch_model(url: str) -> Path:
     return local
 
 
-def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
-    """Upload a fine-tuning run's serving files to ``url`` (local folders too); the paths written.
-    ``model.safetensors`` goes last, so a reader that finds it finds the rest."""
-    from apache_beam.io.filesystem import CompressionTypes  # Beam: heavy, only to publish a model
-
-    run_dir = Path(run_dir)
+def serving_files(run_dir: Path) -> list[Path]:
+    """The files of ``run_dir`` a predictor reads (``RUN_FILES``, ``model/``'s ``MODEL_FILES``),
+    ``model.safetensors`` last; ConfigError where the run has no model."""
     model = run_dir / "model"
     if not (model / "config.json").is_file() or not (model / "model.safetensors").is_file():
         raise ConfigError(
@@ -118,38 +125,105 @@ def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
     present = [model / n for n in MODEL_FILES if (model / n).is_file()]
     # an ONNX graph exported (or quantized) from earlier weights would be served as this model's
     present = [p for p in present if p.suffix != ".onnx" or p.stat().st_mtime >= weights_time]
-    files += sorted(present, key=lambda p: p.name == "model.safetensors")
+    return files + sorted(present, key=lambda p: p.name == "model.safetensors")
+
+
+def write_file(source: Path | bytes, target: str) -> None:
+    """Write a local file (or bytes) to ``target``: an object-store URL or a local path."""
+    from apache_beam.io.filesystem import CompressionTypes  # Beam: heavy, only to publish a model
+
+    if is_remote(target):
+        with filesystems(target).create(target, compression_type=CompressionTypes.UNCOMPRESSED) as out:
+            if isinstance(source, bytes):
+                out.write(source)
+            else:
+                with source.open("rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+        return
+    Path(target).parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(source, bytes):
+        Path(target).write_bytes(source)
+    else:
+        shutil.copyfile(source, target)
+
+
+def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
+    """Upload a fine-tuning run's serving files to ``url`` (local folders too); the paths written.
+    ``model.safetensors`` goes last, so a reader that finds it finds the rest."""
+    run_dir = Path(run_dir)
     written = []
-    for path in files:
+    for path in serving_files(run_dir):
         target = join_path(url.rstrip("/"), str(path.relative_to(run_dir)).replace(os.sep, "/"))
-        if is_remote(target):
-            with (
-                filesystems(target).create(target, compression_type=CompressionTypes.UNCOMPRESSED) as out,
-                path.open("rb") as src,
-            ):
-                shutil.copyfileobj(src, out, 1 << 20)
-        else:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, target)
+        write_file(path, target)
         written.append(target)
     return written
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eegfm.serving.model_store",
-        description="Publish a fine-tuning run's model to an object store (or "
-        "folder) that eegfm-predict / eegfm-serve --model can read.",
+        description="Publish fine-tuning runs as versions of a model in an object store (or folder), "
+        "move its aliases and list them; eegfm-predict / eegfm-serve --model STORE/NAME@ALIAS serve "
+        "one. (The older form `RUN_DIR URL` copies a run to URL, unversioned.)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{publish,alias,list}")
+    publish = commands.add_parser("publish", help="publish a run as a version (once per content)")
+    publish.add_argument("run", help="the training.finetune run folder (with model/)")
+    publish.add_argument("model", help="the model's URL: s3://bucket/models/NAME, gs://..., or a local folder")
+    publish.add_argument("--alias", type=str, help=f"then point this alias at the version ({ALIAS_HELP})")
+    alias = commands.add_parser("alias", help="point an alias at a version (moving it if it exists)")
+    alias.add_argument("version", help="STORE/NAME@sha256:DIGEST (or a unique prefix, or another alias)")
+    alias.add_argument("alias", help=f"the alias to set ({ALIAS_HELP})")
+    listing = commands.add_parser("list", help="the model's versions, oldest first, with dates and aliases")
+    listing.add_argument("model", help="the model's URL: s3://bucket/models/NAME, gs://..., or a local folder")
+    return parser
+
+
+def _run_command(args: argparse.Namespace) -> None:
+    from eegfm.serving import model_versions as versions  # it imports this module
+
+    if args.command == "publish":
+        digest = versions.publish_version(args.run, args.model, args.alias)
+        print(f"{args.model}@{versions.DIGEST_PREFIX}{digest}")
+    elif args.command == "alias":
+        model_url, ref = versions.split_versioned(args.version) or (args.version, "")
+        if not ref:
+            raise ConfigError(f"{args.version}: expected STORE/NAME@VERSION (sha256:DIGEST or an alias)")
+        versions.set_alias(model_url, args.alias, ref)
+    else:
+        rows = versions.describe_versions(args.model)
+        log.info("%s: %d versions", args.model, len(rows))
+        for row in rows:
+            print(f"{row['digest']}  {row['created']}  {' '.join(row['aliases'])}".rstrip())
+
+
+def _publish_unversioned(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m eegfm.serving.model_store",
+        description="Copy a fine-tuning run's model to an object store (or folder), unversioned.",
     )
     parser.add_argument("run", help="the training.finetune run folder (with model/)")
     parser.add_argument("url", help="where to: s3://bucket/runs/NAME, gs://..., or a local folder")
     args = parser.parse_args(argv)
-    setup_logging("INFO")
     try:
         written = publish_model(args.run, args.url)
     except (ConfigError, OSError) as err:
         parser.error(str(err))
     log.info("published %d files of %s to %s", len(written), args.run, args.url)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    setup_logging("INFO")
+    if argv and not argv[0].startswith("-") and argv[0] not in ("publish", "alias", "list"):
+        return _publish_unversioned(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        _run_command(args)
+    except (ConfigError, OSError) as err:
+        parser.error(str(err))
     return 0
 
 

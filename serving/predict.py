@@ -69,7 +69,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=user_path,
         help="a training.finetune run folder, or the model/ folder in it (config.json, "
         "model.safetensors, preprocess.json); local, or s3:// / gs:// as published by "
-        "python -m eegfm.serving.model_store (fetched once into ~/.cache/eegfm)",
+        "python -m eegfm.serving.model_store (fetched once into ~/.cache/eegfm); a published "
+        "version: STORE/NAME@ALIAS (e.g. s3://bucket/models/NAME@production) or NAME@sha256:DIGEST "
+        "(or a unique prefix of it)",
     )
     parser.add_argument(
         "--input",
