@@ -46,6 +46,8 @@ CORE = pinned(
     "pandas",
     "pyarrow",
     "mne",
+    "antio",  # MNE reads ANT Neuro eego .cnt files through it
+    "curryreader",  # and Curry files through this one
     "pyedflib",
     "cramjam",
     "google-crc32c",
