@@ -19,17 +19,7 @@ from eegfm.serving.model_store import fetch_model
 from eegfm.serving.model_store import main as store_cli
 from eegfm.serving.predictor import Predictor
 from tests.core.test_stores import AWS_ENV, BUCKET, REPO, beam_options, gcs, s3  # noqa: F401 - fixtures
-
-
-@pytest.fixture
-def on_s3(s3, beam_options, monkeypatch, tmp_path):  # noqa: F811 - the imported fixtures
-    endpoint, client = s3
-    for name, value in {**AWS_ENV, "AWS_ENDPOINT_URL": endpoint, "EEGFM_CACHE": str(tmp_path / "cache")}.items():
-        monkeypatch.setenv(name, value)
-    from apache_beam.io.filesystems import FileSystems
-
-    FileSystems._pipeline_options = None  # options (the endpoint) are read again from the environment
-    return client
+from tests.serving.test_model_store import on_s3  # noqa: F401 - the fixture
 
 
 @pytest.fixture
@@ -47,7 +37,7 @@ def _objects(client, prefix: str) -> dict[str, object]:
     return {o["Key"]: o["LastModified"] for o in client.list_objects_v2(Bucket=BUCKET, Prefix=prefix)["Contents"]}
 
 
-def test_versions_are_published_once_aliased_moved_and_served(on_s3, finetuned, retrained, raw_sites, capsys):
+def test_versions_are_published_once_aliased_moved_and_served(on_s3, finetuned, retrained, raw_sites, capsys):  # noqa: F811 - on_s3, the imported fixture
     model = f"s3://{BUCKET}/models/ft"
     assert store_cli(["publish", str(finetuned), model, "--alias", "staging"]) == 0
     first = capsys.readouterr().out.strip().rsplit("sha256:", 1)[1]
@@ -94,7 +84,7 @@ def test_versions_are_published_once_aliased_moved_and_served(on_s3, finetuned, 
     np.testing.assert_array_equal([w.outputs for w in remote.windows], [w.outputs for w in here.windows])
 
 
-def test_unknown_aliases_versions_and_bad_alias_names_are_refused_by_name(on_s3, finetuned, capsys):
+def test_unknown_aliases_versions_and_bad_alias_names_are_refused_by_name(on_s3, finetuned, capsys):  # noqa: F811 - on_s3, the imported fixture
     model = f"s3://{BUCKET}/models/errors"
     digest = model_versions.publish_version(finetuned, model, alias="staging")
     with pytest.raises(ConfigError, match=r"@prod: no such alias; known aliases: staging \(or a version"):
