@@ -153,6 +153,9 @@ def test_the_checkpoints_live_on_a_volume_every_node_mounts(rendered):
         for replica in _replicas(_job(docs)).values():
             pod = replica["template"]["spec"]
             assert pod["terminationGracePeriodSeconds"] >= 120  # time for the SIGTERM checkpoint
+            # torchrun SIGKILLs its ranks this long after passing SIGTERM on: within the grace period
+            env = {e["name"]: e["value"] for e in _container(replica)["env"]}
+            assert 120 <= int(env["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"]) < pod["terminationGracePeriodSeconds"]
             assert pod["serviceAccountName"] == "eegfm" and pod["securityContext"]["runAsNonRoot"]
             context = _container(replica)["securityContext"]
             assert context["allowPrivilegeEscalation"] is False and context["capabilities"]["drop"] == ["ALL"]
