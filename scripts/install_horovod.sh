@@ -6,6 +6,8 @@
 # an unpinned torch (several GB of CUDA wheels) into a build environment.
 #
 # Usage: scripts/install_horovod.sh PYTHON    (exit 0 on success; non-zero with a clear message)
+# HOROVOD_GPU_OPERATIONS=NCCL (with the CUDA toolkit and NCCL present; infra/docker/Dockerfile's gpu
+# flavour) builds the GPU collectives on NCCL; unset, the build is CPU-only (gloo).
 set -euo pipefail
 PY=${1:?usage: install_horovod.sh PATH/TO/python}
 VERSION=0.28.1
@@ -16,12 +18,12 @@ fi
 # same machine skips the ~5-minute compile; a new machine builds it once.
 torch_version=$("$PY" -c 'import torch; print(torch.__version__.split("+")[0])')
 py_tag=$("$PY" -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
-cache=${EEGFM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/eegfm/wheels}/horovod-$VERSION-torch$torch_version-$py_tag
+cache=${EEGFM_WHEEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/eegfm/wheels}/horovod-$VERSION-torch$torch_version-$py_tag${HOROVOD_GPU_OPERATIONS:+-${HOROVOD_GPU_OPERATIONS,,}}
 wheel=$(ls "$cache"/horovod-*.whl 2>/dev/null | head -n 1 || true)
 if [ -n "$wheel" ]; then
   echo "horovod: installing the cached build $wheel"
   "$PY" -m pip install --quiet --no-deps "$wheel"
-  "$PY" -c "import horovod.torch as hvd; hvd.init(); print('horovod $VERSION built with gloo:', hvd.gloo_built())"
+  "$PY" -c "import horovod.torch as hvd; hvd.init(); print('horovod $VERSION built with gloo:', hvd.gloo_built(), 'nccl:', hvd.nccl_built())"
   exit 0
 fi
 work=$(mktemp -d)
@@ -41,4 +43,7 @@ mkdir -p "$cache"
 "$PY" -m pip install --quiet --no-deps "$work"/wheel/horovod-*.whl
 cp "$work"/wheel/horovod-*.whl "$cache"/
 # Horovod's runtime dependencies, pinned in requirements/lock.txt, are installed by the caller.
-"$PY" -c "import horovod.torch as hvd; hvd.init(); print('horovod $VERSION built with gloo:', hvd.gloo_built())"
+"$PY" -c "import horovod.torch as hvd; hvd.init(); print('horovod $VERSION built with gloo:', hvd.gloo_built(), 'nccl:', hvd.nccl_built())"
+if [ -n "${HOROVOD_GPU_OPERATIONS:-}" ]; then
+  "$PY" -c "import sys, horovod.torch as hvd; sys.exit(0 if hvd.nccl_built() else 'horovod: built without NCCL although HOROVOD_GPU_OPERATIONS is set (CUDA toolkit or NCCL not found?)')"
+fi

@@ -148,6 +148,9 @@ def test_training_runs_on_the_gpu_nodes_and_survives_preemption(rendered):
         mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
         claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in pod["volumes"]}
         assert claims[mounts["/runs"]] == "eegfm-runs"  # checkpoints outlive the pod
+    pod = _pod(rendered["pretrain"])[1]  # torchrun SIGKILLs its ranks this long after passing SIGTERM on
+    timeout = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}["TORCH_ELASTIC_SHUTDOWN_TIMEOUT"]
+    assert 120 <= int(timeout) < pod["terminationGracePeriodSeconds"]
     _, pod = _pod(rendered["preprocess"])
     assert "nodeSelector" not in pod and "tolerations" not in pod  # CPU nodes: GPUs are for training
 
