@@ -38,6 +38,9 @@ def site_summary(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
             counters = {"quarantined": Counter(), "rules": Counter(), "interpolated": Counter()}
             sites[name] = {"processed": 0, "eeg_hours": 0.0, "windows": 0, "repaired": 0, "rejected": 0, **counters}
         site = sites[name]
+        # A recording quarantined because every window was rejected counts its rejections too
+        site["rejected"] += int(row.get("rejected_windows", 0))
+        site["rules"].update({str(k): int(v) for k, v in (row.get("rejection_rules") or {}).items()})
         if row["status"] == "quarantined":
             site["quarantined"][row.get("stage") or "unknown"] += 1
             continue
@@ -45,8 +48,6 @@ def site_summary(manifest: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         site["eeg_hours"] += float(row.get("eeg_seconds", 0.0)) / 3600.0
         site["windows"] += int(row.get("windows", 0))
         site["repaired"] += int(row.get("repaired_windows", 0))
-        site["rejected"] += int(row.get("rejected_windows", 0))
-        site["rules"].update({str(k): int(v) for k, v in (row.get("rejection_rules") or {}).items()})
         site["interpolated"].update(row.get("interpolated") or ())
     # Windows by label ('task:class', 'unlabeled:-1'), where the manifest counts them per site
     for name, labels in (manifest.get("counts", {}).get("per_site_label") or {}).items():

@@ -38,6 +38,7 @@ def test_steady_state_is_the_median_after_the_skipped_steps():
         steady_state(metrics, 40)
 
 
+@pytest.mark.slow  # the benchmark's own harness under torchrun: 25 s
 def test_the_loop_runs_under_torchrun_and_is_compared_with_its_step(pipeline_output, capsys):
     assert (
         main(

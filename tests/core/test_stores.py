@@ -442,6 +442,7 @@ def test_a_public_bucket_is_read_without_credentials(s3, shared_data, tmp_path):
     )
 
 
+@pytest.mark.slow  # the GCS round trip stays in the default run
 def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, beam_options, monkeypatch):
     endpoint, client = s3
     root, files = mixed_tree
