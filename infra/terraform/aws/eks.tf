@@ -3,9 +3,9 @@ resource "aws_eks_cluster" "this" {
   version  = var.kubernetes_version
   role_arn = aws_iam_role.cluster.arn
 
-  # Who changed what in the cluster matters for a stack holding patient data;
-  # scheduler/controllerManager logs are noisy and rarely needed.
-  enabled_cluster_log_types = ["api", "audit", "authenticator"]
+  # Every control-plane log: who changed what in a cluster holding patient data
+  # (api, audit, authenticator), and why pods were placed or restarted.
+  enabled_cluster_log_types = ["api", "audit", "authenticator", "controllerManager", "scheduler"]
 
   access_config {
     # Access entries (EKS API) instead of the aws-auth ConfigMap: managed in

@@ -160,3 +160,46 @@ resource "aws_eks_pod_identity_association" "eegfm" {
   # The association is inert until the agent add-on runs on the nodes.
   depends_on = [aws_eks_addon.before_compute]
 }
+
+# ---------------------------------------------------------------------------
+# Audit log delivery: CloudTrail and VPC flow logs into their log groups
+# ---------------------------------------------------------------------------
+
+locals {
+  # service => the log group it writes; the trust policy names this account as the source
+  # so that no other account's trail or flow log can borrow the role.
+  log_delivery = {
+    trail_logs = { service = "cloudtrail.amazonaws.com", log_group = aws_cloudwatch_log_group.trail.arn }
+    flow_logs  = { service = "vpc-flow-logs.amazonaws.com", log_group = aws_cloudwatch_log_group.flow.arn }
+  }
+}
+
+resource "aws_iam_role" "log_delivery" {
+  for_each = local.log_delivery
+
+  name = "${var.name_prefix}-${replace(each.key, "_", "-")}"
+  assume_role_policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect    = "Allow"
+      Principal = { Service = each.value.service }
+      Action    = "sts:AssumeRole"
+      Condition = { StringEquals = { "aws:SourceAccount" = local.account_id } }
+    }]
+  })
+}
+
+resource "aws_iam_role_policy" "log_delivery" {
+  for_each = local.log_delivery
+
+  name = "write-log-group"
+  role = aws_iam_role.log_delivery[each.key].id
+  policy = jsonencode({
+    Version = "2012-10-17"
+    Statement = [{
+      Effect   = "Allow"
+      Action   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+      Resource = ["${each.value.log_group}:*"]
+    }]
+  })
+}

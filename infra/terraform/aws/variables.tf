@@ -293,9 +293,9 @@ variable "ecr_keep_images" {
 }
 
 variable "log_retention_days" {
-  description = "Retention in days of the EKS control-plane log group."
+  description = "Retention in days of the CloudWatch log groups (EKS control plane, CloudTrail, VPC flow logs)."
   type        = number
-  default     = 90
+  default     = 365
 
   validation {
     condition     = contains([1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653], var.log_retention_days)
@@ -311,5 +311,16 @@ variable "kms_deletion_window_days" {
   validation {
     condition     = var.kms_deletion_window_days >= 7 && var.kms_deletion_window_days <= 30 && floor(var.kms_deletion_window_days) == var.kms_deletion_window_days
     error_message = "kms_deletion_window_days must be a whole number between 7 and 30."
+  }
+}
+
+variable "audit_log_retention_days" {
+  description = "Days the audit buckets keep CloudTrail files and S3 access logs; the default is six years, the HIPAA documentation retention period (45 CFR 164.316(b)(2))."
+  type        = number
+  default     = 2192
+
+  validation {
+    condition     = var.audit_log_retention_days >= 365 && floor(var.audit_log_retention_days) == var.audit_log_retention_days
+    error_message = "audit_log_retention_days must be a whole number of days, at least 365."
   }
 }

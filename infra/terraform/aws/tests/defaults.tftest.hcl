@@ -138,8 +138,8 @@ run "cluster_is_private_logged_and_encrypted" {
   }
 
   assert {
-    condition     = toset(aws_eks_cluster.this.enabled_cluster_log_types) == toset(["api", "audit", "authenticator"])
-    error_message = "Control-plane logging must cover api, audit and authenticator."
+    condition     = toset(aws_eks_cluster.this.enabled_cluster_log_types) == toset(["api", "audit", "authenticator", "controllerManager", "scheduler"])
+    error_message = "Control-plane logging must cover every log type."
   }
 
   assert {
@@ -148,8 +148,8 @@ run "cluster_is_private_logged_and_encrypted" {
   }
 
   assert {
-    condition     = aws_cloudwatch_log_group.cluster.name == "/aws/eks/eegfm/cluster" && aws_cloudwatch_log_group.cluster.retention_in_days == 90
-    error_message = "Cluster log group must be /aws/eks/<name>/cluster with 90 days retention by default."
+    condition     = aws_cloudwatch_log_group.cluster.name == "/aws/eks/eegfm/cluster" && aws_cloudwatch_log_group.cluster.retention_in_days == 365
+    error_message = "Cluster log group must be /aws/eks/<name>/cluster with a year's retention by default."
   }
 
   assert {
