@@ -37,6 +37,7 @@ import argparse
 import json
 import os
 import shutil
+import ssl
 import sys
 import tempfile
 
@@ -56,7 +57,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 2)[2],
     )
     parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0: every interface; put TLS in front)"
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (0.0.0.0: every interface; then serve TLS with --tls_certfile or put it in front)",
     )
     parser.add_argument("--port", type=int, default=8080, help="port (0: any free one, printed at start)")
     parser.add_argument("--workers", type=int, default=1, help="processes serving the port, each loading the model")
@@ -86,8 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds SIGTERM waits for the requests in flight before closing them",
     )
     _add_auth_options(parser)
+    _add_tls_options(parser)
     _add_predictor_options(parser)
     return parser
+
+
+def _add_tls_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--tls_certfile", default=None, help="PEM certificate (chain) to serve HTTPS with; needs --tls_keyfile"
+    )
+    parser.add_argument("--tls_keyfile", default=None, help="PEM private key of --tls_certfile")
 
 
 def _add_auth_options(parser: argparse.ArgumentParser) -> None:
@@ -137,6 +148,7 @@ def _checked_args(parser: argparse.ArgumentParser, argv: list[str] | None):
     for name in ("header_timeout", "graceful_timeout"):
         if not 0 < getattr(args, name) <= 3600:
             parser.error(f"--{name}: expected seconds in (0, 3600]; got {getattr(args, name)}")
+    _check_tls(parser, args)
     try:
         keys = load_api_keys(args.api_keys_file)
     except ApiKeyError as err:
@@ -145,6 +157,21 @@ def _checked_args(parser: argparse.ArgumentParser, argv: list[str] | None):
         parser.error("no API keys: give --api_keys_file or EEGFM_API_KEYS, or --no-auth to serve without")
     args.api_keys = None if args.no_auth else keys
     return args
+
+
+def _check_tls(parser: argparse.ArgumentParser, args) -> None:
+    """Both TLS files or neither, and a certificate and key that load and belong together."""
+    if (args.tls_certfile is None) != (args.tls_keyfile is None):
+        parser.error("--tls_certfile and --tls_keyfile: expected both (HTTPS) or neither (HTTP)")
+    if args.tls_certfile is None:
+        return
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(args.tls_certfile, args.tls_keyfile)
+    except (OSError, ssl.SSLError) as err:
+        parser.error(
+            f"--tls_certfile {args.tls_certfile} / --tls_keyfile {args.tls_keyfile}: expected a PEM certificate "
+            f"and its private key ({getattr(err, 'strerror', None) or err})"
+        )
 
 
 def _load_app(parser: argparse.ArgumentParser, args):
@@ -202,8 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         host, port = sock.getsockname()[:2]
         app = server.config.app
         what = f"{app.state.service.predictor.backend.name} model" if not isinstance(app, str) else "model"
+        scheme = "https" if args.tls_certfile else "http"
         print(
-            f"eegfm-serve: {what} on http://{host}:{port} with {args.workers} worker(s) (POST /v1/predict, "
+            f"eegfm-serve: {what} on {scheme}://{host}:{port} with {args.workers} worker(s) (POST /v1/predict, "
             "/v1/predict_batch; GET /v1/model, /health, /ready, /metrics, /docs); Ctrl-C or SIGTERM stops",
             flush=True,
         )

@@ -119,6 +119,8 @@ def make_uvicorn_server(app, args) -> tuple[GracefulServer, socket.socket]:
         timeout_keep_alive=args.timeout_keep_alive,
         timeout_graceful_shutdown=args.graceful_timeout,
         server_header=False,
+        ssl_certfile=args.tls_certfile,
+        ssl_keyfile=args.tls_keyfile,
     )
     config.header_timeout = args.header_timeout  # read by HeaderDeadlineProtocol, in every worker
     sock = config.bind_socket()
