@@ -1,12 +1,15 @@
 """API keys: bearer tokens from a file (one per line) or ``EEGFM_API_KEYS`` (comma separated).
 
-Keys are compared in constant time and never logged. The probes and metrics (``/health``,
-``/ready``, ``/metrics``) and the page (``/``, ``/static``) need no key: a kubelet and a Prometheus
-scraper have none, and they reveal no recording (the page sends the key its user types).
+Keys are compared in constant time and never logged: the request log names a key by its
+fingerprint (``key_fingerprint``), so an audit can tell clients apart without learning a key.
+The probes and metrics (``/health``, ``/ready``, ``/metrics``) and the page (``/``, ``/static``)
+need no key: a kubelet and a Prometheus scraper have none, and they reveal no recording (the page
+sends the key its user types).
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import os
 from pathlib import Path
@@ -54,6 +57,11 @@ def key_is_known(given: str, keys: frozenset[str]) -> bool:
     return found
 
 
+def key_fingerprint(key: str) -> str:
+    """``key-`` and the first 12 hex digits of the key's SHA-256 (``printf %s KEY | sha256sum``)."""
+    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:12]
+
+
 def require_key(request: Request, credentials: HTTPAuthorizationCredentials | None) -> None:
     """HTTPException 401 (``WWW-Authenticate: Bearer``) unless the request carries a known key, or
     the server runs with ``--no-auth`` (``app.state.api_keys`` None)."""
@@ -66,3 +74,4 @@ def require_key(request: Request, credentials: HTTPAuthorizationCredentials | No
     if not key_is_known(credentials.credentials, keys):
         challenge["WWW-Authenticate"] += ', error="invalid_token"'
         raise HTTPException(401, "header Authorization: the bearer token is no key of this server", headers=challenge)
+    request.state.api_key = key_fingerprint(credentials.credentials)  # for the request log

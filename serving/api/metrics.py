@@ -105,7 +105,8 @@ def route_of(path: str) -> str:
 
 
 class MetricsMiddleware:
-    """ASGI middleware: counts, times and logs every HTTP request by route and status."""
+    """ASGI middleware: counts, times and logs every HTTP request by route and status, with the
+    client's address and the fingerprint of the API key it used (audit: who asked for what)."""
 
     def __init__(self, app, metrics: Metrics) -> None:
         self.app, self.metrics = app, metrics
@@ -133,4 +134,6 @@ class MetricsMiddleware:
             self.metrics.requests.labels(route, method, str(reply["status"])).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
             if route not in ("/metrics", "/health", "/ready"):  # scraped and probed every few seconds
-                log.info("%s %s %d %d bytes", method, route, reply["status"], reply["bytes"])
+                client = (scope.get("client") or ("-",))[0]
+                key = scope.get("state", {}).get("api_key", "-")  # auth.require_key's fingerprint
+                log.info("%s %s %d %d bytes client=%s %s", method, route, reply["status"], reply["bytes"], client, key)

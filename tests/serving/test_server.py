@@ -12,6 +12,7 @@ import zipfile
 import numpy as np
 import pytest
 
+from eegfm.serving.api.auth import key_fingerprint
 from eegfm.serving.api.uploads import upload_extension
 from tests.serving.conftest import validate_prediction
 from tests.serving.serve_helpers import API_KEY, AUTH, multipart, serving
@@ -58,6 +59,8 @@ def test_an_uploaded_recording_gets_the_predictors_answer(server, raw_sites, cap
     assert reply["model"]["model_version"] == answer["model_version"] and reply["model"]["uncertainty"]["passes"] == 20
     # The client's file name (a patient's, here) is in its reply, never in the server's log
     assert "POST /v1/predict 200" in caplog.text and "Roe" not in caplog.text
+    # who asked: the client's address and the key's fingerprint, never the key
+    assert f"client=127.0.0.1 {key_fingerprint(API_KEY)}" in caplog.text and API_KEY not in caplog.text
 
 
 def test_multipart_uploads_and_curls_default_content_type_are_recordings_too(server, raw_sites):
