@@ -39,10 +39,13 @@ def load_api_keys(keys_file: str | None, environ: dict[str, str] | None = None) 
     keys += [(ENV_KEYS, key.strip()) for key in environ.get(ENV_KEYS, "").split(",")]
     kept = {key for _, key in keys if key and not key.startswith("#")}
     for source, key in keys:
-        if key in kept and (len(key) < MIN_KEY_LENGTH or any(c.isspace() for c in key)):
+        # a comma: a file written in the variable's comma-separated form, which would otherwise
+        # load as one long key that no client sends
+        if key in kept and (len(key) < MIN_KEY_LENGTH or any(c.isspace() or c == "," for c in key)):
             raise ApiKeyError(
-                f"{source}: expected keys of at least {MIN_KEY_LENGTH} characters without spaces "
-                "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))'); one is not"
+                f"{source}: expected keys of at least {MIN_KEY_LENGTH} characters without spaces or commas "
+                "(a file has one per line; python -c 'import secrets; print(secrets.token_urlsafe(32))' "
+                "makes one); one is not"
             )
     if keys_file and not kept:
         raise ApiKeyError(f"--api_keys_file {keys_file}: expected one key per line; found none")

@@ -31,8 +31,9 @@ def test_the_image_user_is_the_one_the_pods_run_as():
     uid = re.search(r"^USER (\d+)", DOCKERFILE.read_text(), re.M).group(1)
     component_file = REPO / "infra" / "kubernetes" / "components" / "image" / "kustomization.yaml"
     component = yaml.safe_load(component_file.read_text())
-    [patch] = component["patches"]
-    pod_context = yaml.safe_load(patch["patch"])[0]["value"]
+    patches = [yaml.safe_load(patch["patch"]) for patch in component["patches"]]
+    operations = [op for patch in patches if isinstance(patch, list) for op in patch]  # JSON patches
+    [pod_context] = [op["value"] for op in operations if op["path"] == "/spec/template/spec/securityContext"]
     assert str(pod_context["runAsUser"]) == uid
 
 
@@ -51,3 +52,15 @@ def test_the_pods_import_the_installed_package_not_the_workdir_copies():
         assert spec["command"][:2] == ["python", "-m"] and spec["command"][2].startswith("eegfm."), manifest
     assert not re.search(r"^COPY \S+ eegfm\b", text, re.M)
     assert "compileall" not in text  # pip compiles site-packages at install
+
+
+def test_every_registry_image_has_a_version_tag():
+    # checkov's CKV_DOCKER_7 is skipped in this Dockerfile (it reads the stage names of
+    # `FROM base-${FLAVOR}` as untagged images): the same rule, knowing the stages
+    text = DOCKERFILE.read_text()
+    stages = set(re.findall(r"^FROM \S+ AS (\S+)$", text, re.M))
+    for image in re.findall(r"^FROM (\S+)", text, re.M):
+        if image.replace("${FLAVOR}", "cpu") in stages and image.replace("${FLAVOR}", "gpu") in stages:
+            continue
+        name, _, tag = image.rpartition(":")
+        assert name and tag and tag != "latest" and "/" not in tag, image

@@ -1,7 +1,8 @@
 """The Kubernetes manifests: rendered by kustomize (kubectl's, offline), validated against the
 Kubernetes 1.32 API schemas (kubernetes-validate, strict), and checked against the code they run:
 every command line parses with the real command's own parser, every $(VAR) is defined, GPU pods
-land on and tolerate the GPU node group terraform makes, and the serving probes hit a real endpoint."""
+land on and tolerate the GPU node group terraform makes, the serving probes hit a real endpoint,
+and every pod's NetworkPolicies let in what it serves and nothing else."""
 
 from __future__ import annotations
 
@@ -83,11 +84,16 @@ def test_pods_meet_the_restricted_pod_security_standard_and_use_the_built_image(
             pod["securityContext"]["runAsNonRoot"]
             and pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
         )
+        assert pod["automountServiceAccountToken"] is False  # no Kubernetes API calls; AWS via Pod Identity
         [container] = pod["containers"]
         context = container["securityContext"]
         assert context["allowPrivilegeEscalation"] is False and context["capabilities"]["drop"] == ["ALL"]
         assert re.fullmatch(r"\S+\.dkr\.ecr\.\S+/eegfm:\S+", container["image"]), container["image"]
-        assert "memory" in container["resources"]["limits"]
+        assert container["imagePullPolicy"] == "Always"
+        assert {"cpu", "memory"} <= set(container["resources"]["limits"])
+        # secrets reach a container as read-only files, never as environment variables
+        assert not [e for e in container.get("env", []) if "secretKeyRef" in e.get("valueFrom", {})]
+        assert not [e for e in container.get("envFrom", []) if "secretRef" in e]
 
 
 def _module_argv(words: list[str], module: str) -> list[str]:
@@ -158,9 +164,11 @@ def test_training_runs_on_the_gpu_nodes_and_survives_preemption(rendered):
 def test_the_gpu_nodes_get_the_device_plugin_that_offers_their_gpus():
     import kubernetes_validate
 
-    [plugin] = render("cluster")
-    kubernetes_validate.validate(plugin, K8S_VERSION, strict=True)
-    assert plugin["kind"] == "DaemonSet" and plugin["metadata"]["namespace"] == "kube-system"
+    docs = render("cluster")
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    [plugin] = [d for d in docs if d["kind"] == "DaemonSet"]
+    assert plugin["metadata"]["namespace"] == "kube-system"
     pod = plugin["spec"]["template"]["spec"]
     assert pod["nodeSelector"] == dict([GPU_LABEL])
     assert {"key": GPU_TAINT, "operator": "Exists", "effect": "NoSchedule"} in pod["tolerations"]
@@ -169,7 +177,7 @@ def test_the_gpu_nodes_get_the_device_plugin_that_offers_their_gpus():
     assert re.fullmatch(r"\S+/k8s-device-plugin:v\d+\.\d+\.\d+", pod["containers"][0]["image"])  # pinned
 
 
-def test_the_serving_probes_and_ports_match_the_server(rendered, finetuned, monkeypatch):
+def test_the_serving_probes_and_ports_match_the_server(rendered, finetuned, monkeypatch, tmp_path):
     from tests.serving.serve_helpers import API_KEY, serving
 
     docs = rendered["serve"]
@@ -181,16 +189,27 @@ def test_the_serving_probes_and_ports_match_the_server(rendered, finetuned, monk
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     [hpa] = [d for d in docs if d["kind"] == "HorizontalPodAutoscaler"]
     assert hpa["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
-    # the API keys come from a Secret, as EEGFM_API_KEYS; every probe path answers 200 without one
-    [keys] = [e for e in container["env"] if e["name"] == "EEGFM_API_KEYS"]
-    assert keys["valueFrom"]["secretKeyRef"]["name"] == "eegfm-serve-api-keys"
-    monkeypatch.setenv("EEGFM_API_KEYS", API_KEY)
-    with serving(["--model", str(finetuned)]) as server:
+    # the API keys are the Secret's key "keys", a file of one key per line that --api_keys_file reads
+    [keys_path] = [a.split("=", 1)[1] for a in container["args"] if a.startswith("--api_keys_file=")]
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    [(name, secret)] = [(v["name"], v["secret"]) for v in pod["volumes"] if "secret" in v]
+    assert secret["secretName"] == "eegfm-serve-api-keys" and mounts[name]["readOnly"] is True
+    assert keys_path in {
+        f"{mounts[name]['mountPath']}/{item['path']}" for item in secret["items"] if item["key"] == "keys"
+    }
+    # every probe path answers 200 without a key
+    keys_file = tmp_path / "api-keys"
+    keys_file.write_text(f"{API_KEY}\nsecond-key-0123456789abcdef\n")  # as the docs have the Secret made
+    monkeypatch.delenv("EEGFM_API_KEYS", raising=False)
+    with serving(["--model", str(finetuned), "--api_keys_file", str(keys_file)]) as server:
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             assert server.request("GET", container[probe]["httpGet"]["path"])[0] == 200, probe
         annotations = deployment["spec"]["template"]["metadata"]["annotations"]
         assert server.request("GET", annotations["prometheus.io/path"])[0] == 200
         assert int(annotations["prometheus.io/port"]) == port
+        # and each line of the Secret's file is a key
+        for key, status in ((API_KEY, 200), ("second-key-0123456789abcdef", 200), ("no-such-key-0123456789", 401)):
+            assert server.request("GET", "/v1/model", headers={"Authorization": f"Bearer {key}"})[0] == status
 
 
 def test_the_configmap_has_the_keys_terraform_outputs_for_it(rendered):
@@ -199,3 +218,87 @@ def test_the_configmap_has_the_keys_terraform_outputs_for_it(rendered):
     keys = set(re.findall(r"^\s*([A-Z_]+)\s*=", block, re.M))
     [configmap] = [d for d in rendered["serve"] if d["kind"] == "ConfigMap"]
     assert keys and keys <= set(configmap["data"]), keys - set(configmap["data"])
+
+
+def _selects(selector: dict, labels: dict[str, str]) -> bool:
+    """Whether a Kubernetes label selector (matchLabels, matchExpressions; {} selects all) matches."""
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    tests = {
+        "In": lambda key, values: labels.get(key) in values,
+        "NotIn": lambda key, values: labels.get(key) not in values,
+        "Exists": lambda key, values: key in labels,
+        "DoesNotExist": lambda key, values: key not in labels,
+    }
+    return all(tests[e["operator"]](e["key"], e.get("values", [])) for e in selector.get("matchExpressions", []))
+
+
+def _workload_pods(docs: list[dict]) -> list[tuple[str, dict, dict]]:
+    """(namespace, pod labels, pod spec) of every pod template: Jobs, Deployments, DaemonSets, and
+    each replica type of a PyTorchJob."""
+    pods = []
+    for doc in docs:
+        if doc["kind"] in ("Job", "Deployment", "DaemonSet"):
+            templates = [doc["spec"]["template"]]
+        elif doc["kind"] == "PyTorchJob":
+            templates = [replica["template"] for replica in doc["spec"]["pytorchReplicaSpecs"].values()]
+        else:
+            continue
+        pods += [(doc["metadata"]["namespace"], t["metadata"]["labels"], t["spec"]) for t in templates]
+    return pods
+
+
+def _ingress_rules(docs: list[dict], namespace: str, labels: dict[str, str]) -> list[dict] | None:
+    """The ingress rules the NetworkPolicies selecting this pod admit through (a union); None when
+    no policy isolates it for ingress (everything comes in)."""
+    policies = [
+        d["spec"]
+        for d in docs
+        if d["kind"] == "NetworkPolicy"
+        and d["metadata"]["namespace"] == namespace
+        and _selects(d["spec"]["podSelector"], labels)
+        and "Ingress" in d["spec"].get("policyTypes", ["Ingress"])
+    ]
+    return None if not policies else [rule for policy in policies for rule in policy.get("ingress", [])]
+
+
+def _admits(rule: dict, port: int, names: set[str], peer: dict[str, str] | None = None) -> bool:
+    """Whether a rule lets TCP ``port`` (a container port known by ``names``) in, from any source or
+    (``peer``) from a pod of the same namespace with those labels."""
+    ports = rule.get("ports") or [{}]
+    if not any(p.get("protocol", "TCP") == "TCP" and p.get("port", port) in ({port} | names) for p in ports):
+        return False
+    sources = rule.get("from") or []
+    if not sources:
+        return True
+    return peer is not None and any(set(s) == {"podSelector"} and _selects(s["podSelector"], peer) for s in sources)
+
+
+def test_every_pod_has_network_policies_that_let_in_what_it_serves_and_nothing_else(rendered):
+    overlays = {f"pretrain-elastic/{o}": render(f"pretrain-elastic/{o}") for o in ("gpu", "cpu")}
+    for workload, docs in {**rendered, **overlays, "cluster": render("cluster")}.items():
+        pods = _workload_pods(docs)
+        assert pods, workload
+        for namespace, labels, pod in pods:
+            rules = _ingress_rules(docs, namespace, labels)
+            assert rules is not None, f"{workload}: no NetworkPolicy selects its pods"
+            ports = [p for c in pod["containers"] for p in c.get("ports", [])]
+            if workload == "serve":  # the HTTP port, from anywhere (an ingress, probes, Prometheus)
+                [http] = ports
+                assert any(_admits(r, http["containerPort"], {http["name"]}) for r in rules), workload
+                assert not any(_admits(r, http["containerPort"] + 1, set()) for r in rules), workload
+            elif workload.startswith("pretrain-elastic/"):  # its own pods: rendezvous, then NCCL/gloo
+                for port in (23456, 29500, 41234):  # the operator's rendezvous port, then any
+                    assert any(_admits(r, port, set(), peer=labels) for r in rules), (workload, port)
+                assert not any(_admits(r, 23456, set(), peer={"app.kubernetes.io/name": "other"}) for r in rules)
+            else:  # batch jobs and the device plugin serve nothing
+                assert rules == [], workload
+            if namespace == "eegfm":  # S3, the Pod Identity agent, DNS: egress stays open
+                egress = [
+                    d["spec"]
+                    for d in docs
+                    if d["kind"] == "NetworkPolicy"
+                    and _selects(d["spec"]["podSelector"], labels)
+                    and "Egress" in d["spec"].get("policyTypes", [])
+                ]
+                assert all({} in policy.get("egress", []) for policy in egress), workload

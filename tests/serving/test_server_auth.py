@@ -22,6 +22,7 @@ def test_keys_come_from_the_file_and_the_environment(tmp_path):
     [
         ("short\n", "expected keys of at least 16 characters"),
         ("has a space in it 0123\n", "expected keys of at least 16 characters without spaces"),
+        ("first-key-0123456789,second-key-0123456789\n", "without spaces or commas \\(a file has one per line"),
         ("# only a comment\n", "expected one key per line; found none"),
     ],
 )
