@@ -8,6 +8,11 @@ resource "aws_eks_addon" "before_compute" {
   addon_version               = lookup(var.addon_versions, each.value, null)
   resolve_conflicts_on_create = "OVERWRITE"
   resolve_conflicts_on_update = "OVERWRITE"
+
+  # The VPC CNI's network policy agent enforces infra/kubernetes' NetworkPolicies (deny
+  # ingress by default; serve's port; the elastic job's pods to each other); without it they
+  # are accepted and ignored.
+  configuration_values = each.value == "vpc-cni" ? jsonencode({ enableNetworkPolicy = "true" }) : null
 }
 
 # Deployments only become ACTIVE once there are nodes to schedule them on, so

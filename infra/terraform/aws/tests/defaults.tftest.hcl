@@ -227,6 +227,15 @@ run "node_groups" {
   }
 }
 
+run "vpc_cni_enforces_network_policies" {
+  command = plan
+
+  assert {
+    condition     = jsondecode(aws_eks_addon.before_compute["vpc-cni"].configuration_values).enableNetworkPolicy == "true"
+    error_message = "The VPC CNI must run its network policy agent, or the NetworkPolicies of infra/kubernetes are ignored."
+  }
+}
+
 run "buckets_are_private_and_kms_encrypted" {
   command = plan
 
