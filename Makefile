@@ -44,9 +44,13 @@ CHECKOV := $(CHECKOV_VENV)/.installed
 
 $(CHECKOV): requirements/checkov.txt
 	@rm -rf $(CHECKOV_VENV) && $(PYTHON) -m venv $(CHECKOV_VENV)
-	@$(CHECKOV_VENV)/bin/pip install --quiet --no-deps -r requirements/checkov.txt
+	@echo "install: checkov (requirements/checkov.txt) into $(CHECKOV_VENV)"
+	@# this machine's pip.conf names local index folders that may not exist (scripts/install.sh)
+	@$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -r requirements/checkov.txt \
+	  2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 	@touch $(CHECKOV)
 
+# With two directories checkov prints infra/'s results, then the whole scan's.
 security: $(CHECKOV)  ## checkov over infra/ and .github, offline (.checkov.yaml; skips listed in docs/security.md)
 	@BC_SKIP_MAPPING=TRUE $(CHECKOV_VENV)/bin/checkov --quiet
 
