@@ -48,6 +48,7 @@ CORE = pinned(
     "mne",
     "antio",  # MNE reads ANT Neuro eego .cnt files through it
     "curryreader",  # and Curry files through this one
+    "defusedxml",  # and NeuroElectrics .nedf headers through this one
     "pyedflib",
     "cramjam",
     "google-crc32c",

@@ -17,12 +17,13 @@ from eegfm.pipelines.file_magic import ANT_MAGIC, NIHON_KOHDEN_MAGIC
 from eegfm.pipelines.readers.base import ReaderError, format_of, one_line
 
 # The packages MNE's readers import for a format, where they are not MNE's own dependencies.
-NEEDS_PACKAGE = {"ant": "antio", "curry": "curryreader"}
+NEEDS_PACKAGE = {"ant": "antio", "curry": "curryreader", "nedf": "defusedxml"}
 _NAMES = {
     "ant": "ANT Neuro eego .cnt",
     "neuroscan": "Neuroscan .cnt",
     "curry": "Curry",
     "nihon": "Nihon Kohden .EEG",
+    "nedf": "NeuroElectrics .nedf",
 }
 
 

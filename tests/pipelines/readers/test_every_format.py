@@ -96,3 +96,123 @@ def test_a_persyst_recording_is_read_with_its_data_file_and_processed(shared_dat
         "status": "ignored",
         "reason": "Persyst data of rec.lay (.dat), read through it",
     }
+
+
+NEDF_VOLTS_PER_COUNT = 2.4 / (6.0 * (2**23 - 1))  # NeuroElectrics' 24-bit ADC at gain 6
+
+
+def _nedf_copy(edf, folder, name="rec"):
+    """``edf``'s EEG written as a NeuroElectrics .nedf (version 1.4: an XML header padded with NULs to
+    10,240 bytes, then blocks of one 3-axis accelerometer reading and 5 samples, each the channels'
+    big-endian 24-bit counts and a 32-bit trigger); returns the path, the labels and the µV it holds."""
+    from eegfm.pipelines.readers import open_recording
+
+    with open_recording(edf) as reader:
+        picks = [i for i, n in enumerate(reader.info.ch_names) if n.startswith("EEG ") and "-" not in n]
+        labels = [reader.info.ch_names[i].removeprefix("EEG ") for i in picks]
+        sfreq, data = reader.info.sfreq, reader.read()[picks].astype(np.float64)
+    n_samples = data.shape[1] - data.shape[1] % 5
+    counts = np.round(data[:, :n_samples] * 1e-6 / NEDF_VOLTS_PER_COUNT).astype(np.int64)
+    montage = "".join(f"<C{k}>{label}</C{k}>" for k, label in enumerate(labels, 1))
+    header = (
+        "<Header><NEDFversion>1.4</NEDFversion><NumberOfChannelsOfAccelerometer>3</NumberOfChannelsOfAccelerometer>"
+        f"<EEGSettings><TotalNumberOfChannels>{len(labels)}</TotalNumberOfChannels>"
+        f"<EEGSamplingRate>{sfreq:g}</EEGSamplingRate><NumberOfRecordsOfEEG>{n_samples}</NumberOfRecordsOfEEG>"
+        f"<EEGMontage>{montage}</EEGMontage></EEGSettings>"
+        "<StepDetails><StartDate_firstEEGTimestamp>1585735200000</StartDate_firstEEGTimestamp></StepDetails></Header>"
+    ).encode()
+    sample = np.dtype([("eeg", "u1", (len(labels), 3)), ("trig", ">i4")])
+    blocks = np.zeros(n_samples // 5, dtype=[("acc", ">u2", (3,)), ("data", sample, (5,))])
+    twos_complement = (counts.T % (1 << 24)).reshape(n_samples // 5, 5, len(labels))
+    for byte, shift in enumerate((16, 8, 0)):
+        blocks["data"]["eeg"][..., byte] = (twos_complement >> shift) & 0xFF
+    path = folder / f"{name}.nedf"
+    path.write_bytes(header.ljust(10240, b"\0") + blocks.tobytes())
+    return path, labels, counts * NEDF_VOLTS_PER_COUNT * 1e6
+
+
+def test_a_neuroelectrics_recording_is_read_and_processed(shared_data, key_file, tmp_path):
+    """A real recording (eegmat Subject00_2, 19 EEG channels) as a .nedf: its header's montage names the
+    channels (MNE adds its trigger channel, STI 014), the counts come back as µV, and the job writes its
+    windows."""
+    from eegfm.pipelines.preprocess import run
+    from eegfm.pipelines.readers import open_recording
+
+    folder = tmp_path / "nedf"
+    folder.mkdir()
+    path, labels, microvolts = _nedf_copy(shared_data / "eegmat" / "Subject00_2.edf", folder)
+    with open_recording(path) as reader:
+        assert reader.info.ch_names == (*labels, "STI 014") and reader.info.sfreq == 500.0
+        np.testing.assert_allclose(reader.read()[: len(labels)], microvolts, atol=1e-3)
+    out = tmp_path / "out"
+    args = ["--input", str(folder), "--output", str(out), "--pseudonym_key_file", key_file, "--keep_paths"]
+    manifest = run([*args, "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    [entry] = manifest["inputs"]
+    assert entry["status"] == "processed" and manifest["counts"]["windows"] >= 6
+
+
+def _gdf_copy(edf, folder, name="rec"):
+    """``edf``'s EEG written as GDF 1.25 (a 256-byte fixed header, 256 bytes per channel, one-second
+    records of 16-bit samples at 0.1 µV, then an event table with one event); returns the path, the
+    labels and the µV it holds."""
+    from eegfm.pipelines.readers import open_recording
+
+    with open_recording(edf) as reader:
+        picks = [i for i, n in enumerate(reader.info.ch_names) if n.startswith("EEG ") and "-" not in n]
+        labels = [reader.info.ch_names[i].removeprefix("EEG ") for i in picks]
+        sfreq, data = int(reader.info.sfreq), reader.read()[picks].astype(np.float64)
+    n_records, n = data.shape[1] // sfreq, len(labels)
+    counts = np.round(data[:, : n_records * sfreq] / 0.1).astype("<i2")
+
+    def text(value: str, width: int) -> bytes:
+        return value.encode().ljust(width)
+
+    fixed = b"".join(
+        [
+            text("GDF 1.25", 8),
+            text("X X", 80),  # patient: neither identifier nor name
+            text("", 80),
+            text("2020040110000000", 16),
+            np.int64(256 * (n + 1)).tobytes(),
+            bytes(44),  # equipment, hospital, technician, reserved
+            np.int64(n_records).tobytes(),
+            np.array([1, 1], "<u4").tobytes(),  # a record lasts 1/1 s
+            np.uint32(n).tobytes(),
+        ]
+    )
+    per_channel = [
+        b"".join(text(label, 16) for label in labels),
+        bytes(80 * n),  # transducer
+        text("uV", 8) * n,
+        np.full(n, -3276.8).tobytes() + np.full(n, 3276.7).tobytes(),
+        np.full(n, -32768, "<i8").tobytes() + np.full(n, 32767, "<i8").tobytes(),
+        text("HP:0.5Hz LP:70Hz", 80) * n,
+        np.full(n, sfreq, "<i4").tobytes(),
+        np.full(n, 3, "<i4").tobytes(),  # GDF type 3: int16
+        bytes(32 * n),
+    ]
+    records = counts.reshape(n, n_records, sfreq).transpose(1, 0, 2).tobytes()
+    events = bytes([1]) + sfreq.to_bytes(3, "little") + np.uint32(1).tobytes()
+    events += np.uint32(2 * sfreq + 1).tobytes() + np.uint16(0x0300).tobytes()  # a trial start at 2 s
+    path = folder / f"{name}.gdf"
+    path.write_bytes(fixed + b"".join(per_channel) + records + events)
+    return path, labels, counts * 0.1
+
+
+def test_a_gdf_recording_is_read_and_processed(shared_data, key_file, tmp_path):
+    """A real recording (eegmat Subject00_2, 19 EEG channels) as GDF 1.25: its labels and samples come
+    back, and the job writes its windows."""
+    from eegfm.pipelines.preprocess import run
+    from eegfm.pipelines.readers import open_recording
+
+    folder = tmp_path / "gdf"
+    folder.mkdir()
+    path, labels, microvolts = _gdf_copy(shared_data / "eegmat" / "Subject00_2.edf", folder)
+    with open_recording(path) as reader:
+        assert reader.info.ch_names[: len(labels)] == tuple(labels) and reader.info.sfreq == 500.0
+        np.testing.assert_allclose(reader.read()[: len(labels)], microvolts, atol=1e-3)
+    out = tmp_path / "out"
+    args = ["--input", str(folder), "--output", str(out), "--pseudonym_key_file", key_file, "--keep_paths"]
+    manifest = run([*args, "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    [entry] = manifest["inputs"]
+    assert entry["status"] == "processed" and manifest["counts"]["windows"] >= 6
