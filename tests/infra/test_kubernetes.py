@@ -212,6 +212,40 @@ def test_the_serving_probes_and_ports_match_the_server(rendered, finetuned, monk
             assert server.request("GET", "/v1/model", headers={"Authorization": f"Bearer {key}"})[0] == status
 
 
+def test_the_tls_overlay_serves_https_from_its_secret(finetuned, tmp_path):
+    """infra/kubernetes/serve-tls: the arguments name the Secret's files where it is mounted, every
+    probe and the scraper ask for HTTPS, and the server started so answers each probe over TLS."""
+    import http.client
+    import ssl
+
+    import kubernetes_validate
+
+    from tests.serving.serve_helpers import self_signed_certificate, serving
+
+    docs = render("serve-tls")
+    for doc in docs:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    deployment, pod = _pod(docs)
+    [container] = pod["containers"]
+    tls_args = dict(a.split("=", 1) for a in container["args"] if a.startswith("--tls_"))
+    [volume] = [v for v in pod["volumes"] if v.get("secret", {}).get("secretName") == "eegfm-serve-tls"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == volume["name"]]
+    folder = mount["mountPath"]
+    assert tls_args == {"--tls_certfile": f"{folder}/tls.crt", "--tls_keyfile": f"{folder}/tls.key"}
+    assert mount["readOnly"] is True  # tls.crt and tls.key: the keys of a kubernetes.io/tls Secret
+    probes = [container[p]["httpGet"] for p in ("startupProbe", "readinessProbe", "livenessProbe")]
+    assert all(probe["scheme"] == "HTTPS" for probe in probes)
+    assert deployment["spec"]["template"]["metadata"]["annotations"]["prometheus.io/scheme"] == "https"
+    cert, key = self_signed_certificate(tmp_path, "tls")  # stands in for the Secret's files
+    with serving(["--model", str(finetuned), "--no-auth", "--tls_certfile", cert, "--tls_keyfile", key]) as server:
+        trusting = ssl.create_default_context(cafile=cert)
+        for probe in probes:
+            connection = http.client.HTTPSConnection(server.host, server.port, context=trusting, timeout=30)
+            connection.request("GET", probe["path"])
+            assert connection.getresponse().status == 200, probe
+            connection.close()
+
+
 def test_the_configmap_has_the_keys_terraform_outputs_for_it(rendered):
     outputs = (REPO / "infra" / "terraform" / "aws" / "outputs.tf").read_text()
     block = re.search(r'output "configmap_data" \{.*?value = \{(.*?)\}', outputs, re.S).group(1)

@@ -1,11 +1,14 @@
 """eegfm-serve for the tests: a real uvicorn server on a free loopback port, in a thread (or a
-subprocess where signals are under test), and plain HTTP requests to it."""
+subprocess where signals are under test), plain HTTP requests to it, and a self-signed certificate
+for HTTPS."""
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import http.client
+import ipaddress
 import json
 import re
 import subprocess
@@ -13,6 +16,11 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from eegfm.serving.server import make_server
 
@@ -92,3 +100,27 @@ def serving_process(argv: list[str], env: dict | None = None) -> Iterator[tuple[
     finally:
         process.kill()
         process.wait()
+
+
+def self_signed_certificate(folder, name: str) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 signed by its own key: (certificate path, key path)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "eegfm-test")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = folder / f"{name}.crt", folder / f"{name}.key"
+    cert_path.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    return str(cert_path), str(key_path)
