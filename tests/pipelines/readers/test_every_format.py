@@ -216,3 +216,75 @@ def test_a_gdf_recording_is_read_and_processed(shared_data, key_file, tmp_path):
     manifest = run([*args, "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
     [entry] = manifest["inputs"]
     assert entry["status"] == "processed" and manifest["counts"]["windows"] >= 6
+
+
+NIHON_DEVICE = b"EEG-1200A V01.00"
+NIHON_MICROVOLTS_PER_COUNT = 6399.902 / 65535  # MNE's range for EEG electrodes: -3200 to 3199.902 µV
+
+
+def _nihon_copy(edf, folder, name="REC"):
+    """``edf``'s EEG written as a Nihon Kohden recording: the .EEG (device name, one control block,
+    one data block of offset-binary 16-bit samples interleaved with a marker word), the .21E naming
+    its electrodes, the .PNT with the start time and the .LOG with one event at 12 s. Returns the
+    .EEG path, the labels and the µV it holds."""
+    from eegfm.pipelines.readers import open_recording
+
+    with open_recording(edf) as reader:
+        picks = [i for i, n in enumerate(reader.info.ch_names) if n.startswith("EEG ") and "-" not in n]
+        labels = [reader.info.ch_names[i].removeprefix("EEG ") for i in picks]
+        sfreq, data = int(reader.info.sfreq), reader.read()[picks].astype(np.float64)
+    n_samples = data.shape[1] - data.shape[1] % (sfreq // 10)  # whole tenths of a second
+    offset = -3200 + 32768 * NIHON_MICROVOLTS_PER_COUNT
+    counts = np.round((data[:, :n_samples] - offset) / NIHON_MICROVOLTS_PER_COUNT).astype(np.int64)
+    control, block = 0x400, 0x1900
+    header = bytearray(block + 0x27 + 10 * len(labels))
+    header[0:16] = header[0x81 : 0x81 + 16] = NIHON_DEVICE
+    header[0x91], header[0x17FE] = 1, 1  # one control block; the waveform block's sign
+    header[0x92:0x96] = np.uint32(control).tobytes()
+    header[control + 17] = 1  # one data block
+    header[control + 18 : control + 22] = np.uint32(block).tobytes()
+    header[block + 0x1A : block + 0x1C] = np.uint16(sfreq).tobytes()
+    header[block + 0x1C : block + 0x20] = np.uint32(n_samples * 10 // sfreq).tobytes()  # tenths of a second
+    header[block + 0x26] = len(labels)
+    for k in range(len(labels)):
+        header[block + 0x27 + 10 * k] = k  # electrode k of the .21E
+    samples = np.zeros((n_samples, len(labels) + 1), dtype=np.uint16)  # the last word: markers
+    samples[:, :-1] = ((counts.T + 0x8000) % 0x10000).astype(np.uint16)
+    path = folder / f"{name}.EEG"
+    path.write_bytes(bytes(header) + samples.astype("<u2").tobytes())
+    electrodes = "".join(f"{k:04d}={label}\n" for k, label in enumerate(labels))
+    (folder / f"{name}.21E").write_text(f"[ELECTRODE]\n{electrodes}[REFERENCE]\n")
+    pnt = bytearray(0x40 + 14)
+    pnt[0:16], pnt[0x40:] = NIHON_DEVICE, b"20200401100000"
+    (folder / f"{name}.PNT").write_bytes(bytes(pnt))
+    log = bytearray(0x200)
+    log[0:16], log[0x91] = NIHON_DEVICE, 1
+    log[0x92:0x96] = np.uint32(0x100).tobytes()
+    log[0x101 : 0x101 + 16], log[0x112] = NIHON_DEVICE, 1  # the log block: its version, one entry
+    log[0x114 : 0x114 + 45] = b"eyes closed".ljust(20, b"\0") + b"000012" + bytes(19)
+    (folder / f"{name}.LOG").write_bytes(bytes(log))
+    microvolts = counts * NIHON_MICROVOLTS_PER_COUNT + offset
+    return path, labels, microvolts
+
+
+def test_a_nihon_kohden_recording_is_read_with_its_companions_and_processed(shared_data, key_file, tmp_path):
+    """A real recording (eegmat Subject00_2, 19 EEG channels) in Nihon Kohden's own layout: the .EEG is
+    the recording, its .21E names the electrodes, its .LOG gives the event, and each companion is
+    listed as a part of it."""
+    from eegfm.pipelines.preprocess import run
+    from eegfm.pipelines.readers import open_recording
+
+    folder = tmp_path / "nihon"
+    folder.mkdir()
+    path, labels, microvolts = _nihon_copy(shared_data / "eegmat" / "Subject00_2.edf", folder)
+    with open_recording(path) as reader:
+        assert reader.info.ch_names[: len(labels)] == tuple(labels) and reader.info.sfreq == 500.0
+        np.testing.assert_allclose(reader.read()[: len(labels)], microvolts, atol=1e-3)
+        assert [(onset, text) for onset, _, text in reader.events] == [(12.0, "eyes closed")]
+    out = tmp_path / "out"
+    args = ["--input", str(folder), "--output", str(out), "--pseudonym_key_file", key_file, "--keep_paths"]
+    manifest = run([*args, "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    by_name = {os.path.basename(e["source"]): e for e in manifest["inputs"]}
+    assert by_name["REC.EEG"]["status"] == "processed" and manifest["counts"]["windows"] >= 6
+    for part in ("REC.21E", "REC.PNT", "REC.LOG"):
+        assert by_name[part]["status"] == "ignored" and "REC.EEG" in by_name[part]["reason"], by_name[part]
