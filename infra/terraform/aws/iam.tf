@@ -196,10 +196,19 @@ resource "aws_iam_role_policy" "log_delivery" {
   role = aws_iam_role.log_delivery[each.key].id
   policy = jsonencode({
     Version = "2012-10-17"
-    Statement = [{
-      Effect   = "Allow"
-      Action   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
-      Resource = ["${each.value.log_group}:*"]
-    }]
+    Statement = [
+      {
+        Effect   = "Allow"
+        Action   = ["logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"]
+        Resource = ["${each.value.log_group}:*"]
+      },
+      {
+        # The flow-log service looks its group up before it delivers; the action takes no
+        # narrower resource than the account's log groups in the region.
+        Effect   = "Allow"
+        Action   = ["logs:DescribeLogGroups"]
+        Resource = ["${local.log_group_arn}:*"]
+      },
+    ]
   })
 }
