@@ -177,5 +177,6 @@ resource "aws_cloudtrail" "this" {
     }
   }
 
-  depends_on = [aws_s3_bucket_policy.audit, aws_kms_key.audit]
+  # CloudTrail checks at creation that it may write to the bucket.
+  depends_on = [aws_s3_bucket_policy.audit]
 }

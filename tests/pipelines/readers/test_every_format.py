@@ -50,15 +50,32 @@ def test_every_file_of_every_format_has_its_outcome(formats_run):
     assert "file type: expected one of" not in str(formats_run["inputs"])
 
 
-def _persyst_copy(edf, folder, name="rec"):
-    """``edf``'s EEG written as a Persyst recording (``name.lay`` naming ``name.dat``: interleaved 16-bit
-    samples of 0.1 µV), as Persyst exports it; returns the .lay path and the µV it holds."""
+def _eeg_channels(edf) -> tuple[list[str], int, np.ndarray]:
+    """The EEG channels of a real EDF (``EEG Fp1`` ..., no derivations): their labels without the
+    ``EEG `` prefix, the sampling rate (whole hertz, as every format here stores it) and the µV, for
+    writing the recording in another format."""
     from eegfm.pipelines.readers import open_recording
 
     with open_recording(edf) as reader:
         picks = [i for i, n in enumerate(reader.info.ch_names) if n.startswith("EEG ") and "-" not in n]
         labels = [reader.info.ch_names[i].removeprefix("EEG ") for i in picks]
-        sfreq, data = reader.info.sfreq, reader.read()[picks].astype(np.float64)
+        assert reader.info.sfreq == int(reader.info.sfreq)
+        return labels, int(reader.info.sfreq), reader.read()[picks].astype(np.float64)
+
+
+def _job(folder, key_file, tmp_path) -> tuple[dict, dict]:
+    """One pipeline run over ``folder``: its manifest, and the manifest's inputs by file name."""
+    from eegfm.pipelines.preprocess import run
+
+    args = ["--input", str(folder), "--output", str(tmp_path / "out"), "--pseudonym_key_file", key_file]
+    manifest = run([*args, "--keep_paths", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
+    return manifest, {os.path.basename(e["source"]): e for e in manifest["inputs"]}
+
+
+def _persyst_copy(edf, folder, name="rec"):
+    """``edf``'s EEG written as a Persyst recording (``name.lay`` naming ``name.dat``: interleaved 16-bit
+    samples of 0.1 µV), as Persyst exports it; returns the .lay path and the µV it holds."""
+    labels, sfreq, data = _eeg_channels(edf)
     counts = np.round(data / 0.1)
     assert np.abs(counts).max() < 2**15  # EEG fits 16 bits at 0.1 µV
     counts.T.astype("<i2").tofile(folder / f"{name}.dat")
@@ -75,7 +92,6 @@ def _persyst_copy(edf, folder, name="rec"):
 def test_a_persyst_recording_is_read_with_its_data_file_and_processed(shared_data, key_file, tmp_path):
     """A real recording (eegmat Subject00_2, 62 s, 19 EEG channels) in Persyst's layout: the .lay is the
     recording, its .dat a part, and the job writes its windows."""
-    from eegfm.pipelines.preprocess import run
     from eegfm.pipelines.readers import open_recording
 
     folder = tmp_path / "persyst"
@@ -86,10 +102,7 @@ def test_a_persyst_recording_is_read_with_its_data_file_and_processed(shared_dat
         np.testing.assert_allclose(reader.read(), microvolts, atol=1e-3)
         assert reader.events == ((12.5, 0.0, "eyes closed"),)
         assert (reader.info.clinical.age, reader.info.clinical.sex) == (40, "F")  # born 2 Jan 1980, recorded 2020
-    out = tmp_path / "out"
-    args = ["--input", str(folder), "--output", str(out), "--pseudonym_key_file", key_file, "--keep_paths"]
-    manifest = run([*args, "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
-    by_name = {os.path.basename(e["source"]): e for e in manifest["inputs"]}
+    manifest, by_name = _job(folder, key_file, tmp_path)
     assert by_name["rec.lay"]["status"] == "processed" and manifest["counts"]["windows"] >= 6
     assert by_name["rec.dat"] == {
         **by_name["rec.dat"],
@@ -105,12 +118,7 @@ def _nedf_copy(edf, folder, name="rec"):
     """``edf``'s EEG written as a NeuroElectrics .nedf (version 1.4: an XML header padded with NULs to
     10,240 bytes, then blocks of one 3-axis accelerometer reading and 5 samples, each the channels'
     big-endian 24-bit counts and a 32-bit trigger); returns the path, the labels and the µV it holds."""
-    from eegfm.pipelines.readers import open_recording
-
-    with open_recording(edf) as reader:
-        picks = [i for i, n in enumerate(reader.info.ch_names) if n.startswith("EEG ") and "-" not in n]
-        labels = [reader.info.ch_names[i].removeprefix("EEG ") for i in picks]
-        sfreq, data = reader.info.sfreq, reader.read()[picks].astype(np.float64)
+    labels, sfreq, data = _eeg_channels(edf)
     n_samples = data.shape[1] - data.shape[1] % 5
     counts = np.round(data[:, :n_samples] * 1e-6 / NEDF_VOLTS_PER_COUNT).astype(np.int64)
     montage = "".join(f"<C{k}>{label}</C{k}>" for k, label in enumerate(labels, 1))
@@ -135,7 +143,6 @@ def test_a_neuroelectrics_recording_is_read_and_processed(shared_data, key_file,
     """A real recording (eegmat Subject00_2, 19 EEG channels) as a .nedf: its header's montage names the
     channels (MNE adds its trigger channel, STI 014), the counts come back as µV, and the job writes its
     windows."""
-    from eegfm.pipelines.preprocess import run
     from eegfm.pipelines.readers import open_recording
 
     folder = tmp_path / "nedf"
@@ -144,23 +151,16 @@ def test_a_neuroelectrics_recording_is_read_and_processed(shared_data, key_file,
     with open_recording(path) as reader:
         assert reader.info.ch_names == (*labels, "STI 014") and reader.info.sfreq == 500.0
         np.testing.assert_allclose(reader.read()[: len(labels)], microvolts, atol=1e-3)
-    out = tmp_path / "out"
-    args = ["--input", str(folder), "--output", str(out), "--pseudonym_key_file", key_file, "--keep_paths"]
-    manifest = run([*args, "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
-    [entry] = manifest["inputs"]
-    assert entry["status"] == "processed" and manifest["counts"]["windows"] >= 6
+    manifest, by_name = _job(folder, key_file, tmp_path)
+    assert list(by_name) == ["rec.nedf"] and by_name["rec.nedf"]["status"] == "processed"
+    assert manifest["counts"]["windows"] >= 6
 
 
 def _gdf_copy(edf, folder, name="rec"):
     """``edf``'s EEG written as GDF 1.25 (a 256-byte fixed header, 256 bytes per channel, one-second
     records of 16-bit samples at 0.1 µV, then an event table with one event); returns the path, the
     labels and the µV it holds."""
-    from eegfm.pipelines.readers import open_recording
-
-    with open_recording(edf) as reader:
-        picks = [i for i, n in enumerate(reader.info.ch_names) if n.startswith("EEG ") and "-" not in n]
-        labels = [reader.info.ch_names[i].removeprefix("EEG ") for i in picks]
-        sfreq, data = int(reader.info.sfreq), reader.read()[picks].astype(np.float64)
+    labels, sfreq, data = _eeg_channels(edf)
     n_records, n = data.shape[1] // sfreq, len(labels)
     counts = np.round(data[:, : n_records * sfreq] / 0.1).astype("<i2")
 
@@ -202,7 +202,6 @@ def _gdf_copy(edf, folder, name="rec"):
 def test_a_gdf_recording_is_read_and_processed(shared_data, key_file, tmp_path):
     """A real recording (eegmat Subject00_2, 19 EEG channels) as GDF 1.25: its labels and samples come
     back, and the job writes its windows."""
-    from eegfm.pipelines.preprocess import run
     from eegfm.pipelines.readers import open_recording
 
     folder = tmp_path / "gdf"
@@ -211,11 +210,9 @@ def test_a_gdf_recording_is_read_and_processed(shared_data, key_file, tmp_path):
     with open_recording(path) as reader:
         assert reader.info.ch_names[: len(labels)] == tuple(labels) and reader.info.sfreq == 500.0
         np.testing.assert_allclose(reader.read()[: len(labels)], microvolts, atol=1e-3)
-    out = tmp_path / "out"
-    args = ["--input", str(folder), "--output", str(out), "--pseudonym_key_file", key_file, "--keep_paths"]
-    manifest = run([*args, "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
-    [entry] = manifest["inputs"]
-    assert entry["status"] == "processed" and manifest["counts"]["windows"] >= 6
+    manifest, by_name = _job(folder, key_file, tmp_path)
+    assert list(by_name) == ["rec.gdf"] and by_name["rec.gdf"]["status"] == "processed"
+    assert manifest["counts"]["windows"] >= 6
 
 
 NIHON_DEVICE = b"EEG-1200A V01.00"
@@ -227,12 +224,7 @@ def _nihon_copy(edf, folder, name="REC"):
     one data block of offset-binary 16-bit samples interleaved with a marker word), the .21E naming
     its electrodes, the .PNT with the start time and the .LOG with one event at 12 s. Returns the
     .EEG path, the labels and the µV it holds."""
-    from eegfm.pipelines.readers import open_recording
-
-    with open_recording(edf) as reader:
-        picks = [i for i, n in enumerate(reader.info.ch_names) if n.startswith("EEG ") and "-" not in n]
-        labels = [reader.info.ch_names[i].removeprefix("EEG ") for i in picks]
-        sfreq, data = int(reader.info.sfreq), reader.read()[picks].astype(np.float64)
+    labels, sfreq, data = _eeg_channels(edf)
     n_samples = data.shape[1] - data.shape[1] % (sfreq // 10)  # whole tenths of a second
     offset = -3200 + 32768 * NIHON_MICROVOLTS_PER_COUNT
     counts = np.round((data[:, :n_samples] - offset) / NIHON_MICROVOLTS_PER_COUNT).astype(np.int64)
@@ -271,7 +263,6 @@ def test_a_nihon_kohden_recording_is_read_with_its_companions_and_processed(shar
     """A real recording (eegmat Subject00_2, 19 EEG channels) in Nihon Kohden's own layout: the .EEG is
     the recording, its .21E names the electrodes, its .LOG gives the event, and each companion is
     listed as a part of it."""
-    from eegfm.pipelines.preprocess import run
     from eegfm.pipelines.readers import open_recording
 
     folder = tmp_path / "nihon"
@@ -281,10 +272,7 @@ def test_a_nihon_kohden_recording_is_read_with_its_companions_and_processed(shar
         assert reader.info.ch_names[: len(labels)] == tuple(labels) and reader.info.sfreq == 500.0
         np.testing.assert_allclose(reader.read()[: len(labels)], microvolts, atol=1e-3)
         assert [(onset, text) for onset, _, text in reader.events] == [(12.0, "eyes closed")]
-    out = tmp_path / "out"
-    args = ["--input", str(folder), "--output", str(out), "--pseudonym_key_file", key_file, "--keep_paths"]
-    manifest = run([*args, "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])
-    by_name = {os.path.basename(e["source"]): e for e in manifest["inputs"]}
+    manifest, by_name = _job(folder, key_file, tmp_path)
     assert by_name["REC.EEG"]["status"] == "processed" and manifest["counts"]["windows"] >= 6
     for part in ("REC.21E", "REC.PNT", "REC.LOG"):
         assert by_name[part]["status"] == "ignored" and "REC.EEG" in by_name[part]["reason"], by_name[part]
