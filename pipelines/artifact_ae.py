@@ -6,9 +6,13 @@ Features: per channel, ``log10`` of the power (uV^2) in :data:`AE_BANDS` plus ``
 weight decay, in numpy (no torch on the Beam workers), every random choice from one seeded
 Generator. Calibration: the log reconstruction errors of a held-out 20 % (whole ``groups`` if given)
 give a robust z-score, mapped to ``1 / (1 + exp(-(z - z_center) / z_width))``: clean windows score
-about 0.05, three robust SDs out 0.5. On unseen eegmat subjects, EMG bursts, pops, dead channels
-and drifts score with AUC > 0.999 (tests/pipelines/test_artifact_ae.py). :meth:`ArtifactAutoencoder.save`
-writes one ``.npz`` of plain arrays and a JSON header (no pickle).
+about 0.05, three robust SDs out 0.5. The pipeline and the predictor score a recording's windows with
+:meth:`ArtifactAutoencoder.score_recording`, which first moves the recording's median window onto
+the fitting sample's: fitted on one corpus, the detector then scores another corpus's clean EEG as
+clean and its artifacts as artifacts. On unseen eegmat
+subjects, EMG bursts, pops, dead channels and drifts score with AUC > 0.999
+(tests/pipelines/test_artifact_ae.py). :meth:`ArtifactAutoencoder.save` writes one ``.npz`` of plain
+arrays and a JSON header (no pickle).
 """
 
 from __future__ import annotations
@@ -31,6 +35,9 @@ AE_BANDS: tuple[tuple[float, float], ...] = tuple(
     itertools.pairwise((0.0, 1.0, 4.0, 8.0, 13.0, 20.0, 30.0, 45.0, 70.0))
 )
 POWER_FLOOR_UV2 = 1e-3
+# The fewest windows whose median :meth:`ArtifactAutoencoder.score_recording` trusts as the
+# recording's typical window: with 3, one artifact window cannot move the median.
+MIN_RECORDING_WINDOWS = 3
 # The constructor's arguments and what fitting learns beside the weights, as the saved header names them.
 _HYPERPARAMETERS = tuple(
     "hidden epochs batch_size learning_rate weight_decay calibration_fraction z_center z_width sfreq seed".split()
@@ -281,17 +288,49 @@ class ArtifactAutoencoder:
         return self._errors(band_features(arr, self.sfreq))
 
     def score_features(self, features: np.ndarray) -> np.ndarray:
-        """Scores in [0, 1] for precomputed :func:`band_features` rows."""
+        """Scores in [0, 1] for precomputed :func:`band_features` rows, against the fitting corpus
+        (:meth:`score_recording` scores a recording's windows against the recording)."""
+        return self._calibrate(self._errors(self._checked(features)))
+
+    def score_recording(self, features: np.ndarray) -> np.ndarray:
+        """Scores in [0, 1] for the :func:`band_features` rows of *one recording's* windows, each
+        against the recording's own typical window rather than the fitting corpus's.
+
+        A corpus the detector was not fitted on differs as a whole (amplifier, reference, filters,
+        people): every window of it reconstructs badly, and :meth:`score_features` would call all
+        of them artifacts. Here the recording's features are first moved so that its median window
+        lands on the fitting sample's median (per-recording normalization, as per-subject
+        normalization in EEG decoding): what is left is how each window differs from the rest of
+        its recording, as an artifact does, and the calibration of the fitting corpus applies.
+        With fewer than :data:`MIN_RECORDING_WINDOWS` windows there is no typical window to trust
+        and the windows are scored as by :meth:`score_features`. A recording mostly made of one
+        artifact has it as its typical window: the rules (:mod:`pipelines.quality`) catch those.
+        :meth:`novelty` reports how far the recording lay from the fitting corpus."""
+        features = self._checked(features)
+        if features.shape[0] >= MIN_RECORDING_WINDOWS:
+            features = features - np.median(features, axis=0) + self.feature_center
+        return self._calibrate(self._errors(features))
+
+    def novelty(self, features: np.ndarray) -> float:
+        """How far one recording's typical window lies from the fitting corpus: its median log
+        reconstruction error in robust SDs of the calibration windows (about 0 in domain; above
+        ``z_center``, the recording is unlike what the detector was fitted on)."""
+        log_err = np.log(self._errors(self._checked(features)))
+        return float((np.median(log_err) - self.error_center) / self.error_scale)
+
+    def _checked(self, features: np.ndarray) -> np.ndarray:
         self._check_fitted()
         features = np.asarray(features, dtype=np.float64)
         if features.ndim != 2 or features.shape[1] != self.feature_center.shape[0]:
             raise ValueError(
                 f"features: expected shape (n_windows, {self.feature_center.shape[0]}); got {features.shape}"
             )
-        return self._calibrate(self._errors(features))
+        return features
 
     def _calibrate(self, errors: np.ndarray) -> np.ndarray:
-        z = (np.log(errors) - self.error_center) / self.error_scale
+        return self._logistic((np.log(errors) - self.error_center) / self.error_scale)
+
+    def _logistic(self, z: np.ndarray) -> np.ndarray:
         return 0.5 * (1.0 + np.tanh(0.5 * (z - self.z_center) / self.z_width))  # stable logistic
 
     def score(self, windows: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:

@@ -189,7 +189,7 @@ class ScoreSpillFn(_OneBlasThread):
         self._max_score = quality.max_artifact_score
 
     def process(self, spilled: SpilledRecording, model):
-        scores = None if model is None else model.score_features(spilled.features)
+        scores = None if model is None else model.score_recording(spilled.features)
         kept, rejected = score_spill(spilled, scores, self._max_score)
         for event in rejected:
             yield beam.pvalue.TaggedOutput(self.REJECTED, event)

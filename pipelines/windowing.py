@@ -269,20 +269,25 @@ _CHANNEL_RULES = {
 
 
 def repair_window(window: np.ndarray, unfiltered: np.ndarray, report, mask: np.ndarray, config: PreprocessConfig):
-    """A rejected window (against the recording's own reference) whose only fault is at most
-    ``repair_channels`` flat, clipped or out-of-range channels, those (and any the recording lacks)
-    interpolated from its other measured channels: (window, channel_mask, quality report), or None.
-    Interpolation (spatial) and filtering (temporal) are both linear, so they commute."""
+    """A window (against the recording's own reference) rejected, or flagged ``high_amplitude``,
+    whose only fault is at most ``repair_channels`` flat, clipped or out-of-range channels, those
+    (and any the recording lacks) interpolated from its other measured channels: (window,
+    channel_mask, quality report), or None. An out-of-range channel carrying rhythmic activity with
+    a field is brain, not a fault, and stays. Interpolation (spatial) and filtering (temporal) are
+    both linear, so they commute."""
     quality = config.quality
     keep, reasons = validate_window(report, quality)
     fired = {reason.split(":", 1)[0] for reason in reasons}  # rule names (or artifact_score)
-    if keep or not fired <= set(_CHANNEL_RULES):
+    if keep and "high_amplitude" in report.flags:
+        fired = {"high_amplitude"}
+    if not fired or not fired <= set(_CHANNEL_RULES):
         return None
     measured = mask.astype(bool)
     bad = np.zeros_like(measured)
     for rule in fired:
         metric, field = _CHANNEL_RULES[rule]
         bad |= measured & (np.asarray(getattr(report, metric)) >= getattr(quality, field))
+    bad &= ~np.asarray(report.channel_rhythmic_field, dtype=bool)
     new_mask = (measured & ~bad).astype(mask.dtype)
     if not 0 < bad.sum() <= config.repair_channels or new_mask.sum() < config.min_channels:
         return None

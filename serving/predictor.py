@@ -38,7 +38,7 @@ from eegfm.pipelines.schema import CHANNELS, SFREQ, encode_example
 from eegfm.serving.backends import BACKENDS, make_backend
 from eegfm.serving.clinical import flagged_episodes, minutes_by_class, read_windows
 from eegfm.serving.model_store import fetch_model
-from eegfm.serving.recommendation import load_rules
+from eegfm.serving.recommendation import WindowEvidence, load_rules
 from eegfm.training.data.batch import collate_records
 from eegfm.training.losses import binary_logits
 from eegfm.training.preprocess_spec import load_preprocess_spec
@@ -361,13 +361,16 @@ class Predictor:
         return result
 
     def _score_windows(self, item, result: RecordingPrediction) -> Outcome:
-        """The recording's windows scored a batch at a time into ``result``; the pipeline's outcome
+        """The recording's windows scored a batch at a time into ``result``, then their artifact
+        scores completed by the autoencoder over the whole recording; the pipeline's outcome
         (``process_recording`` always ends with one)."""
         pending: list[Window] = []
+        features: list[np.ndarray | None] = []  # the autoencoder's, a few hundred bytes a window
         outcome = None
         for event in process_recording(item, self._key, self.preprocess, self._config_hash):
             if isinstance(event, Window):
                 pending.append(event)
+                features.append(event.ae_features)
                 if len(pending) == self.config.batch_size:
                     result.windows += self._score(pending)
                     pending = []
@@ -375,7 +378,35 @@ class Predictor:
                 outcome = event
         if pending and outcome.status == "processed":
             result.windows += self._score(pending)
+        if outcome.status == "processed":
+            result.windows = self._with_autoencoder(result.windows, features)
         return outcome
+
+    def _with_autoencoder(
+        self, windows: list[WindowPrediction], features: list[np.ndarray | None]
+    ) -> list[WindowPrediction]:
+        """``windows`` with ``artifact_score = max(rules, autoencoder)`` and their recommendation
+        read again; the autoencoder scores each window against its own recording
+        (:meth:`~pipelines.artifact_ae.ArtifactAutoencoder.score_recording`), which needs them all."""
+        if self.artifact_model is None or not windows or any(f is None for f in features):
+            return windows
+        ae = self.artifact_model.score_recording(np.stack(features))
+        rescored = []
+        for window, score in zip(windows, ae, strict=True):
+            artifact = max(window.artifact_score, float(score))
+            evidence = WindowEvidence(
+                window.class_probabilities,
+                window.uncertainty.get("entropy"),
+                window.uncertainty.get("mutual_information"),
+                artifact,
+            )
+            recommendation, rule = self.rules.recommend(evidence)
+            rescored.append(
+                dataclasses.replace(
+                    window, artifact_score=artifact, clinical_recommendation=recommendation, recommendation_rule=rule
+                )
+            )
+        return rescored
 
     def _score(self, windows: list[Window]) -> list[WindowPrediction]:
         batch = collate_records([encode_example(w.record) for w in windows])
@@ -384,9 +415,6 @@ class Predictor:
         logits, samples = self.backend.logits_and_samples(inputs)
         outputs = self.outputs_of(logits)
         scores = [w.record.artifact_score for w in windows]
-        if self.artifact_model is not None and all(w.ae_features is not None for w in windows):
-            ae = self.artifact_model.score_features(np.stack([w.ae_features for w in windows]))
-            scores = [max(float(a), float(b)) for a, b in zip(scores, ae, strict=True)]
         regression = self.head == "regression"
         sampled = None if samples is None or regression else self.sample_outputs_of(samples)
         readings = read_windows(outputs, sampled, scores, self.labels, self.rules, regression=regression)

@@ -20,6 +20,7 @@ from eegfm.pipelines.quality.detectors import (
     pop_screen,
     spectral_metrics,
 )
+from eegfm.pipelines.quality.physiology import rhythmic_field
 from eegfm.pipelines.quality.report import QualityReport
 from eegfm.pipelines.quality.rules import QualityConfig, channel_scores, default_config, window_rules
 from eegfm.pipelines.signal_checks import check_sfreq
@@ -98,13 +99,23 @@ def compute_quality_batch(
             raise ValueError(f"unfiltered: expected shape {data.shape} like data; got {raw.shape}")
         raw, raw_high, raw_low, _ = _zero_nonfinite(raw)
     ptp = high.astype(np.float64) - low  # float32 values are exact in float64
-    flat_frac, clip_frac, pops, artifact = _sample_detectors(x, raw, raw_high, raw_low, ptp, sfreq, config, pmin, pmax)
+    rhythmic = rhythmic_field(
+        x,
+        sfreq,
+        measured,
+        config.field_min_correlation,
+        config.rhythm_min_autocorrelation,
+        config.rhythm_lags_s,
+    )
+    flat_frac, clip_frac, pops, artifact = _sample_detectors(
+        x, raw, raw_high, raw_low, np.where(rhythmic, 0.0, ptp), sfreq, config, pmin, pmax
+    )
     if finite is not None:
         artifact.append(~finite)
     freqs, psd = welch(x, sfreq, DEFAULT_SEGMENT_S) if spectrum is None else (spectrum.freqs, spectrum.psd)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         snr, muscle, line_db = spectral_metrics(freqs, psd, sfreq, config)
-        score = channel_scores(config, snr, flat_frac, clip_frac, ptp, muscle, line_db, pops)
+        score = channel_scores(config, snr, flat_frac, clip_frac, ptp, muscle, line_db, pops, rhythmic)
     # The per-channel arrays (n_windows, n_chans), by QualityReport's field names without "channel_".
     channel = {
         "measured": measured,
@@ -115,13 +126,15 @@ def compute_quality_batch(
         "muscle_ratio": muscle,
         "line_noise_db": line_db,
         "pops": pops,
+        "rhythmic_field": rhythmic,
         "score": score,
     }
     metrics = _window_metrics(finite, artifact, channel)
+    extents = _local_extents(channel, config)
     reports = []
     for w in range(len(data)):
         window_metrics = {name: values[w] for name, values in metrics.items()}
-        rule_score, flags = window_rules(window_metrics, config)
+        rule_score, flags = window_rules(window_metrics, config, {rule: e[w] for rule, e in extents.items()})
         reports.append(
             QualityReport(
                 **window_metrics,
@@ -240,8 +253,29 @@ def _window_metrics(
             else np.array([channel_score[w][measured[w]].mean() for w in range(n_windows)])
         ),
         "artifact_ratio": artifact_ratio,
+        "artifact_ptp_uv": _largest(channel["ptp_uv"], measured & ~channel["rhythmic_field"]),
+        "rhythmic_ptp_uv": _largest(channel["ptp_uv"], measured & channel["rhythmic_field"]),
     }
     return {name: np.asarray(values, dtype=np.float64).tolist() for name, values in metrics.items()}
+
+
+def _largest(values: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """(n_windows,) the largest of ``values`` (n_windows, n_chans) where ``where``; 0 where none."""
+    return np.where(where, values, 0.0).max(axis=1)
+
+
+def _local_extents(channel: dict[str, np.ndarray], config: QualityConfig) -> dict[str, np.ndarray]:
+    """Per :data:`~pipelines.quality.rules.LOCAL_RULES` rule, (n_windows,) the share of measured
+    channels whose own metric crosses the rule's threshold (a pop: one or more)."""
+    measured = channel["measured"]
+    n_measured = measured.sum(axis=1)
+    crossing = {
+        "muscle": channel["muscle_ratio"] >= config.max_muscle_ratio,
+        "line_noise": np.nan_to_num(channel["line_noise_db"], nan=-np.inf) >= config.max_line_noise_db,
+        "electrode_pop": channel["pops"] >= 1,
+        "high_amplitude": (channel["ptp_uv"] >= config.max_ptp_uv) & ~channel["rhythmic_field"],
+    }
+    return {rule: (mask & measured).sum(axis=1) / n_measured for rule, mask in crossing.items()}
 
 
 def _max_median(values: np.ndarray, measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

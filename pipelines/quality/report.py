@@ -13,7 +13,8 @@ from eegfm.pipelines.features import WindowSpectrum
 
 QUALITY_NAMES: tuple[str, ...] = tuple(
     "nonfinite_fraction snr_db flat_fraction clip_fraction ptp_uv ptp_uv_median muscle_ratio line_noise_db "
-    "pop_channels bad_channel_fraction channel_quality artifact_ratio rule_score".split()
+    "pop_channels bad_channel_fraction channel_quality artifact_ratio rule_score artifact_ptp_uv "
+    "rhythmic_ptp_uv".split()
 )
 
 
@@ -35,6 +36,8 @@ class QualityReport:
     bad_channel_fraction: float
     channel_quality: float
     artifact_ratio: float
+    artifact_ptp_uv: float
+    rhythmic_ptp_uv: float
     rule_score: float
     artifact_score: float
     flags: tuple[str, ...]
@@ -46,6 +49,7 @@ class QualityReport:
     channel_muscle_ratio: np.ndarray
     channel_line_noise_db: np.ndarray
     channel_pops: np.ndarray
+    channel_rhythmic_field: np.ndarray
     channel_score: np.ndarray
     ae_score: float | None = None
     spectrum: WindowSpectrum | None = dataclasses.field(default=None, repr=False, compare=False)

@@ -201,3 +201,42 @@ def test_band_features_from_a_shared_psd():
     np.testing.assert_array_equal(band_features_from_psd(reports[0].spectrum.freqs, batch), shared)
     with pytest.raises(ValueError, match=r"psd: expected shape \(n_chans, n_freqs\)"):
         band_features_from_psd(freqs, psd[:, :-1])
+
+
+def _pipeline_windows(path) -> np.ndarray:
+    from eegfm.pipelines.datasets import discover
+    from eegfm.pipelines.process import PreprocessConfig, Window, process_recording
+
+    config = PreprocessConfig()
+    items = discover([str(path)], dataset="edf")[0]  # 10 s windows sliding over the whole recording
+    events = process_recording(items[0], b"k" * 32, config, config.config_hash())
+    return np.stack([e.record.eeg.astype(np.float64)[:, :N_TIMES] for e in events if isinstance(e, Window)])
+
+
+def test_another_corpus_reads_clean_against_its_own_recording_and_its_artifacts_still_show(data, shared_data):
+    """Fitted on eegmat, the detector finds every window of another amplifier's recording (eegmmi,
+    eyes open, 160 Hz, five times eegmat's amplitude) unlike its fitting corpus; scored against the
+    recording itself, its clean windows read clean and the windows given artifacts (as large against
+    its background as the eegmat tests' against eegmat's) stand out."""
+    model = data[0]
+    windows = _pipeline_windows(shared_data / "eegmmi" / "S001R03.edf")
+    assert windows.shape[1:] == (19, N_TIMES)
+    features = band_features(windows)
+    assert np.mean(model.score_features(features) >= 0.5) >= 0.9 and model.novelty(features) > model.z_center
+    assert np.mean(model.score_recording(features) >= 0.5) <= 0.1
+    for kind in ("muscle", "flat"):
+        dirty = 5.0 * _inject(windows[:3] / 5.0, kind, np.random.default_rng(0))
+        scores = model.score_recording(np.concatenate([band_features(dirty), features[3:]]))
+        assert (scores[:3] >= 0.5).all(), kind
+        assert np.mean(scores[3:] >= 0.5) <= 0.1
+
+
+def test_in_its_fitting_domain_a_recording_scores_as_against_the_corpus(data):
+    model, _, test_windows = data
+    features = band_features(test_windows[:30])
+    assert np.mean(model.score_recording(features) >= 0.5) <= 0.05
+    dirty = _inject(test_windows[:3], "muscle", np.random.default_rng(1))
+    with_dirty = np.concatenate([band_features(dirty), features[3:]])
+    assert (model.score_recording(with_dirty)[:3] >= 0.5).all() and (model.score_features(with_dirty)[:3] >= 0.5).all()
+    few = features[:2]  # too few windows to stand for their recording: scored against the corpus
+    np.testing.assert_array_equal(model.score_recording(few), model.score_features(few))

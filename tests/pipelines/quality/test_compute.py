@@ -16,6 +16,7 @@ from eegfm.pipelines.quality import (
     compute_quality_batch,
     validate_window,
 )
+from eegfm.pipelines.quality.physiology import rhythmic_field
 from tests.pipelines.quality.conftest import N_TIMES, SFREQ
 
 
@@ -128,7 +129,11 @@ def _reference_quality(
             ((raw >= hi - tol) | (raw <= lo + tol)) & (hi > lo), max(2, round(cfg.clip_min_duration_s * sfreq))
         )
     pops, pop_spans = _ref_pops(x, sfreq, cfg)
-    excursion = np.abs(x - x.mean(axis=1, keepdims=True)) > cfg.max_abs_uv
+    # rhythmic activity with a field (tests/pipelines/quality/test_physiology.py checks the detector)
+    rhythmic = rhythmic_field(
+        x[None], sfreq, measured[None], cfg.field_min_correlation, cfg.rhythm_min_autocorrelation, cfg.rhythm_lags_s
+    )[0]
+    excursion = (np.abs(x - x.mean(axis=1, keepdims=True)) > cfg.max_abs_uv) & ~rhythmic[:, None]
     artifact = flat | clipped | pop_spans | excursion | ~finite
 
     freqs, psd = welch(x, sfreq, nperseg=min(n_times, round(2.0 * sfreq)))
@@ -160,13 +165,14 @@ def _reference_quality(
         "channel_muscle_ratio": muscle,
         "channel_line_noise_db": line_db,
         "channel_pops": pops,
+        "channel_rhythmic_field": rhythmic,
     }
     severity = np.stack(
         [
             _ref_severity(snr, cfg.min_snr_db, "min", "db"),
             _ref_severity(flat.mean(axis=1), cfg.max_flat_fraction, "max", "ratio"),
             _ref_severity(clipped.mean(axis=1), cfg.max_clip_fraction, "max", "ratio"),
-            _ref_severity(ptp, cfg.max_ptp_uv, "max", "ratio"),
+            np.where(rhythmic, 0.0, _ref_severity(ptp, cfg.max_ptp_uv, "max", "ratio")),
             _ref_severity(ptp, cfg.min_ptp_uv, "min", "ratio"),
             _ref_severity(muscle, cfg.max_muscle_ratio, "max", "ratio"),
             _ref_severity(line_db, cfg.max_line_noise_db, "max", "db"),
@@ -194,13 +200,25 @@ def _reference_quality(
         "bad_channel_fraction": (channel["channel_score"][measured] <= 0.5).mean(),
         "channel_quality": channel["channel_score"][measured].mean(),
         "artifact_ratio": artifact[measured].mean(),
+        "artifact_ptp_uv": float(ptp[measured & ~rhythmic].max(initial=0.0)),
+        "rhythmic_ptp_uv": float(ptp[measured & rhythmic].max(initial=0.0)),
+    }
+    # local rules weigh by the share of measured channels crossing their threshold
+    crossing = {
+        "muscle": muscle >= cfg.max_muscle_ratio,
+        "line_noise": np.nan_to_num(line_db, nan=-np.inf) >= cfg.max_line_noise_db,
+        "electrode_pop": pops >= 1,
+        "high_amplitude": (ptp >= cfg.max_ptp_uv) & ~rhythmic,
     }
     flags, penalties = [], []
     for rule, (metric, field, direction, kind) in RULES.items():
         s = float(_ref_severity(metrics[metric], getattr(cfg, field), direction, kind))
-        penalties.append(min(1.0, s / 2))
+        extent = (crossing[rule] & measured).sum() / measured.sum() if rule in crossing else 1.0
+        penalties.append(min(1.0, s / 2) * min(1.0, extent / cfg.full_extent_fraction))
         if s >= 1:
             flags.append(rule)
+    if metrics["rhythmic_ptp_uv"] >= cfg.rhythmic_min_ptp_uv:
+        flags.append("rhythmic_high_amplitude")
     metrics["rule_score"] = max(penalties)
     return {**metrics, **channel, "flags": tuple(flags)}
 

@@ -12,7 +12,8 @@ from tests.pipelines.quality.conftest import SFREQ
 
 def test_quality_names_are_the_pinned_contract():
     # The manifest records these names and the TFRecord `quality` vector follows this order:
-    # changing them is a data-contract change.
+    # changing them is a data-contract change; names are only ever appended, so a reader of an
+    # earlier manifest's positions still finds its metrics where they were.
     assert QUALITY_NAMES == (
         "nonfinite_fraction",
         "snr_db",
@@ -27,6 +28,8 @@ def test_quality_names_are_the_pinned_contract():
         "channel_quality",
         "artifact_ratio",
         "rule_score",
+        "artifact_ptp_uv",
+        "rhythmic_ptp_uv",
     )
 
 

@@ -7,29 +7,53 @@ import pytest
 
 from eegfm.core.config import ConfigError
 from eegfm.pipelines.quality import RULES, QualityConfig, compute_quality, validate_window
+from eegfm.pipelines.quality.rules import LOCAL_RULES
 from tests.pipelines.quality.conftest import N_TIMES
 
 
-def test_rule_score_reaches_half_exactly_when_a_rule_fires(clean_windows):
+def test_rule_score_reaches_half_when_an_artifact_covers_the_window(clean_windows):
     rng = np.random.default_rng(3)
     reports = [compute_quality(w) for w in clean_windows[:12]]
-    reports.append(compute_quality(clean_windows[0] * 8))  # high amplitude
+    reports.append(compute_quality(clean_windows[0] * 8))  # high amplitude, but rhythmic with a field
     reports.append(compute_quality(20 * rng.standard_normal((19, N_TIMES))))
     reports.append(compute_quality(np.zeros((19, N_TIMES))))
     assert any(r.flags for r in reports) and any(not r.flags for r in reports)
     for r in reports:
-        assert (r.rule_score >= 0.5) == bool(r.flags)
+        artifacts = [f for f in r.flags if f in RULES]
+        assert (r.rule_score >= 0.5) <= bool(artifacts)  # a score of half names its rule
+        if any(f not in LOCAL_RULES for f in artifacts):  # a whole-window rule always reaches half
+            assert r.rule_score >= 0.5
         assert 0.0 <= r.rule_score <= 1.0
         measured_bad = r.channel_score[r.channel_measured] <= 0.5
         assert r.bad_channel_fraction == pytest.approx(measured_bad.mean())
+    assert "rhythmic_high_amplitude" in reports[12].flags and "high_amplitude" not in reports[12].flags
 
 
-def test_high_amplitude_reason_names_metric_threshold_and_value(window):
-    report = compute_quality(window * 20)
-    keep, reasons = validate_window(report)
+@pytest.mark.parametrize("n_channels, flagged", [(1, False), (2, False), (5, True), (19, True)])
+def test_a_local_rule_weighs_by_the_channels_it_covers(window, n_channels, flagged):
+    """Broadband muscle (white noise, 50 uV RMS) on a few electrodes fires the muscle rule; the
+    window counts as an artifact only once a quarter of its channels carry it."""
+    noisy = window.astype(np.float64).copy()
+    noisy[:n_channels] += 50.0 * np.random.default_rng(0).standard_normal((n_channels, N_TIMES))
+    report = compute_quality(noisy)
+    assert "muscle" in report.flags
+    extent = min(1.0, n_channels / 19 / QualityConfig().full_extent_fraction)
+    assert (report.rule_score >= 0.5) == flagged
+    assert report.rule_score <= extent + 1e-9
+
+
+def test_high_amplitude_on_one_electrode_is_flagged_and_named_when_rejected(window):
+    """An excursion of one electrode (no field) is a high-amplitude artifact: flagged, kept by
+    default, and named with its metric, value and threshold when ``reject_on`` asks to drop it."""
+    bad = window.astype(np.float64).copy()
+    bad[5] += np.where(np.arange(N_TIMES) > 900, 1500.0, 0.0) * np.exp(-np.arange(N_TIMES) / 4000)
+    report = compute_quality(bad)
+    assert "high_amplitude" in report.flags and report.artifact_ptp_uv >= 1000
+    assert validate_window(report)[0]  # amplitude alone never drops a window by default
+    keep, reasons = validate_window(report, QualityConfig(reject_on=("high_amplitude",)))
     assert not keep
     reason = next(r for r in reasons if r.startswith("high_amplitude"))
-    assert f"ptp_uv={report.ptp_uv:.4g}" in reason and "max_ptp_uv=1000" in reason
+    assert f"artifact_ptp_uv={report.artifact_ptp_uv:.4g}" in reason and "max_ptp_uv=1000" in reason
 
 
 def test_config_validation_and_round_trip():

@@ -15,7 +15,8 @@ EXPECTED = {
     "test_bdf_stim_channel Curry 8.cdt": ("quarantined", "only 3 of the 19 10-20 channels are present (C3, C4, Cz)"),
     "test_bdf_stim_channel Curry 8.cdt.cef": ("ignored", "Curry part of the recording"),
     "test_bdf_stim_channel Curry 8.cdt.dpa": ("ignored", "Curry part of the recording"),
-    "test_eximia.nxe": ("quarantined", "no usable windows: all 1 windows rejected (high_amplitude x1)"),
+    # about 10^8 uV as MNE reads this test file: beyond what a float16 record can hold
+    "test_eximia.nxe": ("quarantined", "no usable windows: all 1 windows rejected (amplitude x1)"),
     "test_raw_chanloc.set": ("quarantined", "recording shorter than one window (3.0 s of EEG)"),
     "test_raw_chanloc.fdt": ("ignored", "data part of another recording (.fdt)"),
     "test_generator_2.bdf": ("quarantined", "only 0 of the 19 10-20 channels are present"),
