@@ -9,8 +9,9 @@ and fake patient identifiers planted in the EDF headers. Layout of OUTPUT::
       corpus.json          seed, configuration, site profiles (no identifiers), counts, conventions
       truth.jsonl          per recording: ids, site, patient_id, sfreq, duration, line_freq,
                            reference, recorded/missing channels and labels, episodes [{class,
-                           start_s, end_s, strength, hemisphere, focus, params}], labeled windows
-                           with votes (no identifiers)
+                           start_s, end_s, strength, hemisphere, focus, params}], background
+                           `states` [{state: closed|open|drowsy|sleep, start_s, end_s}], labeled
+                           windows with votes (no identifiers)
       identifiers.json     the planted fake identities per recording, with the header fields,
                            annotation texts and `search_strings` to byte-search outputs for.
                            NOT a pipeline input.
@@ -27,6 +28,9 @@ both parquet files of a recording share time 0. HMS parquet files hold the whole
 200 Hz in canonical order, rounded to 0.01 µV, NaN for channels (and ``EKG``) a site lacks.
 ``expert_consensus`` is the most voted class, ties to the earlier of Seizure, LPD, GPD, LRDA,
 GRDA, Other. ids derive from the seed and the recording's (site, subject, session).
+
+``--realism --against NAME=DIR[:STATE[:GLOB]]`` instead compares the simulated background with
+real corpora (:mod:`~pipelines.simulate.realism`).
 
 The same arguments give byte-identical files (no wall-clock times; every random stream is keyed
 by its purpose, :mod:`~pipelines.simulate.rng`); recordings are rendered in bounded chunks.

@@ -1,4 +1,6 @@
-"""``eegfm-simulate`` / ``python -m eegfm.pipelines.simulate``: write a simulated multi-site EEG corpus.
+"""``eegfm-simulate`` / ``python -m eegfm.pipelines.simulate``: write a simulated multi-site EEG corpus,
+or with ``--realism`` compare the simulated background with real corpora
+(:mod:`~pipelines.simulate.realism`).
 
 Every argument is validated before anything is written; a bad one prints exactly one line,
 ``eegfm-simulate: error: --flag: what is allowed; got what``, and exits with status 2.
@@ -139,8 +141,8 @@ def build_parser() -> OneLineParser:
         help="directory to create (required); it must not exist or be empty unless --overwrite. "
         "Files are staged in a hidden sibling directory and moved into place at the end.",
     )
-    for flag, parse, default, metavar, help_text in _CORPUS_OPTIONS:
-        add(flag, type=parse, default=default, metavar=metavar, help=help_text)
+    for flag, parse, _default, metavar, help_text in _CORPUS_OPTIONS:
+        add(flag, type=parse, default=None, metavar=metavar, help=help_text)
     add(
         "--overwrite",
         action="store_true",
@@ -148,7 +150,48 @@ def build_parser() -> OneLineParser:
         "the new one is complete)",
     )
     add("--quiet", action="store_true", help="no progress bar, log lines or summary on stdout")
+    _add_realism_options(parser)
     return parser
+
+
+# With --realism, the simulated corpus is small unless these flags are given.
+REALISM_DEFAULTS = {"sites": 4, "subjects_per_site": 2, "minutes": 3.0}
+
+
+def _add_realism_options(parser: OneLineParser) -> None:
+    group = parser.add_argument_group(
+        "realism report",
+        "--realism writes OUTPUT/realism.json, realism.md and realism.png: the simulated background "
+        "(windows inside 'Other' episodes; eyes state from truth.jsonl) against each real corpus, on "
+        "statistics of the pipeline's own preprocessed 10 s windows. Real corpora are named by NAME "
+        "and their files only counted.",
+    )
+    group.add_argument(
+        "--realism",
+        action="store_true",
+        help="write the realism report to OUTPUT instead of a corpus (OUTPUT may exist; the three "
+        "report files are replaced). Without --simulated it simulates a small background corpus "
+        "(default --sites 4 --subjects-per-site 2 --minutes 3, --seed applies)",
+    )
+    group.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="NAME=DIR[:STATE[:GLOB]]",
+        help="a real corpus (repeat for several; at least one with --realism): NAME labels it in the "
+        "report (letters, digits, - and _); DIR is searched recursively for .edf/.bdf/.parquet/.fif/"
+        ".set/.vhdr/.cnt files, or only for GLOB relative to DIR (e.g. 'Subject*_1.edf', "
+        "'train_eegs/*.parquet'); STATE is the eyes state of all its recordings: closed, open or "
+        "unknown (default; counts for the state-free statistics only). "
+        "Example: --against eegmat_rest=../shared/data/eegmat:closed:Subject*_1.edf",
+    )
+    group.add_argument(
+        "--simulated",
+        type=user_file_path,
+        default=None,
+        metavar="DIR",
+        help="an existing simulated corpus (with truth.jsonl and edf/) to compare instead of simulating one",
+    )
 
 
 def _load_site_profiles(path: Path | None, parser: OneLineParser) -> tuple:
@@ -207,9 +250,63 @@ def _summary(result, config) -> str:
     return "\n".join(lines)
 
 
+def _realism(args: argparse.Namespace, parser: OneLineParser) -> int:
+    """The realism report (``--realism``); one-line errors naming the flag."""
+    from eegfm.pipelines.simulate import realism  # numpy: only once the arguments pass
+
+    if not args.against:
+        parser.error("argument --against: at least one real corpus is required with --realism")
+    if args.output.exists() and not args.output.is_dir():
+        parser.error(f"argument --output: expected a directory path; {args.output} is an existing file")
+    if args.simulated is not None and not (args.simulated / "truth.jsonl").is_file():
+        parser.error(
+            f"argument --simulated: expected a simulated corpus directory with truth.jsonl; got {args.simulated}"
+        )
+    try:
+        specs = [realism.parse_spec(text) for text in args.against]
+        for spec in specs:
+            spec.files()
+    except realism.SpecError as err:
+        parser.error(f"argument --against: {err}")
+    if len({s.name for s in specs}) != len(specs):
+        parser.error(f"argument --against: corpus names must be unique; got {[s.name for s in specs]}")
+    setup_logging("ERROR")
+    options = {name: getattr(args, name) for name in REALISM_DEFAULTS}
+
+    def progress(items, desc):
+        items = list(items)
+        return tqdm(items, desc=desc, unit="file", file=sys.stderr, disable=args.quiet, leave=False)
+
+    try:
+        report = realism.run_report(
+            specs, args.output, simulated=args.simulated, sim_options={**options, "seed": args.seed}, progress=progress
+        )
+    except realism.SpecError as err:
+        flag = "--simulated" if args.simulated is not None and "simulated" in str(err) else "--against"
+        parser.error(f"argument {flag}: {err}")
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        inside = [c["inside"] for c in report["comparison"].values() if c["inside"] is not None]
+        print(
+            f"Realism report written to {args.output} (realism.json, realism.md, realism.png): "
+            f"{sum(inside)} of {len(inside)} statistics of the simulated background inside the real range."
+        )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    for flag, _parse, default, *_ in _CORPUS_OPTIONS:  # resolve the defaults the mode implies
+        name = flag[2:].replace("-", "_")
+        if getattr(args, name, None) is None:
+            setattr(args, name, REALISM_DEFAULTS[name] if args.realism and name in REALISM_DEFAULTS else default)
+    if args.realism:
+        return _realism(args, parser)
+    if args.against or args.simulated is not None:
+        parser.error("argument --against: --against and --simulated need --realism")
     try:
         check_output(args.output, args.overwrite)  # cheap checks first: no numerical imports
     except ConfigError as err:

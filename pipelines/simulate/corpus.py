@@ -265,7 +265,9 @@ def truth_record(plan: RecordingPlan, config: CorpusConfig) -> dict[str, Any]:
             "alpha_uv": round(plan.background.alpha_uv, 2),
             "broadband_uv": round(plan.background.broadband_uv, 2),
             "sleep_intervals": [list(i) for i in plan.background.sleep_intervals],
+            "spindles": len(plan.background.spindle_times),
         },
+        "states": plan.background.states(plan.duration_s),
         "artifacts": plan.artifacts.counts(),
         "episodes": [e.summary() for e in plan.episodes],
         "windows": [

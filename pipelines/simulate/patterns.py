@@ -1,24 +1,71 @@
-"""The six HMS classes as pure functions of absolute time (ACNS critical-care EEG terminology).
+"""The six HMS classes as pure functions of absolute time, following the ACNS Standardized Critical
+Care EEG Terminology (Hirsch et al., J Clin Neurophysiol 2021;38:1-29).
 
-Each pattern is ``f(t) -> (19, n)`` microvolts, every random choice fixed beforehand in an
-:class:`Episode`, so rendering in chunks equals rendering at once.
+Each pattern is ``f(t) -> (19, n)`` microvolts at the scalp (before any reference), every random
+choice fixed beforehand in an :class:`Episode` by :func:`draw_episode`, so rendering in chunks
+equals rendering at once. Amplitudes are peak-to-trough at the field maximum and grow linearly
+with the episode's ``strength`` (0..1; :mod:`~pipelines.simulate.votes` makes raters agree more
+on strong episodes), times a per-episode factor of 0.85-1.15.
 
-- **Seizure**: an evolving rhythm (frequency and amplitude change over seconds) starting around a
-  focus and spreading to neighbours at a finite speed, generalizing in some episodes.
-- **LPD** / **GPD**: periodic sharp waves at 0.5-2 Hz, over one hemisphere / bilateral and frontal.
-- **LRDA** / **GRDA**: rhythmic delta at 0.5-3 Hz, over one hemisphere / bilateral and frontal.
+- **Seizure** (ACNS electrographic seizure: epileptiform discharges averaging >2.5 Hz for >=10 s,
+  or any pattern with definite evolution lasting >=10 s; evolution = unequivocal sequential
+  changes in frequency, morphology or location). Episodes last >=50 s (plan.py) and evolve in all
+  three: onset either as low-voltage fast activity (35 %: 15-25 Hz, 15-40 µV, 1-3 s, confined to
+  the focus) followed by a rhythm, or as a rhythm building up directly; the rhythm starts at
+  theta/alpha (4.5-9 Hz) and slows toward 2.6-4 Hz (never <=2.5 Hz, so the >2.5 Hz criterion
+  holds throughout) with a time constant of 25-40 % of the duration; it grows from 20-35 % to
+  100 % of 100-500 µV (clinical ictal amplitudes), and turns from sinusoidal into spike-and-wave
+  (surface-negative spike of ~20-70 ms, then a slow wave) over the middle of the seizure. The
+  field starts over the focus and its neighbours (radius 0.25-0.4 on the unit head sphere,
+  neighbouring 10-20 electrodes are 0.5-0.8 apart) and spreads at 0.08-0.2 per second with a
+  Gaussian fall-off (width 0.8-1.2); 40 % generalize (the contralateral floor reaches 35-60 %).
+  Seizures of >=90 s end 6-15 s before the episode does, followed by post-ictal polymorphic delta
+  (0.5-2 Hz); labeled window centres never fall in the last 20 s of an episode (plan.py).
+- **LPD** / **GPD** (ACNS periodic discharges: relatively uniform morphology and duration, a
+  clearly discernible inter-discharge interval, recurring at nearly regular intervals, period
+  varying <50 % between consecutive cycles; >=6 cycles): discharges at 0.5-2.5 Hz (PDs averaging
+  >2.5 Hz for >=10 s would qualify as a seizure), interval jitter 3-10 % of the period (at most
+  60 ms),
+  discharge-to-discharge amplitude variation of ~10 %. Morphology: a sharp wave or spike with a
+  main phase of 60-200 ms at its base (ACNS sharpness: spiky <70 ms, sharp 70-200 ms),
+  biphasic (surface-negative, then a smaller positive phase) or triphasic (ACNS: 2-3 phases, each
+  longer than the previous, the positive phase highest; 50 % of GPDs, 15 % of LPDs), with an
+  after-going slow wave in half the episodes and the "+F" modifier (superimposed 12-20 Hz fast
+  activity) in 20 % of LPDs. Amplitude 50-300 µV (ACNS medium 50-199, high >=200 µV). LPDs are
+  lateralized (ACNS: unilateral, or bilateral synchronous but asymmetric: a contralateral
+  homologous field of <=30 % in 30 % of episodes); GPDs bilateral, symmetric and synchronous,
+  frontally predominant in 80 % (anterior >=50 % above posterior, ACNS "frontally predominant"),
+  midline predominant (parasagittal >=2x the temporal chain) in the others.
+- **LRDA** / **GRDA** (ACNS rhythmic delta activity: rhythmic activity >0.5 to <=4 Hz, uniform
+  morphology and duration with no interval between waves, >=6 cycles): 1.0-2.75 Hz (the typical
+  LRDA/GRDA range; GRDA includes FIRDA at 1.5-2.5 Hz), sharply contoured in part (a 2nd harmonic
+  of 10-35 %), frequency wandering by <=0.1 Hz and amplitude waxing and waning by <=40 %.
+  Amplitude 50-150 µV. Lateralized (same fields as LPDs) or generalized (as GPDs; FIRDA-like).
 - **Other**: none of the above (background, sleep, artifacts only); renders nothing.
+
+Fields are Gaussian in the distance on the unit head sphere from the focus (a smooth fall-off
+over neighbouring electrodes, 1 at the focus); generalized fields are left-right symmetric and
+lower over the temporal chain than parasagittally. The waveforms live in
+:mod:`~pipelines.simulate.waveforms`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_positions
+from eegfm.pipelines.simulate.waveforms import (  # noqa: F401 (re-exported)
+    discharge_waves,
+    rhythmic_delta,
+    seizure_frequency,
+    seizure_phase,
+    seizure_wave,
+    wavelet_support,
+    wavelets,
+)
 
 N_CHANS = len(CANONICAL_CHANNELS)
 _POS = canonical_positions()
@@ -26,6 +73,14 @@ _POS = canonical_positions()
 LEFT_FOCI = ("F7", "T3", "F3", "C3", "T5", "P3")
 RIGHT_FOCI = ("F8", "T4", "F4", "C4", "T6", "P4")
 EPISODE_RAMP_S = 3.0  # onset/offset taper of non-seizure patterns
+# Peak-to-trough amplitude ranges (µV at the field maximum), spanned by strength 0..1.
+PD_AMPLITUDE_UV = (50.0, 300.0)
+RDA_AMPLITUDE_UV = (50.0, 150.0)
+SEIZURE_AMPLITUDE_UV = (100.0, 500.0)
+PD_RATE_HZ = (0.5, 2.5)
+RDA_FREQ_HZ = (1.0, 2.75)
+SEIZURE_END_HZ = (2.6, 4.0)
+_SUMMARIZED = ("discharge_times", "discharge_gains")  # long lists reported as a count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +105,8 @@ class Episode:
         return self.end_s - self.start_s
 
     def summary(self) -> dict:
-        """A JSON-ready description (discharge times are summarized, not listed)."""
-        params = {k: v for k, v in self.params.items() if k != "discharge_times"}
+        """A JSON-ready description (per-discharge times and gains are counted, not listed)."""
+        params = {k: v for k, v in self.params.items() if k not in _SUMMARIZED}
         if "discharge_times" in self.params:
             params["n_discharges"] = len(self.params["discharge_times"])
         return {
@@ -77,16 +132,30 @@ def _jsonable(value):
     return value
 
 
+def distances_from(focus: str) -> np.ndarray:
+    """(19,) unit-sphere distance of every channel from ``focus``."""
+    return np.linalg.norm(_POS - _POS[CANONICAL_CHANNELS.index(focus)], axis=1)
+
+
 def focal_topography(focus: str, width: float = 0.55, floor: float = 0.0) -> np.ndarray:
     """(19,) Gaussian fall-off with unit-sphere distance from ``focus`` (1 at the focus)."""
-    dist = np.linalg.norm(_POS - _POS[CANONICAL_CHANNELS.index(focus)], axis=1)
-    return floor + (1.0 - floor) * np.exp(-0.5 * (dist / width) ** 2)
+    return floor + (1.0 - floor) * np.exp(-0.5 * (distances_from(focus) / width) ** 2)
 
 
-def generalized_topography(frontal_bias: float = 0.5) -> np.ndarray:
-    """(19,) left-right symmetric weights, largest frontally when ``frontal_bias`` > 0."""
-    front = _POS[:, 1]  # y axis points to the nose
-    weights = 1.0 + frontal_bias * front
+def lateralized_topography(focus: str, width: float, contralateral: float = 0.0) -> np.ndarray:
+    """(19,) a focal field plus, for bilateral asymmetric patterns, ``contralateral`` times the same
+    field mirrored onto the other hemisphere; maximum 1."""
+    mirror = _POS[CANONICAL_CHANNELS.index(focus)] * np.array([-1.0, 1.0, 1.0])
+    dist = np.linalg.norm(_POS - mirror, axis=1)
+    weights = focal_topography(focus, width) + contralateral * np.exp(-0.5 * (dist / width) ** 2)
+    return weights / weights.max()
+
+
+def generalized_topography(frontal_bias: float = 0.5, lateral_drop: float = 0.25) -> np.ndarray:
+    """(19,) left-right symmetric weights, largest frontally when ``frontal_bias`` > 0 and lower
+    toward the ears by ``lateral_drop``; maximum 1."""
+    x, front = _POS[:, 0], _POS[:, 1]  # x to the right ear, y to the nose
+    weights = (1.0 + frontal_bias * front) * (1.0 - lateral_drop * x**2)
     return weights / weights.max()
 
 
@@ -94,6 +163,18 @@ def taper(t: np.ndarray, start: float, end: float, ramp: float = EPISODE_RAMP_S)
     """Raised-cosine on/off envelope: 0 outside [start, end], 1 inside after ``ramp`` seconds."""
     x = np.clip(np.minimum(t - start, end - t) / ramp, 0.0, 1.0)
     return 0.5 - 0.5 * np.cos(np.pi * x)
+
+
+def smoothstep(x: np.ndarray) -> np.ndarray:
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (3.0 - 2.0 * x)
+
+
+def scaled_amplitude(rng: np.random.Generator, strength: float, bounds: tuple[float, float]) -> float:
+    """Peak-to-trough µV: ``bounds`` spanned by ``strength``, times 0.85-1.15, kept in ``bounds``."""
+    low, high = bounds
+    value = (low + (high - low) * float(np.clip(strength, 0.0, 1.0))) * float(rng.uniform(0.85, 1.15))
+    return float(np.clip(value, low, high))
 
 
 def event_train(
@@ -132,67 +213,67 @@ def event_train(
     return out
 
 
-def smoothstep(x: np.ndarray) -> np.ndarray:
-    x = np.clip(x, 0.0, 1.0)
-    return x * x * (3.0 - 2.0 * x)
-
-
-def sharp_wave(tau: np.ndarray, width_s: float) -> np.ndarray:
-    """A periodic discharge: a sharp transient of peak -1 at ``tau`` = 0 (surface-negative),
-    lasting about ``2 * width_s``, then a slow wave ~3 widths later with 40 % amplitude."""
-    sharp = -np.exp(-0.5 * (tau / (0.5 * width_s)) ** 2)
-    slow = 0.4 * np.exp(-0.5 * ((tau - 2.5 * width_s) / (1.3 * width_s)) ** 2)
-    return sharp + slow
-
-
-def rhythmic_delta(t: np.ndarray, freq: float, phase: float, wander: float = 0.4) -> np.ndarray:
-    """Quasi-sinusoidal delta with a slightly sharpened crest and slow phase wander."""
-    theta = 2 * np.pi * freq * t + phase + wander * np.sin(2 * np.pi * 0.031 * t + phase)
-    return np.sin(theta) + 0.25 * np.sin(2 * theta + 0.5 * np.pi)
-
-
-def seizure_phase(tau: np.ndarray, f_start: float, f_end: float, time_constant: float) -> np.ndarray:
-    """Phase (radians) of a rhythm whose frequency relaxes from ``f_start`` to ``f_end``: the exact
-    integral of :func:`seizure_frequency`, so the waveform is smooth however it is chunked."""
-    tau = np.maximum(tau, 0.0)
-    integral = f_end * tau + (f_start - f_end) * time_constant * (1.0 - np.exp(-tau / time_constant))
-    return 2 * np.pi * integral
-
-
-def seizure_frequency(tau: np.ndarray, f_start: float, f_end: float, time_constant: float) -> np.ndarray:
-    return f_end + (f_start - f_end) * np.exp(-np.maximum(tau, 0.0) / time_constant)
-
-
 def render_rhythmic_delta(episode: Episode, t: np.ndarray) -> np.ndarray:
-    """LRDA (focal topography) or GRDA (generalized topography)."""
+    """LRDA (lateralized field) or GRDA (generalized field), waxing and waning."""
     p = episode.params
-    wave = rhythmic_delta(t, p["freq_hz"], p["phase"]) * taper(t, episode.start_s, episode.end_s)
+    wave = rhythmic_delta(t, p["freq_hz"], p["phase"], p["wander_rad"], p["harmonic"])
+    wax = 1.0 - p["wax_depth"] * (0.5 - 0.5 * np.cos(2 * np.pi * t / p["wax_period_s"] + p["phase"]))
+    wave *= wax * taper(t, episode.start_s, episode.end_s)
     return np.outer(p["amplitude_uv"] * np.asarray(p["topography"]), wave)
 
 
 def render_periodic_discharges(episode: Episode, t: np.ndarray) -> np.ndarray:
-    """LPD or GPD: a train of sharp waves at the planned discharge times."""
+    """LPD or GPD: the episode's discharge waveform at the planned times, with per-discharge gains."""
     p = episode.params
-    width, times = p["discharge_width_s"], np.asarray(p["discharge_times"])
-    train = event_train(t, times, functools.partial(sharp_wave, width_s=width), before_s=2 * width, after_s=7 * width)
+    waves = p["waves"]
+    before, after = wavelet_support(waves)
+    train = event_train(
+        t,
+        np.asarray(p["discharge_times"]),
+        lambda tau: wavelets(tau, waves),
+        before_s=before,
+        after_s=after,
+        amplitudes=np.asarray(p["discharge_gains"]),
+    )
     train *= taper(t, episode.start_s, episode.end_s, ramp=1.0)
     return np.outer(p["amplitude_uv"] * np.asarray(p["topography"]), train)
 
 
+def seizure_field(episode: Episode, tau: np.ndarray) -> np.ndarray:
+    """(19, n) weight of every channel ``tau`` seconds into the seizure: recruited when the spreading
+    front (``onset_radius`` + ``spread_speed`` * tau) passes it, Gaussian fall-off from the focus,
+    a contralateral floor when the seizure generalizes."""
+    p = episode.params
+    dist = distances_from(episode.focus)
+    delays = np.maximum(dist - p["onset_radius"], 0.0) / p["spread_speed"]
+    recruited = smoothstep((tau[None, :] - delays[:, None]) / p["recruit_s"])
+    falloff = np.maximum(np.exp(-0.5 * (dist / p["field_width"]) ** 2), p["generalized_floor"])
+    return recruited * falloff[:, None]
+
+
 def render_seizure(episode: Episode, t: np.ndarray) -> np.ndarray:
-    """An evolving rhythm that starts at the focus and spreads at a finite speed."""
+    """Onset (low-voltage fast or rhythmic), an evolving rhythm spreading from the focus, and
+    optional post-ictal delta; see the module docstring for the ranges."""
     p = episode.params
     tau = t - episode.start_s
-    phase = seizure_phase(tau, p["f_start_hz"], p["f_end_hz"], p["freq_time_constant_s"])
-    progress = smoothstep(tau / (0.8 * episode.duration_s))
-    # Later in a seizure the waves sharpen (spike-wave-like): add a phase-locked 2nd harmonic.
-    wave = np.sin(phase) + 0.45 * progress * np.sin(2 * phase - 0.5 * np.pi)
-    growth = p["initial_fraction"] + (1.0 - p["initial_fraction"]) * progress
-    delays = np.asarray(p["onset_delay_s"])[:, None]
-    recruited = smoothstep((tau[None, :] - delays) / p["recruit_s"])
-    ending = taper(t, episode.start_s - 10.0, episode.end_s, ramp=2.0)
-    envelope = recruited * (growth * ending)[None, :]
-    return p["amplitude_uv"] * np.asarray(p["topography"])[:, None] * envelope * wave[None, :]
+    rhythm_tau = tau - p["rhythm_start_s"]
+    ictal_s = episode.duration_s - p["postictal_s"]
+    phase = seizure_phase(rhythm_tau, p["f_start_hz"], p["f_end_hz"], p["freq_time_constant_s"])
+    spikiness = p["spikiness"] * smoothstep((tau - 0.25 * ictal_s) / (0.4 * ictal_s))
+    growth = p["initial_fraction"] + (1.0 - p["initial_fraction"]) * smoothstep(rhythm_tau / (0.6 * ictal_s))
+    envelope = growth * smoothstep(rhythm_tau / 1.5) * (1.0 - smoothstep((tau - ictal_s + 1.5) / 1.5))
+    out = seizure_field(episode, tau) * (p["amplitude_uv"] * envelope * seizure_wave(phase, spikiness))[None, :]
+    if p["onset"] == "lvfa":
+        lvfa_env = smoothstep(tau / 0.5) * (1.0 - smoothstep((tau - p["rhythm_start_s"]) / 1.0))
+        lvfa = 0.5 * p["lvfa_uv"] * lvfa_env * np.sin(2 * np.pi * p["lvfa_hz"] * tau)
+        out += np.outer(focal_topography(episode.focus, p["onset_radius"] + 0.1), lvfa)
+    if p["postictal_s"] > 0:
+        after = tau - ictal_s
+        slow = sum(np.sin(2 * np.pi * f * after + ph) for f, ph in zip(p["postictal_hz"], p["postictal_phase"]))
+        gate = smoothstep(after / 1.5) * np.exp(-np.maximum(after, 0.0) / 20.0)
+        weights = np.exp(-0.5 * (distances_from(episode.focus) / p["field_width"]) ** 2)
+        out += np.outer(p["postictal_uv"] * weights, gate * slow / 3.0)
+    return out
 
 
 # "Other" has no renderer: it is background, sleep and artifacts only.
@@ -235,36 +316,66 @@ def draw_episode(
     if cls == "Other":
         return Episode(cls, start_s, end_s, strength)
     if cls in ("LRDA", "GRDA"):
-        params = {
-            "freq_hz": float(rng.uniform(0.75, 2.5)),
-            "phase": float(rng.uniform(0, 2 * np.pi)),
-            "amplitude_uv": 35.0 + 95.0 * strength,
-        }
+        params = _rda_params(rng, strength)
     elif cls in ("LPD", "GPD"):
-        rate = float(rng.uniform(0.5, 2.0))
-        jitter = float(rng.uniform(0.02, 0.08))
-        params = {
-            "rate_hz": rate,
-            "jitter": jitter,
-            "discharge_width_s": float(rng.uniform(0.035, 0.07)),
-            "amplitude_uv": 70.0 + 130.0 * strength,
-            "discharge_times": discharge_times(rng, start_s, end_s, rate, jitter),
-        }
+        params = _pd_params(rng, cls, start_s, end_s, strength)
     elif cls == "Seizure":
-        return _draw_seizure(rng, start_s, end_s, strength, side, focus)
+        return Episode("Seizure", start_s, end_s, strength, side, focus, _seizure_params(rng, start_s, end_s, strength))
     else:
         raise ValueError(f"cls: expected one of {', '.join(RENDERERS)}, Other; got {cls!r}")
-    if cls in ("LRDA", "LPD"):  # lateralized
-        params["topography"] = focal_topography(focus, width=float(rng.uniform(0.5, 0.7))).tolist()
+    if cls in ("LRDA", "LPD"):  # lateralized: unilateral, or bilateral asymmetric
+        contralateral = float(rng.uniform(0.1, 0.3)) if rng.random() < 0.3 else 0.0
+        width = float(rng.uniform(0.4, 0.65))
+        params.update(field_width=width, contralateral=contralateral)
+        params["topography"] = lateralized_topography(focus, width, contralateral).tolist()
         return Episode(cls, start_s, end_s, strength, side, focus, params)
-    params["topography"] = generalized_topography(float(rng.uniform(0.4, 0.8))).tolist()
+    if rng.random() < 0.8:  # frontally predominant
+        frontal, lateral = float(rng.uniform(0.3, 0.7)), float(rng.uniform(0.1, 0.35))
+    else:  # midline predominant
+        frontal, lateral = float(rng.uniform(0.05, 0.25)), float(rng.uniform(0.5, 0.7))
+    params.update(frontal_bias=frontal, lateral_drop=lateral)
+    params["topography"] = generalized_topography(frontal, lateral).tolist()
     return Episode(cls, start_s, end_s, strength, "bilateral", None, params)
+
+
+def _rda_params(rng: np.random.Generator, strength: float) -> dict:
+    return {
+        "freq_hz": float(rng.uniform(*RDA_FREQ_HZ)),
+        "phase": float(rng.uniform(0, 2 * np.pi)),
+        "wander_rad": float(rng.uniform(0.2, 1.4)),
+        "harmonic": float(rng.uniform(0.1, 0.35)),
+        "wax_depth": float(rng.uniform(0.0, 0.4)),
+        "wax_period_s": float(rng.uniform(4.0, 12.0)),
+        "amplitude_uv": scaled_amplitude(rng, strength, RDA_AMPLITUDE_UV),
+    }
+
+
+def _pd_params(rng: np.random.Generator, cls: str, start_s: float, end_s: float, strength: float) -> dict:
+    rate = float(rng.uniform(*PD_RATE_HZ))
+    jitter = min(float(rng.uniform(0.03, 0.1)), 0.06 * rate)  # at most 60 ms of interval jitter
+    lateral = cls == "LPD"
+    max_extent = 0.6 * 0.7 / rate  # 60 % of the shortest interval (0.7 periods)
+    waves, morphology, plus = discharge_waves(
+        rng, triphasic_p=0.15 if lateral else 0.5, plus_fast_p=0.2 if lateral else 0.0, max_extent_s=max_extent
+    )
+    times = discharge_times(rng, start_s, end_s, rate, jitter)
+    return {
+        "rate_hz": rate,
+        "jitter": jitter,
+        "morphology": morphology,
+        "plus": plus,
+        "waves": waves,
+        "amplitude_uv": scaled_amplitude(rng, strength, PD_AMPLITUDE_UV),
+        "discharge_times": times,
+        "discharge_gains": [round(float(g), 4) for g in np.exp(0.1 * rng.standard_normal(len(times)))],
+    }
 
 
 def discharge_times(
     rng: np.random.Generator, start_s: float, end_s: float, rate_hz: float, jitter: float
 ) -> list[float]:
-    """Discharge times at ``rate_hz`` with Gaussian period jitter (fraction of the period)."""
+    """Discharge times at ``rate_hz`` with Gaussian period jitter (fraction of the period), each
+    interval kept within 0.7-1.3 periods."""
     period = 1.0 / rate_hz
     n = int(np.ceil((end_s - start_s) * rate_hz)) + 2
     intervals = period * np.clip(1.0 + jitter * rng.standard_normal(n), 0.7, 1.3)
@@ -273,29 +384,30 @@ def discharge_times(
     return [round(float(x), 6) for x in times[times < end_s - 0.5]]
 
 
-def _draw_seizure(
-    rng: np.random.Generator, start_s: float, end_s: float, strength: float, side: str, focus: str
-) -> Episode:
+def _seizure_params(rng: np.random.Generator, start_s: float, end_s: float, strength: float) -> dict:
     duration = end_s - start_s
-    if rng.random() < 0.7:  # the classic course: low-voltage fast onset, then slower and larger
-        evolution, f_start, f_end = "slowing", float(rng.uniform(7.0, 11.0)), float(rng.uniform(2.5, 4.0))
-    else:  # rhythmic delta onset that accelerates into theta
-        evolution, f_start, f_end = "accelerating", float(rng.uniform(1.5, 2.5)), float(rng.uniform(5.0, 7.0))
-    generalizes = bool(rng.random() < 0.5)
-    speed = float(rng.uniform(0.08, 0.2))  # unit-sphere distance per second
-    dist = np.linalg.norm(_POS - _POS[CANONICAL_CHANNELS.index(focus)], axis=1)
-    topo = focal_topography(focus, width=0.8, floor=0.3 if generalizes else 0.05)
-    params = {
-        "evolution": evolution,
-        "f_start_hz": f_start,
-        "f_end_hz": f_end,
-        "freq_time_constant_s": float(duration * rng.uniform(0.25, 0.4)),
-        "amplitude_uv": 80.0 + 160.0 * strength,
-        "initial_fraction": float(rng.uniform(0.25, 0.4)),
-        "spread_speed": speed,
-        "generalizes": generalizes,
-        "recruit_s": 2.0,
-        "onset_delay_s": (dist / speed).tolist(),
-        "topography": topo.tolist(),
+    lvfa = bool(rng.random() < 0.35)
+    postictal = float(rng.uniform(6.0, min(15.0, 0.12 * duration))) if duration >= 90.0 and rng.random() < 0.6 else 0.0
+    ictal = duration - postictal
+    amplitude = scaled_amplitude(rng, strength, SEIZURE_AMPLITUDE_UV)
+    return {
+        "onset": "lvfa" if lvfa else "rhythmic",
+        "lvfa_hz": float(rng.uniform(15.0, 25.0)) if lvfa else 0.0,
+        "lvfa_uv": float(rng.uniform(15.0, 40.0)) if lvfa else 0.0,
+        "rhythm_start_s": float(rng.uniform(1.0, 3.0)) if lvfa else 0.0,
+        "f_start_hz": float(rng.uniform(4.5, 9.0)),
+        "f_end_hz": float(rng.uniform(*SEIZURE_END_HZ)),
+        "freq_time_constant_s": float(ictal * rng.uniform(0.25, 0.4)),
+        "amplitude_uv": amplitude,
+        "initial_fraction": float(rng.uniform(0.2, 0.35)),
+        "spikiness": float(rng.uniform(0.5, 1.0)),
+        "onset_radius": float(rng.uniform(0.25, 0.4)),
+        "spread_speed": float(rng.uniform(0.08, 0.2)),  # unit-sphere distance per second
+        "recruit_s": float(rng.uniform(2.0, 3.0)),
+        "field_width": float(rng.uniform(0.8, 1.2)),
+        "generalized_floor": float(rng.uniform(0.35, 0.6)) if rng.random() < 0.4 else 0.0,
+        "postictal_s": postictal,
+        "postictal_uv": 0.3 * amplitude if postictal else 0.0,
+        "postictal_hz": rng.uniform(0.5, 2.0, 3).tolist(),
+        "postictal_phase": rng.uniform(0, 2 * np.pi, 3).tolist(),
     }
-    return Episode("Seizure", start_s, end_s, strength, side, focus, params)

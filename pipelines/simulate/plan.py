@@ -177,21 +177,68 @@ def plan_patient(seed: int, site_index: int, subject_index: int, patient_id: int
     )
 
 
+# Eyes-open and eyes-closed blocks alternate (a technician asks for both); seconds.
+CLOSED_BLOCK_S = (30.0, 120.0)
+OPEN_BLOCK_S = (20.0, 60.0)
+DROWSY_S = (30.0, 90.0)
+SPINDLES_PER_MIN = 5.0
+
+
+def plan_eye_blocks(rng: np.random.Generator, duration_s: float) -> tuple[tuple[float, float], ...]:
+    """Eyes-open intervals: blocks alternating with eyes-closed ones from a random first state."""
+    intervals, t, is_open = [], 0.0, bool(rng.random() < 0.5)
+    while t < duration_s:
+        length = float(rng.uniform(*(OPEN_BLOCK_S if is_open else CLOSED_BLOCK_S)))
+        if is_open:
+            intervals.append((round(t, 2), round(min(t + length, float(duration_s)), 2)))
+        t, is_open = t + length, not is_open
+    return tuple(intervals)
+
+
+def plan_sleepiness(
+    rng: np.random.Generator, site: SiteProfile, duration_s: float
+) -> tuple[tuple[tuple[float, float], ...], tuple[tuple[float, float], ...], tuple[float, ...]]:
+    """(drowsy intervals, sleep intervals, spindle times): with ``site.sleep_probability`` one
+    drowsy stretch, followed in 60 % of those by a sleep-like one with spindles."""
+    if rng.random() >= site.sleep_probability:
+        return (), (), ()
+    drowsy_len = float(rng.uniform(*DROWSY_S))
+    sleep_len = float(rng.uniform(0.25, 0.5)) * duration_s if rng.random() < 0.6 else 0.0
+    begin = float(rng.uniform(0.0, max(0.0, duration_s - drowsy_len - sleep_len)))
+    drowsy_end = min(begin + drowsy_len, float(duration_s))
+    drowsy = ((round(begin, 2), round(drowsy_end, 2)),)
+    if sleep_len <= 0 or drowsy_end >= duration_s:
+        return drowsy, (), ()
+    sleep = ((round(drowsy_end, 2), round(min(drowsy_end + sleep_len, float(duration_s)), 2)),)
+    first, last = sleep[0][0] + 20.0, sleep[0][1] - 1.0
+    n_spindles = int(rng.poisson(max(0.0, last - first) / 60.0 * SPINDLES_PER_MIN))
+    spindles = tuple(sorted(round(float(x), 3) for x in rng.uniform(first, max(first, last), n_spindles)))
+    return drowsy, sleep, spindles
+
+
 def plan_background(rng: np.random.Generator, site: SiteProfile, duration_s: int) -> BackgroundParams:
-    sleep: tuple[tuple[float, float], ...] = ()
-    if rng.random() < site.sleep_probability:
-        length = float(rng.uniform(0.25, 0.5)) * duration_s
-        begin = float(rng.uniform(0.0, duration_s - length))
-        sleep = ((round(begin, 2), round(begin + length, 2)),)
+    """One recording's background, drawn around the site's amplitudes with the spread of
+    subjects in real corpora (see :mod:`~pipelines.simulate.background` for the measured range)."""
+    drowsy, sleep, spindles = plan_sleepiness(rng, site, duration_s)
     return BackgroundParams(
-        broadband_uv=site.background_uv * float(rng.uniform(0.8, 1.25)),
-        exponent=float(rng.uniform(1.4, 1.9)),
-        alpha_freq=float(rng.uniform(8.5, 11.5)),
-        alpha_uv=site.alpha_uv * float(rng.uniform(0.5, 1.4)),
+        broadband_uv=site.background_uv * float(rng.lognormal(0.0, 0.2)),
+        exponent=float(np.clip(rng.normal(1.75, 0.15), 1.3, 2.3)),
+        knee_hz=float(rng.uniform(1.5, 4.0)),
+        spatial_length=float(rng.uniform(1.8, 2.8)),
+        reference_uv=site.background_uv * float(rng.uniform(0.4, 0.8)),
+        alpha_freq=float(np.clip(rng.normal(10.5, 0.7), 8.0, 12.0)),
+        alpha_uv=site.alpha_uv * float(rng.lognormal(0.0, 0.35)),
         alpha_wax_period_s=float(rng.uniform(8.0, 20.0)),
         alpha_phase=float(rng.uniform(0, 2 * np.pi)),
-        sleep_delta_uv=float(rng.uniform(25.0, 45.0)),
+        open_alpha=float(rng.uniform(0.2, 0.4)),
+        theta_uv=float(rng.uniform(1.5, 4.0)),
+        drowsy_theta_uv=float(rng.uniform(5.0, 10.0)),
+        sleep_delta_uv=float(rng.uniform(20.0, 35.0)),
+        spindle_uv=float(rng.uniform(6.0, 12.0)),
+        open_intervals=plan_eye_blocks(rng, duration_s),
+        drowsy_intervals=drowsy,
         sleep_intervals=sleep,
+        spindle_times=spindles,
         channel_scale=tuple(float(x) for x in rng.lognormal(0.0, 0.1, len(CANONICAL_CHANNELS))),
     )
 
@@ -245,7 +292,9 @@ def plan_recording(
     key = (patient.site_index, patient.subject_index, session_index)
     episodes, windows = _plan_episodes(seed, key, site, classes, segments, duration_s)
     background = plan_background(rng_for(seed, "background", *key), site, duration_s)
-    artifacts = plan_artifacts(rng_for(seed, "artifacts", *key), duration_s, site, background.sleep_intervals)
+    artifacts = plan_artifacts(
+        rng_for(seed, "artifacts", *key), duration_s, site, background.sleep_intervals, background.open_intervals
+    )
     rng = rng_for(seed, "recording", *key)
     start = patient.first_visit + timedelta(
         days=session_index * int(rng.integers(1, 30)), seconds=int(rng.integers(0, 6 * 3600))

@@ -47,7 +47,7 @@ class RenderedChunk:
     aux: dict[str, np.ndarray]
 
 
-def linked_ears_weights(width: float = 0.6, pickup: float = 0.5) -> np.ndarray:
+def linked_ears_weights(width: float = 0.5, pickup: float = 0.5) -> np.ndarray:
     """(19,) weights giving the potential at linked ear electrodes from the scalp channels: an ear
     reference sees nearby (temporal) activity, which appears inverted in every channel."""
     pos = canonical_positions()
@@ -94,7 +94,8 @@ class RecordingRenderer:
         photic = render_photic(t, artifacts, out=scalp)
         ecg = render_ecg(t, artifacts)
         line = render_line_noise(t, artifacts, self.sfreq)
-        eeg = self._measure(scalp, ecg, line, t)
+        own = self._background.reference_activity(noise[N_NOISE - 1])
+        eeg = self._measure(scalp, ecg, line, t, own)
         # Auxiliary channels; their leads share the mains pick-up of Fp1/F3.
         gain = self.plan.site.gain
         aux_line = line[:2].mean(axis=0)
@@ -109,12 +110,14 @@ class RecordingRenderer:
         self.position += n_times
         return RenderedChunk(start_sample=start, eeg=eeg, aux=aux)
 
-    def _measure(self, scalp: np.ndarray, ecg: np.ndarray, line: np.ndarray, t: np.ndarray) -> np.ndarray:
+    def _measure(
+        self, scalp: np.ndarray, ecg: np.ndarray, line: np.ndarray, t: np.ndarray, own: np.ndarray
+    ) -> np.ndarray:
         artifacts = self.plan.artifacts
         eeg = scalp  # modified in place from here on
         eeg += self._ecg_leak[:, None] * ecg[None, :]
         if self.plan.site.reference == "common":
-            reference = self._reference @ eeg + REFERENCE_ECG_LEAK * ecg
+            reference = self._reference @ eeg + REFERENCE_ECG_LEAK * ecg + own
         else:
             reference = eeg[self._recorded].mean(axis=0)
         eeg -= reference[None, :]

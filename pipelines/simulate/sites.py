@@ -54,8 +54,8 @@ class SiteProfile(Config):
     prefiltering: str = ""
     transducer: str = ""
     equipment: str = "X"
-    background_uv: float = 22.0
-    alpha_uv: float = 18.0
+    background_uv: float = 9.5
+    alpha_uv: float = 13.0
     blink_rate_per_min: float = 8.0
     muscle_rate_per_min: float = 1.5
     pop_rate_per_min: float = 0.5
