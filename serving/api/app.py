@@ -1,4 +1,5 @@
-"""eegfm-serve's routes (FastAPI): predictions, the model's description, probes, metrics, docs.
+"""eegfm-serve's routes (FastAPI): predictions, explanations, EEG traces, the model's description,
+probes, metrics, docs, the page.
 
 Every error is a JSON ``{"error": message, "status": code}`` whose message names the field, header or
 limit at fault; a request whose body may be unread is answered with ``Connection: close``.
@@ -7,6 +8,7 @@ limit at fault; a request whose body may be unread is answered with ``Connection
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import shutil
 import tempfile
@@ -30,6 +32,8 @@ from eegfm.serving.api.metrics import Metrics, MetricsMiddleware
 from eegfm.serving.api.service import MAX_BATCH_FILES, PredictionService
 from eegfm.serving.api.signals import SignalsError, SignalsRequest, parse_signals
 from eegfm.serving.api.stopping import STOP, CloseWhenStopping, StoppingError, before_stop
+from eegfm.serving.api.traces import MAX_SECONDS as MAX_TRACE_SECONDS
+from eegfm.serving.api.traces import TraceService
 from eegfm.serving.api.uploads import BodyGuard, UploadError, save_body, upload_extension
 
 log = get_logger(__name__)
@@ -137,6 +141,7 @@ def create_app(service: PredictionService, api_keys: frozenset[str] | None, metr
     _add_batch(app, service)
     _add_page(app)
     _add_explain(app, ExplainService(service.predictor, service.limits))
+    _add_traces(app, TraceService(service.predictor, service.limits))
     return app
 
 
@@ -150,8 +155,8 @@ def _add_error_handlers(app: FastAPI) -> None:
         message = str(err.detail)
         if err.status_code == 404:
             message = (
-                "no such endpoint; expected / (the page), /v1/predict, /v1/predict_batch, /v1/explain, /v1/model, "
-                "/health, /ready, /metrics"
+                "no such endpoint; expected / (the page), /v1/predict, /v1/predict_batch, /v1/explain, /v1/traces, "
+                "/v1/model, /health, /ready, /metrics"
             )
         elif err.status_code == 405:
             message = f"method {request.method}: not allowed here (see /openapi.json)"
@@ -366,21 +371,53 @@ def _add_explain(app: FastAPI, explainer: ExplainService) -> None:
         ] = 8,
         resolution_s: Annotated[float, Query(ge=0.05, le=10.0, description="the maps' time bins (seconds)")] = 0.25,
     ):
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        with tempfile.TemporaryDirectory(prefix="eegfm-upload-", ignore_cleanup_errors=True) as tmp:
-            folder = Path(tmp) / "upload"
-            folder.mkdir()
-            try:
-                path, ext = await _saved_upload(request, kind, folder, filename, service_limits=explainer.limits)
-                reply = await _in_thread(explainer.explain_file, path, ext, window, steps, resolution_s)
-            except ValueError as err:
-                return _error(400, str(err), close=True)
-            except (UploadError, HTTPException):
-                raise
-            except Exception as err:  # a fault of the server's: the client learns what failed
-                log.exception("explanation failed")
-                return _error(500, f"explanation failed: {type(err).__name__}", close=True)
-        return JSONResponse(reply)
+        work = functools.partial(explainer.explain_file, window=window, steps=steps, resolution_s=resolution_s)
+        return await _answer_upload(request, filename, explainer.limits, "explanation", work)
+
+
+def _add_traces(app: FastAPI, tracer: TraceService) -> None:
+    @app.post(
+        "/v1/traces",
+        summary="a span of a recording's EEG in the double-banana bipolar montage, as the model saw it",
+        description="The 18 longitudinal bipolar derivations (Fp1-F7 ... Cz-Pz) of the pipeline's "
+        "preprocessed 19-channel 256 Hz windows, for at most "
+        f"{MAX_TRACE_SECONDS:g} s from start_s: each derivation's samples as base64 little-endian int16 "
+        "(value in µV = integer x encoding.scale_uv; encoding.missing where no window holds the sample), "
+        "with the stretches where it involves an interpolated electrode and why. Same upload as /v1/explain.",
+        dependencies=[Depends(_authorized)],
+        openapi_extra=PREDICT_BODY_FILES,
+        responses=ERRORS,
+    )
+    async def traces(
+        request: Request,
+        start_s: Annotated[float, Query(ge=0, description="the span's start, seconds into the recording")] = 0.0,
+        seconds: Annotated[
+            float, Query(gt=0, le=MAX_TRACE_SECONDS, description="the span's length in seconds (clipped at the end)")
+        ] = 10.0,
+        filename: Annotated[str, Query(description="a raw body's file name: its extension gives the format")] = "",
+    ):
+        work = functools.partial(tracer.traces_file, start_s=start_s, seconds=seconds)
+        return await _answer_upload(request, filename, tracer.limits, "traces", work)
+
+
+async def _answer_upload(request: Request, filename: str, limits, what: str, work) -> JSONResponse:
+    """``work(path, ext)``'s reply for the recording uploaded with ``request`` (multipart field
+    ``file``, or a raw body named by ``filename``), saved in a folder removed afterwards."""
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    with tempfile.TemporaryDirectory(prefix="eegfm-upload-", ignore_cleanup_errors=True) as tmp:
+        folder = Path(tmp) / "upload"
+        folder.mkdir()
+        try:
+            path, ext = await _saved_upload(request, kind, folder, filename, service_limits=limits)
+            reply = await _in_thread(work, path, ext)
+        except ValueError as err:
+            return _error(400, str(err), close=True)
+        except (UploadError, HTTPException):
+            raise
+        except Exception as err:  # a fault of the server's: the client learns what failed
+            log.exception("%s failed", what)
+            return _error(500, f"{what} failed: {type(err).__name__}", close=True)
+    return JSONResponse(reply)
 
 
 async def _saved_upload(request: Request, kind: str, folder: Path, filename: str, service_limits) -> tuple[Path, str]:

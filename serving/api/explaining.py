@@ -14,15 +14,14 @@ the CPU for seconds), never inside the predictions' model lock.
 
 from __future__ import annotations
 
-import secrets
 import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from eegfm.core.config import ConfigError
-from eegfm.serving.api.uploads import UploadError, expand_upload
+from eegfm.serving.api.uploads import UploadError
+from eegfm.serving.api.windows import recording_item, window_in_time_order
 
 MAX_STEPS = 32  # integrated-gradient points per piece of the path a client may ask for
 
@@ -50,15 +49,9 @@ class ExplainService:
         """The reply for window ``window`` of the upload saved at ``path``; UploadError 422 naming the
         recording's window count for an index out of range, ValueError for an upload holding no
         recording."""
-        target = expand_upload(path, ext, self.limits.expanded_max_bytes)
-        try:
-            items = self.predictor.discover([str(target)])
-        except (FileNotFoundError, ConfigError):
-            items = []
-        if not items:
-            raise ValueError("the upload holds no recording file")
+        item = recording_item(self.predictor, path, ext, self.limits.expanded_max_bytes)
         with self._lock:
-            return self._explain_item(items[0], window, steps, resolution_s)
+            return self._explain_item(item, window, steps, resolution_s)
 
     def _explain_item(self, item, window: int, steps: int, resolution_s: float) -> dict[str, Any]:
         from eegfm.model.inputs import inputs_for_modalities
@@ -68,16 +61,16 @@ class ExplainService:
 
         config = ExplainConfig(steps=steps)
         model, randomised = self._loaded(config.seed)
-        records = _windows_in_time_order(self.predictor, item)
-        if not 0 <= window < len(records):
+        # only the windows up to the asked one are kept, not the whole recording's
+        record, count = window_in_time_order(self.predictor, item, window)
+        if record is None:
             raise UploadError(
                 422,
-                f"query parameter window: expected a window index from 0 to {len(records) - 1} (the "
-                f"recording's {len(records)} windows); got {window}"
-                if records
+                f"query parameter window: expected a window index from 0 to {count - 1} (the "
+                f"recording's {count} windows); got {window}"
+                if count
                 else "the recording has no windows to explain (see /v1/predict for why)",
             )
-        record = records[window]
         inputs = inputs_for_modalities(collate_records([encode_example(record)]), model.config.modalities)
         explanation = explain_window(
             model,
@@ -92,7 +85,7 @@ class ExplainService:
         )
         return {
             "window": window,
-            "windows": len(records),
+            "windows": count,
             "start_s": round(float(record.window_start_s), 3),
             "duration_s": record.n_times / SFREQ,
             "labels": labels,
@@ -118,23 +111,6 @@ def _per_class(explanation, all_labels: tuple[str, ...], maps: np.ndarray) -> tu
         p = float(explanation.probabilities[0])
         return list(all_labels), np.array([1.0 - p, p]), np.stack([-maps[0], maps[0]])
     return list(positive), np.asarray(explanation.probabilities), maps
-
-
-def _windows_in_time_order(predictor, item) -> list:
-    """The pipeline's windows of ``item`` (as the predictor cut them), sorted by their start."""
-    from threadpoolctl import threadpool_limits
-
-    from eegfm.pipelines.process import Window, process_recording
-
-    config = predictor.preprocess
-    key = secrets.token_bytes(32)  # pseudonyms stay inside the records
-    with threadpool_limits(limits=1, user_api="blas"):
-        records = [
-            event.record
-            for event in process_recording(item, key, config, config.config_hash())
-            if isinstance(event, Window)
-        ]
-    return sorted(records, key=lambda record: float(record.window_start_s))
 
 
 def _rounded(value) -> float:

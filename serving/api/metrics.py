@@ -18,7 +18,18 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from eegfm.core.logs import get_logger
 
 log = get_logger(__name__)
-ROUTES = ("/v1/predict", "/v1/predict_batch", "/v1/model", "/health", "/ready", "/metrics", "/openapi.json", "/docs")
+ROUTES = (
+    "/v1/predict",
+    "/v1/predict_batch",
+    "/v1/explain",
+    "/v1/traces",
+    "/v1/model",
+    "/health",
+    "/ready",
+    "/metrics",
+    "/openapi.json",
+    "/docs",
+)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 # Every metric's name as /metrics exposes it (counters gain _total, histograms _bucket/_sum/_count)
 METRIC_NAMES = (

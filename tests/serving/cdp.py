@@ -1,5 +1,5 @@
 """Headless Chromium for the tests, driven over the Chrome DevTools Protocol (a websocket): open a
-page, set a file input, click, read the page's state, catch its console errors, take screenshots.
+page, set a file input, click, press keys, read the page's state, catch its console errors, take screenshots.
 
 The protocol's messages are JSON: a command ``{"id", "method", "params"}`` gets a reply with the
 same id; events (``{"method", "params"}`` without id) arrive in between and are kept in ``events``.
@@ -80,6 +80,12 @@ class Page:
         """A left mouse click at the page's CSS pixel (x, y)."""
         for kind in ("mousePressed", "mouseReleased"):
             self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
+
+    def press(self, key: str, code: int) -> None:
+        """A key pressed and released, as the user types it (``key`` as KeyboardEvent.key names it,
+        ``code`` its Windows virtual key code: 37 left, 39 right)."""
+        for kind in ("keyDown", "keyUp"):
+            self.send("Input.dispatchKeyEvent", type=kind, key=key, code=key, windowsVirtualKeyCode=code)
 
     def screenshot(self, path: Path) -> None:
         data = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True)["data"]

@@ -27,7 +27,14 @@ def test_the_page_and_its_assets_are_local_and_need_no_key(server):
     assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
     assets = re.findall(r'(?:src|href)="([^"]+)"', html)
     local = [a for a in assets if not a.startswith("data:")]
-    assert sorted(local) == ["/static/heatmaps.js", "/static/page.css", "/static/page.js"]
+    # the EEG view (traces.js draws /v1/traces, eeg.js pages it and draws the class band) joined the page
+    assert sorted(local) == [
+        "/static/eeg.js",
+        "/static/heatmaps.js",
+        "/static/page.css",
+        "/static/page.js",
+        "/static/traces.js",
+    ]
     for text in [html] + [server.request("GET", asset)[1] for asset in local]:
         # no CDN, no font service: nothing names another host
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", text, re.I), text[:200]

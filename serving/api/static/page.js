@@ -1,5 +1,6 @@
-// eegfm-serve's page for one recording: upload it, draw /v1/predict's reading of it, and on a click
-// the clicked window's /v1/explain heatmaps. Plain JS, no library: everything it loads is local.
+// eegfm-serve's page for one recording: upload it, draw /v1/predict's reading of it and the EEG
+// itself (eeg.js, traces.js), and on a click the clicked window's /v1/explain heatmaps. Plain JS,
+// no library: everything it loads is local.
 "use strict";
 
 const COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"];
@@ -110,6 +111,12 @@ function drawTimeline(windows, labels) {
   });
   valueAxis(ctx, height, ["1", "0.5", "0"]);
   timeAxis(ctx, width, height, end);
+  if (page.eegSpan) {
+    // the EEG page on view: a bar under the axis
+    const [from, to] = page.eegSpan;
+    ctx.fillStyle = "#222";
+    ctx.fillRect(x(from), y(0) + 1, Math.max(2, x(Math.min(to, end)) - x(from)), 4);
+  }
   if (page.selected !== undefined) {
     const w = windows[page.selected];
     ctx.strokeStyle = "#000";
@@ -205,8 +212,24 @@ function render(reply) {
   $("result").hidden = false;
   $("explanation").hidden = true;
   renderSummary(recording);
+  page.eegSpan = undefined;
   drawTimeline(recording.window_predictions, page.labels);
   drawUncertainty(recording.window_predictions);
+  window.eegfmEEG.load({
+    file: page.file,
+    windows: recording.window_predictions,
+    episodes: recording.flagged_episodes || [],
+    labels: page.labels,
+    colours: COLOURS,
+    duration: recording.eeg_seconds,
+    call,
+    form,
+    onWindow: explainWindow,
+    onPage: (from, to) => {
+      page.eegSpan = [from, to];
+      drawTimeline(recording.window_predictions, page.labels);
+    },
+  });
   document.body.dataset.state = "rendered";
 }
 
@@ -226,21 +249,29 @@ async function score(event) {
   }
 }
 
-async function explain(event) {
+// A click on the timeline: the window under it explained, and shown in the EEG.
+function explain(event) {
   if (!page.recording || !page.xToWindow) return;
   const bounds = event.target.getBoundingClientRect();
   const k = page.xToWindow(event.clientX - bounds.left);
-  if (k < 0) return;
+  if (k >= 0) explainWindow(k);
+}
+
+async function explainWindow(k) {
+  const token = (page.explaining = (page.explaining || 0) + 1); // only the last click's reply is drawn
   page.selected = k;
   drawTimeline(page.recording.window_predictions, page.labels);
+  window.eegfmEEG.select(k);
   say(`explaining window ${k} ...`);
   document.body.dataset.state = "explaining";
   try {
     const reply = await call(`/v1/explain?window=${k}`, { method: "POST", body: form(page.file) });
+    if (token !== page.explaining) return;
     window.eegfmHeatmaps.render(reply, COLOURS, page.labels);
     document.body.dataset.state = "explained";
     say(`window ${k} explained`);
   } catch (err) {
+    if (token !== page.explaining) return;
     document.body.dataset.state = "error";
     say(err.message, true);
   }
