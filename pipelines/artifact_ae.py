@@ -35,8 +35,8 @@ AE_BANDS: tuple[tuple[float, float], ...] = tuple(
     itertools.pairwise((0.0, 1.0, 4.0, 8.0, 13.0, 20.0, 30.0, 45.0, 70.0))
 )
 POWER_FLOOR_UV2 = 1e-3
-# The fewest windows whose median :meth:`ArtifactAutoencoder.score_recording` trusts as the
-# recording's typical window: with 3, one artifact window cannot move the median.
+# The fewest windows whose median :meth:`ArtifactAutoencoder.score_recording` takes as the recording's
+# typical window: from 3, one artifact window cannot be the median.
 MIN_RECORDING_WINDOWS = 3
 # The constructor's arguments and what fitting learns beside the weights, as the saved header names them.
 _HYPERPARAMETERS = tuple(
@@ -302,13 +302,16 @@ class ArtifactAutoencoder:
         lands on the fitting sample's median (per-recording normalization, as per-subject
         normalization in EEG decoding): what is left is how each window differs from the rest of
         its recording, as an artifact does, and the calibration of the fitting corpus applies.
-        With fewer than :data:`MIN_RECORDING_WINDOWS` windows there is no typical window to trust
-        and the windows are scored as by :meth:`score_features`. A recording mostly made of one
-        artifact has it as its typical window: the rules (:mod:`pipelines.quality`) catch those.
-        :meth:`novelty` reports how far the recording lay from the fitting corpus."""
+        Under :data:`MIN_RECORDING_WINDOWS` windows there is no typical window (of two, each is as
+        far from their middle as the other): such a recording is scored against the fitting
+        corpus where it reads like it (:meth:`novelty` at most ``z_center``), and otherwise not at
+        all (0). A recording mostly made of one artifact has it as its typical window. The rules
+        (:mod:`pipelines.quality`) do not depend on the recording and catch both."""
         features = self._checked(features)
-        if features.shape[0] >= MIN_RECORDING_WINDOWS:
-            features = features - np.median(features, axis=0) + self.feature_center
+        if features.shape[0] < MIN_RECORDING_WINDOWS:
+            in_domain = self.novelty(features) <= self.z_center
+            return self.score_features(features) if in_domain else np.zeros(features.shape[0])
+        features = features - np.median(features, axis=0) + self.feature_center
         return self._calibrate(self._errors(features))
 
     def novelty(self, features: np.ndarray) -> float:

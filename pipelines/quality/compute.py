@@ -99,14 +99,8 @@ def compute_quality_batch(
             raise ValueError(f"unfiltered: expected shape {data.shape} like data; got {raw.shape}")
         raw, raw_high, raw_low, _ = _zero_nonfinite(raw)
     ptp = high.astype(np.float64) - low  # float32 values are exact in float64
-    rhythmic = rhythmic_field(
-        x,
-        sfreq,
-        measured,
-        config.field_min_correlation,
-        config.rhythm_min_autocorrelation,
-        config.rhythm_lags_s,
-    )
+    thresholds = (config.field_min_correlation, config.rhythm_min_autocorrelation, config.rhythm_lags_s)
+    rhythmic = rhythmic_field(x, sfreq, measured, *thresholds)
     flat_frac, clip_frac, pops, artifact = _sample_detectors(
         x, raw, raw_high, raw_low, np.where(rhythmic, 0.0, ptp), sfreq, config, pmin, pmax
     )

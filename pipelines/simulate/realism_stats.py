@@ -11,8 +11,8 @@ file, or one file's windows in one eyes-open/closed state) and return plain numb
                               (the alpha band), on the channel-averaged Welch spectrum
 ``delta_rel`` ...             ``delta`` 1-4, ``theta`` 4-8, ``alpha`` 8-13, ``beta`` 13-30 Hz
                               power over 1-30 Hz power, all channels
-``alpha_peak_hz``             frequency of the largest 7-13 Hz value of the posterior (O1, O2,
-                              P3, P4) spectrum
+``alpha_peak_hz``             frequency of the largest 7-13 Hz rise of the posterior (O1, O2,
+                              P3, P4) spectrum above its 1/f line
 ``alpha_share``               posterior 8-13 Hz power over 1-30 Hz power
 ``corr_near`` ...             mean Pearson correlation of channel pairs whose electrodes lie
                               < 0.8 (``near``), 0.8-1.4 (``mid``), >= 1.4 (``far``) apart on the
@@ -77,9 +77,15 @@ def spectral_slope(freqs: np.ndarray, psd: np.ndarray) -> float:
 
 
 def alpha_peak(freqs: np.ndarray, psd: np.ndarray) -> float:
-    """Frequency of the largest value of ``psd`` within :data:`ALPHA_SEARCH` Hz."""
+    """Frequency of the largest rise of ``psd`` above its 1/f line within :data:`ALPHA_SEARCH` Hz:
+    the line fitted as in :func:`spectral_slope`, so a blocked alpha rhythm is still found at its
+    own frequency rather than at the band's lower edge, where the 1/f background is largest."""
+    keep = (freqs >= SLOPE_FIT[0]) & (freqs <= SLOPE_FIT[1])
+    keep &= ~((freqs >= SLOPE_EXCLUDE[0]) & (freqs <= SLOPE_EXCLUDE[1]))
+    line = np.polyfit(np.log10(freqs[keep]), np.log10(psd[keep]), 1)
     band = (freqs >= ALPHA_SEARCH[0]) & (freqs <= ALPHA_SEARCH[1])
-    return float(freqs[band][np.argmax(psd[band])])
+    rise = np.log10(psd[band]) - np.polyval(line, np.log10(freqs[band]))
+    return float(freqs[band][np.argmax(rise)])
 
 
 def correlation_by_distance(windows: np.ndarray, mask: np.ndarray) -> dict[str, float]:

@@ -238,5 +238,14 @@ def test_in_its_fitting_domain_a_recording_scores_as_against_the_corpus(data):
     dirty = _inject(test_windows[:3], "muscle", np.random.default_rng(1))
     with_dirty = np.concatenate([band_features(dirty), features[3:]])
     assert (model.score_recording(with_dirty)[:3] >= 0.5).all() and (model.score_features(with_dirty)[:3] >= 0.5).all()
-    few = features[:2]  # too few windows to stand for their recording: scored against the corpus
-    np.testing.assert_array_equal(model.score_recording(few), model.score_features(few))
+    # Too few windows for a typical one: in domain, scored against the corpus ...
+    pair = np.concatenate([band_features(dirty[:1]), features[:1]])
+    np.testing.assert_array_equal(model.score_recording(pair), model.score_features(pair))
+
+
+def test_too_short_a_recording_out_of_domain_is_left_to_the_rules(data, shared_data):
+    windows = _pipeline_windows(shared_data / "eegmmi" / "S001R03.edf")[:2]
+    dirty = 5.0 * _inject(windows[:1] / 5.0, "muscle", np.random.default_rng(0))
+    pair = band_features(np.concatenate([dirty, windows[1:]]))
+    assert (data[0].score_features(pair) >= 0.5).all()  # against the corpus: both "artifacts"
+    np.testing.assert_array_equal(data[0].score_recording(pair), np.zeros(2))
