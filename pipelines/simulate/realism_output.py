@@ -39,9 +39,7 @@ def descriptions() -> dict[str, str]:
         out[f"corr_{name}"] = f"mean Pearson correlation of channel pairs {low:g}-{high:g} apart (unit head sphere)"
     posterior = "/".join(POSTERIOR)
     for state in ("closed", "open"):
-        out[f"alpha_peak_hz_{state}"] = (
-            f"eyes {state}: {posterior} spectrum's largest rise above its 1/f line, 7-13 Hz"
-        )
+        out[f"alpha_peak_hz_{state}"] = f"eyes {state}: {posterior} spectrum's largest rise above its 1/f line, 7-13 Hz"
         out[f"alpha_share_{state}"] = f"eyes {state}: {posterior} 8-13 Hz power / 1-30 Hz power"
     return out
 
