@@ -7,8 +7,9 @@ recordings in ../shared/data, see tests/pipelines/simulate/test_artifacts.py):
 - **Eye blinks**: the cornea-positive eyeball rolls up under the lid, a positive deflection at
   Fp1/Fp2 rising in 0.07-0.11 s, 0.14-0.22 s wide at half its peak and 0.27-0.43 s at 10 %
   (0.7-1.1 x :func:`blink_kernel`; real blinks in PhysioNet EEGMMI S001: medians 0.13-0.17 s at
-  half peak, 0.36-0.45 s at 10 %, rise 0.12-0.13 s), 50-300 µV at Fp (median 120 µV; YASA's
-  eyes-open F4-A1 recording has F4 blinks of ~60 µV, ~0.4 of Fp), ~0.4 at F3/F4/F7/F8/Fz, ~0.15
+  half peak, 0.36-0.45 s at 10 %, rise 0.12-0.13 s), 40-450 µV at Fp (median 120 µV; YASA's
+  eyes-open F4-A1 recording has F4 blinks of ~60 µV, ~0.4 of Fp; EEGMMI S001's reach 270-410 µV
+  at Fp1), ~0.4 at F3/F4/F7/F8/Fz, ~0.15
   centrally, ~0 occipitally (:data:`BLINK_FIELD`, fitted to EEGMMI S001). Rarer in sleep and with
   the eyes closed.
 - **Lateral eye movements**: a saccade (50 ms) to one side, a fixation of 0.4-2 s, a saccade
@@ -27,7 +28,10 @@ recordings in ../shared/data, see tests/pipelines/simulate/test_artifacts.py):
 - **Drift**: below 0.1 Hz, different on every electrode.
 - **Mains**: 50/60 Hz with 2nd (5-30 %) and 3rd (10-40 %) harmonics, its amplitude on every
   electrode set by that electrode's impedance (log-normal spread) and slowly modulated.
-- **ECG** with heart-rate variability, and **photic** flash trains with occipital driving.
+- **ECG** with heart-rate variability, reaching the scalp and the reference at about 1-45 µV
+  (log-uniform over recordings: some show the pulse-locked sharp transients on every channel
+  that a reviewer must not read as GPDs, as PhysioNet EEGMMI S001 does), and **photic** flash
+  trains with occipital driving.
 """
 
 from __future__ import annotations
@@ -115,6 +119,9 @@ class ArtifactPlan:
     line_harmonics: tuple[tuple[int, float], ...]  # (multiple, amplitude relative to the fundamental)
     beat_times: np.ndarray
     ecg_amplitude_uv: float
+    # How strongly the heart reaches the scalp and the reference, relative to a faint 3 uV: log-uniform
+    # 0.3-15, so some recordings show the 10-50 uV pulse-locked sharp transients that mimic GPDs.
+    ecg_scalp_gain: float
     photic_trains: tuple[tuple[float, float, float], ...]  # (start, end, flash Hz)
 
     def counts(self) -> dict[str, int]:
@@ -225,7 +232,7 @@ def plan_artifacts(
     )
     return ArtifactPlan(
         blink_times=blinks,
-        blink_amplitudes=np.clip(120.0 * rng.lognormal(0.0, 0.35, len(blinks)), 50.0, 300.0),
+        blink_amplitudes=np.clip(120.0 * rng.lognormal(0.0, 0.45, len(blinks)), 40.0, 450.0),
         blink_scales=rng.uniform(0.7, 1.1, len(blinks)),
         eye_movements=eye_movements,
         muscle=muscle,
@@ -239,6 +246,7 @@ def plan_artifacts(
         line_harmonics=((1, 1.0), (2, float(rng.uniform(0.05, 0.3))), (3, float(rng.uniform(0.1, 0.4)))),
         beat_times=heartbeat_times(rng, duration_s),
         ecg_amplitude_uv=float(rng.uniform(600.0, 1500.0)),
+        ecg_scalp_gain=float(np.exp(rng.uniform(np.log(0.3), np.log(15.0)))),
         photic_trains=photic_trains(rng, duration_s) if "photic" in site.aux_channels else (),
     )
 

@@ -115,6 +115,7 @@ class RecordingRenderer:
     ) -> np.ndarray:
         artifacts = self.plan.artifacts
         eeg = scalp  # modified in place from here on
+        ecg = artifacts.ecg_scalp_gain * ecg  # as the scalp and the reference pick it up
         eeg += self._ecg_leak[:, None] * ecg[None, :]
         if self.plan.site.reference == "common":
             reference = self._reference @ eeg + REFERENCE_ECG_LEAK * ecg + own
