@@ -1,0 +1,39 @@
+"""python -m eegfm.serving.planted_seizures: a simulated ACNS seizure added to a real recording's own
+background, only where and as said; a model without a Seizure class is refused."""
+
+from __future__ import annotations
+
+import mne
+import numpy as np
+import pytest
+
+from eegfm.pipelines.channels import canonical_name
+from eegfm.serving import planted_seizures
+
+
+def test_a_planted_copy_is_the_recording_with_a_seizure_in_its_last_ten_seconds(shared_data, tmp_path):
+    source = shared_data / "eegmat" / "Subject03_1.edf"
+    made = planted_seizures.planted_copy(str(source), tmp_path, np.random.default_rng(0), 0.5, 60.0)
+    planted = mne.io.read_raw_fif(made, preload=True, verbose="error")
+    original = mne.io.read_raw_edf(source, preload=True, verbose="error").crop(60.0, 80.0 - 1 / 500)
+    assert planted.n_times == original.n_times == 20 * 500
+    added = (planted.get_data() - original.get_data()) * 1e6  # µV
+    eeg = [i for i, name in enumerate(planted.ch_names) if canonical_name(name)]
+    others = [i for i in range(len(planted.ch_names)) if i not in eeg]
+    assert np.abs(added[:, : 10 * 500]).max() < 1e-3  # the first 10 s as recorded
+    assert np.abs(added[others]).max() < 1e-3  # ECG and the ear derivation untouched
+    ictal = added[eeg, 10 * 500 :]
+    size = np.ptp(ictal, axis=1)
+    assert size.max() > 50.0  # a seizure's first seconds, building up from its onset ...
+    assert size.max() > 1.3 * size.min()  # ... largest at its focus
+
+
+def test_too_short_a_recording_gives_none(shared_data, tmp_path):
+    source = shared_data / "eegmat" / "Subject03_2.edf"  # 62 s
+    assert planted_seizures.planted_copy(str(source), tmp_path, np.random.default_rng(0), 0.5, 50.0) is None
+
+
+def test_a_model_without_a_seizure_class_is_refused(finetuned, shared_data, capsys):
+    with pytest.raises(SystemExit):
+        planted_seizures.main(["--model", str(finetuned), "--data", str(shared_data / "eegmat")])
+    assert "--model: expected a model with a Seizure class; its classes are rest, task" in capsys.readouterr().err
