@@ -3,6 +3,7 @@ and load from YAML or a dict, with errors that name the parameter, what is allow
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import hashlib
 import json
@@ -94,6 +95,15 @@ def user_path(text: str) -> str:
 
 def user_file_path(text: str) -> Path:
     return Path(user_path(text))
+
+
+def named_pattern(text: str) -> tuple[str, str]:
+    """An argparse type: ``NAME=PATTERN`` (a corpus by a name of the user's choice and its files: a
+    file, folder or glob) as ``(NAME, PATTERN)``."""
+    name, sep, pattern = text.partition("=")
+    if not sep or not name or not pattern:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATTERN (a file, folder or glob); got {text!r}")
+    return name, user_path(pattern)
 
 
 T = TypeVar("T", bound="Config")

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from eegfm.core.config import named_pattern
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.events import PreprocessConfig, RejectedWindow, Window
@@ -87,13 +88,6 @@ def markdown(report: dict[str, dict]) -> str:
     return "\n".join(rows) + "\n"
 
 
-def _corpus(text: str) -> tuple[str, str]:
-    name, sep, pattern = text.partition("=")
-    if not sep or not name or not pattern:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATTERN (a file, folder or glob); got {text!r}")
-    return name, pattern
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m eegfm.pipelines.quality_survey",
@@ -101,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--corpus",
-        type=_corpus,
+        type=named_pattern,
         action="append",
         required=True,
         metavar="NAME=PATTERN",

@@ -21,14 +21,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from eegfm.core.config import named_pattern
+
 ARTIFACT_THRESHOLD = 0.5  # the recommendation table's artifact rule (serving/recommendation.yaml)
-
-
-def _corpus(text: str) -> tuple[str, str]:
-    name, sep, pattern = text.partition("=")
-    if not sep or not name or not pattern:
-        raise argparse.ArgumentTypeError(f"expected NAME=PATTERN (a file, folder or glob); got {text!r}")
-    return name, pattern
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -40,7 +35,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--model", required=True, help="a fine-tuned run folder or model/ folder (as eegfm-predict)")
     parser.add_argument(
         "--corpus",
-        type=_corpus,
+        type=named_pattern,
         action="append",
         required=True,
         metavar="NAME=PATTERN",
