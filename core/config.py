@@ -106,6 +106,19 @@ def named_pattern(text: str) -> tuple[str, str]:
     return name, user_path(pattern)
 
 
+def add_corpus_argument(parser: argparse.ArgumentParser) -> None:
+    """``--corpus NAME=PATTERN``, required and repeatable (:func:`named_pattern`): the corpora of a
+    command that reports on recordings under the names the user gives them, never their paths."""
+    parser.add_argument(
+        "--corpus",
+        type=named_pattern,
+        action="append",
+        required=True,
+        metavar="NAME=PATTERN",
+        help="a corpus by a name of your choice and its recordings: a file, folder or glob (repeatable)",
+    )
+
+
 T = TypeVar("T", bound="Config")
 
 

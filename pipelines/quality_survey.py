@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from eegfm.core.config import named_pattern
+from eegfm.core.config import add_corpus_argument
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.events import PreprocessConfig, RejectedWindow, Window
@@ -93,14 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m eegfm.pipelines.quality_survey",
         description="What each quality rule flags on whole corpora, through the pipeline's own per-recording path.",
     )
-    parser.add_argument(
-        "--corpus",
-        type=named_pattern,
-        action="append",
-        required=True,
-        metavar="NAME=PATTERN",
-        help="a corpus by a name of your choice and its recordings: a file, folder or glob (repeatable)",
-    )
+    add_corpus_argument(parser)
     parser.add_argument(
         "--artifact_model",
         type=Path,

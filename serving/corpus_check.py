@@ -21,7 +21,7 @@ from typing import Any
 
 from tqdm import tqdm
 
-from eegfm.core.config import named_pattern
+from eegfm.core.config import add_corpus_argument
 
 ARTIFACT_THRESHOLD = 0.5  # the recommendation table's artifact rule (serving/recommendation.yaml)
 
@@ -33,14 +33,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "the share the pipeline flags as artifact (artifact score >= 0.5), and its recommendations.",
     )
     parser.add_argument("--model", required=True, help="a fine-tuned run folder or model/ folder (as eegfm-predict)")
-    parser.add_argument(
-        "--corpus",
-        type=named_pattern,
-        action="append",
-        required=True,
-        metavar="NAME=PATTERN",
-        help="a corpus by a name of your choice and its recordings: a file, folder or glob (repeatable)",
-    )
+    add_corpus_argument(parser)
     parser.add_argument("--normal", default="Other", help="the class that means normal or no finding (default: Other)")
     parser.add_argument("--output", type=Path, default=None, help="also write corpus_check.json into this folder")
     parser.add_argument("--prefix", default="", help="text before each printed line (e.g. 'demo: ')")
