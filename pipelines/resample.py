@@ -54,6 +54,17 @@ class ResamplePlan:
         """Number of output samples for ``n_times`` input samples: ``ceil(n_times * up / down)``."""
         return -(-int(n_times) * self.up // self.down)
 
+    def input_span(self, start: int, stop: int) -> tuple[int, int]:
+        """The input samples ``[first, last + 1)`` that outputs ``start .. stop - 1`` read: every one
+        under the anti-aliasing filter's support (a zero-padded one may lie before 0 or past the
+        end). An input sample outside it has no effect on those outputs, whatever its value."""
+        if self.is_identity:
+            return start, stop
+        # y[m] reads x[n] for 0 <= m * down + half - n * up <= 2 * half.
+        first = -(-(start * self.down - self.half_len) // self.up)
+        last = ((stop - 1) * self.down + self.half_len) // self.up
+        return first, last + 1
+
     def window_start_s(self, index: int) -> float:
         """Time in seconds, on the input recording's clock, of output sample ``index`` (input
         position ``index * down / up``: the filter is centred); exact for exact ratios."""

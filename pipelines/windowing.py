@@ -23,7 +23,7 @@ from eegfm.pipelines.filters import StreamingFilter
 from eegfm.pipelines.harmonize import interpolation_matrix
 from eegfm.pipelines.quality import compute_quality_batch, validate_window
 from eegfm.pipelines.readers import Segment
-from eegfm.pipelines.resample import TARGET_SFREQ, Resampler
+from eegfm.pipelines.resample import TARGET_SFREQ, ResamplePlan, Resampler
 from eegfm.pipelines.window_spectrograms import WindowSpectrograms
 
 # Input samples per channel read at once, whatever chunk_seconds asks: about 7 min at 5 kHz, so
@@ -162,7 +162,7 @@ def cut_span(span: Span, cut: Cutting) -> Iterator[Window | RejectedWindow]:
     resampler = Resampler(cut.sfreq, cut.n_rows)
     filt = StreamingFilter(cut.design, cut.n_rows)
     raw_buf = _Rolling(cut.n_rows)  # resampled, before filtering (for clipping/flat checks)
-    bad_buf = _Rolling(1)  # 1 where an input sample was non-finite
+    bad_buf = _NonFinite(resampler.plan)  # the input samples that were non-finite
     out_buf = _Rolling(cut.n_rows)
     chunk = max(1, min(int(cut.config.chunk_seconds * cut.sfreq), MAX_CHUNK_SAMPLES))
     next_req = 0
@@ -173,9 +173,7 @@ def cut_span(span: Span, cut: Cutting) -> Iterator[Window | RejectedWindow]:
         block = resampler.finish(data) if last else resampler.push(data)
         raw_buf.append(block)
         out_buf.append(filt.finish(block) if last else filt.push(block))
-        bad_buf.append(
-            _resample_mask(bad, start - seg.start, stop - seg.start, cut.sfreq, bad_buf.end, block.shape[1])[None]
-        )
+        bad_buf.add(bad, start - seg.start)
         ready = []
         while next_req < len(requests) and requests[next_req].start + requests[next_req].n_times <= out_buf.end:
             ready.append(requests[next_req])
@@ -187,13 +185,33 @@ def cut_span(span: Span, cut: Cutting) -> Iterator[Window | RejectedWindow]:
             buf.drop_before(keep_from)
 
 
-def _resample_mask(bad: np.ndarray, start: int, stop: int, sfreq: float, out_start: int, n: int) -> np.ndarray:
-    """Mark output samples whose time falls on a non-finite input sample (nearest in time)."""
-    if n == 0 or not bad.any():
-        return np.zeros(n, dtype=bool)
-    t_out = (out_start + np.arange(n)) / TARGET_SFREQ
-    idx = np.clip(np.round(t_out * sfreq).astype(np.int64) - start, 0, stop - start - 1)
-    return bad[idx]
+class _NonFinite:
+    """The span's input samples (indices from its start) that were non-finite, set to 0 before
+    resampling. A window counts every one its outputs read through the resampling filter
+    (`ResamplePlan.input_span`), not just the input nearest each output: one bad sample between
+    two output instants still reaches the outputs on both sides."""
+
+    def __init__(self, plan: ResamplePlan):
+        self.plan = plan
+        self.index = np.zeros(0, dtype=np.int64)  # sorted
+
+    def add(self, bad: np.ndarray, start: int) -> None:
+        """Note the True entries of ``bad``, the input samples ``start, start + 1, ...``."""
+        if bad.any():
+            self.index = np.concatenate([self.index, start + np.flatnonzero(bad)])
+
+    def count(self, start: int, n: int) -> int:
+        """How many non-finite input samples the outputs ``start .. start + n - 1`` read."""
+        if not self.index.size:
+            return 0
+        first, stop = self.plan.input_span(start, start + n)
+        return int(np.searchsorted(self.index, stop) - np.searchsorted(self.index, first))
+
+    def drop_before(self, index: int) -> None:
+        """Forget the input samples no output from ``index`` on reads."""
+        if self.index.size:
+            first, _ = self.plan.input_span(index, index + 1)
+            self.index = self.index[np.searchsorted(self.index, first) :]
 
 
 class _Rolling:
@@ -250,7 +268,7 @@ def _make_windows(cut: Cutting, span: Span, batch, raw_buf, out_buf, bad_buf):
         referenced[:, : schema.N_CHANS], TARGET_SFREQ, config.quality, channel_mask=mask, unfiltered=unfiltered
     )
     for req, window, own, raw, report in zip(batch, referenced, filtered, unfiltered, reports):
-        n_bad = int(bad_buf.take(req.start, req.n_times).sum())
+        n_bad = bad_buf.count(req.start, req.n_times)
         window_mask, repaired = mask, ()
         if config.repair_channels and not req.marked_bad and not n_bad:
             fixed = repair_window(own, raw, report, mask, config)
