@@ -76,8 +76,10 @@ def create_key(path: str | os.PathLike) -> bytes:
 
 
 def keyed_hex(key: bytes, kind: str, value: str) -> str:
-    """HMAC-SHA256 of ``value`` under ``key``, domain-separated by its ``kind``, in hex."""
-    return hmac.new(key, f"{kind}\x00{value}".encode(), hashlib.sha256).hexdigest()
+    """HMAC-SHA256 of ``value`` under ``key``, domain-separated by its ``kind``, in hex. A file name
+    that is not UTF-8 (a Latin-1 export's ``M\\xfcller.edf``, which Python spells with a surrogate
+    escape) is hashed as its bytes on disk, so it gets a token like any other name."""
+    return hmac.new(key, f"{kind}\x00{value}".encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
 
 
 def pseudonym(key: bytes, kind: str, value: str, *, length: int = 16) -> str:

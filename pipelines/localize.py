@@ -158,7 +158,9 @@ def _localized_folder(path: str) -> Iterator[tuple[str, str]]:
             for f in files
         ):
             with open(os.path.join(top, name), "rb") as fh:
-                digest.update(name.encode() + b"\0" + hashlib.file_digest(fh, "sha256").digest())
+                digest.update(
+                    name.encode("utf-8", "surrogateescape") + b"\0" + hashlib.file_digest(fh, "sha256").digest()
+                )
         yield top, digest.hexdigest()
         return
     with tempfile.TemporaryDirectory(prefix="eegfm-") as tmp:
@@ -170,7 +172,7 @@ def _localized_folder(path: str) -> Iterator[tuple[str, str]]:
             one = hashlib.sha256()
             with _open_raw(meta.path) as src, open(target, "wb") as dst:
                 _copy(src, dst, one)
-            digest.update(name.encode() + b"\0" + one.digest())
+            digest.update(name.encode("utf-8", "surrogateescape") + b"\0" + one.digest())
         if not os.path.isdir(local):
             raise StageError("read", "an EGI MFF recording: expected a folder of files; found none under it")
         yield local, digest.hexdigest()

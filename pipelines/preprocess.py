@@ -39,7 +39,7 @@ from eegfm.core.stores import (
     storage_error,
 )
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
-from eegfm.pipelines.datasets import Ignored, discover
+from eegfm.pipelines.datasets import Ignored, discover, named_in_reason
 from eegfm.pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
 from eegfm.pipelines.leftovers import clear_temporary_folders, temporary_folders
 from eegfm.pipelines.manifest import MANIFEST_NAME, QUARANTINE_NAME, count, summarize
@@ -170,7 +170,11 @@ def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedactio
         args.input, dataset=args.dataset, site=args.site, exclude=[args.output, args.pseudonym_key_file]
     )
     # Every input path a report or log line may name: as given, as found, sidecars, files passed over.
-    named = [*args.input, *(p for item in items for p in related_paths(item)), *(g.path for g in ignored)]
+    named = [
+        *args.input,
+        *(p for item in items for p in related_paths(item)),
+        *(p for g in ignored for p in (g.path, *named_in_reason(g.path))),
+    ]
     redaction.keyed(key, named, kept_folders(args.input))
     ignored = [Ignored(redaction.redactor.path(g.path), redaction.scrub(g.reason)) for g in ignored]
     if not items:

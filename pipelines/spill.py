@@ -52,8 +52,11 @@ class SpilledRecording:
 
 
 def spill_path(spill_dir: str, source: str) -> str:
-    """The spill file of input ``source``, named by a hash of its path: a retried bundle rewrites it."""
-    return FileSystems.join(spill_dir, hashlib.sha256(source.encode()).hexdigest()[:32] + ".tfrecord")
+    """The spill file of input ``source``, named by a hash of its path (its bytes: a name that is not
+    UTF-8 is one too): a retried bundle rewrites it."""
+    return FileSystems.join(
+        spill_dir, hashlib.sha256(source.encode("utf-8", "surrogateescape")).hexdigest()[:32] + ".tfrecord"
+    )
 
 
 def ae_features(window: Window) -> np.ndarray:

@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from eegfm.core.config import ConfigError, user_path
 from eegfm.core.logs import get_logger, setup_logging
-from eegfm.pipelines.datasets import DATASETS, HMS_CLASSES, HMS_VOTE_COLUMNS
+from eegfm.pipelines.datasets import DATASETS, HMS_CLASSES, HMS_VOTE_COLUMNS, named_in_reason
 from eegfm.pipelines.deid import PseudonymKeyError, load_key
 from eegfm.pipelines.redact import RunRedaction, kept_folders, related_paths
 from eegfm.serving.backends import BACKENDS
@@ -327,9 +327,14 @@ def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
     started = time.perf_counter()
     partial = args.output / ".predictions.csv.partial"
     try:
-        items = predictor.discover(args.input, dataset=args.dataset, site=args.site)
-        named = [*args.input, *(p for item in items for p in related_paths(item))]
+        items, passed_over = predictor.listed(args.input, dataset=args.dataset, site=args.site)
+        named = [
+            *args.input,
+            *(p for item in items for p in related_paths(item)),
+            *(p for g in passed_over for p in (g.path, *named_in_reason(g.path))),
+        ]
         redaction.keyed(predictor.name_key, named, kept_folders(args.input))
+        ignored = [_ignored_entry(g, redaction) for g in passed_over]
         predictions = predictor.predict_items(items)
         with partial.open("w", newline="") as fileobj:
             recordings, n_windows, eeg_seconds = _write_predictions(predictions, fileobj, list(predictor.labels), args)
@@ -345,8 +350,11 @@ def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
         "model": str(args.model),
         **predictor.describe(),
         "recordings": recordings,
+        # what the inputs name that is no recording (a sidecar, a hidden file, a FIFO, a device), never opened
+        "ignored": ignored,
         "counts": {
             "recordings": len(recordings),
+            "ignored": len(ignored),
             "processed": len(processed),
             "quarantined": len(recordings) - len(processed),
             "windows": n_windows,
@@ -359,6 +367,17 @@ def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
         write_submission(args.submission, recordings, predictor.prior)
     _print_summary(report, args.output)
     return report
+
+
+def _ignored_entry(entry, redaction: RunRedaction) -> dict:
+    """An input that is no recording, as recordings.json lists it: under redaction named as a
+    recording is (its file name's keyed token), its reason scrubbed of the names it holds."""
+    redactor = redaction.redactor
+    name = entry.path.rstrip("/").rsplit("/", 1)[-1]
+    return {
+        "input": redactor.name(name) if redactor.enabled else entry.path,
+        "reason": redaction.scrub(entry.reason),
+    }
 
 
 def write_submission(path: Path, recordings: list[dict], prior: tuple[float, ...] | None) -> int:
@@ -423,6 +442,8 @@ def _print_summary(report: dict, output: Path) -> None:
             print(f"  {name}  quarantined at {r['stage']}: {r['reason']}")
     if len(report["recordings"]) > len(shown):
         print(f"  ... and {len(report['recordings']) - len(shown)} more in recordings.json")
+    if report.get("ignored"):
+        print(f"{len(report['ignored'])} other input(s) are no recordings and were not read (why: recordings.json)")
     if (evaluation := report.get("evaluation")) and "n_windows" in evaluation["metrics"]:
         m = evaluation["metrics"]
         loss, baseline = ("kl", "baseline_kl") if "kl" in m else ("loss", "baseline_loss")

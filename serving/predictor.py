@@ -31,7 +31,7 @@ from eegfm.core.config import Config, ConfigError, check_int, check_option, chec
 from eegfm.core.logs import get_logger
 from eegfm.model.inputs import inputs_for_modalities
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
-from eegfm.pipelines.datasets import DATASETS, SourceItem, discover
+from eegfm.pipelines.datasets import DATASETS, Ignored, SourceItem, discover
 from eegfm.pipelines.process import Outcome, PreprocessConfig, Window, process_recording
 from eegfm.pipelines.redact import PathRedactor, redacted_outcome
 from eegfm.pipelines.schema import CHANNELS, SFREQ, encode_example
@@ -317,8 +317,16 @@ class Predictor:
 
     def discover(self, inputs: Sequence[str], *, dataset: str = "auto", site: str | None = None) -> list[SourceItem]:
         """The recordings the inputs hold (``discover``'s items, largest first)."""
+        return self.listed(inputs, dataset=dataset, site=site)[0]
+
+    def listed(
+        self, inputs: Sequence[str], *, dataset: str = "auto", site: str | None = None
+    ) -> tuple[list[SourceItem], list[Ignored]]:
+        """The recordings the inputs hold (largest first), and the other entries they name with why
+        each is none (a sidecar, a hidden file, a FIFO or device that is never opened)."""
         check_option("--dataset", dataset, DATASETS)
-        return discover(list(inputs), dataset=dataset, site=site, warn_sidecars=False)[0]
+        items, ignored, _ = discover(list(inputs), dataset=dataset, site=site, warn_sidecars=False)
+        return items, ignored
 
     def predict(
         self, inputs: Sequence[str], *, dataset: str = "auto", site: str | None = None, redact: bool | None = None

@@ -5,6 +5,7 @@ Each corpus module (hms, bids, physionet, tuh, generic) registers its adapter (`
 """
 
 from eegfm.core.tasks import HMS_CLASSES, HMS_VOTE_COLUMNS, TASK_CLASSES, TUAB_LABELS, TUAR_LABELS, TUEV_LABELS
+from eegfm.pipelines.datasets.adapters import named_in_reason
 from eegfm.pipelines.datasets.discovery import DATASETS, discover
 from eegfm.pipelines.datasets.items import (
     RECORDING_EXTENSIONS,
@@ -32,4 +33,5 @@ __all__ = [
     "discover",
     "expand_inputs",
     "interval_label",
+    "named_in_reason",
 ]

@@ -105,8 +105,12 @@ def site_from_path(path: str, roots: list[str]) -> str:
 
 def _why_not_recording(f: str, listed: set[str]) -> str | None:
     ext, name = lower_ext(f), posixpath.basename(f)
-    if name.startswith("._") or name in _FILE_SYSTEM_METADATA:
-        return "file-system metadata (macOS '._' and .DS_Store, Windows Thumbs.db), not a recording"
+    if name.startswith("._") and len(name) > 2:
+        return f"macOS AppleDouble metadata of {name[2:]} (file-system metadata, not a recording)"
+    if name in _FILE_SYSTEM_METADATA:
+        return "file-system metadata (macOS .DS_Store, Windows Thumbs.db), not a recording"
+    if name.startswith("."):
+        return "hidden file (its name starts with a dot), not a recording"
     if part := part_of_recording(f, listed):
         return part
     if ext in RECORDING_EXTENSIONS or ext in RECORDING_OR_PART:
@@ -120,6 +124,13 @@ def _why_not_recording(f: str, listed: set[str]) -> str | None:
     if ext in COMPANION_EXTENSIONS:
         return f"data part of another recording ({ext}), read through its header file"
     return None  # unknown type: the reader quarantines it with a clear reason
+
+
+def named_in_reason(path: str) -> list[str]:
+    """The other files the reason ``split_recordings`` gives for ``path`` names: the recording an
+    AppleDouble ``._rec.edf`` describes (``rec.edf`` beside it), for redaction to know it."""
+    name = posixpath.basename(path)
+    return [posixpath.join(posixpath.dirname(path), name[2:])] if name.startswith("._") and len(name) > 2 else []
 
 
 def split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:

@@ -48,16 +48,17 @@ def discover(
     label files beside the inputs that the patterns leave out (off for predictions)."""
     check_option("--dataset", dataset, DATASETS)
     patterns = normalized(patterns)
-    sizes, unreadable = listing(patterns)
-    left_out = [path for path in [*sizes, *unreadable] if under_any(path, exclude)]
+    sizes, unreadable, passed_over = listing(patterns)
+    left_out = [path for path in [*sizes, *unreadable, *passed_over] if under_any(path, exclude)]
     for path in left_out:
         sizes.pop(path, None)
         unreadable.pop(path, None)
+        passed_over.pop(path, None)
     if left_out:
         log.info(
             "%d of the files the inputs match are the job's own (%s): not inputs", len(left_out), ", ".join(exclude)
         )
-    if not sizes and not unreadable:
+    if not sizes and not unreadable and not passed_over:
         raise FileNotFoundError(
             f"--input {' '.join(patterns)}: matched no files but the job's own ({', '.join(exclude)})"
         )
@@ -75,6 +76,8 @@ def discover(
         ignored += skipped
         used[key] = kind
     ignored += inside
+    # FIFOs, sockets, devices, links to them, folders named like a recording: never opened
+    ignored += [Ignored(path, why) for path, why in sorted(passed_over.items())]
     unread, passed_over = _unreadable_inputs(unreadable, roots, site, dataset, used)
     items += unread
     ignored += passed_over

@@ -4,6 +4,12 @@ recurses), folders, `gs://` and `s3://`.
 Beam's local listing passes over, in silence, what it cannot look at: a dangling symbolic link, a
 link loop, a file or folder it may not read. Those are listed here too, each with what is wrong
 (``unreadable``), so that every entry the inputs name is accounted for in the manifest.
+
+It also lists what is no file to read, and what reading would hang on or never finish: a FIFO, a
+socket, a device (``/dev/zero``, ``/dev/urandom``) or a symbolic link to one. Each local entry's type
+is looked up once, here, before anything opens it (``not_regular``): only regular files go on as
+inputs; the others, and folders named like a recording file (``y.edf/``; an EGI ``.mff`` folder is
+one), are passed over with why (``passed_over``). Object-store keys are regular objects.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+import stat
 from collections.abc import Sequence
 
 from apache_beam.io.filesystem import FileSystem
@@ -18,6 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from eegfm.core.stores import STORE_ERRORS, is_remote, match_below, match_path, storage_error
 from eegfm.pipelines.datasets.adapters import log
+from eegfm.pipelines.datasets.items import RECORDING_EXTENSIONS
 
 
 def is_dir(path: str) -> bool:
@@ -30,9 +38,9 @@ def is_dir(path: str) -> bool:
 
 def expand_inputs(patterns: list[str]) -> list[str]:
     """Every file the patterns name (a folder means all files below it), sorted, de-duplicated;
-    with the entries that cannot be read (``listing``)."""
-    sizes, unreadable = listing(normalized(patterns))
-    return sorted({*sizes, *unreadable})
+    with the entries that cannot be read and those that are no recording by their type (``listing``)."""
+    sizes, unreadable, passed_over = listing(normalized(patterns))
+    return sorted({*sizes, *unreadable, *passed_over})
 
 
 def normalized(patterns: list[str]) -> list[str]:
@@ -64,9 +72,9 @@ def _globstar_variants(pattern: str) -> list[str]:
     return sorted(set(variants))
 
 
-def _matches(pattern: str) -> tuple[list, dict[str, str]]:
-    """Beam ``FileMetadata`` of every file one pattern names, and the entries it names that cannot
-    be read, with why (local paths only)."""
+def _matches(pattern: str) -> tuple[list, dict[str, str], dict[str, str]]:
+    """Beam ``FileMetadata`` of every file one pattern names, the entries it names that cannot
+    be read, and the folders named like a recording below it, with why (local paths only)."""
     folder = is_dir(pattern)
     # A folder or file that is there is itself, whatever characters its name holds ("EEG [2019]").
     there = not folder and FileSystems.exists(pattern)
@@ -95,14 +103,15 @@ def _matches(pattern: str) -> tuple[list, dict[str, str]]:
     except STORE_ERRORS as err:  # an object store: credentials, endpoint, bucket, network
         raise OSError(f"--input {pattern}: cannot list it ({storage_error(err)})") from None
     if is_remote(pattern):
-        return matched, {}
+        return matched, {}, {}
     if there or (globs and os.path.lexists(pattern)):  # one file (or a link to nothing), given as it is
         problem = _problem(pattern)
-        return matched, {pattern: problem} if problem else {}
+        return matched, {pattern: problem} if problem else {}, {}
     walked = below if folder else [root_of(pattern) or "."] if wildcard else []
     variants = [re.compile(FileSystem.translate_pattern(g)) for g in globs]
     named = (lambda path: any(v.match(path) for v in variants)) if wildcard else None
-    return matched, unreadable(walked, {m.path for m in matched}, named)
+    problems, folders = unreadable(walked, {m.path for m in matched}, named)
+    return matched, problems, folders
 
 
 def _problem(path: str) -> str:
@@ -120,12 +129,14 @@ def _problem(path: str) -> str:
     return _unreadable_listed(path)
 
 
-def unreadable(tops: list[str], listed: set[str], named=None) -> dict[str, str]:
+def unreadable(tops: list[str], listed: set[str], named=None) -> tuple[dict[str, str], dict[str, str]]:
     """``{path: problem}`` for the entries below the local folders ``tops`` that Beam's listing
     (``listed``) leaves out or that this user may not read, the files among them those ``named``
     accepts (all: None): a dangling or looping link, a file without permission, and any folder that
-    cannot be listed (what it holds is unknown, so it may hold inputs)."""
+    cannot be listed (what it holds is unknown, so it may hold inputs); and ``{path: why}`` for the
+    folders below them named like a recording file (``recording_named_folder``), which are none."""
     found: dict[str, str] = {}
+    folders: dict[str, str] = {}
 
     def folder_error(err: OSError) -> None:
         if err.filename:
@@ -136,7 +147,11 @@ def unreadable(tops: list[str], listed: set[str], named=None) -> dict[str, str]:
             )
 
     for top in tops:
-        for root, _, files in os.walk(top, onerror=folder_error):
+        for root, dirs, files in os.walk(top, onerror=folder_error):
+            for name in dirs:
+                path = os.path.join(root, name)
+                if (named is None or named(path)) and (why := recording_named_folder(path)):
+                    folders[path] = why
             for name in files:
                 path = os.path.join(root, name)
                 if named is not None and not named(path):
@@ -144,7 +159,42 @@ def unreadable(tops: list[str], listed: set[str], named=None) -> dict[str, str]:
                 problem = _problem(path) if path not in listed else _unreadable_listed(path)
                 if problem:
                     found[path] = problem
-    return found
+    return found, folders
+
+
+# What a file-type test names a local entry that is no regular file.
+_FILE_TYPES = (
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISDIR, "a folder"),
+)
+
+
+def not_regular(path: str) -> str:
+    """Why the local entry ``path`` is no recording by its type, or '' for a regular file (through
+    symbolic links): "not a regular file (a FIFO)". Looked up before anything opens it, as opening
+    a FIFO waits for a writer for ever and a device (``/dev/zero``) never ends. An entry that cannot
+    be looked up is ``_problem``'s ('')."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):  # ValueError: a NUL in the name
+        return ""
+    if stat.S_ISREG(mode):
+        return ""
+    kind = next((name for test, name in _FILE_TYPES if test(mode)), f"file type {stat.S_IFMT(mode):o}")
+    linked = "a symbolic link to " if os.path.islink(path) else ""
+    return f"not a regular file ({linked}{kind}): never opened, not a recording"
+
+
+def recording_named_folder(path: str) -> str:
+    """Why the local folder ``path`` named like a recording file (``y.edf``) is none, or '': a folder
+    of another name, or one that is a recording (EGI's ``x.mff``; its files are read through it)."""
+    name = os.path.basename(path.rstrip("/")).lower()
+    if name.endswith(".mff") or not name.endswith(tuple(e for e in RECORDING_EXTENSIONS if e != ".mff")):
+        return ""
+    return "a folder, not a recording file (named like one; any files in it are listed on their own)"
 
 
 def _unreadable_listed(path: str) -> str:
@@ -152,20 +202,29 @@ def _unreadable_listed(path: str) -> str:
     return "" if os.access(path, os.R_OK) else "permission denied: this user may not read it"
 
 
-def listing(patterns: list[str]) -> tuple[dict[str, int], dict[str, str]]:
-    """The size of every readable file the patterns name, and what is wrong with each entry they
-    name that cannot be read (``unreadable``); FileNotFoundError for a pattern that names nothing."""
+def listing(patterns: list[str]) -> tuple[dict[str, int], dict[str, str], dict[str, str]]:
+    """The size of every readable regular file the patterns name, what is wrong with each entry they
+    name that cannot be read (``unreadable``), and why each other entry they name is no recording by
+    its type (``not_regular``, ``recording_named_folder``); FileNotFoundError for a pattern that names
+    nothing."""
     sizes: dict[str, int] = {}
     problems: dict[str, str] = {}
+    passed_over: dict[str, str] = {}
     for pattern in patterns:
-        matched, unread = _matches(pattern)
-        if not matched and not unread:
+        matched, unread, folders = _matches(pattern)
+        if not matched and not unread and not folders:
             raise FileNotFoundError(f"--input {pattern}: matched no files")
         sizes.update((m.path, m.size_in_bytes) for m in matched)
         problems.update(unread)
+        passed_over.update(folders)
     for path in problems.keys() & sizes.keys():  # listed, but not to be read: no adapter opens it
         del sizes[path]
-    return sizes, problems
+    # The one file-type test, before any adapter or reader opens a file (a FIFO, /dev/zero).
+    for path in [p for p in sizes if not is_remote(p)]:
+        if why := not_regular(path):
+            del sizes[path]
+            passed_over[path] = why
+    return sizes, problems, passed_over
 
 
 def linked_folders(folder: str) -> list[str]:
