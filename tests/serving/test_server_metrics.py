@@ -103,3 +103,16 @@ def test_several_workers_sum_their_metrics_and_stop_on_sigterm(finetuned, raw_si
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=60) == 0
         assert not list(Path("/tmp").glob(f"eegfm-metrics-*/*_{process.pid}.db"))
+
+
+def test_explain_and_traces_are_their_own_routes(server):
+    before = _samples(server)
+    for route in ("/v1/explain?window=0&filename=a.txt", "/v1/traces?filename=a.txt"):
+        assert server.request("POST", route, b"x", RAW)[0] == 400  # not a recording's extension
+    after = _samples(server)
+    for route in ("/v1/explain", "/v1/traces"):
+        labels = {"route": route, "method": "POST", "status": "400"}
+        assert _value(after, "eegfm_requests_total", **labels) - _value(before, "eegfm_requests_total", **labels) == 1
+    assert _value(after, "eegfm_requests_total", route="other", method="POST", status="400") == _value(
+        before, "eegfm_requests_total", route="other", method="POST", status="400"
+    )
