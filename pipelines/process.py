@@ -323,6 +323,8 @@ def _line_frequency(config: PreprocessConfig, sidecars, info, harmonized):
     if sidecars.line_freq is not None:  # the data set's own record of its mains
         return sidecars.line_freq
     n_detect = min(info.n_times, int(config.line_detect_seconds * info.sfreq))
+    if n_detect < info.sfreq:  # under a second tells no mains apart; such a recording has no window anyway
+        return None
     return detect_line_frequency(harmonized(0, n_detect)[0][: schema.N_CHANS], info.sfreq)
 
 

@@ -42,6 +42,8 @@ def parse_signals(body: bytes) -> tuple[np.ndarray, float, list[str]]:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as err:
         raise SignalsError(f"body: expected a JSON object ({type(err).__name__}: {err})") from None
+    except RecursionError:  # the parser recurses per level: [[[[... a hundred thousand deep
+        raise SignalsError("body: expected a JSON object of signals; got arrays or objects nested too deeply") from None
     if not isinstance(data, dict):
         raise SignalsError(f"body: expected a JSON object with signals, sfreq and channel_names; got {_kind(data)}")
     unknown = sorted(set(data) - {"signals", "sfreq", "channel_names"})

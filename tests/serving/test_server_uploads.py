@@ -89,6 +89,12 @@ def test_a_malformed_json_recording_gets_4xx_naming_the_field(server, eeg_half_m
     assert "Jane" not in reply["error"]
 
 
+def test_json_nested_a_hundred_thousand_deep_is_a_422_not_a_500(server):
+    status, reply, _ = server.request("POST", "/v1/predict", b"[" * 100_000 + b"]" * 100_000, JSON)
+    assert status == 422 and "nested too deeply" in reply["error"]
+    assert server.request("GET", "/health")[0] == 200
+
+
 def test_json_that_is_no_object_or_too_big_is_refused(server):
     status, reply, _ = server.request("POST", "/v1/predict", b"[1, 2", JSON)
     assert status == 422 and reply["error"].startswith("body: expected a JSON object")
