@@ -1,11 +1,12 @@
 """Files a recording is made of beside its own: which of a folder's files are read through another.
 
 Nihon Kohden keeps a recording in ``X.EEG`` with ``X.21E`` (electrode names), ``X.PNT`` (patient,
-start time) and ``X.LOG`` (events); Persyst in ``X.lay`` with ``X.dat``; Curry 8 in ``X.cdt`` with
-``X.cdt.dpa``/``X.cdt.cef``, Curry 7 in ``X.dat`` with ``X.dap``/``X.rs3``/``X.ceo``; ANT Neuro's eego in
-``X.cnt`` with ``X.evt``; BrainVision in ``X.vhdr`` with ``X.vmrk``/``X.eeg``. A ``.eeg`` is BrainVision's
-data or Nihon Kohden's recording, a ``.dat`` Persyst's data or Curry 7's recording: the files beside
-them, and a .eeg's first bytes, tell which.
+start time), ``X.LOG`` (events) and, on some systems, ``X.11D``, ``X.CMT`` and ``X.CN2`` (settings,
+comments); Persyst in ``X.lay`` with ``X.dat``; Curry 8 in ``X.cdt`` with ``X.cdt.dpa``/``X.cdt.cef``,
+Curry 7 in ``X.dat`` with ``X.dap``/``X.rs3``/``X.ceo``; ANT Neuro's eego in ``X.cnt`` with ``X.evt``;
+BrainVision in ``X.vhdr`` with ``X.vmrk``/``X.eeg``. A ``.eeg`` is BrainVision's data or Nihon
+Kohden's recording, a ``.dat`` Persyst's data or Curry 7's recording: the files beside them, and a
+.eeg's first bytes, tell which.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ _PARTS = {
     ".21e": ("Nihon Kohden", (".eeg",)),
     ".pnt": ("Nihon Kohden", (".eeg",)),
     ".log": ("Nihon Kohden", (".eeg",)),
+    ".11d": ("Nihon Kohden", (".eeg",)),  # the montage settings
+    ".cmt": ("Nihon Kohden", (".eeg",)),  # the technician's comments
+    ".cn2": ("Nihon Kohden", (".eeg",)),  # the channel settings of newer systems
     ".dap": ("Curry", (".dat",)),
     ".rs3": ("Curry", (".dat",)),
     ".ceo": ("Curry", (".dat",)),

@@ -273,7 +273,9 @@ def test_a_nihon_kohden_recording_is_read_with_its_companions_and_processed(shar
         assert reader.info.ch_names[: len(labels)] == tuple(labels) and reader.info.sfreq == 500.0
         np.testing.assert_allclose(reader.read()[: len(labels)], microvolts, atol=1e-3)
         assert [(onset, text) for onset, _, text in reader.events] == [(12.0, "eyes closed")]
+    for extra in ("REC.11D", "REC.CMT", "REC.CN2"):  # settings and comments some systems write beside it
+        (folder / extra).write_bytes(b"\x00" * 64)
     manifest, by_name = _job(folder, key_file, tmp_path)
     assert by_name["REC.EEG"]["status"] == "processed" and manifest["counts"]["windows"] >= 6
-    for part in ("REC.21E", "REC.PNT", "REC.LOG"):
+    for part in ("REC.21E", "REC.PNT", "REC.LOG", "REC.11D", "REC.CMT", "REC.CN2"):
         assert by_name[part]["status"] == "ignored" and "REC.EEG" in by_name[part]["reason"], by_name[part]
