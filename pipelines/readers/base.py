@@ -192,6 +192,15 @@ def format_of(path) -> str:
     return next((fmt for ext, fmt in FORMATS.items() if name.endswith(ext)), "recording")
 
 
+# A traceback frame a library quotes in its message (MNE's RuntimeError does), and an absolute path.
+_QUOTED_FRAME = re.compile(r'\bFile "[^"]*", line \d+.*')
+_ABSOLUTE_PATH = re.compile(r"""(?<![\w.])(?:[A-Za-z]:)?(?:[/\\][^\s/\\'"(),;:]+){2,}[/\\]?""")
+
+
 def one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return f"{type(err).__name__}: {text[:200]}"
+    """A library's exception as ``Type: message`` on one line of at most 200 characters, fit for a
+    reason a user reads: a traceback the message quotes is cut off, and absolute paths (the server's
+    install, or a folder named after a patient) read ``<path>``."""
+    text = _QUOTED_FRAME.sub("", " ".join(str(err).split()))
+    text = _ABSOLUTE_PATH.sub("<path>", text).strip()
+    return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
