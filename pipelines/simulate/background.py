@@ -30,8 +30,9 @@ alpha peak, closed     10.5 [7.25, 11.5]  (eyes state not given)
 alpha share, closed    0.47 [0.14, 0.74]                     0.15 open, peak 11.4 Hz open
 =====================  =================  =================  ===============  ======  ===========
 
-(``/tmp/realism_final/realism.json``: ../shared/data eegmat Subject*_1 / Subject*_2, eegmmi
-S001 runs 3-4, HMS train EEG 1000913311, formats/nihonkohden; shares of 1-30 Hz power;
+(the realism report, ``eegfm-simulate --realism`` as docs/datasets.md gives it: ../shared/data
+eegmat Subject*_1 / Subject*_2, eegmmi S001 runs 3-4, HMS train EEG 1000913311,
+formats/nihonkohden; shares of 1-30 Hz power;
 correlation bins < 0.8, 0.8-1.4, >= 1.4 head radii. eegmat rest is eyes closed: its posterior
 alpha holds 47 % of 1-30 Hz power at 10.5 Hz, against 15 % in eyes-open eegmmi.)
 
