@@ -33,7 +33,7 @@ _WILDCARD = re.compile(r"[*?\[]")
 # A stem is a file's name only before an extension of the files a run reads ('1.edf', not '1.5 s').
 _FILE_EXT = (
     r"(?=\.(?i:edf|bdf|fif|vhdr|vmrk|eeg|set|fdt|parquet|csv|tsv|json|txt|md|gz|mat|mff|fif-\d+"
-    r"|gdf|cnt|evt|21e|pnt|log|lay|dat|cdt|dpa|cef|ceo|dap|rs3|nxe|nedf)"
+    r"|gdf|cnt|evt|21e|pnt|log|11d|cmt|cn2|lay|dat|cdt|dpa|cef|ceo|dap|rs3|nxe|nedf|zip|tar|tgz|7z|bz2|xz)"
     r"(?![A-Za-z0-9]))"
 )
 # What may sit right before or after a name in a message (a name never continues past these).

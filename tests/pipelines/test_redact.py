@@ -91,6 +91,14 @@ def test_a_short_stem_is_a_file_name_only_before_a_file_extension():
     )
 
 
+@pytest.mark.parametrize("archive", ["Doe.zip", "Doe.tar", "Doe.7z", "Doe.tar.gz", "Doe.tgz"])
+def test_an_archive_named_in_a_message_is_a_file_name_too(archive):
+    r = PathRedactor(KEY, keep=["/d"])
+    scrub = r.scrubber([f"/d/{archive}"])
+    text = scrub(f"{archive}: holds no recording (an inner archive of an upload)")
+    assert "Doe" not in text and text.startswith(r.stem("Doe")), text
+
+
 def test_held_log_records_come_out_scrubbed_once_the_names_are_known(capsys):
     setup_logging("INFO")
     log = logging.getLogger("eegfm.test_redact")
@@ -280,6 +288,8 @@ def test_the_parts_of_every_format_are_redacted_in_reasons():
         ("Doe.cnt", "Doe.evt", "ANT Neuro part of the recording Doe.cnt (.evt), read with it"),
         ("Doe.lay", "Doe.dat", "Persyst data of Doe.lay (.dat), read through it"),
         ("DOE.EEG", "DOE.21E", "Nihon Kohden part of the recording DOE.EEG (.21e), read with it"),
+        ("DOE.EEG", "DOE.11D", "Nihon Kohden part of the recording DOE.EEG (.11d), read with it"),
+        ("DOE.EEG", "DOE.CN2", "Nihon Kohden part of the recording DOE.EEG (.cn2), read with it"),
         ("Doe 8.cdt", "Doe 8.cdt.dpa", "Curry part of the recording Doe 8.cdt (.cdt.dpa), read with it"),
     ]:
         scrubbed = r.scrubber([f"/exports/Doe/{recording}", f"/exports/Doe/{part}"])(reason)
