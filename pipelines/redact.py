@@ -58,12 +58,33 @@ def known_label(label: str) -> bool:
         return False
     return (
         standard_name(name) is not None
-        or auxiliary_kind(name) is not None
+        or (auxiliary_kind(name) is not None and _plain_auxiliary(name))
         or derivation(name) is not None
         or clean_channel_name(name).upper() in _REFERENCE_LABELS
         or name.upper() in _REFERENCE_LABELS
         or bool(_CAP_STYLE.match(cap_label(name)))
     )
+
+
+# The words of an auxiliary label ('EEG EKG1-REF', 'POL EMG', 'ECG LA-RA', 'SpO2'): what may follow
+# its kind is another kind, an electrode, a reference, a number, or a side or lead of two letters.
+_LABEL_WORDS = re.compile(r"[\s_:+/().-]+")
+_LEAD = re.compile(r"^([A-Z]{1,2}\d{0,3}|\d+)$")
+
+
+def _plain_auxiliary(label: str) -> bool:
+    """Whether every word of an auxiliary label is one a channel has, not a person's name behind a
+    known prefix ('ECG DOE JOHN')."""
+    for word in filter(None, _LABEL_WORDS.split(label.upper())):
+        if not (
+            _LEAD.match(word)
+            or word in _REFERENCE_LABELS
+            or word in ("EEG", "POL")
+            or auxiliary_kind(word) is not None
+            or standard_name(word) is not None
+        ):
+            return False
+    return True
 
 
 def split_name(name: str) -> tuple[str, str]:

@@ -271,6 +271,14 @@ def test_by_default_no_name_record_number_or_birth_date_leaves_a_run(shared_data
         ("Z1", False),
         ("ECG 1960-01-01", False),
         ("EOG MRN1234567", False),
+        ("ECG DOE JOHN", False),
+        ("EOG SMITH JANE", False),
+        ("EEG EKG1-REF", True),
+        ("POL EMG", True),
+        ("ECG LA-RA", True),
+        ("EOG LOC", True),
+        ("SpO2", True),
+        ("PHOTIC-REF", True),
     ],
 )
 def test_only_electrode_reference_and_auxiliary_labels_stay_readable(label, kept):
