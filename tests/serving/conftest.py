@@ -13,6 +13,18 @@ def _one_thread(one_thread):
     """Every serving test runs in-process with one intra-op thread (``tests/conftest.py``)."""
 
 
+@pytest.fixture(scope="module")
+def server(finetuned, tmp_path_factory):
+    """``finetuned`` served in this process with the test API key in a keys file; a test module
+    that needs other options (an upload cap, no auth) defines its own ``server``."""
+    from tests.serving.serve_helpers import API_KEY, serving
+
+    keys = tmp_path_factory.mktemp("keys") / "keys.txt"
+    keys.write_text(API_KEY + "\n")
+    with serving(["--model", str(finetuned), "--api_keys_file", str(keys)]) as running:
+        yield running
+
+
 @pytest.fixture(scope="session")
 def hms6_run(tmp_path_factory) -> Path:
     """A six-class HMS run folder as fine-tuning leaves one (cpu-tiny weights as initialised, the

@@ -6,20 +6,11 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pytest
 
-from tests.serving.serve_helpers import AUTH, multipart, serving
+from tests.serving.serve_helpers import AUTH, multipart
 
 TYPES = {".js": "text/javascript", ".css": "text/css"}
 RECORDING = "eegmat/Subject10_2.edf"  # 62 s of serial subtraction: 6 windows of 10 s
-
-
-@pytest.fixture(scope="module")
-def server(finetuned, tmp_path_factory):
-    keys = tmp_path_factory.mktemp("keys") / "keys.txt"
-    keys.write_text(AUTH["Authorization"].split()[1] + "\n")
-    with serving(["--model", str(finetuned), "--api_keys_file", str(keys)]) as running:
-        yield running
 
 
 def test_the_page_and_its_assets_are_local_and_need_no_key(server):

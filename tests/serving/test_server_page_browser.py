@@ -13,7 +13,7 @@ import os
 import pytest
 
 from tests.serving.cdp import CHROMIUM, browser_page
-from tests.serving.serve_helpers import API_KEY, serving
+from tests.serving.serve_helpers import API_KEY
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")]
 
@@ -39,14 +39,6 @@ SENSITIVITY = (
     "(s => {{ s.value = '{}'; s.dispatchEvent(new Event('change')); }})(document.getElementById('eeg-sensitivity'))"
 )
 EXPLAINED = "document.body.dataset.state === 'explained' && document.getElementById('explain-title').textContent"
-
-
-@pytest.fixture(scope="module")
-def server(finetuned, tmp_path_factory):
-    keys = tmp_path_factory.mktemp("keys") / "keys.txt"
-    keys.write_text(API_KEY + "\n")
-    with serving(["--model", str(finetuned), "--api_keys_file", str(keys)]) as running:
-        yield running
 
 
 def box(page, element_id: str) -> list[float]:

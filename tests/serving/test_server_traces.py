@@ -12,7 +12,7 @@ import secrets
 import numpy as np
 import pytest
 
-from tests.serving.serve_helpers import AUTH, multipart, serving
+from tests.serving.serve_helpers import AUTH, multipart
 
 RECORDING = "eegmat/Subject10_2.edf"  # 62 s of serial subtraction: 6 windows of 10 s
 SFREQ = 256
@@ -20,14 +20,6 @@ SFREQ = 256
 BANANA = (
     "Fp1-F7 F7-T3 T3-T5 T5-O1 Fp2-F8 F8-T4 T4-T6 T6-O2 Fp1-F3 F3-C3 C3-P3 P3-O1 Fp2-F4 F4-C4 C4-P4 P4-O2 Fz-Cz Cz-Pz"
 ).split()
-
-
-@pytest.fixture(scope="module")
-def server(finetuned, tmp_path_factory):
-    keys = tmp_path_factory.mktemp("keys") / "keys.txt"
-    keys.write_text(AUTH["Authorization"].split()[1] + "\n")
-    with serving(["--model", str(finetuned), "--api_keys_file", str(keys)]) as running:
-        yield running
 
 
 @pytest.fixture(scope="module")
