@@ -66,8 +66,9 @@ CORE = pinned(
 )
 # captum: eegfm-predict --explain's integrated gradients (it brings matplotlib for the figures).
 MODEL = pinned("torch", "torch-geometric", "transformers", "safetensors", "onnx", "onnxruntime", "onnxscript", "captum")
-# eegfm-serve: the HTTP API (FastAPI on uvicorn), its metrics and its /docs page's assets (no CDN).
-SERVE = pinned("fastapi", "uvicorn", "prometheus-client", "python-multipart", "swagger-ui-py")
+# eegfm-serve: the HTTP API (FastAPI on uvicorn), its metrics and its /docs page's assets (no CDN);
+# ijson parses a JSON recording as a stream: the body is never held as Python objects.
+SERVE = pinned("fastapi", "uvicorn", "prometheus-client", "python-multipart", "swagger-ui-py", "ijson")
 TRAIN = pinned("wandb", "matplotlib")
 TF = pinned("tensorflow-cpu")
 # moto's S3 server and gcp-storage-emulator stand in for S3 and GCS in the object-store tests.

@@ -18,11 +18,13 @@ Routes (docs/serving.md has the details; /openapi.json and /docs describe them):
 API keys: ``Authorization: Bearer KEY``, a key of ``--api_keys_file`` (one per line) or of
 ``EEGFM_API_KEYS`` (comma separated); without keys the server refuses to start unless ``--no-auth``.
 
-Status codes: 200 with at least one recording scored; 422 when every recording is quarantined (the
-body says at which stage and why) or a JSON field is wrong; 400 for a bad file name, zip or query;
-401 without a valid key; 408 when an upload stalls (``--upload_timeout``) or a connection's headers
-do not arrive in ``--header_timeout``; 411 without Content-Length; 413 above ``--max_upload_mb`` or
-when an upload would unpack past 8x that (zip, gzip, parquet bombs); 415 for another content type;
+Status codes: 200 with at least one recording scored; 422 when the upload holds no recording or every
+one is quarantined (the body says at which stage and why, and lists what else it held) or a JSON
+field is wrong; 400 for a bad file name, zip or query; 401 without a valid key; 408 when an upload
+stalls (``--upload_timeout``), falls below ``--min_upload_kb_per_s`` on average, or a connection's
+headers do not arrive in ``--header_timeout``; 411 without Content-Length; 413 above ``--max_upload_mb`` or
+when an upload would unpack past 8x that or its members together past the decompression ratio cap
+(zip, gzip, parquet bombs); 415 for another content type;
 503 past ``--limit_concurrency`` or when the server stops before a request ends.
 
 A recording is named in the reply by its index and a keyed token (``file-<hex>.edf``, a random key
@@ -66,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_upload_mb", type=float, default=2048.0, help="largest upload accepted, MB")
     parser.add_argument(
         "--upload_timeout", type=float, default=30.0, help="seconds an upload may send nothing before it gets 408"
+    )
+    parser.add_argument(
+        "--min_upload_kb_per_s",
+        type=float,
+        default=16.0,
+        help="an upload must average at least this many KB/s once its first --upload_timeout seconds have passed, "
+        "or it gets 408 (a body trickled a byte at a time cannot hold a connection); 0: no deadline",
     )
     parser.add_argument(
         "--header_timeout",
@@ -139,7 +148,7 @@ def _checked_args(parser: argparse.ArgumentParser, argv: list[str] | None):
 
     args = parser.parse_args(argv)
     try:
-        args.limits = ServeLimits(args.max_upload_mb, args.upload_timeout)
+        args.limits = ServeLimits(args.max_upload_mb, args.upload_timeout, min_upload_kb_per_s=args.min_upload_kb_per_s)
     except ConfigError as err:
         parser.error(f"--{err}")
     for name in ("workers", "limit_concurrency", "timeout_keep_alive"):
@@ -179,6 +188,7 @@ def _load_app(parser: argparse.ArgumentParser, args):
     from eegfm.core.config import ConfigError
     from eegfm.pipelines.deid import PseudonymKeyError, load_key
     from eegfm.serving.api.app import create_app
+    from eegfm.serving.api.logged import install_upload_redaction
     from eegfm.serving.api.metrics import Metrics
     from eegfm.serving.api.service import PredictionService
     from eegfm.serving.predict import predict_config
@@ -189,6 +199,7 @@ def _load_app(parser: argparse.ArgumentParser, args):
         predictor = Predictor(args.model, predict_config(args, parser), name_key=key)
     except (ConfigError, FileNotFoundError, PseudonymKeyError) as err:
         parser.error(str(err))
+    install_upload_redaction()
     metrics = Metrics()
     return create_app(PredictionService(predictor, args.limits, metrics), args.api_keys, metrics)
 

@@ -28,13 +28,14 @@ from starlette.exceptions import HTTPException
 from eegfm.core.logs import get_logger
 from eegfm.serving.api import auth
 from eegfm.serving.api.explaining import MAX_STEPS, ExplainService
+from eegfm.serving.api.logged import UPLOAD_PREFIX, fault
 from eegfm.serving.api.metrics import Metrics, MetricsMiddleware
 from eegfm.serving.api.service import MAX_BATCH_FILES, PredictionService
 from eegfm.serving.api.signals import SignalsError, SignalsRequest, parse_signals
 from eegfm.serving.api.stopping import STOP, CloseWhenStopping, StoppingError, before_stop
 from eegfm.serving.api.traces import MAX_SECONDS as MAX_TRACE_SECONDS
 from eegfm.serving.api.traces import TraceService
-from eegfm.serving.api.uploads import BodyGuard, UploadError, save_body, upload_extension
+from eegfm.serving.api.uploads import UploadError, save_body, upload_extension
 
 log = get_logger(__name__)
 # A raw body is a recording file; curl --data-binary sends form-urlencoded unless told otherwise
@@ -230,7 +231,7 @@ def _add_predict(app: FastAPI, service: PredictionService) -> None:
     ):
         echo = _echo(echo_name)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        with tempfile.TemporaryDirectory(prefix="eegfm-upload-", ignore_cleanup_errors=True) as tmp:
+        with tempfile.TemporaryDirectory(prefix=UPLOAD_PREFIX, ignore_cleanup_errors=True) as tmp:
             folder = Path(tmp) / "upload"
             folder.mkdir()
             try:
@@ -251,7 +252,7 @@ def _add_predict(app: FastAPI, service: PredictionService) -> None:
             except (UploadError, HTTPException):
                 raise  # the error handlers answer them
             except Exception as err:  # a fault of the server's: the client learns what failed, the server goes on
-                log.exception("prediction failed")
+                log.error("prediction failed: %s", fault(err))
                 return _error(500, f"prediction failed: {type(err).__name__}", close=True)
         return JSONResponse(reply, status_code=status)
 
@@ -260,11 +261,11 @@ def _add_predict(app: FastAPI, service: PredictionService) -> None:
         return await _in_thread(service.predict_file, path, ext, filename, echo)
 
     async def _predict_json(request: Request, service, folder: Path, echo: bool):
-        guard = BodyGuard(request.receive, limits.json_max_bytes, limits.upload_timeout, "the JSON body limit")
+        guard = limits.body_guard(request.receive, json=True)
         body = folder / "body.json"
         await save_body(guard, body)
         try:
-            parsed = await _in_thread(parse_signals, body.read_bytes())
+            parsed = await _in_thread(parse_signals, body)
         except SignalsError as err:
             raise UploadError(422, str(err)) from None
         return await _in_thread(service.predict_signals, parsed, folder, echo)
@@ -289,7 +290,7 @@ async def _form(request: Request, limits, max_files: int):
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > limits.max_upload_bytes:
         raise UploadError(413, _too_large(length, limits))
-    guard = BodyGuard(request.receive, limits.max_upload_bytes, limits.upload_timeout)
+    guard = limits.body_guard(request.receive)
     form = await Request(request.scope, guard).form(max_files=max_files, max_fields=16)
     try:
         yield form
@@ -323,17 +324,18 @@ def _add_batch(app: FastAPI, service: PredictionService) -> None:
 async def _batch_entry(service: PredictionService, index: int, upload, echo: bool) -> dict[str, Any]:
     """One file's result: its status and recordings, or its status and error."""
     entry: dict[str, Any] = {"index": index, **({"filename": upload.filename} if echo else {})}
-    with tempfile.TemporaryDirectory(prefix="eegfm-upload-", ignore_cleanup_errors=True) as tmp:
+    with tempfile.TemporaryDirectory(prefix=UPLOAD_PREFIX, ignore_cleanup_errors=True) as tmp:
         try:
             ext = upload_extension(upload.filename or "")
             status, reply = await _in_thread(service.predict_stream, upload.file, Path(tmp), ext, upload.filename, echo)
             entry.update(status=status, recordings=reply["recordings"])
+            entry.update({key: reply[key] for key in ("error", "ignored") if key in reply})
         except UploadError as err:
             entry.update(status=err.status, error=err.message)
         except ValueError as err:
             entry.update(status=400, error=str(err))
         except Exception as err:  # a fault of the server's: this file's entry says so, the others are answered
-            log.exception("prediction failed")
+            log.error("prediction failed: %s", fault(err))
             entry.update(status=500, error=f"prediction failed: {type(err).__name__}")
     return entry
 
@@ -404,7 +406,7 @@ async def _answer_upload(request: Request, filename: str, limits, what: str, wor
     """``work(path, ext)``'s reply for the recording uploaded with ``request`` (multipart field
     ``file``, or a raw body named by ``filename``), saved in a folder removed afterwards."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    with tempfile.TemporaryDirectory(prefix="eegfm-upload-", ignore_cleanup_errors=True) as tmp:
+    with tempfile.TemporaryDirectory(prefix=UPLOAD_PREFIX, ignore_cleanup_errors=True) as tmp:
         folder = Path(tmp) / "upload"
         folder.mkdir()
         try:
@@ -415,7 +417,7 @@ async def _answer_upload(request: Request, filename: str, limits, what: str, wor
         except (UploadError, HTTPException):
             raise
         except Exception as err:  # a fault of the server's: the client learns what failed
-            log.exception("%s failed", what)
+            log.error("%s failed: %s", what, fault(err))
             return _error(500, f"{what} failed: {type(err).__name__}", close=True)
     return JSONResponse(reply)
 
@@ -455,6 +457,6 @@ async def _save_raw(request: Request, folder: Path, filename: str, limits) -> tu
     if int(length) > limits.max_upload_bytes:
         raise UploadError(413, _too_large(length, limits))
     path = folder / f"upload{ext}"
-    guard = BodyGuard(request.receive, limits.max_upload_bytes, limits.upload_timeout)
+    guard = limits.body_guard(request.receive)
     await save_body(guard, path, int(length))
     return path, ext

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from eegfm.core.config import Config, ConfigError, check_range
+from eegfm.pipelines.redact import PathRedactor
 from eegfm.serving.api.signals import save_fif
-from eegfm.serving.api.uploads import UNZIP_FACTOR, expand_upload
+from eegfm.serving.api.uploads import UNZIP_FACTOR, BodyGuard, unpacked_upload
 
-JSON_MAX_MB = 64.0  # a JSON array of floats takes ~3x its bytes to parse: larger bodies upload a file
+JSON_MAX_MB = 64.0  # parsed as a stream, at most 4x its bytes in memory (api.signals): larger bodies upload a file
 MAX_BATCH_FILES = 64
+MIN_UPLOAD_KB_PER_S = 16.0  # 128 kbit/s: below any working link, far above a byte every few seconds
 
 
 @dataclasses.dataclass
@@ -28,11 +30,23 @@ class ServeLimits(Config):
     max_upload_mb: float = 2048.0
     upload_timeout: float = 30.0  # seconds an upload may send nothing before it gets 408
     json_max_mb: float = JSON_MAX_MB
+    min_upload_kb_per_s: float = MIN_UPLOAD_KB_PER_S  # the slowest average an upload may keep (0: any)
 
     def validate(self) -> None:
         check_range("max_upload_mb", self.max_upload_mb, 1e-3, 1e6)
         check_range("upload_timeout", self.upload_timeout, 0.1, 3600)
         check_range("json_max_mb", self.json_max_mb, 1e-3, 1e4)
+        check_range("min_upload_kb_per_s", self.min_upload_kb_per_s, 0, 1e6)
+
+    def body_guard(self, receive, json: bool = False) -> BodyGuard:
+        """The `BodyGuard` for a request's body under these limits (a JSON body's own size limit)."""
+        if json:
+            return BodyGuard(receive, self.json_max_bytes, self.upload_timeout, "the JSON body limit", self._min_rate)
+        return BodyGuard(receive, self.max_upload_bytes, self.upload_timeout, min_rate=self._min_rate)
+
+    @property
+    def _min_rate(self) -> float:
+        return self.min_upload_kb_per_s * 1024
 
     @property
     def max_upload_bytes(self) -> int:
@@ -78,19 +92,44 @@ class PredictionService:
     def predict_file(self, path: Path, ext: str, filename: str, echo_name: bool) -> tuple[int, dict[str, Any]]:
         """Status and reply for an upload saved at ``path`` (in a private folder of its own); the
         recordings named by index and token, their non-electrode labels by token, unless
-        ``echo_name``. ValueError/UploadError for an upload that is not a recording."""
-        target = expand_upload(path, ext, self.limits.expanded_max_bytes)
+        ``echo_name``. Entries that are no recording (a sidecar, a hidden file, a zip member that
+        could not be extracted) are listed under ``ignored`` with why. 422 when nothing was scored,
+        whether the upload held no recording or every one was quarantined. ValueError/UploadError
+        for an upload that is not a recording file or archive."""
+        expanded = unpacked_upload(path, ext, self.limits.expanded_max_bytes)
+        target = str(expanded.target)
         try:
-            recordings = list(self.predictor.predict([str(target)], redact=not echo_name))
+            items, ignored = self.predictor.listed([target])
         except (FileNotFoundError, ConfigError):
-            raise ValueError("the upload holds no recording file") from None
+            items, ignored = [], []
+        recordings = list(self.predictor.predict_items(items, redact=not echo_name))
         for recording in recordings if echo_name else ():  # as the client knows them, not by the temporary path
-            inside = recording.input[len(str(target)) :].lstrip("/")
-            recording.input = f"{filename}/{inside}" if ext == ".zip" else filename
+            recording.input = _client_name(recording.input, target, ext, filename)
         if self.metrics is not None:
             self.metrics.count_recordings(recordings)
-        reply = {"model": self.description, "recordings": [r.as_dict() for r in recordings]}
-        return (200 if any(r.status == "processed" for r in recordings) else 422), reply
+        reply: dict[str, Any] = {"model": self.description, "recordings": [r.as_dict() for r in recordings]}
+        others = self._ignored([*expanded.skipped, *ignored], target, ext, filename, echo_name)
+        if others:
+            reply["ignored"] = others
+        if any(r.status == "processed" for r in recordings):
+            return 200, reply
+        why = "every recording was quarantined" if recordings else "the upload holds no recording file"
+        return 422, {"error": why + (" (ignored says what else it held)" if others else ""), "status": 422, **reply}
+
+    def _ignored(self, entries, target: str, ext: str, filename: str, echo_name: bool) -> list[dict[str, str]]:
+        """Entries that are no recording as a reply lists them: under redaction named as a
+        recording is (its name's keyed token), their reasons scrubbed of the names they hold."""
+        redactor = PathRedactor(self.predictor.name_key, not echo_name)
+        scrub = redactor.scrubber([entry.path for entry in entries])
+        return [
+            {
+                "input": _client_name(entry.path, target, ext, filename)
+                if echo_name
+                else redactor.name(entry.path.rstrip("/").rsplit("/", 1)[-1]),
+                "reason": scrub(entry.reason),
+            }
+            for entry in entries
+        ]
 
     def predict_stream(self, source, folder: Path, ext: str, filename: str, echo_name: bool) -> tuple[int, dict]:
         """:meth:`predict_file` for a file object (a multipart part), copied into ``folder`` first."""
@@ -105,3 +144,11 @@ class PredictionService:
         path = folder / "signals.fif"
         save_fif(signals, sfreq, names, path)
         return self.predict_file(path, ".fif", "signals.fif", echo_name)
+
+
+def _client_name(path: str, target: str, ext: str, filename: str) -> str:
+    """``path`` (below the upload's temporary ``target``) as the client knows it: its file name, or
+    inside its zip."""
+    if ext != ".zip":
+        return filename
+    return f"{filename}/{path[len(target) :].lstrip('/')}"

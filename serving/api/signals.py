@@ -1,10 +1,11 @@
 """A recording sent as JSON (``{"signals": [[...], ...], "sfreq": 256, "channel_names": [...]}``):
-checked field by field, then saved as a FIF file the pipeline reads like any upload."""
+parsed as a stream, checked field by field, then saved as a FIF file the pipeline reads like any upload."""
 
 from __future__ import annotations
 
-import json
+import array
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,23 +36,121 @@ class SignalsError(ValueError):
     """A JSON body that is not a recording; the message names the field."""
 
 
-def parse_signals(body: bytes) -> tuple[np.ndarray, float, list[str]]:
-    """(channels, samples) microvolts, the sampling rate and the labels of a JSON body, or
-    SignalsError naming the field and what was expected."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise SignalsError(f"body: expected a JSON object ({type(err).__name__}: {err})") from None
-    except RecursionError:  # the parser recurses per level: [[[[... a hundred thousand deep
-        raise SignalsError("body: expected a JSON object of signals; got arrays or objects nested too deeply") from None
-    if not isinstance(data, dict):
-        raise SignalsError(f"body: expected a JSON object with signals, sfreq and channel_names; got {_kind(data)}")
-    unknown = sorted(set(data) - {"signals", "sfreq", "channel_names"})
-    if unknown:
-        raise SignalsError(f"{unknown[0]}: not a field; expected only signals, sfreq and channel_names")
-    names = _channel_names(data.get("channel_names"))
-    sfreq = _sfreq(data.get("sfreq"))
-    return _signals(data.get("signals"), len(names)), sfreq, names
+def parse_signals(body: Path) -> tuple[np.ndarray, float, list[str]]:
+    """(channels, samples) microvolts, the sampling rate and the labels of the JSON body saved at
+    ``body``, or SignalsError naming the field and what was expected. The body is parsed as a stream
+    of events: samples go straight into one float64 buffer (8 bytes each, never a Python float),
+    and nothing is nested deeper than a row of samples, so a body of ``n`` bytes costs at most
+    ``4 n`` bytes of memory (a sample takes at least 2 bytes of JSON: ``0,``)."""
+    import ijson  # the serve extra's: only for a JSON upload
+
+    with body.open("rb") as stream:
+        reader = _EventReader(ijson.basic_parse(stream, use_float=True))
+        try:
+            fields = reader.document()
+        except ijson.JSONError:
+            raise SignalsError(reader.invalid_json()) from None
+        except UnicodeDecodeError:
+            raise SignalsError("body: expected a JSON object in UTF-8") from None
+    names = _channel_names(fields.get("channel_names"))
+    sfreq = _sfreq(fields.get("sfreq"))
+    return _signals(fields.get("signals"), len(names)), sfreq, names
+
+
+_KINDS = {
+    "start_map": "dict",
+    "start_array": "list",
+    "string": "str",
+    "number": "number",
+    "boolean": "bool",
+    "null": "null",
+}
+
+
+class _EventReader:
+    """The body's fields read from ijson's events; ``where`` says what was being read, for an
+    error the parser raises part-way (a ``NaN`` sample is not JSON: yajl stops at it)."""
+
+    def __init__(self, events: Iterator[tuple[str, Any]]) -> None:
+        self.events, self.where = events, "body"
+        self.row: tuple[int, int, array.array] | None = None  # the row being read: index, start, samples
+
+    def invalid_json(self) -> str:
+        # the parser's own message quotes the body around the fault: it may hold a patient's name
+        if self.row is not None:
+            row, start, samples = self.row
+            return (
+                f"signals[{row}][{len(samples) - start}]: expected a finite number; the body is not valid "
+                "JSON there (NaN and Infinity are not JSON numbers)"
+            )
+        return f"body: expected a JSON object; it is not valid JSON (reading {self.where})"
+
+    def document(self) -> dict[str, Any]:
+        event, _ = next(self.events, ("end", None))
+        if event != "start_map":
+            got = _KINDS.get(event, "an empty body")
+            raise SignalsError(f"body: expected a JSON object with signals, sfreq and channel_names; got {got}")
+        fields: dict[str, Any] = {}
+        for event, key in self.events:
+            if event == "end_map":
+                break
+            if key not in _FIELDS:  # the name is not echoed: a client's key may name the patient
+                raise SignalsError("body: expected only the fields signals, sfreq and channel_names; got another")
+            if key in fields:
+                raise SignalsError(f"{key}: expected once; the body repeats it")
+            self.where = key
+            fields[key] = getattr(self, f"_{key}")()
+        for _ in self.events:  # yajl itself refuses anything after the object
+            pass
+        return fields
+
+    def _sfreq(self) -> Any:
+        event, value = next(self.events)
+        if event in ("start_map", "start_array"):
+            raise SignalsError(f"sfreq: expected the sampling rate in Hz, a number; got {_KINDS[event]}")
+        return value
+
+    def _channel_names(self) -> list[str] | None:
+        names: list[str] = []
+        event, _ = next(self.events)
+        if event != "start_array":
+            raise SignalsError("channel_names: expected a non-empty array of channel labels (strings)")
+        for event, value in self.events:
+            if event == "end_array":
+                return names
+            if event != "string":
+                raise SignalsError("channel_names: expected a non-empty array of channel labels (strings)")
+            names.append(value)
+        return names
+
+    def _signals(self) -> tuple[array.array, list[int]]:
+        samples, lengths = array.array("d"), []
+        event, _ = next(self.events)
+        if event != "start_array":
+            raise SignalsError("signals: expected an array of rows (one array of samples per channel)")
+        for event, _ in self.events:
+            if event == "end_array":
+                break
+            if event != "start_array":
+                raise SignalsError("signals: expected an array of rows (one array of samples per channel)")
+            lengths.append(self._row(samples, len(lengths)))
+        return samples, lengths
+
+    def _row(self, samples: array.array, row: int) -> int:
+        """Row ``row``'s samples appended to ``samples``; its length."""
+        start = len(samples)
+        self.row = row, start, samples
+        for event, value in self.events:
+            if event == "end_array":
+                break
+            if event != "number":
+                raise SignalsError(f"signals[{row}]: expected numbers (microvolts)")
+            samples.append(value)
+        self.row = None
+        return len(samples) - start
+
+
+_FIELDS = ("signals", "sfreq", "channel_names")
 
 
 def _kind(value: Any) -> str:
@@ -84,21 +183,18 @@ def _channel_names(value: Any) -> list[str]:
     return list(value)
 
 
-def _signals(value: Any, n_channels: int) -> np.ndarray:
-    if not isinstance(value, list) or not all(isinstance(row, list) for row in value):
+def _signals(value: tuple[array.array, list[int]] | None, n_channels: int) -> np.ndarray:
+    if value is None:
         raise SignalsError("signals: expected an array of rows (one array of samples per channel)")
-    if len(value) != n_channels:
+    samples, lengths = value
+    if len(lengths) != n_channels:
         raise SignalsError(
-            f"signals: expected {n_channels} rows, one per entry of channel_names; got {len(value)} "
+            f"signals: expected {n_channels} rows, one per entry of channel_names; got {len(lengths)} "
             "(rows are channels, columns samples)"
         )
-    lengths = {len(row) for row in value}
-    if len(lengths) != 1 or 0 in lengths:
-        raise SignalsError(f"signals: expected rows of one non-zero length; got lengths {sorted(lengths)[:5]}")
-    for i, row in enumerate(value):
-        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in row):
-            raise SignalsError(f"signals[{i}]: expected numbers (microvolts)")
-    signals = np.asarray(value, dtype=np.float64)
+    if len(set(lengths)) != 1 or 0 in lengths:
+        raise SignalsError(f"signals: expected rows of one non-zero length; got lengths {sorted(set(lengths))[:5]}")
+    signals = np.frombuffer(samples, dtype=np.float64).reshape(n_channels, lengths[0])  # no copy
     bad = np.argwhere(~np.isfinite(signals))
     if len(bad):
         row, col = bad[0]
@@ -112,4 +208,5 @@ def save_fif(signals: np.ndarray, sfreq: float, names: list[str], path: Path) ->
 
     kinds = ["eeg" if standard_name(name) else auxiliary_kind(name) or "misc" for name in names]
     info = mne.create_info(names, sfreq, ch_types=kinds, verbose="error")
-    mne.io.RawArray(signals * 1e-6, info, verbose="error").save(path, overwrite=True, verbose="error")
+    volts = np.multiply(signals, 1e-6, out=signals if signals.flags.writeable else None)  # in place: no copy
+    mne.io.RawArray(volts, info, verbose="error").save(path, overwrite=True, verbose="error")

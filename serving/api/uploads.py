@@ -2,18 +2,24 @@
 would expand past the server's caps.
 
 Everything here runs outside the model's lock: a client's zip, gzip or parquet bomb costs that
-client's thread at most ``UNZIP_FACTOR`` times ``--max_upload_mb`` of decompression (and never more
-than the pipeline's ratio cap of its size as stored), while other requests are scored.
+client's thread at most ``UNZIP_FACTOR`` times ``--max_upload_mb`` of decompression, and never more
+than the pipeline's ratio cap of the upload's size as stored, summed over all its members
+(`ExpansionBudget`), while other requests are scored.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import gzip
+import math
+import time
 import zipfile
 import zlib
 from pathlib import Path
 
 from eegfm.pipelines.datasets import RECORDING_EXTENSIONS
+from eegfm.pipelines.datasets.items import Ignored
 from eegfm.pipelines.localize import DecompressLimit
 from eegfm.serving.api.stopping import StoppingError, before_stop
 
@@ -44,29 +50,76 @@ def upload_extension(filename: str) -> str:
     )
 
 
-def unpack_zip(archive: Path, folder: Path, max_bytes: int) -> int:
-    """Extract ``archive`` into ``folder``; the bytes unpacked. ValueError for a bad zip or a member
-    that would land outside ``folder`` (absolute paths, ``..``); UploadError 413 for more than
-    ``max_bytes`` unpacked or past the ratio cap of the archive's size (a zip bomb)."""
-    stored = archive.stat().st_size
+class ExpansionBudget:
+    """What one request's upload may still unpack or decompress to, across all its members: the
+    smaller of the server's cap and the pipeline's ratio cap of the upload's size as stored. Every
+    zip member and every gunzipped file spends from it, so 40 small gzip bombs in one zip cost
+    what one would, not 40 times its floor."""
+
+    def __init__(self, stored: int, max_bytes: int) -> None:
+        self.left, self.why = _expansion_cap(stored, max_bytes)
+
+    def spend(self, size: int, what: str) -> None:
+        """``size`` more bytes written; UploadError 413 naming ``what`` past the budget."""
+        if size > self.left:
+            raise UploadError(413, f"{what} expands past this upload's budget of {self.left} more bytes ({self.why})")
+        self.left -= size
+
+
+# zipfile's own methods; a member compressed another way cannot be read here
+_ZIP_METHODS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
+
+
+def unpack_zip(archive: Path, folder: Path, budget: ExpansionBudget) -> list[Ignored]:
+    """Extract ``archive`` into ``folder`` member by member, spending from ``budget``; the members
+    that could not be extracted, each with why (encrypted, an unknown method, a name the file
+    system refuses, a file and a folder of one name). ValueError for a bad zip or a member that
+    would land outside ``folder`` (absolute paths, ``..``); UploadError 413 past the budget."""
+    skipped: list[Ignored] = []
     try:
         with zipfile.ZipFile(archive) as zipped:
-            unpacked = sum(member.file_size for member in zipped.infolist())
-            cap, why = _expansion_cap(stored, max_bytes)
-            if unpacked > cap:
-                raise UploadError(413, f"the zip unpacks to {unpacked} bytes; expected at most {cap} ({why})")
+            members = zipped.infolist()
+            # zipfile stops each member at its declared size: the declared sum bounds what is written
+            budget.spend(sum(m.file_size for m in members), "the zip")
             root = folder.resolve()
-            for member in zipped.infolist():
-                target = (folder / member.filename).resolve()
-                if not target.is_relative_to(root):
+            for member in members:
+                if not (folder / member.filename).resolve().is_relative_to(root):
                     raise ValueError(  # the member's name is not echoed: it may name the patient
                         "a zip member: expected a path inside the archive; one is absolute or goes above it (..)"
                     )
-            # zipfile stops each member at its declared size: the sum above bounds what is written
-            zipped.extractall(folder)
+            folder.mkdir(exist_ok=True)
+            for index, member in enumerate(members, start=1):
+                if why := _unextractable(zipped, member, folder):
+                    skipped.append(Ignored(str(folder / member.filename), f"zip member {index}: {why}"))
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
         raise ValueError(f"the upload is not a readable zip archive ({type(err).__name__})") from None
-    return unpacked
+    return skipped
+
+
+def _unextractable(zipped: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Path) -> str:
+    """Why ``member`` was not extracted into ``folder``, or "" once it is. The OS's and zipfile's
+    own messages are never passed on: they quote the member's path."""
+    if member.flag_bits & 0x1:
+        return "encrypted; expected an unencrypted member (the server takes no passwords)"
+    if member.compress_type not in _ZIP_METHODS:
+        methods = ", ".join(sorted(_ZIP_METHODS.values()))
+        return f"compressed with method {member.compress_type}; expected one of {methods}"
+    try:
+        zipped.extract(member, folder)
+    except (NotADirectoryError, IsADirectoryError, FileExistsError):
+        return "a file and a folder in the archive have one name; expected distinct names"
+    except OSError as err:
+        if err.errno == errno.ENAMETOOLONG:
+            return "its name is longer than a file system allows (255 bytes a folder or file name)"
+        return f"could not be written ({type(err).__name__}: {errno.errorcode.get(err.errno, 'unknown')})"
+    except (NotImplementedError, RuntimeError, zipfile.BadZipFile, zlib.error, EOFError) as err:
+        return f"could not be read ({type(err).__name__}): a damaged or unsupported member"
+    return ""
 
 
 def _expansion_cap(stored: int, max_bytes: int) -> tuple[int, str]:
@@ -78,18 +131,18 @@ def _expansion_cap(stored: int, max_bytes: int) -> tuple[int, str]:
     return max_bytes, f"{UNZIP_FACTOR}x the server's --max_upload_mb"
 
 
-def gunzip(path: Path, max_bytes: int) -> tuple[Path, int]:
-    """``path`` (``x.edf.gz``) decompressed beside it (``x.edf``) and deleted; the new path and its
-    size. UploadError 413 as soon as it passes its cap; ValueError for a broken gzip stream."""
+def gunzip(path: Path, budget: ExpansionBudget) -> Path:
+    """``path`` (``x.edf.gz``) decompressed beside it (``x.edf``) and deleted; the new path, its
+    size spent from ``budget``. UploadError 413 as soon as it passes the budget; ValueError for a
+    broken gzip stream."""
     target = path.with_name(path.name[: -len(".gz")])
-    cap, why = _expansion_cap(path.stat().st_size, max_bytes)
     written = 0
     try:
         with gzip.open(path, "rb") as source, target.open("wb") as out:
             while block := source.read(CHUNK):
                 written += len(block)
-                if written > cap:
-                    raise UploadError(413, f"the gzip file decompresses to over {cap} bytes; expected at most ({why})")
+                if written > budget.left:
+                    budget.spend(written, "a gzip file")  # raises: the budget's message says why
                 out.write(block)
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         target.unlink(missing_ok=True)
@@ -97,8 +150,9 @@ def gunzip(path: Path, max_bytes: int) -> tuple[Path, int]:
     except UploadError:
         target.unlink(missing_ok=True)
         raise
+    budget.spend(written, "a gzip file")
     path.unlink()
-    return target, written
+    return target
 
 
 def check_parquet(path: Path, max_bytes: int) -> None:
@@ -120,26 +174,41 @@ def check_parquet(path: Path, max_bytes: int) -> None:
         )
 
 
-def expand_upload(path: Path, ext: str, max_bytes: int) -> Path:
+@dataclasses.dataclass
+class Expanded:
+    """An upload ready for the predictor: the file or folder it reads, and the zip members that
+    could not be extracted, each with why."""
+
+    target: Path
+    skipped: list[Ignored]
+
+
+def unpacked_upload(path: Path, ext: str, max_bytes: int) -> Expanded:
     """What the predictor reads for an upload saved at ``path``: a zip unpacked into a folder beside
-    it, gzipped recordings decompressed, every parquet checked; all within ``max_bytes`` expanded.
+    it, gzipped recordings decompressed, every parquet checked; all within one `ExpansionBudget`.
     (A gzipped FIF split into parts, which name each other, is left to the pipeline's reader.)"""
+    budget = ExpansionBudget(path.stat().st_size, max_bytes)
+    skipped: list[Ignored] = []
     if ext == ".zip":
         folder = path.parent / "files"
-        budget = max_bytes - unpack_zip(path, folder, max_bytes)
+        skipped = unpack_zip(path, folder, budget)
         path.unlink()
         files = sorted(p for p in folder.rglob("*") if p.is_file())
     else:
-        folder, budget, files = path.parent, max_bytes, [path]
+        folder, files = path.parent, [path]
     expanded = []
     for file in files:
         if _gunzipped_here(file):
-            file, size = gunzip(file, max(budget, 0))
-            budget -= size
+            file = gunzip(file, budget)
         if file.name.lower().endswith(".parquet"):
             check_parquet(file, max_bytes)
         expanded.append(file)
-    return folder if ext == ".zip" else expanded[0]
+    return Expanded(folder if ext == ".zip" else expanded[0], skipped)
+
+
+def expand_upload(path: Path, ext: str, max_bytes: int) -> Path:
+    """The file or folder the predictor reads for an upload (`unpacked_upload`'s target)."""
+    return unpacked_upload(path, ext, max_bytes).target
 
 
 def _gunzipped_here(file: Path) -> bool:
@@ -150,22 +219,26 @@ def _gunzipped_here(file: Path) -> bool:
 
 
 class BodyGuard:
-    """An ASGI ``receive`` that counts the body: UploadError 413 past ``max_bytes``, 408 when the
-    client sends nothing for ``stall_seconds`` (a stalled or trickling-to-nothing upload)."""
+    """An ASGI ``receive`` that counts the body: UploadError 413 past ``max_bytes``; 408 when the
+    client sends nothing for ``stall_seconds``, or falls behind ``min_rate`` bytes a second on
+    average after its first ``stall_seconds`` (a whole-body deadline that moves with what has
+    arrived: a byte every few seconds never stalls, but cannot hold a connection for ever)."""
 
-    def __init__(self, receive, max_bytes: int, stall_seconds: float, what: str = "--max_upload_mb") -> None:
+    def __init__(self, receive, max_bytes: int, stall_seconds: float, what: str = "--max_upload_mb", min_rate=0.0):
         self._receive, self.max_bytes, self.stall_seconds, self.what = receive, max_bytes, stall_seconds, what
-        self.received = 0
+        self.min_rate, self.started, self.received = min_rate, time.monotonic(), 0
+
+    def _deadline_left(self) -> float:
+        """Seconds until the body falls behind ``min_rate``, at the bytes received so far."""
+        if self.min_rate <= 0:
+            return math.inf
+        return self.started + self.stall_seconds + self.received / self.min_rate - time.monotonic()
 
     async def __call__(self):
         try:
-            message = await before_stop(self._receive(), self.stall_seconds)
+            message = await before_stop(self._receive(), min(self.stall_seconds, self._deadline_left()))
         except TimeoutError:
-            raise UploadError(
-                408,
-                f"the upload stalled: nothing received for {self.stall_seconds:g} s after {self.received} bytes "
-                "(the server's --upload_timeout)",
-            ) from None
+            raise UploadError(408, self._timed_out()) from None
         except StoppingError:
             raise UploadError(503, "the server is stopping; the upload did not end in its --graceful_timeout") from None
         if message["type"] == "http.request":
@@ -175,6 +248,19 @@ class BodyGuard:
         elif message["type"] == "http.disconnect":
             raise UploadError(400, f"the client disconnected after {self.received} bytes of its upload")
         return message
+
+    def _timed_out(self) -> str:
+        if self._deadline_left() <= 0.05:  # the deadline, not a silence, ended the wait
+            elapsed = time.monotonic() - self.started
+            return (
+                f"the upload is too slow: {self.received} bytes in {elapsed:.0f} s; expected at least "
+                f"{self.min_rate / 1024:g} KB/s on average after its first {self.stall_seconds:g} s "
+                "(the server's --min_upload_kb_per_s)"
+            )
+        return (
+            f"the upload stalled: nothing received for {self.stall_seconds:g} s after {self.received} bytes "
+            "(the server's --upload_timeout)"
+        )
 
 
 async def save_body(guard: BodyGuard, path: Path, expected: int | None = None) -> int:

@@ -58,6 +58,31 @@ def test_a_stalled_upload_gets_408_not_500(server):
     sock.close()
 
 
+def test_a_body_trickled_a_byte_at_a_time_gets_408_at_its_deadline(finetuned):
+    """A byte every 0.3 s never stalls for --upload_timeout (1 s), but averages far below
+    --min_upload_kb_per_s: cut at 1 s plus what its bytes buy. With --limit_concurrency 4, three
+    such clients made /health answer 503 for as long as they trickled; now their slots free in ~1 s."""
+    argv = ["--model", str(finetuned), "--no-auth", "--limit_concurrency", "4", *TIMEOUTS]
+    with serving(argv) as running:
+        stop = threading.Event()
+        socks = [_trickle_upload(running.host, running.port, stop) for _ in range(3)]
+        started = time.perf_counter()
+        replies = []
+        for sock in socks:
+            sock.settimeout(10)
+            replies.append(_reply_of(sock).partition(b"\r\n\r\n"))
+        waited = time.perf_counter() - started
+        stop.set()
+        for head, _, body in replies:
+            assert head.startswith(b"HTTP/1.1 408 ") and b"connection: close" in head.lower()
+            assert json.loads(body)["error"].startswith("the upload is too slow: ")
+            assert "--min_upload_kb_per_s" in json.loads(body)["error"]
+        assert 0.9 < waited < 4, waited
+        assert running.request("GET", "/health", timeout=10)[0] == 200
+        for sock in socks:
+            sock.close()
+
+
 def test_slow_loris_connections_are_bounded_and_the_server_keeps_answering(server, raw_sites, caplog):
     recording = (raw_sites / "hospital0" / "Subject00_2.edf").read_bytes()
     with caplog.at_level(logging.DEBUG):
@@ -119,7 +144,9 @@ def test_sigterm_answers_the_request_in_flight_cuts_trickles_at_the_grace_period
         for path in sorted(raw_sites.rglob("*.edf")):
             zipped.write(path, path.name)
     grace = 10
-    argv = ["--model", str(finetuned), "--no-auth", "--graceful_timeout", str(grace), *TIMEOUTS]
+    # no rate deadline here: the trickle must still be uploading when the grace period ends
+    argv = ["--model", str(finetuned), "--no-auth", "--graceful_timeout", str(grace), "--min_upload_kb_per_s", "0"]
+    argv += TIMEOUTS
     with serving_process(argv, env={**os.environ, "OMP_NUM_THREADS": "1"}) as (process, server):
         stop = threading.Event()
         trickling = _trickle_upload(server.host, server.port, stop)

@@ -73,7 +73,7 @@ def test_a_json_signal_array_is_scored_as_the_same_recording_in_a_file(server, e
         (lambda d: d.update(sfreq=-5), "sfreq: expected a rate in (0, 20000] Hz"),
         (lambda d: d.update(sfreq="fast"), "sfreq: expected the sampling rate in Hz"),
         (lambda d: d.pop("channel_names"), "channel_names: expected a non-empty array"),
-        (lambda d: d.update(patient="Jane Roe"), "patient: not a field"),
+        (lambda d: d.update(patient="Jane Roe"), "body: expected only the fields signals, sfreq and channel_names"),
         (lambda d: d.update(channel_names=["ECG"] + d["channel_names"][1:]), None),  # 18 electrodes and an ECG: fine
     ],
 )
@@ -91,7 +91,10 @@ def test_a_malformed_json_recording_gets_4xx_naming_the_field(server, eeg_half_m
 
 def test_json_nested_a_hundred_thousand_deep_is_a_422_not_a_500(server):
     status, reply, _ = server.request("POST", "/v1/predict", b"[" * 100_000 + b"]" * 100_000, JSON)
-    assert status == 422 and "nested too deeply" in reply["error"]
+    assert status == 422 and reply["error"].startswith("body: expected a JSON object"), reply
+    deep = b'{"signals": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    status, reply, _ = server.request("POST", "/v1/predict", deep, JSON)
+    assert status == 422 and reply["error"].startswith("signals[0]: expected numbers"), reply
     assert server.request("GET", "/health")[0] == 200
 
 
@@ -210,7 +213,7 @@ def test_bombs_are_refused_within_caps_while_a_valid_request_is_answered(server,
     assert status == 200 and reply["recordings"][0]["status"] == "processed"
     assert during < 3 * alone + 2.0, (alone, during)
     status, reply, _ = answers["gz"]
-    assert status == 413 and reply["error"].startswith("the gzip file decompresses to over 67108864 bytes")
+    assert status == 413 and reply["error"].startswith("a gzip file expands past this upload's budget of 67108864")
     status, reply, _ = answers["parquet"]
     assert status == 413 and "declares 12582912 rows of 20 columns" in reply["error"]
     assert "ratio cap" in reply["error"] or "--max_upload_mb" in reply["error"]
@@ -219,7 +222,7 @@ def test_bombs_are_refused_within_caps_while_a_valid_request_is_answered(server,
 def test_a_fault_of_the_server_is_a_json_500_and_the_server_goes_on(server, raw_sites, monkeypatch, caplog):
     service = server.server.config.app.state.service
     good = (raw_sites / "hospital1" / "Subject02_1.edf").read_bytes()
-    real_predict = service.predictor.predict
+    real_predict = service.predictor.predict_items
 
     def failing_on_the_second(inputs, **kwargs):
         if failing_on_the_second.calls == 1:
@@ -228,10 +231,11 @@ def test_a_fault_of_the_server_is_a_json_500_and_the_server_goes_on(server, raw_
         return real_predict(inputs, **kwargs)
 
     failing_on_the_second.calls = 1
-    monkeypatch.setattr(service.predictor, "predict", failing_on_the_second)
+    monkeypatch.setattr(service.predictor, "predict_items", failing_on_the_second)
     status, reply, headers = server.request("POST", "/v1/predict?filename=a.edf", good, RAW)
     assert (status, reply) == (500, {"error": "prediction failed: RuntimeError", "status": 500})
-    assert headers["connection"] == "close" and "prediction failed" in caplog.text
+    assert headers["connection"] == "close" and "prediction failed: RuntimeError at " in caplog.text
+    assert "Jane_Roe" not in caplog.text  # the fault's type and code are logged, never its message
     failing_on_the_second.calls = 0  # the batch's first file is scored, its second fails
     body, headers = multipart("files", [("first.edf", good), ("second.edf", good)])
     status, reply, _ = server.request("POST", "/v1/predict_batch", body, headers)
