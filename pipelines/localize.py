@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Iterator
 
 from eegfm.core.stores import match_below, match_path
+from eegfm.pipelines.datasets.listing import not_regular
 from eegfm.pipelines.events import DEFAULT_MAX_DECOMPRESSED_GB, DEFAULT_MAX_DECOMPRESSED_RATIO, StageError
 from eegfm.pipelines.fif_parts import next_part_name
 from eegfm.pipelines.readers import GZIPPED, eeglab_data_file
@@ -157,6 +158,8 @@ def _localized_folder(path: str) -> Iterator[tuple[str, str]]:
             for folder, _, files in os.walk(top)
             for f in files
         ):
+            if why := not_regular(os.path.join(top, name)):  # a FIFO inside would hang the open below
+                raise StageError("read", f"an EGI MFF recording: expected only regular files in it; one is {why}")
             with open(os.path.join(top, name), "rb") as fh:
                 digest.update(
                     name.encode("utf-8", "surrogateescape") + b"\0" + hashlib.file_digest(fh, "sha256").digest()

@@ -1,6 +1,13 @@
 """Local copies of stored recordings: the companion files a header brings along."""
 
-from eegfm.pipelines.localize import _companions
+import os
+
+import numpy as np
+import pytest
+
+from eegfm.pipelines.events import StageError
+from eegfm.pipelines.localize import _companions, localized
+from tests.pipelines.readers.test_readers import _mff
 
 
 def test_a_brainvision_header_brings_the_data_and_marker_files_it_names(shared_data, tmp_path):
@@ -23,3 +30,13 @@ def test_a_remote_recording_brings_the_parts_of_its_format(tmp_path):
     lay.write_text("[FileInfo]\nFile=C:\\export\\p 1.dat\nFileType=Interleaved\n")
     assert _companions("gs://b/r/p.lay", str(lay)) == ["gs://b/r/p 1.dat"]
     assert _companions("gs://b/r/p.lay") == ["gs://b/r/p.dat"]
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_inside_an_mff_folder_is_a_read_error_not_a_hang(tmp_path):
+    """Hashing an MFF folder opens each of its files: a FIFO among them would wait for a writer for ever."""
+    folder = _mff(tmp_path / "night.mff", np.zeros((2, 1000)))
+    os.mkfifo(folder / "signal2.bin")
+    with pytest.raises(StageError, match=r"expected only regular files in it; one is not a regular file \(a FIFO\)"):
+        with localized(str(folder)):
+            pass
