@@ -50,6 +50,7 @@ class ExplainService:
         recording's window count for an index out of range, ValueError for an upload holding no
         recording."""
         item = recording_item(self.predictor, path, ext, self.limits.expanded_max_bytes)
+        # the pipeline's pass too: explanations waiting hold their upload on disk, not a working set each
         with self._lock:
             return self._explain_item(item, window, steps, resolution_s)
 
@@ -61,7 +62,8 @@ class ExplainService:
 
         config = ExplainConfig(steps=steps)
         model, randomised = self._loaded(config.seed)
-        # only the windows up to the asked one are kept, not the whole recording's
+        # the windows stream past and only the asked one is kept: memory stays one window's however
+        # long the recording (tests/serving/test_server_explain_memory.py)
         record, count = window_in_time_order(self.predictor, item, window)
         if record is None:
             raise UploadError(

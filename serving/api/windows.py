@@ -2,16 +2,20 @@
 that read the EEG itself (``/v1/explain``, ``/v1/traces``).
 
 The pipeline yields a recording's windows one at a time; nothing here keeps them all: a caller
-keeps what it needs (one window, or those over a span), so a request's memory does not grow with
-the recording's length.
+keeps what it needs (one window, or those over a span), so a request's memory stays about one
+window's (or one span's) whatever the recording's length: ``window_in_time_order`` adds 8 bytes a
+window, each one's start (tests/serving/test_server_explain_memory.py measures it).
 """
 
 from __future__ import annotations
 
-import heapq
+import contextlib
 import secrets
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
+
+import numpy as np
 
 from eegfm.core.config import ConfigError
 from eegfm.serving.api.uploads import expand_upload
@@ -46,22 +50,48 @@ def pipeline_events(predictor, item) -> Iterator:
 
 def window_in_time_order(predictor, item, k: int) -> tuple[object | None, int]:
     """The ``k``-th of ``item``'s windows in time order (its ``WindowRecord``, None if there are
-    fewer) and how many windows the recording has (0 if the pipeline quarantined it). Only the
-    ``k + 1`` earliest windows seen so far are kept: the windows may come out of order."""
+    fewer) and how many windows the recording has (0 if the pipeline quarantined it).
+
+    Memory stays one window whatever ``k`` and the recording's length (an earlier version kept the
+    ``k + 1`` earliest, all of a long recording's for its last window: 150 MB for 2 h at 2 Hz).
+    One pass keeps each window's start (8 bytes) and the ``k``-th window to arrive; the windows
+    come in time order unless labels cut them out of order, and then a second pass of the same
+    deterministic pipeline keeps the one asked for."""
     from eegfm.pipelines.events import Outcome, Window
 
-    earliest: list[tuple[float, int, object]] = []  # max-heap on (start, arrival) by negation
-    count, outcome = 0, None
+    starts, arrived_kth, outcome = array("d"), None, None
     for event in pipeline_events(predictor, item):
         if isinstance(event, Window):
-            entry = (-float(event.record.window_start_s), -count, event.record)
-            count += 1
-            if len(earliest) <= k:
-                heapq.heappush(earliest, entry)
-            elif entry > earliest[0]:  # earlier than the latest kept: it takes that one's place
-                heapq.heapreplace(earliest, entry)
+            if len(starts) == k:
+                arrived_kth = event.record
+            starts.append(float(event.record.window_start_s))
         elif isinstance(event, Outcome):
             outcome = event
     if outcome is None or outcome.status != "processed":
         return None, 0  # a recording quarantined part-way: its windows do not count
-    return (earliest[0][2] if k < count else None), count
+    if not 0 <= k < len(starts):
+        return None, len(starts)
+    # time order, ties in order of arrival: a stable sort
+    arrival = int(np.argsort(np.frombuffer(starts), kind="stable")[k])
+    if arrival == k:
+        return arrived_kth, len(starts)
+    return _arrived(predictor, item, arrival, starts[arrival]), len(starts)
+
+
+def _arrived(predictor, item, arrival: int, start_s: float):
+    """The record of the ``arrival``-th window ``item``'s pipeline yields, on a pass of its own; it
+    must start at ``start_s``, as on the first pass (RuntimeError otherwise)."""
+    from eegfm.pipelines.events import Window
+
+    index = 0
+    # closed on leaving: the pipeline stops there and its files close, the later windows never cut
+    with contextlib.closing(pipeline_events(predictor, item)) as events:
+        for event in events:
+            if not isinstance(event, Window):
+                continue
+            if index == arrival:
+                if float(event.record.window_start_s) != start_s:
+                    break
+                return event.record
+            index += 1
+    raise RuntimeError(f"the pipeline cut other windows on a second pass: window {arrival} moved")

@@ -141,15 +141,14 @@ def test_interpolated_electrodes_are_named_with_why_and_nothing_of_the_file(serv
 
 
 def test_windows_are_streamed_not_all_kept(monkeypatch):
-    """The k-th window in time order from windows that come out of order, keeping k + 1 at most; a
-    span keeps only what overlaps it."""
+    """A span keeps only what overlaps it, from windows that come out of order (the k-th window in
+    time order keeps one window: tests/serving/test_server_explain_memory.py)."""
     from types import SimpleNamespace
 
     from eegfm.pipelines.events import Outcome, Window
-    from eegfm.serving.api import traces, windows
+    from eegfm.serving.api import traces
 
     starts = [30.0, 0.0, 50.0, 10.0, 40.0, 20.0]
-    kept: list[int] = []
 
     def events(_predictor, _item):
         for start in starts:
@@ -158,14 +157,6 @@ def test_windows_are_streamed_not_all_kept(monkeypatch):
             yield Window(record=record, source="x")
         yield Outcome(source="x", status="processed", windows=len(starts), eeg_seconds=60.0)
 
-    real_heappush = windows.heapq.heappush
-    monkeypatch.setattr(windows.heapq, "heappush", lambda h, e: (real_heappush(h, e), kept.append(len(h))))
-    monkeypatch.setattr(windows, "pipeline_events", events)
-    for k, start in enumerate(sorted(starts)):
-        kept.clear()
-        record, count = windows.window_in_time_order(None, None, k)
-        assert count == 6 and record.window_start_s == start and max(kept) <= k + 1
-    assert windows.window_in_time_order(None, None, 6) == (None, 6)
     monkeypatch.setattr(traces, "pipeline_events", events)
     predictor = SimpleNamespace(preprocess=SimpleNamespace(window_seconds=10.0))
     reply = traces.traces_of(predictor, None, 15.0, 10.0)
