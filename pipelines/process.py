@@ -84,6 +84,10 @@ def process_recording(
     )
     name = os.path.basename(item.path)
     try:
+        # Listing found it unreadable (a folder it may not list, a dangling link): say that, as the Beam job's
+        # stage does, rather than what opening it would raise (eegfm-predict and the server come straight here).
+        if item.read_problem:
+            raise StageError("read", item.read_problem)
         if item.label_problem:
             raise StageError("labels", item.label_problem)
         limit = DecompressLimit(config.max_decompressed_ratio, config.max_decompressed_gb)

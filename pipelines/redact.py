@@ -27,15 +27,17 @@ from eegfm.pipelines.deid import PseudonymKeyError, keyed_hex, load_key
 from eegfm.pipelines.events import Outcome, RejectedWindow
 
 TOKEN_HEX = 12
-# An extension: at most 12 letters/digits/'-' after the last dot ('.fif-1' of a split FIF part).
-_SUFFIX = re.compile(r"(\.[A-Za-z0-9_-]{1,12})$")
+# The extensions of the files a run reads or finds beside them; any other dot is part of a name
+# ('Smith.Jane_1970' is one name to tokenize, not 'Smith' and an extension '.Jane_1970').
+_EXTENSIONS = (
+    r"edf|bdf|fif|vhdr|vmrk|eeg|set|fdt|parquet|csv|tsv|json|txt|md|gz|mat|mff|fif-\d+"
+    r"|gdf|cnt|evt|21e|pnt|log|11d|cmt|cn2|lay|dat|cdt|dpa|cef|ceo|dap|rs3|nxe|nedf|zip|tar|tgz|7z|bz2|xz"
+    r"|pdf|png|jpg|jpeg|xml|html|npy|npz|h5|hdf5|tfrecord|key|yaml|yml|bin"
+)
+_SUFFIX = re.compile(r"(\.(?i:" + _EXTENSIONS + r"))$")
 _WILDCARD = re.compile(r"[*?\[]")
 # A stem is a file's name only before an extension of the files a run reads ('1.edf', not '1.5 s').
-_FILE_EXT = (
-    r"(?=\.(?i:edf|bdf|fif|vhdr|vmrk|eeg|set|fdt|parquet|csv|tsv|json|txt|md|gz|mat|mff|fif-\d+"
-    r"|gdf|cnt|evt|21e|pnt|log|11d|cmt|cn2|lay|dat|cdt|dpa|cef|ceo|dap|rs3|nxe|nedf|zip|tar|tgz|7z|bz2|xz)"
-    r"(?![A-Za-z0-9]))"
-)
+_FILE_EXT = r"(?=\.(?i:" + _EXTENSIONS + r")(?![A-Za-z0-9]))"
 # What may sit right before or after a name in a message (a name never continues past these).
 _BEFORE = r"(?<![A-Za-z0-9_.~-])"
 _AFTER = r"(?![A-Za-z0-9_~-])"
@@ -173,8 +175,8 @@ class PathRedactor:
                 out.append(self.folder(part))
         return (scheme + "://" if sep else "") + "/".join(out)
 
-    def scrubber(self, paths: Iterable[str], labels: Iterable[str] = ()) -> Scrubber:
-        return Scrubber(self, paths, labels)
+    def scrubber(self, paths: Iterable[str], labels: Iterable[str] = (), typed: Iterable[str] = ()) -> Scrubber:
+        return Scrubber(self, paths, labels, typed)
 
 
 # Every label a redactor of this process replaced: a log line is scrubbed by the launcher's filter, which
@@ -189,11 +191,14 @@ class Scrubber:
     substring test picks the few names a text holds before a pattern is built: milliseconds per log line even with
     every input of a large run."""
 
-    def __init__(self, redactor: PathRedactor, paths: Iterable[str], labels: Iterable[str] = ()):
+    def __init__(
+        self, redactor: PathRedactor, paths: Iterable[str], labels: Iterable[str] = (), typed: Iterable[str] = ()
+    ):
         self.enabled = redactor.enabled
         self._full: dict[str, str] = {}
         self._stems: dict[str, str] = {}
         self._folders: dict[str, str] = {}
+        self._entries: dict[str, str] = {}  # last names without an extension: a folder's, mostly
         self._labels: dict[str, str] = {}
         if not self.enabled:
             return
@@ -201,6 +206,9 @@ class Scrubber:
             token = redactor.label(label)
             if token != label and label.strip():
                 self._labels[label.strip()] = token
+        # An --input as typed shows whole in a message, never by its last name alone: that name is no entry
+        # (with --input /x/data, "x.parquet: data: unreadable rows" keeps its field name).
+        typed = set(typed)
         for path in paths:
             if not path or path in self._full:
                 continue
@@ -209,8 +217,10 @@ class Scrubber:
             parts = rest.partition("://")[2].split("/")[1:] if "://" in rest and not kept else rest.split("/")
             *dirs, name = parts
             if name and not _WILDCARD.search(name):
-                stem = split_name(name)[0]
+                stem, ext = split_name(name)
                 self._stems[stem] = redactor.stem(stem)
+                if not ext and path not in typed:  # no extension: `path` names it as it names a folder
+                    self._entries[name] = redactor.folder(name)
             for d in dirs:
                 if d and d not in (".", "..") and not _WILDCARD.search(d):
                     self._folders[d] = redactor.folder(d)
@@ -231,7 +241,20 @@ class Scrubber:
                 _BEFORE + "(" + names + ")" + _AFTER + "(?=/)|(?<=/)(" + names + ")" + _AFTER + r"(?!\.[A-Za-z0-9])"
             )
             text = re.sub(pattern, lambda m: self._folders[m.group(1) or m.group(2)], text)
-        return self._scrub_labels(text)
+        return self._scrub_labels(self._scrub_entries(text))
+
+    def _scrub_entries(self, text: str) -> str:
+        """An entry without an extension (a folder that could not be listed) where a message names it: before
+        ':' ("Smith^Jane: permission denied", as every reason starts), next to a slash, or quoted; elsewhere
+        the same word stays, as a folder's does."""
+        found = [e for e in self._entries if e in text]
+        if not found:
+            return text
+        names = "|".join(map(re.escape, sorted(found, key=len, reverse=True)))
+        before = _BEFORE + "(" + names + ")" + _AFTER + r"(?=[:/'\"])"
+        after = r"(?<=[/'\"])(" + names + ")" + _AFTER + r"(?!\.[A-Za-z0-9])"
+        pattern = before + "|" + after
+        return re.sub(pattern, lambda m: self._entries[m.group(1) or m.group(2)], text)
 
     def _scrub_labels(self, text: str) -> str:
         tokens = {**_LABELS_SEEN, **self._labels}
@@ -308,15 +331,15 @@ class RunRedaction:
     scrubbed of their names; before the key is read, a throwaway key hides them."""
 
     def __init__(self, enabled: bool, paths: Iterable[str]):
-        self.enabled = enabled
-        self.redactor = PathRedactor(secrets.token_bytes(32), enabled, kept_folders(paths))
-        self.scrub = self.redactor.scrubber(paths)
+        self.enabled, self._typed = enabled, tuple(paths)  # the --input paths as the operator typed them
+        self.redactor = PathRedactor(secrets.token_bytes(32), enabled, kept_folders(self._typed))
+        self.scrub = self.redactor.scrubber(self._typed, typed=self._typed)
         self._filter = RedactingFilter().install() if enabled else None
 
     def keyed(self, key: bytes, paths: Iterable[str], keep: Iterable[str] = ()) -> None:
         """The run's key and inputs are known: scrub with them, and let held records out."""
         self.redactor = PathRedactor(key, self.enabled, keep)
-        self.scrub = self.redactor.scrubber(paths)
+        self.scrub = self.redactor.scrubber(paths, typed=self._typed)
         self.release()
 
     def release(self) -> None:

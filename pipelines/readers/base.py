@@ -143,7 +143,8 @@ def check_info(path, ch_names, sfreq, n_times) -> None:
     if len(ch_names) == 0:
         raise ReaderError(path, "channels: expected at least one signal; got none")
     if dupes := [n for n, k in collections.Counter(ch_names).items() if k > 1]:
-        raise ReaderError(path, f"channel names: expected unique names; duplicated {dupes}")
+        # labels: a duplicated label may be a patient's name typed into two channels, for redaction
+        raise ReaderError(path, f"channel names: expected unique names; duplicated {dupes}", labels=tuple(dupes))
     # MNE numbers duplicated names ('Fp1-0', 'Fp1-1'): two signals cannot both be one electrode
     # (a derivation recorded twice, 'T8-P8-0' and 'T8-P8-1', is two measurements of it).
     numbered = collections.defaultdict(list)

@@ -38,10 +38,14 @@ class HmsParquetReader(Reader):
         columns = tuple(self._file.schema_arrow.names)
         missing = [c for c in HMS_EEG_COLUMNS if c not in columns]
         if missing:
+            shown = columns[:25]
+            # A column may be named after the patient (an export's MRN column): the names shown go
+            # with the error as labels, so redaction replaces those that are no channel's by tokens.
             raise ReaderError(
                 path,
                 f"columns: expected the 19 HMS EEG columns {' '.join(HMS_EEG_COLUMNS)}; "
-                f"missing {', '.join(missing)} (found {', '.join(columns[:25]) or 'none'})",
+                f"missing {', '.join(missing)} (found {', '.join(shown) or 'none'})",
+                labels=shown,
             )
         wanted = list(HMS_EEG_COLUMNS) + [c for c in HMS_AUX_COLUMNS if c in columns]
         untyped = _check_types(path, self._file.schema_arrow, wanted)

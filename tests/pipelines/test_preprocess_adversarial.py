@@ -5,8 +5,9 @@ the manifest with why, and no raw name shows in the manifest, quarantine.jsonl o
 from __future__ import annotations
 
 import json
+import re
 
-from tests.adversarial import build_adversarial_inputs, raw_names_in, run_module
+from tests.adversarial import UNLISTABLE, build_adversarial_inputs, raw_names_in, run_module
 
 
 def test_fifos_devices_hidden_and_non_utf8_names_beside_recordings(tmp_path, shared_data, key_file):
@@ -23,9 +24,17 @@ def test_fifos_devices_hidden_and_non_utf8_names_beside_recordings(tmp_path, sha
         outcome: [c for c in cases.values() if c.outcome == outcome]
         for outcome in ("processed", "quarantined", "ignored")
     }
-    assert len(by_status.get("processed", [])) == len(expected["processed"]) == 2
+    # the good EDFs and the HMS parquet with a column named after the patient beside its 20
+    assert len(by_status.get("processed", [])) == len(expected["processed"]) == 3
     assert all(e["windows"] > 0 for e in by_status["processed"])
-    assert len(by_status.get("quarantined", [])) == len(expected["quarantined"])
+    quarantined = by_status.get("quarantined", [])
+    assert len(quarantined) == len(expected["quarantined"])
+    for case in expected["quarantined"]:  # a link to nothing, a parquet missing Fp1, a folder it may not list
+        assert any(case.reason in e["reason"] for e in quarantined), (case.name, quarantined)
+    unlisted = next(e for e in quarantined if "may not list this folder" in e["reason"])
+    token = unlisted["source"].rsplit("/", 1)[1]  # the folder's name in the reason is its token in the path
+    assert re.fullmatch(r"dir-[0-9a-f]{12}", token) and unlisted["reason"].startswith(f"{token}: permission denied")
+    assert UNLISTABLE not in unlisted["reason"]
     ignored = by_status.get("ignored", [])
     assert len(ignored) == len(expected["ignored"]), ignored
     reasons = sorted(e["reason"] for e in ignored)

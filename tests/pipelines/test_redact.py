@@ -302,3 +302,33 @@ def test_the_parts_of_every_format_are_redacted_in_reasons():
     ]:
         scrubbed = r.scrubber([f"/exports/Doe/{recording}", f"/exports/Doe/{part}"])(reason)
         assert "Doe" not in scrubbed and "DOE" not in scrubbed, scrubbed
+
+
+def test_a_folder_a_reason_is_about_is_its_token_where_the_reason_names_it():
+    r = PathRedactor(KEY, keep=["/exports"])
+    folder = "/exports/in/Smith^Jane_19700101"  # a folder this user may not list: an entry with no extension
+    token = r.path(folder).rsplit("/", 1)[1]
+    scrub = r.scrubber([folder])
+    assert re.fullmatch(rf"dir-{TOKEN}", token)
+    reason = "Smith^Jane_19700101: permission denied: this user may not list this folder"
+    assert scrub(reason) == f"{token}: permission denied: this user may not list this folder"
+    assert scrub("cannot list 'Smith^Jane_19700101' (Smith^Jane_19700101/x.edf)") == (
+        f"cannot list '{token}' ({token}/x.edf)"
+    )
+    # elsewhere the word stays, as a folder's name does ('data' below); an --input as typed is named whole
+    data = r.scrubber(["/exports/data"])
+    assert data("x.parquet: data: unreadable rows") == f"x.parquet: {r.folder('data')}: unreadable rows"
+    assert data("the data of x.parquet") == "the data of x.parquet"
+    typed = r.scrubber(["/exports/data", "/exports/data/x.parquet"], typed=["/exports/data"])
+    assert typed("x.parquet: data: unreadable rows") == f"{r.stem('x')}.parquet: data: unreadable rows"
+
+
+def test_a_dot_inside_a_folder_or_file_name_is_not_an_extension():
+    """Only the extensions of files a run meets split a name: 'Smith.Jane_1970' is one name."""
+    r = PathRedactor(KEY, keep=["/exports"])
+    assert split_name("Smith.Jane_1970") == ("Smith.Jane_1970", "")
+    assert split_name("rec.1.edf") == ("rec.1", ".edf") and split_name("x.fif-1.gz") == ("x", ".fif-1.gz")
+    path = r.path("/exports/Smith.Jane_1970/Doe.John.edf")
+    assert "Smith" not in path and "Jane" not in path and "John" not in path and path.endswith(".edf")
+    scrub = r.scrubber(["/exports/Smith.Jane_1970"])
+    assert scrub("Smith.Jane_1970: permission denied") == f"{path.split('/')[2]}: permission denied"

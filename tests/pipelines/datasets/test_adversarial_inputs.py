@@ -16,7 +16,8 @@ pytestmark = pytest.mark.timeout(60)
 
 
 def test_every_adversarial_entry_is_listed_by_its_type_and_none_is_an_input(tmp_path, shared_data):
-    cases = build_adversarial_inputs(tmp_path / "in", shared_data)
+    # listed in this process: root lists a folder of mode 000 (the jobs' tests list it as another user)
+    cases = build_adversarial_inputs(tmp_path / "in", shared_data, unlistable=os.geteuid() != 0)
     items, ignored, _ = discover([str(tmp_path / "in")])
     inputs = {os.path.basename(i.path): i for i in items}
     reasons = {os.path.basename(g.path): g.reason for g in ignored}
@@ -25,7 +26,7 @@ def test_every_adversarial_entry_is_listed_by_its_type_and_none_is_an_input(tmp_
     for name, case in cases.items():
         if case.outcome == "ignored":
             assert case.reason in reasons[name], name
-        elif case.outcome == "quarantined":
+        elif case.outcome == "quarantined" and not case.at_read:
             assert case.reason in inputs[name].read_problem, name
         else:
             assert not inputs[name].read_problem, name
@@ -35,7 +36,7 @@ def test_every_adversarial_entry_is_listed_by_its_type_and_none_is_an_input(tmp_
 
 
 def test_a_fifo_or_a_device_given_as_the_input_itself_is_ignored_not_opened(tmp_path, shared_data):
-    build_adversarial_inputs(tmp_path / "in", shared_data, sockets=False)
+    build_adversarial_inputs(tmp_path / "in", shared_data, sockets=False, unlistable=False)
     for name, said in (("DOE_JOHN.edf", "(a FIFO)"), ("zero.edf", "(a symbolic link to a character device)")):
         items, ignored, _ = discover([str(tmp_path / "in" / name), str(tmp_path / "in" / "good.edf")])
         assert [os.path.basename(i.path) for i in items] == ["good.edf"]

@@ -109,3 +109,21 @@ def test_a_non_numeric_eeg_column_fails_at_open_naming_the_column_and_its_type(t
     assert str(caught.value) == (
         f"typed.parquet: column Cz: expected numbers (an integer or floating-point type); got type {kind}"
     )
+
+
+def test_the_columns_a_missing_column_error_lists_go_with_it_for_redaction(shared_data, tmp_path):
+    """A column an export named after the patient, in place of Fp1: the error lists the columns found
+    and carries them as its labels, which redaction replaces by tokens where they are no channel's."""
+    from eegfm.pipelines.redact import PathRedactor
+
+    table = pq.read_table(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
+    path = tmp_path / "named.parquet"
+    pq.write_table(table.rename_columns(["DOE_JOHN_MRN1234567" if n == "Fp1" else n for n in table.column_names]), path)
+    with pytest.raises(ReaderError) as caught:
+        open_recording(path)
+    assert "missing Fp1 (found DOE_JOHN_MRN1234567, F3," in str(caught.value)
+    assert caught.value.labels == ("DOE_JOHN_MRN1234567", *table.column_names[1:])
+    redactor = PathRedactor(b"k" * 32)
+    scrubbed = redactor.scrubber([str(path)], caught.value.labels)(str(caught.value))
+    assert "DOE_JOHN" not in scrubbed and "MRN1234567" not in scrubbed
+    assert f"(found {redactor.label('DOE_JOHN_MRN1234567')}, F3, C3," in scrubbed
