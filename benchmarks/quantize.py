@@ -41,7 +41,7 @@ import torch
 
 from eegfm.core.logs import setup_logging
 from eegfm.evaluation.benchmark import baselines
-from eegfm.evaluation.benchmark.eegmat import metrics_of
+from eegfm.evaluation.benchmark.labeled import metrics_of
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
 from eegfm.evaluation.robustness import held_out
 from eegfm.model.config import EEGFMConfig

@@ -1,5 +1,5 @@
-"""``python -m eegfm.evaluation.benchmark {eegmat,simulated}``: eegfm against simple baselines and
-its own ablations, on the same windows and split, in one command."""
+"""``python -m eegfm.evaluation.benchmark {eegmat,folder,simulated}``: eegfm against baselines and
+its own ablations, on the same windows and split, in one command; ``folder`` takes any labeled corpus."""
 
 from __future__ import annotations
 
@@ -57,6 +57,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     eegmat.add_argument("--data", required=True, help="folder of PhysioNet eegmat recordings (SubjectNN_1/2.edf)")
     _common(eegmat, list(EEGMAT_METHODS))
+    folder = suites.add_parser(
+        "folder",
+        help="any folder of recordings with a CSV of file,subject,label[,split]: split by subject, 2+ classes",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    folder.add_argument("--data", required=True, help="folder of recordings (any format the pipeline reads)")
+    folder.add_argument(
+        "--labels",
+        required=True,
+        help="CSV with columns file (relative to --data), subject, label (a class name) and optionally split "
+        "(train, val or test); other columns are ignored",
+    )
+    folder.add_argument("--window_seconds", type=float, default=5.0, help="window length, seconds")
+    folder.add_argument(
+        "--split_seed",
+        type=int,
+        default=0,
+        help="without a split column: the seed of the draw by subject (70/15/15 %%), written to split.csv",
+    )
+    _common(folder, list(EEGMAT_METHODS))
     simulated = suites.add_parser(
         "simulated",
         help="six-class expert votes on a generated multi-site corpus, leave-one-site-out",
@@ -78,12 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging("INFO")
-    from eegfm.evaluation.benchmark import eegmat, simulated  # torch, Beam: not for --help
+    from eegfm.evaluation.benchmark import eegmat, folder, simulated  # torch, Beam: not for --help
 
     try:
         if args.suite == "simulated" and args.sites < 2:
             raise ConfigError(f"--sites: leave-one-site-out needs at least 2 sites; got {args.sites}")
-        (eegmat if args.suite == "eegmat" else simulated).run(args)
+        {"eegmat": eegmat, "folder": folder, "simulated": simulated}[args.suite].run(args)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"benchmark: {err}", file=sys.stderr)
         return 2

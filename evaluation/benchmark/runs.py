@@ -88,6 +88,7 @@ class RecipeOptions:
     config: str
     task: str
     pretrain_steps: int | None = None
+    record_task: str | None = None  # the windows' task, where ``task`` is a generic head (binary, multiclass)
     unlabeled: tuple[str, ...] = ()
     finetune_set: tuple[str, ...] = ()
     pretrain_set: tuple[str, ...] = ()
@@ -148,6 +149,7 @@ def finetune(
         argv = ["--data", data, "--output", str(output), "--config", opts.config, "--task", opts.task]
         argv += ["--mode", method.mode, "--architecture", method.architecture, "--wandb", "disabled"]
         argv += ["--pretrained", str(encoder)] if encoder is not None else []
+        argv += ["--record_task", opts.record_task] if opts.record_task else []
         for item in (*_split_settings(split, seed, method), *opts.finetune_set, *method.settings):
             argv += ["--set", item]
         _run(finetuning.main, argv, f"fine-tuning {method.name} seed {seed}")

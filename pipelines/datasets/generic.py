@@ -2,7 +2,8 @@
 
 ``labels.csv`` attaches labels by ``path`` (relative to it): HMS's vote columns give an hms6 window;
 ``task`` + ``label`` label the whole recording, or with ``start_s`` and ``duration_s`` one window
-(several rows per file). A FIF split into parts is one item, its first part (``pipelines.fif_parts``).
+(several rows per file); an optional ``split`` (train, val or test) is the recording's corpus split.
+A FIF split into parts is one item, its first part (``pipelines.fif_parts``).
 """
 
 from __future__ import annotations
@@ -77,12 +78,25 @@ def label_row(row: dict, where: str) -> LabeledWindow | tuple[str, int]:
     return LabeledWindow(start, duration, int(label), (), task)
 
 
+# A labels.csv ``split`` cell -> the corpus split a benchmark keeps to (``SourceItem.corpus_split``)
+SPLITS = {"train": "train", "val": "dev", "dev": "dev", "test": "eval", "eval": "eval"}
+
+
+def _split_of(row: dict, where: str) -> tuple[str, str]:
+    """``(corpus split, problem)`` of a row's optional ``split`` cell: '' where it has none."""
+    cell = (row.get("split") or "").strip().lower()
+    if not cell or cell in SPLITS:
+        return SPLITS.get(cell, ""), ""
+    return "", f"{where}: split: expected train, val or test; got {row['split'].strip()[:20]!r}"
+
+
 def _read_labels(label_files):
     """From labels.csv files: labeled windows by recording, a recording's label ``(task, label, where)``,
-    and its patient."""
+    its patient and its corpus split."""
     windows: dict[str, list[LabeledWindow]] = {}
     whole: dict[str, tuple[str, int, str]] = {}
     patients: dict[str, str] = {}
+    splits: dict[str, str] = {}
     for f in label_files:
         base = posixpath.dirname(f)
         for where, row in csv_rows(f):
@@ -101,14 +115,23 @@ def _read_labels(label_files):
                 whole[target] = (*got, where)
             if row.get("patient_id"):
                 patients[target] = str(row["patient_id"]).strip()
-    return windows, whole, patients
+            split, problem = _split_of(row, where)
+            if problem or splits.setdefault(target, split) != split:
+                problem = (
+                    problem
+                    or f"{where}: split: {split!r} beside {splits[target]!r} of an earlier row; one per recording"
+                )
+                windows.setdefault(target, []).append(
+                    _unusable(got[0] if isinstance(got, tuple) else got.task, problem)
+                )
+    return windows, whole, patients, splits
 
 
 @register("edf", rank=0)
 def list_generic(group: Group):
     recordings, ignored = split_recordings(group.files)
     label_files = group.label_files or [f for f in group.files if posixpath.basename(f) == "labels.csv"]
-    labels, whole, patients = _read_labels(label_files)
+    labels, whole, patients, splits = _read_labels(label_files)
     items = []
     for path in recordings:
         windows = tuple(labels.get(path, ()))
@@ -126,6 +149,7 @@ def list_generic(group: Group):
                 task=task or ("hms6" if windows else ""),
                 recording_label=label,
                 windows=windows,
+                corpus_split=splits.get(path, ""),
             )
         )
     return items, ignored

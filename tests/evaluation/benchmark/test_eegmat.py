@@ -12,7 +12,7 @@ import pytest
 
 from eegfm.evaluation.benchmark import baselines
 from eegfm.evaluation.benchmark.cli import main
-from eegfm.evaluation.benchmark.eegmat import ensemble_results
+from eegfm.evaluation.benchmark.labeled import ensemble_results
 from eegfm.evaluation.benchmark.windows import load_windows
 from eegfm.training.data import EEGLoader, scan_windows
 

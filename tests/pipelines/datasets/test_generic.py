@@ -70,3 +70,20 @@ def test_label_rows_name_what_is_missing():
         "w: start_s: expected a number >= 0; got '-1'"
     )
     assert label_row({"task": " t ", "label": "3"}, "w") == ("t", 3)
+
+
+def test_a_split_column_gives_each_recording_its_corpus_split(tmp_path, shared_data):
+    for n in range(3):
+        (tmp_path / f"rec{n}.edf").symlink_to(shared_data / "eegmat" / f"Subject0{n}_2.edf")
+    (tmp_path / "labels.csv").write_text(
+        "path,patient_id,task,label,split\n"
+        "rec0.edf,p0,folder,1,train\n"
+        "rec1.edf,p1,folder,0,VAL\n"  # line 3: any case
+        "rec2.edf,p2,folder,0,holdout\n"  # line 4: not a split
+    )
+    items, _, _ = discover([str(tmp_path)])
+    by_name = {posixpath.basename(i.path): i for i in items}
+    assert [by_name[f"rec{n}.edf"].corpus_split for n in range(3)] == ["train", "dev", ""]
+    assert (
+        by_name["rec2.edf"].windows[0].problem == "labels.csv line 4: split: expected train, val or test; got 'holdout'"
+    )

@@ -1,0 +1,118 @@
+"""A corpus split by subject into training, validation and test, benchmarked: the baselines and
+eegfm's rows on the same windows, then ``benchmark.json``/``.md``/``.png``. The eegmat and folder
+suites both end here once their recordings are preprocessed: one code path from windows to report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from eegfm.core.logs import get_logger
+from eegfm.evaluation.benchmark import baselines, report
+from eegfm.evaluation.benchmark.ensemble import ensemble_probabilities
+from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, run_methods
+from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
+from eegfm.evaluation.metrics import classification_metrics
+
+log = get_logger(__name__)
+METRICS = ("balanced_accuracy", "auroc", "auprc")
+BASELINES = {"class_prior": "class prior", "band_power_lr": "log band powers + logistic regression"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """What a labeled benchmark is: its title, the fine-tuning task and the windows' record task,
+    its class names, the published numbers to show beside it and what its split is called."""
+
+    name: str
+    title: str
+    task: str
+    record_task: str
+    classes: tuple[str, ...]
+    split_names: str = "training, validation and test subjects"
+    published: Sequence[tuple[str, dict[str, float], str]] = ()
+    finetune_defaults: tuple[str, ...] = ()
+
+
+def metrics_of(probs: np.ndarray, target: np.ndarray, prior: np.ndarray) -> dict[str, float]:
+    """The fine-tuning report's metrics (``evaluation.metrics``) of class probabilities against
+    ``target`` (labels or distributions)."""
+    logits = torch.log(torch.as_tensor(probs).clamp_min(1e-12))
+    return classification_metrics(logits, torch.as_tensor(target), prior.tolist())
+
+
+def predictor_results(predict, windows: WindowSet, splits: list[str], n_classes: int = 2) -> dict[str, Any]:
+    """``{split name: {metric: [value]}}`` of one predictor of class probabilities (each split
+    predicted once), against the training split's class prior."""
+    prior = baselines.targets(windows.of_split("train"), n_classes).mean(0)
+    found = {}
+    for split in splits:
+        held = windows.of_split(split)
+        metrics = metrics_of(predict(held), held.label, prior)
+        found[report.SPLIT_NAMES[split]] = {m: [metrics[m]] for m in METRICS}
+    return found
+
+
+def ensemble_results(models: list[Path], windows: WindowSet, splits: list[str], n_classes: int = 2) -> dict[str, Any]:
+    return predictor_results(lambda held: ensemble_probabilities(models, held), windows, splits, n_classes)
+
+
+def model_results(reports: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
+    """Per method, split and metric, the value of each seed's run (one fold: the corpus split)."""
+    return {
+        method: {
+            split: {m: [r[split].get(m, math.nan) for r in runs] for m in METRICS}
+            for split in ("val", "test")
+            if all(split in r for r in runs)
+        }
+        for method, (runs,) in ((method, tuple(folds.values())) for method, folds in reports.items())
+    }
+
+
+def _split_counts(windows: WindowSet, suite: Suite, data_name: str) -> tuple[dict[str, int], list[str]]:
+    """Subjects per split, and the notes they call for; ValueError without training or validation."""
+    counts = {s: len(set(windows.of_split(s).subject.tolist())) for s in ("train", "dev", "eval")}
+    if not counts["train"] or not counts["dev"]:
+        raise ValueError(f"{data_name}: subjects per split {counts}; expected {suite.split_names}")
+    notes = [f"subjects per split: {counts['train']} training, {counts['dev']} validation, {counts['eval']} test"]
+    if not counts["eval"]:
+        notes.append("no test subjects in the data: validation only (validation also chose checkpoints)")
+        log.warning(notes[-1])
+    return counts, notes
+
+
+def evaluate(data: str, output: Path, args, suite: Suite, notes: Sequence[str] = (), extra: dict | None = None):
+    """The baselines and ``args.methods`` over ``args.seeds`` on ``data`` (the pipeline's output,
+    its windows of ``suite.record_task``), reported into ``output``; the flat results."""
+    windows = load_windows(data, suite.record_task)
+    counts, split_notes = _split_counts(windows, suite, "data")
+    splits = [s for s in ("dev", "eval") if counts[s]]
+    n_classes = len(suite.classes)
+    train = windows.of_split("train")
+    lr, c = baselines.band_power_lr(train, n_classes)
+    predictors = {"class_prior": baselines.class_prior(train, n_classes), "band_power_lr": lr}
+    results = {name: predictor_results(predict, windows, splits, n_classes) for name, predict in predictors.items()}
+    opts = RecipeOptions.from_args(args, suite.task, finetune_defaults=suite.finetune_defaults)
+    opts = dataclasses.replace(opts, record_task=suite.record_task)
+    reports = run_methods(
+        data, output, args.methods, args.seeds, opts, folds={"corpus": ("corpus_split=true",)}, pretrain_data=[data]
+    )
+    results.update(model_results(reports))
+    methods = {**BASELINES, **{m: METHODS[m].description for m in args.methods}}
+    if "eegfm" in args.methods and len(args.seeds) > 1:
+        models = [output / "runs" / "eegfm" / "corpus" / f"seed{seed}" / "model" for seed in args.seeds]
+        results["eegfm_ensemble"] = ensemble_results(models, windows, splits, n_classes)
+        methods["eegfm_ensemble"] = f"eegfm, mean probabilities of the {len(models)} seeds' models"
+    flat = report.flat_results(results)
+    text = report.markdown(suite.title, flat, methods, METRICS, [*split_notes, *notes], suite.published)
+    run = {"suite": suite.name, "seeds": list(args.seeds), "config": args.config, "windows": counts}
+    run.update({"classes": list(suite.classes), "band_power_lr.C": c, **(extra or {})})
+    report.write(output, flat, run, text, lambda p: report.plot(p, flat, list(methods), METRICS, suite.name))
+    return flat
