@@ -15,17 +15,10 @@ EEGMAT_METHODS = ("eegfm", "scratch", "linear_probe", "eegfm_10pct", "scratch_10
 DEFAULT_CONFIG = "cpu-small"
 
 
-def _common(parser: argparse.ArgumentParser, methods: list[str]) -> None:
+def _pretraining(parser: argparse.ArgumentParser) -> None:
+    """The options of a run that pretrains: every suite, and the shared encoder's command."""
     parser.add_argument("--output", required=True, help="run folder: data, pretraining, runs, benchmark.{json,md,png}")
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="training preset or YAML file for every eegfm run")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fine-tuning seeds")
-    parser.add_argument(
-        "--methods",
-        nargs="+",
-        default=methods,
-        choices=list(METHODS),
-        help="eegfm rows to run (the baselines always run)",
-    )
     parser.add_argument("--pretrain_steps", type=int, default=None, help="pretraining steps (default: the preset's)")
     parser.add_argument(
         "--unlabeled", nargs="+", default=[], metavar="DIR", help="more preprocessed folders for pretraining only"
@@ -37,6 +30,26 @@ def _common(parser: argparse.ArgumentParser, methods: list[str]) -> None:
     )
     parser.add_argument(
         "--pretrain_set", action="append", default=[], metavar="KEY=VALUE", help="pretraining config override"
+    )
+
+
+def _common(parser: argparse.ArgumentParser, methods: list[str]) -> None:
+    """A suite's options: pretraining's, then its fine-tuning runs'."""
+    _pretraining(parser)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fine-tuning seeds")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=methods,
+        choices=list(METHODS),
+        help="eegfm rows to run (the baselines always run)",
+    )
+    parser.add_argument(
+        "--shared_encoder",
+        default=None,
+        metavar="MODEL_DIR",
+        help="the shared encoder (`... benchmark pretrain`'s OUT/pretrain/model): adds the eegfm_shared row, "
+        "fine-tuned from it beside this benchmark's own pretraining",
     )
     parser.add_argument(
         "--finetune_set", action="append", default=[], metavar="KEY=VALUE", help="fine-tuning config override"
@@ -77,6 +90,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="without a split column: the seed of the draw by subject (70/15/15 %%), written to split.csv",
     )
     _common(folder, list(EEGMAT_METHODS))
+    shared = suites.add_parser(
+        "pretrain",
+        help="one encoder for every benchmark: pretraining over the real corpora, a simulated one and --unlabeled",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    shared.add_argument("--shared_data", default="../shared/data", help="folder of real corpora, one per subfolder")
+    shared.add_argument(
+        "--simulated_sites", type=int, default=6, help="sites of the simulated corpus pretraining reads (0: none)"
+    )
+    _pretraining(shared)
     simulated = suites.add_parser(
         "simulated",
         help="six-class expert votes on a generated multi-site corpus, leave-one-site-out",
@@ -98,12 +121,15 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging("INFO")
-    from eegfm.evaluation.benchmark import eegmat, folder, simulated  # torch, Beam: not for --help
+    from eegfm.evaluation.benchmark import eegmat, folder, shared, simulated  # torch, Beam: not for --help
 
     try:
         if args.suite == "simulated" and args.sites < 2:
             raise ConfigError(f"--sites: leave-one-site-out needs at least 2 sites; got {args.sites}")
-        {"eegmat": eegmat, "folder": folder, "simulated": simulated}[args.suite].run(args)
+        if getattr(args, "shared_encoder", None) and "eegfm_shared" not in args.methods:
+            args.methods = [*args.methods, "eegfm_shared"]
+        suites = {"eegmat": eegmat, "folder": folder, "pretrain": shared, "simulated": simulated}
+        suites[args.suite].run(args)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"benchmark: {err}", file=sys.stderr)
         return 2

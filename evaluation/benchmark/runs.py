@@ -4,6 +4,8 @@ over seeds, each through the same ``training.pretrain`` / ``training.finetune`` 
 Methods (fine-tuning ``mode`` and the encoder it starts from):
 
 - ``eegfm``: the pretrained encoder, fully fine-tuned;
+- ``eegfm_shared``: the same from the shared encoder (``--shared_encoder``: one pretraining over
+  every corpus at hand, ``benchmark.shared``) instead of this benchmark's own pretraining;
 - ``scratch``: the same architecture from random weights, fine-tuned the same way;
 - ``linear_probe``: the pretrained encoder frozen, a linear head trained;
 - ``eegfm_10pct`` / ``scratch_10pct``: the first two with the labels of 10 % of the training
@@ -27,6 +29,7 @@ from typing import Any
 
 import torch
 
+from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
 from eegfm.model.modeling import EEGFMForPretraining
 from eegfm.training import ensemble as ensembling
@@ -46,6 +49,7 @@ class Method:
     subject_fraction: float = 1.0
     architecture: str = "eegfm"
     settings: tuple[str, ...] = ()  # the method's own fine-tuning overrides
+    shared: bool = False  # starts from the shared encoder (``benchmark.shared``), not this run's pretraining
     members: tuple[str, ...] = ()  # an ensemble's member methods (fine-tuned first, same fold and seed)
 
 
@@ -53,6 +57,7 @@ METHODS: dict[str, Method] = {
     m.name: m
     for m in (
         Method("eegfm", "eegfm: pretrained, fine-tuned", True),
+        Method("eegfm_shared", "eegfm: the shared pretrained encoder, fine-tuned", True, shared=True),
         Method("scratch", "same architecture from scratch", False),
         Method("linear_probe", "linear probe of the pretrained encoder", True, mode="linear"),
         Method("eegfm_10pct", "eegfm, 10 % of training subjects' labels", True, subject_fraction=0.1),
@@ -89,6 +94,7 @@ class RecipeOptions:
     task: str
     pretrain_steps: int | None = None
     record_task: str | None = None  # the windows' task, where ``task`` is a generic head (binary, multiclass)
+    shared_encoder: str | None = None  # the shared encoder's model folder (the eegfm_shared row)
     unlabeled: tuple[str, ...] = ()
     finetune_set: tuple[str, ...] = ()
     pretrain_set: tuple[str, ...] = ()
@@ -106,6 +112,7 @@ class RecipeOptions:
             unlabeled=tuple(args.unlabeled),
             finetune_set=(*finetune_defaults, *args.finetune_set),
             pretrain_set=(*args.pretrain_set, *pretrain_set),
+            shared_encoder=getattr(args, "shared_encoder", None),
         )
 
 
@@ -196,7 +203,10 @@ def run_methods(
     settings that hold its subjects or site out; one pretraining on ``pretrain_data`` serves all."""
     chosen = [METHODS[name] for name in methods]
     needed = chosen + [METHODS[m] for method in chosen for m in method.members]
-    pretrained = pretrain(pretrain_data, output / "pretrain", opts) if any(m.pretrained for m in needed) else None
+    own = any(m.pretrained and not m.shared for m in needed)
+    pretrained = pretrain(pretrain_data, output / "pretrain", opts) if own else None
+    if any(m.shared for m in needed) and not opts.shared_encoder:
+        raise ConfigError("--shared_encoder: method eegfm_shared needs the shared encoder's model folder")
     reports: dict[str, dict[str, list[dict[str, Any]]]] = {m.name: {fold: [] for fold in folds} for m in chosen}
 
     def run(method: Method, seed: int, fold: str, split: Sequence[str]) -> dict:
@@ -209,6 +219,8 @@ def run_methods(
             return stack(data, runs, folder, method, seed, opts, split)
         if method.architecture != "eegfm":
             encoder = None
+        elif method.shared:
+            encoder = Path(opts.shared_encoder)
         else:
             encoder = pretrained if method.pretrained else untrained(output / "scratch-init", opts, seed)
         return finetune(data, encoder, folder, method, seed, opts, split)

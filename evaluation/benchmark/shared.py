@@ -1,0 +1,95 @@
+"""One encoder for every benchmark: one pretraining over every unlabeled window at hand, which
+each suite then fine-tunes (``--shared_encoder``, the ``eegfm_shared`` row) beside its own
+pretraining (``eegfm``) and the architecture from scratch (``scratch``).
+
+What it reads:
+
+- the real corpora under ``--shared_data`` (each top-level folder but ``formats/``, a set of
+  file-format samples): eegmat through its own adapter, which marks subjects 28-35 as validation
+  and test, so pretraining (``exclude_corpus_splits: [dev, eval]``) never sees them; the others
+  (eegmmi, HMS ...) whole, as no benchmark holds them out;
+- a simulated corpus of its own seed (``SIMULATED_SEED``): other patients than the simulated
+  suite's, whose held-out sites it never sees;
+- any ``--unlabeled`` folders of preprocessed windows.
+
+``OUT/pretrain/model`` is the encoder; ``OUT/encoder.json`` says what went into it. Publish it as a
+versioned release with ``python -m eegfm.serving.model_store publish OUT/pretrain MODEL_URL``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+from typing import Any
+
+from eegfm.core.logs import get_logger
+from eegfm.evaluation.benchmark import eegmat
+from eegfm.evaluation.benchmark.eegmat import benchmark_key
+from eegfm.evaluation.benchmark.runs import RecipeOptions, pretrain
+from eegfm.evaluation.benchmark.simulated import simulate_and_preprocess
+from eegfm.pipelines import preprocess as pipeline
+
+log = get_logger(__name__)
+SIMULATED_SEED = 1000  # not a seed of the simulated suite's corpora (0 and 1 by default)
+NOT_CORPORA = ("formats",)  # file-format samples: a few seconds each, not a corpus
+
+
+def real_corpora(shared_data: Path) -> list[Path]:
+    """The corpus folders under ``shared_data``, sorted."""
+    return sorted(p for p in shared_data.iterdir() if p.is_dir() and p.name not in NOT_CORPORA)
+
+
+def preprocess_corpus(corpus: Path, output: Path, key: Path) -> str:
+    """A real corpus's windows (5 s, rule-based artifact scores); eegmat through its own adapter
+    (its split); an earlier complete output is reused."""
+    if corpus.name == "eegmat":
+        return eegmat.preprocess(str(corpus), output, str(key))
+    if not (output / "manifest.json").is_file():
+        pipeline.run(
+            ["--input", str(corpus), "--output", str(output), "--window_seconds", "5", "--no_artifact_model"]
+            + ["--pseudonym_key_file", str(key), "--overwrite"]
+        )
+    return str(output)
+
+
+def _windows(data: str) -> dict[str, Any]:
+    """The windows a preprocessed folder holds, and those pretraining may read (not dev or eval)."""
+    counts = json.loads((Path(data) / "manifest.json").read_text()).get("counts", {})
+    total = int(counts.get("windows", counts.get("total", 0)) or 0)
+    splits = counts.get("per_corpus_split", {}) or {}
+    held = sum(int(v) for k, v in splits.items() if k in ("dev", "eval"))
+    return {"windows": total, "pretraining_windows": total - held}
+
+
+def run(args) -> dict[str, Any]:
+    output = Path(args.output)
+    key = benchmark_key(output, args.pseudonym_key_file)
+    data: dict[str, str] = {}
+    for corpus in real_corpora(Path(args.shared_data)):
+        data[corpus.name] = preprocess_corpus(corpus, output / "data" / corpus.name, key)
+    if args.simulated_sites:
+        sim = output / "simulated"
+        data["simulated"] = simulate_and_preprocess(sim, args.simulated_sites, SIMULATED_SEED, str(key))
+    opts = RecipeOptions(
+        config=args.config,
+        task="eegmat",  # unused by pretraining
+        pretrain_steps=args.pretrain_steps,
+        unlabeled=tuple(args.unlabeled),
+        pretrain_set=tuple(args.pretrain_set),
+    )
+    model = pretrain(list(data.values()), output / "pretrain", opts)
+    record = {
+        "model": str(model.relative_to(output)),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "config": args.config,
+        "pretrain_steps": args.pretrain_steps,
+        "corpora": {name: _windows(folder) for name, folder in data.items()},
+        "unlabeled_folders": len(args.unlabeled),
+        "held_out": "eegmat subjects 28-35 (validation and test); nothing else is any benchmark's test data",
+    }
+    (output / "encoder.json").write_text(json.dumps(record, indent=2) + "\n")
+    log.info(
+        "the shared encoder: %s (%s)", model, ", ".join(f"{k} {v['windows']}" for k, v in record["corpora"].items())
+    )
+    return record

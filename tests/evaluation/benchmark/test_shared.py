@@ -1,0 +1,61 @@
+"""The shared encoder: one pretraining over every real corpus at hand (tiny here: two eegmat
+subjects and eegmmi), held-out subjects never read, then fine-tuned by a benchmark beside its own
+pretraining as the ``eegfm_shared`` row."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from eegfm.evaluation.benchmark.cli import main
+from eegfm.training.data import EEGLoader, scan_windows
+from tests.evaluation.benchmark.test_eegmat import eegmat_subset
+
+
+@pytest.fixture(scope="module")
+def shared_run(shared_data, tmp_path_factory):
+    base = tmp_path_factory.mktemp("shared-encoder")
+    corpora = base / "corpora"
+    eegmat_subset(shared_data, corpora / "eegmat", ("00", "28"))  # a training and a validation subject
+    (corpora / "eegmmi").symlink_to(shared_data / "eegmmi")
+    (corpora / "formats").symlink_to(shared_data / "formats")  # file-format samples: not read
+    seen: list[list[str]] = []
+    original = EEGLoader.__iter__
+
+    def recording_iter(self):
+        for batch in original(self):
+            seen.append(list(batch["subject_id"]))
+            yield batch
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(EEGLoader, "__iter__", recording_iter)
+        argv = ["pretrain", "--shared_data", str(corpora), "--output", str(base / "shared"), "--config", "cpu-tiny"]
+        argv += ["--pretrain_steps", "4", "--simulated_sites", "0", "--pretrain_set", "val_fraction=0"]
+        assert main(argv) == 0
+    return base, seen
+
+
+def test_the_encoder_reads_every_corpus_but_held_out_subjects(shared_run):
+    base, seen = shared_run
+    record = json.loads((base / "shared" / "encoder.json").read_text())
+    assert sorted(record["corpora"]) == ["eegmat", "eegmmi"]
+    eegmat = record["corpora"]["eegmat"]
+    assert 0 < eegmat["pretraining_windows"] < eegmat["windows"]  # subject 28's windows are held out
+    assert record["corpora"]["eegmmi"]["pretraining_windows"] == record["corpora"]["eegmmi"]["windows"] > 0
+    split_of = {w["subject_id"]: w["corpus_split"] for w in scan_windows(str(base / "shared" / "data" / "eegmat"))}
+    read = {subject for batch in seen for subject in batch}
+    assert read and not any(split_of.get(subject) in ("dev", "eval") for subject in read)
+    assert (base / "shared" / "pretrain" / "model" / "config.json").is_file()
+
+
+def test_a_benchmark_fine_tunes_the_shared_encoder_beside_its_own(shared_run, shared_data):
+    base, _ = shared_run
+    data = eegmat_subset(shared_data, base / "bench-recordings", ("00", "01", "28", "29"))
+    argv = ["eegmat", "--data", str(data), "--output", str(base / "bench"), "--config", "cpu-tiny", "--seeds", "0"]
+    argv += ["--methods", "eegfm", "--pretrain_steps", "2", "--finetune_set", "epochs=1"]
+    argv += ["--pretrain_set", "val_fraction=0", "--shared_encoder", str(base / "shared" / "pretrain" / "model")]
+    assert main(argv) == 0
+    report = json.loads((base / "bench" / "benchmark.json").read_text())
+    assert {"eegfm.val.auroc", "eegfm_shared.val.auroc"} <= set(report)
+    assert "shared pretrained encoder" in (base / "bench" / "benchmark.md").read_text()
