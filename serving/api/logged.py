@@ -8,10 +8,9 @@ its message, which may quote such a path.
 
 from __future__ import annotations
 
+import logging
 import re
 import traceback
-
-from eegfm.core.logs import RedactingFilter
 
 UPLOAD_PREFIX = "eegfm-upload-"
 # a path up to the end of its quoted or unquoted run: names may hold spaces, not quotes or newlines
@@ -23,16 +22,30 @@ def scrub_upload_paths(text: str) -> str:
     return _UPLOAD_PATH.sub("<upload>", text) if UPLOAD_PREFIX in text else text
 
 
-_INSTALLED: list[RedactingFilter] = []
+class UploadPathFilter(logging.Filter):
+    """Rewrites a record that names a path into an upload's folder (in its message or traceback),
+    whichever logger made it; other records pass as they are, for other filters to see."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.exc_info:
+            message += "\n" + logging.Formatter().formatException(record.exc_info)
+        if UPLOAD_PREFIX in message:
+            record.msg, record.args = scrub_upload_paths(message), None
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+_INSTALLED: list[UploadPathFilter] = []
 
 
 def install_upload_redaction() -> None:
-    """Every record the root logger's handlers emit, scrubbed of upload paths, from now on (once
-    per process: each server made in it shares the filter)."""
+    """Every handler of the root logger scrubs upload paths from now on (once per process: each
+    server made in it shares the filter)."""
     if not _INSTALLED:
-        redacting = RedactingFilter().install()
-        redacting.release(scrub_upload_paths)
-        _INSTALLED.append(redacting)
+        _INSTALLED.append(UploadPathFilter())
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_INSTALLED[0])
 
 
 def fault(err: BaseException, frames: int = 8) -> str:
