@@ -66,6 +66,9 @@ CORE = pinned(
 )
 # captum: eegfm-predict --explain's integrated gradients (it brings matplotlib for the figures).
 MODEL = pinned("torch", "torch-geometric", "transformers", "safetensors", "onnx", "onnxruntime", "onnxscript", "captum")
+# braindecode: the benchmarks' supervised EEGNet baseline. 0.8.1, the last release that does not
+# need torchaudio: PyPI's torchaudio wheels are CUDA builds that cannot load beside the CPU torch.
+MODEL += pinned("braindecode")
 # eegfm-serve: the HTTP API (FastAPI on uvicorn), its metrics and its /docs page's assets (no CDN);
 # ijson parses a JSON recording as a stream: the body is never held as Python objects.
 SERVE = pinned("fastapi", "uvicorn", "prometheus-client", "python-multipart", "swagger-ui-py", "ijson")

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark import baselines, report
+from eegfm.evaluation.benchmark import baselines, deep_baselines, report
 from eegfm.evaluation.benchmark.ensemble import ensemble_probabilities
 from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, run_methods
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
@@ -23,7 +23,11 @@ from eegfm.evaluation.metrics import classification_metrics
 
 log = get_logger(__name__)
 METRICS = ("balanced_accuracy", "auroc", "auprc")
-BASELINES = {"class_prior": "class prior", "band_power_lr": "log band powers + logistic regression"}
+BASELINES = {
+    "class_prior": "class prior",
+    "band_power_lr": "log absolute + relative band powers (0.5-45 Hz) + balanced logistic regression, C on validation",
+    "eegnet": deep_baselines.DESCRIPTION,
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,8 +100,10 @@ def evaluate(data: str, output: Path, args, suite: Suite, notes: Sequence[str] =
     splits = [s for s in ("dev", "eval") if counts[s]]
     n_classes = len(suite.classes)
     train = windows.of_split("train")
-    lr, c = baselines.band_power_lr(train, n_classes)
+    lr, c = baselines.band_power_lr(train, n_classes, windows.of_split("dev"))  # C chosen on validation
     predictors = {"class_prior": baselines.class_prior(train, n_classes), "band_power_lr": lr}
+    # the supervised deep baseline: trained on the training windows, its recipe chosen on validation
+    predictors["eegnet"], eegnet_settings = deep_baselines.eegnet(train, windows.of_split("dev"), n_classes)
     results = {name: predictor_results(predict, windows, splits, n_classes) for name, predict in predictors.items()}
     opts = RecipeOptions.from_args(args, suite.task, finetune_defaults=suite.finetune_defaults)
     opts = dataclasses.replace(opts, record_task=suite.record_task)
@@ -114,5 +120,7 @@ def evaluate(data: str, output: Path, args, suite: Suite, notes: Sequence[str] =
     text = report.markdown(suite.title, flat, methods, METRICS, [*split_notes, *notes], suite.published)
     run = {"suite": suite.name, "seeds": list(args.seeds), "config": args.config, "windows": counts}
     run.update({"classes": list(suite.classes), "band_power_lr.C": c, **(extra or {})})
+    run["band_power_lr.C_chosen_by"] = baselines.C_CHOSEN_BY
+    run["eegnet.settings"] = eegnet_settings
     report.write(output, flat, run, text, lambda p: report.plot(p, flat, list(methods), METRICS, suite.name))
     return flat

@@ -1,0 +1,135 @@
+"""The EEGNet baseline on real eegmat windows of the published split: probabilities of the right
+shape, the recipe of lowest validation loss, the same model for the same seed, the caller's random
+state untouched, no validation window in any gradient step (a few subjects, a short budget); and,
+trained on every shared training subject with the full recipe, above chance on the validation
+subjects (slow)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from eegfm.evaluation.benchmark import deep_baselines
+from eegfm.evaluation.benchmark.eegmat import preprocess
+from eegfm.evaluation.benchmark.labeled import metrics_of
+from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
+from tests.evaluation.benchmark.test_eegmat import eegmat_subset
+
+SUBJECTS = ("00", "01", "28")  # two training subjects, one validation subject
+
+
+def _windows(shared, base, subjects) -> WindowSet:
+    data = preprocess(str(eegmat_subset(shared, base / "recordings", subjects)), base / "data")
+    return load_windows(data, "eegmat_rest_task")
+
+
+def _rows(windows: WindowSet) -> set[bytes]:
+    """Each window's network input as bytes: a batch row is found among them exactly."""
+    return {row.numpy().tobytes() for row in deep_baselines.inputs(windows)}
+
+
+@pytest.fixture(scope="module")
+def windows(shared_data, tmp_path_factory) -> WindowSet:
+    return _windows(shared_data, tmp_path_factory.mktemp("eegnet"), SUBJECTS)
+
+
+@pytest.fixture(scope="module")
+def short_budget():
+    """The recipe's mechanics at a few epochs: what these tests check does not need a good model."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(deep_baselines, "MAX_EPOCHS", 3)
+        patch.setattr(deep_baselines, "MIN_EPOCHS", 1)
+        patch.setattr(deep_baselines, "PATIENCE", 1)
+        yield
+
+
+@pytest.fixture(scope="module")
+def fitted(windows, short_budget):
+    """One fit of the default grid; every training batch's rows and the caller's RNG state recorded."""
+    batches: list[torch.Tensor] = []
+    original = deep_baselines.train_step
+
+    def recording_step(model, optimizer, x, y, class_weights):
+        batches.append(x.clone())
+        return original(model, optimizer, x, y, class_weights)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as conftest's one_thread: two threads on a busy two-core machine are slower
+    rng_before = torch.get_rng_state()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(deep_baselines, "train_step", recording_step)
+        predict, settings = deep_baselines.eegnet(windows.of_split("train"), windows.of_split("dev"), 2, seed=0)
+    rng_moved = not torch.equal(rng_before, torch.get_rng_state())
+    torch.set_num_threads(threads)
+    return predict, settings, batches, rng_moved
+
+
+def test_predictions_are_probabilities_of_every_window(windows, fitted):
+    predict, _, _, rng_moved = fitted
+    probs = predict(windows)
+    assert probs.shape == (len(windows), 2) and np.isfinite(probs).all()
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-9)
+    assert predict(windows.where(np.zeros(len(windows), bool))).shape == (0, 2)
+    # one window alone is predicted as in the batch: nothing spans windows
+    np.testing.assert_allclose(predict(windows.where(np.arange(len(windows)) == 5))[0], probs[5], atol=1e-6)
+    assert not rng_moved  # the caller's random stream is as it was
+
+
+def test_the_recipe_kept_is_the_lowest_validation_loss_of_the_grid(fitted):
+    _, settings, _, _ = fitted
+    grid = deep_baselines.GRID
+    assert [(s["lr"], s["drop_prob"]) for s in settings["grid"]] == [
+        (lr, p) for lr in grid["lr"] for p in grid["drop_prob"]
+    ]
+    best = min(settings["grid"], key=lambda s: s["val_loss"])
+    assert (settings["lr"], settings["drop_prob"], settings["epoch"]) == (best["lr"], best["drop_prob"], best["epoch"])
+    assert settings["val_loss"] == best["val_loss"] and 1 <= settings["epoch"] <= 3
+    assert settings["fixed"]["sfreq"] == 128 and settings["fixed"]["max_epochs"] == 3
+
+
+def test_no_validation_window_reaches_a_gradient_step(windows, fitted):
+    *_, batches, _ = fitted
+    train_rows, dev_rows = _rows(windows.of_split("train")), _rows(windows.of_split("dev"))
+    assert batches and not train_rows & dev_rows
+    stepped = {row.numpy().tobytes() for batch in batches for row in batch}
+    assert stepped == train_rows  # every training window, and nothing else
+
+
+def test_the_same_seed_gives_the_same_model(windows, short_budget):
+    """Two fits from seed 0 predict identically; seed 1 draws another model."""
+    train, dev = windows.of_split("train"), windows.of_split("dev")
+    grid = {"lr": (1e-3,), "drop_prob": (0.25,)}
+    first, second, other = (deep_baselines.eegnet(train, dev, 2, seed=s, grid=grid)[0](dev) for s in (0, 0, 1))
+    np.testing.assert_array_equal(first, second)
+    assert not np.array_equal(first, other)
+
+
+def test_it_needs_training_and_validation_windows(windows):
+    with pytest.raises(ValueError, match="validation windows"):
+        deep_baselines.eegnet(windows.of_split("train"), windows.of_split("eval"), 2)
+
+
+def test_inputs_are_each_window_at_128_hz_over_a_fixed_scale():
+    t = np.arange(1280) / 256.0
+    eeg = np.tile(10 * np.sin(2 * np.pi * 10 * t), (2, 19, 1)).astype(np.float32)  # 10 Hz, 10 uV
+    eeg[1] *= 3  # a louder window does not change its neighbour's input
+    fields = {"channel_mask": np.ones((2, 19)), "label": np.zeros(2, int), "votes": np.zeros((2, 2))}
+    names = {name: np.array(["s", "s"]) for name in ("subject", "site", "split")}
+    x = deep_baselines.inputs(WindowSet(eeg=eeg, **fields, **names))
+    assert x.shape == (2, 19, 640) and x.dtype == torch.float32
+    assert float(x[0, 0, 100:540].abs().max()) == pytest.approx(1.0, abs=0.02)  # 10 uV / SCALE_UV
+    np.testing.assert_allclose(x[1].numpy(), 3 * x[0].numpy(), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_trained_on_every_shared_training_subject_it_beats_chance(shared_data, tmp_path):
+    """The full recipe (about 3 minutes on two cores), 00-27 training, 28-31 validation."""
+    subjects = sorted({path.name[7:9] for path in (shared_data / "eegmat").glob("Subject*_1.edf")})
+    windows = _windows(shared_data, tmp_path, subjects)
+    train, dev = windows.of_split("train"), windows.of_split("dev")
+    predict, settings = deep_baselines.eegnet(train, dev, 2)
+    prior = np.bincount(train.label, minlength=2) / len(train)
+    metrics = metrics_of(predict(dev), dev.label, prior)
+    # 0.80 AUROC and 0.73 balanced accuracy when measured (docs/evaluation.md); chance is 0.5
+    assert metrics["auroc"] > 0.7 and metrics["balanced_accuracy"] > 0.6, (metrics, settings)
