@@ -33,16 +33,21 @@ def benchmark_key(folder: Path, own: str | None = None) -> Path:
     return path
 
 
-def preprocess(inputs: str, output: Path, key_file: str | None = None) -> str:
-    """eegfm's pipeline on the recordings (5 s windows; rule-based artifact scores, so nothing is
-    fitted across subjects); an earlier complete output is reused."""
+def preprocess_windows(
+    inputs: list[str], output: Path, key: Path, dataset: str = "auto", window_seconds: float = 5.0
+) -> str:
+    """eegfm's pipeline on the benchmark's recordings (rule-based artifact scores, so nothing is
+    fitted across subjects), pseudonymized with ``key``; an earlier complete output is reused."""
     if not (output / "manifest.json").is_file():
-        key = benchmark_key(output.parent, key_file)
-        pipeline.run(
-            ["--input", inputs, "--output", str(output), "--dataset", "eegmat", "--window_seconds", "5"]
-            + ["--no_artifact_model", "--pseudonym_key_file", str(key), "--overwrite"]
-        )
+        argv = ["--input", *inputs, "--output", str(output), "--dataset", dataset]
+        argv += ["--window_seconds", f"{window_seconds:g}", "--no_artifact_model"]
+        pipeline.run([*argv, "--pseudonym_key_file", str(key), "--overwrite"])
     return str(output)
+
+
+def preprocess(inputs: str, output: Path, key_file: str | None = None) -> str:
+    """eegmat's recordings through its adapter (its split), 5 s windows."""
+    return preprocess_windows([inputs], output, benchmark_key(output.parent, key_file), "eegmat")
 
 
 SUITE = Suite(

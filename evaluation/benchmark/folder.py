@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark.eegmat import benchmark_key
+from eegfm.evaluation.benchmark.eegmat import benchmark_key, preprocess_windows
 from eegfm.evaluation.benchmark.labeled import Suite, evaluate
-from eegfm.pipelines import preprocess as pipeline
 
 log = get_logger(__name__)
 RECORD_TASK = "folder"  # the windows' task in the preprocessed records
@@ -135,12 +134,8 @@ def pipeline_labels(rows: list[LabelRow], classes: tuple[str, ...], folder: Path
 
 def preprocess(rows: list[LabelRow], labels_csv: Path, output: Path, window_seconds: float, key: Path) -> str:
     """The pipeline on the table's files (read where they are) with its labels; reused once complete."""
-    if not (output / "manifest.json").is_file():
-        inputs = [str(row.file.resolve()) for row in rows] + [str(labels_csv)]
-        argv = ["--input", *inputs, "--output", str(output), "--dataset", "edf"]
-        argv += ["--window_seconds", f"{window_seconds:g}", "--no_artifact_model"]
-        pipeline.run([*argv, "--pseudonym_key_file", str(key), "--overwrite"])
-    return str(output)
+    inputs = [str(row.file.resolve()) for row in rows] + [str(labels_csv)]
+    return preprocess_windows(inputs, output, key, "edf", window_seconds)
 
 
 def dropped_rows(rows: list[LabelRow], data: str, key: Path) -> list[int]:

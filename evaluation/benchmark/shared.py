@@ -24,11 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark import eegmat
-from eegfm.evaluation.benchmark.eegmat import benchmark_key
+from eegfm.evaluation.benchmark.eegmat import benchmark_key, preprocess_windows
 from eegfm.evaluation.benchmark.runs import RecipeOptions, pretrain
 from eegfm.evaluation.benchmark.simulated import simulate_and_preprocess
-from eegfm.pipelines import preprocess as pipeline
 
 log = get_logger(__name__)
 SIMULATED_SEED = 1000  # not a seed of the simulated suite's corpora (0 and 1 by default)
@@ -43,20 +41,13 @@ def real_corpora(shared_data: Path) -> list[Path]:
 def preprocess_corpus(corpus: Path, output: Path, key: Path) -> str:
     """A real corpus's windows (5 s, rule-based artifact scores); eegmat through its own adapter
     (its split); an earlier complete output is reused."""
-    if corpus.name == "eegmat":
-        return eegmat.preprocess(str(corpus), output, str(key))
-    if not (output / "manifest.json").is_file():
-        pipeline.run(
-            ["--input", str(corpus), "--output", str(output), "--window_seconds", "5", "--no_artifact_model"]
-            + ["--pseudonym_key_file", str(key), "--overwrite"]
-        )
-    return str(output)
+    return preprocess_windows([str(corpus)], output, key, "eegmat" if corpus.name == "eegmat" else "auto")
 
 
 def _windows(data: str) -> dict[str, Any]:
     """The windows a preprocessed folder holds, and those pretraining may read (not dev or eval)."""
     counts = json.loads((Path(data) / "manifest.json").read_text()).get("counts", {})
-    total = int(counts.get("windows", counts.get("total", 0)) or 0)
+    total = int(counts.get("windows", 0))
     splits = counts.get("per_corpus_split", {}) or {}
     held = sum(int(v) for k, v in splits.items() if k in ("dev", "eval"))
     return {"windows": total, "pretraining_windows": total - held}

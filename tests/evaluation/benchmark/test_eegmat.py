@@ -4,6 +4,7 @@ window reaches a training loader."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -27,11 +28,10 @@ def eegmat_subset(shared: Path, folder: Path, subjects=SUBJECTS) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def tiny_run(shared_data, tmp_path_factory):
-    """One tiny benchmark run; every training loader's subjects recorded on the way."""
-    base = tmp_path_factory.mktemp("eegmat-benchmark")
-    data = eegmat_subset(shared_data, base / "recordings")
+@contextlib.contextmanager
+def loader_batches():
+    """Every batch the training loaders yield meanwhile, as ``(infinite, subject ids)``: an
+    infinite loader trains (pretraining, fine-tuning), a finite one evaluates."""
     seen: list[tuple[bool, list[str]]] = []
     original = EEGLoader.__iter__
 
@@ -42,6 +42,15 @@ def tiny_run(shared_data, tmp_path_factory):
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(EEGLoader, "__iter__", recording_iter)
+        yield seen
+
+
+@pytest.fixture(scope="module")
+def tiny_run(shared_data, tmp_path_factory):
+    """One tiny benchmark run; every training loader's subjects recorded on the way."""
+    base = tmp_path_factory.mktemp("eegmat-benchmark")
+    data = eegmat_subset(shared_data, base / "recordings")
+    with loader_batches() as seen:
         argv = ["eegmat", "--data", str(data), "--output", str(base / "out"), "--config", "cpu-tiny"]
         argv += ["--seeds", "0", "--methods", "eegfm", "scratch", "--pretrain_steps", "4"]
         argv += ["--finetune_set", "epochs=1", "--pretrain_set", "val_fraction=0"]

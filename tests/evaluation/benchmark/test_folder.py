@@ -12,7 +12,8 @@ import pytest
 
 from eegfm.evaluation.benchmark.cli import main
 from eegfm.evaluation.benchmark.folder import check_splits, read_label_table, seeded_split
-from eegfm.training.data import EEGLoader, scan_windows
+from eegfm.training.data import scan_windows
+from tests.evaluation.benchmark.test_eegmat import loader_batches
 
 # subject -> split: two training subjects, one validation, one test
 SPLIT = {"00": "train", "01": "train", "28": "val", "29": "test"}
@@ -44,16 +45,7 @@ def tiny_run(shared_data, tmp_path_factory):
     _broken_edf(base / "recordings" / "p01" / "short.edf")
     with labels.open("a", newline="") as fh:
         csv.writer(fh).writerow(["p01/short.edf", "p01", "rest", "train", "50"])
-    seen: list[tuple[bool, list[str]]] = []
-    original = EEGLoader.__iter__
-
-    def recording_iter(self):
-        for batch in original(self):
-            seen.append((self.infinite, list(batch["subject_id"])))
-            yield batch
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(EEGLoader, "__iter__", recording_iter)
+    with loader_batches() as seen:
         argv = ["folder", "--data", str(base / "recordings"), "--labels", str(labels), "--output", str(base / "out")]
         argv += ["--config", "cpu-tiny", "--seeds", "0", "--methods", "eegfm", "--pretrain_steps", "4"]
         argv += ["--finetune_set", "epochs=1", "--pretrain_set", "val_fraction=0"]

@@ -9,8 +9,8 @@ import json
 import pytest
 
 from eegfm.evaluation.benchmark.cli import main
-from eegfm.training.data import EEGLoader, scan_windows
-from tests.evaluation.benchmark.test_eegmat import eegmat_subset
+from eegfm.training.data import scan_windows
+from tests.evaluation.benchmark.test_eegmat import eegmat_subset, loader_batches
 
 
 @pytest.fixture(scope="module")
@@ -20,16 +20,7 @@ def shared_run(shared_data, tmp_path_factory):
     eegmat_subset(shared_data, corpora / "eegmat", ("00", "28"))  # a training and a validation subject
     (corpora / "eegmmi").symlink_to(shared_data / "eegmmi")
     (corpora / "formats").symlink_to(shared_data / "formats")  # file-format samples: not read
-    seen: list[list[str]] = []
-    original = EEGLoader.__iter__
-
-    def recording_iter(self):
-        for batch in original(self):
-            seen.append(list(batch["subject_id"]))
-            yield batch
-
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(EEGLoader, "__iter__", recording_iter)
+    with loader_batches() as seen:
         argv = ["pretrain", "--shared_data", str(corpora), "--output", str(base / "shared"), "--config", "cpu-tiny"]
         argv += ["--pretrain_steps", "4", "--simulated_sites", "0", "--pretrain_set", "val_fraction=0"]
         assert main(argv) == 0
@@ -44,7 +35,7 @@ def test_the_encoder_reads_every_corpus_but_held_out_subjects(shared_run):
     assert 0 < eegmat["pretraining_windows"] < eegmat["windows"]  # subject 28's windows are held out
     assert record["corpora"]["eegmmi"]["pretraining_windows"] == record["corpora"]["eegmmi"]["windows"] > 0
     split_of = {w["subject_id"]: w["corpus_split"] for w in scan_windows(str(base / "shared" / "data" / "eegmat"))}
-    read = {subject for batch in seen for subject in batch}
+    read = {subject for _, batch in seen for subject in batch}
     assert read and not any(split_of.get(subject) in ("dev", "eval") for subject in read)
     assert (base / "shared" / "pretrain" / "model" / "config.json").is_file()
 
