@@ -102,11 +102,11 @@ EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
 # The stages' folders sit at the repository's top level and install as `eegfm.<stage>` (an
 # implicit namespace package), so nothing with a generic name lands in site-packages.
-STAGES = ("core", "pipelines", "model", "training", "evaluation", "serving")
+STAGES = ("core", "contract", "pipelines", "model", "simulate", "metrics", "training", "evaluation", "serving")
 PACKAGES = [f"eegfm.{name}" for name in find_packages(include=[f"{stage}*" for stage in STAGES])]
 
 CONSOLE_SCRIPTS = [
-    "eegfm-simulate = eegfm.pipelines.simulate.cli:main",
+    "eegfm-simulate = eegfm.simulate.cli:main",
     "eegfm-preprocess = eegfm.pipelines.preprocess:main",
     "eegfm-redact = eegfm.pipelines.redact:main",  # which file a --redact_paths token names
     # Training entry points need the `train` extra (torch); DDP users launch `torchrun -m ...`.
@@ -116,6 +116,17 @@ CONSOLE_SCRIPTS = [
     "eegfm-robustness = eegfm.evaluation.robustness:main",  # a fine-tuned model under perturbed EEG
     "eegfm-predict = eegfm.serving.predict:main",  # a fine-tuned model's predictions for raw recordings
     "eegfm-serve = eegfm.serving.server:main",  # the same behind an HTTP API
+    "eegfm-ensemble = eegfm.training.ensemble:main",  # fine-tuned models stacked into one
+    "eegfm-curves = eegfm.training.curves:main",  # a run's training curves as one picture
+    "eegfm-benchmark = eegfm.evaluation.benchmark.cli:main",  # eegmat, a labelled folder, simulated
+    "eegfm-report = eegfm.evaluation.report.cli:main",  # the cross-site report of every stage's outputs
+    "eegfm-selective = eegfm.metrics.selective:main",  # risk-coverage of a run's uncertainty scores
+    "eegfm-data-report = eegfm.pipelines.report:main",  # a preprocessed folder's data quality by site
+    "eegfm-quality-survey = eegfm.pipelines.quality_survey:main",  # what each quality rule flags per corpus
+    "eegfm-quantize = eegfm.serving.quantize:main",  # an INT8 ONNX model, checked against float32
+    "eegfm-models = eegfm.serving.model_store:main",  # versioned models in a store
+    "eegfm-corpus-check = eegfm.serving.corpus_check:main",  # what a model says about whole real corpora
+    "eegfm-planted-seizures = eegfm.serving.planted_seizures:main",  # seizures planted in real backgrounds
 ]
 
 setup(

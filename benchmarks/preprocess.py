@@ -252,7 +252,7 @@ def _long_recording(tmp: Path, key: Path, minutes: float, env: dict) -> dict:
             [
                 sys.executable,
                 "-m",
-                "eegfm.pipelines.simulate",
+                "eegfm.simulate",
                 "--output",
                 str(corpus),
                 "--sites",

@@ -50,8 +50,8 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from eegfm.contract.channels import CANONICAL_CHANNELS  # noqa: E402
 from eegfm.pipelines.artifact_ae import band_features, band_features_from_psd  # noqa: E402
-from eegfm.pipelines.channels import CANONICAL_CHANNELS  # noqa: E402
 from eegfm.pipelines.features import window_spectrum  # noqa: E402
 from eegfm.pipelines.filters import filter_data  # noqa: E402
 from eegfm.pipelines.quality import compute_quality, compute_quality_batch  # noqa: E402

@@ -39,24 +39,25 @@ import onnx
 import onnxruntime
 import torch
 
+from eegfm.contract import layout
 from eegfm.core.logs import setup_logging
 from eegfm.evaluation.benchmark import baselines
 from eegfm.evaluation.benchmark.labeled import metrics_of
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
 from eegfm.evaluation.robustness import held_out
+from eegfm.metrics.losses import binary_logits
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.export import OnnxEEGFM, export_onnx
 from eegfm.model.modeling import EEGFMModel
 from eegfm.serving.backends import onnx_path_for
 from eegfm.serving.quantize import INT8_NAME, FeedReader, QuantizeConfig, quantize_graph
-from eegfm.training.losses import binary_logits
 
 
 def copy_run(run: Path, into: Path) -> Path:
     """The run's model folder copied (config, weights, recipe), with run.json beside it."""
     target = into / run.name
     shutil.copytree(run / "model", target / "model", ignore=shutil.ignore_patterns("*.onnx", "*.engine"))
-    shutil.copy2(run / "run.json", target / "run.json")
+    shutil.copy2(run / layout.RUN, target / layout.RUN)
     return target
 
 
@@ -107,7 +108,7 @@ def graph_sizes(float_path: Path, int8_path: Path) -> dict[str, float]:
 
 def split_windows(run: Path, data: str) -> tuple[WindowSet, WindowSet, str]:
     """The run's training and held-out windows of its task, and the held-out split's name."""
-    info = json.loads((run / "run.json").read_text())
+    info = json.loads((run / layout.RUN).read_text())
     if info.get("split_group") != "subject":
         raise ValueError(f"{run}/run.json: split_group {info.get('split_group')!r}; expected 'subject'")
     windows = load_windows(data, info["record_task"])

@@ -36,8 +36,8 @@ import numpy as np  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_name  # noqa: E402
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder, band_features  # noqa: E402
-from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_name  # noqa: E402
 from eegfm.pipelines.features import compute_features  # noqa: E402
 from eegfm.pipelines.filters import (  # noqa: E402
     FilterConfig,

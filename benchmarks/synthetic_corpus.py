@@ -4,7 +4,7 @@ The loader and loop benchmarks need a corpus with many batches per loader worker
 machine without Apache Beam (the GPU image) none can be preprocessed there, and linking a small
 one many times (``--copies``) gives many tiny files instead. This writes ``windows`` ten-second
 windows of 1/f noise (about 20 µV RMS, float16, every channel measured) through the real record
-encoder (``pipelines.schema.encode_example``) and TFRecord writer, as
+encoder (``contract.schema.encode_example``) and TFRecord writer, as
 ``OUT/<site>/part-SSSSS-of-NNNNN.tfrecord`` files of at most ``windows_per_file`` windows each,
 spread over ``sites`` sites, with a ``manifest.json`` that ``training.data.describe`` reads. The
 samples barely compress, like the pipeline's (about 97 kB a record either way). Deterministic
@@ -26,8 +26,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from eegfm.core.config import check_int  # noqa: E402
-from eegfm.pipelines.schema import (  # noqa: E402
+from eegfm.contract import layout  # noqa: E402
+from eegfm.contract.schema import (  # noqa: E402
     CHANNELS,
     HMS_CLASSES,
     N_CHANS,
@@ -36,7 +36,8 @@ from eegfm.pipelines.schema import (  # noqa: E402
     WindowRecord,
     encode_example,  # noqa: E402
 )
-from eegfm.pipelines.tfrecord import write_records  # noqa: E402
+from eegfm.contract.tfrecord import write_records  # noqa: E402
+from eegfm.core.config import check_int  # noqa: E402
 
 WINDOW_SECONDS = 10
 WINDOWS_PER_FILE = 144  # 24 minutes, about 14 MB a file
@@ -136,7 +137,7 @@ def write_corpus(
             "per_label": {"unlabeled:-1": windows},
         },
     }
-    (output / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    (output / layout.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return manifest
 
 

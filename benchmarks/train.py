@@ -1,7 +1,7 @@
 """Benchmark: the training input pipeline and the training loop's scaling; prints one JSON object.
 
 1. Loader: windows/s of ``training.data.EEGLoader`` (0 and 2 workers) against the raw
-   read + snappy-decompress bound of the same files (``pipelines.tfrecord.read_records``), and
+   read + snappy-decompress bound of the same files (``contract.tfrecord.read_records``), and
    against what a training step consumes (target: >= 50 % of the bound and >= 10x the step).
 2. Scaling: ``torchrun`` pretraining samples/s with 1 and 2 CPU ranks (gloo, one thread per
    rank, the same per-rank batch): efficiency = samples/s(2) / (2 x samples/s(1)), target >= 0.8.
@@ -33,6 +33,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from eegfm.contract import layout
+
 if TYPE_CHECKING:
     import torch
 
@@ -58,7 +60,7 @@ def _simulate_and_preprocess(root: Path, shards_per_site: int = 0, subjects: int
         [
             sys.executable,
             "-m",
-            "eegfm.pipelines.simulate",
+            "eegfm.simulate",
             "--output",
             str(corpus),
             "--sites",
@@ -149,7 +151,7 @@ def _pretrain_throughput(data: Path, out: Path, ranks: int, steps: int, batch: i
     wall = time.perf_counter() - start
     if done.returncode:
         raise SystemExit(f"pretraining with {ranks} ranks failed:\n{done.stderr[-3000:]}")
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = [json.loads(line) for line in (out / layout.METRICS).read_text().splitlines()]
     rows = [row for row in rows if "samples_per_s" in row]  # training lines, not validation-only ones
     steady = rows[len(rows) // 3 :]  # skip start-up (allocator warm-up, first batches)
     sps = sum(r["samples_per_s"] for r in steady) / len(steady)

@@ -1,6 +1,6 @@
 """Training data loader throughput against the raw read bound; prints one JSON object.
 
-- ``raw``: ``pipelines.tfrecord.read_records`` over the same files in one process (read, snappy
+- ``raw``: ``contract.tfrecord.read_records`` over the same files in one process (read, snappy
   decompression, CRC checks; nothing parsed): the bound the loader works from. Records per
   second of wall time, and CPU microseconds per record.
 - ``loader``: ``training.data.EEGLoader`` in training mode (infinite stream, shuffle buffer,
@@ -49,7 +49,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from benchmarks.synthetic_corpus import WINDOWS_PER_FILE, write_corpus  # noqa: E402
-from eegfm.pipelines.tfrecord import read_records  # noqa: E402
+from eegfm.contract.tfrecord import read_records  # noqa: E402
 from eegfm.training.config import load_config  # noqa: E402
 from eegfm.training.data import EEGLoader, LoaderConfig, list_files  # noqa: E402
 
@@ -158,7 +158,7 @@ def _plain_batches(files: list[str], batch_size: int, workers: int, dtype: str) 
     import numpy as np
     from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-    from eegfm.pipelines.schema import N_CHANS
+    from eegfm.contract.schema import N_CHANS
     from eegfm.training.data.records import Example
 
     class Windows(IterableDataset):

@@ -42,6 +42,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.synthetic_corpus import WINDOWS_PER_FILE, write_corpus  # noqa: E402
+from eegfm.contract import layout  # noqa: E402
 
 
 def link_corpus(data: Path, copies: int, target: Path) -> int:
@@ -54,12 +55,12 @@ def link_corpus(data: Path, copies: int, target: Path) -> int:
         raise ValueError(f"copies: expected an integer >= 1; got {copies}")
     sites = sorted({Path(path).parent for path in list_files(os.fspath(data))})
     target.mkdir(parents=True, exist_ok=True)
-    if (data / "artifact_ae.npz").exists():
-        shutil.copy(data / "artifact_ae.npz", target / "artifact_ae.npz")
+    if (data / layout.ARTIFACT_MODEL).exists():
+        shutil.copy(data / layout.ARTIFACT_MODEL, target / layout.ARTIFACT_MODEL)
     for copy in range(copies):
         for site in sites:
             (target / f"{site.name}-c{copy}").symlink_to(site.resolve(), target_is_directory=True)
-    manifest = json.loads((data / "manifest.json").read_text())
+    manifest = json.loads((data / layout.MANIFEST).read_text())
     # Training checks the shards against the manifest: it lists the linked names.
     linked = {site.name for site in sites}
     listed = [name for name in manifest.get("shards", ()) if name.split("/")[-2] in linked]
@@ -68,7 +69,7 @@ def link_corpus(data: Path, copies: int, target: Path) -> int:
     for key in ("shard_records", "shard_bytes"):
         if key in manifest:
             manifest[key] = {new: manifest[key][old] for new, old in sorted(renamed.items())}
-    (target / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True))
+    (target / layout.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
     return int(describe(data).counts.get("windows", 0)) * copies
 
 
@@ -225,9 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         result["wall_s"] = round(time.perf_counter() - started, 1)
         if done.returncode:
             raise SystemExit(f"training.pretrain failed ({done.returncode}):\n{done.stderr[-3000:]}")
-        metrics = [json.loads(line) for line in (tmp / "run" / "metrics.jsonl").read_text().splitlines() if line]
+        metrics = [json.loads(line) for line in (tmp / "run" / layout.METRICS).read_text().splitlines() if line]
         metrics = [m for m in metrics if "samples_per_s" in m]  # training lines, not validation-only ones
-        run = json.loads((tmp / "run" / "run.json").read_text())
+        run = json.loads((tmp / "run" / layout.RUN).read_text())
     result["device"] = run["device"]
     result["intervals"] = [
         {

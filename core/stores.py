@@ -287,11 +287,11 @@ def delete(paths: list[str]) -> None:
     takes the paths as patterns, so a file in ``out [x]/`` was "not found"."""
     from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; not at module load
 
-    local = [p for p in paths if "://" not in p]
+    local = [p for p in paths if not is_remote(p)]
     for path in local:
         with contextlib.suppress(FileNotFoundError):  # gone already: what a delete is for
             shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
-    remote = [p for p in paths if "://" in p]
+    remote = [p for p in paths if is_remote(p)]
     if remote:
         FileSystems.delete(remote)
 

@@ -27,10 +27,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from eegfm.contract import layout
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS
-from eegfm.evaluation.plots import plot_per_site
+from eegfm.metrics.plots import plot_per_site
 from eegfm.training import finetune
 from eegfm.training.config_files import dotted
 from eegfm.training.data import RecordFilter, check_data, data_label, scan_windows
@@ -129,7 +130,7 @@ def fold_differences(folder: Path, expected: Mapping[str, Any]) -> list[str]:
     """The settings (dotted) where a finished fold's run.json differs from ``expected`` (its config,
     ``pretrained`` and ``data``); [] when the fold is this evaluation's."""
     try:
-        ran = json.loads((folder / "run.json").read_text())
+        ran = json.loads((folder / layout.RUN).read_text())
     except (OSError, ValueError):
         return ["run.json (missing or unreadable)"]
     config = dotted({k: v for k, v in ran.get("config", {}).items() if k not in _BOOKKEEPING})
@@ -184,7 +185,7 @@ def _keep_finished_fold(args, cfg, folder: Path, site: str, k: int, n: int) -> b
             file=sys.stderr,
         )
         return False
-    done = folder / "eval.json"
+    done = folder / layout.EVAL
     log.info("fold %d/%d (%s held out): done earlier, %s kept (delete the folder to run it again)", k, n, site, done)
     return True
 
@@ -234,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     folds: dict[str, dict[str, Any]] = {}
     for k, site in enumerate(sites, 1):
         folder = fold_folder(args.output, site)
-        done = folder / "eval.json"
+        done = folder / layout.EVAL
         if done.is_file():
             if not _keep_finished_fold(args, cfg, folder, site, k, len(sites)):
                 return 2

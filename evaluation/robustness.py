@@ -27,11 +27,12 @@ from typing import Any
 
 import torch
 
+from eegfm.contract import layout
+from eegfm.contract.schema import SFREQ
 from eegfm.core.config import ConfigError, user_file_path, user_path
 from eegfm.core.logs import get_logger, setup_logging
-from eegfm.evaluation.metrics import TEMPERATURE_RANGE, evaluate
+from eegfm.metrics.classification import TEMPERATURE_RANGE, evaluate
 from eegfm.model.modeling import EEGFMModel
-from eegfm.pipelines.schema import SFREQ
 from eegfm.training.config import FinetuneConfig
 from eegfm.training.data import EEGLoader, RecordFilter, check_data, data_label
 from eegfm.training.finetune.setup import inputs_for, targets_of
@@ -98,7 +99,7 @@ def _generator(seed: int, perturbation: int, severity: int, batch: int) -> torch
 # ------------------------------------------------------------------------------ the run
 def load_run(run_dir: Path) -> tuple[Any, dict[str, Any], Path]:
     """A fine-tuning run's config, run.json and model folder; ConfigError naming what is missing."""
-    run_file, model_dir = run_dir / "run.json", run_dir / "model"
+    run_file, model_dir = run_dir / layout.RUN, run_dir / "model"
     if not run_file.is_file() or not (model_dir / "config.json").is_file():
         raise ConfigError(
             f"--run {run_dir}: expected a training.finetune run folder (run.json and model/ with "

@@ -22,7 +22,6 @@ from eegfm.model.adapters import add_adapters, count_parameters, count_trainable
 from eegfm.model.architectures import list_architectures, load_model_folder, register_architecture
 from eegfm.model.classifier import EEGFMOutput, HeadClassifier
 from eegfm.model.config import (
-    HMS_CLASSES,
     MODALITIES,
     ConfigError,
     EEGFMConfig,
@@ -46,7 +45,6 @@ from eegfm.model.optim import param_groups_lrd
 from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig
 
 __all__ = [
-    "HMS_CLASSES",
     "MODALITIES",
     "ConfigError",
     "EEGFMConfig",

@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from eegfm.model.config import ADAPTER_KINDS, ConfigError
+from eegfm.core.config import ConfigError
+from eegfm.model.config import ADAPTER_KINDS
 from eegfm.model.fusion import ModalityAttention
 from eegfm.model.spatial import SpatialGNNLayer
 from eegfm.model.temporal import SelfAttention

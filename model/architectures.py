@@ -26,7 +26,8 @@ from typing import Any
 
 from transformers import AutoConfig, AutoModel
 
-from eegfm.model.config import ConfigError, EEGFMConfig
+from eegfm.core.config import ConfigError
+from eegfm.model.config import EEGFMConfig
 from eegfm.model.eeg_cnn_gru import EEGCNNGRU, EEGCNNGRUConfig
 from eegfm.model.modeling import EEGFMModel
 from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig

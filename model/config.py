@@ -23,7 +23,7 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
-from eegfm.core.tasks import HMS_CLASSES  # noqa: F401 - the hms6 classes, re-exported by eegfm.model
+from eegfm.core.config import ConfigError
 
 MODALITIES: tuple[str, ...] = ("spectrogram", "ecg", "clinical")
 GNN_IMPLS: tuple[str, ...] = ("pyg", "dense", "gather")
@@ -32,10 +32,6 @@ KAGGLE_SPECTROGRAM_BINS = 400  # 4 chains (LL, RL, LP, RP) x 100 frequencies
 # Head name -> TaskHead subclass, filled by ``model.heads.register_head``. It lives here so that the
 # config checks head names and label sets without importing the heads, which import this module.
 HEAD_REGISTRY: dict[str, Any] = {}
-
-
-class ConfigError(ValueError):
-    """A configuration value is not allowed; the message names the field and the allowed values."""
 
 
 def _fail(name: str, expected: str, got: Any) -> None:

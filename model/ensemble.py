@@ -38,9 +38,10 @@ import torch.nn.functional as F
 from scipy import optimize
 from torch import nn
 
+from eegfm.core.config import ConfigError
 from eegfm.model.architectures import ENSEMBLE_FILE, architecture_of, load_model_folder
 from eegfm.model.classifier import EEGFMOutput
-from eegfm.model.config import KAGGLE_SPECTROGRAM_BINS, MODALITIES, ConfigError
+from eegfm.model.config import KAGGLE_SPECTROGRAM_BINS, MODALITIES
 from eegfm.model.export import ExportableEEGFM
 
 EEG_INPUTS = ("eeg", "positions", "channel_mask")

@@ -29,8 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eegfm.core.config import ConfigError
 from eegfm.core.tasks import HMS_CLASSES, SLEEP_STAGES
-from eegfm.model.config import HEAD_REGISTRY, ConfigError, EEGFMConfig
+from eegfm.model.config import HEAD_REGISTRY, EEGFMConfig
 from eegfm.model.encoder import EncoderOutput
 from eegfm.model.uncertainty import config_masks
 

@@ -1,6 +1,6 @@
 """Channel names and clinical metadata -> the tensors the model (and ONNX) consumes.
 
-A channel is identified by its electrode's unit-sphere position (``pipelines.channels``), so any
+A channel is identified by its electrode's unit-sphere position (``contract.channels``), so any
 subset of 10-20/10-10 electrodes, in any order, is a valid input and the exported graph holds no
 strings. NaN always means "absent": ``age`` (years), ``sex`` (0 female, 1 male), and an all-NaN
 ``ecg`` (B, n_times) or ``spectrogram`` (B, 400, n_frames) row; isolated NaN values read as 0.
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS, electrode_position
+from eegfm.contract.channels import CANONICAL_CHANNELS, electrode_position
 
 SEX_CODES: dict[str, float] = {"F": 0.0, "M": 1.0}
 

@@ -28,7 +28,8 @@ from typing import Any
 
 from torch import nn
 
-from eegfm.model.config import ConfigError, EEGFMConfig
+from eegfm.core.config import ConfigError
+from eegfm.model.config import EEGFMConfig
 
 # Learned vectors/tokens that act as embeddings even where they are 2-D or 3-D.
 NO_DECAY_NAMES = frozenset({"interpolated", "interpolated_logit", "null", "sex", "kind"})

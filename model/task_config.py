@@ -8,8 +8,9 @@ from typing import Any, ClassVar
 
 from transformers import PreTrainedConfig
 
+from eegfm.core.config import ConfigError
 from eegfm.model import config as eegfm_config
-from eegfm.model.config import HEAD_REGISTRY, ConfigError
+from eegfm.model.config import HEAD_REGISTRY
 
 
 class TaskModelConfig(PreTrainedConfig):

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eegfm.pipelines.channels import auxiliary_kind, derivation, standard_name
+from eegfm.contract.channels import auxiliary_kind, derivation, standard_name
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,9 +7,9 @@ import dataclasses
 
 import numpy as np
 
+from eegfm.contract import schema
+from eegfm.contract.channels import CAP_LAYOUTS
 from eegfm.core.config import Config, check_bool, check_option, check_range
-from eegfm.pipelines import schema
-from eegfm.pipelines.channels import CAP_LAYOUTS
 from eegfm.pipelines.filters import FilterConfig
 from eegfm.pipelines.quality import QUALITY_NAMES, QualityConfig
 

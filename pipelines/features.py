@@ -18,7 +18,7 @@ import numpy as np
 import scipy.fft as sp_fft
 from numpy.lib.stride_tricks import as_strided
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.filter_design import hann_periodic
 from eegfm.pipelines.signal_checks import check_sfreq
 

@@ -16,8 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from eegfm.core.config import check_option
-from eegfm.pipelines.channels import (
+from eegfm.contract.channels import (
     BIOSEMI_CAPS,
     CANONICAL_CHANNELS,
     CAP_LAYOUTS,
@@ -35,6 +34,7 @@ from eegfm.pipelines.channels import (
     file_cap,
     standard_name,
 )
+from eegfm.core.config import check_option
 
 # Scale from a declared physical unit to microvolts. Keys are lower-cased, 'µ' folded to 'u'.
 _UNIT_TO_UV = {"uv": 1.0, "mv": 1e3, "v": 1e6, "nv": 1e-3, "microvolts": 1.0, "millivolts": 1e3}

@@ -13,7 +13,7 @@ import dataclasses
 
 import numpy as np
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.contract.channels import CANONICAL_CHANNELS
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,7 +13,7 @@ import glob
 import os
 
 from eegfm.core.logs import get_logger
-from eegfm.core.stores import discard_folders, match_below
+from eegfm.core.stores import discard_folders, is_remote, match_below
 
 log = get_logger("preprocess")
 
@@ -28,7 +28,7 @@ def temporary_folders(output: str) -> dict[str, int]:
         for meta in match_below(output, f"{pattern}/*"):
             folder = meta.path.rsplit("/", 1)[0]
             found[folder] = found.get(folder, 0) + meta.size_in_bytes
-        if "://" not in output:  # empty local folders have no files to match
+        if not is_remote(output):  # empty local folders have no files to match
             for folder in glob.glob(os.path.join(glob.escape(output), pattern)):
                 if os.path.isdir(folder):
                     found.setdefault(folder, 0)

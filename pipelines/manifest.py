@@ -10,13 +10,14 @@ import os
 
 from apache_beam.io.filesystems import FileSystems
 
-from eegfm.core.stores import fix_s3_empty_uploads, remove_folder
-from eegfm.pipelines import schema
-from eegfm.pipelines.datasets import TASK_CLASSES, Ignored
+from eegfm.contract import layout, schema
+from eegfm.core.stores import fix_s3_empty_uploads, is_remote, remove_folder
+from eegfm.core.tasks import TASK_CLASSES
+from eegfm.pipelines.datasets import Ignored
 from eegfm.pipelines.events import RECORD_QUALITY_NAMES, Outcome, PreprocessConfig
 from eegfm.pipelines.features import FEATURE_NAMES
 
-MANIFEST_NAME, QUARANTINE_NAME = "manifest.json", "quarantine.jsonl"
+MANIFEST_NAME, QUARANTINE_NAME = layout.MANIFEST, layout.QUARANTINE
 
 
 def manifest_header(
@@ -85,7 +86,7 @@ def write_manifest(_, path, header, outcomes, counts, shards, model_used, quaran
     # Local shards relative to the output folder; remote ones under it as header["output"] shows
     # it (its names redacted under --redact_paths).
     output, shown = os.path.dirname(path).rstrip("/"), header["output"].rstrip("/")
-    named = {os.path.relpath(s[0], output) if "://" not in s[0] else shown + s[0][len(output) :]: s for s in shards}
+    named = {os.path.relpath(s[0], output) if not is_remote(s[0]) else shown + s[0][len(output) :]: s for s in shards}
     manifest["shards"] = sorted(named)
     # Beside the list (which older readers take as it is): what each shard holds, so a reader
     # refuses a truncated, emptied or missing one instead of training on the rest.

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from eegfm.contract.channels import CAP_LAYOUTS
 from eegfm.core.config import ConfigError, check_int, user_path
 from eegfm.pipelines import s3_anonymous  # noqa: F401 - registers the --s3_anonymous pipeline option
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
-from eegfm.pipelines.channels import CAP_LAYOUTS
 from eegfm.pipelines.datasets import DATASETS
 from eegfm.pipelines.events import DEFAULT_MAX_DECOMPRESSED_GB, DEFAULT_MAX_DECOMPRESSED_RATIO, PreprocessConfig
 from eegfm.pipelines.features import FEATURE_NAMES

@@ -34,6 +34,7 @@ from eegfm.core.stores import (
     check_s3_credentials,
     delete,
     discard_folders,
+    is_remote,
     match_below,
     match_path,
     storage_error,
@@ -104,7 +105,7 @@ def _run(parser, argv, args, beam_args, redaction: RunRedaction) -> dict:
         count(len(ignored), "other file"),
         args.output,
     )
-    if "://" not in args.output:  # object stores have no folders to create, nor locks
+    if not is_remote(args.output):  # object stores have no folders to create, nor locks
         try:
             os.makedirs(args.output, exist_ok=True)
         except OSError as err:
@@ -163,7 +164,7 @@ def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedactio
     check_sharding(args)
     _ensure_key(args.pseudonym_key_file, args.create_key_file)
     key = load_key(args.pseudonym_key_file)
-    if "://" not in args.pseudonym_key_file:  # object stores have their own access control
+    if not is_remote(args.pseudonym_key_file):  # object stores have their own access control
         warn_if_shared(args.pseudonym_key_file)
     # An output folder (or key file) inside an input folder is the job's own, never an input.
     items, ignored, datasets = discover(
@@ -210,12 +211,12 @@ def _write_output(parser, args, options, config, items, ignored, key, scrub) -> 
     """Clears (or refuses) an earlier run's outputs, runs the pipeline, removes what a stopped run
     wrote; returns the manifest (empty on Dataflow)."""
     cleared = False  # no earlier run's outputs in args.output: any found later are this run's
-    if "://" in args.output and options.get_all_options().get("dry_run"):
+    if is_remote(args.output) and options.get_all_options().get("dry_run"):
         log.info("--dry_run: %s is not checked for an earlier run's outputs", args.output)
     else:
         try:
             # A local output is locked (``_run``): no other run uses what is in it.
-            _clear_earlier_run(args.output, args.overwrite, locked="://" not in args.output)
+            _clear_earlier_run(args.output, args.overwrite, locked=not is_remote(args.output))
             cleared = True
         except (ValueError, *STORE_ERRORS) as err:
             parser.error(str(err))
@@ -268,7 +269,7 @@ def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, 
         written.append(model)
     if written:
         delete(written)
-    if "://" not in output:  # the site folders it made (object stores have none)
+    if not is_remote(output):  # the site folders it made (object stores have none)
         for folder in {os.path.dirname(path) for path in written} - {output}:
             with contextlib.suppress(OSError):  # not empty: not only ours
                 os.rmdir(folder)
@@ -383,7 +384,7 @@ def _check_artifact_options(args, sites: set[str]) -> None:
 
 def _ensure_key(path: str, create: bool = False) -> None:
     """A new key file at a missing ``path`` that is the default or ``create``; PseudonymKeyError elsewhere."""
-    if "://" in path or os.path.exists(path):
+    if is_remote(path) or os.path.exists(path):
         return
     if path != DEFAULT_KEY_FILE and not create:
         raise PseudonymKeyError(

@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from eegfm.contract import schema
 from eegfm.core.logs import get_logger
 from eegfm.core.stores import STORE_ERRORS, storage_error
-from eegfm.pipelines import schema
 from eegfm.pipelines.bipolar import BipolarReader, bipolar_plan
 from eegfm.pipelines.datasets import LabeledWindow, SourceItem
 from eegfm.pipelines.datasets.bids import SidecarError, read_electrodes, read_sidecars

@@ -19,9 +19,9 @@ import secrets
 import sys
 from collections.abc import Iterable
 
+from eegfm.contract.channels import auxiliary_kind, cap_label, clean_channel_name, derivation, standard_name
 from eegfm.core.logs import RedactingFilter, setup_logging
 from eegfm.core.stores import STORE_ERRORS
-from eegfm.pipelines.channels import auxiliary_kind, cap_label, clean_channel_name, derivation, standard_name
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.deid import PseudonymKeyError, keyed_hex, load_key
 from eegfm.pipelines.events import Outcome, RejectedWindow
@@ -54,7 +54,7 @@ _IDENTIFIER_LIKE = re.compile(r"\d{5}|\d{2,4}[-/.]\d{1,2}[-/.]\d{1,4}")
 
 def known_label(label: str) -> bool:
     """True for a channel label that names an electrode, a derivation of two, a reference or an
-    auxiliary signal (``pipelines.channels``): one that can stay readable in outputs."""
+    auxiliary signal (``contract.channels``): one that can stay readable in outputs."""
     name = label.strip()
     if not name or len(name) > 32 or _IDENTIFIER_LIKE.search(name):
         return False

@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from eegfm.contract import layout
+from eegfm.contract.channels import CANONICAL_CHANNELS
+from eegfm.contract.schema import decode_features
+from eegfm.contract.tfrecord import read_records
 from eegfm.core.stores import filesystems, is_remote, join_path, open_binary
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
-from eegfm.pipelines.schema import decode_features
-from eegfm.pipelines.tfrecord import read_records
 
 REPORT_NAME = "report.png"
 
@@ -217,7 +218,7 @@ def write_report(output: str, target: str | None = None, max_windows: int = 2000
     """Draw the run in ``output`` (its manifest and shards) as a PNG at ``target`` (default
     ``output/report.png``, on an object store too); returns where it went."""
     try:
-        with open_binary(join_path(output, "manifest.json")) as fileobj:
+        with open_binary(join_path(output, layout.MANIFEST)) as fileobj:
             manifest = json.loads(fileobj.read())
     except FileNotFoundError:
         raise FileNotFoundError(

@@ -17,10 +17,10 @@ import numpy as np
 from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from eegfm.contract.schema import SITE_ID_PATTERN
+from eegfm.contract.tfrecord import SnappyTFRecordWriter
 from eegfm.core.config import check_int
 from eegfm.core.stores import discard_folders, fix_s3_empty_uploads, match_below
-from eegfm.pipelines.schema import SITE_ID_PATTERN
-from eegfm.pipelines.tfrecord import SnappyTFRecordWriter
 
 FILE_NAME_SUFFIX = ".tfrecord"
 SITE_FILE_PREFIX = "part"

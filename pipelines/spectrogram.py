@@ -22,7 +22,8 @@ from decimal import ROUND_HALF_UP, Decimal
 
 import numpy as np
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.contract.channels import CANONICAL_CHANNELS
+from eegfm.contract.schema import N_SPECTROGRAM_ROWS
 from eegfm.pipelines.resample import resample
 
 HMS_SFREQ = 200
@@ -36,7 +37,7 @@ CHAINS: dict[str, tuple[tuple[str, str], ...]] = {
     "LP": (("Fp1", "F3"), ("F3", "C3"), ("C3", "P3"), ("P3", "O1")),
     "RP": (("Fp2", "F4"), ("F4", "C4"), ("C4", "P4"), ("P4", "O2")),
 }
-N_SPECTROGRAM_ROWS = len(CHAINS) * len(FREQ_BINS)  # 400
+assert N_SPECTROGRAM_ROWS == len(CHAINS) * len(FREQ_BINS)  # the contract's layout
 # Canonical indices of the 16 bipolar pairs' first and second electrodes, chain by chain.
 PAIRS = np.array([[CANONICAL_CHANNELS.index(c) for c in pair] for chain in CHAINS.values() for pair in chain])
 

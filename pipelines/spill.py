@@ -17,11 +17,11 @@ import numpy as np
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 
+from eegfm.contract import schema
+from eegfm.contract.tfrecord import FRAME_OVERHEAD, frame_record, unframe_record
 from eegfm.core.stores import delete
-from eegfm.pipelines import schema
 from eegfm.pipelines.artifact_ae import band_features
 from eegfm.pipelines.events import RECORD_QUALITY_NAMES, RejectedWindow, Window
-from eegfm.pipelines.tfrecord import FRAME_OVERHEAD, frame_record, unframe_record
 
 PATCHED = ("quality", "artifact_score")
 AE_INDEX = RECORD_QUALITY_NAMES.index("ae_score")

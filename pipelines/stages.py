@@ -20,8 +20,9 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from threadpoolctl import threadpool_limits
 
+from eegfm.contract import layout, schema
 from eegfm.core.logs import get_logger
-from eegfm.pipelines import schema
+from eegfm.core.stores import is_remote
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.datasets import Ignored, SourceItem
 from eegfm.pipelines.deid import load_key, pseudonym
@@ -45,7 +46,7 @@ from eegfm.pipelines.sinks import WriteSnappyTFRecordsBySite
 from eegfm.pipelines.spill import SpilledRecording, SpillWriter, sample_items, score_spill, spill_path
 
 log = get_logger("preprocess")
-AE_MODEL_NAME = "artifact_ae.npz"
+AE_MODEL_NAME = layout.ARTIFACT_MODEL
 
 
 class _OneBlasThread(beam.DoFn):
@@ -168,7 +169,7 @@ def _save_model(model, path: str) -> str:
 
 
 def load_model(path: str) -> ArtifactAutoencoder:
-    if "://" not in path:
+    if not is_remote(path):
         return ArtifactAutoencoder.load(path)
     with tempfile.TemporaryDirectory() as tmp:
         base = os.path.splitext(path)[0]

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from eegfm.pipelines import schema
+from eegfm.contract import schema
 from eegfm.pipelines.artifact_ae import band_features_from_psd
 from eegfm.pipelines.datasets import SourceItem, interval_label
 from eegfm.pipelines.events import AE_NOT_SCORED, PreprocessConfig, RejectedWindow, Window

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
-from eegfm.pipelines.schema import SFREQ
 from eegfm.pipelines.spectrogram import FRAME_STEP_S, N_SPECTROGRAM_ROWS
 
 BACKENDS = ("torch", "onnx", "onnx-int8", "tensorrt")

@@ -5,7 +5,7 @@ A window's ``class_probabilities`` and ``confidence`` are the model's (calibrate
 dropout off, as evaluated when fine-tuned. Its ``uncertainty`` comes from the S samples of the
 head's fixed MC-dropout masks (or an ensemble's members), with the same temperature:
 ``entropy`` is the predictive entropy of their mean (nats), ``mutual_information`` the part of it
-the samples disagree on (``serving.uncertainty``), ``passes`` = S. Without samples (``mc_passes``
+the samples disagree on (``metrics.uncertainty``), ``passes`` = S. Without samples (``mc_passes``
 0), ``entropy`` is that of ``class_probabilities`` and ``mutual_information`` is null.
 """
 
@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from eegfm.metrics.uncertainty import entropy, uncertainty_of
 from eegfm.serving.recommendation import RecommendationRules, WindowEvidence
-from eegfm.serving.uncertainty import entropy, uncertainty_of
 
 GAP_TOLERANCE_S = 1e-3  # windows closer than this count as contiguous (float starts)
 

@@ -43,8 +43,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.config import Config, check_int, check_option, check_range
-from eegfm.pipelines.schema import SFREQ
 from eegfm.serving.explain_attention import attention_maps
 from eegfm.serving.explain_checks import (
     SPECIFICITY_STATISTICS,

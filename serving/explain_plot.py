@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eegfm.pipelines.schema import CHANNELS, SFREQ
+from eegfm.contract.schema import CHANNELS, SFREQ
 from eegfm.serving.explain import WindowExplanation
 
 # Traces drawn at most this many points per channel: a 50 s window at 256 Hz is 12800 samples.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from eegfm.pipelines.schema import CHANNELS, SFREQ
+from eegfm.contract.schema import CHANNELS, SFREQ
 from eegfm.serving.explain import ExplainConfig, WindowExplanation, binned
 
 

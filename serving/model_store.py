@@ -22,6 +22,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from eegfm.contract import layout
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.stores import filesystems, is_remote, join_path, match_below, open_binary
@@ -30,12 +31,12 @@ SOURCE_FILE = "source.json"  # in a cached copy: what the store listed when it w
 MODEL_FILES = (
     "config.json",
     "model.safetensors",
-    "preprocess.json",
-    "artifact_ae.npz",
+    layout.PREPROCESS_SPEC,
+    layout.ARTIFACT_MODEL,
     "model.onnx",
     "model.int8.onnx",
 )
-RUN_FILES = ("run.json", "eval.json")  # the training prior, and the evaluation a served model reports
+RUN_FILES = (layout.RUN, layout.EVAL)  # the training prior, and the evaluation a served model reports
 ALIAS_HELP = "a name matching [a-z][a-z0-9_-]*, e.g. staging, production"
 log = get_logger(__name__)
 

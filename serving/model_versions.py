@@ -22,6 +22,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from eegfm.contract import layout
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
 from eegfm.core.stores import is_remote, join_path, match_below, open_binary
@@ -106,7 +107,7 @@ def version_record(run_dir: Path, files: list[dict[str, Any]]) -> dict[str, Any]
         "digest": DIGEST_PREFIX + content_digest(files),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "files": files,
-        "evaluation": _without_local_paths(_run_json(run_dir / "eval.json")),
+        "evaluation": _without_local_paths(_run_json(run_dir / layout.EVAL)),
         "benchmark": _without_local_paths(_run_json(run_dir / BENCHMARK_FILE)),
     }
 

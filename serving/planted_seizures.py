@@ -4,7 +4,7 @@
 Each of ``--recordings`` real recordings (10-20 electrode names, read by MNE) gives a 20 s stretch:
 its first 10 s as recorded ("before"), its last 10 s with an electrographic seizure added to its
 own background ("ictal"), drawn by the simulator's ACNS seizure model
-(:func:`~pipelines.simulate.patterns.draw_episode`: an evolving rhythm starting at a focus and
+(:func:`~simulate.patterns.draw_episode`: an evolving rhythm starting at a focus and
 spreading), at ``--strength``. Both windows go through the pipeline and the model as any upload.
 The report: how many ictal windows reach the model (none may be dropped), and how well P(Seizure)
 ranks ictal above before (AUROC, one pair per recording), with the mean probabilities.
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_name
+from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_name
 
 STRETCH_S, ICTAL_S = 20.0, 10.0
 
@@ -36,7 +36,7 @@ def planted_copy(path: str, out: Path, rng: np.random.Generator, strength: float
     recording is too short or names fewer than 10 of the 19 electrodes."""
     import mne  # heavy: only when run
 
-    from eegfm.pipelines.simulate.patterns import draw_episode, render_seizure
+    from eegfm.simulate.patterns import draw_episode, render_seizure
 
     raw = mne.io.read_raw(path, preload=False, verbose="error")
     if raw.times[-1] < offset_s + STRETCH_S:

@@ -46,7 +46,8 @@ from tqdm import tqdm
 
 from eegfm.core.config import ConfigError, user_path
 from eegfm.core.logs import get_logger, setup_logging
-from eegfm.pipelines.datasets import DATASETS, HMS_CLASSES, HMS_VOTE_COLUMNS, named_in_reason
+from eegfm.core.tasks import HMS_CLASSES, HMS_VOTE_COLUMNS
+from eegfm.pipelines.datasets import DATASETS, named_in_reason
 from eegfm.pipelines.deid import PseudonymKeyError, load_key
 from eegfm.pipelines.redact import RunRedaction, kept_folders, related_paths
 from eegfm.serving.backends import BACKENDS

@@ -27,20 +27,21 @@ import numpy as np
 import torch
 from threadpoolctl import threadpool_limits
 
+from eegfm.contract import layout
+from eegfm.contract.schema import CHANNELS, SFREQ, encode_example
 from eegfm.core.config import Config, ConfigError, check_int, check_option, check_range
 from eegfm.core.logs import get_logger
+from eegfm.metrics.losses import binary_logits
 from eegfm.model.inputs import inputs_for_modalities
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.datasets import DATASETS, Ignored, SourceItem, discover
 from eegfm.pipelines.process import Outcome, PreprocessConfig, Window, process_recording
 from eegfm.pipelines.redact import PathRedactor, redacted_outcome
-from eegfm.pipelines.schema import CHANNELS, SFREQ, encode_example
 from eegfm.serving.backends import BACKENDS, make_backend
 from eegfm.serving.clinical import flagged_episodes, minutes_by_class, read_windows
 from eegfm.serving.model_store import fetch_model
 from eegfm.serving.recommendation import WindowEvidence, load_rules
 from eegfm.training.data.batch import collate_records
-from eegfm.training.losses import binary_logits
 from eegfm.training.preprocess_spec import load_preprocess_spec
 
 log = get_logger(__name__)
@@ -179,7 +180,7 @@ def resolve_model_dir(path: str | Path) -> tuple[Path, dict[str, Any]]:
             "model folder (config.json, model.safetensors), or an ensemble's (ensemble.json); found neither"
         )
     try:
-        run = json.loads((model_dir.parent / "run.json").read_text())
+        run = json.loads((model_dir.parent / layout.RUN).read_text())
     except (OSError, ValueError):
         run = {}
     return model_dir, run if isinstance(run, dict) else {}
@@ -266,7 +267,7 @@ class Predictor:
             self.artifact_model = ArtifactAutoencoder.load(self.spec["artifact_model"])
         prior = run.get("prior")  # the class prior of the training windows
         self.prior = tuple(map(float, prior)) if isinstance(prior, list) and len(prior) == len(self.labels) else None
-        self.evaluation = held_out_evaluation(self.model_dir.parent / "eval.json")
+        self.evaluation = held_out_evaluation(self.model_dir.parent / layout.EVAL)
         self._key = secrets.token_bytes(32)  # pseudonyms inside the records; never output
         # the recordings' tokens: a --pseudonym_key_file's key gives those eegfm-preprocess and eegfm-redact give
         self.name_key = name_key or secrets.token_bytes(32)

@@ -35,6 +35,7 @@ from tqdm import tqdm
 
 from eegfm.core.config import Config, ConfigError, check_int, check_option, user_path
 from eegfm.core.logs import get_logger, setup_logging
+from eegfm.core.stores import is_remote
 
 INT8_NAME = "model.int8.onnx"
 DEFAULT_EXCLUDE = ("encoder.tokenizer",)
@@ -76,7 +77,7 @@ def int8_path(model_dir: Path) -> Path:
 def sample_windows(data: str | os.PathLike[str], count: int, seed: int) -> list:
     """``count`` windows drawn uniformly without replacement from every shard of the pipeline's
     output ``data`` (reservoir sampling: one pass, memory for ``count`` windows)."""
-    from eegfm.pipelines.tfrecord import read_records
+    from eegfm.contract.tfrecord import read_records
     from eegfm.training.data import check_data, list_files
     from eegfm.training.data.catalog import open_source
     from eegfm.training.data.records import Window
@@ -232,9 +233,9 @@ def quantize_model(model: str | Path, data: str | Path, config: QuantizeConfig, 
     from eegfm.serving.backends import _writable_dir, onnx_path_for
     from eegfm.serving.predictor import resolve_model_dir
 
-    if not Path(model).exists() and "://" not in str(model):
+    if not Path(model).exists() and not is_remote(str(model)):
         raise FileNotFoundError(f"--model {model}: no such folder; expected a fine-tuning run folder or its model/")
-    if not Path(data).exists() and "://" not in str(data):
+    if not Path(data).exists() and not is_remote(str(data)):
         raise FileNotFoundError(f"--data {data}: no such folder; expected the output folder of eegfm-preprocess")
     model_dir, _ = resolve_model_dir(model)
     windows = sample_windows(data, config.calibration_windows, config.seed)  # before a slow export

@@ -12,7 +12,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-STAGES = ("core", "pipelines", "model", "training", "evaluation", "serving")
+STAGES = ("core", "contract", "pipelines", "model", "simulate", "metrics", "training", "evaluation", "serving")
 
 
 def test_the_wheel_puts_every_stage_under_eegfm(tmp_path):

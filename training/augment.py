@@ -11,8 +11,8 @@ from typing import Any, NamedTuple
 import numpy as np
 import torch
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.config import ConfigError, check_int, check_range
-from eegfm.pipelines.schema import SFREQ
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,12 +14,11 @@ from typing import Any
 
 import torch
 
+from eegfm.contract.schema import CORPUS_SPLITS
 from eegfm.core.config import Config, ConfigError, check_bool, check_float, check_int, check_mapping, check_option
 from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
 from eegfm.model.config import ADAPTER_KINDS, EEGFMConfig, list_presets
-from eegfm.model.config import ConfigError as ModelConfigError
 from eegfm.model.heads import list_heads
-from eegfm.pipelines.schema import CORPUS_SPLITS
 from eegfm.training.config_files import KINDS, apply_override, parse_overrides, read_section, resolve_config_path
 
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -217,7 +216,7 @@ class RunConfig(Config):
         preset = self.model if config_class is EEGFMConfig or self.model in config_class.presets else "base"
         try:
             return config_class.from_preset(preset, **fields)
-        except ModelConfigError as err:
+        except ConfigError as err:
             raise ConfigError(f"model_overrides: {err}") from err
 
     def model_config(self) -> EEGFMConfig:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eegfm.contract import layout
 from eegfm.core.logs import get_logger
 
 log = get_logger(__name__)
@@ -130,7 +131,7 @@ def plot_curves(metrics: str | Path, path: str | Path, title: str = "", panels: 
 
 def write_curves(output: Path, title: str) -> Path | None:
     """``output/curves.png`` from ``output/metrics.jsonl``; a problem drawing it is only a warning."""
-    metrics, partial = output / "metrics.jsonl", output / f".{CURVES_NAME}.partial"
+    metrics, partial = output / layout.METRICS, output / f".{CURVES_NAME}.partial"
     try:
         if metrics.exists() and plot_curves(metrics, partial, title):
             os.replace(partial, output / CURVES_NAME)  # a run killed while drawing keeps the last whole one
@@ -163,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--output: expected one RUN_DIR; got {len(args.runs)}")
     status = 0
     for run in args.runs:
-        metrics = run / "metrics.jsonl"
+        metrics = run / layout.METRICS
         if not metrics.is_file():
             print(
                 f"curves: {metrics}: no such file (expected the folder of a pretraining or fine-tuning run)",

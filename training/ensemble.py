@@ -24,10 +24,11 @@ from typing import Any
 
 import torch
 
+from eegfm.contract import layout
 from eegfm.core.config import check_range, user_file_path, user_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS
-from eegfm.evaluation.metrics import evaluate
+from eegfm.metrics.classification import evaluate
 from eegfm.model.architectures import is_model_folder
 from eegfm.model.ensemble import EnsembleModel, fit_stacking
 from eegfm.training.config import ConfigError, FinetuneConfig, load_config
@@ -59,7 +60,7 @@ def member_folder(path: str | Path) -> Path:
 def check_member_split(folder: Path, plan: Plan) -> None:
     """ConfigError where the member's fine-tuning (its run.json) split the groups otherwise."""
     try:
-        run = json.loads((folder.parent / "run.json").read_text(encoding="utf-8"))
+        run = json.loads((folder.parent / layout.RUN).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         log.warning("%s: no run.json beside it; cannot check that it never trained on held-out windows", folder)
         return
@@ -93,7 +94,7 @@ def predict_split(
 def scores(
     ensemble: EnsembleModel, log_probs: torch.Tensor, target: torch.Tensor, cfg: FinetuneConfig, prior: list[float]
 ) -> dict[str, dict[str, float]]:
-    """Each member's and the ensemble's metrics (``evaluation.metrics.evaluate``) on one split."""
+    """Each member's and the ensemble's metrics (``metrics.classification.evaluate``) on one split."""
     if not len(target):
         return {}
     columns = {name: log_probs[:, m] for m, name in enumerate(ensemble.config.members)}
@@ -184,10 +185,10 @@ def fit_ensemble(
         "selective": ensemble_selective(ensemble, predictions, cfg, output / "selective.png"),
         **{split: report[split]["ensemble"] for split in report},
     }
-    (output / "eval.json").write_text(json.dumps(evaluation, indent=2, sort_keys=True, default=float))
+    (output / layout.EVAL).write_text(json.dumps(evaluation, indent=2, sort_keys=True, default=float))
     run = {"members": [str(f) for f in folders], "data": data_dirs(data), "prior": plan.prior, "config": cfg.to_dict()}
     run["split"] = {name: list(plan.split.of(name)) for name in SPLITS}
-    (output / "run.json").write_text(json.dumps(run, indent=2))
+    (output / layout.RUN).write_text(json.dumps(run, indent=2))
     log.info(
         "stacking weights %s (fitted on %d validation windows)", ensemble.config.fit["weights"], plan.windows["val"]
     )

@@ -20,11 +20,12 @@ import numpy as np
 import torch
 from transformers.utils import logging as hf_logging
 
+from eegfm.contract import layout
+from eegfm.contract.schema import SchemaError
+from eegfm.contract.tfrecord import CorruptTFRecordError
 from eegfm.core.config import user_path
 from eegfm.core.run_lock import hold_run_lock
 from eegfm.core.stores import StoreUnreachableError
-from eegfm.pipelines.schema import SchemaError
-from eegfm.pipelines.tfrecord import CorruptTFRecordError
 from eegfm.training.augment import AugmentConfig
 from eegfm.training.checkpoint import CheckpointError, load_checkpoint, resolve_resume, save_checkpoint
 from eegfm.training.config import ConfigError, LoaderSection, RunConfig
@@ -181,7 +182,7 @@ def write_run_json(output: Path, dist: Dist, **fields: Any) -> None:
     """``run.json``: the run's ``fields`` and the machine it runs on."""
     output.mkdir(parents=True, exist_ok=True)
     fields.update(world_size=dist.world_size, backend=dist.backend, device=str(dist.device), torch=torch.__version__)
-    (output / "run.json").write_text(json.dumps(fields, indent=2, sort_keys=True, default=str))
+    (output / layout.RUN).write_text(json.dumps(fields, indent=2, sort_keys=True, default=str))
 
 
 def resume_checkpoint(resume: str, output: Path, dist: Dist) -> tuple[str, dict[str, Any]] | None:

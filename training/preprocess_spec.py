@@ -12,17 +12,18 @@ import os
 from pathlib import Path
 from typing import Any
 
+from eegfm.contract import layout
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
 from eegfm.core.stores import join_path, open_binary
 
-SPEC_FILE = "preprocess.json"
-AE_FILE = "artifact_ae.npz"
+SPEC_FILE = layout.PREPROCESS_SPEC
+AE_FILE = layout.ARTIFACT_MODEL
 log = get_logger(__name__)
 
 
 def _manifest(data_dir: str) -> dict[str, Any]:
-    with open_binary(join_path(data_dir, "manifest.json")) as fileobj:
+    with open_binary(join_path(data_dir, layout.MANIFEST)) as fileobj:
         return json.loads(fileobj.read())
 
 

@@ -28,11 +28,11 @@ from typing import Any
 
 import torch
 
+from eegfm.contract.schema import CHANNELS, SFREQ
 from eegfm.core.config import user_file_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.run_lock import release_run_lock
 from eegfm.model.modeling import EEGFMForPretraining, pretraining_losses
-from eegfm.pipelines.schema import CHANNELS, SFREQ
 from eegfm.training import checkpoint as ckpt
 from eegfm.training import loop
 from eegfm.training.config import ConfigError, OptimConfig, PretrainConfig, load_config

@@ -11,9 +11,9 @@ from typing import Any
 
 import torch
 
+from eegfm.contract.schema import CHANNELS
 from eegfm.core.logs import get_logger
 from eegfm.model.modeling import pretraining_losses
-from eegfm.pipelines.schema import CHANNELS
 from eegfm.training.config import ConfigError, PretrainConfig
 from eegfm.training.data import EEGLoader, RecordFilter, data_label, describe, model_inputs
 from eegfm.training.distributed import Dist, unwrap

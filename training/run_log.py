@@ -16,6 +16,7 @@ from typing import Any
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from eegfm.contract import layout
 from eegfm.core.logs import get_logger
 from eegfm.training.curves import write_curves
 from eegfm.training.distributed import Dist
@@ -34,7 +35,7 @@ class RunLog:
         self.tracker = Tracker(
             cfg.wandb.project, output, cfg.to_dict(), mode=cfg.wandb.mode, rank=dist.rank, run_name=cfg.wandb.run_name
         )
-        self._file = open(output / "metrics.jsonl", "a", encoding="utf-8") if dist.is_main else None
+        self._file = open(output / layout.METRICS, "a", encoding="utf-8") if dist.is_main else None
         self._exits = contextlib.ExitStack()
         self.progress: tqdm | None = None
         self.batches: TimedBatches | None = None

@@ -23,10 +23,10 @@ from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
+from eegfm.contract.schema import SFREQ
 from eegfm.evaluation.benchmark.windows import WindowSet
+from eegfm.metrics.losses import class_prior_log_probs
 from eegfm.pipelines.features import band_weights
-from eegfm.pipelines.schema import SFREQ
-from eegfm.training.losses import class_prior_log_probs
 
 # delta, theta, alpha, beta, low gamma. The top edge stops at 45 Hz: above it eegmat's recordings
 # (and most clinical ones) are low-passed and line noise sits, so a higher band measures the filter.

@@ -31,11 +31,11 @@ import torch
 from braindecode.models import EEGNetv4
 from scipy.signal import resample_poly
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.benchmark.baselines import targets
 from eegfm.evaluation.benchmark.windows import WindowSet
-from eegfm.pipelines.schema import SFREQ
-from eegfm.training.losses import balanced_class_weights, soft_cross_entropy
+from eegfm.metrics.losses import balanced_class_weights, soft_cross_entropy
 
 log = get_logger(__name__)
 

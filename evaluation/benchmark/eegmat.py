@@ -8,6 +8,7 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from eegfm.contract import layout
 from eegfm.core.tasks import FINETUNE_TASKS
 from eegfm.evaluation.benchmark import report
 from eegfm.evaluation.benchmark.labeled import Suite, evaluate
@@ -38,7 +39,7 @@ def preprocess_windows(
 ) -> str:
     """eegfm's pipeline on the benchmark's recordings (rule-based artifact scores, so nothing is
     fitted across subjects), pseudonymized with ``key``; an earlier complete output is reused."""
-    if not (output / "manifest.json").is_file():
+    if not (output / layout.MANIFEST).is_file():
         argv = ["--input", *inputs, "--output", str(output), "--dataset", dataset]
         argv += ["--window_seconds", f"{window_seconds:g}", "--no_artifact_model"]
         pipeline.run([*argv, "--pseudonym_key_file", str(key), "--overwrite"])

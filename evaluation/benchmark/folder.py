@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from eegfm.contract import layout
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.benchmark.eegmat import benchmark_key, preprocess_windows
 from eegfm.evaluation.benchmark.labeled import Suite, evaluate
@@ -144,7 +145,7 @@ def dropped_rows(rows: list[LabelRow], data: str, key: Path) -> list[int]:
     from eegfm.pipelines.deid import load_key
     from eegfm.pipelines.redact import PathRedactor, kept_folders
 
-    manifest = json.loads((Path(data) / "manifest.json").read_text())
+    manifest = json.loads((Path(data) / layout.MANIFEST).read_text())
     windows = {entry["source"]: entry.get("windows", 0) for entry in manifest.get("inputs", [])}
     files = [str(row.file.resolve()) for row in rows]
     redactor = PathRedactor(load_key(key), True, kept_folders(files))

@@ -19,7 +19,7 @@ from eegfm.evaluation.benchmark import baselines, deep_baselines, report
 from eegfm.evaluation.benchmark.ensemble import ensemble_probabilities
 from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, run_methods
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
-from eegfm.evaluation.metrics import classification_metrics
+from eegfm.metrics.classification import classification_metrics
 
 log = get_logger(__name__)
 METRICS = ("balanced_accuracy", "auroc", "auprc")
@@ -46,7 +46,7 @@ class Suite:
 
 
 def metrics_of(probs: np.ndarray, target: np.ndarray, prior: np.ndarray) -> dict[str, float]:
-    """The fine-tuning report's metrics (``evaluation.metrics``) of class probabilities against
+    """The fine-tuning report's metrics (``metrics.classification``) of class probabilities against
     ``target`` (labels or distributions)."""
     logits = torch.log(torch.as_tensor(probs).clamp_min(1e-12))
     return classification_metrics(logits, torch.as_tensor(target), prior.tolist())

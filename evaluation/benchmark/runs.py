@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 
+from eegfm.contract import layout
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
 from eegfm.model.modeling import EEGFMForPretraining
@@ -151,7 +152,7 @@ def finetune(
     """One fine-tuning run (``split``: the settings choosing its held-out subjects or site;
     ``encoder``: None for an architecture trained from scratch); returns its eval.json (reused
     where the run already finished)."""
-    report = output / "eval.json"
+    report = output / layout.EVAL
     if not report.is_file():
         argv = ["--data", data, "--output", str(output), "--config", opts.config, "--task", opts.task]
         argv += ["--mode", method.mode, "--architecture", method.architecture, "--wandb", "disabled"]
@@ -181,7 +182,7 @@ def stack(
 ) -> dict:
     """The members' runs stacked (``training.ensemble``, weights fitted on the same split's
     validation windows); returns its eval.json (reused where it exists)."""
-    report = output / "eval.json"
+    report = output / layout.EVAL
     if not report.is_file():
         argv = ["--members", *map(str, members), "--data", data, "--output", str(output), "--config", opts.config]
         for item in (*_split_settings(split, seed, method), *opts.finetune_set, f"task={opts.task}"):

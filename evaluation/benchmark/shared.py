@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from eegfm.contract import layout
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.benchmark.eegmat import benchmark_key, preprocess_windows
 from eegfm.evaluation.benchmark.runs import RecipeOptions, pretrain
@@ -46,7 +47,7 @@ def preprocess_corpus(corpus: Path, output: Path, key: Path) -> str:
 
 def _windows(data: str) -> dict[str, Any]:
     """The windows a preprocessed folder holds, and those pretraining may read (not dev or eval)."""
-    counts = json.loads((Path(data) / "manifest.json").read_text()).get("counts", {})
+    counts = json.loads((Path(data) / layout.MANIFEST).read_text()).get("counts", {})
     total = int(counts.get("windows", 0))
     splits = counts.get("per_corpus_split", {}) or {}
     held = sum(int(v) for k, v in splits.items() if k in ("dev", "eval"))

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from eegfm.contract.layout import MANIFEST
 from eegfm.core.logs import get_logger
 from eegfm.core.tasks import FINETUNE_TASKS, HMS_CLASSES
 from eegfm.evaluation.benchmark import baselines, report
@@ -25,7 +26,7 @@ from eegfm.evaluation.benchmark.labeled import metrics_of
 from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, run_methods
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
 from eegfm.pipelines import preprocess as pipeline
-from eegfm.pipelines.simulate import cli as simulator
+from eegfm.simulate import cli as simulator
 
 log = get_logger(__name__)
 TASK = "hms6"
@@ -49,7 +50,7 @@ def simulate_and_preprocess(
             ["--output", str(corpus), "--sites", str(sites), "--subjects-per-site", "4"]
             + ["--recordings-per-subject", "1", "--minutes", "6", "--seed", str(seed), "--format", layout, "--quiet"]
         )
-    if not (data / "manifest.json").is_file():
+    if not (data / MANIFEST).is_file():
         pipeline.run(
             ["--input", str(corpus / layout), "--output", str(data), "--no_artifact_model"]
             + ["--pseudonym_key_file", str(benchmark_key(output, key_file)), "--overwrite"]
@@ -95,7 +96,7 @@ def ensemble_folds(output: Path, seeds: list[int], windows: WindowSet, sites: li
 def selective_means(reports: dict[str, dict[str, list[dict]]], sites: list[str]) -> dict[str, dict[str, float]]:
     """``{method: {risk: {"all": mean risk of every held-out window, score: mean risk of the most
     certain 80 % by that score}}}``: the means over held-out sites and seeds of the selective summaries
-    the runs wrote (``eval.json["selective"]``, ``evaluation.selective``); methods without one are left out."""
+    the runs wrote (``eval.json["selective"]``, ``metrics.selective``); methods without one are left out."""
     found: dict[str, dict[str, dict[str, list[float]]]] = {}
     for method, by_site in reports.items():
         for summary in (r["selective"] for site in sites for r in by_site[site] if "selective" in r):

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eegfm.pipelines.tfrecord import read_records
+from eegfm.contract.tfrecord import read_records
 from eegfm.training.data import RecordFilter, check_data, list_files
 from eegfm.training.data.batch import collate
 from eegfm.training.data.catalog import open_source

@@ -16,8 +16,10 @@ from typing import Any
 
 import torch
 
+from eegfm.contract import layout
 from eegfm.core.config import ConfigError, user_file_path, user_path
 from eegfm.core.logs import get_logger, setup_logging
+from eegfm.core.stores import is_remote
 from eegfm.evaluation.report import sections_checks, sections_data, sections_shift, sections_sites
 from eegfm.evaluation.report.discover import Found, discover
 from eegfm.evaluation.report.document import Section, as_json
@@ -81,14 +83,14 @@ def _data_for(run: Path, args: argparse.Namespace, found: Found) -> Any:
     (a run names its data relative to where it was started)."""
     if args.data:
         return [str(p) for p in args.data] if len(args.data) > 1 else str(args.data[0])
-    named = json.loads((run / "run.json").read_text()).get("data") or []
+    named = json.loads((run / layout.RUN).read_text()).get("data") or []
     if not named:
         raise ConfigError(f"{run}/run.json: no 'data' field naming its pipeline output; pass --data")
     resolved = []
     for name in named:
         tail = Path(name).parts
         matches = [m for m in found.manifests if m.parts[-len(tail) :] == tail]
-        if Path(name).is_dir() or "://" in name:
+        if Path(name).is_dir() or is_remote(name):
             resolved.append(name)
         elif matches:
             resolved.append(str(matches[0]))

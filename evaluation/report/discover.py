@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from eegfm.contract import layout
 from eegfm.core.config import ConfigError
 
 MAX_DEPTH = 4  # run folders nest: OUT/finetune/robustness, OUT/loso/<site>, OUT/benchmark/<corpus>/runs/...
@@ -52,11 +53,11 @@ def _walk(folder: Path, depth: int):
 
 def _classify(folder: Path, found: Found) -> None:
     names = {p.name for p in folder.iterdir()}
-    if "manifest.json" in names and any(p.suffix == ".tfrecord" for p in folder.glob("*/*.tfrecord")):
+    if layout.MANIFEST in names and any(p.suffix == ".tfrecord" for p in folder.glob("*/*.tfrecord")):
         found.manifests.append(folder)
-    if "run.json" in names and "eval.json" in names and "model" in names:
+    if layout.RUN in names and layout.EVAL in names and "model" in names:
         found.finetune_runs.append(folder)
-    elif "run.json" in names and "metrics.jsonl" in names:
+    elif layout.RUN in names and layout.METRICS in names:
         found.pretrain_runs.append(folder)
     if "loso.json" in names:
         found.loso.append(folder)

@@ -13,9 +13,9 @@ import torch
 
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.metrics import class_logits
 from eegfm.evaluation.robustness import held_out, load_run
-from eegfm.training import losses
+from eegfm.metrics import losses
+from eegfm.metrics.classification import class_logits
 from eegfm.training.data import EEGLoader, RecordFilter
 from eegfm.training.finetune.setup import inputs_for, targets_of
 from eegfm.training.loop import loader_config, quiet_transformers

@@ -11,16 +11,17 @@ from typing import Any
 
 import numpy as np
 
-from eegfm.evaluation.calibration import ece_of_bins
+from eegfm.contract import layout
 from eegfm.evaluation.report.discover import Found, read_json
 from eegfm.evaluation.report.document import Picture, Section, Table, fmt, missing, png_of
+from eegfm.metrics.calibration import ece_of_bins
 
 LOSO_METRICS = ("kl", "baseline_kl", "accuracy", "balanced_accuracy", "auroc", "ece")
 
 
 def loso_section(found: Found) -> Section:
     """Each held-out site's test metrics beside the class prior's, and the mean and worst site."""
-    from eegfm.evaluation.plots import draw_per_site
+    from eegfm.metrics.plots import draw_per_site
 
     title = "Leave-one-site-out"
     if not found.loso:
@@ -51,7 +52,7 @@ def _eval_reports(found: Found) -> list[tuple[str, dict[str, Any]]]:
     """(name, eval.json) of every fine-tuning run with one, the model first, then the folds."""
     reports = []
     for run in found.finetune_runs:
-        path = run / "eval.json"
+        path = run / layout.EVAL
         if path.is_file():
             reports.append(("/".join(run.parts[-2:]), read_json(path)))
     return reports
@@ -59,7 +60,7 @@ def _eval_reports(found: Found) -> list[tuple[str, dict[str, Any]]]:
 
 def confusion_section(found: Found) -> Section:
     """The fine-tuned model's held-out confusion matrix, and the leave-one-site-out folds' summed."""
-    from eegfm.evaluation.plots import plot_confusion
+    from eegfm.metrics.plots import plot_confusion
 
     title = "Confusion matrices"
     reports = [(name, r) for name, r in _eval_reports(found) if "confusion" in r]
@@ -98,11 +99,11 @@ def confusion_section(found: Found) -> Section:
 def calibration_section(found: Found) -> Section:
     """The model's reliability diagram before and after temperature scaling, with the ECE and Brier
     score beside the class prior's."""
-    from eegfm.evaluation.plots import plot_reliability
+    from eegfm.metrics.plots import plot_reliability
 
     title = "Calibration"
     model = found.finetuned
-    report = read_json(model / "eval.json") if model is not None else {}
+    report = read_json(model / layout.EVAL) if model is not None else {}
     if "reliability" not in report:
         return missing(
             "calibration", title, "No eval.json with reliability bins from a fine-tuned model below the run folders."

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from eegfm.contract import layout
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.report.discover import Found, read_json
 from eegfm.evaluation.report.document import Picture, Section, Table, fmt, missing, png_of
@@ -61,7 +62,7 @@ def data_section(found: Found) -> Section:
         return missing("data", title, "No pipeline output (manifest.json beside site-*/ shards) below the run folders.")
     section = Section("data", title)
     for folder in found.manifests:
-        manifest = read_json(folder / "manifest.json", "counts")
+        manifest = read_json(folder / layout.MANIFEST, "counts")
         counts = manifest["counts"]
         sites = _site_rows(manifest, _subjects_per_site(folder, manifest))
         classes = manifest.get("classes", {})
@@ -146,13 +147,13 @@ def curves_section(found: Found) -> Section:
     from eegfm.training.curves import draw, panels_for, read_series
 
     title = "Learning curves"
-    runs = [r for r in [*found.pretrain_runs, *found.finetune_runs] if (r / "metrics.jsonl").is_file()]
+    runs = [r for r in [*found.pretrain_runs, *found.finetune_runs] if (r / layout.METRICS).is_file()]
     if not runs:
         return missing("curves", title, "No metrics.jsonl of a pretraining or fine-tuning run below the run folders.")
     section = Section("curves", title)
     rows = []
     for k, run in enumerate(runs):
-        series = read_series(run / "metrics.jsonl")
+        series = read_series(run / layout.METRICS)
         name = "/".join(run.parts[-2:])
         summary = _run_summary(run, series)
         section.numbers[name] = summary

@@ -4,7 +4,6 @@ Each corpus module (hms, bids, physionet, tuh, generic) registers its adapter (`
 ``discovery.discover`` lists the inputs and hands each data set folder to its adapter.
 """
 
-from eegfm.core.tasks import HMS_CLASSES, HMS_VOTE_COLUMNS, TASK_CLASSES, TUAB_LABELS, TUAR_LABELS, TUEV_LABELS
 from eegfm.pipelines.datasets.adapters import named_in_reason
 from eegfm.pipelines.datasets.discovery import DATASETS, discover
 from eegfm.pipelines.datasets.items import (
@@ -19,13 +18,7 @@ from eegfm.pipelines.datasets.listing import expand_inputs
 
 __all__ = [
     "DATASETS",
-    "HMS_CLASSES",
-    "HMS_VOTE_COLUMNS",
     "RECORDING_EXTENSIONS",
-    "TASK_CLASSES",
-    "TUAB_LABELS",
-    "TUAR_LABELS",
-    "TUEV_LABELS",
     "Ignored",
     "LabeledInterval",
     "LabeledWindow",

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eegfm.pipelines.channels import Digitized, sphere_fit
+from eegfm.contract.channels import Digitized, sphere_fit
 from eegfm.pipelines.datasets.adapters import Group, companion_files, register, sidecar, split_recordings
 from eegfm.pipelines.datasets.items import Ignored, SourceItem
 from eegfm.pipelines.datasets.tables import age_cell, csv_rows, read_text

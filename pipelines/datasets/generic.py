@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import posixpath
 
-from eegfm.core.stores import join_path
+from eegfm.core.stores import is_remote, join_path
 from eegfm.core.tasks import HMS_VOTE_COLUMNS
 from eegfm.pipelines.datasets.adapters import Group, companion_files, log, register, sidecar, split_recordings
 from eegfm.pipelines.datasets.hms import votes_window
@@ -27,7 +27,7 @@ def _labels_csv(path: str, _listed: set[str]) -> str | None:
 def labeled_path(base: str, cell: str) -> str:
     """The file a labels.csv ``path`` cell names, relative to its folder ``base`` (also ``a\\r1.edf``, ``./r1.edf``)."""
     cell = cell.strip().replace("\\", "/")
-    return cell if cell.startswith("/") or "://" in cell else join_path(base, posixpath.normpath(cell))
+    return cell if cell.startswith("/") or is_remote(cell) else join_path(base, posixpath.normpath(cell))
 
 
 def warn_unmatched_labels(label_files: list[str], recordings: set[str]) -> None:

@@ -31,7 +31,7 @@ from functools import lru_cache
 import numpy as np
 from scipy.ndimage import uniform_filter1d
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_positions
+from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_positions
 
 # Unit-sphere distance of the 10-20 system's adjacent electrodes (0.49-0.93): a channel's neighbours.
 NEIGHBOUR_DISTANCE = 0.95

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from eegfm.pipelines.channels import Digitized, derivation, standard_name
+from eegfm.contract.channels import Digitized, derivation, standard_name
 from eegfm.pipelines.deid import ClinicalInfo
 from eegfm.pipelines.fif_parts import GZIPPED_PART
 

@@ -17,7 +17,7 @@ import re
 
 import numpy as np
 
-from eegfm.pipelines.channels import auxiliary_kind, standard_name
+from eegfm.contract.channels import auxiliary_kind, standard_name
 from eegfm.pipelines.deid import ClinicalInfo, age_from_dates, normalize_sex
 from eegfm.pipelines.harmonize import HarmonizeError, microvolt_scale
 from eegfm.pipelines.readers.annotations import marks_bad

@@ -12,7 +12,7 @@ import os
 
 import numpy as np
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.readers.base import Reader, ReaderError, RecordingInfo, check_info, one_line
 
 HMS_SFREQ = 200.0

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from eegfm.pipelines.channels import Digitized
+from eegfm.contract.channels import Digitized
 from eegfm.pipelines.deid import ClinicalInfo, age_from_dates
 from eegfm.pipelines.readers.annotations import (
     annotated_bad_spans,

@@ -55,8 +55,8 @@ class ExplainService:
             return self._explain_item(item, window, steps, resolution_s)
 
     def _explain_item(self, item, window: int, steps: int, resolution_s: float) -> dict[str, Any]:
+        from eegfm.contract.schema import CHANNELS, SFREQ, encode_example
         from eegfm.model.inputs import inputs_for_modalities
-        from eegfm.pipelines.schema import CHANNELS, SFREQ, encode_example
         from eegfm.serving.explain import ExplainConfig, binned, explain_window
         from eegfm.training.data.batch import collate_records
 

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from eegfm.pipelines.channels import auxiliary_kind, canonical_name, standard_name
+from eegfm.contract.channels import auxiliary_kind, canonical_name, standard_name
 
 MAX_SFREQ = 20_000.0
 

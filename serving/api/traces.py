@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from eegfm.pipelines.channels import canonical_name
-from eegfm.pipelines.schema import CHANNELS, SFREQ
+from eegfm.contract.channels import canonical_name
+from eegfm.contract.schema import CHANNELS, SFREQ
 from eegfm.pipelines.spectrogram import CHAINS
 from eegfm.serving.api.uploads import UploadError
 from eegfm.serving.api.windows import pipeline_events, recording_item

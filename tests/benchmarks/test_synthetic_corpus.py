@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from benchmarks.synthetic_corpus import pink_noise, write_corpus
-from eegfm.pipelines.schema import N_CHANS, decode_example
-from eegfm.pipelines.tfrecord import read_records
+from eegfm.contract.schema import N_CHANS, decode_example
+from eegfm.contract.tfrecord import read_records
 from eegfm.training.data import EEGLoader, LoaderConfig, check_shards, describe, list_files
 
 REPO = Path(__file__).resolve().parents[2]

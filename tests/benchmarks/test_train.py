@@ -45,7 +45,7 @@ def test_step_throughput_on_the_gpu_reports_memory_and_mfu():
 def test_tensorflow_reference_reads_every_record_of_our_files(tmp_path):
     pytest.importorskip("tensorflow")
     from benchmarks.train_loader import tf_rate
-    from eegfm.pipelines.tfrecord import write_records
+    from eegfm.contract.tfrecord import write_records
 
     records = [bytes([i % 251]) * (1000 + 97 * i) for i in range(300)]  # some cross 256 KiB blocks
     paths = [str(tmp_path / "a.tfrecord"), str(tmp_path / "b.tfrecord")]

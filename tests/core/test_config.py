@@ -122,7 +122,7 @@ def test_command_line_paths_expand_a_leading_tilde_everywhere(monkeypatch, tmp_p
         f"{tmp_path}/c.yaml",
         f"{tmp_path}/ckpt",
     )
-    from eegfm.pipelines.simulate.cli import build_parser as simulate_parser
+    from eegfm.simulate.cli import build_parser as simulate_parser
 
     assert simulate_parser().parse_args(["--output=~/corpus"]).output == tmp_path / "corpus"
     args = finetune_parser().parse_args(["--data=d", "--pretrained=~/p", "--output=~/o"])

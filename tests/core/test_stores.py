@@ -19,11 +19,11 @@ from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from eegfm.contract.tfrecord import read_records
 from eegfm.core import stores as object_stores
 from eegfm.core.run_lock import RUN_LOCK
 from eegfm.core.stores import StoreUnreachableError, check_reachable, filesystems, storage_error
 from eegfm.pipelines.readers import open_recording
-from eegfm.pipelines.tfrecord import read_records
 from eegfm.training.data import EEGLoader, LoaderConfig, check_shards, describe
 from tests.conftest import free_port
 from tests.pipelines.readers.test_readers import _eegmat, _mff, _write_eeglab

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
+from eegfm.contract.schema import SFREQ
 from eegfm.evaluation import robustness
 from eegfm.evaluation.robustness import add_mains, add_noise, drop_electrodes, scale_gain
-from eegfm.pipelines.schema import SFREQ
 from eegfm.training import finetune
 from eegfm.training.data import EEGLoader, LoaderConfig, scan_windows
 from tests.evaluation.conftest import QUICK

@@ -19,10 +19,10 @@ import torch
 from torch import nn
 from transformers.utils import logging as hf_logging
 
+from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_name
+from eegfm.core.tasks import HMS_CLASSES
 from eegfm.model import EEGFMModel, create_model, positions_for
-from eegfm.model.config import HMS_CLASSES
 from eegfm.model.export import ExportableEEGFM
-from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_name
 
 PRESETS = ("tiny", "base", "large")
 HEADS = ("hms6", "binary", "multiclass", "regression", "sleep_stage")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from eegfm.core.tasks import HMS_CLASSES
 from eegfm.model import (
     ConfigError,
     EEGFMConfig,
@@ -13,7 +14,6 @@ from eegfm.model import (
     list_presets,
     register_preset,
 )
-from eegfm.model.config import HMS_CLASSES
 
 
 def test_presets_are_registered_and_sized():

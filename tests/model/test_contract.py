@@ -17,8 +17,8 @@ import pytest
 import torch
 from transformers import AutoConfig, AutoModel
 
+from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.model import MODALITIES, EEGFMModel, positions_for
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from tests.model.conftest import (
     HEADS,
     PRESETS,

@@ -111,11 +111,11 @@ def test_onnx_and_torch_agree_on_a_real_batch_with_spectrograms(onnx_export, sha
     a computed one (25) and none, collated by the loader and fed to both runtimes."""
     import dataclasses
 
+    from eegfm.contract.schema import encode_example
     from eegfm.model.inputs import inputs_for_modalities
     from eegfm.pipelines.datasets import LabeledWindow, SourceItem
     from eegfm.pipelines.events import PreprocessConfig, Window
     from eegfm.pipelines.process import process_recording
-    from eegfm.pipelines.schema import encode_example
     from eegfm.training.data import collate_records
 
     models, path = onnx_export("tiny", "all")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from eegfm.core.tasks import HMS_CLASSES
 from eegfm.model import ConfigError, EEGFMConfig, TaskHead, create_head, list_heads, register_head
-from eegfm.model.config import HMS_CLASSES
 from tests.model.conftest import make_batch, make_model
 
 

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.model import EEGFMModel, positions_for
 from eegfm.model.config import ConfigError, EEGFMConfig
 from eegfm.model.optim import layer_id, num_layers
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from tests.model.conftest import make_batch, make_model
 
 SPATIAL = {"spatial_filters": 8, "channel_pool_heads": 3, "modalities": []}

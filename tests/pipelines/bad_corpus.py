@@ -1,6 +1,6 @@
 """Forge a corpus of broken inputs, each paired with the words its quarantine reason must contain.
 
-Every file is built from real data (an eegmat EDF, the HMS parquet) or with `pipelines.edf`'s
+Every file is built from real data (an eegmat EDF, the HMS parquet) or with `simulate.edf`'s
 writer, then damaged in one specific way, the way clinical archives damage files.
 """
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
-from eegfm.pipelines.edf import EDFHeader, EDFSignal, write_edf
+from eegfm.contract.channels import CANONICAL_CHANNELS
+from eegfm.simulate.edf import EDFHeader, EDFSignal, write_edf
 
 GOOD_EDF = "eegmat/Subject05_2.edf"
 

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from scipy.signal import butter, sosfiltfilt, welch
 
+from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.artifact_ae import (
     AE_BANDS,
     ArtifactAutoencoder,
     band_features,
     band_features_from_psd,
 )
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.features import welch_psd
 from eegfm.pipelines.filters import filter_data
 from eegfm.pipelines.quality import compute_quality

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from eegfm.contract.channels import derivation
 from eegfm.pipelines.bipolar import BipolarReader, bipolar_plan
-from eegfm.pipelines.channels import derivation
 from eegfm.pipelines.readers import open_recording
 
 # CHB-MIT's montage as its EDF files carry it (the readers number the second T8-P8).

@@ -1,10 +1,10 @@
 import json
 import shutil
 
+from eegfm.contract.tfrecord import read_records
 from eegfm.pipelines.duplicates import duplicate_sources, mark_duplicate
 from eegfm.pipelines.preprocess import run
 from eegfm.pipelines.process import Outcome
-from eegfm.pipelines.tfrecord import read_records
 
 
 def test_the_copy_kept_has_the_most_labeled_windows_then_windows_then_comes_first():

@@ -4,11 +4,11 @@ import shutil
 import mne
 import numpy as np
 
+from eegfm.contract.schema import decode_example
+from eegfm.contract.tfrecord import read_records
 from eegfm.pipelines.fif_parts import PartReference, next_part_name, previous_part, previous_part_names
 from eegfm.pipelines.preprocess import run
 from eegfm.pipelines.readers import open_recording
-from eegfm.pipelines.schema import decode_example
-from eegfm.pipelines.tfrecord import read_records
 
 
 def _links(path):

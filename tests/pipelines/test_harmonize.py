@@ -2,7 +2,7 @@ import mne
 import numpy as np
 import pytest
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_name, cap_positions, electrode_position
+from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_name, cap_positions, electrode_position
 from eegfm.pipelines.harmonize import (
     HarmonizeError,
     harmonize,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS as CH
+from eegfm.contract.channels import CANONICAL_CHANNELS as CH
 from eegfm.pipelines.harmonize import harmonize, plan_harmonization
 from eegfm.pipelines.ica import fit_ica_cleaner
 from eegfm.pipelines.process import _clean

@@ -8,9 +8,9 @@ import tempfile
 
 import pytest
 
+from eegfm.contract.tfrecord import read_records
 from eegfm.pipelines.preprocess import run
 from eegfm.pipelines.progress import PROGRESS_PREFIX, clear_stale_progress, progress_file
-from eegfm.pipelines.tfrecord import read_records
 from tests.pipelines.interrupted_job import signal_after_first_spill
 
 

@@ -12,10 +12,10 @@ import sys
 import numpy as np
 import pytest
 
-from eegfm.pipelines import schema
+from eegfm.contract import schema
+from eegfm.contract.tfrecord import read_records
 from eegfm.pipelines.datasets import expand_inputs
 from eegfm.pipelines.preprocess import earlier_run_outputs, local_runner, run, summarize, temporary_folders
-from eegfm.pipelines.tfrecord import read_records
 from tests.conftest import run_lock_free_elsewhere, run_lock_held_elsewhere
 from tests.pipelines.interrupted_job import signal_after_first_spill
 
@@ -576,7 +576,7 @@ def test_a_recording_that_fails_part_way_sends_none_of_its_spilled_windows(
 @pytest.fixture(scope="module")
 def simulated_run(key_file, tmp_path_factory):
     """simulate -> preprocess, the way a user runs eegfm on the built-in corpus."""
-    from eegfm.pipelines.simulate.cli import main as simulate
+    from eegfm.simulate.cli import main as simulate
 
     root = tmp_path_factory.mktemp("sim")
     corpus = root / "corpus"

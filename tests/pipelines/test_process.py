@@ -8,7 +8,7 @@ import pandas as pd
 import pyedflib
 import pytest
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.datasets import LabeledWindow, SourceItem, discover
 from eegfm.pipelines.harmonize import interpolation_matrix
 from eegfm.pipelines.process import (
@@ -160,7 +160,7 @@ def test_channels_an_export_filled_with_zeros_are_interpolated_not_every_window_
     # had a flat channel, so the whole recording was rejected.
     import datetime
 
-    from eegfm.pipelines.edf import EDFHeader, EDFSignal, EDFWriter
+    from eegfm.simulate.edf import EDFHeader, EDFSignal, EDFWriter
 
     with pyedflib.EdfReader(str(shared_data / "eegmat" / "Subject00_1.edf")) as edf:
         names = [edf.getLabel(i) for i in range(19)]
@@ -182,7 +182,7 @@ def test_channels_an_export_filled_with_zeros_are_interpolated_not_every_window_
 def _write_edf(path, names, data):
     import datetime
 
-    from eegfm.pipelines.edf import EDFHeader, EDFSignal, EDFWriter
+    from eegfm.simulate.edf import EDFHeader, EDFSignal, EDFWriter
 
     signals = tuple(
         EDFSignal(label=name, physical_min=-3000, physical_max=3000, samples_per_record=500) for name in names
@@ -474,7 +474,7 @@ def test_a_biosemi_abc_recording_is_written_with_the_electrodes_its_cap_puts_at_
 def test_a_biosemi_64_bdf_labelled_a1_to_b32_gives_the_windows_of_its_ten_twenty_electrodes(shared_data, tmp_path):
     # BioSemi's ActiView names a 64-electrode cap's channels A1..B32 in a BDF: eegmat's 19 channels
     # recorded at the cap's 10-20 electrodes (A5 is F3, B16 Cz), the 45 others spread from them.
-    from eegfm.pipelines.channels import abc_ten_ten_names
+    from eegfm.contract.channels import abc_ten_ten_names
     from eegfm.pipelines.harmonize import interpolation_matrix
     from tests.pipelines.readers.test_edf import _write_bdf
 
@@ -508,7 +508,7 @@ def test_a_biosemi_64_bdf_labelled_a1_to_b32_gives_the_windows_of_its_ten_twenty
 def test_an_egi_mff_recording_is_placed_by_its_nets_coordinates_or_its_named_net(shared_data, tmp_path):
     # eegmat's 19 channels spread over EGI's 129-sensor HydroCel net, saved as Net Station saves a
     # recording: a folder x.mff, sensors E1..E128 against the vertex reference (all zeros).
-    from eegfm.pipelines.channels import cap_positions
+    from eegfm.contract.channels import cap_positions
     from tests.pipelines.readers.test_readers import _mff
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
@@ -534,7 +534,7 @@ def test_an_egi_mff_recording_is_placed_by_its_nets_coordinates_or_its_named_net
 
 def test_numbered_channels_of_a_named_cap_give_the_windows_of_the_recording_they_were_made_from(shared_data, tmp_path):
     # eegmat's 19 channels spread over EasyCap's numbered M10 cap (1 ... 61), written as BrainVision.
-    from eegfm.pipelines.channels import cap_positions
+    from eegfm.contract.channels import cap_positions
     from tests.pipelines.readers.test_readers import _brainvision
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
@@ -556,7 +556,7 @@ def test_numbered_channels_of_a_named_cap_give_the_windows_of_the_recording_they
 def test_a_fif_with_digitized_positions_is_placed_by_them_where_its_names_say_nothing(shared_data, tmp_path):
     # eegmat's 19 channels spread over MGH's 70-electrode cap and saved as a Neuromag FIF does:
     # channels 'EEG 001' ..., positions digitized in the head frame set by the nasion and ears.
-    from eegfm.pipelines.channels import cap_positions
+    from eegfm.contract.channels import cap_positions
 
     edf = shared_data / "eegmat" / "Subject00_2.edf"
     eeg = _ten_twenty(edf)
@@ -600,7 +600,7 @@ def test_an_eeglab_file_is_placed_by_its_chanlocs_where_it_keeps_the_nasion_and_
     # eegmat's 19 channels spread over MGH's 70-electrode cap as EEGLAB keeps a digitized head:
     # chanlocs in its frame (x toward the nose, y toward the left ear; mm), the nasion and ears
     # in chaninfo.nodatchans.
-    from eegfm.pipelines.channels import cap_positions
+    from eegfm.contract.channels import cap_positions
     from tests.pipelines.datasets.test_bids import _mgh70_head
     from tests.pipelines.readers.test_readers import _write_eeglab
 
@@ -639,7 +639,7 @@ def test_an_eeglab_file_is_placed_by_its_chanlocs_where_it_keeps_the_nasion_and_
 def test_a_brainvision_header_with_coordinates_is_placed_by_them_under_montage_file(shared_data, tmp_path):
     # Recorder writes a cap's electrode angles on the 10-20 sphere into [Coordinates]: numbered
     # channels then say where they are, as --montage easycap-M10 would.
-    from eegfm.pipelines.channels import cap_positions
+    from eegfm.contract.channels import cap_positions
     from tests.pipelines.readers.test_readers import _brainvision
 
     eeg = _ten_twenty(shared_data / "eegmat" / "Subject00_2.edf")
@@ -720,7 +720,8 @@ def test_tuar_artifacts_label_short_sliding_windows_and_unannotated_ones_stay_un
     # The TUH Artifact Corpus's layout over a 62 s eegmat recording, cut in 2 s windows as its
     # seconds-long artifacts call for: chewing on two channels over 10-14.5 s, eye movement
     # 30-31.2 s, a muscle-and-eye pair written in the corpus's other order 40-44 s.
-    from eegfm.pipelines.datasets import TUAR_LABELS, discover
+    from eegfm.core.tasks import TUAR_LABELS
+    from eegfm.pipelines.datasets import discover
 
     folder = tmp_path / "tuar" / "edf" / "01_tcp_ar"
     folder.mkdir(parents=True)
@@ -761,7 +762,7 @@ def _chb_mit_edf(recording, path) -> np.ndarray:
     """CHB-MIT's double banana (with its second T8-P8 and its FT9-FT10 bridge) derived from a real
     eegmat recording, FT9 and FT10 spread to by the spherical spline, written to ``path``; returns
     the recording's 19 10-20 channels it was made from."""
-    from eegfm.pipelines.channels import derivation
+    from eegfm.contract.channels import derivation
     from tests.pipelines.test_bipolar import CHB_MIT
 
     eeg = _ten_twenty(recording)

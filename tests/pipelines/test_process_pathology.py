@@ -8,7 +8,7 @@ import mne
 import numpy as np
 import pytest
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.process import PreprocessConfig, RejectedWindow, Window, process_recording
 from eegfm.pipelines.quality import QUALITY_NAMES

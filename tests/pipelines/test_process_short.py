@@ -6,7 +6,7 @@ from __future__ import annotations
 import mne
 import numpy as np
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.process import Outcome, PreprocessConfig, process_recording
 

@@ -8,10 +8,10 @@ import re
 
 import pytest
 
+from eegfm.contract.tfrecord import read_records
 from eegfm.core.logs import RedactingFilter, setup_logging
 from eegfm.pipelines.preprocess import run
 from eegfm.pipelines.redact import PathRedactor, kept_folders, main, split_name
-from eegfm.pipelines.tfrecord import read_records
 from tests.pipelines.named_ward import IDENTIFIER, leaks, write_named_ward
 
 KEY = b"0123456789abcdef0123456789abcdef"

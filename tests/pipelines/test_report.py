@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eegfm.pipelines import schema
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.contract import schema
+from eegfm.contract.channels import CANONICAL_CHANNELS
+from eegfm.contract.tfrecord import read_records
 from eegfm.pipelines.report import artifact_scores, draw_report, site_summary
-from eegfm.pipelines.tfrecord import read_records
 
 REPO = Path(__file__).resolve().parents[2]
 PNG = b"\x89PNG\r\n\x1a\n"

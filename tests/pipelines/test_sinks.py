@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from eegfm.contract.schema import encode_example
 from eegfm.pipelines.preprocess import local_runner
-from eegfm.pipelines.schema import encode_example
 from eegfm.pipelines.sinks import (
     FinalizeBySiteFn,
     WriteSnappyTFRecordsBySite,
@@ -23,7 +23,7 @@ from eegfm.pipelines.sinks import (
     site_file_prefix,
     temp_shard_path,
 )
-from tests.pipelines.test_schema import make_record
+from tests.contract.test_schema import make_record
 
 tf = pytest.importorskip("tensorflow")
 

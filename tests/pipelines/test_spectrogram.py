@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.datasets import LabeledWindow, SourceItem
 from eegfm.pipelines.events import PreprocessConfig, Window
 from eegfm.pipelines.process import process_recording

@@ -8,8 +8,8 @@ import os
 import numpy as np
 import pytest
 
+from eegfm.contract import schema
 from eegfm.core.stores import remove_folder
-from eegfm.pipelines import schema
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.process import PreprocessConfig, Window, process_recording
 from eegfm.pipelines.spill import (

@@ -33,10 +33,10 @@ def hms6_run(tmp_path_factory) -> Path:
 
     import torch
 
+    from eegfm.contract.schema import CHANNELS, SFREQ
     from eegfm.model.config import EEGFMConfig
     from eegfm.model.modeling import EEGFMModel
     from eegfm.pipelines.process import PreprocessConfig
-    from eegfm.pipelines.schema import CHANNELS, SFREQ
     from eegfm.training.preprocess_spec import write_preprocess_spec
 
     torch.manual_seed(0)

@@ -18,9 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from eegfm.contract.schema import CHANNELS, SFREQ
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.modeling import EEGFMModel
-from eegfm.pipelines.schema import CHANNELS, SFREQ
 
 HMS_LABELS = ["Seizure", "LPD", "GPD", "LRDA", "GRDA", "Other"]
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 from captum.attr import IntegratedGradients
 
+from eegfm.contract.schema import CHANNELS
 from eegfm.core.config import ConfigError
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.modeling import EEGFMModel
 from eegfm.model.temporal import SelfAttention
-from eegfm.pipelines.schema import CHANNELS
 from eegfm.serving.explain import ExplainConfig, binned, explain_window, integrated_gradients
 from eegfm.serving.explain_attention import attention_maps, attention_probabilities
 from eegfm.serving.explain_plot import plot_explanation

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from eegfm.pipelines.schema import CHANNELS
+from eegfm.contract.schema import CHANNELS
 from eegfm.serving import predict
 from eegfm.serving.explain_cli import file_stem
 

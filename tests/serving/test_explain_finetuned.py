@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
+from eegfm.contract.schema import SFREQ, decode_example
+from eegfm.contract.tfrecord import read_records
 from eegfm.model.modeling import EEGFMModel
-from eegfm.pipelines.schema import SFREQ, decode_example
-from eegfm.pipelines.tfrecord import read_records
 from eegfm.serving.explain import ExplainConfig, binned, explain_window
 from eegfm.serving.explain_checks import class_specificity, randomised_copy
 from eegfm.training.data import list_files

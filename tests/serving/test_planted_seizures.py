@@ -7,7 +7,7 @@ import mne
 import numpy as np
 import pytest
 
-from eegfm.pipelines.channels import canonical_name
+from eegfm.contract.channels import canonical_name
 from eegfm.serving import planted_seizures
 
 

@@ -122,7 +122,7 @@ def test_nothing_to_score_exits_1_and_usage_errors_exit_2(finetuned, encoder, tm
 
 
 def test_planted_identifiers_reach_no_prediction_and_no_log(finetuned, tmp_path):
-    from eegfm.pipelines.simulate.cli import main as simulate
+    from eegfm.simulate.cli import main as simulate
 
     simulated = tmp_path / "simulated"
     assert (

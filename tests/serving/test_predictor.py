@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eegfm.contract.schema import decode_example
+from eegfm.contract.tfrecord import read_records
 from eegfm.core.config import ConfigError
 from eegfm.model.inputs import inputs_for_modalities
 from eegfm.model.modeling import EEGFMModel
-from eegfm.pipelines.schema import decode_example
-from eegfm.pipelines.tfrecord import read_records
 from eegfm.serving.predictor import PredictConfig, Predictor
 from eegfm.training.data.batch import collate_records
 from eegfm.training.preprocess_spec import SPEC_FILE

@@ -37,7 +37,7 @@ def _recording(path, hours: float, sfreq: float) -> bytes:
     channel (its own phase) under noise, so the pipeline's quality rules keep its windows."""
     import mne
 
-    from eegfm.pipelines.schema import CHANNELS
+    from eegfm.contract.schema import CHANNELS
 
     rng = np.random.default_rng(0)
     t = np.arange(int(hours * 3600 * sfreq)) / sfreq

@@ -53,7 +53,7 @@ def model_windows(finetuned, path) -> tuple[np.ndarray, list[float]]:
 
 
 def channel(name: str) -> int:
-    from eegfm.pipelines.schema import CHANNELS
+    from eegfm.contract.schema import CHANNELS
 
     return CHANNELS.index(name)
 

@@ -164,7 +164,7 @@ def _parquet_bomb(path, rows: int) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from eegfm.pipelines.channels import CANONICAL_CHANNELS
+    from eegfm.contract.channels import CANONICAL_CHANNELS
 
     names = [*CANONICAL_CHANNELS, "EKG"]
     block = pa.array(np.zeros(1 << 20, dtype=np.float32))

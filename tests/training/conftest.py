@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from eegfm.pipelines.schema import decode_example
-from eegfm.pipelines.tfrecord import read_records
+from eegfm.contract.schema import decode_example
+from eegfm.contract.tfrecord import read_records
 from eegfm.training.data import list_files
 
 
@@ -38,7 +38,7 @@ def preprocess_corpus(corpus: Path, out: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def records(pipeline_output) -> list:
-    """The window records of ``pipeline_output``, decoded (``pipelines.schema.decode_example``)."""
+    """The window records of ``pipeline_output``, decoded (``contract.schema.decode_example``)."""
     return [decode_example(raw) for path in list_files(pipeline_output) for raw in read_records(path)]
 
 

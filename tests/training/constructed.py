@@ -1,4 +1,4 @@
-"""Small labeled HMS-style data written directly as the pipeline's TFRecords (``pipelines.schema``),
+"""Small labeled HMS-style data written directly as the pipeline's TFRecords (``contract.schema``),
 and batches as the loader hands them out, for tests that need labeled windows in seconds rather
 than a pipeline run: each window's votes favour one class, and its EEG carries that class's rhythm."""
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from eegfm.pipelines.schema import WindowRecord, encode_example
-from eegfm.pipelines.tfrecord import write_records
+from eegfm.contract.schema import WindowRecord, encode_example
+from eegfm.contract.tfrecord import write_records
 
 N_CLASSES = 6
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from eegfm.contract.schema import N_CHANS
 from eegfm.core.config import ConfigError
-from eegfm.pipelines.schema import N_CHANS
 from eegfm.training import augment as aug
 from eegfm.training.augment import AugmentConfig
 from eegfm.training.data import LoaderConfig, RecordFilter

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from eegfm.core.config import ConfigError
-from eegfm.core.tasks import FINETUNE_TASKS
-from eegfm.pipelines.datasets import TASK_CLASSES
+from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
 from eegfm.training.config import (
     FinetuneConfig,
     OptimConfig,

@@ -24,12 +24,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from eegfm.evaluation import metrics as eval_metrics
-from eegfm.pipelines.datasets import TUAB_LABELS, TUEV_LABELS
+from eegfm.contract.schema import decode_example, encode_example
+from eegfm.contract.tfrecord import read_records, write_records
+from eegfm.core.tasks import TUAB_LABELS, TUEV_LABELS
+from eegfm.metrics import classification as eval_metrics
 from eegfm.pipelines.preprocess import run as preprocess
-from eegfm.pipelines.schema import decode_example, encode_example
-from eegfm.pipelines.simulate.cli import main as simulate
-from eegfm.pipelines.tfrecord import read_records, write_records
+from eegfm.simulate.cli import main as simulate
 from eegfm.training import checkpoint as ckpt
 from eegfm.training import finetune
 from eegfm.training.config import ConfigError, load_config
@@ -44,10 +44,12 @@ REPO = Path(__file__).resolve().parents[2]
 SITES = """\
 - {name: emu, channel_style: tuh, channel_order: paired, sfreq: 250, line_freq: 60.0, aux_channels: [ecg],
    edf_plus: false, blink_rate_per_min: 2.0, muscle_rate_per_min: 0.5, pop_rate_per_min: 0.1,
-   drift_uv: 5.0, sleep_probability: 0.0, strength_range: [0.7, 1.0]}
+   drift_uv: 5.0, sleep_probability: 0.0, strength_range: [0.7, 1.0], amplitude_spread: 0.0,
+   slowing_probability: 0.0}
 - {name: icu, channel_style: nihon_kohden, sfreq: 500, line_freq: 50.0, missing_channels: [T5, T6],
    aux_channels: [ecg], blink_rate_per_min: 2.0, muscle_rate_per_min: 0.5, pop_rate_per_min: 0.1,
-   drift_uv: 5.0, sleep_probability: 0.0, strength_range: [0.7, 1.0]}
+   drift_uv: 5.0, sleep_probability: 0.0, strength_range: [0.7, 1.0], amplitude_spread: 0.0,
+   slowing_probability: 0.0}
 """
 # The end-to-end recipe (cpu-tiny plus): 10 epochs of random 10 s crops of the 50 s windows (the
 # patterns fill the windows; 5x cheaper steps), batches of 4, 3 of 12 subjects held out for
@@ -360,7 +362,7 @@ def test_eval_json_breaks_the_held_out_metrics_down_by_site(finetuned, hms_data)
     } == {s: m["kl"] for s, m in per_site.items()}
     # and drawn: each site's KL beside the class prior's
     assert (finetuned / "sites.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    from eegfm.evaluation.plots import draw_per_site
+    from eegfm.metrics.plots import draw_per_site
 
     losses, scores, calibration = draw_per_site(per_site).axes
     bars = [(round(p.get_y() + p.get_height() / 2, 6), p.get_width()) for p in losses.patches]
@@ -433,7 +435,7 @@ def test_temperature_scaling_does_not_raise_validation_kl(finetuned):
 def test_eval_json_reports_calibration_and_calibration_png_draws_it(finetuned):
     from PIL import Image
 
-    from eegfm.evaluation.calibration import ece_of_bins
+    from eegfm.metrics.calibration import ece_of_bins
 
     report = json.loads((finetuned / "eval.json").read_text())
     held = "test" if "test" in report else "val"

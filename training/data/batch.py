@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from eegfm.contract.schema import FEATURES, N_CHANS, N_SPECTROGRAM_ROWS
 from eegfm.model.inputs import SEX_CODES, encode_sex
-from eegfm.pipelines.schema import FEATURES, N_CHANS
-from eegfm.pipelines.spectrogram import N_SPECTROGRAM_ROWS
 from eegfm.training.data.records import N_CLASSES, VALUES, Window
 
 Specs = dict[str, tuple[torch.dtype, tuple[int, ...]]]  # name -> (dtype, shape)

@@ -12,10 +12,11 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import IO, Any
 
+from eegfm.contract import layout
+from eegfm.contract.tfrecord import read_records
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
 from eegfm.core.stores import StoreUnreachableError, filesystems, is_remote, join_path, match_below, open_binary
-from eegfm.pipelines.tfrecord import read_records
 from eegfm.training.data.config import RecordFilter
 from eegfm.training.data.records import Window
 
@@ -225,7 +226,7 @@ def shard_problems(folder: str) -> list[ShardProblem]:
         manifest = _manifest(folder)
     except FileNotFoundError:
         list_shards(folder)  # no folder, or no shards: that error first, as the loaders would say it
-        return [ShardProblem(folder, "manifest.json", "no manifest", found=len(found))]
+        return [ShardProblem(folder, layout.MANIFEST, "no manifest", found=len(found))]
     listed = {shard_name(name) for name in manifest.get("shards", ())}
     sizes = {shard_name(k): int(v) for k, v in (manifest.get("shard_bytes") or {}).items()}
     records = {shard_name(k): int(v) for k, v in (manifest.get("shard_records") or {}).items()}
@@ -302,7 +303,7 @@ def _added(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _manifest(data_dir: str) -> dict[str, Any]:
-    path = join_path(os.fspath(data_dir), "manifest.json")
+    path = join_path(os.fspath(data_dir), layout.MANIFEST)
     try:
         with open_binary(path) as fileobj:
             return json.loads(fileobj.read())

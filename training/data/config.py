@@ -9,8 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from eegfm.contract.schema import CORPUS_SPLITS
 from eegfm.core.config import ConfigError, check_int, check_option, check_range
-from eegfm.pipelines.schema import CORPUS_SPLITS
 from eegfm.training.augment import AugmentConfig
 
 EEG_DTYPES = {"float32": torch.float32, "float16": torch.float16}

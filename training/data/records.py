@@ -1,6 +1,6 @@
 """One window record as read: its samples split out in place (:func:`split_samples`, switched by
 ``LoaderConfig.split_samples``), the rest parsed by protobuf's C parser with the message classes
-the pipeline writes with (``pipelines.example_wire``), so that neither TensorFlow nor protoc is needed.
+the pipeline writes with (``contract.example_wire``), so that neither TensorFlow nor protoc is needed.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from eegfm.pipelines.example_wire import LIST_FIELDS, Example, Features
-from eegfm.pipelines.schema import FEATURES, HMS_CLASSES, N_CHANS, SchemaError, decode_features
-from eegfm.pipelines.spectrogram import N_SPECTROGRAM_ROWS
+from eegfm.contract.example_wire import LIST_FIELDS, Example, Features
+from eegfm.contract.schema import FEATURES, N_CHANS, N_SPECTROGRAM_ROWS, SchemaError, decode_features
+from eegfm.core.tasks import HMS_CLASSES
 
 N_CLASSES = len(HMS_CLASSES)
 _FEATURE_LIST = {name: LIST_FIELDS[spec.kind] for name, spec in FEATURES.items()}
@@ -112,7 +112,7 @@ def split_samples(raw: bytes) -> tuple[bytes, memoryview, memoryview | None] | N
 
 
 def _parse_failure(raw: bytes, error: Exception) -> str:
-    """Why an Example does not parse: pipelines.schema's decoder names the field and byte."""
+    """Why an Example does not parse: contract.schema's decoder names the field and byte."""
     try:
         decode_features(raw)
     except SchemaError as detail:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from eegfm.pipelines.tfrecord import CorruptTFRecordError, read_records
+from eegfm.contract.tfrecord import CorruptTFRecordError, read_records
 from eegfm.training.augment import augment_batch
 from eegfm.training.data.batch import Rows, Specs, assemble, signal_specs, stack
 from eegfm.training.data.catalog import open_source

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from eegfm.pipelines.schema import SchemaError
-from eegfm.pipelines.tfrecord import CorruptTFRecordError
+from eegfm.contract.schema import SchemaError
+from eegfm.contract.tfrecord import CorruptTFRecordError
 from eegfm.training.data.config import LoaderConfig
 from eegfm.training.data.handoff import Handoff, resolve_shared
 from eegfm.training.data.stream import ShardStream, Storage

@@ -14,7 +14,7 @@ import torch
 from eegfm.core.logs import get_logger
 from eegfm.core.run_lock import release_run_lock
 from eegfm.core.tasks import FINETUNE_TASKS
-from eegfm.evaluation.metrics import evaluate
+from eegfm.metrics.classification import evaluate
 from eegfm.model import adapters as adapters_lib
 from eegfm.model.modeling import EEGFMModel
 from eegfm.training import checkpoint as ckpt

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from eegfm.pipelines.schema import SFREQ
+from eegfm.contract.schema import SFREQ
 from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.data import RecordFilter, data_label, file_key, list_files, scan_windows
 from eegfm.training.splits import SPLITS, Split, corpus_splits, site_splits, split_groups

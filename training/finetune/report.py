@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from eegfm.contract import layout
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.metrics import (
+from eegfm.metrics import losses
+from eegfm.metrics.classification import (
     TEMPERATURE_RANGE,
     class_logits,
     confusion_of,
@@ -23,10 +25,9 @@ from eegfm.evaluation.metrics import (
     fit_temperature,
     reliability_of,
 )
-from eegfm.evaluation.plots import plot_confusion, plot_per_site, plot_reliability_of
-from eegfm.evaluation.selective import curves_of, plot_risk_coverage, selective_summary
+from eegfm.metrics.plots import plot_confusion, plot_per_site, plot_reliability_of
+from eegfm.metrics.selective import curves_of, plot_risk_coverage, selective_summary
 from eegfm.training import checkpoint as ckpt
-from eegfm.training import losses
 from eegfm.training.config import FinetuneConfig
 from eegfm.training.data import EEGLoader, data_dirs
 from eegfm.training.distributed import Dist, unwrap
@@ -97,7 +98,7 @@ def selective_of(
     temperature: float,
     plot: Path | None = None,
 ) -> dict[str, Any]:
-    """``evaluation.selective``'s summary of the held-out windows with a target: does keeping the most
+    """``metrics.selective``'s summary of the held-out windows with a target: does keeping the most
     certain 80 % (by confidence, entropy, MC-dropout mutual information) lower the error (and the
     KL to the votes, hms6)? Its risk-coverage curves drawn to ``plot``."""
     logits = class_logits(logits, cfg)
@@ -204,7 +205,7 @@ def finish(
         with quiet_transformers():
             model.save_pretrained(output / "model")
         save_preprocess_spec(data_dirs(data), output / "model")
-        (output / "eval.json").write_text(json.dumps(report, indent=2, sort_keys=True))
+        (output / layout.EVAL).write_text(json.dumps(report, indent=2, sort_keys=True))
         _draw(report, cfg, output)
         tracker.summary({**_summary(report), "temperature": temperature})
         _log_held_out(report, cfg, output)

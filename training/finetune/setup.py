@@ -17,12 +17,12 @@ from typing import Any
 import torch
 
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.metrics import class_logits
+from eegfm.metrics import losses
+from eegfm.metrics.classification import class_logits
 from eegfm.model import adapters as adapters_lib
 from eegfm.model.architectures import architecture_of, get_architecture
 from eegfm.model.modeling import EEGFMModel
 from eegfm.model.optim import decays, param_groups_lrd
-from eegfm.training import losses
 from eegfm.training.config import ConfigError, FinetuneConfig, resolve_precision
 from eegfm.training.data import EEGLoader, data_label, inputs_for_modalities
 from eegfm.training.distributed import Dist, unwrap

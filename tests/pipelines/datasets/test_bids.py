@@ -8,13 +8,13 @@ import os
 import numpy as np
 import pytest
 
-from eegfm.pipelines import schema
+from eegfm.contract import schema
+from eegfm.contract.tfrecord import read_records
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.datasets.bids import SidecarError, SidecarIndex, parse_name, sidecar_info
 from eegfm.pipelines.harmonize import harmonize, plan_harmonization
 from eegfm.pipelines.preprocess import run
 from eegfm.pipelines.readers import open_recording
-from eegfm.pipelines.tfrecord import read_records
 
 RECORDING = "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_run-1_eeg.edf"
 

@@ -4,7 +4,8 @@ import shutil
 
 import pandas as pd
 
-from eegfm.pipelines.datasets import HMS_VOTE_COLUMNS, LabeledWindow, discover
+from eegfm.core.tasks import HMS_VOTE_COLUMNS
+from eegfm.pipelines.datasets import LabeledWindow, discover
 
 
 def test_hms_adapter_attaches_votes_and_reports_rows_without_parquet(tmp_path, shared_data):

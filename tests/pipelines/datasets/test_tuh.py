@@ -102,7 +102,8 @@ def test_tusz_adapter_reads_each_recordings_events_and_lists_them_as_read(shared
 
 
 def test_tuar_rows_are_coded_by_artifact_kind_whichever_order_a_pair_is_written_in():
-    from eegfm.pipelines.datasets import TUAR_LABELS, LabeledInterval
+    from eegfm.core.tasks import TUAR_LABELS
+    from eegfm.pipelines.datasets import LabeledInterval
     from eegfm.pipelines.datasets.tuh import tuar_intervals
 
     text = (

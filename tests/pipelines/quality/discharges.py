@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS, canonical_positions
+from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_positions
 
 _POS = canonical_positions()
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eegfm.pipelines.channels import CANONICAL_CHANNELS
+from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.pipelines.quality import QualityConfig, compute_quality, validate_window
 from eegfm.pipelines.quality.physiology import autocorrelation_peak, field_support, neighbours, rhythmic_field
 from tests.pipelines.quality import discharges

@@ -5,9 +5,9 @@ import mne
 import numpy as np
 import pytest
 
-from eegfm.pipelines.edf import EDFHeader, EDFSignal, edf_plus_patient, edf_plus_recording, write_edf
 from eegfm.pipelines.readers import MneReader, ReaderError, Segment, open_recording
 from eegfm.pipelines.readers.edf import EdfReader
+from eegfm.simulate.edf import EDFHeader, EDFSignal, edf_plus_patient, edf_plus_recording, write_edf
 from tests.pipelines.conftest import write_edf_plus_d
 
 

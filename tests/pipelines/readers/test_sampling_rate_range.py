@@ -6,8 +6,8 @@ import mne
 import numpy as np
 import pytest
 
-from eegfm.pipelines.edf import EDFHeader, EDFSignal, write_edf
 from eegfm.pipelines.readers import ReaderError, open_recording
+from eegfm.simulate.edf import EDFHeader, EDFSignal, write_edf
 
 
 def write_rate_edf(path, record_duration: float, samples_per_record: int, n_records: int = 4) -> None:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import torch
 
-from eegfm.pipelines import schema
-from eegfm.pipelines.schema import decode_example
-from eegfm.pipelines.tfrecord import read_records
+from eegfm.contract import schema
+from eegfm.contract.schema import decode_example
+from eegfm.contract.tfrecord import read_records
 from eegfm.training.data import EEGLoader, LoaderConfig, list_files
 from eegfm.training.data.records import Example
 
@@ -36,7 +36,7 @@ def _epoch(out, config: LoaderConfig, **kwargs) -> list[dict]:
 
 
 def _entry(name: str, kind: str, values) -> bytes:
-    """One serialized map entry of Example.features (its tag included), as pipelines.schema writes it."""
+    """One serialized map entry of Example.features (its tag included), as contract.schema writes it."""
     return schema.example_message({name: (kind, values)}).features.SerializeToString()
 
 

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from eegfm.contract import schema
+from eegfm.contract.schema import encode_example
 from eegfm.model.inputs import encode_age, encode_sex
-from eegfm.pipelines import schema
-from eegfm.pipelines.schema import encode_example
 from eegfm.training.data import LoaderConfig, RecordFilter, model_inputs
 from eegfm.training.data.batch import collate
 from eegfm.training.data.records import Window

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from eegfm.pipelines.tfrecord import CorruptTFRecordError, read_records, write_records
+from eegfm.contract.tfrecord import CorruptTFRecordError, read_records, write_records
 from eegfm.training import data
 from eegfm.training.data import EEGLoader, LoaderConfig, list_files
 from eegfm.training.data.catalog import _site_of, estimated_windows, first_record_bytes

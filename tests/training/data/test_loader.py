@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from eegfm.pipelines.schema import decode_example
-from eegfm.pipelines.tfrecord import read_records, write_records
+from eegfm.contract.schema import decode_example
+from eegfm.contract.tfrecord import read_records, write_records
 from eegfm.training import data
 from eegfm.training.augment import AugmentConfig
 from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter, list_files

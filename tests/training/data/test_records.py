@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from eegfm.pipelines import schema
-from eegfm.pipelines.schema import N_CHANS, SchemaError, decode_example, encode_example
-from eegfm.pipelines.tfrecord import read_records, write_records
+from eegfm.contract import schema
+from eegfm.contract.schema import N_CHANS, SchemaError, decode_example, encode_example
+from eegfm.contract.tfrecord import read_records, write_records
 from eegfm.training.data import LoaderConfig, list_files
 from eegfm.training.data.batch import collate
 from eegfm.training.data.records import Example, Window
@@ -37,7 +37,7 @@ def test_fast_decoder_equals_decode_example(pipeline_output):
 
 def test_example_classes_match_the_pipelines_wire_format(pipeline_output):
     # The descriptor written in training.data re-serializes every record to the same bytes:
-    # TensorFlow's field numbers, types and packing, as pipelines.schema writes them.
+    # TensorFlow's field numbers, types and packing, as contract.schema writes them.
     raws = [raw for path in list_files(pipeline_output) for raw in read_records(path)]
     assert len(raws) == 30
     assert all(Example.FromString(raw).SerializeToString(deterministic=True) == raw for raw in raws)

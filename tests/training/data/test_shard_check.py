@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from eegfm.contract.tfrecord import read_records
 from eegfm.evaluation.benchmark.windows import load_windows
 from eegfm.evaluation.loso import main as loso_main
 from eegfm.pipelines.preprocess import run as preprocess
-from eegfm.pipelines.tfrecord import read_records
 from eegfm.training import pretrain
 from eegfm.training.data import IncompleteDataError, check_data, check_shards, list_files, scan_windows
 from eegfm.training.finetune import cli as finetune

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from eegfm.pipelines.tfrecord import read_records, write_records
+from eegfm.contract.tfrecord import read_records, write_records
 from eegfm.training import data
 from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter, list_files
 from eegfm.training.data.batch import Rows

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from eegfm.pipelines.tfrecord import CorruptTFRecordError, read_records
+from eegfm.contract.tfrecord import CorruptTFRecordError, read_records
 from eegfm.training import data
 from eegfm.training.data import LoaderConfig, list_files
 from eegfm.training.data.catalog import first_record_bytes

@@ -1,0 +1,183 @@
+"""A fine-tuned model's held-out metrics (eval.json, loso.json, robustness.json): KL and accuracy
+against the class-prior baseline, ranking scores, calibration, per-site metrics, the confusion
+matrix and temperature scaling. ``cfg`` is a run's ``FinetuneConfig`` (``task`` and ``head`` are
+read); ``logits`` are the head's output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from eegfm.metrics import losses
+from eegfm.metrics.calibration import calibration_metrics, reliability_bins
+
+TEMPERATURE_RANGE = (0.01, 100.0)  # fit_temperature's search range
+
+
+def class_logits(logits: torch.Tensor, cfg: Any) -> torch.Tensor:
+    """Logits over the classes: a binary head's single logit becomes ``[0, z]``."""
+    return losses.binary_logits(logits) if cfg.head == "binary" else logits
+
+
+def fit_temperature(logits: torch.Tensor, target: torch.Tensor) -> tuple[float, float, float]:
+    """(T, KL at T=1, KL at T) for the temperature minimising the mean KL(target || softmax(logits / T)):
+    a log-spaced grid over ``TEMPERATURE_RANGE``, then Brent's bounded search between the best grid
+    point's neighbours. T=1 is on the grid and kept unless beaten, so calibration never raises the
+    validation KL."""
+    from scipy.optimize import minimize_scalar  # scipy: only where a temperature is fitted
+
+    logits, target = logits.double(), target.double()
+
+    def objective(log_t: float) -> float:
+        return float(losses.kl_divergence(logits / math.exp(log_t), target))
+
+    grid = sorted(set(np.linspace(*map(math.log, TEMPERATURE_RANGE), 81).tolist()) | {0.0})
+    values = [objective(g) for g in grid]
+    best = int(np.argmin(values))
+    bounds = grid[max(0, best - 1)], grid[min(len(grid) - 1, best + 1)]
+    refined = minimize_scalar(objective, bounds=bounds, method="bounded", options={"xatol": 1e-9})
+    log_t, value = min([(grid[best], values[best]), (float(refined.x), float(refined.fun))], key=lambda item: item[1])
+    return math.exp(log_t), objective(0.0), value
+
+
+def classification_metrics(
+    logits: torch.Tensor, target: torch.Tensor, prior: Sequence[float], temperature: float = 1.0
+) -> dict[str, float]:
+    """KL(target || prediction), accuracy of the top class, the ranking metrics and calibration
+    (ECE, Brier), next to the class-prior baseline (the training split's mean target for every
+    window), over the windows with a target. ``logits`` are class logits (binary: ``[0, z]``)."""
+    distribution, keep = losses.as_distribution(target, logits.shape[-1])
+    logits, distribution = logits[keep].double() / temperature, distribution[keep].double()
+    baseline = losses.class_prior_log_probs(torch.tensor(prior)).double().expand_as(distribution)
+    kl = float(losses.kl_divergence(logits, distribution))
+    baseline_kl = float(losses.kl_divergence(baseline, distribution))
+    top = distribution.argmax(-1)
+    probs, baseline_probs, targets = logits.softmax(-1).numpy(), baseline.exp().numpy(), distribution.numpy()
+    baseline_calibration = calibration_metrics(baseline_probs, targets)
+    return {
+        "kl": kl,
+        "baseline_kl": baseline_kl,
+        "kl_vs_baseline": kl / baseline_kl if baseline_kl > 0 else math.nan,
+        "accuracy": float((logits.argmax(-1) == top).double().mean()),
+        "baseline_accuracy": float((baseline.argmax(-1) == top).double().mean()),
+        **ranking_metrics(probs, top.numpy()),
+        **calibration_metrics(probs, targets),
+        "baseline_ece": baseline_calibration["ece"],
+        "baseline_brier": baseline_calibration["brier"],
+        "n_windows": int(keep.sum()),
+    }
+
+
+def ranking_metrics(probs: np.ndarray, top: np.ndarray) -> dict[str, float]:
+    """Scores for imbalanced tasks from ``probs`` [N, C] and each window's target class ``top``:
+    balanced accuracy, AUROC (macro one-vs-rest over the classes present for C > 2), and AUPRC of
+    class 1 for two classes, else Cohen's kappa and class-weighted F1. NaN where a class is missing."""
+    from sklearn.metrics import average_precision_score, cohen_kappa_score, f1_score, roc_auc_score  # 1 s to import
+
+    present = sorted(set(top.tolist()))
+    predicted = probs.argmax(-1)
+    balanced = float(np.mean([(predicted[top == c] == c).mean() for c in present])) if present else math.nan
+    if probs.shape[1] == 2:
+        separable = len(present) == 2
+        return {
+            "balanced_accuracy": balanced,
+            "auroc": float(roc_auc_score(top == 1, probs[:, 1])) if separable else math.nan,
+            "auprc": float(average_precision_score(top == 1, probs[:, 1])) if separable else math.nan,
+        }
+    aucs = [roc_auc_score(top == c, probs[:, c]) for c in present if 0 < (top == c).sum() < len(top)]
+    agree = len(set(top.tolist()) | set(predicted.tolist())) > 1  # else kappa divides 0 by 0
+    return {
+        "balanced_accuracy": balanced,
+        "auroc": float(np.mean(aucs)) if aucs else math.nan,
+        "cohen_kappa": float(cohen_kappa_score(top, predicted)) if agree else math.nan,
+        "f1_weighted": (float(f1_score(top, predicted, average="weighted", zero_division=0)) if present else math.nan),
+    }
+
+
+def evaluate(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    cfg: Any,
+    head: torch.nn.Module,
+    prior: Sequence[float],
+    temperature: float = 1.0,
+) -> dict[str, float]:
+    """Validation metrics; ``metric`` is what early stopping minimises (hms6: KL; else the loss)."""
+    if cfg.task == "regression":
+        loss = float(head.loss(logits, target)) if len(logits) else math.nan
+        metrics = {"loss": loss, "metric": loss, "n_windows": int((~torch.isnan(target)).sum())}
+        if len(prior) == 1 and len(logits):  # mean squared error of always predicting the training mean
+            baseline = float(head.loss(torch.full_like(logits, prior[0]), target))
+            metrics.update(
+                baseline_loss=baseline,
+                loss_vs_baseline=loss / baseline if baseline > 0 else math.nan,
+                r2=1 - loss / baseline if baseline > 0 else math.nan,
+            )
+        return metrics
+    logits = class_logits(logits, cfg)
+    metrics = classification_metrics(logits, target, prior, temperature)
+    if cfg.task == "hms6":
+        loss = metrics["kl"]
+    else:
+        loss = float(losses.soft_cross_entropy(logits.double() / temperature, target))
+    return {**metrics, "loss": loss, "metric": loss}
+
+
+def evaluate_per_site(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    sites: Sequence[str],
+    cfg: Any,
+    head: torch.nn.Module,
+    prior: Sequence[float],
+    temperature: float = 1.0,
+) -> dict[str, dict[str, float]]:
+    """:func:`evaluate` on each site's windows, against the same training prior; {} for one site."""
+    names, found = np.asarray(sites), sorted(set(sites))
+    if len(found) < 2:
+        return {}
+    return {
+        site: evaluate(logits[keep], target[keep], cfg, head, prior, temperature)
+        for site in found
+        for keep in [torch.from_numpy(names == site)]
+    }
+
+
+def confusion_matrix(actual: np.ndarray, predicted: np.ndarray, n_classes: int) -> np.ndarray:
+    """Window counts, ``[actual class, predicted class]``."""
+    from sklearn.metrics import confusion_matrix as counts  # 1 s to import
+
+    return counts(actual, predicted, labels=np.arange(n_classes)).astype(np.int64)
+
+
+def confusion_of(
+    logits: torch.Tensor, target: torch.Tensor, cfg: Any, split: str, classes: Sequence[str]
+) -> dict[str, Any]:
+    """The held-out windows' confusion matrix (rows: the target's top class), for eval.json."""
+    logits = class_logits(logits, cfg)
+    distribution, keep = losses.as_distribution(target, logits.shape[-1])
+    matrix = confusion_matrix(distribution[keep].argmax(-1).numpy(), logits[keep].argmax(-1).numpy(), logits.shape[-1])
+    return {"split": split, "classes": list(classes), "matrix": matrix.tolist()}
+
+
+def reliability_of(
+    logits: torch.Tensor, target: torch.Tensor, cfg: Any, split: str, temperature: float
+) -> dict[str, Any]:
+    """The held-out windows' reliability bins before and (where a temperature was fitted) after
+    calibration."""
+    logits = class_logits(logits, cfg)
+    distribution, keep = losses.as_distribution(target, logits.shape[-1])
+    logits, distribution = logits[keep].double(), distribution[keep].double().numpy()
+    report: dict[str, Any] = {
+        "split": split,
+        "uncalibrated": reliability_bins(logits.softmax(-1).numpy(), distribution),
+    }
+    if temperature != 1.0:
+        report["calibrated"] = reliability_bins((logits / temperature).softmax(-1).numpy(), distribution)
+        report["temperature"] = temperature
+    return report

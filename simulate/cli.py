@@ -1,0 +1,339 @@
+"""``eegfm-simulate`` / ``python -m eegfm.simulate``: write a simulated multi-site EEG corpus,
+or with ``--realism`` compare the simulated background with real corpora
+(:mod:`~simulate.realism`).
+
+Every argument is validated before anything is written; a bad one prints exactly one line,
+``eegfm-simulate: error: --flag: what is allowed; got what``, and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+from tqdm import tqdm
+
+from eegfm.core.config import ConfigError, user_file_path
+from eegfm.core.logs import setup_logging
+from eegfm.core.tasks import HMS_CLASSES
+from eegfm.simulate.output import check_output
+
+PROG = "eegfm-simulate"
+FORMAT_CHOICES = ("edf", "hms", "both")  # mirrors corpus.FORMATS (kept light: no heavy imports)
+MAX_MINUTES = 24 * 60  # mirrors corpus.MAX_MINUTES
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports errors as one line naming the flag (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("argument "):
+            message = message[len("argument ") :]
+            flag, _, rest = message.partition(": ")
+            flag = flag.split("/")[-1]  # '-o/--output' -> '--output'
+            message = f"{flag}: {rest}" if rest else flag
+        self.exit(2, f"{self.prog}: error: {' '.join(message.split())}\n")
+
+
+def _number(cast: Callable[[str], Any], low: float, high: float | None, allowed: str) -> Callable[[str], Any]:
+    """An argparse type: ``cast(text)`` within [low, high], or an error naming what is ``allowed``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = cast(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {allowed}; got {text!r}") from None
+        if not (low <= value and (high is None or value <= high)):  # also rejects nan
+            raise argparse.ArgumentTypeError(f"expected {allowed}; got {text if cast is float else value}")
+        return value
+
+    return parse
+
+
+def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    allowed = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+    return _number(lambda text: int(text, 10), low, high, allowed)
+
+
+def _format(text: str) -> str:
+    if text not in FORMAT_CHOICES:
+        raise argparse.ArgumentTypeError(f"expected one of {', '.join(FORMAT_CHOICES)}; got {text!r}")
+    return text
+
+
+# What the corpus holds: (flag, type, default, metavar, help), added in this order.
+_CORPUS_OPTIONS = (
+    (
+        "--sites",
+        _integer(1, 1000),
+        4,
+        "N",
+        "number of recording sites (default: 4, the built-in archetypes: emu, icu, research, community); more "
+        "sites cycle the archetypes with seeded perturbations",
+    ),
+    ("--subjects-per-site", _integer(1, 10_000), 3, "N", "patients per site (default: 3)"),
+    ("--recordings-per-subject", _integer(1, 999), 2, "N", "recording sessions per patient (default: 2)"),
+    (
+        "--minutes",
+        _number(float, 1, MAX_MINUTES, f"a number of minutes in [1, {MAX_MINUTES}] (one 50 s labeled window needs 1)"),
+        5.0,
+        "M",
+        "length of every recording in minutes, >= 1, rounded to whole seconds (default: 5)",
+    ),
+    (
+        "--seed",
+        _integer(0),
+        0,
+        "S",
+        "random seed; the corpus is a deterministic function of the arguments (default: 0)",
+    ),
+    (
+        "--format",
+        _format,
+        "both",
+        "{edf,hms,both}",
+        "edf: EDF/EDF+ files per site plus edf/labels.csv; hms: Kaggle HMS parquet layout (hms/train.csv, "
+        "train_eegs/, train_spectrograms/); both (default)",
+    ),
+    (
+        "--site-config",
+        user_file_path,
+        None,
+        "YAML",
+        "YAML file with a list of site profiles (SiteProfile fields) replacing the built-in archetypes "
+        "(default: built-in)",
+    ),
+    (
+        "--chunk-seconds",
+        _integer(1, 3600),
+        60,
+        "S",
+        "seconds rendered per step; bounds memory, never changes the output (default: 60)",
+    ),
+)
+# CorpusConfig fields set from the flag of the same name (--site-config becomes site_profiles).
+_CONFIG_FIELDS = tuple(flag[2:].replace("-", "_") for flag, *_ in _CORPUS_OPTIONS if flag != "--site-config")
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog=PROG,
+        description=(
+            "Write a simulated multi-hospital clinical EEG corpus: EDF/EDF+ files in each site's "
+            "conventions and/or Kaggle-HMS parquet files, six-class expert-vote labels, ground "
+            "truth (truth.jsonl) and the fake identifiers planted in EDF headers "
+            "(identifiers.json). Same arguments and seed give byte-identical files."
+        ),
+        epilog="Layout of OUTPUT: see `python -c 'import eegfm.simulate as s; help(s)'`.",
+    )
+    add = parser.add_argument
+    add(
+        "-o",
+        "--output",
+        required=True,
+        type=user_file_path,
+        metavar="DIR",
+        help="directory to create (required); it must not exist or be empty unless --overwrite. "
+        "Files are staged in a hidden sibling directory and moved into place at the end.",
+    )
+    for flag, parse, _default, metavar, help_text in _CORPUS_OPTIONS:
+        add(flag, type=parse, default=None, metavar=metavar, help=help_text)
+    add(
+        "--overwrite",
+        action="store_true",
+        help="replace OUTPUT if it exists and is not empty (the old corpus is removed only after "
+        "the new one is complete)",
+    )
+    add("--quiet", action="store_true", help="no progress bar, log lines or summary on stdout")
+    _add_realism_options(parser)
+    return parser
+
+
+# With --realism, the simulated corpus is small unless these flags are given.
+REALISM_DEFAULTS = {"sites": 4, "subjects_per_site": 2, "minutes": 3.0}
+
+
+def _add_realism_options(parser: OneLineParser) -> None:
+    group = parser.add_argument_group(
+        "realism report",
+        "--realism writes OUTPUT/realism.json, realism.md and realism.png: the simulated background "
+        "(windows inside 'Other' episodes; eyes state from truth.jsonl) against each real corpus, on "
+        "statistics of the pipeline's own preprocessed 10 s windows. Real corpora are named by NAME "
+        "and their files only counted.",
+    )
+    group.add_argument(
+        "--realism",
+        action="store_true",
+        help="write the realism report to OUTPUT instead of a corpus (OUTPUT may exist; the three "
+        "report files are replaced). Without --simulated it simulates a small background corpus "
+        "(default --sites 4 --subjects-per-site 2 --minutes 3, --seed applies)",
+    )
+    group.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="NAME=DIR[:STATE[:GLOB]]",
+        help="a real corpus (repeat for several; at least one with --realism): NAME labels it in the "
+        "report (letters, digits, - and _); DIR is searched recursively for .edf/.bdf/.parquet/.fif/"
+        ".set/.vhdr/.cnt files, or only for GLOB relative to DIR (e.g. 'Subject*_1.edf', "
+        "'train_eegs/*.parquet'); STATE is the eyes state of all its recordings: closed, open or "
+        "unknown (default; counts for the state-free statistics only). "
+        "Example: --against eegmat_rest=../shared/data/eegmat:closed:Subject*_1.edf",
+    )
+    group.add_argument(
+        "--simulated",
+        type=user_file_path,
+        default=None,
+        metavar="DIR",
+        help="an existing simulated corpus (with truth.jsonl and edf/) to compare instead of simulating one",
+    )
+
+
+def _load_site_profiles(path: Path | None, parser: OneLineParser) -> tuple:
+    if path is None:
+        return ()
+    from eegfm.simulate.sites import SiteProfile  # numpy: not for --help or a bad argument
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as err:
+        parser.error(f"argument --site-config: cannot read {path} ({err.strerror})")
+    except yaml.YAMLError as err:
+        parser.error(f"argument --site-config: {path} is not valid YAML ({err})")
+    if not isinstance(data, list) or not data:
+        parser.error(
+            f"argument --site-config: expected a non-empty YAML list of site profiles; got {type(data).__name__}"
+        )
+    try:
+        return tuple(SiteProfile.from_dict(item) for item in data)
+    except ConfigError as err:
+        parser.error(f"argument --site-config: {path}: {err}")
+
+
+def _progress_bar(total_minutes: float, quiet: bool) -> tqdm:
+    """A bar on an interactive stderr. A ``delay`` (above the clock's resolution) keeps it silent
+    until the first EEG is written, so a run that fails before that prints nothing."""
+    width = shutil.get_terminal_size(fallback=(100, 24)).columns or 100  # 0 on some ptys
+    return tqdm(
+        total=total_minutes,
+        unit="EEG-min",
+        file=sys.stderr,
+        ncols=min(width, 120),
+        bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} EEG-min [{elapsed}<{remaining}]",
+        disable=quiet or not sys.stderr.isatty(),
+        delay=0.01,
+    )
+
+
+def _config_error(parser: OneLineParser, err: ConfigError) -> NoReturn:
+    """Report a ConfigError under the flag it concerns (site profile errors: --site-config)."""
+    field, _, rest = str(err).partition(": ")
+    flag = "--" + field.replace("_", "-") if field in ("output", *_CONFIG_FIELDS) else None
+    parser.error(f"argument {flag}: {rest}" if flag else f"argument --site-config: {err}")
+
+
+def _summary(result, config) -> str:
+    per_class = ", ".join(f"{cls} {result.consensus_counts.get(cls, 0)}" for cls in HMS_CLASSES)
+    lines = [f"Simulated corpus written to {result.output}"]
+    lines += [f"  {name:<17} {path}" for name, path in result.files.items()]
+    lines.append(
+        f"{result.n_recordings} recordings from {result.n_sites} sites and {result.n_patients} "
+        f"patients ({result.eeg_hours:.2f} EEG-hours, format {config.format}, seed {config.seed}) "
+        f"with {result.n_label_rows} labeled 50 s windows (expert consensus: {per_class}) in "
+        f"{result.seconds:.1f} s ({result.eeg_hours / max(result.seconds, 1e-9):.2f} EEG-hours/s)."
+    )
+    return "\n".join(lines)
+
+
+def _realism(args: argparse.Namespace, parser: OneLineParser) -> int:
+    """The realism report (``--realism``); one-line errors naming the flag."""
+    from eegfm.simulate import realism  # numpy: only once the arguments pass
+
+    if not args.against:
+        parser.error("argument --against: at least one real corpus is required with --realism")
+    if args.output.exists() and not args.output.is_dir():
+        parser.error(f"argument --output: expected a directory path; {args.output} is an existing file")
+    if args.simulated is not None and not (args.simulated / "truth.jsonl").is_file():
+        parser.error(
+            f"argument --simulated: expected a simulated corpus directory with truth.jsonl; got {args.simulated}"
+        )
+    try:
+        specs = [realism.parse_spec(text) for text in args.against]
+        for spec in specs:
+            spec.files()
+    except realism.SpecError as err:
+        parser.error(f"argument --against: {err}")
+    if len({s.name for s in specs}) != len(specs):
+        parser.error(f"argument --against: corpus names must be unique; got {[s.name for s in specs]}")
+    setup_logging("ERROR")
+    options = {name: getattr(args, name) for name in REALISM_DEFAULTS}
+
+    def progress(items, desc):
+        items = list(items)
+        return tqdm(items, desc=desc, unit="file", file=sys.stderr, disable=args.quiet, leave=False)
+
+    try:
+        report = realism.run_report(
+            specs, args.output, simulated=args.simulated, sim_options={**options, "seed": args.seed}, progress=progress
+        )
+    except realism.SpecError as err:
+        flag = "--simulated" if args.simulated is not None and "simulated" in str(err) else "--against"
+        parser.error(f"argument {flag}: {err}")
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        inside = [c["inside"] for c in report["comparison"].values() if c["inside"] is not None]
+        print(
+            f"Realism report written to {args.output} (realism.json, realism.md, realism.png): "
+            f"{sum(inside)} of {len(inside)} statistics of the simulated background inside the real range."
+        )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for flag, _parse, default, *_ in _CORPUS_OPTIONS:  # resolve the defaults the mode implies
+        name = flag[2:].replace("-", "_")
+        if getattr(args, name, None) is None:
+            setattr(args, name, REALISM_DEFAULTS[name] if args.realism and name in REALISM_DEFAULTS else default)
+    if args.realism:
+        return _realism(args, parser)
+    if args.against or args.simulated is not None:
+        parser.error("argument --against: --against and --simulated need --realism")
+    try:
+        check_output(args.output, args.overwrite)  # cheap checks first: no numerical imports
+    except ConfigError as err:
+        _config_error(parser, err)
+    profiles = _load_site_profiles(args.site_config, parser)
+    from eegfm.simulate.corpus import CorpusConfig, generate_corpus  # numpy: only once the arguments pass
+
+    try:
+        config = CorpusConfig(**{name: getattr(args, name) for name in _CONFIG_FIELDS}, site_profiles=profiles)
+    except ConfigError as err:
+        _config_error(parser, err)
+    setup_logging("WARNING")  # progress and the summary are the user-facing output
+    total = config.duration_s * config.sites * config.subjects_per_site * config.recordings_per_subject
+    try:
+        with _progress_bar(total / 60.0, args.quiet) as bar:
+            result = generate_corpus(
+                config, args.output, overwrite=args.overwrite, progress=lambda seconds: bar.update(seconds / 60.0)
+            )
+    except ConfigError as err:  # e.g. the staging directory could not be created
+        _config_error(parser, err)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; nothing was written to {args.output}", file=sys.stderr)
+        return 130
+    if not args.quiet:
+        print(_summary(result, config))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

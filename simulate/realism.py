@@ -1,0 +1,265 @@
+"""The realism report: the simulated background against real corpora, statistic by statistic.
+
+``eegfm-simulate --realism --against NAME=DIR[:STATE[:GLOB]] ... --output OUT`` runs every file
+of every corpus through the pipeline's own per-recording path (:func:`process_recording`: read,
+harmonize to the 19 canonical channels keeping the recording's reference, resample to 256 Hz,
+notch and band-pass, 10 s windows, quality rules), computes the statistics of
+:mod:`~simulate.realism_stats` per group of windows and summarizes each corpus by the
+median over its groups (``value``) and their range (``span``). A group is one file's windows, or
+for the simulator one recording's windows in one state.
+
+The simulated background is the windows lying wholly inside an ``Other`` episode (background,
+states and artifacts, no six-class pattern); their eyes-closed/open state comes from
+``truth.jsonl``'s ``states``. A real corpus has one state for all its files: ``closed``, ``open``
+or ``unknown`` (its windows count for the state-free statistics only). The real range of a
+statistic is the union of the real corpora's spans: the simulated value is inside when it lies
+within it. Corpora are named by the name the user gave and files are only counted, so no
+patient identifier (file name, header field) reaches any output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import tempfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from eegfm.simulate.realism_stats import GENERAL_STATS, STATE_STATS, group_statistics
+
+STATES = ("closed", "open", "unknown")
+READABLE_SUFFIXES = (".edf", ".bdf", ".parquet", ".fif", ".set", ".vhdr", ".cnt")
+# The simulator's states that count as eyes closed / eyes open for the alpha statistics.
+SIM_STATE_ALIASES = {"closed": "closed", "open": "open"}
+MIN_INSIDE_FRACTION = 1.0  # a simulated window must lie wholly in one state to carry it
+
+
+class SpecError(ValueError):
+    """A corpus specification or directory the report cannot use."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CorpusSpec:
+    """A real corpus: ``name`` (how the report refers to it), its ``root`` directory, the eyes
+    ``state`` of all its recordings and an optional file ``pattern`` (a glob relative to root)."""
+
+    name: str
+    root: Path
+    state: str = "unknown"
+    pattern: str = ""
+
+    def files(self) -> list[Path]:
+        """The recordings the spec selects, sorted; SpecError if there are none."""
+        if self.pattern:
+            files = sorted(p for p in self.root.glob(self.pattern) if p.is_file())
+        else:
+            files = sorted(p for p in self.root.rglob("*") if p.is_file() and p.suffix.lower() in READABLE_SUFFIXES)
+        if not files:
+            what = (
+                f"matching {self.pattern!r}" if self.pattern else f"with a suffix among {', '.join(READABLE_SUFFIXES)}"
+            )
+            raise SpecError(f"corpus {self.name!r}: no files {what} under {self.root}")
+        return files
+
+
+def parse_spec(text: str) -> CorpusSpec:
+    """``NAME=DIR[:STATE[:GLOB]]`` -> :class:`CorpusSpec`; SpecError saying what is wrong."""
+    name, sep, rest = text.partition("=")
+    if not sep or not name or not name.replace("_", "").replace("-", "").isalnum():
+        raise SpecError(f"expected NAME=DIR[:STATE[:GLOB]] with NAME of letters, digits, - and _; got {text!r}")
+    if name == "simulated":
+        raise SpecError(f"the name 'simulated' is reserved for the simulated corpus; got {text!r}")
+    directory, _, tail = rest.partition(":")
+    state, _, pattern = tail.partition(":")
+    state = state or "unknown"
+    if state not in STATES:
+        raise SpecError(f"STATE: expected one of {', '.join(STATES)}; got {state!r} in {text!r}")
+    root = Path(directory).expanduser()
+    if not directory or not root.is_dir():
+        raise SpecError(f"DIR: expected an existing directory; got {directory!r} in {text!r}")
+    return CorpusSpec(name=name, root=root, state=state, pattern=pattern)
+
+
+@dataclasses.dataclass
+class Group:
+    """Windows of one file (and state): (n, 19, T) µV, (n, 19) channel mask, their state."""
+
+    state: str
+    windows: np.ndarray
+    mask: np.ndarray
+
+
+def file_windows(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pipeline's accepted windows of one file: (n, 19, T) µV, (n, 19) mask, (n,) starts in
+    seconds. Rejected windows are left out; a quarantined file gives none."""
+    from eegfm.pipelines.datasets import SourceItem
+    from eegfm.pipelines.events import PreprocessConfig, Window
+    from eegfm.pipelines.process import process_recording
+
+    config = PreprocessConfig(spectrogram=False)
+    item = SourceItem(path=str(path), dataset="edf", site="realism")
+    windows, masks, starts = [], [], []
+    for event in process_recording(item, b"realism-report-key-0123456789abc", config, "realism"):
+        if isinstance(event, Window):
+            windows.append(np.asarray(event.record.eeg, dtype=np.float32))
+            masks.append(np.asarray(event.record.channel_mask) > 0)
+            starts.append(float(event.record.window_start_s))
+    if not windows:
+        return np.zeros((0, 19, 0), np.float32), np.zeros((0, 19), bool), np.zeros(0)
+    return np.stack(windows), np.stack(masks), np.array(starts)
+
+
+def real_groups(spec: CorpusSpec, progress: Callable[[Iterable], Iterable] = iter) -> tuple[list[Group], int]:
+    """One group per file of ``spec`` that gave windows, and the number of files tried."""
+    files = spec.files()
+    groups = []
+    for path in progress(files):
+        windows, mask, _ = file_windows(path)
+        if len(windows):
+            groups.append(Group(spec.state, windows, mask))
+    return groups, len(files)
+
+
+def _interval_state(states: list[dict], start: float, end: float) -> str | None:
+    for interval in states:
+        if interval["start_s"] <= start and end <= interval["end_s"]:
+            return interval["state"]
+    return None
+
+
+def simulated_groups(root: Path, progress: Callable[[Iterable], Iterable] = iter) -> tuple[list[Group], int]:
+    """Groups of a simulated corpus's background windows: per recording and state, the windows
+    wholly inside an ``Other`` episode and one ``states`` interval of its truth."""
+    truth_path = root / "truth.jsonl"
+    if not truth_path.is_file():
+        raise SpecError(f"{root} holds no truth.jsonl (is it a simulated corpus?)")
+    records = [json.loads(line) for line in truth_path.read_text().splitlines() if line.strip()]
+    records = [r for r in records if r.get("edf_path")]
+    if not records:
+        raise SpecError(f"{root} holds no EDF recordings (simulate it with --format edf or both)")
+    groups = []
+    for record in progress(records):
+        windows, mask, starts = file_windows(root / "edf" / record["edf_path"])
+        span = windows.shape[-1] / 256.0
+        others = [(e["start_s"], e["end_s"]) for e in record["episodes"] if e["class"] == "Other"]
+        by_state: dict[str, list[int]] = {}
+        for i, start in enumerate(starts):
+            if not any(a <= start and start + span <= b for a, b in others):
+                continue
+            state = _interval_state(record.get("states", []), start, start + span) or "unknown"
+            by_state.setdefault(state, []).append(i)
+        for state, rows in sorted(by_state.items()):
+            groups.append(Group(state, windows[rows], mask[rows]))
+    return groups, len(records)
+
+
+def background_profiles(n_sites: int, seed: int):
+    """Site profiles whose recordings are mostly background (class ``Other``), for the report."""
+    from eegfm.simulate.sites import archetypes, default_sites
+
+    base = tuple(site.replace(class_prevalence={"Other": 1.0}) for site in archetypes())
+    return tuple(default_sites(n_sites, seed, base=base))
+
+
+def simulate_background_corpus(
+    output: Path, sites: int = 4, subjects_per_site: int = 2, minutes: float = 3.0, seed: int = 0
+) -> Path:
+    """Write a small EDF corpus of mostly-background recordings to ``output``."""
+    from eegfm.simulate.corpus import CorpusConfig, generate_corpus
+
+    config = CorpusConfig(
+        sites=sites,
+        subjects_per_site=subjects_per_site,
+        recordings_per_subject=1,
+        minutes=minutes,
+        seed=seed,
+        format="edf",
+        site_profiles=background_profiles(sites, seed),
+    )
+    generate_corpus(config, output)
+    return output
+
+
+def _span(values: list[float]) -> dict:
+    values = [v for v in values if np.isfinite(v)]
+    if not values:
+        return {"value": None, "span": None, "groups": 0}
+    return {"value": float(np.median(values)), "span": [float(min(values)), float(max(values))], "groups": len(values)}
+
+
+def summarize(groups: list[Group]) -> dict:
+    """A corpus's statistics (median over groups and their span), per-channel |µV| medians and
+    mean spectra (for the figure)."""
+    results = [(g, group_statistics(g.windows, g.mask)) for g in groups]
+    stats = {name: _span([r["stats"][name] for _, r in results]) for name in GENERAL_STATS}
+    for state in ("closed", "open"):
+        chosen = [r for g, r in results if g.state == state]
+        for name in STATE_STATS:
+            stats[f"{name}_{state}"] = _span([r["stats"][name] for r in chosen])
+    per_channel = {
+        kind: {ch: _span([r["per_channel"][kind][ch] for _, r in results]) for ch in results[0][1]["per_channel"][kind]}
+        for kind in ("abs_uv_median", "abs_uv_p95")
+    }
+    freqs = results[0][1]["freqs"]
+    spectra = {"freqs": freqs, "overall": np.nanmean([r["overall"] for _, r in results], axis=0)}
+    for state in ("closed", "open"):
+        chosen = [r["posterior"] for g, r in results if g.state == state]
+        spectra[f"posterior_{state}"] = np.nanmean(chosen, axis=0) if chosen else None
+    return {
+        "windows": int(sum(len(g.windows) for g in groups)),
+        "groups": len(groups),
+        "stats": stats,
+        "per_channel": per_channel,
+        "spectra": spectra,
+    }
+
+
+def compare(real: dict[str, dict], simulated: dict) -> dict:
+    """Per statistic: the union of the real corpora's spans and whether the simulated value lies
+    inside it (None where no real corpus or no simulated group has the statistic)."""
+    out = {}
+    for name in simulated["stats"]:
+        spans = [c["stats"][name]["span"] for c in real.values() if c["stats"][name]["span"]]
+        value = simulated["stats"][name]["value"]
+        low = min(s[0] for s in spans) if spans else None
+        high = max(s[1] for s in spans) if spans else None
+        inside = None if value is None or low is None else bool(low <= value <= high)
+        out[name] = {"real_range": None if low is None else [low, high], "simulated": value, "inside": inside}
+    return out
+
+
+def run_report(
+    specs: list[CorpusSpec],
+    output: Path,
+    *,
+    simulated: Path | None = None,
+    sim_options: dict | None = None,
+    progress: Callable[[Iterable, str], Iterable] = lambda it, _desc: it,
+) -> dict:
+    """Compute, write ``realism.json``, ``realism.md`` and ``realism.png`` under ``output`` and
+    return the report; simulates a small background corpus when ``simulated`` is None."""
+    from eegfm.simulate.realism_output import build_report, write_figure, write_markdown
+
+    for spec in specs:
+        spec.files()  # every spec is checked before the slow work starts
+    real = {}
+    for spec in specs:
+        groups, n_files = real_groups(spec, lambda it, s=spec: progress(it, s.name))
+        if not groups:
+            raise SpecError(f"corpus {spec.name!r}: none of its {n_files} files gave a usable window")
+        real[spec.name] = {**summarize(groups), "kind": "real", "state": spec.state, "files": n_files}
+    with tempfile.TemporaryDirectory(prefix="realism-sim-") as tmp:
+        if simulated is None:
+            simulated = simulate_background_corpus(Path(tmp) / "corpus", **(sim_options or {}))
+        groups, n_files = simulated_groups(simulated, lambda it: progress(it, "simulated"))
+    if not groups:
+        raise SpecError("the simulated corpus gave no background window (no Other episode?)")
+    sim = {**summarize(groups), "kind": "simulated", "state": "from truth states", "files": n_files}
+    report = build_report(real, sim, compare(real, sim))
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "realism.json").write_text(json.dumps(report, indent=2, sort_keys=False) + "\n")
+    write_markdown(report, output / "realism.md")
+    write_figure(real, sim, output / "realism.png")
+    return report
