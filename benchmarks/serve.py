@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from threadpoolctl import threadpool_limits
 
+from eegfm.contract.preprocess_spec import write_preprocess_spec
 from eegfm.contract.schema import CHANNELS, SFREQ
 from eegfm.core.logs import setup_logging
 from eegfm.model.config import EEGFMConfig
@@ -46,7 +47,6 @@ from eegfm.serving.api.runner import make_uvicorn_server
 from eegfm.serving.api.service import PredictionService, ServeLimits
 from eegfm.serving.predictor import PredictConfig, Predictor
 from eegfm.serving.server import build_parser as serve_parser
-from eegfm.training.preprocess_spec import write_preprocess_spec
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "eegmat"
 

@@ -159,7 +159,7 @@ def _plain_batches(files: list[str], batch_size: int, workers: int, dtype: str) 
     from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
     from eegfm.contract.schema import N_CHANS
-    from eegfm.training.data.records import Example
+    from eegfm.contract.windows import Example
 
     class Windows(IterableDataset):
         def __iter__(self):

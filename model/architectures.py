@@ -18,6 +18,7 @@ Every model answers ``model(**inputs).logits`` and has a ``config`` with ``head`
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from transformers import AutoConfig, AutoModel
+from transformers.utils import logging as hf_logging
 
 from eegfm.core.config import ConfigError
 from eegfm.model.config import EEGFMConfig
@@ -108,3 +110,17 @@ def load_model_config(folder: str | os.PathLike[str]):
 register_architecture("eegfm", EEGFMConfig, EEGFMModel, from_scratch=False)
 register_architecture("spectrogram_cnn", SpectrogramCNNConfig, SpectrogramCNN, from_scratch=True)
 register_architecture("eeg_cnn_gru", EEGCNNGRUConfig, EEGCNNGRU, from_scratch=True)
+
+
+@contextlib.contextmanager
+def quiet_transformers():
+    """No Hugging Face progress bars or loading reports (rank 0 has its own progress bar)."""
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()

@@ -89,8 +89,10 @@ def _first_samples(samples: torch.Tensor | None, mc_passes: int | None) -> torch
 
 def _pretrained(model_dir: Path):
     # transformers: not needed by eegfm-predict --help, which reads BACKENDS from here
-    from eegfm.model.architectures import load_model_folder  # eegfm, spectrogram CNN or ensemble
-    from eegfm.training.loop import quiet_transformers
+    from eegfm.model.architectures import (
+        load_model_folder,  # eegfm, spectrogram CNN or ensemble
+        quiet_transformers,
+    )
 
     with quiet_transformers():
         return load_model_folder(model_dir)

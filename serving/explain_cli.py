@@ -80,9 +80,9 @@ def _most_confident_windows(predictor, model, item, count: int) -> tuple[list[tu
     from threadpoolctl import threadpool_limits
 
     from eegfm.contract.schema import encode_example
+    from eegfm.model.batch import collate_records
     from eegfm.model.inputs import inputs_for_modalities
     from eegfm.pipelines.process import Window, process_recording
-    from eegfm.training.data.batch import collate_records
 
     best: list[tuple] = []
     starts: list[float] = []
@@ -105,11 +105,11 @@ def _most_confident_windows(predictor, model, item, count: int) -> tuple[list[tu
 
 def _explain_recording(summary: dict, item, predictor, model, randomised, config, output: Path) -> list[dict]:
     from eegfm.contract.schema import SFREQ, encode_example
+    from eegfm.model.batch import collate_records
     from eegfm.model.inputs import inputs_for_modalities
     from eegfm.serving.explain import explain_window
     from eegfm.serving.explain_plot import plot_explanation
     from eegfm.serving.explain_report import explanation_json
-    from eegfm.training.data.batch import collate_records
 
     chosen, starts = _most_confident_windows(predictor, model, item, config.max_windows)
     entries = []

@@ -28,10 +28,12 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from eegfm.contract import layout
+from eegfm.contract.preprocess_spec import load_preprocess_spec
 from eegfm.contract.schema import CHANNELS, SFREQ, encode_example
 from eegfm.core.config import Config, ConfigError, check_int, check_option, check_range
 from eegfm.core.logs import get_logger
 from eegfm.metrics.losses import binary_logits
+from eegfm.model.batch import collate_records
 from eegfm.model.inputs import inputs_for_modalities
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.datasets import DATASETS, Ignored, SourceItem, discover
@@ -41,8 +43,6 @@ from eegfm.serving.backends import BACKENDS, make_backend
 from eegfm.serving.clinical import flagged_episodes, minutes_by_class, read_windows
 from eegfm.serving.model_store import fetch_model
 from eegfm.serving.recommendation import WindowEvidence, load_rules
-from eegfm.training.data.batch import collate_records
-from eegfm.training.preprocess_spec import load_preprocess_spec
 
 log = get_logger(__name__)
 

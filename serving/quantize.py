@@ -78,9 +78,8 @@ def sample_windows(data: str | os.PathLike[str], count: int, seed: int) -> list:
     """``count`` windows drawn uniformly without replacement from every shard of the pipeline's
     output ``data`` (reservoir sampling: one pass, memory for ``count`` windows)."""
     from eegfm.contract.tfrecord import read_records
-    from eegfm.training.data import check_data, list_files
-    from eegfm.training.data.catalog import open_source
-    from eegfm.training.data.records import Window
+    from eegfm.contract.windows import Window
+    from eegfm.training.data import check_data, list_files, open_source
 
     try:
         files = list_files(check_data(str(data), say=False))
@@ -106,8 +105,8 @@ def sample_windows(data: str | os.PathLike[str], count: int, seed: int) -> list:
 
 def window_batches(windows: list, runner, model_config, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
     """The windows as the graph's inputs (``OnnxEEGFM.feed``), ``batch_size`` of one length at a time."""
+    from eegfm.model.batch import collate
     from eegfm.model.inputs import inputs_for_modalities
-    from eegfm.training.data.batch import collate
 
     by_length: dict[int, list] = {}
     for window in windows:

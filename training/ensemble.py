@@ -25,11 +25,12 @@ from typing import Any
 import torch
 
 from eegfm.contract import layout
+from eegfm.contract.preprocess_spec import save_preprocess_spec
 from eegfm.core.config import check_range, user_file_path, user_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS
 from eegfm.metrics.classification import evaluate
-from eegfm.model.architectures import is_model_folder
+from eegfm.model.architectures import is_model_folder, quiet_transformers
 from eegfm.model.ensemble import EnsembleModel, fit_stacking
 from eegfm.training.config import ConfigError, FinetuneConfig, load_config
 from eegfm.training.data import data_dirs, data_label
@@ -37,8 +38,6 @@ from eegfm.training.distributed import Dist
 from eegfm.training.finetune.plan import Plan, plan_data
 from eegfm.training.finetune.report import selective_of
 from eegfm.training.finetune.setup import inputs_for, split_loader, targets_of
-from eegfm.training.loop import quiet_transformers
-from eegfm.training.preprocess_spec import save_preprocess_spec
 from eegfm.training.splits import SPLITS
 
 log = get_logger("eegfm.training.ensemble")

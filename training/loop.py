@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from transformers.utils import logging as hf_logging
 
 from eegfm.contract import layout
 from eegfm.contract.schema import SchemaError
@@ -377,17 +376,3 @@ def launch(prog: str, backend: str, device: str, train: Callable[[Dist], int]) -
         return 2
     finally:
         dist.shutdown()
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """No Hugging Face progress bars or loading reports (rank 0 has its own progress bar)."""
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()

@@ -32,6 +32,7 @@ from eegfm.contract.schema import CHANNELS, SFREQ
 from eegfm.core.config import user_file_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.run_lock import release_run_lock
+from eegfm.model.architectures import quiet_transformers
 from eegfm.model.modeling import EEGFMForPretraining, pretraining_losses
 from eegfm.training import checkpoint as ckpt
 from eegfm.training import loop
@@ -210,7 +211,7 @@ def _run(
         loop.check_replicas(run, output)
         if status == 0 and dist.is_main:
             final = output / "model"
-            with loop.quiet_transformers():
+            with quiet_transformers():
                 unwrap(run.model).save_pretrained(final)
             run_log.tracker.summary({"final_step": run.step})
             log.info("pretrained encoder saved to %s", final)
@@ -339,7 +340,7 @@ def export_best(run: Run, output: Path, tracker: Tracker) -> Path | None:
         return None
     model = EEGFMForPretraining(unwrap(run.model).config)
     model.load_state_dict(ckpt.load_checkpoint(best, map_location="cpu")["model"])
-    with loop.quiet_transformers():
+    with quiet_transformers():
         model.save_pretrained(target)
     log.info(
         "lowest validation loss %.4f at %s: its encoder saved to %s (model/ holds the final step's)",

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from eegfm.contract.tfrecord import read_records
+from eegfm.contract.windows import Window
+from eegfm.model.batch import collate
 from eegfm.training.data import RecordFilter, check_data, list_files
-from eegfm.training.data.batch import collate
 from eegfm.training.data.catalog import open_source
-from eegfm.training.data.records import Window
 
 
 @dataclasses.dataclass(frozen=True)

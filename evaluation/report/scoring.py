@@ -16,9 +16,10 @@ from eegfm.core.logs import get_logger
 from eegfm.evaluation.robustness import held_out, load_run
 from eegfm.metrics import losses
 from eegfm.metrics.classification import class_logits
+from eegfm.model.architectures import quiet_transformers
 from eegfm.training.data import EEGLoader, RecordFilter
 from eegfm.training.finetune.setup import inputs_for, targets_of
-from eegfm.training.loop import loader_config, quiet_transformers
+from eegfm.training.loop import loader_config
 
 log = get_logger(__name__)
 

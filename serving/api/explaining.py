@@ -56,9 +56,9 @@ class ExplainService:
 
     def _explain_item(self, item, window: int, steps: int, resolution_s: float) -> dict[str, Any]:
         from eegfm.contract.schema import CHANNELS, SFREQ, encode_example
+        from eegfm.model.batch import collate_records
         from eegfm.model.inputs import inputs_for_modalities
         from eegfm.serving.explain import ExplainConfig, binned, explain_window
-        from eegfm.training.data.batch import collate_records
 
         config = ExplainConfig(steps=steps)
         model, randomised = self._loaded(config.seed)

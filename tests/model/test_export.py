@@ -112,11 +112,11 @@ def test_onnx_and_torch_agree_on_a_real_batch_with_spectrograms(onnx_export, sha
     import dataclasses
 
     from eegfm.contract.schema import encode_example
+    from eegfm.model.batch import collate_records
     from eegfm.model.inputs import inputs_for_modalities
     from eegfm.pipelines.datasets import LabeledWindow, SourceItem
     from eegfm.pipelines.events import PreprocessConfig, Window
     from eegfm.pipelines.process import process_recording
-    from eegfm.training.data import collate_records
 
     models, path = onnx_export("tiny", "all")
     model = models["hms6"]

@@ -33,11 +33,11 @@ def hms6_run(tmp_path_factory) -> Path:
 
     import torch
 
+    from eegfm.contract.preprocess_spec import write_preprocess_spec
     from eegfm.contract.schema import CHANNELS, SFREQ
     from eegfm.model.config import EEGFMConfig
     from eegfm.model.modeling import EEGFMModel
     from eegfm.pipelines.process import PreprocessConfig
-    from eegfm.training.preprocess_spec import write_preprocess_spec
 
     torch.manual_seed(0)
     run = tmp_path_factory.mktemp("hms6") / "run"

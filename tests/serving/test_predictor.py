@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eegfm.contract.preprocess_spec import SPEC_FILE
 from eegfm.contract.schema import decode_example
 from eegfm.contract.tfrecord import read_records
 from eegfm.core.config import ConfigError
+from eegfm.model.batch import collate_records
 from eegfm.model.inputs import inputs_for_modalities
 from eegfm.model.modeling import EEGFMModel
 from eegfm.serving.predictor import PredictConfig, Predictor
-from eegfm.training.data.batch import collate_records
-from eegfm.training.preprocess_spec import SPEC_FILE
 from tests.serving.conftest import validate_prediction
 
 
@@ -156,8 +156,8 @@ def test_the_datas_artifact_autoencoder_travels_with_the_model_and_scores_window
 ):
     import shutil
 
+    from eegfm.contract.preprocess_spec import AE_FILE, save_preprocess_spec
     from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
-    from eegfm.training.preprocess_spec import AE_FILE, save_preprocess_spec
 
     # the pipeline output as a run with its autoencoder would leave it: fitted on its windows
     data = tmp_path / "data"

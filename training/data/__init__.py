@@ -3,7 +3,8 @@
 Each shard (one DataLoader worker of one rank) reads its files' records in a seeded order,
 filters them and shuffles them into open batches; only batches handed out get their small fields
 and augmentation, so a resume fast-forwards without copying skipped samples. Modules: ``catalog``,
-``config``, ``records``, ``batch``, ``stream``, ``handoff``, ``workers``, ``loader`` (``EEGLoader``).
+``config``, ``stream``, ``handoff``, ``workers``, ``loader`` (``EEGLoader``). A record is decoded into
+a window by ``contract.windows`` and windows are collated by ``model.batch``.
 
 Batches are dicts (``model_inputs`` picks the model's keyword arguments):
 
@@ -50,14 +51,13 @@ _EXPORTS = {
         "file_key",
         "list_files",
         "list_shards",
+        "open_source",
         "scan_windows",
         "shard_name",
         "shard_problems",
         "shared_recordings",
     ),
     "config": ("AUTO", "EEG_DTYPES", "LoaderConfig", "RecordFilter"),
-    "records": ("N_CLASSES",),
-    "batch": ("collate_records",),
     "stream": ("shard_files", "shard_loads"),
     "workers": ("AUTO_MAX_WORKERS", "AUTO_MIN_BATCHES", "Machine", "auto_num_workers", "cgroup_cpu_limit"),
     "loader": ("STATE_VERSION", "EEGLoader"),

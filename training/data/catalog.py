@@ -14,11 +14,11 @@ from typing import IO, Any
 
 from eegfm.contract import layout
 from eegfm.contract.tfrecord import read_records
+from eegfm.contract.windows import Window
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
 from eegfm.core.stores import StoreUnreachableError, filesystems, is_remote, join_path, match_below, open_binary
 from eegfm.training.data.config import RecordFilter
-from eegfm.training.data.records import Window
 
 SHARD_PATTERN = "part-*-of-*.tfrecord"
 DataPaths = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]

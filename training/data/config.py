@@ -49,7 +49,7 @@ class RecordFilter:
         check_int("RecordFilter.min_samples", self.min_samples, 0)
 
     def accepts(self, window: Any) -> bool:
-        """Whether ``window`` (a ``records.Window``) passes."""
+        """Whether ``window`` (a ``contract.windows.Window``) passes."""
         if window.n_times < self.min_samples:
             return False
         if self.sites or self.exclude_sites:

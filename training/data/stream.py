@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from eegfm.contract.tfrecord import CorruptTFRecordError, read_records
+from eegfm.contract.windows import Window
+from eegfm.model.batch import Rows, Specs, assemble, signal_specs, stack
 from eegfm.training.augment import augment_batch
-from eegfm.training.data.batch import Rows, Specs, assemble, signal_specs, stack
 from eegfm.training.data.catalog import open_source
 from eegfm.training.data.config import EEG_DTYPES, LoaderConfig
 from eegfm.training.data.handoff import Handoff
-from eegfm.training.data.records import Window
 
 
 def shard_files(n_files: int, n_shards: int, shard: int, every_file: bool = False) -> list[tuple[int, int, int]]:

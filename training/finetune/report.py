@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from eegfm.contract import layout
+from eegfm.contract.preprocess_spec import save_preprocess_spec
 from eegfm.core.logs import get_logger
 from eegfm.metrics import losses
 from eegfm.metrics.classification import (
@@ -27,14 +28,14 @@ from eegfm.metrics.classification import (
 )
 from eegfm.metrics.plots import plot_confusion, plot_per_site, plot_reliability_of
 from eegfm.metrics.selective import curves_of, plot_risk_coverage, selective_summary
+from eegfm.model.architectures import quiet_transformers
 from eegfm.training import checkpoint as ckpt
 from eegfm.training.config import FinetuneConfig
 from eegfm.training.data import EEGLoader, data_dirs
 from eegfm.training.distributed import Dist, unwrap
 from eegfm.training.finetune.plan import class_names
 from eegfm.training.finetune.setup import Run, inputs_for, split_loader, targets_of
-from eegfm.training.loop import autocast, quiet_transformers
-from eegfm.training.preprocess_spec import save_preprocess_spec
+from eegfm.training.loop import autocast
 from eegfm.training.splits import SPLITS
 from eegfm.training.tracking import Tracker
 

@@ -20,14 +20,14 @@ from eegfm.core.logs import get_logger
 from eegfm.metrics import losses
 from eegfm.metrics.classification import class_logits
 from eegfm.model import adapters as adapters_lib
-from eegfm.model.architectures import architecture_of, get_architecture
+from eegfm.model.architectures import architecture_of, get_architecture, quiet_transformers
 from eegfm.model.modeling import EEGFMModel
 from eegfm.model.optim import decays, param_groups_lrd
 from eegfm.training.config import ConfigError, FinetuneConfig, resolve_precision
 from eegfm.training.data import EEGLoader, data_label, inputs_for_modalities
 from eegfm.training.distributed import Dist, unwrap
 from eegfm.training.finetune.plan import Plan, Stage, class_names, split_filter
-from eegfm.training.loop import TrainState, core_state, load_core_state, loader_config, quiet_transformers
+from eegfm.training.loop import TrainState, core_state, load_core_state, loader_config
 
 log = get_logger("eegfm.training.finetune")
 

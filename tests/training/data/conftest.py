@@ -11,8 +11,8 @@ import torch
 from eegfm.contract import schema
 from eegfm.contract.schema import decode_example
 from eegfm.contract.tfrecord import read_records
+from eegfm.contract.windows import Example
 from eegfm.training.data import EEGLoader, LoaderConfig, list_files
-from eegfm.training.data.records import Example
 
 
 def _records(out: Path) -> list:

@@ -1,4 +1,4 @@
-"""training.data.batch: windows of one length as the batch the model reads."""
+"""model.batch through the loader: windows of one length as the batch the model reads."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import torch
 
 from eegfm.contract import schema
 from eegfm.contract.schema import encode_example
+from eegfm.contract.windows import Window
+from eegfm.model.batch import collate
 from eegfm.model.inputs import encode_age, encode_sex
 from eegfm.training.data import LoaderConfig, RecordFilter, model_inputs
-from eegfm.training.data.batch import collate
-from eegfm.training.data.records import Window
 from tests.training.data.conftest import _entry, _epoch, _example, _num_threads, _same_batch
 
 
@@ -142,7 +142,7 @@ def hms_spectrogram_records(shared_data):
 
 
 def test_spectrograms_are_centre_cropped_to_the_fewest_frames_with_nan_rows_where_absent(hms_spectrogram_records):
-    from eegfm.training.data import collate_records
+    from eegfm.model.batch import collate_records
 
     kaggle, computed, none = hms_spectrogram_records
     batch = collate_records([encode_example(r) for r in (kaggle, computed, none)])
@@ -158,8 +158,8 @@ def test_spectrograms_are_centre_cropped_to_the_fewest_frames_with_nan_rows_wher
 
 
 def test_only_a_model_with_the_spectrogram_modality_is_fed_one(hms_spectrogram_records):
+    from eegfm.model.batch import collate_records
     from eegfm.model.inputs import inputs_for_modalities
-    from eegfm.training.data import collate_records
 
     batch = collate_records([encode_example(r) for r in hms_spectrogram_records])
     assert "spectrogram" not in inputs_for_modalities(batch, ("ecg", "clinical"))

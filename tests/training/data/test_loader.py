@@ -12,11 +12,11 @@ import torch
 
 from eegfm.contract.schema import decode_example
 from eegfm.contract.tfrecord import read_records, write_records
+from eegfm.contract.windows import Window
 from eegfm.training import data
 from eegfm.training.augment import AugmentConfig
 from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter, list_files
 from eegfm.training.data.loader import _whole_epoch_shuffle
-from eegfm.training.data.records import Window
 from eegfm.training.data.stream import ShardStream
 from tests.training.data.conftest import _epoch, _key, _keys, _record_keys, _records, _same_batch
 

@@ -1,4 +1,4 @@
-"""training.data.records: a window record parsed as the pipeline wrote it, or named where it is not."""
+"""contract.windows through the loader: a window record parsed as the pipeline wrote it, or named where it is not."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import torch
 from eegfm.contract import schema
 from eegfm.contract.schema import N_CHANS, SchemaError, decode_example, encode_example
 from eegfm.contract.tfrecord import read_records, write_records
+from eegfm.contract.windows import Example, Window
+from eegfm.model.batch import collate
 from eegfm.training.data import LoaderConfig, list_files
-from eegfm.training.data.batch import collate
-from eegfm.training.data.records import Example, Window
 from tests.training.data.conftest import _entry, _epoch, _example, _with_entry
 
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from eegfm.contract.tfrecord import read_records, write_records
+from eegfm.model.batch import Rows
 from eegfm.training import data
 from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter, list_files
-from eegfm.training.data.batch import Rows
 from eegfm.training.data.stream import Open, ShardStream
 from tests.training.data.conftest import _epoch, _keys, _num_threads, _record_keys_to, _same_batch
 

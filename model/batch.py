@@ -12,8 +12,8 @@ import numpy as np
 import torch
 
 from eegfm.contract.schema import FEATURES, N_CHANS, N_SPECTROGRAM_ROWS
+from eegfm.contract.windows import N_CLASSES, VALUES, Window
 from eegfm.model.inputs import SEX_CODES, encode_sex
-from eegfm.training.data.records import N_CLASSES, VALUES, Window
 
 Specs = dict[str, tuple[torch.dtype, tuple[int, ...]]]  # name -> (dtype, shape)
 _NAN16 = np.full(1, np.nan, dtype="<f2").tobytes()
