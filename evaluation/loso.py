@@ -49,7 +49,7 @@ _SUMMARIZED = tuple(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = finetune.build_parser()
-    parser.prog = "python -m eegfm.evaluation.loso"
+    parser.prog = "eegfm-loso"
     parser.description = (
         "Leave-one-site-out evaluation: one fine-tuning run per site with labeled windows of the task, "
         "that site held out as the test split and the others' subjects trained and validated on; writes each "

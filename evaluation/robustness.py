@@ -215,7 +215,7 @@ def plot(report: Mapping[str, Any], title: str, path: Path) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m eegfm.evaluation.robustness",
+        prog="eegfm-robustness",
         description="Score a fine-tuned model's held-out windows clean and under perturbations clinical EEG "
         "suffers (white noise by SNR, amplifier gain, lost electrodes, mains interference) at increasing "
         f"severity; writes {REPORT_NAME} and {PLOT_NAME}.",

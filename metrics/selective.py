@@ -191,7 +191,7 @@ def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.n
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m eegfm.metrics.selective", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="eegfm-selective", description=__doc__.split("\n\n")[0])
     parser.add_argument("--predictions", type=Path, required=True, help="eegfm-predict's predictions.csv")
     parser.add_argument("--output", type=Path, required=True, help="folder for selective.json and selective.png")
     parser.add_argument("--coverage", type=float, default=COVERAGE, help="the fraction of windows kept (default 0.8)")

@@ -90,7 +90,7 @@ def markdown(report: dict[str, dict]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m eegfm.pipelines.quality_survey",
+        prog="eegfm-quality-survey",
         description="What each quality rule flags on whole corpora, through the pipeline's own per-recording path.",
     )
     add_corpus_argument(parser)

@@ -245,7 +245,7 @@ def write_report(output: str, target: str | None = None, max_windows: int = 2000
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m eegfm.pipelines.report",
+        prog="eegfm-data-report",
         description="Draw a pipelines.preprocess run's data quality across sites as one PNG: recordings "
         "processed and quarantined (by stage), windows written, repaired and rejected (by rule), how "
         "often each 10-20 channel was interpolated, the windows' artifact_score and their labels, one "

@@ -28,7 +28,7 @@ ARTIFACT_THRESHOLD = 0.5  # the recommendation table's artifact rule (serving/re
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m eegfm.serving.corpus_check",
+        prog="eegfm-corpus-check",
         description="One line per corpus of real EEG: the share of windows the model calls the normal class, "
         "the share the pipeline flags as artifact (artifact score >= 0.5), and its recommendations.",
     )

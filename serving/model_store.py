@@ -162,7 +162,7 @@ def publish_model(run_dir: str | os.PathLike[str], url: str) -> list[str]:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m eegfm.serving.model_store",
+        prog="eegfm-models",
         description="Publish fine-tuning runs as versions of a model in an object store (or folder), "
         "move its aliases and list them; eegfm-predict / eegfm-serve --model STORE/NAME@ALIAS serve "
         "one. (The older form `RUN_DIR URL` copies a run to URL, unversioned.)",
@@ -200,7 +200,7 @@ def _run_command(args: argparse.Namespace) -> None:
 
 def _publish_unversioned(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m eegfm.serving.model_store",
+        prog="eegfm-models",
         description="Copy a fine-tuning run's model to an object store (or folder), unversioned.",
     )
     parser.add_argument("run", help="the training.finetune run folder (with model/)")

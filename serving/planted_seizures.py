@@ -85,9 +85,7 @@ def evaluate(predictor, files: list[Path]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m eegfm.serving.planted_seizures", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="eegfm-planted-seizures", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a fine-tuned hms6 run folder or model/ folder")
     parser.add_argument("--data", required=True, help="real recordings: a folder or glob (resting EEG, 10-20 names)")
     parser.add_argument("--recordings", type=int, default=14, help="how many recordings to plant in (default: 14)")

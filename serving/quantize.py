@@ -249,7 +249,7 @@ def quantize_model(model: str | Path, data: str | Path, config: QuantizeConfig, 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m eegfm.serving.quantize",
+        prog="eegfm-quantize",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Quantize a fine-tuned model's ONNX graph to INT8 (static, QDQ), calibrated on "
         "preprocessed windows; eegfm-predict --backend onnx-int8 runs it.",

@@ -143,7 +143,7 @@ def write_curves(output: Path, title: str) -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m eegfm.training.curves",
+        prog="eegfm-curves",
         description="Draw a pretraining or fine-tuning run's learning curves (RUN_DIR/metrics.jsonl) as "
         "RUN_DIR/curves.png: losses by step with validation and, for fine-tuning, the class-prior "
         "baseline; held-out scores; learning rate. Runs write it themselves when they finish; this "

@@ -197,7 +197,7 @@ def fit_ensemble(
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m eegfm.training.ensemble",
+        prog="eegfm-ensemble",
         description="Stack fine-tuned models (eegfm encoder, spectrogram CNN ...) into one ensemble model "
         "folder: weights fitted on the validation windows of fine-tuning's split, every member and the "
         "ensemble compared on validation and test.",

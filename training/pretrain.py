@@ -353,7 +353,7 @@ def export_best(run: Run, output: Path, tracker: Tracker) -> Path | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m eegfm.training.pretrain",
+        prog="eegfm-pretrain",
         description="Self-supervised pretraining (masked reconstruction + contrastive channel "
         "prediction) of the eegfm encoder on the preprocessing pipeline's TFRecords. Run it under "
         "torchrun for DDP or horovodrun (--backend horovod) for Horovod.",

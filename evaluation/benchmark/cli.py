@@ -58,7 +58,7 @@ def _common(parser: argparse.ArgumentParser, methods: list[str]) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m eegfm.evaluation.benchmark",
+        prog="eegfm-benchmark",
         description=__doc__,
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -33,7 +33,7 @@ TITLE = "eegfm cross-site report"
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m eegfm.evaluation.report",
+        prog="eegfm-report",
         description="Gather a pipeline output, pretraining and fine-tuning runs, leave-one-site-out, robustness, "
         "benchmark and explanation outputs found below the RUN_DIRs into one report: a self-contained HTML "
         "file, the same as Markdown and every number as JSON. A section whose inputs are absent says which.",

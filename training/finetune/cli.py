@@ -18,7 +18,7 @@ from eegfm.training.loop import add_run_arguments, launch, run_overrides
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m eegfm.training.finetune",
+        prog="eegfm-finetune",
         description="Fine-tune a pretrained eegfm encoder on a labeled task (HMS six-class expert votes, "
         "eegmat rest/task, ...): linear probe, adapters or full fine-tuning with layer-wise lr decay and "
         "gradual unfreezing; subject-grouped validation split, early stopping, temperature scaling; "
