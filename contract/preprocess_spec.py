@@ -17,8 +17,6 @@ from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
 from eegfm.core.stores import join_path, open_binary
 
-SPEC_FILE = layout.PREPROCESS_SPEC
-AE_FILE = layout.ARTIFACT_MODEL
 log = get_logger(__name__)
 
 
@@ -43,7 +41,7 @@ def save_preprocess_spec(data_dirs: list[str], model_dir: str | os.PathLike[str]
         log.warning(
             "no %s beside the model: cannot read the data's manifest (%s); predictions on new EEG "
             "will need --data naming the pipeline output it was trained on",
-            SPEC_FILE,
+            layout.PREPROCESS_SPEC,
             err,
         )
         return None
@@ -52,8 +50,8 @@ def save_preprocess_spec(data_dirs: list[str], model_dir: str | os.PathLike[str]
     if first.get("artifact_model"):
         try:
             with open_binary(join_path(data_dirs[0], first["artifact_model"])) as src:
-                (model_dir / AE_FILE).write_bytes(src.read())
-            artifact_model = AE_FILE
+                (model_dir / layout.ARTIFACT_MODEL).write_bytes(src.read())
+            artifact_model = layout.ARTIFACT_MODEL
         except OSError as err:
             log.warning(
                 "the data's artifact autoencoder %s is not copied beside the model (%s): predictions "
@@ -91,7 +89,7 @@ def write_preprocess_spec(
         "other_config_hashes": list(other_config_hashes),
         "artifact_model": artifact_model,
     }
-    path = Path(model_dir) / SPEC_FILE
+    path = Path(model_dir) / layout.PREPROCESS_SPEC
     path.write_text(json.dumps(spec, indent=2, sort_keys=True))
     return path
 
@@ -100,7 +98,7 @@ def load_preprocess_spec(model_dir: str | os.PathLike[str], data_dirs: list[str]
     """The recipe saved beside the model, else (older runs) its data's manifest's, with
     ``artifact_model`` an absolute path or None; ConfigError when neither has it."""
     model_dir = Path(model_dir)
-    path = model_dir / SPEC_FILE
+    path = model_dir / layout.PREPROCESS_SPEC
     if path.is_file():
         try:
             spec = json.loads(path.read_text())
@@ -120,7 +118,7 @@ def load_preprocess_spec(model_dir: str | os.PathLike[str], data_dirs: list[str]
         artifact_model = join_path(data_dir, model) if model else None
         return {**_recipe(manifest), "data": [data_dir], "artifact_model": artifact_model}
     raise ConfigError(
-        f"{model_dir}: no {SPEC_FILE} (written by fine-tuning since eegfm 0.1) and no readable "
+        f"{model_dir}: no {layout.PREPROCESS_SPEC} (written by fine-tuning since eegfm 0.1) and no readable "
         f"manifest.json in the data it was trained on ({', '.join(data_dirs or []) or 'none named'}); "
         "expected one of them to know how the training windows were made"
     )

@@ -17,8 +17,6 @@ from eegfm.pipelines.datasets import Ignored
 from eegfm.pipelines.events import RECORD_QUALITY_NAMES, Outcome, PreprocessConfig
 from eegfm.pipelines.features import FEATURE_NAMES
 
-MANIFEST_NAME, QUARANTINE_NAME = layout.MANIFEST, layout.QUARANTINE
-
 
 def manifest_header(
     config: PreprocessConfig, sites: tuple[str, ...], output_shown: str, redact_paths: bool, ignored: list[Ignored]
@@ -74,7 +72,7 @@ def write_manifest(_, path, header, outcomes, counts, shards, model_used, quaran
     # needs the uploader fix there too.
     fix_s3_empty_uploads()
     remove_folder(spill_dir)
-    with FileSystems.create(FileSystems.join(os.path.dirname(path), QUARANTINE_NAME)) as fh:
+    with FileSystems.create(FileSystems.join(os.path.dirname(path), layout.QUARANTINE)) as fh:
         fh.write("".join(line + "\n" for line in sorted(quarantine_lines)).encode())
     inputs = sorted((o.as_dict() for o in outcomes), key=lambda d: d["source"])
     manifest = dict(header)

@@ -24,6 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
 from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
+from eegfm.contract import layout
 from eegfm.core.config import ConfigError, check_int
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.run_lock import hold_run_lock, release_run_lock
@@ -43,7 +44,7 @@ from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.datasets import Ignored, discover, named_in_reason
 from eegfm.pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
 from eegfm.pipelines.leftovers import clear_temporary_folders, temporary_folders
-from eegfm.pipelines.manifest import MANIFEST_NAME, QUARANTINE_NAME, count, summarize
+from eegfm.pipelines.manifest import count, summarize
 from eegfm.pipelines.pipeline_args import (
     DEFAULT_KEY_FILE,
     beam_option_names,
@@ -59,7 +60,7 @@ from eegfm.pipelines.redact import PathRedactor, RunRedaction, kept_folders, rel
 from eegfm.pipelines.report import REPORT_NAME, write_report
 from eegfm.pipelines.s3_anonymous import install_s3_anonymous
 from eegfm.pipelines.sinks import FILE_NAME_SUFFIX, SITE_FILE_PREFIX
-from eegfm.pipelines.stages import AE_MODEL_NAME, build_pipeline, load_model
+from eegfm.pipelines.stages import build_pipeline, load_model
 
 log = get_logger("preprocess")
 
@@ -238,7 +239,7 @@ def _write_output(parser, args, options, config, items, ignored, key, scrub) -> 
     seconds = time.time() - start
     if options.view_as(StandardOptions).runner == "DataflowRunner":
         return {}
-    with FileSystems.open(FileSystems.join(args.output, MANIFEST_NAME)) as fh:
+    with FileSystems.open(FileSystems.join(args.output, layout.MANIFEST)) as fh:
         manifest = json.loads(fh.read())
     print(scrub(f"eegfm-preprocess: wrote {args.output}\n" + summarize(manifest, seconds)))
     if args.report:
@@ -251,7 +252,7 @@ def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, 
     earlier run's), its finished shards and artifact model, which would pass for a whole data set."""
     ours = sorted(set(temporary_folders(output)) - earlier_temporary)
     discard_folders(ours)
-    if FileSystems.exists(FileSystems.join(output, MANIFEST_NAME)):  # stopped after its last step
+    if FileSystems.exists(FileSystems.join(output, layout.MANIFEST)):  # stopped after its last step
         log.warning("stopped after the manifest was written: the outputs in %s are complete", output)
         return
     if not finished_are_ours:
@@ -263,7 +264,7 @@ def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, 
         )
         return
     written = earlier_run_outputs(output)
-    model = FileSystems.join(output, AE_MODEL_NAME)
+    model = FileSystems.join(output, layout.ARTIFACT_MODEL)
     found = match_path(model)
     if found and found[0].last_updated_in_seconds >= start - 1:  # not a model it was given (--artifact_model)
         written.append(model)
@@ -328,7 +329,7 @@ def _worker_exit_errors_dropped_on_ctrl_c():
 def earlier_run_outputs(output: str) -> list[str]:
     """An earlier run's manifest, quarantine list, report and shards in ``output`` (readers take every
     ``part-*-of-*`` file, so they would mix with a new run's)."""
-    patterns = [MANIFEST_NAME, QUARANTINE_NAME, REPORT_NAME, f"*/{SITE_FILE_PREFIX}-*-of-*{FILE_NAME_SUFFIX}"]
+    patterns = [layout.MANIFEST, layout.QUARANTINE, REPORT_NAME, f"*/{SITE_FILE_PREFIX}-*-of-*{FILE_NAME_SUFFIX}"]
     return sorted(m.path for pattern in patterns for m in match_below(output, pattern))
 
 
@@ -339,7 +340,9 @@ def _clear_earlier_run(output: str, overwrite: bool, locked: bool) -> None:
     shards = sum(path.endswith(FILE_NAME_SUFFIX) for path in found)
     if found and not overwrite:
         names = ", ".join(
-            name for name in (MANIFEST_NAME, QUARANTINE_NAME, REPORT_NAME) if FileSystems.join(output, name) in found
+            name
+            for name in (layout.MANIFEST, layout.QUARANTINE, REPORT_NAME)
+            if FileSystems.join(output, name) in found
         )
         raise ValueError(
             f"--output {output}: holds an earlier run's outputs ({shards} TFRecord shard(s)"

@@ -29,7 +29,6 @@ from eegfm.pipelines.deid import load_key, pseudonym
 from eegfm.pipelines.duplicates import DropDuplicates
 from eegfm.pipelines.events import Outcome, PreprocessConfig, RejectedWindow, Window
 from eegfm.pipelines.manifest import (
-    MANIFEST_NAME,
     count,
     manifest_header,
     quarantine_line,
@@ -46,7 +45,6 @@ from eegfm.pipelines.sinks import WriteSnappyTFRecordsBySite
 from eegfm.pipelines.spill import SpilledRecording, SpillWriter, sample_items, score_spill, spill_path
 
 log = get_logger("preprocess")
-AE_MODEL_NAME = layout.ARTIFACT_MODEL
 
 
 class _OneBlasThread(beam.DoFn):
@@ -158,7 +156,7 @@ def _save_model(model, path: str) -> str:
     if model is None:
         return ""
     with tempfile.TemporaryDirectory() as tmp:
-        model.save(os.path.join(tmp, AE_MODEL_NAME))
+        model.save(os.path.join(tmp, layout.ARTIFACT_MODEL))
         for produced in sorted(os.listdir(tmp)):
             with (
                 open(os.path.join(tmp, produced), "rb") as src,
@@ -224,7 +222,7 @@ def ScoreArtifacts(recordings, args, config: PreprocessConfig, train_sites: tupl
             | "Sample" >> beam.combiners.Top.Of(args.ae_sample_size, key=lambda kv: kv[0], reverse=True)
         )
         model = sample | "Fit" >> beam.Map(_fit_autoencoder)
-        model_used = model | "SaveModel" >> beam.Map(_save_model, FileSystems.join(args.output, AE_MODEL_NAME))
+        model_used = model | "SaveModel" >> beam.Map(_save_model, FileSystems.join(args.output, layout.ARTIFACT_MODEL))
     scored = recordings | "Score" >> beam.ParDo(
         ScoreSpillFn(config.quality), beam.pvalue.AsSingleton(model)
     ).with_outputs(ScoreSpillFn.REJECTED, ScoreSpillFn.COUNTED, main="kept")
@@ -247,7 +245,7 @@ def WriteReports(pcolls, output: str, header: dict, ignored: list[Ignored], spil
         | "Manifest"
         >> beam.Map(
             write_manifest,
-            FileSystems.join(output, MANIFEST_NAME),
+            FileSystems.join(output, layout.MANIFEST),
             header,
             beam.pvalue.AsList(outcomes),
             beam.pvalue.AsDict(counts),

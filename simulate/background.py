@@ -280,9 +280,8 @@ class BackgroundGenerator:
         self._delta = _Bilateral(bandpass_sos(sfreq, 0.5, 2.5), 0.8, delta_topo)
         theta_topo = hemisphere_split(0.5 + 0.5 * TOPOGRAPHIES["sleep_delta"]).T
         self._theta = _Bilateral(bandpass_sos(sfreq, 4.5, 7.5), 0.6, theta_topo)
-        # A first-order band-pass of noise: broadband, irregular delta (not a rhythm).
-        slowing_topo = hemisphere_split(0.5 + 0.5 * TOPOGRAPHIES["sleep_delta"]).T
-        slowing_topo = slowing_topo * np.asarray(params.slowing_sides) * params.slowing_uv
+        # A first-order band-pass of noise: broadband, irregular delta (not a rhythm), as widespread as theta.
+        slowing_topo = theta_topo * np.asarray(params.slowing_sides) * params.slowing_uv
         self._slowing = _Bilateral(bandpass_sos(sfreq, 0.5, 3.5, order=1), 0.5, slowing_topo)
         self._spindle_sos = bandpass_sos(sfreq, 12.0, 14.0, order=3)
         self._spindle_zi = np.zeros((self._spindle_sos.shape[0], 2))
@@ -320,7 +319,7 @@ class BackgroundGenerator:
         out += self._theta(noise[N_CHANS + 4 : N_CHANS + 6], theta)
         if p.sleep_intervals:
             out += self._delta(noise[N_CHANS + 2 : N_CHANS + 4], w["sleep"])
-        if p.slowing_uv:
+        if p.slowing_uv:  # the delta sources' draws: the noise stream stays as every seed had it
             out += self._slowing(noise[N_CHANS + 2 : N_CHANS + 4], np.ones_like(t))
         spindles, self._spindle_zi = signal.sosfilt(self._spindle_sos, noise[N_CHANS + 6], zi=self._spindle_zi)
         if p.spindle_times:

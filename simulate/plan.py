@@ -183,13 +183,12 @@ SCALP_SCALE_RANGE = (0.3, 4.0)
 def plan_patient(seed: int, site_index: int, subject_index: int, patient_id: int, subject_code: str) -> Patient:
     rng = rng_for(seed, "patient", site_index, subject_index)
     first_visit = draw_start(rng)
-    identity = draw_identity(rng, first_visit.date())
     return Patient(
         site_index=site_index,
         subject_index=subject_index,
         patient_id=patient_id,
         subject_code=subject_code,
-        identity=identity,
+        identity=draw_identity(rng, first_visit.date()),
         first_visit=first_visit,
         amplitude_z=float(rng.standard_normal()),
     )

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eegfm.contract.preprocess_spec import SPEC_FILE
+from eegfm.contract import layout
 from eegfm.contract.schema import decode_example
 from eegfm.contract.tfrecord import read_records
 from eegfm.core.config import ConfigError
@@ -35,7 +35,7 @@ def torch_predictor(finetuned) -> Predictor:
 
 
 def test_fine_tuning_saves_its_datas_preprocessing_beside_the_model(finetuned, three_sites):
-    spec = json.loads((finetuned / "model" / SPEC_FILE).read_text())
+    spec = json.loads((finetuned / "model" / layout.PREPROCESS_SPEC).read_text())
     manifest = json.loads((three_sites / "manifest.json").read_text())
     assert spec["config"] == manifest["config"] and spec["config_hash"] == manifest["config_hash"]
     assert spec["channels"] == manifest["channels"] and spec["artifact_model"] is None  # run without one
@@ -156,7 +156,7 @@ def test_the_datas_artifact_autoencoder_travels_with_the_model_and_scores_window
 ):
     import shutil
 
-    from eegfm.contract.preprocess_spec import AE_FILE, save_preprocess_spec
+    from eegfm.contract.preprocess_spec import save_preprocess_spec
     from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 
     # the pipeline output as a run with its autoencoder would leave it: fitted on its windows
@@ -164,14 +164,14 @@ def test_the_datas_artifact_autoencoder_travels_with_the_model_and_scores_window
     shutil.copytree(three_sites, data)
     raws = [raw for shard in sorted(data.rglob("*.tfrecord")) for raw in read_records(shard)]
     windows = np.stack([decode_example(raw).eeg.astype(np.float32) for raw in raws])
-    ArtifactAutoencoder(epochs=5).fit(windows).save(data / AE_FILE)
+    ArtifactAutoencoder(epochs=5).fit(windows).save(data / layout.ARTIFACT_MODEL)
     manifest = json.loads((data / "manifest.json").read_text())
-    (data / "manifest.json").write_text(json.dumps({**manifest, "artifact_model": AE_FILE}))
+    (data / layout.MANIFEST).write_text(json.dumps({**manifest, "artifact_model": layout.ARTIFACT_MODEL}))
     model_dir = tmp_path / "run" / "model"
     shutil.copytree(finetuned / "model", model_dir)
     save_preprocess_spec([str(data)], model_dir)
     shutil.rmtree(data)  # the model folder alone serves
-    assert (model_dir / AE_FILE).is_file()
+    assert (model_dir / layout.ARTIFACT_MODEL).is_file()
 
     recording = str(raw_sites / "hospital0" / "Subject01_1.edf")
     with_ae = Predictor(model_dir)
