@@ -44,6 +44,7 @@ import sys
 import tempfile
 
 from eegfm.core.logs import get_logger, setup_logging
+from eegfm.core.machine import Cpus, CpuUse, cpu_use_line
 
 log = get_logger(__name__)
 # eegfm-predict's options about inputs and outputs; the rest configure the served predictor too
@@ -64,7 +65,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="address to listen on (0.0.0.0: every interface; then serve TLS with --tls_certfile or put it in front)",
     )
     parser.add_argument("--port", type=int, default=8080, help="port (0: any free one, printed at start)")
-    parser.add_argument("--workers", type=int, default=1, help="processes serving the port, each loading the model")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="processes serving the port, each loading the model and scoring one batch at a time on its share "
+        "of the cores (--threads)",
+    )
     parser.add_argument("--max_upload_mb", type=float, default=2048.0, help="largest upload accepted, MB")
     parser.add_argument(
         "--upload_timeout", type=float, default=30.0, help="seconds an upload may send nothing before it gets 408"
@@ -129,11 +136,14 @@ def _add_auth_options(parser: argparse.ArgumentParser) -> None:
 def _add_predictor_options(parser: argparse.ArgumentParser) -> None:
     """eegfm-predict's options that configure the predictor (backend, batch, stride ...), as it has them."""
     from eegfm.serving.predict import build_parser as predict_parser
+    from eegfm.serving.predict import threads_help
 
     for action in predict_parser()._actions:
         if action.dest in NOT_SERVED:
             continue
         kwargs = {"help": action.help, "default": action.default, "required": action.required}
+        if action.dest == "threads":
+            kwargs["help"] = threads_help(", divided among --workers")
         if isinstance(action, argparse._StoreTrueAction):
             kwargs["action"] = "store_true"
         else:
@@ -215,11 +225,13 @@ def make_server(argv: list[str] | None = None):
     """The uvicorn server (``api.runner.GracefulServer``) and its bound socket; with one worker the
     model is loaded now, with more each worker loads it."""
     from eegfm.serving.api.runner import make_uvicorn_server
+    from eegfm.serving.predict import threads_use
 
     parser = build_parser()
     args = _checked_args(parser, argv)
     if args.no_auth:
         log.warning("--no-auth: predictions are served to anyone who reaches %s:%d", args.host, args.port)
+    log.info(cpu_use_line(Cpus.here().usable, [CpuUse(args.workers, "worker", "--workers N"), threads_use(args)]))
     if args.workers == 1:
         app = _load_app(parser, args)
     else:

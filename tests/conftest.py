@@ -32,11 +32,13 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def one_thread() -> Iterator[None]:
-    """In-process runs use one intra-op thread, as the subprocesses do (OMP_NUM_THREADS=1): on a
-    busy two-core machine two threads made a training step 30x slower, not faster."""
+def one_thread(monkeypatch) -> Iterator[None]:
+    """In-process runs use one intra-op thread, as the subprocesses do (OMP_NUM_THREADS=1, which
+    the commands keep over the machine's cores): on a busy two-core machine two threads made a
+    training step 30x slower, not faster."""
     import torch  # not every test module needs it
 
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

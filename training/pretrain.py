@@ -37,7 +37,8 @@ from eegfm.model.modeling import EEGFMForPretraining, pretraining_losses
 from eegfm.training import checkpoint as ckpt
 from eegfm.training import loop
 from eegfm.training.config import ConfigError, OptimConfig, PretrainConfig, load_config
-from eegfm.training.data import check_data, data_dirs, data_label, describe, model_inputs
+from eegfm.training.cpu_use import use_cpus
+from eegfm.training.data import AUTO, check_data, data_dirs, data_label, describe, model_inputs
 from eegfm.training.distributed import Dist, StopVote, unwrap
 from eegfm.training.pretrain_setup import Run, build_run
 from eegfm.training.pretrain_validation import (
@@ -163,9 +164,11 @@ def train(
     resume: str = "auto",
     max_steps: int | None = None,
     stop_after: int | None = None,
+    threads: int | str | None = None,
 ) -> int:
     """Pretrain; returns the exit status (0 done, 143 stopped and checkpointed: preempted, or
-    after ``stop_after`` steps of this invocation)."""
+    after ``stop_after`` steps of this invocation). ``threads``: torch's intra-op threads ("auto":
+    from the machine, see ``cpu_use``; None: left as they are), logged with the loader's workers."""
     try:
         if max_steps is not None:
             cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, max_steps=max_steps))
@@ -173,6 +176,8 @@ def train(
         keep = corpus_split_filter(cfg, data, dist.is_main)
         held_out = plan_validation(cfg, dist, data)
         run = build_run(cfg, dist, data, keep if held_out is None else held_out.train_filter())
+        if threads is not None:  # after the loader: a GPU rank's threads are the cores its workers leave
+            log.info(use_cpus(threads, run.loader, dist.device))
         check_window_lengths(data, unwrap(run.model).config.patch_size, dist.is_main)
         validation = Validation(run, data, held_out) if held_out is not None and dist.is_main else None
         if held_out is not None:
@@ -368,7 +373,23 @@ def build_parser() -> argparse.ArgumentParser:
         "earlier checkpoint first), metrics.jsonl, curves.png (learning curves), run.json, wandb/",
     )
     parser.add_argument("--max_steps", type=int, default=None, help="override optim.max_steps")
+    parser.add_argument(
+        "--threads",
+        type=_threads,
+        default=AUTO,
+        help="torch intra-op threads of each rank; auto: OMP_NUM_THREADS where set, else the rank's share of the "
+        "cores this process may use (on a CPU all of them, on a GPU those its loader workers leave). The "
+        "loader's workers are --set loader.num_workers=N (auto: from the machine)",
+    )
     return parser
+
+
+def _threads(text: str) -> int | str:
+    if text == AUTO:
+        return text
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number or {AUTO!r}; got {text!r}")
+    return int(text)
 
 
 def _max_steps_overrides(args: argparse.Namespace) -> tuple[list[str], str]:
@@ -403,7 +424,7 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging("INFO" if dist.is_main else "WARNING")  # resume, saves, loader workers: rank 0 reports
         if note:
             log.info(note)
-        return train(cfg, dist, args.data, args.output, args.resume, stop_after=args.stop_after)
+        return train(cfg, dist, args.data, args.output, args.resume, stop_after=args.stop_after, threads=args.threads)
 
     return loop.launch("pretrain", args.backend or cfg.backend, args.device, run)
 

@@ -123,7 +123,8 @@ def test_the_loader_and_loop_benchmarks_run_on_a_synthetic_corpus(capsys):
     )
     result = json.loads(capsys.readouterr().out)
     assert result["data"].startswith("synthetic: 24 windows") and result["files"] == 3
-    assert result["loader"]["workers=0,float16"]["windows_per_s"] > 0
+    measured = result["loader"]["workers=0,float16"]
+    assert measured["windows_per_s"] > 0 and measured["windows_per_s_per_worker"] == measured["windows_per_s"]
     assert (
         train_loop.main(
             [

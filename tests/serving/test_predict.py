@@ -3,6 +3,7 @@ and no identifier from a file header in anything it writes or logs."""
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import re
@@ -11,7 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
+from eegfm.core.machine import Cpus
 from eegfm.pipelines.redact import PathRedactor
 from eegfm.serving import predict
 from tests.pipelines.named_ward import IDENTIFIER, leaks, write_named_ward
@@ -93,8 +96,9 @@ def test_a_run_without_a_test_split_says_its_numbers_are_validation_ones(tmp_pat
     assert held_out_evaluation(path) is None
 
 
-def test_nothing_to_score_exits_1_and_usage_errors_exit_2(finetuned, encoder, tmp_path, capsys):
+def test_nothing_to_score_exits_1_and_usage_errors_exit_2(finetuned, encoder, tmp_path, capsys, monkeypatch):
     (tmp_path / "bad.edf").write_bytes(b"0       not an EDF header")
+    monkeypatch.delenv("OMP_NUM_THREADS")  # one_thread's: the model's threads come from the machine
     assert (
         predict.main(
             [
@@ -109,7 +113,11 @@ def test_nothing_to_score_exits_1_and_usage_errors_exit_2(finetuned, encoder, tm
         )
         == 1
     )
-    assert "no recording could be scored" in capsys.readouterr().err
+    printed = capsys.readouterr().err
+    assert "no recording could be scored" in printed
+    cores = Cpus.here().usable
+    said = f"using {cores} CPU core{'s' if cores > 1 else ''}: {cores} torch thread{'s' if cores > 1 else ''} ("
+    assert f"{said}--threads N to change)" in printed and torch.get_num_threads() == cores
     for argv, message in (
         (["--model", str(encoder)], "pretraining encoder"),
         (["--model", str(finetuned), "--batch_size", "0"], "batch_size"),
@@ -119,6 +127,27 @@ def test_nothing_to_score_exits_1_and_usage_errors_exit_2(finetuned, encoder, tm
         with pytest.raises(SystemExit) as exit_info:
             predict.main([*(x for kv in args.items() for x in kv), "--output", str(tmp_path / "o")])
         assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "cores, processes, expected",
+    [(2, 1, 2), (16, 1, 16), (16, 4, 4), (2, 4, 1), (7, 2, 3)],
+)
+def test_the_model_gets_each_process_share_of_the_cores(cores, processes, expected):
+    assert predict.model_threads(cores, processes) == expected
+
+
+def test_threads_are_given_or_from_the_machine(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS")
+    cores = Cpus.here().usable
+    served = argparse.Namespace(backend="onnx", threads=None, workers=2)
+    assert str(predict.threads_use(served)) == (
+        f"{max(1, cores // 2)} onnxruntime thread{'s' if cores >= 4 else ''} per worker (--threads N to change)"
+    )
+    given = argparse.Namespace(backend="torch", threads=3)
+    assert str(predict.threads_use(given)) == "3 torch threads (from --threads)"
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert predict.threads_use(argparse.Namespace(backend="torch", threads=None)).given_by == "OMP_NUM_THREADS"
 
 
 def test_planted_identifiers_reach_no_prediction_and_no_log(finetuned, tmp_path):

@@ -11,7 +11,9 @@ import zipfile
 
 import numpy as np
 import pytest
+import torch
 
+from eegfm.core.machine import Cpus
 from eegfm.serving.api.auth import key_fingerprint
 from eegfm.serving.api.uploads import upload_extension
 from tests.serving.conftest import validate_prediction
@@ -140,8 +142,13 @@ def test_without_keys_the_server_needs_no_auth_said_out_loud(finetuned, raw_site
         with serving(["--model", str(finetuned)]):
             pass
     assert refused.value.code == 2
-    with caplog.at_level(logging.WARNING), serving(["--model", str(finetuned), "--no-auth"]) as server:
+    monkeypatch.delenv("OMP_NUM_THREADS")  # one_thread's: the model's threads come from the machine
+    with caplog.at_level(logging.INFO), serving(["--model", str(finetuned), "--no-auth"]) as server:
         assert "--no-auth: predictions are served to anyone" in caplog.text
+        cores = Cpus.here().usable
+        threads = f"{cores} torch thread{'s' if cores > 1 else ''} (--threads N to change)"
+        said = f"using {cores} CPU core{'s' if cores > 1 else ''}: 1 worker (--workers N to change), {threads}"
+        assert said in caplog.text and torch.get_num_threads() == cores
         status, reply, _ = server.request(
             "POST",
             "/v1/predict?filename=a.edf",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from eegfm.core.machine import Cpus
 from eegfm.training import checkpoint as ckpt
 from eegfm.training.tracking import read_offline_run
 from tests.conftest import free_port
@@ -78,6 +80,17 @@ def test_single_process_run_writes_checkpoints_model_metrics_and_offline_wandb(p
     out = tmp_path / "run"
     done = _pretrain(pipeline_output, out, "--max_steps", "3")
     assert done.returncode == 0, done.stderr[-3000:]
+    # One line on the cores: OMP_NUM_THREADS (_env's) kept, the preset's loader workers from the machine.
+    said = re.findall(
+        r"using (\d+) CPU cores?: 1 torch thread \(from OMP_NUM_THREADS; --threads N to change\), "
+        r"(\d+) loader workers? \(--set loader.num_workers=N to change\)$",
+        done.stderr,
+        re.MULTILINE,
+    )
+    cores = Cpus.here().per_rank
+    assert [n for n, _ in said] == [str(cores)], done.stderr[-3000:]
+    if not torch.cuda.is_available():  # on a CPU one worker where a core is spare
+        assert said[0][1] == str(1 if cores > 1 else 0)
     metrics = _metrics(out)
     assert [m["step"] for m in metrics] == [1, 2, 3]
     for m in metrics:

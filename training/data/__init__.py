@@ -59,7 +59,7 @@ _EXPORTS = {
     ),
     "config": ("AUTO", "EEG_DTYPES", "LoaderConfig", "RecordFilter"),
     "stream": ("shard_files", "shard_loads"),
-    "workers": ("AUTO_MAX_WORKERS", "AUTO_MIN_BATCHES", "Machine", "auto_num_workers", "cgroup_cpu_limit"),
+    "workers": ("AUTO_MAX_WORKERS", "AUTO_MIN_BATCHES", "Machine", "auto_num_workers"),
     "loader": ("STATE_VERSION", "EEGLoader"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}

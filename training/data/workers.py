@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import math
-import os
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -18,6 +16,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from eegfm.contract.schema import SchemaError
 from eegfm.contract.tfrecord import CorruptTFRecordError
+from eegfm.core.machine import Cpus
 from eegfm.training.data.config import LoaderConfig
 from eegfm.training.data.handoff import Handoff, resolve_shared
 from eegfm.training.data.stream import ShardStream, Storage
@@ -43,37 +42,12 @@ class Machine:
 
     @classmethod
     def here(cls) -> Machine:
-        total = min(os.cpu_count() or 1, cgroup_cpu_limit() or 1 << 30)
-        cpus = min(total, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total)
-        names = ("LOCAL_WORLD_SIZE", "HOROVOD_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_SIZE")
-        sizes = [os.environ.get(name, "") for name in names]
-        local = next((int(size) for size in sizes if size.isdigit() and int(size) > 0), 1)
-        return cls(cpus, total, local, _available_memory(), torch.cuda.is_available())
+        cpus = Cpus.here()
+        return cls(cpus.usable, cpus.total, cpus.local_ranks, _available_memory(), torch.cuda.is_available())
 
-
-def cgroup_cpu_limit(root: str = "/sys/fs/cgroup") -> int | None:
-    """The CPUs a container's CFS quota allows (rounded up), from cgroup v2's ``cpu.max`` or v1's
-    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``; None without a quota."""
-
-    def read(*parts: str) -> str | None:
-        try:
-            with open(os.path.join(root, *parts)) as fileobj:
-                return fileobj.read().strip()
-        except OSError:
-            return None
-
-    limit = read("cpu.max")  # v2: "<quota> <period>" or "max <period>"
-    quota, period = limit.split()[:2] if limit and len(limit.split()) >= 2 else (None, None)
-    if quota is None:
-        for folder in ("cpu", "cpu,cpuacct"):
-            quota, period = read(folder, "cpu.cfs_quota_us"), read(folder, "cpu.cfs_period_us")
-            if quota is not None and period is not None:
-                break
-    try:
-        quota_us, period_us = int(quota), int(period)
-    except (TypeError, ValueError):  # "max", -1 or nothing: no quota
-        return None
-    return max(1, math.ceil(quota_us / period_us)) if quota_us > 0 and period_us > 0 else None
+    @property
+    def cpu_share(self) -> Cpus:
+        return Cpus(self.cpus, self.total_cpus, self.local_ranks)
 
 
 def _available_memory() -> int | None:
@@ -93,21 +67,19 @@ def auto_num_workers(
 ) -> tuple[int, str]:
     """The workers ``num_workers="auto"`` runs with, and why.
 
-    On the CPU one (the trainer needs the cores). On a GPU every CPU of this rank's share but one,
-    at most ``AUTO_MAX_WORKERS``, as many as fit in half the available memory, and few enough that
-    each gets ``AUTO_MIN_BATCHES`` batches an epoch of a small corpus (each shard's epoch ends
-    with a partial batch).
+    On the CPU one where the rank has a core to spare, else none: one worker delivers thousands of
+    windows/s, many times what a CPU step takes, and the step needs the cores. On a GPU every CPU
+    of this rank's share but one, at most ``AUTO_MAX_WORKERS``, as many as fit in half the
+    available memory, and few enough that each gets ``AUTO_MIN_BATCHES`` batches an epoch of a
+    small corpus (each shard's epoch ends with a partial batch).
     """
+    share = machine.cpu_share
     if not machine.cuda:
-        return 1, "CPU training: one worker overlaps reading with compute"
-    bound = machine.cpus < machine.total_cpus
-    share = machine.cpus if bound else machine.total_cpus // max(1, machine.local_ranks)
-    workers = share - 1
-    why = (
-        f"{machine.cpus} CPUs bound to this rank, less one for it"
-        if bound
-        else f"{machine.total_cpus} CPUs / {machine.local_ranks} local rank(s), less one each"
-    )
+        if share.per_rank > 1:
+            return 1, "CPU training: one worker overlaps reading with compute"
+        return 0, f"CPU training on {share.describe()}: no core to spare for a worker"
+    workers = share.per_rank - 1
+    why = f"{share.describe()}, less one {'for it' if share.bound else 'each'}"
     if workers > AUTO_MAX_WORKERS:
         workers, why = AUTO_MAX_WORKERS, f"{why}, capped at {AUTO_MAX_WORKERS}"
     batch = config.batch_size or config.max_batch_size

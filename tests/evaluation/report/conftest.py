@@ -34,7 +34,7 @@ def run_folder(three_sites, finetuned, encoder, shared_data, tmp_path_factory) -
         ward = out.parent / "ward"
         ward.mkdir()
         (ward / "Subject00_1.edf").symlink_to(shared_data / "eegmat" / "Subject00_1.edf")
-        argv = ["--model", str(finetuned), "--input", str(ward), "--output", str(out / "predictions")]
+        argv = ["--model", str(finetuned), "--input", str(ward), "--output", str(out / "predictions"), "--threads", "1"]
         argv += ["--no_artifact_model", "--no_plots", "--explain", "--explain_max_windows", "1", "--explain_steps", "2"]
         assert predict.main(argv) == 0
     finally:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from eegfm.contract.tfrecord import CorruptTFRecordError, read_records
+from eegfm.core.machine import Cpus
 from eegfm.training import data
 from eegfm.training.data import LoaderConfig, list_files
 from eegfm.training.data.catalog import first_record_bytes
@@ -22,6 +23,8 @@ def _machine(cpus=16, total=None, ranks=1, memory=None, cuda=True):
     "machine, expected, why",
     [
         (_machine(cuda=False), 1, "CPU training"),
+        (_machine(1, cuda=False), 0, "CPU training on 1 CPUs / 1 local rank(s): no core to spare"),
+        (_machine(2, ranks=2, cuda=False), 0, "no core to spare"),  # two gloo ranks on two cores
         (_machine(16), 15, "16 CPUs / 1 local rank"),
         (_machine(96, ranks=8), 11, "96 CPUs / 8 local rank"),
         (_machine(4, total=64, ranks=8), 3, "4 CPUs bound to this rank"),  # mpirun's binding
@@ -56,35 +59,13 @@ def test_auto_workers_leave_each_worker_whole_batches_of_a_small_corpus(windows,
         assert windows // (ranks * workers) >= data.AUTO_MIN_BATCHES * 64 or workers == 1
 
 
-@pytest.mark.parametrize(
-    "files, expected",
-    [
-        ({"cpu.max": "800000 100000\n"}, 8),  # cgroup v2: a Kubernetes limit of 8 CPUs
-        ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 CPUs: rounded up
-        ({"cpu.max": "max 100000\n"}, None),
-        ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),  # cgroup v1
-        ({"cpu,cpuacct/cpu.cfs_quota_us": "200000", "cpu,cpuacct/cpu.cfs_period_us": "100000"}, 2),
-        ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
-        ({}, None),
-    ],
-)
-def test_a_container_cpu_quota_limits_the_machine(tmp_path, files, expected):
-    for name, text in files.items():
-        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_text(text)
-    assert data.cgroup_cpu_limit(str(tmp_path)) == expected
-
-
 def test_auto_workers_read_this_machine_and_the_launcher(pipeline_output, monkeypatch):
-    here = data.Machine.here()
-    assert 1 <= here.cpus <= here.total_cpus <= (data.cgroup_cpu_limit() or here.total_cpus)
+    here, cpus = data.Machine.here(), Cpus.here()  # core.machine's counts (tests/core/test_machine.py)
+    assert (here.cpus, here.total_cpus, here.local_ranks) == (cpus.usable, cpus.total, cpus.local_ranks)
     assert here.cuda == torch.cuda.is_available()
     assert here.memory is None or here.memory > 0
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
     assert data.Machine.here().local_ranks == 3
-    monkeypatch.delenv("LOCAL_WORLD_SIZE")
-    monkeypatch.setenv("OMPI_COMM_WORLD_LOCAL_SIZE", "2")
-    assert data.Machine.here().local_ranks == 2
     record = len(next(read_records(list_files(pipeline_output)[0])))
     assert first_record_bytes(list_files(pipeline_output)[0]) == record > 19 * 2560 * 2
 
