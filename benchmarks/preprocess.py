@@ -12,6 +12,11 @@ comparison is conservative. Each side runs in its own process so peak RSS is mea
 treats as N sites): a larger corpus, over which the fixed costs (imports, Beam's start-up, the
 artifact model's fit) weigh less, as on a real one (`--copies 8`: 17 EEG-hours).
 
+`eegfm_default` is the job as a user runs it: no runner flags (the launcher picks the mode and
+worker count from the machine and the input's size) and the user's own environment; it and the MNE
+script are compared as they come. The other eegfm runs name their mode and run with one BLAS/OpenMP
+thread per process.
+
 `--long-minutes` also simulates one long EDF recording and runs the job on it and on a recording a
 quarter as long: peak RSS must not grow with recording length (chunked reading).
 """
@@ -156,6 +161,7 @@ def main() -> None:
         half = _half_folder(data, tmp / "half" / data.name)
         half_hours = _eeg_hours(half)
         modes = {
+            "eegfm_default": [],
             "eegfm_1_worker": ["--direct_running_mode", "in_memory"],
             "eegfm_mp_1_worker": ["--direct_running_mode", "multi_processing", "--direct_num_workers", "1"],
             "eegfm_mp_2_workers": ["--direct_running_mode", "multi_processing", "--direct_num_workers", "2"],
@@ -168,9 +174,10 @@ def main() -> None:
             for name, extra in modes.items():
                 cases[corpus + name] = _eegfm([str(folder)], tmp / f"{corpus[:-1] or 'all'}-{name}", key, extra)
         best: dict[str, tuple[float, float]] = {}
+        plain = {"mne_reference", "eegfm_default"}  # as a user runs them: the environment as it is
         for _ in range(args.rounds):
             for name, cmd in cases.items():
-                seconds, rss = _timed(cmd, env)
+                seconds, rss = _timed(cmd, None if name.split(":")[-1] in plain else env)
                 old = best.get(name, (math.inf, 0.0))
                 best[name] = (min(old[0], seconds), max(old[1], rss))
         for name in ["mne_reference", *modes]:
@@ -182,6 +189,7 @@ def main() -> None:
                 key_rss: round(rss),
             }
         mne_s, one = best["mne_reference"][0], best["eegfm_1_worker"][0]
+        result["speedup_vs_mne_default"] = round(mne_s / best["eegfm_default"][0], 2)
         result["speedup_vs_mne_1_worker"] = round(mne_s / one, 2)
         result["speedup_1_to_2_workers"] = round(best["eegfm_mp_1_worker"][0] / best["eegfm_mp_2_workers"][0], 2)
         marginal = hours - half_hours
@@ -206,9 +214,11 @@ def main() -> None:
             **{f"{name}_eeg_hours_per_s": round(rates[name][0], 4) for name in ["mne_reference", *modes]},
             **{f"{name}_fixed_seconds": round(rates[name][1], 2) for name in ["mne_reference", *modes]},
             "speedup_vs_mne": round(rates["eegfm_1_worker"][0] / rates["mne_reference"][0], 2),
+            "speedup_vs_mne_default": round(rates["eegfm_default"][0] / rates["mne_reference"][0], 2),
             "speedup_1_to_2_workers": round(rates["eegfm_mp_2_workers"][0] / rates["eegfm_mp_1_worker"][0], 2),
         }
         result["targets"] = {
+            "speedup_vs_mne_default": ">= 3.0 (with --copies 8; goal >= 5 per EEG-hour)",
             "speedup_vs_mne_1_worker": ">= 3.0",
             "speedup_1_to_2_workers": ">= 1.6",
             "peak_rss_per_worker_mb": "<= 2048",

@@ -142,6 +142,15 @@ class Outcome:
         del out["channel_labels"]
         return out
 
+    def record(self, **fields) -> None:
+        """Sets what a step learned of the recording as soon as it is known, so that one quarantined
+        part-way still shows it; a name that is not a field is a programming error (AttributeError)."""
+        unknown = sorted(set(fields) - {field.name for field in dataclasses.fields(self)})
+        if unknown:
+            raise AttributeError(f"Outcome has no field {', '.join(unknown)}")
+        for name, value in fields.items():
+            setattr(self, name, value)
+
 
 class StageError(Exception):
     """Ends a recording with a quarantine outcome at a named stage."""

@@ -24,6 +24,7 @@ from eegfm.pipelines.datasets import DATASETS
 from eegfm.pipelines.events import DEFAULT_MAX_DECOMPRESSED_GB, DEFAULT_MAX_DECOMPRESSED_RATIO, PreprocessConfig
 from eegfm.pipelines.features import FEATURE_NAMES
 from eegfm.pipelines.sinks import DEFAULT_MAX_SHARD_BYTES
+from eegfm.pipelines.stages import JobSpec
 
 DEFAULT_KEY_FILE = os.path.join(os.path.expanduser("~"), ".config", "eegfm", "pseudonym.key")
 
@@ -80,8 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Raw EEG recordings -> de-identified, harmonized, 256 Hz, artifact-scored windows in snappy "
         "TFRecords, with a manifest that accounts for every input.",
         epilog="Any other flag is a Beam pipeline option, e.g. --runner DataflowRunner --project P "
-        "--region R --temp_location gs://B/tmp --setup_file ./setup.py, or --direct_running_mode "
-        "multi_processing --direct_num_workers 2 for local parallelism; a flag that is neither is refused (Beam "
+        "--region R --temp_location gs://B/tmp --setup_file ./setup.py. A local run uses a worker process per core "
+        "from 200 MB of input on, unless --direct_running_mode (in_memory, multi_processing, multi_threading) or "
+        "--direct_num_workers N say otherwise. A flag that is neither is refused (Beam "
         "itself would run without it). Object stores: gs:// uses "
         "Google application default credentials; s3:// takes --s3_access_key_id, "
         "--s3_secret_access_key, --s3_region_name and --s3_endpoint_url (an S3-compatible store), "
@@ -413,3 +415,19 @@ def check_sharding(args) -> None:
     check_int("--num_shards", args.num_shards, 0)
     if not (math.isfinite(args.max_shard_mb) and args.max_shard_mb > 0):
         raise ConfigError(f"--max_shard_mb: expected a number of MiB > 0; got {args.max_shard_mb}")
+
+
+def job_spec(args) -> JobSpec:
+    """The graph's :class:`~pipelines.stages.JobSpec` from the checked command line."""
+    return JobSpec(
+        inputs=tuple(args.input),
+        output=args.output,
+        pseudonym_key_file=args.pseudonym_key_file,
+        redact_paths=args.redact_paths,
+        artifact_model=args.artifact_model or "",
+        use_artifact_model=not args.no_artifact_model,
+        ae_sample_size=args.ae_sample_size,
+        ae_train_sites=tuple(name.strip() for name in args.ae_train_sites.split(",") if name.strip()),
+        num_shards=args.num_shards,
+        max_shard_bytes=shard_bytes(args.max_shard_mb),
+    )

@@ -13,20 +13,20 @@ from __future__ import annotations
 import collections
 import contextlib
 import json
+import multiprocessing
 import os
-import shlex
+import signal
 import sys
-import threading
 import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
-from apache_beam.transforms.environments import SubprocessSDKEnvironment
 
 from eegfm.contract import layout
 from eegfm.core.config import ConfigError, check_int
 from eegfm.core.logs import get_logger, setup_logging
+from eegfm.core.machine import Cpus
 from eegfm.core.run_lock import hold_run_lock, release_run_lock
 from eegfm.core.stores import (
     STORE_ERRORS,
@@ -44,6 +44,7 @@ from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.datasets import Ignored, discover, named_in_reason
 from eegfm.pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
 from eegfm.pipelines.leftovers import clear_temporary_folders, temporary_folders
+from eegfm.pipelines.local_parallelism import choose_parallelism, input_bytes
 from eegfm.pipelines.manifest import count, summarize
 from eegfm.pipelines.pipeline_args import (
     DEFAULT_KEY_FILE,
@@ -53,6 +54,7 @@ from eegfm.pipelines.pipeline_args import (
     config_from_args,
     describe,
     given_flags,
+    job_spec,
     unrecognized,
 )
 from eegfm.pipelines.progress import ProgressReporter, clear_stale_progress, progress_file
@@ -72,18 +74,18 @@ def run(argv: list[str] | None = None) -> dict:
     setup_logging("DEBUG" if args.verbose else "INFO", verbose=args.verbose)
     args.redact_paths = not args.keep_paths  # redacted by default; --redact_paths is kept for old command lines
     redaction = RunRedaction(args.redact_paths, args.input)
-    if args.redact_paths:
-        error = parser.error
-
-        def scrubbed_error(message: str):
-            redaction.release()
-            error(redaction.scrub(message))
-
-        parser.error = scrubbed_error
     try:
         return _run(parser, argv, args, beam_args, redaction)
+    except UsageError as err:
+        redaction.release()  # the log lines held until the inputs were listed, before the error
+        parser.error(redaction.scrub(str(err)))
     finally:
         redaction.close()
+
+
+class UsageError(Exception):
+    """A command-line problem found after parsing: reported as argparse reports its own (usage,
+    the message, exit status 2), scrubbed of the inputs' names."""
 
 
 def _run(parser, argv, args, beam_args, redaction: RunRedaction) -> dict:
@@ -91,14 +93,15 @@ def _run(parser, argv, args, beam_args, redaction: RunRedaction) -> dict:
     try:
         config, items, ignored, datasets, key = _inputs(parser, argv, args, options, redaction)
     except (ConfigError, PseudonymKeyError, ValueError, *STORE_ERRORS) as err:
-        parser.error(str(err))
+        raise UsageError(str(err)) from None
     if options.view_as(StandardOptions).runner is None:
-        # Name the runner explicitly (Beam otherwise logs that it is guessing one); its
-        # --direct_running_mode defaults to in_memory, one process.
+        # Name the runner explicitly (Beam otherwise logs that it is guessing one).
         options.view_as(StandardOptions).runner = "DirectRunner"
     if options.get_all_options().get("dry_run") and _is_local(options):
         print(redaction.scrub(_dry_run_plan(args, items, ignored, datasets, key, redaction.redactor)))
         return {}
+    if _is_local(options):
+        _use_the_cores(options, beam_args, [item.path for item in items])
     log.info(
         "%s (%s), %s; writing to %s",
         count(len(items), "recording"),
@@ -110,12 +113,14 @@ def _run(parser, argv, args, beam_args, redaction: RunRedaction) -> dict:
         try:
             os.makedirs(args.output, exist_ok=True)
         except OSError as err:
-            parser.error(f"--output {args.output}: cannot create the output folder ({err.strerror or err})")
+            raise UsageError(
+                f"--output {args.output}: cannot create the output folder ({err.strerror or err})"
+            ) from None
         problem = hold_run_lock(args.output)  # before --overwrite could delete a running job's files
         if problem:
-            parser.error(f"--output {problem}")
+            raise UsageError(f"--output {problem}")
     try:
-        return _write_output(parser, args, options, config, items, ignored, key, redaction.scrub)
+        return _write_output(args, options, config, items, ignored, key, redaction.scrub)
     finally:
         release_run_lock(args.output)
 
@@ -125,7 +130,7 @@ def _pipeline_options(parser, args, beam_args: list[str]) -> PipelineOptions:
     unknown = unrecognized(beam_args)
     if unknown:  # Beam would only warn and run without them
         own = [flag for action in parser._actions for flag in action.option_strings]
-        parser.error(describe(unknown, own, beam_option_names()))
+        raise UsageError(describe(unknown, own, beam_option_names()))
     if args.s3_anonymous:
         private = [
             f"{flag} {path}"
@@ -133,7 +138,7 @@ def _pipeline_options(parser, args, beam_args: list[str]) -> PipelineOptions:
             if path.startswith("s3://")
         ]
         if private:
-            parser.error(
+            raise UsageError(
                 f"--s3_anonymous: unsigned requests cannot write or read a private key; "
                 f"{' and '.join(private)} must be on another file system"
             )
@@ -208,7 +213,7 @@ def _dry_run_plan(args, items, ignored, datasets, key: bytes, redactor: PathReda
     return "\n".join(lines)
 
 
-def _write_output(parser, args, options, config, items, ignored, key, scrub) -> dict:
+def _write_output(args, options, config, items, ignored, key, scrub) -> dict:
     """Clears (or refuses) an earlier run's outputs, runs the pipeline, removes what a stopped run
     wrote; returns the manifest (empty on Dataflow)."""
     cleared = False  # no earlier run's outputs in args.output: any found later are this run's
@@ -220,7 +225,7 @@ def _write_output(parser, args, options, config, items, ignored, key, scrub) -> 
             _clear_earlier_run(args.output, args.overwrite, locked=not is_remote(args.output))
             cleared = True
         except (ValueError, *STORE_ERRORS) as err:
-            parser.error(str(err))
+            raise UsageError(str(err)) from None
     # A run that stops early on this machine removes its temporary folders (a Dataflow job goes on
     # without its launcher: its folders stay in use).
     earlier_temporary = set(temporary_folders(args.output)) if _is_local(options) else None
@@ -284,46 +289,44 @@ def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, 
 
 
 def _run_pipeline(args, options, config, items, ignored, key, scrub) -> None:
+    def job() -> None:
+        with beam.Pipeline(runner=local_runner(options), options=options) as p:
+            build_pipeline(p, job_spec(args), config, items, ignored, key, progress, output_shown=scrub(args.output))
+
     with contextlib.ExitStack() as stack:
         progress = None
         if _is_local(options):  # Dataflow shows its own progress; its workers cannot reach this disk
             progress = stack.enter_context(progress_file())
             stack.enter_context(ProgressReporter(progress, len(items)))
-            if options.view_as(DirectOptions).direct_running_mode == "multi_processing":
-                stack.enter_context(_worker_exit_errors_dropped_on_ctrl_c())
-        with beam.Pipeline(runner=local_runner(options), options=options) as p:
-            build_pipeline(p, args, config, items, ignored, key, progress, output_shown=scrub(args.output))
+        if _is_local(options) and options.view_as(DirectOptions).direct_running_mode == "multi_processing":
+            _run_in_own_session(job)
+        else:
+            job()
 
 
-@contextlib.contextmanager
-def _worker_exit_errors_dropped_on_ctrl_c():
-    """Hold back the traceback Beam's thread for each worker process prints when that worker ends
-    ("Worker subprocess exited with return code ..."): dropped if the run ends by Ctrl-C, shown
-    otherwise. Held rather than filtered once Ctrl-C is seen, because a worker's thread can report
-    before the main thread, blocked in gRPC, runs Python's SIGINT handler; and still dropped after a
-    Ctrl-C has left this block, because the last workers can report while the command exits."""
-    previous = threading.excepthook
-    held: list[threading.ExceptHookArgs] = []
-    interrupted = False
-
-    def hook(args: threading.ExceptHookArgs) -> None:
-        error = args.exc_value
-        if not (isinstance(error, RuntimeError) and str(error).startswith("Worker subprocess exited with return code")):
-            previous(args)
-        elif not interrupted:
-            held.append(args)
-
-    threading.excepthook = hook
+def _run_in_own_session(job) -> None:
+    """Runs ``job`` in a forked child that leads a process session of its own, with the worker
+    processes Beam starts. Ctrl-C at a terminal then reaches this launcher alone, which ends that
+    whole session at once: no worker reports the interrupt, and none outlives the run. The child
+    prints its own error; this raises RuntimeError with its exit status."""
+    child = multiprocessing.get_context("fork").Process(target=_lead_a_session, args=(job,), name="beam-job")
+    child.start()
     try:
-        yield
-    except KeyboardInterrupt:
-        interrupted = True  # the hook stays, dropping the worker exits still to come
+        child.join()
+    except BaseException:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):  # interrupted before the child's setsid
+            child.kill()
+        child.join()
         raise
-    finally:
-        if not interrupted:
-            threading.excepthook = previous
-            for args in held:
-                previous(args)
+    if child.exitcode:
+        raise RuntimeError(f"the Beam job stopped with exit status {child.exitcode}; its error is above")
+
+
+def _lead_a_session(job) -> None:
+    os.setsid()
+    job()
 
 
 def earlier_run_outputs(output: str) -> list[str]:
@@ -408,12 +411,29 @@ def _describe_datasets(datasets: dict[str, str], redactor: PathRedactor | None =
     return ", ".join(f"{kind} in {n} folder{'s' if n > 1 else ''}" for kind, n in sorted(kinds.items()))
 
 
+def _use_the_cores(options: PipelineOptions, beam_args: list[str], paths: list[str]) -> None:
+    """Sets the local runner's mode and worker count from the machine and the input's size
+    (``local_parallelism``) unless the command line names either."""
+    named = {arg.split("=", 1)[0] for arg in beam_args}
+    if named & {"--direct_running_mode", "--direct_num_workers"}:
+        return
+    chosen = choose_parallelism(input_bytes(paths), Cpus.here().usable)
+    direct = options.view_as(DirectOptions)
+    direct.direct_running_mode, direct.direct_num_workers = chosen.running_mode, chosen.num_workers
+    log.info(
+        "local runner: %s, %s (%s); --direct_running_mode and --direct_num_workers choose otherwise",
+        chosen.running_mode,
+        count(chosen.num_workers, "worker"),
+        chosen.reason,
+    )
+
+
 def _is_local(options: PipelineOptions) -> bool:
     return options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct")
 
 
 def local_runner(options: PipelineOptions):
-    """Beam's FnApiRunner for the DirectRunner (set up as the DirectRunner does, honouring
+    """Beam's FnApiRunner for the DirectRunner, set up as the DirectRunner sets it up (it honours
     ``--direct_running_mode`` and ``--direct_num_workers``), else None: the DirectRunner would first
     try Prism, which downloads a Go binary at run time and ignores ``--direct_running_mode``."""
     if not _is_local(options):
@@ -425,26 +445,7 @@ def local_runner(options: PipelineOptions):
 
     encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
     provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
-    if options.view_as(DirectOptions).direct_running_mode != "multi_processing":
-        return fn_runner.FnApiRunner(provision_info=provision)
-
-    class QuietWorkersRunner(fn_runner.FnApiRunner):
-        """Workers started with SIGINT ignored, so Ctrl-C is reported once by the job, not by every
-        worker; the setter keeps ``run_pipeline`` from replacing this command with Beam's."""
-
-        _workers = SubprocessSDKEnvironment.from_command_string(
-            f"trap '' INT; exec {shlex.quote(sys.executable)} -m apache_beam.runners.worker.sdk_worker_main"
-        )
-
-        @property
-        def _default_environment(self):
-            return self._workers
-
-        @_default_environment.setter
-        def _default_environment(self, _value) -> None:
-            pass
-
-    return QuietWorkersRunner(provision_info=provision)
+    return fn_runner.FnApiRunner(provision_info=provision)
 
 
 def main(argv: list[str] | None = None) -> int:

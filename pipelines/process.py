@@ -94,10 +94,7 @@ def process_recording(
         with localized(item.path, limit) as (local, sha):
             outcome.source_sha256 = sha
             with _open(local) as reader:
-                for event in _stream(item, reader, key, config, config_hash, sha):
-                    if isinstance(event, dict):  # what the outcome records of the recording
-                        vars(outcome).update(event)
-                        continue
+                for event in _stream(item, reader, key, config, config_hash, sha, outcome.record):
                     _count(outcome, event)
                     yield event
         outcome.status = "processed" if outcome.windows else "quarantined"
@@ -215,56 +212,68 @@ def _read(reader: Reader, start: int, stop: int) -> np.ndarray:
         raise StageError("read", str(err).split(": ", 1)[-1]) from err
 
 
-def _stream(item, reader, key, config, config_hash, sha) -> Iterator[Window | RejectedWindow | dict]:
-    """The recording's windows, and dicts of what its `Outcome` records as soon as it is known (a
-    recording quarantined part-way still shows it)."""
-    other_rate = tuple(getattr(reader, "skipped", ()))
-    yield {
-        "sfreq_in": reader.info.sfreq,
-        "n_chans_in": len(reader.info.ch_names),
-        "channel_labels": tuple(reader.info.ch_names),
-        "other_rate": other_rate,
-        "split_parts": tuple(getattr(reader, "split_parts", ())),
-    }
+def _stream(item, reader, key, config, config_hash, sha, record) -> Iterator[Window | RejectedWindow]:
+    """The recording's windows; ``record(**fields)`` (``Outcome.record``) gets what the outcome
+    says of the recording as soon as it is known."""
+    other_rate = tuple(reader.skipped)
+    record(
+        sfreq_in=reader.info.sfreq,
+        n_chans_in=len(reader.info.ch_names),
+        channel_labels=tuple(reader.info.ch_names),
+        other_rate=other_rate,
+        split_parts=tuple(reader.split_parts),
+    )
     sidecars, marked_bad, digitized, unplaced = _sidecars(item, reader, config)
-    yield {"marked_bad": marked_bad}
+    record(marked_bad=marked_bad)
     bipolar = _bipolar(reader, marked_bad, config, digitized)
     if bipolar is not None:
         plan, flat = bipolar
-        yield {"bipolar": {**plan.as_dict(reader.info.ch_names), "flat": list(flat)}}
+        record(bipolar={**plan.as_dict(reader.info.ch_names), "flat": list(flat)})
         reader = _electrodes(reader, plan, config)
     info = reader.info
     if item.event_labels:
         item = dataclasses.replace(item, windows=_event_windows(item, reader.events))
-    plan = yield from _plan_channels(reader, config, marked_bad, digitized, unplaced, other_rate)
+    plan = _plan_channels(reader, config, marked_bad, digitized, unplaced, other_rate, record)
     cmap = plan[0]
     ids = _ids(item, reader, key, sha)
-    yield {"interpolated": cmap.missing, "site": ids["site_id"], **_cap_record(cmap, info.ch_names)}
+    record(interpolated=cmap.missing, site=ids["site_id"], **_cap_record(cmap, info.ch_names))
     n_rows = schema.N_CHANS + int("ecg" in cmap.auxiliary)
     mask = np.array([0 if c in cmap.missing else 1 for c in schema.CHANNELS], dtype=np.int64)
     harmonized = _harmonizer(reader, plan, n_rows)
     if config.ica:
-        harmonized = yield from _with_ica(reader, plan, n_rows, mask, harmonized, config)
+        harmonized = _with_ica(reader, plan, n_rows, mask, harmonized, config, record)
     line_freq = _line_frequency(config, sidecars, info, harmonized)
-    yield {"line_freq": line_freq}
+    record(line_freq=line_freq)
     # The data set's own sidecar (participants.tsv, subject-info.csv) wins over file headers.
     clinical = {"age": item.age if item.age is not None else info.clinical.age, "sex": item.sex or info.clinical.sex}
     design = design_filters(TARGET_SFREQ, config.filter_config(), line_freq)
     spectrograms = WindowSpectrograms(item, config.spectrogram, ids["recording_id"])
-    cut = Cutting(item, info.sfreq, harmonized, design, n_rows, mask, ids, clinical, config, config_hash, sha)
-    cut = dataclasses.replace(cut, spectrograms=spectrograms)
-    yield from _windows(cut, reader)
+    cut = Cutting(
+        item=item,
+        sfreq=info.sfreq,
+        harmonized=harmonized,
+        design=design,
+        n_rows=n_rows,
+        mask=mask,
+        ids=ids,
+        clinical=clinical,
+        config=config,
+        config_hash=config_hash,
+        sha=sha,
+        spectrograms=spectrograms,
+    )
+    yield from _windows(cut, reader, record)
 
 
-def _plan_channels(reader: Reader, config: PreprocessConfig, marked_bad, digitized, unplaced, other_rate):
-    """Yields the channels constant from start to end, then returns the harmonization plan;
+def _plan_channels(reader: Reader, config: PreprocessConfig, marked_bad, digitized, unplaced, other_rate, record):
+    """The harmonization plan, once the channels constant from start to end are recorded;
     `StageError` for a flat recording or channels that cannot be harmonized."""
     info = reader.info
     try:
         cmap = map_channels(info.ch_names, config.montage, digitized)
         eeg_rows = sorted({*cmap.canonical.values(), *cmap.extra_eeg.values()})
         constant = constant_rows(reader, eeg_rows, config.quality.flat_tol_uv)
-        yield {"constant": constant}
+        record(constant=constant)
         if constant and len(constant) == len(eeg_rows):
             raise StageError(
                 "quality",
@@ -281,7 +290,7 @@ def _plan_channels(reader: Reader, config: PreprocessConfig, marked_bad, digitiz
             cmap=cmap,
         )
     except HarmonizeError as err:
-        empty = getattr(reader, "empty_columns", ())
+        empty = reader.empty_columns
         note = f"; columns entirely NaN (not recorded): {', '.join(empty)}" if empty else ""
         if other_rate:
             note += f"; signals at another sampling rate, left out: {', '.join(other_rate)}"
@@ -300,8 +309,8 @@ def _cap_record(cmap, ch_names) -> dict:
     }
 
 
-def _with_ica(reader: Reader, plan, n_rows: int, mask: np.ndarray, harmonized, config: PreprocessConfig):
-    """Fits the ICA cleaner on the first ``ica_fit_seconds``, yields what it removed, returns the
+def _with_ica(reader: Reader, plan, n_rows: int, mask: np.ndarray, harmonized, config: PreprocessConfig, record):
+    """Fits the ICA cleaner on the first ``ica_fit_seconds``, records what it removed, returns the
     harmonizer that applies it."""
     info = reader.info
     n_fit = min(info.n_times, int(config.ica_fit_seconds * info.sfreq))
@@ -309,13 +318,13 @@ def _with_ica(reader: Reader, plan, n_rows: int, mask: np.ndarray, harmonized, c
         cleaner = fit_ica_cleaner(harmonized(0, n_fit)[0][: schema.N_CHANS], info.sfreq, mask)
     except ValueError as err:
         raise StageError("ica", str(err)) from err
-    yield {
-        "ica": {
+    record(
+        ica={
             "components": cleaner.n_components,
             "eog_removed": len(cleaner.excluded_eog),
             "emg_removed": len(cleaner.excluded_emg),
         }
-    }
+    )
     return _harmonizer(reader, plan, n_rows, cleaner)
 
 
@@ -340,9 +349,9 @@ def _sidecars(item: SourceItem, reader: Reader, config: PreprocessConfig):
     except SidecarError as err:
         raise StageError("sidecar", str(err)) from err
     names = reader.info.ch_names
-    marked = dict.fromkeys([*getattr(reader, "bad_channels", ()), *sidecars.bad_channels])
+    marked = dict.fromkeys([*reader.bad_channels, *sidecars.bad_channels])
     marked_bad = tuple(name for name in marked if name in names)
-    digitized, unplaced = getattr(reader, "digitized", None), ""
+    digitized, unplaced = reader.digitized, ""
     if config.montage == "file" and item.electrodes_tsv:
         try:  # a BIDS data set's record of where each electrode sat wins over the file's own
             digitized, unplaced = read_electrodes(item.electrodes_tsv, item.coordsystem_json)
@@ -351,14 +360,14 @@ def _sidecars(item: SourceItem, reader: Reader, config: PreprocessConfig):
     return sidecars, marked_bad, digitized, unplaced
 
 
-def _windows(cut: Cutting, reader: Reader) -> Iterator[Window | RejectedWindow | dict]:
+def _windows(cut: Cutting, reader: Reader, record) -> Iterator[Window | RejectedWindow]:
     """Every window: the labels' unusable ones, those outside the recording, those cut from its spans."""
     item, config, sfreq = cut.item, cut.config, cut.sfreq
     rate_plan = Resampler(sfreq, cut.n_rows).plan
     spans = [Span(seg, rate_plan.output_length(seg.stop - seg.start)) for seg in reader.segments]
     outside = plan_windows(item, spans, config)
     mark_annotated_bad(spans, reader.bad_spans, sfreq)
-    yield {"eeg_seconds": sum(seg.stop - seg.start for seg in reader.segments) / sfreq, "segments": len(spans)}
+    record(eeg_seconds=sum(seg.stop - seg.start for seg in reader.segments) / sfreq, segments=len(spans))
     if len(spans) > 1 and not item.windows and not any(span.requests for span in spans):
         longest = max(span.n_out for span in spans) / TARGET_SFREQ
         raise StageError(

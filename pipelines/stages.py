@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import uuid
@@ -35,16 +36,42 @@ from eegfm.pipelines.manifest import (
     window_counts,
     write_manifest,
 )
-from eegfm.pipelines.pipeline_args import shard_bytes
 from eegfm.pipelines.process import process_recording
 from eegfm.pipelines.progress import record_done
 from eegfm.pipelines.quality import QualityConfig
 from eegfm.pipelines.redact import PathRedactor, kept_folders, redacted_events
 from eegfm.pipelines.s3_anonymous import install_s3_anonymous
-from eegfm.pipelines.sinks import WriteSnappyTFRecordsBySite
+from eegfm.pipelines.sinks import DEFAULT_MAX_SHARD_BYTES, WriteSnappyTFRecordsBySite
 from eegfm.pipelines.spill import SpilledRecording, SpillWriter, sample_items, score_spill, spill_path
 
 log = get_logger("preprocess")
+
+
+@dataclasses.dataclass(frozen=True)
+class JobSpec:
+    """What the job's graph takes from the launcher's checked command line.
+
+    ``artifact_model``: a saved autoencoder to score with, or "" to fit one on ``ae_sample_size``
+    windows of ``ae_train_sites`` (site names as given; none: every site); ``use_artifact_model``
+    False scores with the rules alone. ``num_shards`` 0: shards of at most ``max_shard_bytes``."""
+
+    inputs: tuple[str, ...]
+    output: str
+    pseudonym_key_file: str
+    redact_paths: bool = True
+    artifact_model: str = ""
+    use_artifact_model: bool = True
+    ae_sample_size: int = 2000
+    ae_train_sites: tuple[str, ...] = ()
+    num_shards: int = 0
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
+
+    def __post_init__(self):
+        for name in ("ae_sample_size", "max_shard_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"JobSpec.{name}: expected an integer >= 1; got {getattr(self, name)}")
+        if self.num_shards < 0:
+            raise ValueError(f"JobSpec.num_shards: expected an integer >= 0; got {self.num_shards}")
 
 
 class _OneBlasThread(beam.DoFn):
@@ -202,16 +229,16 @@ class ScoreSpillFn(_OneBlasThread):
 
 
 @beam.ptransform_fn
-def ScoreArtifacts(recordings, args, config: PreprocessConfig, train_sites: tuple[str, ...]):
-    """Fits (or loads) the artifact autoencoder on training-site windows and scores every window:
-    (kept, rejected, counted, model_used); ``model_used``, for the manifest, holds the saved file's
-    name, the reused model's path, or '' when no autoencoder scored the windows."""
+def ScoreArtifacts(recordings, job: JobSpec, config: PreprocessConfig, train_sites: tuple[str, ...]):
+    """Fits (or loads) the artifact autoencoder on ``train_sites`` windows (pseudonyms) and scores
+    every window: (kept, rejected, counted, model_used); ``model_used``, for the manifest, holds the
+    saved file's name, the reused model's path, or '' when no autoencoder scored the windows."""
     pipeline = recordings.pipeline
-    if args.no_artifact_model:
+    if not job.use_artifact_model:
         model = pipeline | "NoModel" >> beam.Create([None])
         model_used = pipeline | "NoModelUsed" >> beam.Create([""])
-    elif args.artifact_model:
-        path = args.artifact_model
+    elif job.artifact_model:
+        path = job.artifact_model
         model = pipeline | "ModelPath" >> beam.Create([path]) | "LoadModel" >> beam.Map(load_model)
         model_used = pipeline | "ModelReused" >> beam.Create([path])
     else:
@@ -219,10 +246,10 @@ def ScoreArtifacts(recordings, args, config: PreprocessConfig, train_sites: tupl
             recordings
             | "Features" >> beam.FlatMap(sample_items, frozenset(train_sites))
             # The windows with the smallest keyed hash: every runner and worker count fits the same model.
-            | "Sample" >> beam.combiners.Top.Of(args.ae_sample_size, key=lambda kv: kv[0], reverse=True)
+            | "Sample" >> beam.combiners.Top.Of(job.ae_sample_size, key=lambda kv: kv[0], reverse=True)
         )
         model = sample | "Fit" >> beam.Map(_fit_autoencoder)
-        model_used = model | "SaveModel" >> beam.Map(_save_model, FileSystems.join(args.output, layout.ARTIFACT_MODEL))
+        model_used = model | "SaveModel" >> beam.Map(_save_model, FileSystems.join(job.output, layout.ARTIFACT_MODEL))
     scored = recordings | "Score" >> beam.ParDo(
         ScoreSpillFn(config.quality), beam.pvalue.AsSingleton(model)
     ).with_outputs(ScoreSpillFn.REJECTED, ScoreSpillFn.COUNTED, main="kept")
@@ -259,7 +286,7 @@ def WriteReports(pcolls, output: str, header: dict, ignored: list[Ignored], spil
 
 def build_pipeline(
     p,
-    args,
+    job: JobSpec,
     config: PreprocessConfig,
     items: list[SourceItem],
     ignored: list[Ignored],
@@ -267,29 +294,27 @@ def build_pipeline(
     progress: str | None = None,
     output_shown: str | None = None,
 ) -> None:
-    """The job's four stages on ``p`` for the launcher's parsed ``args``."""
+    """The job's four stages on ``p``."""
     sites = tuple(sorted({pseudonym(key, "site", item.site) for item in items}))
-    train_sites = tuple(
-        sorted({pseudonym(key, "site", name.strip()) for name in args.ae_train_sites.split(",") if name.strip()})
-    )
+    train_sites = tuple(sorted({pseudonym(key, "site", name) for name in job.ae_train_sites}))
     header = manifest_header(
-        config, sites, args.output if output_shown is None else output_shown, args.redact_paths, ignored
+        config, sites, job.output if output_shown is None else output_shown, job.redact_paths, ignored
     )
     # One spill folder per run, removed by the last step.
-    spill_dir = FileSystems.join(args.output, f".spill-{uuid.uuid4().hex[:12]}")
-    redact = tuple(kept_folders(args.input)) if args.redact_paths else None
+    spill_dir = FileSystems.join(job.output, f".spill-{uuid.uuid4().hex[:12]}")
+    redact = tuple(kept_folders(job.inputs)) if job.redact_paths else None
     processed = (
         p
         | "Inputs" >> beam.Create(items)
-        | "ProcessRecordings" >> ProcessRecordings(args.pseudonym_key_file, config, spill_dir, progress, redact=redact)
+        | "ProcessRecordings" >> ProcessRecordings(job.pseudonym_key_file, config, spill_dir, progress, redact=redact)
     )
     outputs = (processed.recordings, processed.rejected, processed.outcome)
     recordings, rejected, outcomes = outputs | "DropDuplicates" >> DropDuplicates()
-    kept, scored_out, counted, model_used = recordings | "ScoreArtifacts" >> ScoreArtifacts(args, config, train_sites)
+    kept, scored_out, counted, model_used = recordings | "ScoreArtifacts" >> ScoreArtifacts(job, config, train_sites)
     shards = kept | "WriteWindows" >> WriteSnappyTFRecordsBySite(
-        args.output, sites, args.num_shards, max_shard_bytes=shard_bytes(args.max_shard_mb)
+        job.output, sites, job.num_shards, max_shard_bytes=job.max_shard_bytes
     )
     rejected = (rejected, scored_out) | "AllRejected" >> beam.Flatten()
     (outcomes, rejected, counted, shards, model_used) | "WriteReports" >> WriteReports(
-        args.output, header, ignored, spill_dir
+        job.output, header, ignored, spill_dir
     )

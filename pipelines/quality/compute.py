@@ -100,7 +100,7 @@ def compute_quality_batch(
         raw, raw_high, raw_low, _ = _zero_nonfinite(raw)
     ptp = high.astype(np.float64) - low  # float32 values are exact in float64
     thresholds = (config.field_min_correlation, config.rhythm_min_autocorrelation, config.rhythm_lags_s)
-    rhythmic = rhythmic_field(x, sfreq, measured, *thresholds)
+    rhythmic = rhythmic_field(x, sfreq, measured, *thresholds, candidates=ptp >= config.rhythm_test_min_ptp_uv)
     flat_frac, clip_frac, pops, artifact = _sample_detectors(
         x, raw, raw_high, raw_low, np.where(rhythmic, 0.0, ptp), sfreq, config, pmin, pmax
     )

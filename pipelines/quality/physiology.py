@@ -21,7 +21,8 @@ Care EEG Terminology*, 2021):
 A channel with both carries *rhythmic activity with a field*: its amplitude is not held against
 the window (``high_amplitude``, the excursion part of ``artifact_ratio``, the channel's score), and
 the window is marked ``rhythmic_high_amplitude`` where it is large, a physiological sign the
-quality report records without penalty.
+quality report records without penalty. The quality step tests only channels whose peak-to-peak
+reaches ``QualityConfig.rhythm_test_min_ptp_uv``, the smallest amplitude any of those rules weighs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
+from scipy.fft import irfft, next_fast_len, rfft
 from scipy.ndimage import uniform_filter1d
 
 from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_positions
@@ -73,10 +75,11 @@ def autocorrelation_peak(x: np.ndarray, sfreq: float, lags_s: tuple[float, float
     (a drift) or the row is constant."""
     n = x.shape[-1]
     centred = x - x.mean(axis=-1, keepdims=True)
-    size = 1 << int(np.ceil(np.log2(2 * n)))
-    spectrum = np.fft.rfft(centred, size, axis=-1)
     max_lag = min(n - 1, int(round(lags_s[1] * sfreq)))
-    acf = np.fft.irfft(spectrum * np.conj(spectrum), size, axis=-1)[..., : max_lag + 1]
+    # Padding to n + max_lag is enough: no circular wrap reaches the lags kept.
+    size = next_fast_len(n + max_lag, real=True)
+    spectrum = rfft(centred.astype(np.float32), size, axis=-1)  # float32: half the time, ample for a 0-1 score
+    acf = irfft(spectrum.real**2 + spectrum.imag**2, size, axis=-1)[..., : max_lag + 1]
     acf = acf / (n - np.arange(max_lag + 1))
     with np.errstate(divide="ignore", invalid="ignore"):
         acf = np.nan_to_num(acf / acf[..., :1], nan=0.0)
@@ -96,27 +99,36 @@ def rhythmicity(x: np.ndarray, sfreq: float, lags_s: tuple[float, float]) -> np.
     n_pieces = x.shape[-1] // size
     if n_pieces >= 2:
         short_lags = (lags_s[0], min(lags_s[1], SEGMENT_S / 2))
-        pieces = [
-            np.maximum(autocorrelation_peak(a, sfreq, short_lags), autocorrelation_peak(e, sfreq, short_lags))
-            for a, e in zip(
-                np.split(x[..., : n_pieces * size], n_pieces, axis=-1),
-                np.split(envelope[..., : n_pieces * size], n_pieces, axis=-1),
-            )
-        ]
-        found = np.maximum(found, np.median(pieces, axis=0))
+        shape = (*x.shape[:-1], n_pieces, size)
+        pieces = np.maximum(
+            autocorrelation_peak(x[..., : n_pieces * size].reshape(shape), sfreq, short_lags),
+            autocorrelation_peak(envelope[..., : n_pieces * size].reshape(shape), sfreq, short_lags),
+        )
+        found = np.maximum(found, np.median(pieces, axis=-1))
     return found
 
 
 def rhythmic_field(
-    x: np.ndarray, sfreq: float, measured: np.ndarray, min_correlation: float, min_rhythm: float, lags_s: tuple
+    x: np.ndarray,
+    sfreq: float,
+    measured: np.ndarray,
+    min_correlation: float,
+    min_rhythm: float,
+    lags_s: tuple,
+    candidates: np.ndarray | None = None,
 ) -> np.ndarray:
     """(n_windows, n_chans) bool: measured channels carrying rhythmic or periodic activity with a
-    field (see the module docstring); all False unless the channels are the canonical 19."""
-    if x.shape[1] != len(CANONICAL_CHANNELS):
+    field (see the module docstring); all False unless the channels are the canonical 19. Only
+    ``candidates`` (n_windows, n_chans) are tested where given: the autocorrelations are the job's
+    largest cost per window, and wasted on a channel too small for its amplitude to count."""
+    found = measured.astype(bool) if candidates is None else measured.astype(bool) & candidates
+    if x.shape[1] != len(CANONICAL_CHANNELS) or not found.any():
         return np.zeros(x.shape[:2], dtype=bool)
-    x = x.astype(np.float64, copy=False)
-    found = field_support(x, measured) >= min_correlation
-    found &= measured
-    if found.any():
-        found[found] = rhythmicity(x[found], sfreq, lags_s) >= min_rhythm
+    rows = np.flatnonzero(found.any(axis=1))
+    part = x[rows].astype(np.float64, copy=False)
+    tested = found[rows] & (field_support(part, measured[rows]) >= min_correlation)
+    if tested.any():
+        tested[tested] = rhythmicity(part[tested], sfreq, lags_s) >= min_rhythm
+    found[:] = False
+    found[rows] = tested
     return found

@@ -98,6 +98,13 @@ class QualityConfig(Config):
     reject_on: tuple[str, ...] = DEFAULT_REJECT_ON
     max_artifact_score: float = 1.0
 
+    @property
+    def rhythm_test_min_ptp_uv(self) -> float:
+        """The smallest peak-to-peak (µV) at which a channel's amplitude counts in a rule (an
+        excursion, ``high_amplitude``) or a sign (``rhythmic_high_amplitude``): below it, whether a
+        channel carries rhythmic activity with a field changes no decision, so it is not tested."""
+        return min(self.max_abs_uv, self.rhythmic_min_ptp_uv, self.max_ptp_uv)
+
     def validate(self) -> None:
         for name in ("signal_band", "noise_band", "muscle_band", "total_band"):
             _check_band(name, getattr(self, name))

@@ -93,6 +93,9 @@ class Reader:
     # against a data set's event codes (SourceItem.event_labels), never logged or written.
     events: tuple[tuple[float, float, str], ...] = ()
     digitized: Digitized | None = None  # electrode positions in the file, for --montage file
+    skipped: tuple[str, ...] = ()  # signals at another sampling rate than the EEG, left out (EDF)
+    split_parts: tuple[str, ...] = ()  # a recording split over files: the files read, first part first (FIF)
+    empty_columns: tuple[str, ...] = ()  # channels present but never recorded, entirely NaN (HMS parquet)
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)

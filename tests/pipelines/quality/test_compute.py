@@ -130,8 +130,15 @@ def _reference_quality(
         )
     pops, pop_spans = _ref_pops(x, sfreq, cfg)
     # rhythmic activity with a field (tests/pipelines/quality/test_physiology.py checks the detector)
+    ptp = x.max(axis=1) - x.min(axis=1)
     rhythmic = rhythmic_field(
-        x[None], sfreq, measured[None], cfg.field_min_correlation, cfg.rhythm_min_autocorrelation, cfg.rhythm_lags_s
+        x[None],
+        sfreq,
+        measured[None],
+        cfg.field_min_correlation,
+        cfg.rhythm_min_autocorrelation,
+        cfg.rhythm_lags_s,
+        candidates=ptp[None] >= cfg.rhythm_test_min_ptp_uv,
     )[0]
     excursion = (np.abs(x - x.mean(axis=1, keepdims=True)) > cfg.max_abs_uv) & ~rhythmic[:, None]
     artifact = flat | clipped | pop_spans | excursion | ~finite
