@@ -35,8 +35,8 @@ from eegfm.metrics.plots import plot_per_site
 from eegfm.training import finetune
 from eegfm.training.config_files import dotted
 from eegfm.training.data import RecordFilter, check_data, data_label, scan_windows
+from eegfm.training.finetune.initial_model import resolve_pretrained
 from eegfm.training.finetune.plan import is_labeled
-from eegfm.training.finetune.setup import resolve_pretrained
 
 log = get_logger(__name__)
 REPORT_NAME, PLOT_NAME = "loso.json", "loso.png"

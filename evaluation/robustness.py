@@ -35,8 +35,8 @@ from eegfm.metrics.classification import TEMPERATURE_RANGE, evaluate
 from eegfm.model.modeling import EEGFMModel
 from eegfm.training.config import FinetuneConfig
 from eegfm.training.data import EEGLoader, RecordFilter, check_data, data_label
-from eegfm.training.finetune.setup import inputs_for, targets_of
-from eegfm.training.loop import loader_config
+from eegfm.training.finetune.objective import inputs_for, targets_of
+from eegfm.training.steps import loader_config
 
 log = get_logger(__name__)
 REPORT_NAME, PLOT_NAME = "robustness.json", "robustness.png"

@@ -309,6 +309,9 @@ def _run_in_own_session(job) -> None:
     processes Beam starts. Ctrl-C at a terminal then reaches this launcher alone, which ends that
     whole session at once: no worker reports the interrupt, and none outlives the run. The child
     prints its own error; this raises RuntimeError with its exit status."""
+    if "fork" not in multiprocessing.get_all_start_methods():  # Windows: no fork, no sessions
+        job()
+        return
     child = multiprocessing.get_context("fork").Process(target=_lead_a_session, args=(job,), name="beam-job")
     child.start()
     try:

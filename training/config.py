@@ -102,7 +102,7 @@ class OptimConfig(Config):
 @dataclasses.dataclass
 class LoaderSection(Config):
     """A run's ``loader:`` section, the ``LoaderConfig`` settings a user chooses
-    (``training.loop.loader_config``). With a ``token_budget``, ``batch_size`` caps the windows
+    (``training.steps.loader_config``). With a ``token_budget``, ``batch_size`` caps the windows
     per batch; ``augment`` holds ``AugmentConfig`` fields; ``drop_last`` applies to training only."""
 
     batch_size: int = 8

@@ -35,9 +35,10 @@ from eegfm.model.ensemble import EnsembleModel, fit_stacking
 from eegfm.training.config import ConfigError, FinetuneConfig, load_config
 from eegfm.training.data import data_dirs, data_label
 from eegfm.training.distributed import Dist
+from eegfm.training.finetune.objective import inputs_for, targets_of
 from eegfm.training.finetune.plan import Plan, plan_data
 from eegfm.training.finetune.report import selective_of
-from eegfm.training.finetune.setup import inputs_for, split_loader, targets_of
+from eegfm.training.finetune.setup import split_loader
 from eegfm.training.splits import SPLITS
 
 log = get_logger("eegfm.training.ensemble")

@@ -35,7 +35,7 @@ from eegfm.core.run_lock import release_run_lock
 from eegfm.model.architectures import quiet_transformers
 from eegfm.model.modeling import EEGFMForPretraining, pretraining_losses
 from eegfm.training import checkpoint as ckpt
-from eegfm.training import loop
+from eegfm.training import command, run_state, steps
 from eegfm.training.config import ConfigError, OptimConfig, PretrainConfig, load_config
 from eegfm.training.cpu_use import use_cpus
 from eegfm.training.data import AUTO, check_data, data_dirs, data_label, describe, model_inputs
@@ -68,13 +68,13 @@ def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> d
         batch = next(batches)
         # Seeded after the fetch: a DataLoader iterator draws its base seed from the global
         # generator when it starts, which is at another step in a resumed run.
-        torch.manual_seed(loop.step_seed(cfg.seed, dist.rank, run.step, 0, micro))
+        torch.manual_seed(steps.step_seed(cfg.seed, dist.rank, run.step, 0, micro))
         inputs = model_inputs(batch, dist.device, non_blocking=True)
-        generator = torch.Generator().manual_seed(loop.step_seed(cfg.seed, dist.rank, run.step, micro + 1))
+        generator = torch.Generator().manual_seed(steps.step_seed(cfg.seed, dist.rank, run.step, micro + 1))
         with dist.no_sync(model, skip=micro < accum - 1):
-            with loop.autocast(dist, run.amp_dtype):
+            with steps.autocast(dist, run.amp_dtype):
                 out = model(**inputs, generator=generator)
-            loop.backward(out.loss / accum, run.scaler)
+            steps.backward(out.loss / accum, run.scaler)
         for key in totals:
             totals[key] += getattr(out, key).detach().double() / accum
         n_samples += inputs["eeg"].shape[0]
@@ -84,7 +84,7 @@ def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> d
         if meter is not None:
             measure_reconstruction(run, meter, batch, inputs, out)
 
-    grad_norm = loop.optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
+    grad_norm = steps.optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
     run.step += 1
     totals.update(grad_norm=grad_norm, lr=run.scheduler.get_last_lr()[0])
     return {"metrics": totals, "samples": n_samples, "tokens": n_tokens}
@@ -188,10 +188,10 @@ def train(
                 cfg.val_windows,
                 every,
             )
-        loop.claim_output(output, dist)
+        run_state.claim_output(output, dist)
         _resume(run, resume, output)
         if dist.is_main:
-            loop.write_run_json(
+            run_state.write_run_json(
                 output,
                 dist,
                 config=cfg.to_dict(),
@@ -201,7 +201,7 @@ def train(
             )
         return _run(run, held_out, validation, output, stop_after)
     finally:
-        release_run_lock(output)  # taken by loop.claim_output (a no-op where none was)
+        release_run_lock(output)  # taken by run_state.claim_output (a no-op where none was)
 
 
 def _run(
@@ -213,7 +213,7 @@ def _run(
     with ckpt.PreemptionHandler() as preemption, run_log:
         status = _steps(run, run_log, validation, held_out, preemption, output, stop_after)
         run_log.close_bar()
-        loop.check_replicas(run, output)
+        run_state.check_replicas(run, output)
         if status == 0 and dist.is_main:
             final = output / "model"
             with quiet_transformers():
@@ -229,11 +229,11 @@ def _run(
 
 def _resume(run: Run, resume: str, output: Path) -> None:
     """Continue from the checkpoint ``--resume`` names (auto: the newest), if any."""
-    if (found := loop.resume_checkpoint(resume, output, run.dist)) is None:
+    if (found := run_state.resume_checkpoint(resume, output, run.dist)) is None:
         return
     start, state = found
     saved = state.get("config", {})
-    loop.check_model_unchanged(saved, run.cfg.to_dict(), start)
+    run_state.check_model_unchanged(saved, run.cfg.to_dict(), start)
     run.load_state_dict(state)
     log.info("resumed from %s at step %d", start, run.step)
     check_held_out_unchanged(saved, run.cfg, start)
@@ -281,14 +281,14 @@ def _steps(
             is_best = dist.is_main and metric is not None and metric < run.best_metric
             if is_best:
                 run.best_metric = metric
-            loop.save_state(run, output, run.step, is_best)
+            run_state.save_state(run, output, run.step, is_best)
             if run.step < total and not stop:
                 run_log.curves()
         if stop and run.step < total:
             log.warning("stopping at step %d (%s); resume with --resume auto", run.step, stop_vote.reason)
             break
     stop_vote.close()
-    return 0 if run.step >= total else loop.PREEMPTED_EXIT_CODE
+    return 0 if run.step >= total else command.PREEMPTED_EXIT_CODE
 
 
 def _validate(run: Run, validation: Validation | None, run_log: RunLog) -> dict[str, float]:
@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
         "torchrun for DDP or horovodrun (--backend horovod) for Horovod.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    loop.add_run_arguments(parser, kind="pretrain")
+    command.add_run_arguments(parser, kind="pretrain")
     parser.add_argument(
         "--output",
         required=True,
@@ -395,13 +395,13 @@ def _threads(text: str) -> int | str:
 def _max_steps_overrides(args: argparse.Namespace) -> tuple[list[str], str]:
     """The command line's config overrides and a note for the log: a ``--max_steps`` at or below
     the config's warm-up shortens the warm-up to a tenth of the run, unless ``--set`` gave it."""
-    overrides = loop.run_overrides(args)
+    overrides = command.run_overrides(args)
     if args.max_steps is None:
         return overrides, ""
     overrides.append(f"optim.max_steps={args.max_steps}")
     if any(item.split("=", 1)[0].strip() in ("optim", "optim.warmup_steps") for item in args.set):
         return overrides, ""
-    warmup = load_config(args.config, "pretrain", loop.run_overrides(args)).optim.warmup_steps
+    warmup = load_config(args.config, "pretrain", command.run_overrides(args)).optim.warmup_steps
     if warmup < args.max_steps or args.max_steps < 1:  # below 1: the config's check names max_steps
         return overrides, ""
     overrides.append(f"optim.warmup_steps={args.max_steps // 10}")
@@ -426,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
             log.info(note)
         return train(cfg, dist, args.data, args.output, args.resume, stop_after=args.stop_after, threads=args.threads)
 
-    return loop.launch("pretrain", args.backend or cfg.backend, args.device, run)
+    return command.launch("pretrain", args.backend or cfg.backend, args.device, run)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ from eegfm.model.modeling import EEGFMForPretraining, pretraining_losses
 from eegfm.training.config import PretrainConfig, resolve_precision
 from eegfm.training.data import EEGLoader, RecordFilter
 from eegfm.training.distributed import Dist, unwrap
-from eegfm.training.loop import TrainState, configure_kernels, core_state, load_core_state, loader_config
+from eegfm.training.run_state import TrainState, core_state, load_core_state
+from eegfm.training.steps import configure_kernels, loader_config
 
 log = get_logger("eegfm.training.pretrain")  # one logger name for all of pretraining, as in pretrain_validation
 

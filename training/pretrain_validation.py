@@ -17,8 +17,9 @@ from eegfm.model.modeling import pretraining_losses
 from eegfm.training.config import ConfigError, PretrainConfig
 from eegfm.training.data import EEGLoader, RecordFilter, data_label, describe, model_inputs
 from eegfm.training.distributed import Dist, unwrap
-from eegfm.training.loop import TrainState, autocast, loader_config, step_seed
+from eegfm.training.run_state import TrainState
 from eegfm.training.splits import HeldOut, corpus_split_windows, hold_out
+from eegfm.training.steps import autocast, loader_config, step_seed
 from eegfm.training.tracking import ReconstructionMeter
 
 log = get_logger("eegfm.training.pretrain")

@@ -20,7 +20,7 @@ from eegfm.contract import layout
 from eegfm.core.logs import get_logger
 from eegfm.training.curves import write_curves
 from eegfm.training.distributed import Dist
-from eegfm.training.loop import TimedBatches
+from eegfm.training.steps import TimedBatches
 from eegfm.training.tracking import Tracker, memory_stats
 
 log = get_logger(__name__)

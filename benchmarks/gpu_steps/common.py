@@ -110,3 +110,15 @@ def verdict(checks: list[bool | None]) -> bool | None:
     if checks and all(check is True for check in checks):
         return True
     return None
+
+
+def cuda_or_dry_run(record: Record, dry_run: bool) -> bool | None:
+    """Whether torch sees a CUDA device; None (recorded as not run) where it does not and this is
+    not a dry run, which checks the step on the CPU."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if not cuda and not dry_run:
+        record.not_run("no CUDA device is visible to torch")
+        return None
+    return cuda

@@ -14,7 +14,7 @@ import math
 import time
 from typing import Any
 
-from benchmarks.gpu_steps.common import Record
+from benchmarks.gpu_steps.common import Record, cuda_or_dry_run
 
 PRESET, BATCH, STEPS = "base", 64, 5
 DRY = {"preset": "tiny", "batch": 2, "steps": 2, "n_times": 512}
@@ -51,7 +51,7 @@ def _steps(dist, shape: dict[str, Any]) -> dict[str, Any]:
             loss = model(eeg, channel_mask=mask).loss
         loss.backward()
         optimizer.step()
-        optimizer.zero_grad()  # as training.loop: Horovod's wrapper takes no arguments
+        optimizer.zero_grad()  # as training.steps: Horovod's wrapper takes no arguments
         losses.append(float(loss))  # synchronises
     seconds = time.perf_counter() - start
     return {
@@ -74,9 +74,8 @@ def run(record: Record, *, dry_run: bool, **_: Any) -> None:
             "scripts/install_horovod.sh builds it (HOROVOD_GPU_OPERATIONS=NCCL for GPU collectives)"
         )
         return
-    cuda = torch.cuda.is_available()
-    if not cuda and not dry_run:
-        record.not_run("no CUDA device is visible to torch")
+    cuda = cuda_or_dry_run(record, dry_run)
+    if cuda is None:
         return
     from eegfm.training.distributed import init_distributed
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from benchmarks.gpu_steps.common import Record
+from benchmarks.gpu_steps.common import Record, cuda_or_dry_run
 
 N_CHANS, SECONDS, SFREQ = 19, 10, 200
 PEERS = ("CBraMod", "LaBraM-base")
@@ -114,9 +114,8 @@ def run(record: Record, *, dry_run: bool, batches: list[int], steps: int, **_: A
             "its wheels in .whl/)"
         )
         return
-    cuda = torch.cuda.is_available()
-    if not cuda and not dry_run:
-        record.not_run("no CUDA device is visible to torch")
+    cuda = cuda_or_dry_run(record, dry_run)
+    if cuda is None:
         return
     device = torch.device("cuda" if cuda and not dry_run else "cpu")
     sizes, timed = ((2,), 1) if dry_run else (tuple(batches), min(steps, MAX_STEPS))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from benchmarks.gpu_steps.common import Record
+from benchmarks.gpu_steps.common import Record, cuda_or_dry_run
 
 PRESET, MFU_BATCH = "base", 1024
 DRY = {"preset": "tiny", "batches": (2,), "n_times": 512, "steps": 1, "warmup": 1}
@@ -50,9 +50,8 @@ def run(record: Record, *, dry_run: bool, compile: bool, batches: list[int], ste
     from benchmarks.train import bf16_peak, step_throughput
     from eegfm.training.config import load_config
 
-    cuda = torch.cuda.is_available()
-    if not cuda and not dry_run:
-        record.not_run("no CUDA device is visible to torch")
+    cuda = cuda_or_dry_run(record, dry_run)
+    if cuda is None:
         return
     if compile and dry_run:
         record.not_run("dry run: torch.compile runs only on the GPU (minutes of compilation)")

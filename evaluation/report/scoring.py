@@ -18,8 +18,8 @@ from eegfm.metrics import losses
 from eegfm.metrics.classification import class_logits
 from eegfm.model.architectures import quiet_transformers
 from eegfm.training.data import EEGLoader, RecordFilter
-from eegfm.training.finetune.setup import inputs_for, targets_of
-from eegfm.training.loop import loader_config
+from eegfm.training.finetune.objective import inputs_for, targets_of
+from eegfm.training.steps import loader_config
 
 log = get_logger(__name__)
 

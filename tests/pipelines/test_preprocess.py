@@ -1,5 +1,6 @@
 """End to end: the Beam job on the real recordings in ../shared/data."""
 
+import functools
 import glob
 import hashlib
 import json
@@ -8,6 +9,9 @@ import re
 import signal
 import subprocess
 import sys
+import threading
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -932,3 +936,57 @@ def test_one_job_over_several_benchmark_corpora_labels_each_by_its_own_layout(sh
     ]
     assert {r.corpus_split for r in records if r.task == b"tuev_event"} == {b"eval"}
     assert {(r.age, r.sex) for r in records if r.task == b"chbmit_seizure"} == {(11.0, b"F")}
+
+
+def _write_then_fail(path: str) -> None:
+    Path(path).write_text(str(os.getsid(0)))
+    raise ValueError("a step of the job failed")
+
+
+def _start_a_worker_and_wait(path: str) -> None:
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    Path(path).write_text(str(worker.pid))
+    worker.wait()
+
+
+def test_a_multi_process_job_runs_in_a_session_of_its_own_and_reports_its_failure(tmp_path, capfd):
+    from eegfm.pipelines.preprocess import _run_in_own_session
+
+    marker = tmp_path / "sid"
+    with pytest.raises(RuntimeError, match="the Beam job stopped with exit status 1; its error is above"):
+        _run_in_own_session(functools.partial(_write_then_fail, str(marker)))
+    assert int(marker.read_text()) != os.getsid(0)  # the child led a new session
+    assert "ValueError: a step of the job failed" in capfd.readouterr().err
+
+
+def test_an_interrupted_multi_process_job_ends_with_its_workers(tmp_path):
+    from eegfm.pipelines.preprocess import _run_in_own_session
+
+    marker = tmp_path / "worker"
+    job = functools.partial(_start_a_worker_and_wait, str(marker))
+
+    def interrupt_once_started() -> None:
+        deadline = time.monotonic() + 30
+        while not marker.exists() or not marker.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+
+    timer = threading.Thread(target=interrupt_once_started)
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        _run_in_own_session(job)
+    timer.join()
+    worker = int(marker.read_text())
+    deadline = time.monotonic() + 10
+    while _alive(worker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(worker)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"  # a zombie has ended; its parent was killed first
+    except FileNotFoundError:
+        return False

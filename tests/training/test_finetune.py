@@ -28,15 +28,16 @@ from eegfm.contract.schema import decode_example, encode_example
 from eegfm.contract.tfrecord import read_records, write_records
 from eegfm.core.tasks import TUAB_LABELS, TUEV_LABELS
 from eegfm.metrics import classification as eval_metrics
+from eegfm.model.modeling import EEGFMModel
 from eegfm.pipelines.preprocess import run as preprocess
 from eegfm.simulate.cli import main as simulate
 from eegfm.training import checkpoint as ckpt
 from eegfm.training import finetune
+from eegfm.training.command import PREEMPTED_EXIT_CODE
 from eegfm.training.config import ConfigError, load_config
 from eegfm.training.data import EEGLoader, LoaderConfig, RecordFilter, list_files, model_inputs, scan_windows
+from eegfm.training.finetune import initial_model, trainable
 from eegfm.training.finetune import plan as ft_plan
-from eegfm.training.finetune import setup as ft_setup
-from eegfm.training.loop import PREEMPTED_EXIT_CODE
 from eegfm.training.tracking import read_offline_run
 from tests.training.conftest import preprocess_corpus
 
@@ -311,7 +312,7 @@ def test_regression_is_measured_against_the_training_mean():
     from eegfm.model.modeling import EEGFMModel
 
     model = EEGFMModel(EEGFMConfig(head="regression"))
-    ft_setup.init_head(model, [0.25], "regression", seed=0)  # the untrained head predicts the mean
+    initial_model.init_head(model, [0.25], "regression", seed=0)  # the untrained head predicts the mean
     assert model.head.fc.bias.tolist() == [0.25]
 
 
@@ -387,7 +388,7 @@ def test_per_site_metrics_partition_the_overall_ones():
     target = torch.softmax(torch.randn(30, 6, generator=generator) * 2, dim=1)
     sites = ["site-a"] * 12 + ["site-b"] * 18
     cfg = load_config("cpu-tiny", "finetune")
-    head = ft_setup.EEGFMModel(cfg.model_config()).head
+    head = EEGFMModel(cfg.model_config()).head
     prior = [1 / 6] * 6
     overall = eval_metrics.evaluate(logits, target, cfg, head, prior, temperature=1.5)
     per_site = eval_metrics.evaluate_per_site(logits, target, sites, cfg, head, prior, temperature=1.5)
@@ -589,19 +590,19 @@ def test_gradual_unfreezing_goes_top_down():
     model = create_model("base", head="hms6")  # 4 blocks + 4 patch layers
     cfg = load_config("cpu-tiny", "finetune", ["unfreeze_schedule=[1, 2, 3]"])
 
-    def trainable(prefix: str) -> bool:
+    def trains(prefix: str) -> bool:
         return all(p.requires_grad for n, p in model.named_parameters() if n.startswith(prefix))
 
-    levels = [ft_setup.unfreeze_level(cfg, step, steps_per_epoch=10) for step in (0, 9, 10, 25, 30, 99)]
+    levels = [trainable.unfreeze_level(cfg, step, steps_per_epoch=10) for step in (0, 9, 10, 25, 30, 99)]
     assert levels == [0, 0, 1, 2, 3, 3]
-    ft_setup.apply_unfreeze(model, cfg, 0)
-    assert trainable("head.") and not any(p.requires_grad for p in model.encoder.parameters())
-    ft_setup.apply_unfreeze(model, cfg, 1)  # the top third of 8 layers: patch layers 1..3
-    assert trainable("encoder.patch_layers.3") and trainable("encoder.patch_layers.1")
-    assert not trainable("encoder.patch_layers.0") and not trainable("encoder.blocks.3")
-    ft_setup.apply_unfreeze(model, cfg, 2)  # 5 of 8: all patch layers and the top block
-    assert trainable("encoder.blocks.3") and not trainable("encoder.blocks.2") and not trainable("encoder.tokenizer")
-    ft_setup.apply_unfreeze(model, cfg, 3)
+    trainable.apply_unfreeze(model, cfg, 0)
+    assert trains("head.") and not any(p.requires_grad for p in model.encoder.parameters())
+    trainable.apply_unfreeze(model, cfg, 1)  # the top third of 8 layers: patch layers 1..3
+    assert trains("encoder.patch_layers.3") and trains("encoder.patch_layers.1")
+    assert not trains("encoder.patch_layers.0") and not trains("encoder.blocks.3")
+    trainable.apply_unfreeze(model, cfg, 2)  # 5 of 8: all patch layers and the top block
+    assert trains("encoder.blocks.3") and not trains("encoder.blocks.2") and not trains("encoder.tokenizer")
+    trainable.apply_unfreeze(model, cfg, 3)
     assert all(p.requires_grad for p in model.parameters())
 
 

@@ -12,6 +12,7 @@ from eegfm.model.spectrogram_cnn import SpectrogramCNN
 from eegfm.training import finetune
 from eegfm.training.config import ConfigError, load_config
 from eegfm.training.distributed import Dist
+from eegfm.training.finetune import initial_model, objective, trainable
 from eegfm.training.finetune import loop as ft_loop
 from eegfm.training.finetune import setup as ft_setup
 from eegfm.training.finetune.plan import Stage
@@ -35,21 +36,21 @@ def test_config_names_the_architecture_and_its_constraints():
 
 def test_cnn_is_built_from_scratch_with_the_task_labels(tmp_path):
     cfg = load_config("cpu-tiny", "finetune", [*CNN, "task=eegmat"])
-    assert ft_setup.check_pretrained(None, cfg) is None
-    model, fresh = ft_setup.load_model(None, cfg)
+    assert initial_model.check_pretrained(None, cfg) is None
+    model, fresh = initial_model.load_model(None, cfg)
     assert isinstance(model, SpectrogramCNN) and fresh and model.config.preset == "tiny"
     assert model.config.head == "binary" and model.config.id2label == {0: "rest", 1: "task"}
     model.save_pretrained(tmp_path / "cnn")  # a saved CNN continues, with its weights
-    again, fresh = ft_setup.load_model(tmp_path / "cnn", cfg)
+    again, fresh = initial_model.load_model(tmp_path / "cnn", cfg)
     assert not fresh and torch.equal(again.head.fc.weight, model.head.fc.weight)
     eegfm = load_config("cpu-tiny", "finetune")
     with pytest.raises(ConfigError, match="--pretrained: architecture 'eegfm' fine-tunes a pretrained encoder"):
-        ft_setup.check_pretrained(None, eegfm)
+        initial_model.check_pretrained(None, eegfm)
     with pytest.raises(ConfigError, match="holds a 'spectrogram_cnn' model; the run's architecture is 'eegfm'"):
-        ft_setup.check_pretrained(tmp_path / "cnn", eegfm)
+        initial_model.check_pretrained(tmp_path / "cnn", eegfm)
     hms = load_config("cpu-tiny", "finetune", CNN)
     with pytest.raises(ConfigError, match="needs head 'hms6' with labels"):
-        ft_setup.load_model(tmp_path / "cnn", hms)
+        initial_model.load_model(tmp_path / "cnn", hms)
 
 
 @pytest.mark.parametrize("architecture", ["spectrogram_cnn", "eeg_cnn_gru"])
@@ -58,10 +59,10 @@ def test_a_short_finetune_from_scratch_lowers_the_loss(architecture):
     groups, clipping) on constructed batches that follow the spectrogram contract (EEG for the GRU)."""
     overrides = [*CNN, f"architecture={architecture}", "optim.lr=3e-3", "loader.batch_size=16"]
     cfg = load_config("cpu-tiny", "finetune", overrides)
-    model, _ = ft_setup.load_model(None, cfg)
-    ft_setup.init_head(model, [1 / 6] * 6, cfg.task, cfg.seed)
-    ft_setup.configure_mode(model, cfg)
-    optimizer = torch.optim.AdamW(ft_setup.optimizer_groups(model, cfg), lr=cfg.optim.lr)
+    model, _ = initial_model.load_model(None, cfg)
+    initial_model.init_head(model, [1 / 6] * 6, cfg.task, cfg.seed)
+    trainable.configure_mode(model, cfg)
+    optimizer = torch.optim.AdamW(trainable.optimizer_groups(model, cfg), lr=cfg.optim.lr)
     run = ft_setup.Run(
         cfg=cfg,
         dist=Dist(backend="none"),
@@ -72,7 +73,7 @@ def test_a_short_finetune_from_scratch_lowers_the_loss(architecture):
         scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0),
         scaler=None,
         loader=None,
-        loss_fn=ft_setup.make_loss(cfg, model.head, None),
+        loss_fn=objective.make_loss(cfg, model.head, None),
         data="constructed batches",
         amp_dtype=None,
         steps_per_epoch=1,
@@ -91,18 +92,18 @@ def test_a_short_finetune_from_scratch_lowers_the_loss(architecture):
 @torch.no_grad()
 def _loss(run: ft_setup.Run, batch: dict, /) -> float:
     run.model.eval()
-    inputs = ft_setup.inputs_for(run.model, batch, torch.device("cpu"))
+    inputs = objective.inputs_for(run.model, batch, torch.device("cpu"))
     return float(run.loss_fn(run.model(**inputs).logits, batch["targets"]))
 
 
 def test_batches_without_a_spectrogram_name_the_data_and_the_feature():
     cfg = load_config("cpu-tiny", "finetune", CNN)
-    model, _ = ft_setup.load_model(None, cfg)
+    model, _ = initial_model.load_model(None, cfg)
     batch = labeled_batch(2, 4, seed=0)
-    assert ft_setup.inputs_for(model, batch, torch.device("cpu"))["spectrogram"] is batch["spectrogram"]
+    assert objective.inputs_for(model, batch, torch.device("cpu"))["spectrogram"] is batch["spectrogram"]
     del batch["spectrogram"]
     with pytest.raises(ConfigError, match=r"--data /data/hms: its windows carry no 'spectrogram' feature"):
-        ft_setup.inputs_for(model, batch, torch.device("cpu"), ["/data/hms"])
+        objective.inputs_for(model, batch, torch.device("cpu"), ["/data/hms"])
 
 
 def test_finetune_command_refuses_data_written_without_spectrograms(tmp_path, capsys):

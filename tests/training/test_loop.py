@@ -1,4 +1,4 @@
-"""training.loop: the pieces pretraining and fine-tuning share, checked on a small real model."""
+"""training.steps, run_state and command: what pretraining and fine-tuning share, on a small real model."""
 
 from __future__ import annotations
 
@@ -10,19 +10,16 @@ import time
 import pytest
 import torch
 
+from eegfm.training.command import add_run_arguments, run_overrides
 from eegfm.training.config import ConfigError, load_config
 from eegfm.training.distributed import Dist
-from eegfm.training.loop import (
+from eegfm.training.run_state import TrainState, check_model_unchanged, load_core_state
+from eegfm.training.steps import (
     STARVED_FRACTION,
     TimedBatches,
-    TrainState,
-    add_run_arguments,
-    check_model_unchanged,
     configure_kernels,
-    load_core_state,
     loader_config,
     optimizer_step,
-    run_overrides,
     step_seed,
 )
 

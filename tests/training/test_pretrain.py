@@ -158,7 +158,7 @@ def test_torchrun_two_gloo_ranks_keep_identical_parameters(pipeline_output, tmp_
     assert state["world_size"] == 2
     # The weights moved (the all-reduced update happened) and match what rank 0 saved.
     from eegfm.model.modeling import EEGFMForPretraining
-    from eegfm.training.loop import parameter_digest
+    from eegfm.training.run_state import parameter_digest
 
     model = EEGFMForPretraining.from_pretrained(out / "model")
     assert parameter_digest(model) == replicas["digests"][0]

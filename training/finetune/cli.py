@@ -9,11 +9,11 @@ from eegfm.core.config import user_file_path, user_path
 from eegfm.core.logs import setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
 from eegfm.model.architectures import list_architectures
+from eegfm.training.command import add_run_arguments, launch, run_overrides
 from eegfm.training.config import TASK_HEADS, ConfigError, FinetuneConfig, load_config
 from eegfm.training.distributed import Dist
+from eegfm.training.finetune.initial_model import check_pretrained
 from eegfm.training.finetune.loop import train
-from eegfm.training.finetune.setup import check_pretrained
-from eegfm.training.loop import add_run_arguments, launch, run_overrides
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,11 +18,11 @@ from eegfm.metrics.classification import evaluate
 from eegfm.model import adapters as adapters_lib
 from eegfm.model.modeling import EEGFMModel
 from eegfm.training import checkpoint as ckpt
-from eegfm.training import loop
+from eegfm.training import command, run_state, steps
 from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.data import EEGLoader, check_data, data_dirs
 from eegfm.training.distributed import Dist, StopVote, unwrap
-from eegfm.training.finetune import setup
+from eegfm.training.finetune import initial_model, objective, setup, trainable
 from eegfm.training.finetune.plan import Plan, Stage, check_plan_files, plan_data, stages_of
 from eegfm.training.finetune.report import Evaluation, best_weights, collect, finish
 from eegfm.training.finetune.setup import Run
@@ -44,18 +44,18 @@ def train_step(run: Run, batches) -> dict[str, Any]:
         batch = next(batches)
         # Dropout draws from a stream fixed by (seed, rank, stage, step, micro-step), seeded after
         # the loader (whose first batch draws a DataLoader seed from the global RNG): resume-exact.
-        torch.manual_seed(loop.step_seed(cfg.seed, dist.rank, run.stage.index, run.step, micro))
-        inputs = setup.inputs_for(model, batch, dist.device, run.data)
-        target = setup.targets_of(batch, cfg, dist.device)
+        torch.manual_seed(steps.step_seed(cfg.seed, dist.rank, run.stage.index, run.step, micro))
+        inputs = objective.inputs_for(model, batch, dist.device, run.data)
+        target = objective.targets_of(batch, cfg, dist.device)
         with dist.no_sync(model, skip=micro < accum - 1):
-            with loop.autocast(dist, run.amp_dtype):
+            with steps.autocast(dist, run.amp_dtype):
                 logits = model(**inputs).logits
             loss = run.loss_fn(logits.float(), target) / accum
-            loop.backward(loss, run.scaler)
+            steps.backward(loss, run.scaler)
         total += loss.detach().double()  # read when the loop logs, not here: float() would wait for the GPU
         n_samples += inputs["eeg"].shape[0]
         min_votes = min(min_votes, float(batch["n_votes"].min()))
-    grad_norm = loop.optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
+    grad_norm = steps.optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
     run.step += 1
     run.samples += n_samples * dist.world_size
     return {
@@ -69,7 +69,7 @@ def train_step(run: Run, batches) -> dict[str, Any]:
 
 def save(run: Run, output: Path, is_best: bool) -> None:
     """Collective checkpoint; ``is_best`` moves the ``best`` pointer (kept out of rotation)."""
-    path = loop.save_state(run, output, run.global_step, is_best)
+    path = run_state.save_state(run, output, run.global_step, is_best)
     if is_best:
         log.info("best checkpoint so far: %s", path)
 
@@ -79,19 +79,21 @@ def _resume_or_plan(
 ) -> tuple[Plan, dict[str, Any] | None]:
     """The checkpoint's plan and state where the run resumes (the split it started with, whatever
     --data holds now), else a new plan (rank 0 scans, every rank fails alike)."""
-    if (found := loop.resume_checkpoint(resume, output, dist)) is not None:
+    if (found := run_state.resume_checkpoint(resume, output, dist)) is not None:
         start, state = found
         saved = state.get("config", {})
         adapter = ("adapter_kind", "adapter_rank") if "adapter" in (cfg.mode, saved.get("mode")) else ()
-        keys = (*loop.MODEL_KEYS, "task", "mode", "architecture", *adapter)
-        loop.check_model_unchanged(saved, cfg.to_dict(), start, keys)
+        keys = (*run_state.MODEL_KEYS, "task", "mode", "architecture", *adapter)
+        run_state.check_model_unchanged(saved, cfg.to_dict(), start, keys)
         plan = Plan.from_dict(state["plan"])
         check_plan_files(plan, data, start)
         return plan, state
     planned: dict[str, Any] = {}
     if dist.is_main:
         try:
-            planned = {"plan": plan_data(data, cfg, record_task, setup.patch_size_of(pretrained, cfg)).to_dict()}
+            planned = {
+                "plan": plan_data(data, cfg, record_task, initial_model.patch_size_of(pretrained, cfg)).to_dict()
+            }
         except (ConfigError, FileNotFoundError) as err:
             planned = {"error": str(err)}
     planned = dist.broadcast_object(planned)  # every rank fails alike, none waits forever
@@ -130,20 +132,20 @@ def train(
     after ``stop_after`` steps of this invocation)."""
     try:
         record_task = _check_run(cfg, dist, record_task)
-        loop.configure_kernels(cfg, dist.device)
-        pretrained_folder = setup.check_pretrained(pretrained, cfg)  # fail before the data pass
+        steps.configure_kernels(cfg, dist.device)
+        pretrained_folder = initial_model.check_pretrained(pretrained, cfg)  # fail before the data pass
         data = check_data(data, dist.is_main, cfg.allow_partial)
-        loop.claim_output(output, dist)
+        run_state.claim_output(output, dist)
         plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task)
-        model, fresh = setup.load_model(pretrained, cfg)
+        model, fresh = initial_model.load_model(pretrained, cfg)
         if fresh:  # a new task head, initialised from the class prior
-            setup.init_head(model, plan.prior, cfg.task, cfg.seed)
-        setup.configure_mode(model, cfg)  # which parameters train
+            initial_model.init_head(model, plan.prior, cfg.task, cfg.seed)
+        trainable.configure_mode(model, cfg)  # which parameters train
         model.to(dist.device)
         n_params, n_trainable = adapters_lib.count_parameters(model), adapters_lib.count_trainable(model)
         stages = stages_of(cfg, plan)
         if dist.is_main:
-            loop.write_run_json(
+            run_state.write_run_json(
                 output,
                 dist,
                 config=cfg.to_dict(),
@@ -170,7 +172,7 @@ def train(
         job = FineTuning(cfg, dist, output, plan, val_loader, run_log, StopVote(dist), stop_after)
         return _run(job, data, model, stages, state)
     finally:
-        release_run_lock(output)  # taken by loop.claim_output (a no-op where none was)
+        release_run_lock(output)  # taken by run_state.claim_output (a no-op where none was)
 
 
 def _run(job: FineTuning, data: str | Sequence[str], model: EEGFMModel, stages: list[Stage], state: dict | None) -> int:
@@ -194,11 +196,11 @@ def _run(job: FineTuning, data: str | Sequence[str], model: EEGFMModel, stages: 
             stopped = _train_stage(job, run, preemption)
             best, offset = run.best_metric, run.global_step
             if stopped:
-                status = loop.PREEMPTED_EXIT_CODE
+                status = command.PREEMPTED_EXIT_CODE
                 break
         job.stop_vote.close()
         if status == 0:
-            loop.check_replicas(run, output)
+            run_state.check_replicas(run, output)
             finish(run, data, output, run_log.tracker, job.val_loader, job.best_eval)
     dist.barrier()
     return status
@@ -225,12 +227,12 @@ def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) 
     """Train ``run``'s stage to its end (all epochs, or early stopping); True where the job
     stops first (preemption, ``--stop_after``), checkpointed."""
     cfg, stage = job.cfg, run.stage
-    setup.set_trainable(run)
+    trainable.set_trainable(run)
     batches = job.run_log.timed(run.loader)
     job.run_log.bar(run.total_steps, run.step, f"finetune {stage.name}")
     window, stop = _empty_window(), False
     while not run.done and run.step < run.total_steps:
-        setup.set_trainable(run)
+        trainable.set_trainable(run)
         result = train_step(run, batches)
         job.steps_here += 1
         window["loss"] += result["loss"]

@@ -33,10 +33,11 @@ from eegfm.training import checkpoint as ckpt
 from eegfm.training.config import FinetuneConfig
 from eegfm.training.data import EEGLoader, data_dirs
 from eegfm.training.distributed import Dist, unwrap
+from eegfm.training.finetune.objective import inputs_for, targets_of
 from eegfm.training.finetune.plan import class_names
-from eegfm.training.finetune.setup import Run, inputs_for, split_loader, targets_of
-from eegfm.training.loop import autocast
+from eegfm.training.finetune.setup import Run, split_loader
 from eegfm.training.splits import SPLITS
+from eegfm.training.steps import autocast
 from eegfm.training.tracking import Tracker
 
 log = get_logger("eegfm.training.finetune")
