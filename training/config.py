@@ -22,6 +22,9 @@ from eegfm.model.heads import list_heads
 from eegfm.training.config_files import KINDS, apply_override, parse_overrides, read_section, resolve_config_path
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+# torch.compile's modes; reduce-overhead adds CUDA graphs (the base step at batch 64 on an H100:
+# 12.7 ms against 40.5 ms compiled without, benchmarks/train_gpu_profile.py; not yet timed in the loop).
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 BACKENDS = ("auto", "gloo", "nccl", "horovod")
 FINETUNE_MODES = ("linear", "adapter", "full")
 LOSSES = ("kl", "ce", "focal")
@@ -151,6 +154,7 @@ class WandbConfig(Config):
 class RunConfig(Config):
     """What every training run has: the model, data, optimizer, numerics, cadence and logging.
 
+    ``compile_mode``: ``torch.compile``'s mode where ``compile`` is set (``COMPILE_MODES``).
     ``eval_every``/``save_every`` count optimizer steps (``eval_every`` None: at each checkpoint
     in pretraining, every epoch in fine-tuning). ``tf32``: CUDA float32 matrix products on TF32
     tensor cores (a cosine of unit vectors moves by <= ~2e-4). ``seed`` seeds initialisation and
@@ -167,6 +171,7 @@ class RunConfig(Config):
     precision: str = "fp32"
     activation_checkpointing: bool = False
     compile: bool = False
+    compile_mode: str = "default"
     deterministic: bool = False
     tf32: bool = False
     allow_partial: bool = False
@@ -187,6 +192,7 @@ class RunConfig(Config):
                     f"{name}: expected a mapping of {section.__name__} fields; got {getattr(self, name)!r}"
                 )
         check_option("precision", self.precision, PRECISIONS)
+        check_option("compile_mode", self.compile_mode, COMPILE_MODES)
         for name in ("activation_checkpointing", "compile", "deterministic", "tf32", "allow_partial"):
             check_bool(name, getattr(self, name))
         self.log_every = check_int("log_every", self.log_every, 1, INF, whole_float=True)

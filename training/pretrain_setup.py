@@ -93,7 +93,7 @@ def build_run(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], filter
     loader = EEGLoader(data, config, rank=dist.rank, world_size=dist.world_size, infinite=True)
     wrapped = dist.wrap_model(model)
     if cfg.compile:
-        wrapped = torch.compile(wrapped)
+        wrapped = torch.compile(wrapped, mode=cfg.compile_mode)
     optimizer = dist.wrap_optimizer(optimizer, wrapped, cfg.optim.grad_accum_steps)
     return Run(
         cfg=cfg,

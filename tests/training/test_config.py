@@ -297,3 +297,12 @@ def test_model_overrides_of_a_from_scratch_architecture_are_its_own_fields():
         load_config("cpu-small", "finetune", ["architecture=spectrogram_cnn", "model_overrides={dropout: 0.2}"])
     with pytest.raises(ConfigError, match="SpectrogramCNNConfig.pooling: expected one of frequency, global"):
         load_config("cpu-small", "finetune", ["architecture=spectrogram_cnn", "model_overrides={pooling: max}"])
+
+
+def test_compile_mode_is_one_of_torch_compiles_modes():
+    cfg = load_config("base", "pretrain", ["compile_mode=reduce-overhead"])
+    assert cfg.compile and cfg.compile_mode == "reduce-overhead"
+    assert load_config("base", "pretrain").compile_mode == "default"
+    expected = "compile_mode: expected one of 'default', 'reduce-overhead'.*got 'cudagraphs'"
+    with pytest.raises(ConfigError, match=expected):
+        load_config("base", "pretrain", ["compile_mode=cudagraphs"])

@@ -97,7 +97,7 @@ def set_trainable(run: Run) -> None:
     model = unwrap(run.model)
     apply_unfreeze(model, run.cfg, level)
     wrapped = run.dist.wrap_model(model)
-    run.model = torch.compile(wrapped) if run.cfg.compile else wrapped
+    run.model = torch.compile(wrapped, mode=run.cfg.compile_mode) if run.cfg.compile else wrapped
     if run.cfg.unfreeze_schedule and run.cfg.mode == "full":
         log.info(
             "%s step %d: unfreeze level %d of %d, %d trainable parameters",
