@@ -9,7 +9,6 @@ import re
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -943,12 +942,6 @@ def _write_then_fail(path: str) -> None:
     raise ValueError("a step of the job failed")
 
 
-def _start_a_worker_and_wait(path: str) -> None:
-    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    Path(path).write_text(str(worker.pid))
-    worker.wait()
-
-
 def test_a_multi_process_job_runs_in_a_session_of_its_own_and_reports_its_failure(tmp_path, capfd):
     from eegfm.pipelines.preprocess import _run_in_own_session
 
@@ -959,24 +952,31 @@ def test_a_multi_process_job_runs_in_a_session_of_its_own_and_reports_its_failur
     assert "ValueError: a step of the job failed" in capfd.readouterr().err
 
 
+# A launcher whose Beam job starts one worker and waits on it; the test interrupts the launcher.
+_LAUNCHER = """
+import functools, subprocess, sys
+from pathlib import Path
+from eegfm.pipelines.preprocess import _run_in_own_session
+
+def job(path):
+    worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    Path(path).write_text(str(worker.pid))
+    worker.wait()
+
+_run_in_own_session(functools.partial(job, sys.argv[1]))
+"""
+
+
 def test_an_interrupted_multi_process_job_ends_with_its_workers(tmp_path):
-    from eegfm.pipelines.preprocess import _run_in_own_session
-
     marker = tmp_path / "worker"
-    job = functools.partial(_start_a_worker_and_wait, str(marker))
-
-    def interrupt_once_started() -> None:
-        deadline = time.monotonic() + 30
-        while not marker.exists() or not marker.read_text():
-            assert time.monotonic() < deadline
-            time.sleep(0.02)
-        signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-
-    timer = threading.Thread(target=interrupt_once_started)
-    timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        _run_in_own_session(job)
-    timer.join()
+    # Its own process group, as a terminal's foreground job: Ctrl-C reaches the group.
+    launcher = subprocess.Popen([sys.executable, "-c", _LAUNCHER, str(marker)], start_new_session=True)
+    deadline = time.monotonic() + 60
+    while not (marker.exists() and marker.read_text()):
+        assert launcher.poll() is None and time.monotonic() < deadline, "the job started no worker"
+        time.sleep(0.02)
+    os.killpg(launcher.pid, signal.SIGINT)
+    assert launcher.wait(timeout=30) != 0  # stopped by the interrupt, not by the worker's end
     worker = int(marker.read_text())
     deadline = time.monotonic() + 10
     while _alive(worker) and time.monotonic() < deadline:
