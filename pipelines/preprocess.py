@@ -308,7 +308,7 @@ def _run_in_own_session(job) -> None:
     """Runs ``job`` in a forked child that leads a process session of its own, with the worker
     processes Beam starts. Ctrl-C at a terminal then reaches this launcher alone, which ends that
     whole session at once: no worker reports the interrupt, and none outlives the run. The child
-    prints its own error; this raises RuntimeError with its exit status."""
+    logs its own error (through the run's redaction); this raises :class:`BeamJobFailed`."""
     if "fork" not in multiprocessing.get_all_start_methods():  # Windows: no fork, no sessions
         job()
         return
@@ -324,12 +324,21 @@ def _run_in_own_session(job) -> None:
         child.join()
         raise
     if child.exitcode:
-        raise RuntimeError(f"the Beam job stopped with exit status {child.exitcode}; its error is above")
+        raise BeamJobFailed(f"the Beam job stopped with exit status {child.exitcode}; its error is logged above")
 
 
 def _lead_a_session(job) -> None:
     os.setsid()
-    job()
+    try:
+        job()
+    except Exception:
+        # Logged, not printed: the log's redaction scrubs a traceback's paths and labels too.
+        log.exception("the Beam job failed")
+        sys.exit(1)
+
+
+class BeamJobFailed(RuntimeError):
+    """A local multi-process Beam job that ended with an error (logged by the job itself)."""
 
 
 def earlier_run_outputs(output: str) -> list[str]:
@@ -457,6 +466,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("eegfm-preprocess: interrupted", file=sys.stderr)
         return 130  # as a shell reports a process that SIGINT ended
+    except BeamJobFailed as err:
+        print(f"eegfm-preprocess: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

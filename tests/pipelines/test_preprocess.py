@@ -942,14 +942,40 @@ def _write_then_fail(path: str) -> None:
     raise ValueError("a step of the job failed")
 
 
-def test_a_multi_process_job_runs_in_a_session_of_its_own_and_reports_its_failure(tmp_path, capfd):
-    from eegfm.pipelines.preprocess import _run_in_own_session
+def test_a_multi_process_job_runs_in_a_session_of_its_own(tmp_path):
+    from eegfm.pipelines.preprocess import BeamJobFailed, _run_in_own_session
 
     marker = tmp_path / "sid"
-    with pytest.raises(RuntimeError, match="the Beam job stopped with exit status 1; its error is above"):
+    with pytest.raises(BeamJobFailed, match="the Beam job stopped with exit status 1; its error is logged above"):
         _run_in_own_session(functools.partial(_write_then_fail, str(marker)))
     assert int(marker.read_text()) != os.getsid(0)  # the child led a new session
-    assert "ValueError: a step of the job failed" in capfd.readouterr().err
+
+
+_FAILING_LAUNCHER = """
+import sys
+from eegfm.core.logs import setup_logging
+from eegfm.pipelines.preprocess import BeamJobFailed, _run_in_own_session
+
+def job():
+    raise ValueError("a step of the job failed")
+
+setup_logging("INFO")
+try:
+    _run_in_own_session(job)
+except BeamJobFailed as err:
+    print("launcher:", err, file=sys.stderr)
+    sys.exit(1)
+"""
+
+
+def test_a_failed_multi_process_job_logs_its_error_once_and_the_launcher_says_so():
+    done = subprocess.run([sys.executable, "-c", _FAILING_LAUNCHER], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert "ERROR   eegfm.preprocess: the Beam job failed" in done.stderr
+    assert done.stderr.count("ValueError: a step of the job failed") == 1  # logged, not also printed
+    assert done.stderr.strip().splitlines()[-1] == (
+        "launcher: the Beam job stopped with exit status 1; its error is logged above"
+    )
 
 
 # A launcher whose Beam job starts one worker and waits on it; the test interrupts the launcher.
