@@ -980,9 +980,14 @@ def test_a_failed_multi_process_job_logs_its_error_once_and_the_launcher_says_so
 
 # A launcher whose Beam job starts one worker and waits on it; the test interrupts the launcher.
 _LAUNCHER = """
-import functools, subprocess, sys
+import functools, signal, subprocess, sys
 from pathlib import Path
 from eegfm.pipelines.preprocess import _run_in_own_session
+
+# Ctrl-C as a shell gives a command: a process inherits an ignored or blocked SIGINT, and the
+# test runner may have either.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 def job(path):
     worker = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
