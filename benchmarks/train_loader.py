@@ -6,10 +6,9 @@
 - ``loader``: ``training.data.EEGLoader`` in training mode (infinite stream, shuffle buffer,
   batches of ``--batch-size``, by default the ``base`` preset's, no augmentation, no pinned
   memory), for each ``--workers`` count and each ``eeg_dtype`` (float16: what the GPU presets use).
-  ``windows_per_s`` is steady state (from the first batch on), ``windows_per_s_per_worker`` that
-  over the processes building batches (the workers; with 0, the main process), ``first_batch_s``
-  the start-up, ``cpu_us_per_window`` the CPU time of the main process and its workers per window
-  delivered.
+  ``windows_per_s`` is steady state (from the first batch on; ``_per_worker``: over the processes
+  building batches, the main one with 0 workers), ``first_batch_s`` the start-up,
+  ``cpu_us_per_window`` the CPU time of the main process and its workers per window delivered.
 - ``tensorflow``: with ``--tf-reference``, ``tf.data.TFRecordDataset(files, compression_type=
   "SNAPPY")`` counted in graph mode on one thread (read, decompress, CRC; nothing parsed), in a
   subprocess: the standard C++ reader, for scale. ``loader_vs_tensorflow``: loader windows/s over it.
@@ -318,7 +317,6 @@ def loader_benchmark(
         rate, cpu = median(values, "per_s"), median(values, "cpu_us")
         loader[f"workers={n_workers},{dtype}"] = {
             "windows_per_s": round(rate, 1),
-            # each producing process's share: with no workers the training process builds the batches
             "windows_per_s_per_worker": round(rate / max(1, n_workers), 1),
             "first_batch_s": round(median(values, "first_batch_s"), 2),
             "cpu_us_per_window": round(cpu),
@@ -378,13 +376,8 @@ def main(argv: list[str] | None = None) -> None:
         default=str(REPO / "outputs" / "demo" / "tfrecords"),
         help="folder of the pipeline's TFRecords (default: what `make demo` writes)",
     )
-    parser.add_argument(
-        "--workers",
-        type=int,
-        nargs="+",
-        default=[0, 2],
-        help="DataLoader worker counts to measure (0: batches built in this process)",
-    )
+    workers_help = "DataLoader worker counts to measure (0: batches built in this process)"
+    parser.add_argument("--workers", type=int, nargs="+", default=[0, 2], help=workers_help)
     parser.add_argument(
         "--dtypes",
         nargs="+",

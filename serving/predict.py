@@ -46,13 +46,14 @@ from tqdm import tqdm
 
 from eegfm.core.config import ConfigError, user_path
 from eegfm.core.logs import get_logger, setup_logging
-from eegfm.core.machine import Cpus, CpuUse, cpu_use_line, omp_threads
+from eegfm.core.machine import Cpus, cpu_use_line
 from eegfm.core.tasks import HMS_CLASSES, HMS_VOTE_COLUMNS
 from eegfm.pipelines.datasets import DATASETS, named_in_reason
 from eegfm.pipelines.deid import PseudonymKeyError, load_key
 from eegfm.pipelines.redact import RunRedaction, kept_folders, related_paths
 from eegfm.serving.backends import BACKENDS
 from eegfm.serving.explain_cli import add_explain_options, explain_recordings
+from eegfm.serving.model_threads import threads_help, threads_use
 
 log = get_logger(__name__)
 
@@ -139,12 +140,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="artifact scores from the pipeline's rules only, not also its autoencoder",
     )
-    parser.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help=threads_help(),
-    )
+    parser.add_argument("--threads", type=int, default=None, help=threads_help())
     parser.add_argument(
         "--precision",
         choices=["fp16", "bf16", "fp32"],
@@ -192,37 +188,9 @@ def _add_redaction_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def threads_help(shared: str = "") -> str:
-    """--threads's help; ``shared``: how eegfm-serve divides the default between its processes."""
-    return (
-        "intra-op CPU threads of the model, torch's or ONNX Runtime's (default: OMP_NUM_THREADS where set, else "
-        f"the cores this process may use: its CPU affinity within the machine's or container's CPU quota{shared})"
-    )
-
-
-def model_threads(cores: int, processes: int = 1) -> int:
-    """The model's intra-op threads in each of ``processes`` (eegfm-serve's --workers): their share
-    of the cores. A process scores one batch at a time and the pipeline's steps before it run with
-    one BLAS thread, so the forward pass is where the cores go."""
-    return max(1, cores // max(1, processes))
-
-
-def threads_use(args) -> CpuUse:
-    """The model's threads per process: --threads, else OMP_NUM_THREADS, else :func:`model_threads`
-    of the cores this process may use."""
-    what = "onnxruntime thread" if args.backend.startswith("onnx") else "torch thread"
-    processes = getattr(args, "workers", 1)  # eegfm-serve's
-    per = "per worker" if processes > 1 else ""
-    if args.threads is not None:
-        return CpuUse(args.threads, what, "--threads N", "--threads", per)
-    if (count := omp_threads()) is not None:
-        return CpuUse(count, what, "--threads N", "OMP_NUM_THREADS", per)
-    return CpuUse(model_threads(Cpus.here().usable, processes), what, "--threads N", per=per)
-
-
 def predict_config(args, parser):
     """The PredictConfig the command line asks for (--device auto: CUDA where torch sees a GPU;
-    --threads: see :func:`threads_use`)."""
+    --threads: see :func:`~serving.model_threads.threads_use`)."""
     from eegfm.serving.predictor import PredictConfig  # the model and training's loader: not for --help
 
     gpu = args.backend == "tensorrt" or args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())

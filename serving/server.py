@@ -135,8 +135,8 @@ def _add_auth_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_predictor_options(parser: argparse.ArgumentParser) -> None:
     """eegfm-predict's options that configure the predictor (backend, batch, stride ...), as it has them."""
+    from eegfm.serving.model_threads import threads_help
     from eegfm.serving.predict import build_parser as predict_parser
-    from eegfm.serving.predict import threads_help
 
     for action in predict_parser()._actions:
         if action.dest in NOT_SERVED:
@@ -225,7 +225,7 @@ def make_server(argv: list[str] | None = None):
     """The uvicorn server (``api.runner.GracefulServer``) and its bound socket; with one worker the
     model is loaded now, with more each worker loads it."""
     from eegfm.serving.api.runner import make_uvicorn_server
-    from eegfm.serving.predict import threads_use
+    from eegfm.serving.model_threads import threads_use
 
     parser = build_parser()
     args = _checked_args(parser, argv)

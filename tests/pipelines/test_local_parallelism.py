@@ -1,5 +1,8 @@
+import os
+
 import pytest
 
+from eegfm.core.machine import Cpus
 from eegfm.pipelines.local_parallelism import (
     MULTI_PROCESS_MIN_BYTES,
     choose_parallelism,
@@ -40,3 +43,22 @@ def test_the_command_line_choice_is_kept(given):
     before = options.view_as(DirectOptions).get_all_options()
     _use_the_cores(options, given, ["gs://bucket/a.edf"])
     assert options.view_as(DirectOptions).get_all_options() == before
+
+
+def test_a_run_without_runner_flags_says_what_it_chose(shared_data, key_file, tmp_path, caplog):
+    from eegfm.pipelines.preprocess import run
+
+    inputs = [str(shared_data / "eegmat" / name) for name in ("Subject00_1.edf", "Subject00_2.edf")]
+    with caplog.at_level("INFO", logger="eegfm.preprocess"):
+        manifest = run(["--input", *inputs, "--output", str(tmp_path / "out"), "--pseudonym_key_file", key_file])
+    assert manifest["counts"]["processed"] == 2
+    size_mb = sum(os.path.getsize(path) for path in inputs) / 2**20
+    chosen = [r.getMessage() for r in caplog.records if r.getMessage().startswith("local runner:")]
+    cores = Cpus.here().usable
+    reason = "1 core"
+    if cores > 1:
+        reason = f"{cores} cores, {size_mb:.0f} MB of input: under 200 MB, "
+        reason += "starting worker processes costs more than it saves"
+    assert chosen == [
+        f"local runner: in_memory, 1 worker ({reason}); --direct_running_mode and --direct_num_workers choose otherwise"
+    ]

@@ -923,3 +923,14 @@ def test_an_hms_labeled_window_carries_the_kaggle_spectrogram_beside_it(shared_d
     rows = kaggle[(kaggle.time >= 40) & (kaggle.time < 640)].drop(columns="time").to_numpy()
     assert window.spectrogram_frames == 300
     np.testing.assert_array_equal(window.spectrogram, np.log1p(rows.T).astype(np.float16))
+
+
+def test_an_outcome_records_what_a_step_learned_and_refuses_a_name_it_has_not():
+    from eegfm.pipelines.events import Outcome
+
+    outcome = Outcome(source="a.edf", status="quarantined")
+    outcome.record(sfreq_in=500.0, marked_bad=("T3",))
+    assert (outcome.sfreq_in, outcome.marked_bad) == (500.0, ("T3",))
+    with pytest.raises(AttributeError, match="Outcome has no field sfreq"):
+        outcome.record(sfreq=500.0)
+    assert not hasattr(outcome, "sfreq")

@@ -16,7 +16,7 @@ import torch
 
 from eegfm.core.machine import Cpus
 from eegfm.pipelines.redact import PathRedactor
-from eegfm.serving import predict
+from eegfm.serving import model_threads, predict
 from tests.pipelines.named_ward import IDENTIFIER, leaks, write_named_ward
 from tests.serving.conftest import validate_prediction
 
@@ -134,20 +134,20 @@ def test_nothing_to_score_exits_1_and_usage_errors_exit_2(finetuned, encoder, tm
     [(2, 1, 2), (16, 1, 16), (16, 4, 4), (2, 4, 1), (7, 2, 3)],
 )
 def test_the_model_gets_each_process_share_of_the_cores(cores, processes, expected):
-    assert predict.model_threads(cores, processes) == expected
+    assert model_threads.model_threads(cores, processes) == expected
 
 
 def test_threads_are_given_or_from_the_machine(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS")
     cores = Cpus.here().usable
     served = argparse.Namespace(backend="onnx", threads=None, workers=2)
-    assert str(predict.threads_use(served)) == (
+    assert str(model_threads.threads_use(served)) == (
         f"{max(1, cores // 2)} onnxruntime thread{'s' if cores >= 4 else ''} per worker (--threads N to change)"
     )
     given = argparse.Namespace(backend="torch", threads=3)
-    assert str(predict.threads_use(given)) == "3 torch threads (from --threads)"
+    assert str(model_threads.threads_use(given)) == "3 torch threads (from --threads)"
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert predict.threads_use(argparse.Namespace(backend="torch", threads=None)).given_by == "OMP_NUM_THREADS"
+    assert model_threads.threads_use(argparse.Namespace(backend="torch", threads=None)).given_by == "OMP_NUM_THREADS"
 
 
 def test_planted_identifiers_reach_no_prediction_and_no_log(finetuned, tmp_path):
