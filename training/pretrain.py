@@ -35,7 +35,7 @@ from eegfm.core.run_lock import release_run_lock
 from eegfm.model.architectures import quiet_transformers
 from eegfm.model.modeling import EEGFMForPretraining, pretraining_losses
 from eegfm.training import checkpoint as ckpt
-from eegfm.training import command, run_state, steps
+from eegfm.training import command, engine, run_state, steps
 from eegfm.training.config import ConfigError, OptimConfig, PretrainConfig, load_config
 from eegfm.training.cpu_use import use_cpus
 from eegfm.training.data import AUTO, check_data, data_dirs, data_label, describe, model_inputs
@@ -55,39 +55,24 @@ from eegfm.training.tracking import ReconstructionMeter, Tracker
 log = get_logger(__name__)
 
 
-def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> dict[str, Any]:
-    """One optimizer step over ``grad_accum_steps`` micro-batches (``meter`` sums their
-    reconstruction errors); returns the step's metrics."""
-    cfg, dist, model = run.cfg, run.dist, run.model
-    accum = cfg.optim.grad_accum_steps
-    model.train()
-    # 0-dim device tensors, read only when the loop logs: float() here would wait for the GPU
-    totals = dict.fromkeys(("loss", *pretraining_losses(unwrap(model))), 0.0)
-    n_samples = n_tokens = 0
-    for micro in range(accum):
-        batch = next(batches)
-        # Seeded after the fetch: a DataLoader iterator draws its base seed from the global
-        # generator when it starts, which is at another step in a resumed run.
-        torch.manual_seed(steps.step_seed(cfg.seed, dist.rank, run.step, 0, micro))
-        inputs = model_inputs(batch, dist.device, non_blocking=True)
-        generator = torch.Generator().manual_seed(steps.step_seed(cfg.seed, dist.rank, run.step, micro + 1))
-        with dist.no_sync(model, skip=micro < accum - 1):
-            with steps.autocast(dist, run.amp_dtype):
-                out = model(**inputs, generator=generator)
-            steps.backward(out.loss / accum, run.scaler)
-        for key in totals:
-            totals[key] += getattr(out, key).detach().double() / accum
-        n_samples += inputs["eeg"].shape[0]
-        # Tokens as the encoder's blocks see them, one per channel and patch (as benchmarks/train.py counts)
-        batch_size, n_chans, n_times = inputs["eeg"].shape
-        n_tokens += batch_size * n_chans * (n_times // unwrap(model).config.patch_size)
+def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> engine.Step:
+    """One optimizer step of the pretraining losses (``meter`` sums the micro-batches'
+    reconstruction errors)."""
+
+    def forward(batch: dict[str, Any], micro: int) -> engine.MicroBatch:
+        inputs = model_inputs(batch, run.dist.device, non_blocking=True)
+        generator = torch.Generator().manual_seed(steps.step_seed(*run.seed_parts()[:3], micro + 1))
+        with steps.autocast(run.dist, run.amp_dtype):
+            out = run.model(**inputs, generator=generator)
         if meter is not None:
             measure_reconstruction(run, meter, batch, inputs, out)
+        # Tokens as the encoder's blocks see them, one per channel and patch (as benchmarks/train.py counts)
+        batch_size, n_chans, n_times = inputs["eeg"].shape
+        tokens = batch_size * n_chans * (n_times // unwrap(run.model).config.patch_size)
+        means = {key: getattr(out, key) for key in pretraining_losses(unwrap(run.model))}
+        return engine.MicroBatch(out.loss, samples=batch_size, tokens=tokens, means=means)
 
-    grad_norm = steps.optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
-    run.step += 1
-    totals.update(grad_norm=grad_norm, lr=run.scheduler.get_last_lr()[0])
-    return {"metrics": totals, "samples": n_samples, "tokens": n_tokens}
+    return engine.train_step(run, batches, forward)
 
 
 def check_held_out_unchanged(saved: dict[str, Any], cfg: PretrainConfig, checkpoint: Path) -> None:
@@ -253,7 +238,8 @@ def _steps(
     cfg, dist, total = run.cfg, run.dist, run.cfg.optim.max_steps
     batches = run_log.timed(run.loader)
     run_log.bar(total, run.step, "pretrain")
-    meter, window, steps_here, stop_vote = ReconstructionMeter(CHANNELS), {"loss": 0.0, "n": 0}, 0, StopVote(dist)
+    meter, steps_here, stop_vote = ReconstructionMeter(CHANNELS), 0, StopVote(dist)
+    interval, saved = engine.Interval(), engine.Interval()  # since the last log line; since the last save
     last_val = None  # the latest validation loss, shown on the progress bar
     if run.step == 0 and (val := _validate(run, validation, run_log)):
         run_log.record(val, run.step)  # the initial weights: what pretraining is measured against
@@ -261,27 +247,26 @@ def _steps(
     while run.step < total:
         result = train_step(run, batches, meter)
         steps_here += 1
-        run_log.count(samples=result["samples"], tokens=result["tokens"])
-        window["loss"] += result["metrics"]["loss"]
-        window["n"] += 1
+        run_log.count(samples=result.samples, tokens=result.tokens)
+        interval.add(result)
+        saved.add(result)
         run_log.progress.update(1)
         val = _validate(run, validation, run_log) if validation_due(cfg, run.step) else {}
         last_val = val.get("val/loss", last_val)
         logged = run.step % cfg.log_every == 0 or run.step == total
         if logged:
-            _log_interval(run, run_log, result["metrics"], meter, val, last_val)
+            _log_interval(run, run_log, interval, meter, val, last_val)
         if val and not logged:  # a validation step between log steps: a line of its own
             run_log.record(val, run.step)
         stop = stop_vote.vote(preemption.requested, stop_after is not None and steps_here >= stop_after)
         if run.step % cfg.save_every == 0 or run.step == total or stop:
-            mean_loss = dist.mean({"loss": window["loss"] / max(1, window["n"])})["loss"]
-            window = {"loss": 0.0, "n": 0}
+            mean_loss, saved = saved.mean_loss(dist), engine.Interval()
             # Rank 0 ranks checkpoints for "best"; with validation, a save between evaluations (preemption) never is.
             metric = mean_loss if held_out is None else val.get("val/loss")
             is_best = dist.is_main and metric is not None and metric < run.best_metric
             if is_best:
                 run.best_metric = metric
-            run_state.save_state(run, output, run.step, is_best)
+            engine.save(run, output, is_best)
             if run.step < total and not stop:
                 run_log.curves()
         if stop and run.step < total:
@@ -295,8 +280,7 @@ def _validate(run: Run, validation: Validation | None, run_log: RunLog) -> dict[
     """Rank 0's validation metrics now ({} elsewhere), logged; its time is left out of the rates."""
     if validation is None:
         return {}
-    with run_log.paused():
-        val = validation(run)
+    val = engine.validate(run_log, lambda: validation(run))
     if val:
         log.info(
             "step %d: validation loss %.4f (reconstruction %.4f, contrastive %.4f) on %d held-out windows",
@@ -312,23 +296,18 @@ def _validate(run: Run, validation: Validation | None, run_log: RunLog) -> dict[
 def _log_interval(
     run: Run,
     run_log: RunLog,
-    step_metrics: dict[str, Any],
+    interval: engine.Interval,
     meter: ReconstructionMeter,
     val: dict[str, float],
     last_val: float | None,
 ) -> None:
-    """The log step's line: the step's losses, the interval's rates and reconstruction metrics."""
-    dist = run.dist
-    metrics = dist.mean(step_metrics)
-    metrics.update(run_log.rates(), epoch=float(run.loader.epoch))
+    """The log step's line: the interval's losses and rates, its reconstruction metrics, any validation."""
     # Every micro-batch of the interval on every rank, not one batch of rank 0's.
-    recon = dist.gather_objects(meter.pop())
-    if dist.is_main:
-        metrics.update(ReconstructionMeter.report(recon, CHANNELS), **val)
-        run_log.record(metrics, run.step)
-    run_log.end_interval(
-        metrics, run.loader.config.num_workers, **({"val": f"{last_val:.4f}"} if last_val is not None else {})
-    )
+    recon = run.dist.gather_objects(meter.pop())
+    extra = {"epoch": float(run.loader.epoch)}
+    if run.dist.is_main:
+        extra.update(ReconstructionMeter.report(recon, CHANNELS), **val)
+    interval.log(run, run_log, extra, **({"val": f"{last_val:.4f}"} if last_val is not None else {}))
 
 
 def export_best(run: Run, output: Path, tracker: Tracker) -> Path | None:

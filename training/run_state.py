@@ -41,6 +41,19 @@ class TrainState:
     samples: int = 0  # windows seen by all ranks
     best_metric: float = math.inf
 
+    @property
+    def global_step(self) -> int:
+        """The step that checkpoints and metrics lines are numbered by."""
+        return self.step
+
+    def seed_parts(self) -> tuple[int, ...]:
+        """The integers that fix this step's random stream (with the micro-batch's index)."""
+        return (self.cfg.seed, self.dist.rank, self.step)
+
+    def train_mode(self) -> None:
+        """Put the modules that train into training mode (dropout on)."""
+        self.model.train()
+
 
 def core_state(run: TrainState) -> dict[str, Any]:
     """Model, optimizer, scheduler, scaler, every rank's loader position and the world size.

@@ -108,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     simulated.add_argument("--sites", type=int, default=6, help="simulated sites (>= 2), each one a fold")
     simulated.add_argument("--seed", type=int, default=0, help="the simulated corpus's seed")
     simulated.add_argument(
+        "--subjects_per_site",
+        type=int,
+        default=4,
+        help="people a site, one 6-minute recording each, in the labeled corpus and in the one pretraining reads",
+    )
+    simulated.add_argument(
         "--layout",
         choices=("edf", "hms"),
         default="edf",
@@ -126,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.suite == "simulated" and args.sites < 2:
             raise ConfigError(f"--sites: leave-one-site-out needs at least 2 sites; got {args.sites}")
+        if args.suite == "simulated" and args.subjects_per_site < 2:
+            raise ConfigError(
+                f"--subjects_per_site: fine-tuning keeps people aside for validation, so at least 2; "
+                f"got {args.subjects_per_site}"
+            )
         if getattr(args, "shared_encoder", None) and "eegfm_shared" not in args.methods:
             args.methods = [*args.methods, "eegfm_shared"]
         suites = {"eegmat": eegmat, "folder": folder, "pretrain": shared, "simulated": simulated}

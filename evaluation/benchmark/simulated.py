@@ -39,15 +39,16 @@ BASELINES = {"class_prior": "class prior", "band_power_lr": "log band powers + m
 
 
 def simulate_and_preprocess(
-    output: Path, sites: int, seed: int, key_file: str | None = None, layout: str = "edf"
+    output: Path, sites: int, seed: int, key_file: str | None = None, layout: str = "edf", subjects: int = 4
 ) -> str:
-    """A simulated corpus and its preprocessed windows; earlier complete ones are reused. ``layout``:
+    """A simulated corpus of ``subjects`` people a site and its preprocessed windows; earlier complete
+    ones are reused. ``layout``:
     ``edf`` (10 s windows, each with the spectrogram computed from it) or ``hms`` (Kaggle's layout:
     50 s windows at the label rows, each with its recording's Kaggle-style 10-minute spectrogram)."""
     corpus, data = output / "corpus", output / "data"
     if not (corpus / "corpus.json").is_file():
         simulator.main(
-            ["--output", str(corpus), "--sites", str(sites), "--subjects-per-site", "4"]
+            ["--output", str(corpus), "--sites", str(sites), "--subjects-per-site", str(subjects)]
             + ["--recordings-per-subject", "1", "--minutes", "6", "--seed", str(seed), "--format", layout, "--quiet"]
         )
     if not (data / MANIFEST).is_file():
@@ -132,8 +133,9 @@ def selective_markdown(means: dict[str, dict[str, dict[str, float]]]) -> list[st
 
 def run(args) -> dict[str, Any]:
     output = Path(args.output)
-    data = simulate_and_preprocess(output / "labeled", args.sites, args.seed, args.pseudonym_key_file, args.layout)
-    unlabeled = simulate_and_preprocess(output / "unlabeled", args.sites, args.seed + 1000, args.pseudonym_key_file)
+    key, subjects = args.pseudonym_key_file, args.subjects_per_site
+    data = simulate_and_preprocess(output / "labeled", args.sites, args.seed, key, args.layout, subjects)
+    unlabeled = simulate_and_preprocess(output / "unlabeled", args.sites, args.seed + 1000, key, subjects=subjects)
     windows = load_windows(data, FINETUNE_TASKS[TASK])
     sites = sorted(set(windows.site.tolist()))
     results: dict[str, Any] = {}

@@ -55,7 +55,7 @@ def test_cnn_is_built_from_scratch_with_the_task_labels(tmp_path):
 
 @pytest.mark.parametrize("architecture", ["spectrogram_cnn", "eeg_cnn_gru"])
 def test_a_short_finetune_from_scratch_lowers_the_loss(architecture):
-    """Fine-tuning's own step (``finetune.loop.train_step``: inputs, KL loss to the votes, AdamW
+    """Fine-tuning's step (``finetune.loop.train_step`` over the engine's: inputs, KL loss to the votes, AdamW
     groups, clipping) on constructed batches that follow the spectrogram contract (EEG for the GRU)."""
     overrides = [*CNN, f"architecture={architecture}", "optim.lr=3e-3", "loader.batch_size=16"]
     cfg = load_config("cpu-tiny", "finetune", overrides)
@@ -83,7 +83,7 @@ def test_a_short_finetune_from_scratch_lowers_the_loss(architecture):
     evaluate = functools.partial(_loss, run, held_out)
     before = evaluate()
     batches = (labeled_batch(16, 20, seed=step) for step in range(60))
-    losses = [float(ft_loop.train_step(run, batches)["loss"]) for _ in range(60)]
+    losses = [float(ft_loop.train_step(run, batches).metrics["loss"]) for _ in range(60)]
     assert run.step == 60 and sum(losses[-5:]) < sum(losses[:5])
     after = evaluate()
     assert after < 0.7 * before

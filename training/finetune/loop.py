@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from eegfm.core.logs import get_logger
 from eegfm.core.run_lock import release_run_lock
 from eegfm.core.tasks import FINETUNE_TASKS
@@ -18,7 +16,7 @@ from eegfm.metrics.classification import evaluate
 from eegfm.model import adapters as adapters_lib
 from eegfm.model.modeling import EEGFMModel
 from eegfm.training import checkpoint as ckpt
-from eegfm.training import command, run_state, steps
+from eegfm.training import command, engine, run_state, steps
 from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.data import EEGLoader, check_data, data_dirs
 from eegfm.training.distributed import Dist, StopVote, unwrap
@@ -32,46 +30,19 @@ from eegfm.training.splits import SPLITS
 log = get_logger("eegfm.training.finetune")
 
 
-def train_step(run: Run, batches) -> dict[str, Any]:
-    """One optimizer step over ``grad_accum_steps`` micro-batches; returns the step's metrics."""
-    cfg, dist, model = run.cfg, run.dist, run.model
-    accum = cfg.optim.grad_accum_steps
-    model.train()
-    if cfg.mode == "linear":
-        unwrap(model).encoder.eval()  # a frozen encoder is a fixed feature extractor (no dropout)
-    total, n_samples, min_votes = 0.0, 0, math.inf
-    for micro in range(accum):
-        batch = next(batches)
-        # Dropout draws from a stream fixed by (seed, rank, stage, step, micro-step), seeded after
-        # the loader (whose first batch draws a DataLoader seed from the global RNG): resume-exact.
-        torch.manual_seed(steps.step_seed(cfg.seed, dist.rank, run.stage.index, run.step, micro))
-        inputs = objective.inputs_for(model, batch, dist.device, run.data)
-        target = objective.targets_of(batch, cfg, dist.device)
-        with dist.no_sync(model, skip=micro < accum - 1):
-            with steps.autocast(dist, run.amp_dtype):
-                logits = model(**inputs).logits
-            loss = run.loss_fn(logits.float(), target) / accum
-            steps.backward(loss, run.scaler)
-        total += loss.detach().double()  # read when the loop logs, not here: float() would wait for the GPU
-        n_samples += inputs["eeg"].shape[0]
-        min_votes = min(min_votes, float(batch["n_votes"].min()))
-    grad_norm = steps.optimizer_step(model, run.optimizer, run.scheduler, run.scaler, dist, cfg.optim.grad_clip)
-    run.step += 1
-    run.samples += n_samples * dist.world_size
-    return {
-        "loss": total,
-        "grad_norm": grad_norm,
-        "lr": max(run.scheduler.get_last_lr()),
-        "min_votes": min_votes,
-        "samples": n_samples,
-    }
+def train_step(run: Run, batches) -> engine.Step:
+    """One optimizer step of the KL (or cross-entropy) loss to the windows' votes."""
 
+    def forward(batch: dict[str, Any], _micro: int) -> engine.MicroBatch:
+        inputs = objective.inputs_for(run.model, batch, run.dist.device, run.data)
+        target = objective.targets_of(batch, run.cfg, run.dist.device)
+        with steps.autocast(run.dist, run.amp_dtype):
+            logits = run.model(**inputs).logits
+        loss = run.loss_fn(logits.float(), target)
+        minima = {"min_votes": float(batch["n_votes"].min())}
+        return engine.MicroBatch(loss, samples=inputs["eeg"].shape[0], minima=minima)
 
-def save(run: Run, output: Path, is_best: bool) -> None:
-    """Collective checkpoint; ``is_best`` moves the ``best`` pointer (kept out of rotation)."""
-    path = run_state.save_state(run, output, run.global_step, is_best)
-    if is_best:
-        log.info("best checkpoint so far: %s", path)
+    return engine.train_step(run, batches, forward)
 
 
 def _resume_or_plan(
@@ -230,24 +201,22 @@ def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) 
     trainable.set_trainable(run)
     batches = job.run_log.timed(run.loader)
     job.run_log.bar(run.total_steps, run.step, f"finetune {stage.name}")
-    window, stop = _empty_window(), False
+    interval, stop = engine.Interval(), False
     while not run.done and run.step < run.total_steps:
         trainable.set_trainable(run)
         result = train_step(run, batches)
         job.steps_here += 1
-        window["loss"] += result["loss"]
-        window["n"] += 1
-        window["min_votes"] = min(window["min_votes"], result["min_votes"])
-        job.run_log.count(samples=result["samples"])
+        interval.add(result, minima=("min_votes",))
+        job.run_log.count(samples=result.samples)
         job.run_log.progress.update(1)
         if run.step % cfg.log_every == 0 or run.step == run.total_steps:
-            _log_interval(job, run, window, result)
-            window = _empty_window()
+            extra = {"epoch": run.step / run.steps_per_epoch, "stage": run.stage.index + 1}
+            interval.log(run, job.run_log, extra, name=_train_key)
         evaluate_now = run.step % (cfg.eval_every or run.steps_per_epoch) == 0 or run.step == run.total_steps
         is_best = evaluate_now and _validate(job, run)
         stop = job.stop_vote.vote(preemption.requested, job.stop_after is not None and job.steps_here >= job.stop_after)
         if evaluate_now or run.step % cfg.save_every == 0 or stop:
-            save(run, job.output, is_best)
+            engine.save(run, job.output, is_best)
         if stop and not run.done:
             break
     job.run_log.close_bar()
@@ -259,29 +228,18 @@ def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) 
     return stopped
 
 
-def _empty_window() -> dict[str, float]:
-    return {"loss": 0.0, "n": 0, "min_votes": math.inf}
-
-
-def _log_interval(job: FineTuning, run: Run, window: dict[str, Any], result: dict[str, Any]) -> None:
-    """The log interval's training line: mean loss, gradient norm, fewest votes, rates."""
-    dist = job.dist
-    metrics = dist.mean({"loss": window["loss"] / window["n"], "grad_norm": result["grad_norm"]})
-    metrics["min_votes"] = -dist.max({"m": -window["min_votes"]})["m"]
-    metrics.update(
-        lr=result["lr"], epoch=run.step / run.steps_per_epoch, stage=run.stage.index + 1, **job.run_log.rates()
-    )
-    job.run_log.record(
-        {f"train/{k}" if k not in ("epoch", "stage", "lr") else k: v for k, v in metrics.items()}, run.global_step
-    )
-    job.run_log.end_interval(metrics, run.loader.config.num_workers)
+def _train_key(key: str) -> str:
+    """Fine-tuning's metrics names: the training metrics under ``train/``."""
+    return key if key in ("epoch", "stage", "lr") else f"train/{key}"
 
 
 def _validate(job: FineTuning, run: Run) -> bool:
     """Evaluate the validation split, log it, count evaluations without improvement; True where
     the weights are the best so far."""
     cfg = job.cfg
-    logits, target, sites = collect(run.model, job.val_loader, cfg, job.dist, run.amp_dtype)
+    logits, target, sites = engine.validate(
+        job.run_log, lambda: collect(run.model, job.val_loader, cfg, job.dist, run.amp_dtype)
+    )
     val = evaluate(logits, target, cfg, unwrap(run.model).head, job.plan.prior)
     is_best = val["metric"] < run.best_metric
     if is_best:

@@ -16,7 +16,7 @@ from eegfm.core.logs import get_logger
 from eegfm.model.modeling import EEGFMModel
 from eegfm.training.config import FinetuneConfig, resolve_precision
 from eegfm.training.data import EEGLoader
-from eegfm.training.distributed import Dist
+from eegfm.training.distributed import Dist, unwrap
 from eegfm.training.finetune.objective import make_loss, resolve_class_weights
 from eegfm.training.finetune.plan import Plan, Stage, split_filter
 from eegfm.training.finetune.trainable import optimizer_groups
@@ -51,6 +51,14 @@ class Run(TrainState):
     bad_evals: int = 0
     unfreeze: int = -1  # the applied unfreeze level (-1: none yet)
     done: bool = False  # the stage finished (all epochs, or early stopping)
+
+    def seed_parts(self) -> tuple[int, ...]:
+        return (self.cfg.seed, self.dist.rank, self.stage.index, self.step)
+
+    def train_mode(self) -> None:
+        self.model.train()
+        if self.cfg.mode == "linear":
+            unwrap(self.model).encoder.eval()  # a frozen encoder is a fixed feature extractor (no dropout)
 
     @property
     def epoch(self) -> int:
