@@ -1,7 +1,7 @@
 """Per-window cost of the quality metrics and the autoencoder features; prints one JSON object.
 
 Windows: the 64 eegmat recordings read with MNE, resampled to 256 Hz
-(:func:`pipelines.resample.resample`), notch/band-pass filtered
+(:func:`core.dsp.resample.resample`), notch/band-pass filtered
 (:func:`pipelines.filters.filter_data`) and cut into ``--window-s`` windows (default 10 s:
 19 x 2560, float32), each with its unfiltered counterpart, as
 :func:`pipelines.process.process_recording` passes them. Timed, as process CPU
@@ -51,11 +51,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from eegfm.contract.channels import CANONICAL_CHANNELS  # noqa: E402
+from eegfm.core.dsp.resample import resample  # noqa: E402
 from eegfm.pipelines.artifact_ae import band_features, band_features_from_psd  # noqa: E402
 from eegfm.pipelines.features import window_spectrum  # noqa: E402
 from eegfm.pipelines.filters import filter_data  # noqa: E402
 from eegfm.pipelines.quality import compute_quality, compute_quality_batch  # noqa: E402
-from eegfm.pipelines.resample import resample  # noqa: E402
 
 SFREQ = 256.0
 

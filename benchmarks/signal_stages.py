@@ -4,7 +4,7 @@ Stages, each timed over all files (wall clock and process CPU time, one BLAS thr
 
 - ``read``: pyedflib, the 19 canonical EEG channels per file, in microvolts;
 - ``line_detection``: :func:`pipelines.filters.detect_line_frequency` on each whole recording;
-- ``resample``: 500 -> 256 Hz (:func:`pipelines.resample.resample`);
+- ``resample``: 500 -> 256 Hz (:func:`core.dsp.resample.resample`);
 - ``filter``: 50 Hz notch + 0.5-70 Hz band-pass at 256 Hz (:func:`pipelines.filters.apply_filters`);
 - ``filter_at_input_rate``: the same cascade at 500 Hz, for the "filter after resampling" claim;
 - ``quality``: :func:`pipelines.quality.compute_quality` on every 5 s window;
@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_name  # noqa: E402
+from eegfm.core.dsp.resample import resample  # noqa: E402
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder, band_features  # noqa: E402
 from eegfm.pipelines.features import compute_features  # noqa: E402
 from eegfm.pipelines.filters import (  # noqa: E402
@@ -47,7 +48,6 @@ from eegfm.pipelines.filters import (  # noqa: E402
     line_noise_db,
 )
 from eegfm.pipelines.quality import compute_quality, validate_window  # noqa: E402
-from eegfm.pipelines.resample import resample  # noqa: E402
 
 WINDOW_S = 5.0
 SFREQ = 256.0

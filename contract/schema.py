@@ -43,7 +43,7 @@ SITE_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 _HEX64 = re.compile(rb"[0-9a-f]{64}")
 
 # Rows of a window's spectrogram in Kaggle's HMS layout: 4 chains (LL, RL, LP, RP) x 100
-# frequencies (pipelines.spectrogram computes them, in this order).
+# frequencies (contract.spectrogram computes them, in this order).
 N_SPECTROGRAM_ROWS = 400
 
 
@@ -83,7 +83,7 @@ FEATURES: dict[str, FeatureSpec] = {
     "extra": FeatureSpec("float", None),  # optional per-window features (e.g. band powers), named in the manifest
     "ecg": FeatureSpec("bytes", 1, b""),  # optional ECG, float16 little-endian [n_times] like eeg's; empty if absent
     "corpus_split": FeatureSpec("bytes", 1, b""),  # the corpus's own split (train, dev, eval: TUAB, TUSZ, TUEV)
-    # optional Kaggle-layout spectrogram (pipelines.spectrogram): float16 little-endian, C order,
+    # optional Kaggle-layout spectrogram (contract.spectrogram): float16 little-endian, C order,
     # shape [400, spectrogram_frames], log1p µV²/Hz, NaN for a chain not recorded; empty if absent
     "spectrogram": FeatureSpec("bytes", 1, b""),
     "spectrogram_frames": FeatureSpec("int64", 1, 0),  # its frames (2 s apart); 0 without one

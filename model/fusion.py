@@ -2,7 +2,7 @@
 
 Each modality becomes (B, L, D) tokens with a validity mask and a per-sample presence:
 ``spectrogram`` (the Kaggle HMS layout, (B, 400, n_frames) of log1p power in µV²/Hz as the pipeline
-stores it (``pipelines.spectrogram``), pooled over ``spectrogram_pool`` frames, plus a code of the
+stores it (``contract.spectrogram``), pooled over ``spectrogram_pool`` frames, plus a code of the
 time from its centre), ``ecg`` ((B, n_times) µV
 embedded per 1 s patch; keys and queries carry the same code of the patch's second, so EEG patch t
 finds ECG patch t) and ``clinical`` (one token each for age and sex).

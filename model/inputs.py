@@ -4,7 +4,7 @@ A channel is identified by its electrode's unit-sphere position (``contract.chan
 subset of 10-20/10-10 electrodes, in any order, is a valid input and the exported graph holds no
 strings. NaN always means "absent": ``age`` (years), ``sex`` (0 female, 1 male), and an all-NaN
 ``ecg`` (B, n_times) or ``spectrogram`` (B, 400, n_frames) row; isolated NaN values read as 0.
-``spectrogram`` holds log1p power in µV²/Hz in Kaggle's HMS layout (``pipelines.spectrogram``),
+``spectrogram`` holds log1p power in µV²/Hz in Kaggle's HMS layout (``contract.spectrogram``),
 as the records store it: the model applies no further log.
 """
 

@@ -10,7 +10,7 @@ positions       (B or 1, C, 3)      electrode positions (``positions_for(ch_name
                                     omitted when C == 19 (the canonical contract order)
 channel_mask    (B, C) or (C,)      1 measured, 0 interpolated/missing; default all 1
 spectrogram     (B, 400, frames)    optional, Kaggle HMS layout of log1p µV²/Hz (already log
-                                    power, ``pipelines.spectrogram``); all-NaN row = absent
+                                    power, ``contract.spectrogram``); all-NaN row = absent
 ecg             (B, T)              optional, microvolts; all-NaN row = absent
 age, sex        (B,)                optional; years, 0 F / 1 M; NaN = unknown
 ==============  ==================  =========================================================

@@ -38,7 +38,7 @@ class PreprocessConfig(Config):
     chunk_seconds: float = 300.0
     line_detect_seconds: float = 120.0
     features: bool = False
-    # each window's Kaggle-layout spectrogram (pipelines.spectrogram) in its record
+    # each window's Kaggle-layout spectrogram (contract.spectrogram) in its record
     spectrogram: bool = True
     ica: bool = False
     ica_fit_seconds: float = 120.0

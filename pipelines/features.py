@@ -19,8 +19,8 @@ import scipy.fft as sp_fft
 from numpy.lib.stride_tricks import as_strided
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
-from eegfm.pipelines.filter_design import hann_periodic
-from eegfm.pipelines.signal_checks import check_sfreq
+from eegfm.core.dsp.filter_design import hann_periodic
+from eegfm.core.dsp.signal_checks import check_sfreq
 
 BANDS: tuple[tuple[str, float, float], ...] = (
     ("delta", 0.5, 4.0),

@@ -18,14 +18,14 @@ from typing import Any
 import numpy as np
 
 from eegfm.core.config import Config, ConfigError, check_int, check_option, check_range
-from eegfm.pipelines.filter_design import butter_sos, notch_sos, sos_impulse_response, sos_response
+from eegfm.core.dsp.filter_design import butter_sos, notch_sos, sos_impulse_response, sos_response
+from eegfm.core.dsp.signal_checks import check_sfreq, check_signal
 from eegfm.pipelines.line_noise import (  # noqa: F401 (line_noise_db, line_ratio_db: re-exported)
     LINE_FREQUENCIES,
     detect_line_frequency,
     line_noise_db,
     line_ratio_db,
 )
-from eegfm.pipelines.signal_checks import check_sfreq, check_signal
 from eegfm.pipelines.zero_phase import StreamingFilter, apply_filters  # noqa: F401 (StreamingFilter: re-exported)
 
 OUTPUT_NYQUIST = 128.0  # Nyquist frequency of the 256 Hz data contract

@@ -6,8 +6,8 @@ import math
 
 import numpy as np
 
+from eegfm.core.dsp.signal_checks import check_sfreq, check_signal
 from eegfm.pipelines.features import welch_psd
-from eegfm.pipelines.signal_checks import check_sfreq, check_signal
 
 LINE_FREQUENCIES = (50, 60)
 

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from eegfm.contract import schema
+from eegfm.core.dsp.resample import TARGET_SFREQ, Resampler
 from eegfm.core.logs import get_logger
 from eegfm.core.stores import STORE_ERRORS, storage_error
 from eegfm.pipelines.bipolar import BipolarReader, bipolar_plan
@@ -27,7 +28,6 @@ from eegfm.pipelines.harmonize import HarmonizeError, harmonize, map_channels, p
 from eegfm.pipelines.ica import fit_ica_cleaner
 from eegfm.pipelines.localize import DecompressLimit, localized
 from eegfm.pipelines.readers import Reader, ReaderError, open_recording
-from eegfm.pipelines.resample import TARGET_SFREQ, Resampler
 from eegfm.pipelines.window_spectrograms import WindowSpectrograms
 from eegfm.pipelines.windowing import Cutting, Span, cut_span, mark_annotated_bad, plan_windows
 

@@ -4,7 +4,7 @@ An HMS labeled window whose recording has its Kaggle spectrogram file beside it
 (``SourceItem.spectrogram_path``) carries that file's 10 minutes from the label's
 ``spectrogram_label_offset_seconds``: the frames with ``time`` in [offset, offset + 600), 300 in
 Kaggle's files, as log1p of Kaggle's power. Every other window carries
-``pipelines.spectrogram.window_spectrogram`` of its own signal (one frame per whole 2 s). A Kaggle
+``contract.spectrogram.window_spectrogram`` of its own signal (one frame per whole 2 s). A Kaggle
 file that cannot be read, lacks Kaggle's columns or holds no frame in those 10 minutes costs the
 window its spectrogram only; one warning per recording names it by its pseudonym, not its path.
 """
@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from eegfm.contract.spectrogram import kaggle_window, spectrogram_columns, window_spectrogram
 from eegfm.core.logs import get_logger
 from eegfm.pipelines.datasets import SourceItem
 from eegfm.pipelines.localize import localized
-from eegfm.pipelines.spectrogram import kaggle_window, spectrogram_columns, window_spectrogram
 
 log = get_logger("spectrogram")
 

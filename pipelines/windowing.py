@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from eegfm.contract import schema
+from eegfm.core.dsp.resample import TARGET_SFREQ, ResamplePlan, Resampler
 from eegfm.pipelines.artifact_ae import band_features_from_psd
 from eegfm.pipelines.datasets import SourceItem, interval_label
 from eegfm.pipelines.events import AE_NOT_SCORED, PreprocessConfig, RejectedWindow, Window
@@ -23,7 +24,6 @@ from eegfm.pipelines.filters import StreamingFilter
 from eegfm.pipelines.harmonize import interpolation_matrix
 from eegfm.pipelines.quality import compute_quality_batch, validate_window
 from eegfm.pipelines.readers import Segment
-from eegfm.pipelines.resample import TARGET_SFREQ, ResamplePlan, Resampler
 from eegfm.pipelines.window_spectrograms import WindowSpectrograms
 
 # Input samples per channel read at once, whatever chunk_seconds asks: about 7 min at 5 kHz, so

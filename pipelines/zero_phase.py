@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.fft
 
-from eegfm.pipelines.filter_design import sos_response
-from eegfm.pipelines.signal_checks import check_chunk, check_n_chans, check_signal
+from eegfm.core.dsp.filter_design import sos_response
+from eegfm.core.dsp.signal_checks import check_chunk, check_n_chans, check_signal
 
 if TYPE_CHECKING:  # filters imports this module
     from eegfm.pipelines.filters import FilterDesign

@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 
 from eegfm.contract.schema import SFREQ
+from eegfm.contract.spectrogram import FRAME_STEP_S, N_SPECTROGRAM_ROWS
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
-from eegfm.pipelines.spectrogram import FRAME_STEP_S, N_SPECTROGRAM_ROWS
 
 BACKENDS = ("torch", "onnx", "onnx-int8", "tensorrt")
 ONNX_NAME = "model.onnx"

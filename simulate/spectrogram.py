@@ -2,14 +2,14 @@
 
 Rows every 2 s (``time`` = 1, 3, 5, ... s, the row's centre) and 400 columns ``LL_/RL_/LP_/RP_<f>``
 of power in µV²/Hz rounded to 0.01 like Kaggle's files; the representation and its method are
-:mod:`pipelines.spectrogram`'s (the pipeline reads these files and computes the same from windows).
+:mod:`contract.spectrogram`'s (the pipeline reads these files and computes the same from windows).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from eegfm.pipelines.spectrogram import (  # noqa: F401 (re-exported for the simulator's writers and tests)
+from eegfm.contract.spectrogram import (  # noqa: F401 (re-exported for the simulator's writers and tests)
     CHAINS,
     FREQ_BINS,
     HMS_SFREQ,
@@ -17,9 +17,9 @@ from eegfm.pipelines.spectrogram import (  # noqa: F401 (re-exported for the sim
     PowerStream,
     spectrogram_columns,
 )
-from eegfm.pipelines.spectrogram import FRAME_STEP_S as ROW_S  # noqa: F401
-from eegfm.pipelines.spectrogram import chain_power as spectrogram_rows  # noqa: F401
-from eegfm.pipelines.spectrogram import n_frames as n_rows  # noqa: F401
+from eegfm.contract.spectrogram import FRAME_STEP_S as ROW_S  # noqa: F401
+from eegfm.contract.spectrogram import chain_power as spectrogram_rows  # noqa: F401
+from eegfm.contract.spectrogram import n_frames as n_rows  # noqa: F401
 
 
 class SpectrogramStream:

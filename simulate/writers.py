@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
-from eegfm.pipelines.resample import Resampler
+from eegfm.core.dsp.resample import Resampler
 from eegfm.simulate.edf import Annotation, EDFHeader, EDFSignal, EDFWriter
 from eegfm.simulate.plan import RecordingPlan
 from eegfm.simulate.render import RenderedChunk

@@ -31,7 +31,7 @@ FORBIDDEN = {("training", "pipelines")}
 
 # What the reshape has yet to remove: shrink this, never grow it.
 KNOWN: set[tuple[str, str]] = {
-    ("simulate", "pipelines"),  # the Kaggle spectrogram and resampler, the realism report's pipeline path
+    ("simulate", "pipelines"),  # the realism report runs real recordings through the pipeline's per-recording core
 }
 # Serving may use at most this many training modules: the loader (quantization calibrates on a data folder).
 SERVING_TRAINING_MODULES = 1

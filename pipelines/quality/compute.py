@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from eegfm.core.dsp.signal_checks import check_sfreq
 from eegfm.pipelines.features import DEFAULT_SEGMENT_S, WindowSpectrum, welch
 from eegfm.pipelines.quality.detectors import (
     as_work,
@@ -23,7 +24,6 @@ from eegfm.pipelines.quality.detectors import (
 from eegfm.pipelines.quality.physiology import rhythmic_field
 from eegfm.pipelines.quality.report import QualityReport
 from eegfm.pipelines.quality.rules import QualityConfig, channel_scores, default_config, window_rules
-from eegfm.pipelines.signal_checks import check_sfreq
 
 
 def compute_quality(

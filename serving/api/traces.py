@@ -24,7 +24,7 @@ import numpy as np
 
 from eegfm.contract.channels import canonical_name
 from eegfm.contract.schema import CHANNELS, SFREQ
-from eegfm.pipelines.spectrogram import CHAINS
+from eegfm.contract.spectrogram import CHAINS
 from eegfm.serving.api.uploads import UploadError
 from eegfm.serving.api.windows import pipeline_events, recording_item
 

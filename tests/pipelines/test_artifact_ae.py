@@ -9,6 +9,7 @@ import pytest
 from scipy.signal import butter, sosfiltfilt, welch
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
+from eegfm.core.dsp.resample import resample
 from eegfm.pipelines.artifact_ae import (
     AE_BANDS,
     ArtifactAutoencoder,
@@ -18,7 +19,6 @@ from eegfm.pipelines.artifact_ae import (
 from eegfm.pipelines.features import welch_psd
 from eegfm.pipelines.filters import filter_data
 from eegfm.pipelines.quality import compute_quality
-from eegfm.pipelines.resample import resample
 
 SFREQ = 256.0
 N_TIMES = 1280

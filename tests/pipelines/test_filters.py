@@ -7,6 +7,7 @@ import pytest
 from scipy.signal import sosfiltfilt, welch
 
 from eegfm.core.config import ConfigError
+from eegfm.core.dsp.resample import resample
 from eegfm.pipelines.filters import (
     FilterConfig,
     apply_filters,
@@ -15,7 +16,6 @@ from eegfm.pipelines.filters import (
     filter_data,
     notch_filter,
 )
-from eegfm.pipelines.resample import resample
 
 SFREQ = 256.0
 

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from eegfm.contract.spectrogram import log_power, row_names
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.events import PreprocessConfig, Window
 from eegfm.pipelines.process import process_recording
-from eegfm.pipelines.spectrogram import log_power, row_names
 from eegfm.pipelines.window_spectrograms import SpectrogramFileError, read_kaggle_spectrogram
 
 KEY = b"a-test-key-of-32-bytes-for-hmac!"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from eegfm.core.dsp.resample import resample
 from eegfm.pipelines.filters import FilterConfig, design_filters
-from eegfm.pipelines.resample import resample
 from eegfm.pipelines.zero_phase import StreamingFilter, _fft_size, _zero_phase_gain, apply_filters
 from tests.pipelines.test_filters import SFREQ, _assert_matches_sosfiltfilt, _pink_noise, _read
 

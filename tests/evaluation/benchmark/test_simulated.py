@@ -13,6 +13,7 @@ from eegfm.evaluation.benchmark.cli import main
 @pytest.mark.slow
 def test_leave_one_site_out_on_a_small_simulated_corpus(tmp_path):
     argv = ["simulated", "--output", str(tmp_path), "--sites", "2", "--seeds", "0", "1", "--config", "cpu-tiny"]
+    argv += ["--subjects_per_site", "4"]
     methods = ["--methods", "eegfm", "scratch", "ensemble"]  # ensemble: eegfm + spectrogram CNN, stacked
     assert main([*argv, *methods, "--pretrain_steps", "4", "--finetune_set", "epochs=1"]) == 0
     report = json.loads((tmp_path / "benchmark.json").read_text())

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
+from eegfm.core.dsp.resample import resample
 from eegfm.pipelines.filters import filter_data
-from eegfm.pipelines.resample import resample
 
 SFREQ = 256.0
 N_TIMES = 1280  # 5 s windows

@@ -8,11 +8,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
-from eegfm.pipelines.datasets import LabeledWindow, SourceItem
-from eegfm.pipelines.events import PreprocessConfig, Window
-from eegfm.pipelines.process import process_recording
-from eegfm.pipelines.resample import resample
-from eegfm.pipelines.spectrogram import (
+from eegfm.contract.spectrogram import (
     CHAINS,
     FRAME_STEP_S,
     FREQUENCIES_HZ,
@@ -24,6 +20,10 @@ from eegfm.pipelines.spectrogram import (
     row_names,
     window_spectrogram,
 )
+from eegfm.core.dsp.resample import resample
+from eegfm.pipelines.datasets import LabeledWindow, SourceItem
+from eegfm.pipelines.events import PreprocessConfig, Window
+from eegfm.pipelines.process import process_recording
 
 KEY = b"a-test-key-of-32-bytes-for-hmac!"
 # Log-power tolerance between two different recordings' distributions: one log1p unit is a factor

@@ -12,7 +12,7 @@ window centred on the frame (clipped at the edges of the signal, normalized by t
 covers), the one-sided PSD in µV²/Hz of each bipolar pair, averaged over the chain's pairs whose
 both electrodes were recorded (NaN for a chain with none). :func:`window_spectrogram` gives the
 same representation of a pipeline window (19 canonical channels at 256 Hz): resampled to 200 Hz by
-``pipelines.resample``, channels with ``channel_mask`` 0 (interpolated) count as not recorded, one
+``core.dsp.resample``, channels with ``channel_mask`` 0 (interpolated) count as not recorded, one
 frame per whole 2 s of the window.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.contract.schema import N_SPECTROGRAM_ROWS
-from eegfm.pipelines.resample import resample
+from eegfm.core.dsp.resample import resample
 
 HMS_SFREQ = 200
 NFFT = 1024

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from eegfm.pipelines.filter_design import (
+from eegfm.core.dsp.filter_design import (
     butter_sos,
     hann_periodic,
     kaiser_lowpass,

@@ -19,8 +19,8 @@ from functools import lru_cache
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from eegfm.pipelines.filter_design import kaiser_lowpass
-from eegfm.pipelines.signal_checks import check_chunk, check_n_chans, check_sfreq, check_signal
+from eegfm.core.dsp.filter_design import kaiser_lowpass
+from eegfm.core.dsp.signal_checks import check_chunk, check_n_chans, check_sfreq, check_signal
 
 TARGET_SFREQ = 256.0
 # Under one output sample of drift per hour at 256 Hz (3600 s * 1e-6 = 3.6 ms < 1 / 256 s).

@@ -7,7 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from eegfm.pipelines.resample import (
+from eegfm.core.dsp.resample import (
     Resampler,
     _fir_taps,
     plan_resample,
