@@ -106,7 +106,7 @@ STAGES = ("core", "contract", "pipelines", "model", "simulate", "metrics", "trai
 PACKAGES = [f"eegfm.{name}" for name in find_packages(include=[f"{stage}*" for stage in STAGES])]
 
 CONSOLE_SCRIPTS = [
-    "eegfm-simulate = eegfm.simulate.cli:main",
+    "eegfm-simulate = eegfm.evaluation.realism:main",
     "eegfm-preprocess = eegfm.pipelines.preprocess:main",
     "eegfm-redact = eegfm.pipelines.redact:main",  # which file a --redact_paths token names
     # Training entry points need the `train` extra (torch); DDP users launch `torchrun -m ...`.

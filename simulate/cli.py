@@ -1,6 +1,6 @@
 """``eegfm-simulate`` / ``python -m eegfm.simulate``: write a simulated multi-site EEG corpus,
-or with ``--realism`` compare the simulated background with real corpora
-(:mod:`~simulate.realism`).
+or with ``--realism`` (``eegfm-simulate`` only: :mod:`eegfm.evaluation.realism`) compare the
+simulated background with real corpora.
 
 Every argument is validated before anything is written; a bad one prints exactly one line,
 ``eegfm-simulate: error: --flag: what is allowed; got what``, and exits with status 2.
@@ -250,53 +250,11 @@ def _summary(result, config) -> str:
     return "\n".join(lines)
 
 
-def _realism(args: argparse.Namespace, parser: OneLineParser) -> int:
-    """The realism report (``--realism``); one-line errors naming the flag."""
-    from eegfm.simulate import realism  # numpy: only once the arguments pass
-
-    if not args.against:
-        parser.error("argument --against: at least one real corpus is required with --realism")
-    if args.output.exists() and not args.output.is_dir():
-        parser.error(f"argument --output: expected a directory path; {args.output} is an existing file")
-    if args.simulated is not None and not (args.simulated / "truth.jsonl").is_file():
-        parser.error(
-            f"argument --simulated: expected a simulated corpus directory with truth.jsonl; got {args.simulated}"
-        )
-    try:
-        specs = [realism.parse_spec(text) for text in args.against]
-        for spec in specs:
-            spec.files()
-    except realism.SpecError as err:
-        parser.error(f"argument --against: {err}")
-    if len({s.name for s in specs}) != len(specs):
-        parser.error(f"argument --against: corpus names must be unique; got {[s.name for s in specs]}")
-    setup_logging("ERROR")
-    options = {name: getattr(args, name) for name in REALISM_DEFAULTS}
-
-    def progress(items, desc):
-        items = list(items)
-        return tqdm(items, desc=desc, unit="file", file=sys.stderr, disable=args.quiet, leave=False)
-
-    try:
-        report = realism.run_report(
-            specs, args.output, simulated=args.simulated, sim_options={**options, "seed": args.seed}, progress=progress
-        )
-    except realism.SpecError as err:
-        flag = "--simulated" if args.simulated is not None and "simulated" in str(err) else "--against"
-        parser.error(f"argument {flag}: {err}")
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
-    if not args.quiet:
-        inside = [c["inside"] for c in report["comparison"].values() if c["inside"] is not None]
-        print(
-            f"Realism report written to {args.output} (realism.json, realism.md, realism.png): "
-            f"{sum(inside)} of {len(inside)} statistics of the simulated background inside the real range."
-        )
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, realism: Callable[[argparse.Namespace, OneLineParser], int] | None = None
+) -> int:
+    """The command; ``realism`` runs the report of ``--realism`` (``eegfm.evaluation.realism``, which
+    installs ``eegfm-simulate``: the report needs the pipeline, a package beside this one)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     for flag, _parse, default, *_ in _CORPUS_OPTIONS:  # resolve the defaults the mode implies
@@ -304,7 +262,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, name, None) is None:
             setattr(args, name, REALISM_DEFAULTS[name] if args.realism and name in REALISM_DEFAULTS else default)
     if args.realism:
-        return _realism(args, parser)
+        if realism is None:
+            parser.error(
+                "argument --realism: the realism report runs the pipeline, so it is the eegfm-simulate "
+                "command's (python -m eegfm.evaluation.realism), not python -m eegfm.simulate's"
+            )
+        return realism(args, parser)
     if args.against or args.simulated is not None:
         parser.error("argument --against: --against and --simulated need --realism")
     try:

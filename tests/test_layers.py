@@ -30,9 +30,7 @@ LAYERS = {
 FORBIDDEN = {("training", "pipelines")}
 
 # What the reshape has yet to remove: shrink this, never grow it.
-KNOWN: set[tuple[str, str]] = {
-    ("simulate", "pipelines"),  # the realism report runs real recordings through the pipeline's per-recording core
-}
+KNOWN: set[tuple[str, str]] = set()
 # Serving may use at most this many training modules: the loader (quantization calibrates on a data folder).
 SERVING_TRAINING_MODULES = 1
 
