@@ -6,6 +6,8 @@ subjects (slow)."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -34,9 +36,10 @@ def windows(shared_data, tmp_path_factory) -> WindowSet:
     return _windows(shared_data, tmp_path_factory.mktemp("eegnet"), SUBJECTS)
 
 
-@pytest.fixture(scope="module")
+@contextlib.contextmanager
 def short_budget():
-    """The recipe's mechanics at a few epochs: what these tests check does not need a good model."""
+    """The recipe's mechanics at a few epochs: what these tests check does not need a good model.
+    A context, not a module fixture: the slow test in this module trains with the full recipe."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(deep_baselines, "MAX_EPOCHS", 3)
         patch.setattr(deep_baselines, "MIN_EPOCHS", 1)
@@ -45,7 +48,7 @@ def short_budget():
 
 
 @pytest.fixture(scope="module")
-def fitted(windows, short_budget):
+def fitted(windows):
     """One fit of the default grid; every training batch's rows and the caller's RNG state recorded."""
     batches: list[torch.Tensor] = []
     original = deep_baselines.train_step
@@ -57,7 +60,7 @@ def fitted(windows, short_budget):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as conftest's one_thread: two threads on a busy two-core machine are slower
     rng_before = torch.get_rng_state()
-    with pytest.MonkeyPatch.context() as patch:
+    with short_budget(), pytest.MonkeyPatch.context() as patch:
         patch.setattr(deep_baselines, "train_step", recording_step)
         predict, settings = deep_baselines.eegnet(windows.of_split("train"), windows.of_split("dev"), 2, seed=0)
     rng_moved = not torch.equal(rng_before, torch.get_rng_state())
@@ -96,11 +99,12 @@ def test_no_validation_window_reaches_a_gradient_step(windows, fitted):
     assert stepped == train_rows  # every training window, and nothing else
 
 
-def test_the_same_seed_gives_the_same_model(windows, short_budget):
+def test_the_same_seed_gives_the_same_model(windows):
     """Two fits from seed 0 predict identically; seed 1 draws another model."""
     train, dev = windows.of_split("train"), windows.of_split("dev")
     grid = {"lr": (1e-3,), "drop_prob": (0.25,)}
-    first, second, other = (deep_baselines.eegnet(train, dev, 2, seed=s, grid=grid)[0](dev) for s in (0, 0, 1))
+    with short_budget():
+        first, second, other = (deep_baselines.eegnet(train, dev, 2, seed=s, grid=grid)[0](dev) for s in (0, 0, 1))
     np.testing.assert_array_equal(first, second)
     assert not np.array_equal(first, other)
 
