@@ -7,7 +7,7 @@ Each file of each corpus runs through the pipeline's per-recording path
 keeping the recording's reference, resample to 256 Hz, notch and band-pass, 10 s windows, quality
 rules); the specs, statistics, summaries and figures are :mod:`eegfm.simulate.realism`'s and
 :mod:`eegfm.simulate.realism_output`'s. Without ``--realism`` the command is
-:func:`eegfm.simulate.cli.main`.
+:func:`eegfm.simulate.cli.run`.
 """
 
 from __future__ import annotations
@@ -173,7 +173,7 @@ def report_command(args: argparse.Namespace, parser: OneLineParser) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return simulator.main(argv, realism=report_command)
+    return simulator.run(argv, realism=report_command)
 
 
 if __name__ == "__main__":

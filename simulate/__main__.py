@@ -1,7 +1,8 @@
-"""``python -m eegfm.simulate``: see :mod:`simulate.cli`."""
+"""``python -m eegfm.simulate``: the simulator's corpora (see :mod:`simulate.cli`); the realism
+report is ``eegfm-simulate``'s."""
 
 import sys
 
-from eegfm.simulate.cli import main
+from eegfm.simulate.cli import run
 
-sys.exit(main())
+sys.exit(run())

@@ -250,11 +250,12 @@ def _summary(result, config) -> str:
     return "\n".join(lines)
 
 
-def main(
+def run(
     argv: Sequence[str] | None = None, realism: Callable[[argparse.Namespace, OneLineParser], int] | None = None
 ) -> int:
-    """The command; ``realism`` runs the report of ``--realism`` (``eegfm.evaluation.realism``, which
-    installs ``eegfm-simulate``: the report needs the pipeline, a package beside this one)."""
+    """The command's work: parse ``argv`` and write a corpus; ``realism`` runs the report of
+    ``--realism``. ``eegfm-simulate`` is ``eegfm.evaluation.realism.main``, which passes it: the
+    report needs the pipeline, a package beside this one."""
     parser = build_parser()
     args = parser.parse_args(argv)
     for flag, _parse, default, *_ in _CORPUS_OPTIONS:  # resolve the defaults the mode implies
@@ -299,4 +300,4 @@ def main(
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

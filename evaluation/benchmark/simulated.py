@@ -47,7 +47,7 @@ def simulate_and_preprocess(
     50 s windows at the label rows, each with its recording's Kaggle-style 10-minute spectrogram)."""
     corpus, data = output / "corpus", output / "data"
     if not (corpus / "corpus.json").is_file():
-        simulator.main(
+        simulator.run(
             ["--output", str(corpus), "--sites", str(sites), "--subjects-per-site", str(subjects)]
             + ["--recordings-per-subject", "1", "--minutes", "6", "--seed", str(seed), "--format", layout, "--quiet"]
         )
