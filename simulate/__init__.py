@@ -30,7 +30,7 @@ both parquet files of a recording share time 0. HMS parquet files hold the whole
 GRDA, Other. ids derive from the seed and the recording's (site, subject, session).
 
 ``--realism --against NAME=DIR[:STATE[:GLOB]]`` instead compares the simulated background with
-real corpora (:mod:`eegfm.evaluation.realism`, which runs the pipeline; its terms are :mod:`~simulate.realism`).
+real corpora (:mod:`eegfm.evaluation.realism_report`, which runs the pipeline; its terms are :mod:`~simulate.realism`).
 
 The same arguments give byte-identical files (no wall-clock times; every random stream is keyed
 by its purpose, :mod:`~simulate.rng`); recordings are rendered in bounded chunks.

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from eegfm.evaluation import realism
+from eegfm.evaluation.realism_report import run_report
 from eegfm.simulate.realism import parse_spec
 from eegfm.simulate.realism_stats import GENERAL_STATS
 from tests.conftest import SHARED_DATA
@@ -25,7 +25,7 @@ def report(tmp_path_factory):
         parse_spec(f"eegmat_task={EEGMAT}:unknown:Subject0[01]_2.edf"),
     ]
     sim = {"sites": 4, "subjects_per_site": 1, "minutes": 2.0, "seed": 0}
-    return out, realism.run_report(specs, out, sim_options=sim)
+    return out, run_report(specs, out, sim_options=sim)
 
 
 def test_cli_errors_are_one_line_naming_the_flag(tmp_path):
@@ -91,3 +91,11 @@ def test_the_simulator_alone_points_to_the_command_that_runs_the_report(tmp_path
         "eegfm-simulate: error: --realism: the realism report runs the pipeline, so it is the eegfm-simulate "
         "command's (python -m eegfm.evaluation.realism), not python -m eegfm.simulate's"
     ]
+
+
+def test_the_command_starts_without_the_report_s_modules():
+    """``--help`` and corpus runs of ``eegfm-simulate`` do not pay for scipy and the pipeline."""
+    code = "import sys, eegfm.evaluation.realism; print(' '.join(sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert not [m for m in loaded if m.split(".")[0] in ("scipy", "numpy") or m.startswith("eegfm.pipelines")]
+    assert "eegfm.simulate.cli" in loaded
