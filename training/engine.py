@@ -39,13 +39,14 @@ class MicroBatch:
 
 @dataclasses.dataclass
 class Step:
-    """One optimizer step's metrics (``loss``, the micro-batches' ``means`` and ``minima``,
-    ``grad_norm``, ``lr``; 0-dim device tensors where the device made them) and its windows and
-    tokens on this rank."""
+    """One optimizer step on this rank: its ``metrics`` (``loss``, the micro-batches' ``means``,
+    ``grad_norm``, ``lr``; 0-dim device tensors where the device made them), the least of each of
+    the micro-batches' ``minima``, its windows and tokens."""
 
     metrics: dict[str, Any]
     samples: int
     tokens: int
+    minima: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
 Forward = Callable[[Any, int], MicroBatch]
@@ -77,7 +78,7 @@ def train_step(run: TrainState, batches: Iterator[Any], forward: Forward) -> Ste
     run.step += 1
     run.samples += samples * dist.world_size
     lr = max(run.scheduler.get_last_lr())
-    return Step({**means, **minima, "grad_norm": grad_norm, "lr": lr}, samples, tokens)
+    return Step({**means, "grad_norm": grad_norm, "lr": lr}, samples, tokens, minima)
 
 
 class Interval:
@@ -89,15 +90,14 @@ class Interval:
         self.minima: dict[str, float] = {}
         self.lr, self.steps = math.nan, 0
 
-    def add(self, step: Step, minima: tuple[str, ...] = ()) -> None:
-        """Count a step in; the metrics named in ``minima`` are kept as the interval's least."""
+    def add(self, step: Step) -> None:
         for key, value in step.metrics.items():
             if key == "lr":
                 self.lr = value
-            elif key in minima:
-                self.minima[key] = min(self.minima.get(key, math.inf), value)
             else:
                 self.sums[key] = self.sums.get(key, 0.0) + value
+        for key, value in step.minima.items():
+            self.minima[key] = min(self.minima.get(key, math.inf), value)
         self.steps += 1
 
     def mean_loss(self, dist) -> float:
@@ -117,16 +117,13 @@ class Interval:
         extra: dict[str, Any],
         name: Callable[[str], str] = str,
         **shown: str,
-    ) -> dict[str, float]:
+    ) -> None:
         """Collective: the interval's metrics over the ranks, its rates and ``extra`` as one
-        metrics line (keys renamed by ``name``) at the run's global step and on the progress bar;
-        then a new interval starts. Returns the line's metrics under their own names."""
+        metrics line (keys renamed by ``name``) at the run's global step and on the progress bar."""
         metrics = self.reduce(run.dist)
         metrics.update(run_log.rates(), **extra)
         run_log.record({name(key): value for key, value in metrics.items()}, run.global_step)
         run_log.end_interval(metrics, run.loader.config.num_workers, **shown)
-        self.__init__()
-        return metrics
 
 
 def validate(run_log: RunLog, evaluate: Callable[[], dict[str, Any]]) -> dict[str, Any]:

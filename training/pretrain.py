@@ -61,7 +61,7 @@ def train_step(run: Run, batches, meter: ReconstructionMeter | None = None) -> e
 
     def forward(batch: dict[str, Any], micro: int) -> engine.MicroBatch:
         inputs = model_inputs(batch, run.dist.device, non_blocking=True)
-        generator = torch.Generator().manual_seed(steps.step_seed(*run.seed_parts()[:3], micro + 1))
+        generator = torch.Generator().manual_seed(steps.step_seed(run.cfg.seed, run.dist.rank, run.step, micro + 1))
         with steps.autocast(run.dist, run.amp_dtype):
             out = run.model(**inputs, generator=generator)
         if meter is not None:
@@ -256,6 +256,7 @@ def _steps(
         logged = run.step % cfg.log_every == 0 or run.step == total
         if logged:
             _log_interval(run, run_log, interval, meter, val, last_val)
+            interval = engine.Interval()
         if val and not logged:  # a validation step between log steps: a line of its own
             run_log.record(val, run.step)
         stop = stop_vote.vote(preemption.requested, stop_after is not None and steps_here >= stop_after)

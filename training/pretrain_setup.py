@@ -72,7 +72,7 @@ class Run(TrainState):
     cfg: PretrainConfig
 
     def seed_parts(self) -> tuple[int, ...]:
-        # A 0 before the micro-batch's index: index + 1 seeds the micro-batch's masking generator.
+        # A 0 before the micro-batch's index; (seed, rank, step, index + 1) seeds its masking generator.
         return (self.cfg.seed, self.dist.rank, self.step, 0)
 
     def state_dict(self) -> dict[str, Any]:

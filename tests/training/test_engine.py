@@ -62,7 +62,7 @@ def test_two_micro_batches_step_as_one_batch_of_both_and_count_every_window():
         torch.testing.assert_close(a, b)
     torch.testing.assert_close(one.metrics["loss"], two.metrics["loss"])
     assert (two.samples, two.tokens, halves.step, halves.samples) == (16, 64, 1, 16)
-    assert two.metrics["min_y"] == float(y.min()) and two.metrics["lr"] == 0.1
+    assert two.minima["min_y"] == float(y.min()) and two.metrics["lr"] == 0.1
     assert float(two.metrics["grad_norm"]) > 0
     # Each micro-batch draws from its own stream, fixed by the state's parts and its index.
     assert seeds[0] != seeds[1] and seeds == [step_seed(7, 0, m) for m in (0, 1)]
@@ -79,8 +79,8 @@ def test_the_state_chooses_which_modules_train():
 def test_an_interval_reports_means_minima_and_the_latest_rate():
     interval = engine.Interval()
     for loss, votes, lr in ((1.0, 5.0, 0.3), (3.0, 2.0, 0.2)):
-        metrics = {"loss": torch.tensor(loss), "min_votes": votes, "grad_norm": torch.tensor(2 * loss), "lr": lr}
-        interval.add(engine.Step(metrics, samples=4, tokens=0), minima=("min_votes",))
+        metrics = {"loss": torch.tensor(loss), "grad_norm": torch.tensor(2 * loss), "lr": lr}
+        interval.add(engine.Step(metrics, samples=4, tokens=0, minima={"min_votes": votes}))
     dist = Dist(backend="none")
     assert interval.reduce(dist) == {"loss": 2.0, "grad_norm": 4.0, "min_votes": 2.0, "lr": 0.2}
     assert interval.mean_loss(dist) == 2.0

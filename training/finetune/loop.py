@@ -206,12 +206,13 @@ def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) 
         trainable.set_trainable(run)
         result = train_step(run, batches)
         job.steps_here += 1
-        interval.add(result, minima=("min_votes",))
+        interval.add(result)
         job.run_log.count(samples=result.samples)
         job.run_log.progress.update(1)
         if run.step % cfg.log_every == 0 or run.step == run.total_steps:
             extra = {"epoch": run.step / run.steps_per_epoch, "stage": run.stage.index + 1}
             interval.log(run, job.run_log, extra, name=_train_key)
+            interval = engine.Interval()
         evaluate_now = run.step % (cfg.eval_every or run.steps_per_epoch) == 0 or run.step == run.total_steps
         is_best = evaluate_now and _validate(job, run)
         stop = job.stop_vote.vote(preemption.requested, job.stop_after is not None and job.steps_here >= job.stop_after)

@@ -43,6 +43,14 @@ def test_fewer_than_two_sites_is_refused(tmp_path, capsys):
     assert "--sites: leave-one-site-out needs at least 2 sites; got 1" in capsys.readouterr().err
 
 
+def test_fewer_than_two_people_a_site_is_refused(tmp_path, capsys):
+    assert main(["simulated", "--output", str(tmp_path), "--subjects_per_site", "1"]) == 2
+    assert "--subjects_per_site: fine-tuning keeps people aside for validation, so at least 2; got 1" in (
+        capsys.readouterr().err
+    )
+    assert not any(tmp_path.iterdir())  # refused before anything is simulated
+
+
 def site_of(report: dict) -> str:
     return report["run"]["sites"][0]
 
