@@ -67,7 +67,10 @@ class EEGFMConfig(PreTrainedConfig):
     attention, one electrode-graph GNN layer, an MLP), then ``num_patch_layers`` transformer layers
     over patch tokens. ``channel_pool_heads``: softmax weightings of the channels pooled per patch
     (concatenated). ``spatial_filters`` > 0 adds ``model.readout.SpatialReadout`` (that many
-    electrode-position filters of the channel tokens) to the embedding. ``graph_neighbours``: k of
+    electrode-position filters of the channel tokens) to the embedding; ``spectral_readout`` also
+    feeds it each channel's log band powers (``model.band_powers``), through a projection that
+    starts at zero and is new at fine-tuning (pretraining's summary objective would read its own
+    answer from it). ``graph_neighbours``: k of
     the electrode k-NN graph. ``gnn_impl``: ``"pyg"``
     (torch_geometric message passing), ``"dense"`` (the same sums as a batched matmul) or
     ``"gather"`` (a neighbour gather that ``torch.compile`` fuses); switchable on a built model.
@@ -100,6 +103,7 @@ class EEGFMConfig(PreTrainedConfig):
     num_patch_layers: int = 2
     channel_pool_heads: int = 1
     spatial_filters: int = 0
+    spectral_readout: bool = False
     mlp_ratio: float = 4.0
     graph_neighbours: int = 6
     gnn_impl: str = "pyg"
@@ -166,9 +170,11 @@ class EEGFMConfig(PreTrainedConfig):
         _check_int("spatial_filters", self.spatial_filters, 0, 1024)
         _check_int("graph_neighbours", self.graph_neighbours, 1, 64)
         _check_option("gnn_impl", self.gnn_impl, GNN_IMPLS)
-        for name in ("causal", "gradient_checkpointing", "spectral_patch_features"):
+        for name in ("causal", "gradient_checkpointing", "spectral_patch_features", "spectral_readout"):
             if not isinstance(getattr(self, name), bool):
                 _fail(name, "True or False", getattr(self, name))
+        if self.spectral_readout and not self.spatial_filters:
+            _fail("spectral_readout", "False unless spatial_filters > 0 (it feeds the spatial readout)", True)
         for name in ("dropout", "attention_dropout", "head_dropout"):
             _check_float(name, getattr(self, name), 0.0, 1.0, high_open=True)
         if not isinstance(self.modalities, (list, tuple)):

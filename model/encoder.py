@@ -143,7 +143,7 @@ class EEGFMEncoder(nn.Module):
         patch_tokens = self.final_norm(patch_tokens)
         pooled = patch_tokens.mean(dim=1)
         if self.spatial_readout is not None:
-            pooled = pooled + self.spatial_readout(channel_tokens, positions)
+            pooled = pooled + self.spatial_readout(channel_tokens, positions, eeg, channel_mask)
         return EncoderOutput(
             channel_tokens=channel_tokens, patch_tokens=patch_tokens, pooled=pooled, modality_gates=gates
         )

@@ -200,6 +200,10 @@ class EEGFMPreTrainedModel(PreTrainedModel):
 class EEGFMModel(HeadClassifier, EEGFMPreTrainedModel):
     """The eegfm encoder with one task head (``config.head``), in timm's encoder/head split."""
 
+    # Weights a pretraining checkpoint never has: the head, and the spectral readout's projection
+    # (``config.spectral_readout``); fine-tuning builds them new, every other weight must load.
+    new_at_finetuning = ("head.", "encoder.spatial_readout.spectral.")
+
     def __init__(self, config: EEGFMConfig) -> None:
         super().__init__(config)
         self.encoder = EEGFMEncoder(config)

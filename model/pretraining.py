@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eegfm.model.band_powers import SUMMARY_BANDS, log_band_powers
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.embedding import ElectrodeEmbedding
 from eegfm.model.numerics import float32_region
@@ -207,23 +208,6 @@ class ChannelContrastiveHead(nn.Module):
         positive = (sample * n_chans + held_out[sample]) * n_patches + patch
         key_valid = (channel_mask > 0.5).unsqueeze(-1).expand(-1, -1, n_patches).reshape(-1)
         return info_nce(queries, keys, positive, self.temperature, key_valid=key_valid)
-
-
-# Delta, theta, alpha, beta, gamma (Hz): the bands clinical EEG reads power in.
-SUMMARY_BANDS: tuple[tuple[float, float], ...] = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 70.0))
-
-
-def log_band_powers(signal: torch.Tensor, sfreq: float, bands=SUMMARY_BANDS) -> torch.Tensor:
-    """(B, C, T) -> (B, C, n_bands): log mean power in each band of a Hann-windowed periodogram of
-    the whole window (float32; a function of each window alone)."""
-    with float32_region(signal.device):
-        signal = signal.float() - signal.float().mean(dim=-1, keepdim=True)
-        n_times = signal.shape[-1]
-        window = torch.hann_window(n_times, periodic=False, device=signal.device)
-        power = torch.fft.rfft(signal * window).abs().square()
-        freqs = torch.fft.rfftfreq(n_times, 1.0 / sfreq).to(signal.device)
-        weights = torch.stack([((freqs >= lo) & (freqs < hi)).float() for lo, hi in bands], dim=1)
-        return torch.log(power @ (weights / weights.sum(0).clamp_min(1.0)) + 1e-6)
 
 
 class BandPowerSummaryHead(nn.Module):

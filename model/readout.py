@@ -14,6 +14,12 @@ fixing the montage::
 A spatial filter is a smooth function of scalp position, so any montage (any channel count, seen
 in training or not) gets weights; with K at least the channel count the readout can give each
 10-20 electrode weights of its own, as a linear model on all channels does.
+
+With ``config.spectral_readout`` each channel's log absolute and relative band powers
+(``model.band_powers.channel_band_features``) are projected to the width and added to ``h_c``.
+A small labelled corpus is often decided by those powers per channel, which a regularized linear
+model reads directly; the projection starts at zero, so fine-tuning starts from the pretrained
+function and learns how much of them to use.
 """
 
 from __future__ import annotations
@@ -21,12 +27,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from eegfm.model.band_powers import SUMMARY_BANDS, channel_band_features
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.embedding import fourier_features
 
 
 class SpatialReadout(nn.Module):
-    """Channel tokens (B, C, P, D) and positions (B or 1, C, 3) -> (B, D)."""
+    """Channel tokens (B, C, P, D) and positions (B or 1, C, 3) -> (B, D); with a spectral readout
+    also the window (B, C, T) and its channel mask (B, C)."""
 
     n_frequencies = 4
 
@@ -38,9 +46,24 @@ class SpatialReadout(nn.Module):
         )
         self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.proj = nn.Linear(n_filters * width, width)
+        self.sfreq = config.sfreq
+        self.spectral = nn.Linear(2 * len(SUMMARY_BANDS), width) if config.spectral_readout else None
+        if self.spectral is not None:  # zero (``_init_weights`` reads the flag): the readout starts as pretrained
+            self.spectral.zero_init = True
+            nn.init.zeros_(self.spectral.weight)
+            nn.init.zeros_(self.spectral.bias)
 
-    def forward(self, channel_tokens: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        channel_tokens: torch.Tensor,
+        positions: torch.Tensor,
+        eeg: torch.Tensor | None = None,
+        channel_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         per_channel = self.norm(channel_tokens.mean(dim=2))  # (B, C, D)
+        if self.spectral is not None:
+            bands = channel_band_features(eeg, self.sfreq, channel_mask).to(per_channel.dtype)
+            per_channel = per_channel + self.spectral(bands)
         weights = self.filters(fourier_features(positions.to(per_channel.dtype), self.n_frequencies))
         weights = weights.expand(per_channel.shape[0], -1, -1) / per_channel.shape[1]  # (B, C, K)
         filtered = torch.einsum("bck,bcd->bkd", weights, per_channel)

@@ -195,6 +195,15 @@ def _add_pseudonym_options(io_) -> None:
         "--input is given in, and channel labels that are no electrode, reference or auxiliary signal by "
         "chan-<hex>, in manifest.json, quarantine.jsonl, the logs and messages; eegfm-redact maps tokens back",
     )
+    io_.add_argument(
+        "--shown_folders",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="with redaction: the folders whose paths stay readable; every name below them, and every "
+        "path outside them, is a token (default: the folder each --input is given in). A tool that passes "
+        "files it chose names the folder its user gave, or none of theirs",
+    )
     names.add_argument(
         "--redact_paths",
         action="store_true",
@@ -421,6 +430,7 @@ def job_spec(args) -> JobSpec:
     """The graph's :class:`~pipelines.stages.JobSpec` from the checked command line."""
     return JobSpec(
         inputs=tuple(args.input),
+        shown_folders=None if args.shown_folders is None else tuple(args.shown_folders),
         output=args.output,
         pseudonym_key_file=args.pseudonym_key_file,
         redact_paths=args.redact_paths,

@@ -58,7 +58,7 @@ from eegfm.pipelines.pipeline_args import (
     unrecognized,
 )
 from eegfm.pipelines.progress import ProgressReporter, clear_stale_progress, progress_file
-from eegfm.pipelines.redact import PathRedactor, RunRedaction, kept_folders, related_paths
+from eegfm.pipelines.redact import PathRedactor, RunRedaction, related_paths, shown_folders
 from eegfm.pipelines.report import REPORT_NAME, write_report
 from eegfm.pipelines.s3_anonymous import install_s3_anonymous
 from eegfm.pipelines.sinks import FILE_NAME_SUFFIX, SITE_FILE_PREFIX
@@ -73,7 +73,7 @@ def run(argv: list[str] | None = None) -> dict:
     # First: Beam logs through the root logger, which, without a handler, then gets Python's own.
     setup_logging("DEBUG" if args.verbose else "INFO", verbose=args.verbose)
     args.redact_paths = not args.keep_paths  # redacted by default; --redact_paths is kept for old command lines
-    redaction = RunRedaction(args.redact_paths, args.input)
+    redaction = RunRedaction(args.redact_paths, args.input, args.shown_folders)
     try:
         return _run(parser, argv, args, beam_args, redaction)
     except UsageError as err:
@@ -182,7 +182,7 @@ def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedactio
         *(p for item in items for p in related_paths(item)),
         *(p for g in ignored for p in (g.path, *named_in_reason(g.path))),
     ]
-    redaction.keyed(key, named, kept_folders(args.input))
+    redaction.keyed(key, named, shown_folders(args.input, args.shown_folders))
     ignored = [Ignored(redaction.redactor.path(g.path), redaction.scrub(g.reason)) for g in ignored]
     if not items:
         raise ValueError(f"--input {' '.join(args.input)}: no recordings found (only {len(ignored)} sidecar/doc files)")

@@ -282,6 +282,12 @@ def kept_folders(inputs: Iterable[str]) -> list[str]:
     return kept
 
 
+def shown_folders(inputs: Iterable[str], shown: Iterable[str] | None = None) -> list[str]:
+    """The folders whose paths stay readable: ``shown`` where given (``--shown_folders``), else
+    :func:`kept_folders` of the inputs."""
+    return kept_folders(inputs) if shown is None else [folder for folder in shown if folder]
+
+
 def related_paths(item) -> list[str]:
     """The files a recording's reasons may name: itself and the sidecars that apply to it."""
     return [item.path, item.channels_tsv, *item.eeg_json, item.electrodes_tsv, item.coordsystem_json]
@@ -330,9 +336,9 @@ class RunRedaction:
     """Redaction (unless ``--keep_paths``) over one launcher run: log records held until the inputs are listed, then
     scrubbed of their names; before the key is read, a throwaway key hides them."""
 
-    def __init__(self, enabled: bool, paths: Iterable[str]):
+    def __init__(self, enabled: bool, paths: Iterable[str], shown: Iterable[str] | None = None):
         self.enabled, self._typed = enabled, tuple(paths)  # the --input paths as the operator typed them
-        self.redactor = PathRedactor(secrets.token_bytes(32), enabled, kept_folders(self._typed))
+        self.redactor = PathRedactor(secrets.token_bytes(32), enabled, shown_folders(self._typed, shown))
         self.scrub = self.redactor.scrubber(self._typed, typed=self._typed)
         self._filter = RedactingFilter().install() if enabled else None
 

@@ -39,7 +39,7 @@ from eegfm.pipelines.manifest import (
 from eegfm.pipelines.process import process_recording
 from eegfm.pipelines.progress import record_done
 from eegfm.pipelines.quality import QualityConfig
-from eegfm.pipelines.redact import PathRedactor, kept_folders, redacted_events
+from eegfm.pipelines.redact import PathRedactor, redacted_events, shown_folders
 from eegfm.pipelines.s3_anonymous import install_s3_anonymous
 from eegfm.pipelines.sinks import DEFAULT_MAX_SHARD_BYTES, WriteSnappyTFRecordsBySite
 from eegfm.pipelines.spill import SpilledRecording, SpillWriter, sample_items, score_spill, spill_path
@@ -59,6 +59,7 @@ class JobSpec:
     output: str
     pseudonym_key_file: str
     redact_paths: bool = True
+    shown_folders: tuple[str, ...] | None = None  # None: the folder each input is given in
     artifact_model: str = ""
     use_artifact_model: bool = True
     ae_sample_size: int = 2000
@@ -302,7 +303,7 @@ def build_pipeline(
     )
     # One spill folder per run, removed by the last step.
     spill_dir = FileSystems.join(job.output, f".spill-{uuid.uuid4().hex[:12]}")
-    redact = tuple(kept_folders(job.inputs)) if job.redact_paths else None
+    redact = tuple(shown_folders(job.inputs, job.shown_folders)) if job.redact_paths else None
     processed = (
         p
         | "Inputs" >> beam.Create(items)

@@ -84,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     folder.add_argument("--window_seconds", type=float, default=5.0, help="window length, seconds")
     folder.add_argument(
+        "--classes",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="the CSV's class names in the order to index them (with two, the second is the positive class "
+        "AUPRC scores); default: sorted",
+    )
+    folder.add_argument(
         "--split_seed",
         type=int,
         default=0,

@@ -1,68 +1,67 @@
 """The eegmat suite: rest vs mental arithmetic on PhysioNet's recordings, on the published split
-(sorted subjects 00-27 train, 28-31 validation, 32-35 test), 5 s windows; preprocessed by the
-eegmat adapter, then benchmarked as every labeled corpus is (``benchmark.labeled``)."""
+(sorted subjects 00-27 train, 28-31 validation, 32-35 test), 5 s windows.
+
+It is the folder suite (``benchmark.folder``) on eegmat's own table, which this module writes to
+``OUT/eegmat_labels.csv`` (``file,subject,label,split``): the same command a user runs on a
+labeled corpus of their own, with eegmat's title, class order and published numbers.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import csv
+import re
 from pathlib import Path
 from typing import Any
 
-from eegfm.contract import layout
+from eegfm.core.logs import get_logger
 from eegfm.core.tasks import FINETUNE_TASKS
 from eegfm.evaluation.benchmark import report
-from eegfm.evaluation.benchmark.labeled import Suite, evaluate
-from eegfm.pipelines import preprocess as pipeline
+from eegfm.evaluation.benchmark.folder import benchmark_table, check_splits, read_label_table
+from eegfm.evaluation.benchmark.labeled import Suite
+from eegfm.pipelines.datasets.physionet import eegmat_split
 
+log = get_logger(__name__)
 TASK = "eegmat"  # the fine-tuning task; its records carry FINETUNE_TASKS[TASK]
-
-
-# The benchmarks read public corpora: one fixed key gives the same pseudonyms, and so the same
-# pretraining hold-out and shuffles, on every run and machine (a clinic's data needs its own key).
-BENCHMARK_KEY = hashlib.sha256(b"eegfm benchmarks: public corpora only").hexdigest()
-
-
-def benchmark_key(folder: Path, own: str | None = None) -> Path:
-    """``own`` key file, else the benchmark's fixed key written once into ``folder``."""
-    if own is not None:
-        return Path(own)
-    path = folder / "pseudonym.key"
-    if not path.is_file():
-        folder.mkdir(parents=True, exist_ok=True)
-        path.write_text(BENCHMARK_KEY + "\n")
-        path.chmod(0o600)  # as deid expects of any key file
-    return path
-
-
-def preprocess_windows(
-    inputs: list[str], output: Path, key: Path, dataset: str = "auto", window_seconds: float = 5.0
-) -> str:
-    """eegfm's pipeline on the benchmark's recordings (rule-based artifact scores, so nothing is
-    fitted across subjects), pseudonymized with ``key``; an earlier complete output is reused."""
-    if not (output / layout.MANIFEST).is_file():
-        argv = ["--input", *inputs, "--output", str(output), "--dataset", dataset]
-        argv += ["--window_seconds", f"{window_seconds:g}", "--no_artifact_model"]
-        pipeline.run([*argv, "--pseudonym_key_file", str(key), "--overwrite"])
-    return str(output)
-
-
-def preprocess(inputs: str, output: Path, key_file: str | None = None) -> str:
-    """eegmat's recordings through its adapter (its split), 5 s windows."""
-    return preprocess_windows([inputs], output, benchmark_key(output.parent, key_file), "eegmat")
-
+LABEL_TABLE = "eegmat_labels.csv"
+_RECORDING = re.compile(r"Subject(\d{2})_([12])\.edf")
+_SPLIT_OF = {"train": "train", "dev": "val", "eval": "test"}  # the corpus split -> the table's
 
 SUITE = Suite(
     name=TASK,
     title="eegmat: rest vs mental arithmetic",
     task=TASK,
     record_task=FINETUNE_TASKS[TASK],
-    classes=("rest", "arithmetic"),
+    classes=("rest", "arithmetic"),  # _1 is rest, _2 the task; arithmetic is the positive class
     split_names="training (00-27) and validation (28-31) subjects",
     published=report.PUBLISHED_EEGMAT,
 )
 
 
+def write_label_table(data: Path, path: Path) -> Path:
+    """eegmat's table for the folder suite: ``SubjectNN_1.edf`` rest and ``_2`` arithmetic, subject
+    ``eegmat-NN`` (the eegmat adapter's key, so pseudonyms match the shared encoder's corpus), the
+    published split; files outside subjects 00-35 are left out with a warning."""
+    rows, skipped = [], 0
+    for recording in sorted(data.glob("Subject*_*.edf")):
+        named = _RECORDING.fullmatch(recording.name)
+        split = eegmat_split(int(named.group(1))) if named else ""
+        if not split:
+            skipped += 1
+            continue
+        label = SUITE.classes[int(named.group(2)) - 1]
+        rows.append((recording.name, f"eegmat-{named.group(1)}", label, _SPLIT_OF[split]))
+    if skipped:
+        log.warning("eegmat: %d files are not SubjectNN_1/2.edf of subjects 00-35; left out", skipped)
+    if not rows:
+        raise FileNotFoundError(f"--data: no eegmat recording (SubjectNN_1.edf, SubjectNN_2.edf) in {data}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as fh:
+        csv.writer(fh).writerows([("file", "subject", "label", "split"), *rows])
+    return path
+
+
 def run(args) -> dict[str, Any]:
-    output = Path(args.output)
-    data = preprocess(args.data, output / "data", args.pseudonym_key_file)
-    return evaluate(data, output, args, SUITE)
+    output, data = Path(args.output), Path(args.data)
+    rows, _ = read_label_table(write_label_table(data, output / LABEL_TABLE), data)
+    check_splits(rows, SUITE.classes)
+    return benchmark_table(rows, output, args, SUITE, window_seconds=5.0)

@@ -1,10 +1,13 @@
 """The folder suite: any folder of recordings the pipeline reads, labeled by a CSV of
-``file,subject,label,split`` (other columns ignored), benchmarked like eegmat.
+``file,subject,label,split`` (other columns ignored). The eegmat suite is this suite run on
+eegmat's own table (``benchmark.eegmat``): one code path from the CSV to the report.
 
 - ``file``: relative to ``--data``; ``subject``: who was recorded (a subject stays in one split);
   ``label``: the class's name (two or more classes); ``split``: ``train``, ``val`` or ``test``.
 - Without a ``split`` column, subjects are split by a seeded draw (``--split_seed``: 70 % training,
   15 % validation, 15 % test) and the split is written to ``split.csv`` by CSV line.
+- ``--classes`` orders the class names (a label's index; with two classes the second is the
+  positive one AUPRC scores); by default they are sorted.
 - A bad row is an error naming its line and column; a file's name or subject is never echoed,
   as either may name the patient. A file whose every window the pipeline drops is listed by its
   line in the report, and the run goes on.
@@ -18,6 +21,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +29,8 @@ import numpy as np
 
 from eegfm.contract import layout
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark.eegmat import benchmark_key, preprocess_windows
 from eegfm.evaluation.benchmark.labeled import Suite, evaluate
+from eegfm.evaluation.benchmark.preprocessing import benchmark_key, preprocess_windows
 
 log = get_logger(__name__)
 RECORD_TASK = "folder"  # the windows' task in the preprocessed records
@@ -96,9 +100,11 @@ def seeded_split(rows: list[LabelRow], seed: int) -> list[LabelRow]:
     return [dataclasses.replace(row, split=split_of[row.subject]) for row in rows]
 
 
-def check_splits(rows: list[LabelRow]) -> tuple[str, ...]:
-    """The classes (sorted names; a label's index is its place here); ValueError naming a row for a
-    subject in two splits, a class with no training row, or fewer than two classes."""
+def check_splits(rows: list[LabelRow], order: Sequence[str] = ()) -> tuple[str, ...]:
+    """The classes: ``order`` where given (a label's index is its place; for two classes the second
+    is the positive one AUPRC scores), else the sorted names. ValueError naming a row for a subject
+    in two splits or a class with no training row, and for fewer than two classes or an ``order``
+    that is not the table's classes."""
     first: dict[str, LabelRow] = {}
     for row in rows:
         earlier = first.setdefault(row.subject, row)
@@ -117,69 +123,80 @@ def check_splits(rows: list[LabelRow]) -> tuple[str, ...]:
         raise ValueError(f"--labels: expected two or more classes; the training rows have {len(trained)}")
     if not any(row.split == "val" for row in rows):
         raise ValueError("--labels: expected validation rows (split val): they choose checkpoints and C")
-    return tuple(sorted(trained))
+    if order and (len(set(order)) != len(order) or set(order) != trained):
+        raise ValueError(f"--classes: expected each of the table's classes once, in any order; got {len(order)} names")
+    return tuple(order) if order else tuple(sorted(trained))
 
 
-def pipeline_labels(rows: list[LabelRow], classes: tuple[str, ...], folder: Path) -> Path:
-    """The generic adapter's ``labels.csv`` for ``rows``: absolute paths, class index, subject, split."""
+def pipeline_labels(rows: list[LabelRow], classes: tuple[str, ...], folder: Path, task: str = RECORD_TASK) -> Path:
+    """The generic adapter's ``labels.csv`` for ``rows``: absolute paths, the windows' ``task``, the
+    class index, subject and split."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "labels.csv"
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
         writer.writerow(["path", "patient_id", "task", "label", "split"])
         for row in rows:
-            writer.writerow([str(row.file.resolve()), row.subject, RECORD_TASK, classes.index(row.label), row.split])
+            writer.writerow([str(row.file.resolve()), row.subject, task, classes.index(row.label), row.split])
     path.chmod(0o600)  # it names the files and subjects: the user's own, kept as private as their CSV
     return path
 
 
 def preprocess(rows: list[LabelRow], labels_csv: Path, output: Path, window_seconds: float, key: Path) -> str:
-    """The pipeline on the table's files (read where they are) with its labels; reused once complete."""
+    """The pipeline on the table's files (read where they are) with its labels; reused once complete.
+    Only the suite's own ``labels/`` folder is shown: every name of the user's folders is a token."""
     inputs = [str(row.file.resolve()) for row in rows] + [str(labels_csv)]
-    return preprocess_windows(inputs, output, key, "edf", window_seconds)
+    return preprocess_windows(inputs, output, key, "edf", window_seconds, [str(labels_csv.parent)])
 
 
-def dropped_rows(rows: list[LabelRow], data: str, key: Path) -> list[int]:
+def dropped_rows(rows: list[LabelRow], data: str, labels_csv: Path, key: Path) -> list[int]:
     """The lines of the rows whose recording gave no window (quarantined, or every window dropped),
     matched to the manifest by the tokens the pipeline names them with."""
     from eegfm.pipelines.deid import load_key
-    from eegfm.pipelines.redact import PathRedactor, kept_folders
+    from eegfm.pipelines.redact import PathRedactor
 
     manifest = json.loads((Path(data) / layout.MANIFEST).read_text())
     windows = {entry["source"]: entry.get("windows", 0) for entry in manifest.get("inputs", [])}
-    files = [str(row.file.resolve()) for row in rows]
-    redactor = PathRedactor(load_key(key), True, kept_folders(files))
-    return [row.line for row, file in zip(rows, files, strict=True) if not windows.get(redactor.path(file), 0)]
+    redactor = PathRedactor(load_key(key), True, [str(labels_csv.parent)])
+    return [row.line for row in rows if not windows.get(redactor.path(str(row.file.resolve())), 0)]
+
+
+def benchmark_table(
+    rows: list[LabelRow], output: Path, args, suite: Suite, window_seconds: float, extra: dict | None = None
+) -> dict[str, Any]:
+    """Benchmark a checked table (:func:`check_splits`): its recordings through the pipeline where
+    they are, then the baselines and eegfm's rows (``labeled.evaluate``). The folder and eegmat
+    suites both run this."""
+    key = benchmark_key(output, args.pseudonym_key_file)
+    labels_csv = pipeline_labels(rows, suite.classes, output / "labels", suite.record_task)
+    data = preprocess(rows, labels_csv, output / "data", window_seconds, key)
+    notes = []
+    if dropped := dropped_rows(rows, data, labels_csv, key):
+        notes.append(f"--labels lines {', '.join(map(str, dropped))}: no window (quarantined or every window dropped)")
+        log.warning(notes[-1])
+    extra = {**(extra or {}), "dropped_lines": dropped, "window_seconds": window_seconds}
+    return evaluate(data, output, args, suite, notes, extra)
 
 
 def run(args) -> dict[str, Any]:
-    output, data_dir = Path(args.output), Path(args.data)
-    rows, has_split = read_label_table(Path(args.labels), data_dir)
+    output = Path(args.output)
+    rows, has_split = read_label_table(Path(args.labels), Path(args.data))
     if not has_split:
         rows = seeded_split(rows, args.split_seed)
         output.mkdir(parents=True, exist_ok=True)
         with (output / "split.csv").open("w", newline="") as fh:  # by line: the CSV's names stay in it
             csv.writer(fh).writerows([("line", "split"), *((row.line, row.split) for row in rows)])
-    classes = check_splits(rows)
-    key = benchmark_key(output, args.pseudonym_key_file)
-    labels_csv = pipeline_labels(rows, classes, output / "labels")
-    data = preprocess(rows, labels_csv, output / "data", args.window_seconds, key)
-    notes = []
-    if dropped := dropped_rows(rows, data, key):
-        notes.append(f"--labels lines {', '.join(map(str, dropped))}: no window (quarantined or every window dropped)")
-        log.warning(notes[-1])
+    classes = check_splits(rows, args.classes)
     suite = Suite(
         name="folder",
-        title=f"{data_dir.name}: {' vs '.join(classes)}"
-        if len(classes) < 5
-        else f"{data_dir.name}: {len(classes)} classes",
+        # the folder's own name stays out of the report: a clinic may name folders after people
+        title=f"labeled folder: {' vs '.join(classes) if len(classes) < 5 else f'{len(classes)} classes'}",
         task="binary" if len(classes) == 2 else "multiclass",
         record_task=RECORD_TASK,
         classes=classes,
         finetune_defaults=(_id2label(classes),),
     )
-    extra = {"split_made": not has_split, "dropped_lines": dropped, "window_seconds": args.window_seconds}
-    return evaluate(data, output, args, suite, notes, extra)
+    return benchmark_table(rows, output, args, suite, args.window_seconds, {"split_made": not has_split})
 
 
 def _id2label(classes: tuple[str, ...]) -> str:

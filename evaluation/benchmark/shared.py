@@ -25,7 +25,7 @@ from typing import Any
 
 from eegfm.contract import layout
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark.eegmat import benchmark_key, preprocess_windows
+from eegfm.evaluation.benchmark.preprocessing import benchmark_key, preprocess_windows
 from eegfm.evaluation.benchmark.runs import RecipeOptions, pretrain
 from eegfm.evaluation.benchmark.simulated import simulate_and_preprocess
 

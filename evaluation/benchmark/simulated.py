@@ -20,9 +20,9 @@ from eegfm.contract.layout import MANIFEST
 from eegfm.core.logs import get_logger
 from eegfm.core.tasks import FINETUNE_TASKS, HMS_CLASSES
 from eegfm.evaluation.benchmark import baselines, report
-from eegfm.evaluation.benchmark.eegmat import benchmark_key
 from eegfm.evaluation.benchmark.ensemble import ensemble_probabilities
 from eegfm.evaluation.benchmark.labeled import metrics_of
+from eegfm.evaluation.benchmark.preprocessing import benchmark_key
 from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, run_methods
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
 from eegfm.pipelines import preprocess as pipeline

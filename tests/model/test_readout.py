@@ -71,16 +71,50 @@ def test_the_readout_trains_at_the_top_lr_and_its_count_is_checked():
             EEGFMConfig.from_preset("tiny", **{field: value})
 
 
-def test_save_load_and_onnx_keep_the_outputs(tmp_path):
+def test_the_spectral_readout_is_new_at_fine_tuning_starts_as_pretrained_and_learns(tmp_path):
+    pretrained = make_model("tiny", "binary", seed=3, **SPATIAL)
+    pretrained.save_pretrained(tmp_path / "model")
+    model, info = EEGFMModel.from_pretrained(tmp_path / "model", output_loading_info=True, spectral_readout=True)
+    assert info["missing_keys"] and all(k.startswith(EEGFMModel.new_at_finetuning) for k in info["missing_keys"])
+    assert not model.encoder.spatial_readout.spectral.weight.any()
+    inputs = make_batch(4, 5)
+    with torch.no_grad():
+        torch.testing.assert_close(model(**inputs).logits, pretrained(**inputs).logits, rtol=0, atol=0)
+    model.train()
+    model(**inputs, labels=torch.tensor([0.0, 1.0, 0.0, 1.0])).loss.backward()
+    assert model.encoder.spatial_readout.spectral.weight.grad.abs().sum() > 0  # band powers reach the loss
+    with pytest.raises(ConfigError, match="spectral_readout"):
+        EEGFMConfig.from_preset("tiny", spectral_readout=True)  # no spatial readout to feed
+
+
+def test_band_features_are_log_powers_then_log_shares_and_zero_on_absent_channels():
+    from eegfm.model.band_powers import SUMMARY_BANDS, channel_band_features, log_band_powers
+
+    eeg = make_batch(2, 5)["eeg"]
+    mask = torch.ones(2, 19)
+    mask[1, 4] = 0.0
+    features = channel_band_features(eeg, 256.0, mask)
+    n = len(SUMMARY_BANDS)
+    assert features.shape == (2, 19, 2 * n)
+    torch.testing.assert_close(features[0, :, :n], log_band_powers(eeg, 256.0)[0])
+    torch.testing.assert_close(features[0, :, n:].exp().sum(-1), torch.ones(19))  # shares of the bands' sum
+    assert not features[1, 4].any() and features[1, 3].all()
+
+
+@pytest.mark.parametrize("spectral", [False, True], ids=["readout", "spectral-readout"])
+def test_save_load_and_onnx_keep_the_outputs(tmp_path, spectral):
     from eegfm.model.export import OnnxEEGFM, export_onnx
 
-    model = make_model("tiny", "binary", seed=3, **SPATIAL)
+    model = make_model("tiny", "binary", seed=3, **SPATIAL, spectral_readout=spectral)
+    if spectral:  # a fine-tuned projection: the band powers move the outputs
+        torch.nn.init.normal_(model.encoder.spatial_readout.spectral.weight, std=0.5)
     model.save_pretrained(tmp_path / "model")
     loaded = EEGFMModel.from_pretrained(tmp_path / "model").eval()
     inputs = make_batch(3, 5)
     with torch.no_grad():
         reference = model(**inputs)
-        torch.testing.assert_close(loaded(**inputs).logits, reference.logits, rtol=0, atol=0)
+        # float rounding only: the loaded model sums the band-power term in another order
+        torch.testing.assert_close(loaded(**inputs).logits, reference.logits, rtol=0, atol=1e-6 if spectral else 0)
     export_onnx(model, tmp_path / "model.onnx")
     runner = OnnxEEGFM(tmp_path / "model.onnx", threads=1)
     for n_chans, seconds in ((19, 5), (8, 7)):

@@ -11,7 +11,7 @@ import pytest
 from eegfm.contract.tfrecord import read_records
 from eegfm.core.logs import RedactingFilter, setup_logging
 from eegfm.pipelines.preprocess import run
-from eegfm.pipelines.redact import PathRedactor, kept_folders, main, split_name
+from eegfm.pipelines.redact import PathRedactor, kept_folders, main, shown_folders, split_name
 from tests.pipelines.named_ward import IDENTIFIER, leaks, write_named_ward
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -40,6 +40,14 @@ def test_kept_folders_are_where_the_inputs_were_given():
         "gs://b/a",
         "sub",
     ]
+
+
+def test_shown_folders_replace_the_inputs_own_and_an_outside_path_is_all_tokens():
+    inputs = ["/clinic/Doe_Jane/rec.edf"]
+    assert shown_folders(inputs) == ["/clinic/Doe_Jane"]  # by default, where the input was given
+    r = PathRedactor(KEY, keep=shown_folders(inputs, ["/work/out/labels"]))
+    assert re.fullmatch(rf"/dir-{TOKEN}/dir-{TOKEN}/file-{TOKEN}\.edf", r.path(inputs[0]))
+    assert r.path("/work/out/labels/labels.csv").startswith("/work/out/labels/file-")
 
 
 def test_every_name_below_a_kept_folder_becomes_a_keyed_token_and_its_extension_stays():

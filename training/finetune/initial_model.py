@@ -87,7 +87,7 @@ def load_model(pretrained: str | os.PathLike[str] | None, cfg: FinetuneConfig) -
             temperature=1.0,
             **overrides,
         )
-    missing = sorted(k for k in info["missing_keys"] if not k.startswith("head."))
+    missing = sorted(k for k in info["missing_keys"] if not k.startswith(EEGFMModel.new_at_finetuning))
     if missing or info["mismatched_keys"]:
         raise ConfigError(
             f"--pretrained {folder}: the weights do not fit the model: missing {missing[:5]}"

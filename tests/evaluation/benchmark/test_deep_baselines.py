@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from eegfm.evaluation.benchmark import deep_baselines
-from eegfm.evaluation.benchmark.eegmat import preprocess
 from eegfm.evaluation.benchmark.labeled import metrics_of
+from eegfm.evaluation.benchmark.preprocessing import benchmark_key, preprocess_windows
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
 from tests.evaluation.benchmark.test_eegmat import eegmat_subset
 
@@ -22,7 +22,8 @@ SUBJECTS = ("00", "01", "28")  # two training subjects, one validation subject
 
 
 def _windows(shared, base, subjects) -> WindowSet:
-    data = preprocess(str(eegmat_subset(shared, base / "recordings", subjects)), base / "data")
+    recordings = str(eegmat_subset(shared, base / "recordings", subjects))
+    data = preprocess_windows([recordings], base / "data", benchmark_key(base), "eegmat")
     return load_windows(data, "eegmat_rest_task")
 
 

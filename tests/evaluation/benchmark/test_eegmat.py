@@ -5,6 +5,7 @@ window reaches a training loader."""
 from __future__ import annotations
 
 import contextlib
+import csv
 import json
 from pathlib import Path
 
@@ -89,6 +90,24 @@ def test_no_validation_or_test_window_reaches_a_training_loader(tiny_run):
     evaluated = {subject for infinite, subjects in seen if not infinite for subject in subjects}
     assert trained and {split_of[s] for s in trained} == {"train"}
     assert {split_of[s] for s in evaluated} >= {"dev"}  # the validation subjects were read, but only to evaluate
+
+
+def test_the_suite_is_the_folder_suite_on_eegmat_s_own_table(tiny_run):
+    """eegmat's table (file,subject,label,split) is written beside the run, with the published
+    split and rest before arithmetic; the windows carry its labels."""
+    output, _ = tiny_run
+    with (output / "eegmat_labels.csv").open(newline="") as fh:
+        rows = [(r["file"], r["subject"], r["label"], r["split"]) for r in csv.DictReader(fh)]
+    split = {"00": "train", "01": "train", "28": "val", "29": "val"}
+    assert rows == [
+        (f"Subject{s}_{part}.edf", f"eegmat-{s}", ("rest", "arithmetic")[part - 1], split[s])
+        for s in SUBJECTS
+        for part in (1, 2)
+    ]
+    report = json.loads((output / "benchmark.json").read_text())["run"]
+    assert report["classes"] == ["rest", "arithmetic"] and report["dropped_lines"] == []
+    windows = load_windows(str(output / "data"), "eegmat_rest_task")
+    assert set(windows.label.tolist()) == {0, 1} and 0.1 < windows.label.mean() < 0.4  # 62 s of task to 182 s of rest
 
 
 def test_an_ensemble_of_one_model_scores_what_its_run_reported(tiny_run):

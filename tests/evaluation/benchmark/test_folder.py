@@ -17,15 +17,18 @@ from tests.evaluation.benchmark.test_eegmat import loader_batches
 
 # subject -> split: two training subjects, one validation, one test
 SPLIT = {"00": "train", "01": "train", "28": "val", "29": "test"}
+NAMED_ROOT = "Doe_Jane_1961-02-03"  # a clinic's folder named after a person: never in an output
 
 
-def labeled_folder(shared: Path, folder: Path, split=SPLIT, columns=("file", "subject", "label", "split")) -> Path:
-    """eegmat's files for ``split``'s subjects, linked under ``folder/recordings`` as a clinic might
+def labeled_folder(
+    shared: Path, folder: Path, split=SPLIT, columns=("file", "subject", "label", "split"), root: str = "recordings"
+) -> Path:
+    """eegmat's files for ``split``'s subjects, linked under ``folder/root`` as a clinic might
     keep them (a folder per subject), and ``folder/labels.csv`` with ``columns``; the CSV's path."""
     rows = []
     for subject, part in ((s, p) for s in split for p in (1, 2)):
         name = f"Subject{subject}_{part}.edf"
-        target = folder / "recordings" / f"p{subject}" / name
+        target = folder / root / f"p{subject}" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.symlink_to(shared / "eegmat" / name)
         cells = {"file": f"p{subject}/{name}", "subject": f"p{subject}", "label": ("rest", "arithmetic")[part - 1]}
@@ -40,13 +43,13 @@ def labeled_folder(shared: Path, folder: Path, split=SPLIT, columns=("file", "su
 @pytest.fixture(scope="module")
 def tiny_run(shared_data, tmp_path_factory):
     base = tmp_path_factory.mktemp("folder-benchmark")
-    labels = labeled_folder(shared_data, base)
+    labels = labeled_folder(shared_data, base, root=NAMED_ROOT)
     # a recording no window comes from (a file the reader refuses): listed, and the run goes on
-    _broken_edf(base / "recordings" / "p01" / "short.edf")
+    _broken_edf(base / NAMED_ROOT / "p01" / "short.edf")
     with labels.open("a", newline="") as fh:
         csv.writer(fh).writerow(["p01/short.edf", "p01", "rest", "train", "50"])
     with loader_batches() as seen:
-        argv = ["folder", "--data", str(base / "recordings"), "--labels", str(labels), "--output", str(base / "out")]
+        argv = ["folder", "--data", str(base / NAMED_ROOT), "--labels", str(labels), "--output", str(base / "out")]
         argv += ["--config", "cpu-tiny", "--seeds", "0", "--methods", "eegfm", "--pretrain_steps", "4"]
         argv += ["--finetune_set", "epochs=1", "--pretrain_set", "val_fraction=0"]
         assert main(argv) == 0
@@ -65,10 +68,12 @@ def test_the_folder_run_reports_every_method_split_and_metric(tiny_run):
     assert "--labels lines 10: no window" in (output / "benchmark.md").read_text()
     assert report["band_power_lr.val.auroc"]["mean"] > 0.6  # the band powers beat chance
     assert (output / "benchmark.png").stat().st_size > 10_000
-    # the files' and subjects' names are the user's: none reaches the outputs
-    for path in (output / "data").rglob("*"):
-        if path.is_file():
-            assert b"Subject0" not in path.read_bytes() and b"p00" not in path.read_bytes(), path
+    # the folder's, files' and subjects' names are the user's: none reaches the outputs
+    for path in output.rglob("*"):
+        if path.is_file() and path.parent.name != "labels":  # labels/: the pipeline's input, as private as the CSV
+            data = path.read_bytes()
+            assert NAMED_ROOT.encode() not in data and b"Subject0" not in data, path
+            assert output / "data" not in path.parents or b"p00" not in data, path
 
 
 def test_no_validation_or_test_window_reaches_a_training_loader(tiny_run):
