@@ -191,6 +191,16 @@ def stack(
     return json.loads(report.read_text(encoding="utf-8"))
 
 
+# The validation metrics a choice between fine-tuning recipes reads (higher is better; their mean).
+CHOICE_METRICS = ("balanced_accuracy", "auroc", "auprc")
+
+
+def validation_score(report: Mapping[str, Any]) -> float:
+    """The mean of a run's validation :data:`CHOICE_METRICS` (those it has)."""
+    found = [float(report["val"][m]) for m in CHOICE_METRICS if report.get("val", {}).get(m) is not None]
+    return sum(found) / len(found) if found else float("-inf")
+
+
 def run_methods(
     data: str,
     output: Path,
@@ -199,9 +209,19 @@ def run_methods(
     opts: RecipeOptions,
     folds: Mapping[str, Sequence[str]],
     pretrain_data: Sequence[str],
+    alternatives: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
-    """``{method: {fold: [eval.json per seed]}}``; ``folds`` maps a fold's name to the fine-tuning
-    settings that hold its subjects or site out; one pretraining on ``pretrain_data`` serves all."""
+    """``{method: {fold: [eval.json per seed]}}``, each with ``run``, the folder of the run it
+    describes; ``folds`` maps a fold's name to the fine-tuning settings that hold its subjects or
+    site out; one pretraining on ``pretrain_data`` serves all.
+
+    ``alternatives``: ``{method: other methods}``: the method's row becomes, per fold and seed, the
+    run among its own and the others' with the highest :func:`validation_score` (``chosen`` names
+    it); its own runs alone are then the row ``<method>_full``. Validation chooses; test never does.
+    """
+    alternatives = {m: tuple(others) for m, others in (alternatives or {}).items() if m in methods}
+    asked = list(methods)
+    methods = [*asked, *(o for others in alternatives.values() for o in others if o not in asked)]
     chosen = [METHODS[name] for name in methods]
     needed = chosen + [METHODS[m] for method in chosen for m in method.members]
     own = any(m.pretrained and not m.shared for m in needed)
@@ -217,17 +237,36 @@ def run_methods(
             for member in members:
                 run(member, seed, fold, split)
             runs = [output / "runs" / m.name / fold / f"seed{seed}" for m in members]
-            return stack(data, runs, folder, method, seed, opts, split)
+            return {**stack(data, runs, folder, method, seed, opts, split), "run": str(folder)}
         if method.architecture != "eegfm":
             encoder = None
         elif method.shared:
             encoder = Path(opts.shared_encoder)
         else:
             encoder = pretrained if method.pretrained else untrained(output / "scratch-init", opts, seed)
-        return finetune(data, encoder, folder, method, seed, opts, split)
+        return {**finetune(data, encoder, folder, method, seed, opts, split), "run": str(folder)}
 
     for seed in seeds:
         for fold, split in folds.items():
             for method in chosen:
                 reports[method.name][fold].append(run(method, seed, fold, split))
-    return reports
+    return choose_runs(reports, alternatives, asked)
+
+
+def choose_runs(reports: dict, alternatives: Mapping[str, Sequence[str]], asked: Sequence[str]) -> dict:
+    """``reports`` with each method of ``alternatives`` replaced by its choice per run (see
+    :func:`run_methods`); alternatives that were not ``asked`` for themselves leave the result."""
+    for name, others in alternatives.items():
+        names = (name, *others)
+        reports[f"{name}_full"] = reports[name]
+        reports[name] = {
+            fold: [_best(dict(zip(names, runs, strict=True))) for runs in zip(*(reports[n][fold] for n in names))]
+            for fold in reports[name]
+        }
+    return {m: reports[m] for m in [*asked, *(f"{n}_full" for n in alternatives)]}
+
+
+def _best(runs: Mapping[str, dict]) -> dict:
+    """The run with the highest validation score (a tie keeps the first: the method's own)."""
+    name = max(runs, key=lambda n: validation_score(runs[n]))
+    return {**runs[name], "chosen": name}

@@ -74,6 +74,22 @@ def test_outputs_name_method_split_metric(tiny_run):
     assert (output / "benchmark.png").stat().st_size > 10_000
 
 
+def test_the_eegfm_row_is_full_fine_tuning_or_the_probe_whichever_validates_better(tiny_run):
+    output, _ = tiny_run
+    report = json.loads((output / "benchmark.json").read_text())
+    (chosen,) = report["run"]["eegfm.chosen"]
+    assert chosen in ("eegfm", "linear_probe") and "linear_probe.val.auroc" not in report  # not asked for
+    runs = {
+        name: json.loads((output / "runs" / name / "corpus" / "seed0" / "eval.json").read_text())["val"]
+        for name in ("eegfm", "linear_probe")
+    }
+    score = {name: sum(v[m] for m in ("balanced_accuracy", "auroc", "auprc")) for name, v in runs.items()}
+    assert score[chosen] == max(score.values())
+    for metric in ("balanced_accuracy", "auroc", "auprc"):
+        assert report[f"eegfm.val.{metric}"]["runs"] == [pytest.approx(runs[chosen][metric])]
+        assert report[f"eegfm_full.val.{metric}"]["runs"] == [pytest.approx(runs["eegfm"][metric])]
+
+
 def test_band_power_floor_beats_chance_on_validation_subjects(tiny_run):
     output, _ = tiny_run
     report = json.loads((output / "benchmark.json").read_text())

@@ -128,6 +128,15 @@ def test_a_bad_row_is_an_error_naming_its_line(shared_data, tmp_path, line, cell
     assert "DOE" not in str(err.value)
 
 
+def test_classes_order_the_labels_and_must_be_the_table_s(shared_data, tmp_path):
+    rows, _ = read_label_table(labeled_folder(shared_data, tmp_path), tmp_path / "recordings")
+    assert check_splits(rows) == ("arithmetic", "rest")  # sorted by default
+    assert check_splits(rows, ("rest", "arithmetic")) == ("rest", "arithmetic")  # arithmetic: the positive class
+    for wrong in (("rest", "task"), ("rest",), ("rest", "arithmetic", "rest")):
+        with pytest.raises(ValueError, match="--classes: expected each of the table's classes once"):
+            check_splits(rows, wrong)
+
+
 def test_the_command_says_what_is_wrong_and_exits_2(shared_data, tmp_path, capsys):
     labels = labeled_folder(shared_data, tmp_path)
     _edit(labels, 4, file="p00/Subject00_1.edf")
