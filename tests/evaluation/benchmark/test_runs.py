@@ -27,6 +27,8 @@ def test_validation_chooses_per_seed_and_test_never_does():
 
 def test_a_tie_keeps_the_method_s_own_run_and_a_run_without_metrics_scores_lowest():
     own, other = _report(0.7, 0.0), _report(0.7, 1.0)
-    found = choose_runs({"eegfm": {"f": [own]}, "linear_probe": {"f": [other]}}, {"eegfm": ("linear_probe",)}, ["eegfm"])
+    found = choose_runs(
+        {"eegfm": {"f": [own]}, "linear_probe": {"f": [other]}}, {"eegfm": ("linear_probe",)}, ["eegfm"]
+    )
     assert found["eegfm"]["f"][0]["chosen"] == "eegfm"
     assert validation_score({"val": {}}) == float("-inf") and validation_score(own) == pytest.approx(0.7)
