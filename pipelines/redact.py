@@ -107,7 +107,7 @@ class PathRedactor:
 
     def __init__(self, key: bytes, enabled: bool = True, keep: Iterable[str] = ()):
         self._key, self.enabled = key, enabled
-        # The folders the inputs were given in stay readable (see `kept_folders`), longest first.
+        # The shown folders stay readable (see `shown_folders`), longest first.
         self.keep = tuple(sorted({k.rstrip("/") or "/" for k in keep if k}, key=len, reverse=True))
         self._names: dict[tuple[str, str], str] = {}
 

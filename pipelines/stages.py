@@ -101,7 +101,7 @@ class ProcessRecordingFn(_OneBlasThread):
     ):
         self._key_file, self._config, self._spill_dir = key_file, config, spill_dir
         self._progress = progress  # pipelines.progress's file on a local run, else None
-        self._redact = redact  # --redact_paths: the folders whose names stay (redact.kept_folders)
+        self._redact = redact  # --redact_paths: the folders whose names stay (redact.shown_folders)
         self._config_hash = config.config_hash()
         self._windows = Metrics.counter("eegfm", "windows")
         self._rejected = Metrics.counter("eegfm", "rejected_windows")
