@@ -379,6 +379,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--pseudonym_key_file", required=True, help="the key file of the eegfm-preprocess run (local, gs:// or s3://)"
     )
     parser.add_argument(
+        "--shown_folders",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="the --shown_folders of the eegfm-preprocess run, if it had any (they decide the tokens too)",
+    )
+    parser.add_argument(
         "--find",
         default=None,
         metavar="TOKEN",
@@ -393,7 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_logging("WARNING")
     try:
-        redactor = PathRedactor(load_key(args.pseudonym_key_file), keep=kept_folders(args.input))
+        redactor = PathRedactor(load_key(args.pseudonym_key_file), keep=shown_folders(args.input, args.shown_folders))
         items, ignored, _ = discover(args.input)
     except (PseudonymKeyError, ValueError, *STORE_ERRORS) as err:
         parser.error(str(err))

@@ -121,7 +121,7 @@ def evaluate(data: str, output: Path, args, suite: Suite, notes: Sequence[str] =
     chosen = {}
     if "eegfm" in args.methods:
         methods["eegfm"] = CHOSEN_DESCRIPTION
-        methods["eegfm_full"] = METHODS["eegfm"].description + " (full fine-tuning alone)"
+        methods["eegfm_full"] = "eegfm: pretrained, fully fine-tuned on every seed (the row's first candidate)"
         chosen = {"eegfm.chosen": [r["chosen"] for r in reports["eegfm"]["corpus"]]}
     if "eegfm" in args.methods and len(args.seeds) > 1:
         models = [Path(r["run"]) / "model" for r in reports["eegfm"]["corpus"]]

@@ -201,6 +201,24 @@ def test_a_redacted_run_names_no_patient_anywhere_and_the_key_maps_tokens_back(s
     assert len(capsys.readouterr().out.splitlines()) == 4 + 2  # the BrainVision sidecars are listed too
 
 
+def test_shown_folders_hide_the_input_s_own_folder_and_the_lookup_takes_them_too(shared_data, tmp_path, capsys):
+    """A tool that picks files (the folder benchmark) shows only its own folder: the folder a file
+    sits in, named after a person, is a token in the manifest; the key holder still finds the file."""
+    recording = tmp_path / "Doe_Jane_1961" / "Subject00_2.edf"
+    recording.parent.mkdir()
+    recording.symlink_to(shared_data / "eegmat" / "Subject00_2.edf")
+    key, out = tmp_path / "key", tmp_path / "out"
+    key.write_bytes(KEY)
+    shown = ["--shown_folders", str(out)]
+    run(["--input", str(recording), "--output", str(out), "--pseudonym_key_file", str(key), *shown])
+    text = (out / "manifest.json").read_text()
+    (source,) = [entry["source"] for entry in json.loads(text)["inputs"]]
+    assert "Doe_Jane" not in text and re.fullmatch(rf"(/dir-{TOKEN})+/file-{TOKEN}\.edf", source), source
+    capsys.readouterr()
+    assert main(["--input", str(recording), "--pseudonym_key_file", str(key), *shown, "--find", source]) == 0
+    assert capsys.readouterr().out == f"{source}\t{recording}\n"
+
+
 def test_an_error_before_the_inputs_are_listed_is_scrubbed_too(tmp_path, capsys):
     key = tmp_path / "key"
     key.write_bytes(KEY)
