@@ -106,8 +106,14 @@ def evaluate(
     head: torch.nn.Module,
     prior: Sequence[float],
     temperature: float = 1.0,
+    *,
+    calibrated: bool = False,
 ) -> dict[str, float]:
-    """Validation metrics; ``metric`` is what early stopping minimises (hms6: KL; else the loss)."""
+    """Validation metrics; ``metric`` is what early stopping minimises (hms6: KL; else the loss).
+
+    ``calibrated`` (classification): ``metric`` is the loss at the temperature fitted on these
+    logits (also returned, as ``calibrated_temperature``), so a run that ships temperature-scaled
+    keeps the weights whose scaled predictions are best, not the least over-confident ones."""
     if cfg.task == "regression":
         loss = float(head.loss(logits, target)) if len(logits) else math.nan
         metrics = {"loss": loss, "metric": loss, "n_windows": int((~torch.isnan(target)).sum())}
@@ -121,11 +127,24 @@ def evaluate(
         return metrics
     logits = class_logits(logits, cfg)
     metrics = classification_metrics(logits, target, prior, temperature)
-    if cfg.task == "hms6":
-        loss = metrics["kl"]
-    else:
-        loss = float(losses.soft_cross_entropy(logits.double() / temperature, target))
-    return {**metrics, "loss": loss, "metric": loss}
+    loss = _loss(logits, target, cfg, temperature, metrics["kl"])
+    if not calibrated:
+        return {**metrics, "loss": loss, "metric": loss}
+    distribution, keep = losses.as_distribution(target, logits.shape[-1])
+    fitted = fit_temperature(logits[keep], distribution[keep])[0]
+    calibrated_loss = _loss(logits, target, cfg, fitted, None)
+    return {**metrics, "loss": loss, "metric": calibrated_loss, "calibrated_temperature": fitted}
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor, cfg: Any, temperature: float, kl: float | None) -> float:
+    """The task's validation loss at ``temperature``: hms6 KL (``kl`` where already computed), else
+    the soft cross-entropy."""
+    if cfg.task != "hms6":
+        return float(losses.soft_cross_entropy(logits.double() / temperature, target))
+    if kl is not None:
+        return kl
+    distribution, keep = losses.as_distribution(target, logits.shape[-1])
+    return float(losses.kl_divergence(logits[keep].double() / temperature, distribution[keep].double()))
 
 
 def evaluate_per_site(

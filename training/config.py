@@ -277,6 +277,8 @@ class FinetuneConfig(RunConfig):
         deeper layers unfreeze, starting from the head alone; empty trains all from the start.
     two_stage_min_votes: hms6: a second stage on windows with at least this many votes.
     early_stopping_patience: evaluations without improvement before stopping; None never stops.
+    temperature_scaling: fit a temperature on validation at the end; the run then also keeps the
+        weights whose validation loss is lowest after their own fitted temperature.
     val_fraction / test_fraction / split_group: held-out subjects (sites); test is evaluated once.
     corpus_split: the corpus's own split (eval = test, dev = validation), as its benchmarks do.
     test_sites: sites held out as the test split (``evaluation.loso``: one at a time).

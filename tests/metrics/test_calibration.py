@@ -68,6 +68,24 @@ def test_overconfidence_shows_as_ece_and_temperature_scaling_removes_it():
     assert expected_calibration_error(rescaled, target) < 0.03
 
 
+def test_the_calibrated_metric_ranks_checkpoints_by_what_temperature_scaling_will_ship():
+    """An over-confident model that ranks well loses on the raw loss and wins once both are scaled."""
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(4)
+    truth = rng.normal(0.0, 1.5, size=(3000, 6))
+    target = torch.from_numpy(_one_hot(_sampled(truth, 5), 6))
+    informed = torch.from_numpy(4 * truth)  # the right ranking, four times too sure
+    vague = torch.from_numpy(0.3 * truth + rng.normal(0.0, 0.5, size=truth.shape))  # humble, less informed
+    cfg = SimpleNamespace(task="multiclass", head="multiclass")
+    raw = [eval_metrics.evaluate(x, target, cfg, None, [1 / 6] * 6) for x in (informed, vague)]
+    scaled = [eval_metrics.evaluate(x, target, cfg, None, [1 / 6] * 6, calibrated=True) for x in (informed, vague)]
+    assert raw[0]["metric"] > raw[1]["metric"]  # the raw loss keeps the vague checkpoint
+    assert scaled[0]["metric"] < scaled[1]["metric"]  # the scaled loss keeps the informed one
+    assert scaled[0]["calibrated_temperature"] == pytest.approx(4.0, rel=0.1)
+    assert scaled[0]["loss"] == raw[0]["loss"]  # the raw loss is still reported
+
+
 def test_metrics_carry_calibration_next_to_the_class_prior():
     rng = np.random.default_rng(2)
     logits = torch.from_numpy(rng.normal(0.0, 1.0, size=(500, 6)))

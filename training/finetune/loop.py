@@ -241,7 +241,7 @@ def _validate(job: FineTuning, run: Run) -> bool:
     logits, target, sites = engine.validate(
         job.run_log, lambda: collect(run.model, job.val_loader, cfg, job.dist, run.amp_dtype)
     )
-    val = evaluate(logits, target, cfg, unwrap(run.model).head, job.plan.prior)
+    val = evaluate(logits, target, cfg, unwrap(run.model).head, job.plan.prior, calibrated=cfg.temperature_scaling)
     is_best = val["metric"] < run.best_metric
     if is_best:
         job.best_eval = (logits, target, sites)
@@ -254,11 +254,12 @@ def _validate(job: FineTuning, run: Run) -> bool:
     line.update(epoch=run.step / run.steps_per_epoch, stage=run.stage.index + 1, best=is_best)
     job.run_log.record(line, run.global_step)
     log.info(
-        "%s step %d (epoch %.2f): val %s %.4f (class-prior baseline %.4f)%s",
+        "%s step %d (epoch %.2f): val %s%s %.4f (class-prior baseline %.4f)%s",
         run.stage.name,
         run.step,
         run.step / run.steps_per_epoch,
         "kl" if cfg.task == "hms6" else "loss",
+        f" at T = {val['calibrated_temperature']:.2f}" if "calibrated_temperature" in val else "",
         val["metric"],
         val.get("baseline_kl", math.nan),
         ", best so far" if is_best else "",
