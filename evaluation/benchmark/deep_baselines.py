@@ -13,17 +13,23 @@ recipe a careful user would pick without a foundation model.
   setting and epoch with the lowest validation loss are kept. Validation windows are only ever
   predicted, under ``torch.no_grad``.
 
-CPU, deterministic for a seed: the caller's random state is left as it was.
+CPU, deterministic for a seed: the caller's random state is left as it was. With ``cache`` (a
+folder), the chosen network is saved there with a fingerprint of the windows, their targets, the
+grid, the seed and the fixed recipe; a later call with the same fingerprint loads it instead of
+training again (a benchmark rerun with other eegfm methods), and any other fit replaces it.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import hashlib
 import itertools
+import json
 import math
 import time
 from fractions import Fraction
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -147,30 +153,60 @@ def _grid(grid: dict[str, tuple[float, ...]]) -> list[dict[str, float]]:
     return [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
 
 
-def eegnet(train: WindowSet, validation: WindowSet, n_classes: int, seed: int = 0, grid=GRID):
+def eegnet(
+    train: WindowSet, validation: WindowSet, n_classes: int, seed: int = 0, grid=GRID, cache: Path | None = None
+):
     """Fit EEGNet on ``train``, its setting of ``grid`` and epoch chosen on ``validation``; returns
     ``(predict, settings)``: ``predict(WindowSet) -> [N, n_classes]`` probabilities and the chosen
-    recipe with every setting's validation loss (JSON-serialisable, for the run's record)."""
+    recipe with every setting's validation loss (JSON-serialisable, for the run's record).
+    ``cache``: a folder to reuse the fit from, or save it to (see the module docstring)."""
     if not len(train) or not len(validation):
         raise ValueError(f"eegnet: {len(train)} training and {len(validation)} validation windows; expected both")
     train_data, val_data = Data.of(train, n_classes), Data.of(validation, n_classes)
-    class_weights = balanced_class_weights(train_data.y.sum(0))
+    key = _fingerprint(train_data, val_data, grid, seed)
+    reused = _load(cache, key, train_data, n_classes) if cache is not None else None
+    if reused is not None:
+        model, record = reused
+        log.info("eegnet: reused the fit saved in %s (same windows, targets, grid and seed)", cache)
+    else:
+        model, record = _fit(train_data, val_data, grid, seed)
+        if cache is not None:
+            _save(cache, key, model, record)
+
+    def predict(windows: WindowSet) -> np.ndarray:
+        if not len(windows):
+            return np.zeros((0, n_classes))
+        return torch.softmax(logits_of(model, inputs(windows)).double(), dim=-1).numpy()
+
+    return predict, record
+
+
+def _fit(train: Data, val: Data, grid, seed: int) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """Every setting of ``grid`` trained; the network and record of the lowest validation loss."""
+    class_weights = balanced_class_weights(train.y.sum(0))
     started = time.perf_counter()
     # fork_rng: seeding here must not move the random state of whatever runs after the baseline
     with torch.random.fork_rng(devices=[]):
-        fits = [fit_one(s, train_data, val_data, class_weights, seed) for s in _grid(grid)]
+        fits = [fit_one(s, train, val, class_weights, seed) for s in _grid(grid)]
     chosen = min(fits, key=lambda fit: fit.val_loss)
     seconds = time.perf_counter() - started
     log.info(
         "eegnet: %s, epoch %d (validation loss %.4f), %.0f s", chosen.settings, chosen.epoch, chosen.val_loss, seconds
     )
+    return chosen.model, _record(chosen, fits)
 
-    def predict(windows: WindowSet) -> np.ndarray:
-        if not len(windows):
-            return np.zeros((0, n_classes))
-        return torch.softmax(logits_of(chosen.model, inputs(windows)).double(), dim=-1).numpy()
 
-    return predict, _record(chosen, fits)
+def _fixed() -> dict[str, Any]:
+    return {
+        "max_epochs": MAX_EPOCHS,
+        "patience": PATIENCE,
+        "min_epochs": MIN_EPOCHS,
+        "batch": BATCH,
+        "weight_decay": WEIGHT_DECAY,
+        "sfreq": MODEL_SFREQ,
+        "kernel_length": KERNEL_LENGTH,
+        "scale_uv": SCALE_UV,
+    }
 
 
 def _record(chosen: Fit, fits: list[Fit]) -> dict[str, Any]:
@@ -179,14 +215,44 @@ def _record(chosen: Fit, fits: list[Fit]) -> dict[str, Any]:
         "epoch": chosen.epoch,
         "val_loss": round(chosen.val_loss, 6),
         "grid": [{**fit.settings, "epoch": fit.epoch, "val_loss": round(fit.val_loss, 6)} for fit in fits],
-        "fixed": {
-            "max_epochs": MAX_EPOCHS,
-            "patience": PATIENCE,
-            "min_epochs": MIN_EPOCHS,
-            "batch": BATCH,
-            "weight_decay": WEIGHT_DECAY,
-            "sfreq": MODEL_SFREQ,
-            "kernel_length": KERNEL_LENGTH,
-            "scale_uv": SCALE_UV,
-        },
+        "fixed": _fixed(),
     }
+
+
+CACHE_FILE = "eegnet.pt"
+
+
+def _fingerprint(train: Data, val: Data, grid, seed: int) -> str:
+    """A digest of everything a fit depends on: both splits' inputs and targets, grid, seed, recipe."""
+    digest = hashlib.blake2b(digest_size=20)
+    for tensor in (train.x, train.y, val.x, val.y):
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.numpy().tobytes())
+    recipe = {"grid": {k: list(v) for k, v in grid.items()}, "seed": seed, "fixed": _fixed()}
+    digest.update(json.dumps(recipe, sort_keys=True).encode())
+    return digest.hexdigest()
+
+
+def _save(cache: Path, key: str, model: torch.nn.Module, record: dict[str, Any]) -> None:
+    cache.mkdir(parents=True, exist_ok=True)
+    state = {"key": key, "record": json.dumps(record), "weights": model.state_dict()}
+    torch.save(state, cache / CACHE_FILE)
+
+
+def _load(cache: Path, key: str, train: Data, n_classes: int) -> tuple[torch.nn.Module, dict[str, Any]] | None:
+    """The saved network and record where ``cache`` holds a fit with fingerprint ``key``; else None."""
+    path = cache / CACHE_FILE
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("key") != key:
+            return None
+        record = json.loads(state["record"])
+        model = build_model(train.x.shape[1], train.x.shape[2], n_classes, record["drop_prob"])
+        model.load_state_dict(state["weights"])
+    # A torn or foreign file fails in whichever way the unpickler meets it; every way means fit again.
+    except Exception as error:
+        log.warning("eegnet: %s is not a usable saved fit (%s); fitting again", path, error)
+        return None
+    return model.eval(), record

@@ -110,7 +110,9 @@ def evaluate(data: str, output: Path, args, suite: Suite, notes: Sequence[str] =
     lr, c = baselines.band_power_lr(train, n_classes, windows.of_split("dev"))  # C chosen on validation
     predictors = {"class_prior": baselines.class_prior(train, n_classes), "band_power_lr": lr}
     # the supervised deep baseline: trained on the training windows, its recipe chosen on validation
-    predictors["eegnet"], eegnet_settings = deep_baselines.eegnet(train, windows.of_split("dev"), n_classes)
+    predictors["eegnet"], eegnet_settings = deep_baselines.eegnet(
+        train, windows.of_split("dev"), n_classes, cache=output / "baselines"
+    )
     results = {name: predictor_results(predict, windows, splits, n_classes) for name, predict in predictors.items()}
     opts = RecipeOptions.from_args(args, suite.task, finetune_defaults=suite.finetune_defaults)
     opts = dataclasses.replace(opts, record_task=suite.record_task)

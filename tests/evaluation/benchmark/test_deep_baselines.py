@@ -110,6 +110,39 @@ def test_the_same_seed_gives_the_same_model(windows):
     assert not np.array_equal(first, other)
 
 
+def test_a_saved_fit_is_reused_only_for_the_same_windows_and_recipe(windows, tmp_path, caplog):
+    """A rerun loads the saved network (no training step); another seed or a torn file fits anew."""
+    train, dev = windows.of_split("train"), windows.of_split("dev")
+    grid = {"lr": (1e-3,), "drop_prob": (0.25,)}
+    steps: list[int] = []
+    original = deep_baselines.train_step
+
+    def counting_step(*args):
+        steps.append(1)
+        return original(*args)
+
+    def fit(seed: int):
+        return deep_baselines.eegnet(train, dev, 2, seed=seed, grid=grid, cache=tmp_path / "baselines")
+
+    saved = tmp_path / "baselines" / deep_baselines.CACHE_FILE
+    with short_budget(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(deep_baselines, "train_step", counting_step)
+        first, record = fit(0)
+        fitted_steps = len(steps)
+        second, again = fit(0)
+        assert fitted_steps > 0 and len(steps) == fitted_steps  # loaded, not trained
+        np.testing.assert_array_equal(first(dev), second(dev))
+        assert again == record
+        other, _ = fit(1)  # another seed: another fit, which replaces the saved one
+        assert len(steps) > fitted_steps and not np.array_equal(other(dev), first(dev))
+        saved.write_bytes(b"torn")
+        before = len(steps)
+        with caplog.at_level("WARNING"):
+            refit, _ = fit(0)
+        assert len(steps) == before + fitted_steps and "is not a usable saved fit" in caplog.text
+        np.testing.assert_array_equal(refit(dev), first(dev))  # the same seed trains the same network
+
+
 def test_it_needs_training_and_validation_windows(windows):
     with pytest.raises(ValueError, match="validation windows"):
         deep_baselines.eegnet(windows.of_split("train"), windows.of_split("eval"), 2)
