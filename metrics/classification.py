@@ -128,9 +128,9 @@ def evaluate(
     logits = class_logits(logits, cfg)
     metrics = classification_metrics(logits, target, prior, temperature)
     loss = _loss(logits, target, cfg, temperature, metrics["kl"])
-    if not calibrated:
-        return {**metrics, "loss": loss, "metric": loss}
     distribution, keep = losses.as_distribution(target, logits.shape[-1])
+    if not calibrated or not bool(keep.any()):  # no target to fit a temperature on
+        return {**metrics, "loss": loss, "metric": loss}
     fitted = fit_temperature(logits[keep], distribution[keep])[0]
     calibrated_loss = _loss(logits, target, cfg, fitted, None)
     return {**metrics, "loss": loss, "metric": calibrated_loss, "calibrated_temperature": fitted}

@@ -84,6 +84,10 @@ def test_the_calibrated_metric_ranks_checkpoints_by_what_temperature_scaling_wil
     assert scaled[0]["metric"] < scaled[1]["metric"]  # the scaled loss keeps the informed one
     assert scaled[0]["calibrated_temperature"] == pytest.approx(4.0, rel=0.1)
     assert scaled[0]["loss"] == raw[0]["loss"]  # the raw loss is still reported
+    unlabeled = eval_metrics.evaluate(
+        informed[:5], torch.full((5, 6), float("nan")), cfg, None, [1 / 6] * 6, calibrated=True
+    )
+    assert "calibrated_temperature" not in unlabeled  # no target, no temperature to fit
 
 
 def test_metrics_carry_calibration_next_to_the_class_prior():
