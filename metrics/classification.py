@@ -127,24 +127,21 @@ def evaluate(
         return metrics
     logits = class_logits(logits, cfg)
     metrics = classification_metrics(logits, target, prior, temperature)
-    loss = _loss(logits, target, cfg, temperature, metrics["kl"])
-    distribution, keep = losses.as_distribution(target, logits.shape[-1])
-    if not calibrated or not bool(keep.any()):  # no target to fit a temperature on
+    if cfg.task == "hms6":
+        loss = metrics["kl"]
+    else:
+        loss = float(losses.soft_cross_entropy(logits.double() / temperature, target))
+    if not calibrated:
         return {**metrics, "loss": loss, "metric": loss}
-    fitted = fit_temperature(logits[keep], distribution[keep])[0]
-    calibrated_loss = _loss(logits, target, cfg, fitted, None)
-    return {**metrics, "loss": loss, "metric": calibrated_loss, "calibrated_temperature": fitted}
-
-
-def _loss(logits: torch.Tensor, target: torch.Tensor, cfg: Any, temperature: float, kl: float | None) -> float:
-    """The task's validation loss at ``temperature``: hms6 KL (``kl`` where already computed), else
-    the soft cross-entropy."""
-    if cfg.task != "hms6":
-        return float(losses.soft_cross_entropy(logits.double() / temperature, target))
-    if kl is not None:
-        return kl
     distribution, keep = losses.as_distribution(target, logits.shape[-1])
-    return float(losses.kl_divergence(logits[keep].double() / temperature, distribution[keep].double()))
+    if not bool(keep.any()):  # no target to fit a temperature on
+        return {**metrics, "loss": loss, "metric": loss}
+    fitted, _, kl_at_fitted = fit_temperature(logits[keep], distribution[keep])
+    if cfg.task == "hms6":
+        scaled = kl_at_fitted
+    else:
+        scaled = float(losses.soft_cross_entropy(logits.double() / fitted, target))
+    return {**metrics, "loss": loss, "metric": scaled, "calibrated_temperature": fitted}
 
 
 def evaluate_per_site(

@@ -277,13 +277,11 @@ class FinetuneConfig(RunConfig):
         deeper layers unfreeze, starting from the head alone; empty trains all from the start.
     two_stage_min_votes: hms6: a second stage on windows with at least this many votes.
     early_stopping_patience: evaluations without improvement before stopping; None never stops.
-    temperature_scaling: fit a temperature on validation at the end; the run then also keeps the
-        weights whose validation loss is lowest after their own fitted temperature.
+    temperature_scaling: fit a temperature on validation; checkpoints are compared each at its own fitted one.
     val_fraction / test_fraction / split_group: held-out subjects (sites); test is evaluated once.
     corpus_split: the corpus's own split (eval = test, dev = validation), as its benchmarks do.
     test_sites: sites held out as the test split (``evaluation.loso``: one at a time).
-    train_subject_fraction: train on the labels of this fraction of the training split's groups
-        (at least one, drawn by ``seed``); the others are left out (label-efficiency benchmarks).
+    train_subject_fraction: train on this fraction of the training groups' labels (>= 1 group, drawn by ``seed``).
     epochs: passes over the training split; ``optim.max_steps``, if set, stops earlier.
     architecture: the task model (``model.architectures``): ``eegfm`` loads ``--pretrained``;
         ``spectrogram_cnn`` and ``eeg_cnn_gru`` are built from random initialisation (their preset,

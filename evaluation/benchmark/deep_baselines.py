@@ -66,6 +66,7 @@ PATIENCE = 5
 MIN_EPOCHS = 12
 BATCH = 64
 WEIGHT_DECAY = 1e-2  # AdamW's default: the grid varies the settings EEGNet is most sensitive to
+CACHE_FILE = "eegnet.pt"  # the saved fit, in the ``cache`` folder
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,9 +218,6 @@ def _record(chosen: Fit, fits: list[Fit]) -> dict[str, Any]:
         "grid": [{**fit.settings, "epoch": fit.epoch, "val_loss": round(fit.val_loss, 6)} for fit in fits],
         "fixed": _fixed(),
     }
-
-
-CACHE_FILE = "eegnet.pt"
 
 
 def _fingerprint(train: Data, val: Data, grid, seed: int) -> str:
