@@ -7,6 +7,8 @@ name               model_type                  model
 eegfm              eegfm                       ``EEGFMModel``: the encoder on raw EEG (+ fusion)
 spectrogram_cnn    eegfm_spectrogram_cnn       ``SpectrogramCNN``: a 2-D CNN on the spectrogram
 eeg_cnn_gru        eegfm_eeg_cnn_gru           ``EEGCNNGRU``: a 1-D CNN-GRU on raw EEG (torch only)
+cbramod            eegfm_cbramod               ``CBraMod``: a CBraMod-style criss-cross transformer
+labram             eegfm_labram                ``LaBraM``: a LaBraM-style patch transformer
 =================  ==========================  ===============================================
 
 Architectures built from scratch have a ``config_class.presets`` dict and ``from_preset``.
@@ -29,8 +31,10 @@ from transformers import AutoConfig, AutoModel
 from transformers.utils import logging as hf_logging
 
 from eegfm.core.config import ConfigError
+from eegfm.model.cbramod import CBraMod, CBraModConfig
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.eeg_cnn_gru import EEGCNNGRU, EEGCNNGRUConfig
+from eegfm.model.labram import LaBraM, LaBraMConfig
 from eegfm.model.modeling import EEGFMModel
 from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig
 
@@ -110,6 +114,8 @@ def load_model_config(folder: str | os.PathLike[str]):
 register_architecture("eegfm", EEGFMConfig, EEGFMModel, from_scratch=False)
 register_architecture("spectrogram_cnn", SpectrogramCNNConfig, SpectrogramCNN, from_scratch=True)
 register_architecture("eeg_cnn_gru", EEGCNNGRUConfig, EEGCNNGRU, from_scratch=True)
+register_architecture("cbramod", CBraModConfig, CBraMod, from_scratch=True)
+register_architecture("labram", LaBraMConfig, LaBraM, from_scratch=True)
 
 
 @contextlib.contextmanager

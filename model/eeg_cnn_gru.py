@@ -20,18 +20,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import PreTrainedModel
 from transformers import initialization as init
 
-from eegfm.model.classifier import HeadClassifier
-from eegfm.model.encoder import EncoderOutput
-from eegfm.model.heads import TaskHead, create_head
-from eegfm.model.task_config import TaskModelConfig
-
-N_CANONICAL = 19
+from eegfm.model.canonical import N_CANONICAL, CanonicalEEGConfig, CanonicalEEGModel
 
 
-class EEGCNNGRUConfig(TaskModelConfig):
+class EEGCNNGRUConfig(CanonicalEEGConfig):
     """Configuration of :class:`EEGCNNGRU` (``model_type`` ``eegfm_eeg_cnn_gru``).
 
     ``conv_widths`` / ``conv_strides``: one strided convolution (kernel ``kernel_size``) per entry;
@@ -46,19 +40,15 @@ class EEGCNNGRUConfig(TaskModelConfig):
         "base": {},
     }
 
-    input_scale_uv: float = 100.0
     conv_widths: list[int] | None = None
     conv_strides: list[int] | None = None
     kernel_size: int = 7
     gru_hidden: int = 64
     dropout: float = 0.1
-    spectrogram_bins: int = 400  # not read: for the code that builds every model's example inputs
-    fixed_channels: int = N_CANONICAL  # the ONNX export fixes the channel count to it
 
     def __post_init__(self, **kwargs: Any) -> None:
         self.conv_widths = [32, 64, 96] if self.conv_widths is None else list(self.conv_widths)
         self.conv_strides = [4] * len(self.conv_widths) if self.conv_strides is None else list(self.conv_strides)
-        self.modalities = []
         super().__post_init__(**kwargs)
 
     @property
@@ -66,6 +56,7 @@ class EEGCNNGRUConfig(TaskModelConfig):
         return 4 * self.gru_hidden
 
     def validate_fields(self) -> None:
+        super().validate_fields()
         if not self.conv_widths or len(self.conv_widths) != len(self.conv_strides):
             self.fail("conv_widths", "conv_widths and conv_strides of one non-zero length", self.conv_widths)
         for width, stride in zip(self.conv_widths, self.conv_strides):
@@ -76,16 +67,13 @@ class EEGCNNGRUConfig(TaskModelConfig):
             self.fail("kernel_size", "an odd integer (centred padding)", self.kernel_size)
         self.check_int("gru_hidden", self.gru_hidden, 2, 4096)
         self.check_number("dropout", self.dropout, 0.0, 1.0)
-        if isinstance(self.input_scale_uv, bool) or not self.input_scale_uv > 0:
-            self.fail("input_scale_uv", "a positive number", self.input_scale_uv)
 
 
 class CNNGRUEncoder(nn.Module):
-    """(B, 19, T) µV and (B, 19) mask -> (B, 4 * gru_hidden): strided convs, BiGRU, mean and max."""
+    """(B, 19, T) scaled EEG and (B, 19) mask -> (B, 4 * gru_hidden): strided convs, BiGRU, mean and max."""
 
     def __init__(self, config: EEGCNNGRUConfig) -> None:
         super().__init__()
-        self.scale = config.input_scale_uv
         layers, width = [], 2 * N_CANONICAL
         for out, stride in zip(config.conv_widths, config.conv_strides):
             pad = config.kernel_size // 2
@@ -101,24 +89,18 @@ class CNNGRUEncoder(nn.Module):
 
     def forward(self, eeg: torch.Tensor, channel_mask: torch.Tensor) -> torch.Tensor:
         mask = channel_mask.unsqueeze(-1).to(eeg.dtype)
-        x = torch.cat([eeg / self.scale, mask.expand_as(eeg)], dim=1)
+        x = torch.cat([eeg, mask.expand_as(eeg)], dim=1)
         frames, _ = self.gru(self.dropout(self.convs(x)).transpose(1, 2))  # (B, frames, 2 * hidden)
         return torch.cat([frames.mean(dim=1), frames.amax(dim=1)], dim=-1)
 
 
-class EEGCNNGRU(HeadClassifier, PreTrainedModel):
+class EEGCNNGRU(CanonicalEEGModel):
     """The CNN-GRU with one task head; Hugging Face ``save_pretrained`` / ``from_pretrained``."""
 
     config_class = EEGCNNGRUConfig
     config: EEGCNNGRUConfig
     base_model_prefix = "eeg_cnn_gru"
-    main_input_name = "eeg"
-
-    def __init__(self, config: EEGCNNGRUConfig) -> None:
-        super().__init__(config)
-        self.encoder = CNNGRUEncoder(config)
-        self.head: TaskHead = create_head(config.head, config)
-        self.post_init()
+    encoder_class = CNNGRUEncoder
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -131,28 +113,9 @@ class EEGCNNGRU(HeadClassifier, PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
 
-    def forward_features(
-        self, eeg: torch.Tensor, positions: Any = None, channel_mask: torch.Tensor | None = None, *_: Any
-    ) -> EncoderOutput:
-        if not isinstance(eeg, torch.Tensor) or eeg.dim() != 3 or eeg.shape[1] != N_CANONICAL or eeg.shape[2] < 1:
-            got = tuple(eeg.shape) if isinstance(eeg, torch.Tensor) else type(eeg).__name__
-            raise ValueError(f"eeg: expected (batch, 19, n_times >= 1) in the canonical channel order; got {got}")
-        if positions is not None and positions.shape[-2] != N_CANONICAL:
-            raise ValueError(
-                f"positions: this model reads the 19 canonical channels only; got {tuple(positions.shape)}"
-            )
-        eeg = eeg.to(device=self.device, dtype=self.dtype)
-        mask = eeg.new_ones(eeg.shape[:2]) if channel_mask is None else channel_mask.reshape(-1, N_CANONICAL)
-        return EncoderOutput(pooled=self.encoder(eeg, mask.to(eeg).expand(eeg.shape[0], N_CANONICAL)))
-
     def exportable(self) -> None:
         """Refuse the ONNX export by name (``model.export.export_onnx`` asks every model)."""
         raise ValueError(
             "EEGCNNGRU: no ONNX export: torch.export unrolls the GRU over the traced number of frames "
             "(no dynamic time dimension); serve this model, or an ensemble holding it, with --backend torch"
         )
-
-    def unfreeze_encoder(self, last_n_layers: int | None = None) -> None:
-        """Train everything (fine-tuning from scratch; ``last_n_layers`` is not used)."""
-        for parameter in self.parameters():
-            parameter.requires_grad = True

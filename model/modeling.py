@@ -30,6 +30,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from eegfm.model import adapters as adapters_lib
+from eegfm.model.canonical import N_CANONICAL
 from eegfm.model.classifier import HeadClassifier
 from eegfm.model.config import GNN_IMPLS, EEGFMConfig
 from eegfm.model.encoder import EEGFMEncoder, EncoderOutput
@@ -44,7 +45,6 @@ from eegfm.model.pretraining import (
 )
 from eegfm.model.uncertainty import config_masks
 
-N_CANONICAL = 19
 # Computed once (per call, torch.compile traced the numpy lookup every step); never modified in place.
 _CANONICAL_POSITIONS = canonical_positions()
 

@@ -284,7 +284,7 @@ class FinetuneConfig(RunConfig):
     train_subject_fraction: train on this fraction of the training groups' labels (>= 1 group, drawn by ``seed``).
     epochs: passes over the training split; ``optim.max_steps``, if set, stops earlier.
     architecture: the task model (``model.architectures``): ``eegfm`` loads ``--pretrained``;
-        ``spectrogram_cnn`` and ``eeg_cnn_gru`` are built from random initialisation (their preset,
+        ``spectrogram_cnn``, ``eeg_cnn_gru``, ``cbramod``, ``labram`` start from random weights (their preset,
         ``model`` where they have it, else base, with ``model_overrides`` of their own config's
         fields) unless ``--pretrained`` holds a saved one, and train in mode ``full`` with plain
         AdamW groups (no layer decay, no gradual unfreezing).

@@ -10,7 +10,7 @@ from eegfm.core.config import ConfigError
 from eegfm.core.logs import setup_logging
 from eegfm.evaluation.benchmark.runs import METHODS
 
-EEGMAT_METHODS = ("eegfm", "scratch", "linear_probe", "eegfm_10pct", "scratch_10pct")
+EEGMAT_METHODS = ("eegfm", "scratch", "linear_probe", "eegfm_10pct", "scratch_10pct", "cbramod", "labram")
 
 DEFAULT_CONFIG = "cpu-small"
 

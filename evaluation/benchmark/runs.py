@@ -13,7 +13,9 @@ Methods (fine-tuning ``mode`` and the encoder it starts from):
 - ``eegfm_fusion``: ``eegfm`` with the records' spectrograms fused (``modalities: [spectrogram]``);
 - ``spectrogram_cnn``: the 2-D CNN on the spectrograms (``model.spectrogram_cnn``), from scratch;
 - ``ensemble``: ``eegfm`` and ``spectrogram_cnn`` of the same fold and seed stacked by
-  ``training.ensemble``, its weights fitted on the fold's validation windows.
+  ``training.ensemble``, its weights fitted on the fold's validation windows;
+- ``cbramod`` / ``labram``: peer EEG transformers (``model.cbramod``, ``model.labram``) from
+  scratch, at the preset's size, fine-tuned by the same recipe as ``scratch``.
 
 Pretraining reads only the training split (``exclude_corpus_splits: [dev, eval]``) plus any
 ``unlabeled`` folders, so no validation or test subject's window reaches it, even unlabeled.
@@ -76,6 +78,8 @@ METHODS: dict[str, Method] = {
             architecture="spectrogram_cnn",
             settings=("model_overrides={spec_augment: 0.3}",),  # chosen on the corpus of seed 1
         ),
+        Method("cbramod", "CBraMod-style criss-cross transformer, from scratch", False, architecture="cbramod"),
+        Method("labram", "LaBraM-style patch transformer, from scratch", False, architecture="labram"),
         Method(
             "ensemble",
             "eegfm + spectrogram CNN, stacked on validation",

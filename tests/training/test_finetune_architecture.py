@@ -1,5 +1,6 @@
-"""Fine-tuning's ``architecture`` option: the spectrogram CNN built from scratch and trained by the
-same step, loss and optimizer code as the eegfm model; config errors; data without spectrograms."""
+"""Fine-tuning's ``architecture`` option: the spectrogram CNN, the CNN-GRU and the peer transformers
+built from scratch and trained by the same step, loss and optimizer code as the eegfm model; config
+errors; data without spectrograms."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_config_names_the_architecture_and_its_constraints():
-    with pytest.raises(ConfigError, match=r"architecture: expected one of 'eeg_cnn_gru', 'eegfm', 'spectrogram_cnn'"):
+    expected = "'cbramod', 'eeg_cnn_gru', 'eegfm', 'labram', 'spectrogram_cnn'"
+    with pytest.raises(ConfigError, match=f"architecture: expected one of {expected}"):
         load_config("cpu-tiny", "finetune", ["architecture=resnet"])
     with pytest.raises(ConfigError, match="mode: architecture 'spectrogram_cnn' has no pretrained encoder"):
         load_config("cpu-tiny", "finetune", [*CNN, "mode=linear"])
@@ -53,7 +55,7 @@ def test_cnn_is_built_from_scratch_with_the_task_labels(tmp_path):
         initial_model.load_model(tmp_path / "cnn", hms)
 
 
-@pytest.mark.parametrize("architecture", ["spectrogram_cnn", "eeg_cnn_gru"])
+@pytest.mark.parametrize("architecture", ["spectrogram_cnn", "eeg_cnn_gru", "cbramod", "labram"])
 def test_a_short_finetune_from_scratch_lowers_the_loss(architecture):
     """Fine-tuning's step (``finetune.loop.train_step`` over the engine's: inputs, KL loss to the votes, AdamW
     groups, clipping) on constructed batches that follow the spectrogram contract (EEG for the GRU)."""

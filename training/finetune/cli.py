@@ -40,9 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         choices=list_architectures(),
         help="the task model: eegfm (the pretrained encoder on raw EEG), spectrogram_cnn (an "
-        "EfficientNet-style CNN on the windows' spectrogram) or eeg_cnn_gru (a small 1-D CNN-GRU on raw "
-        "EEG); the last two from random initialisation, mode full, as ensemble members (python -m "
-        "eegfm.training.ensemble); default: the config's architecture",
+        "EfficientNet-style CNN on the windows' spectrogram), eeg_cnn_gru (a small 1-D CNN-GRU on raw "
+        "EEG; both ensemble members, python -m eegfm.training.ensemble), cbramod or labram (peer EEG "
+        "transformers built from their papers); all but eegfm from random initialisation, mode full; "
+        "default: the config's architecture",
     )
     parser.add_argument(
         "--output",

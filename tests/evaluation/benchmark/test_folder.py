@@ -50,7 +50,8 @@ def tiny_run(shared_data, tmp_path_factory):
         csv.writer(fh).writerow(["p01/short.edf", "p01", "rest", "train", "50"])
     with loader_batches() as seen:
         argv = ["folder", "--data", str(base / NAMED_ROOT), "--labels", str(labels), "--output", str(base / "out")]
-        argv += ["--config", "cpu-tiny", "--seeds", "0", "--methods", "eegfm", "--pretrain_steps", "4"]
+        argv += ["--config", "cpu-tiny", "--seeds", "0", "--methods", "eegfm", "cbramod", "labram"]
+        argv += ["--pretrain_steps", "4"]
         argv += ["--finetune_set", "epochs=1", "--pretrain_set", "val_fraction=0"]
         assert main(argv) == 0
     return base / "out", seen
@@ -59,7 +60,7 @@ def tiny_run(shared_data, tmp_path_factory):
 def test_the_folder_run_reports_every_method_split_and_metric(tiny_run):
     output, _ = tiny_run
     report = json.loads((output / "benchmark.json").read_text())
-    for method in ("class_prior", "band_power_lr", "eegfm"):
+    for method in ("class_prior", "band_power_lr", "eegfm", "cbramod", "labram"):
         for split in ("val", "test"):
             for metric in ("balanced_accuracy", "auroc", "auprc"):
                 assert 0.0 <= report[f"{method}.{split}.{metric}"]["mean"] <= 1.0
