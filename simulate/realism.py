@@ -158,14 +158,21 @@ def summarize(groups: list[Group]) -> dict:
 
 
 def compare(real: dict[str, dict], simulated: dict) -> dict:
-    """Per statistic: the union of the real corpora's spans and whether the simulated value lies
-    inside it (None where no real corpus or no simulated group has the statistic)."""
+    """Per statistic: the union of the real corpora's spans, how many real groups (files) it spans,
+    and whether the simulated value lies inside it (None where no real corpus or no simulated group
+    has the statistic). A range from a few groups is narrow: the count says so."""
     out = {}
     for name in simulated["stats"]:
-        spans = [c["stats"][name]["span"] for c in real.values() if c["stats"][name]["span"]]
+        having = [c["stats"][name] for c in real.values() if c["stats"][name]["span"]]
+        spans = [stat["span"] for stat in having]
         value = simulated["stats"][name]["value"]
         low = min(s[0] for s in spans) if spans else None
         high = max(s[1] for s in spans) if spans else None
         inside = None if value is None or low is None else bool(low <= value <= high)
-        out[name] = {"real_range": None if low is None else [low, high], "simulated": value, "inside": inside}
+        out[name] = {
+            "real_range": None if low is None else [low, high],
+            "real_groups": sum(stat["groups"] for stat in having),
+            "simulated": value,
+            "inside": inside,
+        }
     return out

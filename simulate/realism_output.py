@@ -7,7 +7,7 @@
      "corpora": {corpus: {"kind": "real" | "simulated", "state", "files", "groups", "windows",
                           "stats": {name: {"value", "span": [min, max], "groups"}},
                           "per_channel": {"abs_uv_median" | "abs_uv_p95": {channel: {...}}}}},
-     "comparison": {name: {"real_range": [min, max], "simulated", "inside"}}}
+     "comparison": {name: {"real_range": [min, max], "real_groups", "simulated", "inside"}}}
 
 ``value`` is the median over a corpus's groups (files, or simulated recording x state) and
 ``span`` their range; ``real_range`` is the union of the real corpora's spans; ``null`` where a
@@ -71,14 +71,14 @@ def _cell(stat: dict) -> str:
 
 def markdown_table(report: dict) -> str:
     """Statistic rows; one column per corpus (median [min, max] over its groups), the real range
-    and whether the simulated value lies inside it."""
+    (and how many files span it) and whether the simulated value lies inside it."""
     names = [n for n in report["corpora"] if n != "simulated"]
     header = ["statistic", *names, "simulated", "real range", "inside"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for stat, comparison in report["comparison"].items():
         cells = [_cell(report["corpora"][n]["stats"][stat]) for n in [*names, "simulated"]]
         rng = comparison["real_range"]
-        real = "–" if rng is None else f"{_fmt(rng[0])} – {_fmt(rng[1])}"
+        real = "–" if rng is None else f"{_fmt(rng[0])} – {_fmt(rng[1])} ({comparison['real_groups']} files)"
         inside = {True: "yes", False: "**no**", None: "n/a"}[comparison["inside"]]
         lines.append("| " + " | ".join([f"`{stat}`", *cells, real, inside]) + " |")
     return "\n".join(lines)
@@ -97,7 +97,8 @@ def write_markdown(report: dict, path: Path) -> None:
         "Every corpus went through the pipeline's `process_recording` (19 canonical channels, the "
         "recording's reference, 256 Hz, notch and 0.5-70 Hz band-pass, 10 s windows, quality rules). "
         "Cells: median over groups (files; simulated recordings x state) [min, max]. The real range "
-        "is the union of the real corpora's spans; `inside` says whether the simulated median lies in it.",
+        "is the union of the real corpora's spans, over the files named beside it; `inside` says whether the "
+        "simulated median lies in it.",
         "",
         f"Corpora: {counts}.",
         "",

@@ -56,6 +56,10 @@ def test_report_files_keys_and_no_file_names(report):
     for name in ("realism.json", "realism.md"):
         assert "Subject" not in (out / name).read_text()  # files are only counted
     assert "| `abs_uv_median` |" in (out / "realism.md").read_text()
+    # the real range says how many files span it: 4 rest + 2 task recordings; eyes closed: the 4 rest
+    assert saved["comparison"]["abs_uv_median"]["real_groups"] == 6
+    assert saved["comparison"]["alpha_peak_hz_closed"]["real_groups"] == 4
+    assert "(6 files) |" in (out / "realism.md").read_text()
 
 
 @needs_eegmat
