@@ -50,15 +50,14 @@ class CBraModConfig(PatchTransformerConfig):
 
     def validate_fields(self) -> None:
         super().validate_fields()
-        if self.hidden_size % 2 or self.num_attention_heads % 2:
+        if self.num_attention_heads % 2:
             self.fail(
-                "hidden_size",
-                "an even width and an even number of heads (halves: spatial, temporal)",
-                (
-                    self.hidden_size,
-                    self.num_attention_heads,
-                ),
+                "num_attention_heads",
+                "an even number (half the heads spatial, half temporal)",
+                self.num_attention_heads,
             )
+        if self.hidden_size % 2:
+            self.fail("hidden_size", "an even width (half spatial, half temporal)", self.hidden_size)
         self.check_heads_divide(self.hidden_size // 2, self.num_attention_heads // 2, "half the width")
 
 

@@ -79,8 +79,10 @@ def test_save_load_and_onnx_match_torch(name, tmp_path):
 
 
 def test_config_errors_name_the_field():
-    with pytest.raises(ConfigError, match=r"CBraModConfig.hidden_size: expected an even width and an even number"):
+    with pytest.raises(ConfigError, match=r"CBraModConfig.num_attention_heads: expected an even number"):
         CBraModConfig(num_attention_heads=3)
+    with pytest.raises(ConfigError, match=r"CBraModConfig.hidden_size: expected an even width"):
+        CBraModConfig(hidden_size=63, num_attention_heads=2)
     with pytest.raises(ConfigError, match=r"CBraModConfig.num_attention_heads: expected a divisor of half the width"):
         CBraModConfig(hidden_size=100, num_attention_heads=8)
     with pytest.raises(ConfigError, match=r"LaBraMConfig.num_attention_heads: expected a divisor of hidden_size"):
