@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from eegfm.model.canonical import N_CANONICAL
-from eegfm.model.embedding import real_dft_basis
+from eegfm.model.embedding import spectrum_magnitude
 from eegfm.model.patch_transformer import (
     PatchConvEmbedding,
     PatchTransformerConfig,
@@ -118,8 +118,7 @@ class CBraModEncoder(nn.Module):
 
     def forward(self, eeg: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         patches = to_patches(eeg, self.patch_size)
-        cos, sin = real_dft_basis(self.patch_size, device=patches.device, dtype=patches.dtype)
-        magnitude = ((patches @ cos).square() + (patches @ sin).square()).sqrt()
+        magnitude = spectrum_magnitude(patches).to(patches.dtype)
         tokens = self.time(patches) + self.spectrum(magnitude)
         tokens = tokens + (1.0 - mask)[:, :, None, None] * self.interpolated
         tokens = tokens + self.positions(tokens.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)

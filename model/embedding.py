@@ -26,6 +26,16 @@ def real_dft_basis(n: int, *, device: torch.device, dtype: torch.dtype) -> tuple
     return angle.cos().to(dtype), angle.sin().to(dtype)
 
 
+def spectrum_magnitude(patches: torch.Tensor) -> torch.Tensor:
+    """|rfft| of the last axis, (..., n) -> (..., n // 2 + 1), in float32: in float16 the squared DFT
+    sums overflow (a 2 mV patch's DC term squared is 2.6e7 > 65504) and bfloat16 keeps ~3 digits of
+    a 256-term sum; the 1e-12 under the root keeps the gradient of an all-zero patch finite."""
+    with float32_region(patches.device):
+        patches = patches.float()
+        cos, sin = real_dft_basis(patches.shape[-1], device=patches.device, dtype=torch.float32)
+        return torch.sqrt((patches @ cos).square() + (patches @ sin).square() + 1e-12)
+
+
 def fourier_features(positions: torch.Tensor, n_frequencies: int) -> torch.Tensor:
     """[xyz, sin(2^k pi xyz), cos(2^k pi xyz)] for k < n_frequencies; (..., 3 + 6 n_frequencies)."""
     scales = math.pi * 2.0 ** torch.arange(n_frequencies, device=positions.device, dtype=positions.dtype)
@@ -47,13 +57,8 @@ class PatchEmbedding(nn.Module):
         self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
 
     def log_spectrum(self, patches: torch.Tensor) -> torch.Tensor:
-        """log(1 + |rfft(patch)|) in float32: in float16 the squared DFT sums overflow (a 2 mV
-        patch's DC term squared is 2.6e7 > 65504) and bfloat16 keeps ~3 digits of a 256-term sum."""
-        with float32_region(patches.device):
-            patches = patches.float()
-            cos, sin = real_dft_basis(self.patch_size, device=patches.device, dtype=torch.float32)
-            power = (patches @ cos).square() + (patches @ sin).square()
-            return torch.log1p(torch.sqrt(power + 1e-12))
+        """log(1 + |rfft(patch)|) in float32 (:func:`spectrum_magnitude`)."""
+        return torch.log1p(spectrum_magnitude(patches))
 
     def forward(self, patches: torch.Tensor, sample_mask: torch.Tensor | None = None) -> torch.Tensor:
         tokens = self.raw(patches)

@@ -63,6 +63,17 @@ def test_every_channel_reaches_the_embedding(name):
 
 
 @pytest.mark.parametrize("name", PEERS)
+def test_a_flat_channel_leaves_every_gradient_finite(name):
+    """An all-zero channel (a disconnected lead) trains, and explanations' input gradients stay finite."""
+    model, eeg = build(name).train(), 20 * torch.randn(2, 19, 1280)
+    eeg[:, 7] = 0.0
+    eeg.requires_grad_(True)
+    model(eeg).logits.sum().backward()
+    assert torch.isfinite(eeg.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+@pytest.mark.parametrize("name", PEERS)
 def test_save_load_and_onnx_match_torch(name, tmp_path):
     model = build(name, head="binary", id2label={0: "rest", 1: "task"})
     model.save_pretrained(tmp_path / name)
