@@ -61,11 +61,9 @@ class LaBraMBlock(nn.Module):
     def __init__(self, config: LaBraMConfig) -> None:
         super().__init__()
         width, eps = config.hidden_size, config.layer_norm_eps
-        self.heads, self.head_dim, self.dropout = (
-            config.num_attention_heads,
-            width // config.num_attention_heads,
-            config.dropout,
-        )
+        self.heads = config.num_attention_heads
+        self.head_dim = width // self.heads
+        self.dropout = config.dropout
         self.norm1 = nn.LayerNorm(width, eps=eps)
         self.qkv = nn.Linear(width, 3 * width)
         self.q_norm = nn.LayerNorm(self.head_dim, eps=eps)
