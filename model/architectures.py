@@ -11,7 +11,10 @@ cbramod            eegfm_cbramod               ``CBraMod``: a CBraMod-style cris
 labram             eegfm_labram                ``LaBraM``: a LaBraM-style patch transformer
 =================  ==========================  ===============================================
 
-Architectures built from scratch have a ``config_class.presets`` dict and ``from_preset``.
+Architectures built from scratch have a ``config_class.presets`` dict and ``from_preset``. Those
+with a self-supervised objective name its model (``pretraining_class``: eegfm's masked
+reconstruction and contrastive heads, the peers' masked patch modeling in ``model.patch_pretraining``);
+``training.pretrain`` trains it and the task model loads its encoder.
 
 A folder with ``ensemble.json`` is an ``EnsembleModel`` of such folders (``model.ensemble``).
 Every model answers ``model(**inputs).logits`` and has a ``config`` with ``head``, ``id2label``,
@@ -35,7 +38,8 @@ from eegfm.model.cbramod import CBraMod, CBraModConfig
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.eeg_cnn_gru import EEGCNNGRU, EEGCNNGRUConfig
 from eegfm.model.labram import LaBraM, LaBraMConfig
-from eegfm.model.modeling import EEGFMModel
+from eegfm.model.modeling import EEGFMForPretraining, EEGFMModel
+from eegfm.model.patch_pretraining import CBraModForPretraining, LaBraMForPretraining
 from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig
 
 ENSEMBLE_FILE = "ensemble.json"
@@ -47,21 +51,29 @@ class Architecture:
     config_class: type
     model_class: type
     from_scratch: bool  # fine-tuning may build it without a pretrained folder
+    pretraining_class: type | None = None  # its self-supervised pretraining model, if it has one
 
 
 ARCHITECTURES: dict[str, Architecture] = {}
 
 
-def register_architecture(name: str, config_class: type, model_class: type, *, from_scratch: bool) -> None:
+def register_architecture(
+    name: str, config_class: type, model_class: type, *, from_scratch: bool, pretraining_class: type | None = None
+) -> None:
     if name in ARCHITECTURES:
         raise ConfigError(f"register_architecture: architecture {name!r} is already registered")
-    ARCHITECTURES[name] = Architecture(name, config_class, model_class, from_scratch)
+    ARCHITECTURES[name] = Architecture(name, config_class, model_class, from_scratch, pretraining_class)
     AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
     AutoModel.register(config_class, model_class, exist_ok=True)
 
 
 def list_architectures() -> list[str]:
     return sorted(ARCHITECTURES)
+
+
+def list_pretrainable() -> list[str]:
+    """The architectures with a self-supervised pretraining model."""
+    return sorted(name for name, a in ARCHITECTURES.items() if a.pretraining_class is not None)
 
 
 def get_architecture(name: str) -> Architecture:
@@ -111,11 +123,11 @@ def load_model_config(folder: str | os.PathLike[str]):
     return architecture_of(folder).config_class.from_pretrained(folder)
 
 
-register_architecture("eegfm", EEGFMConfig, EEGFMModel, from_scratch=False)
+register_architecture("eegfm", EEGFMConfig, EEGFMModel, from_scratch=False, pretraining_class=EEGFMForPretraining)
 register_architecture("spectrogram_cnn", SpectrogramCNNConfig, SpectrogramCNN, from_scratch=True)
 register_architecture("eeg_cnn_gru", EEGCNNGRUConfig, EEGCNNGRU, from_scratch=True)
-register_architecture("cbramod", CBraModConfig, CBraMod, from_scratch=True)
-register_architecture("labram", LaBraMConfig, LaBraM, from_scratch=True)
+register_architecture("cbramod", CBraModConfig, CBraMod, from_scratch=True, pretraining_class=CBraModForPretraining)
+register_architecture("labram", LaBraMConfig, LaBraM, from_scratch=True, pretraining_class=LaBraMForPretraining)
 
 
 @contextlib.contextmanager

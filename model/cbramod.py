@@ -14,7 +14,8 @@ The paper's design on eegfm's 1 s patches (``model.patch_transformer``):
 - the task head reads the LayerNorm-ed mean of every token (the paper flattens the tokens for a
   fixed window; the mean takes any length).
 
-Built from scratch; the paper's own pretraining (masked patch reconstruction on TUEG) is not run.
+The paper's pretraining, masked patch reconstruction, is ``CBraModForPretraining``
+(``model.patch_pretraining``); the benchmarks run it on their own training windows, not on TUEG.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from eegfm.model.patch_transformer import (
     PatchConvEmbedding,
     PatchTransformerConfig,
     PatchTransformerModel,
+    masked_tokens,
     to_patches,
 )
 
@@ -94,7 +96,9 @@ class CrissCrossBlock(nn.Module):
 
 
 class CBraModEncoder(nn.Module):
-    """(B, 19, T) scaled EEG and (B, 19) mask -> (B, hidden_size), in whole 1 s patches."""
+    """(B, 19, T) scaled EEG and (B, 19) mask -> (B, hidden_size), in whole 1 s patches; ``tokens``
+    gives the (B, 19, N, hidden_size) tokens, with the patches ``hidden`` marks (B, 19, N) replaced
+    by the mask token before positions (the paper's masked patch pretraining)."""
 
     def __init__(self, config: CBraModConfig) -> None:
         super().__init__()
@@ -103,6 +107,7 @@ class CBraModEncoder(nn.Module):
         self.time = PatchConvEmbedding(config)
         self.spectrum = nn.Linear(size // 2 + 1, width)
         self.interpolated = nn.Parameter(torch.zeros(width))
+        self.mask_token = nn.Parameter(torch.zeros(width))
         self.positions = nn.Conv2d(
             width,
             width,
@@ -114,17 +119,20 @@ class CBraModEncoder(nn.Module):
         self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
 
     def embeddings(self) -> list[nn.Parameter]:
-        return [self.interpolated]
+        return [self.interpolated, self.mask_token]
 
     def forward(self, eeg: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.tokens(eeg, mask).mean(dim=(1, 2)))
+
+    def tokens(self, eeg: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
         patches = to_patches(eeg, self.patch_size)
         magnitude = spectrum_magnitude(patches).to(patches.dtype)
-        tokens = self.time(patches) + self.spectrum(magnitude)
+        tokens = masked_tokens(self.time(patches) + self.spectrum(magnitude), hidden, self.mask_token)
         tokens = tokens + (1.0 - mask)[:, :, None, None] * self.interpolated
         tokens = tokens + self.positions(tokens.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         for block in self.blocks:
             tokens = block(tokens)
-        return self.norm(tokens.mean(dim=(1, 2)))
+        return tokens
 
 
 class CBraMod(PatchTransformerModel):

@@ -11,9 +11,9 @@ The paper's design on eegfm's 1 s patches (``model.patch_transformer``):
   scale (``layer_scale_init``, 0.1), and LayerNorm on each head's queries and keys;
 - the task head reads the LayerNorm-ed mean of the patch tokens, as the paper's classifier does.
 
-At most ``max_patches`` patches a window (the temporal embedding's length). Built from scratch;
-the paper's own pretraining (a vector-quantized neural tokenizer, then masked code prediction) is
-not run.
+At most ``max_patches`` patches a window (the temporal embedding's length). The paper pretrains
+with a vector-quantized neural tokenizer, then masked code prediction; ``LaBraMForPretraining``
+(``model.patch_pretraining``) predicts the masked patches' spectra directly, without the tokenizer.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import initialization as init
 
 from eegfm.model.canonical import N_CANONICAL
 from eegfm.model.patch_transformer import (
     PatchConvEmbedding,
     PatchTransformerConfig,
     PatchTransformerModel,
+    masked_tokens,
     to_patches,
 )
 
@@ -76,9 +76,13 @@ class LaBraMBlock(nn.Module):
             nn.Dropout(config.dropout),
             nn.Linear(config.intermediate_size, width),
         )
+        self.layer_scale_init = config.layer_scale_init
         self.scale_attention = nn.Parameter(torch.full((width,), config.layer_scale_init))
         self.scale_feed_forward = nn.Parameter(torch.full((width,), config.layer_scale_init))
         self.drop = nn.Dropout(config.dropout)
+
+    def layer_scales(self) -> list[nn.Parameter]:
+        return [self.scale_attention, self.scale_feed_forward]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, length, width = x.shape
@@ -90,7 +94,9 @@ class LaBraMBlock(nn.Module):
 
 
 class LaBraMEncoder(nn.Module):
-    """(B, 19, T) scaled EEG and (B, 19) mask -> (B, hidden_size), in whole 1 s patches."""
+    """(B, 19, T) scaled EEG and (B, 19) mask -> (B, hidden_size), in whole 1 s patches; ``tokens``
+    gives the (B, 19, N, hidden_size) patch tokens, with the patches ``hidden`` marks (B, 19, N)
+    replaced by the mask token before the embeddings are added (the paper's masked modeling)."""
 
     def __init__(self, config: LaBraMConfig) -> None:
         super().__init__()
@@ -102,23 +108,28 @@ class LaBraMEncoder(nn.Module):
         self.patch_index = nn.Parameter(torch.zeros(config.max_patches, width))
         self.interpolated = nn.Parameter(torch.zeros(width))
         self.class_token = nn.Parameter(torch.zeros(width))
+        self.mask_token = nn.Parameter(torch.zeros(width))
         self.blocks = nn.ModuleList(LaBraMBlock(config) for _ in range(config.num_hidden_layers))
         self.norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
 
     def embeddings(self) -> list[nn.Parameter]:
-        return [self.electrode, self.patch_index, self.interpolated, self.class_token]
+        return [self.electrode, self.patch_index, self.interpolated, self.class_token, self.mask_token]
 
     def forward(self, eeg: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.tokens(eeg, mask).mean(dim=(1, 2)))
+
+    def tokens(self, eeg: torch.Tensor, mask: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
         patches = to_patches(eeg, self.patch_size)
         b, c, n, _ = patches.shape
         if n > self.max_patches:
             raise ValueError(f"eeg: at most max_patches={self.max_patches} patches a window; got {n}")
-        tokens = self.temporal_encoder(patches) + self.electrode[:, None, :] + self.patch_index[:n]
+        tokens = masked_tokens(self.temporal_encoder(patches), hidden, self.mask_token)
+        tokens = tokens + self.electrode[:, None, :] + self.patch_index[:n]
         tokens = tokens + (1.0 - mask)[:, :, None, None] * self.interpolated
         sequence = torch.cat([self.class_token.expand(b, 1, -1), tokens.reshape(b, c * n, -1)], dim=1)
         for block in self.blocks:
             sequence = block(sequence)
-        return self.norm(sequence[:, 1:].mean(dim=1))
+        return sequence[:, 1:].reshape(b, c, n, -1)
 
 
 class LaBraM(PatchTransformerModel):
@@ -128,10 +139,3 @@ class LaBraM(PatchTransformerModel):
     config: LaBraMConfig
     base_model_prefix = "labram"
     encoder_class = LaBraMEncoder
-
-    @torch.no_grad()
-    def _init_weights(self, module: nn.Module) -> None:
-        super()._init_weights(module)
-        if isinstance(module, LaBraMBlock):
-            init.constant_(module.scale_attention, self.config.layer_scale_init)
-            init.constant_(module.scale_feed_forward, self.config.layer_scale_init)

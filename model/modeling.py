@@ -384,8 +384,11 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
         return self._output(output, return_dict)
 
 
-def pretraining_losses(model: EEGFMForPretraining) -> tuple[str, ...]:
-    """The losses ``model`` reports (``summary_loss`` only with ``summary_weight`` > 0)."""
+def pretraining_losses(model: torch.nn.Module) -> tuple[str, ...]:
+    """The losses a pretraining model reports: a peer's ``loss_names``; eegfm's reconstruction and
+    contrastive losses (+ ``summary_loss`` with ``summary_weight`` > 0)."""
+    if not isinstance(model, EEGFMForPretraining):
+        return model.loss_names
     return ("reconstruction_loss", "contrastive_loss") + (("summary_loss",) if model.summary is not None else ())
 
 

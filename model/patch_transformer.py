@@ -30,7 +30,9 @@ class PatchTransformerConfig(CanonicalEEGConfig):
     ``num_attention_heads``: transformer depth and heads; ``intermediate_ratio``: feed-forward width
     over ``hidden_size``; ``dropout``: after attention and feed-forward; ``conv_channels`` /
     ``conv_kernel`` / ``conv_stride``: the first convolution of the patch embedding (two 3-tap
-    convolutions of the same width follow); ``input_scale_uv`` as in ``CanonicalEEGConfig``.
+    convolutions of the same width follow); ``mask_ratio``: the share of (channel x patch) tokens
+    masked patch pretraining hides (``model.patch_pretraining``); ``input_scale_uv`` as in
+    ``CanonicalEEGConfig``.
     ``patch_size`` is 256 (1 s): code that asks every model trims inputs to whole patches."""
 
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
@@ -44,6 +46,7 @@ class PatchTransformerConfig(CanonicalEEGConfig):
     conv_kernel: int = 15
     conv_stride: int = 8
     patch_size: int = 256
+    mask_ratio: float = 0.5
 
     @property
     def intermediate_size(self) -> int:
@@ -62,10 +65,18 @@ class PatchTransformerConfig(CanonicalEEGConfig):
             self.fail("conv_channels", "a multiple of 4 (GroupNorm's 4 channels a group)", self.conv_channels)
         self.check_int("conv_kernel", self.conv_kernel, 1, self.patch_size)
         self.check_int("conv_stride", self.conv_stride, 1, self.patch_size)
+        self.check_number("mask_ratio", self.mask_ratio, 0.05, 0.95)
 
     def check_heads_divide(self, width: int, heads: int, what: str) -> None:
         if width % heads:
             self.fail("num_attention_heads", f"a divisor of {what} ({width})", self.num_attention_heads)
+
+
+def masked_tokens(tokens: torch.Tensor, hidden: torch.Tensor | None, mask_token: torch.Tensor) -> torch.Tensor:
+    """(B, C, N, D) tokens with those ``hidden`` marks ((B, C, N) bool; None: none) replaced by ``mask_token``."""
+    if hidden is None:
+        return tokens
+    return torch.where(hidden.unsqueeze(-1), mask_token.to(tokens.dtype), tokens)
 
 
 def to_patches(eeg: torch.Tensor, size: int) -> torch.Tensor:
@@ -114,16 +125,26 @@ class PatchTransformerModel(CanonicalEEGModel):
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
-        if isinstance(module, nn.Conv1d):
-            init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        init_patch_transformer(module, self.config.initializer_range, self.encoder_class)
+
+
+def init_patch_transformer(module: nn.Module, std: float, encoder_class: type[nn.Module]) -> None:
+    """One module's initial weights in a peer model (``_init_weights``, for the classifier and its
+    pretraining model alike): Kaiming convolutions, truncated-normal linear layers and encoder
+    embeddings (``embeddings()``), unit norms, and a block's ``layer_scales()`` at its ``layer_scale_init``."""
+    if isinstance(module, nn.Conv1d):
+        init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        init.zeros_(module.bias)
+    elif isinstance(module, nn.Linear):
+        init.trunc_normal_(module.weight, std=std)
+        if module.bias is not None:
             init.zeros_(module.bias)
-        elif isinstance(module, nn.Linear):
-            init.trunc_normal_(module.weight, std=self.config.initializer_range)
-            if module.bias is not None:
-                init.zeros_(module.bias)
-        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
-            init.ones_(module.weight)
-            init.zeros_(module.bias)
-        elif isinstance(module, self.encoder_class):
-            for parameter in module.embeddings():
-                init.trunc_normal_(parameter, std=self.config.initializer_range)
+    elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+        init.ones_(module.weight)
+        init.zeros_(module.bias)
+    elif isinstance(module, encoder_class):
+        for parameter in module.embeddings():
+            init.trunc_normal_(parameter, std=std)
+    elif hasattr(module, "layer_scales"):
+        for parameter in module.layer_scales():
+            init.constant_(parameter, module.layer_scale_init)

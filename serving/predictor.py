@@ -233,10 +233,10 @@ class Predictor:
         from eegfm.model.architectures import load_model_config  # the model classes: not for --help
 
         self.model_config = load_model_config(self.model_dir)
-        if "EEGFMForPretraining" in (self.model_config.architectures or []):
+        if any(name.endswith("ForPretraining") for name in self.model_config.architectures or []):
             raise ConfigError(
                 f"--model {model}: a {', '.join(self.model_config.architectures)} (a pretraining "
-                "encoder, whose task head is untrained); expected a fine-tuned EEGFMModel"
+                "encoder, whose task head is untrained); expected a fine-tuned model"
             )
         # runs made before the recipe was saved beside the model: their data's manifest has it
         data = run.get("data") or []

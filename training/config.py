@@ -6,9 +6,7 @@ checked at start-up (:func:`resolve_precision`): it depends on the machine."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,6 +18,7 @@ from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
 from eegfm.model.config import ADAPTER_KINDS, EEGFMConfig, list_presets
 from eegfm.model.heads import list_heads
 from eegfm.training.config_files import KINDS, apply_override, parse_overrides, read_section, resolve_config_path
+from eegfm.training.config_sections import INF, LoaderSection, OptimConfig, WandbConfig
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 # torch.compile's modes; reduce-overhead adds CUDA graphs (the base step at batch 64 on an H100:
@@ -48,106 +47,6 @@ _MODEL_FIELDS_SET_BY_RUN = {
     "transformers_version": None,
     "architectures": None,
 }
-
-
-WANDB_MODES = ("offline", "online", "disabled")
-INF = math.inf  # no upper bound: check_int then names the range [low, inf]
-
-
-@dataclasses.dataclass
-class OptimConfig(Config):
-    """AdamW with linear warmup then cosine decay to ``lr * min_lr_ratio`` at ``max_steps`` (None in
-    fine-tuning: the schedule spans ``epochs``). ``grad_clip`` 0: off. ``layer_decay`` < 1:
-    fine-tuning's layer k from the top trains at ``lr * layer_decay**k``."""
-
-    lr: float = 5.0e-4
-    weight_decay: float = 0.05
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1.0e-8
-    warmup_steps: int = 0
-    max_steps: int | None = None
-    min_lr_ratio: float = 0.1
-    grad_clip: float = 1.0
-    grad_accum_steps: int = 1
-    layer_decay: float = 1.0
-
-    def validate(self) -> None:
-        self.lr = check_float("optim.lr", self.lr, 0, 10, low_inclusive=False)
-        self.weight_decay = check_float("optim.weight_decay", self.weight_decay, 0, 10)
-        if not isinstance(self.betas, (tuple, list)) or len(self.betas) != 2:
-            raise ConfigError(f"optim.betas: expected two numbers in [0, 1); got {self.betas!r}")
-        self.betas = tuple(check_float("optim.betas", b, 0, 1, high_inclusive=False) for b in self.betas)
-        self.eps = check_float("optim.eps", self.eps, 0, 1, low_inclusive=False)
-        self.warmup_steps = check_int("optim.warmup_steps", self.warmup_steps, 0, INF, whole_float=True)
-        self.max_steps = check_int("optim.max_steps", self.max_steps, 1, INF, optional=True, whole_float=True)
-        if self.max_steps is not None and self.warmup_steps >= self.max_steps:
-            raise ConfigError(
-                f"optim.warmup_steps: expected fewer than max_steps={self.max_steps}; "
-                f"got {self.warmup_steps} (for a short run lower it too: "
-                f"--set optim.warmup_steps={self.max_steps // 10})"
-            )
-        self.min_lr_ratio = check_float("optim.min_lr_ratio", self.min_lr_ratio, 0, 1)
-        self.grad_clip = check_float("optim.grad_clip", self.grad_clip, 0)
-        self.grad_accum_steps = check_int("optim.grad_accum_steps", self.grad_accum_steps, 1, 4096, whole_float=True)
-        self.layer_decay = check_float("optim.layer_decay", self.layer_decay, 0, 1, low_inclusive=False)
-
-    def lr_factor(self, step: int, total_steps: int | None = None) -> float:
-        """Multiplier of ``lr`` at optimizer step ``step`` (0-based), for ``LambdaLR``."""
-        total = self.max_steps if total_steps is None else total_steps
-        if total is None:
-            raise ConfigError("optim.max_steps: the cosine schedule needs a length; set max_steps or pass total_steps")
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        progress = min(1.0, (step - self.warmup_steps) / max(1, total - self.warmup_steps))
-        return self.min_lr_ratio + (1 - self.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-
-
-@dataclasses.dataclass
-class LoaderSection(Config):
-    """A run's ``loader:`` section, the ``LoaderConfig`` settings a user chooses
-    (``training.steps.loader_config``). With a ``token_budget``, ``batch_size`` caps the windows
-    per batch; ``augment`` holds ``AugmentConfig`` fields; ``drop_last`` applies to training only."""
-
-    batch_size: int = 8
-    token_budget: int | None = None
-    num_workers: int | str = 0
-    shuffle_buffer: int = 1000
-    full_shuffle_mb: float = 1024.0
-    seed: int = 0
-    augment: dict[str, Any] = dataclasses.field(default_factory=dict)
-    eeg_dtype: str = "float32"
-    drop_last: bool = False
-
-    def validate(self) -> None:
-        check_option("loader.eeg_dtype", self.eeg_dtype, ("float32", "float16"))
-        self.batch_size = check_int("loader.batch_size", self.batch_size, 1, 1 << 20, whole_float=True)
-        self.token_budget = check_int("loader.token_budget", self.token_budget, 1, INF, optional=True, whole_float=True)
-        if self.num_workers != "auto":
-            try:
-                self.num_workers = check_int("loader.num_workers", self.num_workers, 0, 1024, whole_float=True)
-            except ConfigError:
-                raise ConfigError(
-                    f"loader.num_workers: expected an integer in [0, 1024] or 'auto'; got {self.num_workers!r}"
-                ) from None
-        self.shuffle_buffer = check_int("loader.shuffle_buffer", self.shuffle_buffer, 0, INF, whole_float=True)
-        self.full_shuffle_mb = check_float("loader.full_shuffle_mb", self.full_shuffle_mb, 0.0)
-        self.seed = check_int("loader.seed", self.seed, 0, 2**63 - 1, whole_float=True)
-        self.augment = check_mapping("loader.augment", self.augment)
-        self.drop_last = check_bool("loader.drop_last", self.drop_last)
-
-
-@dataclasses.dataclass
-class WandbConfig(Config):
-    project: str = "eegfm"
-    mode: str = "offline"
-    run_name: str | None = None
-
-    def validate(self) -> None:
-        if not isinstance(self.project, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]{1,128}", self.project):
-            raise ConfigError(f"wandb.project: expected 1-128 letters, digits, '_', '.' or '-'; got {self.project!r}")
-        check_option("wandb.mode", self.mode, WANDB_MODES)
-        if self.run_name is not None and not isinstance(self.run_name, str):
-            raise ConfigError(f"wandb.run_name: expected a string or null; got {self.run_name!r}")
 
 
 @dataclasses.dataclass
@@ -239,14 +138,22 @@ class PretrainConfig(RunConfig):
     val_windows: held-out windows evaluated (kept in memory, ~0.1 MB each for 10 s).
     exclude_corpus_splits: corpus splits never read; default ``eval``, so a benchmark's test
         recordings do not shape the encoder later tested on them.
+    architecture: the encoder pretrained (``model.architectures`` with a pretraining model):
+        ``eegfm`` by its own objectives, or a peer (``cbramod``, ``labram``) by masked patch
+        modeling (``model.patch_pretraining``), at its preset (``model`` where it has it, else
+        base) with ``model_overrides`` of its own config's fields.
     """
 
+    architecture: str = "eegfm"
     val_fraction: float = 0.0
     split_group: str = "subject"
     val_windows: int = 512
     exclude_corpus_splits: list[str] = dataclasses.field(default_factory=lambda: ["eval"])
 
     def validate(self) -> None:
+        from eegfm.model.architectures import list_pretrainable  # the model registry, not for --help
+
+        check_option("architecture", self.architecture, tuple(list_pretrainable()))
         super().validate()
         if self.optim.max_steps is None:
             raise ConfigError("optim.max_steps: expected an integer >= 1 for pretraining; got None")
@@ -262,6 +169,15 @@ class PretrainConfig(RunConfig):
         for split in splits:
             check_option("exclude_corpus_splits", split, CORPUS_SPLITS[1:])
         self.exclude_corpus_splits = sorted(set(splits))
+
+    def model_config(self) -> EEGFMConfig:
+        """``EEGFMConfig``, or the config of a peer ``architecture``."""
+        if self.architecture == "eegfm":
+            return super().model_config()
+        from eegfm.model.architectures import get_architecture  # the model registry, not for --help
+
+        config_class = get_architecture(self.architecture).config_class
+        return self._build_model_config(config_class, **self._model_fields(config_class))
 
 
 @dataclasses.dataclass

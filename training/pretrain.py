@@ -33,7 +33,7 @@ from eegfm.core.config import user_file_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.run_lock import release_run_lock
 from eegfm.model.architectures import quiet_transformers
-from eegfm.model.modeling import EEGFMForPretraining, pretraining_losses
+from eegfm.model.modeling import pretraining_losses
 from eegfm.training import checkpoint as ckpt
 from eegfm.training import command, engine, run_state, steps
 from eegfm.training.config import ConfigError, OptimConfig, PretrainConfig, load_config
@@ -283,12 +283,14 @@ def _validate(run: Run, validation: Validation | None, run_log: RunLog) -> dict[
         return {}
     val = engine.validate(run_log, lambda: validation(run))
     if val:
+        parts = ", ".join(
+            f"{name.removesuffix('_loss')} {val[f'val/{name}']:.4f}" for name in pretraining_losses(unwrap(run.model))
+        )
         log.info(
-            "step %d: validation loss %.4f (reconstruction %.4f, contrastive %.4f) on %d held-out windows",
+            "step %d: validation loss %.4f (%s) on %d held-out windows",
             run.step,
             val["val/loss"],
-            val["val/reconstruction_loss"],
-            val["val/contrastive_loss"],
+            parts,
             val["val/windows"],
         )
     return val
@@ -323,7 +325,7 @@ def export_best(run: Run, output: Path, tracker: Tracker) -> Path | None:
         shutil.rmtree(target, ignore_errors=True)
         log.info("lowest validation loss %.4f at the final step: model/ is the best encoder", run.best_metric)
         return None
-    model = EEGFMForPretraining(unwrap(run.model).config)
+    model = type(unwrap(run.model))(unwrap(run.model).config)
     model.load_state_dict(ckpt.load_checkpoint(best, map_location="cpu")["model"])
     with quiet_transformers():
         model.save_pretrained(target)
@@ -340,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eegfm-pretrain",
         description="Self-supervised pretraining (masked reconstruction + contrastive channel "
-        "prediction) of the eegfm encoder on the preprocessing pipeline's TFRecords. Run it under "
+        "prediction) of the eegfm encoder on the preprocessing pipeline's TFRecords, or of a peer "
+        "encoder by masked patch modeling (--set architecture=cbramod|labram). Run it under "
         "torchrun for DDP or horovodrun (--backend horovod) for Horovod.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )

@@ -10,7 +10,8 @@ from typing import Any
 import torch
 
 from eegfm.core.logs import get_logger
-from eegfm.model.modeling import EEGFMForPretraining, pretraining_losses
+from eegfm.model.architectures import get_architecture
+from eegfm.model.modeling import pretraining_losses
 from eegfm.training.config import PretrainConfig, resolve_precision
 from eegfm.training.data import EEGLoader, RecordFilter
 from eegfm.training.distributed import Dist, unwrap
@@ -20,7 +21,7 @@ from eegfm.training.steps import configure_kernels, loader_config
 log = get_logger("eegfm.training.pretrain")  # one logger name for all of pretraining, as in pretrain_validation
 
 
-def untrained_by_pretraining(model: EEGFMForPretraining) -> set[str]:
+def untrained_by_pretraining(model: torch.nn.Module) -> set[str]:
     """Names of the parameters that the pretraining losses give no gradient (probe: one step).
 
     Without the summary objective (``summary_weight`` 0) both objectives read the per-channel
@@ -89,7 +90,7 @@ def build_run(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str], filter
     configure_kernels(cfg, dist.device)
     amp_dtype = resolve_precision(cfg.precision, dist.device)
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts)
-    model = EEGFMForPretraining(cfg.model_config()).to(dist.device)
+    model = get_architecture(cfg.architecture).pretraining_class(cfg.model_config()).to(dist.device)
     optimizer = configure_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, cfg.optim.lr_factor)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None

@@ -28,8 +28,11 @@ log = get_logger("eegfm.training.pretrain")
 def measure_reconstruction(
     run: TrainState, meter: ReconstructionMeter, batch: dict[str, Any], inputs: dict[str, Any], out: Any
 ) -> None:
-    """Add a micro-batch's masked reconstruction error, per channel and site, to ``meter``."""
-    tokenizer = unwrap(run.model).encoder.tokenizer
+    """Add a micro-batch's masked reconstruction error, per channel and site, to ``meter`` (eegfm's
+    sample reconstruction; a peer's patch targets are not samples, and its loss alone is logged)."""
+    tokenizer = getattr(unwrap(run.model).encoder, "tokenizer", None)
+    if tokenizer is None:
+        return
     with torch.no_grad():
         target = tokenizer.to_patches(inputs["eeg"].float() * tokenizer.scale).flatten(2)
         mask = out.sample_mask & (inputs["channel_mask"] > 0.5).unsqueeze(-1)

@@ -15,9 +15,12 @@ Methods (fine-tuning ``mode`` and the encoder it starts from):
 - ``ensemble``: ``eegfm`` and ``spectrogram_cnn`` of the same fold and seed stacked by
   ``training.ensemble``, its weights fitted on the fold's validation windows;
 - ``cbramod`` / ``labram``: peer EEG transformers (``model.cbramod``, ``model.labram``) from
-  scratch, at the preset's size, fine-tuned by the same recipe as ``scratch``.
+  scratch, at the preset's size, fine-tuned by the same recipe as ``scratch``;
+- ``cbramod_pretrained`` / ``labram_pretrained``: the same peers pretrained first by their own
+  masked patch modeling (``model.patch_pretraining``) on the windows eegfm's pretraining reads,
+  for as many steps, then fine-tuned the same way.
 
-Pretraining reads only the training split (``exclude_corpus_splits: [dev, eval]``) plus any
+Each pretraining reads only the training split (``exclude_corpus_splits: [dev, eval]``) plus any
 ``unlabeled`` folders, so no validation or test subject's window reaches it, even unlabeled.
 """
 
@@ -81,6 +84,15 @@ METHODS: dict[str, Method] = {
         Method("cbramod", "CBraMod-style criss-cross transformer, from scratch", False, architecture="cbramod"),
         Method("labram", "LaBraM-style patch transformer, from scratch", False, architecture="labram"),
         Method(
+            "cbramod_pretrained",
+            "CBraMod-style, pretrained by masked patch reconstruction",
+            True,
+            architecture="cbramod",
+        ),
+        Method(
+            "labram_pretrained", "LaBraM-style, pretrained by masked spectrum prediction", True, architecture="labram"
+        ),
+        Method(
             "ensemble",
             "eegfm + spectrogram CNN, stacked on validation",
             False,
@@ -127,14 +139,17 @@ def _run(main, argv: Sequence[str], what: str) -> None:
         raise RuntimeError(f"{what} failed with exit status {status} (its log above says why)")
 
 
-def pretrain(data: Sequence[str], output: Path, opts: RecipeOptions) -> Path:
-    """Pretrain on the training split of ``data`` and the unlabeled folders; returns the model folder."""
+def pretrain(data: Sequence[str], output: Path, opts: RecipeOptions, architecture: str = "eegfm") -> Path:
+    """Pretrain ``architecture`` on the training split of ``data`` and the unlabeled folders;
+    returns the model folder. A peer takes the run's settings but its preset's own model fields."""
     argv = ["--data", *data, *opts.unlabeled, "--config", opts.config, "--output", str(output), "--wandb", "disabled"]
     argv += ["--set", "exclude_corpus_splits=[dev, eval]"]
     if opts.pretrain_steps is not None:
         argv += ["--max_steps", str(opts.pretrain_steps)]
     for item in opts.pretrain_set:
         argv += ["--set", item]
+    if architecture != "eegfm":
+        argv += ["--set", f"architecture={architecture}", "--set", "model_overrides={}"]
     if not (output / "model" / "config.json").is_file():
         _run(pretraining.main, argv, "pretraining")
     return output / "model"
@@ -228,8 +243,10 @@ def run_methods(
     methods = [*asked, *(o for others in alternatives.values() for o in others if o not in asked)]
     chosen = [METHODS[name] for name in methods]
     needed = chosen + [METHODS[m] for method in chosen for m in method.members]
-    own = any(m.pretrained and not m.shared for m in needed)
-    pretrained = pretrain(pretrain_data, output / "pretrain", opts) if own else None
+    encoders = {  # one pretraining per architecture serves all its runs
+        arch: pretrain(pretrain_data, output / ("pretrain" if arch == "eegfm" else f"pretrain-{arch}"), opts, arch)
+        for arch in dict.fromkeys(m.architecture for m in needed if m.pretrained and not m.shared)
+    }
     if any(m.shared for m in needed) and not opts.shared_encoder:
         raise ConfigError("--shared_encoder: method eegfm_shared needs the shared encoder's model folder")
     reports: dict[str, dict[str, list[dict[str, Any]]]] = {m.name: {fold: [] for fold in folds} for m in chosen}
@@ -242,12 +259,14 @@ def run_methods(
                 run(member, seed, fold, split)
             runs = [output / "runs" / m.name / fold / f"seed{seed}" for m in members]
             return {**stack(data, runs, folder, method, seed, opts, split), "run": str(folder)}
-        if method.architecture != "eegfm":
-            encoder = None
-        elif method.shared:
+        if method.shared:
             encoder = Path(opts.shared_encoder)
+        elif method.pretrained:
+            encoder = encoders[method.architecture]
+        elif method.architecture == "eegfm":
+            encoder = untrained(output / "scratch-init", opts, seed)
         else:
-            encoder = pretrained if method.pretrained else untrained(output / "scratch-init", opts, seed)
+            encoder = None
         return {**finetune(data, encoder, folder, method, seed, opts, split), "run": str(folder)}
 
     for seed in seeds:

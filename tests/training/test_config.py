@@ -217,6 +217,16 @@ def test_finetune_class_weights_and_multiclass_labels():
     assert multi.model_config().id2label == {0: "a", 1: "b", 2: "c"} and multi.head == "multiclass"
 
 
+def test_pretraining_a_peer_takes_its_own_model_fields():
+    cfg = load_config("cpu-small", "pretrain", ["architecture=cbramod", "model_overrides={mask_ratio: 0.4}"])
+    model = cfg.model_config()
+    assert type(model).__name__ == "CBraModConfig" and model.preset == "tiny" and model.mask_ratio == 0.4
+    with pytest.raises(ConfigError, match=r"architecture: expected one of 'cbramod', 'eegfm', 'labram'; got 'eegnet'"):
+        load_config("cpu-small", "pretrain", ["architecture=eegnet"])
+    with pytest.raises(ConfigError, match=r"model_overrides: unknown field 'summary_weight'; allowed: .*mask_ratio"):
+        load_config("cpu-small", "pretrain", ["architecture=labram"])  # cpu-small's eegfm fields
+
+
 def test_unknown_keys_are_rejected_with_the_valid_ones(tmp_path):
     with pytest.raises(
         ConfigError,
@@ -227,7 +237,7 @@ def test_unknown_keys_are_rejected_with_the_valid_ones(tmp_path):
     with pytest.raises(
         ConfigError,
         match=r"override 'batchsize': unknown key 'batchsize' in PretrainConfig; "
-        r"allowed: activation_checkpointing, allow_partial, backend, compile,",
+        r"allowed: activation_checkpointing, allow_partial, architecture, backend, compile,",
     ):
         load_config("cpu-tiny", "pretrain", {"batchsize": 3})
     with pytest.raises(ConfigError, match=r"override 'optim.lr.x': optim.lr is a value, not a section"):

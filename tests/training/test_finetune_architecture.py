@@ -50,9 +50,10 @@ def test_cnn_is_built_from_scratch_with_the_task_labels(tmp_path):
         initial_model.check_pretrained(None, eegfm)
     with pytest.raises(ConfigError, match="holds a 'spectrogram_cnn' model; the run's architecture is 'eegfm'"):
         initial_model.check_pretrained(tmp_path / "cnn", eegfm)
-    hms = load_config("cpu-tiny", "finetune", CNN)
-    with pytest.raises(ConfigError, match="needs head 'hms6' with labels"):
-        initial_model.load_model(tmp_path / "cnn", hms)
+    hms = load_config("cpu-tiny", "finetune", CNN)  # other labels: the saved CNN's weights, a new head
+    other, fresh = initial_model.load_model(tmp_path / "cnn", hms)
+    assert fresh and other.config.head == "hms6" and other.head.fc.weight.shape[0] == 6
+    assert torch.equal(other.state_dict()["encoder.stem.0.weight"], model.state_dict()["encoder.stem.0.weight"])
 
 
 @pytest.mark.parametrize("architecture", ["spectrogram_cnn", "eeg_cnn_gru", "cbramod", "labram"])

@@ -15,6 +15,7 @@ import torch
 from eegfm.core.logs import get_logger
 from eegfm.metrics import losses
 from eegfm.model.architectures import architecture_of, get_architecture, quiet_transformers
+from eegfm.model.heads import create_head
 from eegfm.model.modeling import EEGFMModel
 from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.finetune.plan import class_names
@@ -117,23 +118,34 @@ def load_model(pretrained: str | os.PathLike[str] | None, cfg: FinetuneConfig) -
 
 
 def build_model(pretrained: str | os.PathLike[str] | None, cfg: FinetuneConfig) -> tuple[torch.nn.Module, bool]:
-    """A non-eegfm architecture: the one saved in ``pretrained`` (same labels), else built from its
-    preset (``cfg.model`` where the architecture has it, else base) and ``cfg.model_overrides`` with
-    random initialisation."""
+    """A non-eegfm architecture: the one saved in ``pretrained`` (its task model with the run's
+    labels continues; an encoder from ``training.pretrain``, or a model of other labels, gets a new
+    head), else built from its preset (``cfg.model`` where the architecture has it, else base) and
+    ``cfg.model_overrides`` with random initialisation. The bool: whether the head is new."""
     architecture = get_architecture(cfg.architecture)
     labels = class_names(cfg)
     if pretrained is not None:
         folder = check_pretrained(pretrained, cfg)
+        saved = architecture.config_class.from_pretrained(folder)
+        names = [str(v) for _, v in sorted(saved.id2label.items(), key=lambda kv: int(kv[0]))]
+        task_model = architecture.model_class.__name__ in (saved.architectures or [])
+        fresh = not task_model or names != labels or saved.head != cfg.head
+        task = dict(head=cfg.head, id2label=dict(enumerate(labels))) if fresh else {}
         with quiet_transformers():
-            model = architecture.model_class.from_pretrained(folder, temperature=1.0)
-        saved = [str(v) for _, v in sorted(model.config.id2label.items(), key=lambda kv: int(kv[0]))]
-        if saved != labels or model.config.head != cfg.head:
-            raise ConfigError(
-                f"--pretrained {folder}: a {model.config.head!r} model of labels {saved}; task {cfg.task!r} "
-                f"needs head {cfg.head!r} with labels {labels}"
+            model = architecture.model_class.from_pretrained(
+                folder, temperature=1.0, ignore_mismatched_sizes=fresh, **task
             )
-        log.info("loaded %s model from %s", cfg.architecture, folder)
-        return model, False
+        if fresh:
+            torch.manual_seed(cfg.seed)
+            model.head = create_head(cfg.head, model.config)
+        log.info(
+            "loaded %s %s from %s; %s head",
+            cfg.architecture,
+            "model" if task_model else "encoder",
+            folder,
+            "new" if fresh else "kept",
+        )
+        return model, fresh
     torch.manual_seed(cfg.seed)
     config = cfg.model_config()  # its preset and ``model_overrides``, validated with the run config
     model = architecture.model_class(config)

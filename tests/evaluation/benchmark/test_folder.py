@@ -51,6 +51,7 @@ def tiny_run(shared_data, tmp_path_factory):
     with loader_batches() as seen:
         argv = ["folder", "--data", str(base / NAMED_ROOT), "--labels", str(labels), "--output", str(base / "out")]
         argv += ["--config", "cpu-tiny", "--seeds", "0", "--methods", "eegfm", "cbramod", "labram"]
+        argv += ["cbramod_pretrained"]  # its own pretraining reads the training windows alone too
         argv += ["--pretrain_steps", "4"]
         argv += ["--finetune_set", "epochs=1", "--pretrain_set", "val_fraction=0"]
         assert main(argv) == 0
@@ -60,7 +61,7 @@ def tiny_run(shared_data, tmp_path_factory):
 def test_the_folder_run_reports_every_method_split_and_metric(tiny_run):
     output, _ = tiny_run
     report = json.loads((output / "benchmark.json").read_text())
-    for method in ("class_prior", "band_power_lr", "eegfm", "cbramod", "labram"):
+    for method in ("class_prior", "band_power_lr", "eegfm", "cbramod", "labram", "cbramod_pretrained"):
         for split in ("val", "test"):
             for metric in ("balanced_accuracy", "auroc", "auprc"):
                 assert 0.0 <= report[f"{method}.{split}.{metric}"]["mean"] <= 1.0
@@ -83,6 +84,7 @@ def test_no_validation_or_test_window_reaches_a_training_loader(tiny_run):
     assert sorted(set(split_of.values())) == ["dev", "eval", "train"]
     trained = {subject for infinite, subjects in seen if infinite for subject in subjects}
     assert trained and {split_of[s] for s in trained} == {"train"}
+    assert (output / "pretrain-cbramod" / "model" / "config.json").is_file()  # the peer's pretraining ran
 
 
 def test_without_a_split_column_subjects_are_drawn_by_seed(shared_data, tmp_path):
