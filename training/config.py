@@ -202,8 +202,9 @@ class FinetuneConfig(RunConfig):
     architecture: the task model (``model.architectures``): ``eegfm`` loads ``--pretrained``;
         ``spectrogram_cnn``, ``eeg_cnn_gru``, ``cbramod``, ``labram`` start from random weights (their preset,
         ``model`` where they have it, else base, with ``model_overrides`` of their own config's
-        fields) unless ``--pretrained`` holds a saved one, and train in mode ``full`` with plain
-        AdamW groups (no layer decay, no gradual unfreezing).
+        fields) unless ``--pretrained`` holds a saved model or pretrained encoder, and train with
+        plain AdamW groups (no layer decay, no gradual unfreezing), in mode ``full`` or, on a
+        ``--pretrained`` encoder, ``linear``.
     """
 
     task: str = "hms6"
@@ -321,10 +322,10 @@ class FinetuneConfig(RunConfig):
         check_option("architecture", self.architecture, tuple(list_architectures()))
         if self.architecture == "eegfm":
             return
-        if self.mode != "full":
+        if self.mode == "adapter":
             raise ConfigError(
-                f"mode: architecture {self.architecture!r} has no pretrained encoder to freeze or adapt; "
-                f"expected mode 'full'; got {self.mode!r}"
+                f"mode: architecture {self.architecture!r} takes no adapters; expected 'full' or 'linear' "
+                "(linear: a head on its --pretrained encoder); got 'adapter'"
             )
         if self.task == "regression":
             raise ConfigError(

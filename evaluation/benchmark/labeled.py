@@ -27,9 +27,14 @@ METRICS = ("balanced_accuracy", "auroc", "auprc")
 # pretrained encoder, whichever validates better. With a few dozen subjects whose every window
 # carries the subject's label, full fine-tuning can learn the training subjects instead of the
 # classes (on a 60-person simulated corpus its test AUROC ranged 0.28-0.87 over seeds, the probe's
-# 0.96-0.97), while on eegmat it beats the probe; validation tells which, test never does.
-EEGFM_ALTERNATIVES = {"eegfm": ("linear_probe",)}
-CHOSEN_DESCRIPTION = "eegfm: pretrained; fully fine-tuned or linearly probed, whichever scores higher on validation"
+# 0.96-0.97), while on eegmat it beats the probe; validation tells which, test never does. The
+# pretrained peers are given the same choice.
+ALTERNATIVES = {
+    "eegfm": ("linear_probe",),
+    "cbramod_pretrained": ("cbramod_probe",),
+    "labram_pretrained": ("labram_probe",),
+}
+CHOSEN = "fully fine-tuned or linearly probed, whichever scores higher on validation"
 BASELINES = {
     "class_prior": "class prior",
     "band_power_lr": "log absolute + relative band powers (0.5-45 Hz) + balanced logistic regression, C on validation",
@@ -117,14 +122,15 @@ def evaluate(data: str, output: Path, args, suite: Suite, notes: Sequence[str] =
     opts = RecipeOptions.from_args(args, suite.task, finetune_defaults=suite.finetune_defaults)
     opts = dataclasses.replace(opts, record_task=suite.record_task)
     folds = {"corpus": ("corpus_split=true",)}
-    reports = run_methods(data, output, args.methods, args.seeds, opts, folds, [data], EEGFM_ALTERNATIVES)
+    reports = run_methods(data, output, args.methods, args.seeds, opts, folds, [data], ALTERNATIVES)
     results.update(model_results(reports))
     methods = {**BASELINES, **{m: METHODS[m].description for m in args.methods}}
     chosen = {}
-    if "eegfm" in args.methods:
-        methods["eegfm"] = CHOSEN_DESCRIPTION
-        methods["eegfm_full"] = "eegfm: pretrained, fully fine-tuned on every seed (the row's first candidate)"
-        chosen = {"eegfm.chosen": [r["chosen"] for r in reports["eegfm"]["corpus"]]}
+    for name in (m for m in ALTERNATIVES if m in args.methods):
+        what = "eegfm: pretrained" if name == "eegfm" else METHODS[name].description
+        methods[name] = f"{what}; {CHOSEN}"
+        methods[f"{name}_full"] = f"{what}, fully fine-tuned on every seed (the row's first candidate)"
+        chosen[f"{name}.chosen"] = [r["chosen"] for r in reports[name]["corpus"]]
     if "eegfm" in args.methods and len(args.seeds) > 1:
         models = [Path(r["run"]) / "model" for r in reports["eegfm"]["corpus"]]
         results["eegfm_ensemble"] = ensemble_results(models, windows, splits, n_classes)

@@ -18,7 +18,8 @@ Methods (fine-tuning ``mode`` and the encoder it starts from):
   scratch, at the preset's size, fine-tuned by the same recipe as ``scratch``;
 - ``cbramod_pretrained`` / ``labram_pretrained``: the same peers pretrained first by their own
   masked patch modeling (``model.patch_pretraining``) on the windows eegfm's pretraining reads,
-  for as many steps, then fine-tuned the same way.
+  for as many steps, then fine-tuned the same way; ``cbramod_probe`` / ``labram_probe``: those
+  pretrained encoders frozen, a linear head trained.
 
 Each pretraining reads only the training split (``exclude_corpus_splits: [dev, eval]``) plus any
 ``unlabeled`` folders, so no validation or test subject's window reaches it, even unlabeled.
@@ -91,6 +92,16 @@ METHODS: dict[str, Method] = {
         ),
         Method(
             "labram_pretrained", "LaBraM-style, pretrained by masked spectrum prediction", True, architecture="labram"
+        ),
+        Method(
+            "cbramod_probe",
+            "linear probe of the pretrained CBraMod-style encoder",
+            True,
+            "linear",
+            architecture="cbramod",
+        ),
+        Method(
+            "labram_probe", "linear probe of the pretrained LaBraM-style encoder", True, "linear", architecture="labram"
         ),
         Method(
             "ensemble",

@@ -8,7 +8,7 @@ import torch
 from eegfm.model.architectures import get_architecture, list_pretrainable
 from eegfm.model.patch_pretraining import patch_mask
 from eegfm.training.config import load_config
-from eegfm.training.finetune import initial_model
+from eegfm.training.finetune import initial_model, trainable
 
 PEERS = ("cbramod", "labram")
 
@@ -82,3 +82,7 @@ def test_fine_tuning_loads_the_pretrained_encoder_with_a_new_head(name, tmp_path
     model.save_pretrained(tmp_path / "task")  # a fine-tuned model of the same labels continues, head kept
     again, fresh = initial_model.load_model(tmp_path / "task", cfg)
     assert not fresh and torch.equal(again.head.fc.weight, model.head.fc.weight)
+    probe = load_config("cpu-tiny", "finetune", [f"architecture={name}", "task=eegmat", "mode=linear"])
+    model, _ = initial_model.load_model(tmp_path / "encoder", probe)
+    trainable.configure_mode(model, probe)  # the probe: the pretrained encoder frozen, the head trains
+    assert {n.split(".")[0] for n, p in model.named_parameters() if p.requires_grad} == {"head"}

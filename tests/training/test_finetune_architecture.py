@@ -29,8 +29,11 @@ def test_config_names_the_architecture_and_its_constraints():
     expected = "'cbramod', 'eeg_cnn_gru', 'eegfm', 'labram', 'spectrogram_cnn'"
     with pytest.raises(ConfigError, match=f"architecture: expected one of {expected}"):
         load_config("cpu-tiny", "finetune", ["architecture=resnet"])
-    with pytest.raises(ConfigError, match="mode: architecture 'spectrogram_cnn' has no pretrained encoder"):
-        load_config("cpu-tiny", "finetune", [*CNN, "mode=linear"])
+    with pytest.raises(ConfigError, match="mode: architecture 'spectrogram_cnn' takes no adapters"):
+        load_config("cpu-tiny", "finetune", [*CNN, "mode=adapter"])
+    linear = load_config("cpu-tiny", "finetune", [*CNN, "mode=linear"])  # a probe needs a pretrained encoder
+    with pytest.raises(ConfigError, match="mode: 'linear' trains a head on a pretrained encoder"):
+        initial_model.load_model(None, linear)
     with pytest.raises(ConfigError, match="task: architecture 'spectrogram_cnn' has classification heads only"):
         load_config("cpu-tiny", "finetune", [*CNN, "task=regression", "temperature_scaling=false"])
     assert load_config("cpu-tiny", "finetune").architecture == "eegfm"

@@ -146,6 +146,11 @@ def build_model(pretrained: str | os.PathLike[str] | None, cfg: FinetuneConfig) 
             "new" if fresh else "kept",
         )
         return model, fresh
+    if cfg.mode == "linear":
+        raise ConfigError(
+            f"mode: 'linear' trains a head on a pretrained encoder; architecture {cfg.architecture!r} "
+            "from random weights has none (give --pretrained, or mode 'full')"
+        )
     torch.manual_seed(cfg.seed)
     config = cfg.model_config()  # its preset and ``model_overrides``, validated with the run config
     model = architecture.model_class(config)
