@@ -177,7 +177,13 @@ class PretrainConfig(RunConfig):
         from eegfm.model.architectures import get_architecture  # the model registry, not for --help
 
         config_class = get_architecture(self.architecture).config_class
-        return self._build_model_config(config_class, **self._model_fields(config_class))
+        try:
+            return self._build_model_config(config_class, **self._model_fields(config_class))
+        except ConfigError as err:  # most often a preset's eegfm fields (cpu-small's summary_weight ...)
+            raise ConfigError(
+                f"{err} (architecture {self.architecture!r} takes its own config's fields; "
+                "--set 'model_overrides={}' clears the preset's)"
+            ) from err
 
 
 @dataclasses.dataclass

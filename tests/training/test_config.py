@@ -223,7 +223,9 @@ def test_pretraining_a_peer_takes_its_own_model_fields():
     assert type(model).__name__ == "CBraModConfig" and model.preset == "tiny" and model.mask_ratio == 0.4
     with pytest.raises(ConfigError, match=r"architecture: expected one of 'cbramod', 'eegfm', 'labram'; got 'eegnet'"):
         load_config("cpu-small", "pretrain", ["architecture=eegnet"])
-    with pytest.raises(ConfigError, match=r"model_overrides: unknown field 'summary_weight'; allowed: .*mask_ratio"):
+    with pytest.raises(
+        ConfigError, match=r"unknown field 'summary_weight'; allowed: .*mask_ratio.*clears the preset's"
+    ):
         load_config("cpu-small", "pretrain", ["architecture=labram"])  # cpu-small's eegfm fields
 
 
