@@ -299,6 +299,11 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
         self.summary = BandPowerSummaryHead(config) if config.summary_weight > 0 else None
         self.post_init()
 
+    @property
+    def loss_names(self) -> tuple[str, ...]:
+        """The losses it reports: reconstruction and contrastive (+ ``summary_loss`` with ``summary_weight`` > 0)."""
+        return ("reconstruction_loss", "contrastive_loss") + (("summary_loss",) if self.summary is not None else ())
+
     # Not compiled: masks are drawn on the CPU, the same in compiled and eager steps on any device
     # (and torch 2.11 failed to trace ``span_mask`` with a dynamic batch dimension).
     @torch.compiler.disable
@@ -385,11 +390,9 @@ class EEGFMForPretraining(EEGFMPreTrainedModel):
 
 
 def pretraining_losses(model: torch.nn.Module) -> tuple[str, ...]:
-    """The losses a pretraining model reports: a peer's ``loss_names``; eegfm's reconstruction and
-    contrastive losses (+ ``summary_loss`` with ``summary_weight`` > 0)."""
-    if not isinstance(model, EEGFMForPretraining):
-        return model.loss_names
-    return ("reconstruction_loss", "contrastive_loss") + (("summary_loss",) if model.summary is not None else ())
+    """The losses a pretraining model (eegfm's or a peer's, ``model.patch_pretraining``) reports:
+    its ``loss_names``."""
+    return model.loss_names
 
 
 def create_model(

@@ -61,7 +61,7 @@ def patch_mask(
 
 class PatchTransformerForPretraining(PreTrainedModel):
     """A peer encoder (``encoder_class``) and a linear predictor of each hidden patch's
-    :meth:`target` (``target_size`` values a patch)."""
+    :meth:`target`, which a subclass defines."""
 
     config: PatchTransformerConfig
     encoder_class: ClassVar[type[nn.Module]]
@@ -71,12 +71,9 @@ class PatchTransformerForPretraining(PreTrainedModel):
     def __init__(self, config: PatchTransformerConfig) -> None:
         super().__init__(config)
         self.encoder = self.encoder_class(config)
-        self.predictor = nn.Linear(config.hidden_size, self.target_size(config.patch_size))
+        target_size = self.target(torch.zeros(1, config.patch_size)).shape[-1]
+        self.predictor = nn.Linear(config.hidden_size, target_size)
         self.post_init()
-
-    @staticmethod
-    def target_size(patch_size: int) -> int:
-        raise NotImplementedError
 
     @staticmethod
     def target(patches: torch.Tensor) -> torch.Tensor:
@@ -126,10 +123,6 @@ class CBraModForPretraining(PatchTransformerForPretraining):
     encoder_class = CBraModEncoder
 
     @staticmethod
-    def target_size(patch_size: int) -> int:
-        return patch_size
-
-    @staticmethod
     def target(patches: torch.Tensor) -> torch.Tensor:
         return patches
 
@@ -141,10 +134,6 @@ class LaBraMForPretraining(PatchTransformerForPretraining):
     config_class = LaBraMConfig
     base_model_prefix = "labram"
     encoder_class = LaBraMEncoder
-
-    @staticmethod
-    def target_size(patch_size: int) -> int:
-        return patch_size // 2 + 1
 
     @staticmethod
     def target(patches: torch.Tensor) -> torch.Tensor:
