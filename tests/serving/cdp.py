@@ -22,6 +22,10 @@ from pathlib import Path
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+# Runtime.evaluate's errors when the page navigates while it runs: the context it ran in is gone.
+NAVIGATION_CUTS = ("Inspected target navigated or closed", "Cannot find context with specified id")
+
+
 class DevToolsError(RuntimeError):
     """A command the browser refused, or a wait that ran out."""
 
@@ -61,10 +65,16 @@ class Page:
         return result["result"].get("value")
 
     def wait_for(self, expression: str, timeout: float = 60, every: float = 0.1):
-        """The first truthy value of ``expression``, polled; DevToolsError after ``timeout`` seconds."""
+        """The first truthy value of ``expression``, polled; DevToolsError after ``timeout`` seconds.
+        A poll the page's own navigation cut short (a reload under way) counts as not yet true."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            value = self.evaluate(expression)
+            try:
+                value = self.evaluate(expression)
+            except DevToolsError as err:
+                if not any(cut in str(err) for cut in NAVIGATION_CUTS):
+                    raise
+                value = None
             if value:
                 return value
             time.sleep(every)
