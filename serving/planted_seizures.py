@@ -5,7 +5,9 @@ Each of ``--recordings`` real recordings (10-20 electrode names, read by MNE) gi
 its first 10 s as recorded ("before"), its last 10 s with an electrographic seizure added to its
 own background ("ictal"), drawn by the simulator's ACNS seizure model
 (:func:`~simulate.patterns.draw_episode`: an evolving rhythm starting at a focus and
-spreading), at ``--strength``. Both windows go through the pipeline and the model as any upload.
+spreading), at ``--strength``. ``--gain`` multiplies the whole stretch, background and seizure
+alike: a child's EEG is two to five times an adult's. Both windows go through the pipeline and the
+model as any upload.
 The report: how many ictal windows reach the model (none may be dropped), and how well P(Seizure)
 ranks ictal above before (AUROC, one pair per recording), with the mean probabilities.
 
@@ -31,9 +33,12 @@ from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_name
 STRETCH_S, ICTAL_S = 20.0, 10.0
 
 
-def planted_copy(path: str, out: Path, rng: np.random.Generator, strength: float, offset_s: float) -> Path | None:
-    """A FIF of ``path``'s 20 s from ``offset_s``, a seizure added to its last 10 s; None if the
-    recording is too short or names fewer than 10 of the 19 electrodes."""
+def planted_copy(
+    path: str, out: Path, rng: np.random.Generator, strength: float, offset_s: float, gain: float = 1.0
+) -> Path | None:
+    """A FIF of ``path``'s 20 s from ``offset_s``, a seizure added to its last 10 s, every channel
+    then multiplied by ``gain``; None if the recording is too short or names fewer than 10 of the
+    19 electrodes."""
     import mne  # heavy: only when run
 
     from eegfm.simulate.patterns import draw_episode, render_seizure
@@ -56,7 +61,7 @@ def planted_copy(path: str, out: Path, rng: np.random.Generator, strength: float
         if name in rows:
             data[rows[name], ictal] += seizure[c] * 1e-6
     target = out / f"planted{len(list(out.iterdir())):03d}_raw.fif"
-    mne.io.RawArray(data, raw.info, verbose="error").save(target, verbose="error")
+    mne.io.RawArray(data * gain, raw.info, verbose="error").save(target, verbose="error")
     return target
 
 
@@ -91,11 +96,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recordings", type=int, default=14, help="how many recordings to plant in (default: 14)")
     parser.add_argument("--strength", type=float, default=0.5, help="the seizures' strength, 0-1 (default: 0.5)")
     parser.add_argument("--offset_s", type=float, default=60.0, help="where in each recording the stretch starts")
+    parser.add_argument(
+        "--gain",
+        type=float,
+        default=1.0,
+        help="multiply each stretch, background and seizure alike, by this (> 0; default: 1): children's EEG "
+        "is two to five times an adult's",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the seizures' foci and courses")
     parser.add_argument("--output", type=Path, help="also write planted_seizures.json into this folder")
     args = parser.parse_args(argv)
     if not 0.0 <= args.strength <= 1.0:
         parser.error(f"--strength: expected a value in [0, 1]; got {args.strength}")
+    if not args.gain > 0.0:
+        parser.error(f"--gain: expected a factor above 0; got {args.gain}")
     from eegfm.serving.predictor import Predictor  # torch and the model: not for --help
 
     predictor = Predictor(args.model)
@@ -111,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             if len(planted) == args.recordings:
                 break
             if source.lower().endswith((".edf", ".bdf", ".fif", ".set", ".vhdr")):
-                made = planted_copy(source, Path(tmp), rng, args.strength, args.offset_s)
+                made = planted_copy(source, Path(tmp), rng, args.strength, args.offset_s, args.gain)
                 planted += [made] if made else []
         if not planted:
             parser.error(f"--data: no recording of at least {args.offset_s + STRETCH_S:g} s with 10-20 names")

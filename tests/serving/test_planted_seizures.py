@@ -37,3 +37,18 @@ def test_a_model_without_a_seizure_class_is_refused(finetuned, shared_data, caps
     with pytest.raises(SystemExit):
         planted_seizures.main(["--model", str(finetuned), "--data", str(shared_data / "eegmat")])
     assert "--model: expected a model with a Seizure class; its classes are rest, task" in capsys.readouterr().err
+
+
+def test_a_gain_multiplies_background_and_seizure_alike(shared_data, tmp_path):
+    source = str(shared_data / "eegmat" / "Subject03_1.edf")
+    (tmp_path / "plain").mkdir(), (tmp_path / "tripled").mkdir()
+    plain = planted_seizures.planted_copy(source, tmp_path / "plain", np.random.default_rng(0), 0.5, 60.0)
+    tripled = planted_seizures.planted_copy(source, tmp_path / "tripled", np.random.default_rng(0), 0.5, 60.0, 3.0)
+    a, b = (mne.io.read_raw_fif(f, preload=True, verbose="error").get_data() for f in (plain, tripled))
+    np.testing.assert_allclose(b, 3.0 * a, rtol=1e-5, atol=1e-12)
+
+
+def test_a_gain_that_is_not_positive_is_refused(finetuned, shared_data, capsys):
+    with pytest.raises(SystemExit):
+        planted_seizures.main(["--model", str(finetuned), "--data", str(shared_data / "eegmat"), "--gain", "0"])
+    assert "--gain: expected a factor above 0; got 0.0" in capsys.readouterr().err
