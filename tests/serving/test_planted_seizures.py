@@ -48,7 +48,7 @@ def test_a_gain_multiplies_background_and_seizure_alike(shared_data, tmp_path):
     np.testing.assert_allclose(b, 3.0 * a, rtol=1e-5, atol=1e-12)
 
 
-def test_a_gain_that_is_not_positive_is_refused(finetuned, shared_data, capsys):
+def test_a_gain_that_is_not_positive_is_refused_before_any_model_loads(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        planted_seizures.main(["--model", str(finetuned), "--data", str(shared_data / "eegmat"), "--gain", "0"])
+        planted_seizures.main(["--model", str(tmp_path / "none"), "--data", str(tmp_path), "--gain", "0"])
     assert "--gain: expected a factor above 0; got 0.0" in capsys.readouterr().err
