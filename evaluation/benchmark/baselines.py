@@ -136,19 +136,26 @@ def _cv_log_loss(x, y, weight, groups, c: float, balanced: bool, folds: int) -> 
     return sum(losses) if losses else np.inf
 
 
-def band_power_lr(
-    train: WindowSet, n_classes: int, validation: WindowSet | None = None, *, balanced: bool = True, folds: int = 5
+def feature_lr(
+    featurize,
+    train: WindowSet,
+    n_classes: int,
+    validation: WindowSet | None = None,
+    *,
+    balanced: bool = True,
+    folds: int = 5,
 ):
-    """Fit the band-power logistic regression on ``train``; returns ``(predict, chosen C)``.
+    """Fit a logistic regression on ``featurize(windows)`` ([N, F], one row per window) of
+    ``train``; returns ``(predict, chosen C)``.
 
     ``validation``: the windows C is chosen on (:func:`_choose_on_validation`); the model is then
     fitted on ``train`` alone, so the validation row scores a model that never saw those
     subjects. ``None`` (or no window): subject-grouped ``folds``-fold CV on ``train`` chooses.
     ``balanced`` weights classes by inverse frequency (decisions that are not all the majority class).
     """
-    x, y, weight, groups = _soft_rows(band_power_features(train.eeg), targets(train, n_classes), train.subject)
+    x, y, weight, groups = _soft_rows(featurize(train), targets(train, n_classes), train.subject)
     if validation is not None and len(validation):
-        val_x, val_target = band_power_features(validation.eeg), targets(validation, n_classes)
+        val_x, val_target = featurize(validation), targets(validation, n_classes)
         c = _choose_on_validation(x, y, weight, val_x, val_target, balanced)
     else:
         folds = min(folds, len(set(groups.tolist())))
@@ -156,4 +163,13 @@ def band_power_lr(
     # Not refitted on training + validation: the validation row would then score windows the model
     # was fitted on, and the test row would come from a model validation never saw.
     model = _fit(x, y, weight, c, balanced)
-    return (lambda windows: _probabilities(model, band_power_features(windows.eeg), n_classes)), c
+    return (lambda windows: _probabilities(model, featurize(windows), n_classes)), c
+
+
+def band_power_lr(
+    train: WindowSet, n_classes: int, validation: WindowSet | None = None, *, balanced: bool = True, folds: int = 5
+):
+    """The band-power baseline: :func:`feature_lr` on :func:`band_power_features`."""
+    return feature_lr(
+        lambda windows: band_power_features(windows.eeg), train, n_classes, validation, balanced=balanced, folds=folds
+    )

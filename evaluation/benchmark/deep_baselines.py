@@ -142,6 +142,7 @@ def fit_one(settings: dict[str, float], train: Data, val: Data, class_weights: t
             if len(rows) > 1:
                 train_step(model, optimizer, train.x[rows], train.y[rows], class_weights)
         loss = _val_loss(model, val, class_weights)
+        log.info("eegnet %s: epoch %d (at most %d), validation loss %.4f", settings, epoch, MAX_EPOCHS, loss)
         if best_state is None or loss < best_loss:
             best_state, best_epoch, best_loss = copy.deepcopy(model.state_dict()), epoch, loss
         elif epoch - best_epoch >= PATIENCE and epoch >= MIN_EPOCHS:

@@ -9,12 +9,14 @@ import numpy as np
 import torch
 
 from eegfm.evaluation.benchmark.windows import WindowSet
+from eegfm.model.architectures import quiet_transformers
 from eegfm.model.modeling import EEGFMModel
 
 
 def class_probabilities(model_dir: Path, windows: WindowSet, batch: int = 64) -> np.ndarray:
     """[N, C] calibrated class probabilities of one fine-tuned model (its ``model/`` folder)."""
-    model = EEGFMModel.from_pretrained(model_dir)
+    with quiet_transformers():  # one loading bar per model per split would bury the run's log
+        model = EEGFMModel.from_pretrained(model_dir)
     parts = []
     for start in range(0, len(windows), batch):
         eeg = torch.from_numpy(windows.eeg[start : start + batch])

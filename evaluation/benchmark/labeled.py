@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark import baselines, deep_baselines, report
-from eegfm.evaluation.benchmark.ensemble import ensemble_probabilities
-from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, run_methods
+from eegfm.evaluation.benchmark import baselines, deep_baselines, report, spectral_stack
+from eegfm.evaluation.benchmark.ensemble import class_probabilities, ensemble_probabilities
+from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, pretrain_folder, run_methods
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
 from eegfm.metrics.classification import classification_metrics
 
@@ -35,6 +35,10 @@ ALTERNATIVES = {
     "labram_pretrained": ("labram_probe",),
 }
 CHOSEN = "fully fine-tuned or linearly probed, whichever scores higher on validation"
+STACKED = (
+    "eegfm stacked: the eegfm row's model fused (geometric mean) with a logistic regression on the "
+    "pretrained encoder's embedding and the band powers, C on validation"
+)
 BASELINES = {
     "class_prior": "class prior",
     "band_power_lr": "log absolute + relative band powers (0.5-45 Hz) + balanced logistic regression, C on validation",
@@ -78,6 +82,27 @@ def predictor_results(predict, windows: WindowSet, splits: list[str], n_classes:
 
 def ensemble_results(models: list[Path], windows: WindowSet, splits: list[str], n_classes: int = 2) -> dict[str, Any]:
     return predictor_results(lambda held: ensemble_probabilities(models, held), windows, splits, n_classes)
+
+
+def stacked_results(
+    encoder_dir: Path, models: list[Path], windows: WindowSet, splits: list[str], n_classes: int = 2
+) -> tuple[dict[str, Any], float]:
+    """The ``eegfm_stacked`` rows (:mod:`spectral_stack`): each of ``models`` fused with the
+    spectral readout of the pretrained encoder in ``encoder_dir``, one value per model; with
+    several models, ``eegfm_stacked_ensemble``, their mean probabilities fused. Also the readout's C."""
+    train, validation = windows.of_split("train"), windows.of_split("dev")
+    readout, c = spectral_stack.spectral_readout(encoder_dir, train, n_classes, validation)
+    per_model = [
+        predictor_results(
+            spectral_stack.stacked(lambda held, m=m: class_probabilities(m, held), readout), windows, splits, n_classes
+        )
+        for m in models
+    ]
+    rows = {"eegfm_stacked": {s: {m: [r[s][m][0] for r in per_model] for m in METRICS} for s in per_model[0]}}
+    if len(models) > 1:
+        fused = spectral_stack.stacked(lambda held: ensemble_probabilities(models, held), readout)
+        rows["eegfm_stacked_ensemble"] = predictor_results(fused, windows, splits, n_classes)
+    return rows, c
 
 
 def model_results(reports: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
@@ -135,6 +160,14 @@ def evaluate(data: str, output: Path, args, suite: Suite, notes: Sequence[str] =
         models = [Path(r["run"]) / "model" for r in reports["eegfm"]["corpus"]]
         results["eegfm_ensemble"] = ensemble_results(models, windows, splits, n_classes)
         methods["eegfm_ensemble"] = f"eegfm, mean probabilities of the {len(models)} seeds' models"
+    if "eegfm" in args.methods:
+        models = [Path(r["run"]) / "model" for r in reports["eegfm"]["corpus"]]
+        stacked, readout_c = stacked_results(pretrain_folder(output) / "model", models, windows, splits, n_classes)
+        results.update(stacked)
+        methods["eegfm_stacked"] = STACKED
+        if "eegfm_stacked_ensemble" in stacked:
+            methods["eegfm_stacked_ensemble"] = "eegfm stacked, the seeds' mean probabilities fused with the readout"
+        chosen["eegfm_stacked.readout_C"] = readout_c
     flat = report.flat_results(results)
     text = report.markdown(suite.title, flat, methods, METRICS, [*split_notes, *notes], suite.published)
     run = {"suite": suite.name, "seeds": list(args.seeds), "config": args.config, "windows": counts}

@@ -150,6 +150,11 @@ def _run(main, argv: Sequence[str], what: str) -> None:
         raise RuntimeError(f"{what} failed with exit status {status} (its log above says why)")
 
 
+def pretrain_folder(output: Path, architecture: str = "eegfm") -> Path:
+    """Where a benchmark run's pretraining of ``architecture`` lives (its ``model/`` inside)."""
+    return output / ("pretrain" if architecture == "eegfm" else f"pretrain-{architecture}")
+
+
 def pretrain(data: Sequence[str], output: Path, opts: RecipeOptions, architecture: str = "eegfm") -> Path:
     """Pretrain ``architecture`` on the training split of ``data`` and the unlabeled folders;
     returns the model folder. A peer takes the run's settings but its preset's own model fields."""
@@ -255,7 +260,7 @@ def run_methods(
     chosen = [METHODS[name] for name in methods]
     needed = chosen + [METHODS[m] for method in chosen for m in method.members]
     encoders = {  # one pretraining per architecture serves all its runs
-        arch: pretrain(pretrain_data, output / ("pretrain" if arch == "eegfm" else f"pretrain-{arch}"), opts, arch)
+        arch: pretrain(pretrain_data, pretrain_folder(output, arch), opts, arch)
         for arch in dict.fromkeys(m.architecture for m in needed if m.pretrained and not m.shared)
     }
     if any(m.shared for m in needed) and not opts.shared_encoder:

@@ -1,0 +1,58 @@
+"""The spectral stack: the frozen encoder's embedding beside the band powers, each window on its
+own; the regression above chance on subjects it never saw; the fusion a normalised geometric mean."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from eegfm.evaluation.benchmark import baselines, spectral_stack
+from eegfm.evaluation.benchmark.labeled import metrics_of
+from eegfm.model.modeling import create_pretraining_model
+from tests.evaluation.benchmark.test_baselines import alpha_windows
+
+
+@pytest.fixture(scope="module")
+def encoder_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("encoder")
+    create_pretraining_model("tiny").save_pretrained(folder)
+    return folder
+
+
+def test_features_are_the_embedding_beside_the_band_powers_of_each_window_alone(encoder_dir):
+    windows = alpha_windows([0, 1, 0, 1], (2.0, 20.0), seed=0)
+    featurize = spectral_stack.embedding_features(encoder_dir)
+    features = featurize(windows)
+    powers = baselines.band_power_features(windows.eeg)
+    assert features.shape == (4, 64 + powers.shape[1])
+    np.testing.assert_allclose(features[:, 64:], powers)
+    # a window's features do not depend on the windows beside it
+    np.testing.assert_allclose(featurize(windows.where(np.arange(4) == 2)), features[2:3], rtol=1e-5, atol=1e-6)
+    assert np.isfinite(features).all() and features[:, :64].std(0).max() > 0
+
+
+def test_the_readout_ranks_unseen_subjects_windows(encoder_dir):
+    train = alpha_windows([0, 1] * 12, (3.0, 12.0), seed=1)
+    validation = alpha_windows([0, 1] * 4, (3.0, 12.0), seed=2, split="dev")
+    predict, c = spectral_stack.spectral_readout(encoder_dir, train, 2, validation)
+    held = alpha_windows([0, 1] * 6, (3.0, 12.0), seed=3, split="eval")
+    held.subject[:] = "unseen"
+    metrics = metrics_of(predict(held), held.label, np.array([0.5, 0.5]))
+    assert c in baselines.C_GRID and metrics["auroc"] > 0.9
+
+
+def test_the_fusion_is_a_normalised_weighted_geometric_mean():
+    model = np.array([[0.9, 0.1], [0.2, 0.8], [1.0, 0.0]])
+    readout = np.array([[0.5, 0.5], [0.8, 0.2], [0.5, 0.5]])
+    np.testing.assert_allclose(spectral_stack.fuse(model, readout, 1.0), np.clip(model, 1e-9, 1), atol=1e-8)
+    np.testing.assert_allclose(spectral_stack.fuse(model, readout, 0.0), readout)
+    fused = spectral_stack.fuse(model, readout, 0.5)
+    np.testing.assert_allclose(fused.sum(1), 1.0)
+    geometric = np.sqrt(model[1] * readout[1])
+    np.testing.assert_allclose(fused[1], geometric / geometric.sum())
+    assert fused[2, 1] > 0  # a probability of 0 in one expert does not veto the class
+
+
+def test_a_fusion_weight_outside_zero_to_one_is_refused():
+    with pytest.raises(ValueError, match=r"weight: expected a number in \[0, 1\]; got 1.5"):
+        spectral_stack.fuse(np.ones((1, 2)) / 2, np.ones((1, 2)) / 2, 1.5)
