@@ -94,7 +94,7 @@ def _probabilities(model, x: np.ndarray, n_classes: int) -> np.ndarray:
     return probs
 
 
-def _log_loss(probs: np.ndarray, target: np.ndarray, balanced: bool) -> float:
+def log_loss(probs: np.ndarray, target: np.ndarray, balanced: bool) -> float:
     """Cross-entropy of ``probs`` against target distributions; ``balanced``: the mean over the
     classes present of each class's mean, as the balanced fit weights them."""
     loss = -target * np.log(np.clip(probs, 1e-12, 1.0))  # [N, C]: each window's loss per target class
@@ -118,7 +118,7 @@ def _choose_on_validation(x, y, weight, val_x, val_target, balanced: bool) -> fl
     n_classes = val_target.shape[1]
     best, best_loss = C_GRID[0], np.inf
     for c in C_GRID:  # ascending: a later C must be strictly better to win
-        loss = _log_loss(_probabilities(_fit(x, y, weight, c, balanced), val_x, n_classes), val_target, balanced)
+        loss = log_loss(_probabilities(_fit(x, y, weight, c, balanced), val_x, n_classes), val_target, balanced)
         if loss < best_loss:
             best, best_loss = c, loss
     return best

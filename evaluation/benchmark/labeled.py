@@ -37,7 +37,8 @@ ALTERNATIVES = {
 CHOSEN = "fully fine-tuned or linearly probed, whichever scores higher on validation"
 STACKED = (
     "eegfm stacked: the eegfm row's model fused (geometric mean) with a logistic regression on the "
-    "pretrained encoder's embedding and the band powers, C on validation"
+    "pretrained encoder's embedding and the band powers (and the bands' inter-channel correlations where "
+    "validation prefers them), C on validation"
 )
 BASELINES = {
     "class_prior": "class prior",
@@ -86,12 +87,13 @@ def ensemble_results(models: list[Path], windows: WindowSet, splits: list[str], 
 
 def stacked_results(
     encoder_dir: Path, models: list[Path], windows: WindowSet, splits: list[str], n_classes: int = 2
-) -> tuple[dict[str, Any], float]:
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """The ``eegfm_stacked`` rows (:mod:`spectral_stack`): each of ``models`` fused with the
     spectral readout of the pretrained encoder in ``encoder_dir``, one value per model; with
-    several models, ``eegfm_stacked_ensemble``, their mean probabilities fused. Also the readout's C."""
+    several models, ``eegfm_stacked_ensemble``, their mean probabilities fused. Also what
+    validation chose for the readout (its features and C)."""
     train, validation = windows.of_split("train"), windows.of_split("dev")
-    readout, c = spectral_stack.spectral_readout(encoder_dir, train, n_classes, validation)
+    readout, chosen = spectral_stack.spectral_readout(encoder_dir, train, n_classes, validation)
     per_model = [
         predictor_results(
             spectral_stack.stacked(lambda held, m=m: class_probabilities(m, held), readout), windows, splits, n_classes
@@ -102,7 +104,7 @@ def stacked_results(
     if len(models) > 1:
         fused = spectral_stack.stacked(lambda held: ensemble_probabilities(models, held), readout)
         rows["eegfm_stacked_ensemble"] = predictor_results(fused, windows, splits, n_classes)
-    return rows, c
+    return rows, chosen
 
 
 def model_results(reports: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
@@ -162,12 +164,12 @@ def evaluate(data: str, output: Path, args, suite: Suite, notes: Sequence[str] =
         methods["eegfm_ensemble"] = f"eegfm, mean probabilities of the {len(models)} seeds' models"
     if "eegfm" in args.methods:
         models = [Path(r["run"]) / "model" for r in reports["eegfm"]["corpus"]]
-        stacked, readout_c = stacked_results(pretrain_folder(output) / "model", models, windows, splits, n_classes)
+        stacked, readout = stacked_results(pretrain_folder(output) / "model", models, windows, splits, n_classes)
         results.update(stacked)
         methods["eegfm_stacked"] = STACKED
         if "eegfm_stacked_ensemble" in stacked:
             methods["eegfm_stacked_ensemble"] = "eegfm stacked, the seeds' mean probabilities fused with the readout"
-        chosen["eegfm_stacked.readout_C"] = readout_c
+        chosen["eegfm_stacked.readout"] = readout
     flat = report.flat_results(results)
     text = report.markdown(suite.title, flat, methods, METRICS, [*split_notes, *notes], suite.published)
     run = {"suite": suite.name, "seeds": list(args.seeds), "config": args.config, "windows": counts}
