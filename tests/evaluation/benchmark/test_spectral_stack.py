@@ -95,3 +95,14 @@ def test_the_fusion_is_a_normalised_weighted_geometric_mean():
 def test_a_fusion_weight_outside_zero_to_one_is_refused():
     with pytest.raises(ValueError, match=r"weight: expected a number in \[0, 1\]; got 1.5"):
         spectral_stack.fuse(np.ones((1, 2)) / 2, np.ones((1, 2)) / 2, 1.5)
+
+
+def test_the_readout_is_fitted_on_the_training_windows_alone(encoder_dir):
+    train = alpha_windows([0, 1] * 12, (3.0, 12.0), seed=7)
+    validation = alpha_windows([1, 0] * 4, (3.0, 12.0), seed=8, split="dev")  # its labels contrary
+    predict, chosen = spectral_stack.spectral_readout(encoder_dir, train, 2, validation)
+    featurize = spectral_stack.readout_feature_sets(encoder_dir)[chosen["features"]]
+    x, y, weight, _ = baselines._soft_rows(featurize(train), baselines.targets(train, 2), train.subject)
+    alone = baselines._fit(x, y, weight, chosen["C"], True)
+    held = alpha_windows([0, 1] * 3, (3.0, 12.0), seed=9, split="eval")
+    np.testing.assert_allclose(predict(held), alone.predict_proba(featurize(held)), rtol=1e-6, atol=1e-9)
