@@ -69,16 +69,20 @@ def metrics_of(probs: np.ndarray, target: np.ndarray, prior: np.ndarray) -> dict
     return classification_metrics(logits, torch.as_tensor(target), prior.tolist())
 
 
-def predictor_results(predict, windows: WindowSet, splits: list[str], n_classes: int = 2) -> dict[str, Any]:
-    """``{split name: {metric: [value]}}`` of one predictor of class probabilities (each split
-    predicted once), against the training split's class prior."""
+def split_results(probs: dict[str, np.ndarray], windows: WindowSet, n_classes: int = 2) -> dict[str, Any]:
+    """``{split name: {metric: [value]}}`` of class probabilities ``{split: [N, C]}`` of each split's
+    windows (``windows.of_split`` order), against the training split's class prior."""
     prior = baselines.targets(windows.of_split("train"), n_classes).mean(0)
     found = {}
-    for split in splits:
-        held = windows.of_split(split)
-        metrics = metrics_of(predict(held), held.label, prior)
+    for split, split_probs in probs.items():
+        metrics = metrics_of(split_probs, windows.of_split(split).label, prior)
         found[report.SPLIT_NAMES[split]] = {m: [metrics[m]] for m in METRICS}
     return found
+
+
+def predictor_results(predict, windows: WindowSet, splits: list[str], n_classes: int = 2) -> dict[str, Any]:
+    """:func:`split_results` of one predictor of class probabilities (each split predicted once)."""
+    return split_results({split: predict(windows.of_split(split)) for split in splits}, windows, n_classes)
 
 
 def ensemble_results(models: list[Path], windows: WindowSet, splits: list[str], n_classes: int = 2) -> dict[str, Any]:
@@ -91,19 +95,22 @@ def stacked_results(
     """The ``eegfm_stacked`` rows (:mod:`spectral_stack`): each of ``models`` fused with the
     spectral readout of the pretrained encoder in ``encoder_dir``, one value per model; with
     several models, ``eegfm_stacked_ensemble``, their mean probabilities fused. Also what
-    validation chose for the readout (its features and C)."""
+    validation chose for the readout (its features and C). Each model and the readout predict
+    each split once."""
     train, validation = windows.of_split("train"), windows.of_split("dev")
     readout, chosen = spectral_stack.spectral_readout(encoder_dir, train, n_classes, validation)
-    per_model = [
-        predictor_results(
-            spectral_stack.stacked(lambda held, m=m: class_probabilities(m, held), readout), windows, splits, n_classes
-        )
-        for m in models
+    held = {split: windows.of_split(split) for split in splits}
+    read = {split: readout(held[split]) for split in splits}
+    per_model = [{split: class_probabilities(m, held[split]) for split in splits} for m in models]
+    fused = [
+        split_results({s: spectral_stack.fuse(p[s], read[s]) for s in splits}, windows, n_classes) for p in per_model
     ]
-    rows = {"eegfm_stacked": {s: {m: [r[s][m][0] for r in per_model] for m in METRICS} for s in per_model[0]}}
+    rows = {"eegfm_stacked": {s: {m: [r[s][m][0] for r in fused] for m in METRICS} for s in fused[0]}}
     if len(models) > 1:
-        fused = spectral_stack.stacked(lambda held: ensemble_probabilities(models, held), readout)
-        rows["eegfm_stacked_ensemble"] = predictor_results(fused, windows, splits, n_classes)
+        mean = {s: np.mean([p[s] for p in per_model], axis=0) for s in splits}
+        rows["eegfm_stacked_ensemble"] = split_results(
+            {s: spectral_stack.fuse(mean[s], read[s]) for s in splits}, windows, n_classes
+        )
     return rows, chosen
 
 

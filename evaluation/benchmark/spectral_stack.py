@@ -133,8 +133,3 @@ def fuse(model_probs: np.ndarray, readout_probs: np.ndarray, weight: float = FUS
     log = weight * log_model + (1 - weight) * log_readout
     fused = np.exp(log - log.max(axis=1, keepdims=True))
     return fused / fused.sum(axis=1, keepdims=True)
-
-
-def stacked(model_predict, readout_predict, weight: float = FUSION_WEIGHT):
-    """A predictor of windows' class probabilities: :func:`fuse` of the two predictors'."""
-    return lambda windows: fuse(model_predict(windows), readout_predict(windows), weight)
