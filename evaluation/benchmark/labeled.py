@@ -165,12 +165,11 @@ def evaluate(data: str, output: Path, args, suite: Suite, notes: Sequence[str] =
         methods[name] = f"{what}; {CHOSEN}"
         methods[f"{name}_full"] = f"{what}, fully fine-tuned on every seed (the row's first candidate)"
         chosen[f"{name}.chosen"] = [r["chosen"] for r in reports[name]["corpus"]]
-    if "eegfm" in args.methods and len(args.seeds) > 1:
-        models = [Path(r["run"]) / "model" for r in reports["eegfm"]["corpus"]]
-        results["eegfm_ensemble"] = ensemble_results(models, windows, splits, n_classes)
-        methods["eegfm_ensemble"] = f"eegfm, mean probabilities of the {len(models)} seeds' models"
     if "eegfm" in args.methods:
         models = [Path(r["run"]) / "model" for r in reports["eegfm"]["corpus"]]
+        if len(models) > 1:
+            results["eegfm_ensemble"] = ensemble_results(models, windows, splits, n_classes)
+            methods["eegfm_ensemble"] = f"eegfm, mean probabilities of the {len(models)} seeds' models"
         stacked, readout = stacked_results(pretrain_folder(output) / "model", models, windows, splits, n_classes)
         results.update(stacked)
         methods["eegfm_stacked"] = STACKED
