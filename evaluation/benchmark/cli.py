@@ -38,6 +38,14 @@ def _common(parser: argparse.ArgumentParser, methods: list[str]) -> None:
     _pretraining(parser)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fine-tuning seeds")
     parser.add_argument(
+        "--reference_seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="seeds of the rows eegfm is compared with (scratch, the 10 %% rows, cbramod*, labram*); default: "
+        "the first of --seeds (each such run costs about as much as an eegfm run)",
+    )
+    parser.add_argument(
         "--methods",
         nargs="+",
         default=methods,

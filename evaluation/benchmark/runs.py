@@ -21,6 +21,11 @@ Methods (fine-tuning ``mode`` and the encoder it starts from):
   for as many steps, then fine-tuned the same way; ``cbramod_probe`` / ``labram_probe``: those
   pretrained encoders frozen, a linear head trained.
 
+The rows eegfm is compared with (``scratch``, the 10 % rows, the peers: :attr:`Method.reference`)
+run the seeds of ``reference_seeds``, by default the first seed alone: each such run costs about
+as much as an eegfm run, and on a 10-EEG-hour corpus their second and third seeds would take the
+default run past 45 minutes. eegfm's own rows run every seed (its seed ensemble needs them).
+
 Each pretraining reads only the training split (``exclude_corpus_splits: [dev, eval]``) plus any
 ``unlabeled`` folders, so no validation or test subject's window reaches it, even unlabeled.
 """
@@ -58,6 +63,7 @@ class Method:
     settings: tuple[str, ...] = ()  # the method's own fine-tuning overrides
     shared: bool = False  # starts from the shared encoder (``benchmark.shared``), not this run's pretraining
     members: tuple[str, ...] = ()  # an ensemble's member methods (fine-tuned first, same fold and seed)
+    reference: bool = False  # a row eegfm is compared with: it runs the seeds of ``reference_seeds``
 
 
 METHODS: dict[str, Method] = {
@@ -65,10 +71,16 @@ METHODS: dict[str, Method] = {
     for m in (
         Method("eegfm", "eegfm: pretrained, fine-tuned", True),
         Method("eegfm_shared", "eegfm: the shared pretrained encoder, fine-tuned", True, shared=True),
-        Method("scratch", "same architecture from scratch", False),
+        Method("scratch", "same architecture from scratch", False, reference=True),
         Method("linear_probe", "linear probe of the pretrained encoder", True, mode="linear"),
-        Method("eegfm_10pct", "eegfm, 10 % of training subjects' labels", True, subject_fraction=0.1),
-        Method("scratch_10pct", "from scratch, 10 % of training subjects' labels", False, subject_fraction=0.1),
+        Method("eegfm_10pct", "eegfm, 10 % of training subjects' labels", True, subject_fraction=0.1, reference=True),
+        Method(
+            "scratch_10pct",
+            "from scratch, 10 % of training subjects' labels",
+            False,
+            subject_fraction=0.1,
+            reference=True,
+        ),
         Method(
             "eegfm_fusion",
             "eegfm with the spectrogram fused",
@@ -82,16 +94,27 @@ METHODS: dict[str, Method] = {
             architecture="spectrogram_cnn",
             settings=("model_overrides={spec_augment: 0.3}",),  # chosen on the corpus of seed 1
         ),
-        Method("cbramod", "CBraMod-style criss-cross transformer, from scratch", False, architecture="cbramod"),
-        Method("labram", "LaBraM-style patch transformer, from scratch", False, architecture="labram"),
+        Method(
+            "cbramod",
+            "CBraMod-style criss-cross transformer, from scratch",
+            False,
+            architecture="cbramod",
+            reference=True,
+        ),
+        Method("labram", "LaBraM-style patch transformer, from scratch", False, architecture="labram", reference=True),
         Method(
             "cbramod_pretrained",
             "CBraMod-style, pretrained by masked patch reconstruction",
             True,
             architecture="cbramod",
+            reference=True,
         ),
         Method(
-            "labram_pretrained", "LaBraM-style, pretrained by masked spectrum prediction", True, architecture="labram"
+            "labram_pretrained",
+            "LaBraM-style, pretrained by masked spectrum prediction",
+            True,
+            architecture="labram",
+            reference=True,
         ),
         Method(
             "cbramod_probe",
@@ -99,9 +122,15 @@ METHODS: dict[str, Method] = {
             True,
             "linear",
             architecture="cbramod",
+            reference=True,
         ),
         Method(
-            "labram_probe", "linear probe of the pretrained LaBraM-style encoder", True, "linear", architecture="labram"
+            "labram_probe",
+            "linear probe of the pretrained LaBraM-style encoder",
+            True,
+            "linear",
+            architecture="labram",
+            reference=True,
         ),
         Method(
             "ensemble",
@@ -126,6 +155,13 @@ class RecipeOptions:
     unlabeled: tuple[str, ...] = ()
     finetune_set: tuple[str, ...] = ()
     pretrain_set: tuple[str, ...] = ()
+    reference_seeds: tuple[int, ...] | None = None  # the reference rows' seeds; None: the first seed
+
+    def seeds_of(self, method: Method, seeds: Sequence[int]) -> list[int]:
+        """The seeds ``method`` runs: the run's ``seeds``, or for a reference row ``reference_seeds``."""
+        if not method.reference:
+            return list(seeds)
+        return list(self.reference_seeds) if self.reference_seeds is not None else list(seeds[:1])
 
     @classmethod
     def from_args(
@@ -141,6 +177,7 @@ class RecipeOptions:
             finetune_set=(*finetune_defaults, *args.finetune_set),
             pretrain_set=(*args.pretrain_set, *pretrain_set),
             shared_encoder=getattr(args, "shared_encoder", None),
+            reference_seeds=None if getattr(args, "reference_seeds", None) is None else tuple(args.reference_seeds),
         )
 
 
@@ -226,6 +263,15 @@ def stack(
     return json.loads(report.read_text(encoding="utf-8"))
 
 
+def reference_note(methods: Sequence[str], opts: RecipeOptions, seeds: Sequence[int]) -> str | None:
+    """What a report says of the reference rows among ``methods`` (their seeds), or None."""
+    references = [m for m in methods if m in METHODS and METHODS[m].reference]
+    if not references:
+        return None
+    chosen = " ".join(map(str, opts.seeds_of(METHODS[references[0]], seeds)))
+    return f"{', '.join(references)}: seeds {chosen} (--reference_seeds); the other rows: {' '.join(map(str, seeds))}"
+
+
 # The validation metrics a choice between fine-tuning recipes reads (higher is better; their mean).
 CHOICE_METRICS = ("balanced_accuracy", "auroc", "auprc")
 
@@ -285,9 +331,9 @@ def run_methods(
             encoder = None
         return {**finetune(data, encoder, folder, method, seed, opts, split), "run": str(folder)}
 
-    for seed in seeds:
+    for seed in dict.fromkeys([*seeds, *(opts.reference_seeds or ())]):
         for fold, split in folds.items():
-            for method in chosen:
+            for method in (m for m in chosen if seed in opts.seeds_of(m, seeds)):
                 reports[method.name][fold].append(run(method, seed, fold, split))
     return choose_runs(reports, alternatives, asked)
 

@@ -23,7 +23,7 @@ from eegfm.evaluation.benchmark import baselines, report
 from eegfm.evaluation.benchmark.ensemble import ensemble_probabilities
 from eegfm.evaluation.benchmark.labeled import metrics_of
 from eegfm.evaluation.benchmark.preprocessing import benchmark_key
-from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, run_methods
+from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, reference_note, run_methods
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
 from eegfm.pipelines import preprocess as pipeline
 from eegfm.simulate import cli as simulator
@@ -164,6 +164,7 @@ def run(args) -> dict[str, Any]:
         "held-out sites (± std over fine-tuning seeds)",
         "kl_vs_baseline: KL over the class prior's KL on the same held-out site (lower is better)",
     ]
+    notes += [note] if (note := reference_note(args.methods, opts, args.seeds)) else []
     selective = selective_means(reports, sites)
     text = report.markdown("simulated: six-class leave-one-site-out", flat, methods, METRICS, notes)
     text += "\n".join(selective_markdown(selective)) + "\n"

@@ -1,8 +1,9 @@
-"""eegfm stacked with a spectral readout: the ``eegfm_stacked`` rows of a labeled benchmark.
+"""eegfm's recipe on a labeled benchmark, its network stacked with a spectral readout: the
+``eegfm`` and ``eegfm_ensemble`` rows (the network alone is the ``eegfm_model`` row).
 
 Two models of one window, fused:
 
-- the fine-tuned eegfm model of a seed (the ``eegfm`` row's run, or the seeds' mean);
+- the fine-tuned eegfm network of a seed (the ``eegfm_model`` row's run, or the seeds' mean);
 - the *readout*: a class-balanced logistic regression on the frozen pretrained encoder's window
   embedding (``pooled``) beside the window's log band powers (:func:`baselines.band_power_features`),
   and, where validation prefers it, each band's inter-channel correlations

@@ -62,7 +62,7 @@ def tiny_run(shared_data, tmp_path_factory):
 def test_outputs_name_method_split_metric(tiny_run):
     output, _ = tiny_run
     report = json.loads((output / "benchmark.json").read_text())
-    for method in ("class_prior", "band_power_lr", "eegfm", "scratch"):
+    for method in ("class_prior", "band_power_lr", "eegfm", "eegfm_model", "scratch"):
         for metric in ("balanced_accuracy", "auroc", "auprc"):
             summary = report[f"{method}.val.{metric}"]
             assert set(summary) == {"mean", "std", "runs"} and 0.0 <= summary["mean"] <= 1.0
@@ -74,10 +74,10 @@ def test_outputs_name_method_split_metric(tiny_run):
     assert (output / "benchmark.png").stat().st_size > 10_000
 
 
-def test_the_eegfm_row_is_full_fine_tuning_or_the_probe_whichever_validates_better(tiny_run):
+def test_the_eegfm_model_row_is_full_fine_tuning_or_the_probe_whichever_validates_better(tiny_run):
     output, _ = tiny_run
     report = json.loads((output / "benchmark.json").read_text())
-    (chosen,) = report["run"]["eegfm.chosen"]
+    (chosen,) = report["run"]["eegfm_model.chosen"]
     assert chosen in ("eegfm", "linear_probe") and "linear_probe.val.auroc" not in report  # not asked for
     runs = {
         name: json.loads((output / "runs" / name / "corpus" / "seed0" / "eval.json").read_text())["val"]
@@ -86,7 +86,7 @@ def test_the_eegfm_row_is_full_fine_tuning_or_the_probe_whichever_validates_bett
     score = {name: sum(v[m] for m in ("balanced_accuracy", "auroc", "auprc")) for name, v in runs.items()}
     assert score[chosen] == max(score.values())
     for metric in ("balanced_accuracy", "auroc", "auprc"):
-        assert report[f"eegfm.val.{metric}"]["runs"] == [pytest.approx(runs[chosen][metric])]
+        assert report[f"eegfm_model.val.{metric}"]["runs"] == [pytest.approx(runs[chosen][metric])]
         assert report[f"eegfm_full.val.{metric}"]["runs"] == [pytest.approx(runs["eegfm"][metric])]
 
 
@@ -158,9 +158,11 @@ def test_the_default_run_on_every_shared_subject(shared_data, tmp_path):
     assert report["run"]["windows"] == {"train": 28, "dev": 4, "eval": 0}
     for method in ("eegfm", "scratch", "linear_probe", "eegfm_10pct", "scratch_10pct"):
         assert len(report[f"{method}.val.auroc"]["runs"]) == 3
-    assert "eegfm_ensemble.val.auroc" in report
+    assert {"eegfm_ensemble.val.auroc", "eegfm_model_ensemble.val.auroc"} <= set(report)
     assert report["band_power_lr.val.auroc"]["mean"] > 0.85
-    # What docs/benchmarks.md claims: pretraining beats the same model from scratch on every metric.
-    # (eegfm is below the strengthened band powers on validation: the open target, not a claim.)
+    # What docs/benchmarks.md claims: pretraining beats the same network from scratch on every
+    # metric, and the recipe (the network fused with the readout) beats every baseline.
     for metric in ("balanced_accuracy", "auroc", "auprc"):
-        assert report[f"eegfm.val.{metric}"]["mean"] > report[f"scratch.val.{metric}"]["mean"], metric
+        assert report[f"eegfm_model.val.{metric}"]["mean"] > report[f"scratch.val.{metric}"]["mean"], metric
+        for baseline in ("band_power_lr", "eegnet"):
+            assert report[f"eegfm.val.{metric}"]["mean"] > report[f"{baseline}.val.{metric}"]["mean"], metric
