@@ -125,12 +125,13 @@ def recipe_rows(
     ``eegfm_model`` (the network alone: ``reports``' ``eegfm`` runs) and ``eegfm_model_ensemble``."""
     models = [Path(r["run"]) / "model" for r in reports["eegfm"]["corpus"]]
     results = {"eegfm_model": model_results({"eegfm": reports["eegfm"]})["eegfm"]}
-    methods = {"eegfm": RECIPE, "eegfm_model": model_description}
     stacked, readout = stacked_results(pretrain_folder(output) / "model", models, windows, splits, n_classes)
     results.update(stacked)
+    methods = {"eegfm": RECIPE}
     if len(models) > 1:
-        methods = {"eegfm": RECIPE, "eegfm_ensemble": "eegfm, the seeds' networks' mean fused with the readout"}
-        methods["eegfm_model"] = model_description
+        methods["eegfm_ensemble"] = "eegfm, the seeds' networks' mean fused with the readout"
+    methods["eegfm_model"] = model_description
+    if len(models) > 1:
         results["eegfm_model_ensemble"] = ensemble_results(models, windows, splits, n_classes)
         methods["eegfm_model_ensemble"] = f"eegfm_model, mean probabilities of the {len(models)} seeds' networks"
     return results, methods, readout

@@ -294,7 +294,8 @@ def run_methods(
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """``{method: {fold: [eval.json per seed]}}``, each with ``run``, the folder of the run it
     describes; ``folds`` maps a fold's name to the fine-tuning settings that hold its subjects or
-    site out; one pretraining on ``pretrain_data`` serves all.
+    site out; one pretraining on ``pretrain_data`` serves all. A reference row runs the seeds
+    :meth:`RecipeOptions.seeds_of` gives it, the others ``seeds``.
 
     ``alternatives``: ``{method: other methods}``: the method's row becomes, per fold and seed, the
     run among its own and the others' with the highest :func:`validation_score` (``chosen`` names
