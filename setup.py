@@ -69,6 +69,8 @@ MODEL = pinned("torch", "torch-geometric", "transformers", "safetensors", "onnx"
 # braindecode: the benchmarks' supervised EEGNet baseline. 0.8.1, the last release that does not
 # need torchaudio: PyPI's torchaudio wheels are CUDA builds that cannot load beside the CPU torch.
 MODEL += pinned("braindecode")
+# pyriemann: the benchmarks' tangent-space covariances (the tangent_space_lr baseline and eegfm's readout).
+MODEL += pinned("pyriemann")
 # eegfm-serve: the HTTP API (FastAPI on uvicorn), its metrics and its /docs page's assets (no CDN);
 # ijson parses a JSON recording as a stream: the body is never held as Python objects.
 SERVE = pinned("fastapi", "uvicorn", "prometheus-client", "python-multipart", "swagger-ui-py", "ijson")

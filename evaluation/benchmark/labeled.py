@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark import baselines, deep_baselines, report, spectral_stack
+from eegfm.evaluation.benchmark import baselines, deep_baselines, report, spectral_stack, tangent_space
 from eegfm.evaluation.benchmark.ensemble import class_probabilities, ensemble_probabilities
 from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, pretrain_folder, reference_note, run_methods
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
@@ -39,13 +39,17 @@ CHOSEN = "fully fine-tuned or linearly probed, whichever scores higher on valida
 # seed's network fused with the spectral readout of the same pretrained encoder. The network alone
 # stays beside it as ``eegfm_model``, the row own/shared pretraining and from-scratch compare.
 RECIPE = (
-    "eegfm: each seed's fine-tuned network (eegfm_model) fused (geometric mean) with a logistic regression "
-    "on the pretrained encoder's embedding and the band powers (and the bands' inter-channel correlations "
-    "where validation prefers them), C on validation"
+    "eegfm: each seed's fine-tuned network (eegfm_model) fused (weighted geometric mean, 1:3) with a "
+    "logistic regression on the pretrained encoder's embedding and the band powers (and the bands' "
+    "tangent-space covariances where validation prefers them), C on validation"
 )
 BASELINES = {
     "class_prior": "class prior",
     "band_power_lr": "log absolute + relative band powers (0.5-45 Hz) + balanced logistic regression, C on validation",
+    "tangent_space_lr": (
+        "pyRiemann: each band's spatial covariance in the tangent space of the training windows' mean "
+        "+ balanced logistic regression, metric and C on validation"
+    ),
     "eegnet": deep_baselines.DESCRIPTION,
 }
 
@@ -170,7 +174,9 @@ def evaluate(data: str, output: Path, args, suite: Suite, notes: Sequence[str] =
     n_classes = len(suite.classes)
     train = windows.of_split("train")
     lr, c = baselines.band_power_lr(train, n_classes, windows.of_split("dev"))  # C chosen on validation
+    riemannian, riemannian_chosen = tangent_space.tangent_space_lr(train, n_classes, windows.of_split("dev"))
     predictors = {"class_prior": baselines.class_prior(train, n_classes), "band_power_lr": lr}
+    predictors["tangent_space_lr"] = riemannian
     # the supervised deep baseline: trained on the training windows, its recipe chosen on validation
     predictors["eegnet"], eegnet_settings = deep_baselines.eegnet(
         train, windows.of_split("dev"), n_classes, cache=output / "baselines"
@@ -202,6 +208,7 @@ def evaluate(data: str, output: Path, args, suite: Suite, notes: Sequence[str] =
     text = report.markdown(suite.title, flat, methods, METRICS, [*split_notes, *notes], suite.published)
     run.update({"classes": list(suite.classes), "band_power_lr.C": c, **chosen, **(extra or {})})
     run["band_power_lr.C_chosen_by"] = baselines.C_CHOSEN_BY
+    run["tangent_space_lr.chosen"] = riemannian_chosen
     run["eegnet.settings"] = eegnet_settings
     report.write(output, flat, run, text, lambda p: report.plot(p, flat, list(methods), METRICS, suite.name))
     return flat

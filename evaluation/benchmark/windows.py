@@ -7,7 +7,7 @@ both see the same windows of the same subjects.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -41,6 +41,22 @@ class WindowSet:
 
     def of_split(self, split: str) -> WindowSet:
         return self.where(self.split == split)
+
+
+def computed_once(compute: Callable[[WindowSet], np.ndarray]) -> Callable[[WindowSet], np.ndarray]:
+    """``compute`` with each window set's result kept, so features several readers share are
+    computed once per set. A set is known by its ``eeg`` array, held and compared, since an id is
+    reused once an array is freed."""
+    found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def cached(windows: WindowSet) -> np.ndarray:
+        held, value = found.get(id(windows.eeg), (None, None))
+        if held is not windows.eeg:
+            value = compute(windows)
+            found[id(windows.eeg)] = (windows.eeg, value)
+        return value
+
+    return cached
 
 
 _ARRAYS = ("eeg", "channel_mask", "label", "votes")  # collated per batch; the other fields are strings

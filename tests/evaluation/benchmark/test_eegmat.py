@@ -62,7 +62,7 @@ def tiny_run(shared_data, tmp_path_factory):
 def test_outputs_name_method_split_metric(tiny_run):
     output, _ = tiny_run
     report = json.loads((output / "benchmark.json").read_text())
-    for method in ("class_prior", "band_power_lr", "eegfm", "eegfm_model", "scratch"):
+    for method in ("class_prior", "band_power_lr", "tangent_space_lr", "eegfm", "eegfm_model", "scratch"):
         for metric in ("balanced_accuracy", "auroc", "auprc"):
             summary = report[f"{method}.val.{metric}"]
             assert set(summary) == {"mean", "std", "runs"} and 0.0 <= summary["mean"] <= 1.0

@@ -61,7 +61,8 @@ def tiny_run(shared_data, tmp_path_factory):
 def test_the_folder_run_reports_every_method_split_and_metric(tiny_run):
     output, _ = tiny_run
     report = json.loads((output / "benchmark.json").read_text())
-    rows = ("class_prior", "band_power_lr", "eegnet", "eegfm", "eegfm_model", "cbramod", "labram", "cbramod_pretrained")
+    rows = ("class_prior", "band_power_lr", "tangent_space_lr", "eegnet", "eegfm", "eegfm_model", "cbramod", "labram")
+    rows += ("cbramod_pretrained",)
     for method in rows:
         for split in ("val", "test"):
             for metric in ("balanced_accuracy", "auroc", "auprc"):
