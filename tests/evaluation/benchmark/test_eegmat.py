@@ -165,11 +165,11 @@ def test_the_default_run_on_every_shared_subject(shared_data, tmp_path):
     assert {"eegfm_ensemble.val.auroc", "eegfm_model_ensemble.val.auroc"} <= set(report)
     assert report["band_power_lr.val.auroc"]["mean"] > 0.85
     # What docs/benchmarks.md claims: pretraining beats the same network from scratch on every
-    # metric, and the recipe's seed ensemble beats every baseline on every metric (one seed's recipe
-    # on balanced accuracy and AUROC; its AUPRC is within 0.002 of the band powers', either side).
+    # metric, the recipe (the mean over seeds) beats every baseline on every metric, and its seed
+    # ensemble beats them on AUROC and AUPRC.
     for metric in ("balanced_accuracy", "auroc", "auprc"):
         assert report[f"eegfm_model.val.{metric}"]["mean"] > report[f"scratch.val.{metric}"]["mean"], metric
-        for baseline in ("band_power_lr", "eegnet"):
-            assert report[f"eegfm_ensemble.val.{metric}"]["mean"] > report[f"{baseline}.val.{metric}"]["mean"]
-            if metric != "auprc":
-                assert report[f"eegfm.val.{metric}"]["mean"] > report[f"{baseline}.val.{metric}"]["mean"], metric
+        for baseline in ("band_power_lr", "tangent_space_lr", "eegnet"):
+            assert report[f"eegfm.val.{metric}"]["mean"] > report[f"{baseline}.val.{metric}"]["mean"], metric
+            if metric != "balanced_accuracy":
+                assert report[f"eegfm_ensemble.val.{metric}"]["mean"] > report[f"{baseline}.val.{metric}"]["mean"]
