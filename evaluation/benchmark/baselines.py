@@ -166,6 +166,18 @@ def feature_lr(
     return (lambda windows: _probabilities(model, featurize(windows), n_classes)), c
 
 
+def lowest_validation_loss(featurizers, train: WindowSet, n_classes: int, validation: WindowSet):
+    """:func:`feature_lr` on each of ``featurizers`` (``{name: featurize}``), the fit with the lowest
+    class-balanced validation log loss kept (ties: the first named); returns ``(name, predict, C)``."""
+    target = targets(validation, n_classes)
+    fits = {}
+    for name, featurize in featurizers.items():
+        predict, c = feature_lr(featurize, train, n_classes, validation)
+        fits[name] = (log_loss(predict(validation), target, balanced=True), predict, c)
+    name = min(fits, key=lambda n: fits[n][0])
+    return name, fits[name][1], fits[name][2]
+
+
 def band_power_lr(
     train: WindowSet, n_classes: int, validation: WindowSet | None = None, *, balanced: bool = True, folds: int = 5
 ):

@@ -88,13 +88,9 @@ def readout_feature_sets(encoder_dir: Path, train: WindowSet) -> dict[str, Calla
 
 def spectral_readout(encoder_dir: Path, train: WindowSet, n_classes: int, validation: WindowSet):
     """The readout (module docstring); returns ``(predict, {"features": name, "C": C})``."""
-    target = baselines.targets(validation, n_classes)
-    fits = {}
-    for name, featurize in readout_feature_sets(encoder_dir, train).items():
-        predict, c = baselines.feature_lr(featurize, train, n_classes, validation)
-        fits[name] = (baselines.log_loss(predict(validation), target, balanced=True), predict, c)
-    name = min(fits, key=lambda n: fits[n][0])  # ties: the first, the smaller set
-    return fits[name][1], {"features": name, "C": fits[name][2]}
+    featurizers = readout_feature_sets(encoder_dir, train)  # smaller sets first: a tie keeps the smaller
+    name, predict, c = baselines.lowest_validation_loss(featurizers, train, n_classes, validation)
+    return predict, {"features": name, "C": c}
 
 
 def fuse(model_probs: np.ndarray, readout_probs: np.ndarray, weight: float = FUSION_WEIGHT) -> np.ndarray:

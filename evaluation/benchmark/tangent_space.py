@@ -25,7 +25,6 @@ from pyriemann.tangentspace import TangentSpace
 
 from eegfm.contract.schema import SFREQ
 from eegfm.evaluation.benchmark import baselines
-from eegfm.evaluation.benchmark.baselines import BANDS, SEGMENT_S
 from eegfm.evaluation.benchmark.windows import WindowSet, computed_once
 
 # The reference point's geometry. "riemann" (the affine-invariant mean) is pyRiemann's default;
@@ -39,14 +38,14 @@ _CHUNK = 128  # windows per co-spectra call: bounds the [chunk, C, C, bins] arra
 
 def band_cospectra(eeg: np.ndarray, sfreq: float = SFREQ) -> np.ndarray:
     """[N, bands, C, C] co-spectral matrices of ``eeg`` [N, C, T] (uV), one per band of
-    :data:`BANDS`, the mean over the band's frequency bins; non-finite samples read as 0."""
-    segment = int(min(round(SEGMENT_S * sfreq), eeg.shape[-1]))
+    :data:`baselines.BANDS`, the mean over the band's frequency bins; non-finite samples read as 0."""
+    segment = int(min(round(baselines.SEGMENT_S * sfreq), eeg.shape[-1]))
     estimator = CoSpectra(window=segment, overlap=0.5, fmin=0.0, fmax=sfreq / 2, fs=sfreq)
-    out = np.zeros((len(eeg), len(BANDS), eeg.shape[1], eeg.shape[1]))
+    out = np.zeros((len(eeg), len(baselines.BANDS), eeg.shape[1], eeg.shape[1]))
     for start in range(0, len(eeg), _CHUNK):
         chunk = np.nan_to_num(eeg[start : start + _CHUNK].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
         spectra, freqs = estimator.transform(chunk), estimator.freqs_
-        for b, (low, high) in enumerate(BANDS):
+        for b, (low, high) in enumerate(baselines.BANDS):
             out[start : start + _CHUNK, b] = spectra[..., (freqs >= low) & (freqs < high)].mean(-1)
     return out
 
@@ -58,7 +57,7 @@ def band_covariances() -> Callable[[WindowSet], np.ndarray]:
 
     def shrunk(windows: WindowSet) -> np.ndarray:
         found = band_cospectra(windows.eeg)
-        return np.stack([shrink.transform(found[:, b]) for b in range(len(BANDS))], axis=1)
+        return np.stack([shrink.transform(found[:, b]) for b in range(len(baselines.BANDS))], axis=1)
 
     return computed_once(shrunk)
 
@@ -73,7 +72,7 @@ def tangent_space(
         raise ValueError(f"metric: expected one of {', '.join(METRICS)}; got {metric!r}")
     covariances = covariances or band_covariances()
     reference = covariances(train)
-    maps = [TangentSpace(metric=metric).fit(reference[:, b]) for b in range(len(BANDS))]
+    maps = [TangentSpace(metric=metric).fit(reference[:, b]) for b in range(len(baselines.BANDS))]
 
     def featurize(windows: WindowSet) -> np.ndarray:
         found = covariances(windows)
@@ -86,11 +85,7 @@ def tangent_space_lr(train: WindowSet, n_classes: int, validation: WindowSet):
     """The ``tangent_space_lr`` baseline: :func:`baselines.feature_lr` (class-balanced, C on
     validation) on :func:`tangent_space` features under each metric of :data:`METRICS`, the one
     with the lower class-balanced validation log loss kept; returns ``(predict, {"metric", "C"})``."""
-    target = baselines.targets(validation, n_classes)
-    covariances, fits = band_covariances(), {}
-    for metric in METRICS:
-        featurize = computed_once(tangent_space(train, metric, covariances))
-        predict, c = baselines.feature_lr(featurize, train, n_classes, validation)
-        fits[metric] = (baselines.log_loss(predict(validation), target, balanced=True), predict, c)
-    metric = min(fits, key=lambda m: fits[m][0])  # ties: the first, pyRiemann's default
-    return fits[metric][1], {"metric": metric, "C": fits[metric][2]}
+    covariances = band_covariances()
+    featurizers = {metric: computed_once(tangent_space(train, metric, covariances)) for metric in METRICS}
+    metric, predict, c = baselines.lowest_validation_loss(featurizers, train, n_classes, validation)
+    return predict, {"metric": metric, "C": c}  # a tie keeps the first: pyRiemann's default
