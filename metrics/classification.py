@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.stats import rankdata
 
 from eegfm.metrics import losses
 from eegfm.metrics.calibration import calibration_metrics, reliability_bins
@@ -73,29 +74,66 @@ def classification_metrics(
     }
 
 
-def ranking_metrics(probs: np.ndarray, top: np.ndarray) -> dict[str, float]:
-    """Scores for imbalanced tasks from ``probs`` [N, C] and each window's target class ``top``:
-    balanced accuracy, AUROC (macro one-vs-rest over the classes present for C > 2), and AUPRC of
-    class 1 for two classes, else Cohen's kappa and class-weighted F1. NaN where a class is missing."""
-    from sklearn.metrics import average_precision_score, cohen_kappa_score, f1_score, roc_auc_score  # 1 s to import
+def binary_auroc(positive: np.ndarray, score: np.ndarray) -> float:
+    """The area under the ROC curve of ``score`` for the boolean ``positive`` (ties count half:
+    the Mann-Whitney statistic, as scikit-learn's ``roc_auc_score``); NaN without both classes."""
+    positive = np.asarray(positive, dtype=bool)
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if not n_pos or not n_neg:
+        return math.nan
+    ranks = rankdata(score)  # average ranks of ties
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
-    present = sorted(set(top.tolist()))
+
+def average_precision(positive: np.ndarray, score: np.ndarray) -> float:
+    """Average precision of ``score`` for the boolean ``positive``: the sum over distinct
+    thresholds of precision times the gain in recall (scikit-learn's ``average_precision_score``);
+    NaN without a positive."""
+    positive = np.asarray(positive, dtype=bool)
+    if not positive.any():
+        return math.nan
+    order = np.argsort(-np.asarray(score), kind="mergesort")
+    ranked, hits = np.asarray(score)[order], positive[order]
+    last = np.r_[np.flatnonzero(np.diff(ranked)), len(ranked) - 1]  # the last index of each threshold
+    true_pos = np.cumsum(hits)[last]
+    precision = true_pos / (last + 1)
+    recall = true_pos / true_pos[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def ranking_scores(probs: np.ndarray, top: np.ndarray) -> dict[str, float]:
+    """Balanced accuracy of the top class, AUROC (macro one-vs-rest over the classes present for
+    C > 2) and, for two classes, AUPRC of class 1, from ``probs`` [N, C] and each item's target
+    class ``top``; NaN where a class is missing. Numpy alone: cheap enough to bootstrap."""
+    present = np.unique(top)
     predicted = probs.argmax(-1)
-    balanced = float(np.mean([(predicted[top == c] == c).mean() for c in present])) if present else math.nan
+    balanced = float(np.mean([(predicted[top == c] == c).mean() for c in present])) if len(present) else math.nan
     if probs.shape[1] == 2:
-        separable = len(present) == 2
         return {
             "balanced_accuracy": balanced,
-            "auroc": float(roc_auc_score(top == 1, probs[:, 1])) if separable else math.nan,
-            "auprc": float(average_precision_score(top == 1, probs[:, 1])) if separable else math.nan,
+            "auroc": binary_auroc(top == 1, probs[:, 1]),
+            "auprc": average_precision(top == 1, probs[:, 1]) if len(present) == 2 else math.nan,
         }
-    aucs = [roc_auc_score(top == c, probs[:, c]) for c in present if 0 < (top == c).sum() < len(top)]
+    aucs = [binary_auroc(top == c, probs[:, c]) for c in present if 0 < (top == c).sum() < len(top)]
+    return {"balanced_accuracy": balanced, "auroc": float(np.mean(aucs)) if aucs else math.nan}
+
+
+def ranking_metrics(probs: np.ndarray, top: np.ndarray) -> dict[str, float]:
+    """Scores for imbalanced tasks from ``probs`` [N, C] and each window's target class ``top``:
+    :func:`ranking_scores`, and for C > 2 Cohen's kappa and class-weighted F1. NaN where a class is
+    missing."""
+    scores = ranking_scores(probs, top)
+    if probs.shape[1] == 2:
+        return scores
+    from sklearn.metrics import cohen_kappa_score, f1_score  # 1 s to import
+
+    predicted = probs.argmax(-1)
     agree = len(set(top.tolist()) | set(predicted.tolist())) > 1  # else kappa divides 0 by 0
     return {
-        "balanced_accuracy": balanced,
-        "auroc": float(np.mean(aucs)) if aucs else math.nan,
+        **scores,
         "cohen_kappa": float(cohen_kappa_score(top, predicted)) if agree else math.nan,
-        "f1_weighted": (float(f1_score(top, predicted, average="weighted", zero_division=0)) if present else math.nan),
+        "f1_weighted": float(f1_score(top, predicted, average="weighted", zero_division=0)) if len(top) else math.nan,
     }
 
 

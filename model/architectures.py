@@ -16,7 +16,9 @@ with a self-supervised objective name its model (``pretraining_class``: eegfm's 
 reconstruction and contrastive heads, the peers' masked patch modeling in ``model.patch_pretraining``);
 ``training.pretrain`` trains it and the task model loads its encoder.
 
-A folder with ``ensemble.json`` is an ``EnsembleModel`` of such folders (``model.ensemble``).
+A folder with ``ensemble.json`` is an ``EnsembleModel`` of such folders (``model.ensemble``); one
+with ``fused.json`` is a benchmark row exported as a ``FusedModel`` (``model.fused``): serving
+reads its config here and runs it through its own backend, not as one torch module.
 Every model answers ``model(**inputs).logits`` and has a ``config`` with ``head``, ``id2label``,
 ``temperature``, ``modalities`` and ``patch_size``.
 """
@@ -43,6 +45,7 @@ from eegfm.model.patch_pretraining import CBraModForPretraining, LaBraMForPretra
 from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig
 
 ENSEMBLE_FILE = "ensemble.json"
+FUSED_FILE = "fused.json"  # model.fused.FUSED_FILE, named here as ensemble.json is
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +100,8 @@ def architecture_of(folder: str | os.PathLike[str]) -> Architecture:
 
 
 def is_model_folder(folder: str | os.PathLike[str]) -> bool:
-    """Whether ``folder`` holds a saved model: config.json (one model) or ensemble.json."""
-    return (Path(folder) / "config.json").is_file() or (Path(folder) / ENSEMBLE_FILE).is_file()
+    """Whether ``folder`` holds a saved model: config.json (one model), ensemble.json or fused.json."""
+    return any((Path(folder) / name).is_file() for name in ("config.json", ENSEMBLE_FILE, FUSED_FILE))
 
 
 def is_ensemble(folder: str | os.PathLike[str]) -> bool:
@@ -106,7 +109,13 @@ def is_ensemble(folder: str | os.PathLike[str]) -> bool:
 
 
 def load_model_folder(folder: str | os.PathLike[str], **overrides: Any):
-    """The model saved in ``folder``, in eval mode: an ensemble where it holds ensemble.json."""
+    """The model saved in ``folder``, in eval mode: an ensemble where it holds ensemble.json.
+    ConfigError for a fused model, which is no single torch module (``model.fused``)."""
+    if (Path(folder) / FUSED_FILE).is_file():
+        raise ConfigError(
+            f"{folder}: a fused model (a benchmark row: networks and a readout); this needs one network "
+            "(a fine-tuned model folder), e.g. for explanations"
+        )
     if is_ensemble(folder):
         from eegfm.model.ensemble import EnsembleModel  # it loads its members through this module
 
@@ -115,7 +124,12 @@ def load_model_folder(folder: str | os.PathLike[str], **overrides: Any):
 
 
 def load_model_config(folder: str | os.PathLike[str]):
-    """The config of the model saved in ``folder`` (``EnsembleConfig`` for an ensemble)."""
+    """The config of the model saved in ``folder`` (``EnsembleConfig`` for an ensemble,
+    ``FusedConfig`` for a fused model)."""
+    if (Path(folder) / FUSED_FILE).is_file():
+        from eegfm.model.fused import FusedConfig  # model.fused loads its networks through this module
+
+        return FusedConfig.from_folder(folder)
     if is_ensemble(folder):
         from eegfm.model.ensemble import EnsembleConfig
 

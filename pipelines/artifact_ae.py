@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from eegfm.core.config import check_int
-from eegfm.pipelines.features import band_weights, window_spectrum
+from eegfm.core.dsp.bands import band_weights
+from eegfm.pipelines.features import window_spectrum
 
 FORMAT = "eegfm-artifact-ae"
 FORMAT_VERSION = 1

@@ -19,6 +19,7 @@ import scipy.fft as sp_fft
 from numpy.lib.stride_tricks import as_strided
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
+from eegfm.core.dsp.bands import band_mask, band_weights
 from eegfm.core.dsp.filter_design import hann_periodic
 from eegfm.core.dsp.signal_checks import check_sfreq
 
@@ -209,17 +210,6 @@ def _welch_float32(x: np.ndarray, segments: np.ndarray, window: np.ndarray, scal
         rows = np.nonzero(redo)
         psd[rows] = _welch_centred(segments[rows], window, scale)
     return psd
-
-
-def band_mask(freqs: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Bins with ``low <= f < high``."""
-    return (freqs >= low) & (freqs < high)
-
-
-def band_weights(freqs: np.ndarray, bands: Sequence[tuple[float, float]]) -> np.ndarray:
-    """(n_freqs, n_bands) float64: 1 on each band's bins (:func:`band_mask`), so ``psd @ w`` sums
-    each band's densities."""
-    return np.stack([band_mask(freqs, low, high) for low, high in bands], axis=1).astype(np.float64)
 
 
 def band_power(freqs: np.ndarray, psd: np.ndarray, low: float, high: float) -> np.ndarray:

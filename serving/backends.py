@@ -374,6 +374,13 @@ def _spectrogram_pool(onnx_path: Path) -> int | None:
 
 def make_backend(config, model_dir: Path, *, n_times: int, patch_size: int):
     """The backend a ``PredictConfig`` names (``backend``, ``device``, ``threads`` ...) for the model folder."""
+    if (model_dir / "fused.json").is_file():  # a benchmark row: its networks on this backend, then its parts
+        from eegfm.serving.fused_backend import FusedBackend  # it makes its networks' backends here
+
+        def network(folder: Path, network_patch: int):
+            return make_backend(config, folder, n_times=n_times, patch_size=network_patch)
+
+        return FusedBackend(model_dir, network, calibrated=getattr(config, "calibrated", True))
     device = torch.device(config.device)
     passes = getattr(config, "mc_passes", None)  # None: the model's own number of MC-dropout samples
     if (model_dir / "ensemble.json").is_file():

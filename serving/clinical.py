@@ -1,5 +1,6 @@
 """The clinical reading of scored windows: each window's class, probabilities, confidence,
-uncertainty and recommendation; each recording's minutes per class and flagged episodes.
+uncertainty and recommendation; each recording's answer (its class probabilities over its windows,
+with an interval), minutes per class and flagged episodes.
 
 A window's ``class_probabilities`` and ``confidence`` are the model's (calibrated) output with
 dropout off, as evaluated when fine-tuned. Its ``uncertainty`` comes from the S samples of the
@@ -18,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from eegfm.metrics.aggregation import CONFIDENCE, aggregate_windows
 from eegfm.metrics.uncertainty import entropy, uncertainty_of
 from eegfm.serving.recommendation import RecommendationRules, WindowEvidence
 
@@ -79,6 +81,26 @@ def _owned_seconds(starts: np.ndarray, durations: np.ndarray) -> np.ndarray:
     count twice otherwise), at most its own length."""
     following = np.append(starts[1:], np.inf)
     return np.clip(following - starts, 0.0, durations)
+
+
+def recording_answer(windows: Sequence[Any], labels: Sequence[str]) -> dict[str, Any]:
+    """A classifier's answer for the whole recording, from its windows (in time order): label ->
+    the mean of their probabilities (``probabilities``), the bounds of its ``level`` interval
+    (``low``, ``high``: a moving-block bootstrap over the windows, ``metrics.aggregation``; null
+    with one window), ``n_windows`` and the most likely class (``predicted``)."""
+    answer = aggregate_windows(np.array([w.outputs for w in windows], dtype=np.float64))
+
+    def by_label(values: np.ndarray | None) -> dict[str, float] | None:
+        return None if values is None else {label: float(v) for label, v in zip(labels, values, strict=True)}
+
+    return {
+        "probabilities": by_label(answer.probabilities),
+        "low": by_label(answer.low),
+        "high": by_label(answer.high),
+        "level": CONFIDENCE,
+        "n_windows": answer.n_windows,
+        "predicted": labels[int(np.argmax(answer.probabilities))],
+    }
 
 
 def minutes_by_class(windows: Sequence[Any], labels: Sequence[str]) -> dict[str, float]:

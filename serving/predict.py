@@ -11,6 +11,11 @@ recipe saved beside the model) and scored window by window. Written to ``--outpu
   (and the expert votes where the input has them: the HMS layout); then the confidence, the
   uncertainty (entropy, mutual information of ``--mc_passes`` MC-dropout samples), the clinical
   recommendation (``--recommendation_rules``), the rule that gave it and the model's version;
+- ``recordings.csv``: one row per recording (scored or quarantined), written as it finishes: its
+  index, input, status and windows; for a classifier each class's probability (the mean over its
+  windows) with a 95 % interval (``p_<label>``, ``p_<label>_low``, ``p_<label>_high``: a
+  moving-block bootstrap over the windows, empty with one window) and the most likely class; a
+  quarantined recording's stage and reason (serving/recording_table.py);
 - ``recordings.json``: one entry per recording with its mean probabilities, most likely label,
   windows per label, minutes per class, flagged episodes (contiguous windows recommended for
   urgent or expert review) and every window's prediction, or the stage and reason it was
@@ -54,6 +59,7 @@ from eegfm.pipelines.redact import RunRedaction, kept_folders, related_paths
 from eegfm.serving.backends import BACKENDS
 from eegfm.serving.explain_cli import add_explain_options, explain_recordings
 from eegfm.serving.model_threads import threads_help, threads_use
+from eegfm.serving.recording_table import RecordingTable, answer_text
 
 log = get_logger(__name__)
 
@@ -258,9 +264,11 @@ def _reading_cells(w) -> list[str]:
     ]
 
 
-def _write_predictions(predictions, fileobj, labels: list[str], args) -> tuple[list[dict], int, float]:
-    """Each prediction's windows as predictions.csv rows in ``fileobj`` and, unless --no_plots, its
-    timeline; the recordings' summaries, the windows and the EEG seconds scored."""
+def _write_predictions(
+    predictions, fileobj, table: RecordingTable, labels: list[str], args
+) -> tuple[list[dict], int, float]:
+    """Each prediction's windows as predictions.csv rows in ``fileobj``, its row of ``table`` and,
+    unless --no_plots, its timeline; the recordings' summaries, the windows and the EEG seconds scored."""
     from eegfm.serving.timeline import plot_timeline  # imports the predictor (the model): not for --help
 
     recordings, n_windows, eeg_seconds = [], 0, 0.0
@@ -284,6 +292,7 @@ def _write_predictions(predictions, fileobj, labels: list[str], args) -> tuple[l
         summary = prediction.as_dict()  # the summary, the labels and every window's prediction
         for w in prediction.windows:
             writer.writerow(_csv_row(prediction, w, labels))
+        table.write(summary)
         if prediction.windows and not args.no_plots:
             name = _plot_name(prediction.index, prediction.input)
             plot_timeline(
@@ -329,6 +338,7 @@ def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     partial = args.output / ".predictions.csv.partial"
+    table_partial = args.output / ".recordings.csv.partial"
     try:
         items, passed_over = predictor.listed(args.input, dataset=args.dataset, site=args.site)
         named = [
@@ -339,13 +349,17 @@ def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
         redaction.keyed(predictor.name_key, named, kept_folders(args.input))
         ignored = [_ignored_entry(g, redaction) for g in passed_over]
         predictions = predictor.predict_items(items)
-        with partial.open("w", newline="") as fileobj:
-            recordings, n_windows, eeg_seconds = _write_predictions(predictions, fileobj, list(predictor.labels), args)
+        labels = list(predictor.labels)
+        with partial.open("w", newline="") as fileobj, table_partial.open("w", newline="") as table_file:
+            table = RecordingTable(table_file, labels)
+            recordings, n_windows, eeg_seconds = _write_predictions(predictions, fileobj, table, labels, args)
     except (ConfigError, FileNotFoundError) as err:
         partial.unlink(missing_ok=True)
+        table_partial.unlink(missing_ok=True)
         redaction.release()
         parser.error(redaction.scrub(f"--input {' '.join(args.input)}: {err}"))
     partial.replace(args.output / "predictions.csv")
+    table_partial.replace(args.output / "recordings.csv")
     seconds = time.perf_counter() - started
     explain_recordings(args, predictor, items, recordings)
     processed = [r for r in recordings if r["status"] == "processed"]
@@ -435,10 +449,9 @@ def _print_summary(report: dict, output: Path) -> None:
     for r in shown:
         name = f"{r['index']:>3} {r['input']:<{width}}"
         if r["status"] == "processed":
-            said = r.get("predicted") or f"{r['mean_outputs']['value']:.4g}"
             flagged = len(r.get("flagged_episodes", []))
             print(
-                f"  {name}  {said:<8} {r['windows']:>5} windows  artifact {r['mean_artifact_score']:.2f}"
+                f"  {name}  {answer_text(r):<8} {r['windows']:>5} windows  artifact {r['mean_artifact_score']:.2f}"
                 + (f"  {flagged} flagged episode{'s' * (flagged > 1)}" if flagged else "")
             )
         else:
@@ -460,7 +473,7 @@ def _print_summary(report: dict, output: Path) -> None:
             f"the model on {m['n_windows']} held-out {evaluation['split']} windows: {', '.join(said)}"
             + (" (optimistic: they also chose the checkpoint)" if evaluation["split"] == "validation" else "")
         )
-    print(f"wrote {output / 'predictions.csv'} and {output / 'recordings.json'}")
+    print(f"wrote {output / 'predictions.csv'}, {output / 'recordings.csv'} and {output / 'recordings.json'}")
 
 
 def main(argv: list[str] | None = None) -> int:

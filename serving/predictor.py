@@ -40,7 +40,7 @@ from eegfm.pipelines.datasets import DATASETS, Ignored, SourceItem, discover
 from eegfm.pipelines.process import Outcome, PreprocessConfig, Window, process_recording
 from eegfm.pipelines.redact import PathRedactor, redacted_outcome
 from eegfm.serving.backends import BACKENDS, make_backend
-from eegfm.serving.clinical import flagged_episodes, minutes_by_class, read_windows
+from eegfm.serving.clinical import flagged_episodes, minutes_by_class, read_windows, recording_answer
 from eegfm.serving.model_store import fetch_model
 from eegfm.serving.recommendation import WindowEvidence, load_rules
 
@@ -117,7 +117,8 @@ class RecordingPrediction:
     flagged: tuple[str, ...] = ()  # the recommendations that make flagged episodes
 
     def summary(self) -> dict[str, Any]:
-        """The recording at a glance: mean outputs over its windows and the most likely label."""
+        """The recording at a glance: mean outputs over its windows and the most likely label; for a
+        classifier, ``recording``: that answer with its interval (``clinical.recording_answer``)."""
         out: dict[str, Any] = {
             "index": self.index,
             "input": self.input,
@@ -140,6 +141,7 @@ class RecordingPrediction:
             if len(self.labels) > 1:
                 out["predicted"] = self.labels[int(mean.argmax())]
                 out["windows_by_label"] = dict(Counter(self.labels[int(np.argmax(w.outputs))] for w in self.windows))
+                out["recording"] = recording_answer(self.windows, self.labels)
             out["mean_artifact_score"] = float(np.mean([w.artifact_score for w in self.windows]))
         out.update(self.clinical_summary())
         return out
@@ -177,7 +179,8 @@ def resolve_model_dir(path: str | Path) -> tuple[Path, dict[str, Any]]:
     if not _is_model_folder(model_dir):
         raise ConfigError(
             f"--model {path}: expected a fine-tuning run folder (with model/config.json) or its "
-            "model folder (config.json, model.safetensors), or an ensemble's (ensemble.json); found neither"
+            "model folder (config.json, model.safetensors), an ensemble's (ensemble.json) or a benchmark "
+            "export (fused.json); found none"
         )
     try:
         run = json.loads((model_dir.parent / layout.RUN).read_text())
@@ -187,8 +190,9 @@ def resolve_model_dir(path: str | Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _is_model_folder(folder: Path) -> bool:
-    # one model (config.json) or an ensemble of them (model.ensemble: ensemble.json)
-    return (folder / "config.json").is_file() or (folder / "ensemble.json").is_file()
+    # one model (config.json), an ensemble of them (model.ensemble: ensemble.json) or a benchmark
+    # row exported as a fused model (model.fused: fused.json)
+    return any((folder / name).is_file() for name in ("config.json", "ensemble.json", "fused.json"))
 
 
 # eval.json's held-out metrics a client sees in the model's description
@@ -458,11 +462,11 @@ class Predictor:
 
 
 def model_version(model_dir: Path) -> str:
-    """``sha256:<16 hex>`` of the model folder's config.json / ensemble.json and weights (every
-    ``*.safetensors``, an ensemble's members' too, by relative path): equal for the same model
-    wherever it is copied, different after any retraining."""
+    """``sha256:<16 hex>`` of the model folder's config.json / ensemble.json / fused.json and weights
+    (every ``*.safetensors``, an ensemble's members' and a fused model's parts too, by relative
+    path): equal for the same model wherever it is copied, different after any retraining."""
     digest = hashlib.sha256()
-    kept = ("config.json", "ensemble.json")
+    kept = ("config.json", "ensemble.json", "fused.json")
     files = [p for p in model_dir.rglob("*") if p.is_file() and (p.name in kept or p.suffix == ".safetensors")]
     for path in sorted(files, key=lambda p: p.relative_to(model_dir).as_posix()):
         digest.update(path.relative_to(model_dir).as_posix().encode())

@@ -15,48 +15,26 @@ Every feature is a function of one window: no statistic spans a subject's window
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+
 import numpy as np
 import torch
-from scipy.signal import welch
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from eegfm.contract.schema import SFREQ
 from eegfm.evaluation.benchmark.windows import WindowSet
 from eegfm.metrics.losses import class_prior_log_probs
-from eegfm.pipelines.features import band_weights
+from eegfm.model.linear_readout import LinearReadout
+from eegfm.model.spectral_features import band_power_features
 
-# delta, theta, alpha, beta, low gamma. The top edge stops at 45 Hz: above it eegmat's recordings
-# (and most clinical ones) are low-passed and line noise sits, so a higher band measures the filter.
-BANDS: tuple[tuple[float, float], ...] = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
-SEGMENT_S = 2.0  # Welch segments: 0.5 Hz bins, and 4 averaged segments (50 % overlap) in a 5 s window
 # Half-decade steps. Subjects differ more than one subject's windows, so strong regularization
 # often wins; on eegmat's shared subjects (4 held out as a pseudo-test, 4 to choose on, 12 draws)
 # adding 1e-4 and 3e-4 scored no better.
 C_GRID: tuple[float, ...] = tuple(float(c) for c in np.logspace(-3, 1, 9))
 C_CHOSEN_BY = "class-balanced log loss on the validation split"  # what a report says chose C
-_FLOOR = 1e-6  # uV^2: a flat (or zeroed) channel gives finite logs, and uniform relative powers
-_CHUNK = 256  # windows per Welch call: bounds the float64 copy and scipy's segment buffers
-
-
-def band_power_features(eeg: np.ndarray, sfreq: float = SFREQ) -> np.ndarray:
-    """[N, channels * 2 * bands] features of ``eeg`` [N, channels, T] (uV): per channel, log10
-    absolute power (uV^2) in each of :data:`BANDS`, then log10 relative power (band over the
-    0.5-45 Hz total). Welch (``scipy.signal.welch``): Hann segments of :data:`SEGMENT_S`, 50 %
-    overlap, each window on its own; non-finite samples read as 0."""
-    eeg = np.asarray(eeg)
-    nperseg = int(min(round(SEGMENT_S * sfreq), eeg.shape[-1]))
-    parts = []
-    for start in range(0, len(eeg), _CHUNK):
-        x = np.nan_to_num(eeg[start : start + _CHUNK].astype(np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        freqs, psd = welch(x, fs=sfreq, window="hann", nperseg=nperseg, noverlap=nperseg // 2, axis=-1)
-        parts.append(psd @ band_weights(freqs, BANDS) * (freqs[1] - freqs[0]))
-    absolute = np.concatenate(parts) if parts else np.zeros((0, eeg.shape[1], len(BANDS)))
-    # The bands tile 0.5-45 Hz, so their sum is the total: relative powers sum to 1 per channel.
-    relative = (absolute + _FLOOR) / (absolute.sum(-1, keepdims=True) + len(BANDS) * _FLOOR)
-    return np.stack([np.log10(absolute + _FLOOR), np.log10(relative)], axis=-2).reshape(len(eeg), -1)
 
 
 def targets(windows: WindowSet, n_classes: int) -> np.ndarray:
@@ -88,10 +66,35 @@ def _fit(x, y, weight, c: float, balanced: bool):
     )
 
 
+def linear_readout_of(model, n_classes: int) -> LinearReadout:
+    """A fitted scaler + logistic-regression pipeline (:func:`_fit`) as plain arrays, the form
+    every prediction (the benchmark's and an exported model's) goes through."""
+    scaler, classifier = model.named_steps["standardscaler"], model.named_steps["logisticregression"]
+    return LinearReadout(
+        mean=np.asarray(scaler.mean_, dtype=np.float64),
+        scale=np.asarray(scaler.scale_, dtype=np.float64),
+        coef=np.asarray(classifier.coef_, dtype=np.float64),
+        intercept=np.asarray(classifier.intercept_, dtype=np.float64),
+        classes=np.asarray(classifier.classes_, dtype=np.int64),
+        n_classes=n_classes,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class ReadoutFit:
+    """A fitted readout of ``featurize``'s features and the C validation chose; called on a window
+    set, its [N, C] class probabilities."""
+
+    linear: LinearReadout
+    c: float
+    featurize: Callable[[WindowSet], np.ndarray]
+
+    def __call__(self, windows: WindowSet) -> np.ndarray:
+        return self.linear.probabilities(self.featurize(windows))
+
+
 def _probabilities(model, x: np.ndarray, n_classes: int) -> np.ndarray:
-    probs = np.zeros((len(x), n_classes))
-    probs[:, model.classes_] = model.predict_proba(x)
-    return probs
+    return linear_readout_of(model, n_classes).probabilities(x)
 
 
 def log_loss(probs: np.ndarray, target: np.ndarray, balanced: bool) -> float:
@@ -146,7 +149,7 @@ def feature_lr(
     folds: int = 5,
 ):
     """Fit a logistic regression on ``featurize(windows)`` ([N, F], one row per window) of
-    ``train``; returns ``(predict, chosen C)``.
+    ``train``; returns its :class:`ReadoutFit`.
 
     ``validation``: the windows C is chosen on (:func:`_choose_on_validation`); the model is then
     fitted on ``train`` alone, so the validation row scores a model that never saw those
@@ -162,20 +165,17 @@ def feature_lr(
         c = min(C_GRID, key=lambda c: _cv_log_loss(x, y, weight, groups, c, balanced, folds)) if folds >= 2 else 1.0
     # Not refitted on training + validation: the validation row would then score windows the model
     # was fitted on, and the test row would come from a model validation never saw.
-    model = _fit(x, y, weight, c, balanced)
-    return (lambda windows: _probabilities(model, featurize(windows), n_classes)), c
+    return ReadoutFit(linear_readout_of(_fit(x, y, weight, c, balanced), n_classes), c, featurize)
 
 
 def lowest_validation_loss(featurizers, train: WindowSet, n_classes: int, validation: WindowSet):
     """:func:`feature_lr` on each of ``featurizers`` (``{name: featurize}``), the fit with the lowest
-    class-balanced validation log loss kept (ties: the first named); returns ``(name, predict, C)``."""
+    class-balanced validation log loss kept (ties: the first named); returns ``(name, fit)``."""
     target = targets(validation, n_classes)
-    fits = {}
-    for name, featurize in featurizers.items():
-        predict, c = feature_lr(featurize, train, n_classes, validation)
-        fits[name] = (log_loss(predict(validation), target, balanced=True), predict, c)
-    name = min(fits, key=lambda n: fits[n][0])
-    return name, fits[name][1], fits[name][2]
+    fits = {name: feature_lr(featurize, train, n_classes, validation) for name, featurize in featurizers.items()}
+    losses = {name: log_loss(fit(validation), target, balanced=True) for name, fit in fits.items()}
+    name = min(fits, key=losses.__getitem__)
+    return name, fits[name]
 
 
 def band_power_lr(

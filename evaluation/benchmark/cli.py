@@ -8,11 +8,9 @@ import sys
 
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import setup_logging
+from eegfm.evaluation.benchmark.options import DEFAULT_CONFIG, EEGMAT_METHODS, BenchmarkOptions
+from eegfm.evaluation.benchmark.rows import baseline_names
 from eegfm.evaluation.benchmark.runs import METHODS
-
-EEGMAT_METHODS = ("eegfm", "scratch", "linear_probe", "eegfm_10pct", "scratch_10pct", "cbramod", "labram")
-
-DEFAULT_CONFIG = "cpu-small"
 
 
 def _pretraining(parser: argparse.ArgumentParser) -> None:
@@ -50,7 +48,15 @@ def _common(parser: argparse.ArgumentParser, methods: list[str]) -> None:
         nargs="+",
         default=methods,
         choices=list(METHODS),
-        help="eegfm rows to run (the baselines always run)",
+        help="fine-tuning methods to run (each a network row; eegfm's also makes the recipe and stack rows)",
+    )
+    parser.add_argument(
+        "--baselines",
+        nargs="+",
+        default=baseline_names(),
+        choices=baseline_names(),
+        help="baseline rows to fit beside eegfm's (eegnet also makes eegnet_stack and, with several seeds, "
+        "eegnet_ensemble)",
     )
     parser.add_argument(
         "--shared_encoder",
@@ -60,7 +66,23 @@ def _common(parser: argparse.ArgumentParser, methods: list[str]) -> None:
         "fine-tuned from it beside this benchmark's own pretraining",
     )
     parser.add_argument(
+        "--eegnet_max_epochs",
+        type=int,
+        default=30,
+        help="the most epochs each EEGNet setting trains (early stopping on validation chooses the epoch)",
+    )
+    parser.add_argument(
         "--finetune_set", action="append", default=[], metavar="KEY=VALUE", help="fine-tuning config override"
+    )
+
+
+def _export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--export",
+        default=None,
+        metavar="DIR",
+        help="write the row validation ranks first (the recipe, a baseline or a stack) as a model folder that "
+        "eegfm-predict --model, eegfm-serve --model and eegfm-models accept; DIR is replaced",
     )
 
 
@@ -78,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     eegmat.add_argument("--data", required=True, help="folder of PhysioNet eegmat recordings (SubjectNN_1/2.edf)")
     _common(eegmat, list(EEGMAT_METHODS))
+    _export(eegmat)
     folder = suites.add_parser(
         "folder",
         help="any folder of recordings with a CSV of file,subject,label[,split]: split by subject, 2+ classes",
@@ -90,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="CSV with columns file (relative to --data), subject, label (a class name) and optionally split "
         "(train, val or test); other columns are ignored",
     )
+    _export(folder)
     folder.add_argument("--window_seconds", type=float, default=5.0, help="window length, seconds")
     folder.add_argument(
         "--classes",
@@ -156,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         if getattr(args, "shared_encoder", None) and "eegfm_shared" not in args.methods:
             args.methods = [*args.methods, "eegfm_shared"]
+        if args.suite in ("eegmat", "folder"):
+            args.options = BenchmarkOptions.from_args(args)  # checked once, before any work
         suites = {"eegmat": eegmat, "folder": folder, "pretrain": shared, "simulated": simulated}
         suites[args.suite].run(args)
     except (ConfigError, ValueError, FileNotFoundError) as err:

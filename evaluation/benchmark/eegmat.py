@@ -3,7 +3,9 @@
 
 It is the folder suite (``benchmark.folder``) on eegmat's own table, which this module writes to
 ``OUT/eegmat_labels.csv`` (``file,subject,label,split``): the same command a user runs on a
-labeled corpus of their own, with eegmat's title, class order and published numbers.
+labeled corpus of their own, with eegmat's title, class order and published numbers. So are its
+split warnings, its leak check of ``--unlabeled`` and ``--shared_encoder``, and its fingerprints:
+recordings added to ``--data`` change the table, and the windows and runs are made anew.
 """
 
 from __future__ import annotations

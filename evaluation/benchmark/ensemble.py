@@ -6,24 +6,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from eegfm.evaluation.benchmark.windows import WindowSet
-from eegfm.model.architectures import quiet_transformers
-from eegfm.model.modeling import EEGFMModel
+from eegfm.model.fused import network_probabilities
 
 
-def class_probabilities(model_dir: Path, windows: WindowSet, batch: int = 64) -> np.ndarray:
+def class_probabilities(model_dir: Path, windows: WindowSet) -> np.ndarray:
     """[N, C] calibrated class probabilities of one fine-tuned model (its ``model/`` folder)."""
-    with quiet_transformers():  # one loading bar per model per split would bury the run's log
-        model = EEGFMModel.from_pretrained(model_dir)
-    parts = []
-    for start in range(0, len(windows), batch):
-        eeg = torch.from_numpy(windows.eeg[start : start + batch])
-        mask = torch.from_numpy(windows.channel_mask[start : start + batch])
-        probs = model.predict(eeg=eeg, channel_mask=mask).double().reshape(len(eeg), -1)
-        parts.append(torch.cat([1 - probs, probs], dim=1) if probs.shape[1] == 1 else probs)
-    return torch.cat(parts).numpy()
+    return network_probabilities(model_dir, windows.eeg, windows.channel_mask)
 
 
 def ensemble_probabilities(model_dirs: Sequence[Path], windows: WindowSet) -> np.ndarray:

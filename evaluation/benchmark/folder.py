@@ -5,7 +5,12 @@ eegmat's own table (``benchmark.eegmat``): one code path from the CSV to the rep
 - ``file``: relative to ``--data``; ``subject``: who was recorded (a subject stays in one split);
   ``label``: the class's name (two or more classes); ``split``: ``train``, ``val`` or ``test``.
 - Without a ``split`` column, subjects are split by a seeded draw (``--split_seed``: 70 % training,
-  15 % validation, 15 % test) and the split is written to ``split.csv`` by CSV line.
+  15 % validation, 15 % test) stratified by each subject's label (a subject with rows of several
+  labels: by its set of labels), and the split is written to ``split.csv`` by CSV line.
+- A validation or test split with fewer than two people of a class is warned of, in the log and
+  the report: its metrics for that class are one person's.
+- ``--unlabeled`` and ``--shared_encoder`` (its ``encoder.json``) must not hold a validation or test
+  recording (the same bytes, under any name): a ValueError names the line.
 - ``--classes`` orders the class names (a label's index; with two classes the second is the
   positive one AUPRC scores); by default they are sorted.
 - A bad row is an error naming its line and column; a file's name or subject is never echoed,
@@ -14,6 +19,9 @@ eegmat's own table (``benchmark.eegmat``): one code path from the CSV to the rep
 
 The recordings are preprocessed where they are, through the pipeline's generic adapter, with a
 ``labels.csv`` this suite writes (absolute paths, the class index, the subject, the split).
+``OUT/data/fingerprint.json`` hashes that table, the split, the classes in order and the window
+length (:func:`data_fields`); a rerun with other ones preprocesses again, and the pretraining
+and runs made from the old windows are made anew (``benchmark.fingerprint``).
 """
 
 from __future__ import annotations
@@ -29,8 +37,14 @@ import numpy as np
 
 from eegfm.contract import layout
 from eegfm.core.logs import get_logger
+from eegfm.evaluation.benchmark import fingerprint
 from eegfm.evaluation.benchmark.labeled import Suite, evaluate
-from eegfm.evaluation.benchmark.preprocessing import benchmark_key, preprocess_windows
+from eegfm.evaluation.benchmark.preprocessing import (
+    ENCODER_RECORDINGS,
+    benchmark_key,
+    preprocess_windows,
+    pretraining_recordings,
+)
 
 log = get_logger(__name__)
 RECORD_TASK = "folder"  # the windows' task in the preprocessed records
@@ -87,17 +101,70 @@ def _check_unique_files(rows: list[LabelRow]) -> None:
             raise _error(row.line, "file", f"the same file as line {first}; expected one row per recording")
 
 
+def strata(rows: list[LabelRow]) -> dict[str, list[str]]:
+    """The subjects (sorted) by stratum: a subject's label, or for a subject with rows of several
+    labels (eegmat's rest and arithmetic per person) its sorted labels joined by ``+``."""
+    labels: dict[str, set[str]] = {}
+    for row in rows:
+        labels.setdefault(row.subject, set()).add(row.label)
+    found: dict[str, list[str]] = {}
+    for subject in sorted(labels):
+        found.setdefault("+".join(sorted(labels[subject])), []).append(subject)
+    return dict(sorted(found.items()))
+
+
+def _held_out(n: int, held: dict[str, int]) -> dict[str, int]:
+    """How many of a stratum's ``n`` subjects go to validation and test: 15 % each, at least one
+    from three on; of two, one, to whichever of the two has fewer so far (``held``: the counts)."""
+    if n >= 3:
+        return {split: max(1, round(fraction * n)) for split, fraction in zip(SPLITS[1:], SPLIT_FRACTIONS[1:])}
+    if n == 2:
+        return {"val": 1, "test": 0} if held["val"] <= held["test"] else {"val": 0, "test": 1}
+    return {"val": 0, "test": 0}
+
+
 def seeded_split(rows: list[LabelRow], seed: int) -> list[LabelRow]:
-    """``rows`` with a split drawn by subject: a seeded shuffle of the subjects, cut 70/15/15 (at
-    least one subject in each split where there are three)."""
-    subjects = sorted({row.subject for row in rows})
-    order = np.random.default_rng(seed).permutation(len(subjects))
-    n_val = max(1, round(SPLIT_FRACTIONS[1] * len(subjects))) if len(subjects) >= 3 else 0
-    n_test = max(1, round(SPLIT_FRACTIONS[2] * len(subjects))) if len(subjects) >= 3 else 0
-    split_of = {}
-    for rank, index in enumerate(order):
-        split_of[subjects[index]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+    """``rows`` with a split drawn by subject, stratified by :func:`strata`: each stratum's subjects
+    shuffled by ``seed`` and cut 70/15/15 (each stratum of three or more in both validation and
+    test), and at least one subject in validation and one in test where there are three."""
+    rng = np.random.default_rng(seed)
+    split_of: dict[str, str] = {}
+    held = {"val": 0, "test": 0}
+    shuffled = {}
+    for name, subjects in strata(rows).items():
+        order = [subjects[i] for i in rng.permutation(len(subjects))]
+        shuffled[name] = order
+        counts = _held_out(len(order), held)
+        for rank, subject in enumerate(order):
+            split_of[subject] = "val" if rank < counts["val"] else "test" if rank < sum(counts.values()) else "train"
+        held = {split: held[split] + counts[split] for split in held}
+    if len(split_of) >= 3:
+        for split in (s for s in ("val", "test") if not held[s]):
+            # strata too small to give one: the last training subject of the one training most
+            trained = {name: [s for s in subjects if split_of[s] == "train"] for name, subjects in shuffled.items()}
+            split_of[trained[max(trained, key=lambda name: len(trained[name]))][-1]] = split
     return [dataclasses.replace(row, split=split_of[row.subject]) for row in rows]
+
+
+def split_warnings(rows: list[LabelRow], classes: Sequence[str]) -> list[str]:
+    """A warning (logged, and returned for the report) per validation or test split with fewer than
+    two people of a class: its metrics for that class are one person's, or none. Class names and
+    counts only: a subject's or file's name may name the patient."""
+    notes = []
+    for split in ("val", "test"):
+        people: dict[str, set[str]] = {name: set() for name in classes}
+        for row in (r for r in rows if r.split == split):
+            people.setdefault(row.label, set()).add(row.subject)
+        if not any(people.values()):
+            continue  # no such split at all: the report says so (labeled._split_counts)
+        for name, found in people.items():
+            if len(found) == 1:
+                notes.append(f"{split}: 1 person of class {name!r} (fewer than two: its metrics are one person's)")
+            elif not found:
+                notes.append(f"{split}: no person of class {name!r} (its metrics cannot tell that class)")
+    for note in notes:
+        log.warning(note)
+    return notes
 
 
 def check_splits(rows: list[LabelRow], order: Sequence[str] = ()) -> tuple[str, ...]:
@@ -142,11 +209,26 @@ def pipeline_labels(rows: list[LabelRow], classes: tuple[str, ...], folder: Path
     return path
 
 
-def preprocess(rows: list[LabelRow], labels_csv: Path, output: Path, window_seconds: float, key: Path) -> str:
-    """The pipeline on the table's files (read where they are) with its labels; reused once complete.
-    Only the suite's own ``labels/`` folder is shown: every name of the user's folders is a token."""
+def data_fields(rows: list[LabelRow], classes: Sequence[str], labels_csv: Path, window_seconds: float) -> dict:
+    """What the preprocessed windows depend on (their ``fingerprint.json``, which pretraining and
+    every run fold into their own): the pipeline's labels table (paths, class indices, subjects,
+    splits: hashed, never copied), the split by line, the classes in order, the window length."""
+    return {
+        "labels": fingerprint.file_digest(labels_csv),
+        "split": [(row.line, row.split) for row in rows],
+        "classes": list(classes),
+        "window_seconds": window_seconds,
+    }
+
+
+def preprocess(
+    rows: list[LabelRow], labels_csv: Path, output: Path, window_seconds: float, key: Path, fields: dict | None = None
+) -> str:
+    """The pipeline on the table's files (read where they are) with its labels; reused once complete
+    while ``fields`` (:func:`data_fields`) are the same. Only the suite's own ``labels/`` folder is
+    shown: every name of the user's folders is a token."""
     inputs = [str(row.file.resolve()) for row in rows] + [str(labels_csv)]
-    return preprocess_windows(inputs, output, key, "edf", window_seconds, [str(labels_csv.parent)])
+    return preprocess_windows(inputs, output, key, "edf", window_seconds, [str(labels_csv.parent)], fields)
 
 
 def dropped_rows(rows: list[LabelRow], data: str, labels_csv: Path, key: Path) -> list[int]:
@@ -161,6 +243,72 @@ def dropped_rows(rows: list[LabelRow], data: str, labels_csv: Path, key: Path) -
     return [row.line for row in rows if not windows.get(redactor.path(str(row.file.resolve())), 0)]
 
 
+def recording_sha256(path: Path) -> str:
+    """A recording's content hash as the pipeline's manifest gives it (``source_sha256``): the
+    SHA-256 of a file's bytes; of a folder recording (EGI's MFF), the pipeline's own digest."""
+    if not path.is_dir():
+        return fingerprint.file_digest(path)
+    from eegfm.pipelines.localize import localized
+
+    with localized(str(path)) as (_, sha):
+        return sha
+
+
+def encoder_recordings(model: Path) -> set[str] | None:
+    """The content hashes of the recordings the shared encoder in ``model`` pretrained on, from the
+    ``encoder.json`` that ``benchmark pretrain`` wrote beside its ``pretrain/model``; None where
+    there is none, or an older one without them."""
+    for place in (model.parent.parent, model.parent):
+        if (path := place / "encoder.json").is_file():
+            found = json.loads(path.read_text(encoding="utf-8")).get(ENCODER_RECORDINGS)
+            return set(found) if found is not None else None
+    return None
+
+
+def pretraining_sources(args, key: Path) -> tuple[list[tuple[str, set[str]]], list[str]]:
+    """``(what, content hashes)`` of each pretraining data source beside the benchmark's own
+    (``--unlabeled``'s folders, ``--shared_encoder``), and notes on those that cannot be checked."""
+    unlabeled = list(getattr(args, "unlabeled", None) or [])
+    sources, notes = [], []
+    for number, folder in enumerate(unlabeled, 1):
+        what = "--unlabeled's pretraining data" + (f" (its folder {number})" if len(unlabeled) > 1 else "")
+        if not (Path(folder) / layout.MANIFEST).is_file():
+            raise FileNotFoundError(
+                f"--unlabeled folder {number}: no {layout.MANIFEST}; expected a preprocessed folder"
+            )
+        sources.append((what, pretraining_recordings(folder, key)))
+    if encoder := getattr(args, "shared_encoder", None):
+        if (found := encoder_recordings(Path(encoder))) is None:
+            notes.append(
+                "--shared_encoder: no encoder.json listing its recordings' hashes beside it (an older one?): "
+                "whether it pretrained on a validation or test recording could not be checked"
+            )
+            log.warning(notes[-1])
+        else:
+            sources.append(("--shared_encoder's pretraining data", found))
+    return sources, notes
+
+
+def check_pretraining_data(rows: list[LabelRow], args, key: Path) -> list[str]:
+    """Refuse (ValueError naming the ``--labels`` line) a validation or test recording that
+    ``--unlabeled`` or ``--shared_encoder`` pretrained on, by content hash: the same bytes under any
+    name; returns the notes of what could not be checked."""
+    sources, notes = pretraining_sources(args, key)
+    leaks = []
+    for row in (r for r in rows if sources and r.split in ("val", "test")):
+        digest = recording_sha256(row.file)
+        leaks += [(row, what) for what, digests in sources if digest in digests]
+    if leaks:
+        (row, what), more = leaks[0], sorted({r.line for r, _ in leaks[1:]} - {leaks[0][0].line})
+        split = {"val": "validation", "test": "test"}[row.split]
+        also = f" (as {'are lines' if len(more) > 1 else 'is line'} {', '.join(map(str, more))})" if more else ""
+        raise ValueError(
+            f"--labels line {row.line} (split {row.split}): its recording is also in {what}; a {split} "
+            f"recording must not be pretrained on{also}"
+        )
+    return notes
+
+
 def benchmark_table(
     rows: list[LabelRow], output: Path, args, suite: Suite, window_seconds: float, extra: dict | None = None
 ) -> dict[str, Any]:
@@ -168,9 +316,11 @@ def benchmark_table(
     they are, then the baselines and eegfm's rows (``labeled.evaluate``). The folder and eegmat
     suites both run this."""
     key = benchmark_key(output, args.pseudonym_key_file)
+    notes = check_pretraining_data(rows, args, key)  # before any work: a leak is refused at once
+    notes += split_warnings(rows, suite.classes)
     labels_csv = pipeline_labels(rows, suite.classes, output / "labels", suite.record_task)
-    data = preprocess(rows, labels_csv, output / "data", window_seconds, key)
-    notes = []
+    fields = data_fields(rows, suite.classes, labels_csv, window_seconds)
+    data = preprocess(rows, labels_csv, output / "data", window_seconds, key, fields)
     if dropped := dropped_rows(rows, data, labels_csv, key):
         notes.append(f"--labels lines {', '.join(map(str, dropped))}: no window (quarantined or every window dropped)")
         log.warning(notes[-1])

@@ -1,12 +1,14 @@
-"""A corpus split by subject into training, validation and test, benchmarked: the baselines and
-eegfm's rows on the same windows, then ``benchmark.json``/``.md``/``.png``. The eegmat and folder
-suites both end here once their recordings are preprocessed: one code path from windows to report.
+"""A corpus split by subject into training, validation and test, benchmarked: every registered row
+(``benchmark.rows``: baselines, eegfm's networks, the recipe and the stacks) on the same windows,
+scored per window, per recording and per person, then ``benchmark.json``/``.md``/``.png`` and,
+with ``export``, the row validation ranks first as a model folder (``benchmark.export``). The
+eegmat and folder suites both end here once their recordings are preprocessed: one code path
+from windows to report.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -15,43 +17,28 @@ import numpy as np
 import torch
 
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark import baselines, deep_baselines, report, spectral_stack, tangent_space
-from eegfm.evaluation.benchmark.ensemble import class_probabilities, ensemble_probabilities
-from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, pretrain_folder, reference_note, run_methods
+from eegfm.evaluation.benchmark import baselines, levels, report
+from eegfm.evaluation.benchmark.options import BenchmarkOptions
+from eegfm.evaluation.benchmark.rows import ALTERNATIVES, NETWORK_ROW, ROWS, Context, Fitted
+from eegfm.evaluation.benchmark.runs import RecipeOptions, reference_note, run_methods, validation_score
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
 from eegfm.metrics.classification import classification_metrics
+from eegfm.model.fused import FusedModel, Part, fuse, network_probabilities
 
 log = get_logger(__name__)
 METRICS = ("balanced_accuracy", "auroc", "auprc")
-# The eegfm_model row (eegfm's network alone) of a labeled corpus: per seed, full fine-tuning or
-# the linear probe of the same pretrained encoder, whichever validates better. With a few dozen
-# subjects whose every window carries the subject's label, full fine-tuning can learn the training
-# subjects instead of the classes (on a 60-person simulated corpus its test AUROC ranged 0.28-0.87
-# over seeds, the probe's 0.96-0.97), while on eegmat it beats the probe; validation tells which,
-# test never does. The pretrained peers are given the same choice.
-ALTERNATIVES = {
-    "eegfm": ("linear_probe",),
-    "cbramod_pretrained": ("cbramod_probe",),
-    "labram_pretrained": ("labram_probe",),
-}
-CHOSEN = "fully fine-tuned or linearly probed, whichever scores higher on validation"
-# The eegfm row of a labeled suite is the recipe the evidence supports (docs/benchmarks.md): each
-# seed's network fused with the spectral readout of the same pretrained encoder. The network alone
-# stays beside it as ``eegfm_model``, the row own/shared pretraining and from-scratch compare.
-RECIPE = (
-    "eegfm: each seed's fine-tuned network (eegfm_model) fused (weighted geometric mean, 1:3) with a "
-    "logistic regression on the pretrained encoder's embedding and the band powers (and the bands' "
-    "tangent-space covariances where validation prefers them), C on validation"
+# Rows that combine what other rows fitted, in report order after the baselines: each runs where
+# what it reads ran (eegfm's runs, EEGNet) and, for an ensemble, where there are several seeds.
+DERIVED_ORDER = (
+    "eegnet_ensemble",
+    "spectral_readout",
+    "eegnet_stack",
+    "eegfm",
+    "eegfm_ensemble",
+    "eegfm_model",
+    "eegfm_model_ensemble",
 )
-BASELINES = {
-    "class_prior": "class prior",
-    "band_power_lr": "log absolute + relative band powers (0.5-45 Hz) + balanced logistic regression, C on validation",
-    "tangent_space_lr": (
-        "pyRiemann: each band's spatial covariance in the tangent space of the training windows' mean "
-        "+ balanced logistic regression, metric and C on validation"
-    ),
-    "eegnet": deep_baselines.DESCRIPTION,
-}
+ENSEMBLES = ("eegnet_ensemble", "eegfm_ensemble", "eegfm_model_ensemble")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,81 +63,80 @@ def metrics_of(probs: np.ndarray, target: np.ndarray, prior: np.ndarray) -> dict
     return classification_metrics(logits, torch.as_tensor(target), prior.tolist())
 
 
-def split_results(probs: dict[str, np.ndarray], windows: WindowSet, n_classes: int = 2) -> dict[str, Any]:
-    """``{split name: {metric: [value]}}`` of class probabilities ``{split: [N, C]}`` of each split's
-    windows (``windows.of_split`` order), against the training split's class prior."""
-    prior = baselines.targets(windows.of_split("train"), n_classes).mean(0)
-    found = {}
-    for split, split_probs in probs.items():
-        metrics = metrics_of(split_probs, windows.of_split(split).label, prior)
-        found[report.SPLIT_NAMES[split]] = {m: [metrics[m]] for m in METRICS}
-    return found
+class PartProbabilities:
+    """Each part's class probabilities of each split, computed once however many rows and seeds
+    share the part (the readout, a seed's network)."""
+
+    def __init__(self, windows: WindowSet, n_classes: int) -> None:
+        self.windows, self.n_classes = windows, n_classes
+        self._found: dict[tuple, np.ndarray] = {}
+        self._held: dict[str, WindowSet] = {}
+
+    def held(self, split: str) -> WindowSet:
+        if split not in self._held:
+            self._held[split] = self.windows.of_split(split)
+        return self._held[split]
+
+    def _once(self, key: tuple, compute) -> np.ndarray:
+        if key not in self._found:
+            self._found[key] = compute()
+        return self._found[key]
+
+    def of_part(self, part: Part, split: str) -> np.ndarray:
+        held = self.held(split)
+        if part.kind == "network":
+            found = [
+                self._once((str(f), split), lambda f=f: network_probabilities(f, held.eeg, held.channel_mask))
+                for f in part.folders
+            ]
+            return np.mean(found, axis=0)
+        key = (part.kind, id(part.readout) if part.readout else tuple(id(m) for m in part.eegnets), split)
+        if part.kind == "prior":
+            key = ("prior", tuple(part.prior), split)
+        return self._once(key, lambda: part.probabilities(held.eeg, held.channel_mask, self.n_classes))
+
+    def of_model(self, model: FusedModel, split: str) -> np.ndarray:
+        return fuse([self.of_part(p, split) for p in model.parts], [p.weight for p in model.parts])
 
 
-def predictor_results(predict, windows: WindowSet, splits: list[str], n_classes: int = 2) -> dict[str, Any]:
-    """:func:`split_results` of one predictor of class probabilities (each split predicted once)."""
-    return split_results({split: predict(windows.of_split(split)) for split in splits}, windows, n_classes)
+def score_row(fitted: Fitted, parts: PartProbabilities, splits: Sequence[str]) -> tuple[dict, dict]:
+    """A row's results ``{split: {metric: [per model]}, "split.level": {...}}`` and its people
+    intervals ``{"split.level.metric_ci": {...}}``: window-level metrics against the training
+    split's class prior, then :mod:`levels`."""
+    n_classes = parts.n_classes
+    prior = baselines.targets(parts.held("train"), n_classes).mean(0)
+    results: dict[str, Any] = {}
+    intervals: dict[str, Any] = {}
+    for split in splits:
+        name, held = report.SPLIT_NAMES[split], parts.held(split)
+        probs = [parts.of_model(model, split) for model in fitted.models]
+        found = [metrics_of(p, held.label, prior) for p in probs]
+        results[name] = {m: [f.get(m, float("nan")) for f in found] for m in METRICS}
+        for level in levels.LEVELS:
+            values, ci = levels.level_scores(probs, held, level, n_classes)
+            results[f"{name}.{level}"] = {m: values.get(m, [float("nan")] * len(probs)) for m in METRICS}
+            intervals.update({f"{name}.{level}.{m}_ci": ci[m] for m in METRICS if m in ci})
+    return results, intervals
 
 
-def ensemble_results(models: list[Path], windows: WindowSet, splits: list[str], n_classes: int = 2) -> dict[str, Any]:
-    return predictor_results(lambda held: ensemble_probabilities(models, held), windows, splits, n_classes)
-
-
-def stacked_results(
-    encoder_dir: Path, models: list[Path], windows: WindowSet, splits: list[str], n_classes: int = 2
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The ``eegfm`` rows, the recipe (:mod:`spectral_stack`): each of ``models`` fused with the
-    spectral readout of the pretrained encoder in ``encoder_dir``, one value per model; with
-    several models, ``eegfm_ensemble``, their mean probabilities fused. Also what
-    validation chose for the readout (its features and C). Each model and the readout predict
-    each split once."""
-    train, validation = windows.of_split("train"), windows.of_split("dev")
-    readout, chosen = spectral_stack.spectral_readout(encoder_dir, train, n_classes, validation)
-    held = {split: windows.of_split(split) for split in splits}
-    read = {split: readout(held[split]) for split in splits}
-    per_model = [{split: class_probabilities(m, held[split]) for split in splits} for m in models]
-    fused = [
-        split_results({s: spectral_stack.fuse(p[s], read[s]) for s in splits}, windows, n_classes) for p in per_model
-    ]
-    rows = {"eegfm": {s: {m: [r[s][m][0] for r in fused] for m in METRICS} for s in fused[0]}}
-    if len(models) > 1:
-        mean = {s: np.mean([p[s] for p in per_model], axis=0) for s in splits}
-        rows["eegfm_ensemble"] = split_results(
-            {s: spectral_stack.fuse(mean[s], read[s]) for s in splits}, windows, n_classes
-        )
-    return rows, chosen
-
-
-def recipe_rows(
-    output: Path, reports: dict, windows: WindowSet, splits: list[str], n_classes: int, model_description: str
-) -> tuple[dict[str, Any], dict[str, str], dict[str, Any]]:
-    """The eegfm rows of a labeled suite, their descriptions and the readout validation chose:
-    ``eegfm`` (the recipe, per seed) and ``eegfm_ensemble`` (the seeds' mean, fused), beside
-    ``eegfm_model`` (the network alone: ``reports``' ``eegfm`` runs) and ``eegfm_model_ensemble``."""
-    models = [Path(r["run"]) / "model" for r in reports["eegfm"]["corpus"]]
-    results = {"eegfm_model": model_results({"eegfm": reports["eegfm"]})["eegfm"]}
-    stacked, readout = stacked_results(pretrain_folder(output) / "model", models, windows, splits, n_classes)
-    results.update(stacked)
-    methods = {"eegfm": RECIPE}
-    if len(models) > 1:
-        methods["eegfm_ensemble"] = "eegfm, the seeds' networks' mean fused with the readout"
-    methods["eegfm_model"] = model_description
-    if len(models) > 1:
-        results["eegfm_model_ensemble"] = ensemble_results(models, windows, splits, n_classes)
-        methods["eegfm_model_ensemble"] = f"eegfm_model, mean probabilities of the {len(models)} seeds' networks"
-    return results, methods, readout
-
-
-def model_results(reports: dict[str, dict[str, list[dict[str, Any]]]]) -> dict[str, Any]:
-    """Per method, split and metric, the value of each seed's run (one fold: the corpus split)."""
-    return {
-        method: {
-            split: {m: [r[split].get(m, math.nan) for r in runs] for m in METRICS}
-            for split in ("val", "test")
-            if all(split in r for r in runs)
-        }
-        for method, (runs,) in ((method, tuple(folds.values())) for method, folds in reports.items())
-    }
+def selected_rows(options: BenchmarkOptions, reports: dict[str, Any]) -> list[str]:
+    """The rows this run reports, in report order: the chosen baselines, the derived rows whose
+    inputs ran, then each fine-tuning method's network row."""
+    ran = set(reports)
+    several = len(options.seeds) > 1
+    names = list(options.baselines)
+    for name in DERIVED_ORDER:
+        row = ROWS[name]
+        if name in ENSEMBLES and not several:
+            continue
+        if not set(row.needs) <= ran or (name.startswith("eegnet") and "eegnet" not in names):
+            continue
+        names.append(name)
+    for method in reports:
+        row = NETWORK_ROW.get(method, method)
+        if row not in names:
+            names.append(row)
+    return names
 
 
 def _split_counts(windows: WindowSet, suite: Suite, data_name: str) -> tuple[dict[str, int], list[str]]:
@@ -165,50 +151,62 @@ def _split_counts(windows: WindowSet, suite: Suite, data_name: str) -> tuple[dic
     return counts, notes
 
 
+def _options(args) -> BenchmarkOptions:
+    if isinstance(args, BenchmarkOptions):
+        return args
+    return getattr(args, "options", None) or BenchmarkOptions.from_args(args)
+
+
 def evaluate(data: str, output: Path, args, suite: Suite, notes: Sequence[str] = (), extra: dict | None = None):
-    """The baselines and ``args.methods`` over ``args.seeds`` on ``data`` (the pipeline's output,
-    its windows of ``suite.record_task``), reported into ``output``; the flat results."""
+    """Every selected row (:func:`selected_rows`) on ``data`` (the pipeline's output, its windows
+    of ``suite.record_task``), reported into ``output``, and with ``export`` the row validation
+    ranks first written there; the flat results."""
+    options = _options(args)
+    extra = dict(extra or {})
     windows = load_windows(data, suite.record_task)
     counts, split_notes = _split_counts(windows, suite, "data")
     splits = [s for s in ("dev", "eval") if counts[s]]
-    n_classes = len(suite.classes)
-    train = windows.of_split("train")
-    lr, c = baselines.band_power_lr(train, n_classes, windows.of_split("dev"))  # C chosen on validation
-    riemannian, riemannian_chosen = tangent_space.tangent_space_lr(train, n_classes, windows.of_split("dev"))
-    predictors = {"class_prior": baselines.class_prior(train, n_classes), "band_power_lr": lr}
-    predictors["tangent_space_lr"] = riemannian
-    # the supervised deep baseline: trained on the training windows, its recipe chosen on validation
-    predictors["eegnet"], eegnet_settings = deep_baselines.eegnet(
-        train, windows.of_split("dev"), n_classes, cache=output / "baselines"
-    )
-    results = {name: predictor_results(predict, windows, splits, n_classes) for name, predict in predictors.items()}
-    opts = RecipeOptions.from_args(args, suite.task, finetune_defaults=suite.finetune_defaults)
+    opts = RecipeOptions.from_args(options, suite.task, finetune_defaults=suite.finetune_defaults)
     opts = dataclasses.replace(opts, record_task=suite.record_task)
-    folds = {"corpus": ("corpus_split=true",)}
-    reports = run_methods(data, output, args.methods, args.seeds, opts, folds, [data], ALTERNATIVES)
-    results.update(model_results(reports))
-    methods = {**BASELINES, **{m: METHODS[m].description for m in args.methods}}
-    chosen = {}
-    for name in (m for m in ALTERNATIVES if m in args.methods):
-        what = "eegfm's network alone: pretrained" if name == "eegfm" else METHODS[name].description
-        row = "eegfm_model" if name == "eegfm" else name
-        methods[name] = f"{what}; {CHOSEN}"
-        methods[f"{name}_full"] = f"{what}, fully fine-tuned on every seed (the {row} row's first candidate)"
-        chosen[f"{name}.chosen"] = [r["chosen"] for r in reports[name]["corpus"]]
-    if "eegfm" in args.methods:
-        recipe, rows, readout = recipe_rows(output, reports, windows, splits, n_classes, methods.pop("eegfm"))
-        results.update(recipe)  # "eegfm" becomes the recipe; the network alone is "eegfm_model"
-        methods = {**BASELINES, **rows, **{k: v for k, v in methods.items() if k not in BASELINES}}
-        chosen["eegfm_model.chosen"] = chosen.pop("eegfm.chosen")
-        chosen["eegfm.readout"] = readout
-    run = {"suite": suite.name, "seeds": list(args.seeds), "config": args.config, "windows": counts}
-    if note := reference_note(list(reports), opts, args.seeds):
+    reports = run_methods(
+        data, output, options.methods, options.seeds, opts, {"corpus": ("corpus_split=true",)}, [data], ALTERNATIVES
+    )
+    window_seconds = float(extra.get("window_seconds", 5.0))
+    context = Context(windows, suite.classes, output, options.seeds, window_seconds, reports, options.eegnet_max_epochs)
+    parts = PartProbabilities(windows, len(suite.classes))
+    results, intervals, fitted = {}, {}, {}
+    for name in selected_rows(options, reports):
+        log.info("benchmark: row %s", name)
+        fitted[name] = ROWS[name].fit(context)
+        results[name], intervals[name] = score_row(fitted[name], parts, splits)
+    chosen = {f"{name}.chosen": f.chosen for name, f in fitted.items() if f.chosen is not None}
+    run = {"suite": suite.name, "seeds": list(options.seeds), "config": options.config, "windows": counts}
+    if note := reference_note(list(reports), opts, options.seeds):
         split_notes.append(note)
     flat = report.flat_results(results)
+    flat.update({f"{name}.{key}": ci for name, found in intervals.items() for key, ci in found.items()})
+    methods = {name: ROWS[name].description for name in fitted}
+    ranked = rank_on_validation(results)
+    run.update({"classes": list(suite.classes), **chosen, **extra, "ranked_on_validation": ranked})
+    if options.export is not None and ranked:
+        from eegfm.evaluation.benchmark.export import export_row  # writes model folders: only when asked
+
+        run["exported"] = export_row(options.export, ranked[0], fitted[ranked[0]], results, flat, suite, data)
     text = report.markdown(suite.title, flat, methods, METRICS, [*split_notes, *notes], suite.published)
-    run.update({"classes": list(suite.classes), "band_power_lr.C": c, **chosen, **(extra or {})})
-    run["band_power_lr.C_chosen_by"] = baselines.C_CHOSEN_BY
-    run["tangent_space_lr.chosen"] = riemannian_chosen
-    run["eegnet.settings"] = eegnet_settings
+    text += report.chosen_markdown(run)
     report.write(output, flat, run, text, lambda p: report.plot(p, flat, list(methods), METRICS, suite.name))
     return flat
+
+
+def rank_on_validation(results: dict[str, Any]) -> list[str]:
+    """The rows by their mean validation score over seeds (``runs.validation_score``: the mean of
+    the window-level validation metrics), best first; test never ranks."""
+    scores = {}
+    for name, found in results.items():
+        val = found.get("val", {})
+        runs = len(next(iter(val.values()), []))
+        per_model = [validation_score({"val": {m: val[m][i] for m in val}}) for i in range(runs)]
+        finite = [s for s in per_model if np.isfinite(s)]
+        if finite:
+            scores[name] = float(np.mean(finite))
+    return sorted(scores, key=lambda n: -scores[n])

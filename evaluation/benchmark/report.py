@@ -46,6 +46,41 @@ def _cell(summary: Mapping[str, float] | None) -> str:
     return f"{summary['mean']:.3f} ± {summary['std']:.3f}" if runs > 1 else f"{summary['mean']:.3f}"
 
 
+def _splits(flat: Mapping[str, Mapping]) -> list[str]:
+    """The splits of the window-level keys (``method.split.metric``), in report order."""
+    found = {key.split(".")[1] for key in flat if key.count(".") == 2}
+    return sorted(found, key=["val", "test", "heldout"].index)
+
+
+def _interval_cell(summary: Mapping | None, interval: Mapping | None) -> str:
+    cell = _cell(summary)
+    if cell == "—" or not interval or not math.isfinite(interval.get("low", math.nan)):
+        return cell
+    return f"{cell} [{interval['low']:.3f}, {interval['high']:.3f}]"
+
+
+def _level_table(flat: Mapping, methods: Mapping[str, str], metrics: Sequence[str], split: str, level: str) -> list:
+    if not any(f"{name}.{split}.{level}.{m}" in flat for name in methods for m in metrics):
+        return []
+    people = next(
+        (
+            flat[k]["people"]
+            for k in flat
+            if k.startswith(f"{next(iter(methods))}.{split}.{level}.") and "people" in flat[k]
+        ),
+        None,
+    )
+    what = f"{split}, per {level}" + (f" ({people} people; 95 % interval over people)" if people else "")
+    lines = [f"### {what}", "", "| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
+    for name in methods:
+        cells = [
+            _interval_cell(flat.get(f"{name}.{split}.{level}.{m}"), flat.get(f"{name}.{split}.{level}.{m}_ci"))
+            for m in metrics
+        ]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
+    return [*lines, ""]
+
+
 def markdown(
     title: str,
     flat: Mapping[str, Mapping],
@@ -53,21 +88,40 @@ def markdown(
     metrics: Sequence[str],
     notes: Sequence[str] = (),
     published: Sequence[tuple[str, Mapping[str, float], str]] = (),
+    levels: Sequence[str] = ("recording", "subject"),
 ) -> str:
-    """One table per split present: a row per method (mean ± std over seeds), then the published rows."""
+    """One table per split present: a row per method (mean ± std over seeds), the published rows
+    under the test split alone (theirs is a test split); then per split and level (``levels``)
+    the recording- and person-level metrics with their intervals over people."""
     lines = [f"# {title}", ""]
-    splits = sorted({key.split(".")[1] for key in flat}, key=["val", "test", "heldout"].index)
+    splits = _splits(flat)
     for split in splits:
         lines += [f"## {split}", "", "| method | " + " | ".join(metrics) + " |", "|---" * (len(metrics) + 1) + "|"]
         for name, description in methods.items():
             cells = [_cell(flat.get(f"{name}.{split}.{metric}")) for metric in metrics]
             lines.append(f"| {description} (`{name}`) | " + " | ".join(cells) + " |")
-        if split == "test" or (published and split == splits[-1]):
+        if split == "test":
             for name, numbers, source in published:
                 cells = [f"{numbers[m]:.3f}" if m in numbers else "—" for m in metrics]
                 lines.append(f"| {name} (published, test split; {source}) | " + " | ".join(cells) + " |")
         lines.append("")
+        for level in levels:
+            lines += _level_table(flat, methods, metrics, split, level)
+    if published and "test" not in splits:
+        notes = [*notes, "published numbers are on the corpus's test split, which this run has not: not shown"]
     lines += [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def chosen_markdown(run: Mapping) -> str:
+    """What validation chose in the run (every ``*.chosen`` entry, the ranking, the export)."""
+    lines = ["", "## What validation chose", ""]
+    for key in sorted(k for k in run if k.endswith(".chosen")):
+        lines.append(f"- `{key}`: {json.dumps(run[key], default=str)}")
+    if run.get("ranked_on_validation"):
+        lines.append(f"- rows by validation score, best first: {', '.join(run['ranked_on_validation'])}")
+    if run.get("exported"):
+        lines.append(f"- exported: `{run['exported']['row']}` (model {run['exported']['model_index'] + 1} of the row)")
     return "\n".join(lines) + "\n"
 
 
@@ -75,7 +129,7 @@ def plot(path: Path, flat: Mapping[str, Mapping], methods: Sequence[str], metric
     """Grouped bars (mean, error bar: std over seeds) per metric, one panel per split."""
     from matplotlib.figure import Figure  # heavy: only when the figure is drawn
 
-    splits = sorted({key.split(".")[1] for key in flat}, key=["val", "test", "heldout"].index)
+    splits = _splits(flat)
     fig = Figure(figsize=(6 * len(splits) + 2, 4), layout="constrained")
     axes = fig.subplots(1, len(splits), squeeze=False)
     width = 0.8 / max(len(methods), 1)

@@ -28,6 +28,11 @@ default run past 45 minutes. eegfm's own rows run every seed (its seed ensemble 
 
 Each pretraining reads only the training split (``exclude_corpus_splits: [dev, eval]``) plus any
 ``unlabeled`` folders, so no validation or test subject's window reaches it, even unlabeled.
+
+Each pretraining, scratch initialisation and run folder carries ``fingerprint.json``
+(``benchmark.fingerprint``): the data folder's fingerprint (the labels, split, classes and window
+length it was made from), the preset and overrides, and for a run its method, seed and encoder. A
+rerun whose fingerprint differs makes the folder anew, with a warning; the same one reuses it.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ import torch
 from eegfm.contract import layout
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
+from eegfm.evaluation.benchmark import fingerprint
 from eegfm.model.modeling import EEGFMForPretraining
 from eegfm.training import ensemble as ensembling
 from eegfm.training import finetune as finetuning
@@ -203,6 +209,15 @@ def pretrain(data: Sequence[str], output: Path, opts: RecipeOptions, architectur
         argv += ["--set", item]
     if architecture != "eegfm":
         argv += ["--set", f"architecture={architecture}", "--set", "model_overrides={}"]
+    fields = {
+        "data": [fingerprint.identity(d) for d in data],
+        "unlabeled": [fingerprint.identity(d) for d in opts.unlabeled],
+        "config": fingerprint.config_identity(opts.config),
+        "steps": opts.pretrain_steps,
+        "settings": list(opts.pretrain_set),
+        "architecture": architecture,
+    }
+    fingerprint.refresh(output, fields, f"pretraining {architecture}")
     if not (output / "model" / "config.json").is_file():
         _run(pretraining.main, argv, "pretraining")
     return output / "model"
@@ -211,6 +226,8 @@ def pretrain(data: Sequence[str], output: Path, opts: RecipeOptions, architectur
 def untrained(output: Path, opts: RecipeOptions, seed: int) -> Path:
     """The pretraining architecture with seeded random weights, saved as a model folder."""
     folder = output / f"seed{seed}"
+    fields = {"config": fingerprint.config_identity(opts.config), "settings": list(opts.pretrain_set), "seed": seed}
+    fingerprint.refresh(folder, fields, "random initialisation")
     if not (folder / "config.json").is_file():
         cfg = load_config(opts.config, "pretrain", list(opts.pretrain_set))
         torch.manual_seed(seed)
@@ -223,8 +240,10 @@ def finetune(
 ) -> dict:
     """One fine-tuning run (``split``: the settings choosing its held-out subjects or site;
     ``encoder``: None for an architecture trained from scratch); returns its eval.json (reused
-    where the run already finished)."""
+    where the run already finished with the same fingerprint, :func:`run_fields`)."""
     report = output / layout.EVAL
+    encoder_id = fingerprint.identity(encoder) if encoder is not None else None
+    fingerprint.refresh(output, run_fields(data, method, seed, opts, split, encoder=encoder_id), "fine-tuning")
     if not report.is_file():
         argv = ["--data", data, "--output", str(output), "--config", opts.config, "--task", opts.task]
         argv += ["--mode", method.mode, "--architecture", method.architecture, "--wandb", "disabled"]
@@ -234,6 +253,23 @@ def finetune(
             argv += ["--set", item]
         _run(finetuning.main, argv, f"fine-tuning {method.name} seed {seed}")
     return json.loads(report.read_text(encoding="utf-8"))
+
+
+def run_fields(data: str, method: Method, seed: int, opts: RecipeOptions, split: Sequence[str], **more) -> dict:
+    """What a run's folder depends on: the data folder's fingerprint (its labels, split, classes and
+    window length), the method, seed, split settings, preset and overrides, and ``more`` (its
+    encoder, or the runs it stacks)."""
+    recipe = (method.name, method.mode, method.architecture, method.subject_fraction, list(method.settings))
+    return {
+        "data": fingerprint.identity(data),
+        "method": recipe,
+        "seed": seed,
+        "split": list(split),
+        "config": fingerprint.config_identity(opts.config),
+        "settings": list(opts.finetune_set),
+        "task": (opts.task, opts.record_task),
+        **more,
+    }
 
 
 def _split_settings(split: Sequence[str], seed: int, method: Method) -> list[str]:
@@ -253,8 +289,10 @@ def stack(
     split: Sequence[str],
 ) -> dict:
     """The members' runs stacked (``training.ensemble``, weights fitted on the same split's
-    validation windows); returns its eval.json (reused where it exists)."""
+    validation windows); returns its eval.json (reused where it exists with the same fingerprint)."""
     report = output / layout.EVAL
+    members_id = [fingerprint.identity(member) for member in members]
+    fingerprint.refresh(output, run_fields(data, method, seed, opts, split, members=members_id), "stacking")
     if not report.is_file():
         argv = ["--members", *map(str, members), "--data", data, "--output", str(output), "--config", opts.config]
         for item in (*_split_settings(split, seed, method), *opts.finetune_set, f"task={opts.task}"):

@@ -12,7 +12,10 @@ What it reads:
   suite's, whose held-out sites it never sees;
 - any ``--unlabeled`` folders of preprocessed windows.
 
-``OUT/pretrain/model`` is the encoder; ``OUT/encoder.json`` says what went into it. Publish it as a
+``OUT/pretrain/model`` is the encoder; ``OUT/encoder.json`` says what went into it, with the
+content hash (SHA-256 of the file's bytes; hashes only, never names) of every recording whose
+windows pretraining read, so that a benchmark refuses to fine-tune it on a validation or test
+recording it pretrained on (``benchmark.folder``). Publish it as a
 versioned release with ``python -m eegfm.serving.model_store publish OUT/pretrain MODEL_URL``.
 """
 
@@ -25,7 +28,12 @@ from typing import Any
 
 from eegfm.contract import layout
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark.preprocessing import benchmark_key, preprocess_windows
+from eegfm.evaluation.benchmark.preprocessing import (
+    ENCODER_RECORDINGS,
+    benchmark_key,
+    preprocess_windows,
+    pretraining_recordings,
+)
 from eegfm.evaluation.benchmark.runs import RecipeOptions, pretrain
 from eegfm.evaluation.benchmark.simulated import simulate_and_preprocess
 
@@ -71,6 +79,7 @@ def run(args) -> dict[str, Any]:
         pretrain_set=tuple(args.pretrain_set),
     )
     model = pretrain(list(data.values()), output / "pretrain", opts)
+    pretrained = [*data.values(), *opts.unlabeled]
     record = {
         "model": str(model.relative_to(output)),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
@@ -79,6 +88,8 @@ def run(args) -> dict[str, Any]:
         "corpora": {name: _windows(folder) for name, folder in data.items()},
         "unlabeled_folders": len(args.unlabeled),
         "held_out": "eegmat subjects 28-35 (validation and test); nothing else is any benchmark's test data",
+        # a benchmark's leak check reads these: the same bytes under any name are the same recording
+        ENCODER_RECORDINGS: sorted(set().union(*(pretraining_recordings(d, key) for d in pretrained))),
     }
     (output / "encoder.json").write_text(json.dumps(record, indent=2) + "\n")
     log.info(

@@ -23,7 +23,8 @@ class WindowSet:
     """Labeled windows of one task. ``eeg`` float32 [N, 19, T] in uV; ``channel_mask`` [N, 19]
     (1 measured, 0 interpolated); ``label`` int64 [N]
     (-1 where a window has only votes); ``votes`` float32 [N, C] (zeros without votes);
-    ``subject`` and ``split`` (``train``/``dev``/``eval``) one string per window."""
+    ``subject``, ``recording`` (pseudonyms), ``site`` and ``split`` (``train``/``dev``/``eval``) one
+    string per window."""
 
     eeg: np.ndarray
     channel_mask: np.ndarray
@@ -31,6 +32,7 @@ class WindowSet:
     votes: np.ndarray
     subject: np.ndarray
     site: np.ndarray
+    recording: np.ndarray
     split: np.ndarray
 
     def __len__(self) -> int:
@@ -73,7 +75,8 @@ def load_windows(data: str | Sequence[str], task: str, *, batch: int = 256) -> W
         collated = collate(pending)  # float32 eeg and channel_mask
         for name in _ARRAYS:
             parts[name].append(collated[name].numpy())
-        for name, key in (("subject", "subject_id"), ("site", "site_id"), ("split", "corpus_split")):
+        keys = ("subject", "subject_id"), ("site", "site_id"), ("recording", "recording_id"), ("split", "corpus_split")
+        for name, key in keys:
             parts[name] += [w.text(key) for w in pending]
         pending.clear()
 

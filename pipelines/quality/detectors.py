@@ -13,7 +13,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from eegfm.pipelines.features import band_weights
+from eegfm.core.dsp.bands import band_weights
 from eegfm.pipelines.line_noise import LINE_FREQUENCIES, line_windows
 from eegfm.pipelines.quality.rules import QualityConfig
 

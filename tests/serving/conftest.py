@@ -50,7 +50,8 @@ def hms6_run(tmp_path_factory) -> Path:
 
 def validate_prediction(recording: dict) -> None:
     """Check one recording's output against serving/prediction.schema.json, and what a schema cannot
-    say: each window's probabilities sum to 1 and its predicted class is the most likely."""
+    say: each window's probabilities sum to 1 and its predicted class is the most likely; the
+    recording's answer is its windows' mean, sums to 1, lies in its interval and names its top class."""
     import json
     import math
     from importlib import resources
@@ -67,3 +68,16 @@ def validate_prediction(recording: dict) -> None:
             assert math.isclose(sum(probabilities.values()), 1.0, abs_tol=1e-6)
             assert window["predicted_class"] == max(probabilities, key=probabilities.get)
             assert window["confidence"] == max(probabilities.values())
+    if recording["status"] == "processed" and len(recording["labels"]) > 1:
+        answer = recording["recording"]
+        probabilities, low, high = answer["probabilities"], answer["low"], answer["high"]
+        assert list(probabilities) == recording["labels"] and answer["n_windows"] == recording["windows"]
+        assert math.isclose(sum(probabilities.values()), 1.0, abs_tol=1e-6)
+        assert answer["predicted"] == max(probabilities, key=probabilities.get) == recording["predicted"]
+        for k, label in enumerate(recording["labels"]):
+            mean = sum(w["outputs"][k] for w in recording["window_predictions"]) / recording["windows"]
+            assert math.isclose(probabilities[label], mean, abs_tol=1e-6)
+            assert (low is None) == (high is None) == (recording["windows"] < 2)
+            assert low is None or low[label] <= probabilities[label] <= high[label]
+    else:
+        assert "recording" not in recording

@@ -65,6 +65,27 @@ def test_an_uploaded_recording_gets_the_predictors_answer(server, raw_sites, cap
     assert f"client=127.0.0.1 {key_fingerprint(API_KEY)}" in caplog.text and API_KEY not in caplog.text
 
 
+def test_each_recording_of_a_reply_carries_its_answer_with_an_interval(server, shared_data):
+    recording = (shared_data / "eegmat" / "Subject00_1.edf").read_bytes()  # 180 s at rest: 18 windows
+    status, reply, _ = server.request("POST", "/v1/predict?filename=visit.edf", recording, RAW)
+    assert status == 200
+    [scored] = reply["recordings"]
+    validate_prediction(scored)  # the answer is the windows' mean, in its interval, as the schema says
+    answer = scored["recording"]
+    assert answer["n_windows"] == scored["windows"] == 18 and answer["level"] == 0.95
+    windows = np.array(
+        [[w["class_probabilities"][label] for label in ("rest", "task")] for w in scored["window_predictions"]]
+    )
+    np.testing.assert_allclose([answer["probabilities"][label] for label in ("rest", "task")], windows.mean(axis=0))
+    assert all(answer["low"][label] < answer["high"][label] for label in ("rest", "task"))
+    assert answer["predicted"] == scored["predicted"]
+    # the same recording again: the same answer (the interval's bootstrap is seeded)
+    assert (
+        server.request("POST", "/v1/predict?filename=visit.edf", recording, RAW)[1]["recordings"][0]["recording"]
+        == answer
+    )
+
+
 def test_multipart_uploads_and_curls_default_content_type_are_recordings_too(server, raw_sites):
     recording = raw_sites / "hospital0" / "Subject00_2.edf"
     boundary = "eegfm-test-boundary"

@@ -34,6 +34,8 @@ def test_the_page_and_its_assets_are_local_and_need_no_key(server):
         assert status == 200 and headers["content-type"].startswith(TYPES[asset[asset.rindex(".") :]])
         assert len(body) > 500
     assert server.request("GET", "/static/missing.js")[0] == 404
+    # the recording's answer comes first, above its EEG and its class timeline
+    assert html.index('id="answer"') < html.index('id="eeg"') < html.index('id="timeline"')
 
 
 def test_a_window_is_explained_per_class_with_a_verdict(server, shared_data):

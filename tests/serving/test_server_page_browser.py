@@ -9,6 +9,7 @@ default 7 µV/mm, a window explained)."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -64,6 +65,7 @@ def test_a_recording_is_uploaded_drawn_and_a_window_explained(server, shared_dat
         assert page.evaluate("document.getElementById('uncertainty').dataset.windows") == "6"
         assert page.evaluate("document.getElementById('minutes').rows.length") == 2  # rest, task
         assert page.evaluate("document.getElementById('recommendation').textContent")
+        _the_answer_is_shown_above_the_timeline(page)
         timeline = box(page, "timeline")
         page.click(timeline[0] + timeline[2] * 0.5, timeline[1] + timeline[3] * 0.5)  # mid 62 s: window 2 or 3
         title = page.wait_for(EXPLAINED, timeout=60)
@@ -82,6 +84,21 @@ def test_a_recording_is_uploaded_drawn_and_a_window_explained(server, shared_dat
             page.screenshot(os.environ["EEGFM_PAGE_SCREENSHOT"])
         assert page.console_errors() == []
         assert page.evaluate("sessionStorage.getItem('eegfm-api-key')") == API_KEY
+
+
+def _the_answer_is_shown_above_the_timeline(page) -> None:
+    """The recording's answer: its class, probability, interval and windows, then a row per class,
+    above the class timeline."""
+    assert page.evaluate("document.getElementById('answer').hidden") is False
+    predicted = page.evaluate("document.getElementById('answer').dataset.predicted")
+    said = page.evaluate("document.getElementById('answer-predicted').textContent")
+    assert predicted in ("rest", "task") and re.fullmatch(
+        rf"{predicted} [01]\.\d\d \([01]\.\d\d–[01]\.\d\d\), 6 windows", said
+    )
+    rows = page.evaluate("Array.from(document.getElementById('answer-classes').rows).map((r) => r.textContent)")
+    assert len(rows) == 2 and re.match(r"rest[01]\.\d\d", rows[0]) and re.match(r"task[01]\.\d\d", rows[1])
+    tops = page.evaluate("['answer', 'timeline'].map((id) => document.getElementById(id).getBoundingClientRect().top)")
+    assert tops[0] < tops[1]
 
 
 def _drive_the_eeg(page) -> None:

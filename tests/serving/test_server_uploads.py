@@ -37,6 +37,18 @@ def eeg_half_minute(shared_data):
     return signals, raw.info["sfreq"], list(raw.ch_names), mne.io.RawArray(signals * 1e-6, raw.info, verbose="error")
 
 
+def test_a_recording_of_one_window_gets_its_answer_without_an_interval(server, eeg_half_minute):
+    signals, sfreq, names, _ = eeg_half_minute
+    status, reply, _ = _post_json(
+        server, {"signals": signals[:, : int(12 * sfreq)].tolist(), "sfreq": sfreq, "channel_names": names}
+    )
+    assert status == 200
+    [scored] = reply["recordings"]
+    answer = scored["recording"]
+    assert scored["windows"] == answer["n_windows"] == 1 and answer["low"] is None and answer["high"] is None
+    assert answer["probabilities"] == pytest.approx(scored["window_predictions"][0]["class_probabilities"])
+
+
 def _post_json(server, document, **dumps):
     return server.request("POST", "/v1/predict", json.dumps(document, **dumps).encode(), JSON)
 

@@ -197,6 +197,49 @@ function renderSummary(recording) {
   );
 }
 
+// "task 0.91 (0.85–0.95)": a class's probability over the recording and its interval (none with one window).
+function answerText(answer, label) {
+  const p = answer.probabilities[label].toFixed(2);
+  return answer.low ? `${p} (${answer.low[label].toFixed(2)}–${answer.high[label].toFixed(2)})` : p;
+}
+
+// The recording's answer, above its timeline: the most likely class, then each class's
+// probability with its interval as a number and a bar (a regression head has none: hidden).
+function renderAnswer(recording) {
+  const answer = recording.recording;
+  $("answer").hidden = !answer;
+  if (!answer) return;
+  $("answer").dataset.predicted = answer.predicted;
+  const windows = `${answer.n_windows} window${answer.n_windows === 1 ? "" : "s"}`;
+  $("answer-predicted").textContent = `${answer.predicted} ${answerText(answer, answer.predicted)}, ${windows}`;
+  const table = $("answer-classes");
+  table.replaceChildren();
+  page.labels.forEach((label, c) => {
+    const row = table.insertRow();
+    const swatch = element("i");
+    swatch.style.cssText = `display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;background:${COLOURS[c % COLOURS.length]}`;
+    row.insertCell().append(swatch, label);
+    const cell = row.insertCell();
+    cell.textContent = answerText(answer, label);
+    cell.className = "n";
+    const bar = element("span", undefined, "bar");
+    const fill = element("span", undefined, "fill");
+    fill.style.width = `${100 * answer.probabilities[label]}%`;
+    fill.style.background = COLOURS[c % COLOURS.length];
+    bar.append(fill);
+    if (answer.low) {
+      const interval = element("span", undefined, "interval");
+      interval.style.left = `${100 * answer.low[label]}%`;
+      interval.style.width = `${Math.max(0.5, 100 * (answer.high[label] - answer.low[label]))}%`;
+      bar.append(interval);
+    }
+    row.insertCell().append(bar);
+  });
+  $("answer-windows").textContent = answer.low
+    ? `${Math.round(100 * answer.level)} % intervals`
+    : "one window: too few for an interval";
+}
+
 function render(reply) {
   const recording = reply.recordings.find((r) => r.status === "processed");
   if (!recording) {
@@ -212,6 +255,7 @@ function render(reply) {
   $("result").hidden = false;
   $("explanation").hidden = true;
   renderSummary(recording);
+  renderAnswer(recording);
   page.eegSpan = undefined;
   drawTimeline(recording.window_predictions, page.labels);
   drawUncertainty(recording.window_predictions);

@@ -1,19 +1,38 @@
 """The folder benchmark on real recordings: eegmat's files with a CSV of file,subject,label,split
-run end to end (tiny), a seeded split when the CSV has none, an error naming the line for each bad
-row, and no validation or test subject's window in any training loader."""
+run end to end (tiny), a seeded split stratified by label when the CSV has none, a warning for a
+split with one person of a class, an error naming the line for each bad row, no validation or test
+subject's window in any training loader, no validation or test recording in ``--unlabeled`` or the
+shared encoder's pretraining data, and the data folder made anew when its fingerprint changes."""
 
 from __future__ import annotations
 
+import argparse
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from eegfm.evaluation.benchmark import fingerprint, preprocessing
 from eegfm.evaluation.benchmark.cli import main
-from eegfm.evaluation.benchmark.folder import check_splits, read_label_table, seeded_split
+from eegfm.evaluation.benchmark.folder import (
+    check_pretraining_data,
+    check_splits,
+    data_fields,
+    pipeline_labels,
+    preprocess,
+    read_label_table,
+    seeded_split,
+    split_warnings,
+    strata,
+)
+from eegfm.evaluation.benchmark.labeled import metrics_of
+from eegfm.evaluation.benchmark.preprocessing import ENCODER_RECORDINGS, pretraining_recordings
+from eegfm.serving.predict import main as predict_main
 from eegfm.training.data import scan_windows
-from tests.evaluation.benchmark.test_eegmat import loader_batches
+from tests.evaluation.benchmark.test_eegmat import loader_batches, tiny_data
 
 # subject -> split: two training subjects, one validation, one test
 SPLIT = {"00": "train", "01": "train", "28": "val", "29": "test"}
@@ -52,10 +71,39 @@ def tiny_run(shared_data, tmp_path_factory):
         argv = ["folder", "--data", str(base / NAMED_ROOT), "--labels", str(labels), "--output", str(base / "out")]
         argv += ["--config", "cpu-tiny", "--seeds", "0", "--methods", "eegfm", "cbramod", "labram"]
         argv += ["cbramod_pretrained"]  # its own pretraining reads the training windows alone too
-        argv += ["--pretrain_steps", "4"]
+        argv += ["--pretrain_steps", "4", "--eegnet_max_epochs", "2", "--export", str(base / "export")]
         argv += ["--finetune_set", "epochs=1", "--pretrain_set", "val_fraction=0"]
         assert main(argv) == 0
     return base / "out", seen
+
+
+def test_the_exported_winner_served_by_predict_reproduces_its_test_figures(tiny_run, shared_data, tmp_path):
+    """--export writes the row validation ranks first; eegfm-predict on it, over the run's test
+    recordings, gives the benchmark's window-level test metrics of that row's exported model."""
+    output, _ = tiny_run
+    report = json.loads((output / "benchmark.json").read_text())
+    exported = report["run"]["exported"]
+    assert exported["row"] == report["run"]["ranked_on_validation"][0]
+    export = output.parent / "export"
+    card = json.loads((export / "fused.json").read_text())["card"]
+    assert card["row"] == exported["row"] and card["labels"] == ["arithmetic", "rest"]
+    assert (export / "preprocess.json").is_file() and (export / "README.md").is_file()
+    probs, labels = [], []
+    for part, label in ((1, "rest"), (2, "arithmetic")):  # subject 29 is the test split
+        folder = tmp_path / label
+        argv = ["--model", str(export), "--input", str(shared_data / "eegmat" / f"Subject29_{part}.edf")]
+        assert predict_main([*argv, "--output", str(folder), "--no_plots"]) == 0
+        rows = list(csv.DictReader((folder / "predictions.csv").open()))
+        probs += [[float(row["arithmetic"]), float(row["rest"])] for row in rows]
+        labels += [card["labels"].index(label)] * len(rows)
+    found = metrics_of(np.array(probs), np.array(labels), np.array([0.5, 0.5]))
+    for metric in ("balanced_accuracy", "auroc", "auprc"):
+        expected = report[f"{exported['row']}.test.{metric}"]["runs"][exported["model_index"]]
+        assert found[metric] == pytest.approx(expected, abs=0.005), metric
+    # the answer per recording and per person, with intervals over people, for every row
+    for row in ("eegfm", "band_power_lr", "spectral_readout", "eegnet_stack"):
+        assert 0.0 <= report[f"{row}.val.subject.auroc"]["mean"] <= 1.0
+        assert report[f"{row}.val.subject.auroc_ci"]["people"] == 1  # one validation person: no interval
 
 
 def test_the_folder_run_reports_every_method_split_and_metric(tiny_run):
@@ -70,6 +118,8 @@ def test_the_folder_run_reports_every_method_split_and_metric(tiny_run):
     assert report["run"]["windows"] == {"train": 2, "dev": 1, "eval": 1}
     assert report["run"]["classes"] == ["arithmetic", "rest"] and report["run"]["dropped_lines"] == [10]
     assert "--labels lines 10: no window" in (output / "benchmark.md").read_text()
+    assert "test: 1 person of class 'rest' (fewer than two" in (output / "benchmark.md").read_text()
+    assert (output / "data" / "fingerprint.json").is_file() and (output / "pretrain" / "fingerprint.json").is_file()
     assert report["band_power_lr.val.auroc"]["mean"] > 0.6  # the band powers beat chance
     assert (output / "benchmark.png").stat().st_size > 10_000
     # the folder's, files' and subjects' names are the user's: none reaches the outputs
@@ -148,3 +198,153 @@ def test_the_command_says_what_is_wrong_and_exits_2(shared_data, tmp_path, capsy
     argv = ["folder", "--data", str(tmp_path / "recordings"), "--labels", str(labels), "--output", str(tmp_path / "o")]
     assert main(argv) == 2
     assert "--labels line 4: file: the same file as line 2" in capsys.readouterr().err
+
+
+def _one_label_each(shared: Path, folder: Path, labels: dict[str, str]) -> Path:
+    """A table of one recording per subject (``labels``: eegmat subject -> class), linked under
+    ``folder/recordings``, without a split column; the CSV's path."""
+    (folder / "recordings").mkdir(parents=True, exist_ok=True)
+    with (folder / "labels.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["file", "subject", "label"])
+        for subject, label in labels.items():
+            name = f"Subject{subject}_1.edf"
+            (folder / "recordings" / name).symlink_to(shared / "eegmat" / name)
+            writer.writerow([name, f"p{subject}", label])
+    return folder / "labels.csv"
+
+
+def test_the_drawn_split_is_stratified_by_label_and_seeded(shared_data, tmp_path):
+    # 7 controls and 3 patients: an unstratified draw of 2 held-out people often misses the patients
+    labels = {f"{i:02d}": "patient" if i < 3 else "control" for i in range(10)}
+    rows, _ = read_label_table(_one_label_each(shared_data, tmp_path, labels), tmp_path / "recordings")
+    draws = set()
+    for seed in range(6):
+        drawn = seeded_split(rows, seed)
+        assert drawn == seeded_split(rows, seed)  # deterministic for a seed
+        for split in ("val", "test"):
+            assert {row.label for row in drawn if row.split == split} == {"control", "patient"}, (seed, split)
+        assert check_splits(drawn) == ("control", "patient")
+        draws.add(tuple(row.split for row in drawn))
+    assert len(draws) > 1  # the seed draws
+    # subjects with rows of two labels form a stratum of their own (eegmat: rest and arithmetic per person)
+    assert strata(rows) == {"control": [f"p{i:02d}" for i in range(3, 10)], "patient": ["p00", "p01", "p02"]}
+    # three people of three classes: still one in validation and one in test
+    rows, _ = read_label_table(
+        _one_label_each(shared_data, tmp_path / "three", {"00": "a", "01": "b", "02": "c"}),
+        tmp_path / "three" / "recordings",
+    )
+    assert sorted(row.split for row in seeded_split(rows, 0)) == ["test", "train", "val"]
+
+
+def test_a_split_with_one_person_of_a_class_is_warned_of_without_names(shared_data, tmp_path, caplog):
+    rows, _ = read_label_table(labeled_folder(shared_data, tmp_path), tmp_path / "recordings")
+    notes = split_warnings(rows, check_splits(rows))
+    assert notes == [
+        f"{split}: 1 person of class {name!r} (fewer than two: its metrics are one person's)"
+        for split in ("val", "test")
+        for name in ("arithmetic", "rest")
+    ]
+    assert notes[-1] in caplog.text and "p29" not in caplog.text and "Subject" not in caplog.text
+    two_each = {"00": "train", "01": "train", "28": "val", "29": "val", "30": "test", "31": "test"}
+    rows, _ = read_label_table(labeled_folder(shared_data, tmp_path / "two", two_each), tmp_path / "two" / "recordings")
+    assert split_warnings(rows, check_splits(rows)) == []
+
+
+def _fake_pipeline(monkeypatch) -> list[list[str]]:
+    """The pipeline replaced by one that writes an empty manifest: the calls, to count them."""
+    calls = []
+
+    def run(argv):
+        calls.append(argv)
+        out = Path(argv[argv.index("--output") + 1])
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "manifest.json").write_text("{}")
+
+    monkeypatch.setattr(preprocessing.pipeline, "run", run)
+    return calls
+
+
+def test_the_data_folder_is_made_anew_when_its_fingerprint_changes(shared_data, tmp_path, monkeypatch, caplog):
+    calls = _fake_pipeline(monkeypatch)
+    rows, _ = read_label_table(labeled_folder(shared_data, tmp_path), tmp_path / "recordings")
+    key, out = tmp_path / "key", tmp_path / "out" / "data"
+
+    def preprocessed(rows, classes=("arithmetic", "rest"), window_seconds=5.0):
+        labels_csv = pipeline_labels(rows, classes, tmp_path / "out" / "labels")
+        fields = data_fields(rows, classes, labels_csv, window_seconds)
+        return preprocess(rows, labels_csv, out, window_seconds, key, fields)
+
+    preprocessed(rows)
+    preprocessed(rows)
+    assert len(calls) == 1  # the same inputs: reused
+    stored = (out / "fingerprint.json").read_text()
+    assert "p00" not in stored and "Subject" not in stored and "rest" not in stored  # hashes only
+    changes = [
+        ({"window_seconds": 4.0}, "the window length"),
+        ({"classes": ("rest", "arithmetic")}, "the classes or their order"),
+        ({"rows": [dataclasses.replace(rows[0], subject="p01"), *rows[1:]]}, "the labels table"),
+        ({"rows": [dataclasses.replace(rows[0], split="val"), *rows[1:]]}, "the split"),
+    ]
+    for change, named in changes:
+        caplog.clear()
+        preprocessed(**{"rows": rows, **change})
+        assert named in caplog.text and "preprocessing again" in caplog.text, change
+        preprocessed(rows)  # back to the first inputs: made anew again
+    assert len(calls) == 1 + 2 * len(changes)
+    # an output from before fingerprints is made anew once
+    (out / "fingerprint.json").unlink()
+    preprocessed(rows)
+    preprocessed(rows)
+    assert len(calls) == 2 + 2 * len(changes)
+
+
+def test_a_validation_or_test_recording_in_unlabeled_data_is_refused(shared_data, tmp_path, capsys):
+    # a real preprocessed folder: subject 00 (training: pretraining reads it) and 28 (held out)
+    unlabeled = tiny_data(tmp_path / "unlabeled", shared_data, ("00", "28"))
+    key = tmp_path / "unlabeled" / "key"
+    sha = {
+        name: fingerprint.file_digest(shared_data / "eegmat" / name) for name in ("Subject00_2.edf", "Subject28_1.edf")
+    }
+    assert sha["Subject00_2.edf"] in pretraining_recordings(unlabeled, key)
+    assert sha["Subject28_1.edf"] not in pretraining_recordings(unlabeled, key)  # its windows are held out
+    other = tmp_path / "other.key"
+    other.write_text("0" * 64 + "\n")
+    other.chmod(0o600)
+    assert sha["Subject28_1.edf"] in pretraining_recordings(unlabeled, other)  # held out under a key not told
+    # the benchmark's test subject is unlabeled subject 00 under another name
+    labels = labeled_folder(shared_data, tmp_path / "bench", {"01": "train", "02": "train", "28": "val", "00": "test"})
+    rows, _ = read_label_table(labels, tmp_path / "bench" / "recordings")
+    args = argparse.Namespace(unlabeled=[str(unlabeled)], shared_encoder=None)
+    with pytest.raises(ValueError) as err:
+        check_pretraining_data(rows, args, key)
+    assert str(err.value) == (
+        "--labels line 8 (split test): its recording is also in --unlabeled's pretraining data; a test recording "
+        "must not be pretrained on (as is line 9)"
+    )
+    # subject 28's windows are held out of the unlabeled folder's pretraining: not a leak
+    assert check_pretraining_data([r for r in rows if r.split != "test"], args, key) == []
+    # the command: exit 2, before any work, naming the line
+    argv = ["folder", "--data", str(tmp_path / "bench" / "recordings"), "--labels", str(labels)]
+    argv += ["--output", str(tmp_path / "o"), "--unlabeled", str(unlabeled), "--pseudonym_key_file", str(key)]
+    assert main(argv) == 2
+    assert "--labels line 8 (split test): its recording is also in --unlabeled's" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "data").exists()
+
+
+def test_a_validation_or_test_recording_the_shared_encoder_read_is_refused(shared_data, tmp_path):
+    labels = labeled_folder(shared_data, tmp_path)  # 28 validation, 29 test
+    rows, _ = read_label_table(labels, tmp_path / "recordings")
+    model = tmp_path / "shared" / "pretrain" / "model"
+    model.mkdir(parents=True)
+    args = argparse.Namespace(unlabeled=[], shared_encoder=str(model))
+    record = {ENCODER_RECORDINGS: [fingerprint.file_digest(shared_data / "eegmat" / "Subject28_2.edf")]}
+    (tmp_path / "shared" / "encoder.json").write_text(json.dumps(record))
+    with pytest.raises(
+        ValueError, match=r"^--labels line 7 \(split val\): its recording is also in --shared_encoder's"
+    ):
+        check_pretraining_data(rows, args, tmp_path / "key")
+    # an older encoder.json, without the hashes: a warning that the check could not be made
+    (tmp_path / "shared" / "encoder.json").write_text(json.dumps({"config": "cpu-tiny"}))
+    (note,) = check_pretraining_data(rows, args, tmp_path / "key")
+    assert note.startswith("--shared_encoder:") and "could not be checked" in note

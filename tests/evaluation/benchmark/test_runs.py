@@ -1,10 +1,16 @@
 """Choosing between fine-tuning recipes on validation (``runs.run_methods``' alternatives):
-the row takes, per fold and seed, the run with the best validation metrics, never the test's."""
+the row takes, per fold and seed, the run with the best validation metrics, never the test's; and
+a pretraining or run folder is reused while its fingerprint is the same, made anew otherwise."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
+
 import pytest
 
+from eegfm.evaluation.benchmark import fingerprint, runs
 from eegfm.evaluation.benchmark.cli import build_parser
 from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, choose_runs, validation_score
 
@@ -48,3 +54,49 @@ def test_reference_rows_run_the_first_seed_unless_reference_seeds_says_otherwise
     assert chosen.seeds_of(METHODS["cbramod"], args.seeds) == [4, 5]
     assert chosen.seeds_of(METHODS["labram_probe"], args.seeds) == [4, 5]
     assert chosen.seeds_of(METHODS["eegfm"], args.seeds) == [3, 4]
+
+
+def _fake(monkeypatch, module, marker: str) -> list[list[str]]:
+    """``module.main`` replaced by one that writes ``marker`` under its ``--output``: the calls."""
+    calls = []
+
+    def main(argv):
+        calls.append(argv)
+        path = Path(argv[argv.index("--output") + 1]) / marker
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"val": {}}')
+        return 0
+
+    monkeypatch.setattr(module, "main", main)
+    return calls
+
+
+def test_pretraining_and_runs_are_made_anew_when_what_they_depend_on_changes(tmp_path, monkeypatch, caplog):
+    pretrainings = _fake(monkeypatch, runs.pretraining, "model/config.json")
+    finetunings = _fake(monkeypatch, runs.finetuning, "eval.json")
+    data = tmp_path / "data"
+    fingerprint.write(data, {"labels": "a", "window_seconds": 5.0})  # as preprocessing leaves it
+    opts = RecipeOptions(config="cpu-tiny", task="binary", pretrain_steps=4)
+    method, split = METHODS["eegfm"], ("corpus_split=true",)
+
+    def both(opts=opts, seed=0):
+        encoder = runs.pretrain([str(data)], tmp_path / "pretrain", opts)
+        runs.finetune(str(data), encoder, tmp_path / "runs" / "eegfm" / "corpus" / "seed0", method, seed, opts, split)
+
+    both()
+    (tmp_path / "pretrain" / "leftover").write_text("from the first pretraining")
+    both()
+    assert (len(pretrainings), len(finetunings)) == (1, 1)  # the same inputs: both reused
+    fingerprint.write(data, {"labels": "b", "window_seconds": 5.0})  # the labels table changed: new windows
+    both()
+    assert (len(pretrainings), len(finetunings)) == (2, 2)
+    assert "pretrain: the data folder changed since it was made: recomputing it" in caplog.text
+    assert not (tmp_path / "pretrain" / "leftover").exists()  # the stale folder was removed, not mixed in
+    both(dataclasses.replace(opts, pretrain_steps=8))  # pretraining changed: so did the encoder of the run
+    assert (len(pretrainings), len(finetunings)) == (3, 3)
+    caplog.clear()
+    both(dataclasses.replace(opts, pretrain_steps=8, finetune_set=("epochs=1",)), seed=1)
+    assert (len(pretrainings), len(finetunings)) == (3, 4)
+    assert "seed0: the seed, the overrides changed" in caplog.text and "(pretraining" not in caplog.text
+    stored = json.loads((tmp_path / "runs" / "eegfm" / "corpus" / "seed0" / "fingerprint.json").read_text())
+    assert {"data", "encoder", "method", "seed", "config", "settings"} <= set(stored["fields"])

@@ -1,6 +1,7 @@
 """The shared encoder: one pretraining over every real corpus at hand (tiny here: two eegmat
-subjects and eegmmi), held-out subjects never read, then fine-tuned by a benchmark beside its own
-pretraining as the ``eegfm_shared`` row."""
+subjects and eegmmi), held-out subjects never read (nor listed among the recordings it read, by
+content hash), then fine-tuned by a benchmark beside its own pretraining as the ``eegfm_shared``
+row: its validation subjects were held out of the encoder, so the leak check lets it run."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ import json
 import pytest
 
 from eegfm.evaluation.benchmark.cli import main
+from eegfm.evaluation.benchmark.fingerprint import file_digest
+from eegfm.evaluation.benchmark.preprocessing import ENCODER_RECORDINGS
 from eegfm.training.data import scan_windows
 from tests.evaluation.benchmark.test_eegmat import eegmat_subset, loader_batches
 
@@ -27,7 +30,7 @@ def shared_run(shared_data, tmp_path_factory):
     return base, seen
 
 
-def test_the_encoder_reads_every_corpus_but_held_out_subjects(shared_run):
+def test_the_encoder_reads_every_corpus_but_held_out_subjects(shared_run, shared_data):
     base, seen = shared_run
     record = json.loads((base / "shared" / "encoder.json").read_text())
     assert sorted(record["corpora"]) == ["eegmat", "eegmmi"]
@@ -38,6 +41,11 @@ def test_the_encoder_reads_every_corpus_but_held_out_subjects(shared_run):
     read = {subject for _, batch in seen for subject in batch}
     assert read and not any(split_of.get(subject) in ("dev", "eval") for subject in read)
     assert (base / "shared" / "pretrain" / "model" / "config.json").is_file()
+    # the recordings it read, by content hash (a benchmark's leak check): subject 00's, not 28's
+    read = set(record[ENCODER_RECORDINGS])
+    assert {file_digest(shared_data / "eegmat" / f"Subject00_{part}.edf") for part in (1, 2)} <= read
+    assert not {file_digest(shared_data / "eegmat" / f"Subject28_{part}.edf") for part in (1, 2)} & read
+    assert len(read) > 2 and "Subject" not in (base / "shared" / "encoder.json").read_text()
 
 
 def test_a_benchmark_fine_tunes_the_shared_encoder_beside_its_own(shared_run, shared_data):

@@ -1,0 +1,87 @@
+"""``recordings.csv``: ``eegfm-predict``'s answer per recording, the unit a clinician decides on.
+
+One row per input recording, scored or quarantined, written as it finishes: its index and input
+(the name the predictor gives it: under redaction its keyed token, never a path), status, the
+windows read and, for a classifier, per class ``p_<label>`` (the mean of its windows'
+probabilities) with ``p_<label>_low`` and ``p_<label>_high`` (the bounds of its 95 % moving-block
+bootstrap interval, ``metrics.aggregation``; empty with one window), the most likely class
+(``predicted``); a regression head's ``value`` is its windows' mean. A quarantined recording's
+answer cells are empty and its ``stage`` and ``reason`` say why.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+FILE = "recordings.csv"
+FIXED = ["index", "input", "status", "n_windows"]
+WHY = ["stage", "reason"]
+
+
+def class_columns(labels: Sequence[str]) -> list[str]:
+    """``p_<label>`` per class, the label cut to letters, digits, ``.``, ``-`` and ``_`` (a model's
+    class names are free text: a comma or a newline would make a header a spreadsheet misreads);
+    where two labels would share a column (``a b`` and ``a_b``, or ``x`` and ``x_low``'s bounds),
+    every column carries its class index too (``p_0_a_b``, ``p_1_a_b``)."""
+    safe = [re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "class" for label in labels]
+    names = [f"p_{s}" for s in safe]
+    every = [f"{n}{end}" for n in names for end in ("", "_low", "_high")]
+    if len(set(every)) < len(every):
+        names = [f"p_{c}_{s}" for c, s in enumerate(safe)]  # "p_1_" and "p_10_" part at their 4th character
+    return names
+
+
+class RecordingTable:
+    """recordings.csv written to ``fileobj`` a row at a time (the module docstring); ``labels``:
+    the model's, a regression head's ``("value",)``."""
+
+    def __init__(self, fileobj: TextIO, labels: Sequence[str]) -> None:
+        self.labels = list(labels)
+        self.classifier = len(self.labels) > 1
+        self.writer = csv.writer(fileobj)
+        if self.classifier:
+            answer = [f"{n}{end}" for n in class_columns(self.labels) for end in ("", "_low", "_high")]
+            answer.append("predicted")
+        else:
+            answer = ["value"]
+        self.width = len(answer)
+        self.writer.writerow([*FIXED, *answer, *WHY])
+
+    def write(self, summary: dict[str, Any]) -> None:
+        """The row of one recording's ``RecordingPrediction.summary()``."""
+        fixed = [summary["index"], summary["input"], summary["status"], summary["windows"]]
+        self.writer.writerow([*fixed, *self._answer(summary), summary["stage"], summary["reason"]])
+
+    def _answer(self, summary: dict[str, Any]) -> list[str]:
+        """The answer's cells: empty for a recording without windows."""
+        if not summary["windows"]:
+            return [""] * self.width
+        if not self.classifier:
+            return [_number(summary["mean_outputs"][self.labels[0]])]
+        answer = summary["recording"]
+        cells = [
+            _number(None if bounds is None else bounds[label])
+            for label in self.labels
+            for bounds in (answer["probabilities"], answer["low"], answer["high"])
+        ]
+        return [*cells, answer["predicted"]]
+
+
+def answer_text(summary: dict[str, Any]) -> str:
+    """A scored recording's answer in a few words: ``task 0.91 (0.85-0.95)``, the most likely class,
+    its probability and interval (none with one window); a regression head's mean value."""
+    answer = summary.get("recording")
+    if answer is None:
+        return summary.get("predicted") or f"{summary['mean_outputs']['value']:.4g}"
+    label = answer["predicted"]
+    said = f"{label} {answer['probabilities'][label]:.2f}"
+    if answer["low"] is not None:
+        said += f" ({answer['low'][label]:.2f}-{answer['high'][label]:.2f})"
+    return said
+
+
+def _number(value: float | None) -> str:
+    return "" if value is None else f"{value:.6g}"
