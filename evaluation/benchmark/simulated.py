@@ -79,7 +79,7 @@ def baseline_folds(windows: WindowSet, sites: list[str]) -> dict[str, dict[str, 
         sites,
         lambda _site, train: {
             "class_prior": baselines.class_prior(train, n),
-            "band_power_lr": baselines.band_power_lr(train, n, balanced=False)[0],
+            "band_power_lr": baselines.band_power_lr(train, n, balanced=False),
         },
     )
 

@@ -57,7 +57,9 @@ def test_a_saved_model_loads_to_the_same_probabilities(fitted, tmp_path):
         ("rest", "task"),
         [
             Part("readout", 0.5, readout=powers),
-            Part("eegnet", 0.3, eegnets=[network], eegnet_settings={"n_chans": 19, "n_times": T // 2, "drop_prob": 0.25}),
+            Part(
+                "eegnet", 0.3, eegnets=[network], eegnet_settings={"n_chans": 19, "n_times": T // 2, "drop_prob": 0.25}
+            ),
             Part("prior", 0.2, prior=np.array([0.7, 0.3])),
         ],
         5.0,

@@ -19,6 +19,8 @@ from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
 from tests.evaluation.benchmark.test_eegmat import eegmat_subset
 
 SUBJECTS = ("00", "01", "28")  # two training subjects, one validation subject
+# Two settings of the grid's shape: the mechanics of choosing one, at half the default grid's cost
+SHORT_GRID = {"lr": (1e-3,), "drop_prob": (0.25, 0.5)}
 
 
 def _windows(shared, base, subjects) -> WindowSet:
@@ -50,7 +52,7 @@ def short_budget():
 
 @pytest.fixture(scope="module")
 def fitted(windows):
-    """One fit of the default grid; every training batch's rows and the caller's RNG state recorded."""
+    """One fit of :data:`SHORT_GRID`; every training batch's rows and the caller's RNG state recorded."""
     batches: list[torch.Tensor] = []
     original = deep_baselines.train_step
 
@@ -63,10 +65,10 @@ def fitted(windows):
     rng_before = torch.get_rng_state()
     with short_budget(), pytest.MonkeyPatch.context() as patch:
         patch.setattr(deep_baselines, "train_step", recording_step)
-        predict, settings = deep_baselines.eegnet(windows.of_split("train"), windows.of_split("dev"), 2, seed=0)
+        fit = deep_baselines.eegnet(windows.of_split("train"), windows.of_split("dev"), 2, seed=0, grid=SHORT_GRID)
     rng_moved = not torch.equal(rng_before, torch.get_rng_state())
     torch.set_num_threads(threads)
-    return predict, settings, batches, rng_moved
+    return fit, fit.record, batches, rng_moved
 
 
 def test_predictions_are_probabilities_of_every_window(windows, fitted):
@@ -81,8 +83,8 @@ def test_predictions_are_probabilities_of_every_window(windows, fitted):
 
 
 def test_the_recipe_kept_is_the_lowest_validation_loss_of_the_grid(fitted):
-    _, settings, _, _ = fitted
-    grid = deep_baselines.GRID
+    fit, settings, _, _ = fitted
+    grid = SHORT_GRID
     assert [(s["lr"], s["drop_prob"]) for s in settings["grid"]] == [
         (lr, p) for lr in grid["lr"] for p in grid["drop_prob"]
     ]
@@ -90,6 +92,7 @@ def test_the_recipe_kept_is_the_lowest_validation_loss_of_the_grid(fitted):
     assert (settings["lr"], settings["drop_prob"], settings["epoch"]) == (best["lr"], best["drop_prob"], best["epoch"])
     assert settings["val_loss"] == best["val_loss"] and 1 <= settings["epoch"] <= 3
     assert settings["fixed"]["sfreq"] == 128 and settings["fixed"]["max_epochs"] == 3
+    assert fit.settings == {"n_chans": 19, "n_times": 640, "drop_prob": settings["drop_prob"]}
 
 
 def test_no_validation_window_reaches_a_gradient_step(windows, fitted):
@@ -105,7 +108,7 @@ def test_the_same_seed_gives_the_same_model(windows):
     train, dev = windows.of_split("train"), windows.of_split("dev")
     grid = {"lr": (1e-3,), "drop_prob": (0.25,)}
     with short_budget():
-        first, second, other = (deep_baselines.eegnet(train, dev, 2, seed=s, grid=grid)[0](dev) for s in (0, 0, 1))
+        first, second, other = (deep_baselines.eegnet(train, dev, 2, seed=s, grid=grid)(dev) for s in (0, 0, 1))
     np.testing.assert_array_equal(first, second)
     assert not np.array_equal(first, other)
 
@@ -124,21 +127,25 @@ def test_a_saved_fit_is_reused_only_for_the_same_windows_and_recipe(windows, tmp
     def fit(seed: int):
         return deep_baselines.eegnet(train, dev, 2, seed=seed, grid=grid, cache=tmp_path / "baselines")
 
-    saved = tmp_path / "baselines" / deep_baselines.CACHE_FILE
+    saved = tmp_path / "baselines" / "eegnet-seed0.pt"  # one file per seed
     with short_budget(), pytest.MonkeyPatch.context() as patch:
         patch.setattr(deep_baselines, "train_step", counting_step)
-        first, record = fit(0)
+        first = fit(0)
         fitted_steps = len(steps)
-        second, again = fit(0)
+        assert saved.is_file()
+        second = fit(0)
         assert fitted_steps > 0 and len(steps) == fitted_steps  # loaded, not trained
         np.testing.assert_array_equal(first(dev), second(dev))
-        assert again == record
-        other, _ = fit(1)  # another seed: another fit, which replaces the saved one
+        assert second.record == first.record and second.settings == first.settings
+        other = fit(1)  # another seed: another fit, saved beside seed 0's
         assert len(steps) > fitted_steps and not np.array_equal(other(dev), first(dev))
-        saved.write_bytes(b"torn")
+        assert (tmp_path / "baselines" / "eegnet-seed1.pt").is_file()
         before = len(steps)
+        np.testing.assert_array_equal(fit(0)(dev), first(dev))
+        assert len(steps) == before  # seed 0's saved fit is still there, and still used
+        saved.write_bytes(b"torn")
         with caplog.at_level("WARNING"):
-            refit, _ = fit(0)
+            refit = fit(0)
         assert len(steps) == before + fitted_steps and "is not a usable saved fit" in caplog.text
         np.testing.assert_array_equal(refit(dev), first(dev))  # the same seed trains the same network
 
@@ -153,7 +160,7 @@ def test_inputs_are_each_window_at_128_hz_over_a_fixed_scale():
     eeg = np.tile(10 * np.sin(2 * np.pi * 10 * t), (2, 19, 1)).astype(np.float32)  # 10 Hz, 10 uV
     eeg[1] *= 3  # a louder window does not change its neighbour's input
     fields = {"channel_mask": np.ones((2, 19)), "label": np.zeros(2, int), "votes": np.zeros((2, 2))}
-    names = {name: np.array(["s", "s"]) for name in ("subject", "site", "split")}
+    names = {name: np.array(["s", "s"]) for name in ("subject", "site", "recording", "split")}
     x = deep_baselines.inputs(WindowSet(eeg=eeg, **fields, **names))
     assert x.shape == (2, 19, 640) and x.dtype == torch.float32
     assert float(x[0, 0, 100:540].abs().max()) == pytest.approx(1.0, abs=0.02)  # 10 uV / SCALE_UV
@@ -166,8 +173,8 @@ def test_trained_on_every_shared_training_subject_it_beats_chance(shared_data, t
     subjects = sorted({path.name[7:9] for path in (shared_data / "eegmat").glob("Subject*_1.edf")})
     windows = _windows(shared_data, tmp_path, subjects)
     train, dev = windows.of_split("train"), windows.of_split("dev")
-    predict, settings = deep_baselines.eegnet(train, dev, 2)
+    fit = deep_baselines.eegnet(train, dev, 2)
     prior = np.bincount(train.label, minlength=2) / len(train)
-    metrics = metrics_of(predict(dev), dev.label, prior)
+    metrics = metrics_of(fit(dev), dev.label, prior)
     # 0.80 AUROC and 0.73 balanced accuracy when measured (docs/evaluation.md); chance is 0.5
-    assert metrics["auroc"] > 0.7 and metrics["balanced_accuracy"] > 0.6, (metrics, settings)
+    assert metrics["auroc"] > 0.7 and metrics["balanced_accuracy"] > 0.6, (metrics, fit.record)

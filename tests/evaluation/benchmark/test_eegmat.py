@@ -56,7 +56,7 @@ def tiny_run(shared_data, tmp_path_factory):
     data = eegmat_subset(shared_data, base / "recordings")
     with loader_batches() as seen:
         argv = ["eegmat", "--data", str(data), "--output", str(base / "out"), "--config", "cpu-tiny"]
-        argv += ["--seeds", "0", "--methods", "eegfm", "scratch", "--pretrain_steps", "4"]
+        argv += ["--seeds", "0", "--methods", "eegfm", "scratch", "--pretrain_steps", "4", "--eegnet_max_epochs", "2"]
         argv += ["--finetune_set", "epochs=1", "--pretrain_set", "val_fraction=0"]
         assert main(argv) == 0
     return base / "out", seen

@@ -9,7 +9,9 @@ import pytest
 
 from eegfm.evaluation.benchmark import baselines, spectral_stack
 from eegfm.evaluation.benchmark.labeled import metrics_of
+from eegfm.model.fused import encoder_embedding, fuse
 from eegfm.model.modeling import create_pretraining_model
+from eegfm.model.spectral_features import band_power_features
 from tests.evaluation.benchmark.test_baselines import alpha_windows
 from tests.evaluation.benchmark.test_tangent_space import coherent_windows
 
@@ -23,41 +25,51 @@ def encoder_dir(tmp_path_factory):
 
 def test_features_are_the_embedding_beside_the_band_powers_of_each_window_alone(encoder_dir):
     windows = alpha_windows([0, 1, 0, 1], (2.0, 20.0), seed=0)
-    featurize = spectral_stack.readout_feature_sets(encoder_dir, windows)["embedding+powers"]
-    features = featurize(windows)
-    powers = baselines.band_power_features(windows.eeg)
-    assert features.shape == (4, 64 + powers.shape[1])
-    np.testing.assert_allclose(features[:, 64:], powers)
-    # a window's features do not depend on the windows beside it
-    np.testing.assert_allclose(featurize(windows.where(np.arange(4) == 2)), features[2:3], rtol=1e-5, atol=1e-6)
-    assert np.isfinite(features).all() and features[:, :64].std(0).max() > 0
+    embedding = encoder_embedding(encoder_dir)(windows.eeg, windows.channel_mask)
+    assert embedding.shape == (4, 64) and np.isfinite(embedding).all() and embedding.std(0).max() > 0
+    # a window's embedding does not depend on the windows beside it
+    alone = encoder_embedding(encoder_dir)(windows.eeg[2:3], windows.channel_mask[2:3])
+    np.testing.assert_allclose(alone, embedding[2:3], rtol=1e-5, atol=1e-6)
+    # every candidate feature set starts with the embedding beside the band powers
+    assert all(names[:2] == ("embedding", "powers") for names in spectral_stack.READOUT_FEATURES.values())
+    readout, chosen = spectral_stack.spectral_readout(encoder_dir, windows, 2, windows)
+    assert readout.features == spectral_stack.READOUT_FEATURES[chosen["features"]]
+    parts = readout.feature_parts(windows.eeg, windows.channel_mask)
+    assert set(parts) == set(readout.features)
+    np.testing.assert_allclose(parts["embedding"], embedding, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(parts["powers"], band_power_features(windows.eeg))
+    one = readout.feature_parts(windows.eeg[2:3], windows.channel_mask[2:3])
+    for name, part in parts.items():
+        np.testing.assert_allclose(one[name], part[2:3], rtol=1e-5, atol=1e-6)
 
 
 def test_the_readout_ranks_unseen_subjects_windows_and_validation_chooses_its_features(encoder_dir):
     train = alpha_windows([0, 1] * 12, (3.0, 12.0), seed=1)
     validation = alpha_windows([0, 1] * 4, (3.0, 12.0), seed=2, split="dev")
-    predict, chosen = spectral_stack.spectral_readout(encoder_dir, train, 2, validation)
+    readout, chosen = spectral_stack.spectral_readout(encoder_dir, train, 2, validation)
     held = alpha_windows([0, 1] * 6, (3.0, 12.0), seed=3, split="eval")
     held.subject[:] = "unseen"
-    metrics = metrics_of(predict(held), held.label, np.array([0.5, 0.5]))
+    metrics = metrics_of(readout.probabilities(held.eeg, held.channel_mask), held.label, np.array([0.5, 0.5]))
     assert chosen["C"] in baselines.C_GRID and chosen["features"] in spectral_stack.READOUT_FEATURES
     assert metrics["auroc"] > 0.9
 
 
 def test_the_readout_takes_the_covariances_where_only_they_separate_the_classes(encoder_dir):
     train, validation = coherent_windows([0, 1] * 12, 4), coherent_windows([0, 1] * 4, 5, "dev")
-    predict, chosen = spectral_stack.spectral_readout(encoder_dir, train, 2, validation)
+    readout, chosen = spectral_stack.spectral_readout(encoder_dir, train, 2, validation)
     assert chosen["features"].startswith("embedding+powers+covariances")
+    assert readout.features == spectral_stack.READOUT_FEATURES[chosen["features"]]
     held = coherent_windows([0, 1] * 6, 6, "eval")
-    assert metrics_of(predict(held), held.label, np.array([0.5, 0.5]))["auroc"] > 0.95
+    probs = readout.probabilities(held.eeg, held.channel_mask)
+    assert metrics_of(probs, held.label, np.array([0.5, 0.5]))["auroc"] > 0.95
 
 
 def test_the_fusion_is_a_normalised_weighted_geometric_mean():
     model = np.array([[0.9, 0.1], [0.2, 0.8], [1.0, 0.0]])
     readout = np.array([[0.5, 0.5], [0.8, 0.2], [0.5, 0.5]])
-    np.testing.assert_allclose(spectral_stack.fuse(model, readout, 1.0), np.clip(model, 1e-9, 1), atol=1e-8)
-    np.testing.assert_allclose(spectral_stack.fuse(model, readout, 0.0), readout)
-    fused = spectral_stack.fuse(model, readout, 0.5)
+    np.testing.assert_allclose(fuse([model, readout], [1.0, 0.0]), np.clip(model, 1e-9, 1), atol=1e-8)
+    np.testing.assert_allclose(fuse([model, readout], [0.0, 1.0]), readout)
+    fused = fuse([model, readout], [0.5, 0.5])
     np.testing.assert_allclose(fused.sum(1), 1.0)
     geometric = np.sqrt(model[1] * readout[1])
     np.testing.assert_allclose(fused[1], geometric / geometric.sum())
@@ -65,16 +77,24 @@ def test_the_fusion_is_a_normalised_weighted_geometric_mean():
 
 
 def test_a_fusion_weight_outside_zero_to_one_is_refused():
-    with pytest.raises(ValueError, match=r"weight: expected a number in \[0, 1\]; got 1.5"):
-        spectral_stack.fuse(np.ones((1, 2)) / 2, np.ones((1, 2)) / 2, 1.5)
+    half = np.ones((1, 2)) / 2
+    with pytest.raises(ValueError, match=r"weights: expected numbers in \[0, 1\] that sum to 1; got \[1.5, -0.5\]"):
+        fuse([half, half], [1.5, -0.5])
+    with pytest.raises(ValueError, match=r"weights: expected numbers in \[0, 1\] that sum to 1"):
+        fuse([half, half], [0.5, 0.6])
 
 
 def test_the_readout_is_fitted_on_the_training_windows_alone(encoder_dir):
     train = alpha_windows([0, 1] * 12, (3.0, 12.0), seed=7)
     validation = alpha_windows([1, 0] * 4, (3.0, 12.0), seed=8, split="dev")  # its labels contrary
-    predict, chosen = spectral_stack.spectral_readout(encoder_dir, train, 2, validation)
-    featurize = spectral_stack.readout_feature_sets(encoder_dir, train)[chosen["features"]]
+    readout, chosen = spectral_stack.spectral_readout(encoder_dir, train, 2, validation)
+
+    def featurize(windows):
+        parts = readout.feature_parts(windows.eeg, windows.channel_mask)
+        return np.concatenate([parts[name] for name in readout.features], axis=1)
+
     x, y, weight, _ = baselines._soft_rows(featurize(train), baselines.targets(train, 2), train.subject)
     alone = baselines._fit(x, y, weight, chosen["C"], True)
     held = alpha_windows([0, 1] * 3, (3.0, 12.0), seed=9, split="eval")
-    np.testing.assert_allclose(predict(held), alone.predict_proba(featurize(held)), rtol=1e-6, atol=1e-9)
+    probs = readout.probabilities(held.eeg, held.channel_mask)
+    np.testing.assert_allclose(probs, alone.predict_proba(featurize(held)), rtol=1e-6, atol=1e-9)

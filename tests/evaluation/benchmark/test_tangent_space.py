@@ -11,6 +11,7 @@ import pytest
 
 from eegfm.evaluation.benchmark import baselines, tangent_space
 from eegfm.evaluation.benchmark.labeled import metrics_of
+from eegfm.model.spectral_features import BANDS, band_covariances
 from tests.evaluation.benchmark.test_baselines import T, alpha_windows
 
 
@@ -25,30 +26,32 @@ def coherent_windows(labels, seed: int, split: str = "train"):
     return dataclasses.replace(base, eeg=(base.eeg + delta).astype(np.float32))
 
 
-def test_cospectra_put_a_shared_source_off_the_diagonal_of_its_band_and_depend_on_one_window():
+def test_covariances_put_a_shared_source_off_the_diagonal_of_its_band_and_depend_on_one_window():
     rng = np.random.default_rng(0)
     eeg = rng.standard_normal((2, 19, T))
     eeg[1, :10] += 20 * np.sin(2 * np.pi * 2.0 * np.arange(T) / 256.0)  # one 2 Hz source on ten channels
-    matrices = tangent_space.band_cospectra(eeg.astype(np.float32))
-    assert matrices.shape == (2, len(baselines.BANDS), 19, 19)
+    matrices = band_covariances(eeg.astype(np.float32))  # shrunk by 1 % of the mean eigenvalue
+    assert matrices.shape == (2, len(BANDS), 19, 19)
     np.testing.assert_allclose(matrices, np.swapaxes(matrices, -1, -2))
     delta, alpha = matrices[1, 0], matrices[1, 2]
     scale = np.sqrt(np.outer(np.diag(delta), np.diag(delta)))
     assert (delta[:10, :10] / scale[:10, :10]).min() > 0.9  # the shared source: correlation near 1
     assert np.abs(delta[10:, 10:] / scale[10:, 10:] - np.eye(9)).max() < 0.6  # noise alone
     assert np.abs(alpha[:10, :10]).max() < np.abs(delta[:10, :10]).min()  # 2 Hz is not alpha
-    np.testing.assert_allclose(tangent_space.band_cospectra(eeg[1:2].astype(np.float32))[0], matrices[1])
+    np.testing.assert_allclose(band_covariances(eeg[1:2].astype(np.float32))[0], matrices[1])
+    assert (np.linalg.eigvalsh(matrices) > 0).all()  # the shrinkage keeps every matrix invertible
 
 
 def test_features_are_fitted_on_the_training_windows_and_read_each_window_alone():
     train = coherent_windows([0, 1] * 6, seed=1)
     held = coherent_windows([0, 1] * 3, seed=2, split="eval")
-    featurize = tangent_space.tangent_space(train, "riemann")
+    tangent, featurize = tangent_space.tangent_space(train, "riemann")
+    assert tangent.metric == "riemann" and tangent.reference.shape == (len(BANDS), 19, 19)
     features = featurize(held)
-    assert features.shape == (6, len(baselines.BANDS) * 19 * 20 // 2) and np.isfinite(features).all()
+    assert features.shape == (6, len(BANDS) * 19 * 20 // 2) and np.isfinite(features).all()
     np.testing.assert_allclose(featurize(held.where(np.arange(6) == 4))[0], features[4], rtol=1e-8, atol=1e-10)
     # another reference point (other training windows) gives other features: the map is train's
-    other = tangent_space.tangent_space(coherent_windows([0, 1] * 6, seed=3), "riemann")(held)
+    other = tangent_space.tangent_space(coherent_windows([0, 1] * 6, seed=3), "riemann")[1](held)
     assert np.abs(other - features).max() > 1e-3
     # an interpolated channel (a copy of its neighbour) leaves the matrices invertible
     copied = dataclasses.replace(held, eeg=held.eeg.copy())
@@ -64,9 +67,9 @@ def test_an_unknown_metric_is_refused_naming_the_choices():
 def test_the_baseline_reads_a_shared_source_that_band_powers_cannot():
     train, validation = coherent_windows([0, 1] * 12, seed=4), coherent_windows([0, 1] * 4, seed=5, split="dev")
     held = coherent_windows([0, 1] * 8, seed=6, split="eval")
-    predict, chosen = tangent_space.tangent_space_lr(train, 2, validation)
-    assert chosen["metric"] in tangent_space.METRICS and chosen["C"] in baselines.C_GRID
+    predict, tangent = tangent_space.tangent_space_lr(train, 2, validation)
+    assert tangent.metric in tangent_space.METRICS and predict.c in baselines.C_GRID
     prior = np.array([0.5, 0.5])
     assert metrics_of(predict(held), held.label, prior)["auroc"] > 0.95
-    powers, _ = baselines.band_power_lr(train, 2, validation)
+    powers = baselines.band_power_lr(train, 2, validation)
     assert metrics_of(powers(held), held.label, prior)["auroc"] < 0.8
