@@ -20,8 +20,8 @@ import dataclasses
 
 import numpy as np
 from pyriemann.estimation import CoSpectra, Shrinkage
-from pyriemann.tangentspace import TangentSpace
 from pyriemann.geometry.tangentspace import tangent_space
+from pyriemann.tangentspace import TangentSpace
 from scipy.signal import welch
 
 from eegfm.contract.schema import SFREQ

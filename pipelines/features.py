@@ -19,7 +19,7 @@ import scipy.fft as sp_fft
 from numpy.lib.stride_tricks import as_strided
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
-from eegfm.core.dsp.bands import band_mask, band_weights
+from eegfm.core.dsp.bands import band_mask
 from eegfm.core.dsp.filter_design import hann_periodic
 from eegfm.core.dsp.signal_checks import check_sfreq
 
