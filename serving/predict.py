@@ -59,6 +59,7 @@ from eegfm.pipelines.redact import RunRedaction, kept_folders, related_paths
 from eegfm.serving.backends import BACKENDS
 from eegfm.serving.explain_cli import add_explain_options, explain_recordings
 from eegfm.serving.model_threads import threads_help, threads_use
+from eegfm.serving.recording_table import FILE as RECORDINGS_CSV
 from eegfm.serving.recording_table import RecordingTable, answer_text
 
 log = get_logger(__name__)
@@ -338,7 +339,7 @@ def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     partial = args.output / ".predictions.csv.partial"
-    table_partial = args.output / ".recordings.csv.partial"
+    table_partial = args.output / f".{RECORDINGS_CSV}.partial"
     try:
         items, passed_over = predictor.listed(args.input, dataset=args.dataset, site=args.site)
         named = [
@@ -359,7 +360,7 @@ def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
         redaction.release()
         parser.error(redaction.scrub(f"--input {' '.join(args.input)}: {err}"))
     partial.replace(args.output / "predictions.csv")
-    table_partial.replace(args.output / "recordings.csv")
+    table_partial.replace(args.output / RECORDINGS_CSV)
     seconds = time.perf_counter() - started
     explain_recordings(args, predictor, items, recordings)
     processed = [r for r in recordings if r["status"] == "processed"]
@@ -473,7 +474,7 @@ def _print_summary(report: dict, output: Path) -> None:
             f"the model on {m['n_windows']} held-out {evaluation['split']} windows: {', '.join(said)}"
             + (" (optimistic: they also chose the checkpoint)" if evaluation["split"] == "validation" else "")
         )
-    print(f"wrote {output / 'predictions.csv'}, {output / 'recordings.csv'} and {output / 'recordings.json'}")
+    print(f"wrote {output / 'predictions.csv'}, {output / RECORDINGS_CSV} and {output / 'recordings.json'}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,6 @@ from typing import Any
 
 from eegfm.contract.preprocess_spec import save_preprocess_spec
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark.runs import validation_score
 
 log = get_logger(__name__)
 CARD_FILE = "README.md"
@@ -39,13 +38,11 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def export_row(folder: Path, name: str, fitted, results: dict, flat: dict, suite, data: str) -> dict[str, Any]:
-    """Write row ``name`` (``fitted``: its models; ``results``: every row's) into ``folder``;
-    returns what the run's record says of it."""
-    row_results = results[name]
-    val = row_results.get("val", {})
-    per_model = [validation_score({"val": {m: v[i] for m, v in val.items()}}) for i in range(len(fitted.models))]
-    index = max(range(len(per_model)), key=lambda i: per_model[i])
+def export_row(
+    folder: Path, name: str, index: int, fitted, row_results: dict, flat: dict, suite, data: str
+) -> dict[str, Any]:
+    """Write model ``index`` of row ``name`` (``fitted``: its models; ``row_results``: its
+    results) into ``folder``; returns what the run's record says of it."""
     model = fitted.models[index]
     card = {
         "row": name,

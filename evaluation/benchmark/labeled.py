@@ -188,25 +188,33 @@ def evaluate(data: str, output: Path, args, suite: Suite, notes: Sequence[str] =
     methods = {name: ROWS[name].description for name in fitted}
     ranked = rank_on_validation(results)
     run.update({"classes": list(suite.classes), **chosen, **extra, "ranked_on_validation": ranked})
+    run["C_chosen_by"] = baselines.C_CHOSEN_BY  # every logistic regression's C (the readouts')
     if options.export is not None and ranked:
         from eegfm.evaluation.benchmark.export import export_row  # writes model folders: only when asked
 
-        run["exported"] = export_row(options.export, ranked[0], fitted[ranked[0]], results, flat, suite, data)
+        best = ranked[0]
+        scores = model_scores(results[best])
+        index = max(range(len(scores)), key=scores.__getitem__)  # the row's best seed on validation
+        run["exported"] = export_row(options.export, best, index, fitted[best], results[best], flat, suite, data)
     text = report.markdown(suite.title, flat, methods, METRICS, [*split_notes, *notes], suite.published)
     text += report.chosen_markdown(run)
     report.write(output, flat, run, text, lambda p: report.plot(p, flat, list(methods), METRICS, suite.name))
     return flat
 
 
+def model_scores(row_results: dict[str, Any]) -> list[float]:
+    """Each of a row's models' validation score (``runs.validation_score``: the mean of its
+    window-level validation metrics); test never scores."""
+    val = row_results.get("val", {})
+    runs = len(next(iter(val.values()), []))
+    return [validation_score({"val": {m: val[m][i] for m in val}}) for i in range(runs)]
+
+
 def rank_on_validation(results: dict[str, Any]) -> list[str]:
-    """The rows by their mean validation score over seeds (``runs.validation_score``: the mean of
-    the window-level validation metrics), best first; test never ranks."""
+    """The rows by the mean of their models' :func:`model_scores`, best first."""
     scores = {}
     for name, found in results.items():
-        val = found.get("val", {})
-        runs = len(next(iter(val.values()), []))
-        per_model = [validation_score({"val": {m: val[m][i] for m in val}}) for i in range(runs)]
-        finite = [s for s in per_model if np.isfinite(s)]
+        finite = [s for s in model_scores(found) if np.isfinite(s)]
         if finite:
             scores[name] = float(np.mean(finite))
     return sorted(scores, key=lambda n: -scores[n])

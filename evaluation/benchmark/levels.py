@@ -52,9 +52,8 @@ class Units:
             keys = windows.recording.astype(str)
         else:
             keys = np.char.add(np.char.add(windows.subject.astype(str), "\x00"), window_top.astype(str))
-        names, of_window = np.unique(keys, return_inverse=True)
+        _, first, of_window = np.unique(keys, return_index=True, return_inverse=True)
         _, unit_target, _ = group_means(targets(windows, n_classes), of_window)
-        first = np.array([np.flatnonzero(of_window == u)[0] for u in range(len(names))], dtype=int)
         _, person = np.unique(windows.subject.astype(str)[first], return_inverse=True)
         return cls(of_window, unit_target.argmax(1), person)
 

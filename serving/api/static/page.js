@@ -171,10 +171,7 @@ function renderSummary(recording) {
   const table = $("minutes");
   table.replaceChildren();
   page.labels.forEach((label, c) => {
-    const row = table.insertRow();
-    const swatch = element("i");
-    swatch.style.cssText = `display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;background:${COLOURS[c % COLOURS.length]}`;
-    row.insertCell().append(swatch, label);
+    const row = classRow(table, label, c);
     const cell = row.insertCell();
     cell.textContent = (recording.minutes_by_class[label] || 0).toFixed(2);
     cell.className = "n";
@@ -197,6 +194,15 @@ function renderSummary(recording) {
   );
 }
 
+// A table row naming class ``c`` by its colour swatch and label; the caller adds its cells.
+function classRow(table, label, c) {
+  const row = table.insertRow();
+  const swatch = element("i");
+  swatch.style.cssText = `display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;background:${COLOURS[c % COLOURS.length]}`;
+  row.insertCell().append(swatch, label);
+  return row;
+}
+
 // "task 0.91 (0.85–0.95)": a class's probability over the recording and its interval (none with one window).
 function answerText(answer, label) {
   const p = answer.probabilities[label].toFixed(2);
@@ -215,10 +221,7 @@ function renderAnswer(recording) {
   const table = $("answer-classes");
   table.replaceChildren();
   page.labels.forEach((label, c) => {
-    const row = table.insertRow();
-    const swatch = element("i");
-    swatch.style.cssText = `display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;background:${COLOURS[c % COLOURS.length]}`;
-    row.insertCell().append(swatch, label);
+    const row = classRow(table, label, c);
     const cell = row.insertCell();
     cell.textContent = answerText(answer, label);
     cell.className = "n";
