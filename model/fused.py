@@ -50,12 +50,17 @@ _FLOOR = 1e-9  # a probability of 0 would veto a class outright
 _BATCH = 64
 
 
+def check_weights(weights: Sequence[float]) -> None:
+    """ValueError unless ``weights`` are numbers in [0, 1] that sum to 1."""
+    if any(not 0.0 <= w <= 1.0 for w in weights) or not math.isclose(sum(weights), 1.0, abs_tol=1e-9):
+        raise ValueError(f"weights: expected numbers in [0, 1] that sum to 1; got {list(weights)}")
+
+
 def fuse(parts: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
     """[N, C] the normalised weighted geometric mean of ``parts`` (each [N, C]) with ``weights``."""
     if len(parts) != len(weights) or not parts:
         raise ValueError(f"weights: expected one per part ({len(parts)}); got {len(weights)}")
-    if any(not 0.0 <= w <= 1.0 for w in weights) or not math.isclose(sum(weights), 1.0, abs_tol=1e-9):
-        raise ValueError(f"weights: expected numbers in [0, 1] that sum to 1; got {list(weights)}")
+    check_weights(weights)
     log = sum(w * np.log(np.clip(p, _FLOOR, 1.0)) for p, w in zip(parts, weights))
     fused = np.exp(log - log.max(axis=1, keepdims=True))
     return fused / fused.sum(axis=1, keepdims=True)
@@ -174,7 +179,7 @@ class FusedModel:
     def __post_init__(self) -> None:
         if len(self.labels) < 2:
             raise ConfigError(f"labels: expected two or more class names; got {list(self.labels)}")
-        fuse([np.ones((1, 1))] * len(self.parts), [p.weight for p in self.parts])  # checks the weights
+        check_weights([p.weight for p in self.parts])
 
     @property
     def network_folders(self) -> list[Path]:
