@@ -5,10 +5,19 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import setup_logging
-from eegfm.evaluation.benchmark.options import DEFAULT_CONFIG, EEGMAT_METHODS, BenchmarkOptions
+from eegfm.evaluation.benchmark.options import (
+    DEFAULT_CONFIG,
+    EEGMAT_METHODS,
+    LAYOUTS,
+    BenchmarkOptions,
+    FolderOptions,
+    SharedOptions,
+    SimulatedOptions,
+)
 from eegfm.evaluation.benchmark.rows import baseline_names
 from eegfm.evaluation.benchmark.runs import METHODS
 
@@ -31,8 +40,9 @@ def _pretraining(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _common(parser: argparse.ArgumentParser, methods: list[str]) -> None:
-    """A suite's options: pretraining's, then its fine-tuning runs'."""
+def _common(parser: argparse.ArgumentParser, methods: list[str], suite: str = "labeled") -> None:
+    """A suite's options: pretraining's, then its fine-tuning runs' and its baselines (``suite``:
+    the registry's suite, ``rows.SUITES``)."""
     _pretraining(parser)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="fine-tuning seeds")
     parser.add_argument(
@@ -53,8 +63,8 @@ def _common(parser: argparse.ArgumentParser, methods: list[str]) -> None:
     parser.add_argument(
         "--baselines",
         nargs="+",
-        default=baseline_names(),
-        choices=baseline_names(),
+        default=baseline_names(suite),
+        choices=baseline_names(suite),
         help="baseline rows to fit beside eegfm's (eegnet also makes eegnet_stack and, with several seeds, "
         "eegnet_ensemble)",
     )
@@ -65,12 +75,13 @@ def _common(parser: argparse.ArgumentParser, methods: list[str]) -> None:
         help="the shared encoder (`... benchmark pretrain`'s OUT/pretrain/model): adds the eegfm_shared row, "
         "fine-tuned from it beside this benchmark's own pretraining",
     )
-    parser.add_argument(
-        "--eegnet_max_epochs",
-        type=int,
-        default=30,
-        help="the most epochs each EEGNet setting trains (early stopping on validation chooses the epoch)",
-    )
+    if suite == "labeled":  # EEGNet is a labeled corpus's baseline
+        parser.add_argument(
+            "--eegnet_max_epochs",
+            type=int,
+            default=30,
+            help="the most epochs each EEGNet setting trains (early stopping on validation chooses the epoch)",
+        )
     parser.add_argument(
         "--finetune_set", action="append", default=[], metavar="KEY=VALUE", help="fine-tuning config override"
     )
@@ -156,13 +167,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     simulated.add_argument(
         "--layout",
-        choices=("edf", "hms"),
+        choices=LAYOUTS,
         default="edf",
         help="the labeled corpus's layout: edf (10 s windows, spectrograms computed from each) or hms "
         "(Kaggle's: 50 s windows at the label rows, each with its recording's 10-minute spectrogram file)",
     )
-    _common(simulated, ["eegfm", "scratch"])
+    _common(simulated, ["eegfm", "scratch"], "simulated")
     return parser
+
+
+def suite_options(args: argparse.Namespace):
+    """The suite's own typed options (``options``' dataclasses), checked before any work."""
+    if args.suite == "folder":
+        return FolderOptions(
+            Path(args.data), Path(args.labels), args.window_seconds, tuple(args.classes), args.split_seed
+        )
+    if args.suite == "eegmat":
+        return Path(args.data)
+    if args.suite == "simulated":
+        return SimulatedOptions(args.sites, args.seed, args.subjects_per_site, args.layout)
+    return SharedOptions(Path(args.shared_data), args.simulated_sites)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -170,20 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("INFO")
     from eegfm.evaluation.benchmark import eegmat, folder, shared, simulated  # torch, Beam: not for --help
 
+    suites = {"eegmat": eegmat, "folder": folder, "pretrain": shared, "simulated": simulated}
     try:
-        if args.suite == "simulated" and args.sites < 2:
-            raise ConfigError(f"--sites: leave-one-site-out needs at least 2 sites; got {args.sites}")
-        if args.suite == "simulated" and args.subjects_per_site < 2:
-            raise ConfigError(
-                f"--subjects_per_site: fine-tuning keeps people aside for validation, so at least 2; "
-                f"got {args.subjects_per_site}"
-            )
-        if getattr(args, "shared_encoder", None) and "eegfm_shared" not in args.methods:
-            args.methods = [*args.methods, "eegfm_shared"]
-        if args.suite in ("eegmat", "folder"):
-            args.options = BenchmarkOptions.from_args(args)  # checked once, before any work
-        suites = {"eegmat": eegmat, "folder": folder, "pretrain": shared, "simulated": simulated}
-        suites[args.suite].run(args)
+        options, corpus = BenchmarkOptions.from_args(args), suite_options(args)
+        suites[args.suite].run(options, corpus)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"benchmark: {err}", file=sys.stderr)
         return 2

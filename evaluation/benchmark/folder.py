@@ -39,6 +39,7 @@ from eegfm.contract import layout
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.benchmark import fingerprint
 from eegfm.evaluation.benchmark.labeled import Suite, evaluate
+from eegfm.evaluation.benchmark.options import BenchmarkOptions, FolderOptions
 from eegfm.evaluation.benchmark.preprocessing import (
     ENCODER_RECORDINGS,
     benchmark_key,
@@ -265,10 +266,10 @@ def encoder_recordings(model: Path) -> set[str] | None:
     return None
 
 
-def pretraining_sources(args, key: Path) -> tuple[list[tuple[str, set[str]]], list[str]]:
+def pretraining_sources(options: BenchmarkOptions, key: Path) -> tuple[list[tuple[str, set[str]]], list[str]]:
     """``(what, content hashes)`` of each pretraining data source beside the benchmark's own
     (``--unlabeled``'s folders, ``--shared_encoder``), and notes on those that cannot be checked."""
-    unlabeled = list(getattr(args, "unlabeled", None) or [])
+    unlabeled = list(options.unlabeled)
     sources, notes = [], []
     for number, folder in enumerate(unlabeled, 1):
         what = "--unlabeled's pretraining data" + (f" (its folder {number})" if len(unlabeled) > 1 else "")
@@ -277,7 +278,7 @@ def pretraining_sources(args, key: Path) -> tuple[list[tuple[str, set[str]]], li
                 f"--unlabeled folder {number}: no {layout.MANIFEST}; expected a preprocessed folder"
             )
         sources.append((what, pretraining_recordings(folder, key)))
-    if encoder := getattr(args, "shared_encoder", None):
+    if encoder := options.shared_encoder:
         if (found := encoder_recordings(Path(encoder))) is None:
             notes.append(
                 "--shared_encoder: no encoder.json listing its recordings' hashes beside it (an older one?): "
@@ -289,11 +290,11 @@ def pretraining_sources(args, key: Path) -> tuple[list[tuple[str, set[str]]], li
     return sources, notes
 
 
-def check_pretraining_data(rows: list[LabelRow], args, key: Path) -> list[str]:
+def check_pretraining_data(rows: list[LabelRow], options: BenchmarkOptions, key: Path) -> list[str]:
     """Refuse (ValueError naming the ``--labels`` line) a validation or test recording that
     ``--unlabeled`` or ``--shared_encoder`` pretrained on, by content hash: the same bytes under any
     name; returns the notes of what could not be checked."""
-    sources, notes = pretraining_sources(args, key)
+    sources, notes = pretraining_sources(options, key)
     leaks = []
     for row in (r for r in rows if sources and r.split in ("val", "test")):
         digest = recording_sha256(row.file)
@@ -310,13 +311,14 @@ def check_pretraining_data(rows: list[LabelRow], args, key: Path) -> list[str]:
 
 
 def benchmark_table(
-    rows: list[LabelRow], output: Path, args, suite: Suite, window_seconds: float, extra: dict | None = None
+    rows: list[LabelRow], options: BenchmarkOptions, suite: Suite, window_seconds: float, extra: dict | None = None
 ) -> dict[str, Any]:
     """Benchmark a checked table (:func:`check_splits`): its recordings through the pipeline where
     they are, then the baselines and eegfm's rows (``labeled.evaluate``). The folder and eegmat
     suites both run this."""
-    key = benchmark_key(output, args.pseudonym_key_file)
-    notes = check_pretraining_data(rows, args, key)  # before any work: a leak is refused at once
+    output = options.output
+    key = benchmark_key(output, options.pseudonym_key_file)
+    notes = check_pretraining_data(rows, options, key)  # before any work: a leak is refused at once
     notes += split_warnings(rows, suite.classes)
     labels_csv = pipeline_labels(rows, suite.classes, output / "labels", suite.record_task)
     fields = data_fields(rows, suite.classes, labels_csv, window_seconds)
@@ -325,18 +327,18 @@ def benchmark_table(
         notes.append(f"--labels lines {', '.join(map(str, dropped))}: no window (quarantined or every window dropped)")
         log.warning(notes[-1])
     extra = {**(extra or {}), "dropped_lines": dropped, "window_seconds": window_seconds}
-    return evaluate(data, output, args, suite, notes, extra)
+    return evaluate(data, options, suite, notes, extra)
 
 
-def run(args) -> dict[str, Any]:
-    output = Path(args.output)
-    rows, has_split = read_label_table(Path(args.labels), Path(args.data))
+def run(options: BenchmarkOptions, corpus: FolderOptions) -> dict[str, Any]:
+    output = options.output
+    rows, has_split = read_label_table(corpus.labels, corpus.data)
     if not has_split:
-        rows = seeded_split(rows, args.split_seed)
+        rows = seeded_split(rows, corpus.split_seed)
         output.mkdir(parents=True, exist_ok=True)
         with (output / "split.csv").open("w", newline="") as fh:  # by line: the CSV's names stay in it
             csv.writer(fh).writerows([("line", "split"), *((row.line, row.split) for row in rows)])
-    classes = check_splits(rows, args.classes)
+    classes = check_splits(rows, corpus.classes)
     suite = Suite(
         name="folder",
         # the folder's own name stays out of the report: a clinic may name folders after people
@@ -346,7 +348,7 @@ def run(args) -> dict[str, Any]:
         classes=classes,
         finetune_defaults=(_id2label(classes),),
     )
-    return benchmark_table(rows, output, args, suite, args.window_seconds, {"split_made": not has_split})
+    return benchmark_table(rows, options, suite, corpus.window_seconds, {"split_made": not has_split})
 
 
 def _id2label(classes: tuple[str, ...]) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -151,22 +150,18 @@ def _split_counts(windows: WindowSet, suite: Suite, data_name: str) -> tuple[dic
     return counts, notes
 
 
-def _options(args) -> BenchmarkOptions:
-    if isinstance(args, BenchmarkOptions):
-        return args
-    return getattr(args, "options", None) or BenchmarkOptions.from_args(args)
-
-
-def evaluate(data: str, output: Path, args, suite: Suite, notes: Sequence[str] = (), extra: dict | None = None):
+def evaluate(
+    data: str, options: BenchmarkOptions, suite: Suite, notes: Sequence[str] = (), extra: dict | None = None
+) -> dict[str, Any]:
     """Every selected row (:func:`selected_rows`) on ``data`` (the pipeline's output, its windows
-    of ``suite.record_task``), reported into ``output``, and with ``export`` the row validation
-    ranks first written there; the flat results."""
-    options = _options(args)
+    of ``suite.record_task``), reported into ``options.output``, and with ``options.export`` the
+    row validation ranks first written there; the flat results."""
+    output = options.output
     extra = dict(extra or {})
     windows = load_windows(data, suite.record_task)
     counts, split_notes = _split_counts(windows, suite, "data")
     splits = [s for s in ("dev", "eval") if counts[s]]
-    opts = RecipeOptions.from_args(options, suite.task, finetune_defaults=suite.finetune_defaults)
+    opts = RecipeOptions.from_options(options, suite.task, finetune_defaults=suite.finetune_defaults)
     opts = dataclasses.replace(opts, record_task=suite.record_task)
     reports = run_methods(
         data, output, options.methods, options.seeds, opts, {"corpus": ("corpus_split=true",)}, [data], ALTERNATIVES

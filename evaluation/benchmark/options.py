@@ -1,5 +1,6 @@
 """A benchmark run's options, typed and checked once: the CLI builds them from its arguments and
-every suite reads them (no argparse namespace handed down)."""
+every suite reads them (no argparse namespace handed down). :class:`BenchmarkOptions` are what
+every suite shares; each suite's corpus has its own dataclass."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from eegfm.evaluation.benchmark.rows import ROWS, baseline_names
 from eegfm.evaluation.benchmark.runs import METHODS
 
 DEFAULT_CONFIG = "cpu-small"
+LAYOUTS = ("edf", "hms")  # the simulated corpus's layouts
 EEGMAT_METHODS = ("eegfm", "scratch", "linear_probe", "eegfm_10pct", "scratch_10pct", "cbramod", "labram")
 
 
@@ -51,7 +53,7 @@ class BenchmarkOptions:
 
     @classmethod
     def from_args(cls, args) -> BenchmarkOptions:
-        """From the CLI's parsed arguments (a suite's own options stay with the suite)."""
+        """From the CLI's parsed arguments (a suite's own options are its own dataclass below)."""
         methods = list(getattr(args, "methods", EEGMAT_METHODS))
         if getattr(args, "shared_encoder", None) and "eegfm_shared" not in methods:
             methods.append("eegfm_shared")
@@ -73,3 +75,51 @@ class BenchmarkOptions:
             export=None if export is None else Path(export),
             eegnet_max_epochs=getattr(args, "eegnet_max_epochs", 30),
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class FolderOptions:
+    """The folder suite's corpus: recordings, their label table and how to window and split them."""
+
+    data: Path
+    labels: Path
+    window_seconds: float = 5.0
+    classes: tuple[str, ...] = ()
+    split_seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.window_seconds > 0:
+            raise ConfigError(f"--window_seconds: expected a positive length in seconds; got {self.window_seconds}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulatedOptions:
+    """The simulated suite's corpus: its sites (each a leave-one-site-out fold), seed, people and layout."""
+
+    sites: int = 6
+    seed: int = 0
+    subjects_per_site: int = 10
+    layout: str = "edf"
+
+    def __post_init__(self) -> None:
+        if self.sites < 2:
+            raise ConfigError(f"--sites: leave-one-site-out needs at least 2 sites; got {self.sites}")
+        if self.subjects_per_site < 2:
+            raise ConfigError(
+                f"--subjects_per_site: fine-tuning keeps people aside for validation, so at least 2; "
+                f"got {self.subjects_per_site}"
+            )
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"--layout: expected one of {', '.join(LAYOUTS)}; got {self.layout!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SharedOptions:
+    """The shared encoder's corpora: the real ones under ``shared_data`` and a simulated one."""
+
+    shared_data: Path
+    simulated_sites: int = 6
+
+    def __post_init__(self) -> None:
+        if self.simulated_sites < 0:
+            raise ConfigError(f"--simulated_sites: expected 0 (none) or more sites; got {self.simulated_sites}")

@@ -27,6 +27,9 @@ from eegfm.evaluation.benchmark.windows import WindowSet
 from eegfm.model.fused import FusedModel, Part, Readout
 
 KINDS = ("baseline", "network", "derived")
+# The suites a row can run in: a labeled corpus split by subject (eegmat, folder), and the
+# simulated corpus's leave-one-site-out folds (each fold's training sites, without a validation split).
+SUITES = ("labeled", "simulated")
 # The network row of method "eegfm": the network alone has one name in every suite.
 NETWORK_ROW = {"eegfm": "eegfm_model", "eegfm_full": "eegfm_model_full"}
 
@@ -44,6 +47,9 @@ class Context:
     window_seconds: float
     reports: dict[str, dict[str, list[dict[str, Any]]]] = dataclasses.field(default_factory=dict)
     eegnet_max_epochs: int = deep_baselines.MAX_EPOCHS
+    # Class-balanced linear fits: balanced accuracy wants decisions beyond the majority class; the
+    # simulated suite's KL on vote distributions wants the probabilities unweighted.
+    balanced: bool = True
 
     @property
     def n_classes(self) -> int:
@@ -96,10 +102,13 @@ class Row:
     kind: str
     fit: Callable[[Context], Fitted]
     needs: tuple[str, ...] = ()  # the fine-tuning methods whose runs it reads
+    suites: tuple[str, ...] = ("labeled",)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"row {self.name}: kind: expected one of {', '.join(KINDS)}; got {self.kind!r}")
+        if not self.suites or not set(self.suites) <= set(SUITES):
+            raise ValueError(f"row {self.name}: suites: expected some of {', '.join(SUITES)}; got {self.suites}")
 
 
 ROWS: dict[str, Row] = {}
@@ -112,8 +121,9 @@ def register(row: Row) -> Row:
     return row
 
 
-def baseline_names() -> list[str]:
-    return [name for name, row in ROWS.items() if row.kind == "baseline"]
+def baseline_names(suite: str = "labeled") -> list[str]:
+    """The baseline rows ``suite`` runs (``--baselines``' choices)."""
+    return [name for name, row in ROWS.items() if row.kind == "baseline" and suite in row.suites]
 
 
 def _readout_part(context: Context, weight: float = 1.0) -> Part:
@@ -126,7 +136,7 @@ def _class_prior(context: Context) -> Fitted:
 
 
 def _band_power_lr(context: Context) -> Fitted:
-    fit = baselines.band_power_lr(context.train, context.n_classes, context.validation)
+    fit = baselines.band_power_lr(context.train, context.n_classes, context.validation, balanced=context.balanced)
     readout = Readout(("powers",), fit.linear)
     return Fitted([context.model([Part("readout", 1.0, readout=readout)])], {"C": fit.c})
 
@@ -192,13 +202,15 @@ def _network_ensemble(context: Context) -> Fitted:
 
 READOUT = "a logistic regression on the pretrained encoder's embedding and the band powers (and the bands' "
 READOUT += "tangent-space covariances where validation prefers them), features and C on validation"
-register(Row("class_prior", "class prior", "baseline", _class_prior))
+register(Row("class_prior", "class prior", "baseline", _class_prior, suites=SUITES))
 register(
     Row(
         "band_power_lr",
-        "log absolute + relative band powers (0.5-45 Hz) + balanced logistic regression, C on validation",
+        "log absolute + relative band powers (0.5-45 Hz) + logistic regression (class-balanced on a labeled "
+        "corpus), C on validation (by subject-grouped cross-validation where there is none)",
         "baseline",
         _band_power_lr,
+        suites=SUITES,
     )
 )
 register(

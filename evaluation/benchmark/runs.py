@@ -41,7 +41,7 @@ import dataclasses
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -54,6 +54,9 @@ from eegfm.training import ensemble as ensembling
 from eegfm.training import finetune as finetuning
 from eegfm.training import pretrain as pretraining
 from eegfm.training.config import load_config
+
+if TYPE_CHECKING:  # options.py reads METHODS from here
+    from eegfm.evaluation.benchmark.options import BenchmarkOptions
 
 log = get_logger(__name__)
 
@@ -170,20 +173,24 @@ class RecipeOptions:
         return list(self.reference_seeds) if self.reference_seeds is not None else list(seeds[:1])
 
     @classmethod
-    def from_args(
-        cls, args: Any, task: str, pretrain_set: Sequence[str] = (), finetune_defaults: Sequence[str] = ()
+    def from_options(
+        cls,
+        options: BenchmarkOptions,
+        task: str,
+        pretrain_set: Sequence[str] = (),
+        finetune_defaults: Sequence[str] = (),
     ) -> RecipeOptions:
         """From the suites' common options. ``pretrain_set``: the suite's own pretraining overrides;
         ``finetune_defaults``: the suite's fine-tuning settings, which ``--finetune_set`` overrides."""
         return cls(
-            config=args.config,
+            config=options.config,
             task=task,
-            pretrain_steps=args.pretrain_steps,
-            unlabeled=tuple(args.unlabeled),
-            finetune_set=(*finetune_defaults, *args.finetune_set),
-            pretrain_set=(*args.pretrain_set, *pretrain_set),
-            shared_encoder=getattr(args, "shared_encoder", None),
-            reference_seeds=None if getattr(args, "reference_seeds", None) is None else tuple(args.reference_seeds),
+            pretrain_steps=options.pretrain_steps,
+            unlabeled=options.unlabeled,
+            finetune_set=(*finetune_defaults, *options.finetune_set),
+            pretrain_set=(*options.pretrain_set, *pretrain_set),
+            shared_encoder=options.shared_encoder,
+            reference_seeds=options.reference_seeds,
         )
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 from eegfm.contract import layout
 from eegfm.core.logs import get_logger
+from eegfm.evaluation.benchmark.options import BenchmarkOptions, SharedOptions
 from eegfm.evaluation.benchmark.preprocessing import (
     ENCODER_RECORDINGS,
     benchmark_key,
@@ -62,31 +63,26 @@ def _windows(data: str) -> dict[str, Any]:
     return {"windows": total, "pretraining_windows": total - held}
 
 
-def run(args) -> dict[str, Any]:
-    output = Path(args.output)
-    key = benchmark_key(output, args.pseudonym_key_file)
+def run(options: BenchmarkOptions, corpora: SharedOptions) -> dict[str, Any]:
+    """The shared encoder pretrained into ``options.output``; what went into it (``encoder.json``)."""
+    output = options.output
+    key = benchmark_key(output, options.pseudonym_key_file)
     data: dict[str, str] = {}
-    for corpus in real_corpora(Path(args.shared_data)):
+    for corpus in real_corpora(corpora.shared_data):
         data[corpus.name] = preprocess_corpus(corpus, output / "data" / corpus.name, key)
-    if args.simulated_sites:
+    if corpora.simulated_sites:
         sim = output / "simulated"
-        data["simulated"] = simulate_and_preprocess(sim, args.simulated_sites, SIMULATED_SEED, str(key))
-    opts = RecipeOptions(
-        config=args.config,
-        task="eegmat",  # unused by pretraining
-        pretrain_steps=args.pretrain_steps,
-        unlabeled=tuple(args.unlabeled),
-        pretrain_set=tuple(args.pretrain_set),
-    )
+        data["simulated"] = simulate_and_preprocess(sim, corpora.simulated_sites, SIMULATED_SEED, str(key))
+    opts = RecipeOptions.from_options(options, task="eegmat")  # the task is unused by pretraining
     model = pretrain(list(data.values()), output / "pretrain", opts)
     pretrained = [*data.values(), *opts.unlabeled]
     record = {
         "model": str(model.relative_to(output)),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "config": args.config,
-        "pretrain_steps": args.pretrain_steps,
+        "config": options.config,
+        "pretrain_steps": options.pretrain_steps,
         "corpora": {name: _windows(folder) for name, folder in data.items()},
-        "unlabeled_folders": len(args.unlabeled),
+        "unlabeled_folders": len(options.unlabeled),
         "held_out": "eegmat subjects 28-35 (validation and test); nothing else is any benchmark's test data",
         # a benchmark's leak check reads these: the same bytes under any name are the same recording
         ENCODER_RECORDINGS: sorted(set().union(*(pretraining_recordings(d, key) for d in pretrained))),

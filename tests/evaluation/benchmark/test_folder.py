@@ -6,7 +6,6 @@ shared encoder's pretraining data, and the data folder made anew when its finger
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import json
@@ -29,6 +28,7 @@ from eegfm.evaluation.benchmark.folder import (
     strata,
 )
 from eegfm.evaluation.benchmark.labeled import metrics_of
+from eegfm.evaluation.benchmark.options import BenchmarkOptions
 from eegfm.evaluation.benchmark.preprocessing import ENCODER_RECORDINGS, pretraining_recordings
 from eegfm.serving.predict import main as predict_main
 from eegfm.training.data import scan_windows
@@ -315,7 +315,7 @@ def test_a_validation_or_test_recording_in_unlabeled_data_is_refused(shared_data
     # the benchmark's test subject is unlabeled subject 00 under another name
     labels = labeled_folder(shared_data, tmp_path / "bench", {"01": "train", "02": "train", "28": "val", "00": "test"})
     rows, _ = read_label_table(labels, tmp_path / "bench" / "recordings")
-    args = argparse.Namespace(unlabeled=[str(unlabeled)], shared_encoder=None)
+    args = BenchmarkOptions(tmp_path / "o", unlabeled=(str(unlabeled),))
     with pytest.raises(ValueError) as err:
         check_pretraining_data(rows, args, key)
     assert str(err.value) == (
@@ -337,7 +337,7 @@ def test_a_validation_or_test_recording_the_shared_encoder_read_is_refused(share
     rows, _ = read_label_table(labels, tmp_path / "recordings")
     model = tmp_path / "shared" / "pretrain" / "model"
     model.mkdir(parents=True)
-    args = argparse.Namespace(unlabeled=[], shared_encoder=str(model))
+    args = BenchmarkOptions(tmp_path / "o", shared_encoder=str(model))
     record = {ENCODER_RECORDINGS: [fingerprint.file_digest(shared_data / "eegmat" / "Subject28_2.edf")]}
     (tmp_path / "shared" / "encoder.json").write_text(json.dumps(record))
     with pytest.raises(

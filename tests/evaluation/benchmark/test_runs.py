@@ -12,6 +12,7 @@ import pytest
 
 from eegfm.evaluation.benchmark import fingerprint, runs
 from eegfm.evaluation.benchmark.cli import build_parser
+from eegfm.evaluation.benchmark.options import BenchmarkOptions
 from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, choose_runs, validation_score
 
 
@@ -44,13 +45,13 @@ def test_a_tie_keeps_the_method_s_own_run_and_a_run_without_metrics_scores_lowes
 def test_reference_rows_run_the_first_seed_unless_reference_seeds_says_otherwise():
     folder = ["folder", "--data", "d", "--labels", "l.csv", "--output", "o"]
     args = build_parser().parse_args(folder)
-    default = RecipeOptions.from_args(args, "binary")
+    default = RecipeOptions.from_options(BenchmarkOptions.from_args(args), "binary")
     for own in ("eegfm", "linear_probe", "eegfm_shared", "eegfm_fusion", "spectrogram_cnn", "ensemble"):
         assert not METHODS[own].reference and default.seeds_of(METHODS[own], args.seeds) == [0, 1, 2]
     for reference in ("scratch", "eegfm_10pct", "scratch_10pct", "cbramod", "labram", "cbramod_pretrained"):
         assert METHODS[reference].reference and default.seeds_of(METHODS[reference], args.seeds) == [0]
     args = build_parser().parse_args([*folder, "--seeds", "3", "4", "--reference_seeds", "4", "5"])
-    chosen = RecipeOptions.from_args(args, "binary")
+    chosen = RecipeOptions.from_options(BenchmarkOptions.from_args(args), "binary")
     assert chosen.seeds_of(METHODS["cbramod"], args.seeds) == [4, 5]
     assert chosen.seeds_of(METHODS["labram_probe"], args.seeds) == [4, 5]
     assert chosen.seeds_of(METHODS["eegfm"], args.seeds) == [3, 4]

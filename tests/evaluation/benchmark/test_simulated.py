@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
+import numpy as np
 import pytest
 
-from eegfm.evaluation.benchmark import simulated
+from eegfm.evaluation.benchmark import baselines, simulated
 from eegfm.evaluation.benchmark.cli import main
+from eegfm.evaluation.benchmark.labeled import metrics_of
+from eegfm.evaluation.benchmark.rows import baseline_names
+from tests.evaluation.benchmark.test_baselines import alpha_windows
 
 
 @pytest.mark.slow
@@ -18,20 +23,21 @@ def test_leave_one_site_out_on_a_small_simulated_corpus(tmp_path):
     assert main([*argv, *methods, "--pretrain_steps", "4", "--finetune_set", "epochs=1"]) == 0
     report = json.loads((tmp_path / "benchmark.json").read_text())
     assert len(report["run"]["sites"]) == 2
-    for method in ("class_prior", "band_power_lr", "eegfm", "scratch", "ensemble"):
+    for method in ("class_prior", "band_power_lr", "eegfm_model", "scratch", "ensemble"):
         for metric in ("kl", "kl_vs_baseline", "balanced_accuracy"):
             assert f"{method}.heldout.{metric}" in report
     assert report["class_prior.heldout.kl_vs_baseline"]["mean"] == pytest.approx(1.0)
-    assert set(report["run"]["folds"]["eegfm"]) == set(report["run"]["sites"])
+    assert set(report["run"]["folds"]["eegfm_model"]) == set(report["run"]["sites"])
+    assert "eegfm.heldout.kl" not in report  # eegfm names the recipe, which this suite does not fit
     # The seed ensemble's mean probabilities: KL is convex in the prediction, so on every held-out
     # site it is at most the mean of the seeds' own KLs (each recomputed from the saved models).
-    for site, ensemble in report["run"]["folds"]["eegfm_ensemble"].items():
-        seeds = report["run"]["folds"]["eegfm"][site]["kl"]
+    for site, ensemble in report["run"]["folds"]["eegfm_model_ensemble"].items():
+        seeds = report["run"]["folds"]["eegfm_model"][site]["kl"]
         assert len(seeds) == 2 and ensemble["kl"] <= sum(seeds) / 2 + 1e-6
     assert "leave-one-site-out" in (tmp_path / "benchmark.md").read_text()
     stacked = json.loads((tmp_path / "runs" / "ensemble" / site_of(report) / "seed0" / "eval.json").read_text())
     assert set(stacked["members"]["test"]) == {"members/0-eegfm", "members/1-spectrogram_cnn", "ensemble"}
-    assert {"eegfm", "ensemble"} <= set(report["run"]["selective"])
+    assert {"eegfm_model", "ensemble"} <= set(report["run"]["selective"])
     # The suite's fine-tuning settings reach every run, and --finetune_set overrides them.
     site = report["run"]["sites"][0]
     run = json.loads((tmp_path / "runs" / "eegfm" / site / "seed0" / "run.json").read_text())
@@ -69,3 +75,20 @@ def test_selective_means_average_the_held_out_sites_summaries():
     assert means["eegfm"]["error"] == pytest.approx({"all": 0.6, "confidence": 0.4, "entropy": 0.6})
     table = simulated.selective_markdown(means)
     assert "| eegfm | error | 0.600 | 0.400 | 0.600 |" in table
+
+
+def test_the_suite_s_baselines_are_the_registry_s_each_fitted_on_the_other_sites(tmp_path):
+    assert baseline_names("simulated") == ["class_prior", "band_power_lr"]
+    labels = np.tile([0, 1, 0, 1, 2, 1], 8)  # Seizure, LPD, GPD by index; 8 people, 4 a site
+    windows = alpha_windows(labels % 2, (2.0, 8.0), seed=5, subjects=8)
+    sites = np.where(np.arange(len(labels)) % 8 < 4, "a", "b")
+    windows = dataclasses.replace(windows, label=labels, votes=np.zeros((len(labels), 6), np.float32), site=sites)
+    found = simulated.baseline_folds(windows, ["a", "b"], baseline_names("simulated"), tmp_path)
+    for site in ("a", "b"):
+        train, test = windows.where(sites != site), windows.where(sites == site)
+        prior, target = baselines.targets(train, 6).mean(0), baselines.targets(test, 6)
+        # the registry's row, fitted as the fold's context says: unweighted, C by cross-validation
+        expected = metrics_of(baselines.band_power_lr(train, 6, balanced=False)(test), target, prior)
+        assert found["band_power_lr"][site]["kl"] == pytest.approx(expected["kl"], rel=1e-6)
+        assert found["band_power_lr"][site]["kl_vs_baseline"] < 1.0  # alpha tells the classes apart
+        assert found["class_prior"][site]["kl_vs_baseline"] == pytest.approx(1.0)
