@@ -20,3 +20,4 @@ METRICS = "metrics.jsonl"
 EVAL = "eval.json"
 PREPROCESS_SPEC = "preprocess.json"
 MODEL_DIR = "model"
+FUSED_MODEL = "fused.json"  # a fused model folder's description (``model.fused``): the parts and weights

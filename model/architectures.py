@@ -35,6 +35,7 @@ from typing import Any
 from transformers import AutoConfig, AutoModel
 from transformers.utils import logging as hf_logging
 
+from eegfm.contract import layout
 from eegfm.core.config import ConfigError
 from eegfm.model.cbramod import CBraMod, CBraModConfig
 from eegfm.model.config import EEGFMConfig
@@ -45,7 +46,7 @@ from eegfm.model.patch_pretraining import CBraModForPretraining, LaBraMForPretra
 from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig
 
 ENSEMBLE_FILE = "ensemble.json"
-FUSED_FILE = "fused.json"  # model.fused.FUSED_FILE, named here as ensemble.json is
+FUSED_FILE = layout.FUSED_MODEL  # model.fused's folder, recognised here as ensemble.json is
 
 
 @dataclasses.dataclass(frozen=True)

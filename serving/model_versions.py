@@ -109,6 +109,8 @@ def version_record(run_dir: Path, files: list[dict[str, Any]]) -> dict[str, Any]
         "files": files,
         "evaluation": _without_local_paths(_run_json(run_dir / layout.EVAL)),
         "benchmark": _without_local_paths(_run_json(run_dir / BENCHMARK_FILE)),
+        # a fused model's card: the benchmark row it is, what validation chose, its metrics
+        "card": _without_local_paths((_run_json(run_dir / layout.FUSED_MODEL) or {}).get("card")),
     }
 
 

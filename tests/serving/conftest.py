@@ -3,9 +3,14 @@ raw recordings (``raw_sites``) are in ``tests/conftest.py``."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from eegfm.contract.layout import PREPROCESS_SPEC
+from eegfm.model.fused import FusedModel, Part
 
 
 @pytest.fixture(autouse=True)
@@ -81,3 +86,17 @@ def validate_prediction(recording: dict) -> None:
             assert low is None or low[label] <= probabilities[label] <= high[label]
     else:
         assert "recording" not in recording
+
+
+PRIOR = (0.2, 0.8)  # the fused model's second part: what moves its answer off the network's
+
+
+@pytest.fixture(scope="session")
+def fused_export(finetuned, tmp_path_factory) -> Path:
+    """A fused model folder as ``eegfm-benchmark --export`` writes one: ``finetuned``'s network
+    (weight 0.25) with a fixed class distribution (0.75), geometric mean as the recipe fuses."""
+    parts = [Part("network", 0.25, folders=[finetuned / "model"]), Part("prior", 0.75, prior=np.array(PRIOR))]
+    folder = tmp_path_factory.mktemp("fused") / "export"
+    FusedModel(("rest", "task"), parts, 5.0, {"row": "eegfm", "val": {"auroc": 0.9}}).save(folder)
+    shutil.copyfile(finetuned / "model" / PREPROCESS_SPEC, folder / PREPROCESS_SPEC)  # as the export's
+    return folder

@@ -3,6 +3,8 @@ filesystems) is fetched once, cached, and served like the local run."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -88,3 +90,27 @@ def test_publishing_leaves_out_an_onnx_graph_older_than_the_weights(on_s3, finet
     os.utime(stale)  # exported after the weights: published, before them
     written = publish_model(run, f"s3://{BUCKET}/runs/fresh")
     assert any(w.endswith("model/model.onnx") for w in written) and written[-1].endswith("model.safetensors")
+
+
+def test_a_benchmark_export_is_published_as_a_version_and_served_from_the_store(on_s3, fused_export, raw_sites):
+    from eegfm.serving.model_store import main as models
+
+    model_url = f"s3://{BUCKET}/models/fused"
+    assert models(["publish", str(fused_export), model_url, "--alias", "production"]) == 0
+    keys = {o["Key"] for o in on_s3.list_objects_v2(Bucket=BUCKET, Prefix="models/fused/")["Contents"]}
+    assert any(k.endswith("/fused.json") for k in keys) and any(
+        k.endswith("/network-0-0/model.safetensors") for k in keys
+    )
+    local = fetch_model(f"{model_url}@production")
+    assert (local / "fused.json").read_bytes() == (fused_export / "fused.json").read_bytes()
+    recording = str(raw_sites / "hospital1" / "Subject02_1.edf")
+    [remote], [here] = (
+        Predictor(f"{model_url}@production").predict([recording]),
+        Predictor(fused_export).predict([recording]),
+    )
+    np.testing.assert_allclose([w.outputs for w in remote.windows], [w.outputs for w in here.windows], atol=1e-9)
+    [digest] = [k.split("/")[3] for k in keys if k.endswith("/version.json")]
+    record = json.loads(
+        on_s3.get_object(Bucket=BUCKET, Key=f"models/fused/versions/{digest}/version.json")["Body"].read()
+    )
+    assert record["card"]["row"] == "eegfm"  # the card says which benchmark row this model is

@@ -16,7 +16,8 @@ import torch
 from eegfm.core.machine import Cpus
 from eegfm.serving.api.auth import key_fingerprint
 from eegfm.serving.api.uploads import upload_extension
-from tests.serving.conftest import validate_prediction
+from eegfm.serving.predictor import Predictor
+from tests.serving.conftest import PRIOR, validate_prediction
 from tests.serving.serve_helpers import API_KEY, AUTH, multipart, serving
 
 RAW = {**AUTH, "Content-Type": "application/octet-stream"}
@@ -225,3 +226,24 @@ def test_upload_names_say_the_format():
     for name in ("", ".edf", "a.vhdr", "a.txt"):
         with pytest.raises(ValueError, match="expected a name ending in one of"):
             upload_extension(name)
+
+
+def test_a_benchmark_export_is_served_with_the_recording_s_answer(fused_export, finetuned, raw_sites):
+    """eegfm-serve --model on an --export folder: each window the fused model's probabilities (the
+    network's fused with the other part, not the network's own), and the recording's answer."""
+    recording = raw_sites / "hospital2" / "Subject04_2.edf"
+    with serving(["--model", str(fused_export), "--no-auth"]) as running:
+        status, reply, _ = running.request("POST", "/v1/predict?filename=a.edf", recording.read_bytes(), RAW)
+        status_info, info, _ = running.request("GET", "/v1/model")
+    assert status == 200 and status_info == 200
+    [answer] = reply["recordings"]
+    validate_prediction(answer)
+    outputs = np.array([w["outputs"] for w in answer["window_predictions"]])
+    [network] = Predictor(finetuned).predict([str(recording)])
+    alone = np.array([w.outputs for w in network.windows])
+    weighted = 0.25 * np.log(alone) + 0.75 * np.log(np.array(PRIOR))
+    expected = np.exp(weighted) / np.exp(weighted).sum(1, keepdims=True)
+    np.testing.assert_allclose(outputs, expected, atol=1e-5)
+    assert not np.allclose(outputs, alone, atol=1e-3)
+    np.testing.assert_allclose(list(answer["recording"]["probabilities"].values()), outputs.mean(0), atol=1e-9)
+    assert answer["recording"]["n_windows"] == len(outputs) and info["labels"] == ["rest", "task"]
