@@ -20,9 +20,14 @@ from typing import Any
 
 import numpy as np
 
+from eegfm.contract.layout import FUSED_MODEL
 from eegfm.serving.api.uploads import UploadError
 from eegfm.serving.api.windows import recording_item, window_in_time_order
 
+FUSED_REFUSAL = (
+    "this model cannot be explained: it is a benchmark row that fuses networks with a readout of band "
+    "powers, and explanations need one network (explain its network folder, network-*, with eegfm-predict --explain)"
+)
 MAX_STEPS = 32  # integrated-gradient points per piece of the path a client may ask for
 
 
@@ -39,6 +44,8 @@ class ExplainService:
             from eegfm.model.architectures import load_model_folder
             from eegfm.serving.explain_checks import randomised_copy
 
+            if (Path(self.predictor.model_dir) / FUSED_MODEL).is_file():  # no local path in the reply
+                raise UploadError(422, FUSED_REFUSAL)
             model = load_model_folder(self.predictor.model_dir).float().eval()
             if getattr(model, "main_input_name", "eeg") != "eeg" or self.predictor.head == "regression":
                 raise UploadError(422, "this model cannot be explained: it reads no EEG or has no classes")

@@ -14,7 +14,7 @@ import re
 import pytest
 
 from tests.serving.cdp import CHROMIUM, browser_page
-from tests.serving.serve_helpers import API_KEY
+from tests.serving.serve_helpers import API_KEY, serving
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")]
 
@@ -158,3 +158,34 @@ def test_interpolated_derivations_are_drawn_apart_with_why(server, shared_data, 
         if os.environ.get("EEGFM_PAGE_SCREENSHOT"):
             page.screenshot(os.environ["EEGFM_PAGE_SCREENSHOT"].replace(".png", "-interpolated.png"))
         assert page.console_errors() == []
+
+
+def test_a_benchmark_export_shows_its_answer_and_says_why_it_cannot_explain(fused_export, shared_data, tmp_path):
+    """The page on an --export folder (a network fused with a second part): the recording's answer
+    above the timeline and the windows drawn as for one network; a click asks for an explanation,
+    which a fused model cannot give, and the page says why."""
+    keys = tmp_path / "keys.txt"
+    keys.write_text(API_KEY + "\n")
+    with (
+        serving(["--model", str(fused_export), "--api_keys_file", str(keys)]) as server,
+        browser_page(tmp_path / "profile") as page,
+    ):
+        page.send("Page.navigate", url=f"{server.url}/")
+        page.wait_for("document.readyState === 'complete'")
+        page.evaluate(f"sessionStorage.setItem('eegfm-api-key', '{API_KEY}'); location.reload()")
+        page.wait_for(
+            "document.readyState === 'complete' && document.getElementById('model').textContent.includes('rest')"
+        )
+        page.set_files("#file", [shared_data / "eegmat" / "Subject10_2.edf"])
+        page.wait_for("document.body.dataset.state === 'rendered'", timeout=60)
+        assert page.evaluate("document.getElementById('timeline').dataset.windows") == "6"
+        _the_answer_is_shown_above_the_timeline(page)
+        timeline = box(page, "timeline")
+        page.click(timeline[0] + timeline[2] * 0.5, timeline[1] + timeline[3] * 0.5)
+        page.wait_for("document.body.dataset.state === 'error'", timeout=60)
+        said = page.evaluate("document.getElementById('status').textContent")
+        assert "explanations need one network" in said, said
+        page.wait_for(DRAWN.format("20@7"), timeout=60)  # the clicked window's EEG page, drawn all the same
+        assert page.console_errors() == [] or all("422" in e for e in page.console_errors())
+        if os.environ.get("EEGFM_PAGE_SCREENSHOT"):
+            page.screenshot(os.environ["EEGFM_PAGE_SCREENSHOT"].replace(".png", "-fused.png"))
