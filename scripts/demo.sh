@@ -82,12 +82,14 @@ print(line + ". loso.png draws it site by site.")
 PYEOF
 "$PY" - "$OUT/tfrecords" "$OUT/loso/loso.json" <<'PYEOF'
 import json, sys
+from pathlib import Path
 from statistics import mean
 from eegfm.core.tasks import FINETUNE_TASKS
 from eegfm.evaluation.benchmark.simulated import baseline_folds
 from eegfm.evaluation.benchmark.windows import load_windows
 sites = json.load(open(sys.argv[2]))["sites"]
-floor = baseline_folds(load_windows(sys.argv[1], FINETUNE_TASKS["hms6"]), sorted(sites))["band_power_lr"]
+windows = load_windows(sys.argv[1], FINETUNE_TASKS["hms6"])
+floor = baseline_folds(windows, sorted(sites), ["band_power_lr"], Path(sys.argv[2]).parent)["band_power_lr"]
 model = mean(fold["test"]["kl"] / fold["test"]["baseline_kl"] for fold in sites.values())
 print(f"demo: the same folds, KL against the class prior's: eegfm {model:.2f}x, log band powers + logistic "
       f"regression {mean(floor[s]['kl_vs_baseline'] for s in sites):.2f}x (make benchmark: both over seeds)")
