@@ -35,6 +35,10 @@ TASK_CLASSES = {
     "chbmit_seizure": SEIZURE_LABELS,
     "siena_seizure": SEIZURE_LABELS,
 }
+# A record task -> the class of real recordings of people without the task's findings (preprocess
+# --background): the simulator's windows cannot teach that healthy rhythms (eyes-closed alpha ...)
+# are none of its patterns; real background, labeled so, can.
+BACKGROUND_CLASSES = {"hms6": "Other"}
 # A fine-tuning task -> the record task whose labels it trains on.
 FINETUNE_TASKS = {
     "hms6": "hms6",

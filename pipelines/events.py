@@ -10,6 +10,7 @@ import numpy as np
 from eegfm.contract import schema
 from eegfm.contract.channels import CAP_LAYOUTS
 from eegfm.core.config import Config, check_bool, check_option, check_range
+from eegfm.core.tasks import BACKGROUND_CLASSES
 from eegfm.pipelines.filters import FilterConfig
 from eegfm.pipelines.quality import QUALITY_NAMES, QualityConfig
 
@@ -50,6 +51,9 @@ class PreprocessConfig(Config):
     montage: str = "auto"
     max_decompressed_ratio: float = DEFAULT_MAX_DECOMPRESSED_RATIO
     max_decompressed_gb: float = DEFAULT_MAX_DECOMPRESSED_GB
+    # a task (hms6): every window of every input is a background window of it, labeled its
+    # background class (datasets.items.as_background); '' keeps the data sets' own labels
+    background: str = ""
     quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
 
     def validate(self) -> None:
@@ -68,6 +72,7 @@ class PreprocessConfig(Config):
         check_option("montage", self.montage, ("auto", "file", *CAP_LAYOUTS))
         check_range("max_decompressed_ratio", self.max_decompressed_ratio, 1.0, 1e6)
         check_range("max_decompressed_gb", self.max_decompressed_gb, 0.0, 1e6, low_inclusive=False)
+        check_option("background", self.background, ("", *BACKGROUND_CLASSES))
         self.filter_config()  # validates l_freq / h_freq against the 256 Hz Nyquist
 
     def filter_config(self) -> FilterConfig:

@@ -18,6 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from eegfm.contract.channels import CAP_LAYOUTS
 from eegfm.core.config import ConfigError, check_int, user_path
+from eegfm.core.tasks import BACKGROUND_CLASSES
 from eegfm.pipelines import s3_anonymous  # noqa: F401 - registers the --s3_anonymous pipeline option
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.datasets import DATASETS
@@ -141,6 +142,17 @@ def _add_input_output_options(io_) -> None:
         "bids = BIDS; eegmat, eegmmi = PhysioNet; tuab, tuep, tusz, tuev, tuar = the TUH corpora; "
         "chbmit = CHB-MIT; siena = Siena Scalp EEG; edf = any folder of EDF/BDF/FIF/BrainVision/EEGLAB "
         "files and EGI MFF folders (+ optional labels.csv); auto detects it per top-level folder",
+    )
+    io_.add_argument(
+        "--background",
+        default=None,
+        choices=list(BACKGROUND_CLASSES),
+        metavar="TASK",
+        help="label every window of every input as background of TASK ("
+        + ", ".join(f"{task}: class {name}" for task, name in BACKGROUND_CLASSES.items())
+        + ", with all of its expert votes), in place of the data set's own labels; subjects, sessions "
+        "and corpus splits stay the data set's. For real recordings of people without the task's "
+        "findings (eegmat, a normal EEG clinic), which fine-tuning adds with --background DIR",
     )
     io_.add_argument(
         "--site",
@@ -394,6 +406,8 @@ def config_from_args(args, given: set[str] | None = None) -> PreprocessConfig:
     fields = {name: getattr(args, name) for name in names if wanted(name)}
     if fields.get("stride_seconds", 0.0) is None:
         del fields["stride_seconds"]  # not given: windows end to end, unless a YAML file overlaps them
+    if fields.get("background", "") is None:
+        del fields["background"]  # not given: the data sets' own labels, unless a YAML file says otherwise
     if "window_seconds" in fields and "stride_seconds" not in fields and base.stride_seconds == base.window_seconds:
         fields["stride_seconds"] = fields["window_seconds"]
     if "line_freq" in fields:

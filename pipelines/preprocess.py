@@ -98,7 +98,8 @@ def _run(parser, argv, args, beam_args, redaction: RunRedaction) -> dict:
         # Name the runner explicitly (Beam otherwise logs that it is guessing one).
         options.view_as(StandardOptions).runner = "DirectRunner"
     if options.get_all_options().get("dry_run") and _is_local(options):
-        print(redaction.scrub(_dry_run_plan(args, items, ignored, datasets, key, redaction.redactor)))
+        plan = _dry_run_plan(args, items, ignored, datasets, key, redaction.redactor, config.background)
+        print(redaction.scrub(plan))
         return {}
     if _is_local(options):
         _use_the_cores(options, beam_args, [item.path for item in items])
@@ -190,17 +191,18 @@ def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedactio
     return config, items, ignored, datasets, key
 
 
-def _dry_run_plan(args, items, ignored, datasets, key: bytes, redactor: PathRedactor) -> str:
+def _dry_run_plan(args, items, ignored, datasets, key: bytes, redactor: PathRedactor, background: str = "") -> str:
     """What a local ``--dry_run`` prints: recordings per site and data set, the inputs that cannot be
     read and the files not read, with why. Under --redact_paths sites show as pseudonyms and folders
-    as tokens (a site may be a folder's name)."""
+    as tokens (a site may be a folder's name). ``background``: the task every recording is background of."""
     per_site = collections.Counter(
         (pseudonym(key, "site", item.site) if args.redact_paths else item.site, item.dataset) for item in items
     )
     labeled = sum(bool(item.windows) or item.recording_label >= 0 for item in items)
+    labels = f"all {background} background" if background else f"{labeled} with labels"
     lines = [
         f"eegfm-preprocess --dry_run: nothing read or written; {args.output} would receive",
-        f"  {count(len(items), 'recording')} ({labeled} with labels) from {_describe_datasets(datasets, redactor)}",
+        f"  {count(len(items), 'recording')} ({labels}) from {_describe_datasets(datasets, redactor)}",
     ]
     lines += [f"    site {site!r:24} {dataset:8} {n}" for (site, dataset), n in sorted(per_site.items())]
     unread = [Ignored(redactor.path(item.path), item.read_problem) for item in items if item.read_problem]

@@ -19,7 +19,7 @@ from eegfm.core.dsp.resample import TARGET_SFREQ, Resampler
 from eegfm.core.logs import get_logger
 from eegfm.core.stores import STORE_ERRORS, storage_error
 from eegfm.pipelines.bipolar import BipolarReader, bipolar_plan
-from eegfm.pipelines.datasets import LabeledWindow, SourceItem
+from eegfm.pipelines.datasets import LabeledWindow, SourceItem, as_background
 from eegfm.pipelines.datasets.bids import SidecarError, read_electrodes, read_sidecars
 from eegfm.pipelines.deid import pseudonym
 from eegfm.pipelines.events import Outcome, PreprocessConfig, RejectedWindow, StageError, Window
@@ -78,6 +78,7 @@ def process_recording(
 ) -> Iterator[Window | RejectedWindow | Outcome]:
     """Stream one input file to windows, then exactly one `Outcome`; one that fails part-way ends
     quarantined with ``windows`` 0, and the caller drops the windows it yielded."""
+    item = as_background(item, config.background)  # the one place --background relabels a recording
     # The site is known before the file is opened: a quarantined input counts against its site.
     outcome = Outcome(
         source=item.path, status="quarantined", dataset=item.dataset, site=pseudonym(key, "site", item.site)

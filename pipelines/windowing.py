@@ -63,7 +63,8 @@ class Span:
 def plan_windows(item: SourceItem, spans: list[Span], config: PreprocessConfig) -> list[tuple[float, str, str]]:
     """Fill each span's requests; return the windows that fit in none as (start_s, rule, reason).
     Labeled windows with a ``problem`` are left out; a recording whose label rows are all unusable
-    gets no window, unless it has a ``recording_label``: then windows slide over each span."""
+    gets no window, unless it has a ``recording_label``: then windows slide over each span. A sliding
+    window with a label takes the recording's ``recording_votes`` (a background recording's)."""
     usable = [w for w in item.windows if not w.problem]
     if not (usable or (item.windows and item.recording_label < 0)):
         size = int(round(config.window_seconds * TARGET_SFREQ))
@@ -74,7 +75,8 @@ def plan_windows(item: SourceItem, spans: list[Span], config: PreprocessConfig) 
                 if item.intervals:  # TUSZ: the label of the stretch the window lies mostly in
                     start_s = span.onset_s + s / TARGET_SFREQ
                     label = interval_label(start_s, start_s + size / TARGET_SFREQ, item.intervals)
-                span.requests.append(Request(s, size, label, (), item.task if label >= 0 else ""))
+                votes = item.recording_votes if label >= 0 else ()
+                span.requests.append(Request(s, size, label, votes, item.task if label >= 0 else ""))
         return []
     outside = []
     for w in usable:

@@ -117,6 +117,35 @@ def pipeline_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+# eegmat recordings as a background folder: subjects 00-02 of the corpus's train split (00 at rest
+# and at arithmetic) and 28 of its dev split (held-out people); 62 s each, 182 s at rest.
+BACKGROUND_RECORDINGS = ("Subject00_1.edf", "Subject00_2.edf", "Subject01_2.edf", "Subject02_2.edf", "Subject28_2.edf")
+BACKGROUND_KEY = b"conftest background key 0001"  # as the pipeline reads it: stripped
+
+
+@pytest.fixture(scope="session")
+def eegmat_background(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """``pipelines.preprocess --background hms6`` over real eegmat recordings (``BACKGROUND_RECORDINGS``,
+    linked, about 10 s): its output folder and manifest. Its key is ``BACKGROUND_KEY``, so a test
+    can work out the subjects' pseudonyms. Read-only."""
+    from eegfm.pipelines.preprocess import run as preprocess
+
+    root = tmp_path_factory.mktemp("background")
+    (root / "eegmat").mkdir()
+    for name in BACKGROUND_RECORDINGS:
+        (root / "eegmat" / name).symlink_to(shared_data / "eegmat" / name)
+    (root / "key").write_bytes(BACKGROUND_KEY)
+    (root / "key").chmod(0o600)
+    manifest = preprocess(
+        [
+            *("--input", str(root / "eegmat"), "--output", str(root / "tfrecords")),
+            *("--pseudonym_key_file", str(root / "key"), "--background", "hms6", "--no_artifact_model"),
+            *("--runner", "DirectRunner", "--direct_running_mode", "in_memory", "--keep_paths"),
+        ]
+    )
+    return root / "tfrecords", manifest
+
+
 @contextlib.contextmanager
 def run_lock_held_elsewhere(folder: str | os.PathLike[str]) -> Iterator[subprocess.Popen]:
     """Another process (another job's launcher, mid-run) holding ``folder``'s run lock; killed

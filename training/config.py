@@ -129,6 +129,15 @@ class RunConfig(Config):
         return self._build_model_config(gradient_checkpointing=self.activation_checkpointing, **self._model_fields())
 
 
+def check_corpus_splits(name: str, splits: Any) -> list[str]:
+    """``splits``, a list of corpus splits (train, dev, eval), sorted and each once."""
+    if isinstance(splits, str) or not isinstance(splits, Sequence):
+        raise ConfigError(f"{name}: expected a list of corpus splits ({', '.join(CORPUS_SPLITS[1:])}); got {splits!r}")
+    for split in splits:
+        check_option(name, split, CORPUS_SPLITS[1:])
+    return sorted(set(splits))
+
+
 @dataclasses.dataclass
 class PretrainConfig(RunConfig):
     """A self-supervised pretraining run; ``optim.max_steps`` is its length.
@@ -160,15 +169,7 @@ class PretrainConfig(RunConfig):
         self.val_fraction = check_float("val_fraction", self.val_fraction, 0, 1, high_inclusive=False)
         check_option("split_group", self.split_group, SPLIT_GROUPS)
         self.val_windows = check_int("val_windows", self.val_windows, 1, INF, whole_float=True)
-        splits = self.exclude_corpus_splits
-        if isinstance(splits, str) or not isinstance(splits, Sequence):
-            raise ConfigError(
-                f"exclude_corpus_splits: expected a list of corpus splits "
-                f"({', '.join(CORPUS_SPLITS[1:])}); got {splits!r}"
-            )
-        for split in splits:
-            check_option("exclude_corpus_splits", split, CORPUS_SPLITS[1:])
-        self.exclude_corpus_splits = sorted(set(splits))
+        self.exclude_corpus_splits = check_corpus_splits("exclude_corpus_splits", self.exclude_corpus_splits)
 
     def model_config(self) -> EEGFMConfig:
         """``EEGFMConfig``, or the config of a peer ``architecture``."""
@@ -204,6 +205,8 @@ class FinetuneConfig(RunConfig):
     corpus_split: the corpus's own split (eval = test, dev = validation), as its benchmarks do.
     test_sites: sites held out as the test split (``evaluation.loso``: one at a time).
     train_subject_fraction: train on this fraction of the training groups' labels (>= 1 group, drawn by ``seed``).
+    background_exclude_corpus_splits: the people of a ``--background`` folder in these corpus splits
+        (a corpus's held-out people: eegmat's subjects 28-35) are neither trained nor validated on.
     epochs: passes over the training split; ``optim.max_steps``, if set, stops earlier.
     architecture: the task model (``model.architectures``): ``eegfm`` loads ``--pretrained``;
         ``spectrogram_cnn``, ``eeg_cnn_gru``, ``cbramod``, ``labram`` start from random weights (their preset,
@@ -232,6 +235,7 @@ class FinetuneConfig(RunConfig):
     train_subject_fraction: float = 1.0
     corpus_split: bool = False
     test_sites: list[str] = dataclasses.field(default_factory=list)
+    background_exclude_corpus_splits: list[str] = dataclasses.field(default_factory=lambda: ["dev", "eval"])
     temperature_scaling: bool = False
     epochs: int = 10
 
@@ -316,6 +320,9 @@ class FinetuneConfig(RunConfig):
                 f"[site-0123456789abcdef]); got {sites!r}"
             )
         self.test_sites = sorted(set(sites))
+        self.background_exclude_corpus_splits = check_corpus_splits(
+            "background_exclude_corpus_splits", self.background_exclude_corpus_splits
+        )
         if self.test_sites and (self.test_fraction or self.corpus_split):
             raise ConfigError(
                 f"test_sites: the named sites are the test split; expected test_fraction 0 and "

@@ -12,6 +12,7 @@ from eegfm.pipelines.datasets.items import (
     LabeledInterval,
     LabeledWindow,
     SourceItem,
+    as_background,
     interval_label,
 )
 from eegfm.pipelines.datasets.listing import expand_inputs
@@ -23,6 +24,7 @@ __all__ = [
     "LabeledInterval",
     "LabeledWindow",
     "SourceItem",
+    "as_background",
     "discover",
     "expand_inputs",
     "interval_label",

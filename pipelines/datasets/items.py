@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from eegfm.core.tasks import BACKGROUND_CLASSES, TASK_CLASSES
+
 RECORDING_EXTENSIONS = (
     *(".edf", ".bdf", ".fif", ".fif.gz", ".edf.gz", ".bdf.gz", ".vhdr", ".set", ".parquet", ".mff"),
     *(".gdf", ".cnt", ".lay", ".cdt", ".nxe", ".nedf"),
@@ -54,6 +56,7 @@ class SourceItem:
     task: str = ""
     windows: tuple[LabeledWindow, ...] = ()  # empty: slide windows over the whole recording
     recording_label: int = -1  # a label for every window of the recording (eegmat rest/task)
+    recording_votes: tuple[float, ...] = ()  # votes for every window of the recording (a background recording)
     age: float | None = None
     sex: str = ""
     channels_tsv: str = ""  # BIDS: the channels.tsv that applies (bad channels), if any
@@ -95,3 +98,34 @@ def interval_label(start_s: float, stop_s: float, intervals: Sequence[LabeledInt
         if length >= most:
             best, most = label, length
     return best if most >= 0.5 * (stop_s - start_s) else -1
+
+
+# The votes of a background window, all for its background class. Votes only become a distribution
+# in training, so the count says how sure the label is: 20, the most raters a simulated window has
+# (simulate.votes.MAX_RATERS) and above the presets' two_stage_min_votes (10), so background windows
+# train in both stages, as a unanimous panel would. A recording of a person without the finding is
+# surer than any panel's vote; a higher two_stage_min_votes leaves them out of stage 2.
+BACKGROUND_VOTES = 20.0
+
+
+def as_background(item: SourceItem, task: str) -> SourceItem:
+    """``item`` with every window a background window of ``task`` (``core.tasks.BACKGROUND_CLASSES``:
+    hms6's Other): windows slide over the whole recording, each labeled that class with
+    ``BACKGROUND_VOTES`` votes for it. The data set's own labels (labels.csv rows, annotations,
+    seizure intervals) are dropped, its subject, session, site and corpus split kept. ``task`` ''
+    returns ``item`` unchanged."""
+    if not task:
+        return item
+    classes = TASK_CLASSES[task]
+    label = classes.index(BACKGROUND_CLASSES[task])
+    return dataclasses.replace(
+        item,
+        task=task,
+        recording_label=label,
+        recording_votes=tuple(BACKGROUND_VOTES if k == label else 0.0 for k in range(len(classes))),
+        windows=(),
+        intervals=(),
+        event_labels=(),
+        event_window_s=0.0,
+        label_problem="",  # the labels it names are not the ones written
+    )

@@ -72,6 +72,20 @@ def build_parser() -> argparse.ArgumentParser:
         "fine-tuning; default: the config's mode",
     )
     parser.add_argument(
+        "--background",
+        type=user_path,
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="DIR",
+        help="pipeline output folder(s) of real recordings preprocessed with --background hms6 (every "
+        "window Other, with all of its votes), read beside --data (repeatable): the task's people "
+        "without its findings, which a simulator's windows lack. Their people are split into train "
+        "and validation on their own; those of the corpus splits background_exclude_corpus_splits "
+        "(default dev, eval: a corpus's held-out people) are left out. A folder without such windows "
+        "is refused. --task hms6 only",
+    )
+    parser.add_argument(
         "--record_task",
         default=None,
         help="the `task` value of the windows to train on (default: "
@@ -104,6 +118,16 @@ def main(argv: list[str] | None = None) -> int:
 
     def run(dist: Dist) -> int:
         setup_logging("INFO" if dist.is_main else "WARNING")  # split, epochs, calibration: rank 0 reports
-        return train(cfg, dist, args.data, args.pretrained, args.output, args.resume, args.record_task, args.stop_after)
+        return train(
+            cfg,
+            dist,
+            args.data,
+            args.pretrained,
+            args.output,
+            args.resume,
+            args.record_task,
+            args.stop_after,
+            background=args.background,
+        )
 
     return launch("finetune", args.backend or cfg.backend, args.device, run)

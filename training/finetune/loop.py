@@ -46,10 +46,18 @@ def train_step(run: Run, batches) -> engine.Step:
 
 
 def _resume_or_plan(
-    cfg: FinetuneConfig, dist: Dist, data: list[str], pretrained: str, output: Path, resume: str, record_task: str
+    cfg: FinetuneConfig,
+    dist: Dist,
+    data: list[str],
+    pretrained: str,
+    output: Path,
+    resume: str,
+    record_task: str,
+    background: tuple[str, ...] = (),
 ) -> tuple[Plan, dict[str, Any] | None]:
     """The checkpoint's plan and state where the run resumes (the split it started with, whatever
-    --data holds now), else a new plan (rank 0 scans, every rank fails alike)."""
+    --data holds now), else a new plan (rank 0 scans, every rank fails alike). ``data``: every
+    folder read, ``background`` among them."""
     if (found := run_state.resume_checkpoint(resume, output, dist)) is not None:
         start, state = found
         saved = state.get("config", {})
@@ -62,9 +70,9 @@ def _resume_or_plan(
     planned: dict[str, Any] = {}
     if dist.is_main:
         try:
-            planned = {
-                "plan": plan_data(data, cfg, record_task, initial_model.patch_size_of(pretrained, cfg)).to_dict()
-            }
+            main = [d for d in data_dirs(data) if d not in background]
+            patch_size = initial_model.patch_size_of(pretrained, cfg)
+            planned = {"plan": plan_data(main, cfg, record_task, patch_size, background).to_dict()}
         except (ConfigError, FileNotFoundError) as err:
             planned = {"error": str(err)}
     planned = dist.broadcast_object(planned)  # every rank fails alike, none waits forever
@@ -98,16 +106,20 @@ def train(
     resume: str = "auto",
     record_task: str | None = None,
     stop_after: int | None = None,
+    background: Sequence[str] = (),
 ) -> int:
     """Fine-tune; returns the exit status (0 done, 143 stopped and checkpointed: preempted, or
-    after ``stop_after`` steps of this invocation)."""
+    after ``stop_after`` steps of this invocation). ``background``: folders of background windows
+    (``preprocess --background``), read with ``data``."""
     try:
         record_task = _check_run(cfg, dist, record_task)
         steps.configure_kernels(cfg, dist.device)
         pretrained_folder = initial_model.check_pretrained(pretrained, cfg)  # fail before the data pass
-        data = check_data(data, dist.is_main, cfg.allow_partial)
+        background = tuple(map(str, background))
+        given = [data] if isinstance(data, (str, Path)) else list(data)
+        data = check_data([*given, *background], dist.is_main, cfg.allow_partial)  # a folder twice: ConfigError
         run_state.claim_output(output, dist)
-        plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task)
+        plan, state = _resume_or_plan(cfg, dist, data, pretrained, output, resume, record_task, background)
         model, fresh = initial_model.load_model(pretrained, cfg)
         if fresh:  # a new task head, initialised from the class prior
             initial_model.init_head(model, plan.prior, cfg.task, cfg.seed)
@@ -123,8 +135,10 @@ def train(
                 pretrained=None if pretrained_folder is None else str(pretrained_folder),
                 architecture=cfg.architecture,
                 data=data_dirs(data),
+                background=list(background),
                 split={k: list(plan.split.of(k)) for k in SPLITS},
                 **{k: getattr(plan, k) for k in ("record_task", "split_group", "windows", "class_counts", "prior")},
+                background_windows=plan.background,
                 stages=[dataclasses.asdict(s) for s in stages],
                 parameters=n_params,
                 trainable_parameters=n_trainable,
@@ -138,6 +152,8 @@ def train(
             100.0 * n_trainable / n_params,
             plan.windows,
         )
+        if any(plan.background.values()):
+            log.info("of them from --background (task %s's background class): %s", cfg.task, plan.background)
         run_log = RunLog(cfg, dist, output, f"fine-tuning: {cfg.task} ({cfg.mode})", log)
         val_loader = setup.split_loader(cfg, dist, data, plan, "val", model.config.patch_size)
         job = FineTuning(cfg, dist, output, plan, val_loader, run_log, StopVote(dist), stop_after)

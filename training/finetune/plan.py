@@ -1,6 +1,6 @@
-"""Fine-tuning's plan: one metadata-only pass over ``--data`` finds the task's labeled windows,
-splits their subjects (or sites) into train / validation (/ test) and counts the training split's
-classes (for ``class_weights: balanced``) and mean target (the class-prior baseline)."""
+"""Fine-tuning's plan: one metadata-only pass over ``--data`` (and ``--background``) finds the task's
+labeled windows, splits their subjects (or sites) into train / validation (/ test) and counts the
+training split's classes (for ``class_weights: balanced``) and mean target (the class-prior baseline)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 from eegfm.contract.schema import SFREQ
 from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.data import RecordFilter, data_label, file_key, list_files, scan_windows
+from eegfm.training.finetune.background import check_background_task, how_to_make, with_background, without_held_out
 from eegfm.training.splits import SPLITS, Split, corpus_splits, site_splits, split_groups
 
 
@@ -30,6 +31,10 @@ class Plan:
     stage2_windows: int | None  # training windows with >= two_stage_min_votes votes
     # Per split, the labeled windows each file holds (empty in a checkpoint from before it).
     files: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
+    # Per split, the windows of them from --background folders (empty without, or from before it),
+    # and the background's people its corpus holds out (background_exclude_corpus_splits): never read.
+    background: dict[str, int] = dataclasses.field(default_factory=dict)
+    held_out: list[str] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -82,15 +87,16 @@ def check_plan_files(plan: Plan, data: str | Sequence[str], checkpoint: str) -> 
 
 
 def labeled_windows(
-    data: str | Sequence[str], cfg: FinetuneConfig, record_task: str, patch_size: int
+    data: str | Sequence[str], cfg: FinetuneConfig, record_task: str, patch_size: int, option: str = "--data"
 ) -> list[dict[str, Any]]:
-    """The scanned windows of ``record_task`` with a target; ConfigError where one is shorter than
-    a patch, none has a target, or a label is outside the task's classes."""
+    """The scanned windows of ``record_task`` with a target; ConfigError, naming ``data`` as the
+    command line's ``option``, where one is shorter than a patch, none has a target, or a label is
+    outside the task's classes."""
     windows = scan_windows(data, RecordFilter())
     labeled = [w for w in windows if w["task"] == record_task and is_labeled(w, cfg)]
     if short := [w["n_times"] for w in labeled if w["n_times"] < patch_size]:
         raise ConfigError(
-            f"--data {data_label(data)}: {len(short)} labeled window{'s' * (len(short) != 1)} of {record_task!r} "
+            f"{option} {data_label(data)}: {len(short)} labeled window{'s' * (len(short) != 1)} of {record_task!r} "
             f"{'are' if len(short) != 1 else 'is'} shorter than the model's patch of {patch_size} samples "
             f"({patch_size / SFREQ:g} s at {SFREQ:g} Hz), the least it reads: {min(short)} samples "
             f"({min(short) / SFREQ:.2f} s) the shortest; label windows of at least {patch_size / SFREQ:g} s "
@@ -107,16 +113,17 @@ def labeled_windows(
             + (" (an HMS test.csv layout: windows to classify, not to train on)" if cfg.task == "hms6" else "")
         )
         raise ConfigError(
-            f"--data {data_label(data)}: no labeled windows for task {cfg.task!r} (windows with task "
+            f"{option} {data_label(data)}: no labeled windows for task {cfg.task!r} (windows with task "
             f"{record_task!r} and "
             f"{need}); the data holds {dict(sorted(found.items())) or 'no windows'}{why}"
+            + (how_to_make(record_task) if option == "--background" else "")
         )
     if cfg.task not in ("hms6", "regression"):
         classes = class_names(cfg)
         if outside := Counter(int(w["label"]) for w in labeled if not 0 <= w["label"] < len(classes)):
             found = ", ".join(f"{label} ({n} window{'s' * (n != 1)})" for label, n in sorted(outside.items()))
             raise ConfigError(
-                f"--data {data_label(data)}: task {cfg.task!r} takes labels 0..{len(classes) - 1} "
+                f"{option} {data_label(data)}: task {cfg.task!r} takes labels 0..{len(classes) - 1} "
                 f"({', '.join(classes)}); "
                 f"windows of {record_task!r} have label {found}. For more classes use --task multiclass with "
                 f"--set 'model_overrides.id2label={{0: a, 1: b, 2: c}}'"
@@ -159,15 +166,43 @@ def _class_counts_and_prior(train: list[dict[str, Any]], cfg: FinetuneConfig) ->
     return counts, [p / total for p in prior] if total > 0 else prior
 
 
-def plan_data(data: str | Sequence[str], cfg: FinetuneConfig, record_task: str, patch_size: int = 1) -> Plan:
+def _background_windows(
+    background: Sequence[str], cfg: FinetuneConfig, record_task: str, patch_size: int
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The ``--background`` folders' windows of people not held out, and the held-out people; each
+    folder must hold background windows (``labeled_windows`` refuses it by name otherwise)."""
+    windows = [
+        w for folder in background for w in labeled_windows(folder, cfg, record_task, patch_size, "--background")
+    ]
+    return without_held_out(windows, background, cfg.background_exclude_corpus_splits)
+
+
+def plan_data(
+    data: str | Sequence[str],
+    cfg: FinetuneConfig,
+    record_task: str,
+    patch_size: int = 1,
+    background: Sequence[str] = (),
+) -> Plan:
     """Scan ``data`` for the task's labeled windows, split their groups, count the training split.
-    ``patch_size``: the model's, in samples; a shorter window is an error (the model reads patches)."""
+    ``patch_size``: the model's, in samples; a shorter window is an error (the model reads patches).
+    ``background``: folders of background windows (``preprocess --background``) read beside ``data``,
+    their people split on their own and the corpus's held-out ones left out (``finetune.background``)."""
+    if background:  # before --data's scan: a task without background windows says so, not that it has no labels
+        check_background_task(background, cfg, record_task)
     labeled = labeled_windows(data, cfg, record_task, patch_size)
+    extra, held_out = _background_windows(background, cfg, record_task, patch_size) if background else ([], [])
     key = "subject_id" if cfg.split_group == "subject" else "site_id"
     try:
         split = _split(labeled, cfg, key)
     except ValueError as err:
         raise ConfigError(f"--data {data_label(data)}, task {cfg.task!r}: {err}") from None
+    try:
+        split = with_background(split, extra, cfg, key)
+    except ValueError as err:
+        raise ConfigError(f"--background {data_label(background)}: {err}") from None
+    background_paths = {w["path"] for w in extra}
+    labeled += extra
     if cfg.train_subject_fraction < 1:
         split = _fewer_training_groups(split, cfg.train_subject_fraction, cfg.seed)
     side = {g: name for name in SPLITS for g in split.of(name)}
@@ -194,11 +229,16 @@ def plan_data(data: str | Sequence[str], cfg: FinetuneConfig, record_task: str, 
         prior,
         stage2,
         {name: dict(sorted(found.items())) for name, found in files.items()},
+        {name: sum(n for path, n in files[name].items() if path in background_paths) for name in SPLITS},
+        held_out,
     )
 
 
 def split_filter(plan: Plan, name: str, min_votes: float = 0.0) -> RecordFilter:
-    """The loader filter of one split: the task's windows of that split's subjects (sites)."""
+    """The loader filter of one split: the task's windows of that split's subjects (sites), less the
+    background's held-out people (a site of theirs may be among the split's)."""
     groups = plan.split.of(name)
     by_group = {"sites": groups} if plan.split_group == "site" else {"subjects": groups}
-    return RecordFilter(tasks=(plan.record_task,), min_votes=min_votes, **by_group)
+    return RecordFilter(
+        tasks=(plan.record_task,), min_votes=min_votes, exclude_subjects=tuple(plan.held_out), **by_group
+    )
