@@ -12,8 +12,9 @@ recipe a careful user would pick without a foundation model.
   setting and epoch with the lowest validation loss are kept. Validation windows are only ever
   predicted, under ``torch.no_grad``.
 
-The benchmark fits one network per fine-tuning seed (as many as eegfm's), each with the whole
-grid: the rows compare like with like. CPU, deterministic for a seed: the caller's random state
+The benchmark fits one network per fine-tuning seed (as many as eegfm's): the first seed with
+the whole grid, the others with the setting it chose (``benchmark.rows.Context.eegnets``).
+CPU, deterministic for a seed: the caller's random state
 is left as it was. With ``cache`` (a folder), each seed's chosen network is saved there with a
 fingerprint of the windows, their targets, the grid, the seed and the fixed recipe; a later call
 with the same fingerprint loads it instead of training again (a benchmark rerun with other eegfm

@@ -178,3 +178,17 @@ def test_trained_on_every_shared_training_subject_it_beats_chance(shared_data, t
     metrics = metrics_of(fit(dev), dev.label, prior)
     # 0.80 AUROC and 0.73 balanced accuracy when measured (docs/evaluation.md); chance is 0.5
     assert metrics["auroc"] > 0.7 and metrics["balanced_accuracy"] > 0.6, (metrics, fit.record)
+
+
+def test_the_first_seed_chooses_the_setting_the_other_seeds_train(windows, tmp_path):
+    """The run's EEGNets: the grid on the first seed, its chosen setting alone on the others, each
+    seed stopping at its own epoch (``rows.Context.eegnets``)."""
+    from eegfm.evaluation.benchmark.rows import Context
+
+    context = Context(windows, ("arithmetic", "rest"), tmp_path, (0, 1), 5.0, eegnet_max_epochs=2)
+    with short_budget():
+        first, second = context.eegnets
+    assert len(first.record["grid"]) == len(deep_baselines.GRID["lr"]) * len(deep_baselines.GRID["drop_prob"])
+    [tried] = second.record["grid"]
+    assert {k: tried[k] for k in ("lr", "drop_prob")} == {k: first.record[k] for k in ("lr", "drop_prob")}
+    assert (tmp_path / "baselines" / "eegnet-seed1.pt").is_file()
