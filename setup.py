@@ -109,6 +109,7 @@ PACKAGES = [f"eegfm.{name}" for name in find_packages(include=[f"{stage}*" for s
 
 CONSOLE_SCRIPTS = [
     "eegfm-simulate = eegfm.evaluation.realism:main",
+    "eegfm-planted = eegfm.simulate.planted:main",  # simulated patterns planted in real recordings: a training corpus
     "eegfm-preprocess = eegfm.pipelines.preprocess:main",
     "eegfm-redact = eegfm.pipelines.redact:main",  # which file a --redact_paths token names
     # Training entry points need the `train` extra (torch); DDP users launch `torchrun -m ...`.

@@ -28,8 +28,6 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_name
-
 STRETCH_S, ICTAL_S = 20.0, 10.0
 
 
@@ -38,31 +36,21 @@ def planted_copy(
 ) -> Path | None:
     """A FIF of ``path``'s 20 s from ``offset_s``, a seizure added to its last 10 s, every channel
     then multiplied by ``gain``; None if the recording is too short or names fewer than 10 of the
-    19 electrodes."""
-    import mne  # heavy: only when run
+    19 electrodes. The planting and the FIF (a fresh header: nothing of the source's person) are
+    the simulator's (:mod:`eegfm.simulate.planting`), as the planted-pattern training corpus's."""
+    from eegfm.simulate.patterns import draw_episode
+    from eegfm.simulate.planting import load_stretch, plant_episode, write_fif
 
-    from eegfm.simulate.patterns import draw_episode, render_seizure
-
-    raw = mne.io.read_raw(path, preload=False, verbose="error")
-    if raw.times[-1] < offset_s + STRETCH_S:
+    stretch = load_stretch(path, offset_s, STRETCH_S)
+    if stretch is None:
         return None
-    raw.crop(offset_s, offset_s + STRETCH_S - 1.0 / raw.info["sfreq"]).load_data(verbose="error")
-    rows = {canonical_name(name): i for i, name in enumerate(raw.ch_names) if canonical_name(name)}
-    if len(rows) < 10:
-        return None
-    t = raw.times
+    t = stretch.times
     ictal = t >= STRETCH_S - ICTAL_S
-    recorded = tuple(c for c in CANONICAL_CHANNELS if c in rows)
     # The episode starts 2 s before the window, so the window holds its evolving part.
-    episode = draw_episode(rng, "Seizure", float(t[ictal][0]) - 2.0, float(t[-1]) + 60.0, strength, recorded)
-    seizure = render_seizure(episode, t[ictal])  # (19, n) µV, canonical order
-    data = raw.get_data()
-    for c, name in enumerate(CANONICAL_CHANNELS):
-        if name in rows:
-            data[rows[name], ictal] += seizure[c] * 1e-6
-    target = out / f"planted{len(list(out.iterdir())):03d}_raw.fif"
-    mne.io.RawArray(data * gain, raw.info, verbose="error").save(target, verbose="error")
-    return target
+    episode = draw_episode(rng, "Seizure", float(t[ictal][0]) - 2.0, float(t[-1]) + 60.0, strength, stretch.recorded)
+    data = stretch.data_uv.copy()
+    data[:, ictal] = plant_episode(data[:, ictal], stretch.rows, episode, t[ictal])
+    return write_fif(out / f"planted{len(list(out.iterdir())):03d}_raw.fif", stretch, data * gain)
 
 
 def evaluate(predictor, files: list[Path]) -> dict:

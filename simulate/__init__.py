@@ -32,6 +32,10 @@ GRDA, Other. ids derive from the seed and the recording's (site, subject, sessio
 ``--realism --against NAME=DIR[:STATE[:GLOB]]`` instead compares the simulated background with
 real corpora (:mod:`eegfm.evaluation.realism_report`, which runs the pipeline; its terms are :mod:`~simulate.realism`).
 
+``python -m eegfm.simulate.planted`` (``eegfm-planted``) plants the same five patterns in real
+recordings instead: a labeled six-class corpus on real backgrounds (:mod:`~simulate.planted`, the
+planting itself in :mod:`~simulate.planting`).
+
 The same arguments give byte-identical files (no wall-clock times; every random stream is keyed
 by its purpose, :mod:`~simulate.rng`); recordings are rendered in bounded chunks.
 """
