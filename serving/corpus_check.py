@@ -5,8 +5,9 @@ class, how much the pipeline flags as artifact, and what it recommends.
 trained on simulated EEG, or on another hospital's, should call healthy people's EEG normal and
 clean; this is the first thing to check before trusting it on a new corpus, and ``make demo``
 ends with it on the real recordings beside the project. Corpora are named by the user; files are
-only counted (no path, file name or channel label reaches the output). ``--output DIR`` also writes
-``corpus_check.json``.
+only counted (no path, file name or channel label reaches the output); a name given twice is one
+corpus. ``--output DIR`` also writes ``corpus_check.json``, with, per finding, the share of windows
+whose probability of it is under ``CLEAR_BELOW``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from tqdm import tqdm
 from eegfm.core.config import add_corpus_argument
 
 ARTIFACT_THRESHOLD = 0.5  # the recommendation table's artifact rule (serving/recommendation.yaml)
+# A finding's probability under which a window of a healthy person counts as clear of it: the check
+# that healthy alpha is not read as periodic discharges (P(GPD), P(LPD) < 0.1 on most windows).
+CLEAR_BELOW = 0.1
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -54,17 +58,34 @@ def summarize(predictions: list, normal: str) -> dict[str, Any]:
         summary["artifact_share"] = sum(w.artifact_score >= ARTIFACT_THRESHOLD for w in windows) / n
         summary["classes"] = dict(Counter(w.predicted_class for w in windows).most_common())
         summary["recommendations"] = dict(Counter(w.clinical_recommendation for w in windows).most_common())
+        labels = next(p.labels for p in predictions if p.status == "processed")
+        summary["clear_share"] = {
+            label: sum(w.outputs[k] < CLEAR_BELOW for w in windows) / n
+            for k, label in enumerate(labels)
+            if label != normal
+        }
     return summary
 
 
 def line(name: str, summary: dict[str, Any], normal: str) -> str:
     if not summary["windows"]:
         return f"{name}: no window scored ({summary['recordings']} recordings, {summary['quarantined']} quarantined)"
-    recommendations = ", ".join(f"{k} {v / summary['windows']:.0%}" for k, v in summary["recommendations"].items())
+    n = summary["windows"]
+    classes = ", ".join(f"{k} {v / n:.0%}" for k, v in summary["classes"].items() if k != normal)
+    recommendations = ", ".join(f"{k} {v / n:.0%}" for k, v in summary["recommendations"].items())
     return (
-        f"{name} ({summary['recordings']} recordings, {summary['windows']} windows): {normal} "
-        f"{summary['normal_share']:.0%}, flagged as artifact {summary['artifact_share']:.0%}; {recommendations}"
+        f"{name} ({summary['recordings']} recordings, {n} windows): {normal} {summary['normal_share']:.0%}"
+        f"{f' ({classes})' if classes else ''}, flagged as artifact {summary['artifact_share']:.0%}; {recommendations}"
     )
+
+
+def corpora(named: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """``--corpus`` values by name, in the order first given: one name given twice is one corpus
+    of both patterns' recordings (held-out people whose files no single glob names)."""
+    found: dict[str, list[str]] = {}
+    for name, pattern in named:
+        found.setdefault(name, []).extend(sorted(glob.glob(pattern)) or [pattern])
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"--normal: expected one of the model's classes ({', '.join(predictor.labels)}); got {args.normal!r}")
         return 2
     report = {}
-    for name, pattern in args.corpus:
-        inputs = sorted(glob.glob(pattern)) or [pattern]
+    for name, inputs in corpora(args.corpus).items():
         try:
             items = predictor.discover(inputs)
         except (FileNotFoundError, ValueError) as err:
