@@ -38,12 +38,34 @@ if len(val) >= 2:  # cpu-tiny holds out 10% of the subjects; their loss before a
           f"{b['val/loss']:.3f} at step {b['step']} (masked reconstruction {a['val/reconstruction_loss']:.3f} -> "
           f"{b['val/reconstruction_loss']:.3f})")
 PYEOF
+SHARED=${EEGFM_SHARED_DATA:-../shared/data}
+REAL_DATA=() REAL_BACKGROUND=()
+if [ -d "$SHARED/eegmat" ]; then
+  # Real EEG in six-class training, so the model learns the patterns, not the simulator's background:
+  # the five patterns planted into eegmat people 00-13 (1-5x amplitude, the simulator's votes), and
+  # people 14-27 whole as Other. People 28-31 and eegmmi's are never trained on: the checks below.
+  echo "demo: [4a/7] real EEG for the six classes: patterns planted in 14 eegmat people -> $OUT/planted"
+  rm -rf "$OUT/planted" "$OUT/planted_tfrecords" "$OUT/background"
+  "$PY" -m eegfm.simulate.planted --background "$SHARED/eegmat" --output "$OUT/planted" --seed 0 \
+    --per-recording 4 --gain-range 1 5 --person 'Subject(\d+)_' \
+    --exclude 'Subject1[4-9]*' --exclude 'Subject2*' --exclude 'Subject3*'
+  "$PY" -m eegfm.pipelines.preprocess --input "$OUT/planted" --output "$OUT/planted_tfrecords" \
+    --pseudonym_key_file "$OUT/pseudonym.key"
+  echo "demo: [4b/7] real EEG for the six classes: 14 other eegmat people and an ICU recording, all Other -> $OUT/background"
+  "$PY" -m eegfm.pipelines.preprocess --background hms6 --window_seconds 50 --output "$OUT/background" \
+    --input "$SHARED"/eegmat/Subject1[4-9]_*.edf "$SHARED"/eegmat/Subject2[0-7]_*.edf "$SHARED/hms/train_eegs" \
+    --pseudonym_key_file "$OUT/pseudonym.key"
+  REAL_DATA=("$OUT/planted_tfrecords") REAL_BACKGROUND=(--background "$OUT/background")
+fi
 echo "demo: [4/7] fine-tune on the six-class expert votes, held-out patients for validation -> $OUT/finetune"
 rm -rf "$OUT/finetune"
 # 30 epochs, stopped by the validation patients: cpu-tiny's 10 stopped the tiny model before it told
-# the patterns from the background (real resting EEG then read as GPD).
-"$PY" -m eegfm.training.finetune --pretrained "$OUT/pretrain/model" --data "$OUT/tfrecords" --task hms6 \
-  --output "$OUT/finetune" --config cpu-tiny --set epochs=30 --set early_stopping_patience=6
+# the patterns from the background (real resting EEG then read as GPD). Gains of 1-5x on every
+# training window: children's EEG is two to five times an adult's, and a gain on the real
+# background alone would make loudness a cue for Other.
+"$PY" -m eegfm.training.finetune --pretrained "$OUT/pretrain/model" --data "$OUT/tfrecords" "${REAL_DATA[@]}" \
+  "${REAL_BACKGROUND[@]}" --task hms6 --output "$OUT/finetune" --config cpu-tiny --set epochs=30 \
+  --set early_stopping_patience=6 --set 'loader.augment.amplitude_scale=[1, 5]'
 "$PY" - "$OUT/finetune/eval.json" <<'PYEOF'
 import json, sys
 report = json.load(open(sys.argv[1]))
@@ -98,17 +120,30 @@ echo "demo: [7/7] predict: the fine-tuned model on one hospital's raw EDF files,
 rm -rf "$OUT/predictions"
 "$PY" -m eegfm.serving.predict --model "$OUT/finetune" --input "$OUT/corpus/edf/icu" --output "$OUT/predictions" \
   --backend onnx
-# Real EEG from people (../shared/data, when it is beside the checkout): what the simulator-trained
-# model says about healthy adults, and about the clinical recordings there, one line per corpus.
-SHARED=${EEGFM_SHARED_DATA:-../shared/data}
+# Real EEG from people (../shared/data, when it is beside the checkout) the model never trained on:
+# what it says of healthy adults at rest, eyes closed and open, one line per corpus and eye state;
+# then seizures planted into held-out real backgrounds at adult and child amplitude.
 if [ -d "$SHARED/eegmat" ]; then
-  echo "demo: real EEG: the simulator-trained model on recordings from people ($SHARED) -> $OUT/real_eeg"
+  echo "demo: real EEG: the model on recordings from people it did not train on ($SHARED) -> $OUT/real_eeg"
   "$PY" -m eegfm.serving.corpus_check --model "$OUT/finetune" --output "$OUT/real_eeg" --prefix "demo: real EEG, " \
-    --corpus "eegmat rest (healthy adults, eyes closed)=$SHARED/eegmat/Subject*_1.edf" \
-    --corpus "eegmat task (healthy adults, mental arithmetic)=$SHARED/eegmat/Subject*_2.edf" \
+    --corpus "eegmat rest, people 28-31 (eyes closed)=$SHARED/eegmat/Subject2[89]_1.edf" \
+    --corpus "eegmat rest, people 28-31 (eyes closed)=$SHARED/eegmat/Subject3[01]_1.edf" \
+    --corpus "eegmat arithmetic, people 28-31 (eyes closed)=$SHARED/eegmat/Subject2[89]_2.edf" \
+    --corpus "eegmat arithmetic, people 28-31 (eyes closed)=$SHARED/eegmat/Subject3[01]_2.edf" \
     --corpus "eegmmi (a healthy adult, motor runs, eyes open)=$SHARED/eegmmi" \
-    --corpus "hms (an ICU recording, no label)=$SHARED/hms/train_eegs" \
     --corpus "nihonkohden (a clinical export, no label)=$SHARED/formats/nihonkohden"
+  for gain in 1 3 5; do
+    "$PY" -m eegfm.serving.planted_seizures --model "$OUT/finetune" --recordings 16 --gain "$gain" \
+      --data "$SHARED"/eegmat/Subject2[89]_1.edf "$SHARED"/eegmat/Subject3[01]_1.edf --offset_s 20 60 100 140 \
+      --output "$OUT/real_eeg/planted_gain$gain" > /dev/null
+    "$PY" - "$OUT/real_eeg/planted_gain$gain/planted_seizures.json" "$gain" <<'PYEOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+print(f"demo: real EEG, seizures planted in held-out people's rest at {sys.argv[2]}x: {r['ictal_windows_scored']} of "
+      f"{r['recordings']} ictal windows scored, P(Seizure) {r['p_seizure_ictal']:.2f} ictal vs "
+      f"{r['p_seizure_before']:.2f} before (AUROC {r['auroc']:.2f})")
+PYEOF
+  done
 fi
 echo "demo: the cross-site report: every stage's outputs in one self-contained HTML file -> $OUT/report.html"
 "$PY" -m eegfm.evaluation.report "$OUT" --output "$OUT/report.html"

@@ -1,7 +1,8 @@
 """Does a model find a seizure in a real person's EEG? Plant one and see:
 ``python -m eegfm.serving.planted_seizures --model RUN --data DIR``.
 
-Each of ``--recordings`` real recordings (10-20 electrode names, read by MNE) gives a 20 s stretch:
+Real recordings (10-20 electrode names, read by MNE) give ``--recordings`` 20 s stretches, one
+from each at each ``--offset_s``:
 its first 10 s as recorded ("before"), its last 10 s with an electrographic seizure added to its
 own background ("ictal"), drawn by the simulator's ACNS seizure model
 (:func:`~simulate.patterns.draw_episode`: an evolving rhythm starting at a focus and
@@ -80,10 +81,24 @@ def evaluate(predictor, files: list[Path]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="eegfm-planted-seizures", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a fine-tuned hms6 run folder or model/ folder")
-    parser.add_argument("--data", required=True, help="real recordings: a folder or glob (resting EEG, 10-20 names)")
-    parser.add_argument("--recordings", type=int, default=14, help="how many recordings to plant in (default: 14)")
+    parser.add_argument(
+        "--data",
+        required=True,
+        nargs="+",
+        action="extend",
+        help="real recordings: folders or globs (resting EEG, 10-20 names; repeatable)",
+    )
+    parser.add_argument(
+        "--recordings", type=int, default=14, help="how many stretches to plant in, at most (default: 14)"
+    )
     parser.add_argument("--strength", type=float, default=0.5, help="the seizures' strength, 0-1 (default: 0.5)")
-    parser.add_argument("--offset_s", type=float, default=60.0, help="where in each recording the stretch starts")
+    parser.add_argument(
+        "--offset_s",
+        type=float,
+        nargs="+",
+        default=[60.0],
+        help="where in each recording a stretch starts (several: a stretch at each, from one recording)",
+    )
     parser.add_argument(
         "--gain",
         type=float,
@@ -103,20 +118,22 @@ def main(argv: list[str] | None = None) -> int:
     predictor = Predictor(args.model)
     if "Seizure" not in predictor.labels:
         parser.error(f"--model: expected a model with a Seizure class; its classes are {', '.join(predictor.labels)}")
-    sources = (
-        sorted(glob.glob(str(Path(args.data) / "*"))) if Path(args.data).is_dir() else sorted(glob.glob(args.data))
-    )
+    sources = [
+        path
+        for data in args.data
+        for path in (sorted(glob.glob(str(Path(data) / "*"))) if Path(data).is_dir() else sorted(glob.glob(data)))
+    ]
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         planted = []
         for source in sources:
-            if len(planted) == args.recordings:
+            if len(planted) >= args.recordings:
                 break
             if source.lower().endswith((".edf", ".bdf", ".fif", ".set", ".vhdr")):
-                made = planted_copy(source, Path(tmp), rng, args.strength, args.offset_s, args.gain)
-                planted += [made] if made else []
+                made = [planted_copy(source, Path(tmp), rng, args.strength, at, args.gain) for at in args.offset_s]
+                planted += [m for m in made if m]
         if not planted:
-            parser.error(f"--data: no recording of at least {args.offset_s + STRETCH_S:g} s with 10-20 names")
+            parser.error(f"--data: no recording of at least {min(args.offset_s) + STRETCH_S:g} s with 10-20 names")
         report = evaluate(predictor, planted)
     print(json.dumps(report, indent=2))
     if args.output:

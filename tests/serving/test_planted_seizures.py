@@ -52,3 +52,17 @@ def test_a_gain_that_is_not_positive_is_refused_before_any_model_loads(tmp_path,
     with pytest.raises(SystemExit):
         planted_seizures.main(["--model", str(tmp_path / "none"), "--data", str(tmp_path), "--gain", "0"])
     assert "--gain: expected a factor above 0; got 0.0" in capsys.readouterr().err
+
+
+def test_stretches_come_from_every_data_pattern_at_every_offset(hms6_run, shared_data, tmp_path):
+    """Two globs (people no single glob names) and two offsets: a stretch at each offset of each
+    recording, up to --recordings, every one scored or counted as dropped."""
+    import json
+
+    rest = shared_data / "eegmat"
+    argv = ["--model", str(hms6_run), "--data", str(rest / "Subject0[1]_1.edf"), str(rest / "Subject0[2]_1.edf")]
+    argv += ["--offset_s", "20", "60", "--recordings", "4", "--output", str(tmp_path)]
+    assert planted_seizures.main(argv) == 0
+    report = json.loads((tmp_path / "planted_seizures.json").read_text())
+    assert report["recordings"] == 4
+    assert report["ictal_windows_scored"] + report["ictal_windows_dropped"] == 4
