@@ -10,7 +10,9 @@ people.
 
 Balanced accuracy, AUROC and AUPRC of those units (``metrics.classification.ranking_scores``),
 and a 95 % percentile interval from resampling *people* with replacement (all of a person's
-units together: they are not independent of each other), :data:`RESAMPLES` draws, seeded. With
+units together: they are not independent of each other), :data:`RESAMPLES` draws, seeded; a
+draw without a unit of every class is drawn again (one class has no AUROC, and its balanced
+accuracy is a single recall: a constant prediction would score 1.0). With
 several seeds, each draw scores the mean of the seeds' metrics on the same people, so the interval
 is that of the reported mean. Fewer than two people: no interval.
 """
@@ -81,10 +83,14 @@ def level_scores(window_probs: Sequence[np.ndarray], windows: WindowSet, level: 
     if people < 2:
         return values, intervals
     rng = np.random.default_rng(SEED)
+    classes = len(np.unique(units.top))
     draws = []
-    for _ in range(RESAMPLES):
+    for _ in range(RESAMPLES * 10):  # a draw missing a class is skipped: with few people of one, some do
         rows = np.concatenate([members[p] for p in rng.integers(0, people, size=people)])
-        draws.append(_draw_metrics(unit_probs, units.top, rows))
+        if len(np.unique(units.top[rows])) == classes:
+            draws.append(_draw_metrics(unit_probs, units.top, rows))
+        if len(draws) == RESAMPLES:
+            break
     tail = (1.0 - CONFIDENCE) / 2 * 100
     for metric in values:
         found = np.array([d[metric] for d in draws])
