@@ -8,14 +8,17 @@ and fake patient identifiers planted in the EDF headers. Layout of OUTPUT::
     OUTPUT/
       corpus.json          seed, configuration, site profiles (no identifiers), counts, conventions
       truth.jsonl          per recording: ids, site, patient_id, sfreq, duration, line_freq,
-                           reference, recorded/missing channels and labels, episodes [{class,
+                           reference, recorded/missing channels and labels, `montage` and its
+                           `derivations` [[label, first, second]] (:mod:`~simulate.montages`;
+                           `channel_labels` is empty in a bipolar montage), episodes [{class,
                            start_s, end_s, strength, hemisphere, focus, params}], background
                            `states` [{state: closed|open|drowsy|sleep, start_s, end_s}], labeled
                            windows with votes (no identifiers)
       identifiers.json     the planted fake identities per recording, with the header fields,
                            annotation texts and `search_strings` to byte-search outputs for.
                            NOT a pipeline input.
-      edf/<site>/<subject code>_s<NNN>_t000.edf      --format edf|both (no identifiers in paths)
+      edf/<site>/<subject code>_s<NNN>_t000.edf      --format edf|both (no identifiers in paths),
+                                                     in the site's montage or --montage's
       edf/labels.csv       HMS train.csv columns + `site` + `path` (relative to edf/)
       hms/train.csv        HMS train.csv columns + `site`                 --format hms|both
       hms/train_eegs/<eeg_id>.parquet                Kaggle layout: Fp1 ... O2, EKG; float32 µV
@@ -31,6 +34,9 @@ GRDA, Other. ids derive from the seed and the recording's (site, subject, sessio
 
 ``--realism --against NAME=DIR[:STATE[:GLOB]]`` instead compares the simulated background with
 real corpora (:mod:`eegfm.evaluation.realism_report`, which runs the pipeline; its terms are :mod:`~simulate.realism`).
+
+``--pattern-realism`` measures the five patterns on rendered episodes against reference ranges
+from ACNS 2021 and the seizure literature (:mod:`~simulate.pattern_realism`).
 
 ``python -m eegfm.simulate.planted`` (``eegfm-planted``) plants the same five patterns in real
 recordings instead: a labeled six-class corpus on real backgrounds (:mod:`~simulate.planted`, the

@@ -1,6 +1,7 @@
 """``eegfm-simulate`` / ``python -m eegfm.simulate``: write a simulated multi-site EEG corpus,
 or with ``--realism`` (``eegfm-simulate`` only: :mod:`eegfm.evaluation.realism`) compare the
-simulated background with real corpora.
+simulated background with real corpora, or with ``--pattern-realism`` measure the simulated
+patterns against their reference ranges (:mod:`~simulate.pattern_realism`).
 
 Every argument is validated before anything is written; a bad one prints exactly one line,
 ``eegfm-simulate: error: --flag: what is allowed; got what``, and exits with status 2.
@@ -25,6 +26,7 @@ from eegfm.simulate.output import check_output
 
 PROG = "eegfm-simulate"
 FORMAT_CHOICES = ("edf", "hms", "both")  # mirrors corpus.FORMATS (kept light: no heavy imports)
+MONTAGE_CHOICES = ("site", "referential", "double_banana", "chbmit23")  # mirrors corpus.MONTAGE_CHOICES
 MAX_MINUTES = 24 * 60  # mirrors corpus.MAX_MINUTES
 
 
@@ -60,10 +62,13 @@ def _integer(low: int, high: int | None = None) -> Callable[[str], int]:
     return _number(lambda text: int(text, 10), low, high, allowed)
 
 
-def _format(text: str) -> str:
-    if text not in FORMAT_CHOICES:
-        raise argparse.ArgumentTypeError(f"expected one of {', '.join(FORMAT_CHOICES)}; got {text!r}")
-    return text
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(choices)}; got {text!r}")
+        return text
+
+    return parse
 
 
 # What the corpus holds: (flag, type, default, metavar, help), added in this order.
@@ -94,11 +99,22 @@ _CORPUS_OPTIONS = (
     ),
     (
         "--format",
-        _format,
+        _choice(FORMAT_CHOICES),
         "both",
         "{edf,hms,both}",
         "edf: EDF/EDF+ files per site plus edf/labels.csv; hms: Kaggle HMS parquet layout (hms/train.csv, "
         "train_eegs/, train_spectrograms/); both (default)",
+    ),
+    (
+        "--montage",
+        _choice(MONTAGE_CHOICES),
+        "site",
+        "{" + ",".join(MONTAGE_CHOICES) + "}",
+        "how the EDF files hold the EEG: site (default), each site's own (SiteProfile.montage: the built-in "
+        "archetypes are referential, a quarter of the perturbed sites write chbmit23); referential, each "
+        "electrode against the site's reference; double_banana, the 18 longitudinal bipolar derivations "
+        "(Fp1-F7 ... Cz-Pz); chbmit23, CHB-MIT's 23 (the double banana, then P7-T7 and the T7-FT9-FT10-T8 "
+        "bridge, T8-P8 twice). The HMS parquet files are referential whatever it says",
     ),
     (
         "--site-config",
@@ -151,6 +167,7 @@ def build_parser() -> OneLineParser:
     )
     add("--quiet", action="store_true", help="no progress bar, log lines or summary on stdout")
     _add_realism_options(parser)
+    _add_pattern_realism_options(parser)
     return parser
 
 
@@ -192,6 +209,52 @@ def _add_realism_options(parser: OneLineParser) -> None:
         metavar="DIR",
         help="an existing simulated corpus (with truth.jsonl and edf/) to compare instead of simulating one",
     )
+
+
+def _add_pattern_realism_options(parser: OneLineParser) -> None:
+    group = parser.add_argument_group(
+        "pattern realism",
+        "--pattern-realism writes OUTPUT/pattern_realism.json and pattern_realism.md: statistics of the five "
+        "patterns (seizure evolution, frequency and spread; PD rate, period, discharge shape, lateralization; "
+        "RDA frequency and lateralization) measured on rendered episodes, each against a reference range "
+        "(ACNS 2021 definitions, published seizure series) with its source. No real corpus is read.",
+    )
+    group.add_argument(
+        "--pattern-realism",
+        action="store_true",
+        help="write the pattern realism report to OUTPUT instead of a corpus (OUTPUT may exist; the two "
+        "report files are replaced); --seed applies",
+    )
+    group.add_argument(
+        "--episodes",
+        type=_integer(1, 1000),
+        default=None,
+        metavar="N",
+        help="episodes per class for --pattern-realism (default: 20)",
+    )
+
+
+def _pattern_report(args: argparse.Namespace, parser: OneLineParser) -> int:
+    """The pattern realism report (``--pattern-realism``)."""
+    if args.realism:
+        parser.error("argument --pattern-realism: one report a run; got --realism too")
+    if args.output.exists() and not args.output.is_dir():
+        parser.error(f"argument --output: expected a directory path; {args.output} is an existing file")
+    from eegfm.simulate.pattern_realism_output import build_report, sample, write_report  # numpy: after the checks
+
+    def progress(classes):
+        return tqdm(classes, desc="pattern realism", unit="class", file=sys.stderr, disable=args.quiet, leave=False)
+
+    report = build_report(sample(args.episodes or 20, args.seed, progress=progress), args.seed)
+    write_report(report, args.output)
+    if not args.quiet:
+        judged = [e["inside"] for stats in report["classes"].values() for e in stats.values()]
+        judged = [inside for inside in judged if inside is not None]
+        print(
+            f"Pattern realism report written to {args.output} (pattern_realism.json, pattern_realism.md): "
+            f"{sum(judged)} of {len(judged)} statistics with a reference range inside it."
+        )
+    return 0
 
 
 def _load_site_profiles(path: Path | None, parser: OneLineParser) -> tuple:
@@ -262,6 +325,12 @@ def run(
         name = flag[2:].replace("-", "_")
         if getattr(args, name, None) is None:
             setattr(args, name, REALISM_DEFAULTS[name] if args.realism and name in REALISM_DEFAULTS else default)
+    if args.episodes is not None and not args.pattern_realism:
+        parser.error("argument --episodes: needs --pattern-realism")
+    if args.pattern_realism:
+        if args.against or args.simulated is not None:
+            parser.error("argument --against: --against and --simulated need --realism")
+        return _pattern_report(args, parser)
     if args.realism:
         if realism is None:
             parser.error(

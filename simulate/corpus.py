@@ -24,6 +24,7 @@ from eegfm.core import __version__
 from eegfm.core.config import Config, check_int, check_option, check_range
 from eegfm.core.logs import get_logger
 from eegfm.simulate.edf import edf_date
+from eegfm.simulate.montages import site_montage
 from eegfm.simulate.output import check_output, publish, stage_directory
 from eegfm.simulate.plan import (
     CENTRE_S,
@@ -39,7 +40,7 @@ from eegfm.simulate.plan import (
 )
 from eegfm.simulate.render import WARMUP_S, RecordingRenderer
 from eegfm.simulate.rng import rng_for, stable_int
-from eegfm.simulate.sites import CLASSES, SiteProfile, default_sites
+from eegfm.simulate.sites import CLASSES, MONTAGES, SiteProfile, default_sites
 from eegfm.simulate.writers import (
     HMS_EEG_COLUMNS,
     TRAIN_COLUMNS,
@@ -52,6 +53,8 @@ from eegfm.simulate.writers import (
 )
 
 FORMATS = ("edf", "hms", "both")
+# "site": each site's own montage (SiteProfile.montage); otherwise every site's EDF in this one.
+MONTAGE_CHOICES = ("site", *MONTAGES)
 MAX_MINUTES = 24 * 60
 log = get_logger("simulate")
 
@@ -66,6 +69,7 @@ class CorpusConfig(Config):
     minutes: float = 5.0
     seed: int = 0
     format: str = "both"
+    montage: str = "site"
     chunk_seconds: int = 60
     site_profiles: tuple[SiteProfile, ...] = ()
 
@@ -78,6 +82,7 @@ class CorpusConfig(Config):
         self.chunk_seconds = int(check_int("chunk_seconds", self.chunk_seconds, 1, 3600))
         check_range("minutes", self.minutes, 1, MAX_MINUTES)
         check_option("format", self.format, FORMATS)
+        check_option("montage", self.montage, MONTAGE_CHOICES)
         profiles = tuple(p if isinstance(p, SiteProfile) else SiteProfile.from_dict(p) for p in self.site_profiles)
         self.site_profiles = profiles
 
@@ -145,6 +150,8 @@ def plan_corpus(config: CorpusConfig) -> CorpusPlan:
     """Every recording's plan, with classes balanced so that small corpora cover all six."""
     seed = config.seed
     sites = tuple(default_sites(config.sites, seed, config.site_profiles or None))
+    if config.montage != "site":  # planning never reads the montage: only the EDF files change
+        sites = tuple(site.replace(montage=config.montage) for site in sites)
     subject_keys = [(i, j) for i in range(len(sites)) for j in range(config.subjects_per_site)]
     recording_keys = [(i, j, k) for i, j in subject_keys for k in range(config.recordings_per_subject)]
     # HMS patient ids have 5 digits; very large corpora get more.
@@ -238,6 +245,7 @@ def truth_record(plan: RecordingPlan, config: CorpusConfig) -> dict[str, Any]:
     """Ground truth for one recording (no identifiers)."""
     site = plan.site
     recorded = site.recorded_channels()
+    montage = site_montage(site)
     return {
         "eeg_id": plan.eeg_id,
         "spectrogram_id": plan.spectrogram_id,
@@ -258,7 +266,10 @@ def truth_record(plan: RecordingPlan, config: CorpusConfig) -> dict[str, Any]:
         "edf_plus": site.edf_plus,
         "recorded_channels": list(recorded),
         "missing_channels": [c for c in CANONICAL_CHANNELS if c in site.missing_channels],
-        "channel_labels": {c: site.eeg_label(c) for c in recorded},
+        # Each electrode's own signal label; none in a bipolar montage, whose derivations follow.
+        "channel_labels": {c: site.eeg_label(c) for c in recorded} if site.montage == "referential" else {},
+        "montage": site.montage,
+        "derivations": [[label, *pair] for label, pair in zip(montage.labels, montage.pairs)],
         "aux_channels": {kind: site.aux_label(kind) for kind in site.aux_channels},
         "background": {
             "alpha_freq_hz": round(plan.background.alpha_freq, 3),

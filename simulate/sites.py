@@ -2,8 +2,9 @@
 
 Leave-one-site-out evaluation is only honest if sites differ the way real hospitals do: a
 :class:`SiteProfile` holds channel naming conventions, sampling rate, mains, gain and units,
-reference, missing and auxiliary channels, artifact rates, class prevalence and EDF vs EDF+. Four
-archetypes form the default set; larger corpora add seeded perturbations of them.
+reference, montage (referential or bipolar), missing and auxiliary channels, artifact rates, class
+prevalence and EDF vs EDF+. Four archetypes form the default set; larger corpora add seeded
+perturbations of them.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ CHANNEL_STYLES = ("tuh", "physionet", "nihon_kohden", "plain")
 CHANNEL_ORDERS = ("canonical", "paired")
 AUX_KINDS = ("ecg", "eog", "emg", "photic")
 REFERENCES = ("common", "average")
+# How the EEG is written (simulate.montages): each electrode against the reference, or bipolar.
+MONTAGES = ("referential", "double_banana", "chbmit23")
 UNITS = {"uV": 1.0, "mV": 1e-3}  # physical units per microvolt
 LINE_FREQUENCIES = (50.0, 60.0)
 # Sampling rates of clinical and research amplifiers; for these the streaming resampler to the
@@ -48,6 +51,7 @@ class SiteProfile(Config):
     physical_max: float = 3276.7
     digital_max: int = 32767
     reference: str = "common"
+    montage: str = "referential"
     missing_channels: tuple[str, ...] = ()
     aux_channels: tuple[str, ...] = ("ecg",)
     edf_plus: bool = True
@@ -78,6 +82,7 @@ class SiteProfile(Config):
         check_option("line_freq", self.line_freq, LINE_FREQUENCIES)
         check_option("physical_dimension", self.physical_dimension, tuple(UNITS))
         check_option("reference", self.reference, REFERENCES)
+        check_option("montage", self.montage, MONTAGES)
         check_range("line_noise_uv", self.line_noise_uv, 0, 200)
         check_range("gain", self.gain, 0.1, 10)
         check_range("physical_max", self.physical_max, 0, None, low_inclusive=False)
@@ -279,6 +284,7 @@ def archetypes() -> tuple[SiteProfile, ...]:
     )
 
 
+BIPOLAR_SHARE = 0.25  # of perturbed sites, those writing chbmit23
 _EXTRA_SFREQS = (512, 160, 250, 500, 256, 200)
 _EXTRA_MISSING = ((), ("Fz", "Pz"), ("T5", "T6"), ("Fp1", "Fp2"), ("O1",), ("Cz",))
 
@@ -299,6 +305,10 @@ def perturbed(site: SiteProfile, index: int, seed: int, generation: int = 2) -> 
         muscle_rate_per_min=round(float(site.muscle_rate_per_min * rng.uniform(0.5, 2.0)), 2),
         pop_rate_per_min=round(float(site.pop_rate_per_min * rng.uniform(0.5, 2.0)), 2),
         class_prevalence={c: round(float(p), 4) for c, p in zip(CLASSES, prevalence)},
+        # Drawn last, so the fields above are what they were before sites had montages. Some
+        # hospitals export CHB-MIT's bipolar montage; the double banana alone is never drawn (its
+        # chains share no electrode, so no recording of it could be harmonized).
+        montage="chbmit23" if rng.random() < BIPOLAR_SHARE else site.montage,
     )
 
 

@@ -1,9 +1,11 @@
-"""Writing rendered recordings: EDF/EDF+ per site conventions, HMS parquet, CSV and JSON.
+"""Writing rendered recordings: EDF/EDF+ per site conventions (its montage included), HMS parquet,
+CSV and JSON.
 
 Sinks consume :class:`~simulate.render.RenderedChunk` objects one at a time, so a
 recording of any length is written with bounded memory. :class:`HmsSink` writes exactly Kaggle's
 layout: ``train_eegs/<eeg_id>.parquet`` (19 canonical channels + ``EKG``, float32 µV at 200 Hz
-rounded to 0.01, NaN for channels the site does not record) and
+rounded to 0.01, NaN for channels the site does not record; referential whatever the site's
+montage, as Kaggle's files are) and
 ``train_spectrograms/<spectrogram_id>.parquet`` (:mod:`simulate.spectrogram`).
 """
 
@@ -24,6 +26,7 @@ import pyarrow.parquet as pq
 from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.core.dsp.resample import Resampler
 from eegfm.simulate.edf import Annotation, EDFHeader, EDFSignal, EDFWriter
+from eegfm.simulate.montages import site_montage
 from eegfm.simulate.plan import RecordingPlan
 from eegfm.simulate.render import RenderedChunk
 from eegfm.simulate.spectrogram import HMS_SFREQ, SpectrogramStream, spectrogram_columns
@@ -51,7 +54,8 @@ RECORD_DURATION_S = 1
 
 
 def edf_signals(plan: RecordingPlan) -> tuple[EDFSignal, ...]:
-    """Header entries for the site's EEG channels (site order) then its auxiliary channels."""
+    """Header entries for the site's EEG signals (its channels in site order, or its montage's
+    derivations: :mod:`~simulate.montages`) then its auxiliary channels."""
     site = plan.site
     eeg = EDFSignal(
         label="",
@@ -70,7 +74,7 @@ def edf_signals(plan: RecordingPlan) -> tuple[EDFSignal, ...]:
         "photic": dict(physical_min=-1.0, physical_max=1.0, physical_dimension="", transducer=""),
         "ecg": dict(physical_min=-ecg_max, physical_max=ecg_max),
     }
-    signals = [dataclasses.replace(eeg, label=site.eeg_label(c)) for c in site.recorded_channels()]
+    signals = [dataclasses.replace(eeg, label=label) for label in site_montage(site).labels]
     signals += [dataclasses.replace(eeg, label=site.aux_label(k), **aux.get(k, {})) for k in site.aux_channels]
     return tuple(signals)
 
@@ -85,11 +89,11 @@ def edf_annotations(plan: RecordingPlan) -> tuple[Annotation, ...]:
 
 
 class EdfSink:
-    """Writes one recording as the site would export it."""
+    """Writes one recording as the site would export it, in its montage."""
 
     def __init__(self, path: Path, plan: RecordingPlan) -> None:
         self.plan = plan
-        self._rows = [CANONICAL_CHANNELS.index(c) for c in plan.site.recorded_channels()]
+        self._montage = site_montage(plan.site)
         header = EDFHeader(
             signals=edf_signals(plan),
             start=plan.start,
@@ -103,7 +107,7 @@ class EdfSink:
     def write(self, chunk: RenderedChunk) -> None:
         scale = self.plan.site.units_per_uv
         aux = [chunk.aux[kind] * (1.0 if kind == "photic" else scale) for kind in self.plan.site.aux_channels]
-        self._writer.write(np.vstack([chunk.eeg[self._rows] * scale, *aux]))
+        self._writer.write(np.vstack([self._montage.apply(chunk.eeg) * scale, *aux]))
 
     def close(self) -> None:
         self._writer.close()

@@ -33,6 +33,9 @@ def _run(*args, cwd=REPO):
         (["--format", "xml"], "--format", "expected one of edf, hms, both; got 'xml'"),
         (["--seed", "x"], "--seed", "an integer >= 0"),
         (["--subjects-per-site", "0"], "--subjects-per-site", "got 0"),
+        (["--montage", "tcp"], "--montage", "expected one of site, referential, double_banana, chbmit23; got 'tcp'"),
+        (["--episodes", "3"], "--episodes", "needs --pattern-realism"),
+        (["--pattern-realism", "--realism"], "--pattern-realism", "one report a run"),
     ],
 )
 def test_bad_arguments_print_one_line_naming_the_flag(tmp_path, args, flag, allowed):
@@ -125,6 +128,9 @@ def test_help_explains_every_option():
         "--quiet",
         "--site-config",
         "--chunk-seconds",
+        "--montage",
+        "--pattern-realism",
+        "--episodes",
     ):
         assert flag in result.stdout
     assert result.stdout.count("default") >= 7
@@ -162,3 +168,18 @@ def test_site_config_yaml_replaces_the_archetypes(tmp_path):
     bad = _run("--output", tmp_path / "bad", "--site-config", config)
     assert bad.returncode == 2 and len(bad.stderr.splitlines()) == 1
     assert bad.stderr.startswith("eegfm-simulate: error: --site-config: ") and "sfreq" in bad.stderr
+
+
+def test_montage_choices_mirror_the_corpus_config():
+    from eegfm.simulate import cli, corpus
+
+    assert cli.MONTAGE_CHOICES == corpus.MONTAGE_CHOICES
+
+
+def test_pattern_realism_writes_its_table_and_json(tmp_path):
+    result = _run("--pattern-realism", "--output", tmp_path / "report", "--episodes", "2", "--seed", "1")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == ["pattern_realism.json", "pattern_realism.md"]
+    report = json.loads((tmp_path / "report" / "pattern_realism.json").read_text())
+    assert report["seed"] == 1 and report["episodes_per_class"] == 2
+    assert result.stdout.startswith(f"Pattern realism report written to {tmp_path / 'report'}")
