@@ -11,7 +11,6 @@ import contextlib
 import functools
 import math
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,7 +18,7 @@ import anyio
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
@@ -27,14 +26,16 @@ from starlette.exceptions import HTTPException
 
 from eegfm.core.logs import get_logger
 from eegfm.serving.api import auth
-from eegfm.serving.api.explaining import MAX_STEPS, ExplainService
-from eegfm.serving.api.logged import UPLOAD_PREFIX, fault
+from eegfm.serving.api.explaining import MAX_STEPS, MAX_WINDOW, ExplainService
+from eegfm.serving.api.jobs import RequestWork, request_work
+from eegfm.serving.api.logged import fault
 from eegfm.serving.api.metrics import Metrics, MetricsMiddleware
+from eegfm.serving.api.page import SecurityHeaders, add_page
 from eegfm.serving.api.service import MAX_BATCH_FILES, PredictionService
 from eegfm.serving.api.signals import SignalsError, SignalsRequest, parse_signals
-from eegfm.serving.api.stopping import STOP, CloseWhenStopping, StoppingError, before_stop
+from eegfm.serving.api.stopping import STOP, CloseWhenStopping
 from eegfm.serving.api.traces import MAX_SECONDS as MAX_TRACE_SECONDS
-from eegfm.serving.api.traces import TraceService
+from eegfm.serving.api.traces import MAX_START_S, TraceService
 from eegfm.serving.api.uploads import UploadError, save_body, upload_extension
 
 log = get_logger(__name__)
@@ -105,14 +106,10 @@ def _error(status: int, message: str, headers: dict | None = None, close: bool =
     return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
 
 
-async def _in_thread(function, *args):
-    """``function(*args)`` in a worker thread; UploadError 503 if the server's grace period runs out
-    first (the thread is abandoned: the process exits without it)."""
-    job = anyio.to_thread.run_sync(function, *args, abandon_on_cancel=True)
-    try:
-        return await before_stop(job)
-    except StoppingError:
-        raise UploadError(503, "the server is stopping; the request did not end in its --graceful_timeout") from None
+async def _json_reply(reply: dict[str, Any], status: int = 200) -> JSONResponse:
+    """``reply`` as JSON, encoded in a worker thread: a zip's reply of 10,000 entries takes the
+    encoder a while, which the event loop (and /health) would wait for."""
+    return await anyio.to_thread.run_sync(functools.partial(JSONResponse, reply, status_code=status))
 
 
 def create_app(service: PredictionService, api_keys: frozenset[str] | None, metrics: Metrics) -> FastAPI:
@@ -134,13 +131,14 @@ def create_app(service: PredictionService, api_keys: frozenset[str] | None, metr
     app.state.api_keys, app.state.service = api_keys, service
     metrics.set_model(service.description)
     app.add_middleware(CloseWhenStopping)
+    app.add_middleware(SecurityHeaders)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     _add_error_handlers(app)
     _add_probes(app, service, metrics)
     _add_docs(app)
     _add_predict(app, service)
     _add_batch(app, service)
-    _add_page(app)
+    add_page(app)
     _add_explain(app, ExplainService(service.predictor, service.limits))
     _add_traces(app, TraceService(service.predictor, service.limits))
     return app
@@ -160,14 +158,18 @@ def _add_error_handlers(app: FastAPI) -> None:
                 "/v1/model, /health, /ready, /metrics"
             )
         elif err.status_code == 405:
-            message = f"method {request.method}: not allowed here (see /openapi.json)"
+            # the method is the client's own token, of any length: a few characters say which
+            method = request.method if len(request.method) <= 16 else request.method[:16] + "..."
+            message = f"method {method}: not allowed here (see /openapi.json)"
         return _error(err.status_code, message, err.headers, close=request.method == "POST")
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError):
         first = err.errors()[0] if err.errors() else {"loc": ("request",), "msg": "invalid"}
         where = " ".join(str(part) for part in first["loc"])
-        return _error(422, f"{where}: {first['msg']}", close=request.method == "POST")
+        got = first.get("input")  # the client's own value, a few characters of it: never logged
+        got = f"; got {str(got)[:32]}" if isinstance(got, str | int | float) and first["loc"][0] == "query" else ""
+        return _error(422, f"{where}: {first['msg']}{got}", close=request.method == "POST")
 
 
 def _add_probes(app: FastAPI, service: PredictionService, metrics: Metrics) -> None:
@@ -231,16 +233,14 @@ def _add_predict(app: FastAPI, service: PredictionService) -> None:
     ):
         echo = _echo(echo_name)
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        with tempfile.TemporaryDirectory(prefix=UPLOAD_PREFIX, ignore_cleanup_errors=True) as tmp:
-            folder = Path(tmp) / "upload"
-            folder.mkdir()
+        async with request_work(request) as work:
             try:
                 if kind == "application/json":
-                    status, reply = await _predict_json(request, service, folder, echo)
+                    status, reply = await _predict_json(request, work, echo)
                 elif kind == "multipart/form-data":
-                    status, reply = await _predict_multipart(request, service, folder, echo)
+                    status, reply = await _predict_multipart(request, work, echo)
                 elif kind in RAW_TYPES:
-                    status, reply = await _predict_raw(request, service, folder, filename, echo)
+                    status, reply = await _predict_raw(request, work, filename, echo)
                 else:
                     raise UploadError(
                         415,
@@ -254,30 +254,30 @@ def _add_predict(app: FastAPI, service: PredictionService) -> None:
             except Exception as err:  # a fault of the server's: the client learns what failed, the server goes on
                 log.error("prediction failed: %s", fault(err))
                 return _error(500, f"prediction failed: {type(err).__name__}", close=True)
-        return JSONResponse(reply, status_code=status)
+        return await _json_reply(reply, status)
 
-    async def _predict_raw(request: Request, service, folder: Path, filename: str, echo: bool):
-        path, ext = await _save_raw(request, folder, filename, limits)
-        return await _in_thread(service.predict_file, path, ext, filename, echo)
+    async def _predict_raw(request: Request, work: RequestWork, filename: str, echo: bool):
+        path, ext = await _save_raw(request, work.folder, filename, limits)
+        return await work.run(service.predict_file, path, ext, filename, echo)
 
-    async def _predict_json(request: Request, service, folder: Path, echo: bool):
+    async def _predict_json(request: Request, work: RequestWork, echo: bool):
         guard = limits.body_guard(request.receive, json=True)
-        body = folder / "body.json"
+        body = work.folder / "body.json"
         await save_body(guard, body)
         try:
-            parsed = await _in_thread(parse_signals, body)
+            parsed = await work.run(parse_signals, body)
         except SignalsError as err:
             raise UploadError(422, str(err)) from None
-        return await _in_thread(service.predict_signals, parsed, folder, echo)
+        return await work.run(service.predict_signals, parsed, work.folder, echo)
 
-    async def _predict_multipart(request: Request, service, folder: Path, echo: bool):
+    async def _predict_multipart(request: Request, work: RequestWork, echo: bool):
         async with _form(request, limits, max_files=1) as form:
             uploads = [value for value in form.values() if not isinstance(value, str)]
             if len(uploads) != 1 or "file" not in form:
                 raise UploadError(422, "multipart field file: expected exactly one recording file in field 'file'")
             [upload] = uploads
             ext = upload_extension(upload.filename or "")
-            return await _in_thread(service.predict_stream, upload.file, folder, ext, upload.filename, echo)
+            return await work.run(service.predict_stream, upload.file, work.folder, ext, upload.filename, echo)
 
 
 def _too_large(length: str, limits) -> str:
@@ -313,44 +313,36 @@ def _add_batch(app: FastAPI, service: PredictionService) -> None:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind != "multipart/form-data":
             raise UploadError(415, f"header Content-Type: expected multipart/form-data (field files); got {kind[:60]}")
-        async with _form(request, service.limits, max_files=MAX_BATCH_FILES) as form:
+        async with request_work(request) as work, _form(request, service.limits, MAX_BATCH_FILES) as form:
             uploads = [value for _, value in form.multi_items() if not isinstance(value, str)]
             if not uploads:
                 raise UploadError(422, "multipart field files: expected one or more recording files")
-            results = [await _batch_entry(service, index, upload, echo) for index, upload in enumerate(uploads, 1)]
-        return JSONResponse({"model": service.description, "results": results})
+            results = [await _batch_entry(service, work, i, upload, echo) for i, upload in enumerate(uploads, 1)]
+        return await _json_reply({"model": service.description, "results": results})
 
 
-async def _batch_entry(service: PredictionService, index: int, upload, echo: bool) -> dict[str, Any]:
-    """One file's result: its status and recordings, or its status and error."""
+async def _batch_entry(service: PredictionService, work: RequestWork, index: int, upload, echo: bool) -> dict:
+    """One file's result: its status and recordings, or its status and error; its files removed after."""
     entry: dict[str, Any] = {"index": index, **({"filename": upload.filename} if echo else {})}
-    with tempfile.TemporaryDirectory(prefix=UPLOAD_PREFIX, ignore_cleanup_errors=True) as tmp:
-        try:
-            ext = upload_extension(upload.filename or "")
-            status, reply = await _in_thread(service.predict_stream, upload.file, Path(tmp), ext, upload.filename, echo)
-            entry.update(status=status, recordings=reply["recordings"])
-            entry.update({key: reply[key] for key in ("error", "ignored") if key in reply})
-        except UploadError as err:
-            entry.update(status=err.status, error=err.message)
-        except ValueError as err:
-            entry.update(status=400, error=str(err))
-        except Exception as err:  # a fault of the server's: this file's entry says so, the others are answered
-            log.error("prediction failed: %s", fault(err))
-            entry.update(status=500, error=f"prediction failed: {type(err).__name__}")
+    folder = work.folder / str(index)
+    folder.mkdir()
+    try:
+        ext = upload_extension(upload.filename or "")
+        status, reply = await work.run(service.predict_stream, upload.file, folder, ext, upload.filename, echo)
+        entry.update(status=status, recordings=reply["recordings"])
+        entry.update({key: reply[key] for key in ("error", "ignored") if key in reply})
+    except UploadError as err:
+        if work.cancelled.is_set():  # the client left or the server is stopping: no other file either
+            raise
+        entry.update(status=err.status, error=err.message)
+    except ValueError as err:
+        entry.update(status=400, error=str(err))
+    except Exception as err:  # a fault of the server's: this file's entry says so, the others are answered
+        log.error("prediction failed: %s", fault(err))
+        entry.update(status=500, error=f"prediction failed: {type(err).__name__}")
+    finally:
+        await work.remove(folder)
     return entry
-
-
-STATIC = Path(__file__).parent / "static"
-
-
-def _add_page(app: FastAPI) -> None:
-    """The page for one recording (``/``) and its scripts and styles (``/static``): all local, no key
-    needed to load them (the page sends the key it is given with its requests)."""
-    app.mount("/static", StaticFiles(directory=STATIC), name="page")
-
-    @app.get("/", include_in_schema=False)
-    async def page():
-        return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
 
 def _add_explain(app: FastAPI, explainer: ExplainService) -> None:
@@ -365,13 +357,16 @@ def _add_explain(app: FastAPI, explainer: ExplainService) -> None:
     async def explain(
         request: Request,
         window: Annotated[
-            int, Query(ge=0, description="the window's index: its entry in /v1/predict's window_predictions")
+            int,
+            Query(ge=0, le=MAX_WINDOW, description="the window's index: its entry in /v1/predict's window_predictions"),
         ],
         filename: Annotated[str, Query(description="a raw body's file name: its extension gives the format")] = "",
         steps: Annotated[
             int, Query(ge=2, le=MAX_STEPS, description="integrated-gradient points per piece of the path")
         ] = 8,
-        resolution_s: Annotated[float, Query(ge=0.05, le=10.0, description="the maps' time bins (seconds)")] = 0.25,
+        resolution_s: Annotated[
+            float, Query(ge=0.05, le=10.0, allow_inf_nan=False, description="the maps' time bins (seconds)")
+        ] = 0.25,
     ):
         work = functools.partial(explainer.explain_file, window=window, steps=steps, resolution_s=resolution_s)
         return await _answer_upload(request, filename, explainer.limits, "explanation", work)
@@ -392,9 +387,20 @@ def _add_traces(app: FastAPI, tracer: TraceService) -> None:
     )
     async def traces(
         request: Request,
-        start_s: Annotated[float, Query(ge=0, description="the span's start, seconds into the recording")] = 0.0,
+        start_s: Annotated[
+            float,
+            Query(
+                ge=0, le=MAX_START_S, allow_inf_nan=False, description="the span's start, seconds into the recording"
+            ),
+        ] = 0.0,
         seconds: Annotated[
-            float, Query(gt=0, le=MAX_TRACE_SECONDS, description="the span's length in seconds (clipped at the end)")
+            float,
+            Query(
+                gt=0,
+                le=MAX_TRACE_SECONDS,
+                allow_inf_nan=False,
+                description="the span's length in seconds (clipped at the end)",
+            ),
         ] = 10.0,
         filename: Annotated[str, Query(description="a raw body's file name: its extension gives the format")] = "",
     ):
@@ -406,12 +412,10 @@ async def _answer_upload(request: Request, filename: str, limits, what: str, wor
     """``work(path, ext)``'s reply for the recording uploaded with ``request`` (multipart field
     ``file``, or a raw body named by ``filename``), saved in a folder removed afterwards."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    with tempfile.TemporaryDirectory(prefix=UPLOAD_PREFIX, ignore_cleanup_errors=True) as tmp:
-        folder = Path(tmp) / "upload"
-        folder.mkdir()
+    async with request_work(request) as job:
         try:
-            path, ext = await _saved_upload(request, kind, folder, filename, service_limits=limits)
-            reply = await _in_thread(work, path, ext)
+            path, ext = await _saved_upload(request, kind, job.folder, filename, service_limits=limits)
+            reply = await job.run(work, path, ext)
         except ValueError as err:
             return _error(400, str(err), close=True)
         except (UploadError, HTTPException):
@@ -419,7 +423,7 @@ async def _answer_upload(request: Request, filename: str, limits, what: str, wor
         except Exception as err:  # a fault of the server's: the client learns what failed
             log.error("%s failed: %s", what, fault(err))
             return _error(500, f"{what} failed: {type(err).__name__}", close=True)
-    return JSONResponse(reply)
+    return await _json_reply(reply)
 
 
 async def _saved_upload(request: Request, kind: str, folder: Path, filename: str, service_limits) -> tuple[Path, str]:

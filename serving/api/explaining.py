@@ -29,6 +29,7 @@ FUSED_REFUSAL = (
     "powers, and explanations need one network (explain its network folder, network-*, with eegfm-predict --explain)"
 )
 MAX_STEPS = 32  # integrated-gradient points per piece of the path a client may ask for
+MAX_WINDOW = 10_000_000  # a window a second for over a hundred days: past it no recording's index
 
 
 class ExplainService:

@@ -4,7 +4,9 @@ With ``--workers`` > 1 every worker writes its samples to ``PROMETHEUS_MULTIPROC
 temporary folder the server makes) and ``/metrics``, whichever worker answers it, sums them.
 
 The access log line and the ``route`` label name the route template, never the request's own path
-or query: a file name in either may name a patient.
+or query: a file name in either may name a patient. Every label comes from a fixed set (a route
+template, a standard method, a status the server answers, else ``other`` or the status's class),
+so a client sending a thousand made-up methods or paths adds no series and no long log line.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from eegfm.core.logs import get_logger
 
 log = get_logger(__name__)
 ROUTES = (
+    "/",
     "/v1/predict",
     "/v1/predict_batch",
     "/v1/explain",
@@ -30,6 +33,10 @@ ROUTES = (
     "/openapi.json",
     "/docs",
 )
+# RFC 9110's methods; anything else a client sends (h11 takes any token) is counted as "other"
+METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
+# The statuses eegfm-serve answers; another (206 and 304 from /static, say) is counted by its class
+STATUSES = (200, 400, 401, 404, 405, 408, 411, 413, 415, 422, 500, 503)
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 # Every metric's name as /metrics exposes it (counters gain _total, histograms _bucket/_sum/_count)
 METRIC_NAMES = (
@@ -57,7 +64,10 @@ class Metrics:
         self.registry = None if self.shared else CollectorRegistry()
         kw = {"registry": self.registry}
         self.requests = Counter(
-            "eegfm_requests", "HTTP requests answered, by route, method and status", ["route", "method", "status"], **kw
+            "eegfm_requests",
+            "HTTP requests answered, by route, method and status (each from a fixed set)",
+            ["route", "method", "status"],
+            **kw,
         )
         self.latency = Histogram(
             "eegfm_request_duration_seconds",
@@ -112,7 +122,22 @@ def route_of(path: str) -> str:
     """The route label of a request path: a known route, or 'other' (unbounded paths stay out)."""
     if path in ROUTES:
         return path
-    return "/docs" if path.startswith("/docs/") else "other"
+    for prefix in ("/docs/", "/static/"):  # their files: one label each
+        if path.startswith(prefix):
+            return prefix.rstrip("/")
+    return "other"
+
+
+def method_of(method: str) -> str:
+    """The method label: a standard method, or 'other' (a made-up method of 8 KB is no series)."""
+    return method if method in METHODS else "other"
+
+
+def status_of(status: int) -> str:
+    """The status label: one the server answers, else its class ('2xx' ... '5xx'), else 'other'."""
+    if status in STATUSES:
+        return str(status)
+    return f"{status // 100}xx" if 100 <= status <= 599 else "other"
 
 
 class MetricsMiddleware:
@@ -126,7 +151,7 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route, method = route_of(scope["path"]), scope["method"]
+        route, method = route_of(scope["path"]), method_of(scope["method"])
         started = time.perf_counter()
         reply = {"status": 500, "bytes": 0}
 
@@ -142,7 +167,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, counted_send)
         finally:
             self.metrics.in_flight.labels(route).dec()
-            self.metrics.requests.labels(route, method, str(reply["status"])).inc()
+            self.metrics.requests.labels(route, method, status_of(reply["status"])).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
             if route not in ("/metrics", "/health", "/ready"):  # scraped and probed every few seconds
                 client = (scope.get("client") or ("-",))[0]

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from eegfm.core.config import Config, ConfigError, check_range
+from eegfm.pipelines.datasets import named_in_reason
 from eegfm.pipelines.redact import PathRedactor
 from eegfm.serving.api.signals import save_fif
+from eegfm.serving.api.stopping import checkpoint
 from eegfm.serving.api.uploads import UNZIP_FACTOR, BodyGuard, unpacked_upload
 
 JSON_MAX_MB = 64.0  # parsed as a stream, at most 4x its bytes in memory (api.signals): larger bodies upload a file
@@ -102,13 +104,17 @@ class PredictionService:
             items, ignored = self.predictor.listed([target])
         except (FileNotFoundError, ConfigError):
             items, ignored = [], []
-        recordings = list(self.predictor.predict_items(items, redact=not echo_name))
+        recordings = []
+        for recording in self.predictor.predict_items(items, redact=not echo_name):
+            recordings.append(recording)
+            checkpoint()  # between recordings: a client that left stops a zip of many
         for recording in recordings if echo_name else ():  # as the client knows them, not by the temporary path
             recording.input = _client_name(recording.input, target, ext, filename)
         if self.metrics is not None:
             self.metrics.count_recordings(recordings)
         reply: dict[str, Any] = {"model": self.description, "recordings": [r.as_dict() for r in recordings]}
-        others = self._ignored([*expanded.skipped, *ignored], target, ext, filename, echo_name)
+        recordings_named = {item.path for item in items}
+        others = self._ignored([*expanded.skipped, *ignored], recordings_named, target, ext, filename, echo_name)
         if others:
             reply["ignored"] = others
         if any(r.status == "processed" for r in recordings):
@@ -116,20 +122,22 @@ class PredictionService:
         why = "every recording was quarantined" if recordings else "the upload holds no recording file"
         return 422, {"error": why + (" (ignored says what else it held)" if others else ""), "status": 422, **reply}
 
-    def _ignored(self, entries, target: str, ext: str, filename: str, echo_name: bool) -> list[dict[str, str]]:
+    def _ignored(self, entries, recordings, target: str, ext: str, filename: str, echo_name: bool) -> list[dict]:
         """Entries that are no recording as a reply lists them: under redaction named as a
-        recording is (its name's keyed token), their reasons scrubbed of the names they hold."""
+        recording is (its name's keyed token), their reasons scrubbed of the names they hold.
+
+        Each reason is scrubbed of the names it can hold (`_named_with`), not of every entry's: a
+        scrubber tests each of its paths against each text, and one of all 10,000 entries of a zip
+        took minutes (quadratic)."""
         redactor = PathRedactor(self.predictor.name_key, not echo_name)
-        scrub = redactor.scrubber([entry.path for entry in entries])
-        return [
-            {
-                "input": _client_name(entry.path, target, ext, filename)
-                if echo_name
-                else redactor.name(entry.path.rstrip("/").rsplit("/", 1)[-1]),
-                "reason": scrub(entry.reason),
-            }
-            for entry in entries
-        ]
+        listed = []
+        for entry in entries:
+            checkpoint()
+            scrub = redactor.scrubber(_named_with(entry.path, recordings))
+            name = entry.path.rstrip("/").rsplit("/", 1)[-1]
+            shown = _client_name(entry.path, target, ext, filename) if echo_name else redactor.name(name)
+            listed.append({"input": shown, "reason": scrub(entry.reason)})
+        return listed
 
     def predict_stream(self, source, folder: Path, ext: str, filename: str, echo_name: bool) -> tuple[int, dict]:
         """:meth:`predict_file` for a file object (a multipart part), copied into ``folder`` first."""
@@ -144,6 +152,14 @@ class PredictionService:
         path = folder / "signals.fif"
         save_fif(signals, sfreq, names, path)
         return self.predict_file(path, ".fif", "signals.fif", echo_name)
+
+
+def _named_with(path: str, recordings: set[str]) -> list[str]:
+    """The files a reason about ``path`` may name: ``path``, a file it names itself (an AppleDouble
+    ``._x.edf``'s ``x.edf``), and the recording its name extends (Curry's ``x.cdt`` for
+    ``x.cdt.dpa``; a part named otherwise, ``x.21e`` of ``x.eeg``, shares its stem and goes with it)."""
+    extended = [path[:i] for i, char in enumerate(path) if char == "." and path[:i] in recordings]
+    return [path, *named_in_reason(path), *extended]
 
 
 def _client_name(path: str, target: str, ext: str, filename: str) -> str:

@@ -1,4 +1,5 @@
-"""When this process stops serving: set on SIGTERM, read by requests still receiving or scoring.
+"""When this process stops serving: set on SIGTERM, read by requests still receiving or scoring; and
+when one request's work stops (`checkpoint`, for the worker threads of ``api.jobs``).
 
 uvicorn cancels what is still running when ``--graceful_timeout`` has passed, answering 500 with a
 traceback in the log. Requests watch this clock instead and answer 503 (``Connection: close``) just
@@ -8,10 +9,15 @@ before, so the cut is a clean reply, and the process exits in time.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
+import threading
 import time
 
 POLL_SECONDS = 0.5  # how often a waiting request looks at the clock
+# The request a worker thread works for (set in the thread's own context by api.jobs): set once the
+# request is abandoned, its client gone or the server stopping
+CANCELLED: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("eegfm_cancelled", default=None)
 
 
 class StopClock:
@@ -73,3 +79,16 @@ class CloseWhenStopping:
             await send(message)
 
         await self.app(scope, receive, closing_send)
+
+
+class Abandoned(Exception):
+    """The request this work was for is abandoned: its client left, or the server is stopping."""
+
+
+def checkpoint() -> None:
+    """Raise `Abandoned` if the request this thread works for was abandoned; nothing outside a
+    request. Called between zip members, decompressed blocks, pipeline windows and recordings: an
+    abandoned request's work stops within one of them."""
+    cancelled = CANCELLED.get()
+    if cancelled is not None and cancelled.is_set():
+        raise Abandoned()

@@ -37,6 +37,9 @@ DOUBLE_BANANA: tuple[tuple[str, str], ...] = (
 DERIVATIONS = tuple(f"{a}-{b}" for a, b in DOUBLE_BANANA)
 _PAIRS = np.array([[CHANNELS.index(a), CHANNELS.index(b)] for a, b in DOUBLE_BANANA])
 MAX_SECONDS = 60.0  # six 10 s pages: about 0.75 MB of reply
+# A month of continuous EEG, longer than any monitoring session: a later start is no recording's
+# (and 1.7e308 s would overflow the sample index, a 500 before)
+MAX_START_S = 31 * 86400.0
 MISSING = -32768
 _FINEST_SCALE_UV = 0.1
 _RULE = re.compile(r"[a-z][a-z0-9_]*")  # a quality rule's name; anything else could quote the file
@@ -61,8 +64,8 @@ def traces_of(predictor, item, start_s: float, seconds: float) -> dict[str, Any]
     clipped at the recording's end; the windows and rejected windows over the span."""
     from eegfm.pipelines.events import Outcome, RejectedWindow, Window
 
-    if not (math.isfinite(start_s) and start_s >= 0):
-        raise UploadError(422, f"query parameter start_s: expected seconds from 0; got {start_s}")
+    if not (math.isfinite(start_s) and 0 <= start_s <= MAX_START_S):
+        raise UploadError(422, f"query parameter start_s: expected seconds from 0 to {MAX_START_S:g}; got {start_s:g}")
     if not (math.isfinite(seconds) and 0 < seconds <= MAX_SECONDS):
         raise UploadError(
             422, f"query parameter seconds: expected more than 0 and at most {MAX_SECONDS:g}; got {seconds}"

@@ -4,7 +4,9 @@ would expand past the server's caps.
 Everything here runs outside the model's lock: a client's zip, gzip or parquet bomb costs that
 client's thread at most ``UNZIP_FACTOR`` times ``--max_upload_mb`` of decompression, and never more
 than the pipeline's ratio cap of the upload's size as stored, summed over all its members
-(`ExpansionBudget`), while other requests are scored.
+(`ExpansionBudget`), while other requests are scored. A zip's members are counted before it is
+parsed (at most ``MAX_ZIP_MEMBERS``), each costs at least a file system block of the budget, and
+extraction stops at the next `stopping.checkpoint` once the request is abandoned.
 """
 
 from __future__ import annotations
@@ -21,13 +23,18 @@ from pathlib import Path
 from eegfm.pipelines.datasets import RECORDING_EXTENSIONS
 from eegfm.pipelines.datasets.items import Ignored
 from eegfm.pipelines.localize import DecompressLimit
-from eegfm.serving.api.stopping import StoppingError, before_stop
+from eegfm.serving.api.stopping import StoppingError, before_stop, checkpoint
 
 UNZIP_FACTOR = 8  # EEG compresses about 2-4x; more than this is not a recording
 ACCEPTED = tuple(sorted({*RECORDING_EXTENSIONS, ".zip"} - {".mff", ".vhdr"}))  # those two are never one file
 CHUNK = 1 << 20
 # A parquet column decodes to float32 samples at least: 4 bytes a row
 PARQUET_SAMPLE_BYTES = 4
+# A recording is a few files and a corpus export hundreds: 10,000 members is far beyond either,
+# and bounds a zip's listing, extraction and reply (100,000 one-byte members took minutes before)
+MAX_ZIP_MEMBERS = 10_000
+MEMBER_BLOCK = 4096  # what a member costs the budget at least: the file system block it takes
+_CENTRAL_ENTRY = b"PK\x01\x02"  # the signature that starts each member's central directory entry
 
 
 class UploadError(Exception):
@@ -81,11 +88,12 @@ def unpack_zip(archive: Path, folder: Path, budget: ExpansionBudget) -> list[Ign
     system refuses, a file and a folder of one name). ValueError for a bad zip or a member that
     would land outside ``folder`` (absolute paths, ``..``); UploadError 413 past the budget."""
     skipped: list[Ignored] = []
+    check_zip_members(archive)
     try:
         with zipfile.ZipFile(archive) as zipped:
             members = zipped.infolist()
             # zipfile stops each member at its declared size: the declared sum bounds what is written
-            budget.spend(sum(m.file_size for m in members), "the zip")
+            budget.spend(sum(max(m.file_size, MEMBER_BLOCK) for m in members), "the zip")
             root = folder.resolve()
             for member in members:
                 if not (folder / member.filename).resolve().is_relative_to(root):
@@ -94,6 +102,7 @@ def unpack_zip(archive: Path, folder: Path, budget: ExpansionBudget) -> list[Ign
                     )
             folder.mkdir(exist_ok=True)
             for index, member in enumerate(members, start=1):
+                checkpoint()
                 if why := _unextractable(zipped, member, folder):
                     skipped.append(Ignored(str(folder / member.filename), f"zip member {index}: {why}"))
     except (zipfile.BadZipFile, zlib.error, EOFError) as err:
@@ -110,7 +119,7 @@ def _unextractable(zipped: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Pat
         methods = ", ".join(sorted(_ZIP_METHODS.values()))
         return f"compressed with method {member.compress_type}; expected one of {methods}"
     try:
-        zipped.extract(member, folder)
+        _extract(zipped, member, folder)
     except (NotADirectoryError, IsADirectoryError, FileExistsError):
         return "a file and a folder in the archive have one name; expected distinct names"
     except OSError as err:
@@ -120,6 +129,45 @@ def _unextractable(zipped: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Pat
     except (NotImplementedError, RuntimeError, zipfile.BadZipFile, zlib.error, EOFError) as err:
         return f"could not be read ({type(err).__name__}): a damaged or unsupported member"
     return ""
+
+
+def _extract(zipped: zipfile.ZipFile, member: zipfile.ZipInfo, folder: Path) -> None:
+    """``member`` written below ``folder`` where ``zipfile.extract`` writes it (empty, ``.`` and
+    ``..`` parts of its name dropped), a block at a time with a `checkpoint` between blocks: an
+    abandoned request stops within a block, not after a member of gigabytes."""
+    parts = [part for part in member.filename.split("/") if part not in ("", ".", "..")]
+    if not parts:
+        return
+    target = folder.joinpath(*parts)
+    if member.is_dir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with zipped.open(member) as source, target.open("wb") as out:
+        while block := source.read(CHUNK):
+            checkpoint()
+            out.write(block)
+
+
+def check_zip_members(archive: Path) -> None:
+    """UploadError 413 when ``archive`` may hold more than ``MAX_ZIP_MEMBERS`` members, before
+    zipfile parses it (its directory of a million members would take gigabytes of objects): every
+    central directory entry starts with a signature, so counting signatures anywhere in the file
+    bounds the members zipfile can read. Linear, one block in memory; a zip stored inside the zip
+    counts its own members too."""
+    found, tail = 0, b""
+    with archive.open("rb") as stream:
+        while block := stream.read(CHUNK):
+            # the previous block's last 3 bytes: a signature split between blocks counts once
+            data = tail + block
+            found += data.count(_CENTRAL_ENTRY)
+            tail = data[-(len(_CENTRAL_ENTRY) - 1) :]
+            if found > MAX_ZIP_MEMBERS:
+                raise UploadError(
+                    413,
+                    f"the zip holds more than {MAX_ZIP_MEMBERS} members; expected at most {MAX_ZIP_MEMBERS} "
+                    "(send a larger set of recordings in several requests)",
+                )
 
 
 def _expansion_cap(stored: int, max_bytes: int) -> tuple[int, str]:
@@ -140,6 +188,7 @@ def gunzip(path: Path, budget: ExpansionBudget) -> Path:
     try:
         with gzip.open(path, "rb") as source, target.open("wb") as out:
             while block := source.read(CHUNK):
+                checkpoint()
                 written += len(block)
                 if written > budget.left:
                     budget.spend(written, "a gzip file")  # raises: the budget's message says why
@@ -198,6 +247,7 @@ def unpacked_upload(path: Path, ext: str, max_bytes: int) -> Expanded:
         folder, files = path.parent, [path]
     expanded = []
     for file in files:
+        checkpoint()
         if _gunzipped_here(file):
             file = gunzip(file, budget)
         if file.name.lower().endswith(".parquet"):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from eegfm.core.config import ConfigError
+from eegfm.serving.api.stopping import checkpoint
 from eegfm.serving.api.uploads import expand_upload
 
 
@@ -45,7 +46,9 @@ def pipeline_events(predictor, item) -> Iterator:
     key = secrets.token_bytes(32)  # pseudonyms stay inside the records
     # numpy's BLAS threads fight over the pipeline's small matrices, as in Predictor.predict_item
     with threadpool_limits(limits=1, user_api="blas"):
-        yield from process_recording(item, key, config, config.config_hash())
+        for event in process_recording(item, key, config, config.config_hash()):
+            checkpoint()  # a request abandoned stops at its next window
+            yield event
 
 
 def window_in_time_order(predictor, item, k: int) -> tuple[object | None, int]:

@@ -67,8 +67,10 @@
       const figure = document.createElement("figure");
       const caption = document.createElement("figcaption");
       const colour = colours[labels.indexOf(label) % colours.length] || "#000";
-      caption.innerHTML = `<i style="display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;background:${colour}"></i>`;
-      caption.append(`${label}: p = ${reply.probabilities[label].toFixed(3)}`);
+      // a swatch styled through the DOM: the page's Content-Security-Policy refuses style attributes in markup
+      const swatch = document.createElement("i");
+      swatch.style.cssText = `display:inline-block;width:.8rem;height:.8rem;margin-right:.3rem;background:${colour}`;
+      caption.append(swatch, `${label}: p = ${reply.probabilities[label].toFixed(3)}`);
       const canvas = document.createElement("canvas");
       canvas.width = WIDTH;
       canvas.height = reply.channels.length * ROW + BOTTOM;
