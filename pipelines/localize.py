@@ -24,6 +24,7 @@ from eegfm.pipelines.datasets.listing import not_regular
 from eegfm.pipelines.events import DEFAULT_MAX_DECOMPRESSED_GB, DEFAULT_MAX_DECOMPRESSED_RATIO, StageError
 from eegfm.pipelines.fif_parts import next_part_name
 from eegfm.pipelines.readers import GZIPPED, eeglab_data_file
+from eegfm.pipelines.regular_files import check_regular, open_regular
 
 # A gzipped file may always expand this far: a short recording of flat channels compresses far
 # more than EEG's 2-4x without being a bomb.
@@ -98,8 +99,11 @@ def localized(path: str, limit: DecompressLimit = DecompressLimit()) -> Iterator
         return
     gzipped = path.lower().endswith(GZIPPED)
     if not is_remote(path) and not gzipped:
-        with open(path, "rb") as fh:  # file_digest reads into one buffer: 30-50% faster than read()
+        with open_regular(path) as fh:  # file_digest reads into one buffer: 30-50% faster than read()
             sha = hashlib.file_digest(fh, "sha256").hexdigest()
+        for companion in _companions(path, path):  # its reader opens them by name: none may be a FIFO
+            if os.path.lexists(companion):
+                check_regular(companion)
         yield path, sha
         return
     digest = hashlib.sha256()
@@ -114,7 +118,7 @@ def localized(path: str, limit: DecompressLimit = DecompressLimit()) -> Iterator
         local = os.path.join(tmp, os.path.basename(path) if named else "recording." + suffix.lstrip("."))
         cap = limit.cap(_stored_size(path)) if gzipped else None
         # A StageError leaves through the temporary folder, which deletes the partial copy with it.
-        with open(path, "rb") if not is_remote(path) else _open_raw(path) as src, open(local, "wb") as dst:
+        with open_regular(path) if not is_remote(path) else _open_raw(path) as src, open(local, "wb") as dst:
             _copy(src, dst, digest, gzipped, cap)
         # BrainVision/EEGLAB headers name companion files next to them; fetch those too.
         companions = _companions(path, local)
@@ -158,9 +162,9 @@ def _localized_folder(path: str) -> Iterator[tuple[str, str]]:
             for folder, _, files in os.walk(top)
             for f in files
         ):
-            if why := not_regular(os.path.join(top, name)):  # a FIFO inside would hang the open below
+            if why := not_regular(os.path.join(top, name)):  # said as the listing says it
                 raise StageError("read", f"an EGI MFF recording: expected only regular files in it; one is {why}")
-            with open(os.path.join(top, name), "rb") as fh:
+            with open_regular(os.path.join(top, name)) as fh:
                 digest.update(
                     name.encode("utf-8", "surrogateescape") + b"\0" + hashlib.file_digest(fh, "sha256").digest()
                 )

@@ -19,6 +19,7 @@ from eegfm.core.dsp.resample import TARGET_SFREQ, Resampler
 from eegfm.core.logs import get_logger
 from eegfm.core.stores import STORE_ERRORS, storage_error
 from eegfm.pipelines.bipolar import BipolarReader, bipolar_plan
+from eegfm.pipelines.chunking import leading_stretch, peak_to_peak
 from eegfm.pipelines.datasets import LabeledWindow, SourceItem, as_background
 from eegfm.pipelines.datasets.bids import SidecarError, read_electrodes, read_sidecars
 from eegfm.pipelines.deid import pseudonym
@@ -28,6 +29,7 @@ from eegfm.pipelines.harmonize import HarmonizeError, harmonize, map_channels, p
 from eegfm.pipelines.ica import fit_ica_cleaner
 from eegfm.pipelines.localize import DecompressLimit, localized
 from eegfm.pipelines.readers import Reader, ReaderError, open_recording
+from eegfm.pipelines.regular_files import NotRegularFile
 from eegfm.pipelines.window_spectrograms import WindowSpectrograms
 from eegfm.pipelines.windowing import Cutting, Span, cut_span, mark_annotated_bad, plan_windows
 
@@ -55,9 +57,9 @@ def constant_rows(reader: Reader, rows: list[int], tol_uv: float) -> tuple[str, 
     if not rows:
         return ()
     still = np.ones(len(rows), dtype=bool)
+    n_chans = len(reader.info.ch_names)
     for start in sorted({int(s) for s in np.linspace(0, max(0, n - width), _PROBES)}):
-        piece = np.nan_to_num(_read(reader, start, min(n, start + width))[rows])
-        still &= (piece.max(axis=1) - piece.min(axis=1)) <= tol_uv
+        still &= peak_to_peak(lambda a, b: _read(reader, a, b), rows, start, min(n, start + width), n_chans) <= tol_uv
         if not still.any():
             return ()
     return tuple(reader.info.ch_names[rows[i]] for i in np.flatnonzero(still))
@@ -111,6 +113,8 @@ def process_recording(
         outcome.stage, outcome.reason = err.stage, f"{name}: {err.reason}"
         # a header that fails to parse may name its labels before a reader gives them
         outcome.channel_labels = outcome.channel_labels or getattr(err.__cause__, "labels", ())
+    except NotRegularFile as err:  # swapped for a FIFO or a device after the listing: never waited on
+        outcome.stage, outcome.reason = "read", f"{name}: {err.why}"
     except READ_ERRORS as err:
         detail = (
             storage_error(err) if getattr(err, "exception_details", None) or not isinstance(err, OSError) else err
@@ -243,7 +247,7 @@ def _stream(item, reader, key, config, config_hash, sha, record) -> Iterator[Win
     harmonized = _harmonizer(reader, plan, n_rows)
     if config.ica:
         harmonized = _with_ica(reader, plan, n_rows, mask, harmonized, config, record)
-    line_freq = _line_frequency(config, sidecars, info, harmonized)
+    line_freq = _line_frequency(config, sidecars, info, harmonized, n_rows)
     record(line_freq=line_freq)
     # The data set's own sidecar (participants.tsv, subject-info.csv) wins over file headers.
     clinical = {"age": item.age if item.age is not None else info.clinical.age, "sex": item.sex or info.clinical.sex}
@@ -252,6 +256,7 @@ def _stream(item, reader, key, config, config_hash, sha, record) -> Iterator[Win
     cut = Cutting(
         item=item,
         sfreq=info.sfreq,
+        n_chans=len(info.ch_names),
         harmonized=harmonized,
         design=design,
         n_rows=n_rows,
@@ -315,8 +320,9 @@ def _with_ica(reader: Reader, plan, n_rows: int, mask: np.ndarray, harmonized, c
     harmonizer that applies it."""
     info = reader.info
     n_fit = min(info.n_times, int(config.ica_fit_seconds * info.sfreq))
+    rows, sfreq = leading_stretch(harmonized, info.sfreq, n_rows, len(info.ch_names), n_fit)
     try:
-        cleaner = fit_ica_cleaner(harmonized(0, n_fit)[0][: schema.N_CHANS], info.sfreq, mask)
+        cleaner = fit_ica_cleaner(rows[: schema.N_CHANS], sfreq, mask)
     except ValueError as err:
         raise StageError("ica", str(err)) from err
     record(
@@ -329,7 +335,7 @@ def _with_ica(reader: Reader, plan, n_rows: int, mask: np.ndarray, harmonized, c
     return _harmonizer(reader, plan, n_rows, cleaner)
 
 
-def _line_frequency(config: PreprocessConfig, sidecars, info, harmonized):
+def _line_frequency(config: PreprocessConfig, sidecars, info, harmonized, n_rows: int):
     """The mains frequency to notch (None: none); for ``auto`` the sidecars' record, else the one
     detected in the first ``line_detect_seconds``."""
     if config.line_freq != "auto":
@@ -339,7 +345,8 @@ def _line_frequency(config: PreprocessConfig, sidecars, info, harmonized):
     n_detect = min(info.n_times, int(config.line_detect_seconds * info.sfreq))
     if n_detect < info.sfreq:  # under a second tells no mains apart; such a recording has no window anyway
         return None
-    return detect_line_frequency(harmonized(0, n_detect)[0][: schema.N_CHANS], info.sfreq)
+    rows, sfreq = leading_stretch(harmonized, info.sfreq, n_rows, len(info.ch_names), n_detect)
+    return detect_line_frequency(rows[: schema.N_CHANS], sfreq)
 
 
 def _sidecars(item: SourceItem, reader: Reader, config: PreprocessConfig):

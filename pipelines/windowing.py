@@ -17,6 +17,7 @@ import numpy as np
 from eegfm.contract import schema
 from eegfm.core.dsp.resample import TARGET_SFREQ, ResamplePlan, Resampler
 from eegfm.pipelines.artifact_ae import band_features_from_psd
+from eegfm.pipelines.chunking import chunk_samples
 from eegfm.pipelines.datasets import SourceItem, interval_label
 from eegfm.pipelines.events import AE_NOT_SCORED, PreprocessConfig, RejectedWindow, Window
 from eegfm.pipelines.features import compute_features
@@ -25,10 +26,6 @@ from eegfm.pipelines.harmonize import interpolation_matrix
 from eegfm.pipelines.quality import compute_quality_batch, validate_window
 from eegfm.pipelines.readers import Segment
 from eegfm.pipelines.window_spectrograms import WindowSpectrograms
-
-# Input samples per channel read at once, whatever chunk_seconds asks: about 7 min at 5 kHz, so
-# a high-rate recording's chunk (float64 read, float32 copies) stays a few hundred MB.
-MAX_CHUNK_SAMPLES = 2**21
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +142,7 @@ class Cutting:
 
     item: SourceItem
     sfreq: float  # the input's sampling rate
+    n_chans: int  # the channels ``harmonized`` reads, which bound a chunk's samples (``chunking``)
     harmonized: Callable[[int, int], tuple[np.ndarray, np.ndarray]]  # (rows, bad samples) of input samples
     design: object  # filters.design_filters's, for StreamingFilter
     n_rows: int  # the 19 EEG rows, and the ECG row where the recording has one
@@ -166,7 +164,7 @@ def cut_span(span: Span, cut: Cutting) -> Iterator[Window | RejectedWindow]:
     raw_buf = _Rolling(cut.n_rows)  # resampled, before filtering (for clipping/flat checks)
     bad_buf = _NonFinite(resampler.plan)  # the input samples that were non-finite
     out_buf = _Rolling(cut.n_rows)
-    chunk = max(1, min(int(cut.config.chunk_seconds * cut.sfreq), MAX_CHUNK_SAMPLES))
+    chunk = chunk_samples(cut.config.chunk_seconds, cut.sfreq, cut.n_chans)
     next_req = 0
     for start in range(seg.start, seg.stop, chunk):
         stop = min(seg.stop, start + chunk)

@@ -12,11 +12,14 @@ from typing import Any
 
 from apache_beam.io.filesystems import FileSystems
 
+from eegfm.core.stores import is_remote
 from eegfm.pipelines.deid import safe_age
+from eegfm.pipelines.regular_files import open_regular
 
 
 def read_text(path: str) -> str:
-    with FileSystems.open(path) as fh:
+    # A local file is opened without blocking: a sidecar swapped for a FIFO is refused, not waited on.
+    with open_regular(path) if not is_remote(path) else FileSystems.open(path) as fh:
         return fh.read().decode("utf-8-sig")
 
 

@@ -11,6 +11,7 @@ from eegfm.pipelines.readers.edf import EdfReader
 from eegfm.pipelines.readers.eeglab import eeglab_data_file
 from eegfm.pipelines.readers.hms_parquet import HmsParquetReader
 from eegfm.pipelines.readers.mne_reader import EpochsReader, MneReader, read_epochs
+from eegfm.pipelines.regular_files import check_regular
 
 __all__ = [
     "GZIPPED",
@@ -37,7 +38,11 @@ def open_recording(path: str | os.PathLike) -> Reader:
         raise ReaderError(
             path, f"file type: expected one of {', '.join(sorted({*FORMATS, *GZIPPED}))}; got {got!r}{hint}"
         )
-    if os.path.getsize(path) == 0:
+    if os.path.isdir(path) and fmt == "egi":  # an MFF is a folder of files (pipelines.localize checks them)
+        size = 1
+    else:  # opened without blocking, as every reader's own open is not: a FIFO swapped in is refused here
+        size = check_regular(path)
+    if size == 0:
         raise ReaderError(path, "file size: expected a recording; got an empty (0-byte) file")
     if fmt == "hms_parquet":
         return HmsParquetReader(path)

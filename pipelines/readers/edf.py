@@ -32,6 +32,7 @@ from eegfm.pipelines.readers.base import (
     names_electrode,
     unique_channel_names,
 )
+from eegfm.pipelines.regular_files import open_regular_fd
 
 ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
 MAX_SIGNALS = 4096  # well above any real montage; protects against absurd declared counts
@@ -273,15 +274,22 @@ class EdfReader(Reader):
 
     def __init__(self, path: str | os.PathLike):
         super().__init__(path)
-        size = os.path.getsize(self.path)
-        with open(self.path, "rb") as fh:
-            head = fh.read(256)
-            try:
-                ns = int(_text(head[252:256]))
-            except ValueError:
-                ns = 0
-            if 1 <= ns <= MAX_SIGNALS:
-                head += fh.read(256 * ns)
+        # One descriptor for the header and every chunk (pread), opened without blocking on a FIFO.
+        self._fd = open_regular_fd(self.path)
+        try:
+            self._parse(os.fstat(self._fd).st_size)
+        except BaseException:
+            self.close()
+            raise
+
+    def _parse(self, size: int) -> None:
+        head = os.pread(self._fd, 256, 0)
+        try:
+            ns = int(_text(head[252:256]))
+        except ValueError:
+            ns = 0
+        if 1 <= ns <= MAX_SIGNALS:
+            head += os.pread(self._fd, 256 * ns, 256)
         self.header = hdr = EdfHeader(str(self.path), head, size)
         data_idx = [i for i, lbl in enumerate(hdr.labels) if lbl not in ANNOTATION_LABELS]
         main = _eeg_rate([hdr.labels[i] for i in data_idx], hdr.samples_per_record[data_idx])
@@ -312,7 +320,6 @@ class EdfReader(Reader):
         check_info(self.path, ch_names, sfreq, n_times)
         self.info = RecordingInfo(ch_names, sfreq, n_times, hdr.clinical())
         self.identity_key = hdr.identity_key()
-        self._fd = os.open(self.path, os.O_RDONLY)  # pread per chunk, not a memory map (module doc)
         if hdr.edf_plus and any(label in ANNOTATION_LABELS for label in hdr.labels):
             try:
                 onsets, notes = self._annotations()

@@ -13,8 +13,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from eegfm.pipelines.chunking import max_chunk
 from eegfm.pipelines.file_magic import ANT_MAGIC, NIHON_KOHDEN_MAGIC
 from eegfm.pipelines.readers.base import ReaderError, format_of, one_line
+from eegfm.pipelines.regular_files import open_regular
 
 # The packages MNE's readers import for a format, where they are not MNE's own dependencies.
 NEEDS_PACKAGE = {"ant": "antio", "curry": "curryreader", "nedf": "defusedxml"}
@@ -28,7 +30,7 @@ _NAMES = {
 
 
 def head_bytes(path: str | os.PathLike, n: int = 16) -> bytes:
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         return fh.read(n)
 
 
@@ -138,7 +140,8 @@ def read_neuroscan_cnt(path: str | os.PathLike, **kwargs):
 
 def _roughness(raw) -> float:
     """Sample-to-sample change over spread, on the first few seconds: about 0.1 for EEG, 1.4 for noise."""
-    data = raw.get_data(start=0, stop=min(raw.n_times, int(10 * raw.info["sfreq"])))
+    stop = min(raw.n_times, int(10 * raw.info["sfreq"]), max_chunk(len(raw.ch_names)))
+    data = raw.get_data(start=0, stop=stop)
     spread = float(np.std(data))
     return float(np.std(np.diff(data, axis=1))) / spread if spread > 0 else np.inf
 
