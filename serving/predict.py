@@ -31,6 +31,11 @@ recipe saved beside the model) and scored window by window. Written to ``--outpu
   probabilities (the mean over the recording's windows; the class prior of the model's training
   windows for a recording that could not be scored, which is named in a warning).
 
+``--output`` holding another run's files (those names) is refused unless ``--overwrite``, which
+removes them first and nothing else (serving/predict_outputs.py). A CSV's text cell that starts
+with ``=``, ``+``, ``-``, ``@``, a tab or a CR is written after a ``'`` (no spreadsheet runs it); a
+name's control characters are escaped on stdout and in the log (``\\x1b``, ``\\n``).
+
 Exit status 0 when at least one recording was scored, 1 when none was (every reason is printed),
 2 for a usage error.
 """
@@ -40,25 +45,36 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import re
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from tqdm import tqdm
 
 from eegfm.core.config import ConfigError, user_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.machine import Cpus, cpu_use_line
-from eegfm.core.tasks import HMS_CLASSES, HMS_VOTE_COLUMNS
+from eegfm.core.tasks import HMS_CLASSES
+from eegfm.core.text_safety import escape_controls, escaping_logs
 from eegfm.pipelines.datasets import DATASETS, named_in_reason
 from eegfm.pipelines.deid import PseudonymKeyError, load_key
 from eegfm.pipelines.redact import RunRedaction, kept_folders, related_paths
 from eegfm.serving.backends import BACKENDS
 from eegfm.serving.explain_cli import add_explain_options, explain_recordings
 from eegfm.serving.model_threads import threads_help, threads_use
+from eegfm.serving.predict_outputs import (
+    PARTIAL,
+    PREDICTIONS_CSV,
+    RECORDINGS_JSON,
+    plot_name,
+    prediction_header,
+    prediction_row,
+    previous_run,
+    remove_run,
+    run_summary,
+    write_submission,
+)
 from eegfm.serving.recording_table import FILE as RECORDINGS_CSV
 from eegfm.serving.recording_table import RecordingTable, answer_text
 
@@ -92,6 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
         "every format eegfm-preprocess reads",
     )
     parser.add_argument("--output", required=True, type=Path, help="folder for the predictions (created)")
+    parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="--output may hold another eegfm-predict run: its files (the names this command writes) are removed "
+        "first; without it such a folder is refused. Other files in the folder are never touched",
+    )
     parser.add_argument(
         "--dataset",
         choices=DATASETS,
@@ -216,55 +238,6 @@ def predict_config(args, parser):
         parser.error(str(err))
 
 
-def _plot_name(index: int, name: str) -> str:
-    """``NNN_<stem>.png``; ``name``: a recording's path, or its token under redaction."""
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", name.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0])[:60]
-    return f"{index:03d}_{stem}.png"
-
-
-def _csv_row(prediction, w, labels: list[str]) -> list[str]:
-    """predictions.csv's row of the window ``w`` of ``prediction``."""
-    best = [labels[int(np.argmax(w.outputs))]] if len(labels) > 1 else []
-    return [
-        str(prediction.index),
-        prediction.input,
-        f"{w.start_s:.4f}",
-        f"{w.duration_s:g}",
-        *(f"{v:.6g}" for v in w.outputs),
-        *best,
-        f"{w.artifact_score:.4f}",
-        ";".join(w.masked_channels),
-        ";".join(f"{v:g}" for v in w.votes),
-        *_reading_cells(w),
-    ]
-
-
-CLINICAL_COLUMNS = [
-    "confidence",
-    "entropy",
-    "mutual_information",
-    "mc_passes",
-    "clinical_recommendation",
-    "recommendation_rule",
-    "model_version",
-]
-
-
-def _reading_cells(w) -> list[str]:
-    """predictions.csv's cells of CLINICAL_COLUMNS for the window ``w`` ('' for a null)."""
-    number = lambda v: "" if v is None else f"{v:.6g}"  # noqa: E731
-    u = w.uncertainty
-    return [
-        number(w.confidence),
-        number(u.get("entropy")),
-        number(u.get("mutual_information")),
-        str(u.get("passes", 0)),
-        w.clinical_recommendation,
-        w.recommendation_rule,
-        w.model_version,
-    ]
-
-
 def _write_predictions(
     predictions, fileobj, table: RecordingTable, labels: list[str], args
 ) -> tuple[list[dict], int, float]:
@@ -274,28 +247,14 @@ def _write_predictions(
 
     recordings, n_windows, eeg_seconds = [], 0, 0.0
     writer = csv.writer(fileobj)
-    best = ["predicted"] if len(labels) > 1 else []
-    writer.writerow(
-        [
-            "index",
-            "input",
-            "start_s",
-            "duration_s",
-            *labels,
-            *best,
-            "artifact_score",
-            "masked_channels",
-            "votes",
-            *CLINICAL_COLUMNS,
-        ]
-    )
+    writer.writerow(prediction_header(labels))
     for prediction in tqdm(predictions, desc="recordings", unit="rec", disable=None):
         summary = prediction.as_dict()  # the summary, the labels and every window's prediction
         for w in prediction.windows:
-            writer.writerow(_csv_row(prediction, w, labels))
+            writer.writerow(prediction_row(prediction, w, labels))
         table.write(summary)
         if prediction.windows and not args.no_plots:
-            name = _plot_name(prediction.index, prediction.input)
+            name = plot_name(prediction.index, prediction.input)
             plot_timeline(
                 prediction, f"{prediction.input}: {summary.get('predicted', '')}", args.output / "timelines" / name
             )
@@ -316,14 +275,16 @@ def run(argv: list[str] | None = None) -> dict:
     setup_logging("INFO")
     # Log records are held until the inputs are listed, then come out without their names.
     redaction = RunRedaction(not args.keep_paths, args.input)
-    try:
-        return _run(parser, args, redaction, Predictor)
+    try:  # escaping after redaction's filter: its scrubber must see the names as they are
+        with escaping_logs():
+            return _run(parser, args, redaction, Predictor)
     finally:
         redaction.close()
 
 
 def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
     config = predict_config(args, parser)
+    earlier = _check_output(parser, args, redaction)
     log.info(cpu_use_line(Cpus.here().usable, [threads_use(args)]))
     try:
         key = load_key(args.pseudonym_key_file) if args.pseudonym_key_file else None
@@ -336,10 +297,12 @@ def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
             f"--submission: the Kaggle HMS format needs a six-class hms6 model (labels "
             f"{', '.join(HMS_CLASSES)}); this model's labels are {', '.join(predictor.labels)}"
         )
+    if earlier:
+        remove_run(args.output, earlier)
+        log.info("--overwrite: removed %d files of the earlier run in %s", len(earlier), args.output)
     args.output.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    partial = args.output / ".predictions.csv.partial"
-    table_partial = args.output / f".{RECORDINGS_CSV}.partial"
+    partial, table_partial = (args.output / name for name in PARTIAL)
     try:
         items, passed_over = predictor.listed(args.input, dataset=args.dataset, site=args.site)
         named = [
@@ -358,8 +321,8 @@ def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
         partial.unlink(missing_ok=True)
         table_partial.unlink(missing_ok=True)
         redaction.release()
-        parser.error(redaction.scrub(f"--input {' '.join(args.input)}: {err}"))
-    partial.replace(args.output / "predictions.csv")
+        parser.error(escape_controls(redaction.scrub(f"--input {' '.join(args.input)}: {err}")))
+    partial.replace(args.output / PREDICTIONS_CSV)
     table_partial.replace(args.output / RECORDINGS_CSV)
     seconds = time.perf_counter() - started
     explain_recordings(args, predictor, items, recordings)
@@ -380,11 +343,27 @@ def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
             "seconds": round(seconds, 2),
         },
     }
-    (args.output / "recordings.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.output / RECORDINGS_JSON).write_text(json.dumps(report, indent=2) + "\n")
     if args.submission:
         write_submission(args.submission, recordings, predictor.prior)
     _print_summary(report, args.output)
     return report
+
+
+def _check_output(parser, args, redaction: RunRedaction) -> list:
+    """The files of an earlier run in --output, to remove first (--overwrite); without --overwrite,
+    a usage error (two runs' files would mix: a CSV of one, timelines of both)."""
+    earlier = previous_run(args.output)
+    if earlier and not args.overwrite:
+        redaction.release()
+        parser.error(
+            escape_controls(
+                f"--output {args.output}: holds another eegfm-predict run ({run_summary(args.output, earlier)}); "
+                "give --overwrite to remove that run's files first (only the names eegfm-predict writes), "
+                "or another --output"
+            )
+        )
+    return earlier
 
 
 def _ignored_entry(entry, redaction: RunRedaction) -> dict:
@@ -398,45 +377,6 @@ def _ignored_entry(entry, redaction: RunRedaction) -> dict:
     }
 
 
-def write_submission(path: Path, recordings: list[dict], prior: tuple[float, ...] | None) -> int:
-    """The Kaggle HMS submission for the recordings' summaries (``RecordingPrediction.summary``):
-    a row per HMS parquet recording, sorted by eeg_id; the number of rows."""
-    fallback = prior or tuple(1 / len(HMS_CLASSES) for _ in HMS_CLASSES)
-    rows, unscored, skipped = [], [], []
-    for recording in recordings:
-        eeg_id = recording.get("eeg_id")  # under redaction the input is a token, not the parquet's name
-        if not eeg_id:
-            skipped.append(recording["input"])
-            continue
-        if recording["status"] == "processed":
-            probabilities = [recording["mean_outputs"][label] for label in HMS_CLASSES]
-        else:
-            probabilities = list(fallback)
-            unscored.append(eeg_id)
-        rows.append([eeg_id, *probabilities])
-    if skipped:
-        log.warning(
-            "--submission: %d input(s) are not HMS parquet recordings and have no row: %s",
-            len(skipped),
-            ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else ""),
-        )
-    if unscored:
-        log.warning(
-            "--submission: eeg_id %s could not be scored (recordings.json says why); their rows hold the %s",
-            ", ".join(unscored),
-            "class prior of the model's training windows"
-            if prior
-            else "uniform distribution (the model folder has no run.json with a prior)",
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fileobj:
-        writer = csv.writer(fileobj)
-        writer.writerow(["eeg_id", *HMS_VOTE_COLUMNS])
-        for row in sorted(rows, key=lambda r: r[0]):
-            writer.writerow([row[0], *(f"{p:.6g}" for p in row[1:])])
-    return len(rows)
-
-
 def _print_summary(report: dict, output: Path) -> None:
     counts = report["counts"]
     rate = counts["eeg_hours"] * 3600 / counts["seconds"] if counts["seconds"] else 0.0
@@ -446,17 +386,21 @@ def _print_summary(report: dict, output: Path) -> None:
         f"({rate:.0f}x real time; backend {report['backend']})"
     )
     shown = report["recordings"][:20]
-    width = max([len(r["input"]) for r in shown] + [9])
-    for r in shown:
-        name = f"{r['index']:>3} {r['input']:<{width}}"
+    # a name's or label's control characters escaped: an ESC or a newline in one would rewrite the terminal or
+    # forge a line (--keep_paths shows names as given; recordings.json keeps them, JSON escapes them)
+    inputs = [escape_controls(r["input"]) for r in shown]
+    width = max([len(name) for name in inputs] + [9])
+    for r, shown_input in zip(shown, inputs):
+        name = f"{r['index']:>3} {shown_input:<{width}}"
         if r["status"] == "processed":
             flagged = len(r.get("flagged_episodes", []))
             print(
-                f"  {name}  {answer_text(r):<8} {r['windows']:>5} windows  artifact {r['mean_artifact_score']:.2f}"
+                f"  {name}  {escape_controls(answer_text(r)):<8} {r['windows']:>5} windows  "
+                f"artifact {r['mean_artifact_score']:.2f}"
                 + (f"  {flagged} flagged episode{'s' * (flagged > 1)}" if flagged else "")
             )
         else:
-            print(f"  {name}  quarantined at {r['stage']}: {r['reason']}")
+            print(f"  {name}  quarantined at {r['stage']}: {escape_controls(r['reason'])}")
     if len(report["recordings"]) > len(shown):
         print(f"  ... and {len(report['recordings']) - len(shown)} more in recordings.json")
     if report.get("ignored"):
@@ -474,7 +418,8 @@ def _print_summary(report: dict, output: Path) -> None:
             f"the model on {m['n_windows']} held-out {evaluation['split']} windows: {', '.join(said)}"
             + (" (optimistic: they also chose the checkpoint)" if evaluation["split"] == "validation" else "")
         )
-    print(f"wrote {output / 'predictions.csv'}, {output / RECORDINGS_CSV} and {output / 'recordings.json'}")
+    wrote = f"wrote {output / PREDICTIONS_CSV}, {output / RECORDINGS_CSV} and {output / RECORDINGS_JSON}"
+    print(escape_controls(wrote))
 
 
 def main(argv: list[str] | None = None) -> int:

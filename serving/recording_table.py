@@ -6,7 +6,9 @@ windows read and, for a classifier, per class ``p_<label>`` (the mean of its win
 probabilities) with ``p_<label>_low`` and ``p_<label>_high`` (the bounds of its 95 % moving-block
 bootstrap interval, ``metrics.aggregation``; empty with one window), the most likely class
 (``predicted``); a regression head's ``value`` is its windows' mean. A quarantined recording's
-answer cells are empty and its ``stage`` and ``reason`` say why.
+answer cells are empty and its ``stage`` and ``reason`` say why. A text cell that a spreadsheet
+would run as a formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a CR) starts with a
+single quote (``core.text_safety.csv_text``); numbers are written as they are.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import csv
 import re
 from collections.abc import Sequence
 from typing import Any, TextIO
+
+from eegfm.core.text_safety import csv_text
 
 FILE = "recordings.csv"
 FIXED = ["index", "input", "status", "n_windows"]
@@ -52,8 +56,9 @@ class RecordingTable:
 
     def write(self, summary: dict[str, Any]) -> None:
         """The row of one recording's ``RecordingPrediction.summary()``."""
-        fixed = [summary["index"], summary["input"], summary["status"], summary["windows"]]
-        self.writer.writerow([*fixed, *self._answer(summary), summary["stage"], summary["reason"]])
+        fixed = [summary["index"], csv_text(summary["input"]), csv_text(summary["status"]), summary["windows"]]
+        why = [csv_text(summary[column]) for column in WHY]
+        self.writer.writerow([*fixed, *self._answer(summary), *why])
 
     def _answer(self, summary: dict[str, Any]) -> list[str]:
         """The answer's cells: empty for a recording without windows."""
@@ -67,7 +72,7 @@ class RecordingTable:
             for label in self.labels
             for bounds in (answer["probabilities"], answer["low"], answer["high"])
         ]
-        return [*cells, answer["predicted"]]
+        return [*cells, csv_text(answer["predicted"])]
 
 
 def answer_text(summary: dict[str, Any]) -> str:

@@ -37,6 +37,7 @@ import numpy as np
 
 from eegfm.contract import layout
 from eegfm.core.logs import get_logger
+from eegfm.core.text_safety import bounded_csv_rows
 from eegfm.evaluation.benchmark import fingerprint
 from eegfm.evaluation.benchmark.labeled import Suite, evaluate
 from eegfm.evaluation.benchmark.options import BenchmarkOptions, FolderOptions
@@ -66,13 +67,34 @@ def _error(line: int, column: str, what: str) -> ValueError:
     return ValueError(f"--labels line {line}: {column}: {what}")
 
 
+MAX_CELL = 4096  # characters of a cell read (PATH_MAX for ``file``); a longer one is no name
+
+
+def _inside(data: Path, line: int, name: str) -> Path:
+    """``data / name``, a file or folder that exists inside ``data`` once every symlink is followed:
+    a table from elsewhere must not make the pipeline read ``../../etc/passwd``, an absolute path or
+    a link leaving ``--data``. The name is never echoed: it may name the patient."""
+    relative = Path(name)
+    if relative.is_absolute() or ".." in relative.parts:
+        raise _error(line, "file", "an absolute path or one with '..'; expected a path relative to --data, inside it")
+    root = data.resolve()
+    try:
+        found = (data / relative).resolve(strict=True)
+    except (OSError, RuntimeError, ValueError):  # missing, a link loop, a NUL, a name too long
+        raise _error(line, "file", "no such file or folder under --data (the name is not echoed)") from None
+    if found == root or not found.is_relative_to(root):
+        raise _error(line, "file", "a link out of --data, or --data itself; expected a recording inside --data")
+    return data / relative
+
+
 def _cells(row: dict, line: int, data: Path, has_split: bool) -> LabelRow:
+    for column in ("file", "subject", "label", *(("split",) if has_split else ())):
+        if len(row.get(column) or "") > MAX_CELL:
+            raise _error(line, column, f"{len(row[column])} characters; expected at most {MAX_CELL}")
     for column in ("file", "subject", "label"):
         if not (row.get(column) or "").strip():
             raise _error(line, column, "expected a value; the cell is empty")
-    path = data / row["file"].strip()
-    if not path.exists():  # the name is not echoed: it may name the patient
-        raise _error(line, "file", "no such file or folder under --data (the name is not echoed)")
+    path = _inside(data, line, row["file"].strip())
     split = (row.get("split") or "").strip().lower() if has_split else ""
     if has_split and split not in SPLITS:
         raise _error(line, "split", f"expected one of {', '.join(SPLITS)}; got {split[:12]!r}")
@@ -81,14 +103,19 @@ def _cells(row: dict, line: int, data: Path, has_split: bool) -> LabelRow:
 
 def read_label_table(labels: Path, data: Path) -> tuple[list[LabelRow], bool]:
     """The CSV's rows, checked cell by cell, and whether it has a ``split`` column; ValueError
-    naming the line and column of the first bad cell."""
-    with labels.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in ("file", "subject", "label") if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"--labels: expected the columns file, subject, label (and split); missing {missing}")
-        has_split = "split" in reader.fieldnames
-        rows = [_cells(row, reader.line_num, data, has_split) for row in reader]
+    naming the line (and column) of the first bad one. Read a line at a time with bounded lines and
+    rows (``core.text_safety.bounded_csv_rows``): the table may come from anyone."""
+    found = bounded_csv_rows(labels, "--labels")
+    _, header = next(found, (0, []))
+    header = [name.strip() for name in header]
+    missing = [c for c in ("file", "subject", "label") if c not in header]
+    if missing:
+        raise ValueError(f"--labels: expected the columns file, subject, label (and split); missing {missing}")
+    has_split = "split" in header
+    rows = []
+    for line, cells in found:
+        if cells:  # csv.DictReader's rule: a blank line is no row
+            rows.append(_cells(dict(zip(header, cells)), line, data, has_split))
     if not rows:
         raise ValueError("--labels: expected a row per recording; the table has none")
     _check_unique_files(rows)
@@ -338,19 +365,40 @@ def run(options: BenchmarkOptions, corpus: FolderOptions) -> dict[str, Any]:
         output.mkdir(parents=True, exist_ok=True)
         with (output / "split.csv").open("w", newline="") as fh:  # by line: the CSV's names stay in it
             csv.writer(fh).writerows([("line", "split"), *((row.line, row.split) for row in rows)])
-    classes = check_splits(rows, corpus.classes)
-    suite = Suite(
+    suite = folder_suite(check_splits(rows, corpus.classes))
+    return benchmark_table(rows, options, suite, corpus.window_seconds, {"split_made": not has_split})
+
+
+def folder_suite(classes: tuple[str, ...]) -> Suite:
+    """The folder suite of a table of ``classes`` (:func:`check_splits`); its fine-tuning runs name
+    them by index (:func:`id2label_setting`)."""
+    return Suite(
         name="folder",
         # the folder's own name stays out of the report: a clinic may name folders after people
         title=f"labeled folder: {' vs '.join(classes) if len(classes) < 5 else f'{len(classes)} classes'}",
         task="binary" if len(classes) == 2 else "multiclass",
         record_task=RECORD_TASK,
         classes=classes,
-        finetune_defaults=(_id2label(classes),),
+        finetune_defaults=(id2label_setting(classes),),
     )
-    return benchmark_table(rows, options, suite, corpus.window_seconds, {"split_made": not has_split})
 
 
-def _id2label(classes: tuple[str, ...]) -> str:
+def id2label_setting(classes: tuple[str, ...]) -> str:
     """The fine-tuning setting naming the classes by index (names quoted: YAML reads them as strings)."""
-    return "model_overrides.id2label={" + ", ".join(f"{i}: {json.dumps(c)}" for i, c in enumerate(classes)) + "}"
+    return "model_overrides.id2label={" + ", ".join(f"{i}: {yaml_string(c)}" for i, c in enumerate(classes)) + "}"
+
+
+def yaml_string(text: str) -> str:
+    """``text`` as a YAML double-quoted scalar that reads back as the same characters: printable
+    ASCII as is, anything else escaped by its code point (``\\U0001f600``). Not json.dumps: it
+    writes an emoji as a UTF-16 surrogate pair, which YAML reads as two lone surrogates that no
+    UTF-8 file can hold (the fine-tuned model's label map, the export's card)."""
+    escaped = (
+        char
+        if " " <= char <= "~" and char not in '"\\'
+        else f"\\u{ord(char):04x}"
+        if ord(char) <= 0xFFFF
+        else f"\\U{ord(char):08x}"
+        for char in text
+    )
+    return '"' + "".join(escaped) + '"'

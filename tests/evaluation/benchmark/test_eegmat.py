@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -22,13 +23,21 @@ from eegfm.training.data import EEGLoader, scan_windows
 SUBJECTS = ("00", "01", "28", "29")  # two training, two validation subjects of the published split
 
 
+def place(source: Path, target: Path) -> Path:
+    """A copy of the shared recording ``source`` at ``target``: the benchmark refuses a table's file
+    that links to outside ``--data``, as a link into ../shared/data would."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, target)
+    return target
+
+
 def eegmat_subset(shared: Path, folder: Path, subjects=SUBJECTS) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for subject in subjects:
         for part in (1, 2):
             name = f"Subject{subject}_{part}.edf"
-            (folder / name).symlink_to(shared / "eegmat" / name)
-    (folder / "subject-info.csv").symlink_to(shared / "eegmat" / "subject-info.csv")
+            place(shared / "eegmat" / name, folder / name)
+    place(shared / "eegmat" / "subject-info.csv", folder / "subject-info.csv")
     return folder
 
 

@@ -32,7 +32,7 @@ from eegfm.evaluation.benchmark.options import BenchmarkOptions
 from eegfm.evaluation.benchmark.preprocessing import ENCODER_RECORDINGS, pretraining_recordings
 from eegfm.serving.predict import main as predict_main
 from eegfm.training.data import scan_windows
-from tests.evaluation.benchmark.test_eegmat import loader_batches, tiny_data
+from tests.evaluation.benchmark.test_eegmat import loader_batches, place, tiny_data
 
 # subject -> split: two training subjects, one validation, one test
 SPLIT = {"00": "train", "01": "train", "28": "val", "29": "test"}
@@ -42,14 +42,12 @@ NAMED_ROOT = "Doe_Jane_1961-02-03"  # a clinic's folder named after a person: ne
 def labeled_folder(
     shared: Path, folder: Path, split=SPLIT, columns=("file", "subject", "label", "split"), root: str = "recordings"
 ) -> Path:
-    """eegmat's files for ``split``'s subjects, linked under ``folder/root`` as a clinic might
+    """eegmat's files for ``split``'s subjects, copied under ``folder/root`` as a clinic might
     keep them (a folder per subject), and ``folder/labels.csv`` with ``columns``; the CSV's path."""
     rows = []
     for subject, part in ((s, p) for s in split for p in (1, 2)):
         name = f"Subject{subject}_{part}.edf"
-        target = folder / root / f"p{subject}" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(shared / "eegmat" / name)
+        place(shared / "eegmat" / name, folder / root / f"p{subject}" / name)
         cells = {"file": f"p{subject}/{name}", "subject": f"p{subject}", "label": ("rest", "arithmetic")[part - 1]}
         rows.append({**cells, "split": split[subject], "age": "41"})
     with (folder / "labels.csv").open("w", newline="") as fh:
@@ -201,7 +199,7 @@ def test_the_command_says_what_is_wrong_and_exits_2(shared_data, tmp_path, capsy
 
 
 def _one_label_each(shared: Path, folder: Path, labels: dict[str, str]) -> Path:
-    """A table of one recording per subject (``labels``: eegmat subject -> class), linked under
+    """A table of one recording per subject (``labels``: eegmat subject -> class), copied under
     ``folder/recordings``, without a split column; the CSV's path."""
     (folder / "recordings").mkdir(parents=True, exist_ok=True)
     with (folder / "labels.csv").open("w", newline="") as fh:
@@ -209,7 +207,7 @@ def _one_label_each(shared: Path, folder: Path, labels: dict[str, str]) -> Path:
         writer.writerow(["file", "subject", "label"])
         for subject, label in labels.items():
             name = f"Subject{subject}_1.edf"
-            (folder / "recordings" / name).symlink_to(shared / "eegmat" / name)
+            place(shared / "eegmat" / name, folder / "recordings" / name)
             writer.writerow([name, f"p{subject}", label])
     return folder / "labels.csv"
 
