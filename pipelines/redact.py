@@ -179,6 +179,25 @@ class PathRedactor:
         return Scrubber(self, paths, labels, typed)
 
 
+def _whole(path: str) -> str:
+    """A pattern of ``path`` where it stands as a path in a text, never inside a longer name or a word: with
+    --input e, 'quarantined' keeps its 'e'. A path with a slash is one wherever it stands whole; a bare name
+    (--input in, --input data) only next to a slash, a quote or ':' (as every reason starts) or after
+    '--input ': elsewhere it is a word of the message ('removed 2 files in /out')."""
+    before = r"(?<![\w.~-])" if re.match(r"[\w.~-]", path) else ""
+    after = r"(?![\w~-])(?!\.\w)" if re.search(r"[\w~-]$", path) else ""
+    name = re.escape(path)
+    if "/" in path:
+        return before + name + after
+    return "|".join(
+        (
+            before + name + after + r"(?=[:/'\"])",
+            r"(?<=[/'\"])" + name + after,
+            r"(?<=--input )" + name + after,
+        )
+    )
+
+
 # Every label a redactor of this process replaced: a log line is scrubbed by the launcher's filter, which
 # never saw the recording's header (the DirectRunner's workers log through it), and must lose it too.
 _LABELS_SEEN: dict[str, str] = {}
@@ -228,8 +247,10 @@ class Scrubber:
     def __call__(self, text: str) -> str:
         if not self.enabled or not text:
             return text
-        for full in sorted((f for f in self._full if f in text), key=len, reverse=True):
-            text = text.replace(full, self._full[full])
+        fulls = [f for f in self._full if f in text]
+        if fulls:  # one pass: a name is never looked for inside another's token
+            pattern = "|".join(_whole(full) for full in sorted(fulls, key=len, reverse=True))
+            text = re.sub(pattern, lambda m: self._full[m.group(0)], text)
         stems = [s for s in self._stems if s in text]
         if stems:
             pattern = _BEFORE + "(" + "|".join(map(re.escape, sorted(stems, key=len, reverse=True))) + ")" + _FILE_EXT

@@ -11,7 +11,7 @@ import pytest
 from eegfm.contract.tfrecord import read_records
 from eegfm.core.logs import RedactingFilter, setup_logging
 from eegfm.pipelines.preprocess import run
-from eegfm.pipelines.redact import PathRedactor, kept_folders, main, shown_folders, split_name
+from eegfm.pipelines.redact import PathRedactor, RunRedaction, kept_folders, main, shown_folders, split_name
 from tests.pipelines.named_ward import IDENTIFIER, leaks, write_named_ward
 
 KEY = b"0123456789abcdef0123456789abcdef"
@@ -358,3 +358,38 @@ def test_a_dot_inside_a_folder_or_file_name_is_not_an_extension():
     assert "Smith" not in path and "Jane" not in path and "John" not in path and path.endswith(".edf")
     scrub = r.scrubber(["/exports/Smith.Jane_1970"])
     assert scrub("Smith.Jane_1970: permission denied") == f"{path.split('/')[2]}: permission denied"
+
+
+@pytest.mark.parametrize("typed", ["e", "in", "data"])
+def test_a_short_relative_input_is_replaced_only_where_it_stands_as_a_path(typed):
+    # Issue 78 #9: with --input e every 'e' of the log became the token ("quarantindir-...d")
+    redaction = RunRedaction(True, [typed])
+    redaction.keyed(KEY, [typed, f"{typed}/Doe.edf"], shown_folders([typed]))
+    token, file_token = redaction.redactor.path(typed), redaction.redactor.path(f"{typed}/Doe.edf")
+    try:
+        text = redaction.scrub(
+            f"2 recordings quarantined in the data folder; {typed}/Doe.edf: cannot read it; --input {typed}: "
+            f"listed; '{typed}' holds 1 file in {typed}/"
+        )
+    finally:
+        redaction.close()
+    assert text == (
+        f"2 recordings quarantined in the data folder; {file_token}: cannot read it; --input {token}: "
+        f"listed; '{token}' holds 1 file in {token}/"
+    )
+
+
+def test_a_dry_run_over_a_one_letter_input_keeps_its_words(shared_data, tmp_path, monkeypatch, capsys):
+
+    (tmp_path / "e").mkdir()
+    for name in ("Subject00_2.edf", "Subject01_2.edf"):
+        (tmp_path / "e" / name).symlink_to(shared_data / "eegmat" / name)
+    (tmp_path / "e" / "broken.edf").symlink_to(tmp_path / "none.edf")
+    key = tmp_path / "key"
+    key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
+    key.chmod(0o600)
+    monkeypatch.chdir(tmp_path)  # the input as typed: relative, one letter
+    run(["--input", "e", "--output", "out", "--pseudonym_key_file", str(key), "--dry_run", "True"])
+    plan = capsys.readouterr().out
+    assert plan.startswith("eegfm-preprocess --dry_run: nothing read or written; out would receive\n"), plan
+    assert "1 file that cannot be read, to quarantine:" in plan and "dir-" in plan and "Subject" not in plan
