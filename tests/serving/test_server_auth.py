@@ -1,10 +1,12 @@
-"""eegfm-serve's API keys: where they come from, what is refused, how they are compared."""
+"""eegfm-serve's API keys: where they come from, what is refused, how they are compared, and how a
+request's Authorization header is read (against a real server)."""
 
 from __future__ import annotations
 
 import pytest
 
 from eegfm.serving.api.auth import ApiKeyError, key_is_known, load_api_keys
+from tests.serving.serve_helpers import API_KEY
 
 KEY = "a-key-of-twenty-four-chars"
 
@@ -45,3 +47,21 @@ def test_a_key_is_known_only_when_equal():
     keys = frozenset({KEY, "second-key-0123456789"})
     assert key_is_known(KEY, keys) and key_is_known("second-key-0123456789", keys)
     assert not key_is_known(KEY[:-1], keys) and not key_is_known(KEY + "x", keys) and not key_is_known("", keys)
+
+
+@pytest.mark.parametrize(
+    ("authorization", "status"),
+    [
+        (f"Bearer {API_KEY}", 200),
+        (f"bearer {API_KEY}", 200),  # RFC 7235 section 2.1: the scheme is case-insensitive
+        (f"BEARER {API_KEY}", 200),
+        (f"Bearer  {API_KEY}", 200),  # 1*SP: one or more spaces before the token
+        (f"Basic {API_KEY}", 401),
+        (f"Bearer{API_KEY}", 401),
+        (f"Bearer\t{API_KEY}", 401),
+        ("Bearer ", 401),
+        (f"Bearer {API_KEY}x", 401),
+    ],
+)
+def test_the_bearer_scheme_is_read_as_rfc_7235_says(server, authorization, status):
+    assert server.request("GET", "/v1/model", headers={"Authorization": authorization})[0] == status

@@ -83,3 +83,34 @@ def test_a_bad_window_or_request_is_refused_with_a_message(server, shared_data):
     notes, notes_kind = multipart("file", [("notes.txt", b"not a recording")])
     status, reply, _ = server.request("POST", "/v1/explain?window=0", notes, {**AUTH, **notes_kind})
     assert status == 400 and reply["error"].startswith("filename: expected a name ending in")
+
+
+def _policy(headers: dict) -> dict[str, str]:
+    directives = (part.strip().split(" ", 1) for part in headers["content-security-policy"].split(";"))
+    return {name: value for name, value in directives}
+
+
+def test_the_page_may_not_be_framed_and_runs_only_its_own_files(server):
+    """Any site could frame the page with its key field (no CSP, X-Frame-Options or nosniff)."""
+    status, html, headers = server.request("GET", "/")
+    assert status == 200
+    policy = _policy(headers)
+    assert policy["default-src"] == "'none'" and policy["frame-ancestors"] == "'none'"
+    assert policy["script-src"] == policy["style-src"] == policy["connect-src"] == "'self'"
+    assert "unsafe" not in headers["content-security-policy"]  # no inline script or style, no eval
+    assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "no-referrer"
+    # nothing in the page that the policy would refuse: no inline script, style attribute or handler
+    assert not re.search(r"<script(?![^>]*\bsrc=)", html) and not re.search(r"<style|\sstyle=|\son[a-z]+=", html)
+    for asset in re.findall(r'(?:src|href)="(/static/[^"]+)"', html):
+        _, text, asset_headers = server.request("GET", asset)
+        assert asset_headers["x-content-type-options"] == "nosniff"
+        assert not re.search(r"innerHTML|outerHTML|insertAdjacentHTML|setAttribute\(\"style|eval\(|new Function", text)
+
+
+def test_every_other_reply_may_not_be_framed_either(server):
+    for path in ("/health", "/v1/model", "/docs", "/nothing"):
+        status, _, headers = server.request("GET", path)
+        assert _policy(headers) == {"frame-ancestors": "'none'"}, path  # /docs's Swagger UI script is inline
+        assert headers["x-frame-options"] == "DENY" and headers["x-content-type-options"] == "nosniff", path
+        assert headers["referrer-policy"] == "no-referrer"

@@ -40,6 +40,13 @@ SENSITIVITY = (
     "(s => {{ s.value = '{}'; s.dispatchEvent(new Event('change')); }})(document.getElementById('eeg-sensitivity'))"
 )
 EXPLAINED = "document.body.dataset.state === 'explained' && document.getElementById('explain-title').textContent"
+# Every Content-Security-Policy violation of the page, recorded from its first script on (DevTools'
+# own scripts run whatever the policy)
+RECORD_VIOLATIONS = """window.cspViolations = [];
+document.addEventListener("securitypolicyviolation",
+  (e) => window.cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));"""
+INLINE_SCRIPT = """(() => { const s = document.createElement("script");
+  s.textContent = "window.inlineRan = true"; document.body.append(s); })()"""
 
 
 def box(page, element_id: str) -> list[float]:
@@ -53,6 +60,7 @@ def box(page, element_id: str) -> list[float]:
 
 def test_a_recording_is_uploaded_drawn_and_a_window_explained(server, shared_data, tmp_path):
     with browser_page(tmp_path / "profile") as page:
+        page.send("Page.addScriptToEvaluateOnNewDocument", source=RECORD_VIOLATIONS)
         page.send("Page.navigate", url=f"{server.url}/")
         page.wait_for("document.readyState === 'complete' && document.body.dataset.state === 'empty'")
         page.evaluate(f"sessionStorage.setItem('eegfm-api-key', '{API_KEY}'); location.reload()")
@@ -83,7 +91,13 @@ def test_a_recording_is_uploaded_drawn_and_a_window_explained(server, shared_dat
         if os.environ.get("EEGFM_PAGE_SCREENSHOT"):
             page.screenshot(os.environ["EEGFM_PAGE_SCREENSHOT"])
         assert page.console_errors() == []
+        assert page.evaluate("window.cspViolations") == []  # the page's Content-Security-Policy blocked nothing
         assert page.evaluate("sessionStorage.getItem('eegfm-api-key')") == API_KEY
+        # and the browser enforces it: a script put inline in the page does not run
+        page.evaluate(INLINE_SCRIPT)
+        page.wait_for("window.cspViolations.length > 0")
+        assert page.evaluate("window.inlineRan === undefined")
+        assert page.evaluate("window.cspViolations[0]").startswith("script-src")
 
 
 def _the_answer_is_shown_above_the_timeline(page) -> None:

@@ -162,3 +162,39 @@ def test_windows_are_streamed_not_all_kept(monkeypatch):
     reply = traces.traces_of(predictor, None, 15.0, 10.0)
     assert [w["start_s"] for w in reply["windows"]] == [10.0, 20.0]
     assert decoded(reply)[0].tolist() == [0.0] * (10 * SFREQ)  # Fp1 - F7 of constant windows
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "traces?start_s=1.7e308",  # 500 OverflowError before (1e100 got 422)
+        "traces?start_s=1e100",
+        "traces?start_s=2678401",  # past a month
+        "traces?start_s=1e309",  # parsed as inf
+        "traces?start_s=inf",
+        "traces?start_s=-inf",
+        "traces?start_s=nan",
+        "traces?seconds=inf",
+        "traces?seconds=nan",
+        "traces?seconds=1e308",
+        "explain?window=10000001",
+        "explain?window=99999999999999999999999",
+        "explain?window=1e3",
+        "explain?window=0&resolution_s=inf",
+        "explain?window=0&resolution_s=nan",
+        "explain?window=0&steps=1000000000",
+    ],
+)
+def test_every_numeric_parameter_is_finite_and_in_range(server, query):
+    parameter = query.rsplit("&", 1)[-1].split("?")[-1].split("=")[0]
+    # refused on the query before the body is read: a small body, which the refusal cannot cut off
+    raw = {**AUTH, "Content-Type": "application/octet-stream"}
+    status, reply, _ = server.request("POST", f"/v1/{query}&filename=a.edf", b"0" * 256, raw)
+    assert status == 422 and reply["error"].startswith(f"query {parameter}: "), reply
+    assert "got " in reply["error"]  # what was received, a few characters of it
+
+
+def test_a_start_within_the_range_but_past_the_end_names_the_duration(server, upload):
+    body, kind = upload
+    status, reply, _ = server.request("POST", "/v1/traces?start_s=2678400", body, {**AUTH, **kind})
+    assert status == 422 and "(the recording's duration)" in reply["error"], reply
