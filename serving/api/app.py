@@ -32,7 +32,7 @@ from eegfm.serving.api.logged import fault
 from eegfm.serving.api.metrics import Metrics, MetricsMiddleware
 from eegfm.serving.api.page import SecurityHeaders, add_page
 from eegfm.serving.api.service import MAX_BATCH_FILES, PredictionService
-from eegfm.serving.api.signals import SignalsError, SignalsRequest, parse_signals
+from eegfm.serving.api.signals import SignalsError, SignalsRequest
 from eegfm.serving.api.stopping import STOP, CloseWhenStopping
 from eegfm.serving.api.traces import MAX_SECONDS as MAX_TRACE_SECONDS
 from eegfm.serving.api.traces import MAX_START_S, TraceService
@@ -265,10 +265,9 @@ def _add_predict(app: FastAPI, service: PredictionService) -> None:
         body = work.folder / "body.json"
         await save_body(guard, body)
         try:
-            parsed = await work.run(parse_signals, body)
+            return await work.run(service.predict_json, body, work.folder, echo)
         except SignalsError as err:
             raise UploadError(422, str(err)) from None
-        return await work.run(service.predict_signals, parsed, work.folder, echo)
 
     async def _predict_multipart(request: Request, work: RequestWork, echo: bool):
         async with _form(request, limits, max_files=1) as form:

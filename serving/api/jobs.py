@@ -12,7 +12,8 @@ too, with its temporary files. So here:
   body has been read) or when the server's stop deadline (`stopping.STOP`) passes (answered 503);
 - the folder is removed in a worker thread as soon as the work has stopped, never on the event
   loop; work that does not reach a checkpoint within ``CLEANUP_WAIT`` seconds removes the folder
-  itself when it ends.
+  itself when it ends;
+- then glibc's malloc gives the memory the request freed back to the system (`trim_heap`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import ctypes
 import shutil
 import tempfile
 import threading
@@ -34,6 +36,32 @@ from eegfm.serving.api.stopping import CANCELLED, POLL_SECONDS, STOP
 from eegfm.serving.api.uploads import UploadError
 
 CLEANUP_WAIT = 2.0  # seconds an abandoned request waits for its work to stop before removing its folder
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL("libc.so.6").malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): their allocators return memory themselves
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def trim_heap() -> None:
+    """The free memory of every malloc arena given back to the system. glibc keeps what a request's
+    threads freed for later allocations (its mmap threshold rises to the largest buffer freed, up to
+    32 MiB, so a request's arrays come from heaps it does not shrink): four JSON bodies of 30 MB
+    at once left the idle server 140-220 MB larger, and the adversarial pass's 1.1 GB. A fixed
+    threshold (``MALLOC_MMAP_THRESHOLD_``) would too, but slowed the pipeline by half (page faults
+    on every large array); trimming once a request ends costs a few milliseconds."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
+
+
+def _remove(folder: Path) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    trim_heap()
 
 
 class RequestWork:
@@ -109,7 +137,7 @@ class RequestWork:
         deadline = time.monotonic() + min(CLEANUP_WAIT, max(0.0, STOP.left()))
         while not all(finished.is_set() for finished in self._running) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
-        await self.remove(self.root)
+        await anyio.to_thread.run_sync(_remove, self.root, abandon_on_cancel=True)
 
 
 @contextlib.asynccontextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -138,23 +139,48 @@ def _four_at_once(server, body: bytes, path: str, headers: dict) -> list[int]:
     return answers
 
 
-def test_concurrent_json_bodies_cost_little_more_than_the_same_recordings_as_files(served, shared_data, tmp_path):
-    """Four 7.7 MB JSON recordings at once raise the server's peak memory by at most 6x their
-    bodies beyond the same four recordings uploaded as FIF files (json.loads held ~12x before)."""
+def _rss_kb(pid: int) -> int:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmRSS:")))
+
+
+def _json_beside_files(served, shared_data, tmp_path, repeats: int) -> tuple[int, int, int]:
+    """Four JSON recordings (eegmat Subject00_1's 19 channels, its first 120 s ``repeats`` times) at
+    once, after the same four as FIF files: the JSON's peak memory beyond the files', how much larger
+    the server stays once idle (after the files' own), and the body's size; bytes."""
     import mne
 
     process, server, _, _ = served
     raw = mne.io.read_raw_edf(shared_data / "eegmat" / "Subject00_1.edf", preload=True, verbose="error")
     raw.pick([name for name in raw.ch_names if name.startswith("EEG ") and name != "EEG A2-A1"]).crop(0, 120)
-    signals = np.round(raw.get_data() * 1e6, 2)
+    signals = np.tile(np.round(raw.get_data() * 1e6, 2), repeats)
     body = json.dumps({"signals": signals.tolist(), "sfreq": raw.info["sfreq"], "channel_names": raw.ch_names})
     mne.io.RawArray(signals * 1e-6, raw.info, verbose="error").save(tmp_path / "same_raw.fif", verbose="error")
     fif = (tmp_path / "same_raw.fif").read_bytes()
     as_json, as_file = {"Content-Type": "application/json"}, RAW
-    assert server.request("POST", "/v1/predict?filename=a.fif", fif, as_file, timeout=120)[0] == 200  # warm
+    assert server.request("POST", "/v1/predict?filename=a.fif", fif, as_file, timeout=300)[0] == 200  # warm
     assert _four_at_once(server, fif, "/v1/predict?filename=a.fif", as_file) == [200] * 4
-    files = _peak_kb(process.pid)
+    files, idle = _peak_kb(process.pid), _rss_kb(process.pid)
     assert _four_at_once(server, body.encode(), "/v1/predict", as_json) == [200] * 4
     extra = (_peak_kb(process.pid) - files) << 10
-    # measured 2026-11-26: files +180 MB; the JSON bodies +105 MB more, 3.4x their 31 MB
-    assert extra < 6 * 4 * len(body), (extra, len(body))
+    time.sleep(1.0)  # the last request's folder removed and its memory trimmed, in a worker thread
+    return extra, (_rss_kb(process.pid) - idle) << 10, len(body)
+
+
+def test_concurrent_json_bodies_cost_at_most_the_documented_4x_beyond_the_same_files(served, shared_data, tmp_path):
+    """Four 7.7 MB JSON recordings at once raise the server's peak memory by at most 4x their bodies
+    beyond the same four recordings uploaded as FIF files, the bound docs/serving.md states (the
+    parsed samples were kept beside the pipeline's working set: 1.9x measured, 5.6x each body over
+    idle in the adversarial pass; json.loads held ~12x before that)."""
+    extra, _, body = _json_beside_files(served, shared_data, tmp_path, repeats=1)
+    # measured 2026-11-28: +0.7x their 31 MB (1.9x before the samples were freed first)
+    assert extra < 4 * 4 * body, (extra, body)
+
+
+def test_the_memory_of_large_json_bodies_goes_back_once_idle(served, shared_data, tmp_path):
+    """Four 30 MB JSON recordings at once (20 s): the server stays less than half their size larger
+    once idle (1.3x before, glibc keeping the freed heaps: the adversarial pass saw 1.1 GB idle;
+    0.3x measured now), and their peak stays within the documented 4x beyond the same files."""
+    extra, kept, body = _json_beside_files(served, shared_data, tmp_path, repeats=4)
+    assert extra < 4 * 4 * body, (extra, body)
+    assert kept < 0.5 * 4 * body, (kept, body)
