@@ -105,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accepted for older scripts: Beam starts every multi_processing worker as it does",
     )
+    parser.add_argument(
+        "--stall_timeout_s",
+        type=float,
+        default=600.0,
+        help="a local run that finishes no recording and whose processes use under a quarter of a core and "
+        "under 1 MiB of I/O for this long is stopped with an error rather than left waiting (a worker that "
+        "never answers); 0: never",
+    )
     parser.add_argument("--verbose", action="store_true", help="debug logging, including Beam's")
     return parser
 

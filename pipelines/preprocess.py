@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import json
-import multiprocessing
 import os
 import signal
 import sys
@@ -27,7 +27,8 @@ from eegfm.contract import layout
 from eegfm.core.config import ConfigError, check_int
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.machine import Cpus
-from eegfm.core.run_lock import hold_run_lock, release_run_lock
+from eegfm.core.process_tree import StallWatchdog, Stopped, stop_on_signals
+from eegfm.core.run_lock import hold_run_lock, release_run_lock, run_token
 from eegfm.core.stores import (
     STORE_ERRORS,
     check_gcs_credentials,
@@ -44,6 +45,7 @@ from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.datasets import Ignored, discover, named_in_reason
 from eegfm.pipelines.deid import PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
 from eegfm.pipelines.leftovers import clear_temporary_folders, temporary_folders
+from eegfm.pipelines.local_job import BeamJobFailed, run_in_session
 from eegfm.pipelines.local_parallelism import choose_parallelism, input_bytes
 from eegfm.pipelines.manifest import count, summarize
 from eegfm.pipelines.pipeline_args import (
@@ -75,7 +77,8 @@ def run(argv: list[str] | None = None) -> dict:
     args.redact_paths = not args.keep_paths  # redacted by default; --redact_paths is kept for old command lines
     redaction = RunRedaction(args.redact_paths, args.input, args.shown_folders)
     try:
-        return _run(parser, argv, args, beam_args, redaction)
+        with stop_on_signals():  # SIGTERM and SIGHUP unwind as Ctrl-C does: the job's processes end with it
+            return _run(parser, argv, args, beam_args, redaction)
     except UsageError as err:
         redaction.release()  # the log lines held until the inputs were listed, before the error
         parser.error(redaction.scrub(str(err)))
@@ -128,6 +131,8 @@ def _run(parser, argv, args, beam_args, redaction: RunRedaction) -> dict:
 
 def _pipeline_options(parser, args, beam_args: list[str]) -> PipelineOptions:
     """Beam's options from the arguments the job's parser left; refuses those Beam does not know either."""
+    if not args.stall_timeout_s >= 0:
+        raise UsageError(f"--stall_timeout_s: expected seconds >= 0 (0: never); got {args.stall_timeout_s:g}")
     unknown = unrecognized(beam_args)
     if unknown:  # Beam would only warn and run without them
         own = [flag for action in parser._actions for flag in action.option_strings]
@@ -291,56 +296,23 @@ def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, 
 
 
 def _run_pipeline(args, options, config, items, ignored, key, scrub) -> None:
+    local = _is_local(options)
+    spec = dataclasses.replace(job_spec(args), run_token="" if is_remote(args.output) else run_token(args.output))
+
     def job() -> None:
         with beam.Pipeline(runner=local_runner(options), options=options) as p:
-            build_pipeline(p, job_spec(args), config, items, ignored, key, progress, output_shown=scrub(args.output))
+            build_pipeline(p, spec, config, items, ignored, key, progress, output_shown=scrub(args.output))
 
     with contextlib.ExitStack() as stack:
         progress = None
-        if _is_local(options):  # Dataflow shows its own progress; its workers cannot reach this disk
+        if local:  # Dataflow shows its own progress; its workers cannot reach this disk
             progress = stack.enter_context(progress_file())
-            stack.enter_context(ProgressReporter(progress, len(items)))
-        if _is_local(options) and options.view_as(DirectOptions).direct_running_mode == "multi_processing":
-            _run_in_own_session(job)
-        else:
+            reporter = stack.enter_context(ProgressReporter(progress, len(items)))
+        if local and options.view_as(DirectOptions).direct_running_mode in ("multi_processing", "multi_threading"):
+            watchdog = StallWatchdog(args.stall_timeout_s, finished=lambda: reporter.done)
+            run_in_session(job, watchdog, args.output, scrub)
+        else:  # one process: a signal unwinds the job itself (a Dataflow job goes on without its launcher)
             job()
-
-
-def _run_in_own_session(job) -> None:
-    """Runs ``job`` in a forked child that leads a process session of its own, with the worker
-    processes Beam starts. Ctrl-C at a terminal then reaches this launcher alone, which ends that
-    whole session at once: no worker reports the interrupt, and none outlives the run. The child
-    logs its own error (through the run's redaction); this raises :class:`BeamJobFailed`."""
-    if "fork" not in multiprocessing.get_all_start_methods():  # Windows: no fork, no sessions
-        job()
-        return
-    child = multiprocessing.get_context("fork").Process(target=_lead_a_session, args=(job,), name="beam-job")
-    child.start()
-    try:
-        child.join()
-    except BaseException:
-        try:
-            os.killpg(child.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):  # interrupted before the child's setsid
-            child.kill()
-        child.join()
-        raise
-    if child.exitcode:
-        raise BeamJobFailed(f"the Beam job stopped with exit status {child.exitcode}; its error is logged above")
-
-
-def _lead_a_session(job) -> None:
-    os.setsid()
-    try:
-        job()
-    except Exception:
-        # Logged, not printed: the log's redaction scrubs a traceback's paths and labels too.
-        log.exception("the Beam job failed")
-        sys.exit(1)
-
-
-class BeamJobFailed(RuntimeError):
-    """A local multi-process Beam job that ended with an error (logged by the job itself)."""
 
 
 def earlier_run_outputs(output: str) -> list[str]:
@@ -465,6 +437,9 @@ def local_runner(options: PipelineOptions):
 def main(argv: list[str] | None = None) -> int:
     try:
         run(argv)
+    except Stopped as err:
+        print(f"eegfm-preprocess: stopped by {signal.Signals(err.signum).name}", file=sys.stderr)
+        return 128 + err.signum  # as a shell reports a process the signal ended
     except KeyboardInterrupt:
         print("eegfm-preprocess: interrupted", file=sys.stderr)
         return 130  # as a shell reports a process that SIGINT ended

@@ -160,6 +160,11 @@ class ProgressReporter:
         self._thread.start()
         return self
 
+    @property
+    def done(self) -> int:
+        """Inputs finished, as last counted (a stall watchdog's measure of progress)."""
+        return self._done
+
     def _read(self) -> tuple[int, float]:
         """Inputs finished and EEG seconds so far (each poll reads only the lines added since)."""
         done, seconds, self._offset = read_progress(self.path, self._offset)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, Protocol
 
 import apache_beam as beam
@@ -135,10 +135,12 @@ class WrittenShard(NamedTuple):
 class _WriteShardFn(beam.DoFn):
     """One ``ShardTask`` to its temporary file: ``(site, temp_path, count, records)``."""
 
-    def __init__(self, temp_dir: str, suffix: str):
-        self._temp_dir, self._suffix = temp_dir, suffix
+    def __init__(self, temp_dir: str, suffix: str, guard: Callable[[], None] | None = None):
+        self._temp_dir, self._suffix, self._guard = temp_dir, suffix, guard
 
     def process(self, task: ShardTask):
+        if self._guard is not None:
+            self._guard()
         # Named by the shard's index, so a retried task rewrites the same file.
         path = temp_shard_path(self._temp_dir, task.site, task.index, self._suffix)
         writer = open_shard(path)
@@ -158,12 +160,21 @@ class FinalizeBySiteFn(beam.DoFn):
     Emits a ``WrittenShard`` per final file. Safe to retry: a file already renamed by an earlier attempt is not
     renamed again."""
 
-    def __init__(self, output_dir: str, sites: tuple[str, ...], temp_dir: str, suffix: str):
+    def __init__(
+        self,
+        output_dir: str,
+        sites: tuple[str, ...],
+        temp_dir: str,
+        suffix: str,
+        guard: Callable[[], None] | None = None,
+    ):
         self._output_dir, self._sites = output_dir, sites
-        self._temp_dir, self._suffix = temp_dir, suffix
+        self._temp_dir, self._suffix, self._guard = temp_dir, suffix, guard
 
     def process(self, _, written):
         """``written``: ``(site, temp_path, count, records)`` of every shard."""
+        if self._guard is not None:  # before a shard takes its final name
+            self._guard()
         by_site: dict[str, list[str]] = {site: [] for site in self._sites}
         counts: dict[str, set[int]] = {site: set() for site in self._sites}
         records: dict[str, int] = {}
@@ -223,8 +234,12 @@ class WriteSnappyTFRecordsBySite(beam.PTransform):
         num_shards: int = 0,
         file_name_suffix: str = FILE_NAME_SUFFIX,
         max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES,
+        guard: Callable[[], None] | None = None,
     ):
+        """``guard``: called before each shard is written and before they are renamed into place; it
+        raises to stop a run that no longer holds ``output_dir`` (``core.run_lock.check_run_lock``)."""
         super().__init__()
+        self._guard = guard
         names = tuple(site_name(site) for site in sites)
         if not names:
             raise ValueError("sites: expected at least one site; got none")
@@ -248,13 +263,14 @@ class WriteSnappyTFRecordsBySite(beam.PTransform):
             | "PlanShards"
             >> beam.FlatMap(_plan, beam.pvalue.AsList(sources), self._sites, self._num_shards, self._max_shard_bytes)
             | "Spread" >> beam.Reshuffle()  # shards to every worker
-            | "WriteShards" >> beam.ParDo(_WriteShardFn(temp_dir, suffix))
+            | "WriteShards" >> beam.ParDo(_WriteShardFn(temp_dir, suffix, self._guard))
         )
         return (
             p
             | "OnceMore" >> beam.Create([None])
             | "Finalize"
             >> beam.ParDo(
-                FinalizeBySiteFn(self._output_dir, self._sites, temp_dir, suffix), beam.pvalue.AsList(written)
+                FinalizeBySiteFn(self._output_dir, self._sites, temp_dir, suffix, self._guard),
+                beam.pvalue.AsList(written),
             )
         )

@@ -11,9 +11,11 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import tempfile
 import uuid
+from collections.abc import Callable
 
 import apache_beam as beam
 import numpy as np
@@ -23,6 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from eegfm.contract import layout, schema
 from eegfm.core.logs import get_logger
+from eegfm.core.run_lock import check_run_lock
 from eegfm.core.stores import is_remote
 from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
 from eegfm.pipelines.datasets import Ignored, SourceItem
@@ -66,6 +69,7 @@ class JobSpec:
     ae_train_sites: tuple[str, ...] = ()
     num_shards: int = 0
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
+    run_token: str = ""  # the launcher's run lock on a local output (core.run_lock); '' for none
 
     def __post_init__(self):
         for name in ("ae_sample_size", "max_shard_bytes"):
@@ -73,6 +77,20 @@ class JobSpec:
                 raise ValueError(f"JobSpec.{name}: expected an integer >= 1; got {getattr(self, name)}")
         if self.num_shards < 0:
             raise ValueError(f"JobSpec.num_shards: expected an integer >= 0; got {self.num_shards}")
+
+
+@dataclasses.dataclass(frozen=True)
+class _WhileHeld:
+    """``fn``, run only while the run still holds its output folder (``core.run_lock``): a process left
+    behind by a killed launcher never writes over a later run's outputs."""
+
+    fn: Callable
+    output: str
+    token: str
+
+    def __call__(self, *args, **kwargs):
+        check_run_lock(self.output, self.token)
+        return self.fn(*args, **kwargs)
 
 
 class _OneBlasThread(beam.DoFn):
@@ -250,7 +268,8 @@ def ScoreArtifacts(recordings, job: JobSpec, config: PreprocessConfig, train_sit
             | "Sample" >> beam.combiners.Top.Of(job.ae_sample_size, key=lambda kv: kv[0], reverse=True)
         )
         model = sample | "Fit" >> beam.Map(_fit_autoencoder)
-        model_used = model | "SaveModel" >> beam.Map(_save_model, FileSystems.join(job.output, layout.ARTIFACT_MODEL))
+        save = _WhileHeld(_save_model, job.output, job.run_token)
+        model_used = model | "SaveModel" >> beam.Map(save, FileSystems.join(job.output, layout.ARTIFACT_MODEL))
     scored = recordings | "Score" >> beam.ParDo(
         ScoreSpillFn(config.quality), beam.pvalue.AsSingleton(model)
     ).with_outputs(ScoreSpillFn.REJECTED, ScoreSpillFn.COUNTED, main="kept")
@@ -258,7 +277,7 @@ def ScoreArtifacts(recordings, job: JobSpec, config: PreprocessConfig, train_sit
 
 
 @beam.ptransform_fn
-def WriteReports(pcolls, output: str, header: dict, ignored: list[Ignored], spill_dir: str):
+def WriteReports(pcolls, output: str, header: dict, ignored: list[Ignored], spill_dir: str, run_token: str = ""):
     outcomes, rejected, counted, shards, model_used = pcolls
     p = outcomes.pipeline
     ignored = p | "Ignored" >> beam.Create(ignored)
@@ -272,7 +291,7 @@ def WriteReports(pcolls, output: str, header: dict, ignored: list[Ignored], spil
         | "Once" >> beam.Create([None])
         | "Manifest"
         >> beam.Map(
-            write_manifest,
+            _WhileHeld(write_manifest, output, run_token),
             FileSystems.join(output, layout.MANIFEST),
             header,
             beam.pvalue.AsList(outcomes),
@@ -313,9 +332,13 @@ def build_pipeline(
     recordings, rejected, outcomes = outputs | "DropDuplicates" >> DropDuplicates()
     kept, scored_out, counted, model_used = recordings | "ScoreArtifacts" >> ScoreArtifacts(job, config, train_sites)
     shards = kept | "WriteWindows" >> WriteSnappyTFRecordsBySite(
-        job.output, sites, job.num_shards, max_shard_bytes=job.max_shard_bytes
+        job.output,
+        sites,
+        job.num_shards,
+        max_shard_bytes=job.max_shard_bytes,
+        guard=functools.partial(check_run_lock, job.output, job.run_token),
     )
     rejected = (rejected, scored_out) | "AllRejected" >> beam.Flatten()
     (outcomes, rejected, counted, shards, model_used) | "WriteReports" >> WriteReports(
-        job.output, header, ignored, spill_dir
+        job.output, header, ignored, spill_dir, job.run_token
     )

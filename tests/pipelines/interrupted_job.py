@@ -10,9 +10,12 @@ import time
 from pathlib import Path
 
 
-def signal_after_first_spill(argv: list[str], out: Path, signum: int) -> tuple[subprocess.Popen, str, str]:
-    """Run ``eegfm.pipelines.preprocess argv``; send ``signum`` to its group once a spilled record
-    shows under ``out``; return the finished process, its stdout and its stderr."""
+def signal_after_first_spill(
+    argv: list[str], out: Path, signum: int, only_the_launcher: bool = False
+) -> tuple[subprocess.Popen, str, str]:
+    """Run ``eegfm.pipelines.preprocess argv``; send ``signum`` to its group (or, ``only_the_launcher``,
+    to its process alone, as ``kill PID`` does) once a spilled record shows under ``out``; return the
+    finished process, its stdout and its stderr."""
     job = subprocess.Popen(
         [sys.executable, "-m", "eegfm.pipelines.preprocess", *argv],
         stdout=subprocess.PIPE,
@@ -26,6 +29,9 @@ def signal_after_first_spill(argv: list[str], out: Path, signum: int) -> tuple[s
         assert time.monotonic() < deadline, "no recording was spilled in 120 s"
         time.sleep(0.02)
     assert job.poll() is None, "the job ended before any recording was seen spilled: nothing to interrupt"
-    os.killpg(job.pid, signum)
+    if only_the_launcher:
+        os.kill(job.pid, signum)
+    else:
+        os.killpg(job.pid, signum)
     stdout, stderr = job.communicate(timeout=60)
     return job, stdout, stderr

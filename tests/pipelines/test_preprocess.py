@@ -943,25 +943,25 @@ def _write_then_fail(path: str) -> None:
 
 
 def test_a_multi_process_job_runs_in_a_session_of_its_own(tmp_path):
-    from eegfm.pipelines.preprocess import BeamJobFailed, _run_in_own_session
+    from eegfm.pipelines.local_job import BeamJobFailed, run_in_session
 
     marker = tmp_path / "sid"
     with pytest.raises(BeamJobFailed, match="the Beam job stopped with exit status 1; its error is logged above"):
-        _run_in_own_session(functools.partial(_write_then_fail, str(marker)))
+        run_in_session(functools.partial(_write_then_fail, str(marker)))
     assert int(marker.read_text()) != os.getsid(0)  # the child led a new session
 
 
 _FAILING_LAUNCHER = """
 import sys
 from eegfm.core.logs import setup_logging
-from eegfm.pipelines.preprocess import BeamJobFailed, _run_in_own_session
+from eegfm.pipelines.local_job import BeamJobFailed, run_in_session
 
 def job():
     raise ValueError("a step of the job failed")
 
 setup_logging("INFO")
 try:
-    _run_in_own_session(job)
+    run_in_session(job)
 except BeamJobFailed as err:
     print("launcher:", err, file=sys.stderr)
     sys.exit(1)
@@ -982,7 +982,7 @@ def test_a_failed_multi_process_job_logs_its_error_once_and_the_launcher_says_so
 _LAUNCHER = """
 import functools, signal, subprocess, sys
 from pathlib import Path
-from eegfm.pipelines.preprocess import _run_in_own_session
+from eegfm.pipelines.local_job import run_in_session
 
 # Ctrl-C as a shell gives a command: a process inherits an ignored or blocked SIGINT, and the
 # test runner may have either.
@@ -994,7 +994,7 @@ def job(path):
     Path(path).write_text(str(worker.pid))
     worker.wait()
 
-_run_in_own_session(functools.partial(job, sys.argv[1]))
+run_in_session(functools.partial(job, sys.argv[1]))
 """
 
 
