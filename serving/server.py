@@ -15,22 +15,25 @@ Routes (docs/serving.md has the details; /openapi.json and /docs describe them):
 - ``GET /v1/model``: the model served. ``GET /health`` (liveness), ``GET /ready`` (readiness),
   ``GET /metrics`` (Prometheus): no API key needed.
 
-API keys: ``Authorization: Bearer KEY``, a key of ``--api_keys_file`` (one per line) or of
-``EEGFM_API_KEYS`` (comma separated); without keys the server refuses to start unless ``--no-auth``.
+API keys: ``Authorization: Bearer KEY`` (the scheme in any case, as RFC 7235 allows), a key of
+``--api_keys_file`` (one per line) or of ``EEGFM_API_KEYS`` (comma separated); without keys the
+server refuses to start unless ``--no-auth``.
 
 Status codes: 200 with at least one recording scored; 422 when the upload holds no recording or every
-one is quarantined (the body says at which stage and why, and lists what else it held) or a JSON
-field is wrong; 400 for a bad file name, zip or query; 401 without a valid key; 408 when an upload
-stalls (``--upload_timeout``), falls below ``--min_upload_kb_per_s`` on average, or a connection's
-headers do not arrive in ``--header_timeout``; 411 without Content-Length; 413 above ``--max_upload_mb`` or
-when an upload would unpack past 8x that or its members together past the decompression ratio cap
-(zip, gzip, parquet bombs); 415 for another content type;
+one is quarantined (the body says at which stage and why, and lists what else it held), a JSON
+field is wrong or a query parameter is out of range or not finite; 400 for a bad file name, zip or
+query; 401 without a valid key; 408 when an upload stalls (``--upload_timeout``), falls below
+``--min_upload_kb_per_s`` on average, or a connection's headers do not arrive in
+``--header_timeout``; 411 without Content-Length; 413 above ``--max_upload_mb`` or when an upload
+would unpack past 8x that or its members together past the decompression ratio cap
+(zip, gzip, parquet bombs), or a zip holds more than 10,000 members; 415 for another content type;
 503 past ``--limit_concurrency`` or when the server stops before a request ends.
 
 A recording is named in the reply by its index and a keyed token (``file-<hex>.edf``, a random key
 per server unless ``--pseudonym_key_file``) unless ``echo_name=true``; the log names the route, never
-the client's file name or query. SIGTERM stops accepting, answers the requests in flight (with
-``Connection: close``) within ``--graceful_timeout`` seconds, and exits 0.
+the client's file name or query. A request's work stops, and its files go, when its client
+disconnects. SIGTERM stops accepting, answers the requests in flight (with ``Connection: close``)
+within ``--graceful_timeout`` seconds, abandoning the work of those it cannot finish, and exits 0.
 """
 
 from __future__ import annotations

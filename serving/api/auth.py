@@ -1,10 +1,11 @@
 """API keys: bearer tokens from a file (one per line) or ``EEGFM_API_KEYS`` (comma separated).
 
-Keys are compared in constant time and never logged: the request log names a key by its
-fingerprint (``key_fingerprint``), so an audit can tell clients apart without learning a key.
-The probes and metrics (``/health``, ``/ready``, ``/metrics``) and the page (``/``, ``/static``)
-need no key: a kubelet and a Prometheus scraper have none, and they reveal no recording (the page
-sends the key its user types).
+The header is read as RFC 7235 (section 2.1) says: the scheme in any case (``bearer``, ``BEARER``)
+and one or more spaces before the key. Keys are compared in constant time and never logged: the
+request log names a key by its fingerprint (``key_fingerprint``), so an audit can tell clients
+apart without learning a key. The probes and metrics (``/health``, ``/ready``, ``/metrics``) and
+the page (``/``, ``/static``) need no key: a kubelet and a Prometheus scraper have none, and they
+reveal no recording (the page sends the key its user types).
 """
 
 from __future__ import annotations
