@@ -36,6 +36,15 @@ class _StderrHandler(logging.StreamHandler):
             and f"{os.sep}apache_beam{os.sep}" in record.pathname
         ):
             return False
+        # Beam logs an interrupt (Ctrl-C, SIGTERM) as the failing step's error, traceback and all, on its
+        # way out: the command says it in one line.
+        if (
+            not self.verbose
+            and record.name.startswith("apache_beam")
+            and record.exc_info
+            and isinstance(record.exc_info[1], KeyboardInterrupt)
+        ):
+            return False
         return super().filter(record)
 
     @property  # type: ignore[override]

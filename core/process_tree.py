@@ -30,10 +30,15 @@ _POLL_S = 0.25
 
 
 class Stopped(KeyboardInterrupt):
-    """SIGTERM or SIGHUP reached the launcher: it unwinds as Ctrl-C unwinds it."""
+    """A signal reached the launcher: it unwinds as Ctrl-C unwinds it. Made again from its message
+    (the signal's name first), as Beam re-raises an error from a step with the step's name added."""
 
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
+    def __init__(self, signum: int | str):
+        if isinstance(signum, str):
+            text, signum = signum, signal.Signals[signum.split()[0]].value
+        else:
+            text = signal.Signals(signum).name
+        super().__init__(text)
         self.signum = signum
 
 
@@ -50,10 +55,11 @@ class JobStalled(RuntimeError):
 
 
 @contextlib.contextmanager
-def stop_on_signals(signums=(signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
+def stop_on_signals(signums=(signal.SIGTERM, signal.SIGHUP, signal.SIGINT)) -> Iterator[None]:
     """Within the block, each of ``signums`` raises :class:`Stopped` in the main thread; once, as a
     second one must not cut short the clean-up the first started. A signal ignored on entry (nohup's
-    SIGHUP) stays ignored; outside the main thread nothing changes."""
+    SIGHUP, a background job's SIGINT) or handled otherwise stays so; outside the main thread nothing
+    changes."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -65,15 +71,14 @@ def stop_on_signals(signums=(signal.SIGTERM, signal.SIGHUP)) -> Iterator[None]:
             raise Stopped(signum)
 
     previous = {s: signal.getsignal(s) for s in signums}
-    for signum, handler in previous.items():
-        if handler is signal.SIG_DFL:
-            signal.signal(signum, raise_once)
+    ours = {s for s, handler in previous.items() if handler in (signal.SIG_DFL, signal.default_int_handler)}
+    for signum in ours:
+        signal.signal(signum, raise_once)
     try:
         yield
     finally:
-        for signum, handler in previous.items():
-            if handler is signal.SIG_DFL:
-                signal.signal(signum, handler)
+        for signum in ours:
+            signal.signal(signum, previous[signum])
 
 
 def group_members(pgid: int) -> list[int]:

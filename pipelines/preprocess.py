@@ -438,7 +438,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(argv)
     except Stopped as err:
-        print(f"eegfm-preprocess: stopped by {signal.Signals(err.signum).name}", file=sys.stderr)
+        if err.signum == signal.SIGINT:
+            print("eegfm-preprocess: interrupted", file=sys.stderr)
+        else:
+            print(f"eegfm-preprocess: stopped by {signal.Signals(err.signum).name}", file=sys.stderr)
         return 128 + err.signum  # as a shell reports a process the signal ended
     except KeyboardInterrupt:
         print("eegfm-preprocess: interrupted", file=sys.stderr)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from eegfm.core.process_tree import JobFailed, JobStalled, StallWatchdog, group_members, run_in_own_session
+from eegfm.core.process_tree import JobFailed, JobStalled, StallWatchdog, Stopped, group_members, run_in_own_session
 
 # The launcher: SIGTERM/SIGHUP (and Ctrl-C) end it with 128 + the signal's number, as a shell reports it.
 _LAUNCHER = """
@@ -137,3 +137,8 @@ def test_a_job_that_makes_no_progress_is_stopped_and_a_busy_one_is_not():
 def test_a_failed_job_is_reported_with_its_exit_status():
     with pytest.raises(JobFailed, match="exit status 3"):
         run_in_own_session(lambda: sys.exit(3))
+
+
+def test_a_stop_keeps_its_signal_when_beam_adds_its_step_to_the_message():
+    again = type(Stopped(signal.SIGTERM))("SIGTERM [while running 'ProcessRecordings']")
+    assert isinstance(again, KeyboardInterrupt) and again.signum == signal.SIGTERM

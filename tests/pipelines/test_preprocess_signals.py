@@ -172,3 +172,15 @@ def test_sigterm_mid_run_ends_the_job_and_a_rerun_is_never_overwritten(shared_da
     written = _outputs(out)
     time.sleep(8)
     assert _outputs(out) == written
+
+
+def test_sigterm_to_an_in_memory_run_unwinds_it_with_one_line(shared_data, key_file, tmp_path):
+    # One process: the signal unwinds the job itself, through Beam's step that was running.
+    corpus, out = _corpus(shared_data, tmp_path / "corpus", files=64), tmp_path / "out"
+    out.mkdir()
+    argv = _argv(corpus, out, key_file, "--direct_running_mode", "in_memory")
+    launcher, stdout, stderr = signal_after_first_spill(argv, out, signal.SIGTERM, only_the_launcher=True)
+    assert launcher.returncode == 143 and "wrote" not in stdout, stderr[-3000:]
+    assert stderr.strip().splitlines()[-1] == "eegfm-preprocess: stopped by SIGTERM"
+    assert "Traceback" not in stderr and sorted(p.name for p in out.iterdir()) == [RUN_LOCK]
+    assert run_lock_free_elsewhere(out)
