@@ -15,7 +15,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from eegfm.core.logs import get_logger
 from eegfm.core.stores import STORE_ERRORS
-from eegfm.pipelines.datasets.companions import part_of_recording
+from eegfm.pipelines.datasets.companions import by_lower_name, part_of_recording
 from eegfm.pipelines.datasets.items import (
     COMPANION_EXTENSIONS,
     RECORDING_EXTENSIONS,
@@ -103,7 +103,7 @@ def site_from_path(path: str, roots: list[str]) -> str:
     return posixpath.basename(posixpath.dirname(path)) or "default"
 
 
-def _why_not_recording(f: str, listed: set[str]) -> str | None:
+def _why_not_recording(f: str, listed: set[str], lowered: dict[str, str]) -> str | None:
     ext, name = lower_ext(f), posixpath.basename(f)
     if name.startswith("._") and len(name) > 2:
         return f"macOS AppleDouble metadata of {name[2:]} (file-system metadata, not a recording)"
@@ -111,7 +111,7 @@ def _why_not_recording(f: str, listed: set[str]) -> str | None:
         return "file-system metadata (macOS .DS_Store, Windows Thumbs.db), not a recording"
     if name.startswith("."):
         return "hidden file (its name starts with a dot), not a recording"
-    if part := part_of_recording(f, listed):
+    if part := part_of_recording(f, lowered):
         return part
     if ext in RECORDING_EXTENSIONS or ext in RECORDING_OR_PART:
         return None
@@ -135,8 +135,8 @@ def named_in_reason(path: str) -> list[str]:
 
 def split_recordings(files: list[str]) -> tuple[list[str], list[Ignored]]:
     """A folder's recordings, and its other files with why each is not one."""
-    listed = set(files)
-    reasons = [(f, _why_not_recording(f, listed)) for f in files]
+    listed, lowered = set(files), by_lower_name(files)
+    reasons = [(f, _why_not_recording(f, listed, lowered)) for f in files]
     recordings = [f for f, reason in reasons if not reason]
     ignored = [Ignored(f, reason) for f, reason in reasons if reason]
     continued = _fif_continuations(recordings)

@@ -12,6 +12,7 @@ Kohden's recording, a ``.dat`` Persyst's data or Curry 7's recording: the files 
 from __future__ import annotations
 
 import posixpath
+from collections.abc import Iterable, Mapping
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -36,10 +37,16 @@ _PARTS = {
 }
 
 
-def part_of_recording(path: str, listed: set[str]) -> str | None:
+def by_lower_name(listed: Iterable[str]) -> dict[str, str]:
+    """``{path.lower(): path}`` of a listing: built once per listing, since every file's lookup reads it
+    (rebuilt per file it made a 10,000-file upload quadratic)."""
+    return {f.lower(): f for f in listed}
+
+
+def part_of_recording(path: str, lowered: Mapping[str, str]) -> str | None:
     """Why ``path`` is read through another listed file (a reason for the listing), or None where it is
-    a recording itself or no recording among ``listed`` claims it."""
-    lowered = {f.lower(): f for f in listed}
+    a recording itself or no recording of the listing claims it; ``lowered``: the listing's
+    :func:`by_lower_name`."""
     name = path.lower()
     stem = name.rsplit(".", 1)[0]
     for ext, (fmt, owners) in _PARTS.items():
