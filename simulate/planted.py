@@ -6,8 +6,10 @@ cuts each real recording under DIR (any format MNE reads, 10-20 electrode names)
 Most get one of the five patterns (Seizure, LPD, GPD, LRDA, GRDA), drawn by
 :func:`~simulate.patterns.draw_episode` and added in µV to the recording's own canonical
 electrodes at the pattern's own amplitude (:func:`~simulate.planting.plant_episode`); a share
-(``--other-fraction``) stays as recorded, Other. Each stretch, background and pattern alike, is
-then multiplied by a gain drawn log-uniformly from ``--gain-range`` (children have 2-5x an adult's
+(``--other-fraction``) stays as recorded, Other. A share of every class
+(``--eye-artifact-fraction``) also gets the simulator's blinks and eye movements, as with the eyes
+open. Each stretch, background and pattern alike, is then multiplied by a gain drawn
+log-uniformly from ``--gain-range`` (children have 2-5x an adult's
 amplitude). Each stretch's window gets expert votes from :mod:`~simulate.votes` (the episode's
 strength, a drawn rater count), so the label noise is the simulator's.
 
@@ -19,8 +21,9 @@ Layout of OUT (``eegfm-preprocess --input OUT`` reads it with the generic adapte
       <site>/r<NNNN>_s<KK>_raw.fif   stretch KK of input recording NNNN: float32, a fresh header
                         (channel names, types and rate; no person, date or annotation of the source)
       truth.json        a list, one stretch a line: what was planted (class, strength, hemisphere,
-                        focus, the episode's parameters), the gain, the votes, where in its source
-                        it was cut (JSON, not JSON lines: the pipeline passes .json by as a sidecar)
+                        focus, the episode's parameters), the gain, the eye artifacts' counts,
+                        the votes, where in its source it was cut (JSON, not JSON lines: the
+                        pipeline passes .json by as a sidecar)
       planted.json      seed, options, counts: recordings, skipped by reason, stretches by class
 
 Names: ``r<NNNN>`` numbers the recordings under DIR in sorted path order from 0 (``ls`` finds a
@@ -53,11 +56,13 @@ import numpy as np
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.core.config import ConfigError
+from eegfm.simulate.artifacts import ArtifactPlan
 from eegfm.simulate.patterns import Episode, draw_episode
 from eegfm.simulate.plan import WINDOW_S  # an HMS labeled window: what the pipeline cuts a vote row to
 from eegfm.simulate.planting import (
     MIN_ELECTRODES,
     canonical_rows,
+    draw_eye_artifacts,
     open_recording,
     plant_episode,
     read_stretch,
@@ -114,6 +119,7 @@ class PlantOptions:
     gain_range: tuple[float, float] = (1.0, 1.0)
     strength_range: tuple[float, float] = (0.3, 1.0)  # the simulator's sites' default
     other_fraction: float = 0.2
+    eye_artifact_fraction: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +133,7 @@ class StretchPlan:
     gain: float
     votes: tuple[int, ...]
     episode: Episode | None
+    eyes: ArtifactPlan | None = None  # blinks and eye movements added, the eyes open
 
 
 def plan_stretches(
@@ -145,7 +152,10 @@ def plan_stretches(
         gain = float(np.exp(rng.uniform(low, high)))  # log-uniform: as many halvings as doublings
         episode = draw_stretch_episode(rng, cls, strength, recorded)
         votes = draw_votes(rng, cls, strength, draw_rater_count(rng))
-        plans.append(StretchPlan(k, start, cls, strength, gain, tuple(int(v) for v in votes), episode))
+        # a stream of its own: the eyes leave every other draw of the stretch as it was without them
+        eye_rng = rng_for(options.seed, "planted-eyes", recording, k)
+        eyes = draw_eye_artifacts(eye_rng, WINDOW_S) if eye_rng.random() < options.eye_artifact_fraction else None
+        plans.append(StretchPlan(k, start, cls, strength, gain, tuple(int(v) for v in votes), episode, eyes))
     return plans
 
 
@@ -185,6 +195,9 @@ def stretch_records(plan: StretchPlan, recording: str, patient: str, relpath: st
         "votes": votes,
         "expert_consensus": label["expert_consensus"],
         "episode": episode,
+        "eye_artifacts": {k: v for k, v in plan.eyes.counts().items() if k in ("blinks", "eye_movements")}
+        if plan.eyes
+        else None,
     }
     return label, truth
 
@@ -198,7 +211,7 @@ def plant_recording(
     records = []
     for plan in plan_stretches(options, recording, raw.n_times / raw.info["sfreq"], recorded):
         stretch = read_stretch(raw, plan.start_s, WINDOW_S)
-        data = plant_episode(stretch.data_uv, stretch.rows, plan.episode, stretch.times, plan.gain)
+        data = plant_episode(stretch.data_uv, stretch.rows, plan.episode, stretch.times, plan.gain, plan.eyes)
         name = f"r{recording:04d}_s{plan.index:02d}_raw.fif"
         write_fif(folder / name, stretch, data)
         records.append(stretch_records(plan, f"r{recording:04d}", patient, f"{site}/{name}"))
@@ -264,6 +277,7 @@ def summarize(options: PlantOptions, records: list, counts: dict, relpaths: list
             "gain_range": list(options.gain_range),
             "strength_range": list(options.strength_range),
             "other_fraction": options.other_fraction,
+            "eye_artifact_fraction": options.eye_artifact_fraction,
             "site": site,
         },
         "window_s": WINDOW_S,
@@ -357,6 +371,15 @@ def build_parser() -> argparse.ArgumentParser:
         "the five patterns, equally often",
     )
     p.add_argument(
+        "--eye-artifact-fraction",
+        type=_number(float, 0.0, 1.0, "a fraction in [0, 1]"),
+        default=0.0,
+        metavar="F",
+        help="share of stretches, of every class alike, that get the simulator's blinks and lateral eye "
+        "movements as with the eyes open (10-25 blinks a minute; default: 0): frontal blinks read as "
+        "rhythmic delta by a model that never saw them on a real background",
+    )
+    p.add_argument(
         "--exclude",
         action="append",
         default=[],
@@ -398,7 +421,12 @@ def _options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Plant
         except re.error as err:
             parser.error(f"--person: expected a regular expression; {err}")
     return PlantOptions(
-        args.seed, args.per_recording, tuple(args.gain_range), tuple(args.strength_range), args.other_fraction
+        args.seed,
+        args.per_recording,
+        tuple(args.gain_range),
+        tuple(args.strength_range),
+        args.other_fraction,
+        args.eye_artifact_fraction,
     )
 
 

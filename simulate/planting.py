@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 
 from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_name
+from eegfm.simulate.artifacts import ArtifactPlan, plan_artifacts, render_blinks
 from eegfm.simulate.patterns import Episode, render_episodes
+from eegfm.simulate.sites import SiteProfile
 
 MIN_ELECTRODES = 10  # of the 19: with fewer, the pipeline would interpolate most of the pattern
 
@@ -33,21 +35,43 @@ def canonical_rows(ch_names: Sequence[str]) -> dict[str, int]:
     return rows
 
 
+# Eyes open: healthy adults blink 10-25 times a minute at rest (the simulator's eyes-closed sites: 4-14).
+EYES_OPEN_BLINKS_PER_MIN = (10.0, 25.0)
+
+
+def draw_eye_artifacts(rng: np.random.Generator, duration_s: float) -> ArtifactPlan:
+    """Blinks and lateral eye movements of ``duration_s`` s with the eyes open (the simulator's
+    :func:`~simulate.artifacts.plan_artifacts` at a blink rate drawn from ``EYES_OPEN_BLINKS_PER_MIN``;
+    only its eye events are rendered)."""
+    rate = float(rng.uniform(*EYES_OPEN_BLINKS_PER_MIN))
+    return plan_artifacts(rng, duration_s, SiteProfile(blink_rate_per_min=rate))
+
+
 def plant_episode(
-    signal_uv: np.ndarray, rows: Mapping[str, int], episode: Episode | None, t: np.ndarray, gain: float = 1.0
+    signal_uv: np.ndarray,
+    rows: Mapping[str, int],
+    episode: Episode | None,
+    t: np.ndarray,
+    gain: float = 1.0,
+    eyes: ArtifactPlan | None = None,
 ) -> np.ndarray:
     """``signal_uv`` (channels, n; µV) with ``episode`` rendered at the times ``t`` (s) added to the
-    rows of its canonical electrodes (``rows``: name -> row), then every channel times ``gain``; a new
-    array. ``episode`` None (Other) adds nothing. An electrode the recording lacks gets none of the
-    pattern: the pipeline interpolates it from its neighbours, pattern included, as any missing one."""
+    rows of its canonical electrodes (``rows``: name -> row), and ``eyes``' blinks and eye movements
+    too where given, then every channel times ``gain``; a new array. ``episode`` None (Other) adds no
+    pattern. An electrode the recording lacks gets none of it: the pipeline interpolates it from its
+    neighbours, pattern included, as any missing one."""
     out = np.array(signal_uv, dtype=np.float64, copy=True)
     t = np.asarray(t, dtype=np.float64)
     if out.ndim != 2 or out.shape[1] != len(t):
         raise ValueError(f"signal_uv: expected (channels, {len(t)}) beside {len(t)} times; got {out.shape}")
+    added = np.zeros((len(CANONICAL_CHANNELS), len(t)))
     if episode is not None:
-        pattern = render_episodes([episode], t)  # (19, n) µV, canonical order
+        added += render_episodes([episode], t)  # (19, n) µV, canonical order
+    if eyes is not None:
+        added += render_blinks(t, eyes)
+    if episode is not None or eyes is not None:
         for name, row in rows.items():
-            out[row] += pattern[CANONICAL_CHANNELS.index(name)]
+            out[row] += added[CANONICAL_CHANNELS.index(name)]
     return out * gain
 
 

@@ -227,3 +227,22 @@ def test_bad_options_are_refused_naming_the_flag(tmp_path, capsys):
     flags = ("--background", "--output", "--seed", "--per-recording", "--gain-range", "--strength-range")
     assert all(flag in usage for flag in (*flags, "--other-fraction", "--exclude", "--person", "--site"))
     assert not (tmp_path / "o").exists()
+
+
+def test_eye_artifacts_add_frontal_blinks_to_every_class_alike_and_change_no_other_draw(corpus, sources, tmp_path):
+    out = tmp_path / "eyes"
+    argv = ["--background", str(sources), "--output", str(out), *ARGS, "--person", r"Subject(\d+)_"]
+    assert planted.main([*argv, "--eye-artifact-fraction", "1"]) == 0
+    plain, eyes = truth_of(corpus), truth_of(out)
+    assert json.loads((out / "planted.json").read_text())["options"]["eye_artifact_fraction"] == 1.0
+    drawn = ("class", "strength", "gain", "votes", "episode", "source_start_s")
+    assert [{k: t[k] for k in drawn} for t in eyes] == [{k: t[k] for k in drawn} for t in plain]
+    assert all(t["eye_artifacts"] is None for t in plain)
+    assert all(t["eye_artifacts"]["blinks"] >= 4 for t in eyes)  # 10-25 a minute over 50 s
+    for before, after in zip(plain, eyes):
+        a = mne.io.read_raw_fif(corpus / before["path"], verbose="error")
+        b = mne.io.read_raw_fif(out / after["path"], verbose="error")
+        added = canonical(b.get_data(), b.ch_names) - canonical(a.get_data(), a.ch_names)
+        size = np.ptp(added, axis=1) / after["gain"] * 1e6  # µV before the stretch's gain
+        fp, occipital = size[CANONICAL_CHANNELS.index("Fp1")], size[CANONICAL_CHANNELS.index("O1")]
+        assert fp > 40.0 and occipital < 0.1 * fp, (after["class"], fp, occipital)  # blinks: frontal, not occipital
