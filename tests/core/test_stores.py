@@ -607,6 +607,13 @@ class _Metadata(BaseHTTPRequestHandler):
             {"access_token": "test-token", "expires_in": 3600, "token_type": "Bearer"}
         ),
     }
+    # The real server answers for the account's email as for "default": google-auth asks by email
+    # once a refresh has told it the address (a forked job's inherited credentials do).
+    ANSWERS |= {
+        path.replace("/default", "/loader@eegfm-test.iam.gserviceaccount.com"): answer
+        for path, answer in ANSWERS.items()
+        if "/service-accounts/default" in path
+    }
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
         body = self.ANSWERS.get(self.path.split("?", 1)[0].rstrip("/"))
