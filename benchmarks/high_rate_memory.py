@@ -9,23 +9,31 @@ highest rate the readers accept) and the reference at 256 Hz. Each is measured i
   server's upload decoding run it: peak RSS above the process's RSS once everything is imported
   (the pipeline's working set);
 - ``preprocess``: the whole ``eegfm-preprocess`` command (one in-memory worker, no artifact model):
-  its peak RSS.
+  its peak RSS;
+- ``server`` (with ``--model``): ``eegfm-serve`` on localhost, each file POSTed once to
+  ``/v1/predict``: the server's peak RSS above its RSS before the request, and the most its
+  temporary folder held meanwhile (polled every 50 ms).
 
 ``ratio`` is the high-rate figure over the 256 Hz one of the same length, measured in the same run;
 ``decode.ratio_to_working_set`` over the decoding of ``--reference-seconds`` (600) at 256 Hz, which
 fills the pipeline's chunks: the bound ``docs/preprocessing.md`` states.
 
     python benchmarks/high_rate_memory.py [--sfreq 100000] [--seconds 60] [--reference-seconds 600]
-                                          [--skip-preprocess]
+                                          [--skip-preprocess] [--model outputs/demo/finetune]
 """
 
 from __future__ import annotations
 
 import argparse
+import http.client
 import json
+import os
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -103,12 +111,107 @@ def preprocess(path: Path, tmp: Path) -> dict:
     return {"peak_mb": round(int(done.stdout.strip().splitlines()[-1]) / 1024.0, 1)}
 
 
+def _status_kb(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(field + ":"))
+
+
+def _folder_mb(folder: Path) -> float:
+    total = 0
+    for root, _dirs, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:  # removed while walked
+                pass
+    return total / 2**20
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class _FolderPeak(threading.Thread):
+    """The most ``folder`` holds, polled every 50 ms until :meth:`stop`."""
+
+    def __init__(self, folder: Path):
+        super().__init__(daemon=True)
+        self.folder, self.peak_mb, self.done = folder, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.05):
+            self.peak_mb = max(self.peak_mb, _folder_mb(self.folder))
+
+    def stop(self) -> float:
+        self.done.set()
+        self.join()
+        return self.peak_mb
+
+
+def _wait_healthy(port: int) -> None:
+    for _ in range(600):
+        try:
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+            connection.request("GET", "/health")
+            connection.getresponse().read()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit(f"eegfm-serve on port {port} did not answer /health in 120 s")
+
+
+def serve_one(path: Path, model: str, scratch: Path) -> dict:
+    """``path`` POSTed once to a fresh ``eegfm-serve`` whose TMPDIR is ``scratch``."""
+    scratch.mkdir()
+    port = _free_port()
+    cmd = [sys.executable, "-m", "eegfm.serving.server", "--model", model, "--no-auth"]
+    cmd += ["--port", str(port), "--max_upload_mb", "4096"]
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    server = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_healthy(port)
+        time.sleep(1.0)
+        before = _status_kb(server.pid, "VmRSS")
+        disk = _FolderPeak(scratch)
+        disk.start()
+        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=1800)
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": str(path.stat().st_size)}
+        with open(path, "rb") as body:
+            connection.request("POST", "/v1/predict?filename=recording.edf", body=body, headers=headers)
+            response = connection.getresponse()
+            response.read()
+        tmp_peak = disk.stop()
+        peak = _status_kb(server.pid, "VmHWM")
+    finally:
+        server.terminate()
+        server.wait(60)
+    return {
+        "status": response.status,
+        "rss_before_mb": round(before / 1024, 1),
+        "peak_above_mb": round((peak - before) / 1024, 1),
+        "tmp_peak_mb": round(tmp_peak, 1),
+    }
+
+
+def serve(files: dict[str, Path], model: str, tmp: Path) -> dict:
+    """Each file POSTed once to a fresh ``eegfm-serve``: peak RSS above the RSS before the request,
+    and the peak of its temporary folder, in MB; ``ratio``: the high rate's over the 256 Hz one's."""
+    out = {name: serve_one(path, model, tmp / f"serve-{name}") for name, path in files.items()}
+    ref, high = out["reference_256hz"], out["high_rate"]
+    out["ratio"] = round(high["peak_above_mb"] / max(ref["peak_above_mb"], 1.0), 2)
+    out["upload_mb"] = round(files["high_rate"].stat().st_size / 2**20, 1)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sfreq", type=int, default=100_000, help="the high rate, Hz")
     parser.add_argument("--seconds", type=int, default=60, help="the recordings' length, s")
     parser.add_argument("--reference-seconds", type=int, default=600, help="the 256 Hz working-set reference, s")
     parser.add_argument("--skip-preprocess", action="store_true", help="measure the decoding alone")
+    parser.add_argument("--model", help="a fine-tuned run or model folder: also measure eegfm-serve with it")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="eegfm-high-rate-") as folder:
         tmp = Path(folder)
@@ -128,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             result["preprocess"] = {name: preprocess(path, tmp) for name, path in files.items()}
             ref, high = result["preprocess"]["reference_256hz"], result["preprocess"]["high_rate"]
             result["preprocess"]["ratio"] = round(high["peak_mb"] / ref["peak_mb"], 2)
+        if args.model:
+            result["server"] = serve(files, args.model, tmp)
     print(json.dumps(result, indent=2))
     return 0
 
