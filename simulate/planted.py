@@ -319,31 +319,8 @@ def _number(cast, low: float, high: float, what: str):
     return parse
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from eegfm.simulate.cli import OneLineParser  # one-line errors naming the flag, as eegfm-simulate's
-
-    p = OneLineParser(prog="eegfm-planted", description=__doc__.split("\n\n")[0].replace("``", ""))
-    p.add_argument(
-        "--background",
-        type=Path,
-        required=True,
-        help="folder of real recordings (any format MNE reads, 10-20 electrode names), searched recursively",
-    )
-    p.add_argument("--output", type=Path, required=True, help="folder to write the corpus into (new or empty)")
-    p.add_argument(
-        "--seed",
-        type=_number(int, 0, 2**32 - 1, "an integer >= 0"),
-        default=0,
-        help="seed of every draw (default: 0); the same seed, the same files",
-    )
-    p.add_argument(
-        "--per-recording",
-        type=_number(int, 1, 1000, "an integer in [1, 1000]"),
-        default=4,
-        metavar="K",
-        help="stretches of 50 s per recording, spread over it at least 10 s apart (a short recording "
-        "gives fewer; default: 4)",
-    )
+def _add_stretch_options(p: argparse.ArgumentParser) -> None:
+    """What goes into each stretch: gain, the patterns' strength, the share left Other, eye artifacts."""
     p.add_argument(
         "--gain-range",
         nargs=2,
@@ -376,9 +353,36 @@ def build_parser() -> argparse.ArgumentParser:
         default=0.0,
         metavar="F",
         help="share of stretches, of every class alike, that get the simulator's blinks and lateral eye "
-        "movements as with the eyes open (10-25 blinks a minute; default: 0): frontal blinks read as "
-        "rhythmic delta by a model that never saw them on a real background",
+        "movements as with the eyes open (10-25 blinks a minute; default: 0)",
     )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from eegfm.simulate.cli import OneLineParser  # one-line errors naming the flag, as eegfm-simulate's
+
+    p = OneLineParser(prog="eegfm-planted", description=__doc__.split("\n\n")[0].replace("``", ""))
+    p.add_argument(
+        "--background",
+        type=Path,
+        required=True,
+        help="folder of real recordings (any format MNE reads, 10-20 electrode names), searched recursively",
+    )
+    p.add_argument("--output", type=Path, required=True, help="folder to write the corpus into (new or empty)")
+    p.add_argument(
+        "--seed",
+        type=_number(int, 0, 2**32 - 1, "an integer >= 0"),
+        default=0,
+        help="seed of every draw (default: 0); the same seed, the same files",
+    )
+    p.add_argument(
+        "--per-recording",
+        type=_number(int, 1, 1000, "an integer in [1, 1000]"),
+        default=4,
+        metavar="K",
+        help="stretches of 50 s per recording, spread over it at least 10 s apart (a short recording "
+        "gives fewer; default: 4)",
+    )
+    _add_stretch_options(p)
     p.add_argument(
         "--exclude",
         action="append",
