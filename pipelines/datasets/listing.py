@@ -26,6 +26,7 @@ from apache_beam.io.filesystems import FileSystems
 from eegfm.core.stores import STORE_ERRORS, is_remote, match_below, match_path, storage_error
 from eegfm.pipelines.datasets.adapters import log
 from eegfm.pipelines.datasets.items import RECORDING_EXTENSIONS
+from eegfm.pipelines.regular_files import file_kind
 
 
 def is_dir(path: str) -> bool:
@@ -162,16 +163,6 @@ def unreadable(tops: list[str], listed: set[str], named=None) -> tuple[dict[str,
     return found, folders
 
 
-# What a file-type test names a local entry that is no regular file.
-_FILE_TYPES = (
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISDIR, "a folder"),
-)
-
-
 def not_regular(path: str) -> str:
     """Why the local entry ``path`` is no recording by its type, or '' for a regular file (through
     symbolic links): "not a regular file (a FIFO)". Looked up before anything opens it, as opening
@@ -183,7 +174,7 @@ def not_regular(path: str) -> str:
         return ""
     if stat.S_ISREG(mode):
         return ""
-    kind = next((name for test, name in _FILE_TYPES if test(mode)), f"file type {stat.S_IFMT(mode):o}")
+    kind = file_kind(mode)
     linked = "a symbolic link to " if os.path.islink(path) else ""
     return f"not a regular file ({linked}{kind}): never opened, not a recording"
 
