@@ -102,16 +102,14 @@ EXTRAS = {
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
-# The stages' folders sit at the repository's top level and install as `eegfm.<stage>` (an
-# implicit namespace package), so nothing with a generic name lands in site-packages.
-STAGES = ("core", "contract", "pipelines", "model", "simulate", "metrics", "training", "evaluation", "serving")
-PACKAGES = [f"eegfm.{name}" for name in find_packages(include=[f"{stage}*" for stage in STAGES])]
+# src/eegfm/<layer>/...: the import path is the file path (docs/design.md, "Layers").
+PACKAGES = find_packages("src", include=["eegfm", "eegfm.*"])
 
 CONSOLE_SCRIPTS = [
     "eegfm-simulate = eegfm.evaluation.realism:main",
     "eegfm-planted = eegfm.simulate.planted:main",  # simulated patterns planted in real recordings: a training corpus
-    "eegfm-preprocess = eegfm.pipelines.preprocess:main",
-    "eegfm-redact = eegfm.pipelines.redact:main",  # which file a --redact_paths token names
+    "eegfm-preprocess = eegfm.pipelines.job.preprocess:main",
+    "eegfm-redact = eegfm.pipelines.privacy.redact:main",  # which file a --redact_paths token names
     # Training entry points need the `train` extra (torch); DDP users launch `torchrun -m ...`.
     "eegfm-pretrain = eegfm.training.pretrain:main",
     "eegfm-finetune = eegfm.training.finetune:main",
@@ -124,8 +122,8 @@ CONSOLE_SCRIPTS = [
     "eegfm-benchmark = eegfm.evaluation.benchmark.cli:main",  # eegmat, a labelled folder, simulated
     "eegfm-report = eegfm.evaluation.report.cli:main",  # the cross-site report of every stage's outputs
     "eegfm-selective = eegfm.metrics.selective:main",  # risk-coverage of a run's uncertainty scores
-    "eegfm-data-report = eegfm.pipelines.report:main",  # a preprocessed folder's data quality by site
-    "eegfm-quality-survey = eegfm.pipelines.quality_survey:main",  # what each quality rule flags per corpus
+    "eegfm-data-report = eegfm.pipelines.quality.site_report:main",  # a preprocessed folder's data quality by site
+    "eegfm-quality-survey = eegfm.pipelines.quality.survey:main",  # what each quality rule flags per corpus
     "eegfm-quantize = eegfm.serving.quantize:main",  # an INT8 ONNX model, checked against float32
     "eegfm-models = eegfm.serving.model_store:main",  # versioned models in a store
     "eegfm-corpus-check = eegfm.serving.corpus_check:main",  # what a model says about whole real corpora
@@ -141,7 +139,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11,<3.12",
     packages=PACKAGES,
-    package_dir={f"eegfm.{stage}": stage for stage in STAGES},
+    package_dir={"": "src"},
     package_data={
         "eegfm.training": ["configs/*.yaml"],
         "eegfm.pipelines": ["*.yaml"],

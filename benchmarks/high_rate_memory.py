@@ -46,8 +46,8 @@ CHANNELS = "Fp1 Fp2 F7 F3 Fz F4 F8 T3 C3 Cz C4 T4 T5 P3 Pz P4 T6 O1 O2".split()
 _DECODE = r"""
 import json, resource, sys
 from eegfm.pipelines.datasets import SourceItem
-from eegfm.pipelines.events import PreprocessConfig
-from eegfm.pipelines.process import process_recording
+from eegfm.pipelines.job.process_io import PreprocessConfig
+from eegfm.pipelines.job.process import process_recording
 
 def rss_mb():
     with open("/proc/self/status") as fh:
@@ -102,7 +102,7 @@ def preprocess(path: Path, tmp: Path) -> dict:
     key = tmp / "key"
     key.write_bytes(b"0123456789abcdef0123456789abcdef\n")
     out = tmp / f"out-{path.stem}"
-    cmd = [sys.executable, "-m", "eegfm.pipelines.preprocess", "--input", str(path), "--output", str(out)]
+    cmd = [sys.executable, "-m", "eegfm.pipelines.job.preprocess", "--input", str(path), "--output", str(out)]
     cmd += ["--pseudonym_key_file", str(key), "--no_artifact_model", "--runner", "DirectRunner"]
     cmd += ["--direct_running_mode", "in_memory", "--overwrite"]
     done = subprocess.run([sys.executable, "-c", _RSS_WRAPPER, *cmd], capture_output=True, text=True, cwd=REPO)

@@ -90,7 +90,7 @@ def _eegfm(inputs: list[str], out: Path, key: Path, extra: list[str]) -> list[st
     args = [
         sys.executable,
         "-m",
-        "eegfm.pipelines.preprocess",
+        "eegfm.pipelines.job.preprocess",
         "--output",
         str(out),
         "--pseudonym_key_file",

@@ -2,19 +2,19 @@
 
 Windows: the 64 eegmat recordings read with MNE, resampled to 256 Hz
 (:func:`core.dsp.resample.resample`), notch/band-pass filtered
-(:func:`pipelines.filters.filter_data`) and cut into ``--window-s`` windows (default 10 s:
+(:func:`pipelines.signal.filters.filter_data`) and cut into ``--window-s`` windows (default 10 s:
 19 x 2560, float32), each with its unfiltered counterpart, as
-:func:`pipelines.process.process_recording` passes them. Timed, as process CPU
+:func:`pipelines.job.process.process_recording` passes them. Timed, as process CPU
 seconds on one BLAS thread, best of ``--repeats`` passes over all windows:
 
 - ``quality``: :func:`pipelines.quality.compute_quality` (filtered window, ``unfiltered=``,
   ``channel_mask=``), which computes the window's Welch PSD once and attaches it to the report;
 - ``quality_batch_8``: :func:`pipelines.quality.compute_quality_batch` on 8 windows at a time;
-- ``window_spectrum``: :func:`pipelines.features.window_spectrum` alone (included in ``quality``);
-- ``ae_features_per_window``: :func:`pipelines.artifact_ae.band_features` of one window, as the
+- ``window_spectrum``: :func:`pipelines.signal.features.window_spectrum` alone (included in ``quality``);
+- ``ae_features_per_window``: :func:`pipelines.quality.artifact_autoencoder.band_features` of one window, as the
   Beam scoring stage calls it today (its own float64 PSD);
-- ``ae_features_batched``: :func:`~pipelines.artifact_ae.band_features` of all windows in one call;
-- ``ae_features_from_report``: :func:`pipelines.artifact_ae.band_features_from_psd` of
+- ``ae_features_batched``: :func:`~pipelines.quality.artifact_autoencoder.band_features` of all windows in one call;
+- ``ae_features_from_report``: :func:`pipelines.quality.artifact_autoencoder.band_features_from_psd` of
   ``report.spectrum`` (the shared PSD: no second transform);
 - ``quality_plus_shared_ae``: both, as process.py would run them per window.
 
@@ -52,10 +52,10 @@ sys.path.insert(0, str(REPO))
 
 from eegfm.contract.channels import CANONICAL_CHANNELS  # noqa: E402
 from eegfm.core.dsp.resample import resample  # noqa: E402
-from eegfm.pipelines.artifact_ae import band_features, band_features_from_psd  # noqa: E402
-from eegfm.pipelines.features import window_spectrum  # noqa: E402
-from eegfm.pipelines.filters import filter_data  # noqa: E402
 from eegfm.pipelines.quality import compute_quality, compute_quality_batch  # noqa: E402
+from eegfm.pipelines.quality.artifact_autoencoder import band_features, band_features_from_psd  # noqa: E402
+from eegfm.pipelines.signal.features import window_spectrum  # noqa: E402
+from eegfm.pipelines.signal.filters import filter_data  # noqa: E402
 
 SFREQ = 256.0
 

@@ -40,7 +40,7 @@ from eegfm.core.logs import setup_logging
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.modeling import EEGFMModel
 from eegfm.pipelines.datasets import discover
-from eegfm.pipelines.process import PreprocessConfig, process_recording
+from eegfm.pipelines.job.process import PreprocessConfig, process_recording
 from eegfm.serving.api.app import create_app
 from eegfm.serving.api.metrics import Metrics
 from eegfm.serving.api.runner import make_uvicorn_server

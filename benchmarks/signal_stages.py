@@ -3,12 +3,12 @@
 Stages, each timed over all files (wall clock and process CPU time, one BLAS thread):
 
 - ``read``: pyedflib, the 19 canonical EEG channels per file, in microvolts;
-- ``line_detection``: :func:`pipelines.filters.detect_line_frequency` on each whole recording;
+- ``line_detection``: :func:`pipelines.signal.filters.detect_line_frequency` on each whole recording;
 - ``resample``: 500 -> 256 Hz (:func:`core.dsp.resample.resample`);
-- ``filter``: 50 Hz notch + 0.5-70 Hz band-pass at 256 Hz (:func:`pipelines.filters.apply_filters`);
+- ``filter``: 50 Hz notch + 0.5-70 Hz band-pass at 256 Hz (:func:`pipelines.signal.filters.apply_filters`);
 - ``filter_at_input_rate``: the same cascade at 500 Hz, for the "filter after resampling" claim;
 - ``quality``: :func:`pipelines.quality.compute_quality` on every 5 s window;
-- ``features``: :func:`pipelines.features.compute_features` on every 5 s window;
+- ``features``: :func:`pipelines.signal.features.compute_features` on every 5 s window;
 - ``artifact_ae_score``: scoring every window with a detector fitted (time reported separately) on
   subjects 00-27, the eegmat training split.
 
@@ -38,16 +38,16 @@ sys.path.insert(0, str(REPO))
 
 from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_name  # noqa: E402
 from eegfm.core.dsp.resample import resample  # noqa: E402
-from eegfm.pipelines.artifact_ae import ArtifactAutoencoder, band_features  # noqa: E402
-from eegfm.pipelines.features import compute_features  # noqa: E402
-from eegfm.pipelines.filters import (  # noqa: E402
+from eegfm.pipelines.quality import compute_quality, validate_window  # noqa: E402
+from eegfm.pipelines.quality.artifact_autoencoder import ArtifactAutoencoder, band_features  # noqa: E402
+from eegfm.pipelines.signal.features import compute_features  # noqa: E402
+from eegfm.pipelines.signal.filters import (  # noqa: E402
     FilterConfig,
     apply_filters,
     design_filters,
     detect_line_frequency,
     line_noise_db,
 )
-from eegfm.pipelines.quality import compute_quality, validate_window  # noqa: E402
 
 WINDOW_S = 5.0
 SFREQ = 256.0

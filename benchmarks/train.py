@@ -88,7 +88,7 @@ def _simulate_and_preprocess(root: Path, shards_per_site: int = 0, subjects: int
         [
             sys.executable,
             "-m",
-            "eegfm.pipelines.preprocess",
+            "eegfm.pipelines.job.preprocess",
             "--input",
             str(corpus / "edf"),
             "--output",

@@ -142,7 +142,7 @@ def _compare_step(run: dict, config: str, overrides: list[str], batch: int) -> d
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
-    source.add_argument("--data", type=Path, help="a pipelines.preprocess output folder")
+    source.add_argument("--data", type=Path, help="a pipelines.job.preprocess output folder")
     source.add_argument(
         "--synthetic",
         type=int,

@@ -16,10 +16,10 @@ echo "demo: [1/7] simulate a 4-site corpus (EDF + Kaggle HMS layout) -> $OUT/cor
 "$PY" -m eegfm.simulate --output "$OUT/corpus" --sites 4 --subjects-per-site 9 \
   --recordings-per-subject 1 --minutes 6 --seed 0 --format both --overwrite --quiet
 # The demo keeps its own pseudonym key next to its outputs; real runs keep theirs private.
-[ -f "$OUT/pseudonym.key" ] || "$PY" -c "from eegfm.pipelines.deid import create_key; create_key('$OUT/pseudonym.key')"
+[ -f "$OUT/pseudonym.key" ] || "$PY" -c "from eegfm.pipelines.privacy.deid import create_key; create_key('$OUT/pseudonym.key')"
 echo "demo: [2/7] preprocess both layouts with Beam (DirectRunner, 2 worker processes) -> $OUT/tfrecords"
 rm -rf "$OUT/tfrecords"
-"$PY" -m eegfm.pipelines.preprocess --input "$OUT/corpus/edf" --input "$OUT/corpus/hms" \
+"$PY" -m eegfm.pipelines.job.preprocess --input "$OUT/corpus/edf" --input "$OUT/corpus/hms" \
   --output "$OUT/tfrecords" --pseudonym_key_file "$OUT/pseudonym.key" \
   --runner DirectRunner --direct_running_mode multi_processing --direct_num_workers 2 \
   --report  # the run's data quality across sites, one picture: tfrecords/report.png
@@ -49,10 +49,10 @@ if [ -d "$SHARED/eegmat" ]; then
   "$PY" -m eegfm.simulate.planted --background "$SHARED/eegmat" --output "$OUT/planted" --seed 0 \
     --per-recording 4 --gain-range 1 5 --person 'Subject(\d+)_' \
     --exclude 'Subject1[4-9]*' --exclude 'Subject2*' --exclude 'Subject3*'
-  "$PY" -m eegfm.pipelines.preprocess --input "$OUT/planted" --output "$OUT/planted_tfrecords" \
+  "$PY" -m eegfm.pipelines.job.preprocess --input "$OUT/planted" --output "$OUT/planted_tfrecords" \
     --pseudonym_key_file "$OUT/pseudonym.key"
   echo "demo: [4b/7] real EEG for the six classes: 14 other eegmat people and an ICU recording, all Other -> $OUT/background"
-  "$PY" -m eegfm.pipelines.preprocess --background hms6 --window_seconds 50 --output "$OUT/background" \
+  "$PY" -m eegfm.pipelines.job.preprocess --background hms6 --window_seconds 50 --output "$OUT/background" \
     --input "$SHARED"/eegmat/Subject1[4-9]_*.edf "$SHARED"/eegmat/Subject2[0-7]_*.edf "$SHARED/hms/train_eegs" \
     --pseudonym_key_file "$OUT/pseudonym.key"
   REAL_DATA=("$OUT/planted_tfrecords") REAL_BACKGROUND=(--background "$OUT/background")

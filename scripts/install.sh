@@ -21,7 +21,7 @@ echo "install: [3/4] eegfm itself (editable)"
 pip_ install --quiet --no-deps --no-build-isolation -e .
 # Bytecode now, so a shell with PYTHONDONTWRITEBYTECODE set (as container images often have)
 # does not compile every eegfm module from source at each job, worker and test process start.
-"$VENV/bin/python" -m compileall -q core contract pipelines model simulate metrics training evaluation serving
+"$VENV/bin/python" -m compileall -q src
 echo "install: [4/4] horovod (built from source, about 3 minutes the first time)"
 if ! bash scripts/install_horovod.sh "$VENV/bin/python" > "$VENV/horovod-build.log" 2>&1; then
   echo "install: WARNING: horovod failed to build (log: $VENV/horovod-build.log)." >&2

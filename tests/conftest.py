@@ -55,7 +55,7 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The output folder of ``pipelines.preprocess`` on a 2-site simulated corpus (about 15 s).
+    """The output folder of ``pipelines.job.preprocess`` on a 2-site simulated corpus (about 15 s).
 
     2 sites x 2 subjects x one 2-minute EDF recording, written as 2 shards per site (4 files).
     The ``emu`` site keeps its labels (50 s HMS sub-windows of 12800 samples with expert votes,
@@ -65,7 +65,7 @@ def pipeline_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     import shutil
 
-    from eegfm.pipelines.preprocess import run as preprocess
+    from eegfm.pipelines.job.preprocess import run as preprocess
     from eegfm.simulate.cli import run as simulate
 
     root = tmp_path_factory.mktemp("pipeline")
@@ -125,10 +125,10 @@ BACKGROUND_KEY = b"conftest background key 0001"  # as the pipeline reads it: st
 
 @pytest.fixture(scope="session")
 def eegmat_background(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
-    """``pipelines.preprocess --background hms6`` over real eegmat recordings (``BACKGROUND_RECORDINGS``,
+    """``pipelines.job.preprocess --background hms6`` over real eegmat recordings (``BACKGROUND_RECORDINGS``,
     linked, about 10 s): its output folder and manifest. Its key is ``BACKGROUND_KEY``, so a test
     can work out the subjects' pseudonyms. Read-only."""
-    from eegfm.pipelines.preprocess import run as preprocess
+    from eegfm.pipelines.job.preprocess import run as preprocess
 
     root = tmp_path_factory.mktemp("background")
     (root / "eegmat").mkdir()

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("core", "contract", "pipelines", "model", "simulate", "metrics", "training", "evaluation", "serving")
+SRC = REPO / "src"
 
 
 def console_scripts() -> dict[str, str]:
@@ -22,11 +22,10 @@ def console_scripts() -> dict[str, str]:
 
 def modules_with_main() -> set[str]:
     found = set()
-    for stage in STAGES:
-        for path in (REPO / stage).rglob("*.py"):
-            tree = ast.parse(path.read_text(encoding="utf-8"))
-            if any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body):
-                found.add("eegfm." + ".".join(path.relative_to(REPO).with_suffix("").parts))
+    for path in (SRC / "eegfm").rglob("*.py"):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        if any(isinstance(node, ast.FunctionDef) and node.name == "main" for node in tree.body):
+            found.add(".".join(path.relative_to(SRC).with_suffix("").parts))
     return found
 
 

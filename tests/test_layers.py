@@ -13,6 +13,7 @@ import ast
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src" / "eegfm"
 
 LAYERS = {
     "core": 0,
@@ -53,7 +54,7 @@ def crossings() -> dict[tuple[str, str], list[str]]:
     layer or sideways to a sibling package."""
     out: dict[tuple[str, str], list[str]] = {}
     for package, layer in LAYERS.items():
-        for path in sorted((REPO / package).rglob("*.py")):
+        for path in sorted((SRC / package).rglob("*.py")):
             for target in imported_packages(path):
                 downward = target in LAYERS and LAYERS[target] < layer
                 if target == package or target not in LAYERS or (downward and (package, target) not in FORBIDDEN):
@@ -64,7 +65,7 @@ def crossings() -> dict[tuple[str, str], list[str]]:
 
 def test_serving_uses_few_training_modules():
     used = set()
-    for path in (REPO / "serving").rglob("*.py"):
+    for path in (SRC / "serving").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("eegfm.training"):
                 used.add(node.module)

@@ -1,4 +1,4 @@
-"""The distribution installs the stages under the ``eegfm`` namespace and nothing generic at the
+"""The distribution installs the layers (src/eegfm/<layer>) under the ``eegfm`` package and nothing generic at the
 top level of site-packages, with the configs the stages read at run time."""
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-STAGES = ("core", "contract", "pipelines", "model", "simulate", "metrics", "training", "evaluation", "serving")
+SRC = REPO / "src" / "eegfm"
+STAGES = tuple(sorted(path.name for path in SRC.iterdir() if (path / "__init__.py").is_file()))
 
 
 def test_the_wheel_puts_every_stage_under_eegfm(tmp_path):
     source = tmp_path / "source"  # a copy: building in the checkout would leave build/ behind
     source.mkdir()
-    for name in ("setup.py", "README.md", "MANIFEST.in", "requirements", *STAGES):
+    for name in ("setup.py", "README.md", "MANIFEST.in", "requirements", "src"):
         copy = shutil.copytree if (REPO / name).is_dir() else shutil.copy2
         copy(
             REPO / name,
@@ -48,6 +49,6 @@ def test_the_wheel_puts_every_stage_under_eegfm(tmp_path):
     stages = {name.split("/")[1] for name in names if name.startswith("eegfm/") and name.count("/") > 1}
     assert stages == set(STAGES), stages
     assert "eegfm/training/configs/cpu-tiny.yaml" in names
-    assert "eegfm/pipelines/preprocess.py" in names
+    assert "eegfm/pipelines/job/preprocess.py" in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "eegfm-preprocess = eegfm.pipelines.preprocess:main" in entry_points
+    assert "eegfm-preprocess = eegfm.pipelines.job.preprocess:main" in entry_points

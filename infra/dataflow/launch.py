@@ -1,4 +1,4 @@
-"""The Dataflow Flex Template's entry point: the template's parameters -> ``pipelines.preprocess``.
+"""The Dataflow Flex Template's entry point: the template's parameters -> ``pipelines.job.preprocess``.
 
 Dataflow's launcher passes every parameter as ``--name=value``. Two of them need translating for
 the job's own parser: on/off parameters (``--report=true``) become plain flags (``--report``) or
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 
-from eegfm.pipelines.preprocess import build_parser, main
+from eegfm.pipelines.job.preprocess import build_parser, main
 
 TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no", "")
 

@@ -22,8 +22,8 @@ from eegfm.contract.spectrogram import (
 )
 from eegfm.core.dsp.resample import resample
 from eegfm.pipelines.datasets import LabeledWindow, SourceItem
-from eegfm.pipelines.events import PreprocessConfig, Window
-from eegfm.pipelines.process import process_recording
+from eegfm.pipelines.job.process import process_recording
+from eegfm.pipelines.job.process_io import PreprocessConfig, Window
 
 KEY = b"a-test-key-of-32-bytes-for-hmac!"
 # Log-power tolerance between two different recordings' distributions: one log1p unit is a factor

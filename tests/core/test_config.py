@@ -92,7 +92,7 @@ def test_check_int_takes_integers_from_the_bound_and_names_the_field():
 
 def test_command_line_paths_expand_a_leading_tilde_everywhere(monkeypatch, tmp_path):
     # The shell leaves "~" alone in --output=~/x: the job made a folder named "~" in the working directory
-    from eegfm.pipelines.preprocess import build_parser as preprocess_parser
+    from eegfm.pipelines.job.preprocess import build_parser as preprocess_parser
     from eegfm.training.finetune import build_parser as finetune_parser
     from eegfm.training.pretrain import build_parser as pretrain_parser
 

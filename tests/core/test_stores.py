@@ -116,8 +116,8 @@ def _mff_files(edf, tmp) -> dict[str, bytes]:
 
 def _preprocess(args, env=None):
     done = subprocess.run(
-        # the tests find inputs by name; redaction has its own (tests/pipelines/test_redact.py)
-        [sys.executable, "-m", "eegfm.pipelines.preprocess", *args, "--keep_paths"],
+        # the tests find inputs by name; redaction has its own (tests/pipelines/privacy/test_redact.py)
+        [sys.executable, "-m", "eegfm.pipelines.job.preprocess", *args, "--keep_paths"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -342,7 +342,7 @@ def test_missing_objects_fail_the_command_with_the_option_and_path(s3):
         [
             sys.executable,
             "-m",
-            "eegfm.pipelines.preprocess",
+            "eegfm.pipelines.job.preprocess",
             "--input",
             f"s3://{BUCKET}/errors/raw/",
             "--output",
@@ -382,7 +382,7 @@ def test_a_public_bucket_is_read_without_credentials(s3, shared_data, tmp_path):
     args = [
         sys.executable,
         "-m",
-        "eegfm.pipelines.preprocess",
+        "eegfm.pipelines.job.preprocess",
         "--input",
         "s3://public-eeg/ds/",
         "--output",
@@ -545,7 +545,7 @@ def test_the_job_reads_and_writes_s3_like_local_disk(s3, mixed_tree, tmp_path, b
     assert {tuple(b["eeg"].shape[1:]) for b in batches} == {(19, 2560)}
 
     # The data-quality report reads it there too: the same picture's numbers as the local run's.
-    from eegfm.pipelines.report import artifact_scores, site_summary, write_report
+    from eegfm.pipelines.quality.site_report import artifact_scores, site_summary, write_report
 
     assert write_report(f"s3://{BUCKET}/out") == f"s3://{BUCKET}/out/report.png"  # beside the records
     assert client.get_object(Bucket=BUCKET, Key="out/report.png")["Body"].read()[:4] == b"\x89PNG"
@@ -567,7 +567,7 @@ def test_a_gcs_output_without_credentials_fails_at_once(shared_data, tmp_path):
         [
             sys.executable,
             "-m",
-            "eegfm.pipelines.preprocess",
+            "eegfm.pipelines.job.preprocess",
             "--input",
             str(shared_data / "eegmat" / "Subject00_2.edf"),
             "--output",

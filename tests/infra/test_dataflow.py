@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from eegfm.pipelines.preprocess import build_parser
+from eegfm.pipelines.job.preprocess import build_parser
 
 DATAFLOW = Path(__file__).resolve().parents[2] / "infra" / "dataflow"
 

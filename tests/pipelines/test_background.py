@@ -12,9 +12,9 @@ from eegfm.core.config import ConfigError
 from eegfm.core.tasks import HMS_CLASSES
 from eegfm.pipelines.datasets import LabeledInterval, LabeledWindow, SourceItem, as_background, discover
 from eegfm.pipelines.datasets.items import BACKGROUND_VOTES
-from eegfm.pipelines.deid import pseudonym
-from eegfm.pipelines.events import PreprocessConfig
-from eegfm.pipelines.pipeline_args import build_parser, config_from_args, given_flags
+from eegfm.pipelines.job.options import build_parser, config_from_args, given_flags
+from eegfm.pipelines.job.process_io import PreprocessConfig
+from eegfm.pipelines.privacy.deid import pseudonym
 from tests.conftest import BACKGROUND_KEY, BACKGROUND_RECORDINGS
 
 OTHER = HMS_CLASSES.index("Other")

@@ -15,12 +15,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from eegfm.core.config import ConfigError
-from eegfm.pipelines.deid import load_key
-from eegfm.pipelines.events import PreprocessConfig, StageError
-from eegfm.pipelines.localize import RATIO_FLOOR, DecompressLimit, _copy, localized
-from eegfm.pipelines.pipeline_args import build_parser, config_from_args
-from eegfm.pipelines.preprocess import run
-from eegfm.pipelines.redact import PathRedactor
+from eegfm.pipelines.job.options import build_parser, config_from_args
+from eegfm.pipelines.job.preprocess import run
+from eegfm.pipelines.job.process_io import PreprocessConfig, StageError
+from eegfm.pipelines.privacy.deid import load_key
+from eegfm.pipelines.privacy.redact import PathRedactor
+from eegfm.pipelines.readers.local_copy import RATIO_FLOOR, DecompressLimit, _copy, localized
 from tests.pipelines.readers.test_sampling_rate_range import write_rate_edf
 
 BOMB_BYTES = 200 << 20

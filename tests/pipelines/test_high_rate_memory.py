@@ -1,4 +1,4 @@
-"""Decoding memory bounded whatever the sampling rate (``pipelines.chunking``): a recording at
+"""Decoding memory bounded whatever the sampling rate (``pipelines.signal.chunking``): a recording at
 100 kHz, the highest rate the readers accept, holds at most a few times the pipeline's working set
 at 256 Hz. ``benchmarks/high_rate_memory.py`` measures the 60 s case of issue 78 (1.5 GB before)."""
 

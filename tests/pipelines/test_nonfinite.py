@@ -13,7 +13,7 @@ from scipy.signal import resample_poly
 
 from eegfm.core.dsp.resample import plan_resample, resample
 from eegfm.pipelines.datasets import SourceItem
-from eegfm.pipelines.process import Outcome, PreprocessConfig, RejectedWindow, Window, process_recording
+from eegfm.pipelines.job.process import Outcome, PreprocessConfig, RejectedWindow, Window, process_recording
 
 KEY = b"a-test-key-of-32-bytes-for-hmac!"
 WINDOW = 2560  # 10 s at 256 Hz, the default window

@@ -42,7 +42,7 @@ def hms6_run(tmp_path_factory) -> Path:
     from eegfm.contract.schema import CHANNELS, SFREQ
     from eegfm.model.config import EEGFMConfig
     from eegfm.model.modeling import EEGFMModel
-    from eegfm.pipelines.process import PreprocessConfig
+    from eegfm.pipelines.job.process import PreprocessConfig
 
     torch.manual_seed(0)
     run = tmp_path_factory.mktemp("hms6") / "run"

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from eegfm.core.machine import Cpus
-from eegfm.pipelines.redact import PathRedactor
+from eegfm.pipelines.privacy.redact import PathRedactor
 from eegfm.serving import model_threads, predict
 from tests.pipelines.named_ward import IDENTIFIER, leaks, write_named_ward
 from tests.serving.conftest import validate_prediction

@@ -157,7 +157,7 @@ def test_the_datas_artifact_autoencoder_travels_with_the_model_and_scores_window
     import shutil
 
     from eegfm.contract.preprocess_spec import save_preprocess_spec
-    from eegfm.pipelines.artifact_ae import ArtifactAutoencoder
+    from eegfm.pipelines.quality.artifact_autoencoder import ArtifactAutoencoder
 
     # the pipeline output as a run with its autoencoder would leave it: fitted on its windows
     data = tmp_path / "data"

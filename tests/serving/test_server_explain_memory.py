@@ -132,7 +132,7 @@ def _fake_events(starts, passes: list[int]):
     fresh 190 KiB EEG array as the real ones do (and its ``arrival``); ``passes`` counts the passes."""
     from types import SimpleNamespace
 
-    from eegfm.pipelines.events import Outcome, Window
+    from eegfm.pipelines.job.process_io import Outcome, Window
 
     def events(_predictor, _item):
         passes.append(1)

@@ -38,8 +38,8 @@ def decoded(reply: dict) -> np.ndarray:
 def model_windows(finetuned, path) -> tuple[np.ndarray, list[float]]:
     """The 19 channels the model saw over the whole recording (its windows end to end, float32 of
     the stored float16), and the windows' starts: the pipeline run directly, as the predictor runs it."""
-    from eegfm.pipelines.events import Window
-    from eegfm.pipelines.process import process_recording
+    from eegfm.pipelines.job.process import process_recording
+    from eegfm.pipelines.job.process_io import Window
     from eegfm.serving.predictor import Predictor
 
     predictor = Predictor(finetuned)
@@ -145,7 +145,7 @@ def test_windows_are_streamed_not_all_kept(monkeypatch):
     time order keeps one window: tests/serving/test_server_explain_memory.py)."""
     from types import SimpleNamespace
 
-    from eegfm.pipelines.events import Outcome, Window
+    from eegfm.pipelines.job.process_io import Outcome, Window
     from eegfm.serving.api import traces
 
     starts = [30.0, 0.0, 50.0, 10.0, 40.0, 20.0]

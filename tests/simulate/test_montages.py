@@ -9,11 +9,11 @@ from scipy import signal
 
 from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_of, derivation, standard_name
 from eegfm.core.config import ConfigError
-from eegfm.pipelines.bipolar import BipolarReader, bipolar_plan
 from eegfm.pipelines.datasets import SourceItem
-from eegfm.pipelines.events import PreprocessConfig, Window
-from eegfm.pipelines.process import process_recording
+from eegfm.pipelines.job.process import process_recording
+from eegfm.pipelines.job.process_io import PreprocessConfig, Window
 from eegfm.pipelines.readers import open_recording
+from eegfm.pipelines.signal.bipolar import BipolarReader, bipolar_plan
 from eegfm.simulate.corpus import CorpusConfig, generate_corpus
 from eegfm.simulate.montages import CHBMIT23, DOUBLE_BANANA, site_montage
 from eegfm.simulate.patterns import LEFT_FOCI, RIGHT_FOCI, draw_episode, render_episodes

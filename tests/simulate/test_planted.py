@@ -173,7 +173,7 @@ def test_the_same_seed_gives_the_same_files_and_excluding_moves_no_token(corpus,
 
 
 def test_the_corpus_goes_through_the_pipeline_into_hms6_windows_with_its_votes(corpus, tmp_path):
-    from eegfm.pipelines.preprocess import run as preprocess
+    from eegfm.pipelines.job.preprocess import run as preprocess
 
     (tmp_path / "key").write_bytes(b"test_planted key 0001")
     (tmp_path / "key").chmod(0o600)

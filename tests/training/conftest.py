@@ -13,7 +13,7 @@ from eegfm.training.data import list_files
 def preprocess_corpus(corpus: Path, out: Path) -> dict:
     """The pipeline's run over ``corpus`` into ``out`` with a fixed key (the same pseudonyms and
     split every run), without the artifact model; its manifest."""
-    from eegfm.pipelines.preprocess import run as preprocess
+    from eegfm.pipelines.job.preprocess import run as preprocess
 
     key = out.parent / f"{out.name}.key"
     key.write_text("0123456789abcdef" * 4 + "\n")

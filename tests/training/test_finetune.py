@@ -29,7 +29,7 @@ from eegfm.contract.tfrecord import read_records, write_records
 from eegfm.core.tasks import TUAB_LABELS, TUEV_LABELS
 from eegfm.metrics import classification as eval_metrics
 from eegfm.model.modeling import EEGFMModel
-from eegfm.pipelines.preprocess import run as preprocess
+from eegfm.pipelines.job.preprocess import run as preprocess
 from eegfm.simulate.cli import run as simulate
 from eegfm.training import checkpoint as ckpt
 from eegfm.training import finetune

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from eegfm.core.tasks import HMS_CLASSES
-from eegfm.pipelines.deid import pseudonym
+from eegfm.pipelines.privacy.deid import pseudonym
 from eegfm.training import finetune
 from eegfm.training.config import ConfigError, load_config
 from eegfm.training.data import scan_windows

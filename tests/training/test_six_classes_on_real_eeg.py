@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from eegfm.pipelines.preprocess import run as preprocess
+from eegfm.pipelines.job.preprocess import run as preprocess
 from eegfm.serving import corpus_check, planted_seizures
 from eegfm.simulate import planted
 from eegfm.simulate.cli import run as simulate

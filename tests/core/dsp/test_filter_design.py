@@ -68,7 +68,7 @@ def _cascade(fs: float) -> np.ndarray:
 @pytest.mark.parametrize("fs", [160.0, 256.0, 500.0, 5000.0])
 def test_impulse_response_equals_sosfilt_of_an_impulse(fs):
     sos = _cascade(fs)
-    n = int(min(fs * 600, max(fs * 120, 2**16)))  # the length pipelines.filters measures
+    n = int(min(fs * 600, max(fs * 120, 2**16)))  # the length pipelines.signal.filters measures
     impulse = np.zeros(n)
     impulse[0] = 1.0
     expected = signal.sosfilt(sos, impulse)
@@ -141,7 +141,7 @@ def test_bad_arguments_name_the_parameter(call, message):
 def test_the_job_imports_no_scipy_signal():
     # The reason this module exists: scipy.signal costs 0.6-0.7 s per process to import.
     code = (
-        "import sys, pipelines.preprocess, pipelines.process, pipelines.artifact_ae; "
+        "import sys, pipelines.job.preprocess, pipelines.job.process, pipelines.quality.artifact_autoencoder; "
         "print(sorted(m for m in sys.modules if m.startswith(('scipy.signal', 'scipy.stats'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -154,9 +154,9 @@ def test_the_job_imports_no_scipy_signal():
     "l_freq,h_freq,line_freq", [(0.1, 100.0, 50), (0.5, 40.0, 60), (5.0, None, 50), (None, 100.0, None)]
 )
 def test_filter_lengths_equal_those_sosfilt_measures(sfreq, order, l_freq, h_freq, line_freq):
-    # What pipelines.filters takes from the impulse response: the edge padding (all but 1e-3 of
+    # What pipelines.signal.filters takes from the impulse response: the edge padding (all but 1e-3 of
     # its mass) and the streaming look-ahead (all but 1e-7); a 720-setting sweep agreed as well.
-    from eegfm.pipelines.filters import FilterConfig, design_filters
+    from eegfm.pipelines.signal.filters import FilterConfig, design_filters
 
     design = design_filters(
         sfreq, FilterConfig(line_freq=line_freq, l_freq=l_freq, h_freq=h_freq, order=order), line_freq

@@ -153,7 +153,7 @@ def test_a_fused_model_of_one_network_scores_what_its_run_reported(tiny_run):
 
 def tiny_data(tmp_path: Path, shared: Path, subjects=("00",)) -> Path:
     """The pipeline's 5 s windows of ``subjects`` (by default one training subject, a few seconds)."""
-    from eegfm.pipelines import preprocess
+    from eegfm.pipelines.job import preprocess
 
     data = eegmat_subset(shared, tmp_path / "recordings", subjects)
     out = tmp_path / "data"

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from eegfm.pipelines.datasets import discover, expand_inputs
-from eegfm.pipelines.redact import PathRedactor
+from eegfm.pipelines.privacy.redact import PathRedactor
 from tests.adversarial import LATIN1_NAME, build_adversarial_inputs
 
 # A regression opens a FIFO and waits for ever: fail instead (pytest-timeout's signal interrupts open()).

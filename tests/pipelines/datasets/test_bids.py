@@ -12,9 +12,9 @@ from eegfm.contract import schema
 from eegfm.contract.tfrecord import read_records
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.datasets.bids import SidecarError, SidecarIndex, parse_name, sidecar_info
-from eegfm.pipelines.harmonize import harmonize, plan_harmonization
-from eegfm.pipelines.preprocess import run
+from eegfm.pipelines.job.preprocess import run
 from eegfm.pipelines.readers import open_recording
+from eegfm.pipelines.signal.harmonize import harmonize, plan_harmonization
 
 RECORDING = "ds/sub-01/ses-a/eeg/sub-01_ses-a_task-rest_run-1_eeg.edf"
 
@@ -205,7 +205,7 @@ def _electrodes_tsv(positions, scale=1000.0, turn=lambda p: p, extra=""):
 
 def test_electrodes_tsv_places_a_caps_numbered_channels_by_their_head_frame_whatever_its_axes():
     from eegfm.pipelines.datasets.bids import electrode_positions
-    from eegfm.pipelines.harmonize import map_channels
+    from eegfm.pipelines.signal.harmonize import map_channels
 
     positions, fiducials = _mgh70_head()
     names = list(positions)
@@ -309,7 +309,7 @@ def test_electrodes_and_coordsystem_apply_across_their_space_entity():
 def test_the_job_places_a_bids_recordings_numbered_channels_by_its_electrodes_tsv(shared_data, tmp_path):
     # eegmat's 19 channels spread over MGH's 70-electrode cap, saved as EDF channels 'EEG 001' ...
     # in a BIDS data set whose electrodes.tsv says where each sat (CapTrak, mm).
-    from tests.pipelines.test_process import _spread, _ten_twenty, _write_edf
+    from tests.pipelines.job.test_process import _spread, _ten_twenty, _write_edf
 
     positions, fiducials = _mgh70_head()
     eeg = _ten_twenty(shared_data / "eegmat" / "Subject00_2.edf")

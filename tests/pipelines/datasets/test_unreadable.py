@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from eegfm.pipelines.datasets import discover, expand_inputs
-from eegfm.pipelines.preprocess import run
+from eegfm.pipelines.job.preprocess import run
 
 # Root reads and lists anything: without the capabilities that let it, it meets file modes as any user does.
 _NO_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
@@ -102,7 +102,7 @@ def test_the_job_quarantines_each_unreadable_entry_at_read_and_runs_the_rest(unr
             *_as_a_plain_user(),
             sys.executable,
             "-m",
-            "eegfm.pipelines.preprocess",
+            "eegfm.pipelines.job.preprocess",
             "--input",
             str(corpus),
             "--output",

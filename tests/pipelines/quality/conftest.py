@@ -7,7 +7,7 @@ import pytest
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.core.dsp.resample import resample
-from eegfm.pipelines.filters import filter_data
+from eegfm.pipelines.signal.filters import filter_data
 
 SFREQ = 256.0
 N_TIMES = 1280  # 5 s windows

@@ -6,8 +6,6 @@ import numpy as np
 import pytest
 from scipy.signal import welch
 
-from eegfm.pipelines.features import window_spectrum
-from eegfm.pipelines.filters import LINE_FREQUENCIES, line_ratio_db
 from eegfm.pipelines.quality import (
     RULES,
     QualityConfig,
@@ -17,6 +15,8 @@ from eegfm.pipelines.quality import (
     validate_window,
 )
 from eegfm.pipelines.quality.physiology import rhythmic_field
+from eegfm.pipelines.signal.features import window_spectrum
+from eegfm.pipelines.signal.filters import LINE_FREQUENCIES, line_ratio_db
 from tests.pipelines.quality.conftest import N_TIMES, SFREQ
 
 

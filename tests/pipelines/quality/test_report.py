@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eegfm.pipelines.features import WindowSpectrum, window_spectrum
 from eegfm.pipelines.quality import QUALITY_NAMES, QualityConfig, QualityReport, compute_quality, validate_window
+from eegfm.pipelines.signal.features import WindowSpectrum, window_spectrum
 from tests.pipelines.quality.conftest import SFREQ
 
 
@@ -73,5 +73,5 @@ def test_the_spectrum_is_shared_and_can_be_passed_in(window):
     assert report.with_ae_score(0.2).spectrum is report.spectrum
     with pytest.raises(ValueError, match=r"spectrum: expected the spectrum of this window"):
         compute_quality(w32[:, :1000], spectrum=spectrum)
-    with pytest.raises(TypeError, match="spectrum: expected a pipelines.features.WindowSpectrum"):
+    with pytest.raises(TypeError, match="spectrum: expected a pipelines.signal.features.WindowSpectrum"):
         compute_quality(w32, spectrum=(spectrum.freqs, spectrum.psd))

@@ -147,7 +147,7 @@ def test_the_eeg_electrodes_rate_wins_over_more_slow_channels(tmp_path):
     assert reader.skipped == ["SpO2", "Pleth", "Pos", "HR", "Temp"]
     np.testing.assert_allclose(reader.read(0, 1024)[0], data[0], atol=0.02)
     from eegfm.pipelines.datasets import SourceItem
-    from eegfm.pipelines.process import PreprocessConfig, process_recording
+    from eegfm.pipelines.job.process import PreprocessConfig, process_recording
 
     *_, outcome = process_recording(SourceItem(str(path), "edf", "icu"), b"k" * 32, PreprocessConfig(), "h")
     assert outcome.stage == "harmonize" and outcome.other_rate == ("SpO2", "Pleth", "Pos", "HR", "Temp")

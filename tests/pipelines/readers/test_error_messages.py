@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 from eegfm.pipelines.datasets import discover
-from eegfm.pipelines.process import Outcome, PreprocessConfig, process_recording
+from eegfm.pipelines.job.process import Outcome, PreprocessConfig, process_recording
 from eegfm.pipelines.readers.base import one_line
 
 

@@ -34,7 +34,7 @@ EXPECTED = {
 
 @pytest.fixture(scope="module")
 def formats_run(shared_data, key_file, tmp_path_factory):
-    from eegfm.pipelines.preprocess import run
+    from eegfm.pipelines.job.preprocess import run
 
     out = tmp_path_factory.mktemp("formats-run")
     args = ["--input", str(shared_data / "formats"), "--output", str(out), "--pseudonym_key_file", key_file]
@@ -66,7 +66,7 @@ def _eeg_channels(edf) -> tuple[list[str], int, np.ndarray]:
 
 def _job(folder, key_file, tmp_path) -> tuple[dict, dict]:
     """One pipeline run over ``folder``: its manifest, and the manifest's inputs by file name."""
-    from eegfm.pipelines.preprocess import run
+    from eegfm.pipelines.job.preprocess import run
 
     args = ["--input", str(folder), "--output", str(tmp_path / "out"), "--pseudonym_key_file", key_file]
     manifest = run([*args, "--keep_paths", "--runner", "DirectRunner", "--direct_running_mode", "in_memory"])

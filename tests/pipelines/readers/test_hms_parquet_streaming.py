@@ -114,7 +114,7 @@ def test_a_non_numeric_eeg_column_fails_at_open_naming_the_column_and_its_type(t
 def test_the_columns_a_missing_column_error_lists_go_with_it_for_redaction(shared_data, tmp_path):
     """A column an export named after the patient, in place of Fp1: the error lists the columns found
     and carries them as its labels, which redaction replaces by tokens where they are no channel's."""
-    from eegfm.pipelines.redact import PathRedactor
+    from eegfm.pipelines.privacy.redact import PathRedactor
 
     table = pq.read_table(shared_data / "hms" / "train_eegs" / "1000913311.parquet")
     path = tmp_path / "named.parquet"

@@ -116,9 +116,9 @@ def hms_spectrogram_records(shared_data):
     """The real HMS EEG's 50 s window three ways: with a Kaggle spectrogram (300 frames), with one
     computed from the window (25 frames) and with none."""
     from eegfm.pipelines.datasets import LabeledWindow, SourceItem
-    from eegfm.pipelines.events import PreprocessConfig
-    from eegfm.pipelines.events import Window as PipelineWindow
-    from eegfm.pipelines.process import process_recording
+    from eegfm.pipelines.job.process import process_recording
+    from eegfm.pipelines.job.process_io import PreprocessConfig
+    from eegfm.pipelines.job.process_io import Window as PipelineWindow
 
     hms = shared_data / "hms"
     item = SourceItem(

@@ -1,6 +1,6 @@
 """Training refuses a pipeline output whose shards are not the ones its manifest lists (emptied, cut,
 lost, foreign, or no manifest at all), naming the file; --allow_partial reads the rest and says what
-is missing. On a real run of pipelines.preprocess over eegmat recordings."""
+is missing. On a real run of pipelines.job.preprocess over eegmat recordings."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from eegfm.contract.tfrecord import read_records
 from eegfm.evaluation.benchmark.windows import load_windows
 from eegfm.evaluation.loso import main as loso_main
-from eegfm.pipelines.preprocess import run as preprocess
+from eegfm.pipelines.job.preprocess import run as preprocess
 from eegfm.training import pretrain
 from eegfm.training.data import IncompleteDataError, check_data, check_shards, list_files, scan_windows
 from eegfm.training.finetune import cli as finetune

@@ -1,0 +1,456 @@
+"""The launcher of the preprocessing job: raw EEG -> de-identified, 256 Hz, artifact-scored windows
+in snappy TFRecords, with a manifest of every input.
+
+    python -m eegfm.pipelines.job.preprocess --input DIR_OR_GLOB [...] --output OUT [beam options]
+
+Checks the command line (``pipeline_args``), finds the inputs, holds the output folder (an earlier
+run's shards are refused, or deleted with ``--overwrite``), runs the Beam pipeline (``stages``) on
+the DirectRunner or Dataflow, and removes what a run that stopped early wrote.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import json
+import os
+import signal
+import sys
+import time
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
+
+from eegfm.contract import layout
+from eegfm.core.config import ConfigError, check_int
+from eegfm.core.logs import get_logger, setup_logging
+from eegfm.core.machine import Cpus
+from eegfm.core.process_tree import StallWatchdog, Stopped, stop_on_signals
+from eegfm.core.run_lock import hold_run_lock, release_run_lock, run_token
+from eegfm.core.stores import (
+    STORE_ERRORS,
+    check_gcs_credentials,
+    check_reachable,
+    check_s3_credentials,
+    delete,
+    discard_folders,
+    is_remote,
+    match_below,
+    match_path,
+    storage_error,
+)
+from eegfm.pipelines.datasets import Ignored, discover, named_in_reason
+from eegfm.pipelines.job.leftovers import clear_temporary_folders, temporary_folders
+from eegfm.pipelines.job.local_job import BeamJobFailed, run_in_session
+from eegfm.pipelines.job.local_parallelism import choose_parallelism, input_bytes
+from eegfm.pipelines.job.manifest import count, summarize
+from eegfm.pipelines.job.options import (
+    DEFAULT_KEY_FILE,
+    beam_option_names,
+    build_parser,
+    check_sharding,
+    config_from_args,
+    describe,
+    given_flags,
+    job_spec,
+    unrecognized,
+)
+from eegfm.pipelines.job.progress import ProgressReporter, clear_stale_progress, progress_file
+from eegfm.pipelines.job.sinks import FILE_NAME_SUFFIX, SITE_FILE_PREFIX
+from eegfm.pipelines.job.stages import build_pipeline, load_model
+from eegfm.pipelines.privacy.deid import PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
+from eegfm.pipelines.privacy.redact import PathRedactor, RunRedaction, related_paths, shown_folders
+from eegfm.pipelines.quality.artifact_autoencoder import ArtifactAutoencoder
+from eegfm.pipelines.quality.site_report import REPORT_NAME, write_report
+from eegfm.pipelines.readers.s3_anonymous import install_s3_anonymous
+
+log = get_logger("preprocess")
+
+
+def run(argv: list[str] | None = None) -> dict:
+    parser = build_parser()
+    args, beam_args = parser.parse_known_args(argv)
+    # First: Beam logs through the root logger, which, without a handler, then gets Python's own.
+    setup_logging("DEBUG" if args.verbose else "INFO", verbose=args.verbose)
+    args.redact_paths = not args.keep_paths  # redacted by default; --redact_paths is kept for old command lines
+    redaction = RunRedaction(args.redact_paths, args.input, args.shown_folders)
+    try:
+        with stop_on_signals():  # SIGTERM and SIGHUP unwind as Ctrl-C does: the job's processes end with it
+            return _run(parser, argv, args, beam_args, redaction)
+    except UsageError as err:
+        redaction.release()  # the log lines held until the inputs were listed, before the error
+        parser.error(redaction.scrub(str(err)))
+    finally:
+        redaction.close()
+
+
+class UsageError(Exception):
+    """A command-line problem found after parsing: reported as argparse reports its own (usage,
+    the message, exit status 2), scrubbed of the inputs' names."""
+
+
+def _run(parser, argv, args, beam_args, redaction: RunRedaction) -> dict:
+    options = _pipeline_options(parser, args, beam_args)
+    try:
+        config, items, ignored, datasets, key = _inputs(parser, argv, args, options, redaction)
+    except (ConfigError, PseudonymKeyError, ValueError, *STORE_ERRORS) as err:
+        raise UsageError(str(err)) from None
+    if options.view_as(StandardOptions).runner is None:
+        # Name the runner explicitly (Beam otherwise logs that it is guessing one).
+        options.view_as(StandardOptions).runner = "DirectRunner"
+    if options.get_all_options().get("dry_run") and _is_local(options):
+        plan = _dry_run_plan(args, items, ignored, datasets, key, redaction.redactor, config.background)
+        print(redaction.scrub(plan))
+        return {}
+    if _is_local(options):
+        _use_the_cores(options, beam_args, [item.path for item in items])
+    log.info(
+        "%s (%s), %s; writing to %s",
+        count(len(items), "recording"),
+        _describe_datasets(datasets, redaction.redactor),
+        count(len(ignored), "other file"),
+        args.output,
+    )
+    if not is_remote(args.output):  # object stores have no folders to create, nor locks
+        try:
+            os.makedirs(args.output, exist_ok=True)
+        except OSError as err:
+            raise UsageError(
+                f"--output {args.output}: cannot create the output folder ({err.strerror or err})"
+            ) from None
+        problem = hold_run_lock(args.output)  # before --overwrite could delete a running job's files
+        if problem:
+            raise UsageError(f"--output {problem}")
+    try:
+        return _write_output(args, options, config, items, ignored, key, redaction.scrub)
+    finally:
+        release_run_lock(args.output)
+
+
+def _pipeline_options(parser, args, beam_args: list[str]) -> PipelineOptions:
+    """Beam's options from the arguments the job's parser left; refuses those Beam does not know either."""
+    if not args.stall_timeout_s >= 0:
+        raise UsageError(f"--stall_timeout_s: expected seconds >= 0 (0: never); got {args.stall_timeout_s:g}")
+    unknown = unrecognized(beam_args)
+    if unknown:  # Beam would only warn and run without them
+        own = [flag for action in parser._actions for flag in action.option_strings]
+        raise UsageError(describe(unknown, own, beam_option_names()))
+    if args.s3_anonymous:
+        private = [
+            f"{flag} {path}"
+            for flag, path in (("--output", args.output), ("--pseudonym_key_file", args.pseudonym_key_file))
+            if path.startswith("s3://")
+        ]
+        if private:
+            raise UsageError(
+                f"--s3_anonymous: unsigned requests cannot write or read a private key; "
+                f"{' and '.join(private)} must be on another file system"
+            )
+        beam_args.append("--s3_anonymous")  # a pipeline option (pipelines.readers.s3_anonymous): workers apply it too
+        install_s3_anonymous()
+    options = PipelineOptions(beam_args)
+    # Beam's filesystems read their credentials and endpoints (--s3_endpoint_url ...) from
+    # the options; the launcher lists inputs and reads the key before any worker runs.
+    FileSystems.set_options(options)
+    return options
+
+
+def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedaction):
+    """The run's config, recordings, files passed over, data sets and key, once every path it needs
+    is reachable and the artifact options hold; keys ``redaction`` with the inputs."""
+    check_s3_credentials([*([] if args.s3_anonymous else args.input), args.output, args.pseudonym_key_file], options)
+    dry_run = options.get_all_options().get("dry_run")  # a dry run lists inputs but writes nothing
+    if not dry_run:
+        check_gcs_credentials([args.output, args.pseudonym_key_file])
+    check_reachable([*args.input, args.pseudonym_key_file, *([] if dry_run else [args.output])], options)
+    config = config_from_args(args, given_flags(parser, argv))
+    if config.stride_seconds > config.window_seconds:
+        log.warning(
+            "windows of %g s every %g s (--stride_seconds): %g s between windows are in none of them",
+            config.window_seconds,
+            config.stride_seconds,
+            config.stride_seconds - config.window_seconds,
+        )
+    check_sharding(args)
+    _ensure_key(args.pseudonym_key_file, args.create_key_file)
+    key = load_key(args.pseudonym_key_file)
+    if not is_remote(args.pseudonym_key_file):  # object stores have their own access control
+        warn_if_shared(args.pseudonym_key_file)
+    # An output folder (or key file) inside an input folder is the job's own, never an input.
+    items, ignored, datasets = discover(
+        args.input, dataset=args.dataset, site=args.site, exclude=[args.output, args.pseudonym_key_file]
+    )
+    # Every input path a report or log line may name: as given, as found, sidecars, files passed over.
+    named = [
+        *args.input,
+        *(p for item in items for p in related_paths(item)),
+        *(p for g in ignored for p in (g.path, *named_in_reason(g.path))),
+    ]
+    redaction.keyed(key, named, shown_folders(args.input, args.shown_folders))
+    ignored = [Ignored(redaction.redactor.path(g.path), redaction.scrub(g.reason)) for g in ignored]
+    if not items:
+        raise ValueError(f"--input {' '.join(args.input)}: no recordings found (only {len(ignored)} sidecar/doc files)")
+    _check_artifact_options(args, {item.site for item in items})
+    return config, items, ignored, datasets, key
+
+
+def _dry_run_plan(args, items, ignored, datasets, key: bytes, redactor: PathRedactor, background: str = "") -> str:
+    """What a local ``--dry_run`` prints: recordings per site and data set, the inputs that cannot be
+    read and the files not read, with why. Under --redact_paths sites show as pseudonyms and folders
+    as tokens (a site may be a folder's name). ``background``: the task every recording is background of."""
+    per_site = collections.Counter(
+        (pseudonym(key, "site", item.site) if args.redact_paths else item.site, item.dataset) for item in items
+    )
+    labeled = sum(bool(item.windows) or item.recording_label >= 0 for item in items)
+    labels = f"all {background} background" if background else f"{labeled} with labels"
+    lines = [
+        f"eegfm-preprocess --dry_run: nothing read or written; {args.output} would receive",
+        f"  {count(len(items), 'recording')} ({labels}) from {_describe_datasets(datasets, redactor)}",
+    ]
+    lines += [f"    site {site!r:24} {dataset:8} {n}" for (site, dataset), n in sorted(per_site.items())]
+    unread = [Ignored(redactor.path(item.path), item.read_problem) for item in items if item.read_problem]
+    for entries, heading in ((unread, "that cannot be read, to quarantine"), (ignored, "not read as recordings")):
+        if entries:
+            lines.append(f"  {count(len(entries), 'file')} {heading}:")
+            lines += [f"    {entry.path}: {entry.reason}" for entry in entries[:20]]
+            if len(entries) > 20:
+                lines.append(f"    ... and {len(entries) - 20} more")
+    return "\n".join(lines)
+
+
+def _write_output(args, options, config, items, ignored, key, scrub) -> dict:
+    """Clears (or refuses) an earlier run's outputs, runs the pipeline, removes what a stopped run
+    wrote; returns the manifest (empty on Dataflow)."""
+    cleared = False  # no earlier run's outputs in args.output: any found later are this run's
+    if is_remote(args.output) and options.get_all_options().get("dry_run"):
+        log.info("--dry_run: %s is not checked for an earlier run's outputs", args.output)
+    else:
+        try:
+            # A local output is locked (``_run``): no other run uses what is in it.
+            _clear_earlier_run(args.output, args.overwrite, locked=not is_remote(args.output))
+            cleared = True
+        except (ValueError, *STORE_ERRORS) as err:
+            raise UsageError(str(err)) from None
+    # A run that stops early on this machine removes its temporary folders (a Dataflow job goes on
+    # without its launcher: its folders stay in use).
+    earlier_temporary = set(temporary_folders(args.output)) if _is_local(options) else None
+    if _is_local(options):
+        clear_stale_progress()
+    start = time.time()
+    try:
+        _run_pipeline(args, options, config, items, ignored, key, scrub)
+    except BaseException:
+        if earlier_temporary is not None:
+            try:
+                _remove_partial_run(args.output, earlier_temporary, start, finished_are_ours=cleared)
+            except Exception as err:  # noqa: BLE001 - the job's own error is the one to report
+                log.warning("stopped before the end; could not remove what it wrote in %s: %s", args.output, err)
+        raise
+    seconds = time.time() - start
+    if options.view_as(StandardOptions).runner == "DataflowRunner":
+        return {}
+    with FileSystems.open(FileSystems.join(args.output, layout.MANIFEST)) as fh:
+        manifest = json.loads(fh.read())
+    print(scrub(f"eegfm-preprocess: wrote {args.output}\n" + summarize(manifest, seconds)))
+    if args.report:
+        log.info("data-quality report: %s", scrub(write_report(args.output)))
+    return manifest
+
+
+def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, finished_are_ours: bool) -> None:
+    """Removes a stopped run's temporary folders and, where ``finished_are_ours`` (the output held no
+    earlier run's), its finished shards and artifact model, which would pass for a whole data set."""
+    ours = sorted(set(temporary_folders(output)) - earlier_temporary)
+    discard_folders(ours)
+    if FileSystems.exists(FileSystems.join(output, layout.MANIFEST)):  # stopped after its last step
+        log.warning("stopped after the manifest was written: the outputs in %s are complete", output)
+        return
+    if not finished_are_ours:
+        log.warning(
+            "stopped before the end: removed this run's %d temporary folder(s) in %s; its finished "
+            "shards, if any, lie among an earlier run's there",
+            len(ours),
+            output,
+        )
+        return
+    written = earlier_run_outputs(output)
+    model = FileSystems.join(output, layout.ARTIFACT_MODEL)
+    found = match_path(model)
+    if found and found[0].last_updated_in_seconds >= start - 1:  # not a model it was given (--artifact_model)
+        written.append(model)
+    if written:
+        delete(written)
+    if not is_remote(output):  # the site folders it made (object stores have none)
+        for folder in {os.path.dirname(path) for path in written} - {output}:
+            with contextlib.suppress(OSError):  # not empty: not only ours
+                os.rmdir(folder)
+    log.warning(
+        "stopped before the end: removed this run's %d temporary folder(s) and %d finished file(s) in %s; "
+        "no manifest was written",
+        len(ours),
+        len(written),
+        output,
+    )
+
+
+def _run_pipeline(args, options, config, items, ignored, key, scrub) -> None:
+    local = _is_local(options)
+    spec = dataclasses.replace(job_spec(args), run_token="" if is_remote(args.output) else run_token(args.output))
+
+    def job() -> None:
+        with beam.Pipeline(runner=local_runner(options), options=options) as p:
+            build_pipeline(p, spec, config, items, ignored, key, progress, output_shown=scrub(args.output))
+
+    with contextlib.ExitStack() as stack:
+        progress = None
+        if local:  # Dataflow shows its own progress; its workers cannot reach this disk
+            progress = stack.enter_context(progress_file())
+            reporter = stack.enter_context(ProgressReporter(progress, len(items)))
+        if local and options.view_as(DirectOptions).direct_running_mode in ("multi_processing", "multi_threading"):
+            watchdog = StallWatchdog(args.stall_timeout_s, finished=lambda: reporter.done)
+            run_in_session(job, watchdog, args.output, scrub)
+        else:  # one process: a signal unwinds the job itself (a Dataflow job goes on without its launcher)
+            job()
+
+
+def earlier_run_outputs(output: str) -> list[str]:
+    """An earlier run's manifest, quarantine list, report and shards in ``output`` (readers take every
+    ``part-*-of-*`` file, so they would mix with a new run's)."""
+    patterns = [layout.MANIFEST, layout.QUARANTINE, REPORT_NAME, f"*/{SITE_FILE_PREFIX}-*-of-*{FILE_NAME_SUFFIX}"]
+    return sorted(m.path for pattern in patterns for m in match_below(output, pattern))
+
+
+def _clear_earlier_run(output: str, overwrite: bool, locked: bool) -> None:
+    """Refuse an earlier run's outputs (ValueError), or delete them with ``overwrite``; then remove the
+    temporary folders runs killed before the end left (``leftovers``): a refused run touches nothing."""
+    found = earlier_run_outputs(output)
+    shards = sum(path.endswith(FILE_NAME_SUFFIX) for path in found)
+    if found and not overwrite:
+        names = ", ".join(
+            name
+            for name in (layout.MANIFEST, layout.QUARANTINE, REPORT_NAME)
+            if FileSystems.join(output, name) in found
+        )
+        raise ValueError(
+            f"--output {output}: holds an earlier run's outputs ({shards} TFRecord shard(s)"
+            f"{', ' + names if names else ''}); this run's shards would mix with them. Pass --overwrite "
+            "to delete them first, or choose another folder"
+        )
+    clear_temporary_folders(output, locked=locked, overwrite=overwrite)
+    if not found:
+        return
+    delete(found)
+    log.info(
+        "--overwrite: deleted an earlier run's %d shard(s) and %d report file(s) in %s",
+        shards,
+        len(found) - shards,
+        output,
+    )
+
+
+def _check_artifact_options(args, sites: set[str]) -> None:
+    """ConfigError, before any recording is read, where the artifact model's options would only fail
+    (or do nothing) at the end of the run."""
+    if args.no_artifact_model:
+        return
+    if args.artifact_model:
+        try:
+            load_model(args.artifact_model)
+        except (ValueError, KeyError, *STORE_ERRORS) as err:
+            raise ConfigError(
+                f"--artifact_model {args.artifact_model}: cannot load it as the artifact autoencoder "
+                f"of an earlier run ({storage_error(err)})"
+            ) from None
+        return
+    # Fewer windows than the autoencoder needs would only ever skip its fit.
+    check_int("--ae_sample_size", args.ae_sample_size, ArtifactAutoencoder().min_fit_windows)
+    unknown = sorted({s.strip() for s in args.ae_train_sites.split(",") if s.strip()} - sites)
+    if unknown:
+        raise ConfigError(
+            f"--ae_train_sites: {', '.join(unknown)}: no such site among the inputs; expected "
+            f"some of {', '.join(sorted(sites))}"
+        )
+
+
+def _ensure_key(path: str, create: bool = False) -> None:
+    """A new key file at a missing ``path`` that is the default or ``create``; PseudonymKeyError elsewhere."""
+    if is_remote(path) or os.path.exists(path):
+        return
+    if path != DEFAULT_KEY_FILE and not create:
+        raise PseudonymKeyError(
+            f"--pseudonym_key_file {path}: no such file; for a first run pass --create_key_file to create a "
+            f"new key there (a new key gives new pseudonyms), or leave the flag out to use {DEFAULT_KEY_FILE}"
+        )
+    create_key(path)
+    log.info("created a new pseudonym key at %s (keep it for stable pseudonyms)", path)
+
+
+def _describe_datasets(datasets: dict[str, str], redactor: PathRedactor | None = None) -> str:
+    """``folder=dataset`` for a few input folders, else counts per dataset (a log line, not a listing
+    of thousands of patient folders); folders as tokens under --redact_paths."""
+    if len(datasets) <= 8:
+        shown = redactor.folder if redactor is not None and redactor.enabled else str
+        return ", ".join(f"{shown(k)}={v}" for k, v in sorted(datasets.items()))
+    kinds = collections.Counter(datasets.values())
+    return ", ".join(f"{kind} in {n} folder{'s' if n > 1 else ''}" for kind, n in sorted(kinds.items()))
+
+
+def _use_the_cores(options: PipelineOptions, beam_args: list[str], paths: list[str]) -> None:
+    """Sets the local runner's mode and worker count from the machine and the input's size
+    (``local_parallelism``) unless the command line names either."""
+    named = {arg.split("=", 1)[0] for arg in beam_args}
+    if named & {"--direct_running_mode", "--direct_num_workers"}:
+        return
+    chosen = choose_parallelism(input_bytes(paths), Cpus.here().usable)
+    direct = options.view_as(DirectOptions)
+    direct.direct_running_mode, direct.direct_num_workers = chosen.running_mode, chosen.num_workers
+    log.info(
+        "local runner: %s, %s (%s); --direct_running_mode and --direct_num_workers choose otherwise",
+        chosen.running_mode,
+        count(chosen.num_workers, "worker"),
+        chosen.reason,
+    )
+
+
+def _is_local(options: PipelineOptions) -> bool:
+    return options.view_as(StandardOptions).runner in (None, "DirectRunner", "direct")
+
+
+def local_runner(options: PipelineOptions):
+    """Beam's FnApiRunner for the DirectRunner, set up as the DirectRunner sets it up (it honours
+    ``--direct_running_mode`` and ``--direct_num_workers``), else None: the DirectRunner would first
+    try Prism, which downloads a Go binary at run time and ignores ``--direct_running_mode``."""
+    if not _is_local(options):
+        return None
+    # Beam's runner and SDK-worker stack (40 more modules): only for a local run, never on Dataflow
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return fn_runner.FnApiRunner(provision_info=provision)
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        run(argv)
+    except Stopped as err:
+        if err.signum == signal.SIGINT:
+            print("eegfm-preprocess: interrupted", file=sys.stderr)
+        else:
+            print(f"eegfm-preprocess: stopped by {signal.Signals(err.signum).name}", file=sys.stderr)
+        return 128 + err.signum  # as a shell reports a process the signal ended
+    except KeyboardInterrupt:
+        print("eegfm-preprocess: interrupted", file=sys.stderr)
+        return 130  # as a shell reports a process that SIGINT ended
+    except BeamJobFailed as err:
+        print(f"eegfm-preprocess: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""De-identification: keyed pseudonyms, the clinical fields allowed out, and redaction of names."""

@@ -1,0 +1,52 @@
+"""Per-window and per-channel signal-quality metrics, rule-based artifact flags and a keep/drop rule.
+
+Input: a window (n_chans, n_times) in microvolts after resampling and filtering. Output: a
+:class:`QualityReport` whose window metrics :data:`QUALITY_NAMES` are, in order, the TFRecord
+``quality`` vector:
+
+- ``nonfinite_fraction``: NaN/inf samples of measured channels (zeroed before everything else).
+- ``snr_db``: median over channels of mean PSD in ``signal_band`` over ``noise_band`` (1-30 vs
+  30-70 Hz, mains bins excluded), in dB: white noise 0 dB, clean EEG 13-24 dB.
+- ``flat_fraction``: worst channel's samples in runs of ``flat_min_duration_s`` whose
+  sample-to-sample change is at most ``flat_tol_uv``.
+- ``clip_fraction``: worst channel's samples within ``clip_tol_rel`` of the declared physical
+  range, else in runs of ``clip_min_duration_s`` at the window's own extreme (a plateau).
+- ``ptp_uv``, ``ptp_uv_median``: largest and median channel peak-to-peak (uV).
+- ``muscle_ratio``: worst channel's power in ``muscle_band`` (20-100 Hz, capped at Nyquist) over
+  ``total_band``.
+- ``line_noise_db``: worst channel's 50/60 Hz :func:`pipelines.signal.line_noise.line_ratio_db`.
+- ``pop_channels``: channels with an electrode pop: a step of ``pop_min_uv`` and ``pop_z`` robust
+  SDs over ``pop_step_s`` on that channel alone, then a displacement that persists
+  (``pop_persist`` of the step over 0.2 s) and relaxes rather than grows.
+- ``bad_channel_fraction``, ``channel_quality``: measured channels scoring at most 0.5; mean score.
+- ``artifact_ratio``: channel-samples that are flat, clipped, in a pop span (0.5 s) or beyond
+  ``max_abs_uv`` from the channel mean.
+- ``rule_score``: the largest rule penalty.
+
+A metric's *severity* is its value over its threshold (threshold over value for "lower is worse",
+in power units for dB); a rule fires at severity 1 and its penalty is ``min(1, severity / 2)``. A
+channel's score is ``1 - max(penalty)`` over its metrics. :func:`validate_window` drops a window
+when a rule of ``QualityConfig.reject_on`` fires (by default those that make it unusable) or
+``artifact_score`` exceeds ``max_artifact_score``; other artifacts are scored but kept. Pass the
+window before notch/band-pass as ``unfiltered`` for the flat and clipping detectors (a high-pass
+bends plateaus). The spectral metrics share one Welch PSD (``report.spectrum``).
+"""
+
+from eegfm.pipelines.quality.compute import compute_quality, compute_quality_batch
+from eegfm.pipelines.quality.detectors import clip_mask, detect_pops, flat_mask
+from eegfm.pipelines.quality.report import QUALITY_NAMES, QualityReport
+from eegfm.pipelines.quality.rules import DEFAULT_REJECT_ON, RULES, QualityConfig, validate_window
+
+__all__ = [
+    "DEFAULT_REJECT_ON",
+    "QUALITY_NAMES",
+    "RULES",
+    "QualityConfig",
+    "QualityReport",
+    "clip_mask",
+    "compute_quality",
+    "compute_quality_batch",
+    "detect_pops",
+    "flat_mask",
+    "validate_window",
+]
