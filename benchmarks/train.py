@@ -22,93 +22,19 @@ Without ``--data`` a small multi-site corpus is simulated and preprocessed first
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
-
-from eegfm.contract import layout
-
-if TYPE_CHECKING:
-    import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-# Dense bf16 tensor-core peaks (FLOP/s) of the accelerators eegfm is run on.
-BF16_PEAK = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L4": 121e12, "A10": 125e12}
-
-
-def bf16_peak(device_name: str) -> float | None:
-    """Dense bf16 peak FLOP/s of a GPU from its name (None for one not in ``BF16_PEAK``)."""
-    return next((v for k, v in BF16_PEAK.items() if k in device_name), None)
-
-
-def _simulate_and_preprocess(root: Path, shards_per_site: int = 0, subjects: int = 2, minutes: float = 6) -> Path:
-    """The simulated corpus (3 sites x ``subjects`` x ``minutes``), preprocessed;
-    ``shards_per_site`` > 0 splits each site's windows over that many files (a loader with more
-    workers than files reads each file on several workers)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    corpus, out, key = root / "corpus", root / "tfrecords", root / "key"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eegfm.simulate",
-            "--output",
-            str(corpus),
-            "--sites",
-            "3",
-            "--subjects-per-site",
-            str(subjects),
-            "--recordings-per-subject",
-            "1",
-            "--minutes",
-            str(minutes),
-            "--format",
-            "edf",
-            "--seed",
-            "0",
-            "--quiet",
-        ],
-        check=True,
-        cwd=REPO,
-        env=env,
-    )
-    key.write_text(os.urandom(32).hex())
-    # No labels.csv: pretraining data are unlabeled 10 s windows.
-    (corpus / "edf" / "labels.csv").unlink(missing_ok=True)
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eegfm.pipelines.job.preprocess",
-            "--input",
-            str(corpus / "edf"),
-            "--output",
-            str(out),
-            "--pseudonym_key_file",
-            str(key),
-            "--runner",
-            "DirectRunner",
-            "--direct_running_mode",
-            "in_memory",
-            "--num_shards",
-            str(shards_per_site),
-        ],
-        check=True,
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    return out
+from benchmarks.corpora import simulate_and_preprocess  # noqa: E402
+from eegfm.contract import layout  # noqa: E402
 
 
 def _pretrain_throughput(data: Path, out: Path, ranks: int, steps: int, batch: int) -> dict:
@@ -165,122 +91,13 @@ def _pretrain_throughput(data: Path, out: Path, ranks: int, steps: int, batch: i
     }
 
 
-def pretraining_step(
-    device: torch.device, *, preset: str = "base", batch: int = 64, n_times: int = 2560, overrides: dict | None = None
-):
-    """(model, step, sync): one pretraining step (forward, backward, fused AdamW on CUDA) in bf16
-    autocast on random EEG, ``step(module)`` running it through ``module`` (the model, or its
-    compiled form); ``overrides`` change the preset's config (e.g. ``{"gnn_impl": "dense"}``)."""
-    import torch
-
-    from eegfm.model.modeling import create_pretraining_model
-
-    cuda = device.type == "cuda"
-    model = create_pretraining_model(preset, **(overrides or {})).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda)
-    generator = torch.Generator(device).manual_seed(0)
-    eeg = torch.randn(batch, 19, n_times, device=device, generator=generator) * 30.0
-    mask = torch.ones(batch, 19, device=device)
-
-    def step(module: torch.nn.Module) -> None:
-        with torch.autocast(device.type, dtype=torch.bfloat16):
-            loss = module(eeg, channel_mask=mask).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-
-    def sync() -> None:
-        if cuda:
-            torch.cuda.synchronize(device)
-
-    return model, step, sync
-
-
-@contextlib.contextmanager
-def _tf32_matmuls(enabled: bool):
-    """TF32 tensor cores for CUDA float32 products inside the block, as before outside it."""
-    import torch
-
-    allowed = torch.backends.cuda.matmul.allow_tf32
-    torch.backends.cuda.matmul.allow_tf32 = enabled
-    try:
-        yield
-    finally:
-        torch.backends.cuda.matmul.allow_tf32 = allowed
-
-
-def step_throughput(
-    device: torch.device,
-    *,
-    preset: str = "base",
-    batch: int = 64,
-    n_times: int = 2560,
-    steps: int = 20,
-    warmup: int = 3,
-    compile: bool = False,
-    peak: float | None = None,
-    overrides: dict | None = None,
-    then: Callable | None = None,
-    compile_mode: str | None = None,
-    tf32: bool = True,
-) -> dict:
-    """:func:`pretraining_step` timed over ``steps`` after ``warmup``; model FLOPs per step counted
-    by ``torch.utils.flop_counter`` on the eager model, MFU against ``peak`` FLOP/s (None: not
-    reported); ``compile_mode`` is ``torch.compile``'s ``mode`` (e.g. ``"reduce-overhead"``: CUDA
-    graphs); ``tf32``: TF32 tensor cores for float32 products, as the GPU training presets set it.
-    ``then(step, forward, sync)``, if given, runs after the timing on the same warm model, and
-    what it returns is reported as ``then``."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with _tf32_matmuls(tf32):
-        cuda = device.type == "cuda"
-        model, step, sync = pretraining_step(device, preset=preset, batch=batch, n_times=n_times, overrides=overrides)
-        if compile:
-            torch._dynamo.reset()  # a fresh, static-shape compilation for this batch size
-        forward = torch.compile(model, mode=compile_mode) if compile else model
-        with FlopCounterMode(display=False) as counter:
-            step(model)
-        flops = counter.get_total_flops()
-        started = time.perf_counter()
-        for _ in range(warmup):  # with compile: the compilation itself
-            step(forward)
-        sync()
-        warmup_s = time.perf_counter() - started
-        if cuda:
-            torch.cuda.reset_peak_memory_stats(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            step(forward)
-        sync()
-        seconds = (time.perf_counter() - start) / steps
-        tokens = batch * 19 * (n_times // model.config.patch_size)
-        return {
-            "preset": preset,
-            "batch": batch,
-            "window_s": n_times / 256,
-            "compile": compile,
-            "tf32": tf32,
-            **({"compile_mode": compile_mode} if compile and compile_mode else {}),
-            **({"overrides": overrides} if overrides else {}),
-            "tokens_per_step": tokens,
-            "tokens_per_s": round(tokens / seconds),
-            "samples_per_s": round(batch / seconds, 1),
-            "step_ms": round(seconds * 1e3, 2),
-            "warmup_s": round(warmup_s, 1),
-            "flops_per_step": flops,
-            "achieved_tflops": round(flops / seconds / 1e12, 3),
-            "mfu": None if peak is None else round(flops / seconds / peak, 4),
-            "max_allocated_mb": round(torch.cuda.max_memory_allocated(device) / 2**20) if cuda else None,
-            **({"then": then(step, forward, sync)} if then is not None else {}),
-        }
-
-
 def _gpu(steps: int, batches: tuple[int, ...], compile_modes: tuple[bool, ...]) -> dict | None:
     """``step_throughput`` of the ``base`` preset for each batch size, eager and compiled, with the
     model overrides of the ``base`` training preset (its GNN form)."""
+    # torch and the model (6 s) only once the arguments are parsed: --help answers at once.
     import torch
 
+    from benchmarks.pretraining_step import bf16_peak, step_throughput
     from eegfm.training.config import load_config
 
     if not torch.cuda.is_available():
@@ -349,6 +166,7 @@ def main() -> None:
     parser.add_argument("--gpu-steps", type=int, default=20, help="GPU part: timed steps per measurement")
     parser.add_argument("--no-compile", action="store_true", help="GPU part: eager only, no torch.compile")
     args = parser.parse_args()
+    # torch (5 s) only once the arguments are parsed: --help answers at once.
     import torch
 
     from benchmarks.train_loader import loader_benchmark, preset_workers
@@ -360,7 +178,7 @@ def main() -> None:
         # 3 sites x 6 files let up to 18 workers read a file each on a GPU machine. num_workers: auto
         # gives each worker at least 4 batches an epoch, so the 216 windows simulated here get one
         # worker; --data with a larger corpus measures the preset's full count.
-        data = args.data or _simulate_and_preprocess(tmp, shards_per_site=6 if cuda else 0)
+        data = args.data or simulate_and_preprocess(tmp, shards_per_site=6 if cuda else 0)
         result["data"] = str(args.data) if args.data else "simulated: 3 sites x 2 subjects x 6 min, 10 s windows"
         if not args.skip_scaling:
             # Interleaved rounds, median of each: one short run on a shared machine is noisy.

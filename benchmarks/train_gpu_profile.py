@@ -1,7 +1,7 @@
 """Where a GPU pretraining step spends its time; prints one JSON object.
 
 For each variant (batch size, eager or ``torch.compile``, config overrides such as
-``gnn_impl=dense`` or ``dropout=0``), ``benchmarks.train.step_throughput`` gives step time,
+``gnn_impl=dense`` or ``dropout=0``), ``benchmarks.pretraining_step.step_throughput`` gives step time,
 tokens/s and MFU, and then, on the same warm model, ``torch.profiler`` over ``--profile-steps``
 steps gives the CUDA kernel time by kind (matrix products, attention, normalisation, elementwise,
 gather/scatter, optimizer, copies) and the top kernels; ``gpu_busy`` is kernel time over wall
@@ -26,7 +26,7 @@ from typing import NamedTuple
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.train import bf16_peak, step_throughput  # noqa: E402
+from benchmarks.pretraining_step import bf16_peak, step_throughput  # noqa: E402
 
 # First match wins: kernel names of cuBLAS/CUTLASS, flash/efficient attention, Triton (torch.compile)
 # and ATen's own kernels.

@@ -49,6 +49,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 
+from benchmarks.corpora import link_corpus, simulate_and_preprocess  # noqa: E402
 from benchmarks.synthetic_corpus import WINDOWS_PER_FILE, write_corpus  # noqa: E402
 from eegfm.contract.tfrecord import read_records  # noqa: E402
 from eegfm.training.config import load_config  # noqa: E402
@@ -451,15 +452,11 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data
         if args.simulate > 0:
-            from benchmarks.train import _simulate_and_preprocess
-
-            data = _simulate_and_preprocess(Path(tmp), shards_per_site=2, subjects=4, minutes=args.simulate)
+            data = simulate_and_preprocess(Path(tmp), shards_per_site=2, subjects=4, minutes=args.simulate)
         if args.synthetic:
             data = str(Path(tmp) / "synthetic")
             write_corpus(data, args.synthetic)
         if args.copies > 1:
-            from benchmarks.train_loop import link_corpus
-
             link_corpus(Path(data), args.copies, Path(tmp) / "copies")
             data = str(Path(tmp) / "copies")
         if args.mechanisms:

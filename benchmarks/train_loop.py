@@ -9,7 +9,7 @@ copies, the step, logging, checkpoints at the end), and reads the throughput it 
   learning-rate warm-up come first), in windows and tokens per second, and the median share of
   the wall time the loop waited for its next batch (``data_wait_fraction``, the slowest rank's:
   near 0 while the loader keeps up);
-- ``step``: with ``--compare-step``, ``benchmarks.train.step_throughput`` of the same model, batch
+- ``step``: with ``--compare-step``, ``benchmarks.pretraining_step.step_throughput`` of the same model, batch
   per rank, compile setting and model overrides on the same device, in this process after the
   loop, on random 10 s windows in bf16 autocast (the GPU presets' precision): what one rank would
   reach if the data and the loop cost nothing. ``loop_over_step`` is the loop's samples/s per rank
@@ -30,7 +30,6 @@ import argparse
 import json
 import math
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -41,36 +40,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks.corpora import link_corpus  # noqa: E402
 from benchmarks.synthetic_corpus import WINDOWS_PER_FILE, write_corpus  # noqa: E402
 from eegfm.contract import layout  # noqa: E402
-
-
-def link_corpus(data: Path, copies: int, target: Path) -> int:
-    """``target`` as a pipeline output holding ``data``'s site folders ``copies`` times (symbolic
-    links named ``<site>-c<i>``) and its manifest, listing the linked shards; returns the number
-    of windows it holds."""
-    from eegfm.training.data import describe, list_files
-
-    if copies < 1:
-        raise ValueError(f"copies: expected an integer >= 1; got {copies}")
-    sites = sorted({Path(path).parent for path in list_files(os.fspath(data))})
-    target.mkdir(parents=True, exist_ok=True)
-    if (data / layout.ARTIFACT_MODEL).exists():
-        shutil.copy(data / layout.ARTIFACT_MODEL, target / layout.ARTIFACT_MODEL)
-    for copy in range(copies):
-        for site in sites:
-            (target / f"{site.name}-c{copy}").symlink_to(site.resolve(), target_is_directory=True)
-    manifest = json.loads((data / layout.MANIFEST).read_text())
-    # Training checks the shards against the manifest: it lists the linked names.
-    linked = {site.name for site in sites}
-    listed = [name for name in manifest.get("shards", ()) if name.split("/")[-2] in linked]
-    renamed = {f"{n.split('/')[-2]}-c{c}/{n.split('/')[-1]}": n for c in range(copies) for n in listed}
-    manifest["shards"] = sorted(renamed)
-    for key in ("shard_records", "shard_bytes"):
-        if key in manifest:
-            manifest[key] = {new: manifest[key][old] for new, old in sorted(renamed.items())}
-    (target / layout.MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True))
-    return int(describe(data).counts.get("windows", 0)) * copies
 
 
 def steady_state(metrics: list[dict], skip_steps: int) -> dict:
@@ -120,9 +92,10 @@ def _pretrain_command(corpus: Path, output: Path, args: argparse.Namespace) -> l
 
 def _compare_step(run: dict, config: str, overrides: list[str], batch: int) -> dict:
     """The bare step of the loop's model and settings, timed in this process."""
+    # torch and the model only here: the loop itself runs under torchrun, in a subprocess.
     import torch
 
-    from benchmarks.train import bf16_peak, step_throughput
+    from benchmarks.pretraining_step import bf16_peak, step_throughput
     from eegfm.training.config import load_config
 
     cfg = load_config(config, "pretrain", overrides)
@@ -191,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{name.replace('_', '-')}: expected an integer >= 1; got {getattr(args, name)}")
     if not 0 <= args.skip_steps < args.max_steps:
         parser.error(f"--skip-steps: expected an integer in [0, --max-steps={args.max_steps}); got {args.skip_steps}")
+    # training.config loads torch (6 s): not for --help or a bad argument.
     from eegfm.training.config import load_config
 
     cfg = load_config(args.config, "pretrain", args.set)  # a bad override fails here, not in torchrun

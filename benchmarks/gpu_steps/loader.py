@@ -2,7 +2,7 @@
 
 The GPU image has no Beam to preprocess a corpus, so this writes one without it
 (``benchmarks/synthetic_corpus.py``: 1/f noise through the real record encoder and TFRecord writer)
-and links it several times (``benchmarks/train_loop.link_corpus``) so that each of the ``base``
+and links it several times (``benchmarks/corpora.link_corpus``) so that each of the ``base``
 preset's workers (``num_workers: auto`` on this machine) reads many batches an epoch. Then
 ``benchmarks/train_loader.loader_rate`` times ``training.data.EEGLoader`` in training mode with
 float16 batches of the preset's size, as the GPU presets run it; the median of the rounds is
@@ -34,9 +34,9 @@ def plan() -> dict[str, Any]:
 def run(record: Record, *, dry_run: bool, **_: Any) -> None:
     import torch
 
+    from benchmarks.corpora import link_corpus
     from benchmarks.synthetic_corpus import write_corpus
     from benchmarks.train_loader import BASE_BATCH, loader_rate, preset_workers
-    from benchmarks.train_loop import link_corpus
 
     shape = DRY if dry_run else {"windows": WINDOWS, "per_file": PER_FILE, "copies": COPIES}
     batch = shape.get("batch", BASE_BATCH)

@@ -56,7 +56,7 @@ def build(name: str, cbramod: type, labram: type):
 
 
 def throughput(model, call, device, batch: int, steps: int, warmup: int = 3) -> dict[str, Any]:
-    """Windows/s of forward + backward + AdamW in bf16 autocast, as ``benchmarks.train`` times eegfm."""
+    """Windows/s of forward + backward + AdamW in bf16 autocast, as ``benchmarks.pretraining_step`` times eegfm."""
     import torch
 
     cuda = device.type == "cuda"

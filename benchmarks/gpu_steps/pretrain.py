@@ -2,9 +2,9 @@
 
 One step is forward, backward and fused AdamW on random 10 s windows, as the ``base`` training
 preset runs it (its model overrides, bf16 autocast, TF32 for float32 products):
-``benchmarks.train.step_throughput``, which counts the step's FLOPs with
+``benchmarks.pretraining_step.step_throughput``, which counts the step's FLOPs with
 ``torch.utils.flop_counter`` and divides the achieved FLOP/s by the GPU's dense bf16 peak
-(``benchmarks.train.bf16_peak``). Each batch size is one run, recorded as soon as it is done, so
+(``benchmarks.pretraining_step.bf16_peak``). Each batch size is one run, recorded as soon as it is done, so
 a compilation that outlasts the step's time keeps the runs before it. A dry run checks the same
 code on the CPU with the ``tiny`` model, 2 windows of 2 s, one step.
 """
@@ -51,7 +51,7 @@ def parameters(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
 def run(record: Record, *, dry_run: bool, compile: bool, batches: list[int], steps: int, **_: Any) -> None:
     import torch
 
-    from benchmarks.train import bf16_peak, step_throughput
+    from benchmarks.pretraining_step import bf16_peak, step_throughput
     from eegfm.training.config import load_config
 
     cuda = cuda_or_dry_run(record, dry_run)

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from benchmarks.train import loader_vs_gpu, step_throughput
+from benchmarks.pretraining_step import step_throughput
+from benchmarks.train import loader_vs_gpu
 
 
 def test_step_throughput_counts_model_flops_per_window_and_reports_mfu():

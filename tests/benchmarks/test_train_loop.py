@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from benchmarks.train_loop import link_corpus, main, steady_state
+from benchmarks.corpora import link_corpus
+from benchmarks.train_loop import main, steady_state
 from eegfm.training.data import check_shards, describe, list_files
 
 
