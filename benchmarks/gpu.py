@@ -194,6 +194,7 @@ def step_env(workdir: Path, wheels: Path, dry_run: bool, timeout: float) -> tupl
 
 
 def report(results: dict, context: dict, args: argparse.Namespace, started: float, complete: bool) -> dict:
+    # The steps' modules only once step_env() has made eegfm importable (linked, where not installed).
     from benchmarks.gpu_steps import horovod_smoke as gpu_horovod
     from benchmarks.gpu_steps import loader as gpu_loader
     from benchmarks.gpu_steps import peers as gpu_peers
@@ -317,7 +318,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
         prog="benchmarks/gpu.sh",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="docs/benchmarks.md, 'GPU figures: benchmarks/gpu.sh', says how to carry wheels and real windows.",
+        epilog="docs/performance.md, 'GPU figures: benchmarks/gpu.sh', says how to carry wheels and real windows.",
     )
     parser.add_argument("--dry-run", action="store_true", help="check every step on the CPU with tiny shapes")
     parser.add_argument(

@@ -1,4 +1,4 @@
-"""The label table of the simulated group study in docs/benchmarks.md: a simulated corpus's people
+"""The label table of the simulated group study in docs/model-quality.md: a simulated corpus's people
 labelled by whether their background carries continuous polymorphic delta slowing, one recording
 each, in the ``folder`` suite's CSV format (no split column: the suite draws one by subject).
 

@@ -99,7 +99,7 @@ def missing_why(error: ImportError) -> str:
     carry = f"{dist}=={pinned}" if pinned else dist
     return (
         f"{type(error).__name__}: {error}. {dist} is not installed for this python; carry its wheel "
-        f"({carry}, with what it needs) in .whl/ (docs/benchmarks.md, GPU figures)"
+        f"({carry}, with what it needs) in .whl/ (docs/performance.md, GPU figures)"
     )
 
 

@@ -178,7 +178,7 @@ def test_the_default_run_on_every_shared_subject(shared_data, tmp_path):
         assert len(report[f"{method}.val.auroc"]["runs"]) == 1
     assert {"eegfm_ensemble.val.auroc", "eegfm_model_ensemble.val.auroc"} <= set(report)
     assert report["band_power_lr.val.auroc"]["mean"] > 0.85
-    # What docs/benchmarks.md claims: pretraining beats the same network from scratch on every
+    # What docs/model-quality.md claims: pretraining beats the same network from scratch on every
     # metric, the recipe (the mean over seeds) beats every baseline on every metric, and its seed
     # ensemble beats them on AUROC and AUPRC.
     for metric in ("balanced_accuracy", "auroc", "auprc"):

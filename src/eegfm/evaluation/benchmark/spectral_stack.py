@@ -16,7 +16,7 @@ distributions (a weighted mean of log-probabilities, :data:`FUSION_WEIGHT` on th
 fine-tuned model ranks most people's windows well and misses one validation subject whose rest the
 band powers read correctly; on a simulated group study the difference between the groups is a
 spatially coherent delta source that neither the encoder's embedding nor per-channel powers show
-and the covariances do (docs/benchmarks.md).
+and the covariances do (docs/model-quality.md).
 
 Every input is one window's own (the covariances' reference point is the training windows'): no
 statistic spans a held-out subject's windows. The regression is fitted on the training windows
@@ -37,12 +37,12 @@ from eegfm.model.spectral_features import band_power_features
 
 # The fine-tuned network's share of the fusion, the readout's three times as large: the readout is
 # a convex fit whose C validation chooses, the network the member that moves with its seed and can
-# learn the training people. Chosen on validation alone (docs/benchmarks.md): on eegmat, with two
+# learn the training people. Chosen on validation alone (docs/model-quality.md): on eegmat, with two
 # pretrainings, and on a simulated group study, 0.25 was at or above equal shares on every
 # validation metric, and above the band powers on all three where equal shares were not.
 FUSION_WEIGHT = 0.25
 # The readout's candidate feature sets, smaller first: validation log loss picks one. The
-# covariances replaced each band's inter-channel correlations (docs/benchmarks.md): they hold the
+# covariances replaced each band's inter-channel correlations (docs/model-quality.md): they hold the
 # same co-variation and each channel's power, and read a simulated group study better.
 READOUT_FEATURES: Mapping[str, tuple[str, ...]] = {
     "embedding+powers": ("embedding", "powers"),
