@@ -38,7 +38,7 @@ from eegfm.simulate import cli as simulator
 log = get_logger(__name__)
 TASK = "hms6"
 METRICS = ("kl", "kl_vs_baseline", "balanced_accuracy")
-# Chosen on the corpus of --seed 1 (docs/model-quality.md), not on the reported one, with 4 people a site: the KL objective
+# Chosen on the corpus of --seed 1 (docs/model-quality.md), not the reported one, with 4 people a site: the KL objective
 # wants unweighted classes (weights bias the probabilities KL scores), and a fold's ~120 training
 # windows make 4 steps an epoch, so 8 epochs with warm-up 20 barely train.
 FINETUNE_DEFAULTS = ("class_weights=none", "epochs=30", "early_stopping_patience=6")
