@@ -39,6 +39,8 @@ from pathlib import Path
 
 import numpy as np
 
+from eegfm.simulate.edf import EDFHeader, EDFSignal, EDFWriter
+
 REPO = Path(__file__).resolve().parents[1]
 CHANNELS = "Fp1 Fp2 F7 F3 Fz F4 F8 T3 C3 Cz C4 T4 T5 P3 Pz P4 T6 O1 O2".split()
 
@@ -77,8 +79,6 @@ _RSS_WRAPPER = (
 def write_edf(path: Path, sfreq: int, seconds: int, seed: int = 0) -> Path:
     """A ``seconds`` s EDF of the 19 10-20 channels at ``sfreq`` (1 s records): 10 Hz alpha and
     50 Hz mains over noise, in µV, written a second at a time (memory: one record)."""
-    from eegfm.simulate.edf import EDFHeader, EDFSignal, EDFWriter
-
     signals = tuple(EDFSignal(f"EEG {name}", -500.0, 500.0, sfreq) for name in CHANNELS)
     header = EDFHeader(signals, start=datetime(2020, 1, 1), record_duration=1.0)
     rng = np.random.default_rng(seed)

@@ -33,6 +33,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from eegfm.pipelines.readers import open_recording
+
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "eegmat"
 
@@ -76,9 +78,6 @@ def _timed(cmd: list[str], env: dict | None = None) -> tuple[float, float]:
 
 
 def _eeg_hours(data: Path) -> float:
-    sys.path.insert(0, str(REPO))
-    from eegfm.pipelines.readers import open_recording
-
     total = 0.0
     for path in sorted(data.rglob("*.edf")):
         with open_recording(path) as reader:

@@ -103,6 +103,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run(args) -> dict:
+    # benchmarks.serve loads torch and the server (8 s): not for --help or a bad argument.
     from benchmarks.serve import make_model
 
     body = args.recording.read_bytes()

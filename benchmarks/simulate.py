@@ -20,15 +20,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from eegfm.simulate.corpus import CorpusConfig, generate_corpus
+from eegfm.simulate.sites import archetypes
+
 REPO = Path(__file__).resolve().parents[1]
 
 
 def run_case(fmt: str, minutes: float) -> dict:
     """Simulate one 19-channel 256 Hz recording in this process and measure it."""
-    sys.path.insert(0, str(REPO))
-    from eegfm.simulate.corpus import CorpusConfig, generate_corpus
-    from eegfm.simulate.sites import archetypes
-
     # The research archetype records all 19 channels at 256 Hz (plus one EOG channel).
     site = next(s for s in archetypes() if s.name == "research")
     config = CorpusConfig(

@@ -23,10 +23,15 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+import torch
+from torch.profiler import ProfilerActivity
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from benchmarks.pretraining_step import bf16_peak, step_throughput  # noqa: E402
+from eegfm.model.config import EEGFMConfig  # noqa: E402
+from eegfm.training.config import ConfigError, parse_overrides  # noqa: E402
 
 # First match wins: kernel names of cuBLAS/CUTLASS, flash/efficient attention, Triton (torch.compile)
 # and ATen's own kernels.
@@ -52,9 +57,6 @@ def kind_of(name: str) -> str:
 
 
 def profile(step, forward, sync, steps: int, top: int) -> dict:
-    import torch
-    from torch.profiler import ProfilerActivity
-
     with torch.profiler.profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         start = time.perf_counter()
         for _ in range(steps):
@@ -130,11 +132,6 @@ def main() -> None:
     parser.add_argument("--profile-steps", type=int, default=5, help="profiled steps per variant")
     parser.add_argument("--top", type=int, default=12, help="kernels listed per variant")
     args = parser.parse_args()
-    import torch
-
-    from eegfm.model.config import EEGFMConfig
-    from eegfm.training.config import ConfigError, parse_overrides
-
     try:  # the training CLIs' --set parsing, and the model config's checks, before any GPU work
         overrides = parse_overrides(args.overrides)
         EEGFMConfig.from_preset(args.preset, **overrides)

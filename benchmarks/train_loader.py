@@ -47,11 +47,15 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torch.utils.data import DataLoader, IterableDataset, get_worker_info  # noqa: E402
 
 from benchmarks.corpora import link_corpus, simulate_and_preprocess  # noqa: E402
 from benchmarks.synthetic_corpus import WINDOWS_PER_FILE, write_corpus  # noqa: E402
+from eegfm.contract.schema import N_CHANS  # noqa: E402
 from eegfm.contract.tfrecord import read_records  # noqa: E402
+from eegfm.contract.windows import Example  # noqa: E402
 from eegfm.training.config import load_config  # noqa: E402
 from eegfm.training.data import EEGLoader, LoaderConfig, list_files  # noqa: E402
 
@@ -157,12 +161,6 @@ VARIANTS = ("loader", "loader-whole-parse", "loader-plain-ipc", "plain")
 def _plain_batches(files: list[str], batch_size: int, workers: int, dtype: str) -> Iterator[dict]:
     """The plain path: torch's DataLoader with its worker processes, default collation and transfer,
     over windows parsed by protobuf (files dealt to the workers; no shuffle)."""
-    import numpy as np
-    from torch.utils.data import DataLoader, IterableDataset, get_worker_info
-
-    from eegfm.contract.schema import N_CHANS
-    from eegfm.contract.windows import Example
-
     class Windows(IterableDataset):
         def __iter__(self):
             info = get_worker_info()

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import ast
 import importlib
+import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -51,3 +55,86 @@ def test_every_command_has_help(name, capsys):
         main(["--help"])
     assert stop.value.code == 0
     assert "usage:" in capsys.readouterr().out
+
+
+# The heavy libraries each command's --help imports today (a fresh process each): the set may
+# shrink, never grow. Libraries a command needs only to run belong inside the code that runs it,
+# so --help, shell completion and a bad argument answer in a fraction of a second.
+HEAVY = ("torch", "tensorflow", "apache_beam", "onnxruntime", "sklearn", "mne", "matplotlib")
+HELP_IMPORTS: dict[str, frozenset[str]] = {
+    **dict.fromkeys(
+        [
+            "eegfm-corpus-check",
+            "eegfm-curves",
+            "eegfm-data-report",
+            "eegfm-models",
+            "eegfm-planted",
+            "eegfm-planted-seizures",
+            "eegfm-quantize",
+            "eegfm-selective",
+            "eegfm-simulate",
+        ],
+        frozenset(),
+    ),
+    **dict.fromkeys(["eegfm-preprocess", "eegfm-quality-survey", "eegfm-redact"], frozenset({"apache_beam"})),
+    **dict.fromkeys(
+        ["eegfm-ensemble", "eegfm-finetune", "eegfm-loso", "eegfm-pretrain", "eegfm-report", "eegfm-robustness"],
+        frozenset({"torch"}),
+    ),
+    **dict.fromkeys(["eegfm-predict", "eegfm-serve"], frozenset({"torch", "apache_beam"})),
+    "eegfm-benchmark": frozenset({"torch", "sklearn", "mne", "matplotlib"}),
+}
+
+# Runs each target's --help in turn in one process and prints, after each, the heavy libraries
+# imported so far: the commands of one group share a process (each allowed the group's set).
+_HELP_PROBE = r"""
+import contextlib, importlib, io, json, sys
+heavy = set(sys.argv[1].split(","))
+for target in sys.argv[2:]:
+    module, function = target.split(":")
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            getattr(importlib.import_module(module), function)(["--help"])
+    except SystemExit as stop:
+        assert stop.code in (0, None), (target, stop.code)
+    assert "usage:" in out.getvalue(), target
+    print(json.dumps([target, sorted(heavy & {name.split(".")[0] for name in sys.modules})]))
+"""
+
+
+def test_every_command_has_its_recorded_help_imports():
+    assert sorted(HELP_IMPORTS) == sorted(console_scripts())
+
+
+def test_help_imports_no_heavy_library_it_did_not_before():
+    """Every command's --help, in fresh processes (one per group of commands with the same allowed
+    set, run side by side), imports no heavy library outside its recorded set."""
+    scripts = console_scripts()
+    groups: dict[frozenset[str], list[str]] = {}
+    for name, allowed in HELP_IMPORTS.items():
+        groups.setdefault(allowed, []).append(name)
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])))
+    probes = {
+        allowed: subprocess.Popen(
+            [sys.executable, "-c", _HELP_PROBE, ",".join(HEAVY), *(scripts[name] for name in names)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for allowed, names in groups.items()
+    }
+    grown = {}  # target -> the libraries its --help was the first of its group to import
+    reported = []
+    for allowed, probe in probes.items():
+        out, err = probe.communicate(timeout=300)
+        assert probe.returncode == 0, err[-2000:]
+        seen = set(allowed)
+        for line in out.splitlines():
+            target, imported = json.loads(line)
+            reported.append(target)
+            if set(imported) - seen:
+                grown[target] = sorted(set(imported) - seen)
+                seen |= set(imported)
+    assert sorted(reported) == sorted(scripts.values()) and grown == {}

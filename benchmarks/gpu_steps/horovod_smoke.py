@@ -32,6 +32,7 @@ def plan() -> dict[str, Any]:
 
 def _steps(dist, shape: dict[str, Any]) -> dict[str, Any]:
     """Pretraining steps through the Horovod-wrapped optimizer; their losses and windows/s."""
+    # torch and eegfm only in the step's own process: the launcher imports this module without them.
     import torch
 
     from eegfm.model.modeling import create_pretraining_model
@@ -77,6 +78,7 @@ def run(record: Record, *, dry_run: bool, **_: Any) -> None:
     cuda = cuda_or_dry_run(record, dry_run)
     if cuda is None:
         return
+    # after Horovod's import check: the step records not_run without it.
     from eegfm.training.distributed import init_distributed
 
     dist = init_distributed("horovod", device="cuda" if cuda and not dry_run else "cpu")

@@ -32,6 +32,7 @@ def plan() -> dict[str, Any]:
 
 
 def run(record: Record, *, dry_run: bool, **_: Any) -> None:
+    # torch and eegfm only in the step's own process: the launcher imports this module without them.
     import torch
 
     from benchmarks.corpora import link_corpus

@@ -36,6 +36,7 @@ def peer_classes() -> tuple[type, type]:
     import warnings
 
     if importlib.util.find_spec("torchaudio") is None:  # the pinned CPU stack has none (benchmarks/model.py)
+        # benchmarks.model loads torch: only in the step's own process, as braindecode below.
         from benchmarks.model import _install_torchaudio_placeholder
 
         _install_torchaudio_placeholder()
@@ -50,6 +51,7 @@ def build(name: str, cbramod: type, labram: type):
     kwargs = {"n_chans": N_CHANS, "n_outputs": 6, "n_times": SECONDS * SFREQ, "sfreq": SFREQ}
     if name == "CBraMod":
         return cbramod(**kwargs), lambda m, x: m(x)
+    # benchmarks.model loads torch: only in the step's own process.
     from benchmarks.model import TEN_TEN_NAMES
 
     return labram(**kwargs), lambda m, x: m(x, ch_names=TEN_TEN_NAMES)

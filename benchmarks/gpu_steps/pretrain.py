@@ -38,6 +38,7 @@ def plan(batches: tuple[int, ...], steps: int) -> dict[str, Any]:
 def parameters(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
     """Parameter counts: the pretraining model timed here, and the same encoder as a 6-class
     classifier (the form the peers are built in)."""
+    # eegfm's model (torch) only in the step's own process: the launcher imports this module for its plan.
     from eegfm.model import count_parameters, create_model
     from eegfm.model.modeling import create_pretraining_model
 
@@ -49,6 +50,7 @@ def parameters(preset: str, overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def run(record: Record, *, dry_run: bool, compile: bool, batches: list[int], steps: int, **_: Any) -> None:
+    # torch and eegfm only in the step's own process: the launcher imports this module without them.
     import torch
 
     from benchmarks.pretraining_step import bf16_peak, step_throughput

@@ -105,6 +105,7 @@ def peers(step: dict, eegfm_runs: list[dict], dry_run: bool, plan: dict) -> dict
 
 
 def loader(step: dict, eegfm_runs: list[dict], dry_run: bool, plan: dict) -> dict[str, Any]:
+    # eegfm is importable only once gpu.py has linked the repository (a machine without it installed).
     from benchmarks.train import loader_vs_gpu
 
     body = {k: v for k, v in step.items() if k not in ENDING}

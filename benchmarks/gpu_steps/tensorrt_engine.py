@@ -142,6 +142,7 @@ def _onnx_reference(record: Record, model, onnx_path: Path, eeg: np.ndarray, mas
     """Export, then ONNX Runtime's logits for ``eeg`` (the reference) and its own latency."""
     import os
 
+    # torch and eegfm only in the step's own process: the launcher imports this module without them.
     import torch
 
     from eegfm.model.export import OnnxEEGFM, export_onnx
@@ -169,6 +170,7 @@ def _onnx_reference(record: Record, model, onnx_path: Path, eeg: np.ndarray, mas
 
 
 def _engine_figures(record: Record, onnx_path: Path, feeds, reference, real: bool) -> None:
+    # TensorRT, through serving.backends, only in the step's own process.
     from eegfm.serving.backends import build_engine
 
     start = time.perf_counter()
@@ -212,6 +214,7 @@ def _engine_figures(record: Record, onnx_path: Path, feeds, reference, real: boo
 
 
 def run(record: Record, *, dry_run: bool, windows: str | None = None, **_: Any) -> None:
+    # torch and eegfm only in the step's own process: the launcher imports this module without them.
     import torch
 
     from eegfm.model import create_model
@@ -238,6 +241,7 @@ def run(record: Record, *, dry_run: bool, windows: str | None = None, **_: Any) 
 
 def save_windows(data: str, output: Path, count: int) -> dict[str, Any]:
     """The first ``count`` windows of a preprocessed folder as ``.npz`` (eeg, channel_mask)."""
+    # training.data's loader loads torch: only for the --windows file this command writes.
     from eegfm.training.data import EEGLoader, LoaderConfig
 
     config = LoaderConfig(batch_size=count, num_workers=0, pin_memory=False, eeg_dtype="float32")

@@ -30,7 +30,8 @@ def report_command(args: argparse.Namespace, parser: OneLineParser) -> int:
         parser.error(
             f"argument --simulated: expected a simulated corpus directory with truth.jsonl; got {args.simulated}"
         )
-    from eegfm.evaluation.realism_report import run_report  # scipy, the pipeline: only once the arguments pass
+    # scipy and the pipeline (3 s) only once the arguments pass: --help and a bad flag answer at once.
+    from eegfm.evaluation.realism_report import run_report
     from eegfm.simulate.realism import SpecError, parse_spec
 
     try:

@@ -37,7 +37,7 @@ from safetensors.numpy import load_file, save_file
 
 from eegfm.core.config import ConfigError
 from eegfm.model import eegnet, spectral_features
-from eegfm.model.architectures import FUSED_FILE, load_model_folder, quiet_transformers
+from eegfm.model.architectures import FUSED_FILE, load_model_config, load_model_folder, quiet_transformers
 from eegfm.model.linear_readout import LinearReadout
 from eegfm.model.modeling import EEGFMModel
 
@@ -321,8 +321,6 @@ class FusedConfig:
 
     @classmethod
     def from_folder(cls, folder: str | Path) -> FusedConfig:
-        from eegfm.model.architectures import load_model_config  # architectures reads fused folders through here
-
         model = FusedModel.load(folder)
         sizes = [int(load_model_config(f).patch_size) for f in model.network_folders]
         return cls(model.labels, math.lcm(*sizes) if sizes else 1)

@@ -56,7 +56,10 @@ import numpy as np
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.core.config import ConfigError
+from eegfm.core.logs import setup_logging
 from eegfm.simulate.artifacts import ArtifactPlan
+from eegfm.simulate.cli import OneLineParser  # one-line errors naming the flag, as eegfm-simulate's
+from eegfm.simulate.output import check_output, publish, stage_directory
 from eegfm.simulate.patterns import Episode, draw_episode
 from eegfm.simulate.plan import WINDOW_S  # an HMS labeled window: what the pipeline cuts a vote row to
 from eegfm.simulate.planting import (
@@ -358,8 +361,6 @@ def _add_stretch_options(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from eegfm.simulate.cli import OneLineParser  # one-line errors naming the flag, as eegfm-simulate's
-
     p = OneLineParser(prog="eegfm-planted", description=__doc__.split("\n\n")[0].replace("``", ""))
     p.add_argument(
         "--background",
@@ -435,9 +436,6 @@ def _options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Plant
 
 
 def main(argv: list[str] | None = None) -> int:
-    from eegfm.core.logs import setup_logging
-    from eegfm.simulate.output import check_output, publish, stage_directory
-
     parser = build_parser()
     args = parser.parse_args(argv)
     options = _options(parser, args)

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from eegfm.simulate.corpus import CorpusConfig, generate_corpus
 from eegfm.simulate.realism_stats import GENERAL_STATS, STATE_STATS, group_statistics
+from eegfm.simulate.sites import archetypes, default_sites
 
 STATES = ("closed", "open", "unknown")
 READABLE_SUFFIXES = (".edf", ".bdf", ".parquet", ".fif", ".set", ".vhdr", ".cnt")
@@ -98,8 +100,6 @@ def interval_state(states: list[dict], start: float, end: float) -> str | None:
 
 def background_profiles(n_sites: int, seed: int):
     """Site profiles whose recordings are mostly background (class ``Other``), for the report."""
-    from eegfm.simulate.sites import archetypes, default_sites
-
     base = tuple(site.replace(class_prevalence={"Other": 1.0}) for site in archetypes())
     return tuple(default_sites(n_sites, seed, base=base))
 
@@ -108,8 +108,6 @@ def simulate_background_corpus(
     output: Path, sites: int = 4, subjects_per_site: int = 2, minutes: float = 3.0, seed: int = 0
 ) -> Path:
     """Write a small EDF corpus of mostly-background recordings to ``output``."""
-    from eegfm.simulate.corpus import CorpusConfig, generate_corpus
-
     config = CorpusConfig(
         sites=sites,
         subjects_per_site=subjects_per_site,

@@ -15,6 +15,7 @@ import torch
 from eegfm.contract.schema import CORPUS_SPLITS
 from eegfm.core.config import Config, ConfigError, check_bool, check_float, check_int, check_mapping, check_option
 from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
+from eegfm.model.architectures import get_architecture, list_architectures, list_pretrainable
 from eegfm.model.config import ADAPTER_KINDS, EEGFMConfig, list_presets
 from eegfm.model.heads import list_heads
 from eegfm.training.config_files import KINDS, apply_override, parse_overrides, read_section, resolve_config_path
@@ -160,8 +161,6 @@ class PretrainConfig(RunConfig):
     exclude_corpus_splits: list[str] = dataclasses.field(default_factory=lambda: ["eval"])
 
     def validate(self) -> None:
-        from eegfm.model.architectures import list_pretrainable  # the model registry, not for --help
-
         check_option("architecture", self.architecture, tuple(list_pretrainable()))
         super().validate()
         if self.optim.max_steps is None:
@@ -175,8 +174,6 @@ class PretrainConfig(RunConfig):
         """``EEGFMConfig``, or the config of a peer ``architecture``."""
         if self.architecture == "eegfm":
             return super().model_config()
-        from eegfm.model.architectures import get_architecture  # the model registry, not for --help
-
         config_class = get_architecture(self.architecture).config_class
         try:
             return self._build_model_config(config_class, **self._model_fields(config_class))
@@ -330,8 +327,6 @@ class FinetuneConfig(RunConfig):
             )
 
     def _validate_architecture(self) -> None:
-        from eegfm.model.architectures import list_architectures  # the model registry, not for --help
-
         check_option("architecture", self.architecture, tuple(list_architectures()))
         if self.architecture == "eegfm":
             return
@@ -382,8 +377,6 @@ class FinetuneConfig(RunConfig):
 
     def model_config(self) -> EEGFMConfig:
         """``EEGFMConfig``, or the config of a from-scratch ``architecture`` (``model.architectures``)."""
-        from eegfm.model.architectures import get_architecture  # the model registry, not for --help
-
         scratch = None if self.architecture == "eegfm" else get_architecture(self.architecture).config_class
         fields = self._model_fields(scratch or EEGFMConfig)
         if self.task in _TASK_LABELS and "id2label" not in fields:

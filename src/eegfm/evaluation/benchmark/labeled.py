@@ -17,6 +17,7 @@ import torch
 
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.benchmark import baselines, levels, report
+from eegfm.evaluation.benchmark.export import export_row
 from eegfm.evaluation.benchmark.options import BenchmarkOptions
 from eegfm.evaluation.benchmark.rows import ALTERNATIVES, NETWORK_ROW, ROWS, Context, Fitted
 from eegfm.evaluation.benchmark.runs import RecipeOptions, reference_note, run_methods, validation_score
@@ -185,8 +186,6 @@ def evaluate(
     run.update({"classes": list(suite.classes), **chosen, **extra, "ranked_on_validation": ranked})
     run["C_chosen_by"] = baselines.C_CHOSEN_BY  # every logistic regression's C (the readouts')
     if options.export is not None and ranked:
-        from eegfm.evaluation.benchmark.export import export_row  # writes model folders: only when asked
-
         best = ranked[0]
         scores = model_scores(results[best])
         index = max(range(len(scores)), key=scores.__getitem__)  # the row's best seed on validation

@@ -17,6 +17,7 @@ from eegfm.evaluation.robustness import held_out, load_run
 from eegfm.metrics import losses
 from eegfm.metrics.classification import class_logits
 from eegfm.model.architectures import quiet_transformers
+from eegfm.model.modeling import EEGFMModel
 from eegfm.training.data import EEGLoader, RecordFilter
 from eegfm.training.finetune.objective import inputs_for, targets_of
 from eegfm.training.steps import loader_config
@@ -93,8 +94,6 @@ def score_run(run_dir: Path, data: Any, batch_size: int, device: torch.device) -
     """The run's held-out split (test where it has one, else validation) scored by its model at
     the model's fitted temperature; ConfigError naming the run and data where there is nothing to
     score or the task is not a classification."""
-    from eegfm.model.modeling import EEGFMModel
-
     cfg, run, model_dir = load_run(run_dir)
     if cfg.task == "regression":
         raise ConfigError(f"{run_dir}/run.json: task regression has no classes to report per site")

@@ -14,15 +14,15 @@ import numpy as np
 from eegfm.contract import layout
 from eegfm.evaluation.report.discover import Found, read_json
 from eegfm.evaluation.report.document import Picture, Section, Table, fmt, missing, png_of
+from eegfm.evaluation.robustness import plot as plot_robustness
 from eegfm.metrics.calibration import ece_of_bins
+from eegfm.metrics.plots import draw_per_site, plot_confusion, plot_reliability
 
 LOSO_METRICS = ("kl", "baseline_kl", "accuracy", "balanced_accuracy", "auroc", "ece")
 
 
 def loso_section(found: Found) -> Section:
     """Each held-out site's test metrics beside the class prior's, and the mean and worst site."""
-    from eegfm.metrics.plots import draw_per_site
-
     title = "Leave-one-site-out"
     if not found.loso:
         return missing("loso", title, "No loso.json (python -m eegfm.evaluation.loso) below the run folders.")
@@ -60,8 +60,6 @@ def _eval_reports(found: Found) -> list[tuple[str, dict[str, Any]]]:
 
 def confusion_section(found: Found) -> Section:
     """The fine-tuned model's held-out confusion matrix, and the leave-one-site-out folds' summed."""
-    from eegfm.metrics.plots import plot_confusion
-
     title = "Confusion matrices"
     reports = [(name, r) for name, r in _eval_reports(found) if "confusion" in r]
     if not reports:
@@ -99,8 +97,6 @@ def confusion_section(found: Found) -> Section:
 def calibration_section(found: Found) -> Section:
     """The model's reliability diagram before and after temperature scaling, with the ECE and Brier
     score beside the class prior's."""
-    from eegfm.metrics.plots import plot_reliability
-
     title = "Calibration"
     model = found.finetuned
     report = read_json(model / layout.EVAL) if model is not None else {}
@@ -141,8 +137,6 @@ def calibration_section(found: Found) -> Section:
 
 def robustness_section(found: Found) -> Section:
     """The metric clean and at each perturbation's worst severity, and robustness.json's figure."""
-    from eegfm.evaluation.robustness import plot
-
     title = "Robustness"
     if not found.robustness:
         return missing(
@@ -173,6 +167,6 @@ def robustness_section(found: Found) -> Section:
         section.tables.append(Table(["perturbation", "worst severity", key, "vs clean"], rows))
         with tempfile.TemporaryDirectory() as scratch:
             target = Path(scratch) / "robustness.png"
-            plot(report, f"robustness: {name}", target)
+            plot_robustness(report, f"robustness: {name}", target)
             section.pictures.append(Picture(f"robustness_{k}.png", target.read_bytes(), f"robustness of {name}"))
     return section

@@ -12,6 +12,8 @@ from eegfm.contract import layout
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.report.discover import Found, read_json
 from eegfm.evaluation.report.document import Picture, Section, Table, fmt, missing, png_of
+from eegfm.training.curves import draw, panels_for, read_series
+from eegfm.training.data import scan_windows
 
 log = get_logger(__name__)
 MAX_SCAN_BYTES = 2_000_000_000  # shards read to count subjects per site (about 10 s per GB here)
@@ -21,8 +23,6 @@ MAX_CURVES = 4  # runs whose learning curves are drawn; every run has its row
 def _subjects_per_site(folder: Path, manifest: dict[str, Any]) -> dict[str, int]:
     """Distinct subjects per site from the windows' metadata; {} where the shards cannot be read
     or are too large to read for a count (the manifest counts subjects, not per site)."""
-    from eegfm.training.data import scan_windows
-
     size = sum(int(n) for n in manifest.get("shard_bytes", {}).values())
     if size > MAX_SCAN_BYTES:
         log.info("%s: %.1f GB of shards; subjects per site not counted", folder, size / 1e9)
@@ -144,8 +144,6 @@ def _run_summary(run: Path, series: dict) -> dict[str, Any]:
 
 def curves_section(found: Found) -> Section:
     """Each pretraining and fine-tuning run's metrics.jsonl drawn as training.curves draws it."""
-    from eegfm.training.curves import draw, panels_for, read_series
-
     title = "Learning curves"
     runs = [r for r in [*found.pretrain_runs, *found.finetune_runs] if (r / layout.METRICS).is_file()]
     if not runs:
