@@ -53,6 +53,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.core.config import ConfigError
@@ -247,8 +248,6 @@ def plant_corpus(
 ) -> tuple[list[tuple[dict, dict]], dict[str, int]]:
     """Plant every recording (``relpaths`` under ``background``, None where excluded; their people)
     into ``out``; one that cannot be used is logged by its token, counted by reason and passed over."""
-    from tqdm import tqdm
-
     (out / site).mkdir(parents=True)
     records: list[tuple[dict, dict]] = []
     counts = dict.fromkeys(SKIP_REASONS, 0)

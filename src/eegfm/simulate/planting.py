@@ -135,7 +135,7 @@ def load_stretch(path: str | Path, start_s: float, duration_s: float) -> Stretch
 def write_fif(target: Path, stretch: Stretch, data_uv: np.ndarray) -> Path:
     """``data_uv`` as a float32 FIF with a fresh header: the stretch's channel names, types and
     rate, and nothing else of the source's (no person, date, device or annotation)."""
-    import mne
+    import mne  # MNE only when a stretch is written: not for eegfm-planted --help
 
     info = mne.create_info(list(stretch.ch_names), stretch.sfreq, list(stretch.ch_types))
     mne.io.RawArray(data_uv * 1e-6, info, verbose="error").save(target, fmt="single", verbose="error")

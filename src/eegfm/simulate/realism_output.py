@@ -116,6 +116,7 @@ def write_markdown(report: dict, path: Path) -> None:
 
 def write_figure(real: dict[str, dict], simulated: dict, path: Path) -> None:
     """PSDs (all channels; posterior eyes closed) overlaid and correlation against distance."""
+    # matplotlib only when the figure is drawn: eegfm-simulate --help and corpora need none.
     import matplotlib
 
     matplotlib.use("Agg")

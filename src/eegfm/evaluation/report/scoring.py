@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import xlogy
 
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
@@ -66,8 +67,6 @@ class Scored:
 
 
 def _kl(target: np.ndarray, log_q: np.ndarray) -> np.ndarray:
-    from scipy.special import xlogy
-
     return (xlogy(target, target) - target * log_q).sum(-1)
 
 

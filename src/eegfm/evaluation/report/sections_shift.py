@@ -27,7 +27,7 @@ def _at_most(points: np.ndarray, seed: int) -> np.ndarray:
 
 def _scatter(coordinates: np.ndarray, groups: Mapping[str, np.ndarray], method: str) -> bytes:
     """Two panels of the same points: coloured by class, and by site."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # matplotlib only when a figure is drawn: not for --help
 
     figure = Figure(figsize=(11.0, 4.6))
     for axes, (title, labels) in zip(figure.subplots(1, 2), groups.items()):

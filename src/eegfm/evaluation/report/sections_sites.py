@@ -56,7 +56,7 @@ def _rows(results: Mapping[str, Mapping[str, Any]]) -> list[list[str]]:
 
 def _forest(groups: Mapping[str, Mapping[str, Mapping[str, Any]]], metric: str, label: str) -> bytes:
     """Each site's ``metric`` with its interval, a row per (group, site)."""
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # matplotlib only when a figure is drawn: not for --help
 
     rows = [(group, site, r[metric]) for group, results in groups.items() for site, r in results.items()]
     figure = Figure(figsize=(8.0, 1.2 + 0.32 * len(rows)))

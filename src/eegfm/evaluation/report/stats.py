@@ -91,6 +91,7 @@ def site_probe(embeddings: np.ndarray, sites: Sequence[str], seed: int, max_fold
     standardised embedding, beside chance (the largest site's share). Folds are stratified by site
     over windows, so one subject's windows can sit in training and test folds alike: an upper
     bound on what the embedding says about the site."""
+    # scikit-learn only where the report measures domain shift: not for eegfm-report --help.
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_score
     from sklearn.pipeline import make_pipeline
@@ -120,9 +121,11 @@ def site_probe(embeddings: np.ndarray, sites: Sequence[str], seed: int, max_fold
 def project_2d(embeddings: np.ndarray, method: str, seed: int) -> np.ndarray:
     """[N, 2] coordinates: PCA's first two components, or t-SNE (perplexity below N / 3)."""
     if method == "pca":
+        # scikit-learn only where a projection is drawn: not for eegfm-report --help.
         from sklearn.decomposition import PCA
 
         return PCA(n_components=2, random_state=seed).fit_transform(embeddings)
+    # scikit-learn only where a projection is drawn: not for eegfm-report --help.
     from sklearn.manifold import TSNE
 
     perplexity = float(max(2.0, min(30.0, (len(embeddings) - 1) / 3)))
