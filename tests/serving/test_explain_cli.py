@@ -9,7 +9,7 @@ import pytest
 
 from eegfm.contract.schema import CHANNELS
 from eegfm.serving import predict
-from eegfm.serving.explain_cli import file_stem
+from eegfm.serving.explain.cli import file_stem
 
 
 def test_explain_writes_a_figure_and_json_per_confident_window_named_by_token(hms6_run, shared_data, tmp_path):
