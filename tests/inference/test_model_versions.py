@@ -136,7 +136,8 @@ def test_versions_in_gcs(gcs, finetuned, tmp_path):  # noqa: F811 - the imported
     assert "publishing" in done.stderr and bucket.blob(f"models/ft/versions/{digest}/version.json").exists()
     fetch = (
         "import sys\n"
-        "from eegfm.inference.model_store import fetch_model, main\n"
+        "from eegfm.inference.model_store import fetch_model\n"
+        "from eegfm.serving.models import main\n"
         "main(['alias', sys.argv[1] + '@staging', 'production'])\n"
         "print(fetch_model(sys.argv[1] + '@production'))\n"
     )

@@ -10,7 +10,7 @@ import torch
 
 from eegfm.inference.explain.attribution import ExplainConfig, explain_window
 from eegfm.inference.explain.checks import class_specificity, randomised_copy, rank_correlation, verdict
-from tests.inference.explain_models import HMS_LABELS, ChannelReader, ClassBlind, InputTimesConstant, real_window
+from tests.inference.explain.models import HMS_LABELS, ChannelReader, ClassBlind, InputTimesConstant, real_window
 
 
 @pytest.fixture(scope="module")

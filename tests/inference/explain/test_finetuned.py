@@ -25,7 +25,7 @@ from eegfm.model.modeling import EEGFMModel
 from eegfm.training.data import list_files
 from tests.training.test_finetune import RECIPE, hms_data, pretrained  # noqa: F401 - fixtures
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from eegfm.model.modeling import EEGFMModel
 from eegfm.model.temporal import SelfAttention
 from eegfm.serving.explain.plot import plot_explanation
 from eegfm.serving.explain.report import explanation_json
-from tests.inference.explain_models import HMS_LABELS, ChannelReader, real_window
+from tests.inference.explain.models import HMS_LABELS, ChannelReader, real_window
 
 
 @pytest.fixture(scope="module")
