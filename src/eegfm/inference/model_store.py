@@ -55,6 +55,7 @@ def split_versioned(url: str) -> tuple[str, str] | None:
 
 
 def read_json(url: str) -> dict[str, Any]:
+    """The JSON document at ``url`` (a store's or a local path); ConfigError naming it if unreadable."""
     try:
         with open_binary(url) as src:
             return json.loads(src.read())

@@ -1,5 +1,6 @@
 """Equal-length windows as one batch: their samples stacked, their small fields as columns
-(serving decodes with :func:`collate_records` too, without the loader's processes or files)."""
+(:func:`collate_records` decodes serialized records so, without the loader's processes or files;
+serving stacks its window records with the same spectrogram crop, ``inference.model_inputs``)."""
 
 from __future__ import annotations
 
