@@ -125,9 +125,9 @@ CONSOLE_SCRIPTS = [
     "eegfm-data-report = eegfm.pipelines.quality.site_report:main",  # a preprocessed folder's data quality by site
     "eegfm-quality-survey = eegfm.pipelines.quality.survey:main",  # what each quality rule flags per corpus
     "eegfm-quantize = eegfm.serving.quantize:main",  # an INT8 ONNX model, checked against float32
-    "eegfm-models = eegfm.serving.model_store:main",  # versioned models in a store
-    "eegfm-corpus-check = eegfm.serving.corpus_check:main",  # what a model says about whole real corpora
-    "eegfm-planted-seizures = eegfm.serving.planted_seizures:main",  # seizures planted in real backgrounds
+    "eegfm-models = eegfm.serving.models:main",  # versioned models in a store
+    "eegfm-corpus-check = eegfm.evaluation.corpus_check:main",  # what a model says about whole real corpora
+    "eegfm-planted-seizures = eegfm.evaluation.planted_seizures:main",  # seizures planted in real backgrounds
 ]
 
 setup(
@@ -143,7 +143,7 @@ setup(
     package_data={
         "eegfm.training": ["configs/*.yaml"],
         "eegfm.pipelines": ["*.yaml"],
-        "eegfm.serving": ["recommendation.yaml", "prediction.schema.json"],
+        "eegfm.inference": ["recommendation.yaml", "prediction.schema.json"],
         "eegfm.serving.api": ["static/*.html", "static/*.js", "static/*.css"],  # the page at / (no CDN)
     },
     install_requires=CORE,

@@ -45,11 +45,11 @@ from eegfm.evaluation.benchmark import baselines
 from eegfm.evaluation.benchmark.labeled import metrics_of
 from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
 from eegfm.evaluation.robustness import held_out
+from eegfm.inference.backends import onnx_path_for
 from eegfm.metrics.losses import binary_logits
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.export import OnnxEEGFM, export_onnx
 from eegfm.model.modeling import EEGFMModel
-from eegfm.serving.backends import onnx_path_for
 from eegfm.serving.quantize import INT8_NAME, FeedReader, QuantizeConfig, quantize_graph
 
 

@@ -37,6 +37,7 @@ from threadpoolctl import threadpool_limits
 from eegfm.contract.preprocess_spec import write_preprocess_spec
 from eegfm.contract.schema import CHANNELS, SFREQ
 from eegfm.core.logs import setup_logging
+from eegfm.inference.predictor import PredictConfig, Predictor
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.modeling import EEGFMModel
 from eegfm.pipelines.datasets import discover
@@ -45,7 +46,6 @@ from eegfm.serving.api.app import create_app
 from eegfm.serving.api.metrics import Metrics
 from eegfm.serving.api.runner import make_uvicorn_server
 from eegfm.serving.api.service import PredictionService, ServeLimits
-from eegfm.serving.predictor import PredictConfig, Predictor
 from eegfm.serving.server import build_parser as serve_parser
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "eegmat"

@@ -125,7 +125,7 @@ rm -rf "$OUT/predictions"
 # then seizures planted into held-out real backgrounds at adult and child amplitude.
 if [ -d "$SHARED/eegmat" ]; then
   echo "demo: real EEG: the model on recordings from people it did not train on ($SHARED) -> $OUT/real_eeg"
-  "$PY" -m eegfm.serving.corpus_check --model "$OUT/finetune" --output "$OUT/real_eeg" --prefix "demo: real EEG, " \
+  "$PY" -m eegfm.evaluation.corpus_check --model "$OUT/finetune" --output "$OUT/real_eeg" --prefix "demo: real EEG, " \
     --corpus "eegmat rest, people 28-31 (eyes closed)=$SHARED/eegmat/Subject2[89]_1.edf" \
     --corpus "eegmat rest, people 28-31 (eyes closed)=$SHARED/eegmat/Subject3[01]_1.edf" \
     --corpus "eegmat arithmetic, people 28-31 (eyes closed)=$SHARED/eegmat/Subject2[89]_2.edf" \
@@ -133,7 +133,7 @@ if [ -d "$SHARED/eegmat" ]; then
     --corpus "eegmmi (a healthy adult, motor runs, eyes open)=$SHARED/eegmmi" \
     --corpus "nihonkohden (a clinical export, no label)=$SHARED/formats/nihonkohden"
   for gain in 1 3 5; do
-    "$PY" -m eegfm.serving.planted_seizures --model "$OUT/finetune" --recordings 16 --gain "$gain" \
+    "$PY" -m eegfm.evaluation.planted_seizures --model "$OUT/finetune" --recordings 16 --gain "$gain" \
       --data "$SHARED"/eegmat/Subject2[89]_1.edf "$SHARED"/eegmat/Subject3[01]_1.edf --offset_s 20 60 100 140 \
       --output "$OUT/real_eeg/planted_gain$gain" > /dev/null
     "$PY" - "$OUT/real_eeg/planted_gain$gain/planted_seizures.json" "$gain" <<'PYEOF'

@@ -49,6 +49,7 @@ def test_the_wheel_puts_every_stage_under_eegfm(tmp_path):
     stages = {name.split("/")[1] for name in names if name.startswith("eegfm/") and name.count("/") > 1}
     assert stages == set(STAGES), stages
     assert "eegfm/training/configs/cpu-tiny.yaml" in names
+    assert {"eegfm/inference/recommendation.yaml", "eegfm/inference/prediction.schema.json"} <= set(names)
     assert "eegfm/pipelines/job/preprocess.py" in names
     entry_points = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
     assert "eegfm-preprocess = eegfm.pipelines.job.preprocess:main" in entry_points

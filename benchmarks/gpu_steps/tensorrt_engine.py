@@ -3,7 +3,7 @@
 The ``base`` model with the ``hms6`` head (weights as initialised) is exported to ONNX as serving
 exports it (``model.export.export_onnx``: dynamic batch, channels and time, the dense GNN), run in
 ONNX Runtime (float32, the reference) and built into a TensorRT FP16 engine by serving's own
-``serving.backends.build_engine`` (one profile: 19 channels x 10 s, batch 1 to 32, tuned for batch
+``inference.backends.build_engine`` (one profile: 19 channels x 10 s, batch 1 to 32, tuned for batch
 1). Parity: the largest absolute difference of the logits, engine against ONNX Runtime, over a
 batch of 32 windows and a batch of 1 (target <= 1e-2). Latency: the median of 100 timed engine
 runs at batch 1 and at batch 32 (execute on torch's CUDA stream and synchronise, inputs already on
@@ -170,8 +170,8 @@ def _onnx_reference(record: Record, model, onnx_path: Path, eeg: np.ndarray, mas
 
 
 def _engine_figures(record: Record, onnx_path: Path, feeds, reference, real: bool) -> None:
-    # TensorRT, through serving.backends, only in the step's own process.
-    from eegfm.serving.backends import build_engine
+    # TensorRT, through inference.backends, only in the step's own process.
+    from eegfm.inference.backends import build_engine
 
     start = time.perf_counter()
     engine_path = build_engine(

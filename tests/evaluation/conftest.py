@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.inference.conftest import hms6_run  # noqa: F401 - a six-class model for eegfm-planted-seizures
+
 QUICK = [
     "--task",
     "eegmat",

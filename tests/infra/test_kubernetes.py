@@ -136,7 +136,7 @@ def test_command_lines_parse_with_the_commands_own_parsers(rendered):
     train, publish = commands["finetune"]
     args = finetune_parser().parse_args(_module_argv(train, "eegfm.training.finetune"))
     assert str(args.pretrained) == "/runs/pretrain/model" and str(args.output) == "/runs/finetune"
-    assert _module_argv(publish, "eegfm.serving.model_store") == [str(args.output), "s3://eegfm-models/runs/finetune"]
+    assert _module_argv(publish, "eegfm.serving.models") == [str(args.output), "s3://eegfm-models/runs/finetune"]
 
     [serve] = commands["serve"]
     args = serve_parser().parse_args(_module_argv(serve, "eegfm.serving.server"))

@@ -10,14 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from eegfm.inference.backends import make_backend
+from eegfm.inference.predictor import PredictConfig
 from eegfm.model import create_model
 from eegfm.model.architectures import is_ensemble, load_model_config, load_model_folder
 from eegfm.model.config import ConfigError
 from eegfm.model.ensemble import EnsembleModel, fit_stacking
 from eegfm.model.export import OnnxEEGFM, export_onnx
 from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig
-from eegfm.serving.backends import make_backend
-from eegfm.serving.predictor import PredictConfig
 
 
 def member_log_probs(n: int, n_members: int = 2, n_classes: int = 6, seed: int = 0) -> torch.Tensor:

@@ -67,7 +67,7 @@ def test_binary_samples_keep_a_class_axis_and_zero_passes_give_none():
         assert model.sample_logits(**make_batch(2, 2)).shape == (2, 0, 1)
 
 
-@pytest.mark.slow  # 19 s; the default run compares every ONNX output field in tests/serving/test_predictor.py
+@pytest.mark.slow  # 19 s; the default run compares every ONNX output field in tests/inference/test_predictor.py
 def test_onnx_runtime_gives_the_torch_samples(tmp_path):
     model = make_model("tiny", "hms6", seed=5, mc_passes=6, modalities=[])
     path = export_onnx(model, tmp_path / "model.onnx")

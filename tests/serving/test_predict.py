@@ -17,8 +17,8 @@ import torch
 from eegfm.core.machine import Cpus
 from eegfm.pipelines.privacy.redact import PathRedactor
 from eegfm.serving import model_threads, predict
+from tests.inference.conftest import validate_prediction
 from tests.pipelines.named_ward import IDENTIFIER, leaks, write_named_ward
-from tests.serving.conftest import validate_prediction
 
 
 def test_every_input_is_accounted_for_with_a_row_per_window(finetuned, raw_sites, tmp_path, capsys):
@@ -77,7 +77,7 @@ def test_every_input_is_accounted_for_with_a_row_per_window(finetuned, raw_sites
 
 
 def test_a_run_without_a_test_split_says_its_numbers_are_validation_ones(tmp_path):
-    from eegfm.serving.predictor import held_out_evaluation
+    from eegfm.inference.predictor import held_out_evaluation
 
     path = tmp_path / "eval.json"
     assert held_out_evaluation(path) is None  # no eval.json: a bare model folder

@@ -14,9 +14,9 @@ import shutil
 import pytest
 
 from eegfm.core.text_safety import ControlEscaping, escape_controls
+from eegfm.inference.predictor import RecordingPrediction, WindowPrediction
 from eegfm.serving import predict
 from eegfm.serving.predict_outputs import prediction_header, prediction_row, previous_run, write_submission
-from eegfm.serving.predictor import RecordingPrediction, WindowPrediction
 from eegfm.serving.recording_table import RecordingTable
 
 FAST = ["--no_artifact_model", "--batch_size", "8"]

@@ -13,10 +13,10 @@ import onnx
 import pytest
 
 from eegfm.core.config import ConfigError
+from eegfm.inference.backends import int8_graph_for
+from eegfm.inference.predictor import PredictConfig, Predictor
 from eegfm.serving import predict, quantize
-from eegfm.serving.backends import int8_graph_for
-from eegfm.serving.predictor import PredictConfig, Predictor
-from tests.serving.conftest import validate_prediction
+from tests.inference.conftest import validate_prediction
 
 # Largest change of a class probability allowed against float32. Measured (benchmarks/quantize.py):
 # 0.056 at most, 0.005 on average, on the 171 eegmat validation windows of a trained cpu-small model.

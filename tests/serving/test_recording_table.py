@@ -12,11 +12,11 @@ import re
 import numpy as np
 import pytest
 
+from eegfm.inference.predictor import RecordingPrediction, WindowPrediction
 from eegfm.serving import predict
-from eegfm.serving.predictor import RecordingPrediction, WindowPrediction
 from eegfm.serving.recording_table import RecordingTable, answer_text, class_columns
+from tests.inference.conftest import validate_prediction
 from tests.pipelines.named_ward import IDENTIFIER, leaks
-from tests.serving.conftest import validate_prediction
 
 
 def _ward(shared_data, folder):

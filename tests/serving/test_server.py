@@ -14,10 +14,10 @@ import pytest
 import torch
 
 from eegfm.core.machine import Cpus
+from eegfm.inference.predictor import Predictor
 from eegfm.serving.api.auth import key_fingerprint
 from eegfm.serving.api.uploads import upload_extension
-from eegfm.serving.predictor import Predictor
-from tests.serving.conftest import PRIOR, validate_prediction
+from tests.inference.conftest import PRIOR, validate_prediction
 from tests.serving.serve_helpers import API_KEY, AUTH, multipart, serving
 
 RAW = {**AUTH, "Content-Type": "application/octet-stream"}

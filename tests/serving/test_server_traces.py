@@ -38,9 +38,9 @@ def decoded(reply: dict) -> np.ndarray:
 def model_windows(finetuned, path) -> tuple[np.ndarray, list[float]]:
     """The 19 channels the model saw over the whole recording (its windows end to end, float32 of
     the stored float16), and the windows' starts: the pipeline run directly, as the predictor runs it."""
+    from eegfm.inference.predictor import Predictor
     from eegfm.pipelines.job.process import process_recording
     from eegfm.pipelines.job.process_io import Window
-    from eegfm.serving.predictor import Predictor
 
     predictor = Predictor(finetuned)
     [item] = predictor.discover([str(path)])

@@ -109,7 +109,7 @@ def test_predictor_serves_a_fitted_ensemble_like_a_model(finetuned, three_sites,
     """About 75 s (the fixtures preprocess eegmat and fine-tune; the ONNX export): an ensemble of
     a fine-tuned eegmat run, stacked on its own split, scored by eegfm-predict's Predictor on a real
     recording, in PyTorch and ONNX Runtime alike."""
-    from eegfm.serving.predictor import PredictConfig, Predictor
+    from eegfm.inference.predictor import PredictConfig, Predictor
 
     split = ["--set", "val_fraction=0.34"]  # the split of the fine-tuning (tests.conftest: finetuned)
     argv = ["--members", str(finetuned), str(finetuned), "--data", str(three_sites), "--output", str(tmp_path)]

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from eegfm.evaluation import corpus_check, planted_seizures
 from eegfm.pipelines.job.preprocess import run as preprocess
-from eegfm.serving import corpus_check, planted_seizures
 from eegfm.simulate import planted
 from eegfm.simulate.cli import run as simulate
 from eegfm.training import finetune

@@ -13,8 +13,8 @@ bottleneck, freezing), ``modeling`` (Hugging Face models, ``create_model``), ``o
 groups, layer-wise lr decay), ``numerics`` (autocast-safe regions, DDP tie-ins), ``export`` (ONNX),
 ``classifier`` (the head, ``predict`` and outputs every task model shares), ``spectrogram_cnn``
 (an EfficientNet-style CNN on the HMS spectrogram), ``eeg_cnn_gru`` (a 1-D CNN-GRU on raw EEG),
-``architectures`` (the registry of task models by ``model_type``; ``load_model_folder`` loads any
-saved model or ensemble),
+``registry`` (the task models by ``model_type``), ``architectures`` (``load_model_folder`` loads any
+saved model, ensemble or fused model; which file is which: ``contract.model_files``),
 ``ensemble`` (members stacked by weights fitted on validation).
 """
 

@@ -1,159 +1,76 @@
-"""The registry of task-model architectures, keyed by ``config.json``'s ``model_type``, and the one
-loader of a saved model folder (a single model or an ensemble) that serving, export and fine-tuning use.
+"""The one loader of a saved model folder, whatever it holds, that serving, export and fine-tuning
+use: one model of a registered architecture (``model.registry``, re-exported here), an ensemble of
+them (``ensemble.json``: ``model.ensemble``) or a benchmark row exported as a fused model
+(``fused.json``: ``model.fused``), whose config is read here while serving runs it through its own
+backend, not as one torch module. Which file is which: ``contract.model_files``.
 
-=================  ==========================  ===============================================
-name               model_type                  model
-=================  ==========================  ===============================================
-eegfm              eegfm                       ``EEGFMModel``: the encoder on raw EEG (+ fusion)
-spectrogram_cnn    eegfm_spectrogram_cnn       ``SpectrogramCNN``: a 2-D CNN on the spectrogram
-eeg_cnn_gru        eegfm_eeg_cnn_gru           ``EEGCNNGRU``: a 1-D CNN-GRU on raw EEG (torch only)
-cbramod            eegfm_cbramod               ``CBraMod``: a CBraMod-style criss-cross transformer
-labram             eegfm_labram                ``LaBraM``: a LaBraM-style patch transformer
-=================  ==========================  ===============================================
-
-Architectures built from scratch have a ``config_class.presets`` dict and ``from_preset``. Those
-with a self-supervised objective name its model (``pretraining_class``: eegfm's masked
-reconstruction and contrastive heads, the peers' masked patch modeling in ``model.patch_pretraining``);
-``training.pretrain`` trains it and the task model loads its encoder.
-
-A folder with ``ensemble.json`` is an ``EnsembleModel`` of such folders (``model.ensemble``); one
-with ``fused.json`` is a benchmark row exported as a ``FusedModel`` (``model.fused``): serving
-reads its config here and runs it through its own backend, not as one torch module.
 Every model answers ``model(**inputs).logits`` and has a ``config`` with ``head``, ``id2label``,
 ``temperature``, ``modalities`` and ``patch_size``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
 
-from transformers import AutoConfig, AutoModel
-from transformers.utils import logging as hf_logging
-
-from eegfm.contract import layout
+from eegfm.contract import model_files as files
+from eegfm.contract.model_files import is_ensemble, is_model_folder
 from eegfm.core.config import ConfigError
-from eegfm.model.cbramod import CBraMod, CBraModConfig
-from eegfm.model.config import EEGFMConfig
-from eegfm.model.eeg_cnn_gru import EEGCNNGRU, EEGCNNGRUConfig
-from eegfm.model.labram import LaBraM, LaBraMConfig
-from eegfm.model.modeling import EEGFMForPretraining, EEGFMModel
-from eegfm.model.patch_pretraining import CBraModForPretraining, LaBraMForPretraining
-from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig
+from eegfm.model.ensemble import EnsembleConfig, EnsembleModel
+from eegfm.model.fused import FusedConfig
+from eegfm.model.registry import (
+    ARCHITECTURES,
+    Architecture,
+    architecture_of,
+    get_architecture,
+    list_architectures,
+    list_pretrainable,
+    load_single_model,
+    quiet_transformers,
+    register_architecture,
+    single_model_config,
+)
 
-ENSEMBLE_FILE = "ensemble.json"
-FUSED_FILE = layout.FUSED_MODEL  # model.fused's folder, recognised here as ensemble.json is
+ENSEMBLE_FILE = files.ENSEMBLE
+FUSED_FILE = files.FUSED
 
-
-@dataclasses.dataclass(frozen=True)
-class Architecture:
-    name: str
-    config_class: type
-    model_class: type
-    from_scratch: bool  # fine-tuning may build it without a pretrained folder
-    pretraining_class: type | None = None  # its self-supervised pretraining model, if it has one
-
-
-ARCHITECTURES: dict[str, Architecture] = {}
-
-
-def register_architecture(
-    name: str, config_class: type, model_class: type, *, from_scratch: bool, pretraining_class: type | None = None
-) -> None:
-    if name in ARCHITECTURES:
-        raise ConfigError(f"register_architecture: architecture {name!r} is already registered")
-    ARCHITECTURES[name] = Architecture(name, config_class, model_class, from_scratch, pretraining_class)
-    AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
-    AutoModel.register(config_class, model_class, exist_ok=True)
-
-
-def list_architectures() -> list[str]:
-    return sorted(ARCHITECTURES)
-
-
-def list_pretrainable() -> list[str]:
-    """The architectures with a self-supervised pretraining model."""
-    return sorted(name for name, a in ARCHITECTURES.items() if a.pretraining_class is not None)
-
-
-def get_architecture(name: str) -> Architecture:
-    if name not in ARCHITECTURES:
-        raise ConfigError(f"architecture: expected one of {', '.join(map(repr, list_architectures()))}; got {name!r}")
-    return ARCHITECTURES[name]
-
-
-def architecture_of(folder: str | os.PathLike[str]) -> Architecture:
-    """The architecture of a saved single-model folder, from its config.json's ``model_type``."""
-    path = Path(folder) / "config.json"
-    try:
-        model_type = json.loads(path.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"{path}: expected a model's config.json; {err}") from None
-    for architecture in ARCHITECTURES.values():
-        if architecture.config_class.model_type == model_type:
-            return architecture
-    known = ", ".join(repr(a.config_class.model_type) for a in ARCHITECTURES.values())
-    raise ConfigError(f"{path}: model_type {model_type!r} is no registered architecture ({known})")
-
-
-def is_model_folder(folder: str | os.PathLike[str]) -> bool:
-    """Whether ``folder`` holds a saved model: config.json (one model), ensemble.json or fused.json."""
-    return any((Path(folder) / name).is_file() for name in ("config.json", ENSEMBLE_FILE, FUSED_FILE))
-
-
-def is_ensemble(folder: str | os.PathLike[str]) -> bool:
-    return (Path(folder) / ENSEMBLE_FILE).is_file()
+__all__ = [
+    "ARCHITECTURES",
+    "ENSEMBLE_FILE",
+    "FUSED_FILE",
+    "Architecture",
+    "architecture_of",
+    "get_architecture",
+    "is_ensemble",
+    "is_model_folder",
+    "list_architectures",
+    "list_pretrainable",
+    "load_model_config",
+    "load_model_folder",
+    "quiet_transformers",
+    "register_architecture",
+]
 
 
 def load_model_folder(folder: str | os.PathLike[str], **overrides: Any):
     """The model saved in ``folder``, in eval mode: an ensemble where it holds ensemble.json.
     ConfigError for a fused model, which is no single torch module (``model.fused``)."""
-    if (Path(folder) / FUSED_FILE).is_file():
+    if files.is_fused(folder):
         raise ConfigError(
             f"{folder}: a fused model (a benchmark row: networks and a readout); this needs one network "
             "(a fine-tuned model folder), e.g. for explanations"
         )
     if is_ensemble(folder):
-        from eegfm.model.ensemble import EnsembleModel  # it loads its members through this module
-
         return EnsembleModel.from_pretrained(folder).eval()
-    return architecture_of(folder).model_class.from_pretrained(folder, **overrides).eval()
+    return load_single_model(folder, **overrides)
 
 
 def load_model_config(folder: str | os.PathLike[str]):
     """The config of the model saved in ``folder`` (``EnsembleConfig`` for an ensemble,
     ``FusedConfig`` for a fused model)."""
-    if (Path(folder) / FUSED_FILE).is_file():
-        from eegfm.model.fused import FusedConfig  # model.fused loads its networks through this module
-
+    if files.is_fused(folder):
         return FusedConfig.from_folder(folder)
-    if is_ensemble(folder):
-        from eegfm.model.ensemble import EnsembleConfig
-
+    if is_ensemble(Path(folder)):
         return EnsembleConfig.from_folder(folder)
-    return architecture_of(folder).config_class.from_pretrained(folder)
-
-
-register_architecture("eegfm", EEGFMConfig, EEGFMModel, from_scratch=False, pretraining_class=EEGFMForPretraining)
-register_architecture("spectrogram_cnn", SpectrogramCNNConfig, SpectrogramCNN, from_scratch=True)
-register_architecture("eeg_cnn_gru", EEGCNNGRUConfig, EEGCNNGRU, from_scratch=True)
-register_architecture("cbramod", CBraModConfig, CBraMod, from_scratch=True, pretraining_class=CBraModForPretraining)
-register_architecture("labram", LaBraMConfig, LaBraM, from_scratch=True, pretraining_class=LaBraMForPretraining)
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """No Hugging Face progress bars or loading reports (rank 0 has its own progress bar)."""
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
+    return single_model_config(folder)

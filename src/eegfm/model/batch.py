@@ -1,5 +1,6 @@
 """Equal-length windows as one batch: their samples stacked, their small fields as columns
-(serving decodes with :func:`collate_records` too, without the loader's processes or files)."""
+(:func:`collate_records` decodes serialized records so, without the loader's processes or files;
+serving stacks its window records with the same spectrogram crop, ``inference.model_inputs``)."""
 
 from __future__ import annotations
 
@@ -123,12 +124,17 @@ def stack_spectrograms(windows: Sequence[Window]) -> torch.Tensor | None:
     without one; None if none has one. Where frame counts differ (an HMS window's 300 Kaggle frames
     beside 25 computed ones), each is centre-cropped to the fewest: Kaggle's 10 minutes are centred
     on the labeled EEG window, so the middle frames are the window's own time."""
-    found = [w.spectrogram() for w in windows]
+    return crop_spectrograms([w.spectrogram() for w in windows])
+
+
+def crop_spectrograms(found: Sequence[np.ndarray | None]) -> torch.Tensor | None:
+    """float32 (B, 400, F) of (400, frames) spectrograms (None: an all-NaN row), each centre-cropped
+    to the fewest frames (:func:`stack_spectrograms`); None if none is there."""
     frames = [s.shape[1] for s in found if s is not None]
     if not frames:
         return None
     n_frames = min(frames)
-    out = np.full((len(windows), N_SPECTROGRAM_ROWS, n_frames), np.nan, dtype=np.float32)
+    out = np.full((len(found), N_SPECTROGRAM_ROWS, n_frames), np.nan, dtype=np.float32)
     for row, spectrogram in enumerate(found):
         if spectrogram is not None:
             start = (spectrogram.shape[1] - n_frames) // 2

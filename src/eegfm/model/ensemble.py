@@ -15,8 +15,9 @@ fits it only with ``--bias fit``) absorbs the members' shared prior.
 
 Saved folder: ``ensemble.json`` (member folders relative to it, weights, bias, labels, how and on
 which windows the weights were fitted, validation scores) and one subfolder per member, each a
-model folder as fine-tuning writes it. ``EnsembleModel.from_pretrained(folder)`` loads it; serving,
-``eegfm-predict`` and the ONNX export load it through ``model.architectures.load_model_folder``.
+model folder as fine-tuning writes it: one model of a registered architecture, loaded through
+``model.registry``. ``EnsembleModel.from_pretrained(folder)`` loads it; serving, ``eegfm-predict``
+and the ONNX export load it through ``model.architectures.load_model_folder``.
 
 Outputs: ``forward(...)`` -> ``EEGFMOutput`` with ``logits`` (B, C), the stacked log-probabilities
 (valid logits), and ``pooled``, the members' embeddings side by side; ``sample_logits(...)`` ->
@@ -38,11 +39,12 @@ import torch.nn.functional as F
 from scipy import optimize
 from torch import nn
 
+from eegfm.contract.model_files import ENSEMBLE as ENSEMBLE_FILE
 from eegfm.core.config import ConfigError
-from eegfm.model.architectures import ENSEMBLE_FILE, architecture_of, load_model_folder
 from eegfm.model.classifier import EEGFMOutput
 from eegfm.model.config import KAGGLE_SPECTROGRAM_BINS, MODALITIES
 from eegfm.model.export import ExportableEEGFM
+from eegfm.model.registry import architecture_of, load_single_model, single_model_config
 
 EEG_INPUTS = ("eeg", "positions", "channel_mask")
 MODALITY_INPUTS = {"spectrogram": ("spectrogram",), "ecg": ("ecg",), "clinical": ("age", "sex")}
@@ -121,15 +123,13 @@ class EnsembleConfig:
     @classmethod
     def from_folder(cls, folder: str | os.PathLike[str]) -> EnsembleConfig:
         """``folder``'s ensemble.json with its members' configs; errors name the file and field."""
-        from eegfm.model.architectures import load_model_config
-
         path = Path(folder) / ENSEMBLE_FILE
         try:
             saved = json.loads(path.read_text(encoding="utf-8"))
             values = {k: saved[k] for k in ("members", "weights", "bias", "labels")}
         except (OSError, ValueError, KeyError, TypeError) as err:
             raise ConfigError(f"{path}: expected members, weights, bias and labels; {err!r}") from None
-        configs = [load_model_config(Path(folder) / member) for member in values["members"]]
+        configs = [single_model_config(Path(folder) / member) for member in values["members"]]
         return cls(**values, fit=saved.get("fit", {}), member_configs=configs)
 
 
@@ -224,7 +224,7 @@ class EnsembleModel(nn.Module):
     @classmethod
     def from_pretrained(cls, folder: str | os.PathLike[str]) -> EnsembleModel:
         config = EnsembleConfig.from_folder(folder)
-        members = [load_model_folder(Path(folder) / name) for name in config.members]
+        members = [load_single_model(Path(folder) / name) for name in config.members]
         return cls(members, config)
 
     @classmethod
@@ -232,7 +232,7 @@ class EnsembleModel(nn.Module):
         cls, folders: list[str | os.PathLike[str]], weights: list[float] | None = None, bias: list[float] | None = None
     ) -> EnsembleModel:
         """An ensemble of saved model folders (equal weights and zero bias until fitted)."""
-        members = [load_model_folder(f) for f in folders]
+        members = [load_single_model(f) for f in folders]
         labels = labels_of(members[0].config)
         names = [f"members/{i}-{architecture_of(f).name}" for i, f in enumerate(folders)]
         config = EnsembleConfig(

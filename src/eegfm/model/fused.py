@@ -35,11 +35,12 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
+from eegfm.contract.model_files import FUSED as FUSED_FILE
 from eegfm.core.config import ConfigError
 from eegfm.model import eegnet, spectral_features
-from eegfm.model.architectures import FUSED_FILE, load_model_config, load_model_folder, quiet_transformers
 from eegfm.model.linear_readout import LinearReadout
 from eegfm.model.modeling import EEGFMModel
+from eegfm.model.registry import load_single_model, quiet_transformers, single_model_config
 
 FORMAT = "eegfm-fused"
 FORMAT_VERSION = 1
@@ -157,7 +158,7 @@ class Part:
 def network_probabilities(folder: Path, eeg: np.ndarray, channel_mask: np.ndarray) -> np.ndarray:
     """[N, C] calibrated class probabilities of the fine-tuned model in ``folder`` (torch)."""
     with quiet_transformers():  # one loading bar per model per call would bury a run's log
-        model = load_model_folder(folder)
+        model = load_single_model(folder)
     parts = []
     for start in range(0, len(eeg), _BATCH):
         window = torch.as_tensor(eeg[start : start + _BATCH], dtype=torch.float32)
@@ -261,10 +262,6 @@ class FusedModel:
             raise ConfigError(f"{path}: expected a part list with each part's state; {err!r}") from None
 
 
-def is_fused(folder: str | Path) -> bool:
-    return (Path(folder) / FUSED_FILE).is_file()
-
-
 def _save_readout(readout: Readout, folder: Path, prefix: str, arrays: dict[str, np.ndarray]) -> dict[str, Any]:
     arrays.update(readout.linear.arrays(prefix))
     for metric, tangent in readout.tangent.items():
@@ -322,5 +319,5 @@ class FusedConfig:
     @classmethod
     def from_folder(cls, folder: str | Path) -> FusedConfig:
         model = FusedModel.load(folder)
-        sizes = [int(load_model_config(f).patch_size) for f in model.network_folders]
+        sizes = [int(single_model_config(f).patch_size) for f in model.network_folders]
         return cls(model.labels, math.lcm(*sizes) if sizes else 1)

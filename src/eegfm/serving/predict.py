@@ -57,11 +57,11 @@ from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.machine import Cpus, cpu_use_line
 from eegfm.core.tasks import HMS_CLASSES
 from eegfm.core.text_safety import escape_controls, escaping_logs
+from eegfm.inference.backends import BACKENDS
 from eegfm.pipelines.datasets import DATASETS, named_in_reason
 from eegfm.pipelines.privacy.deid import PseudonymKeyError, load_key
 from eegfm.pipelines.privacy.redact import RunRedaction, kept_folders, related_paths
-from eegfm.serving.backends import BACKENDS
-from eegfm.serving.explain_cli import add_explain_options, explain_recordings
+from eegfm.serving.explain.cli import add_explain_options, explain_recordings
 from eegfm.serving.model_threads import threads_help, threads_use
 from eegfm.serving.predict_outputs import (
     PARTIAL,
@@ -220,7 +220,7 @@ def _add_redaction_options(parser: argparse.ArgumentParser) -> None:
 def predict_config(args, parser):
     """The PredictConfig the command line asks for (--device auto: CUDA where torch sees a GPU;
     --threads: see :func:`~serving.model_threads.threads_use`)."""
-    from eegfm.serving.predictor import PredictConfig  # the model and training's loader: not for --help
+    from eegfm.inference.predictor import PredictConfig  # the model and training's loader: not for --help
 
     gpu = args.backend == "tensorrt" or args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
     same = {name: getattr(args, name) for name in ("backend", "batch_size", "stride_seconds", "precision", "mc_passes")}
@@ -243,7 +243,7 @@ def _write_predictions(
 ) -> tuple[list[dict], int, float]:
     """Each prediction's windows as predictions.csv rows in ``fileobj``, its row of ``table`` and,
     unless --no_plots, its timeline; the recordings' summaries, the windows and the EEG seconds scored."""
-    from eegfm.serving.timeline import plot_timeline  # imports the predictor (the model): not for --help
+    from eegfm.inference.timeline import plot_timeline  # imports the predictor (the model): not for --help
 
     recordings, n_windows, eeg_seconds = [], 0, 0.0
     writer = csv.writer(fileobj)
@@ -268,7 +268,7 @@ def _write_predictions(
 
 
 def run(argv: list[str] | None = None) -> dict:
-    from eegfm.serving.predictor import Predictor  # the model and training's loader: not for --help
+    from eegfm.inference.predictor import Predictor  # the model and training's loader: not for --help
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -33,11 +33,17 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from eegfm.contract.model_files import INT8_ONNX, ONNX, derived_dir
+from eegfm.contract.tfrecord import read_records
+from eegfm.contract.windows import Window
 from eegfm.core.config import Config, ConfigError, check_int, check_option, user_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.stores import is_remote
+from eegfm.inference.backends import onnx_path_for
+from eegfm.inference.model_store import resolve_model_dir
+from eegfm.training.data import check_data, list_files, open_source
 
-INT8_NAME = "model.int8.onnx"
+INT8_NAME = INT8_ONNX
 DEFAULT_EXCLUDE = ("encoder.tokenizer",)
 QUANTIZED_OPS = ("MatMul", "Gemm")
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
@@ -66,21 +72,9 @@ class QuantizeConfig(Config):
         check_int("seed", self.seed, 0)
 
 
-def int8_path(model_dir: Path) -> Path:
-    """Where the model folder's INT8 graph is (or goes): beside its ``model.onnx``."""
-    from eegfm.serving.backends import _writable_dir
-
-    local = model_dir / INT8_NAME
-    return local if local.is_file() else _writable_dir(model_dir) / INT8_NAME
-
-
 def sample_windows(data: str | os.PathLike[str], count: int, seed: int) -> list:
     """``count`` windows drawn uniformly without replacement from every shard of the pipeline's
     output ``data`` (reservoir sampling: one pass, memory for ``count`` windows)."""
-    from eegfm.contract.tfrecord import read_records
-    from eegfm.contract.windows import Window
-    from eegfm.training.data import check_data, list_files, open_source
-
     try:
         files = list_files(check_data(str(data), say=False))
     except (ConfigError, FileNotFoundError, ValueError) as err:
@@ -105,7 +99,7 @@ def sample_windows(data: str | os.PathLike[str], count: int, seed: int) -> list:
 
 def window_batches(windows: list, runner, model_config, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
     """The windows as the graph's inputs (``OnnxEEGFM.feed``), ``batch_size`` of one length at a time."""
-    from eegfm.model.batch import collate
+    from eegfm.model.batch import collate  # eegfm.model loads transformers: not for eegfm-quantize --help
     from eegfm.model.inputs import inputs_for_modalities
 
     by_length: dict[int, list] = {}
@@ -163,7 +157,7 @@ def quantize_graph(
 ) -> Path:
     """``output``: ``float_path`` statically quantized (QDQ) with ranges from ``batches`` (the
     graph's inputs); written atomically."""
-    import onnx
+    import onnx  # heavy: only to quantize, not for --help
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     graph = onnx.load(str(float_path))
@@ -204,7 +198,7 @@ def quantize_graph(
 
 def _finish(path: Path, source: dict[str, str], config: QuantizeConfig, n_batches: int, n_excluded: int) -> None:
     """The float graph's metadata ``source`` on the quantized one, with how it was made; no node debug metadata."""
-    import onnx
+    import onnx  # heavy: only to quantize, not for --help
 
     quantized = onnx.load(str(path))
     for node in quantized.graph.node:
@@ -227,10 +221,8 @@ def _finish(path: Path, source: dict[str, str], config: QuantizeConfig, n_batche
 def quantize_model(model: str | Path, data: str | Path, config: QuantizeConfig, output: Path | None = None) -> Path:
     """The INT8 graph of the fine-tuned model folder ``model`` (a run or its ``model/``), calibrated
     on windows of ``data``; ``output`` None: ``model.int8.onnx`` beside ``model.onnx``."""
-    from eegfm.model.architectures import load_model_config
+    from eegfm.model.architectures import load_model_config  # transformers: not for eegfm-quantize --help
     from eegfm.model.export import OnnxEEGFM
-    from eegfm.serving.backends import _writable_dir, onnx_path_for
-    from eegfm.serving.predictor import resolve_model_dir
 
     if not Path(model).exists() and not is_remote(str(model)):
         raise FileNotFoundError(f"--model {model}: no such folder; expected a fine-tuning run folder or its model/")
@@ -243,7 +235,7 @@ def quantize_model(model: str | Path, data: str | Path, config: QuantizeConfig, 
     runner = OnnxEEGFM(float_path, threads=1)
     total = -(-len(windows) // config.batch_size)
     batches = window_batches(windows, runner, load_model_config(model_dir), config.batch_size)
-    output = output or _writable_dir(model_dir) / INT8_NAME
+    output = output or derived_dir(model_dir) / INT8_NAME
     return quantize_graph(float_path, output, FeedReader(batches, total), config)
 
 
@@ -321,7 +313,7 @@ def main(argv: list[str] | None = None) -> int:
         path = quantize_model(args.model, args.data, config, args.output)
     except (ConfigError, FileNotFoundError, ValueError) as err:
         parser.error(str(err))
-    float_size = (path.parent / "model.onnx").stat().st_size if (path.parent / "model.onnx").is_file() else None
+    float_size = (path.parent / ONNX).stat().st_size if (path.parent / ONNX).is_file() else None
     ratio = f" ({float_size / path.stat().st_size:.2f}x smaller than model.onnx)" if float_size else ""
     print(f"wrote {path}: {path.stat().st_size / 1e6:.2f} MB{ratio}")
     return 0

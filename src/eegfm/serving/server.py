@@ -199,13 +199,13 @@ def _check_tls(parser: argparse.ArgumentParser, args) -> None:
 def _load_app(parser: argparse.ArgumentParser, args):
     """The application around a predictor loaded now (once per process)."""
     from eegfm.core.config import ConfigError
+    from eegfm.inference.predictor import Predictor  # the model and training's loader: not for --help
     from eegfm.pipelines.privacy.deid import PseudonymKeyError, load_key
     from eegfm.serving.api.app import create_app
     from eegfm.serving.api.logged import install_upload_redaction
     from eegfm.serving.api.metrics import Metrics
     from eegfm.serving.api.service import PredictionService
     from eegfm.serving.predict import predict_config
-    from eegfm.serving.predictor import Predictor  # the model and training's loader: not for --help
 
     try:
         key = load_key(args.pseudonym_key_file) if args.pseudonym_key_file else None

@@ -1,6 +1,6 @@
 """A simulated pattern planted on a real recording's own background: the one definition that the
 planted-pattern corpus (:mod:`~simulate.planted`) and the planted-seizure evaluation
-(:mod:`eegfm.serving.planted_seizures`) share.
+(:mod:`eegfm.evaluation.planted_seizures`) share.
 
 :func:`plant_episode` is pure numpy: a recording's samples (µV) and an
 :class:`~simulate.patterns.Episode` in, the samples with the pattern added on the canonical

@@ -16,7 +16,7 @@ What it reads:
 content hash (SHA-256 of the file's bytes; hashes only, never names) of every recording whose
 windows pretraining read, so that a benchmark refuses to fine-tune it on a validation or test
 recording it pretrained on (``benchmark.folder``). Publish it as a
-versioned release with ``python -m eegfm.serving.model_store publish OUT/pretrain MODEL_URL``.
+versioned release with ``python -m eegfm.serving.models publish OUT/pretrain MODEL_URL``.
 """
 
 from __future__ import annotations

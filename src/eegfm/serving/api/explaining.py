@@ -1,5 +1,5 @@
 """``POST /v1/explain``'s work: one window of an uploaded recording explained as ``eegfm-predict
---explain`` explains it (``serving.explain``: integrated gradients per class, the class-specificity
+--explain`` explains it (``inference.explain.attribution``: integrated gradients per class, the class-specificity
 and model-randomisation checks), answered as arrays a page can draw.
 
 The window is the ``k``-th of the recording's windows in time order: the ``k``-th entry of
@@ -21,6 +21,11 @@ from typing import Any
 import numpy as np
 
 from eegfm.contract.layout import FUSED_MODEL
+from eegfm.contract.schema import CHANNELS, SFREQ
+from eegfm.inference.explain.attribution import ExplainConfig, binned, explain_window
+from eegfm.inference.explain.checks import randomised_copy
+from eegfm.inference.model_inputs import model_inputs
+from eegfm.model.architectures import load_model_folder
 from eegfm.serving.api.uploads import UploadError
 from eegfm.serving.api.windows import recording_item, window_in_time_order
 
@@ -42,9 +47,6 @@ class ExplainService:
 
     def _loaded(self, seed: int):
         if self._models is None:
-            from eegfm.model.architectures import load_model_folder
-            from eegfm.serving.explain_checks import randomised_copy
-
             if (Path(self.predictor.model_dir) / FUSED_MODEL).is_file():  # no local path in the reply
                 raise UploadError(422, FUSED_REFUSAL)
             model = load_model_folder(self.predictor.model_dir).float().eval()
@@ -63,11 +65,6 @@ class ExplainService:
             return self._explain_item(item, window, steps, resolution_s)
 
     def _explain_item(self, item, window: int, steps: int, resolution_s: float) -> dict[str, Any]:
-        from eegfm.contract.schema import CHANNELS, SFREQ, encode_example
-        from eegfm.model.batch import collate_records
-        from eegfm.model.inputs import inputs_for_modalities
-        from eegfm.serving.explain import ExplainConfig, binned, explain_window
-
         config = ExplainConfig(steps=steps)
         model, randomised = self._loaded(config.seed)
         # the windows stream past and only the asked one is kept: memory stays one window's however
@@ -81,7 +78,7 @@ class ExplainService:
                 if count
                 else "the recording has no windows to explain (see /v1/predict for why)",
             )
-        inputs = inputs_for_modalities(collate_records([encode_example(record)]), model.config.modalities)
+        inputs = model_inputs([record], model.config)
         explanation = explain_window(
             model,
             inputs,
