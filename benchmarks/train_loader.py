@@ -161,6 +161,7 @@ VARIANTS = ("loader", "loader-whole-parse", "loader-plain-ipc", "plain")
 def _plain_batches(files: list[str], batch_size: int, workers: int, dtype: str) -> Iterator[dict]:
     """The plain path: torch's DataLoader with its worker processes, default collation and transfer,
     over windows parsed by protobuf (files dealt to the workers; no shuffle)."""
+
     class Windows(IterableDataset):
         def __iter__(self):
             info = get_worker_info()
