@@ -23,6 +23,7 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.config import ConfigError
 
 MODALITIES: tuple[str, ...] = ("spectrogram", "ecg", "clinical")
@@ -93,7 +94,7 @@ class EEGFMConfig(PreTrainedConfig):
     model_type = "eegfm"
 
     preset: str = "custom"
-    sfreq: float = 256.0
+    sfreq: float = SFREQ
     patch_size: int = 256
     input_scale_uv: float = 100.0
     spectral_patch_features: bool = True

@@ -29,8 +29,8 @@ import numpy as np
 from scipy import signal
 
 from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_positions
+from eegfm.contract.schema import SFREQ
 
-SFREQ = 256.0
 BANDS = {"delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0)}
 TOTAL_BAND = (1.0, 30.0)
 SLOPE_FIT = (2.0, 40.0)

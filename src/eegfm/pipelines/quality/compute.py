@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.dsp.signal_checks import check_sfreq
 from eegfm.pipelines.quality.detectors import (
     as_work,
@@ -28,7 +29,7 @@ from eegfm.pipelines.signal.features import DEFAULT_SEGMENT_S, WindowSpectrum, w
 
 def compute_quality(
     data: np.ndarray,
-    sfreq: float = 256.0,
+    sfreq: float = SFREQ,
     config: QualityConfig | None = None,
     *,
     channel_mask: Sequence[int] | np.ndarray | None = None,
@@ -67,7 +68,7 @@ def compute_quality(
 
 def compute_quality_batch(
     windows: np.ndarray,
-    sfreq: float = 256.0,
+    sfreq: float = SFREQ,
     config: QualityConfig | None = None,
     *,
     channel_mask: Sequence[int] | np.ndarray | None = None,

@@ -19,6 +19,7 @@ import scipy.fft as sp_fft
 from numpy.lib.stride_tricks import as_strided
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
+from eegfm.contract.schema import SFREQ
 from eegfm.core.dsp.bands import band_mask
 from eegfm.core.dsp.filter_design import hann_periodic
 from eegfm.core.dsp.signal_checks import check_sfreq
@@ -265,7 +266,7 @@ def spectral_features(
     return np.concatenate([relative, entropy[:, None]], axis=1)
 
 
-def compute_features(data: np.ndarray, sfreq: float = 256.0, *, spectrum: WindowSpectrum | None = None) -> np.ndarray:
+def compute_features(data: np.ndarray, sfreq: float = SFREQ, *, spectrum: WindowSpectrum | None = None) -> np.ndarray:
     """All :data:`CHANNEL_FEATURES` for every channel, flattened channel-major (:func:`feature_names`),
     float32. ``spectrum``: the window's :func:`window_spectrum`, to reuse its PSD."""
     data, sfreq = _check_window(data, sfreq)
