@@ -20,6 +20,7 @@ from eegfm.pipelines.datasets import SourceItem, interval_label
 from eegfm.pipelines.job.process_io import AE_NOT_SCORED, PreprocessConfig, RejectedWindow, Window
 from eegfm.pipelines.quality import compute_quality_batch, validate_window
 from eegfm.pipelines.quality.artifact_autoencoder import band_features_from_psd
+from eegfm.pipelines.quality.rules import WINDOW_RULES, channel_crossing
 from eegfm.pipelines.readers import Segment
 from eegfm.pipelines.signal.chunking import chunk_samples
 from eegfm.pipelines.signal.features import compute_features
@@ -278,12 +279,8 @@ def _make_windows(cut: Cutting, span: Span, batch, raw_buf, out_buf, bad_buf):
         yield _make_window(cut, span, req, window, report, n_bad, window_mask, repaired)
 
 
-# Window rules a few channels can fire on their own, with the per-channel metric that says which.
-_CHANNEL_RULES = {
-    "flat": ("channel_flat_fraction", "max_flat_fraction"),
-    "clipping": ("channel_clip_fraction", "max_clip_fraction"),
-    "high_amplitude": ("channel_ptp_uv", "max_ptp_uv"),
-}
+# Window rules whose offending channels may be interpolated instead (the rule table's ``repairable``).
+_REPAIRABLE = {rule.name: rule for rule in WINDOW_RULES if rule.repairable}
 
 
 def repair_window(window: np.ndarray, unfiltered: np.ndarray, report, mask: np.ndarray, config: PreprocessConfig):
@@ -298,13 +295,13 @@ def repair_window(window: np.ndarray, unfiltered: np.ndarray, report, mask: np.n
     fired = {reason.split(":", 1)[0] for reason in reasons}  # rule names (or artifact_score)
     if keep and "high_amplitude" in report.flags:
         fired = {"high_amplitude"}
-    if not fired or not fired <= set(_CHANNEL_RULES):
+    if not fired or not fired <= set(_REPAIRABLE):
         return None
     measured = mask.astype(bool)
     bad = np.zeros_like(measured)
+    channels = report.channels()
     for rule in fired:
-        metric, field = _CHANNEL_RULES[rule]
-        bad |= measured & (np.asarray(getattr(report, metric)) >= getattr(quality, field))
+        bad |= measured & channel_crossing(_REPAIRABLE[rule], channels, quality)
     bad &= ~np.asarray(report.channel_rhythmic_field, dtype=bool)
     new_mask = (measured & ~bad).astype(mask.dtype)
     if not 0 < bad.sum() <= config.repair_channels or new_mask.sum() < config.min_channels:
