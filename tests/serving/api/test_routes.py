@@ -78,3 +78,10 @@ def test_the_dashboard_names_only_routes_of_the_app(app):
     dashboard = (REPO / "infra" / "grafana" / "eegfm-serve.json").read_text()
     named = set(re.findall(r'route=\\?"([^"\\]+)', json.dumps(json.loads(dashboard))))
     assert named and named <= {e.path for e in endpoints(app, auth.needs_key)} | {OTHER}
+
+
+def test_only_the_probes_stay_out_of_the_access_log(app):
+    from eegfm.serving.api.routes import is_probe, matched
+
+    quiet = {e.path for e in endpoints(app, auth.needs_key) if is_probe(matched(_scope(app, "GET", e.path)))}
+    assert quiet == {"/health", "/ready", "/metrics"}

@@ -30,7 +30,7 @@ from eegfm.serving.api.jobs import RequestWork, request_work
 from eegfm.serving.api.logged import fault
 from eegfm.serving.api.metrics import Metrics, MetricsMiddleware
 from eegfm.serving.api.page import SecurityHeaders, add_page
-from eegfm.serving.api.routes import endpoints, listing
+from eegfm.serving.api.routes import PROBES, endpoints, listing
 from eegfm.serving.api.service import MAX_BATCH_FILES, PredictionService
 from eegfm.serving.api.signals import SignalsError, SignalsRequest
 from eegfm.serving.api.stopping import STOP, CloseWhenStopping
@@ -171,13 +171,14 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def _add_probes(app: FastAPI, service: PredictionService, metrics: Metrics) -> None:
-    @app.get("/health", summary="liveness: the process answers (no key needed)")
+    @app.get("/health", summary="liveness: the process answers (no key needed)", tags=[PROBES])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get(
         "/ready",
         summary="readiness: the model is loaded and the server is not stopping (no key needed)",
+        tags=[PROBES],
         responses={503: {"model": ErrorReply}},
     )
     async def ready():
@@ -186,7 +187,7 @@ def _add_probes(app: FastAPI, service: PredictionService, metrics: Metrics) -> N
             return _error(503, "the server is stopping")
         return {"status": "ready", "model_version": service.description["model_version"]}
 
-    @app.get("/metrics", summary="Prometheus metrics (no key needed)", response_class=Response)
+    @app.get("/metrics", summary="Prometheus metrics (no key needed)", response_class=Response, tags=[PROBES])
     async def prometheus_metrics() -> Response:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)

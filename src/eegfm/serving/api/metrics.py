@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from eegfm.core.logs import get_logger
-from eegfm.serving.api.routes import matched_route
+from eegfm.serving.api.routes import is_probe, label, matched
 
 log = get_logger(__name__)
 # RFC 9110's methods; anything else a client sends (h11 takes any token) is counted as "other"
@@ -130,7 +130,8 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route, method = matched_route(scope), method_of(scope["method"])
+        found = matched(scope)
+        route, method, probe = label(found), method_of(scope["method"]), is_probe(found)
         started = time.perf_counter()
         reply = {"status": 500, "bytes": 0}
 
@@ -148,7 +149,7 @@ class MetricsMiddleware:
             self.metrics.in_flight.labels(route).dec()
             self.metrics.requests.labels(route, method, status_of(reply["status"])).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
-            if route not in ("/metrics", "/health", "/ready"):  # scraped and probed every few seconds
+            if not probe:  # scraped and probed every few seconds: counted, not logged
                 client = (scope.get("client") or ("-",))[0]
                 key = scope.get("state", {}).get("api_key", "-")  # auth.require_key's fingerprint
                 log.info("%s %s %d %d bytes client=%s %s", method, route, reply["status"], reply["bytes"], client, key)

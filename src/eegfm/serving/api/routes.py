@@ -15,6 +15,9 @@ from collections.abc import Callable
 from starlette.routing import Match
 
 OTHER = "other"
+# The tag of the routes scraped and probed every few seconds (/health, /ready, /metrics): counted,
+# never written to the access log.
+PROBES = "probes"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,17 +31,32 @@ class Endpoint:
     mount: bool = False
 
 
-def matched_route(scope: dict) -> str:
-    """The path template of the app's route that a request's scope matches (a route that answers
-    another method included: its 405 is that route's), else :data:`OTHER`. Matched before the app
-    runs, so a request in flight has its label too; the label set is the app's routes, bounded
-    whatever paths clients send."""
+def matched(scope: dict):
+    """The app's route that a request's scope matches (a route that answers another method
+    included: its 405 is that route's), or None. Matched before the app runs, so a request in
+    flight has its route too."""
     router = getattr(scope.get("app"), "router", None)
     for route in getattr(router, "routes", ()):
         match, _ = route.matches(scope)
         if match is not Match.NONE:
-            return route.path
-    return OTHER
+            return route
+    return None
+
+
+def matched_route(scope: dict) -> str:
+    """The path template of :func:`matched`, else :data:`OTHER`: the label set is the app's
+    routes, bounded whatever paths clients send."""
+    return label(matched(scope))
+
+
+def label(route) -> str:
+    """A matched route's label: its path template, or :data:`OTHER` for None."""
+    return OTHER if route is None else route.path
+
+
+def is_probe(route) -> bool:
+    """Whether a matched route is tagged :data:`PROBES`."""
+    return PROBES in (getattr(route, "tags", None) or ())
 
 
 def endpoints(app, needs_key: Callable[[object], bool]) -> tuple[Endpoint, ...]:
