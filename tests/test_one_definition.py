@@ -5,7 +5,8 @@ this test fails when another product module defines it again.
 - the EEG band table and band power: ``core.dsp.bands.BANDS`` and ``band_power``;
 - the quality window rules: ``pipelines.quality.rules.WINDOW_RULES`` (rows of ``Rule``);
 - the HTTP routes: the app (``serving/api/app.py`` and ``page.py`` add them; ``routes.py`` reads them);
-- the training presets' shared values: ``training/configs/base.yaml``, which the others inherit.
+- the training presets' shared values: ``training/configs/base.yaml``, which the others inherit;
+- the data loader's defaults: ``training.data.config.LoaderConfig`` (a run's ``loader:`` section reads them).
 """
 
 from __future__ import annotations
@@ -148,3 +149,17 @@ def test_presets_inherit_the_shared_values():
     for path in sorted(configs.glob("*.yaml")):
         if path.stem != "base":
             assert "base" in yaml.safe_load(path.read_text()), f"{path.name}: expected base: (list only what differs)"
+
+
+def test_the_loader_section_takes_the_loaders_defaults():
+    """A run's ``loader:`` section and the loader it makes share one set of defaults (LoaderConfig's)."""
+    import dataclasses
+
+    from eegfm.training.config_sections import LoaderSection
+    from eegfm.training.data import LoaderConfig
+
+    section, loader = LoaderSection(), LoaderConfig()
+    shared = {f.name for f in dataclasses.fields(LoaderSection)} & {f.name for f in dataclasses.fields(LoaderConfig)}
+    assert shared >= {"batch_size", "num_workers", "shuffle_buffer", "eeg_dtype", "drop_last", "seed"}
+    for name in shared - {"augment"}:  # the section holds augment's fields as a mapping
+        assert getattr(section, name) == getattr(loader, name), name
