@@ -76,8 +76,8 @@ def test_the_sampling_rate_has_one_home():
             names = [n for n in _assigned_names(node) if _is_rate(n)]
             if names and _number(getattr(node, "value", None)) == 256.0 and module not in SFREQ_DEFAULT_ELSEWHERE:
                 found.append(f"{module}:{node.lineno} {names} = 256")
-            if isinstance(node, ast.Constant) and isinstance(node.value, float) and node.value == 256.0:
-                found.append(f"{module}:{node.lineno} a literal 256.0")
+            if isinstance(node, ast.Constant) and isinstance(node.value, float) and node.value in (256.0, 128.0):
+                found.append(f"{module}:{node.lineno} a literal {node.value} (the rate, or its Nyquist)")
         if module not in SFREQ_DEFAULT_ELSEWHERE:
             defaults = [name for name, d in _defaults(tree) if _is_rate(name) and _number(d) == 256.0]
             found += [f"{module}: {name} defaults to 256" for name in defaults]

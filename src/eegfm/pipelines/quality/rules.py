@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.config import Config, ConfigError, check_range
 
 
@@ -98,7 +99,7 @@ class QualityConfig(Config):
     signal_band: tuple[float, float] = (1.0, 30.0)
     noise_band: tuple[float, float] = (30.0, 70.0)
     muscle_band: tuple[float, float] = (20.0, 100.0)
-    total_band: tuple[float, float] = (0.5, 128.0)
+    total_band: tuple[float, float] = (0.5, SFREQ / 2)
     # sample-level detectors
     flat_tol_uv: float = 0.1
     flat_min_duration_s: float = 0.1
