@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from scipy.signal import resample_poly
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.dsp.resample import plan_resample, resample
 from eegfm.pipelines.datasets import SourceItem
 from eegfm.pipelines.job.process import Outcome, PreprocessConfig, RejectedWindow, Window, process_recording
@@ -28,12 +29,12 @@ def _reach(sfreq: float, n_times: int, at: int) -> np.ndarray:
     resampler's tap matrices.)"""
     x = np.zeros((1, n_times), dtype=np.float32)
     x[0, at] = 1.0
-    return np.flatnonzero(resample(x, sfreq)[0])
+    return np.flatnonzero(resample(x, sfreq, SFREQ)[0])
 
 
 @pytest.mark.parametrize("sfreq", RATES)
 def test_input_span_is_what_the_resampler_reads(sfreq):
-    plan = plan_resample(sfreq)
+    plan = plan_resample(sfreq, SFREQ)
     n_times = int(3 * sfreq)
     n_out = plan.output_length(n_times)
     for at in np.unique(np.linspace(1, n_times - 1, 23).astype(int)):
@@ -70,7 +71,7 @@ def eegmat_40s(shared_data):
 def _positions(sfreq: float, n_times: int) -> list[int]:
     """About 50 input samples: on and around the window boundaries (within the resampling
     filter's reach, so between and on the taps nearest an output instant) and inside windows."""
-    plan = plan_resample(sfreq)
+    plan = plan_resample(sfreq, SFREQ)
     reach = 12 if plan.is_identity else -(-plan.half_len // plan.up) + 1  # input samples
     picks = set()
     for k in (1, 2):
@@ -87,7 +88,7 @@ def test_one_nan_or_inf_sample_rejects_exactly_the_windows_it_reaches(eegmat_40s
         data = resample_poly(data, int(sfreq), int(info["sfreq"]), axis=1)
         info = mne.create_info(info.ch_names, sfreq, "eeg")
     n_times = data.shape[1]
-    assert plan_resample(sfreq).output_length(n_times) == N_WINDOWS * WINDOW
+    assert plan_resample(sfreq, SFREQ).output_length(n_times) == N_WINDOWS * WINDOW
 
     def write(values, name):
         path = tmp_path / f"{name}_raw.fif"

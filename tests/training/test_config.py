@@ -1,7 +1,10 @@
+import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from eegfm.core.config import ConfigError
 from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
@@ -318,3 +321,46 @@ def test_compile_mode_is_one_of_torch_compiles_modes():
     expected = "compile_mode: expected one of 'default', 'reduce-overhead'.*got 'cudagraphs'"
     with pytest.raises(ConfigError, match=expected):
         load_config("base", "pretrain", ["compile_mode=cudagraphs"])
+
+
+PRESET_VALUES = Path(__file__).with_name("preset_values.json")
+
+
+@pytest.mark.parametrize("preset", ["cpu-tiny", "cpu-small", "base", "large-gpu"])
+@pytest.mark.parametrize("kind", ["pretrain", "finetune"])
+def test_inherited_presets_resolve_to_the_values_they_had_as_full_copies(preset, kind):
+    """preset_values.json holds every preset's resolved config from when each was a full copy."""
+    want = json.loads(PRESET_VALUES.read_text())[f"{preset}/{kind}"]
+    assert json.loads(json.dumps(load_config(preset, kind).to_dict(), sort_keys=True)) == want
+
+
+def test_a_preset_lists_only_what_differs_from_its_base():
+    from eegfm.training.config import CONFIG_CLASSES
+    from eegfm.training.config_files import CONFIG_DIR, read_section
+
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        own = yaml.safe_load(path.read_text())
+        if "base" not in own:
+            continue
+        for kind, cls in CONFIG_CLASSES.items():
+            below = read_section(CONFIG_DIR / f"{own['base']}.yaml", kind, cls)
+            for key, value in (own.get(kind) or {}).items():
+                if isinstance(value, dict) and key in ("loader", "optim", "wandb"):
+                    same = [k for k, v in value.items() if below.get(key, {}).get(k, object()) == v]
+                    assert not same, (path.name, kind, key, same)
+                else:
+                    assert below.get(key, object()) != value, (path.name, kind, key)
+
+
+def test_base_sections_merge_and_other_values_replace(tmp_path):
+    (tmp_path / "parent.yaml").write_text(
+        "pretrain:\n  model: tiny\n  model_overrides: {spatial_filters: 16}\n  loader: {batch_size: 4, seed: 3}\n"
+        "  optim: {max_steps: 10}\n"
+    )
+    child = tmp_path / "child.yaml"
+    child.write_text("base: parent.yaml\npretrain:\n  model_overrides: {}\n  loader: {batch_size: 6}\n")
+    config = load_config(child, "pretrain")
+    assert (config.loader.batch_size, config.loader.seed, config.model_overrides) == (6, 3, {})
+    (tmp_path / "parent.yaml").write_text("base: child.yaml\n")
+    with pytest.raises(ConfigError, match="a cycle"):
+        load_config(child, "pretrain")

@@ -31,6 +31,8 @@ from eegfm.core.tasks import HMS_CLASSES
 
 CHANNELS: tuple[str, ...] = CANONICAL_CHANNELS
 N_CHANS: int = N_CANONICAL
+# The data contract's sampling rate (Hz): every stored window, model input and pipeline output.
+# Its one home (tests/test_one_definition.py): everything else imports it.
 SFREQ: float = 256.0
 PIPELINE_VERSION: str = "0.1.0"
 

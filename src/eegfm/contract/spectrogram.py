@@ -23,7 +23,7 @@ from decimal import ROUND_HALF_UP, Decimal
 import numpy as np
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
-from eegfm.contract.schema import N_SPECTROGRAM_ROWS
+from eegfm.contract.schema import N_SPECTROGRAM_ROWS, SFREQ
 from eegfm.core.dsp.resample import resample
 
 HMS_SFREQ = 200
@@ -138,7 +138,7 @@ class PowerStream:
         return list(chain_power(np.stack(frames), self._window)) if frames else []
 
 
-def window_spectrogram(eeg_uv: np.ndarray, channel_mask: np.ndarray, sfreq: float = 256.0) -> np.ndarray:
+def window_spectrogram(eeg_uv: np.ndarray, channel_mask: np.ndarray, sfreq: float = SFREQ) -> np.ndarray:
     """float32 (400, n_frames) log1p µV²/Hz of one window: ``eeg_uv`` (19, n) canonical channels
     at ``sfreq`` Hz, ``channel_mask`` (19,) 1 measured, 0 interpolated (not recorded). Chains
     without a recorded pair are NaN; ``n_frames`` is the whole 2 s in the window (0 under 2 s)."""

@@ -69,7 +69,10 @@ def check_range(
     *,
     low_inclusive: bool = True,
     high_inclusive: bool = True,
+    what: str = "a value",
 ) -> float:
+    """``value`` if it is a number within the bounds (``None``: unbounded); ``what`` is what the
+    message calls an allowed one ("a value in [0, 1]", or a family's own word)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name}: expected a number; got {value!r}")
     too_low = low is not None and (value < low if low_inclusive else value <= low)
@@ -78,13 +81,13 @@ def check_range(
         lo = "-inf" if low is None else f"{low}"
         hi = "inf" if high is None else f"{high}"
         lb, hb = ("[" if low_inclusive else "("), ("]" if high_inclusive else ")")
-        raise ConfigError(f"{name}: expected a value in {lb}{lo}, {hi}{hb}; got {value!r}")
+        raise ConfigError(f"{name}: expected {what} in {lb}{lo}, {hi}{hb}; got {value!r}")
     return value
 
 
-def check_float(name: str, value: Any, low: float | None = None, high: float | None = None, **inclusive: bool) -> float:
+def check_float(name: str, value: Any, low: float | None = None, high: float | None = None, **options: Any) -> float:
     """``check_range``, the value returned as a float (YAML may give an int)."""
-    return float(check_range(name, value, low, high, **inclusive))
+    return float(check_range(name, value, low, high, **options))
 
 
 def user_path(text: str) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eegfm.contract.schema import SFREQ
 from eegfm.pipelines.datasets import SourceItem
 from eegfm.pipelines.job.process import process_recording
 from eegfm.pipelines.job.process_io import PreprocessConfig, Window
@@ -74,7 +75,7 @@ def simulated_groups(root: Path, progress: Callable[[Iterable], Iterable] = iter
     groups = []
     for record in progress(records):
         windows, mask, starts = file_windows(root / "edf" / record["edf_path"])
-        span = windows.shape[-1] / 256.0
+        span = windows.shape[-1] / SFREQ
         others = [(e["start_s"], e["end_s"]) for e in record["episodes"] if e["class"] == "Other"]
         by_state: dict[str, list[int]] = {}
         for i, start in enumerate(starts):

@@ -7,10 +7,11 @@ import math
 
 import torch
 
+from eegfm.core.dsp.bands import BANDS, band_edges
 from eegfm.model.numerics import float32_region
 
-# Delta, theta, alpha, beta, gamma (Hz): the bands clinical EEG reads power in.
-SUMMARY_BANDS: tuple[tuple[float, float], ...] = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 70.0))
+# Delta to gamma, 0.5-70 Hz (core.dsp.bands.BANDS): the bands clinical EEG reads power in.
+SUMMARY_BANDS: tuple[tuple[float, float], ...] = band_edges(BANDS)
 
 
 def log_band_powers(signal: torch.Tensor, sfreq: float, bands=SUMMARY_BANDS) -> torch.Tensor:

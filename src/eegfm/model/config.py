@@ -17,13 +17,13 @@ large  512     8        4             48.9 M      scaling runs
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 from transformers import PreTrainedConfig
 
-from eegfm.core.config import ConfigError
+from eegfm.contract.schema import SFREQ
+from eegfm.core.config import ConfigError, check_int, check_option, check_range
 
 MODALITIES: tuple[str, ...] = ("spectrogram", "ecg", "clinical")
 GNN_IMPLS: tuple[str, ...] = ("pyg", "dense", "gather")
@@ -38,23 +38,17 @@ def _fail(name: str, expected: str, got: Any) -> None:
     raise ConfigError(f"EEGFMConfig.{name}: expected {expected}; got {got!r}")
 
 
-def _check_int(name: str, value: Any, low: int, high: int | None = None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        _fail(name, "an integer", value)
-    if value < low or (high is not None and value > high):
-        _fail(name, f"an integer in [{low}, {'inf' if high is None else high}]", value)
+# eegfm.core.config's checks under this class's field names (the one family of validators).
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    check_int(f"EEGFMConfig.{name}", value, low, high)
 
 
 def _check_float(name: str, value: Any, low: float, high: float, *, high_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
-        _fail(name, "a number", value)
-    if value < low or value > high or (high_open and value == high):
-        _fail(name, f"a number in [{low}, {high}{')' if high_open else ']'}", value)
+    check_range(f"EEGFMConfig.{name}", value, low, high, high_inclusive=not high_open, what="a number")
 
 
 def _check_option(name: str, value: Any, allowed: tuple[Any, ...]) -> None:
-    if value not in allowed:
-        _fail(name, f"one of {', '.join(repr(a) for a in allowed)}", value)
+    check_option(f"EEGFMConfig.{name}", value, allowed)
 
 
 class EEGFMConfig(PreTrainedConfig):
@@ -93,7 +87,7 @@ class EEGFMConfig(PreTrainedConfig):
     model_type = "eegfm"
 
     preset: str = "custom"
-    sfreq: float = 256.0
+    sfreq: float = SFREQ
     patch_size: int = 256
     input_scale_uv: float = 100.0
     spectral_patch_features: bool = True

@@ -25,11 +25,11 @@ from pyriemann.tangentspace import TangentSpace
 from scipy.signal import welch
 
 from eegfm.contract.schema import SFREQ
-from eegfm.core.dsp.bands import band_weights
+from eegfm.core.dsp.bands import band_edges, band_weights, bands_within
 
-# delta, theta, alpha, beta, low gamma. The top edge stops at 45 Hz: above it eegmat's recordings
+# delta, theta, alpha, beta, low gamma: core.dsp.bands.BANDS cut at 45 Hz. Not higher: above it eegmat's recordings
 # (and most clinical ones) are low-passed and line noise sits, so a higher band measures the filter.
-BANDS: tuple[tuple[float, float], ...] = ((0.5, 4.0), (4.0, 8.0), (8.0, 13.0), (13.0, 30.0), (30.0, 45.0))
+BANDS: tuple[tuple[float, float], ...] = band_edges(bands_within(0.5, 45.0))
 SEGMENT_S = 2.0  # Welch segments: 0.5 Hz bins, and 4 averaged segments (50 % overlap) in a 5 s window
 # The reference point's geometry. "riemann" (the affine-invariant mean) is pyRiemann's default;
 # "logeuclid" (the mean of matrix logarithms) does not whiten by the mean. On eegmat's validation

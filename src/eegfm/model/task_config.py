@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 
 from transformers import PreTrainedConfig
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.config import ConfigError
 from eegfm.model import config as eegfm_config
 from eegfm.model.config import HEAD_REGISTRY
@@ -30,7 +31,7 @@ class TaskModelConfig(PreTrainedConfig):
     modalities: list[str] | None = None
     patch_size: int = 1
     spectrogram_pool: int = 1  # frames read in whole multiples of (the ONNX runner trims to them)
-    sfreq: float = 256.0
+    sfreq: float = SFREQ
 
     def __post_init__(self, **kwargs: Any) -> None:
         labels = getattr(HEAD_REGISTRY.get(self.head) if isinstance(self.head, str) else None, "default_labels", None)

@@ -4,16 +4,13 @@
     curl -H "Authorization: Bearer $KEY" -H "Content-Type: application/octet-stream" \\
       --data-binary @recording.edf "http://127.0.0.1:8080/v1/predict?filename=recording.edf"
 
-Routes (docs/serving.md has the details; /openapi.json and /docs describe them):
-
-- ``POST /v1/predict``: one recording: a raw body with ``?filename=NAME`` (its extension gives the
-  format; a ``.zip`` holds a recording of several files, or several recordings), a multipart field
-  ``file``, or JSON ``{"signals": [[µV ...] ...], "sfreq": 256, "channel_names": [...]}``.
-  The reply is ``{"model": ..., "recordings": [...]}`` (serving/prediction.schema.json per window).
-- ``POST /v1/predict_batch``: several files (multipart field ``files``): one result each, with its
-  own status.
-- ``GET /v1/model``: the model served. ``GET /health`` (liveness), ``GET /ready`` (readiness),
-  ``GET /metrics`` (Prometheus): no API key needed.
+Routes: docs/serving.md has the table, /openapi.json and /docs describe them, and the server lists
+them as it starts (from the app: ``api.routes``). ``POST /v1/predict`` takes one recording: a raw
+body with ``?filename=NAME`` (its extension gives the format; a ``.zip`` holds a recording of several
+files, or several recordings), a multipart field ``file``, or JSON ``{"signals": [[µV ...] ...],
+"sfreq": 256, "channel_names": [...]}``; the reply is ``{"model": ..., "recordings": [...]}``
+(serving/prediction.schema.json per window). The probes, ``/metrics``, the docs and the page need no
+API key.
 
 API keys: ``Authorization: Bearer KEY`` (the scheme in any case, as RFC 7235 allows), a key of
 ``--api_keys_file`` (one per line) or of ``EEGFM_API_KEYS`` (comma separated); without keys the
@@ -256,9 +253,16 @@ def main(argv: list[str] | None = None) -> int:
         app = server.config.app
         what = f"{app.state.service.predictor.backend.name} model" if not isinstance(app, str) else "model"
         scheme = "https" if args.tls_certfile else "http"
+        # the routes as the app holds them; the workers' apps (--workers > 1) live in other processes
+        if isinstance(app, str):
+            routes = "the routes of /openapi.json and /docs"
+        else:
+            from eegfm.serving.api.app import route_listing
+
+            routes = route_listing(app)
         print(
-            f"eegfm-serve: {what} on {scheme}://{host}:{port} with {args.workers} worker(s) (POST /v1/predict, "
-            "/v1/predict_batch; GET /v1/model, /health, /ready, /metrics, /docs); Ctrl-C or SIGTERM stops",
+            f"eegfm-serve: {what} on {scheme}://{host}:{port} with {args.workers} worker(s) ({routes}); "
+            "Ctrl-C or SIGTERM stops",
             flush=True,
         )
         status = server.serve_socket(sock)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_positions
+from eegfm.core.dsp.bands import band_power
 
 N_CHANS = len(CANONICAL_CHANNELS)
 LEFT = np.array([c[-1] in "1357" for c in CANONICAL_CHANNELS])
@@ -159,9 +160,9 @@ def field_spread(envelope: np.ndarray, level: np.ndarray, sfreq: float, start: i
 
 
 def _band_power(v: np.ndarray, sfreq: float, low: float, high: float) -> float:
+    """Power of ``v`` in the closed band ``[low, high]`` (``high``'s own bin counts)."""
     freqs, power = psd(v, sfreq)
-    band = (freqs >= low) & (freqs <= high)
-    return float(power[band].sum() * (freqs[1] - freqs[0]))
+    return float(band_power(freqs, power, low, np.nextafter(high, np.inf)))
 
 
 def field_maximum(x: np.ndarray, sfreq: float, low: float, high: float) -> int:

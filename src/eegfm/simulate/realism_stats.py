@@ -29,10 +29,12 @@ import numpy as np
 from scipy import signal
 
 from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_positions
+from eegfm.contract.schema import SFREQ
+from eegfm.core.dsp.bands import band_power, bands_within
 
-SFREQ = 256.0
-BANDS = {"delta": (1.0, 4.0), "theta": (4.0, 8.0), "alpha": (8.0, 13.0), "beta": (13.0, 30.0)}
+# The clinical bands (core.dsp.bands) within the 1-30 Hz total: delta from 1 Hz, no gamma.
 TOTAL_BAND = (1.0, 30.0)
+BANDS = {name: (low, high) for name, low, high in bands_within(*TOTAL_BAND)}
 SLOPE_FIT = (2.0, 40.0)
 SLOPE_EXCLUDE = (7.0, 14.0)
 ALPHA_SEARCH = (7.0, 13.0)
@@ -60,12 +62,6 @@ def electrode_distances() -> np.ndarray:
 def welch(windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Frequencies and the (n, 19, F) Welch power spectral density (µV²/Hz) of (n, 19, T) windows."""
     return signal.welch(windows, fs=SFREQ, nperseg=min(NPERSEG, windows.shape[-1]), axis=-1)
-
-
-def band_power(freqs: np.ndarray, psd: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Power in ``[low, high)`` Hz along the last axis (sum of bins times the bin width)."""
-    band = (freqs >= low) & (freqs < high)
-    return psd[..., band].sum(axis=-1) * (freqs[1] - freqs[0])
 
 
 def spectral_slope(freqs: np.ndarray, psd: np.ndarray) -> float:

@@ -404,8 +404,8 @@ def load_config(
     YAML, or a nested or dotted dict), validate."""
     check_option("kind", kind, KINDS)
     path = resolve_config_path(name_or_path)
-    data = read_section(path, kind)
     cls = CONFIG_CLASSES[kind]
+    data = read_section(path, kind, cls)
     for dotted, value in parse_overrides(overrides).items():
         apply_override(data, cls, dotted, value)
     try:

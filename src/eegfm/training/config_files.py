@@ -1,7 +1,8 @@
 """Reading run configurations: presets and YAML files, their sections, command-line overrides.
 
 A file holds a ``pretrain:`` and a ``finetune:`` section (one name for the whole recipe), or is one
-section. Overrides are checked key by key against the dataclass fields.
+section; ``base: NAME`` makes it inherit a preset's (or another file's) sections, listing only what
+differs. Overrides are checked key by key against the dataclass fields.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from eegfm.core.config import Config, ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 KINDS = ("pretrain", "finetune")
+# A file's key naming the preset or file it inherits from: it lists only what differs.
+BASE = "base"
 
 
 class _YamlLoader(yaml.SafeLoader):
@@ -58,8 +61,12 @@ def resolve_config_path(name_or_path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def read_section(path: Path, kind: str) -> dict[str, Any]:
-    """The ``kind`` section of the YAML file ``path`` (the whole file if it has no sections)."""
+def read_section(
+    path: Path, kind: str, cls: type[Config] | None = None, _within: tuple[Path, ...] = ()
+) -> dict[str, Any]:
+    """The ``kind`` section of the YAML file ``path`` (the whole file if it has no sections), over the
+    same section of the file its ``base:`` names (:func:`inherit`; ``cls``, the section's dataclass,
+    says which keys are sections that merge)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
@@ -69,16 +76,55 @@ def read_section(path: Path, kind: str) -> dict[str, Any]:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{path}: expected a mapping at the top level; got {type(data).__name__}")
+    data = dict(data)
+    base = data.pop(BASE, None)
+    if base is not None:
+        base_path = _base_path(base, path)
+        if base_path.resolve() in (*_within, path.resolve()):
+            raise ConfigError(f"{path}: base {base!r} inherits from this file again (a cycle)")
+        below = read_section(base_path, kind, cls, (*_within, path.resolve()))
+        return inherit(below, _own_section(data, path, kind, optional=True), cls)
+    return _own_section(data, path, kind)
+
+
+def _base_path(base: Any, path: Path) -> Path:
+    """A ``base:`` value: a preset name, or a YAML file's path relative to the file that names it."""
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: base: expected a preset name or a YAML file's path; got {base!r}")
+    if "/" in base or base.endswith((".yaml", ".yml")):
+        return resolve_config_path(path.parent / base)
+    return resolve_config_path(base)
+
+
+def _own_section(data: dict[str, Any], path: Path, kind: str, optional: bool = False) -> dict[str, Any]:
     if not any(k in KINDS for k in data):
-        return dict(data)
+        return data
     if unknown := sorted(str(k) for k in data if k not in KINDS):
-        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(KINDS)}")
+        raise ConfigError(f"{path}: unknown section(s) {', '.join(unknown)}; allowed: {', '.join(KINDS)}, {BASE}")
     if kind not in data:
+        if optional:  # the base's section as it is
+            return {}
         raise ConfigError(f"{path}: has no {kind!r} section (sections: {', '.join(map(str, data))})")
     section = data[kind] or {}
     if not isinstance(section, Mapping):
         raise ConfigError(f"{path}: section {kind!r} must be a mapping; got {type(section).__name__}")
     return dict(section)
+
+
+def inherit(base: Mapping[str, Any], own: Mapping[str, Any], cls: type[Config] | None) -> dict[str, Any]:
+    """``own`` over ``base``: a key naming a section of ``cls`` (a Config field, such as ``loader``
+    or ``optim``) merges key by key; any other value, a mapping such as ``model_overrides`` or
+    ``augment`` included, replaces the base's whole (``{}`` clears it)."""
+    merged = dict(base)
+    hints = typing.get_type_hints(cls) if cls is not None else {}
+    for key, value in own.items():
+        section = hints.get(key)
+        is_section = isinstance(section, type) and issubclass(section, Config)
+        if is_section and isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = inherit(merged[key], value, section)
+        else:
+            merged[key] = value
+    return merged
 
 
 def dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

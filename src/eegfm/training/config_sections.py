@@ -9,8 +9,10 @@ import re
 from typing import Any
 
 from eegfm.core.config import Config, ConfigError, check_bool, check_float, check_int, check_mapping, check_option
+from eegfm.training.data.config import LoaderConfig
 
 WANDB_MODES = ("offline", "online", "disabled")
+_LOADER = LoaderConfig()
 INF = math.inf  # no upper bound: check_int then names the range [low, inf]
 
 
@@ -68,15 +70,16 @@ class LoaderSection(Config):
     (``training.steps.loader_config``). With a ``token_budget``, ``batch_size`` caps the windows
     per batch; ``augment`` holds ``AugmentConfig`` fields; ``drop_last`` applies to training only."""
 
-    batch_size: int = 8
-    token_budget: int | None = None
-    num_workers: int | str = 0
-    shuffle_buffer: int = 1000
-    full_shuffle_mb: float = 1024.0
-    seed: int = 0
-    augment: dict[str, Any] = dataclasses.field(default_factory=dict)
-    eeg_dtype: str = "float32"
-    drop_last: bool = False
+    # The loader's own defaults (LoaderConfig): one set, wherever a loader is made from.
+    batch_size: int = _LOADER.batch_size
+    token_budget: int | None = _LOADER.token_budget
+    num_workers: int | str = _LOADER.num_workers
+    shuffle_buffer: int = _LOADER.shuffle_buffer
+    full_shuffle_mb: float = _LOADER.full_shuffle_mb
+    seed: int = _LOADER.seed
+    augment: dict[str, Any] = dataclasses.field(default_factory=dict)  # AugmentConfig's fields: none set
+    eeg_dtype: str = _LOADER.eeg_dtype
+    drop_last: bool = _LOADER.drop_last
 
     def validate(self) -> None:
         check_option("loader.eeg_dtype", self.eeg_dtype, ("float32", "float16"))

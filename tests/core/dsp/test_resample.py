@@ -7,6 +7,7 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.dsp.resample import (
     Resampler,
     _fir_taps,
@@ -30,27 +31,27 @@ def _read_eegmat(path) -> tuple[np.ndarray, float]:
     [(160, 8, 5), (200, 32, 25), (250, 128, 125), (256, 1, 1), (500, 64, 125), (512, 1, 2), (5000, 32, 625)],
 )
 def test_exact_ratios(sfreq, up, down):
-    plan = plan_resample(sfreq)
+    plan = plan_resample(sfreq, SFREQ)
     assert (plan.up, plan.down, plan.ratio_error) == (up, down, 0.0)
 
 
 def test_float_rate_of_a_simple_fraction():
     # 1000/3 Hz is not a binary float; the nearest fraction is found and the tiny error reported.
-    plan = plan_resample(1000 / 3)
+    plan = plan_resample(1000 / 3, SFREQ)
     assert (plan.up, plan.down) == (96, 125)
     assert 0 < abs(plan.ratio_error) < 1e-15
 
 
 def test_non_integer_rate_ratio_and_documented_error():
-    plan = plan_resample(173.61)
+    plan = plan_resample(173.61, SFREQ)
     assert (plan.up, plan.down) == (3682, 2497)
     true_ratio = Fraction(256) / Fraction(173.61)
     assert plan.ratio_error == pytest.approx(float(Fraction(plan.up, plan.down) / true_ratio) - 1)
     # Under one output sample of drift per hour of recording.
     assert abs(plan.ratio_error) * 3600.0 < 1.0 / 256.0
     # A tighter bound picks a longer fraction; a looser one a shorter.
-    assert plan_resample(173.61, max_ratio_error=1e-9).down > plan.down
-    assert plan_resample(173.61, max_ratio_error=1e-3).down < plan.down
+    assert plan_resample(173.61, SFREQ, max_ratio_error=1e-9).down > plan.down
+    assert plan_resample(173.61, SFREQ, max_ratio_error=1e-3).down < plan.down
 
 
 @pytest.mark.parametrize("sfreq", RATES)
@@ -58,8 +59,8 @@ def test_sine_recovered_at_exact_times(sfreq):
     n_times = int(8 * sfreq)
     t = np.arange(n_times) / sfreq
     x = np.stack([50 * np.sin(2 * np.pi * 10 * t), 20 * np.cos(2 * np.pi * 40 * t + 0.3)])
-    y = resample(x, sfreq)
-    plan = plan_resample(sfreq)
+    y = resample(x, sfreq, SFREQ)
+    plan = plan_resample(sfreq, SFREQ)
     assert y.dtype == np.float32
     assert y.shape == (2, plan.output_length(n_times))
     assert y.shape[1] == -(-n_times * plan.up // plan.down)
@@ -73,7 +74,7 @@ def test_sine_recovered_at_exact_times(sfreq):
 def test_content_above_new_nyquist_is_removed_not_aliased(sfreq, tone):
     t = np.arange(int(6 * sfreq)) / sfreq
     x = 100 * np.sin(2 * np.pi * tone * t)[None]
-    y = resample(x, sfreq)[0, 256:-256]
+    y = resample(x, sfreq, SFREQ)[0, 256:-256]
     assert np.sqrt(np.mean(y**2)) < 0.01 * 100 / np.sqrt(2)  # > 40 dB down
 
 
@@ -81,7 +82,7 @@ def test_dc_offset_does_not_ring_at_the_start():
     sfreq = 500.0
     t = np.arange(int(4 * sfreq)) / sfreq
     x = (3000.0 + 5 * np.sin(2 * np.pi * 7 * t))[None]
-    y = resample(x, sfreq)[0]
+    y = resample(x, sfreq, SFREQ)[0]
     expected = 3000.0 + 5 * np.sin(2 * np.pi * 7 * np.arange(y.size) / 256.0)
     assert np.abs(y[:50] - expected[:50]).max() < 0.5  # zero padding alone would halve sample 0
 
@@ -92,11 +93,11 @@ def test_matrix_polyphase_equals_scipy_resample_poly(sfreq):
     scipy_signal = pytest.importorskip("scipy.signal")
     rng = np.random.default_rng(int(sfreq))
     x = (rng.standard_normal((3, int(sfreq * 11.7) + 3)) * 40.0 + 150.0).astype(np.float32)
-    plan = plan_resample(sfreq)
+    plan = plan_resample(sfreq, SFREQ)
     offset = x[:, :1].astype(np.float64)
     taps = _fir_taps(plan.up, plan.down).astype(np.float64)
     expected = scipy_signal.resample_poly(x - offset, plan.up, plan.down, axis=1, window=taps) + offset
-    got = resample(x, sfreq)
+    got = resample(x, sfreq, SFREQ)
     assert got.shape == expected.shape and got.dtype == np.float32
     np.testing.assert_allclose(got, expected, rtol=0, atol=2e-4)
 
@@ -112,8 +113,8 @@ def test_streaming_equals_one_shot(sfreq):
         size = sizes[len(chunks) % len(sizes)]
         chunks.append(x[:, start : start + size])
         start += size
-    one_shot = resample(x, sfreq)
-    resampler = Resampler(sfreq, n_chans=x.shape[0])
+    one_shot = resample(x, sfreq, SFREQ)
+    resampler = Resampler(sfreq, n_chans=x.shape[0], sfreq_out=SFREQ)
     streamed = np.concatenate([*map(resampler.push, chunks), resampler.flush()], axis=1)
     assert streamed.shape == one_shot.shape
     # float32 filtering: rounding differences grow with the values (a random walk to a few hundred)
@@ -122,8 +123,8 @@ def test_streaming_equals_one_shot(sfreq):
 
 def test_streaming_real_eeg_equals_one_shot(shared_data):
     x, sfreq = _read_eegmat(shared_data / "eegmat" / "Subject00_2.edf")
-    one_shot = resample(x, sfreq)
-    resampler = Resampler(sfreq, n_chans=x.shape[0])
+    one_shot = resample(x, sfreq, SFREQ)
+    resampler = Resampler(sfreq, n_chans=x.shape[0], sfreq_out=SFREQ)
     step = int(7 * sfreq)
     parts = [resampler.push(x[:, i : i + step]) for i in range(0, x.shape[1], step)]
     parts.append(resampler.flush())
@@ -135,10 +136,10 @@ def test_streaming_real_eeg_equals_one_shot(shared_data):
 
 
 def test_window_start_mapping_is_exact():
-    assert plan_resample(500.0).window_start_s(1280) == 5.0
+    assert plan_resample(500.0, SFREQ).window_start_s(1280) == 5.0
     for index in (0, 1, 255, 256, 1280, 12_345_677):
-        assert plan_resample(500.0).window_start_s(index) == index / 256  # dyadic: exact in binary
-    plan = plan_resample(173.61)
+        assert plan_resample(500.0, SFREQ).window_start_s(index) == index / 256  # dyadic: exact in binary
+    plan = plan_resample(173.61, SFREQ)
     for index in (0, 1, 1000, 921_600):
         exact = Fraction(index * plan.down, plan.up) / Fraction(173.61)
         assert plan.window_start_s(index) == float(exact)
@@ -148,12 +149,12 @@ def test_window_start_mapping_is_exact():
 
 def test_errors_name_the_parameter():
     with pytest.raises(ValueError, match=r"data: expected shape \(n_chans, n_times\)"):
-        resample(np.zeros(10), 500.0)
+        resample(np.zeros(10), 500.0, SFREQ)
     with pytest.raises(ValueError, match="sfreq_in: expected a finite rate > 0 Hz; got 0"):
-        resample(np.zeros((1, 10)), 0.0)
+        resample(np.zeros((1, 10)), 0.0, SFREQ)
     with pytest.raises(ValueError, match="n_chans"):
-        Resampler(500.0, n_chans=0)
-    resampler = Resampler(500.0, n_chans=2)
+        Resampler(500.0, n_chans=0, sfreq_out=SFREQ)
+    resampler = Resampler(500.0, n_chans=2, sfreq_out=SFREQ)
     with pytest.raises(ValueError, match="chunk: expected 2 channels"):
         resampler.push(np.zeros((3, 10)))
     resampler.flush()

@@ -9,6 +9,7 @@ import pytest
 from scipy.signal import butter, sosfiltfilt, welch
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
+from eegfm.contract.schema import SFREQ
 from eegfm.core.dsp.resample import resample
 from eegfm.pipelines.quality import compute_quality
 from eegfm.pipelines.quality.artifact_autoencoder import (
@@ -20,7 +21,6 @@ from eegfm.pipelines.quality.artifact_autoencoder import (
 from eegfm.pipelines.signal.features import welch_psd
 from eegfm.pipelines.signal.filters import filter_data
 
-SFREQ = 256.0
 N_TIMES = 1280
 FIT_SUBJECTS = range(0, 8)  # eegmat training split (00-27); both files of each subject
 TEST_SUBJECTS = range(24, 28)  # other training-split subjects, never seen by the fit
@@ -35,7 +35,7 @@ def _windows(shared_data, subjects, files=("1", "2")) -> tuple[np.ndarray, np.nd
             path = shared_data / "eegmat" / f"Subject{subject:02d}_{part}.edf"
             raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
             x = raw.get_data(picks=[f"EEG {name}" for name in CANONICAL_CHANNELS]) * 1e6
-            y, _ = filter_data(resample(x, raw.info["sfreq"]), SFREQ)
+            y, _ = filter_data(resample(x, raw.info["sfreq"], SFREQ), SFREQ)
             n = y.shape[1] // N_TIMES
             windows.append(y[:, : n * N_TIMES].reshape(19, n, N_TIMES).transpose(1, 0, 2))
             groups += [subject] * n

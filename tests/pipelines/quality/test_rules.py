@@ -67,3 +67,20 @@ def test_config_validation_and_round_trip():
     with pytest.raises(ConfigError, match=r"max_ptp_uv: expected a value in \(0.0, inf\]; got -1"):
         QualityConfig(max_ptp_uv=-1)
     assert set(QualityConfig().reject_on) <= set(RULES)
+
+
+def test_every_rule_row_names_a_metric_a_threshold_and_a_channel_metric_that_exist():
+    """The rule table (``WINDOW_RULES``) is the one place a rule is written: its names must resolve."""
+    import dataclasses
+
+    from eegfm.pipelines.quality import QUALITY_NAMES, QualityReport
+    from eegfm.pipelines.quality.rules import WINDOW_RULES
+
+    report_fields = {f.name for f in dataclasses.fields(QualityReport)}
+    config = QualityConfig()
+    for rule in WINDOW_RULES:
+        assert rule.metric in QUALITY_NAMES and hasattr(config, rule.threshold), rule
+        assert rule.direction in ("max", "min") and rule.kind in ("ratio", "db"), rule
+        assert not rule.channel or f"channel_{rule.channel}" in report_fields, rule
+        assert not rule.spare or f"channel_{rule.spare}" in report_fields, rule
+        assert rule.channel or not (rule.local or rule.repairable), rule

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy.signal import sosfiltfilt, welch
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.config import ConfigError
 from eegfm.core.dsp.resample import resample
 from eegfm.pipelines.signal.filters import (
@@ -16,8 +17,6 @@ from eegfm.pipelines.signal.filters import (
     filter_data,
     notch_filter,
 )
-
-SFREQ = 256.0
 
 
 def _assert_matches_sosfiltfilt(y: np.ndarray, x: np.ndarray, design) -> None:
@@ -155,7 +154,7 @@ def test_notch_removes_line_power_by_more_than_20_db(line, offset_hz):
 
 def test_notch_on_real_60_hz_recording(shared_data):
     x, sfreq, _ = _read(shared_data / "eegmmi" / "S001R03.edf", prefix="")
-    x = resample(x, sfreq)
+    x = resample(x, sfreq, SFREQ)
     y = notch_filter(x, SFREQ, 60)
     freqs, before = welch(x, SFREQ, nperseg=1024)
     _, after = welch(y, SFREQ, nperseg=1024)
@@ -181,7 +180,7 @@ def test_fidelity_against_mne(shared_data):
     assert len(raw.ch_names) == 19
     x = raw.get_data() * 1e6
     ours, design = filter_data(
-        resample(x, raw.info["sfreq"]), SFREQ, FilterConfig(line_freq=50, l_freq=0.5, h_freq=70.0)
+        resample(x, raw.info["sfreq"], SFREQ), SFREQ, FilterConfig(line_freq=50, l_freq=0.5, h_freq=70.0)
     )
     assert design.notch_freqs == (50.0,)
     theirs = (

@@ -13,7 +13,7 @@ from tests.pipelines.signal.test_filters import SFREQ, _assert_matches_sosfiltfi
 
 def test_streaming_filter_equals_one_shot_on_real_eeg(shared_data):
     x, sfreq, _ = _read(shared_data / "eegmat" / "Subject00_2.edf")
-    x = resample(x, sfreq)
+    x = resample(x, sfreq, SFREQ)
     design = design_filters(SFREQ, FilterConfig(), 50)
     one_shot = apply_filters(x, design)
     stream = StreamingFilter(design, n_chans=x.shape[0])
@@ -32,7 +32,7 @@ def test_streaming_filter_equals_one_shot_on_real_eeg(shared_data):
 
 def test_finish_filters_the_last_chunk_once_and_equals_push_then_flush(shared_data):
     x, sfreq, _ = _read(shared_data / "eegmat" / "Subject00_2.edf")
-    x = resample(x, sfreq)
+    x = resample(x, sfreq, SFREQ)
     design = design_filters(SFREQ, FilterConfig(), 50)
     # The whole recording in one call is the one-shot filter, bit for bit.
     np.testing.assert_array_equal(StreamingFilter(design, x.shape[0]).finish(x), apply_filters(x, design))

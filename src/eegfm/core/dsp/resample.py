@@ -1,8 +1,9 @@
-"""Resampling any EEG rate to the 256 Hz of the data contract, one-shot or chunk by chunk.
+"""Resampling any EEG rate to another (the pipeline's: the data contract's ``contract.schema.SFREQ``),
+one-shot or chunk by chunk.
 
 Polyphase FIR with ``scipy.signal.resample_poly``'s default filter (Kaiser, beta 5, ``20 *
 max(up, down) + 1`` taps: flat to 110 Hz, -6 dB at 128 Hz), so chunks need bounded look-ahead and
-the end does not wrap onto the start. ``256 / sfreq`` becomes ``up / down``: exact for integer
+the end does not wrap onto the start. ``sfreq_out / sfreq`` becomes ``up / down``: exact for integer
 rates, else the smallest denominator within ``max_ratio_error`` (Bonn's 173.61 Hz: 3682 / 2497),
 and :meth:`ResamplePlan.window_start_s` maps output samples back to the input clock exactly. Each
 channel's first sample is subtracted before filtering and added back (zero padding would ring on a
@@ -22,7 +23,7 @@ from numpy.lib.stride_tricks import as_strided
 from eegfm.core.dsp.filter_design import kaiser_lowpass
 from eegfm.core.dsp.signal_checks import check_chunk, check_n_chans, check_sfreq, check_signal
 
-TARGET_SFREQ = 256.0
+# The output rate is always the caller's: core knows nothing of the data contract's rate.
 # Under one output sample of drift per hour at 256 Hz (3600 s * 1e-6 = 3.6 ms < 1 / 256 s).
 DEFAULT_MAX_RATIO_ERROR = 1e-6
 # scipy.signal.resample_poly's default window, a Kaiser window's beta.
@@ -79,9 +80,7 @@ class ResamplePlan:
 
 
 @lru_cache(maxsize=64)
-def plan_resample(
-    sfreq_in: float, sfreq_out: float = TARGET_SFREQ, max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR
-) -> ResamplePlan:
+def plan_resample(sfreq_in: float, sfreq_out: float, max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR) -> ResamplePlan:
     """The smallest ``up / down`` within ``max_ratio_error`` of ``sfreq_out / sfreq_in`` (denominator
     limits tried in powers of two: the shortest filter that meets the bound)."""
     sfreq_in = check_sfreq(sfreq_in, "sfreq_in")
@@ -116,7 +115,7 @@ def _fir_taps(up: int, down: int) -> np.ndarray:
 
 
 def resample(
-    data: np.ndarray, sfreq: float, sfreq_out: float = TARGET_SFREQ, *, max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR
+    data: np.ndarray, sfreq: float, sfreq_out: float, *, max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR
 ) -> np.ndarray:
     """Resample ``data`` (n_chans, n_times) from ``sfreq`` to ``sfreq_out`` Hz: float32,
     ``plan.output_length(n_times)`` samples per channel."""
@@ -208,7 +207,7 @@ class Resampler:
         self,
         sfreq: float,
         n_chans: int,
-        sfreq_out: float = TARGET_SFREQ,
+        sfreq_out: float,
         *,
         max_ratio_error: float = DEFAULT_MAX_RATIO_ERROR,
     ) -> None:

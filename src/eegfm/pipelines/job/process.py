@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from eegfm.contract import schema
-from eegfm.core.dsp.resample import TARGET_SFREQ, Resampler
+from eegfm.core.dsp.resample import Resampler
 from eegfm.core.logs import get_logger
 from eegfm.core.stores import STORE_ERRORS, storage_error
 from eegfm.pipelines.datasets import LabeledWindow, SourceItem, as_background
@@ -251,7 +251,7 @@ def _stream(item, reader, key, config, config_hash, sha, record) -> Iterator[Win
     record(line_freq=line_freq)
     # The data set's own sidecar (participants.tsv, subject-info.csv) wins over file headers.
     clinical = {"age": item.age if item.age is not None else info.clinical.age, "sex": item.sex or info.clinical.sex}
-    design = design_filters(TARGET_SFREQ, config.filter_config(), line_freq)
+    design = design_filters(schema.SFREQ, config.filter_config(), line_freq)
     spectrograms = WindowSpectrograms(item, config.spectrogram, ids["recording_id"])
     cut = Cutting(
         item=item,
@@ -371,13 +371,13 @@ def _sidecars(item: SourceItem, reader: Reader, config: PreprocessConfig):
 def _windows(cut: Cutting, reader: Reader, record) -> Iterator[Window | RejectedWindow]:
     """Every window: the labels' unusable ones, those outside the recording, those cut from its spans."""
     item, config, sfreq = cut.item, cut.config, cut.sfreq
-    rate_plan = Resampler(sfreq, cut.n_rows).plan
+    rate_plan = Resampler(sfreq, cut.n_rows, schema.SFREQ).plan
     spans = [Span(seg, rate_plan.output_length(seg.stop - seg.start)) for seg in reader.segments]
     outside = plan_windows(item, spans, config)
     mark_annotated_bad(spans, reader.bad_spans, sfreq)
     record(eeg_seconds=sum(seg.stop - seg.start for seg in reader.segments) / sfreq, segments=len(spans))
     if len(spans) > 1 and not item.windows and not any(span.requests for span in spans):
-        longest = max(span.n_out for span in spans) / TARGET_SFREQ
+        longest = max(span.n_out for span in spans) / schema.SFREQ
         raise StageError(
             "windows",
             f"none of its {len(spans)} stretches recorded without a break (epochs, or "

@@ -25,7 +25,8 @@ Input: a window (n_chans, n_times) in microvolts after resampling and filtering.
 
 A metric's *severity* is its value over its threshold (threshold over value for "lower is worse",
 in power units for dB); a rule fires at severity 1 and its penalty is ``min(1, severity / 2)``. A
-channel's score is ``1 - max(penalty)`` over its metrics. :func:`validate_window` drops a window
+channel's score is ``1 - max(penalty)`` over its metrics. The rules are the rows of one table,
+:data:`WINDOW_RULES` (``rules.Rule``), which drives all of this. :func:`validate_window` drops a window
 when a rule of ``QualityConfig.reject_on`` fires (by default those that make it unusable) or
 ``artifact_score`` exceeds ``max_artifact_score``; other artifacts are scored but kept. Pass the
 window before notch/band-pass as ``unfiltered`` for the flat and clipping detectors (a high-pass
@@ -35,14 +36,16 @@ bends plateaus). The spectral metrics share one Welch PSD (``report.spectrum``).
 from eegfm.pipelines.quality.compute import compute_quality, compute_quality_batch
 from eegfm.pipelines.quality.detectors import clip_mask, detect_pops, flat_mask
 from eegfm.pipelines.quality.report import QUALITY_NAMES, QualityReport
-from eegfm.pipelines.quality.rules import DEFAULT_REJECT_ON, RULES, QualityConfig, validate_window
+from eegfm.pipelines.quality.rules import DEFAULT_REJECT_ON, RULES, WINDOW_RULES, QualityConfig, Rule, validate_window
 
 __all__ = [
     "DEFAULT_REJECT_ON",
     "QUALITY_NAMES",
     "RULES",
+    "WINDOW_RULES",
     "QualityConfig",
     "QualityReport",
+    "Rule",
     "clip_mask",
     "compute_quality",
     "compute_quality_batch",

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.config import check_int
 from eegfm.core.dsp.bands import band_weights
 from eegfm.pipelines.signal.features import window_spectrum
@@ -63,7 +64,7 @@ def _as_windows(windows: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
 _BATCH_WINDOWS = 8
 
 
-def band_features(windows: np.ndarray | Sequence[np.ndarray], sfreq: float = 256.0) -> np.ndarray:
+def band_features(windows: np.ndarray | Sequence[np.ndarray], sfreq: float = SFREQ) -> np.ndarray:
     """(n_windows, n_chans * len(AE_BANDS)) log10 band powers from the float64 Welch PSD,
     channel-major; NaN/inf read as 0."""
     arr = _as_windows(windows)
@@ -111,7 +112,7 @@ class ArtifactAutoencoder:
         calibration_fraction: float = 0.2,
         z_center: float = 3.0,
         z_width: float = 1.0,
-        sfreq: float = 256.0,
+        sfreq: float = SFREQ,
         seed: int = 0,
     ) -> None:
         if len(hidden) != 2 or any(not isinstance(h, int) or h < 1 for h in hidden):

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.dsp.signal_checks import check_sfreq
 from eegfm.pipelines.quality.detectors import (
     as_work,
@@ -22,13 +23,13 @@ from eegfm.pipelines.quality.detectors import (
 )
 from eegfm.pipelines.quality.physiology import rhythmic_field
 from eegfm.pipelines.quality.report import QualityReport
-from eegfm.pipelines.quality.rules import QualityConfig, channel_scores, default_config, window_rules
+from eegfm.pipelines.quality.rules import QualityConfig, channel_scores, default_config, local_extents, window_rules
 from eegfm.pipelines.signal.features import DEFAULT_SEGMENT_S, WindowSpectrum, welch
 
 
 def compute_quality(
     data: np.ndarray,
-    sfreq: float = 256.0,
+    sfreq: float = SFREQ,
     config: QualityConfig | None = None,
     *,
     channel_mask: Sequence[int] | np.ndarray | None = None,
@@ -67,7 +68,7 @@ def compute_quality(
 
 def compute_quality_batch(
     windows: np.ndarray,
-    sfreq: float = 256.0,
+    sfreq: float = SFREQ,
     config: QualityConfig | None = None,
     *,
     channel_mask: Sequence[int] | np.ndarray | None = None,
@@ -109,22 +110,21 @@ def compute_quality_batch(
     freqs, psd = welch(x, sfreq, DEFAULT_SEGMENT_S) if spectrum is None else (spectrum.freqs, spectrum.psd)
     with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
         snr, muscle, line_db = spectral_metrics(freqs, psd, sfreq, config)
-        score = channel_scores(config, snr, flat_frac, clip_frac, ptp, muscle, line_db, pops, rhythmic)
-    # The per-channel arrays (n_windows, n_chans), by QualityReport's field names without "channel_".
-    channel = {
-        "measured": measured,
-        "snr_db": snr,
-        "flat_fraction": flat_frac,
-        "clip_fraction": clip_frac,
-        "ptp_uv": ptp,
-        "muscle_ratio": muscle,
-        "line_noise_db": line_db,
-        "pops": pops,
-        "rhythmic_field": rhythmic,
-        "score": score,
-    }
+        # The per-channel arrays (n_windows, n_chans), by QualityReport's field names without "channel_".
+        channel = {
+            "measured": measured,
+            "snr_db": snr,
+            "flat_fraction": flat_frac,
+            "clip_fraction": clip_frac,
+            "ptp_uv": ptp,
+            "muscle_ratio": muscle,
+            "line_noise_db": line_db,
+            "pops": pops,
+            "rhythmic_field": rhythmic,
+        }
+        channel["score"] = channel_scores(config, channel)
     metrics = _window_metrics(finite, artifact, channel)
-    extents = _local_extents(channel, config)
+    extents = local_extents(channel, config)
     reports = []
     for w in range(len(data)):
         window_metrics = {name: values[w] for name, values in metrics.items()}
@@ -256,20 +256,6 @@ def _window_metrics(
 def _largest(values: np.ndarray, where: np.ndarray) -> np.ndarray:
     """(n_windows,) the largest of ``values`` (n_windows, n_chans) where ``where``; 0 where none."""
     return np.where(where, values, 0.0).max(axis=1)
-
-
-def _local_extents(channel: dict[str, np.ndarray], config: QualityConfig) -> dict[str, np.ndarray]:
-    """Per :data:`~pipelines.quality.rules.LOCAL_RULES` rule, (n_windows,) the share of measured
-    channels whose own metric crosses the rule's threshold (a pop: one or more)."""
-    measured = channel["measured"]
-    n_measured = measured.sum(axis=1)
-    crossing = {
-        "muscle": channel["muscle_ratio"] >= config.max_muscle_ratio,
-        "line_noise": np.nan_to_num(channel["line_noise_db"], nan=-np.inf) >= config.max_line_noise_db,
-        "electrode_pop": channel["pops"] >= 1,
-        "high_amplitude": (channel["ptp_uv"] >= config.max_ptp_uv) & ~channel["rhythmic_field"],
-    }
-    return {rule: (mask & measured).sum(axis=1) / n_measured for rule, mask in crossing.items()}
 
 
 def _max_median(values: np.ndarray, measured: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -58,6 +58,14 @@ class QualityReport:
         """The window metrics as float32 in :data:`QUALITY_NAMES` order (the TFRecord ``quality``)."""
         return np.array([getattr(self, name) for name in QUALITY_NAMES], dtype=np.float32)
 
+    def channels(self) -> dict[str, np.ndarray]:
+        """The per-channel arrays by field name without ``channel_`` (what the rules' ``channel`` names)."""
+        return {
+            f.name.removeprefix("channel_"): getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name.startswith("channel_")
+        }
+
     def as_dict(self) -> dict[str, float]:
         return {name: float(getattr(self, name)) for name in QUALITY_NAMES}
 

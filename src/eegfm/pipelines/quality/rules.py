@@ -5,38 +5,74 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.config import Config, ConfigError, check_range
 
-# Window rules: flag name -> (metric, config threshold field, direction, kind).
-# direction "max": the metric must stay below the threshold; "min": above it.
-# kind "ratio": severity value/threshold; "db": severity 10**(excess/10).
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    """One window rule, a row of :data:`WINDOW_RULES`: everything that decides, scores and explains it.
+
+    ``metric`` (a window metric, :data:`~pipelines.quality.report.QUALITY_NAMES`) is compared with
+    the :class:`QualityConfig` field ``threshold``: ``direction`` "max", the metric must stay below
+    it, "min", above it; ``kind`` "ratio", severity value / threshold, "db", ``10**(excess / 10)``.
+    ``channel`` names the per-channel metric (``QualityReport.channel_<channel>``) that scores each
+    channel (:func:`channel_scores`), against ``channel_limit`` where it is not ``threshold`` (a
+    pop's channel: one pop). ``local``: the penalty weighs by the share of measured channels that
+    cross (:func:`local_extents`). ``spare``: a per-channel flag under which a channel neither
+    scores nor crosses. ``repairable``: the channels that cross may be interpolated instead
+    (``pipelines.signal.windowing.repair_window``)."""
+
+    name: str
+    metric: str
+    threshold: str
+    direction: str = "max"
+    kind: str = "ratio"
+    channel: str = ""
+    channel_limit: float | None = None
+    local: bool = False
+    spare: str = ""
+    repairable: bool = False
+
+
+# The window rules, in the order flags are listed. Local rules are those a few channels can fire on
+# their own: their penalty grows with the share of measured channels that cross the threshold, in
+# full from ``full_extent_fraction`` on (one noisy electrode among 19 is read past, or interpolated,
+# not a window lost). Rhythmic activity with a field is brain, not an excursion: it spares a channel
+# from high_amplitude.
+WINDOW_RULES: tuple[Rule, ...] = (
+    Rule("non_finite", "nonfinite_fraction", "max_nonfinite_fraction"),
+    Rule("low_snr", "snr_db", "min_snr_db", "min", "db", channel="snr_db"),
+    Rule("flat", "flat_fraction", "max_flat_fraction", channel="flat_fraction", repairable=True),
+    Rule("clipping", "clip_fraction", "max_clip_fraction", channel="clip_fraction", repairable=True),
+    Rule(
+        "high_amplitude",
+        "artifact_ptp_uv",
+        "max_ptp_uv",
+        channel="ptp_uv",
+        local=True,
+        spare="rhythmic_field",
+        repairable=True,
+    ),
+    Rule("low_amplitude", "ptp_uv_median", "min_ptp_uv", "min", channel="ptp_uv"),
+    Rule("muscle", "muscle_ratio", "max_muscle_ratio", channel="muscle_ratio", local=True),
+    Rule("line_noise", "line_noise_db", "max_line_noise_db", kind="db", channel="line_noise_db", local=True),
+    Rule("electrode_pop", "pop_channels", "max_pop_channels", channel="pops", channel_limit=1.0, local=True),
+    Rule("bad_channels", "bad_channel_fraction", "max_bad_channel_fraction"),
+    Rule("artifact_ratio", "artifact_ratio", "max_artifact_ratio"),
+)
+RULE_BY_NAME: dict[str, Rule] = {rule.name: rule for rule in WINDOW_RULES}
+# Views of the table: flag name -> (metric, threshold field, direction, kind), and the local rules.
 RULES: dict[str, tuple[str, str, str, str]] = {
-    "non_finite": ("nonfinite_fraction", "max_nonfinite_fraction", "max", "ratio"),
-    "low_snr": ("snr_db", "min_snr_db", "min", "db"),
-    "flat": ("flat_fraction", "max_flat_fraction", "max", "ratio"),
-    "clipping": ("clip_fraction", "max_clip_fraction", "max", "ratio"),
-    "high_amplitude": ("artifact_ptp_uv", "max_ptp_uv", "max", "ratio"),
-    "low_amplitude": ("ptp_uv_median", "min_ptp_uv", "min", "ratio"),
-    "muscle": ("muscle_ratio", "max_muscle_ratio", "max", "ratio"),
-    "line_noise": ("line_noise_db", "max_line_noise_db", "max", "db"),
-    "electrode_pop": ("pop_channels", "max_pop_channels", "max", "ratio"),
-    "bad_channels": ("bad_channel_fraction", "max_bad_channel_fraction", "max", "ratio"),
-    "artifact_ratio": ("artifact_ratio", "max_artifact_ratio", "max", "ratio"),
+    r.name: (r.metric, r.threshold, r.direction, r.kind) for r in WINDOW_RULES
 }
-# Rules a few channels can fire on their own: their penalty grows with the share of measured
-# channels that cross the threshold, in full from ``full_extent_fraction`` on (one noisy electrode
-# among 19 is read past, or interpolated, not a window lost), and the per-channel metric that says which.
-LOCAL_RULES: dict[str, tuple[str, str]] = {
-    "muscle": ("channel_muscle_ratio", "max_muscle_ratio"),
-    "line_noise": ("channel_line_noise_db", "max_line_noise_db"),
-    "electrode_pop": ("channel_pops", ""),
-    "high_amplitude": ("channel_ptp_uv", "max_ptp_uv"),
-}
+LOCAL_RULES: tuple[str, ...] = tuple(rule.name for rule in WINDOW_RULES if rule.local)
 # Physiological signs: flagged where the metric reaches the threshold, never a penalty or a reason
 # to drop (``rhythmic_high_amplitude``: rhythmic or periodic activity with a field, pipelines.quality.physiology).
 SIGNS: dict[str, tuple[str, str]] = {"rhythmic_high_amplitude": ("rhythmic_ptp_uv", "rhythmic_min_ptp_uv")}
@@ -63,7 +99,7 @@ class QualityConfig(Config):
     signal_band: tuple[float, float] = (1.0, 30.0)
     noise_band: tuple[float, float] = (30.0, 70.0)
     muscle_band: tuple[float, float] = (20.0, 100.0)
-    total_band: tuple[float, float] = (0.5, 128.0)
+    total_band: tuple[float, float] = (0.5, SFREQ / 2)
     # sample-level detectors
     flat_tol_uv: float = 0.1
     flat_min_duration_s: float = 0.1
@@ -126,11 +162,11 @@ class QualityConfig(Config):
             check_range(name, getattr(self, name), 0.0, high, low_inclusive=not open_low)
         _check_band("rhythm_lags_s", self.rhythm_lags_s)
         self.rhythm_lags_s = tuple(self.rhythm_lags_s)
-        for _, field, _, kind in RULES.values():
-            if kind == "db":
-                check_range(field, getattr(self, field), -100.0, 100.0)
+        for rule in WINDOW_RULES:
+            if rule.kind == "db":
+                check_range(rule.threshold, getattr(self, rule.threshold), -100.0, 100.0)
             else:
-                check_range(field, getattr(self, field), 0.0, None, low_inclusive=False)
+                check_range(rule.threshold, getattr(self, rule.threshold), 0.0, None, low_inclusive=False)
         if not isinstance(self.reject_on, (tuple, list)):
             raise ConfigError(f"reject_on: expected a list of rule names; got {self.reject_on!r}")
         unknown = [r for r in self.reject_on if r not in RULES]
@@ -166,7 +202,10 @@ def window_rules(
     ``extents``: for :data:`LOCAL_RULES`, the share of measured channels that cross the threshold
     (absent: the whole window)."""
     extents = extents or {}
-    severities = {rule: severity(metrics[m], getattr(config, f), d, k) for rule, (m, f, d, k) in RULES.items()}
+    severities = {
+        rule.name: severity(metrics[rule.metric], getattr(config, rule.threshold), rule.direction, rule.kind)
+        for rule in WINDOW_RULES
+    }
     penalties = [
         min(1.0, value / 2.0) * min(1.0, extents.get(rule, 1.0) / config.full_extent_fraction)
         for rule, value in severities.items()
@@ -176,34 +215,52 @@ def window_rules(
     return max(0.0, *penalties), tuple(fired)
 
 
-def channel_scores(
-    config: QualityConfig,
-    snr: np.ndarray,
-    flat_frac: np.ndarray,
-    clip_frac: np.ndarray,
-    ptp: np.ndarray,
-    muscle: np.ndarray,
-    line_db: np.ndarray,
-    pops: np.ndarray,
-    rhythmic: np.ndarray | None = None,
-) -> np.ndarray:
-    """``1 - max(penalty)`` over the channel metrics (SNR, flat, clip, high and low amplitude,
-    muscle, mains, pop count), shape (..., n_chans); callers silence floating-point warnings. A
-    ``rhythmic`` channel (rhythmic activity with a field) is not penalized for high amplitude."""
-    severities = np.empty(ptp.shape + (8,))
-    db = np.stack([config.min_snr_db - snr, line_db - config.max_line_noise_db], axis=-1)
-    db = 10.0 ** (np.clip(db, -300.0, 300.0) / 10.0)
-    db[np.isnan(db)] = 0.0  # a NaN metric (no SNR or mains ratio) counts as 0
-    severities[..., ::6] = db
-    ratios = np.stack([flat_frac, clip_frac, ptp, muscle], axis=-1)
-    ratios /= (config.max_flat_fraction, config.max_clip_fraction, config.max_ptp_uv, config.max_muscle_ratio)
-    if rhythmic is not None:
-        ratios[..., 2] = np.where(rhythmic, 0.0, ratios[..., 2])
-    severities[..., 1:4] = ratios[..., :3]
-    severities[..., 4] = np.where(ptp > 0, config.min_ptp_uv / ptp, np.inf)
-    severities[..., 5] = ratios[..., 3]
-    severities[..., 7] = pops  # one pop reaches the threshold
+def _channel_limit(rule: Rule, config: QualityConfig) -> float:
+    return getattr(config, rule.threshold) if rule.channel_limit is None else rule.channel_limit
+
+
+def channel_severity(rule: Rule, channel: Mapping[str, np.ndarray], config: QualityConfig) -> np.ndarray:
+    """:func:`severity` of each channel's ``rule.channel`` metric (a NaN dB metric counts as 0), 0
+    on channels its ``spare`` flag marks."""
+    values = np.asarray(channel[rule.channel], dtype=np.float64)
+    limit = _channel_limit(rule, config)
+    if rule.kind == "db":
+        excess = values - limit if rule.direction == "max" else limit - values
+        out = 10.0 ** (np.clip(excess, -300.0, 300.0) / 10.0)
+        out = np.where(np.isnan(out), 0.0, out)
+    elif rule.direction == "max":
+        out = values / limit
+    else:
+        out = np.where(values > 0, limit / values, np.inf)
+    return np.where(channel[rule.spare], 0.0, out) if rule.spare in channel else out
+
+
+def channel_crossing(rule: Rule, channel: Mapping[str, np.ndarray], config: QualityConfig) -> np.ndarray:
+    """Channels whose ``rule.channel`` metric reaches the rule's channel threshold (NaN never does),
+    less those its ``spare`` flag marks."""
+    values, limit = np.asarray(channel[rule.channel]), _channel_limit(rule, config)
+    crossing = values >= limit if rule.direction == "max" else values <= limit
+    return crossing & ~np.asarray(channel[rule.spare], dtype=bool) if rule.spare in channel else crossing
+
+
+def channel_scores(config: QualityConfig, channel: Mapping[str, np.ndarray]) -> np.ndarray:
+    """``1 - max(penalty)`` over the channel metrics of :data:`WINDOW_RULES` (``channel``: arrays
+    (..., n_chans) by ``QualityReport.channel_`` name without the prefix); callers silence
+    floating-point warnings."""
+    severities = np.stack([channel_severity(rule, channel, config) for rule in WINDOW_RULES if rule.channel], axis=-1)
     return 1.0 - np.minimum(1.0, severities / 2.0).max(axis=-1)
+
+
+def local_extents(channel: Mapping[str, np.ndarray], config: QualityConfig) -> dict[str, np.ndarray]:
+    """Per local rule (:data:`LOCAL_RULES`), (n_windows,) the share of measured channels
+    (``channel["measured"]``, (n_windows, n_chans)) that cross its threshold."""
+    measured = channel["measured"]
+    n_measured = measured.sum(axis=1)
+    return {
+        rule.name: (channel_crossing(rule, channel, config) & measured).sum(axis=1) / n_measured
+        for rule in WINDOW_RULES
+        if rule.local
+    }
 
 
 def validate_window(report: Any, config: QualityConfig | None = None) -> tuple[bool, list[str]]:
@@ -214,11 +271,11 @@ def validate_window(report: Any, config: QualityConfig | None = None) -> tuple[b
     config = default_config() if config is None else config
     reasons = []
     for rule in config.reject_on:
-        metric, field, direction, kind = RULES[rule]
-        value, threshold = float(getattr(report, metric)), getattr(config, field)
-        if severity(value, threshold, direction, kind) >= 1.0:
-            op = ">=" if direction == "max" else "<="
-            reasons.append(f"{rule}: {metric}={value:.4g} {op} {field}={threshold:.4g}")
+        row = RULE_BY_NAME[rule]
+        value, threshold = float(getattr(report, row.metric)), getattr(config, row.threshold)
+        if severity(value, threshold, row.direction, row.kind) >= 1.0:
+            op = ">=" if row.direction == "max" else "<="
+            reasons.append(f"{rule}: {row.metric}={value:.4g} {op} {row.threshold}={threshold:.4g}")
     if report.artifact_score > config.max_artifact_score:
         reasons.append(
             f"artifact_score: artifact_score={report.artifact_score:.4g} > "

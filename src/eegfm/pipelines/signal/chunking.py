@@ -14,7 +14,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from eegfm.core.dsp.resample import TARGET_SFREQ, Resampler
+from eegfm.contract.schema import SFREQ
+from eegfm.core.dsp.resample import Resampler
 
 MAX_CHUNK_VALUES = 2**22
 
@@ -37,12 +38,12 @@ def leading_stretch(
     chunk = max_chunk(n_chans)
     if stop <= chunk:
         return harmonized(0, stop)[0], sfreq
-    resampler = Resampler(sfreq, n_rows)
+    resampler = Resampler(sfreq, n_rows, SFREQ)
     parts = []
     for start in range(0, stop, chunk):
         rows = harmonized(start, min(stop, start + chunk))[0]
         parts.append(resampler.finish(rows) if start + chunk >= stop else resampler.push(rows))
-    return np.concatenate(parts, axis=1), TARGET_SFREQ
+    return np.concatenate(parts, axis=1), SFREQ
 
 
 def peak_to_peak(read: Callable[[int, int], np.ndarray], rows: list[int], start: int, stop: int, n_chans: int):

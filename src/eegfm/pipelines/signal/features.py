@@ -19,17 +19,11 @@ import scipy.fft as sp_fft
 from numpy.lib.stride_tricks import as_strided
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
-from eegfm.core.dsp.bands import band_mask
+from eegfm.contract.schema import SFREQ
+from eegfm.core.dsp.bands import BANDS, band_mask, band_power
 from eegfm.core.dsp.filter_design import hann_periodic
 from eegfm.core.dsp.signal_checks import check_sfreq
 
-BANDS: tuple[tuple[str, float, float], ...] = (
-    ("delta", 0.5, 4.0),
-    ("theta", 4.0, 8.0),
-    ("alpha", 8.0, 13.0),
-    ("beta", 13.0, 30.0),
-    ("gamma", 30.0, 70.0),
-)
 TIME_FEATURES: tuple[str, ...] = tuple(
     "mean std skewness kurtosis line_length hjorth_mobility hjorth_complexity".split()
 )
@@ -212,12 +206,6 @@ def _welch_float32(x: np.ndarray, segments: np.ndarray, window: np.ndarray, scal
     return psd
 
 
-def band_power(freqs: np.ndarray, psd: np.ndarray, low: float, high: float) -> np.ndarray:
-    """Power (uV^2) in ``[low, high)`` per channel: PSD summed over the band's bins times the bin width."""
-    df = freqs[1] - freqs[0] if freqs.size > 1 else 1.0
-    return psd[:, band_mask(freqs, low, high)].sum(axis=1) * df
-
-
 def _safe_ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return np.divide(num, den, out=np.zeros(np.broadcast(num, den).shape), where=den > 0)
 
@@ -265,7 +253,7 @@ def spectral_features(
     return np.concatenate([relative, entropy[:, None]], axis=1)
 
 
-def compute_features(data: np.ndarray, sfreq: float = 256.0, *, spectrum: WindowSpectrum | None = None) -> np.ndarray:
+def compute_features(data: np.ndarray, sfreq: float = SFREQ, *, spectrum: WindowSpectrum | None = None) -> np.ndarray:
     """All :data:`CHANNEL_FEATURES` for every channel, flattened channel-major (:func:`feature_names`),
     float32. ``spectrum``: the window's :func:`window_spectrum`, to reuse its PSD."""
     data, sfreq = _check_window(data, sfreq)

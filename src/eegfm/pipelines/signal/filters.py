@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.config import Config, ConfigError, check_int, check_option, check_range
 from eegfm.core.dsp.filter_design import butter_sos, notch_sos, sos_impulse_response, sos_response
 from eegfm.core.dsp.signal_checks import check_sfreq, check_signal
@@ -28,7 +29,7 @@ from eegfm.pipelines.signal.line_noise import (  # noqa: F401 (line_noise_db, li
 )
 from eegfm.pipelines.signal.zero_phase import StreamingFilter, apply_filters  # noqa: F401 (StreamingFilter: re-exported)
 
-OUTPUT_NYQUIST = 128.0  # Nyquist frequency of the 256 Hz data contract
+OUTPUT_NYQUIST = SFREQ / 2  # Nyquist frequency of the data contract (128 Hz)
 # A harmonic is notched only where the band-pass leaves it above this level (zero-phase dB).
 _HARMONIC_SKIP_DB = -40.0
 # Edge padding and streaming look-ahead: where the impulse response keeps less than this of its mass.

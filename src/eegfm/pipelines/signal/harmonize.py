@@ -34,6 +34,7 @@ from eegfm.contract.channels import (
     file_cap,
     standard_name,
 )
+from eegfm.contract.schema import SFREQ
 from eegfm.core.config import check_option
 
 # Scale from a declared physical unit to microvolts. Keys are lower-cased, 'µ' folded to 'u'.
@@ -249,7 +250,7 @@ def interpolation_matrix(sources: tuple[str, ...], targets: tuple[str, ...]) -> 
 
     names = list(sources) + list(targets)
     positions = {n: electrode_position(n) * _HEAD_RADIUS_M for n in names}
-    info = mne.create_info(names, sfreq=256.0, ch_types="eeg")
+    info = mne.create_info(names, sfreq=SFREQ, ch_types="eeg")
     montage = mne.channels.make_dig_montage(ch_pos=positions, coord_frame="head")
     identity = np.zeros((len(names), len(sources)))
     identity[: len(sources)] = np.eye(len(sources))

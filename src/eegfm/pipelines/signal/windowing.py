@@ -15,11 +15,12 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from eegfm.contract import schema
-from eegfm.core.dsp.resample import TARGET_SFREQ, ResamplePlan, Resampler
+from eegfm.core.dsp.resample import ResamplePlan, Resampler
 from eegfm.pipelines.datasets import SourceItem, interval_label
 from eegfm.pipelines.job.process_io import AE_NOT_SCORED, PreprocessConfig, RejectedWindow, Window
 from eegfm.pipelines.quality import compute_quality_batch, validate_window
 from eegfm.pipelines.quality.artifact_autoencoder import band_features_from_psd
+from eegfm.pipelines.quality.rules import WINDOW_RULES, channel_crossing
 from eegfm.pipelines.readers import Segment
 from eegfm.pipelines.signal.chunking import chunk_samples
 from eegfm.pipelines.signal.features import compute_features
@@ -54,7 +55,7 @@ class Span:
 
     @property
     def end_s(self) -> float:
-        return self.onset_s + self.n_out / TARGET_SFREQ
+        return self.onset_s + self.n_out / schema.SFREQ
 
 
 def plan_windows(item: SourceItem, spans: list[Span], config: PreprocessConfig) -> list[tuple[float, str, str]]:
@@ -64,27 +65,27 @@ def plan_windows(item: SourceItem, spans: list[Span], config: PreprocessConfig) 
     window with a label takes the recording's ``recording_votes`` (a background recording's)."""
     usable = [w for w in item.windows if not w.problem]
     if not (usable or (item.windows and item.recording_label < 0)):
-        size = int(round(config.window_seconds * TARGET_SFREQ))
-        stride = int(round(config.stride_seconds * TARGET_SFREQ))
+        size = int(round(config.window_seconds * schema.SFREQ))
+        stride = int(round(config.stride_seconds * schema.SFREQ))
         for span in spans:
             for s in range(0, span.n_out - size + 1, stride):
                 label = item.recording_label
                 if item.intervals:  # TUSZ: the label of the stretch the window lies mostly in
-                    start_s = span.onset_s + s / TARGET_SFREQ
-                    label = interval_label(start_s, start_s + size / TARGET_SFREQ, item.intervals)
+                    start_s = span.onset_s + s / schema.SFREQ
+                    label = interval_label(start_s, start_s + size / schema.SFREQ, item.intervals)
                 votes = item.recording_votes if label >= 0 else ()
                 span.requests.append(Request(s, size, label, votes, item.task if label >= 0 else ""))
         return []
     outside = []
     for w in usable:
-        n_times = int(round(w.duration_s * TARGET_SFREQ))
+        n_times = int(round(w.duration_s * schema.SFREQ))
         placed = _placed(w.offset_s, n_times, spans, 0) or _placed(w.offset_s, n_times, spans, w.slack_s)
         if placed is not None:
             span, start = placed
             request = Request(start, n_times, w.label, tuple(w.votes), w.task or item.task)
             span.requests.append(dataclasses.replace(request, spectrogram_offset_s=w.spectrogram_offset_s))
             continue
-        end = w.offset_s + n_times / TARGET_SFREQ
+        end = w.offset_s + n_times / schema.SFREQ
         where = f"window [{w.offset_s:.2f} s, {end:.2f} s)"
         stops = [
             (a.end_s, b.onset_s)
@@ -112,8 +113,8 @@ def mark_annotated_bad(spans: list[Span], bad_spans: tuple[tuple[int, int], ...]
     starts, stops = np.array(bad_spans).T
     for span in spans:
         for k, req in enumerate(span.requests):
-            first = span.segment.start + math.floor(req.start * sfreq / TARGET_SFREQ)
-            last = span.segment.start + math.ceil((req.start + req.n_times) * sfreq / TARGET_SFREQ)
+            first = span.segment.start + math.floor(req.start * sfreq / schema.SFREQ)
+            last = span.segment.start + math.ceil((req.start + req.n_times) * sfreq / schema.SFREQ)
             hit = np.flatnonzero((starts < last) & (stops > first))
             if hit.size:
                 a, b = bad_spans[int(hit[0])]
@@ -127,9 +128,9 @@ def mark_annotated_bad(spans: list[Span], bad_spans: tuple[tuple[int, int], ...]
 def _placed(offset_s: float, n_times: int, spans: list[Span], slack_s: float) -> tuple[Span, int] | None:
     """The span a labeled window lies in and its start there; one overhanging a span's edge by at
     most ``slack_s`` moves inside it (a TUEV event near the recording's start keeps its 5 s)."""
-    slack = int(round(slack_s * TARGET_SFREQ))
+    slack = int(round(slack_s * schema.SFREQ))
     for span in spans:
-        start = int(round((offset_s - span.onset_s) * TARGET_SFREQ))
+        start = int(round((offset_s - span.onset_s) * schema.SFREQ))
         fitted = min(max(start, 0), span.n_out - n_times)
         if fitted >= 0 and abs(fitted - start) <= slack:
             return span, fitted
@@ -159,7 +160,7 @@ def cut_span(span: Span, cut: Cutting) -> Iterator[Window | RejectedWindow]:
     """Resample, filter and cut one span: its filters start afresh, as at a recording's start,
     so no window mixes samples from either side of a gap."""
     seg, requests = span.segment, span.requests
-    resampler = Resampler(cut.sfreq, cut.n_rows)
+    resampler = Resampler(cut.sfreq, cut.n_rows, schema.SFREQ)
     filt = StreamingFilter(cut.design, cut.n_rows)
     raw_buf = _Rolling(cut.n_rows)  # resampled, before filtering (for clipping/flat checks)
     bad_buf = _NonFinite(resampler.plan)  # the input samples that were non-finite
@@ -265,7 +266,7 @@ def _make_windows(cut: Cutting, span: Span, batch, raw_buf, out_buf, bad_buf):
     unfiltered = np.stack([raw_buf.take(r.start, r.n_times)[: schema.N_CHANS] for r in batch])
     referenced = _referenced(filtered, config)
     reports = compute_quality_batch(
-        referenced[:, : schema.N_CHANS], TARGET_SFREQ, config.quality, channel_mask=mask, unfiltered=unfiltered
+        referenced[:, : schema.N_CHANS], schema.SFREQ, config.quality, channel_mask=mask, unfiltered=unfiltered
     )
     for req, window, own, raw, report in zip(batch, referenced, filtered, unfiltered, reports):
         n_bad = bad_buf.count(req.start, req.n_times)
@@ -278,12 +279,8 @@ def _make_windows(cut: Cutting, span: Span, batch, raw_buf, out_buf, bad_buf):
         yield _make_window(cut, span, req, window, report, n_bad, window_mask, repaired)
 
 
-# Window rules a few channels can fire on their own, with the per-channel metric that says which.
-_CHANNEL_RULES = {
-    "flat": ("channel_flat_fraction", "max_flat_fraction"),
-    "clipping": ("channel_clip_fraction", "max_clip_fraction"),
-    "high_amplitude": ("channel_ptp_uv", "max_ptp_uv"),
-}
+# Window rules whose offending channels may be interpolated instead (the rule table's ``repairable``).
+_REPAIRABLE = {rule.name: rule for rule in WINDOW_RULES if rule.repairable}
 
 
 def repair_window(window: np.ndarray, unfiltered: np.ndarray, report, mask: np.ndarray, config: PreprocessConfig):
@@ -298,13 +295,13 @@ def repair_window(window: np.ndarray, unfiltered: np.ndarray, report, mask: np.n
     fired = {reason.split(":", 1)[0] for reason in reasons}  # rule names (or artifact_score)
     if keep and "high_amplitude" in report.flags:
         fired = {"high_amplitude"}
-    if not fired or not fired <= set(_CHANNEL_RULES):
+    if not fired or not fired <= set(_REPAIRABLE):
         return None
     measured = mask.astype(bool)
     bad = np.zeros_like(measured)
+    channels = report.channels()
     for rule in fired:
-        metric, field = _CHANNEL_RULES[rule]
-        bad |= measured & (np.asarray(getattr(report, metric)) >= getattr(quality, field))
+        bad |= measured & channel_crossing(_REPAIRABLE[rule], channels, quality)
     bad &= ~np.asarray(report.channel_rhythmic_field, dtype=bool)
     new_mask = (measured & ~bad).astype(mask.dtype)
     if not 0 < bad.sum() <= config.repair_channels or new_mask.sum() < config.min_channels:
@@ -318,7 +315,7 @@ def repair_window(window: np.ndarray, unfiltered: np.ndarray, report, mask: np.n
         rows[targets] = (weights @ rows[sources].astype(np.float64)).astype(np.float32)
     window = _referenced(window, config)
     fixed = compute_quality_batch(
-        window[None, : schema.N_CHANS], TARGET_SFREQ, quality, channel_mask=new_mask, unfiltered=unfiltered[None]
+        window[None, : schema.N_CHANS], schema.SFREQ, quality, channel_mask=new_mask, unfiltered=unfiltered[None]
     )[0]
     return (window, new_mask, fixed) if validate_window(fixed, quality)[0] else None
 
@@ -338,8 +335,8 @@ def _make_window(cut: Cutting, span: Span, req: Request, filtered, report, n_bad
     item, ids, config = cut.item, cut.ids, cut.config
     eeg = filtered[: schema.N_CHANS]
     # On the recording's time axis: after a gap, a window starts where it was recorded.
-    start_index = int(round(span.onset_s * TARGET_SFREQ)) + req.start
-    window_start_s = span.onset_s + req.start / TARGET_SFREQ
+    start_index = int(round(span.onset_s * schema.SFREQ)) + req.start
+    window_start_s = span.onset_s + req.start / schema.SFREQ
     keep, reasons = validate_window(report, config.quality)
     if req.marked_bad:
         keep, reasons = False, [req.marked_bad] + reasons
@@ -367,7 +364,7 @@ def _make_window(cut: Cutting, span: Span, req: Request, filtered, report, n_bad
             age=math.nan if cut.clinical["age"] is None else cut.clinical["age"],
             sex=cut.clinical["sex"],
             extra=(
-                compute_features(eeg, TARGET_SFREQ, spectrum=report.spectrum)
+                compute_features(eeg, schema.SFREQ, spectrum=report.spectrum)
                 if config.features
                 else np.zeros(0, np.float32)
             ),

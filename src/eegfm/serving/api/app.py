@@ -19,7 +19,6 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, Response
-from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
@@ -31,6 +30,7 @@ from eegfm.serving.api.jobs import RequestWork, request_work
 from eegfm.serving.api.logged import fault
 from eegfm.serving.api.metrics import Metrics, MetricsMiddleware
 from eegfm.serving.api.page import SecurityHeaders, add_page
+from eegfm.serving.api.routes import PROBES, endpoints, listing
 from eegfm.serving.api.service import MAX_BATCH_FILES, PredictionService
 from eegfm.serving.api.signals import SignalsError, SignalsRequest
 from eegfm.serving.api.stopping import STOP, CloseWhenStopping
@@ -50,6 +50,8 @@ class ErrorReply(BaseModel):
     status: int
 
 
+# A route that needs an API key depends on auth.authorized: auth.needs_key reads it back.
+NEEDS_KEY = [Depends(auth.authorized)]
 ERRORS = {code: {"model": ErrorReply} for code in (400, 401, 408, 411, 413, 415, 422)}
 PREDICT_BODY = {
     "requestBody": {
@@ -86,10 +88,9 @@ BATCH_BODY = {
 }
 
 
-def _authorized(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(auth.bearer)]
-) -> None:
-    auth.require_key(request, credentials)
+def route_listing(app: FastAPI) -> str:
+    """The app's routes by method (``POST /v1/predict, ...; GET /, ...``), from the app itself."""
+    return listing(endpoints(app, auth.needs_key))
 
 
 def _echo(value: str) -> bool:
@@ -153,10 +154,7 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, err: HTTPException):
         message = str(err.detail)
         if err.status_code == 404:
-            message = (
-                "no such endpoint; expected / (the page), /v1/predict, /v1/predict_batch, /v1/explain, /v1/traces, "
-                "/v1/model, /health, /ready, /metrics"
-            )
+            message = f"no such endpoint; expected {route_listing(request.app)}"
         elif err.status_code == 405:
             # the method is the client's own token, of any length: a few characters say which
             method = request.method if len(request.method) <= 16 else request.method[:16] + "..."
@@ -173,13 +171,14 @@ def _add_error_handlers(app: FastAPI) -> None:
 
 
 def _add_probes(app: FastAPI, service: PredictionService, metrics: Metrics) -> None:
-    @app.get("/health", summary="liveness: the process answers (no key needed)")
+    @app.get("/health", summary="liveness: the process answers (no key needed)", tags=[PROBES])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get(
         "/ready",
         summary="readiness: the model is loaded and the server is not stopping (no key needed)",
+        tags=[PROBES],
         responses={503: {"model": ErrorReply}},
     )
     async def ready():
@@ -188,12 +187,12 @@ def _add_probes(app: FastAPI, service: PredictionService, metrics: Metrics) -> N
             return _error(503, "the server is stopping")
         return {"status": "ready", "model_version": service.description["model_version"]}
 
-    @app.get("/metrics", summary="Prometheus metrics (no key needed)", response_class=Response)
+    @app.get("/metrics", summary="Prometheus metrics (no key needed)", response_class=Response, tags=[PROBES])
     async def prometheus_metrics() -> Response:
         body, content_type = metrics.exposition()
         return Response(body, media_type=content_type)
 
-    @app.get("/v1/model", summary="the model served", dependencies=[Depends(_authorized)], responses={401: ERRORS[401]})
+    @app.get("/v1/model", summary="the model served", dependencies=NEEDS_KEY, responses={401: ERRORS[401]})
     async def model() -> dict[str, Any]:
         return service.description
 
@@ -222,7 +221,7 @@ def _add_predict(app: FastAPI, service: PredictionService) -> None:
     @app.post(
         "/v1/predict",
         summary="predictions for one recording (file, zip of files, or JSON signal array)",
-        dependencies=[Depends(_authorized)],
+        dependencies=NEEDS_KEY,
         openapi_extra=PREDICT_BODY,
         responses=ERRORS,
     )
@@ -301,7 +300,7 @@ def _add_batch(app: FastAPI, service: PredictionService) -> None:
     @app.post(
         "/v1/predict_batch",
         summary="predictions for several recordings: one result per file, each with its own status",
-        dependencies=[Depends(_authorized)],
+        dependencies=NEEDS_KEY,
         openapi_extra=BATCH_BODY,
         responses=ERRORS,
     )
@@ -349,7 +348,7 @@ def _add_explain(app: FastAPI, explainer: ExplainService) -> None:
         "/v1/explain",
         summary="one window of a recording explained: integrated gradients per class over channels x time, "
         "and whether the explanation is reliable",
-        dependencies=[Depends(_authorized)],
+        dependencies=NEEDS_KEY,
         openapi_extra=PREDICT_BODY_FILES,
         responses=ERRORS,
     )
@@ -380,7 +379,7 @@ def _add_traces(app: FastAPI, tracer: TraceService) -> None:
         f"{MAX_TRACE_SECONDS:g} s from start_s: each derivation's samples as base64 little-endian int16 "
         "(value in µV = integer x encoding.scale_uv; encoding.missing where no window holds the sample), "
         "with the stretches where it involves an interpolated electrode and why. Same upload as /v1/explain.",
-        dependencies=[Depends(_authorized)],
+        dependencies=NEEDS_KEY,
         openapi_extra=PREDICT_BODY_FILES,
         responses=ERRORS,
     )

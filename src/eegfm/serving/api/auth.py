@@ -3,9 +3,9 @@
 The header is read as RFC 7235 (section 2.1) says: the scheme in any case (``bearer``, ``BEARER``)
 and one or more spaces before the key. Keys are compared in constant time and never logged: the
 request log names a key by its fingerprint (``key_fingerprint``), so an audit can tell clients
-apart without learning a key. The probes and metrics (``/health``, ``/ready``, ``/metrics``) and
-the page (``/``, ``/static``) need no key: a kubelet and a Prometheus scraper have none, and they
-reveal no recording (the page sends the key its user types).
+apart without learning a key. A route needs a key when it depends on :func:`authorized`: the
+probes, metrics, docs and the page do not (a kubelet and a Prometheus scraper have none, and they
+reveal no recording; the page sends the key its user types). :func:`needs_key` reads it off a route.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import hashlib
 import hmac
 import os
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, HTTPException, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 ENV_KEYS = "EEGFM_API_KEYS"
@@ -79,3 +80,13 @@ def require_key(request: Request, credentials: HTTPAuthorizationCredentials | No
         challenge["WWW-Authenticate"] += ', error="invalid_token"'
         raise HTTPException(401, "header Authorization: the bearer token is no key of this server", headers=challenge)
     request.state.api_key = key_fingerprint(credentials.credentials)  # for the request log
+
+
+def authorized(request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    """The dependency of every route that needs a key (:func:`require_key`); a route without it needs none."""
+    require_key(request, credentials)
+
+
+def needs_key(route) -> bool:
+    """Whether an app's route depends on :func:`authorized`."""
+    return any(getattr(dep, "dependency", None) is authorized for dep in getattr(route, "dependencies", ()))

@@ -3,9 +3,10 @@
 With ``--workers`` > 1 every worker writes its samples to ``PROMETHEUS_MULTIPROC_DIR`` (a private
 temporary folder the server makes) and ``/metrics``, whichever worker answers it, sums them.
 
-The access log line and the ``route`` label name the route template, never the request's own path
-or query: a file name in either may name a patient. Every label comes from a fixed set (a route
-template, a standard method, a status the server answers, else ``other`` or the status's class),
+The access log line and the ``route`` label name the template of the app's route the request
+matches (``routes.matched_route``), never the request's own path or query: a file name in either
+may name a patient. Every label comes from a fixed set (a route template of the app, a standard
+method, a status the server answers, else ``other`` or the status's class),
 so a client sending a thousand made-up methods or paths adds no series and no long log line.
 """
 
@@ -18,21 +19,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from eegfm.core.logs import get_logger
+from eegfm.serving.api.routes import is_probe, label, matched
 
 log = get_logger(__name__)
-ROUTES = (
-    "/",
-    "/v1/predict",
-    "/v1/predict_batch",
-    "/v1/explain",
-    "/v1/traces",
-    "/v1/model",
-    "/health",
-    "/ready",
-    "/metrics",
-    "/openapi.json",
-    "/docs",
-)
 # RFC 9110's methods; anything else a client sends (h11 takes any token) is counted as "other"
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE")
 # The statuses eegfm-serve answers; another (206 and 304 from /static, say) is counted by its class
@@ -118,16 +107,6 @@ class Metrics:
             multiprocess.mark_process_dead(os.getpid())
 
 
-def route_of(path: str) -> str:
-    """The route label of a request path: a known route, or 'other' (unbounded paths stay out)."""
-    if path in ROUTES:
-        return path
-    for prefix in ("/docs/", "/static/"):  # their files: one label each
-        if path.startswith(prefix):
-            return prefix.rstrip("/")
-    return "other"
-
-
 def method_of(method: str) -> str:
     """The method label: a standard method, or 'other' (a made-up method of 8 KB is no series)."""
     return method if method in METHODS else "other"
@@ -151,7 +130,8 @@ class MetricsMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route, method = route_of(scope["path"]), method_of(scope["method"])
+        found = matched(scope)
+        route, method, probe = label(found), method_of(scope["method"]), is_probe(found)
         started = time.perf_counter()
         reply = {"status": 500, "bytes": 0}
 
@@ -169,7 +149,7 @@ class MetricsMiddleware:
             self.metrics.in_flight.labels(route).dec()
             self.metrics.requests.labels(route, method, status_of(reply["status"])).inc()
             self.metrics.latency.labels(route).observe(time.perf_counter() - started)
-            if route not in ("/metrics", "/health", "/ready"):  # scraped and probed every few seconds
+            if not probe:  # scraped and probed every few seconds: counted, not logged
                 client = (scope.get("client") or ("-",))[0]
                 key = scope.get("state", {}).get("api_key", "-")  # auth.require_key's fingerprint
                 log.info("%s %s %d %d bytes client=%s %s", method, route, reply["status"], reply["bytes"], client, key)

@@ -17,7 +17,11 @@ from fastapi import FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
+from eegfm.serving.api.routes import matched_route
+
 STATIC = Path(__file__).parent / "static"
+# The page's routes, written here once: the page and the mount of its files.
+PAGE_ROUTES = ("/", "/static")
 PAGE_POLICY = "; ".join(
     (
         "default-src 'none'",
@@ -42,15 +46,17 @@ EVERY_REPLY = (
 def add_page(app: FastAPI) -> None:
     """The page for one recording (``/``) and its scripts and styles (``/static``): all local, no key
     needed to load them (the page sends the key it is given with its requests)."""
-    app.mount("/static", StaticFiles(directory=STATIC), name="page")
+    page_path, files_path = PAGE_ROUTES
+    app.mount(files_path, StaticFiles(directory=STATIC), name="page")
 
-    @app.get("/", include_in_schema=False)
+    @app.get(page_path, include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html; charset=utf-8")
 
 
-def is_page(path: str) -> bool:
-    return path == "/" or path.startswith("/static/")
+def is_page(scope: dict) -> bool:
+    """Whether a request is for the page or one of its files (the route it matches)."""
+    return matched_route(scope) in PAGE_ROUTES
 
 
 class SecurityHeaders:
@@ -63,7 +69,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        policy = (PAGE_POLICY if is_page(scope["path"]) else OTHER_POLICY).encode()
+        policy = (PAGE_POLICY if is_page(scope) else OTHER_POLICY).encode()
         added = (*EVERY_REPLY, (b"content-security-policy", policy))
         names = {name for name, _ in added}
 

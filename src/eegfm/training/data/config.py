@@ -79,18 +79,21 @@ class LoaderConfig:
     eeg_dtype: ``"float16"`` (the stored precision) halves the bytes handed over.
     fast_ipc (``handoff``, 3x the windows/s) and split_samples (``records``, 1.2-1.3x): off,
         the same batches come by DataLoader's transfer and protobuf's whole parse.
+
+    The defaults of the settings a run's ``loader:`` section chooses are these, the one set
+    (``training.config_sections.LoaderSection`` reads them).
     """
 
-    batch_size: int | None = 32
+    batch_size: int | None = 8
     token_budget: int | None = None
     max_batch_size: int = 256
     patch_size: int = 1
     drop_last: bool = False
-    num_workers: int | str = 2
+    num_workers: int | str = 0
     prefetch_factor: int = 4
     pin_memory: bool | None = None
     shuffle: bool = True
-    shuffle_buffer: int = 256
+    shuffle_buffer: int = 1000
     full_shuffle_mb: float = 1024.0
     seed: int = 0
     verify_crc: bool = True
