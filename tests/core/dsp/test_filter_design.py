@@ -141,7 +141,8 @@ def test_bad_arguments_name_the_parameter(call, message):
 def test_the_job_imports_no_scipy_signal():
     # The reason this module exists: scipy.signal costs 0.6-0.7 s per process to import.
     code = (
-        "import sys, pipelines.job.preprocess, pipelines.job.process, pipelines.quality.artifact_autoencoder; "
+        "import sys, eegfm.pipelines.job.preprocess, eegfm.pipelines.job.process, "
+        "eegfm.pipelines.quality.artifact_autoencoder; "
         "print(sorted(m for m in sys.modules if m.startswith(('scipy.signal', 'scipy.stats'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
