@@ -18,7 +18,6 @@ from eegfm.contract import model_files as files
 from eegfm.contract.model_files import is_ensemble, is_model_folder
 from eegfm.core.config import ConfigError
 from eegfm.model.ensemble import EnsembleConfig, EnsembleModel
-from eegfm.model.fused import FusedConfig
 from eegfm.model.registry import (
     ARCHITECTURES,
     Architecture,
@@ -70,6 +69,10 @@ def load_model_config(folder: str | os.PathLike[str]):
     """The config of the model saved in ``folder`` (``EnsembleConfig`` for an ensemble,
     ``FusedConfig`` for a fused model)."""
     if files.is_fused(folder):
+        # model.fused brings braindecode and pyriemann (MNE, scikit-learn: about a second), which
+        # --help and every other kind of model do without.
+        from eegfm.model.fused import FusedConfig
+
         return FusedConfig.from_folder(folder)
     if is_ensemble(Path(folder)):
         return EnsembleConfig.from_folder(folder)

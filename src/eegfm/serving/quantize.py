@@ -39,9 +39,7 @@ from eegfm.contract.windows import Window
 from eegfm.core.config import Config, ConfigError, check_int, check_option, user_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.stores import is_remote
-from eegfm.inference.backends import onnx_path_for
 from eegfm.inference.model_store import resolve_model_dir
-from eegfm.training.data import check_data, list_files, open_source
 
 INT8_NAME = INT8_ONNX
 DEFAULT_EXCLUDE = ("encoder.tokenizer",)
@@ -75,6 +73,9 @@ class QuantizeConfig(Config):
 def sample_windows(data: str | os.PathLike[str], count: int, seed: int) -> list:
     """``count`` windows drawn uniformly without replacement from every shard of the pipeline's
     output ``data`` (reservoir sampling: one pass, memory for ``count`` windows)."""
+    # The loader's catalogue brings torch: not for eegfm-quantize --help.
+    from eegfm.training.data import check_data, list_files, open_source
+
     try:
         files = list_files(check_data(str(data), say=False))
     except (ConfigError, FileNotFoundError, ValueError) as err:
@@ -221,7 +222,9 @@ def _finish(path: Path, source: dict[str, str], config: QuantizeConfig, n_batche
 def quantize_model(model: str | Path, data: str | Path, config: QuantizeConfig, output: Path | None = None) -> Path:
     """The INT8 graph of the fine-tuned model folder ``model`` (a run or its ``model/``), calibrated
     on windows of ``data``; ``output`` None: ``model.int8.onnx`` beside ``model.onnx``."""
-    from eegfm.model.architectures import load_model_config  # transformers: not for eegfm-quantize --help
+    # torch and transformers: not for eegfm-quantize --help
+    from eegfm.inference.backends import onnx_path_for
+    from eegfm.model.architectures import load_model_config
     from eegfm.model.export import OnnxEEGFM
 
     if not Path(model).exists() and not is_remote(str(model)):
