@@ -32,6 +32,9 @@ from eegfm.core.tasks import HMS_CLASSES
 CHANNELS: tuple[str, ...] = CANONICAL_CHANNELS
 N_CHANS: int = N_CANONICAL
 SFREQ: float = 256.0
+# The pipeline's window length where a run names none (HMS labeled windows are always 50 s); every
+# default of --window_seconds and PreprocessConfig.window_seconds is this one.
+WINDOW_SECONDS: float = 10.0
 PIPELINE_VERSION: str = "0.1.0"
 
 HMS_TASK: str = "hms6"

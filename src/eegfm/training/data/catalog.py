@@ -308,9 +308,7 @@ def _manifest(data_dir: str) -> dict[str, Any]:
         with open_binary(path) as fileobj:
             return json.loads(fileobj.read())
     except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{path}: no manifest; expected the output folder of eegfm-preprocess"
-        ) from None
+        raise FileNotFoundError(f"{path}: no manifest; expected the output folder of eegfm-preprocess") from None
 
 
 def shared_recordings(dirs: Sequence[str]) -> dict[str, str]:
