@@ -1,5 +1,6 @@
-"""The command line of eegfm-preprocess: its options (``build_parser``), the config they give
-(``config_from_args``), and the arguments neither it nor Beam knows (``unrecognized``,
+"""The command line of eegfm-preprocess: its options (``build_parser``), the typed job they give
+(``job_from_args``: the graph's ``JobSpec``, the ``PreprocessConfig`` of ``config_from_args`` and the
+launcher's ``LaunchOptions``), and the arguments neither it nor Beam knows (``unrecognized``,
 ``describe``): Beam only warns of those and runs without them, so a typo such as
 ``--windows_seconds 5`` would silently run with 10 s windows.
 """
