@@ -20,7 +20,7 @@ from eegfm.core.tasks import FINETUNE_TASKS
 from eegfm.evaluation.benchmark import report
 from eegfm.evaluation.benchmark.folder import benchmark_table, check_splits, read_label_table
 from eegfm.evaluation.benchmark.labeled import Suite
-from eegfm.evaluation.benchmark.options import WINDOW_SECONDS, BenchmarkOptions
+from eegfm.evaluation.benchmark.options import BENCHMARK_WINDOW_SECONDS, BenchmarkOptions
 from eegfm.pipelines.datasets.physionet import eegmat_split
 
 log = get_logger(__name__)
@@ -67,4 +67,4 @@ def run(options: BenchmarkOptions, data: Path) -> dict[str, Any]:
     """eegmat's recordings in ``data`` benchmarked into ``options.output``."""
     rows, _ = read_label_table(write_label_table(data, options.output / LABEL_TABLE), data)
     check_splits(rows, SUITE.classes)
-    return benchmark_table(rows, options, SUITE, window_seconds=WINDOW_SECONDS)
+    return benchmark_table(rows, options, SUITE, window_seconds=BENCHMARK_WINDOW_SECONDS)

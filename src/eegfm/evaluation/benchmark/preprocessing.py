@@ -15,7 +15,7 @@ from typing import Any
 from eegfm.contract import layout
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.benchmark import fingerprint
-from eegfm.evaluation.benchmark.options import WINDOW_SECONDS
+from eegfm.evaluation.benchmark.options import BENCHMARK_WINDOW_SECONDS
 from eegfm.evaluation.benchmark.runs import HELD_OUT_SPLITS  # the splits every benchmark's pretraining leaves out
 from eegfm.pipelines.job import preprocess as pipeline
 from eegfm.pipelines.job.process_io import PreprocessConfig
@@ -47,7 +47,7 @@ def preprocess_windows(
     output: Path,
     key: Path,
     dataset: str = "auto",
-    window_seconds: float = WINDOW_SECONDS,
+    window_seconds: float = BENCHMARK_WINDOW_SECONDS,
     shown_folders: list[str] | None = None,
     fields: Mapping[str, Any] | None = None,
 ) -> str:
