@@ -106,7 +106,8 @@ EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 PACKAGES = find_packages("src", include=["eegfm", "eegfm.*"])
 
 CONSOLE_SCRIPTS = [
-    "eegfm-simulate = eegfm.evaluation.realism:main",
+    "eegfm-simulate = eegfm.simulate.cli:main",  # a simulated multi-site corpus
+    "eegfm-realism = eegfm.evaluation.realism:main",  # the simulated background against real corpora
     "eegfm-planted = eegfm.simulate.planted:main",  # simulated patterns planted in real recordings: a training corpus
     "eegfm-preprocess = eegfm.pipelines.job.preprocess:main",
     "eegfm-redact = eegfm.pipelines.privacy.redact:main",  # which file a --redact_paths token names

@@ -71,6 +71,7 @@ HELP_IMPORTS: dict[str, frozenset[str]] = {
             "eegfm-planted",
             "eegfm-planted-seizures",
             "eegfm-quantize",
+            "eegfm-realism",
             "eegfm-selective",
             "eegfm-simulate",
         ],

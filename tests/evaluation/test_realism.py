@@ -1,4 +1,4 @@
-"""The realism report (``eegfm-simulate --realism``) on real EEG (4 eegmat files) and a tiny
+"""The realism report (``eegfm-realism``) on real EEG (4 eegmat files) and a tiny
 simulated background corpus: its files and keys, real rest's physiology, the simulated background
 inside the real range, and one-line errors."""
 
@@ -29,14 +29,14 @@ def report(tmp_path_factory):
 
 
 def test_cli_errors_are_one_line_naming_the_flag(tmp_path):
-    cmd = [sys.executable, "-m", "eegfm.evaluation.realism", "--realism", "--output", str(tmp_path / "r")]
+    cmd = [sys.executable, "-m", "eegfm.evaluation.realism", "--output", str(tmp_path / "r")]
     for extra, flag in (([], "--against"), (["--against", f"x={tmp_path}:open:*.edf"], "--against")):
         result = subprocess.run(cmd + extra, capture_output=True, text=True)
         assert result.returncode == 2
         lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"eegfm-simulate: error: {flag}:"), lines
+        assert len(lines) == 1 and lines[0].startswith(f"eegfm-realism: error: {flag}:"), lines
     help_text = subprocess.run(cmd[:3] + ["--help"], capture_output=True, text=True).stdout
-    for flag in ("--realism", "--against", "--simulated", "NAME=DIR[:STATE[:GLOB]]"):
+    for flag in ("--against", "--simulated", "--sites", "NAME=DIR[:STATE[:GLOB]]"):
         assert flag in help_text
 
 
@@ -92,13 +92,13 @@ def test_the_simulator_alone_points_to_the_command_that_runs_the_report(tmp_path
     result = subprocess.run([*cmd, "--against", f"x={EEGMAT}"], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "eegfm-simulate: error: --realism: the realism report runs the pipeline, so it is the eegfm-simulate "
-        "command's (python -m eegfm.evaluation.realism), not python -m eegfm.simulate's"
+        "eegfm-simulate: error: --realism: the realism report runs the pipeline, so it is a command of its own: "
+        "eegfm-realism (python -m eegfm.evaluation.realism), with the same corpus options"
     ]
 
 
 def test_the_command_starts_without_the_report_s_modules():
-    """``--help`` and corpus runs of ``eegfm-simulate`` do not pay for scipy and the pipeline."""
+    """``eegfm-realism --help`` does not pay for scipy and the pipeline."""
     code = "import sys, eegfm.evaluation.realism; print(' '.join(sys.modules))"
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert not [m for m in loaded if m.split(".")[0] in ("scipy", "numpy") or m.startswith("eegfm.pipelines")]

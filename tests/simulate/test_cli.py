@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _run(*args, cwd=REPO):
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}  # this tree's package, not an installed one
     return subprocess.run(
         [sys.executable, "-m", "eegfm.simulate", *map(str, args)],
         capture_output=True,
@@ -35,7 +35,7 @@ def _run(*args, cwd=REPO):
         (["--subjects-per-site", "0"], "--subjects-per-site", "got 0"),
         (["--montage", "tcp"], "--montage", "expected one of site, referential, double_banana, chbmit23; got 'tcp'"),
         (["--episodes", "3"], "--episodes", "needs --pattern-realism"),
-        (["--pattern-realism", "--realism"], "--pattern-realism", "one report a run"),
+        (["--pattern-realism", "--realism"], "--realism", "a command of its own: eegfm-realism"),
     ],
 )
 def test_bad_arguments_print_one_line_naming_the_flag(tmp_path, args, flag, allowed):

@@ -347,13 +347,14 @@ def test_bad_config_and_resume_arguments_fail_with_clear_messages(pipeline_outpu
 
 
 def test_a_short_max_steps_shortens_the_configs_warmup_unless_set_gives_it():
+    from eegfm.training import command
     from eegfm.training.config import ConfigError, load_config
-    from eegfm.training.pretrain import _max_steps_overrides, build_parser
+    from eegfm.training.pretrain import build_parser, pretrain_config
 
     def config(*flags):
         args = build_parser().parse_args(["--data", "d", "--output", "o", "--config", "cpu-tiny", *flags])
-        overrides, note = _max_steps_overrides(args)
-        return load_config("cpu-tiny", "pretrain", overrides).optim, note
+        cfg, note = pretrain_config(args.config, command.run_overrides(args), args.max_steps)
+        return cfg.optim, note
 
     assert load_config("cpu-tiny", "pretrain").optim.warmup_steps == 20
     optim, note = config("--max_steps", "12")

@@ -34,6 +34,9 @@ N_CHANS: int = N_CANONICAL
 # The data contract's sampling rate (Hz): every stored window, model input and pipeline output.
 # Its one home (tests/test_one_definition.py): everything else imports it.
 SFREQ: float = 256.0
+# The pipeline's window length where a run names none (HMS labeled windows are always 50 s); every
+# default of --window_seconds and PreprocessConfig.window_seconds is this one.
+WINDOW_SECONDS: float = 10.0
 PIPELINE_VERSION: str = "0.1.0"
 
 HMS_TASK: str = "hms6"

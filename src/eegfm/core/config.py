@@ -179,6 +179,23 @@ class Config:
     def replace(self: T, **changes: Any) -> T:
         return dataclasses.replace(self, **changes)
 
+    def with_settings(self: T, settings: Mapping[str, Any]) -> T:
+        """A copy with each setting applied in order, then validated once: ``name`` replaces a
+        field, ``section.name`` a field of a Config section, ``mapping.key`` one key of a dict field."""
+        fields: dict[str, Any] = {}
+        for key, value in settings.items():
+            head, _, rest = key.partition(".")
+            current = fields.get(head, getattr(self, head))
+            if not rest:
+                fields[head] = value
+            elif isinstance(current, Config):
+                fields[head] = current.with_settings({rest: value})
+            elif isinstance(current, dict):
+                fields[head] = {**current, rest: value}
+            else:
+                raise ConfigError(f"{key}: {head} is a value, not a section")
+        return dataclasses.replace(self, **fields)
+
     def config_hash(self) -> str:
         """A stable short hash of the configuration, for provenance fields."""
         blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()

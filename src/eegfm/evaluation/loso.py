@@ -23,7 +23,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,10 @@ from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS
 from eegfm.metrics.plots import plot_per_site
 from eegfm.training import finetune
+from eegfm.training.config import FinetuneConfig
 from eegfm.training.config_files import dotted
 from eegfm.training.data import RecordFilter, check_data, data_label, scan_windows
+from eegfm.training.finetune import FinetuneJob
 from eegfm.training.finetune.initial_model import resolve_pretrained
 from eegfm.training.finetune.plan import is_labeled
 
@@ -190,12 +192,15 @@ def _keep_finished_fold(args, cfg, folder: Path, site: str, k: int, n: int) -> b
     return True
 
 
-def _run_fold(own: Sequence[str], output: Path, folder: Path, site: str, windows: int, k: int, n: int) -> int:
-    """Fine-tune the fold that holds ``site`` out into ``folder``; its exit status."""
+def _run_fold(
+    cfg: FinetuneConfig, job: FinetuneJob, output: Path, folder: Path, site: str, windows: int, k: int, n: int
+) -> int:
+    """Fine-tune the fold that holds ``site`` out into ``folder`` (``cfg`` and ``job``: the
+    evaluation's own); its exit status."""
     log.info("fold %d/%d: %s held out, %d windows", k, n, site, windows)
     started = time.time()
-    # argparse keeps the last --output; --set test_sites comes after the user's own --set options
-    status = finetune.main([*own, "--output", str(folder), "--set", f"test_sites=[{site}]"])
+    fold = dataclasses.replace(job, run=dataclasses.replace(job.run, output=folder))
+    status = finetune.finetune(cfg.with_settings({"test_sites": [site]}), fold)
     if status != 0:
         log.error(
             "fold %d/%d (%s held out) exited with status %d; the folds before it are in %s; run the "
@@ -212,19 +217,14 @@ def _run_fold(own: Sequence[str], output: Path, folder: Path, site: str, windows
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     setup_logging("INFO")
     try:
         cfg, record_task, found, sites = _plan(args)
+        job = finetune.job_from_args(args)
     except ConfigError as err:
         print(f"loso: {err}", file=sys.stderr)
         return 2
-    # the fine-tuning options: the command line without --sites
-    picker = argparse.ArgumentParser(add_help=False)
-    picker.add_argument("--sites", nargs="+")
-    own = picker.parse_known_args(argv)[1]
     # Under torchrun every rank runs every fold together; rank 0 writes what the folds report.
     main_rank = os.environ.get("RANK", "0") == "0"
     if not main_rank:
@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
         if done.is_file():
             if not _keep_finished_fold(args, cfg, folder, site, k, len(sites)):
                 return 2
-        elif status := _run_fold(own, args.output, folder, site, found[site], k, len(sites)):
+        elif status := _run_fold(cfg, job, args.output, folder, site, found[site], k, len(sites)):
             return status
         if main_rank:  # the other ranks may get here before rank 0 has written eval.json
             folds[site] = json.loads(done.read_text())

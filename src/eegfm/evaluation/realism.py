@@ -1,10 +1,10 @@
-"""``eegfm-simulate``: the simulator's command with its realism report (``--realism``,
-:mod:`eegfm.evaluation.realism_report`).
+"""``eegfm-realism``: the realism report (:mod:`eegfm.evaluation.realism_report`): the simulated
+background against real corpora, on statistics of the pipeline's own preprocessed windows.
 
 The report reads real corpora through the pipeline, so it sits above both the simulator and the
-pipeline, and this module installs the command: without ``--realism`` it is
-:func:`eegfm.simulate.cli.run`, with it :func:`report_command`. The report's modules are imported
-only once ``--realism``'s arguments pass, so ``--help`` and corpus runs start as fast as before.
+pipeline; it takes the simulator's corpus options (``simulate.cli.add_corpus_options``: the corpus
+it simulates, small unless they are given). The report's modules are imported only once the
+arguments pass, so ``--help`` starts as fast as the simulator's.
 """
 
 from __future__ import annotations
@@ -15,15 +15,60 @@ from collections.abc import Sequence
 
 from tqdm import tqdm
 
+from eegfm.core.config import user_file_path
 from eegfm.core.logs import setup_logging
-from eegfm.simulate import cli as simulator
-from eegfm.simulate.cli import PROG, REALISM_DEFAULTS, OneLineParser
+from eegfm.simulate.cli import OneLineParser, add_corpus_options, resolve_corpus_defaults
+
+PROG = "eegfm-realism"
+# The simulated corpus is small unless these flags are given.
+REALISM_DEFAULTS = {"sites": 4, "subjects_per_site": 2, "minutes": 3.0}
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog=PROG,
+        description="Write OUTPUT/realism.json, realism.md and realism.png: the simulated background (windows "
+        "inside 'Other' episodes; eyes state from truth.jsonl) against each real corpus, on statistics of the "
+        "pipeline's own preprocessed 10 s windows. Real corpora are named by NAME and their files only counted. "
+        "Without --simulated it simulates a small background corpus (default --sites 4 --subjects-per-site 2 "
+        "--minutes 3, --seed applies).",
+    )
+    parser.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        type=user_file_path,
+        metavar="DIR",
+        help="the report's folder (it may exist; the three report files are replaced)",
+    )
+    parser.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="NAME=DIR[:STATE[:GLOB]]",
+        help="a real corpus (repeat for several; at least one): NAME labels it in the "
+        "report (letters, digits, - and _); DIR is searched recursively for .edf/.bdf/.parquet/.fif/"
+        ".set/.vhdr/.cnt files, or only for GLOB relative to DIR (e.g. 'Subject*_1.edf', "
+        "'train_eegs/*.parquet'); STATE is the eyes state of all its recordings: closed, open or "
+        "unknown (default; counts for the state-free statistics only). "
+        "Example: --against eegmat_rest=../shared/data/eegmat:closed:Subject*_1.edf",
+    )
+    parser.add_argument(
+        "--simulated",
+        type=user_file_path,
+        default=None,
+        metavar="DIR",
+        help="an existing simulated corpus (with truth.jsonl and edf/) to compare instead of simulating one",
+    )
+    add_corpus_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar or summary on stdout")
+    return parser
 
 
 def report_command(args: argparse.Namespace, parser: OneLineParser) -> int:
-    """The realism report (``--realism``); one-line errors naming the flag."""
+    """The realism report; one-line errors naming the flag."""
     if not args.against:
-        parser.error("argument --against: at least one real corpus is required with --realism")
+        parser.error("argument --against: at least one real corpus is required")
     if args.output.exists() and not args.output.is_dir():
         parser.error(f"argument --output: expected a directory path; {args.output} is an existing file")
     if args.simulated is not None and not (args.simulated / "truth.jsonl").is_file():
@@ -69,7 +114,10 @@ def report_command(args: argparse.Namespace, parser: OneLineParser) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return simulator.run(argv, realism=report_command)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    resolve_corpus_defaults(args, REALISM_DEFAULTS)
+    return report_command(args, parser)
 
 
 if __name__ == "__main__":

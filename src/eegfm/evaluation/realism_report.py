@@ -1,5 +1,5 @@
 """The simulator's realism report: the simulated background against real corpora, each file run
-through the pipeline (``eegfm-simulate --realism``; the command is :mod:`eegfm.evaluation.realism`).
+through the pipeline (``eegfm-realism``, the command of :mod:`eegfm.evaluation.realism`).
 
 The report judges the simulated background by the statistics of the pipeline's own preprocessed
 windows of real corpora, so it needs both the simulator and the pipeline and sits above both.

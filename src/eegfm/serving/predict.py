@@ -19,7 +19,7 @@ recipe saved beside the model) and scored window by window. Written to ``--outpu
 - ``recordings.json``: one entry per recording with its mean probabilities, most likely label,
   windows per label, minutes per class, flagged episodes (contiguous windows recommended for
   urgent or expert review) and every window's prediction, or the stage and reason it was
-  quarantined; and the model's description (schema: serving/prediction.schema.json);
+  quarantined; and the model's description (schema: inference/prediction.schema.json);
 - ``timelines/NNN_<name>.png``: each recording's probabilities over time above its artifact
   scores (``--no_plots`` leaves them out);
 - by default a recording is named in all of these, on stdout and in the log by its index and a
@@ -90,16 +90,6 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=__doc__.split("\n\n", 2)[2],
     )
     parser.add_argument(
-        "--model",
-        required=True,
-        type=user_path,
-        help="a training.finetune run folder, or the model/ folder in it (config.json, "
-        "model.safetensors, preprocess.json); local, or s3:// / gs:// as published by "
-        "python -m eegfm.serving.model_store (fetched once into ~/.cache/eegfm); a published "
-        "version: STORE/NAME@ALIAS (e.g. s3://bucket/models/NAME@production) or NAME@sha256:DIGEST "
-        "(or a unique prefix of it)",
-    )
-    parser.add_argument(
         "--input",
         required=True,
         nargs="+",
@@ -121,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how to read the inputs' layout (as eegfm-preprocess --dataset); auto detects it",
     )
     parser.add_argument("--site", default=None, help="site name for every input (default: from the path)")
-    _add_model_options(parser)
+    add_predictor_options(parser)
     parser.add_argument("--no_plots", action="store_true", help="leave out the per-recording timelines")
     parser.add_argument(
         "--submission",
@@ -135,7 +125,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
+def add_predictor_options(parser: argparse.ArgumentParser, threads_shared: str = "") -> None:
+    """The options that configure the predictor, eegfm-predict's and eegfm-serve's alike: the model,
+    how it runs, its uncertainty and recommendations, and the key of the names it gives.
+    ``threads_shared``: how eegfm-serve divides --threads' default between its processes."""
+    parser.add_argument(
+        "--model",
+        required=True,
+        type=user_path,
+        help="a training.finetune run folder, or the model/ folder in it (config.json, "
+        "model.safetensors, preprocess.json); local, or s3:// / gs:// as published by "
+        "eegfm-models (fetched once into ~/.cache/eegfm); a published "
+        "version: STORE/NAME@ALIAS (e.g. s3://bucket/models/NAME@production) or NAME@sha256:DIGEST "
+        "(or a unique prefix of it)",
+    )
+    _add_model_options(parser, threads_shared)
+    _add_uncertainty_options(parser)
+    parser.add_argument(
+        "--pseudonym_key_file",
+        type=user_path,
+        default=None,
+        help="the key of the tokens (eegfm-preprocess's key file gives the tokens its manifest and eegfm-redact "
+        "give); default: a random key per run, so tokens are consistent within the run only",
+    )
+
+
+def _add_model_options(parser: argparse.ArgumentParser, threads_shared: str = "") -> None:
     """How the model runs: back-end, device, batch, windows, calibration, threads, precision."""
     parser.add_argument(
         "--backend",
@@ -169,14 +184,13 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="artifact scores from the pipeline's rules only, not also its autoencoder",
     )
-    parser.add_argument("--threads", type=int, default=None, help=threads_help())
+    parser.add_argument("--threads", type=int, default=None, help=threads_help(threads_shared))
     parser.add_argument(
         "--precision",
         choices=["fp16", "bf16", "fp32"],
         default="fp16",
         help="TensorRT engine precision (--backend tensorrt only)",
     )
-    _add_uncertainty_options(parser)
 
 
 def _add_uncertainty_options(parser: argparse.ArgumentParser) -> None:
@@ -195,7 +209,7 @@ def _add_uncertainty_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="a YAML rule table giving each window its clinical recommendation from its probabilities, "
         "uncertainty and artifact score (docs/serving.md); default: the package's "
-        "serving/recommendation.yaml",
+        "inference/recommendation.yaml",
     )
 
 
@@ -206,14 +220,7 @@ def _add_redaction_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="file and folder names appear as given; use only where names carry no identifiers (default: a "
         "recording is named by its index and a keyed token, file-<hex>, and channel labels that are no "
-        "electrode by chan-<hex>, in every output, on stdout and in the log)",
-    )
-    parser.add_argument(
-        "--pseudonym_key_file",
-        type=user_path,
-        default=None,
-        help="the key of the tokens (eegfm-preprocess's key file gives the tokens its manifest and eegfm-redact "
-        "give); default: a random key per run, so tokens are consistent within the run only",
+        "electrode by chan-<hex>, in every output, on stdout and in the log; --pseudonym_key_file keys them)",
     )
 
 

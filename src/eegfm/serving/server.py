@@ -9,7 +9,7 @@ them as it starts (from the app: ``api.routes``). ``POST /v1/predict`` takes one
 body with ``?filename=NAME`` (its extension gives the format; a ``.zip`` holds a recording of several
 files, or several recordings), a multipart field ``file``, or JSON ``{"signals": [[µV ...] ...],
 "sfreq": 256, "channel_names": [...]}``; the reply is ``{"model": ..., "recordings": [...]}``
-(serving/prediction.schema.json per window). The probes, ``/metrics``, the docs and the page need no
+(inference/prediction.schema.json per window). The probes, ``/metrics``, the docs and the page need no
 API key.
 
 API keys: ``Authorization: Bearer KEY`` (the scheme in any case, as RFC 7235 allows), a key of
@@ -47,8 +47,6 @@ from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.machine import Cpus, CpuUse, cpu_use_line
 
 log = get_logger(__name__)
-# eegfm-predict's options about inputs and outputs; the rest configure the served predictor too
-NOT_SERVED = ("help", "input", "output", "dataset", "site", "no_plots", "submission", "keep_paths")
 ARGV_ENV = "EEGFM_SERVE_ARGV"  # the command line, for the workers of --workers > 1
 
 
@@ -106,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_auth_options(parser)
     _add_tls_options(parser)
-    _add_predictor_options(parser)
+    from eegfm.serving.predict import add_predictor_options  # torch: imported with the predictor's options
+
+    add_predictor_options(parser, ", divided among --workers")
     return parser
 
 
@@ -131,24 +131,6 @@ def _add_auth_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="serve predictions without API keys (logged as a warning): only behind an authenticating proxy",
     )
-
-
-def _add_predictor_options(parser: argparse.ArgumentParser) -> None:
-    """eegfm-predict's options that configure the predictor (backend, batch, stride ...), as it has them."""
-    from eegfm.serving.model_threads import threads_help
-    from eegfm.serving.predict import build_parser as predict_parser
-
-    for action in predict_parser()._actions:
-        if action.dest in NOT_SERVED:
-            continue
-        kwargs = {"help": action.help, "default": action.default, "required": action.required}
-        if action.dest == "threads":
-            kwargs["help"] = threads_help(", divided among --workers")
-        if isinstance(action, argparse._StoreTrueAction):
-            kwargs["action"] = "store_true"
-        else:
-            kwargs.update(type=action.type, choices=action.choices)
-        parser.add_argument(*action.option_strings, **kwargs)
 
 
 def _checked_args(parser: argparse.ArgumentParser, argv: list[str] | None):

@@ -32,7 +32,7 @@ both parquet files of a recording share time 0. HMS parquet files hold the whole
 ``expert_consensus`` is the most voted class, ties to the earlier of Seizure, LPD, GPD, LRDA,
 GRDA, Other. ids derive from the seed and the recording's (site, subject, session).
 
-``--realism --against NAME=DIR[:STATE[:GLOB]]`` instead compares the simulated background with
+``eegfm-realism --against NAME=DIR[:STATE[:GLOB]]`` compares the simulated background with
 real corpora (:mod:`eegfm.evaluation.realism_report`, which runs the pipeline; its terms are :mod:`~simulate.realism`).
 
 ``--pattern-realism`` measures the five patterns on rendered episodes against reference ranges

@@ -1,8 +1,8 @@
-"""``python -m eegfm.simulate``: the simulator's corpora (see :mod:`simulate.cli`); the realism
-report is ``eegfm-simulate``'s."""
+"""``python -m eegfm.simulate``: ``eegfm-simulate``, the simulator's corpora (see :mod:`simulate.cli`);
+the realism report is ``eegfm-realism``'s."""
 
 import sys
 
-from eegfm.simulate.cli import run
+from eegfm.simulate.cli import main
 
-sys.exit(run())
+sys.exit(main())

@@ -18,7 +18,7 @@ The background of one recording is the sum of
 
 Amplitudes and the distributions :func:`~simulate.plan.plan_background` draws were set
 so that the statistics of the pipeline's preprocessed windows (:mod:`~simulate.realism`)
-fall inside the range real corpora span. Measured with ``eegfm-simulate --realism`` (process_recording
+fall inside the range real corpora span. Measured with ``eegfm-realism`` (process_recording
 windows, 10 s at 256 Hz, recordings' own references; value = median over files [min, max]):
 
 =====================  =================  =================  ===============  ======  ===========
@@ -34,7 +34,7 @@ alpha peak, closed     10.5 [7.25, 11.5]  (eyes state not given)
 alpha share, closed    0.47 [0.14, 0.74]                     0.15 open, peak 11.4 Hz open
 =====================  =================  =================  ===============  ======  ===========
 
-(the realism report, ``eegfm-simulate --realism`` as docs/datasets.md gives it: ../shared/data
+(the realism report, ``eegfm-realism`` as docs/datasets.md gives it: ../shared/data
 eegmat Subject*_1 / Subject*_2, eegmmi S001 runs 3-4, HMS train EEG 1000913311,
 formats/nihonkohden; shares of 1-30 Hz power;
 correlation bins < 0.8, 0.8-1.4, >= 1.4 head radii. eegmat rest is eyes closed: its posterior

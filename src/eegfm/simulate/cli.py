@@ -1,7 +1,8 @@
-"""``eegfm-simulate`` / ``python -m eegfm.simulate``: write a simulated multi-site EEG corpus,
-or with ``--realism`` (``eegfm-simulate`` only: :mod:`eegfm.evaluation.realism`) compare the
-simulated background with real corpora, or with ``--pattern-realism`` measure the simulated
-patterns against their reference ranges (:mod:`~simulate.pattern_realism`).
+"""``eegfm-simulate`` / ``python -m eegfm.simulate``: write a simulated multi-site EEG corpus
+(:func:`simulate`, what the project's own callers run), or with ``--pattern-realism`` measure the
+simulated patterns against their reference ranges (:mod:`~simulate.pattern_realism`). The
+realism report against real corpora is a command of its own, ``eegfm-realism``
+(:mod:`eegfm.evaluation.realism`: it runs the pipeline), on this parser's corpus options.
 
 Every argument is validated before anything is written; a bad one prints exactly one line,
 ``eegfm-simulate: error: --flag: what is allowed; got what``, and exits with status 2.
@@ -143,12 +144,12 @@ def build_parser() -> OneLineParser:
             "Write a simulated multi-hospital clinical EEG corpus: EDF/EDF+ files in each site's "
             "conventions and/or Kaggle-HMS parquet files, six-class expert-vote labels, ground "
             "truth (truth.jsonl) and the fake identifiers planted in EDF headers "
-            "(identifiers.json). Same arguments and seed give byte-identical files."
+            "(identifiers.json). Same arguments and seed give byte-identical files. The realism "
+            "report against real corpora is eegfm-realism's."
         ),
         epilog="Layout of OUTPUT: see `python -c 'import eegfm.simulate as s; help(s)'`.",
     )
-    add = parser.add_argument
-    add(
+    parser.add_argument(
         "-o",
         "--output",
         required=True,
@@ -157,58 +158,33 @@ def build_parser() -> OneLineParser:
         help="directory to create (required); it must not exist or be empty unless --overwrite. "
         "Files are staged in a hidden sibling directory and moved into place at the end.",
     )
-    for flag, parse, _default, metavar, help_text in _CORPUS_OPTIONS:
-        add(flag, type=parse, default=None, metavar=metavar, help=help_text)
-    add(
+    add_corpus_options(parser)
+    parser.add_argument(
         "--overwrite",
         action="store_true",
         help="replace OUTPUT if it exists and is not empty (the old corpus is removed only after "
         "the new one is complete)",
     )
-    add("--quiet", action="store_true", help="no progress bar, log lines or summary on stdout")
-    _add_realism_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, log lines or summary on stdout")
+    # a command line of the time --realism was this command's gets the command that has it
+    parser.add_argument("--realism", action="store_true", help=argparse.SUPPRESS)
     _add_pattern_realism_options(parser)
     return parser
 
 
-# With --realism, the simulated corpus is small unless these flags are given.
-REALISM_DEFAULTS = {"sites": 4, "subjects_per_site": 2, "minutes": 3.0}
+def add_corpus_options(parser: argparse.ArgumentParser) -> None:
+    """What the corpus holds (``--sites`` ... ``--chunk-seconds``), each None unless given:
+    :func:`resolve_corpus_defaults` fills them in."""
+    for flag, parse, _default, metavar, help_text in _CORPUS_OPTIONS:
+        parser.add_argument(flag, type=parse, default=None, metavar=metavar, help=help_text)
 
 
-def _add_realism_options(parser: OneLineParser) -> None:
-    group = parser.add_argument_group(
-        "realism report",
-        "--realism writes OUTPUT/realism.json, realism.md and realism.png: the simulated background "
-        "(windows inside 'Other' episodes; eyes state from truth.jsonl) against each real corpus, on "
-        "statistics of the pipeline's own preprocessed 10 s windows. Real corpora are named by NAME "
-        "and their files only counted.",
-    )
-    group.add_argument(
-        "--realism",
-        action="store_true",
-        help="write the realism report to OUTPUT instead of a corpus (OUTPUT may exist; the three "
-        "report files are replaced). Without --simulated it simulates a small background corpus "
-        "(default --sites 4 --subjects-per-site 2 --minutes 3, --seed applies)",
-    )
-    group.add_argument(
-        "--against",
-        action="append",
-        default=[],
-        metavar="NAME=DIR[:STATE[:GLOB]]",
-        help="a real corpus (repeat for several; at least one with --realism): NAME labels it in the "
-        "report (letters, digits, - and _); DIR is searched recursively for .edf/.bdf/.parquet/.fif/"
-        ".set/.vhdr/.cnt files, or only for GLOB relative to DIR (e.g. 'Subject*_1.edf', "
-        "'train_eegs/*.parquet'); STATE is the eyes state of all its recordings: closed, open or "
-        "unknown (default; counts for the state-free statistics only). "
-        "Example: --against eegmat_rest=../shared/data/eegmat:closed:Subject*_1.edf",
-    )
-    group.add_argument(
-        "--simulated",
-        type=user_file_path,
-        default=None,
-        metavar="DIR",
-        help="an existing simulated corpus (with truth.jsonl and edf/) to compare instead of simulating one",
-    )
+def resolve_corpus_defaults(args: argparse.Namespace, defaults: dict[str, Any] | None = None) -> None:
+    """The corpus options not given set to ``defaults`` (by field name), else to their own."""
+    for flag, _parse, default, *_ in _CORPUS_OPTIONS:
+        name = flag[2:].replace("-", "_")
+        if getattr(args, name, None) is None:
+            setattr(args, name, (defaults or {}).get(name, default))
 
 
 def _add_pattern_realism_options(parser: OneLineParser) -> None:
@@ -236,8 +212,6 @@ def _add_pattern_realism_options(parser: OneLineParser) -> None:
 
 def _pattern_report(args: argparse.Namespace, parser: OneLineParser) -> int:
     """The pattern realism report (``--pattern-realism``)."""
-    if args.realism:
-        parser.error("argument --pattern-realism: one report a run; got --realism too")
     if args.output.exists() and not args.output.is_dir():
         parser.error(f"argument --output: expected a directory path; {args.output} is an existing file")
     from eegfm.simulate.pattern_realism_output import build_report, sample, write_report  # numpy: after the checks
@@ -313,60 +287,58 @@ def _summary(result, config) -> str:
     return "\n".join(lines)
 
 
-def run(
-    argv: Sequence[str] | None = None, realism: Callable[[argparse.Namespace, OneLineParser], int] | None = None
-) -> int:
-    """The command's work: parse ``argv`` and write a corpus; ``realism`` runs the report of
-    ``--realism``. ``eegfm-simulate`` is ``eegfm.evaluation.realism.main``, which passes it: the
-    report needs the pipeline, a package beside this one."""
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command: parse ``argv``, then a corpus (:func:`simulate`) or the pattern realism report."""
     parser = build_parser()
-    args = parser.parse_args(argv)
-    for flag, _parse, default, *_ in _CORPUS_OPTIONS:  # resolve the defaults the mode implies
-        name = flag[2:].replace("-", "_")
-        if getattr(args, name, None) is None:
-            setattr(args, name, REALISM_DEFAULTS[name] if args.realism and name in REALISM_DEFAULTS else default)
+    args, unknown = parser.parse_known_args(argv)  # an old --realism command line's --against ... too
+    resolve_corpus_defaults(args)
+    if args.realism:
+        parser.error(
+            "argument --realism: the realism report runs the pipeline, so it is a command of its own: "
+            "eegfm-realism (python -m eegfm.evaluation.realism), with the same corpus options"
+        )
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.episodes is not None and not args.pattern_realism:
         parser.error("argument --episodes: needs --pattern-realism")
     if args.pattern_realism:
-        if args.against or args.simulated is not None:
-            parser.error("argument --against: --against and --simulated need --realism")
         return _pattern_report(args, parser)
-    if args.realism:
-        if realism is None:
-            parser.error(
-                "argument --realism: the realism report runs the pipeline, so it is the eegfm-simulate "
-                "command's (python -m eegfm.evaluation.realism), not python -m eegfm.simulate's"
-            )
-        return realism(args, parser)
-    if args.against or args.simulated is not None:
-        parser.error("argument --against: --against and --simulated need --realism")
     try:
         check_output(args.output, args.overwrite)  # cheap checks first: no numerical imports
     except ConfigError as err:
         _config_error(parser, err)
     profiles = _load_site_profiles(args.site_config, parser)
-    from eegfm.simulate.corpus import CorpusConfig, generate_corpus  # numpy: only once the arguments pass
+    from eegfm.simulate.corpus import CorpusConfig  # numpy: only once the arguments pass
 
     try:
         config = CorpusConfig(**{name: getattr(args, name) for name in _CONFIG_FIELDS}, site_profiles=profiles)
     except ConfigError as err:
         _config_error(parser, err)
     setup_logging("WARNING")  # progress and the summary are the user-facing output
-    total = config.duration_s * config.sites * config.subjects_per_site * config.recordings_per_subject
     try:
-        with _progress_bar(total / 60.0, args.quiet) as bar:
-            result = generate_corpus(
-                config, args.output, overwrite=args.overwrite, progress=lambda seconds: bar.update(seconds / 60.0)
-            )
+        simulate(config, args.output, overwrite=args.overwrite, quiet=args.quiet)
     except ConfigError as err:  # e.g. the staging directory could not be created
         _config_error(parser, err)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; nothing was written to {args.output}", file=sys.stderr)
         return 130
-    if not args.quiet:
-        print(_summary(result, config))
     return 0
 
 
+def simulate(config, output: Path, overwrite: bool = False, quiet: bool = False):
+    """The corpus ``config`` (a :class:`~simulate.corpus.CorpusConfig`) describes, written to
+    ``output`` (``corpus.generate_corpus``: staged, moved into place at the end; an existing
+    non-empty ``output`` is a ConfigError unless ``overwrite``); a progress bar on an interactive
+    stderr and the summary on stdout unless ``quiet``. Returns the corpus's ``CorpusResult``."""
+    from eegfm.simulate.corpus import generate_corpus  # numpy: not for --help
+
+    total = config.duration_s * config.sites * config.subjects_per_site * config.recordings_per_subject
+    with _progress_bar(total / 60.0, quiet) as bar:
+        result = generate_corpus(config, output, overwrite=overwrite, progress=lambda s: bar.update(s / 60.0))
+    if not quiet:
+        print(_summary(result, config))
+    return result
+
+
 if __name__ == "__main__":
-    sys.exit(run())
+    sys.exit(main())

@@ -2,7 +2,7 @@
 windows it measures, the small background corpus it simulates, and each corpus's summary against
 the real range.
 
-``eegfm-simulate --realism --against NAME=DIR[:STATE[:GLOB]] ... --output OUT`` runs every file
+``eegfm-realism --against NAME=DIR[:STATE[:GLOB]] ... --output OUT`` runs every file
 of every corpus through the pipeline's own per-recording path (``eegfm.evaluation.realism_report``, which
 runs the report: it needs both the simulator and the pipeline), computes the statistics of
 :mod:`~simulate.realism_stats` per group of windows and summarizes each corpus by the

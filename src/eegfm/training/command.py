@@ -4,12 +4,14 @@ overrides and the launch on one process or under torchrun/horovodrun."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable
+from pathlib import Path
 
 from eegfm.contract.schema import SchemaError
 from eegfm.contract.tfrecord import CorruptTFRecordError
-from eegfm.core.config import user_path
+from eegfm.core.config import check_option, user_path
 from eegfm.core.stores import StoreUnreachableError
 from eegfm.training.checkpoint import CheckpointError
 from eegfm.training.config import ConfigError
@@ -88,6 +90,31 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, kind: str) -> None:
         choices=["offline", "online", "disabled"],
         help="override wandb.mode (offline needs no account; upload later with `wandb sync`)",
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSpec:
+    """What a training job reads and writes and how it launches, beside its config: ``data`` (the
+    pipeline's output folders), ``output`` (the run folder), ``resume`` (auto, none or a checkpoint),
+    ``backend`` (None: the config's), ``device`` and ``stop_after`` (steps of this invocation)."""
+
+    data: tuple[str, ...]
+    output: Path
+    resume: str = "auto"
+    backend: str | None = None
+    device: str = "auto"
+    stop_after: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.data:
+            raise ConfigError("--data: expected one or more folders; got none")
+        check_option("--backend", self.backend, (None, *BACKENDS))
+        check_option("--device", self.device, ("auto", "cpu", "cuda"))
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> RunSpec:
+        """From a training command's parsed options (:func:`add_run_arguments` and its ``--output``)."""
+        return cls(tuple(args.data), Path(args.output), args.resume, args.backend, args.device, args.stop_after)
 
 
 def run_overrides(args: argparse.Namespace) -> list[str]:

@@ -15,6 +15,7 @@ with the members as the uncertainty samples, drawn to ``selective.png``) and ``r
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -262,22 +263,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@dataclasses.dataclass(frozen=True)
+class StackJob:
+    """What a stacking reads and writes beside its fine-tuning config: the ``members``' run (or
+    model) folders, the ``data`` they were fine-tuned on, the ``output`` run folder, the windows'
+    ``record_task`` (None: the config task's), and whether the per-class offset is fitted
+    (``fit_bias``) under an L2 penalty of ``bias_l2``."""
+
+    members: tuple[str, ...]
+    data: tuple[str, ...]
+    output: Path
+    record_task: str | None = None
+    fit_bias: bool = False
+    bias_l2: float = 1e-4
+
+    def __post_init__(self) -> None:
+        check_range("--bias_l2", self.bias_l2, 0.0, 1e6)
+
+
+def stack(cfg: FinetuneConfig, job: StackJob) -> int:
+    """The stacking job (:func:`fit_ensemble` into ``job.output``, created); 0 done, 2 bad input
+    (one line on stderr)."""
+    try:
+        record_task = job.record_task or FINETUNE_TASKS.get(cfg.task)
+        if record_task is None:
+            raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry")
+        job.output.mkdir(parents=True, exist_ok=True)
+        stacking = {"fit_bias": job.fit_bias, "l2": job.bias_l2}
+        fit_ensemble(job.members, list(job.data), job.output, cfg, record_task, **stacking)
+    except (ConfigError, FileNotFoundError, ValueError) as err:
+        print(f"ensemble: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging("INFO")
     try:
         cfg = load_config(args.config, "finetune", list(args.set))
-        record_task = args.record_task or FINETUNE_TASKS.get(cfg.task)
-        if record_task is None:
-            raise ConfigError(f"--record_task: task {cfg.task!r} needs the `task` value its windows carry")
-        args.output.mkdir(parents=True, exist_ok=True)
-        check_range("--bias_l2", args.bias_l2, 0.0, 1e6)
-        stacking = {"fit_bias": args.bias == "fit", "l2": args.bias_l2}
-        fit_ensemble(args.members, [str(d) for d in args.data], args.output, cfg, record_task, **stacking)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+        members, data = tuple(map(str, args.members)), tuple(map(str, args.data))
+        job = StackJob(members, data, args.output, args.record_task, args.bias == "fit", args.bias_l2)
+    except (ConfigError, ValueError) as err:
         print(f"ensemble: {err}", file=sys.stderr)
         return 2
-    return 0
+    return stack(cfg, job)
 
 
 if __name__ == "__main__":

@@ -375,41 +375,51 @@ def _threads(text: str) -> int | str:
     return int(text)
 
 
-def _max_steps_overrides(args: argparse.Namespace) -> tuple[list[str], str]:
-    """The command line's config overrides and a note for the log: a ``--max_steps`` at or below
-    the config's warm-up shortens the warm-up to a tenth of the run, unless ``--set`` gave it."""
-    overrides = command.run_overrides(args)
-    if args.max_steps is None:
-        return overrides, ""
-    overrides.append(f"optim.max_steps={args.max_steps}")
-    if any(item.split("=", 1)[0].strip() in ("optim", "optim.warmup_steps") for item in args.set):
-        return overrides, ""
-    warmup = load_config(args.config, "pretrain", command.run_overrides(args)).optim.warmup_steps
-    if warmup < args.max_steps or args.max_steps < 1:  # below 1: the config's check names max_steps
-        return overrides, ""
-    overrides.append(f"optim.warmup_steps={args.max_steps // 10}")
-    return overrides, (
-        f"--max_steps {args.max_steps}: the config's {warmup} warm-up steps would fill the run; "
-        f"warming up for {args.max_steps // 10} instead (--set optim.warmup_steps=N to choose)"
+def pretrain_config(
+    config: str, overrides: Sequence[str] = (), max_steps: int | None = None
+) -> tuple[PretrainConfig, str]:
+    """``config`` (a preset or YAML file) with ``overrides`` and ``max_steps``, and a note for the
+    log: a ``max_steps`` at or below the config's warm-up shortens the warm-up to a tenth of the
+    run, unless ``overrides`` give the warm-up."""
+    overrides = list(overrides)
+    if max_steps is None:
+        return load_config(config, "pretrain", overrides), ""
+    with_steps = [*overrides, f"optim.max_steps={max_steps}"]
+    if any(item.split("=", 1)[0].strip() in ("optim", "optim.warmup_steps") for item in overrides):
+        return load_config(config, "pretrain", with_steps), ""
+    warmup = load_config(config, "pretrain", overrides).optim.warmup_steps
+    if warmup < max_steps or max_steps < 1:  # below 1: the config's check names max_steps
+        return load_config(config, "pretrain", with_steps), ""
+    note = (
+        f"--max_steps {max_steps}: the config's {warmup} warm-up steps would fill the run; "
+        f"warming up for {max_steps // 10} instead (--set optim.warmup_steps=N to choose)"
     )
+    return load_config(config, "pretrain", [*with_steps, f"optim.warmup_steps={max_steps // 10}"]), note
+
+
+def pretrain(cfg: PretrainConfig, run: command.RunSpec, threads: int | str | None = AUTO, note: str = "") -> int:
+    """The pretraining job: ``cfg`` on ``run``'s data into its output folder, on one process or
+    under torchrun/horovodrun; its exit status (0 done, 2 bad input, 143 stopped and checkpointed).
+    :func:`train` holds the output's run lock while it trains. ``note``: logged once logging is set up."""
+
+    def job(dist: Dist) -> int:
+        setup_logging("INFO" if dist.is_main else "WARNING")  # resume, saves, loader workers: rank 0 reports
+        if note:
+            log.info(note)
+        return train(cfg, dist, list(run.data), run.output, run.resume, stop_after=run.stop_after, threads=threads)
+
+    return command.launch("pretrain", run.backend or cfg.backend, run.device, job)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        overrides, note = _max_steps_overrides(args)
-        cfg = load_config(args.config, "pretrain", overrides)
+        cfg, note = pretrain_config(args.config, command.run_overrides(args), args.max_steps)
+        run = command.RunSpec.from_args(args)
     except ConfigError as err:
         print(f"pretrain: {err}", file=sys.stderr)
         return 2
-
-    def run(dist: Dist) -> int:
-        setup_logging("INFO" if dist.is_main else "WARNING")  # resume, saves, loader workers: rank 0 reports
-        if note:
-            log.info(note)
-        return train(cfg, dist, args.data, args.output, args.resume, stop_after=args.stop_after, threads=args.threads)
-
-    return command.launch("pretrain", args.backend or cfg.backend, args.device, run)
+    return pretrain(cfg, run, args.threads, note)
 
 
 if __name__ == "__main__":

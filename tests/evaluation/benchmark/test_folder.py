@@ -249,17 +249,18 @@ def test_a_split_with_one_person_of_a_class_is_warned_of_without_names(shared_da
     assert split_warnings(rows, check_splits(rows)) == []
 
 
-def _fake_pipeline(monkeypatch) -> list[list[str]]:
-    """The pipeline replaced by one that writes an empty manifest: the calls, to count them."""
+def _fake_pipeline(monkeypatch) -> list:
+    """The pipeline's job replaced by one that writes an empty manifest: the calls, to count them."""
     calls = []
 
-    def run(argv):
-        calls.append(argv)
-        out = Path(argv[argv.index("--output") + 1])
+    def preprocess(spec, config, launch=None):
+        calls.append((spec, config, launch))
+        out = Path(spec.output)
         out.mkdir(parents=True, exist_ok=True)
         (out / "manifest.json").write_text("{}")
+        return {}
 
-    monkeypatch.setattr(preprocessing.pipeline, "run", run)
+    monkeypatch.setattr(preprocessing.pipeline, "preprocess", preprocess)
     return calls
 
 

@@ -57,28 +57,30 @@ def test_reference_rows_run_the_first_seed_unless_reference_seeds_says_otherwise
     assert chosen.seeds_of(METHODS["eegfm"], args.seeds) == [3, 4]
 
 
-def _fake(monkeypatch, module, marker: str) -> list[list[str]]:
-    """``module.main`` replaced by one that writes ``marker`` under its ``--output``: the calls."""
+def _fake(monkeypatch, module, name: str, marker: str) -> list:
+    """``module.<name>`` (a typed job: config, then the job) replaced by one that writes ``marker``
+    under the job's output folder: the calls."""
     calls = []
 
-    def main(argv):
-        calls.append(argv)
-        path = Path(argv[argv.index("--output") + 1]) / marker
+    def job(cfg, spec, **_):
+        calls.append((cfg, spec))
+        run = getattr(spec, "run", spec)
+        path = Path(run.output) / marker
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text('{"val": {}}')
         return 0
 
-    monkeypatch.setattr(module, "main", main)
+    monkeypatch.setattr(module, name, job)
     return calls
 
 
 def test_pretraining_and_runs_are_made_anew_when_what_they_depend_on_changes(tmp_path, monkeypatch, caplog):
-    pretrainings = _fake(monkeypatch, runs.pretraining, "model/config.json")
-    finetunings = _fake(monkeypatch, runs.finetuning, "eval.json")
+    pretrainings = _fake(monkeypatch, runs.pretraining, "pretrain", "model/config.json")
+    finetunings = _fake(monkeypatch, runs.finetuning, "finetune", "eval.json")
     data = tmp_path / "data"
     fingerprint.write(data, {"labels": "a", "window_seconds": 5.0})  # as preprocessing leaves it
     opts = RecipeOptions(config="cpu-tiny", task="binary", pretrain_steps=4)
-    method, split = METHODS["eegfm"], ("corpus_split=true",)
+    method, split = METHODS["eegfm"], {"corpus_split": True}
 
     def both(opts=opts, seed=0):
         encoder = runs.pretrain([str(data)], tmp_path / "pretrain", opts)

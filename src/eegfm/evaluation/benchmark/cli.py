@@ -125,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
         "(train, val or test); other columns are ignored",
     )
     _export(folder)
-    folder.add_argument("--window_seconds", type=float, default=5.0, help="window length, seconds")
+    folder.add_argument(
+        "--window_seconds", type=float, default=FolderOptions.window_seconds, help="window length, seconds"
+    )
     folder.add_argument(
         "--classes",
         nargs="+",

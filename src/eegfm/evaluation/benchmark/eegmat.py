@@ -20,13 +20,12 @@ from eegfm.core.tasks import FINETUNE_TASKS
 from eegfm.evaluation.benchmark import report
 from eegfm.evaluation.benchmark.folder import benchmark_table, check_splits, read_label_table
 from eegfm.evaluation.benchmark.labeled import Suite
-from eegfm.evaluation.benchmark.options import BenchmarkOptions
+from eegfm.evaluation.benchmark.options import BENCHMARK_WINDOW_SECONDS, BenchmarkOptions
 from eegfm.pipelines.datasets.physionet import eegmat_split
 
 log = get_logger(__name__)
 TASK = "eegmat"  # the fine-tuning task; its records carry FINETUNE_TASKS[TASK]
 LABEL_TABLE = "eegmat_labels.csv"
-WINDOW_SECONDS = 5.0
 _RECORDING = re.compile(r"Subject(\d{2})_([12])\.edf")
 _SPLIT_OF = {"train": "train", "dev": "val", "eval": "test"}  # the corpus split -> the table's
 
@@ -68,4 +67,4 @@ def run(options: BenchmarkOptions, data: Path) -> dict[str, Any]:
     """eegmat's recordings in ``data`` benchmarked into ``options.output``."""
     rows, _ = read_label_table(write_label_table(data, options.output / LABEL_TABLE), data)
     check_splits(rows, SUITE.classes)
-    return benchmark_table(rows, options, SUITE, window_seconds=WINDOW_SECONDS)
+    return benchmark_table(rows, options, SUITE, window_seconds=BENCHMARK_WINDOW_SECONDS)

@@ -354,7 +354,7 @@ def benchmark_table(
         notes.append(f"--labels lines {', '.join(map(str, dropped))}: no window (quarantined or every window dropped)")
         log.warning(notes[-1])
     extra = {**(extra or {}), "dropped_lines": dropped, "window_seconds": window_seconds}
-    return evaluate(data, options, suite, notes, extra)
+    return evaluate(data, options, suite, window_seconds, notes, extra)
 
 
 def run(options: BenchmarkOptions, corpus: FolderOptions) -> dict[str, Any]:
@@ -371,7 +371,7 @@ def run(options: BenchmarkOptions, corpus: FolderOptions) -> dict[str, Any]:
 
 def folder_suite(classes: tuple[str, ...]) -> Suite:
     """The folder suite of a table of ``classes`` (:func:`check_splits`); its fine-tuning runs name
-    them by index (:func:`id2label_setting`)."""
+    them by index (``model_overrides.id2label``: the names themselves, no YAML text between)."""
     return Suite(
         name="folder",
         # the folder's own name stays out of the report: a clinic may name folders after people
@@ -379,26 +379,5 @@ def folder_suite(classes: tuple[str, ...]) -> Suite:
         task="binary" if len(classes) == 2 else "multiclass",
         record_task=RECORD_TASK,
         classes=classes,
-        finetune_defaults=(id2label_setting(classes),),
+        finetune_defaults=(("model_overrides.id2label", dict(enumerate(classes))),),
     )
-
-
-def id2label_setting(classes: tuple[str, ...]) -> str:
-    """The fine-tuning setting naming the classes by index (names quoted: YAML reads them as strings)."""
-    return "model_overrides.id2label={" + ", ".join(f"{i}: {yaml_string(c)}" for i, c in enumerate(classes)) + "}"
-
-
-def yaml_string(text: str) -> str:
-    """``text`` as a YAML double-quoted scalar that reads back as the same characters: printable
-    ASCII as is, anything else escaped by its code point (``\\U0001f600``). Not json.dumps: it
-    writes an emoji as a UTF-16 surrogate pair, which YAML reads as two lone surrogates that no
-    UTF-8 file can hold (the fine-tuned model's label map, the export's card)."""
-    escaped = (
-        char
-        if " " <= char <= "~" and char not in '"\\'
-        else f"\\u{ord(char):04x}"
-        if ord(char) <= 0xFFFF
-        else f"\\U{ord(char):08x}"
-        for char in text
-    )
-    return '"' + "".join(escaped) + '"'

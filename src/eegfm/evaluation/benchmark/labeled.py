@@ -53,7 +53,7 @@ class Suite:
     classes: tuple[str, ...]
     split_names: str = "training, validation and test subjects"
     published: Sequence[tuple[str, dict[str, float], str]] = ()
-    finetune_defaults: tuple[str, ...] = ()
+    finetune_defaults: tuple[tuple[str, Any], ...] = ()  # settings (``RecipeOptions.finetune_defaults``)
 
 
 def metrics_of(probs: np.ndarray, target: np.ndarray, prior: np.ndarray) -> dict[str, float]:
@@ -152,7 +152,12 @@ def _split_counts(windows: WindowSet, suite: Suite, data_name: str) -> tuple[dic
 
 
 def evaluate(
-    data: str, options: BenchmarkOptions, suite: Suite, notes: Sequence[str] = (), extra: dict | None = None
+    data: str,
+    options: BenchmarkOptions,
+    suite: Suite,
+    window_seconds: float,
+    notes: Sequence[str] = (),
+    extra: dict | None = None,
 ) -> dict[str, Any]:
     """Every selected row (:func:`selected_rows`) on ``data`` (the pipeline's output, its windows
     of ``suite.record_task``), reported into ``options.output``, and with ``options.export`` the
@@ -162,12 +167,11 @@ def evaluate(
     windows = load_windows(data, suite.record_task)
     counts, split_notes = _split_counts(windows, suite, "data")
     splits = [s for s in ("dev", "eval") if counts[s]]
-    opts = RecipeOptions.from_options(options, suite.task, finetune_defaults=suite.finetune_defaults)
+    opts = RecipeOptions.from_options(options, suite.task, finetune_defaults=dict(suite.finetune_defaults))
     opts = dataclasses.replace(opts, record_task=suite.record_task)
     reports = run_methods(
-        data, output, options.methods, options.seeds, opts, {"corpus": ("corpus_split=true",)}, [data], ALTERNATIVES
+        data, output, options.methods, options.seeds, opts, {"corpus": {"corpus_split": True}}, [data], ALTERNATIVES
     )
-    window_seconds = float(extra.get("window_seconds", 5.0))
     context = Context(windows, suite.classes, output, options.seeds, window_seconds, reports, options.eegnet_max_epochs)
     parts = PartProbabilities(windows, len(suite.classes))
     results, intervals, fitted = {}, {}, {}

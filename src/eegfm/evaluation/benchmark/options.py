@@ -12,6 +12,9 @@ from eegfm.evaluation.benchmark.rows import ROWS, baseline_names
 from eegfm.evaluation.benchmark.runs import METHODS
 
 DEFAULT_CONFIG = "cpu-small"
+# The benchmarks' window length where a run names none (the folder suite's --window_seconds,
+# eegmat's, the shared encoder's corpora); the pipeline's own default is contract.schema.WINDOW_SECONDS.
+BENCHMARK_WINDOW_SECONDS = 5.0
 LAYOUTS = ("edf", "hms")  # the simulated corpus's layouts
 EEGMAT_METHODS = ("eegfm", "scratch", "linear_probe", "eegfm_10pct", "scratch_10pct", "cbramod", "labram")
 
@@ -83,7 +86,7 @@ class FolderOptions:
 
     data: Path
     labels: Path
-    window_seconds: float = 5.0
+    window_seconds: float = BENCHMARK_WINDOW_SECONDS
     classes: tuple[str, ...] = ()
     split_seed: int = 0
 

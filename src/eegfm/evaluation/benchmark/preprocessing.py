@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from eegfm.contract import layout
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.benchmark import fingerprint
+from eegfm.evaluation.benchmark.options import BENCHMARK_WINDOW_SECONDS
+from eegfm.evaluation.benchmark.runs import HELD_OUT_SPLITS  # the splits every benchmark's pretraining leaves out
 from eegfm.pipelines.job import preprocess as pipeline
+from eegfm.pipelines.job.process_io import PreprocessConfig
+from eegfm.pipelines.job.stages import JobSpec, LaunchOptions
 
 log = get_logger(__name__)
-# The corpus splits every benchmark's pretraining leaves out (runs.pretrain's exclude_corpus_splits).
-HELD_OUT_SPLITS = ("dev", "eval")
 # encoder.json's list of the content hashes of the recordings the shared encoder pretrained on
 ENCODER_RECORDINGS = "pretraining_recordings_sha256"
 
@@ -45,12 +47,13 @@ def preprocess_windows(
     output: Path,
     key: Path,
     dataset: str = "auto",
-    window_seconds: float = 5.0,
+    window_seconds: float = BENCHMARK_WINDOW_SECONDS,
     shown_folders: list[str] | None = None,
     fields: Mapping[str, Any] | None = None,
 ) -> str:
     """eegfm's pipeline on the benchmark's recordings (rule-based artifact scores, so nothing is
-    fitted across subjects), pseudonymized with ``key``; an earlier complete output is reused.
+    fitted across subjects), pseudonymized with ``key``, in windows of ``window_seconds``; an earlier
+    complete output is reused.
     ``shown_folders``: the pipeline's ``--shown_folders`` (default: the folder of each input).
     ``fields``: what the windows depend on (``fingerprint.of``); given, the output's
     ``fingerprint.json`` says so once complete, and an earlier output of other fields (or of none)
@@ -61,13 +64,30 @@ def preprocess_windows(
         (output / fingerprint.FILE).unlink(missing_ok=True)  # gone before --overwrite clears the rest
         complete = False
     if not complete:
-        argv = ["--input", *inputs, "--output", str(output), "--dataset", dataset]
-        argv += ["--window_seconds", f"{window_seconds:g}", "--no_artifact_model"]
-        argv += ["--shown_folders", *shown_folders] if shown_folders is not None else []
-        pipeline.run([*argv, "--pseudonym_key_file", str(key), "--overwrite"])
+        run_pipeline(inputs, output, key, PreprocessConfig(window_seconds=window_seconds), dataset, shown_folders)
         if fields is not None:  # written once the output is complete: it vouches for a whole folder
             fingerprint.write(output, fields)
     return str(output)
+
+
+def run_pipeline(
+    inputs: Sequence[str],
+    output: Path,
+    key: Path,
+    config: PreprocessConfig,
+    dataset: str = "auto",
+    shown_folders: Sequence[str] | None = None,
+) -> dict:
+    """The pipeline's job on ``inputs`` into ``output`` (an earlier run's outputs there replaced) with
+    rule-based artifact scores and ``key``'s pseudonyms; its manifest."""
+    spec = JobSpec(
+        inputs=tuple(map(str, inputs)),
+        output=str(output),
+        pseudonym_key_file=str(key),
+        shown_folders=None if shown_folders is None else tuple(shown_folders),
+        use_artifact_model=False,
+    )
+    return pipeline.preprocess(spec, config, LaunchOptions(dataset=dataset, overwrite=True))
 
 
 def pretraining_recordings(folder: str | Path, key: Path) -> set[str]:

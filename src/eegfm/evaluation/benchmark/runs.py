@@ -53,12 +53,16 @@ from eegfm.model.modeling import EEGFMForPretraining
 from eegfm.training import ensemble as ensembling
 from eegfm.training import finetune as finetuning
 from eegfm.training import pretrain as pretraining
-from eegfm.training.config import load_config
+from eegfm.training.command import RunSpec
+from eegfm.training.config import FinetuneConfig, PretrainConfig, load_config
+from eegfm.training.config_files import parse_overrides
 
 if TYPE_CHECKING:  # options.py reads METHODS from here
     from eegfm.evaluation.benchmark.options import BenchmarkOptions
 
 log = get_logger(__name__)
+# The corpus splits every benchmark's pretraining leaves out, unless a suite says otherwise.
+HELD_OUT_SPLITS = ("dev", "eval")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +73,8 @@ class Method:
     mode: str = "full"
     subject_fraction: float = 1.0
     architecture: str = "eegfm"
-    settings: tuple[str, ...] = ()  # the method's own fine-tuning overrides
+    # the method's own fine-tuning settings (``Config.with_settings``: a field, or section.field), applied last
+    settings: tuple[tuple[str, Any], ...] = ()
     shared: bool = False  # starts from the shared encoder (``benchmark.shared``), not this run's pretraining
     members: tuple[str, ...] = ()  # an ensemble's member methods (fine-tuned first, same fold and seed)
     reference: bool = False  # a row eegfm is compared with: it runs the seeds of ``reference_seeds``
@@ -94,14 +99,14 @@ METHODS: dict[str, Method] = {
             "eegfm_fusion",
             "eegfm with the spectrogram fused",
             True,
-            settings=("model_overrides={modalities: [spectrogram]}",),
+            settings=(("model_overrides", {"modalities": ["spectrogram"]}),),
         ),
         Method(
             "spectrogram_cnn",
             "2-D CNN on the spectrograms, from scratch",
             False,
             architecture="spectrogram_cnn",
-            settings=("model_overrides={spec_augment: 0.3}",),  # chosen on the corpus of seed 1
+            settings=(("model_overrides", {"spec_augment": 0.3}),),  # chosen on the corpus of seed 1
         ),
         Method(
             "cbramod",
@@ -154,7 +159,11 @@ METHODS: dict[str, Method] = {
 
 @dataclasses.dataclass(frozen=True)
 class RecipeOptions:
-    """What the eegfm runs share: preset, pretraining length and data, fine-tuning overrides."""
+    """What the eegfm runs share: preset, pretraining length and data, fine-tuning settings.
+    ``finetune_set`` / ``pretrain_set``: the user's overrides (``KEY=VALUE``, as the benchmark's
+    --finetune_set / --pretrain_set give them); ``finetune_defaults``: the suite's own fine-tuning
+    settings (field, or section.field, and value), which ``finetune_set`` overrides;
+    ``held_out_splits``: the corpus splits pretraining never reads."""
 
     config: str
     task: str
@@ -165,6 +174,8 @@ class RecipeOptions:
     finetune_set: tuple[str, ...] = ()
     pretrain_set: tuple[str, ...] = ()
     reference_seeds: tuple[int, ...] | None = None  # the reference rows' seeds; None: the first seed
+    finetune_defaults: tuple[tuple[str, Any], ...] = ()
+    held_out_splits: tuple[str, ...] = HELD_OUT_SPLITS
 
     def seeds_of(self, method: Method, seeds: Sequence[int]) -> list[int]:
         """The seeds ``method`` runs: the run's ``seeds``, or for a reference row ``reference_seeds``."""
@@ -177,26 +188,58 @@ class RecipeOptions:
         cls,
         options: BenchmarkOptions,
         task: str,
-        pretrain_set: Sequence[str] = (),
-        finetune_defaults: Sequence[str] = (),
+        held_out_splits: Sequence[str] = HELD_OUT_SPLITS,
+        finetune_defaults: Mapping[str, Any] | None = None,
     ) -> RecipeOptions:
-        """From the suites' common options. ``pretrain_set``: the suite's own pretraining overrides;
-        ``finetune_defaults``: the suite's fine-tuning settings, which ``--finetune_set`` overrides."""
+        """From the suites' common options. ``held_out_splits``: the corpus splits the suite's
+        pretraining never reads; ``finetune_defaults``: the suite's fine-tuning settings, which
+        ``--finetune_set`` overrides."""
         return cls(
             config=options.config,
             task=task,
             pretrain_steps=options.pretrain_steps,
             unlabeled=options.unlabeled,
-            finetune_set=(*finetune_defaults, *options.finetune_set),
-            pretrain_set=(*options.pretrain_set, *pretrain_set),
+            finetune_set=options.finetune_set,
+            pretrain_set=options.pretrain_set,
             shared_encoder=options.shared_encoder,
             reference_seeds=options.reference_seeds,
+            finetune_defaults=tuple((finetune_defaults or {}).items()),
+            held_out_splits=tuple(held_out_splits),
         )
 
+    def finetune_config(self, seed: int, split: Mapping[str, Any], method: Method | None = None) -> FinetuneConfig:
+        """A run's config: the preset with ``finetune_set``, then the suite's defaults, the run's
+        ``split`` settings, seed and share of subjects where ``finetune_set`` sets none of them;
+        then ``method``'s settings, mode and architecture, and the task. ``method`` None: a stack's,
+        which takes its members' split and seed and has no model fields of its own."""
+        cfg = load_config(self.config, "finetune", list(self.finetune_set))
+        given = set(parse_overrides(list(self.finetune_set)))
+        run = {**dict(self.finetune_defaults), **split, "seed": seed, "loader.seed": seed}
+        if method is not None and method.subject_fraction < 1:
+            run["train_subject_fraction"] = method.subject_fraction
+        settings = {key: value for key, value in run.items() if not _overlaps(key, given)}
+        if method is not None:
+            settings.update({**dict(method.settings), "mode": method.mode, "architecture": method.architecture})
+        return cfg.with_settings({**settings, "task": self.task})
 
-def _run(main, argv: Sequence[str], what: str) -> None:
-    log.info("%s: %s", what, " ".join(argv))
-    if status := main(list(argv)):
+    def pretrain_config(self, architecture: str = "eegfm") -> tuple[PretrainConfig, str]:
+        """The pretraining's config (the preset with ``pretrain_set`` and ``pretrain_steps``;
+        ``held_out_splits`` excluded; a peer ``architecture`` with its preset's own model fields)
+        and a note for the log."""
+        cfg, note = pretraining.pretrain_config(self.config, list(self.pretrain_set), self.pretrain_steps)
+        settings: dict[str, Any] = {"exclude_corpus_splits": list(self.held_out_splits)}
+        if architecture != "eegfm":
+            settings.update(architecture=architecture, model_overrides={})
+        return cfg.with_settings(settings), note
+
+
+def _overlaps(key: str, given: set[str]) -> bool:
+    """Whether a setting ``key`` (dotted) is one of ``given``, inside one, or holds one."""
+    return any(key == other or key.startswith(f"{other}.") or other.startswith(f"{key}.") for other in given)
+
+
+def _check(status: int, what: str) -> None:
+    if status:
         raise RuntimeError(f"{what} failed with exit status {status} (its log above says why)")
 
 
@@ -208,25 +251,20 @@ def pretrain_folder(output: Path, architecture: str = "eegfm") -> Path:
 def pretrain(data: Sequence[str], output: Path, opts: RecipeOptions, architecture: str = "eegfm") -> Path:
     """Pretrain ``architecture`` on the training split of ``data`` and the unlabeled folders;
     returns the model folder. A peer takes the run's settings but its preset's own model fields."""
-    argv = ["--data", *data, *opts.unlabeled, "--config", opts.config, "--output", str(output), "--wandb", "disabled"]
-    argv += ["--set", "exclude_corpus_splits=[dev, eval]"]
-    if opts.pretrain_steps is not None:
-        argv += ["--max_steps", str(opts.pretrain_steps)]
-    for item in opts.pretrain_set:
-        argv += ["--set", item]
-    if architecture != "eegfm":
-        argv += ["--set", f"architecture={architecture}", "--set", "model_overrides={}"]
     fields = {
         "data": [fingerprint.identity(d) for d in data],
         "unlabeled": [fingerprint.identity(d) for d in opts.unlabeled],
         "config": fingerprint.config_identity(opts.config),
         "steps": opts.pretrain_steps,
-        "settings": list(opts.pretrain_set),
+        "settings": {"set": list(opts.pretrain_set), "held_out": list(opts.held_out_splits)},
         "architecture": architecture,
     }
     fingerprint.refresh(output, fields, f"pretraining {architecture}")
     if not (output / "model" / "config.json").is_file():
-        _run(pretraining.main, argv, "pretraining")
+        cfg, note = opts.pretrain_config(architecture)
+        cfg = cfg.with_settings({"wandb.mode": "disabled"})
+        log.info("pretraining %s on %s into %s", architecture, ", ".join([*data, *opts.unlabeled]), output)
+        _check(pretraining.pretrain(cfg, RunSpec((*data, *opts.unlabeled), output), note=note), "pretraining")
     return output / "model"
 
 
@@ -243,7 +281,13 @@ def untrained(output: Path, opts: RecipeOptions, seed: int) -> Path:
 
 
 def finetune(
-    data: str, encoder: Path | None, output: Path, method: Method, seed: int, opts: RecipeOptions, split: Sequence[str]
+    data: str,
+    encoder: Path | None,
+    output: Path,
+    method: Method,
+    seed: int,
+    opts: RecipeOptions,
+    split: Mapping[str, Any],
 ) -> dict:
     """One fine-tuning run (``split``: the settings choosing its held-out subjects or site;
     ``encoder``: None for an architecture trained from scratch); returns its eval.json (reused
@@ -252,17 +296,16 @@ def finetune(
     encoder_id = fingerprint.identity(encoder) if encoder is not None else None
     fingerprint.refresh(output, run_fields(data, method, seed, opts, split, encoder=encoder_id), "fine-tuning")
     if not report.is_file():
-        argv = ["--data", data, "--output", str(output), "--config", opts.config, "--task", opts.task]
-        argv += ["--mode", method.mode, "--architecture", method.architecture, "--wandb", "disabled"]
-        argv += ["--pretrained", str(encoder)] if encoder is not None else []
-        argv += ["--record_task", opts.record_task] if opts.record_task else []
-        for item in (*_split_settings(split, seed, method), *opts.finetune_set, *method.settings):
-            argv += ["--set", item]
-        _run(finetuning.main, argv, f"fine-tuning {method.name} seed {seed}")
+        cfg = opts.finetune_config(seed, split, method).with_settings({"wandb.mode": "disabled"})
+        pretrained = str(encoder) if encoder is not None else None
+        job = finetuning.FinetuneJob(RunSpec((data,), output), pretrained, opts.record_task)
+        what = f"fine-tuning {method.name} seed {seed}"
+        log.info("%s into %s", what, output)
+        _check(finetuning.finetune(cfg, job), what)
     return json.loads(report.read_text(encoding="utf-8"))
 
 
-def run_fields(data: str, method: Method, seed: int, opts: RecipeOptions, split: Sequence[str], **more) -> dict:
+def run_fields(data: str, method: Method, seed: int, opts: RecipeOptions, split: Mapping[str, Any], **more) -> dict:
     """What a run's folder depends on: the data folder's fingerprint (its labels, split, classes and
     window length), the method, seed, split settings, preset and overrides, and ``more`` (its
     encoder, or the runs it stacks)."""
@@ -271,19 +314,12 @@ def run_fields(data: str, method: Method, seed: int, opts: RecipeOptions, split:
         "data": fingerprint.identity(data),
         "method": recipe,
         "seed": seed,
-        "split": list(split),
+        "split": dict(split),
         "config": fingerprint.config_identity(opts.config),
-        "settings": list(opts.finetune_set),
+        "settings": {"set": list(opts.finetune_set), "defaults": [list(item) for item in opts.finetune_defaults]},
         "task": (opts.task, opts.record_task),
         **more,
     }
-
-
-def _split_settings(split: Sequence[str], seed: int, method: Method) -> list[str]:
-    settings = [*split, f"seed={seed}", f"loader.seed={seed}"]
-    if method.subject_fraction < 1:
-        settings.append(f"train_subject_fraction={method.subject_fraction}")
-    return settings
 
 
 def stack(
@@ -293,7 +329,7 @@ def stack(
     method: Method,
     seed: int,
     opts: RecipeOptions,
-    split: Sequence[str],
+    split: Mapping[str, Any],
 ) -> dict:
     """The members' runs stacked (``training.ensemble``, weights fitted on the same split's
     validation windows); returns its eval.json (reused where it exists with the same fingerprint)."""
@@ -301,10 +337,11 @@ def stack(
     members_id = [fingerprint.identity(member) for member in members]
     fingerprint.refresh(output, run_fields(data, method, seed, opts, split, members=members_id), "stacking")
     if not report.is_file():
-        argv = ["--members", *map(str, members), "--data", data, "--output", str(output), "--config", opts.config]
-        for item in (*_split_settings(split, seed, method), *opts.finetune_set, f"task={opts.task}"):
-            argv += ["--set", item]
-        _run(ensembling.main, argv, f"stacking {method.name} seed {seed}")
+        cfg = opts.finetune_config(seed, split)
+        job = ensembling.StackJob(tuple(map(str, members)), (data,), output)
+        what = f"stacking {method.name} seed {seed}"
+        log.info("%s into %s", what, output)
+        _check(ensembling.stack(cfg, job), what)
     return json.loads(report.read_text(encoding="utf-8"))
 
 
@@ -333,7 +370,7 @@ def run_methods(
     methods: Sequence[str],
     seeds: Sequence[int],
     opts: RecipeOptions,
-    folds: Mapping[str, Sequence[str]],
+    folds: Mapping[str, Mapping[str, Any]],
     pretrain_data: Sequence[str],
     alternatives: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:

@@ -1,5 +1,6 @@
-"""The command line of eegfm-preprocess: its options (``build_parser``), the config they give
-(``config_from_args``), and the arguments neither it nor Beam knows (``unrecognized``,
+"""The command line of eegfm-preprocess: its options (``build_parser``), the typed job they give
+(``job_from_args``: the graph's ``JobSpec``, the ``PreprocessConfig`` of ``config_from_args`` and the
+launcher's ``LaunchOptions``), and the arguments neither it nor Beam knows (``unrecognized``,
 ``describe``): Beam only warns of those and runs without them, so a typo such as
 ``--windows_seconds 5`` would silently run with 10 s windows.
 """
@@ -17,12 +18,13 @@ from collections.abc import Iterable, Sequence
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from eegfm.contract.channels import CAP_LAYOUTS
+from eegfm.contract.schema import WINDOW_SECONDS
 from eegfm.core.config import ConfigError, check_int, user_path
 from eegfm.core.tasks import BACKGROUND_CLASSES
 from eegfm.pipelines.datasets import DATASETS
 from eegfm.pipelines.job.process_io import DEFAULT_MAX_DECOMPRESSED_GB, DEFAULT_MAX_DECOMPRESSED_RATIO, PreprocessConfig
 from eegfm.pipelines.job.sinks import DEFAULT_MAX_SHARD_BYTES
-from eegfm.pipelines.job.stages import JobSpec
+from eegfm.pipelines.job.stages import JobSpec, LaunchOptions
 from eegfm.pipelines.quality.artifact_autoencoder import ArtifactAutoencoder
 from eegfm.pipelines.readers import s3_anonymous  # noqa: F401 - registers the --s3_anonymous pipeline option
 from eegfm.pipelines.signal.features import FEATURE_NAMES
@@ -108,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--stall_timeout_s",
         type=float,
-        default=600.0,
+        default=LaunchOptions.stall_timeout_s,
         help="a local run that finishes no recording and whose processes use under a quarter of a core and "
         "under 1 MiB of I/O for this long is stopped with an error rather than left waiting (a worker that "
         "never answers); 0: never",
@@ -253,7 +255,7 @@ def _add_window_and_filter_options(sig) -> None:
     sig.add_argument(
         "--window_seconds",
         type=float,
-        default=10.0,
+        default=WINDOW_SECONDS,
         help="window length for unlabeled recordings (HMS labeled sub-windows are always 50 s)",
     )
     sig.add_argument(
@@ -448,6 +450,24 @@ def check_sharding(args) -> None:
         raise ConfigError(f"--max_shard_mb: expected a number of MiB > 0; got {args.max_shard_mb}")
 
 
+def job_from_args(args, beam_args: Sequence[str], given: set[str] | None = None):
+    """The typed job the parsed command line asks for: its :class:`JobSpec`, :class:`PreprocessConfig`
+    (``given``: see :func:`config_from_args`) and :class:`LaunchOptions` (``beam_args``: the arguments
+    the parser left to Beam); ConfigError (or ValueError) for a value they refuse."""
+    check_sharding(args)
+    launch = LaunchOptions(
+        dataset=args.dataset,
+        site=args.site,
+        overwrite=args.overwrite,
+        report=args.report,
+        create_key_file=args.create_key_file,
+        s3_anonymous=args.s3_anonymous,
+        stall_timeout_s=args.stall_timeout_s,
+        beam_args=tuple(beam_args),
+    )
+    return job_spec(args), config_from_args(args, given), launch
+
+
 def job_spec(args) -> JobSpec:
     """The graph's :class:`~pipelines.job.stages.JobSpec` from the checked command line."""
     return JobSpec(
@@ -455,7 +475,7 @@ def job_spec(args) -> JobSpec:
         shown_folders=None if args.shown_folders is None else tuple(args.shown_folders),
         output=args.output,
         pseudonym_key_file=args.pseudonym_key_file,
-        redact_paths=args.redact_paths,
+        redact_paths=not args.keep_paths,  # redacted by default; --redact_paths is kept for old command lines
         artifact_model=args.artifact_model or "",
         use_artifact_model=not args.no_artifact_model,
         ae_sample_size=args.ae_sample_size,

@@ -3,9 +3,10 @@ in snappy TFRecords, with a manifest of every input.
 
     python -m eegfm.pipelines.job.preprocess --input DIR_OR_GLOB [...] --output OUT [beam options]
 
-Checks the command line (``pipeline_args``), finds the inputs, holds the output folder (an earlier
-run's shards are refused, or deleted with ``--overwrite``), runs the Beam pipeline (``stages``) on
-the DirectRunner or Dataflow, and removes what a run that stopped early wrote.
+The command checks its arguments and makes them typed (``options.job_from_args``); the job,
+:func:`preprocess` (what the project's own callers run), finds the inputs, holds the output folder
+(an earlier run's shards are refused, or deleted with ``--overwrite``), runs the Beam pipeline
+(``stages``) on the DirectRunner or Dataflow, and removes what a run that stopped early wrote.
 """
 
 from __future__ import annotations
@@ -50,16 +51,15 @@ from eegfm.pipelines.job.options import (
     DEFAULT_KEY_FILE,
     beam_option_names,
     build_parser,
-    check_sharding,
-    config_from_args,
     describe,
     given_flags,
-    job_spec,
+    job_from_args,
     unrecognized,
 )
+from eegfm.pipelines.job.process_io import PreprocessConfig
 from eegfm.pipelines.job.progress import ProgressReporter, clear_stale_progress, progress_file
 from eegfm.pipelines.job.sinks import FILE_NAME_SUFFIX, SITE_FILE_PREFIX
-from eegfm.pipelines.job.stages import build_pipeline, load_model
+from eegfm.pipelines.job.stages import JobSpec, LaunchOptions, build_pipeline, load_model
 from eegfm.pipelines.privacy.deid import PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
 from eegfm.pipelines.privacy.redact import PathRedactor, RunRedaction, related_paths, shown_folders
 from eegfm.pipelines.quality.artifact_autoencoder import ArtifactAutoencoder
@@ -70,77 +70,101 @@ log = get_logger("preprocess")
 
 
 def run(argv: list[str] | None = None) -> dict:
+    """The command: its arguments checked and made typed (``options.job_from_args``), then
+    :func:`preprocess`; a usage problem exits as argparse's own do (status 2), scrubbed of the inputs' names."""
     parser = build_parser()
     args, beam_args = parser.parse_known_args(argv)
     # First: Beam logs through the root logger, which, without a handler, then gets Python's own.
     setup_logging("DEBUG" if args.verbose else "INFO", verbose=args.verbose)
-    args.redact_paths = not args.keep_paths  # redacted by default; --redact_paths is kept for old command lines
-    redaction = RunRedaction(args.redact_paths, args.input, args.shown_folders)
     try:
-        with stop_on_signals():  # SIGTERM and SIGHUP unwind as Ctrl-C does: the job's processes end with it
-            return _run(parser, argv, args, beam_args, redaction)
+        if unknown := unrecognized(beam_args):  # Beam would only warn and run without them
+            own = [flag for action in parser._actions for flag in action.option_strings]
+            raise UsageError(describe(unknown, own, beam_option_names()))
+        try:
+            spec, config, launch = job_from_args(args, beam_args, given_flags(parser, argv))
+        except (ConfigError, ValueError) as err:
+            raise UsageError(_scrubbed(str(err), args)) from None
+        return preprocess(spec, config, launch)
     except UsageError as err:
-        redaction.release()  # the log lines held until the inputs were listed, before the error
-        parser.error(redaction.scrub(str(err)))
+        parser.error(str(err))
+
+
+def _scrubbed(message: str, args) -> str:
+    """``message`` with the inputs' names redacted as a run's are before its key is read."""
+    redaction = RunRedaction(not args.keep_paths, args.input, args.shown_folders)
+    try:
+        return redaction.scrub(message)
     finally:
         redaction.close()
 
 
-class UsageError(Exception):
-    """A command-line problem found after parsing: reported as argparse reports its own (usage,
-    the message, exit status 2), scrubbed of the inputs' names."""
+class UsageError(ConfigError):
+    """A problem with what the job was asked, found before it starts: the command reports it as
+    argparse reports its own (usage, the message, exit status 2); scrubbed of the inputs' names."""
 
 
-def _run(parser, argv, args, beam_args, redaction: RunRedaction) -> dict:
-    options = _pipeline_options(parser, args, beam_args)
+def preprocess(spec: JobSpec, config: PreprocessConfig, launch: LaunchOptions | None = None) -> dict:
+    """The job: ``spec``'s inputs through the pipeline ``config`` describes, launched as ``launch``
+    says; returns the manifest (empty on Dataflow and for a dry run). Holds the output folder's run
+    lock while it runs, clears (or refuses) an earlier run's outputs and removes what a run stopped
+    early wrote. UsageError, scrubbed of the inputs' names, for a problem found before any work."""
+    launch = launch or LaunchOptions()
+    redaction = RunRedaction(spec.redact_paths, spec.inputs, spec.shown_folders)
     try:
-        config, items, ignored, datasets, key = _inputs(parser, argv, args, options, redaction)
+        with stop_on_signals():  # SIGTERM and SIGHUP unwind as Ctrl-C does: the job's processes end with it
+            return _run(spec, config, launch, redaction)
+    except UsageError as err:
+        redaction.release()  # the log lines held until the inputs were listed, before the error
+        raise UsageError(redaction.scrub(str(err))) from None
+    finally:
+        redaction.close()
+
+
+def _run(spec: JobSpec, config: PreprocessConfig, launch: LaunchOptions, redaction: RunRedaction) -> dict:
+    options = _pipeline_options(spec, launch)
+    try:
+        items, ignored, datasets, key = _inputs(spec, config, launch, options, redaction)
     except (ConfigError, PseudonymKeyError, ValueError, *STORE_ERRORS) as err:
         raise UsageError(str(err)) from None
     if options.view_as(StandardOptions).runner is None:
         # Name the runner explicitly (Beam otherwise logs that it is guessing one).
         options.view_as(StandardOptions).runner = "DirectRunner"
     if options.get_all_options().get("dry_run") and _is_local(options):
-        plan = _dry_run_plan(args, items, ignored, datasets, key, redaction.redactor, config.background)
+        plan = _dry_run_plan(spec, items, ignored, datasets, key, redaction.redactor, config.background)
         print(redaction.scrub(plan))
         return {}
     if _is_local(options):
-        _use_the_cores(options, beam_args, [item.path for item in items])
+        _use_the_cores(options, list(launch.beam_args), [item.path for item in items])
     log.info(
         "%s (%s), %s; writing to %s",
         count(len(items), "recording"),
         _describe_datasets(datasets, redaction.redactor),
         count(len(ignored), "other file"),
-        args.output,
+        spec.output,
     )
-    if not is_remote(args.output):  # object stores have no folders to create, nor locks
+    if not is_remote(spec.output):  # object stores have no folders to create, nor locks
         try:
-            os.makedirs(args.output, exist_ok=True)
+            os.makedirs(spec.output, exist_ok=True)
         except OSError as err:
             raise UsageError(
-                f"--output {args.output}: cannot create the output folder ({err.strerror or err})"
+                f"--output {spec.output}: cannot create the output folder ({err.strerror or err})"
             ) from None
-        problem = hold_run_lock(args.output)  # before --overwrite could delete a running job's files
+        problem = hold_run_lock(spec.output)  # before --overwrite could delete a running job's files
         if problem:
             raise UsageError(f"--output {problem}")
     try:
-        return _write_output(args, options, config, items, ignored, key, redaction.scrub)
+        return _write_output(spec, launch, options, config, items, ignored, key, redaction.scrub)
     finally:
-        release_run_lock(args.output)
+        release_run_lock(spec.output)
 
 
-def _pipeline_options(parser, args, beam_args: list[str]) -> PipelineOptions:
-    """Beam's options from the arguments the job's parser left; refuses those Beam does not know either."""
-    if not args.stall_timeout_s >= 0:
-        raise UsageError(f"--stall_timeout_s: expected seconds >= 0 (0: never); got {args.stall_timeout_s:g}")
-    unknown = unrecognized(beam_args)
-    if unknown:  # Beam would only warn and run without them
-        own = [flag for action in parser._actions for flag in action.option_strings]
-        raise UsageError(describe(unknown, own, beam_option_names()))
-    if args.s3_anonymous:
+def _pipeline_options(spec: JobSpec, launch: LaunchOptions) -> PipelineOptions:
+    """Beam's options from ``launch.beam_args`` (and ``--s3_anonymous``, which workers apply too)."""
+    beam_args = list(launch.beam_args)
+    if launch.s3_anonymous:
         private = [
             f"{flag} {path}"
-            for flag, path in (("--output", args.output), ("--pseudonym_key_file", args.pseudonym_key_file))
+            for flag, path in (("--output", spec.output), ("--pseudonym_key_file", spec.pseudonym_key_file))
             if path.startswith("s3://")
         ]
         if private:
@@ -157,15 +181,15 @@ def _pipeline_options(parser, args, beam_args: list[str]) -> PipelineOptions:
     return options
 
 
-def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedaction):
-    """The run's config, recordings, files passed over, data sets and key, once every path it needs
-    is reachable and the artifact options hold; keys ``redaction`` with the inputs."""
-    check_s3_credentials([*([] if args.s3_anonymous else args.input), args.output, args.pseudonym_key_file], options)
+def _inputs(spec: JobSpec, config: PreprocessConfig, launch: LaunchOptions, options, redaction: RunRedaction):
+    """The run's recordings, files passed over, data sets and key, once every path it needs is
+    reachable and the artifact options hold; keys ``redaction`` with the inputs."""
+    inputs, output, key_file = list(spec.inputs), spec.output, spec.pseudonym_key_file
+    check_s3_credentials([*([] if launch.s3_anonymous else inputs), output, key_file], options)
     dry_run = options.get_all_options().get("dry_run")  # a dry run lists inputs but writes nothing
     if not dry_run:
-        check_gcs_credentials([args.output, args.pseudonym_key_file])
-    check_reachable([*args.input, args.pseudonym_key_file, *([] if dry_run else [args.output])], options)
-    config = config_from_args(args, given_flags(parser, argv))
+        check_gcs_credentials([output, key_file])
+    check_reachable([*inputs, key_file, *([] if dry_run else [output])], options)
     if config.stride_seconds > config.window_seconds:
         log.warning(
             "windows of %g s every %g s (--stride_seconds): %g s between windows are in none of them",
@@ -173,40 +197,37 @@ def _inputs(parser, argv, args, options: PipelineOptions, redaction: RunRedactio
             config.stride_seconds,
             config.stride_seconds - config.window_seconds,
         )
-    check_sharding(args)
-    _ensure_key(args.pseudonym_key_file, args.create_key_file)
-    key = load_key(args.pseudonym_key_file)
-    if not is_remote(args.pseudonym_key_file):  # object stores have their own access control
-        warn_if_shared(args.pseudonym_key_file)
+    _ensure_key(key_file, launch.create_key_file)
+    key = load_key(key_file)
+    if not is_remote(key_file):  # object stores have their own access control
+        warn_if_shared(key_file)
     # An output folder (or key file) inside an input folder is the job's own, never an input.
-    items, ignored, datasets = discover(
-        args.input, dataset=args.dataset, site=args.site, exclude=[args.output, args.pseudonym_key_file]
-    )
+    items, ignored, datasets = discover(inputs, dataset=launch.dataset, site=launch.site, exclude=[output, key_file])
     # Every input path a report or log line may name: as given, as found, sidecars, files passed over.
     named = [
-        *args.input,
+        *inputs,
         *(p for item in items for p in related_paths(item)),
         *(p for g in ignored for p in (g.path, *named_in_reason(g.path))),
     ]
-    redaction.keyed(key, named, shown_folders(args.input, args.shown_folders))
+    redaction.keyed(key, named, shown_folders(inputs, spec.shown_folders))
     ignored = [Ignored(redaction.redactor.path(g.path), redaction.scrub(g.reason)) for g in ignored]
     if not items:
-        raise ValueError(f"--input {' '.join(args.input)}: no recordings found (only {len(ignored)} sidecar/doc files)")
-    _check_artifact_options(args, {item.site for item in items})
-    return config, items, ignored, datasets, key
+        raise ValueError(f"--input {' '.join(inputs)}: no recordings found (only {len(ignored)} sidecar/doc files)")
+    _check_artifact_options(spec, {item.site for item in items})
+    return items, ignored, datasets, key
 
 
-def _dry_run_plan(args, items, ignored, datasets, key: bytes, redactor: PathRedactor, background: str = "") -> str:
+def _dry_run_plan(spec, items, ignored, datasets, key: bytes, redactor: PathRedactor, background: str = "") -> str:
     """What a local ``--dry_run`` prints: recordings per site and data set, the inputs that cannot be
     read and the files not read, with why. Under --redact_paths sites show as pseudonyms and folders
     as tokens (a site may be a folder's name). ``background``: the task every recording is background of."""
     per_site = collections.Counter(
-        (pseudonym(key, "site", item.site) if args.redact_paths else item.site, item.dataset) for item in items
+        (pseudonym(key, "site", item.site) if spec.redact_paths else item.site, item.dataset) for item in items
     )
     labeled = sum(bool(item.windows) or item.recording_label >= 0 for item in items)
     labels = f"all {background} background" if background else f"{labeled} with labels"
     lines = [
-        f"eegfm-preprocess --dry_run: nothing read or written; {args.output} would receive",
+        f"eegfm-preprocess --dry_run: nothing read or written; {spec.output} would receive",
         f"  {count(len(items), 'recording')} ({labels}) from {_describe_datasets(datasets, redactor)}",
     ]
     lines += [f"    site {site!r:24} {dataset:8} {n}" for (site, dataset), n in sorted(per_site.items())]
@@ -220,42 +241,42 @@ def _dry_run_plan(args, items, ignored, datasets, key: bytes, redactor: PathReda
     return "\n".join(lines)
 
 
-def _write_output(args, options, config, items, ignored, key, scrub) -> dict:
+def _write_output(spec: JobSpec, launch: LaunchOptions, options, config, items, ignored, key, scrub) -> dict:
     """Clears (or refuses) an earlier run's outputs, runs the pipeline, removes what a stopped run
     wrote; returns the manifest (empty on Dataflow)."""
-    cleared = False  # no earlier run's outputs in args.output: any found later are this run's
-    if is_remote(args.output) and options.get_all_options().get("dry_run"):
-        log.info("--dry_run: %s is not checked for an earlier run's outputs", args.output)
+    cleared = False  # no earlier run's outputs in spec.output: any found later are this run's
+    if is_remote(spec.output) and options.get_all_options().get("dry_run"):
+        log.info("--dry_run: %s is not checked for an earlier run's outputs", spec.output)
     else:
         try:
             # A local output is locked (``_run``): no other run uses what is in it.
-            _clear_earlier_run(args.output, args.overwrite, locked=not is_remote(args.output))
+            _clear_earlier_run(spec.output, launch.overwrite, locked=not is_remote(spec.output))
             cleared = True
         except (ValueError, *STORE_ERRORS) as err:
             raise UsageError(str(err)) from None
     # A run that stops early on this machine removes its temporary folders (a Dataflow job goes on
     # without its launcher: its folders stay in use).
-    earlier_temporary = set(temporary_folders(args.output)) if _is_local(options) else None
+    earlier_temporary = set(temporary_folders(spec.output)) if _is_local(options) else None
     if _is_local(options):
         clear_stale_progress()
     start = time.time()
     try:
-        _run_pipeline(args, options, config, items, ignored, key, scrub)
+        _run_pipeline(spec, launch, options, config, items, ignored, key, scrub)
     except BaseException:
         if earlier_temporary is not None:
             try:
-                _remove_partial_run(args.output, earlier_temporary, start, finished_are_ours=cleared)
+                _remove_partial_run(spec.output, earlier_temporary, start, finished_are_ours=cleared)
             except Exception as err:  # noqa: BLE001 - the job's own error is the one to report
-                log.warning("stopped before the end; could not remove what it wrote in %s: %s", args.output, err)
+                log.warning("stopped before the end; could not remove what it wrote in %s: %s", spec.output, err)
         raise
     seconds = time.time() - start
     if options.view_as(StandardOptions).runner == "DataflowRunner":
         return {}
-    with FileSystems.open(FileSystems.join(args.output, layout.MANIFEST)) as fh:
+    with FileSystems.open(FileSystems.join(spec.output, layout.MANIFEST)) as fh:
         manifest = json.loads(fh.read())
-    print(scrub(f"eegfm-preprocess: wrote {args.output}\n" + summarize(manifest, seconds)))
-    if args.report:
-        log.info("data-quality report: %s", scrub(write_report(args.output)))
+    print(scrub(f"eegfm-preprocess: wrote {spec.output}\n" + summarize(manifest, seconds)))
+    if launch.report:
+        log.info("data-quality report: %s", scrub(write_report(spec.output)))
     return manifest
 
 
@@ -295,13 +316,13 @@ def _remove_partial_run(output: str, earlier_temporary: set[str], start: float, 
     )
 
 
-def _run_pipeline(args, options, config, items, ignored, key, scrub) -> None:
+def _run_pipeline(spec: JobSpec, launch: LaunchOptions, options, config, items, ignored, key, scrub) -> None:
     local = _is_local(options)
-    spec = dataclasses.replace(job_spec(args), run_token="" if is_remote(args.output) else run_token(args.output))
+    spec = dataclasses.replace(spec, run_token="" if is_remote(spec.output) else run_token(spec.output))
 
     def job() -> None:
         with beam.Pipeline(runner=local_runner(options), options=options) as p:
-            build_pipeline(p, spec, config, items, ignored, key, progress, output_shown=scrub(args.output))
+            build_pipeline(p, spec, config, items, ignored, key, progress, output_shown=scrub(spec.output))
 
     with contextlib.ExitStack() as stack:
         progress = None
@@ -309,8 +330,8 @@ def _run_pipeline(args, options, config, items, ignored, key, scrub) -> None:
             progress = stack.enter_context(progress_file())
             reporter = stack.enter_context(ProgressReporter(progress, len(items)))
         if local and options.view_as(DirectOptions).direct_running_mode in ("multi_processing", "multi_threading"):
-            watchdog = StallWatchdog(args.stall_timeout_s, finished=lambda: reporter.done)
-            run_in_session(job, watchdog, args.output, scrub)
+            watchdog = StallWatchdog(launch.stall_timeout_s, finished=lambda: reporter.done)
+            run_in_session(job, watchdog, spec.output, scrub)
         else:  # one process: a signal unwinds the job itself (a Dataflow job goes on without its launcher)
             job()
 
@@ -350,23 +371,23 @@ def _clear_earlier_run(output: str, overwrite: bool, locked: bool) -> None:
     )
 
 
-def _check_artifact_options(args, sites: set[str]) -> None:
+def _check_artifact_options(spec: JobSpec, sites: set[str]) -> None:
     """ConfigError, before any recording is read, where the artifact model's options would only fail
     (or do nothing) at the end of the run."""
-    if args.no_artifact_model:
+    if not spec.use_artifact_model:
         return
-    if args.artifact_model:
+    if spec.artifact_model:
         try:
-            load_model(args.artifact_model)
+            load_model(spec.artifact_model)
         except (ValueError, KeyError, *STORE_ERRORS) as err:
             raise ConfigError(
-                f"--artifact_model {args.artifact_model}: cannot load it as the artifact autoencoder "
+                f"--artifact_model {spec.artifact_model}: cannot load it as the artifact autoencoder "
                 f"of an earlier run ({storage_error(err)})"
             ) from None
         return
     # Fewer windows than the autoencoder needs would only ever skip its fit.
-    check_int("--ae_sample_size", args.ae_sample_size, ArtifactAutoencoder().min_fit_windows)
-    unknown = sorted({s.strip() for s in args.ae_train_sites.split(",") if s.strip()} - sites)
+    check_int("--ae_sample_size", spec.ae_sample_size, ArtifactAutoencoder().min_fit_windows)
+    unknown = sorted(set(spec.ae_train_sites) - sites)
     if unknown:
         raise ConfigError(
             f"--ae_train_sites: {', '.join(unknown)}: no such site among the inputs; expected "

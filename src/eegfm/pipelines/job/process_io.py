@@ -28,7 +28,7 @@ RECORD_QUALITY_NAMES = QUALITY_NAMES + ("ae_score",)
 class PreprocessConfig(Config):
     """Everything that changes what the pipeline writes; its hash is stored in every record."""
 
-    window_seconds: float = 10.0
+    window_seconds: float = schema.WINDOW_SECONDS
     stride_seconds: float | None = None  # None: window_seconds, windows end to end
     line_freq: str | int | None = "auto"
     l_freq: float = 0.5

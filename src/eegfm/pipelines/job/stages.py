@@ -24,6 +24,7 @@ from apache_beam.metrics import Metrics
 from threadpoolctl import threadpool_limits
 
 from eegfm.contract import layout, schema
+from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
 from eegfm.core.run_lock import check_run_lock
 from eegfm.core.stores import is_remote
@@ -77,6 +78,27 @@ class JobSpec:
                 raise ValueError(f"JobSpec.{name}: expected an integer >= 1; got {getattr(self, name)}")
         if self.num_shards < 0:
             raise ValueError(f"JobSpec.num_shards: expected an integer >= 0; got {self.num_shards}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LaunchOptions:
+    """What the launcher does around the job's graph: how it reads the inputs' layout (``dataset``,
+    ``site``: None, from the paths), what becomes of an earlier run's outputs (``overwrite``), the
+    report after the run, a missing key file (``create_key_file``), unsigned S3 reads, the stall
+    watchdog (seconds; 0: never) and Beam's own pipeline options (as Beam parses them)."""
+
+    dataset: str = "auto"
+    site: str | None = None
+    overwrite: bool = False
+    report: bool = False
+    create_key_file: bool = False
+    s3_anonymous: bool = False
+    stall_timeout_s: float = 600.0
+    beam_args: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not self.stall_timeout_s >= 0:
+            raise ConfigError(f"--stall_timeout_s: expected seconds >= 0 (0: never); got {self.stall_timeout_s:g}")
 
 
 @dataclasses.dataclass(frozen=True)

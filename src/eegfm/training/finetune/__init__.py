@@ -13,6 +13,6 @@ full); ``loop`` trains, evaluates the validation split every epoch, checkpoints 
 checkpoints and exits 143; ``--resume auto`` continues in the same stage, epoch and data position.
 """
 
-from eegfm.training.finetune.cli import build_parser, config_from_args, main
+from eegfm.training.finetune.cli import FinetuneJob, build_parser, config_from_args, finetune, job_from_args, main
 
-__all__ = ["build_parser", "config_from_args", "main"]
+__all__ = ["FinetuneJob", "build_parser", "config_from_args", "finetune", "job_from_args", "main"]

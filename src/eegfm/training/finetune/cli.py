@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 
 from eegfm.core.config import user_file_path, user_path
 from eegfm.core.logs import setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
 from eegfm.model.architectures import list_architectures
-from eegfm.training.command import add_run_arguments, launch, run_overrides
+from eegfm.training.command import RunSpec, add_run_arguments, launch, run_overrides
 from eegfm.training.config import TASK_HEADS, ConfigError, FinetuneConfig, load_config
 from eegfm.training.distributed import Dist
 from eegfm.training.finetune.initial_model import check_pretrained
@@ -107,27 +108,56 @@ def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     return load_config(args.config, "finetune", overrides)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class FinetuneJob:
+    """A fine-tuning run beside its config: where it reads, writes and launches (``run``), the
+    model it starts from (``pretrained``; None for an architecture trained from scratch), the
+    windows' task (``record_task``; None: the config task's) and ``background`` folders."""
+
+    run: RunSpec
+    pretrained: str | None = None
+    record_task: str | None = None
+    background: tuple[str, ...] = ()
+
+
+def finetune(cfg: FinetuneConfig, job: FinetuneJob) -> int:
+    """The fine-tuning job: ``cfg`` on ``job``, on one process or under torchrun/horovodrun; its
+    exit status (0 done, 2 bad input, with one line on stderr; 143 stopped and checkpointed).
+    :func:`~training.finetune.loop.train` holds the output's run lock while it trains."""
     try:
-        cfg = config_from_args(args)
-        check_pretrained(args.pretrained, cfg)
+        check_pretrained(job.pretrained, cfg)  # before the process group: a wrong folder fails at once
     except ConfigError as err:
         print(f"finetune: {err}", file=sys.stderr)
         return 2
+    run = job.run
 
-    def run(dist: Dist) -> int:
+    def work(dist: Dist) -> int:
         setup_logging("INFO" if dist.is_main else "WARNING")  # split, epochs, calibration: rank 0 reports
         return train(
             cfg,
             dist,
-            args.data,
-            args.pretrained,
-            args.output,
-            args.resume,
-            args.record_task,
-            args.stop_after,
-            background=args.background,
+            list(run.data),
+            job.pretrained,
+            run.output,
+            run.resume,
+            job.record_task,
+            run.stop_after,
+            background=job.background,
         )
 
-    return launch("finetune", args.backend or cfg.backend, args.device, run)
+    return launch("finetune", run.backend or cfg.backend, run.device, work)
+
+
+def job_from_args(args: argparse.Namespace) -> FinetuneJob:
+    """The :class:`FinetuneJob` of the parsed command line."""
+    return FinetuneJob(RunSpec.from_args(args), args.pretrained, args.record_task, tuple(args.background))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        cfg, job = config_from_args(args), job_from_args(args)
+    except ConfigError as err:
+        print(f"finetune: {err}", file=sys.stderr)
+        return 2
+    return finetune(cfg, job)
