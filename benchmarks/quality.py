@@ -51,13 +51,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from eegfm.contract.channels import CANONICAL_CHANNELS  # noqa: E402
+from eegfm.contract.schema import SFREQ  # noqa: E402
 from eegfm.core.dsp.resample import resample  # noqa: E402
 from eegfm.pipelines.quality import compute_quality, compute_quality_batch  # noqa: E402
 from eegfm.pipelines.quality.artifact_autoencoder import band_features, band_features_from_psd  # noqa: E402
 from eegfm.pipelines.signal.features import window_spectrum  # noqa: E402
 from eegfm.pipelines.signal.filters import filter_data  # noqa: E402
 
-SFREQ = 256.0
 
 
 def load_windows(folder: Path, window_s: float) -> tuple[np.ndarray, np.ndarray, float]:
@@ -69,7 +69,7 @@ def load_windows(folder: Path, window_s: float) -> tuple[np.ndarray, np.ndarray,
     for path in sorted(folder.glob("Subject*.edf")):
         raw = mne.io.read_raw_edf(path, preload=True, verbose="error")
         x = raw.get_data(picks=[f"EEG {name}" for name in CANONICAL_CHANNELS]) * 1e6
-        resampled = resample(x, raw.info["sfreq"])
+        resampled = resample(x, raw.info["sfreq"], SFREQ)
         clean, _ = filter_data(resampled, SFREQ)
         seconds += x.shape[1] / raw.info["sfreq"]
         count = clean.shape[1] // n
