@@ -59,7 +59,6 @@ from eegfm.pipelines.signal.features import window_spectrum  # noqa: E402
 from eegfm.pipelines.signal.filters import filter_data  # noqa: E402
 
 
-
 def load_windows(folder: Path, window_s: float) -> tuple[np.ndarray, np.ndarray, float]:
     """(filtered, unfiltered) windows (n, 19, n_times) float32, and the recordings' EEG-hours."""
     import mne

@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from eegfm.contract.channels import CANONICAL_CHANNELS, canonical_name  # noqa: E402
+from eegfm.contract.schema import SFREQ  # noqa: E402
 from eegfm.core.dsp.resample import resample  # noqa: E402
 from eegfm.pipelines.quality import compute_quality, validate_window  # noqa: E402
 from eegfm.pipelines.quality.artifact_autoencoder import ArtifactAutoencoder, band_features  # noqa: E402
@@ -50,7 +51,6 @@ from eegfm.pipelines.signal.filters import (  # noqa: E402
 )
 
 WINDOW_S = 5.0
-SFREQ = 256.0
 # docs: design.md section 4, seconds for the same 64 files (2.14 EEG-hours, one core).
 DESIGN_SECONDS = {
     "mne_script_total": 14.8,
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio_60.append(float(np.median(line_noise_db(data, sfreq, 60))))
         design_in = design_filters(sfreq, FilterConfig(line_freq=50), 50)
         timer("filter_at_input_rate", apply_filters, data, design_in)
-        resampled = timer("resample", resample, data, sfreq)
+        resampled = timer("resample", resample, data, sfreq, SFREQ)
         filtered = timer("filter", apply_filters, resampled, design_256)
         windows = windows_of(filtered)
         for window in windows:
