@@ -66,7 +66,7 @@ def pipeline_output(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import shutil
 
     from eegfm.pipelines.job.preprocess import run as preprocess
-    from eegfm.simulate.cli import run as simulate
+    from eegfm.simulate.cli import main as simulate
 
     root = tmp_path_factory.mktemp("pipeline")
     corpus, unlabeled, out = root / "corpus", root / "unlabeled", root / "tfrecords"

@@ -11,7 +11,7 @@ from contextlib import redirect_stdout
 import pytest
 
 from benchmarks.group_study_labels import main
-from eegfm.simulate.cli import run as simulate
+from eegfm.simulate.cli import main as simulate
 
 
 def test_one_row_per_person_labelled_by_the_simulators_slowing(tmp_path):

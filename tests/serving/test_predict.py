@@ -151,7 +151,7 @@ def test_threads_are_given_or_from_the_machine(monkeypatch):
 
 
 def test_planted_identifiers_reach_no_prediction_and_no_log(finetuned, tmp_path):
-    from eegfm.simulate.cli import run as simulate
+    from eegfm.simulate.cli import main as simulate
 
     simulated = tmp_path / "simulated"
     assert (

@@ -30,7 +30,7 @@ from eegfm.core.tasks import TUAB_LABELS, TUEV_LABELS
 from eegfm.metrics import classification as eval_metrics
 from eegfm.model.modeling import EEGFMModel
 from eegfm.pipelines.job.preprocess import run as preprocess
-from eegfm.simulate.cli import run as simulate
+from eegfm.simulate.cli import main as simulate
 from eegfm.training import checkpoint as ckpt
 from eegfm.training import finetune
 from eegfm.training.command import PREEMPTED_EXIT_CODE

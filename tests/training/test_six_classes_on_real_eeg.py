@@ -21,7 +21,7 @@ import pytest
 from eegfm.evaluation import corpus_check, planted_seizures
 from eegfm.pipelines.job.preprocess import run as preprocess
 from eegfm.simulate import planted
-from eegfm.simulate.cli import run as simulate
+from eegfm.simulate.cli import main as simulate
 from eegfm.training import finetune
 
 # The demo's six-class recipe (scripts/demo.sh, step 4).

@@ -579,7 +579,7 @@ def test_a_recording_that_fails_part_way_sends_none_of_its_spilled_windows(
 @pytest.fixture(scope="module")
 def simulated_run(key_file, tmp_path_factory):
     """simulate -> preprocess, the way a user runs eegfm on the built-in corpus."""
-    from eegfm.simulate.cli import run as simulate
+    from eegfm.simulate.cli import main as simulate
 
     root = tmp_path_factory.mktemp("sim")
     corpus = root / "corpus"

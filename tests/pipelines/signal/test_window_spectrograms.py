@@ -30,7 +30,7 @@ def _windows(item, config=None):
 def corpus(tmp_path_factory):
     """The simulator's HMS layout and EDF export of one 11 min recording (a full 10 min spectrogram
     window for every label)."""
-    from eegfm.simulate.cli import run as simulate
+    from eegfm.simulate.cli import main as simulate
 
     root = tmp_path_factory.mktemp("sim") / "corpus"
     args = ["--output", str(root), "--sites", "1", "--subjects-per-site", "1", "--recordings-per-subject", "1"]
