@@ -61,8 +61,8 @@ test-all: $(STAMP) $(CHECKOV)  ## every test, slow ones included
 	@bash scripts/run_tests.sh "$(PY)" $(PYTEST_ARGS)
 
 benchmark: $(STAMP)  ## eegfm vs baselines over seeds: eegmat (EEGMAT=its EDF folder) and the simulated corpus
-	$(PY) -m eegfm.evaluation.benchmark eegmat --data "$(EEGMAT)" --output "$(BENCH_DIR)/eegmat"
-	$(PY) -m eegfm.evaluation.benchmark simulated --output "$(BENCH_DIR)/simulated"
+	$(PY) -m eegfm.evaluation.comparison eegmat --data "$(EEGMAT)" --output "$(BENCH_DIR)/eegmat"
+	$(PY) -m eegfm.evaluation.comparison simulated --output "$(BENCH_DIR)/simulated"
 
 bench-deps: $(STAMP)  ## install the benchmark-only peers (braindecode ...) without touching torch
 	@$(PY) -m pip install --quiet --no-deps -r requirements/bench.txt

@@ -4,7 +4,7 @@ each, in the ``folder`` suite's CSV format (no split column: the suite draws one
 
     eegfm-simulate --output SIM --sites 6 --subjects-per-site 10 --minutes 10 --seed 7 --format edf
     python benchmarks/group_study_labels.py SIM > groups.csv
-    python -m eegfm.evaluation.benchmark folder --data SIM/edf --labels groups.csv --output OUT \\
+    python -m eegfm.evaluation.comparison folder --data SIM/edf --labels groups.csv --output OUT \\
         --classes normal slowing
 
 Each person's first session; the subject is ``<site>-<patient_id>``; the label ``slowing`` where

@@ -41,9 +41,9 @@ import torch
 
 from eegfm.contract import layout
 from eegfm.core.logs import setup_logging
-from eegfm.evaluation.benchmark import baselines
-from eegfm.evaluation.benchmark.labeled import metrics_of
-from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
+from eegfm.evaluation.comparison import baselines
+from eegfm.evaluation.comparison.labeled import metrics_of
+from eegfm.evaluation.comparison.windows import WindowSet, load_windows
 from eegfm.evaluation.robustness import held_out
 from eegfm.inference.backends import onnx_path_for
 from eegfm.metrics.losses import binary_logits

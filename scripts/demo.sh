@@ -107,8 +107,8 @@ import json, sys
 from pathlib import Path
 from statistics import mean
 from eegfm.core.tasks import FINETUNE_TASKS
-from eegfm.evaluation.benchmark.simulated import baseline_folds
-from eegfm.evaluation.benchmark.windows import load_windows
+from eegfm.evaluation.comparison.simulated import baseline_folds
+from eegfm.evaluation.comparison.windows import load_windows
 sites = json.load(open(sys.argv[2]))["sites"]
 windows = load_windows(sys.argv[1], FINETUNE_TASKS["hms6"])
 floor = baseline_folds(windows, sorted(sites), ["band_power_lr"], Path(sys.argv[2]).parent)["band_power_lr"]

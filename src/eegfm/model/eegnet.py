@@ -1,6 +1,6 @@
 """EEGNet (Lawhern et al. 2018, braindecode's ``EEGNetv4``) as eegfm feeds it: each window alone
 resampled to 128 Hz and divided by one fixed constant. The benchmark trains it
-(``evaluation.benchmark.deep_baselines``); an exported model (``model.fused``) runs it the same way.
+(``evaluation.comparison.deep_baselines``); an exported model (``model.fused``) runs it the same way.
 
 - Input: each window resampled to :data:`MODEL_SFREQ` (polyphase anti-aliasing filter along its
   time axis only) and its uV divided by :data:`SCALE_UV`: no statistic spans windows, so a held-out

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from eegfm.contract.tfrecord import read_records
-from eegfm.evaluation.benchmark.windows import load_windows
+from eegfm.evaluation.comparison.windows import load_windows
 from eegfm.evaluation.loso import main as loso_main
 from eegfm.pipelines.job.preprocess import run as preprocess
 from eegfm.training import pretrain

@@ -182,7 +182,7 @@ def benchmark_section(found: Found) -> Section:
     title = "Benchmark"
     if not found.benchmarks:
         return missing(
-            "benchmark", title, "No benchmark.json (python -m eegfm.evaluation.benchmark) below the run folders."
+            "benchmark", title, "No benchmark.json (python -m eegfm.evaluation.comparison) below the run folders."
         )
     section = Section("benchmark", title)
     for folder in found.benchmarks:

@@ -9,11 +9,11 @@ import json
 
 import pytest
 
-from eegfm.evaluation.benchmark.cli import main
-from eegfm.evaluation.benchmark.fingerprint import file_digest
-from eegfm.evaluation.benchmark.preprocessing import ENCODER_RECORDINGS
+from eegfm.evaluation.comparison.cli import main
+from eegfm.evaluation.comparison.fingerprint import file_digest
+from eegfm.evaluation.comparison.preprocessing import ENCODER_RECORDINGS
 from eegfm.training.data import scan_windows
-from tests.evaluation.benchmark.test_eegmat import eegmat_subset, loader_batches
+from tests.evaluation.comparison.test_eegmat import eegmat_subset, loader_batches
 
 
 @pytest.fixture(scope="module")

@@ -10,11 +10,11 @@ import itertools
 import numpy as np
 import pytest
 
-from eegfm.evaluation.benchmark import baselines
-from eegfm.evaluation.benchmark.labeled import metrics_of
-from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
+from eegfm.evaluation.comparison import baselines
+from eegfm.evaluation.comparison.labeled import metrics_of
+from eegfm.evaluation.comparison.windows import WindowSet, load_windows
 from eegfm.model.spectral_features import band_power_features
-from tests.evaluation.benchmark.test_eegmat import tiny_data
+from tests.evaluation.comparison.test_eegmat import tiny_data
 
 T = 1280  # 5 s at 256 Hz, eegmat's windows
 

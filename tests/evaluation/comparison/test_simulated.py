@@ -8,11 +8,11 @@ import json
 import numpy as np
 import pytest
 
-from eegfm.evaluation.benchmark import baselines, simulated
-from eegfm.evaluation.benchmark.cli import main
-from eegfm.evaluation.benchmark.labeled import metrics_of
-from eegfm.evaluation.benchmark.rows import baseline_names
-from tests.evaluation.benchmark.test_baselines import alpha_windows
+from eegfm.evaluation.comparison import baselines, simulated
+from eegfm.evaluation.comparison.cli import main
+from eegfm.evaluation.comparison.labeled import metrics_of
+from eegfm.evaluation.comparison.rows import baseline_names
+from tests.evaluation.comparison.test_baselines import alpha_windows
 
 
 @pytest.mark.slow

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from eegfm.evaluation.benchmark.cli import main
-from eegfm.evaluation.benchmark.folder import check_splits, folder_suite, read_label_table
+from eegfm.evaluation.comparison.cli import main
+from eegfm.evaluation.comparison.folder import check_splits, folder_suite, read_label_table
 from eegfm.training.config import load_config
 from eegfm.training.finetune.initial_model import load_model
 from eegfm.training.finetune.plan import class_names
-from tests.evaluation.benchmark.test_eegmat import place
+from tests.evaluation.comparison.test_eegmat import place
 
 HEADER = ["file", "subject", "label", "split"]
 

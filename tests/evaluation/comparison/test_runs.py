@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from eegfm.evaluation.benchmark import fingerprint, runs
-from eegfm.evaluation.benchmark.cli import build_parser
-from eegfm.evaluation.benchmark.options import BenchmarkOptions
-from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, choose_runs, validation_score
+from eegfm.evaluation.comparison import fingerprint, runs
+from eegfm.evaluation.comparison.cli import build_parser
+from eegfm.evaluation.comparison.options import BenchmarkOptions
+from eegfm.evaluation.comparison.runs import METHODS, RecipeOptions, choose_runs, validation_score
 
 
 def _report(val: float, test: float) -> dict:

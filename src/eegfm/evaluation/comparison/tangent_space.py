@@ -18,8 +18,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from eegfm.evaluation.benchmark import baselines
-from eegfm.evaluation.benchmark.windows import WindowSet, computed_once
+from eegfm.evaluation.comparison import baselines
+from eegfm.evaluation.comparison.windows import WindowSet, computed_once
 from eegfm.model.spectral_features import METRICS, TangentMap, band_covariances
 
 __all__ = ["METRICS", "band_covariances_of", "tangent_space", "tangent_space_lr"]

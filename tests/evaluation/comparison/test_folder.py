@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eegfm.evaluation.benchmark import fingerprint, preprocessing
-from eegfm.evaluation.benchmark.cli import main
-from eegfm.evaluation.benchmark.folder import (
+from eegfm.evaluation.comparison import fingerprint, preprocessing
+from eegfm.evaluation.comparison.cli import main
+from eegfm.evaluation.comparison.folder import (
     check_pretraining_data,
     check_splits,
     data_fields,
@@ -27,12 +27,12 @@ from eegfm.evaluation.benchmark.folder import (
     split_warnings,
     strata,
 )
-from eegfm.evaluation.benchmark.labeled import metrics_of
-from eegfm.evaluation.benchmark.options import BenchmarkOptions
-from eegfm.evaluation.benchmark.preprocessing import ENCODER_RECORDINGS, pretraining_recordings
+from eegfm.evaluation.comparison.labeled import metrics_of
+from eegfm.evaluation.comparison.options import BenchmarkOptions
+from eegfm.evaluation.comparison.preprocessing import ENCODER_RECORDINGS, pretraining_recordings
 from eegfm.serving.predict import main as predict_main
 from eegfm.training.data import scan_windows
-from tests.evaluation.benchmark.test_eegmat import loader_batches, place, tiny_data
+from tests.evaluation.comparison.test_eegmat import loader_batches, place, tiny_data
 
 # subject -> split: two training subjects, one validation, one test
 SPLIT = {"00": "train", "01": "train", "28": "val", "29": "test"}

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark import baselines, levels, report
-from eegfm.evaluation.benchmark.export import export_row
-from eegfm.evaluation.benchmark.options import BenchmarkOptions
-from eegfm.evaluation.benchmark.rows import ALTERNATIVES, NETWORK_ROW, ROWS, Context, Fitted
-from eegfm.evaluation.benchmark.runs import RecipeOptions, reference_note, run_methods, validation_score
-from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
+from eegfm.evaluation.comparison import baselines, levels, report
+from eegfm.evaluation.comparison.export import export_row
+from eegfm.evaluation.comparison.options import BenchmarkOptions
+from eegfm.evaluation.comparison.rows import ALTERNATIVES, NETWORK_ROW, ROWS, Context, Fitted
+from eegfm.evaluation.comparison.runs import RecipeOptions, reference_note, run_methods, validation_score
+from eegfm.evaluation.comparison.windows import WindowSet, load_windows
 from eegfm.metrics.classification import classification_metrics
 from eegfm.model.fused import FusedModel, Part, fuse, network_probabilities
 

@@ -26,7 +26,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from eegfm.evaluation.benchmark.windows import WindowSet
+from eegfm.evaluation.comparison.windows import WindowSet
 from eegfm.metrics.losses import class_prior_log_probs
 from eegfm.model.linear_readout import LinearReadout
 from eegfm.model.spectral_features import band_power_features

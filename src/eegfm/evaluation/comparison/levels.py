@@ -25,8 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from eegfm.evaluation.benchmark.baselines import targets
-from eegfm.evaluation.benchmark.windows import WindowSet
+from eegfm.evaluation.comparison.baselines import targets
+from eegfm.evaluation.comparison.windows import WindowSet
 from eegfm.metrics.aggregation import group_means
 from eegfm.metrics.classification import ranking_scores
 

@@ -48,7 +48,7 @@ import torch
 from eegfm.contract import layout
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark import fingerprint
+from eegfm.evaluation.comparison import fingerprint
 from eegfm.model.modeling import EEGFMForPretraining
 from eegfm.training import ensemble as ensembling
 from eegfm.training import finetune as finetuning
@@ -58,7 +58,7 @@ from eegfm.training.config import FinetuneConfig, PretrainConfig, load_config
 from eegfm.training.config_files import parse_overrides
 
 if TYPE_CHECKING:  # options.py reads METHODS from here
-    from eegfm.evaluation.benchmark.options import BenchmarkOptions
+    from eegfm.evaluation.comparison.options import BenchmarkOptions
 
 log = get_logger(__name__)
 # The corpus splits every benchmark's pretraining leaves out, unless a suite says otherwise.

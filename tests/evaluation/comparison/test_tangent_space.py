@@ -9,10 +9,10 @@ import dataclasses
 import numpy as np
 import pytest
 
-from eegfm.evaluation.benchmark import baselines, tangent_space
-from eegfm.evaluation.benchmark.labeled import metrics_of
+from eegfm.evaluation.comparison import baselines, tangent_space
+from eegfm.evaluation.comparison.labeled import metrics_of
 from eegfm.model.spectral_features import BANDS, band_covariances
-from tests.evaluation.benchmark.test_baselines import T, alpha_windows
+from tests.evaluation.comparison.test_baselines import T, alpha_windows
 
 
 def coherent_windows(labels, seed: int, split: str = "train"):

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from eegfm.evaluation.benchmark.cli import main
-from eegfm.evaluation.benchmark.labeled import metrics_of
-from eegfm.evaluation.benchmark.rows import ROWS
-from eegfm.evaluation.benchmark.windows import load_windows
+from eegfm.evaluation.comparison.cli import main
+from eegfm.evaluation.comparison.labeled import metrics_of
+from eegfm.evaluation.comparison.rows import ROWS
+from eegfm.evaluation.comparison.windows import load_windows
 from eegfm.model.fused import FusedModel, Part
 from eegfm.training.data import EEGLoader, scan_windows
 

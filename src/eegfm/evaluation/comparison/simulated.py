@@ -24,13 +24,13 @@ from eegfm.contract.layout import MANIFEST
 from eegfm.contract.schema import SFREQ
 from eegfm.core.logs import get_logger
 from eegfm.core.tasks import FINETUNE_TASKS, HMS_CLASSES
-from eegfm.evaluation.benchmark import baselines, report
-from eegfm.evaluation.benchmark.labeled import metrics_of
-from eegfm.evaluation.benchmark.options import BenchmarkOptions, SimulatedOptions
-from eegfm.evaluation.benchmark.preprocessing import benchmark_key, run_pipeline
-from eegfm.evaluation.benchmark.rows import NETWORK_ROW, ROWS, Context
-from eegfm.evaluation.benchmark.runs import METHODS, RecipeOptions, reference_note, run_methods
-from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
+from eegfm.evaluation.comparison import baselines, report
+from eegfm.evaluation.comparison.labeled import metrics_of
+from eegfm.evaluation.comparison.options import BenchmarkOptions, SimulatedOptions
+from eegfm.evaluation.comparison.preprocessing import benchmark_key, run_pipeline
+from eegfm.evaluation.comparison.rows import NETWORK_ROW, ROWS, Context
+from eegfm.evaluation.comparison.runs import METHODS, RecipeOptions, reference_note, run_methods
+from eegfm.evaluation.comparison.windows import WindowSet, load_windows
 from eegfm.model.fused import FusedModel, Part
 from eegfm.pipelines.job.process_io import PreprocessConfig
 from eegfm.simulate.cli import simulate

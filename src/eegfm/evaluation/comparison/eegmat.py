@@ -17,10 +17,10 @@ from typing import Any
 
 from eegfm.core.logs import get_logger
 from eegfm.core.tasks import FINETUNE_TASKS
-from eegfm.evaluation.benchmark import report
-from eegfm.evaluation.benchmark.folder import benchmark_table, check_splits, read_label_table
-from eegfm.evaluation.benchmark.labeled import Suite
-from eegfm.evaluation.benchmark.options import BENCHMARK_WINDOW_SECONDS, BenchmarkOptions
+from eegfm.evaluation.comparison import report
+from eegfm.evaluation.comparison.folder import benchmark_table, check_splits, read_label_table
+from eegfm.evaluation.comparison.labeled import Suite
+from eegfm.evaluation.comparison.options import BENCHMARK_WINDOW_SECONDS, BenchmarkOptions
 from eegfm.pipelines.datasets.physionet import eegmat_split
 
 log = get_logger(__name__)

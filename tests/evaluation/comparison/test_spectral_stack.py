@@ -7,13 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eegfm.evaluation.benchmark import baselines, spectral_stack
-from eegfm.evaluation.benchmark.labeled import metrics_of
+from eegfm.evaluation.comparison import baselines, spectral_stack
+from eegfm.evaluation.comparison.labeled import metrics_of
 from eegfm.model.fused import encoder_embedding, fuse
 from eegfm.model.modeling import create_pretraining_model
 from eegfm.model.spectral_features import band_power_features
-from tests.evaluation.benchmark.test_baselines import alpha_windows
-from tests.evaluation.benchmark.test_tangent_space import coherent_windows
+from tests.evaluation.comparison.test_baselines import alpha_windows
+from tests.evaluation.comparison.test_tangent_space import coherent_windows
 
 
 @pytest.fixture(scope="module")

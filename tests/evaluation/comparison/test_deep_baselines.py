@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from eegfm.evaluation.benchmark import deep_baselines
-from eegfm.evaluation.benchmark.labeled import metrics_of
-from eegfm.evaluation.benchmark.preprocessing import benchmark_key, preprocess_windows
-from eegfm.evaluation.benchmark.windows import WindowSet, load_windows
-from tests.evaluation.benchmark.test_eegmat import eegmat_subset
+from eegfm.evaluation.comparison import deep_baselines
+from eegfm.evaluation.comparison.labeled import metrics_of
+from eegfm.evaluation.comparison.preprocessing import benchmark_key, preprocess_windows
+from eegfm.evaluation.comparison.windows import WindowSet, load_windows
+from tests.evaluation.comparison.test_eegmat import eegmat_subset
 
 SUBJECTS = ("00", "01", "28")  # two training subjects, one validation subject
 # Two settings of the grid's shape: the mechanics of choosing one, at half the default grid's cost
@@ -183,7 +183,7 @@ def test_trained_on_every_shared_training_subject_it_beats_chance(shared_data, t
 def test_the_first_seed_chooses_the_setting_the_other_seeds_train(windows, tmp_path):
     """The run's EEGNets: the grid on the first seed, its chosen setting alone on the others, each
     seed stopping at its own epoch (``rows.Context.eegnets``)."""
-    from eegfm.evaluation.benchmark.rows import Context
+    from eegfm.evaluation.comparison.rows import Context
 
     context = Context(windows, ("arithmetic", "rest"), tmp_path, (0, 1), 5.0, eegnet_max_epochs=2)
     with short_budget():

@@ -14,9 +14,9 @@ from typing import Any
 
 from eegfm.contract import layout
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark import fingerprint
-from eegfm.evaluation.benchmark.options import BENCHMARK_WINDOW_SECONDS
-from eegfm.evaluation.benchmark.runs import HELD_OUT_SPLITS  # the splits every benchmark's pretraining leaves out
+from eegfm.evaluation.comparison import fingerprint
+from eegfm.evaluation.comparison.options import BENCHMARK_WINDOW_SECONDS
+from eegfm.evaluation.comparison.runs import HELD_OUT_SPLITS  # the splits every benchmark's pretraining leaves out
 from eegfm.pipelines.job import preprocess as pipeline
 from eegfm.pipelines.job.process_io import PreprocessConfig
 from eegfm.pipelines.job.stages import JobSpec, LaunchOptions

@@ -21,9 +21,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from eegfm.evaluation.benchmark import baselines, deep_baselines, spectral_stack, tangent_space
-from eegfm.evaluation.benchmark.runs import METHODS, pretrain_folder
-from eegfm.evaluation.benchmark.windows import WindowSet
+from eegfm.evaluation.comparison import baselines, deep_baselines, spectral_stack, tangent_space
+from eegfm.evaluation.comparison.runs import METHODS, pretrain_folder
+from eegfm.evaluation.comparison.windows import WindowSet
 from eegfm.model.fused import FusedModel, Part, Readout
 
 KINDS = ("baseline", "network", "derived")

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from eegfm.evaluation.benchmark import baselines, tangent_space
-from eegfm.evaluation.benchmark.windows import WindowSet, computed_once
+from eegfm.evaluation.comparison import baselines, tangent_space
+from eegfm.evaluation.comparison.windows import WindowSet, computed_once
 from eegfm.model.fused import Readout, encoder_embedding
 from eegfm.model.spectral_features import band_power_features
 

@@ -38,10 +38,10 @@ import numpy as np
 from eegfm.contract import layout
 from eegfm.core.logs import get_logger
 from eegfm.core.text_safety import bounded_csv_rows
-from eegfm.evaluation.benchmark import fingerprint
-from eegfm.evaluation.benchmark.labeled import Suite, evaluate
-from eegfm.evaluation.benchmark.options import BenchmarkOptions, FolderOptions
-from eegfm.evaluation.benchmark.preprocessing import (
+from eegfm.evaluation.comparison import fingerprint
+from eegfm.evaluation.comparison.labeled import Suite, evaluate
+from eegfm.evaluation.comparison.options import BenchmarkOptions, FolderOptions
+from eegfm.evaluation.comparison.preprocessing import (
     ENCODER_RECORDINGS,
     benchmark_key,
     preprocess_windows,

@@ -1,4 +1,4 @@
-"""``python -m eegfm.evaluation.benchmark {eegmat,folder,simulated}``: eegfm against baselines and
+"""``python -m eegfm.evaluation.comparison {eegmat,folder,simulated}``: eegfm against baselines and
 its own ablations, on the same windows and split, in one command; ``folder`` takes any labeled corpus."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import setup_logging
-from eegfm.evaluation.benchmark.options import (
+from eegfm.evaluation.comparison.options import (
     DEFAULT_CONFIG,
     EEGMAT_METHODS,
     LAYOUTS,
@@ -18,8 +18,8 @@ from eegfm.evaluation.benchmark.options import (
     SharedOptions,
     SimulatedOptions,
 )
-from eegfm.evaluation.benchmark.rows import baseline_names
-from eegfm.evaluation.benchmark.runs import METHODS
+from eegfm.evaluation.comparison.rows import baseline_names
+from eegfm.evaluation.comparison.runs import METHODS
 
 
 def _pretraining(parser: argparse.ArgumentParser) -> None:
@@ -194,7 +194,7 @@ def suite_options(args: argparse.Namespace):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging("INFO")
-    from eegfm.evaluation.benchmark import eegmat, folder, shared, simulated  # torch, Beam: not for --help
+    from eegfm.evaluation.comparison import eegmat, folder, shared, simulated  # torch, Beam: not for --help
 
     suites = {"eegmat": eegmat, "folder": folder, "pretrain": shared, "simulated": simulated}
     try:

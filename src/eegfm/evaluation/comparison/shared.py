@@ -28,15 +28,15 @@ from typing import Any
 
 from eegfm.contract import layout
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark.options import BenchmarkOptions, SharedOptions
-from eegfm.evaluation.benchmark.preprocessing import (
+from eegfm.evaluation.comparison.options import BenchmarkOptions, SharedOptions
+from eegfm.evaluation.comparison.preprocessing import (
     ENCODER_RECORDINGS,
     benchmark_key,
     preprocess_windows,
     pretraining_recordings,
 )
-from eegfm.evaluation.benchmark.runs import RecipeOptions, pretrain
-from eegfm.evaluation.benchmark.simulated import simulate_and_preprocess
+from eegfm.evaluation.comparison.runs import RecipeOptions, pretrain
+from eegfm.evaluation.comparison.simulated import simulate_and_preprocess
 
 log = get_logger(__name__)
 SIMULATED_SEED = 1000  # not a seed of the simulated suite's corpora (0 and 1 by default)

@@ -37,8 +37,8 @@ import numpy as np
 import torch
 
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.benchmark.baselines import targets
-from eegfm.evaluation.benchmark.windows import WindowSet
+from eegfm.evaluation.comparison.baselines import targets
+from eegfm.evaluation.comparison.windows import WindowSet
 from eegfm.metrics.losses import balanced_class_weights, soft_cross_entropy
 from eegfm.model.eegnet import KERNEL_LENGTH, MODEL_SFREQ, SCALE_UV, build_model, logits_of
 from eegfm.model.eegnet import inputs as eegnet_inputs

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eegfm.evaluation.benchmark import levels
-from eegfm.evaluation.benchmark.windows import WindowSet
+from eegfm.evaluation.comparison import levels
+from eegfm.evaluation.comparison.windows import WindowSet
 
 
 def people_windows(positives: int, people: int, per_person: int = 4) -> WindowSet:

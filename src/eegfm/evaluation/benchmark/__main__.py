@@ -1,5 +1,0 @@
-import sys
-
-from eegfm.evaluation.benchmark.cli import main
-
-sys.exit(main())

@@ -1,0 +1,5 @@
+import sys
+
+from eegfm.evaluation.comparison.cli import main
+
+sys.exit(main())
