@@ -2,6 +2,8 @@
 this test fails when another product module defines it again.
 
 - the data contract's sampling rate: ``contract.schema.SFREQ``;
+- each default window length: the pipeline's ``contract.schema.WINDOW_SECONDS``, the model
+  comparisons' ``evaluation.comparison.options.BENCHMARK_WINDOW_SECONDS``;
 - the EEG band table and band power: ``core.dsp.bands.BANDS`` and ``band_power``;
 - the quality window rules: ``pipelines.quality.rules.WINDOW_RULES`` (rows of ``Rule``);
 - the HTTP routes: the app (``serving/api/app.py`` and ``page.py`` add them; ``routes.py`` reads them);
@@ -22,6 +24,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "eegfm"
 SFREQ_HOME = "contract/schema.py"
 BANDS_HOME = "core/dsp/bands.py"
 RULES_HOME = "pipelines/quality/rules.py"
+WINDOW_HOMES = {"contract/schema.py": "WINDOW_SECONDS", "evaluation/comparison/options.py": "BENCHMARK_WINDOW_SECONDS"}
 ROUTE_HOMES = ("serving/api/app.py", "serving/api/page.py")
 # A simulated recorder's own default rate (one of simulate.sites.ALLOWED_SFREQS), not the contract's.
 SFREQ_DEFAULT_ELSEWHERE = {"simulate/sites.py"}
@@ -92,6 +95,21 @@ def _pairs(node: ast.AST) -> set[tuple[float, float]]:
             if low is not None and high is not None:
                 pairs.add((low, high))
     return pairs
+
+
+def test_each_default_window_length_has_one_home():
+    """A window length's default (``window_seconds``, ``*WINDOW_SECONDS``) is a number
+    only in its home; everywhere else it names the constant."""
+    found = []
+    for module, tree in _modules():
+        for node in ast.walk(tree):
+            names = [n for n in _assigned_names(node) if n.endswith("WINDOW_SECONDS")]
+            if names and (module, names[0]) not in WINDOW_HOMES.items() and _number(node.value) is not None:
+                found.append(f"{module}:{node.lineno} {names[0]}")
+        for name, default in _defaults(tree):
+            if name == "window_seconds" and _number(default) is not None:
+                found.append(f"{module}: {name} = {_number(default)}")
+    assert found == [], found
 
 
 def test_the_band_table_and_band_power_have_one_home():
