@@ -126,7 +126,7 @@ def test_a_class_name_in_any_unicode_reaches_the_fine_tuned_label_map_intact(dat
     rows, _ = read_label_table(_table(tmp_path, [[f, *cells] for f, cells in zip(files, people)]), data)
     assert [row.label for row in rows] == [cells[1] for cells in people]
     suite = folder_suite(check_splits(rows, classes))
-    cfg = load_config("cpu-tiny", "finetune", [*suite.finetune_defaults, f"task={suite.task}"])
+    cfg = load_config("cpu-tiny", "finetune").with_settings({**dict(suite.finetune_defaults), "task": suite.task})
     assert class_names(cfg) == list(classes)
     model, fresh = load_model(encoder, cfg)  # fine-tuning's own start: a new head for these classes
     assert fresh
