@@ -91,6 +91,12 @@ class Page:
         for kind in ("mousePressed", "mouseReleased"):
             self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=1)
 
+    def double_click(self, x: float, y: float) -> None:
+        """Two left clicks at (x, y), as a double click: the page gets click, click, dblclick."""
+        for count in (1, 2):
+            for kind in ("mousePressed", "mouseReleased"):
+                self.send("Input.dispatchMouseEvent", type=kind, x=x, y=y, button="left", clickCount=count)
+
     def press(self, key: str, code: int) -> None:
         """A key pressed and released, as the user types it (``key`` as KeyboardEvent.key names it,
         ``code`` its Windows virtual key code: 37 left, 39 right)."""

@@ -72,7 +72,8 @@ def test_a_recording_is_uploaded_drawn_and_a_window_explained(server, shared_dat
         assert page.evaluate("document.getElementById('timeline').dataset.windows") == "6"
         assert page.evaluate("document.getElementById('uncertainty').dataset.windows") == "6"
         assert page.evaluate("document.getElementById('minutes').rows.length") == 2  # rest, task
-        assert page.evaluate("document.getElementById('recommendation').textContent")
+        recommendation = page.evaluate("document.getElementById('answer-recommendation').textContent")
+        assert recommendation.startswith("Recommendation: ")
         _the_answer_is_shown_above_the_timeline(page)
         timeline = box(page, "timeline")
         page.click(timeline[0] + timeline[2] * 0.5, timeline[1] + timeline[3] * 0.5)  # mid 62 s: window 2 or 3
@@ -85,7 +86,7 @@ def test_a_recording_is_uploaded_drawn_and_a_window_explained(server, shared_dat
         page.wait_for(DRAWN.format(f"{10 * int(title.split()[1])}@7"), timeout=60)
         _drive_the_eeg(page)
         painted = dict(page.evaluate(PAINTED))
-        assert set(painted) == {"timeline", "uncertainty", "traces", "classband", "rest", "task"}, painted
+        assert set(painted) == {"timeline", "uncertainty", "traces", "classband", "overview", "rest", "task"}, painted
         assert min(painted.values()) > 1000, painted
         assert page.evaluate(IMAGES_LOADED)
         if os.environ.get("EEGFM_PAGE_SCREENSHOT"):
