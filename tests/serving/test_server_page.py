@@ -18,10 +18,13 @@ def test_the_page_and_its_assets_are_local_and_need_no_key(server):
     assert status == 200 and headers["content-type"] == "text/html; charset=utf-8"
     assets = re.findall(r'(?:src|href)="([^"]+)"', html)
     local = [a for a in assets if not a.startswith("data:")]
-    # the EEG view (traces.js draws /v1/traces, eeg.js pages it and draws the class band) joined the page
+    # the review screen: traces.js draws /v1/traces, eeg.js holds its controls, overview.js the
+    # whole recording and its events, marks.js the reviewer's marks
     assert sorted(local) == [
         "/static/eeg.js",
         "/static/heatmaps.js",
+        "/static/marks.js",
+        "/static/overview.js",
         "/static/page.css",
         "/static/page.js",
         "/static/traces.js",

@@ -105,7 +105,7 @@
       if (state.recordedAt) cell(row, T.clock(e.onset_s), "n");
       const kind = cell(row, KINDS[e.kind][0], `kind ${e.kind}`);
       kind.title = { episode: "the model's flagged episode", annotation: "the file's own annotation", mark: "a reviewer's mark" }[e.kind];
-      cell(row, e.text);
+      cell(row, e.text, "what");
       cell(row, e.duration_s ? `${e.duration_s.toFixed(1)} s` : "", "n");
       cell(row, e.detail, "muted");
       const go = () => {
