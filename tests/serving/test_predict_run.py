@@ -67,6 +67,7 @@ def test_a_file_keeps_its_token_across_runs_and_eegfm_redact_names_it(hms6_run, 
         predict.main([*keyed, "--output", str(tmp_path / "o")])
     assert stop.value.code == 2 and f"--pseudonym_key_file {key}: no such file" in capsys.readouterr().err
     assert predict.main([*keyed, "--create_key_file", "--output", str(tmp_path / "first")]) == 0
+    assert f"eegfm-redact --input <the same inputs> --pseudonym_key_file {key} --find" in capsys.readouterr().out
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     assert predict.main([*keyed, "--output", str(tmp_path / "second")]) == 0
     tokens = [

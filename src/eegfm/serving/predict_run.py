@@ -152,6 +152,14 @@ def _run(parser, args, redaction: RunRedaction) -> dict:
     if args.submission:
         write_submission(args.submission, recordings, predictor.prior)
     _print_summary(report, args.output)
+    if not args.keep_paths:  # the inputs are not echoed: they may be a patient's folder
+        key_file = args.pseudonym_key_file or DEFAULT_KEY_FILE
+        print(
+            escape_controls(
+                f"recordings are named by tokens under the key {key_file}: eegfm-redact --input <the same inputs> "
+                f"--pseudonym_key_file {key_file} --find file-<hex> names the file of one"
+            )
+        )
     return report
 
 
