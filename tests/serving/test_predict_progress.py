@@ -3,11 +3,21 @@ its outputs do (serving.predict_progress)."""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import pty
 import re
 import shutil
+import struct
+import subprocess
+import sys
+import termios
+from pathlib import Path
 
 from eegfm.serving import predict
 from eegfm.serving.predict_progress import LONG_RECORDING_S, RecordingProgress
+
+SRC = Path(__file__).resolve().parents[2] / "src"
 
 
 def test_each_recording_gets_a_line_with_its_token_status_windows_and_seconds(hms6_run, shared_data, tmp_path, capsys):
@@ -41,3 +51,34 @@ def test_a_terminal_gets_a_windows_bar_only_inside_a_long_recording(capsys):
     with RecordingProgress(2, terminal=False) as progress:
         progress.windows(64, LONG_RECORDING_S + 40)
         assert progress._windows_bar is None
+
+
+def test_on_a_terminal_a_bar_names_recordings_by_token(hms6_run, shared_data, tmp_path):
+    """A real pseudo-terminal (40 rows: tqdm hides a bar below a screen's last row, and a bare pty has none)."""
+    ward = tmp_path / "ward"
+    ward.mkdir()
+    shutil.copy(shared_data / "eegmat" / "Subject14_2.edf", ward / "Subject14_2.edf")
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = {**os.environ, "PYTHONPATH": str(SRC), "OMP_NUM_THREADS": "1", "PYTHONIOENCODING": "utf-8"}
+    argv = ["--model", str(hms6_run), "--input", str(ward), "--output", str(tmp_path / "out"), "--no_plots"]
+    argv += ["--no_artifact_model", "--pseudonym_key_file", str(tmp_path / "key"), "--create_key_file"]
+    with subprocess.Popen(
+        [sys.executable, "-m", "eegfm.serving.predict", *argv], stderr=follower, stdout=subprocess.PIPE, env=env
+    ) as process:
+        os.close(follower)
+        shown = b""
+        while chunk := _read(leader):
+            shown += chunk
+        assert process.wait(timeout=600) == 0
+    os.close(leader)
+    text = shown.decode("utf-8", "replace")
+    assert re.search(r"recordings: 100%\|.*\| 1/1 .*file-[0-9a-f]{12}\.edf: 6 windows", text), text[-2000:]
+    assert "Subject" not in text and "recording 1/1" not in text  # the bar, not the log line
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # the other end closed: Linux says EIO
+        return b""

@@ -102,6 +102,12 @@ def _run(parser, args, redaction: RunRedaction) -> dict:
     ]
     redaction.keyed(key, named, kept_folders(args.input))
     ignored = [_ignored_entry(g, redaction) for g in passed_over]
+    log.info(
+        "%d recording%s to score%s; loading the model",
+        len(items),
+        "s" * (len(items) != 1),
+        f" ({len(ignored)} other entries are none, listed in recordings.json)" if ignored else "",
+    )
     log.info(cpu_use_line(Cpus.here().usable, [threads_use(args)]))
     try:
         predictor = Predictor(args.model, config, name_key=key)
