@@ -85,16 +85,16 @@ def _listed(parser, args, redaction: RunRedaction):
         _usage_error(parser, redaction, message or redaction.scrub(str(err)))
     except ConfigError as err:
         _usage_error(parser, redaction, redaction.scrub(str(err)))
-    if not items and (message := no_recording_problem(args.input, len(passed_over))):
-        _usage_error(parser, redaction, message)
+    if not items:
+        _usage_error(parser, redaction, no_recording_problem(args.input, len(passed_over)))
     return items, passed_over
 
 
 def _run(parser, args, redaction: RunRedaction) -> dict:
     config = predict_config(args, parser)
     earlier = _check_output(parser, args, redaction)
-    key = _key(parser, args, redaction)
     items, passed_over = _listed(parser, args, redaction)
+    key = _key(parser, args, redaction)  # after the inputs: a mistyped --input makes no key file
     named = [
         *args.input,
         *(p for item in items for p in related_paths(item)),
