@@ -3,12 +3,15 @@
 ``Predictor(model_dir)`` reads a fine-tuning run (or its ``model/``) and the preprocessing recipe
 saved beside the model; ``predict(inputs)`` takes what ``eegfm-preprocess --input`` takes and gives
 one :class:`RecordingPrediction` per recording: every window the pipeline would have written, scored
-in time order, or the quarantine stage and reason. Windows go through the pipeline's own
+in time order, or the quarantine stage and reason. The windows are fixed ones over the whole
+recording whatever data set its path names, so a file scores alike from a folder and as an upload;
+``event_windows`` keeps a data set's event windows (EEGMMI's trials) instead. Windows go through the pipeline's own
 ``process_recording`` and become the model's inputs as the training loader's batches do
 (``inference.model_inputs``), so serving cannot drift from training. Pseudonyms use a random key
 per predictor and are never output; windows are scored ``batch_size`` at a time as they are cut,
 so memory stays at one batch. Unless ``redact`` is off, a recording is named by its index and a
-keyed token of its file name (``file-<hex>.edf``, ``pipelines.privacy.redact``), never its path,
+keyed token of its file name (``file-<hex>.edf``, ``pipelines.privacy.redact``; under ``name_key``,
+random per predictor unless given), never its path,
 and channel labels that are no electrode's by ``chan-<hex>``, in everything it reports.
 """
 
