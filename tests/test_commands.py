@@ -70,6 +70,7 @@ HELP_IMPORTS: dict[str, frozenset[str]] = {
             "eegfm-models",
             "eegfm-planted",
             "eegfm-planted-seizures",
+            "eegfm-predict",
             "eegfm-quantize",
             "eegfm-realism",
             "eegfm-selective",
@@ -82,7 +83,7 @@ HELP_IMPORTS: dict[str, frozenset[str]] = {
         ["eegfm-ensemble", "eegfm-finetune", "eegfm-loso", "eegfm-pretrain", "eegfm-report", "eegfm-robustness"],
         frozenset({"torch"}),
     ),
-    **dict.fromkeys(["eegfm-predict", "eegfm-serve"], frozenset({"torch", "apache_beam"})),
+    "eegfm-serve": frozenset({"torch", "apache_beam"}),
     "eegfm-benchmark": frozenset({"torch", "sklearn", "mne", "matplotlib"}),
 }
 

@@ -13,6 +13,7 @@ import shutil
 
 import pytest
 
+from eegfm.core.tasks import HMS_CLASSES
 from eegfm.core.text_safety import ControlEscaping, escape_controls
 from eegfm.inference.predictor import RecordingPrediction, WindowPrediction
 from eegfm.serving import predict
@@ -112,7 +113,7 @@ def test_only_text_cells_are_neutralized_and_a_negative_number_stays_a_number(tm
     table.write(RecordingPrediction("-1.edf", "processed", ("value",), index=1, windows=regression).summary())
     assert buffer.getvalue().splitlines()[1] == "1,'-1.edf,processed,1,-0.5,,"
     # the Kaggle submission's eeg_id is text too
-    done = {"eeg_id": "=1+2", "status": "processed", "mean_outputs": dict.fromkeys(predict.HMS_CLASSES, 1 / 6)}
+    done = {"eeg_id": "=1+2", "status": "processed", "mean_outputs": dict.fromkeys(HMS_CLASSES, 1 / 6)}
     write_submission(tmp_path / "submission.csv", [done], None)
     assert (tmp_path / "submission.csv").read_text().splitlines()[1].startswith("'=1+2,0.166667")
 

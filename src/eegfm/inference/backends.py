@@ -27,8 +27,8 @@ from eegfm.contract.schema import SFREQ
 from eegfm.contract.spectrogram import FRAME_STEP_S, N_SPECTROGRAM_ROWS
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
+from eegfm.inference.backend_names import BACKENDS
 
-BACKENDS = ("torch", "onnx", "onnx-int8", "tensorrt")
 TENSORRT_MAX_SECONDS = 60.0  # the longest window a TensorRT engine's profile takes
 TENSORRT_MAX_FRAMES = 300  # the longest spectrogram: Kaggle's 10 minutes at one frame per 2 s
 log = get_logger(__name__)
@@ -75,7 +75,7 @@ def _first_samples(samples: torch.Tensor | None, mc_passes: int | None) -> torch
 
 
 def _pretrained(model_dir: Path):
-    # transformers: not needed by eegfm-predict --help, which reads BACKENDS from here
+    # transformers: only once a model is loaded, not for importing this module
     from eegfm.model.architectures import (
         load_model_folder,  # eegfm, spectrogram CNN or ensemble
         quiet_transformers,
@@ -359,7 +359,7 @@ def _spectrogram_pool(onnx_path: Path) -> int | None:
 def make_backend(config, model_dir: Path, *, n_times: int, patch_size: int):
     """The backend a ``PredictConfig`` names (``backend``, ``device``, ``threads`` ...) for the model folder."""
     if files.is_fused(model_dir):  # a benchmark row: its networks on this backend, then its parts
-        # model.fused loads transformers: not for eegfm-predict --help, which reads BACKENDS from here
+        # model.fused loads transformers: only for a fused model
         from eegfm.inference.fused_backend import FusedBackend
 
         def network(folder: Path, network_patch: int):

@@ -3,12 +3,15 @@
 ``Predictor(model_dir)`` reads a fine-tuning run (or its ``model/``) and the preprocessing recipe
 saved beside the model; ``predict(inputs)`` takes what ``eegfm-preprocess --input`` takes and gives
 one :class:`RecordingPrediction` per recording: every window the pipeline would have written, scored
-in time order, or the quarantine stage and reason. Windows go through the pipeline's own
+in time order, or the quarantine stage and reason. The windows are fixed ones over the whole
+recording whatever data set its path names, so a file scores alike from a folder and as an upload;
+``event_windows`` keeps a data set's event windows (EEGMMI's trials) instead. Windows go through the pipeline's own
 ``process_recording`` and become the model's inputs as the training loader's batches do
 (``inference.model_inputs``), so serving cannot drift from training. Pseudonyms use a random key
 per predictor and are never output; windows are scored ``batch_size`` at a time as they are cut,
 so memory stays at one batch. Unless ``redact`` is off, a recording is named by its index and a
-keyed token of its file name (``file-<hex>.edf``, ``pipelines.privacy.redact``), never its path,
+keyed token of its file name (``file-<hex>.edf``, ``pipelines.privacy.redact``; under ``name_key``,
+random per predictor unless given), never its path,
 and channel labels that are no electrode's by ``chan-<hex>``, in everything it reports.
 """
 
@@ -19,7 +22,7 @@ import hashlib
 import json
 import secrets
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +49,7 @@ from eegfm.pipelines.privacy.redact import PathRedactor, redacted_outcome
 from eegfm.pipelines.quality.artifact_autoencoder import ArtifactAutoencoder
 
 log = get_logger(__name__)
+OnBatch = Callable[[int, float], None]  # windows scored so far, seconds of the recording they reach
 
 
 @dataclasses.dataclass
@@ -63,6 +67,10 @@ class PredictConfig(Config):
     redact: bool = True  # name recordings by index and keyed token, non-electrode labels by token
     mc_passes: int | None = None  # MC-dropout samples per window (0: none); None: the model's config
     recommendation_rules: str | None = None  # a rule table (YAML); None: inference/recommendation.yaml
+    # False: fixed windows over the whole recording, whatever data set the file is found to be (as an
+    # upload to eegfm-serve, which no layout names, always is); True: where the data set labels its own
+    # events (EEGMMI's T1/T2 trials), the windows the pipeline cut at them for training, and only those
+    event_windows: bool = False
 
     def validate(self) -> None:
         check_option("backend", self.backend, BACKENDS)
@@ -74,6 +82,7 @@ class PredictConfig(Config):
         check_option("precision", self.precision, ("fp16", "bf16", "fp32"))
         check_option("redact", self.redact, (True, False))
         check_int("mc_passes", self.mc_passes, 0, 1000, optional=True)
+        check_option("event_windows", self.event_windows, (True, False))
 
 
 @dataclasses.dataclass
@@ -304,9 +313,7 @@ class Predictor:
     ) -> tuple[list[SourceItem], list[Ignored]]:
         """The recordings the inputs hold (largest first), and the other entries they name with why
         each is none (a sidecar, a hidden file, a FIFO or device that is never opened)."""
-        check_option("--dataset", dataset, DATASETS)
-        items, ignored, _ = discover(list(inputs), dataset=dataset, site=site, warn_sidecars=False)
-        return items, ignored
+        return list_inputs(inputs, dataset=dataset, site=site)
 
     def predict(
         self, inputs: Sequence[str], *, dataset: str = "auto", site: str | None = None, redact: bool | None = None
@@ -315,17 +322,26 @@ class Predictor:
         yield from self.predict_items(self.discover(inputs, dataset=dataset, site=site), redact=redact)
 
     def predict_items(
-        self, items: Sequence[SourceItem], *, redact: bool | None = None
+        self, items: Sequence[SourceItem], *, redact: bool | None = None, on_batch: OnBatch | None = None
     ) -> Iterator[RecordingPrediction]:
+        """One prediction per item, in order; ``on_batch``: see :meth:`predict_item`."""
         redactor = PathRedactor(self.name_key, self.config.redact if redact is None else redact)
         for index, item in enumerate(items, start=1):
-            yield self.predict_item(item, index, redactor)
+            yield self.predict_item(item, index, redactor, on_batch)
 
     def predict_item(
-        self, item: SourceItem, index: int = 1, redactor: PathRedactor | None = None
+        self,
+        item: SourceItem,
+        index: int = 1,
+        redactor: PathRedactor | None = None,
+        on_batch: OnBatch | None = None,
     ) -> RecordingPrediction:
-        """``item``'s prediction; with an enabled ``redactor`` named by its token, its labels redacted."""
+        """``item``'s prediction; with an enabled ``redactor`` named by its token, its labels redacted.
+        ``on_batch(windows, reached_s)``: called after each batch scored, with the windows scored so far
+        and where the last one ends (s), so a caller can show progress inside a long recording."""
         redactor = redactor or PathRedactor(self.name_key, self.config.redact)
+        if not self.config.event_windows:
+            item = fixed_windows(item)
         name = item.path.rstrip("/").rsplit("/", 1)[-1]
         result = RecordingPrediction(
             input=redactor.name(name) if redactor.enabled else item.path,
@@ -338,7 +354,7 @@ class Predictor:
         )
         # numpy's BLAS threads fight over the pipeline's small matrices (4-5x slower on 2 cores)
         with threadpool_limits(limits=1, user_api="blas"):
-            outcome = self._score_windows(item, result)
+            outcome = self._score_windows(item, result, on_batch)
         if redactor.enabled:
             outcome = redacted_outcome(outcome, item, redactor)
         for name in _OUTCOME_FIELDS:
@@ -348,7 +364,7 @@ class Predictor:
         result.windows.sort(key=lambda w: w.start_s)
         return result
 
-    def _score_windows(self, item, result: RecordingPrediction) -> Outcome:
+    def _score_windows(self, item, result: RecordingPrediction, on_batch: OnBatch | None = None) -> Outcome:
         """The recording's windows scored a batch at a time into ``result``, then their artifact
         scores completed by the autoencoder over the whole recording; the pipeline's outcome
         (``process_recording`` always ends with one)."""
@@ -362,6 +378,8 @@ class Predictor:
                 if len(pending) == self.config.batch_size:
                     result.windows += self._score(pending)
                     pending = []
+                    if on_batch is not None:
+                        on_batch(len(result.windows), result.windows[-1].start_s + result.windows[-1].duration_s)
             elif isinstance(event, Outcome):
                 outcome = event
         if pending and outcome.status == "processed":
@@ -447,6 +465,22 @@ def model_version(model_dir: Path) -> str:
             for chunk in iter(lambda: fileobj.read(1 << 20), b""):
                 digest.update(chunk)
     return f"sha256:{digest.hexdigest()[:16]}"
+
+
+def list_inputs(
+    inputs: Sequence[str], *, dataset: str = "auto", site: str | None = None
+) -> tuple[list[SourceItem], list[Ignored]]:
+    """:meth:`Predictor.listed` without a model: the recordings the inputs hold (largest first) and
+    the other entries they name with why each is none."""
+    check_option("--dataset", dataset, DATASETS)
+    items, ignored, _ = discover(list(inputs), dataset=dataset, site=site, warn_sidecars=False)
+    return items, ignored
+
+
+def fixed_windows(item: SourceItem) -> SourceItem:
+    """``item`` windowed as any recording is, over its whole length, not at its data set's event
+    annotations (``event_labels``); the windows a layout lists (HMS) stay, as they name what to score."""
+    return dataclasses.replace(item, event_labels=(), event_window_s=0.0) if item.event_labels else item
 
 
 def _hms_eeg_id(item: SourceItem, name: str) -> str:

@@ -25,11 +25,22 @@ recipe saved beside the model) and scored window by window. Written to ``--outpu
 - by default a recording is named in all of these, on stdout and in the log by its index and a
   keyed token of its file name (``file-<hex>.edf``), never by its name or path, and a channel
   label that is no electrode, reference or auxiliary signal by ``chan-<hex>`` (``--keep_paths``:
-  names as given);
+  names as given). The key is eegfm-preprocess's (``~/.config/eegfm/pseudonym.key``, created on
+  first use, readable by its owner only; ``--pseudonym_key_file`` another), kept outside the
+  outputs, so a file has the same token in every run and ``eegfm-redact --find TOKEN`` with the
+  same inputs names it;
 - with ``--submission FILE`` (a six-class HMS model on the Kaggle layout: ``test.csv`` +
   ``test_eegs/``): the competition's submission, a row per eeg_id with the six class
   probabilities (the mean over the recording's windows; the class prior of the model's training
   windows for a recording that could not be scored, which is named in a warning).
+
+Every recording is cut into fixed windows over its whole length, as eegfm-serve cuts an upload,
+whatever data set its path looks like; ``--event_windows`` cuts a data set's labelled events instead
+(EEGMMI's T1/T2 trials: the windows the model may have been trained on), and only those.
+
+Progress goes to stderr: a bar of recordings (and of windows inside one past 10 minutes of EEG) on a
+terminal; elsewhere (a log file, a pipe) one line per recording: its index, name (token), status,
+windows and seconds.
 
 ``--output`` holding another run's files (those names) is refused unless ``--overwrite``, which
 removes them first and nothing else (serving/predict_outputs.py). A CSV's text cell that starts
@@ -43,42 +54,22 @@ Exit status 0 when at least one recording was scored, 1 when none was (every rea
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
-import time
 from pathlib import Path
 
-import torch
-from tqdm import tqdm
-
+# Only what the parser needs: --help, a usage error and shell completion import no torch, Beam or mne
+# (tests/test_commands.py); the run is serving.predict_run, imported by run().
 from eegfm.core.config import ConfigError, user_path
-from eegfm.core.logs import get_logger, setup_logging
-from eegfm.core.machine import Cpus, cpu_use_line
-from eegfm.core.tasks import HMS_CLASSES
-from eegfm.core.text_safety import escape_controls, escaping_logs
-from eegfm.inference.backends import BACKENDS
-from eegfm.pipelines.datasets import DATASETS, named_in_reason
-from eegfm.pipelines.privacy.deid import PseudonymKeyError, load_key
-from eegfm.pipelines.privacy.redact import RunRedaction, kept_folders, related_paths
-from eegfm.serving.explain.cli import add_explain_options, explain_recordings
+from eegfm.inference.backend_names import BACKENDS
+from eegfm.pipelines.privacy.deid import DEFAULT_KEY_FILE
+from eegfm.serving.explain.options import add_explain_options
 from eegfm.serving.model_threads import threads_help, threads_use
-from eegfm.serving.predict_outputs import (
-    PARTIAL,
-    PREDICTIONS_CSV,
-    RECORDINGS_JSON,
-    plot_name,
-    prediction_header,
-    prediction_row,
-    previous_run,
-    remove_run,
-    run_summary,
-    write_submission,
-)
-from eegfm.serving.recording_table import FILE as RECORDINGS_CSV
-from eegfm.serving.recording_table import RecordingTable, answer_text
 
-log = get_logger(__name__)
+_KEY_HELP = (
+    f"the key of the recordings' tokens (default {DEFAULT_KEY_FILE}, eegfm-preprocess's, created on first use): "
+    "the same key gives the same tokens in every run, in eegfm-preprocess's manifests and in eegfm-redact's "
+    "listing, which maps them back"
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,12 +97,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--dataset",
-        choices=DATASETS,
         default="auto",
-        help="how to read the inputs' layout (as eegfm-preprocess --dataset); auto detects it",
+        help="how to read the inputs' layout, as eegfm-preprocess --dataset (its --help lists them); auto detects it",
     )
     parser.add_argument("--site", default=None, help="site name for every input (default: from the path)")
-    add_predictor_options(parser)
+    parser.add_argument(
+        "--event_windows",
+        action="store_true",
+        help="where the inputs' data set labels its own events (EEGMMI's T1/T2), score the windows cut at "
+        "them (as eegfm-preprocess cuts training windows), and only those; default: fixed windows over the "
+        "whole recording, as eegfm-serve scores an upload",
+    )
+    add_predictor_options(parser, key_help=_KEY_HELP)
+    parser.add_argument(
+        "--create_key_file",
+        action="store_true",
+        help="create --pseudonym_key_file with a new random key if it does not exist (the default key "
+        "file is created on first use without it)",
+    )
     parser.add_argument("--no_plots", action="store_true", help="leave out the per-recording timelines")
     parser.add_argument(
         "--submission",
@@ -125,10 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def add_predictor_options(parser: argparse.ArgumentParser, threads_shared: str = "") -> None:
+def add_predictor_options(parser: argparse.ArgumentParser, threads_shared: str = "", key_help: str = "") -> None:
     """The options that configure the predictor, eegfm-predict's and eegfm-serve's alike: the model,
     how it runs, its uncertainty and recommendations, and the key of the names it gives.
-    ``threads_shared``: how eegfm-serve divides --threads' default between its processes."""
+    ``threads_shared``: how eegfm-serve divides --threads' default between its processes; ``key_help``:
+    where the command's key comes from by default."""
     parser.add_argument(
         "--model",
         required=True,
@@ -145,7 +149,8 @@ def add_predictor_options(parser: argparse.ArgumentParser, threads_shared: str =
         "--pseudonym_key_file",
         type=user_path,
         default=None,
-        help="the key of the tokens (eegfm-preprocess's key file gives the tokens its manifest and eegfm-redact "
+        help=key_help
+        or "the key of the tokens (eegfm-preprocess's key file gives the tokens its manifest and eegfm-redact "
         "give); default: a random key per run, so tokens are consistent within the run only",
     )
 
@@ -227,6 +232,8 @@ def _add_redaction_options(parser: argparse.ArgumentParser) -> None:
 def predict_config(args, parser):
     """The PredictConfig the command line asks for (--device auto: CUDA where torch sees a GPU;
     --threads: see :func:`~serving.model_threads.threads_use`)."""
+    import torch  # not for --help
+
     from eegfm.inference.predictor import PredictConfig  # the model and training's loader: not for --help
 
     gpu = args.backend == "tensorrt" or args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available())
@@ -239,194 +246,19 @@ def predict_config(args, parser):
             redact=not getattr(args, "keep_paths", False),  # eegfm-serve asks per request (echo_name)
             artifact_model=not args.no_artifact_model,
             recommendation_rules=args.recommendation_rules,
+            event_windows=getattr(args, "event_windows", False),  # eegfm-serve's uploads name no data set
             **same,
         )
     except ConfigError as err:
         parser.error(str(err))
 
 
-def _write_predictions(
-    predictions, fileobj, table: RecordingTable, labels: list[str], args
-) -> tuple[list[dict], int, float]:
-    """Each prediction's windows as predictions.csv rows in ``fileobj``, its row of ``table`` and,
-    unless --no_plots, its timeline; the recordings' summaries, the windows and the EEG seconds scored."""
-    from eegfm.inference.timeline import plot_timeline  # imports the predictor (the model): not for --help
-
-    recordings, n_windows, eeg_seconds = [], 0, 0.0
-    writer = csv.writer(fileobj)
-    writer.writerow(prediction_header(labels))
-    for prediction in tqdm(predictions, desc="recordings", unit="rec", disable=None):
-        summary = prediction.as_dict()  # the summary, the labels and every window's prediction
-        for w in prediction.windows:
-            writer.writerow(prediction_row(prediction, w, labels))
-        table.write(summary)
-        if prediction.windows and not args.no_plots:
-            name = plot_name(prediction.index, prediction.input)
-            plot_timeline(
-                prediction, f"{prediction.input}: {summary.get('predicted', '')}", args.output / "timelines" / name
-            )
-            summary["timeline"] = f"timelines/{name}"
-        if prediction.status != "processed":
-            log.warning("quarantined %s at %s: %s", prediction.input, prediction.stage, prediction.reason)
-        recordings.append(summary)
-        n_windows += len(prediction.windows)
-        eeg_seconds += prediction.eeg_seconds
-    return recordings, n_windows, eeg_seconds
-
-
 def run(argv: list[str] | None = None) -> dict:
-    from eegfm.inference.predictor import Predictor  # the model and training's loader: not for --help
-
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging("INFO")
-    # Log records are held until the inputs are listed, then come out without their names.
-    redaction = RunRedaction(not args.keep_paths, args.input)
-    try:  # escaping after redaction's filter: its scrubber must see the names as they are
-        with escaping_logs():
-            return _run(parser, args, redaction, Predictor)
-    finally:
-        redaction.close()
+    from eegfm.serving.predict_run import run_parsed  # torch, Beam, the model: not for --help
 
-
-def _run(parser, args, redaction: RunRedaction, predictor_class) -> dict:
-    config = predict_config(args, parser)
-    earlier = _check_output(parser, args, redaction)
-    log.info(cpu_use_line(Cpus.here().usable, [threads_use(args)]))
-    try:
-        key = load_key(args.pseudonym_key_file) if args.pseudonym_key_file else None
-        predictor = predictor_class(args.model, config, name_key=key)
-    except (ConfigError, FileNotFoundError, PseudonymKeyError) as err:
-        redaction.release()
-        parser.error(str(err))
-    if args.submission and predictor.labels != HMS_CLASSES:
-        parser.error(
-            f"--submission: the Kaggle HMS format needs a six-class hms6 model (labels "
-            f"{', '.join(HMS_CLASSES)}); this model's labels are {', '.join(predictor.labels)}"
-        )
-    if earlier:
-        remove_run(args.output, earlier)
-        log.info("--overwrite: removed %d files of the earlier run in %s", len(earlier), args.output)
-    args.output.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    partial, table_partial = (args.output / name for name in PARTIAL)
-    try:
-        items, passed_over = predictor.listed(args.input, dataset=args.dataset, site=args.site)
-        named = [
-            *args.input,
-            *(p for item in items for p in related_paths(item)),
-            *(p for g in passed_over for p in (g.path, *named_in_reason(g.path))),
-        ]
-        redaction.keyed(predictor.name_key, named, kept_folders(args.input))
-        ignored = [_ignored_entry(g, redaction) for g in passed_over]
-        predictions = predictor.predict_items(items)
-        labels = list(predictor.labels)
-        with partial.open("w", newline="") as fileobj, table_partial.open("w", newline="") as table_file:
-            table = RecordingTable(table_file, labels)
-            recordings, n_windows, eeg_seconds = _write_predictions(predictions, fileobj, table, labels, args)
-    except (ConfigError, FileNotFoundError) as err:
-        partial.unlink(missing_ok=True)
-        table_partial.unlink(missing_ok=True)
-        redaction.release()
-        parser.error(escape_controls(redaction.scrub(f"--input {' '.join(args.input)}: {err}")))
-    partial.replace(args.output / PREDICTIONS_CSV)
-    table_partial.replace(args.output / RECORDINGS_CSV)
-    seconds = time.perf_counter() - started
-    explain_recordings(args, predictor, items, recordings)
-    processed = [r for r in recordings if r["status"] == "processed"]
-    report = {
-        "model": str(args.model),
-        **predictor.describe(),
-        "recordings": recordings,
-        # what the inputs name that is no recording (a sidecar, a hidden file, a FIFO, a device), never opened
-        "ignored": ignored,
-        "counts": {
-            "recordings": len(recordings),
-            "ignored": len(ignored),
-            "processed": len(processed),
-            "quarantined": len(recordings) - len(processed),
-            "windows": n_windows,
-            "eeg_hours": round(eeg_seconds / 3600, 4),
-            "seconds": round(seconds, 2),
-        },
-    }
-    (args.output / RECORDINGS_JSON).write_text(json.dumps(report, indent=2) + "\n")
-    if args.submission:
-        write_submission(args.submission, recordings, predictor.prior)
-    _print_summary(report, args.output)
-    return report
-
-
-def _check_output(parser, args, redaction: RunRedaction) -> list:
-    """The files of an earlier run in --output, to remove first (--overwrite); without --overwrite,
-    a usage error (two runs' files would mix: a CSV of one, timelines of both)."""
-    earlier = previous_run(args.output)
-    if earlier and not args.overwrite:
-        redaction.release()
-        parser.error(
-            escape_controls(
-                f"--output {args.output}: holds another eegfm-predict run ({run_summary(args.output, earlier)}); "
-                "give --overwrite to remove that run's files first (only the names eegfm-predict writes), "
-                "or another --output"
-            )
-        )
-    return earlier
-
-
-def _ignored_entry(entry, redaction: RunRedaction) -> dict:
-    """An input that is no recording, as recordings.json lists it: under redaction named as a
-    recording is (its file name's keyed token), its reason scrubbed of the names it holds."""
-    redactor = redaction.redactor
-    name = entry.path.rstrip("/").rsplit("/", 1)[-1]
-    return {
-        "input": redactor.name(name) if redactor.enabled else entry.path,
-        "reason": redaction.scrub(entry.reason),
-    }
-
-
-def _print_summary(report: dict, output: Path) -> None:
-    counts = report["counts"]
-    rate = counts["eeg_hours"] * 3600 / counts["seconds"] if counts["seconds"] else 0.0
-    print(
-        f"\n{counts['recordings']} recordings: {counts['processed']} scored, {counts['quarantined']} quarantined; "
-        f"{counts['windows']} windows, {counts['eeg_hours']:.3f} EEG-hours in {counts['seconds']:.1f} s "
-        f"({rate:.0f}x real time; backend {report['backend']})"
-    )
-    shown = report["recordings"][:20]
-    # a name's or label's control characters escaped: an ESC or a newline in one would rewrite the terminal or
-    # forge a line (--keep_paths shows names as given; recordings.json keeps them, JSON escapes them)
-    inputs = [escape_controls(r["input"]) for r in shown]
-    width = max([len(name) for name in inputs] + [9])
-    for r, shown_input in zip(shown, inputs):
-        name = f"{r['index']:>3} {shown_input:<{width}}"
-        if r["status"] == "processed":
-            flagged = len(r.get("flagged_episodes", []))
-            print(
-                f"  {name}  {escape_controls(answer_text(r)):<8} {r['windows']:>5} windows  "
-                f"artifact {r['mean_artifact_score']:.2f}"
-                + (f"  {flagged} flagged episode{'s' * (flagged > 1)}" if flagged else "")
-            )
-        else:
-            print(f"  {name}  quarantined at {r['stage']}: {escape_controls(r['reason'])}")
-    if len(report["recordings"]) > len(shown):
-        print(f"  ... and {len(report['recordings']) - len(shown)} more in recordings.json")
-    if report.get("ignored"):
-        print(f"{len(report['ignored'])} other input(s) are no recordings and were not read (why: recordings.json)")
-    if (evaluation := report.get("evaluation")) and "n_windows" in evaluation["metrics"]:
-        m = evaluation["metrics"]
-        loss, baseline = ("kl", "baseline_kl") if "kl" in m else ("loss", "baseline_loss")
-        said = [f"{loss} {m[loss]:.3f}" + (f" (class prior {m[baseline]:.3f})" if baseline in m else "")]
-        said += [
-            f"{name} {m[key]:.3f}"
-            for key, name in (("balanced_accuracy", "balanced accuracy"), ("auroc", "AUROC"), ("ece", "ECE"))
-            if key in m
-        ]
-        print(
-            f"the model on {m['n_windows']} held-out {evaluation['split']} windows: {', '.join(said)}"
-            + (" (optimistic: they also chose the checkpoint)" if evaluation["split"] == "validation" else "")
-        )
-    wrote = f"wrote {output / PREDICTIONS_CSV}, {output / RECORDINGS_CSV} and {output / RECORDINGS_JSON}"
-    print(escape_controls(wrote))
+    return run_parsed(parser, args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,6 @@ import copy
 import dataclasses
 import difflib
 import math
-import os
 from collections.abc import Iterable, Sequence
 
 from apache_beam.options.pipeline_options import PipelineOptions
@@ -25,11 +24,10 @@ from eegfm.pipelines.datasets import DATASETS
 from eegfm.pipelines.job.process_io import DEFAULT_MAX_DECOMPRESSED_GB, DEFAULT_MAX_DECOMPRESSED_RATIO, PreprocessConfig
 from eegfm.pipelines.job.sinks import DEFAULT_MAX_SHARD_BYTES
 from eegfm.pipelines.job.stages import JobSpec, LaunchOptions
+from eegfm.pipelines.privacy.deid import DEFAULT_KEY_FILE
 from eegfm.pipelines.quality.artifact_autoencoder import ArtifactAutoencoder
 from eegfm.pipelines.readers import s3_anonymous  # noqa: F401 - registers the --s3_anonymous pipeline option
 from eegfm.pipelines.signal.features import FEATURE_NAMES
-
-DEFAULT_KEY_FILE = os.path.join(os.path.expanduser("~"), ".config", "eegfm", "pseudonym.key")
 
 
 def unrecognized(beam_args: Sequence[str]) -> list[str]:

@@ -48,7 +48,6 @@ from eegfm.pipelines.job.local_job import BeamJobFailed, run_in_session
 from eegfm.pipelines.job.local_parallelism import choose_parallelism, input_bytes
 from eegfm.pipelines.job.manifest import count, summarize
 from eegfm.pipelines.job.options import (
-    DEFAULT_KEY_FILE,
     beam_option_names,
     build_parser,
     describe,
@@ -60,7 +59,7 @@ from eegfm.pipelines.job.process_io import PreprocessConfig
 from eegfm.pipelines.job.progress import ProgressReporter, clear_stale_progress, progress_file
 from eegfm.pipelines.job.sinks import FILE_NAME_SUFFIX, SITE_FILE_PREFIX
 from eegfm.pipelines.job.stages import JobSpec, LaunchOptions, build_pipeline, load_model
-from eegfm.pipelines.privacy.deid import PseudonymKeyError, create_key, load_key, pseudonym, warn_if_shared
+from eegfm.pipelines.privacy.deid import PseudonymKeyError, ensure_key, load_key, pseudonym, warn_if_shared
 from eegfm.pipelines.privacy.redact import PathRedactor, RunRedaction, related_paths, shown_folders
 from eegfm.pipelines.quality.artifact_autoencoder import ArtifactAutoencoder
 from eegfm.pipelines.quality.site_report import REPORT_NAME, write_report
@@ -197,7 +196,7 @@ def _inputs(spec: JobSpec, config: PreprocessConfig, launch: LaunchOptions, opti
             config.stride_seconds,
             config.stride_seconds - config.window_seconds,
         )
-    _ensure_key(key_file, launch.create_key_file)
+    ensure_key(key_file, launch.create_key_file)
     key = load_key(key_file)
     if not is_remote(key_file):  # object stores have their own access control
         warn_if_shared(key_file)
@@ -393,19 +392,6 @@ def _check_artifact_options(spec: JobSpec, sites: set[str]) -> None:
             f"--ae_train_sites: {', '.join(unknown)}: no such site among the inputs; expected "
             f"some of {', '.join(sorted(sites))}"
         )
-
-
-def _ensure_key(path: str, create: bool = False) -> None:
-    """A new key file at a missing ``path`` that is the default or ``create``; PseudonymKeyError elsewhere."""
-    if is_remote(path) or os.path.exists(path):
-        return
-    if path != DEFAULT_KEY_FILE and not create:
-        raise PseudonymKeyError(
-            f"--pseudonym_key_file {path}: no such file; for a first run pass --create_key_file to create a "
-            f"new key there (a new key gives new pseudonyms), or leave the flag out to use {DEFAULT_KEY_FILE}"
-        )
-    create_key(path)
-    log.info("created a new pseudonym key at %s (keep it for stable pseudonyms)", path)
 
 
 def _describe_datasets(datasets: dict[str, str], redactor: PathRedactor | None = None) -> str:

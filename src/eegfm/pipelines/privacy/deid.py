@@ -20,6 +20,10 @@ MIN_KEY_BYTES = 16
 AGE_CAP_YEARS = 90.0
 _PREFIXES = {"site": "site", "subject": "sub", "session": "ses", "recording": "rec"}
 PSEUDONYM_KINDS = tuple(_PREFIXES)
+# Every command's key unless told otherwise (eegfm-preprocess, eegfm-predict, eegfm-redact): one key per
+# user, outside any output folder (outputs get shared; the key must not travel with them), so the same
+# file gets the same token in every run and eegfm-redact maps them all back.
+DEFAULT_KEY_FILE = os.path.join(os.path.expanduser("~"), ".config", "eegfm", "pseudonym.key")
 
 
 class PseudonymKeyError(ValueError):
@@ -73,6 +77,21 @@ def create_key(path: str | os.PathLike) -> bytes:
     with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
         fh.write(key + b"\n")
     return key
+
+
+def ensure_key(path: str | os.PathLike, create: bool = False) -> None:
+    """A new key file at a missing local ``path`` that is the default or ``create``; PseudonymKeyError
+    elsewhere (a mistyped path would otherwise make a new key whose tokens match no earlier run)."""
+    path = str(path)
+    if "://" in path or os.path.exists(path):  # an object store's key is made by its owner
+        return
+    if path != DEFAULT_KEY_FILE and not create:
+        raise PseudonymKeyError(
+            f"--pseudonym_key_file {path}: no such file; for a first run pass --create_key_file to create a "
+            f"new key there (a new key gives new pseudonyms), or leave the flag out to use {DEFAULT_KEY_FILE}"
+        )
+    create_key(path)
+    logging.getLogger("eegfm.deid").info("created a new pseudonym key at %s (keep it for stable pseudonyms)", path)
 
 
 def keyed_hex(key: bytes, kind: str, value: str) -> str:

@@ -24,7 +24,7 @@ from eegfm.core.logs import RedactingFilter, setup_logging
 from eegfm.core.stores import STORE_ERRORS
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.job.process_io import Outcome, RejectedWindow
-from eegfm.pipelines.privacy.deid import PseudonymKeyError, keyed_hex, load_key
+from eegfm.pipelines.privacy.deid import DEFAULT_KEY_FILE, PseudonymKeyError, keyed_hex, load_key
 
 TOKEN_HEX = 12
 # The extensions of the files a run reads or finds beside them; any other dot is part of a name
@@ -393,11 +393,15 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         required=True,
         metavar="PATH",
-        help="the files, globs or folders given to eegfm-preprocess, exactly as given there (the "
-        "folders they name stay readable, so another spelling gives other tokens)",
+        help="the files, globs or folders given to eegfm-preprocess (or eegfm-predict), exactly as given there "
+        "(the folders they name stay readable, so another spelling gives other tokens; eegfm-predict's "
+        "file-<hex> tokens name files alone, whatever the spelling)",
     )
     parser.add_argument(
-        "--pseudonym_key_file", required=True, help="the key file of the eegfm-preprocess run (local, gs:// or s3://)"
+        "--pseudonym_key_file",
+        default=DEFAULT_KEY_FILE,
+        help=f"the key file of the eegfm-preprocess or eegfm-predict run (local, gs:// or s3://); default "
+        f"{DEFAULT_KEY_FILE}, both commands' default",
     )
     parser.add_argument(
         "--shown_folders",
@@ -411,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="TOKEN",
         help="print only the paths whose redacted form contains TOKEN (a file-... or dir-... "
-        "token, or a whole redacted path)",
+        "token, or a whole redacted path; eegfm-predict's recordings.json names each recording by one)",
     )
     return parser
 
