@@ -148,9 +148,10 @@ def _all_spectra(scored: Scored) -> bytes | None:
 
 
 def _label_order(labels: set[str], given: Sequence[str] = ()) -> list[str]:
-    """``given`` (a model's labels) first, then the HMS classes in their order, then the rest."""
+    """``given`` (a model's labels, every one: a class it never predicts shows as 0 %) first, then
+    the HMS classes in their order, then the rest, of ``labels``."""
     order = [*given, *(c for c in HMS_CLASSES if c not in given)]
-    return [c for c in order if c in labels] + sorted(labels - set(order))
+    return [c for c in order if c in labels or c in given] + sorted(labels - set(order))
 
 
 def class_mix(found: Found) -> dict[str, dict[str, Any]]:
