@@ -300,10 +300,19 @@ def test_each_window_gets_its_uncertainty_and_recommendation_as_the_schema_says(
     windows = recording["window_predictions"]
     assert len(windows) == recording["windows"] == 6 and {w["uncertainty"]["passes"] for w in windows} == {5}
     assert all(w["clinical_recommendation"] == "look" and w["recommendation_rule"] == "any seizure" for w in windows)
-    # the six windows are contiguous: one flagged episode over the 60 s they cover
-    assert recording["flagged_episodes"] == [
-        {"start_s": 0.0, "end_s": 60.0, "class": recording["predicted"], "recommendation": "look", "windows": 6}
-    ]
+    # the six windows are contiguous: one flagged episode per run of one predicted class
+    episodes = recording["flagged_episodes"]
+    assert episodes[0]["start_s"] == 0.0 and episodes[-1]["end_s"] == 60.0 and episodes[0]["recommendation"] == "look"
+    for e in episodes:
+        peak = windows[e["peak_window"]]
+        assert peak["predicted_class"] == e["class"] and e["peak_probability"] == pytest.approx(
+            peak["class_probabilities"][e["class"]], abs=1e-6
+        )
+    with (tmp_path / "out" / "recordings.csv").open() as fileobj:
+        [row] = list(csv.DictReader(fileobj))
+    assert row["flagged_episodes"] == "; ".join(
+        f"{e['class']} {e['start_s']:g}-{e['end_s']:g} s (look)" for e in episodes
+    )
     assert sum(recording["minutes_by_class"].values()) == pytest.approx(1.0)
     with (tmp_path / "out" / "predictions.csv").open() as fileobj:
         rows = list(csv.DictReader(fileobj))

@@ -111,7 +111,9 @@ def test_only_text_cells_are_neutralized_and_a_negative_number_stays_a_number(tm
     table = RecordingTable(buffer, ("value",))  # a regression head's value may be negative
     regression = [WindowPrediction(0.0, 10.0, (-0.5,), 0.1, ())]
     table.write(RecordingPrediction("-1.edf", "processed", ("value",), index=1, windows=regression).summary())
-    assert buffer.getvalue().splitlines()[1] == "1,'-1.edf,processed,1,-0.5,,"
+    assert (
+        buffer.getvalue().splitlines()[1] == "1,'-1.edf,processed,1,-0.5,,,"
+    )  # no flagged episodes, no stage, no reason
     # the Kaggle submission's eeg_id is text too
     done = {"eeg_id": "=1+2", "status": "processed", "mean_outputs": dict.fromkeys(HMS_CLASSES, 1 / 6)}
     write_submission(tmp_path / "submission.csv", [done], None)

@@ -41,7 +41,7 @@ def test_each_recording_gets_one_row_with_its_answer_or_why_not(finetuned, share
     assert list(rows[0]) == [
         *("index", "input", "status", "n_windows"),
         *("p_rest", "p_rest_low", "p_rest_high", "p_task", "p_task_low", "p_task_high"),
-        *("predicted", "stage", "reason"),
+        *("predicted", "flagged_episodes", "stage", "reason"),
     ]
     [scored] = [r for r in rows if r["status"] == "processed"]
     [quarantined] = [r for r in rows if r["status"] == "quarantined"]
@@ -97,12 +97,12 @@ def test_a_table_row_per_recording_with_one_window_without_an_interval():
     header, *rows = list(csv.reader(io.StringIO(buffer.getvalue())))
     assert header[4:] == [
         *("p_Seizure", "p_Seizure_low", "p_Seizure_high", "p_slow_left", "p_slow_left_low", "p_slow_left_high"),
-        *("predicted", "stage", "reason"),
+        *("predicted", "flagged_episodes", "stage", "reason"),
     ]
     assert rows[0][4] == "0.3" and rows[0][7] == "0.7" and rows[0][10] == "slow, left"  # quoted by the csv module
     assert float(rows[0][5]) <= 0.3 <= float(rows[0][6])
     assert rows[1][4:11] == ["0.9", "", "", "0.1", "", "", "Seizure"] and answer_text(one) == "Seizure 0.90"
-    assert rows[2] == ["3", "file-x.edf", "quarantined", "0", *[""] * 7, "read", "empty"]
+    assert rows[2] == ["3", "file-x.edf", "quarantined", "0", *[""] * 8, "read", "empty"]
 
 
 def test_a_regression_head_gets_its_mean_value_and_no_class_answer():
@@ -112,6 +112,6 @@ def test_a_regression_head_gets_its_mean_value_and_no_class_answer():
     assert "recording" not in summary
     table.write(summary)
     assert buffer.getvalue().splitlines() == [
-        "index,input,status,n_windows,value,stage,reason",
-        "1,file-0123456789ab.edf,processed,2,3,,",
+        "index,input,status,n_windows,value,flagged_episodes,stage,reason",
+        "1,file-0123456789ab.edf,processed,2,3,,,",
     ]

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from eegfm.core.machine import Cpus
+from eegfm.core.palette import class_colours
 from eegfm.inference.predictor import Predictor
 from eegfm.serving.api.auth import key_fingerprint
 from eegfm.serving.api.uploads import upload_extension
@@ -58,6 +59,7 @@ def test_an_uploaded_recording_gets_the_predictors_answer(server, raw_sites, cap
         [w["outputs"] for w in answer["window_predictions"]], [w.outputs for w in expected.windows], atol=1e-9
     )
     assert reply["model"]["labels"] == ["rest", "task"] and answer["labels"] == ["rest", "task"]
+    assert reply["model"]["class_colours"] == class_colours(["rest", "task"])  # the page colours as the CLI does
     validate_prediction(answer)  # every window's reading, as the schema in the package describes it
     assert reply["model"]["model_version"] == answer["model_version"] and reply["model"]["uncertainty"]["passes"] == 20
     # The client's file name (a patient's, here) is in its reply, never in the server's log

@@ -13,8 +13,7 @@ the samples disagree on (``metrics.uncertainty``), ``passes`` = S. Without sampl
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -115,37 +114,76 @@ def minutes_by_class(windows: Sequence[Any], labels: Sequence[str]) -> dict[str,
     return {label: round(m, 4) for label, m in minutes.items()}
 
 
-def flagged_episodes(windows: Sequence[Any], flagged: Collection[str]) -> list[dict[str, Any]]:
-    """Runs of contiguous (or overlapping) windows, in time order, with the same ``flagged``
-    recommendation: start and end (s), the most frequent predicted class, the recommendation,
-    the number of windows."""
-    episodes: list[dict[str, Any]] = []
-    run: list[Any] = []
+def _stride(starts: Sequence[float], durations: Sequence[float]) -> float:
+    """The windows' step: the smallest gap between consecutive starts (a rejected window only
+    widens a gap), or the window length with a single window."""
+    steps = np.diff(np.asarray(starts, dtype=np.float64))
+    steps = steps[steps > GAP_TOLERANCE_S]
+    return float(steps.min()) if len(steps) else float(max(durations, default=0.0))
 
-    def close() -> None:
-        if run:
-            classes = Counter(w.predicted_class for w in run).most_common(1)[0][0]
-            end = max(w.start_s + w.duration_s for w in run)
-            episodes.append(
-                {
-                    "start_s": round(run[0].start_s, 4),
-                    "end_s": round(end, 4),
-                    "class": classes,
-                    "recommendation": run[0].clinical_recommendation,
-                    "windows": len(run),
-                }
-            )
-            run.clear()
 
-    for w in windows:
-        if w.clinical_recommendation not in flagged:
-            close()
-            continue
-        if run and (
-            w.clinical_recommendation != run[-1].clinical_recommendation
-            or w.start_s > max(r.start_s + r.duration_s for r in run) + GAP_TOLERANCE_S
-        ):
-            close()
-        run.append(w)
-    close()
-    return episodes
+def _class_runs(windows: Sequence[Any], stride: float) -> list[list[int]]:
+    """Indices of the windows in runs of one predicted class: the next window of the class joins
+    the run when at most one window's stride lies between their starts' slots, so one window of
+    another class, or one rejected window, does not split it."""
+    runs: list[list[int]] = []
+    last_of: dict[Any, list[int]] = {}
+    for i, w in enumerate(windows):
+        run = last_of.get(w.predicted_class)
+        if run is not None and w.start_s - windows[run[-1]].start_s <= 2 * stride + GAP_TOLERANCE_S:
+            run.append(i)
+        else:
+            run = [i]
+            runs.append(run)
+            last_of[w.predicted_class] = run
+    return runs
+
+
+def _episode(windows: Sequence[Any], members: list[int], severity: Sequence[str]) -> dict[str, Any]:
+    """The fields of one episode: ``members`` are the flagged stretch of one class's run."""
+    first, last = members[0], members[-1]
+    span = windows[first : last + 1]  # the windows of the class and the ones it bridged
+    cls = windows[first].predicted_class
+    given = {w.clinical_recommendation for w in span}
+    peak = max(members, key=lambda i: windows[i].class_probabilities.get(cls, -1.0))
+    peak_probability = windows[peak].class_probabilities.get(cls)
+    end = max(windows[i].start_s + windows[i].duration_s for i in members)
+    return {
+        "start_s": round(windows[first].start_s, 4),
+        "end_s": round(end, 4),
+        "duration_s": round(end - windows[first].start_s, 4),
+        "class": cls,
+        "recommendation": next(r for r in severity if r in given),
+        "windows": len(span),
+        "peak_probability": None if peak_probability is None else round(float(peak_probability), 6),
+        "peak_window": peak,
+    }
+
+
+def flagged_episodes(windows: Sequence[Any], flagged: Sequence[str]) -> list[dict[str, Any]]:
+    """The flagged episodes of ``windows`` (in time order, as ``window_predictions``), in time order.
+
+    A run is the windows predicted as one class whose starts lie at most two strides apart (one
+    window of another class, or one rejected window, between them does not split it). Its episode
+    is the stretch from its first window with a ``flagged`` recommendation to its last, so one
+    seizure is one episode however its windows' recommendations vary, and the unflagged windows
+    at its edges do not stretch it. A one-window episode inside another class's episode is that
+    episode's (a single window of another flagged class does not split a seizure). Two classes
+    that alternate window by window give two overlapping episodes.
+
+    Fields: ``start_s``, ``end_s``, ``duration_s``; ``class``; ``recommendation``, the most severe
+    of its windows' (``flagged`` is in order of severity, most severe first); ``windows``, those
+    from its first to its last (bridged ones included); ``peak_probability``, the class's highest
+    probability in it and ``peak_window``, that window's index in ``windows``.
+    """
+    if not windows:
+        return []
+    stride = _stride([w.start_s for w in windows], [w.duration_s for w in windows])
+    stretches = []
+    for run in _class_runs(windows, stride):
+        marked = [i for i in run if windows[i].clinical_recommendation in flagged]
+        if marked:
+            stretches.append(run[run.index(marked[0]) : run.index(marked[-1]) + 1])
+    # a one-window stretch strictly inside another class's is that episode's
+    kept = sorted((s for s in stretches if len(s) > 1 or not any(o[0] < s[0] < o[-1] for o in stretches)), key=min)
+    return [_episode(windows, s, tuple(flagged)) for s in kept]

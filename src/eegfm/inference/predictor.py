@@ -36,6 +36,7 @@ from eegfm.contract.preprocess_spec import load_preprocess_spec
 from eegfm.contract.schema import CHANNELS, SFREQ
 from eegfm.core.config import Config, ConfigError, check_int, check_option, check_range
 from eegfm.core.logs import get_logger
+from eegfm.core.palette import class_colours
 from eegfm.inference.backends import BACKENDS, make_backend
 from eegfm.inference.clinical import flagged_episodes, minutes_by_class, read_windows, recording_answer
 from eegfm.inference.model_inputs import model_inputs
@@ -267,6 +268,7 @@ class Predictor:
         """What a client needs to read the predictions."""
         return {
             "labels": list(self.labels),
+            "class_colours": class_colours(self.labels),  # the page draws the classes as the CLI's pictures do
             "head": self.head,
             "temperature": self.temperature,
             "window_seconds": self.window_seconds,

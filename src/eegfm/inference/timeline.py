@@ -3,7 +3,7 @@
 Top: the class probabilities of every window stacked (a regression head: its value), so a stretch
 where one class takes over stands out. Bottom: each window's artifact score, so a confident
 stretch that is really muscle or a loose electrode is seen as such. Windows the pipeline rejected
-leave gaps.
+leave gaps. The classes take their colours from ``core.palette``, as everywhere else.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from eegfm.core.palette import class_colours
 from eegfm.inference.predictor import RecordingPrediction
 
 
@@ -29,9 +30,10 @@ def draw_timeline(prediction: RecordingPrediction, title: str):
         top.set_ylabel("predicted value")
     else:
         below = np.zeros(len(windows))
+        colours = class_colours(prediction.labels)
         for k, label in enumerate(prediction.labels):
             # one bar per window, so windows that overlap (stride < window) or leave gaps read as such
-            top.bar(starts, outputs[:, k], widths, below, align="edge", color=f"C{k}", label=label, linewidth=0)
+            top.bar(starts, outputs[:, k], widths, below, align="edge", color=colours[label], label=label, linewidth=0)
             below += outputs[:, k]
         top.set_ylim(0, 1)
         top.set_ylabel("probability")

@@ -5,8 +5,10 @@ One row per input recording, scored or quarantined, written as it finishes: its 
 windows read and, for a classifier, per class ``p_<label>`` (the mean of its windows'
 probabilities) with ``p_<label>_low`` and ``p_<label>_high`` (the bounds of its 95 % moving-block
 bootstrap interval, ``metrics.aggregation``; empty with one window), the most likely class
-(``predicted``); a regression head's ``value`` is its windows' mean. A quarantined recording's
-answer cells are empty and its ``stage`` and ``reason`` say why. A text cell that a spreadsheet
+(``predicted``); a regression head's ``value`` is its windows' mean; ``flagged_episodes``, the
+recording's flagged episodes as recordings.json has them, each as ``<class> <start>-<end> s
+(<recommendation>)``, ``; `` between them. A quarantined recording's answer cells are empty and
+its ``stage`` and ``reason`` say why. A text cell that a spreadsheet
 would run as a formula (it starts with ``=``, ``+``, ``-``, ``@``, a tab or a CR) starts with a
 single quote (``core.text_safety.csv_text``); numbers are written as they are.
 """
@@ -22,6 +24,7 @@ from eegfm.core.text_safety import csv_text
 
 FILE = "recordings.csv"
 FIXED = ["index", "input", "status", "n_windows"]
+EPISODES = "flagged_episodes"
 WHY = ["stage", "reason"]
 
 
@@ -52,13 +55,14 @@ class RecordingTable:
         else:
             answer = ["value"]
         self.width = len(answer)
-        self.writer.writerow([*FIXED, *answer, *WHY])
+        self.writer.writerow([*FIXED, *answer, EPISODES, *WHY])
 
     def write(self, summary: dict[str, Any]) -> None:
         """The row of one recording's ``RecordingPrediction.summary()``."""
         fixed = [summary["index"], csv_text(summary["input"]), csv_text(summary["status"]), summary["windows"]]
         why = [csv_text(summary[column]) for column in WHY]
-        self.writer.writerow([*fixed, *self._answer(summary), *why])
+        episodes = csv_text(episodes_text(summary.get(EPISODES, [])))
+        self.writer.writerow([*fixed, *self._answer(summary), episodes, *why])
 
     def _answer(self, summary: dict[str, Any]) -> list[str]:
         """The answer's cells: empty for a recording without windows."""
@@ -73,6 +77,11 @@ class RecordingTable:
             for bounds in (answer["probabilities"], answer["low"], answer["high"])
         ]
         return [*cells, csv_text(answer["predicted"])]
+
+
+def episodes_text(episodes: Sequence[dict[str, Any]]) -> str:
+    """``Seizure 540-630 s (urgent review); LPD ...``: the episodes in one cell."""
+    return "; ".join(f"{e['class']} {e['start_s']:g}-{e['end_s']:g} s ({e['recommendation']})" for e in episodes)
 
 
 def answer_text(summary: dict[str, Any]) -> str:

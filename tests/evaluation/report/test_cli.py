@@ -1,6 +1,7 @@
 """The report end to end on a small real run folder: one self-contained HTML file whose every
 figure is an inline PNG, its Markdown twin, and report.json with the numbers, which agree with
-what the stages wrote; sections without inputs say what is missing."""
+what the stages wrote; a section without inputs is left out, a line at the top naming the command
+that fills it."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ SECTIONS = (
     "benchmark",
     "embeddings",
     "shift",
+    "predictions",
     "explanations",
 )
 
@@ -47,7 +49,9 @@ def test_the_html_is_one_self_contained_file_with_inline_pngs(report):
         width, height = png_size(base64.b64decode(source.split(",", 1)[1], validate=True))
         assert width > 100 and height > 100
     for key in SECTIONS:
-        assert f'<section id="{key}">' in html
+        # the benchmark has no inputs here: no empty section, one line saying what fills it
+        assert (f'<section id="{key}">' in html) == (key != "benchmark")
+    assert "Not in this report: Benchmark. No benchmark.json (python -m eegfm.evaluation.comparison)" in html
 
 
 def test_the_markdown_has_the_same_sections_and_its_figures_beside_it(report):
@@ -58,7 +62,7 @@ def test_the_markdown_has_the_same_sections_and_its_figures_beside_it(report):
     for link in links:
         assert link.startswith("report_files/")
         png_size((report["markdown"].parent / link).read_bytes())
-    assert markdown.count("\n## ") == len(SECTIONS)
+    assert markdown.count("\n## ") == len(SECTIONS) - 1  # all but the benchmark
 
 
 def test_the_json_numbers_agree_with_what_the_stages_wrote(report, run_folder):
@@ -100,6 +104,12 @@ def test_the_json_numbers_agree_with_what_the_stages_wrote(report, run_folder):
     explained = sections["explanations"]["numbers"]["windows"]
     (path,) = sorted((run_folder / "predictions" / "explanations").glob("*.json"))
     assert [w["explanation_reliable"] for w in explained] == [json.loads(path.read_text())["explanation_reliable"]]
+    predictions = sections["predictions"]["numbers"]
+    assert {p["target"] for p in predictions["pages"]} <= {"rest", "task"} and predictions["pages"]
+    assert predictions["recordings_with_spectrum"] >= 1 and "spectra.png" in sections["predictions"]["figures"]
+    scored = json.loads((run_folder / "predictions" / "recordings.json").read_text())["recordings"]
+    mix = predictions["class_mix"]["predictions (eegfm-predict)"]
+    assert mix["windows"] == sum(r["windows"] for r in scored) and sum(mix["shares"].values()) == pytest.approx(1.0)
     robustness = json.loads((run_folder / "robustness" / "robustness.json").read_text())
     (numbers,) = sections["robustness"]["numbers"].values()
     assert numbers["clean"] == pytest.approx(robustness["clean"]["kl"])
@@ -112,7 +122,9 @@ def test_sections_without_inputs_say_what_is_missing(three_sites, tmp_path):
     assert sections["per_site"]["missing"].startswith("No fine-tuned model (run.json, eval.json, model/)")
     assert sections["loso"]["missing"].startswith("No loso.json")
     html = paths["html"].read_text()
-    assert html.count('class="missing"') == len(SECTIONS) - 2  # all but the summary and the data
+    assert 'class="missing"' not in html and html.count("<section ") == 2  # the summary and the data
+    shown_missing = html.count('<p class="meta">Not in this report: ')
+    assert shown_missing == sum(s["missing"] is not None for s in sections.values()) == len(SECTIONS) - 2
 
 
 def test_every_option_has_help_and_bad_arguments_are_named(tmp_path, capsys):

@@ -20,7 +20,7 @@ from eegfm.contract import layout
 from eegfm.core.config import ConfigError, user_file_path, user_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.stores import is_remote
-from eegfm.evaluation.report import sections_checks, sections_data, sections_shift, sections_sites
+from eegfm.evaluation.report import sections_checks, sections_data, sections_predictions, sections_shift, sections_sites
 from eegfm.evaluation.report.discover import Found, discover
 from eegfm.evaluation.report.document import Section, as_json
 from eegfm.evaluation.report.render import to_html, to_markdown
@@ -35,8 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eegfm-report",
         description="Gather a pipeline output, pretraining and fine-tuning runs, leave-one-site-out, robustness, "
-        "benchmark and explanation outputs found below the RUN_DIRs into one report: a self-contained HTML "
-        "file, the same as Markdown and every number as JSON. A section whose inputs are absent says which.",
+        "benchmark, explanation, prediction and real-corpus outputs found below the RUN_DIRs into one report: a "
+        "self-contained HTML file, the same as Markdown and every number as JSON. A section whose inputs are absent "
+        "is left out; a line at the top names the command that fills it.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument(
@@ -145,18 +146,23 @@ def build_sections(args: argparse.Namespace, found: Found) -> list[Section]:
         sections_data.benchmark_section(found),
         sections_shift.embeddings_section(within, args.projection, args.seed, why),
         sections_shift.shift_section(within, groups, args.seed, why),
+        sections_predictions.predictions_section(within, found),
         sections_data.explanations_section(found),
     ]
     return [summary_section(sections), *sections]
 
 
 def write_report(output: Path, sections: list[Section], meta: list[str], header: dict[str, Any]) -> dict[str, Path]:
-    """The HTML, Markdown (figures in ``<stem>_files/``) and JSON, each written whole or not at all."""
+    """The HTML, Markdown (figures in ``<stem>_files/``) and JSON, each written whole or not at all.
+    A section without its inputs is no empty heading there: a line of ``meta`` says which command
+    fills it; report.json keeps it, with what is missing."""
     output.parent.mkdir(parents=True, exist_ok=True)
     paths = {"html": output, "markdown": output.with_suffix(".md"), "json": output.with_suffix(".json")}
+    shown = [s for s in sections if not s.missing]
+    meta = [*meta, *(f"Not in this report: {s.title}. {s.missing}" for s in sections if s.missing)]
     texts = {
-        "html": to_html(TITLE, meta, sections),
-        "markdown": to_markdown(TITLE, meta, sections, output.parent / f"{output.stem}_files"),
+        "html": to_html(TITLE, meta, shown),
+        "markdown": to_markdown(TITLE, meta, shown, output.parent / f"{output.stem}_files"),
         "json": json.dumps(as_json(sections, header), indent=2, allow_nan=False) + "\n",
     }
     for kind, path in paths.items():
@@ -183,9 +189,6 @@ def run(argv: list[str] | None = None) -> dict[str, Path]:
         parser.error(str(err))
     created = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     meta = [f"Created {created} from {', '.join(p.name or str(p) for p in args.run_dirs)}."]
-    missing = [s.title for s in sections if s.missing]
-    if missing:
-        meta.append(f"Without their inputs: {', '.join(missing)}.")
     header = {
         "created": created,
         "run_dirs": [str(p) for p in args.run_dirs],

@@ -3,8 +3,9 @@
 A folder is recognised by what it holds: a pipeline output by ``manifest.json``, a fine-tuning run
 by ``run.json`` beside ``eval.json`` and ``model/``, a pretraining run by ``metrics.jsonl`` and
 ``run.json`` without ``eval.json``, a leave-one-site-out evaluation by ``loso.json``, robustness
-by ``robustness.json``, a benchmark by ``benchmark.json`` and explanations by
-``explanations/*.json`` (``serving.predict --explain``). Fine-tuning runs inside a leave-one-site-out
+by ``robustness.json``, a benchmark by ``benchmark.json``, explanations by
+``explanations/*.json`` (``serving.predict --explain``), an ``eegfm-predict`` output by
+``recordings.json`` and the model on real corpora by ``corpus_check.json``. Fine-tuning runs inside a leave-one-site-out
 folder are its folds, not the model the report describes."""
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ class Found:
     robustness: list[Path] = dataclasses.field(default_factory=list)  # robustness.json files
     benchmarks: list[Path] = dataclasses.field(default_factory=list)  # folders holding benchmark.json
     explanations: list[Path] = dataclasses.field(default_factory=list)  # explanation JSON files
+    predictions: list[Path] = dataclasses.field(default_factory=list)  # folders holding recordings.json
+    corpus_checks: list[Path] = dataclasses.field(default_factory=list)  # corpus_check.json files
 
     @property
     def finetuned(self) -> Path | None:
@@ -65,6 +68,10 @@ def _classify(folder: Path, found: Found) -> None:
         found.robustness.append(folder / "robustness.json")
     if "benchmark.json" in names:
         found.benchmarks.append(folder)
+    if "recordings.json" in names:
+        found.predictions.append(folder)
+    if "corpus_check.json" in names:
+        found.corpus_checks.append(folder / "corpus_check.json")
     if folder.name == "explanations":
         found.explanations += sorted(folder.glob("*.json"))
 

@@ -1,5 +1,6 @@
 """The report as one self-contained HTML file (CSS inline, every figure a base64 PNG data URI,
-nothing fetched) and as Markdown with its figures in a folder beside it."""
+nothing fetched) and as Markdown with its figures in a folder beside it. The sections given are
+drawn whole: one without its inputs is left out by the caller (``cli.write_report``)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ figure { margin: 0.6em 0; max-width: 100%; }
 figure img { max-width: 100%; max-height: 640px; width: auto; height: auto; border: 1px solid #e4e8ee; }
 ul.summary li { margin: 0.25em 0; }
 figcaption { color: #5b6475; font-size: 0.88em; }
-.missing { color: #8a5a00; background: #fff6e0; padding: 0.5em 0.8em; border-left: 4px solid #e0a000; }
 """
 
 
@@ -38,8 +38,6 @@ def _table_html(table: Table) -> str:
 
 def _section_html(section: Section) -> str:
     parts = [f'<section id="{section.key}"><h2>{html.escape(section.title)}</h2>']
-    if section.missing:
-        parts.append(f'<p class="missing">{html.escape(section.missing)}</p>')
     parts += [f"<p>{html.escape(p)}</p>" for p in section.paragraphs]
     parts += [_table_html(t) for t in section.tables]
     if section.points:
@@ -94,8 +92,6 @@ def to_markdown(title: str, meta: Sequence[str], sections: Sequence[Section], fi
     figures.mkdir(parents=True, exist_ok=True)
     for section in sections:
         lines += [f"## {section.title}", ""]
-        if section.missing:
-            lines += [f"> {section.missing}", ""]
         for paragraph in section.paragraphs:
             lines += [paragraph, ""]
         if section.points:

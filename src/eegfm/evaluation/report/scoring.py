@@ -1,6 +1,7 @@
 """A fine-tuned model on its run's held-out windows, read once: per window the class logits,
-the encoder's pooled embedding, the target, site and subject, and the per-window KL and top-class
-hit the report's subject bootstrap averages."""
+the encoder's pooled embedding, the target, site, subject and recording, and the per-window KL and
+top-class hit the report's subject bootstrap averages; besides, the EEG of the first window of
+each target class (the report's trace pages) and each recording's Welch power spectrum."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.signal import welch
 from scipy.special import xlogy
 
+from eegfm.contract.schema import SFREQ
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.robustness import held_out, load_run
@@ -24,6 +27,7 @@ from eegfm.training.finetune.objective import inputs_for, targets_of
 from eegfm.training.steps import loader_config
 
 log = get_logger(__name__)
+WELCH_SECONDS = 2.0  # Welch segments (Hann, half overlapping): 0.5 Hz resolution, as mne's plot_psd draws
 
 
 @dataclasses.dataclass
@@ -40,6 +44,10 @@ class Scored:
     sites: np.ndarray  # [N] site pseudonyms
     subjects: np.ndarray  # [N] subject pseudonyms
     temperature: float
+    recordings: np.ndarray | None = None  # [N] recording pseudonyms
+    examples: dict[int, np.ndarray] = dataclasses.field(default_factory=dict)  # window -> its (19, T) µV EEG
+    psd_freqs: np.ndarray | None = None  # [F] Hz
+    psd: dict[str, np.ndarray] = dataclasses.field(default_factory=dict)  # recording -> (19, F) µV²/Hz, mean
 
     def window_kl(self) -> np.ndarray:
         """KL(target || softmax(logits)) of each window."""
@@ -63,6 +71,8 @@ class Scored:
             embeddings=embeddings,
             sites=self.sites[keep],
             subjects=self.subjects[keep],
+            recordings=None if self.recordings is None else self.recordings[keep],
+            examples={},  # indexed by window: a subset's would shift
         )
 
 
@@ -70,9 +80,31 @@ def _kl(target: np.ndarray, log_q: np.ndarray) -> np.ndarray:
     return (xlogy(target, target) - target * log_q).sum(-1)
 
 
+def _keep_examples(batch, target: torch.Tensor, found: dict[str, Any], psd: dict[str, list]) -> None:
+    """The batch's windows' Welch spectra summed per recording, and the EEG of the first window of
+    each target class not seen yet (a window without a target has none)."""
+    eeg = batch["eeg"].float().numpy()
+    freqs, power = welch(eeg, fs=SFREQ, nperseg=int(WELCH_SECONDS * SFREQ), axis=-1)
+    found["psd_freqs"] = freqs
+    for k, recording in enumerate(batch["recording_id"]):
+        psd.setdefault(recording, []).append(power[k])
+    # targets are class indices (-1: none) or vote distributions (all zero: none)
+    if target.ndim == 2:
+        classes = [c if float(t.sum()) > 0 else -1 for c, t in zip(target.argmax(-1).tolist(), target, strict=True)]
+    else:
+        classes = target.long().tolist()
+    for k, c in enumerate(classes):
+        if c >= 0 and c not in found["example_class"]:
+            found["example_class"][c] = len(found["recording"]) + k
+            found["examples"][len(found["recording"]) + k] = eeg[k].copy()
+
+
 def _pass(model, loader, cfg, device) -> dict[str, list]:
-    """One pass: logits, pooled embeddings, targets, sites and subjects of every window."""
-    found: dict[str, list] = {"logits": [], "pooled": [], "target": [], "site": [], "subject": []}
+    """One pass: logits, pooled embeddings, targets, sites, subjects and recordings of every window;
+    the examples and spectra of ``_keep_examples``."""
+    found: dict[str, Any] = {"logits": [], "pooled": [], "target": [], "site": [], "subject": [], "recording": []}
+    found.update(examples={}, example_class={}, psd_freqs=None)
+    psd: dict[str, list] = {}
     embeds = hasattr(model, "forward_features") and hasattr(model, "forward_head")
     with torch.no_grad():
         for batch in loader:
@@ -84,8 +116,11 @@ def _pass(model, loader, cfg, device) -> dict[str, list]:
             else:
                 found["logits"].append(model(**inputs).logits.float().cpu())
             found["target"].append(targets_of(batch, cfg, torch.device("cpu")))
+            _keep_examples(batch, found["target"][-1], found, psd)
             found["site"] += batch["site_id"]
             found["subject"] += batch["subject_id"]
+            found["recording"] += batch["recording_id"]
+    found["psd"] = {recording: np.mean(spectra, axis=0) for recording, spectra in psd.items()}
     return found
 
 
@@ -111,6 +146,7 @@ def score_run(run_dir: Path, data: Any, batch_size: int, device: torch.device) -
     distribution, keep = losses.as_distribution(torch.cat(found["target"]), logits.shape[-1])
     temperature = float(getattr(model.config, "temperature", 1.0) or 1.0)
     keep_np = keep.numpy()
+    kept_index = np.cumsum(keep_np) - 1  # a window's index among the kept
     id2label = model.config.id2label or {}
     classes = [str(id2label.get(c, id2label.get(str(c), c))) for c in range(logits.shape[-1])]
     return Scored(
@@ -124,4 +160,8 @@ def score_run(run_dir: Path, data: Any, batch_size: int, device: torch.device) -
         sites=np.asarray(found["site"])[keep_np],
         subjects=np.asarray(found["subject"])[keep_np],
         temperature=temperature,
+        recordings=np.asarray(found["recording"])[keep_np],
+        examples={int(kept_index[i]): eeg for i, eeg in found["examples"].items() if keep_np[i]},
+        psd_freqs=found["psd_freqs"],
+        psd=found["psd"],
     )

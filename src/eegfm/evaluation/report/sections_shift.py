@@ -4,11 +4,12 @@ linear probe predicting the site, and each site's MMD to the rest beside its per
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from eegfm.core.palette import class_colours
 from eegfm.evaluation.report.document import Picture, Section, Table, fmt, missing, png_of
 from eegfm.evaluation.report.scoring import Scored
 from eegfm.evaluation.report.sections_sites import ALL_SITES
@@ -25,15 +26,20 @@ def _at_most(points: np.ndarray, seed: int) -> np.ndarray:
     return points[np.random.default_rng(seed).choice(len(points), MAX_MMD_WINDOWS, replace=False)]
 
 
-def _scatter(coordinates: np.ndarray, groups: Mapping[str, np.ndarray], method: str) -> bytes:
-    """Two panels of the same points: coloured by class, and by site."""
+def _scatter(
+    coordinates: np.ndarray, groups: Mapping[str, np.ndarray], method: str, class_order: Sequence[str]
+) -> bytes:
+    """Two panels of the same points: coloured by class (``core.palette``'s colours of the
+    model's ``class_order``), and by site."""
     from matplotlib.figure import Figure  # matplotlib only when a figure is drawn: not for --help
 
+    palette = class_colours(class_order)
     figure = Figure(figsize=(11.0, 4.6))
     for axes, (title, labels) in zip(figure.subplots(1, 2), groups.items()):
         for k, name in enumerate(sorted(set(labels.tolist()))):
             keep = labels == name
-            axes.scatter(*coordinates[keep].T, s=16, alpha=0.75, color=f"C{k % 10}", label=f"{name} ({keep.sum()})")
+            colour = palette.get(name, f"C{k % 10}") if title == "class" else f"C{k % 10}"
+            axes.scatter(*coordinates[keep].T, s=16, alpha=0.75, color=colour, label=f"{name} ({keep.sum()})")
         axes.set_title(f"by {title}", fontsize=10)
         axes.set_xlabel(f"{method} 1")
         axes.set_ylabel(f"{method} 2")
@@ -62,7 +68,7 @@ def embeddings_section(scored: Scored | None, method: str, seed: int, why: str) 
     section.pictures.append(
         Picture(
             "embeddings.png",
-            _scatter(coordinates, {"class": classes, "site": scored.sites}, method.upper()),
+            _scatter(coordinates, {"class": classes, "site": scored.sites}, method.upper(), list(scored.classes)),
             f"{method.upper()} of the held-out embeddings: by class (left), by site (right)",
         )
     )

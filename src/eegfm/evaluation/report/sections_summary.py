@@ -37,7 +37,8 @@ def _site_points(groups: dict) -> list[str]:
 
 def summary_section(sections: Sequence[Section]) -> Section:
     """Headline numbers: the data, the model against the class prior (held-out and unseen sites,
-    with intervals), leave-one-site-out, the site probe and explanation reliability."""
+    with intervals), leave-one-site-out, the site probe, the most predicted class per corpus and
+    explanation reliability."""
     numbers = _by_key(sections)
     section = Section("summary", "At a glance")
     if "data" in numbers:
@@ -56,6 +57,9 @@ def summary_section(sections: Sequence[Section]) -> Section:
             f"A linear probe tells the sites apart from the embeddings with {probe['accuracy']:.2f} accuracy "
             f"(chance {probe['chance']:.2f})."
         )
+    for corpus, mix in numbers.get("predictions", {}).get("class_mix", {}).items():
+        top = max(mix["shares"], key=mix["shares"].get)
+        section.points.append(f"Predicted on {corpus}: {top} for {mix['shares'][top]:.0%} of {mix['windows']} windows.")
     if "explanations" in numbers:
         e = numbers["explanations"]
         section.points.append(f"Explanations: {e['n_reliable']} of {e['n_windows']} windows passed their checks.")

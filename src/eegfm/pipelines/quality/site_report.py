@@ -21,6 +21,7 @@ from eegfm.contract import layout
 from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.contract.schema import decode_features
 from eegfm.contract.tfrecord import read_records
+from eegfm.core.palette import class_colours
 from eegfm.core.stores import filesystems, is_remote, join_path, open_binary
 
 REPORT_NAME = "report.png"
@@ -197,17 +198,17 @@ def _label_order(label: str) -> tuple[bool, str, int]:
 
 def _draw_labels(axes, labels: Sequence[Counter], rows: np.ndarray, classes: Mapping[str, Sequence[str]]) -> None:
     """Each site's windows by label as shares of its windows (stacked): class balance by site."""
-    import matplotlib  # heavy: only where a report is drawn
-
     every = sorted({label for counts in labels for label in counts}, key=_label_order)
     tasks = len({label.rpartition(":")[0] for label in every} - {"unlabeled"})
-    colours = matplotlib.colormaps["tab20"]
+    names = [_label_name(label, classes, tasks) for label in every]
+    # a class by its palette colour whatever its task (the class is the name after "task: "), unlabeled grey
+    kinds = [name.rpartition(": ")[2] if tasks > 1 else name for name in names]
+    colours = {"unlabeled": "0.8", **class_colours([k for k in kinds if k != "unlabeled"])}
     totals = np.array([max(sum(counts.values()), 1) for counts in labels], dtype=float)
     left = np.zeros(len(labels))
-    for k, label in enumerate(every):
+    for label, name, kind in zip(every, names, kinds, strict=True):
         shares = np.array([counts.get(label, 0) for counts in labels]) / totals
-        colour = "0.8" if label.startswith("unlabeled") else colours(k % 20)
-        axes.barh(rows, shares, left=left, color=colour, label=_label_name(label, classes, tasks))
+        axes.barh(rows, shares, left=left, color=colours[kind], label=name)
         left += shares
     axes.set_xlim(0.0, 1.0)
     axes.set_title("windows by label (share of the site's)", fontsize=9)

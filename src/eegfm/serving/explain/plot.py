@@ -1,6 +1,7 @@
 """One window's explanation as a picture: the 19 traces under each class's attribution heatmap.
 
-One panel per class (titled with its probability; the predicted class first), each showing the
+One panel per class (titled with its probability, in its ``core.palette`` colour; the predicted
+class first), each showing the
 window's channels stacked over the class's map (each channel-second's contribution to its logit:
 red for, blue against), on that panel's own symmetric colour scale (a class with a small logit
 change would otherwise look blank); then the encoder's channel pooling weights over the same
@@ -15,15 +16,18 @@ from pathlib import Path
 import numpy as np
 
 from eegfm.contract.schema import CHANNELS, SFREQ
+from eegfm.core.palette import class_colours
 from eegfm.inference.explain.attribution import WindowExplanation
 
 # Traces drawn at most this many points per channel: a 50 s window at 256 Hz is 12800 samples.
 MAX_TRACE_POINTS = 1000
 
 
-def _draw_panel(axis, eeg: np.ndarray, heat: np.ndarray, title: str, cmap: str, *, signed: bool) -> None:
+def _draw_panel(
+    axis, eeg: np.ndarray, heat: np.ndarray, title: str, cmap: str, *, signed: bool, colour: str = "black"
+) -> None:
     """Stacked traces of (C, T) ``eeg`` over the (C, n_bins) ``heat`` map (``signed``: a scale
-    symmetric about 0, else from 0)."""
+    symmetric about 0, else from 0), titled in ``colour``."""
     n_chans, n_times = eeg.shape
     seconds = n_times / SFREQ
     n_bins = heat.shape[1]
@@ -45,7 +49,7 @@ def _draw_panel(axis, eeg: np.ndarray, heat: np.ndarray, title: str, cmap: str, 
         axis.plot(time, c - 0.45 * eeg[c, ::step] / spread, color="black", linewidth=0.3, alpha=0.7)
     axis.set_yticks(range(n_chans), list(CHANNELS) if n_chans == len(CHANNELS) else range(n_chans), fontsize=6)
     axis.set_xlim(0, seconds)
-    axis.set_title(title, fontsize=9)
+    axis.set_title(title, fontsize=9, color=colour)
     axis.tick_params(axis="x", labelsize=7)
     axis.figure.colorbar(image, ax=axis, shrink=0.8, pad=0.01).ax.tick_params(labelsize=6)
 
@@ -60,6 +64,7 @@ def draw_explanation(explanation: WindowExplanation, eeg: np.ndarray, title: str
     n_rows = -(-n_panels // n_cols)
     figure = Figure(figsize=(7.5 * n_cols, 3.6 * n_rows), layout="constrained")
     axes = np.atleast_1d(figure.subplots(n_rows, n_cols, squeeze=False).ravel())
+    colours = class_colours(explanation.labels)
     for axis, c in zip(axes, order, strict=False):
         mark = " (predicted)" if c == explanation.predicted else ""
         _draw_panel(
@@ -69,6 +74,7 @@ def draw_explanation(explanation: WindowExplanation, eeg: np.ndarray, title: str
             f"{explanation.labels[c]}{mark}: p = {explanation.probabilities[c]:.3f}; integrated gradients",
             "RdBu_r",
             signed=True,
+            colour=colours[explanation.labels[c]],
         )
     attention_axis = axes[len(order)]
     if "channel_pool" in explanation.attention:
