@@ -17,9 +17,10 @@ recipe saved beside the model) and scored window by window. Written to ``--outpu
   moving-block bootstrap over the windows, empty with one window) and the most likely class; a
   quarantined recording's stage and reason (serving/recording_table.py);
 - ``recordings.json``: one entry per recording with its mean probabilities, most likely label,
-  windows per label, minutes per class, flagged episodes (contiguous windows recommended for
-  urgent or expert review) and every window's prediction, or the stage and reason it was
-  quarantined; and the model's description (schema: inference/prediction.schema.json);
+  windows per label, minutes per class, flagged episodes (one per run of windows of one
+  class with a flagged recommendation: inference.clinical.flagged_episodes) and every window's
+  prediction, or the stage and reason it was quarantined; and the model's description (schema:
+  inference/prediction.schema.json);
 - ``timelines/NNN_<name>.png``: each recording's probabilities over time above its artifact
   scores (``--no_plots`` leaves them out);
 - by default a recording is named in all of these, on stdout and in the log by its index and a
