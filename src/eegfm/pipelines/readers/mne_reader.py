@@ -66,6 +66,8 @@ class MneReader(Reader):
         self._scale = _microvolt_scale(raw)
         self.info = RecordingInfo(tuple(raw.ch_names), sfreq, n_times, _mne_clinical(raw))
         self.identity_key = _mne_identity(raw)
+        meas = raw.info.get("meas_date")
+        self.recorded_at = meas.replace(tzinfo=None) if isinstance(meas, dt.datetime) else None
         # A split FIF (``pipelines.readers.fif_parts``): MNE read this part and every one after it.
         parts = [os.path.basename(str(f)) for f in raw.filenames if f] if fmt == "fif" else []
         if len(parts) > 1:
