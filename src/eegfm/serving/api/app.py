@@ -34,8 +34,9 @@ from eegfm.serving.api.routes import PROBES, endpoints, listing
 from eegfm.serving.api.service import MAX_BATCH_FILES, PredictionService
 from eegfm.serving.api.signals import SignalsError, SignalsRequest
 from eegfm.serving.api.stopping import STOP, CloseWhenStopping
+from eegfm.serving.api.trace_query import trace_view_query
 from eegfm.serving.api.traces import MAX_SECONDS as MAX_TRACE_SECONDS
-from eegfm.serving.api.traces import MAX_START_S, TraceService
+from eegfm.serving.api.traces import MAX_START_S, TraceService, TraceView
 from eegfm.serving.api.uploads import UploadError, save_body, upload_extension
 
 log = get_logger(__name__)
@@ -373,18 +374,23 @@ def _add_explain(app: FastAPI, explainer: ExplainService) -> None:
 def _add_traces(app: FastAPI, tracer: TraceService) -> None:
     @app.post(
         "/v1/traces",
-        summary="a span of a recording's EEG in the double-banana bipolar montage, as the model saw it",
-        description="The 18 longitudinal bipolar derivations (Fp1-F7 ... Cz-Pz) of the pipeline's "
-        "preprocessed 19-channel 256 Hz windows, for at most "
-        f"{MAX_TRACE_SECONDS:g} s from start_s: each derivation's samples as base64 little-endian int16 "
+        summary="a span of a recording's EEG in a review montage, from the samples the model saw",
+        description="The derivations of a montage (double banana by default; referential, the model's own "
+        "input; average; transverse; custom) of the pipeline's preprocessed 19-channel 256 Hz windows, for at "
+        f"most {MAX_TRACE_SECONDS:g} s from start_s: each derivation's samples as base64 little-endian int16 "
         "(value in µV = integer x encoding.scale_uv; encoding.missing where no window holds the sample), "
-        "with the stretches where it involves an interpolated electrode and why. Same upload as /v1/explain.",
+        "with its group (chain) and the stretches where it involves an interpolated electrode and why. "
+        "Display filters (lff, hff, notch) change the drawn samples only and can only narrow the pipeline's "
+        "band (filters.pipeline). Also: the recording's auxiliary channels (extra, named by kind, each with "
+        "its own scale), its own annotations, its start (recorded_at: for the uploader only) and recording_id "
+        "(the key of /v1/marks). Same upload as /v1/explain.",
         dependencies=NEEDS_KEY,
         openapi_extra=PREDICT_BODY_FILES,
         responses=ERRORS,
     )
     async def traces(
         request: Request,
+        view: Annotated[TraceView, Depends(trace_view_query)],
         start_s: Annotated[
             float,
             Query(
@@ -402,7 +408,7 @@ def _add_traces(app: FastAPI, tracer: TraceService) -> None:
         ] = 10.0,
         filename: Annotated[str, Query(description="a raw body's file name: its extension gives the format")] = "",
     ):
-        work = functools.partial(tracer.traces_file, start_s=start_s, seconds=seconds)
+        work = functools.partial(tracer.traces_file, start_s=start_s, seconds=seconds, view=view)
         return await _answer_upload(request, filename, tracer.limits, "traces", work)
 
 
