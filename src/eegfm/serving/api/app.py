@@ -28,6 +28,8 @@ from eegfm.serving.api import auth
 from eegfm.serving.api.explaining import MAX_STEPS, MAX_WINDOW, ExplainService
 from eegfm.serving.api.jobs import RequestWork, request_work
 from eegfm.serving.api.logged import fault
+from eegfm.serving.api.marks import MARKS_DIR, MarkStore
+from eegfm.serving.api.marks_routes import add_marks
 from eegfm.serving.api.metrics import Metrics, MetricsMiddleware
 from eegfm.serving.api.page import SecurityHeaders, add_page
 from eegfm.serving.api.routes import PROBES, endpoints, listing
@@ -43,6 +45,7 @@ log = get_logger(__name__)
 # A raw body is a recording file; curl --data-binary sends form-urlencoded unless told otherwise
 RAW_TYPES = ("", "application/octet-stream", "application/x-www-form-urlencoded", "application/zip", "application/gzip")
 BINARY = {"type": "string", "format": "binary"}
+BODY_METHODS = ("POST", "PUT")  # a refusal may leave their body unread
 ECHO_HELP = "true: the reply names the recordings by the client's file names and channel labels as recorded"
 
 
@@ -114,8 +117,11 @@ async def _json_reply(reply: dict[str, Any], status: int = 200) -> JSONResponse:
     return await anyio.to_thread.run_sync(functools.partial(JSONResponse, reply, status_code=status))
 
 
-def create_app(service: PredictionService, api_keys: frozenset[str] | None, metrics: Metrics) -> FastAPI:
-    """The application: ``api_keys`` None serves without authentication (--no-auth)."""
+def create_app(
+    service: PredictionService, api_keys: frozenset[str] | None, metrics: Metrics, marks_dir: str = MARKS_DIR
+) -> FastAPI:
+    """The application: ``api_keys`` None serves without authentication (--no-auth); reviewers'
+    marks are kept under ``marks_dir`` (created on the first write)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -143,13 +149,14 @@ def create_app(service: PredictionService, api_keys: frozenset[str] | None, metr
     add_page(app)
     _add_explain(app, ExplainService(service.predictor, service.limits))
     _add_traces(app, TraceService(service.predictor, service.limits))
+    add_marks(app, MarkStore(marks_dir), NEEDS_KEY, {code: ERRORS[code] for code in (401, 413, 422)})
     return app
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UploadError)
     async def upload_error(request: Request, err: UploadError):
-        return _error(err.status, err.message, close=request.method == "POST")
+        return _error(err.status, err.message, close=request.method in BODY_METHODS)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException):
@@ -160,7 +167,7 @@ def _add_error_handlers(app: FastAPI) -> None:
             # the method is the client's own token, of any length: a few characters say which
             method = request.method if len(request.method) <= 16 else request.method[:16] + "..."
             message = f"method {method}: not allowed here (see /openapi.json)"
-        return _error(err.status_code, message, err.headers, close=request.method == "POST")
+        return _error(err.status_code, message, err.headers, close=request.method in BODY_METHODS)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError):
@@ -168,7 +175,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         where = " ".join(str(part) for part in first["loc"])
         got = first.get("input")  # the client's own value, a few characters of it: never logged
         got = f"; got {str(got)[:32]}" if isinstance(got, str | int | float) and first["loc"][0] == "query" else ""
-        return _error(422, f"{where}: {first['msg']}{got}", close=request.method == "POST")
+        return _error(422, f"{where}: {first['msg']}{got}", close=request.method in BODY_METHODS)
 
 
 def _add_probes(app: FastAPI, service: PredictionService, metrics: Metrics) -> None:
