@@ -90,8 +90,9 @@ class Reader:
     _segments: tuple[Segment, ...] = ()
     bad_spans: tuple[tuple[int, int], ...] = ()  # sample ranges its annotations mark 'BAD...': windows rejected
     bad_channels: tuple[str, ...] = ()  # channels the file marks bad (a FIF's info['bads']): interpolated
-    # Annotations as (onset s, duration s, text). Free text may name the patient: only ever matched
-    # against a data set's event codes (SourceItem.event_labels), never logged or written.
+    # Annotations as (onset s, duration s, text as recorded). Free text may name the patient: only
+    # ever matched against a data set's event codes (SourceItem.event_labels, case-insensitively)
+    # and shown to whoever sent the file (/v1/traces), never logged or written.
     events: tuple[tuple[float, float, str], ...] = ()
     # When recording began, as the file stores it (naive: EDF's clock time is local; a FIF's is UTC).
     # It dates the patient's visit: only ever shown to whoever sent the file (eegfm-serve's

@@ -75,7 +75,8 @@ class MneReader(Reader):
         notes = annotation_samples(raw)
         self._segments = annotated_segments(notes, n_times, sfreq)
         self.bad_spans = annotated_bad_spans(notes, n_times)
-        self.events = annotated_events(notes, self.segments, sfreq)
+        # the text as recorded, for the uploader to read (matched against codes case-insensitively)
+        self.events = annotated_events(annotation_samples(raw, keep_case=True), self.segments, sfreq)
         self.bad_channels = tuple(raw.info["bads"])
         self.digitized = digitized_positions(raw.info, fmt)
 
