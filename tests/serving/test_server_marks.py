@@ -120,3 +120,31 @@ def test_a_bad_recording_id_or_body_is_refused(marked):
         server.request("PUT", f"/v1/marks/{RECORDING_ID}", b'{"marks": []}', {"Content-Type": "application/json"})[0]
         == 401
     )
+
+
+def test_marks_as_an_edf_plus_annotations_file_read_back_by_mne(marked, tmp_path):
+    import mne
+
+    server, _ = marked
+    recording_id = "a" * 32
+    status, reply, _ = server.request("GET", f"/v1/marks/{recording_id}/annotations.edf", headers=AUTH)
+    assert status == 404 and reply["error"].startswith("marks: none stored")
+    sent = [
+        {"onset_s": 42.5, "duration_s": 2.0, "text": "spike-wave", "channel": "Fp1-F7"},
+        {"onset_s": 3.0, "duration_s": 0, "text": "yeux fermés", "channel": None},
+    ]
+    assert put(server, sent, recording_id)[0] == 200
+    status, _, headers = server.request("GET", f"/v1/marks/{recording_id}/annotations.edf", headers=AUTH)
+    assert status == 200 and headers["content-disposition"] == 'attachment; filename="annotations.edf"'
+    # the body as bytes (the helper decodes non-JSON replies as text): fetched again raw
+    import http.client
+
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=60)
+    connection.request("GET", f"/v1/marks/{recording_id}/annotations.edf", headers=AUTH)
+    path = tmp_path / "annotations.edf"
+    path.write_bytes(connection.getresponse().read())
+    connection.close()
+    assert path.read_bytes()[192:197] == b"EDF+C" and path.read_bytes()[8:16] == b"X X X X "  # anonymous
+    notes = mne.read_annotations(path)
+    assert notes.onset.tolist() == [3.0, 42.5] and notes.duration.tolist() == [0.0, 2.0]
+    assert list(notes.description) == ["yeux fermés", "spike-wave [Fp1-F7]"]

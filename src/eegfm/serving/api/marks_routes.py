@@ -1,6 +1,6 @@
-"""The routes of a reviewer's marks (``marks.MarkStore``): ``GET``/``PUT /v1/marks/{recording_id}``
-and ``GET /v1/marks/{recording_id}/events.tsv``. Nothing of a mark is logged: its text may name
-the patient."""
+"""The routes of a reviewer's marks (``marks.MarkStore``): ``GET``/``PUT /v1/marks/{recording_id}``,
+``GET /v1/marks/{recording_id}/events.tsv`` and ``.../annotations.edf`` (``marks_edf``). Nothing of
+a mark is logged: its text may name the patient."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from eegfm.serving.api.marks import MAX_MARKS, MarksError, MarkStore, check_recording_id, parse_marks
+from eegfm.serving.api.marks_edf import annotations_edf
 from eegfm.serving.api.uploads import UploadError
 
 MAX_BODY = MAX_MARKS * 400 + 1024  # 5000 marks of 200 characters and their numbers, as JSON
@@ -111,4 +112,23 @@ def add_marks(app: FastAPI, store: MarkStore, dependencies: list, responses: dic
             text,
             media_type="text/tab-separated-values; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="events.tsv"'},
+        )
+
+    @app.get(
+        "/v1/marks/{recording_id}/annotations.edf",
+        summary="a recording's reviewer marks as an EDF+ annotations-only file (404 without marks)",
+        dependencies=dependencies,
+        responses={**responses, 404: responses[422]},
+        response_class=Response,
+        tags=tags,
+    )
+    async def annotations(recording_id: str) -> Response:
+        marks = await anyio.to_thread.run_sync(store.read, _checked(recording_id))
+        if not marks:
+            raise UploadError(404, "marks: none stored for this recording_id (PUT /v1/marks/{recording_id} first)")
+        data = await anyio.to_thread.run_sync(annotations_edf, marks)
+        return Response(
+            data,
+            media_type="application/octet-stream",
+            headers={"Content-Disposition": 'attachment; filename="annotations.edf"'},
         )
