@@ -159,3 +159,14 @@ def test_the_recordings_annotations_start_and_id(server, shared_data):
     assert reply["recording_id"] == hashlib.sha256(data).hexdigest()[:32]
     assert reply["extra"] == []  # 64 EEG channels, nothing auxiliary
     assert "Fc5." not in json.dumps(reply)
+
+
+def test_a_gzipped_upload_has_its_facts_too(server, shared_data):
+    """The file is opened as the pipeline opens it (decompressed first): its ECG and its id."""
+    import gzip
+
+    data = gzip.compress((shared_data / RECORDING).read_bytes())
+    status, reply = traces(server, multipart("file", [("visit.edf.gz", data)]), "start_s=0&seconds=5")
+    assert status == 200, reply
+    assert [e["name"] for e in reply["extra"]] == ["ECG"]
+    assert reply["recording_id"] == hashlib.sha256(data).hexdigest()[:32]

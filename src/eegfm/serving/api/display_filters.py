@@ -38,7 +38,6 @@ class DisplayFilters:
     notch: int | None = None
     pipeline_lff: float | None = None
     pipeline_hff: float | None = None
-    pipeline_notch: int | str | None = None  # the config's, until the recording's own is known
 
     @property
     def active(self) -> bool:
@@ -101,7 +100,6 @@ def display_filters(preprocess, lff: float, hff: float, notch: str) -> DisplayFi
         notch=NOTCHES[notch],
         pipeline_lff=low,
         pipeline_hff=high,
-        pipeline_notch=preprocess.line_freq,
     )
 
 

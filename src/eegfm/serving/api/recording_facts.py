@@ -10,8 +10,10 @@ alone, who sent them: nothing here is logged or written.
 from __future__ import annotations
 
 import collections
+import contextlib
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ import numpy as np
 from eegfm.contract.channels import auxiliary_kind, clean_channel_name
 from eegfm.contract.schema import SFREQ
 from eegfm.core.dsp.resample import resample
-from eegfm.pipelines.readers import open_recording
+from eegfm.pipelines.readers import ReaderError, open_recording
 
 # The kinds drawn beside the EEG, by the name they are shown under; stimulus and trend channels
 # (triggers, SpO2 at 1 Hz) are not waveforms to read.
@@ -46,14 +48,29 @@ def _kind(label: str) -> str | None:
     return kind if kind in _SHOWN else None
 
 
+@contextlib.contextmanager
+def recording_facts(path: str, preprocess) -> Iterator[RecordingFacts | None]:
+    """The facts of the file behind a pipeline item, opened as the pipeline opens it (a gzipped
+    EDF decompressed within ``preprocess``' limits), or None where the readers cannot open it
+    alone: the traces are answered without them rather than not at all."""
+    from eegfm.pipelines.job.process_io import StageError
+    from eegfm.pipelines.readers.local_copy import DecompressLimit, localized
+
+    limit = DecompressLimit(preprocess.max_decompressed_ratio, preprocess.max_decompressed_gb)
+    with contextlib.ExitStack() as stack:
+        try:
+            local, _ = stack.enter_context(localized(path, limit))
+            reader = stack.enter_context(contextlib.closing(open_recording(local)))
+        except (ReaderError, StageError, OSError):
+            reader = None
+        yield None if reader is None else RecordingFacts(reader)
+
+
 class RecordingFacts:
-    """The file behind a pipeline item, opened with the project's readers: call :meth:`close`."""
+    """What an open reader says of its recording beyond the EEG (see the module docstring)."""
 
-    def __init__(self, path: str) -> None:
-        self.reader = open_recording(path)
-
-    def close(self) -> None:
-        self.reader.close()
+    def __init__(self, reader) -> None:
+        self.reader = reader
 
     def annotations(self) -> list[dict[str, Any]]:
         """The recording's own annotations, all of them (up to MAX_ANNOTATIONS), in time order."""

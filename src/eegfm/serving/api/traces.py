@@ -41,7 +41,7 @@ from eegfm.contract.montages import (
 )
 from eegfm.contract.schema import CHANNELS, SFREQ
 from eegfm.serving.api.display_filters import MARGIN_S, DisplayFilters, display_filters
-from eegfm.serving.api.recording_facts import RecordingFacts, recording_id
+from eegfm.serving.api.recording_facts import RecordingFacts, recording_facts, recording_id
 from eegfm.serving.api.uploads import UploadError
 from eegfm.serving.api.windows import pipeline_events, recording_item
 
@@ -92,17 +92,16 @@ class TraceService:
     ) -> dict[str, Any]:
         """The reply for ``seconds`` from ``start_s`` of the upload saved at ``path``; UploadError 422
         for a span past the recording's end, ValueError for an upload holding no recording."""
+        uploaded = recording_id(path)  # the bytes sent: an upload is unpacked (and a .gz removed) next
         item = recording_item(self.predictor, path, ext, self.limits.expanded_max_bytes)
         reply = traces_of(self.predictor, item, start_s, seconds, view)
-        facts = RecordingFacts(item.path)
-        try:
-            first, n = round(reply["start_s"] * SFREQ), round(reply["seconds"] * SFREQ)
-            reply["extra"] = _extra(facts, first, n, view.filters, reply["filters"]["pipeline"]["notch_hz"], view.extra)
-            reply["annotations"] = facts.annotations()
-            reply["recorded_at"] = facts.recorded_at()
-        finally:
-            facts.close()
-        reply["recording_id"] = recording_id(path)
+        first, n = round(reply["start_s"] * SFREQ), round(reply["seconds"] * SFREQ)
+        with recording_facts(item.path, self.predictor.preprocess) as facts:
+            line_freq = reply["filters"]["pipeline"]["notch_hz"]
+            reply["extra"] = _extra(facts, first, n, view.filters, line_freq, view.extra) if facts else []
+            reply["annotations"] = facts.annotations() if facts else []
+            reply["recorded_at"] = facts.recorded_at() if facts else None
+        reply["recording_id"] = uploaded
         return reply
 
 
