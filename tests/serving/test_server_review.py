@@ -170,3 +170,26 @@ def test_a_gzipped_upload_has_its_facts_too(server, shared_data):
     assert status == 200, reply
     assert [e["name"] for e in reply["extra"]] == ["ECG"]
     assert reply["recording_id"] == hashlib.sha256(data).hexdigest()[:32]
+
+
+def test_several_channels_of_a_kind_are_numbered_never_named_as_recorded(server, shared_data, tmp_path):
+    """eegmat's reference and ECG leads renamed as two EOG leads (real signals, FIF): 'EOG 1', 'EOG 2'."""
+    import mne
+
+    raw = mne.io.read_raw_edf(shared_data / RECORDING, preload=True, verbose="error")
+    raw.rename_channels({"EEG A2-A1": "EOG Roe left", "ECG ECG": "EOG Roe right"})
+    path = tmp_path / "visit_raw.fif"
+    raw.save(path, verbose="error")
+    status, reply = traces(server, multipart("file", [(path.name, path.read_bytes())]), "start_s=10&seconds=10")
+    assert status == 200, reply
+    assert [(e["name"], e["kind"]) for e in reply["extra"]] == [("EOG 1", "eog"), ("EOG 2", "eog")]
+    first, second = (np.frombuffer(base64.b64decode(e["samples"]), dtype="<i2") * e["scale_uv"] for e in reply["extra"])
+    assert first.shape == second.shape == (10 * SFREQ,) and np.std(first) > 0 and np.std(second) > 0
+    assert not np.allclose(first, second)  # two signals, each on its own scale
+    assert "Roe" not in json.dumps(reply)
+
+
+@pytest.mark.parametrize("query", ["lff=inf", "lff=nan", "hff=-1", "hff=128", "extra=2", "lff=abc"])
+def test_every_view_parameter_is_checked_before_the_body(server, query):
+    parameter = query.split("=")[0]
+    assert refused(server, query)["error"].startswith(f"query {parameter}: ")
