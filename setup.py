@@ -73,7 +73,8 @@ MODEL += pinned("braindecode")
 MODEL += pinned("pyriemann")
 # eegfm-serve: the HTTP API (FastAPI on uvicorn), its metrics and its /docs page's assets (no CDN);
 # ijson parses a JSON recording as a stream: the body is never held as Python objects.
-SERVE = pinned("fastapi", "uvicorn", "prometheus-client", "python-multipart", "swagger-ui-py", "ijson")
+# edfio: a reviewer's marks as an EDF+ annotations-only file (/v1/marks/{id}/annotations.edf).
+SERVE = pinned("fastapi", "uvicorn", "prometheus-client", "python-multipart", "swagger-ui-py", "ijson", "edfio")
 TRAIN = pinned("wandb", "matplotlib")
 TF = pinned("tensorflow-cpu")
 # moto's S3 server and gcp-storage-emulator stand in for S3 and GCS in the object-store tests.

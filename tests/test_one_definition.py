@@ -6,7 +6,8 @@ this test fails when another product module defines it again.
   comparisons' ``evaluation.comparison.options.BENCHMARK_WINDOW_SECONDS``;
 - the EEG band table and band power: ``core.dsp.bands.BANDS`` and ``band_power``;
 - the quality window rules: ``pipelines.quality.rules.WINDOW_RULES`` (rows of ``Rule``);
-- the HTTP routes: the app (``serving/api/app.py`` and ``page.py`` add them; ``routes.py`` reads them);
+- the HTTP routes: the app (``serving/api/app.py``, ``page.py`` and ``marks_routes.py`` add them; ``routes.py``
+  reads them);
 - the training presets' shared values: ``training/configs/base.yaml``, which the others inherit;
 - the data loader's defaults: ``training.data.config.LoaderConfig`` (a run's ``loader:`` section reads them).
 """
@@ -25,7 +26,7 @@ SFREQ_HOME = "contract/schema.py"
 BANDS_HOME = "core/dsp/bands.py"
 RULES_HOME = "pipelines/quality/rules.py"
 WINDOW_HOMES = {"contract/schema.py": "WINDOW_SECONDS", "evaluation/comparison/options.py": "BENCHMARK_WINDOW_SECONDS"}
-ROUTE_HOMES = ("serving/api/app.py", "serving/api/page.py")
+ROUTE_HOMES = ("serving/api/app.py", "serving/api/page.py", "serving/api/marks_routes.py")
 # A simulated recorder's own default rate (one of simulate.sites.ALLOWED_SFREQS), not the contract's.
 SFREQ_DEFAULT_ELSEWHERE = {"simulate/sites.py"}
 CLINICAL_EDGES = {(4.0, 8.0), (8.0, 13.0), (13.0, 30.0)}

@@ -45,6 +45,7 @@ import tempfile
 
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.machine import Cpus, CpuUse, cpu_use_line
+from eegfm.serving.api.marks import MARKS_DIR  # the standard library only: --help stays quick
 
 log = get_logger(__name__)
 ARGV_ENV = "EEGFM_SERVE_ARGV"  # the command line, for the workers of --workers > 1
@@ -101,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=30.0,
         help="seconds SIGTERM waits for the requests in flight before closing them",
+    )
+    parser.add_argument(
+        "--marks_dir",
+        default=MARKS_DIR,
+        help="folder of the reviewers' marks (/v1/marks: a BIDS events.tsv per recording; created on the first "
+        "mark; readable by this user only)",
     )
     _add_auth_options(parser)
     _add_tls_options(parser)
@@ -193,7 +200,7 @@ def _load_app(parser: argparse.ArgumentParser, args):
         parser.error(str(err))
     install_upload_redaction()
     metrics = Metrics()
-    return create_app(PredictionService(predictor, args.limits, metrics), args.api_keys, metrics)
+    return create_app(PredictionService(predictor, args.limits, metrics), args.api_keys, metrics, args.marks_dir)
 
 
 def worker_app():

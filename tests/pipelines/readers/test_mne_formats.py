@@ -27,7 +27,7 @@ def test_a_clipped_neuroscan_cnt_is_read_with_the_sample_width_that_gives_eeg(sh
         data = reader.read(0, 10_000).astype(np.float64)
         assert np.std(np.diff(data, axis=1)) < 0.5 * np.std(data)
         assert 1 < np.percentile(np.abs(data), 99) < 1000  # microvolts
-        assert (35.382, 0.0, "keypad response 1") in reader.events
+        assert (35.382, 0.0, "KeyPad Response 1") in reader.events  # the text as recorded
         assert reader.bad_spans[0] == (0, 47334)  # its BAD span, 47.3 s at 1 kHz
 
 

@@ -515,7 +515,7 @@ def test_the_recordings_annotations_are_its_events_in_its_own_time(shared_data, 
     raw.save(tmp_path / "run_raw.fif", verbose="error")
     with open_recording(tmp_path / "run_raw.fif") as fif:
         assert [(round(a, 3), round(b, 3), c) for a, b, c in fif.events] == [
-            (round(a, 3), round(b, 3), c.lower()) for a, b, c in events
+            (round(a, 3), round(b, 3), c) for a, b, c in events
         ]
     from eegfm.pipelines.readers import Segment, annotated_events
 
@@ -524,3 +524,17 @@ def test_the_recordings_annotations_are_its_events_in_its_own_time(shared_data, 
         (1.0, 0.1, "t1"),
         (60.0, 0.2, "t2"),
     )
+
+
+def test_recorded_at_is_the_files_start_date_and_clock_time(shared_data, tmp_path):
+    """EDF's header date and time (the EDF+ Startdate's four-digit year), MNE's meas_date as stored."""
+    import datetime as dt
+
+    import mne
+
+    with open_recording(shared_data / "eegmmi" / "S001R03.edf") as edf:
+        assert edf.recorded_at == dt.datetime(2009, 8, 12, 16, 15)
+    raw = mne.io.read_raw_edf(shared_data / "eegmmi" / "S001R03.edf", verbose="error")
+    raw.save(tmp_path / "run_raw.fif", verbose="error")
+    with open_recording(tmp_path / "run_raw.fif") as fif:
+        assert fif.recorded_at == dt.datetime(2009, 8, 12, 16, 15)

@@ -12,15 +12,16 @@ _SKIP = "bad_acq_skip"
 _CUTS = ("boundary", "new segment/", "new segment")
 
 
-def annotation_samples(raw) -> list[tuple[int, int, str]]:
-    """Each annotation of an MNE raw as (first sample, length in samples, lower-case text)."""
+def annotation_samples(raw, keep_case: bool = False) -> list[tuple[int, int, str]]:
+    """Each annotation of an MNE raw as (first sample, length in samples, lower-case text, or the
+    text as recorded with ``keep_case``)."""
     notes = raw.annotations
     if not len(notes):
         return []
     sfreq = float(raw.info["sfreq"])
     index = raw.time_as_index(notes.onset, use_rounding=True, origin=notes.orig_time)
     return [
-        (at, int(round(duration * sfreq)), str(text).strip().lower())
+        (at, int(round(duration * sfreq)), str(text).strip() if keep_case else str(text).strip().lower())
         for at, duration, text in zip(index.tolist(), notes.duration.tolist(), notes.description)
     ]
 

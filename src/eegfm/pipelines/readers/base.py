@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime as dt
 import os
 import re
 from collections.abc import Sequence
@@ -89,9 +90,14 @@ class Reader:
     _segments: tuple[Segment, ...] = ()
     bad_spans: tuple[tuple[int, int], ...] = ()  # sample ranges its annotations mark 'BAD...': windows rejected
     bad_channels: tuple[str, ...] = ()  # channels the file marks bad (a FIF's info['bads']): interpolated
-    # Annotations as (onset s, duration s, text). Free text may name the patient: only ever matched
-    # against a data set's event codes (SourceItem.event_labels), never logged or written.
+    # Annotations as (onset s, duration s, text as recorded). Free text may name the patient: only
+    # ever matched against a data set's event codes (SourceItem.event_labels, case-insensitively)
+    # and shown to whoever sent the file (/v1/traces), never logged or written.
     events: tuple[tuple[float, float, str], ...] = ()
+    # When recording began, as the file stores it (naive: EDF's clock time is local; a FIF's is UTC).
+    # It dates the patient's visit: only ever shown to whoever sent the file (eegfm-serve's
+    # /v1/traces), never logged, written or compared.
+    recorded_at: dt.datetime | None = None
     digitized: Digitized | None = None  # electrode positions in the file, for --montage file
     skipped: tuple[str, ...] = ()  # signals at another sampling rate than the EEG, left out (EDF)
     split_parts: tuple[str, ...] = ()  # a recording split over files: the files read, first part first (FIF)

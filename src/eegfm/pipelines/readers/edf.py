@@ -92,6 +92,7 @@ class EdfHeader:
         self.patient_field = _text(head[8:88])
         self.recording_field = _text(head[88:168])
         self.start_date = _text(head[168:176])
+        self.start_time = _text(head[176:184])
         n_signals = int(_number(path, head[252:256], "number of signals", integer=True))
         _expect(1 <= n_signals <= MAX_SIGNALS, path, "number of signals", f"1..{MAX_SIGNALS}", n_signals)
         header_bytes = int(_number(path, head[184:192], "header bytes", integer=True))
@@ -199,6 +200,20 @@ class EdfHeader:
         day, month, yy = map(int, m.groups())
         try:
             return dt.date(1900 + yy if yy >= 85 else 2000 + yy, month, day)
+        except ValueError:
+            return None
+
+    def recorded_at(self) -> dt.datetime | None:
+        """The start date and clock time (``Reader.recorded_at``): the EDF+ Startdate's four-digit
+        year where there is one, else the header's dd.mm.yy; None where either field is not a date."""
+        rec = self.recording_field.split(" ")
+        date = _edfplus_date(rec[1]) if self.edf_plus and len(rec) > 1 and rec[0] == "Startdate" else None
+        date = date or self._header_date()
+        m = re.match(r"^(\d{2})\.(\d{2})\.(\d{2})$", self.start_time)
+        if date is None or not m:
+            return None
+        try:
+            return dt.datetime.combine(date, dt.time(*map(int, m.groups())))
         except ValueError:
             return None
 
@@ -320,6 +335,7 @@ class EdfReader(Reader):
         check_info(self.path, ch_names, sfreq, n_times)
         self.info = RecordingInfo(ch_names, sfreq, n_times, hdr.clinical())
         self.identity_key = hdr.identity_key()
+        self.recorded_at = hdr.recorded_at()
         if hdr.edf_plus and any(label in ANNOTATION_LABELS for label in hdr.labels):
             try:
                 onsets, notes = self._annotations()

@@ -66,6 +66,8 @@ class MneReader(Reader):
         self._scale = _microvolt_scale(raw)
         self.info = RecordingInfo(tuple(raw.ch_names), sfreq, n_times, _mne_clinical(raw))
         self.identity_key = _mne_identity(raw)
+        meas = raw.info.get("meas_date")
+        self.recorded_at = meas.replace(tzinfo=None) if isinstance(meas, dt.datetime) else None
         # A split FIF (``pipelines.readers.fif_parts``): MNE read this part and every one after it.
         parts = [os.path.basename(str(f)) for f in raw.filenames if f] if fmt == "fif" else []
         if len(parts) > 1:
@@ -73,7 +75,8 @@ class MneReader(Reader):
         notes = annotation_samples(raw)
         self._segments = annotated_segments(notes, n_times, sfreq)
         self.bad_spans = annotated_bad_spans(notes, n_times)
-        self.events = annotated_events(notes, self.segments, sfreq)
+        # the text as recorded, for the uploader to read (matched against codes case-insensitively)
+        self.events = annotated_events(annotation_samples(raw, keep_case=True), self.segments, sfreq)
         self.bad_channels = tuple(raw.info["bads"])
         self.digitized = digitized_positions(raw.info, fmt)
 

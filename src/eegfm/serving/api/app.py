@@ -28,20 +28,24 @@ from eegfm.serving.api import auth
 from eegfm.serving.api.explaining import MAX_STEPS, MAX_WINDOW, ExplainService
 from eegfm.serving.api.jobs import RequestWork, request_work
 from eegfm.serving.api.logged import fault
+from eegfm.serving.api.marks import MARKS_DIR, MarkStore
+from eegfm.serving.api.marks_routes import add_marks
 from eegfm.serving.api.metrics import Metrics, MetricsMiddleware
 from eegfm.serving.api.page import SecurityHeaders, add_page
 from eegfm.serving.api.routes import PROBES, endpoints, listing
 from eegfm.serving.api.service import MAX_BATCH_FILES, PredictionService
 from eegfm.serving.api.signals import SignalsError, SignalsRequest
 from eegfm.serving.api.stopping import STOP, CloseWhenStopping
+from eegfm.serving.api.trace_query import trace_view_query
 from eegfm.serving.api.traces import MAX_SECONDS as MAX_TRACE_SECONDS
-from eegfm.serving.api.traces import MAX_START_S, TraceService
+from eegfm.serving.api.traces import MAX_START_S, TraceService, TraceView
 from eegfm.serving.api.uploads import UploadError, save_body, upload_extension
 
 log = get_logger(__name__)
 # A raw body is a recording file; curl --data-binary sends form-urlencoded unless told otherwise
 RAW_TYPES = ("", "application/octet-stream", "application/x-www-form-urlencoded", "application/zip", "application/gzip")
 BINARY = {"type": "string", "format": "binary"}
+BODY_METHODS = ("POST", "PUT")  # a refusal may leave their body unread
 ECHO_HELP = "true: the reply names the recordings by the client's file names and channel labels as recorded"
 
 
@@ -113,8 +117,11 @@ async def _json_reply(reply: dict[str, Any], status: int = 200) -> JSONResponse:
     return await anyio.to_thread.run_sync(functools.partial(JSONResponse, reply, status_code=status))
 
 
-def create_app(service: PredictionService, api_keys: frozenset[str] | None, metrics: Metrics) -> FastAPI:
-    """The application: ``api_keys`` None serves without authentication (--no-auth)."""
+def create_app(
+    service: PredictionService, api_keys: frozenset[str] | None, metrics: Metrics, marks_dir: str = MARKS_DIR
+) -> FastAPI:
+    """The application: ``api_keys`` None serves without authentication (--no-auth); reviewers'
+    marks are kept under ``marks_dir`` (created on the first write)."""
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI):
@@ -142,13 +149,14 @@ def create_app(service: PredictionService, api_keys: frozenset[str] | None, metr
     add_page(app)
     _add_explain(app, ExplainService(service.predictor, service.limits))
     _add_traces(app, TraceService(service.predictor, service.limits))
+    add_marks(app, MarkStore(marks_dir), NEEDS_KEY, {code: ERRORS[code] for code in (401, 413, 422)})
     return app
 
 
 def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(UploadError)
     async def upload_error(request: Request, err: UploadError):
-        return _error(err.status, err.message, close=request.method == "POST")
+        return _error(err.status, err.message, close=request.method in BODY_METHODS)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException):
@@ -159,7 +167,7 @@ def _add_error_handlers(app: FastAPI) -> None:
             # the method is the client's own token, of any length: a few characters say which
             method = request.method if len(request.method) <= 16 else request.method[:16] + "..."
             message = f"method {method}: not allowed here (see /openapi.json)"
-        return _error(err.status_code, message, err.headers, close=request.method == "POST")
+        return _error(err.status_code, message, err.headers, close=request.method in BODY_METHODS)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, err: RequestValidationError):
@@ -167,7 +175,7 @@ def _add_error_handlers(app: FastAPI) -> None:
         where = " ".join(str(part) for part in first["loc"])
         got = first.get("input")  # the client's own value, a few characters of it: never logged
         got = f"; got {str(got)[:32]}" if isinstance(got, str | int | float) and first["loc"][0] == "query" else ""
-        return _error(422, f"{where}: {first['msg']}{got}", close=request.method == "POST")
+        return _error(422, f"{where}: {first['msg']}{got}", close=request.method in BODY_METHODS)
 
 
 def _add_probes(app: FastAPI, service: PredictionService, metrics: Metrics) -> None:
@@ -373,18 +381,23 @@ def _add_explain(app: FastAPI, explainer: ExplainService) -> None:
 def _add_traces(app: FastAPI, tracer: TraceService) -> None:
     @app.post(
         "/v1/traces",
-        summary="a span of a recording's EEG in the double-banana bipolar montage, as the model saw it",
-        description="The 18 longitudinal bipolar derivations (Fp1-F7 ... Cz-Pz) of the pipeline's "
-        "preprocessed 19-channel 256 Hz windows, for at most "
-        f"{MAX_TRACE_SECONDS:g} s from start_s: each derivation's samples as base64 little-endian int16 "
+        summary="a span of a recording's EEG in a review montage, from the samples the model saw",
+        description="The derivations of a montage (double banana by default; referential, the model's own "
+        "input; average; transverse; custom) of the pipeline's preprocessed 19-channel 256 Hz windows, for at "
+        f"most {MAX_TRACE_SECONDS:g} s from start_s: each derivation's samples as base64 little-endian int16 "
         "(value in µV = integer x encoding.scale_uv; encoding.missing where no window holds the sample), "
-        "with the stretches where it involves an interpolated electrode and why. Same upload as /v1/explain.",
+        "with its group (chain) and the stretches where it involves an interpolated electrode and why. "
+        "Display filters (lff, hff, notch) change the drawn samples only and can only narrow the pipeline's "
+        "band (filters.pipeline). Also: the recording's auxiliary channels (extra, named by kind, each with "
+        "its own scale), its own annotations, its start (recorded_at: for the uploader only) and recording_id "
+        "(the key of /v1/marks). Same upload as /v1/explain.",
         dependencies=NEEDS_KEY,
         openapi_extra=PREDICT_BODY_FILES,
         responses=ERRORS,
     )
     async def traces(
         request: Request,
+        view: Annotated[TraceView, Depends(trace_view_query)],
         start_s: Annotated[
             float,
             Query(
@@ -402,7 +415,7 @@ def _add_traces(app: FastAPI, tracer: TraceService) -> None:
         ] = 10.0,
         filename: Annotated[str, Query(description="a raw body's file name: its extension gives the format")] = "",
     ):
-        work = functools.partial(tracer.traces_file, start_s=start_s, seconds=seconds)
+        work = functools.partial(tracer.traces_file, start_s=start_s, seconds=seconds, view=view)
         return await _answer_upload(request, filename, tracer.limits, "traces", work)
 
 
