@@ -7,9 +7,10 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
+from eegfm.contract.montages import DOUBLE_BANANA
 from eegfm.contract.schema import SFREQ, decode_example
 from eegfm.contract.tfrecord import read_records
-from eegfm.evaluation.report.sections_predictions import DOUBLE_BANANA, PAGE_SECONDS, _draw_traces, bipolar
+from eegfm.evaluation.report.sections_predictions import PAGE_SECONDS, _draw_traces, bipolar
 
 
 def test_a_window_is_drawn_in_the_double_banana_negative_up(three_sites):

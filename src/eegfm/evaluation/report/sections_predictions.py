@@ -3,10 +3,8 @@ them (10 s, double banana, negative up, a calibration bar) with the model's prob
 the experts' label, each recording's power spectrum, and the class mix the model predicts on
 each corpus it was run on (``corpus_check.json``) and on each ``eegfm-predict`` output.
 
-The derivations are the 18 of the longitudinal bipolar montage: ``contract.spectrogram.CHAINS``
-(the four chains the HMS spectrograms use) in the clinical order, left temporal, left
-parasagittal, the midline's Fz-Cz and Cz-Pz, right parasagittal, right temporal. They are listed
-here until the contract names the montage itself.
+The derivations are the 18 of the longitudinal bipolar montage, ``contract.montages.DOUBLE_BANANA``,
+in the order the review page draws them.
 """
 
 from __future__ import annotations
@@ -18,22 +16,14 @@ from typing import Any
 import numpy as np
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
+from eegfm.contract.montages import DOUBLE_BANANA
 from eegfm.contract.schema import SFREQ
-from eegfm.contract.spectrogram import CHAINS
 from eegfm.core.palette import class_colours
 from eegfm.core.tasks import HMS_CLASSES
 from eegfm.evaluation.report.discover import Found, read_json
 from eegfm.evaluation.report.document import Picture, Section, Table, png_of
 from eegfm.evaluation.report.scoring import Scored
 
-DOUBLE_BANANA: tuple[tuple[str, str], ...] = (
-    *CHAINS["LL"],
-    *CHAINS["LP"],
-    ("Fz", "Cz"),
-    ("Cz", "Pz"),
-    *CHAINS["RP"],
-    *CHAINS["RL"],
-)
 PAGE_SECONDS = 10.0
 SPACING_UV = 150.0  # between traces: about 7 µV/mm on a 30 mm/s page's proportions
 CALIBRATION_UV = 100.0

@@ -198,7 +198,7 @@
       const colour = MARK_COLOURS[note.kind];
       const x0 = x(Math.max(note.onset_s, state.pageStart));
       const x1 = x(Math.min(note.onset_s + (note.duration_s || 0), state.pageStart + state.pageSeconds));
-      ctx.fillStyle = colour + "22";
+      ctx.fillStyle = colour + "14"; // a light band: annotations may tile the whole recording
       if (x1 > x0 + 1) ctx.fillRect(x0, top, x1 - x0, low - top);
       ctx.strokeStyle = colour;
       ctx.setLineDash([3, 2]);
@@ -207,8 +207,12 @@
       ctx.lineTo(Math.round(x0) + 0.5, low);
       ctx.stroke();
       ctx.setLineDash([]);
+      const text = note.text.slice(0, 40);
+      const y = (lane ? top : 0) + 11;
+      ctx.fillStyle = "rgba(255,255,255,0.85)"; // readable over the traces it sits on
+      ctx.fillRect(x0 + 2, y - 10, ctx.measureText(text).width + 3, 13);
       ctx.fillStyle = colour;
-      ctx.fillText(note.text.slice(0, 40), x0 + 3, (lane ? top : 0) + 11);
+      ctx.fillText(text, x0 + 3, y);
     });
   }
 
