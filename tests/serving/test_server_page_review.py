@@ -18,6 +18,7 @@ import pytest
 from eegfm.contract.schema import CHANNELS
 from tests.serving.cdp import CHROMIUM, browser_page
 from tests.serving.serve_helpers import AUTH, serving
+from tests.serving.test_server_page_browser import INK
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")]
 
@@ -25,12 +26,6 @@ LAPTOP = (1024, 768)
 LABELS = "Array.from(document.querySelectorAll('#eeg-labels span:not(.extra)')).map((s) => s.dataset.name)"
 EXTRA = LABELS.replace(":not(.extra)", ".extra")
 DRAWN = "document.getElementById('traces').dataset.drawn"
-# Dark pixels of the traces canvas and where they are: the EEG's ink (the grid is light grey).
-INK = """(() => { const c = document.getElementById("traces");
-  const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
-  let ink = 0, sum = 0;
-  for (let i = 0; i < data.length; i += 4) if (data[i] + data[i + 1] + data[i + 2] < 200) { ink++; sum += i; }
-  return [ink, sum]; })()"""
 CHOOSE = "(s => {{ s.value = '{value}'; s.dispatchEvent(new Event('change')); }})(document.getElementById('{id}'))"
 FIELD = "document.getElementById('{}').value"
 ROWS = "Array.from(document.querySelectorAll('#events tr[data-kind={}]'))"
