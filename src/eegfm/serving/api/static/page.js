@@ -24,9 +24,13 @@ function say(text, isError) {
 // recording's stage and reason and what else the upload held.
 function reasonOf(status, body) {
   const why = [body.error || `HTTP ${status}`];
-  (body.recordings || []).filter((r) => r.status !== "processed").forEach((r) => why.push(`${r.stage || "quarantined"}: ${r.reason || "no reason given"}`));
+  const recordings = body.recordings || [];
+  recordings.filter((r) => r.status !== "processed").forEach((r) => why.push(`${r.stage || "quarantined"}: ${r.reason || "no reason given"}`));
   (body.ignored || []).forEach((entry) => why.push(`ignored ${entry.input}: ${entry.reason}`));
-  return `${status}: ${why.join("; ")}`;
+  let text = `${status}: ${why.join("; ")}`;
+  // The server names a file by a keyed token; one file sent is the one the user chose: named so here only.
+  if (recordings.length === 1 && recordings[0].input && page.file) text = text.split(recordings[0].input).join(page.file.name);
+  return text;
 }
 
 // One request with the key; the JSON reply (or text with `text: true`), or an Error with the API's reason.
