@@ -6,9 +6,11 @@ Two rules, both set by every console script before it does any work:
    (libgomp, which torch's CPU wheels bundle, about 300,000 spins per wait; Intel's 200 ms), so
    beside other busy processes each pool burns the cores the others need. The documented switches
    ``OMP_WAIT_POLICY=PASSIVE`` (OpenMP), ``GOMP_SPINCOUNT=0`` (libgomp) and ``KMP_BLOCKTIME=0``
-   (Intel's runtime) make them sleep at once. A runtime reads them when it loads, so
-   :func:`sleep_while_waiting` runs in ``eegfm/__init__.py``, before any eegfm module imports torch
-   or numpy; a variable the user set is kept.
+   (Intel's runtime) make them sleep at once: four copies of small parallel torch work on two
+   cores took 11.5x one alone with libgomp spinning, 4.0x with the first and 3.3x with the second;
+   libgomp ignores the third (``benchmarks/openmp_waits.py``, docs/performance.md). A runtime
+   reads them when it loads, so :func:`sleep_while_waiting` runs in ``eegfm/__init__.py``, before
+   any eegfm module imports torch or numpy; a variable the user set is kept.
 2. One count of threads for the whole process: ``--threads``, else ``EEGFM_THREADS``, else
    ``OMP_NUM_THREADS`` (the user's, or torchrun's for several ranks), else the cores this process
    may use (:class:`~eegfm.core.machine.Cpus`). A command's pools (torch intra-op threads, loader
