@@ -140,3 +140,26 @@ def test_help_imports_no_heavy_library_it_did_not_before():
                 grown[target] = sorted(set(imported) - seen)
                 seen |= set(imported)
     assert sorted(reported) == sorted(scripts.values()) and grown == {}
+
+
+def _first_call(function: ast.FunctionDef) -> str:
+    """The name of the function a ``main``'s first statement (after its docstring) calls."""
+    body = function.body[1:] if ast.get_docstring(function) else function.body
+    first = body[0]
+    call = first.value if isinstance(first, ast.Expr) else None
+    if not isinstance(call, ast.Call):
+        return ""
+    return call.func.id if isinstance(call.func, ast.Name) else getattr(call.func, "attr", "")
+
+
+def test_every_command_starts_with_fair_threads():
+    """core/threads.py: each console script sizes its pools from one count before any work."""
+    late = []
+    for name, target in console_scripts().items():
+        module = importlib.import_module(target.split(":")[0])
+        main = getattr(module, target.split(":")[1])
+        tree = ast.parse(Path(sys.modules[main.__module__].__file__).read_text(encoding="utf-8"))
+        function = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "main")
+        if _first_call(function) != "fair_threads":
+            late.append(name)
+    assert late == []

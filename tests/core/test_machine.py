@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from eegfm.core.machine import Cpus, CpuUse, cgroup_cpu_limit, cpu_use_line, omp_threads
+from eegfm.core.machine import Cpus, CpuUse, cgroup_cpu_limit, cpu_use_line, omp_threads, waiting_threads
 from tests.conftest import REPO_ROOT
 
 
@@ -83,7 +83,7 @@ def test_the_line_names_each_count_and_the_option_that_changes_it():
     ]
     assert cpu_use_line(2, uses) == (
         "using 2 CPU cores: 2 torch threads (--threads N to change), "
-        "1 loader worker (--set loader.num_workers=N to change)"
+        "1 loader worker (--set loader.num_workers=N to change); " + waiting_threads()
     )
     given = [
         CpuUse(3, "torch thread", "--threads N", "--threads", "per worker"),
@@ -93,5 +93,12 @@ def test_the_line_names_each_count_and_the_option_that_changes_it():
     assert cpu_use_line(1, given, "1 CPUs bound to this rank") == (
         "using 1 CPU core (1 CPUs bound to this rank): 3 torch threads per worker (from --threads), "
         "1 torch thread (from OMP_NUM_THREADS; --threads N to change), "
-        "0 loader workers (from loader.num_workers; --set loader.num_workers=N to change)"
+        "0 loader workers (from loader.num_workers; --set loader.num_workers=N to change); " + waiting_threads()
     )
+
+
+def test_the_line_says_whether_waiting_threads_sleep(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert waiting_threads() == "waiting threads sleep (OMP_WAIT_POLICY=PASSIVE)"
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert waiting_threads() == "waiting threads spin before sleeping (OMP_WAIT_POLICY=unset)"

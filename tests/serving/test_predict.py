@@ -139,7 +139,8 @@ def test_the_model_gets_each_process_share_of_the_cores(cores, processes, expect
 
 def test_threads_are_given_or_from_the_machine(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS")
-    cores = Cpus.here().usable
+    monkeypatch.delenv("EEGFM_THREADS", raising=False)
+    cores = Cpus.here().per_rank
     served = argparse.Namespace(backend="onnx", threads=None, workers=2)
     assert str(model_threads.threads_use(served)) == (
         f"{max(1, cores // 2)} onnxruntime thread{'s' if cores >= 4 else ''} per worker (--threads N to change)"
@@ -148,6 +149,9 @@ def test_threads_are_given_or_from_the_machine(monkeypatch):
     assert str(model_threads.threads_use(given)) == "3 torch threads (from --threads)"
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert model_threads.threads_use(argparse.Namespace(backend="torch", threads=None)).given_by == "OMP_NUM_THREADS"
+    monkeypatch.setenv("EEGFM_THREADS", "4")  # over OMP_NUM_THREADS, and shared by eegfm-serve's workers
+    shared = "2 onnxruntime threads per worker (from EEGFM_THREADS; --threads N to change)"
+    assert str(model_threads.threads_use(served)) == shared
 
 
 def test_planted_identifiers_reach_no_prediction_and_no_log(finetuned, tmp_path):

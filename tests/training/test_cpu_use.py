@@ -19,42 +19,51 @@ def _torch_threads_restored():
 
 
 @pytest.mark.parametrize(
-    "share, workers, cuda, expected",
+    "share, workers, expected",
     [
-        (2, 1, False, 2),  # CPU: the step takes every core, the worker's reading costs it little
-        (16, 1, False, 16),
-        (1, 0, False, 1),
-        (16, 15, True, 1),  # GPU: the cores the loader workers leave
-        (32, 8, True, 24),  # workers capped by memory or the corpus: the rest go to the rank
-        (4, 4, True, 1),
+        (2, 0, 2),  # CPU on two cores: no worker (auto), the step takes both
+        (4, 1, 3),  # never more threads and workers than cores
+        (1, 0, 1),
+        (16, 15, 1),  # GPU: the cores the loader workers leave
+        (32, 8, 24),  # workers capped by memory or the corpus: the rest go to the rank
+        (4, 4, 1),
     ],
 )
-def test_a_rank_threads_are_its_share_of_the_cores(share, workers, cuda, expected):
-    assert rank_threads(share, workers, cuda) == expected
+def test_a_rank_threads_are_the_cores_its_workers_leave(share, workers, expected):
+    assert rank_threads(share, workers) == expected
 
 
 def test_the_threads_come_from_the_machine_unless_given(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("EEGFM_THREADS", raising=False)
     here = Cpus.here()
-    use = set_rank_threads("auto", 1, False, here)
+    use = set_rank_threads("auto", 0, here)
     assert use.count == torch.get_num_threads() == here.per_rank and use.given_by is None
-    assert set_rank_threads(1, 1, False, here).given_by == "--threads" and torch.get_num_threads() == 1
+    assert torch.get_num_interop_threads() == 1  # a command's parallelism is its intra-op threads
+    assert set_rank_threads(1, 1, here).given_by == "--threads" and torch.get_num_threads() == 1
+    monkeypatch.setenv("EEGFM_THREADS", "3")  # the process's whole share: the worker's core comes out of it
+    use = set_rank_threads("auto", 1, Cpus(8, 8))
+    assert (use.count, use.given_by, torch.get_num_threads()) == (2, "EEGFM_THREADS", 2)
+    monkeypatch.delenv("EEGFM_THREADS")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the user's, or torchrun's for several ranks: kept
-    use = set_rank_threads("auto", 1, False, Cpus(8, 8))
+    use = set_rank_threads("auto", 1, Cpus(8, 8))
     assert (use.count, use.given_by, torch.get_num_threads()) == (1, "OMP_NUM_THREADS", 1)
 
 
 def test_one_line_says_how_the_rank_uses_its_cores(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.delenv("EEGFM_THREADS", raising=False)
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
     auto = SimpleNamespace(config=SimpleNamespace(num_workers=1), auto_workers=True)
-    line = use_cpus("auto", auto, torch.device("cpu"), Cpus(2, 2))
+    line = use_cpus("auto", auto, torch.device("cpu"), Cpus(3, 3))
     assert line == (
-        "using 2 CPU cores: 2 torch threads (--threads N to change), "
-        "1 loader worker (--set loader.num_workers=N to change)"
+        "using 3 CPU cores: 2 torch threads (--threads N to change), "
+        "1 loader worker (--set loader.num_workers=N to change); waiting threads sleep (OMP_WAIT_POLICY=PASSIVE)"
     )
     given = SimpleNamespace(config=SimpleNamespace(num_workers=0), auto_workers=False)
     line = use_cpus(1, given, torch.device("cpu"), Cpus(8, 16, 2))
     assert line == (
         "using 8 CPU cores (8 CPUs bound to this rank): 1 torch thread (from --threads), "
-        "0 loader workers (from loader.num_workers; --set loader.num_workers=N to change)"
+        "0 loader workers (from loader.num_workers; --set loader.num_workers=N to change); "
+        "waiting threads sleep (OMP_WAIT_POLICY=PASSIVE)"
     )

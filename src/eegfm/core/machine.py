@@ -112,4 +112,13 @@ def cpu_use_line(cores: int, uses: Sequence[CpuUse], why: str = "") -> str:
     """The start-up line: ``using 2 CPU cores: 2 torch threads (--threads N to change), ...``;
     ``why``: where the count of cores comes from, where it is not simply this machine's."""
     where = f" ({why})" if why else ""
-    return f"using {cores} CPU core{'' if cores == 1 else 's'}{where}: " + ", ".join(map(str, uses))
+    line = f"using {cores} CPU core{'' if cores == 1 else 's'}{where}: " + ", ".join(map(str, uses))
+    return f"{line}; {waiting_threads()}"
+
+
+def waiting_threads() -> str:
+    """How OpenMP's waiting threads behave here, for the start-up line (core/threads.py sets
+    OMP_WAIT_POLICY=PASSIVE where the user has not chosen)."""
+    policy = os.environ.get("OMP_WAIT_POLICY", "")
+    how = "sleep" if policy.upper() == "PASSIVE" else "spin before sleeping"
+    return f"waiting threads {how} (OMP_WAIT_POLICY={policy or 'unset'})"

@@ -23,6 +23,7 @@ from typing import Any
 from tqdm import tqdm
 
 from eegfm.core.config import add_corpus_argument
+from eegfm.core.threads import fair_threads
 
 ARTIFACT_THRESHOLD = 0.5  # the recommendation table's artifact rule (inference/recommendation.yaml)
 # A finding's probability under which a window of a healthy person counts as clear of it: the check
@@ -89,6 +90,7 @@ def corpora(named: list[tuple[str, str]]) -> dict[str, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     args = parse_args(argv)
     from eegfm.inference.predictor import Predictor  # torch and the model: not for --help
 

@@ -31,6 +31,7 @@ from eegfm.contract import layout
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS
+from eegfm.core.threads import fair_threads
 from eegfm.metrics.plots import plot_per_site
 from eegfm.training import finetune
 from eegfm.training.config import FinetuneConfig
@@ -217,6 +218,7 @@ def _run_fold(
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     args = build_parser().parse_args(argv)
     setup_logging("INFO")
     try:

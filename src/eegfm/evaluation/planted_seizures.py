@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from eegfm.core.threads import fair_threads
+
 STRETCH_S, ICTAL_S = 20.0, 10.0
 
 
@@ -80,6 +82,7 @@ def evaluate(predictor, files: list[Path]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     parser = argparse.ArgumentParser(prog="eegfm-planted-seizures", description=__doc__.split("\n")[0])
     parser.add_argument("--model", required=True, help="a fine-tuned hms6 run folder or model/ folder")
     parser.add_argument(

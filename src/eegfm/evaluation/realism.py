@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from eegfm.core.config import user_file_path
 from eegfm.core.logs import setup_logging
+from eegfm.core.threads import fair_threads
 from eegfm.simulate.cli import OneLineParser, add_corpus_options, resolve_corpus_defaults
 
 PROG = "eegfm-realism"
@@ -114,6 +115,7 @@ def report_command(args: argparse.Namespace, parser: OneLineParser) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     parser = build_parser()
     args = parser.parse_args(argv)
     resolve_corpus_defaults(args, REALISM_DEFAULTS)

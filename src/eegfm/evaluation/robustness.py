@@ -31,6 +31,7 @@ from eegfm.contract import layout
 from eegfm.contract.schema import SFREQ
 from eegfm.core.config import ConfigError, user_file_path, user_path
 from eegfm.core.logs import get_logger, setup_logging
+from eegfm.core.threads import fair_threads
 from eegfm.metrics.classification import TEMPERATURE_RANGE, evaluate
 from eegfm.model.modeling import EEGFMModel
 from eegfm.training.config import FinetuneConfig
@@ -373,6 +374,7 @@ def run(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     run(argv)
     return 0
 

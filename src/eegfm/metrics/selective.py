@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from eegfm.core.threads import fair_threads
 from eegfm.metrics.uncertainty import entropy, uncertainty_of
 
 COVERAGE = 0.8
@@ -191,6 +192,7 @@ def read_predictions(path: Path) -> tuple[np.ndarray, np.ndarray, dict[str, np.n
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     parser = argparse.ArgumentParser(prog="eegfm-selective", description=__doc__.split("\n\n")[0])
     parser.add_argument("--predictions", type=Path, required=True, help="eegfm-predict's predictions.csv")
     parser.add_argument("--output", type=Path, required=True, help="folder for selective.json and selective.png")

@@ -218,6 +218,9 @@ class OnnxEEGFM:
         import onnxruntime as ort  # optional: the serving extra; exporting needs only torch
 
         options = ort.SessionOptions()
+        # A waiting worker thread sleeps instead of spinning: beside other work spinning takes the
+        # cores they need (core/threads.py); ONNX Runtime's documented session switch.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads is not None:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1

@@ -3,13 +3,15 @@ the help that says so."""
 
 from __future__ import annotations
 
-from eegfm.core.machine import Cpus, CpuUse, omp_threads
+from eegfm.core.machine import CpuUse
+from eegfm.core.threads import process_threads
 
 
 def threads_help(shared: str = "") -> str:
     """--threads's help; ``shared``: how eegfm-serve divides the default between its processes."""
     return (
-        "intra-op CPU threads of the model, torch's or ONNX Runtime's (default: OMP_NUM_THREADS where set, else "
+        "intra-op CPU threads of the model, torch's or ONNX Runtime's (default: EEGFM_THREADS, else "
+        "OMP_NUM_THREADS where set, else "
         f"the cores this process may use: its CPU affinity within the machine's or container's CPU quota{shared})"
     )
 
@@ -22,13 +24,12 @@ def model_threads(cores: int, processes: int = 1) -> int:
 
 
 def threads_use(args) -> CpuUse:
-    """The model's threads per process: --threads, else OMP_NUM_THREADS, else :func:`model_threads`
-    of the cores this process may use."""
+    """The model's threads per process: --threads, else EEGFM_THREADS (shared by eegfm-serve's
+    workers), else OMP_NUM_THREADS, else :func:`model_threads` of the cores this process may use."""
     what = "onnxruntime thread" if args.backend.startswith("onnx") else "torch thread"
     processes = getattr(args, "workers", 1)  # eegfm-serve's
     per = "per worker" if processes > 1 else ""
-    if args.threads is not None:
-        return CpuUse(args.threads, what, "--threads N", "--threads", per)
-    if (count := omp_threads()) is not None:
-        return CpuUse(count, what, "--threads N", "OMP_NUM_THREADS", per)
-    return CpuUse(model_threads(Cpus.here().usable, processes), what, "--threads N", per=per)
+    chosen = process_threads(args.threads)
+    if chosen.given_by in ("--threads", "OMP_NUM_THREADS"):
+        return CpuUse(chosen.count, what, "--threads N", chosen.given_by, per)
+    return CpuUse(model_threads(chosen.count, processes), what, "--threads N", chosen.given_by, per)

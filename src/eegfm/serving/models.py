@@ -14,6 +14,7 @@ import sys
 
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger, setup_logging
+from eegfm.core.threads import fair_threads
 from eegfm.inference import model_versions as versions
 from eegfm.inference.model_store import DIGEST_PREFIX, split_versioned
 
@@ -78,6 +79,7 @@ def _publish_unversioned(argv: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     argv = sys.argv[1:] if argv is None else list(argv)
     setup_logging("INFO")
     if argv and not argv[0].startswith("-") and argv[0] not in ("publish", "alias", "list"):

@@ -61,6 +61,7 @@ from pathlib import Path
 # Only what the parser needs: --help, a usage error and shell completion import no torch, Beam or mne
 # (tests/test_commands.py); the run is serving.predict_run, imported by run().
 from eegfm.core.config import ConfigError, user_path
+from eegfm.core.threads import fair_threads
 from eegfm.inference.backend_names import BACKENDS
 from eegfm.pipelines.privacy.deid import DEFAULT_KEY_FILE
 from eegfm.serving.explain.options import add_explain_options
@@ -263,6 +264,7 @@ def run(argv: list[str] | None = None) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     report = run(argv)
     if not report["counts"]["processed"]:
         print("no recording could be scored (reasons above)", file=sys.stderr)

@@ -39,6 +39,7 @@ from eegfm.contract.windows import Window
 from eegfm.core.config import Config, ConfigError, check_int, check_option, user_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.stores import is_remote
+from eegfm.core.threads import fair_threads
 from eegfm.inference.model_store import resolve_model_dir
 
 INT8_NAME = INT8_ONNX
@@ -301,6 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging("INFO")

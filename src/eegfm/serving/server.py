@@ -45,6 +45,7 @@ import tempfile
 
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.machine import Cpus, CpuUse, cpu_use_line
+from eegfm.core.threads import fair_threads
 from eegfm.serving.api.marks import MARKS_DIR  # the standard library only: --help stays quick
 
 log = get_logger(__name__)
@@ -230,6 +231,7 @@ def make_server(argv: list[str] | None = None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     setup_logging("INFO")
     multiproc_dir = None
     args = build_parser().parse_args(argv)

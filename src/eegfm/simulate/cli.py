@@ -23,6 +23,7 @@ from tqdm import tqdm
 from eegfm.core.config import ConfigError, user_file_path
 from eegfm.core.logs import setup_logging
 from eegfm.core.tasks import HMS_CLASSES
+from eegfm.core.threads import fair_threads
 from eegfm.simulate.output import check_output
 
 PROG = "eegfm-simulate"
@@ -289,6 +290,7 @@ def _summary(result, config) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The command: parse ``argv``, then a corpus (:func:`simulate`) or the pattern realism report."""
+    fair_threads()  # before any work: core/threads.py
     parser = build_parser()
     args, unknown = parser.parse_known_args(argv)  # an old --realism command line's --against ... too
     resolve_corpus_defaults(args)

@@ -58,6 +58,7 @@ from tqdm import tqdm
 from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import setup_logging
+from eegfm.core.threads import fair_threads
 from eegfm.simulate.artifacts import ArtifactPlan
 from eegfm.simulate.cli import OneLineParser  # one-line errors naming the flag, as eegfm-simulate's
 from eegfm.simulate.output import check_output, publish, stage_directory
@@ -435,6 +436,7 @@ def _options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Plant
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     parser = build_parser()
     args = parser.parse_args(argv)
     options = _options(parser, args)

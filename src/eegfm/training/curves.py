@@ -18,6 +18,7 @@ import numpy as np
 
 from eegfm.contract import layout
 from eegfm.core.logs import get_logger
+from eegfm.core.threads import fair_threads
 
 log = get_logger(__name__)
 
@@ -142,6 +143,7 @@ def write_curves(output: Path, title: str) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     parser = argparse.ArgumentParser(
         prog="eegfm-curves",
         description="Draw a pretraining or fine-tuning run's learning curves (RUN_DIR/metrics.jsonl) as "

@@ -30,6 +30,7 @@ from eegfm.contract.preprocess_spec import save_preprocess_spec
 from eegfm.core.config import check_range, user_file_path, user_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS
+from eegfm.core.threads import fair_threads
 from eegfm.metrics.classification import evaluate
 from eegfm.model.architectures import is_model_folder, quiet_transformers
 from eegfm.model.ensemble import EnsembleModel, fit_stacking
@@ -298,6 +299,7 @@ def stack(cfg: FinetuneConfig, job: StackJob) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     args = build_parser().parse_args(argv)
     setup_logging("INFO")
     try:

@@ -32,6 +32,7 @@ from eegfm.contract.schema import CHANNELS, SFREQ
 from eegfm.core.config import user_file_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.run_lock import release_run_lock
+from eegfm.core.threads import fair_threads
 from eegfm.model.architectures import quiet_transformers
 from eegfm.model.modeling import pretraining_losses
 from eegfm.training import checkpoint as ckpt
@@ -412,6 +413,7 @@ def pretrain(cfg: PretrainConfig, run: command.RunSpec, threads: int | str | Non
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     args = build_parser().parse_args(argv)
     try:
         cfg, note = pretrain_config(args.config, command.run_overrides(args), args.max_steps)

@@ -25,6 +25,8 @@ def _machine(cpus=16, total=None, ranks=1, memory=None, cuda=True):
         (_machine(cuda=False), 1, "CPU training"),
         (_machine(1, cuda=False), 0, "CPU training on 1 CPUs / 1 local rank(s): no core to spare"),
         (_machine(2, ranks=2, cuda=False), 0, "no core to spare"),  # two gloo ranks on two cores
+        (_machine(2, cuda=False), 0, "beside two for the step"),  # a worker would outnumber the cores
+        (_machine(3, cuda=False), 1, "CPU training"),
         (_machine(16), 15, "16 CPUs / 1 local rank"),
         (_machine(96, ranks=8), 11, "96 CPUs / 8 local rank"),
         (_machine(4, total=64, ranks=8), 3, "4 CPUs bound to this rank"),  # mpirun's binding

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import setup_logging
+from eegfm.core.threads import fair_threads
 from eegfm.evaluation.comparison.options import (
     DEFAULT_CONFIG,
     EEGMAT_METHODS,
@@ -192,6 +193,7 @@ def suite_options(args: argparse.Namespace):
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     args = build_parser().parse_args(argv)
     setup_logging("INFO")
     from eegfm.evaluation.comparison import eegmat, folder, shared, simulated  # torch, Beam: not for --help

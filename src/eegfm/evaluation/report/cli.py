@@ -20,6 +20,7 @@ from eegfm.contract import layout
 from eegfm.core.config import ConfigError, user_file_path, user_path
 from eegfm.core.logs import get_logger, setup_logging
 from eegfm.core.stores import is_remote
+from eegfm.core.threads import fair_threads
 from eegfm.evaluation.report import sections_checks, sections_data, sections_predictions, sections_shift, sections_sites
 from eegfm.evaluation.report.discover import Found, discover
 from eegfm.evaluation.report.document import Section, as_json
@@ -201,6 +202,7 @@ def run(argv: list[str] | None = None) -> dict[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     print(run(argv)["html"])
     return 0
 

@@ -27,7 +27,6 @@ from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions,
 from eegfm.contract import layout
 from eegfm.core.config import ConfigError, check_int
 from eegfm.core.logs import get_logger, setup_logging
-from eegfm.core.machine import Cpus
 from eegfm.core.process_tree import StallWatchdog, Stopped, stop_on_signals
 from eegfm.core.run_lock import hold_run_lock, release_run_lock, run_token
 from eegfm.core.stores import (
@@ -42,6 +41,7 @@ from eegfm.core.stores import (
     match_path,
     storage_error,
 )
+from eegfm.core.threads import fair_threads, pool_threads
 from eegfm.pipelines.datasets import Ignored, discover, named_in_reason
 from eegfm.pipelines.job.leftovers import clear_temporary_folders, temporary_folders
 from eegfm.pipelines.job.local_job import BeamJobFailed, run_in_session
@@ -410,7 +410,7 @@ def _use_the_cores(options: PipelineOptions, beam_args: list[str], paths: list[s
     named = {arg.split("=", 1)[0] for arg in beam_args}
     if named & {"--direct_running_mode", "--direct_num_workers"}:
         return
-    chosen = choose_parallelism(input_bytes(paths), Cpus.here().usable)
+    chosen = choose_parallelism(input_bytes(paths), pool_threads().count)  # EEGFM_THREADS, else the cores
     direct = options.view_as(DirectOptions)
     direct.direct_running_mode, direct.direct_num_workers = chosen.running_mode, chosen.num_workers
     log.info(
@@ -442,6 +442,7 @@ def local_runner(options: PipelineOptions):
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     try:
         run(argv)
     except Stopped as err:

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from eegfm.contract.channels import auxiliary_kind, cap_label, clean_channel_name, derivation, standard_name
 from eegfm.core.logs import RedactingFilter, setup_logging
 from eegfm.core.stores import STORE_ERRORS
+from eegfm.core.threads import fair_threads
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.job.process_io import Outcome, RejectedWindow
 from eegfm.pipelines.privacy.deid import DEFAULT_KEY_FILE, PseudonymKeyError, keyed_hex, load_key
@@ -421,6 +422,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging("WARNING")

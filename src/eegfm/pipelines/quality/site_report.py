@@ -23,6 +23,7 @@ from eegfm.contract.schema import decode_features
 from eegfm.contract.tfrecord import read_records
 from eegfm.core.palette import class_colours
 from eegfm.core.stores import filesystems, is_remote, join_path, open_binary
+from eegfm.core.threads import fair_threads
 
 REPORT_NAME = "report.png"
 
@@ -245,6 +246,7 @@ def write_report(output: str, target: str | None = None, max_windows: int = 2000
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     parser = argparse.ArgumentParser(
         prog="eegfm-data-report",
         description="Draw a pipelines.job.preprocess run's data quality across sites as one PNG: recordings "

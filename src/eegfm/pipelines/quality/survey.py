@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from eegfm.core.config import add_corpus_argument
+from eegfm.core.threads import fair_threads
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.job.process import process_recording
 from eegfm.pipelines.job.process_io import PreprocessConfig, RejectedWindow, Window
@@ -89,6 +90,7 @@ def markdown(report: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     parser = argparse.ArgumentParser(
         prog="eegfm-quality-survey",
         description="What each quality rule flags on whole corpora, through the pipeline's own per-recording path.",

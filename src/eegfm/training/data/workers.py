@@ -17,6 +17,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from eegfm.contract.schema import SchemaError
 from eegfm.contract.tfrecord import CorruptTFRecordError
 from eegfm.core.machine import Cpus
+from eegfm.core.threads import pool_threads
 from eegfm.training.data.config import LoaderConfig
 from eegfm.training.data.handoff import Handoff, resolve_shared
 from eegfm.training.data.stream import ShardStream, Storage
@@ -42,7 +43,8 @@ class Machine:
 
     @classmethod
     def here(cls) -> Machine:
-        cpus = Cpus.here()
+        pool = pool_threads()  # EEGFM_THREADS, where set, is this process's whole share
+        cpus = Cpus(pool.count, pool.count) if pool.given_by else pool.cpus
         return cls(cpus.usable, cpus.total, cpus.local_ranks, _available_memory(), torch.cuda.is_available())
 
     @property
@@ -67,17 +69,18 @@ def auto_num_workers(
 ) -> tuple[int, str]:
     """The workers ``num_workers="auto"`` runs with, and why.
 
-    On the CPU one where the rank has a core to spare, else none: one worker delivers thousands of
-    windows/s, many times what a CPU step takes, and the step needs the cores. On a GPU every CPU
+    On the CPU one where the rank has three cores or more (the step keeps the others), else none:
+    one worker delivers thousands of windows/s, many times what a CPU step takes, and the step
+    needs the cores; in the training process the batches cost a ``cpu-tiny`` step 2-4 %. On a GPU every CPU
     of this rank's share but one, at most ``AUTO_MAX_WORKERS``, as many as fit in half the
     available memory, and few enough that each gets ``AUTO_MIN_BATCHES`` batches an epoch of a
     small corpus (each shard's epoch ends with a partial batch).
     """
     share = machine.cpu_share
     if not machine.cuda:
-        if share.per_rank > 1:
+        if share.per_rank > 2:
             return 1, "CPU training: one worker overlaps reading with compute"
-        return 0, f"CPU training on {share.describe()}: no core to spare for a worker"
+        return 0, f"CPU training on {share.describe()}: no core to spare for a worker beside two for the step"
     workers = share.per_rank - 1
     why = f"{share.describe()}, less one {'for it' if share.bound else 'each'}"
     if workers > AUTO_MAX_WORKERS:

@@ -9,6 +9,7 @@ import sys
 from eegfm.core.config import user_file_path, user_path
 from eegfm.core.logs import setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
+from eegfm.core.threads import fair_threads
 from eegfm.model.architectures import list_architectures
 from eegfm.training.command import RunSpec, add_run_arguments, launch, run_overrides
 from eegfm.training.config import TASK_HEADS, ConfigError, FinetuneConfig, load_config
@@ -154,6 +155,7 @@ def job_from_args(args: argparse.Namespace) -> FinetuneJob:
 
 
 def main(argv: list[str] | None = None) -> int:
+    fair_threads()  # before any work: core/threads.py
     args = build_parser().parse_args(argv)
     try:
         cfg, job = config_from_args(args), job_from_args(args)

@@ -18,7 +18,8 @@ from eegfm.model.modeling import EEGFMModel
 from eegfm.training import checkpoint as ckpt
 from eegfm.training import command, engine, run_state, steps
 from eegfm.training.config import ConfigError, FinetuneConfig
-from eegfm.training.data import EEGLoader, check_data, data_dirs
+from eegfm.training.cpu_use import use_cpus
+from eegfm.training.data import AUTO, EEGLoader, check_data, data_dirs
 from eegfm.training.distributed import Dist, StopVote, unwrap
 from eegfm.training.finetune import initial_model, objective, setup, trainable
 from eegfm.training.finetune.plan import Plan, Stage, check_plan_files, plan_data, stages_of
@@ -176,6 +177,9 @@ def _run(job: FineTuning, data: str | Sequence[str], model: EEGFMModel, stages: 
                 if weights is not None:
                     unwrap(model).load_state_dict(weights)
             run = setup.build_run(cfg, dist, data, plan, stage, unwrap(model), best_metric=best, offset=offset)
+            cpus_line = use_cpus(AUTO, run.loader, dist.device)  # after the loader: the cores its workers leave
+            if dist.is_main:
+                log.info(cpus_line)
             if state is not None and int(state["stage"]) == stage.index:
                 run.load_state_dict(state)
                 log.info("resumed %s at step %d (epoch %d)", stage.name, run.step, run.epoch)
