@@ -4,7 +4,6 @@
 // Plain JS, no library: everything it loads is local.
 "use strict";
 
-const FALLBACK_COLOURS = ["#1b9e77", "#d95f02", "#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d", "#666666"];
 const KEY_ITEM = "eegfm-api-key";
 const $ = (id) => document.getElementById(id);
 const page = { file: null, recording: null, labels: [], flagged: [], colours: {}, explained: null };
@@ -77,10 +76,9 @@ function element(tag, text, className) {
   return node;
 }
 
+// The classes' one palette (core/palette.py), as the model's description gives it; grey for none.
 function colourOf(label) {
-  if (page.colours[label]) return page.colours[label];
-  const c = page.labels.indexOf(label);
-  return c < 0 ? "#bbb" : FALLBACK_COLOURS[c % FALLBACK_COLOURS.length];
+  return page.colours[label] || "#bbb";
 }
 
 function swatch(label) {
