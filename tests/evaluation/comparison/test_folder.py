@@ -128,6 +128,21 @@ def test_the_folder_run_reports_every_method_split_and_metric(tiny_run):
             assert output / "data" not in path.parents or b"p00" not in data, path
 
 
+def test_the_run_says_where_its_time_went(tiny_run):
+    """OUT/timing.json (and the table printed at the end) holds every part the cold run did, each
+    second once: the parts add up to no more than the whole."""
+    output, _ = tiny_run
+    timing = json.loads((output / "timing.json").read_text())
+    parts = {part["part"]: part for part in timing["parts"]}
+    assert {"pipeline", "pretraining", "fine-tuning", "EEGNet", "spectral readout", "report"} <= set(parts)
+    assert {item["item"] for item in parts["pretraining"]["items"]} == {"eegfm", "cbramod"}
+    runs = {item["item"]: item["calls"] for item in parts["fine-tuning"]["items"]}
+    assert runs["eegfm"] == 1 and runs["linear_probe"] == 1 and runs["labram"] == 1
+    assert all(part["seconds"] >= 0 for part in timing["parts"])
+    assert sum(part["seconds"] for part in timing["parts"]) <= timing["total_s"] + 0.5
+    assert "timing" not in json.loads((output / "benchmark.json").read_text())["run"]
+
+
 def test_no_validation_or_test_window_reaches_a_training_loader(tiny_run):
     output, seen = tiny_run
     split_of = {w["subject_id"]: w["corpus_split"] for w in scan_windows(str(output / "data"))}

@@ -4,9 +4,11 @@ its own ablations, on the same windows and split, in one command; ``folder`` tak
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
+from eegfm.core import stopwatch
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import setup_logging
 from eegfm.core.threads import fair_threads
@@ -192,6 +194,13 @@ def suite_options(args: argparse.Namespace):
     return SharedOptions(Path(args.shared_data), args.simulated_sites)
 
 
+def report_times(times: stopwatch.PartTimes, output: Path) -> None:
+    """Where the run's time went: a table on stdout and ``OUT/timing.json`` (kept out of
+    ``benchmark.json``, which a rerun reproduces byte for byte)."""
+    print(times.table())
+    (output / "timing.json").write_text(json.dumps(times.as_dict(), indent=2) + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     fair_threads()  # before any work: core/threads.py
     args = build_parser().parse_args(argv)
@@ -201,7 +210,9 @@ def main(argv: list[str] | None = None) -> int:
     suites = {"eegmat": eegmat, "folder": folder, "pretrain": shared, "simulated": simulated}
     try:
         options, corpus = BenchmarkOptions.from_args(args), suite_options(args)
-        suites[args.suite].run(options, corpus)
+        with stopwatch.recording() as times:
+            suites[args.suite].run(options, corpus)
+        report_times(times, options.output)
     except (ConfigError, ValueError, FileNotFoundError) as err:
         print(f"benchmark: {err}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from eegfm.core import stopwatch
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.comparison import baselines, levels, report
 from eegfm.evaluation.comparison.export import export_row
@@ -177,8 +178,9 @@ def evaluate(
     results, intervals, fitted = {}, {}, {}
     for name in selected_rows(options, reports):
         log.info("benchmark: row %s", name)
-        fitted[name] = ROWS[name].fit(context)
-        results[name], intervals[name] = score_row(fitted[name], parts, splits)
+        with stopwatch.part("rows: fitted and scored", name):
+            fitted[name] = ROWS[name].fit(context)
+            results[name], intervals[name] = score_row(fitted[name], parts, splits)
     chosen = {f"{name}.chosen": f.chosen for name, f in fitted.items() if f.chosen is not None}
     run = {"suite": suite.name, "seeds": list(options.seeds), "config": options.config, "windows": counts}
     if note := reference_note(list(reports), opts, options.seeds):
@@ -196,7 +198,8 @@ def evaluate(
         run["exported"] = export_row(options.export, best, index, fitted[best], results[best], flat, suite, data)
     text = report.markdown(suite.title, flat, methods, METRICS, [*split_notes, *notes], suite.published)
     text += report.chosen_markdown(run)
-    report.write(output, flat, run, text, lambda p: report.plot(p, flat, list(methods), METRICS, suite.name))
+    with stopwatch.part("report"):
+        report.write(output, flat, run, text, lambda p: report.plot(p, flat, list(methods), METRICS, suite.name))
     return flat
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from eegfm.contract import layout
+from eegfm.core import stopwatch
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.comparison import fingerprint
 from eegfm.evaluation.comparison.options import BENCHMARK_WINDOW_SECONDS
@@ -64,7 +65,8 @@ def preprocess_windows(
         (output / fingerprint.FILE).unlink(missing_ok=True)  # gone before --overwrite clears the rest
         complete = False
     if not complete:
-        run_pipeline(inputs, output, key, PreprocessConfig(window_seconds=window_seconds), dataset, shown_folders)
+        with stopwatch.part("pipeline"):
+            run_pipeline(inputs, output, key, PreprocessConfig(window_seconds=window_seconds), dataset, shown_folders)
         if fields is not None:  # written once the output is complete: it vouches for a whole folder
             fingerprint.write(output, fields)
     return str(output)

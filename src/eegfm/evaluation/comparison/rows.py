@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from eegfm.core import stopwatch
 from eegfm.evaluation.comparison import baselines, deep_baselines, spectral_stack, tangent_space
 from eegfm.evaluation.comparison.runs import METHODS, pretrain_folder
 from eegfm.evaluation.comparison.windows import WindowSet
@@ -70,7 +71,8 @@ class Context:
     def readout(self) -> tuple[Readout, dict[str, Any]]:
         """eegfm's spectral readout of its own pretrained encoder (``spectral_stack``)."""
         encoder = pretrain_folder(self.output) / "model"
-        return spectral_stack.spectral_readout(encoder, self.train, self.n_classes, self.validation)
+        with stopwatch.part("spectral readout"):
+            return spectral_stack.spectral_readout(encoder, self.train, self.n_classes, self.validation)
 
     @functools.cached_property
     def eegnets(self) -> list[deep_baselines.EEGNetFit]:
@@ -81,10 +83,13 @@ class Context:
         cache = self.output / "baselines"
         grid = {**deep_baselines.GRID, "max_epochs": (self.eegnet_max_epochs,)}
         first, *others = self.seeds
-        fits = [deep_baselines.eegnet(self.train, self.validation, self.n_classes, first, grid, cache=cache)]
+        with stopwatch.part("EEGNet", "the grid, first seed"):
+            fits = [deep_baselines.eegnet(self.train, self.validation, self.n_classes, first, grid, cache=cache)]
         chosen = {key: (fits[0].record[key],) for key in grid}
         for seed in others:
-            fits.append(deep_baselines.eegnet(self.train, self.validation, self.n_classes, seed, chosen, cache=cache))
+            with stopwatch.part("EEGNet", "the chosen setting, another seed"):
+                fit = deep_baselines.eegnet(self.train, self.validation, self.n_classes, seed, chosen, cache=cache)
+            fits.append(fit)
         return fits
 
     def network_folders(self, method: str) -> list[Path]:

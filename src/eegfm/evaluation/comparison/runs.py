@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from eegfm.contract import layout
+from eegfm.core import stopwatch
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.comparison import fingerprint
@@ -264,7 +265,8 @@ def pretrain(data: Sequence[str], output: Path, opts: RecipeOptions, architectur
         cfg, note = opts.pretrain_config(architecture)
         cfg = cfg.with_settings({"wandb.mode": "disabled"})
         log.info("pretraining %s on %s into %s", architecture, ", ".join([*data, *opts.unlabeled]), output)
-        _check(pretraining.pretrain(cfg, RunSpec((*data, *opts.unlabeled), output), note=note), "pretraining")
+        with stopwatch.part("pretraining", architecture):
+            _check(pretraining.pretrain(cfg, RunSpec((*data, *opts.unlabeled), output), note=note), "pretraining")
     return output / "model"
 
 
@@ -301,7 +303,8 @@ def finetune(
         job = finetuning.FinetuneJob(RunSpec((data,), output), pretrained, opts.record_task)
         what = f"fine-tuning {method.name} seed {seed}"
         log.info("%s into %s", what, output)
-        _check(finetuning.finetune(cfg, job), what)
+        with stopwatch.part("fine-tuning", method.name):
+            _check(finetuning.finetune(cfg, job), what)
     return json.loads(report.read_text(encoding="utf-8"))
 
 
@@ -341,7 +344,8 @@ def stack(
         job = ensembling.StackJob(tuple(map(str, members)), (data,), output)
         what = f"stacking {method.name} seed {seed}"
         log.info("%s into %s", what, output)
-        _check(ensembling.stack(cfg, job), what)
+        with stopwatch.part("stacking", method.name):
+            _check(ensembling.stack(cfg, job), what)
     return json.loads(report.read_text(encoding="utf-8"))
 
 
