@@ -125,14 +125,14 @@ def _set_up(work: Path, corpus: list[Path], env: dict[str, str], jobs: dict) -> 
     _run([jobs["pretrain"](work / "pretrained")], env)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--copies", type=int, nargs="+", default=[2, 4])
     parser.add_argument("--steps", type=int, default=60, help="pretraining steps of each copy")
     parser.add_argument("--recordings", type=int, default=3, help="eegmat recordings each preprocessing reads")
     parser.add_argument("--src", type=Path, default=REPO / "src", help="the eegfm source tree to run")
     parser.add_argument("--jobs", nargs="+", default=["preprocess", "pretrain", "finetune"])
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     corpus = sorted(EEGMAT.glob("Subject0[0-2]_[12].edf"))  # six recordings, rest and task of three people
     cores = len(os.sched_getaffinity(0))
     env = _env(args.src.resolve())
@@ -165,7 +165,8 @@ def main() -> None:
             result["jobs"][name] = row
             print(json.dumps({name: row}), file=sys.stderr, flush=True)
     print(json.dumps(result, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

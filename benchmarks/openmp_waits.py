@@ -1,15 +1,16 @@
 """Benchmark: which wait switches torch's bundled OpenMP runtime honours; prints one JSON object.
 
-Four copies of small parallel torch work (150 rounds of conv1d + GELU + matmul + layer norm on
-(8, 64, 1280), torch's default threads) start together, with each switch set alone; the slowest
-copy's time over one copy alone. A runtime that spins its waiting threads takes the cores the other
+``--copies`` (4) copies of small parallel torch work (``--rounds``, 150, of conv1d + GELU + matmul
++ layer norm on (8, 64, 1280), torch's default threads) start together, with each switch set alone;
+the slowest copy's time over one copy alone. A runtime that spins its waiting threads takes the cores the other
 copies need (core/threads.py).
 
-    python benchmarks/openmp_waits.py
+    python benchmarks/openmp_waits.py [--copies 4] [--rounds 150]
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -35,24 +36,30 @@ SETTINGS = {
 }
 
 
-def _slowest(copies: int, switches: dict[str, str]) -> float:
+def _slowest(copies: int, switches: dict[str, str], work: str = WORK) -> float:
     env = {k: v for k, v in os.environ.items() if k not in SWITCHES} | switches
     procs = [
-        subprocess.Popen([sys.executable, "-c", WORK], env=env, stdout=subprocess.PIPE, text=True)
+        subprocess.Popen([sys.executable, "-c", work], env=env, stdout=subprocess.PIPE, text=True)
         for _ in range(copies)
     ]
     return max(float(proc.communicate()[0]) for proc in procs)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--copies", type=int, default=4, help="copies started together")
+    parser.add_argument("--rounds", type=int, default=150, help="rounds of work in each copy")
+    args = parser.parse_args(argv)
+    work = WORK.replace("range(150)", f"range({args.rounds})")
     result = {}
     for name, switches in SETTINGS.items():
-        alone = min(_slowest(1, switches) for _ in range(2))
-        four = _slowest(4, switches)
-        result[name] = {"alone_s": round(alone, 2), "4_copies_slowest_s": round(four, 2)}
-        result[name]["ratio"] = round(four / alone, 2)
+        alone = min(_slowest(1, switches, work) for _ in range(2))
+        together = _slowest(args.copies, switches, work)
+        result[name] = {"alone_s": round(alone, 2), f"{args.copies}_copies_slowest_s": round(together, 2)}
+        result[name]["ratio"] = round(together / alone, 2)
     print(json.dumps(result, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

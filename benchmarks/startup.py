@@ -51,12 +51,12 @@ def _help_command(name: str, target: str) -> list[str]:
     return [sys.executable, "-c", code]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, help="a fine-tuned run or model folder for eegfm-predict")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip-predict", action="store_true")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     bare = min(_wall([sys.executable, "-c", "pass"], env) for _ in range(args.rounds))
     helps = {}
@@ -83,7 +83,8 @@ def main() -> None:
             "under_5s": max(walls) < 5,
         }
     print(json.dumps(result, indent=1))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
