@@ -78,12 +78,11 @@ HELP_IMPORTS: dict[str, frozenset[str]] = {
         ],
         frozenset(),
     ),
-    **dict.fromkeys(["eegfm-preprocess", "eegfm-quality-survey", "eegfm-redact"], frozenset({"apache_beam"})),
+    **dict.fromkeys(["eegfm-preprocess", "eegfm-quality-survey", "eegfm-redact", "eegfm-serve"], frozenset()),
     **dict.fromkeys(
         ["eegfm-ensemble", "eegfm-finetune", "eegfm-loso", "eegfm-pretrain", "eegfm-report", "eegfm-robustness"],
         frozenset({"torch"}),
     ),
-    "eegfm-serve": frozenset({"torch", "apache_beam"}),
     "eegfm-benchmark": frozenset({"torch", "sklearn", "mne", "matplotlib"}),
 }
 

@@ -18,7 +18,7 @@ from eegfm.contract import schema
 from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.contract.tfrecord import read_records
 from eegfm.core.tasks import HMS_CLASSES, HMS_VOTE_COLUMNS
-from eegfm.simulate import planted
+from eegfm.simulate import planted, planted_corpus
 from eegfm.simulate.patterns import render_episodes
 from eegfm.simulate.planting import load_stretch, plant_episode
 from eegfm.simulate.rng import rng_for
@@ -65,7 +65,7 @@ def truth_of(out: Path) -> list[dict]:
 
 def canonical(data: np.ndarray, ch_names: list[str]) -> np.ndarray:
     """(19, n) rows of ``data`` in canonical order (every eegmat recording has all 19)."""
-    rows = planted.canonical_rows(ch_names)
+    rows = planted_corpus.canonical_rows(ch_names)
     return np.stack([data[rows[c]] for c in CANONICAL_CHANNELS])
 
 
@@ -86,10 +86,10 @@ def test_other_stretches_are_the_source_and_planted_ones_add_exactly_the_pattern
         # the same plan again gives the same episode: the file holds it, rendered, and nothing else
         number = int(t["recording"][1:])
         recorded = tuple(CANONICAL_CHANNELS)
-        plan = planted.plan_stretches(OPTIONS, number, raw.n_times / 500, recorded)[t["stretch"]]
+        plan = planted_corpus.plan_stretches(OPTIONS, number, raw.n_times / 500, recorded)[t["stretch"]]
         pattern = render_episodes([plan.episode], np.arange(50 * 500) / 500)
         np.testing.assert_allclose(canonical(added, raw.ch_names), pattern, atol=1e-3)  # µV; float32 stored
-        others = sorted(set(range(len(raw.ch_names))) - set(planted.canonical_rows(raw.ch_names).values()))
+        others = sorted(set(range(len(raw.ch_names))) - set(planted_corpus.canonical_rows(raw.ch_names).values()))
         assert len(others) == 2
         assert np.abs(added[others]).max() < 1e-3  # the ear derivation and ECG untouched
         assert np.ptp(pattern, axis=1).max() > 40.0  # the pattern's own amplitude, not a trace
@@ -98,7 +98,7 @@ def test_other_stretches_are_the_source_and_planted_ones_add_exactly_the_pattern
 @pytest.mark.parametrize("name", [REST, TASK])
 def test_an_lrda_plant_raises_delta_on_its_focus_side(shared_data, name):
     stretch = load_stretch(shared_data / "eegmat" / name, 10.0, 50.0)
-    episode = planted.draw_stretch_episode(rng_for(0, "test", "lrda"), "LRDA", 0.5, stretch.recorded)
+    episode = planted_corpus.draw_stretch_episode(rng_for(0, "test", "lrda"), "LRDA", 0.5, stretch.recorded)
     assert episode.side in ("left", "right") and episode.cls == "LRDA"
     planted_uv = plant_episode(stretch.data_uv, stretch.rows, episode, stretch.times)
     before = band_power(canonical(stretch.data_uv, stretch.ch_names), 500.0, 1.0, 3.0)
@@ -113,7 +113,7 @@ def test_an_lrda_plant_raises_delta_on_its_focus_side(shared_data, name):
 
 def test_a_gain_multiplies_background_and_pattern_alike(shared_data):
     stretch = load_stretch(shared_data / "eegmat" / TASK, 0.0, 50.0)
-    episode = planted.draw_stretch_episode(rng_for(0, "test", "gain"), "Seizure", 0.5, stretch.recorded)
+    episode = planted_corpus.draw_stretch_episode(rng_for(0, "test", "gain"), "Seizure", 0.5, stretch.recorded)
     plain = plant_episode(stretch.data_uv, stretch.rows, episode, stretch.times)
     tripled = plant_episode(stretch.data_uv, stretch.rows, episode, stretch.times, gain=3.0)
     np.testing.assert_allclose(tripled, 3.0 * plain)

@@ -46,7 +46,8 @@ from eegfm.metrics.losses import binary_logits
 from eegfm.model.architectures import load_model_config
 from eegfm.pipelines.datasets import DATASETS, Ignored, SourceItem, discover
 from eegfm.pipelines.job.process import Outcome, PreprocessConfig, Window, process_recording
-from eegfm.pipelines.privacy.redact import PathRedactor, redacted_outcome
+from eegfm.pipelines.privacy.redact import PathRedactor
+from eegfm.pipelines.privacy.redact_events import redacted_outcome
 from eegfm.pipelines.quality.artifact_autoencoder import ArtifactAutoencoder
 
 log = get_logger(__name__)

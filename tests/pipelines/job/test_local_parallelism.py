@@ -37,7 +37,7 @@ def test_input_bytes_sums_real_recordings_and_passes_over_unreadable_ones(shared
 def test_the_command_line_choice_is_kept(given):
     from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions
 
-    from eegfm.pipelines.job.preprocess import _use_the_cores
+    from eegfm.pipelines.job.launcher import _use_the_cores
 
     options = PipelineOptions(given)
     before = options.view_as(DirectOptions).get_all_options()

@@ -1,4 +1,4 @@
-from eegfm.pipelines.job.options import beam_option_names, describe, unrecognized
+from eegfm.pipelines.job.unknown_args import beam_option_names, describe, unrecognized
 from eegfm.pipelines.readers import s3_anonymous  # noqa: F401 - registers --s3_anonymous, as the job does
 
 

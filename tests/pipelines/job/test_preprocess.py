@@ -18,7 +18,8 @@ import pytest
 from eegfm.contract import schema
 from eegfm.contract.tfrecord import read_records
 from eegfm.pipelines.datasets import expand_inputs
-from eegfm.pipelines.job.preprocess import earlier_run_outputs, local_runner, run, summarize, temporary_folders
+from eegfm.pipelines.job.launcher import earlier_run_outputs, local_runner, summarize, temporary_folders
+from eegfm.pipelines.job.preprocess import run
 from tests.conftest import run_lock_free_elsewhere, run_lock_held_elsewhere
 from tests.pipelines.interrupted_job import signal_after_first_spill
 
@@ -689,8 +690,8 @@ def test_local_runner_is_the_fn_api_runner_and_other_runners_are_left_to_beam():
 
 
 def test_the_start_log_line_names_few_folders_and_counts_many():
+    from eegfm.pipelines.job.launcher import _describe_datasets
     from eegfm.pipelines.job.manifest import count as _count
-    from eegfm.pipelines.job.preprocess import _describe_datasets
 
     assert _describe_datasets({"b": "edf", "a": "eegmat"}) == "a=eegmat, b=edf"
     assert (_count(1, "recording"), _count(0, "other file"), _count(2, "other file")) == (

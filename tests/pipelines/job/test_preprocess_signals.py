@@ -133,7 +133,7 @@ def test_a_process_left_behind_writes_nothing_once_a_later_run_holds_the_folder(
     from apache_beam.options.pipeline_options import PipelineOptions
 
     from eegfm.pipelines.datasets import discover
-    from eegfm.pipelines.job.preprocess import local_runner
+    from eegfm.pipelines.job.launcher import local_runner
     from eegfm.pipelines.job.process_io import PreprocessConfig
     from eegfm.pipelines.job.stages import JobSpec, build_pipeline
     from eegfm.pipelines.privacy.deid import load_key

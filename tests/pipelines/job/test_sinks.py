@@ -13,7 +13,7 @@ import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from eegfm.contract.schema import encode_example
-from eegfm.pipelines.job.preprocess import local_runner
+from eegfm.pipelines.job.launcher import local_runner
 from eegfm.pipelines.job.sinks import (
     FinalizeBySiteFn,
     WriteSnappyTFRecordsBySite,

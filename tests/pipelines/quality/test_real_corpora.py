@@ -7,7 +7,7 @@ import pytest
 
 from eegfm.pipelines.datasets import discover
 from eegfm.pipelines.job.process_io import PreprocessConfig
-from eegfm.pipelines.quality.survey import survey_corpus
+from eegfm.pipelines.quality.corpus_survey import survey_corpus
 
 CORPORA = {
     "eegmat rest": "eegmat/Subject0*_1.edf",  # eyes closed, 10 adults

@@ -75,7 +75,8 @@ def test_removed_artifact_reaches_interpolated_channels(blinky):
 
 
 def test_the_manifest_records_what_ica_removed_per_recording(shared_data, tmp_path):
-    from eegfm.pipelines.job.preprocess import run, summarize
+    from eegfm.pipelines.job.launcher import summarize
+    from eegfm.pipelines.job.preprocess import run
     from eegfm.pipelines.privacy.deid import create_key
 
     source = shared_data / "eegmat" / "Subject03_1.edf"

@@ -18,9 +18,9 @@ from eegfm.core.logs import get_logger
 from eegfm.evaluation.comparison import fingerprint
 from eegfm.evaluation.comparison.options import BENCHMARK_WINDOW_SECONDS
 from eegfm.evaluation.comparison.runs import HELD_OUT_SPLITS  # the splits every benchmark's pretraining leaves out
-from eegfm.pipelines.job import preprocess as pipeline
+from eegfm.pipelines.job import launcher as pipeline
 from eegfm.pipelines.job.process_io import PreprocessConfig
-from eegfm.pipelines.job.stages import JobSpec, LaunchOptions
+from eegfm.pipelines.job.spec import JobSpec, LaunchOptions
 
 log = get_logger(__name__)
 # encoder.json's list of the content hashes of the recordings the shared encoder pretrained on

@@ -4,29 +4,30 @@ Each corpus module (hms, bids, physionet, tuh, generic) registers its adapter (`
 ``discovery.discover`` lists the inputs and hands each data set folder to its adapter.
 """
 
-from eegfm.pipelines.datasets.adapters import named_in_reason
-from eegfm.pipelines.datasets.discovery import DATASETS, discover
-from eegfm.pipelines.datasets.items import (
-    RECORDING_EXTENSIONS,
-    Ignored,
-    LabeledInterval,
-    LabeledWindow,
-    SourceItem,
-    as_background,
-    interval_label,
-)
-from eegfm.pipelines.datasets.listing import expand_inputs
+from __future__ import annotations
 
-__all__ = [
-    "DATASETS",
-    "RECORDING_EXTENSIONS",
-    "Ignored",
-    "LabeledInterval",
-    "LabeledWindow",
-    "SourceItem",
-    "as_background",
-    "discover",
-    "expand_inputs",
-    "interval_label",
-    "named_in_reason",
-]
+import importlib
+from typing import Any
+
+# Public names, imported lazily (PEP 562): a command line takes ``DATASETS`` (``names``) without
+# loading the adapters, their readers and Beam's file systems, so --help answers at once.
+_EXPORTS = {
+    "named_in_reason": "eegfm.pipelines.datasets.adapters",
+    "discover": "eegfm.pipelines.datasets.discovery",
+    "RECORDING_EXTENSIONS": "eegfm.pipelines.datasets.items",
+    "Ignored": "eegfm.pipelines.datasets.items",
+    "LabeledInterval": "eegfm.pipelines.datasets.items",
+    "LabeledWindow": "eegfm.pipelines.datasets.items",
+    "SourceItem": "eegfm.pipelines.datasets.items",
+    "as_background": "eegfm.pipelines.datasets.items",
+    "interval_label": "eegfm.pipelines.datasets.items",
+    "expand_inputs": "eegfm.pipelines.datasets.listing",
+    "DATASETS": "eegfm.pipelines.datasets.names",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'eegfm.pipelines.datasets' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

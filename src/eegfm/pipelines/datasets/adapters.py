@@ -1,7 +1,8 @@
 """The dataset adapter registry, and what every adapter does with a data set folder's files.
 
 A corpus module registers its adapter with :func:`register` and the files it reads beside the
-recordings with :func:`companion_files`: a new corpus is one new module imported by ``discovery``.
+recordings with :func:`companion_files`: a new corpus is one new module imported by ``discovery``
+and its name in ``names.ADAPTER_NAMES``, which orders detection.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from eegfm.pipelines.datasets.items import (
     Ignored,
     SourceItem,
 )
+from eegfm.pipelines.datasets.names import ADAPTER_NAMES
 from eegfm.pipelines.readers.fif_parts import GZIPPED_PART, previous_part, previous_part_names
 
 log = get_logger("datasets")
@@ -50,8 +52,7 @@ Listing = tuple[list[SourceItem], list[Ignored]]
 
 @dataclasses.dataclass(frozen=True)
 class Adapter:
-    name: str
-    rank: int  # detection order: the first adapter whose `detect` accepts a group's files lists them
+    name: str  # its place in names.ADAPTER_NAMES is its detection order
     list_items: Callable[[Group], Listing]
     detect: Callable[[list[str]], bool] | None = None  # None: never detected, only asked for (or the fallback)
 
@@ -61,11 +62,14 @@ ADAPTERS: dict[str, Adapter] = {}
 COMPANION_FILES: list[Callable[[str, set[str]], str | None]] = []
 
 
-def register(name: str, rank: int, detect: Callable[[list[str]], bool] | None = None):
-    """Decorator: ``list_items(group) -> (items, ignored)`` is the adapter of the data set ``name``."""
+def register(name: str, detect: Callable[[list[str]], bool] | None = None):
+    """Decorator: ``list_items(group) -> (items, ignored)`` is the adapter of the data set ``name``,
+    one of ``names.ADAPTER_NAMES``."""
+    if name not in ADAPTER_NAMES:
+        raise ValueError(f"dataset adapter {name!r}: not in names.ADAPTER_NAMES, which orders detection")
 
     def add(list_items: Callable[[Group], Listing]) -> Callable[[Group], Listing]:
-        ADAPTERS[name] = Adapter(name, rank, list_items, detect)
+        ADAPTERS[name] = Adapter(name, list_items, detect)
         return list_items
 
     return add

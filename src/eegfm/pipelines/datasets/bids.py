@@ -323,7 +323,7 @@ def _sidecar_fields(path: str, sidecars: SidecarIndex) -> dict:
     )
 
 
-@register("bids", rank=20, detect=_detect)
+@register("bids", detect=_detect)
 def list_bids(group: Group):
     recordings, ignored = split_recordings(group.files)
     described = [posixpath.dirname(f) for f in group.files if posixpath.basename(f) == "dataset_description.json"]

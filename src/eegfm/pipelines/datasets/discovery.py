@@ -20,10 +20,10 @@ from eegfm.pipelines.datasets.adapters import ADAPTERS, Group, log, site_from_pa
 from eegfm.pipelines.datasets.generic import labeled_path, warn_unmatched_labels
 from eegfm.pipelines.datasets.items import Ignored, SourceItem
 from eegfm.pipelines.datasets.listing import is_dir, listing, normalized, root_of, under_any
+from eegfm.pipelines.datasets.names import ADAPTER_NAMES, DATASETS
 from eegfm.pipelines.datasets.tables import csv_rows
 
-_BY_RANK = sorted(ADAPTERS.values(), key=lambda adapter: adapter.rank)
-DATASETS = ("auto", *(adapter.name for adapter in _BY_RANK))
+_DETECTION_ORDER = tuple(ADAPTERS[name] for name in ADAPTER_NAMES)
 # Files whose presence directly in a folder makes that folder one data set root.
 _LAYOUT_MARKERS = ("train.csv", "test.csv", "dataset_description.json", "participants.tsv", "SUBJECT-INFO")
 # Files an adapter reads beside the recordings: labels, votes, age and sex.
@@ -31,7 +31,7 @@ _SIDECARS = ("labels.csv", "train.csv", "test.csv", "participants.tsv", "subject
 
 
 def detect_dataset(files: list[str]) -> str:
-    return next((a.name for a in _BY_RANK if a.detect is not None and a.detect(files)), "edf")
+    return next((a.name for a in _DETECTION_ORDER if a.detect is not None and a.detect(files)), "edf")
 
 
 def discover(

@@ -127,7 +127,7 @@ def _read_labels(label_files):
     return windows, whole, patients, splits
 
 
-@register("edf", rank=0)
+@register("edf")
 def list_generic(group: Group):
     recordings, ignored = split_recordings(group.files)
     label_files = group.label_files or [f for f in group.files if posixpath.basename(f) == "labels.csv"]

@@ -118,7 +118,7 @@ def _with_spectrogram(
     return tuple(windows), path
 
 
-@register("hms", rank=10, detect=_detect)
+@register("hms", detect=_detect)
 def list_hms(group: Group):
     recordings, ignored = split_recordings(group.files)
     parquets = [f for f in recordings if f.lower().endswith(".parquet")]

@@ -105,7 +105,7 @@ def eegmat_split(subject: int) -> str:
     return next((name for name, numbers in EEGMAT_SPLIT if subject in numbers), "")
 
 
-@register("eegmat", rank=30, detect=_all_named(_EEGMAT_NAME))
+@register("eegmat", detect=_all_named(_EEGMAT_NAME))
 def list_eegmat(group: Group):
     items, ignored, named = by_name(group, _EEGMAT_NAME)
     # subject-info.csv (Subject, Age, Gender, ...) is the data set's own record of age and sex;
@@ -137,7 +137,7 @@ def list_eegmat(group: Group):
     return items, ignored
 
 
-@register("eegmmi", rank=40, detect=_all_named(_EEGMMI_NAME))
+@register("eegmmi", detect=_all_named(_EEGMMI_NAME))
 def list_eegmmi(group: Group):
     items, ignored, named = by_name(group, _EEGMMI_NAME)
     for path, found in named:
@@ -243,9 +243,7 @@ def _subject_info(text: str, _name: str = "") -> dict[str, tuple[str, float | No
     return out
 
 
-@register(
-    "chbmit", rank=100, detect=_edfs_named(_CHBMIT_NAME, lambda n: n == "SUBJECT-INFO" or _CHBMIT_SUMMARY.match(n))
-)
+@register("chbmit", detect=_edfs_named(_CHBMIT_NAME, lambda n: n == "SUBJECT-INFO" or _CHBMIT_SUMMARY.match(n)))
 def list_chbmit(group: Group):
     items, ignored, named_files = by_name(group, _CHBMIT_NAME)
     summaries, unreadable = label_files(group.files, _CHBMIT_SUMMARY, chbmit_seizures)
@@ -335,7 +333,7 @@ def _siena_file(listed: str, recordings: dict[str, str]) -> str:
     return found[0] if len(found) == 1 else ""
 
 
-@register("siena", rank=110, detect=_edfs_named(_SIENA_NAME, _SIENA_LIST.match))
+@register("siena", detect=_edfs_named(_SIENA_NAME, _SIENA_LIST.match))
 def list_siena(group: Group):
     items, ignored, named_files = by_name(group, _SIENA_NAME)
     by_folder: dict[str, dict[str, str]] = {}

@@ -56,7 +56,6 @@ def _folder_label(path: str, folders: dict[str, int]) -> int:
 
 def _register_tuh(
     dataset: str,
-    rank: int,
     task: str,
     folders: dict[str, int] | None = None,
     events: tuple[str, ...] = (),
@@ -70,7 +69,7 @@ def _register_tuh(
         known = (lambda f: _folder_label(f, folders) >= 0) if folders else (lambda f: f[:-4] + events[0] in listed)
         return every_edf(files, lambda f: known(f) and _TUH_NAME.match(posixpath.basename(f)) is not None)
 
-    @register(dataset, rank, detect)
+    @register(dataset, detect)
     def list_items(group: Group):
         items, ignored, named_files = by_name(group, _TUH_NAME)
         listed = set(group.files)
@@ -165,10 +164,10 @@ def tuar_intervals(text: str, name: str) -> tuple[LabeledInterval, ...]:
     )
 
 
-_register_tuh("tuab", 50, "tuab_abnormal", folders={name: k for k, name in enumerate(TUAB_LABELS)})
-_register_tuh("tuep", 60, "tuep_epilepsy", folders={"01_no_epilepsy": 0, "00_epilepsy": 1})
-_register_tuh("tusz", 70, "tusz_seizure", events=(".csv_bi", ".csv"), parse=tusz_intervals)
-_register_tuh("tuar", 90, "tuar_artifact", events=(".csv",), parse=tuar_intervals)
+_register_tuh("tuab", "tuab_abnormal", folders={name: k for k, name in enumerate(TUAB_LABELS)})
+_register_tuh("tuep", "tuep_epilepsy", folders={"01_no_epilepsy": 0, "00_epilepsy": 1})
+_register_tuh("tusz", "tusz_seizure", events=(".csv_bi", ".csv"), parse=tusz_intervals)
+_register_tuh("tuar", "tuar_artifact", events=(".csv",), parse=tuar_intervals)
 
 
 def _tuev_row(line: str, k: int, name: str) -> tuple[float, float, int]:
@@ -224,7 +223,7 @@ def _tuev_detect(files: list[str]) -> bool:
     return every_edf(files, lambda f: f[:-4] + ".rec" in listed)
 
 
-@register("tuev", rank=80, detect=_tuev_detect)
+@register("tuev", detect=_tuev_detect)
 def list_tuev(group: Group):
     items, ignored, named_files = by_name(group, _TUEV_NAME, ".rec")
     for path, named in named_files:

@@ -15,7 +15,7 @@ from eegfm.core.stores import fix_s3_empty_uploads, is_remote, remove_folder
 from eegfm.core.tasks import TASK_CLASSES
 from eegfm.pipelines.datasets import Ignored
 from eegfm.pipelines.job.process_io import RECORD_QUALITY_NAMES, Outcome, PreprocessConfig
-from eegfm.pipelines.signal.features import FEATURE_NAMES
+from eegfm.pipelines.signal.feature_names import FEATURE_NAMES
 
 
 def manifest_header(

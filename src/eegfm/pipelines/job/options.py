@@ -1,8 +1,6 @@
-"""The command line of eegfm-preprocess: its options (``build_parser``), the typed job they give
+"""The command line of eegfm-preprocess: its options (``build_parser``) and the typed job they give
 (``job_from_args``: the graph's ``JobSpec``, the ``PreprocessConfig`` of ``config_from_args`` and the
-launcher's ``LaunchOptions``), and the arguments neither it nor Beam knows (``unrecognized``,
-``describe``): Beam only warns of those and runs without them, so a typo such as
-``--windows_seconds 5`` would silently run with 10 s windows.
+launcher's ``LaunchOptions``). The arguments neither it nor Beam knows are ``unknown_args``'s.
 """
 
 from __future__ import annotations
@@ -10,70 +8,29 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
-import difflib
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from apache_beam.options.pipeline_options import PipelineOptions
-
+# Only light modules at the top: --help, a usage error and shell completion load no Beam, scipy or
+# readers (tests/test_commands.py); what needs them is imported by the function that uses it.
 from eegfm.contract.channels import CAP_LAYOUTS
 from eegfm.contract.schema import WINDOW_SECONDS
 from eegfm.core.config import ConfigError, check_int, user_path
 from eegfm.core.tasks import BACKGROUND_CLASSES
-from eegfm.pipelines.datasets import DATASETS
-from eegfm.pipelines.job.process_io import DEFAULT_MAX_DECOMPRESSED_GB, DEFAULT_MAX_DECOMPRESSED_RATIO, PreprocessConfig
-from eegfm.pipelines.job.sinks import DEFAULT_MAX_SHARD_BYTES
-from eegfm.pipelines.job.stages import JobSpec, LaunchOptions
+from eegfm.pipelines.datasets.names import DATASETS
+from eegfm.pipelines.job.limits import (
+    DEFAULT_MAX_DECOMPRESSED_GB,
+    DEFAULT_MAX_DECOMPRESSED_RATIO,
+    DEFAULT_MAX_SHARD_BYTES,
+)
+from eegfm.pipelines.job.spec import JobSpec, LaunchOptions
 from eegfm.pipelines.privacy.deid import DEFAULT_KEY_FILE
-from eegfm.pipelines.quality.artifact_autoencoder import ArtifactAutoencoder
-from eegfm.pipelines.readers import s3_anonymous  # noqa: F401 - registers the --s3_anonymous pipeline option
-from eegfm.pipelines.signal.features import FEATURE_NAMES
+from eegfm.pipelines.quality.artifact_fit_size import min_fit_windows
+from eegfm.pipelines.signal.feature_names import FEATURE_NAMES
 
-
-def unrecognized(beam_args: Sequence[str]) -> list[str]:
-    """The arguments of ``beam_args`` (values included, in order) that no registered Beam pipeline
-    option takes."""
-    found: list[str] = []
-
-    def parse(parser) -> None:
-        # Called with Beam's parser of every known option before it adds the unknown ones
-        # (retain_unknown_options=True also keeps Beam from logging them).
-        _, unknown = parser.parse_known_args(list(beam_args))
-        found.extend(unknown)
-
-    PipelineOptions(list(beam_args)).get_all_options(add_extra_args_fn=parse, retain_unknown_options=True)
-    return found
-
-
-def beam_option_names() -> list[str]:
-    """Every registered Beam pipeline option, as ``--name``."""
-    return sorted(f"--{name}" for name in PipelineOptions([]).get_all_options())
-
-
-def describe(unknown: Sequence[str], own: Iterable[str], beam: Iterable[str]) -> str:
-    """One clause per unrecognized argument: an unknown option (with its value) and the closest of
-    the command's ``own`` names, else of ``beam``'s; or a value that follows no option."""
-    own, beam = sorted(set(own)), sorted(set(beam) - set(own))
-    parts, i = [], 0
-    while i < len(unknown):
-        arg = unknown[i]
-        if arg.startswith("-"):
-            name = arg.split("=", 1)[0]
-            value = ""
-            if "=" not in arg and i + 1 < len(unknown) and not unknown[i + 1].startswith("-"):
-                value, i = f" {unknown[i + 1]}", i + 1
-            # Beam has ~250 options: a looser match there mostly suggests unrelated ones.
-            close = difflib.get_close_matches(name, own, n=3, cutoff=0.7) or difflib.get_close_matches(
-                name, beam, n=3, cutoff=0.8
-            )
-            hint = f"; did you mean {' or '.join(close)}?" if close else " (--help lists eegfm's options)"
-            parts.append(f"{arg}{value}: not an eegfm-preprocess option or an Apache Beam pipeline option{hint}")
-        else:
-            parts.append(
-                f"{arg!r}: a value that follows no option (several inputs: --input A B ..., or --input repeated)"
-            )
-        i += 1
-    return "unrecognized arguments: " + "; ".join(parts)
+if TYPE_CHECKING:
+    from eegfm.pipelines.job.process_io import PreprocessConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -385,7 +342,7 @@ def _add_artifact_options(art) -> None:
         type=int,
         default=2000,
         help="at most this many windows (a deterministic sample) fit the autoencoder; at least "
-        f"{ArtifactAutoencoder().min_fit_windows} (a fifth of them calibrate its scores). With fewer "
+        f"{min_fit_windows()} (a fifth of them calibrate its scores). With fewer "
         "training-site windows in all, no autoencoder is fitted and the rules alone score artifacts "
         "(logged)",
     )
@@ -408,6 +365,8 @@ def config_from_args(args, given: set[str] | None = None) -> PreprocessConfig:
     """``--config``'s YAML (else the defaults) with the flags of PreprocessConfig's fields on top.
     ``given``: the flags the command line set; with a YAML file only those override it (a flag left
     at its default must not undo the file). None: every flag counts."""
+    from eegfm.pipelines.job.process_io import PreprocessConfig  # the signal path's configs (scipy): not for --help
+
     base = PreprocessConfig.from_yaml(args.config) if args.config else PreprocessConfig()
     wanted = (lambda name: True) if given is None or not args.config else given.__contains__
     names = [f.name for f in dataclasses.fields(PreprocessConfig) if hasattr(args, f.name)]
@@ -467,7 +426,7 @@ def job_from_args(args, beam_args: Sequence[str], given: set[str] | None = None)
 
 
 def job_spec(args) -> JobSpec:
-    """The graph's :class:`~pipelines.job.stages.JobSpec` from the checked command line."""
+    """The graph's :class:`~pipelines.job.spec.JobSpec` from the checked command line."""
     return JobSpec(
         inputs=tuple(args.input),
         shown_folders=None if args.shown_folders is None else tuple(args.shown_folders),

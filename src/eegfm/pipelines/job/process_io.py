@@ -11,16 +11,13 @@ from eegfm.contract import schema
 from eegfm.contract.channels import CAP_LAYOUTS
 from eegfm.core.config import Config, check_bool, check_option, check_range
 from eegfm.core.tasks import BACKGROUND_CLASSES
+from eegfm.pipelines.job.limits import DEFAULT_MAX_DECOMPRESSED_GB, DEFAULT_MAX_DECOMPRESSED_RATIO
 from eegfm.pipelines.quality import QUALITY_NAMES, QualityConfig
 from eegfm.pipelines.signal.filters import FilterConfig
 
 # The TFRecord `quality` vector: the rule metrics, then the autoencoder's score (-1 until the
 # artifact stage fills it in, or without the autoencoder).
 AE_NOT_SCORED = -1.0
-# How far a gzipped EDF/BDF may expand while it is decompressed to a temporary file (pipelines.readers.local_copy):
-# EEG compresses 2-4x, so 50x is no recording; 20 GB is 43 h of 64 channels at 1 kHz in EDF.
-DEFAULT_MAX_DECOMPRESSED_RATIO = 50.0
-DEFAULT_MAX_DECOMPRESSED_GB = 20.0
 RECORD_QUALITY_NAMES = QUALITY_NAMES + ("ae_score",)
 
 

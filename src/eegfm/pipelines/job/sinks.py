@@ -21,12 +21,10 @@ from eegfm.contract.schema import SITE_ID_PATTERN
 from eegfm.contract.tfrecord import SnappyTFRecordWriter
 from eegfm.core.config import check_int
 from eegfm.core.stores import discard_folders, fix_s3_empty_uploads, match_below
+from eegfm.pipelines.job.limits import DEFAULT_MAX_SHARD_BYTES
 
 FILE_NAME_SUFFIX = ".tfrecord"
 SITE_FILE_PREFIX = "part"
-# About 1,350 ten-second windows (3.7 EEG-hours): over the 100 MB TensorFlow recommends for object
-# stores, yet a corpus of a few dozen EEG-hours still gives every loader worker files of its own.
-DEFAULT_MAX_SHARD_BYTES = 128 * 2**20
 
 
 def open_shard(path: str) -> SnappyTFRecordWriter:

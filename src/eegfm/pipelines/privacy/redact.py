@@ -8,12 +8,12 @@ Each name is hashed on its own (a path keeps its shape; a sidecar ``x.eeg`` of `
 its stem's token) and extensions stay. ``eegfm-redact`` maps tokens back for the key's holder.
 A channel label that is no recognised electrode, reference or auxiliary signal (a clinic may type
 the patient's name or record number into one) becomes ``chan-<hex>`` the same way.
+``redact_events`` applies this to the per-recording path's outcomes and rejected windows.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import re
 import secrets
 import sys
@@ -23,8 +23,6 @@ from eegfm.contract.channels import auxiliary_kind, cap_label, clean_channel_nam
 from eegfm.core.logs import RedactingFilter, setup_logging
 from eegfm.core.stores import STORE_ERRORS
 from eegfm.core.threads import fair_threads
-from eegfm.pipelines.datasets import discover
-from eegfm.pipelines.job.process_io import Outcome, RejectedWindow
 from eegfm.pipelines.privacy.deid import DEFAULT_KEY_FILE, PseudonymKeyError, keyed_hex, load_key
 
 TOKEN_HEX = 12
@@ -315,45 +313,6 @@ def related_paths(item) -> list[str]:
     return [item.path, item.channels_tsv, *item.eeg_json, item.electrodes_tsv, item.coordsystem_json]
 
 
-def redacted_outcome(outcome: Outcome, item, redactor: PathRedactor) -> Outcome:
-    """``outcome`` with its paths, its reason and every channel label it lists redacted."""
-    parts, labels = outcome.split_parts, outcome.channel_labels
-    scrub = redactor.scrubber([*related_paths(item), *parts], labels)
-    bipolar = {k: [scrub(v) for v in values] for k, values in outcome.bipolar.items()}
-    return dataclasses.replace(
-        outcome,
-        source=redactor.path(outcome.source),
-        reason=scrub(outcome.reason),
-        split_parts=tuple(map(redactor.path, parts)),
-        marked_bad=redactor.labels(outcome.marked_bad),
-        other_rate=redactor.labels(outcome.other_rate),
-        constant=redactor.labels(outcome.constant),
-        cap_sites={site: redactor.label(label) for site, label in outcome.cap_sites.items()},
-        repaired={redactor.label(k): v for k, v in outcome.repaired.items()},
-        bipolar=bipolar,
-        channel_labels=redactor.labels(labels),
-    )
-
-
-def redacted_events(item, redactor: PathRedactor):
-    """A function giving ``process_recording``'s events for ``item`` with the paths, reasons and
-    channel labels of outcomes and rejected windows redacted (windows hold no path)."""
-    if not redactor.enabled:
-        return lambda event: event
-    scrub = redactor.scrubber(related_paths(item))
-
-    def redacted(event):
-        if isinstance(event, Outcome):
-            return redacted_outcome(event, item, redactor)
-        if isinstance(event, RejectedWindow):
-            return dataclasses.replace(
-                event, source=redactor.path(event.source), reasons=list(map(scrub, event.reasons))
-            )
-        return event
-
-    return redacted
-
-
 class RunRedaction:
     """Redaction (unless ``--keep_paths``) over one launcher run: log records held until the inputs are listed, then
     scrubbed of their names; before the key is read, a throwaway key hides them."""
@@ -426,6 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging("WARNING")
+    from eegfm.pipelines.datasets import discover  # the adapters, readers and Beam's file systems: not for --help
+
     try:
         redactor = PathRedactor(load_key(args.pseudonym_key_file), keep=shown_folders(args.input, args.shown_folders))
         items, ignored, _ = discover(args.input)

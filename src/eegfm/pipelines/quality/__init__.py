@@ -33,23 +33,32 @@ window before notch/band-pass as ``unfiltered`` for the flat and clipping detect
 bends plateaus). The spectral metrics share one Welch PSD (``report.spectrum``).
 """
 
-from eegfm.pipelines.quality.compute import compute_quality, compute_quality_batch
-from eegfm.pipelines.quality.detectors import clip_mask, detect_pops, flat_mask
-from eegfm.pipelines.quality.report import QUALITY_NAMES, QualityReport
-from eegfm.pipelines.quality.rules import DEFAULT_REJECT_ON, RULES, WINDOW_RULES, QualityConfig, Rule, validate_window
+from __future__ import annotations
 
-__all__ = [
-    "DEFAULT_REJECT_ON",
-    "QUALITY_NAMES",
-    "RULES",
-    "WINDOW_RULES",
-    "QualityConfig",
-    "QualityReport",
-    "Rule",
-    "clip_mask",
-    "compute_quality",
-    "compute_quality_batch",
-    "detect_pops",
-    "flat_mask",
-    "validate_window",
-]
+import importlib
+from typing import Any
+
+# Public names, imported lazily (PEP 562): a module of this package (the survey's command line, the
+# autoencoder's fit size) loads without the metrics' scipy, so --help answers at once.
+_EXPORTS = {
+    "compute_quality": "eegfm.pipelines.quality.compute",
+    "compute_quality_batch": "eegfm.pipelines.quality.compute",
+    "clip_mask": "eegfm.pipelines.quality.detectors",
+    "detect_pops": "eegfm.pipelines.quality.detectors",
+    "flat_mask": "eegfm.pipelines.quality.detectors",
+    "QUALITY_NAMES": "eegfm.pipelines.quality.report",
+    "QualityReport": "eegfm.pipelines.quality.report",
+    "DEFAULT_REJECT_ON": "eegfm.pipelines.quality.rules",
+    "RULES": "eegfm.pipelines.quality.rules",
+    "WINDOW_RULES": "eegfm.pipelines.quality.rules",
+    "QualityConfig": "eegfm.pipelines.quality.rules",
+    "Rule": "eegfm.pipelines.quality.rules",
+    "validate_window": "eegfm.pipelines.quality.rules",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'eegfm.pipelines.quality' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -29,6 +29,12 @@ import numpy as np
 from eegfm.contract.schema import SFREQ
 from eegfm.core.config import check_int
 from eegfm.core.dsp.bands import band_weights
+from eegfm.pipelines.quality.artifact_fit_size import (
+    CALIBRATION_FRACTION,
+    calibration_windows,
+    enough_windows,
+    min_fit_windows,
+)
 from eegfm.pipelines.signal.features import window_spectrum
 
 FORMAT = "eegfm-artifact-ae"
@@ -109,7 +115,7 @@ class ArtifactAutoencoder:
         batch_size: int = 128,
         learning_rate: float = 1e-3,
         weight_decay: float = 1e-4,
-        calibration_fraction: float = 0.2,
+        calibration_fraction: float = CALIBRATION_FRACTION,
         z_center: float = 3.0,
         z_width: float = 1.0,
         sfreq: float = SFREQ,
@@ -217,16 +223,10 @@ class ArtifactAutoencoder:
         self.n_chans = int(arr.shape[1])
         return self.fit_features(band_features(arr, self.sfreq), groups=groups, n_chans=self.n_chans)
 
-    def _calibration_windows(self, n: int) -> int:
-        return int(round(self.calibration_fraction * n))
-
     @property
     def min_fit_windows(self) -> int:
         """The fewest windows :meth:`fit_features` accepts: >= 20 to train on and >= 10 to calibrate."""
-        n = 30
-        while self._calibration_windows(n) < 10 or n - self._calibration_windows(n) < 20:
-            n += 1
-        return n
+        return min_fit_windows(self.calibration_fraction)
 
     def fit_features(
         self, features: np.ndarray, *, groups: Sequence | None = None, n_chans: int | None = None
@@ -236,8 +236,8 @@ class ArtifactAutoencoder:
         if features.ndim != 2 or not np.all(np.isfinite(features)):
             raise ValueError(f"features: expected a finite 2-D array; got shape {features.shape}")
         n = features.shape[0]
-        n_cal = self._calibration_windows(n)
-        if n_cal < 10 or n - n_cal < 20:
+        n_cal = calibration_windows(n, self.calibration_fraction)
+        if not enough_windows(n, self.calibration_fraction):
             raise ValueError(
                 f"windows: expected enough windows for >= 20 training and >= 10 calibration windows "
                 f"(calibration_fraction={self.calibration_fraction}); got {n}"

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 
 from eegfm.core.stores import is_remote, match_below, match_path
 from eegfm.pipelines.datasets.listing import not_regular
-from eegfm.pipelines.job.process_io import DEFAULT_MAX_DECOMPRESSED_GB, DEFAULT_MAX_DECOMPRESSED_RATIO, StageError
+from eegfm.pipelines.job.limits import DEFAULT_MAX_DECOMPRESSED_GB, DEFAULT_MAX_DECOMPRESSED_RATIO
+from eegfm.pipelines.job.process_io import StageError
 from eegfm.pipelines.readers import GZIPPED, eeglab_data_file
 from eegfm.pipelines.readers.fif_parts import next_part_name
 from eegfm.pipelines.readers.regular_files import check_regular, open_regular

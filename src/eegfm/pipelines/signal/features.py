@@ -3,7 +3,8 @@
 Per channel (:data:`CHANNEL_FEATURES`): mean and std (uV), skewness, excess kurtosis, line length
 (mean absolute change, uV/s), Hjorth mobility (1/s; over 2 pi, the RMS frequency in Hz) and
 complexity, the relative power of each of :data:`BANDS` over 0.5-70 Hz, and the spectral entropy
-of the 0.5-70 Hz PSD normalized to [0, 1]. Names are ``"<channel>.<feature>"``, channel-major; a
+of the 0.5-70 Hz PSD normalized to [0, 1]. Names are ``"<channel>.<feature>"``, channel-major
+(``feature_names``); a
 flat channel gives zeros and uniform powers rather than NaN. The Welch PSD here is the one every
 stage measures power with; a window's :class:`WindowSpectrum` is computed once and shared.
 """
@@ -11,33 +12,27 @@ stage measures power with; a window's :class:`WindowSpectrum` is computed once a
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from functools import lru_cache
 
 import numpy as np
 import scipy.fft as sp_fft
 from numpy.lib.stride_tricks import as_strided
 
-from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.contract.schema import SFREQ
 from eegfm.core.dsp.bands import BANDS, band_mask, band_power
 from eegfm.core.dsp.filter_design import hann_periodic
 from eegfm.core.dsp.signal_checks import check_sfreq
 
-TIME_FEATURES: tuple[str, ...] = tuple(
-    "mean std skewness kurtosis line_length hjorth_mobility hjorth_complexity".split()
+# The names, in their own module (light for command lines); re-exported here beside the features.
+from eegfm.pipelines.signal.feature_names import (  # noqa: F401
+    CHANNEL_FEATURES,
+    FEATURE_NAMES,
+    TIME_FEATURES,
+    feature_names,
 )
-CHANNEL_FEATURES: tuple[str, ...] = TIME_FEATURES + tuple(f"rel_{name}" for name, _, _ in BANDS) + ("spectral_entropy",)
+
 # Welch segments of 2 s: 0.5 Hz bins, and several averaged segments in a 5-10 s window.
 DEFAULT_SEGMENT_S = 2.0
-
-
-def feature_names(ch_names: Sequence[str] = CANONICAL_CHANNELS) -> tuple[str, ...]:
-    """``"<channel>.<feature>"`` for every channel and feature, channel-major."""
-    return tuple(f"{ch}.{feat}" for ch in ch_names for feat in CHANNEL_FEATURES)
-
-
-FEATURE_NAMES: tuple[str, ...] = feature_names()
 
 
 def _check_window(data: np.ndarray, sfreq: float) -> tuple[np.ndarray, float]:
