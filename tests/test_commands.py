@@ -80,11 +80,18 @@ HELP_IMPORTS: dict[str, frozenset[str]] = {
     ),
     **dict.fromkeys(["eegfm-preprocess", "eegfm-quality-survey", "eegfm-redact"], frozenset({"apache_beam"})),
     **dict.fromkeys(
-        ["eegfm-ensemble", "eegfm-finetune", "eegfm-loso", "eegfm-pretrain", "eegfm-report", "eegfm-robustness"],
-        frozenset({"torch"}),
+        [
+            "eegfm-benchmark",
+            "eegfm-ensemble",
+            "eegfm-finetune",
+            "eegfm-loso",
+            "eegfm-pretrain",
+            "eegfm-report",
+            "eegfm-robustness",
+        ],
+        frozenset(),
     ),
     "eegfm-serve": frozenset({"torch", "apache_beam"}),
-    "eegfm-benchmark": frozenset({"torch", "sklearn", "mne", "matplotlib"}),
 }
 
 # Runs each target's --help in turn in one process and prints, after each, the heavy libraries

@@ -10,6 +10,7 @@ from pathlib import Path
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import setup_logging
 from eegfm.core.threads import fair_threads
+from eegfm.evaluation.comparison.methods import METHODS
 from eegfm.evaluation.comparison.options import (
     DEFAULT_CONFIG,
     EEGMAT_METHODS,
@@ -20,7 +21,6 @@ from eegfm.evaluation.comparison.options import (
     SimulatedOptions,
 )
 from eegfm.evaluation.comparison.rows import baseline_names
-from eegfm.evaluation.comparison.runs import METHODS
 
 
 def _pretraining(parser: argparse.ArgumentParser) -> None:
