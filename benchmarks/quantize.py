@@ -44,7 +44,7 @@ from eegfm.core.logs import setup_logging
 from eegfm.evaluation.comparison import baselines
 from eegfm.evaluation.comparison.labeled import metrics_of
 from eegfm.evaluation.comparison.windows import WindowSet, load_windows
-from eegfm.evaluation.robustness import held_out
+from eegfm.evaluation.robustness_run import held_out
 from eegfm.inference.backends import onnx_path_for
 from eegfm.metrics.losses import binary_logits
 from eegfm.model.config import EEGFMConfig

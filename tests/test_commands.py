@@ -80,10 +80,17 @@ HELP_IMPORTS: dict[str, frozenset[str]] = {
     ),
     **dict.fromkeys(["eegfm-preprocess", "eegfm-quality-survey", "eegfm-redact", "eegfm-serve"], frozenset()),
     **dict.fromkeys(
-        ["eegfm-ensemble", "eegfm-finetune", "eegfm-loso", "eegfm-pretrain", "eegfm-report", "eegfm-robustness"],
-        frozenset({"torch"}),
+        [
+            "eegfm-benchmark",
+            "eegfm-ensemble",
+            "eegfm-finetune",
+            "eegfm-loso",
+            "eegfm-pretrain",
+            "eegfm-report",
+            "eegfm-robustness",
+        ],
+        frozenset(),
     ),
-    "eegfm-benchmark": frozenset({"torch", "sklearn", "mne", "matplotlib"}),
 }
 
 # Runs each target's --help in turn in one process and prints, after each, the heavy libraries

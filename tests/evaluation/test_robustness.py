@@ -12,7 +12,7 @@ import torch
 
 from eegfm.contract.schema import SFREQ
 from eegfm.evaluation import robustness
-from eegfm.evaluation.robustness import add_mains, add_noise, drop_electrodes, scale_gain
+from eegfm.evaluation.perturbations import add_mains, add_noise, drop_electrodes, scale_gain
 from eegfm.training import finetune
 from eegfm.training.data import EEGLoader, LoaderConfig, scan_windows
 from tests.evaluation.conftest import QUICK

@@ -14,6 +14,7 @@ from eegfm.model.architectures import load_model_folder
 from eegfm.model.ensemble import EnsembleModel
 from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig
 from eegfm.training import ensemble as ensemble_cli
+from eegfm.training import ensemble_fit
 from eegfm.training.config import load_config
 from tests.training.constructed import write_hms_windows
 
@@ -70,8 +71,8 @@ def test_test_windows_do_not_move_the_weights(setup):
     for scale in (1.0, 5.0):
         test = (torch.log_softmax(scale * torch.randn(12, 2, 6, generator=generator), -1), torch.rand(12, 6))
         ensemble = EnsembleModel.from_members([root / "run0" / "model", root / "run1" / "model"])
-        plan = ensemble_cli.plan_data([str(data)], cfg, "hms6", 256)
-        report = ensemble_cli.fit_on_validation(ensemble, {"val": val, "test": test}, cfg, plan)
+        plan = ensemble_fit.plan_data([str(data)], cfg, "hms6", 256)
+        report = ensemble_fit.fit_on_validation(ensemble, {"val": val, "test": test}, cfg, plan)
         fitted.append((ensemble.weights.clone(), ensemble.bias.clone(), report["test"]["ensemble"]["kl"]))
     assert torch.equal(fitted[0][0], fitted[1][0]) and torch.equal(fitted[0][1], fitted[1][1])
     assert fitted[0][2] != fitted[1][2]

@@ -835,7 +835,7 @@ def test_labels_a_head_cannot_take_are_refused_before_training(shared_data, pret
 def test_windows_shorter_than_a_patch_are_named_before_training(shared_data, pretrained, tmp_path, capsys, caplog):
     """0.3 s event windows from a labels.csv: the model reads 1 s patches. Fine-tuning refuses them
     by name; pretraining leaves them out, saying how many (they crashed the first step)."""
-    from eegfm.training.pretrain import check_window_lengths
+    from eegfm.training.pretrain_loop import check_window_lengths
 
     corpus = tmp_path / "clinic"
     corpus.mkdir()

@@ -454,7 +454,7 @@ def test_held_out_subjects_give_a_validation_loss_that_ranks_checkpoints_and_lea
     from types import SimpleNamespace
 
     from eegfm.model.modeling import EEGFMForPretraining
-    from eegfm.training.pretrain import export_best
+    from eegfm.training.pretrain_loop import export_best
     from eegfm.training.tracking import Tracker
 
     (at_saves / "checkpoints" / "best").write_text(ckpt.step_dir_name(2) + "\n")
@@ -740,7 +740,7 @@ def _kill_one_rank_and_wait(proc: subprocess.Popen, crashed: Path) -> None:
 
 def test_resuming_with_other_held_out_groups_warns(caplog):
     from eegfm.training.config import load_config
-    from eegfm.training.pretrain import check_held_out_unchanged
+    from eegfm.training.pretrain_loop import check_held_out_unchanged
 
     cfg = load_config("cpu-tiny", "pretrain")  # val_fraction 0.1, by subject
     with caplog.at_level("WARNING", logger="eegfm.training.pretrain"):
@@ -762,7 +762,7 @@ def test_resuming_with_other_held_out_groups_warns(caplog):
 
 def test_resuming_on_another_learning_rate_schedule_warns(caplog):
     from eegfm.training.config import load_config
-    from eegfm.training.pretrain import check_schedule_unchanged
+    from eegfm.training.pretrain_loop import check_schedule_unchanged
 
     planned = load_config("cpu-tiny", "pretrain", ["optim.max_steps=40"])  # warm-up 20, lr 1e-3, floor 0.1
     with caplog.at_level("WARNING", logger="eegfm.training.pretrain"):

@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from eegfm.contract import layout
 from eegfm.core.config import ConfigError
@@ -34,12 +34,11 @@ from eegfm.core.tasks import FINETUNE_TASKS
 from eegfm.core.threads import fair_threads
 from eegfm.metrics.plots import plot_per_site
 from eegfm.training import finetune
-from eegfm.training.config import FinetuneConfig
 from eegfm.training.config_files import dotted
-from eegfm.training.data import RecordFilter, check_data, data_label, scan_windows
 from eegfm.training.finetune import FinetuneJob
-from eegfm.training.finetune.initial_model import resolve_pretrained
-from eegfm.training.finetune.plan import is_labeled
+
+if TYPE_CHECKING:
+    from eegfm.training.config import FinetuneConfig
 
 log = get_logger(__name__)
 REPORT_NAME, PLOT_NAME = "loso.json", "loso.png"
@@ -145,6 +144,11 @@ def fold_differences(folder: Path, expected: Mapping[str, Any]) -> list[str]:
 def _plan(args) -> tuple[Any, str, Counter, list[str]]:
     """The fine-tuning config, record task, labeled windows per site and sites to hold out;
     ConfigError where the command line cannot make a leave-one-site-out evaluation."""
+    # Here, not at the top: they import torch, which --help does without (tests/test_commands.py)
+    from eegfm.training.data import RecordFilter, check_data, data_label, scan_windows
+    from eegfm.training.finetune.initial_model import resolve_pretrained
+    from eegfm.training.finetune.plan import is_labeled
+
     cfg = finetune.config_from_args(args)
     if cfg.test_sites or cfg.test_fraction or cfg.corpus_split:
         raise ConfigError(
@@ -220,6 +224,8 @@ def _run_fold(
 def main(argv: list[str] | None = None) -> int:
     fair_threads()  # before any work: core/threads.py
     args = build_parser().parse_args(argv)
+    from eegfm.training.data import data_label  # after --help: it imports torch
+
     setup_logging("INFO")
     try:
         cfg, record_task, found, sites = _plan(args)

@@ -18,25 +18,19 @@ from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
 from eegfm.model.architectures import get_architecture, list_architectures, list_pretrainable
 from eegfm.model.config import ADAPTER_KINDS, EEGFMConfig, list_presets
 from eegfm.model.heads import list_heads
+from eegfm.training.config_choices import (
+    BACKENDS,
+    COMPILE_MODES,
+    FINETUNE_MODES,
+    LOSSES,
+    PRECISIONS,
+    SPLIT_GROUPS,
+    TASK_HEADS,
+    UNFREEZE_UNITS,
+)
 from eegfm.training.config_files import KINDS, apply_override, parse_overrides, read_section, resolve_config_path
 from eegfm.training.config_sections import INF, LoaderSection, OptimConfig, WandbConfig
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-# torch.compile's modes; reduce-overhead adds CUDA graphs (the base step at batch 64 on an H100:
-# 12.7 ms against 40.5 ms compiled without, benchmarks/train_gpu_profile.py; not yet timed in the loop).
-COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-BACKENDS = ("auto", "gloo", "nccl", "horovod")
-FINETUNE_MODES = ("linear", "adapter", "full")
-LOSSES = ("kl", "ce", "focal")
-SPLIT_GROUPS = ("subject", "site")
-UNFREEZE_UNITS = ("epoch", "step")
-# Fine-tuning task -> registered head (model.heads); classes from eegfm.core.tasks.
-TASK_HEADS = {
-    "hms6": "hms6",
-    **dict.fromkeys(("eegmat", "tuab", "tuep", "tusz", "chbmit", "siena"), "binary"),
-    **dict.fromkeys(("tuev", "tuar", "eegmmi"), "multiclass"),
-    **{head: head for head in ("binary", "multiclass", "regression")},
-}
 _TASK_LABELS = {task: TASK_CLASSES[record_task] for task, record_task in FINETUNE_TASKS.items() if task != "hms6"}
 # EEGFMConfig fields that the run config sets itself: overriding them would be ambiguous.
 _MODEL_FIELDS_SET_BY_RUN = {

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as torch_dist
 from torch import nn
 
-BACKENDS = ("auto", "none", "gloo", "nccl", "horovod")
+from eegfm.training.run_options import BACKENDS
 
 
 class DistributedError(RuntimeError):

@@ -182,8 +182,8 @@ def test_trained_on_every_shared_training_subject_it_beats_chance(shared_data, t
 
 def test_the_first_seed_chooses_the_setting_the_other_seeds_train(windows, tmp_path):
     """The run's EEGNets: the grid on the first seed, its chosen setting alone on the others, each
-    seed stopping at its own epoch (``rows.Context.eegnets``)."""
-    from eegfm.evaluation.comparison.rows import Context
+    seed stopping at its own epoch (``row_fits.Context.eegnets``)."""
+    from eegfm.evaluation.comparison.row_fits import Context
 
     context = Context(windows, ("arithmetic", "rest"), tmp_path, (0, 1), 5.0, eegnet_max_epochs=2)
     with short_budget():

@@ -12,6 +12,7 @@ from eegfm.core import stopwatch
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import setup_logging
 from eegfm.core.threads import fair_threads
+from eegfm.evaluation.comparison.methods import METHODS
 from eegfm.evaluation.comparison.options import (
     DEFAULT_CONFIG,
     EEGMAT_METHODS,
@@ -22,7 +23,6 @@ from eegfm.evaluation.comparison.options import (
     SimulatedOptions,
 )
 from eegfm.evaluation.comparison.rows import baseline_names
-from eegfm.evaluation.comparison.runs import METHODS
 
 
 def _pretraining(parser: argparse.ArgumentParser) -> None:

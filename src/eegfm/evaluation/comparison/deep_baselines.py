@@ -13,7 +13,7 @@ recipe a careful user would pick without a foundation model.
   predicted, under ``torch.no_grad``.
 
 The benchmark fits one network per fine-tuning seed (as many as eegfm's): the first seed with
-the whole grid, the others with the setting it chose (``benchmark.rows.Context.eegnets``).
+the whole grid, the others with the setting it chose (``benchmark.row_fits.Context.eegnets``).
 CPU, deterministic for a seed: the caller's random state
 is left as it was. With ``cache`` (a folder), each seed's chosen network is saved there with a
 fingerprint of the windows, their targets, the grid, the seed and the fixed recipe; a later call
@@ -46,7 +46,6 @@ from eegfm.model.eegnet import probabilities as eegnet_probabilities
 
 log = get_logger(__name__)
 
-DESCRIPTION = "braindecode EEGNet, supervised, recipe chosen on validation"
 # Dropout moved eegmat's validation loss most (0.25 and 0.5 are the two rates the EEGNet paper
 # uses); the learning rate is Adam's 1e-3, as in the paper, or a third of it (3e-3 stopped earlier
 # at a higher validation loss); the epoch is chosen by early stopping on validation. Four settings

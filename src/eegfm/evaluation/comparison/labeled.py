@@ -20,7 +20,8 @@ from eegfm.core.logs import get_logger
 from eegfm.evaluation.comparison import baselines, levels, report
 from eegfm.evaluation.comparison.export import export_row
 from eegfm.evaluation.comparison.options import BenchmarkOptions
-from eegfm.evaluation.comparison.rows import ALTERNATIVES, NETWORK_ROW, ROWS, Context, Fitted
+from eegfm.evaluation.comparison.row_fits import Context, Fitted
+from eegfm.evaluation.comparison.rows import ALTERNATIVES, NETWORK_ROW, ROWS
 from eegfm.evaluation.comparison.runs import RecipeOptions, reference_note, run_methods, validation_score
 from eegfm.evaluation.comparison.windows import WindowSet, load_windows
 from eegfm.metrics.classification import classification_metrics

@@ -8,8 +8,8 @@ import dataclasses
 from pathlib import Path
 
 from eegfm.core.config import ConfigError
+from eegfm.evaluation.comparison.methods import METHODS
 from eegfm.evaluation.comparison.rows import ROWS, baseline_names
-from eegfm.evaluation.comparison.runs import METHODS
 
 DEFAULT_CONFIG = "cpu-small"
 # The benchmarks' window length where a run names none (the folder suite's --window_seconds,

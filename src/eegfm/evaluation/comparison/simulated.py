@@ -28,7 +28,8 @@ from eegfm.evaluation.comparison import baselines, report
 from eegfm.evaluation.comparison.labeled import metrics_of
 from eegfm.evaluation.comparison.options import BenchmarkOptions, SimulatedOptions
 from eegfm.evaluation.comparison.preprocessing import benchmark_key, run_pipeline
-from eegfm.evaluation.comparison.rows import NETWORK_ROW, ROWS, Context
+from eegfm.evaluation.comparison.row_fits import Context
+from eegfm.evaluation.comparison.rows import NETWORK_ROW, ROWS
 from eegfm.evaluation.comparison.runs import METHODS, RecipeOptions, reference_note, run_methods
 from eegfm.evaluation.comparison.windows import WindowSet, load_windows
 from eegfm.model.fused import FusedModel, Part
@@ -78,7 +79,7 @@ def per_site(windows: WindowSet, sites: list[str], predictors_of) -> dict[str, d
 
 
 def fold_context(train: WindowSet, output: Path, seeds: Sequence[int]) -> Context:
-    """The registry's :class:`~rows.Context` of one fold: every window of the training sites is a
+    """The rows' :class:`~row_fits.Context` of one fold: every window of the training sites is a
     training window (fine-tuning keeps some of their people for validation, the baselines choose C
     by subject-grouped cross-validation), linear fits unweighted for the KL objective."""
     train = dataclasses.replace(train, split=np.full(len(train), "train"))

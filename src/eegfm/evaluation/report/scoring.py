@@ -17,7 +17,7 @@ from scipy.special import xlogy
 from eegfm.contract.schema import SFREQ
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
-from eegfm.evaluation.robustness import held_out, load_run
+from eegfm.evaluation.robustness_run import held_out, load_run
 from eegfm.metrics import losses
 from eegfm.metrics.classification import class_logits
 from eegfm.model.architectures import quiet_transformers

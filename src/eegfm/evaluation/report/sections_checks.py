@@ -14,7 +14,7 @@ import numpy as np
 from eegfm.contract import layout
 from eegfm.evaluation.report.discover import Found, read_json
 from eegfm.evaluation.report.document import Picture, Section, Table, fmt, missing, png_of
-from eegfm.evaluation.robustness import plot as plot_robustness
+from eegfm.evaluation.robustness_run import plot as plot_robustness
 from eegfm.metrics.calibration import ece_of_bins
 from eegfm.metrics.plots import draw_per_site, plot_confusion, plot_reliability
 

@@ -12,9 +12,9 @@ import torch
 from eegfm.contract.schema import CORPUS_SPLITS
 from eegfm.core.config import ConfigError, check_int, check_option, check_range
 from eegfm.training.augment import AugmentConfig
+from eegfm.training.config_choices import AUTO
 
 EEG_DTYPES = {"float32": torch.float32, "float16": torch.float16}
-AUTO = "auto"  # num_workers: as many as this process's share of the machine's CPUs and memory allows
 
 
 def _names(name: str, value: Any) -> tuple[str, ...]:

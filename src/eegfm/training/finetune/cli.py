@@ -1,21 +1,27 @@
-"""The ``python -m eegfm.training.finetune`` command: its options and the run under a launcher."""
+"""The ``python -m eegfm.training.finetune`` command: its options and the run under a launcher.
+
+The parser is built from light modules only, so ``--help``, a usage error and shell completion
+import no torch (tests/test_commands.py); the config, the launch and the training loop are
+imported by the functions that use them.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import sys
+from typing import TYPE_CHECKING
 
-from eegfm.core.config import user_file_path, user_path
+from eegfm.core.config import ConfigError, user_file_path, user_path
 from eegfm.core.logs import setup_logging
 from eegfm.core.tasks import FINETUNE_TASKS, TASK_CLASSES
 from eegfm.core.threads import fair_threads
-from eegfm.model.architectures import list_architectures
-from eegfm.training.command import RunSpec, add_run_arguments, launch, run_overrides
-from eegfm.training.config import TASK_HEADS, ConfigError, FinetuneConfig, load_config
-from eegfm.training.distributed import Dist
-from eegfm.training.finetune.initial_model import check_pretrained
-from eegfm.training.finetune.loop import train
+from eegfm.training.config_choices import FINETUNE_MODES, TASK_HEADS
+from eegfm.training.run_options import RunSpec, add_run_arguments, run_overrides
+
+if TYPE_CHECKING:
+    from eegfm.training.config import FinetuneConfig
+    from eegfm.training.distributed import Dist
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,10 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
         "where pretraining wrote one), or an earlier fine-tuned model; required for --architecture "
         "eegfm, optional for architectures trained from scratch (spectrogram_cnn: continue a saved one)",
     )
+    # No choices: the architectures are model.registry's, which imports torch; the config refuses
+    # another name (exit 2) with the registered ones.
     parser.add_argument(
         "--architecture",
         default=None,
-        choices=list_architectures(),
         help="the task model: eegfm (the pretrained encoder on raw EEG), spectrogram_cnn (an "
         "EfficientNet-style CNN on the windows' spectrogram), eeg_cnn_gru (a small 1-D CNN-GRU on raw "
         "EEG; both ensemble members, python -m eegfm.training.ensemble), cbramod or labram (peer EEG "
@@ -69,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--mode",
         default=None,
-        choices=["linear", "adapter", "full"],
+        choices=FINETUNE_MODES,
         help="linear probe (frozen encoder), adapters (adapter_kind/adapter_rank) or full "
         "fine-tuning; default: the config's mode",
     )
@@ -99,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def config_from_args(args: argparse.Namespace) -> FinetuneConfig:
     """The run's config: ``--config`` with ``--set``, then ``--task`` and ``--mode`` on top."""
+    from eegfm.training.config import load_config
+
     overrides = run_overrides(args)
     overrides += [f"task={args.task}"] if args.task else []
     overrides += [f"mode={args.mode}"] if args.mode else []
@@ -125,6 +134,10 @@ def finetune(cfg: FinetuneConfig, job: FinetuneJob) -> int:
     """The fine-tuning job: ``cfg`` on ``job``, on one process or under torchrun/horovodrun; its
     exit status (0 done, 2 bad input, with one line on stderr; 143 stopped and checkpointed).
     :func:`~training.finetune.loop.train` holds the output's run lock while it trains."""
+    from eegfm.training.command import launch
+    from eegfm.training.finetune.initial_model import check_pretrained
+    from eegfm.training.finetune.loop import train
+
     try:
         check_pretrained(job.pretrained, cfg)  # before the process group: a wrong folder fails at once
     except ConfigError as err:

@@ -1,0 +1,158 @@
+"""How each row of the benchmark's registry (``rows``) is fitted: the :class:`Context` of one
+labeled run (its windows, classes, fine-tuning runs and the fits its rows share) and one function
+per row, named by its registration. Imported when a row is fitted: torch, scikit-learn, MNE and
+pyRiemann come with it, which the registry, and so ``eegfm-benchmark --help``, does without."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from eegfm.core import stopwatch
+from eegfm.evaluation.comparison import baselines, deep_baselines, spectral_stack, tangent_space
+from eegfm.evaluation.comparison.runs import pretrain_folder
+from eegfm.evaluation.comparison.windows import WindowSet
+from eegfm.model.fused import FusedModel, Part, Readout
+
+
+@dataclasses.dataclass
+class Context:
+    """What the rows of one labeled run are fitted from: its windows, classes and folders, the
+    fine-tuning runs (``runs.run_methods``' reports) and, fitted once and shared, the spectral
+    readout and EEGNet's seeds."""
+
+    windows: WindowSet
+    labels: tuple[str, ...]
+    output: Path
+    seeds: Sequence[int]
+    window_seconds: float
+    reports: dict[str, dict[str, list[dict[str, Any]]]] = dataclasses.field(default_factory=dict)
+    eegnet_max_epochs: int = deep_baselines.MAX_EPOCHS
+    # Class-balanced linear fits: balanced accuracy wants decisions beyond the majority class; the
+    # simulated suite's KL on vote distributions wants the probabilities unweighted.
+    balanced: bool = True
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.labels)
+
+    @functools.cached_property
+    def train(self) -> WindowSet:
+        return self.windows.of_split("train")
+
+    @functools.cached_property
+    def validation(self) -> WindowSet:
+        return self.windows.of_split("dev")
+
+    def model(self, parts: list[Part], **card: Any) -> FusedModel:
+        return FusedModel(self.labels, parts, self.window_seconds, card)
+
+    @functools.cached_property
+    def readout(self) -> tuple[Readout, dict[str, Any]]:
+        """eegfm's spectral readout of its own pretrained encoder (``spectral_stack``)."""
+        encoder = pretrain_folder(self.output) / "model"
+        with stopwatch.part("spectral readout"):
+            return spectral_stack.spectral_readout(encoder, self.train, self.n_classes, self.validation)
+
+    @functools.cached_property
+    def eegnets(self) -> list[deep_baselines.EEGNetFit]:
+        """EEGNet fitted once per seed of the run: the first seed tries the whole grid, the others
+        train the setting it chose, each stopping at its own best validation epoch. As many
+        candidates as eegfm's network gets (two recipes a seed), at half the cost of the grid on
+        every seed, which took a 60-person run's EEGNet past 30 of its 45 minutes."""
+        cache = self.output / "baselines"
+        grid = {**deep_baselines.GRID, "max_epochs": (self.eegnet_max_epochs,)}
+        first, *others = self.seeds
+        with stopwatch.part("EEGNet", "the grid, first seed"):
+            fits = [deep_baselines.eegnet(self.train, self.validation, self.n_classes, first, grid, cache=cache)]
+        chosen = {key: (fits[0].record[key],) for key in grid}
+        for seed in others:
+            with stopwatch.part("EEGNet", "the chosen setting, another seed"):
+                fit = deep_baselines.eegnet(self.train, self.validation, self.n_classes, seed, chosen, cache=cache)
+            fits.append(fit)
+        return fits
+
+    def network_folders(self, method: str) -> list[Path]:
+        """The model folders of ``method``'s runs, one per seed."""
+        return [Path(run["run"]) / "model" for run in self.reports[method]["corpus"]]
+
+
+@dataclasses.dataclass
+class Fitted:
+    """A row's models (one per seed, or one) and what validation chose for it."""
+
+    models: list[FusedModel]
+    chosen: Any = None
+
+
+def _readout_part(context: Context, weight: float = 1.0) -> Part:
+    return Part("readout", weight, readout=context.readout[0])
+
+
+def class_prior(context: Context) -> Fitted:
+    prior = baselines.class_prior(context.train, context.n_classes)(context.train)[0]
+    return Fitted([context.model([Part("prior", 1.0, prior=prior)])])
+
+
+def band_power_lr(context: Context) -> Fitted:
+    fit = baselines.band_power_lr(context.train, context.n_classes, context.validation, balanced=context.balanced)
+    readout = Readout(("powers",), fit.linear)
+    return Fitted([context.model([Part("readout", 1.0, readout=readout)])], {"C": fit.c})
+
+
+def tangent_space_lr(context: Context) -> Fitted:
+    fit, tangent = tangent_space.tangent_space_lr(context.train, context.n_classes, context.validation)
+    readout = Readout((tangent.metric,), fit.linear, {tangent.metric: tangent})
+    return Fitted([context.model([Part("readout", 1.0, readout=readout)])], {"metric": tangent.metric, "C": fit.c})
+
+
+def _eegnet_part(fits: Sequence[deep_baselines.EEGNetFit], weight: float) -> Part:
+    return Part("eegnet", weight, eegnets=[f.model for f in fits], eegnet_settings=fits[0].settings)
+
+
+def eegnet(context: Context) -> Fitted:
+    models = [context.model([_eegnet_part([fit], 1.0)]) for fit in context.eegnets]
+    return Fitted(models, [fit.record for fit in context.eegnets])
+
+
+def eegnet_ensemble(context: Context) -> Fitted:
+    return Fitted([context.model([_eegnet_part(context.eegnets, 1.0)])])
+
+
+def spectral_readout(context: Context) -> Fitted:
+    return Fitted([context.model([_readout_part(context)])], context.readout[1])
+
+
+def _stacked(network: Part, context: Context) -> FusedModel:
+    weight = spectral_stack.FUSION_WEIGHT
+    network = dataclasses.replace(network, weight=weight)
+    return context.model([network, _readout_part(context, 1.0 - weight)])
+
+
+def eegnet_stack(context: Context) -> Fitted:
+    return Fitted([_stacked(_eegnet_part([fit], 1.0), context) for fit in context.eegnets], context.readout[1])
+
+
+def recipe(context: Context) -> Fitted:
+    folders = context.network_folders("eegfm")
+    models = [_stacked(Part("network", 1.0, folders=[folder]), context) for folder in folders]
+    return Fitted(models, context.readout[1])
+
+
+def recipe_ensemble(context: Context) -> Fitted:
+    folders = context.network_folders("eegfm")
+    return Fitted([_stacked(Part("network", 1.0, folders=folders), context)], context.readout[1])
+
+
+def network(method: str, context: Context) -> Fitted:
+    """A network row: each of ``method``'s runs' networks alone."""
+    models = [context.model([Part("network", 1.0, folders=[f])]) for f in context.network_folders(method)]
+    chosen = [run.get("chosen") for run in context.reports[method]["corpus"]]
+    return Fitted(models, chosen if any(chosen) else None)
+
+
+def network_ensemble(context: Context) -> Fitted:
+    return Fitted([context.model([Part("network", 1.0, folders=context.network_folders("eegfm"))])])
