@@ -14,7 +14,7 @@ _BUILD_AND_RUN = textwrap.dedent(
     import inspect, sys, tempfile
     import torch
     from eegfm.model import create_model
-    from eegfm.model.spatial import ElectrodeGraphConv
+    from eegfm.model.graph_conv import ElectrodeGraphConv
     from tests.model.conftest import make_batch
 
     torch.manual_seed(0)
@@ -31,7 +31,7 @@ _BUILD_AND_RUN = textwrap.dedent(
 
 
 def _leftovers(folder) -> list[str]:
-    return sorted(name for name in os.listdir(folder) if "spatial" in name and "propagate" in name)
+    return sorted(name for name in os.listdir(folder) if "ElectrodeGraphConv" in name and "propagate" in name)
 
 
 def test_building_the_model_leaves_no_generated_file_in_the_temp_folder(tmp_path):

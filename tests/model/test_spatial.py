@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 from torch_geometric.nn import MessagePassing
 
 from eegfm.model import EEGFMConfig, canonical_positions, positions_for
+from eegfm.model.graph_conv import ElectrodeGraphConv
 from eegfm.model.spatial import (
-    ElectrodeGraphConv,
     SpatialGNNLayer,
     build_electrode_graph,
     disjoint_union_edges,
@@ -173,3 +178,35 @@ def test_edge_weights_are_learned_from_geometry_and_interpolation():
     non_self = edges_to_cz.clone()
     non_self[9] = False
     assert (weights[0, ..., 0][non_self] < clean[0, ..., 0][non_self]).all()
+
+
+_GATHER_THEN_PYG = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from eegfm.model import create_model
+    from tests.model.conftest import make_batch
+
+    torch.manual_seed(0)
+    model = create_model("tiny", head="hms6", gnn_impl="gather").eval()
+    before = "torch_geometric" in sys.modules
+    batch = make_batch(batch=2, seconds=5)
+    with torch.no_grad():
+        gathered = model(**batch)["logits"]
+        model.set_gnn_impl("pyg")
+        passed = model(**batch)["logits"]
+    print(before, "torch_geometric" in sys.modules, torch.allclose(gathered, passed, atol=1e-5))
+    """
+)
+
+
+def test_only_the_pyg_form_imports_torch_geometric():
+    # A fresh process: the test session has imported torch_geometric (1-2 s) long since.
+    repo = str(Path(__file__).resolve().parents[2])  # for tests.model.conftest
+    path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), repo]))
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
+    done = subprocess.run(
+        [sys.executable, "-c", _GATHER_THEN_PYG], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "False True True"

@@ -22,9 +22,11 @@ import os
 import re
 import shutil
 import socket
+import sys
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import IO, Any
 
 _AWS_CREDENTIALS_FOUND = False  # once found, not looked up again (by every file a loader opens)
@@ -71,6 +73,15 @@ try:
     STORE_ERRORS: tuple[type[BaseException], ...] = (OSError, GoogleAPIError)
 except ImportError:
     STORE_ERRORS = (OSError,)
+
+
+def read_errors() -> tuple[type[BaseException], ...]:
+    """What reading a file raises for its own or its store's reasons: :data:`STORE_ERRORS` and, once
+    Beam's S3 client is loaded, its ``S3ClientError`` (a 403 Forbidden, say), which is no OSError.
+    Only a loaded client can raise it, so a local file is read without importing Beam (~1 s)."""
+    messages = sys.modules.get("apache_beam.io.aws.clients.s3.messages")
+    client_error = getattr(messages, "S3ClientError", None)
+    return STORE_ERRORS if client_error is None else (*STORE_ERRORS, client_error)
 
 
 def storage_error(err: BaseException) -> str:
@@ -271,9 +282,34 @@ def match_below(folder: str, pattern: str = "*", limit: int | None = None) -> li
     return kept[:limit] if limit is not None else kept
 
 
+@dataclass(frozen=True)
+class LocalFileMetadata:
+    """What Beam's ``FileMetadata`` says of a local file (its fields, its equality), without
+    importing Beam (~1 s) where a command names one local file."""
+
+    path: str
+    size_in_bytes: int
+    last_updated_in_seconds: float
+
+
+def exists(path: str) -> bool:
+    """``FileSystems.exists``: for a local path Beam's answer is ``os.path.exists``, asked here
+    without importing Beam."""
+    if not is_remote(path):
+        return os.path.exists(path)
+    from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; only for a remote path
+
+    return FileSystems.exists(path)
+
+
 def match_path(path: str) -> list:
     """Beam ``FileMetadata`` of the file ``path`` itself ([] if it is not there), whatever
-    characters its name holds (``match_below``)."""
+    characters its name holds (``match_below``); for a local name without wildcard characters,
+    the same fields as :class:`LocalFileMetadata`, as Beam's local file system finds them."""
+    if not is_remote(path) and _PATTERN_CHARS.search(path) is None and not path.endswith(("/", "\\")):
+        if not os.path.exists(path):
+            return []
+        return [LocalFileMetadata(path, os.path.getsize(path), os.path.getmtime(path))]
     from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; not at module load
 
     if _PATTERN_CHARS.search(path) is None:  # Beam asks for the one file's metadata

@@ -5,7 +5,8 @@
     out = model(eeg, positions=positions_for(ch_names), channel_mask=mask)   # out.logits, out.pooled
 
 Modules: ``config`` (EEGFMConfig, presets), ``inputs`` (names/metadata -> tensors), ``embedding``
-(channel tokens), ``temporal`` (rotary self-attention), ``spatial`` (electrode-graph GNN),
+(channel tokens), ``temporal`` (rotary self-attention), ``spatial`` (electrode-graph GNN; its
+torch_geometric form in ``graph_conv``, imported only by a model that uses it),
 ``fusion`` (spectrogram / ECG / clinical cross-attention), ``readout`` (electrode-position filters
 of the channel tokens), ``encoder``, ``heads`` (registry), ``pretraining`` (masked reconstruction,
 contrastive channel prediction, band-power summary), ``adapters`` (LoRA,

@@ -7,8 +7,9 @@ edge's geometry and whether the neighbour was interpolated, softmax-normalised o
 neighbourhood (on a small (B, C, k+1, heads) tensor, since they do not depend on the features).
 
 Three implementations of the same sums (``EEGFMConfig.gnn_impl``): ``"pyg"``, a torch_geometric
-``MessagePassing`` over the disjoint union of all B x P graphs (node ``(b, c, p)`` is row
-``(b*C + c)*P + p``, so tokens keep the encoder's layout); ``"dense"``, a (B, heads, C, C)
+``MessagePassing`` (``model.graph_conv``, imported with torch_geometric only where a layer uses it:
+torch_geometric's import takes 1-2 s) over the disjoint union of all B x P graphs (node ``(b, c, p)``
+is row ``(b*C + c)*P + p``, so tokens keep the encoder's layout); ``"dense"``, a (B, heads, C, C)
 adjacency and one batched matmul (no scatter kernels: faster on CPUs and in ONNX Runtime, the
 export default); ``"gather"``, a gather of the K neighbours' values and a weighted sum, which
 ``torch.compile`` fuses into one kernel without a K-fold message tensor in memory.
@@ -16,16 +17,10 @@ export default); ``"gather"``, a gather of the K neighbours' values and a weight
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import linecache
-import os
-import sys
-import tempfile
 
 import torch
 from torch import nn
-from torch_geometric.nn import MessagePassing
 
 from eegfm.model.config import EEGFMConfig
 
@@ -100,48 +95,6 @@ def disjoint_union_edges(neighbours: torch.Tensor, n_patches: int | torch.SymInt
     return torch.stack([source.reshape(-1), target.expand(batch, n_chans, k, n_patches).reshape(-1)])
 
 
-_DROPPED: set[str] = set()  # generated files already taken out of the temp folder by this process
-
-
-def drop_generated_source(conv: type[MessagePassing]) -> None:
-    """Delete the ``propagate`` module torch_geometric generated for ``conv`` from the temp folder.
-
-    torch_geometric writes it there (never deleted, one file per process that builds a model) and
-    loads it once per process; its text stays in ``linecache`` (mtime None: never re-checked
-    against the disk) so ``inspect`` and TorchScript still find it. A file outside the temp folder
-    is left alone: it is no leftover of ours."""
-    module = sys.modules.get(f"{conv.__module__}_{conv.__name__}_propagate")
-    path = getattr(module, "__file__", None)
-    if not path or path in _DROPPED:
-        return
-    _DROPPED.add(path)
-    temp = os.path.realpath(tempfile.gettempdir())
-    if os.path.commonpath([os.path.realpath(path), temp]) != temp:
-        return
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError:
-        return
-    linecache.cache[path] = (len(text), None, text.splitlines(keepends=True), path)
-    with contextlib.suppress(OSError):  # another process's cleanup, or a read-only temp folder
-        os.remove(path)
-
-
-class ElectrodeGraphConv(MessagePassing):
-    """out_i = sum_j w_ij * x_j for ``x`` (n_nodes, heads, head_dim), ``edge_weight`` (n_edges, heads)."""
-
-    def __init__(self) -> None:
-        super().__init__(aggr="add", node_dim=0)
-        drop_generated_source(type(self))
-
-    def forward(self, x: torch.Tensor, edge_index: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
-        return self.propagate(edge_index, x=x, edge_weight=edge_weight)
-
-    def message(self, x_j: torch.Tensor, edge_weight: torch.Tensor) -> torch.Tensor:
-        return x_j * edge_weight.unsqueeze(-1)
-
-
 class SpatialGNNLayer(nn.Module):
     """One message-passing step over the electrode graph for every (sample, patch) at once."""
 
@@ -149,13 +102,26 @@ class SpatialGNNLayer(nn.Module):
         super().__init__()
         self.n_heads = config.num_attention_heads
         self.head_dim = config.head_dim
-        self.impl = config.gnn_impl
         self.edge_logits = nn.Sequential(nn.Linear(4, 32), nn.GELU(), nn.Linear(32, self.n_heads))
         # Learned per head: how much less (or more) to trust an interpolated neighbour.
         self.interpolated_logit = nn.Parameter(torch.zeros(self.n_heads))
         self.value = nn.Linear(config.hidden_size, config.hidden_size)
         self.out = nn.Linear(config.hidden_size, config.hidden_size)
-        self.conv = ElectrodeGraphConv()
+        self.impl = config.gnn_impl  # builds ``conv`` for "pyg"
+
+    @property
+    def impl(self) -> str:
+        return self._impl
+
+    @impl.setter
+    def impl(self, impl: str) -> None:
+        """The GNN form; "pyg" adds the torch_geometric layer ``conv`` (no weights: the state dict
+        is the same in every form), once, when the layer is built or first switched to it."""
+        if impl == "pyg" and "conv" not in self._modules:
+            from eegfm.model.graph_conv import ElectrodeGraphConv  # torch_geometric: 1-2 s to import
+
+            self.conv = ElectrodeGraphConv()
+        self._impl = impl
 
     def edge_weights(self, graph: ElectrodeGraph) -> torch.Tensor:
         """(B, C, K, heads) weights summing to 1 over each electrode's K slots, in float32 (the

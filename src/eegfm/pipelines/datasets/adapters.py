@@ -12,8 +12,6 @@ import posixpath
 import re
 from collections.abc import Callable
 
-from apache_beam.io.filesystems import FileSystems
-
 from eegfm.core.logs import get_logger
 from eegfm.core.stores import STORE_ERRORS
 from eegfm.pipelines.datasets.companions import by_lower_name, part_of_recording
@@ -159,6 +157,8 @@ def _fif_continuations(recordings: list[str]) -> dict[str, str]:
     for files in folders.values():
         if len(files) < 2:
             continue
+        from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; only to open FIF parts
+
         names = {posixpath.basename(f): f for f in files}
         for f in files:
             try:

@@ -14,8 +14,6 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable, Mapping
 
-from apache_beam.io.filesystems import FileSystems
-
 from eegfm.core.stores import STORE_ERRORS
 from eegfm.pipelines.readers.file_magic import NIHON_KOHDEN_MAGIC
 
@@ -71,6 +69,8 @@ def part_of_recording(path: str, lowered: Mapping[str, str]) -> str | None:
 
 
 def _starts_with(path: str, magic: tuple[bytes, ...]) -> bool:
+    from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; only for .eeg/.dat parts
+
     try:
         with FileSystems.open(path) as fh:
             return fh.read(16).startswith(magic)

@@ -11,10 +11,8 @@ import os
 import posixpath
 from collections.abc import Sequence
 
-from apache_beam.io.filesystems import FileSystems
-
 from eegfm.core.config import check_option
-from eegfm.core.stores import is_remote, join_path
+from eegfm.core.stores import exists, is_remote, join_path
 from eegfm.pipelines.datasets import bids, hms, physionet, tuh  # noqa: F401 (they register their adapters)
 from eegfm.pipelines.datasets.adapters import ADAPTERS, Group, log, site_from_path, split_recordings
 from eegfm.pipelines.datasets.generic import labeled_path, warn_unmatched_labels
@@ -142,7 +140,7 @@ def _sidecars_left_out(patterns: list[str], files: set[str]) -> list[str]:
     for folder, names in sorted(set().union(*map(_sidecar_places, patterns))):
         for name in names:
             path = join_path(folder, name) if folder else name
-            if path in files or not FileSystems.exists(path):
+            if path in files or not exists(path):
                 continue
             if name == "labels.csv" and not any(
                 labeled_path(folder, row["path"]) in files for _, row in csv_rows(path) if row.get("path")

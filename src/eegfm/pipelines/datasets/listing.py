@@ -1,5 +1,6 @@
 """`--input` patterns -> the files they name, through Beam's FileSystems: local paths, globs (`**`
-recurses), folders, `gs://` and `s3://`.
+recurses), folders, `gs://` and `s3://`. One local file is looked up as Beam's local file system
+looks it up (``os.path``: ``core.stores.exists``, ``match_path``), without importing Beam (~1 s).
 
 Beam's local listing passes over, in silence, what it cannot look at: a dangling symbolic link, a
 link loop, a file or folder it may not read. Those are listed here too, each with what is wrong
@@ -20,10 +21,7 @@ import re
 import stat
 from collections.abc import Sequence
 
-from apache_beam.io.filesystem import FileSystem
-from apache_beam.io.filesystems import FileSystems
-
-from eegfm.core.stores import STORE_ERRORS, is_remote, match_below, match_path, storage_error
+from eegfm.core.stores import STORE_ERRORS, exists, is_remote, match_below, match_path, storage_error
 from eegfm.pipelines.datasets.adapters import log
 from eegfm.pipelines.datasets.items import RECORDING_EXTENSIONS
 from eegfm.pipelines.readers.regular_files import file_kind
@@ -33,7 +31,7 @@ def is_dir(path: str) -> bool:
     if is_remote(path):
         # An object store has no folders, only keys: a "folder" is a prefix with keys below it,
         # maybe only in deeper "sub-folders" (** crosses "/"; * would not).
-        return not FileSystems.exists(path) and bool(match_below(path, "**", limit=1))
+        return not exists(path) and bool(match_below(path, "**", limit=1))
     return os.path.isdir(path)
 
 
@@ -78,7 +76,7 @@ def _matches(pattern: str) -> tuple[list, dict[str, str], dict[str, str]]:
     be read, and the folders named like a recording below it, with why (local paths only)."""
     folder = is_dir(pattern)
     # A folder or file that is there is itself, whatever characters its name holds ("EEG [2019]").
-    there = not folder and FileSystems.exists(pattern)
+    there = not folder and exists(pattern)
     globs = [] if folder or there else _globstar_variants(pattern)
     below = [pattern] if folder else []  # folders, listed by match_below
     wildcard = bool(globs) and re.search(r"[*?\[]", pattern) is not None
@@ -98,7 +96,7 @@ def _matches(pattern: str) -> tuple[list, dict[str, str], dict[str, str]]:
             ", ".join(links[:5]),
         )
     try:
-        matched = [m for result in FileSystems.match(globs) for m in result.metadata_list] if globs else []
+        matched = _globbed(globs)
         matched += [m for top in below for m in match_below(top, "**")]
         matched += match_path(pattern) if there else []
     except STORE_ERRORS as err:  # an object store: credentials, endpoint, bucket, network
@@ -109,10 +107,26 @@ def _matches(pattern: str) -> tuple[list, dict[str, str], dict[str, str]]:
         problem = _problem(pattern)
         return matched, {pattern: problem} if problem else {}, {}
     walked = below if folder else [root_of(pattern) or "."] if wildcard else []
-    variants = [re.compile(FileSystem.translate_pattern(g)) for g in globs]
+    variants = [re.compile(_translate(g)) for g in globs]
     named = (lambda path: any(v.match(path) for v in variants)) if wildcard else None
     problems, folders = unreadable(walked, {m.path for m in matched}, named)
     return matched, problems, folders
+
+
+def _globbed(globs: list[str]) -> list:
+    """Beam ``FileMetadata`` of the files the glob patterns match (none: Beam is not imported)."""
+    if not globs:
+        return []
+    from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; only for a glob
+
+    return [m for result in FileSystems.match(globs) for m in result.metadata_list]
+
+
+def _translate(glob: str) -> str:
+    """The regular expression Beam matches a glob pattern with."""
+    from apache_beam.io.filesystem import FileSystem  # imported for a glob by _globbed already
+
+    return FileSystem.translate_pattern(glob)
 
 
 def _problem(path: str) -> str:

@@ -10,8 +10,6 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from apache_beam.io.filesystems import FileSystems
-
 from eegfm.core.stores import is_remote
 from eegfm.pipelines.privacy.deid import safe_age
 from eegfm.pipelines.readers.regular_files import open_regular
@@ -19,7 +17,12 @@ from eegfm.pipelines.readers.regular_files import open_regular
 
 def read_text(path: str) -> str:
     # A local file is opened without blocking: a sidecar swapped for a FIFO is refused, not waited on.
-    with open_regular(path) if not is_remote(path) else FileSystems.open(path) as fh:
+    if not is_remote(path):
+        with open_regular(path) as fh:
+            return fh.read().decode("utf-8-sig")
+    from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; only for a remote file
+
+    with FileSystems.open(path) as fh:
         return fh.read().decode("utf-8-sig")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 from eegfm.contract import schema
 from eegfm.core.dsp.resample import Resampler
 from eegfm.core.logs import get_logger
-from eegfm.core.stores import STORE_ERRORS, storage_error
+from eegfm.core.stores import read_errors, storage_error
 from eegfm.pipelines.datasets import LabeledWindow, SourceItem, as_background
 from eegfm.pipelines.datasets.bids import SidecarError, read_electrodes, read_sidecars
 from eegfm.pipelines.job.process_io import Outcome, PreprocessConfig, RejectedWindow, StageError, Window
@@ -34,16 +34,6 @@ from eegfm.pipelines.signal.window_spectrograms import WindowSpectrograms
 from eegfm.pipelines.signal.windowing import Cutting, Span, cut_span, mark_annotated_bad, plan_windows
 
 log = get_logger("process")
-
-# What reading a file raises for its own or its store's reasons, including Beam's S3ClientError
-# (a 403 Forbidden, say), which is no OSError.
-try:
-    from apache_beam.io.aws.clients.s3.messages import S3ClientError
-
-    READ_ERRORS = (*STORE_ERRORS, S3ClientError)
-except ImportError:
-    READ_ERRORS = STORE_ERRORS
-
 
 # Stretches the constant-channel test reads, spread over the recording: a channel must be still in
 # every one, so a dropout or an electrode loose for a while is not taken for one never recorded.
@@ -115,7 +105,7 @@ def process_recording(
         outcome.channel_labels = outcome.channel_labels or getattr(err.__cause__, "labels", ())
     except NotRegularFile as err:  # swapped for a FIFO or a device after the listing: never waited on
         outcome.stage, outcome.reason = "read", f"{name}: {err.why}"
-    except READ_ERRORS as err:
+    except read_errors() as err:  # the file's or its store's reasons
         detail = (
             storage_error(err) if getattr(err, "exception_details", None) or not isinstance(err, OSError) else err
         )  # BeamIOError, a store's own error

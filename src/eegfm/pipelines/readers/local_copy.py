@@ -92,8 +92,6 @@ def _copy(src, dst, digest, gzipped: bool = False, cap: tuple[int, str] | None =
 def localized(path: str, limit: DecompressLimit = DecompressLimit()) -> Iterator[tuple[str, str]]:
     """A local path for `path` (a temporary copy of a remote or gzipped file) and the SHA-256 of the file as
     stored; a gzipped file that expands past ``limit`` is a `StageError` at ``read``, its partial copy deleted."""
-    from apache_beam.io.filesystems import FileSystems  # apache_beam: ~1 s to import; not at module load
-
     if path.lower().endswith(".mff") and (is_remote(path) or os.path.isdir(path)):
         with _localized_folder(path) as found:
             yield found
@@ -107,6 +105,9 @@ def localized(path: str, limit: DecompressLimit = DecompressLimit()) -> Iterator
                 check_regular(companion)
         yield path, sha
         return
+    # apache_beam: ~1 s to import; only for a remote or gzipped file (its companions may be remote)
+    from apache_beam.io.filesystems import FileSystems
+
     digest = hashlib.sha256()
     suffix = "".join(os.path.basename(path).partition(".")[1:]) or ".bin"
     if gzipped:
