@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import subprocess
 import sys
@@ -210,3 +211,38 @@ def test_only_the_pyg_form_imports_torch_geometric():
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "False True True"
+
+
+_LOAD_FOR_INFERENCE = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from eegfm.model.architectures import load_model_folder
+    from tests.model.conftest import make_batch
+
+    model = load_model_folder(sys.argv[1], for_inference=True)
+    with torch.no_grad():
+        logits = model(**make_batch(batch=2, seconds=5))["logits"]
+    torch.save(logits, sys.argv[2])
+    print(model.config.gnn_impl, "torch_geometric" in sys.modules)
+    """
+)
+
+
+def test_a_saved_pyg_model_loads_for_inference_without_torch_geometric_and_answers_the_same(tmp_path):
+    """What eegfm-predict and eegfm-serve load (``inference.backends``): the gather form of a model
+    trained and saved in the pyg form, the same logits, torch_geometric never imported."""
+    model = make_model("tiny")
+    assert model.config.gnn_impl == "pyg"
+    model.save_pretrained(tmp_path / "model")
+    with torch.no_grad():
+        expected = model(**make_batch(batch=2, seconds=5))["logits"]
+    repo = str(Path(__file__).resolve().parents[2])  # for tests.model.conftest
+    path = os.pathsep.join(filter(None, [os.environ.get("PYTHONPATH"), repo]))
+    argv = [sys.executable, "-c", _LOAD_FOR_INFERENCE, str(tmp_path / "model"), str(tmp_path / "logits.pt")]
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=path)
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "gather False"
+    assert torch.allclose(torch.load(tmp_path / "logits.pt"), expected, atol=1e-5)
+    assert json.loads((tmp_path / "model" / "config.json").read_text())["gnn_impl"] == "pyg"  # the file as saved

@@ -82,7 +82,7 @@ def _pretrained(model_dir: Path):
     )
 
     with quiet_transformers():
-        return load_model_folder(model_dir)
+        return load_model_folder(model_dir, for_inference=True)
 
 
 class TorchBackend:

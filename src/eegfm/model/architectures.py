@@ -17,6 +17,7 @@ from typing import Any
 from eegfm.contract import model_files as files
 from eegfm.contract.model_files import is_ensemble, is_model_folder
 from eegfm.core.config import ConfigError
+from eegfm.model.config import EEGFMConfig
 from eegfm.model.ensemble import EnsembleConfig, EnsembleModel
 from eegfm.model.registry import (
     ARCHITECTURES,
@@ -52,9 +53,12 @@ __all__ = [
 ]
 
 
-def load_model_folder(folder: str | os.PathLike[str], **overrides: Any):
+def load_model_folder(folder: str | os.PathLike[str], *, for_inference: bool = False, **overrides: Any):
     """The model saved in ``folder``, in eval mode: an ensemble where it holds ensemble.json.
-    ConfigError for a fused model, which is no single torch module (``model.fused``)."""
+    ConfigError for a fused model, which is no single torch module (``model.fused``).
+    ``for_inference``: an eegfm network's GNN in the "gather" form (``model.spatial``: the same
+    sums as torch_geometric's "pyg" form it trains with, the same predictions, without the 0.5-1 s
+    torch_geometric import that a prediction would otherwise begin with)."""
     if files.is_fused(folder):
         raise ConfigError(
             f"{folder}: a fused model (a benchmark row: networks and a readout); this needs one network "
@@ -62,6 +66,8 @@ def load_model_folder(folder: str | os.PathLike[str], **overrides: Any):
         )
     if is_ensemble(folder):
         return EnsembleModel.from_pretrained(folder).eval()
+    if for_inference and architecture_of(folder).config_class is EEGFMConfig:
+        overrides = {"gnn_impl": "gather", **overrides}
     return load_single_model(folder, **overrides)
 
 
