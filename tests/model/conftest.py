@@ -200,6 +200,12 @@ def eegmat_windows(shared_data: Path) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([_read_eegmat(f, seconds=5) for f in files]))
 
 
+@pytest.fixture(scope="session")
+def eegmat_rest_10s(shared_data: Path) -> torch.Tensor:
+    """Subject 00's resting recording (PhysioNet eegmat) in 10 s windows, (18, 19, 2560) µV."""
+    return torch.from_numpy(_read_eegmat(shared_data / "eegmat" / "Subject00_1.edf", seconds=10))
+
+
 __all__ = [
     "HEADS",
     "HEAD_LABELS",

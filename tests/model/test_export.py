@@ -7,6 +7,7 @@ import onnx
 import pytest
 import torch
 
+from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.model import positions_for
 from eegfm.model.export import OnnxEEGFM, export_onnx
 from tests.model.conftest import make_batch, make_model
@@ -80,6 +81,24 @@ def test_adapted_and_causal_models_export(tmp_path):
         reference = model(**inputs)
     logits, embedding = OnnxEEGFM(path)(**inputs)
     np.testing.assert_allclose(embedding, reference.pooled.numpy(), atol=1e-4, rtol=0)
+
+
+def test_the_covariance_branch_exports_with_the_same_outputs(tmp_path):
+    """Its matrix logarithm is matrix products alone (``model.spd``): ONNX has no eigendecomposition.
+    Any channel count, and an absent channel, as in PyTorch."""
+    model = make_model("tiny", "binary", seed=3, covariance_channels=6, modalities=[])
+    torch.nn.init.normal_(model.encoder.covariance_branch.proj.weight, std=0.05)  # fine-tuned: it moves the outputs
+    runner = OnnxEEGFM(export_onnx(model, tmp_path / "covariance.onnx"), threads=1)
+    for n_chans, seconds in ((19, 5), (8, 7)):
+        case = make_batch(2, seconds, n_chans=n_chans, seed=n_chans)
+        positions = positions_for(list(CANONICAL_CHANNELS)[:n_chans])
+        mask = torch.ones(2, n_chans)
+        mask[0, 1] = 0.0
+        logits, embedding = runner(case["eeg"], positions=positions, channel_mask=mask)
+        with torch.no_grad():
+            expected = model(case["eeg"], positions=positions, channel_mask=mask)
+        np.testing.assert_allclose(logits, expected.logits.numpy(), atol=1e-4, rtol=0)
+        np.testing.assert_allclose(embedding, expected.pooled.numpy(), atol=1e-4, rtol=0)
 
 
 def test_export_rejects_a_bad_channel_count(tmp_path):

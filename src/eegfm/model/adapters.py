@@ -112,7 +112,8 @@ def freeze_encoder(model: nn.Module) -> None:
 
 def unfreeze_encoder(model: nn.Module, last_n_layers: int | None = None) -> None:
     """Unfreeze the whole encoder, or only its top ``last_n_layers`` layers (counting the patch
-    layers first, then the spatio-temporal blocks from the top) and its final norms, fusion and spatial readout."""
+    layers first, then the spatio-temporal blocks from the top) and its final norms, fusion, spatial
+    readout and covariance branch."""
     encoder = model.encoder
     if last_n_layers is None:
         encoder.requires_grad_(True)
@@ -126,7 +127,7 @@ def unfreeze_encoder(model: nn.Module, last_n_layers: int | None = None) -> None
     top = layers[len(layers) - last_n_layers :] if last_n_layers else []
     if last_n_layers > len(encoder.patch_layers):  # the unfrozen range reaches below the fusion
         top += [encoder.fusion, encoder.channel_pool, encoder.norm]
-    for module in top + [encoder.final_norm, encoder.spatial_readout]:
+    for module in top + [encoder.final_norm, encoder.spatial_readout, encoder.covariance_branch]:
         if module is not None:
             module.requires_grad_(True)
 

@@ -64,7 +64,10 @@ class EEGFMConfig(PreTrainedConfig):
     electrode-position filters of the channel tokens) to the embedding; ``spectral_readout`` also
     feeds it each channel's log band powers (``model.band_powers``), through a projection that
     starts at zero and is new at fine-tuning (pretraining's summary objective would read its own
-    answer from it). ``graph_neighbours``: k of
+    answer from it). ``covariance_channels`` > 0 adds ``model.covariance_branch.CovarianceBranch``
+    to the embedding: each band's spatial covariance of that many virtual channels (electrode-position
+    filters) in the log-Euclidean tangent space, through a projection that starts at zero; like the
+    spectral readout it is new at fine-tuning. ``graph_neighbours``: k of
     the electrode k-NN graph. ``gnn_impl``: ``"pyg"``
     (torch_geometric message passing), ``"dense"`` (the same sums as a batched matmul) or
     ``"gather"`` (a neighbour gather that ``torch.compile`` fuses); switchable on a built model.
@@ -98,6 +101,7 @@ class EEGFMConfig(PreTrainedConfig):
     channel_pool_heads: int = 1
     spatial_filters: int = 0
     spectral_readout: bool = False
+    covariance_channels: int = 0
     mlp_ratio: float = 4.0
     graph_neighbours: int = 6
     gnn_impl: str = "pyg"
@@ -162,6 +166,11 @@ class EEGFMConfig(PreTrainedConfig):
         _check_float("mlp_ratio", self.mlp_ratio, 0.25, 64.0)
         _check_int("channel_pool_heads", self.channel_pool_heads, 1, 64)
         _check_int("spatial_filters", self.spatial_filters, 0, 1024)
+        n_virtual = self.covariance_channels
+        if isinstance(n_virtual, bool) or not isinstance(n_virtual, int) or n_virtual not in (0, *range(2, 65)):
+            _fail(
+                "covariance_channels", "0 (no covariance branch) or an integer in [2, 64] (virtual channels)", n_virtual
+            )
         _check_int("graph_neighbours", self.graph_neighbours, 1, 64)
         _check_option("gnn_impl", self.gnn_impl, GNN_IMPLS)
         for name in ("causal", "gradient_checkpointing", "spectral_patch_features", "spectral_readout"):

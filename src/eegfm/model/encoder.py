@@ -4,7 +4,8 @@ EEG (B, C, T) -> (B, C, P, D) channel tokens (P = T // patch_size) -> ``num_hidd
 spatio-temporal blocks (attention along P, a GNN step across C, an MLP) -> softmax pooling over
 channels to (B, P, D) -> fusion of the optional modalities -> ``num_patch_layers`` transformer
 layers -> final norm; the mean over patches (+ ``model.readout``'s spatial readout of the channel
-tokens, with ``spatial_filters``) is the recording embedding (B, D). Only the blocks
+tokens, with ``spatial_filters``; + ``model.covariance_branch``'s band covariances of the window, with
+``covariance_channels``) is the recording embedding (B, D). Only the blocks
 run on C x P tokens, which keeps the ``base`` preset fast on CPUs.
 
 ``config.causal`` makes both temporal stacks causal; the fusion's gates read the mean of all
@@ -21,6 +22,7 @@ from torch.utils.checkpoint import checkpoint
 from transformers.utils import ModelOutput
 
 from eegfm.model.config import EEGFMConfig
+from eegfm.model.covariance_branch import CovarianceBranch
 from eegfm.model.embedding import ChannelTokenizer
 from eegfm.model.fusion import CrossModalFusion
 from eegfm.model.readout import SpatialReadout
@@ -34,7 +36,8 @@ class EncoderOutput(ModelOutput):
 
     channel_tokens: (B, C, P, D) per channel and patch, after the spatio-temporal blocks.
     patch_tokens: (B, P, D) per patch, after channel pooling, fusion and the patch layers.
-    pooled: (B, D) recording embedding (mean of ``patch_tokens``, + the spatial readout if configured).
+    pooled: (B, D) recording embedding (mean of ``patch_tokens``, + the spatial readout and the
+        covariance branch if configured).
     modality_gates: (B, n_modalities) gate applied to each configured modality (0 if absent), in
         ``config.modalities`` order; None when the config has no modalities.
     """
@@ -100,6 +103,7 @@ class EEGFMEncoder(nn.Module):
         self.patch_layers = nn.ModuleList(TransformerLayer(config) for _ in range(config.num_patch_layers))
         self.final_norm = nn.LayerNorm(width, eps=config.layer_norm_eps)
         self.spatial_readout = SpatialReadout(config) if config.spatial_filters else None
+        self.covariance_branch = CovarianceBranch(config) if config.covariance_channels else None
         # Hugging Face's activation_checkpointing_enable() flips this flag (and may set the function).
         self.gradient_checkpointing = config.gradient_checkpointing
         self._gradient_checkpointing_func = None
@@ -144,6 +148,8 @@ class EEGFMEncoder(nn.Module):
         pooled = patch_tokens.mean(dim=1)
         if self.spatial_readout is not None:
             pooled = pooled + self.spatial_readout(channel_tokens, positions, eeg, channel_mask)
+        if self.covariance_branch is not None:
+            pooled = pooled + self.covariance_branch(eeg, positions, channel_mask)
         return EncoderOutput(
             channel_tokens=channel_tokens, patch_tokens=patch_tokens, pooled=pooled, modality_gates=gates
         )

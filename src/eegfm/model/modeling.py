@@ -200,9 +200,10 @@ class EEGFMPreTrainedModel(PreTrainedModel):
 class EEGFMModel(HeadClassifier, EEGFMPreTrainedModel):
     """The eegfm encoder with one task head (``config.head``), in timm's encoder/head split."""
 
-    # Weights a pretraining checkpoint never has: the head, and the spectral readout's projection
-    # (``config.spectral_readout``); fine-tuning builds them new, every other weight must load.
-    new_at_finetuning = ("head.", "encoder.spatial_readout.spectral.")
+    # Weights a pretraining checkpoint never has: the head, the spectral readout's projection
+    # (``config.spectral_readout``) and the covariance branch (``config.covariance_channels``);
+    # fine-tuning builds them new, every other weight must load.
+    new_at_finetuning = ("head.", "encoder.spatial_readout.spectral.", "encoder.covariance_branch.")
 
     def __init__(self, config: EEGFMConfig) -> None:
         super().__init__(config)

@@ -14,7 +14,7 @@ layer_id   parameters
 1 .. N     ``encoder.blocks.{i}`` (adapters inside them included)
 N + 1      ``encoder.norm``, ``encoder.channel_pool``, ``encoder.fusion`` (modality branches)
 N + 2 ..   ``encoder.patch_layers.{j}``
-N + M + 2  ``encoder.final_norm``, ``encoder.spatial_readout`` and every head
+N + M + 2  ``encoder.final_norm``, ``encoder.spatial_readout``, ``encoder.covariance_branch`` and every head
 =========  ==========================================================================
 
 No weight decay on biases, normalisation weights and embedding-like parameters (every tensor
@@ -55,7 +55,7 @@ def layer_id(name: str, config: EEGFMConfig) -> int:
         return config.num_hidden_layers + 1
     if part == "patch_layers":
         return config.num_hidden_layers + 2 + int(parts[2])
-    if part in ("final_norm", "spatial_readout"):
+    if part in ("final_norm", "spatial_readout", "covariance_branch"):
         return top
     raise ValueError(f"layer_id: no depth known for parameter {name!r}; add its module to model.optim.layer_id")
 

@@ -25,18 +25,20 @@ from pyriemann.tangentspace import TangentSpace
 from scipy.signal import welch
 
 from eegfm.contract.schema import SFREQ
-from eegfm.core.dsp.bands import band_edges, band_weights, bands_within
+from eegfm.core.dsp.bands import band_weights
+from eegfm.model.band_powers import COVARIANCE_BANDS
+from eegfm.model.spd import SHRINKAGE as SPD_SHRINKAGE
 
-# delta, theta, alpha, beta, low gamma: core.dsp.bands.BANDS cut at 45 Hz. Not higher: above it eegmat's recordings
-# (and most clinical ones) are low-passed and line noise sits, so a higher band measures the filter.
-BANDS: tuple[tuple[float, float], ...] = band_edges(bands_within(0.5, 45.0))
+# delta, theta, alpha, beta, low gamma: core.dsp.bands.BANDS cut at 45 Hz, the bands the network's
+# covariance branch reads too (model.band_powers says why not higher).
+BANDS: tuple[tuple[float, float], ...] = COVARIANCE_BANDS
 SEGMENT_S = 2.0  # Welch segments: 0.5 Hz bins, and 4 averaged segments (50 % overlap) in a 5 s window
 # The reference point's geometry. "riemann" (the affine-invariant mean) is pyRiemann's default;
 # "logeuclid" (the mean of matrix logarithms) does not whiten by the mean. On eegmat's validation
 # subjects the log-Euclidean map read rest vs task far better (AUROC 0.956 against 0.737); on a
 # simulated group study both were near perfect: each corpus's validation chooses.
 METRICS: tuple[str, ...] = ("riemann", "logeuclid")
-SHRINKAGE = 0.01  # of the mean eigenvalue, added to every eigenvalue
+SHRINKAGE = SPD_SHRINKAGE  # of the mean eigenvalue, added to every eigenvalue (the covariance branch's too)
 _FLOOR = 1e-6  # uV^2: a flat (or zeroed) channel gives finite logs, and uniform relative powers
 _POWER_CHUNK = 256  # windows per Welch call: bounds the float64 copy and scipy's segment buffers
 _COVARIANCE_CHUNK = 128  # windows per co-spectra call: bounds the [chunk, C, C, bins] array
