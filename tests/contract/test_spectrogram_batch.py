@@ -85,3 +85,15 @@ def test_a_batch_names_bad_shapes_and_handles_empty_ones():
         window_spectrogram(np.zeros((2, 3, 19, 2560)), np.ones((2, 3, 19)))
     assert window_spectrogram(np.zeros((4, 19, 256)), np.ones((4, 19))).shape == (4, 400, 0)
     assert window_spectrogram(np.zeros((0, 19, 2560)), np.ones((0, 19))).shape == (0, 400, 5)
+
+
+def test_the_chain_mean_without_nan_is_the_nan_aware_mean():
+    """All pairs recorded takes a shortcut past the NaN handling: the same values, bit for bit."""
+    psd = np.random.default_rng(4).gamma(1.0, 50.0, size=(3, 16, 5, 100))
+    chains = psd.reshape(3, 4, 4, 5, 100)
+    count = (~np.isnan(chains)).sum(axis=2)
+    nan_aware = np.where(count > 0, np.nansum(chains, axis=2) / np.maximum(count, 1), np.nan)
+    np.testing.assert_array_equal(spectrogram._chain_mean(psd, axis=1), nan_aware)
+    psd[0, 4:8] = np.nan  # the RL chain of the first window not recorded
+    np.testing.assert_array_equal(spectrogram._chain_mean(psd, axis=1)[1:], nan_aware[1:])
+    assert np.isnan(spectrogram._chain_mean(psd, axis=1)[0, 1]).all()
