@@ -124,6 +124,17 @@ def test_welch_segment_cap_spreads_over_the_recording():
     assert capped[0, tone] > 10 * np.median(capped[0])  # the last segment is among the four
 
 
+def test_welch_psd_in_float32_is_the_float64_psd_to_float32_rounding():
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((3, 60 * 256)) * 20
+    _, exact = welch_psd(x, SFREQ, 4.0, max_segments=8)
+    freqs, rounded = welch_psd(x.astype(np.float32), SFREQ, 4.0, max_segments=8, dtype=np.float32)
+    assert rounded.dtype == np.float32 and rounded.shape == exact.shape == (3, freqs.size)
+    np.testing.assert_allclose(rounded, exact, rtol=1e-4)
+    with pytest.raises(ValueError, match="dtype: expected numpy.float32 or numpy.float64"):
+        welch_psd(x, SFREQ, dtype=np.float16)
+
+
 def test_errors_name_the_parameter():
     with pytest.raises(ValueError, match=r"data: expected shape \(n_chans, n_times\)"):
         compute_features(np.zeros(100))

@@ -47,3 +47,18 @@ def test_line_frequency_of_real_recordings(shared_data):
         assert detect_line_frequency(x, sfreq) is None
         assert resolve_line_freq(x, sfreq, FilterConfig()) is None
         assert resolve_line_freq(x, sfreq, FilterConfig(line_freq=50)) == 50
+
+
+def test_float32_rows_give_the_float64_decisions_and_ratios(shared_data):
+    """The pipeline's rows are float32 and are transformed in float32: on real recordings, with a
+    line (eegmmi) or a notch (eegmat), the decision is the float64 one and the evidence (the median
+    ratio) moves by under 0.01 dB."""
+    recordings = [(shared_data / "eegmmi" / "S001R03.edf", "")]
+    recordings += [(shared_data / "eegmat" / name, "EEG ") for name in ("Subject00_1.edf", "Subject17_1.edf")]
+    for path, prefix in recordings:
+        x, sfreq, _ = _read(path, prefix=prefix)
+        x32 = x.astype(np.float32)
+        assert detect_line_frequency(x32, sfreq) == detect_line_frequency(x, sfreq)
+        for freq in (50, 60):
+            exact, rounded = line_noise_db(x, sfreq, freq), line_noise_db(x32, sfreq, freq)
+            assert abs(np.median(rounded) - np.median(exact)) < 0.01, (path.name, freq)

@@ -58,14 +58,22 @@ class WindowSpectrograms:
         self._kaggle: tuple[np.ndarray, np.ndarray] | None = None
         self._failed = False
 
-    def for_window(self, offset_s: float | None, eeg: np.ndarray, mask: np.ndarray) -> np.ndarray | None:
-        """(400, n_frames) log1p µV²/Hz for a window with Kaggle spectrogram offset ``offset_s``
-        (None: none) and samples ``eeg`` (19, n) at 256 Hz, or None."""
+    def for_windows(self, offsets_s: list[float | None], eeg: np.ndarray, masks: np.ndarray) -> list[np.ndarray | None]:
+        """Per window, (400, n_frames) log1p µV²/Hz or None: windows with Kaggle spectrogram offsets
+        ``offsets_s`` (None: none), samples ``eeg`` (windows, 19, n) at 256 Hz and channel masks
+        ``masks`` (windows, 19). The computed ones come from one batched call."""
         if not self.enabled:
-            return None
-        if offset_s is None or not self.path:
-            computed = window_spectrogram(eeg, mask)
-            return computed if computed.shape[1] else None
+            return [None] * len(offsets_s)
+        out = [None if offset is None or not self.path else self._from_kaggle(offset) for offset in offsets_s]
+        computed = [i for i, offset in enumerate(offsets_s) if offset is None or not self.path]
+        if computed:
+            every = len(computed) == len(offsets_s)  # the usual case: no copy of the samples
+            spectrograms = window_spectrogram(*((eeg, masks) if every else (eeg[computed], masks[computed])))
+            for i, spectrogram in zip(computed, spectrograms):
+                out[i] = spectrogram if spectrogram.shape[1] else None
+        return out
+
+    def _from_kaggle(self, offset_s: float) -> np.ndarray | None:
         kaggle = self._kaggle_file()
         if kaggle is None:
             return None

@@ -268,6 +268,7 @@ def _make_windows(cut: Cutting, span: Span, batch, raw_buf, out_buf, bad_buf):
     reports = compute_quality_batch(
         referenced[:, : schema.N_CHANS], schema.SFREQ, config.quality, channel_mask=mask, unfiltered=unfiltered
     )
+    scored = []
     for req, window, own, raw, report in zip(batch, referenced, filtered, unfiltered, reports):
         n_bad = bad_buf.count(req.start, req.n_times)
         window_mask, repaired = mask, ()
@@ -276,7 +277,37 @@ def _make_windows(cut: Cutting, span: Span, batch, raw_buf, out_buf, bad_buf):
             if fixed is not None:
                 window, window_mask, report = fixed
                 repaired = tuple(c for c, was, now in zip(schema.CHANNELS, mask, window_mask) if was and not now)
-        yield _make_window(cut, span, req, window, report, n_bad, window_mask, repaired)
+        reasons = _rejection(cut, req, window, report, n_bad)
+        scored.append(_Scored(req, window, report, window_mask, repaired, reasons))
+    spectrograms = _spectrograms(cut, [s for s in scored if s.reasons is None])
+    for s in scored:
+        if s.reasons is None:
+            yield _make_window(cut, span, s, next(spectrograms))
+        else:
+            start_s = span.onset_s + s.req.start / schema.SFREQ
+            yield RejectedWindow(cut.item.path, cut.ids["site_id"], start_s, s.reasons)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scored:
+    """A window of a batch, scored (and repaired where it could be): what its record needs."""
+
+    req: Request
+    window: np.ndarray  # its rows, referenced as the records store them
+    report: object  # its quality report
+    mask: np.ndarray  # its channel_mask
+    repaired: tuple[str, ...]  # the channels its repair interpolated
+    reasons: list[str] | None  # why it is rejected; None where it is kept
+
+
+def _spectrograms(cut: Cutting, kept: list[_Scored]) -> Iterator[np.ndarray | None]:
+    """The spectrograms of the kept windows of a batch, in order; the computed ones come from one
+    vectorised call (the windows of a batch are equally long)."""
+    if cut.spectrograms is None or not kept:
+        return iter([None] * len(kept))
+    eeg = np.stack([s.window[: schema.N_CHANS] for s in kept])
+    masks = np.stack([s.mask for s in kept])
+    return iter(cut.spectrograms.for_windows([s.req.spectrogram_offset_s for s in kept], eeg, masks))
 
 
 # Window rules whose offending channels may be interpolated instead (the rule table's ``repairable``).
@@ -331,21 +362,27 @@ def _referenced(windows: np.ndarray, config: PreprocessConfig) -> np.ndarray:
     return out
 
 
-def _make_window(cut: Cutting, span: Span, req: Request, filtered, report, n_bad: int, mask, repaired):
-    item, ids, config = cut.item, cut.ids, cut.config
-    eeg = filtered[: schema.N_CHANS]
-    # On the recording's time axis: after a gap, a window starts where it was recorded.
-    start_index = int(round(span.onset_s * schema.SFREQ)) + req.start
-    window_start_s = span.onset_s + req.start / schema.SFREQ
-    keep, reasons = validate_window(report, config.quality)
+def _rejection(cut: Cutting, req: Request, window: np.ndarray, report, n_bad: int) -> list[str] | None:
+    """Why a window is rejected (its reasons), or None where it is kept."""
+    eeg = window[: schema.N_CHANS]
+    keep, reasons = validate_window(report, cut.config.quality)
     if req.marked_bad:
         keep, reasons = False, [req.marked_bad] + reasons
     if n_bad:
         keep, reasons = False, [f"non_finite: {n_bad} samples were NaN or infinite in the source"] + reasons
     if keep and float(np.abs(eeg).max()) >= 65504:
         keep, reasons = False, [f"amplitude: {float(np.abs(eeg).max()):.4g} uV exceeds the float16 range"]
-    if not keep:
-        return RejectedWindow(item.path, ids["site_id"], window_start_s, reasons)
+    return None if keep else reasons
+
+
+def _make_window(cut: Cutting, span: Span, scored: _Scored, spectrogram: np.ndarray | None) -> Window:
+    """The record of a kept window."""
+    item, ids, config = cut.item, cut.ids, cut.config
+    req, filtered, report, mask = scored.req, scored.window, scored.report, scored.mask
+    eeg = filtered[: schema.N_CHANS]
+    # On the recording's time axis: after a gap, a window starts where it was recorded.
+    start_index = int(round(span.onset_s * schema.SFREQ)) + req.start
+    window_start_s = span.onset_s + req.start / schema.SFREQ
     return Window(
         schema.WindowRecord(
             eeg=eeg,
@@ -369,14 +406,12 @@ def _make_window(cut: Cutting, span: Span, req: Request, filtered, report, n_bad
                 else np.zeros(0, np.float32)
             ),
             ecg=filtered[schema.N_CHANS] if cut.n_rows > schema.N_CHANS else None,
-            spectrogram=(
-                None if cut.spectrograms is None else cut.spectrograms.for_window(req.spectrogram_offset_s, eeg, mask)
-            ),
+            spectrogram=spectrogram,
             corpus_split=item.corpus_split,
             source_sha256=cut.sha,
             config_hash=cut.config_hash,
         ),
         item.path,
         band_features_from_psd(report.spectrum.freqs, report.spectrum.psd).astype(np.float32),
-        repaired,
+        scored.repaired,
     )
