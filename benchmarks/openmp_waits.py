@@ -32,6 +32,10 @@ SETTINGS = {
     "nothing set (spin)": {},
     "OMP_WAIT_POLICY=PASSIVE": {"OMP_WAIT_POLICY": "PASSIVE"},
     "GOMP_SPINCOUNT=0": {"GOMP_SPINCOUNT": "0"},
+    # a short spin before sleeping: a thread woken within microseconds of its last region stays
+    # awake, as back-to-back small kernels need; libgomp's own default is 300,000
+    "GOMP_SPINCOUNT=10000": {"GOMP_SPINCOUNT": "10000"},
+    "GOMP_SPINCOUNT=100000": {"GOMP_SPINCOUNT": "100000"},
     "KMP_BLOCKTIME=0": {"KMP_BLOCKTIME": "0"},
 }
 

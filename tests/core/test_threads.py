@@ -26,7 +26,7 @@ def test_the_wait_switches_are_set_where_the_user_has_not():
     environ = {"OMP_WAIT_POLICY": "ACTIVE"}  # the user's: kept
     chosen = sleep_while_waiting(environ)
     assert environ["OMP_WAIT_POLICY"] == "ACTIVE" and "OMP_WAIT_POLICY" not in chosen
-    assert environ["GOMP_SPINCOUNT"] == "0" and environ["KMP_BLOCKTIME"] == "0" == chosen["KMP_BLOCKTIME"]
+    assert environ["GOMP_SPINCOUNT"] == "1000" and environ["KMP_BLOCKTIME"] == "0" == chosen["KMP_BLOCKTIME"]
 
 
 def test_importing_eegfm_sets_them_before_any_library_loads_its_openmp():

@@ -2,15 +2,20 @@
 
 Two rules, both set by every console script before it does any work:
 
-1. Waiting threads sleep. OpenMP runtimes spin a waiting thread for a while before it sleeps
-   (libgomp, which torch's CPU wheels bundle, about 300,000 spins per wait; Intel's 200 ms), so
-   beside other busy processes each pool burns the cores the others need. The documented switches
-   ``OMP_WAIT_POLICY=PASSIVE`` (OpenMP), ``GOMP_SPINCOUNT=0`` (libgomp) and ``KMP_BLOCKTIME=0``
-   (Intel's runtime) make them sleep at once: four copies of small parallel torch work on two
-   cores took 11.5x one alone with libgomp spinning, 4.0x with the first and 3.3x with the second;
-   libgomp ignores the third (``benchmarks/openmp_waits.py``, docs/performance.md). A runtime
-   reads them when it loads, so :func:`sleep_while_waiting` runs in ``eegfm/__init__.py``, before
-   any eegfm module imports torch or numpy; a variable the user set is kept.
+1. Waiting threads sleep soon. OpenMP runtimes spin a waiting thread for a while before it
+   sleeps (libgomp, which torch's CPU wheels bundle, about 300,000 spins per wait; Intel's 200 ms),
+   so beside other busy processes each pool burns the cores the others need: four copies of small
+   parallel torch work on two cores took 12x one alone with libgomp spinning, 3.3x with
+   ``OMP_WAIT_POLICY=PASSIVE`` (``benchmarks/openmp_waits.py``, docs/performance.md). Sleeping at
+   once (``GOMP_SPINCOUNT=0``) has its own cost alone: every one of a model's many small kernels
+   then wakes the pool's other thread through the kernel, and two torch threads trained
+   ``cpu-small`` no faster than one (150 steps in 33 s either way). A short spin, 1,000 turns
+   (microseconds), keeps the pool awake between back-to-back kernels and still sleeps beside
+   neighbours: 25 s alone, and four copies each within 11 % of the copies that slept at once. So:
+   ``OMP_WAIT_POLICY=PASSIVE``, ``GOMP_SPINCOUNT=1000`` (libgomp) and ``KMP_BLOCKTIME=0`` (Intel's
+   runtime; libgomp ignores it). A runtime reads them when it loads, so :func:`sleep_while_waiting`
+   runs in ``eegfm/__init__.py``, before any eegfm module imports torch or numpy; a variable the
+   user set is kept (``GOMP_SPINCOUNT=0`` where a machine is shared with many busy neighbours).
 2. One count of threads for the whole process: ``--threads``, else ``EEGFM_THREADS``, else
    ``OMP_NUM_THREADS`` (the user's, or torchrun's for several ranks), else the cores this process
    may use (:class:`~eegfm.core.machine.Cpus`). A command's pools (torch intra-op threads, loader
@@ -30,8 +35,8 @@ from collections.abc import MutableMapping
 from eegfm.core.machine import Cpus, omp_threads
 
 THREADS_VARIABLE = "EEGFM_THREADS"
-# Each runtime's documented switch for "a waiting thread sleeps at once"; see the module docstring.
-SLEEP_WHILE_WAITING = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "0", "KMP_BLOCKTIME": "0"}
+# Each runtime's documented switch for "a waiting thread sleeps soon"; see the module docstring.
+SLEEP_WHILE_WAITING = {"OMP_WAIT_POLICY": "PASSIVE", "GOMP_SPINCOUNT": "1000", "KMP_BLOCKTIME": "0"}
 
 
 def sleep_while_waiting(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
