@@ -48,8 +48,7 @@ by its purpose, :mod:`~simulate.rng`); recordings are rendered in bounded chunks
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from eegfm.core.lazy_exports import lazy_exports
 
 # Public names, imported lazily (PEP 562) so that `python -m eegfm.simulate --help` and
 # argument errors answer without loading scipy, pandas and pyarrow.
@@ -66,7 +65,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'eegfm.simulate' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

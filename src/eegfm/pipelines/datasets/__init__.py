@@ -6,8 +6,7 @@ Each corpus module (hms, bids, physionet, tuh, generic) registers its adapter (`
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from eegfm.core.lazy_exports import lazy_exports
 
 # Public names, imported lazily (PEP 562): a command line takes ``DATASETS`` (``names``) without
 # loading the adapters, their readers and Beam's file systems, so --help answers at once.
@@ -27,7 +26,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'eegfm.pipelines.datasets' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -35,8 +35,7 @@ bends plateaus). The spectral metrics share one Welch PSD (``report.spectrum``).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from eegfm.core.lazy_exports import lazy_exports
 
 # Public names, imported lazily (PEP 562): a module of this package (the survey's command line, the
 # autoencoder's fit size) loads without the metrics' scipy, so --help answers at once.
@@ -58,7 +57,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'eegfm.pipelines.quality' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)
