@@ -9,6 +9,8 @@ ended with every process it started (Beam's worker processes) whatever ends the 
 - A thread of the job that dies of an uncaught exception (a worker process that could not start,
   a thread that could not be created under a memory limit) ends the job with one line: Beam's runner
   would wait for it for ever.
+- :func:`exit_with_parent`: a worker process (``core.job_pool``) that ends with the process that
+  started it, SIGKILL included.
 - :class:`StallWatchdog`: a job whose processes neither compute nor read nor write for a while,
   and finish no input, ends with one line.
 """
@@ -277,6 +279,20 @@ def _die_with(parent: int) -> None:
         while os.getppid() == parent:
             time.sleep(_POLL_S)
         os.killpg(0, signal.SIGKILL)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def exit_with_parent(parent: int) -> None:
+    """End this process (alone: it shares its parent's process group) within a quarter of a second
+    of ``parent``'s end, a SIGKILL of the parent included. A thread watches for the parent to
+    change: Linux's ``PR_SET_PDEATHSIG`` fires when the parent's *thread* that started this
+    process ends, and a pool may start its workers from any of its threads."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_POLL_S)
+        os._exit(1)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 

@@ -6,6 +6,10 @@ down. Outside a recording :func:`part` costs nothing and records nothing, so a l
 elsewhere (a fine-tuning run outside the benchmark) is unaffected. Parts nest: an inner part of another
 group counts to its own group only, so the groups add up; :meth:`PartTimes.table` shows
 each group with its items indented.
+
+Jobs run side by side in worker processes (``core.job_pool``) record their parts there; the command
+adds them with :meth:`PartTimes.add_overlapping`. Such a group's seconds overlap each other and the
+command's own parts (its wait for them, say), so the table marks it and leaves it out of the sum.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import threading
 import time
 from collections.abc import Iterator
 
@@ -47,15 +52,27 @@ class PartTimes:
     items: dict[tuple[str, str], Entry] = dataclasses.field(default_factory=dict)
     started: float = dataclasses.field(default_factory=lambda: time.perf_counter())  # read when made
     total: float | None = None
+    overlapping: set[str] = dataclasses.field(default_factory=set)  # groups of jobs run side by side
+    _lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False, compare=False)
 
     def add(self, group: str, item: str | None, seconds: float, calls: int = 1) -> None:
-        entry = self.groups.setdefault(group, Entry())
-        entry.seconds += seconds
-        entry.calls += calls
-        if item is not None:
-            detail = self.items.setdefault((group, item), Entry())
-            detail.seconds += seconds
-            detail.calls += calls
+        with self._lock:  # a job pool's results arrive on a thread of its own
+            entry = self.groups.setdefault(group, Entry())
+            entry.seconds += seconds
+            entry.calls += calls
+            if item is not None:
+                detail = self.items.setdefault((group, item), Entry())
+                detail.seconds += seconds
+                detail.calls += calls
+
+    def add_overlapping(self, parts: dict) -> None:
+        """The parts a job recorded in a worker process (its :meth:`as_dict`), side by side with
+        other jobs: their groups are marked as overlapping."""
+        for found in parts["parts"]:
+            self.overlapping.add(found["part"])
+            items = found["items"] or [{"item": None, "seconds": found["seconds"], "calls": found["calls"]}]
+            for item in items:
+                self.add(found["part"], item["item"], item["seconds"], item["calls"])
 
     def elapsed(self) -> float:
         return self.total if self.total is not None else time.perf_counter() - self.started
@@ -69,6 +86,7 @@ class PartTimes:
                     "part": group,
                     "seconds": round(entry.seconds, 1),
                     "calls": entry.calls,
+                    **({"side_by_side": True} if group in self.overlapping else {}),
                     "items": [
                         {"item": item, "seconds": round(found.seconds, 1), "calls": found.calls}
                         for (owner, item), found in self.items.items()
@@ -84,12 +102,14 @@ class PartTimes:
         lines = [f"time per part ({duration(self.elapsed())} in all):"]
         for group, entry in self.groups.items():
             count = f" ({entry.calls} calls)" if entry.calls > 1 else ""
+            if group in self.overlapping:  # its seconds overlap: shown, not summed
+                count += ", side by side, each job's own time"
             lines.append(f"  {group + count:<44} {duration(entry.seconds):>14}")
             for (owner, item), found in self.items.items():
                 if owner == group:
                     count = f" ({found.calls} calls)" if found.calls > 1 else ""
                     lines.append(f"    {item + count:<42} {duration(found.seconds):>14}")
-        covered = sum(entry.seconds for entry in self.groups.values())
+        covered = sum(entry.seconds for group, entry in self.groups.items() if group not in self.overlapping)
         lines.append(f"  {'the rest (start, reading, writing)':<44} {duration(self.elapsed() - covered):>14}")
         return "\n".join(lines)
 
@@ -104,6 +124,11 @@ def recording() -> Iterator[PartTimes]:
     finally:
         times.total = time.perf_counter() - times.started
         _CURRENT.reset(token)
+
+
+def current() -> PartTimes | None:
+    """The open recording of this context, or None."""
+    return _CURRENT.get()
 
 
 @dataclasses.dataclass

@@ -192,3 +192,56 @@ def test_the_first_seed_chooses_the_setting_the_other_seeds_train(windows, tmp_p
     [tried] = second.record["grid"]
     assert {k: tried[k] for k in ("lr", "drop_prob")} == {k: first.record[k] for k in ("lr", "drop_prob")}
     assert (tmp_path / "baselines" / "eegnet-seed1.pt").is_file()
+
+
+def test_training_taken_on_in_steps_ends_where_one_loop_ends(windows, tmp_path):
+    """A :class:`Training` handed on (as a job in another process gets it) gives the same weights,
+    bit for bit, as the same epochs in one go."""
+    train, dev = (deep_baselines.Data.of(windows.of_split(s), 2) for s in ("train", "dev"))
+    inputs = deep_baselines.save_inputs(train, dev, tmp_path / "inputs.pt")
+    settings = {"lr": 1e-3, "drop_prob": 0.25, "max_epochs": 3}
+    rng_before = torch.get_rng_state()
+    with short_budget():
+        whole = deep_baselines.train_until(deep_baselines.Training(settings, 0), inputs, 3)
+        part = deep_baselines.train_until(deep_baselines.Training(settings, 0), inputs, 1)
+        part = deep_baselines.train_until(part, inputs, 3)
+    assert torch.equal(rng_before, torch.get_rng_state())
+    assert (whole.epoch, whole.best_epoch, whole.best_loss) == (part.epoch, part.best_epoch, part.best_loss)
+    for name, tensor in whole.state["model"].items():
+        assert torch.equal(tensor, part.state["model"][name]), name
+
+
+def test_the_grid_search_cuts_the_worse_half_at_the_first_rung(windows):
+    """Successive halving: every setting trains to MIN_EPOCHS; only the better half by validation
+    loss trains on, and the choice is the lowest loss of all."""
+    with short_budget(), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(deep_baselines, "MAX_EPOCHS", 4)
+        patch.setattr(deep_baselines, "PATIENCE", 4)
+        fit = deep_baselines.eegnet(windows.of_split("train"), windows.of_split("dev"), 2, grid=deep_baselines.GRID)
+    tried = fit.record["grid"]
+    assert len(tried) == 4 and sorted(t["epochs_trained"] for t in tried) == [1, 1, 4, 4]
+    cut = [t for t in tried if t["epochs_trained"] == 1]
+    kept = [t for t in tried if t["epochs_trained"] == 4]
+    # kept on a loss at the cut no higher than any cut one's, which their later epochs only lowered
+    assert max(t["val_loss"] for t in kept) <= min(t["val_loss"] for t in cut)
+    assert fit.record["val_loss"] == min(t["val_loss"] for t in tried)
+
+
+def test_fits_side_by_side_in_worker_processes_equal_the_fits_in_this_process(windows, tmp_path):
+    """Two workers of one thread each (``core.job_pool``) give the networks of one thread here."""
+    from eegfm.core.job_pool import JobPool, Plan
+
+    train, dev = windows.of_split("train"), windows.of_split("dev")
+    grid = {"lr": (1e-3,), "drop_prob": (0.25, 0.5), "max_epochs": (2,)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        here = deep_baselines.eegnets(train, dev, 2, (0, 1), grid)
+        with JobPool(Plan(2, 1)) as pool:
+            apart = deep_baselines.eegnets(train, dev, 2, (0, 1), grid, cache=tmp_path / "b", pool=pool)
+    finally:
+        torch.set_num_threads(threads)
+    for one, other in zip(here, apart, strict=True):
+        assert one.record == other.record
+        np.testing.assert_array_equal(one(dev), other(dev))
+    assert len(apart[1].record["grid"]) == 1 and (tmp_path / "b" / "eegnet-seed1.pt").is_file()

@@ -14,9 +14,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from eegfm.core import stopwatch
+from eegfm.core.job_pool import JobPool, Plan
 from eegfm.evaluation.comparison import fingerprint, preprocessing
 from eegfm.evaluation.comparison.cli import main
 from eegfm.evaluation.comparison.folder import (
+    RECORD_TASK,
     check_pretraining_data,
     check_splits,
     data_fields,
@@ -30,6 +33,7 @@ from eegfm.evaluation.comparison.folder import (
 from eegfm.evaluation.comparison.labeled import metrics_of
 from eegfm.evaluation.comparison.options import BenchmarkOptions
 from eegfm.evaluation.comparison.preprocessing import ENCODER_RECORDINGS, pretraining_recordings
+from eegfm.evaluation.comparison.runs import RecipeOptions, run_methods
 from eegfm.serving.predict import main as predict_main
 from eegfm.training.data import scan_windows
 from tests.evaluation.comparison.test_eegmat import loader_batches, place, tiny_data
@@ -71,6 +75,7 @@ def tiny_run(shared_data, tmp_path_factory):
         argv += ["cbramod_pretrained"]  # its own pretraining reads the training windows alone too
         argv += ["--pretrain_steps", "4", "--eegnet_max_epochs", "2", "--export", str(base / "export")]
         argv += ["--finetune_set", "epochs=1", "--pretrain_set", "val_fraction=0"]
+        argv += ["--workers", "1"]  # every loader in this process, where loader_batches sees it
         assert main(argv) == 0
     return base / "out", seen
 
@@ -139,6 +144,7 @@ def test_the_run_says_where_its_time_went(tiny_run):
     runs = {item["item"]: item["calls"] for item in parts["fine-tuning"]["items"]}
     assert runs["eegfm"] == 1 and runs["linear_probe"] == 1 and runs["labram"] == 1
     assert all(part["seconds"] >= 0 for part in timing["parts"])
+    assert not any(part.get("side_by_side") for part in timing["parts"])  # --workers 1: nothing overlaps
     assert sum(part["seconds"] for part in timing["parts"]) <= timing["total_s"] + 0.5
     assert "timing" not in json.loads((output / "benchmark.json").read_text())["run"]
 
@@ -362,3 +368,30 @@ def test_a_validation_or_test_recording_the_shared_encoder_read_is_refused(share
     (tmp_path / "shared" / "encoder.json").write_text(json.dumps({"config": "cpu-tiny"}))
     (note,) = check_pretraining_data(rows, args, tmp_path / "key")
     assert note.startswith("--shared_encoder:") and "could not be checked" in note
+
+
+def test_fine_tuning_runs_side_by_side_in_worker_processes(tiny_run, tmp_path):
+    """The runs of ``run_methods`` in a pool of two workers: each run's report, its parts timed as
+    side by side; the same folders and reports a run in this process makes."""
+    output, _ = tiny_run
+    task = json.loads((output / "benchmark.json").read_text())["run"]["classes"]
+    opts = RecipeOptions(
+        config="cpu-tiny",
+        task="binary",
+        pretrain_steps=4,
+        record_task=RECORD_TASK,
+        finetune_set=("epochs=1",),
+        pretrain_set=("val_fraction=0",),
+        finetune_defaults=(("model_overrides.id2label", dict(enumerate(task))),),
+    )
+    data = str(output / "data")
+    with stopwatch.recording() as times, JobPool(Plan(2, 1)) as pool:
+        found = run_methods(
+            data, tmp_path, ["eegfm", "linear_probe"], [0], opts, {"corpus": {"corpus_split": True}}, [data], pool=pool
+        )
+    for method in ("eegfm", "linear_probe"):
+        [report] = found[method]["corpus"]
+        assert set(report["val"]) >= {"balanced_accuracy", "auroc", "auprc"}
+        assert (tmp_path / "runs" / method / "corpus" / "seed0" / "model" / "config.json").is_file()
+    assert "fine-tuning" in times.overlapping
+    assert {item for group, item in times.items if group == "fine-tuning"} == {"eegfm", "linear_probe"}

@@ -88,6 +88,13 @@ def _common(parser: argparse.ArgumentParser, methods: list[str], suite: str = "l
     parser.add_argument(
         "--finetune_set", action="append", default=[], metavar="KEY=VALUE", help="fine-tuning config override"
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="fine-tuning runs and EEGNet fits trained side by side, each with its share of the threads "
+        "(default: one per thread this process may use, EEGFM_THREADS or its cores; 1: one after another)",
+    )
 
 
 def _export(parser: argparse.ArgumentParser) -> None:

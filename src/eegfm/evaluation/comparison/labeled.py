@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from eegfm.core import stopwatch
+from eegfm.core.job_pool import JobPool, plan
 from eegfm.core.logs import get_logger
+from eegfm.core.threads import pool_threads
 from eegfm.evaluation.comparison import baselines, levels, report
 from eegfm.evaluation.comparison.export import export_row
 from eegfm.evaluation.comparison.options import BenchmarkOptions
@@ -171,17 +173,20 @@ def evaluate(
     splits = [s for s in ("dev", "eval") if counts[s]]
     opts = RecipeOptions.from_options(options, suite.task, finetune_defaults=dict(suite.finetune_defaults))
     opts = dataclasses.replace(opts, record_task=suite.record_task)
-    reports = run_methods(
-        data, output, options.methods, options.seeds, opts, {"corpus": {"corpus_split": True}}, [data], ALTERNATIVES
-    )
-    context = Context(windows, suite.classes, output, options.seeds, window_seconds, reports, options.eegnet_max_epochs)
-    parts = PartProbabilities(windows, len(suite.classes))
-    results, intervals, fitted = {}, {}, {}
-    for name in selected_rows(options, reports):
-        log.info("benchmark: row %s", name)
-        with stopwatch.part("rows: fitted and scored", name):
-            fitted[name] = ROWS[name].fit(context)
-            results[name], intervals[name] = score_row(fitted[name], parts, splits)
+    threads = pool_threads().count
+    with JobPool(plan(threads, threads, options.workers)) as pool:
+        folds = {"corpus": {"corpus_split": True}}
+        reports = run_methods(data, output, options.methods, options.seeds, opts, folds, [data], ALTERNATIVES, pool)
+        context = Context(
+            windows, suite.classes, output, options.seeds, window_seconds, reports, options.eegnet_max_epochs, pool
+        )
+        parts = PartProbabilities(windows, len(suite.classes))
+        results, intervals, fitted = {}, {}, {}
+        for name in selected_rows(options, reports):
+            log.info("benchmark: row %s", name)
+            with stopwatch.part("rows: fitted and scored", name):
+                fitted[name] = ROWS[name].fit(context)
+                results[name], intervals[name] = score_row(fitted[name], parts, splits)
     chosen = {f"{name}.chosen": f.chosen for name, f in fitted.items() if f.chosen is not None}
     run = {"suite": suite.name, "seeds": list(options.seeds), "config": options.config, "windows": counts}
     if note := reference_note(list(reports), opts, options.seeds):

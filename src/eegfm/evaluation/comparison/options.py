@@ -37,6 +37,7 @@ class BenchmarkOptions:
     pseudonym_key_file: str | None = None
     export: Path | None = None
     eegnet_max_epochs: int = 30  # deep_baselines.MAX_EPOCHS
+    workers: int | None = None  # fits side by side (core.job_pool); None: one per thread
 
     def __post_init__(self) -> None:
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
@@ -51,6 +52,8 @@ class BenchmarkOptions:
             raise ConfigError(
                 f"--eegnet_max_epochs: expected a positive number of epochs; got {self.eegnet_max_epochs}"
             )
+        if self.workers is not None and self.workers < 1:
+            raise ConfigError(f"--workers: expected a positive number of worker processes; got {self.workers}")
         if self.pretrain_steps is not None and self.pretrain_steps < 1:
             raise ConfigError(f"--pretrain_steps: expected a positive number of steps; got {self.pretrain_steps}")
 
@@ -77,6 +80,7 @@ class BenchmarkOptions:
             pseudonym_key_file=args.pseudonym_key_file,
             export=None if export is None else Path(export),
             eegnet_max_epochs=getattr(args, "eegnet_max_epochs", 30),
+            workers=getattr(args, "workers", None),
         )
 
 

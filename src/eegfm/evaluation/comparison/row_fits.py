@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from eegfm.core import stopwatch
+from eegfm.core.job_pool import JobPool
 from eegfm.evaluation.comparison import baselines, deep_baselines, spectral_stack, tangent_space
 from eegfm.evaluation.comparison.runs import pretrain_folder
 from eegfm.evaluation.comparison.windows import WindowSet
@@ -31,6 +32,7 @@ class Context:
     window_seconds: float
     reports: dict[str, dict[str, list[dict[str, Any]]]] = dataclasses.field(default_factory=dict)
     eegnet_max_epochs: int = deep_baselines.MAX_EPOCHS
+    pool: JobPool | None = None  # where EEGNet's fits run (None: in this process, one after another)
     # Class-balanced linear fits: balanced accuracy wants decisions beyond the majority class; the
     # simulated suite's KL on vote distributions wants the probabilities unweighted.
     balanced: bool = True
@@ -59,21 +61,14 @@ class Context:
 
     @functools.cached_property
     def eegnets(self) -> list[deep_baselines.EEGNetFit]:
-        """EEGNet fitted once per seed of the run: the first seed tries the whole grid, the others
-        train the setting it chose, each stopping at its own best validation epoch. As many
-        candidates as eegfm's network gets (two recipes a seed), at half the cost of the grid on
-        every seed, which took a 60-person run's EEGNet past 30 of its 45 minutes."""
-        cache = self.output / "baselines"
+        """EEGNet fitted once per seed of the run: the first seed searches the grid, the others
+        train the setting it chose, each stopping at its own best validation epoch
+        (``deep_baselines.eegnets``; side by side in ``pool``). As many candidates as eegfm's
+        network gets (two recipes a seed), at a fraction of the grid on every seed, which took a
+        60-person run's EEGNet past 30 of its 45 minutes."""
         grid = {**deep_baselines.GRID, "max_epochs": (self.eegnet_max_epochs,)}
-        first, *others = self.seeds
-        with stopwatch.part("EEGNet", "the grid, first seed"):
-            fits = [deep_baselines.eegnet(self.train, self.validation, self.n_classes, first, grid, cache=cache)]
-        chosen = {key: (fits[0].record[key],) for key in grid}
-        for seed in others:
-            with stopwatch.part("EEGNet", "the chosen setting, another seed"):
-                fit = deep_baselines.eegnet(self.train, self.validation, self.n_classes, seed, chosen, cache=cache)
-            fits.append(fit)
-        return fits
+        cache = self.output / "baselines"
+        return deep_baselines.eegnets(self.train, self.validation, self.n_classes, self.seeds, grid, cache, self.pool)
 
     def network_folders(self, method: str) -> list[Path]:
         """The model folders of ``method``'s runs, one per seed."""

@@ -40,6 +40,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +49,7 @@ import torch
 from eegfm.contract import layout
 from eegfm.core import stopwatch
 from eegfm.core.config import ConfigError
+from eegfm.core.job_pool import JobPool, plan
 from eegfm.core.logs import get_logger
 from eegfm.evaluation.comparison import fingerprint
 from eegfm.evaluation.comparison.methods import METHODS, Method
@@ -286,6 +288,7 @@ def run_methods(
     folds: Mapping[str, Mapping[str, Any]],
     pretrain_data: Sequence[str],
     alternatives: Mapping[str, Sequence[str]] | None = None,
+    pool: JobPool | None = None,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """``{method: {fold: [eval.json per seed]}}``, each with ``run``, the folder of the run it
     describes; ``folds`` maps a fold's name to the fine-tuning settings that hold its subjects or
@@ -295,6 +298,9 @@ def run_methods(
     ``alternatives``: ``{method: other methods}``: the method's row becomes, per fold and seed, the
     run among its own and the others' with the highest :func:`validation_score` (``chosen`` names
     it); its own runs alone are then the row ``<method>_full``. Validation chooses; test never does.
+
+    ``pool``: where the fine-tuning runs go, side by side where it has workers (default: one after
+    another, in this process); stacks, which read their members' runs, follow in this process.
     """
     alternatives = {m: tuple(others) for m, others in (alternatives or {}).items() if m in methods}
     asked = list(methods)
@@ -307,31 +313,50 @@ def run_methods(
     }
     if any(m.shared for m in needed) and not opts.shared_encoder:
         raise ConfigError("--shared_encoder: method eegfm_shared needs the shared encoder's model folder")
-    reports: dict[str, dict[str, list[dict[str, Any]]]] = {m.name: {fold: [] for fold in folds} for m in chosen}
+    pool = pool or JobPool(plan(1, 1))
+    jobs: dict[tuple[str, int, str], Future] = {}
 
-    def run(method: Method, seed: int, fold: str, split: Sequence[str]) -> dict:
+    def submit(method: Method, seed: int, fold: str, split: Mapping[str, Any]) -> None:
+        """``method``'s fine-tuning run (a stack's: its members') into the pool, once each."""
+        for member in [METHODS[name] for name in method.members] or [method]:
+            if (member.name, seed, fold) not in jobs:
+                folder = output / "runs" / member.name / fold / f"seed{seed}"
+                args = (data, _encoder(member, encoders, output, opts, seed), folder, member, seed, opts, split)
+                jobs[member.name, seed, fold] = pool.submit(
+                    finetune, *args, name=f"fine-tuning {member.name} seed {seed}"
+                )
+
+    order = [
+        (method, seed, fold, split)
+        for seed in dict.fromkeys([*seeds, *(opts.reference_seeds or ())])
+        for fold, split in folds.items()
+        for method in chosen
+        if seed in opts.seeds_of(method, seeds)
+    ]
+    for job in order:
+        submit(*job)
+    done = dict(zip(jobs, pool.results(list(jobs.values())), strict=True))
+    reports: dict[str, dict[str, list[dict[str, Any]]]] = {m.name: {fold: [] for fold in folds} for m in chosen}
+    for method, seed, fold, split in order:
         folder = output / "runs" / method.name / fold / f"seed{seed}"
         if method.members:
-            members = [METHODS[name] for name in method.members]
-            for member in members:
-                run(member, seed, fold, split)
-            runs = [output / "runs" / m.name / fold / f"seed{seed}" for m in members]
-            return {**stack(data, runs, folder, method, seed, opts, split), "run": str(folder)}
-        if method.shared:
-            encoder = Path(opts.shared_encoder)
-        elif method.pretrained:
-            encoder = encoders[method.architecture]
-        elif method.architecture == "eegfm":
-            encoder = untrained(output / "scratch-init", opts, seed)
+            runs = [output / "runs" / name / fold / f"seed{seed}" for name in method.members]
+            found = stack(data, runs, folder, method, seed, opts, split)
         else:
-            encoder = None
-        return {**finetune(data, encoder, folder, method, seed, opts, split), "run": str(folder)}
-
-    for seed in dict.fromkeys([*seeds, *(opts.reference_seeds or ())]):
-        for fold, split in folds.items():
-            for method in (m for m in chosen if seed in opts.seeds_of(m, seeds)):
-                reports[method.name][fold].append(run(method, seed, fold, split))
+            found = done[method.name, seed, fold]
+        reports[method.name][fold].append({**found, "run": str(folder)})
     return choose_runs(reports, alternatives, asked)
+
+
+def _encoder(method: Method, encoders: Mapping[str, Path], output: Path, opts: RecipeOptions, seed: int):
+    """The model folder ``method``'s run starts from; None for a peer architecture from scratch."""
+    if method.shared:
+        return Path(opts.shared_encoder)
+    if method.pretrained:
+        return encoders[method.architecture]
+    if method.architecture == "eegfm":
+        return untrained(output / "scratch-init", opts, seed)
+    return None
 
 
 def choose_runs(reports: dict, alternatives: Mapping[str, Sequence[str]], asked: Sequence[str]) -> dict:

@@ -1,0 +1,157 @@
+"""Independent jobs of one command side by side: worker processes, each with its share of the
+command's threads (``core.threads``), never more workers than threads.
+
+Why: a small network uses a second thread poorly (many small kernels, each a wake-up of the
+pool's other thread). Two ``cpu-small`` fine-tuning runs started together on two cores each took
+1.13x one alone, and two EEGNet fits of one thread each train 1.33x the windows a second of one
+fit on two threads (docs/performance.md): a benchmark's independent fits finish sooner side by side.
+
+- :func:`plan`: the workers and threads each for ``jobs`` jobs out of ``threads`` threads.
+- :class:`JobPool`: ``submit(fn, *args)`` returns a future. The parts a job marks with
+  ``core.stopwatch`` reach the command's recording, as time side by side. A pool of one worker runs
+  each job in this process when it is submitted: no process to start, the same threads as before,
+  the same order of work.
+- Workers are spawned, not forked (the command already holds torch's and Beam's threads, which a
+  fork would copy half-way), with the command's log level and their share of threads in
+  ``EEGFM_THREADS`` before they import anything. Each dies with the command, SIGKILL included
+  (``process_tree.exit_with_parent``): a job left running would write into a rerun's folder.
+- A worker that dies (the kernel's OOM killer, say) fails its job and every job not yet done,
+  with an error naming the job; leaving the pool on an error stops the jobs not started and kills
+  the running ones rather than waiting for them.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import logging
+import multiprocessing
+import os
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from eegfm.core import stopwatch
+from eegfm.core.logs import get_logger
+from eegfm.core.threads import THREADS_VARIABLE
+
+log = get_logger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    """``workers`` processes with ``threads`` threads each (1 worker: jobs run in the command)."""
+
+    workers: int
+    threads: int
+
+    def describe(self) -> str:
+        if self.workers == 1:
+            return f"one at a time, {self.threads} thread(s)"
+        return f"{self.workers} side by side, {self.threads} thread(s) each"
+
+
+def plan(jobs: int, threads: int, max_workers: int | None = None) -> Plan:
+    """As many workers as there are threads to give each one (at most ``jobs`` and
+    ``max_workers``), the threads shared out evenly; the spare ones, if any, go unused rather
+    than oversubscribe a core."""
+    if threads < 1:
+        raise ValueError(f"threads: expected a positive whole number; got {threads}")
+    if max_workers is not None and max_workers < 1:
+        raise ValueError(f"max_workers: expected a positive whole number; got {max_workers}")
+    workers = max(1, min(jobs, threads, max_workers or threads))
+    return Plan(workers, threads // workers)
+
+
+class JobPool:
+    """Jobs run by :func:`plan`'s workers (see the module docstring). A context manager: leaving it
+    waits for the submitted jobs, or, on an error, stops them."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._before: set[int] = set()
+
+    def __enter__(self) -> JobPool:
+        if self.plan.workers > 1:
+            self._before = {child.pid for child in multiprocessing.active_children()}
+            self._executor = concurrent.futures.ProcessPoolExecutor(
+                max_workers=self.plan.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_worker,
+                initargs=(self.plan.threads, logging.getLogger().level, os.getpid()),
+            )
+        log.info("independent jobs: %s", self.plan.describe())
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        if self._executor is None:
+            return
+        if kind is None:
+            self._executor.shutdown(wait=True)
+            return
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        for child in multiprocessing.active_children():
+            if child.pid not in self._before:  # this pool's workers only
+                child.kill()
+                child.join()
+
+    def submit(self, fn: Callable[..., Any], *args: Any, name: str) -> concurrent.futures.Future:
+        """Run ``fn(*args)`` (a module-level function; its arguments and result picklable); the
+        future of its result. ``name``: what an error says the job was."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        if self._executor is None:
+            try:
+                future.set_result(fn(*args))
+            except Exception as err:  # raised where the result is read, as a worker's error would be
+                future.set_exception(err)
+            return future
+        times = stopwatch.current()  # the callback runs on the executor's thread, outside this context
+        job = self._executor.submit(_recorded, fn, args)
+        job.add_done_callback(lambda done: _deliver(done, future, name, times))
+        return future
+
+    def results(self, futures: list[concurrent.futures.Future]) -> list[Any]:
+        """Each future's result, in order; the wait, where jobs run in workers, counted to the
+        stopwatch's "waiting for jobs side by side"."""
+        if self._executor is None:
+            return [future.result() for future in futures]
+        with stopwatch.part("waiting for jobs side by side"):
+            return [future.result() for future in futures]
+
+
+def _deliver(done, future: concurrent.futures.Future, name: str, times: stopwatch.PartTimes | None) -> None:
+    """A worker's outcome into ``future``; the parts the job recorded into ``times``."""
+    if done.cancelled():
+        future.cancel()
+        return
+    error = done.exception()
+    if isinstance(error, BrokenProcessPool):
+        error = RuntimeError(f"{name}: its worker process died ({error}); out of memory? try --workers 1")
+    if error is not None:
+        future.set_exception(error)
+        return
+    result, parts = done.result()
+    if times is not None:
+        times.add_overlapping(parts)
+    future.set_result(result)
+
+
+def _recorded(fn: Callable[..., Any], args: tuple) -> tuple[Any, dict]:
+    """In a worker: ``fn(*args)`` and the parts it marked."""
+    with stopwatch.recording() as times:
+        result = fn(*args)
+    return result, times.as_dict()
+
+
+def _start_worker(threads: int, log_level: int, parent: int) -> None:
+    """A worker's first call, before it imports a job's modules: its threads, logging, fate."""
+    os.environ[THREADS_VARIABLE] = str(threads)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    from eegfm.core import process_tree
+    from eegfm.core.logs import setup_logging
+    from eegfm.core.threads import fair_threads
+
+    process_tree.exit_with_parent(parent)
+    fair_threads()
+    setup_logging(log_level)
