@@ -67,6 +67,7 @@ def tiny_run(shared_data, tmp_path_factory):
         argv = ["eegmat", "--data", str(data), "--output", str(base / "out"), "--config", "cpu-tiny"]
         argv += ["--seeds", "0", "--methods", "eegfm", "scratch", "--pretrain_steps", "4", "--eegnet_max_epochs", "2"]
         argv += ["--finetune_set", "epochs=1", "--pretrain_set", "val_fraction=0"]
+        argv += ["--workers", "1"]  # every loader in this process, where loader_batches sees it
         assert main(argv) == 0
     return base / "out", seen
 
