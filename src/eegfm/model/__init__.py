@@ -10,7 +10,8 @@ torch_geometric form in ``graph_conv``, imported only by a model that uses it),
 ``fusion`` (spectrogram / ECG / clinical cross-attention), ``readout`` (electrode-position filters
 of the channel tokens), ``encoder``, ``heads`` (registry), ``pretraining`` (masked reconstruction,
 contrastive channel prediction, band-power summary), ``adapters`` (LoRA,
-bottleneck, freezing), ``modeling`` (Hugging Face models, ``create_model``), ``optim`` (parameter
+bottleneck, freezing), ``modeling`` (Hugging Face models, ``create_model``), ``network`` (their
+network's code, and ``EEGFMModel``'s as a plain torch module for inference), ``optim`` (parameter
 groups, layer-wise lr decay), ``numerics`` (autocast-safe regions, DDP tie-ins), ``export`` (ONNX),
 ``classifier`` (the head, ``predict`` and outputs every task model shares), ``spectrogram_cnn``
 (an EfficientNet-style CNN on the HMS spectrogram), ``eeg_cnn_gru`` (a 1-D CNN-GRU on raw EEG),

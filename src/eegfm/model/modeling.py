@@ -1,7 +1,10 @@
 """Hugging Face models: ``EEGFMModel`` (encoder + task head) and ``EEGFMForPretraining``.
 
 Both hold the encoder as ``encoder``, so ``EEGFMModel.from_pretrained(pretrain_dir, head="hms6")``
-reuses a pretraining checkpoint's encoder with a fresh head. Inputs (``model.inputs`` builds them):
+reuses a pretraining checkpoint's encoder with a fresh head. Their inputs' checks and the task
+model's encoder, head and features are ``model.network``'s, which also loads a saved ``EEGFMModel``
+as a plain torch module (inference without transformers' modeling_utils). Inputs (``model.inputs``
+builds them):
 
 ==============  ==================  =========================================================
 eeg             (B, C, T)           microvolts at 256 Hz, any C >= 2 electrodes, T >= 1 patch;
