@@ -21,6 +21,8 @@ from transformers.utils import ModelOutput
 
 from eegfm.contract import model_files as files
 from eegfm.contract.channels import N_CANONICAL
+from eegfm.core.config import ConfigError
+from eegfm.core.logs import get_logger
 from eegfm.model import adapters as adapters_lib
 from eegfm.model.classifier import HeadClassifier
 from eegfm.model.config import GNN_IMPLS, EEGFMConfig
@@ -29,6 +31,7 @@ from eegfm.model.heads import TaskHead, create_head
 from eegfm.model.inputs import canonical_positions
 from eegfm.model.uncertainty import config_masks
 
+log = get_logger(__name__)
 # Computed once (per call, torch.compile traced the numpy lookup every step); never modified in place.
 CANONICAL_POSITIONS = canonical_positions()
 
@@ -206,18 +209,24 @@ class EEGFMNetwork(EEGFMTask, nn.Module):
 
 def load_network(folder: str | os.PathLike[str], **overrides: Any) -> EEGFMNetwork:
     """The eegfm task model saved in ``folder`` by ``save_pretrained``, as :class:`EEGFMNetwork` in
-    eval mode; ``overrides`` set config fields, as ``EEGFMModel.from_pretrained``'s do. Every weight
-    must be in the file and every tensor in it must be a weight (else ``RuntimeError``), so no
-    layer keeps its random initialisation unnoticed."""
+    eval mode; ``overrides`` set config fields, as ``EEGFMModel.from_pretrained``'s do. A weight the
+    file lacks is a ConfigError (from_pretrained would keep its random initialisation and only
+    warn: a model that answers noise); a tensor in it that is no weight is ignored with a warning,
+    as from_pretrained ignores it."""
     from safetensors.torch import load_file  # with the weights only: not for importing this module
 
     config = EEGFMConfig.from_pretrained(folder, **overrides)
     config.name_or_path = str(folder)  # as from_pretrained records it
     model = EEGFMNetwork(config)
+    path = Path(folder) / files.WEIGHTS
     # assign: the file's tensors become the weights, as from_pretrained's do. Copied into the
     # module's own (differently aligned) memory, the CPU matmul kernels round differently: logits
     # 1e-8 apart, where the two loads must answer bit for bit.
-    model.load_state_dict(load_file(Path(folder) / files.WEIGHTS), strict=True, assign=True)
+    missing, unexpected = model.load_state_dict(load_file(path), strict=False, assign=True)
+    if missing:
+        raise ConfigError(f"{path}: no weights for {', '.join(missing)}; expected this config's network")
+    if unexpected:
+        log.warning("%s: ignored %d tensors that are no weight: %s", path, len(unexpected), ", ".join(unexpected))
     dtype = getattr(config, "dtype", None)  # from_pretrained's dtype="auto": the config's dtype
     if isinstance(dtype, str):
         dtype = getattr(torch, dtype, None)
