@@ -10,7 +10,8 @@ torch_geometric form in ``graph_conv``, imported only by a model that uses it),
 ``fusion`` (spectrogram / ECG / clinical cross-attention), ``readout`` (electrode-position filters
 of the channel tokens), ``encoder``, ``heads`` (registry), ``pretraining`` (masked reconstruction,
 contrastive channel prediction, band-power summary), ``adapters`` (LoRA,
-bottleneck, freezing), ``modeling`` (Hugging Face models, ``create_model``), ``optim`` (parameter
+bottleneck, freezing), ``modeling`` (Hugging Face models, ``create_model``), ``network`` (their
+network's code, and ``EEGFMModel``'s as a plain torch module for inference), ``optim`` (parameter
 groups, layer-wise lr decay), ``numerics`` (autocast-safe regions, DDP tie-ins), ``export`` (ONNX),
 ``classifier`` (the head, ``predict`` and outputs every task model shares), ``spectrogram_cnn``
 (an EfficientNet-style CNN on the HMS spectrogram), ``eeg_cnn_gru`` (a 1-D CNN-GRU on raw EEG),
@@ -19,66 +20,40 @@ saved model, ensemble or fused model; which file is which: ``contract.model_file
 ``ensemble`` (members stacked by weights fitted on validation).
 """
 
-from eegfm.model.adapters import add_adapters, count_parameters, count_trainable, freeze_encoder, unfreeze_encoder
-from eegfm.model.architectures import list_architectures, load_model_folder, register_architecture
-from eegfm.model.classifier import EEGFMOutput, HeadClassifier
-from eegfm.model.config import (
-    MODALITIES,
-    ConfigError,
-    EEGFMConfig,
-    get_preset,
-    list_presets,
-    register_preset,
-)
-from eegfm.model.encoder import EncoderOutput
-from eegfm.model.heads import TaskHead, create_head, list_heads, register_head
-from eegfm.model.inputs import canonical_positions, encode_age, encode_sex, positions_for
-from eegfm.model.modeling import (
-    EEGFMForPretraining,
-    EEGFMModel,
-    EEGFMPreTrainedModel,
-    PretrainingOutput,
-    create_model,
-    create_pretraining_model,
-    register_auto_classes,
-)
-from eegfm.model.optim import param_groups_lrd
-from eegfm.model.spectrogram_cnn import SpectrogramCNN, SpectrogramCNNConfig
+from eegfm.core.lazy_exports import lazy_exports
+from eegfm.model import heads as _heads  # noqa: F401  (registers the heads every config names)
 
-__all__ = [
-    "MODALITIES",
-    "ConfigError",
-    "EEGFMConfig",
-    "EEGFMForPretraining",
-    "EEGFMModel",
-    "EEGFMOutput",
-    "HeadClassifier",
-    "EEGFMPreTrainedModel",
-    "EncoderOutput",
-    "PretrainingOutput",
-    "SpectrogramCNN",
-    "SpectrogramCNNConfig",
-    "TaskHead",
-    "add_adapters",
-    "canonical_positions",
-    "count_parameters",
-    "count_trainable",
-    "create_head",
-    "create_model",
-    "create_pretraining_model",
-    "encode_age",
-    "encode_sex",
-    "freeze_encoder",
-    "get_preset",
-    "list_architectures",
-    "list_heads",
-    "list_presets",
-    "load_model_folder",
-    "param_groups_lrd",
-    "positions_for",
-    "register_architecture",
-    "register_auto_classes",
-    "register_head",
-    "register_preset",
-    "unfreeze_encoder",
-]
+# Public names, imported on first use (PEP 562): the Hugging Face models (``modeling``) bring
+# transformers' modeling_utils (torch._dynamo, torch.distributed: 1.5-2 s), which the inference
+# path (``model.network``) and a config do without.
+_EXPORTS = {
+    **dict.fromkeys(
+        ("add_adapters", "count_parameters", "count_trainable", "freeze_encoder", "unfreeze_encoder"),
+        "eegfm.model.adapters",
+    ),
+    **dict.fromkeys(("list_architectures", "load_model_folder", "register_architecture"), "eegfm.model.architectures"),
+    **dict.fromkeys(("EEGFMOutput", "HeadClassifier"), "eegfm.model.classifier"),
+    **dict.fromkeys(
+        ("MODALITIES", "ConfigError", "EEGFMConfig", "get_preset", "list_presets", "register_preset"),
+        "eegfm.model.config",
+    ),
+    "EncoderOutput": "eegfm.model.encoder",
+    **dict.fromkeys(("TaskHead", "create_head", "list_heads", "register_head"), "eegfm.model.heads"),
+    **dict.fromkeys(("canonical_positions", "encode_age", "encode_sex", "positions_for"), "eegfm.model.inputs"),
+    **dict.fromkeys(
+        (
+            "EEGFMForPretraining",
+            "EEGFMModel",
+            "EEGFMPreTrainedModel",
+            "PretrainingOutput",
+            "create_model",
+            "create_pretraining_model",
+            "register_auto_classes",
+        ),
+        "eegfm.model.modeling",
+    ),
+    "param_groups_lrd": "eegfm.model.optim",
+    **dict.fromkeys(("SpectrogramCNN", "SpectrogramCNNConfig"), "eegfm.model.spectrogram_cnn"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

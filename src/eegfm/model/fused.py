@@ -38,9 +38,10 @@ from safetensors.numpy import load_file, save_file
 from eegfm.contract.model_files import FUSED as FUSED_FILE
 from eegfm.core.config import ConfigError
 from eegfm.model import eegnet, spectral_features
+from eegfm.model.architectures import quiet_transformers
 from eegfm.model.linear_readout import LinearReadout
 from eegfm.model.modeling import EEGFMModel
-from eegfm.model.registry import load_single_model, quiet_transformers, single_model_config
+from eegfm.model.registry import load_single_model, single_model_config
 
 FORMAT = "eegfm-fused"
 FORMAT_VERSION = 1

@@ -1,7 +1,10 @@
 """Hugging Face models: ``EEGFMModel`` (encoder + task head) and ``EEGFMForPretraining``.
 
 Both hold the encoder as ``encoder``, so ``EEGFMModel.from_pretrained(pretrain_dir, head="hms6")``
-reuses a pretraining checkpoint's encoder with a fresh head. Inputs (``model.inputs`` builds them):
+reuses a pretraining checkpoint's encoder with a fresh head. Their inputs' checks and the task
+model's encoder, head and features are ``model.network``'s, which also loads a saved ``EEGFMModel``
+as a plain torch module (inference without transformers' modeling_utils). Inputs (``model.inputs``
+builds them):
 
 ==============  ==================  =========================================================
 eeg             (B, C, T)           microvolts at 256 Hz, any C >= 2 electrodes, T >= 1 patch;
@@ -30,12 +33,10 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 
 from eegfm.model import adapters as adapters_lib
-from eegfm.model.canonical import N_CANONICAL
-from eegfm.model.classifier import HeadClassifier
-from eegfm.model.config import GNN_IMPLS, EEGFMConfig
-from eegfm.model.encoder import EEGFMEncoder, EncoderOutput
+from eegfm.model.config import EEGFMConfig
+from eegfm.model.encoder import EEGFMEncoder
 from eegfm.model.heads import HEAD_REGISTRY, TaskHead, create_head
-from eegfm.model.inputs import canonical_positions
+from eegfm.model.network import CANONICAL_POSITIONS, EEGFMInputs, EEGFMTask
 from eegfm.model.pretraining import (
     BandPowerSummaryHead,
     ChannelContrastiveHead,
@@ -44,9 +45,6 @@ from eegfm.model.pretraining import (
     span_mask,
 )
 from eegfm.model.uncertainty import config_masks
-
-# Computed once (per call, torch.compile traced the numpy lookup every step); never modified in place.
-_CANONICAL_POSITIONS = canonical_positions()
 
 
 @dataclass
@@ -61,7 +59,7 @@ class PretrainingOutput(ModelOutput):
     summary_loss: torch.Tensor | None = None
 
 
-class EEGFMPreTrainedModel(PreTrainedModel):
+class EEGFMPreTrainedModel(EEGFMInputs, PreTrainedModel):
     config_class = EEGFMConfig
     config: EEGFMConfig
     base_model_prefix = "eegfm"
@@ -72,8 +70,7 @@ class EEGFMPreTrainedModel(PreTrainedModel):
 
     def __init__(self, config: EEGFMConfig, *args: Any, **kwargs: Any) -> None:
         super().__init__(config, *args, **kwargs)
-        # A buffer moves with the model (a per-step CPU-to-GPU copy synchronised the host); not a weight.
-        self.register_buffer("default_positions", _CANONICAL_POSITIONS.clone(), persistent=False)
+        self.add_default_positions()
 
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
@@ -91,7 +88,7 @@ class EEGFMPreTrainedModel(PreTrainedModel):
             init.ones_(module.weight)
             init.zeros_(module.bias)
         if isinstance(module, EEGFMPreTrainedModel):  # from_pretrained builds buffers empty
-            init.copy_(module.default_positions, _CANONICAL_POSITIONS)
+            init.copy_(module.default_positions, CANONICAL_POSITIONS)
         if isinstance(module, TaskHead):  # its fixed MC-dropout masks, from the config (model.uncertainty)
             init.copy_(module.mc_masks, config_masks(self.config).to(module.mc_masks.device))
         # Modules owning raw parameters; children were initialised first, so these rules win.
@@ -103,102 +100,10 @@ class EEGFMPreTrainedModel(PreTrainedModel):
             elif name == "lora_a":
                 init.normal_(parameter, std=1.0 / module.rank)
 
-    def prepare_inputs(
-        self,
-        eeg: torch.Tensor,
-        positions: torch.Tensor | None = None,
-        channel_mask: torch.Tensor | None = None,
-        spectrogram: torch.Tensor | None = None,
-        ecg: torch.Tensor | None = None,
-        age: torch.Tensor | None = None,
-        sex: torch.Tensor | None = None,
-    ) -> dict[str, torch.Tensor | None]:
-        """Validate shapes, fill defaults and cast to the model's dtype. Errors name the argument."""
-        dtype = self.dtype
-        if not isinstance(eeg, torch.Tensor) or eeg.dim() != 3:
-            got = f"a tensor of shape {tuple(eeg.shape)}" if isinstance(eeg, torch.Tensor) else type(eeg).__name__
-            raise ValueError(f"eeg: expected a tensor (batch, n_chans, n_times); got {got}")
-        batch, n_chans, n_times = eeg.shape
-        if n_times < self.config.patch_size:
-            raise ValueError(
-                f"eeg: expected at least one patch of {self.config.patch_size} samples "
-                f"({self.config.patch_seconds:g} s at {self.config.sfreq:g} Hz); got n_times={n_times}"
-            )
-        if n_chans < 2:
-            raise ValueError(f"eeg: expected at least 2 channels (the electrode graph needs neighbours); got {n_chans}")
-        eeg = eeg.to(dtype)
-        if positions is None:
-            if n_chans != N_CANONICAL:
-                raise ValueError(
-                    f"positions: required for {n_chans} channels (only the 19 canonical channels have "
-                    "default positions); build it with model.inputs.positions_for(ch_names)"
-                )
-            positions = self.default_positions
-        if positions.dim() == 2:
-            positions = positions.unsqueeze(0)
-        if positions.dim() != 3 or positions.shape[1:] != (n_chans, 3) or positions.shape[0] not in (1, batch):
-            raise ValueError(
-                f"positions: expected shape (1 or {batch}, {n_chans}, 3) to match eeg; got {tuple(positions.shape)}"
-            )
-        positions = positions.to(device=eeg.device, dtype=dtype)
-        if channel_mask is None:
-            channel_mask = eeg.new_ones(batch, n_chans)
-        if channel_mask.dim() == 1:
-            channel_mask = channel_mask.unsqueeze(0)
-        if channel_mask.shape[-1] != n_chans or channel_mask.dim() != 2 or channel_mask.shape[0] not in (1, batch):
-            raise ValueError(
-                f"channel_mask: expected shape ({batch}, {n_chans}) (1 measured, 0 interpolated); "
-                f"got {tuple(channel_mask.shape)}"
-            )
-        channel_mask = channel_mask.to(device=eeg.device, dtype=dtype).expand(batch, n_chans)
-        optional = self._prepare_optional(eeg, spectrogram=spectrogram, ecg=ecg, age=age, sex=sex)
-        return dict(eeg=eeg, positions=positions, channel_mask=channel_mask, **optional)
 
-    def _prepare_optional(self, eeg: torch.Tensor, **values: torch.Tensor | None) -> dict[str, torch.Tensor | None]:
-        """The optional modalities' inputs, checked against ``eeg`` (batch, n_chans, n_times) and cast."""
-        batch, _, n_times = eeg.shape
-        modalities = self.config.modalities
-        checks = {
-            "spectrogram": ("spectrogram", (batch, self.config.spectrogram_bins, None)),
-            "ecg": ("ecg", (batch, n_times)),
-            "age": ("clinical", (batch,)),
-            "sex": ("clinical", (batch,)),
-        }
-        prepared: dict[str, torch.Tensor | None] = {}
-        for name, (modality, shape) in checks.items():
-            value = values[name]
-            if value is not None:
-                if modality not in modalities:
-                    raise ValueError(
-                        f"{name}: this model was configured without the {modality!r} modality "
-                        f"(config.modalities={modalities}); pass None"
-                    )
-                if value.dim() != len(shape) or any(s is not None and v != s for v, s in zip(value.shape, shape)):
-                    expected = tuple("n_frames" if s is None else s for s in shape)
-                    raise ValueError(f"{name}: expected shape {expected}; got {tuple(value.shape)}")
-                if name == "spectrogram" and value.shape[-1] < self.config.spectrogram_pool:
-                    raise ValueError(
-                        f"spectrogram: expected at least spectrogram_pool={self.config.spectrogram_pool} frames; "
-                        f"got {value.shape[-1]}"
-                    )
-                value = value.to(device=eeg.device, dtype=eeg.dtype)
-            prepared[name] = value
-        return prepared
-
-    def _output(self, output: ModelOutput, return_dict: bool | None) -> Any:
-        return_dict = self.config.return_dict if return_dict is None else return_dict
-        return output if return_dict else output.to_tuple()
-
-    def set_gnn_impl(self, impl: str) -> None:
-        """Switch the GNN between ``"pyg"`` message passing and the equal ``"dense"`` and ``"gather"`` forms."""
-        if impl not in GNN_IMPLS:
-            raise ValueError(f"gnn_impl: expected one of {', '.join(map(repr, GNN_IMPLS))}; got {impl!r}")
-        self.config.gnn_impl = impl
-        self.encoder.set_gnn_impl(impl)
-
-
-class EEGFMModel(HeadClassifier, EEGFMPreTrainedModel):
-    """The eegfm encoder with one task head (``config.head``), in timm's encoder/head split."""
+class EEGFMModel(EEGFMTask, EEGFMPreTrainedModel):
+    """The eegfm encoder with one task head (``config.head``), in timm's encoder/head split; its
+    network is ``model.network``'s (``EEGFMNetwork`` there is the same without Hugging Face)."""
 
     # Weights a pretraining checkpoint never has: the head, the spectral readout's projection
     # (``config.spectral_readout``) and the covariance branch (``config.covariance_channels``);
@@ -207,48 +112,8 @@ class EEGFMModel(HeadClassifier, EEGFMPreTrainedModel):
 
     def __init__(self, config: EEGFMConfig) -> None:
         super().__init__(config)
-        self.encoder = EEGFMEncoder(config)
-        self.head: TaskHead = create_head(config.head, config)
-        if config.adapter_kind is not None:
-            adapters_lib.build_adapters(self.encoder, config.adapter_kind, config.adapter_rank, config.layer_norm_eps)
+        self.build_task(config)
         self.post_init()
-
-    def forward_features(
-        self,
-        eeg: torch.Tensor,
-        positions: torch.Tensor | None = None,
-        channel_mask: torch.Tensor | None = None,
-        spectrogram: torch.Tensor | None = None,
-        ecg: torch.Tensor | None = None,
-        age: torch.Tensor | None = None,
-        sex: torch.Tensor | None = None,
-        sample_mask: torch.Tensor | None = None,
-    ) -> EncoderOutput:
-        inputs = self.prepare_inputs(eeg, positions, channel_mask, spectrogram, ecg, age, sex)
-        if sample_mask is not None and tuple(sample_mask.shape) != tuple(eeg.shape):
-            raise ValueError(
-                f"sample_mask: expected the shape of eeg {tuple(eeg.shape)} (1 where a sample "
-                f"is hidden); got {tuple(sample_mask.shape)}"
-            )
-        return self.encoder(**inputs, sample_mask=sample_mask)
-
-    def sample_logits(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        """(B, S, n_outputs) logits under the head's S fixed dropout masks (``model.uncertainty``;
-        last-layer MC dropout), for the inputs of ``forward``; S = ``config.mc_passes``."""
-        return self.logits_with_samples(*args, **kwargs)[1]
-
-    def logits_with_samples(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """``forward``'s logits and ``sample_logits`` from one run of the encoder."""
-        features = self.forward_features(*args, **kwargs)
-        return self.forward_head(features), self.head.sample_logits(features)
-
-    def set_mc_passes(self, passes: int) -> None:
-        """Sample ``passes`` masks from now on (0: none); ``config.mc_passes`` follows, so a model
-        saved after samples as this one does. The first masks do not change."""
-        if isinstance(passes, bool) or not isinstance(passes, int) or not 0 <= passes <= 1000:
-            raise ValueError(f"mc_passes: expected an integer in [0, 1000]; got {passes!r}")
-        self.config.mc_passes = passes
-        self.head.set_mc_masks(config_masks(self.config))
 
     def reset_head(self, head: str | None = None, id2label: dict[int, str] | list[str] | None = None) -> TaskHead:
         """Replace the task head (a fresh, initialised one); config.head / id2label follow."""

@@ -22,18 +22,16 @@ them here; ``model.architectures`` loads any saved folder, those composites incl
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 from transformers import AutoConfig, AutoModel
-from transformers.utils import logging as hf_logging
 
 from eegfm.contract import model_files as files
 from eegfm.core.config import ConfigError
+from eegfm.model.architectures import saved_model_type
 from eegfm.model.cbramod import CBraMod, CBraModConfig
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.eeg_cnn_gru import EEGCNNGRU, EEGCNNGRUConfig
@@ -82,16 +80,14 @@ def get_architecture(name: str) -> Architecture:
 
 def architecture_of(folder: str | os.PathLike[str]) -> Architecture:
     """The architecture of a saved single-model folder, from its config.json's ``model_type``."""
-    path = Path(folder) / files.CONFIG
-    try:
-        model_type = json.loads(path.read_text(encoding="utf-8")).get("model_type")
-    except (OSError, ValueError) as err:
-        raise ConfigError(f"{path}: expected a model's config.json; {err}") from None
+    model_type = saved_model_type(folder)
     for architecture in ARCHITECTURES.values():
         if architecture.config_class.model_type == model_type:
             return architecture
     known = ", ".join(repr(a.config_class.model_type) for a in ARCHITECTURES.values())
-    raise ConfigError(f"{path}: model_type {model_type!r} is no registered architecture ({known})")
+    raise ConfigError(
+        f"{Path(folder) / files.CONFIG}: model_type {model_type!r} is no registered architecture ({known})"
+    )
 
 
 def load_single_model(folder: str | os.PathLike[str], **overrides: Any):
@@ -110,17 +106,3 @@ register_architecture("spectrogram_cnn", SpectrogramCNNConfig, SpectrogramCNN, f
 register_architecture("eeg_cnn_gru", EEGCNNGRUConfig, EEGCNNGRU, from_scratch=True)
 register_architecture("cbramod", CBraModConfig, CBraMod, from_scratch=True, pretraining_class=CBraModForPretraining)
 register_architecture("labram", LaBraMConfig, LaBraM, from_scratch=True, pretraining_class=LaBraMForPretraining)
-
-
-@contextlib.contextmanager
-def quiet_transformers():
-    """No Hugging Face progress bars or loading reports (rank 0 has its own progress bar)."""
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
