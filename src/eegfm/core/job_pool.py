@@ -27,7 +27,6 @@ import dataclasses
 import logging
 import multiprocessing
 import os
-import threading
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -71,16 +70,9 @@ class JobPool:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
-        self._times: stopwatch.PartTimes | None = None
         self._before: set[int] = set()
 
-    @property
-    def side_by_side(self) -> bool:
-        """Whether jobs run in worker processes (else here, when submitted)."""
-        return self._executor is not None
-
     def __enter__(self) -> JobPool:
-        self._times = stopwatch.current()  # where every job's parts go, whichever thread submits it
         if self.plan.workers > 1:
             self._before = {child.pid for child in multiprocessing.active_children()}
             self._executor = concurrent.futures.ProcessPoolExecutor(
@@ -114,16 +106,15 @@ class JobPool:
             except Exception as err:  # raised where the result is read, as a worker's error would be
                 future.set_exception(err)
             return future
-        times = self._times  # the callback runs on the executor's thread, outside this context
+        times = stopwatch.current()  # the callback runs on the executor's thread, outside this context
         job = self._executor.submit(_recorded, fn, args)
         job.add_done_callback(lambda done: _deliver(done, future, name, times))
         return future
 
     def results(self, futures: list[concurrent.futures.Future]) -> list[Any]:
-        """Each future's result, in order; the main thread's wait, where jobs run in workers,
-        counted to the stopwatch's "waiting for jobs side by side" (a helper thread's wait overlaps
-        the main thread's work)."""
-        if self._executor is None or threading.current_thread() is not threading.main_thread():
+        """Each future's result, in order; the wait, where jobs run in workers, counted to the
+        stopwatch's "waiting for jobs side by side"."""
+        if self._executor is None:
             return [future.result() for future in futures]
         with stopwatch.part("waiting for jobs side by side"):
             return [future.result() for future in futures]

@@ -245,26 +245,3 @@ def test_fits_side_by_side_in_worker_processes_equal_the_fits_in_this_process(wi
         assert one.record == other.record
         np.testing.assert_array_equal(one(dev), other(dev))
     assert len(apart[1].record["grid"]) == 1 and (tmp_path / "b" / "eegnet-seed1.pt").is_file()
-
-
-def test_fits_started_early_on_a_thread_of_their_own_are_the_fits_read_later(windows, tmp_path):
-    """``Context.start_eegnets`` with a pool of workers: the search runs on a thread of its own
-    while the command goes on; :attr:`Context.eegnets` then returns those fits, the same as one
-    thread here gives."""
-    from eegfm.core.job_pool import JobPool, Plan
-    from eegfm.evaluation.comparison.row_fits import Context
-
-    labels = ("arithmetic", "rest")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        here = Context(windows, labels, tmp_path / "here", (0, 1), 5.0, eegnet_max_epochs=2).eegnets
-        with JobPool(Plan(2, 1)) as pool:
-            early = Context(windows, labels, tmp_path / "early", (0, 1), 5.0, eegnet_max_epochs=2, pool=pool)
-            early.start_eegnets()
-            assert early._early_eegnets is not None
-            fits = early.eegnets
-    finally:
-        torch.set_num_threads(threads)
-    for one, other in zip(here, fits, strict=True):
-        assert one.record == other.record

@@ -175,16 +175,11 @@ def evaluate(
     opts = dataclasses.replace(opts, record_task=suite.record_task)
     threads = pool_threads().count
     with JobPool(plan(threads, threads, options.workers)) as pool:
-        context = Context(
-            windows, suite.classes, output, options.seeds, window_seconds, {}, options.eegnet_max_epochs, pool
-        )
-        if "eegnet" in options.baselines:
-            context.start_eegnets()  # side by side with pretraining and fine-tuning where the pool has workers
         folds = {"corpus": {"corpus_split": True}}
-        context.reports = run_methods(
-            data, output, options.methods, options.seeds, opts, folds, [data], ALTERNATIVES, pool
+        reports = run_methods(data, output, options.methods, options.seeds, opts, folds, [data], ALTERNATIVES, pool)
+        context = Context(
+            windows, suite.classes, output, options.seeds, window_seconds, reports, options.eegnet_max_epochs, pool
         )
-        reports = context.reports
         parts = PartProbabilities(windows, len(suite.classes))
         results, intervals, fitted = {}, {}, {}
         for name in selected_rows(options, reports):

@@ -5,11 +5,9 @@ pyRiemann come with it, which the registry, and so ``eegfm-benchmark --help``, d
 
 from __future__ import annotations
 
-import contextvars
 import dataclasses
 import functools
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +36,6 @@ class Context:
     # Class-balanced linear fits: balanced accuracy wants decisions beyond the majority class; the
     # simulated suite's KL on vote distributions wants the probabilities unweighted.
     balanced: bool = True
-    _early_eegnets: Future | None = dataclasses.field(default=None, repr=False)
 
     @property
     def n_classes(self) -> int:
@@ -62,15 +59,6 @@ class Context:
         with stopwatch.part("spectral readout"):
             return spectral_stack.spectral_readout(encoder, self.train, self.n_classes, self.validation)
 
-    def start_eegnets(self) -> None:
-        """Begin EEGNet's fits now, their search driven by a thread of its own that only waits for
-        ``pool``'s workers, so that they train while the fine-tuning runs do (a pool that runs
-        its jobs here fits them when :attr:`eegnets` is first read, as before)."""
-        if self.pool is not None and self.pool.side_by_side and self._early_eegnets is None:
-            driver = ThreadPoolExecutor(1, thread_name_prefix="eegnet-search")
-            self._early_eegnets = driver.submit(contextvars.copy_context().run, self._fit_eegnets)
-            driver.shutdown(wait=False)  # the thread ends with its one task
-
     @functools.cached_property
     def eegnets(self) -> list[deep_baselines.EEGNetFit]:
         """EEGNet fitted once per seed of the run: the first seed searches the grid, the others
@@ -78,11 +66,6 @@ class Context:
         (``deep_baselines.eegnets``; side by side in ``pool``). As many candidates as eegfm's
         network gets (two recipes a seed), at a fraction of the grid on every seed, which took a
         60-person run's EEGNet past 30 of its 45 minutes."""
-        if self._early_eegnets is not None:
-            return self._early_eegnets.result()
-        return self._fit_eegnets()
-
-    def _fit_eegnets(self) -> list[deep_baselines.EEGNetFit]:
         grid = {**deep_baselines.GRID, "max_epochs": (self.eegnet_max_epochs,)}
         cache = self.output / "baselines"
         return deep_baselines.eegnets(self.train, self.validation, self.n_classes, self.seeds, grid, cache, self.pool)
