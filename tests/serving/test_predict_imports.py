@@ -28,11 +28,10 @@ _LIST_AND_READ = textwrap.dedent(
 )
 
 
-def test_a_local_recording_is_listed_and_read_without_importing_beam(tmp_path):
-    recording = tmp_path / "x.edf"
-    recording.write_bytes(b"0" * 256)  # listing and the digest do not parse it
+def _last_line(script: str, argument) -> str:
+    """The last line ``script`` prints in a fresh interpreter given ``argument``; it must succeed."""
     done = subprocess.run(
-        [sys.executable, "-c", _LIST_AND_READ, str(recording)],
+        [sys.executable, "-c", script, str(argument)],
         env=dict(os.environ, OMP_NUM_THREADS="1"),
         capture_output=True,
         text=True,
@@ -40,7 +39,13 @@ def test_a_local_recording_is_listed_and_read_without_importing_beam(tmp_path):
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1] == "[]"
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_a_local_recording_is_listed_and_read_without_importing_beam(tmp_path):
+    recording = tmp_path / "x.edf"
+    recording.write_bytes(b"0" * 256)  # listing and the digest do not parse it
+    assert _last_line(_LIST_AND_READ, recording) == "[]"
 
 
 # What a prediction loads, in a fresh process: the predictor's module and the torch backend on a
@@ -68,13 +73,4 @@ def test_a_saved_eegfm_model_scores_without_transformers_modeling_utils(tmp_path
     torch.distributed: 1.5-2 s of eegfm-predict's start, which the inference load
     (``model.network``) does without."""
     make_model("tiny").save_pretrained(tmp_path / "model")
-    done = subprocess.run(
-        [sys.executable, "-c", _LOAD_AND_SCORE, str(tmp_path / "model")],
-        env=dict(os.environ, OMP_NUM_THREADS="1"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines()[-1] == "EEGFMNetwork []"
+    assert _last_line(_LOAD_AND_SCORE, tmp_path / "model") == "EEGFMNetwork []"
