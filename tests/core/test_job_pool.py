@@ -78,9 +78,13 @@ def test_workers_run_side_by_side_with_their_share_of_threads_and_report_their_p
 
 
 def test_a_job_error_and_a_dead_worker_reach_the_caller_with_the_job_named():
-    with JobPool(Plan(2, 1)) as pool:
-        with pytest.raises(ValueError, match="a bad recording"):
-            pool.results([pool.submit(fail, "a bad recording", name="job one")])
+    with JobPool(Plan(1, 1)) as pool, pytest.raises(ValueError, match="a bad recording"):
+        pool.submit(fail, "a bad recording", name="job one")  # here: raised at once, nothing after it runs
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="a bad recording"), JobPool(Plan(2, 1)) as pool:
+        slow = pool.submit(where_am_i, 60.0, name="a long job")
+        pool.results([slow, pool.submit(fail, "a bad recording", name="job one")])
+    assert time.perf_counter() - started < 20  # raised when it failed, not after the long job before it
     with pytest.raises(RuntimeError, match="fine-tuning x seed 0: its worker process died"):
         with JobPool(Plan(2, 1)) as pool:
             pool.results([pool.submit(die, name="fine-tuning x seed 0")])

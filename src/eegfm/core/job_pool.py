@@ -10,7 +10,7 @@ fit on two threads (docs/performance.md): a benchmark's independent fits finish 
 - :class:`JobPool`: ``submit(fn, *args)`` returns a future. The parts a job marks with
   ``core.stopwatch`` reach the command's recording, as time side by side. A pool of one worker runs
   each job in this process when it is submitted: no process to start, the same threads as before,
-  the same order of work.
+  the same order of work, and a failing job's error raised by ``submit`` itself.
 - Workers are spawned, not forked (the command already holds torch's and Beam's threads, which a
   fork would copy half-way), with the command's log level and their share of threads in
   ``EEGFM_THREADS`` before they import anything. Each dies with the command, SIGKILL included
@@ -100,11 +100,8 @@ class JobPool:
         """Run ``fn(*args)`` (a module-level function; its arguments and result picklable); the
         future of its result. ``name``: what an error says the job was."""
         future: concurrent.futures.Future = concurrent.futures.Future()
-        if self._executor is None:
-            try:
-                future.set_result(fn(*args))
-            except Exception as err:  # raised where the result is read, as a worker's error would be
-                future.set_exception(err)
+        if self._executor is None:  # its error raised here, at once: no later job runs, as before
+            future.set_result(fn(*args))
             return future
         times = stopwatch.current()  # the callback runs on the executor's thread, outside this context
         job = self._executor.submit(_recorded, fn, args)
@@ -112,11 +109,16 @@ class JobPool:
         return future
 
     def results(self, futures: list[concurrent.futures.Future]) -> list[Any]:
-        """Each future's result, in order; the wait, where jobs run in workers, counted to the
-        stopwatch's "waiting for jobs side by side"."""
+        """Each future's result, in order; the first job to fail raises its error as soon as it
+        fails, not after the jobs before it end. The wait, where jobs run in workers, counts to
+        the stopwatch's "waiting for jobs side by side"."""
         if self._executor is None:
             return [future.result() for future in futures]
         with stopwatch.part("waiting for jobs side by side"):
+            done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+            failed = [f for f in done if not f.cancelled() and f.exception() is not None]
+            if failed:
+                raise failed[0].exception()
             return [future.result() for future in futures]
 
 
