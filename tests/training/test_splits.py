@@ -173,3 +173,22 @@ def test_hold_out_is_off_at_zero_and_on_one_subject_data_with_a_warning(pipeline
     with caplog.at_level(logging.WARNING, logger="eegfm.training.splits"):
         assert hold_out(str(one), 0.2, "site", seed=0) is None
     assert "validation off" in caplog.text and "holds 1 site(s)" in caplog.text
+
+
+def test_pretraining_on_a_fraction_of_its_training_subjects_reads_only_theirs(pipeline_output):
+    from eegfm.training.splits import fewer_groups, training_filter
+
+    data = str(pipeline_output)
+    held = hold_out(data, 0.25, "subject", seed=0)  # 1 of the 4 subjects validates
+    everyone = training_filter(data, "subject", 1.0, 0, held)
+    assert everyone == held.train_filter()
+    half = training_filter(data, "subject", 0.5, 0, held)
+    kept = set(half.subjects)
+    assert len(kept) == 2 and not kept & set(held.val)  # round(0.5 * 3) of those not held out
+    read = Counter(w["subject_id"] for w in scan_windows(data, half))
+    counts = group_counts(data, "subject")
+    assert read == {subject: counts[subject] for subject in kept}  # every window of theirs, no other
+    assert kept == set(fewer_groups(set(counts) - set(held.val), 0.5, 0))  # seeded: the same draw again
+    assert fewer_groups(["a", "b", "c"], 0.01, 0) and len(fewer_groups(["a", "b", "c"], 1.0, 0)) == 3
+    alone = training_filter(data, "subject", 0.25, 3, None)  # no validation: a quarter of all 4
+    assert len(alone.subjects) == 1 and not alone.exclude_subjects

@@ -142,6 +142,8 @@ class PretrainConfig(RunConfig):
     val_windows: held-out windows evaluated (kept in memory, ~0.1 MB each for 10 s).
     exclude_corpus_splits: corpus splits never read; default ``eval``, so a benchmark's test
         recordings do not shape the encoder later tested on them.
+    train_subject_fraction: pretrain on this fraction of the training groups (subjects, or sites
+        by ``split_group``; >= 1 group, drawn by ``seed``): a scaling curve's smaller corpora.
     architecture: the encoder pretrained (``model.architectures`` with a pretraining model):
         ``eegfm`` by its own objectives, or a peer (``cbramod``, ``labram``) by masked patch
         modeling (``model.patch_pretraining``), at its preset (``model`` where it has it, else
@@ -153,6 +155,7 @@ class PretrainConfig(RunConfig):
     split_group: str = "subject"
     val_windows: int = 512
     exclude_corpus_splits: list[str] = dataclasses.field(default_factory=lambda: ["eval"])
+    train_subject_fraction: float = 1.0
 
     def validate(self) -> None:
         check_option("architecture", self.architecture, tuple(list_pretrainable()))
@@ -163,6 +166,9 @@ class PretrainConfig(RunConfig):
         check_option("split_group", self.split_group, SPLIT_GROUPS)
         self.val_windows = check_int("val_windows", self.val_windows, 1, INF, whole_float=True)
         self.exclude_corpus_splits = check_corpus_splits("exclude_corpus_splits", self.exclude_corpus_splits)
+        self.train_subject_fraction = check_float(
+            "train_subject_fraction", self.train_subject_fraction, 0, 1, low_inclusive=False
+        )
 
     def model_config(self) -> EEGFMConfig:
         """``EEGFMConfig``, or the config of a peer ``architecture``."""

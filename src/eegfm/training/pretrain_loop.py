@@ -31,9 +31,9 @@ from eegfm.training.distributed import Dist, StopVote, unwrap
 from eegfm.training.pretrain_setup import Run, build_run
 from eegfm.training.pretrain_validation import (
     Validation,
-    corpus_split_filter,
+    check_corpus_split_windows,
     measure_reconstruction,
-    plan_validation,
+    plan_groups,
     validation_due,
 )
 from eegfm.training.run_log import RunLog
@@ -146,9 +146,9 @@ def train(
         if max_steps is not None:
             cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, max_steps=max_steps))
         data = check_data(data, dist.is_main, cfg.allow_partial)
-        keep = corpus_split_filter(cfg, data, dist.is_main)
-        held_out = plan_validation(cfg, dist, data)
-        run = build_run(cfg, dist, data, keep if held_out is None else held_out.train_filter())
+        check_corpus_split_windows(cfg, data, dist.is_main)
+        held_out, train = plan_groups(cfg, dist, data)
+        run = build_run(cfg, dist, data, train)
         if threads is not None:  # after the loader: a GPU rank's threads are the cores its workers leave
             log.info(use_cpus(threads, run.loader, dist.device))
         check_window_lengths(data, unwrap(run.model).config.patch_size, dist.is_main)

@@ -18,7 +18,7 @@ from eegfm.training.config import ConfigError, PretrainConfig
 from eegfm.training.data import EEGLoader, RecordFilter, data_label, describe, model_inputs
 from eegfm.training.distributed import Dist, unwrap
 from eegfm.training.run_state import TrainState
-from eegfm.training.splits import HeldOut, corpus_split_windows, hold_out
+from eegfm.training.splits import HeldOut, corpus_split_windows, hold_out, training_filter
 from eegfm.training.steps import autocast, loader_config, step_seed
 from eegfm.training.tracking import ReconstructionMeter
 
@@ -39,23 +39,27 @@ def measure_reconstruction(
         meter.add(out.reconstruction.float(), target, mask, batch["site_id"])
 
 
-def plan_validation(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str]) -> HeldOut | None:
-    """Rank 0 chooses the held-out groups and every rank gets them (or fails alike)."""
+def plan_groups(cfg: PretrainConfig, dist: Dist, data: str | Sequence[str]) -> tuple[HeldOut | None, RecordFilter]:
+    """The held-out groups (None: no validation) and the training windows' filter: rank 0 chooses
+    them (``splits.hold_out``, ``splits.training_filter``) and every rank gets them (or fails alike)."""
     found: dict[str, Any] = {}
     if dist.is_main:
+        splits = tuple(cfg.exclude_corpus_splits)
         try:
-            held_out = hold_out(data, cfg.val_fraction, cfg.split_group, cfg.seed, tuple(cfg.exclude_corpus_splits))
-            found = {"held_out": held_out}
+            held_out = hold_out(data, cfg.val_fraction, cfg.split_group, cfg.seed, splits)
+            train = training_filter(data, cfg.split_group, cfg.train_subject_fraction, cfg.seed, held_out, splits)
+            found = {"held_out": held_out, "train": train}
         except (OSError, ValueError) as err:  # a missing folder, an unreachable store, no shards
             found = {"error": f"--data {data_label(data)}: {err}"}
     found = dist.broadcast_object(found)
     if "error" in found:
         raise ConfigError(found["error"])
-    return found["held_out"]
+    return found["held_out"], found["train"]
 
 
-def corpus_split_filter(cfg: PretrainConfig, data: str | Sequence[str], say: bool) -> RecordFilter:
-    """The windows pretraining reads: all but those of ``exclude_corpus_splits`` (none left: ConfigError)."""
+def check_corpus_split_windows(cfg: PretrainConfig, data: str | Sequence[str], say: bool) -> None:
+    """Say how many windows ``exclude_corpus_splits`` leaves out of pretraining (``say``); a
+    ConfigError where it leaves none."""
     splits = tuple(cfg.exclude_corpus_splits)
     try:
         counts = describe(data).counts
@@ -78,7 +82,6 @@ def corpus_split_filter(cfg: PretrainConfig, data: str | Sequence[str], say: boo
             total,
             "/".join(splits),
         )
-    return RecordFilter(exclude_corpus_splits=splits)
 
 
 def validation_due(cfg: PretrainConfig, step: int) -> bool:

@@ -9,6 +9,8 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
+import numpy as np
+
 from eegfm.core.logs import get_logger
 from eegfm.training.data import RecordFilter, data_label, describe, list_files, scan_windows
 
@@ -55,6 +57,14 @@ def split_groups(
     ranked = sorted(ids, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
     train, val, test = ranked[n_val + n_test :], ranked[:n_val], ranked[n_val : n_val + n_test]
     return Split(*(tuple(sorted(part)) for part in (train, val, test)))
+
+
+def fewer_groups(groups: Iterable[str], fraction: float, seed: int) -> tuple[str, ...]:
+    """A seeded ``fraction`` (at least one) of ``groups``, sorted: fine-tuning on fewer labeled
+    people, pretraining on fewer people for a scaling curve."""
+    ids = sorted(set(groups))
+    n = max(1, round(fraction * len(ids)))
+    return tuple(sorted(np.random.default_rng(seed).choice(ids, size=n, replace=False).tolist()))
 
 
 def corpus_splits(windows: Iterable[tuple[str, str]], val_fraction: float, seed: int) -> Split:
@@ -208,3 +218,28 @@ def hold_out(
     split = split_groups(counts, val_fraction, seed, kind=group)
     held = sum(counts[g] for g in split.val)
     return HeldOut(group, split.val, len(counts), held, sum(counts.values()), tuple(exclude_corpus_splits))
+
+
+def training_filter(
+    data: str | Sequence[str],
+    group: str,
+    fraction: float,
+    seed: int,
+    held_out: HeldOut | None,
+    exclude_corpus_splits: tuple[str, ...] = (),
+) -> RecordFilter:
+    """The windows pretraining trains on: every group but the held-out ones, or a seeded
+    ``fraction`` of them (:func:`fewer_groups`; 1: all, without reading the data again)."""
+    if fraction >= 1 and held_out is not None:
+        return held_out.train_filter()
+    if fraction >= 1:
+        return RecordFilter(exclude_corpus_splits=exclude_corpus_splits)
+    counts = group_counts(data, group, exclude_corpus_splits)
+    left = set(counts) - set(held_out.val if held_out is not None else ())
+    kept = fewer_groups(left, fraction, seed)
+    log.info(
+        "pretraining reads %d of its %d training %ss (train_subject_fraction %g): %d of %d windows",
+        len(kept), len(left), group, fraction, sum(counts[g] for g in kept), sum(counts[g] for g in left),
+    )  # fmt: skip
+    key = "sites" if group == "site" else "subjects"
+    return RecordFilter(exclude_corpus_splits=exclude_corpus_splits, **{key: kept})

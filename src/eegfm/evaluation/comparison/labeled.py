@@ -9,7 +9,8 @@ from windows to report.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from eegfm.core import stopwatch
 from eegfm.core.job_pool import JobPool, plan
 from eegfm.core.logs import get_logger
 from eegfm.core.threads import pool_threads
-from eegfm.evaluation.comparison import baselines, levels, report
+from eegfm.evaluation.comparison import baselines, choice, levels, report
 from eegfm.evaluation.comparison.export import export_row
 from eegfm.evaluation.comparison.options import BenchmarkOptions
 from eegfm.evaluation.comparison.row_fits import Context, Fitted
@@ -103,6 +104,11 @@ class PartProbabilities:
         return fuse([self.of_part(p, split) for p in model.parts], [p.weight for p in model.parts])
 
 
+def _validation_probabilities(run: Mapping[str, Any], parts: PartProbabilities) -> np.ndarray:
+    """A fine-tuning run's network's validation probabilities (computed once: its row reads them)."""
+    return parts.of_part(Part("network", 1.0, folders=[Path(run["run"]) / "model"]), "dev")
+
+
 def score_row(fitted: Fitted, parts: PartProbabilities, splits: Sequence[str]) -> tuple[dict, dict]:
     """A row's results ``{split: {metric: [per model]}, "split.level": {...}}`` and its people
     intervals ``{"split.level.metric_ci": {...}}``: window-level metrics against the training
@@ -174,13 +180,16 @@ def evaluate(
     opts = RecipeOptions.from_options(options, suite.task, finetune_defaults=dict(suite.finetune_defaults))
     opts = dataclasses.replace(opts, record_task=suite.record_task)
     threads = pool_threads().count
+    parts = PartProbabilities(windows, len(suite.classes))
+    choose = choice.with_people(lambda run: _validation_probabilities(run, parts), parts.held("dev"), parts.n_classes)
     with JobPool(plan(threads, threads, options.workers)) as pool:
         folds = {"corpus": {"corpus_split": True}}
-        reports = run_methods(data, output, options.methods, options.seeds, opts, folds, [data], ALTERNATIVES, pool)
+        reports = run_methods(
+            data, output, options.methods, options.seeds, opts, folds, [data], ALTERNATIVES, pool, choose
+        )
         context = Context(
             windows, suite.classes, output, options.seeds, window_seconds, reports, options.eegnet_max_epochs, pool
         )
-        parts = PartProbabilities(windows, len(suite.classes))
         results, intervals, fitted = {}, {}, {}
         for name in selected_rows(options, reports):
             log.info("benchmark: row %s", name)

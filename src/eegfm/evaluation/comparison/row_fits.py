@@ -145,7 +145,7 @@ def recipe_ensemble(context: Context) -> Fitted:
 def network(method: str, context: Context) -> Fitted:
     """A network row: each of ``method``'s runs' networks alone."""
     models = [context.model([Part("network", 1.0, folders=[f])]) for f in context.network_folders(method)]
-    chosen = [run.get("chosen") for run in context.reports[method]["corpus"]]
+    chosen = [run.get("choice", run.get("chosen")) for run in context.reports[method]["corpus"]]
     return Fitted(models, chosen if any(chosen) else None)
 
 

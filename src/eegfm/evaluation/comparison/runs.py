@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -289,6 +289,7 @@ def run_methods(
     pretrain_data: Sequence[str],
     alternatives: Mapping[str, Sequence[str]] | None = None,
     pool: JobPool | None = None,
+    choose: Callable[[Mapping[str, dict]], dict] | None = None,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """``{method: {fold: [eval.json per seed]}}``, each with ``run``, the folder of the run it
     describes; ``folds`` maps a fold's name to the fine-tuning settings that hold its subjects or
@@ -296,8 +297,10 @@ def run_methods(
     :meth:`RecipeOptions.seeds_of` gives it, the others ``seeds``.
 
     ``alternatives``: ``{method: other methods}``: the method's row becomes, per fold and seed, the
-    run among its own and the others' with the highest :func:`validation_score` (``chosen`` names
-    it); its own runs alone are then the row ``<method>_full``. Validation chooses; test never does.
+    run among its own and the others' that ``choose`` picks (default: the highest
+    :func:`validation_score`; ``choice.with_people`` weighs the validation people's spread), and
+    ``chosen`` names it; its own runs alone are then the row ``<method>_full``. Validation chooses;
+    test never does.
 
     ``pool``: where the fine-tuning runs go, side by side where it has workers (default: one after
     another, in this process); stacks, which read their members' runs, follow in this process.
@@ -345,7 +348,7 @@ def run_methods(
         else:
             found = done[method.name, seed, fold]
         reports[method.name][fold].append({**found, "run": str(folder)})
-    return choose_runs(reports, alternatives, asked)
+    return choose_runs(reports, alternatives, asked, choose or best_on_validation)
 
 
 def _encoder(method: Method, encoders: Mapping[str, Path], output: Path, opts: RecipeOptions, seed: int):
@@ -359,20 +362,27 @@ def _encoder(method: Method, encoders: Mapping[str, Path], output: Path, opts: R
     return None
 
 
-def choose_runs(reports: dict, alternatives: Mapping[str, Sequence[str]], asked: Sequence[str]) -> dict:
+def choose_runs(
+    reports: dict,
+    alternatives: Mapping[str, Sequence[str]],
+    asked: Sequence[str],
+    choose: Callable[[Mapping[str, dict]], dict] | None = None,
+) -> dict:
     """``reports`` with each method of ``alternatives`` replaced by its choice per run (see
-    :func:`run_methods`); alternatives that were not ``asked`` for themselves leave the result."""
+    :func:`run_methods`; ``choose`` as there); alternatives that were not ``asked`` for
+    themselves leave the result."""
+    choose = choose or best_on_validation
     for name, others in alternatives.items():
         names = (name, *others)
         reports[f"{name}_full"] = reports[name]
         reports[name] = {
-            fold: [_best(dict(zip(names, runs, strict=True))) for runs in zip(*(reports[n][fold] for n in names))]
+            fold: [choose(dict(zip(names, runs, strict=True))) for runs in zip(*(reports[n][fold] for n in names))]
             for fold in reports[name]
         }
     return {m: reports[m] for m in [*asked, *(f"{n}_full" for n in alternatives)]}
 
 
-def _best(runs: Mapping[str, dict]) -> dict:
+def best_on_validation(runs: Mapping[str, dict]) -> dict:
     """The run with the highest validation score (a tie keeps the first: the method's own)."""
     name = max(runs, key=lambda n: validation_score(runs[n]))
     return {**runs[name], "chosen": name}

@@ -15,7 +15,7 @@ from eegfm.contract.schema import SFREQ
 from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.data import RecordFilter, data_label, file_key, list_files, scan_windows
 from eegfm.training.finetune.background import check_background_task, how_to_make, with_background, without_held_out
-from eegfm.training.splits import SPLITS, Split, corpus_splits, site_splits, split_groups
+from eegfm.training.splits import SPLITS, Split, corpus_splits, fewer_groups, site_splits, split_groups
 
 
 @dataclasses.dataclass
@@ -141,13 +141,6 @@ def _split(labeled: list[dict[str, Any]], cfg: FinetuneConfig, key: str) -> Spli
     return split_groups((w[key] for w in labeled), cfg.val_fraction, cfg.seed, cfg.test_fraction, cfg.split_group)
 
 
-def _fewer_training_groups(split: Split, fraction: float, seed: int) -> Split:
-    """``split`` with a seeded ``fraction`` (at least one) of its training groups."""
-    n = max(1, round(fraction * len(split.train)))
-    kept = np.random.default_rng(seed).choice(sorted(split.train), size=n, replace=False)
-    return dataclasses.replace(split, train=tuple(sorted(kept.tolist())))
-
-
 def _class_counts_and_prior(train: list[dict[str, Any]], cfg: FinetuneConfig) -> tuple[list[int], list[float]]:
     """The training windows per class, and their mean target distribution (regression: mean label)."""
     if cfg.task == "regression":  # the baseline predicts the training split's mean
@@ -204,7 +197,7 @@ def plan_data(
     background_paths = {w["path"] for w in extra}
     labeled += extra
     if cfg.train_subject_fraction < 1:
-        split = _fewer_training_groups(split, cfg.train_subject_fraction, cfg.seed)
+        split = dataclasses.replace(split, train=fewer_groups(split.train, cfg.train_subject_fraction, cfg.seed))
     side = {g: name for name in SPLITS for g in split.of(name)}
     labeled = [w for w in labeled if w[key] in side]
     train = [w for w in labeled if side[w[key]] == "train"]
