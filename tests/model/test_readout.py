@@ -83,6 +83,11 @@ def test_the_spectral_readout_is_new_at_fine_tuning_starts_as_pretrained_and_lea
     model.train()
     model(**inputs, labels=torch.tensor([0.0, 1.0, 0.0, 1.0])).loss.backward()
     assert model.encoder.spatial_readout.spectral.weight.grad.abs().sum() > 0  # band powers reach the loss
+    model.freeze_encoder()  # a linear probe: the head, and the projection new at fine-tuning
+    trained = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trained == {
+        n for n, _ in model.named_parameters() if n.startswith(("head.", "encoder.spatial_readout.spectral."))
+    }
     with pytest.raises(ConfigError, match="spectral_readout"):
         EEGFMConfig.from_preset("tiny", spectral_readout=True)  # no spatial readout to feed
 

@@ -106,8 +106,15 @@ def add_adapters(model: nn.Module, kind: str = "lora", rank: int = 8) -> int:
 
 
 def freeze_encoder(model: nn.Module) -> None:
-    """Linear probing: only parameters outside the encoder (the head) stay trainable."""
+    """Linear probing: only parameters outside the encoder (the head) stay trainable, and the
+    encoder's parts that are new at fine-tuning (the model's ``new_at_finetuning``: the spectral
+    readout's projection, the covariance branch). Those start at zero; frozen, their option would
+    add nothing to a probe."""
     model.encoder.requires_grad_(False)
+    new = tuple(getattr(model, "new_at_finetuning", ()))
+    for name, parameter in model.encoder.named_parameters(prefix="encoder"):
+        if name.startswith(new):
+            parameter.requires_grad_(True)
 
 
 def unfreeze_encoder(model: nn.Module, last_n_layers: int | None = None) -> None:
