@@ -149,6 +149,7 @@ def test_overrides_from_the_command_line_and_from_dicts():
             r"exclude_corpus_splits: expected a list of corpus splits \(train, dev, eval\); "
             r"got 'eval'",
         ),
+        (["train_subject_fraction=0"], r"train_subject_fraction: expected a value in \(0, 1\]; got 0"),
     ],
 )
 def test_bad_pretrain_values_name_the_field(overrides, message):
