@@ -27,18 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from eegfm.evaluation.comparison import levels
 from eegfm.evaluation.comparison.baselines import targets
 from eegfm.evaluation.comparison.runs import CHOICE_METRICS
 from eegfm.evaluation.comparison.windows import WindowSet
 from eegfm.metrics.classification import ranking_scores
 
 QUANTILE = 0.10
-DRAWS = 1000
-SEED = 0
-RULE = (
-    "the better of the alternatives (the linear probe) on validation, unless the method's own run "
-    f"(full fine-tuning) scores higher in at least {1 - QUANTILE:.0%} of {DRAWS} draws of the validation people"
-)
+DRAWS = levels.RESAMPLES
 
 
 def score(probs: np.ndarray, top: np.ndarray) -> float:
@@ -50,21 +46,12 @@ def score(probs: np.ndarray, top: np.ndarray) -> float:
 
 def paired_differences(first: np.ndarray, second: np.ndarray, windows: WindowSet, n_classes: int) -> np.ndarray:
     """[D] the :func:`score` of ``first`` minus that of ``second`` (each [N, C], ``windows``' order)
-    on :data:`DRAWS` seeded draws of ``windows``' people with replacement (fewer where few draws
-    hold every class)."""
+    on the same seeded draws of ``windows``' people that the benchmark's intervals use
+    (``levels.people_draws``: :data:`DRAWS`, fewer where few draws hold every class)."""
     top = targets(windows, n_classes).argmax(1)
     _, person = np.unique(windows.subject.astype(str), return_inverse=True)
-    people = int(person.max()) + 1 if len(person) else 0
-    members = [np.flatnonzero(person == p) for p in range(people)]
-    classes = len(np.unique(top))
-    rng = np.random.default_rng(SEED)
-    found: list[float] = []
-    for _ in range(DRAWS * 10 if people else 0):
-        rows = np.concatenate([members[p] for p in rng.integers(0, people, size=people)])
-        if len(np.unique(top[rows])) == classes:
-            found.append(score(first[rows], top[rows]) - score(second[rows], top[rows]))
-        if len(found) == DRAWS:
-            break
+    draws = levels.people_draws(person, top, DRAWS)
+    found = [score(first[rows], top[rows]) - score(second[rows], top[rows]) for rows in draws]
     return np.asarray(found, dtype=np.float64)
 
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 
@@ -64,6 +64,25 @@ class Units:
         return group_means(window_probs, self.of_window)[1]
 
 
+def people_draws(person: np.ndarray, top: np.ndarray, draws: int = RESAMPLES, seed: int = SEED) -> Iterator[np.ndarray]:
+    """Up to ``draws`` seeded resamples of the people with replacement, each the rows of its people's
+    items (``person`` [N]: each item's person index, ``top`` [N]: its class); a draw without an item
+    of every class is drawn again, at most ``10 * draws`` tries (with few people of one class, some
+    draws miss it)."""
+    people = int(person.max()) + 1 if len(person) else 0
+    members = [np.flatnonzero(person == p) for p in range(people)]
+    classes = len(np.unique(top))
+    rng = np.random.default_rng(seed)
+    found = 0
+    for _ in range(draws * 10 if people else 0):
+        rows = np.concatenate([members[p] for p in rng.integers(0, people, size=people)])
+        if len(np.unique(top[rows])) == classes:
+            found += 1
+            yield rows
+        if found == draws:
+            return
+
+
 def _draw_metrics(unit_probs: Sequence[np.ndarray], top: np.ndarray, rows: np.ndarray) -> dict[str, float]:
     """The seeds' mean of each metric on the units ``rows`` (with repeats)."""
     found = [ranking_scores(probs[rows], top[rows]) for probs in unit_probs]
@@ -78,19 +97,10 @@ def level_scores(window_probs: Sequence[np.ndarray], windows: WindowSet, level: 
     per_seed = [ranking_scores(p, units.top) for p in unit_probs]
     values = {m: [s[m] for s in per_seed] for m in per_seed[0]}
     people = int(units.person.max()) + 1 if len(units.person) else 0
-    members = [np.flatnonzero(units.person == p) for p in range(people)]
     intervals = {m: {"low": math.nan, "high": math.nan, "people": people} for m in values}
     if people < 2:
         return values, intervals
-    rng = np.random.default_rng(SEED)
-    classes = len(np.unique(units.top))
-    draws = []
-    for _ in range(RESAMPLES * 10):  # a draw missing a class is skipped: with few people of one, some do
-        rows = np.concatenate([members[p] for p in rng.integers(0, people, size=people)])
-        if len(np.unique(units.top[rows])) == classes:
-            draws.append(_draw_metrics(unit_probs, units.top, rows))
-        if len(draws) == RESAMPLES:
-            break
+    draws = [_draw_metrics(unit_probs, units.top, rows) for rows in people_draws(units.person, units.top)]
     tail = (1.0 - CONFIDENCE) / 2 * 100
     for metric in values:
         found = np.array([d[metric] for d in draws])

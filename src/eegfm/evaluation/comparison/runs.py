@@ -348,7 +348,7 @@ def run_methods(
         else:
             found = done[method.name, seed, fold]
         reports[method.name][fold].append({**found, "run": str(folder)})
-    return choose_runs(reports, alternatives, asked, choose or best_on_validation)
+    return choose_runs(reports, alternatives, asked, choose)
 
 
 def _encoder(method: Method, encoders: Mapping[str, Path], output: Path, opts: RecipeOptions, seed: int):
