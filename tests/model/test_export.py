@@ -167,3 +167,21 @@ def test_onnx_and_torch_agree_on_a_real_batch_with_spectrograms(onnx_export, sha
     logits, embedding = OnnxEEGFM(path)(**inputs)
     np.testing.assert_allclose(logits, reference.logits.numpy(), atol=1e-4, rtol=0)
     np.testing.assert_allclose(embedding, reference.pooled.numpy(), atol=1e-4, rtol=0)
+
+
+def test_a_head_reading_band_powers_exports_for_the_19_channels_with_the_same_outputs(tmp_path):
+    """The Welch band powers are a convolution (``model.band_powers``): the window length stays
+    dynamic, the channel count is fixed at the canonical 19, and a short window still answers."""
+    model = make_model("tiny", "binary", seed=4, head_band_powers=True, modalities=[])
+    torch.nn.init.normal_(model.head.fc_bands.weight, std=0.05)  # fitted: it moves the outputs
+    runner = OnnxEEGFM(export_onnx(model, tmp_path / "bands.onnx"), threads=1)
+    assert runner.n_chans == 19
+    for seconds in (5, 1, 12):
+        case = make_batch(2, seconds, seed=seconds)
+        mask = torch.ones(2, 19)
+        mask[1, 3] = 0.0
+        logits, _ = runner(case["eeg"], channel_mask=mask)
+        with torch.no_grad():
+            expected = model(case["eeg"], channel_mask=mask)
+        assert expected.band_features.shape == (2, 19 * 2 * 5)
+        np.testing.assert_allclose(logits, expected.logits.numpy(), atol=1e-4, rtol=0)

@@ -14,10 +14,10 @@ from sklearn.preprocessing import StandardScaler
 
 from eegfm.contract.model_files import is_fused
 from eegfm.core.config import ConfigError
-from eegfm.evaluation.comparison.baselines import linear_readout_of
 from eegfm.model import eegnet, spectral_features
 from eegfm.model.architectures import load_model_config
 from eegfm.model.fused import FusedModel, Part, Readout, fuse
+from eegfm.model.linear_fit import linear_readout_of
 
 T = 1280
 

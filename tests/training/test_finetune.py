@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 
 from eegfm.contract.schema import decode_example, encode_example
 from eegfm.contract.tfrecord import read_records, write_records
-from eegfm.core.tasks import TUAB_LABELS, TUEV_LABELS
+from eegfm.core.tasks import FINETUNE_TASKS, TUAB_LABELS, TUEV_LABELS
 from eegfm.metrics import classification as eval_metrics
 from eegfm.model.modeling import EEGFMModel
 from eegfm.pipelines.job.preprocess import run as preprocess
@@ -532,6 +532,48 @@ def test_linear_probe_trains_only_the_head(pretrained, hms_data, tmp_path):
     run = json.loads((out / "run.json").read_text())
     head = sum(v.numel() for k, v in after.items() if k.startswith("head."))
     assert run["trainable_parameters"] == head
+
+
+@pytest.mark.parametrize("band_powers", [False, True])
+def test_a_probe_head_is_the_logistic_regression_of_the_frozen_embedding_and_is_validated_first(
+    pretrained, hms_data, tmp_path, band_powers
+):
+    """head_init probe: before any step the head answers what scikit-learn's regression of the
+    training windows' embedding (and, with head_band_powers, each channel's band powers) answers,
+    C by person-grouped CV, and step 0 is validated."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from eegfm.evaluation.comparison.windows import load_windows
+    from eegfm.model import linear_fit
+
+    out = tmp_path / "probe"
+    bands = ["--set", "model_overrides={modalities: [], head_band_powers: true}"] if band_powers else []
+    assert _inline(pretrained, hms_data, out, "--mode", "linear", "--set", "head_init=probe", *bands) == 0
+    run = json.loads((out / "run.json").read_text())
+    c = run["probe_head"]["C"]
+    assert c in linear_fit.C_GRID and run["probe_head"]["people"] == len(run["split"]["train"])
+    lines = _lines(out)
+    assert [line["val/metric"] for line in lines if "val/metric" in line and line["step"] == 0]
+    assert not [key for line in lines for key in line if key.startswith("train/")]  # linear: the fit is the probe
+
+    model = EEGFMModel.from_pretrained(out / "model").eval()
+    model.load_state_dict(ckpt.load_checkpoint(out / "checkpoints" / "step-00000000")["model"])
+    windows = load_windows(str(hms_data), FINETUNE_TASKS["hms6"])
+    train = windows.where(np.isin(windows.subject, run["split"]["train"]))
+    assert run["probe_head"]["windows"] == len(train)
+    with torch.no_grad():
+        features = model.forward_features(torch.as_tensor(train.eeg), channel_mask=torch.as_tensor(train.channel_mask))
+        read = model.head.probe_features(features).double().numpy()
+        head = model.head(features).softmax(-1).double().numpy()
+    assert read.shape[1] == model.config.hidden_size + (19 * 2 * 5 if band_powers else 0)
+    votes = train.votes / train.votes.sum(1, keepdims=True)
+    x, y, weight, _ = linear_fit.soft_rows(read, votes, train.subject)
+    scaler = StandardScaler().fit(x, sample_weight=weight)
+    regression = LogisticRegression(C=c, max_iter=5000).fit(scaler.transform(x), y, sample_weight=weight)
+    expected = np.zeros_like(head)
+    expected[:, regression.classes_] = regression.predict_proba(scaler.transform(read))
+    np.testing.assert_allclose(head, expected, atol=2e-3)
 
 
 def test_adapter_mode_trains_under_5_percent_of_the_parameters(pretrained, hms_data, tmp_path):

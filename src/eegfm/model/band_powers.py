@@ -76,3 +76,50 @@ def band_covariances(
         # (B, 1, C, F, 2) * (n_bands, 1, F, 1) -> (B, n_bands, C, 2F); Re(X Y*) = Re X Re Y + Im X Im Y
         banded = (parts.unsqueeze(1) * masks[:, None, :, None]).flatten(-2)
         return (banded @ banded.transpose(-2, -1)) * scale
+
+
+WELCH_SEGMENT_S = 2.0  # the benchmark's band powers' segments (model.spectral_features.SEGMENT_S)
+
+
+def _welch_kernels(segment: int, sfreq: float, bands, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(2 * n_bins, 1, segment) detrended Hann-windowed cosine and sine kernels of the bins inside
+    ``bands``, and the (n_bins, n_bands) masks that sum those bins per band."""
+    k = torch.arange(segment, device=device, dtype=torch.float32)
+    window = 0.5 - 0.5 * torch.cos(2 * math.pi * k / segment)  # periodic Hann, scipy's get_window
+    low, high = bands[0][0], bands[-1][1]
+    bins = [b for b in range(segment // 2 + 1) if low <= b * sfreq / segment < high]
+    frequency = torch.tensor(bins, device=device, dtype=torch.float32).unsqueeze(1)
+    phase = 2 * math.pi * frequency * k / segment
+    kernels = torch.cat([window * torch.cos(phase), window * torch.sin(phase)])
+    # Removing each segment's mean (scipy's ``detrend="constant"``) is linear: fold it into the kernels.
+    kernels = kernels - kernels.mean(dim=1, keepdim=True)
+    masks = band_masks(frequency.squeeze(1) * (sfreq / segment), bands)
+    return kernels.unsqueeze(1), masks
+
+
+def welch_band_features(signal: torch.Tensor, sfreq: float, channel_mask: torch.Tensor, bands=COVARIANCE_BANDS):
+    """(B, C, T) -> (B, C, 2 * n_bands): each channel's log band powers by Welch's method (Hann
+    segments of :data:`WELCH_SEGMENT_S`, half overlapping, each segment's mean removed: the
+    segments ``model.spectral_features`` averages; its powers up to one scale), then log relative
+    powers (band over the bands' sum); zero on channels ``channel_mask`` marks absent.
+
+    A convolution with the bins' kernels, so an exported graph keeps the window length dynamic:
+    the signal is padded by one segment and only segments that lie inside it are averaged (a
+    window shorter than a segment gets its zero-padded one)."""
+    with float32_region(signal.device):
+        batch, n_chans, n_times = signal.shape
+        segment = int(round(WELCH_SEGMENT_S * sfreq))
+        hop = segment // 2
+        kernels, masks = _welch_kernels(segment, sfreq, bands, signal.device)
+        flat = torch.nn.functional.pad(signal.float().reshape(batch * n_chans, 1, n_times), (0, segment))
+        spectra = torch.nn.functional.conv1d(flat, kernels, stride=hop)  # (B * C, 2 * bins, S)
+        n_bins = kernels.shape[0] // 2
+        power = spectra[:, :n_bins].square() + spectra[:, n_bins:].square()
+        starts = torch.arange(power.shape[-1], device=signal.device) * hop
+        inside = (starts + segment <= n_times).float()
+        inside = torch.where(inside.sum() > 0, inside, (starts == 0).float())  # shorter than a segment
+        mean_power = (power * inside).sum(-1) / inside.sum()  # (B * C, bins)
+        absolute = torch.log(mean_power @ masks + 1e-6).reshape(batch, n_chans, -1)
+        relative = absolute - torch.logsumexp(absolute, dim=-1, keepdim=True)
+        present = (channel_mask > 0.5).unsqueeze(-1).to(absolute.dtype)
+        return torch.cat([absolute, relative], dim=-1) * present

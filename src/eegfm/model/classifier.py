@@ -29,6 +29,7 @@ class EEGFMOutput(ModelOutput):
     patch_tokens: torch.Tensor | None = None
     channel_tokens: torch.Tensor | None = None
     modality_gates: torch.Tensor | None = None
+    band_features: torch.Tensor | None = None
 
 
 class HeadClassifier:

@@ -22,6 +22,7 @@ from typing import Any
 
 from transformers import PreTrainedConfig
 
+from eegfm.contract.channels import N_CANONICAL
 from eegfm.contract.schema import SFREQ
 from eegfm.core.config import ConfigError, check_int, check_option, check_range
 
@@ -75,6 +76,10 @@ class EEGFMConfig(PreTrainedConfig):
     Fusion: ``modalities`` the model can fuse (a subset of ``MODALITIES``, each may be absent in any
     batch); ``spectrogram_bins`` rows (400 in the Kaggle layout), ``spectrogram_pool`` frames per token.
     Heads: ``head`` (``model.heads.list_heads()``); ``id2label`` defaults to the head's labels;
+    ``head_band_powers``: the head also reads each of the 19 canonical channels' Welch band powers
+    (``model.band_powers.welch_band_features``, what the benchmark's band-power readout reads)
+    through its own linear layer, zero at first (the encoder's output then carries them, and an
+    ONNX export fixes the channel count at 19);
     ``adapter_kind`` / ``adapter_rank`` are recorded so ``from_pretrained`` rebuilds the adapters;
     ``temperature`` divides the logits in ``predict`` (fitted on validation; 1.0 = uncalibrated).
     Uncertainty (``model.uncertainty``): ``mc_passes`` fixed dropout masks on the head's pre-logits
@@ -101,6 +106,7 @@ class EEGFMConfig(PreTrainedConfig):
     channel_pool_heads: int = 1
     spatial_filters: int = 0
     spectral_readout: bool = False
+    head_band_powers: bool = False
     covariance_channels: int = 0
     mlp_ratio: float = 4.0
     graph_neighbours: int = 6
@@ -173,7 +179,8 @@ class EEGFMConfig(PreTrainedConfig):
             )
         _check_int("graph_neighbours", self.graph_neighbours, 1, 64)
         _check_option("gnn_impl", self.gnn_impl, GNN_IMPLS)
-        for name in ("causal", "gradient_checkpointing", "spectral_patch_features", "spectral_readout"):
+        flags = ("causal", "gradient_checkpointing", "spectral_patch_features", "spectral_readout", "head_band_powers")
+        for name in flags:
             if not isinstance(getattr(self, name), bool):
                 _fail(name, "True or False", getattr(self, name))
         if self.spectral_readout and not self.spatial_filters:
@@ -211,6 +218,12 @@ class EEGFMConfig(PreTrainedConfig):
         n_outputs_for(self)  # a head with an impossible label set fails here, not at build time
         if self.auxiliary_head is not None:
             n_outputs_for(self, self.auxiliary_head)
+
+    @property
+    def fixed_channels(self) -> int | None:
+        """The channel count an ONNX export fixes (``model.export``): the 19 canonical channels
+        when the head reads each one's band powers, else None (any count)."""
+        return N_CANONICAL if self.head_band_powers else None
 
     @property
     def head_dim(self) -> int:

@@ -21,6 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers.utils import ModelOutput
 
+from eegfm.model.band_powers import welch_band_features
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.covariance_branch import CovarianceBranch
 from eegfm.model.embedding import ChannelTokenizer
@@ -40,12 +41,15 @@ class EncoderOutput(ModelOutput):
         covariance branch if configured).
     modality_gates: (B, n_modalities) gate applied to each configured modality (0 if absent), in
         ``config.modalities`` order; None when the config has no modalities.
+    band_features: (B, C * 2 * n_bands) each channel's Welch log band powers and relative powers
+        (``model.band_powers.welch_band_features``) where ``config.head_band_powers``, else None.
     """
 
     channel_tokens: torch.Tensor | None = None
     patch_tokens: torch.Tensor | None = None
     pooled: torch.Tensor | None = None
     modality_gates: torch.Tensor | None = None
+    band_features: torch.Tensor | None = None
 
 
 class SpatioTemporalBlock(nn.Module):
@@ -150,6 +154,13 @@ class EEGFMEncoder(nn.Module):
             pooled = pooled + self.spatial_readout(channel_tokens, positions, eeg, channel_mask)
         if self.covariance_branch is not None:
             pooled = pooled + self.covariance_branch(eeg, positions, channel_mask)
+        bands = None
+        if self.config.head_band_powers:
+            bands = welch_band_features(eeg, self.config.sfreq, channel_mask).flatten(1).to(pooled.dtype)
         return EncoderOutput(
-            channel_tokens=channel_tokens, patch_tokens=patch_tokens, pooled=pooled, modality_gates=gates
+            channel_tokens=channel_tokens,
+            patch_tokens=patch_tokens,
+            pooled=pooled,
+            modality_gates=gates,
+            band_features=bands,
         )

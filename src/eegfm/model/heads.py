@@ -29,8 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from eegfm.contract.channels import N_CANONICAL
 from eegfm.core.config import ConfigError
 from eegfm.core.tasks import HMS_CLASSES, SLEEP_STAGES
+from eegfm.model.band_powers import COVARIANCE_BANDS
 from eegfm.model.config import HEAD_REGISTRY, EEGFMConfig
 from eegfm.model.encoder import EncoderOutput
 from eegfm.model.uncertainty import config_masks
@@ -60,7 +62,9 @@ def create_head(name: str, config: EEGFMConfig) -> TaskHead:
 
 
 class TaskHead(nn.Module):
-    """LayerNorm -> dropout -> linear on the pooled embedding. Subclasses define the loss."""
+    """LayerNorm -> dropout -> linear on the pooled embedding, plus, with
+    ``config.head_band_powers``, a linear layer on the encoder's ``band_features`` (zero at first:
+    the head starts as the embedding's alone). Subclasses define the loss."""
 
     name: str = ""
     default_labels: tuple[str, ...] | None = None
@@ -71,6 +75,11 @@ class TaskHead(nn.Module):
         self.norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.head_dropout)
         self.fc = nn.Linear(config.hidden_size, n_outputs)
+        self.fc_bands = None
+        if getattr(config, "head_band_powers", False):  # the peers' configs (model.canonical) have none
+            self.fc_bands = nn.Linear(N_CANONICAL * 2 * len(COVARIANCE_BANDS), n_outputs, bias=False)
+            self.fc_bands.zero_init = True  # ``_init_weights`` reads the flag
+            nn.init.zeros_(self.fc_bands.weight)
         # Not saved: rebuilt from config.json (mc_passes, mc_dropout, mc_seed), so they cannot drift.
         self.register_buffer("mc_masks", config_masks(config), persistent=False)
 
@@ -86,7 +95,36 @@ class TaskHead(nn.Module):
         pooled = features if isinstance(features, torch.Tensor) else features.pooled
         normed = self.norm(pooled)
         masks = self.mc_masks.to(normed.dtype)
-        return self.fc(normed.unsqueeze(1) * masks.unsqueeze(0))
+        samples = self.fc(normed.unsqueeze(1) * masks.unsqueeze(0))
+        return samples if self.fc_bands is None else samples + self.band_logits(features).unsqueeze(1)
+
+    def band_logits(self, features: EncoderOutput | torch.Tensor) -> torch.Tensor | float:
+        """The band-power layer's share of the logits (0 without ``head_band_powers``)."""
+        if self.fc_bands is None:
+            return 0.0
+        bands = getattr(features, "band_features", None)
+        if bands is None or bands.shape[-1] != self.fc_bands.in_features:
+            raise ValueError(
+                f"features: a head with band powers reads the encoder's band_features of the "
+                f"{N_CANONICAL} canonical channels ({self.fc_bands.in_features} values a window); got "
+                f"{None if bands is None else tuple(bands.shape)}"
+            )
+        return self.fc_bands(bands.to(self.fc_bands.weight.dtype))
+
+    def probe_features(self, features: EncoderOutput) -> torch.Tensor:
+        """(B, F) what the head's linear layers read (``fc``'s input, then ``band_features``): a
+        linear probe fitted on them is the head (``training.finetune.probe_head``)."""
+        normed = self.norm(features.pooled)
+        return normed if self.fc_bands is None else torch.cat([normed, features.band_features.to(normed)], dim=-1)
+
+    def set_linear(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Set the head's linear layers from one (n_outputs, F) ``weight`` on :meth:`probe_features`."""
+        width = self.fc.in_features
+        with torch.no_grad():
+            self.fc.weight.copy_(weight[:, :width].to(self.fc.weight))
+            self.fc.bias.copy_(bias.to(self.fc.bias))
+            if self.fc_bands is not None:
+                self.fc_bands.weight.copy_(weight[:, width:].to(self.fc_bands.weight))
 
     @classmethod
     def n_outputs(cls, config: EEGFMConfig, use_config_labels: bool) -> int:  # noqa: D401
@@ -106,7 +144,7 @@ class TaskHead(nn.Module):
 
     def forward(self, features: EncoderOutput | torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pre_logits(features)
-        return x if pre_logits else self.fc(x)
+        return x if pre_logits else self.fc(x) + self.band_logits(features)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Scalar float32 loss; 0 with a gradient path when no target counts."""

@@ -15,6 +15,8 @@ import dataclasses
 
 import numpy as np
 
+_ABSENT_MARGIN = 30.0  # log-odds below the lowest seen class: probability ~1e-13, finite in float32
+
 
 @dataclasses.dataclass(frozen=True)
 class LinearReadout:
@@ -55,6 +57,19 @@ class LinearReadout:
         probs = np.zeros((len(features), self.n_classes))
         probs[:, self.classes] = seen / seen.sum(axis=1, keepdims=True)
         return probs
+
+    def class_scores(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(weight [n_classes, F], bias [n_classes])`` on unstandardized features whose softmax
+        is :meth:`probabilities` (the standardization folded in): a linear layer that answers what
+        the readout does. A class the fit never saw scores far below every other."""
+        weight = self.coef / self.scale
+        bias = self.intercept - weight @ self.mean
+        if len(self.coef) == 1:  # binary: the score is the second class's log-odds
+            weight, bias = np.concatenate([np.zeros_like(weight), weight]), np.concatenate([[0.0], bias])
+        full_weight = np.zeros((self.n_classes, self.n_features))
+        full_bias = np.full(self.n_classes, bias.min() - _ABSENT_MARGIN)
+        full_weight[self.classes], full_bias[self.classes] = weight, bias
+        return full_weight, full_bias
 
     def arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
         """The state as named arrays (safetensors), keys prefixed by ``prefix``."""

@@ -135,7 +135,7 @@ class EEGFMModel(EEGFMTask, EEGFMPreTrainedModel):
             raise
         std = self.config.initializer_range
         for module in new_head.modules():
-            if isinstance(module, nn.Linear):
+            if isinstance(module, nn.Linear) and not getattr(module, "zero_init", False):
                 nn.init.normal_(module.weight, std=std)
                 nn.init.zeros_(module.bias)
         device = next(self.encoder.parameters()).device

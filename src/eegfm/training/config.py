@@ -22,6 +22,7 @@ from eegfm.training.config_choices import (
     BACKENDS,
     COMPILE_MODES,
     FINETUNE_MODES,
+    HEAD_INITS,
     LOSSES,
     PRECISIONS,
     SPLIT_GROUPS,
@@ -190,6 +191,10 @@ class FinetuneConfig(RunConfig):
 
     task: label space (``TASK_HEADS``: its head; classes from ``eegfm.core.tasks``).
     mode: ``linear`` (head only), ``adapter`` (``adapter_kind``/``adapter_rank`` + head) or ``full``.
+    head_init: a new head starts ``prior`` (random weights, bias at the training class prior) or
+        ``probe`` (a logistic regression on the frozen encoder's embedding of the training windows,
+        C by person-grouped cross-validation: ``training.finetune.probe_head``); with ``probe`` the
+        starting weights are validated before the first step, so early stopping can keep them.
     loss: None is the head's own (hms6 KL, binary BCE, multiclass CE, regression MSE); else ``kl``
         (hms6), ``ce`` or ``focal``; label_smoothing applies to ce/focal.
     class_weights: ``none``, ``balanced`` (inverse training frequency) or one weight per class.
@@ -216,6 +221,7 @@ class FinetuneConfig(RunConfig):
     task: str = "hms6"
     architecture: str = "eegfm"
     mode: str = "full"
+    head_init: str = "prior"
     adapter_kind: str = "lora"
     adapter_rank: int = 8
     loss: str | None = None
@@ -249,6 +255,9 @@ class FinetuneConfig(RunConfig):
                 "class names by label, e.g. --set 'model_overrides.id2label={0: rest, 1: task}'"
             )
         check_option("mode", self.mode, FINETUNE_MODES)
+        check_option("head_init", self.head_init, HEAD_INITS)
+        if self.head_init == "probe" and self.task == "regression":
+            raise ConfigError("head_init: 'probe' fits a classifier; task 'regression' takes 'prior'")
         check_option("adapter_kind", self.adapter_kind, ADAPTER_KINDS)
         self.adapter_rank = check_int("adapter_rank", self.adapter_rank, 1, 4096, whole_float=True)
         regression = self.task == "regression"

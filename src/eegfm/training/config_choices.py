@@ -10,6 +10,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 BACKENDS = ("auto", "gloo", "nccl", "horovod")
 FINETUNE_MODES = ("linear", "adapter", "full")
+HEAD_INITS = ("prior", "probe")  # a new head: random at the class prior, or fitted as a linear probe
 LOSSES = ("kl", "ce", "focal")
 SPLIT_GROUPS = ("subject", "site")
 UNFREEZE_UNITS = ("epoch", "step")

@@ -106,6 +106,20 @@ def test_the_eegfm_model_row_is_the_probe_unless_full_fine_tuning_validates_bett
         assert report[f"eegfm_model_full.val.{metric}"]["runs"] == [pytest.approx(runs["eegfm"][metric])]
 
 
+def test_every_eegfm_run_has_a_head_that_reads_band_powers_and_starts_as_a_fitted_probe(tiny_run):
+    output, _ = tiny_run
+    for name in ("eegfm", "linear_probe", "scratch"):
+        run = output / "runs" / name / "corpus" / "seed0"
+        record = json.loads((run / "run.json").read_text())
+        assert record["config"]["head_init"] == "probe" and record["probe_head"]["people"] == 2
+        assert record["config"]["model_overrides"]["head_band_powers"] is True
+        assert json.loads((run / "model" / "config.json").read_text())["head_band_powers"] is True
+        steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+        assert steps[0]["step"] == 0 and "val/metric" in steps[0]  # the fitted head is validated first
+        trained = [line for line in steps if any(key.startswith("train/") for key in line)]
+        assert bool(trained) == (name != "linear_probe")  # the probe is the fit alone
+
+
 def test_band_power_floor_beats_chance_on_validation_subjects(tiny_run):
     output, _ = tiny_run
     report = json.loads((output / "benchmark.json").read_text())

@@ -9,6 +9,7 @@ import pytest
 
 from eegfm.evaluation.comparison import baselines, spectral_stack
 from eegfm.evaluation.comparison.labeled import metrics_of
+from eegfm.model import linear_fit
 from eegfm.model.fused import encoder_embedding, fuse
 from eegfm.model.modeling import create_pretraining_model
 from eegfm.model.spectral_features import band_power_features
@@ -50,7 +51,7 @@ def test_the_readout_ranks_unseen_subjects_windows_and_validation_chooses_its_fe
     held = alpha_windows([0, 1] * 6, (3.0, 12.0), seed=3, split="eval")
     held.subject[:] = "unseen"
     metrics = metrics_of(readout.probabilities(held.eeg, held.channel_mask), held.label, np.array([0.5, 0.5]))
-    assert chosen["C"] in baselines.C_GRID and chosen["features"] in spectral_stack.READOUT_FEATURES
+    assert chosen["C"] in linear_fit.C_GRID and chosen["features"] in spectral_stack.READOUT_FEATURES
     assert metrics["auroc"] > 0.9
 
 
@@ -93,8 +94,8 @@ def test_the_readout_is_fitted_on_the_training_windows_alone(encoder_dir):
         parts = readout.feature_parts(windows.eeg, windows.channel_mask)
         return np.concatenate([parts[name] for name in readout.features], axis=1)
 
-    x, y, weight, _ = baselines._soft_rows(featurize(train), baselines.targets(train, 2), train.subject)
-    alone = baselines._fit(x, y, weight, chosen["C"], True)
+    x, y, weight, _ = linear_fit.soft_rows(featurize(train), baselines.targets(train, 2), train.subject)
+    alone = linear_fit.fit_pipeline(x, y, weight, chosen["C"], True)
     held = alpha_windows([0, 1] * 3, (3.0, 12.0), seed=9, split="eval")
     probs = readout.probabilities(held.eeg, held.channel_mask)
     np.testing.assert_allclose(probs, alone.predict_proba(featurize(held)), rtol=1e-6, atol=1e-9)

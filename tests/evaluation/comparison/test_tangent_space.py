@@ -11,6 +11,7 @@ import pytest
 
 from eegfm.evaluation.comparison import baselines, tangent_space
 from eegfm.evaluation.comparison.labeled import metrics_of
+from eegfm.model import linear_fit
 from eegfm.model.spectral_features import BANDS, band_covariances
 from tests.evaluation.comparison.test_baselines import T, alpha_windows
 
@@ -68,7 +69,7 @@ def test_the_baseline_reads_a_shared_source_that_band_powers_cannot():
     train, validation = coherent_windows([0, 1] * 12, seed=4), coherent_windows([0, 1] * 4, seed=5, split="dev")
     held = coherent_windows([0, 1] * 8, seed=6, split="eval")
     predict, tangent = tangent_space.tangent_space_lr(train, 2, validation)
-    assert tangent.metric in tangent_space.METRICS and predict.c in baselines.C_GRID
+    assert tangent.metric in tangent_space.METRICS and predict.c in linear_fit.C_GRID
     prior = np.array([0.5, 0.5])
     assert metrics_of(predict(held), held.label, prior)["auroc"] > 0.95
     powers = baselines.band_power_lr(train, 2, validation)

@@ -67,6 +67,14 @@ if TYPE_CHECKING:  # annotations only
 log = get_logger(__name__)
 # The corpus splits every benchmark's pretraining leaves out, unless a suite says otherwise.
 HELD_OUT_SPLITS = ("dev", "eval")
+# eegfm's network on a labeled corpus (every run of the eegfm architecture: pretrained, probed,
+# from scratch): its head also reads each channel's Welch band powers (``head_band_powers``) and
+# starts as the logistic regression of what it reads on the frozen encoder (``head_init: probe``,
+# C by person-grouped cross-validation over the training people), validated before the first
+# step. On eegmat validation, 3 seeds: the network alone 0.831 / 0.956 / 0.900 (balanced accuracy
+# / AUROC / AUPRC) -> 0.820 / 0.965 / 0.923, the probe 0.776 / 0.876 / 0.733 -> 0.805 / 0.963 /
+# 0.919 (docs/model-quality.md).
+PROBE_HEAD: tuple[tuple[str, Any], ...] = (("head_init", "probe"), ("model_overrides.head_band_powers", True))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +83,8 @@ class RecipeOptions:
     ``finetune_set`` / ``pretrain_set``: the user's overrides (``KEY=VALUE``, as the benchmark's
     --finetune_set / --pretrain_set give them); ``finetune_defaults``: the suite's own fine-tuning
     settings (field, or section.field, and value), which ``finetune_set`` overrides;
-    ``held_out_splits``: the corpus splits pretraining never reads."""
+    ``eegfm_settings``: the suite's settings of the eegfm architecture's runs, after the method's
+    (``finetune_set`` overrides them too); ``held_out_splits``: the corpus splits pretraining never reads."""
 
     config: str
     task: str
@@ -87,6 +96,7 @@ class RecipeOptions:
     pretrain_set: tuple[str, ...] = ()
     reference_seeds: tuple[int, ...] | None = None  # the reference rows' seeds; None: the first seed
     finetune_defaults: tuple[tuple[str, Any], ...] = ()
+    eegfm_settings: tuple[tuple[str, Any], ...] = ()
     held_out_splits: tuple[str, ...] = HELD_OUT_SPLITS
 
     def seeds_of(self, method: Method, seeds: Sequence[int]) -> list[int]:
@@ -132,6 +142,8 @@ class RecipeOptions:
         settings = {key: value for key, value in run.items() if not _overlaps(key, given)}
         if method is not None:
             settings.update({**dict(method.settings), "mode": method.mode, "architecture": method.architecture})
+        if method is not None and method.architecture == "eegfm":
+            settings.update({key: value for key, value in self.eegfm_settings if not _overlaps(key, given)})
         return cfg.with_settings({**settings, "task": self.task})
 
     def pretrain_config(self, architecture: str = "eegfm") -> tuple[PretrainConfig, str]:
@@ -224,13 +236,18 @@ def run_fields(data: str, method: Method, seed: int, opts: RecipeOptions, split:
     window length), the method, seed, split settings, preset and overrides, and ``more`` (its
     encoder, or the runs it stacks)."""
     recipe = (method.name, method.mode, method.architecture, method.subject_fraction, list(method.settings))
+    eegfm = [list(item) for item in opts.eegfm_settings] if method.architecture == "eegfm" else []
     return {
         "data": fingerprint.identity(data),
         "method": recipe,
         "seed": seed,
         "split": dict(split),
         "config": fingerprint.config_identity(opts.config),
-        "settings": {"set": list(opts.finetune_set), "defaults": [list(item) for item in opts.finetune_defaults]},
+        "settings": {
+            "set": list(opts.finetune_set),
+            "defaults": [list(item) for item in opts.finetune_defaults],
+            **({"eegfm": eegfm} if eegfm else {}),
+        },
         "task": (opts.task, opts.record_task),
         **more,
     }

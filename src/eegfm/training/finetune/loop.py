@@ -1,5 +1,6 @@
-"""Fine-tuning's training loop: set up, then per stage, per step: batch, forward, backward, step,
-log; evaluate the validation split every epoch (or ``eval_every`` steps); checkpoint; stop early."""
+"""Fine-tuning's training loop: set up (a new head fitted as a probe where ``head_init: probe``,
+then validated as step 0), then per stage, per step: batch, forward, backward, step, log;
+evaluate the validation split every epoch (or ``eval_every`` steps); checkpoint; stop early."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from eegfm.training.config import ConfigError, FinetuneConfig
 from eegfm.training.cpu_use import use_cpus
 from eegfm.training.data import AUTO, EEGLoader, check_data, data_dirs
 from eegfm.training.distributed import Dist, StopVote, unwrap
-from eegfm.training.finetune import initial_model, objective, setup, trainable
+from eegfm.training.finetune import initial_model, objective, probe_head, setup, trainable
 from eegfm.training.finetune.plan import Plan, Stage, check_plan_files, plan_data, stages_of
 from eegfm.training.finetune.report import Evaluation, best_weights, collect, finish
 from eegfm.training.finetune.setup import Run
@@ -126,6 +127,7 @@ def train(
             initial_model.init_head(model, plan.prior, cfg.task, cfg.seed)
         trainable.configure_mode(model, cfg)  # which parameters train
         model.to(dist.device)
+        probe = _probe_head(cfg, dist, data, plan, model, fresh and state is None)
         n_params, n_trainable = adapters_lib.count_parameters(model), adapters_lib.count_trainable(model)
         stages = stages_of(cfg, plan)
         if dist.is_main:
@@ -143,6 +145,7 @@ def train(
                 stages=[dataclasses.asdict(s) for s in stages],
                 parameters=n_params,
                 trainable_parameters=n_trainable,
+                probe_head=probe,
             )
         log.info(
             "task %s, mode %s: %d of %d parameters trainable (%.2f%%); windows %s",
@@ -197,6 +200,19 @@ def _run(job: FineTuning, data: str | Sequence[str], model: EEGFMModel, stages: 
     return status
 
 
+def _probe_head(
+    cfg: FinetuneConfig, dist: Dist, data: Sequence[str], plan: Plan, model: EEGFMModel, new_head: bool
+) -> dict[str, Any] | None:
+    """With ``head_init: probe``, a new head fitted as a linear probe (``probe_head``); what it chose."""
+    if cfg.head_init != "probe":
+        return None
+    if not new_head:
+        log.info("head_init probe: the head is the saved model's (or the checkpoint's), kept as it is")
+        return None
+    loader = setup.split_loader(cfg, dist, data, plan, "train", unwrap(model).config.patch_size)
+    return probe_head.fit_probe_head(unwrap(model), loader, cfg, dist)
+
+
 def _check_run(cfg: FinetuneConfig, dist: Dist, record_task: str | None) -> str:
     """The ``task`` value the windows carry (``--record_task``, else the task's own); ConfigError
     where there is none, or where the backend cannot run the config."""
@@ -222,6 +238,11 @@ def _train_stage(job: FineTuning, run: Run, preemption: ckpt.PreemptionHandler) 
     batches = job.run_log.timed(run.loader)
     job.run_log.bar(run.total_steps, run.step, f"finetune {stage.name}")
     interval, stop = engine.Interval(), False
+    if cfg.head_init == "probe" and run.step == 0 and stage.index == 0:  # the fitted probe is a candidate
+        engine.save(run, job.output, _validate(job, run))
+        # A linear probe fitted by the convex solver is the probe: gradient steps on the
+        # unregularized loss would only move it off its cross-validated optimum.
+        run.done = run.done or cfg.mode == "linear"
     while not run.done and run.step < run.total_steps:
         trainable.set_trainable(run)
         result = train_step(run, batches)
