@@ -553,6 +553,8 @@ def test_a_probe_head_is_the_logistic_regression_of_the_frozen_embedding_and_is_
     run = json.loads((out / "run.json").read_text())
     c = run["probe_head"]["C"]
     assert c in linear_fit.C_GRID and run["probe_head"]["people"] == len(run["split"]["train"])
+    spread = run["probe_head"]["cv_loss"]  # every C's cross-validated loss, the chosen one lowest
+    assert len(spread) == len(linear_fit.C_GRID) and min(spread, key=spread.get) == f"{c:g}"
     lines = _lines(out)
     assert [line["val/metric"] for line in lines if "val/metric" in line and line["step"] == 0]
     assert not [key for line in lines for key in line if key.startswith("train/")]  # linear: the fit is the probe

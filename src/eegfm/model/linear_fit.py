@@ -114,10 +114,14 @@ def grouped_cv_loss(x, y, weight, groups, c: float, balanced: bool, folds: int) 
     return float(np.mean(loss[present] / mass[present]) if balanced else loss.sum() / mass.sum())
 
 
-def c_by_grouped_cv(x, y, weight, groups, balanced: bool, folds: int = 5, grid: Sequence[float] = C_GRID) -> float:
+def c_by_grouped_cv(
+    x, y, weight, groups, balanced: bool, folds: int = 5, grid: Sequence[float] = C_GRID
+) -> tuple[float, dict[float, float]]:
     """The C of ``grid`` with the lowest :func:`grouped_cv_loss` over at most ``folds`` folds
-    (fewer where there are fewer groups); 1 where there are fewer than two groups."""
+    (fewer where there are fewer groups; ties to the smaller C), and every C's loss (the choice's
+    spread); ``(1, {})`` where there are fewer than two groups."""
     folds = min(folds, len(set(np.asarray(groups).tolist())))
     if folds < 2:
-        return 1.0
-    return min(grid, key=lambda c: grouped_cv_loss(x, y, weight, groups, c, balanced, folds))
+        return 1.0, {}
+    losses = {c: grouped_cv_loss(x, y, weight, groups, c, balanced, folds) for c in grid}
+    return min(losses, key=losses.__getitem__), losses

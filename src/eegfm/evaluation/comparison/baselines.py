@@ -86,7 +86,7 @@ def feature_lr(
     if validation is not None and len(validation):
         c = c_by_validation(x, y, weight, featurize(validation), targets(validation, n_classes), balanced)
     else:
-        c = c_by_grouped_cv(x, y, weight, groups, balanced, folds)
+        c, _ = c_by_grouped_cv(x, y, weight, groups, balanced, folds)
     # Not refitted on training + validation: the validation row would then score windows the model
     # was fitted on, and the test row would come from a model validation never saw.
     return ReadoutFit(linear_readout_of(fit_pipeline(x, y, weight, c, balanced), n_classes), c, featurize)

@@ -159,12 +159,16 @@ ALTERNATIVES = {
     "labram_pretrained": ("labram_probe",),
 }
 CHOSEN = "linearly probed, or fully fine-tuned where that scores higher on validation in 90 % of draws of its people"
+NETWORK_ALONE = (
+    "eegfm's network alone (its head also reads each channel's band powers and starts as the logistic "
+    "regression of the frozen encoder, C by cross-validation over the training people): pretrained"
+)
 
 
 def _register_networks() -> None:
     for method in METHODS.values():
         name = NETWORK_ROW.get(method.name, method.name)
-        what = "eegfm's network alone: pretrained" if method.name == "eegfm" else method.description
+        what = NETWORK_ALONE if method.name == "eegfm" else method.description
         description = f"{what}; {CHOSEN}" if method.name in ALTERNATIVES else method.description
         register(Row(name, description, "network", _fit("network", method.name), (method.name,)))
         if method.name in ALTERNATIVES:

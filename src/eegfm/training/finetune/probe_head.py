@@ -83,10 +83,11 @@ def _fit(features: np.ndarray, target: np.ndarray, subjects: list[str], cfg: Fin
             f"{len(set(y.tolist()))} class (expected two or more)"
         )
     weight, balanced = _row_weights(y, weight, cfg)
-    c = linear_fit.c_by_grouped_cv(x, y, weight, groups, balanced, FOLDS)
+    c, losses = linear_fit.c_by_grouped_cv(x, y, weight, groups, balanced, FOLDS)
     readout = linear_fit.linear_readout_of(linear_fit.fit_pipeline(x, y, weight, c, balanced), n_classes)
     scores, bias = readout.class_scores()
     record = {"C": c, "chosen_by": f"log loss, {FOLDS}-fold CV grouped by person over the training people"}
+    record["cv_loss"] = {f"{grid_c:g}": round(loss, 6) for grid_c, loss in losses.items()}  # the choice's spread
     record.update(windows=len(features), people=len(set(subjects)))
     return scores, bias, record
 
