@@ -96,3 +96,17 @@ def test_losses_name_a_target_of_the_wrong_size():
         model = make_model("tiny", head)  # multiclass: 3 classes, regression: 2 targets (conftest)
         with pytest.raises(ValueError, match=message):
             model.head.loss(logits, target)
+
+
+def test_a_head_reading_band_powers_adds_them_and_refuses_an_embedding_alone():
+    model = make_model("tiny", "binary", seed=2, head_band_powers=True, modalities=[])
+    batch = make_batch(2, 5)
+    with torch.no_grad():
+        features = model.forward_features(batch["eeg"])
+        before = model.head(features)
+        torch.nn.init.normal_(model.head.fc_bands.weight, std=0.05)
+        after = model.head(features)
+        moved = model.head.fc_bands(features.band_features).squeeze(-1)
+    assert torch.allclose(after - before, moved, atol=1e-5) and moved.abs().max() > 1e-3
+    with pytest.raises(ValueError, match=r"features: a head with band powers reads the encoder's band_features"):
+        model.head(features.pooled)

@@ -98,10 +98,8 @@ class TaskHead(nn.Module):
         samples = self.fc(normed.unsqueeze(1) * masks.unsqueeze(0))
         return samples if self.fc_bands is None else samples + self.band_logits(features).unsqueeze(1)
 
-    def band_logits(self, features: EncoderOutput | torch.Tensor) -> torch.Tensor | float:
-        """The band-power layer's share of the logits (0 without ``head_band_powers``)."""
-        if self.fc_bands is None:
-            return 0.0
+    def band_logits(self, features: EncoderOutput | torch.Tensor) -> torch.Tensor:
+        """The band-power layer's share of the logits (a head with ``head_band_powers``)."""
         bands = getattr(features, "band_features", None)
         if bands is None or bands.shape[-1] != self.fc_bands.in_features:
             raise ValueError(
@@ -144,7 +142,9 @@ class TaskHead(nn.Module):
 
     def forward(self, features: EncoderOutput | torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         x = self.pre_logits(features)
-        return x if pre_logits else self.fc(x) + self.band_logits(features)
+        if pre_logits:
+            return x
+        return self.fc(x) if self.fc_bands is None else self.fc(x) + self.band_logits(features)
 
     def loss(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Scalar float32 loss; 0 with a gradient path when no target counts."""

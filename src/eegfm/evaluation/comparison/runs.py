@@ -72,7 +72,7 @@ HELD_OUT_SPLITS = ("dev", "eval")
 # starts as the logistic regression of what it reads on the frozen encoder (``head_init: probe``,
 # C by person-grouped cross-validation over the training people), validated before the first
 # step. On eegmat validation, 3 seeds: the network alone 0.831 / 0.956 / 0.900 (balanced accuracy
-# / AUROC / AUPRC) -> 0.820 / 0.965 / 0.923, the probe 0.776 / 0.876 / 0.733 -> 0.805 / 0.963 /
+# / AUROC / AUPRC) -> 0.820 / 0.965 / 0.923, the probe 0.776 / 0.876 / 0.733 -> 0.798 / 0.963 /
 # 0.919 (docs/model-quality.md).
 PROBE_HEAD: tuple[tuple[str, Any], ...] = (("head_init", "probe"), ("model_overrides.head_band_powers", True))
 

@@ -94,22 +94,20 @@ def _fit(features: np.ndarray, target: np.ndarray, subjects: list[str], cfg: Fin
 
 def fit_probe_head(model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfig, dist: Dist) -> dict[str, Any]:
     """Write a logistic regression of the frozen encoder's training embeddings into ``model``'s
-    new head (module docstring); returns what was chosen (``C``, the windows and people)."""
+    new head (module docstring); returns what was chosen (``C``, every C's cross-validated loss,
+    the windows and people). ``cfg`` is validated: its task is a classification."""
     head = getattr(model, "head", None)
     if not hasattr(head, "probe_features"):
         raise ConfigError(f"head_init: 'probe' needs eegfm's task head (model.heads); {type(model).__name__} has none")
-    if cfg.task == "regression":
-        raise ConfigError("head_init: 'probe' fits a classifier; task 'regression' takes 'prior'")
-    mine = _embedded(model, loader, cfg, dist)
     fitted = None
-    parts = dist.gather_objects(mine)
+    parts = [part for part in dist.gather_objects(_embedded(model, loader, cfg, dist)) if len(part[0])]
     if dist.is_main:
-        features = np.concatenate([p[0] for p in parts if len(p[0])])
-        target = np.concatenate([p[1] for p in parts])
-        subjects = [s for p in parts for s in p[2]]
-        n_classes = max(head.fc.out_features, 2)
         try:
-            fitted = _fit(features, target, subjects, cfg, n_classes)
+            if not parts:
+                raise ConfigError("head_init: 'probe' fits the training windows; the training split has none")
+            features, target = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
+            subjects = [s for p in parts for s in p[2]]
+            fitted = _fit(features, target, subjects, cfg, max(head.fc.out_features, 2))
         except ConfigError as err:
             fitted = str(err)
     fitted = dist.broadcast_object(fitted)  # every rank fails alike, none waits
