@@ -9,6 +9,7 @@ import torch
 
 from eegfm.contract.channels import CANONICAL_CHANNELS
 from eegfm.model import positions_for
+from eegfm.model.band_powers import head_spectral_width
 from eegfm.model.export import OnnxEEGFM, export_onnx
 from tests.model.conftest import make_batch, make_model
 
@@ -169,11 +170,14 @@ def test_onnx_and_torch_agree_on_a_real_batch_with_spectrograms(onnx_export, sha
     np.testing.assert_allclose(embedding, reference.pooled.numpy(), atol=1e-4, rtol=0)
 
 
-def test_a_head_reading_band_powers_exports_for_the_19_channels_with_the_same_outputs(tmp_path):
-    """The Welch band powers are a convolution (``model.band_powers``): the window length stays
-    dynamic, the channel count is fixed at the canonical 19, and a short window still answers."""
-    model = make_model("tiny", "binary", seed=4, head_band_powers=True, modalities=[])
-    torch.nn.init.normal_(model.head.fc_bands.weight, std=0.05)  # fitted: it moves the outputs
+@pytest.mark.parametrize("covariances", [False, True], ids=["band_powers", "band_powers_and_covariances"])
+def test_a_head_reading_band_powers_exports_for_the_19_channels_with_the_same_outputs(tmp_path, covariances):
+    """The Welch band powers and co-spectra are a convolution and the tangent map matrix products
+    (``model.band_powers``, ``model.spd``): the window length stays dynamic, the channel count is
+    fixed at the canonical 19, and a short window still answers."""
+    overrides = dict(head_band_powers=True, head_covariances=covariances, modalities=[])
+    model = make_model("tiny", "binary", seed=4, **overrides)
+    torch.nn.init.normal_(model.head.fc_bands.weight, std=0.02)  # fitted: it moves the outputs
     runner = OnnxEEGFM(export_onnx(model, tmp_path / "bands.onnx"), threads=1)
     assert runner.n_chans == 19
     for seconds in (5, 1, 12):
@@ -183,5 +187,5 @@ def test_a_head_reading_band_powers_exports_for_the_19_channels_with_the_same_ou
         logits, _ = runner(case["eeg"], channel_mask=mask)
         with torch.no_grad():
             expected = model(case["eeg"], channel_mask=mask)
-        assert expected.band_features.shape == (2, 19 * 2 * 5)
-        np.testing.assert_allclose(logits, expected.logits.numpy(), atol=1e-4, rtol=0)
+        assert expected.band_features.shape == (2, head_spectral_width(19, True, covariances))
+        np.testing.assert_allclose(logits, expected.logits.numpy(), atol=2e-4, rtol=0)

@@ -108,5 +108,28 @@ def test_a_head_reading_band_powers_adds_them_and_refuses_an_embedding_alone():
         after = model.head(features)
         moved = model.head.fc_bands(features.band_features).squeeze(-1)
     assert torch.allclose(after - before, moved, atol=1e-5) and moved.abs().max() > 1e-3
-    with pytest.raises(ValueError, match=r"features: a head with band powers reads the encoder's band_features"):
+    with pytest.raises(ValueError, match=r"features: a head with band powers or covariances reads the encoder's"):
         model.head(features.pooled)
+
+
+def test_inputs_a_probe_left_out_stay_out_of_the_logits_and_the_gradients():
+    model = make_model("tiny", "binary", seed=3, head_band_powers=True, head_covariances=True, modalities=[])
+    groups = model.head.probe_feature_groups()
+    assert list(groups) == ["embedding", "band_powers", "covariances"]
+    assert groups["covariances"].stop == model.config.hidden_size + model.head.fc_bands.in_features
+    batch = make_batch(2, 5)
+    features = model.forward_features(batch["eeg"])
+    torch.nn.init.normal_(model.head.fc_bands.weight, std=0.01)
+    model.head.read_only(["embedding", "band_powers"])
+    model.head(features).sum().backward()
+    offset = model.config.hidden_size
+    covariance_columns = slice(groups["covariances"].start - offset, groups["covariances"].stop - offset)
+    assert not model.head.fc_bands.weight.grad[:, covariance_columns].any()
+    assert model.head.fc_bands.weight.grad[:, : covariance_columns.start].abs().sum() > 0
+    with torch.no_grad():
+        reread = model.head(features)
+        model.head.fc_bands.weight[:, covariance_columns] += 1.0  # weights on a gated input move nothing
+        torch.testing.assert_close(model.head(features), reread)
+    assert "head.band_gate" in model.state_dict()  # a reloaded model leaves them out too
+    with pytest.raises(ValueError, match=r"inputs: expected 'embedding' and any of"):
+        model.head.read_only(["band_powers"])

@@ -178,6 +178,7 @@ def test_bad_pretrain_values_name_the_field(overrides, message):
             r"head_init: 'probe' fits a classifier; task 'regression' takes 'prior'",
         ),
         (["model_overrides={head_band_powers: 1}"], r"head_band_powers: expected True or False"),
+        (["model_overrides={head_covariances: yes please}"], r"head_covariances: expected True or False"),
         (["class_weights=[1, 2]"], r"class_weights: expected 6 weights \(one per class of task 'hms6'\); got 2"),
         (["class_weights=inverse"], r"class_weights: expected one of 'none', 'balanced'; got 'inverse'"),
         (["mode=linear", "unfreeze_schedule=[1, 2]"], r"unfreeze_schedule: gradual unfreezing needs mode 'full'"),

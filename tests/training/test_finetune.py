@@ -28,6 +28,7 @@ from eegfm.contract.schema import decode_example, encode_example
 from eegfm.contract.tfrecord import read_records, write_records
 from eegfm.core.tasks import FINETUNE_TASKS, TUAB_LABELS, TUEV_LABELS
 from eegfm.metrics import classification as eval_metrics
+from eegfm.model.band_powers import head_spectral_width
 from eegfm.model.modeling import EEGFMModel
 from eegfm.pipelines.job.preprocess import run as preprocess
 from eegfm.simulate.cli import main as simulate
@@ -534,27 +535,32 @@ def test_linear_probe_trains_only_the_head(pretrained, hms_data, tmp_path):
     assert run["trainable_parameters"] == head
 
 
-@pytest.mark.parametrize("band_powers", [False, True])
+@pytest.mark.parametrize("spectral", [(), ("band_powers",), ("band_powers", "covariances")], ids=str)
 def test_a_probe_head_is_the_logistic_regression_of_the_frozen_embedding_and_is_validated_first(
-    pretrained, hms_data, tmp_path, band_powers
+    pretrained, hms_data, tmp_path, spectral
 ):
     """head_init probe: before any step the head answers what scikit-learn's regression of the
-    training windows' embedding (and, with head_band_powers, each channel's band powers) answers,
-    C by person-grouped CV, and step 0 is validated."""
+    training windows' embedding (and each channel's band powers, each band's tangent vector in the
+    readout's log-Euclidean coordinates, where the head reads them and CV keeps them) answers, C
+    and the inputs by person-grouped CV, and step 0 is validated."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
     from eegfm.evaluation.comparison.windows import load_windows
     from eegfm.model import linear_fit
+    from eegfm.model.spectral_features import log_euclidean_chart
 
     out = tmp_path / "probe"
-    bands = ["--set", "model_overrides={modalities: [], head_band_powers: true}"] if band_powers else []
+    flags = ", ".join(f"head_{name}: true" for name in spectral)
+    bands = ["--set", f"model_overrides={{modalities: [], {flags}}}"] if spectral else []
     assert _inline(pretrained, hms_data, out, "--mode", "linear", "--set", "head_init=probe", *bands) == 0
     run = json.loads((out / "run.json").read_text())
-    c = run["probe_head"]["C"]
+    c, inputs = run["probe_head"]["C"], run["probe_head"]["inputs"]
     assert c in linear_fit.C_GRID and run["probe_head"]["people"] == len(run["split"]["train"])
     spread = run["probe_head"]["cv_loss"]  # every C's cross-validated loss, the chosen one lowest
     assert len(spread) == len(linear_fit.C_GRID) and min(spread, key=spread.get) == f"{c:g}"
+    by_inputs = run["probe_head"]["cv_loss_by_inputs"]  # with covariances: with and without them
+    assert len(by_inputs) == 1 + ("covariances" in spectral) and min(by_inputs, key=by_inputs.get) == "+".join(inputs)
     lines = _lines(out)
     assert [line["val/metric"] for line in lines if "val/metric" in line and line["step"] == 0]
     assert not [key for line in lines for key in line if key.startswith("train/")]  # linear: the fit is the probe
@@ -568,7 +574,14 @@ def test_a_probe_head_is_the_logistic_regression_of_the_frozen_embedding_and_is_
         features = model.forward_features(torch.as_tensor(train.eeg), channel_mask=torch.as_tensor(train.channel_mask))
         read = model.head.probe_features(features).double().numpy()
         head = model.head(features).softmax(-1).double().numpy()
-    assert read.shape[1] == model.config.hidden_size + (19 * 2 * 5 if band_powers else 0)
+    groups = model.head.probe_feature_groups()
+    assert list(groups) == ["embedding", *spectral]
+    width = head_spectral_width(19, "band_powers" in spectral, "covariances" in spectral)
+    assert read.shape[1] == model.config.hidden_size + width
+    if "covariances" in groups:  # the probe fits them in the readout's coordinates
+        tangent = groups["covariances"]
+        read[:, tangent] = read[:, tangent] @ log_euclidean_chart(read[:, tangent])
+    read = np.concatenate([read[:, groups[name]] for name in inputs], axis=1)
     votes = train.votes / train.votes.sum(1, keepdims=True)
     x, y, weight, _ = linear_fit.soft_rows(read, votes, train.subject)
     scaler = StandardScaler().fit(x, sample_weight=weight)

@@ -11,6 +11,7 @@ import torch
 
 from eegfm.core.dsp.bands import BANDS, band_edges, bands_within
 from eegfm.model.numerics import float32_region
+from eegfm.model.spd import tangent_vectors
 
 # Delta to gamma, 0.5-70 Hz (core.dsp.bands.BANDS): the bands clinical EEG reads power in.
 SUMMARY_BANDS: tuple[tuple[float, float], ...] = band_edges(BANDS)
@@ -81,13 +82,19 @@ def band_covariances(
 WELCH_SEGMENT_S = 2.0  # the benchmark's band powers' segments (model.spectral_features.SEGMENT_S)
 
 
+def _welch_bins(segment: int, sfreq: float, bands) -> list[int]:
+    """The Fourier bins of a ``segment``-sample segment that lie inside ``bands`` (plain ints: an
+    exported graph slices by them)."""
+    low, high = bands[0][0], bands[-1][1]
+    return [b for b in range(segment // 2 + 1) if low <= b * sfreq / segment < high]
+
+
 def _welch_kernels(segment: int, sfreq: float, bands, device) -> tuple[torch.Tensor, torch.Tensor]:
     """(2 * n_bins, 1, segment) detrended Hann-windowed cosine and sine kernels of the bins inside
     ``bands``, and the (n_bins, n_bands) masks that sum those bins per band."""
     k = torch.arange(segment, device=device, dtype=torch.float32)
     window = 0.5 - 0.5 * torch.cos(2 * math.pi * k / segment)  # periodic Hann, scipy's get_window
-    low, high = bands[0][0], bands[-1][1]
-    bins = [b for b in range(segment // 2 + 1) if low <= b * sfreq / segment < high]
+    bins = _welch_bins(segment, sfreq, bands)
     frequency = torch.tensor(bins, device=device, dtype=torch.float32).unsqueeze(1)
     phase = 2 * math.pi * frequency * k / segment
     kernels = torch.cat([window * torch.cos(phase), window * torch.sin(phase)])
@@ -97,29 +104,87 @@ def _welch_kernels(segment: int, sfreq: float, bands, device) -> tuple[torch.Ten
     return kernels.unsqueeze(1), masks
 
 
+def _welch_segments(signal: torch.Tensor, sfreq: float, bands) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, C, T) -> the Hann-windowed, mean-removed segments' Fourier parts (B, C, 2, n_bins, S)
+    (cosine then sine, the bins inside ``bands``; segments that do not lie inside the signal are
+    zero, and each kept one is scaled by 1 / sqrt(kept), so squares summed over segments are
+    their mean), and the (n_bins, n_bands) masks that sum bins per band.
+
+    A convolution with the bins' kernels, so an exported graph keeps the window length dynamic:
+    the signal is padded by one segment and only segments that lie inside it are kept (a window
+    shorter than a segment keeps its zero-padded one)."""
+    batch, n_chans, n_times = signal.shape
+    segment = int(round(WELCH_SEGMENT_S * sfreq))
+    hop = segment // 2
+    kernels, masks = _welch_kernels(segment, sfreq, bands, signal.device)
+    flat = torch.nn.functional.pad(signal.float().reshape(batch * n_chans, 1, n_times), (0, segment))
+    spectra = torch.nn.functional.conv1d(flat, kernels, stride=hop)  # (B * C, 2 * bins, S)
+    starts = torch.arange(spectra.shape[-1], device=signal.device) * hop
+    inside = (starts + segment <= n_times).float()
+    inside = torch.where(inside.sum() > 0, inside, (starts == 0).float())  # shorter than a segment
+    spectra = spectra * (inside / inside.sum()).sqrt()
+    return spectra.reshape(batch, n_chans, 2, kernels.shape[0] // 2, -1), masks
+
+
 def welch_band_features(signal: torch.Tensor, sfreq: float, channel_mask: torch.Tensor, bands=COVARIANCE_BANDS):
     """(B, C, T) -> (B, C, 2 * n_bands): each channel's log band powers by Welch's method (Hann
     segments of :data:`WELCH_SEGMENT_S`, half overlapping, each segment's mean removed: the
     segments ``model.spectral_features`` averages; its powers up to one scale), then log relative
-    powers (band over the bands' sum); zero on channels ``channel_mask`` marks absent.
-
-    A convolution with the bins' kernels, so an exported graph keeps the window length dynamic:
-    the signal is padded by one segment and only segments that lie inside it are averaged (a
-    window shorter than a segment gets its zero-padded one)."""
+    powers (band over the bands' sum); zero on channels ``channel_mask`` marks absent."""
     with float32_region(signal.device):
-        batch, n_chans, n_times = signal.shape
-        segment = int(round(WELCH_SEGMENT_S * sfreq))
-        hop = segment // 2
-        kernels, masks = _welch_kernels(segment, sfreq, bands, signal.device)
-        flat = torch.nn.functional.pad(signal.float().reshape(batch * n_chans, 1, n_times), (0, segment))
-        spectra = torch.nn.functional.conv1d(flat, kernels, stride=hop)  # (B * C, 2 * bins, S)
-        n_bins = kernels.shape[0] // 2
-        power = spectra[:, :n_bins].square() + spectra[:, n_bins:].square()
-        starts = torch.arange(power.shape[-1], device=signal.device) * hop
-        inside = (starts + segment <= n_times).float()
-        inside = torch.where(inside.sum() > 0, inside, (starts == 0).float())  # shorter than a segment
-        mean_power = (power * inside).sum(-1) / inside.sum()  # (B * C, bins)
-        absolute = torch.log(mean_power @ masks + 1e-6).reshape(batch, n_chans, -1)
+        parts, masks = _welch_segments(signal, sfreq, bands)
+        mean_power = parts.square().sum(dim=(2, 4))  # (B, C, bins): the segments' mean periodogram
+        absolute = torch.log(mean_power @ masks + 1e-6)
         relative = absolute - torch.logsumexp(absolute, dim=-1, keepdim=True)
         present = (channel_mask > 0.5).unsqueeze(-1).to(absolute.dtype)
         return torch.cat([absolute, relative], dim=-1) * present
+
+
+def welch_band_covariances(signal: torch.Tensor, sfreq: float, bands=COVARIANCE_BANDS) -> torch.Tensor:
+    """(B, C, T) -> (B, n_bands, C, C): each band's co-spectral matrix by Welch's method (the real
+    part of the cross-spectrum, averaged over the segments of :func:`welch_band_features` and the
+    band's bins): pyRiemann's ``CoSpectra`` averaged over a band, what the benchmark's covariance
+    readout reads (``model.spectral_features.band_covariances``), up to one scale."""
+    with float32_region(signal.device):
+        parts, _ = _welch_segments(signal, sfreq, bands)
+        segment = int(round(WELCH_SEGMENT_S * sfreq))
+        frequencies = [b * sfreq / segment for b in _welch_bins(segment, sfreq, bands)]
+        covariances = []
+        for low, high in bands:
+            kept = [i for i, f in enumerate(frequencies) if low <= f < high]  # contiguous
+            if not kept:
+                raise ValueError(f"bands: band {(low, high)} holds no {1 / WELCH_SEGMENT_S:g} Hz bin")
+            x = parts[:, :, :, kept[0] : kept[-1] + 1].flatten(2)  # Re X Re Y + Im X Im Y, summed
+            covariances.append((x @ x.transpose(-2, -1)) / len(kept))
+        return torch.stack(covariances, dim=1)
+
+
+def welch_tangent_features(signal: torch.Tensor, sfreq: float, channel_mask: torch.Tensor, bands=COVARIANCE_BANDS):
+    """(B, C, T) -> (B, n_bands * C (C + 1) / 2): each band's shrunk co-spectral matrix
+    (:func:`welch_band_covariances`, absent channels zeroed) in the log-Euclidean tangent space at
+    the identity (``model.spd``: matrix products only, so it exports to ONNX). The benchmark's
+    log-Euclidean readout maps at the training windows' mean instead: a constant shift, which a
+    linear layer's bias absorbs."""
+    with float32_region(signal.device):
+        present = (channel_mask > 0.5).unsqueeze(-1).to(torch.float32)
+        covariances = welch_band_covariances(signal.float() * present, sfreq, bands)
+        return tangent_vectors(covariances).flatten(1)
+
+
+def head_spectral_width(n_chans: int, powers: bool, covariances: bool, bands=COVARIANCE_BANDS) -> int:
+    """How many values :func:`head_spectral_features` gives a window of ``n_chans`` channels."""
+    return len(bands) * (2 * n_chans * powers + n_chans * (n_chans + 1) // 2 * covariances)
+
+
+def head_spectral_features(
+    signal: torch.Tensor, sfreq: float, channel_mask: torch.Tensor, powers: bool, covariances: bool
+) -> torch.Tensor:
+    """(B, C, T) -> (B, :func:`head_spectral_width`): what a task head reads beside the embedding
+    (``model.heads.TaskHead``): each channel's Welch band powers with ``powers``, then each band's
+    tangent vector with ``covariances``."""
+    parts = []
+    if powers:
+        parts.append(welch_band_features(signal, sfreq, channel_mask).flatten(1))
+    if covariances:
+        parts.append(welch_tangent_features(signal, sfreq, channel_mask))
+    return torch.cat(parts, dim=-1)

@@ -78,8 +78,10 @@ class EEGFMConfig(PreTrainedConfig):
     Heads: ``head`` (``model.heads.list_heads()``); ``id2label`` defaults to the head's labels;
     ``head_band_powers``: the head also reads each of the 19 canonical channels' Welch band powers
     (``model.band_powers.welch_band_features``, what the benchmark's band-power readout reads)
-    through its own linear layer, zero at first (the encoder's output then carries them, and an
-    ONNX export fixes the channel count at 19);
+    through its own linear layer, zero at first, and with ``head_covariances`` each band's Welch
+    co-spectral matrix in the log-Euclidean tangent space (``welch_tangent_features``, what the
+    covariance readout reads) through the same layer (the encoder's output then carries them, and
+    an ONNX export fixes the channel count at 19);
     ``adapter_kind`` / ``adapter_rank`` are recorded so ``from_pretrained`` rebuilds the adapters;
     ``temperature`` divides the logits in ``predict`` (fitted on validation; 1.0 = uncalibrated).
     Uncertainty (``model.uncertainty``): ``mc_passes`` fixed dropout masks on the head's pre-logits
@@ -107,6 +109,7 @@ class EEGFMConfig(PreTrainedConfig):
     spatial_filters: int = 0
     spectral_readout: bool = False
     head_band_powers: bool = False
+    head_covariances: bool = False
     covariance_channels: int = 0
     mlp_ratio: float = 4.0
     graph_neighbours: int = 6
@@ -179,7 +182,8 @@ class EEGFMConfig(PreTrainedConfig):
             )
         _check_int("graph_neighbours", self.graph_neighbours, 1, 64)
         _check_option("gnn_impl", self.gnn_impl, GNN_IMPLS)
-        flags = ("causal", "gradient_checkpointing", "spectral_patch_features", "spectral_readout", "head_band_powers")
+        flags = ("causal", "gradient_checkpointing", "spectral_patch_features", "spectral_readout")
+        flags += ("head_band_powers", "head_covariances")
         for name in flags:
             if not isinstance(getattr(self, name), bool):
                 _fail(name, "True or False", getattr(self, name))
@@ -222,8 +226,8 @@ class EEGFMConfig(PreTrainedConfig):
     @property
     def fixed_channels(self) -> int | None:
         """The channel count an ONNX export fixes (``model.export``): the 19 canonical channels
-        when the head reads each one's band powers, else None (any count)."""
-        return N_CANONICAL if self.head_band_powers else None
+        when the head reads each one's band powers or covariances, else None (any count)."""
+        return N_CANONICAL if self.head_band_powers or self.head_covariances else None
 
     @property
     def head_dim(self) -> int:

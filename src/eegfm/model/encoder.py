@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 from transformers.utils import ModelOutput
 
-from eegfm.model.band_powers import welch_band_features
+from eegfm.model.band_powers import head_spectral_features
 from eegfm.model.config import EEGFMConfig
 from eegfm.model.covariance_branch import CovarianceBranch
 from eegfm.model.embedding import ChannelTokenizer
@@ -41,8 +41,10 @@ class EncoderOutput(ModelOutput):
         covariance branch if configured).
     modality_gates: (B, n_modalities) gate applied to each configured modality (0 if absent), in
         ``config.modalities`` order; None when the config has no modalities.
-    band_features: (B, C * 2 * n_bands) each channel's Welch log band powers and relative powers
-        (``model.band_powers.welch_band_features``) where ``config.head_band_powers``, else None.
+    band_features: (B, F) what the task head reads beside the embedding
+        (``model.band_powers.head_spectral_features``): each channel's Welch log band powers and
+        relative powers where ``config.head_band_powers``, then each band's tangent vector where
+        ``config.head_covariances``; else None.
     """
 
     channel_tokens: torch.Tensor | None = None
@@ -155,8 +157,10 @@ class EEGFMEncoder(nn.Module):
         if self.covariance_branch is not None:
             pooled = pooled + self.covariance_branch(eeg, positions, channel_mask)
         bands = None
-        if self.config.head_band_powers:
-            bands = welch_band_features(eeg, self.config.sfreq, channel_mask).flatten(1).to(pooled.dtype)
+        if self.config.head_band_powers or self.config.head_covariances:
+            bands = head_spectral_features(
+                eeg, self.config.sfreq, channel_mask, self.config.head_band_powers, self.config.head_covariances
+            ).to(pooled.dtype)
         return EncoderOutput(
             channel_tokens=channel_tokens,
             patch_tokens=patch_tokens,

@@ -32,7 +32,7 @@ from torch import nn
 from eegfm.contract.channels import N_CANONICAL
 from eegfm.core.config import ConfigError
 from eegfm.core.tasks import HMS_CLASSES, SLEEP_STAGES
-from eegfm.model.band_powers import COVARIANCE_BANDS
+from eegfm.model.band_powers import head_spectral_width
 from eegfm.model.config import HEAD_REGISTRY, EEGFMConfig
 from eegfm.model.encoder import EncoderOutput
 from eegfm.model.uncertainty import config_masks
@@ -63,8 +63,9 @@ def create_head(name: str, config: EEGFMConfig) -> TaskHead:
 
 class TaskHead(nn.Module):
     """LayerNorm -> dropout -> linear on the pooled embedding, plus, with
-    ``config.head_band_powers``, a linear layer on the encoder's ``band_features`` (zero at first:
-    the head starts as the embedding's alone). Subclasses define the loss."""
+    ``config.head_band_powers`` or ``config.head_covariances``, a linear layer on the encoder's
+    ``band_features`` (zero at first: the head starts as the embedding's alone). Subclasses define
+    the loss."""
 
     name: str = ""
     default_labels: tuple[str, ...] | None = None
@@ -76,10 +77,17 @@ class TaskHead(nn.Module):
         self.dropout = nn.Dropout(config.head_dropout)
         self.fc = nn.Linear(config.hidden_size, n_outputs)
         self.fc_bands = None
-        if getattr(config, "head_band_powers", False):  # the peers' configs (model.canonical) have none
-            self.fc_bands = nn.Linear(N_CANONICAL * 2 * len(COVARIANCE_BANDS), n_outputs, bias=False)
+        # the peers' configs (model.canonical) have neither field
+        self.reads_band_powers = bool(getattr(config, "head_band_powers", False))
+        self.reads_covariances = bool(getattr(config, "head_covariances", False))
+        if self.reads_band_powers or self.reads_covariances:
+            width = head_spectral_width(N_CANONICAL, self.reads_band_powers, self.reads_covariances)
+            self.fc_bands = nn.Linear(width, n_outputs, bias=False)
             self.fc_bands.zero_init = True  # ``_init_weights`` reads the flag
             nn.init.zeros_(self.fc_bands.weight)
+            # 1 where the layer reads an input, 0 where a probe fit left it out (:meth:`read_only`):
+            # saved with the weights, so fine-tuning and a reloaded model leave it out too
+            self.register_buffer("band_gate", torch.ones(width))
         # Not saved: rebuilt from config.json (mc_passes, mc_dropout, mc_seed), so they cannot drift.
         self.register_buffer("mc_masks", config_masks(config), persistent=False)
 
@@ -99,21 +107,46 @@ class TaskHead(nn.Module):
         return samples if self.fc_bands is None else samples + self.band_logits(features).unsqueeze(1)
 
     def band_logits(self, features: EncoderOutput | torch.Tensor) -> torch.Tensor:
-        """The band-power layer's share of the logits (a head with ``head_band_powers``)."""
+        """The spectral layer's share of the logits (``head_band_powers`` / ``head_covariances``)."""
         bands = getattr(features, "band_features", None)
         if bands is None or bands.shape[-1] != self.fc_bands.in_features:
             raise ValueError(
-                f"features: a head with band powers reads the encoder's band_features of the "
+                f"features: a head with band powers or covariances reads the encoder's band_features of the "
                 f"{N_CANONICAL} canonical channels ({self.fc_bands.in_features} values a window); got "
                 f"{None if bands is None else tuple(bands.shape)}"
             )
-        return self.fc_bands(bands.to(self.fc_bands.weight.dtype))
+        return self.fc_bands(bands.to(self.fc_bands.weight.dtype) * self.band_gate)
 
     def probe_features(self, features: EncoderOutput) -> torch.Tensor:
         """(B, F) what the head's linear layers read (``fc``'s input, then ``band_features``): a
         linear probe fitted on them is the head (``training.finetune.probe_head``)."""
         normed = self.norm(features.pooled)
         return normed if self.fc_bands is None else torch.cat([normed, features.band_features.to(normed)], dim=-1)
+
+    def probe_feature_groups(self) -> dict[str, slice]:
+        """The columns of :meth:`probe_features` each input fills: ``embedding``, then
+        ``band_powers`` and ``covariances`` where the head reads them."""
+        groups, start = {"embedding": slice(0, self.fc.in_features)}, self.fc.in_features
+        for name, read in (("band_powers", self.reads_band_powers), ("covariances", self.reads_covariances)):
+            if read:
+                width = head_spectral_width(N_CANONICAL, name == "band_powers", name == "covariances")
+                groups[name], start = slice(start, start + width), start + width
+        return groups
+
+    def read_only(self, inputs: list[str] | tuple[str, ...]) -> None:
+        """Read only ``inputs`` of :meth:`probe_feature_groups` (the embedding always) from now on:
+        the spectral layer's other inputs are gated to zero, so no gradient reaches their weights."""
+        groups = self.probe_feature_groups()
+        unknown = sorted(set(inputs) - set(groups))
+        if unknown or "embedding" not in inputs:
+            raise ValueError(f"inputs: expected 'embedding' and any of {sorted(groups)}; got {list(inputs)}")
+        if self.fc_bands is None:
+            return
+        with torch.no_grad():
+            offset = self.fc.in_features
+            for name, columns in groups.items():
+                if name != "embedding":
+                    self.band_gate[columns.start - offset : columns.stop - offset] = float(name in inputs)
 
     def set_linear(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """Set the head's linear layers from one (n_outputs, F) ``weight`` on :meth:`probe_features`."""

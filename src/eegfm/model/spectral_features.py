@@ -20,7 +20,8 @@ import dataclasses
 
 import numpy as np
 from pyriemann.estimation import CoSpectra, Shrinkage
-from pyriemann.geometry.tangentspace import tangent_space
+from pyriemann.geometry.base import ddexpm
+from pyriemann.geometry.tangentspace import tangent_space, unupper, upper
 from pyriemann.tangentspace import TangentSpace
 from scipy.signal import welch
 
@@ -109,3 +110,24 @@ class TangentMap:
         """[N, bands * C(C+1)/2]: each band's matrices mapped at its reference point."""
         parts = [tangent_space(covariances[:, b], self.reference[b], metric=self.metric) for b in range(len(BANDS))]
         return np.concatenate(parts, axis=1)
+
+
+def log_euclidean_chart(vectors: np.ndarray, n_bands: int = len(BANDS)) -> np.ndarray:
+    """[F, F] the linear map ``chart`` with ``vectors @ chart`` = pyRiemann's log-Euclidean tangent
+    vectors at the vectors' mean (``TangentMap`` with ``"logeuclid"``), up to one constant row.
+
+    ``vectors`` [N, F]: each band's matrix logarithm as an upper triangle, the bands side by side
+    (``model.band_powers.welch_tangent_features``, at the identity). pyRiemann maps
+    ``log X - log M`` through the derivative of the matrix exponential at ``log M``: a fixed
+    linear map of ``log X``, which a linear model on these vectors can read as well, but which
+    decides what an L2 penalty on standardized features favours (the strong rhythms' directions).
+    On eegmat's validation people a regression on the identity's vectors read rest vs arithmetic
+    at 0.796 AUROC, on the same vectors through this map at 0.956 (docs/model-quality.md).
+    """
+    width = vectors.shape[1] // n_bands
+    chart = np.zeros((vectors.shape[1], vectors.shape[1]))
+    for band in range(n_bands):
+        columns = slice(band * width, (band + 1) * width)
+        mean_log = unupper(vectors[:, columns]).mean(0)
+        chart[columns, columns] = upper(ddexpm(unupper(np.eye(width)), mean_log))  # row i: the map of e_i
+    return chart

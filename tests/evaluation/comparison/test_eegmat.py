@@ -106,14 +106,16 @@ def test_the_eegfm_model_row_is_the_probe_unless_full_fine_tuning_validates_bett
         assert report[f"eegfm_model_full.val.{metric}"]["runs"] == [pytest.approx(runs["eegfm"][metric])]
 
 
-def test_every_eegfm_run_has_a_head_that_reads_band_powers_and_starts_as_a_fitted_probe(tiny_run):
+def test_every_eegfm_run_has_a_head_that_reads_band_powers_and_covariances_and_starts_as_a_fitted_probe(tiny_run):
     output, _ = tiny_run
     for name in ("eegfm", "linear_probe", "scratch"):
         run = output / "runs" / name / "corpus" / "seed0"
         record = json.loads((run / "run.json").read_text())
         assert record["config"]["head_init"] == "probe" and record["probe_head"]["people"] == 2
-        assert record["config"]["model_overrides"]["head_band_powers"] is True
-        assert json.loads((run / "model" / "config.json").read_text())["head_band_powers"] is True
+        overrides, saved = record["config"]["model_overrides"], json.loads((run / "model" / "config.json").read_text())
+        assert overrides["head_band_powers"] is overrides["head_covariances"] is True
+        assert saved["head_band_powers"] is saved["head_covariances"] is True
+        assert record["probe_head"]["inputs"][:2] == ["embedding", "band_powers"]  # covariances: CV's choice
         steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
         assert steps[0]["step"] == 0 and "val/metric" in steps[0]  # the fitted head is validated first
         trained = [line for line in steps if any(key.startswith("train/") for key in line)]

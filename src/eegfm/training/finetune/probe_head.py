@@ -29,6 +29,7 @@ import torch
 from eegfm.core.config import ConfigError
 from eegfm.core.logs import get_logger
 from eegfm.model import linear_fit
+from eegfm.model.spectral_features import log_euclidean_chart
 from eegfm.training.config import FinetuneConfig
 from eegfm.training.data import EEGLoader
 from eegfm.training.distributed import Dist
@@ -73,21 +74,46 @@ def _row_weights(y: np.ndarray, weight: np.ndarray, cfg: FinetuneConfig) -> tupl
     return weight, cfg.class_weights == "balanced"
 
 
-def _fit(features: np.ndarray, target: np.ndarray, subjects: list[str], cfg: FinetuneConfig, n_classes: int):
-    """The fitted head's (weight [K, D], bias [K]) and its record."""
+def _candidate_inputs(groups: dict[str, slice]) -> list[tuple[str, ...]]:
+    """The sets of the head's inputs the probe chooses between: all of them, and all but each
+    band's covariances where the head reads those (950 person-heavy values a window that helped
+    the simulated group study and hurt eegmat, docs/model-quality.md)."""
+    every = tuple(groups)
+    return [every, tuple(g for g in every if g != "covariances")] if "covariances" in groups else [every]
+
+
+def _fit(features, target, subjects: list[str], cfg: FinetuneConfig, n_classes: int, groups: dict[str, slice]):
+    """The fitted head's (weight [K, D], bias [K]) and its record: for each candidate set of inputs
+    (:func:`_candidate_inputs`) the C of lowest grouped-CV loss, and the set of lowest loss; the
+    inputs left out get zero weights."""
+    chart = np.eye(features.shape[1])
+    if "covariances" in groups:  # fitted in the covariance readout's coordinates, mapped back below
+        covariances = groups["covariances"]
+        chart[covariances, covariances] = log_euclidean_chart(features[:, covariances])
     distributions = _distributions(target, cfg, n_classes)
-    x, y, weight, groups = linear_fit.soft_rows(features, distributions, np.asarray(subjects))
+    x, y, weight, people = linear_fit.soft_rows(features @ chart, distributions, np.asarray(subjects))
     if len(set(y.tolist())) < 2:
         raise ConfigError(
             f"head_init: 'probe' fits a logistic regression on the training windows; they carry "
             f"{len(set(y.tolist()))} class (expected two or more)"
         )
     weight, balanced = _row_weights(y, weight, cfg)
-    c, losses = linear_fit.c_by_grouped_cv(x, y, weight, groups, balanced, FOLDS)
-    readout = linear_fit.linear_readout_of(linear_fit.fit_pipeline(x, y, weight, c, balanced), n_classes)
-    scores, bias = readout.class_scores()
-    record = {"C": c, "chosen_by": f"log loss, {FOLDS}-fold CV grouped by person over the training people"}
+    choices = {}
+    for inputs in _candidate_inputs(groups):
+        columns = np.concatenate([np.arange(features.shape[1])[groups[g]] for g in inputs])
+        c, losses = linear_fit.c_by_grouped_cv(x[:, columns], y, weight, people, balanced, FOLDS)
+        choices[inputs] = (columns, c, losses)
+    inputs = min(choices, key=lambda k: choices[k][2].get(choices[k][1], 0.0))  # the first where no CV ran
+    columns, c, losses = choices[inputs]
+    fitted = linear_fit.fit_pipeline(x[:, columns], y, weight, c, balanced)
+    chosen_scores, bias = linear_fit.linear_readout_of(fitted, n_classes).class_scores()
+    scores = np.zeros((len(chosen_scores), features.shape[1]))
+    scores[:, columns] = chosen_scores
+    scores = scores @ chart.T  # weights on ``features @ chart`` -> weights on ``features``
+    record = {"C": c, "inputs": list(inputs)}
+    record["chosen_by"] = f"log loss, {FOLDS}-fold CV grouped by person over the training people"
     record["cv_loss"] = {f"{grid_c:g}": round(loss, 6) for grid_c, loss in losses.items()}  # the choice's spread
+    record["cv_loss_by_inputs"] = {"+".join(k): round(v[2].get(v[1], float("nan")), 6) for k, v in choices.items()}
     record.update(windows=len(features), people=len(set(subjects)))
     return scores, bias, record
 
@@ -107,7 +133,7 @@ def fit_probe_head(model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfi
                 raise ConfigError("head_init: 'probe' fits the training windows; the training split has none")
             features, target = np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
             subjects = [s for p in parts for s in p[2]]
-            fitted = _fit(features, target, subjects, cfg, max(head.fc.out_features, 2))
+            fitted = _fit(features, target, subjects, cfg, max(head.fc.out_features, 2), head.probe_feature_groups())
         except ConfigError as err:
             fitted = str(err)
     fitted = dist.broadcast_object(fitted)  # every rank fails alike, none waits
@@ -117,10 +143,12 @@ def fit_probe_head(model: torch.nn.Module, loader: EEGLoader, cfg: FinetuneConfi
     if head.fc.out_features == 1:  # binary: one logit, the positive class's log-odds
         scores, bias = scores[1:] - scores[:1], bias[1:] - bias[:1]
     head.set_linear(torch.as_tensor(scores), torch.as_tensor(bias))
+    head.read_only(record["inputs"])
     log.info(
-        "probe head: logistic regression on %d training windows of %d people, C = %g (%s)",
+        "probe head: logistic regression on %d training windows of %d people, reading %s, C = %g (%s)",
         record["windows"],
         record["people"],
+        " + ".join(record["inputs"]),
         record["C"],
         record["chosen_by"],
     )
