@@ -132,12 +132,15 @@ def welch_band_features(signal: torch.Tensor, sfreq: float, channel_mask: torch.
     segments ``model.spectral_features`` averages; its powers up to one scale), then log relative
     powers (band over the bands' sum); zero on channels ``channel_mask`` marks absent."""
     with float32_region(signal.device):
-        parts, masks = _welch_segments(signal, sfreq, bands)
-        mean_power = parts.square().sum(dim=(2, 4))  # (B, C, bins): the segments' mean periodogram
-        absolute = torch.log(mean_power @ masks + 1e-6)
-        relative = absolute - torch.logsumexp(absolute, dim=-1, keepdim=True)
-        present = (channel_mask > 0.5).unsqueeze(-1).to(absolute.dtype)
-        return torch.cat([absolute, relative], dim=-1) * present
+        return _powers(*_welch_segments(signal, sfreq, bands), channel_mask)
+
+
+def _powers(parts: torch.Tensor, masks: torch.Tensor, channel_mask: torch.Tensor) -> torch.Tensor:
+    mean_power = parts.square().sum(dim=(2, 4))  # (B, C, bins): the segments' mean periodogram
+    absolute = torch.log(mean_power @ masks + 1e-6)
+    relative = absolute - torch.logsumexp(absolute, dim=-1, keepdim=True)
+    present = (channel_mask > 0.5).unsqueeze(-1).to(absolute.dtype)
+    return torch.cat([absolute, relative], dim=-1) * present
 
 
 def welch_band_covariances(signal: torch.Tensor, sfreq: float, bands=COVARIANCE_BANDS) -> torch.Tensor:
@@ -146,29 +149,35 @@ def welch_band_covariances(signal: torch.Tensor, sfreq: float, bands=COVARIANCE_
     band's bins): pyRiemann's ``CoSpectra`` averaged over a band, what the benchmark's covariance
     readout reads (``model.spectral_features.band_covariances``), up to one scale."""
     with float32_region(signal.device):
-        parts, _ = _welch_segments(signal, sfreq, bands)
-        segment = int(round(WELCH_SEGMENT_S * sfreq))
-        frequencies = [b * sfreq / segment for b in _welch_bins(segment, sfreq, bands)]
-        covariances = []
-        for low, high in bands:
-            kept = [i for i, f in enumerate(frequencies) if low <= f < high]  # contiguous
-            if not kept:
-                raise ValueError(f"bands: band {(low, high)} holds no {1 / WELCH_SEGMENT_S:g} Hz bin")
-            x = parts[:, :, :, kept[0] : kept[-1] + 1].flatten(2)  # Re X Re Y + Im X Im Y, summed
-            covariances.append((x @ x.transpose(-2, -1)) / len(kept))
-        return torch.stack(covariances, dim=1)
+        return _covariances(_welch_segments(signal, sfreq, bands)[0], sfreq, bands)
+
+
+def _covariances(parts: torch.Tensor, sfreq: float, bands) -> torch.Tensor:
+    segment = int(round(WELCH_SEGMENT_S * sfreq))
+    frequencies = [b * sfreq / segment for b in _welch_bins(segment, sfreq, bands)]
+    covariances = []
+    for low, high in bands:
+        kept = [i for i, f in enumerate(frequencies) if low <= f < high]  # contiguous
+        if not kept:
+            raise ValueError(f"bands: band {(low, high)} holds no {1 / WELCH_SEGMENT_S:g} Hz bin")
+        x = parts[:, :, :, kept[0] : kept[-1] + 1].flatten(2)  # Re X Re Y + Im X Im Y, summed
+        covariances.append((x @ x.transpose(-2, -1)) / len(kept))
+    return torch.stack(covariances, dim=1)
 
 
 def welch_tangent_features(signal: torch.Tensor, sfreq: float, channel_mask: torch.Tensor, bands=COVARIANCE_BANDS):
     """(B, C, T) -> (B, n_bands * C (C + 1) / 2): each band's shrunk co-spectral matrix
     (:func:`welch_band_covariances`, absent channels zeroed) in the log-Euclidean tangent space at
     the identity (``model.spd``: matrix products only, so it exports to ONNX). The benchmark's
-    log-Euclidean readout maps at the training windows' mean instead: a constant shift, which a
-    linear layer's bias absorbs."""
+    log-Euclidean readout maps at the training windows' mean instead
+    (``spectral_features.log_euclidean_chart``): a fixed linear map, up to a constant."""
     with float32_region(signal.device):
-        present = (channel_mask > 0.5).unsqueeze(-1).to(torch.float32)
-        covariances = welch_band_covariances(signal.float() * present, sfreq, bands)
-        return tangent_vectors(covariances).flatten(1)
+        parts, _ = _welch_segments(_present(signal, channel_mask), sfreq, bands)
+        return tangent_vectors(_covariances(parts, sfreq, bands)).flatten(1)
+
+
+def _present(signal: torch.Tensor, channel_mask: torch.Tensor) -> torch.Tensor:
+    return signal.float() * (channel_mask > 0.5).unsqueeze(-1).to(torch.float32)
 
 
 def head_spectral_width(n_chans: int, powers: bool, covariances: bool, bands=COVARIANCE_BANDS) -> int:
@@ -181,10 +190,12 @@ def head_spectral_features(
 ) -> torch.Tensor:
     """(B, C, T) -> (B, :func:`head_spectral_width`): what a task head reads beside the embedding
     (``model.heads.TaskHead``): each channel's Welch band powers with ``powers``, then each band's
-    tangent vector with ``covariances``."""
-    parts = []
-    if powers:
-        parts.append(welch_band_features(signal, sfreq, channel_mask).flatten(1))
-    if covariances:
-        parts.append(welch_tangent_features(signal, sfreq, channel_mask))
-    return torch.cat(parts, dim=-1)
+    tangent vector with ``covariances``; one set of Welch segments serves both."""
+    with float32_region(signal.device):
+        parts, masks = _welch_segments(_present(signal, channel_mask), sfreq, COVARIANCE_BANDS)
+        found = []
+        if powers:
+            found.append(_powers(parts, masks, channel_mask).flatten(1))
+        if covariances:
+            found.append(tangent_vectors(_covariances(parts, sfreq, COVARIANCE_BANDS)).flatten(1))
+        return torch.cat(found, dim=-1)
