@@ -1,8 +1,7 @@
 """Jobs side by side: the plan never gives more workers than threads, workers run in their own
 processes with their share of threads, their stopwatch parts reach the command's recording, an
 error or a dead worker reaches the caller with the job's name (no hang), leaving on an error kills
-the running jobs, a free worker takes the waiting job of lowest priority, and a worker ends with
-the command that started it, SIGKILL included."""
+the running jobs, and a worker ends with the command that started it, SIGKILL included."""
 
 from __future__ import annotations
 
@@ -28,12 +27,6 @@ def where_am_i(seconds: float) -> tuple[int, str]:
 
 def fail(message: str) -> None:
     raise ValueError(message)
-
-
-def started_at(seconds: float) -> float:
-    start = time.time()
-    time.sleep(seconds)
-    return start
 
 
 def die() -> None:
@@ -95,25 +88,6 @@ def test_a_job_error_and_a_dead_worker_reach_the_caller_with_the_job_named():
     with pytest.raises(RuntimeError, match="fine-tuning x seed 0: its worker process died"):
         with JobPool(Plan(2, 1)) as pool:
             pool.results([pool.submit(die, name="fine-tuning x seed 0")])
-
-
-def test_a_free_worker_takes_the_waiting_job_of_lowest_priority_first():
-    with JobPool(Plan(2, 1)) as pool:
-        busy = [pool.submit(started_at, 3.0, name=f"busy {i}") for i in range(2)]  # both workers
-        later = pool.submit(started_at, 0.0, name="independent", priority=1)
-        chained = pool.submit(started_at, 0.0, name="the next round", priority=-1)
-        first_busy, _, independent, next_round = pool.results([*busy, later, chained])
-    assert next_round < independent and next_round >= first_busy + 2.5  # waited for a free worker
-
-
-def test_jobs_waiting_for_a_worker_fail_with_a_dead_one_rather_than_hang():
-    started = time.perf_counter()
-    with pytest.raises(RuntimeError, match="its worker process died"), JobPool(Plan(2, 1)) as pool:
-        futures = [pool.submit(die, name="a dying job"), pool.submit(where_am_i, 2.0, name="beside it")]
-        futures += [pool.submit(where_am_i, 0.1, name=f"waiting {i}") for i in range(3)]
-        pool.results(futures)
-    assert time.perf_counter() - started < 30
-    assert all(f.done() for f in futures)
 
 
 def test_leaving_on_an_error_kills_the_running_jobs_at_once():

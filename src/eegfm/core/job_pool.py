@@ -7,10 +7,7 @@ pool's other thread). Two ``cpu-small`` fine-tuning runs started together on two
 fit on two threads (docs/performance.md): a benchmark's independent fits finish sooner side by side.
 
 - :func:`plan`: the workers and threads each for ``jobs`` jobs out of ``threads`` threads.
-- :class:`JobPool`: ``submit(fn, *args, priority=0)`` returns a future. Jobs wait in the command
-  until a worker is free, which takes the waiting job of lowest priority: a chain of jobs that
-  wait on each other (a search's rounds) submitted ahead of independent ones is not held up behind
-  them, and independent jobs fill the gaps between its rounds. The parts a job marks with
+- :class:`JobPool`: ``submit(fn, *args)`` returns a future. The parts a job marks with
   ``core.stopwatch`` reach the command's recording, as time side by side. A pool of one worker runs
   each job in this process when it is submitted: no process to start, the same threads as before,
   the same order of work, and a failing job's error raised by ``submit`` itself.
@@ -27,12 +24,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import heapq
-import itertools
 import logging
 import multiprocessing
 import os
-import threading
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -77,12 +71,6 @@ class JobPool:
         self.plan = plan
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
         self._before: set[int] = set()
-        # Jobs wait here, not in the executor's queue, until a worker is free, so a job submitted
-        # later with a lower ``priority`` still starts first; ``_idle`` wakes the pool's exit.
-        self._waiting: list[tuple[int, int, Callable[[], None]]] = []
-        self._running = 0
-        self._submitted = itertools.count()
-        self._idle = threading.Condition()
 
     def __enter__(self) -> JobPool:
         if self.plan.workers > 1:
@@ -100,67 +88,25 @@ class JobPool:
         if self._executor is None:
             return
         if kind is None:
-            with self._idle:
-                self._idle.wait_for(lambda: not self._waiting and not self._running)
             self._executor.shutdown(wait=True)
             return
-        with self._idle:
-            waiting, self._waiting = self._waiting, []
-        for *_, start in waiting:
-            start(cancel=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
         for child in multiprocessing.active_children():
             if child.pid not in self._before:  # this pool's workers only
                 child.kill()
                 child.join()
 
-    def submit(self, fn: Callable[..., Any], *args: Any, name: str, priority: int = 0) -> concurrent.futures.Future:
+    def submit(self, fn: Callable[..., Any], *args: Any, name: str) -> concurrent.futures.Future:
         """Run ``fn(*args)`` (a module-level function; its arguments and result picklable); the
-        future of its result. ``name``: what an error says the job was. A free worker takes the
-        waiting job of lowest ``priority`` first, then the first submitted."""
+        future of its result. ``name``: what an error says the job was."""
         future: concurrent.futures.Future = concurrent.futures.Future()
         if self._executor is None:  # its error raised here, at once: no later job runs, as before
             future.set_result(fn(*args))
             return future
         times = stopwatch.current()  # the callback runs on the executor's thread, outside this context
-
-        def start(cancel: bool = False) -> None:
-            if cancel:
-                future.cancel()
-                return
-            try:
-                job = self._executor.submit(_recorded, fn, args)
-            except (BrokenProcessPool, RuntimeError) as error:  # a worker died, or the pool is closing
-                self._finished(None, future, name, times, error)
-                return
-            job.add_done_callback(lambda done: self._finished(done, future, name, times))
-
-        with self._idle:
-            heapq.heappush(self._waiting, (priority, next(self._submitted), start))
-        self._start_waiting()
+        job = self._executor.submit(_recorded, fn, args)
+        job.add_done_callback(lambda done: _deliver(done, future, name, times))
         return future
-
-    def _start_waiting(self) -> None:
-        """Hand waiting jobs to the executor while a worker is free."""
-        while True:
-            with self._idle:
-                if not self._waiting or self._running >= self.plan.workers:
-                    return
-                *_, start = heapq.heappop(self._waiting)
-                self._running += 1
-            start()  # outside the lock: a job already done calls back on this thread
-
-    def _finished(self, done, future: concurrent.futures.Future, name: str, times, error=None) -> None:
-        """A job's end (``done``; ``error`` where it never started): a worker is free for the
-        next waiting job, then the outcome is delivered."""
-        with self._idle:
-            self._running -= 1
-            self._idle.notify_all()
-        self._start_waiting()  # before this result is read, so no worker idles meanwhile
-        if error is not None:
-            future.set_exception(_named(error, name))
-        else:
-            _deliver(done, future, name, times)
 
     def results(self, futures: list[concurrent.futures.Future]) -> list[Any]:
         """Each future's result, in order; the first job to fail raises its error as soon as it
@@ -182,20 +128,15 @@ def _deliver(done, future: concurrent.futures.Future, name: str, times: stopwatc
         future.cancel()
         return
     error = done.exception()
+    if isinstance(error, BrokenProcessPool):
+        error = RuntimeError(f"{name}: its worker process died ({error}); out of memory? try --workers 1")
     if error is not None:
-        future.set_exception(_named(error, name))
+        future.set_exception(error)
         return
     result, parts = done.result()
     if times is not None:
         times.add_overlapping(parts)
     future.set_result(result)
-
-
-def _named(error: BaseException, name: str) -> BaseException:
-    """A dead worker's error, naming the job it took down; any other error as the job raised it."""
-    if isinstance(error, BrokenProcessPool):
-        return RuntimeError(f"{name}: its worker process died ({error}); out of memory? try --workers 1")
-    return error
 
 
 def _recorded(fn: Callable[..., Any], args: tuple) -> tuple[Any, dict]:

@@ -8,8 +8,7 @@ group counts to its own group only, so the groups add up; :meth:`PartTimes.table
 each group with its items indented.
 
 Jobs run side by side in worker processes (``core.job_pool``) record their parts there; the command
-adds them with :meth:`PartTimes.add_overlapping` (:func:`add_from_thread` where a thread of the
-command submitted them under a recording of its own). Such a group's seconds overlap each other and the
+adds them with :meth:`PartTimes.add_overlapping`. Such a group's seconds overlap each other and the
 command's own parts (its wait for them, say), so the table marks it and leaves it out of the sum.
 """
 
@@ -130,15 +129,6 @@ def recording() -> Iterator[PartTimes]:
 def current() -> PartTimes | None:
     """The open recording of this context, or None."""
     return _CURRENT.get()
-
-
-def add_from_thread(parts: dict) -> None:
-    """Into the open recording, if any: what a thread beside the command recorded in a
-    :func:`recording` of its own (its :meth:`PartTimes.as_dict`): its jobs' groups, side by side;
-    its waits for them are left out, as the command's own parts cover that time."""
-    times = _CURRENT.get()
-    if times is not None:
-        times.add_overlapping({"parts": [found for found in parts["parts"] if found.get("side_by_side")]})
 
 
 @dataclasses.dataclass

@@ -206,24 +206,3 @@ def test_the_default_run_on_every_shared_subject(shared_data, tmp_path):
             assert report[f"eegfm.val.{metric}"]["mean"] > report[f"{baseline}.val.{metric}"]["mean"], metric
             if metric != "balanced_accuracy":
                 assert report[f"eegfm_ensemble.val.{metric}"]["mean"] > report[f"{baseline}.val.{metric}"]["mean"]
-
-
-def test_eegnet_trains_beside_pretraining_and_fine_tuning_in_a_pool_of_two(shared_data, tmp_path, monkeypatch):
-    """With two workers EEGNet's search starts with the run, ahead of the fine-tuning jobs, rather
-    than after them; its jobs' time is reported side by side and the parts still add up."""
-    monkeypatch.setenv("EEGFM_THREADS", "2")
-    data = eegmat_subset(shared_data, tmp_path / "recordings")
-    output = tmp_path / "out"
-    argv = ["eegmat", "--data", str(data), "--output", str(output), "--config", "cpu-tiny", "--seeds", "0"]
-    argv += ["--methods", "eegfm", "--baselines", "class_prior", "eegnet", "--pretrain_steps", "200"]
-    argv += ["--eegnet_max_epochs", "2", "--finetune_set", "epochs=1", "--pretrain_set", "val_fraction=0"]
-    assert main(argv) == 0
-    fitted = (output / "baselines" / "eegnet-seed0.pt").stat().st_mtime
-    fine_tuned = (output / "runs" / "eegfm" / "corpus" / "seed0" / "run.json").stat().st_mtime
-    assert fitted < fine_tuned  # one after the other, EEGNet would start once every run had ended
-    report = json.loads((output / "benchmark.json").read_text())
-    assert "eegnet.val.auroc" in report and "eegfm_model.val.auroc" in report
-    timing = json.loads((output / "timing.json").read_text())
-    parts = {part["part"]: part for part in timing["parts"]}
-    assert parts["EEGNet"]["side_by_side"] and parts["fine-tuning"]["side_by_side"]
-    assert sum(p["seconds"] for p in timing["parts"] if not p.get("side_by_side")) <= timing["total_s"] + 0.5

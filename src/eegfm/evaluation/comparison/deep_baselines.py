@@ -188,10 +188,9 @@ def load_inputs(path: Path) -> tuple[Data, Data]:
 
 
 def _train(trainings: list[Training], inputs: Path, part: str, pool: JobPool, last_epoch: int = 1 << 30):
-    """Each of ``trainings`` taken on to ``last_epoch`` (or its end), side by side in ``pool``,
-    ahead of the pool's other waiting jobs: the search's next round waits on these."""
+    """Each of ``trainings`` taken on to ``last_epoch`` (or its end), side by side in ``pool``."""
     jobs = [
-        pool.submit(train_until, t, inputs, last_epoch, part, name=f"EEGNet {t.settings} seed {t.seed}", priority=-1)
+        pool.submit(train_until, t, inputs, last_epoch, part, name=f"EEGNet {t.settings} seed {t.seed}")
         for t in trainings
     ]
     return pool.results(jobs)

@@ -8,7 +8,6 @@ from windows to report.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -130,17 +129,6 @@ def score_row(fitted: Fitted, parts: PartProbabilities, splits: Sequence[str]) -
     return results, intervals
 
 
-def _fit_eegnets(context: Context) -> dict:
-    """On a thread beside the fine-tuning runs: EEGNet's fits (``Context.eegnets``, its jobs in the
-    same pool ahead of theirs, ``deep_baselines``), and the parts its jobs recorded. EEGNet's
-    search is a chain of rounds, each waiting on the last; started with the run, its rounds and
-    the fine-tuning runs keep both workers busy, where one after the other left one idle at the
-    end of each (a 60-person run: 10 min of fine-tuning, then 12 min 48 s of EEGNet)."""
-    with stopwatch.recording() as times:
-        context.eegnets  # noqa: B018 (cached for the rows)
-    return times.as_dict()
-
-
 def selected_rows(options: BenchmarkOptions, reports: dict[str, Any]) -> list[str]:
     """The rows this run reports, in report order: the chosen baselines, the derived rows whose
     inputs ran, then each fine-tuning method's network row."""
@@ -194,21 +182,14 @@ def evaluate(
     threads = pool_threads().count
     parts = PartProbabilities(windows, len(suite.classes))
     choose = choice.with_people(lambda run: _validation_probabilities(run, parts), parts.held("dev"), parts.n_classes)
-    # Leaving the pool on an error kills its jobs first, so the thread fitting EEGNet beside the
-    # fine-tuning ends at once rather than after its search.
-    with concurrent.futures.ThreadPoolExecutor(1) as beside, JobPool(plan(threads, threads, options.workers)) as pool:
-        context = Context(windows, suite.classes, output, options.seeds, window_seconds, {}, options.eegnet_max_epochs)
-        context.pool = pool
-        eegnets = None
-        if "eegnet" in options.baselines and pool.plan.workers > 1:
-            eegnets = beside.submit(_fit_eegnets, context)
+    with JobPool(plan(threads, threads, options.workers)) as pool:
         folds = {"corpus": {"corpus_split": True}}
-        context.reports = run_methods(
+        reports = run_methods(
             data, output, options.methods, options.seeds, opts, folds, [data], ALTERNATIVES, pool, choose
         )
-        reports = context.reports
-        if eegnets is not None:
-            stopwatch.add_from_thread(eegnets.result())
+        context = Context(
+            windows, suite.classes, output, options.seeds, window_seconds, reports, options.eegnet_max_epochs, pool
+        )
         results, intervals, fitted = {}, {}, {}
         for name in selected_rows(options, reports):
             log.info("benchmark: row %s", name)
