@@ -1,7 +1,12 @@
-"""Band quantities of a window, in torch, from one Hann-windowed FFT of the whole window: log band
-powers (the pretraining summary objective's targets and the spectral readout's inputs,
-``model.readout``) and each band's spatial covariance (the covariance branch's input,
-``model.covariance_branch``); every one a function of each window alone."""
+"""Band quantities of a window, in torch; every one a function of each window alone.
+
+- From one Hann-windowed FFT of the whole window: log band powers (the pretraining summary
+  objective's targets and the spectral readout's inputs, ``model.readout``) and each band's
+  spatial covariance (the covariance branch's input, ``model.covariance_branch``).
+- By Welch's method (2 s Hann segments, as the benchmark's features, ``model.spectral_features``):
+  each channel's band powers and each band's co-spectral matrix as a tangent vector, what a task
+  head reads beside the embedding (:func:`head_spectral_features`, ``model.heads``). Strided
+  convolutions and matrix products, so an ONNX export keeps the window length dynamic."""
 
 from __future__ import annotations
 

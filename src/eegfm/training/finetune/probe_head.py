@@ -2,10 +2,14 @@
 frozen encoder's embedding of every training window, written into the head's linear layers.
 
 The head is ``LayerNorm -> dropout -> Linear`` on the pooled embedding, plus a Linear on each
-channel's band powers with ``head_band_powers`` (``model.heads.TaskHead``); with the new head's
-LayerNorm at identity, a regression fitted on what those layers read (``probe_features``;
-``model.linear_fit``: standardized, L-BFGS, class-balanced where the run weights classes) is the
-head, the standardization folded into its weights.
+channel's band powers (``head_band_powers``) and each band's covariance tangent vector
+(``head_covariances``; ``model.heads.TaskHead``); with the new head's LayerNorm at identity, a
+regression fitted on what those layers read (``probe_features``; ``model.linear_fit``:
+standardized, L-BFGS, class-balanced where the run weights classes) is the head, the
+standardization folded into its weights. The covariances are fitted in the log-Euclidean
+coordinates of the benchmark's covariance readout (``spectral_features.log_euclidean_chart``, a
+linear map folded back too), and read only where the cross-validation below prefers the head with
+them to the head without; inputs left out are gated off (``TaskHead.read_only``).
 
 Why: gradient steps on the head alone reached 0.876 validation AUROC on eegmat, where a logistic
 regression on the same frozen embedding reaches 0.945 (docs/model-quality.md): a probe trained by
@@ -14,9 +18,10 @@ before its first step (``finetune.loop``): in ``linear`` mode the fit is the pro
 ends there; in ``full`` mode fine-tuning starts from the probe's answer instead of a random one
 (linear probing, then fine-tuning), and early stopping can keep the starting weights.
 
-``C`` is chosen by cross-validation grouped by person over the training people (log loss), not on
-the validation people: they choose when to stop, and a handful of them are noise for a second
-choice. The fit runs on rank 0 and its weights are broadcast; every rank embeds its shard.
+``C`` (and whether to read the covariances) is chosen by cross-validation grouped by person over
+the training people (log loss), not on the validation people: they choose when to stop, and a
+handful of them are noise for a second choice. The fit runs on rank 0 and its weights are
+broadcast; every rank embeds its shard.
 """
 
 from __future__ import annotations
