@@ -7,7 +7,12 @@ import mne
 import numpy as np
 import torch
 
-from eegfm.model.band_powers import welch_band_covariances, welch_band_features, welch_tangent_features
+from eegfm.model.band_powers import (
+    head_spectral_features,
+    welch_band_covariances,
+    welch_band_features,
+    welch_tangent_features,
+)
 from eegfm.model.spd import shrink, tangent_vectors
 from eegfm.model.spectral_features import (
     BANDS,
@@ -75,6 +80,10 @@ def test_an_absent_channel_sits_at_the_floor_and_moves_nothing_else(shared_data)
     noisy = eeg.clone()
     noisy[1, 7] = 1e4 * torch.randn(eeg.shape[-1])  # an absent channel's samples are never read
     torch.testing.assert_close(welch_tangent_features(noisy, 256.0, mask), welch_tangent_features(eeg, 256.0, mask))
+    noisy[1, 7, ::3] = float("nan")
+    both = head_spectral_features(noisy, 256.0, mask, powers=True, covariances=True)
+    assert torch.isfinite(both).all()
+    torch.testing.assert_close(both, head_spectral_features(eeg, 256.0, mask, powers=True, covariances=True))
 
 
 def test_the_log_euclidean_chart_turns_tangent_vectors_at_the_identity_into_the_readouts(shared_data):

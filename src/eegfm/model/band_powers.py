@@ -182,7 +182,8 @@ def welch_tangent_features(signal: torch.Tensor, sfreq: float, channel_mask: tor
 
 
 def _present(signal: torch.Tensor, channel_mask: torch.Tensor) -> torch.Tensor:
-    return signal.float() * (channel_mask > 0.5).unsqueeze(-1).to(torch.float32)
+    """The signal with absent channels zeroed, whatever they hold (NaN included)."""
+    return torch.where((channel_mask > 0.5).unsqueeze(-1), signal.float(), 0.0)
 
 
 def head_spectral_width(n_chans: int, powers: bool, covariances: bool, bands=COVARIANCE_BANDS) -> int:
