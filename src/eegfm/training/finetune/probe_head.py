@@ -91,12 +91,14 @@ def _fit(features, target, subjects: list[str], cfg: FinetuneConfig, n_classes: 
     """The fitted head's (weight [K, D], bias [K]) and its record: for each candidate set of inputs
     (:func:`_candidate_inputs`) the C of lowest grouped-CV loss, and the set of lowest loss; the
     inputs left out get zero weights."""
-    chart = np.eye(features.shape[1])
+    design, chart = features, None
     if "covariances" in groups:  # fitted in the covariance readout's coordinates, mapped back below
         covariances = groups["covariances"]
-        chart[covariances, covariances] = log_euclidean_chart(features[:, covariances])
+        chart = log_euclidean_chart(features[:, covariances])
+        design = features.copy()
+        design[:, covariances] = features[:, covariances] @ chart
     distributions = _distributions(target, cfg, n_classes)
-    x, y, weight, people = linear_fit.soft_rows(features @ chart, distributions, np.asarray(subjects))
+    x, y, weight, people = linear_fit.soft_rows(design, distributions, np.asarray(subjects))
     if len(set(y.tolist())) < 2:
         raise ConfigError(
             f"head_init: 'probe' fits a logistic regression on the training windows; they carry "
@@ -114,7 +116,8 @@ def _fit(features, target, subjects: list[str], cfg: FinetuneConfig, n_classes: 
     chosen_scores, bias = linear_fit.linear_readout_of(fitted, n_classes).class_scores()
     scores = np.zeros((len(chosen_scores), features.shape[1]))
     scores[:, columns] = chosen_scores
-    scores = scores @ chart.T  # weights on ``features @ chart`` -> weights on ``features``
+    if chart is not None:  # weights on the chart's coordinates -> weights on ``features``
+        scores[:, covariances] = scores[:, covariances] @ chart.T
     record = {"C": c, "inputs": list(inputs)}
     record["chosen_by"] = f"log loss, {FOLDS}-fold CV grouped by person over the training people"
     record["cv_loss"] = {f"{grid_c:g}": round(loss, 6) for grid_c, loss in losses.items()}  # the choice's spread
