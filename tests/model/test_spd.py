@@ -1,6 +1,7 @@
-"""The matrix-product SPD functions (``model.spd``): the logarithm against an eigendecomposition and
-scipy on real EEG covariances and on condition numbers up to 1e4, its gradients, its iteration
-counts, shrinkage and the tangent vector."""
+"""The SPD functions (``model.spd``): the logarithm, by matrix products and by the eigendecomposition
+it takes without a gradient, against float64 eigenvalues and scipy on real EEG covariances and on
+condition numbers up to 1e4, the products' gradients and iteration counts, shrinkage and the
+tangent vector."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from eegfm.model.spd import (
     LOG_TERMS,
     SQRT_ITERATIONS,
     log_spd,
+    log_spd_by_products,
     shrink,
     tangent_vectors,
     upper_triangle,
@@ -40,8 +42,12 @@ def random_spd(n: int, condition: float, scale: float = 1.0, seed: int = 0, batc
     return (rotations * values) @ rotations.transpose(-2, -1)
 
 
+LOGARITHMS = pytest.mark.parametrize("logarithm", [log_spd_by_products, log_spd], ids=["products", "eigh"])
+
+
+@LOGARITHMS
 @pytest.mark.parametrize("alpha", [0.01, 0.002], ids=["readout-shrinkage", "condition-1e4"])
-def test_the_logarithm_of_real_eeg_band_covariances_matches_eigh_and_scipy(eegmat_rest_10s, alpha):
+def test_the_logarithm_of_real_eeg_band_covariances_matches_eigh_and_scipy(eegmat_rest_10s, alpha, logarithm):
     """Subject 00's 10 s windows at rest: every band's 19 x 19 covariance, shrunk (unshrunk they are
     singular: eegmat's montage has a common reference), in float32 as the model computes it."""
     covariances = shrink(band_covariances(eegmat_rest_10s[:6] / 100.0, 256.0).double(), alpha)
@@ -49,17 +55,30 @@ def test_the_logarithm_of_real_eeg_band_covariances_matches_eigh_and_scipy(eegma
     conditions = values[..., -1] / values[..., 0]
     assert conditions.max() > (1e3 if alpha == 0.01 else 5e3)  # the hard cases are there
     reference = eigh_log(covariances)
-    assert relative_errors(log_spd(covariances.float()), reference).max() < 1e-4
+    assert relative_errors(logarithm(covariances.float()), reference).max() < 1e-4
     np.testing.assert_allclose(scipy.linalg.logm(covariances[0, 0].numpy()), reference[0, 0].numpy(), atol=1e-9)
 
 
+@LOGARITHMS
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_condition_numbers_up_to_1e4_at_any_scale_and_batched(dtype):
+def test_condition_numbers_up_to_1e4_at_any_scale_and_batched(dtype, logarithm):
     for scale in (1e-6, 1.0, 1e4):
         matrices = random_spd(16, 1e4, scale).reshape(2, 2, 16, 16)  # (B, bands, F, F)
-        logarithm = log_spd(matrices.to(dtype))
-        assert logarithm.shape == (2, 2, 16, 16) and logarithm.dtype == dtype
-        assert relative_errors(logarithm, eigh_log(matrices)).max() < (1e-4 if dtype == torch.float32 else 1e-6)
+        found = logarithm(matrices.to(dtype))
+        assert found.shape == (2, 2, 16, 16) and found.dtype == dtype
+        assert relative_errors(found, eigh_log(matrices)).max() < (1e-4 if dtype == torch.float32 else 1e-6)
+
+
+def test_without_a_gradient_the_logarithm_is_the_eigendecomposition_s_and_agrees_with_the_products(eegmat_rest_10s):
+    """The head's inputs take the eigendecomposition; a gradient, or an exporter, the products: the
+    two within the products' 1e-5 on real EEG, and exactly the products' where a gradient is asked."""
+    covariances = shrink(band_covariances(eegmat_rest_10s[:6] / 100.0, 256.0)).float()
+    eager, products = log_spd(covariances), log_spd_by_products(covariances)
+    reference = eigh_log(covariances)
+    assert not torch.equal(eager, products) and relative_errors(eager, reference).max() < 1e-5
+    assert relative_errors(products, eager.double()).max() < 2e-5
+    traced = log_spd(covariances.clone().requires_grad_(True)).detach()
+    assert torch.equal(traced, products)
 
 
 def test_every_eigenvalue_down_to_the_floor_converges():
@@ -67,11 +86,12 @@ def test_every_eigenvalue_down_to_the_floor_converges():
     and series terms must reach every eigenvalue the shrinkage allows, relative to the Frobenius norm."""
     values = torch.logspace(math.log10(EIGENVALUE_FLOOR), 0, 40, dtype=torch.float64)
     matrix = torch.diag(values / values.square().sum().sqrt())
-    errors = (log_spd(matrix).diagonal() - matrix.diagonal().log()).abs()
+    errors = (log_spd_by_products(matrix).diagonal() - matrix.diagonal().log()).abs()
     assert errors.max() < 1e-5
     # one square root fewer, or half the terms, is not enough at the floor
-    assert (log_spd(matrix, SQRT_ITERATIONS[:-1], LOG_TERMS).diagonal() - matrix.diagonal().log()).abs().max() > 1e-5
-    assert (log_spd(matrix, terms=3).diagonal() - matrix.diagonal().log()).abs().max() > 1e-5
+    fewer = log_spd_by_products(matrix, SQRT_ITERATIONS[:-1], LOG_TERMS)
+    assert (fewer.diagonal() - matrix.diagonal().log()).abs().max() > 1e-5
+    assert (log_spd_by_products(matrix, terms=3).diagonal() - matrix.diagonal().log()).abs().max() > 1e-5
 
 
 def test_shrinkage_keeps_the_smallest_eigenvalue_above_the_floor():

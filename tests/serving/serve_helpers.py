@@ -35,11 +35,17 @@ class Running:
     server: object = None  # the GracefulServer of an in-process server
 
     def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None, timeout=120):
-        """(status, parsed JSON body or text, headers) of one request on a new connection."""
+        """(status, parsed JSON body or text, headers) of one request on a new connection. A server
+        may answer before reading a large body (401, 413) and close: the answer is read as a
+        careful client (curl) reads it, not lost to the broken pipe of the rest of the upload."""
         connection = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
+            try:
+                connection.request(method, path, body=body, headers=headers or {})
+                response = connection.getresponse()
+            except (BrokenPipeError, ConnectionResetError):
+                response = http.client.HTTPResponse(connection.sock, method=method)
+                response.begin()
             data = response.read()
             kind = response.getheader("Content-Type", "")
             parsed = json.loads(data) if kind.startswith("application/json") else data.decode(errors="replace")

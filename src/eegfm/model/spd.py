@@ -1,15 +1,23 @@
 """Symmetric positive-definite (SPD) matrices in torch: shrinkage, the matrix logarithm and the
-tangent vector, batched over any leading dimensions and built from matrix products alone.
+tangent vector, batched over any leading dimensions, exportable to ONNX.
 
 Why matrix products: the model is served through ONNX Runtime, and ONNX has no eigendecomposition
-(``torch.linalg.eigh``), inverse or matrix-function op. :func:`log_spd` is the inverse scaling and
-squaring method::
+(``torch.linalg.eigh``), inverse or matrix-function op. :func:`log_spd_by_products` is the inverse
+scaling and squaring method::
 
     A = s * N                          s = ||A||_F, so N's eigenvalues lie in (0, 1]
     N^(1/2^k)                          k square roots, each by the coupled Newton-Schulz iteration
                                            T = (3I - Z Y) / 2,  Y <- Y T,  Z <- T Z
                                        (Y -> N^(1/2), Z -> N^(-1/2); products only, and stable)
     log A = log(s) I + 2^k log(I + X),  X = N^(1/2^k) - I, by a truncated Taylor series
+
+Where no gradient is asked for and no exporter is tracing (the head's spectral inputs, computed
+from the window alone, in training, evaluation and PyTorch serving), :func:`log_spd` takes the
+eigendecomposition instead: exact to float32, and about 5x faster on one thread for a batch of 32
+windows' 5 bands of 19 channels (``python benchmarks/spd_log.py``, docs/performance.md). Through
+an eigendecomposition the gradient of nearly equal eigenvalues is unstable, so a branch trained end
+to end (``model.covariance_branch``) keeps the products. The two agree within 2e-5, relative
+(tests/model/test_spd.py).
 
 Every iterate is a polynomial in ``A``, so each eigenvalue follows the scalar recurrence on its
 own: the iteration counts below are those that take the smallest eigenvalue the shrinkage allows
@@ -88,12 +96,23 @@ def log_near_identity(matrices: torch.Tensor, terms: int = LOG_TERMS) -> torch.T
     return x @ series
 
 
-def log_spd(
+def log_spd(matrices: torch.Tensor) -> torch.Tensor:
+    """(..., n, n) SPD -> its matrix logarithm (..., n, n), symmetric: by the eigendecomposition
+    where no gradient is asked for and no exporter is tracing, else by :func:`log_spd_by_products`
+    (module docstring: why both)."""
+    if matrices.requires_grad or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
+        return log_spd_by_products(matrices)
+    eigenvalues, vectors = torch.linalg.eigh(matrices)
+    return (vectors * eigenvalues.clamp_min(_ABSOLUTE_FLOOR).log().unsqueeze(-2)) @ vectors.transpose(-2, -1)
+
+
+def log_spd_by_products(
     matrices: torch.Tensor, sqrt_iterations: tuple[int, ...] = SQRT_ITERATIONS, terms: int = LOG_TERMS
 ) -> torch.Tensor:
     """(..., n, n) SPD -> its matrix logarithm (..., n, n), symmetric, differentiable and exportable
-    to ONNX (module docstring). Accurate for eigenvalues down to :data:`EIGENVALUE_FLOOR` of the
-    Frobenius norm, which :func:`shrink` guarantees; compute in float32 or float64."""
+    to ONNX: matrix products alone (module docstring). Accurate for eigenvalues down to
+    :data:`EIGENVALUE_FLOOR` of the Frobenius norm, which :func:`shrink` guarantees; compute in
+    float32 or float64."""
     norm = matrices.square().sum(dim=(-2, -1)).sqrt()
     roots = matrices / norm[..., None, None]
     for iterations in sqrt_iterations:

@@ -33,7 +33,15 @@ from eegfm.evaluation.comparison.folder import (
 from eegfm.evaluation.comparison.labeled import metrics_of
 from eegfm.evaluation.comparison.options import BenchmarkOptions
 from eegfm.evaluation.comparison.preprocessing import ENCODER_RECORDINGS, pretraining_recordings
-from eegfm.evaluation.comparison.runs import RecipeOptions, run_methods
+from eegfm.evaluation.comparison.runs import (
+    METHODS,
+    PROBE_HEAD,
+    RecipeOptions,
+    finetune,
+    pretrain_folder,
+    run_methods,
+    seeds_note,
+)
 from eegfm.serving.predict import main as predict_main
 from eegfm.training.data import scan_windows
 from tests.evaluation.comparison.test_eegmat import loader_batches, place, tiny_data
@@ -395,3 +403,38 @@ def test_fine_tuning_runs_side_by_side_in_worker_processes(tiny_run, tmp_path):
         assert (tmp_path / "runs" / method / "corpus" / "seed0" / "model" / "config.json").is_file()
     assert "fine-tuning" in times.overlapping
     assert {item for group, item in times.items if group == "fine-tuning"} == {"eegfm", "linear_probe"}
+
+
+def test_a_linear_probe_runs_once_for_every_seed_and_another_seed_saves_the_same_model(tiny_run, tmp_path):
+    """A linear probe with a fitted head (mode linear, head_init probe) reads no seed: ``run_methods``
+    runs its first seed and reports that run for every seed, and says so; the premise checked: the
+    same run with another seed saves the same bytes."""
+    output, _ = tiny_run
+    task = json.loads((output / "benchmark.json").read_text())["run"]["classes"]
+    opts = RecipeOptions(
+        config="cpu-tiny",
+        task="binary",
+        pretrain_steps=4,
+        record_task=RECORD_TASK,
+        finetune_set=("epochs=1",),
+        pretrain_set=("val_fraction=0",),
+        finetune_defaults=(("model_overrides.id2label", dict(enumerate(task))),),
+        eegfm_settings=PROBE_HEAD,
+    )
+    data, split = str(output / "data"), {"corpus_split": True}
+    with stopwatch.recording() as times:
+        found = run_methods(data, tmp_path, ["linear_probe", "eegfm"], [0, 1], opts, {"corpus": split}, [data])
+    first, second = found["linear_probe"]["corpus"]
+    assert first == second and Path(first["run"]).name == "seed0"
+    assert not (tmp_path / "runs" / "linear_probe" / "corpus" / "seed1").exists()
+    assert [Path(r["run"]).name for r in found["eegfm"]["corpus"]] == ["seed0", "seed1"]  # full fine-tuning draws
+    assert times.items["fine-tuning", "linear_probe"].calls == 1
+    assert "linear_probe: one run serves every seed" in seeds_note(["eegfm", "linear_probe"], opts, [0, 1])
+    assert seeds_note(["linear_probe"], dataclasses.replace(opts, eegfm_settings=()), [0, 1]) is None  # SGD head
+
+    own = finetune(
+        data, pretrain_folder(tmp_path) / "model", tmp_path / "seed1", METHODS["linear_probe"], 1, opts, split
+    )
+    assert own["val"] == first["val"]
+    saved = [(run / "model" / "model.safetensors").read_bytes() for run in (Path(first["run"]), tmp_path / "seed1")]
+    assert saved[0] == saved[1]

@@ -25,7 +25,7 @@ from eegfm.evaluation.comparison.export import export_row
 from eegfm.evaluation.comparison.options import BenchmarkOptions
 from eegfm.evaluation.comparison.row_fits import Context, Fitted
 from eegfm.evaluation.comparison.rows import ALTERNATIVES, NETWORK_ROW, ROWS
-from eegfm.evaluation.comparison.runs import PROBE_HEAD, RecipeOptions, reference_note, run_methods, validation_score
+from eegfm.evaluation.comparison.runs import PROBE_HEAD, RecipeOptions, run_methods, seeds_note, validation_score
 from eegfm.evaluation.comparison.windows import WindowSet, load_windows
 from eegfm.metrics.classification import classification_metrics
 from eegfm.model.fused import FusedModel, Part, fuse, network_probabilities
@@ -198,7 +198,7 @@ def evaluate(
                 results[name], intervals[name] = score_row(fitted[name], parts, splits)
     chosen = {f"{name}.chosen": f.chosen for name, f in fitted.items() if f.chosen is not None}
     run = {"suite": suite.name, "seeds": list(options.seeds), "config": options.config, "windows": counts}
-    if note := reference_note(list(reports), opts, options.seeds):
+    if note := seeds_note(list(reports), opts, options.seeds):
         split_notes.append(note)
     flat = report.flat_results(results)
     flat.update({f"{name}.{key}": ci for name, found in intervals.items() for key, ci in found.items()})

@@ -282,13 +282,18 @@ def stack(
     return json.loads(report.read_text(encoding="utf-8"))
 
 
-def reference_note(methods: Sequence[str], opts: RecipeOptions, seeds: Sequence[int]) -> str | None:
-    """What a report says of the reference rows among ``methods`` (their seeds), or None."""
-    references = [m for m in methods if m in METHODS and METHODS[m].reference]
-    if not references:
-        return None
-    chosen = " ".join(map(str, opts.seeds_of(METHODS[references[0]], seeds)))
-    return f"{', '.join(references)}: seeds {chosen} (--reference_seeds); the other rows: {' '.join(map(str, seeds))}"
+def seeds_note(methods: Sequence[str], opts: RecipeOptions, seeds: Sequence[int]) -> str | None:
+    """What a report says of the seeds of ``methods``: the reference rows' (``--reference_seeds``)
+    and the rows one run serves (:func:`seed_free`), or None."""
+    notes = []
+    if references := [m for m in methods if m in METHODS and METHODS[m].reference]:
+        chosen = " ".join(map(str, opts.seeds_of(METHODS[references[0]], seeds)))
+        others = " ".join(map(str, seeds))
+        notes.append(f"{', '.join(references)}: seeds {chosen} (--reference_seeds); the other rows: {others}")
+    free = [m for m in methods if m in METHODS and seed_free(METHODS[m], opts, {})]
+    if free and len(seeds) > 1:
+        notes.append(f"{', '.join(free)}: one run serves every seed (a convex fit of the frozen encoder)")
+    return "; ".join(notes) or None
 
 
 # The validation metrics a choice between fine-tuning recipes reads (higher is better; their mean).
@@ -358,19 +363,40 @@ def run_methods(
         for method in chosen
         if seed in opts.seeds_of(method, seeds)
     ]
-    for job in order:
-        submit(*job)
+    ran = {(m.name, seed, fold): _run_seed(m, seed, opts, seeds, split) for m, seed, fold, split in order}
+    for method, seed, fold, split in order:
+        if ran[method.name, seed, fold] == seed:
+            submit(method, seed, fold, split)
     done = dict(zip(jobs, pool.results(list(jobs.values())), strict=True))
     reports: dict[str, dict[str, list[dict[str, Any]]]] = {m.name: {fold: [] for fold in folds} for m in chosen}
     for method, seed, fold, split in order:
-        folder = output / "runs" / method.name / fold / f"seed{seed}"
+        run_seed = ran[method.name, seed, fold]
+        folder = output / "runs" / method.name / fold / f"seed{run_seed}"
         if method.members:
             runs = [output / "runs" / name / fold / f"seed{seed}" for name in method.members]
             found = stack(data, runs, folder, method, seed, opts, split)
         else:
-            found = done[method.name, seed, fold]
+            found = done[method.name, run_seed, fold]
         reports[method.name][fold].append({**found, "run": str(folder)})
     return choose_runs(reports, alternatives, asked, choose)
+
+
+def seed_free(method: Method, opts: RecipeOptions, split: Mapping[str, Any]) -> bool:
+    """Whether ``method``'s run is the same whatever its seed: a linear probe (``mode: linear``,
+    ``head_init: probe``) of a pretrained encoder on every training subject is a convex fit of the
+    frozen encoder's features of the training split read once in file order, then temperature
+    scaling and evaluation; no step draws from the seed (its seeds' runs on eegmat and on the
+    group study saved the same bytes)."""
+    if not method.pretrained or method.members:
+        return False
+    cfg = opts.finetune_config(0, split, method)
+    return cfg.mode == "linear" and cfg.head_init == "probe" and cfg.train_subject_fraction >= 1
+
+
+def _run_seed(method: Method, seed: int, opts: RecipeOptions, seeds: Sequence[int], split: Mapping[str, Any]) -> int:
+    """The seed whose run serves ``method``'s ``seed``: its own, or for a :func:`seed_free` method
+    the first seed the method runs (one run instead of one a seed)."""
+    return opts.seeds_of(method, seeds)[0] if seed_free(method, opts, split) else seed
 
 
 def _encoder(method: Method, encoders: Mapping[str, Path], output: Path, opts: RecipeOptions, seed: int):

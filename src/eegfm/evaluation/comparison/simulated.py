@@ -30,7 +30,7 @@ from eegfm.evaluation.comparison.options import BenchmarkOptions, SimulatedOptio
 from eegfm.evaluation.comparison.preprocessing import benchmark_key, run_pipeline
 from eegfm.evaluation.comparison.row_fits import Context
 from eegfm.evaluation.comparison.rows import NETWORK_ROW, ROWS
-from eegfm.evaluation.comparison.runs import METHODS, RecipeOptions, reference_note, run_methods
+from eegfm.evaluation.comparison.runs import METHODS, RecipeOptions, run_methods, seeds_note
 from eegfm.evaluation.comparison.windows import WindowSet, load_windows
 from eegfm.model.fused import FusedModel, Part
 from eegfm.pipelines.job.process_io import PreprocessConfig
@@ -198,7 +198,7 @@ def _report(output, options, corpus, sites, results, per_fold, reports, rows, op
         "kl_vs_baseline: KL over the class prior's KL on the same held-out site (lower is better)",
         "eegfm_model is eegfm's network alone, as in every suite (no readout is fitted here)",
     ]
-    notes += [note] if (note := reference_note(options.methods, opts, options.seeds)) else []
+    notes += [note] if (note := seeds_note(options.methods, opts, options.seeds)) else []
     selective = selective_means(reports, sites)
     text = report.markdown("simulated: six-class leave-one-site-out", flat, rows, METRICS, notes)
     text += "\n".join(selective_markdown(selective)) + "\n"
