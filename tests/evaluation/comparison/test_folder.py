@@ -378,12 +378,10 @@ def test_a_validation_or_test_recording_the_shared_encoder_read_is_refused(share
     assert note.startswith("--shared_encoder:") and "could not be checked" in note
 
 
-def test_fine_tuning_runs_side_by_side_in_worker_processes(tiny_run, tmp_path):
-    """The runs of ``run_methods`` in a pool of two workers: each run's report, its parts timed as
-    side by side; the same folders and reports a run in this process makes."""
-    output, _ = tiny_run
+def tiny_recipe(output: Path) -> RecipeOptions:
+    """The tiny run's recipe (cpu-tiny, one epoch) for fine-tuning runs on its data folder."""
     task = json.loads((output / "benchmark.json").read_text())["run"]["classes"]
-    opts = RecipeOptions(
+    return RecipeOptions(
         config="cpu-tiny",
         task="binary",
         pretrain_steps=4,
@@ -392,6 +390,13 @@ def test_fine_tuning_runs_side_by_side_in_worker_processes(tiny_run, tmp_path):
         pretrain_set=("val_fraction=0",),
         finetune_defaults=(("model_overrides.id2label", dict(enumerate(task))),),
     )
+
+
+def test_fine_tuning_runs_side_by_side_in_worker_processes(tiny_run, tmp_path):
+    """The runs of ``run_methods`` in a pool of two workers: each run's report, its parts timed as
+    side by side; the same folders and reports a run in this process makes."""
+    output, _ = tiny_run
+    opts = tiny_recipe(output)
     data = str(output / "data")
     with stopwatch.recording() as times, JobPool(Plan(2, 1)) as pool:
         found = run_methods(
@@ -410,17 +415,7 @@ def test_a_linear_probe_runs_once_for_every_seed_and_another_seed_saves_the_same
     runs its first seed and reports that run for every seed, and says so; the premise checked: the
     same run with another seed saves the same bytes."""
     output, _ = tiny_run
-    task = json.loads((output / "benchmark.json").read_text())["run"]["classes"]
-    opts = RecipeOptions(
-        config="cpu-tiny",
-        task="binary",
-        pretrain_steps=4,
-        record_task=RECORD_TASK,
-        finetune_set=("epochs=1",),
-        pretrain_set=("val_fraction=0",),
-        finetune_defaults=(("model_overrides.id2label", dict(enumerate(task))),),
-        eegfm_settings=PROBE_HEAD,
-    )
+    opts = dataclasses.replace(tiny_recipe(output), eegfm_settings=PROBE_HEAD)
     data, split = str(output / "data"), {"corpus_split": True}
     with stopwatch.recording() as times:
         found = run_methods(data, tmp_path, ["linear_probe", "eegfm"], [0, 1], opts, {"corpus": split}, [data])

@@ -7,12 +7,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eegfm.evaluation.comparison import baselines, spectral_stack
+from eegfm.evaluation.comparison import baselines, spectral_stack, tangent_space
 from eegfm.evaluation.comparison.labeled import metrics_of
+from eegfm.evaluation.comparison.windows import computed_once
 from eegfm.model import linear_fit
 from eegfm.model.fused import encoder_embedding, fuse
 from eegfm.model.modeling import create_pretraining_model
-from eegfm.model.spectral_features import band_power_features
+from eegfm.model.spectral_features import band_covariances, band_power_features
 from tests.evaluation.comparison.test_baselines import alpha_windows
 from tests.evaluation.comparison.test_tangent_space import coherent_windows
 
@@ -99,3 +100,23 @@ def test_the_readout_is_fitted_on_the_training_windows_alone(encoder_dir):
     held = alpha_windows([0, 1] * 3, (3.0, 12.0), seed=9, split="eval")
     probs = readout.probabilities(held.eeg, held.channel_mask)
     np.testing.assert_allclose(probs, alone.predict_proba(featurize(held)), rtol=1e-6, atol=1e-9)
+
+
+def test_the_readout_and_the_tangent_space_baseline_share_one_computation_of_the_covariances(encoder_dir):
+    """A run's readout and its tangent-space row read each window set's covariances once
+    (``row_fits.Context.covariances``), and fit exactly what each fits with its own."""
+    train, validation = coherent_windows([0, 1] * 12, 4), coherent_windows([0, 1] * 4, 5, "dev")
+    computed = []
+
+    def counted(windows):
+        computed.append(len(windows))
+        return band_covariances(windows.eeg)
+
+    shared = computed_once(counted)
+    readout, chosen = spectral_stack.spectral_readout(encoder_dir, train, 2, validation, shared)
+    fit, _ = tangent_space.tangent_space_lr(train, 2, validation, shared)
+    assert sorted(computed) == sorted([len(train), len(validation)])  # each set once, for both fits
+    alone, chosen_alone = spectral_stack.spectral_readout(encoder_dir, train, 2, validation)
+    assert chosen == chosen_alone
+    np.testing.assert_array_equal(readout.linear.coef, alone.linear.coef)
+    assert fit.c == tangent_space.tangent_space_lr(train, 2, validation)[0].c

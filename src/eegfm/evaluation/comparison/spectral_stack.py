@@ -50,11 +50,18 @@ READOUT_FEATURES: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def spectral_readout(encoder_dir: Path, train: WindowSet, n_classes: int, validation: WindowSet):
+def spectral_readout(
+    encoder_dir: Path,
+    train: WindowSet,
+    n_classes: int,
+    validation: WindowSet,
+    covariances: Callable[[WindowSet], np.ndarray] | None = None,
+):
     """The readout (module docstring), fitted on ``train``, its feature set and C chosen on
     ``validation``; returns ``(Readout, {"features": name, "C": C})``. Each part of a window set's
-    features is computed once, however many candidate sets read it."""
-    covariances = tangent_space.band_covariances_of()
+    features is computed once, however many candidate sets read it; ``covariances``: a
+    ``tangent_space.band_covariances_of`` reader the tangent-space baseline shares (default: a new one)."""
+    covariances = covariances or tangent_space.band_covariances_of()
     maps = {m: tangent_space.tangent_space(train, m, covariances) for m in tangent_space.METRICS}
     embed = encoder_embedding(encoder_dir)
     compute: dict[str, Callable[[WindowSet], np.ndarray]] = {

@@ -44,11 +44,17 @@ def tangent_space(
     return tangent, lambda windows: tangent.transform(covariances(windows))
 
 
-def tangent_space_lr(train: WindowSet, n_classes: int, validation: WindowSet):
+def tangent_space_lr(
+    train: WindowSet,
+    n_classes: int,
+    validation: WindowSet,
+    covariances: Callable[[WindowSet], np.ndarray] | None = None,
+):
     """The ``tangent_space_lr`` baseline: :func:`baselines.feature_lr` (class-balanced, C on
     validation) on :func:`tangent_space` features under each metric of :data:`METRICS`, the one
-    with the lower class-balanced validation log loss kept; returns ``(fit, tangent map)``."""
-    covariances = band_covariances_of()
+    with the lower class-balanced validation log loss kept; returns ``(fit, tangent map)``.
+    ``covariances``: a :func:`band_covariances_of` reader other fits share (default: a new one)."""
+    covariances = covariances or band_covariances_of()
     maps = {metric: tangent_space(train, metric, covariances) for metric in METRICS}
     featurizers = {metric: computed_once(featurize) for metric, (_, featurize) in maps.items()}
     metric, fit = baselines.lowest_validation_loss(featurizers, train, n_classes, validation)
