@@ -7,7 +7,8 @@ Methods (fine-tuning ``mode`` and the encoder it starts from):
 - ``eegfm_shared``: the same from the shared encoder (``--shared_encoder``: one pretraining over
   every corpus at hand, ``benchmark.shared``) instead of this benchmark's own pretraining;
 - ``scratch``: the same architecture from random weights, fine-tuned the same way;
-- ``linear_probe``: the pretrained encoder frozen, a linear head trained;
+- ``linear_probe``: the pretrained encoder frozen, a linear head trained (with ``head_init: probe``,
+  a convex fit no seed enters: one run serves every seed, :func:`seed_free`);
 - ``eegfm_10pct`` / ``scratch_10pct``: the first two with the labels of 10 % of the training
   subjects (``train_subject_fraction``; drawn by the seed);
 - ``eegfm_fusion``: ``eegfm`` with the records' spectrograms fused (``modalities: [spectrogram]``);
