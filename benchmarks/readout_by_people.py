@@ -48,8 +48,12 @@ def _metrics(labels: np.ndarray, scores: np.ndarray) -> list[float]:
     return [round(float(v), 3) for v in (*found, average_precision_score(labels, scores))]
 
 
-def _within_person(labels: np.ndarray, scores: np.ndarray, people: np.ndarray) -> float:
-    both = [p for p in np.unique(people) if len(set(labels[people == p].tolist())) == 2]  # AUROC needs both classes
+def _within_person(labels: np.ndarray, scores: np.ndarray, people: np.ndarray) -> float | None:
+    """The mean AUROC of each person's windows; None where no person has windows of both classes
+    (a corpus where each person carries one label)."""
+    both = [p for p in np.unique(people) if len(set(labels[people == p].tolist())) == 2]
+    if not both:
+        return None
     return round(float(np.mean([roc_auc_score(labels[people == p], scores[people == p]) for p in both])), 3)
 
 
@@ -90,7 +94,11 @@ def feature_set_row(x: np.ndarray, x_val: np.ndarray, train, validation) -> dict
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("output", type=Path, help="a labeled benchmark's output folder (data/, pretrain/model)")
-    parser.add_argument("--task", default="eegmat_rest_task", help="the windows' task (default eegmat_rest_task)")
+    parser.add_argument(
+        "--task",
+        default="eegmat_rest_task",
+        help="the windows' task (default eegmat_rest_task; a folder run's: folder)",
+    )
     args = parser.parse_args(argv)
     windows = load_windows(str(args.output / "data"), args.task)
     train, validation = windows.of_split("train"), windows.of_split("dev")
