@@ -101,6 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     windows = load_windows(str(args.output / "data"), args.task)
+    classes = sorted(set(windows.label.tolist()))
+    if classes != [0, 1]:  # the figures below read class 1's probability
+        parser.error(f"{args.output / 'data'}: task {args.task!r}: expected two classes (0, 1); got {classes}")
     train, validation = windows.of_split("train"), windows.of_split("dev")
     embed = encoder_embedding(args.output / "pretrain" / "model")
     covariances = tangent_space.band_covariances_of()

@@ -36,7 +36,7 @@ CALLS = 10
 def covariances(data: Path, batch: int) -> torch.Tensor:
     """[batch, bands, 19, 19] shrunk band covariances of Subject00's rest, 10 s windows at 256 Hz."""
     raw = mne.io.read_raw_edf(data / "Subject00_1.edf", preload=True, verbose="ERROR")
-    raw.pick(raw.ch_names[:19]).resample(256.0, verbose="ERROR")
+    raw.pick(raw.ch_names[:19]).resample(256.0, verbose="ERROR")  # eegmat's first 19: the 10-20 electrodes
     signal = raw.get_data() * 1e6
     windows = signal[:, : signal.shape[1] // 2560 * 2560].reshape(19, -1, 2560).transpose(1, 0, 2)
     windows = np.resize(windows, (batch, 19, 2560)).astype(np.float32)  # repeated where the recording is short
