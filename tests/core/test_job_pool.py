@@ -1,7 +1,8 @@
 """Jobs side by side: the plan never gives more workers than threads, workers run in their own
 processes with their share of threads, their stopwatch parts reach the command's recording, an
 error or a dead worker reaches the caller with the job's name (no hang), leaving on an error kills
-the running jobs, and a worker ends with the command that started it, SIGKILL included."""
+the running jobs, a driver on a thread shares the workers without its waits counted, and a
+worker ends with the command that started it, SIGKILL included."""
 
 from __future__ import annotations
 
@@ -75,6 +76,28 @@ def test_workers_run_side_by_side_with_their_share_of_threads_and_report_their_p
     assert times.items["work", "a job"].calls == 2 and times.items["work", "a job"].seconds >= 2.0
     assert "work" in times.overlapping and times.groups["waiting for jobs side by side"].seconds > 0.9
     assert "side by side" in times.table()
+
+
+def two_jobs(pool: JobPool) -> list[tuple[int, str]]:
+    """A driver: two jobs of its own, awaited."""
+    return pool.results([pool.submit(where_am_i, 0.5, name=f"driven {i}") for i in range(2)])
+
+
+def test_a_driver_beside_the_command_shares_the_workers_and_only_the_command_s_wait_counts():
+    with stopwatch.recording() as times, JobPool(Plan(2, 1)) as pool:
+        driven = pool.beside(two_jobs, pool, name="driver")
+        assert not driven.done()  # a thread of its own: the command goes on at once
+        own = pool.results([pool.submit(where_am_i, 0.5, name="the command's job")])
+        results = driven.result()
+    assert len({pid for pid, _ in results + own}) == 2 and os.getpid() not in {pid for pid, _ in results}
+    assert times.items["work", "a job"].calls == 3 and "work" in times.overlapping
+    assert times.groups["waiting for jobs side by side"].calls == 1  # the driver's waits are not the command's
+    with JobPool(Plan(2, 1)) as pool:
+        failed = pool.beside(fail, "a bad driver", name="driver")
+        with pytest.raises(ValueError, match="a bad driver"):
+            failed.result(timeout=10)
+    with JobPool(plan(2, 1)) as pool:  # one worker: the driver runs here and now, its jobs too
+        assert {pid for pid, _ in pool.beside(two_jobs, pool, name="driver").result(timeout=0)} == {os.getpid()}
 
 
 def test_a_job_error_and_a_dead_worker_reach_the_caller_with_the_job_named():

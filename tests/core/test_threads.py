@@ -13,6 +13,7 @@ from eegfm.core.machine import Cpus
 from eegfm.core.threads import (
     SLEEP_WHILE_WAITING,
     THREADS_VARIABLE,
+    at_most,
     fair_threads,
     pool_threads,
     process_threads,
@@ -74,3 +75,21 @@ def test_fair_threads_limits_the_loaded_libraries(monkeypatch):
     finally:
         torch.set_num_threads(before[0])
         threadpool_limits(limits=before[1], user_api="blas")
+
+
+def test_at_most_holds_torch_and_blas_to_the_count_inside_the_block_only():
+    torch = pytest.importorskip("torch")
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas() -> set[int]:
+        return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
+
+    torch.set_num_threads(2)
+    threadpool_limits(limits=2, user_api="blas")
+    try:
+        before = blas()
+        with at_most(1):
+            assert torch.get_num_threads() == 1 and blas() <= {1}
+        assert torch.get_num_threads() == 2 and blas() == before
+    finally:
+        fair_threads()  # the process's own count again

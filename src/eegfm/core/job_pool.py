@@ -7,7 +7,9 @@ pool's other thread). Two ``cpu-small`` fine-tuning runs started together on two
 fit on two threads (docs/performance.md): a benchmark's independent fits finish sooner side by side.
 
 - :func:`plan`: the workers and threads each for ``jobs`` jobs out of ``threads`` threads.
-- :class:`JobPool`: ``submit(fn, *args)`` returns a future. The parts a job marks with
+- :class:`JobPool`: ``submit(fn, *args)`` returns a future; ``beside(fn, *args)`` runs a driver on
+  a thread of the command, one that submits jobs of its own as it goes (EEGNet's search), so that
+  its jobs and the command's share the workers. The parts a job marks with
   ``core.stopwatch`` reach the command's recording, as time side by side. A pool of one worker runs
   each job in this process when it is submitted: no process to start, the same threads as before,
   the same order of work, and a failing job's error raised by ``submit`` itself.
@@ -27,6 +29,7 @@ import dataclasses
 import logging
 import multiprocessing
 import os
+import threading
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -36,6 +39,8 @@ from eegfm.core.logs import get_logger
 from eegfm.core.threads import THREADS_VARIABLE
 
 log = get_logger(__name__)
+
+WAITING = "waiting for jobs side by side"  # the stopwatch's part for the command's wait
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +75,7 @@ class JobPool:
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
         self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._drivers: list[concurrent.futures.Future] = []  # :meth:`beside`'s
         self._before: set[int] = set()
 
     def __enter__(self) -> JobPool:
@@ -88,6 +94,7 @@ class JobPool:
         if self._executor is None:
             return
         if kind is None:
+            concurrent.futures.wait(self._drivers)  # a driver may still submit jobs
             self._executor.shutdown(wait=True)
             return
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -108,13 +115,42 @@ class JobPool:
         job.add_done_callback(lambda done: _deliver(done, future, name, times))
         return future
 
+    def beside(self, fn: Callable[..., Any], *args: Any, name: str) -> concurrent.futures.Future:
+        """Run ``fn(*args)`` on a thread of this command, beside its own work: a driver whose jobs
+        go to this pool as it needs them (a search that submits its next jobs once the first end),
+        side by side with the jobs the command submits meanwhile. The parts its jobs record reach
+        the command's recording as side by side; its waits for them do not count (the command's
+        own parts cover that time). ``fn`` must leave torch's global random state alone, which the
+        command's thread may be using. With one worker it runs here and now, as :meth:`submit` runs
+        a job."""
+        if self._executor is None:
+            return self.submit(fn, *args, name=name)
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        outer = stopwatch.current()
+
+        def drive() -> None:
+            try:
+                with stopwatch.recording() as inner:
+                    result = fn(*args)
+            except BaseException as error:  # the caller meets it in the future's result
+                future.set_exception(error)
+                return
+            if outer is not None:
+                outer.add_overlapping(inner.as_dict(), leave_out=(WAITING,))
+            future.set_result(result)
+
+        # A daemon: a command leaving on an error stops the driver's jobs and need not wait for it.
+        threading.Thread(target=drive, name=name, daemon=True).start()
+        self._drivers.append(future)
+        return future
+
     def results(self, futures: list[concurrent.futures.Future]) -> list[Any]:
         """Each future's result, in order; the first job to fail raises its error as soon as it
         fails, not after the jobs before it end. The wait, where jobs run in workers, counts to
         the stopwatch's "waiting for jobs side by side"."""
         if self._executor is None:
             return [future.result() for future in futures]
-        with stopwatch.part("waiting for jobs side by side"):
+        with stopwatch.part(WAITING):
             done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
             failed = [f for f in done if not f.cancelled() and f.exception() is not None]
             if failed:

@@ -19,7 +19,7 @@ import contextvars
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 
 _CURRENT: contextvars.ContextVar[PartTimes | None] = contextvars.ContextVar("eegfm_part_times", default=None)
 
@@ -65,10 +65,13 @@ class PartTimes:
                 detail.seconds += seconds
                 detail.calls += calls
 
-    def add_overlapping(self, parts: dict) -> None:
-        """The parts a job recorded in a worker process (its :meth:`as_dict`), side by side with
-        other jobs: their groups are marked as overlapping."""
+    def add_overlapping(self, parts: dict, leave_out: Collection[str] = ()) -> None:
+        """The parts a job recorded in a worker process or on another thread (its :meth:`as_dict`),
+        side by side with other work: their groups, but those in ``leave_out``, are marked as
+        overlapping and added."""
         for found in parts["parts"]:
+            if found["part"] in leave_out:
+                continue
             self.overlapping.add(found["part"])
             items = found["items"] or [{"item": None, "seconds": found["seconds"], "calls": found["calls"]}]
             for item in items:

@@ -27,10 +27,11 @@ Two rules, both set by every console script before it does any work:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
 
 from eegfm.core.machine import Cpus, omp_threads
 
@@ -119,3 +120,19 @@ def limit_torch(intra_op: int) -> None:
             torch.set_num_interop_threads(1)
         except RuntimeError:  # the pool already ran: its size is fixed for this process
             pass
+
+
+@contextlib.contextmanager
+def at_most(threads: int) -> Iterator[None]:
+    """Inside the block, torch's intra-op pool and BLAS use at most ``threads`` threads (then as
+    before): a command's own work while its job pool's workers hold every core."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(min(before, threads))
+    try:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            yield
+    finally:
+        torch.set_num_threads(before)

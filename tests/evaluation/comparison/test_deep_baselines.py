@@ -228,7 +228,8 @@ def test_the_grid_search_cuts_the_worse_half_at_the_first_rung(windows):
 
 
 def test_fits_side_by_side_in_worker_processes_equal_the_fits_in_this_process(windows, tmp_path):
-    """Two workers of one thread each (``core.job_pool``) give the networks of one thread here."""
+    """Two workers of one thread each (``core.job_pool``) give the networks of one thread here,
+    driven from this thread or from a thread beside it (which leaves torch's random state alone)."""
     from eegfm.core.job_pool import JobPool, Plan
 
     train, dev = windows.of_split("train"), windows.of_split("dev")
@@ -239,9 +240,15 @@ def test_fits_side_by_side_in_worker_processes_equal_the_fits_in_this_process(wi
         here = deep_baselines.eegnets(train, dev, 2, (0, 1), grid)
         with JobPool(Plan(2, 1)) as pool:
             apart = deep_baselines.eegnets(train, dev, 2, (0, 1), grid, cache=tmp_path / "b", pool=pool)
+            state = torch.random.get_rng_state()
+            args = (train, dev, 2, (0, 1), grid, tmp_path / "c", pool)
+            weights = pool.beside(deep_baselines.chosen_weights, *args, name="EEGNet").result()
+            assert torch.equal(torch.random.get_rng_state(), state)  # a thread beside the command draws nothing
+        driven = [fit.network() for fit in weights]
     finally:
         torch.set_num_threads(threads)
-    for one, other in zip(here, apart, strict=True):
-        assert one.record == other.record
+    for one, other, third in zip(here, apart, driven, strict=True):
+        assert one.record == other.record == third.record
         np.testing.assert_array_equal(one(dev), other(dev))
+        np.testing.assert_array_equal(one(dev), third(dev))
     assert len(apart[1].record["grid"]) == 1 and (tmp_path / "b" / "eegnet-seed1.pt").is_file()

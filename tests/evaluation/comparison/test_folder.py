@@ -392,22 +392,31 @@ def tiny_recipe(output: Path) -> RecipeOptions:
     )
 
 
-def test_fine_tuning_runs_side_by_side_in_worker_processes(tiny_run, tmp_path):
-    """The runs of ``run_methods`` in a pool of two workers: each run's report, its parts timed as
-    side by side; the same folders and reports a run in this process makes."""
+def test_pretraining_and_fine_tuning_run_side_by_side_in_worker_processes(tiny_run, tmp_path):
+    """The runs of ``run_methods`` in a pool of two workers: the pretraining is a job, a run that
+    needs none (scratch) starts beside it, the others after it; each run's report, its parts timed
+    as side by side; the same folders and reports a run in this process makes; ``meanwhile``
+    called once, after the pretraining."""
     output, _ = tiny_run
     opts = tiny_recipe(output)
-    data = str(output / "data")
+    data, methods = str(output / "data"), ["eegfm", "linear_probe", "scratch"]
+    pretrained = pretrain_folder(tmp_path) / "model" / "config.json"
+    calls = []
     with stopwatch.recording() as times, JobPool(Plan(2, 1)) as pool:
         found = run_methods(
-            data, tmp_path, ["eegfm", "linear_probe"], [0], opts, {"corpus": {"corpus_split": True}}, [data], pool=pool
-        )
-    for method in ("eegfm", "linear_probe"):
+            data, tmp_path, methods, [0], opts, {"corpus": {"corpus_split": True}}, [data], pool=pool,
+            meanwhile=lambda: calls.append(pretrained.is_file()),
+        )  # fmt: skip
+    assert calls == [True]
+    runs = {method: tmp_path / "runs" / method / "corpus" / "seed0" for method in methods}
+    for method in methods:
         [report] = found[method]["corpus"]
         assert set(report["val"]) >= {"balanced_accuracy", "auroc", "auprc"}
-        assert (tmp_path / "runs" / method / "corpus" / "seed0" / "model" / "config.json").is_file()
-    assert "fine-tuning" in times.overlapping
-    assert {item for group, item in times.items if group == "fine-tuning"} == {"eegfm", "linear_probe"}
+        assert (runs[method] / "model" / "config.json").is_file()
+    assert {"fine-tuning", "pretraining"} <= times.overlapping
+    assert {item for group, item in times.items if group == "fine-tuning"} == set(methods)
+    started = {method: (folder / "fingerprint.json").stat().st_mtime for method, folder in runs.items()}
+    assert started["scratch"] < pretrained.stat().st_mtime < min(started["eegfm"], started["linear_probe"])
 
 
 def test_a_linear_probe_runs_once_for_every_seed_and_another_seed_saves_the_same_model(tiny_run, tmp_path):

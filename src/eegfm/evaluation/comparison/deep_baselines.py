@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import braindecode
 import numpy as np
 import torch
 
@@ -230,7 +231,15 @@ def eegnet(
     return eegnets(train, validation, n_classes, (seed,), grid, cache, pool)[0]
 
 
-def eegnets(
+def eegnets(*args: Any, **kwargs: Any) -> list[EEGNetFit]:
+    """One EEGNet per seed (:func:`chosen_weights`' arguments: ``train, validation, n_classes,
+    seeds, grid, cache, pool``): the first seed searches ``grid``, the others train the setting it
+    chose (side by side where ``pool`` has workers), each stopping at its own best validation
+    epoch. As :func:`eegnet` otherwise."""
+    return [fit.network() for fit in chosen_weights(*args, **kwargs)]
+
+
+def chosen_weights(
     train: WindowSet,
     validation: WindowSet,
     n_classes: int,
@@ -238,10 +247,10 @@ def eegnets(
     grid=GRID,
     cache: Path | None = None,
     pool: JobPool | None = None,
-) -> list[EEGNetFit]:
-    """One EEGNet per seed: the first seed searches ``grid``, the others train the setting it
-    chose (side by side where ``pool`` has workers), each stopping at its own best validation
-    epoch. As :func:`eegnet` otherwise."""
+) -> list[ChosenWeights]:
+    """What :func:`eegnets` fits, each seed's network as its weights: nothing here draws from
+    torch's global random state (the trainings do, in their jobs), so a thread of the command may
+    run it beside other work that does, and :meth:`ChosenWeights.network` builds the networks after."""
     if not len(train) or not len(validation):
         raise ValueError(f"eegnet: {len(train)} training and {len(validation)} validation windows; expected both")
     train_data, val_data = Data.of(train, n_classes), Data.of(validation, n_classes)
@@ -253,13 +262,13 @@ def eegnets(
     with tempfile.TemporaryDirectory(dir=cache) as scratch:
         inputs = save_inputs(train_data, val_data, Path(scratch) / "inputs.pt")
         fits = {first: saved.get(first, grid) or saved.put(first, grid, search(grid, first, inputs, pool))}
-        setting = {key: (fits[first][1][key],) for key in grid}
+        setting = {key: (fits[first].record[key],) for key in grid}
         fits.update({seed: saved.get(seed, setting) for seed in others})
         missing = [seed for seed in others if fits[seed] is None]
         started = [Training(_grid(setting)[0], seed) for seed in missing]
         for seed, training in zip(missing, _train(started, inputs, "the chosen setting, another seed", pool)):
             fits[seed] = saved.put(seed, setting, [training])
-    return [EEGNetFit(fits[seed][0].eval(), fits[seed][1], n_classes, _shape(train_data)) for seed in seeds]
+    return [fits[seed] for seed in seeds]
 
 
 def _shape(data: Data) -> dict[str, int]:
@@ -284,6 +293,24 @@ class EEGNetFit:
         return eegnet_probabilities(self.model, windows.eeg, self.n_classes)
 
 
+@dataclasses.dataclass(frozen=True)
+class ChosenWeights:
+    """One seed's chosen EEGNet as its weights (``state_dict``) and record, with its input shape."""
+
+    weights: dict[str, torch.Tensor]
+    record: dict[str, Any]
+    n_classes: int
+    shape: dict[str, int]
+
+    def network(self) -> EEGNetFit:
+        """The network these weights make, in eval mode. Building it draws initial weights from
+        torch's global random state, forked (the caller's stream stays where it was)."""
+        with torch.random.fork_rng(devices=[]):
+            model = build_model(self.shape["n_chans"], self.shape["n_times"], self.n_classes, self.record["drop_prob"])
+        model.load_state_dict(self.weights)
+        return EEGNetFit(model.eval(), self.record, self.n_classes, self.shape)
+
+
 def _fixed() -> dict[str, Any]:
     return {
         "max_epochs": MAX_EPOCHS,
@@ -295,6 +322,7 @@ def _fixed() -> dict[str, Any]:
         "sfreq": MODEL_SFREQ,
         "kernel_length": KERNEL_LENGTH,
         "scale_uv": SCALE_UV,
+        "network": f"braindecode {braindecode.__version__} EEGNetv4",  # a saved fit's weights fit this one
     }
 
 
@@ -330,20 +358,19 @@ class SavedFits:
         digest.update(json.dumps(recipe, sort_keys=True).encode())
         return digest.hexdigest()
 
-    def put(self, seed: int, grid, trainings: list[Training]) -> tuple[torch.nn.Module, dict[str, Any]]:
-        """The network and record of the lowest validation loss among ``trainings``, saved."""
+    def put(self, seed: int, grid, trainings: list[Training]) -> ChosenWeights:
+        """The weights and record of the lowest validation loss among ``trainings``, saved."""
         chosen = min(trainings, key=lambda t: t.best_loss)
         log.info("eegnet seed %d: %s, epoch %d (validation loss %.4f)", seed, chosen.settings, chosen.best_epoch,
                  chosen.best_loss)  # fmt: skip
-        model = self._model(chosen.settings["drop_prob"], chosen.best)
         record = _record(chosen, trainings)
         if self.folder is not None:
-            state = {"key": self.key(seed, grid), "record": json.dumps(record), "weights": model.state_dict()}
+            state = {"key": self.key(seed, grid), "record": json.dumps(record), "weights": chosen.best}
             torch.save(state, self.folder / f"eegnet-seed{seed}.pt")
-        return model, record
+        return ChosenWeights(chosen.best, record, self.n_classes, _shape(self.train))
 
-    def get(self, seed: int, grid) -> tuple[torch.nn.Module, dict[str, Any]] | None:
-        """The saved network and record of ``seed`` where its fingerprint matches; else None."""
+    def get(self, seed: int, grid) -> ChosenWeights | None:
+        """The saved weights and record of ``seed`` where its fingerprint matches; else None."""
         path = self.folder / f"eegnet-seed{seed}.pt" if self.folder is not None else None
         if path is None or not path.is_file():
             return None
@@ -351,17 +378,10 @@ class SavedFits:
             state = torch.load(path, map_location="cpu", weights_only=True)
             if state.get("key") != self.key(seed, grid):
                 return None
-            record = json.loads(state["record"])
-            model = self._model(record["drop_prob"], state["weights"])
+            fit = ChosenWeights(state["weights"], json.loads(state["record"]), self.n_classes, _shape(self.train))
         # A torn or foreign file fails in whichever way the unpickler meets it; every way means fit again.
         except Exception as error:
             log.warning("eegnet: %s is not a usable saved fit (%s); fitting again", path, error)
             return None
         log.info("eegnet: reused the fit saved in %s (same windows, targets, grid and seed)", path)
-        return model, record
-
-    def _model(self, drop_prob: float, weights) -> torch.nn.Module:
-        with torch.random.fork_rng(devices=[]):  # the initial weights, replaced, must not move the caller's stream
-            model = build_model(self.train.x.shape[1], self.train.x.shape[2], self.n_classes, drop_prob)
-        model.load_state_dict(weights)
-        return model.eval()
+        return fit

@@ -19,7 +19,7 @@ import torch
 from eegfm.core import stopwatch
 from eegfm.core.job_pool import JobPool, plan
 from eegfm.core.logs import get_logger
-from eegfm.core.threads import pool_threads
+from eegfm.core.threads import at_most, pool_threads
 from eegfm.evaluation.comparison import baselines, choice, levels, report
 from eegfm.evaluation.comparison.export import export_row
 from eegfm.evaluation.comparison.options import BenchmarkOptions
@@ -149,6 +149,20 @@ def selected_rows(options: BenchmarkOptions, reports: dict[str, Any]) -> list[st
     return names
 
 
+def _beside_workers(pool: JobPool, work) -> None:
+    """``work`` in this process while ``pool``'s workers run: one thread where they hold every core."""
+    with at_most(1 if pool.plan.workers > 1 else pool.plan.threads):
+        work()
+
+
+def rows_without_runs(options: BenchmarkOptions) -> list[str]:
+    """The rows this process can fit while the fine-tuning runs go on: the baselines but EEGNet
+    (whose fits share the workers with them), and with eegfm's runs asked for, its readout (of the
+    pretrained encoder alone)."""
+    names = [name for name in options.baselines if name != "eegnet"]
+    return names + (["spectral_readout"] if "eegfm" in options.methods else [])
+
+
 def _split_counts(windows: WindowSet, suite: Suite, data_name: str) -> tuple[dict[str, int], list[str]]:
     """Subjects per split, and the notes they call for; ValueError without training or validation."""
     counts = {s: len(set(windows.of_split(s).subject.tolist())) for s in ("train", "dev", "eval")}
@@ -183,19 +197,30 @@ def evaluate(
     parts = PartProbabilities(windows, len(suite.classes))
     choose = choice.with_people(lambda run: _validation_probabilities(run, parts), parts.held("dev"), parts.n_classes)
     with JobPool(plan(threads, threads, options.workers)) as pool:
-        folds = {"corpus": {"corpus_split": True}}
-        reports = run_methods(
-            data, output, options.methods, options.seeds, opts, folds, [data], ALTERNATIVES, pool, choose
-        )
         context = Context(
-            windows, suite.classes, output, options.seeds, window_seconds, reports, options.eegnet_max_epochs, pool
+            windows, suite.classes, output, options.seeds, window_seconds, {}, options.eegnet_max_epochs, pool
         )
+        if "eegnet" in options.baselines:
+            context.start_eegnets()  # its jobs share the workers with the fine-tuning runs
         results, intervals, fitted = {}, {}, {}
-        for name in selected_rows(options, reports):
-            log.info("benchmark: row %s", name)
-            with stopwatch.part("rows: fitted and scored", name):
-                fitted[name] = ROWS[name].fit(context)
-                results[name], intervals[name] = score_row(fitted[name], parts, splits)
+
+        def fit(names: Sequence[str]) -> None:
+            for name in names:
+                if name not in fitted:
+                    log.info("benchmark: row %s", name)
+                    with stopwatch.part("rows: fitted and scored", name):
+                        fitted[name] = ROWS[name].fit(context)
+                        results[name], intervals[name] = score_row(fitted[name], parts, splits)
+
+        folds = {"corpus": {"corpus_split": True}}
+        context.reports = run_methods(
+            data, output, options.methods, options.seeds, opts, folds, [data], ALTERNATIVES, pool, choose,
+            meanwhile=lambda: _beside_workers(pool, lambda: fit(rows_without_runs(options))),
+        )  # fmt: skip
+        names = selected_rows(options, context.reports)
+        fit(names)
+        reports = context.reports
+    results, intervals = ({name: found[name] for name in names} for found in (results, intervals))
     chosen = {f"{name}.chosen": f.chosen for name, f in fitted.items() if f.chosen is not None}
     run = {"suite": suite.name, "seeds": list(options.seeds), "config": options.config, "windows": counts}
     if note := seeds_note(list(reports), opts, options.seeds):

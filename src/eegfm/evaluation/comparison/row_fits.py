@@ -5,16 +5,18 @@ pyRiemann come with it, which the registry, and so ``eegfm-benchmark --help``, d
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from eegfm.core import stopwatch
-from eegfm.core.job_pool import JobPool
+from eegfm.core.job_pool import WAITING, JobPool, plan
 from eegfm.evaluation.comparison import baselines, deep_baselines, spectral_stack, tangent_space
 from eegfm.evaluation.comparison.runs import pretrain_folder
 from eegfm.evaluation.comparison.windows import WindowSet
@@ -38,6 +40,7 @@ class Context:
     # Class-balanced linear fits: balanced accuracy wants decisions beyond the majority class; the
     # simulated suite's KL on vote distributions wants the probabilities unweighted.
     balanced: bool = True
+    _eegnet_fits: Future | None = dataclasses.field(default=None, init=False, repr=False)
 
     @property
     def n_classes(self) -> int:
@@ -69,16 +72,28 @@ class Context:
                 encoder, self.train, self.n_classes, self.validation, self.covariances
             )
 
+    def start_eegnets(self) -> None:
+        """Start EEGNet's fits now (:meth:`eegnets`), on a thread whose jobs share ``pool`` with
+        the fine-tuning runs submitted meanwhile, rather than after them."""
+        if self._eegnet_fits is None:
+            grid = {**deep_baselines.GRID, "max_epochs": (self.eegnet_max_epochs,)}
+            cache = self.output / "baselines"
+            pool = self.pool or JobPool(plan(1, 1))
+            args = (self.train, self.validation, self.n_classes, self.seeds, grid, cache, pool)
+            self._eegnet_fits = pool.beside(deep_baselines.chosen_weights, *args, name="EEGNet")
+
     @functools.cached_property
     def eegnets(self) -> list[deep_baselines.EEGNetFit]:
         """EEGNet fitted once per seed of the run: the first seed searches the grid, the others
         train the setting it chose, each stopping at its own best validation epoch
-        (``deep_baselines.eegnets``; side by side in ``pool``). As many candidates as eegfm's
-        network gets (two recipes a seed), at a fraction of the grid on every seed, which took a
-        60-person run's EEGNet past 30 of its 45 minutes."""
-        grid = {**deep_baselines.GRID, "max_epochs": (self.eegnet_max_epochs,)}
-        cache = self.output / "baselines"
-        return deep_baselines.eegnets(self.train, self.validation, self.n_classes, self.seeds, grid, cache, self.pool)
+        (``deep_baselines.eegnets``; side by side in ``pool``; started by :meth:`start_eegnets`,
+        or here). As many candidates as eegfm's network gets (two recipes a seed), at a fraction
+        of the grid on every seed, which took a 60-person run's EEGNet past 30 of its 45 minutes."""
+        self.start_eegnets()
+        done = self._eegnet_fits.done()
+        with contextlib.nullcontext() if done else stopwatch.part(WAITING):  # the command's wait, not the row's work
+            weights = self._eegnet_fits.result()
+        return [fit.network() for fit in weights]
 
     def network_folders(self, method: str) -> list[Path]:
         """The model folders of ``method``'s runs, one per seed."""

@@ -318,6 +318,7 @@ def run_methods(
     alternatives: Mapping[str, Sequence[str]] | None = None,
     pool: JobPool | None = None,
     choose: Callable[[Mapping[str, dict]], dict] | None = None,
+    meanwhile: Callable[[], None] | None = None,
 ) -> dict[str, dict[str, list[dict[str, Any]]]]:
     """``{method: {fold: [eval.json per seed]}}``, each with ``run``, the folder of the run it
     describes; ``folds`` maps a fold's name to the fine-tuning settings that hold its subjects or
@@ -330,21 +331,25 @@ def run_methods(
     ``chosen`` names it; its own runs alone are then the row ``<method>_full``. Validation chooses;
     test never does.
 
-    ``pool``: where the fine-tuning runs go, side by side where it has workers (default: one after
-    another, in this process); stacks, which read their members' runs, follow in this process.
+    ``pool``: where the pretraining and the fine-tuning runs go, side by side where it has workers
+    (default: one after another, in this process): the runs that need no pretraining of this run
+    start beside it, the others once it is done; stacks, which read their members' runs, follow in
+    this process. ``meanwhile``: this process's own work while the runs go on (called once every
+    run is submitted, after the pretraining).
     """
     alternatives = {m: tuple(others) for m, others in (alternatives or {}).items() if m in methods}
     asked = list(methods)
     methods = [*asked, *(o for others in alternatives.values() for o in others if o not in asked)]
     chosen = [METHODS[name] for name in methods]
     needed = chosen + [METHODS[m] for method in chosen for m in method.members]
-    encoders = {  # one pretraining per architecture serves all its runs
-        arch: pretrain(pretrain_data, pretrain_folder(output, arch), opts, arch)
-        for arch in dict.fromkeys(m.architecture for m in needed if m.pretrained and not m.shared)
-    }
     if any(m.shared for m in needed) and not opts.shared_encoder:
         raise ConfigError("--shared_encoder: method eegfm_shared needs the shared encoder's model folder")
     pool = pool or JobPool(plan(1, 1))
+    pretrainings: dict[str, Future] = {}  # one per architecture serves all its runs: a job like the others
+    for arch in dict.fromkeys(m.architecture for m in needed if m.pretrained and not m.shared):
+        folder = pretrain_folder(output, arch)
+        pretrainings[arch] = pool.submit(pretrain, pretrain_data, folder, opts, arch, name=f"pretraining {arch}")
+    encoders: dict[str, Path] = {}
     jobs: dict[tuple[str, int, str], Future] = {}
 
     def submit(method: Method, seed: int, fold: str, split: Mapping[str, Any]) -> None:
@@ -365,9 +370,17 @@ def run_methods(
         if seed in opts.seeds_of(method, seeds)
     ]
     ran = {(m.name, seed, fold): _run_seed(m, seed, opts, seeds, split) for m, seed, fold, split in order}
-    for method, seed, fold, split in order:
-        if ran[method.name, seed, fold] == seed:
+    mine = [(m, seed, fold, split) for m, seed, fold, split in order if ran[m.name, seed, fold] == seed]
+    # The runs that start from no pretraining of this run go first, beside the pretraining.
+    for method, seed, fold, split in mine:
+        if not _needs_pretraining(method):
             submit(method, seed, fold, split)
+    encoders.update(zip(pretrainings, pool.results(list(pretrainings.values())), strict=True))
+    for method, seed, fold, split in mine:
+        if _needs_pretraining(method):
+            submit(method, seed, fold, split)
+    if meanwhile is not None:
+        meanwhile()
     done = dict(zip(jobs, pool.results(list(jobs.values())), strict=True))
     reports: dict[str, dict[str, list[dict[str, Any]]]] = {m.name: {fold: [] for fold in folds} for m in chosen}
     for method, seed, fold, split in order:
@@ -398,6 +411,12 @@ def _run_seed(method: Method, seed: int, opts: RecipeOptions, seeds: Sequence[in
     """The seed whose run serves ``method``'s ``seed``: its own, or for a :func:`seed_free` method
     the first seed the method runs (one run instead of one a seed)."""
     return opts.seeds_of(method, seeds)[0] if seed_free(method, opts, split) else seed
+
+
+def _needs_pretraining(method: Method) -> bool:
+    """Whether ``method``'s run (a stack's: one of its members') starts from this run's pretraining."""
+    members = [METHODS[name] for name in method.members] or [method]
+    return any(m.pretrained and not m.shared for m in members)
 
 
 def _encoder(method: Method, encoders: Mapping[str, Path], output: Path, opts: RecipeOptions, seed: int):
